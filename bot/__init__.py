@@ -1,0 +1,1 @@
+"""chat-completion-bot: LLM chat for Discord and Matrix, configured per channel."""

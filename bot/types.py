@@ -1,0 +1,232 @@
+"""Value types shared by every layer. No I/O here."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Platform(StrEnum):
+    DISCORD = "discord"
+    MATRIX = "matrix"
+    CONSOLE = "console"
+
+
+class Source(StrEnum):
+    OPENAI = "openai"
+    CLAUDE = "claude"
+    MISTRAL = "mistral"
+    CUSTOM = "custom"
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class ReplyMode(StrEnum):
+    MENTION = "mention"
+    ALWAYS = "always"
+
+
+class Scope(StrEnum):
+    """Where a configuration value or secret is stored."""
+
+    CHANNEL = "channel"
+    SERVER = "server"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRef:
+    """A place people chat: platform + server/space + channel/room + optional thread.
+
+    Configuration belongs to the channel (a thread inherits its parent's); history
+    belongs to the thread when there is one.
+    """
+
+    platform: Platform
+    channel_id: str
+    server_id: str = ""
+    thread_id: str = ""
+
+    def scope_key(self, scope: Scope) -> tuple[str, str, str]:
+        """(platform, server, channel) of the row holding this channel's settings at `scope`."""
+        if scope is Scope.SERVER:
+            return (self.platform.value, self.server_id, "")
+        return (self.platform.value, self.server_id, self.channel_id)
+
+    @property
+    def has_server(self) -> bool:
+        return bool(self.server_id)
+
+    def __str__(self) -> str:
+        parts = [self.platform.value, self.server_id or "-", self.channel_id]
+        if self.thread_id:
+            parts.append(self.thread_id)
+        return ":".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who sent a message or command, and what the platform lets them do."""
+
+    id: str
+    display_name: str
+    is_channel_admin: bool = False
+    is_server_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One conversation turn as the core sees it (provider-neutral)."""
+
+    role: Role
+    content: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A stored conversation turn; `error` marks a partial answer cut by a fault."""
+
+    role: Role
+    content: str
+    author: str | None = None
+    tokens: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model an endpoint offers (fields beyond `id` only where the endpoint says)."""
+
+    id: str
+    display_name: str | None = None
+    context_length: int | None = None
+    vision: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    context_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCheck:
+    """The outcome of the last status check stored for a channel."""
+
+    ok: bool
+    reason: str
+    checked_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """A channel's effective configuration after channel → server → operator fall-through."""
+
+    source: Source
+    model: str | None = None
+    proxy_url: str | None = None
+    resolved_url: str | None = None
+    bypass_status_check: bool = False
+    show_external_models: bool = False
+    system_prompt: str | None = None
+    params: GenerationParams = field(default_factory=GenerationParams)
+    reply_mode: ReplyMode = ReplyMode.MENTION
+    show_reasoning: bool = False
+    mistral_safe_prompt: bool = False
+    status: StatusCheck | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a command answers: text, and whether only the caller should see it."""
+
+    text: str
+    private: bool = False
+    ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    url: str
+    content_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A platform event turned into something the core understands."""
+
+    channel: ChannelRef
+    actor: Actor
+    text: str
+    attachments: tuple[Attachment, ...] = ()
+    message_id: str = ""
+
+
+class _SecretRegistry:
+    """Plaintexts of secrets this process has seen, so logs can redact them."""
+
+    _MIN_LEN = 6
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, value: str) -> None:
+        if len(value) >= self._MIN_LEN:
+            with self._lock:
+                self._values.add(value)
+
+    def values(self) -> Iterable[str]:
+        with self._lock:
+            return sorted(self._values, key=len, reverse=True)
+
+
+SECRET_REGISTRY = _SecretRegistry()
+
+
+class SecretValue:
+    """A secret string that never shows itself in repr/str/format."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        SECRET_REGISTRY.add(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    @property
+    def last4(self) -> str:
+        return self._value[-4:] if len(self._value) >= 8 else ""
+
+    def __repr__(self) -> str:
+        return "SecretValue('****')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretValue) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("SecretValue cannot be pickled")

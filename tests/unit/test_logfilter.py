@@ -1,0 +1,54 @@
+"""No key reaches a log line: known secrets and key-shaped strings are redacted."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.logfilter import REDACTED, RedactingFilter, redact
+from bot.types import SecretValue
+
+
+def test_known_secret_is_redacted_anywhere() -> None:
+    SecretValue("tabby-0f9e8d7c6b5a")
+    assert redact("auth with tabby-0f9e8d7c6b5a failed") == f"auth with {REDACTED} failed"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "key sk-proj-abcdefghijklmnop1234 leaked",
+        "key sk-ant-api03-abcdefgh leaked",
+        "Authorization: Bearer abcdef123456789",
+        "headers {'x-api-key': 'zyxwvut98765'}",
+    ],
+)
+def test_key_shapes_are_redacted(line: str) -> None:
+    out = redact(line)
+    assert REDACTED in out
+    for secret in ("abcdefghijklmnop1234", "api03-abcdefgh", "abcdef123456789", "zyxwvut98765"):
+        assert secret not in out
+
+
+def test_filter_cleans_args_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    secret = SecretValue("very-secret-value-42")
+    logger = logging.getLogger("test.redact")
+    caplog.handler.addFilter(RedactingFilter())
+    try:
+        raise RuntimeError(f"boom {secret.reveal()}")
+    except RuntimeError:
+        logger.exception("failed with %s", secret.reveal())
+    text = caplog.text
+    assert "very-secret-value-42" not in text
+    assert REDACTED in text
+
+
+def test_secret_value_never_shows_itself() -> None:
+    s = SecretValue("sk-shown-nowhere-123")
+    assert "sk-shown" not in repr(s) + str(s) + f"{s}" + repr([s]) + repr({"k": s})
+    assert s.last4 == "-123"
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(s)
