@@ -1,0 +1,145 @@
+"""Encryption of stored secrets: AES-256-GCM, keys from BOT_SECRET_KEYS, rows bound by AAD."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from bot.types import SecretValue
+
+SETTING = "BOT_SECRET_KEYS"
+_KEY_BYTES = 32
+_NONCE_BYTES = 12
+_HOW_TO_FIX = f"run `chatbot keygen` and put the result in {SETTING}"
+
+
+def generate_key() -> str:
+    """A new random 256-bit key as URL-safe base64, the form BOT_SECRET_KEYS expects."""
+    return base64.urlsafe_b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
+
+
+def key_id_of(key: bytes) -> str:
+    """A stable, non-secret name for a key, so rows say which key sealed them."""
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+def describe_scope(platform: str, server_id: str, channel_id: str) -> str:
+    """Human words for a secret's row, used in errors (ids only, never values)."""
+    if not channel_id:
+        return f"server {server_id} on {platform}"
+    if server_id:
+        return f"channel {channel_id} (server {server_id}) on {platform}"
+    return f"channel {channel_id} on {platform}"
+
+
+def associated_data(platform: str, server_id: str, channel_id: str, name: str) -> bytes:
+    """The AAD binding a ciphertext to its row.
+
+    JSON rather than a plain `|` join so ids containing the separator cannot make two
+    different rows produce the same AAD.
+    """
+    return json.dumps(["v1", platform, server_id, channel_id, name]).encode("utf-8")
+
+
+class SecretUnreadable(Exception):
+    """A stored secret cannot be decrypted. `str(err)` is safe to show a person."""
+
+    def __init__(self, where: str, name: str, reason: str) -> None:
+        self.where = where
+        self.name = name
+        self.reason = reason
+        super().__init__(
+            f"The {name} stored for {where} cannot be decrypted: {reason}. "
+            f"Set it again with /key set (or /proxy for a proxy password); if the key "
+            f"that encrypted it was removed from {SETTING}, an operator can add it back."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """What is stored for one secret: the key id, nonce and ciphertext (tag included)."""
+
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+
+
+class SecretBox:
+    """Encrypts with the first configured key; decrypts with any of them."""
+
+    __slots__ = ("_ciphers", "_primary")
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError(f"{SETTING} holds no key: {_HOW_TO_FIX}.")
+        ciphers: dict[str, AESGCM] = {}
+        for key in keys:
+            if len(key) != _KEY_BYTES:
+                raise ValueError(f"each key in {SETTING} must be {_KEY_BYTES} bytes")
+            # setdefault: a key listed twice keeps its first position (first encrypts).
+            ciphers.setdefault(key_id_of(key), AESGCM(key))
+        self._ciphers = ciphers
+        self._primary = key_id_of(keys[0])
+
+    @classmethod
+    def from_setting(cls, text: str | None) -> SecretBox:
+        """Parse BOT_SECRET_KEYS (comma-separated); errors never echo the key text."""
+        entries = [part.strip() for part in (text or "").split(",")]
+        entries = [part for part in entries if part]
+        if not entries:
+            raise ValueError(f"{SETTING} is empty: {_HOW_TO_FIX}.")
+        keys: list[bytes] = []
+        for position, entry in enumerate(entries, start=1):
+            try:
+                raw = base64.urlsafe_b64decode(entry + "=" * (-len(entry) % 4))
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != _KEY_BYTES:
+                raise ValueError(
+                    f"{SETTING} entry #{position} is not a valid key (expected URL-safe "
+                    f"base64 of {_KEY_BYTES} random bytes): {_HOW_TO_FIX}."
+                )
+            keys.append(raw)
+        return cls(keys)
+
+    @property
+    def primary_key_id(self) -> str:
+        return self._primary
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(self._ciphers)
+
+    def seal(self, value: SecretValue, aad: bytes) -> Sealed:
+        """Encrypt under the first key with a fresh random nonce."""
+        nonce = os.urandom(_NONCE_BYTES)
+        ciphertext = self._ciphers[self._primary].encrypt(
+            nonce, value.reveal().encode("utf-8"), aad
+        )
+        return Sealed(self._primary, nonce, ciphertext)
+
+    def open(self, sealed: Sealed, aad: bytes, *, where: str, name: str) -> SecretValue:
+        """Decrypt, or raise SecretUnreadable naming the row (never the value)."""
+        cipher = self._ciphers.get(sealed.key_id)
+        if cipher is None:
+            raise SecretUnreadable(
+                where, name, f"it was encrypted with key {sealed.key_id}, which is not in {SETTING}"
+            )
+        try:
+            plaintext = cipher.decrypt(sealed.nonce, sealed.ciphertext, aad)
+        except InvalidTag:
+            raise SecretUnreadable(
+                where, name, "the stored data does not match its row (altered or copied)"
+            ) from None
+        return SecretValue(plaintext.decode("utf-8"))
+
+    def __repr__(self) -> str:
+        return f"SecretBox(key_ids={list(self._ciphers)!r})"

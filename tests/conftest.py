@@ -1,0 +1,5 @@
+pytest_plugins = [
+    "tests.peers.postgres",
+    "tests.peers.litellm",
+    "tests.peers.llamacpp",
+]

@@ -1,0 +1,504 @@
+"""Store behaviour, the same tests on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text, update
+
+from bot.store import SECRET_NAMES, Store, api_key_name, migrate
+from bot.store.db import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalize_url
+from bot.store.models import ChannelConfigRow, MessageRow, SecretRow
+from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
+from bot.types import (
+    Actor,
+    ChannelConfig,
+    ChannelRef,
+    GenerationParams,
+    HistoryEntry,
+    ModelInfo,
+    Platform,
+    ReplyMode,
+    Role,
+    Scope,
+    SecretValue,
+    Source,
+    StatusCheck,
+)
+
+DEFAULTS = ChannelConfig(
+    source=Source.OPENAI,
+    model="gpt-4o-mini",
+    params=GenerationParams(temperature=1.0, max_tokens=512, stop=("END",)),
+)
+CHAN = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+SIBLING = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+THREAD = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1", thread_id="t1")
+ROOM = ChannelRef(Platform.MATRIX, channel_id="!room:example.org")
+ADMIN = Actor("u1", "Ada", is_channel_admin=True, is_server_admin=True)
+OPERATOR_KEY = SecretValue("sk-operator-default-000000001")
+
+KEY_A = generate_key()
+KEY_B = generate_key()
+
+
+@pytest.fixture
+async def migrated_url(database_url: str) -> str:
+    await migrate.upgrade(database_url)
+    return database_url
+
+
+@pytest.fixture
+async def store(migrated_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(
+        migrated_url,
+        SecretBox.from_setting(KEY_A),
+        defaults=DEFAULTS,
+        default_secrets={"openai_api_key": OPERATOR_KEY},
+    )
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def reopen(url: str, keys: str) -> Store:
+    return await Store.open(url, SecretBox.from_setting(keys), defaults=DEFAULTS)
+
+
+# ---- configuration --------------------------------------------------------------------
+
+
+async def test_defaults_when_nothing_is_set(store: Store) -> None:
+    assert await store.effective_config(CHAN) == DEFAULTS
+    assert await store.scope_values(CHAN, Scope.CHANNEL) == {}
+    assert await store.scope_values(CHAN, Scope.SERVER) == {}
+
+
+async def test_channel_over_server_over_defaults_field_by_field(store: Store) -> None:
+    await store.update_config(
+        CHAN,
+        Scope.SERVER,
+        ADMIN,
+        {"source": "claude", "model": "claude-x", "temperature": 0.2, "system_prompt": "srv"},
+        action="server defaults",
+    )
+    await store.update_config(
+        CHAN, Scope.CHANNEL, ADMIN, {"model": "claude-y", "top_p": 0.9}, action="model"
+    )
+    config = await store.effective_config(CHAN)
+    assert config.source is Source.CLAUDE  # server
+    assert config.model == "claude-y"  # channel wins
+    assert config.system_prompt == "srv"  # server
+    assert config.params.temperature == 0.2  # server
+    assert config.params.top_p == 0.9  # channel
+    assert config.params.max_tokens == 512  # defaults
+    assert config.params.stop == ("END",)  # defaults
+
+    # A sibling channel sees the server row but not c1's row; a thread sees its parent's.
+    sibling = await store.effective_config(SIBLING)
+    assert sibling.model == "claude-x" and sibling.params.top_p is None
+    assert await store.effective_config(THREAD) == config
+
+
+async def test_room_without_server_ignores_server_rows(store: Store) -> None:
+    server_less = ChannelRef(Platform.MATRIX, channel_id="")
+    assert (await store.effective_config(ROOM)).model == DEFAULTS.model
+    await store.update_config(ROOM, Scope.CHANNEL, ADMIN, {"model": "m"}, action="model")
+    assert (await store.effective_config(ROOM)).model == "m"
+    with pytest.raises(ValueError, match="no server"):
+        await store.update_config(ROOM, Scope.SERVER, ADMIN, {"model": "x"}, action="model")
+    with pytest.raises(ValueError, match="no server"):
+        await store.scope_values(server_less, Scope.SERVER)
+
+
+async def test_scope_values_and_unset_with_none(store: Store) -> None:
+    await store.update_config(
+        CHAN,
+        Scope.CHANNEL,
+        ADMIN,
+        {"reply_mode": "always", "stop": ["a", "b"], "seed": 7, "bypass_status_check": True},
+        action="params",
+    )
+    values = await store.scope_values(CHAN, Scope.CHANNEL)
+    assert values == {
+        "reply_mode": ReplyMode.ALWAYS,
+        "stop": ("a", "b"),
+        "seed": 7,
+        "bypass_status_check": True,
+    }
+    await store.update_config(CHAN, Scope.CHANNEL, ADMIN, {"seed": None}, action="params")
+    assert "seed" not in await store.scope_values(CHAN, Scope.CHANNEL)
+    config = await store.effective_config(CHAN)
+    assert config.reply_mode is ReplyMode.ALWAYS and config.params.seed is None
+    assert config.params.stop == ("a", "b") and config.bypass_status_check is True
+
+
+async def test_false_and_empty_values_are_set_not_fallthrough(store: Store) -> None:
+    await store.update_config(
+        CHAN, Scope.SERVER, ADMIN, {"show_reasoning": True, "stop": ["x"]}, action="a"
+    )
+    await store.update_config(
+        CHAN, Scope.CHANNEL, ADMIN, {"show_reasoning": False, "stop": []}, action="a"
+    )
+    config = await store.effective_config(CHAN)
+    assert config.show_reasoning is False and config.params.stop == ()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"colour": "blue"}, "unknown setting"),
+        ({"source": "gemini"}, "source must be one of"),
+        ({"temperature": "hot"}, "temperature must be a number"),
+        ({"max_tokens": 1.5}, "max_tokens must be a whole number"),
+        ({"bypass_status_check": "yes"}, "true or false"),
+        ({"stop": "END"}, "list of strings"),
+        ({"model": "ok", "seed": True}, "seed must be a whole number"),
+    ],
+)
+async def test_bad_changes_are_refused_and_nothing_changes(
+    store: Store, changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        await store.update_config(CHAN, Scope.CHANNEL, ADMIN, changes, action="bad")
+    assert await store.scope_values(CHAN, Scope.CHANNEL) == {}
+    assert await store.audit_entries(CHAN) == []
+
+
+async def test_update_is_audited_in_the_same_transaction(store: Store) -> None:
+    await store.update_config(
+        CHAN, Scope.CHANNEL, ADMIN, {"model": "gpt-4o", "seed": None}, action="model"
+    )
+    await store.update_config(CHAN, Scope.SERVER, ADMIN, {"top_p": 0.5}, action="params")
+    entries = await store.audit_entries(CHAN)
+    assert [(e.action, e.scope) for e in entries] == [
+        ("params", Scope.SERVER),
+        ("model", Scope.CHANNEL),
+    ]
+    assert entries[1].detail == "model='gpt-4o', seed unset"
+    assert entries[1].actor_id == "u1" and entries[1].actor_name == "Ada"
+    assert entries[0].at.tzinfo is not None and entries[0].at.utcoffset() == UTC.utcoffset(None)
+    # The server change shows for a sibling channel; the channel change does not.
+    assert [e.action for e in await store.audit_entries(SIBLING)] == ["params"]
+    assert len(await store.audit_entries(CHAN, limit=1)) == 1
+
+
+async def test_concurrent_first_writes_to_a_new_row_do_not_collide(store: Store) -> None:
+    fields = ["model", "system_prompt", "proxy_url", "resolved_url"]
+    await asyncio.gather(
+        *(
+            store.update_config(CHAN, Scope.CHANNEL, ADMIN, {name: f"v-{name}"}, action=name)
+            for name in fields
+        )
+    )
+    values = await store.scope_values(CHAN, Scope.CHANNEL)
+    assert values == {name: f"v-{name}" for name in fields}
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(ChannelConfigRow.id))).all()
+    assert len(rows) == 1
+
+
+async def test_status_is_read_from_the_channel_row_only(store: Store) -> None:
+    assert (await store.effective_config(CHAN)).status is None
+    await store.record_status(
+        CHAN, StatusCheck(False, "401 bad key", "https://x/v1/models"), "https://x/v1"
+    )
+    config = await store.effective_config(CHAN)
+    assert config.status == StatusCheck(False, "401 bad key", "https://x/v1/models")
+    assert config.resolved_url == "https://x/v1"
+    assert (await store.effective_config(SIBLING)).status is None
+    await store.record_status(CHAN, StatusCheck(True, "ok"), None)
+    config = await store.effective_config(CHAN)
+    assert config.status == StatusCheck(True, "ok", "") and config.resolved_url is None
+    await store.record_status(CHAN, None, None)  # e.g. the proxy was removed
+    assert (await store.effective_config(CHAN)).status is None
+    assert await store.audit_entries(CHAN) == []
+
+
+# ---- secrets ----------------------------------------------------------------------------
+
+
+async def test_secret_chain_channel_server_operator(store: Store) -> None:
+    name = api_key_name(Source.OPENAI)
+    assert name in SECRET_NAMES
+    assert await store.resolve_secret(CHAN, name) == OPERATOR_KEY
+    assert await store.secret_origin(CHAN, name) == ("operator", "0001")
+    assert await store.resolve_secret(CHAN, "claude_api_key") is None
+    assert await store.secret_origin(CHAN, "claude_api_key") is None
+
+    await store.set_secret(CHAN, Scope.SERVER, name, SecretValue("sk-server-key-1111"), ADMIN)
+    assert await store.secret_origin(SIBLING, name) == ("server", "1111")
+    await store.set_secret(CHAN, Scope.CHANNEL, name, SecretValue("sk-channel-key-2222"), ADMIN)
+    assert (await store.resolve_secret(CHAN, name)) == SecretValue("sk-channel-key-2222")
+    assert await store.secret_origin(THREAD, name) == ("channel", "2222")
+    assert await store.secret_origin(SIBLING, name) == ("server", "1111")
+
+    # Overwrite in place, then clear back down the chain.
+    await store.set_secret(CHAN, Scope.CHANNEL, name, SecretValue("sk-channel-key-3333"), ADMIN)
+    assert await store.secret_origin(CHAN, name) == ("channel", "3333")
+    assert await store.clear_secret(CHAN, Scope.CHANNEL, name, ADMIN) is True
+    assert await store.clear_secret(CHAN, Scope.CHANNEL, name, ADMIN) is False
+    assert await store.secret_origin(CHAN, name) == ("server", "1111")
+    assert await store.clear_secret(CHAN, Scope.SERVER, name, ADMIN) is True
+    assert await store.secret_origin(CHAN, name) == ("operator", "0001")
+
+
+async def test_secret_audit_names_the_secret_never_the_value(store: Store) -> None:
+    value = "sk-audit-check-9876543210"
+    await store.set_secret(CHAN, Scope.CHANNEL, "proxy_password", SecretValue(value), ADMIN)
+    await store.clear_secret(CHAN, Scope.CHANNEL, "proxy_password", ADMIN)
+    await store.clear_secret(CHAN, Scope.CHANNEL, "proxy_password", ADMIN)  # nothing: no audit
+    entries = await store.audit_entries(CHAN)
+    assert [(e.action, e.detail) for e in entries] == [
+        ("secret.clear", "proxy_password cleared"),
+        ("secret.set", "proxy_password set"),
+    ]
+    assert all(value not in e.detail and "3210" not in e.detail for e in entries)
+
+
+async def test_secret_names_and_values_are_checked(store: Store) -> None:
+    with pytest.raises(ValueError, match="unknown secret"):
+        await store.set_secret(CHAN, Scope.CHANNEL, "openai_key", SecretValue("sk-123456"), ADMIN)
+    with pytest.raises(ValueError, match="empty"):
+        await store.set_secret(CHAN, Scope.CHANNEL, "openai_api_key", SecretValue(""), ADMIN)
+    with pytest.raises(ValueError, match="no server"):
+        await store.set_secret(ROOM, Scope.SERVER, "openai_api_key", SecretValue("sk-1234"), ADMIN)
+
+
+async def test_ciphertext_copied_to_another_row_is_refused(store: Store) -> None:
+    name = "mistral_api_key"
+    await store.set_secret(CHAN, Scope.CHANNEL, name, SecretValue("sk-chan-aaaa-bbbb"), ADMIN)
+    await store.set_secret(SIBLING, Scope.CHANNEL, name, SecretValue("sk-sibl-cccc-dddd"), ADMIN)
+    async with store.engine.begin() as conn:
+        source = (
+            await conn.execute(
+                select(SecretRow.key_id, SecretRow.nonce, SecretRow.ciphertext).where(
+                    SecretRow.channel_id == "c1"
+                )
+            )
+        ).one()
+        await conn.execute(
+            update(SecretRow)
+            .where(SecretRow.channel_id == "c2")
+            .values(key_id=source.key_id, nonce=source.nonce, ciphertext=source.ciphertext)
+        )
+    with pytest.raises(SecretUnreadable) as err:
+        await store.resolve_secret(SIBLING, name)
+    message = str(err.value)
+    assert "mistral_api_key" in message and "channel c2" in message and "/key set" in message
+    assert "sk-chan" not in message and "sk-sibl" not in message
+    # The original row still works; the copied one is left as it was (not deleted).
+    assert await store.resolve_secret(CHAN, name) == SecretValue("sk-chan-aaaa-bbbb")
+    async with store.engine.connect() as conn:
+        assert (
+            await conn.scalar(select(SecretRow.ciphertext).where(SecretRow.channel_id == "c2"))
+        ) == source.ciphertext
+    # Setting it again repairs it.
+    await store.set_secret(SIBLING, Scope.CHANNEL, name, SecretValue("sk-sibl-eeee-ffff"), ADMIN)
+    assert await store.secret_origin(SIBLING, name) == ("channel", "ffff")
+
+
+async def test_wrong_key_gives_a_clear_error_not_a_crash(store: Store, migrated_url: str) -> None:
+    await store.set_secret(CHAN, Scope.CHANNEL, "openai_api_key", SecretValue("sk-k-123456"), ADMIN)
+    other = await reopen(migrated_url, generate_key())
+    try:
+        with pytest.raises(SecretUnreadable, match="not in BOT_SECRET_KEYS"):
+            await other.resolve_secret(CHAN, "openai_api_key")
+        # Other data stays usable and the store keeps working.
+        assert await other.resolve_secret(CHAN, "claude_api_key") is None
+        assert (await other.effective_config(CHAN)).source is Source.OPENAI
+    finally:
+        await other.close()
+
+
+async def test_rotate_keys_two_keys(migrated_url: str) -> None:
+    old = await reopen(migrated_url, KEY_A)
+    try:
+        await old.set_secret(
+            CHAN, Scope.CHANNEL, "openai_api_key", SecretValue("sk-r1-0001"), ADMIN
+        )
+        await old.set_secret(CHAN, Scope.SERVER, "claude_api_key", SecretValue("sk-r2-0002"), ADMIN)
+    finally:
+        await old.close()
+
+    both = await reopen(migrated_url, f"{KEY_B},{KEY_A}")
+    try:
+        assert await both.rotate_keys() == 2
+        async with both.engine.connect() as conn:
+            key_ids = set((await conn.scalars(select(SecretRow.key_id))).all())
+        assert key_ids == {SecretBox.from_setting(KEY_B).primary_key_id}
+    finally:
+        await both.close()
+
+    new_only = await reopen(migrated_url, KEY_B)
+    try:
+        assert await new_only.resolve_secret(CHAN, "openai_api_key") == SecretValue("sk-r1-0001")
+        assert await new_only.resolve_secret(CHAN, "claude_api_key") == SecretValue("sk-r2-0002")
+    finally:
+        await new_only.close()
+
+
+async def test_rotate_keys_aborts_when_one_secret_is_unreadable(migrated_url: str) -> None:
+    first = await reopen(migrated_url, KEY_A)
+    stranger_key = generate_key()
+    stranger = await reopen(migrated_url, stranger_key)
+    try:
+        await first.set_secret(CHAN, Scope.CHANNEL, "openai_api_key", SecretValue("sk-ok-1"), ADMIN)
+        await stranger.set_secret(
+            ROOM, Scope.CHANNEL, "custom_api_key", SecretValue("sk-x1"), ADMIN
+        )
+        async with first.engine.connect() as conn:
+            before = (await conn.execute(select(SecretRow).order_by(SecretRow.id))).all()
+    finally:
+        await first.close()
+        await stranger.close()
+
+    rotating = await reopen(migrated_url, f"{KEY_B},{KEY_A}")
+    try:
+        with pytest.raises(SecretUnreadable) as err:
+            await rotating.rotate_keys()
+        assert "custom_api_key" in str(err.value) and "!room:example.org" in str(err.value)
+        async with rotating.engine.connect() as conn:
+            after = (await conn.execute(select(SecretRow).order_by(SecretRow.id))).all()
+        assert after == before
+    finally:
+        await rotating.close()
+
+
+async def test_rotate_with_no_secrets_is_zero(store: Store) -> None:
+    assert await store.rotate_keys() == 0
+
+
+# ---- history ----------------------------------------------------------------------------
+
+
+def turn(n: int) -> list[HistoryEntry]:
+    return [
+        HistoryEntry(Role.USER, f"question {n}", author="Ada", tokens=3),
+        HistoryEntry(Role.ASSISTANT, f"answer {n}", tokens=4),
+    ]
+
+
+async def test_history_newest_limit_oldest_first(store: Store) -> None:
+    for n in range(5):
+        await store.save_turn(CHAN, turn(n))
+    last = await store.history(CHAN, 3)
+    assert [e.content for e in last] == ["answer 3", "question 4", "answer 4"]
+    assert last[1] == HistoryEntry(Role.USER, "question 4", author="Ada", tokens=3)
+    assert len(await store.history(CHAN, 100)) == 10
+    assert await store.history(CHAN, 0) == []
+
+
+async def test_history_limit_is_applied_in_sql(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.save_turn(CHAN, turn(0))
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+        await store.history(CHAN, 7)
+    selects = [r.getMessage() for r in caplog.records if "FROM messages" in r.getMessage()]
+    assert selects and all("LIMIT" in s for s in selects)
+
+
+async def test_partial_answer_keeps_its_error(store: Store) -> None:
+    await store.save_turn(
+        CHAN,
+        [
+            HistoryEntry(Role.USER, "hi", author="Ada"),
+            HistoryEntry(Role.ASSISTANT, "Hel", error="connection reset"),
+        ],
+    )
+    assert (await store.history(CHAN, 1))[0].error == "connection reset"
+
+
+async def test_threads_and_channels_have_separate_history(store: Store) -> None:
+    await store.save_turn(CHAN, turn(1))
+    await store.save_turn(THREAD, turn(2))
+    await store.save_turn(SIBLING, turn(3))
+    assert [e.content for e in await store.history(THREAD, 10)] == ["question 2", "answer 2"]
+    assert [e.content for e in await store.history(CHAN, 10)] == ["question 1", "answer 1"]
+
+
+async def test_save_turn_is_one_transaction(store: Store) -> None:
+    broken = HistoryEntry(Role.ASSISTANT, None)  # type: ignore[arg-type]
+    with pytest.raises(Exception):  # noqa: B017 - the driver's IntegrityError type differs
+        await store.save_turn(CHAN, [HistoryEntry(Role.USER, "kept?"), broken])
+    assert await store.history(CHAN, 10) == []
+
+
+async def test_clear_history_only_this_ref_and_audited(store: Store) -> None:
+    await store.save_turn(CHAN, turn(1))
+    await store.save_turn(THREAD, turn(2))
+    assert await store.clear_history(THREAD, ADMIN) == 2
+    assert await store.history(THREAD, 10) == []
+    assert len(await store.history(CHAN, 10)) == 2
+    assert await store.clear_history(CHAN, ADMIN) == 2
+    assert await store.clear_history(CHAN, ADMIN) == 0
+    details = [e.detail for e in await store.audit_entries(CHAN) if e.action == "history.clear"]
+    assert details == [
+        "0 messages deleted",
+        "2 messages deleted",
+        "2 messages deleted in thread t1",
+    ]
+    async with store.engine.connect() as conn:
+        assert (await conn.scalar(select(MessageRow.id))) is None
+
+
+# ---- model cache ------------------------------------------------------------------------
+
+
+async def test_model_cache_round_trip_and_replace(store: Store) -> None:
+    assert await store.cached_models(CHAN, Source.CUSTOM) is None
+    models = [
+        ModelInfo("a", display_name="Model A", context_length=8192, vision=True),
+        ModelInfo("b"),
+    ]
+    await store.cache_models(CHAN, Source.CUSTOM, models)
+    assert await store.cached_models(CHAN, Source.CUSTOM) == models
+    assert await store.cached_models(CHAN, Source.OPENAI) is None
+    assert await store.cached_models(SIBLING, Source.CUSTOM) is None
+    await store.cache_models(CHAN, Source.CUSTOM, [ModelInfo("c")])
+    assert await store.cached_models(CHAN, Source.CUSTOM) == [ModelInfo("c")]
+    await store.cache_models(CHAN, Source.CUSTOM, [])
+    assert await store.cached_models(CHAN, Source.CUSTOM) == []
+
+
+# ---- engine -----------------------------------------------------------------------------
+
+
+async def test_sqlite_engine_pragmas_and_parent_directory(tmp_path: Path) -> None:
+    db = tmp_path / "deep" / "er" / "bot.db"
+    engine = create_engine(f"sqlite:///{db}")  # a plain URL gets the async driver
+    try:
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("PRAGMA journal_mode")) == "wal"
+            assert await conn.scalar(text("PRAGMA foreign_keys")) == 1
+            assert await conn.scalar(text("PRAGMA busy_timeout")) == SQLITE_BUSY_TIMEOUT_MS
+    finally:
+        await engine.dispose()
+    assert db.exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "driver"),
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite"),
+        ("postgres://u:p@h/db", "postgresql+asyncpg"),
+        ("postgresql://u:p@h/db", "postgresql+asyncpg"),
+        ("postgresql+asyncpg://u:p@h/db", "postgresql+asyncpg"),
+    ],
+)
+def test_urls_get_the_async_driver(given: str, driver: str) -> None:
+    assert normalize_url(given).drivername == driver
+
+
+def test_unsupported_driver_is_refused_with_a_hint() -> None:
+    with pytest.raises(ValueError, match="sqlite\\+aiosqlite") as err:
+        normalize_url("mysql://user:hunter2@h/db")
+    assert "hunter2" not in str(err.value)
