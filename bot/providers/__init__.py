@@ -1,0 +1,50 @@
+"""The provider layer: OpenAI, Claude, Mistral and custom OpenAI-compatible endpoints."""
+
+from bot.providers.base import (
+    AuthError,
+    BadRequest,
+    ChatRequest,
+    Delta,
+    Endpoint,
+    EndpointNotAllowed,
+    MalformedResponse,
+    ModelInfo,
+    NotFoundError,
+    Overloaded,
+    Provider,
+    ProviderError,
+    ProviderSettings,
+    ProviderTimeout,
+    RateLimited,
+    StatusResult,
+    StreamCut,
+    Unreachable,
+    Usage,
+)
+from bot.providers.hub import ProviderHub
+from bot.providers.policy import EndpointPolicy, EndpointRefused
+
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "ChatRequest",
+    "Delta",
+    "Endpoint",
+    "EndpointNotAllowed",
+    "EndpointPolicy",
+    "EndpointRefused",
+    "MalformedResponse",
+    "ModelInfo",
+    "NotFoundError",
+    "Overloaded",
+    "Provider",
+    "ProviderError",
+    "ProviderHub",
+    "ProviderSettings",
+    "ProviderTimeout",
+    "RateLimited",
+    "StatusResult",
+    "StreamCut",
+    "Unreachable",
+    "Usage",
+]

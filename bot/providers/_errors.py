@@ -1,0 +1,199 @@
+"""Turn provider answers and transport faults into typed, user-safe errors (no I/O)."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bot.providers.base import (
+    AuthError,
+    BadRequest,
+    MalformedResponse,
+    NotFoundError,
+    Overloaded,
+    ProviderError,
+    RateLimited,
+)
+from bot.types import SECRET_REGISTRY
+
+# Key-shaped tokens (OpenAI sk-…, Anthropic sk-ant-…, generic bearer-looking strings) that a
+# provider might echo back; a user must never see one even if we did not know it as a secret.
+_KEY_SHAPED = re.compile(r"\b(sk-[A-Za-z0-9_\-]{2,}|[A-Za-z0-9_\-]{32,})\b")
+_MAX_DETAIL = 300
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Replace every known secret and every key-shaped token with ****."""
+    for secret in (*secrets, *SECRET_REGISTRY.values()):
+        if secret:
+            text = text.replace(secret, "****")
+    return _KEY_SHAPED.sub("****", text)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `retry-after-ms` or `Retry-After` (seconds or HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_fields(body: Any) -> tuple[str, str]:
+    """(message, type-or-code) from the error shapes OpenAI, Anthropic, Mistral, FastAPI use."""
+    if not isinstance(body, dict):
+        return "", ""
+    err = body.get("error")
+    if isinstance(err, dict):
+        message = err.get("message")
+        kind = err.get("type") or err.get("code") or ""
+        return (message if isinstance(message, str) else ""), str(kind)
+    if isinstance(err, str):
+        return err, str(body.get("type") or "")
+    for key in ("message", "detail"):
+        value = body.get(key)
+        if isinstance(value, str):
+            return value, str(body.get("type") or body.get("code") or "")
+        if isinstance(value, list) and value:
+            return json.dumps(value)[:_MAX_DETAIL], ""
+    return "", ""
+
+
+def _detail(message: str, secrets: Iterable[str]) -> str:
+    message = " ".join(message.split())
+    if not message:
+        return ""
+    message = redact(message, secrets)
+    if len(message) > _MAX_DETAIL:
+        message = message[: _MAX_DETAIL - 1] + "…"
+    return f' The provider said: "{message}".'
+
+
+def body_detail(raw: bytes) -> tuple[str, str]:
+    """(message, type) from an error body; plain text only when it is short and not HTML."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        return error_fields(json.loads(text))
+    except ValueError:
+        pass
+    if not text or text.lstrip().startswith("<") or len(text) > 2000:
+        return "", ""
+    return text, ""
+
+
+def error_from_status(
+    status: int,
+    raw: bytes,
+    headers: Mapping[str, str],
+    *,
+    where: str,
+    secrets: Iterable[str] = (),
+    auth_hint: str = "",
+) -> ProviderError:
+    """Map an HTTP error answer to the right ProviderError subclass."""
+    message, kind = body_detail(raw)
+    return error_from_kind(
+        status,
+        kind,
+        message,
+        where=where,
+        secrets=secrets,
+        auth_hint=auth_hint,
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def error_from_kind(
+    status: int | None,
+    kind: str,
+    message: str,
+    *,
+    where: str,
+    secrets: Iterable[str] = (),
+    auth_hint: str = "",
+    retry_after: float | None = None,
+    partial: str = "",
+) -> ProviderError:
+    """Map an HTTP status and/or a provider error type (e.g. Anthropic's) to an error."""
+    detail = _detail(message, secrets)
+    code = f" (HTTP {status})" if status else ""
+    kind = kind.lower()
+    if status in (401, 403) or kind in (
+        "authentication_error",
+        "permission_error",
+        "invalid_api_key",
+    ):
+        what = (
+            "refused access"
+            if status == 403 or kind == "permission_error"
+            else "rejected the credentials"
+        )
+        return AuthError(
+            f"{where} {what}{code}.{detail} Check the API key (or proxy password) set for "
+            f"this channel.{auth_hint}",
+            partial=partial,
+        )
+    if status == 404 or kind == "not_found_error":
+        return NotFoundError(
+            f"{where} says the model or path does not exist{code}.{detail} Check the model "
+            "name (list the endpoint's models) and, for a custom endpoint, the URL.",
+            partial=partial,
+        )
+    if kind in ("insufficient_quota", "billing_error"):
+        return RateLimited(
+            f"{where} says the account is out of quota or credits{code}.{detail} Add credits "
+            "or use another key.",
+            partial=partial,
+            quota=True,
+        )
+    if status == 429 or kind == "rate_limit_error":
+        wait = (
+            f" Try again in {math.ceil(retry_after)} s." if retry_after else " Try again shortly."
+        )
+        return RateLimited(
+            f"{where} is rate-limiting requests{code}.{detail}{wait}",
+            retry_after=retry_after,
+            partial=partial,
+        )
+    if (status is not None and (status >= 500 or status == 529)) or kind in (
+        "overloaded_error",
+        "api_error",
+        "server_error",
+    ):
+        return Overloaded(
+            f"{where} is overloaded or failing{code}.{detail} Try again in a little while.",
+            partial=partial,
+        )
+    if status in (400, 413, 422) or kind == "invalid_request_error":
+        return BadRequest(
+            f"{where} refused the request{code}.{detail} Check the model and the generation "
+            "settings (temperature, max tokens, stop sequences).",
+            partial=partial,
+        )
+    return ProviderError(f"{where} answered with an error{code}.{detail}", partial=partial)
+
+
+def malformed(where: str, what: str, *, partial: str = "") -> MalformedResponse:
+    return MalformedResponse(
+        f"{where} sent a response the bot could not understand ({what}). Check that the "
+        "URL points at an OpenAI-compatible API.",
+        partial=partial,
+    )

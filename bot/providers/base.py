@@ -1,0 +1,168 @@
+"""The provider-neutral surface: requests, deltas, results, errors, the protocol."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.types import SECRET_REGISTRY, ChatMessage, ModelInfo, SecretValue, Source
+
+__all__ = ["ModelInfo"]  # re-exported: providers return it
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to reach one source for one channel."""
+
+    source: Source
+    proxy_url: str | None = None
+    api_key: SecretValue | None = None
+    proxy_password: SecretValue | None = None
+    mistral_safe_prompt: bool = False
+
+    def credential(self) -> SecretValue | None:
+        """The secret actually sent.
+
+        As in SillyTavern: behind a reverse proxy the proxy password replaces the
+        source's key, so a real OpenAI/Claude/Mistral key never goes to a third party.
+        A custom endpoint uses its proxy password when set, else the custom key.
+        """
+        if self.source is Source.CUSTOM:
+            return self.proxy_password or self.api_key
+        if self.proxy_url:
+            return self.proxy_password
+        return self.api_key
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    messages: tuple[ChatMessage, ...]
+    system_prompt: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    multi_user: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One piece of a streamed answer; every field optional."""
+
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusResult:
+    ok: bool
+    reason: str
+    models: tuple[ModelInfo, ...] = ()
+    base_url: str = ""
+    corrected: bool = False
+    error_kind: str = ""  # ProviderError.kind of the failure, "" when ok
+
+
+class ProviderError(Exception):
+    """A failure talking to a provider. `str(err)` is safe to show a user."""
+
+    kind = "error"
+
+    def __init__(self, message: str, *, partial: str = "") -> None:
+        # Last line of defence: no secret this process knows may reach a user or a log.
+        for secret in SECRET_REGISTRY.values():
+            message = message.replace(secret, "****")
+        super().__init__(message)
+        self.user_message = message
+        self.partial = partial
+
+
+class EndpointNotAllowed(ProviderError):
+    kind = "endpoint_refused"
+
+
+class AuthError(ProviderError):
+    kind = "auth"
+
+
+class NotFoundError(ProviderError):
+    kind = "not_found"
+
+
+class RateLimited(ProviderError):
+    kind = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        partial: str = "",
+        quota: bool = False,
+    ) -> None:
+        super().__init__(message, partial=partial)
+        self.retry_after = retry_after
+        self.quota = quota  # out of credits: waiting will not help
+
+
+class Overloaded(ProviderError):
+    kind = "overloaded"
+
+
+class ProviderTimeout(ProviderError):
+    kind = "timeout"
+
+
+class Unreachable(ProviderError):
+    """No connection could be made (refused, DNS failure, reset before any answer)."""
+
+    kind = "unreachable"
+
+
+class StreamCut(ProviderError):
+    kind = "stream_cut"
+
+
+class MalformedResponse(ProviderError):
+    kind = "malformed"
+
+
+class BadRequest(ProviderError):
+    kind = "bad_request"
+
+
+class Provider(Protocol):
+    async def check_status(self) -> StatusResult: ...
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]: ...
+
+    async def complete(self, request: ChatRequest) -> list[Delta]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """Operator-level knobs for every provider call."""
+
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 60.0
+    idle_timeout: float = 60.0
+    max_retries: int = 2
+    retry_max_seconds: float = 20.0
+    allow_private_endpoints: bool = False
+    # Each streaming answer holds a connection for its whole length, so an endpoint
+    # shared by many channels needs many; httpx's default of 100 would queue the rest.
+    max_connections_per_endpoint: int = 1000
+    custom_extra_headers: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,53 @@
+"""ProviderHub: the one object the rest of the bot holds to reach any provider."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.providers._http import Sleep, Transport
+from bot.providers.base import Endpoint, Provider, ProviderSettings
+from bot.providers.claude import ClaudeProvider
+from bot.providers.custom import CustomProvider
+from bot.providers.mistral import MistralProvider
+from bot.providers.openai import OpenAIProvider
+from bot.providers.policy import EndpointPolicy
+from bot.types import Source
+
+_BY_SOURCE = {
+    Source.OPENAI: OpenAIProvider,
+    Source.MISTRAL: MistralProvider,
+    Source.CUSTOM: CustomProvider,
+}
+
+
+class ProviderHub:
+    """Owns the pooled HTTP clients (one per endpoint base) and hands out providers."""
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        *,
+        policy: EndpointPolicy | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        if policy is None:
+            policy = EndpointPolicy(allow_private=settings.allow_private_endpoints)
+        self._transport = Transport(settings, policy, sleep if sleep is not None else asyncio.sleep)
+
+    @property
+    def policy(self) -> EndpointPolicy:
+        """The endpoint policy every user-supplied URL goes through."""
+        return self._transport.policy
+
+    def provider(self, endpoint: Endpoint) -> Provider:
+        """A provider for this endpoint; cheap, share-nothing except the pooled clients."""
+        if endpoint.source is Source.CLAUDE:
+            return ClaudeProvider(self._transport, endpoint)
+        return _BY_SOURCE[endpoint.source](self._transport, endpoint)
+
+    def corrected_url(self, typed_url: str) -> str | None:
+        """The working URL found for a custom URL as typed (e.g. with `/v1` added), if any."""
+        return self._transport.corrected.get(typed_url.strip().rstrip("/"))
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()

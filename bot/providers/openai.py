@@ -1,0 +1,288 @@
+"""OpenAI chat completions, and the base every OpenAI-compatible source shares."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, ClassVar
+
+from bot.providers._errors import error_fields, error_from_kind, malformed
+from bot.providers._http import Transport
+from bot.providers._sse import SSEEvent
+from bot.providers._streaming import loads, stream_deltas
+from bot.providers.base import (
+    AuthError,
+    ChatRequest,
+    Delta,
+    Endpoint,
+    ModelInfo,
+    ProviderError,
+    StatusResult,
+    Usage,
+)
+from bot.providers.convert import Message, ThinkSplitter, openai_messages
+
+
+class OpenAICompatible:
+    """GET {base}/models and POST {base}/chat/completions with a Bearer key."""
+
+    name: ClassVar[str] = "OpenAI"
+    default_base: ClassVar[str] = "https://api.openai.com/v1"
+    auth_hint: ClassVar[str] = ""
+    max_tokens_field: ClassVar[str] = "max_tokens"
+    seed_field: ClassVar[str] = "seed"
+    ask_usage: ClassVar[bool] = False
+
+    def __init__(self, transport: Transport, endpoint: Endpoint) -> None:
+        self._t = transport
+        self.endpoint = endpoint
+
+    # -- pieces subclasses adjust ------------------------------------------------------
+
+    async def _base(self) -> str:
+        if self.endpoint.proxy_url:
+            return await self._t.checked(self.endpoint.proxy_url)
+        return self.default_base
+
+    def _where(self, base: str) -> str:
+        return f"The proxy at {base}" if self.endpoint.proxy_url else self.name
+
+    def _headers(self) -> dict[str, str]:
+        credential = self.endpoint.credential()
+        if credential:
+            return {"authorization": f"Bearer {credential.reveal()}"}
+        if not self.endpoint.proxy_url:
+            raise AuthError(
+                f"No API key is set for {self.name}. Set the channel's key, then try again."
+            )
+        return {}  # a reverse proxy may need no password
+
+    def _secrets(self) -> list[str]:
+        credential = self.endpoint.credential()
+        return [credential.reveal()] if credential else []
+
+    def _messages(self, request: ChatRequest) -> list[Message]:
+        return openai_messages(request)
+
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": self._messages(request),
+            "stream": stream,
+        }
+        if stream and self.ask_usage:
+            body["stream_options"] = {"include_usage": True}
+        optional: dict[str, Any] = {
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            self.max_tokens_field: request.max_tokens,
+            "stop": list(request.stop) or None,
+            self.seed_field: request.seed,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return body
+
+    # -- the Provider protocol -----------------------------------------------------------
+
+    async def check_status(self) -> StatusResult:
+        base = ""
+        try:
+            base = await self._base()
+            models = await self._models_at(base)
+        except ProviderError as err:
+            return StatusResult(ok=False, reason=str(err), base_url=base, error_kind=err.kind)
+        return StatusResult(
+            ok=True,
+            reason=_ok_reason(self._where(base), models),
+            models=tuple(models),
+            base_url=base,
+        )
+
+    async def list_models(self) -> list[ModelInfo]:
+        return await self._models_at(await self._base())
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        async with aclosing(self._stream_at(await self._base(), request)) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    async def complete(self, request: ChatRequest) -> list[Delta]:
+        return await self._complete_at(await self._base(), request)
+
+    # -- shared mechanics ----------------------------------------------------------------
+
+    async def _models_at(self, base: str) -> list[ModelInfo]:
+        where = self._where(base)
+        headers = self._headers()
+
+        async def fetch() -> Any:
+            return await self._t.request_json(
+                "GET",
+                f"{base}/models",
+                where=where,
+                headers=headers,
+                secrets=self._secrets(),
+                auth_hint=self.auth_hint,
+            )
+
+        return parse_models(await self._t.retrying(where, fetch), where)
+
+    def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        where = self._where(base)
+        return stream_deltas(
+            self._t,
+            f"{base}/chat/completions",
+            where=where,
+            headers=self._headers(),
+            body=self._body(request, stream=True),
+            secrets=self._secrets(),
+            decoder=lambda: ChunkDecoder(where),
+            auth_hint=self.auth_hint,
+        )
+
+    async def _complete_at(self, base: str, request: ChatRequest) -> list[Delta]:
+        where = self._where(base)
+        headers = self._headers()
+        body = self._body(request, stream=False)
+
+        async def post() -> Any:
+            return await self._t.request_json(
+                "POST",
+                f"{base}/chat/completions",
+                where=where,
+                headers=headers,
+                json_body=body,
+                secrets=self._secrets(),
+                auth_hint=self.auth_hint,
+            )
+
+        result: list[Delta] = ChunkDecoder(where).on_body(await self._t.retrying(where, post))
+        return result
+
+
+class OpenAIProvider(OpenAICompatible):
+    # max_tokens is refused by o-series models; max_completion_tokens works for all.
+    max_tokens_field = "max_completion_tokens"
+    ask_usage = True
+
+
+def _ok_reason(where: str, models: list[ModelInfo]) -> str:
+    count = len(models)
+    return f"{where} answered the status check and lists {count} model{'s' * (count != 1)}."
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_models(body: Any, where: str) -> list[ModelInfo]:
+    """`{"data": [{"id": …}, …]}` → ModelInfo, keeping the extras some servers add."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise malformed(where, "no `data` list of models")
+    models: list[ModelInfo] = []
+    for item in data:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            continue
+        name = item.get("display_name") or item.get("name")
+        context = next(
+            (
+                v
+                for k in ("max_context_length", "context_length", "context_window")
+                if (v := _int(item.get(k))) is not None
+            ),
+            None,
+        )
+        caps = item.get("capabilities")
+        vision = caps.get("vision") if isinstance(caps, dict) else None
+        models.append(
+            ModelInfo(
+                id=item["id"],
+                display_name=name if isinstance(name, str) and name != item["id"] else None,
+                context_length=context,
+                vision=vision if isinstance(vision, bool) else None,
+            )
+        )
+    return models
+
+
+def _usage(value: Any) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = _int(value.get("prompt_tokens")), _int(value.get("completion_tokens"))
+    if prompt is None and completion is None:
+        return None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+class ChunkDecoder:
+    """`chat.completion.chunk` events (and a whole `chat.completion`) → deltas."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        self._think = ThinkSplitter()
+        self.done = False
+        self.complete = False
+
+    def on_event(self, event: SSEEvent) -> list[Delta]:
+        if event.data.strip() == "[DONE]":
+            self.done = True
+            return []
+        body = loads(event.data, self._where)
+        if event.event == "error":
+            self._raise_error(body)
+        return self._deltas(body, "delta")
+
+    def on_body(self, body: Any) -> list[Delta]:
+        deltas = self._deltas(body, "message") + self.finish()
+        self.complete = True
+        return deltas
+
+    def finish(self) -> list[Delta]:
+        text, reasoning = self._think.flush()
+        return [Delta(text=text, reasoning=reasoning)] if text or reasoning else []
+
+    def _raise_error(self, body: Any) -> None:
+        message, kind = error_fields(body)
+        err = body.get("error") if isinstance(body, dict) else None
+        code = _int(err.get("code")) if isinstance(err, dict) else None
+        status = code if code is not None and 400 <= code < 600 else None
+        raise error_from_kind(status, kind or "server_error", message, where=self._where)
+
+    def _deltas(self, body: Any, key: str) -> list[Delta]:
+        if not isinstance(body, dict):
+            raise malformed(self._where, "a chunk that is not a JSON object")
+        choices = body.get("choices")
+        if body.get("error") and not choices:
+            self._raise_error(body)
+        if choices is None:
+            choices = []
+        if not isinstance(choices, list):
+            raise malformed(self._where, "`choices` is not a list")
+        text = reasoning = ""
+        finish: str | None = None
+        if choices:
+            choice = choices[0]
+            if not isinstance(choice, dict):
+                raise malformed(self._where, "a choice that is not an object")
+            part = choice.get(key)
+            if not isinstance(part, dict):
+                if key == "message" or part is not None:
+                    raise malformed(self._where, f"a choice without `{key}`")
+                part = {}  # a final chunk may carry only finish_reason
+            content = part.get("content")
+            if isinstance(content, str) and content:
+                text, reasoning = self._think.feed(content)
+            thought = part.get("reasoning_content") or part.get("reasoning")
+            if isinstance(thought, str):
+                reasoning = thought + reasoning
+            finish_reason = choice.get("finish_reason")
+            if isinstance(finish_reason, str) and finish_reason:
+                finish = finish_reason
+                self.complete = True
+                tail_text, tail_reasoning = self._think.flush()
+                text, reasoning = text + tail_text, reasoning + tail_reasoning
+        usage = _usage(body.get("usage"))
+        if text or reasoning or finish or usage:
+            return [Delta(text=text, reasoning=reasoning, finish_reason=finish, usage=usage)]
+        return []

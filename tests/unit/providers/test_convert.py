@@ -1,0 +1,128 @@
+"""Pure message conversion: Claude alternation, Mistral rules, the <think> splitter."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.providers import ChatRequest
+from bot.providers.convert import (
+    CONTINUE_PLACEHOLDER,
+    START_PLACEHOLDER,
+    ThinkSplitter,
+    claude_messages,
+    mistral_messages,
+)
+from bot.types import ChatMessage, Role
+
+messages = st.lists(
+    st.builds(
+        ChatMessage,
+        role=st.sampled_from(list(Role)),
+        content=st.text(max_size=15),
+        name=st.none() | st.sampled_from(["Alice", "Bob"]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=400)
+@given(history=messages, system=st.none() | st.text(max_size=10), multi=st.booleans())
+def test_claude_turns_alternate_and_keep_every_text(
+    history: list[ChatMessage], system: str | None, multi: bool
+) -> None:
+    system_out, turns = claude_messages(history, system, multi)
+    roles = [t["role"] for t in turns]
+    assert roles, "the API needs at least one message"
+    assert roles[0] == "user"
+    assert roles[-1] == "user"
+    assert all(a != b for a, b in itertools.pairwise(roles))
+    assert all(t["content"].strip() for t in turns)
+    # Every non-empty text appears, in order, in the turns or (leading system) the system field.
+    joined = "\x00".join(t["content"] for t in turns)
+    position = 0
+    in_lead = True
+    for m in history:
+        if m.role is Role.SYSTEM and in_lead:
+            if m.content.strip():
+                assert m.content in system_out
+            continue
+        if not m.content.strip():
+            continue
+        in_lead = False
+        found = joined.find(m.content, position)
+        assert found >= 0, m
+        position = found + len(m.content)
+
+
+def test_claude_examples() -> None:
+    system, turns = claude_messages(
+        [
+            ChatMessage(Role.SYSTEM, "Be brief."),
+            ChatMessage(Role.ASSISTANT, "Hello!"),
+            ChatMessage(Role.USER, "Hi", name="Al"),
+            ChatMessage(Role.SYSTEM, "Note: Bo joined."),
+            ChatMessage(Role.USER, "Yo", name="Bo"),
+        ],
+        "Persona.",
+        True,
+    )
+    assert system == "Persona.\n\nBe brief."
+    assert turns == [
+        {"role": "user", "content": START_PLACEHOLDER},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Al: Hi\n\nNote: Bo joined.\n\nBo: Yo"},
+    ]
+    assert claude_messages([], None, False) == (
+        "",
+        [{"role": "user", "content": START_PLACEHOLDER}],
+    )
+
+
+@given(history=messages, multi=st.booleans())
+def test_mistral_last_turn_is_user_and_no_names(history: list[ChatMessage], multi: bool) -> None:
+    out = mistral_messages(ChatRequest(model="m", messages=tuple(history), multi_user=multi))
+    assert out[-1]["role"] == "user"
+    assert all(set(m) == {"role", "content"} for m in out)
+    seen_chat = False
+    for m in out:
+        if m["role"] != "system":
+            seen_chat = True
+        else:
+            assert not seen_chat, "no system turn after the chat started"
+
+
+def test_mistral_adds_continue_only_when_needed() -> None:
+    ends_user = ChatRequest(model="m", messages=(ChatMessage(Role.USER, "hi"),))
+    assert mistral_messages(ends_user) == [{"role": "user", "content": "hi"}]
+    ends_bot = ChatRequest(model="m", messages=(ChatMessage(Role.ASSISTANT, "yo"),))
+    assert mistral_messages(ends_bot)[-1] == {"role": "user", "content": CONTINUE_PLACEHOLDER}
+
+
+@settings(max_examples=300)
+@given(
+    thought=st.text(alphabet="ab <>/think", max_size=20).filter(lambda s: "</think>" not in s),
+    answer=st.text(max_size=20),
+    data=st.data(),
+)
+def test_think_splitter_any_split(thought: str, answer: str, data: st.DataObject) -> None:
+    whole = f"<think>{thought}</think>{answer}"
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=6)))
+    splitter = ThinkSplitter()
+    text = reasoning = ""
+    start = 0
+    for cut in [*cuts, len(whole)]:
+        t, r = splitter.feed(whole[start:cut])
+        text, reasoning, start = text + t, reasoning + r, cut
+    t, r = splitter.flush()
+    assert reasoning + r == thought
+    assert text + t == answer.lstrip()
+
+
+def test_think_splitter_leaves_plain_text_alone() -> None:
+    splitter = ThinkSplitter()
+    assert splitter.feed("<thin") == ("", "")
+    assert splitter.feed("g>") == ("<thing>", "")
+    assert splitter.feed("<think>x</think>") == ("<think>x</think>", "")

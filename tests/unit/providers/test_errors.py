@@ -1,0 +1,371 @@
+"""Error mapping, the retry rule, Retry-After, and keys never leaking."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import httpx
+import pytest
+import respx
+
+from bot.providers import (
+    AuthError,
+    BadRequest,
+    ChatRequest,
+    Endpoint,
+    MalformedResponse,
+    NotFoundError,
+    Overloaded,
+    ProviderError,
+    ProviderHub,
+    ProviderTimeout,
+    RateLimited,
+    StreamCut,
+    Unreachable,
+)
+from bot.types import ChatMessage, Role, SecretValue, Source
+
+from .conftest import Sleeps, openai_chunk, sse_bytes, sse_response
+
+OPENAI_URL = "https://api.openai.com/v1/chat/completions"
+CLAUDE_URL = "https://api.anthropic.com/v1/messages"
+MISTRAL_URL = "https://api.mistral.ai/v1/chat/completions"
+REQUEST = ChatRequest(model="m", messages=(ChatMessage(Role.USER, "hi"),))
+CANARY = "sk-CANARYkey-do-not-leak-7f3a9c"
+OPENAI = Endpoint(Source.OPENAI, api_key=SecretValue(CANARY))
+GOOD = sse_bytes([(None, openai_chunk("ok", "stop")), (None, "[DONE]")])
+
+
+async def collect(hub: ProviderHub, endpoint: Endpoint = OPENAI) -> str:
+    return "".join([d.text async for d in hub.provider(endpoint).stream_chat(REQUEST)])
+
+
+def error_json(
+    message: str, kind: str = "invalid_request_error", code: str | None = None
+) -> dict[str, object]:
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (401, error_json("Incorrect API key provided"), AuthError),
+        (403, error_json("Country not supported"), AuthError),
+        (404, error_json("The model `gpt-9` does not exist"), NotFoundError),
+        (429, error_json("Rate limit reached", "requests"), RateLimited),
+        (429, error_json("You exceeded your quota", "insufficient_quota"), RateLimited),
+        (400, error_json("max_tokens is too large"), BadRequest),
+        (422, {"detail": [{"loc": ["body"], "msg": "bad"}]}, BadRequest),
+        (500, error_json("Internal error", "server_error"), Overloaded),
+        (502, "<html>Bad gateway</html>", Overloaded),
+        (503, "Service Unavailable", Overloaded),
+        (
+            529,
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            Overloaded,
+        ),
+        (418, "I'm a teapot", ProviderError),
+    ],
+)
+async def test_status_mapping(
+    status: int,
+    body: object,
+    expected: type[ProviderError],
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+) -> None:
+    response = (
+        httpx.Response(status, text=body)
+        if isinstance(body, str)
+        else httpx.Response(status, json=body)
+    )
+    router.post(OPENAI_URL).mock(return_value=response)
+    with pytest.raises(ProviderError) as info:
+        await collect(make_hub(max_retries=0))
+    assert type(info.value) is expected
+    message = str(info.value)
+    assert f"HTTP {status}" in message
+    assert "<html>" not in message
+    assert "Traceback" not in message
+
+
+async def test_messages_say_what_to_do(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.post(OPENAI_URL).mock(return_value=httpx.Response(401, json=error_json("bad key")))
+    with pytest.raises(AuthError, match="Check the API key") as info:
+        await collect(make_hub())
+    assert 'The provider said: "bad key"' in str(info.value)
+    assert info.value.kind == "auth"
+
+
+async def test_mistral_401_mentions_new_keys(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.post(MISTRAL_URL).mock(
+        return_value=httpx.Response(401, json={"message": "Unauthorized"})
+    )
+    endpoint = Endpoint(Source.MISTRAL, api_key=SecretValue("mistral-key-abcdef"))
+    with pytest.raises(AuthError, match="few minutes"):
+        await collect(make_hub(), endpoint)
+
+
+async def test_claude_529_on_complete(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    route = router.post(CLAUDE_URL).mock(return_value=httpx.Response(529, json=body))
+    endpoint = Endpoint(Source.CLAUDE, api_key=SecretValue("sk-ant-xyz-123456"))
+    with pytest.raises(Overloaded, match="HTTP 529"):
+        await make_hub(max_retries=1).provider(endpoint).complete(REQUEST)
+    assert route.call_count == 2
+
+
+async def test_redirect_is_not_followed(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.post(OPENAI_URL).mock(
+        return_value=httpx.Response(307, headers={"location": "http://10.0.0.1/x"})
+    )
+    with pytest.raises(ProviderError, match="redirected"):
+        await collect(make_hub())
+    assert router.calls.call_count == 1
+
+
+async def test_connect_timeout_and_refused(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post(OPENAI_URL).mock(side_effect=httpx.ConnectTimeout("slow"))
+    with pytest.raises(ProviderTimeout, match="did not accept a connection"):
+        await collect(make_hub(max_retries=0))
+    route.side_effect = httpx.ConnectError("refused")
+    with pytest.raises(Unreachable, match="could not be reached"):
+        await collect(make_hub(max_retries=0))
+
+
+async def test_non_json_models_is_malformed(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.get("https://api.openai.com/v1/models").mock(return_value=httpx.Response(200, text="hi"))
+    with pytest.raises(MalformedResponse):
+        await make_hub().provider(OPENAI).list_models()
+    router.get("https://api.openai.com/v1/models").mock(
+        return_value=httpx.Response(200, json={"models": []})
+    )
+    result = await make_hub().provider(OPENAI).check_status()
+    assert not result.ok and result.error_kind == "malformed"
+
+
+# -- retries ---------------------------------------------------------------------------
+
+
+async def test_retries_before_first_token_then_succeeds(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    route = router.post(OPENAI_URL).mock(
+        side_effect=[
+            httpx.Response(503, text="busy"),
+            httpx.ConnectError("refused"),
+            sse_response(GOOD)[0],
+        ]
+    )
+    assert await collect(make_hub(max_retries=2)) == "ok"
+    assert route.call_count == 3
+    assert len(sleeps) == 2
+    assert 0 < sleeps[0] <= 0.5 and 0 < sleeps[1] <= 1.0  # jittered exponential backoff
+
+
+async def test_retries_are_bounded_in_count(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    route = router.post(OPENAI_URL).mock(return_value=httpx.Response(500, text="boom"))
+    with pytest.raises(Overloaded):
+        await collect(make_hub(max_retries=3))
+    assert route.call_count == 4
+    assert len(sleeps) == 3
+
+
+async def test_retries_are_bounded_in_time(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    route = router.post(OPENAI_URL).mock(return_value=httpx.Response(500, text="boom"))
+    with pytest.raises(Overloaded):
+        await collect(make_hub(max_retries=10, retry_max_seconds=0.1))
+    assert route.call_count == 1  # the first backoff (≥ 0.25 s) would already exceed 0.1 s
+    assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(401, AuthError), (404, NotFoundError), (400, BadRequest)]
+)
+async def test_no_retry_for_client_errors(
+    status: int,
+    error: type[ProviderError],
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+    sleeps: Sleeps,
+) -> None:
+    route = router.post(OPENAI_URL).mock(return_value=httpx.Response(status, json=error_json("x")))
+    with pytest.raises(error):
+        await collect(make_hub(max_retries=3))
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_no_retry_after_first_token(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    data = sse_bytes([(None, openai_chunk("Hel"))])
+    route = router.post(OPENAI_URL).mock(
+        side_effect=lambda request: sse_response(data, httpx.ReadError("reset"))[0]
+    )
+    with pytest.raises(StreamCut) as info:
+        await collect(make_hub(max_retries=3))
+    assert info.value.partial == "Hel"
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_cut_before_first_token_is_retried(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    role_only = sse_bytes([(None, openai_chunk(role="assistant"))])
+    route = router.post(OPENAI_URL).mock(
+        side_effect=[
+            sse_response(role_only, httpx.ReadError("reset"))[0],
+            sse_response(GOOD)[0],
+        ]
+    )
+    assert await collect(make_hub(max_retries=2)) == "ok"
+    assert route.call_count == 2
+    assert len(sleeps) == 1
+
+
+async def test_claude_overloaded_event_before_text_is_retried(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    overloaded = sse_bytes(
+        [("error", {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})]
+    )
+    good = sse_bytes(
+        [
+            (
+                "content_block_delta",
+                {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "hi"}},
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+    )
+    route = router.post(CLAUDE_URL).mock(
+        side_effect=[sse_response(overloaded)[0], sse_response(good)[0]]
+    )
+    endpoint = Endpoint(Source.CLAUDE, api_key=SecretValue("sk-ant-abc-123456"))
+    assert await collect(make_hub(), endpoint) == "hi"
+    assert route.call_count == 2
+
+
+async def test_retry_after_is_honoured(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    route = router.post(OPENAI_URL).mock(
+        side_effect=[
+            httpx.Response(429, headers={"retry-after": "0.25"}, json=error_json("slow down")),
+            httpx.Response(429, headers={"retry-after-ms": "120"}, json=error_json("slow down")),
+            sse_response(GOOD)[0],
+        ]
+    )
+    assert await collect(make_hub(max_retries=2)) == "ok"
+    assert route.call_count == 3
+    assert sleeps == [0.25, 0.12]
+
+
+async def test_retry_after_beyond_budget_gives_up_at_once(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    route = router.post(OPENAI_URL).mock(
+        return_value=httpx.Response(429, headers={"retry-after": "120"}, json=error_json("wait"))
+    )
+    with pytest.raises(RateLimited) as info:
+        await collect(make_hub(max_retries=5, retry_max_seconds=20))
+    assert info.value.retry_after == 120
+    assert "120 s" in str(info.value)
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_quota_exhausted_is_not_retried(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    route = router.post(OPENAI_URL).mock(
+        return_value=httpx.Response(429, json=error_json("quota", "insufficient_quota"))
+    )
+    with pytest.raises(RateLimited, match="out of quota") as info:
+        await collect(make_hub(max_retries=5))
+    assert info.value.quota
+    assert route.call_count == 1
+
+
+async def test_status_check_and_models_retry_too(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], sleeps: Sleeps
+) -> None:
+    route = router.get("https://api.openai.com/v1/models").mock(
+        side_effect=[httpx.Response(502), httpx.Response(200, json={"data": [{"id": "gpt"}]})]
+    )
+    result = await make_hub().provider(OPENAI).check_status()
+    assert result.ok and [m.id for m in result.models] == ["gpt"]
+    assert route.call_count == 2
+
+
+# -- keys never leak -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "respond",
+    [
+        lambda: httpx.Response(401, json=error_json(f"Incorrect API key provided: {CANARY}.")),
+        lambda: httpx.Response(400, text=f"bad header Authorization: Bearer {CANARY}"),
+        lambda: httpx.Response(429, json={"message": f"key {CANARY} is rate limited"}),
+        lambda: httpx.Response(500, json={"detail": f"upstream said {CANARY}"}),
+        lambda: sse_response(
+            sse_bytes([(None, openai_chunk("x")), (None, {"error": {"message": CANARY}})])
+        )[0],
+    ],
+)
+async def test_key_never_in_errors_or_logs(
+    respond: Callable[[], httpx.Response],
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router.post(OPENAI_URL).mock(side_effect=lambda request: respond())
+    router.get("https://api.openai.com/v1/models").mock(side_effect=lambda request: respond())
+    caplog.set_level(logging.DEBUG, logger="bot.providers")
+    hub = make_hub(max_retries=1)
+    with pytest.raises(ProviderError) as info:
+        await collect(hub)
+    status = await hub.provider(OPENAI).check_status()
+    texts = [
+        str(info.value),
+        repr(info.value),
+        info.value.partial,
+        *map(str, info.value.args),
+        status.reason,
+        repr(status),
+        caplog.text,
+    ]
+    for text in texts:
+        assert CANARY not in text
+        assert "CANARYkey" not in text
+    assert caplog.records  # something was logged, and none of it had the key
+
+
+async def test_unregistered_key_shaped_tokens_are_redacted_too(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.post(OPENAI_URL).mock(
+        return_value=httpx.Response(401, json=error_json("Incorrect key sk-proj-AbCdEfGh12345678"))
+    )
+    with pytest.raises(AuthError) as info:
+        await collect(make_hub())
+    assert "AbCdEfGh12345678" not in str(info.value)

@@ -1,0 +1,307 @@
+"""Status checks, model lists (with Anthropic paging), the custom `/v1` fix, the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+import respx
+
+from bot.providers import (
+    ChatRequest,
+    Endpoint,
+    EndpointNotAllowed,
+    ModelInfo,
+    NotFoundError,
+    ProviderHub,
+)
+from bot.types import ChatMessage, Role, SecretValue, Source
+
+from .conftest import openai_chunk, sse_bytes, sse_response
+
+REQUEST = ChatRequest(model="m", messages=(ChatMessage(Role.USER, "hi"),))
+OPENAI_MODELS = {
+    "object": "list",
+    "data": [
+        {"id": "gpt-4o", "object": "model", "created": 1, "owned_by": "openai"},
+        {"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "openai"},
+    ],
+}
+GOOD = sse_bytes([(None, openai_chunk("ok", "stop")), (None, "[DONE]")])
+
+
+async def test_openai_status_ok(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.get("https://api.openai.com/v1/models").mock(
+        return_value=httpx.Response(200, json=OPENAI_MODELS)
+    )
+    result = (
+        await make_hub()
+        .provider(Endpoint(Source.OPENAI, api_key=SecretValue("sk-status-0001")))
+        .check_status()
+    )
+    assert result.ok and not result.corrected
+    assert result.base_url == "https://api.openai.com/v1"
+    assert [m.id for m in result.models] == ["gpt-4o", "gpt-4o-mini"]
+    assert "2 models" in result.reason
+    assert route.calls.last.request.headers["authorization"] == "Bearer sk-status-0001"
+
+
+async def test_status_failure_is_reported_not_raised(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.get("https://api.openai.com/v1/models").mock(
+        return_value=httpx.Response(401, json={"error": {"message": "Invalid key"}})
+    )
+    result = (
+        await make_hub()
+        .provider(Endpoint(Source.OPENAI, api_key=SecretValue("sk-status-0002")))
+        .check_status()
+    )
+    assert not result.ok
+    assert result.error_kind == "auth"
+    assert "Invalid key" in result.reason
+
+
+async def test_mistral_models_keep_extras(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.get("https://api.mistral.ai/v1/models").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "object": "list",
+                "data": [
+                    {
+                        "id": "pixtral-large-latest",
+                        "name": "pixtral-large-2411",
+                        "max_context_length": 131072,
+                        "capabilities": {"completion_chat": True, "vision": True},
+                    },
+                    {"id": "mistral-small-latest", "capabilities": {"vision": False}},
+                    {"no_id": True},
+                ],
+            },
+        )
+    )
+    models = (
+        await make_hub()
+        .provider(Endpoint(Source.MISTRAL, api_key=SecretValue("mistral-key-0003")))
+        .list_models()
+    )
+    assert models == [
+        ModelInfo("pixtral-large-latest", "pixtral-large-2411", 131072, True),
+        ModelInfo("mistral-small-latest", None, None, False),
+    ]
+
+
+async def test_claude_models_are_paged(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    def page(request: httpx.Request) -> httpx.Response:
+        assert request.headers["x-api-key"] == "sk-ant-page-0004"
+        assert request.headers["anthropic-version"] == "2023-06-01"
+        after = request.url.params.get("after_id")
+        if after is None:
+            return httpx.Response(
+                200,
+                json={
+                    "data": [
+                        {"id": "claude-a", "display_name": "Claude A", "type": "model"},
+                        {"id": "claude-b", "display_name": "Claude B", "type": "model"},
+                    ],
+                    "has_more": True,
+                    "first_id": "claude-a",
+                    "last_id": "claude-b",
+                },
+            )
+        assert after == "claude-b"
+        return httpx.Response(
+            200,
+            json={
+                "data": [{"id": "claude-c", "display_name": "Claude C", "type": "model"}],
+                "has_more": False,
+                "first_id": "claude-c",
+                "last_id": "claude-c",
+            },
+        )
+
+    route = router.get("https://api.anthropic.com/v1/models").mock(side_effect=page)
+    result = (
+        await make_hub()
+        .provider(Endpoint(Source.CLAUDE, api_key=SecretValue("sk-ant-page-0004")))
+        .check_status()
+    )
+    assert result.ok
+    assert [(m.id, m.display_name) for m in result.models] == [
+        ("claude-a", "Claude A"),
+        ("claude-b", "Claude B"),
+        ("claude-c", "Claude C"),
+    ]
+    assert route.call_count == 2
+    assert route.calls[0].request.url.params["limit"] == "1000"
+
+
+# -- custom endpoints: the automatic /v1 -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        httpx.Response(404, json={"detail": "Not Found"}),
+        httpx.Response(
+            200, text="<!doctype html><title>Web UI</title>", headers={"content-type": "text/html"}
+        ),
+        httpx.Response(200, text="Ollama is running"),
+    ],
+    ids=["404", "html", "plain-text"],
+)
+async def test_custom_status_adds_v1(
+    wrong: httpx.Response, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.get("http://127.0.0.1:8080/models").mock(return_value=wrong)
+    router.get("http://127.0.0.1:8080/v1/models").mock(
+        return_value=httpx.Response(200, json={"data": [{"id": "smollm2"}]})
+    )
+    chat = router.post("http://127.0.0.1:8080/v1/chat/completions").mock(
+        return_value=sse_response(GOOD)[0]
+    )
+    hub = make_hub(allow_private=True)
+    endpoint = Endpoint(Source.CUSTOM, proxy_url="http://127.0.0.1:8080/")
+    result = await hub.provider(endpoint).check_status()
+    assert result.ok and result.corrected
+    assert result.base_url == "http://127.0.0.1:8080/v1"
+    assert "http://127.0.0.1:8080/v1" in result.reason and "did not answer" in result.reason
+    assert hub.corrected_url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080/v1"
+    # Later calls from any provider of this hub use the corrected URL.
+    assert [m.id for m in await hub.provider(endpoint).list_models()] == ["smollm2"]
+    text = "".join([d.text async for d in hub.provider(endpoint).stream_chat(REQUEST)])
+    assert text == "ok" and chat.call_count == 1
+
+
+async def test_custom_chat_first_also_corrects(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    wrong = router.post("https://llm.example.com/chat/completions").mock(
+        return_value=httpx.Response(404, text="404 page not found")
+    )
+    router.get("https://llm.example.com/v1/models").mock(
+        return_value=httpx.Response(200, json={"data": [{"id": "x"}]})
+    )
+    right = router.post("https://llm.example.com/v1/chat/completions").mock(
+        return_value=sse_response(GOOD)[0]
+    )
+    hub = make_hub()
+    endpoint = Endpoint(Source.CUSTOM, proxy_url="https://llm.example.com")
+    assert "".join([d.text async for d in hub.provider(endpoint).stream_chat(REQUEST)]) == "ok"
+    assert (wrong.call_count, right.call_count) == (1, 1)
+    assert hub.corrected_url("https://llm.example.com") == "https://llm.example.com/v1"
+
+
+async def test_custom_complete_also_corrects(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.post("https://llm.example.com/chat/completions").mock(return_value=httpx.Response(404))
+    router.get("https://llm.example.com/v1/models").mock(
+        return_value=httpx.Response(200, json={"data": []})
+    )
+    router.post("https://llm.example.com/v1/chat/completions").mock(
+        return_value=httpx.Response(
+            200, json={"choices": [{"message": {"content": "done"}, "finish_reason": "stop"}]}
+        )
+    )
+    endpoint = Endpoint(Source.CUSTOM, proxy_url="https://llm.example.com")
+    deltas = await make_hub().provider(endpoint).complete(REQUEST)
+    assert deltas[0].text == "done"
+
+
+async def test_custom_no_correction_when_v1_fails_too(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.get("https://llm.example.com/api/models").mock(return_value=httpx.Response(404))
+    router.get("https://llm.example.com/api/v1/models").mock(return_value=httpx.Response(404))
+    hub = make_hub()
+    endpoint = Endpoint(Source.CUSTOM, proxy_url="https://llm.example.com/api")
+    result = await hub.provider(endpoint).check_status()
+    assert not result.ok and not result.corrected
+    assert result.error_kind == "not_found"
+    assert hub.corrected_url("https://llm.example.com/api") is None
+    with pytest.raises(NotFoundError):
+        await hub.provider(endpoint).list_models()
+
+
+async def test_custom_url_with_v1_is_not_probed(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.get("https://llm.example.com/v1/models").mock(return_value=httpx.Response(404))
+    result = (
+        await make_hub()
+        .provider(Endpoint(Source.CUSTOM, proxy_url="https://llm.example.com/v1"))
+        .check_status()
+    )
+    assert not result.ok
+    assert router.calls.call_count == 1
+
+
+# -- endpoint policy before any request ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "url"),
+    [
+        (Source.CUSTOM, "http://10.0.0.5/v1"),
+        (Source.CUSTOM, "http://inside.example.com/v1"),
+        (Source.CUSTOM, "http://169.254.169.254/latest"),
+        (Source.CUSTOM, "ftp://llm.example.com/v1"),
+        (Source.OPENAI, "http://127.0.0.1:4000/v1"),
+        (Source.CLAUDE, "http://[::1]:4000/v1"),
+        (Source.MISTRAL, "http://user:pw@llm.example.com/v1"),
+    ],
+)
+async def test_policy_refuses_before_any_request(
+    source: Source, url: str, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    endpoint = Endpoint(
+        source,
+        proxy_url=url,
+        api_key=SecretValue("sk-policy-0005"),
+        proxy_password=SecretValue("pw-policy-0006"),
+    )
+    provider = make_hub().provider(endpoint)
+    result = await provider.check_status()
+    assert not result.ok and result.error_kind == "endpoint_refused"
+    with pytest.raises(EndpointNotAllowed):
+        await provider.list_models()
+    with pytest.raises(EndpointNotAllowed):
+        _ = [d async for d in provider.stream_chat(REQUEST)]
+    with pytest.raises(EndpointNotAllowed):
+        await provider.complete(REQUEST)
+    assert not router.calls
+
+
+async def test_private_refusal_names_the_setting(make_hub: Callable[..., ProviderHub]) -> None:
+    result = (
+        await make_hub()
+        .provider(Endpoint(Source.CUSTOM, proxy_url="http://192.168.1.20:5000/v1"))
+        .check_status()
+    )
+    assert "ALLOW_PRIVATE_ENDPOINTS" in result.reason
+
+
+async def test_default_policy_follows_settings(router: respx.MockRouter) -> None:
+    from bot.providers import ProviderSettings
+
+    router.get("http://127.0.0.1:9/v1/models").mock(
+        return_value=httpx.Response(200, json={"data": []})
+    )
+    endpoint = Endpoint(Source.CUSTOM, proxy_url="http://127.0.0.1:9/v1")
+    closed = ProviderHub(ProviderSettings())
+    opened = ProviderHub(ProviderSettings(allow_private_endpoints=True))
+    try:
+        assert not (await closed.provider(endpoint).check_status()).ok
+        assert (await opened.provider(endpoint).check_status()).ok
+    finally:
+        await closed.aclose()
+        await opened.aclose()

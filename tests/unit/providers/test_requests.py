@@ -1,0 +1,344 @@
+"""Each source's exact request (URL, headers, body) for a representative chat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+import respx
+
+from bot.providers import AuthError, ChatRequest, Endpoint, ProviderHub
+from bot.types import ChatMessage, Role, SecretValue, Source
+
+from .conftest import body_of, openai_chunk, sse_bytes, sse_response
+
+KEY = "sk-test-key-0001"
+PASSWORD = "proxy-pass-0002"
+SYSTEM = "You are Bot, a helpful assistant."
+
+CHAT = ChatRequest(
+    model="some-model",
+    system_prompt=SYSTEM,
+    messages=(
+        ChatMessage(Role.USER, "Hi all", name="Alice"),
+        ChatMessage(Role.USER, "Hello", name="Bob"),
+        ChatMessage(Role.ASSISTANT, "Hi Alice and Bob!"),
+        ChatMessage(Role.USER, "Tell a joke", name="Alice"),
+    ),
+    temperature=0.7,
+    top_p=0.9,
+    max_tokens=256,
+    stop=("\nUser:",),
+    seed=42,
+    multi_user=True,
+)
+
+OPENAI_MESSAGES = [
+    {"role": "system", "content": SYSTEM},
+    {"role": "user", "content": "Alice: Hi all"},
+    {"role": "user", "content": "Bob: Hello"},
+    {"role": "assistant", "content": "Hi Alice and Bob!"},
+    {"role": "user", "content": "Alice: Tell a joke"},
+]
+
+OPENAI_STREAM = sse_bytes(
+    [(None, openai_chunk("Why")), (None, openai_chunk(" not?", "stop")), (None, "[DONE]")]
+)
+CLAUDE_STREAM = sse_bytes(
+    [
+        ("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 9}}}),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "Ok"},
+            },
+        ),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": 1},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+)
+
+
+async def drain(hub: ProviderHub, endpoint: Endpoint, request: ChatRequest = CHAT) -> str:
+    return "".join([d.text async for d in hub.provider(endpoint).stream_chat(request)])
+
+
+def only_request(route: respx.Route) -> httpx.Request:
+    assert route.call_count == 1
+    return route.calls.last.request
+
+
+def no_secret_in(request: httpx.Request, secret: str) -> None:
+    assert secret not in str(request.url)
+    assert all(secret not in v for v in request.headers.values())
+    assert secret.encode() not in request.content
+
+
+async def test_openai_request(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://api.openai.com/v1/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    endpoint = Endpoint(Source.OPENAI, api_key=SecretValue(KEY))
+    assert await drain(make_hub(), endpoint) == "Why not?"
+    request = only_request(route)
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["accept"] == "text/event-stream"
+    assert body_of(request) == {
+        "model": "some-model",
+        "messages": OPENAI_MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_completion_tokens": 256,
+        "stop": ["\nUser:"],
+        "seed": 42,
+    }
+
+
+async def test_openai_minimal_request_sends_no_unset_fields(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://api.openai.com/v1/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    request = ChatRequest(model="m", messages=(ChatMessage(Role.USER, "hi", name="Al"),))
+    await drain(make_hub(), Endpoint(Source.OPENAI, api_key=SecretValue(KEY)), request)
+    assert body_of(only_request(route)) == {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],  # one-person chat: no name prefix
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+async def test_openai_without_key_fails_before_any_request(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    with pytest.raises(AuthError, match="No API key"):
+        await drain(make_hub(), Endpoint(Source.OPENAI))
+    assert not router.calls
+
+
+@pytest.mark.parametrize("source", [Source.OPENAI, Source.MISTRAL, Source.CUSTOM])
+async def test_proxy_password_replaces_key(
+    source: Source, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://proxy.example.net/v1/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    endpoint = Endpoint(
+        source,
+        proxy_url="https://proxy.example.net/v1/",
+        api_key=SecretValue(KEY),
+        proxy_password=SecretValue(PASSWORD),
+    )
+    await drain(make_hub(), endpoint)
+    request = only_request(route)
+    assert request.headers["authorization"] == f"Bearer {PASSWORD}"
+    no_secret_in(request, KEY)
+
+
+async def test_proxy_without_password_sends_no_key(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://proxy.example.net/v1/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    endpoint = Endpoint(
+        Source.OPENAI, proxy_url="https://proxy.example.net/v1", api_key=SecretValue(KEY)
+    )
+    await drain(make_hub(), endpoint)
+    request = only_request(route)
+    assert "authorization" not in request.headers
+    no_secret_in(request, KEY)
+
+
+async def test_claude_request_with_role_fixups(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://api.anthropic.com/v1/messages").mock(
+        return_value=sse_response(CLAUDE_STREAM)[0]
+    )
+    request = ChatRequest(
+        model="claude-sonnet-4-5",
+        system_prompt=SYSTEM,
+        messages=(
+            ChatMessage(Role.ASSISTANT, "Welcome to the channel!"),
+            ChatMessage(Role.USER, "Hi", name="Alice"),
+            ChatMessage(Role.USER, "", name="Carol"),
+            ChatMessage(Role.USER, "Yo", name="Bob"),
+            ChatMessage(Role.ASSISTANT, "Hey both."),
+        ),
+        temperature=1.5,
+        top_p=0.9,
+        max_tokens=256,
+        stop=("\nUser:",),
+        seed=42,
+        multi_user=True,
+    )
+    endpoint = Endpoint(Source.CLAUDE, api_key=SecretValue(KEY))
+    assert await drain(make_hub(), endpoint, request) == "Ok"
+    sent = only_request(route)
+    assert sent.headers["x-api-key"] == KEY
+    assert sent.headers["anthropic-version"] == "2023-06-01"
+    assert sent.headers["content-type"] == "application/json"
+    assert "authorization" not in sent.headers
+    assert body_of(sent) == {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 256,
+        "system": SYSTEM,
+        "messages": [
+            {"role": "user", "content": "[Start a new chat]"},
+            {"role": "assistant", "content": "Welcome to the channel!"},
+            {"role": "user", "content": "Alice: Hi\n\nBob: Yo"},
+            {"role": "assistant", "content": "Hey both."},
+            {"role": "user", "content": "[Continue]"},
+        ],
+        "stream": True,
+        "temperature": 1.0,  # clamped to Claude's range; top_p left out (not both)
+        "stop_sequences": ["\nUser:"],
+    }
+
+
+async def test_claude_always_sends_max_tokens(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://api.anthropic.com/v1/messages").mock(
+        return_value=sse_response(CLAUDE_STREAM)[0]
+    )
+    request = ChatRequest(model="c", messages=(ChatMessage(Role.USER, "hi"),))
+    await drain(make_hub(), Endpoint(Source.CLAUDE, api_key=SecretValue(KEY)), request)
+    body = body_of(only_request(route))
+    assert body["max_tokens"] > 0
+    assert "system" not in body and "temperature" not in body
+
+
+async def test_claude_proxy_uses_password_as_api_key(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://proxy.example.net/claude/v1/messages").mock(
+        return_value=sse_response(CLAUDE_STREAM)[0]
+    )
+    endpoint = Endpoint(
+        Source.CLAUDE,
+        proxy_url="https://proxy.example.net/claude/v1",
+        api_key=SecretValue(KEY),
+        proxy_password=SecretValue(PASSWORD),
+    )
+    await drain(make_hub(), endpoint)
+    sent = only_request(route)
+    assert sent.headers["x-api-key"] == PASSWORD
+    no_secret_in(sent, KEY)
+
+
+@pytest.mark.parametrize("safe_prompt", [True, False])
+async def test_mistral_request(
+    safe_prompt: bool, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://api.mistral.ai/v1/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    request = ChatRequest(
+        model="mistral-small-latest",
+        system_prompt=SYSTEM,
+        messages=(
+            ChatMessage(Role.USER, "Hi", name="Alice"),
+            ChatMessage(Role.ASSISTANT, "Hello Alice."),
+            ChatMessage(Role.SYSTEM, "Bob joined."),
+            ChatMessage(Role.USER, "Hey", name="Bob"),
+            ChatMessage(Role.ASSISTANT, "Welcome Bob."),
+        ),
+        temperature=0.3,
+        max_tokens=100,
+        seed=7,
+        multi_user=True,
+    )
+    endpoint = Endpoint(Source.MISTRAL, api_key=SecretValue(KEY), mistral_safe_prompt=safe_prompt)
+    await drain(make_hub(), endpoint, request)
+    sent = only_request(route)
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    expected = {
+        "model": "mistral-small-latest",
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "Alice: Hi"},
+            {"role": "assistant", "content": "Hello Alice."},
+            {"role": "user", "content": "Bob joined."},
+            {"role": "user", "content": "Bob: Hey"},
+            {"role": "assistant", "content": "Welcome Bob."},
+            {"role": "user", "content": "[Continue]"},
+        ],
+        "stream": True,
+        "temperature": 0.3,
+        "max_tokens": 100,
+        "random_seed": 7,
+    }
+    if safe_prompt:
+        expected["safe_prompt"] = True
+    assert body_of(sent) == expected
+    assert all("name" not in m for m in body_of(sent)["messages"])
+
+
+async def test_custom_key_and_operator_headers(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://llm.example.com/v1/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    hub = make_hub(custom_extra_headers={"x-team": "bots", "HTTP-Referer": "https://bot"})
+    endpoint = Endpoint(
+        Source.CUSTOM, proxy_url="https://llm.example.com/v1", api_key=SecretValue(KEY)
+    )
+    await drain(hub, endpoint)
+    sent = only_request(route)
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.headers["x-team"] == "bots"
+    assert sent.headers["http-referer"] == "https://bot"
+    body = body_of(sent)
+    assert "stream_options" not in body  # only the openai source asks for usage
+    assert body["max_tokens"] == 256 and body["seed"] == 42
+
+
+async def test_custom_without_key_sends_no_authorization(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://llm.example.com/v1/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    await drain(make_hub(), Endpoint(Source.CUSTOM, proxy_url="https://llm.example.com/v1"))
+    assert "authorization" not in only_request(route).headers
+
+
+async def test_one_client_per_endpoint_base(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.post("https://api.openai.com/v1/chat/completions").mock(
+        side_effect=lambda request: sse_response(OPENAI_STREAM)[0]
+    )
+    router.get("https://api.openai.com/v1/models").mock(
+        return_value=httpx.Response(200, json={"data": [{"id": "gpt"}]})
+    )
+    hub = make_hub()
+    a = hub.provider(Endpoint(Source.OPENAI, api_key=SecretValue(KEY)))
+    b = hub.provider(Endpoint(Source.OPENAI, api_key=SecretValue("sk-other-key-03")))
+    await drain(hub, Endpoint(Source.OPENAI, api_key=SecretValue(KEY)))
+    await a.list_models()
+    await b.list_models()
+    clients = hub._transport._clients
+    assert len(clients) == 1
+    await hub.aclose()
+    assert not hub._transport._clients
