@@ -1,0 +1,78 @@
+"""What the bot knows without asking an endpoint: built-in model lists and setup steps."""
+
+from __future__ import annotations
+
+from bot.types import Source
+
+# Offered until an admin runs /models external; the endpoint's own list is the truth.
+BUILTIN_MODELS: dict[Source, tuple[str, ...]] = {
+    Source.OPENAI: (
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "gpt-4.1",
+        "gpt-4.1-mini",
+        "gpt-4.1-nano",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "o3",
+        "o3-mini",
+        "o4-mini",
+    ),
+    Source.CLAUDE: (
+        "claude-opus-4-1",
+        "claude-opus-4-0",
+        "claude-sonnet-4-5",
+        "claude-sonnet-4-0",
+        "claude-haiku-4-5",
+        "claude-3-7-sonnet-latest",
+        "claude-3-5-haiku-latest",
+    ),
+    Source.MISTRAL: (
+        "mistral-large-latest",
+        "mistral-medium-latest",
+        "mistral-small-latest",
+        "magistral-medium-latest",
+        "magistral-small-latest",
+        "codestral-latest",
+        "pixtral-large-latest",
+        "ministral-8b-latest",
+        "ministral-3b-latest",
+        "open-mistral-nemo",
+    ),
+    Source.CUSTOM: (),
+}
+
+# The seed's steps per source (SillyTavern's Chat Completion page), as commands.
+SETUP_STEPS: dict[Source, tuple[str, ...]] = {
+    Source.OPENAI: (
+        "Get an API key from the OpenAI platform (a lost key can't be shown again; "
+        "make a new one).",
+        "{p}source openai",
+        "{p}key set openai  (the key is collected privately)",
+        "{p}connect  (status check)",
+        "{p}models list or {p}models external, then {p}model <id>",
+    ),
+    Source.CLAUDE: (
+        "Get an API key from the Anthropic console.",
+        "{p}source claude",
+        "{p}key set claude",
+        "{p}connect  (we can check Claude keys, unlike SillyTavern)",
+        "{p}model <id>, e.g. claude-sonnet-4-5",
+    ),
+    Source.MISTRAL: (
+        "Get an API key from La Plateforme; a new key can take a couple of minutes to work.",
+        "{p}source mistral",
+        "{p}key set mistral",
+        "{p}connect",
+        "{p}model <id>, e.g. mistral-large-latest",
+    ),
+    Source.CUSTOM: (
+        "Any OpenAI-compatible endpoint: LM Studio, LiteLLM, LocalAI, TabbyAPI, llama.cpp…",
+        "{p}source custom",
+        "{p}proxy set <url> [password]  (TabbyAPI: its key is the password; /v1 is added "
+        "for you when needed)",
+        "{p}connect  (endpoints that work but fail the check: {p}connect bypass:on)",
+        "{p}models external, then {p}model <id>",
+    ),
+}

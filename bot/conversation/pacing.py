@@ -1,0 +1,160 @@
+"""Streaming into chat messages: split at the platform's limit, pace the edits.
+
+Shared by every front-end that shows an answer by posting then editing a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+_FENCE = re.compile(r"^(\s*)(```+|~~~+)(.*)$")
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Pages of at most `limit` characters, cut at a newline or space where possible.
+
+    A code fence open at a cut is closed on that page and reopened (with its
+    language) on the next, so every page renders as the author meant.
+    """
+    if limit < 20:
+        raise ValueError("limit too small to split sensibly")
+    pages: list[str] = []
+    rest = text
+    reopen = ""
+    while rest:
+        body = reopen + rest
+        if len(body) <= limit:
+            pages.append(body)
+            break
+        # Leave room for a closing fence we might have to add.
+        room = limit - 4
+        cut = _cut_point(body, room, minimum=len(reopen) + 1)
+        page = body[:cut]
+        fence = _open_fence(page)
+        if fence is not None:
+            page = page.rstrip("\n") + "\n```"
+            reopen = fence + "\n"
+        else:
+            reopen = ""
+        pages.append(page.rstrip() if fence is None else page)
+        rest = body[cut:].lstrip(" \n") if fence is None else body[cut:].lstrip("\n")
+    return pages or [""]
+
+
+def _cut_point(text: str, room: int, minimum: int) -> int:
+    window = text[:room]
+    for sep in ("\n\n", "\n", " "):
+        at = window.rfind(sep)
+        if at >= minimum:
+            return at + len(sep) if sep == " " else at + 1
+    return room  # one very long word: cut it
+
+
+def _open_fence(page: str) -> str | None:
+    """The opening line (```lang) of a fence left open at the end of `page`, if any."""
+    opening: str | None = None
+    for line in page.split("\n"):
+        match = _FENCE.match(line)
+        if match:
+            opening = None if opening is not None else match.group(2) + match.group(3).strip()
+    return opening
+
+
+class MessageTarget(Protocol):
+    """What a front-end gives the pacer: post and edit messages in one place."""
+
+    limit: int  # characters per message
+    min_interval: float  # seconds between two edits of one message
+
+    async def send(self, text: str) -> object: ...
+
+    async def edit(self, handle: object, text: str) -> None: ...
+
+
+def spoiler_reasoning(answer: str, reasoning: str) -> str:
+    """Default rendering of shown reasoning: a spoiler block before the answer."""
+    thought = reasoning.strip()
+    if not thought:
+        return answer
+    return f"||💭 {thought}||\n\n{answer}" if answer else f"||💭 {thought}||"
+
+
+class PacedReply:
+    """A ReplySink that posts the first text at once, then edits no faster than allowed.
+
+    Each update replaces the whole answer; the newest text wins, intermediate ones
+    are skipped when they arrive faster than the target may edit.
+    """
+
+    def __init__(
+        self,
+        target: MessageTarget,
+        *,
+        render: Callable[[str, str], str] = spoiler_reasoning,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._target = target
+        self._render = render
+        self._clock = clock
+        self._handles: list[object] = []
+        self._shown: list[str] = []
+        self._last_edit = -1e9
+        self._latest = ""
+        self._flush_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.sends = 0
+        self.edits = 0
+
+    async def typing(self) -> None:
+        typing = getattr(self._target, "typing", None)
+        if typing is not None:
+            await typing()
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        self._latest = self._render(answer, reasoning).rstrip()
+        if not self._latest.strip():
+            return
+        if not self._handles:
+            await self._sync()  # the first text goes out at once
+            return
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush_later())
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            self._flush_task = None
+        text = self._render(answer, reasoning)
+        if error:
+            text = f"{text}\n\n⚠️ {error}" if text.strip() else f"⚠️ {error}"
+        self._latest = text.rstrip()
+        await self._sync()
+
+    async def _flush_later(self) -> None:
+        wait = self._last_edit + self._target.min_interval - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self._sync()
+
+    async def _sync(self) -> None:
+        """Make the posted messages show the latest text (sends for new pages, edits)."""
+        async with self._lock:
+            pages = split_text(self._latest, self._target.limit)
+            for i, page in enumerate(pages):
+                if i >= len(self._handles):
+                    self._handles.append(await self._target.send(page))
+                    self._shown.append(page)
+                    self.sends += 1
+                    self._last_edit = self._clock()
+                elif page != self._shown[i]:
+                    wait = self._last_edit + self._target.min_interval - self._clock()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    await self._target.edit(self._handles[i], page)
+                    self._shown[i] = page
+                    self.edits += 1
+                    self._last_edit = self._clock()

@@ -1,0 +1,97 @@
+"""The Core facade a front-end is handed: commands, chat turns, autocomplete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from bot.commands import TABLE, Command, Invocation
+from bot.commands.context import CommandContext
+from bot.commands.handlers import model_choices
+from bot.commands.parse import CommandError, parse
+from bot.commands.router import execute, find
+from bot.conversation.engine import ChatEngine, ReplySink, TurnResult
+from bot.providers import ProviderHub
+from bot.store import Store
+from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, ReplyMode
+
+DEFAULT_PREFIXES: Mapping[Platform, str] = {
+    Platform.DISCORD: "/",
+    Platform.MATRIX: "!",
+    Platform.CONSOLE: "/",
+}
+
+
+class Core:
+    def __init__(
+        self,
+        store: Store,
+        hub: ProviderHub,
+        *,
+        admin_ids: Iterable[str] = (),
+        prefixes: Mapping[Platform, str] = DEFAULT_PREFIXES,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.table: tuple[Command, ...] = TABLE
+        self._admins = frozenset(admin_ids)
+        self._prefixes = dict(prefixes)
+        self._engine = ChatEngine(store, hub)
+
+    def prefix(self, platform: Platform) -> str:
+        return self._prefixes.get(platform, "/")
+
+    def is_admin(self, actor: Actor) -> bool:
+        return actor.is_channel_admin or actor.id in self._admins
+
+    def is_command(self, incoming: Incoming) -> bool:
+        return incoming.text.lstrip().startswith(self.prefix(incoming.channel.platform))
+
+    def command(self, path: tuple[str, ...]) -> Command | None:
+        return find(self.table, path)
+
+    def parse(self, text: str, platform: Platform) -> Invocation:
+        """Raises CommandError with a message for the person who typed it."""
+        return parse(text, self.table, self.prefix(platform))
+
+    def _context(self, ref: ChannelRef, actor: Actor) -> CommandContext:
+        return CommandContext(
+            store=self.store,
+            hub=self.hub,
+            ref=ref,
+            actor=actor,
+            is_admin=self.is_admin(actor),
+            is_server_admin=actor.is_server_admin or actor.id in self._admins,
+            table=self.table,
+            prefix=self.prefix(ref.platform),
+        )
+
+    async def run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
+        return await execute(self.table, inv, self._context(ref, actor))
+
+    async def run_text_command(self, incoming: Incoming) -> Reply:
+        try:
+            inv = self.parse(incoming.text, incoming.channel.platform)
+        except CommandError as err:
+            return Reply(str(err), private=True, ok=False)
+        return await self.run_command(incoming.channel, incoming.actor, inv)
+
+    async def should_answer(self, ref: ChannelRef, addressed: bool) -> bool:
+        """Addressed (mention, reply, DM) always; otherwise only in `always` channels."""
+        if addressed:
+            return True
+        config = await self.store.effective_config(ref)
+        return config.reply_mode is ReplyMode.ALWAYS
+
+    async def chat(self, incoming: Incoming, sink: ReplySink) -> TurnResult:
+        return await self._engine.turn(incoming, sink, self.prefix(incoming.channel.platform))
+
+    async def autocomplete(
+        self, ref: ChannelRef, actor: Actor, source: str, typed: str, limit: int = 25
+    ) -> list[str]:
+        if source == "models":
+            return await model_choices(self._context(ref, actor), typed, limit)
+        return []
+
+    async def close(self) -> None:
+        await self.hub.aclose()
+        await self.store.close()

@@ -1,0 +1,285 @@
+"""Chat turns through the real Core: peers for real answers, respx for faults no peer makes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import respx
+
+from bot.types import Actor, ChannelRef, Incoming, Platform, Role, Scope, SecretValue, Source
+from tests.integration.conftest import ADMIN, MEMBER, REF, Harness
+from tests.peers.litellm import LiteLLMPeer
+from tests.peers.llamacpp import LlamaCppPeer
+
+FAKE = "http://127.0.0.1:9/v1"  # only ever answered by respx
+
+
+class CollectingSink:
+    """A reply sink that records what a front-end would have shown."""
+
+    def __init__(self) -> None:
+        self.updates: list[str] = []
+        self.final = ""
+        self.reasoning = ""
+        self.error: str | None = None
+        self.typing_calls = 0
+
+    async def typing(self) -> None:
+        self.typing_calls += 1
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        self.updates.append(answer)
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        self.final, self.reasoning, self.error = answer, reasoning, error
+
+
+def sse(*pieces: str, finish: bool = True) -> bytes:
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces
+    ]
+    if finish:
+        chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks)
+    return (body + ("data: [DONE]\n\n" if finish else "")).encode()
+
+
+async def configure_fake(h: Harness, ref: ChannelRef = REF, **extra: object) -> None:
+    await h.store.update_config(
+        ref,
+        Scope.CHANNEL,
+        ADMIN,
+        {"source": "custom", "proxy_url": FAKE, "model": "m1", **extra},
+        action="test setup",
+    )
+
+
+async def ask(
+    h: Harness, text: str, actor: Actor = MEMBER, ref: ChannelRef = REF
+) -> CollectingSink:
+    sink = CollectingSink()
+    await h.core.chat(Incoming(ref, actor, text), sink)
+    return sink
+
+
+@pytest.mark.litellm
+async def test_full_turn_against_litellm_persists_both_turns(
+    harness: Harness, litellm_peer: LiteLLMPeer
+) -> None:
+    await harness.store.update_config(
+        REF,
+        Scope.CHANNEL,
+        ADMIN,
+        {"source": "custom", "proxy_url": litellm_peer.url, "model": litellm_peer.model},
+        action="test setup",
+    )
+    await harness.store.set_secret(
+        REF, Scope.CHANNEL, "custom_api_key", SecretValue(litellm_peer.master_key), ADMIN
+    )
+    sink = await ask(harness, "hi there")
+    assert sink.error is None
+    assert sink.final == litellm_peer.mock_text
+    assert sink.typing_calls == 1
+    history = await harness.store.history(REF, 10)
+    assert [(e.role, e.content) for e in history] == [
+        (Role.USER, "hi there"),
+        (Role.ASSISTANT, litellm_peer.mock_text),
+    ]
+    assert history[0].author == MEMBER.display_name
+
+    # A rate-limited model: the message says so; the user turn is kept, nothing invented.
+    await harness.store.update_config(
+        REF, Scope.CHANNEL, ADMIN, {"model": litellm_peer.rate_limited_model}, action="t"
+    )
+    sink = await ask(harness, "again?")
+    assert sink.error is not None and "rate" in sink.error.lower()
+    history = await harness.store.history(REF, 10)
+    assert [e.content for e in history][-1] == "again?"
+
+
+@pytest.mark.llamacpp
+async def test_real_model_streams_an_answer(harness: Harness, llamacpp_peer: LlamaCppPeer) -> None:
+    await harness.store.update_config(
+        REF,
+        Scope.CHANNEL,
+        ADMIN,
+        {
+            "source": "custom",
+            "proxy_url": llamacpp_peer.url,
+            "model": llamacpp_peer.model,
+            "max_tokens": 40,
+            "system_prompt": "You are a helpful assistant.",
+        },
+        action="test setup",
+    )
+    sink = await ask(harness, "What is the capital of France?")
+    assert sink.error is None, sink.error
+    assert sink.final.strip()
+    assert len(sink.updates) > 3  # it streamed, token by token
+    assert all(b.startswith(a) for a, b in zip(sink.updates, sink.updates[1:], strict=False))
+    assert len(await harness.store.history(REF, 10)) == 2
+
+
+async def test_missing_model_and_empty_or_huge_text_never_call_the_provider(
+    harness: Harness,
+) -> None:
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions")
+        await configure_fake(harness, model=None)
+        sink = await ask(harness, "hi")
+        assert "No model is selected" in sink.final and "/model" in sink.final
+        await configure_fake(harness)
+        assert "Ask me something" in (await ask(harness, "   ")).final
+        assert "too long" in (await ask(harness, "x" * 40_000)).final
+        assert not route.called
+    assert await harness.store.history(REF, 10) == []
+
+
+@pytest.mark.parametrize(
+    ("response", "fragment"),
+    [
+        (httpx.Response(429, json={"error": {"message": "slow down"}}), "rate"),
+        (httpx.Response(500, json={"error": {"message": "boom"}}), ""),
+        (httpx.Response(401, json={"error": {"message": "bad key"}}), "key"),
+        (httpx.ReadTimeout("slow"), "within"),
+        (httpx.ConnectError("refused"), ""),
+    ],
+    ids=["429", "500", "401", "timeout", "connect"],
+)
+async def test_provider_faults_reach_the_channel_and_history_stays_consistent(
+    harness: Harness, response: object, fragment: str
+) -> None:
+    await configure_fake(harness)
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            side_effect=response if isinstance(response, Exception) else None,
+            return_value=response if isinstance(response, httpx.Response) else None,
+        )
+        sink = await ask(harness, "question")
+    assert sink.error, "the channel must be told"
+    assert fragment in sink.error.lower()
+    assert "Traceback" not in sink.error
+    history = await harness.store.history(REF, 10)
+    assert [(e.role, e.content) for e in history] == [(Role.USER, "question")]
+
+
+class CutStream(httpx.AsyncByteStream):
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._body
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+
+async def test_cut_stream_keeps_the_partial_answer_and_marks_it(harness: Harness) -> None:
+    await configure_fake(harness)
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                200,
+                headers={"content-type": "text/event-stream"},
+                stream=CutStream(sse("Partial ", "answer", finish=False)),
+            )
+        )
+        sink = await ask(harness, "tell me")
+    assert sink.final == "Partial answer"
+    assert sink.error
+    history = await harness.store.history(REF, 10)
+    assert [(e.role, e.content) for e in history] == [
+        (Role.USER, "tell me"),
+        (Role.ASSISTANT, "Partial answer"),
+    ]
+    assert history[1].error
+
+
+async def test_think_tags_are_not_posted_unless_asked(harness: Harness) -> None:
+    await configure_fake(harness)
+    body = sse("<think>secret plan", "</think>\n\nThe answer", " is 4.")
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=body
+            )
+        )
+        hidden = await ask(harness, "2+2?")
+        await harness.store.update_config(
+            REF, Scope.CHANNEL, ADMIN, {"show_reasoning": True}, action="t"
+        )
+        shown = await ask(harness, "2+2?")
+    assert hidden.final == "The answer is 4." and hidden.reasoning == ""
+    assert all("secret" not in u for u in hidden.updates)
+    assert shown.final == "The answer is 4." and shown.reasoning == "secret plan"
+    stored = [e.content for e in await harness.store.history(REF, 10) if e.role is Role.ASSISTANT]
+    assert stored == ["The answer is 4.", "The answer is 4."]
+
+
+async def test_history_and_author_names_go_to_the_provider(harness: Harness) -> None:
+    await configure_fake(harness, system_prompt="Be kind.")
+    carol = Actor("u-carol", "Carol")
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=sse("ok")
+            )
+        )
+        await ask(harness, "first from Bob")
+        await ask(harness, "then Carol", carol)
+    body = json.loads(route.calls.last.request.content)
+    messages = body["messages"]
+    assert messages[0] == {"role": "system", "content": "Be kind."}
+    contents = json.dumps(messages[1:])
+    assert "first from Bob" in contents and "then Carol" in contents
+    assert "Bob" in contents.replace("first from Bob", "") and "Carol" in contents.replace(
+        "then Carol", ""
+    ), "authors must be named in a multi-user channel"
+    assert body["model"] == "m1" and body["stream"] is True
+
+
+async def test_turns_keep_order_in_a_channel_and_channels_run_concurrently(
+    harness: Harness,
+) -> None:
+    other = ChannelRef(Platform.DISCORD, channel_id="c-fast", server_id="g1")
+    await configure_fake(harness)
+    await configure_fake(harness, other)
+    started: list[str] = []
+    finished: list[str] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        text = json.loads(request.content)["messages"][-1]["content"]
+        started.append(text)
+        await asyncio.sleep(0.3 if "slow" in text else 0.0)
+        finished.append(text)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse("ok"))
+
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(side_effect=answer)
+        slow = asyncio.create_task(ask(harness, "slow one"))
+        await asyncio.sleep(0.05)
+        queued = asyncio.create_task(ask(harness, "second in same channel"))
+        fast = asyncio.create_task(ask(harness, "fast elsewhere", ref=other))
+        await asyncio.gather(slow, queued, fast)
+    assert finished.index("fast elsewhere") < finished.index("slow one")
+    assert started.index("second in same channel") > finished.index("slow one")
+    contents = [e.content for e in await harness.store.history(REF, 10)]
+    assert contents == ["slow one", "ok", "second in same channel", "ok"]
+
+
+async def test_threads_have_their_own_history_but_share_config(harness: Harness) -> None:
+    await configure_fake(harness)
+    thread = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1", thread_id="t1")
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=sse("ok")
+            )
+        )
+        sink = await ask(harness, "in the thread", ref=thread)
+    assert sink.final == "ok"
+    assert [e.content for e in await harness.store.history(thread, 10)] == ["in the thread", "ok"]
+    assert await harness.store.history(REF, 10) == []
+    assert (await harness.store.effective_config(thread)).source is Source.CUSTOM

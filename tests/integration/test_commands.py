@@ -1,0 +1,304 @@
+"""Every command × (admin, non-admin) × (good, bad input) → the reply and the stored state.
+
+The store is real (SQLite), the provider hub is real, and endpoints are the real LiteLLM
+proxy started on loopback by the suite.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.commands import TABLE
+from bot.commands.table import Invocation, walk
+from bot.store import api_key_name
+from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, Scope, SecretValue, Source
+from tests.integration.conftest import ADMIN, MEMBER, OPERATOR, REF, SERVER_ADMIN, Harness
+from tests.peers.litellm import LiteLLMPeer
+from tests.peers.llamacpp import LlamaCppPeer
+
+# A valid invocation of every leaf command (network-free where possible).
+GOOD: dict[tuple[str, ...], dict[str, object]] = {
+    ("source",): {"source": "claude"},
+    ("key", "set"): {"source": "openai", "key": SecretValue("sk-test-1234567890abcd")},
+    ("key", "clear"): {"source": "openai"},
+    ("proxy", "set"): {"url": "https://proxy.example.invalid/v1"},
+    ("proxy", "clear"): {},
+    ("proxy", "show"): {},
+    ("connect",): {"bypass": "on"},
+    ("models", "list"): {},
+    ("models", "external"): {"state": "off"},
+    ("model",): {"id": "gpt-4o"},
+    ("settings",): {},
+    ("system",): {"prompt": "Be brief."},
+    ("params",): {"name": "temperature", "value": "0.5"},
+    ("reply", "mode"): {"mode": "always"},
+    ("reset",): {},
+    ("help",): {},
+}
+
+
+async def snapshot(h: Harness, ref: ChannelRef = REF) -> tuple[object, ...]:
+    """Everything a command could change, to prove that a refused one changed nothing."""
+    names = [api_key_name(s) for s in Source] + ["proxy_password"]
+    return (
+        await h.store.scope_values(ref, Scope.CHANNEL),
+        await h.store.scope_values(ref, Scope.SERVER),
+        [await h.store.secret_origin(ref, n) for n in names],
+        len(await h.store.audit_entries(ref, 1000)),
+        len(await h.store.history(ref, 1000)),
+    )
+
+
+async def run(h: Harness, text: str, actor: Actor = ADMIN, ref: ChannelRef = REF) -> Reply:
+    return await h.core.run_text_command(Incoming(ref, actor, text))
+
+
+def test_table_covers_every_command() -> None:
+    assert {path for path, _ in walk(TABLE)} == set(GOOD)
+
+
+@pytest.mark.parametrize("path", [p for p, c in walk(TABLE) if c.admin], ids=" ".join)
+async def test_non_admin_is_refused_and_nothing_changes(
+    harness: Harness, path: tuple[str, ...]
+) -> None:
+    before = await snapshot(harness)
+    reply = await harness.core.run_command(REF, MEMBER, Invocation(path, dict(GOOD[path])))
+    assert not reply.ok
+    assert reply.private
+    assert "Only admins" in reply.text
+    assert await snapshot(harness) == before
+
+
+@pytest.mark.parametrize("path", [p for p, c in walk(TABLE) if not c.admin], ids=" ".join)
+async def test_everyone_commands_work_for_members(harness: Harness, path: tuple[str, ...]) -> None:
+    before = await snapshot(harness)
+    reply = await harness.core.run_command(REF, MEMBER, Invocation(path, dict(GOOD[path])))
+    assert reply.ok, reply.text
+    assert await snapshot(harness) == before
+
+
+async def test_operator_admin_is_always_allowed(harness: Harness) -> None:
+    reply = await run(harness, "/system Operator says hi", OPERATOR)
+    assert reply.ok, reply.text
+    assert (await harness.store.effective_config(REF)).system_prompt == "Operator says hi"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("/source gemini", "not a valid source"),
+        ("/model", "Missing `id`"),
+        ("/model gpt-99-turbo", "openai does not offer `gpt-99-turbo`"),
+        ("/params temperature 3", "between 0 and 2"),
+        ("/params max_tokens lots", "whole number"),
+        ("/params stop a,b,c,d,e", "up to 4"),
+        ("/params reasoning maybe", "on or off"),
+        ("/reply mode sometimes", "not a valid mode"),
+        ("/proxy set ftp://host/v1", "Only http:// and https://"),
+        ("/proxy set http://user:pw@host.example/v1", "must not contain a user name"),
+        ("/proxy set http://169.254.169.254/latest", "never contacts"),
+        ("/proxy set http://10.0.0.5/v1", "private-network"),
+        ("/key clear openai", "No openai key was stored"),
+        ("/key set openai scope:server", "Missing `key`"),
+        ("/connect bypass:perhaps", "on or off"),
+        ("/frobnicate", "Unknown command"),
+        ("/help klingon", "not a valid topic"),
+    ],
+)
+async def test_bad_input_gets_a_clear_message_and_changes_nothing(
+    harness: Harness, text: str, fragment: str
+) -> None:
+    if "10.0.0.5" in text:
+        # The harness allows loopback for the peers; this case needs the default policy.
+        from tests.integration.conftest import make_core
+
+        core = await make_core(harness.url, allow_private=False)
+        try:
+            reply = await core.run_text_command(Incoming(REF, ADMIN, text))
+        finally:
+            await core.close()
+    else:
+        before = await snapshot(harness)
+        reply = await run(harness, text)
+        assert await snapshot(harness) == before
+    assert not reply.ok
+    assert fragment in reply.text, reply.text
+    assert "Traceback" not in reply.text
+
+
+async def test_source_without_key_says_what_to_do(harness: Harness) -> None:
+    reply = await run(harness, "/source claude")
+    assert "Source set to claude" in reply.text
+    assert "No API key for claude" in reply.text and "/key set claude" in reply.text
+    config = await harness.store.effective_config(REF)
+    assert config.source is Source.CLAUDE
+    assert config.status is not None and not config.status.ok
+    audit = await harness.store.audit_entries(REF)
+    assert any(e.action == "source" for e in audit)
+
+
+async def test_key_set_and_clear_channel_and_server(harness: Harness) -> None:
+    key = "sk-test-abcdefgh12345678"
+    reply = await harness.core.run_command(
+        REF, ADMIN, Invocation(("key", "set"), {"source": "mistral", "key": SecretValue(key)})
+    )
+    assert reply.ok and reply.private
+    assert key not in reply.text and "…5678" in reply.text
+    assert await harness.store.secret_origin(REF, "mistral_api_key") == ("channel", "5678")
+
+    refused = await harness.core.run_command(
+        REF,
+        ADMIN,
+        Invocation(
+            ("key", "set"), {"source": "claude", "key": SecretValue(key), "scope": "server"}
+        ),
+    )
+    assert not refused.ok and "server admins" in refused.text
+    assert await harness.store.secret_origin(REF, "claude_api_key") is None
+
+    ok = await harness.core.run_command(
+        REF,
+        SERVER_ADMIN,
+        Invocation(
+            ("key", "set"), {"source": "claude", "key": SecretValue(key), "scope": "server"}
+        ),
+    )
+    assert ok.ok, ok.text
+    other_channel = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+    assert await harness.store.secret_origin(other_channel, "claude_api_key") == ("server", "5678")
+
+    cleared = await run(harness, "/key clear mistral")
+    assert cleared.ok
+    assert await harness.store.secret_origin(REF, "mistral_api_key") is None
+    for entry in await harness.store.audit_entries(REF, 100):
+        assert key not in entry.detail
+
+
+async def test_settings_shows_keys_only_as_set_with_last_four(harness: Harness) -> None:
+    await harness.core.run_command(
+        REF,
+        ADMIN,
+        Invocation(("key", "set"), {"source": "openai", "key": SecretValue("sk-verysecret9876")}),
+    )
+    reply = await run(harness, "/settings", MEMBER)
+    assert "API key: set (…9876, channel)" in reply.text
+    assert "verysecret" not in reply.text
+    assert reply.private
+
+
+async def test_system_params_reply_mode_round_trip(harness: Harness) -> None:
+    assert (await run(harness, "/system You are Bob.")).ok
+    assert "You are Bob." in (await run(harness, "/system")).text
+    assert (await run(harness, "/params temperature 0.7")).ok
+    assert (await run(harness, "/params stop END, ###")).ok
+    assert (await run(harness, "/params reasoning on")).ok
+    assert (await run(harness, "/reply mode always")).ok
+    config = await harness.store.effective_config(REF)
+    assert config.system_prompt == "You are Bob."
+    assert config.params.temperature == 0.7
+    assert config.params.stop == ("END", "###")
+    assert config.show_reasoning
+    assert config.reply_mode.value == "always"
+    assert await harness.core.should_answer(REF, addressed=False)
+    assert (await run(harness, "/params temperature default")).ok
+    assert (await run(harness, "/system none")).ok
+    config = await harness.store.effective_config(REF)
+    assert config.params.temperature is None and config.system_prompt is None
+
+
+async def test_help_is_generated_from_the_table(harness: Harness) -> None:
+    text = (await run(harness, "/help", MEMBER)).text
+    for path, _ in walk(TABLE):
+        assert "/" + " ".join(path) in text
+    for source in Source:
+        assert f"{source.value}:" in text
+    assert "!proxy set" in (await run(harness, "!help custom", MEMBER, REF_MATRIX)).text
+
+
+REF_MATRIX = ChannelRef(Platform.MATRIX, channel_id="!room:example.org")
+
+
+@pytest.mark.litellm
+async def test_custom_endpoint_setup_against_litellm(
+    harness: Harness, litellm_peer: LiteLLMPeer
+) -> None:
+    assert (await run(harness, "/source custom")).ok
+    reply = await harness.core.run_command(
+        REF,
+        ADMIN,
+        Invocation(
+            ("proxy", "set"),
+            {"url": litellm_peer.url, "password": SecretValue(litellm_peer.master_key)},
+        ),
+    )
+    assert "Status check: OK" in reply.text, reply.text
+    config = await harness.store.effective_config(REF)
+    assert config.proxy_url == litellm_peer.url
+    # LiteLLM answers both /models and /v1/models: no correction needed.
+    assert config.resolved_url == litellm_peer.url
+    assert config.status is not None and config.status.ok
+
+    show = await run(harness, "/proxy show")
+    assert litellm_peer.url in show.text and "Password: set" in show.text
+    assert litellm_peer.master_key not in show.text
+
+    external = await run(harness, "/models external")
+    assert external.ok and litellm_peer.model in external.text
+    cached = await harness.store.cached_models(REF, Source.CUSTOM)
+    assert cached is not None and litellm_peer.model in [m.id for m in cached]
+    assert (await harness.store.effective_config(REF)).show_external_models
+
+    assert litellm_peer.model in await harness.core.autocomplete(REF, ADMIN, "models", "mock")
+    assert (await run(harness, f"/model {litellm_peer.model}")).text.startswith("Model set")
+    warned = await run(harness, "/model not-listed-anywhere")
+    assert warned.ok and "Warning" in warned.text
+
+
+@pytest.mark.llamacpp
+async def test_url_without_v1_is_corrected_and_shown(
+    harness: Harness, llamacpp_peer: LlamaCppPeer
+) -> None:
+    await run(harness, "/source custom")
+    reply = await run(harness, f"/proxy set {llamacpp_peer.url}")
+    assert "Status check: OK" in reply.text and "added /v1" in reply.text, reply.text
+    config = await harness.store.effective_config(REF)
+    assert config.proxy_url == llamacpp_peer.url
+    assert config.resolved_url == llamacpp_peer.url_v1
+    show = await run(harness, "/proxy show")
+    assert f"In use: {llamacpp_peer.url_v1}" in show.text
+    assert (await run(harness, "/models external")).ok
+    assert (await run(harness, f"/model {llamacpp_peer.model}")).text.startswith("Model set")
+
+
+@pytest.mark.litellm
+async def test_wrong_proxy_password_fails_the_check_and_blocks_chat_until_bypass(
+    harness: Harness, litellm_peer: LiteLLMPeer
+) -> None:
+    await run(harness, "/source custom")
+    await harness.core.run_command(
+        REF,
+        ADMIN,
+        Invocation(
+            ("proxy", "set"),
+            {"url": litellm_peer.url_v1, "password": SecretValue("nope-wrong-key")},
+        ),
+    )
+    await run(harness, f"/model {litellm_peer.model}")
+    check = await run(harness, "/connect")
+    assert not check.ok and "Status check failed" in check.text
+    assert "nope-wrong-key" not in check.text
+
+    from tests.integration.test_chat import CollectingSink
+
+    sink = CollectingSink()
+    result = await harness.core.chat(Incoming(REF, MEMBER, "hello?"), sink)
+    assert not result.called_provider
+    assert "status check failed" in sink.final and "/connect bypass:on" in sink.final
+    assert await harness.store.history(REF, 10) == []
+
+    bypass = await run(harness, "/connect bypass:on")
+    assert "Bypass is on" in bypass.text
+    sink = CollectingSink()
+    result = await harness.core.chat(Incoming(REF, MEMBER, "hello?"), sink)
+    assert result.called_provider
+    assert result.error is not None  # the endpoint still refuses the key

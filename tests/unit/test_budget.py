@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from bot.conversation.budget import estimate_tokens, history_budget, trim_history
+from bot.types import HistoryEntry, Role
+
+
+def test_estimate_grows_with_text_and_counts_non_latin_higher() -> None:
+    assert estimate_tokens("") > 0
+    assert estimate_tokens("a" * 400) > estimate_tokens("a" * 40)
+    assert estimate_tokens("漢" * 100) > estimate_tokens("a" * 100)
+
+
+def test_trim_keeps_the_newest_that_fit() -> None:
+    history = [HistoryEntry(Role.USER, f"m{i}", tokens=10) for i in range(10)]
+    kept = trim_history(history, 35)
+    assert [e.content for e in kept] == ["m7", "m8", "m9"]
+    assert trim_history(history, 5) == []
+
+
+def test_budget_leaves_room_for_system_turn_and_answer() -> None:
+    full = history_budget(1000, 100, None, "hi")
+    with_system = history_budget(1000, 100, "x" * 400, "hi")
+    assert full < 1000 - 100
+    assert with_system < full
+    assert history_budget(100, 500, None, "hi") == 0

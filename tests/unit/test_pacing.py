@@ -1,0 +1,114 @@
+"""Splitting long answers and pacing edits — the part every streaming front-end shares."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.conversation.pacing import PacedReply, split_text
+
+
+def test_short_text_is_one_page() -> None:
+    assert split_text("hello", 2000) == ["hello"]
+
+
+def test_split_prefers_newlines_then_spaces_and_never_breaks_words() -> None:
+    words = " ".join(f"word{i}" for i in range(600))
+    pages = split_text(words, 2000)
+    assert all(len(p) <= 2000 for p in pages)
+    assert " ".join(pages).split() == words.split()
+
+
+def test_code_fence_is_closed_and_reopened_with_its_language() -> None:
+    code = "\n".join(f"print({i})" for i in range(400))
+    text = f"Here:\n```python\n{code}\n```\nDone."
+    pages = split_text(text, 500)
+    assert len(pages) > 2
+    for page in pages:
+        assert len(page) <= 500
+        assert page.count("```") % 2 == 0, page
+    assert pages[1].startswith("```python\n")
+    body = "".join(p.replace("```python\n", "").replace("\n```", "") for p in pages)
+    assert all(f"print({i})" in body for i in range(400))
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet="ab \n`", min_size=0, max_size=3000), st.integers(40, 400))
+def test_pages_fit_the_limit(text: str, limit: int) -> None:
+    pages = split_text(text, limit)
+    assert all(len(p) <= limit for p in pages)
+
+
+class RecordingTarget:
+    """A platform target that records what it was asked to do, and when."""
+
+    limit = 2000
+
+    def __init__(self, min_interval: float) -> None:
+        self.min_interval = min_interval
+        self.messages: list[str] = []
+        self.edit_times: list[float] = []
+        self.first_send_at: float | None = None
+
+    async def send(self, text: str) -> object:
+        if self.first_send_at is None:
+            self.first_send_at = time.monotonic()
+        self.messages.append(text)
+        self.edit_times.append(time.monotonic())
+        return len(self.messages) - 1
+
+    async def edit(self, handle: object, text: str) -> None:
+        assert isinstance(handle, int)
+        self.messages[handle] = text
+        self.edit_times.append(time.monotonic())
+
+
+async def test_first_text_goes_out_at_once_then_edits_are_paced() -> None:
+    target = RecordingTarget(min_interval=0.2)
+    reply = PacedReply(target)
+    answer = ""
+    started = time.monotonic()
+    for i in range(100):
+        answer += f"tok{i} "
+        await reply.update(answer)
+        if i == 0:
+            assert target.messages == ["tok0"]  # posted before the next chunk arrives
+        await asyncio.sleep(0.01)
+    await reply.finish(answer)
+    elapsed = time.monotonic() - started
+    assert target.messages == [answer.strip()]
+    gaps = [b - a for a, b in zip(target.edit_times, target.edit_times[1:], strict=False)]
+    assert all(g >= 0.2 - 0.01 for g in gaps), gaps
+    assert reply.edits <= elapsed / 0.2 + 1
+    assert reply.edits >= 2  # it did stream, not just post at the end
+
+
+async def test_long_answer_spills_into_follow_up_messages() -> None:
+    target = RecordingTarget(min_interval=0.0)
+    reply = PacedReply(target)
+    answer = ""
+    for i in range(900):
+        answer += f"w{i} "
+        await reply.update(answer)
+    await reply.finish(answer)
+    assert len(target.messages) >= 3
+    assert all(len(m) <= 2000 for m in target.messages)
+    assert " ".join(target.messages).split() == answer.split()
+
+
+async def test_error_line_follows_partial_text() -> None:
+    target = RecordingTarget(min_interval=0.0)
+    reply = PacedReply(target)
+    await reply.update("partial answ")
+    await reply.finish("partial answ", error="The connection was cut.")
+    assert target.messages == ["partial answ\n\n⚠️ The connection was cut."]
+
+
+async def test_reasoning_is_shown_as_a_spoiler_only_when_given() -> None:
+    target = RecordingTarget(min_interval=0.0)
+    reply = PacedReply(target)
+    await reply.finish("42", reasoning="think hard")
+    assert target.messages == ["||💭 think hard||\n\n42"]

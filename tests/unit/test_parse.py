@@ -1,0 +1,93 @@
+"""The text command parser and option checks, by the shared table."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.commands import TABLE
+from bot.commands.parse import CommandError, parse
+from bot.commands.router import bind, find
+from bot.types import SecretValue
+
+
+def test_simple_and_subcommand() -> None:
+    assert parse("/source claude", TABLE).path == ("source",)
+    assert parse("/source claude", TABLE).raw == {"source": "claude"}
+    inv = parse("!proxy set http://h:1/v1", TABLE, "!")
+    assert inv.path == ("proxy", "set")
+    assert inv.raw == {"url": "http://h:1/v1"}
+
+
+def test_quotes_and_named_options() -> None:
+    inv = parse('/model "my model:7b"', TABLE)
+    assert inv.raw == {"id": "my model:7b"}
+    assert parse("/connect bypass:on", TABLE).raw == {"bypass": "on"}
+    assert parse("/connect bypass=off", TABLE).raw == {"bypass": "off"}
+
+
+def test_text_option_keeps_the_rest_verbatim() -> None:
+    inv = parse('/system You are "Bob".  Be  brief.', TABLE)
+    assert inv.raw == {"prompt": 'You are "Bob".  Be  brief.'}
+    inv = parse("/params stop END, STOP", TABLE)
+    assert inv.raw == {"name": "stop", "value": "END, STOP"}
+
+
+def test_secret_positional_is_wrapped() -> None:
+    inv = parse("!key set openai sk-abcdef123456", TABLE, "!")
+    assert isinstance(inv.raw["key"], SecretValue)
+    assert "sk-abcdef123456" not in repr(inv)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("/modle gpt", "Did you mean `model`?"),
+        ("/proxy", "needs one of: set, clear, show"),
+        ("/proxy sett x", "Did you mean `set`?"),
+        ('/model "unclosed', "quote is not closed"),
+        ("/source openai extra", "Too many values"),
+        ("/", "Empty command"),
+    ],
+)
+def test_bad_input_says_what_to_do(text: str, fragment: str) -> None:
+    with pytest.raises(CommandError, match=None) as err:
+        parse(text, TABLE)
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("/source gpt", "not a valid source"),
+        ("/source claud", "Did you mean `claude`?"),
+        ("/connect bypass:maybe", "must be on or off"),
+        ("/model", "Missing `id`"),
+        ("/params temperature", "Missing `value`"),
+    ],
+)
+def test_bind_rejects_bad_values(text: str, fragment: str) -> None:
+    inv = parse(text, TABLE)
+    command = find(TABLE, inv.path)
+    assert command is not None
+    with pytest.raises(CommandError) as err:
+        bind(command, inv, "/")
+    assert fragment in str(err.value)
+
+
+def test_bind_coerces() -> None:
+    inv = parse("/connect bypass:ON", TABLE)
+    command = find(TABLE, inv.path)
+    assert command is not None
+    assert bind(command, inv, "/") == {"bypass": True}
+
+
+def test_secret_rejects_spaces_and_empty() -> None:
+    command = find(TABLE, ("key", "set"))
+    assert command is not None
+    inv = parse("/key set openai", TABLE)
+    inv.raw["key"] = SecretValue("two words")
+    with pytest.raises(CommandError):
+        bind(command, inv, "/")
+    inv.raw["key"] = SecretValue("   ")
+    with pytest.raises(CommandError):
+        bind(command, inv, "/")
