@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up (first time) and run the bot: ./scripts/run.sh [chatbot arguments, default: run]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+if [[ ! -f .env ]]; then
+    # First run: start from the documented settings with a fresh encryption key.
+    sed "s|^BOT_SECRET_KEYS=.*|BOT_SECRET_KEYS=$(.venv/bin/chatbot keygen)|" .env.example > .env
+    chmod 600 .env
+    echo "Created .env with a new BOT_SECRET_KEYS. Add DISCORD_TOKEN or the MATRIX_* settings to it."
+fi
+exec .venv/bin/chatbot "${@:-run}"
