@@ -7,14 +7,10 @@ engine, so both always agree on which URL and which secret a channel uses.
 from __future__ import annotations
 
 from bot.providers import Endpoint, ProviderError, ProviderHub, StatusResult
-from bot.store import Store
+from bot.store import Store, api_key_name
 from bot.types import ChannelConfig, ChannelRef, Source, StatusCheck
 
 PROXY_PASSWORD = "proxy_password"
-
-
-def key_name(source: Source) -> str:
-    return f"{source.value}_api_key"
 
 
 class NotConnectable(Exception):
@@ -28,7 +24,7 @@ async def endpoint_for(store: Store, ref: ChannelRef, config: ChannelConfig) -> 
             "The custom source needs an endpoint URL: an admin runs /proxy set <url> "
             "(e.g. http://host:1234/v1)."
         )
-    api_key = await store.resolve_secret(ref, key_name(config.source))
+    api_key = await store.resolve_secret(ref, api_key_name(config.source))
     password = await store.resolve_secret(ref, PROXY_PASSWORD) if config.proxy_url else None
     endpoint = Endpoint(
         source=config.source,

@@ -8,9 +8,10 @@ from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
 from bot.commands.context import CommandContext
 from bot.commands.parse import CommandError, suggest
 from bot.commands.table import Command, walk
-from bot.connection import PROXY_PASSWORD, endpoint_for, key_name, run_status_check
+from bot.connection import PROXY_PASSWORD, endpoint_for, run_status_check
 from bot.providers import StatusResult
 from bot.providers.policy import EndpointRefused
+from bot.store import api_key_name
 from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
 
 _MAX_LISTED = 60
@@ -74,7 +75,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     source = Source(args["source"])
     scope = _scope(ctx, args)
     key: SecretValue = args["key"]
-    await ctx.store.set_secret(ctx.ref, scope, key_name(source), key, ctx.actor)
+    await ctx.store.set_secret(ctx.ref, scope, api_key_name(source), key, ctx.actor)
     where = "this server" if scope is Scope.SERVER else "this channel"
     text = f"Saved the {source.value} key for {where} (ends …{key.last4 or '****'})."
     config = await ctx.store.effective_config(ctx.ref)
@@ -90,7 +91,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     source = Source(args["source"])
     scope = _scope(ctx, args)
-    removed = await ctx.store.clear_secret(ctx.ref, scope, key_name(source), ctx.actor)
+    removed = await ctx.store.clear_secret(ctx.ref, scope, api_key_name(source), ctx.actor)
     where = "this server" if scope is Scope.SERVER else "this channel"
     if not removed:
         return Reply(f"No {source.value} key was stored for {where}.", ok=False)
@@ -223,7 +224,7 @@ async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     p = config.params
-    key = await ctx.store.secret_origin(ctx.ref, key_name(config.source))
+    key = await ctx.store.secret_origin(ctx.ref, api_key_name(config.source))
     password = await ctx.store.secret_origin(ctx.ref, PROXY_PASSWORD)
     status = "not checked yet"
     if config.status is not None:

@@ -47,7 +47,7 @@ class _TurnOrder:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextmanager
-    def _ref(self, key: str) -> Iterator[asyncio.Lock]:
+    def lock(self, key: str) -> Iterator[asyncio.Lock]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
@@ -59,10 +59,6 @@ class _TurnOrder:
             else:
                 self._locks[key] = (lock, users - 1)
 
-    @property
-    def active(self) -> int:
-        return len(self._locks)
-
 
 class ChatEngine:
     def __init__(self, store: Store, hub: ProviderHub) -> None:
@@ -73,7 +69,7 @@ class ChatEngine:
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
         key = f"{incoming.channel}"
-        with self._order._ref(key) as lock:
+        with self._order.lock(key) as lock:
             async with lock:
                 return await self._turn(incoming, sink, prefix)
 

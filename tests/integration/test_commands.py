@@ -302,3 +302,37 @@ async def test_wrong_proxy_password_fails_the_check_and_blocks_chat_until_bypass
     result = await harness.core.chat(Incoming(REF, MEMBER, "hello?"), sink)
     assert result.called_provider
     assert result.error is not None  # the endpoint still refuses the key
+
+
+async def test_proxy_clear_removes_url_password_and_stale_status(harness: Harness) -> None:
+    await run(harness, "/source custom")
+    reply = await harness.core.run_command(
+        REF,
+        ADMIN,
+        Invocation(
+            ("proxy", "set"),
+            {"url": "http://127.0.0.1:9/v1", "password": SecretValue("pw-to-forget-1234")},
+        ),
+    )
+    assert "Status check failed" in reply.text  # nothing listens on port 9
+    assert (await harness.store.effective_config(REF)).status is not None
+    cleared = await run(harness, "/proxy clear")
+    assert cleared.ok
+    config = await harness.store.effective_config(REF)
+    assert config.proxy_url is None and config.resolved_url is None and config.status is None
+    assert await harness.store.secret_origin(REF, "proxy_password") is None
+    assert "No proxy URL is set" in (await run(harness, "/proxy show")).text
+
+
+async def test_new_proxy_url_without_password_drops_the_old_password(harness: Harness) -> None:
+    await harness.core.run_command(
+        REF,
+        ADMIN,
+        Invocation(
+            ("proxy", "set"),
+            {"url": "http://127.0.0.1:9/v1", "password": SecretValue("pw-old-host-5678")},
+        ),
+    )
+    reply = await run(harness, "/proxy set http://127.0.0.1:10/v1")
+    assert "previous proxy password was removed" in reply.text
+    assert await harness.store.secret_origin(REF, "proxy_password") is None
