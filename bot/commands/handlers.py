@@ -6,8 +6,8 @@ from typing import Any
 
 from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
 from bot.commands.context import CommandContext
-from bot.commands.parse import CommandError, suggest
-from bot.commands.table import Command, walk
+from bot.commands.parse import CommandError, coerce, suggest
+from bot.commands.table import Command, Kind, Option, walk
 from bot.connection import PROXY_PASSWORD, endpoint_for, run_status_check
 from bot.providers import StatusResult
 from bot.providers.policy import EndpointRefused
@@ -287,15 +287,6 @@ def _number(text: str, name: str, lo: float, hi: float, integer: bool) -> float 
     return value
 
 
-def _switch(text: str, name: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("on", "true", "yes"):
-        return True
-    if lowered in ("off", "false", "no"):
-        return False
-    raise CommandError(f"{name} must be on or off.")
-
-
 _PARAM_COLUMN = {
     "temperature": "temperature",
     "top_p": "top_p",
@@ -324,7 +315,7 @@ def _param_value(name: str, text: str) -> object:
         if len(stops) > 4 or any(len(s) > 100 for s in stops):
             raise CommandError("stop takes up to 4 comma-separated sequences of ≤100 characters.")
         return stops
-    return _switch(text, name)
+    return bool(coerce(Option(name, Kind.SWITCH, name), text))
 
 
 async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
