@@ -207,12 +207,25 @@ async def load(channels: int, tmp: Path) -> None:
     finally:
         await core.close()
         proc.kill()
+    proc.wait()
+    server_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     updates = sum(s.updates for s in sinks)
+    stamps = [tuple(map(float, s.answer.rsplit("@", 1)[1].split(","))) for s in sinks]
+    dispatched = max(received for received, _ in stamps) - start
+    lag = max(s.finished_at - last for s, (_, last) in zip(sinks, stamps, strict=True))
     print(f"{channels} channels, one turn each, 100 chunks over 2 s:")
     print(f"  wall {wall:.2f} s → ratio {wall / 2.0:.2f} (target ≤ 1.25)")
     print(f"  bot process CPU {cpu:.2f} s ({cpu / wall:.0%} of one core; the rest is the server)")
     print(f"  peak RSS {rss_mb:.0f} MB (target ≤ 300)   sink updates {updates}")
+    print(
+        f"  last request reached the endpoint {dispatched:.2f} s after the start; "
+        f"worst last-chunk → final {lag:.2f} s"
+    )
+    print(
+        f"  endpoint process CPU {server_cpu.ru_utime + server_cpu.ru_stime:.2f} s "
+        "(it shares the machine's cores)"
+    )
 
 
 async def main() -> None:

@@ -6,14 +6,18 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from bot.providers._errors import error_from_status, malformed, redact
+from bot.providers._network import AsyncioBackend
 from bot.providers.base import (
     EndpointNotAllowed,
     Overloaded,
@@ -37,6 +41,7 @@ _DRAIN_LIMIT = 64 * 1024
 _DRAIN_SECONDS = 1.0
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 8.0
+_LANE_SIZE = 16  # connections per pool before another pool (lane) takes new requests
 
 
 class Transport:
@@ -47,40 +52,48 @@ class Transport:
         self.policy = policy
         self.sleep = sleep
         self.corrected: dict[str, str] = {}  # custom URL as typed → URL that works (+/v1)
-        self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
+        self._clients: dict[tuple[str, str, int | None], _Lanes] = {}
+        self._tls: ssl.SSLContext | None = None
         s = settings
-        # httpx's read timeout is only a backstop; first-byte and idle limits are enforced
-        # around each read below so each can be set on its own.
+        self._max_lanes = max(1, -(-s.max_connections_per_endpoint // _LANE_SIZE))
+        # No read timeout in httpx: the first-byte and idle limits are enforced around
+        # each read below (ReadWatch), so each can be set on its own.
         self._limits = httpx.Limits(
-            max_connections=s.max_connections_per_endpoint, max_keepalive_connections=100
+            max_connections=min(_LANE_SIZE, s.max_connections_per_endpoint),
+            max_keepalive_connections=min(_LANE_SIZE, s.max_connections_per_endpoint),
         )
         self._timeout = httpx.Timeout(
             connect=s.connect_timeout,
-            read=max(s.first_byte_timeout, s.idle_timeout) + 1.0,
+            read=None,
             write=s.connect_timeout + s.first_byte_timeout,
             pool=s.connect_timeout,
         )
 
-    def client(self, url: str) -> httpx.AsyncClient:
+    def lane(self, url: str) -> _Lane:
+        """A client for `url`'s endpoint, leased: release it when its response is closed."""
         parts = urlsplit(url)
         key = (parts.scheme, parts.hostname or "", parts.port)
-        client = self._clients.get(key)
-        if client is None or client.is_closed:
-            # trust_env=False: a ~/.netrc entry must never attach credentials to a URL a
-            # chat user typed. No redirects: a redirect could lead past the endpoint policy.
-            client = httpx.AsyncClient(
-                timeout=self._timeout,
-                follow_redirects=False,
-                trust_env=False,
-                limits=self._limits,
-            )
-            self._clients[key] = client
-        return client
+        lanes = self._clients.get(key)
+        if lanes is None:
+            lanes = self._clients[key] = _Lanes(self._new_lane, self._max_lanes)
+        return lanes.lease()
+
+    def _new_lane(self) -> _Lane:
+        if self._tls is None:  # loading the CA bundle takes milliseconds: once is enough
+            self._tls = httpx.create_ssl_context(trust_env=False)
+        transport = httpx.AsyncHTTPTransport(verify=self._tls, limits=self._limits)
+        transport._pool = _pool(self._limits, self._tls)
+        # trust_env=False: a ~/.netrc entry must never attach credentials to a URL a
+        # chat user typed. No redirects: a redirect could lead past the endpoint policy.
+        client = httpx.AsyncClient(
+            timeout=self._timeout, follow_redirects=False, trust_env=False, transport=transport
+        )
+        return _Lane(client)
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        endpoints, self._clients = list(self._clients.values()), {}
+        for lanes in endpoints:
+            await lanes.aclose()
 
     async def checked(self, url: str) -> str:
         """Run a user-supplied URL through the endpoint policy."""
@@ -142,19 +155,26 @@ class Transport:
         auth_hint: str = "",
     ) -> tuple[httpx.Response, float]:
         """Send one request; return the open 2xx response and the first-byte deadline."""
-        client = self.client(url)
-        request = client.build_request(method, url, headers=headers, json=json_body, params=params)
+        lane = self.lane(url)
+        request = lane.client.build_request(
+            method, url, headers=headers, json=json_body, params=params
+        )
         deadline = asyncio.get_running_loop().time() + self.settings.first_byte_timeout
         try:
             async with asyncio.timeout_at(deadline):
-                response = await client.send(request, stream=True)
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise self.timeout_error(exc, where, first=True) from None
-        except httpx.HTTPError as exc:
+                response = await lane.client.send(request, stream=True)
+        except BaseException as exc:
+            lane.active -= 1
+            if isinstance(exc, TimeoutError | httpx.TimeoutException):
+                raise self.timeout_error(exc, where, first=True) from None
+            if not isinstance(exc, httpx.HTTPError):
+                raise
             raise Unreachable(
                 f"{where} could not be reached ({type(exc).__name__}). Check the URL and "
                 "that the server is running, then try again."
             ) from None
+        assert isinstance(response.stream, httpx.AsyncByteStream)  # an async client's
+        response.stream = _Leased(response.stream, lane)
         log.debug("%s %s → %d", method, url, response.status_code)
         if response.status_code < 300:
             return response, deadline
@@ -288,6 +308,80 @@ class Transport:
             raise malformed(where, "not JSON") from None
 
 
+def _pool(limits: httpx.Limits, tls: ssl.SSLContext) -> httpcore.AsyncConnectionPool:
+    """httpx's connection pool, on the asyncio network layer (see _network)."""
+    return httpcore.AsyncConnectionPool(
+        ssl_context=tls,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=AsyncioBackend(),
+    )
+
+
+@dataclass(slots=True)
+class _Lane:
+    client: httpx.AsyncClient
+    active: int = 0  # requests sent through it whose response is not closed yet
+
+
+class _Leased(httpx.AsyncByteStream):
+    """A response body that gives its lane back when closed (no extra step per chunk)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, lane: _Lane) -> None:
+        self._inner = inner
+        self._lane: _Lane | None = lane
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._inner.__aiter__()
+
+    async def aclose(self) -> None:
+        lane, self._lane = self._lane, None
+        try:
+            await self._inner.aclose()
+        finally:
+            if lane is not None:
+                lane.active -= 1
+
+
+class _Lanes:
+    """The clients of one endpoint base: usually one, more only under heavy load.
+
+    httpcore's pool walks all its connections on every request and every release, so
+    with hundreds of answers streaming at once that walk dominated the CPU. When every
+    lane carries _LANE_SIZE requests, a new request opens another lane instead.
+    """
+
+    def __init__(self, make: Callable[[], _Lane], most: int) -> None:
+        self._make = make
+        self._most = most
+        self._lanes: list[_Lane] = []
+
+    def lease(self) -> _Lane:
+        chosen = None
+        for lane in self._lanes:  # the first lane keeps quiet bots on one warm connection
+            if lane.active < _LANE_SIZE and not lane.client.is_closed:
+                chosen = lane
+                break
+        if chosen is None:
+            self._lanes = [lane for lane in self._lanes if not lane.client.is_closed]
+            if len(self._lanes) < self._most:
+                chosen = self._make()
+                self._lanes.append(chosen)
+            else:
+                chosen = min(self._lanes, key=lambda lane: lane.active)
+        chosen.active += 1
+        return chosen
+
+    def __len__(self) -> int:
+        return len(self._lanes)
+
+    async def aclose(self) -> None:
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            await lane.client.aclose()
+
+
 class ReadWatch:
     """Cancels the reading task when one read waits too long.
 
@@ -310,7 +404,7 @@ class ReadWatch:
     def begin(self, due: float | None) -> None:
         """A read starts; it may wait until `due` (default: now + idle)."""
         self._due = due if due is not None else self._loop.time() + self._idle
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         if task is not self._task:
             self._task = task
         self._cancelling = task.cancelling() if task is not None else 0

@@ -10,10 +10,11 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.store.cache import ScopedCache
 from bot.store.db import create_engine
 from bot.store.models import (
     AuditRow,
@@ -58,6 +59,45 @@ _ACTION_CHARS = 64
 
 Key = tuple[str, str, str]
 E = TypeVar("E", Source, ReplyMode)
+
+# What a chat turn reads is remembered (see bot.store.cache): bounded in entries, in
+# history characters, and in age.
+_CACHE_TTL = 30.0
+_CACHE_ENTRIES = 20_000
+_HISTORY_KEEP = 400  # entries per conversation; engines read 200
+_HISTORY_CHARS = 32_000_000
+_Found = tuple[str, SecretValue] | None
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():  # the caller gave up waiting; the write stands
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredSecret:
+    origin: str  # "channel" | "server"
+    platform: str
+    server_id: str
+    channel_id: str
+    name: str
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    entries: tuple[HistoryEntry, ...]
+    complete: bool  # holds every stored entry, not just the newest
+
+
+def _history_chars(history: _History) -> int:
+    return sum(len(e.content) for e in history.entries) + 64 * len(history.entries)
 
 
 def api_key_name(source: Source) -> str:
@@ -208,6 +248,20 @@ class Store:
         # SQLite has one writer; queueing writers here instead of in its busy timeout
         # keeps a burst of turns (hundreds of channels at once) from "database is locked".
         self._write_lock = asyncio.Lock() if not self._postgres else None
+        self._pending_turns: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._turn_writer: asyncio.Task[None] | None = None
+        self._configs: ScopedCache[ChannelConfig] = ScopedCache(
+            ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES
+        )
+        self._secrets: ScopedCache[Mapping[str, _StoredSecret]] = ScopedCache(
+            ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES
+        )
+        self._histories: ScopedCache[_History] = ScopedCache(
+            ttl=_CACHE_TTL,
+            max_entries=_CACHE_ENTRIES,
+            max_weight=_HISTORY_CHARS,
+            weigh=_history_chars,
+        )
 
     @classmethod
     async def open(
@@ -222,6 +276,8 @@ class Store:
         return cls(create_engine(url), box, defaults, default_secrets)
 
     async def close(self) -> None:
+        if self._turn_writer is not None:
+            await asyncio.gather(self._turn_writer, return_exceptions=True)
         await self._engine.dispose()
 
     @property
@@ -298,7 +354,7 @@ class Store:
         if name not in SECRET_NAMES:
             raise ValueError(f"unknown secret {name!r}; known: {', '.join(sorted(SECRET_NAMES))}")
 
-    def _open_secret(self, row: SecretRow) -> SecretValue:
+    def _open_secret(self, row: SecretRow | _StoredSecret) -> SecretValue:
         return self._box.open(
             Sealed(row.key_id, row.nonce, row.ciphertext),
             associated_data(row.platform, row.server_id, row.channel_id, row.name),
@@ -323,7 +379,16 @@ class Store:
 
     async def effective_config(self, ref: ChannelRef) -> ChannelConfig:
         """Channel row → server row (when the channel has a server) → defaults, per field."""
-        rows = await self._config_rows(ref)
+        key = ref.scope_key(Scope.CHANNEL)
+        cached = self._configs.get(key)
+        if cached is not None:
+            return cached
+        generation = self._configs.generation()
+        config = self._merge(ref, await self._config_rows(ref))
+        self._configs.put(key, key, config, generation=generation)
+        return config
+
+    def _merge(self, ref: ChannelRef, rows: Sequence[ChannelConfigRow]) -> ChannelConfig:
         d = self._defaults
 
         def pick(name: str, default: Any) -> Any:
@@ -405,6 +470,7 @@ class Store:
                 setattr(row, name, value)
             row.updated_at = utcnow()
             session.add(self._audit(key, actor, action, _summary(cleaned)))
+        self._configs.drop_scope(key)
 
     async def record_status(
         self, ref: ChannelRef, status: StatusCheck | None, resolved_url: str | None
@@ -420,6 +486,7 @@ class Store:
             row.status_checked_at = None if status is None else now
             row.resolved_url = resolved_url
             row.updated_at = now
+        self._configs.drop_scope(key)
 
     # ---- secrets --------------------------------------------------------------------
 
@@ -456,6 +523,7 @@ class Store:
         async with self._write() as session:
             await session.execute(stmt)
             session.add(self._audit(key, actor, "secret.set", f"{name} set"))
+        self._secrets.drop_scope(key)
 
     async def clear_secret(self, ref: ChannelRef, scope: Scope, name: str, actor: Actor) -> bool:
         """Remove a secret at `scope`; True (and audited) when there was one."""
@@ -468,30 +536,54 @@ class Store:
             removed = bool(getattr(result, "rowcount", 0))
             if removed:
                 session.add(self._audit(key, actor, "secret.clear", f"{name} cleared"))
+        self._secrets.drop_scope(key)
         return removed
 
-    async def _effective_secret(self, ref: ChannelRef, name: str) -> tuple[str, SecretValue] | None:
+    async def _effective_secret(self, ref: ChannelRef, name: str) -> _Found:
         self._check_secret_name(name)
-        chain = self._chain(ref)
-        async with self._sessions() as session:
-            rows = (
-                await session.scalars(
-                    select(SecretRow).where(
-                        SecretRow.name == name,
-                        or_(*(self._where(SecretRow, key) for key in chain)),
-                    )
-                )
-            ).all()
-        by_key = {(r.platform, r.server_id, r.channel_id): r for r in rows}
-        for key in chain:
-            row = by_key.get(key)
-            if row is not None:
-                origin = "server" if key[2] == "" else "channel"
-                return origin, self._open_secret(row)
+        stored = (await self._stored_secrets(ref)).get(name)
+        if stored is not None:
+            return stored.origin, self._open_secret(stored)
         default = self._default_secrets.get(name)
         if default:
             return "operator", default
         return None
+
+    async def _stored_secrets(self, ref: ChannelRef) -> Mapping[str, _StoredSecret]:
+        """The nearest stored secret of each name for this channel, still sealed.
+
+        One read serves every name a turn needs; each is opened only when asked for, so
+        an unreadable secret fails only the lookups of its own name.
+        """
+        scope = ref.scope_key(Scope.CHANNEL)
+        cached = self._secrets.get(scope)
+        if cached is not None:
+            return cached
+        generation = self._secrets.generation()
+        chain = self._chain(ref)
+        async with self._sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(SecretRow).where(or_(*(self._where(SecretRow, key) for key in chain)))
+                )
+            ).all()
+        nearest: dict[str, _StoredSecret] = {}
+        for key in reversed(chain):  # the channel row, last, wins
+            for row in rows:
+                if (row.platform, row.server_id, row.channel_id) == key:
+                    nearest[row.name] = _StoredSecret(
+                        origin="server" if key[2] == "" else "channel",
+                        platform=row.platform,
+                        server_id=row.server_id,
+                        channel_id=row.channel_id,
+                        name=row.name,
+                        key_id=row.key_id,
+                        nonce=row.nonce,
+                        ciphertext=row.ciphertext,
+                    )
+        found = MappingProxyType(nearest)
+        self._secrets.put(scope, scope, found, generation=generation)
+        return found
 
     async def resolve_secret(self, ref: ChannelRef, name: str) -> SecretValue | None:
         """The effective secret: channel → server → operator default.
@@ -523,6 +615,7 @@ class Store:
                 row.nonce = sealed.nonce
                 row.ciphertext = sealed.ciphertext
                 row.updated_at = now
+        self._secrets.clear()
         return len(opened)
 
     # ---- history ----------------------------------------------------------------------
@@ -536,10 +629,27 @@ class Store:
             MessageRow.thread_id == ref.thread_id,
         )
 
+    @staticmethod
+    def _conversation(ref: ChannelRef) -> tuple[str, str, str, str]:
+        return (ref.platform.value, ref.server_id, ref.channel_id, ref.thread_id)
+
     async def history(self, ref: ChannelRef, limit: int) -> list[HistoryEntry]:
         """The newest `limit` turns of this channel/thread, oldest first."""
         if limit <= 0:
             return []
+        conversation = self._conversation(ref)
+        cached = self._histories.get(conversation)
+        if cached is not None and (cached.complete or len(cached.entries) >= limit):
+            return list(cached.entries[-limit:])
+        generation = self._histories.generation()
+        entries = await self._read_history(ref, limit)
+        history = _History(tuple(entries), complete=len(entries) < limit)
+        self._histories.put(
+            conversation, ref.scope_key(Scope.CHANNEL), history, generation=generation
+        )
+        return entries
+
+    async def _read_history(self, ref: ChannelRef, limit: int) -> list[HistoryEntry]:
         async with self._sessions() as session:
             rows = (
                 await session.scalars(
@@ -561,25 +671,66 @@ class Store:
         ]
 
     async def save_turn(self, ref: ChannelRef, entries: Sequence[HistoryEntry]) -> None:
-        """Append the entries of one turn (user message, reply) in one transaction."""
+        """Append the entries of one turn (user message, reply) in one transaction.
+
+        Turns finishing together share a transaction (one commit instead of hundreds);
+        a turn is never split across two, and a bad turn fails alone.
+        """
+        if not entries:
+            return
         now = utcnow()
-        # The unit of work inserts in the order added, so ids follow `entries`.
+        rows = [
+            {
+                "platform": ref.platform.value,
+                "server_id": ref.server_id,
+                "channel_id": ref.channel_id,
+                "thread_id": ref.thread_id,
+                "role": Role(entry.role).value,
+                "author": None if entry.author is None else entry.author[:_NAME_CHARS],
+                "content": entry.content,
+                "token_estimate": entry.tokens,
+                "error": entry.error,
+                "created_at": now,
+            }
+            for entry in entries
+        ]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_turns.append((rows, done))
+        if self._turn_writer is None or self._turn_writer.done():
+            self._turn_writer = asyncio.create_task(self._write_turns())
+        await done
+        conversation = self._conversation(ref)
+        cached = self._histories.get(conversation)
+        if cached is not None:
+            kept = (*cached.entries, *entries)
+            complete = cached.complete and len(kept) <= _HISTORY_KEEP
+            self._histories.replace(conversation, _History(kept[-_HISTORY_KEEP:], complete))
+
+    async def _write_turns(self) -> None:
+        """Commit every waiting turn together; on failure retry each alone."""
+        while self._pending_turns:
+            batch, self._pending_turns = self._pending_turns, []
+            try:
+                await self._insert_messages([row for rows, _ in batch for row in rows])
+            except Exception as err:
+                if len(batch) == 1:
+                    _settle(batch[0][1], err)
+                    continue
+                for rows, done in batch:
+                    try:
+                        await self._insert_messages(rows)
+                    except Exception as one:
+                        _settle(done, one)
+                    else:
+                        _settle(done, None)
+            else:
+                for _, done in batch:
+                    _settle(done, None)
+
+    async def _insert_messages(self, rows: list[dict[str, Any]]) -> None:
+        # Rows go in list order, so ids follow the order of each turn's entries.
         async with self._write() as session:
-            for entry in entries:
-                session.add(
-                    MessageRow(
-                        platform=ref.platform.value,
-                        server_id=ref.server_id,
-                        channel_id=ref.channel_id,
-                        thread_id=ref.thread_id,
-                        role=Role(entry.role).value,
-                        author=None if entry.author is None else entry.author[:_NAME_CHARS],
-                        content=entry.content,
-                        token_estimate=entry.tokens,
-                        error=entry.error,
-                        created_at=now,
-                    )
-                )
+            await session.execute(insert(MessageRow), rows)
 
     async def clear_history(self, ref: ChannelRef, actor: Actor) -> int:
         """Delete this channel's (or this thread's) stored turns; audited; returns the count."""
@@ -591,6 +742,7 @@ class Store:
             session.add(
                 self._audit(key, actor, "history.clear", f"{count} messages deleted{where}")
             )
+        self._histories.drop(self._conversation(ref))
         return count
 
     # ---- model cache ------------------------------------------------------------------

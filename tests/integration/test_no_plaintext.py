@@ -102,6 +102,15 @@ async def run_flow(url: str) -> tuple[Flow, Store]:
             .where(SecretRow.name == "proxy_password")
             .values(channel_id="c1")  # moved rows no longer match their AAD
         )
+    # Written behind the store's back, so a restarted bot sees it (a running store
+    # remembers what it read; see bot.store.cache). Open it before closing the old one:
+    # SQLite would fold and delete the WAL file the caller wants to scan.
+    restarted = await Store.open(
+        url, SecretBox.from_setting(f"{new_key},{old_key}"), defaults=defaults
+    )
+    await restarted.effective_config(CHAN)  # connected before the old one lets go
+    await store.close()
+    store = restarted
     with pytest.raises(SecretUnreadable) as err:
         await store.resolve_secret(CHAN, "proxy_password")
     log.error("secret problem: %s (%r)", err.value, err.value)
