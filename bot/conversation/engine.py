@@ -84,6 +84,7 @@ class ChatEngine:
                 f"{MAX_INPUT_CHARS:,}). Shorten it or split it up.",
             )
         ref = incoming.channel
+        await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip for the reads below
         config = await self._store.effective_config(ref)
         blocked = _blocked_reason(config, prefix)
         if blocked:

@@ -10,9 +10,9 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.store.cache import ScopedCache
 from bot.store.db import create_engine
@@ -67,6 +67,31 @@ _CACHE_ENTRIES = 20_000
 _HISTORY_KEEP = 400  # entries per conversation; engines read 200
 _HISTORY_CHARS = 32_000_000
 _Found = tuple[str, SecretValue] | None
+
+
+def _chain_select(table: Any) -> Any:
+    """Rows of a channel and of its server (see Store._chain_params), built once."""
+    return select(table).where(
+        table.c.platform == bindparam("platform"),
+        table.c.server_id == bindparam("server_id"),
+        table.c.channel_id.in_([bindparam("channel_id"), bindparam("server_row")]),
+    )
+
+
+_CONFIG_CHAIN = _chain_select(ChannelConfigRow.__table__)
+_SECRET_CHAIN = _chain_select(SecretRow.__table__)
+_MESSAGES = MessageRow.__table__
+_NEWEST_MESSAGES = (
+    select(_MESSAGES)
+    .where(
+        _MESSAGES.c.platform == bindparam("platform"),
+        _MESSAGES.c.server_id == bindparam("server_id"),
+        _MESSAGES.c.channel_id == bindparam("channel_id"),
+        _MESSAGES.c.thread_id == bindparam("thread_id"),
+    )
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(bindparam("limit"))
+)
 
 
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
@@ -364,18 +389,102 @@ class Store:
 
     # ---- configuration ------------------------------------------------------------
 
-    async def _config_rows(self, ref: ChannelRef) -> list[ChannelConfigRow]:
-        chain = self._chain(ref)
-        async with self._sessions() as session:
-            rows = (
-                await session.scalars(
-                    select(ChannelConfigRow).where(
-                        or_(*(self._where(ChannelConfigRow, key) for key in chain))
-                    )
-                )
-            ).all()
-        by_key = {(r.platform, r.server_id, r.channel_id): r for r in rows}
-        return [by_key[key] for key in chain if key in by_key]
+    # ---- what a chat turn reads: plain-SQL loaders sharing one connection -------------
+
+    async def prefetch(self, ref: ChannelRef, history_limit: int) -> None:
+        """Load what a chat turn reads (config, secrets, history) in one round trip.
+
+        Only what is not remembered already is read; later calls are then cache hits.
+        """
+        scope = ref.scope_key(Scope.CHANNEL)
+        conversation = self._conversation(ref)
+        want_config = self._configs.get(scope) is None
+        want_secrets = self._secrets.get(scope) is None
+        remembered = self._histories.get(conversation)
+        want_history = history_limit > 0 and not (
+            remembered is not None
+            and (remembered.complete or len(remembered.entries) >= history_limit)
+        )
+        if not (want_config or want_secrets or want_history):
+            return
+        generations = (
+            self._configs.generation(),
+            self._secrets.generation(),
+            self._histories.generation(),
+        )
+        async with self._engine.connect() as conn:
+            if want_config:
+                config = await self._load_config(conn, ref)
+            if want_secrets:
+                secrets = await self._load_secrets(conn, ref)
+            if want_history:
+                entries = await self._load_history(conn, ref, history_limit)
+        if want_config:
+            self._configs.put(scope, scope, config, generation=generations[0])
+        if want_secrets:
+            self._secrets.put(scope, scope, secrets, generation=generations[1])
+        if want_history:
+            history = _History(tuple(entries), complete=len(entries) < history_limit)
+            self._histories.put(conversation, scope, history, generation=generations[2])
+
+    @staticmethod
+    def _chain_params(ref: ChannelRef) -> dict[str, str]:
+        # Without a server the "server row" slot repeats the channel: no (p, "", "") row
+        # may ever apply to a room that stands alone.
+        return {
+            "platform": ref.platform.value,
+            "server_id": ref.server_id,
+            "channel_id": ref.channel_id,
+            "server_row": "" if ref.has_server else ref.channel_id,
+        }
+
+    async def _load_config(self, conn: AsyncConnection, ref: ChannelRef) -> ChannelConfig:
+        rows = (await conn.execute(_CONFIG_CHAIN, self._chain_params(ref))).all()
+        nearest_first = sorted(rows, key=lambda row: row.channel_id != ref.channel_id)
+        return self._merge(ref, nearest_first)
+
+    async def _load_secrets(
+        self, conn: AsyncConnection, ref: ChannelRef
+    ) -> Mapping[str, _StoredSecret]:
+        rows = (await conn.execute(_SECRET_CHAIN, self._chain_params(ref))).all()
+        nearest: dict[str, _StoredSecret] = {}
+        # Server rows first, so the channel's row of the same name replaces them.
+        for row in sorted(rows, key=lambda row: row.channel_id == ref.channel_id):
+            nearest[row.name] = _StoredSecret(
+                origin="channel" if row.channel_id == ref.channel_id else "server",
+                platform=row.platform,
+                server_id=row.server_id,
+                channel_id=row.channel_id,
+                name=row.name,
+                key_id=row.key_id,
+                nonce=row.nonce,
+                ciphertext=row.ciphertext,
+            )
+        return MappingProxyType(nearest)
+
+    async def _load_history(
+        self, conn: AsyncConnection, ref: ChannelRef, limit: int
+    ) -> list[HistoryEntry]:
+        params = {
+            "platform": ref.platform.value,
+            "server_id": ref.server_id,
+            "channel_id": ref.channel_id,
+            "thread_id": ref.thread_id,
+            "limit": limit,
+        }
+        rows = (await conn.execute(_NEWEST_MESSAGES, params)).all()
+        return [
+            HistoryEntry(
+                role=Role(row.role),
+                content=row.content,
+                author=row.author,
+                tokens=row.token_estimate,
+                error=row.error,
+            )
+            for row in reversed(rows)
+        ]
+
+    # ---- configuration ------------------------------------------------------------
 
     async def effective_config(self, ref: ChannelRef) -> ChannelConfig:
         """Channel row → server row (when the channel has a server) → defaults, per field."""
@@ -384,11 +493,12 @@ class Store:
         if cached is not None:
             return cached
         generation = self._configs.generation()
-        config = self._merge(ref, await self._config_rows(ref))
+        async with self._engine.connect() as conn:
+            config = await self._load_config(conn, ref)
         self._configs.put(key, key, config, generation=generation)
         return config
 
-    def _merge(self, ref: ChannelRef, rows: Sequence[ChannelConfigRow]) -> ChannelConfig:
+    def _merge(self, ref: ChannelRef, rows: Sequence[Any]) -> ChannelConfig:
         d = self._defaults
 
         def pick(name: str, default: Any) -> Any:
@@ -560,28 +670,8 @@ class Store:
         if cached is not None:
             return cached
         generation = self._secrets.generation()
-        chain = self._chain(ref)
-        async with self._sessions() as session:
-            rows = (
-                await session.scalars(
-                    select(SecretRow).where(or_(*(self._where(SecretRow, key) for key in chain)))
-                )
-            ).all()
-        nearest: dict[str, _StoredSecret] = {}
-        for key in reversed(chain):  # the channel row, last, wins
-            for row in rows:
-                if (row.platform, row.server_id, row.channel_id) == key:
-                    nearest[row.name] = _StoredSecret(
-                        origin="server" if key[2] == "" else "channel",
-                        platform=row.platform,
-                        server_id=row.server_id,
-                        channel_id=row.channel_id,
-                        name=row.name,
-                        key_id=row.key_id,
-                        nonce=row.nonce,
-                        ciphertext=row.ciphertext,
-                    )
-        found = MappingProxyType(nearest)
+        async with self._engine.connect() as conn:
+            found = await self._load_secrets(conn, ref)
         self._secrets.put(scope, scope, found, generation=generation)
         return found
 
@@ -642,33 +732,13 @@ class Store:
         if cached is not None and (cached.complete or len(cached.entries) >= limit):
             return list(cached.entries[-limit:])
         generation = self._histories.generation()
-        entries = await self._read_history(ref, limit)
+        async with self._engine.connect() as conn:
+            entries = await self._load_history(conn, ref, limit)
         history = _History(tuple(entries), complete=len(entries) < limit)
         self._histories.put(
             conversation, ref.scope_key(Scope.CHANNEL), history, generation=generation
         )
         return entries
-
-    async def _read_history(self, ref: ChannelRef, limit: int) -> list[HistoryEntry]:
-        async with self._sessions() as session:
-            rows = (
-                await session.scalars(
-                    select(MessageRow)
-                    .where(self._thread_where(ref))
-                    .order_by(MessageRow.id.desc())
-                    .limit(limit)
-                )
-            ).all()
-        return [
-            HistoryEntry(
-                role=Role(row.role),
-                content=row.content,
-                author=row.author,
-                tokens=row.token_estimate,
-                error=row.error,
-            )
-            for row in reversed(rows)
-        ]
 
     async def save_turn(self, ref: ChannelRef, entries: Sequence[HistoryEntry]) -> None:
         """Append the entries of one turn (user message, reply) in one transaction.

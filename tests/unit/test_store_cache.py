@@ -235,3 +235,31 @@ async def test_turns_finishing_together_commit_together_and_a_bad_one_fails_alon
             assert stored == ([] if i == 7 else turn(i))  # all of a turn, in order, or nothing
     finally:
         await fresh.close()
+
+
+async def test_prefetch_reads_a_turn_in_one_go_then_nothing(store: Store) -> None:
+    await store.update_config(CHAN, Scope.SERVER, ADMIN, {"model": "m-server"}, action="t")
+    await store.set_secret(CHAN, Scope.SERVER, "openai_api_key", SecretValue("sk-srv-1111"), ADMIN)
+    await store.set_secret(CHAN, Scope.CHANNEL, "openai_api_key", SecretValue("sk-ch-2222"), ADMIN)
+    await store.save_turn(CHAN, [HistoryEntry(Role.USER, "earlier", author="Ada", tokens=1)])
+    fresh = await Store.open(
+        store.engine.url.render_as_string(hide_password=False),
+        SecretBox.from_setting(KEY),
+        defaults=ChannelConfig(source=Source.OPENAI),
+    )
+    try:
+        with counting_selects(fresh) as selects:
+            await fresh.prefetch(CHAN, 200)
+        assert len(selects) == 3
+        with counting_selects(fresh) as selects:
+            assert (await fresh.effective_config(CHAN)).model == "m-server"
+            assert await fresh.secret_origin(CHAN, "openai_api_key") == ("channel", "2222")
+            assert [e.content for e in await fresh.history(CHAN, 200)] == ["earlier"]
+            await fresh.prefetch(CHAN, 200)
+        assert selects == []
+        # A room without a server never picks up a row of the "no server" server.
+        room = ChannelRef(Platform.MATRIX, channel_id="!r:example.org")
+        await fresh.prefetch(room, 10)
+        assert (await fresh.effective_config(room)).model is None
+    finally:
+        await fresh.close()
