@@ -51,6 +51,8 @@ class ThinkSplitter:
 
 def _partial_tag_suffix(text: str, tag: str) -> int:
     """Length of the longest suffix of `text` that is a proper prefix of `tag`."""
+    if "<" not in text[-(len(tag) - 1) :]:
+        return 0  # the usual case, decided without trying every length
     for n in range(min(len(tag) - 1, len(text)), 0, -1):
         if text.endswith(tag[:n]):
             return n
