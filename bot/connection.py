@@ -17,11 +17,16 @@ class NotConnectable(Exception):
     """The channel's configuration can't reach a provider yet; says what to set."""
 
 
-async def endpoint_for(store: Store, ref: ChannelRef, config: ChannelConfig) -> Endpoint:
-    """Build the Endpoint for a channel; raises NotConnectable when something is missing."""
+async def endpoint_for(
+    store: Store, ref: ChannelRef, config: ChannelConfig, prefix: str = "/"
+) -> Endpoint:
+    """Build the Endpoint for a channel; raises NotConnectable when something is missing.
+
+    `prefix` is how commands start on the asker's platform (the messages name them).
+    """
     if config.source is Source.CUSTOM and not config.proxy_url:
         raise NotConnectable(
-            "The custom source needs an endpoint URL: an admin runs /proxy set <url> "
+            f"The custom source needs an endpoint URL: an admin runs {prefix}proxy set <url> "
             "(e.g. http://host:1234/v1)."
         )
     api_key = await store.resolve_secret(ref, api_key_name(config.source))
@@ -37,21 +42,23 @@ async def endpoint_for(store: Store, ref: ChannelRef, config: ChannelConfig) -> 
         if config.proxy_url:
             raise NotConnectable(
                 f"No proxy password is set for the reverse proxy. Set it with "
-                f"/proxy set <url> <password> (behind a proxy the {config.source.value} key "
+                f"{prefix}proxy set <url> <password> (behind a proxy the {config.source.value} key "
                 "is not sent)."
             )
         raise NotConnectable(
             f"No API key for {config.source.value}. An admin sets one with "
-            f"/key set {config.source.value}."
+            f"{prefix}key set {config.source.value}."
         )
     return endpoint
 
 
-async def run_status_check(store: Store, hub: ProviderHub, ref: ChannelRef) -> StatusResult:
+async def run_status_check(
+    store: Store, hub: ProviderHub, ref: ChannelRef, prefix: str = "/"
+) -> StatusResult:
     """Check the channel's endpoint now and remember the outcome (and a corrected URL)."""
     config = await store.effective_config(ref)
     try:
-        endpoint = await endpoint_for(store, ref, config)
+        endpoint = await endpoint_for(store, ref, config, prefix)
         result = await hub.provider(endpoint).check_status()
     except NotConnectable as err:
         result = StatusResult(ok=False, reason=str(err))

@@ -10,9 +10,21 @@ from bot.commands.handlers import model_choices
 from bot.commands.parse import CommandError, parse
 from bot.commands.router import execute, find
 from bot.conversation.engine import ChatEngine, ReplySink, TurnResult
+from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.providers import ProviderHub
 from bot.store import Store
 from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, ReplyMode
+
+# What front-ends may use from the conversation layer, through the Core they import.
+__all__ = [
+    "DEFAULT_PREFIXES",
+    "Core",
+    "MessageTarget",
+    "PacedReply",
+    "ReplySink",
+    "TurnResult",
+    "split_text",
+]
 
 DEFAULT_PREFIXES: Mapping[Platform, str] = {
     Platform.DISCORD: "/",

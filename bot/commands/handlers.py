@@ -55,7 +55,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         # A model id belongs to one source; an old one would fail on the new source.
         changes["model"] = None
     await ctx.store.update_config(ctx.ref, Scope.CHANNEL, ctx.actor, changes, action="source")
-    result = await run_status_check(ctx.store, ctx.hub, ctx.ref)
+    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
     after = await ctx.store.effective_config(ctx.ref)
     model = f"Model: {after.model}." if after.model else f"Pick a model with {ctx.prefix}model."
     return Reply(f"Source set to {source.value}. {model}\n{_status_line(result, ctx.prefix)}")
@@ -80,7 +80,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     text = f"Saved the {source.value} key for {where} (ends …{key.last4 or '****'})."
     config = await ctx.store.effective_config(ctx.ref)
     if config.source is source:
-        result = await run_status_check(ctx.store, ctx.hub, ctx.ref)
+        result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
         text += "\n" + _status_line(result, ctx.prefix)
     else:
         text += f" This channel uses {config.source.value}; {ctx.prefix}source {source.value} "
@@ -113,7 +113,7 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         # An old password must not follow the channel to a new host.
         cleared = await ctx.store.clear_secret(ctx.ref, Scope.CHANNEL, PROXY_PASSWORD, ctx.actor)
         note = " (the previous proxy password was removed)" if cleared else ""
-    result = await run_status_check(ctx.store, ctx.hub, ctx.ref)
+    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
     return Reply(f"Endpoint set to {url}{note}.\n{_status_line(result, ctx.prefix)}")
 
 
@@ -148,7 +148,7 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             action="connect bypass",
         )
         lines.append(f"Bypass API status check: {'on' if args['bypass'] else 'off'}.")
-    result = await run_status_check(ctx.store, ctx.hub, ctx.ref)
+    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
     lines.append(_status_line(result, ctx.prefix))
     if not result.ok and (await ctx.store.effective_config(ctx.ref)).bypass_status_check:
         lines[-1] = f"Status check failed: {result.reason}\nBypass is on, so chat goes through."
@@ -179,9 +179,9 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         await ctx.store.update_config(
             ctx.ref, Scope.CHANNEL, ctx.actor, {"show_external_models": False}, action="models"
         )
-        return Reply("Show external models: off. /model offers the built-in list.")
+        return Reply(f"Show external models: off. {ctx.prefix}model offers the built-in list.")
     config = await ctx.store.effective_config(ctx.ref)
-    endpoint = await endpoint_for(ctx.store, ctx.ref, config)
+    endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
     models: list[ModelInfo] = await ctx.hub.provider(endpoint).list_models()
     if not models:
         return Reply("The endpoint reported no models. Check the URL and key.", ok=False)

@@ -90,7 +90,7 @@ class ChatEngine:
         if blocked:
             return await _notice(sink, blocked)
         try:
-            endpoint = await endpoint_for(self._store, ref, config)
+            endpoint = await endpoint_for(self._store, ref, config, prefix)
         except (NotConnectable, SecretUnreadable) as err:
             return await _notice(sink, str(err))
         assert config.model is not None  # _blocked_reason checked it

@@ -69,6 +69,9 @@ class MessageTarget(Protocol):
 
     limit: int  # characters per message
     min_interval: float  # seconds between two edits of one message
+    # Optional `final_interval`: seconds the last edit must keep from the one before
+    # (default min_interval). Lower lets the finished answer show at once where the
+    # platform's limit has room for one more edit.
 
     async def send(self, text: str) -> object: ...
 
@@ -132,7 +135,7 @@ class PacedReply:
         if error:
             text = f"{text}\n\n⚠️ {error}" if text.strip() else f"⚠️ {error}"
         self._latest = text.rstrip()
-        await self._sync()
+        await self._sync(final=True)
 
     async def _flush_later(self) -> None:
         wait = self._last_edit + self._target.min_interval - self._clock()
@@ -140,8 +143,11 @@ class PacedReply:
             await asyncio.sleep(wait)
         await self._sync()
 
-    async def _sync(self) -> None:
+    async def _sync(self, *, final: bool = False) -> None:
         """Make the posted messages show the latest text (sends for new pages, edits)."""
+        interval = self._target.min_interval
+        if final:
+            interval = getattr(self._target, "final_interval", interval)
         async with self._lock:
             pages = split_text(self._latest, self._target.limit)
             for i, page in enumerate(pages):
@@ -151,10 +157,11 @@ class PacedReply:
                     self.sends += 1
                     self._last_edit = self._clock()
                 elif page != self._shown[i]:
-                    wait = self._last_edit + self._target.min_interval - self._clock()
+                    wait = self._last_edit + interval - self._clock()
                     if wait > 0:
                         await asyncio.sleep(wait)
                     await self._target.edit(self._handles[i], page)
                     self._shown[i] = page
                     self.edits += 1
                     self._last_edit = self._clock()
+                    interval = self._target.min_interval  # only one edit skips the pace

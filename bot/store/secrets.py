@@ -58,7 +58,7 @@ class SecretUnreadable(Exception):
         self.reason = reason
         super().__init__(
             f"The {name} stored for {where} cannot be decrypted: {reason}. "
-            f"Set it again with /key set (or /proxy for a proxy password); if the key "
+            f"Set it again with the key set command (proxy set for a proxy password); if the key "
             f"that encrypted it was removed from {SETTING}, an operator can add it back."
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,3 +113,32 @@ async def test_reasoning_is_shown_as_a_spoiler_only_when_given() -> None:
     reply = PacedReply(target)
     await reply.finish("42", reasoning="think hard")
     assert target.messages == ["||💭 think hard||\n\n42"]
+
+
+async def test_the_final_edit_keeps_only_the_targets_final_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # time passes only when the pacer waits
+        waits.append(round(seconds, 3))
+        now[0] += seconds
+
+    monkeypatch.setattr("bot.conversation.pacing.asyncio.sleep", sleep)
+    target = RecordingTarget(min_interval=1.0)
+    target.final_interval = 0.25  # type: ignore[attr-defined]
+    reply = PacedReply(target, clock=lambda: now[0])
+    await reply.update("one")
+    now[0] += 0.1
+    await reply.finish("one two three")
+    assert waits == [0.15]  # 0.25 after the post, not the full second
+    assert target.messages == ["one two three"]
+
+    plain = RecordingTarget(min_interval=1.0)  # no final_interval: the usual pace
+    waits.clear()
+    reply = PacedReply(plain, clock=lambda: now[0])
+    await reply.update("one")
+    now[0] += 0.1
+    await reply.finish("one two")
+    assert waits == [0.9]

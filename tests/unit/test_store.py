@@ -291,7 +291,7 @@ async def test_ciphertext_copied_to_another_row_is_refused(store: Store) -> None
     with pytest.raises(SecretUnreadable) as err:
         await store.resolve_secret(SIBLING, name)
     message = str(err.value)
-    assert "mistral_api_key" in message and "channel c2" in message and "/key set" in message
+    assert "mistral_api_key" in message and "channel c2" in message and "key set command" in message
     assert "sk-chan" not in message and "sk-sibl" not in message
     # The original row still works; the copied one is left as it was (not deleted).
     assert await store.resolve_secret(CHAN, name) == SecretValue("sk-chan-aaaa-bbbb")
