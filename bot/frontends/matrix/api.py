@@ -1,0 +1,160 @@
+"""The homeserver calls the bot makes, over nio, with retries and plain results."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any, Literal
+
+import nio
+
+from bot.frontends.matrix.access import RoomAuthority, authority_from_state
+from bot.frontends.matrix.sink import (
+    RatePace,
+    SendFailed,
+    TransientSendError,
+    with_retries,
+)
+
+log = logging.getLogger("bot.frontends.matrix")
+
+# Matrix error codes that no retry will fix.
+_PERMANENT = frozenset(
+    {
+        "M_FORBIDDEN",
+        "M_UNKNOWN_TOKEN",
+        "M_MISSING_TOKEN",
+        "M_BAD_JSON",
+        "M_NOT_JSON",
+        "M_TOO_LARGE",
+        "M_NOT_FOUND",
+        "M_INVALID_PARAM",
+    }
+)
+_REMEMBERED = 5000  # own event ids kept to recognise replies to the bot
+
+
+class MatrixApi:
+    """Sends, edits, redacts; knows which events are the bot's and who created a room."""
+
+    def __init__(
+        self,
+        client: nio.AsyncClient,
+        trust: Literal["unverified", "verified"],
+        pace: RatePace,
+    ) -> None:
+        self.client = client
+        self.trust = trust
+        self.pace = pace
+        self._own: OrderedDict[str, None] = OrderedDict()
+        self._authority: dict[str, RoomAuthority] = {}
+
+    @property
+    def user_id(self) -> str:
+        return str(self.client.user_id)
+
+    def remember(self, event_id: str) -> None:
+        self._own[event_id] = None
+        while len(self._own) > _REMEMBERED:
+            self._own.popitem(last=False)
+
+    async def send(self, room_id: str, content: dict[str, Any]) -> str:
+        """Post one m.room.message; its event id. SendFailed when it cannot be sent."""
+        event_id = await with_retries(lambda: self._send_once(room_id, content), "send")
+        self.remember(event_id)
+        return event_id
+
+    async def _send_once(self, room_id: str, content: dict[str, Any]) -> str:
+        room = self.client.rooms.get(room_id)
+        if room is not None and room.encrypted and self.client.olm is None:
+            # nio would send it in the clear: never do that in an encrypted room.
+            raise SendFailed("the room is encrypted and MATRIX_E2EE is off")
+        while True:
+            try:
+                response = await self.client.room_send(
+                    room_id,
+                    "m.room.message",
+                    content,
+                    ignore_unverified_devices=self.trust == "unverified",
+                )
+            except nio.OlmUnverifiedDeviceError as err:
+                # trust=verified: an unverified device gets no room key (blacklisted), so
+                # it cannot read the bot; everyone verified still can.
+                self.client.blacklist_device(err.device)
+                log.info("not sharing keys with unverified device %s", err.device.id)
+                continue
+            except (nio.LocalProtocolError, nio.SendRetryError) as err:
+                raise TransientSendError(type(err).__name__) from None
+            if isinstance(response, nio.RoomSendResponse):
+                return str(response.event_id)
+            raise _classify(response)
+
+    async def redact(self, room_id: str, event_id: str, reason: str) -> bool:
+        """Redact an event; False when the bot may not (it lacks the redact power)."""
+
+        async def once() -> str:
+            response = await self.client.room_redact(room_id, event_id, reason=reason)
+            if isinstance(response, nio.RoomRedactResponse):
+                return str(response.event_id)
+            raise _classify(response)
+
+        try:
+            await with_retries(once, "redact", attempts=4)
+        except SendFailed as err:
+            log.warning("could not redact an event in %s: %s", room_id, err)
+            return False
+        return True
+
+    async def typing(self, room_id: str, on: bool) -> None:
+        try:
+            await self.client.room_typing(room_id, typing_state=on, timeout=30_000)
+        except (OSError, TimeoutError) as err:
+            log.debug("typing notice failed: %s", type(err).__name__)
+
+    async def is_own_event(self, room_id: str, event_id: str) -> bool:
+        """Whether `event_id` was sent by the bot (remembered, else asked)."""
+        if event_id in self._own:
+            return True
+        try:
+            response = await self.client.room_get_event(room_id, event_id)
+        except (OSError, TimeoutError):
+            return False
+        if isinstance(response, nio.RoomGetEventResponse):
+            return bool(response.event.sender == self.user_id)
+        return False
+
+    async def authority(self, room_id: str) -> RoomAuthority | None:
+        """The room's version and creators (cached: a room's create event never changes)."""
+        if room_id in self._authority:
+            return self._authority[room_id]
+        try:
+            response = await self.client.room_get_state(room_id)
+        except (OSError, TimeoutError):
+            return None
+        if not isinstance(response, nio.RoomGetStateResponse):
+            return None
+        found = authority_from_state(response.events)
+        if found is not None:
+            self._authority[room_id] = found
+        return found
+
+    async def resolve_room(self, target: str) -> str | None:
+        """A room id for `!id:server` or `#alias:server`; None when unknown."""
+        if target.startswith("!"):
+            return target
+        try:
+            response = await self.client.room_resolve_alias(target)
+        except (OSError, TimeoutError):
+            return None
+        if isinstance(response, nio.RoomResolveAliasResponse):
+            return str(response.room_id)
+        return None
+
+
+def _classify(response: Any) -> Exception:
+    """A nio error response as SendFailed (give up) or TransientSendError (retry)."""
+    code = str(getattr(response, "status_code", "") or "")
+    message = f"{code or 'error'}: {getattr(response, 'message', '')}"
+    if code in _PERMANENT:
+        return SendFailed(message)
+    return TransientSendError(message)

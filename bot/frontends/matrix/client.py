@@ -1,0 +1,315 @@
+"""The running bot: log in, sync forever, join on invite, hand messages to the handler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import nio
+
+from bot.core import Core
+from bot.frontends import FrontendError
+from bot.frontends.matrix import events
+from bot.frontends.matrix.access import inviter_allowed
+from bot.frontends.matrix.api import MatrixApi
+from bot.frontends.matrix.messages import Message, MessageHandler
+from bot.frontends.matrix.session import log_in, unreachable
+from bot.frontends.matrix.sink import RatePace
+
+if TYPE_CHECKING:
+    from bot.frontends.matrix import MatrixOptions
+
+log = logging.getLogger("bot.frontends.matrix")
+
+SYNC_TIMEOUT_MS = 30_000
+# A message whose room key has not arrived yet is retried after later syncs this long.
+UNDECRYPTED_PATIENCE = 300.0
+# Events stamped this long before start-up are old even if a sync hands them over late.
+CLOCK_SLACK_MS = 60_000
+MAX_SYNC_BACKOFF = 60.0
+
+
+def client_config(e2ee: bool) -> nio.AsyncClientConfig:
+    return nio.AsyncClientConfig(
+        encryption_enabled=e2ee,
+        store_sync_tokens=e2ee,  # the token lives in the crypto store
+        # nio waits out each 429 for retry_after_ms by itself (max_limit_exceeded=None);
+        # connection errors surface after a few tries so start-up can fail clearly and
+        # the sync loop can back off.
+        max_timeouts=2,
+        backoff_factor=0.5,
+        request_timeout=60,
+    )
+
+
+class MatrixBot:
+    def __init__(
+        self,
+        client: nio.AsyncClient,
+        handler: MessageHandler,
+        api: MatrixApi,
+        allowed_inviters: tuple[str, ...],
+    ) -> None:
+        self._client = client
+        self._handler = handler
+        self._api = api
+        self._allowed = allowed_inviters
+        self._started_ms = int(time.time() * 1000)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._queues: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._joining: set[str] = set()
+        self._leaving: set[str] = set()
+        self._undecrypted: list[tuple[float, str, nio.MegolmEvent]] = []
+
+    # --- the loop --------------------------------------------------------------------
+    async def run(self) -> None:
+        first = True
+        backoff = 1.0
+        while True:
+            try:
+                await self._sync_once(first)
+            except (TimeoutError, aiohttp.ClientError, OSError) as err:
+                if first:
+                    raise unreachable(self._client.homeserver, err) from None
+                log.warning("sync failed (%s); retrying in %.0fs", type(err).__name__, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_SYNC_BACKOFF)
+                continue
+            except _SyncRefused as err:
+                if err.fatal:
+                    raise FrontendError(
+                        f"the homeserver no longer accepts the bot's login ({err}). Check "
+                        "MATRIX_PASSWORD / MATRIX_ACCESS_TOKEN and start the bot again."
+                    ) from None
+                log.warning("sync failed (%s); retrying in %.0fs", err, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_SYNC_BACKOFF)
+                continue
+            first = False
+            backoff = 1.0
+
+    async def _sync_once(self, first: bool) -> None:
+        client = self._client
+        # After a restart the rooms are not in memory: ask for their full state once.
+        full_state = first and bool(client.loaded_sync_token)
+        response = await client.sync(
+            timeout=0 if first else SYNC_TIMEOUT_MS, full_state=full_state or None
+        )
+        if isinstance(response, nio.SyncError):
+            fatal = response.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN")
+            raise _SyncRefused(f"{response.status_code}: {response.message}", fatal)
+        await self._crypto_chores()
+        await self._on_sync(response, first)
+
+    async def _crypto_chores(self) -> None:
+        """What nio's sync_forever does between syncs: keys and to-device messages."""
+        client = self._client
+        if client.olm is None:
+            return
+        await client.send_to_device_messages()
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if client.should_query_keys:
+            await client.keys_query()
+        if client.should_claim_keys:
+            await client.keys_claim(client.get_users_for_key_claiming())
+
+    async def _on_sync(self, response: nio.SyncResponse, first: bool) -> None:
+        for room_id in response.rooms.invite:
+            self._spawn("invite", self._on_invite(room_id))
+        self._retry_undecrypted()
+        for room_id, info in response.rooms.join.items():
+            for event in () if first else info.timeline.events:
+                try:
+                    self._on_event(room_id, event)
+                except Exception as err:  # one odd event must not stop the sync loop
+                    log.error("skipped an event in %s: %s", room_id, type(err).__name__)
+            self._leave_if_alone(room_id)
+
+    def _retry_undecrypted(self) -> None:
+        """Messages that arrived before their room key: decrypt them now if it came."""
+        now = time.monotonic()
+        waiting, self._undecrypted = self._undecrypted, []
+        for since, room_id, event in waiting:
+            try:
+                decrypted = self._client.decrypt_event(event)
+            except (nio.EncryptionError, nio.LocalProtocolError):
+                if now - since < UNDECRYPTED_PATIENCE:
+                    self._undecrypted.append((since, room_id, event))
+                else:
+                    log.warning("gave up on a message in %s: its room key never came", room_id)
+                continue
+            self._on_event(room_id, decrypted)
+
+    # --- events ----------------------------------------------------------------------
+    def _on_event(self, room_id: str, event: Any) -> None:
+        if getattr(event, "sender", "") == self._api.user_id:
+            return
+        if int(getattr(event, "server_timestamp", 0)) < self._started_ms - CLOCK_SLACK_MS:
+            return
+        if isinstance(event, nio.MegolmEvent):
+            if self._client.olm is None:
+                log.warning("an encrypted message in %s, but MATRIX_E2EE is off", room_id)
+                return
+            log.info("no room key yet for a message in %s; asking for it", room_id)
+            event.room_id = room_id
+            self._undecrypted.append((time.monotonic(), room_id, event))
+            self._spawn("key request", self._request_key(event))
+            return
+        if not isinstance(event, (nio.RoomMessageText, nio.RoomMessageEmote)):
+            return
+        content = event.source.get("content", {})
+        if not isinstance(content, dict) or events.is_edit(content):
+            return
+        text = events.text_of(content)
+        if text is None or not text.strip():
+            return
+        msg = Message(room_id, event.event_id, event.sender, content, text)
+        # One queue per conversation: messages there are handled in arrival order.
+        key = f"{room_id}|{events.thread_root(content)}"
+        self._spawn("message", self._handle_in_order(key, msg))
+
+    async def _handle_in_order(self, key: str, msg: Message) -> None:
+        lock, users = self._queues.get(key, (asyncio.Lock(), 0))
+        self._queues[key] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._handler.handle(msg)
+        finally:
+            lock, users = self._queues[key]
+            if users <= 1:  # nobody else waits: forget the queue
+                del self._queues[key]
+            else:
+                self._queues[key] = (lock, users - 1)
+
+    async def _request_key(self, event: nio.MegolmEvent) -> None:
+        with contextlib.suppress(nio.LocalProtocolError):  # already requested
+            await self._client.request_room_key(event)
+
+    def _spawn(self, kind: str, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(self._guard(kind, coro), name=kind)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guard(kind: str, coro: Any) -> None:
+        """A failing message must not stop the bot; log the kind of error only."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.error("handling a %s failed: %s", kind, type(err).__name__)
+
+    # --- membership ------------------------------------------------------------------
+    async def _on_invite(self, room_id: str) -> None:
+        if room_id in self._joining:
+            return
+        room = self._client.invited_rooms.get(room_id)
+        inviter = str(getattr(room, "inviter", "") or "")
+        self._joining.add(room_id)
+        try:
+            if not inviter_allowed(inviter, self._allowed):
+                log.info("declining an invite to %s from %s (not allowed)", room_id, inviter)
+                await self._client.room_leave(room_id)
+                return
+            response = await self._client.join(room_id)
+            if isinstance(response, nio.JoinError):
+                log.warning("could not join %s: %s", room_id, response.status_code)
+            else:
+                self._leaving.discard(room_id)
+                log.info("joined %s (invited by %s)", room_id, inviter)
+        finally:
+            self._joining.discard(room_id)
+
+    def _leave_if_alone(self, room_id: str) -> None:
+        room = self._client.rooms.get(room_id)
+        if room is None or room.joined_count > 1 or room.invited_count > 0:
+            return
+        if not room.users or room_id in self._leaving:  # state not known yet / on its way
+            return
+        log.info("leaving %s: nobody else is there", room_id)
+        self._leaving.add(room_id)
+        self._spawn("leave", self._client.room_leave(room_id))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class _SyncRefused(Exception):
+    def __init__(self, message: str, fatal: bool) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+def quiet_nio() -> None:
+    """Keep nio's DEBUG output off: it dumps whole responses (messages, tokens) to the log.
+
+    Whatever LOG_LEVEL says, a typed key or the login token must never reach a log line;
+    the bot's own loggers still follow LOG_LEVEL.
+    """
+    nio_log = logging.getLogger("nio")
+    if nio_log.getEffectiveLevel() < logging.INFO:
+        nio_log.setLevel(logging.INFO)
+
+
+async def start(core: Core, options: MatrixOptions) -> None:
+    """Build the client from MatrixOptions, log in, and sync until cancelled."""
+    quiet_nio()
+    store_dir = options.store_dir
+    crypto_dir = store_dir / "crypto"
+    try:
+        await asyncio.to_thread(crypto_dir.mkdir, parents=True, exist_ok=True)
+    except OSError as err:
+        raise FrontendError(
+            f"cannot create the Matrix store directory {crypto_dir} ({err.strerror}); "
+            "make DATA_DIR writable for the bot."
+        ) from None
+    client = nio.AsyncClient(
+        options.homeserver.rstrip("/"),
+        options.user_id,
+        store_path=str(crypto_dir) if options.e2ee else "",
+        config=client_config(options.e2ee),
+    )
+    pace = RatePace()
+    api = MatrixApi(client, options.trust_devices, pace)
+
+    async def on_limited(response: Any) -> None:
+        if getattr(response, "status_code", "") == "M_LIMIT_EXCEEDED":
+            pace.note_limited()
+            wait = (getattr(response, "retry_after_ms", 0) or 0) / 1000
+            log.info("the homeserver rate-limits the bot; waiting %.1fs, then slower edits", wait)
+
+    client.add_response_callback(on_limited, nio.ErrorResponse)
+    handler = MessageHandler(core, api, options.admin_power_level)
+    bot = MatrixBot(client, handler, api, options.allowed_inviters)
+    try:
+        device_id = await log_in(
+            client,
+            user_id=options.user_id,
+            password=options.password.reveal(),
+            access_token=options.access_token.reveal(),
+            device_name=options.device_name,
+            store_dir=store_dir,
+        )
+        log.info("logged in to %s as %s (device %s)", client.homeserver, client.user_id, device_id)
+        handler.display_name = await _display_name(client)
+        await bot.run()
+    finally:
+        await bot.close()
+        await client.close()
+
+
+async def _display_name(client: nio.AsyncClient) -> str:
+    try:
+        response = await client.get_displayname()
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        return ""
+    name = getattr(response, "displayname", None)
+    return str(name) if name else ""

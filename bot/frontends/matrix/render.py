@@ -1,0 +1,131 @@
+"""Markdown → Matrix HTML (org.matrix.custom.html): a small, escaping-first renderer.
+
+Covers what chat answers use: code fences, inline code, bold, italics, strikethrough,
+links, block quotes and line breaks. Everything else is escaped text, so model output
+can never inject markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+HTML_FORMAT = "org.matrix.custom.html"
+
+_FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+.#-]*)\s*$")
+_INLINE = re.compile(
+    r"(?P<code>`+)(?P<code_text>.+?)(?P=code)"
+    r"|\[(?P<link_text>[^\]\n]+)\]\((?P<url>[^)\s]+)\)"
+    r"|\*\*(?P<bold>[^*\n]+?)\*\*"
+    r"|__(?P<bold2>[^_\n]+?)__"
+    r"|~~(?P<strike>[^~\n]+?)~~"
+    r"|(?<![\w*])\*(?P<em>[^*\s](?:[^*\n]*[^*\s])?)\*(?![\w*])"
+    r"|(?<![\w_])_(?P<em2>[^_\s](?:[^_\n]*[^_\s])?)_(?![\w_])"
+)
+_SAFE_SCHEMES = ("http://", "https://", "mailto:", "matrix:")
+
+
+def _link(text: str, url: str) -> str:
+    if not url.lower().startswith(_SAFE_SCHEMES):
+        return html.escape(f"[{text}]({url})", quote=False)
+    return f'<a href="{html.escape(url, quote=True)}">{_inline(text)}</a>'
+
+
+def _inline(text: str) -> str:
+    """Escape `text` and turn inline Markdown into tags."""
+    out: list[str] = []
+    pos = 0
+    for match in _INLINE.finditer(text):
+        out.append(html.escape(text[pos : match.start()], quote=False))
+        pos = match.end()
+        groups = match.groupdict()
+        if groups["code"]:
+            out.append(f"<code>{html.escape(groups['code_text'].strip(), quote=False)}</code>")
+        elif groups["url"]:
+            out.append(_link(groups["link_text"], groups["url"]))
+        elif groups["bold"] or groups["bold2"]:
+            out.append(f"<strong>{_inline(groups['bold'] or groups['bold2'])}</strong>")
+        elif groups["strike"]:
+            out.append(f"<del>{_inline(groups['strike'])}</del>")
+        else:
+            out.append(f"<em>{_inline(groups['em'] or groups['em2'])}</em>")
+    out.append(html.escape(text[pos:], quote=False))
+    return "".join(out)
+
+
+def _paragraphs(lines: list[str]) -> str:
+    """Plain lines: block quotes grouped, the rest joined with <br>."""
+    out: list[str] = []
+    quote: list[str] = []
+    plain: list[str] = []
+
+    def flush_plain() -> None:
+        if plain:
+            out.append("<br>".join(_inline(line) for line in plain))
+            plain.clear()
+
+    def flush_quote() -> None:
+        if quote:
+            out.append(f"<blockquote>{'<br>'.join(_inline(q) for q in quote)}</blockquote>")
+            quote.clear()
+
+    for line in lines:
+        if line.startswith(">"):
+            flush_plain()
+            quote.append(line[1:].removeprefix(" "))
+        else:
+            flush_quote()
+            plain.append(line)
+    flush_plain()
+    flush_quote()
+    return "<br>".join(part for part in out if part)
+
+
+def markdown_to_html(text: str) -> str:
+    """Matrix `formatted_body` for `text`; an unclosed fence runs to the end."""
+    blocks: list[str] = []
+    prose: list[str] = []
+    code: list[str] | None = None
+    fence = ""
+    lang = ""
+    for line in text.split("\n"):
+        match = _FENCE.match(line)
+        if code is None:
+            if match:
+                if prose:
+                    blocks.append(_paragraphs(prose))
+                    prose = []
+                code, fence, lang = [], match.group(1), match.group(2)
+            else:
+                prose.append(line)
+        elif match and match.group(1).startswith(fence[0]) and len(match.group(1)) >= len(fence):
+            blocks.append(_code_block(code, lang))
+            code = None
+        else:
+            code.append(line)
+    if code is not None:
+        blocks.append(_code_block(code, lang))
+    if prose:
+        blocks.append(_paragraphs(prose))
+    return "".join(_join(blocks))
+
+
+def _join(blocks: list[str]) -> list[str]:
+    """Separate prose blocks from each other with a line break; <pre> needs none."""
+    out: list[str] = []
+    for block in blocks:
+        if out and not block.startswith("<pre>") and not out[-1].endswith("</pre>"):
+            out.append("<br>")
+        out.append(block)
+    return out
+
+
+def _code_block(lines: list[str], lang: str) -> str:
+    cls = f' class="language-{html.escape(lang, quote=True)}"' if lang else ""
+    body = html.escape("\n".join(lines), quote=False)
+    return f"<pre><code{cls}>{body}\n</code></pre>"
+
+
+def needs_html(text: str) -> bool:
+    """Whether rendering changes anything (plain text is sent without formatted_body)."""
+    return markdown_to_html(text) != html.escape(text, quote=False).replace("\n", "<br>")

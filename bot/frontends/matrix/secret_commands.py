@@ -1,0 +1,120 @@
+"""Commands that carry a secret: where they may be typed and which room they configure."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from bot.commands import Command, Invocation
+from bot.commands.parse import CommandError, parse
+from bot.commands.router import find
+from bot.types import SecretValue
+
+# `room:!id` (room v12 ids have no server part), `room:!id:server` or `room:#alias:server`.
+# The `room:` prefix keeps a channel name inside, say, a system prompt from counting.
+_TARGET = re.compile(r"(?:(?<=\s)|^)room:(![^\s:]+(?::\S+)?|#[^\s:]+:\S+)(?=\s|$)")
+_ROOM_ID = re.compile(r"^![^\s:]+(?::\S+)?$")
+_ALIAS = re.compile(r"^#[^\s:]+:\S+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Targeted:
+    """A command line with its room target taken out ("" when it names none)."""
+
+    text: str
+    target: str
+
+
+def split_target(text: str) -> Targeted:
+    """Take one room target out of a command line; the rest is parsed as usual."""
+    matches = list(_TARGET.finditer(text))
+    if not matches:
+        return Targeted(text, "")
+    if len(matches) > 1:
+        raise CommandError("Name one room only (room:!id or room:#alias:server).")
+    match = matches[0]
+    target = match.group(1)
+    rest = f"{text[: match.start()].rstrip()} {text[match.end() :].lstrip()}".strip()
+    return Targeted(rest, target)
+
+
+def is_room_id(target: str) -> bool:
+    return _ROOM_ID.match(target) is not None
+
+
+def is_alias(target: str) -> bool:
+    return _ALIAS.match(target) is not None
+
+
+def carries_secret(inv: Invocation) -> bool:
+    return any(isinstance(v, SecretValue) for v in inv.raw.values())
+
+
+def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
+    """Whether a typed command might contain a secret, so it must be redacted.
+
+    A line that parses is judged by its values; one that does not parse is judged by
+    its first word: a mistyped `!key set …` still holds a key.
+    """
+    try:
+        return carries_secret(parse(split_target(text).text, table, prefix))
+    except CommandError:
+        pass
+    words = text.strip().removeprefix(prefix).split()
+    if len(words) < 3:  # `!key set` alone, or `!key xyz`: no room left for a secret
+        return False
+    secret_commands = [c.name for c in table if _has_secret(c)]
+    return bool(difflib.get_close_matches(words[0].lower(), secret_commands, n=1, cutoff=0.6))
+
+
+def _has_secret(command: Command) -> bool:
+    if any(o.secret for o in command.options):
+        return True
+    return any(_has_secret(sub) for sub in command.subcommands)
+
+
+def scrub_reply(reply: str, text: str, table: tuple[Command, ...], prefix: str) -> str:
+    """`reply` with anything from `text` that may be a secret replaced by ****.
+
+    The core never echoes a secret it recognised, but a key typed in the wrong place
+    (`!key set sk-… claude`) is just a bad value, and error messages quote bad values.
+    """
+    body = split_target(text).text
+    try:
+        inv = parse(body, table, prefix)
+    except CommandError:
+        inv = None
+    known = _table_words(table)
+    plain: set[str] = set()
+    suspects: set[str] = set()
+    command = find(table, inv.path) if inv is not None else None
+    if inv is not None and command is not None:
+        options = {o.name: o for o in command.options}
+        for name, value in inv.raw.items():
+            option = options.get(name)
+            if isinstance(value, SecretValue):
+                if value.reveal().lower() not in known:  # `openai` in the key's place
+                    suspects.add(value.reveal())
+            elif option is not None and (not option.choices or value.lower() in option.choices):
+                plain.add(str(value))  # a valid plain value: a URL, a model id
+    for token in body.removeprefix(prefix).split():
+        token = token.strip("\"'`")
+        if len(token) >= _SUSPECT_LEN and token.lower() not in known and token not in plain:
+            suspects.add(token)
+    for suspect in sorted(suspects, key=len, reverse=True):
+        reply = reply.replace(suspect, "****")
+    return reply
+
+
+_SUSPECT_LEN = 6
+
+
+def _table_words(table: tuple[Command, ...]) -> set[str]:
+    words: set[str] = set()
+    for command in table:
+        words.add(command.name)
+        words.update(_table_words(command.subcommands))
+        for option in command.options:
+            words.update(option.choices)
+    return words

@@ -1,0 +1,117 @@
+"""Logging in: password or access token, with the device id kept under store_dir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import aiohttp
+import nio
+
+from bot.frontends import FrontendError
+
+log = logging.getLogger("bot.frontends.matrix")
+
+SESSION_FILE = "session.json"
+
+
+def load_device_id(store_dir: Path, user_id: str) -> str:
+    """The device id saved for `user_id` ("" when none, or saved for another account)."""
+    try:
+        data = json.loads((store_dir / SESSION_FILE).read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(data, dict) or data.get("user_id") != user_id:
+        return ""
+    device = data.get("device_id")
+    return device if isinstance(device, str) else ""
+
+
+def save_device_id(store_dir: Path, user_id: str, device_id: str) -> None:
+    """Persist the device id: the crypto store belongs to it, so it must survive restarts."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    path = store_dir / SESSION_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"user_id": user_id, "device_id": device_id}))
+    tmp.replace(path)
+
+
+def unreachable(homeserver: str, err: BaseException) -> FrontendError:
+    return FrontendError(
+        f"cannot reach the Matrix homeserver at {homeserver} ({type(err).__name__}). "
+        "Check MATRIX_HOMESERVER (e.g. https://matrix.example.org) and that the server is up."
+    )
+
+
+async def log_in(
+    client: nio.AsyncClient,
+    *,
+    user_id: str,
+    password: str,
+    access_token: str,
+    device_name: str,
+    store_dir: Path,
+) -> str:
+    """Log `client` in and return its device id; FrontendError with the fix otherwise."""
+    saved = await asyncio.to_thread(load_device_id, store_dir, user_id)
+    try:
+        if access_token:
+            device_id = await _with_token(client, user_id, access_token, saved)
+        elif password:
+            device_id = await _with_password(client, password, device_name, saved)
+        else:
+            raise FrontendError(
+                "no Matrix credentials: set MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN."
+            )
+    except (TimeoutError, aiohttp.ClientError, OSError) as err:
+        raise unreachable(client.homeserver, err) from None
+    except ValueError as err:  # aiohttp's InvalidURL and friends
+        raise FrontendError(
+            f"MATRIX_HOMESERVER is not a usable URL ({type(err).__name__}); "
+            "write it like https://matrix.example.org"
+        ) from None
+    if saved and saved != device_id:
+        log.warning("logged in as a new device %s (was %s)", device_id, saved)
+    await asyncio.to_thread(save_device_id, store_dir, user_id, device_id)
+    return device_id
+
+
+async def _with_password(
+    client: nio.AsyncClient, password: str, device_name: str, saved: str
+) -> str:
+    client.device_id = saved  # reuse the device (and so its crypto store) when known
+    response = await client.login(password, device_name=device_name)
+    if isinstance(response, nio.LoginError):
+        raise FrontendError(
+            f"the homeserver refused the login of {client.user} ({response.status_code}: "
+            f"{response.message}). Check MATRIX_USER_ID and MATRIX_PASSWORD."
+        )
+    return str(response.device_id)
+
+
+async def _with_token(
+    client: nio.AsyncClient, user_id: str, access_token: str, saved: str
+) -> str:
+    client.access_token = access_token
+    response = await client.whoami()
+    if isinstance(response, nio.WhoamiError):
+        client.access_token = ""
+        raise FrontendError(
+            f"the homeserver refused MATRIX_ACCESS_TOKEN ({response.status_code}). "
+            "Make a new token (log in as the bot and copy it) or use MATRIX_PASSWORD."
+        )
+    if response.user_id != user_id:
+        raise FrontendError(
+            f"MATRIX_ACCESS_TOKEN belongs to {response.user_id}, not MATRIX_USER_ID {user_id}."
+        )
+    # A token is bound to one device; the crypto store must be that device's.
+    device_id = str(response.device_id or saved)
+    if not device_id:
+        raise FrontendError(
+            "the homeserver did not say which device MATRIX_ACCESS_TOKEN belongs to; "
+            "use MATRIX_PASSWORD instead."
+        )
+    client.restore_login(user_id, device_id, access_token)
+    return device_id

@@ -1,0 +1,186 @@
+"""Where an answer goes in Matrix: a first message, then m.replace edits, paced."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bot.frontends.matrix.render import HTML_FORMAT, markdown_to_html, needs_html
+
+log = logging.getLogger("bot.frontends.matrix")
+
+# Synapse refuses events above 64 KiB; 16k characters of text (plus the same as HTML,
+# twice in an edit) stays well below it and is still a readable page.
+MESSAGE_LIMIT = 16_000
+# Synapse's default rc_message is 0.2 events/s with a burst of 10: a few fast edits fit
+# the burst; after a 429 the pace drops to the sustained rate for a while.
+EDIT_INTERVAL = 2.0
+LIMITED_INTERVAL = 5.5
+LIMITED_MEMORY = 60.0
+SEND_ATTEMPTS = 6
+
+
+@dataclass
+class RatePace:
+    """Client-wide edit pace: rc_message limits the sender across all rooms."""
+
+    clock: Callable[[], float] = time.monotonic
+    limited_at: float = field(default=-1e9)
+    limited_count: int = 0
+
+    def note_limited(self) -> None:
+        self.limited_at = self.clock()
+        self.limited_count += 1
+
+    @property
+    def interval(self) -> float:
+        return edit_interval(self.clock(), self.limited_at)
+
+
+def edit_interval(now: float, limited_at: float) -> float:
+    """Seconds between edits: the sustained rate for a minute after a 429, else faster."""
+    return LIMITED_INTERVAL if now - limited_at < LIMITED_MEMORY else EDIT_INTERVAL
+
+
+def message_content(text: str, msgtype: str = "m.text") -> dict[str, Any]:
+    """A message body with Markdown rendered to HTML when it has any."""
+    content: dict[str, Any] = {"msgtype": msgtype, "body": text}
+    if needs_html(text):
+        content["format"] = HTML_FORMAT
+        content["formatted_body"] = markdown_to_html(text)
+    return content
+
+
+def edit_content(event_id: str, text: str, msgtype: str = "m.text") -> dict[str, Any]:
+    """An m.replace edit of `event_id` whose new content is `text`."""
+    new = message_content(text, msgtype)
+    new["m.mentions"] = {}
+    content = {k: f"* {v}" if k in ("body", "formatted_body") else v for k, v in new.items()}
+    content["m.new_content"] = new
+    content["m.relates_to"] = {"rel_type": "m.replace", "event_id": event_id}
+    return content
+
+
+def reply_relation(thread_root: str, reply_to: str) -> dict[str, Any]:
+    """m.relates_to for an answer: in the thread it was asked in, or as a reply."""
+    if thread_root:
+        rel: dict[str, Any] = {"rel_type": "m.thread", "event_id": thread_root}
+        rel["is_falling_back"] = True
+        rel["m.in_reply_to"] = {"event_id": reply_to or thread_root}
+        return rel
+    if reply_to:
+        return {"m.in_reply_to": {"event_id": reply_to}}
+    return {}
+
+
+class SendFailed(Exception):
+    """The homeserver refused an event for good (not a rate limit or a blip)."""
+
+
+# send(room_id, content) -> event id; the client wires it to nio with its retries.
+Sender = Callable[[str, dict[str, Any]], Awaitable[str]]
+Typer = Callable[[str, bool], Awaitable[None]]
+
+
+class MatrixTarget:
+    """PacedReply's MessageTarget for one answer in one room (and thread)."""
+
+    limit = MESSAGE_LIMIT
+
+    def __init__(
+        self,
+        send: Sender,
+        room_id: str,
+        *,
+        pace: RatePace,
+        thread_root: str = "",
+        reply_to: str = "",
+        mention: str = "",
+        typing: Typer | None = None,
+        msgtype: str = "m.text",
+        on_sent: Callable[[str], None] | None = None,
+    ) -> None:
+        self._send = send
+        self._room_id = room_id
+        self._pace = pace
+        self._thread_root = thread_root
+        self._reply_to = reply_to
+        self._mention = mention
+        self._typer = typing
+        self._msgtype = msgtype
+        self._on_sent = on_sent
+        self._floor = 0.0
+        self.event_ids: list[str] = []
+        self.final_texts: dict[str, str] = {}
+
+    @property
+    def min_interval(self) -> float:
+        return max(self._floor, self._pace.interval)
+
+    @min_interval.setter
+    def min_interval(self, value: float) -> None:
+        self._floor = value
+
+    @property
+    def final_interval(self) -> float:
+        """The final edit goes out at once unless the server pushed back lately."""
+        interval = self._pace.interval
+        return 0.0 if interval == EDIT_INTERVAL else max(self._floor, interval)
+
+    async def typing(self) -> None:
+        if self._typer is not None:
+            await self._typer(self._room_id, True)
+
+    async def send(self, text: str) -> object:
+        content = message_content(text, self._msgtype)
+        # Only the first page answers the question; later pages just continue it.
+        rel = reply_relation(self._thread_root, "" if self.event_ids else self._reply_to)
+        if rel:
+            content["m.relates_to"] = rel
+        content["m.mentions"] = {"user_ids": [self._mention]} if self._mention else {}
+        event_id = await self._send(self._room_id, content)
+        self.event_ids.append(event_id)
+        self.final_texts[event_id] = text
+        if self._on_sent is not None:
+            self._on_sent(event_id)
+        if self._typer is not None and len(self.event_ids) == 1:
+            await self._typer(self._room_id, False)
+        return event_id
+
+    async def edit(self, handle: object, text: str) -> None:
+        event_id = str(handle)
+        await self._send(self._room_id, edit_content(event_id, text, self._msgtype))
+        self.final_texts[event_id] = text
+
+
+async def with_retries(
+    attempt: Callable[[], Awaitable[str]], what: str, attempts: int = SEND_ATTEMPTS
+) -> str:
+    """Retry transient failures with backoff; SendFailed propagates at once."""
+    delay = 0.5
+    for n in range(1, attempts + 1):
+        try:
+            return await attempt()
+        except (TimeoutError, OSError, aiohttp.ClientError) as err:
+            if n == attempts:
+                raise SendFailed(f"{what}: the homeserver is unreachable") from None
+            log.warning("%s failed (%s); retrying in %.1fs", what, type(err).__name__, delay)
+        except TransientSendError as err:
+            if n == attempts:
+                raise SendFailed(f"{what}: {err}") from None
+            log.warning("%s failed (%s); retrying in %.1fs", what, err, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 15.0)
+    raise SendFailed(what)  # pragma: no cover - the loop always returns or raises
+
+
+class TransientSendError(Exception):
+    """A failure worth retrying (5xx, an unknown error without a Matrix code)."""
+
+

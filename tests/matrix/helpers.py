@@ -1,0 +1,296 @@
+"""Test-side Matrix: a nio user client (E2EE capable), the bot runner, an SSE endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nio
+from aiohttp import web
+
+from bot.core import Core
+from bot.frontends.matrix import MatrixOptions, run_matrix
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key
+from bot.store.migrate import upgrade_to_head
+from bot.types import ChannelConfig, SecretValue, Source
+from tests.peers.synapse import MatrixUser, SynapseServer
+
+WAIT = 60.0  # generous: two cores shared with a homeserver and a model
+
+
+@dataclass
+class Seen:
+    room_id: str
+    event: Any
+    at: float  # monotonic arrival time
+
+    @property
+    def content(self) -> dict[str, Any]:
+        content = self.event.source.get("content", {})
+        return content if isinstance(content, dict) else {}
+
+    @property
+    def replaces(self) -> str:
+        rel = self.content.get("m.relates_to", {})
+        return str(rel.get("event_id", "")) if rel.get("rel_type") == "m.replace" else ""
+
+
+@dataclass
+class UserClient:
+    """A person in Matrix: a nio client with its own crypto store and a sync task."""
+
+    user: MatrixUser
+    client: nio.AsyncClient
+    seen: list[Seen] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, server: SynapseServer, user: MatrixUser, store: Path) -> UserClient:
+        await asyncio.to_thread(store.mkdir, parents=True, exist_ok=True)
+        config = nio.AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False)
+        client = nio.AsyncClient(server.url, user.user_id, store_path=str(store), config=config)
+        client.restore_login(user.user_id, user.device_id, user.access_token)
+        me = cls(user, client)
+        client.add_event_callback(me._on_event, nio.Event)
+        await client.sync(timeout=0, full_state=True)
+        me.task = asyncio.create_task(client.sync_forever(timeout=500))
+        return me
+
+    async def _on_event(self, room: nio.MatrixRoom, event: Any) -> None:
+        self.seen.append(Seen(room.room_id, event, time.monotonic()))
+        self.changed.set()
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        await self.client.close()
+
+    async def wait_for(
+        self, found: Callable[[], Any], what: str, within: float = WAIT
+    ) -> Any:
+        deadline = time.monotonic() + within
+        while True:
+            value = found()
+            if value:
+                return value
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(left, 1.0))
+
+    async def create_room(
+        self,
+        invite: list[str],
+        *,
+        encrypted: bool = False,
+        direct: bool = False,
+        power: dict[str, int] | None = None,
+        name: str = "",
+    ) -> str:
+        state = [{"type": "m.room.encryption", "state_key": "", "content": {
+            "algorithm": "m.megolm.v1.aes-sha2"}}] if encrypted else []
+        # Room v12: the creator outranks everyone and must not be listed in `users`.
+        override = {"users": power} if power else None
+        response = await self.client.room_create(
+            name=name or None,
+            is_direct=direct,
+            preset=nio.RoomPreset.trusted_private_chat if direct else nio.RoomPreset.private_chat,
+            invite=invite,
+            initial_state=state,
+            power_level_override=override,
+        )
+        assert isinstance(response, nio.RoomCreateResponse), response
+        return str(response.room_id)
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        response = await self.client.room_invite(room_id, user_id)
+        assert isinstance(response, nio.RoomInviteResponse), response
+
+    async def join(self, room_id: str) -> None:
+        response = await self.client.join(room_id)
+        assert isinstance(response, nio.JoinResponse), response
+        await self.wait_for(lambda: room_id in self.client.rooms, "the joined room to sync")
+
+    async def send(self, room_id: str, body: str, **extra: Any) -> str:
+        content: dict[str, Any] = {"msgtype": "m.text", "body": body, **extra}
+        response = await self.client.room_send(
+            room_id, "m.room.message", content, ignore_unverified_devices=True
+        )
+        assert isinstance(response, nio.RoomSendResponse), response
+        return str(response.event_id)
+
+    async def wait_joined(self, room_id: str, user_id: str) -> None:
+        def joined() -> bool:
+            room = self.client.rooms.get(room_id)
+            # nio lists invited users too; only a join counts.
+            member = room.users.get(user_id) if room is not None else None
+            return member is not None and not member.invited
+
+        await self.wait_for(joined, f"{user_id} to join {room_id}")
+
+    def messages(self, room_id: str, sender: str, after: float = 0.0) -> list[Seen]:
+        """Original (not edit) messages from `sender` in the room, arrived after `after`."""
+        return [
+            s
+            for s in self.seen
+            if s.room_id == room_id
+            and getattr(s.event, "sender", "") == sender
+            and isinstance(s.event, (nio.RoomMessageText, nio.RoomMessageNotice))
+            and not s.replaces
+            and s.at >= after
+        ]
+
+    def edits_of(self, event_id: str) -> list[Seen]:
+        return [s for s in self.seen if s.replaces == event_id]
+
+    def shown_text(self, event_id: str) -> str:
+        """What a client shows for `event_id`: the newest edit's new content, else the body."""
+        edits = self.edits_of(event_id)
+        if edits:
+            return str(edits[-1].content["m.new_content"]["body"])
+        original = next(s for s in self.seen if getattr(s.event, "event_id", "") == event_id)
+        return str(original.content["body"])
+
+    async def reply_to(self, room_id: str, sender: str, after: float, what: str) -> Seen:
+        found = await self.wait_for(
+            lambda: self.messages(room_id, sender, after), what
+        )
+        first: Seen = found[0]
+        return first
+
+    async def command(self, room_id: str, bot_id: str, text: str) -> str:
+        """Send a command; the bot's notice in answer to it."""
+        after = time.monotonic()
+        event_id = await self.send(room_id, text)
+
+        def answer() -> Seen | None:
+            for s in self.messages(room_id, bot_id, after):
+                reply = s.content.get("m.relates_to", {}).get("m.in_reply_to", {})
+                if reply.get("event_id") == event_id:
+                    return s
+            return None
+
+        seen: Seen = await self.wait_for(answer, f"the answer to {text.split()[0]}")
+        return str(seen.content["body"])
+
+    async def event_content(self, room_id: str, event_id: str) -> dict[str, Any]:
+        response = await self.client.room_get_event(room_id, event_id)
+        assert isinstance(response, nio.RoomGetEventResponse), response
+        source: dict[str, Any] = response.event.source
+        return source
+
+
+async def make_core(url: str, key: str = "", defaults: ChannelConfig | None = None) -> Core:
+    """A real Core on `url`; the same `key` after a restart reads the same secrets."""
+    await upgrade_to_head(url)
+    store = await Store.open(
+        url,
+        SecretBox.from_setting(key or generate_key()),
+        defaults=defaults or ChannelConfig(source=Source.OPENAI),
+    )
+    return Core(store, ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0)))
+
+
+def bot_options(
+    server: SynapseServer, bot: MatrixUser, store_dir: Path, **kw: Any
+) -> MatrixOptions:
+    return MatrixOptions(
+        homeserver=server.url,
+        user_id=bot.user_id,
+        password=SecretValue(bot.password),
+        access_token=SecretValue(""),
+        store_dir=store_dir,
+        **kw,
+    )
+
+
+async def start_bot(core: Core, options: MatrixOptions) -> asyncio.Task[None]:
+    """run_matrix as production runs it (bot.app runs it as a task too)."""
+    task = asyncio.create_task(run_matrix(core, options))
+    await asyncio.sleep(0.5)
+    if task.done():
+        task.result()  # raise what stopped it
+    return task
+
+
+async def stop_bot(task: asyncio.Task[None]) -> None:
+    """What bot.app does on SIGTERM: cancel the front-end and wait for it."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.asynccontextmanager
+async def running_bot(core: Core, options: MatrixOptions) -> AsyncIterator[asyncio.Task[None]]:
+    task = await start_bot(core, options)
+    try:
+        yield task
+    finally:
+        await stop_bot(task)
+
+
+class SSEEndpoint:
+    """An OpenAI-compatible loopback server streaming `chunks` words over `span` seconds."""
+
+    def __init__(self, chunks: int, span: float, model: str = "stream-model") -> None:
+        self.chunks = chunks
+        self.span = span
+        self.model = model
+        self.requests = 0
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def answer(self) -> str:
+        return "".join(self.words()).strip()
+
+    def words(self) -> list[str]:
+        return [f"w{i} " if i % 12 else f"w{i}\n" for i in range(self.chunks)]
+
+    async def _models(self, request: web.Request) -> web.Response:
+        models = [{"id": self.model, "object": "model"}]
+        return web.json_response({"object": "list", "data": models})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        gap = self.span / max(self.chunks, 1)
+        for word in self.words():
+            chunk = {"object": "chat.completion.chunk", "model": self.model,
+                     "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await asyncio.sleep(gap)
+        end = {"object": "chat.completion.chunk", "model": self.model,
+               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await response.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+        await response.write_eof()
+        return response
+
+    async def __aenter__(self) -> SSEEndpoint:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,317 @@
+"""The Matrix front-end against a real Synapse: a nio user client talks to run_matrix."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nio
+import pytest
+
+from bot.core import Core
+from bot.store import generate_key
+from bot.types import ChannelRef, Platform, Role
+from tests.matrix.helpers import (
+    Seen,
+    UserClient,
+    bot_options,
+    make_core,
+    start_bot,
+    stop_bot,
+)
+from tests.peers.llamacpp import LlamaCppPeer
+from tests.peers.synapse import MatrixUser, SynapseServer
+
+pytestmark = [pytest.mark.synapse, pytest.mark.llamacpp]
+
+KEY = "sk-matrix-test-" + "4f9a1c77e2d3b5a6"
+
+
+@dataclass
+class World:
+    server: SynapseServer
+    bot: MatrixUser
+    core: Core
+    key: str  # the store's encryption key: the same after a restart
+    db_path: Path
+    store_dir: Path
+    alice: UserClient  # creates the rooms: a room-v12 creator, not in power_levels.users
+    bob: UserClient  # a plain member
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.db_path}"
+
+    async def start(self) -> None:
+        self.task = await start_bot(self.core, bot_options(self.server, self.bot, self.store_dir))
+
+    async def restart(self) -> None:
+        """Stop the bot and its core, then start both again on the same files."""
+        assert self.task is not None
+        await stop_bot(self.task)
+        await self.core.close()
+        self.core = await make_core(self.db_url, self.key)
+        await self.start()
+
+
+@pytest.fixture(scope="module")
+async def world(
+    synapse_server: SynapseServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[World]:
+    base = tmp_path_factory.mktemp("matrix-bot")
+    bot = synapse_server.register("bot")
+    db_path = base / "bot.db"
+    key = generate_key()
+    core = await make_core(f"sqlite+aiosqlite:///{db_path}", key)
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), base / "alice")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), base / "bob")
+    world = World(synapse_server, bot, core, key, db_path, base / "store", alice, bob)
+    try:
+        await world.start()
+        yield world
+    finally:
+        if world.task is not None:
+            await stop_bot(world.task)
+        await alice.close()
+        await bob.close()
+        await world.core.close()
+
+
+async def _room_with_bot(w: World, **kw: Any) -> str:
+    room_id = await w.alice.create_room([w.bot.user_id, w.bob.user.user_id], **kw)
+    await w.alice.wait_joined(room_id, w.bot.user_id)
+    await w.bob.join(room_id)
+    return room_id
+
+
+async def _configure(w: World, room_id: str, llama: LlamaCppPeer) -> None:
+    bot = w.bot.user_id
+    assert "custom" in await w.alice.command(room_id, bot, "!source custom")
+    # The root URL without /v1: the bot finds /v1 itself and says so.
+    answer = await w.alice.command(room_id, bot, f"!proxy set {llama.url}")
+    assert f"{llama.url}/v1" in answer, answer
+    answer = await w.alice.command(room_id, bot, "!models external")
+    assert llama.model in answer, answer
+    answer = await w.alice.command(room_id, bot, f'!model "{llama.model}"')
+    assert llama.model in answer, answer
+
+
+async def _answers(w: World, room_id: str, thread: str = "") -> list[str]:
+    ref = ChannelRef(Platform.MATRIX, channel_id=room_id, thread_id=thread)
+    history = await w.core.store.history(ref, 100)
+    return [e.content for e in history if e.role is Role.ASSISTANT]
+
+
+async def ask(w: World, who: UserClient, room_id: str, text: str, **extra: object) -> Answer:
+    """Ask the bot; wait until the turn is saved and the client shows its final text."""
+    before = len(await _answers(w, room_id))
+    after = time.monotonic()
+    asked = await who.send(room_id, text, **extra)
+    first = await who.reply_to(room_id, w.bot.user_id, after, "the bot's first answer event")
+    event_id = str(first.event.event_id)
+    saved: list[str] = []
+
+    async def done() -> bool:
+        saved[:] = await _answers(w, room_id)
+        return len(saved) > before and who.shown_text(event_id) == saved[-1].strip()
+
+    deadline = time.monotonic() + 120
+    while not await done():
+        assert time.monotonic() < deadline, (who.shown_text(event_id), saved[-1:])
+        await asyncio.sleep(0.3)
+    return Answer(asked, first, event_id, who.shown_text(event_id), len(who.edits_of(event_id)))
+
+
+@dataclass
+class Answer:
+    asked: str
+    first: Seen
+    event_id: str
+    text: str
+    edits: int
+
+
+# --- tests, in the order a user meets the bot --------------------------------------
+
+
+async def test_joins_on_invite_and_runs_commands_from_the_table(
+    world: World, llamacpp_peer: LlamaCppPeer
+) -> None:
+    w = world
+    room_id = await _room_with_bot(w)
+    room = w.alice.client.rooms[room_id]
+    assert room.room_version == "12"  # alice is a creator, not in power_levels.users
+    assert w.alice.user.user_id not in room.power_levels.users
+    bot = w.bot.user_id
+
+    help_text = await w.alice.command(room_id, bot, "!help")
+    for name in ("!source", "!model", "!proxy set", "!models external", "!key set"):
+        assert name in help_text, name
+    assert "Did you mean `model`?" in await w.alice.command(room_id, bot, "!modle x")
+    await _configure(w, room_id, llamacpp_peer)
+
+    refused = await w.bob.command(room_id, bot, "!model other")
+    assert "Only admins" in refused, refused
+    config = await w.core.store.effective_config(ChannelRef(Platform.MATRIX, room_id))
+    assert config.model == llamacpp_peer.model  # bob changed nothing
+
+
+async def test_answers_when_mentioned_by_streaming_edits(
+    world: World, llamacpp_peer: LlamaCppPeer
+) -> None:
+    w = world
+    room_id = await _room_with_bot(w)
+    await _configure(w, room_id, llamacpp_peer)
+    bot = w.bot.user_id
+
+    # Not addressed in a `mention` room: no answer.
+    quiet_since = time.monotonic()
+    await w.alice.send(room_id, "just talking among ourselves")
+    answer = await ask(w, w.alice, room_id, f"{bot}: Count from one to twenty in words.",
+                       **{"m.mentions": {"user_ids": [bot]}})
+    assert len(w.alice.messages(room_id, bot, quiet_since)) == 1  # only the one answer
+    assert answer.text.strip()
+    assert answer.first.content["m.relates_to"]["m.in_reply_to"]["event_id"] == answer.asked
+    for edit in w.alice.edits_of(answer.event_id):
+        assert edit.content["m.new_content"]["msgtype"] == "m.text"
+
+    # A reply to the bot's answer is addressed too, and continues the same history.
+    follow = await ask(w, w.alice, room_id, "And backwards?",
+                       **{"m.relates_to": {"m.in_reply_to": {"event_id": answer.event_id}}})
+    assert follow.text.strip()
+    assert len(await _answers(w, room_id)) == 2
+
+
+async def test_answers_everything_in_an_always_room(
+    world: World, llamacpp_peer: LlamaCppPeer
+) -> None:
+    w = world
+    room_id = await _room_with_bot(w)
+    await _configure(w, room_id, llamacpp_peer)
+    assert "always" in await w.alice.command(room_id, w.bot.user_id, "!reply mode always")
+    answer = await ask(w, w.bob, room_id, "Name a colour.")  # no mention, not a reply
+    assert answer.text.strip()
+
+
+async def test_answers_in_the_thread_it_was_asked_in(
+    world: World, llamacpp_peer: LlamaCppPeer
+) -> None:
+    w = world
+    bot = w.bot.user_id
+    room_id = await _room_with_bot(w)
+    await _configure(w, room_id, llamacpp_peer)
+    root = await w.alice.send(room_id, "A thread about numbers")
+    thread = {"rel_type": "m.thread", "event_id": root, "is_falling_back": True,
+              "m.in_reply_to": {"event_id": root}}
+    after = time.monotonic()
+    await w.alice.send(room_id, f"{bot}: name a prime number", **{"m.relates_to": thread})
+    answer = await w.alice.reply_to(room_id, bot, after, "the answer in the thread")
+    rel = answer.content["m.relates_to"]
+    assert rel["rel_type"] == "m.thread" and rel["event_id"] == root
+
+    async def saved() -> bool:
+        return bool(await _answers(w, room_id, thread=root))
+
+    deadline = time.monotonic() + 120
+    while not await saved():  # history belongs to the thread, not the room
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.3)
+    assert await _answers(w, room_id) == []
+
+
+async def test_key_in_a_group_room_is_refused_and_redacted(world: World) -> None:
+    w = world
+    bot = w.bot.user_id
+    # The bot may redact here (moderator)…
+    room_id = await _room_with_bot(w, power={bot: 50})
+    after = time.monotonic()
+    sent = await w.alice.send(room_id, f"!key set openai {KEY}")
+    reply = await w.alice.reply_to(room_id, bot, after, "the refusal")
+    body = reply.content["body"]
+    assert "direct chat" in body and "deleted your message" in body, body
+    assert KEY not in body
+    content = await w.alice.event_content(room_id, sent)
+    assert content.get("content") == {}, content  # redacted
+    assert "redacted_because" in content.get("unsigned", {})
+
+    # …and not here: it says so and asks the user to delete the key.
+    room2 = await _room_with_bot(w)
+    answer = await w.alice.command(room2, bot, f"!key set openai {KEY}")
+    assert "could not delete your message" in answer and "Delete it yourself" in answer
+    assert not await w.core.store.resolve_secret(
+        ChannelRef(Platform.MATRIX, room_id), "openai_api_key"
+    )
+
+
+async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    w = world
+    bot = w.bot.user_id
+    group = await _room_with_bot(w)
+    dm = await w.alice.create_room([bot], direct=True)
+    await w.alice.wait_joined(dm, bot)
+
+    after = time.monotonic()
+    sent = await w.alice.send(dm, f"!key set openai {KEY} room:{group}")
+    reply = await w.alice.reply_to(dm, bot, after, "the key confirmation")
+    body = reply.content["body"]
+    assert "Saved the openai key" in body and "deleted your message" in body, body
+    assert KEY not in body
+    assert (await w.alice.event_content(dm, sent)).get("content") == {}
+    stored = await w.core.store.resolve_secret(ChannelRef(Platform.MATRIX, group), "openai_api_key")
+    assert stored is not None and stored.reveal() == KEY
+
+    # A key typed where the source goes is a bad value: the error must not quote it.
+    misplaced = await w.alice.command(dm, bot, f"!key set {KEY} openai room:{group}")
+    assert "not a valid source" in misplaced and KEY not in misplaced, misplaced
+
+    # bob may not set keys for alice's room, even from his own direct chat.
+    bob_dm = await w.bob.create_room([bot], direct=True)
+    await w.bob.wait_joined(bob_dm, bot)
+    refused = await w.bob.command(bob_dm, bot, f"!key set claude {KEY}x room:{group}")
+    assert "Only admins" in refused, refused
+
+    assert KEY not in caplog.text
+    # The key is nowhere in the database files in plain text.
+    for path in (w.db_path, w.db_path.with_name(w.db_path.name + "-wal")):
+        if path.exists():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+async def test_encrypted_room_survives_a_restart(
+    world: World, llamacpp_peer: LlamaCppPeer
+) -> None:
+    w = world
+    bot = w.bot.user_id
+    room_id = await _room_with_bot(w, encrypted=True)
+    assert w.alice.client.rooms[room_id].encrypted
+    await _configure(w, room_id, llamacpp_peer)
+    first = await ask(w, w.alice, room_id, f"{bot}: Say hello.")
+    assert first.text.strip()
+    assert isinstance(first.first.event, nio.RoomMessageText)  # decrypted by alice
+    path = f"/_matrix/client/v3/rooms/{room_id}/event/{first.event_id}"
+    raw = await asyncio.to_thread(w.server.get, path, w.alice.user.access_token)
+    assert raw["type"] == "m.room.encrypted"  # what the homeserver holds
+    session_before = (w.store_dir / "session.json").read_text()
+    device_id = json.loads(session_before)["device_id"]
+    devices_before = w.server.devices(bot)
+    assert device_id in devices_before
+
+    # Restart: a new Core on the same database, the same store_dir.
+    await w.restart()
+    assert (w.store_dir / "session.json").read_text() == session_before
+    assert w.server.devices(bot) == devices_before  # logged in as the same device
+
+    second = await ask(w, w.alice, room_id, f"{bot}: Say goodbye.")
+    assert second.text.strip()
+    assert isinstance(second.first.event, nio.RoomMessageText)
+    assert len(await _answers(w, room_id)) == 2  # the history from before the restart

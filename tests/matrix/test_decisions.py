@@ -1,0 +1,275 @@
+"""Pure decisions of the Matrix front-end: events, access, secrets, rendering, pacing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.commands import TABLE
+from bot.commands.parse import CommandError
+from bot.core import PacedReply
+from bot.frontends.matrix import events
+from bot.frontends.matrix.access import (
+    RoomAuthority,
+    authority_from_state,
+    creators_outrank,
+    inviter_allowed,
+    is_room_admin,
+)
+from bot.frontends.matrix.messages import reasoning_as_quote
+from bot.frontends.matrix.render import markdown_to_html, needs_html
+from bot.frontends.matrix.secret_commands import may_hold_secret, scrub_reply, split_target
+from bot.frontends.matrix.sink import (
+    EDIT_INTERVAL,
+    LIMITED_INTERVAL,
+    MatrixTarget,
+    RatePace,
+    edit_content,
+    edit_interval,
+    message_content,
+    reply_relation,
+)
+
+BOT = "@bot:example.org"
+
+
+# --- events ------------------------------------------------------------------------
+def test_mentions_by_m_mentions_pill_id_or_display_name() -> None:
+    assert events.mentions_user({"body": "hi", "m.mentions": {"user_ids": [BOT]}}, BOT, "Bot")
+    pill = f'<a href="https://matrix.to/#/{BOT}">Robo</a>: hi'
+    assert events.mentions_user({"body": "Robo: hi", "formatted_body": pill}, BOT, "")
+    assert events.mentions_user({"body": f"{BOT} hello"}, BOT, "")
+    assert events.mentions_user({"body": "hey helper, what's up"}, BOT, "Helper")
+    # Not a word of its own: "helpers" is not the bot called "Helper".
+    assert not events.mentions_user({"body": "helpers everywhere"}, BOT, "Helper")
+    assert not events.mentions_user({"body": "hi", "m.mentions": {"user_ids": []}}, BOT, "Bot")
+    # A reply quoting the bot's name in the fallback does not count as a mention.
+    quoted = {"body": "> <@x:y> ask Helper\n\nthanks"}
+    assert not events.mentions_user(quoted, BOT, "Helper")
+
+
+def test_threads_replies_and_edits() -> None:
+    thread = {"m.relates_to": {"rel_type": "m.thread", "event_id": "$root",
+                               "is_falling_back": True, "m.in_reply_to": {"event_id": "$x"}}}
+    assert events.thread_root(thread) == "$root"
+    assert events.replied_to(thread) == ""  # the thread fallback is not a real reply
+    real = {"m.relates_to": {"rel_type": "m.thread", "event_id": "$root",
+                             "m.in_reply_to": {"event_id": "$bot"}}}
+    assert events.replied_to(real) == "$bot"
+    reply = {"m.relates_to": {"m.in_reply_to": {"event_id": "$e"}}}
+    assert events.replied_to(reply) == "$e" and events.thread_root(reply) == ""
+    assert events.is_edit({"m.relates_to": {"rel_type": "m.replace", "event_id": "$e"}})
+    assert not events.is_edit(reply)
+    assert events.relates_to({"m.relates_to": "junk"}) == {}
+
+
+def test_text_of_strips_reply_fallback_and_ignores_notices() -> None:
+    body = "> <@a:b> earlier words\n> more\n\nthe question"
+    assert events.text_of({"msgtype": "m.text", "body": body}) == "the question"
+    assert events.text_of({"msgtype": "m.notice", "body": "from another bot"}) is None
+    assert events.text_of({"msgtype": "m.image", "body": "cat.png"}) is None
+    assert events.text_of({"msgtype": "m.text", "body": 5}) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("Helper: what is 2+2?", "what is 2+2?"),
+        (f"{BOT}: hi", "hi"),
+        ("helper, please", "please"),
+        ("What does Helper think?", "What does Helper think?"),
+        ("Helperish: no", "Helperish: no"),
+    ],
+)
+def test_strip_mention(body: str, expected: str) -> None:
+    assert events.strip_mention(body, BOT, "Helper") == expected
+
+
+def test_direct_room_is_two_people() -> None:
+    assert events.is_direct_room(2) and events.is_direct_room(1)
+    assert not events.is_direct_room(3)
+
+
+# --- access ------------------------------------------------------------------------
+CREATE = {
+    "type": "m.room.create",
+    "state_key": "",
+    "sender": "@alice:example.org",
+    "content": {"room_version": "12", "additional_creators": ["@carol:example.org"]},
+}
+
+
+def test_room_v12_creators_are_admins_without_a_power_level() -> None:
+    authority = authority_from_state([{"type": "m.room.name", "state_key": ""}, CREATE])
+    assert authority == RoomAuthority("12", frozenset({"@alice:example.org", "@carol:example.org"}))
+    for creator in authority.creators:
+        assert is_room_admin(creator, 0, authority, 50)
+    assert not is_room_admin("@bob:example.org", 0, authority, 50)
+    assert is_room_admin("@bob:example.org", 50, authority, 50)
+    assert not is_room_admin("@bob:example.org", 49, None, 50)
+
+
+def test_creators_outrank_only_from_room_v12() -> None:
+    old = RoomAuthority("10", frozenset({"@alice:example.org"}))
+    assert not is_room_admin("@alice:example.org", 0, old, 50)  # demoted creator of v10
+    assert [v for v in ("1", "9", "11", "12", "13", "org.matrix.hydra.11") if creators_outrank(v)] \
+        == ["12", "13", "org.matrix.hydra.11"]
+    assert authority_from_state([]) is None
+    no_version = authority_from_state([{**CREATE, "content": {}}])
+    assert no_version is not None and no_version.room_version == "1"
+
+
+def test_inviters() -> None:
+    assert inviter_allowed("@anyone:x.org", [])
+    rules = ["@ops:corp.example", ":friends.example", "partner.example"]
+    assert inviter_allowed("@ops:corp.example", rules)
+    assert inviter_allowed("@zoe:friends.example", rules)
+    assert inviter_allowed("@amy:partner.example", rules)
+    assert not inviter_allowed("@dev:corp.example", rules)
+    assert not inviter_allowed("@eve:evilfriends.example", rules)
+    assert not inviter_allowed("@eve:friends.example.evil", rules)
+
+
+# --- secrets -----------------------------------------------------------------------
+def test_room_target_is_taken_out_of_the_command() -> None:
+    assert split_target("!key set claude sk-1 room:!abc").text == "!key set claude sk-1"
+    assert split_target("!key set claude sk-1 room:!abc").target == "!abc"
+    assert split_target("!key set claude room:!abc:example.org sk-1").target == "!abc:example.org"
+    assert split_target("!key set claude sk-1 room:#ops:example.org").target == "#ops:example.org"
+    assert split_target("!model gpt-4o").target == ""
+    # A channel name in a prompt is text, not a target.
+    assert split_target("!system see #ops:example.org").target == ""
+    with pytest.raises(CommandError):
+        split_target("!key set claude sk-1 room:!a room:#b:c.d")
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("!key set claude sk-abcdef", True),
+        ("!key set claude sk-abcdef room:!r", True),
+        ("!key sett claude sk-abcdef", True),  # mistyped: still holds a key
+        ("!kye set claude sk-abcdef", True),
+        ("!proxy set http://h:1/v1 hunter22", True),
+        ("!proxy set http://h:1/v1", False),
+        ("!key clear claude", False),
+        ("!key set", False),
+        ("!model gpt-4o", False),
+        ("!system be nice to people", False),
+    ],
+)
+def test_which_commands_must_be_redacted(text: str, secret: bool) -> None:
+    assert may_hold_secret(text, TABLE, "!") is secret
+
+
+def test_a_key_typed_in_the_wrong_place_is_scrubbed_from_the_reply() -> None:
+    text = "!key set sk-live-abcdef openai"
+    assert may_hold_secret(text, TABLE, "!")
+    reply = "`sk-live-abcdef` is not a valid source. Choose one of: openai, claude."
+    assert scrub_reply(reply, text, TABLE, "!") == (
+        "`****` is not a valid source. Choose one of: openai, claude."
+    )
+    # What parsed as a plain value (a URL) stays; the password does not.
+    text = "!proxy set http://host:1/v1 hunter22"
+    reply = "Endpoint set to http://host:1/v1 (hunter22)"
+    assert scrub_reply(reply, text, TABLE, "!") == "Endpoint set to http://host:1/v1 (****)"
+
+
+# --- rendering ---------------------------------------------------------------------
+def test_markdown_is_rendered_and_everything_else_escaped() -> None:
+    html = markdown_to_html("**bold** *it* `a<b>` <img src=x onerror=alert(1)>")
+    assert html == (
+        "<strong>bold</strong> <em>it</em> <code>a&lt;b&gt;</code> "
+        "&lt;img src=x onerror=alert(1)&gt;"
+    )
+    fence = markdown_to_html("look:\n```python\nif a < b:\n    pass\n```\ndone")
+    assert '<pre><code class="language-python">if a &lt; b:\n    pass\n</code></pre>' in fence
+    assert fence.startswith("look:") and fence.endswith("done")
+    # An answer still streaming has an open fence: it renders as code anyway.
+    assert markdown_to_html("```\nx = 1").startswith("<pre><code>x = 1")
+
+
+def test_links_only_with_safe_schemes() -> None:
+    assert markdown_to_html('[x](https://e.org/?a=1&b="2")') == (
+        '<a href="https://e.org/?a=1&amp;b=&quot;2&quot;">x</a>'
+    )
+    assert "<a" not in markdown_to_html("[x](javascript:alert(1))")
+
+
+def test_plain_text_needs_no_html() -> None:
+    assert not needs_html("just words\nand lines & more")
+    assert needs_html("a **b**")
+    assert message_content("just words") == {"msgtype": "m.text", "body": "just words"}
+    rich = message_content("a **b**", "m.notice")
+    assert rich["format"] == "org.matrix.custom.html" and rich["msgtype"] == "m.notice"
+
+
+def test_reasoning_is_a_quote_before_the_answer() -> None:
+    assert reasoning_as_quote("42", "") == "42"
+    assert reasoning_as_quote("42", "think\nhard") == "> 💭 think\n> hard\n\n42"
+    assert "<blockquote>" in markdown_to_html(reasoning_as_quote("42", "think"))
+
+
+# --- sink content ------------------------------------------------------------------
+def test_edit_replaces_with_new_content() -> None:
+    content = edit_content("$first", "new **text**")
+    assert content["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$first"}
+    assert content["body"] == "* new **text**"
+    new = content["m.new_content"]
+    assert new["body"] == "new **text**" and "<strong>text</strong>" in new["formatted_body"]
+    assert "m.relates_to" not in new
+
+
+def test_reply_relation() -> None:
+    assert reply_relation("", "") == {}
+    assert reply_relation("", "$q") == {"m.in_reply_to": {"event_id": "$q"}}
+    rel = reply_relation("$root", "$q")
+    assert rel["rel_type"] == "m.thread" and rel["event_id"] == "$root"
+    assert rel["m.in_reply_to"] == {"event_id": "$q"} and rel["is_falling_back"] is True
+
+
+def test_edits_slow_down_for_a_minute_after_a_429() -> None:
+    assert edit_interval(now=100.0, limited_at=-1e9) == EDIT_INTERVAL
+    assert edit_interval(now=100.0, limited_at=90.0) == LIMITED_INTERVAL
+    assert edit_interval(now=200.0, limited_at=90.0) == EDIT_INTERVAL
+    assert LIMITED_INTERVAL >= 1 / 0.2  # Synapse's default sustained rc_message rate
+
+
+# --- the sink over a recording sender (the homeserver's side is not ours) ----------
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def __call__(self, room_id: str, content: dict[str, Any]) -> str:
+        self.sent.append(content)
+        return f"$e{len(self.sent)}"
+
+
+async def test_answer_is_one_message_then_edits_and_the_last_edit_has_it_all() -> None:
+    recorder = Recorder()
+    now = [1000.0]
+    pace = RatePace(clock=lambda: now[0])
+    target = MatrixTarget(recorder, "!r", pace=pace, reply_to="$q", mention="@u:x")
+    reply = PacedReply(target, render=reasoning_as_quote)
+    await reply.update("Hello")
+    await reply.update("Hello **wor")
+    await reply.finish("Hello **world**")
+    first, *edits = recorder.sent
+    assert first["body"] == "Hello"
+    assert first["m.relates_to"] == {"m.in_reply_to": {"event_id": "$q"}}
+    assert first["m.mentions"] == {"user_ids": ["@u:x"]}
+    assert edits and all(e["m.relates_to"]["event_id"] == "$e1" for e in edits)
+    assert edits[-1]["m.new_content"]["formatted_body"] == "Hello <strong>world</strong>"
+
+
+def test_the_final_edit_waits_only_when_the_server_pushed_back() -> None:
+    now = [1000.0]
+    pace = RatePace(clock=lambda: now[0])
+    target = MatrixTarget(Recorder(), "!r", pace=pace)
+    assert target.min_interval == EDIT_INTERVAL
+    assert target.final_interval == 0.0
+    pace.note_limited()
+    assert target.min_interval == target.final_interval == LIMITED_INTERVAL
+    now[0] += 61
+    assert target.final_interval == 0.0

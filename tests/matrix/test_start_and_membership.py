@@ -1,0 +1,145 @@
+"""Start-up (login, failures, device id) and room membership against a real Synapse."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nio
+import pytest
+
+from bot.core import Core
+from bot.frontends import FrontendError
+from bot.frontends.matrix import run_matrix
+from bot.types import SecretValue
+from tests.matrix.helpers import UserClient, bot_options, make_core, running_bot
+from tests.peers._common import free_port
+from tests.peers.synapse import SynapseServer
+
+pytestmark = pytest.mark.synapse
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[Core]:
+    core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+    try:
+        yield core
+    finally:
+        await core.close()
+
+
+@pytest.fixture
+async def alice(synapse_server: SynapseServer, tmp_path: Path) -> AsyncIterator[UserClient]:
+    user = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    try:
+        yield user
+    finally:
+        await user.close()
+
+
+async def test_wrong_password_is_a_clear_frontend_error(
+    synapse_server: SynapseServer, core: Core, tmp_path: Path
+) -> None:
+    bot = synapse_server.register("bot")
+    options = bot_options(synapse_server, bot, tmp_path / "store")
+    wrong = "wrong-" + bot.password
+    options = type(options)(**{**_fields(options), "password": SecretValue(wrong)})
+    with pytest.raises(FrontendError) as caught:
+        await asyncio.wait_for(run_matrix(core, options), 30)
+    message = str(caught.value)
+    assert "refused the login" in message and "MATRIX_PASSWORD" in message
+    assert wrong not in message and bot.password not in message
+    assert caught.value.__cause__ is None
+
+
+async def test_unreachable_homeserver_is_a_clear_frontend_error(
+    synapse_server: SynapseServer, core: Core, tmp_path: Path
+) -> None:
+    bot = synapse_server.register("bot")
+    options = bot_options(synapse_server, bot, tmp_path / "store")
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    options = type(options)(**{**_fields(options), "homeserver": nowhere})
+    with pytest.raises(FrontendError, match="cannot reach the Matrix homeserver") as caught:
+        await asyncio.wait_for(run_matrix(core, options), 30)
+    assert nowhere in str(caught.value)
+
+
+async def test_bad_access_token_is_a_clear_frontend_error(
+    synapse_server: SynapseServer, core: Core, tmp_path: Path
+) -> None:
+    bot = synapse_server.register("bot")
+    options = bot_options(synapse_server, bot, tmp_path / "store")
+    token = "syt_not_a_real_token_0000"
+    options = type(options)(**{**_fields(options), "access_token": SecretValue(token)})
+    with pytest.raises(FrontendError, match="refused MATRIX_ACCESS_TOKEN") as caught:
+        await asyncio.wait_for(run_matrix(core, options), 30)
+    assert token not in str(caught.value)
+
+
+async def test_access_token_login_uses_the_tokens_device(
+    synapse_server: SynapseServer, core: Core, alice: UserClient, tmp_path: Path
+) -> None:
+    bot = synapse_server.register("bot")
+    store = tmp_path / "store"
+    options = bot_options(synapse_server, bot, store)
+    options = type(options)(
+        **{**_fields(options), "password": SecretValue(""),
+           "access_token": SecretValue(bot.access_token)}
+    )
+    async with running_bot(core, options):
+        room_id = await alice.create_room([bot.user_id])
+        await alice.wait_joined(room_id, bot.user_id)
+    saved = json.loads((store / "session.json").read_text())
+    assert saved == {"user_id": bot.user_id, "device_id": bot.device_id}
+
+
+async def test_leaves_a_room_where_it_is_alone(
+    synapse_server: SynapseServer, core: Core, alice: UserClient, tmp_path: Path
+) -> None:
+    bot = synapse_server.register("bot")
+    async with running_bot(core, bot_options(synapse_server, bot, tmp_path / "store")):
+        room_id = await alice.create_room([bot.user_id])
+        await alice.wait_joined(room_id, bot.user_id)
+        await alice.client.room_leave(room_id)
+        admin = synapse_server.admin()
+
+        def members() -> list[str]:
+            path = f"/_synapse/admin/v1/rooms/{room_id}/members"
+            found = synapse_server.get(path, admin.access_token)["members"]
+            assert isinstance(found, list)
+            return [str(m) for m in found]
+
+        deadline = time.monotonic() + 30
+        while bot.user_id in await asyncio.to_thread(members):
+            assert time.monotonic() < deadline, "the bot stayed alone in the room"
+            await asyncio.sleep(0.3)
+
+
+async def test_declines_invites_from_servers_not_allowed(
+    synapse_server: SynapseServer, core: Core, alice: UserClient, tmp_path: Path
+) -> None:
+    bot = synapse_server.register("bot")
+    options = bot_options(
+        synapse_server, bot, tmp_path / "store", allowed_inviters=(":elsewhere.example",)
+    )
+    async with running_bot(core, options):
+        room_id = await alice.create_room([bot.user_id])
+
+        def declined() -> bool:
+            room = alice.client.rooms.get(room_id)
+            return any(
+                isinstance(s.event, nio.RoomMemberEvent)
+                and s.event.state_key == bot.user_id
+                and s.event.membership == "leave"
+                for s in alice.seen
+                if s.room_id == room_id
+            ) and room is not None and bot.user_id not in room.users
+
+        await alice.wait_for(declined, "the bot to decline the invite")
+
+
+def _fields(options: object) -> dict[str, object]:
+    return {name: getattr(options, name) for name in options.__dataclass_fields__}  # type: ignore[attr-defined]
