@@ -1,0 +1,149 @@
+"""The Discord front-end end to end: `chatbot run` against loopback Discord and model servers.
+
+Run: .venv/bin/python bench/bench_discord.py [--turns 5] [--channels 50]
+
+The bot is its own process (the real entry point); this process hosts a fake
+Discord (REST + gateway, tests/discord/fake_discord.py) and an OpenAI-compatible
+SSE server that answers with 100 chunks over 2 s after 200 ms to first token.
+Both fakes stamp what they receive with this process's monotonic clock.
+
+1. Single turns: mention sent → first message POST, and → final edit; REST calls per turn.
+2. N channels at once: one mention in each; the same numbers as p50 / p95 / max.
+No targets are asserted; it prints numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import Script, fake_openai
+
+TOKEN = "bench.bot.token-0123456789"
+
+
+class Turn:
+    def __init__(self, fake: FakeDiscord, cid: int, sent: float) -> None:
+        path = f"/channels/{cid}"
+        calls = [c for c in fake.calls if c.path.startswith(path + "/") and c.at >= sent]
+        posts = [c for c in calls if c.method == "POST" and c.path == path + "/messages"]
+        edits = [c for c in calls if c.method == "PATCH"]
+        self.first_post = (posts[0].at - sent) * 1000 if posts else float("nan")
+        last = max((c.at for c in posts + edits), default=sent)
+        self.final = (last - sent) * 1000
+        self.calls = len(calls)
+        self.posts = len(posts)
+        self.edits = len(edits)
+        self.typing = len([c for c in calls if c.path.endswith("/typing")])
+
+
+def done(fake: FakeDiscord, cids: list[int], answer: str) -> bool:
+    finished = {int(m["channel_id"]) for m in fake.messages.values() if m["content"] == answer}
+    return all(cid in finished for cid in cids)
+
+
+def stats(values: list[float]) -> str:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return f"p50 {statistics.median(ordered):7.1f}  p95 {p95:7.1f}  max {ordered[-1]:7.1f}"
+
+
+async def drain(stream: asyncio.StreamReader, ready: asyncio.Event, lines: list[str]) -> None:
+    while line := await stream.readline():
+        text = line.decode(errors="replace").rstrip()
+        lines.append(text)
+        if "logged in to Discord" in text:
+            ready.set()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--channels", type=int, default=50)
+    args = parser.parse_args()
+    script = Script(chunks=[f"word{i} " for i in range(100)], interval=0.02, first_token=0.2)
+    answer = script.answer.strip()
+    async with fake_openai(script) as sse:
+        fake = FakeDiscord(TOKEN, channels=args.turns + args.channels)
+        await fake.start()
+        with TemporaryDirectory() as tmp:
+            keygen = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "keygen", stdout=asyncio.subprocess.PIPE
+            )
+            keys = (await keygen.communicate())[0].decode().strip()
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "MATRIX"))}
+            env.update(
+                DISCORD_TOKEN=TOKEN,
+                DISCORD_API_URL=fake.api_url,
+                DISCORD_GATEWAY_URL=fake.gateway_url,
+                DATA_DIR=f"{tmp}/data",
+                BOT_SECRET_KEYS=keys,
+                ALLOW_PRIVATE_ENDPOINTS="true",
+                DEFAULT_SOURCE="custom",
+                DEFAULT_PROXY_URL=sse.url_v1,
+                DEFAULT_MODEL="m-small",
+                LOG_LEVEL="INFO",
+            )
+            bot = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", cwd=tmp, env=env, stderr=asyncio.subprocess.PIPE
+            )
+            ready, lines = asyncio.Event(), list[str]()
+            assert bot.stderr is not None
+            reader = asyncio.create_task(drain(bot.stderr, ready, lines))
+            try:
+                await asyncio.wait_for(ready.wait(), 60)
+                cids = fake.channel_ids
+                print(
+                    f"stream: 100 chunks over 2 s, first token after 200 ms ({len(answer)} chars)"
+                )
+                print(f"\n1. single turns ({args.turns}), ms from the mention event")
+                turns = []
+                for cid in cids[: args.turns]:
+                    sent = time.monotonic()
+                    await fake.user_says(f"<@{fake.bot_id}> count", channel_id=cid)
+                    await fake.wait_until(functools.partial(done, fake, [cid], answer), 60)
+                    turns.append(Turn(fake, cid, sent))
+                print(f"   first POST   {stats([t.first_post for t in turns])}")
+                print(f"   final edit   {stats([t.final for t in turns])}")
+                t = turns[-1]
+                print(
+                    f"   REST calls per turn: {t.calls} "
+                    f"(typing {t.typing}, POST {t.posts}, PATCH {t.edits})"
+                )
+
+                burst = cids[args.turns :]
+                print(f"\n2. {len(burst)} channels at once, ms from sending the mentions")
+                sent = time.monotonic()
+                await asyncio.gather(
+                    *(fake.user_says(f"<@{fake.bot_id}> count", channel_id=c) for c in burst)
+                )
+                await fake.wait_until(lambda: done(fake, burst, answer), 120)
+                wall = (time.monotonic() - sent) * 1000
+                many = [Turn(fake, cid, sent) for cid in burst]
+                print(f"   first POST   {stats([t.first_post for t in many])}")
+                print(f"   final edit   {stats([t.final for t in many])}")
+                print(f"   REST calls per turn {stats([float(t.calls) for t in many])}")
+                print(f"   PATCH per turn      {stats([float(t.edits) for t in many])}")
+                print(f"   all {len(burst)} answers complete after {wall:.0f} ms")
+            finally:
+                bot.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(bot.wait(), 30)
+                await reader
+                await fake.stop()
+            errors = [line for line in lines if "ERROR" in line or "Traceback" in line]
+            print(f"\nbot exit code {bot.returncode}; error lines in its log: {len(errors)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,122 @@
+"""Chat messages: decide whether to answer, then stream the core's answer into the channel."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import discord
+
+from bot.core import Core, PacedReply
+from bot.frontends.discord.events import (
+    MessageFacts,
+    actor_for,
+    channel_ref,
+    ignore_reason,
+    is_addressed,
+    send_check,
+    strip_mention,
+)
+from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
+from bot.types import Attachment, Incoming
+
+log = logging.getLogger("bot.discord")
+
+_USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
+
+
+def message_facts(message: discord.Message, me: discord.ClientUser) -> MessageFacts:
+    """The plain facts `events` decides on, read off a discord.py message."""
+    channel = message.channel
+    ref = message.reference
+    resolved = ref.resolved if ref is not None else None
+    return MessageFacts(
+        author_is_bot=message.author.bot or message.author.id == me.id,
+        is_user_message=message.type in _USER_MESSAGES,
+        readable=bool(message.content.strip() or message.attachments),
+        is_dm=isinstance(channel, discord.DMChannel),
+        mentions_me=any(u.id == me.id for u in message.mentions),
+        replies_to_me=isinstance(resolved, discord.Message) and resolved.author.id == me.id,
+        in_my_thread=isinstance(channel, discord.Thread) and channel.owner_id == me.id,
+    )
+
+
+class NoAccessNotices:
+    """Says once per channel that the bot may not post there (DM to the asker, and the log)."""
+
+    def __init__(self) -> None:
+        self._told: set[int] = set()
+
+    def clear(self, channel_id: int) -> None:
+        self._told.discard(channel_id)
+
+    async def tell(self, message: discord.Message, missing: str) -> None:
+        channel = message.channel
+        if channel.id in self._told:
+            return
+        self._told.add(channel.id)
+        where = f"#{getattr(channel, 'name', channel.id)}"
+        guild = message.guild.name if message.guild else "a DM"
+        log.warning(
+            "cannot post in channel %s (%s): missing %s permission", channel.id, guild, missing
+        )
+        text = (
+            f"I can't answer in {where} on {guild}: I'm missing the {missing} permission there. "
+            "Ask a server admin to grant it."
+        )
+        with contextlib.suppress(discord.HTTPException):
+            await message.author.send(text)
+
+
+class ChatHandler:
+    def __init__(
+        self, core: Core, notices: NoAccessNotices, *, min_interval: float = MIN_INTERVAL
+    ) -> None:
+        self._core = core
+        self._notices = notices
+        self._min_interval = min_interval
+
+    async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
+        facts = message_facts(message, me)
+        if ignore_reason(facts) is not None:
+            return
+        channel = message.channel
+        parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+        ref = channel_ref(channel.id, message.guild.id if message.guild else None, parent)
+        if not await self._core.should_answer(ref, is_addressed(facts)):
+            return
+        reply_to: discord.Message | None = message
+        author = message.author
+        guild = message.guild
+        if facts.is_dm or guild is None:
+            actor = actor_for(author.id, author.display_name, None, in_dm=True)
+        else:
+            # Only a cached member has permissions; anyone else gets no admin rights.
+            perms = channel.permissions_for(author) if isinstance(author, discord.Member) else None
+            check = send_check(channel.permissions_for(guild.me), in_thread=parent is not None)
+            if not check.can_send:
+                await self._notices.tell(message, check.missing)
+                return
+            if not check.can_reply:
+                reply_to = None
+            actor = actor_for(author.id, author.display_name, perms, in_dm=False)
+        incoming = Incoming(
+            ref,
+            actor,
+            strip_mention(message.content, me.id),
+            tuple(Attachment(a.filename, a.url, a.content_type or "") for a in message.attachments),
+            str(message.id),
+        )
+
+        async def forbidden(err: discord.Forbidden) -> None:
+            await self._notices.tell(message, "Send Messages")
+
+        target = DiscordTarget(channel, reply_to, forbidden, min_interval=self._min_interval)
+        try:
+            await self._core.chat(incoming, PacedReply(target))
+        except Exception as err:
+            log.warning("a chat turn in %s failed: %s", ref, type(err).__name__)
+        finally:
+            await target.close()
+        if not target.blocked:
+            self._notices.clear(channel.id)

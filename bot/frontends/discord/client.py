@@ -1,0 +1,127 @@
+"""The discord.py client: intents, sharding, command sync, and event wiring."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from bot.core import Core
+from bot.frontends import FrontendError
+from bot.frontends.discord.chat import ChatHandler, NoAccessNotices
+from bot.frontends.discord.commands import build_commands, table_problems
+from bot.frontends.discord.interactions import CommandRunner
+from bot.frontends.discord.logs import install_log_filter
+from bot.frontends.discord.sink import MIN_INTERVAL
+
+if TYPE_CHECKING:
+    from bot.frontends.discord import DiscordOptions
+
+log = logging.getLogger("bot.discord")
+
+
+class _Tree(app_commands.CommandTree["ChatClient"]):
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        # discord.py's default prints a traceback; say what failed and answer the user.
+        log.warning("a slash command failed: %s", type(error).__name__)
+        command = interaction.type is discord.InteractionType.application_command
+        if command and not interaction.response.is_done():
+            try:
+                await interaction.response.send_message(tree_error_text(error), ephemeral=True)
+            except discord.HTTPException as err:
+                log.info("could not answer a failed command: %s", type(err).__name__)
+
+
+def tree_error_text(error: app_commands.AppCommandError) -> str:
+    """What to tell someone whose command discord.py could not even hand to us."""
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        return (
+            "This command changed since Discord last loaded it. Reload Discord (Ctrl+R) "
+            "or try again in a minute."
+        )
+    if isinstance(error, app_commands.TransformerError):
+        return "One of the values is not valid here. Check the options and try again."
+    return "That did not work. Try again; if it keeps failing, the bot's log says more."
+
+
+def intents_for(options: DiscordOptions) -> discord.Intents:
+    """Guild and DM messages; message content only when the operator turned it on."""
+    intents = discord.Intents.default()
+    intents.message_content = options.message_content
+    intents.members = False
+    intents.presences = False
+    return intents
+
+
+class ChatClient(discord.AutoShardedClient):
+    """One process, auto-sharded unless options name the shards."""
+
+    def __init__(
+        self, core: Core, options: DiscordOptions, *, min_interval: float = MIN_INTERVAL
+    ) -> None:
+        problems = table_problems(core.table)
+        if problems:
+            raise FrontendError(
+                "the command table does not fit Discord's limits: " + "; ".join(problems)
+            )
+        sharding: dict[str, Any] = {"shard_count": options.shard_count}
+        if options.shard_ids:
+            sharding["shard_ids"] = list(options.shard_ids)
+        super().__init__(
+            intents=intents_for(options),
+            allowed_mentions=discord.AllowedMentions.none(),  # a model's @everyone stays text
+            chunk_guilds_at_startup=False,
+            **sharding,
+        )
+        install_log_filter()
+        self.core = core
+        self.command_guilds = options.command_guilds
+        self.tree = _Tree(self)
+        self.runner = CommandRunner(core)
+        for command in build_commands(core.table, self.runner.invoke, self.runner.complete):
+            self.tree.add_command(command)
+        self.chat = ChatHandler(core, NoAccessNotices(), min_interval=min_interval)
+
+    async def setup_hook(self) -> None:
+        """Register the slash commands: on the listed guilds at once, else globally."""
+        if not self.command_guilds:
+            synced = await self.tree.sync()
+            log.info("synced %d global slash commands", len(synced))
+            return
+        for guild_id in self.command_guilds:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            try:
+                synced = await self.tree.sync(guild=guild)
+            except discord.Forbidden:
+                log.error(
+                    "cannot register commands in guild %s: the bot is not in it or was invited "
+                    "without the applications.commands scope",
+                    guild_id,
+                )
+                continue
+            log.info("synced %d slash commands to guild %s", len(synced), guild_id)
+
+    async def on_ready(self) -> None:
+        user = self.user
+        log.info(
+            "logged in to Discord as %s (%s) in %d guilds, %s shard(s)",
+            user,
+            user.id if user else "?",
+            len(self.guilds),
+            self.shard_count,
+        )
+
+    async def on_message(self, message: discord.Message) -> None:
+        if self.user is not None:
+            await self.chat.on_message(message, self.user)
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        # discord.py's default prints a traceback; one line is enough and leaks nothing.
+        error = sys.exc_info()[1]
+        log.warning("Discord event %s failed: %s", event_method, type(error).__name__)

@@ -1,0 +1,93 @@
+"""Pure decisions about Discord events: ignore or answer, where it belongs, who asked.
+
+Nothing here touches the network; the client turns discord.py objects into these
+plain values (see `client.py`) and acts on the answers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import discord
+
+from bot.types import Actor, ChannelRef, Platform
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFacts:
+    """What the bot needs to know about one incoming message to decide on it."""
+
+    author_is_bot: bool  # bots and webhooks, the bot itself included
+    is_user_message: bool  # a normal message or a reply (not a join, pin, thread notice …)
+    readable: bool  # has text or attachments (empty without the message-content intent)
+    is_dm: bool
+    mentions_me: bool
+    replies_to_me: bool
+    in_my_thread: bool  # a thread the bot created
+
+
+def ignore_reason(facts: MessageFacts) -> str | None:
+    """Why the bot never answers this message, or None when it may."""
+    if facts.author_is_bot:
+        return "sent by a bot"
+    if not facts.is_user_message:
+        return "a system message"
+    if not facts.readable:
+        return "no readable content"
+    return None
+
+
+def is_addressed(facts: MessageFacts) -> bool:
+    """Spoken to directly: a DM, a mention, a reply to the bot, or its own thread."""
+    return facts.is_dm or facts.mentions_me or facts.replies_to_me or facts.in_my_thread
+
+
+def strip_mention(text: str, bot_id: int) -> str:
+    """The text without the bot's own mention (`<@id>` or the legacy `<@!id>`)."""
+    cleaned = re.sub(rf"<@!?{bot_id}>", " ", text)
+    return re.sub(r"[ \t]{2,}", " ", cleaned).strip()
+
+
+def channel_ref(channel_id: int, guild_id: int | None, parent_id: int | None = None) -> ChannelRef:
+    """Config belongs to the channel (a thread's parent); history to the thread if any."""
+    server = str(guild_id) if guild_id else ""
+    if parent_id:
+        return ChannelRef(
+            Platform.DISCORD, channel_id=str(parent_id), server_id=server, thread_id=str(channel_id)
+        )
+    return ChannelRef(Platform.DISCORD, channel_id=str(channel_id), server_id=server)
+
+
+def actor_for(
+    user_id: int, display_name: str, permissions: discord.Permissions | None, *, in_dm: bool
+) -> Actor:
+    """Manage Server (or Administrator) in the channel makes a channel and server admin.
+
+    Manage Channels alone is not enough: it keeps the core's rule in line with the
+    default member permission the config commands are registered with. In a DM the
+    user administers their own conversation, and there is no server.
+    """
+    if in_dm:
+        return Actor(str(user_id), display_name, is_channel_admin=True, is_server_admin=False)
+    manage = bool(permissions and (permissions.administrator or permissions.manage_guild))
+    return Actor(str(user_id), display_name, is_channel_admin=manage, is_server_admin=manage)
+
+
+@dataclass(frozen=True, slots=True)
+class SendCheck:
+    """Whether the bot may post here, and whether it may reply to (quote) the asker."""
+
+    can_send: bool
+    can_reply: bool
+    missing: str = ""
+
+
+def send_check(permissions: discord.Permissions, *, in_thread: bool) -> SendCheck:
+    """Posting needs Send Messages (in Threads); a reply also needs Read Message History."""
+    send = permissions.send_messages_in_threads if in_thread else permissions.send_messages
+    if not permissions.view_channel:
+        return SendCheck(False, False, "View Channel")
+    if not send:
+        return SendCheck(False, False, "Send Messages in Threads" if in_thread else "Send Messages")
+    return SendCheck(True, permissions.read_message_history)

@@ -1,0 +1,158 @@
+"""Slash-command interactions: secrets by modal, defer when slow, replies split at 2000."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.commands import Command, Invocation
+from bot.core import Core, split_text
+from bot.frontends.discord.commands import secret_options
+from bot.frontends.discord.events import actor_for, channel_ref
+from bot.frontends.discord.sink import LIMIT
+from bot.types import Actor, ChannelRef, Reply, SecretValue
+
+log = logging.getLogger("bot.discord")
+
+# Discord wants an answer within 3 s; a command still running after this is deferred.
+DEFER_AFTER = 2.0
+AUTOCOMPLETE_BUDGET = 2.5
+MODAL_TIMEOUT = 600.0
+TEXT_INPUT_MAX = 4000  # Discord's limit for a modal text input
+
+
+def interaction_context(interaction: discord.Interaction) -> tuple[ChannelRef, Actor]:
+    """Where the command was run and by whom, as the core sees it."""
+    channel = interaction.channel
+    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+    in_dm = interaction.guild_id is None
+    ref = channel_ref(interaction.channel_id or 0, interaction.guild_id, parent)
+    user = interaction.user
+    actor = actor_for(
+        user.id, user.display_name, None if in_dm else interaction.permissions, in_dm=in_dm
+    )
+    return ref, actor
+
+
+class CommandRunner:
+    """Turns an interaction into core.run_command and its Reply into Discord responses."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    async def invoke(
+        self, interaction: discord.Interaction, path: tuple[str, ...], values: dict[str, Any]
+    ) -> None:
+        command = self._core.command(path)
+        if command is None:  # the table and the synced commands disagree
+            await _respond(interaction, Reply("This command no longer exists.", True, ok=False))
+            return
+        raw = {name: str(value) for name, value in values.items() if value is not None}
+        if secret_options(command):
+            await interaction.response.send_modal(SecretModal(self, path, command, raw))
+            return
+        await self.run(interaction, command, Invocation(path, raw), defer_now=command.slow)
+
+    async def run(
+        self,
+        interaction: discord.Interaction,
+        command: Command,
+        inv: Invocation,
+        *,
+        defer_now: bool,
+    ) -> None:
+        ref, actor = interaction_context(interaction)
+        task = asyncio.ensure_future(self._core.run_command(ref, actor, inv))
+        name = "/" + " ".join(inv.path)
+        try:
+            if not defer_now:
+                await asyncio.wait({task}, timeout=DEFER_AFTER)
+            if not task.done():
+                await interaction.response.defer(ephemeral=command.private, thinking=True)
+            reply = await task
+        except Exception as err:
+            task.cancel()
+            log.warning("%s failed: %s", name, type(err).__name__)
+            reply = Reply(
+                f"Something went wrong running {name} ({type(err).__name__}). Try again; "
+                "if it keeps failing, the bot's log says more.",
+                private=True,
+                ok=False,
+            )
+        await _respond(interaction, reply)
+
+    async def complete(
+        self, interaction: discord.Interaction, source: str, typed: str
+    ) -> list[app_commands.Choice[str]]:
+        ref, actor = interaction_context(interaction)
+        try:
+            names = await asyncio.wait_for(
+                self._core.autocomplete(ref, actor, source, typed, limit=25), AUTOCOMPLETE_BUDGET
+            )
+        except Exception as err:  # an empty list beats no answer at all
+            log.info("autocomplete %s gave up: %s", source, type(err).__name__)
+            return []
+        fitting = [n for n in names if 1 <= len(n) <= 100]  # Discord's limit for a choice
+        return [app_commands.Choice(name=n, value=n) for n in fitting[:25]]
+
+
+async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
+    """Send the reply (split at 2000 characters) as the response or as follow-ups."""
+    try:
+        for page in split_text(reply.text or "Done.", LIMIT):
+            if interaction.response.is_done():
+                await interaction.followup.send(page, ephemeral=reply.private)
+            else:
+                await interaction.response.send_message(page, ephemeral=reply.private)
+    except discord.HTTPException as err:
+        # Usually the interaction expired (answered too late) or the channel refused it.
+        log.warning("could not answer a command: %s %s", err.status, type(err).__name__)
+
+
+def _label(text: str) -> str:
+    text = text[:1].upper() + text[1:]
+    return text if len(text) <= 45 else text[:44] + "…"
+
+
+class SecretModal(discord.ui.Modal):
+    """Collects a command's secret options so they never appear in the channel."""
+
+    def __init__(
+        self, runner: CommandRunner, path: tuple[str, ...], command: Command, raw: dict[str, Any]
+    ) -> None:
+        super().__init__(title=_label("/" + " ".join(path)), timeout=MODAL_TIMEOUT)
+        self._runner = runner
+        self._path = path
+        self._command = command
+        self._raw = raw
+        self._fields: dict[str, discord.ui.TextInput[SecretModal]] = {}
+        for opt in secret_options(command):
+            field: discord.ui.TextInput[SecretModal] = discord.ui.TextInput(
+                label=_label(opt.help),
+                custom_id=f"secret:{opt.name}",
+                placeholder="only you and the bot see this" if opt.required else "optional",
+                required=opt.required,
+                max_length=min(opt.max_length, TEXT_INPUT_MAX),
+            )
+            self.add_item(field)
+            self._fields[opt.name] = field
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        raw: dict[str, Any] = dict(self._raw)
+        for name, field in self._fields.items():
+            value = field.value.strip()
+            if value:
+                raw[name] = SecretValue(value)
+        # Storing a key may run a status check over the network: always defer.
+        inv = Invocation(self._path, raw)
+        await self._runner.run(interaction, self._command, inv, defer_now=True)
+
+    async def on_error(  # type: ignore[override]  # Modal's takes no item, unlike View's
+        self, interaction: discord.Interaction, error: Exception, /
+    ) -> None:
+        # The default logs a traceback with the modal's state; say only what failed.
+        log.warning("a secret form failed: %s", type(error).__name__)

@@ -1,0 +1,123 @@
+"""A MessageTarget over Discord messages: reply to the asker, edit, type until the first text."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+
+log = logging.getLogger("bot.discord")
+
+LIMIT = 2000  # characters per Discord message
+MIN_INTERVAL = 1.0  # seconds between edits of one answer: under Discord's ~5 edits / 5 s
+# Edits a second apart leave room in that budget for one more, so the finished answer
+# shows at once instead of a second after the stream ended.
+FINAL_INTERVAL = 0.25
+TYPING_EVERY = 8.0  # a typing indicator lasts about 10 s
+EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
+RETRY_PAUSE = 2.0
+
+NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
+
+
+class DiscordTarget:
+    """Posts and edits one answer's messages; a refusal is reported once, never raised."""
+
+    limit = LIMIT
+    min_interval = MIN_INTERVAL
+    final_interval = FINAL_INTERVAL
+
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        reply_to: discord.Message | None,
+        on_forbidden: NoAccess,
+        *,
+        min_interval: float = MIN_INTERVAL,
+    ) -> None:
+        self._channel = channel
+        self._reply_to = reply_to
+        self._on_forbidden = on_forbidden
+        self.min_interval = min_interval
+        self.final_interval = min(FINAL_INTERVAL, min_interval)
+        self._typing: asyncio.Task[None] | None = None
+        self._posted = False
+        self.blocked = False  # the bot may not post here; the rest of the answer is dropped
+
+    async def typing(self) -> None:
+        """Show "typing…" until the first text goes out."""
+        if self._typing is None and not self._posted and not self.blocked:
+            self._typing = asyncio.create_task(self._keep_typing(), name="discord-typing")
+
+    async def _keep_typing(self) -> None:
+        while True:
+            try:
+                await self._channel.typing()
+            except discord.Forbidden:
+                return  # the send itself will report it
+            except discord.HTTPException as err:
+                log.debug("typing indicator failed: %s", type(err).__name__)
+            await asyncio.sleep(TYPING_EVERY)
+
+    def _stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            self._typing = None
+
+    async def close(self) -> None:
+        task, self._typing = self._typing, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def send(self, text: str) -> object:
+        self._stop_typing()
+        if self.blocked:
+            return None
+        first, self._posted = not self._posted, True
+        try:
+            if first and self._reply_to is not None:
+                return await self._reply(self._reply_to, text)
+            return await self._channel.send(text)
+        except discord.Forbidden as err:
+            await self._blocked(err)
+        except discord.HTTPException as err:
+            log.warning("could not post an answer: %s %s", err.status, type(err).__name__)
+        return None
+
+    async def _reply(self, message: discord.Message, text: str) -> discord.Message:
+        try:
+            return await message.reply(text, mention_author=False)
+        except discord.HTTPException as err:
+            if isinstance(err, discord.Forbidden) and err.code != 160002:
+                raise
+            # The asked message is gone, or replying needs Read Message History: post plainly.
+            return await self._channel.send(text)
+
+    async def edit(self, handle: object, text: str) -> None:
+        if not isinstance(handle, discord.Message) or self.blocked:
+            return
+        for attempt in range(EDIT_RETRIES + 1):
+            try:
+                await handle.edit(content=text)
+                return
+            except discord.NotFound:
+                log.info("an answer message was deleted while it streamed")
+                return
+            except discord.Forbidden as err:
+                await self._blocked(err)
+                return
+            except discord.HTTPException as err:
+                if attempt == EDIT_RETRIES or not (err.status == 429 or err.status >= 500):
+                    log.warning("could not edit an answer: %s %s", err.status, type(err).__name__)
+                    return
+                await asyncio.sleep(RETRY_PAUSE)
+
+    async def _blocked(self, err: discord.Forbidden) -> None:
+        self.blocked = True
+        self._stop_typing()
+        await self._on_forbidden(err)

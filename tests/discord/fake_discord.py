@@ -1,0 +1,482 @@
+"""A loopback stand-in for Discord's REST API and gateway, enough for one bot to chat.
+
+The bot runs unmodified (its own process, real discord.py, real aiohttp) with
+DISCORD_API_URL / DISCORD_GATEWAY_URL pointing here. Rules discord.py needs
+(see REFERENCE.md): JSON with content type exactly application/json, TEXT
+gateway frames (no zlib), never a 5xx (discord.py would retry for ~25 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+# Permission bits granted to @everyone: view, send, read history, embed, attach,
+# use app commands, send in threads.
+EVERYONE_PERMISSIONS = (
+    (1 << 10) | (1 << 11) | (1 << 16) | (1 << 14) | (1 << 15) | (1 << 31) | (1 << 38)
+)
+MESSAGE_CONTENT = 1 << 15  # the privileged intent bit
+_CHANNEL_PATH = re.compile(r"^/channels/(?P<cid>\d+)(?P<rest>/.*)?$")
+
+
+@dataclass
+class Call:
+    method: str
+    path: str  # below /api/v10
+    body: Any
+    at: float = field(default_factory=time.monotonic)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class FakeDiscord:
+    token: str
+    app_id: int = 100_000_000_000_000_001
+    bot_id: int = 100_000_000_000_000_002
+    guild_id: int = 200_000_000_000_000_001
+    channel_id: int = 200_000_000_000_000_002
+    user_id: int = 300_000_000_000_000_001
+    allow_message_content: bool = True  # the developer portal's privileged-intent switch
+    channels: int = 1  # text channels in the guild: channel_id, channel_id + 1, …
+    rate_limit_edits: int = 0  # answer this many message edits with a 429 first
+    limited: int = 0  # 429s sent
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    identified: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    base: str = ""
+    command_ids: dict[str, int] = field(default_factory=dict)
+    responses: list[dict[str, Any]] = field(default_factory=list)  # interaction callbacks
+    followups: list[dict[str, Any]] = field(default_factory=list)
+    _ids: itertools.count[int] = field(
+        default_factory=lambda: itertools.count(400_000_000_000_000_001)
+    )
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _ws: web.WebSocketResponse | None = None
+    _runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------ shapes
+
+    def bot_user(self) -> dict[str, Any]:
+        return self._user(self.bot_id, "chatbot", bot=True)
+
+    def _user(self, uid: int, name: str, *, bot: bool = False) -> dict[str, Any]:
+        return {
+            "id": str(uid),
+            "username": name,
+            "discriminator": "0",
+            "global_name": name.capitalize(),
+            "avatar": None,
+            "bot": bot,
+            "public_flags": 0,
+            "flags": 0,
+        }
+
+    def _member(self, uid: int, name: str, *, bot: bool = False) -> dict[str, Any]:
+        return {
+            "user": self._user(uid, name, bot=bot),
+            "roles": [],
+            "nick": None,
+            "joined_at": _now(),
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+        }
+
+    def _guild(self) -> dict[str, Any]:
+        return {
+            "id": str(self.guild_id),
+            "name": "Loopback Guild",
+            "owner_id": str(self.user_id + 1),
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "banner": None,
+            "description": None,
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "premium_tier": 0,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "public_updates_channel_id": None,
+            "vanity_url_code": None,
+            "preferred_locale": "en-US",
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "roles": [
+                {
+                    "id": str(self.guild_id),
+                    "name": "@everyone",
+                    "permissions": str(EVERYONE_PERMISSIONS),
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "member_count": 2,
+            "large": False,
+            "unavailable": False,
+            "joined_at": _now(),
+            "members": [
+                self._member(self.bot_id, "chatbot", bot=True),
+                self._member(self.user_id, "bob"),
+            ],
+            "channels": [
+                {
+                    "id": str(cid),
+                    "type": 0,
+                    "name": f"general-{i}" if i else "general",
+                    "position": i,
+                    "permission_overwrites": [],
+                    "parent_id": None,
+                    "topic": None,
+                    "rate_limit_per_user": 0,
+                    "nsfw": False,
+                    "last_message_id": None,
+                }
+                for i, cid in enumerate(self.channel_ids)
+            ],
+            "threads": [],
+            "presences": [],
+            "voice_states": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "premium_progress_bar_enabled": False,
+        }
+
+    @property
+    def channel_ids(self) -> list[int]:
+        return [self.channel_id + i for i in range(self.channels)]
+
+    def _message(
+        self, mid: int, cid: int, author: dict[str, Any], content: str, **extra: Any
+    ) -> dict[str, Any]:
+        return {
+            "id": str(mid),
+            "channel_id": str(cid),
+            "guild_id": str(self.guild_id),
+            "author": author,
+            "content": content,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            **extra,
+        }
+
+    # ------------------------------------------------------------------ server
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.base.replace("http://", "ws://") + "/gateway"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _note(self, call: Call) -> None:
+        self.calls.append(call)
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_until(self, check: Callable[[], bool], seconds: float) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(check), seconds)
+
+    @staticmethod
+    def _json(data: Any, status: int = 200) -> web.Response:
+        # Exactly application/json: discord.py compares the header verbatim.
+        return web.Response(
+            status=status,
+            body=json.dumps(data).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        body = await request.json() if request.can_read_body else None
+        await self._note(Call(request.method, path, body))
+        if path.startswith(("/interactions/", "/webhooks/")):  # token-authenticated
+            return self._interaction_rest(request.method, path, body or {})
+        if request.headers.get("Authorization") != f"Bot {self.token}":
+            return self._json({"message": "401: Unauthorized", "code": 0}, 401)
+        route = (request.method, path)
+        if route == ("GET", "/users/@me"):
+            return self._json(self.bot_user())
+        if route == ("GET", "/oauth2/applications/@me"):
+            return self._json(self._application())
+        if route in (("GET", "/gateway/bot"), ("GET", "/gateway")):
+            return self._json(
+                {
+                    "url": self.gateway_url,
+                    "shards": 1,
+                    "session_start_limit": {
+                        "total": 1000,
+                        "remaining": 1000,
+                        "reset_after": 0,
+                        "max_concurrency": 1,
+                    },
+                }
+            )
+        if request.method == "PUT" and path.startswith(f"/applications/{self.app_id}/"):
+            return self._json(self._registered(body or []))
+        match = _CHANNEL_PATH.match(path)
+        if match is None or int(match["cid"]) not in self.channel_ids:
+            return self._json({"message": "404: Not Found", "code": 0}, 404)
+        cid, rest = int(match["cid"]), match["rest"] or ""
+        if route == ("POST", f"/channels/{cid}/typing"):
+            return web.Response(status=204)
+        if route == ("POST", f"/channels/{cid}/messages"):
+            return self._json(self._post(cid, body or {}))
+        if request.method == "PATCH" and rest.startswith("/messages/"):
+            mid = int(rest.rsplit("/", 1)[1])
+            if self.limited < self.rate_limit_edits:
+                self.limited += 1
+                limited = {"message": "You are being rate limited.", "retry_after": 0.3}
+                response = self._json({**limited, "global": False}, 429)
+                response.headers["Via"] = "1.1 google"  # else discord.py suspects a ban
+                return response
+            if mid not in self.messages:
+                return self._json({"message": "Unknown Message", "code": 10008}, 404)
+            message = self.messages[mid]
+            message["content"] = (body or {}).get("content", message["content"])
+            message["edited_timestamp"] = _now()
+            return self._json(message)
+        return self._json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _application(self) -> dict[str, Any]:
+        owner = self._user(self.user_id + 1, "owner")
+        return {
+            "id": str(self.app_id),
+            "name": "chatbot",
+            "icon": None,
+            "description": "",
+            "summary": "",
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "verify_key": "0" * 64,
+            "owner": owner,
+            "flags": 0,
+            "team": None,
+            "bot": self.bot_user(),
+        }
+
+    def _registered(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.command_ids = {c["name"]: next(self._ids) for c in commands}
+        return [
+            {
+                **c,
+                "id": str(self.command_ids[c["name"]]),
+                "application_id": str(self.app_id),
+                "version": "1",
+                "type": c.get("type", 1),
+            }
+            for c in commands
+        ]
+
+    def _interaction_rest(self, method: str, path: str, body: dict[str, Any]) -> web.Response:
+        parts = path.strip("/").split("/")
+        if method == "POST" and parts[0] == "interactions" and parts[-1] == "callback":
+            self.responses.append(body)
+            kind = int(body.get("type", 0))
+            data = body.get("data") or {}
+            ephemeral = bool(int(data.get("flags", 0)) & 64)
+            return self._json(
+                {
+                    "interaction": {
+                        "id": parts[1],
+                        "type": 2,
+                        "response_message_loading": kind == 5,
+                        "response_message_ephemeral": ephemeral,
+                    },
+                    "resource": {"type": kind},
+                }
+            )
+        if method == "POST" and parts[0] == "webhooks" and len(parts) == 3:
+            self.followups.append(body)
+            mid = next(self._ids)
+            message = self._message(mid, self.channel_id, self.bot_user(), body.get("content", ""))
+            message["flags"] = int(body.get("flags", 0))
+            return self._json(message)
+        return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
+
+    def _post(self, cid: int, body: dict[str, Any]) -> dict[str, Any]:
+        mid = next(self._ids)
+        extra: dict[str, Any] = {}
+        reference = body.get("message_reference")
+        if reference:
+            extra = {"type": 19, "message_reference": reference, "referenced_message": None}
+        message = self._message(mid, cid, self.bot_user(), body.get("content", ""), **extra)
+        self.messages[mid] = message
+        return message
+
+    # ----------------------------------------------------------------- gateway
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._ws = ws
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+        async for frame in ws:
+            if frame.type is not WSMsgType.TEXT:
+                continue
+            payload = json.loads(frame.data)
+            op = payload.get("op")
+            if op == 1:
+                await ws.send_str(json.dumps({"op": 11}))
+            elif op == 2:
+                if payload["d"].get("token") != self.token:
+                    await ws.close(code=4004, message=b"Authentication failed.")
+                    break
+                if int(payload["d"].get("intents", 0)) & MESSAGE_CONTENT and not (
+                    self.allow_message_content
+                ):
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
+                    break
+                await self._dispatch("READY", self._ready(payload["d"]))
+                await self._dispatch("GUILD_CREATE", self._guild())
+                self.identified.set()
+        return ws
+
+    def _ready(self, identify: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "v": 10,
+            "user": self.bot_user(),
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "session_id": "loopback-session",
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(self.app_id), "flags": 0},
+            "shard": identify.get("shard", [0, 1]),
+        }
+
+    async def _dispatch(self, event: str, data: dict[str, Any]) -> None:
+        assert self._ws is not None
+        frame = {"op": 0, "t": event, "s": next(self._seq), "d": data}
+        await self._ws.send_str(json.dumps(frame))
+
+    async def user_says(
+        self, content: str, *, mention_bot: bool = True, channel_id: int | None = None
+    ) -> int:
+        """A member (bob) posts (in #general unless told); returns the message id."""
+        mid = next(self._ids)
+        mentions = [self.bot_user()] if mention_bot else []
+        author = self._user(self.user_id, "bob")
+        cid = channel_id or self.channel_id
+        message = self._message(mid, cid, author, content, mentions=mentions)
+        message["member"] = {
+            k: v for k, v in self._member(self.user_id, "bob").items() if k != "user"
+        }
+        await self._dispatch("MESSAGE_CREATE", message)
+        return mid
+
+    def _interaction(self, kind: int, data: dict[str, Any]) -> dict[str, Any]:
+        member = {k: v for k, v in self._member(self.user_id, "bob").items()}
+        member["permissions"] = str(EVERYONE_PERMISSIONS)
+        return {
+            "id": str(next(self._ids)),
+            "application_id": str(self.app_id),
+            "type": kind,
+            "token": f"interaction-token-{next(self._ids)}",
+            "version": 1,
+            "data": data,
+            "guild_id": str(self.guild_id),
+            "channel_id": str(self.channel_id),
+            "channel": {
+                "id": str(self.channel_id),
+                "type": 0,
+                "guild_id": str(self.guild_id),
+                "name": "general",
+                "permissions": str(EVERYONE_PERMISSIONS),
+            },
+            "member": member,
+            "app_permissions": str(EVERYONE_PERMISSIONS),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "context": 0,
+            "attachment_size_limit": 26214400,
+        }
+
+    async def slash(self, name: str, sub: str, **options: str) -> None:
+        """Bob runs `/name sub option:value …` in #general."""
+        leaf = [{"type": 3, "name": k, "value": v} for k, v in options.items()]
+        data = {
+            "id": str(self.command_ids[name]),
+            "name": name,
+            "type": 1,
+            "options": [{"type": 1, "name": sub, "options": leaf}],
+        }
+        await self._dispatch("INTERACTION_CREATE", self._interaction(2, data))
+
+    async def submit_modal(self, values: dict[str, str]) -> None:
+        """Bob fills in the last modal the bot showed and submits it."""
+        modal = next(r["data"] for r in reversed(self.responses) if r.get("type") == 9)
+        rows = []
+        for row in modal["components"]:
+            inner = row.get("components") or [row.get("component")]
+            filled = [
+                {
+                    "type": c["type"],
+                    "custom_id": c["custom_id"],
+                    "value": values.get(c["custom_id"], ""),
+                }
+                for c in inner
+            ]
+            if row.get("type") == 18:  # a label wraps one component
+                rows.append({"type": 18, "component": filled[0]})
+            else:
+                rows.append({"type": 1, "components": filled})
+        data = {"custom_id": modal["custom_id"], "components": rows}
+        await self._dispatch("INTERACTION_CREATE", self._interaction(5, data))
+
+    def bot_calls(self, method: str, suffix: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and c.path.startswith(suffix)]

@@ -1,0 +1,90 @@
+"""A tiny OpenAI-compatible endpoint on loopback that streams a scripted answer.
+
+Used by the Discord tests and bench: exact chunk counts and timing, and an
+optional error mid-stream, which a real model cannot promise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Script:
+    """What the next answers look like."""
+
+    chunks: list[str] = field(default_factory=lambda: ["Hello", " there", "!"])
+    interval: float = 0.0  # seconds between chunks
+    first_token: float = 0.0  # seconds before the first chunk
+    fail_after: int | None = None  # send an error event after this many chunks
+    models: list[str] = field(default_factory=lambda: ["m-small", "m-large"])
+
+    @property
+    def answer(self) -> str:
+        return "".join(self.chunks if self.fail_after is None else self.chunks[: self.fail_after])
+
+
+@dataclass
+class FakeOpenAI:
+    url_v1: str
+    script: Script
+    requests: list[dict[str, object]]
+
+
+def _chunk(text: str, finish: str | None = None) -> bytes:
+    body = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+@asynccontextmanager
+async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]:
+    """Serve /v1/models and streaming /v1/chat/completions on 127.0.0.1."""
+    state = FakeOpenAI("", script or Script(), [])
+
+    async def models(request: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model", "owned_by": "test"} for m in state.script.models]
+        return web.json_response({"object": "list", "data": data})
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        state.requests.append(body)
+        s = state.script
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await asyncio.sleep(s.first_token)
+        for i, text in enumerate(s.chunks):
+            if s.fail_after is not None and i == s.fail_after:
+                error = {"error": {"message": "the model is overloaded", "type": "server_error"}}
+                await resp.write(f"data: {json.dumps(error)}\n\n".encode())
+                return resp
+            if i and s.interval:
+                await asyncio.sleep(s.interval)
+            await resp.write(_chunk(text))
+        await resp.write(_chunk("", "stop"))
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    state.url_v1 = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()

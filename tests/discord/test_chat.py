@@ -1,0 +1,263 @@
+"""Chat through the real discord.py client: when the bot answers, and how the answer streams."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+import pytest
+import simcord
+
+from bot.frontends.discord import DiscordOptions
+from bot.frontends.discord.client import ChatClient
+from bot.types import Actor, ChannelRef, Platform, ReplyMode, Role, Scope, SecretValue
+from tests.discord.conftest import World
+from tests.discord.fake_openai import FakeOpenAI
+from tests.discord.helpers import bot_messages, ref_of, requests
+
+pytestmark = pytest.mark.simcord(settle_timeout=30)
+
+
+def asked(endpoint: FakeOpenAI) -> list[str]:
+    """The last user message of every request the endpoint got."""
+    return [str(r["messages"][-1]["content"]) for r in endpoint.requests]  # type: ignore[index]
+
+
+async def test_a_mention_gets_a_reply_without_the_mention(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    asking = await world.member.send(world.channel, f"<@{world.bot_id}> what is up?")
+    answer = world.channel.last_message
+    assert answer is not None and answer.author.id == world.bot_id
+    assert answer.content == "Hello there!"
+    assert answer.reference is not None and answer.reference.message_id == asking.id
+    assert asked(endpoint) == ["what is up?"]
+    history = await core.store.history(ref_of(world.channel, world.guild), 10)
+    assert [(h.role, h.content, h.author) for h in history] == [
+        (Role.USER, "what is up?", "Bob"),
+        (Role.ASSISTANT, "Hello there!", None),
+    ]
+
+
+async def test_without_a_mention_the_bot_stays_quiet(world: World, endpoint: FakeOpenAI) -> None:
+    await world.member.send(world.channel, "just talking among ourselves")
+    await world.member.send(world.channel, f"<@{world.member.id}> not the bot")
+    assert bot_messages(world.channel, world.bot_id) == []
+    assert endpoint.requests == []
+
+
+async def test_always_channels_answer_every_message(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    await world.admin.slash(world.channel, "reply mode", mode="always")
+    await world.member.send(world.channel, "anyone there?")
+    assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
+
+
+async def test_a_reply_to_the_bot_is_answered(world: World, endpoint: FakeOpenAI) -> None:
+    await world.member.send(world.channel, f"<@{world.bot_id}> first")
+    answer = world.channel.last_message
+    assert answer is not None
+    await world.admin.send(world.channel, "and a follow-up", reply_to=answer)
+    # Two people in the conversation now: the core names who said what.
+    assert asked(endpoint) == ["first", "Ada: and a follow-up"]
+    # A reply to someone else's message is not addressed to the bot.
+    first = world.channel.history()[0]
+    await world.admin.send(world.channel, "me too", reply_to=first)
+    assert len(endpoint.requests) == 2
+
+
+async def test_direct_messages_are_always_answered(
+    simcord_env: simcord.Env, endpoint: FakeOpenAI
+) -> None:
+    user = simcord_env.create_user("dora")
+    await user.send_dm("hi in private")
+    assert simcord_env.bot.user is not None
+    assert bot_messages(user.dm_channel, simcord_env.bot.user.id) == ["Hello there!"]
+
+
+async def test_bots_are_ignored_even_when_they_mention(world: World, endpoint: FakeOpenAI) -> None:
+    other = world.guild.add_member(world.env.create_user("otherbot", bot=True))
+    await other.send(world.channel, f"<@{world.bot_id}> hello fellow bot")
+    assert endpoint.requests == []
+    # Its own answers never start another turn either.
+    await world.member.send(world.channel, f"<@{world.bot_id}> once")
+    assert len(endpoint.requests) == 1
+
+
+def _thread(world: World, owner_id: int) -> simcord.ChannelHandle:
+    thread = world.env.backend.create_thread(world.channel.id, "talk", owner_id)
+    return simcord.ChannelHandle(world.env, world.guild, thread)
+
+
+async def test_threads_the_bot_started_keep_their_own_history(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    thread = _thread(world, world.bot_id)
+    await world.env.settle()
+    await world.member.send(thread, "no mention needed here")
+    assert bot_messages(thread, world.bot_id) == ["Hello there!"]
+    thread_ref = ChannelRef(
+        Platform.DISCORD, str(world.channel.id), str(world.guild.id), str(thread.id)
+    )
+    assert len(await core.store.history(thread_ref, 10)) == 2
+    assert await core.store.history(ref_of(world.channel, world.guild), 10) == []
+
+
+async def test_member_threads_follow_the_parent_channel_configuration(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    thread = _thread(world, world.member.id)
+    await world.env.settle()
+    await world.member.send(thread, "quiet in mention mode")
+    assert endpoint.requests == []
+    await core.store.update_config(
+        ref_of(world.channel, world.guild),
+        Scope.CHANNEL,
+        Actor(str(world.admin.id), "Ada", is_channel_admin=True),
+        {"reply_mode": ReplyMode.ALWAYS.value},
+        action="test",
+    )
+    await world.member.send(thread, "now the parent says always")
+    assert bot_messages(thread, world.bot_id) == ["Hello there!"]
+
+
+async def test_a_long_stream_posts_once_then_edits_at_a_steady_pace(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script.chunks = [f"w{i} " for i in range(100)]
+    endpoint.script.interval = 0.02  # 100 chunks over about 2 s
+    start = len(world.env.http_requests)
+    await world.member.send(world.channel, f"<@{world.bot_id}> count for me")
+    made = world.env.http_requests[start:]
+    path = f"/channels/{world.channel.id}/messages"
+    posts = [r for r in made if r.method == "POST" and r.path == path]
+    edits = [r for r in made if r.method == "PATCH" and r.path.startswith(path + "/")]
+    typing = [i for i, r in enumerate(made) if r.path == f"/channels/{world.channel.id}/typing"]
+    assert len(posts) == 1
+    assert typing and typing[0] < made.index(posts[0])  # typing shown until the first text
+    # About one edit per second over 2 s plus the final one; never one per chunk.
+    assert 1 <= len(edits) <= 5
+    final = bot_messages(world.channel, world.bot_id)
+    assert final == [endpoint.script.answer.strip()]
+
+
+async def test_answers_past_2000_characters_continue_in_new_messages(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script.chunks = [f"sentence number {i} goes here. " for i in range(150)]
+    await world.member.send(world.channel, f"<@{world.bot_id}> talk a lot")
+    pages = bot_messages(world.channel, world.bot_id)
+    assert len(pages) >= 3 and all(len(p) <= 2000 for p in pages)
+    assert " ".join(pages).split() == endpoint.script.answer.split()
+
+
+async def test_a_fault_mid_stream_keeps_the_text_and_adds_a_short_error_line(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    endpoint.script.fail_after = 2
+    await world.member.send(world.channel, f"<@{world.bot_id}> try")
+    [shown] = bot_messages(world.channel, world.bot_id)
+    partial, _, error = shown.partition("\n\n")
+    assert partial == "Hello there"
+    assert error.startswith("⚠️") and "overloaded" in error and "Traceback" not in error
+    history = await core.store.history(ref_of(world.channel, world.guild), 10)
+    assert history[-1].content == "Hello there" and history[-1].error
+
+
+async def test_forbidden_on_send_is_said_once_and_the_bot_keeps_going(
+    world: World, endpoint: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    env = world.env
+    path = f"/channels/{world.channel.id}/messages"
+    env.inject_error("POST", path, status=403, code=50013, message="Missing Permissions", times=2)
+    await world.member.send(world.channel, f"<@{world.bot_id}> hello?")
+    await world.member.send(world.channel, f"<@{world.bot_id}> hello??")
+    dms = world.member.user.dm_channel.history()
+    assert len(dms) == 1 and "Send Messages" in dms[0].content
+    warnings = [r for r in caplog.records if "cannot post in channel" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].exc_info is None
+    assert bot_messages(world.channel, world.bot_id) == []
+    # The fault is gone: the bot answers again in the same channel.
+    await world.member.send(world.channel, f"<@{world.bot_id}> now?")
+    assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
+
+
+async def test_a_channel_the_bot_may_not_post_in_costs_no_model_call(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    me = world.guild.me
+    assert me is not None
+    locked = world.guild.create_text_channel(
+        "locked", overwrites={me: discord.PermissionOverwrite(send_messages=False)}
+    )
+    await world.env.settle()
+    await world.member.send(locked, f"<@{world.bot_id}> hi")
+    await world.member.send(locked, f"<@{world.bot_id}> hi again")
+    assert endpoint.requests == []
+    dms = world.member.user.dm_channel.history()
+    assert len(dms) == 1 and "Send Messages" in dms[0].content
+    assert requests(world.env, "POST", f"/channels/{locked.id}/messages") == []
+
+
+async def test_without_read_history_the_answer_is_posted_plainly(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    me = world.guild.me
+    assert me is not None
+    room = world.guild.create_text_channel(
+        "no-history", overwrites={me: discord.PermissionOverwrite(read_message_history=False)}
+    )
+    await world.env.settle()
+    await world.member.send(room, f"<@{world.bot_id}> hi")
+    answer = room.last_message
+    assert answer is not None and answer.content == "Hello there!" and answer.reference is None
+
+
+async def test_without_the_content_intent_only_mentions_are_read(
+    core: Any, endpoint: FakeOpenAI
+) -> None:
+    options = DiscordOptions(SecretValue("t"), shard_count=1, message_content=False)
+    bot = ChatClient(core, options)
+    async with simcord.run(bot, settle_timeout=30) as env:
+        guild = env.create_guild()
+        channel = guild.create_text_channel("general")
+        bob = guild.add_member(env.create_user("bob"))
+        await core.store.update_config(
+            ref_of(channel, guild),
+            Scope.CHANNEL,
+            Actor("1", "Ada", is_channel_admin=True),
+            {"reply_mode": ReplyMode.ALWAYS.value},
+            action="test",
+        )
+        await bob.send(channel, "unreadable without the intent")
+        assert endpoint.requests == []
+        assert bot.user is not None
+        await bob.send(channel, f"<@{bot.user.id}> but this one arrives")
+        assert asked(endpoint) == ["but this one arrives"]
+
+
+async def test_commands_in_a_thread_configure_its_parent_channel(world: World, core: Any) -> None:
+    thread = _thread(world, world.member.id)
+    await world.env.settle()
+    result = await world.admin.slash(thread, "model", id="m-large")
+    assert result.response is not None and "Model set to m-large" in result.response.content
+    assert (await core.store.effective_config(ref_of(world.channel, world.guild))).model == (
+        "m-large"
+    )
+
+
+async def test_a_rate_limited_edit_is_retried_not_dropped(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script.chunks = [f"w{i} " for i in range(30)]
+    endpoint.script.interval = 0.05  # 1.5 s: at least one paced edit before the final one
+    world.env.inject_error(
+        "PATCH", f"/channels/{world.channel.id}/messages/*", status=429, message="Slow down"
+    )
+    await world.member.send(world.channel, f"<@{world.bot_id}> go")
+    assert bot_messages(world.channel, world.bot_id) == [endpoint.script.answer.strip()]
+    edits = requests(world.env, "PATCH", f"/channels/{world.channel.id}/messages/")
+    assert len(edits) >= 2  # the refused one, then the retry that went through

@@ -1,0 +1,262 @@
+"""Slash commands built from the table, driven through the real discord.py client by simcord."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+import pytest
+import simcord
+from simcord.backend.models import User
+
+from bot.commands import TABLE
+from bot.commands.table import Kind, walk
+from bot.frontends.discord.client import ChatClient
+from bot.frontends.discord.commands import SWITCH_CHOICES
+from bot.store.repository import api_key_name
+from bot.types import ReplyMode, Source
+from tests.discord.conftest import OPERATOR_ID, World
+from tests.discord.fake_openai import FakeOpenAI
+from tests.discord.helpers import callback_types, config_of, ref_of, reply_text
+
+pytestmark = pytest.mark.simcord(settle_timeout=30)
+
+
+async def test_every_table_command_is_registered_with_its_options(world: World) -> None:
+    registered = {c.name: c for c in await _tree(world).fetch_commands()}
+    assert set(registered) == {c.name for c in TABLE}
+    for command in TABLE:
+        app = registered[command.name]
+        assert app.description == command.help
+        admin_only = all(c.admin for c in (command.subcommands or (command,)))
+        perms = app.default_member_permissions
+        assert (perms is not None and perms.manage_guild) == admin_only, command.name
+    for path, leaf in walk(TABLE):
+        app = registered[path[0]]
+        options = app.options
+        if len(path) == 2:
+            sub = next(o for o in options if o.name == path[1])
+            assert isinstance(sub, discord.app_commands.AppCommandGroup)
+            assert sub.description == leaf.help
+            options = sub.options
+        by_name = {o.name: o for o in options}
+        expected = [o for o in leaf.options if not o.secret]
+        assert set(by_name) == {o.name for o in expected}, path
+        for opt in expected:
+            got = by_name[opt.name]
+            assert isinstance(got, discord.app_commands.Argument)
+            assert got.required == opt.required and got.description == opt.help
+            values = SWITCH_CHOICES if opt.kind is Kind.SWITCH else opt.choices
+            assert [c.value for c in got.choices] == list(values), (path, opt.name)
+            assert got.autocomplete == bool(opt.autocomplete)
+    visible = set(world.admin.available_commands(world.channel))
+    assert visible == {" ".join(p) for p, _ in walk(TABLE)}
+
+
+async def test_members_see_only_commands_open_to_them(world: World) -> None:
+    visible = set(world.member.available_commands(world.channel))
+    open_groups = {c.name for c in TABLE if not all(s.admin for s in (c.subcommands or (c,)))}
+    assert visible == {" ".join(p) for p, _ in walk(TABLE) if p[0] in open_groups}
+    assert "model" not in visible and "settings" in visible
+
+
+def _tree(world: World) -> discord.app_commands.CommandTree[ChatClient]:
+    assert isinstance(world.env.bot, ChatClient)
+    return world.env.bot.tree
+
+
+GOOD: list[tuple[str, dict[str, Any], str]] = [
+    ("model", {"id": "m-large"}, "Model set to m-large"),
+    ("params", {"name": "temperature", "value": "0.5"}, "temperature set to 0.5"),
+    ("reply mode", {"mode": "always"}, "Reply mode: always"),
+    ("system", {"prompt": "Be brief."}, "System prompt set."),
+    ("reset", {}, "Forgot 0 message(s)"),
+    ("models list", {}, "models external"),
+    ("settings", {}, "Source: custom"),
+    ("help", {"topic": "custom"}, "/"),
+    ("proxy show", {}, "Proxy URL: http://127.0.0.1"),
+]
+
+
+@pytest.mark.parametrize(("name", "options", "expect"), GOOD, ids=[g[0] for g in GOOD])
+async def test_admin_runs_commands(
+    world: World, core: Any, name: str, options: dict[str, Any], expect: str
+) -> None:
+    result = await world.admin.slash(world.channel, name, **options)
+    assert result.acknowledged and result.ephemeral
+    assert result.response is not None and not result.followups
+    assert expect in reply_text(result)
+    config = await config_of(core, world.channel, world.guild)
+    if name == "model":
+        assert config.model == "m-large"
+    if name == "params":
+        assert config.params.temperature == 0.5
+    if name == "reply mode":
+        assert config.reply_mode is ReplyMode.ALWAYS
+    if name == "system":
+        assert config.system_prompt == "Be brief."
+
+
+BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("params", {"name": "temperature", "value": "hot"}, "number"),
+    ("params", {"name": "top_p", "value": "7"}, "top_p"),
+    ("key clear", {"source": "openai"}, "No openai key was stored"),
+    ("system", {"prompt": "x" * 6000}, ""),
+]
+
+
+@pytest.mark.parametrize(("name", "options", "expect"), BAD[:3], ids=["temp", "top_p", "keyclr"])
+async def test_bad_values_are_explained_and_change_nothing(
+    world: World, core: Any, name: str, options: dict[str, Any], expect: str
+) -> None:
+    before = await config_of(core, world.channel, world.guild)
+    result = await world.admin.slash(world.channel, name, **options)
+    assert result.ephemeral
+    assert expect in reply_text(result)
+    assert await config_of(core, world.channel, world.guild) == before
+
+
+async def test_discord_refuses_values_the_table_does_not_allow(world: World) -> None:
+    with pytest.raises(simcord.OptionError):
+        await world.admin.slash(world.channel, "source", source="gemini")
+    with pytest.raises(simcord.OptionError):
+        await world.admin.slash(world.channel, "model", id="")
+
+
+async def _open_to_everyone(world: World, name: str) -> None:
+    """What a server does in Integrations settings: let @everyone use a config command."""
+    app = next(c for c in await _tree(world).fetch_commands() if c.name == name)
+    world.guild.set_command_permissions(app, {world.guild.default_role: True})
+
+
+async def test_members_are_refused_by_the_core_even_when_discord_lets_them(
+    world: World, core: Any
+) -> None:
+    await _open_to_everyone(world, "model")
+    assert "model" in world.member.available_commands(world.channel)
+    result = await world.member.slash(world.channel, "model", id="m-large")
+    assert result.ephemeral
+    assert "Only admins of this channel can use /model" in reply_text(result)
+    assert (await config_of(core, world.channel, world.guild)).model == "m-small"
+
+
+async def test_members_may_list_models_but_not_fetch_them(world: World) -> None:
+    listed = await world.member.slash(world.channel, "models list")
+    assert "No models known for custom" in reply_text(listed)
+    fetched = await world.member.slash(world.channel, "models external")
+    assert "Only admins" in reply_text(fetched)
+
+
+async def test_operator_ids_are_admins_without_discord_rights(world: World, core: Any) -> None:
+    user = User(id=OPERATOR_ID, name="opal")
+    world.env.backend.users[user.id] = user
+    opal = world.guild.add_member(simcord.UserHandle(world.env, user))
+    await _open_to_everyone(world, "model")
+    result = await opal.slash(world.channel, "model", id="m-large")
+    assert "Model set to m-large" in reply_text(result)
+    assert (await config_of(core, world.channel, world.guild)).model == "m-large"
+
+
+async def test_slow_commands_defer_then_follow_up(
+    world: World, core: Any, endpoint: FakeOpenAI
+) -> None:
+    env = world.env
+    for name, options, expect in (
+        ("source", {"source": "custom"}, "Source set to custom"),
+        ("connect", {"bypass": "on"}, "Bypass API status check: on."),
+        ("models external", {}, "m-small, m-large"),
+    ):
+        since = len(env.http_requests)
+        result = await world.admin.slash(world.channel, name, **options)
+        assert callback_types(env, since) == [5], name  # deferred at once, then followed up
+        assert result.ephemeral and expect in reply_text(result)
+        assert result.response is not None and not result.response.message.flags.loading
+    config = await config_of(core, world.channel, world.guild)
+    assert config.bypass_status_check and config.show_external_models
+    assert config.status is not None and config.status.ok
+
+
+async def test_long_replies_are_split_into_follow_ups(world: World) -> None:
+    result = await world.admin.slash(world.channel, "help")
+    pages = [result.response, *result.followups]
+    assert len(pages) == 2  # /help is a little over 2000 characters
+    assert all(p is not None and len(p.content) <= 2000 for p in pages)
+    assert "/model" in reply_text(result)
+
+
+KEY = "sk-test-Zq8LmN3pR7vX2cW9yT4u"
+
+
+async def test_key_set_collects_the_key_in_a_modal_and_never_shows_it(
+    world: World, core: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    shown = await world.admin.slash(world.channel, "key set", source="custom")
+    assert shown.modal is not None
+    assert "secret:key" in str(shown.modal)
+    since = len(world.env.http_requests)
+    done = await world.admin.submit_modal(shown, {"secret:key": KEY})
+    assert callback_types(world.env, since) == [5] and done.ephemeral
+    text = reply_text(done)
+    assert "Saved the custom key for this channel (ends …T4u" not in text  # only 4 chars
+    assert "ends …" + KEY[-4:] in text
+    ref = ref_of(world.channel, world.guild)
+    stored = await core.store.resolve_secret(ref, api_key_name(Source.CUSTOM))
+    assert stored is not None and stored.reveal() == KEY
+    # Nowhere to be seen: REST bodies, channel messages, the audit log, log records.
+    for request in world.env.http_requests:
+        assert KEY not in repr(request.json) and KEY not in repr(request.params)
+    for message in world.channel.history():
+        assert KEY not in message.content
+    for entry in await core.store.audit_entries(ref):
+        assert KEY not in repr(entry)
+    for record in caplog.records:
+        assert KEY not in record.getMessage() and KEY not in repr(record.args)
+
+
+async def test_a_bad_key_is_refused_and_nothing_is_stored(world: World, core: Any) -> None:
+    shown = await world.admin.slash(world.channel, "key set", source="openai")
+    done = await world.admin.submit_modal(shown, {"secret:key": "two words"})
+    assert "does not look like a key" in reply_text(done)
+    ref = ref_of(world.channel, world.guild)
+    assert await core.store.resolve_secret(ref, api_key_name(Source.OPENAI)) is None
+
+
+async def test_proxy_set_asks_for_an_optional_password_and_checks_the_url(
+    world: World, core: Any, endpoint: FakeOpenAI
+) -> None:
+    shown = await world.admin.slash(world.channel, "proxy set", url="ftp://example.com")
+    refused = await world.admin.submit_modal(shown, {})
+    assert refused.ephemeral and "http" in reply_text(refused)
+    assert (await config_of(core, world.channel, world.guild)).proxy_url == endpoint.url_v1
+    base = endpoint.url_v1.removesuffix("/v1")
+    shown = await world.admin.slash(world.channel, "proxy set", url=base)
+    accepted = await world.admin.submit_modal(shown, {"secret:password": "hunter2-hunter2"})
+    assert "with a password" in reply_text(accepted)
+    config = await config_of(core, world.channel, world.guild)
+    assert config.proxy_url == base and config.status is not None and config.status.ok
+
+
+async def test_model_autocomplete_offers_at_most_25_filtered_choices(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script.models = [f"model-{i:02d}" for i in range(40)] + ["other"]
+    await world.admin.slash(world.channel, "models external")
+    everything = await world.admin.autocomplete(world.channel, "model", "id", "")
+    assert len(everything) == 25
+    narrowed = await world.admin.autocomplete(world.channel, "model", "id", "model-3")
+    assert [c["value"] for c in narrowed] == [f"model-3{i}" for i in range(10)]
+    assert await world.admin.autocomplete(world.channel, "model", "id", "zzz") == []
+
+
+async def test_commands_work_in_dms_without_a_server_scope(simcord_env: simcord.Env) -> None:
+    user = simcord_env.create_user("dora")
+    settings = await user.slash("settings")
+    assert "Source: custom" in reply_text(settings)
+    # The DM user administers their own DM.
+    model = await user.slash("model", id="m-large")
+    assert "Model set to m-large" in reply_text(model)
+    shown = await user.slash("key set", source="openai", scope="server")
+    done = await user.submit_modal(shown, {"secret:key": KEY})
+    assert "server" in reply_text(done).lower() and "Saved" not in reply_text(done)

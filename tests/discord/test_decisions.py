@@ -1,0 +1,157 @@
+"""Pure decisions of the Discord front-end, without a client or a network."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import discord
+import pytest
+from discord import app_commands
+
+from bot.commands import TABLE
+from bot.commands.table import Command, Kind, Option
+from bot.frontends.discord.client import tree_error_text
+from bot.frontends.discord.commands import default_permissions, table_problems
+from bot.frontends.discord.events import (
+    MessageFacts,
+    actor_for,
+    channel_ref,
+    ignore_reason,
+    is_addressed,
+    send_check,
+    strip_mention,
+)
+from bot.frontends.discord.logs import ModalValuesFilter
+from bot.types import ChannelRef, Platform
+
+PLAIN = MessageFacts(
+    author_is_bot=False,
+    is_user_message=True,
+    readable=True,
+    is_dm=False,
+    mentions_me=False,
+    replies_to_me=False,
+    in_my_thread=False,
+)
+
+
+def test_only_readable_messages_from_people_are_considered() -> None:
+    assert ignore_reason(PLAIN) is None
+    assert ignore_reason(replace(PLAIN, author_is_bot=True, mentions_me=True)) == "sent by a bot"
+    assert ignore_reason(replace(PLAIN, is_user_message=False)) == "a system message"
+    assert ignore_reason(replace(PLAIN, readable=False, is_dm=True)) == "no readable content"
+
+
+@pytest.mark.parametrize("field", ["is_dm", "mentions_me", "replies_to_me", "in_my_thread"])
+def test_each_way_of_speaking_to_the_bot_addresses_it(field: str) -> None:
+    assert not is_addressed(PLAIN)
+    assert is_addressed(replace(PLAIN, **{field: True}))
+
+
+def test_the_bots_own_mention_is_stripped_and_others_are_kept() -> None:
+    assert strip_mention("<@42> hello", 42) == "hello"
+    assert strip_mention("hey <@!42>, and <@7> too", 42) == "hey , and <@7> too"
+    assert strip_mention("<@42>", 42) == ""
+    assert strip_mention("line one\n<@42> line two", 42) == "line one\n line two"
+
+
+def test_threads_keep_the_parents_configuration_and_their_own_history() -> None:
+    assert channel_ref(5, 9) == ChannelRef(Platform.DISCORD, "5", "9")
+    assert channel_ref(77, 9, parent_id=5) == ChannelRef(Platform.DISCORD, "5", "9", "77")
+    assert channel_ref(3, None) == ChannelRef(Platform.DISCORD, "3", "")
+
+
+def test_manage_server_or_administrator_makes_an_admin() -> None:
+    member = actor_for(1, "Bob", discord.Permissions(send_messages=True), in_dm=False)
+    assert not member.is_channel_admin and not member.is_server_admin
+    channels = actor_for(1, "Bob", discord.Permissions(manage_channels=True), in_dm=False)
+    assert not channels.is_channel_admin
+    mod = actor_for(2, "Ada", discord.Permissions(manage_guild=True), in_dm=False)
+    assert mod.is_channel_admin and mod.is_server_admin
+    owner = actor_for(3, "Olga", discord.Permissions(administrator=True), in_dm=False)
+    assert owner.is_server_admin and owner.id == "3" and owner.display_name == "Olga"
+    dm = actor_for(4, "Dora", None, in_dm=True)
+    assert dm.is_channel_admin and not dm.is_server_admin
+
+
+def test_posting_needs_send_and_a_reply_needs_history() -> None:
+    full = discord.Permissions(view_channel=True, send_messages=True, read_message_history=True)
+    assert send_check(full, in_thread=False).can_reply
+    assert not send_check(full, in_thread=True).can_send  # threads need their own permission
+    assert send_check(full, in_thread=True).missing == "Send Messages in Threads"
+    no_history = discord.Permissions(view_channel=True, send_messages=True)
+    assert not send_check(no_history, in_thread=False).can_reply
+    mute = discord.Permissions(view_channel=True)
+    assert send_check(mute, in_thread=False).missing == "Send Messages"
+
+
+def test_the_shipped_table_fits_discord() -> None:
+    assert table_problems(TABLE) == []
+
+
+def test_a_table_discord_would_refuse_is_reported_in_full() -> None:
+    opt = Option("pick", Kind.CHOICE, "one of many", choices=tuple(f"c{i}" for i in range(26)))
+    bad = (
+        Command("Model", "fine"),
+        Command("x" * 33, "fine"),
+        Command("long", "d" * 101),
+        Command("many", "fine", options=(opt,)),
+        Command(
+            "opts", "fine", options=tuple(Option(f"o{i}", Kind.STRING, "h") for i in range(26))
+        ),
+        Command("num", "fine", options=(Option("n", Kind.NUMBER, "h", autocomplete="models"),)),
+    )
+    problems = table_problems(bad)
+    assert any("/Model: name must be" in p for p in problems)
+    assert any(p.startswith("/" + "x" * 33) for p in problems)
+    assert any("/long: description" in p for p in problems)
+    assert any("more than 25 choices" in p for p in problems)
+    assert any("/opts: more than 25 options" in p for p in problems)
+    assert any("autocomplete needs a text option" in p for p in problems)
+
+
+def test_config_groups_are_hidden_from_members_only_when_every_subcommand_is_admin() -> None:
+    by_name = {c.name: c for c in TABLE}
+    assert default_permissions(by_name["key"]) == discord.Permissions(manage_guild=True)
+    assert default_permissions(by_name["models"]) is None  # /models list is for everyone
+    assert default_permissions(by_name["settings"]) is None
+
+
+def test_modal_values_are_hidden_from_discord_gateway_debug_logs() -> None:
+    key = "sk-modal-0123456789abcdef"
+    event = {
+        "t": "INTERACTION_CREATE",
+        "op": 0,
+        "d": {"id": "1", "type": 5, "data": {"components": [{"value": key}]}},
+    }
+    record = logging.LogRecord(
+        "discord.gateway",
+        logging.DEBUG,
+        __file__,
+        1,
+        "For Shard ID %s: WebSocket Event: %s",
+        (0, event),
+        None,
+    )
+    assert ModalValuesFilter().filter(record)
+    assert key not in record.getMessage()
+    other = {"t": "MESSAGE_CREATE", "op": 0, "d": {"type": 0, "content": "hi"}}
+    kept = logging.LogRecord(
+        "discord.gateway",
+        logging.DEBUG,
+        __file__,
+        1,
+        "For Shard ID %s: WebSocket Event: %s",
+        (0, other),
+        None,
+    )
+    ModalValuesFilter().filter(kept)
+    assert "hi" in kept.getMessage()
+
+
+def test_commands_discord_py_could_not_route_get_a_useful_answer() -> None:
+    stale = app_commands.CommandNotFound("old", [])
+    assert "changed since Discord last loaded it" in tree_error_text(stale)
+    odd = app_commands.AppCommandError("boom")
+    assert "Try again" in tree_error_text(odd) and "boom" not in tree_error_text(odd)

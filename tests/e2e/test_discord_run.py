@@ -1,0 +1,187 @@
+"""`chatbot run` as its own process against a loopback Discord and a real model server.
+
+Proves the real path: settings from the environment, migrations, login, command
+sync, gateway, a streamed answer (first POST, then edits), and a clean SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.store import SecretBox, Store
+from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
+from tests.discord.fake_discord import FakeDiscord
+from tests.peers.llamacpp import LlamaCppPeer
+
+TOKEN = "loopback.bot.token-0123456789"
+# Not shaped like a provider key, so only the front-end's care keeps it out of the logs.
+KEY = "custom-key-Q7w8E9r0T1y2U3i4"
+
+
+async def _keygen() -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "keygen", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    return out.decode().strip()
+
+
+def _stored_turns(db: Path) -> int:
+    """Rows the bot process has committed (read straight from SQLite: no store cache)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+
+
+async def _answer_stored(db: Path, seconds: float) -> None:
+    """The bot saves a turn right after its final edit; wait for that, however slow."""
+    async with asyncio.timeout(seconds):
+        # Another process writes it: nothing to wait on but the database itself.
+        while _stored_turns(db) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+
+
+async def _collect(stream: asyncio.StreamReader, lines: list[str], seen: asyncio.Event) -> None:
+    while line := await stream.readline():
+        text = line.decode(errors="replace").rstrip()
+        lines.append(text)
+        if "logged in to Discord" in text:
+            seen.set()
+
+
+@pytest.mark.llamacpp
+async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
+    tmp_path: Path, llamacpp_peer: LlamaCppPeer
+) -> None:
+    fake = FakeDiscord(TOKEN, rate_limit_edits=1)  # discord.py must wait, not drop the edit
+    await fake.start()
+    keys = await _keygen()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "MATRIX"))}
+    env.update(
+        DISCORD_TOKEN=TOKEN,
+        DISCORD_API_URL=fake.api_url,
+        DISCORD_GATEWAY_URL=fake.gateway_url,
+        DATA_DIR=str(tmp_path / "data"),
+        BOT_SECRET_KEYS=keys,
+        ALLOW_PRIVATE_ENDPOINTS="true",
+        ADMIN_IDS=str(fake.user_id),
+        DEFAULT_SOURCE="custom",
+        DEFAULT_PROXY_URL=llamacpp_peer.url_v1,
+        DEFAULT_MODEL=llamacpp_peer.model,
+        DEFAULT_SYSTEM_PROMPT="Answer in one short sentence.",
+        LOG_LEVEL="DEBUG",  # discord.py then logs every gateway event, modal submissions too
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    lines: list[str] = []
+    ready = asyncio.Event()
+    assert proc.stderr is not None
+    reader = asyncio.create_task(_collect(proc.stderr, lines, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        assert fake.bot_calls("PUT", f"/applications/{fake.app_id}/commands"), "commands synced"
+        asked = await fake.user_says(f"<@{fake.bot_id}> Say hello to me.")
+        path = f"/channels/{fake.channel_id}/messages"
+        await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+        await _answer_stored(tmp_path / "data" / "chatbot.db", 120)
+        chat_calls = list(fake.calls)
+        # /key set: the key travels only inside the modal submission.
+        await fake.slash("key", "set", source="custom")
+        await fake.wait_until(lambda: any(r.get("type") == 9 for r in fake.responses), 30)
+        await fake.submit_modal({"secret:key": KEY})
+        await fake.wait_until(lambda: bool(fake.followups), 30)
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await reader
+        await fake.stop()
+    log = "\n".join(lines)
+    assert code == 0, log[-3000:]
+    assert "Traceback" not in log and TOKEN not in log
+    assert "WebSocket Event" in log  # DEBUG logging really was on
+    assert [r["type"] for r in fake.responses] == [9, 5]  # modal, then deferred
+    assert fake.followups[0]["content"].startswith("Saved the custom key for this channel")
+    assert KEY not in log and all(KEY not in repr(c.body) for c in fake.calls)
+    calls = [c for c in chat_calls if c.path.startswith(path)]
+    posts = [c for c in calls if c.method == "POST"]
+    edits = [c for c in calls if c.method == "PATCH"]
+    assert len(posts) == 1 and edits, [(c.method, c.path) for c in calls]
+    assert fake.limited == 1 and "We are being rate limited" in log
+    assert calls[0].method == "POST"  # the first text goes out as a new message, then edits
+    assert int(posts[0].body["message_reference"]["message_id"]) == asked
+    assert fake.bot_calls("POST", f"/channels/{fake.channel_id}/typing")
+    [shown] = [m["content"] for m in fake.messages.values()]
+    assert edits[-1].body["content"] == shown
+    # The final edit shows exactly what the model said (as the bot stored it).
+    store = await Store.open(
+        f"sqlite+aiosqlite:///{tmp_path / 'data' / 'chatbot.db'}",
+        SecretBox.from_setting(keys),
+        defaults=ChannelConfig(Source.CUSTOM),
+    )
+    try:
+        ref = ChannelRef(Platform.DISCORD, str(fake.channel_id), str(fake.guild_id))
+        history = await store.history(ref, 10)
+        stored = await store.resolve_secret(ref, "custom_api_key")
+    finally:
+        await store.close()
+    assert stored is not None and stored.reveal() == KEY
+    assert [h.role for h in history] == [Role.USER, Role.ASSISTANT]
+    assert history[0].content == "Say hello to me."
+    assert shown.strip() == history[1].content.strip() and not history[1].error
+
+
+async def _run_until_exit(tmp_path: Path, fake: FakeDiscord, token: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "MATRIX"))}
+    env.update(
+        DISCORD_TOKEN=token,
+        DISCORD_API_URL=fake.api_url,
+        DISCORD_GATEWAY_URL=fake.gateway_url,
+        DATA_DIR=str(tmp_path / "data"),
+        BOT_SECRET_KEYS=await _keygen(),
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def test_a_bad_token_stops_the_bot_with_a_fix(tmp_path: Path) -> None:
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        code, err = await _run_until_exit(tmp_path, fake, "not-the-right-token")
+    finally:
+        await fake.stop()
+    assert code == 1
+    assert "Discord refused the bot token" in err and "DISCORD_TOKEN" in err
+    assert "Traceback" not in err and "not-the-right-token" not in err
+
+
+async def test_a_refused_message_content_intent_says_how_to_fix_it(tmp_path: Path) -> None:
+    fake = FakeDiscord(TOKEN, allow_message_content=False)
+    await fake.start()
+    try:
+        code, err = await _run_until_exit(tmp_path, fake, TOKEN)
+    finally:
+        await fake.stop()
+    assert code == 1
+    assert "Message Content" in err and "DISCORD_MESSAGE_CONTENT=false" in err
+    assert "Traceback" not in err
