@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
-from bot.core import Core
+from bot.core import DEFAULT_PREFIXES, Core
+from bot.frontends import FrontendError
 from bot.frontends.console import run_console as console_loop
+from bot.frontends.discord import DiscordOptions, run_discord
+from bot.frontends.matrix import MatrixOptions, run_matrix
 from bot.providers import ProviderHub, ProviderSettings
 from bot.settings import Settings
 from bot.store import SecretBox, Store
 from bot.store.migrate import upgrade_to_head
-from bot.types import ChannelConfig
+from bot.types import ChannelConfig, Platform, SecretValue
 
 log = logging.getLogger("bot.app")
 
@@ -54,24 +62,89 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
         default_secrets=settings.default_secrets(),
     )
     hub = ProviderHub(provider_settings(settings))
-    return Core(store, hub, admin_ids=settings.admin_ids)
+    prefixes = {**DEFAULT_PREFIXES, Platform.MATRIX: settings.matrix_command_prefix}
+    return Core(store, hub, admin_ids=settings.admin_ids, prefixes=prefixes)
+
+
+def discord_options(settings: Settings) -> DiscordOptions:
+    return DiscordOptions(
+        token=SecretValue(settings.discord_token.get_secret_value()),
+        shard_count=settings.discord_shard_count,
+        shard_ids=settings.discord_shard_ids,
+        message_content=settings.discord_message_content,
+        command_guilds=settings.discord_command_guilds,
+        api_url=settings.discord_api_url,
+        gateway_url=settings.discord_gateway_url,
+    )
+
+
+def matrix_options(settings: Settings) -> MatrixOptions:
+    return MatrixOptions(
+        homeserver=settings.matrix_homeserver,
+        user_id=settings.matrix_user_id,
+        password=SecretValue(settings.matrix_password.get_secret_value()),
+        access_token=SecretValue(settings.matrix_access_token.get_secret_value()),
+        device_name=settings.matrix_device_name,
+        store_dir=settings.data_dir / "matrix",
+        e2ee=settings.matrix_e2ee,
+        trust_devices=settings.matrix_trust_devices,
+        admin_power_level=settings.matrix_admin_power_level,
+        allowed_inviters=settings.matrix_allowed_inviters,
+    )
 
 
 async def run(settings: Settings, box: SecretBox) -> int:
+    """Run every configured front-end until SIGINT/SIGTERM or until one cannot go on."""
     if not settings.discord_enabled and not settings.matrix_enabled:
         print(f"chatbot: {NO_PLATFORM}", file=sys.stderr)
         return 2
-    missing = [
-        name
-        for name, on in (("Discord", settings.discord_enabled), ("Matrix", settings.matrix_enabled))
-        if on
-    ]
-    print(
-        f"chatbot: {' and '.join(missing)} configured, but this build has no front-end for it "
-        "yet. Run `chatbot console` to chat in the terminal.",
-        file=sys.stderr,
-    )
-    return 2
+    core = await build_core(settings, box)
+    runners: dict[str, Coroutine[Any, Any, None]] = {}
+    if settings.discord_enabled:
+        runners["Discord"] = run_discord(core, discord_options(settings))
+    if settings.matrix_enabled:
+        runners["Matrix"] = run_matrix(core, matrix_options(settings))
+    try:
+        await _until_stopped(runners)
+    except FrontendError as err:
+        print(f"chatbot: {err}", file=sys.stderr)
+        return 1
+    finally:
+        await core.close()
+        log.info("stopped")
+    return 0
+
+
+async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> None:
+    """Wait for a stop signal or for a front-end to end; then cancel the others."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks = {asyncio.create_task(coro, name=name): name for name, coro in runners.items()}
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            log.info("stop signal received; shutting down")
+    finally:
+        stopper.cancel()
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            if isinstance(result, FrontendError):
+                raise FrontendError(f"{tasks[task]}: {result}")
+            log.error("%s front-end failed: %s", tasks[task], type(result).__name__)
+            raise FrontendError(
+                f"{tasks[task]} stopped after an unexpected error ({type(result).__name__}); "
+                "see the log above."
+            )
 
 
 async def run_console(settings: Settings, box: SecretBox, channel: str) -> int:

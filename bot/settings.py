@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.types import ReplyMode, SecretValue, Source
@@ -14,6 +14,10 @@ from bot.types import ReplyMode, SecretValue, Source
 DEFAULT_DATA_DIR = Path("data")
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+IntList = Annotated[tuple[int, ...], NoDecode]
+# "unverified": encrypt for every device of the room's members (trust on first use);
+# "verified": only for devices someone verified.
+MatrixTrust = Literal["unverified", "verified"]
 
 
 class SettingsError(Exception):
@@ -27,6 +31,9 @@ _FIX_HINTS: dict[str, str] = {
     "LOG_LEVEL": "use one of DEBUG, INFO, WARNING, ERROR",
     "CUSTOM_EXTRA_HEADERS": 'use a JSON object, e.g. {"X-Team": "bots"}',
     "DEFAULT_SOURCE": "use one of openai, claude, mistral, custom",
+    "DISCORD_SHARD_IDS": "use comma-separated shard numbers below DISCORD_SHARD_COUNT, e.g. 0,1",
+    "DISCORD_COMMAND_GUILDS": "use comma-separated guild ids",
+    "MATRIX_TRUST_DEVICES": "use unverified or verified",
 }
 
 
@@ -43,10 +50,23 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     discord_token: SecretStr = SecretStr("")
+    discord_shard_count: int | None = Field(default=None, ge=1)
+    discord_shard_ids: IntList = ()
+    discord_message_content: bool = True
+    discord_command_guilds: IntList = ()
+    discord_api_url: str = ""
+    discord_gateway_url: str = ""
+
     matrix_homeserver: str = ""
     matrix_user_id: str = ""
     matrix_password: SecretStr = SecretStr("")
     matrix_access_token: SecretStr = SecretStr("")
+    matrix_device_name: str = "chat-completion-bot"
+    matrix_command_prefix: str = Field(default="!", min_length=1, max_length=3)
+    matrix_admin_power_level: int = Field(default=50, ge=0)
+    matrix_e2ee: bool = True
+    matrix_trust_devices: MatrixTrust = "unverified"
+    matrix_allowed_inviters: CommaList = ()
 
     admin_ids: CommaList = ()
     allow_private_endpoints: bool = False
@@ -67,12 +87,32 @@ class Settings(BaseSettings):
     provider_idle_timeout: float = Field(default=60.0, gt=0)
     provider_max_retries: int = Field(default=2, ge=0, le=10)
 
-    @field_validator("admin_ids", mode="before")
+    @field_validator(
+        "admin_ids",
+        "matrix_allowed_inviters",
+        "discord_shard_ids",
+        "discord_command_guilds",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _check_shards(self) -> Settings:
+        if self.discord_shard_ids:
+            if self.discord_shard_count is None:
+                raise ValueError(
+                    "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards)"
+                )
+            wrong = [i for i in self.discord_shard_ids if not 0 <= i < self.discord_shard_count]
+            if wrong:
+                raise ValueError(
+                    f"DISCORD_SHARD_IDS {wrong} are outside 0..{self.discord_shard_count - 1}"
+                )
+        return self
 
     @field_validator("custom_extra_headers", mode="before")
     @classmethod
@@ -93,6 +133,13 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @field_validator("discord_api_url", "discord_gateway_url")
+    @classmethod
+    def _check_discord_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("must be an http(s):// or ws(s):// URL")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod
@@ -143,8 +190,11 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as err:
         lines = []
         for problem in err.errors(include_input=False, include_url=False):
-            name = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
             reason = str(problem["msg"]).removeprefix("Value error, ")
+            if not problem["loc"]:  # a rule across settings names them itself
+                lines.append(f"Settings are inconsistent: {reason}.")
+                continue
+            name = str(problem["loc"][0]).upper()
             hint = _FIX_HINTS.get(name)
             lines.append(
                 f"Setting {name} is invalid: {reason}." + (f" Fix: {hint}." if hint else "")

@@ -71,7 +71,42 @@ def test_bad_values_give_one_clear_message(
 
 def test_readme_and_env_example_list_every_setting() -> None:
     names = {n.upper() for n in Settings.model_fields}
-    example = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
-    readme = set(re.findall(r"^\| `([A-Z_]+)` \|", (ROOT / "README.md").read_text(), re.M))
+    example = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    readme = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", (ROOT / "README.md").read_text(), re.M))
     assert example == names
     assert readme == names
+
+
+def test_platform_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "0, 2")
+    monkeypatch.setenv("DISCORD_COMMAND_GUILDS", "111,222")
+    monkeypatch.setenv("MATRIX_ALLOWED_INVITERS", "@alice:example.org, :example.org")
+    monkeypatch.setenv("MATRIX_TRUST_DEVICES", "verified")
+    s = load_settings()
+    assert s.discord_shard_count == 4 and s.discord_shard_ids == (0, 2)
+    assert s.discord_command_guilds == (111, 222)
+    assert s.matrix_allowed_inviters == ("@alice:example.org", ":example.org")
+    assert s.matrix_trust_devices == "verified"
+    assert s.matrix_e2ee and s.matrix_command_prefix == "!"
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"DISCORD_SHARD_IDS": "0,1"}, "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT"),
+        ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "1,2"}, "[2] are outside 0..1"),
+        ({"DISCORD_SHARD_IDS": "zero"}, "Setting DISCORD_SHARD_IDS is invalid"),
+        ({"MATRIX_TRUST_DEVICES": "everyone"}, "Fix: use unverified or verified"),
+        ({"MATRIX_COMMAND_PREFIX": ""}, "Setting MATRIX_COMMAND_PREFIX is invalid"),
+    ],
+)
+def test_platform_settings_mistakes(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], fragment: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert fragment in str(info.value)
+    assert "Traceback" not in str(info.value)
