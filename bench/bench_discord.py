@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import os
-import signal
 import statistics
 import sys
 import time
@@ -27,6 +25,7 @@ from tempfile import TemporaryDirectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.bot_process import BotProcess, bot_env, keygen
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import Script, fake_openai
 
@@ -59,14 +58,6 @@ def stats(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):7.1f}  p95 {p95:7.1f}  max {ordered[-1]:7.1f}"
 
 
-async def drain(stream: asyncio.StreamReader, ready: asyncio.Event, lines: list[str]) -> None:
-    while line := await stream.readline():
-        text = line.decode(errors="replace").rstrip()
-        lines.append(text)
-        if "logged in to Discord" in text:
-            ready.set()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=5)
@@ -78,31 +69,21 @@ async def main() -> None:
         fake = FakeDiscord(TOKEN, channels=args.turns + args.channels)
         await fake.start()
         with TemporaryDirectory() as tmp:
-            keygen = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "keygen", stdout=asyncio.subprocess.PIPE
-            )
-            keys = (await keygen.communicate())[0].decode().strip()
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "MATRIX"))}
-            env.update(
+            env = bot_env(
                 DISCORD_TOKEN=TOKEN,
                 DISCORD_API_URL=fake.api_url,
                 DISCORD_GATEWAY_URL=fake.gateway_url,
                 DATA_DIR=f"{tmp}/data",
-                BOT_SECRET_KEYS=keys,
+                BOT_SECRET_KEYS=await keygen(),
                 ALLOW_PRIVATE_ENDPOINTS="true",
                 DEFAULT_SOURCE="custom",
                 DEFAULT_PROXY_URL=sse.url_v1,
                 DEFAULT_MODEL="m-small",
                 LOG_LEVEL="INFO",
             )
-            bot = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", cwd=tmp, env=env, stderr=asyncio.subprocess.PIPE
-            )
-            ready, lines = asyncio.Event(), list[str]()
-            assert bot.stderr is not None
-            reader = asyncio.create_task(drain(bot.stderr, ready, lines))
+            bot = await BotProcess.start(tmp, env, ready_marker="logged in to Discord")
             try:
-                await asyncio.wait_for(ready.wait(), 60)
+                await bot.wait_ready()
                 cids = fake.channel_ids
                 print(
                     f"stream: 100 chunks over 2 s, first token after 200 ms ({len(answer)} chars)"
@@ -137,12 +118,11 @@ async def main() -> None:
                 print(f"   PATCH per turn      {stats([float(t.edits) for t in many])}")
                 print(f"   all {len(burst)} answers complete after {wall:.0f} ms")
             finally:
-                bot.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(bot.wait(), 30)
-                await reader
+                code = await bot.stop()
+                await bot.close()
                 await fake.stop()
-            errors = [line for line in lines if "ERROR" in line or "Traceback" in line]
-            print(f"\nbot exit code {bot.returncode}; error lines in its log: {len(errors)}")
+            errors = [line for line in bot.lines if "ERROR" in line or "Traceback" in line]
+            print(f"\nbot exit code {code}; error lines in its log: {len(errors)}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,6 +59,7 @@ _ACTION_CHARS = 64
 
 Key = tuple[str, str, str]
 E = TypeVar("E", Source, ReplyMode)
+V = TypeVar("V")
 
 # What a chat turn reads is remembered (see bot.store.cache): bounded in entries, in
 # history characters, and in age.
@@ -486,17 +487,26 @@ class Store:
 
     # ---- configuration ------------------------------------------------------------
 
-    async def effective_config(self, ref: ChannelRef) -> ChannelConfig:
-        """Channel row → server row (when the channel has a server) → defaults, per field."""
-        key = ref.scope_key(Scope.CHANNEL)
-        cached = self._configs.get(key)
+    async def _remembered(
+        self,
+        cache: ScopedCache[V],
+        ref: ChannelRef,
+        load: Callable[[AsyncConnection, ChannelRef], Awaitable[V]],
+    ) -> V:
+        """The channel's value from `cache`, else loaded (and remembered)."""
+        scope = ref.scope_key(Scope.CHANNEL)
+        cached = cache.get(scope)
         if cached is not None:
             return cached
-        generation = self._configs.generation()
+        generation = cache.generation()
         async with self._engine.connect() as conn:
-            config = await self._load_config(conn, ref)
-        self._configs.put(key, key, config, generation=generation)
-        return config
+            value = await load(conn, ref)
+        cache.put(scope, scope, value, generation=generation)
+        return value
+
+    async def effective_config(self, ref: ChannelRef) -> ChannelConfig:
+        """Channel row → server row (when the channel has a server) → defaults, per field."""
+        return await self._remembered(self._configs, ref, self._load_config)
 
     def _merge(self, ref: ChannelRef, rows: Sequence[Any]) -> ChannelConfig:
         d = self._defaults
@@ -665,15 +675,7 @@ class Store:
         One read serves every name a turn needs; each is opened only when asked for, so
         an unreadable secret fails only the lookups of its own name.
         """
-        scope = ref.scope_key(Scope.CHANNEL)
-        cached = self._secrets.get(scope)
-        if cached is not None:
-            return cached
-        generation = self._secrets.generation()
-        async with self._engine.connect() as conn:
-            found = await self._load_secrets(conn, ref)
-        self._secrets.put(scope, scope, found, generation=generation)
-        return found
+        return await self._remembered(self._secrets, ref, self._load_secrets)
 
     async def resolve_secret(self, ref: ChannelRef, name: str) -> SecretValue | None:
         """The effective secret: channel → server → operator default.

@@ -8,30 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.store import SecretBox, Store
 from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
+from tests.bot_process import BotProcess, bot_env, keygen
 from tests.discord.fake_discord import FakeDiscord
 from tests.peers.llamacpp import LlamaCppPeer
 
 TOKEN = "loopback.bot.token-0123456789"
 # Not shaped like a provider key, so only the front-end's care keeps it out of the logs.
 KEY = "custom-key-Q7w8E9r0T1y2U3i4"
-
-
-async def _keygen() -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "keygen", stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    return out.decode().strip()
 
 
 def _stored_turns(db: Path) -> int:
@@ -48,23 +38,14 @@ async def _answer_stored(db: Path, seconds: float) -> None:
             await asyncio.sleep(0.2)
 
 
-async def _collect(stream: asyncio.StreamReader, lines: list[str], seen: asyncio.Event) -> None:
-    while line := await stream.readline():
-        text = line.decode(errors="replace").rstrip()
-        lines.append(text)
-        if "logged in to Discord" in text:
-            seen.set()
-
-
 @pytest.mark.llamacpp
 async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
     tmp_path: Path, llamacpp_peer: LlamaCppPeer
 ) -> None:
     fake = FakeDiscord(TOKEN, rate_limit_edits=1)  # discord.py must wait, not drop the edit
     await fake.start()
-    keys = await _keygen()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "MATRIX"))}
-    env.update(
+    keys = await keygen()
+    env = bot_env(
         DISCORD_TOKEN=TOKEN,
         DISCORD_API_URL=fake.api_url,
         DISCORD_GATEWAY_URL=fake.gateway_url,
@@ -78,15 +59,9 @@ async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
         DEFAULT_SYSTEM_PROMPT="Answer in one short sentence.",
         LOG_LEVEL="DEBUG",  # discord.py then logs every gateway event, modal submissions too
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    lines: list[str] = []
-    ready = asyncio.Event()
-    assert proc.stderr is not None
-    reader = asyncio.create_task(_collect(proc.stderr, lines, ready))
+    bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
     try:
-        await asyncio.wait_for(ready.wait(), 60)
+        await bot.wait_ready()
         assert fake.bot_calls("PUT", f"/applications/{fake.app_id}/commands"), "commands synced"
         asked = await fake.user_says(f"<@{fake.bot_id}> Say hello to me.")
         path = f"/channels/{fake.channel_id}/messages"
@@ -98,15 +73,11 @@ async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
         await fake.wait_until(lambda: any(r.get("type") == 9 for r in fake.responses), 30)
         await fake.submit_modal({"secret:key": KEY})
         await fake.wait_until(lambda: bool(fake.followups), 30)
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), 30)
+        code = await bot.stop()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await reader
+        await bot.close()
         await fake.stop()
-    log = "\n".join(lines)
+    log = bot.log
     assert code == 0, log[-3000:]
     assert "Traceback" not in log and TOKEN not in log
     assert "WebSocket Event" in log  # DEBUG logging really was on
@@ -142,25 +113,16 @@ async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
 
 
 async def _run_until_exit(tmp_path: Path, fake: FakeDiscord, token: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "MATRIX"))}
-    env.update(
+    env = bot_env(
         DISCORD_TOKEN=token,
         DISCORD_API_URL=fake.api_url,
         DISCORD_GATEWAY_URL=fake.gateway_url,
         DATA_DIR=str(tmp_path / "data"),
-        BOT_SECRET_KEYS=await _keygen(),
+        BOT_SECRET_KEYS=await keygen(),
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, err.decode()
+    async with await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord") as bot:
+        code = await bot.wait_exit()
+    return code, bot.log
 
 
 async def test_a_bad_token_stops_the_bot_with_a_fix(tmp_path: Path) -> None:

@@ -6,10 +6,6 @@ in a direct chat (stored, redacted, never logged), and a clean SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +13,7 @@ import pytest
 
 from bot.store import SecretBox, Store
 from bot.types import ChannelConfig, ChannelRef, Platform, Source
+from tests.bot_process import BotProcess, bot_env, keygen
 from tests.matrix.helpers import SSEEndpoint, UserClient
 from tests.peers.synapse import MatrixUser, SynapseServer
 
@@ -25,17 +22,8 @@ pytestmark = pytest.mark.synapse
 KEY = "custom-key-M4t5r6i7x8K9e0y1"
 
 
-async def _keygen() -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "keygen", stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    return out.decode().strip()
-
-
 def _env(tmp_path: Path, server: SynapseServer, bot: MatrixUser, keys: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "MATRIX"))}
-    env.update(
+    return bot_env(
         MATRIX_HOMESERVER=server.url,
         MATRIX_USER_ID=bot.user_id,
         MATRIX_PASSWORD=bot.password,
@@ -44,22 +32,13 @@ def _env(tmp_path: Path, server: SynapseServer, bot: MatrixUser, keys: str) -> d
         ALLOW_PRIVATE_ENDPOINTS="true",
         LOG_LEVEL="DEBUG",  # nio then logs its requests and events: still no secret
     )
-    return env
-
-
-async def _collect(stream: asyncio.StreamReader, lines: list[str], seen: asyncio.Event) -> None:
-    while line := await stream.readline():
-        text = line.decode(errors="replace").rstrip()
-        lines.append(text)
-        if "logged in to" in text:
-            seen.set()
 
 
 async def test_chatbot_run_joins_answers_takes_a_key_and_stops_on_sigterm(
     synapse_server: SynapseServer, tmp_path: Path
 ) -> None:
     bot = synapse_server.register("bot")
-    keys = await _keygen()
+    keys = await keygen()
     alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
     async with SSEEndpoint(chunks=40, span=1.0) as endpoint:
         env = _env(tmp_path, synapse_server, bot, keys)
@@ -68,16 +47,9 @@ async def test_chatbot_run_joins_answers_takes_a_key_and_stops_on_sigterm(
             DEFAULT_PROXY_URL=f"{endpoint.url}/v1",
             DEFAULT_MODEL=endpoint.model,
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        lines: list[str] = []
-        ready = asyncio.Event()
-        assert proc.stderr is not None
-        reader = asyncio.create_task(_collect(proc.stderr, lines, ready))
+        process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
         try:
-            await asyncio.wait_for(ready.wait(), 60)
+            await process.wait_ready()
             dm = await alice.create_room([bot.user_id], direct=True)
             await alice.wait_joined(dm, bot.user_id)
 
@@ -90,15 +62,11 @@ async def test_chatbot_run_joins_answers_takes_a_key_and_stops_on_sigterm(
             )
             answer = await alice.command(dm, bot.user_id, f"!key set custom {KEY}")
             assert "Saved the custom key" in answer and KEY not in answer, answer
-            proc.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(proc.wait(), 30)
+            code = await process.stop()
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            await reader
+            await process.close()
             await alice.close()
-    log = "\n".join(lines)
+    log = process.log
     assert code == 0, log[-3000:]
     assert "Traceback" not in log
     assert KEY not in log and bot.password not in log
@@ -122,18 +90,11 @@ async def test_a_wrong_password_stops_the_bot_with_a_fix(
     synapse_server: SynapseServer, tmp_path: Path
 ) -> None:
     bot = synapse_server.register("bot")
-    env = _env(tmp_path, synapse_server, bot, await _keygen())
+    env = _env(tmp_path, synapse_server, bot, await keygen())
     env["MATRIX_PASSWORD"] = "not-" + bot.password
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        _, err_bytes = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    err = err_bytes.decode()
-    assert proc.returncode == 1, err
+    async with await BotProcess.start(tmp_path, env, ready_marker="logged in to") as process:
+        code = await process.wait_exit()
+    err = process.log
+    assert code == 1, err
     assert "refused the login" in err and "MATRIX_PASSWORD" in err
     assert "Traceback" not in err and bot.password not in err
