@@ -94,6 +94,10 @@ class Core:
         config = await self.store.effective_config(ref)
         return config.reply_mode is ReplyMode.ALWAYS
 
+    async def has_conversation(self, ref: ChannelRef) -> bool:
+        """Whether this channel or thread holds turns with the bot (kept across restarts)."""
+        return bool(await self.store.history(ref, 1))
+
     async def chat(self, incoming: Incoming, sink: ReplySink) -> TurnResult:
         return await self._engine.turn(incoming, sink, self.prefix(incoming.channel.platform))
 

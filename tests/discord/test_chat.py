@@ -123,6 +123,19 @@ async def test_member_threads_follow_the_parent_channel_configuration(
     assert bot_messages(thread, world.bot_id) == ["Hello there!"]
 
 
+async def test_a_thread_the_bot_talks_in_needs_no_mention_after_the_first(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    thread = _thread(world, world.member.id)
+    other = _thread(world, world.member.id)
+    await world.env.settle()
+    await world.member.send(thread, f"<@{world.bot_id}> join us")
+    await world.member.send(thread, "and this, without a mention")
+    assert asked(endpoint) == ["join us", "and this, without a mention"]
+    await world.member.send(other, "a thread it never spoke in")
+    assert len(endpoint.requests) == 2
+
+
 async def test_a_long_stream_posts_once_then_edits_at_a_steady_pace(
     world: World, endpoint: FakeOpenAI
 ) -> None:

@@ -52,6 +52,8 @@ def test_each_way_of_speaking_to_the_bot_addresses_it(field: str) -> None:
 def test_the_bots_own_mention_is_stripped_and_others_are_kept() -> None:
     assert strip_mention("<@42> hello", 42) == "hello"
     assert strip_mention("hey <@!42>, and <@7> too", 42) == "hey , and <@7> too"
+    # The bot's own role counts as the bot; another role stays in the text.
+    assert strip_mention("<@&900> help <@&901>", 42, role_id=900) == "help <@&901>"
     assert strip_mention("<@42>", 42) == ""
     assert strip_mention("line one\n<@42> line two", 42) == "line one\n line two"
 

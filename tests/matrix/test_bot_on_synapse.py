@@ -225,6 +225,13 @@ async def test_answers_in_the_thread_it_was_asked_in(
         await asyncio.sleep(0.3)
     assert await _answers(w, room_id) == []
 
+    # After a restart the thread is still one the bot talks in: no mention needed.
+    await w.restart()
+    after = time.monotonic()
+    await w.alice.send(room_id, "and another one?", **{"m.relates_to": thread})
+    again = await w.alice.reply_to(room_id, bot, after, "an answer after the restart")
+    assert again.content["m.relates_to"]["event_id"] == root
+
 
 async def test_key_in_a_group_room_is_refused_and_redacted(world: World) -> None:
     w = world

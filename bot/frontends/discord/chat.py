@@ -25,17 +25,26 @@ log = logging.getLogger("bot.discord")
 _USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 
 
+def my_role_id(message: discord.Message) -> int | None:
+    """The id of the role Discord made for the bot in this server, if any."""
+    role = message.guild.self_role if message.guild is not None else None
+    return role.id if role is not None else None
+
+
 def message_facts(message: discord.Message, me: discord.ClientUser) -> MessageFacts:
     """The plain facts `events` decides on, read off a discord.py message."""
     channel = message.channel
     ref = message.reference
     resolved = ref.resolved if ref is not None else None
+    # People often pick the bot's own role from the mention list instead of the bot.
+    role = my_role_id(message)
     return MessageFacts(
         author_is_bot=message.author.bot or message.author.id == me.id,
         is_user_message=message.type in _USER_MESSAGES,
         readable=bool(message.content.strip() or message.attachments),
         is_dm=isinstance(channel, discord.DMChannel),
-        mentions_me=any(u.id == me.id for u in message.mentions),
+        mentions_me=any(u.id == me.id for u in message.mentions)
+        or (role is not None and any(r.id == role for r in message.role_mentions)),
         replies_to_me=isinstance(resolved, discord.Message) and resolved.author.id == me.id,
         in_my_thread=isinstance(channel, discord.Thread) and channel.owner_id == me.id,
     )
@@ -83,7 +92,11 @@ class ChatHandler:
         channel = message.channel
         parent = channel.parent_id if isinstance(channel, discord.Thread) else None
         ref = channel_ref(channel.id, message.guild.id if message.guild else None, parent)
-        if not await self._core.should_answer(ref, is_addressed(facts)):
+        addressed = is_addressed(facts)
+        if not addressed and parent is not None:
+            # A thread the bot already talks in (kept across restarts) needs no mention.
+            addressed = await self._core.has_conversation(ref)
+        if not await self._core.should_answer(ref, addressed):
             return
         reply_to: discord.Message | None = message
         author = message.author
@@ -103,7 +116,7 @@ class ChatHandler:
         incoming = Incoming(
             ref,
             actor,
-            strip_mention(message.content, me.id),
+            strip_mention(message.content, me.id, my_role_id(message)),
             tuple(Attachment(a.filename, a.url, a.content_type or "") for a in message.attachments),
             str(message.id),
         )

@@ -43,9 +43,11 @@ def is_addressed(facts: MessageFacts) -> bool:
     return facts.is_dm or facts.mentions_me or facts.replies_to_me or facts.in_my_thread
 
 
-def strip_mention(text: str, bot_id: int) -> str:
-    """The text without the bot's own mention (`<@id>` or the legacy `<@!id>`)."""
+def strip_mention(text: str, bot_id: int, role_id: int | None = None) -> str:
+    """The text without the bot's mention (`<@id>`, legacy `<@!id>`, or its role `<@&id>`)."""
     cleaned = re.sub(rf"<@!?{bot_id}>", " ", text)
+    if role_id is not None:
+        cleaned = cleaned.replace(f"<@&{role_id}>", " ")
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip()
 
 

@@ -175,13 +175,15 @@ class MessageHandler:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)
 
     # --- chat ----------------------------------------------------------------------
-    async def _addressed(self, room: nio.MatrixRoom, msg: Message, thread: str) -> bool:
+    async def _addressed(
+        self, room: nio.MatrixRoom, msg: Message, thread: str, ref: ChannelRef
+    ) -> bool:
         if events.is_direct_room(room.member_count):
             return True
         me = self._api.user_id
         if events.mentions_user(msg.content, me, self.display_name):
             return True
-        if thread and thread in self._threads:
+        if thread and (thread in self._threads or await self._core.has_conversation(ref)):
             return True
         reply = events.replied_to(msg.content)
         return bool(reply) and await self._api.is_own_event(msg.room_id, reply)
@@ -189,7 +191,7 @@ class MessageHandler:
     async def _chat(self, room: nio.MatrixRoom, msg: Message) -> None:
         thread = events.thread_root(msg.content)
         ref = ChannelRef(Platform.MATRIX, channel_id=msg.room_id, thread_id=thread)
-        addressed = await self._addressed(room, msg, thread)
+        addressed = await self._addressed(room, msg, thread, ref)
         if not await self._core.should_answer(ref, addressed):
             return
         if thread:
