@@ -82,7 +82,7 @@ class Transport:
         if self._tls is None:  # loading the CA bundle takes milliseconds: once is enough
             self._tls = httpx.create_ssl_context(trust_env=False)
         transport = httpx.AsyncHTTPTransport(verify=self._tls, limits=self._limits)
-        transport._pool = _pool(self._limits, self._tls)
+        transport._pool = _pool(self._limits, self._tls, self.policy)
         # trust_env=False: a ~/.netrc entry must never attach credentials to a URL a
         # chat user typed. No redirects: a redirect could lead past the endpoint policy.
         client = httpx.AsyncClient(
@@ -165,6 +165,8 @@ class Transport:
                 response = await lane.client.send(request, stream=True)
         except BaseException as exc:
             lane.active -= 1
+            if isinstance(exc, EndpointRefused):  # the name now points somewhere refused
+                raise EndpointNotAllowed(str(exc)) from None
             if isinstance(exc, TimeoutError | httpx.TimeoutException):
                 raise self.timeout_error(exc, where, first=True) from None
             if not isinstance(exc, httpx.HTTPError):
@@ -308,14 +310,19 @@ class Transport:
             raise malformed(where, "not JSON") from None
 
 
-def _pool(limits: httpx.Limits, tls: ssl.SSLContext) -> httpcore.AsyncConnectionPool:
-    """httpx's connection pool, on the asyncio network layer (see _network)."""
+def _pool(
+    limits: httpx.Limits, tls: ssl.SSLContext, policy: EndpointPolicy
+) -> httpcore.AsyncConnectionPool:
+    """httpx's connection pool, on the asyncio network layer (see _network).
+
+    Every connection's address goes through the endpoint policy again, right before use.
+    """
     return httpcore.AsyncConnectionPool(
         ssl_context=tls,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=AsyncioBackend(),
+        network_backend=AsyncioBackend(guard=policy.vet_connection),
     )
 
 

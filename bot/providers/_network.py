@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpcore
@@ -173,7 +173,16 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+# Called with (host, address) before each connection; raises to refuse it.
+AddressGuard = Callable[[str, str], None]
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses `guard` accepts, checked after this very lookup."""
+
+    def __init__(self, guard: AddressGuard | None = None) -> None:
+        self._guard = guard
+
     async def connect_tcp(
         self,
         host: str,
@@ -186,12 +195,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         protocol = _Protocol()
         try:
             async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_connection(
-                    lambda: protocol,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                )
+                addresses = await self._addresses(host, port)
+                transport = await self._connect(loop, protocol, addresses, port, local_address)
         except TimeoutError:
             raise httpcore.ConnectTimeout("connect timed out") from None
         except OSError as exc:
@@ -202,6 +207,38 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                 sock.setsockopt(*option)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return AsyncioStream(protocol)
+
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        """The addresses to try, each one passed by the guard (any refusal refuses all)."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if self._guard is not None:
+            for address in addresses:
+                self._guard(host, address)
+        return addresses
+
+    @staticmethod
+    async def _connect(
+        loop: asyncio.AbstractEventLoop,
+        protocol: _Protocol,
+        addresses: list[str],
+        port: int,
+        local_address: str | None,
+    ) -> asyncio.BaseTransport:
+        error: OSError = OSError("no address to connect to")
+        for address in addresses:
+            try:
+                transport, _ = await loop.create_connection(
+                    lambda: protocol,
+                    address,
+                    port,
+                    local_addr=(local_address, 0) if local_address else None,
+                )
+                return transport
+            except OSError as exc:
+                error = exc
+        raise error
 
     async def connect_unix_socket(
         self,

@@ -127,12 +127,23 @@ class EndpointPolicy:
                 raise EndpointRefused(f"The host name {host} could not be resolved.")
             addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
         for addr in addresses:
-            verdict = _classify(addr)
-            if verdict is None:
-                continue
-            what, always = verdict
-            shown = host if str(addr) == host else f"{host} ({addr})"
-            if always:
-                raise EndpointRefused(f"Refused: {shown} is {what}, which the bot never contacts.")
-            if not self.allow_private:
-                raise EndpointRefused(f"Refused: {shown} is {what}. {_ALLOW_HINT}")
+            self._vet(host, addr)
+
+    def vet_connection(self, host: str, address: str) -> None:
+        """Check the address a connection is about to use (raises EndpointRefused).
+
+        Names are checked when a URL is set, but a name may resolve elsewhere later
+        (DNS rebinding); the network layer asks again with the address it connects to.
+        """
+        self._vet(host, ipaddress.ip_address(address.split("%", 1)[0]))
+
+    def _vet(self, host: str, addr: IPAddress) -> None:
+        verdict = _classify(addr)
+        if verdict is None:
+            return
+        what, always = verdict
+        shown = host if str(addr) == host else f"{host} ({addr})"
+        if always:
+            raise EndpointRefused(f"Refused: {shown} is {what}, which the bot never contacts.")
+        if not self.allow_private:
+            raise EndpointRefused(f"Refused: {shown} is {what}. {_ALLOW_HINT}")

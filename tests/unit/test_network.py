@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bot.providers import ProviderSettings
+from bot.providers import EndpointNotAllowed, ProviderSettings
 from bot.providers._http import _LANE_SIZE, Transport
 from bot.providers._network import AsyncioBackend
-from bot.providers.policy import EndpointPolicy
+from bot.providers.policy import EndpointPolicy, EndpointRefused
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -252,3 +252,52 @@ async def test_quiet_use_stays_on_one_lane_and_a_crowd_spreads_over_more() -> No
             assert {lane.active for lane in lanes._lanes} == {0}  # every lease was given back
     finally:
         await transport.aclose()
+
+
+# ---- the endpoint policy, again at connect time ------------------------------------
+
+
+async def test_every_connection_is_checked_again_against_the_policy() -> None:
+    """A name checked at /proxy set time may point elsewhere later (DNS rebinding)."""
+    accepted = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        await read_request(reader)
+        writer.write(response(b""))
+        await writer.drain()
+        writer.close()
+
+    strict = Transport(ProviderSettings(), EndpointPolicy(allow_private=False), asyncio.sleep)
+    lenient = Transport(
+        ProviderSettings(allow_private_endpoints=True),
+        EndpointPolicy(allow_private=True),
+        asyncio.sleep,
+    )
+    server, port = await serve(handler)
+    try:
+        async with server:
+            for url in (f"http://localhost:{port}/v1/models", f"http://127.0.0.1:{port}/"):
+                with pytest.raises(EndpointNotAllowed) as err:
+                    await get(strict, url)
+                assert "loopback" in str(err.value) and "ALLOW_PRIVATE_ENDPOINTS" in str(err.value)
+            assert await get(lenient, f"http://localhost:{port}/") == ""  # allowed there
+            assert accepted == 1
+            assert {lane.active for lanes in strict._clients.values() for lane in lanes._lanes} == {
+                0
+            }
+    finally:
+        await strict.aclose()
+        await lenient.aclose()
+
+
+def test_the_connect_time_check_refuses_what_the_url_check_refuses() -> None:
+    lenient = EndpointPolicy(allow_private=True)
+    lenient.vet_connection("api.example.com", "203.0.113.9")  # public: fine
+    lenient.vet_connection("lan", "192.168.1.20")
+    for address in ("169.254.169.254", "fe80::1%eth0", "100.100.100.200", "::ffff:169.254.1.1"):
+        with pytest.raises(EndpointRefused, match="never contacts"):
+            lenient.vet_connection("rebind.example.com", address)
+    with pytest.raises(EndpointRefused, match="ALLOW_PRIVATE_ENDPOINTS"):
+        EndpointPolicy().vet_connection("rebind.example.com", "10.0.0.5")
