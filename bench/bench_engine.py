@@ -8,6 +8,8 @@ Run: .venv/bin/python bench/bench_engine.py [--turns 300] [--channels 1000]
    include loopback transfer, store reads and writes, and the provider layer.
 2. Load: N channels each take one turn at once; the endpoint streams 100 chunks over
    2 s per answer. Prints wall time as a ratio of 2 s and the bot process's peak RSS.
+3. Reference: the same N streams read with plain httpx + httpx-sse and nothing else
+   (no store, no engine, no sink), to show what the HTTP stack alone costs here.
 Targets from the issue: p50 ≤ 1 ms, p99 ≤ 5 ms; ratio ≤ 1.25; RSS ≤ 300 MB.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
 import statistics
 import subprocess
@@ -22,6 +25,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
+import httpx_sse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -207,8 +213,7 @@ async def load(channels: int, tmp: Path) -> None:
     finally:
         await core.close()
         proc.kill()
-    proc.wait()
-    server_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = child_cpu(proc)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     updates = sum(s.updates for s in sinks)
     stamps = [tuple(map(float, s.answer.rsplit("@", 1)[1].split(","))) for s in sinks]
@@ -222,10 +227,48 @@ async def load(channels: int, tmp: Path) -> None:
         f"  last request reached the endpoint {dispatched:.2f} s after the start; "
         f"worst last-chunk → final {lag:.2f} s"
     )
-    print(
-        f"  endpoint process CPU {server_cpu.ru_utime + server_cpu.ru_stime:.2f} s "
-        "(it shares the machine's cores)"
-    )
+    print(f"  endpoint process CPU {server_cpu:.2f} s (it shares the machine's cores)")
+
+
+def child_cpu(proc: subprocess.Popen[str]) -> float:
+    """CPU seconds the (killed) endpoint process used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+async def reference(channels: int) -> None:
+    proc, url = start_server(chunks=100, span=2.0)
+    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100)
+    client = httpx.AsyncClient(limits=limits, timeout=60.0, trust_env=False)
+
+    async def one() -> int:
+        pieces = 0
+        body = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+        async with httpx_sse.aconnect_sse(
+            client, "POST", f"{url}/chat/completions", json=body
+        ) as events:
+            async for event in events.aiter_sse():
+                if event.data == "[DONE]":
+                    break
+                json.loads(event.data)
+                pieces += 1
+        return pieces
+
+    try:
+        cpu_start = time.process_time()
+        start = time.monotonic()
+        pieces = await asyncio.gather(*(one() for _ in range(channels)))
+        wall = time.monotonic() - start
+        cpu = time.process_time() - cpu_start
+    finally:
+        await client.aclose()
+        proc.kill()
+    server_cpu = child_cpu(proc)
+    print(f"reference: {channels} streams read with plain httpx + httpx-sse, nothing else:")
+    print(f"  wall {wall:.2f} s → ratio {wall / 2.0:.2f}; CPU {cpu:.2f} s; events {sum(pieces)}")
+    print(f"  endpoint process CPU {server_cpu:.2f} s")
 
 
 async def main() -> None:
@@ -236,6 +279,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         await overhead(args.turns, Path(tmp))
         await load(args.channels, Path(tmp))
+    await reference(args.channels)
 
 
 if __name__ == "__main__":
