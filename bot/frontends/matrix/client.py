@@ -217,12 +217,19 @@ class MatrixBot:
                 log.info("declining an invite to %s from %s (not allowed)", room_id, inviter)
                 await self._client.room_leave(room_id)
                 return
-            response = await self._client.join(room_id)
-            if isinstance(response, nio.JoinError):
-                log.warning("could not join %s: %s", room_id, response.status_code)
-            else:
-                self._leaving.discard(room_id)
-                log.info("joined %s (invited by %s)", room_id, inviter)
+            for pause in (*JOIN_RETRY_PAUSES, None):
+                response = await self._client.join(room_id)
+                if not isinstance(response, nio.JoinError):
+                    self._leaving.discard(room_id)
+                    log.info("joined %s (invited by %s)", room_id, inviter)
+                    return
+                # The invite arrives only once: a passing fault must not lose the room.
+                if response.status_code == "M_FORBIDDEN" or pause is None:
+                    log.warning("could not join %s: %s", room_id, response.status_code)
+                    return
+                code = response.status_code
+                log.info("joining %s failed (%s); again in %ss", room_id, code, pause)
+                await asyncio.sleep(pause)
         finally:
             self._joining.discard(room_id)
 
@@ -240,6 +247,9 @@ class MatrixBot:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+JOIN_RETRY_PAUSES = (2.0, 10.0, 30.0)
 
 
 class _SyncRefused(Exception):
