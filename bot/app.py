@@ -124,6 +124,7 @@ async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> None:
             loop.add_signal_handler(sig, stop.set)
     tasks = {asyncio.create_task(coro, name=name): name for name, coro in runners.items()}
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    done: set[asyncio.Task[Any]] = set()
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:
@@ -137,6 +138,9 @@ async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> None:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
     for task, result in zip(tasks, results, strict=True):
+        if result is None and task in done and stopper not in done:
+            # Front-ends run until cancelled; one that returns has lost its connection.
+            raise FrontendError(f"{tasks[task]} stopped on its own; see the log above.")
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             if isinstance(result, FrontendError):
                 raise FrontendError(f"{tasks[task]}: {result}")

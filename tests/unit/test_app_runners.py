@@ -1,0 +1,59 @@
+"""How `chatbot run` keeps its front-ends: until a stop signal, or until one cannot go on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from bot.app import _until_stopped
+from bot.frontends import FrontendError
+
+
+async def forever(cancelled: list[str], name: str) -> None:
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cancelled.append(name)
+        raise
+
+
+async def test_a_stop_signal_cancels_every_front_end_and_returns() -> None:
+    cancelled: list[str] = []
+
+    async def send_sigterm() -> None:
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await forever(cancelled, "Matrix")
+
+    await _until_stopped({"Discord": forever(cancelled, "Discord"), "Matrix": send_sigterm()})
+    assert sorted(cancelled) == ["Discord", "Matrix"]
+    # The handlers are gone again: the default action is back for SIGTERM.
+    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.default_int_handler)
+
+
+@pytest.mark.parametrize(
+    ("ending", "message"),
+    [
+        (FrontendError("refused the token"), "Discord: refused the token"),
+        (RuntimeError("boom"), "Discord stopped after an unexpected error (RuntimeError)"),
+        (None, "Discord stopped on its own"),
+    ],
+)
+async def test_a_front_end_that_ends_stops_the_others_with_a_clear_error(
+    ending: BaseException | None, message: str
+) -> None:
+    cancelled: list[str] = []
+
+    async def ends() -> None:
+        await asyncio.sleep(0.01)
+        if ending is not None:
+            raise ending
+
+    with pytest.raises(FrontendError) as err:
+        await _until_stopped({"Discord": ends(), "Matrix": forever(cancelled, "Matrix")})
+    assert message in str(err.value)
+    assert "boom" not in str(err.value)  # the type, never the text of an unexpected error
+    assert cancelled == ["Matrix"]
