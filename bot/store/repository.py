@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, insert, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.store.batch import Batcher
 from bot.store.cache import ScopedCache
 from bot.store.db import create_engine
 from bot.store.models import (
@@ -59,7 +70,6 @@ _ACTION_CHARS = 64
 
 Key = tuple[str, str, str]
 E = TypeVar("E", Source, ReplyMode)
-V = TypeVar("V")
 
 # What a chat turn reads is remembered (see bot.store.cache): bounded in entries, in
 # history characters, and in age.
@@ -70,38 +80,36 @@ _HISTORY_CHARS = 32_000_000
 _Found = tuple[str, SecretValue] | None
 
 
-def _chain_select(table: Any) -> Any:
-    """Rows of a channel and of its server (see Store._chain_params), built once."""
-    return select(table).where(
-        table.c.platform == bindparam("platform"),
-        table.c.server_id == bindparam("server_id"),
-        table.c.channel_id.in_([bindparam("channel_id"), bindparam("server_row")]),
-    )
+_READ_BATCH = 200  # channels per batched read (bound parameters stay far below limits)
+_WRITE_BATCH = 1000  # turns per grouped commit
 
 
-_CONFIG_CHAIN = _chain_select(ChannelConfigRow.__table__)
-_SECRET_CHAIN = _chain_select(SecretRow.__table__)
+def _rows_at(table: Any) -> Any:
+    """Rows at any of the (platform, server, channel) keys given as `keys`, built once."""
+    key = tuple_(table.c.platform, table.c.server_id, table.c.channel_id)
+    return select(table).where(key.in_(bindparam("keys", expanding=True)))
+
+
+_CONFIG_ROWS = _rows_at(ChannelConfigRow.__table__)
+_SECRET_ROWS = _rows_at(SecretRow.__table__)
 _MESSAGES = MessageRow.__table__
-_NEWEST_MESSAGES = (
-    select(_MESSAGES)
-    .where(
-        _MESSAGES.c.platform == bindparam("platform"),
-        _MESSAGES.c.server_id == bindparam("server_id"),
-        _MESSAGES.c.channel_id == bindparam("channel_id"),
-        _MESSAGES.c.thread_id == bindparam("thread_id"),
-    )
-    .order_by(_MESSAGES.c.id.desc())
-    .limit(bindparam("limit"))
-)
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
-    if done.done():  # the caller gave up waiting; the write stands
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
+@dataclass(frozen=True, slots=True)
+class _Want:
+    """What one caller needs read for one channel (or thread)."""
+
+    ref: ChannelRef
+    config: bool = False
+    secrets: bool = False
+    history: int = 0  # newest entries wanted; 0: none
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    config: ChannelConfig | None = None
+    secrets: Mapping[str, _StoredSecret] | None = None
+    history: list[HistoryEntry] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +282,10 @@ class Store:
         # SQLite has one writer; queueing writers here instead of in its busy timeout
         # keeps a burst of turns (hundreds of channels at once) from "database is locked".
         self._write_lock = asyncio.Lock() if not self._postgres else None
-        self._pending_turns: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
-        self._turn_writer: asyncio.Task[None] | None = None
+        self._reads: Batcher[_Want, _Read] = Batcher(self._read_batch, _READ_BATCH)
+        self._turns: Batcher[list[dict[str, Any]], None] = Batcher(
+            self._write_turns, _WRITE_BATCH
+        )
         self._configs: ScopedCache[ChannelConfig] = ScopedCache(
             ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES
         )
@@ -302,8 +312,8 @@ class Store:
         return cls(create_engine(url), box, defaults, default_secrets)
 
     async def close(self) -> None:
-        if self._turn_writer is not None:
-            await asyncio.gather(self._turn_writer, return_exceptions=True)
+        await self._reads.drain()
+        await self._turns.drain()
         await self._engine.dispose()
 
     @property
@@ -390,67 +400,85 @@ class Store:
 
     # ---- configuration ------------------------------------------------------------
 
-    # ---- what a chat turn reads: plain-SQL loaders sharing one connection -------------
+    # ---- what a chat turn reads: batched, plain SQL, remembered ---------------------
 
     async def prefetch(self, ref: ChannelRef, history_limit: int) -> None:
         """Load what a chat turn reads (config, secrets, history) in one round trip.
 
-        Only what is not remembered already is read; later calls are then cache hits.
+        Only what is not remembered already is read, together with what other turns
+        starting at the same time need; later calls are then cache hits.
         """
         scope = ref.scope_key(Scope.CHANNEL)
-        conversation = self._conversation(ref)
-        want_config = self._configs.get(scope) is None
-        want_secrets = self._secrets.get(scope) is None
-        remembered = self._histories.get(conversation)
-        want_history = history_limit > 0 and not (
-            remembered is not None
-            and (remembered.complete or len(remembered.entries) >= history_limit)
+        want = _Want(
+            ref,
+            config=self._configs.get(scope) is None,
+            secrets=self._secrets.get(scope) is None,
+            history=0 if self._remembered_history(ref, history_limit) else history_limit,
         )
-        if not (want_config or want_secrets or want_history):
-            return
+        if want.config or want.secrets or want.history:
+            await self._reads.submit(want)
+
+    async def _read_batch(self, wants: Sequence[_Want]) -> list[_Read]:
+        """One connection, one query per kind for every channel asked about."""
         generations = (
             self._configs.generation(),
             self._secrets.generation(),
             self._histories.generation(),
         )
+        config_refs = [w.ref for w in wants if w.config]
+        secret_refs = [w.ref for w in wants if w.secrets]
+        limits: dict[tuple[str, str, str, str], int] = {}
+        for w in wants:
+            if w.history:
+                conversation = self._conversation(w.ref)
+                limits[conversation] = max(w.history, limits.get(conversation, 0))
         async with self._engine.connect() as conn:
-            if want_config:
-                config = await self._load_config(conn, ref)
-            if want_secrets:
-                secrets = await self._load_secrets(conn, ref)
-            if want_history:
-                entries = await self._load_history(conn, ref, history_limit)
-        if want_config:
-            self._configs.put(scope, scope, config, generation=generations[0])
-        if want_secrets:
-            self._secrets.put(scope, scope, secrets, generation=generations[1])
-        if want_history:
-            history = _History(tuple(entries), complete=len(entries) < history_limit)
-            self._histories.put(conversation, scope, history, generation=generations[2])
+            config_rows = await self._rows_for(conn, _CONFIG_ROWS, config_refs)
+            secret_rows = await self._rows_for(conn, _SECRET_ROWS, secret_refs)
+            histories = await self._load_histories(conn, limits)
+        results = []
+        for w in wants:
+            scope = w.ref.scope_key(Scope.CHANNEL)
+            read = _Read()
+            if w.config:
+                config = self._merge(w.ref, self._nearest_first(w.ref, config_rows))
+                self._configs.put(scope, scope, config, generation=generations[0])
+                read = replace(read, config=config)
+            if w.secrets:
+                secrets = self._sealed(w.ref, self._nearest_first(w.ref, secret_rows))
+                self._secrets.put(scope, scope, secrets, generation=generations[1])
+                read = replace(read, secrets=secrets)
+            if w.history:
+                conversation = self._conversation(w.ref)
+                entries = histories[conversation]
+                limit = limits[conversation]
+                history = _History(tuple(entries), complete=len(entries) < limit)
+                self._histories.put(conversation, scope, history, generation=generations[2])
+                read = replace(read, history=entries[-w.history :])
+            results.append(read)
+        return results
+
+    async def _rows_for(
+        self, conn: AsyncConnection, statement: Any, refs: Sequence[ChannelRef]
+    ) -> dict[Key, Any]:
+        """Rows of these channels and of their servers, by (platform, server, channel)."""
+        if not refs:
+            return {}
+        keys = sorted({key for ref in refs for key in self._chain(ref)})
+        rows = (await conn.execute(statement, {"keys": keys})).all()
+        found: dict[Key, list[Any]] = {}
+        for row in rows:
+            found.setdefault((row.platform, row.server_id, row.channel_id), []).append(row)
+        return found
+
+    def _nearest_first(self, ref: ChannelRef, rows: Mapping[Key, list[Any]]) -> list[Any]:
+        """The rows of this channel's chain, the channel's own first."""
+        return [row for key in self._chain(ref) for row in rows.get(key, ())]
 
     @staticmethod
-    def _chain_params(ref: ChannelRef) -> dict[str, str]:
-        # Without a server the "server row" slot repeats the channel: no (p, "", "") row
-        # may ever apply to a room that stands alone.
-        return {
-            "platform": ref.platform.value,
-            "server_id": ref.server_id,
-            "channel_id": ref.channel_id,
-            "server_row": "" if ref.has_server else ref.channel_id,
-        }
-
-    async def _load_config(self, conn: AsyncConnection, ref: ChannelRef) -> ChannelConfig:
-        rows = (await conn.execute(_CONFIG_CHAIN, self._chain_params(ref))).all()
-        nearest_first = sorted(rows, key=lambda row: row.channel_id != ref.channel_id)
-        return self._merge(ref, nearest_first)
-
-    async def _load_secrets(
-        self, conn: AsyncConnection, ref: ChannelRef
-    ) -> Mapping[str, _StoredSecret]:
-        rows = (await conn.execute(_SECRET_CHAIN, self._chain_params(ref))).all()
+    def _sealed(ref: ChannelRef, nearest_first: Sequence[Any]) -> Mapping[str, _StoredSecret]:
         nearest: dict[str, _StoredSecret] = {}
-        # Server rows first, so the channel's row of the same name replaces them.
-        for row in sorted(rows, key=lambda row: row.channel_id == ref.channel_id):
+        for row in reversed(nearest_first):  # the channel's row of a name replaces the server's
             nearest[row.name] = _StoredSecret(
                 origin="channel" if row.channel_id == ref.channel_id else "server",
                 platform=row.platform,
@@ -463,50 +491,67 @@ class Store:
             )
         return MappingProxyType(nearest)
 
-    async def _load_history(
-        self, conn: AsyncConnection, ref: ChannelRef, limit: int
-    ) -> list[HistoryEntry]:
-        params = {
-            "platform": ref.platform.value,
-            "server_id": ref.server_id,
-            "channel_id": ref.channel_id,
-            "thread_id": ref.thread_id,
-            "limit": limit,
-        }
-        rows = (await conn.execute(_NEWEST_MESSAGES, params)).all()
-        return [
-            HistoryEntry(
-                role=Role(row.role),
-                content=row.content,
-                author=row.author,
-                tokens=row.token_estimate,
-                error=row.error,
+    @staticmethod
+    async def _load_histories(
+        conn: AsyncConnection, limits: Mapping[tuple[str, str, str, str], int]
+    ) -> dict[tuple[str, str, str, str], list[HistoryEntry]]:
+        """The newest turns of each conversation, one statement for all of them.
+
+        Each part reads only its own newest rows through the conversation index (a
+        window over whole histories would read every old turn as well).
+        """
+        found: dict[tuple[str, str, str, str], list[HistoryEntry]] = {c: [] for c in limits}
+        if not limits:
+            return found
+        parts = []
+        for conversation, limit in limits.items():
+            platform, server_id, channel_id, thread_id = conversation
+            m = _MESSAGES
+            newest = (
+                select(m)
+                .where(
+                    m.c.platform == platform,
+                    m.c.server_id == server_id,
+                    m.c.channel_id == channel_id,
+                    m.c.thread_id == thread_id,
+                )
+                .order_by(m.c.id.desc())
+                .limit(limit)
+                .subquery()
             )
-            for row in reversed(rows)
-        ]
+            parts.append(select(newest))
+        statement = union_all(*parts) if len(parts) > 1 else parts[0]
+        rows = (await conn.execute(statement)).all()
+        for row in sorted(rows, key=lambda row: row.id):  # oldest first
+            found[(row.platform, row.server_id, row.channel_id, row.thread_id)].append(
+                HistoryEntry(
+                    role=Role(row.role),
+                    content=row.content,
+                    author=row.author,
+                    tokens=row.token_estimate,
+                    error=row.error,
+                )
+            )
+        return found
+
+    def _remembered_history(self, ref: ChannelRef, limit: int) -> list[HistoryEntry] | None:
+        cached = self._histories.get(self._conversation(ref))
+        if limit <= 0:
+            return []
+        if cached is not None and (cached.complete or len(cached.entries) >= limit):
+            return list(cached.entries[-limit:])
+        return None
 
     # ---- configuration ------------------------------------------------------------
 
-    async def _remembered(
-        self,
-        cache: ScopedCache[V],
-        ref: ChannelRef,
-        load: Callable[[AsyncConnection, ChannelRef], Awaitable[V]],
-    ) -> V:
-        """The channel's value from `cache`, else loaded (and remembered)."""
-        scope = ref.scope_key(Scope.CHANNEL)
-        cached = cache.get(scope)
-        if cached is not None:
-            return cached
-        generation = cache.generation()
-        async with self._engine.connect() as conn:
-            value = await load(conn, ref)
-        cache.put(scope, scope, value, generation=generation)
-        return value
-
     async def effective_config(self, ref: ChannelRef) -> ChannelConfig:
         """Channel row → server row (when the channel has a server) → defaults, per field."""
-        return await self._remembered(self._configs, ref, self._load_config)
+        cached = self._configs.get(ref.scope_key(Scope.CHANNEL))
+        if cached is not None:
+            return cached
+        config = (await self._reads.submit(_Want(ref, config=True))).config
+        assert config is not None
+        return config
 
     def _merge(self, ref: ChannelRef, rows: Sequence[Any]) -> ChannelConfig:
         d = self._defaults
@@ -675,7 +720,12 @@ class Store:
         One read serves every name a turn needs; each is opened only when asked for, so
         an unreadable secret fails only the lookups of its own name.
         """
-        return await self._remembered(self._secrets, ref, self._load_secrets)
+        cached = self._secrets.get(ref.scope_key(Scope.CHANNEL))
+        if cached is not None:
+            return cached
+        secrets = (await self._reads.submit(_Want(ref, secrets=True))).secrets
+        assert secrets is not None
+        return secrets
 
     async def resolve_secret(self, ref: ChannelRef, name: str) -> SecretValue | None:
         """The effective secret: channel → server → operator default.
@@ -727,19 +777,11 @@ class Store:
 
     async def history(self, ref: ChannelRef, limit: int) -> list[HistoryEntry]:
         """The newest `limit` turns of this channel/thread, oldest first."""
-        if limit <= 0:
-            return []
-        conversation = self._conversation(ref)
-        cached = self._histories.get(conversation)
-        if cached is not None and (cached.complete or len(cached.entries) >= limit):
-            return list(cached.entries[-limit:])
-        generation = self._histories.generation()
-        async with self._engine.connect() as conn:
-            entries = await self._load_history(conn, ref, limit)
-        history = _History(tuple(entries), complete=len(entries) < limit)
-        self._histories.put(
-            conversation, ref.scope_key(Scope.CHANNEL), history, generation=generation
-        )
+        remembered = self._remembered_history(ref, limit)
+        if remembered is not None:
+            return remembered
+        entries = (await self._reads.submit(_Want(ref, history=limit))).history
+        assert entries is not None
         return entries
 
     async def save_turn(self, ref: ChannelRef, entries: Sequence[HistoryEntry]) -> None:
@@ -766,11 +808,7 @@ class Store:
             }
             for entry in entries
         ]
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending_turns.append((rows, done))
-        if self._turn_writer is None or self._turn_writer.done():
-            self._turn_writer = asyncio.create_task(self._write_turns())
-        await done
+        await self._turns.submit(rows)
         conversation = self._conversation(ref)
         cached = self._histories.get(conversation)
         if cached is not None:
@@ -778,31 +816,12 @@ class Store:
             complete = cached.complete and len(kept) <= _HISTORY_KEEP
             self._histories.replace(conversation, _History(kept[-_HISTORY_KEEP:], complete))
 
-    async def _write_turns(self) -> None:
-        """Commit every waiting turn together; on failure retry each alone."""
-        while self._pending_turns:
-            batch, self._pending_turns = self._pending_turns, []
-            try:
-                await self._insert_messages([row for rows, _ in batch for row in rows])
-            except Exception as err:
-                if len(batch) == 1:
-                    _settle(batch[0][1], err)
-                    continue
-                for rows, done in batch:
-                    try:
-                        await self._insert_messages(rows)
-                    except Exception as one:
-                        _settle(done, one)
-                    else:
-                        _settle(done, None)
-            else:
-                for _, done in batch:
-                    _settle(done, None)
-
-    async def _insert_messages(self, rows: list[dict[str, Any]]) -> None:
+    async def _write_turns(self, turns: Sequence[list[dict[str, Any]]]) -> list[None]:
+        """Commit the turns that finished together in one transaction."""
         # Rows go in list order, so ids follow the order of each turn's entries.
         async with self._write() as session:
-            await session.execute(insert(MessageRow), rows)
+            await session.execute(insert(MessageRow), [row for rows in turns for row in rows])
+        return [None] * len(turns)
 
     async def clear_history(self, ref: ChannelRef, actor: Actor) -> int:
         """Delete this channel's (or this thread's) stored turns; audited; returns the count."""

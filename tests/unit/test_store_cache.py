@@ -263,3 +263,52 @@ async def test_prefetch_reads_a_turn_in_one_go_then_nothing(store: Store) -> Non
         assert (await fresh.effective_config(room)).model is None
     finally:
         await fresh.close()
+
+
+async def test_channels_read_together_share_queries_and_each_gets_its_own(
+    store: Store,
+) -> None:
+    servers = ["g1", "g2"]
+    refs = [
+        ChannelRef(Platform.DISCORD, channel_id=f"c{i}", server_id=servers[i % 2])
+        for i in range(40)
+    ]
+    rooms = [ChannelRef(Platform.MATRIX, channel_id=f"!r{i}:x") for i in range(5)]
+    threads = [ChannelRef(Platform.DISCORD, "c0", "g1", thread_id=f"t{i}") for i in range(3)]
+    await store.update_config(refs[0], Scope.SERVER, ADMIN, {"model": "m-g1"}, action="t")
+    await store.update_config(refs[3], Scope.CHANNEL, ADMIN, {"model": "m-c3"}, action="t")
+    key = "openai_api_key"
+    await store.set_secret(refs[1], Scope.SERVER, key, SecretValue("sk-g2-7777"), ADMIN)
+    await store.set_secret(refs[5], Scope.CHANNEL, key, SecretValue("sk-c5-8888"), ADMIN)
+    for i, ref in enumerate([*refs[:6], *threads]):
+        await store.save_turn(ref, [HistoryEntry(Role.USER, f"said in {i}", tokens=1)] * (i + 1))
+    fresh = await Store.open(
+        store.engine.url.render_as_string(hide_password=False),
+        SecretBox.from_setting(KEY),
+        defaults=ChannelConfig(source=Source.OPENAI),
+    )
+    everyone = [*refs, *rooms, *threads]
+    try:
+        with counting_selects(fresh) as selects:
+            await asyncio.gather(*(fresh.prefetch(ref, 3) for ref in everyone))
+        assert len(selects) < len(everyone) / 4  # a few grouped queries, not one per channel
+        with counting_selects(fresh) as selects:
+            models = [(await fresh.effective_config(r)).model for r in refs]
+            origins = [await fresh.secret_origin(r, "openai_api_key") for r in refs]
+            histories = [await fresh.history(r, 3) for r in [*refs[:6], *threads]]
+        assert selects == []
+    finally:
+        await fresh.close()
+    assert models == [
+        "m-c3" if i == 3 else "m-g1" if i % 2 == 0 else None for i in range(len(refs))
+    ]
+    assert origins == [
+        ("channel", "8888")
+        if i == 5
+        else ("server", "7777")
+        if i % 2 == 1
+        else None
+        for i in range(len(refs))
+    ]
+    assert [len(h) for h in histories] == [1, 2, 3, 3, 3, 3, 3, 3, 3]
+    assert [h[0].content for h in histories] == [f"said in {i}" for i in range(9)]

@@ -1,0 +1,71 @@
+"""Serve requests that arrive together in one go: one query or one commit for many callers.
+
+While a batch runs, new requests queue and form the next one, so a burst (hundreds of
+channels answering at once) costs a few database round trips instead of hundreds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Q = TypeVar("Q")
+R = TypeVar("R")
+
+
+class Batcher(Generic[Q, R]):
+    """Runs `run(batch)` over queued requests, at most `most` at a time.
+
+    `run` returns one result per request, in order. When a whole batch fails, each of
+    its requests is run alone, so one bad request fails only its own caller.
+    """
+
+    def __init__(self, run: Callable[[Sequence[Q]], Awaitable[Sequence[R]]], most: int) -> None:
+        self._run = run
+        self._most = most
+        self._queue: list[tuple[Q, asyncio.Future[R]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, request: Q) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, done))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+        return await done
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far is served (for closing)."""
+        if self._worker is not None:
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._most], self._queue[self._most :]
+            try:
+                results = await self._run([request for request, _ in batch])
+            except Exception as err:
+                if len(batch) == 1:
+                    _fail(batch[0][1], err)
+                    continue
+                for request, done in batch:
+                    try:
+                        [result] = await self._run([request])
+                    except Exception as one:
+                        _fail(done, one)
+                    else:
+                        _resolve(done, result)
+            else:
+                for (_, done), result in zip(batch, results, strict=True):
+                    _resolve(done, result)
+
+
+# A caller that gave up waiting (cancelled) leaves a done future: what was done stands.
+def _resolve(done: asyncio.Future[R], result: R) -> None:
+    if not done.done():
+        done.set_result(result)
+
+
+def _fail(done: asyncio.Future[R], error: BaseException) -> None:
+    if not done.done():
+        done.set_exception(error)
