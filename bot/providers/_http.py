@@ -277,6 +277,31 @@ class Transport:
                 raise malformed(where, "the answer is too large")
         return b"".join(parts)
 
+    async def post_json(
+        self,
+        url: str,
+        *,
+        where: str,
+        headers: dict[str, str],
+        body: Any,
+        secrets: Iterable[str],
+        auth_hint: str = "",
+    ) -> Any:
+        """POST `body` for a whole (not streamed) answer, with the bounded retry rule."""
+
+        async def post() -> Any:
+            return await self.request_json(
+                "POST",
+                url,
+                where=where,
+                headers=headers,
+                json_body=body,
+                secrets=secrets,
+                auth_hint=auth_hint,
+            )
+
+        return await self.retrying(where, post)
+
     async def request_json(
         self,
         method: str,

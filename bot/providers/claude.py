@@ -147,20 +147,14 @@ class ClaudeProvider:
     async def complete(self, request: ChatRequest) -> list[Delta]:
         base = await self._base()
         where = self._where(base)
-        headers = self._headers()
-        body = self.body(request, stream=False)
-
-        async def post() -> Any:
-            return await self._t.request_json(
-                "POST",
-                f"{base}/messages",
-                where=where,
-                headers=headers,
-                json_body=body,
-                secrets=self._secrets(),
-            )
-
-        result: list[Delta] = EventDecoder(where).on_body(await self._t.retrying(where, post))
+        answer = await self._t.post_json(
+            f"{base}/messages",
+            where=where,
+            headers=self._headers(),
+            body=self.body(request, stream=False),
+            secrets=self._secrets(),
+        )
+        result: list[Delta] = EventDecoder(where).on_body(answer)
         return result
 
 

@@ -142,21 +142,15 @@ class OpenAICompatible:
 
     async def _complete_at(self, base: str, request: ChatRequest) -> list[Delta]:
         where = self._where(base)
-        headers = self._headers()
-        body = self._body(request, stream=False)
-
-        async def post() -> Any:
-            return await self._t.request_json(
-                "POST",
-                f"{base}/chat/completions",
-                where=where,
-                headers=headers,
-                json_body=body,
-                secrets=self._secrets(),
-                auth_hint=self.auth_hint,
-            )
-
-        result: list[Delta] = ChunkDecoder(where).on_body(await self._t.retrying(where, post))
+        answer = await self._t.post_json(
+            f"{base}/chat/completions",
+            where=where,
+            headers=self._headers(),
+            body=self._body(request, stream=False),
+            secrets=self._secrets(),
+            auth_hint=self.auth_hint,
+        )
+        result: list[Delta] = ChunkDecoder(where).on_body(answer)
         return result
 
 
