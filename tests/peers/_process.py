@@ -88,6 +88,10 @@ class PeerProcess:
                 pass
 
 
+# Every peer this session started, for the start-up summary (tests/conftest.py).
+STARTED: list[PeerProcess] = []
+
+
 def start_peer(
     name: str,
     argv: Sequence[str],
@@ -131,6 +135,7 @@ def start_peer(
             time.sleep(0.2)
             continue
         peer.startup_seconds = time.monotonic() - started
+        STARTED.append(peer)
         return peer
     peer.stop()
     pytest.fail(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers._common import PEERS_DIR, free_port, peer_missing
-from tests.peers._process import PeerProcess, peer_env, start_peer
+from tests.peers._process import peer_env, start_peer
 
 LITELLM_DIR = PEERS_DIR / "litellm"
 LITELLM_BIN = LITELLM_DIR / "venv" / "bin" / "litellm"
@@ -94,7 +94,6 @@ def _config(master_key_env: str) -> str:
     )
 
 
-_started: list[PeerProcess] = []
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +138,6 @@ def litellm_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMPe
         ready_headers={"Authorization": f"Bearer {master_key}"},
         timeout=STARTUP_TIMEOUT,
     )
-    _started.append(peer_proc)
     print(f"\n[peers] LiteLLM proxy ready in {peer_proc.startup_seconds:.1f}s on port {port}")
     try:
         yield LiteLLMPeer(
@@ -153,10 +151,3 @@ def litellm_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMPe
         )
     finally:
         peer_proc.stop()
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for peer in _started:
-        terminalreporter.write_line(
-            f"peer start-up: {peer.name} ready in {peer.startup_seconds:.2f}s"
-        )

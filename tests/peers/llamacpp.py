@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers._common import PEERS_DIR, free_port, peer_missing
-from tests.peers._process import PeerProcess, peer_env, start_peer
+from tests.peers._process import peer_env, start_peer
 
 LLAMACPP_DIR = PEERS_DIR / "llamacpp"
 LLAMACPP_PYTHON = LLAMACPP_DIR / "venv" / "bin" / "python"
@@ -34,7 +34,6 @@ class LlamaCppPeer:
         return f"{self.url}/v1"
 
 
-_started: list[PeerProcess] = []
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +71,6 @@ def llamacpp_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCpp
         ready_url=f"http://127.0.0.1:{port}/v1/models",
         timeout=STARTUP_TIMEOUT,
     )
-    _started.append(peer_proc)
     print(f"\n[peers] llama.cpp server ready in {peer_proc.startup_seconds:.1f}s on port {port}")
     try:
         yield LlamaCppPeer(
@@ -83,10 +81,3 @@ def llamacpp_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCpp
         )
     finally:
         peer_proc.stop()
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for peer in _started:
-        terminalreporter.write_line(
-            f"peer start-up: {peer.name} ready in {peer.startup_seconds:.2f}s"
-        )

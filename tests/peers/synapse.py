@@ -178,7 +178,6 @@ def synapse_config(workdir: Path, port: int, shared_secret: str) -> dict[str, ob
     }
 
 
-_started: list[PeerProcess] = []
 
 
 def launch_synapse(workdir: Path) -> tuple[SynapseServer, PeerProcess]:
@@ -237,16 +236,8 @@ def synapse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse
     if not synapse_installed():
         peer_missing("Synapse", f"run scripts/install-peers.sh; looked in {SYNAPSE_DIR}")
     server, peer_proc = launch_synapse(tmp_path_factory.mktemp("synapse"))
-    _started.append(peer_proc)
     print(f"\n[peers] Synapse ready in {peer_proc.startup_seconds:.1f}s at {server.url}")
     try:
         yield server
     finally:
         peer_proc.stop()
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for peer in _started:
-        terminalreporter.write_line(
-            f"peer start-up: {peer.name} ready in {peer.startup_seconds:.2f}s"
-        )
