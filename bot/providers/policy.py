@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+
+import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -20,17 +22,48 @@ _ALLOW_HINT = (
     "An operator can allow loopback and private-network endpoints by setting "
     "ALLOW_PRIVATE_ENDPOINTS=true."
 )
+_EXAMPLE = "Give a full URL such as https://host/v1."
 
 # Cloud instance-metadata services outside the link-local range.
 _METADATA = {
     ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("168.63.129.16"),  # Azure WireServer
+    ipaddress.ip_address("192.0.0.192"),  # Oracle Cloud
     ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
 }
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# IPv6 forms that carry an IPv4 address: the IPv4 address is where traffic ends up.
+_SIXTOFOUR = ipaddress.ip_network("2002::/16")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+# httpx's InvalidURL messages start with what is wrong, then quote the text (which
+# may hold a password): only the start is shown, reworded.
+_PARSE_REASONS = (
+    (
+        "Invalid IPv4 address",
+        "the host is not a valid IPv4 address; write it as four numbers from 0 to 255 "
+        "without leading zeros",
+    ),
+    ("Invalid IPv6 address", "the host is not a valid IPv6 address"),
+    ("Invalid IDNA hostname", "the host name has characters a host name cannot have"),
+    ("Invalid port", "the port is not a number"),
+    ("URL too long", "it is too long"),
+    ("Invalid non-printable", "it contains a control character"),
+)
 
 
 class EndpointRefused(ValueError):
     """A URL the policy does not allow; the message is safe to show a user."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    what: str
+    always: bool  # refused even when private endpoints are allowed
+    via: ipaddress.IPv4Address | None = None  # the embedded IPv4 address that decided
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -42,10 +75,11 @@ async def system_resolver(host: str, port: int) -> list[str]:
 def _literal_address(host: str) -> IPAddress | None:
     """Parse every textual IP form a resolver would accept, without any lookup."""
     try:
-        return ipaddress.ip_address(host)
+        # A zone (`fe80::1%25eth0`) does not change which address it is.
+        return ipaddress.ip_address(host.split("%", 1)[0] if ":" in host else host)
     except ValueError:
         pass
-    # inet_aton accepts the legacy forms: 2130706433, 0177.0.0.1, 0x7f.1, 127.1
+    # inet_aton accepts the legacy forms: 2130706433, 0x7f.1, 127.1
     if all(c in "0123456789abcdefxABCDEFX." for c in host) and any(c.isdigit() for c in host):
         try:
             return ipaddress.IPv4Address(socket.inet_aton(host))
@@ -54,20 +88,87 @@ def _literal_address(host: str) -> IPAddress | None:
     return None
 
 
-def _classify(addr: IPAddress) -> tuple[str, bool] | None:
-    """(what the address is, always refused?) or None when it is public."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+def _embedded(addr: ipaddress.IPv6Address) -> tuple[list[ipaddress.IPv4Address], bool]:
+    """IPv4 addresses an IPv6 address carries, and whether they alone decide its verdict."""
+    if addr.ipv4_mapped is not None:
+        return [addr.ipv4_mapped], True
+    if addr in _SIXTOFOUR:
+        assert addr.sixtofour is not None
+        return [addr.sixtofour], True
+    if addr.teredo is not None:
+        # Server and client are both IPv4 hosts traffic may reach: judge both. If both
+        # are public, Teredo (2001::/32, not globally routed) is still judged as itself.
+        return list(addr.teredo), False
+    packed = addr.packed
+    if addr in _NAT64:
+        return [ipaddress.IPv4Address(packed[12:])], True
+    if addr in _NAT64_LOCAL:
+        # RFC 6052: where the IPv4 address sits depends on the prefix length the
+        # operator chose (48, 56, 64 or 96 here), which cannot be seen: judge every
+        # reading. Zero padding makes most wrong readings fall in 0.0.0.0/8, which no
+        # translator forwards to, so those are left out unless nothing else is left.
+        readings = [
+            ipaddress.IPv4Address(packed[6:8] + packed[9:11]),
+            ipaddress.IPv4Address(packed[7:8] + packed[9:12]),
+            ipaddress.IPv4Address(packed[9:13]),
+            ipaddress.IPv4Address(packed[12:]),
+        ]
+        return [v4 for v4 in readings if v4 not in _THIS_NETWORK] or readings[-1:], True
+    if addr in _V4_COMPATIBLE and int(addr) > 1:  # not :: or ::1
+        # Deprecated: a public address carried this way stays "reserved" (refused).
+        return [ipaddress.IPv4Address(packed[12:])], False
+    return [], False
+
+
+def _classify_plain(addr: IPAddress) -> _Verdict | None:
     if addr in _METADATA or addr.is_link_local:
-        return ("a link-local or cloud metadata address", True)
+        return _Verdict("a link-local or cloud metadata address", True)
     # Before `is_reserved`: Python counts ::1 and :: as reserved (they sit in ::/8).
     if addr.is_loopback or addr.is_unspecified:
-        return ("a loopback address", False)
+        return _Verdict("a loopback address", False)
     if addr.is_multicast or addr.is_reserved:
-        return ("a multicast or reserved address", True)
-    if addr.is_private or (isinstance(addr, ipaddress.IPv4Address) and addr in _CGNAT):
-        return ("a private-network address", False)
+        return _Verdict("a multicast or reserved address", True)
+    if addr.is_private:
+        return _Verdict("a private-network address", False)
+    # Deprecated site-local fec0::/10 is still routed inside some networks.
+    if addr in _CGNAT or (isinstance(addr, ipaddress.IPv6Address) and addr.is_site_local):
+        return _Verdict("a private-network address", False)
     return None
+
+
+def _classify(addr: IPAddress) -> _Verdict | None:
+    """What the address is (None when public), judged by any IPv4 address it embeds."""
+    if isinstance(addr, ipaddress.IPv4Address):
+        return _classify_plain(addr)
+    addr = ipaddress.IPv6Address(addr.packed)  # without a zone, so set lookups match
+    inner, decisive = _embedded(addr)
+    worst: _Verdict | None = None
+    for v4 in inner:
+        verdict = _classify_plain(v4)
+        if verdict is not None and (worst is None or verdict.always > worst.always):
+            worst = _Verdict(verdict.what, verdict.always, v4)
+    if worst is not None or decisive:
+        return worst
+    return _classify_plain(addr)
+
+
+def _not_valid(reason: str) -> EndpointRefused:
+    return EndpointRefused(f"That is not a valid URL ({reason}). {_EXAMPLE}")
+
+
+def _parse(text: str) -> tuple[httpx.URL, str]:
+    """Parse as the transport will, so nothing saved here can fail there: (URL, host)."""
+    try:
+        parsed = httpx.URL(text)
+        # Not always ASCII: httpx lets any text through in an IPv6 zone (`[::1%25é]`).
+        return parsed, parsed.raw_host.decode("ascii")
+    except (httpx.InvalidURL, ValueError) as err:
+        message = str(err)
+        reason = next(
+            (why for start, why in _PARSE_REASONS if message.startswith(start)),
+            "it cannot be read as a URL",
+        )
+        raise _not_valid(reason) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,45 +177,47 @@ class EndpointPolicy:
     resolver: Resolver = system_resolver
 
     async def check(self, url: str) -> str:
-        """Return the URL normalised (no trailing slash) or raise EndpointRefused."""
+        """Return the URL to save (no trailing slash, canonical IPv4) or raise EndpointRefused."""
         text = url.strip()
         if not text:
-            raise EndpointRefused("The URL is empty. Give a full URL such as https://host/v1.")
+            raise EndpointRefused(f"The URL is empty. {_EXAMPLE}")
         if any(c.isspace() for c in text):
-            raise EndpointRefused(
-                "The URL contains spaces. Give a full URL such as https://host/v1."
-            )
-        try:
-            parts = urlsplit(text)
-            port = parts.port
-        except ValueError:
-            raise EndpointRefused(
-                "That is not a valid URL. Give a full URL such as https://host/v1."
-            ) from None
-        if parts.scheme not in ("http", "https"):
-            raise EndpointRefused(
-                "Only http:// and https:// URLs are allowed. Give a full URL such as https://host/v1."
-            )
-        if parts.username is not None or parts.password is not None:
+            raise EndpointRefused(f"The URL contains spaces. {_EXAMPLE}")
+        parsed, host = _parse(text)
+        if parsed.scheme not in ("http", "https"):
+            raise EndpointRefused(f"Only http:// and https:// URLs are allowed. {_EXAMPLE}")
+        # `@` alone (empty user info) is refused too: it only ever serves to confuse.
+        if parsed.userinfo or "@" in _authority(text):
             raise EndpointRefused(
                 "The URL must not contain a user name or password. Remove them and give the "
                 "password as the proxy password instead."
             )
-        host = parts.hostname
         if not host:
-            raise EndpointRefused(
-                "The URL has no host name. Give a full URL such as https://host/v1."
-            )
-        if parts.query or parts.fragment:
+            raise EndpointRefused(f"The URL has no host name. {_EXAMPLE}")
+        if ":" in host and "%" in host:
+            # Zones only matter for link-local addresses, which are refused anyway, and
+            # httpx lets any text through in one.
+            raise _not_valid("an IPv6 address with a zone (%25…) cannot be used")
+        # Checked on the text: httpx keeps an empty `?` or `#`, which parse as nothing.
+        if "?" in text or "#" in text:
             raise EndpointRefused("The URL must not contain a query (?…) or fragment (#…).")
-        await self._check_host(host, port or (443 if parts.scheme == "https" else 80))
+        port = parsed.port
+        if port is not None and not 0 < port < 65536:
+            raise _not_valid("the port must be a number from 1 to 65535")
+        literal = await self._check_host(host, port or (443 if parsed.scheme == "https" else 80))
+        typed_host = _authority(text).partition(":")[0]
+        if isinstance(literal, ipaddress.IPv4Address) and typed_host != str(literal):
+            # Save the address that was checked, not a spelling some parser reads otherwise.
+            text = str(parsed.copy_with(host=str(literal)))
         return text.rstrip("/")
 
-    async def _check_host(self, host: str, port: int) -> None:
+    async def _check_host(self, host: str, port: int) -> IPAddress | None:
+        """Vet every address `host` stands for; return it when `host` is an IP literal."""
         literal = _literal_address(host)
+        name = host.rstrip(".")
         if literal is not None:
             addresses: list[IPAddress] = [literal]
-        elif host == "localhost" or host.endswith(".localhost"):
+        elif name == "localhost" or name.endswith(".localhost"):
             addresses = [ipaddress.ip_address("127.0.0.1")]
         else:
             try:
@@ -128,6 +231,7 @@ class EndpointPolicy:
             addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
         for addr in addresses:
             self._vet(host, addr)
+        return literal
 
     def vet_connection(self, host: str, address: str) -> None:
         """Check the address a connection is about to use (raises EndpointRefused).
@@ -141,9 +245,21 @@ class EndpointPolicy:
         verdict = _classify(addr)
         if verdict is None:
             return
-        what, always = verdict
-        shown = host if str(addr) == host else f"{host} ({addr})"
-        if always:
-            raise EndpointRefused(f"Refused: {shown} is {what}, which the bot never contacts.")
+        notes = [str(addr)] if str(addr) != host else []
+        if verdict.via is not None:
+            notes.append(f"which carries {verdict.via}")
+        shown = f"{host} ({', '.join(notes)})" if notes else host
+        if verdict.always:
+            raise EndpointRefused(
+                f"Refused: {shown} is {verdict.what}, which the bot never contacts."
+            )
         if not self.allow_private:
-            raise EndpointRefused(f"Refused: {shown} is {what}. {_ALLOW_HINT}")
+            raise EndpointRefused(f"Refused: {shown} is {verdict.what}. {_ALLOW_HINT}")
+
+
+def _authority(text: str) -> str:
+    """The `user@host:port` part of an http(s) URL's text, split where httpx splits it."""
+    rest = text.partition(":")[2]
+    if not rest.startswith("//"):
+        return ""
+    return re.split(r"[/?#]", rest[2:], maxsplit=1)[0]

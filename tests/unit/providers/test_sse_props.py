@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # an independent reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.providers._sse import SSEEvent, SSEParser
+from bot.providers._sse import SSEEvent, SSELineTooLong, SSEParser
 
 # Field text: anything without line breaks (multi-byte characters welcome).
 field_text = st.text(
@@ -40,8 +43,8 @@ def streams(draw: st.DrawFn) -> tuple[bytes, list[SSEEvent]]:
     return "".join(out).encode(), expected
 
 
-def feed_split(data: bytes, cuts: list[int]) -> list[SSEEvent]:
-    parser = SSEParser()
+def feed_split(data: bytes, cuts: list[int], max_line: int | None = None) -> list[SSEEvent]:
+    parser = SSEParser(max_line=max_line)
     events: list[SSEEvent] = []
     start = 0
     for cut in [*sorted(cuts), len(data)]:
@@ -59,6 +62,47 @@ def test_split_anywhere_gives_the_same_events(
     cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=12))
     assert feed_split(raw, cuts) == expected
     assert feed_split(raw, list(range(len(raw)))) == expected  # one byte at a time
+
+
+@settings(max_examples=200)
+@given(stream=streams(), data=st.data())
+def test_cap_refuses_exactly_the_streams_with_a_longer_line(
+    stream: tuple[bytes, list[SSEEvent]], data: st.DataObject
+) -> None:
+    raw, expected = stream
+    longest = max(len(line) for line in re.split("\r\n|\r|\n", raw.decode()))
+    cap = data.draw(st.integers(0, longest + 2))
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=12))
+    if longest > cap:
+        with pytest.raises(SSELineTooLong):
+            feed_split(raw, cuts, max_line=cap)
+    else:
+        assert feed_split(raw, cuts, max_line=cap) == expected
+
+
+@settings(max_examples=100)
+@given(stream=streams(), data=st.data())
+def test_progress_only_from_field_lines(
+    stream: tuple[bytes, list[SSEEvent]], data: st.DataObject
+) -> None:
+    """Per feed: progress exactly when a data/event line ended in it (comments never)."""
+    raw, _ = stream
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=12)))
+    parser = SSEParser()
+    start = 0
+    for cut in [*cuts, len(raw)]:
+        parser.feed(raw[start:cut])
+        # Lines ended so far, minus those ended before this chunk: any field among them?
+        done_now = _ended_lines(raw[:cut])[len(_ended_lines(raw[:start])) :]
+        assert parser.take_progress() == any(
+            line.startswith(("data", "event")) for line in done_now
+        )
+        start = cut
+
+
+def _ended_lines(prefix: bytes) -> list[str]:
+    """Lines of `prefix` whose end (CR, LF or CRLF) is inside it."""
+    return re.split("\r\n|\r|\n", prefix.decode(errors="ignore"))[:-1]
 
 
 def reference(raw: bytes) -> list[SSEEvent]:
