@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import logging
-import re
+import logging.handlers
+from pathlib import Path
 
-from bot.types import SECRET_REGISTRY
+from bot.types import REDACTED, redact
 
-REDACTED = "[REDACTED]"
-
-# Shapes of provider keys and auth headers, for secrets this process never decrypted
-# (e.g. a key pasted into a chat message that then got logged).
-_KEY_SHAPES = re.compile(
-    r"(sk-ant-[A-Za-z0-9_\-]{8,}"
-    r"|sk-[A-Za-z0-9_\-]{16,}"
-    r"|(?i:bearer)\s+[A-Za-z0-9_\-\.=]{8,}"
-    r"|(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-\.]{8,})"
-)
-
-
-def redact(text: str) -> str:
-    """Replace every known secret and anything shaped like a key."""
-    for value in SECRET_REGISTRY.values():
-        if value in text:
-            text = text.replace(value, REDACTED)
-    return _KEY_SHAPES.sub(REDACTED, text)
+__all__ = ["REDACTED", "RedactingFilter", "configure_logging", "redact"]
 
 
 class RedactingFilter(logging.Filter):
@@ -42,12 +26,45 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
+class _QuietFileHandler(logging.handlers.RotatingFileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        # A full disk or a deleted folder must not print a traceback into the console's chat.
+        pass
+
+
+def configure_logging(
+    level: str, *, log_file: Path | None = None, to_stderr: bool = True
+) -> Path | None:
+    """Log at `level` to stderr and/or `log_file`; return the file in use, if any.
+
+    A log file that cannot be opened is left out without a word: logging never stops the
+    bot, and a console without stderr logging must stay silent.
+    """
+    handlers: list[logging.Handler] = []
+    used: Path | None = None
+    if log_file is not None:
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(
+                _QuietFileHandler(log_file, maxBytes=5_000_000, backupCount=2, encoding="utf-8")
+            )
+            used = log_file.resolve()
+        except OSError:
+            pass
+    if to_stderr:
+        handlers.append(logging.StreamHandler())
+    if not handlers:
+        # With no handler at all, logging's last resort would still print warnings to stderr.
+        handlers.append(logging.NullHandler())
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(RedactingFilter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(level)
+    # Python warnings would otherwise go straight to stderr, past the handlers above.
+    logging.captureWarnings(True)
     # httpx logs full request lines at INFO; keep them at WARNING to keep logs calm.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    return used

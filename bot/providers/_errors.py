@@ -5,7 +5,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,20 +18,9 @@ from bot.providers.base import (
     ProviderError,
     RateLimited,
 )
-from bot.types import SECRET_REGISTRY
+from bot.types import redact
 
-# Key-shaped tokens (OpenAI sk-…, Anthropic sk-ant-…, generic bearer-looking strings) that a
-# provider might echo back; a user must never see one even if we did not know it as a secret.
-_KEY_SHAPED = re.compile(r"\b(sk-[A-Za-z0-9_\-]{2,}|[A-Za-z0-9_\-]{32,})\b")
 _MAX_DETAIL = 300
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Replace every known secret and every key-shaped token with ****."""
-    for secret in (*secrets, *SECRET_REGISTRY.values()):
-        if secret:
-            text = text.replace(secret, "****")
-    return _KEY_SHAPED.sub("****", text)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.types import SECRET_REGISTRY, ChatMessage, ModelInfo, SecretValue, Source
+from bot.types import ChatMessage, ModelInfo, SecretValue, Source, redact
 
 __all__ = ["ModelInfo"]  # re-exported: providers return it
 
@@ -81,8 +81,7 @@ class ProviderError(Exception):
 
     def __init__(self, message: str, *, partial: str = "") -> None:
         # Last line of defence: no secret this process knows may reach a user or a log.
-        for secret in SECRET_REGISTRY.values():
-            message = message.replace(secret, "****")
+        message = redact(message)
         super().__init__(message)
         self.user_message = message
         self.partial = partial
@@ -114,6 +113,8 @@ class RateLimited(ProviderError):
         super().__init__(message, partial=partial)
         self.retry_after = retry_after
         self.quota = quota  # out of credits: waiting will not help
+        if quota:
+            self.kind = "quota"
 
 
 class Overloaded(ProviderError):
@@ -147,9 +148,7 @@ class Provider(Protocol):
 
     async def list_models(self) -> list[ModelInfo]: ...
 
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]: ...
-
-    async def complete(self, request: ChatRequest) -> list[Delta]: ...
+    def stream_chat(self, request: ChatRequest) -> AsyncGenerator[Delta, None]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+
+from bot.types.secrets import REDACTED, SECRET_REGISTRY, SecretValue, redact
 
 
 class Platform(StrEnum):
@@ -25,6 +26,16 @@ class Role(StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+
+
+class TurnState(StrEnum):
+    """How far a stored message got."""
+
+    DONE = "done"
+    STREAMING = "streaming"  # an answer still being written (saved as it grows)
+    STOPPED = "stopped"  # ended early on purpose: stop, deadline, length cap
+    INTERRUPTED = "interrupted"  # the bot went away while writing it
+    FAILED = "failed"  # a question that got no answer (provider or database error)
 
 
 class ReplyMode(StrEnum):
@@ -90,13 +101,15 @@ class ChatMessage:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """A stored conversation turn; `error` marks a partial answer cut by a fault."""
+    """A stored conversation turn; `error` says why an answer or a question fell short."""
 
     role: Role
     content: str
     author: str | None = None
     tokens: int = 0
     error: str | None = None
+    state: TurnState = TurnState.DONE
+    id: int | None = field(default=None, compare=False)  # the stored row, once there is one
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +139,8 @@ class StatusCheck:
     ok: bool
     reason: str
     checked_url: str = ""
+    kind: str = ""  # ProviderError.kind of a failure ("unreachable", "auth" …)
+    checked_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,60 +188,26 @@ class Incoming:
     message_id: str = ""
 
 
-class _SecretRegistry:
-    """Plaintexts of secrets this process has seen, so logs can redact them."""
-
-    _MIN_LEN = 6
-
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, value: str) -> None:
-        if len(value) >= self._MIN_LEN:
-            with self._lock:
-                self._values.add(value)
-
-    def values(self) -> Iterable[str]:
-        with self._lock:
-            return sorted(self._values, key=len, reverse=True)
-
-
-SECRET_REGISTRY = _SecretRegistry()
-
-
-class SecretValue:
-    """A secret string that never shows itself in repr/str/format."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        SECRET_REGISTRY.add(value)
-
-    def reveal(self) -> str:
-        return self._value
-
-    @property
-    def last4(self) -> str:
-        return self._value[-4:] if len(self._value) >= 8 else ""
-
-    def __repr__(self) -> str:
-        return "SecretValue('****')"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretValue) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("SecretValue cannot be pickled")
+__all__ = [
+    "REDACTED",
+    "SECRET_REGISTRY",
+    "Actor",
+    "Attachment",
+    "ChannelConfig",
+    "ChannelRef",
+    "ChatMessage",
+    "GenerationParams",
+    "HistoryEntry",
+    "Incoming",
+    "ModelInfo",
+    "Platform",
+    "Reply",
+    "ReplyMode",
+    "Role",
+    "Scope",
+    "SecretValue",
+    "Source",
+    "StatusCheck",
+    "TurnState",
+    "redact",
+]

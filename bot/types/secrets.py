@@ -1,0 +1,130 @@
+"""Secrets as values that never show themselves, and the one redaction rule for text."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
+from urllib.parse import quote, quote_plus
+
+REDACTED = "****"
+
+# Shapes of provider keys and auth headers, for secrets this process never decrypted
+# (a key of another service echoed by a proxy, a key pasted where it does not belong).
+# Matrix ids ($event, !room, @user, #alias) are long base64 tokens too; they are not keys.
+_KEY_SHAPES = re.compile(
+    r"sk-ant-[A-Za-z0-9_\-]{8,}"
+    r"|\bsk-[A-Za-z0-9_\-]{2,}"
+    r"|(?i:bearer)\s+[A-Za-z0-9_\-\.=+/~]{8,}"
+    r"|(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-\.]{8,}"
+    r"|(?<![$!@#:/\w])[A-Za-z0-9_\-]{32,}\b"
+)
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
+_WHOLE_KEY = re.compile(r"(?:sk-ant-|sk-)[A-Za-z0-9_\-]{16,}")
+
+
+def looks_like_key(text: str) -> bool:
+    """A message that is nothing but a provider key (pasted into the wrong place)."""
+    return _WHOLE_KEY.fullmatch(text.strip()) is not None
+
+
+@lru_cache(maxsize=4096)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """Every way `secret` may come back in text: raw, escaped, encoded; longest first.
+
+    An endpoint may echo a key inside a JSON string, a Python bytes repr
+    (`b'authorization: Bearer …'`), a URL, HTML, or any of these escaped once more.
+    """
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],
+        html.escape(secret),
+    }
+    forms |= {form.replace("\\", "\\\\") for form in forms}  # escaped twice
+    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+        forms.add(encoded)
+        forms.add(_PERCENT.sub(lambda m: m.group().lower(), encoded))
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
+
+
+def redact(text: str, secrets: Iterable[str] = (), *, shapes: bool = True) -> str:
+    """`text` without any form of the given secrets, of known secrets, or of key shapes.
+
+    The one rule for everything shown, stored or logged: `secrets` are redacted
+    whatever their length (an endpoint's own password may be short); secrets this
+    process has seen are redacted when long enough not to garble ordinary words.
+    `shapes=False` for a model's answer, where "bearer …" is just prose.
+    """
+    for secret in (*secrets, *SECRET_REGISTRY.values()):
+        if not secret:
+            continue
+        for form in secret_forms(secret):
+            if form in text:
+                text = text.replace(form, REDACTED)
+    return _KEY_SHAPES.sub(REDACTED, text) if shapes else text
+
+
+class _SecretRegistry:
+    """Plaintexts of secrets this process has seen, so logs can redact them."""
+
+    _MIN_LEN = 6
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._sorted: tuple[str, ...] = ()
+        self._lock = threading.Lock()
+
+    def add(self, value: str) -> None:
+        if len(value) >= self._MIN_LEN and value not in self._values:
+            with self._lock:
+                self._values.add(value)
+                self._sorted = tuple(sorted(self._values, key=len, reverse=True))
+
+    def values(self) -> tuple[str, ...]:
+        return self._sorted
+
+
+SECRET_REGISTRY = _SecretRegistry()
+
+
+class SecretValue:
+    """A secret string that never shows itself in repr/str/format."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        SECRET_REGISTRY.add(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    @property
+    def last4(self) -> str:
+        return self._value[-4:] if len(self._value) >= 8 else ""
+
+    def __repr__(self) -> str:
+        return "SecretValue('****')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretValue) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("SecretValue cannot be pickled")

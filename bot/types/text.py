@@ -1,0 +1,94 @@
+"""Text as it arrives from people and endpoints, made safe to store, send and show."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# NUL breaks PostgreSQL text, other C0/C1 controls break terminals and JSON consumers;
+# lone surrogates (undecodable bytes from a terminal) break every encoder after us.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+# Invisible characters people paste around a key or an id without knowing it.
+_INVISIBLE_EDGES = "\ufeff\u200b\u200c\u200d\u2060\u00ad\u180e\u2028\u2029"
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+class TextError(ValueError):
+    """Input that cannot be used; the message says why, for the person who typed it."""
+
+
+def clean_text(text: str) -> str:
+    """`text` with lone surrogates as U+FFFD, CRLF as LF, and control characters removed.
+
+    Tab and newline stay. Applied where text enters (chat, commands, endpoint answers),
+    so SQLite and PostgreSQL store exactly the same thing.
+    """
+    if text.isprintable():  # the usual case, decided in one pass
+        return text
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _SURROGATES.sub("\ufffd", text)
+    return _CONTROLS.sub("", text)
+
+
+def strip_invisible(text: str) -> str:
+    """Surrounding whitespace and invisible characters (BOM, zero-width) removed."""
+    return text.strip().strip(_INVISIBLE_EDGES + " \t\n").strip()
+
+
+def describe_char(char: str) -> str:
+    """`U+200B ZERO WIDTH SPACE`: a character named so people can find it."""
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" {name}" if name else "")
+
+
+def header_safe(text: str, what: str) -> str:
+    """A value that can travel in an HTTP header (visible ASCII only), edges cleaned.
+
+    Raises TextError naming the first character that cannot, and its position.
+    """
+    value = strip_invisible(text)
+    if not value:
+        raise TextError(f"The {what} is empty.")
+    for position, char in enumerate(value, 1):
+        if not "!" <= char <= "~":
+            shown = "a space" if char == " " else describe_char(char)
+            raise TextError(
+                f"The {what} has {shown} at position {position}, which cannot be sent to an "
+                f"endpoint. Copy the {what} again without it."
+            )
+    return value
+
+
+def visible_id(text: str, what: str) -> str:
+    """An identifier (model id, URL) with its edges cleaned and nothing invisible inside."""
+    value = strip_invisible(text)
+    if not value:
+        raise TextError(f"The {what} is empty.")
+    for position, char in enumerate(value, 1):
+        if char.isspace() or unicodedata.category(char) in ("Cf", "Cc", "Co", "Cn", "Cs"):
+            raise TextError(
+                f"The {what} has an invisible character ({describe_char(char)}) at position "
+                f"{position}. Type it again without it."
+            )
+    return value
+
+
+def parse_integer(text: str) -> int | None:
+    """`42`, `-7`, `+3`: ASCII digits only (no `0_1`, no other scripts' digits); else None."""
+    value = text.strip()
+    return int(value) if _INTEGER.fullmatch(value) else None
+
+
+def parse_decimal(text: str) -> float | None:
+    """`0.7`, `.5`, `1e-3`: ASCII only, finite; else None."""
+    value = text.strip()
+    return float(value) if _DECIMAL.fullmatch(value) else None
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, with `…` where it was cut."""
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
