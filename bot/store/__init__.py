@@ -1,13 +1,10 @@
 """Persistence: configuration, encrypted secrets, history, model cache, audit log."""
 
-from bot.store.repository import (
-    CONFIG_FIELDS,
-    SECRET_NAMES,
-    AuditEntry,
-    Store,
-    api_key_name,
-)
+from bot.store.config import CONFIG_FIELDS, AuditEntry
+from bot.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnwritable
+from bot.store.repository import Store
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
+from bot.store.vault import SECRET_NAMES, api_key_name
 
 __all__ = [
     "CONFIG_FIELDS",
@@ -16,6 +13,10 @@ __all__ = [
     "SecretBox",
     "SecretUnreadable",
     "Store",
+    "StoreBusy",
+    "StoreError",
+    "StoreUnavailable",
+    "StoreUnwritable",
     "api_key_name",
     "generate_key",
 ]

@@ -98,6 +98,7 @@ class ChannelConfigRow(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     status_checked_url: Mapped[str | None] = mapped_column(Text)
     status_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_kind: Mapped[str | None] = mapped_column(String(32))  # ProviderError.kind
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -137,6 +138,8 @@ class MessageRow(Base):
     content: Mapped[str] = mapped_column(Text)
     token_estimate: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    # done | streaming (being written) | stopped | interrupted | failed (see TurnState)
+    state: Mapped[str] = mapped_column(String(16), server_default="done", default="done")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -1,0 +1,98 @@
+"""What every part of the store shares: the engine, transactions with retries, row keys."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, and_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.store.errors import with_retry
+from bot.store.models import AuditRow, Base
+from bot.types import Actor, ChannelRef, Scope
+
+T = TypeVar("T")
+Key = tuple[str, str, str]  # (platform, server, channel); channel "" = the server's row
+
+NAME_CHARS = 255
+_ACTION_CHARS = 64
+
+
+class Database:
+    """The engine, and transactions that are retried as a whole when the failure passes."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.postgres = engine.dialect.name == "postgresql"
+        # SQLite has one writer; queueing writers here instead of in its busy timeout
+        # keeps a burst of turns (hundreds of channels at once) from "database is locked".
+        self._write_lock = asyncio.Lock() if not self.postgres else None
+
+    async def write(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in one transaction; all of it is saved or none (StoreError)."""
+
+        async def attempt() -> T:
+            if self._write_lock is None:
+                async with self.sessions.begin() as session:
+                    return await work(session)
+            async with self._write_lock, self.sessions.begin() as session:
+                return await work(session)
+
+        return await with_retry(what, attempt)
+
+    async def read(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async def attempt() -> T:
+            async with self.sessions() as session:
+                return await work(session)
+
+        return await with_retry(what, attempt)
+
+    async def read_plain(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """A read on a bare connection (prebuilt Core statements, no ORM objects)."""
+
+        async def attempt() -> T:
+            async with self.engine.connect() as conn:
+                return await work(conn)
+
+        return await with_retry(what, attempt)
+
+    def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
+        # Both dialects share the ON CONFLICT API; it makes get-or-create race-free.
+        return postgresql.insert(table) if self.postgres else sqlite.insert(table)
+
+
+def key_of(ref: ChannelRef, scope: Scope) -> Key:
+    if scope is Scope.SERVER and not ref.has_server:
+        raise ValueError(f"{ref} has no server, so there is no server-wide setting")
+    return ref.scope_key(scope)
+
+
+def chain(ref: ChannelRef) -> list[Key]:
+    """Rows consulted for a channel, nearest first."""
+    keys = [ref.scope_key(Scope.CHANNEL)]
+    if ref.has_server:
+        keys.append(ref.scope_key(Scope.SERVER))
+    return keys
+
+
+def where(table: Any, key: Key) -> ColumnElement[bool]:
+    return and_(table.platform == key[0], table.server_id == key[1], table.channel_id == key[2])
+
+
+def audit_row(key: Key, actor: Actor, action: str, detail: str) -> AuditRow:
+    return AuditRow(
+        platform=key[0],
+        server_id=key[1],
+        channel_id=key[2],
+        actor_id=actor.id[:NAME_CHARS],
+        actor_name=actor.display_name[:NAME_CHARS],
+        action=action[:_ACTION_CHARS],
+        detail=detail,
+    )
+
+
+__all__ = ["Base", "Database", "Key", "audit_row", "chain", "key_of", "where"]

@@ -1,0 +1,117 @@
+"""Database failures as typed errors people can be told about, and the retry rule."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+log = logging.getLogger("bot.store")
+
+T = TypeVar("T")
+
+# A lock held by another process, a restarting server: worth waiting for, up to a point.
+RETRY_SECONDS = 20.0
+_BACKOFF_FIRST = 0.2
+_BACKOFF_CAP = 3.0
+
+
+class StoreError(Exception):
+    """The database could not do what was asked; nothing of it was saved.
+
+    `str(err)` is safe to show a chat user and says what to do.
+    """
+
+    transient = False
+
+
+class StoreBusy(StoreError):
+    transient = True
+
+    def __init__(self) -> None:
+        super().__init__("The bot's database is busy, so nothing was saved. Try again in a moment.")
+
+
+class StoreUnavailable(StoreError):
+    transient = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The bot cannot reach its database, so nothing was saved. Try again shortly; "
+            "if it keeps happening, tell the bot's operator."
+        )
+
+
+class StoreUnwritable(StoreError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The bot's database cannot be written (read-only or out of disk space), so "
+            "nothing was saved. Tell the bot's operator."
+        )
+
+
+# PostgreSQL SQLSTATE classes and codes, SQLite's messages.
+_PG_BUSY = {"40001", "40P01", "55P03", "55006"}
+_PG_UNWRITABLE = {"25006", "53100", "53000", "53200", "58030"}
+_SQLITE_BUSY = ("database is locked", "database table is locked", "busy")
+_SQLITE_UNWRITABLE = ("readonly", "read-only", "disk is full", "disk i/o error", "out of memory")
+
+
+def classify(err: BaseException) -> StoreError | None:
+    """The StoreError a driver error means, or None when it is a bug to surface."""
+    if isinstance(err, StoreError):
+        return err
+    if isinstance(err, OSError | ConnectionError | TimeoutError):
+        return StoreUnavailable()
+    if not isinstance(err, DBAPIError):
+        return None
+    code = str(getattr(err.orig, "sqlstate", "") or getattr(err.orig, "pgcode", "") or "")
+    message = str(err.orig).lower()
+    if code in _PG_BUSY or any(m in message for m in _SQLITE_BUSY):
+        return StoreBusy()
+    if code in _PG_UNWRITABLE or any(m in message for m in _SQLITE_UNWRITABLE):
+        return StoreUnwritable()
+    if code.startswith(("08", "57P")) or err.connection_invalidated:
+        return StoreUnavailable()
+    if isinstance(err, OperationalError) and "unable to open database" in message:
+        return StoreUnwritable()
+    return None
+
+
+async def with_retry(
+    what: str,
+    op: Callable[[], Awaitable[T]],
+    *,
+    budget: float = RETRY_SECONDS,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run `op`; on a passing failure try again with backoff until `budget` seconds are used.
+
+    Raises the StoreError the failure means (the driver's own error for anything else).
+    """
+    started = time.monotonic()
+    delay = _BACKOFF_FIRST
+    while True:
+        try:
+            return await op()
+        except Exception as err:
+            typed = classify(err)
+            if typed is None:
+                raise
+            waited = time.monotonic() - started
+            if not typed.transient or waited + delay > budget:
+                log.warning("database %s failed: %s (%s)", what, type(typed).__name__, _short(err))
+                raise typed from None
+            log.info("database %s: %s, again in %.1fs", what, type(typed).__name__, delay)
+        await sleep(delay)
+        delay = min(_BACKOFF_CAP, delay * 2) * random.uniform(0.8, 1.2)
+
+
+def _short(err: BaseException) -> str:
+    cause = err.orig if isinstance(err, DBAPIError) else err
+    return f"{type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}"

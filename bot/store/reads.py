@@ -1,0 +1,303 @@
+"""What a chat turn reads (config, secrets, history): batched, plain SQL, remembered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import bindparam, select, tuple_, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.store.base import Database, Key, chain
+from bot.store.batch import Batcher
+from bot.store.cache import ScopedCache
+from bot.store.models import ChannelConfigRow, MessageRow, SecretRow
+from bot.types import ChannelConfig, ChannelRef, HistoryEntry, Role, Scope, TurnState
+
+# What a chat turn reads is remembered (see bot.store.cache): bounded in entries, in
+# history characters, and in age.
+_CACHE_TTL = 30.0
+_CACHE_ENTRIES = 20_000
+HISTORY_KEEP = 400  # entries per conversation; engines read 200
+_HISTORY_CHARS = 32_000_000
+_READ_BATCH = 200  # channels per batched read (bound parameters stay far below limits)
+
+Conversation = tuple[str, str, str, str]  # (platform, server, channel, thread)
+Merge = Callable[[ChannelRef, Sequence[Any]], ChannelConfig]
+
+
+def _rows_at(table: Any) -> Any:
+    """Rows at any of the (platform, server, channel) keys given as `keys`, built once."""
+    key = tuple_(table.c.platform, table.c.server_id, table.c.channel_id)
+    return select(table).where(key.in_(bindparam("keys", expanding=True)))
+
+
+_CONFIG_ROWS = _rows_at(ChannelConfigRow.__table__)
+_SECRET_ROWS = _rows_at(SecretRow.__table__)
+_MESSAGES = MessageRow.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecret:
+    """A secret row as read, still sealed; `origin` is "channel" or "server"."""
+
+    origin: str
+    platform: str
+    server_id: str
+    channel_id: str
+    name: str
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Want:
+    """What one caller needs read for one channel (or thread)."""
+
+    ref: ChannelRef
+    config: bool = False
+    secrets: bool = False
+    history: int = 0  # newest entries wanted; 0: none
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    config: ChannelConfig | None = None
+    secrets: Mapping[str, StoredSecret] | None = None
+    history: list[HistoryEntry] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    entries: tuple[HistoryEntry, ...]
+    complete: bool  # holds every stored entry, not just the newest
+
+
+def _history_chars(history: _History) -> int:
+    return sum(len(e.content) for e in history.entries) + 64 * len(history.entries)
+
+
+def conversation_of(ref: ChannelRef) -> Conversation:
+    return (ref.platform.value, ref.server_id, ref.channel_id, ref.thread_id)
+
+
+def entry_of(row: Any) -> HistoryEntry:
+    return HistoryEntry(
+        role=Role(row.role),
+        content=row.content,
+        author=row.author,
+        tokens=row.token_estimate,
+        error=row.error,
+        state=TurnState(row.state),
+        id=row.id,
+    )
+
+
+class TurnReads:
+    """The caches of what turns read, filled by one batched query per kind.
+
+    Correct while one process serves a channel: writes through the store drop or
+    update what they change (see bot.store.cache).
+    """
+
+    def __init__(self, db: Database, merge: Merge) -> None:
+        self._db = db
+        self._merge = merge
+        self._batch: Batcher[_Want, _Read] = Batcher(self._read_batch, _READ_BATCH)
+        self.configs: ScopedCache[ChannelConfig] = ScopedCache(
+            ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES
+        )
+        self.secrets: ScopedCache[Mapping[str, StoredSecret]] = ScopedCache(
+            ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES
+        )
+        self.histories: ScopedCache[_History] = ScopedCache(
+            ttl=_CACHE_TTL,
+            max_entries=_CACHE_ENTRIES,
+            max_weight=_HISTORY_CHARS,
+            weigh=_history_chars,
+        )
+
+    async def drain(self) -> None:
+        await self._batch.drain()
+
+    async def prefetch(self, ref: ChannelRef, history_limit: int) -> None:
+        """Load what a chat turn reads in one round trip (only what is not remembered)."""
+        scope = ref.scope_key(Scope.CHANNEL)
+        want = _Want(
+            ref,
+            config=self.configs.get(scope) is None,
+            secrets=self.secrets.get(scope) is None,
+            history=0 if self._remembered(ref, history_limit) is not None else history_limit,
+        )
+        if want.config or want.secrets or want.history:
+            await self._batch.submit(want)
+
+    async def config(self, ref: ChannelRef) -> ChannelConfig:
+        cached = self.configs.get(ref.scope_key(Scope.CHANNEL))
+        if cached is not None:
+            return cached
+        config = (await self._batch.submit(_Want(ref, config=True))).config
+        assert config is not None
+        return config
+
+    async def sealed_secrets(self, ref: ChannelRef) -> Mapping[str, StoredSecret]:
+        """The nearest stored secret of each name for this channel, still sealed.
+
+        One read serves every name a turn needs; each is opened only when asked for, so
+        an unreadable secret fails only the lookups of its own name.
+        """
+        cached = self.secrets.get(ref.scope_key(Scope.CHANNEL))
+        if cached is not None:
+            return cached
+        secrets = (await self._batch.submit(_Want(ref, secrets=True))).secrets
+        assert secrets is not None
+        return secrets
+
+    async def history(self, ref: ChannelRef, limit: int) -> list[HistoryEntry]:
+        remembered = self._remembered(ref, limit)
+        if remembered is not None:
+            return remembered
+        entries = (await self._batch.submit(_Want(ref, history=limit))).history
+        assert entries is not None
+        return entries
+
+    def appended(self, ref: ChannelRef, entries: Sequence[HistoryEntry]) -> None:
+        """This process stored `entries` (or replaced them by id): keep the cache true."""
+        conversation = conversation_of(ref)
+        cached = self.histories.get(conversation)
+        if cached is None:
+            return
+        kept = list(cached.entries)
+        positions = {e.id: i for i, e in enumerate(kept) if e.id is not None}
+        for entry in entries:
+            at = positions.get(entry.id) if entry.id is not None else None
+            if at is not None:
+                kept[at] = entry
+            else:
+                kept.append(entry)
+        complete = cached.complete and len(kept) <= HISTORY_KEEP
+        self.histories.replace(conversation, _History(tuple(kept[-HISTORY_KEEP:]), complete))
+
+    def _remembered(self, ref: ChannelRef, limit: int) -> list[HistoryEntry] | None:
+        if limit <= 0:
+            return []
+        cached = self.histories.get(conversation_of(ref))
+        if cached is not None and (cached.complete or len(cached.entries) >= limit):
+            return list(cached.entries[-limit:])
+        return None
+
+    async def _read_batch(self, wants: Sequence[_Want]) -> list[_Read]:
+        """One connection, one query per kind for every channel asked about."""
+        generations = (
+            self.configs.generation(),
+            self.secrets.generation(),
+            self.histories.generation(),
+        )
+        config_refs = [w.ref for w in wants if w.config]
+        secret_refs = [w.ref for w in wants if w.secrets]
+        limits: dict[Conversation, int] = {}
+        for w in wants:
+            if w.history:
+                conversation = conversation_of(w.ref)
+                limits[conversation] = max(w.history, limits.get(conversation, 0))
+
+        async def read(conn: AsyncConnection) -> tuple[Any, Any, Any]:
+            return (
+                await _rows_for(conn, _CONFIG_ROWS, config_refs),
+                await _rows_for(conn, _SECRET_ROWS, secret_refs),
+                await _load_histories(conn, limits),
+            )
+
+        config_rows, secret_rows, histories = await self._db.read_plain("read", read)
+        results = []
+        for w in wants:
+            scope = w.ref.scope_key(Scope.CHANNEL)
+            got = _Read()
+            if w.config:
+                config = self._merge(w.ref, _nearest_first(w.ref, config_rows))
+                self.configs.put(scope, scope, config, generation=generations[0])
+                got = replace(got, config=config)
+            if w.secrets:
+                secrets = _sealed(w.ref, _nearest_first(w.ref, secret_rows))
+                self.secrets.put(scope, scope, secrets, generation=generations[1])
+                got = replace(got, secrets=secrets)
+            if w.history:
+                conversation = conversation_of(w.ref)
+                entries = histories[conversation]
+                history = _History(tuple(entries), complete=len(entries) < limits[conversation])
+                self.histories.put(conversation, scope, history, generation=generations[2])
+                got = replace(got, history=entries[-w.history :])
+            results.append(got)
+        return results
+
+
+async def _rows_for(
+    conn: AsyncConnection, statement: Any, refs: Sequence[ChannelRef]
+) -> dict[Key, list[Any]]:
+    """Rows of these channels and of their servers, by (platform, server, channel)."""
+    if not refs:
+        return {}
+    keys = sorted({key for ref in refs for key in chain(ref)})
+    rows = (await conn.execute(statement, {"keys": keys})).all()
+    found: dict[Key, list[Any]] = {}
+    for row in rows:
+        found.setdefault((row.platform, row.server_id, row.channel_id), []).append(row)
+    return found
+
+
+def _nearest_first(ref: ChannelRef, rows: Mapping[Key, list[Any]]) -> list[Any]:
+    """The rows of this channel's chain, the channel's own first."""
+    return [row for key in chain(ref) for row in rows.get(key, ())]
+
+
+def _sealed(ref: ChannelRef, nearest_first: Sequence[Any]) -> Mapping[str, StoredSecret]:
+    nearest: dict[str, StoredSecret] = {}
+    for row in reversed(nearest_first):  # the channel's row of a name replaces the server's
+        nearest[row.name] = StoredSecret(
+            origin="channel" if row.channel_id == ref.channel_id else "server",
+            platform=row.platform,
+            server_id=row.server_id,
+            channel_id=row.channel_id,
+            name=row.name,
+            key_id=row.key_id,
+            nonce=row.nonce,
+            ciphertext=row.ciphertext,
+        )
+    return MappingProxyType(nearest)
+
+
+async def _load_histories(
+    conn: AsyncConnection, limits: Mapping[Conversation, int]
+) -> dict[Conversation, list[HistoryEntry]]:
+    """The newest turns of each conversation, one statement for all of them.
+
+    Each part reads only its own newest rows through the conversation index (a
+    window over whole histories would read every old turn as well).
+    """
+    found: dict[Conversation, list[HistoryEntry]] = {c: [] for c in limits}
+    if not limits:
+        return found
+    parts = []
+    m = _MESSAGES
+    for (platform, server_id, channel_id, thread_id), limit in limits.items():
+        newest = (
+            select(m)
+            .where(
+                m.c.platform == platform,
+                m.c.server_id == server_id,
+                m.c.channel_id == channel_id,
+                m.c.thread_id == thread_id,
+            )
+            .order_by(m.c.id.desc())
+            .limit(limit)
+            .subquery()
+        )
+        parts.append(select(newest))
+    statement = union_all(*parts) if len(parts) > 1 else parts[0]
+    rows = (await conn.execute(statement)).all()
+    for row in sorted(rows, key=lambda row: row.id):  # oldest first
+        found[(row.platform, row.server_id, row.channel_id, row.thread_id)].append(entry_of(row))
+    return found

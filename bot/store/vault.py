@@ -1,0 +1,155 @@
+"""Encrypted secrets: stored per channel or server, resolved along the chain, rotated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.store.base import Database, Key, audit_row, key_of, where
+from bot.store.models import SecretRow, utcnow
+from bot.store.reads import StoredSecret, TurnReads
+from bot.store.secrets import Sealed, SecretBox, associated_data, describe_scope
+from bot.types import Actor, ChannelRef, Scope, SecretValue, Source
+
+# Secret names the bot stores; a typo must not silently create a new secret.
+SECRET_NAMES = frozenset(
+    {"openai_api_key", "claude_api_key", "mistral_api_key", "custom_api_key", "proxy_password"}
+)
+
+Found = tuple[str, SecretValue] | None
+
+
+def api_key_name(source: Source) -> str:
+    """The secret name holding a source's API key (`openai_api_key`, …)."""
+    return f"{source.value}_api_key"
+
+
+def _check_name(name: str) -> None:
+    if name not in SECRET_NAMES:
+        raise ValueError(f"unknown secret {name!r}; known: {', '.join(sorted(SECRET_NAMES))}")
+
+
+class Vault:
+    """Seals on the way in, opens on the way out; values never leave as plain rows."""
+
+    def __init__(
+        self,
+        db: Database,
+        reads: TurnReads,
+        box: SecretBox,
+        default_secrets: Mapping[str, SecretValue],
+    ) -> None:
+        self._db = db
+        self._reads = reads
+        self._box = box
+        self._defaults = dict(default_secrets)
+
+    def _open(self, row: SecretRow | StoredSecret) -> SecretValue:
+        return self._box.open(
+            Sealed(row.key_id, row.nonce, row.ciphertext),
+            associated_data(row.platform, row.server_id, row.channel_id, row.name),
+            where=describe_scope(row.platform, row.server_id, row.channel_id),
+            name=row.name,
+        )
+
+    async def apply_set(
+        self, session: AsyncSession, key: Key, name: str, value: SecretValue, actor: Actor
+    ) -> None:
+        """Encrypt and store a secret inside the caller's transaction; audit its name only."""
+        _check_name(name)
+        if not value:
+            raise ValueError("an empty secret cannot be stored; clear it instead")
+        sealed = self._box.seal(value, associated_data(*key, name))
+        now = utcnow()
+        stmt = self._db.insert(SecretRow).values(
+            platform=key[0],
+            server_id=key[1],
+            channel_id=key[2],
+            name=name,
+            key_id=sealed.key_id,
+            nonce=sealed.nonce,
+            ciphertext=sealed.ciphertext,
+            created_at=now,
+            updated_at=now,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["platform", "server_id", "channel_id", "name"],
+            set_={
+                "key_id": stmt.excluded.key_id,
+                "nonce": stmt.excluded.nonce,
+                "ciphertext": stmt.excluded.ciphertext,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        await session.execute(stmt)
+        session.add(audit_row(key, actor, "secret.set", f"{name} set"))
+
+    async def apply_clear(self, session: AsyncSession, key: Key, name: str, actor: Actor) -> bool:
+        """Remove a secret inside the caller's transaction; True (and audited) if there was one."""
+        _check_name(name)
+        result = await session.execute(
+            delete(SecretRow).where(where(SecretRow, key), SecretRow.name == name)
+        )
+        removed = bool(getattr(result, "rowcount", 0))
+        if removed:
+            session.add(audit_row(key, actor, "secret.clear", f"{name} cleared"))
+        return removed
+
+    async def set(
+        self, ref: ChannelRef, scope: Scope, name: str, value: SecretValue, actor: Actor
+    ) -> None:
+        key = key_of(ref, scope)
+
+        async def work(session: AsyncSession) -> None:
+            await self.apply_set(session, key, name, value, actor)
+
+        await self._db.write("secret write", work)
+        self._reads.secrets.drop_scope(key)
+
+    async def clear(self, ref: ChannelRef, scope: Scope, name: str, actor: Actor) -> bool:
+        key = key_of(ref, scope)
+
+        async def work(session: AsyncSession) -> bool:
+            return await self.apply_clear(session, key, name, actor)
+
+        removed = await self._db.write("secret write", work)
+        self._reads.secrets.drop_scope(key)
+        return removed
+
+    async def effective(self, ref: ChannelRef, name: str) -> Found:
+        """(origin, value): channel → server → operator default. SecretUnreadable if sealed
+        under a key that is gone."""
+        _check_name(name)
+        stored = (await self._reads.sealed_secrets(ref)).get(name)
+        if stored is not None:
+            return stored.origin, self._open(stored)
+        default = self._defaults.get(name)
+        if default:
+            return "operator", default
+        return None
+
+    async def rotate(self) -> int:
+        """Re-encrypt every secret under the first key in one transaction; all or nothing."""
+
+        async def work(session: AsyncSession) -> int:
+            rows = (
+                await session.scalars(select(SecretRow).order_by(SecretRow.id).with_for_update())
+            ).all()
+            # Decrypt everything before writing anything: one unreadable secret aborts.
+            opened = [(row, self._open(row)) for row in rows]
+            now = utcnow()
+            for row, value in opened:
+                sealed = self._box.seal(
+                    value, associated_data(row.platform, row.server_id, row.channel_id, row.name)
+                )
+                row.key_id = sealed.key_id
+                row.nonce = sealed.nonce
+                row.ciphertext = sealed.ciphertext
+                row.updated_at = now
+            return len(opened)
+
+        count = await self._db.write("key rotation", work)
+        self._reads.secrets.clear()
+        return count
