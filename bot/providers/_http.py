@@ -8,7 +8,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from bot.providers._errors import error_from_status, malformed, redact
+from bot.providers._errors import error_from_status, malformed
 from bot.providers._network import AsyncioBackend
 from bot.providers.base import (
     EndpointNotAllowed,
@@ -29,19 +29,35 @@ from bot.providers.base import (
     Unreachable,
 )
 from bot.providers.policy import EndpointPolicy, EndpointRefused
+from bot.types import redact
+from bot.types.text import shorten
 
 log = logging.getLogger("bot.providers")
 
 Sleep = Callable[[float], Awaitable[None]]
 
 _RETRYABLE = (Overloaded, RateLimited, ProviderTimeout, StreamCut, Unreachable)
-_MAX_BODY = 16 * 1024 * 1024  # a model list from a big router is ~2 MB
+MAX_BODY = 16 * 1024 * 1024  # a model list from a big router is ~2 MB
 _MAX_ERROR_BODY = 64 * 1024
 _DRAIN_LIMIT = 64 * 1024
 _DRAIN_SECONDS = 1.0
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 8.0
 _LANE_SIZE = 16  # connections per pool before another pool (lane) takes new requests
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """One request to an endpoint, and what its errors may say about it."""
+
+    method: str
+    url: str
+    where: str  # how messages name the endpoint ("The proxy at …")
+    headers: Mapping[str, str]
+    secrets: tuple[str, ...] = ()  # the credentials sent: redacted from anything shown
+    body: Any = None  # JSON
+    params: Mapping[str, str] | None = None
+    auth_hint: str = ""  # appended to an authentication error
 
 
 class Transport:
@@ -142,23 +158,23 @@ class Transport:
             redact(str(err)),
         )
 
-    async def open(
-        self,
-        method: str,
-        url: str,
-        *,
-        where: str,
-        headers: dict[str, str],
-        secrets: Iterable[str],
-        json_body: Any = None,
-        params: dict[str, str] | None = None,
-        auth_hint: str = "",
-    ) -> tuple[httpx.Response, float]:
+    async def open(self, spec: RequestSpec) -> tuple[httpx.Response, float]:
         """Send one request; return the open 2xx response and the first-byte deadline."""
-        lane = self.lane(url)
-        request = lane.client.build_request(
-            method, url, headers=headers, json=json_body, params=params
-        )
+        try:
+            lane = self.lane(spec.url)
+            request = lane.client.build_request(
+                spec.method,
+                spec.url,
+                headers=dict(spec.headers),
+                json=spec.body,
+                params=dict(spec.params) if spec.params else None,
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError):
+            # A URL saved before the policy parsed URLs the way httpx does.
+            raise EndpointNotAllowed(
+                f"{spec.where} has a URL the bot cannot use. An admin sets it again with "
+                "/proxy set <url>."
+            ) from None
         deadline = asyncio.get_running_loop().time() + self.settings.first_byte_timeout
         try:
             async with asyncio.timeout_at(deadline):
@@ -168,39 +184,39 @@ class Transport:
             if isinstance(exc, EndpointRefused):  # the name now points somewhere refused
                 raise EndpointNotAllowed(str(exc)) from None
             if isinstance(exc, TimeoutError | httpx.TimeoutException):
-                raise self.timeout_error(exc, where, first=True) from None
+                raise self.timeout_error(exc, spec.where, first=True) from None
             if not isinstance(exc, httpx.HTTPError):
                 raise
             raise Unreachable(
-                f"{where} could not be reached ({type(exc).__name__}). Check the URL and "
+                f"{spec.where} could not be reached ({type(exc).__name__}). Check the URL and "
                 "that the server is running, then try again."
             ) from None
         assert isinstance(response.stream, httpx.AsyncByteStream)  # an async client's
         response.stream = _Leased(response.stream, lane)
-        log.debug("%s %s → %d", method, url, response.status_code)
+        log.debug("%s %s → %d", spec.method, spec.url, response.status_code)
         if response.status_code < 300:
             return response, deadline
         try:
-            raw = await self._read_limited(response, deadline, _MAX_ERROR_BODY, where)
+            raw = await self.read_limited(response, deadline, _MAX_ERROR_BODY, spec.where)
         except ProviderError:
             raw = b""
         finally:
             await response.aclose()
         if 300 <= response.status_code < 400:
-            target = response.headers.get("location", "another address")
+            target = redact(response.headers.get("location", "another address"), spec.secrets)
             raise ProviderError(
-                f"{where} redirected the request (HTTP {response.status_code}) to {target}. "
-                "Use the final URL directly."
+                f"{spec.where} redirected the request (HTTP {response.status_code}) to "
+                f"{shorten(target, 200)}. Use the final URL directly."
             )
         err = error_from_status(
             response.status_code,
             raw,
             response.headers,
-            where=where,
-            secrets=secrets,
-            auth_hint=auth_hint,
+            where=spec.where,
+            secrets=spec.secrets,
+            auth_hint=spec.auth_hint,
         )
-        log.info("%s %s → %d (%s)", method, url, response.status_code, err.kind)
+        log.info("%s %s → %d (%s)", spec.method, spec.url, response.status_code, err.kind)
         raise err
 
     def timeout_error(self, exc: BaseException, where: str, *, first: bool) -> ProviderTimeout:
@@ -265,7 +281,7 @@ class Transport:
         except (TimeoutError, ProviderError):
             pass  # closing the response drops the connection instead; nothing is lost
 
-    async def _read_limited(
+    async def read_limited(
         self, response: httpx.Response, deadline: float, limit: int, where: str
     ) -> bytes:
         parts: list[bytes] = []
@@ -277,62 +293,21 @@ class Transport:
                 raise malformed(where, "the answer is too large")
         return b"".join(parts)
 
-    async def post_json(
-        self,
-        url: str,
-        *,
-        where: str,
-        headers: dict[str, str],
-        body: Any,
-        secrets: Iterable[str],
-        auth_hint: str = "",
-    ) -> Any:
-        """POST `body` for a whole (not streamed) answer, with the bounded retry rule."""
+    async def post_json(self, spec: RequestSpec) -> Any:
+        """A whole (not streamed) answer as JSON, with the bounded retry rule."""
+        return await self.retrying(spec.where, lambda: self.request_json(spec))
 
-        async def post() -> Any:
-            return await self.request_json(
-                "POST",
-                url,
-                where=where,
-                headers=headers,
-                json_body=body,
-                secrets=secrets,
-                auth_hint=auth_hint,
-            )
-
-        return await self.retrying(where, post)
-
-    async def request_json(
-        self,
-        method: str,
-        url: str,
-        *,
-        where: str,
-        headers: dict[str, str],
-        secrets: Iterable[str],
-        json_body: Any = None,
-        params: dict[str, str] | None = None,
-        auth_hint: str = "",
-    ) -> Any:
+    async def request_json(self, spec: RequestSpec) -> Any:
         """One non-streaming request → parsed JSON (MalformedResponse when it is not JSON)."""
-        response, deadline = await self.open(
-            method,
-            url,
-            where=where,
-            headers=headers,
-            secrets=secrets,
-            json_body=json_body,
-            params=params,
-            auth_hint=auth_hint,
-        )
+        response, deadline = await self.open(spec)
         try:
-            raw = await self._read_limited(response, deadline, _MAX_BODY, where)
+            raw = await self.read_limited(response, deadline, MAX_BODY, spec.where)
         finally:
             await response.aclose()
         try:
             return json.loads(raw)
         except ValueError:
-            raise malformed(where, "not JSON") from None
+            raise malformed(spec.where, "not JSON") from None
 
 
 def _pool(

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any, Protocol
 
+import httpx
+
 from bot.providers._errors import malformed
-from bot.providers._http import Transport
-from bot.providers._sse import SSEEvent, SSEParser
+from bot.providers._http import MAX_BODY, RequestSpec, Transport
+from bot.providers._sse import SSEEvent, SSELineTooLong, SSEParser
 from bot.providers.base import Delta, ProviderError, StreamCut
+
+# Far above any real answer (MAX_ANSWER_CHARS stops the text sooner); bounds what a
+# runaway endpoint can make the bot read.
+MAX_STREAM_BYTES = 64 * 1024 * 1024
 
 
 class StreamDecoder(Protocol):
@@ -40,25 +48,16 @@ def loads(data: str | bytes, where: str) -> Any:
 
 
 async def stream_deltas(
-    transport: Transport,
-    url: str,
-    *,
-    where: str,
-    headers: dict[str, str],
-    body: dict[str, Any],
-    secrets: Iterable[str],
-    decoder: Callable[[], StreamDecoder],
-    auth_hint: str = "",
+    transport: Transport, spec: RequestSpec, decoder: Callable[[], StreamDecoder]
 ) -> AsyncGenerator[Delta, None]:
-    """POST `body` and yield deltas; retry only while nothing has been yielded."""
+    """POST `spec` and yield deltas; retry only while nothing has been yielded."""
     started = time.monotonic()
     attempt = 0
-    headers = {**headers, "accept": "text/event-stream"}
+    spec = replace(spec, headers={**spec.headers, "accept": "text/event-stream"})
     while True:
         texts: list[str] = []
         try:
-            one = _attempt(transport, url, where, headers, body, secrets, decoder(), auth_hint)
-            async with aclosing(one) as deltas:
+            async with aclosing(_attempt(transport, spec, decoder())) as deltas:
                 async for delta in deltas:
                     texts.append(delta.text)
                     yield delta
@@ -69,56 +68,72 @@ async def stream_deltas(
             delay = None if texts else transport.retry_delay(attempt, err, started)
             if delay is None:
                 raise
-            transport.log_retry(where, err, attempt, delay)
+            transport.log_retry(spec.where, err, attempt, delay)
             await transport.sleep(delay)
             attempt += 1
 
 
 async def _attempt(
-    transport: Transport,
-    url: str,
-    where: str,
-    headers: dict[str, str],
-    body: dict[str, Any],
-    secrets: Iterable[str],
-    state: StreamDecoder,
-    auth_hint: str,
+    transport: Transport, spec: RequestSpec, state: StreamDecoder
 ) -> AsyncGenerator[Delta, None]:
-    response, deadline = await transport.open(
-        "POST",
-        url,
-        where=where,
-        headers=headers,
-        secrets=secrets,
-        json_body=body,
-        auth_hint=auth_hint,
-    )
+    response, deadline = await transport.open(spec)
+    where = spec.where
     try:
         ctype = response.headers.get("content-type", "")
         if "json" in ctype:
             # A server that ignores `stream: true` and answers in one piece.
-            raw = b"".join([c async for c in transport.chunks(response, deadline, where)])
+            raw = await transport.read_limited(response, deadline, MAX_BODY, where)
             for delta in state.on_body(loads(raw, where)):
                 yield delta
             return
         if "html" in ctype:
             raise malformed(where, "a web page instead of an event stream")
-        parser = SSEParser()
-        async with aclosing(transport.chunks(response, deadline, where)) as chunks:
-            async for chunk in chunks:
-                for event in parser.feed(chunk):
-                    for delta in state.on_event(event):
-                        yield delta
-                if state.done:
-                    await transport.drain(chunks)
-                    break
-            else:
-                for event in parser.close():
-                    for delta in state.on_event(event):
-                        yield delta
+        async for delta in _events(transport, response, deadline, where, state):
+            yield delta
         for delta in state.finish():
             yield delta
         if not (state.done or state.complete):
             raise StreamCut(f"{where} ended the stream before the answer was complete. Try again.")
     finally:
         await response.aclose()
+
+
+async def _events(
+    transport: Transport,
+    response: httpx.Response,
+    deadline: float,
+    where: str,
+    state: StreamDecoder,
+) -> AsyncGenerator[Delta, None]:
+    """Deltas of an event stream, within the size caps and the idle limit.
+
+    Keep-alive comments and a line dripping in byte by byte are not progress: only a
+    complete event line resets the idle clock, or a stream could hold a turn forever.
+    """
+    parser = SSEParser()
+    clock = asyncio.get_running_loop().time
+    idle = transport.settings.idle_timeout
+    progress = clock()
+    size = 0
+    async with aclosing(transport.chunks(response, deadline, where)) as chunks:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > MAX_STREAM_BYTES:
+                raise malformed(where, f"more than {MAX_STREAM_BYTES // 2**20} MB in one answer")
+            try:
+                events = parser.feed(chunk)
+            except SSELineTooLong:
+                raise malformed(where, "a line of the event stream is too long") from None
+            if parser.take_progress():
+                progress = clock()
+            elif clock() - progress > idle:
+                raise transport.timeout_error(TimeoutError(), where, first=False)
+            for event in events:
+                for delta in state.on_event(event):
+                    yield delta
+            if state.done:
+                await transport.drain(chunks)
+                return
+        for event in parser.close():
+            for delta in state.on_event(event):
+                yield delta

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any
 
 from bot.providers._errors import error_fields, error_from_kind, malformed
-from bot.providers._http import Transport
+from bot.providers._provider import HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
-from bot.providers.base import (
-    AuthError,
-    ChatRequest,
-    Delta,
-    Endpoint,
-    ModelInfo,
-    ProviderError,
-    StatusResult,
-    Usage,
-)
+from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
 from bot.providers.convert import claude_messages
 
 API_BASE = "https://api.anthropic.com/v1"
@@ -28,34 +18,18 @@ DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens; this is the fallback
 _MAX_PAGES = 50
 
 
-class ClaudeProvider:
-    def __init__(self, transport: Transport, endpoint: Endpoint) -> None:
-        self._t = transport
-        self.endpoint = endpoint
+class ClaudeProvider(HTTPProvider):
+    # As in SillyTavern, a reverse proxy URL replaces the `/v1` base as typed.
+    name = "Claude (Anthropic)"
+    default_base = API_BASE
 
-    async def _base(self) -> str:
-        # As in SillyTavern, a reverse proxy URL replaces the `/v1` base as typed.
-        if self.endpoint.proxy_url:
-            return await self._t.checked(self.endpoint.proxy_url)
-        return API_BASE
+    def _fixed_headers(self) -> dict[str, str]:
+        return {"anthropic-version": API_VERSION}
 
-    def _where(self, base: str) -> str:
-        return f"The proxy at {base}" if self.endpoint.proxy_url else "Claude (Anthropic)"
+    def _credential_headers(self, credential: str) -> dict[str, str]:
+        return {"x-api-key": credential}
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"anthropic-version": API_VERSION}
-        credential = self.endpoint.credential()
-        if credential:
-            headers["x-api-key"] = credential.reveal()
-        elif not self.endpoint.proxy_url:
-            raise AuthError("No API key is set for Claude. Set the channel's key, then try again.")
-        return headers
-
-    def _secrets(self) -> list[str]:
-        credential = self.endpoint.credential()
-        return [credential.reveal()] if credential else []
-
-    def body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    def body(self, request: ChatRequest) -> dict[str, Any]:
         system, messages = claude_messages(
             request.messages, request.system_prompt, request.multi_user
         )
@@ -63,7 +37,7 @@ class ClaudeProvider:
             "model": request.model,
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
             "messages": messages,
-            "stream": stream,
+            "stream": True,
         }
         if system:
             body["system"] = system
@@ -76,47 +50,15 @@ class ClaudeProvider:
             body["stop_sequences"] = list(request.stop)
         return body
 
-    async def check_status(self) -> StatusResult:
-        base = ""
-        try:
-            base = await self._base()
-            models = await self._models_at(base)
-        except ProviderError as err:
-            return StatusResult(ok=False, reason=str(err), base_url=base, error_kind=err.kind)
-        count = len(models)
-        return StatusResult(
-            ok=True,
-            reason=f"{self._where(base)} answered the status check and lists {count} "
-            f"model{'s' * (count != 1)}.",
-            models=tuple(models),
-            base_url=base,
-        )
-
-    async def list_models(self) -> list[ModelInfo]:
-        return await self._models_at(await self._base())
-
     async def _models_at(self, base: str) -> list[ModelInfo]:
-        where = self._where(base)
-        headers = self._headers()
         params = {"limit": "1000"}
         models: list[ModelInfo] = []
         for _ in range(_MAX_PAGES):
-            page_params = dict(params)
-
-            async def fetch(page_params: dict[str, str] = page_params) -> Any:
-                return await self._t.request_json(
-                    "GET",
-                    f"{base}/models",
-                    where=where,
-                    headers=headers,
-                    params=page_params,
-                    secrets=self._secrets(),
-                )
-
-            page = await self._t.retrying(where, fetch)
+            spec = self.spec("GET", f"{base}/models", base, params=dict(params))
+            page = await self.get_json(spec)
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
-                raise malformed(where, "no `data` list of models")
+                raise malformed(spec.where, "no `data` list of models")
             for item in data:
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     name = item.get("display_name")
@@ -128,34 +70,9 @@ class ClaudeProvider:
             params["after_id"] = last_id
         return models
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
-        base = await self._base()
-        where = self._where(base)
-        deltas = stream_deltas(
-            self._t,
-            f"{base}/messages",
-            where=where,
-            headers=self._headers(),
-            body=self.body(request, stream=True),
-            secrets=self._secrets(),
-            decoder=lambda: EventDecoder(where),
-        )
-        async with aclosing(deltas) as it:
-            async for delta in it:
-                yield delta
-
-    async def complete(self, request: ChatRequest) -> list[Delta]:
-        base = await self._base()
-        where = self._where(base)
-        answer = await self._t.post_json(
-            f"{base}/messages",
-            where=where,
-            headers=self._headers(),
-            body=self.body(request, stream=False),
-            secrets=self._secrets(),
-        )
-        result: list[Delta] = EventDecoder(where).on_body(answer)
-        return result
+    def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        spec = self.spec("POST", f"{base}/messages", base, body=self.body(request))
+        return stream_deltas(self._t, spec, lambda: EventDecoder(spec.where))
 
 
 def _int(value: Any) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.providers._http import Sleep, Transport
+from bot.providers._provider import HTTPProvider
 from bot.providers.base import Endpoint, Provider, ProviderSettings
 from bot.providers.claude import ClaudeProvider
 from bot.providers.custom import CustomProvider
@@ -13,8 +14,9 @@ from bot.providers.openai import OpenAIProvider
 from bot.providers.policy import EndpointPolicy
 from bot.types import Source
 
-_BY_SOURCE = {
+_BY_SOURCE: dict[Source, type[HTTPProvider]] = {
     Source.OPENAI: OpenAIProvider,
+    Source.CLAUDE: ClaudeProvider,
     Source.MISTRAL: MistralProvider,
     Source.CUSTOM: CustomProvider,
 }
@@ -41,13 +43,7 @@ class ProviderHub:
 
     def provider(self, endpoint: Endpoint) -> Provider:
         """A provider for this endpoint; cheap, share-nothing except the pooled clients."""
-        if endpoint.source is Source.CLAUDE:
-            return ClaudeProvider(self._transport, endpoint)
         return _BY_SOURCE[endpoint.source](self._transport, endpoint)
-
-    def corrected_url(self, typed_url: str) -> str | None:
-        """The working URL found for a custom URL as typed (e.g. with `/v1` added), if any."""
-        return self._transport.corrected.get(typed_url.strip().rstrip("/"))
 
     async def aclose(self) -> None:
         await self._transport.aclose()

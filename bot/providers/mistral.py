@@ -18,8 +18,8 @@ class MistralProvider(OpenAICompatible):
     def _messages(self, request: ChatRequest) -> list[Message]:
         return mistral_messages(request)
 
-    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        body = super()._body(request, stream=stream)
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        body = super()._body(request)
         if self.endpoint.mistral_safe_prompt:
             body["safe_prompt"] = True
         return body

@@ -3,74 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any, ClassVar
 
 from bot.providers._errors import error_fields, error_from_kind, malformed
-from bot.providers._http import Transport
+from bot.providers._provider import HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
-from bot.providers.base import (
-    AuthError,
-    ChatRequest,
-    Delta,
-    Endpoint,
-    ModelInfo,
-    ProviderError,
-    StatusResult,
-    Usage,
-)
+from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
 from bot.providers.convert import Message, ThinkSplitter, openai_messages
 
 
-class OpenAICompatible:
+class OpenAICompatible(HTTPProvider):
     """GET {base}/models and POST {base}/chat/completions with a Bearer key."""
 
     name: ClassVar[str] = "OpenAI"
     default_base: ClassVar[str] = "https://api.openai.com/v1"
-    auth_hint: ClassVar[str] = ""
     max_tokens_field: ClassVar[str] = "max_tokens"
     seed_field: ClassVar[str] = "seed"
     ask_usage: ClassVar[bool] = False
 
-    def __init__(self, transport: Transport, endpoint: Endpoint) -> None:
-        self._t = transport
-        self.endpoint = endpoint
-
-    # -- pieces subclasses adjust ------------------------------------------------------
-
-    async def _base(self) -> str:
-        if self.endpoint.proxy_url:
-            return await self._t.checked(self.endpoint.proxy_url)
-        return self.default_base
-
-    def _where(self, base: str) -> str:
-        return f"The proxy at {base}" if self.endpoint.proxy_url else self.name
-
-    def _headers(self) -> dict[str, str]:
-        credential = self.endpoint.credential()
-        if credential:
-            return {"authorization": f"Bearer {credential.reveal()}"}
-        if not self.endpoint.proxy_url:
-            raise AuthError(
-                f"No API key is set for {self.name}. Set the channel's key, then try again."
-            )
-        return {}  # a reverse proxy may need no password
-
-    def _secrets(self) -> list[str]:
-        credential = self.endpoint.credential()
-        return [credential.reveal()] if credential else []
+    def _credential_headers(self, credential: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {credential}"}
 
     def _messages(self, request: ChatRequest) -> list[Message]:
         return openai_messages(request)
 
-    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": self._messages(request),
-            "stream": stream,
+            "stream": True,
         }
-        if stream and self.ask_usage:
+        if self.ask_usage:
             body["stream_options"] = {"include_usage": True}
         optional: dict[str, Any] = {
             "temperature": request.temperature,
@@ -82,87 +46,19 @@ class OpenAICompatible:
         body.update({k: v for k, v in optional.items() if v is not None})
         return body
 
-    # -- the Provider protocol -----------------------------------------------------------
-
-    async def check_status(self) -> StatusResult:
-        base = ""
-        try:
-            base = await self._base()
-            models = await self._models_at(base)
-        except ProviderError as err:
-            return StatusResult(ok=False, reason=str(err), base_url=base, error_kind=err.kind)
-        return StatusResult(
-            ok=True,
-            reason=_ok_reason(self._where(base), models),
-            models=tuple(models),
-            base_url=base,
-        )
-
-    async def list_models(self) -> list[ModelInfo]:
-        return await self._models_at(await self._base())
-
-    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
-        async with aclosing(self._stream_at(await self._base(), request)) as deltas:
-            async for delta in deltas:
-                yield delta
-
-    async def complete(self, request: ChatRequest) -> list[Delta]:
-        return await self._complete_at(await self._base(), request)
-
-    # -- shared mechanics ----------------------------------------------------------------
-
     async def _models_at(self, base: str) -> list[ModelInfo]:
-        where = self._where(base)
-        headers = self._headers()
-
-        async def fetch() -> Any:
-            return await self._t.request_json(
-                "GET",
-                f"{base}/models",
-                where=where,
-                headers=headers,
-                secrets=self._secrets(),
-                auth_hint=self.auth_hint,
-            )
-
-        return parse_models(await self._t.retrying(where, fetch), where)
+        spec = self.spec("GET", f"{base}/models", base)
+        return parse_models(await self.get_json(spec), spec.where)
 
     def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
-        where = self._where(base)
-        return stream_deltas(
-            self._t,
-            f"{base}/chat/completions",
-            where=where,
-            headers=self._headers(),
-            body=self._body(request, stream=True),
-            secrets=self._secrets(),
-            decoder=lambda: ChunkDecoder(where),
-            auth_hint=self.auth_hint,
-        )
-
-    async def _complete_at(self, base: str, request: ChatRequest) -> list[Delta]:
-        where = self._where(base)
-        answer = await self._t.post_json(
-            f"{base}/chat/completions",
-            where=where,
-            headers=self._headers(),
-            body=self._body(request, stream=False),
-            secrets=self._secrets(),
-            auth_hint=self.auth_hint,
-        )
-        result: list[Delta] = ChunkDecoder(where).on_body(answer)
-        return result
+        spec = self.spec("POST", f"{base}/chat/completions", base, body=self._body(request))
+        return stream_deltas(self._t, spec, lambda: ChunkDecoder(spec.where))
 
 
 class OpenAIProvider(OpenAICompatible):
     # max_tokens is refused by o-series models; max_completion_tokens works for all.
     max_tokens_field = "max_completion_tokens"
     ask_usage = True
-
-
-def _ok_reason(where: str, models: list[ModelInfo]) -> str:
-    count = len(models)
-    return f"{where} answered the status check and lists {count} model{'s' * (count != 1)}."
 
 
 def _int(value: Any) -> int | None:

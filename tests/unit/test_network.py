@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bot.providers import EndpointNotAllowed, ProviderSettings
-from bot.providers._http import _LANE_SIZE, Transport
+from bot.providers._http import _LANE_SIZE, RequestSpec, Transport
 from bot.providers._network import AsyncioBackend
 from bot.providers.policy import EndpointPolicy, EndpointRefused
 
@@ -210,7 +210,7 @@ async def test_an_untrusted_certificate_is_refused(tmp_path: Path) -> None:
 
 async def get(transport: Transport, url: str) -> str:
     """One request the way the providers send theirs: through Transport.open."""
-    response, _ = await transport.open("GET", url, where="test", headers={}, secrets=())
+    response, _ = await transport.open(RequestSpec("GET", url, where="test", headers={}))
     try:
         return (await response.aread()).decode()
     finally:

@@ -111,14 +111,14 @@ async def test_mistral_401_mentions_new_keys(
         await collect(make_hub(), endpoint)
 
 
-async def test_claude_529_on_complete(
+async def test_claude_529_is_overloaded_and_retried(
     router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     route = router.post(CLAUDE_URL).mock(return_value=httpx.Response(529, json=body))
     endpoint = Endpoint(Source.CLAUDE, api_key=SecretValue("sk-ant-xyz-123456"))
     with pytest.raises(Overloaded, match="HTTP 529"):
-        await make_hub(max_retries=1).provider(endpoint).complete(REQUEST)
+        await collect(make_hub(max_retries=1), endpoint)
     assert route.call_count == 2
 
 

@@ -174,7 +174,6 @@ async def test_custom_status_adds_v1(
     assert result.ok and result.corrected
     assert result.base_url == "http://127.0.0.1:8080/v1"
     assert "http://127.0.0.1:8080/v1" in result.reason and "did not answer" in result.reason
-    assert hub.corrected_url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080/v1"
     # Later calls from any provider of this hub use the corrected URL.
     assert [m.id for m in await hub.provider(endpoint).list_models()] == ["smollm2"]
     text = "".join([d.text async for d in hub.provider(endpoint).stream_chat(REQUEST)])
@@ -197,24 +196,9 @@ async def test_custom_chat_first_also_corrects(
     endpoint = Endpoint(Source.CUSTOM, proxy_url="https://llm.example.com")
     assert "".join([d.text async for d in hub.provider(endpoint).stream_chat(REQUEST)]) == "ok"
     assert (wrong.call_count, right.call_count) == (1, 1)
-    assert hub.corrected_url("https://llm.example.com") == "https://llm.example.com/v1"
-
-
-async def test_custom_complete_also_corrects(
-    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
-) -> None:
-    router.post("https://llm.example.com/chat/completions").mock(return_value=httpx.Response(404))
-    router.get("https://llm.example.com/v1/models").mock(
-        return_value=httpx.Response(200, json={"data": []})
-    )
-    router.post("https://llm.example.com/v1/chat/completions").mock(
-        return_value=httpx.Response(
-            200, json={"choices": [{"message": {"content": "done"}, "finish_reason": "stop"}]}
-        )
-    )
-    endpoint = Endpoint(Source.CUSTOM, proxy_url="https://llm.example.com")
-    deltas = await make_hub().provider(endpoint).complete(REQUEST)
-    assert deltas[0].text == "done"
+    # Remembered: the next answer goes to /v1 at once.
+    assert "".join([d.text async for d in hub.provider(endpoint).stream_chat(REQUEST)]) == "ok"
+    assert (wrong.call_count, right.call_count) == (1, 2)
 
 
 async def test_custom_no_correction_when_v1_fails_too(
@@ -227,7 +211,6 @@ async def test_custom_no_correction_when_v1_fails_too(
     result = await hub.provider(endpoint).check_status()
     assert not result.ok and not result.corrected
     assert result.error_kind == "not_found"
-    assert hub.corrected_url("https://llm.example.com/api") is None
     with pytest.raises(NotFoundError):
         await hub.provider(endpoint).list_models()
 
@@ -276,8 +259,6 @@ async def test_policy_refuses_before_any_request(
         await provider.list_models()
     with pytest.raises(EndpointNotAllowed):
         _ = [d async for d in provider.stream_chat(REQUEST)]
-    with pytest.raises(EndpointNotAllowed):
-        await provider.complete(REQUEST)
     assert not router.calls
 
 

@@ -1,0 +1,207 @@
+"""What every source shares: the base URL (and its `/v1` fix), credentials, status check."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, ClassVar
+
+from bot.providers._http import RequestSpec, Transport
+from bot.providers.base import (
+    AuthError,
+    ChatRequest,
+    Delta,
+    Endpoint,
+    MalformedResponse,
+    ModelInfo,
+    NotFoundError,
+    ProviderError,
+    StatusResult,
+)
+from bot.types import Source
+
+log = logging.getLogger("bot.providers")
+
+# What a server answers when the URL lacks the API prefix: 404, or a web page / other non-JSON.
+_WRONG_PATH = (NotFoundError, MalformedResponse)
+
+
+class HTTPProvider:
+    """A source reached over HTTP at a base URL: its own, or a proxy / custom URL.
+
+    A URL someone typed may lack the `/v1` the API lives under (SillyTavern's hint);
+    when the URL as typed answers like a wrong path and `{url}/v1` answers like the
+    API (models, or an authentication error that proves the path), `/v1` is used.
+    """
+
+    name: ClassVar[str]
+    default_base: ClassVar[str]
+    auth_hint: ClassVar[str] = ""
+
+    def __init__(self, transport: Transport, endpoint: Endpoint) -> None:
+        self._t = transport
+        self.endpoint = endpoint
+
+    # -- what each source says ------------------------------------------------------------
+
+    def _credential_headers(self, credential: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _fixed_headers(self) -> dict[str, str]:
+        return {}
+
+    async def _models_at(self, base: str) -> list[ModelInfo]:
+        raise NotImplementedError
+
+    def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        raise NotImplementedError
+
+    # -- shared pieces ----------------------------------------------------------------------
+
+    async def _typed(self) -> str:
+        """The base as configured: the checked proxy / custom URL, or the source's own."""
+        if self.endpoint.proxy_url:
+            return await self._t.checked(self.endpoint.proxy_url)
+        if self.endpoint.source is Source.CUSTOM:
+            raise ProviderError(
+                "No URL is set for the custom endpoint. Set one (for example "
+                "http://host:port/v1), then try again."
+            )
+        return self.default_base
+
+    def _where(self, base: str) -> str:
+        if self.endpoint.source is Source.CUSTOM:
+            return f"The endpoint at {base}"
+        return f"The proxy at {base}" if self.endpoint.proxy_url else self.name
+
+    def _headers(self) -> dict[str, str]:
+        headers = self._fixed_headers()
+        credential = self.endpoint.credential()
+        if credential:
+            headers.update(self._credential_headers(credential.reveal()))
+        elif not self.endpoint.proxy_url:
+            raise AuthError(
+                f"No API key is set for {self.name}. Set the channel's key, then try again."
+            )
+        # Behind a reverse proxy no key is sent unless a proxy password is set (the
+        # seed's steps for LM Studio / LocalAI), and never the source's own key.
+        return headers
+
+    def _secrets(self) -> tuple[str, ...]:
+        credential = self.endpoint.credential()
+        return (credential.reveal(),) if credential else ()
+
+    def spec(
+        self,
+        method: str,
+        url: str,
+        base: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> RequestSpec:
+        """A request to this endpoint, with its headers, secrets and how to name it."""
+        return RequestSpec(
+            method=method,
+            url=url,
+            where=self._where(base),
+            headers=self._headers(),
+            secrets=self._secrets(),
+            body=body,
+            params=params,
+            auth_hint=self.auth_hint,
+        )
+
+    async def get_json(self, spec: RequestSpec) -> Any:
+        """One GET (model list, a page of it) with the bounded retry rule."""
+        return await self._t.retrying(spec.where, lambda: self._t.request_json(spec))
+
+    def _known_base(self, typed: str) -> str:
+        return self._t.corrected.get(typed, typed)
+
+    async def _probe_v1(self, typed: str) -> list[ModelInfo] | None:
+        """Models at `{typed}/v1` when that answers like the API where `typed` did not.
+
+        An authentication error there proves `/v1` is the right path too: it is kept,
+        and the error (the key is missing or wrong) is what the caller reports.
+        """
+        if not self.endpoint.proxy_url or typed.endswith("/v1") or typed in self._t.corrected:
+            return None
+        fixed = f"{typed}/v1"
+        try:
+            models = await self._models_at(fixed)
+        except AuthError:
+            self._remember(typed, fixed)
+            raise
+        except ProviderError:
+            return None
+        self._remember(typed, fixed)
+        return models
+
+    def _remember(self, typed: str, fixed: str) -> None:
+        self._t.corrected[typed] = fixed
+        log.info("%s works with /v1 added; using %s", typed, fixed)
+
+    # -- the Provider protocol -------------------------------------------------------------
+
+    async def check_status(self) -> StatusResult:
+        typed = ""
+        try:
+            typed = await self._typed()
+            base = self._known_base(typed)
+            try:
+                models = await self._models_at(base)
+            except _WRONG_PATH:
+                found = await self._probe_v1(typed)
+                if found is None:
+                    raise
+                base, models = self._known_base(typed), found
+        except ProviderError as err:
+            base = self._known_base(typed) if typed else ""
+            return StatusResult(
+                ok=False,
+                reason=str(err),
+                base_url=base,
+                corrected=bool(typed) and base != typed,
+                error_kind=err.kind,
+            )
+        count = len(models)
+        reason = (
+            f"{self._where(base)} answered the status check and lists {count} "
+            f"model{'s' * (count != 1)}."
+        )
+        if base != typed:
+            reason = (
+                f"{typed} did not answer like the API, but {base} does, so the bot uses "
+                f"{base}. {reason}"
+            )
+        return StatusResult(
+            ok=True, reason=reason, models=tuple(models), base_url=base, corrected=base != typed
+        )
+
+    async def list_models(self) -> list[ModelInfo]:
+        typed = await self._typed()
+        try:
+            return await self._models_at(self._known_base(typed))
+        except _WRONG_PATH:
+            found = await self._probe_v1(typed)
+            if found is None:
+                raise
+            return found
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        typed = await self._typed()
+        started = False
+        try:
+            async with aclosing(self._stream_at(self._known_base(typed), request)) as deltas:
+                async for delta in deltas:
+                    started = True
+                    yield delta
+            return
+        except _WRONG_PATH:
+            if started or await self._probe_v1(typed) is None:
+                raise
+        async with aclosing(self._stream_at(self._known_base(typed), request)) as deltas:
+            async for delta in deltas:
+                yield delta
