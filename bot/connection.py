@@ -1,10 +1,12 @@
 """A channel's connection: the endpoint its configuration means, and its status check.
 
-Shared by the commands (/source, /connect, /models external) and the conversation
-engine, so both always agree on which URL and which secret a channel uses.
+Shared by the commands (/source, /proxy, /connect, /models external) and the
+conversation engine, so both always agree on which URL and which secret a channel uses.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from bot.providers import Endpoint, ProviderError, ProviderHub, StatusResult
 from bot.store import Store, api_key_name
@@ -12,9 +14,33 @@ from bot.types import ChannelConfig, ChannelRef, Source, StatusCheck
 
 PROXY_PASSWORD = "proxy_password"
 
+# Failures that may pass on their own: chat re-checks after this long instead of
+# staying blocked until an admin acts.
+RECHECK_AFTER = 60.0
+TRANSIENT_KINDS = frozenset({"unreachable", "timeout", "overloaded", "rate_limited", "stream_cut"})
+
+# Routes people paste along with the base URL (from an API page or a curl example).
+_ROUTES = ("/chat/completions", "/completions", "/messages", "/models", "/embeddings")
+
 
 class NotConnectable(Exception):
     """The channel's configuration can't reach a provider yet; says what to set."""
+
+
+def endpoint_url(typed: str) -> tuple[str, str]:
+    """The base URL in what someone pasted, and a note when a route was cut off.
+
+    `http://host:1234/v1/chat/completions/` → `http://host:1234/v1`: the bot adds the
+    route itself, and `/v1` is added later when the endpoint needs it.
+    """
+    url = typed.strip().rstrip("/")
+    lowered = url.lower()
+    for route in _ROUTES:
+        if lowered.endswith(route) and len(url) > len(route):
+            base = url[: -len(route)].rstrip("/")
+            if "://" in base and base.split("://", 1)[1]:
+                return base, f"Cut the URL back to {base}: the bot adds {route} itself."
+    return url, ""
 
 
 async def endpoint_for(
@@ -38,16 +64,12 @@ async def endpoint_for(
         proxy_password=password,
         mistral_safe_prompt=config.mistral_safe_prompt,
     )
-    if endpoint.credential() is None and config.source is not Source.CUSTOM:
-        if config.proxy_url:
-            raise NotConnectable(
-                f"No proxy password is set for the reverse proxy. Set it with "
-                f"{prefix}proxy set <url> <password> (behind a proxy the {config.source.value} key "
-                "is not sent)."
-            )
+    # A reverse proxy may need no password at all (LM Studio, LocalAI): the seed's steps.
+    if endpoint.credential() is None and not config.proxy_url:
         raise NotConnectable(
             f"No API key for {config.source.value}. An admin sets one with "
-            f"{prefix}key set {config.source.value}."
+            f"{prefix}key set {config.source.value}, or points the channel at a reverse "
+            f"proxy with {prefix}proxy set <url>."
         )
     return endpoint
 
@@ -61,11 +83,66 @@ async def run_status_check(
         endpoint = await endpoint_for(store, ref, config, prefix)
         result = await hub.provider(endpoint).check_status()
     except NotConnectable as err:
-        result = StatusResult(ok=False, reason=str(err))
+        result = StatusResult(ok=False, reason=str(err), error_kind="config")
     except ProviderError as err:
-        result = StatusResult(ok=False, reason=err.user_message)
-    resolved = result.base_url if (config.proxy_url and result.ok) else None
-    await store.record_status(
-        ref, StatusCheck(ok=result.ok, reason=result.reason, checked_url=result.base_url), resolved
+        result = StatusResult(ok=False, reason=err.user_message, error_kind=err.kind)
+    status = StatusCheck(
+        ok=result.ok, reason=result.reason, checked_url=result.base_url, kind=result.error_kind
     )
+    await store.record_status(ref, status, _resolved(config, result))
     return result
+
+
+def _resolved(config: ChannelConfig, result: StatusResult) -> str | None:
+    """The base URL to keep using: proven by this check, else the one proven before.
+
+    A wrong-path answer means the kept base may be wrong: start from the typed URL again.
+    """
+    if not config.proxy_url:
+        return None
+    if result.ok or result.corrected:
+        return result.base_url
+    if result.error_kind in ("not_found", "malformed"):
+        return None
+    return config.resolved_url
+
+
+def recheck_due(status: StatusCheck | None, now: datetime | None = None) -> bool:
+    """A failed check whose cause may have passed, long enough ago to try again."""
+    if status is None or status.ok or status.kind not in TRANSIENT_KINDS:
+        return False
+    if status.checked_at is None:
+        return True
+    now = now or datetime.now(UTC)
+    return (now - status.checked_at).total_seconds() >= RECHECK_AFTER
+
+
+def blocked_reason(config: ChannelConfig, p: str) -> str | None:
+    """Why a turn must not call the provider, as a message saying how to fix it."""
+    if not config.model:
+        return (
+            f"No model is selected for this channel. An admin picks one with {p}model <id> "
+            f"(see {p}models list)."
+        )
+    status = config.status
+    if status is None or status.ok or config.bypass_status_check:
+        return None
+    if status.kind in TRANSIENT_KINDS:
+        return (
+            f"The endpoint failed its last status check — {status.reason}\n"
+            f"I'll check again on the next message after {RECHECK_AFTER:.0f} s; an admin can "
+            f"run {p}connect now."
+        )
+    return (
+        f"I can't answer: the last status check failed — {status.reason}\n"
+        f"An admin fixes that and runs {p}connect, or turns on {p}connect bypass:on "
+        "if the endpoint works anyway."
+    )
+
+
+async def mark_working(store: Store, ref: ChannelRef, config: ChannelConfig) -> None:
+    """A chat turn went through: a failed status on record is out of date."""
+    status = config.status
+    if status is not None and not status.ok:
+        ok = StatusCheck(True, "A chat answer came through.", checked_url=status.checked_url)
+        await store.record_status(ref, ok, config.resolved_url)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from bot.commands import TABLE, Command, Invocation
 from bot.commands.context import CommandContext
 from bot.commands.handlers import model_choices
 from bot.commands.parse import CommandError, parse
-from bot.commands.router import execute, find
-from bot.conversation.engine import ChatEngine, ReplySink, TurnResult
+from bot.commands.router import execute, find, prepare
+from bot.commands.table import secret_prompt
+from bot.conversation.engine import ChatEngine, ReplySink, TurnLimits, TurnResult
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.providers import ProviderHub
 from bot.store import Store
-from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, ReplyMode
+from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, ReplyMode, SecretValue
+from bot.types.text import clean_text
 
 # What front-ends may use from the conversation layer, through the Core they import.
 __all__ = [
@@ -22,7 +25,9 @@ __all__ = [
     "MessageTarget",
     "PacedReply",
     "ReplySink",
+    "TurnLimits",
     "TurnResult",
+    "secret_prompt",
     "split_text",
 ]
 
@@ -41,13 +46,14 @@ class Core:
         *,
         admin_ids: Iterable[str] = (),
         prefixes: Mapping[Platform, str] = DEFAULT_PREFIXES,
+        limits: TurnLimits | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.table: tuple[Command, ...] = TABLE
         self._admins = frozenset(admin_ids)
         self._prefixes = dict(prefixes)
-        self._engine = ChatEngine(store, hub)
+        self._engine = ChatEngine(store, hub, limits)
 
     def prefix(self, platform: Platform) -> str:
         return self._prefixes.get(platform, "/")
@@ -77,8 +83,17 @@ class Core:
             prefix=self.prefix(ref.platform),
         )
 
+    def refusal(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply | None:
+        """Why this command would be refused, before a front-end collects its secret."""
+        prepared = prepare(self.table, inv, self._context(ref, actor))
+        return prepared if isinstance(prepared, Reply) else None
+
     async def run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
-        return await execute(self.table, inv, self._context(ref, actor))
+        raw = {
+            name: value if isinstance(value, SecretValue) else clean_text(str(value))
+            for name, value in inv.raw.items()
+        }
+        return await execute(self.table, Invocation(inv.path, raw), self._context(ref, actor))
 
     async def run_text_command(self, incoming: Incoming) -> Reply:
         try:
@@ -99,7 +114,12 @@ class Core:
         return bool(await self.store.history(ref, 1))
 
     async def chat(self, incoming: Incoming, sink: ReplySink) -> TurnResult:
-        return await self._engine.turn(incoming, sink, self.prefix(incoming.channel.platform))
+        clean = replace(incoming, text=clean_text(incoming.text))
+        return await self._engine.turn(clean, sink, self.prefix(incoming.channel.platform))
+
+    def stop(self, ref: ChannelRef) -> bool:
+        """Stop the answer being written in this conversation (what arrived is kept)."""
+        return self._engine.stop(ref)
 
     async def autocomplete(
         self, ref: ChannelRef, actor: Actor, source: str, typed: str, limit: int = 25

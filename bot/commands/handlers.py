@@ -6,35 +6,49 @@ from typing import Any
 
 from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
 from bot.commands.context import CommandContext
-from bot.commands.parse import CommandError, coerce, suggest
-from bot.commands.table import Command, Kind, Option, walk
-from bot.connection import PROXY_PASSWORD, endpoint_for, run_status_check
+from bot.commands.parse import CommandError, echo, suggest
+from bot.commands.table import Command, walk
+from bot.connection import PROXY_PASSWORD, endpoint_for, endpoint_url, run_status_check
+from bot.fields import BY_NAME, PARAMS, Field, FieldError
 from bot.providers import StatusResult
 from bot.providers.policy import EndpointRefused
-from bot.store import api_key_name
-from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
+from bot.store import SecretUnreadable, api_key_name
+from bot.types import ChannelConfig, ModelInfo, Platform, Reply, Scope, SecretValue, Source
 
 _MAX_LISTED = 60
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
 def _status_line(result: StatusResult, p: str) -> str:
+    fixed = f"\nUsing {result.base_url} (added /v1 for you)." if result.corrected else ""
     if result.ok:
-        seen = f" — {len(result.models)} models available" if result.models else ""
-        fixed = f"\nUsing {result.base_url} (added /v1 for you)." if result.corrected else ""
+        seen = f" — {_plural(len(result.models), 'model')} available" if result.models else ""
         return f"Status check: OK{seen}.{fixed}"
     return (
-        f"Status check failed: {result.reason}\n"
+        f"Status check failed: {result.reason}{fixed}\n"
         f"Fix it and run {p}connect again, or {p}connect bypass:on to chat anyway."
     )
 
 
+def _scope_of(args: dict[str, Any]) -> Scope:
+    """The scope asked for (the router already checked that it may be used here)."""
+    return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
+
+
 async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[str]:
-    """The models /model offers: the endpoint's list when shown, else the built-in one."""
+    """The models /model offers: the source's own, then the endpoint's when shown.
+
+    As on SillyTavern's page, the endpoint's models come after the source's list.
+    """
+    ids = list(BUILTIN_MODELS[config.source])
     if config.show_external_models:
-        cached = await ctx.store.cached_models(ctx.ref, config.source)
-        if cached:
-            return [m.id for m in cached]
-    return list(BUILTIN_MODELS[config.source])
+        cached = await ctx.store.cached_models(ctx.ref, config.source) or []
+        known = set(ids)
+        ids += [m.id for m in cached if m.id not in known]
+    return ids
 
 
 async def model_choices(ctx: CommandContext, typed: str, limit: int = 25) -> list[str]:
@@ -61,19 +75,9 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     return Reply(f"Source set to {source.value}. {model}\n{_status_line(result, ctx.prefix)}")
 
 
-def _scope(ctx: CommandContext, args: dict[str, Any]) -> Scope:
-    if args.get("scope") != "server":
-        return Scope.CHANNEL
-    if not ctx.ref.has_server:
-        raise CommandError("There is no server here; the key applies to this channel only.")
-    if not ctx.is_server_admin:
-        raise CommandError("Only server admins can set server-wide keys.")
-    return Scope.SERVER
-
-
 async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     source = Source(args["source"])
-    scope = _scope(ctx, args)
+    scope = _scope_of(args)
     key: SecretValue = args["key"]
     await ctx.store.set_secret(ctx.ref, scope, api_key_name(source), key, ctx.actor)
     where = "this server" if scope is Scope.SERVER else "this channel"
@@ -90,7 +94,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     source = Source(args["source"])
-    scope = _scope(ctx, args)
+    scope = _scope_of(args)
     removed = await ctx.store.clear_secret(ctx.ref, scope, api_key_name(source), ctx.actor)
     where = "this server" if scope is Scope.SERVER else "this channel"
     if not removed:
@@ -99,30 +103,75 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 
 async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    base, cut = endpoint_url(args["url"])
     try:
-        url = await ctx.hub.policy.check(args["url"])
+        url = await ctx.hub.policy.check(base)
     except EndpointRefused as err:
         raise CommandError(str(err)) from None
-    changes: dict[str, object] = {"proxy_url": url, "resolved_url": None}
-    await ctx.store.update_config(ctx.ref, Scope.CHANNEL, ctx.actor, changes, action="proxy set")
     password: SecretValue | None = args.get("password")
+    # URL and password change together: an old password must not follow the channel to
+    # a new host, and a command is applied whole or not at all.
+    cleared = await ctx.store.update_config(
+        ctx.ref,
+        Scope.CHANNEL,
+        ctx.actor,
+        {"proxy_url": url, "resolved_url": None},
+        action="proxy set",
+        secrets={PROXY_PASSWORD: password},
+    )
     if password is not None:
-        await ctx.store.set_secret(ctx.ref, Scope.CHANNEL, PROXY_PASSWORD, password, ctx.actor)
         note = " with a password"
+    elif cleared.get(PROXY_PASSWORD):
+        note = " (the previous proxy password was removed)"
     else:
-        # An old password must not follow the channel to a new host.
-        cleared = await ctx.store.clear_secret(ctx.ref, Scope.CHANNEL, PROXY_PASSWORD, ctx.actor)
-        note = " (the previous proxy password was removed)" if cleared else ""
+        note = ""
+    lines = [f"Endpoint set to {url}{note}."]
+    if cut:
+        lines.append(cut)
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
-    return Reply(f"Endpoint set to {url}{note}.\n{_status_line(result, ctx.prefix)}")
+    lines.append(_status_line(result, ctx.prefix))
+    if password is None and result.error_kind == "auth":
+        lines.append(f"If the endpoint wants a password, set it with {ctx.prefix}proxy password.")
+    return Reply("\n".join(lines))
+
+
+async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    config = await ctx.store.effective_config(ctx.ref)
+    if not config.proxy_url:
+        raise CommandError(f"Set the proxy URL first: {ctx.prefix}proxy set <url>.")
+    password: SecretValue = args["password"]
+    await ctx.store.set_secret(ctx.ref, Scope.CHANNEL, PROXY_PASSWORD, password, ctx.actor)
+    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
+    shown = f" (ends …{password.last4})" if password.last4 else ""
+    return Reply(f"Saved the proxy password{shown}.\n{_status_line(result, ctx.prefix)}")
 
 
 async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
-    changes: dict[str, object] = {"proxy_url": None, "resolved_url": None}
-    await ctx.store.update_config(ctx.ref, Scope.CHANNEL, ctx.actor, changes, action="proxy clear")
+    await ctx.store.update_config(
+        ctx.ref,
+        Scope.CHANNEL,
+        ctx.actor,
+        {"proxy_url": None, "resolved_url": None},
+        action="proxy clear",
+        secrets={PROXY_PASSWORD: None},
+    )
     await ctx.store.record_status(ctx.ref, None, None)
-    await ctx.store.clear_secret(ctx.ref, Scope.CHANNEL, PROXY_PASSWORD, ctx.actor)
     return Reply("Removed the proxy URL and password for this channel.")
+
+
+async def _secret_state(ctx: CommandContext, name: str) -> str:
+    """`set (…abcd, channel)`, `not set`, or `unreadable …` for a secret."""
+    try:
+        origin = await ctx.store.secret_origin(ctx.ref, name)
+    except SecretUnreadable:
+        return (
+            "unreadable (stored under an encryption key that is no longer in "
+            "BOT_SECRET_KEYS; set it again)"
+        )
+    if origin is None:
+        return "not set"
+    where, last4 = origin
+    return f"set (…{last4}, {where})" if last4 else f"set ({where})"
 
 
 async def proxy_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -132,8 +181,7 @@ async def proxy_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines = [f"Proxy URL: {config.proxy_url}"]
     if config.resolved_url and config.resolved_url != config.proxy_url:
         lines.append(f"In use: {config.resolved_url} (/v1 added automatically)")
-    origin = await ctx.store.secret_origin(ctx.ref, PROXY_PASSWORD)
-    lines.append(f"Password: set (…{origin[1]})" if origin else "Password: not set")
+    lines.append(f"Password: {await _secret_state(ctx, PROXY_PASSWORD)}")
     return Reply("\n".join(lines))
 
 
@@ -199,68 +247,84 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     model: str = args["id"]
     config = await ctx.store.effective_config(ctx.ref)
-    offered = await _offered_models(ctx, config)
-    warning = ""
-    if model not in offered:
-        if config.source is not Source.CUSTOM:
-            hint = (
-                ""
-                if config.show_external_models
-                else f" If it is new, run {ctx.prefix}models external to fetch the real list."
-            )
-            raise CommandError(
-                f"{config.source.value} does not offer `{model}`.{suggest(model, offered)}"
-                f" See {ctx.prefix}models list.{hint}"
-            )
-        warning = (
-            "\nWarning: the endpoint did not list this model; check the spelling if chat fails."
-        )
     await ctx.store.update_config(
         ctx.ref, Scope.CHANNEL, ctx.actor, {"model": model}, action="model"
     )
-    return Reply(f"Model set to {model}.{warning}")
+    return Reply(f"Model set to {model}.{await _model_warning(ctx, config, model)}")
+
+
+async def _model_warning(ctx: CommandContext, config: ChannelConfig, model: str) -> str:
+    """Any id is accepted (new models appear before lists know them); say when it looks off.
+
+    Only a list the endpoint itself reported, or the built-in list of a vendor's own
+    endpoint, can make an id look unknown.
+    """
+    builtin = BUILTIN_MODELS[config.source]
+    fetched = await ctx.store.cached_models(ctx.ref, config.source)
+    listed = [m.id for m in fetched] if fetched else []
+    if model in builtin or model in listed:
+        return ""
+    p = ctx.prefix
+    if listed:
+        return (
+            f"\nWarning: the endpoint's model list does not include `{echo(model)}`."
+            f"{suggest(model, listed)} If chat fails, check the spelling ({p}models list)."
+        )
+    if config.proxy_url or config.source is Source.CUSTOM:
+        return ""
+    close = suggest(model, list(builtin))
+    return (
+        f"\nNote: `{echo(model)}` is not in the bot's {config.source.value} list.{close} New "
+        f"models work before the list knows them; if chat fails, check the spelling "
+        f"({p}models external lists what the endpoint offers)."
+    )
+
+
+def _settings_lines(config: ChannelConfig) -> list[str]:
+    """`name=value` of each parameter the channel (or its server/operator) sets."""
+    shown = []
+    for field in PARAMS:
+        value = field.current(config)
+        if value is None or value == () or (field.name == "reasoning" and value is False):
+            continue
+        if not field.applies_to(config.source) and not value:
+            continue
+        only = _only_for(field)
+        shown.append(f"{field.name}={field.show(value)}{only}")
+    return shown
+
+
+def _only_for(field: Field) -> str:
+    if field.sources is None:
+        return ""
+    return f" ({', '.join(sorted(s.value for s in field.sources))} only)"
 
 
 async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
-    p = config.params
-    key = await ctx.store.secret_origin(ctx.ref, api_key_name(config.source))
-    password = await ctx.store.secret_origin(ctx.ref, PROXY_PASSWORD)
     status = "not checked yet"
     if config.status is not None:
         status = "OK" if config.status.ok else f"failed — {config.status.reason}"
-    prompt = config.system_prompt or "(none)"
-    if len(prompt) > 200:
-        prompt = prompt[:200] + "…"
     lines = [
         f"Source: {config.source.value}",
         f"Model: {config.model or '(not set)'}",
-        f"Endpoint: {config.resolved_url or config.proxy_url or '(default)'}",
-        f"API key: {f'set (…{key[1]}, {key[0]})' if key else 'not set'}",
-        f"Proxy password: {f'set (…{password[1]})' if password else 'not set'}",
+        f"Endpoint: {config.resolved_url or config.proxy_url or '(the source’s own)'}",
+        f"API key: {await _secret_state(ctx, api_key_name(config.source))}",
+    ]
+    if config.proxy_url:
+        lines.append(f"Proxy password: {await _secret_state(ctx, PROXY_PASSWORD)}")
+    lines += [
         f"Status: {status}",
         f"Bypass status check: {'on' if config.bypass_status_check else 'off'}",
         f"Show external models: {'on' if config.show_external_models else 'off'}",
         f"Reply mode: {config.reply_mode.value}",
-        f"System prompt: {prompt}",
-        "Params: "
-        + ", ".join(
-            f"{name}={value}"
-            for name, value in (
-                ("temperature", p.temperature),
-                ("top_p", p.top_p),
-                ("max_tokens", p.max_tokens),
-                ("context", p.context_tokens),
-                ("seed", p.seed),
-                ("stop", list(p.stop) or None),
-            )
-            if value is not None
-        )
-        or "Params: provider defaults",
-        f"Show reasoning: {'on' if config.show_reasoning else 'off'}",
     ]
-    if config.source is Source.MISTRAL:
-        lines.append(f"Mistral safe prompt: {'on' if config.mistral_safe_prompt else 'off'}")
+    if config.system_prompt:
+        prompt = config.system_prompt
+        lines.append(f"System prompt: {prompt[:200] + '…' if len(prompt) > 200 else prompt}")
+    params = _settings_lines(config)
+    if params:
+        lines.append("Params: " + ", ".join(params))
     return Reply("\n".join(lines))
 
 
@@ -276,61 +340,43 @@ async def set_system(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     return Reply("System prompt removed." if value is None else "System prompt set.")
 
 
-def _number(text: str, name: str, lo: float, hi: float, integer: bool) -> float | int:
-    try:
-        value: float | int = int(text) if integer else float(text)
-    except ValueError:
-        kind = "a whole number" if integer else "a number"
-        raise CommandError(f"{name} must be {kind}, not `{text}`.") from None
-    if not lo <= value <= hi:
-        raise CommandError(f"{name} must be between {lo:g} and {hi:g}.")
-    return value
-
-
-_PARAM_COLUMN = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "max_tokens": "max_tokens",
-    "context": "context_tokens",
-    "seed": "seed",
-    "stop": "stop",
-    "reasoning": "show_reasoning",
-    "safe_prompt": "mistral_safe_prompt",
-}
-
-
-def _param_value(name: str, text: str) -> object:
-    if name == "temperature":
-        return _number(text, name, 0, 2, integer=False)
-    if name == "top_p":
-        return _number(text, name, 0, 1, integer=False)
-    if name == "max_tokens":
-        return _number(text, name, 1, 1_000_000, integer=True)
-    if name == "context":
-        return _number(text, name, 256, 10_000_000, integer=True)
-    if name == "seed":
-        return _number(text, name, -(2**31), 2**31 - 1, integer=True)
-    if name == "stop":
-        stops = [s.strip() for s in text.split(",") if s.strip()]
-        if len(stops) > 4 or any(len(s) > 100 for s in stops):
-            raise CommandError("stop takes up to 4 comma-separated sequences of ≤100 characters.")
-        return stops
-    return bool(coerce(Option(name, Kind.SWITCH, name), text))
+def _param_line(field: Field, config: ChannelConfig) -> str:
+    value = field.show(field.current(config))
+    note = _only_for(field)
+    if note and not field.applies_to(config.source):
+        note += f", this channel uses {config.source.value}"
+    return f"  {field.name} = {value}  ({field.takes()}: {field.help}{note})"
 
 
 async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
-    name: str = args["name"]
-    text: str = args["value"]
-    value = None if text.lower() == "default" else _param_value(name, text)
+    p = ctx.prefix
+    config = await ctx.store.effective_config(ctx.ref)
+    name: str | None = args.get("name")
+    if name is None:
+        lines = ["Parameters (`default`: the provider's own):"]
+        lines += [_param_line(field, config) for field in PARAMS]
+        lines.append(f"Set one with {p}params <name> <value>; {p}params <name> default removes it.")
+        return Reply("\n".join(lines))
+    field = BY_NAME[name]
+    text: str | None = args.get("value")
+    if text is None:
+        return Reply(
+            _param_line(field, config).strip() + f"\nSet it with {p}params {name} <value>."
+        )
+    try:
+        value = None if text.strip().lower() == "default" else field.parse(text)
+    except FieldError as err:
+        raise CommandError(str(err)) from None
     await ctx.store.update_config(
-        ctx.ref, Scope.CHANNEL, ctx.actor, {_PARAM_COLUMN[name]: value}, action="params"
+        ctx.ref, Scope.CHANNEL, ctx.actor, {field.column: value}, action="params"
     )
     if value is None:
         return Reply(f"{name} now follows the server/operator default.")
-    shown = ", ".join(value) if isinstance(value, list) else value
-    if isinstance(value, bool):
-        shown = "on" if value else "off"
-    return Reply(f"{name} set to {shown}.")
+    note = ""
+    if not field.applies_to(config.source):
+        only = _only_for(field).strip(" ()")
+        note = f" It applies to {only}; this channel uses {config.source.value}."
+    return Reply(f"{name} set to {field.show(value)}.{note}")
 
 
 async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -367,4 +413,11 @@ def help_text(table: tuple[Command, ...], prefix: str, topic: Source | None = No
 
 async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     topic = Source(args["topic"]) if "topic" in args else None
-    return Reply(help_text(ctx.table, ctx.prefix, topic))
+    text = help_text(ctx.table, ctx.prefix, topic)
+    if ctx.ref.platform is Platform.CONSOLE and topic is None:
+        who = "an admin" if ctx.is_admin else "not an admin"
+        text += (
+            f"\nIn this console you are {who}: it is the operator's own terminal. "
+            "`chatbot console --user ID` shows what that user may do (ADMIN_IDS decides)."
+        )
+    return Reply(text)

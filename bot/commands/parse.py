@@ -5,8 +5,20 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from bot.commands.table import Command, Invocation, Kind, Option, usage, walk
+from bot.commands.table import Command, Invocation, Kind, Option, usage
+from bot.fields import SWITCH_OFF, SWITCH_ON, number_text
 from bot.types import SecretValue
+from bot.types.text import (
+    TextError,
+    clean_text,
+    header_safe,
+    parse_decimal,
+    parse_integer,
+    shorten,
+    visible_id,
+)
+
+_ECHO = 60  # characters of a bad value quoted back
 
 
 class CommandError(ValueError):
@@ -46,13 +58,18 @@ def _token(text: str, pos: int) -> tuple[str, int] | None:
 
 
 def suggest(word: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(word.lower(), candidates, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word[:_ECHO].lower(), candidates, n=1, cutoff=0.6)
     return f" Did you mean `{close[0]}`?" if close else ""
+
+
+def echo(text: str) -> str:
+    """A bad value quoted back, short: a 100 KB typo does not come back 100 KB long."""
+    return shorten(" ".join(text.split()), _ECHO)
 
 
 def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocation:
     """Parse one command line (with or without its prefix) by the table."""
-    body = text.strip()
+    body = clean_text(text).strip()
     if body.startswith(prefix):
         body = body[len(prefix) :]
     first = _token(body, 0)
@@ -63,7 +80,7 @@ def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocatio
     if command is None:
         names = [c.name for c in table]
         raise CommandError(
-            f"Unknown command `{prefix}{name}`.{suggest(name, names)} "
+            f"Unknown command `{prefix}{echo(name)}`.{suggest(name, names)} "
             f"Type {prefix}help for the list."
         )
     path: tuple[str, ...] = (command.name,)
@@ -78,7 +95,7 @@ def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocatio
         sub = command.sub(nxt[0].lower())
         if sub is None:
             raise CommandError(
-                f"`{prefix}{name}` has no `{nxt[0]}`.{suggest(nxt[0], subs)} "
+                f"`{prefix}{name}` has no `{echo(nxt[0])}`.{suggest(nxt[0], subs)} "
                 f"Choose one of: {', '.join(subs)}."
             )
         command, path, pos = sub, (*path, sub.name), nxt[1]
@@ -102,6 +119,8 @@ def _options(
             break
         value, pos = tok
         named = _named(value, by_name)
+        if named is None:
+            named, pos = _spelled_out(value, by_name, positional, body, pos)
         if named is not None:
             opt, value = named
             if opt in positional:
@@ -110,7 +129,8 @@ def _options(
             continue
         if not positional:
             raise CommandError(
-                f"Too many values: `{value}` is not expected. Usage: {usage(path, command, prefix)}"
+                f"Too many values: `{echo(value)}` is not expected. "
+                f"Usage: {usage(path, command, prefix)}"
             )
         opt = positional.pop(0)
         raw[opt.name] = SecretValue(value) if opt.secret else value
@@ -126,48 +146,81 @@ def _named(token: str, options: dict[str, Option]) -> tuple[Option, str] | None:
     return None
 
 
-def all_paths(table: tuple[Command, ...]) -> list[str]:
-    return [" ".join(path) for path, _ in walk(table)]
+def _spelled_out(
+    token: str, options: dict[str, Option], positional: list[Option], body: str, pos: int
+) -> tuple[tuple[Option, str] | None, int]:
+    """`bypass on` as `bypass:on`: an option's name, then its value.
+
+    Only for switches and choices whose name cannot itself be the value expected next.
+    """
+    opt = options.get(token.lower())
+    if opt is None or opt.secret or opt.kind not in (Kind.SWITCH, Kind.CHOICE):
+        return None, pos
+    if positional and token.lower() in _accepted(positional[0]):
+        return None, pos
+    nxt = _token(body, pos)
+    if nxt is None:
+        return None, pos
+    return (opt, nxt[0]), nxt[1]
+
+
+def _accepted(opt: Option) -> tuple[str, ...]:
+    return SWITCH_ON + SWITCH_OFF if opt.kind is Kind.SWITCH else opt.choices
+
+
+def _range(opt: Option) -> str:
+    low = "" if opt.min_value is None else number_text(opt.min_value)
+    high = "" if opt.max_value is None else number_text(opt.max_value)
+    if low and high:
+        return f"from {low} to {high}"
+    return f"at least {low}" if low else f"at most {high}"
 
 
 def coerce(opt: Option, value: Any) -> Any:
     """Check one option's value against its declaration; raise CommandError if bad."""
+    try:
+        return _coerce(opt, value)
+    except TextError as err:
+        raise CommandError(str(err)) from None
+
+
+def _coerce(opt: Option, value: Any) -> Any:
     if opt.kind is Kind.SECRET:
         text = value.reveal() if isinstance(value, SecretValue) else str(value)
-        text = text.strip()
-        if not text:
-            raise CommandError(f"The {opt.name} is empty.")
-        if len(text) > opt.max_length or any(c.isspace() for c in text):
-            raise CommandError(f"That does not look like a {opt.name} (too long or has spaces).")
-        return SecretValue(text)
-    text = str(value).strip()
+        cleaned = header_safe(text, opt.help.removeprefix("the "))
+        if len(cleaned) > opt.max_length:
+            raise CommandError(f"That is too long for {opt.help} ({len(cleaned):,} characters).")
+        return SecretValue(cleaned)
+    text = clean_text(str(value)).strip()
     if not text:
         raise CommandError(f"`{opt.name}` is empty.")
     if len(text) > opt.max_length:
-        raise CommandError(f"`{opt.name}` is too long ({len(text)} > {opt.max_length} characters).")
+        raise CommandError(
+            f"`{opt.name}` is too long ({len(text):,} > {opt.max_length:,} characters)."
+        )
     if opt.kind is Kind.CHOICE:
         lowered = text.lower()
         if lowered not in opt.choices:
             raise CommandError(
-                f"`{text}` is not a valid {opt.name}.{suggest(lowered, list(opt.choices))} "
+                f"`{echo(text)}` is not a valid {opt.name}.{suggest(lowered, list(opt.choices))} "
                 f"Choose one of: {', '.join(opt.choices)}."
             )
         return lowered
     if opt.kind is Kind.SWITCH:
         lowered = text.lower()
-        if lowered in ("on", "true", "yes", "1"):
+        if lowered in SWITCH_ON:
             return True
-        if lowered in ("off", "false", "no", "0"):
+        if lowered in SWITCH_OFF:
             return False
-        raise CommandError(f"`{opt.name}` must be on or off, not `{text}`.")
+        raise CommandError(f"`{opt.name}` must be on or off, not `{echo(text)}`.")
     if opt.kind in (Kind.NUMBER, Kind.INTEGER):
-        try:
-            number: float = int(text) if opt.kind is Kind.INTEGER else float(text)
-        except ValueError:
-            raise CommandError(f"`{opt.name}` must be a number, not `{text}`.") from None
-        if opt.min_value is not None and number < opt.min_value:
-            raise CommandError(f"`{opt.name}` must be at least {opt.min_value:g}.")
-        if opt.max_value is not None and number > opt.max_value:
-            raise CommandError(f"`{opt.name}` must be at most {opt.max_value:g}.")
+        number = parse_integer(text) if opt.kind is Kind.INTEGER else parse_decimal(text)
+        if number is None:
+            raise CommandError(f"`{opt.name}` must be a number, not `{echo(text)}`.")
+        low, high = opt.min_value, opt.max_value
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise CommandError(f"`{opt.name}` must be {_range(opt)}.")
         return number
+    if opt.kind is Kind.STRING:
+        return visible_id(text, opt.name)
     return text

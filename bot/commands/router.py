@@ -7,9 +7,10 @@ from typing import Any
 
 from bot.commands.context import CommandContext
 from bot.commands.parse import CommandError, coerce
-from bot.commands.table import Command, Invocation, usage
+from bot.commands.table import Command, Invocation, Kind, usage
 from bot.connection import NotConnectable
 from bot.providers import ProviderError
+from bot.store import StoreError
 from bot.store.secrets import SecretUnreadable
 from bot.types import Reply
 
@@ -23,8 +24,13 @@ def find(table: tuple[Command, ...], path: tuple[str, ...]) -> Command | None:
     return command if command and not command.subcommands else None
 
 
-def bind(command: Command, inv: Invocation, prefix: str) -> dict[str, Any]:
-    """Validate raw option values against the table; CommandError when one is bad."""
+def bind(
+    command: Command, inv: Invocation, prefix: str, *, secrets_later: bool = False
+) -> dict[str, Any]:
+    """Validate raw option values against the table; CommandError when one is bad.
+
+    `secrets_later`: a missing required secret is fine (the front-end asks for it next).
+    """
     known = {o.name for o in command.options}
     extra = sorted(set(inv.raw) - known)
     if extra:
@@ -34,8 +40,11 @@ def bind(command: Command, inv: Invocation, prefix: str) -> dict[str, Any]:
     args: dict[str, Any] = {}
     for opt in command.options:
         value = inv.raw.get(opt.name)
+        if opt.name in inv.raw and not opt.secret and not str(value).strip():
+            what = "on or off" if opt.kind is Kind.SWITCH else ", ".join(opt.choices) or "a value"
+            raise CommandError(f"`{opt.name}:` needs a value ({what}).")
         if value is None or value == "":
-            if opt.required:
+            if opt.required and not (opt.secret and secrets_later):
                 raise CommandError(
                     f"Missing `{opt.name}` ({opt.help}). Usage: {usage(inv.path, command, prefix)}"
                 )
@@ -44,24 +53,58 @@ def bind(command: Command, inv: Invocation, prefix: str) -> dict[str, Any]:
     return args
 
 
-async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandContext) -> Reply:
+def check_scope(ctx: CommandContext, args: dict[str, Any]) -> None:
+    """`scope:server` needs a server here and a server admin asking."""
+    if args.get("scope") != "server":
+        return
+    if not ctx.ref.has_server:
+        raise CommandError(
+            "There is no server here, so nothing can be set server-wide; leave out "
+            "`scope:server` to set it for this channel."
+        )
+    if not ctx.is_server_admin:
+        raise CommandError("Only server admins can change server-wide settings.")
+
+
+def prepare(
+    table: tuple[Command, ...], inv: Invocation, ctx: CommandContext
+) -> tuple[Command, dict[str, Any]] | Reply:
+    """Everything that can refuse a command before it runs: name, access, values, scope.
+
+    Front-ends call it before collecting a secret, so a refused command never swallows
+    a key typed after it.
+    """
     command = find(table, inv.path)
     if command is None or command.handler is None:
         return Reply(f"Unknown command. Type {ctx.prefix}help for the list.", True, ok=False)
-    name = ctx.prefix + " ".join(inv.path)
     if command.admin and not ctx.is_admin:
         return Reply(
-            f"Only admins of this channel can use {name}. Ask one of them, or see "
-            f"{ctx.prefix}settings for the current configuration.",
+            f"Only admins of this channel can use {ctx.prefix}{' '.join(inv.path)}. Ask one "
+            f"of them, or see {ctx.prefix}settings for the current configuration.",
             private=True,
             ok=False,
         )
+    try:
+        args = bind(command, inv, ctx.prefix, secrets_later=True)
+        check_scope(ctx, args)
+    except CommandError as err:
+        return Reply(str(err), private=True, ok=False)
+    return command, args
+
+
+async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandContext) -> Reply:
+    prepared = prepare(table, inv, ctx)
+    if isinstance(prepared, Reply):
+        return prepared
+    command, _ = prepared
+    assert command.handler is not None
+    name = ctx.prefix + " ".join(inv.path)
     try:
         args = bind(command, inv, ctx.prefix)
         reply = await command.handler(ctx, args)
     except CommandError as err:
         return Reply(str(err), private=True, ok=False)
-    except (NotConnectable, SecretUnreadable) as err:
+    except (NotConnectable, SecretUnreadable, StoreError) as err:
         return Reply(str(err), private=True, ok=False)
     except ProviderError as err:
         return Reply(err.user_message, private=True, ok=False)

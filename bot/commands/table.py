@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from bot.fields import PARAM_NAMES
 from bot.types import Reply, ReplyMode, Source
 
 if TYPE_CHECKING:
@@ -67,16 +68,6 @@ class Invocation:
 
 SOURCES = tuple(s.value for s in Source)
 REPLY_MODES = tuple(m.value for m in ReplyMode)
-PARAM_NAMES = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "context",
-    "seed",
-    "stop",
-    "reasoning",
-    "safe_prompt",
-)
 
 _source_opt = Option("source", Kind.CHOICE, "which source", choices=SOURCES)
 _scope_opt = Option(
@@ -125,10 +116,17 @@ def build_table(h: Any) -> tuple[Command, ...]:
                     "Set the URL (the endpoint for custom; a reverse proxy otherwise).",
                     (
                         Option("url", Kind.STRING, "http(s) URL, e.g. http://host:1234/v1"),
-                        Option("password", Kind.SECRET, "proxy password", required=False),
+                        Option("password", Kind.SECRET, "the proxy password", required=False),
                     ),
                     slow=True,
                     handler=h.proxy_set,
+                ),
+                Command(
+                    "password",
+                    "Set the proxy password (TabbyAPI's key); it is collected privately.",
+                    (Option("password", Kind.SECRET, "the proxy password"),),
+                    slow=True,
+                    handler=h.proxy_password,
                 ),
                 Command("clear", "Remove the URL and the proxy password.", handler=h.proxy_clear),
                 Command(
@@ -182,10 +180,12 @@ def build_table(h: Any) -> tuple[Command, ...]:
         ),
         Command(
             "params",
-            "Set a generation parameter (`default` removes the channel's value).",
+            "Show or set generation parameters (`default` removes the channel's value).",
             (
-                Option("name", Kind.CHOICE, "which parameter", choices=PARAM_NAMES),
-                Option("value", Kind.TEXT, "new value, or `default`", max_length=500),
+                Option("name", Kind.CHOICE, "which parameter", required=False, choices=PARAM_NAMES),
+                Option(
+                    "value", Kind.TEXT, "new value, or `default`", required=False, max_length=500
+                ),
             ),
             handler=h.set_param,
         ),
@@ -223,8 +223,28 @@ def walk(commands: tuple[Command, ...]) -> Iterator[tuple[tuple[str, ...], Comma
 
 
 def usage(path: tuple[str, ...], command: Command, prefix: str = "/") -> str:
+    """`/key set <openai|claude|mistral|custom> [scope:channel|server]`.
+
+    Optional switches and short choices show their `name:value` form: `bypass on`
+    after `/connect` reads naturally, but `/connect on` would not say what is on.
+    """
     parts = [prefix + " ".join(path)]
     for opt in command.options:
-        shown = "|".join(opt.choices) if opt.choices and len(opt.choices) <= 4 else opt.name
-        parts.append(f"<{shown}>" if opt.required else f"[{shown}]")
+        values = ("on", "off") if opt.kind is Kind.SWITCH else opt.choices
+        shown = "|".join(values) if values and len(values) <= 4 else opt.name
+        if opt.required:
+            parts.append(f"<{shown}>")
+        elif values and len(values) <= 4:
+            parts.append(f"[{opt.name}:{shown}]")
+        else:
+            parts.append(f"[{shown}]")
     return " ".join(parts)
+
+
+def secret_prompt(opt: Option, raw: Mapping[str, object]) -> str:
+    """What a front-end asks for when it collects a secret privately: `openai API key`."""
+    what = opt.help.removeprefix("the ")
+    source = raw.get("source")
+    if isinstance(source, str) and source in SOURCES:
+        return f"{source} {what}"
+    return what[:1].upper() + what[1:]

@@ -1,26 +1,58 @@
-"""One chat turn: config → history → request → provider stream → reply sink → persist."""
+"""One chat turn: config → history → request → provider stream → reply sink → persist.
+
+The question is stored before the provider is asked, the answer as it grows, so a
+crash leaves the turn marked interrupted rather than gone; a turn that ends with an
+error says so in its stored rows.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import aclosing, contextmanager
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from bot.connection import NotConnectable, endpoint_for
+from bot.connection import (
+    NotConnectable,
+    blocked_reason,
+    endpoint_for,
+    mark_working,
+    recheck_due,
+    run_status_check,
+)
 from bot.conversation.budget import estimate_tokens, history_budget, trim_history
+from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
-from bot.providers import ChatRequest, Provider, ProviderError, ProviderHub
-from bot.store import Store
+from bot.providers import ChatRequest, Endpoint, Provider, ProviderError, ProviderHub
+from bot.store import Store, StoreError
 from bot.store.secrets import SecretUnreadable
-from bot.types import ChannelConfig, ChatMessage, HistoryEntry, Incoming, Role
+from bot.types import (
+    ChannelConfig,
+    ChannelRef,
+    ChatMessage,
+    HistoryEntry,
+    Incoming,
+    Role,
+    TurnState,
+)
+from bot.types.secrets import looks_like_key
 
 log = logging.getLogger("bot.conversation")
 
 MAX_INPUT_CHARS = 32_000
 HISTORY_ROWS = 200  # read bound; the token budget usually trims far earlier
+
+
+@dataclass(frozen=True, slots=True)
+class TurnLimits:
+    """Bounds on one answer (operator settings)."""
+
+    answer_timeout: float = 300.0  # seconds for the whole answer
+    max_answer_chars: int = 100_000
+    save_every: float = 2.0  # seconds between saves of a growing answer
 
 
 class ReplySink(Protocol):
@@ -60,20 +92,103 @@ class _TurnOrder:
                 self._locks[key] = (lock, users - 1)
 
 
+class _Running:
+    """The answer being written in one conversation, so it can be stopped from outside."""
+
+    def __init__(self) -> None:
+        self.task = asyncio.current_task()
+        self.stopped_by = ""
+
+    def stop(self, why: str) -> None:
+        if not self.stopped_by and self.task is not None:
+            self.stopped_by = why
+            self.task.cancel()
+
+
+@dataclass(slots=True)
+class _Outcome:
+    answer: str = ""
+    reasoning: str = ""
+    error: str | None = None
+    state: TurnState = TurnState.DONE
+
+
+class _AnswerRow:
+    """The stored row of the answer being written: saved now and then, never twice at once."""
+
+    def __init__(self, store: Store, ref: ChannelRef, every: float) -> None:
+        self._store = store
+        self._ref = ref
+        self._every = every
+        self._entry: HistoryEntry | None = None
+        self._saved_len = 0
+        self._last = time.monotonic()
+        self._pending: asyncio.Task[None] | None = None
+
+    def grew(self, text: str) -> None:
+        """Save in the background when due; a slow database never holds the stream."""
+        if len(text) == self._saved_len or time.monotonic() - self._last < self._every:
+            return
+        if self._pending is not None and not self._pending.done():
+            return
+        self._last = time.monotonic()
+        self._saved_len = len(text)
+        self._pending = asyncio.create_task(self._save(text))
+
+    async def _save(self, text: str) -> None:
+        entry = HistoryEntry(
+            Role.ASSISTANT, text, tokens=estimate_tokens(text), state=TurnState.STREAMING
+        )
+        try:
+            if self._entry is None:
+                (self._entry,) = await self._store.add_messages(self._ref, [entry])
+            else:
+                self._entry = replace(entry, id=self._entry.id)
+                await self._store.update_message(self._ref, self._entry, final=False)
+        except StoreError as err:
+            log.warning("could not save a growing answer in %s: %s", self._ref, err)
+
+    async def finish(self, outcome: _Outcome) -> None:
+        """Store how the answer ended (StoreError when that fails)."""
+        if self._pending is not None:
+            await asyncio.gather(self._pending, return_exceptions=True)
+        entry = HistoryEntry(
+            Role.ASSISTANT,
+            outcome.answer,
+            tokens=estimate_tokens(outcome.answer),
+            error=outcome.error,
+            state=outcome.state,
+        )
+        if self._entry is None:
+            await self._store.add_messages(self._ref, [entry])
+        else:
+            await self._store.update_message(self._ref, replace(entry, id=self._entry.id))
+
+
 class ChatEngine:
-    def __init__(self, store: Store, hub: ProviderHub) -> None:
+    def __init__(self, store: Store, hub: ProviderHub, limits: TurnLimits | None = None) -> None:
         self._store = store
         self._hub = hub
+        self._limits = limits or TurnLimits()
         self._order = _TurnOrder()
+        self._running: dict[str, _Running] = {}
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
         key = f"{incoming.channel}"
         with self._order.lock(key) as lock:
             async with lock:
-                return await self._turn(incoming, sink, prefix)
+                return await self._turn(incoming, sink, prefix, key)
 
-    async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str) -> TurnResult:
+    def stop(self, ref: ChannelRef, why: str = "Stopped.") -> bool:
+        """End the answer being written in this conversation now; False when none is."""
+        running = self._running.get(f"{ref}")
+        if running is None:
+            return False
+        running.stop(why)
+        return True
+
+    async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str, key: str) -> TurnResult:
         text = incoming.text.strip()
         if not text:
             return await _notice(sink, "Ask me something with your message.")
@@ -83,42 +198,75 @@ class ChatEngine:
                 f"That message is too long for me ({len(text):,} characters; the limit is "
                 f"{MAX_INPUT_CHARS:,}). Shorten it or split it up.",
             )
+        if looks_like_key(text):
+            return await _notice(
+                sink,
+                "That looks like an API key, so I did not send it anywhere. Delete it from "
+                f"the chat; admins store keys with {prefix}key set.",
+            )
         ref = incoming.channel
-        await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip for the reads below
-        config = await self._store.effective_config(ref)
-        blocked = _blocked_reason(config, prefix)
-        if blocked:
-            return await _notice(sink, blocked)
         try:
+            await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip for the reads below
+            config = await self._config(ref, prefix)
+            blocked = blocked_reason(config, prefix)
+            if blocked:
+                return await _notice(sink, blocked)
             endpoint = await endpoint_for(self._store, ref, config, prefix)
+            history = await self._history(ref)
+            user = HistoryEntry(
+                Role.USER, text, author=incoming.actor.display_name, tokens=estimate_tokens(text)
+            )
+            (user,) = await self._store.add_messages(ref, [user])
         except (NotConnectable, SecretUnreadable) as err:
             return await _notice(sink, str(err))
-        assert config.model is not None  # _blocked_reason checked it
-
-        user = HistoryEntry(
-            Role.USER, text, author=incoming.actor.display_name, tokens=estimate_tokens(text)
-        )
-        request = await self._request(incoming, config, user)
+        except StoreError as err:
+            return await _notice(sink, f"{err} Nothing was sent to the model.")
+        request = self._request(config, history, user)
         await sink.typing()
-        provider = self._hub.provider(endpoint)
-        answer, error = await self._stream(provider, request, sink, config.show_reasoning)
-        entries = [user]
-        if answer:
-            entries.append(
-                HistoryEntry(Role.ASSISTANT, answer, tokens=estimate_tokens(answer), error=error)
-            )
-        await self._store.save_turn(ref, entries)
-        if error:
-            log.warning("turn in %s ended with a provider error: %s", ref, error)
-        return TurnResult(answer, error, called_provider=True)
+        row = _AnswerRow(self._store, ref, self._limits.save_every)
+        outcome = await self._stream(
+            self._hub.provider(endpoint),
+            request,
+            sink,
+            config,
+            endpoint_secrets(endpoint),
+            row,
+            key,
+        )
+        saved_note = await self._settle(ref, config, user, row, outcome)
+        error = outcome.error
+        if saved_note:
+            error = f"{error}\n{saved_note}" if error else saved_note
+        await sink.finish(outcome.answer, outcome.reasoning, error)
+        if outcome.error and outcome.state is not TurnState.STOPPED:
+            log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
+        return TurnResult(outcome.answer, outcome.error, called_provider=True)
 
-    async def _request(
-        self, incoming: Incoming, config: ChannelConfig, user: HistoryEntry
+    async def _config(self, ref: ChannelRef, prefix: str) -> ChannelConfig:
+        """The channel's config, re-checked first when a passing failure blocks it."""
+        config = await self._store.effective_config(ref)
+        if recheck_due(config.status) and not config.bypass_status_check:
+            await run_status_check(self._store, self._hub, ref, prefix)
+            config = await self._store.effective_config(ref)
+        return config
+
+    async def _history(self, ref: ChannelRef) -> list[HistoryEntry]:
+        history = await self._store.history(ref, HISTORY_ROWS)
+        if any(e.state is TurnState.STREAMING for e in history):
+            # This conversation's turns run one at a time: nobody is writing these now.
+            await self._store.mark_interrupted(ref)
+            history = await self._store.history(ref, HISTORY_ROWS)
+        return history
+
+    def _request(
+        self, config: ChannelConfig, history: list[HistoryEntry], user: HistoryEntry
     ) -> ChatRequest:
         p = config.params
-        history = await self._store.history(incoming.channel, HISTORY_ROWS)
+        # A question that got no answer stays in the history people see, but the model
+        # gets one user turn at a time.
+        usable = [e for e in history if e.state is not TurnState.FAILED and e.content.strip()]
         budget = history_budget(p.context_tokens, p.max_tokens, config.system_prompt, user.content)
-        kept = [*trim_history(history, budget), user]
+        kept = [*trim_history(usable, budget), user]
         authors = {e.author for e in kept if e.role is Role.USER and e.author}
         return ChatRequest(
             model=config.model or "",
@@ -133,50 +281,94 @@ class ChatEngine:
         )
 
     async def _stream(
-        self, provider: Provider, request: ChatRequest, sink: ReplySink, show_reasoning: bool
-    ) -> tuple[str, str | None]:
-        """Stream the answer into the sink; a fault keeps what arrived and names the error."""
+        self,
+        provider: Provider,
+        request: ChatRequest,
+        sink: ReplySink,
+        config: ChannelConfig,
+        secrets: tuple[str, ...],
+        row: _AnswerRow,
+        key: str,
+    ) -> _Outcome:
+        """Stream the answer into the sink; a fault, a stop or a limit keeps what arrived."""
+        limits = self._limits
         split = ThinkSplitter()
-        reasoning = ""
-        error: str | None = None
+        answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
+        show = config.show_reasoning
+        out = _Outcome()
+        running = self._running[key] = _Running()
         try:
-            async for delta in provider.stream_chat(request):
-                reasoning += delta.reasoning
-                if delta.text:
-                    split.feed(delta.text)
-                if delta.text or (delta.reasoning and show_reasoning):
-                    await sink.update(
-                        split.answer, _shown(reasoning + split.reasoning, show_reasoning)
-                    )
+            async with asyncio.timeout(limits.answer_timeout):
+                async with aclosing(provider.stream_chat(request)) as deltas:
+                    async for delta in deltas:
+                        seen, thought_seen = len(split.answer), len(split.reasoning)
+                        if delta.text:
+                            split.feed(delta.text)
+                        answer.feed(split.answer[seen:])
+                        thought.feed(delta.reasoning + split.reasoning[thought_seen:])
+                        if len(answer.text) > limits.max_answer_chars:
+                            out.state = TurnState.STOPPED
+                            out.error = (
+                                f"The answer passed {limits.max_answer_chars:,} characters, "
+                                "so it stops here."
+                            )
+                            break
+                        if delta.text or (delta.reasoning and show):
+                            await sink.update(answer.text, thought.text if show else "")
+                        row.grew(answer.text)
+        except TimeoutError:
+            out.state = TurnState.STOPPED
+            out.error = (
+                f"The answer took longer than {limits.answer_timeout:g} s, so it stops here."
+            )
         except ProviderError as err:
-            error = err.user_message
-        split.finish()
-        answer = split.answer
-        if not answer and not error:
-            error = "The model returned an empty answer. Try again or rephrase."
-        await sink.finish(answer, _shown(reasoning + split.reasoning, show_reasoning), error)
-        return answer, error
+            out.state = TurnState.STOPPED
+            out.error = err.user_message
+        except asyncio.CancelledError:
+            if not running.stopped_by or running.task is None:
+                raise
+            running.task.uncancel()
+            out.state = TurnState.STOPPED
+            out.error = running.stopped_by
+        finally:
+            if self._running.get(key) is running:
+                del self._running[key]
+        seen = len(split.answer)
+        split.finish()  # text held back in case a tag was starting
+        answer.feed(split.answer[seen:])
+        out.answer = answer.cut(limits.max_answer_chars)
+        out.reasoning = thought.finish() if show else ""
+        if not out.answer and not out.error:
+            out.error = "The model returned an empty answer. Try again or rephrase."
+        return out
+
+    async def _settle(
+        self,
+        ref: ChannelRef,
+        config: ChannelConfig,
+        user: HistoryEntry,
+        row: _AnswerRow,
+        outcome: _Outcome,
+    ) -> str:
+        """Store how the turn ended; a note for the asker when that failed."""
+        try:
+            if outcome.answer:
+                await row.finish(outcome)
+                if outcome.error is None:
+                    await mark_working(self._store, ref, config)
+            else:
+                failed = replace(user, state=TurnState.FAILED, error=outcome.error)
+                await self._store.update_message(ref, failed)
+        except StoreError as err:
+            log.warning("could not store the end of a turn in %s: %s", ref, err)
+            return f"This answer could not be saved ({err}) It will not be part of the history."
+        return ""
 
 
-def _blocked_reason(config: ChannelConfig, p: str) -> str | None:
-    """Why a turn must not call the provider, as a message saying how to fix it."""
-    if not config.model:
-        return (
-            f"No model is selected for this channel. An admin picks one with {p}model <id> "
-            f"(see {p}models list)."
-        )
-    status = config.status
-    if status is not None and not status.ok and not config.bypass_status_check:
-        return (
-            f"I can't answer: the last status check failed — {status.reason}\n"
-            f"An admin fixes that and runs {p}connect, or turns on {p}connect bypass:on "
-            "if the endpoint works anyway."
-        )
-    return None
-
-
-def _shown(reasoning: str, show: bool) -> str:
-    return reasoning if show else ""
+def endpoint_secrets(endpoint: Endpoint) -> tuple[str, ...]:
+    """The secrets this endpoint knows, so its answers can be cleaned of them."""
+    values = (endpoint.api_key, endpoint.proxy_password)
+    return tuple(v.reveal() for v in values if v)
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:

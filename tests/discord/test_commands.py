@@ -14,7 +14,7 @@ from bot.commands import TABLE
 from bot.commands.table import Kind, walk
 from bot.frontends.discord.client import ChatClient
 from bot.frontends.discord.commands import SWITCH_CHOICES
-from bot.store.repository import api_key_name
+from bot.store import api_key_name
 from bot.types import ReplyMode, Source
 from tests.discord.conftest import OPERATOR_ID, World
 from tests.discord.fake_openai import FakeOpenAI
@@ -218,7 +218,7 @@ async def test_key_set_collects_the_key_in_a_modal_and_never_shows_it(
 async def test_a_bad_key_is_refused_and_nothing_is_stored(world: World, core: Any) -> None:
     shown = await world.admin.slash(world.channel, "key set", source="openai")
     done = await world.admin.submit_modal(shown, {"secret:key": "two words"})
-    assert "does not look like a key" in reply_text(done)
+    assert "has a space at position 4" in reply_text(done)
     ref = ref_of(world.channel, world.guild)
     assert await core.store.resolve_secret(ref, api_key_name(Source.OPENAI)) is None
 

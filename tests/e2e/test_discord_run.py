@@ -24,18 +24,20 @@ TOKEN = "loopback.bot.token-0123456789"
 KEY = "custom-key-Q7w8E9r0T1y2U3i4"
 
 
-def _stored_turns(db: Path) -> int:
-    """Rows the bot process has committed (read straight from SQLite: no store cache)."""
+def _finished_answers(db: Path) -> list[str]:
+    """Answers the bot process has finished writing (read straight from SQLite: no cache)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        query = "SELECT content FROM messages WHERE role = 'assistant' AND state != 'streaming'"
+        return [row[0] for row in conn.execute(query)]
 
 
-async def _answer_stored(db: Path, seconds: float) -> None:
-    """The bot saves a turn right after its final edit; wait for that, however slow."""
+async def _answer_stored(db: Path, seconds: float) -> str:
+    """The bot stores how an answer ended right before its final edit; wait for that."""
     async with asyncio.timeout(seconds):
         # Another process writes it: nothing to wait on but the database itself.
-        while _stored_turns(db) < 2:  # noqa: ASYNC110
+        while not _finished_answers(db):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
+    return _finished_answers(db)[0]
 
 
 @pytest.mark.llamacpp
@@ -66,7 +68,11 @@ async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
         asked = await fake.user_says(f"<@{fake.bot_id}> Say hello to me.")
         path = f"/channels/{fake.channel_id}/messages"
         await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
-        await _answer_stored(tmp_path / "data" / "chatbot.db", 120)
+        answer = await _answer_stored(tmp_path / "data" / "chatbot.db", 120)
+        await fake.wait_until(
+            lambda: any(m["content"].strip() == answer.strip() for m in fake.messages.values()),
+            60,
+        )
         chat_calls = list(fake.calls)
         # /key set: the key travels only inside the modal submission.
         await fake.slash("key", "set", source="custom")

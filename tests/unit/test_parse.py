@@ -42,7 +42,7 @@ def test_secret_positional_is_wrapped() -> None:
     ("text", "fragment"),
     [
         ("/modle gpt", "Did you mean `model`?"),
-        ("/proxy", "needs one of: set, clear, show"),
+        ("/proxy", "needs one of: set, password, clear, show"),
         ("/proxy sett x", "Did you mean `set`?"),
         ('/model "unclosed', "quote is not closed"),
         ("/source openai extra", "Too many values"),
@@ -62,7 +62,8 @@ def test_bad_input_says_what_to_do(text: str, fragment: str) -> None:
         ("/source claud", "Did you mean `claude`?"),
         ("/connect bypass:maybe", "must be on or off"),
         ("/model", "Missing `id`"),
-        ("/params temperature", "Missing `value`"),
+        ("/connect bypass:", "needs a value (on or off)"),
+        ("/params nope 1", "is not a valid name"),
     ],
 )
 def test_bind_rejects_bad_values(text: str, fragment: str) -> None:

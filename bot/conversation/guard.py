@@ -1,0 +1,62 @@
+"""An answer as it streams, cleaned and without the channel's own secrets in any form.
+
+An endpoint that reflects the Authorization header would otherwise have the bot post
+and store the key. Text that might be the start of a secret is held back until the
+next piece decides, so not even a prefix of a key is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bot.types import redact
+from bot.types.secrets import secret_forms
+from bot.types.text import clean_text
+
+
+class AnswerGuard:
+    """Feed pieces; `text` is what may be shown and stored so far."""
+
+    __slots__ = ("_firsts", "_forms", "_secrets", "_tail", "text")
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = tuple(s for s in secrets if s)
+        self._forms = tuple(f for s in self._secrets for f in secret_forms(s))
+        self._firsts = {f[0] for f in self._forms}
+        self._tail = ""
+        self.text = ""
+
+    def feed(self, piece: str) -> str:
+        """Take the next piece of the answer; returns `text`."""
+        piece = clean_text(piece)
+        if not self._forms:
+            self.text += piece
+            return self.text
+        buf = redact(self._tail + piece, self._secrets, shapes=False)
+        hold = self._held_back(buf)
+        self.text += buf[: len(buf) - hold]
+        self._tail = buf[len(buf) - hold :]
+        return self.text
+
+    def finish(self) -> str:
+        """End of the answer: what was held back was not a secret after all."""
+        self.text += self._tail
+        self._tail = ""
+        return self.text
+
+    def cut(self, limit: int) -> str:
+        """Keep at most `limit` characters (an answer past the length cap)."""
+        self.finish()
+        self.text = self.text[:limit]
+        return self.text
+
+    def _held_back(self, buf: str) -> int:
+        """Length of the longest end of `buf` that begins some form of a secret."""
+        longest = max(map(len, self._forms))
+        window = max(0, len(buf) - longest + 1)
+        for start in range(window, len(buf)):
+            if buf[start] in self._firsts:
+                rest = buf[start:]
+                if any(f.startswith(rest) for f in self._forms):
+                    return len(buf) - start
+        return 0
