@@ -1,5 +1,6 @@
 FROM python:3.11-slim
 
+# DATA_DIR is the volume; .env.example leaves it commented out so `--env-file .env` keeps it.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -8,9 +8,10 @@ import logging
 import signal
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
-from bot.core import DEFAULT_PREFIXES, Core
+from bot.core import DEFAULT_PREFIXES, Core, TurnLimits
 from bot.frontends import FrontendError
 from bot.frontends.console import run_console as console_loop
 from bot.frontends.discord import DiscordOptions, run_discord
@@ -26,7 +27,9 @@ log = logging.getLogger("bot.app")
 NO_PLATFORM = (
     "No chat platform is configured. For Discord set DISCORD_TOKEN; for Matrix set "
     "MATRIX_HOMESERVER and MATRIX_USER_ID with MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN "
-    "(in .env or the environment). To chat in this terminal instead, run `chatbot console`."
+    "(in .env or the environment). To chat in this terminal instead, run "
+    "`./scripts/run.sh console` (Docker: `docker run --rm -it --env-file .env "
+    "-v chatbot-data:/data chat-completion-bot console`)."
 )
 
 
@@ -63,7 +66,11 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
     )
     hub = ProviderHub(provider_settings(settings))
     prefixes = {**DEFAULT_PREFIXES, Platform.MATRIX: settings.matrix_command_prefix}
-    return Core(store, hub, admin_ids=settings.admin_ids, prefixes=prefixes)
+    limits = TurnLimits(
+        answer_timeout=settings.provider_answer_timeout,
+        max_answer_chars=settings.max_answer_chars,
+    )
+    return Core(store, hub, admin_ids=settings.admin_ids, prefixes=prefixes, limits=limits)
 
 
 def discord_options(settings: Settings) -> DiscordOptions:
@@ -151,10 +158,17 @@ async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> None:
             )
 
 
-async def run_console(settings: Settings, box: SecretBox, channel: str) -> int:
+async def run_console(
+    settings: Settings,
+    box: SecretBox,
+    channel: str,
+    *,
+    user: str = "",
+    log_path: Path | None = None,
+) -> int:
     core = await build_core(settings, box)
     try:
-        return await console_loop(core, channel)
+        return await console_loop(core, channel, user=user, log_path=log_path)
     finally:
         await core.close()
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.app import rotate_keys, run, run_console
 from bot.logfilter import configure_logging
@@ -15,6 +16,9 @@ from bot.store.migrate import upgrade_to_head
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
 
 log = logging.getLogger("bot.cli")
+
+# The console's log, under DATA_DIR: its terminal is a chat, so log lines go here instead.
+CONSOLE_LOG_NAME = "chatbot.log"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +30,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="apply migrations and run the configured front-ends")
     console = sub.add_parser("console", help="chat in this terminal (same database and commands)")
     console.add_argument("--channel", default="console", help="channel name (default: console)")
+    console.add_argument(
+        "--user",
+        default="",
+        metavar="ID",
+        help="chat as this user id (admin only if ADMIN_IDS lists it); default: you, as admin",
+    )
+    console.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help=f"also print the log to stderr (it always goes to DATA_DIR/{CONSOLE_LOG_NAME})",
+    )
     sub.add_parser("migrate", help="upgrade the database schema to the newest version")
     sub.add_parser("keygen", help="print a new key for BOT_SECRET_KEYS")
     sub.add_parser(
@@ -45,6 +61,20 @@ def secret_box(settings: Settings) -> SecretBox:
         return SecretBox.from_setting(settings.bot_secret_keys.get_secret_value())
     except ValueError as err:
         raise SettingsError(str(err)) from None
+
+
+def _console_logging(settings: Settings, verbose: bool) -> Path | None:
+    """Log to DATA_DIR's file, and to stderr only when asked; return the file in use."""
+    debug = settings.log_level == "DEBUG"
+    log_path = configure_logging(
+        settings.log_level,
+        log_file=settings.data_dir / CONSOLE_LOG_NAME,
+        to_stderr=verbose or debug,
+    )
+    if not debug:
+        # Every start announces its migration context at INFO; the chat needs none of it.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    return log_path
 
 
 async def _migrate(settings: Settings) -> str:
@@ -67,6 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = load_settings()
+        if args.command == "console":
+            log_path = _console_logging(settings, args.verbose)
+            return asyncio.run(
+                run_console(
+                    settings,
+                    secret_box(settings),
+                    channel=args.channel,
+                    user=args.user,
+                    log_path=log_path,
+                )
+            )
         configure_logging(settings.log_level)
         if args.command == "migrate":
             print(asyncio.run(_migrate(settings)))
@@ -75,8 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(asyncio.run(_rotate(settings)))
             return 0
         box = secret_box(settings)
-        if args.command == "console":
-            return asyncio.run(run_console(settings, box, channel=args.channel))
         return asyncio.run(run(settings, box))
     except SettingsError as err:
         return _fail(str(err))

@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from bot.types import ReplyMode, SecretValue, Source
 
@@ -40,8 +46,14 @@ _FIX_HINTS: dict[str, str] = {
 class Settings(BaseSettings):
     """Every operator setting; README's table and .env.example list the same names."""
 
+    # An empty value means "use the default": .env.example and `docker run --env-file`
+    # both hand over `NAME=` lines as empty strings.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
     )
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -86,6 +98,28 @@ class Settings(BaseSettings):
     provider_first_byte_timeout: float = Field(default=60.0, gt=0)
     provider_idle_timeout: float = Field(default=60.0, gt=0)
     provider_max_retries: int = Field(default=2, ge=0, le=10)
+    provider_answer_timeout: float = Field(default=300.0, gt=0)
+    max_answer_chars: int = Field(default=100_000, ge=100)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # env_ignore_empty skips only "": a value of spaces is just as unset, and dropping
+        # it per source lets a blank in the environment fall through to .env like "" does.
+        for source in (env_settings, dotenv_settings):
+            if isinstance(source, EnvSettingsSource):
+                source.env_vars = {
+                    name: value
+                    for name, value in source.env_vars.items()
+                    if value is None or value.strip()
+                }
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     @field_validator(
         "admin_ids",

@@ -1,16 +1,28 @@
-"""A terminal chat on the same database and command table: `/…` lines are commands."""
+"""A terminal chat on the same database and command table: `/…` lines are commands.
+
+The terminal is a chat, not a log: only answers are printed. Ctrl-C while an answer
+streams stops that answer; Ctrl-C at the prompt, or Ctrl-D, leaves.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import io
 import os
+import signal
 import sys
-from typing import TextIO
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 from bot.commands.parse import CommandError
-from bot.core import Core
+from bot.core import Core, secret_prompt
 from bot.types import Actor, ChannelRef, Incoming, Platform, SecretValue
+
+T = TypeVar("T")
 
 
 class ConsoleSink:
@@ -50,52 +62,147 @@ class ConsoleSink:
             self._write(answer + "\n")
 
 
-class Console:
-    def __init__(self, core: Core, channel: str, stdin: TextIO, stdout: TextIO) -> None:
-        self._core = core
+class _Reader:
+    """Reads stdin in its own (daemon) thread, one line when asked.
+
+    A line is read only on request, so a hidden secret prompt never races a pending
+    read; and a blocked read never keeps the process from leaving on Ctrl-C.
+    """
+
+    def __init__(self, stdin: TextIO, tty: bool) -> None:
         self._in = stdin
+        self._tty = tty
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wanted = threading.Semaphore(0)
+        self._pending: list[tuple[str, bool, asyncio.Future[str | None]]] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        threading.Thread(target=self._serve, name="console-stdin", daemon=True).start()
+
+    async def line(self, prompt: str = "", *, hidden: bool = False) -> str | None:
+        assert self._loop is not None
+        done: asyncio.Future[str | None] = self._loop.create_future()
+        with self._lock:
+            self._pending.append((prompt, hidden, done))
+        self._wanted.release()
+        return await done
+
+    def _serve(self) -> None:
+        assert self._loop is not None
+        while True:
+            self._wanted.acquire()
+            with self._lock:
+                prompt, hidden, done = self._pending.pop(0)
+            try:
+                text = self._read(prompt, hidden)
+            except (EOFError, OSError, ValueError):
+                text = None
+            self._loop.call_soon_threadsafe(_settle, done, text)
+
+    def _read(self, prompt: str, hidden: bool) -> str | None:
+        if hidden and self._tty:
+            return getpass.getpass(prompt)
+        if prompt and self._tty:
+            sys.stdout.write(prompt)
+            sys.stdout.flush()
+        line = self._in.readline()
+        return line.rstrip("\r\n") if line else None
+
+
+def _settle(done: asyncio.Future[str | None], text: str | None) -> None:
+    if not done.done():
+        done.set_result(text)
+
+
+class Console:
+    def __init__(
+        self,
+        core: Core,
+        channel: str,
+        stdin: TextIO,
+        stdout: TextIO,
+        *,
+        user: str = "",
+        log_path: Path | None = None,
+    ) -> None:
+        self._core = core
         self._out = stdout
         self._ref = ChannelRef(Platform.CONSOLE, channel_id=channel)
         self._tty = stdin.isatty()
-        name = os.environ.get("USER") or "you"
-        # Whoever holds the terminal holds the database too: admin.
-        self._actor = Actor("console", name, is_channel_admin=True, is_server_admin=True)
-
-    async def _readline(self, prompt: str = "") -> str | None:
-        if self._tty and prompt:
-            self._out.write(prompt)
-            self._out.flush()
-        line = await asyncio.to_thread(self._in.readline)
-        return line.rstrip("\n") if line else None
-
-    async def _read_secret(self, what: str) -> str | None:
-        if self._tty:
-            try:
-                return await asyncio.to_thread(getpass.getpass, f"{what} (not shown): ")
-            except EOFError:
-                return None
-        return await self._readline()
+        self._reader = _Reader(stdin, self._tty)
+        self._log_path = log_path
+        if user:
+            # What a member sees: admin only when ADMIN_IDS lists this id.
+            self._actor = Actor(user, user)
+        else:
+            # Whoever holds the terminal holds the database too: admin.
+            name = os.environ.get("USER") or "you"
+            self._actor = Actor("console", name, is_channel_admin=True, is_server_admin=True)
+        self._answering = False
+        self._leave = asyncio.Event()
 
     def _print(self, text: str) -> None:
         self._out.write(text + "\n")
         self._out.flush()
 
+    def _interrupted(self) -> None:
+        """Ctrl-C: stop the answer being written, or leave when none is."""
+        if self._answering and self._core.stop(self._ref):
+            return
+        self._leave.set()
+
     async def run(self) -> int:
+        self._reader.start()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, self._interrupted)
         if self._tty:
+            log = f" The log is in {self._log_path}." if self._log_path else ""
             self._print(
-                f"chatbot console, channel '{self._ref.channel_id}'. "
-                "Lines starting with / are commands (/help); Ctrl-D quits."
+                f"chatbot console, channel '{self._ref.channel_id}'. Lines starting with / are "
+                f"commands (/help). Ctrl-C stops an answer; Ctrl-D or Ctrl-C quits.{log}"
             )
-        while (line := await self._readline("> ")) is not None:
-            text = line.strip()
-            if not text:
-                continue
-            incoming = Incoming(self._ref, self._actor, text)
-            if self._core.is_command(incoming):
-                await self._command(text)
-            else:
-                await self._core.chat(incoming, ConsoleSink(self._out))
+        try:
+            while not self._leave.is_set():
+                line = await self._until_leave(self._reader.line("> "))
+                if line is None:
+                    break
+                await self._until_leave(self._handle(line.strip()))
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+        if self._leave.is_set() and self._tty:
+            self._print("")
         return 0
+
+    async def _until_leave(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """Run `work` unless Ctrl-C asks to leave first (then None)."""
+        task = asyncio.ensure_future(work)
+        leave = asyncio.ensure_future(self._leave.wait())
+        try:
+            await asyncio.wait({task, leave}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            leave.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+        return task.result()
+
+    async def _handle(self, text: str) -> None:
+        if not text:
+            return
+        incoming = Incoming(self._ref, self._actor, text)
+        if self._core.is_command(incoming):
+            await self._command(text)
+            return
+        self._answering = True
+        try:
+            await self._core.chat(incoming, ConsoleSink(self._out))
+        finally:
+            self._answering = False
 
     async def _command(self, text: str) -> None:
         try:
@@ -103,17 +210,38 @@ class Console:
         except CommandError as err:
             self._print(str(err))
             return
+        refused = self._core.refusal(self._ref, self._actor, inv)
+        if refused is not None:
+            # Said before any secret is asked for: a key typed next is not swallowed.
+            self._print(refused.text)
+            return
         command = self._core.command(inv.path)
         for opt in command.options if command else ():
             if opt.secret and opt.required and opt.name not in inv.raw:
-                value = await self._read_secret(f"{opt.name.capitalize()} for {' '.join(inv.path)}")
+                what = f"{secret_prompt(opt, inv.raw)} (input hidden): "
+                value = await self._reader.line(what, hidden=True)
                 if value is None:
                     self._print(f"No {opt.name} given; nothing changed.")
                     return
-                inv.raw[opt.name] = SecretValue(value.strip())
+                inv.raw[opt.name] = SecretValue(value)
         reply = await self._core.run_command(self._ref, self._actor, inv)
         self._print(reply.text)
 
 
-async def run_console(core: Core, channel: str) -> int:
-    return await Console(core, channel, sys.stdin, sys.stdout).run()
+def utf8_stdin() -> TextIO:
+    """stdin as text whatever its bytes: invalid UTF-8 becomes U+FFFD, never a crash."""
+    if sys.stdin.isatty() or not hasattr(sys.stdin, "buffer"):
+        with contextlib.suppress(AttributeError, ValueError):
+            sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+        return sys.stdin
+    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+
+
+async def run_console(
+    core: Core, channel: str, *, user: str = "", log_path: Path | None = None
+) -> int:
+    # An answer with an emoji must not crash a terminal whose locale cannot show it.
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
+    console = Console(core, channel, utf8_stdin(), sys.stdout, user=user, log_path=log_path)
+    return await console.run()

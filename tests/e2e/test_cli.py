@@ -1,23 +1,38 @@
-"""The `chatbot` command as an operator runs it: help, keygen, migrate, rotate-keys."""
+"""The `chatbot` command as an operator runs it: help, keygen, migrate, rotate-keys, and
+the console's terminal kept for the chat (its log goes to a file)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from bot.store import SecretBox, Store
+from bot.app import NO_PLATFORM
+from bot.logfilter import REDACTED
+from bot.store import SecretBox, Store, generate_key
 from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Scope, SecretValue, Source
 
+ROOT = Path(__file__).resolve().parents[2]
+# A line of the log format (bot/logfilter.py): "2026-01-02 03:04:05,678 INFO name: ...".
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", re.M)
 
-def chatbot(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "MATRIX"))}
+
+def chatbot(
+    tmp_path: Path, *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DISCORD", "MATRIX", "DATA_DIR", "LOG_LEVEL", "PROVIDER_"))
+    }
     base.update(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/data/bot.db", **env)
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -124,3 +139,87 @@ def test_rotate_keys_without_the_old_key_fails_clearly_and_changes_nothing(tmp_p
     assert stored() == before
     assert chatbot(tmp_path, "rotate-keys", BOT_SECRET_KEYS=f"{other},{old}").returncode == 0
     assert stored() != before
+
+
+def test_run_without_platform_names_commands_that_work(tmp_path: Path) -> None:
+    result = chatbot(tmp_path, "run", BOT_SECRET_KEYS=generate_key())
+    assert result.returncode == 2
+    assert "DISCORD_TOKEN" in result.stderr and "Traceback" not in result.stderr
+    assert "./scripts/run.sh console" in result.stderr
+    assert "chat-completion-bot console" in result.stderr
+    readme = (ROOT / "README.md").read_text()
+    for command in re.findall(r"`([^`]+)`", NO_PLATFORM):
+        assert command in readme, command
+
+
+# A failing provider: the status check and the chat turn log at INFO and retry with WARNINGs.
+SESSION = "/source custom\n/proxy set http://127.0.0.1:9\n/model m\nhello\n/help\n"
+
+
+def console_env(**env: str) -> dict[str, str]:
+    return {
+        "BOT_SECRET_KEYS": generate_key(),
+        "ALLOW_PRIVATE_ENDPOINTS": "true",
+        "PROVIDER_MAX_RETRIES": "1",
+        "LOG_LEVEL": "INFO",
+        **env,
+    }
+
+
+def test_console_keeps_log_lines_out_of_the_terminal(tmp_path: Path) -> None:
+    result = chatbot(tmp_path, "console", stdin=SESSION, **console_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "How to connect" in result.stdout
+    assert not LOG_LINE.search(result.stdout), result.stdout
+    log = (tmp_path / "data" / "chatbot.log").read_text()
+    assert "console ran /source" in log
+    assert "WARNING" in log  # the retry of the unreachable endpoint
+    assert "alembic" not in log  # migration chatter stays out at INFO
+
+
+def test_console_verbose_or_debug_also_logs_to_stderr(tmp_path: Path) -> None:
+    verbose = chatbot(tmp_path, "console", "--verbose", stdin="/help\n", **console_env())
+    assert verbose.returncode == 0, verbose.stderr
+    assert "console ran /help" in verbose.stderr
+    assert not LOG_LINE.search(verbose.stdout)
+    debug = chatbot(tmp_path, "console", stdin="/help\n", **console_env(LOG_LEVEL="DEBUG"))
+    assert debug.returncode == 0, debug.stderr
+    assert "console ran /help" in debug.stderr and "alembic" in debug.stderr
+    assert "console ran /help" in (tmp_path / "data" / "chatbot.log").read_text()
+
+
+def test_console_without_a_writable_log_folder_still_chats_quietly(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = chatbot(
+        tmp_path,
+        "console",
+        stdin=SESSION,
+        **console_env(DATA_DIR=str(tmp_path / "a-file" / "data")),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "How to connect" in result.stdout and not LOG_LINE.search(result.stdout)
+
+
+def test_the_log_file_is_redacted_too(tmp_path: Path) -> None:
+    script = (
+        "import logging, pathlib, sys\n"
+        "from bot.logfilter import configure_logging\n"
+        "path = configure_logging('INFO', log_file=pathlib.Path('logs/x.log'), to_stderr=False)\n"
+        "print(path)\n"
+        "logging.getLogger('t').warning('key %s', 'sk-proj-abcdefghijklmnop1234')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "logs" / "x.log")
+    assert result.stderr == ""
+    text = (tmp_path / "logs" / "x.log").read_text()
+    assert REDACTED in text and "abcdefghijklmnop1234" not in text

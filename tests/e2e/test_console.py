@@ -119,5 +119,5 @@ def test_run_without_platform_points_to_console(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "DISCORD_TOKEN" in result.stderr and "chatbot console" in result.stderr
+    assert "DISCORD_TOKEN" in result.stderr and "./scripts/run.sh console" in result.stderr
     assert "Traceback" not in result.stderr

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.settings import Settings, SettingsError, load_settings
+from bot.store import SecretBox, generate_key
 from bot.types import Source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +74,9 @@ def test_bad_values_give_one_clear_message(
 
 def test_readme_and_env_example_list_every_setting() -> None:
     names = {n.upper() for n in Settings.model_fields}
-    example = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    # DATA_DIR is listed commented out (see .env.example).
+    example_text = (ROOT / ".env.example").read_text()
+    example = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=", example_text, re.M))
     readme = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", (ROOT / "README.md").read_text(), re.M))
     assert example == names
     assert readme == names
@@ -98,7 +103,7 @@ def test_platform_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "1,2"}, "[2] are outside 0..1"),
         ({"DISCORD_SHARD_IDS": "zero"}, "Setting DISCORD_SHARD_IDS is invalid"),
         ({"MATRIX_TRUST_DEVICES": "everyone"}, "Fix: use unverified or verified"),
-        ({"MATRIX_COMMAND_PREFIX": ""}, "Setting MATRIX_COMMAND_PREFIX is invalid"),
+        ({"MATRIX_COMMAND_PREFIX": "!!!!"}, "Setting MATRIX_COMMAND_PREFIX is invalid"),
     ],
 )
 def test_platform_settings_mistakes(
@@ -110,3 +115,98 @@ def test_platform_settings_mistakes(
         load_settings()
     assert fragment in str(info.value)
     assert "Traceback" not in str(info.value)
+
+
+def default(name: str) -> Any:
+    return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
+BLANKS = ("", "   ", "\t")
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_an_empty_value_in_the_environment_means_the_default(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    for blank in BLANKS:
+        monkeypatch.setenv(name.upper(), blank)
+        assert getattr(load_settings(), name) == default(name), repr(blank)
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_an_empty_value_in_dotenv_means_the_default(tmp_path: Path, name: str) -> None:
+    for line in (f"{name.upper()}=", f"{name.upper()}=   ", f'{name.upper()}="  "'):
+        (tmp_path / ".env").write_text(line + "\n")
+        assert getattr(load_settings(), name) == default(name), line
+
+
+def test_a_blank_in_the_environment_leaves_the_dotenv_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("DISCORD_SHARD_COUNT=4\nPROVIDER_MAX_RETRIES=5\n")
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "")
+    monkeypatch.setenv("PROVIDER_MAX_RETRIES", "  ")
+    s = load_settings()
+    assert (s.discord_shard_count, s.provider_max_retries) == (4, 5)
+
+
+def env_as_run_sh_writes_it(key: str) -> str:
+    """.env.example with BOT_SECRET_KEYS filled in, as ./scripts/run.sh's sed does."""
+    example = (ROOT / ".env.example").read_text()
+    return re.sub(r"^BOT_SECRET_KEYS=.*$", f"BOT_SECRET_KEYS={key}", example, flags=re.M)
+
+
+def docker_env_file(text: str, host: Mapping[str, str]) -> dict[str, str]:
+    """The variables `docker run --env-file` passes for `text`."""
+    # docker: BOM, leading blanks dropped; skip blank/# lines; split at first =; value verbatim
+    found: dict[str, str] = {}
+    for line in text.removeprefix("\ufeff").splitlines():
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        name, has_value, value = line.partition("=")
+        if not name or any(c.isspace() for c in name):
+            raise ValueError(f"docker refuses the line {line!r}")
+        if has_value:
+            found[name] = value
+        elif name in host:  # a bare NAME passes the host's value, if any
+            found[name] = host[name]
+    return found
+
+
+def assert_defaults_except(s: Settings, *names: str) -> None:
+    for name in Settings.model_fields:
+        if name not in names:
+            assert getattr(s, name) == default(name), name
+
+
+def test_env_example_as_run_sh_writes_it_gives_the_defaults(tmp_path: Path) -> None:
+    key = generate_key()
+    (tmp_path / ".env").write_text(env_as_run_sh_writes_it(key))
+    s = load_settings()
+    assert s.bot_secret_keys.get_secret_value() == key
+    assert_defaults_except(s, "bot_secret_keys")
+
+
+def test_env_example_works_as_docker_env_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = generate_key()
+    monkeypatch.setenv("DATA_DIR", "/data")  # the image's ENV; --env-file comes on top
+    for name, value in docker_env_file(env_as_run_sh_writes_it(key), host={}).items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()  # the image's working folder has no .env
+    assert s.data_dir == Path("/data")
+    assert s.db_url == "sqlite+aiosqlite:////data/chatbot.db"
+    SecretBox.from_setting(s.bot_secret_keys.get_secret_value())
+    assert s.bot_secret_keys.get_secret_value() == key
+    assert_defaults_except(s, "data_dir", "bot_secret_keys")
+
+
+def test_docker_env_file_reading_rules() -> None:
+    text = '\ufeffA=1\n  # note\n\n  B= spaced \nC="q" # not a comment\nD=x=y\nE\nF\n'
+    assert docker_env_file(text, host={"E": "from host"}) == {
+        "A": "1",
+        "B": " spaced ",
+        "C": '"q" # not a comment',
+        "D": "x=y",
+        "E": "from host",
+    }

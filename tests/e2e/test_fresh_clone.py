@@ -1,0 +1,75 @@
+"""The README's "Run it" on a fresh clone with a bare environment, as a newcomer runs it.
+
+It clones HEAD, so it tests committed code. It installs .venv from the package indexes
+(pip's cache under HOME keeps later runs fast).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", re.M)
+
+
+def bare_environment() -> dict[str, str]:
+    """Only PATH, HOME and LANG: no CI, DATABASE_URL, BOT_SECRET_KEYS or active venv."""
+    # An activated outer venv would hand its python to the clone's scripts.
+    path = [
+        entry
+        for entry in os.environ.get("PATH", os.defpath).split(os.pathsep)
+        if entry and not Path(entry).resolve().is_relative_to(ROOT)
+    ]
+    return {"PATH": os.pathsep.join(path), "HOME": str(Path.home()), "LANG": "C.UTF-8"}
+
+
+def run_sh(clone: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["./scripts/run.sh", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=clone,
+        env=bare_environment(),
+        timeout=900,
+        check=False,
+    )
+
+
+def test_readme_run_command_on_a_fresh_clone(tmp_path: Path) -> None:
+    git = shutil.which("git")
+    assert git, "git is needed to clone the repository"
+    clone = tmp_path / "clone"
+    subprocess.run(
+        [git, "clone", "--quiet", str(ROOT), str(clone)],
+        check=True,
+        env=bare_environment(),
+        timeout=300,
+    )
+    assert not (clone / ".venv").exists() and not (clone / ".peers").exists()
+
+    first = run_sh(clone)
+    assert first.returncode == 2, first.stdout + first.stderr
+    assert "No chat platform is configured" in first.stderr
+    assert "./scripts/run.sh console" in first.stderr
+    assert "Traceback" not in first.stderr
+    assert "Created .env" in first.stdout
+    assert (clone / ".venv" / "bin" / "chatbot").is_file()
+    env_file = clone / ".env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert re.search(r"^BOT_SECRET_KEYS=\S+$", env_file.read_text(), re.M)
+
+    console = run_sh(clone, "console", stdin="/help\n")
+    assert console.returncode == 0, console.stdout + console.stderr
+    assert console.stderr == ""
+    # Piped input: no banner, no prompt; the only output is /help's answer.
+    assert console.stdout.startswith("How to connect"), console.stdout[:300]
+    assert "/source" in console.stdout
+    assert not LOG_LINE.search(console.stdout), console.stdout
+    for setup_line in ("Created .env", "Creating .venv", "Installing"):
+        assert setup_line not in console.stdout
+    assert "console ran /help" in (clone / "data" / "chatbot.log").read_text()
