@@ -39,39 +39,46 @@ def number_text(value: float) -> str:
 def split_list(text: str) -> list[str]:
     """`END, "a,b", \\nUser:` → ["END", "a,b", "\\nUser:"]: commas split, quotes group.
 
-    Inside a value `\\n` and `\\t` are a newline and a tab (stop strings often need one).
+    Inside a value `\\n` and `\\t` are a newline and a tab (stop strings often need one);
+    spaces typed around a value are dropped, quoted or escaped ones kept.
     """
     items: list[str] = []
-    current: list[str] = []
+    current: list[tuple[str, bool]] = []  # (character, typed literally: quoted or escaped)
     quote = ""
-    quoted = False
     i = 0
     while i < len(text):
         char = text[i]
         if char == "\\" and i + 1 < len(text):
             nxt = text[i + 1]
-            current.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            current.append(({"n": "\n", "t": "\t"}.get(nxt, nxt), True))
             i += 2
             continue
         if quote:
             if char == quote:
                 quote = ""
             else:
-                current.append(char)
+                current.append((char, True))
         elif char in "\"'":
-            quote, quoted = char, True
+            quote = char
         elif char == ",":
-            items.append("".join(current) if quoted else "".join(current).strip())
-            current, quoted = [], False
+            items.append(_trimmed(current))
+            current = []
         else:
-            current.append(char)
+            current.append((char, False))
         i += 1
     if quote:
         raise FieldError("A quote is not closed. Close it or remove it.")
-    last = "".join(current) if quoted else "".join(current).strip()
-    if last or quoted:
-        items.append(last)
+    items.append(_trimmed(current))
     return [item for item in items if item]
+
+
+def _trimmed(chars: list[tuple[str, bool]]) -> str:
+    start, end = 0, len(chars)
+    while start < end and not chars[start][1] and chars[start][0].isspace():
+        start += 1
+    while end > start and not chars[end - 1][1] and chars[end - 1][0].isspace():
+        end -= 1
+    return "".join(char for char, _ in chars[start:end])
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +163,9 @@ class Field:
 
 
 def _show_item(item: object) -> str:
-    text = str(item)
-    escaped = text.replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"' if "," in text or text != text.strip() else escaped
+    """One list item as `split_list` would read it back."""
+    escaped = str(item).replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{escaped}"' if "," in escaped or escaped != escaped.strip() else escaped
 
 
 PARAMS: tuple[Field, ...] = (

@@ -35,6 +35,7 @@ class FakeOpenAI:
     url_v1: str
     script: Script
     requests: list[dict[str, object]]
+    cut_off: list[float] = field(default_factory=list)  # when a reader hung up mid-answer
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -62,17 +63,23 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
         s = state.script
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        await asyncio.sleep(s.first_token)
-        for i, text in enumerate(s.chunks):
-            if s.fail_after is not None and i == s.fail_after:
-                error = {"error": {"message": "the model is overloaded", "type": "server_error"}}
-                await resp.write(f"data: {json.dumps(error)}\n\n".encode())
-                return resp
-            if i and s.interval:
-                await asyncio.sleep(s.interval)
-            await resp.write(_chunk(text))
-        await resp.write(_chunk("", "stop"))
-        await resp.write(b"data: [DONE]\n\n")
+        try:
+            await asyncio.sleep(s.first_token)
+            for i, text in enumerate(s.chunks):
+                if s.fail_after is not None and i == s.fail_after:
+                    error = {
+                        "error": {"message": "the model is overloaded", "type": "server_error"}
+                    }
+                    await resp.write(f"data: {json.dumps(error)}\n\n".encode())
+                    return resp
+                if i and s.interval:
+                    await asyncio.sleep(s.interval)
+                await resp.write(_chunk(text))
+            await resp.write(_chunk("", "stop"))
+            await resp.write(b"data: [DONE]\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            state.cut_off.append(asyncio.get_running_loop().time())
+            raise
         return resp
 
     app = web.Application()

@@ -79,8 +79,12 @@ def default_permissions(command: Command) -> discord.Permissions | None:
 
 
 def secret_options(command: Command) -> tuple[Option, ...]:
-    """Options collected by a modal instead of a slash option."""
-    return tuple(o for o in command.options if o.secret)
+    """Options collected by a modal instead of a slash option: the required secrets.
+
+    An optional secret (`/proxy set`'s password) is left out, so the command answers at
+    once; the table offers a command of its own for it (`/proxy password`).
+    """
+    return tuple(o for o in command.options if o.secret and o.required)
 
 
 def _annotation(opt: Option) -> Any:

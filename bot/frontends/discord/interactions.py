@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 
 from bot.commands import Command, Invocation
-from bot.core import Core, split_text
+from bot.core import Core, secret_prompt, split_text
 from bot.frontends.discord.commands import secret_options
 from bot.frontends.discord.events import actor_for, channel_ref
 from bot.frontends.discord.sink import LIMIT
@@ -53,6 +53,12 @@ class CommandRunner:
             return
         raw = {name: str(value) for name, value in values.items() if value is not None}
         if secret_options(command):
+            # Refused commands say so before the form: a key is never typed for nothing.
+            ref, actor = interaction_context(interaction)
+            refused = self._core.refusal(ref, actor, Invocation(path, raw))
+            if refused is not None:
+                await _respond(interaction, refused)
+                return
             await interaction.response.send_modal(SecretModal(self, path, command, raw))
             return
         await self.run(interaction, command, Invocation(path, raw), defer_now=command.slow)
@@ -132,7 +138,7 @@ class SecretModal(discord.ui.Modal):
         self._fields: dict[str, discord.ui.TextInput[SecretModal]] = {}
         for opt in secret_options(command):
             field: discord.ui.TextInput[SecretModal] = discord.ui.TextInput(
-                label=_label(opt.help),
+                label=_label(secret_prompt(opt, raw)),
                 custom_id=f"secret:{opt.name}",
                 placeholder="only you and the bot see this" if opt.required else "optional",
                 required=opt.required,

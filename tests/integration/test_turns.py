@@ -1,0 +1,300 @@
+"""A chat turn's life in the store: stored first, saved as it grows, stopped, cut, marked.
+
+A real Core on SQLite (and PostgreSQL where it matters) against a loopback
+OpenAI-compatible endpoint that streams a scripted answer at a chosen pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from bot.core import Core, TurnLimits
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key
+from bot.store.migrate import upgrade_to_head
+from bot.store.models import ChannelConfigRow
+from bot.types import (
+    Actor,
+    ChannelConfig,
+    ChannelRef,
+    HistoryEntry,
+    Incoming,
+    Platform,
+    Role,
+    Scope,
+    SecretValue,
+    Source,
+    StatusCheck,
+    TurnState,
+)
+from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+
+REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+ADMIN = Actor("u1", "Ada", is_channel_admin=True)
+
+
+class Sink:
+    """Records what a front-end would show."""
+
+    def __init__(self) -> None:
+        self.updates: list[str] = []
+        self.final: tuple[str, str | None] | None = None
+        self.first = asyncio.Event()
+
+    async def typing(self) -> None:
+        return None
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        self.updates.append(answer)
+        self.first.set()
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        self.final = (answer, error)
+
+
+async def make_core(url: str, endpoint: FakeOpenAI, limits: TurnLimits) -> Core:
+    await upgrade_to_head(url)
+    defaults = ChannelConfig(source=Source.CUSTOM, model="m", proxy_url=endpoint.url_v1)
+    store = await Store.open(url, SecretBox.from_setting(generate_key()), defaults=defaults)
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    return Core(store, hub, limits=limits)
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[FakeOpenAI]:
+    async with fake_openai(Script(chunks=["Hello", " there", "!"])) as fake:
+        yield fake
+
+
+async def chat(core: Core, text: str, sink: Sink | None = None) -> Sink:
+    sink = sink or Sink()
+    await core.chat(Incoming(REF, ADMIN, text), sink)
+    return sink
+
+
+async def rows(core: Core) -> list[HistoryEntry]:
+    return await core.store.history(REF, 100)
+
+
+async def test_a_turn_is_stored_with_its_states(database_url: str, endpoint: FakeOpenAI) -> None:
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        sink = await chat(core, "hi")
+        assert sink.final == ("Hello there!", None)
+        stored = await rows(core)
+        assert [(e.role, e.content, e.state) for e in stored] == [
+            (Role.USER, "hi", TurnState.DONE),
+            (Role.ASSISTANT, "Hello there!", TurnState.DONE),
+        ]
+    finally:
+        await core.close()
+
+
+async def test_stop_keeps_what_arrived_and_closes_the_connection(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(200)], interval=0.05)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        sink = Sink()
+        turn = asyncio.create_task(chat(core, "go on and on", sink))
+        await sink.first.wait()
+        assert core.stop(REF)
+        await turn
+        assert sink.final is not None
+        shown, error = sink.final
+        assert shown and shown.startswith("w0 ") and error == "Stopped."
+        assert not core.stop(REF)  # nothing is being written any more
+        [user, answer] = await rows(core)
+        assert user.state is TurnState.DONE
+        assert (answer.state, answer.content, answer.error) == (
+            TurnState.STOPPED,
+            shown,
+            "Stopped.",
+        )
+        for _ in range(50):  # the server notices the hang-up a moment later
+            if endpoint.cut_off:
+                break
+            await asyncio.sleep(0.05)
+        assert endpoint.cut_off, "the provider connection was not closed"
+    finally:
+        await core.close()
+
+
+async def test_the_whole_answer_has_a_deadline(database_url: str, endpoint: FakeOpenAI) -> None:
+    endpoint.script = Script(chunks=["tick "] * 1000, interval=0.02)
+    core = await make_core(database_url, endpoint, TurnLimits(answer_timeout=0.5))
+    try:
+        sink = await chat(core, "count")
+        assert sink.final is not None
+        shown, error = sink.final
+        assert shown.startswith("tick") and error is not None and "longer than 0.5 s" in error
+        [_, answer] = await rows(core)
+        assert answer.state is TurnState.STOPPED and answer.content == shown
+        # The channel goes on: the next turn starts and ends.
+        endpoint.script = Script(chunks=["next"])
+        assert (await chat(core, "again")).final == ("next", None)
+    finally:
+        await core.close()
+
+
+async def test_an_answer_past_the_length_cap_stops(database_url: str, endpoint: FakeOpenAI) -> None:
+    endpoint.script = Script(chunks=["0123456789"] * 100)
+    core = await make_core(database_url, endpoint, TurnLimits(max_answer_chars=120))
+    try:
+        sink = await chat(core, "long please")
+        assert sink.final is not None
+        shown, error = sink.final
+        assert len(shown) == 120 and error is not None and "120 characters" in error
+        [_, answer] = await rows(core)
+        assert len(answer.content) == 120 and answer.state is TurnState.STOPPED
+    finally:
+        await core.close()
+
+
+async def test_a_growing_answer_is_saved_before_it_ends(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script = Script(chunks=[f"part{i} " for i in range(40)], interval=0.05)
+    core = await make_core(database_url, endpoint, TurnLimits(save_every=0.2))
+    try:
+        turn = asyncio.create_task(chat(core, "slowly"))
+        seen: list[HistoryEntry] = []
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            fresh = await Store.open(
+                database_url,
+                SecretBox.from_setting(generate_key()),
+                defaults=ChannelConfig(Source.CUSTOM),
+            )
+            try:
+                seen = await fresh.history(REF, 10)
+            finally:
+                await fresh.close()
+            if len(seen) == 2:
+                break
+        await turn
+        assert [e.role for e in seen] == [Role.USER, Role.ASSISTANT]
+        assert seen[1].state is TurnState.STREAMING
+        assert seen[1].content.startswith("part0 ")
+    finally:
+        await core.close()
+
+
+async def test_a_failed_question_is_marked_and_left_out_of_the_next_request(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script = Script(chunks=["x"], fail_after=0)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        sink = await chat(core, "first try")
+        assert sink.final is not None and sink.final[1] is not None
+        [user] = await rows(core)
+        assert user.state is TurnState.FAILED and user.error
+        endpoint.script = Script(chunks=["ok"])
+        await chat(core, "second try")
+        sent = endpoint.requests[-1]["messages"]
+        assert [m["content"] for m in sent if m["role"] == "user"] == ["second try"]  # type: ignore[index]
+        assert [e.content for e in await rows(core)] == ["first try", "second try", "ok"]
+    finally:
+        await core.close()
+
+
+async def test_an_answer_left_half_written_is_marked_interrupted(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        # What a killed process leaves behind: a question and a growing answer.
+        await core.store.add_messages(
+            REF,
+            [
+                HistoryEntry(Role.USER, "before the crash", author="Ada"),
+                HistoryEntry(Role.ASSISTANT, "I was say", state=TurnState.STREAMING),
+            ],
+        )
+        await chat(core, "hello again")
+        stored = await rows(core)
+        assert stored[1].state is TurnState.INTERRUPTED and stored[1].error
+        sent = endpoint.requests[-1]["messages"]
+        assert {"role": "assistant", "content": "I was say"} in sent  # type: ignore[operator]
+    finally:
+        await core.close()
+
+
+async def test_an_answer_is_cleaned_of_the_channels_key(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    key = "sk-reflected-0123456789"
+    endpoint.script = Script(chunks=["Your header: Bearer sk-refl", "ected-0123456789", " ok"])
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await core.store.set_secret(REF, Scope.CHANNEL, "custom_api_key", SecretValue(key), ADMIN)
+        sink = await chat(core, "what did I send?")
+        assert sink.final == ("Your header: Bearer **** ok", None)
+        assert all("sk-refl" not in shown for shown in sink.updates)
+        assert key not in (await rows(core))[1].content
+    finally:
+        await core.close()
+
+
+async def test_a_passing_failure_is_checked_again_after_a_minute(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        down = StatusCheck(False, "could not be reached", kind="unreachable")
+        await core.store.record_status(REF, down, None)
+        sink = await chat(core, "are you back?")
+        assert sink.final is not None and "check again" in (sink.final[0] or "")
+        assert not endpoint.requests  # blocked: checked less than a minute ago
+        # A minute later the next message checks on its own, passes, and is answered.
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        async with core.store.engine.begin() as conn:
+            await conn.execute(update(ChannelConfigRow).values(status_checked_at=an_hour_ago))
+        fresh = await make_core(database_url, endpoint, TurnLimits())
+        try:
+            sink = await chat(fresh, "are you back now?")
+            assert sink.final == ("Hello there!", None)
+            status = (await fresh.store.effective_config(REF)).status
+            assert status is not None and status.ok
+        finally:
+            await fresh.close()
+    finally:
+        await core.close()
+
+
+async def test_a_message_that_is_a_key_is_not_sent(database_url: str, endpoint: FakeOpenAI) -> None:
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        sink = await chat(core, "sk-proj-abcdefghijklmnopqrst")
+        assert sink.final is not None and "looks like an API key" in sink.final[0]
+        assert not endpoint.requests and await rows(core) == []
+    finally:
+        await core.close()
+
+
+async def test_a_database_that_cannot_be_written_sends_nothing(
+    tmp_path: Path, endpoint: FakeOpenAI
+) -> None:
+    path = tmp_path / "ro.db"
+    writable = await make_core(f"sqlite+aiosqlite:///{path}", endpoint, TurnLimits())
+    await writable.close()
+    core = await make_core(
+        f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true", endpoint, TurnLimits()
+    )
+    try:
+        sink = await chat(core, "hello")
+        assert sink.final is not None
+        assert "cannot be written" in sink.final[0] and "Nothing was sent" in sink.final[0]
+        assert not endpoint.requests
+        reply = await core.run_text_command(Incoming(REF, ADMIN, "/system be brief"))
+        assert not reply.ok and "nothing was saved" in reply.text
+    finally:
+        await core.close()

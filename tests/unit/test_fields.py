@@ -1,0 +1,92 @@
+"""The /params registry: what each setting takes, how it is shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.fields import BY_NAME, PARAMS, FieldError, number_text, split_list
+from bot.types import ChannelConfig, GenerationParams, Source
+
+
+@pytest.mark.parametrize(
+    ("typed", "items"),
+    [
+        ("END, STOP", ["END", "STOP"]),
+        ('"a,b"', ["a,b"]),
+        ('"a,b", END', ["a,b", "END"]),
+        ("\\nUser:, ###", ["\nUser:", "###"]),
+        ("' spaced '", [" spaced "]),
+        ("a,,b,", ["a", "b"]),
+    ],
+)
+def test_split_list(typed: str, items: list[str]) -> None:
+    assert split_list(typed) == items
+
+
+def test_split_list_unclosed_quote() -> None:
+    with pytest.raises(FieldError, match="quote"):
+        split_list('"a,b')
+
+
+@pytest.mark.parametrize(
+    ("name", "typed", "value"),
+    [
+        ("temperature", "0.7", 0.7),
+        ("temperature", "2", 2.0),
+        ("max_tokens", "512", 512),
+        ("seed", "-2147483648", -(2**31)),
+        ("stop", '"a,b"', ["a,b"]),
+        ("reasoning", "ON", True),
+        ("safe_prompt", "off", False),
+    ],
+)
+def test_parse_good(name: str, typed: str, value: object) -> None:
+    assert BY_NAME[name].parse(typed) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "typed", "says"),
+    [
+        ("temperature", "3", "from 0 to 2"),
+        ("temperature", "١", "must be a number"),
+        ("seed", "0_1", "whole number"),
+        ("seed", "2147483648", "from -2147483648 to 2147483647"),
+        ("max_tokens", "1.5", "whole number"),
+        ("stop", "a,b,c,d,e", "up to 4"),
+        ("reasoning", "maybe", "on or off"),
+        ("stop", " , ", "at least one"),
+    ],
+)
+def test_parse_bad_says_what_is_taken(name: str, typed: str, says: str) -> None:
+    with pytest.raises(FieldError) as err:
+        BY_NAME[name].parse(typed)
+    assert says in str(err.value)
+    assert "e+" not in str(err.value)
+
+
+def test_show_and_takes() -> None:
+    assert BY_NAME["stop"].show(("END", "STOP")) == "END, STOP"
+    assert BY_NAME["stop"].show(("a,b", "\nUser:")) == '"a,b", \\nUser:'
+    assert BY_NAME["context"].show(10_000_000) == "10000000"
+    assert BY_NAME["temperature"].show(0.70) == "0.7"
+    assert BY_NAME["reasoning"].show(True) == "on"
+    assert BY_NAME["seed"].takes() == "whole number -2147483648–2147483647"
+    assert number_text(1e7) == "10000000"
+
+
+def test_source_only_fields() -> None:
+    safe = BY_NAME["safe_prompt"]
+    assert safe.applies_to(Source.MISTRAL) and not safe.applies_to(Source.OPENAI)
+    assert all(f.applies_to(Source.OPENAI) for f in PARAMS if f.name != "safe_prompt")
+
+
+def test_current_reads_the_effective_config() -> None:
+    config = ChannelConfig(
+        source=Source.MISTRAL,
+        params=GenerationParams(temperature=0.3, stop=("X",)),
+        mistral_safe_prompt=True,
+    )
+    assert BY_NAME["temperature"].current(config) == 0.3
+    assert BY_NAME["stop"].current(config) == ("X",)
+    assert BY_NAME["safe_prompt"].current(config) is True
+    assert BY_NAME["top_p"].current(config) is None

@@ -1,0 +1,60 @@
+"""An answer cleaned of the channel's secrets as it streams, never showing even a prefix."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.conversation.guard import AnswerGuard
+
+KEY = "sk-guarded-0123456789"
+
+
+def stream(pieces: list[str], secrets: list[str]) -> tuple[list[str], str]:
+    guard = AnswerGuard(secrets)
+    shown = [guard.feed(p) for p in pieces]
+    return shown, guard.finish()
+
+
+def test_a_key_split_across_pieces_never_shows() -> None:
+    text = f"Your header was Bearer {KEY}, thanks."
+    pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+    shown, final = stream(pieces, [KEY])
+    assert final == "Your header was Bearer ****, thanks."
+    for visible in shown:
+        assert "sk-guarded" not in visible
+        assert "sk-g" not in visible  # not even the start of it
+
+
+def test_escaped_forms_in_an_answer() -> None:
+    key = 'pw"with\\quote'
+    text = f"echo: {json.dumps(key)} done"
+    _, final = stream([text[:10], text[10:]], [key])
+    assert key not in final and json.dumps(key)[1:-1] not in final
+
+
+def test_without_secrets_text_passes_straight_through() -> None:
+    shown, final = stream(["Hel", "lo\x00!"], [])
+    assert shown == ["Hel", "Hello!"] and final == "Hello!"
+
+
+def test_text_that_only_looks_like_a_start_is_released() -> None:
+    shown, final = stream(["ask sk-gu", "ess what"], [KEY])
+    assert shown[0] == "ask "
+    assert final == "ask sk-guess what"
+
+
+def test_cut_keeps_at_most_the_limit() -> None:
+    guard = AnswerGuard([KEY])
+    guard.feed("x" * 50)
+    assert guard.cut(10) == "x" * 10
+
+
+@given(st.lists(st.text(alphabet="sk-guarded0123456789 ab", max_size=12), max_size=30))
+def test_no_prefix_of_shown_text_contains_the_key(pieces: list[str]) -> None:
+    shown, final = stream([*pieces, KEY, *pieces], [KEY])
+    for visible in [*shown, final]:
+        assert KEY not in visible
+    assert final.replace("****", "") == "".join([*pieces, *pieces]).replace(KEY, "")

@@ -1,0 +1,79 @@
+"""One redaction rule: every form a secret can come back in, whatever its length."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from bot.types import REDACTED, SecretValue, redact
+from bot.types.secrets import looks_like_key
+
+KEY = 'sk-Esc"ape\\back+sl/ash=eq%25pct'
+
+
+def forms(secret: str) -> list[str]:
+    raw = secret.encode()
+    return [
+        secret,
+        json.dumps(secret)[1:-1],
+        repr(secret)[1:-1],
+        repr(raw)[2:-1],
+        repr(repr(raw))[1:-1],
+        json.dumps(json.dumps(secret))[1:-1],
+        quote(secret, safe=""),
+        quote(secret, safe="").lower(),
+        quote_plus(secret),
+        quote(secret),
+    ]
+
+
+@pytest.mark.parametrize("form", forms(KEY))
+def test_every_escaped_form_of_a_given_secret_is_redacted(form: str) -> None:
+    text = f"error: header b'authorization: Bearer {form}' was refused"
+    out = redact(text, [KEY])
+    assert form not in out and REDACTED in out
+
+
+def test_a_control_character_key_in_its_escaped_forms() -> None:
+    key = "KEYHEAD\x01tail-0123"  # stored before keys were checked at the edge
+    echoed = f"b'authorization: Bearer {repr(key.encode())[2:-1]}' and \\\\x01 {json.dumps(key)}"
+    out = redact(echoed, [key])
+    assert "KEYHEAD" not in out
+
+
+def test_short_secrets_given_explicitly_are_redacted() -> None:
+    text = "Location: http://x/?leak=Bearer%20Zq7x9 and Zq7x9"
+    out = redact(text, ["Zq7x9"])
+    assert "Zq7x9" not in out
+
+
+def test_known_secrets_are_redacted_without_being_passed() -> None:
+    SecretValue("registry-secret-4242")
+    assert "registry-secret-4242" not in redact("x registry-secret-4242 y")
+    assert "registry-secret-4242" not in redact(quote("registry-secret-4242/")[:-3])
+
+
+def test_shapes_off_keeps_prose_but_not_the_secret() -> None:
+    text = "the bearer bonds were stolen by sk-answer-secret"
+    assert redact(text, ["sk-answer-secret"], shapes=False) == "the bearer bonds were stolen by ****"
+
+
+def test_matrix_ids_are_not_key_shapes() -> None:
+    event = "$" + "A" * 43
+    assert event in redact(f"skipped {event} in !room:example.org")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("sk-proj-abcdefghijklmnop", True),
+        (" sk-ant-api03-abcdefghijklmnopqr ", True),
+        ("sk-short", False),
+        ("my key is sk-proj-abcdefghijklmnop", False),
+        ("hello", False),
+    ],
+)
+def test_looks_like_key(text: str, key: bool) -> None:
+    assert looks_like_key(text) is key

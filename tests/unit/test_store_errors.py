@@ -1,0 +1,137 @@
+"""Database failures: typed, retried while they may pass, told to people plainly."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from bot.store import Store, StoreBusy, StoreError, StoreUnwritable, generate_key
+from bot.store.errors import classify, with_retry
+from bot.store.migrate import upgrade_to_head
+from bot.store.secrets import SecretBox
+from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Scope, Source
+
+REF = ChannelRef(Platform.CONSOLE, channel_id="c")
+ADMIN = Actor("a", "Ada", is_channel_admin=True)
+
+
+def sqlite_error(message: str) -> OperationalError:
+    return OperationalError("UPDATE x", {}, sqlite3.OperationalError(message))
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("database is locked", StoreBusy),
+        ("attempt to write a readonly database", StoreUnwritable),
+        ("database or disk is full", StoreUnwritable),
+        ("disk I/O error", StoreUnwritable),
+    ],
+)
+def test_sqlite_failures_are_typed(message: str, kind: type[StoreError]) -> None:
+    typed = classify(sqlite_error(message))
+    assert isinstance(typed, kind)
+    assert "nothing was saved" in str(typed)
+
+
+def test_bugs_are_not_hidden() -> None:
+    assert classify(sqlite_error("no such column: nope")) is None
+    assert classify(ValueError("x")) is None
+
+
+async def test_retry_until_it_passes_then_gives_up() -> None:
+    calls = 0
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise sqlite_error("database is locked")
+        return "saved"
+
+    assert await with_retry("write", flaky, sleep=sleep) == "saved"
+    assert calls == 3 and len(slept) == 2
+
+    async def locked() -> str:
+        raise sqlite_error("database is locked")
+
+    with pytest.raises(StoreBusy):
+        await with_retry("write", locked, budget=0.0, sleep=sleep)
+
+    async def readonly() -> str:
+        raise sqlite_error("attempt to write a readonly database")
+
+    slept.clear()
+    with pytest.raises(StoreUnwritable):
+        await with_retry("write", readonly, sleep=sleep)
+    assert slept == []  # not worth waiting for
+
+
+@contextmanager
+def locked_for(path: Path, seconds: float) -> Iterator[None]:
+    """Another process's exclusive lock on the SQLite file, held for `seconds`."""
+    taken = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, timeout=30)
+        conn.execute("BEGIN EXCLUSIVE")
+        taken.set()
+        threading.Event().wait(seconds)
+        conn.rollback()
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    taken.wait()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+async def test_a_write_waits_out_a_lock_held_elsewhere(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade_to_head(url)
+    store = await Store.open(
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig(Source.OPENAI)
+    )
+    try:
+        with locked_for(path, 6.5):  # longer than SQLite's own 5 s busy timeout
+            await store.update_config(REF, Scope.CHANNEL, ADMIN, {"model": "m"}, action="t")
+        assert (await store.effective_config(REF)).model == "m"
+    finally:
+        await store.close()
+
+
+async def test_config_and_secret_change_together_or_not_at_all(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"
+    await upgrade_to_head(url)
+    store = await Store.open(
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig(Source.OPENAI)
+    )
+    try:
+        with pytest.raises(ValueError):
+            await store.update_config(
+                REF,
+                Scope.CHANNEL,
+                ADMIN,
+                {"proxy_url": "http://h/v1"},
+                action="proxy set",
+                secrets={"not_a_secret_name": None},
+            )
+        assert await store.scope_values(REF, Scope.CHANNEL) == {}
+        assert await asyncio.wait_for(store.audit_entries(REF), 5) == []
+    finally:
+        await store.close()

@@ -1,0 +1,98 @@
+"""Text as it arrives at the edges: cleaned, checked, or refused with the position named."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.types.text import (
+    TextError,
+    clean_text,
+    header_safe,
+    parse_decimal,
+    parse_integer,
+    shorten,
+    visible_id,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("hello", "hello"),
+        ("be\x00nice", "benice"),
+        ("tab\tand\nnewline", "tab\tand\nnewline"),
+        ("crlf\r\nline", "crlf\nline"),
+        ("bell\x07 esc\x1b[31m del\x7f c1\x85", "bell esc[31m del c1"),
+        ("caf\udce9", "caf\ufffd"),  # a lone surrogate from undecodable terminal input
+        ("emoji 🎉 stays", "emoji 🎉 stays"),
+    ],
+)
+def test_clean_text(raw: str, clean: str) -> None:
+    assert clean_text(raw) == clean
+    clean_text(raw).encode("utf-8")  # always encodable
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["sk-abc123", "  sk-abc123\n", "\ufeffsk-abc123", "sk-abc123\u200b", "\u2060sk-abc123\u00ad "],
+)
+def test_header_safe_strips_invisible_edges(typed: str) -> None:
+    assert header_safe(typed, "API key") == "sk-abc123"
+
+
+@pytest.mark.parametrize(
+    ("typed", "position", "what"),
+    [
+        ("sk-abc\u200bdef", 7, "U+200B ZERO WIDTH SPACE"),
+        ("sk-abcé", 7, "U+00E9"),
+        ("two words", 4, "a space"),
+        ("sk-\x01x", 4, "U+0001"),
+    ],
+)
+def test_header_safe_names_the_bad_position(typed: str, position: int, what: str) -> None:
+    with pytest.raises(TextError) as err:
+        header_safe(typed, "API key")
+    assert f"position {position}" in str(err.value) and what in str(err.value)
+
+
+def test_header_safe_refuses_empty() -> None:
+    with pytest.raises(TextError, match="empty"):
+        header_safe(" \u200b ", "API key")
+
+
+def test_visible_id() -> None:
+    assert visible_id(" gpt-4o\u200b ", "model") == "gpt-4o"
+    for bad in ("\u200b", "gpt\u200b4o", "gpt 4o", "gpt\u202e4o"):
+        with pytest.raises(TextError):
+            visible_id(bad, "model")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("42", 42), ("-7", -7), ("+3", 3), (" 5 ", 5), ("0_1", None), ("١", None), ("4.0", None)],
+)
+def test_parse_integer_is_ascii_only(text: str, value: int | None) -> None:
+    assert parse_integer(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0.7", 0.7),
+        (".5", 0.5),
+        ("1e-3", 0.001),
+        ("2", 2.0),
+        ("nan", None),
+        ("inf", None),
+        ("1_0", None),
+        ("٠.٥", None),
+        ("0x10", None),
+    ],
+)
+def test_parse_decimal_is_ascii_only_and_finite(text: str, value: float | None) -> None:
+    assert parse_decimal(text) == value
+
+
+def test_shorten() -> None:
+    assert shorten("abc", 5) == "abc"
+    assert shorten("a" * 100, 10) == "a" * 9 + "…"
