@@ -67,4 +67,8 @@ def configure_logging(
     logging.captureWarnings(True)
     # httpx logs full request lines at INFO; keep them at WARNING to keep logs calm.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpcore's DEBUG dumps every header (a short proxy password in a redirect's
+    # Location, an echoed Authorization): whatever LOG_LEVEL says, never below INFO.
+    for noisy in ("httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger(noisy).level))
     return used

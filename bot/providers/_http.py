@@ -299,11 +299,14 @@ class Transport:
 
     async def request_json(self, spec: RequestSpec) -> Any:
         """One non-streaming request → parsed JSON (MalformedResponse when it is not JSON)."""
-        response, deadline = await self.open(spec)
         try:
-            raw = await self.read_limited(response, deadline, MAX_BODY, spec.where)
-        finally:
-            await response.aclose()
+            response, deadline = await self.open(spec)
+            try:
+                raw = await self.read_limited(response, deadline, MAX_BODY, spec.where)
+            finally:
+                await response.aclose()
+        except ProviderError as err:
+            raise err.without(spec.secrets) from None
         try:
             return json.loads(raw)
         except ValueError:

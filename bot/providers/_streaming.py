@@ -63,6 +63,7 @@ async def stream_deltas(
                     yield delta
             return
         except ProviderError as err:
+            err.without(spec.secrets)  # an error event may echo what was sent
             if texts and not err.partial:
                 err.partial = "".join(texts)
             delay = None if texts else transport.retry_delay(attempt, err, started)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,6 +85,13 @@ class ProviderError(Exception):
         super().__init__(message)
         self.user_message = message
         self.partial = partial
+
+    def without(self, secrets: Iterable[str]) -> ProviderError:
+        """The same error with `secrets` (any length, any form) taken out of its message."""
+        if secrets:
+            self.user_message = redact(self.user_message, secrets)
+            self.args = (self.user_message,)
+        return self
 
 
 class EndpointNotAllowed(ProviderError):
