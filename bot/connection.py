@@ -140,9 +140,13 @@ def blocked_reason(config: ChannelConfig, p: str) -> str | None:
     )
 
 
-async def mark_working(store: Store, ref: ChannelRef, config: ChannelConfig) -> None:
-    """A chat turn went through: a failed status on record is out of date."""
+async def mark_working(
+    store: Store, ref: ChannelRef, config: ChannelConfig, base_in_use: str | None
+) -> None:
+    """A chat turn went through: a failed status on record, or the URL kept, is out of date."""
     status = config.status
-    if status is not None and not status.ok:
-        ok = StatusCheck(True, "A chat answer came through.", checked_url=status.checked_url)
-        await store.record_status(ref, ok, config.resolved_url)
+    resolved = base_in_use or config.resolved_url
+    if (status is not None and not status.ok) or resolved != config.resolved_url:
+        checked = base_in_use or (status.checked_url if status else "")
+        ok = StatusCheck(True, "A chat answer came through.", checked_url=checked)
+        await store.record_status(ref, ok, resolved)

@@ -16,7 +16,7 @@ from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.providers import ProviderHub
 from bot.store import Store
 from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, ReplyMode, SecretValue
-from bot.types.text import clean_text
+from bot.types.text import clean_text, strip_invisible
 
 # What front-ends may use from the conversation layer, through the Core they import.
 __all__ = [
@@ -62,7 +62,7 @@ class Core:
         return actor.is_channel_admin or actor.id in self._admins
 
     def is_command(self, incoming: Incoming) -> bool:
-        return incoming.text.lstrip().startswith(self.prefix(incoming.channel.platform))
+        return strip_invisible(incoming.text).startswith(self.prefix(incoming.channel.platform))
 
     def command(self, path: tuple[str, ...]) -> Command | None:
         return find(self.table, path)

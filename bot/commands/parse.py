@@ -15,6 +15,7 @@ from bot.types.text import (
     parse_decimal,
     parse_integer,
     shorten,
+    strip_invisible,
     visible_id,
 )
 
@@ -69,7 +70,7 @@ def echo(text: str) -> str:
 
 def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocation:
     """Parse one command line (with or without its prefix) by the table."""
-    body = clean_text(text).strip()
+    body = strip_invisible(clean_text(text))
     if body.startswith(prefix):
         body = body[len(prefix) :]
     first = _token(body, 0)

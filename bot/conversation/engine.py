@@ -233,7 +233,7 @@ class ChatEngine:
             row,
             key,
         )
-        saved_note = await self._settle(ref, config, user, row, outcome)
+        saved_note = await self._settle(ref, config, user, row, outcome, endpoint)
         error = outcome.error
         if saved_note:
             error = f"{error}\n{saved_note}" if error else saved_note
@@ -349,13 +349,15 @@ class ChatEngine:
         user: HistoryEntry,
         row: _AnswerRow,
         outcome: _Outcome,
+        endpoint: Endpoint,
     ) -> str:
         """Store how the turn ended; a note for the asker when that failed."""
         try:
             if outcome.answer:
                 await row.finish(outcome)
                 if outcome.error is None:
-                    await mark_working(self._store, ref, config)
+                    base = self._hub.base_in_use(endpoint)
+                    await mark_working(self._store, ref, config, base)
             else:
                 failed = replace(user, state=TurnState.FAILED, error=outcome.error)
                 await self._store.update_message(ref, failed)

@@ -234,7 +234,8 @@ def utf8_stdin() -> TextIO:
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
         return sys.stdin
-    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    # utf-8-sig: a setup script saved "with BOM" still starts with its first command.
+    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace")
 
 
 async def run_console(

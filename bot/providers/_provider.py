@@ -110,7 +110,8 @@ class HTTPProvider:
             secrets=self._secrets(),
             body=body,
             params=params,
-            auth_hint=self.auth_hint,
+            # The hint is about the source's own keys; behind a proxy a password is sent.
+            auth_hint="" if self.endpoint.proxy_url else self.auth_hint,
         )
 
     async def get_json(self, spec: RequestSpec) -> Any:

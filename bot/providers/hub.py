@@ -45,5 +45,15 @@ class ProviderHub:
         """A provider for this endpoint; cheap, share-nothing except the pooled clients."""
         return _BY_SOURCE[endpoint.source](self._transport, endpoint)
 
+    def base_in_use(self, endpoint: Endpoint) -> str | None:
+        """The base URL requests really go to when it differs from the endpoint's URL.
+
+        A chat may find out that `/v1` is needed where the status check did not (an
+        endpoint that lists models at its root but answers only under `/v1`).
+        """
+        if not endpoint.proxy_url:
+            return None
+        return self._transport.corrected.get(endpoint.proxy_url.strip().rstrip("/"))
+
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -31,6 +31,21 @@ def looks_like_key(text: str) -> bool:
     return _WHOLE_KEY.fullmatch(text.strip()) is not None
 
 
+def _escapes(text: str) -> set[str]:
+    """`text` as each encoding an endpoint may put it in writes it."""
+    found = {
+        json.dumps(text)[1:-1],
+        json.dumps(text, ensure_ascii=False)[1:-1],
+        repr(text)[1:-1],
+        repr(text.encode("utf-8", "surrogatepass"))[2:-1],
+        html.escape(text),
+    }
+    for encoded in (quote(text, safe=""), quote(text), quote_plus(text)):
+        found.add(encoded)
+        found.add(_PERCENT.sub(lambda m: m.group().lower(), encoded))
+    return found
+
+
 @lru_cache(maxsize=4096)
 def secret_forms(secret: str) -> tuple[str, ...]:
     """Every way `secret` may come back in text: raw, escaped, encoded; longest first.
@@ -38,18 +53,10 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     An endpoint may echo a key inside a JSON string, a Python bytes repr
     (`b'authorization: Bearer …'`), a URL, HTML, or any of these escaped once more.
     """
-    forms = {
-        secret,
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        repr(secret)[1:-1],
-        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],
-        html.escape(secret),
-    }
-    forms |= {form.replace("\\", "\\\\") for form in forms}  # escaped twice
-    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
-        forms.add(encoded)
-        forms.add(_PERCENT.sub(lambda m: m.group().lower(), encoded))
+    once = _escapes(secret)
+    forms = {secret, *once}
+    for form in once:
+        forms |= _escapes(form)
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 

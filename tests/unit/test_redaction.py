@@ -57,7 +57,9 @@ def test_known_secrets_are_redacted_without_being_passed() -> None:
 
 def test_shapes_off_keeps_prose_but_not_the_secret() -> None:
     text = "the bearer bonds were stolen by sk-answer-secret"
-    assert redact(text, ["sk-answer-secret"], shapes=False) == "the bearer bonds were stolen by ****"
+    assert (
+        redact(text, ["sk-answer-secret"], shapes=False) == "the bearer bonds were stolen by ****"
+    )
 
 
 def test_matrix_ids_are_not_key_shapes() -> None:

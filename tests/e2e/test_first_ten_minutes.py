@@ -1,0 +1,497 @@
+"""A new admin's first ten minutes, through the real console (`python -m bot console`).
+
+Each flow is one console process fed on stdin, against a real peer: the llama.cpp server
+(an LM Studio style endpoint: no key, served only under /v1) or the LiteLLM proxy (a
+master key; serves both `/…` and `/v1/…`). Between steps the script runs `/system`, whose
+fixed answer splits stdout into one piece per step, so every reply is checked where it
+belongs. The SQLite database is read afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.store import generate_key
+from tests.peers.litellm import LiteLLMPeer
+from tests.peers.llamacpp import LlamaCppPeer
+
+CHANNEL = "first-ten"
+# `/system` without text shows the prompt; no flow sets one, so this line ends each step.
+SEPARATOR_COMMAND = "/system"
+SEPARATOR = "System prompt: (none)\n"
+NO_WARNING = ("Warning", "Note:")
+
+
+@dataclass
+class Session:
+    steps: list[list[str]]
+    replies: list[str]  # what the console printed for each step, in order
+    stdout: str
+    stderr: str
+    returncode: int
+    db: Path
+    log: Path
+
+    def reply(self, first_line: str) -> str:
+        """The output of the step that starts with `first_line` (its first occurrence)."""
+        for step, reply in zip(self.steps, self.replies, strict=True):
+            if step[0] == first_line:
+                return reply
+        raise AssertionError(f"no step {first_line!r} in {[s[0] for s in self.steps]}")
+
+    def replies_of(self, first_line: str) -> list[str]:
+        return [r for s, r in zip(self.steps, self.replies, strict=True) if s[0] == first_line]
+
+    def row(self, columns: str) -> tuple[object, ...]:
+        with sqlite3.connect(self.db) as conn:
+            found = conn.execute(
+                f"SELECT {columns} FROM channel_configs WHERE platform='console' AND channel_id=?",
+                (CHANNEL,),
+            ).fetchone()
+        assert found is not None, "no channel_configs row for the console channel"
+        return tuple(found)
+
+    def count(self, table: str) -> int:
+        with sqlite3.connect(self.db) as conn:
+            (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(n)
+
+    def messages(self) -> list[tuple[str, str]]:
+        with sqlite3.connect(self.db) as conn:
+            rows = conn.execute("SELECT role, content FROM messages ORDER BY id").fetchall()
+        return [(str(r), str(c)) for r, c in rows]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def run_console(tmp_path: Path, steps: list[list[str]], timeout: float = 180) -> Session:
+    """One console process; each step is a line (a command or a chat line) plus any
+    lines it reads next (a secret), then the separator."""
+    lines: list[str] = []
+    for step in steps:
+        lines += step
+        lines.append(SEPARATOR_COMMAND)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DEFAULT_", "DISCORD", "MATRIX", "OPENAI", "ANTHROPIC", "MISTRAL"))
+    }
+    env.update(
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/data/chatbot.db",
+        DATA_DIR=str(tmp_path / "data"),
+        BOT_SECRET_KEYS=generate_key(),
+        ALLOW_PRIVATE_ENDPOINTS="true",
+        LOG_LEVEL="INFO",
+        PROVIDER_MAX_RETRIES="0",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--channel", CHANNEL],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=tmp_path,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    pieces = result.stdout.split(SEPARATOR)
+    assert pieces[-1] == "", f"output after the last step: {pieces[-1]!r}"
+    replies = pieces[:-1]
+    assert len(replies) == len(steps), (len(replies), len(steps), result.stdout)
+    return Session(
+        steps,
+        replies,
+        result.stdout,
+        result.stderr,
+        result.returncode,
+        tmp_path / "data" / "chatbot.db",
+        tmp_path / "data" / "chatbot.log",
+    )
+
+
+def assert_no_key_leak(session: Session, *secrets: str) -> None:
+    raw = b"".join(
+        p.read_bytes() for p in session.db.parent.iterdir() if p.name.startswith("chatbot.db")
+    )
+    for secret in secrets:
+        assert secret not in session.stdout + session.stderr
+        assert secret not in session.log_text()
+        assert secret.encode() not in raw
+
+
+def status_ok(reply: str) -> None:
+    assert "Status check: OK" in reply, reply
+    assert "failed" not in reply, reply
+
+
+def status_401(reply: str) -> None:
+    """An authentication failure, named as such, never taken for a wrong path."""
+    assert "Status check failed" in reply, reply
+    assert "HTTP 401" in reply, reply
+    assert "rejected the credentials" in reply, reply
+    assert "does not exist" not in reply and not re.search(r"(?<!\d)404(?!\d)", reply), reply
+
+
+# --- 1. OpenAI + a passwordless reverse proxy (LM Studio style), typed without /v1 -----
+
+
+@pytest.mark.llamacpp
+def test_openai_through_a_passwordless_reverse_proxy_without_v1(
+    tmp_path: Path, llamacpp_peer: LlamaCppPeer
+) -> None:
+    peer = llamacpp_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source openai"],
+            [f"/proxy set {peer.url}"],
+            ["/proxy show"],
+            ["/models external"],
+            [f"/model {peer.model}"],
+            ["/params max_tokens 24"],
+            ["Name one colour."],
+            ["/settings"],
+        ],
+    )
+    assert "Source set to openai" in s.reply("/source openai")
+
+    proxy = s.reply(f"/proxy set {peer.url}")
+    assert f"Endpoint set to {peer.url}." in proxy, proxy
+    status_ok(proxy)
+    assert f"Using {peer.url_v1} (added /v1 for you)." in proxy, proxy
+    assert "password" not in proxy.lower(), proxy  # no password needed, none asked for
+
+    shown = s.reply("/proxy show")
+    assert f"Proxy URL: {peer.url}\n" in shown and f"In use: {peer.url_v1}" in shown, shown
+    assert "Password: not set" in shown, shown
+
+    external = s.reply("/models external")
+    assert "Show external models: on." in external and peer.model in external, external
+
+    model = s.reply(f"/model {peer.model}")
+    assert model.strip() == f"Model set to {peer.model}.", model
+    assert not any(w in model for w in NO_WARNING), model
+
+    answer = s.reply("Name one colour.").strip()
+    assert answer and "⚠️" not in answer, answer
+
+    settings = s.reply("/settings")
+    assert "Source: openai" in settings and f"Model: {peer.model}" in settings, settings
+    assert f"Endpoint: {peer.url_v1}" in settings, settings
+    assert "API key: not set" in settings and "Proxy password: not set" in settings, settings
+    assert "Status: OK" in settings, settings
+
+    source, proxy_url, resolved, model_id = s.row("source, proxy_url, resolved_url, model")
+    assert (source, proxy_url, model_id) == ("openai", peer.url, peer.model)
+    assert isinstance(resolved, str) and resolved.endswith("/v1") and resolved == peer.url_v1
+    assert s.count("secrets") == 0
+    messages = s.messages()
+    assert [r for r, _ in messages] == ["user", "assistant"], messages
+    assert messages[0][1] == "Name one colour."
+    assert messages[1][1].strip() and messages[1][1].strip() in answer
+
+
+# --- 2. a key-protected endpoint set up before its key ---------------------------------
+
+
+@pytest.mark.litellm
+def test_custom_endpoint_set_before_its_key(tmp_path: Path, litellm_peer: LiteLLMPeer) -> None:
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            [f"/proxy set {peer.url}"],
+            ["/proxy password", peer.master_key],
+            ["/models external"],
+            [f"/model {peer.model}"],
+            ["Hello there."],
+            ["/settings"],
+        ],
+    )
+    first = s.reply("/source custom")
+    assert "Source set to custom" in first and "/proxy set" in first, first
+
+    proxy = s.reply(f"/proxy set {peer.url}")
+    assert f"Endpoint set to {peer.url}." in proxy, proxy
+    status_401(proxy)
+    assert "/proxy password" in proxy, proxy  # says how to give the password
+
+    password = s.reply("/proxy password")
+    assert f"Saved the proxy password (ends …{peer.master_key[-4:]})." in password, password
+    status_ok(password)
+
+    external = s.reply("/models external")
+    assert peer.model in external, external
+    model = s.reply(f"/model {peer.model}")
+    assert model.strip() == f"Model set to {peer.model}.", model
+
+    assert s.reply("Hello there.").strip() == peer.mock_text
+    settings = s.reply("/settings")
+    assert "Proxy password: set (…" in settings and "Status: OK" in settings, settings
+    assert s.count("secrets") == 1
+    assert s.messages() == [("user", "Hello there."), ("assistant", peer.mock_text)]
+    (status_ok_flag,) = s.row("status_ok")
+    assert status_ok_flag
+    assert_no_key_leak(s, peer.master_key)
+
+
+@pytest.mark.litellm
+def test_openai_reverse_proxy_with_a_password_set_after_the_url(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source openai"],
+            [f"/proxy set {peer.url}"],
+            ["/proxy password", peer.master_key],
+            ["/models external"],
+            [f"/model {peer.model}"],
+            ["Hello there."],
+            ["/settings"],
+        ],
+    )
+    status_401(s.reply(f"/proxy set {peer.url}"))
+    status_ok(s.reply("/proxy password"))
+    assert peer.model in s.reply("/models external")
+    model = s.reply(f"/model {peer.model}")
+    assert model.strip() == f"Model set to {peer.model}.", model
+    assert s.reply("Hello there.").strip() == peer.mock_text
+    settings = s.reply("/settings")
+    # No OpenAI key was ever set: the proxy password is the only credential there is.
+    assert "API key: not set" in settings, settings
+    assert "Proxy password: set (…" in settings, settings
+    with sqlite3.connect(s.db) as conn:
+        names = [n for (n,) in conn.execute("SELECT name FROM secrets")]
+    assert names == ["proxy_password"], names
+    assert_no_key_leak(s, peer.master_key)
+
+
+@pytest.mark.litellm
+def test_the_openai_key_never_goes_to_a_reverse_proxy(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """The OpenAI key stored for the channel is the proxy's master key here: were it sent
+    to the proxy, the check would pass. It must not be: only a proxy password is sent."""
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source openai"],
+            [f"/proxy set {peer.url}"],
+            ["/key set openai", peer.master_key],
+            ["/connect"],
+            [f"/model {peer.model}"],
+            ["Hello there."],
+        ],
+    )
+    status_401(s.reply(f"/proxy set {peer.url}"))
+    saved = s.reply("/key set openai")
+    assert "Saved the openai key for this channel" in saved, saved
+    status_401(saved)
+    status_401(s.reply("/connect"))
+    chat = s.reply("Hello there.")
+    assert peer.mock_text not in chat, chat
+    assert "status check failed" in chat, chat
+    assert [r for r, _ in s.messages() if r == "assistant"] == []
+
+
+# --- 3. a pasted full route ---------------------------------------------------------------
+
+
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/models/"])
+def test_a_pasted_route_is_cut_back_to_the_base(
+    tmp_path: Path, llamacpp_peer: LlamaCppPeer, route: str
+) -> None:
+    peer = llamacpp_peer
+    pasted = peer.url + route
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            [f"/proxy set {pasted}"],
+            ["/proxy show"],
+            [f"/model {peer.model}"],
+            ["/params max_tokens 24"],
+            ["Name one colour."],
+        ],
+    )
+    proxy = s.reply(f"/proxy set {pasted}")
+    cut = route.rstrip("/").removeprefix("/v1")
+    assert f"Endpoint set to {peer.url_v1}." in proxy, proxy
+    assert f"Cut the URL back to {peer.url_v1}: the bot adds {cut} itself." in proxy, proxy
+    status_ok(proxy)
+    assert "added /v1" not in proxy, proxy  # /v1 was typed, only the route was cut
+
+    shown = s.reply("/proxy show")
+    assert f"Proxy URL: {peer.url_v1}\n" in shown, shown
+    assert route not in shown.replace(peer.url_v1, ""), shown
+
+    answer = s.reply("Name one colour.").strip()
+    assert answer and "⚠️" not in answer, answer
+    proxy_url, resolved = s.row("proxy_url, resolved_url")
+    assert proxy_url == peer.url_v1 and resolved == peer.url_v1
+    assert [r for r, _ in s.messages()] == ["user", "assistant"]
+
+
+# --- 4. Claude and Mistral reverse proxies without /v1 -----------------------------------
+
+
+@pytest.mark.litellm
+@pytest.mark.parametrize("source", ["claude", "mistral"])
+def test_claude_and_mistral_reverse_proxies_without_v1(
+    tmp_path: Path, litellm_peer: LiteLLMPeer, source: str
+) -> None:
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            [f"/source {source}"],
+            [f"/proxy set {peer.url}"],
+            ["/proxy password", peer.master_key],
+            ["/models external"],
+            [f"/model {peer.model}"],
+            ["Hello there."],
+            ["/settings"],
+        ],
+    )
+    assert f"Source set to {source}" in s.reply(f"/source {source}")
+    status_401(s.reply(f"/proxy set {peer.url}"))
+    password = s.reply("/proxy password")
+    status_ok(password)
+    assert peer.model in s.reply("/models external")
+    model = s.reply(f"/model {peer.model}")
+    assert model.strip() == f"Model set to {peer.model}.", model
+
+    answer = s.reply("Hello there.").strip()
+    assert answer == peer.mock_text, (answer, s.log_text()[-3000:])
+    assert s.messages() == [("user", "Hello there."), ("assistant", peer.mock_text)]
+
+    # Which base the channel settled on. LiteLLM answers GET /models at its root as well
+    # as under /v1, so the root passes the check. For Mistral (OpenAI-shaped) the root
+    # serves /chat/completions too; for Claude, POST {root}/messages is a 404 in LiteLLM
+    # (only /v1/messages exists): the chat moves to /v1 and the channel keeps that base,
+    # so the next process does not pay the 404 again and /settings shows what is used.
+    (resolved,) = s.row("resolved_url")
+    if source == "claude":
+        assert resolved == peer.url_v1, resolved
+        log = s.log_text()
+        assert f"POST {peer.url}/messages → 404" in log, log[-3000:]
+        assert f"{peer.url} works with /v1 added; using {peer.url_v1}" in log, log[-3000:]
+    else:
+        assert resolved in (peer.url, peer.url_v1), resolved
+    settings = s.reply("/settings")
+    assert "API key: not set" in settings and "Status: OK" in settings, settings
+    assert_no_key_leak(s, peer.master_key)
+
+
+# --- 5. steps in a different order ------------------------------------------------------
+
+
+@pytest.mark.litellm
+def test_steps_in_a_different_order_and_a_key_pasted_with_a_bom(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    peer = litellm_peer
+    pasted_key = "\ufeff" + peer.master_key + "  "
+    s = run_console(
+        tmp_path,
+        [
+            [f"/model {peer.model}"],  # while the source is still the default, openai
+            [f"/proxy set {peer.url}"],  # before the source
+            ["/source custom"],
+            ["/key set custom", pasted_key],
+            [f"/model {peer.model}"],
+            ["Hello there."],
+            ["/settings"],
+        ],
+    )
+    first_model, second_model = s.replies_of(f"/model {peer.model}")
+    assert f"Model set to {peer.model}." in first_model, first_model
+
+    status_401(s.reply(f"/proxy set {peer.url}"))
+
+    switched = s.reply("/source custom")
+    assert "Source set to custom. Pick a model with /model." in switched, switched
+    status_401(switched)  # the same endpoint, still without its key
+
+    saved = s.reply("/key set custom")
+    assert f"Saved the custom key for this channel (ends …{peer.master_key[-4:]})." in saved
+    status_ok(saved)
+    assert second_model.strip() == f"Model set to {peer.model}.", second_model
+
+    assert s.reply("Hello there.").strip() == peer.mock_text
+    settings = s.reply("/settings")
+    assert f"API key: set (…{peer.master_key[-4:]}, channel)" in settings, settings
+    assert "Source: custom" in settings and f"Model: {peer.model}" in settings, settings
+    source, proxy_url, model = s.row("source, proxy_url, model")
+    assert (source, proxy_url, model) == ("custom", peer.url, peer.model)
+    assert_no_key_leak(s, peer.master_key)
+
+
+@pytest.mark.litellm
+def test_a_source_switch_clears_the_model_and_says_to_pick_one(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            [f"/proxy set {peer.url}"],
+            ["/proxy password", peer.master_key],
+            [f"/model {peer.model}"],
+            ["/source mistral"],
+            ["Hello there."],
+            ["/settings"],
+        ],
+    )
+    status_ok(s.reply("/proxy password"))
+    switched = s.reply("/source mistral")
+    assert "Source set to mistral. Pick a model with /model." in switched, switched
+    chat = s.reply("Hello there.")
+    assert "No model is selected" in chat and "/model <id>" in chat, chat
+    assert "Model: (not set)" in s.reply("/settings")
+    (model,) = s.row("model")
+    assert model is None
+    assert "assistant" not in [role for role, _ in s.messages()]
+
+
+@pytest.mark.litellm
+def test_a_setup_script_saved_with_a_bom_still_starts_with_a_command(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """A script written in an editor that saves UTF-8 with a BOM (`chatbot console < setup.txt`):
+    the BOM is the first character of stdin, so of the first command line."""
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["\ufeff/source custom"],
+            [f"/proxy set {peer.url}"],
+            ["/proxy password", peer.master_key],
+            [f"/model {peer.model}"],
+            ["Hello there."],
+        ],
+    )
+    first = s.reply("\ufeff/source custom")
+    assert "Source set to custom" in first, first
+    assert "No model is selected" not in first, first  # not taken for a chat line
+    (source,) = s.row("source")
+    assert source == "custom"
+    assert s.reply("Hello there.").strip() == peer.mock_text

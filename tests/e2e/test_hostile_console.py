@@ -1,0 +1,1123 @@
+"""`python -m bot console` as a real process, fed hostile input and a hostile endpoint.
+
+Each test runs the console in a fresh temporary directory (a clean environment, its own
+SQLite database under `data/`, or a fresh PostgreSQL database) against the loopback
+endpoint in `hostile_endpoint.py`, feeds stdin as bytes (so invalid UTF-8 and NUL bytes
+reach the bot as a terminal would send them) and then inspects stdout, stderr, the
+database rows, the raw database files and the log file.
+
+Every test's docstring names the item of the hardening issue it covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
+
+import httpx
+import pytest
+
+from bot.store import generate_key
+from tests.e2e.hostile_endpoint import (
+    HostileEndpoint,
+    Stream,
+    echo_auth_401,
+    redirect,
+    status_only,
+)
+
+CHANNEL = "hostile"
+HANG_GUARD = 90.0  # seconds; only ever a guard against a hung console, never asserted
+HELP_MARK = "How to connect:"  # the first line of /help's answer
+SENTINEL = "/system"  # a harmless command whose answer starts with SENTINEL_ANSWER
+SENTINEL_ANSWER = "System prompt:"
+
+# Settings that must come from the test, never from the environment running pytest.
+_INHERITED_NOT = (
+    "DEFAULT_",
+    "DISCORD",
+    "MATRIX",
+    "PROVIDER_",
+    "ADMIN_IDS",
+    "ALLOW_PRIVATE_ENDPOINTS",
+    "BOT_SECRET_KEYS",
+    "DATABASE_URL",
+    "DATA_DIR",
+    "LOG_LEVEL",
+    "MAX_ANSWER_CHARS",
+    "CUSTOM_EXTRA_HEADERS",
+    "PYTHONUTF8",
+    "PYTHONIOENCODING",
+)
+
+
+# --------------------------------------------------------------------------------------
+# Running the console
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One finished console process. returncode None: killed by the hang guard."""
+
+    returncode: int | None
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+
+    @property
+    def out(self) -> str:
+        return self.stdout_bytes.decode("utf-8", errors="replace")
+
+    @property
+    def err(self) -> str:
+        return self.stderr_bytes.decode("utf-8", errors="replace")
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+    def describe(self) -> str:
+        rc = "killed by the hang guard" if self.timed_out else self.returncode
+        out = self.out
+        if HELP_MARK in out:  # the /help answer itself says nothing about the failure
+            out = out.split(HELP_MARK, 1)[0] + "[the /help answer]"
+        return (
+            f"\n--- returncode: {rc}\n--- stdout (last 3000 chars):\n{out[-3000:]}"
+            f"\n--- stderr (last 3000 chars):\n{self.err[-3000:]}"
+        )
+
+    def assert_survived(self) -> None:
+        """Exit 0 without a hang, no Python traceback, and the final /help was answered."""
+        assert not self.timed_out, "the console hung" + self.describe()
+        assert self.returncode == 0, "the console did not exit cleanly" + self.describe()
+        assert "Traceback" not in self.err, "a traceback reached stderr" + self.describe()
+        assert HELP_MARK in self.out, "the /help after the hostile lines went unanswered" + (
+            self.describe()
+        )
+
+    def before_help(self) -> str:
+        """stdout up to the /help answer: what the lines before it printed."""
+        return self.out.split(HELP_MARK, 1)[0]
+
+
+def _as_bytes(line: bytes | str) -> bytes:
+    return line if isinstance(line, bytes) else line.encode("utf-8")
+
+
+def _stdin(lines: Sequence[bytes | str]) -> bytes:
+    return b"".join(_as_bytes(line) + b"\n" for line in lines)
+
+
+class Live:
+    """A console process driven line by line (for locks and kill -9)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self._out = bytearray()
+        self._err = bytearray()
+        self._lock = threading.Lock()
+        self._readers = [
+            threading.Thread(target=self._pump, args=(proc.stdout, self._out), daemon=True),
+            threading.Thread(target=self._pump, args=(proc.stderr, self._err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _pump(self, stream: Any, sink: bytearray) -> None:
+        while True:
+            chunk = stream.read1(65536)
+            if not chunk:
+                return
+            with self._lock:
+                sink.extend(chunk)
+
+    @property
+    def stdout(self) -> bytes:
+        with self._lock:
+            return bytes(self._out)
+
+    def send(self, *lines: bytes | str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(_stdin(lines))
+        self.proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+
+    def wait_for(self, needle: bytes, timeout: float = 30.0, start: int = 0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.stdout[start:]:
+                return True
+            if self.proc.poll() is not None:
+                return needle in self.stdout[start:]
+            time.sleep(0.05)
+        return False
+
+    def finish(self, timeout: float = HANG_GUARD) -> Run:
+        try:
+            returncode: int | None = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            returncode = None
+        for reader in self._readers:
+            reader.join(10)
+        with self._lock:
+            return Run(returncode, bytes(self._out), bytes(self._err))
+
+
+@dataclass
+class Workspace:
+    """A temp directory the console runs in, its secret keys and its database."""
+
+    cwd: Path
+    secret_keys: str
+    db_url: str = ""
+    pg_dsn: str = ""  # set when the database is PostgreSQL (asyncpg DSN)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.db_url:
+            self.db_url = f"sqlite+aiosqlite:///{self.db_path}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cwd / "data"  # DATA_DIR's default, relative to the console's cwd
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "chatbot.db"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_NOT)}
+        base.update(
+            DATABASE_URL=self.db_url,
+            BOT_SECRET_KEYS=self.secret_keys,
+            ALLOW_PRIVATE_ENDPOINTS="true",
+            LOG_LEVEL="INFO",
+            PROVIDER_CONNECT_TIMEOUT="3",
+            PROVIDER_MAX_RETRIES="0",
+        )
+        base.update(self.extra_env)
+        base.update(extra)
+        return base
+
+    def command(self, args: Sequence[str] = ()) -> list[str]:
+        return [sys.executable, "-m", "bot", "console", "--channel", CHANNEL, *args]
+
+    def run(
+        self,
+        lines: Sequence[bytes | str],
+        *,
+        args: Sequence[str] = (),
+        timeout: float = HANG_GUARD,
+        preexec_fn: Callable[[], None] | None = None,
+        **env: str,
+    ) -> Run:
+        try:
+            done = subprocess.run(
+                self.command(args),
+                input=_stdin(lines),
+                capture_output=True,
+                cwd=self.cwd,
+                env=self.env(**env),
+                timeout=timeout,
+                preexec_fn=preexec_fn,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            return Run(None, exc.stdout or b"", exc.stderr or b"")
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def live(self, *, args: Sequence[str] = (), **env: str) -> Live:
+        proc = subprocess.Popen(
+            self.command(args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.cwd,
+            env=self.env(**env),
+        )
+        return Live(proc)
+
+    # ---- the database ----------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on whichever database the console used."""
+        if self.pg_dsn:
+            return asyncio.run(_pg_query(self.pg_dsn, sql, params))
+        if not self.db_path.exists():
+            return []
+        conn = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            return conn.execute(sql, tuple(params)).fetchall()
+        finally:
+            conn.close()
+
+    def config(self) -> dict[str, Any] | None:
+        """The console channel's channel_configs row, or None."""
+        rows = self.query(
+            "SELECT * FROM channel_configs WHERE platform='console' AND server_id='' "
+            f"AND channel_id='{CHANNEL}'"
+        )
+        if not rows:
+            return None
+        names = (
+            [
+                r[0]
+                for r in self.query(
+                    "SELECT column_name FROM information_schema.columns WHERE "
+                    "table_name='channel_configs' ORDER BY ordinal_position"
+                )
+            ]
+            if self.pg_dsn
+            else [r[1] for r in self.query("PRAGMA table_info(channel_configs)")]
+        )
+        return dict(zip(names, rows[0], strict=True))
+
+    def messages(self) -> list[tuple[str, str, str | None]]:
+        """(role, content, error) of every stored message, in order."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self.query("SELECT role, content, error FROM messages ORDER BY id")
+        ]
+
+    def secret_names(self) -> list[str]:
+        return [r[0] for r in self.query("SELECT name FROM secrets ORDER BY id")]
+
+    def stored_files(self) -> dict[str, bytes]:
+        """Every file the bot wrote under data/: database, -wal, -shm, log files."""
+        if not self.data_dir.exists():
+            return {}
+        return {
+            str(p.relative_to(self.cwd)): p.read_bytes()
+            for p in sorted(self.data_dir.rglob("*"))
+            if p.is_file()
+        }
+
+    def log_files(self) -> dict[str, bytes]:
+        return {k: v for k, v in self.stored_files().items() if "chatbot.log" in k}
+
+
+async def _pg_query(dsn: str, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    import asyncpg  # the bot's own PostgreSQL driver
+
+    # asyncpg numbers its parameters; the queries here use none or `$1`-style ones.
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql, *params)]
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace(cwd=tmp_path, secret_keys=generate_key())
+
+
+@pytest.fixture
+def endpoint() -> Iterator[HostileEndpoint]:
+    served = HostileEndpoint().start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def custom_setup(ep: HostileEndpoint, model: str = "m") -> list[bytes | str]:
+    """Lines that point the console channel at the fake endpoint, ready to chat."""
+    return ["/source custom", f"/proxy set {ep.url_v1}", f"/model {model}"]
+
+
+def segments(out: str) -> list[str]:
+    """stdout split at each sentinel answer: what the line before each sentinel printed."""
+    return out.split(SENTINEL_ANSWER)[:-1]
+
+
+def with_sentinels(lines: Sequence[bytes | str]) -> list[bytes | str]:
+    """Each line followed by the sentinel, so every line's answer can be told apart."""
+    return [x for line in lines for x in (line, SENTINEL)]
+
+
+def find_leaks(needles: dict[str, str], haystacks: dict[str, bytes]) -> list[str]:
+    """Each needle found in a haystack, with a little context around the first hit."""
+    leaks = []
+    for form, needle in needles.items():
+        raw = needle.encode("utf-8")
+        for where, data in haystacks.items():
+            at = data.find(raw)
+            if at >= 0:
+                context = data[max(0, at - 80) : at + len(raw) + 40]
+                leaks.append(f"{form} form found in {where}: …{context!r}…")
+    return leaks
+
+
+# --------------------------------------------------------------------------------------
+# 1. URLs the policy accepts but httpx cannot parse
+# --------------------------------------------------------------------------------------
+
+UNPARSEABLE_URLS = [
+    "http://010.010.010.010/v1",
+    "http://0177.0.0.1/",
+    "http://１２７.０.０.１/",
+    "http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/",
+]
+
+
+def _assert_usable_url(url: str | None) -> None:
+    if url is None:
+        return
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as err:
+        pytest.fail(f"a URL httpx cannot use was stored: {url!r} ({err})")
+
+
+@pytest.mark.parametrize("url", UNPARSEABLE_URLS)
+def test_proxy_set_with_unparseable_url_is_refused_or_normalised(ws: Workspace, url: str) -> None:
+    """Issue item 1: `/proxy set` with a URL httpx cannot parse is refused (or
+    normalised to one that works); the console goes on with every later line."""
+    run = ws.run(
+        ["/source custom", *with_sentinels([f"/proxy set {url}", "/connect", "hello"]), "/help"]
+    )
+    run.assert_survived()
+    assert "InvalidURL" not in run.out + run.err, run.describe()
+    assert len(segments(run.out)) == 3, "a line after /proxy set went unanswered" + run.describe()
+    config = ws.config()
+    assert config is not None
+    _assert_usable_url(config["proxy_url"])
+    _assert_usable_url(config["resolved_url"])
+
+
+@pytest.mark.parametrize("url", UNPARSEABLE_URLS)
+def test_unparseable_url_already_stored_does_not_break_the_channel(ws: Workspace, url: str) -> None:
+    """Issue item 1: a bad URL already in channel_configs.proxy_url must not crash
+    `/connect`, `/models external` or a chat line: each gets a clear answer about the
+    URL, and the console goes on."""
+    first = ws.run(["/source custom", "/model m"])
+    assert first.returncode == 0, first.describe()
+    conn = sqlite3.connect(ws.db_path)
+    with conn:
+        changed = conn.execute(
+            "UPDATE channel_configs SET proxy_url=?, resolved_url=NULL, source='custom', "
+            "model='m', status_ok=NULL, status_reason=NULL, status_checked_url=NULL "
+            "WHERE platform='console' AND server_id='' AND channel_id=?",
+            (url, CHANNEL),
+        ).rowcount
+    conn.close()
+    assert changed == 1
+
+    run = ws.run([*with_sentinels(["/connect", "/models external", "hello"]), "/help"])
+    run.assert_survived()
+    assert "InvalidURL" not in run.out + run.err, run.describe()
+    answers = segments(run.out)
+    assert len(answers) == 3, "a line went unanswered" + run.describe()
+    host = urlsplit(url).hostname or url
+    for line, answer in zip(["/connect", "/models external", "hello"], answers, strict=True):
+        assert answer.strip(), f"{line} printed nothing" + run.describe()
+        named = "url" in answer.lower() or url in answer or host in answer
+        assert named, f"{line}'s answer does not name the URL problem: {answer!r}"
+    assert not [m for m in ws.messages() if m[0] == "assistant"]
+
+
+# --------------------------------------------------------------------------------------
+# 2. Invalid UTF-8 on stdin
+# --------------------------------------------------------------------------------------
+
+# Python reads stdin strictly in an ordinary UTF-8 locale (emulated with
+# PYTHONIOENCODING, as no such locale is installed everywhere) and with surrogateescape
+# in the C/C.UTF-8 locales or UTF-8 mode: the console must survive both.
+STDIN_MODES = [
+    pytest.param({"PYTHONIOENCODING": "utf-8:strict"}, id="strict-stdin"),
+    pytest.param({"PYTHONUTF8": "1"}, id="surrogateescape-stdin"),
+]
+
+
+@pytest.mark.parametrize("mode", STDIN_MODES)
+def test_invalid_utf8_line_does_not_end_the_console(ws: Workspace, mode: dict[str, str]) -> None:
+    """Issue item 2: `/system caf\\xe9` as raw bytes must not crash the console; the
+    later lines are still answered and nothing undecodable is stored."""
+    run = ws.run([b"/system caf\xe9", SENTINEL, "/help"], **mode)
+    run.assert_survived()
+    assert SENTINEL_ANSWER in run.out, run.describe()
+    conn = sqlite3.connect(ws.db_path)
+    conn.text_factory = bytes
+    try:
+        stored = conn.execute(
+            "SELECT system_prompt FROM channel_configs WHERE channel_id=?", (CHANNEL,)
+        ).fetchall()
+    finally:
+        conn.close()
+    for (prompt,) in stored:
+        if prompt is not None:
+            prompt.decode("utf-8")  # strict: raises on a stored invalid/surrogate byte
+
+
+@pytest.mark.parametrize("mode", STDIN_MODES)
+def test_proxy_password_with_invalid_utf8_is_applied_whole_or_not_at_all(
+    ws: Workspace, endpoint: HostileEndpoint, mode: dict[str, str]
+) -> None:
+    """Issue item 2: `/proxy set <url> pw\\xff` must not half-apply (URL saved, password
+    not): either both the proxy_url and a proxy_password secret are stored, or neither."""
+    line = f"/proxy set {endpoint.url_v1} ".encode() + b"pw\xff"
+    run = ws.run(["/source custom", line, "/help"], **mode)
+    run.assert_survived()
+    config = ws.config()
+    url_saved = config is not None and config["proxy_url"] is not None
+    password_saved = "proxy_password" in ws.secret_names()
+    assert url_saved == password_saved, (
+        f"half applied: proxy_url saved={url_saved}, proxy_password saved={password_saved}"
+        + run.describe()
+    )
+
+
+# --------------------------------------------------------------------------------------
+# 3. Keys with invisible characters
+# --------------------------------------------------------------------------------------
+
+CLEAN_KEY = "sk-clean-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param("\ufeff" + CLEAN_KEY, id="leading-bom"),
+        pytest.param(CLEAN_KEY + "\u200b", id="trailing-zwsp"),
+        pytest.param("\u200b" + CLEAN_KEY + "\ufeff", id="zwsp-and-bom"),
+        pytest.param(" \t\u200b" + CLEAN_KEY + " \u200b ", id="mixed-whitespace"),
+    ],
+)
+def test_key_with_invisible_characters_around_it_is_cleaned(
+    ws: Workspace, endpoint: HostileEndpoint, typed: str
+) -> None:
+    """Issue item 3: BOM/zero-width/whitespace around a pasted key are stripped; the
+    endpoint receives exactly `Bearer <clean key>` and the chat works."""
+    run = ws.run(
+        [
+            "/source custom",
+            f"/proxy set {endpoint.url_v1}",
+            "/key set custom",
+            typed,
+            "/model m",
+            "hello",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    assert endpoint.stream.answer in run.out, "the chat was not answered" + run.describe()
+    sent = [a for a in endpoint.authorizations() if a is not None]
+    assert sent, "no request carried the key" + run.describe()
+    assert set(sent) == {f"Bearer {CLEAN_KEY}"}, sent
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param("sk-abcdefghi\u200bjklmnop", id="zwsp-inside"),
+        pytest.param("sk-abcdefghié-jklmnop", id="e-acute-inside"),
+    ],
+)
+def test_key_with_a_character_no_header_can_carry_is_refused(
+    ws: Workspace, endpoint: HostileEndpoint, typed: str
+) -> None:
+    """Issue item 3: a key with a non-ASCII character inside (position 13) is refused
+    with a message naming the position, and nothing is stored."""
+    run = ws.run(
+        ["/source custom", f"/proxy set {endpoint.url_v1}", "/key set custom", typed, "/help"]
+    )
+    run.assert_survived()
+    assert "custom_api_key" not in ws.secret_names(), run.describe()
+    said = run.before_help().split("Status check:", 1)[-1]
+    assert re.search(r"(?<![\d:])1[23](?!\d)", said), (
+        "the refusal does not name the position (13th character)" + run.describe()
+    )
+
+
+# --------------------------------------------------------------------------------------
+# 4. NUL bytes (SQLite and PostgreSQL)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db_ws(request: pytest.FixtureRequest, tmp_path: Path) -> Workspace:
+    if request.param == "sqlite":
+        return Workspace(cwd=tmp_path, secret_keys=generate_key())
+    url: str = request.getfixturevalue("postgres_url")
+    return Workspace(
+        cwd=tmp_path,
+        secret_keys=generate_key(),
+        db_url=url,
+        pg_dsn=url.replace("postgresql+asyncpg://", "postgresql://", 1),
+    )
+
+
+def test_nul_bytes_never_reach_the_database(
+    any_db_ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Issue item 4: NUL in `/system`, `/model` and a chat line: no crash, the answer
+    shown is stored (user and assistant rows), and no stored text holds a NUL."""
+    ws = any_db_ws
+    run = ws.run(
+        [
+            *custom_setup(endpoint),
+            b"/system be\x00nice",
+            b"/model fa\x00ke",
+            b"hello\x00world",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    answer = endpoint.stream.answer
+    assert answer in run.out, "the chat was not answered" + run.describe()
+    stored = ws.messages()
+    assert [m[0] for m in stored] == ["user", "assistant"], stored
+    assert stored[1][1] == answer
+    for table in ("channel_configs", "messages", "audit_log"):
+        for row in ws.query(f"SELECT * FROM {table}"):
+            for value in row:
+                assert not (isinstance(value, str) and "\x00" in value), (table, row)
+
+
+# --------------------------------------------------------------------------------------
+# 5. Smaller input checks
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param("/" + "q" * 100_000, id="unknown-command"),
+        pytest.param("/proxy " + "q" * 100_000, id="unknown-subcommand"),
+        pytest.param("/reset " + "q" * 100_000, id="extra-value"),
+    ],
+)
+def test_huge_unknown_command_gets_a_short_reply(ws: Workspace, line: str) -> None:
+    """Issue item 5: 100 KB of command text is not echoed back (reply under 1 KB)."""
+    run = ws.run([line, "/help"])
+    run.assert_survived()
+    reply = run.before_help()
+    assert reply.strip(), "no reply at all" + run.describe()
+    assert len(reply.encode()) < 1024, f"a {len(reply.encode())}-byte reply"
+
+
+def test_quoted_stop_sequence_is_stored_without_quotes(ws: Workspace) -> None:
+    """Issue item 5: `/params stop "a,b"` stores no `"` inside the stop sequences."""
+    run = ws.run(['/params stop "a,b"', "/help"])
+    run.assert_survived()
+    config = ws.config()
+    assert config is not None and config["stop"] is not None, run.describe()
+    stops = json.loads(config["stop"])
+    assert stops and all(s and '"' not in s for s in stops), stops
+
+
+def test_connect_bypass_with_empty_value_is_an_error(ws: Workspace) -> None:
+    """Issue item 5: `/connect bypass:` (no value) says it needs on/off and leaves
+    bypass_status_check as it was."""
+    first = ws.run(["/connect bypass:on"])
+    assert first.returncode == 0, first.describe()
+    config = ws.config()
+    assert config is not None and config["bypass_status_check"] == 1
+
+    run = ws.run(["/connect bypass:", "/help"])
+    run.assert_survived()
+    reply = run.before_help().lower()
+    assert re.search(r"\bon\b", reply) and re.search(r"\boff\b", reply), (
+        "the reply does not say bypass needs on or off" + run.describe()
+    )
+    config = ws.config()
+    assert config is not None and config["bypass_status_check"] == 1
+
+
+def test_zero_width_space_is_not_a_model_id(ws: Workspace) -> None:
+    """Issue item 5: a lone zero-width space is refused as a model id; model unchanged."""
+    run = ws.run(["/source custom", "/model good-model", "/model \u200b", "/help"])
+    run.assert_survived()
+    config = ws.config()
+    assert config is not None and config["model"] == "good-model", (config, run.describe())
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "column"),
+    [
+        ("seed", "0_1", "seed"),
+        ("temperature", "\u0661", "temperature"),  # ARABIC-INDIC DIGIT ONE
+        ("max_tokens", "1_000", "max_tokens"),
+        ("top_p", "\uff10.5", "top_p"),  # FULLWIDTH DIGIT ZERO
+    ],
+)
+def test_numbers_in_odd_notations_are_refused(
+    ws: Workspace, name: str, value: str, column: str
+) -> None:
+    """Issue item 5: `/params seed 0_1`, `/params temperature ١` (and the like) are
+    refused, not silently read as numbers."""
+    run = ws.run([f"/params {name} {value}", "/help"])
+    run.assert_survived()
+    config = ws.config()
+    stored = None if config is None else config[column]
+    assert stored is None, f"{name} {value!r} was accepted as {stored!r}" + run.describe()
+
+
+def test_seed_range_message_prints_plain_integers(ws: Workspace) -> None:
+    """Issue item 5: the seed range in the error reads -2147483648 … 2147483647, not
+    ±2.14748e+09."""
+    run = ws.run(["/params seed 99999999999", "/help"])
+    run.assert_survived()
+    reply = run.before_help()
+    assert "e+" not in reply, reply
+    assert "2147483647" in reply and "-2147483648" in reply, reply
+
+
+# --------------------------------------------------------------------------------------
+# 6. A key echoed back in escaped forms
+# --------------------------------------------------------------------------------------
+
+ESCAPE_KEY = 'sk-Esc"ape\\back+sl/ash=eq%25pct'
+ESCAPE_CORE = "ape\\back+sl/ash=eq%25"  # the part no key-shape pattern would catch
+
+
+def _escaped_needles(value: str) -> dict[str, str]:
+    """`value` as each escaping writes it, without the wrapping quotes."""
+    once = repr(value)[1:-1]
+    return {
+        "raw": value,
+        "bytes_repr": repr(value.encode())[2:-1],
+        "json": json.dumps(value)[1:-1],
+        "url_quote": quote(value, safe=""),
+        "url_quote_keep_slash": quote(value),
+        "url_quote_plus": quote_plus(value),
+        "double_repr": repr(once)[1:-1],
+        "double_json": json.dumps(json.dumps(value)[1:-1])[1:-1],
+    }
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+@pytest.mark.parametrize("body_kind", ["text", "json"])
+def test_key_echoed_in_escaped_forms_is_redacted_everywhere(
+    ws: Workspace, endpoint: HostileEndpoint, body_kind: str, level: str
+) -> None:
+    """Issue item 6: an endpoint echoing the Authorization header raw, as bytes repr,
+    JSON-escaped, URL-encoded and double-escaped must not get the key into stdout,
+    stderr, the database files or the log file (also at LOG_LEVEL=DEBUG)."""
+    endpoint.on_models = echo_auth_401(body_kind)
+    endpoint.on_chat = echo_auth_401(body_kind)
+    run = ws.run(
+        [
+            "/source custom",
+            f"/proxy set {endpoint.url_v1}",
+            "/key set custom",
+            ESCAPE_KEY,
+            "/connect",
+            "/settings",
+            "/model m",
+            "/connect bypass:on",
+            "hello",
+            "/help",
+        ],
+        LOG_LEVEL=level,
+    )
+    run.assert_survived()
+    assert f"Bearer {ESCAPE_KEY}" in endpoint.authorizations(), "the key was never sent"
+    needles = {f"key:{k}": v for k, v in _escaped_needles(ESCAPE_KEY).items()}
+    needles.update({f"core:{k}": v for k, v in _escaped_needles(ESCAPE_CORE).items()})
+    haystacks = {"stdout": run.stdout_bytes, "stderr": run.stderr_bytes, **ws.stored_files()}
+    leaks = find_leaks(needles, haystacks)
+    assert not leaks, "\n".join(leaks) + run.describe()
+    config = ws.config()
+    assert config is not None and config["status_reason"], "no status was recorded"
+
+
+# --------------------------------------------------------------------------------------
+# 7. Short proxy passwords
+# --------------------------------------------------------------------------------------
+
+
+def test_short_proxy_password_is_redacted(ws: Workspace, endpoint: HostileEndpoint) -> None:
+    """Issue item 7: a 5-character proxy password that the endpoint reflects in a
+    redirect (Location and body) appears nowhere: stdout, DEBUG stderr, DB, log file."""
+    password = "Zq7x9"
+    bounce = redirect(f"{endpoint.url}/?leak=Bearer%20{password}")
+    endpoint.on_models = bounce
+    endpoint.on_chat = bounce
+    run = ws.run(
+        [
+            "/source custom",
+            f"/proxy set {endpoint.url_v1} {password}",
+            "/connect",
+            "/settings",
+            "/proxy show",
+            "/model m",
+            "/connect bypass:on",
+            "hello",
+            "/help",
+        ],
+        LOG_LEVEL="DEBUG",
+    )
+    run.assert_survived()
+    if "proxy_password" in ws.secret_names():  # (refusing so short a password is fine too)
+        assert f"Bearer {password}" in endpoint.authorizations(), "the password was not sent"
+    haystacks = {"stdout": run.stdout_bytes, "stderr": run.stderr_bytes, **ws.stored_files()}
+    leaks = find_leaks({"raw": password}, haystacks)
+    assert not leaks, "\n".join(leaks) + run.describe()
+
+
+# --------------------------------------------------------------------------------------
+# 8. The key reflected into the model's answer
+# --------------------------------------------------------------------------------------
+
+REFLECT_KEY = "sk-reflect-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param(["Your key is ", "{auth}", " - keep it safe."], id="whole-chunk"),
+        pytest.param(
+            ["Your key is Bearer ", REFLECT_KEY[:13], REFLECT_KEY[13:], " - keep it safe."],
+            id="split-across-chunks",
+        ),
+    ],
+)
+def test_key_reflected_into_the_answer_is_neither_shown_nor_stored(
+    ws: Workspace, endpoint: HostileEndpoint, chunks: list[str]
+) -> None:
+    """Issue item 8: an answer containing the channel's key is not printed or stored
+    with the key in it."""
+    endpoint.stream = Stream(chunks=chunks)
+    run = ws.run(
+        [
+            "/source custom",
+            f"/proxy set {endpoint.url_v1}",
+            "/key set custom",
+            REFLECT_KEY,
+            "/model m",
+            "hello",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    assert "Your key is" in run.out, "the answer was not shown at all" + run.describe()
+    assert REFLECT_KEY not in run.out, "the key was printed" + run.describe()
+    stored = [m[1] for m in ws.messages() if m[0] == "assistant"]
+    assert stored, "the answer was not stored"
+    assert not any(REFLECT_KEY in content for content in stored), stored
+    leaks = find_leaks({"raw": REFLECT_KEY}, ws.stored_files())
+    assert not leaks, leaks
+
+
+# --------------------------------------------------------------------------------------
+# 9. Database failures
+# --------------------------------------------------------------------------------------
+
+
+def _said_database_not_saved(text: str) -> bool:
+    return bool(re.search(r"database", text, re.I) and re.search(r"sav|stor", text, re.I))
+
+
+def test_exclusive_lock_during_a_turn_loses_nothing_silently(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Issue item 9: a 15 s `BEGIN EXCLUSIVE` held while `/system x` and a chat line
+    arrive: the console exits 0 without a traceback; each line either took effect after
+    the lock was released or the console said (mentioning the database) it was not
+    saved; a printed answer is stored unless the output says it was not saved."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+
+    live = ws.live(LOG_LEVEL="WARNING")
+    live.send(SENTINEL)
+    assert live.wait_for(SENTINEL_ANSWER.encode()), "the console did not start"
+    ready_at = len(live.stdout)
+
+    locked = threading.Event()
+    failure: list[BaseException] = []
+
+    def hold_lock() -> None:
+        try:
+            conn = sqlite3.connect(ws.db_path, timeout=30, isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            time.sleep(15)
+            conn.execute("COMMIT")
+            conn.close()
+        except BaseException as exc:
+            failure.append(exc)
+            locked.set()
+
+    holder = threading.Thread(target=hold_lock, daemon=True)
+    holder.start()
+    assert locked.wait(30) and not failure, failure
+    live.send("/system x", "hello", "/help")
+    live.close_stdin()
+    run = live.finish()
+    holder.join(30)
+
+    run.assert_survived()
+    after = run.out[ready_at:]  # what the console told its user
+    config = ws.config()
+    assert config is not None
+    assert config["system_prompt"] == "x" or _said_database_not_saved(after), (
+        "/system x was neither applied nor reported as not saved" + run.describe()
+    )
+    answer = endpoint.stream.answer
+    stored = ws.messages()
+    if answer in run.out[ready_at:]:
+        assert ("assistant", answer, None) in stored or _said_database_not_saved(after), (
+            f"the printed answer was lost silently; stored: {stored}" + run.describe()
+        )
+    else:
+        assert _said_database_not_saved(after), "the chat line was dropped" + run.describe()
+
+
+def test_read_only_database_gives_a_clear_message(ws: Workspace, endpoint: HostileEndpoint) -> None:
+    """Issue item 9: on a read-only database, writes give a clear message mentioning the
+    database, no traceback, and the console goes on (a following /help is answered)."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    read_only = f"sqlite+aiosqlite:///file:{ws.db_path}?mode=ro&uri=true"
+    run = ws.run(["/system x", "hello", "/help"], DATABASE_URL=read_only, LOG_LEVEL="WARNING")
+    run.assert_survived()
+    said = run.before_help()
+    assert re.search(r"database", said, re.I), "no message about the database" + run.describe()
+    if endpoint.stream.answer in run.out:
+        assert _said_database_not_saved(said), "a printed answer was not stored, silently"
+
+
+def test_full_disk_gives_a_clear_message(ws: Workspace, endpoint: HostileEndpoint) -> None:
+    """Issue item 9: when the disk is full (RLIMIT_FSIZE just above the database's size,
+    SIGXFSZ ignored) a turn whose answer cannot be stored gives a clear message, no
+    traceback, and the console goes on."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    limit = max(len(data) for data in ws.stored_files().values()) + 4096
+    # 150,000 three-byte characters: far more than `limit` must be written to store it
+    # (also when the bot keeps only its first 100,000 characters).
+    endpoint.stream = Stream(kind="huge", total_chars=150_000, piece_chars=5_000, fill="€")
+
+    def full_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = ws.run(["hello", "/help"], preexec_fn=full_disk, LOG_LEVEL="WARNING")
+    run.assert_survived()
+    said = run.before_help()
+    assert re.search(r"database|disk", said, re.I), "no clear message" + run.describe()
+
+
+def test_settings_with_an_unreadable_secret_still_shows_the_settings(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Issue item 9: `/settings` works when a stored secret cannot be decrypted (stored
+    under another BOT_SECRET_KEYS key): the settings are shown, that secret is marked
+    unreadable."""
+    first = ws.run(
+        ["/source custom", f"/proxy set {endpoint.url_v1}", "/key set custom", CLEAN_KEY]
+    )
+    assert first.returncode == 0, first.describe()
+    assert "custom_api_key" in ws.secret_names()
+
+    run = ws.run(["/settings", "/help"], BOT_SECRET_KEYS=generate_key())
+    run.assert_survived()
+    shown = run.before_help()
+    assert "Source: custom" in shown and "Model:" in shown, run.describe()
+    assert re.search(
+        r"unreadable|not readable|cannot be (read|decrypted)|can't be (read|decrypted)", shown, re.I
+    ), run.describe()
+
+
+# --------------------------------------------------------------------------------------
+# 10. Overall deadline and answer size
+# --------------------------------------------------------------------------------------
+
+DEADLINES = {"PROVIDER_ANSWER_TIMEOUT": "4", "PROVIDER_IDLE_TIMEOUT": "2"}
+
+
+@pytest.mark.parametrize(
+    ("stream", "keeps_text"),
+    [
+        pytest.param(Stream(kind="endless", chunks=["tick "], interval=0.2), True, id="endless"),
+        pytest.param(Stream(kind="keepalive", interval=0.2), False, id="keepalive-only"),
+        pytest.param(Stream(kind="drip", chunks=["Hello"], interval=0.5), True, id="byte-drip"),
+    ],
+)
+def test_an_answer_that_never_ends_is_cut_at_the_deadline(
+    ws: Workspace, endpoint: HostileEndpoint, stream: Stream, keeps_text: bool
+) -> None:
+    """Issue item 10: with PROVIDER_ANSWER_TIMEOUT=4 and PROVIDER_IDLE_TIMEOUT=2 a stream
+    that never ends (endless text, keep-alive comments only, one byte every 0.5 s) ends
+    the turn; what arrived is kept and marked; the next line is answered."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = stream
+    run = ws.run(["hello", "/help"], timeout=60, **DEADLINES)
+    run.assert_survived()
+    assert run.before_help().strip(), "the turn printed nothing" + run.describe()
+    stored = ws.messages()
+    assert stored and stored[0][0] == "user", stored
+    if keeps_text:
+        kept = [m for m in stored if m[0] == "assistant"]
+        assert kept, f"what arrived was not kept: {stored}"
+        assert kept[0][1].strip() and kept[0][2] is not None, kept
+
+
+def test_max_answer_chars_caps_what_is_shown_and_stored(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Issue item 10: with MAX_ANSWER_CHARS=1000, a 200 KB answer is printed and stored
+    as at most about 1000 characters plus a short marker."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(kind="huge", total_chars=200_000, piece_chars=4096, fill="Ω")
+    run = ws.run(["hello", "/help"], MAX_ANSWER_CHARS="1000")
+    run.assert_survived()
+    assert 0 < run.out.count("Ω") <= 1000, f"{run.out.count('Ω')} characters printed"
+    assistant = [m for m in ws.messages() if m[0] == "assistant"]
+    assert assistant, "the answer was not stored"
+    content = assistant[0][1]
+    assert content.count("Ω") <= 1000 and len(content) <= 1200, len(content)
+
+
+# --------------------------------------------------------------------------------------
+# 11. Huge answers
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stream", "must_store"),
+    [
+        pytest.param(
+            Stream(kind="huge", total_chars=50_000_000, piece_chars=64 * 1024),
+            True,
+            id="50MB-chunks",
+        ),
+        # One line this long may also be refused as a whole; then nothing needs storing.
+        pytest.param(Stream(kind="single_line", total_chars=20_000_000), False, id="20MB-one-line"),
+    ],
+)
+def test_huge_answer_is_stored_capped(
+    ws: Workspace, endpoint: HostileEndpoint, stream: Stream, must_store: bool
+) -> None:
+    """Issue item 11: with default settings, a 50 MB answer (many SSE events) or a 20 MB
+    single SSE line is stored as at most 100,000 characters plus a short marker, and the
+    console survives."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = stream
+    run = ws.run(["hello", "/help"])
+    run.assert_survived()
+    assert run.before_help().strip(), "the turn printed nothing" + run.describe()
+    stored = [content for role, content, _error in ws.messages() if role == "assistant"]
+    assert stored or not must_store, "the answer was not stored at all"
+    for content in stored:
+        assert len(content) <= 100_200, f"a {len(content):,}-character answer was stored"
+
+
+# --------------------------------------------------------------------------------------
+# 12. Crashes and failed turns
+# --------------------------------------------------------------------------------------
+
+
+def test_kill_9_during_an_answer_keeps_the_turn_so_far(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Issue item 12: SIGKILL while an answer streams (a chunk every 0.2 s for 30 s):
+    the database already holds the user's message and a non-empty prefix of what was
+    printed; after a restart and one more chat line that row is marked interrupted."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(chunks=[f"w{i:03d} " for i in range(150)], interval=0.2)
+    live = ws.live()
+    live.send("hello")
+    assert live.wait_for(b"w040 ", timeout=60), "the answer did not stream"
+    live.proc.send_signal(signal.SIGKILL)
+    killed = live.finish(timeout=30)
+    assert killed.returncode == -signal.SIGKILL, killed.describe()
+    printed = killed.out.strip()
+
+    stored = ws.messages()
+    assert stored and stored[0][:2] == ("user", "hello"), stored
+    partial = [m for m in stored if m[0] == "assistant"]
+    assert partial, f"nothing of the printed answer was stored: {stored}"
+    content = partial[0][1].strip()
+    assert content and printed.startswith(content), (content[:200], printed[:200])
+
+    endpoint.stream = Stream()
+    after = ws.run(["hello again", "/help"])
+    after.assert_survived()
+    stored = ws.messages()
+    interrupted = [m for m in stored if m[0] == "assistant" and m[1].strip().startswith("w000")]
+    assert interrupted and interrupted[0][2] is not None, stored
+
+
+def test_turn_failing_before_any_answer_marks_the_user_message(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Issue item 12: a turn that fails before any answer (HTTP 500, no retries) leaves
+    the user's row marked failed (non-NULL error), never a bare orphan."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.on_chat = status_only(500)
+    run = ws.run(["hello", "/help"], PROVIDER_MAX_RETRIES="0")
+    run.assert_survived()
+    stored = ws.messages()
+    users = [m for m in stored if m[0] == "user"]
+    assert users, f"the user's message was not stored: {stored}"
+    assert all(m[2] is not None for m in users), f"bare user row without error: {stored}"
+
+
+# --------------------------------------------------------------------------------------
+# 14. Who is an admin on the console
+# --------------------------------------------------------------------------------------
+
+_HELP_LEGEND = "Commands (* = admins only):"
+
+
+def test_console_help_says_the_user_is_an_admin(ws: Workspace) -> None:
+    """Issue item 14: the console's /help says the console user is an admin."""
+    run = ws.run(["/help"])
+    run.assert_survived()
+    lines = [
+        line
+        for line in run.out.splitlines()
+        if "admin" in line.lower()
+        and line.strip() != _HELP_LEGEND
+        and not re.match(r"\s*\*?\s*/", line)  # a command's own description
+    ]
+    assert lines, "no line of /help says the console user is an admin" + run.describe()
+
+
+def test_console_user_not_in_admin_ids_is_refused(ws: Workspace) -> None:
+    """Issue item 14: `console --user 123` without ADMIN_IDS is not an admin:
+    `/source openai` is refused and channel_configs is unchanged."""
+    first = ws.run(["/source custom"])
+    assert first.returncode == 0, first.describe()
+    run = ws.run(["/source openai", "/help"], args=["--user", "123"])
+    run.assert_survived()
+    assert "admin" in run.before_help().lower(), run.describe()
+    config = ws.config()
+    assert config is not None and config["source"] == "custom", config
+
+
+def test_console_user_in_admin_ids_is_allowed(ws: Workspace) -> None:
+    """Issue item 14: `console --user 123` with ADMIN_IDS=123 may run admin commands."""
+    first = ws.run(["/source custom"])
+    assert first.returncode == 0, first.describe()
+    run = ws.run(["/source openai", "/help"], args=["--user", "123"], ADMIN_IDS="123")
+    run.assert_survived()
+    config = ws.config()
+    assert config is not None and config["source"] == "openai", (config, run.describe())
