@@ -57,7 +57,8 @@ async def model_choices(ctx: CommandContext, typed: str, limit: int = 25) -> lis
     needle = typed.strip().lower()
     ids = await _offered_models(ctx, config)
     hits = [m for m in ids if needle in m.lower()]
-    hits.sort(key=lambda m: (not m.lower().startswith(needle), m))
+    # Prefix matches first; otherwise the offered order (the source's own, then the endpoint's).
+    hits.sort(key=lambda m: not m.lower().startswith(needle))
     return hits[:limit]
 
 
@@ -212,7 +213,12 @@ def _list(ids: list[str]) -> str:
 async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     ids = await _offered_models(ctx, config)
-    where = "the endpoint" if config.show_external_models else "the built-in list"
+    if not config.show_external_models:
+        where = "the built-in list"
+    elif BUILTIN_MODELS[config.source]:
+        where = "the built-in list, then the endpoint's"
+    else:
+        where = "the endpoint"
     if not ids:
         return Reply(
             f"No models known for {config.source.value}. Run {ctx.prefix}models external "
@@ -342,7 +348,7 @@ async def set_system(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 def _param_line(field: Field, config: ChannelConfig) -> str:
     value = field.show(field.current(config))
-    note = _only_for(field)
+    note = f"; {_only_for(field).strip(' ()')}" if field.sources is not None else ""
     if note and not field.applies_to(config.source):
         note += f", this channel uses {config.source.value}"
     return f"  {field.name} = {value}  ({field.takes()}: {field.help}{note})"

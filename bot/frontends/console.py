@@ -7,9 +7,9 @@ streams stops that answer; Ctrl-C at the prompt, or Ctrl-D, leaves.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import getpass
-import io
 import os
 import signal
 import sys
@@ -66,16 +66,21 @@ class _Reader:
     """Reads stdin in its own (daemon) thread, one line when asked.
 
     A line is read only on request, so a hidden secret prompt never races a pending
-    read; and a blocked read never keeps the process from leaving on Ctrl-C.
+    read. It reads the file descriptor itself: a thread blocked in Python's buffered
+    stdin would hold its lock, and leaving on Ctrl-C would then abort the interpreter.
+    Bytes are decoded as UTF-8 with replacement (a BOM at the start is dropped).
     """
 
-    def __init__(self, stdin: TextIO, tty: bool) -> None:
-        self._in = stdin
+    def __init__(self, fd: int, tty: bool) -> None:
+        self._fd = fd
         self._tty = tty
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wanted = threading.Semaphore(0)
         self._pending: list[tuple[str, bool, asyncio.Future[str | None]]] = []
         self._lock = threading.Lock()
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+        self._buffer = ""
+        self._eof = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -107,8 +112,14 @@ class _Reader:
         if prompt and self._tty:
             sys.stdout.write(prompt)
             sys.stdout.flush()
-        line = self._in.readline()
-        return line.rstrip("\r\n") if line else None
+        while "\n" not in self._buffer and not self._eof:
+            chunk = os.read(self._fd, 65536)
+            self._eof = not chunk
+            self._buffer += self._decoder.decode(chunk, final=self._eof)
+        if not self._buffer:
+            return None
+        line, _, self._buffer = self._buffer.partition("\n")
+        return line.rstrip("\r")
 
 
 def _settle(done: asyncio.Future[str | None], text: str | None) -> None:
@@ -131,7 +142,7 @@ class Console:
         self._out = stdout
         self._ref = ChannelRef(Platform.CONSOLE, channel_id=channel)
         self._tty = stdin.isatty()
-        self._reader = _Reader(stdin, self._tty)
+        self._reader = _Reader(stdin.fileno(), self._tty)
         self._log_path = log_path
         if user:
             # What a member sees: admin only when ADMIN_IDS lists this id.
@@ -228,21 +239,11 @@ class Console:
         self._print(reply.text)
 
 
-def utf8_stdin() -> TextIO:
-    """stdin as text whatever its bytes: invalid UTF-8 becomes U+FFFD, never a crash."""
-    if sys.stdin.isatty() or not hasattr(sys.stdin, "buffer"):
-        with contextlib.suppress(AttributeError, ValueError):
-            sys.stdin.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
-        return sys.stdin
-    # utf-8-sig: a setup script saved "with BOM" still starts with its first command.
-    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace")
-
-
 async def run_console(
     core: Core, channel: str, *, user: str = "", log_path: Path | None = None
 ) -> int:
     # An answer with an emoji must not crash a terminal whose locale cannot show it.
     with contextlib.suppress(AttributeError, ValueError):
         sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
-    console = Console(core, channel, utf8_stdin(), sys.stdout, user=user, log_path=log_path)
+    console = Console(core, channel, sys.stdin, sys.stdout, user=user, log_path=log_path)
     return await console.run()

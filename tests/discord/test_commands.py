@@ -223,17 +223,18 @@ async def test_a_bad_key_is_refused_and_nothing_is_stored(world: World, core: An
     assert await core.store.resolve_secret(ref, api_key_name(Source.OPENAI)) is None
 
 
-async def test_proxy_set_asks_for_an_optional_password_and_checks_the_url(
+async def test_proxy_set_answers_at_once_and_the_password_has_its_own_form(
     world: World, core: Any, endpoint: FakeOpenAI
 ) -> None:
-    shown = await world.admin.slash(world.channel, "proxy set", url="ftp://example.com")
-    refused = await world.admin.submit_modal(shown, {})
+    refused = await world.admin.slash(world.channel, "proxy set", url="ftp://example.com")
     assert refused.ephemeral and "http" in reply_text(refused)
     assert (await config_of(core, world.channel, world.guild)).proxy_url == endpoint.url_v1
     base = endpoint.url_v1.removesuffix("/v1")
-    shown = await world.admin.slash(world.channel, "proxy set", url=base)
-    accepted = await world.admin.submit_modal(shown, {"secret:password": "hunter2-hunter2"})
-    assert "with a password" in reply_text(accepted)
+    accepted = await world.admin.slash(world.channel, "proxy set", url=base)
+    assert "Endpoint set to" in reply_text(accepted)
+    shown = await world.admin.slash(world.channel, "proxy password")
+    saved = await world.admin.submit_modal(shown, {"secret:password": "hunter2-hunter2"})
+    assert "Saved the proxy password" in reply_text(saved)
     config = await config_of(core, world.channel, world.guild)
     assert config.proxy_url == base and config.status is not None and config.status.ok
 
@@ -257,6 +258,6 @@ async def test_commands_work_in_dms_without_a_server_scope(simcord_env: simcord.
     # The DM user administers their own DM.
     model = await user.slash("model", id="m-large")
     assert "Model set to m-large" in reply_text(model)
-    shown = await user.slash("key set", source="openai", scope="server")
-    done = await user.submit_modal(shown, {"secret:key": KEY})
+    # Refused before the form: the key is never typed for nothing.
+    done = await user.slash("key set", source="openai", scope="server")
     assert "server" in reply_text(done).lower() and "Saved" not in reply_text(done)

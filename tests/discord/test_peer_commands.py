@@ -17,10 +17,9 @@ async def test_a_real_endpoint_is_set_checked_listed_and_offered(
 ) -> None:
     env = world.env
     # Typed without /v1, as people do; the status check finds the right URL.
-    shown = await world.admin.slash(world.channel, "proxy set", url=llamacpp_peer.url)
     since = len(env.http_requests)
-    done = await world.admin.submit_modal(shown, {})
-    assert callback_types(env, since) == [5]
+    done = await world.admin.slash(world.channel, "proxy set", url=llamacpp_peer.url)
+    assert callback_types(env, since) == [5]  # no form: the answer is deferred at once
     assert "Endpoint set to" in reply_text(done) and "OK" in reply_text(done)
     config = await config_of(core, world.channel, world.guild)
     assert config.resolved_url == llamacpp_peer.url_v1
@@ -44,8 +43,7 @@ async def test_a_real_model_streams_into_discord(
     world: World, core: Core, llamacpp_peer: LlamaCppPeer
 ) -> None:
     env = world.env
-    shown = await world.admin.slash(world.channel, "proxy set", url=llamacpp_peer.url_v1)
-    await world.admin.submit_modal(shown, {})
+    await world.admin.slash(world.channel, "proxy set", url=llamacpp_peer.url_v1)
     await world.admin.slash(world.channel, "model", id=llamacpp_peer.model)
     await world.admin.slash(world.channel, "system", prompt="Answer in one short sentence.")
     start = len(env.http_requests)

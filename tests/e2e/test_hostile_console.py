@@ -1121,3 +1121,62 @@ def test_console_user_in_admin_ids_is_allowed(ws: Workspace) -> None:
     run.assert_survived()
     config = ws.config()
     assert config is not None and config["source"] == "openai", (config, run.describe())
+
+
+# --------------------------------------------------------------------------------------
+# The first ten minutes: Ctrl-C, and a refused command never swallows the key after it
+# --------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_the_answer_then_leaves_at_the_prompt(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Ctrl-C while an answer streams stops that answer (kept, marked stopped); the console
+    goes on; Ctrl-C at the prompt leaves with exit code 0."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(chunks=[f"w{i:03d} " for i in range(300)], interval=0.05)
+    live = ws.live()
+    live.send("count for me")
+    assert live.wait_for(b"w010 ", timeout=60), "the answer did not stream"
+    live.proc.send_signal(signal.SIGINT)
+    assert live.wait_for("⚠️ Stopped.".encode(), timeout=30), "the answer was not stopped"
+    live.send("/help")
+    assert live.wait_for(HELP_MARK.encode(), timeout=30), "the console did not go on"
+    live.proc.send_signal(signal.SIGINT)
+    done = live.finish(timeout=30)
+    assert done.returncode == 0, done.describe()
+    assert "Traceback" not in done.err
+    [user, answer] = [m for m in ws.messages() if m[0] in ("user", "assistant")]
+    assert user[:2] == ("user", "count for me")
+    assert answer[1].startswith("w000 ") and "w299" not in answer[1]
+    assert answer[2] == "Stopped."
+    assert answer[1].strip() in done.out  # what was shown is what was kept
+
+
+def test_a_refused_key_command_does_not_swallow_the_key(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`/key set openai scope:server` in the console (no server) is refused before the key
+    is asked for; the key typed after it is then a message on its own, which is recognised
+    as a key and neither stored, sent, printed nor logged."""
+    key = "sk-proj-swallowed0123456789abcd"
+    result = ws.run(
+        [
+            *custom_setup(endpoint),
+            "/key set openai scope:server",
+            key,
+            "/key set nope",
+            key,
+            "/help",
+        ]
+    )
+    result.assert_survived()
+    assert "no server here" in result.out
+    assert "not a valid source" in result.out
+    assert result.out.count("looks like an API key") == 2
+    assert key not in result.out + result.err
+    assert not any(key.encode() in r.body for r in endpoint.requests)
+    with sqlite3.connect(ws.db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM secrets").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (0,)

@@ -7,10 +7,13 @@ OpenAI-compatible endpoint that streams a scripted answer at a chosen pace.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import update
 
@@ -34,6 +37,7 @@ from bot.types import (
     TurnState,
 )
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+from tests.peers.postgres import PostgresDatabase
 
 REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
 ADMIN = Actor("u1", "Ada", is_channel_admin=True)
@@ -298,3 +302,60 @@ async def test_a_database_that_cannot_be_written_sends_nothing(
         assert not reply.ok and "nothing was saved" in reply.text
     finally:
         await core.close()
+
+
+@pytest.mark.postgres
+async def test_a_read_only_postgresql_says_so_and_sends_nothing(
+    postgres_db: PostgresDatabase, endpoint: FakeOpenAI
+) -> None:
+    await upgrade_to_head(postgres_db.url)
+    postgres_db.server.sql(
+        f'ALTER DATABASE "{postgres_db.name}" SET default_transaction_read_only = on'
+    )
+    core = await make_core(postgres_db.url, endpoint, TurnLimits())
+    try:
+        sink = await chat(core, "hello")
+        assert sink.final is not None
+        assert "cannot be written" in sink.final[0] and "Nothing was sent" in sink.final[0]
+        assert not endpoint.requests
+        reply = await core.run_text_command(Incoming(REF, ADMIN, "/system be brief"))
+        assert not reply.ok and "nothing was saved" in reply.text
+        settings = await core.run_text_command(Incoming(REF, ADMIN, "/settings"))
+        assert settings.ok and "Source: custom" in settings.text  # reading still works
+    finally:
+        await core.close()
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_lock_is_waited_out(
+    postgres_db: PostgresDatabase, endpoint: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    await upgrade_to_head(postgres_db.url)
+    # Writers give up on a lock after 0.5 s, so the wait is the store's retry, not the
+    # server's queue.
+    postgres_db.server.sql(f"ALTER DATABASE \"{postgres_db.name}\" SET lock_timeout = '500ms'")
+    core = await make_core(postgres_db.url, endpoint, TurnLimits())
+    holder = await asyncpg_connect(postgres_db)
+    caplog.set_level(logging.INFO, logger="bot.store")
+    try:
+        await core.store.effective_config(REF)  # the row exists before it is locked
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("LOCK TABLE channel_configs, messages IN ACCESS EXCLUSIVE MODE")
+        release = asyncio.get_running_loop().call_later(2.0, asyncio.ensure_future, tx.rollback())
+        reply = await core.run_text_command(Incoming(REF, ADMIN, "/system be brief"))
+        release.cancel()
+        assert reply.ok, reply.text
+        assert "StoreBusy, again in" in caplog.text  # it did hit the lock, and waited
+        assert (await core.store.effective_config(REF)).system_prompt == "be brief"
+        sink = await chat(core, "and now?")
+        assert sink.final == ("Hello there!", None)
+    finally:
+        await holder.close()
+        await core.close()
+
+
+async def asyncpg_connect(db: PostgresDatabase) -> Any:
+    return await asyncpg.connect(
+        host="127.0.0.1", port=db.server.port, user="postgres", database=db.name
+    )

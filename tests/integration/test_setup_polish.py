@@ -1,0 +1,123 @@
+"""Command polish found on the user's path: /params, /settings, /models, /model, usage.
+
+A real Core (SQLite) and a loopback OpenAI-compatible endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.commands import TABLE
+from bot.commands.parse import parse
+from bot.commands.router import find
+from bot.commands.table import usage
+from bot.types import Incoming, Reply
+from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+from tests.integration.conftest import ADMIN, REF, Harness
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[FakeOpenAI]:
+    async with fake_openai(Script(models=["local-7b", "gpt-4o"])) as fake:
+        yield fake
+
+
+async def run(h: Harness, text: str) -> Reply:
+    return await h.core.run_text_command(Incoming(REF, ADMIN, text))
+
+
+async def test_params_alone_lists_every_parameter_with_range_and_value(harness: Harness) -> None:
+    assert (await run(harness, "/params temperature 0.7")).ok
+    assert (await run(harness, '/params stop END, "a,b", \\nUser:')).ok
+    listing = (await run(harness, "/params")).text
+    assert "temperature = 0.7  (number 0–2" in listing
+    assert "top_p = default  (number 0–1" in listing
+    assert "seed = default  (whole number -2147483648–2147483647" in listing
+    assert 'stop = END, "a,b", \\nUser:' in listing
+    assert "safe_prompt = off" in listing
+    assert "safety prompt; mistral only, this channel uses openai)" in listing
+    assert "e+" not in listing
+    one = (await run(harness, "/params context")).text
+    assert one.startswith("context = default  (whole number 256–10000000")
+
+
+async def test_params_values_people_type(harness: Harness) -> None:
+    assert (await run(harness, '/params stop "a,b"')).text == 'stop set to "a,b".'
+    config = await harness.store.effective_config(REF)
+    assert config.params.stop == ("a,b",)
+    reply = await run(harness, "/params safe_prompt on")
+    assert reply.ok and "applies to mistral only" in reply.text
+    for bad in ("/params seed 0_1", "/params temperature ١", "/params top_p ０.5"):
+        assert not (await run(harness, bad)).ok, bad
+
+
+async def test_settings_omit_empty_sections_and_show_values_plainly(harness: Harness) -> None:
+    bare = (await run(harness, "/settings")).text
+    assert "System prompt" not in bare and "Params" not in bare and "Proxy password" not in bare
+    await run(harness, "/params stop END, STOP")
+    await run(harness, "/params context 10000000")
+    await run(harness, "/source mistral")
+    await run(harness, "/params safe_prompt on")
+    shown = (await run(harness, "/settings")).text
+    assert "Params: context=10000000, stop=END, STOP, safe_prompt=on (mistral only)" in shown
+    assert "1e+07" not in shown
+
+
+async def test_external_models_come_after_the_sources_own(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    assert (await run(harness, f"/proxy set {endpoint.url_v1}")).ok
+    external = await run(harness, "/models external")
+    assert external.ok and "local-7b" in external.text
+    listed = (await run(harness, "/models list")).text
+    assert listed.index("gpt-5") < listed.index("local-7b")
+    ids = listed.split(": ", 1)[1].split(", ")
+    assert ids.count("gpt-4o") == 1  # listed once, in the source's own place
+    choices = await harness.core.autocomplete(REF, ADMIN, "models", "", 25)
+    assert choices[0] == "gpt-5" and choices[-1] == "local-7b"
+    assert await harness.core.autocomplete(REF, ADMIN, "models", "local", 25) == ["local-7b"]
+
+
+async def test_model_accepts_any_id_and_warns_only_when_a_list_says_so(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    vendor = await run(harness, "/model gpt-99-turbo")
+    assert vendor.ok and "not in the bot's openai list" in vendor.text
+    assert (await harness.store.effective_config(REF)).model == "gpt-99-turbo"
+    await run(harness, "/source custom")
+    await run(harness, f"/proxy set {endpoint.url_v1}")
+    assert (await run(harness, "/model anything-goes")).text == "Model set to anything-goes."
+    await run(harness, "/models external")
+    assert (await run(harness, "/model local-7b")).text == "Model set to local-7b."
+    typo = await run(harness, "/model local-7")
+    assert typo.ok and "does not include `local-7`" in typo.text and "local-7b" in typo.text
+
+
+async def test_status_line_counts_in_the_singular(harness: Harness, endpoint: FakeOpenAI) -> None:
+    endpoint.script = Script(models=["only-one"])
+    await run(harness, "/source custom")
+    reply = await run(harness, f"/proxy set {endpoint.url_v1}")
+    assert "1 model available" in reply.text and "1 models" not in reply.text
+
+
+def test_connect_bypass_spelled_out_and_usage_shows_name_value() -> None:
+    assert parse("/connect bypass on", TABLE).raw == {"bypass": "on"}
+    assert parse("/key set openai scope server", TABLE).raw == {
+        "source": "openai",
+        "scope": "server",
+    }
+    connect = find(TABLE, ("connect",))
+    key = find(TABLE, ("key", "set"))
+    assert connect is not None and key is not None
+    assert usage(("connect",), connect) == "/connect [bypass:on|off]"
+    assert usage(("key", "set"), key) == (
+        "/key set <openai|claude|mistral|custom> <key> [scope:channel|server]"
+    )
+
+
+async def test_connect_with_an_empty_value_changes_nothing(harness: Harness) -> None:
+    reply = await run(harness, "/connect bypass:")
+    assert not reply.ok and "needs a value (on or off)" in reply.text
+    assert (await harness.store.effective_config(REF)).bypass_status_check is False
