@@ -286,3 +286,53 @@ async def test_default_policy_follows_settings(router: respx.MockRouter) -> None
     finally:
         await closed.aclose()
         await opened.aclose()
+
+
+# -- the /v1 fix for every source's proxy, and what a 401 there proves ---------------------
+
+
+async def test_a_401_at_v1_proves_the_base_and_says_a_key_is_needed(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """TabbyAPI-style: nothing at the root, the API under /v1 behind a key. Wire shape no
+    local peer produces (LiteLLM answers at both)."""
+    router.get("https://llm.example.com/tabby/models").mock(return_value=httpx.Response(404))
+    v1 = router.get("https://llm.example.com/tabby/v1/models").mock(
+        side_effect=lambda request: httpx.Response(
+            200 if request.headers.get("authorization") == "Bearer tabby-key-0001" else 401,
+            json={"data": [{"id": "exl2"}]}
+            if request.headers.get("authorization")
+            else {"detail": "Missing key"},
+        )
+    )
+    hub = make_hub()
+    before_key = Endpoint(Source.CUSTOM, proxy_url="https://llm.example.com/tabby")
+    result = await hub.provider(before_key).check_status()
+    assert not result.ok and result.error_kind == "auth"
+    assert "HTTP 401" in result.reason and "does not exist" not in result.reason
+    assert result.corrected and result.base_url == "https://llm.example.com/tabby/v1"
+    # The key arrives later: the proven base is used straight away.
+    with_key = Endpoint(
+        Source.CUSTOM,
+        proxy_url="https://llm.example.com/tabby",
+        proxy_password=SecretValue("tabby-key-0001"),
+    )
+    after = await hub.provider(with_key).check_status()
+    assert after.ok and after.base_url == "https://llm.example.com/tabby/v1"
+    assert v1.call_count == 2
+
+
+@pytest.mark.parametrize("source", [Source.OPENAI, Source.MISTRAL, Source.CLAUDE])
+async def test_a_reverse_proxy_without_v1_is_corrected_for_every_source(
+    source: Source, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.get("https://llm.example.com/proxy/models").mock(return_value=httpx.Response(404))
+    models = router.get("https://llm.example.com/proxy/v1/models").mock(
+        return_value=httpx.Response(200, json={"data": [{"id": "x"}]})
+    )
+    endpoint = Endpoint(source, proxy_url="https://llm.example.com/proxy")  # no password
+    result = await make_hub().provider(endpoint).check_status()
+    assert result.ok and result.corrected
+    assert result.base_url == "https://llm.example.com/proxy/v1"
+    sent = models.calls.last.request.headers
+    assert "authorization" not in sent and "x-api-key" not in sent  # no key to a proxy
