@@ -135,7 +135,7 @@ def start_server(chunks: int, span: float) -> tuple[subprocess.Popen[str], str]:
 async def make_core(db: str) -> Core:
     await upgrade_to_head(db)
     store = await Store.open(
-        db, SecretBox.from_setting(generate_key()), defaults=ChannelConfig(source=Source.CUSTOM)
+        db, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of(source=Source.CUSTOM)
     )
     hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
     return Core(store, hub)

@@ -31,7 +31,7 @@ async def one_setting(
 ) -> None:
     bot = server.register("benchbot", rate_limited=rate_limited)
     alice = await UserClient.start(server, server.register("alice"), tmp / f"alice-{bot.localpart}")
-    defaults = ChannelConfig(
+    defaults = ChannelConfig.of(
         source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
     )
     core = await make_core(f"sqlite+aiosqlite:///{tmp}/{bot.localpart}.db", defaults=defaults)

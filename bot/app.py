@@ -34,7 +34,7 @@ NO_PLATFORM = (
 
 
 def operator_defaults(settings: Settings) -> ChannelConfig:
-    return ChannelConfig(
+    return ChannelConfig.of(
         source=settings.default_source,
         model=settings.default_model or None,
         proxy_url=settings.default_proxy_url or None,

@@ -62,7 +62,6 @@ async def endpoint_for(
         proxy_url=config.resolved_url or config.proxy_url,
         api_key=api_key,
         proxy_password=password,
-        mistral_safe_prompt=config.mistral_safe_prompt,
     )
     # A reverse proxy may need no password at all (LM Studio, LocalAI): the seed's steps.
     if endpoint.credential() is None and not config.proxy_url:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
 from bot.commands import TABLE, Command, Invocation
@@ -116,6 +117,14 @@ class Core:
     async def chat(self, incoming: Incoming, sink: ReplySink) -> TurnResult:
         clean = replace(incoming, text=clean_text(incoming.text))
         return await self._engine.turn(clean, sink, self.prefix(incoming.channel.platform))
+
+    def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
+        """Wait for this conversation's turn: messages there are handled in arrival order.
+
+        Chat turns take it by themselves; a front-end takes it around a command so that
+        `!model x` typed before a question is applied before that question is answered.
+        """
+        return self._engine.ordered(ref)
 
     def stop(self, ref: ChannelRef) -> bool:
         """Stop the answer being written in this conversation (what arrived is kept)."""

@@ -1,16 +1,21 @@
-"""The registry of channel settings people set with /params: type, range, sources, display.
+"""The one registry of channel settings: type, range or choices, default, sources, display,
+and where each goes in a provider request.
 
-One entry per setting drives how a typed value is checked, how `/params` and
-`/settings` show it, and which sources use it. Pure: no I/O, no platform.
+One entry drives how a value is checked (typed by people or written by code), how the
+store keeps it (one column each) and merges it along channel → server → operator,
+how `/params` and `/settings` show it, and which body field carries it to each source.
+Adding a setting is one entry here and one migration. Pure: no I/O, no platform.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
 
-from bot.types import ChannelConfig, Source
+from bot.types import ReplyMode, Source
 from bot.types.text import TextError, clean_text, parse_decimal, parse_integer, shorten
 
 
@@ -19,14 +24,38 @@ class FieldError(ValueError):
 
 
 class Kind(StrEnum):
+    TEXT = "text"
+    CHOICE = "choice"
     NUMBER = "number"
     INTEGER = "integer"
     SWITCH = "switch"
     LIST = "list"
 
 
+class Storage(StrEnum):
+    """How the store keeps a value (one column per setting)."""
+
+    TEXT = "text"
+    SHORT = "short"  # a choice: a few characters
+    DOUBLE = "double"
+    INTEGER = "integer"
+    BIGINT = "bigint"
+    BOOLEAN = "boolean"
+    JSON = "json"
+
+
+_STORAGE = {
+    Kind.TEXT: Storage.TEXT,
+    Kind.CHOICE: Storage.SHORT,
+    Kind.NUMBER: Storage.DOUBLE,
+    Kind.INTEGER: Storage.INTEGER,
+    Kind.SWITCH: Storage.BOOLEAN,
+    Kind.LIST: Storage.JSON,
+}
+
 SWITCH_ON = ("on", "true", "yes", "1")
 SWITCH_OFF = ("off", "false", "no", "0")
+ALL_SOURCES = frozenset(Source)
 
 
 def number_text(value: float) -> str:
@@ -81,33 +110,62 @@ def _trimmed(chars: list[tuple[str, bool]]) -> str:
     return "".join(char for char, _ in chars[start:end])
 
 
+def _show_item(item: object) -> str:
+    """One list item as `split_list` would read it back."""
+    escaped = str(item).replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{escaped}"' if "," in escaped or escaped != escaped.strip() else escaped
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One setting: its /params name, where it is stored, and what it takes."""
+    """One channel setting."""
 
-    name: str
-    column: str  # channel_configs column (and ChannelConfig attribute)
+    name: str  # what people type (/params <name>) and the key in ChannelConfig.values
     kind: Kind
     help: str
+    column: str = ""  # channel_configs column; default: the name
+    choices: tuple[str, ...] = ()
     low: float | None = None
     high: float | None = None
     max_items: int = 0  # LIST: at most this many
     max_item_chars: int = 0  # LIST: each at most this long
-    sources: frozenset[Source] | None = None  # None: every source
+    max_chars: int = 0  # TEXT: at most this long (0: no limit here)
+    default: object = None  # when no scope sets it (None: the provider's own)
+    sources: frozenset[Source] | None = None  # who uses it (None: every source)
+    param: bool = False  # set with /params <name>
+    # The request body field that carries it, per source (missing: not sent there).
+    wire: Mapping[Source, str] = field(default_factory=dict)
+    # A source whose accepted range is narrower: the value is clamped into it.
+    wire_range: Mapping[Source, tuple[float, float]] = field(default_factory=dict)
+    storage: Storage | None = None  # default: by kind
+
+    @property
+    def key(self) -> str:
+        return self.column or self.name
+
+    @property
+    def stored_as(self) -> Storage:
+        return self.storage or _STORAGE[self.kind]
 
     def applies_to(self, source: Source) -> bool:
         return self.sources is None or source in self.sources
 
     def takes(self) -> str:
-        """What the setting accepts, e.g. `0–2`, `on/off`, `up to 4 strings`."""
+        """What the setting accepts, e.g. `number 0–2`, `on/off`, `up to 4 strings`."""
         if self.kind is Kind.SWITCH:
             return "on/off"
+        if self.kind is Kind.CHOICE:
+            return "/".join(self.choices)
         if self.kind is Kind.LIST:
             return f"up to {self.max_items} comma-separated strings"
+        if self.kind is Kind.TEXT:
+            return "text"
         low = "" if self.low is None else number_text(self.low)
         high = "" if self.high is None else number_text(self.high)
         kind = "whole number" if self.kind is Kind.INTEGER else "number"
         return f"{kind} {low}–{high}"
+
+    # -- values on the way in ---------------------------------------------------------------
 
     def parse(self, typed: str) -> object:
         """The value `typed` means; FieldError says what is accepted instead."""
@@ -118,16 +176,17 @@ class Field:
             if text.lower() in SWITCH_OFF:
                 return False
             raise FieldError(f"{self.name} must be on or off, not `{shorten(text, 40)}`.")
+        if self.kind is Kind.CHOICE:
+            if text.lower() in self.choices:
+                return text.lower()
+            raise FieldError(f"{self.name} must be one of: {', '.join(self.choices)}.")
+        if self.kind is Kind.TEXT:
+            return self.check(text)
         if self.kind is Kind.LIST:
             items = split_list(text)
             if not items:
                 raise FieldError(f"{self.name} needs at least one string (or `default`).")
-            if len(items) > self.max_items or any(len(i) > self.max_item_chars for i in items):
-                raise FieldError(
-                    f"{self.name} takes up to {self.max_items} comma-separated strings of at "
-                    f"most {self.max_item_chars} characters."
-                )
-            return items
+            return self.check(items)
         number: float | int | None
         if self.kind is Kind.INTEGER:
             number = parse_integer(text)
@@ -136,15 +195,58 @@ class Field:
         if number is None:
             kind = "a whole number" if self.kind is Kind.INTEGER else "a number"
             raise FieldError(f"{self.name} must be {kind}, not `{shorten(text, 40)}`.")
-        if (self.low is not None and number < self.low) or (
-            self.high is not None and number > self.high
+        return self.check(number)
+
+    def check(self, value: object) -> object:
+        """A value written by code (or parsed): the right type and range, text cleaned."""
+        if self.kind is Kind.SWITCH:
+            if not isinstance(value, bool):
+                raise FieldError(f"{self.name} must be on or off")
+            return value
+        if self.kind is Kind.CHOICE:
+            text = str(value.value if isinstance(value, StrEnum) else value)
+            if text not in self.choices:
+                raise FieldError(f"{self.name} must be one of: {', '.join(self.choices)}.")
+            return text
+        if self.kind is Kind.TEXT:
+            if not isinstance(value, str):
+                raise FieldError(f"{self.name} must be text")
+            text = clean_text(value)
+            if self.max_chars and len(text) > self.max_chars:
+                raise FieldError(f"{self.name} takes at most {self.max_chars:,} characters.")
+            return text
+        if self.kind is Kind.LIST:
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise FieldError(f"{self.name} must be a list of strings")
+            items = [clean_text(item) for item in value if isinstance(item, str)]
+            if len(items) != len(value):
+                raise FieldError(f"{self.name} must be a list of strings")
+            if len(items) > self.max_items or any(len(i) > self.max_item_chars for i in items):
+                raise FieldError(
+                    f"{self.name} takes up to {self.max_items} comma-separated strings of at "
+                    f"most {self.max_item_chars} characters."
+                )
+            return items
+        integer = self.kind is Kind.INTEGER
+        if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+            raise FieldError(f"{self.name} must be {'a whole number' if integer else 'a number'}")
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
         ):
             low, high = number_text(self.low or 0), number_text(self.high or 0)
             raise FieldError(f"{self.name} must be from {low} to {high}.")
-        return number
+        return value if integer else float(value)
+
+    # -- values on the way out --------------------------------------------------------------
+
+    def outward(self, stored: object) -> object:
+        """A stored value as the core uses it (a tuple for a list)."""
+        if self.kind is Kind.LIST and isinstance(stored, list):
+            return tuple(stored)
+        return stored
 
     def show(self, value: object) -> str:
-        """A stored value as people read it (`END, STOP`, `on`, `0.7`)."""
+        """A value as people read it (`END, STOP`, `on`, `0.7`, `default`)."""
         if value is None:
             return "default"
         if isinstance(value, bool):
@@ -155,36 +257,184 @@ class Field:
             return ", ".join(_show_item(v) for v in value)
         return str(value)
 
-    def current(self, config: ChannelConfig) -> object:
-        """The effective value of this setting in a channel's config."""
-        if hasattr(config.params, self.column):
-            return getattr(config.params, self.column)
-        return getattr(config, self.column)
+    def to_wire(self, value: object, source: Source) -> tuple[str, object] | None:
+        """(body field, value) carrying this setting to `source`, or None: not sent."""
+        name = self.wire.get(source)
+        if name is None or value is None or value is False or value == ():
+            return None
+        if isinstance(value, tuple):
+            return name, list(value)
+        narrow = self.wire_range.get(source)
+        if narrow is not None and isinstance(value, int | float):
+            return name, min(narrow[1], max(narrow[0], value))
+        return name, value
 
 
-def _show_item(item: object) -> str:
-    """One list item as `split_list` would read it back."""
-    escaped = str(item).replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"' if "," in escaped or escaped != escaped.strip() else escaped
+def _every(name: str) -> Mapping[Source, str]:
+    return MappingProxyType(dict.fromkeys(Source, name))
 
 
-PARAMS: tuple[Field, ...] = (
-    Field("temperature", "temperature", Kind.NUMBER, "randomness", low=0, high=2),
-    Field("top_p", "top_p", Kind.NUMBER, "nucleus sampling", low=0, high=1),
-    Field("max_tokens", "max_tokens", Kind.INTEGER, "answer length", low=1, high=1_000_000),
-    Field("context", "context_tokens", Kind.INTEGER, "context size", low=256, high=10_000_000),
-    Field("seed", "seed", Kind.INTEGER, "repeatable sampling", low=-(2**31), high=2**31 - 1),
-    Field("stop", "stop", Kind.LIST, "stop strings", max_items=4, max_item_chars=100),
-    Field("reasoning", "show_reasoning", Kind.SWITCH, "show the model's reasoning"),
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "source",
+        Kind.CHOICE,
+        "the chat completion source",
+        choices=tuple(s.value for s in Source),
+        default=Source.OPENAI.value,
+    ),
+    Field("model", Kind.TEXT, "the model that answers", max_chars=200),
+    Field("proxy_url", Kind.TEXT, "reverse proxy or custom endpoint URL", max_chars=2000),
+    Field("resolved_url", Kind.TEXT, "the URL in use after the /v1 fix", max_chars=2000),
+    Field("bypass_status_check", Kind.SWITCH, "chat even when the check fails", default=False),
+    Field("show_external_models", Kind.SWITCH, "offer the endpoint's models", default=False),
+    Field("system_prompt", Kind.TEXT, "the system prompt", max_chars=8000),
+    Field(
+        "reply_mode",
+        Kind.CHOICE,
+        "when the bot answers",
+        choices=tuple(m.value for m in ReplyMode),
+        default=ReplyMode.MENTION.value,
+    ),
+    Field(
+        "temperature",
+        Kind.NUMBER,
+        "randomness",
+        low=0,
+        high=2,
+        param=True,
+        wire=_every("temperature"),
+        wire_range={Source.CLAUDE: (0.0, 1.0)},  # Claude's range is 0–1
+    ),
+    Field(
+        "top_p", Kind.NUMBER, "nucleus sampling", low=0, high=1, param=True, wire=_every("top_p")
+    ),
+    Field(
+        "max_tokens",
+        Kind.INTEGER,
+        "answer length",
+        low=1,
+        high=1_000_000,
+        param=True,
+        # o-series models refuse max_tokens; max_completion_tokens works for all of OpenAI's.
+        wire={**_every("max_tokens"), Source.OPENAI: "max_completion_tokens"},
+    ),
+    Field(
+        "context",
+        Kind.INTEGER,
+        "context size",
+        column="context_tokens",
+        low=256,
+        high=10_000_000,
+        param=True,
+    ),
+    Field(
+        "seed",
+        Kind.INTEGER,
+        "repeatable sampling",
+        low=-(2**31),
+        high=2**31 - 1,
+        param=True,
+        storage=Storage.BIGINT,
+        wire={Source.OPENAI: "seed", Source.CUSTOM: "seed", Source.MISTRAL: "random_seed"},
+    ),
+    Field(
+        "stop",
+        Kind.LIST,
+        "stop strings",
+        max_items=4,
+        max_item_chars=100,
+        param=True,
+        wire={**_every("stop"), Source.CLAUDE: "stop_sequences"},
+    ),
+    Field(
+        "reasoning",
+        Kind.SWITCH,
+        "show the model's reasoning",
+        column="show_reasoning",
+        default=False,
+        param=True,
+    ),
     Field(
         "safe_prompt",
-        "mistral_safe_prompt",
         Kind.SWITCH,
         "Mistral's safety prompt",
+        column="mistral_safe_prompt",
+        default=False,
         sources=frozenset({Source.MISTRAL}),
+        param=True,
+        wire={Source.MISTRAL: "safe_prompt"},
     ),
 )
-BY_NAME: Mapping[str, Field] = {f.name: f for f in PARAMS}
-PARAM_NAMES: tuple[str, ...] = tuple(BY_NAME)
 
-__all__ = ["BY_NAME", "PARAMS", "PARAM_NAMES", "Field", "FieldError", "Kind", "TextError"]
+
+class Registry:
+    """A set of fields and what follows from them; FIELDS' is `REGISTRY`."""
+
+    def __init__(self, fields: Iterable[Field]) -> None:
+        self.fields: tuple[Field, ...] = tuple(fields)
+        self.by_name: Mapping[str, Field] = MappingProxyType({f.name: f for f in self.fields})
+        self.by_key: Mapping[str, Field] = MappingProxyType({f.key: f for f in self.fields})
+        self.params: tuple[Field, ...] = tuple(f for f in self.fields if f.param)
+        self.defaults: Mapping[str, object] = MappingProxyType(
+            {f.name: f.default for f in self.fields}
+        )
+
+    def checked(self, changes: Mapping[str, object]) -> dict[str, object]:
+        """Changes by column, each checked (None unsets); FieldError names a bad one."""
+        unknown = sorted(set(changes) - set(self.by_key))
+        if unknown:
+            raise FieldError(f"unknown setting(s): {', '.join(unknown)}")
+        return {
+            key: None if value is None else self.by_key[key].check(value)
+            for key, value in changes.items()
+        }
+
+    def merge(
+        self, rows: Sequence[Any], operator: Mapping[str, object]
+    ) -> tuple[dict[str, object], dict[str, str]]:
+        """(values, origins): each setting from the nearest row that sets it (rows nearest
+        first: channel, server), else the operator's default, else the built-in one."""
+        values: dict[str, object] = {}
+        origins: dict[str, str] = {}
+        for f in self.fields:
+            for row in rows:
+                stored = getattr(row, f.key, None)
+                if stored is not None:
+                    values[f.name] = f.outward(stored)
+                    origins[f.name] = "channel" if row.channel_id else "server"
+                    break
+            else:
+                if operator.get(f.name) is not None:
+                    values[f.name], origins[f.name] = operator[f.name], "operator"
+                else:
+                    values[f.name], origins[f.name] = f.default, "default"
+        return values, origins
+
+    def request_options(self, values: Mapping[str, object], source: Source) -> dict[str, object]:
+        """The body fields the settings send to `source` (only those set)."""
+        options: dict[str, object] = {}
+        for f in self.fields:
+            wired = f.to_wire(values.get(f.name), source)
+            if wired is not None:
+                options[wired[0]] = wired[1]
+        return options
+
+
+REGISTRY = Registry(FIELDS)
+PARAMS = REGISTRY.params
+BY_NAME = REGISTRY.by_name
+PARAM_NAMES: tuple[str, ...] = tuple(f.name for f in PARAMS)
+
+__all__ = [
+    "BY_NAME",
+    "FIELDS",
+    "PARAMS",
+    "PARAM_NAMES",
+    "REGISTRY",
+    "Field",
+    "FieldError",
+    "Kind",
+    "Registry",
+    "Storage",
+    "TextError",
+]

@@ -287,16 +287,12 @@ async def _model_warning(ctx: CommandContext, config: ChannelConfig, model: str)
 
 
 def _settings_lines(config: ChannelConfig) -> list[str]:
-    """`name=value` of each parameter the channel (or its server/operator) sets."""
+    """`name=value` of each parameter set for this channel (here, server or operator)."""
     shown = []
     for field in PARAMS:
-        value = field.current(config)
-        if value is None or value == () or (field.name == "reasoning" and value is False):
+        if config.origins.get(field.name, "default") == "default":
             continue
-        if not field.applies_to(config.source) and not value:
-            continue
-        only = _only_for(field)
-        shown.append(f"{field.name}={field.show(value)}{only}")
+        shown.append(f"{field.name}={field.show(config.value(field.name))}{_only_for(field)}")
     return shown
 
 
@@ -347,7 +343,7 @@ async def set_system(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 
 def _param_line(field: Field, config: ChannelConfig) -> str:
-    value = field.show(field.current(config))
+    value = field.show(config.value(field.name))
     note = f"; {_only_for(field).strip(' ()')}" if field.sources is not None else ""
     if note and not field.applies_to(config.source):
         note += f", this channel uses {config.source.value}"
@@ -374,7 +370,7 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     except FieldError as err:
         raise CommandError(str(err)) from None
     await ctx.store.update_config(
-        ctx.ref, Scope.CHANNEL, ctx.actor, {field.column: value}, action="params"
+        ctx.ref, Scope.CHANNEL, ctx.actor, {field.key: value}, action="params"
     )
     if value is None:
         return Reply(f"{name} now follows the server/operator default.")

@@ -9,6 +9,7 @@ from bot.commands.context import CommandContext
 from bot.commands.parse import CommandError, coerce
 from bot.commands.table import Command, Invocation, Kind, usage
 from bot.connection import NotConnectable
+from bot.fields import FieldError
 from bot.providers import ProviderError
 from bot.store import StoreError
 from bot.store.secrets import SecretUnreadable
@@ -104,7 +105,7 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
         reply = await command.handler(ctx, args)
     except CommandError as err:
         return Reply(str(err), private=True, ok=False)
-    except (NotConnectable, SecretUnreadable, StoreError) as err:
+    except (NotConnectable, SecretUnreadable, StoreError, FieldError) as err:
         return Reply(str(err), private=True, ok=False)
     except ProviderError as err:
         return Reply(err.user_message, private=True, ok=False)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from bot.connection import (
 from bot.conversation.budget import estimate_tokens, history_budget, trim_history
 from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
+from bot.fields import REGISTRY
 from bot.providers import ChatRequest, Endpoint, Provider, ProviderError, ProviderHub
 from bot.store import Store, StoreError
 from bot.store.secrets import SecretUnreadable
@@ -78,12 +79,13 @@ class _TurnOrder:
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    @contextmanager
-    def lock(self, key: str) -> Iterator[asyncio.Lock]:
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
-            yield lock
+            async with lock:
+                yield
         finally:
             lock, users = self._locks[key]
             if users <= 1:
@@ -176,9 +178,12 @@ class ChatEngine:
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
         key = f"{incoming.channel}"
-        with self._order.lock(key) as lock:
-            async with lock:
-                return await self._turn(incoming, sink, prefix, key)
+        async with self._order.hold(key):
+            return await self._turn(incoming, sink, prefix, key)
+
+    def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
+        """Hold this conversation's turn order (a command that must not overtake a turn)."""
+        return self._order.hold(f"{ref}")
 
     def stop(self, ref: ChannelRef, why: str = "Stopped.") -> bool:
         """End the answer being written in this conversation now; False when none is."""
@@ -261,22 +266,22 @@ class ChatEngine:
     def _request(
         self, config: ChannelConfig, history: list[HistoryEntry], user: HistoryEntry
     ) -> ChatRequest:
-        p = config.params
         # A question that got no answer stays in the history people see, but the model
         # gets one user turn at a time.
         usable = [e for e in history if e.state is not TurnState.FAILED and e.content.strip()]
-        budget = history_budget(p.context_tokens, p.max_tokens, config.system_prompt, user.content)
+        budget = history_budget(
+            config.number("context"),
+            config.number("max_tokens"),
+            config.system_prompt,
+            user.content,
+        )
         kept = [*trim_history(usable, budget), user]
         authors = {e.author for e in kept if e.role is Role.USER and e.author}
         return ChatRequest(
             model=config.model or "",
             messages=tuple(ChatMessage(e.role, e.content, e.author) for e in kept),
             system_prompt=config.system_prompt,
-            temperature=p.temperature,
-            top_p=p.top_p,
-            max_tokens=p.max_tokens,
-            stop=p.stop,
-            seed=p.seed,
+            options=REGISTRY.request_options(config.values, config.source),
             multi_user=len(authors) > 1,
         )
 

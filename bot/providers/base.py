@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.types import ChatMessage, ModelInfo, SecretValue, Source, redact
 
@@ -19,7 +19,6 @@ class Endpoint:
     proxy_url: str | None = None
     api_key: SecretValue | None = None
     proxy_password: SecretValue | None = None
-    mistral_safe_prompt: bool = False
 
     def credential(self) -> SecretValue | None:
         """The secret actually sent.
@@ -40,11 +39,9 @@ class ChatRequest:
     model: str
     messages: tuple[ChatMessage, ...]
     system_prompt: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
+    # Sampling and other settings, already named as this source's body names them
+    # (bot.fields maps each setting to its field per source).
+    options: Mapping[str, Any] = field(default_factory=dict)
     multi_user: bool = False
 
 

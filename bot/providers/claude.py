@@ -35,19 +35,15 @@ class ClaudeProvider(HTTPProvider):
         )
         body: dict[str, Any] = {
             "model": request.model,
-            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "max_tokens": DEFAULT_MAX_TOKENS,  # the API requires it
             "messages": messages,
             "stream": True,
         }
         if system:
             body["system"] = system
-        # Claude's range is 0–1, and newer models refuse temperature and top_p together.
-        if request.temperature is not None:
-            body["temperature"] = min(1.0, max(0.0, request.temperature))
-        elif request.top_p is not None:
-            body["top_p"] = request.top_p
-        if request.stop:
-            body["stop_sequences"] = list(request.stop)
+        body.update(request.options)
+        if "temperature" in body:  # newer models refuse temperature and top_p together
+            body.pop("top_p", None)
         return body
 
     async def _models_at(self, base: str) -> list[ModelInfo]:

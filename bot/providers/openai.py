@@ -18,8 +18,6 @@ class OpenAICompatible(HTTPProvider):
 
     name: ClassVar[str] = "OpenAI"
     default_base: ClassVar[str] = "https://api.openai.com/v1"
-    max_tokens_field: ClassVar[str] = "max_tokens"
-    seed_field: ClassVar[str] = "seed"
     ask_usage: ClassVar[bool] = False
 
     def _credential_headers(self, credential: str) -> dict[str, str]:
@@ -36,14 +34,7 @@ class OpenAICompatible(HTTPProvider):
         }
         if self.ask_usage:
             body["stream_options"] = {"include_usage": True}
-        optional: dict[str, Any] = {
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            self.max_tokens_field: request.max_tokens,
-            "stop": list(request.stop) or None,
-            self.seed_field: request.seed,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
+        body.update(request.options)
         return body
 
     async def _models_at(self, base: str) -> list[ModelInfo]:
@@ -56,8 +47,6 @@ class OpenAICompatible(HTTPProvider):
 
 
 class OpenAIProvider(OpenAICompatible):
-    # max_tokens is refused by o-series models; max_completion_tokens works for all.
-    max_tokens_field = "max_completion_tokens"
     ask_usage = True
 
 

@@ -2,131 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.fields import REGISTRY, Registry
 from bot.store.base import Database, Key, audit_row, chain, key_of, where
 from bot.store.models import AuditRow, ChannelConfigRow, utcnow
-from bot.types import (
-    Actor,
-    ChannelConfig,
-    ChannelRef,
-    GenerationParams,
-    ReplyMode,
-    Scope,
-    Source,
-    StatusCheck,
-)
+from bot.types import Actor, ChannelConfig, ChannelRef, Scope, StatusCheck
 from bot.types.text import clean_text, shorten
 
-E = TypeVar("E", Source, ReplyMode)
 _AUDIT_VALUE_CHARS = 80
-
-
-def _text(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be text")
-    return clean_text(value)
-
-
-def _flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false")
-    return value
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number")
-    return float(value)
-
-
-def _integer(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number")
-    return value
-
-
-def _stop(name: str, value: object) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError(f"{name} must be a list of strings")
-    items = list(value)
-    if not all(isinstance(item, str) for item in items):
-        raise ValueError(f"{name} must be a list of strings")
-    return [clean_text(item) for item in items]
-
-
-def _choice(kind: type[E]) -> Callable[[str, object], str]:
-    def check(name: str, value: object) -> str:
-        try:
-            return kind(str(value)).value
-        except ValueError:
-            allowed = ", ".join(member.value for member in kind)
-            raise ValueError(f"{name} must be one of: {allowed}") from None
-
-    return check
-
-
-# How a value is checked on the way in, per column.
-FIELDS: dict[str, Callable[[str, object], object]] = {
-    "source": _choice(Source),
-    "model": _text,
-    "proxy_url": _text,
-    "resolved_url": _text,
-    "bypass_status_check": _flag,
-    "show_external_models": _flag,
-    "system_prompt": _text,
-    "temperature": _number,
-    "top_p": _number,
-    "max_tokens": _integer,
-    "context_tokens": _integer,
-    "stop": _stop,
-    "seed": _integer,
-    "reply_mode": _choice(ReplyMode),
-    "show_reasoning": _flag,
-    "mistral_safe_prompt": _flag,
-}
-CONFIG_FIELDS = frozenset(FIELDS)
+CONFIG_FIELDS = frozenset(REGISTRY.by_key)
 
 
 def checked(changes: Mapping[str, object]) -> dict[str, object]:
-    """`changes` with every value checked (None unsets); ValueError names a bad one."""
-    unknown = sorted(set(changes) - CONFIG_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
-    return {
-        name: None if value is None else FIELDS[name](name, value)
-        for name, value in changes.items()
-    }
+    """`changes` by column with every value checked (None unsets); ValueError names one."""
+    return REGISTRY.checked(changes)
 
 
-def _outward(name: str, value: object) -> object:
-    """A stored column value as the core uses it (enums, tuples)."""
-    if name == "source":
-        return Source(str(value))
-    if name == "reply_mode":
-        return ReplyMode(str(value))
-    if name == "stop" and isinstance(value, list):
-        return tuple(value)
-    return value
+def merge(
+    defaults: ChannelConfig,
+    ref: ChannelRef,
+    rows: Sequence[Any],
+    registry: Registry = REGISTRY,
+) -> ChannelConfig:
+    """Channel row → server row → operator defaults → built-in defaults, per setting.
 
-
-def merge(defaults: ChannelConfig, ref: ChannelRef, rows: Sequence[Any]) -> ChannelConfig:
-    """Channel row → server row → operator defaults, per field. Pure: rows nearest first."""
-    d = defaults
-
-    def pick(name: str, default: Any) -> Any:
-        for row in rows:
-            value = getattr(row, name)
-            if value is not None:
-                return _outward(name, value)
-        return default
-
+    Pure: `rows` are the channel's own row and its server's, nearest first.
+    """
+    values, origins = registry.merge(rows, defaults.values)
     channel = rows[0] if rows and rows[0].channel_id == ref.channel_id else None
     status = None
     if channel is not None and channel.status_ok is not None:
@@ -137,27 +47,7 @@ def merge(defaults: ChannelConfig, ref: ChannelRef, rows: Sequence[Any]) -> Chan
             kind=channel.status_kind or "",
             checked_at=channel.status_checked_at,
         )
-    return ChannelConfig(
-        source=pick("source", d.source),
-        model=pick("model", d.model),
-        proxy_url=pick("proxy_url", d.proxy_url),
-        resolved_url=pick("resolved_url", d.resolved_url),
-        bypass_status_check=pick("bypass_status_check", d.bypass_status_check),
-        show_external_models=pick("show_external_models", d.show_external_models),
-        system_prompt=pick("system_prompt", d.system_prompt),
-        params=GenerationParams(
-            temperature=pick("temperature", d.params.temperature),
-            top_p=pick("top_p", d.params.top_p),
-            max_tokens=pick("max_tokens", d.params.max_tokens),
-            context_tokens=pick("context_tokens", d.params.context_tokens),
-            stop=pick("stop", d.params.stop),
-            seed=pick("seed", d.params.seed),
-        ),
-        reply_mode=pick("reply_mode", d.reply_mode),
-        show_reasoning=pick("show_reasoning", d.show_reasoning),
-        mistral_safe_prompt=pick("mistral_safe_prompt", d.mistral_safe_prompt),
-        status=status,
-    )
+    return ChannelConfig(MappingProxyType(values), MappingProxyType(origins), status)
 
 
 def summary(changes: Mapping[str, object]) -> str:
@@ -251,10 +141,10 @@ class ConfigPart:
         if row is None:
             return {}
         values: dict[str, object] = {}
-        for name in FIELDS:
-            value = getattr(row, name)
+        for column, f in REGISTRY.by_key.items():
+            value = getattr(row, column)
             if value is not None:
-                values[name] = _outward(name, value)
+                values[column] = f.outward(value)
         return values
 
     async def audit_entries(self, ref: ChannelRef, limit: int) -> list[AuditEntry]:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Dialect,
     Double,
@@ -17,11 +18,14 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bot.fields import REGISTRY, Registry, Storage
 
 
 def utcnow() -> datetime:
@@ -66,42 +70,59 @@ class Base(DeclarativeBase):
 _ID = String(255)
 
 
+_STORAGE_TYPES: dict[Storage, Any] = {
+    Storage.TEXT: Text,
+    Storage.SHORT: lambda: String(16),
+    Storage.DOUBLE: Double,
+    Storage.INTEGER: Integer,
+    Storage.BIGINT: BigInteger,
+    Storage.BOOLEAN: Boolean,
+    Storage.JSON: JSON,
+}
+
+
+def setting_columns(registry: Registry = REGISTRY) -> list[Column[Any]]:
+    """One nullable column per setting of the registry (NULL: not set at this scope)."""
+    return [Column(f.key, _STORAGE_TYPES[f.stored_as](), nullable=True) for f in registry.fields]
+
+
 class ChannelConfigRow(Base):
-    """Settings of one channel (or a server when channel_id is ''); NULL = not set here."""
+    """Settings of one channel (or a server when channel_id is ''); NULL = not set here.
 
-    __tablename__ = "channel_configs"
-    __table_args__ = (UniqueConstraint("platform", "server_id", "channel_id"),)
+    The setting columns come from the registry in bot.fields (one per setting); the
+    rest is the row's place and the last status check.
+    """
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    platform: Mapped[str] = mapped_column(String(16))
-    server_id: Mapped[str] = mapped_column(_ID)
-    channel_id: Mapped[str] = mapped_column(_ID)
+    __table__ = Table(
+        "channel_configs",
+        Base.metadata,
+        Column("id", Integer, primary_key=True),
+        Column("platform", String(16), nullable=False),
+        Column("server_id", _ID, nullable=False),
+        Column("channel_id", _ID, nullable=False),
+        *setting_columns(),
+        Column("status_ok", Boolean),
+        Column("status_reason", Text),
+        Column("status_checked_url", Text),
+        Column("status_checked_at", UTCDateTime),
+        Column("status_kind", String(32)),  # ProviderError.kind
+        Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+        Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+        UniqueConstraint("platform", "server_id", "channel_id"),
+    )
 
-    source: Mapped[str | None] = mapped_column(String(16))
-    model: Mapped[str | None] = mapped_column(Text)
-    proxy_url: Mapped[str | None] = mapped_column(Text)
-    resolved_url: Mapped[str | None] = mapped_column(Text)
-    bypass_status_check: Mapped[bool | None] = mapped_column(Boolean)
-    show_external_models: Mapped[bool | None] = mapped_column(Boolean)
-    system_prompt: Mapped[str | None] = mapped_column(Text)
-    temperature: Mapped[float | None] = mapped_column(Double)
-    top_p: Mapped[float | None] = mapped_column(Double)
-    max_tokens: Mapped[int | None] = mapped_column(Integer)
-    context_tokens: Mapped[int | None] = mapped_column(Integer)
-    stop: Mapped[list[str] | None] = mapped_column(JSON)
-    seed: Mapped[int | None] = mapped_column(BigInteger)
-    reply_mode: Mapped[str | None] = mapped_column(String(16))
-    show_reasoning: Mapped[bool | None] = mapped_column(Boolean)
-    mistral_safe_prompt: Mapped[bool | None] = mapped_column(Boolean)
-
-    status_ok: Mapped[bool | None] = mapped_column(Boolean)
-    status_reason: Mapped[str | None] = mapped_column(Text)
-    status_checked_url: Mapped[str | None] = mapped_column(Text)
-    status_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    status_kind: Mapped[str | None] = mapped_column(String(32))  # ProviderError.kind
-
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    id: Mapped[int]
+    platform: Mapped[str]
+    server_id: Mapped[str]
+    channel_id: Mapped[str]
+    status_ok: Mapped[bool | None]
+    status_reason: Mapped[str | None]
+    status_checked_url: Mapped[str | None]
+    status_checked_at: Mapped[datetime | None]
+    status_kind: Mapped[str | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_url: Mapped[str | None]  # a setting column the status check writes
 
 
 class SecretRow(Base):

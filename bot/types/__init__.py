@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 
 from bot.types.secrets import REDACTED, SECRET_REGISTRY, SecretValue, redact
 
@@ -123,16 +125,6 @@ class ModelInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class GenerationParams:
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    context_tokens: int | None = None
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class StatusCheck:
     """The outcome of the last status check stored for a channel."""
 
@@ -145,20 +137,70 @@ class StatusCheck:
 
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
-    """A channel's effective configuration after channel → server → operator fall-through."""
+    """A channel's effective configuration after channel → server → operator fall-through.
 
-    source: Source
-    model: str | None = None
-    proxy_url: str | None = None
-    resolved_url: str | None = None
-    bypass_status_check: bool = False
-    show_external_models: bool = False
-    system_prompt: str | None = None
-    params: GenerationParams = field(default_factory=GenerationParams)
-    reply_mode: ReplyMode = ReplyMode.MENTION
-    show_reasoning: bool = False
-    mistral_safe_prompt: bool = False
+    `values` holds every setting of the registry (bot.fields) by name, None where nobody
+    set it and it has no default; `origins` says where each came from (channel, server,
+    operator, default). The properties are the settings the core itself acts on.
+    """
+
+    values: Mapping[str, object] = field(default_factory=dict)
+    origins: Mapping[str, str] = field(default_factory=dict)
     status: StatusCheck | None = None
+
+    @classmethod
+    def of(cls, status: StatusCheck | None = None, **values: object) -> ChannelConfig:
+        """A config from keyword values (enums as themselves), e.g. operator defaults."""
+        plain = {k: v.value if isinstance(v, StrEnum) else v for k, v in values.items()}
+        return cls(MappingProxyType(plain), MappingProxyType({}), status)
+
+    def value(self, name: str) -> object:
+        return self.values.get(name)
+
+    def _text(self, name: str) -> str | None:
+        value = self.values.get(name)
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def source(self) -> Source:
+        return Source(str(self.values.get("source") or Source.OPENAI.value))
+
+    @property
+    def model(self) -> str | None:
+        return self._text("model")
+
+    @property
+    def proxy_url(self) -> str | None:
+        return self._text("proxy_url")
+
+    @property
+    def resolved_url(self) -> str | None:
+        return self._text("resolved_url")
+
+    @property
+    def system_prompt(self) -> str | None:
+        return self._text("system_prompt")
+
+    @property
+    def bypass_status_check(self) -> bool:
+        return self.values.get("bypass_status_check") is True
+
+    @property
+    def show_external_models(self) -> bool:
+        return self.values.get("show_external_models") is True
+
+    @property
+    def show_reasoning(self) -> bool:
+        return self.values.get("reasoning") is True
+
+    @property
+    def reply_mode(self) -> ReplyMode:
+        return ReplyMode(str(self.values.get("reply_mode") or ReplyMode.MENTION.value))
+
+    def number(self, name: str) -> int | None:
+        """An integer setting (max_tokens, context…), None when unset."""
+        value = self.values.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +238,6 @@ __all__ = [
     "ChannelConfig",
     "ChannelRef",
     "ChatMessage",
-    "GenerationParams",
     "HistoryEntry",
     "Incoming",
     "ModelInfo",

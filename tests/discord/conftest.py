@@ -32,7 +32,7 @@ async def endpoint() -> AsyncIterator[FakeOpenAI]:
 async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
     url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
     await upgrade_to_head(url)
-    defaults = ChannelConfig(source=Source.CUSTOM, model="m-small", proxy_url=endpoint.url_v1)
+    defaults = ChannelConfig.of(source=Source.CUSTOM, model="m-small", proxy_url=endpoint.url_v1)
     store = await Store.open(url, SecretBox.from_setting(generate_key()), defaults=defaults)
     hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
     core = Core(store, hub, admin_ids=[str(OPERATOR_ID)])

@@ -91,7 +91,7 @@ async def test_admin_runs_commands(
     if name == "model":
         assert config.model == "m-large"
     if name == "params":
-        assert config.params.temperature == 0.5
+        assert config.value("temperature") == 0.5
     if name == "reply mode":
         assert config.reply_mode is ReplyMode.ALWAYS
     if name == "system":

@@ -75,7 +75,7 @@ def test_rotate_keys_re_encrypts_under_the_first_key(tmp_path: Path) -> None:
 
     async def store_two(keys: str) -> None:
         store = await Store.open(
-            url, SecretBox.from_setting(keys), defaults=ChannelConfig(Source.OPENAI)
+            url, SecretBox.from_setting(keys), defaults=ChannelConfig.of(source=Source.OPENAI)
         )
         await store.set_secret(
             ref, Scope.CHANNEL, "openai_api_key", SecretValue("sk-rotate-me-111"), admin
@@ -87,7 +87,7 @@ def test_rotate_keys_re_encrypts_under_the_first_key(tmp_path: Path) -> None:
 
     async def read(keys: str) -> list[str | None]:
         store = await Store.open(
-            url, SecretBox.from_setting(keys), defaults=ChannelConfig(Source.OPENAI)
+            url, SecretBox.from_setting(keys), defaults=ChannelConfig.of(source=Source.OPENAI)
         )
         try:
             values = [
@@ -114,7 +114,7 @@ def test_rotate_keys_without_the_old_key_fails_clearly_and_changes_nothing(tmp_p
 
     async def put() -> None:
         store = await Store.open(
-            url, SecretBox.from_setting(old), defaults=ChannelConfig(Source.OPENAI)
+            url, SecretBox.from_setting(old), defaults=ChannelConfig.of(source=Source.OPENAI)
         )
         await store.set_secret(
             ChannelRef(Platform.CONSOLE, channel_id="x"),

@@ -104,7 +104,7 @@ async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
     store = await Store.open(
         f"sqlite+aiosqlite:///{tmp_path / 'data' / 'chatbot.db'}",
         SecretBox.from_setting(keys),
-        defaults=ChannelConfig(Source.CUSTOM),
+        defaults=ChannelConfig.of(source=Source.CUSTOM),
     )
     try:
         ref = ChannelRef(Platform.DISCORD, str(fake.channel_id), str(fake.guild_id))

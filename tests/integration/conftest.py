@@ -31,7 +31,7 @@ class Harness:
 async def make_core(url: str, *, allow_private: bool = True, retries: int = 0) -> Core:
     await upgrade_to_head(url)
     store = await Store.open(
-        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig(source=Source.OPENAI)
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of(source=Source.OPENAI)
     )
     hub = ProviderHub(ProviderSettings(allow_private_endpoints=allow_private, max_retries=retries))
     return Core(store, hub, admin_ids=[OPERATOR.id])

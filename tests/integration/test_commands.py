@@ -195,15 +195,15 @@ async def test_system_params_reply_mode_round_trip(harness: Harness) -> None:
     assert (await run(harness, "/reply mode always")).ok
     config = await harness.store.effective_config(REF)
     assert config.system_prompt == "You are Bob."
-    assert config.params.temperature == 0.7
-    assert config.params.stop == ("END", "###")
+    assert config.value("temperature") == 0.7
+    assert config.value("stop") == ("END", "###")
     assert config.show_reasoning
     assert config.reply_mode.value == "always"
     assert await harness.core.should_answer(REF, addressed=False)
     assert (await run(harness, "/params temperature default")).ok
     assert (await run(harness, "/system none")).ok
     config = await harness.store.effective_config(REF)
-    assert config.params.temperature is None and config.system_prompt is None
+    assert config.value("temperature") is None and config.system_prompt is None
 
 
 async def test_help_is_generated_from_the_table(harness: Harness) -> None:

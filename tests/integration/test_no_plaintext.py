@@ -63,7 +63,7 @@ async def run_flow(url: str) -> tuple[Flow, Store]:
     )
     chan_key, server_key, overwritten, password = flow.plaintexts
     old_key, new_key = generate_key(), generate_key()
-    defaults = ChannelConfig(source=Source.OPENAI)
+    defaults = ChannelConfig.of(source=Source.OPENAI)
 
     await migrate.upgrade(url)
     first = await Store.open(url, SecretBox.from_setting(old_key), defaults=defaults)

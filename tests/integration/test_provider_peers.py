@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.fields import REGISTRY
 from bot.providers import (
     AuthError,
     ChatRequest,
@@ -67,6 +68,11 @@ def assert_text_then_finish(deltas: list[Delta]) -> None:
 # --- LiteLLM proxy as a custom endpoint -----------------------------------------------
 
 
+def custom_options(settings: dict[str, object]) -> dict[str, object]:
+    """Settings by their registry names, as the engine sends them to a custom endpoint."""
+    return REGISTRY.request_options(settings, Source.CUSTOM)
+
+
 @pytest.mark.litellm
 async def test_litellm_status_ok_with_master_key(
     litellm_peer: LiteLLMPeer, hub: ProviderHub
@@ -107,7 +113,10 @@ async def test_litellm_external_model_list(litellm_peer: LiteLLMPeer, hub: Provi
 @pytest.mark.litellm
 async def test_litellm_streaming_chat(litellm_peer: LiteLLMPeer, hub: ProviderHub) -> None:
     request = ChatRequest(
-        model=litellm_peer.model, messages=HELLO, system_prompt="Be brief.", max_tokens=64
+        model=litellm_peer.model,
+        messages=HELLO,
+        system_prompt="Be brief.",
+        options=custom_options({"max_tokens": 64}),
     )
     deltas = await collect(hub, custom(litellm_peer.url_v1, litellm_peer.master_key), request)
     assert text_of(deltas) == litellm_peer.mock_text
@@ -126,7 +135,11 @@ async def test_litellm_429_maps_to_rate_limited(
     litellm_peer: LiteLLMPeer, hub: ProviderHub
 ) -> None:
     endpoint = custom(litellm_peer.url_v1, litellm_peer.master_key)
-    request = ChatRequest(model=litellm_peer.rate_limited_model, messages=HELLO, max_tokens=16)
+    request = ChatRequest(
+        model=litellm_peer.rate_limited_model,
+        messages=HELLO,
+        options=custom_options({"max_tokens": 16}),
+    )
     with pytest.raises(RateLimited) as streamed:
         await collect(hub, endpoint, request)
     assert streamed.value.partial == ""
@@ -145,7 +158,9 @@ async def test_litellm_url_without_v1(litellm_peer: LiteLLMPeer, hub: ProviderHu
     assert {m.id for m in result.models} == set(litellm_peer.models)
     assert result.base_url.rstrip("/") in {litellm_peer.url, litellm_peer.url_v1}
     assert result.corrected == (result.base_url.rstrip("/") == litellm_peer.url_v1)
-    request = ChatRequest(model=litellm_peer.model, messages=HELLO, max_tokens=64)
+    request = ChatRequest(
+        model=litellm_peer.model, messages=HELLO, options=custom_options({"max_tokens": 64})
+    )
     deltas = [d async for d in provider.stream_chat(request)]
     assert text_of(deltas) == litellm_peer.mock_text
 
@@ -183,9 +198,7 @@ async def test_llamacpp_streams_a_real_answer(
         model=llamacpp_peer.model,
         messages=HELLO,
         system_prompt="You are a friendly assistant.",
-        max_tokens=48,
-        temperature=0.0,
-        seed=7,
+        options=custom_options({"max_tokens": 48, "temperature": 0.0, "seed": 7}),
     )
     deltas = await collect(hub, custom(llamacpp_peer.url_v1), request)
     text_deltas = [d for d in deltas if d.text]
@@ -203,9 +216,7 @@ async def test_llamacpp_max_tokens_ends_with_length(
     request = ChatRequest(
         model=llamacpp_peer.model,
         messages=(ChatMessage(Role.USER, "Write a long story about a dragon and a knight."),),
-        max_tokens=4,
-        temperature=0.0,
-        seed=7,
+        options=custom_options({"max_tokens": 4, "temperature": 0.0, "seed": 7}),
     )
     deltas = await collect(hub, custom(llamacpp_peer.url_v1), request)
     assert 1 <= sum(1 for d in deltas if d.text) <= 4, deltas
@@ -219,7 +230,9 @@ async def test_llamacpp_chat_without_v1_is_corrected(
     # No status check first: the chat path itself must find /v1 (issue 3: "/models
     # (or chat) answers 404").
     request = ChatRequest(
-        model=llamacpp_peer.model, messages=HELLO, max_tokens=16, temperature=0.0, seed=7
+        model=llamacpp_peer.model,
+        messages=HELLO,
+        options=custom_options({"max_tokens": 16, "temperature": 0.0, "seed": 7}),
     )
     deltas = await collect(hub, custom(llamacpp_peer.url), request)
     assert text_of(deltas).strip()

@@ -46,7 +46,7 @@ async def test_params_alone_lists_every_parameter_with_range_and_value(harness: 
 async def test_params_values_people_type(harness: Harness) -> None:
     assert (await run(harness, '/params stop "a,b"')).text == 'stop set to "a,b".'
     config = await harness.store.effective_config(REF)
-    assert config.params.stop == ("a,b",)
+    assert config.value("stop") == ("a,b",)
     reply = await run(harness, "/params safe_prompt on")
     assert reply.ok and "applies to mistral only" in reply.text
     for bad in ("/params seed 0_1", "/params temperature ١", "/params top_p ０.5"):

@@ -64,7 +64,7 @@ class Sink:
 
 async def make_core(url: str, endpoint: FakeOpenAI, limits: TurnLimits) -> Core:
     await upgrade_to_head(url)
-    defaults = ChannelConfig(source=Source.CUSTOM, model="m", proxy_url=endpoint.url_v1)
+    defaults = ChannelConfig.of(source=Source.CUSTOM, model="m", proxy_url=endpoint.url_v1)
     store = await Store.open(url, SecretBox.from_setting(generate_key()), defaults=defaults)
     hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
     return Core(store, hub, limits=limits)
@@ -175,7 +175,7 @@ async def test_a_growing_answer_is_saved_before_it_ends(
             fresh = await Store.open(
                 database_url,
                 SecretBox.from_setting(generate_key()),
-                defaults=ChannelConfig(Source.CUSTOM),
+                defaults=ChannelConfig.of(source=Source.CUSTOM),
             )
             try:
                 seen = await fresh.history(REF, 10)

@@ -198,7 +198,7 @@ async def make_core(url: str, key: str = "", defaults: ChannelConfig | None = No
     store = await Store.open(
         url,
         SecretBox.from_setting(key or generate_key()),
-        defaults=defaults or ChannelConfig(source=Source.OPENAI),
+        defaults=defaults or ChannelConfig.of(source=Source.OPENAI),
     )
     return Core(store, ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0)))
 

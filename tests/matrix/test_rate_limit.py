@@ -26,7 +26,7 @@ async def test_rate_limited_bot_loses_no_edit(
     # 100 chunks over 14 s, after the bot's burst is spent: every event it tries may
     # meet a 429, and the stream outlasts several retry_after waits.
     async with SSEEndpoint(chunks=100, span=14.0) as endpoint:
-        defaults = ChannelConfig(
+        defaults = ChannelConfig.of(
             source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
         )
         core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)

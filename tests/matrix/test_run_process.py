@@ -74,7 +74,7 @@ async def test_chatbot_run_joins_answers_takes_a_key_and_stops_on_sigterm(
     store = await Store.open(
         f"sqlite+aiosqlite:///{tmp_path / 'data' / 'chatbot.db'}",
         SecretBox.from_setting(keys),
-        defaults=ChannelConfig(Source.CUSTOM),
+        defaults=ChannelConfig.of(source=Source.CUSTOM),
     )
     try:
         stored = await store.resolve_secret(ChannelRef(Platform.MATRIX, dm), "custom_api_key")

@@ -60,14 +60,14 @@ def test_recheck_due(check: StatusCheck | None, due: bool) -> None:
 
 
 def test_blocked_reason_says_what_to_do() -> None:
-    base = ChannelConfig(source=Source.OPENAI, model="m")
-    assert blocked_reason(ChannelConfig(source=Source.OPENAI), "/") is not None
+    base = ChannelConfig.of(source=Source.OPENAI, model="m")
+    assert blocked_reason(ChannelConfig.of(source=Source.OPENAI), "/") is not None
     assert blocked_reason(base, "/") is None
-    auth = ChannelConfig(source=Source.OPENAI, model="m", status=status("auth", 5))
+    auth = ChannelConfig.of(source=Source.OPENAI, model="m", status=status("auth", 5))
     assert "/connect bypass:on" in (blocked_reason(auth, "!") or "").replace("!", "/")
-    passing = ChannelConfig(source=Source.OPENAI, model="m", status=status("unreachable", 5))
+    passing = ChannelConfig.of(source=Source.OPENAI, model="m", status=status("unreachable", 5))
     assert "check again" in (blocked_reason(passing, "/") or "")
-    bypassed = ChannelConfig(
+    bypassed = ChannelConfig.of(
         source=Source.OPENAI, model="m", status=status("auth", 5), bypass_status_check=True
     )
     assert blocked_reason(bypassed, "/") is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.fields import BY_NAME, PARAMS, FieldError, number_text, split_list
-from bot.types import ChannelConfig, GenerationParams, Source
+from bot.types import Source
 
 
 @pytest.mark.parametrize(
@@ -71,6 +71,7 @@ def test_show_and_takes() -> None:
     assert BY_NAME["temperature"].show(0.70) == "0.7"
     assert BY_NAME["reasoning"].show(True) == "on"
     assert BY_NAME["seed"].takes() == "whole number -2147483648–2147483647"
+    assert BY_NAME["source"].takes() == "openai/claude/mistral/custom"
     assert number_text(1e7) == "10000000"
 
 
@@ -78,15 +79,3 @@ def test_source_only_fields() -> None:
     safe = BY_NAME["safe_prompt"]
     assert safe.applies_to(Source.MISTRAL) and not safe.applies_to(Source.OPENAI)
     assert all(f.applies_to(Source.OPENAI) for f in PARAMS if f.name != "safe_prompt")
-
-
-def test_current_reads_the_effective_config() -> None:
-    config = ChannelConfig(
-        source=Source.MISTRAL,
-        params=GenerationParams(temperature=0.3, stop=("X",)),
-        mistral_safe_prompt=True,
-    )
-    assert BY_NAME["temperature"].current(config) == 0.3
-    assert BY_NAME["stop"].current(config) == ("X",)
-    assert BY_NAME["safe_prompt"].current(config) is True
-    assert BY_NAME["top_p"].current(config) is None

@@ -19,7 +19,6 @@ from bot.types import (
     Actor,
     ChannelConfig,
     ChannelRef,
-    GenerationParams,
     HistoryEntry,
     ModelInfo,
     Platform,
@@ -31,10 +30,12 @@ from bot.types import (
     StatusCheck,
 )
 
-DEFAULTS = ChannelConfig(
+DEFAULTS = ChannelConfig.of(
     source=Source.OPENAI,
     model="gpt-4o-mini",
-    params=GenerationParams(temperature=1.0, max_tokens=512, stop=("END",)),
+    temperature=1.0,
+    max_tokens=512,
+    stop=("END",),
 )
 CHAN = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
 SIBLING = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
@@ -75,7 +76,16 @@ async def reopen(url: str, keys: str) -> Store:
 
 
 async def test_defaults_when_nothing_is_set(store: Store) -> None:
-    assert await store.effective_config(CHAN) == DEFAULTS
+    config = await store.effective_config(CHAN)
+    assert {k: v for k, v in config.values.items() if v is not None} == {
+        **DEFAULTS.values,
+        "bypass_status_check": False,
+        "show_external_models": False,
+        "reply_mode": "mention",
+        "reasoning": False,
+        "safe_prompt": False,
+    }
+    assert config.origins["model"] == "operator" and config.origins["top_p"] == "default"
     assert await store.scope_values(CHAN, Scope.CHANNEL) == {}
     assert await store.scope_values(CHAN, Scope.SERVER) == {}
 
@@ -95,14 +105,20 @@ async def test_channel_over_server_over_defaults_field_by_field(store: Store) ->
     assert config.source is Source.CLAUDE  # server
     assert config.model == "claude-y"  # channel wins
     assert config.system_prompt == "srv"  # server
-    assert config.params.temperature == 0.2  # server
-    assert config.params.top_p == 0.9  # channel
-    assert config.params.max_tokens == 512  # defaults
-    assert config.params.stop == ("END",)  # defaults
+    assert config.value("temperature") == 0.2  # server
+    assert config.value("top_p") == 0.9  # channel
+    assert config.value("max_tokens") == 512  # defaults
+    assert config.value("stop") == ("END",)  # defaults
+    assert [config.origins[n] for n in ("model", "temperature", "max_tokens", "seed")] == [
+        "channel",
+        "server",
+        "operator",
+        "default",
+    ]
 
     # A sibling channel sees the server row but not c1's row; a thread sees its parent's.
     sibling = await store.effective_config(SIBLING)
-    assert sibling.model == "claude-x" and sibling.params.top_p is None
+    assert sibling.model == "claude-x" and sibling.value("top_p") is None
     assert await store.effective_config(THREAD) == config
 
 
@@ -135,8 +151,8 @@ async def test_scope_values_and_unset_with_none(store: Store) -> None:
     await store.update_config(CHAN, Scope.CHANNEL, ADMIN, {"seed": None}, action="params")
     assert "seed" not in await store.scope_values(CHAN, Scope.CHANNEL)
     config = await store.effective_config(CHAN)
-    assert config.reply_mode is ReplyMode.ALWAYS and config.params.seed is None
-    assert config.params.stop == ("a", "b") and config.bypass_status_check is True
+    assert config.reply_mode is ReplyMode.ALWAYS and config.value("seed") is None
+    assert config.value("stop") == ("a", "b") and config.bypass_status_check is True
 
 
 async def test_false_and_empty_values_are_set_not_fallthrough(store: Store) -> None:
@@ -147,7 +163,7 @@ async def test_false_and_empty_values_are_set_not_fallthrough(store: Store) -> N
         CHAN, Scope.CHANNEL, ADMIN, {"show_reasoning": False, "stop": []}, action="a"
     )
     config = await store.effective_config(CHAN)
-    assert config.show_reasoning is False and config.params.stop == ()
+    assert config.show_reasoning is False and config.value("stop") == ()
 
 
 @pytest.mark.parametrize(
@@ -157,7 +173,7 @@ async def test_false_and_empty_values_are_set_not_fallthrough(store: Store) -> N
         ({"source": "gemini"}, "source must be one of"),
         ({"temperature": "hot"}, "temperature must be a number"),
         ({"max_tokens": 1.5}, "max_tokens must be a whole number"),
-        ({"bypass_status_check": "yes"}, "true or false"),
+        ({"bypass_status_check": "yes"}, "on or off"),
         ({"stop": "END"}, "list of strings"),
         ({"model": "ok", "seed": True}, "seed must be a whole number"),
     ],

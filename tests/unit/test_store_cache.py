@@ -101,7 +101,7 @@ def test_least_recently_used_goes_first_by_count_and_by_weight() -> None:
 async def store(database_url: str) -> AsyncIterator[Store]:
     await migrate.upgrade(database_url)
     opened = await Store.open(
-        database_url, SecretBox.from_setting(KEY), defaults=ChannelConfig(source=Source.OPENAI)
+        database_url, SecretBox.from_setting(KEY), defaults=ChannelConfig.of(source=Source.OPENAI)
     )
     try:
         yield opened
@@ -180,7 +180,7 @@ async def test_history_is_kept_in_step_with_the_database(
         remembered = await store.history(CHAN, 10)
     assert selects == []
     fresh = await Store.open(
-        database_url, SecretBox.from_setting(KEY), defaults=ChannelConfig(source=Source.OPENAI)
+        database_url, SecretBox.from_setting(KEY), defaults=ChannelConfig.of(source=Source.OPENAI)
     )
     try:
         assert remembered == await fresh.history(CHAN, 10) == turn
@@ -227,7 +227,7 @@ async def test_turns_finishing_together_commit_together_and_a_bad_one_fails_alon
     fresh = await Store.open(
         store.engine.url.render_as_string(hide_password=False),
         SecretBox.from_setting(KEY),
-        defaults=ChannelConfig(source=Source.OPENAI),
+        defaults=ChannelConfig.of(source=Source.OPENAI),
     )
     try:
         for i, ref in enumerate(refs):
@@ -245,7 +245,7 @@ async def test_prefetch_reads_a_turn_in_one_go_then_nothing(store: Store) -> Non
     fresh = await Store.open(
         store.engine.url.render_as_string(hide_password=False),
         SecretBox.from_setting(KEY),
-        defaults=ChannelConfig(source=Source.OPENAI),
+        defaults=ChannelConfig.of(source=Source.OPENAI),
     )
     try:
         with counting_selects(fresh) as selects:
@@ -285,7 +285,7 @@ async def test_channels_read_together_share_queries_and_each_gets_its_own(
     fresh = await Store.open(
         store.engine.url.render_as_string(hide_password=False),
         SecretBox.from_setting(KEY),
-        defaults=ChannelConfig(source=Source.OPENAI),
+        defaults=ChannelConfig.of(source=Source.OPENAI),
     )
     everyone = [*refs, *rooms, *threads]
     try:

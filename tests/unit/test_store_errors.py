@@ -105,7 +105,7 @@ async def test_a_write_waits_out_a_lock_held_elsewhere(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{path}"
     await upgrade_to_head(url)
     store = await Store.open(
-        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig(Source.OPENAI)
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of(source=Source.OPENAI)
     )
     try:
         with locked_for(path, 6.5):  # longer than SQLite's own 5 s busy timeout
@@ -119,7 +119,7 @@ async def test_config_and_secret_change_together_or_not_at_all(tmp_path: Path) -
     url = f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"
     await upgrade_to_head(url)
     store = await Store.open(
-        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig(Source.OPENAI)
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of(source=Source.OPENAI)
     )
     try:
         with pytest.raises(ValueError):

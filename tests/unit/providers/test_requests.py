@@ -8,6 +8,7 @@ import httpx
 import pytest
 import respx
 
+from bot.fields import REGISTRY
 from bot.providers import AuthError, ChatRequest, Endpoint, ProviderHub
 from bot.types import ChatMessage, Role, SecretValue, Source
 
@@ -17,22 +18,43 @@ KEY = "sk-test-key-0001"
 PASSWORD = "proxy-pass-0002"
 SYSTEM = "You are Bot, a helpful assistant."
 
-CHAT = ChatRequest(
-    model="some-model",
-    system_prompt=SYSTEM,
-    messages=(
-        ChatMessage(Role.USER, "Hi all", name="Alice"),
-        ChatMessage(Role.USER, "Hello", name="Bob"),
-        ChatMessage(Role.ASSISTANT, "Hi Alice and Bob!"),
-        ChatMessage(Role.USER, "Tell a joke", name="Alice"),
-    ),
-    temperature=0.7,
-    top_p=0.9,
-    max_tokens=256,
-    stop=("\nUser:",),
-    seed=42,
-    multi_user=True,
+# The channel's settings by their registry names, as /params stores them.
+SETTINGS: dict[str, object] = {
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "max_tokens": 256,
+    "stop": ("\nUser:",),
+    "seed": 42,
+    "context": 4096,  # used for the budget, never sent
+    "reasoning": True,  # shown or not, never sent
+}
+MESSAGES = (
+    ChatMessage(Role.USER, "Hi all", name="Alice"),
+    ChatMessage(Role.USER, "Hello", name="Bob"),
+    ChatMessage(Role.ASSISTANT, "Hi Alice and Bob!"),
+    ChatMessage(Role.USER, "Tell a joke", name="Alice"),
 )
+
+
+def chat(
+    source: Source,
+    settings: dict[str, object] = SETTINGS,
+    *,
+    model: str = "some-model",
+    messages: tuple[ChatMessage, ...] = MESSAGES,
+    system: str | None = SYSTEM,
+) -> ChatRequest:
+    """The request the engine builds for `source` from the channel's settings."""
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        system_prompt=system,
+        options=REGISTRY.request_options(settings, source),
+        multi_user=True,
+    )
+
+
+CHAT = chat(Source.OPENAI)
 
 OPENAI_MESSAGES = [
     {"role": "system", "content": SYSTEM},
@@ -173,9 +195,10 @@ async def test_claude_request_with_role_fixups(
     route = router.post("https://api.anthropic.com/v1/messages").mock(
         return_value=sse_response(CLAUDE_STREAM)[0]
     )
-    request = ChatRequest(
+    request = chat(
+        Source.CLAUDE,
+        {**SETTINGS, "temperature": 1.5},
         model="claude-sonnet-4-5",
-        system_prompt=SYSTEM,
         messages=(
             ChatMessage(Role.ASSISTANT, "Welcome to the channel!"),
             ChatMessage(Role.USER, "Hi", name="Alice"),
@@ -183,12 +206,6 @@ async def test_claude_request_with_role_fixups(
             ChatMessage(Role.USER, "Yo", name="Bob"),
             ChatMessage(Role.ASSISTANT, "Hey both."),
         ),
-        temperature=1.5,
-        top_p=0.9,
-        max_tokens=256,
-        stop=("\nUser:",),
-        seed=42,
-        multi_user=True,
     )
     endpoint = Endpoint(Source.CLAUDE, api_key=SecretValue(KEY))
     assert await drain(make_hub(), endpoint, request) == "Ok"
@@ -210,7 +227,7 @@ async def test_claude_request_with_role_fixups(
         ],
         "stream": True,
         "temperature": 1.0,  # clamped to Claude's range; top_p left out (not both)
-        "stop_sequences": ["\nUser:"],
+        "stop_sequences": ["\nUser:"],  # and no seed: Claude has none
     }
 
 
@@ -252,9 +269,10 @@ async def test_mistral_request(
     route = router.post("https://api.mistral.ai/v1/chat/completions").mock(
         return_value=sse_response(OPENAI_STREAM)[0]
     )
-    request = ChatRequest(
+    request = chat(
+        Source.MISTRAL,
+        {"temperature": 0.3, "max_tokens": 100, "seed": 7, "safe_prompt": safe_prompt},
         model="mistral-small-latest",
-        system_prompt=SYSTEM,
         messages=(
             ChatMessage(Role.USER, "Hi", name="Alice"),
             ChatMessage(Role.ASSISTANT, "Hello Alice."),
@@ -262,12 +280,8 @@ async def test_mistral_request(
             ChatMessage(Role.USER, "Hey", name="Bob"),
             ChatMessage(Role.ASSISTANT, "Welcome Bob."),
         ),
-        temperature=0.3,
-        max_tokens=100,
-        seed=7,
-        multi_user=True,
     )
-    endpoint = Endpoint(Source.MISTRAL, api_key=SecretValue(KEY), mistral_safe_prompt=safe_prompt)
+    endpoint = Endpoint(Source.MISTRAL, api_key=SecretValue(KEY))
     await drain(make_hub(), endpoint, request)
     sent = only_request(route)
     assert sent.headers["authorization"] == f"Bearer {KEY}"
@@ -303,7 +317,7 @@ async def test_custom_key_and_operator_headers(
     endpoint = Endpoint(
         Source.CUSTOM, proxy_url="https://llm.example.com/v1", api_key=SecretValue(KEY)
     )
-    await drain(hub, endpoint)
+    await drain(hub, endpoint, chat(Source.CUSTOM))
     sent = only_request(route)
     assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert sent.headers["x-team"] == "bots"

@@ -1,0 +1,110 @@
+"""The settings registry: one entry is a whole setting (checked, stored, merged, shown,
+sent), and the merge along channel → server → operator is a pure function."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import Integer
+
+from bot.commands import TABLE
+from bot.commands.router import find
+from bot.fields import FIELDS, PARAM_NAMES, REGISTRY, Field, FieldError, Kind, Registry
+from bot.store.config import merge
+from bot.store.models import ChannelConfigRow, setting_columns
+from bot.types import ChannelConfig, ChannelRef, Platform, Source, StatusCheck
+
+REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+
+# A setting the registry does not have yet: this one entry is all the code needs.
+TOP_K = Field(
+    "top_k",
+    Kind.INTEGER,
+    "sample from the k likeliest tokens",
+    low=1,
+    high=500,
+    param=True,
+    wire={Source.CLAUDE: "top_k", Source.CUSTOM: "top_k"},
+)
+WITH_TOP_K = Registry([*FIELDS, TOP_K])
+
+
+def row(channel_id: str, **values: object) -> SimpleNamespace:
+    """A stored row as the store reads it: every column, NULL where not set."""
+    columns: dict[str, object] = {f.key: None for f in WITH_TOP_K.fields}
+    columns.update(status_ok=None, status_reason=None, status_checked_url=None)
+    columns.update(status_kind=None, status_checked_at=None)
+    columns.update(values)
+    return SimpleNamespace(channel_id=channel_id, **columns)
+
+
+def test_a_new_entry_is_checked_parsed_and_shown() -> None:
+    assert TOP_K.parse("40") == 40
+    with pytest.raises(FieldError, match="from 1 to 500"):
+        TOP_K.parse("0")
+    with pytest.raises(FieldError, match="whole number"):
+        TOP_K.parse("4.5")
+    assert WITH_TOP_K.checked({"top_k": 7}) == {"top_k": 7}
+    with pytest.raises(FieldError, match="unknown setting"):
+        REGISTRY.checked({"top_k": 7})  # not in the real registry
+    assert TOP_K.takes() == "whole number 1–500" and TOP_K.show(40) == "40"
+    assert "top_k" in [f.name for f in WITH_TOP_K.params]
+
+
+def test_a_new_entry_gets_its_column() -> None:
+    [column] = [c for c in setting_columns(WITH_TOP_K) if c.name == "top_k"]
+    assert isinstance(column.type, Integer) and column.nullable
+    # The real table has exactly the real registry's columns (the drift test in
+    # tests/integration/test_migrations.py holds the migrations to the same table).
+    table_columns = {c.name for c in ChannelConfigRow.__table__.c}
+    assert {f.key for f in FIELDS} <= table_columns and "top_k" not in table_columns
+
+
+def test_a_new_entry_is_merged_and_sent_where_the_source_takes_it() -> None:
+    config = merge(
+        ChannelConfig.of(source=Source.CLAUDE),
+        REF,
+        [row("c1", top_k=40), row("", top_k=10, temperature=0.5)],
+        WITH_TOP_K,
+    )
+    assert config.value("top_k") == 40 and config.origins["top_k"] == "channel"
+    assert config.value("temperature") == 0.5 and config.origins["temperature"] == "server"
+    assert WITH_TOP_K.request_options(config.values, Source.CLAUDE) == {
+        "top_k": 40,
+        "temperature": 0.5,
+    }
+    assert "top_k" not in WITH_TOP_K.request_options(config.values, Source.OPENAI)
+
+
+def test_merge_channel_then_server_then_operator_then_default() -> None:
+    operator = ChannelConfig.of(source=Source.MISTRAL, model="op-model", max_tokens=512)
+    channel = row(
+        "c1",
+        model="mine",
+        show_reasoning=False,
+        stop=["X"],
+        status_ok=False,
+        status_reason="401",
+        status_checked_url="u",
+        status_kind="auth",
+    )
+    server = row("", model="theirs", temperature=0.3, show_reasoning=True, stop=["Y"])
+    config = merge(operator, REF, [channel, server])
+    assert config.model == "mine" and config.origins["model"] == "channel"
+    assert config.value("temperature") == 0.3 and config.origins["temperature"] == "server"
+    assert config.value("max_tokens") == 512 and config.origins["max_tokens"] == "operator"
+    assert config.source is Source.MISTRAL and config.origins["source"] == "operator"
+    assert config.value("seed") is None and config.origins["seed"] == "default"
+    assert config.show_reasoning is False  # a channel's False is set, not "fall through"
+    assert config.value("stop") == ("X",)
+    assert config.status == StatusCheck(False, "401", "u", "auth")
+    # A server's row alone carries no status: status belongs to the channel.
+    assert merge(operator, REF, [server]).status is None
+
+
+def test_the_command_table_offers_the_registrys_params() -> None:
+    params = find(TABLE, ("params",))
+    assert params is not None
+    [name, _] = params.options
+    assert name.choices == PARAM_NAMES == tuple(f.name for f in REGISTRY.params)
