@@ -213,9 +213,6 @@ class Settings(BaseSettings):
             if v.get_secret_value()
         }
 
-    def is_operator_admin(self, user_id: str) -> bool:
-        return user_id in self.admin_ids
-
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings, turning validation errors into one readable SettingsError."""

@@ -1,8 +1,6 @@
 """The command table and router shared by every front-end."""
 
-from bot.commands import handlers
-from bot.commands.table import Command, Invocation, Kind, Option, build_table
+from bot.commands.spec import Command, Invocation, Kind, Option, secret_prompt, usage, walk
+from bot.commands.table import TABLE
 
-TABLE: tuple[Command, ...] = build_table(handlers)
-
-__all__ = ["TABLE", "Command", "Invocation", "Kind", "Option"]
+__all__ = ["TABLE", "Command", "Invocation", "Kind", "Option", "secret_prompt", "usage", "walk"]

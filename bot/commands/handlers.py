@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
-from bot.commands.context import CommandContext
 from bot.commands.parse import CommandError, echo, suggest
-from bot.commands.table import Command, walk
+from bot.commands.spec import Command, CommandContext, walk
 from bot.connection import PROXY_PASSWORD, endpoint_for, endpoint_url, run_status_check
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
 from bot.providers import StatusResult
@@ -327,6 +326,12 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     params = _settings_lines(config)
     if params:
         lines.append("Params: " + ", ".join(params))
+    if ctx.is_admin:
+        # Who changed what last: with several admins, the first question after a surprise.
+        for entry in await ctx.store.audit_entries(ctx.ref, 1):
+            where = "server-wide" if entry.scope is Scope.SERVER else "here"
+            when = entry.at.strftime("%Y-%m-%d %H:%M UTC")
+            lines.append(f"Last change: {entry.action} ({where}) by {entry.actor_name}, {when}")
     return Reply("\n".join(lines))
 
 

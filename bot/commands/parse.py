@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from bot.commands.table import Command, Invocation, Kind, Option, usage
+from bot.commands.spec import Command, Invocation, Kind, Option, usage
 from bot.fields import SWITCH_OFF, SWITCH_ON, number_text
 from bot.types import SecretValue
 from bot.types.text import (

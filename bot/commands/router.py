@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.commands.context import CommandContext
 from bot.commands.parse import CommandError, coerce
-from bot.commands.table import Command, Invocation, Kind, usage
+from bot.commands.spec import Command, CommandContext, Invocation, Kind, usage
 from bot.connection import NotConnectable
 from bot.fields import FieldError
 from bot.providers import ProviderError

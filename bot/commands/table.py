@@ -2,71 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
+from bot.commands import handlers as h
+from bot.commands.spec import SOURCES, Command, Kind, Option
 from bot.fields import PARAM_NAMES
-from bot.types import Reply, ReplyMode, Source
+from bot.types import ReplyMode
 
-if TYPE_CHECKING:
-    from bot.commands.context import CommandContext
-
-Handler = Callable[["CommandContext", dict[str, Any]], Awaitable[Reply]]
-
-
-class Kind(StrEnum):
-    STRING = "string"
-    TEXT = "text"  # takes the rest of the line as typed, quotes and all
-    CHOICE = "choice"
-    NUMBER = "number"
-    INTEGER = "integer"
-    SWITCH = "switch"  # on/off
-    SECRET = "secret"  # collected privately by the front-end; never echoed
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    name: str
-    kind: Kind
-    help: str
-    required: bool = True
-    choices: tuple[str, ...] = ()
-    autocomplete: str | None = None  # name of a completion source, e.g. "models"
-    min_value: float | None = None
-    max_value: float | None = None
-    max_length: int = 4000
-
-    @property
-    def secret(self) -> bool:
-        return self.kind is Kind.SECRET
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    name: str
-    help: str
-    options: tuple[Option, ...] = ()
-    subcommands: tuple[Command, ...] = ()
-    admin: bool = True
-    private: bool = True  # reply only to the caller where the platform allows
-    slow: bool = False  # may take seconds (network); front-ends defer
-    handler: Handler | None = None
-
-    def sub(self, name: str) -> Command | None:
-        return next((c for c in self.subcommands if c.name == name), None)
-
-
-@dataclass(frozen=True, slots=True)
-class Invocation:
-    """A parsed command: the path through the table and raw option values."""
-
-    path: tuple[str, ...]
-    raw: dict[str, Any] = field(default_factory=dict)
-
-
-SOURCES = tuple(s.value for s in Source)
 REPLY_MODES = tuple(m.value for m in ReplyMode)
 
 _source_opt = Option("source", Kind.CHOICE, "which source", choices=SOURCES)
@@ -79,172 +19,128 @@ _scope_opt = Option(
 )
 
 
-def build_table(h: Any) -> tuple[Command, ...]:
-    """The table; `h` is the handlers module (kept apart so this stays declarative)."""
-    return (
-        Command(
-            "source",
-            "Choose the chat completion source for this channel, then run the status check.",
-            (_source_opt,),
-            slow=True,
-            handler=h.set_source,
-        ),
-        Command(
-            "key",
-            "Store or remove an API key (encrypted at rest).",
-            subcommands=(
-                Command(
-                    "set",
-                    "Store the API key for a source; it is collected privately.",
-                    (_source_opt, Option("key", Kind.SECRET, "the API key"), _scope_opt),
-                    handler=h.key_set,
-                ),
-                Command(
-                    "clear",
-                    "Remove the stored API key for a source.",
-                    (_source_opt, _scope_opt),
-                    handler=h.key_clear,
-                ),
+TABLE: tuple[Command, ...] = (
+    Command(
+        "source",
+        "Choose the chat completion source for this channel, then run the status check.",
+        (_source_opt,),
+        slow=True,
+        handler=h.set_source,
+    ),
+    Command(
+        "key",
+        "Store or remove an API key (encrypted at rest).",
+        subcommands=(
+            Command(
+                "set",
+                "Store the API key for a source; it is collected privately.",
+                (_source_opt, Option("key", Kind.SECRET, "the API key"), _scope_opt),
+                handler=h.key_set,
+            ),
+            Command(
+                "clear",
+                "Remove the stored API key for a source.",
+                (_source_opt, _scope_opt),
+                handler=h.key_clear,
             ),
         ),
-        Command(
-            "proxy",
-            "Reverse proxy or custom endpoint URL and its password.",
-            subcommands=(
-                Command(
-                    "set",
-                    "Set the URL (the endpoint for custom; a reverse proxy otherwise).",
-                    (
-                        Option("url", Kind.STRING, "http(s) URL, e.g. http://host:1234/v1"),
-                        Option("password", Kind.SECRET, "the proxy password", required=False),
-                    ),
-                    slow=True,
-                    handler=h.proxy_set,
+    ),
+    Command(
+        "proxy",
+        "Reverse proxy or custom endpoint URL and its password.",
+        subcommands=(
+            Command(
+                "set",
+                "Set the URL (the endpoint for custom; a reverse proxy otherwise).",
+                (
+                    Option("url", Kind.STRING, "http(s) URL, e.g. http://host:1234/v1"),
+                    Option("password", Kind.SECRET, "the proxy password", required=False),
                 ),
-                Command(
-                    "password",
-                    "Set the proxy password (TabbyAPI's key); it is collected privately.",
-                    (Option("password", Kind.SECRET, "the proxy password"),),
-                    slow=True,
-                    handler=h.proxy_password,
-                ),
-                Command("clear", "Remove the URL and the proxy password.", handler=h.proxy_clear),
-                Command(
-                    "show", "Show the URL in use (after /v1 correction).", handler=h.proxy_show
-                ),
+                slow=True,
+                handler=h.proxy_set,
+            ),
+            Command(
+                "password",
+                "Set the proxy password (TabbyAPI's key); it is collected privately.",
+                (Option("password", Kind.SECRET, "the proxy password"),),
+                slow=True,
+                handler=h.proxy_password,
+            ),
+            Command("clear", "Remove the URL and the proxy password.", handler=h.proxy_clear),
+            Command("show", "Show the URL in use (after /v1 correction).", handler=h.proxy_show),
+        ),
+    ),
+    Command(
+        "connect",
+        "Run the status check now; optionally set 'bypass API status check'.",
+        (Option("bypass", Kind.SWITCH, "on: chat even when the check fails", required=False),),
+        slow=True,
+        handler=h.connect,
+    ),
+    Command(
+        "models",
+        "List models.",
+        subcommands=(
+            Command(
+                "list",
+                "Models known for this channel's source.",
+                admin=False,
+                handler=h.models_list,
+            ),
+            Command(
+                "external",
+                "Fetch the models the endpoint reports and offer them (off: built-in list).",
+                (Option("state", Kind.SWITCH, "on (default) or off", required=False),),
+                slow=True,
+                handler=h.models_external,
             ),
         ),
-        Command(
-            "connect",
-            "Run the status check now; optionally set 'bypass API status check'.",
-            (Option("bypass", Kind.SWITCH, "on: chat even when the check fails", required=False),),
-            slow=True,
-            handler=h.connect,
+    ),
+    Command(
+        "model",
+        "Choose the model that answers in this channel.",
+        (Option("id", Kind.STRING, "model id", autocomplete="models", max_length=200),),
+        handler=h.set_model,
+    ),
+    Command(
+        "settings",
+        "Show this channel's configuration (keys only as set/unset).",
+        admin=False,
+        handler=h.show_settings,
+    ),
+    Command(
+        "system",
+        "Set the system prompt (`none` removes it); without text, show it.",
+        (Option("prompt", Kind.TEXT, "the system prompt", required=False, max_length=8000),),
+        handler=h.set_system,
+    ),
+    Command(
+        "params",
+        "Show or set generation parameters (`default` removes the channel's value).",
+        (
+            Option("name", Kind.CHOICE, "which parameter", required=False, choices=PARAM_NAMES),
+            Option("value", Kind.TEXT, "new value, or `default`", required=False, max_length=500),
         ),
-        Command(
-            "models",
-            "List models.",
-            subcommands=(
-                Command(
-                    "list",
-                    "Models known for this channel's source.",
-                    admin=False,
-                    handler=h.models_list,
-                ),
-                Command(
-                    "external",
-                    "Fetch the models the endpoint reports and offer them (off: built-in list).",
-                    (Option("state", Kind.SWITCH, "on (default) or off", required=False),),
-                    slow=True,
-                    handler=h.models_external,
-                ),
+        handler=h.set_param,
+    ),
+    Command(
+        "reply",
+        "When the bot answers.",
+        subcommands=(
+            Command(
+                "mode",
+                "mention: when mentioned or replied to; always: every message.",
+                (Option("mode", Kind.CHOICE, "mention or always", choices=REPLY_MODES),),
+                handler=h.set_reply_mode,
             ),
         ),
-        Command(
-            "model",
-            "Choose the model that answers in this channel.",
-            (Option("id", Kind.STRING, "model id", autocomplete="models", max_length=200),),
-            handler=h.set_model,
-        ),
-        Command(
-            "settings",
-            "Show this channel's configuration (keys only as set/unset).",
-            admin=False,
-            handler=h.show_settings,
-        ),
-        Command(
-            "system",
-            "Set the system prompt (`none` removes it); without text, show it.",
-            (Option("prompt", Kind.TEXT, "the system prompt", required=False, max_length=8000),),
-            handler=h.set_system,
-        ),
-        Command(
-            "params",
-            "Show or set generation parameters (`default` removes the channel's value).",
-            (
-                Option("name", Kind.CHOICE, "which parameter", required=False, choices=PARAM_NAMES),
-                Option(
-                    "value", Kind.TEXT, "new value, or `default`", required=False, max_length=500
-                ),
-            ),
-            handler=h.set_param,
-        ),
-        Command(
-            "reply",
-            "When the bot answers.",
-            subcommands=(
-                Command(
-                    "mode",
-                    "mention: when mentioned or replied to; always: every message.",
-                    (Option("mode", Kind.CHOICE, "mention or always", choices=REPLY_MODES),),
-                    handler=h.set_reply_mode,
-                ),
-            ),
-        ),
-        Command("reset", "Forget this channel's conversation history.", handler=h.reset),
-        Command(
-            "help",
-            "How to connect each source, and every command.",
-            (Option("topic", Kind.CHOICE, "a source", required=False, choices=SOURCES),),
-            admin=False,
-            handler=h.show_help,
-        ),
-    )
-
-
-def walk(commands: tuple[Command, ...]) -> Iterator[tuple[tuple[str, ...], Command]]:
-    """Every leaf command with its path, in table order."""
-    for command in commands:
-        if command.subcommands:
-            for sub in command.subcommands:
-                yield (command.name, sub.name), sub
-        else:
-            yield (command.name,), command
-
-
-def usage(path: tuple[str, ...], command: Command, prefix: str = "/") -> str:
-    """`/key set <openai|claude|mistral|custom> [scope:channel|server]`.
-
-    Optional switches and short choices show their `name:value` form: `bypass on`
-    after `/connect` reads naturally, but `/connect on` would not say what is on.
-    """
-    parts = [prefix + " ".join(path)]
-    for opt in command.options:
-        values = ("on", "off") if opt.kind is Kind.SWITCH else opt.choices
-        shown = "|".join(values) if values and len(values) <= 4 else opt.name
-        if opt.required:
-            parts.append(f"<{shown}>")
-        elif values and len(values) <= 4:
-            parts.append(f"[{opt.name}:{shown}]")
-        else:
-            parts.append(f"[{shown}]")
-    return " ".join(parts)
-
-
-def secret_prompt(opt: Option, raw: Mapping[str, object]) -> str:
-    """What a front-end asks for when it collects a secret privately: `openai API key`."""
-    what = opt.help.removeprefix("the ")
-    source = raw.get("source")
-    if isinstance(source, str) and source in SOURCES:
-        return f"{source} {what}"
-    return what[:1].upper() + what[1:]
+    ),
+    Command("reset", "Forget this channel's conversation history.", handler=h.reset),
+    Command(
+        "help",
+        "How to connect each source, and every command.",
+        (Option("topic", Kind.CHOICE, "a source", required=False, choices=SOURCES),),
+        admin=False,
+        handler=h.show_help,
+    ),
+)

@@ -1,4 +1,11 @@
-"""Keep `<think>…</think>` reasoning apart from the answer while text streams in."""
+"""Keep a leading `<think>…</think>` block apart from the answer while text streams in.
+
+Reasoning models that write their thoughts into the text (DeepSeek R1, QwQ on local
+servers) open the answer with one such block. Only that leading block is reasoning: a
+`<think>` later in an answer is text the model meant to show (code, an explanation).
+Structured reasoning (`reasoning_content`, Claude's thinking blocks) comes from the
+providers as such and never passes through here.
+"""
 
 from __future__ import annotations
 
@@ -8,45 +15,60 @@ _OPEN, _CLOSE = "<think>", "</think>"
 class ThinkSplitter:
     """Feed text pieces; read `answer` and `reasoning` at any time.
 
-    A tag may arrive split across pieces, so a tail that could begin a tag is held
-    back until the next piece decides it.
+    A tag may arrive split across pieces, so text that could still become a tag is
+    held back until the next piece decides it.
     """
+
+    __slots__ = ("_held", "_state", "answer", "reasoning")
 
     def __init__(self) -> None:
         self.answer = ""
         self.reasoning = ""
-        self._inside = False
+        self._state = "start"  # start → think → gap → text, or start → text
         self._held = ""
 
     def feed(self, piece: str) -> None:
-        text = self._held + piece
-        self._held = ""
-        while text:
-            tag = _CLOSE if self._inside else _OPEN
-            at = text.find(tag)
-            if at >= 0:
-                self._emit(text[:at])
-                self._inside = not self._inside
-                text = text[at + len(tag) :]
-                continue
-            keep = _partial_tag_suffix(text, tag)
-            self._emit(text[: len(text) - keep])
-            self._held = text[len(text) - keep :]
-            break
+        if self._state == "text":
+            self.answer += piece
+            return
+        if self._state == "gap":  # the blank lines models put after </think>
+            piece = piece.lstrip()
+            if piece:
+                self._state = "text"
+                self.answer += piece
+            return
+        self._held += piece
+        if self._state == "start":
+            head = self._held.lstrip()
+            if head.startswith(_OPEN):
+                self._state = "think"
+                self._held = head[len(_OPEN) :]
+            elif _OPEN.startswith(head):
+                return  # maybe the tag is still arriving
+            else:
+                self._state = "text"
+                self.answer += self._held
+                self._held = ""
+                return
+        end = self._held.find(_CLOSE)
+        if end >= 0:
+            self.reasoning += self._held[:end]
+            rest = self._held[end + len(_CLOSE) :].lstrip()
+            self._held = ""
+            self._state = "text" if rest else "gap"
+            self.answer += rest
+            return
+        keep = _partial_tag_suffix(self._held, _CLOSE)
+        self.reasoning += self._held[: len(self._held) - keep]
+        self._held = self._held[len(self._held) - keep :]
 
     def finish(self) -> None:
-        """End of stream: whatever was held back is plain text after all."""
+        """End of stream: what was held back goes where it was heading."""
         held, self._held = self._held, ""
-        self._emit(held)
-
-    def _emit(self, text: str) -> None:
-        if not text:
-            return
-        if self._inside:
-            self.reasoning += text
+        if self._state == "think":
+            self.reasoning += held
         else:
-            # Models put a newline or two after </think>; don't start the answer with them.
-            self.answer += text.lstrip("\n") if not self.answer else text
+            self.answer += held
 
 
 def _partial_tag_suffix(text: str, tag: str) -> int:

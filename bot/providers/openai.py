@@ -10,7 +10,7 @@ from bot.providers._provider import HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
 from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
-from bot.providers.convert import Message, ThinkSplitter, openai_messages
+from bot.providers.convert import Message, openai_messages
 
 
 class OpenAICompatible(HTTPProvider):
@@ -99,7 +99,6 @@ class ChunkDecoder:
 
     def __init__(self, where: str) -> None:
         self._where = where
-        self._think = ThinkSplitter()
         self.done = False
         self.complete = False
 
@@ -113,13 +112,12 @@ class ChunkDecoder:
         return self._deltas(body, "delta")
 
     def on_body(self, body: Any) -> list[Delta]:
-        deltas = self._deltas(body, "message") + self.finish()
+        deltas = self._deltas(body, "message")
         self.complete = True
         return deltas
 
     def finish(self) -> list[Delta]:
-        text, reasoning = self._think.flush()
-        return [Delta(text=text, reasoning=reasoning)] if text or reasoning else []
+        return []
 
     def _raise_error(self, body: Any) -> None:
         message, kind = error_fields(body)
@@ -150,17 +148,15 @@ class ChunkDecoder:
                     raise malformed(self._where, f"a choice without `{key}`")
                 part = {}  # a final chunk may carry only finish_reason
             content = part.get("content")
-            if isinstance(content, str) and content:
-                text, reasoning = self._think.feed(content)
+            if isinstance(content, str):
+                text = content  # a <think> block in it is split by the conversation layer
             thought = part.get("reasoning_content") or part.get("reasoning")
             if isinstance(thought, str):
-                reasoning = thought + reasoning
+                reasoning = thought
             finish_reason = choice.get("finish_reason")
             if isinstance(finish_reason, str) and finish_reason:
                 finish = finish_reason
                 self.complete = True
-                tail_text, tail_reasoning = self._think.flush()
-                text, reasoning = text + tail_text, reasoning + tail_reasoning
         usage = _usage(body.get("usage"))
         if text or reasoning or finish or usage:
             return [Delta(text=text, reasoning=reasoning, finish_reason=finish, usage=usage)]

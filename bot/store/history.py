@@ -84,11 +84,6 @@ class HistoryPart:
         """The newest `limit` entries of this channel/thread, oldest first."""
         return await self._reads.history(ref, limit)
 
-    async def save_turn(self, ref: ChannelRef, entries: Sequence[HistoryEntry]) -> None:
-        """Append the entries of one turn in one transaction."""
-        if entries:
-            await self.add(ref, entries)
-
     async def add(self, ref: ChannelRef, entries: Sequence[HistoryEntry]) -> list[HistoryEntry]:
         """Store new entries (all or none); they come back with their row ids."""
         ids = await self._writes.submit(_Insert([_row(ref, e) for e in entries]))

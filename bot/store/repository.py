@@ -177,10 +177,6 @@ class Store:
         """The newest `limit` entries of this channel/thread, oldest first."""
         return await self._history.history(ref, limit)
 
-    async def save_turn(self, ref: ChannelRef, entries: Sequence[HistoryEntry]) -> None:
-        """Append the entries of one turn (user message, reply) in one transaction."""
-        await self._history.save_turn(ref, entries)
-
     async def add_messages(
         self, ref: ChannelRef, entries: Sequence[HistoryEntry]
     ) -> list[HistoryEntry]:

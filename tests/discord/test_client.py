@@ -6,7 +6,7 @@ import discord
 import pytest
 import simcord
 
-from bot.commands.table import Command
+from bot.commands.spec import Command
 from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.discord import DiscordOptions, point_at

@@ -11,7 +11,7 @@ import simcord
 from simcord.backend.models import User
 
 from bot.commands import TABLE
-from bot.commands.table import Kind, walk
+from bot.commands.spec import Kind, walk
 from bot.frontends.discord.client import ChatClient
 from bot.frontends.discord.commands import SWITCH_CHOICES
 from bot.store import api_key_name

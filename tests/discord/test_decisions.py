@@ -10,7 +10,7 @@ import pytest
 from discord import app_commands
 
 from bot.commands import TABLE
-from bot.commands.table import Command, Kind, Option
+from bot.commands.spec import Command, Kind, Option
 from bot.frontends.discord.client import tree_error_text
 from bot.frontends.discord.commands import default_permissions, table_problems
 from bot.frontends.discord.events import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bot.commands import TABLE
-from bot.commands.table import Invocation, walk
+from bot.commands.spec import Invocation, walk
 from bot.store import api_key_name
 from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, Scope, SecretValue, Source
 from tests.integration.conftest import ADMIN, MEMBER, OPERATOR, REF, SERVER_ADMIN, Harness

@@ -77,7 +77,7 @@ async def run_flow(url: str) -> tuple[Flow, Store]:
         await first.update_config(
             CHAN, Scope.CHANNEL, ADMIN, {"system_prompt": flow.marker}, action="system"
         )
-        await first.save_turn(
+        await first.add_messages(
             CHAN,
             [HistoryEntry(Role.USER, "hello", author="Ada"), HistoryEntry(Role.ASSISTANT, "hi")],
         )

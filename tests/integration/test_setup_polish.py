@@ -12,10 +12,10 @@ import pytest
 from bot.commands import TABLE
 from bot.commands.parse import parse
 from bot.commands.router import find
-from bot.commands.table import usage
+from bot.commands.spec import usage
 from bot.types import Incoming, Reply
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
-from tests.integration.conftest import ADMIN, REF, Harness
+from tests.integration.conftest import ADMIN, MEMBER, REF, Harness
 
 
 @pytest.fixture
@@ -63,6 +63,9 @@ async def test_settings_omit_empty_sections_and_show_values_plainly(harness: Har
     shown = (await run(harness, "/settings")).text
     assert "Params: context=10000000, stop=END, STOP, safe_prompt=on (mistral only)" in shown
     assert "1e+07" not in shown
+    assert "Last change: params (here) by Ada" in shown  # admins see who changed what last
+    member = await harness.core.run_text_command(Incoming(REF, MEMBER, "/settings"))
+    assert member.ok and "Last change" not in member.text
 
 
 async def test_external_models_come_after_the_sources_own(

@@ -25,6 +25,20 @@ def test_tag_split_across_pieces() -> None:
     assert (s.reasoning, s.answer) == ("x", "answer")
 
 
+def test_only_a_leading_block_is_reasoning() -> None:
+    s = _run(["  \n<think>plan</think>Use ", "<think> tags in HTML? <think>x</think>"])
+    assert s.reasoning == "plan"
+    assert s.answer == "Use <think> tags in HTML? <think>x</think>"
+    late = _run(["Hello <think>not a thought</think>"])
+    assert (late.answer, late.reasoning) == ("Hello <think>not a thought</think>", "")
+
+
+def test_an_unfinished_block_is_reasoning_and_plain_text_stays() -> None:
+    assert _run(["<think>still thinking"]).reasoning == "still thinking"
+    assert _run(["<thin", "g>"]).answer == "<thing>"
+    assert _run(["<"]).answer == "<"
+
+
 def test_lookalike_text_is_not_swallowed() -> None:
     s = _run(["a <thin", "g> b <"])
     assert s.answer == "a <thing> b <"

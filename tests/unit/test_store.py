@@ -403,7 +403,7 @@ def turn(n: int) -> list[HistoryEntry]:
 
 async def test_history_newest_limit_oldest_first(store: Store) -> None:
     for n in range(5):
-        await store.save_turn(CHAN, turn(n))
+        await store.add_messages(CHAN, turn(n))
     last = await store.history(CHAN, 3)
     assert [e.content for e in last] == ["answer 3", "question 4", "answer 4"]
     assert last[1] == HistoryEntry(Role.USER, "question 4", author="Ada", tokens=3)
@@ -414,7 +414,7 @@ async def test_history_newest_limit_oldest_first(store: Store) -> None:
 async def test_history_limit_is_applied_in_sql(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await store.save_turn(CHAN, turn(0))
+    await store.add_messages(CHAN, turn(0))
     with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
         await store.history(CHAN, 7)
     selects = [r.getMessage() for r in caplog.records if "FROM messages" in r.getMessage()]
@@ -422,7 +422,7 @@ async def test_history_limit_is_applied_in_sql(
 
 
 async def test_partial_answer_keeps_its_error(store: Store) -> None:
-    await store.save_turn(
+    await store.add_messages(
         CHAN,
         [
             HistoryEntry(Role.USER, "hi", author="Ada"),
@@ -433,9 +433,9 @@ async def test_partial_answer_keeps_its_error(store: Store) -> None:
 
 
 async def test_threads_and_channels_have_separate_history(store: Store) -> None:
-    await store.save_turn(CHAN, turn(1))
-    await store.save_turn(THREAD, turn(2))
-    await store.save_turn(SIBLING, turn(3))
+    await store.add_messages(CHAN, turn(1))
+    await store.add_messages(THREAD, turn(2))
+    await store.add_messages(SIBLING, turn(3))
     assert [e.content for e in await store.history(THREAD, 10)] == ["question 2", "answer 2"]
     assert [e.content for e in await store.history(CHAN, 10)] == ["question 1", "answer 1"]
 
@@ -443,13 +443,13 @@ async def test_threads_and_channels_have_separate_history(store: Store) -> None:
 async def test_save_turn_is_one_transaction(store: Store) -> None:
     broken = HistoryEntry(Role.ASSISTANT, None)  # type: ignore[arg-type]
     with pytest.raises(Exception):  # noqa: B017 - the driver's IntegrityError type differs
-        await store.save_turn(CHAN, [HistoryEntry(Role.USER, "kept?"), broken])
+        await store.add_messages(CHAN, [HistoryEntry(Role.USER, "kept?"), broken])
     assert await store.history(CHAN, 10) == []
 
 
 async def test_clear_history_only_this_ref_and_audited(store: Store) -> None:
-    await store.save_turn(CHAN, turn(1))
-    await store.save_turn(THREAD, turn(2))
+    await store.add_messages(CHAN, turn(1))
+    await store.add_messages(THREAD, turn(2))
     assert await store.clear_history(THREAD, ADMIN) == 2
     assert await store.history(THREAD, 10) == []
     assert len(await store.history(CHAN, 10)) == 2

@@ -174,8 +174,8 @@ async def test_history_is_kept_in_step_with_the_database(
         HistoryEntry(Role.USER, "hello", author="Ada", tokens=2),
         HistoryEntry(Role.ASSISTANT, "hi there", tokens=3, error="cut"),
     ]
-    await store.save_turn(CHAN, turn)
-    await store.save_turn(THREAD, [HistoryEntry(Role.USER, "in a thread", tokens=3)])
+    await store.add_messages(CHAN, turn)
+    await store.add_messages(THREAD, [HistoryEntry(Role.USER, "in a thread", tokens=3)])
     with counting_selects(store) as selects:
         remembered = await store.history(CHAN, 10)
     assert selects == []
@@ -196,7 +196,7 @@ async def test_history_is_kept_in_step_with_the_database(
 
 async def test_a_longer_history_than_remembered_is_read_again(store: Store) -> None:
     for i in range(5):
-        await store.save_turn(CHAN, [HistoryEntry(Role.USER, f"m{i}", tokens=1)])
+        await store.add_messages(CHAN, [HistoryEntry(Role.USER, f"m{i}", tokens=1)])
     assert [e.content for e in await store.history(CHAN, 2)] == ["m3", "m4"]
     with counting_selects(store) as selects:
         assert [e.content for e in await store.history(CHAN, 4)] == ["m1", "m2", "m3", "m4"]
@@ -218,7 +218,7 @@ async def test_turns_finishing_together_commit_together_and_a_bad_one_fails_alon
     commits: list[str] = []
     event.listen(store.engine.sync_engine, "commit", lambda conn: commits.append("c"))
     saves = [
-        store.save_turn(ref, [*turn(i), broken] if i == 7 else turn(i))
+        store.add_messages(ref, [*turn(i), broken] if i == 7 else turn(i))
         for i, ref in enumerate(refs)
     ]
     results = await asyncio.gather(*saves, return_exceptions=True)
@@ -241,7 +241,7 @@ async def test_prefetch_reads_a_turn_in_one_go_then_nothing(store: Store) -> Non
     await store.update_config(CHAN, Scope.SERVER, ADMIN, {"model": "m-server"}, action="t")
     await store.set_secret(CHAN, Scope.SERVER, "openai_api_key", SecretValue("sk-srv-1111"), ADMIN)
     await store.set_secret(CHAN, Scope.CHANNEL, "openai_api_key", SecretValue("sk-ch-2222"), ADMIN)
-    await store.save_turn(CHAN, [HistoryEntry(Role.USER, "earlier", author="Ada", tokens=1)])
+    await store.add_messages(CHAN, [HistoryEntry(Role.USER, "earlier", author="Ada", tokens=1)])
     fresh = await Store.open(
         store.engine.url.render_as_string(hide_password=False),
         SecretBox.from_setting(KEY),
@@ -281,7 +281,7 @@ async def test_channels_read_together_share_queries_and_each_gets_its_own(
     await store.set_secret(refs[1], Scope.SERVER, key, SecretValue("sk-g2-7777"), ADMIN)
     await store.set_secret(refs[5], Scope.CHANNEL, key, SecretValue("sk-c5-8888"), ADMIN)
     for i, ref in enumerate([*refs[:6], *threads]):
-        await store.save_turn(ref, [HistoryEntry(Role.USER, f"said in {i}", tokens=1)] * (i + 1))
+        await store.add_messages(ref, [HistoryEntry(Role.USER, f"said in {i}", tokens=1)] * (i + 1))
     fresh = await Store.open(
         store.engine.url.render_as_string(hide_password=False),
         SecretBox.from_setting(KEY),

@@ -1,4 +1,4 @@
-"""Pure message conversion: Claude alternation, Mistral rules, the <think> splitter."""
+"""Pure message conversion: Claude alternation, Mistral rules."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from bot.providers import ChatRequest
 from bot.providers.convert import (
     CONTINUE_PLACEHOLDER,
     START_PLACEHOLDER,
-    ThinkSplitter,
     claude_messages,
     mistral_messages,
 )
@@ -99,30 +98,3 @@ def test_mistral_adds_continue_only_when_needed() -> None:
     assert mistral_messages(ends_user) == [{"role": "user", "content": "hi"}]
     ends_bot = ChatRequest(model="m", messages=(ChatMessage(Role.ASSISTANT, "yo"),))
     assert mistral_messages(ends_bot)[-1] == {"role": "user", "content": CONTINUE_PLACEHOLDER}
-
-
-@settings(max_examples=300)
-@given(
-    thought=st.text(alphabet="ab <>/think", max_size=20).filter(lambda s: "</think>" not in s),
-    answer=st.text(max_size=20),
-    data=st.data(),
-)
-def test_think_splitter_any_split(thought: str, answer: str, data: st.DataObject) -> None:
-    whole = f"<think>{thought}</think>{answer}"
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=6)))
-    splitter = ThinkSplitter()
-    text = reasoning = ""
-    start = 0
-    for cut in [*cuts, len(whole)]:
-        t, r = splitter.feed(whole[start:cut])
-        text, reasoning, start = text + t, reasoning + r, cut
-    t, r = splitter.flush()
-    assert reasoning + r == thought
-    assert text + t == answer.lstrip()
-
-
-def test_think_splitter_leaves_plain_text_alone() -> None:
-    splitter = ThinkSplitter()
-    assert splitter.feed("<thin") == ("", "")
-    assert splitter.feed("g>") == ("<thing>", "")
-    assert splitter.feed("<think>x</think>") == ("<think>x</think>", "")

@@ -90,7 +90,7 @@ async def test_reasoning_content_is_kept_apart(
 
 
 @pytest.mark.parametrize("size", [1, 3, 1000])
-async def test_think_tags_become_reasoning(
+async def test_think_tags_stay_in_the_text_for_the_conversation_layer(
     size: int, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:
     pieces = ["<thi", "nk>Hmm, a ", "greeting.</th", "ink>\n\nHello", " there", "<think>x"]
@@ -98,8 +98,8 @@ async def test_think_tags_become_reasoning(
     data = sse_bytes([*events, (None, openai_chunk(finish="stop")), (None, "[DONE]")])
     router.post(OPENAI_URL).mock(return_value=sse_response(*split_every(data, size))[0])
     deltas = await collect(make_hub())
-    assert "".join(d.reasoning for d in deltas) == "Hmm, a greeting."
-    assert "".join(d.text for d in deltas) == "Hello there<think>x"
+    assert "".join(d.reasoning for d in deltas) == ""
+    assert "".join(d.text for d in deltas) == "".join(pieces)
 
 
 async def test_server_ignoring_stream_answers_json(
@@ -131,8 +131,7 @@ async def test_an_answer_sent_whole_instead_of_streamed(
     }
     router.post(OPENAI_URL).mock(return_value=httpx.Response(200, json=body))
     deltas = await collect(make_hub())
-    assert "".join(d.text for d in deltas) == "Because"
-    assert "".join(d.reasoning for d in deltas) == "why"
+    assert "".join(d.text for d in deltas) == "<think>why</think>Because"
     assert deltas[0].finish_reason == "length"
     assert deltas[0].usage == Usage(3, 4)
 

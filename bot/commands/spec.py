@@ -1,0 +1,123 @@
+"""What the command table is made of: commands, their options, a parsed invocation.
+
+Declarations only; the table itself is in table.py, what each command does in
+handlers.py. Front-ends read these to build their own command surfaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bot.providers import ProviderHub
+from bot.store import Store
+from bot.types import Actor, ChannelRef, Reply, Source
+
+Handler = Callable[["CommandContext", dict[str, Any]], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """What a command handler is given."""
+
+    store: Store
+    hub: ProviderHub
+    ref: ChannelRef
+    actor: Actor
+    is_admin: bool  # channel admin by the platform, or an operator admin
+    is_server_admin: bool
+    table: tuple[Command, ...]
+    prefix: str = "/"
+
+
+class Kind(StrEnum):
+    STRING = "string"
+    TEXT = "text"  # takes the rest of the line as typed, quotes and all
+    CHOICE = "choice"
+    NUMBER = "number"
+    INTEGER = "integer"
+    SWITCH = "switch"  # on/off
+    SECRET = "secret"  # collected privately by the front-end; never echoed
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    kind: Kind
+    help: str
+    required: bool = True
+    choices: tuple[str, ...] = ()
+    autocomplete: str | None = None  # name of a completion source, e.g. "models"
+    min_value: float | None = None
+    max_value: float | None = None
+    max_length: int = 4000
+
+    @property
+    def secret(self) -> bool:
+        return self.kind is Kind.SECRET
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    help: str
+    options: tuple[Option, ...] = ()
+    subcommands: tuple[Command, ...] = ()
+    admin: bool = True
+    private: bool = True  # reply only to the caller where the platform allows
+    slow: bool = False  # may take seconds (network); front-ends defer
+    handler: Handler | None = None
+
+    def sub(self, name: str) -> Command | None:
+        return next((c for c in self.subcommands if c.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A parsed command: the path through the table and raw option values."""
+
+    path: tuple[str, ...]
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+SOURCES = tuple(s.value for s in Source)
+
+
+def walk(commands: tuple[Command, ...]) -> Iterator[tuple[tuple[str, ...], Command]]:
+    """Every leaf command with its path, in table order."""
+    for command in commands:
+        if command.subcommands:
+            for sub in command.subcommands:
+                yield (command.name, sub.name), sub
+        else:
+            yield (command.name,), command
+
+
+def usage(path: tuple[str, ...], command: Command, prefix: str = "/") -> str:
+    """`/key set <openai|claude|mistral|custom> [scope:channel|server]`.
+
+    Optional switches and short choices show their `name:value` form: `bypass on`
+    after `/connect` reads naturally, but `/connect on` would not say what is on.
+    """
+    parts = [prefix + " ".join(path)]
+    for opt in command.options:
+        values = ("on", "off") if opt.kind is Kind.SWITCH else opt.choices
+        shown = "|".join(values) if values and len(values) <= 4 else opt.name
+        if opt.required:
+            parts.append(f"<{shown}>")
+        elif values and len(values) <= 4:
+            parts.append(f"[{opt.name}:{shown}]")
+        else:
+            parts.append(f"[{shown}]")
+    return " ".join(parts)
+
+
+def secret_prompt(opt: Option, raw: Mapping[str, object]) -> str:
+    """What a front-end asks for when it collects a secret privately: `openai API key`."""
+    what = opt.help.removeprefix("the ")
+    source = raw.get("source")
+    if isinstance(source, str) and source in SOURCES:
+        return f"{source} {what}"
+    return what[:1].upper() + what[1:]
