@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import os
 import statistics
 import sys
 import time
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.bot_process import BotProcess, bot_env, keygen
 from tests.discord.fake_discord import FakeDiscord
-from tests.discord.fake_openai import Script, fake_openai
+from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 
 TOKEN = "bench.bot.token-0123456789"
 
@@ -50,6 +51,31 @@ class Turn:
 def done(fake: FakeDiscord, cids: list[int], answer: str) -> bool:
     finished = {int(m["channel_id"]) for m in fake.messages.values() if m["content"] == answer}
     return all(cid in finished for cid in cids)
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) the process has used so far, in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def request_delays(sse: FakeOpenAI, sent: float, cids: list[int]) -> list[float]:
+    """ms from sending the mentions to each channel's request reaching the model server."""
+    delays = []
+    for body, at in zip(sse.requests, sse.arrived, strict=True):
+        messages = body.get("messages")
+        last = messages[-1]["content"] if isinstance(messages, list) and messages else ""
+        if at >= sent and any(f"channel {cid}" in str(last) for cid in cids):
+            delays.append((at - sent) * 1000)
+    return delays
 
 
 def stats(values: list[float]) -> str:
@@ -90,11 +116,15 @@ async def main() -> None:
                 )
                 print(f"\n1. single turns ({args.turns}), ms from the mention event")
                 turns = []
+                pid = bot.proc.pid
+                cpu_before = cpu_ms(pid)
                 for cid in cids[: args.turns]:
                     sent = time.monotonic()
-                    await fake.user_says(f"<@{fake.bot_id}> count", channel_id=cid)
+                    await fake.user_says(f"<@{fake.bot_id}> count, channel {cid}", channel_id=cid)
                     await fake.wait_until(functools.partial(done, fake, [cid], answer), 60)
                     turns.append(Turn(fake, cid, sent))
+                    await asyncio.sleep(0.3)  # the turn's last writes
+                single_cpu = (cpu_ms(pid) - cpu_before) / len(turns)
                 print(f"   first POST   {stats([t.first_post for t in turns])}")
                 print(f"   final edit   {stats([t.final for t in turns])}")
                 t = turns[-1]
@@ -102,21 +132,31 @@ async def main() -> None:
                     f"   REST calls per turn: {t.calls} "
                     f"(typing {t.typing}, POST {t.posts}, PATCH {t.edits})"
                 )
+                print(f"   bot CPU per turn: {single_cpu:.1f} ms")
 
                 burst = cids[args.turns :]
                 print(f"\n2. {len(burst)} channels at once, ms from sending the mentions")
+                cpu_before = cpu_ms(pid)
                 sent = time.monotonic()
                 await asyncio.gather(
-                    *(fake.user_says(f"<@{fake.bot_id}> count", channel_id=c) for c in burst)
+                    *(
+                        fake.user_says(f"<@{fake.bot_id}> count, channel {c}", channel_id=c)
+                        for c in burst
+                    )
                 )
                 await fake.wait_until(lambda: done(fake, burst, answer), 120)
                 wall = (time.monotonic() - sent) * 1000
+                await asyncio.sleep(0.5)
+                burst_cpu = (cpu_ms(pid) - cpu_before) / len(burst)
                 many = [Turn(fake, cid, sent) for cid in burst]
+                print(f"   request at the model {stats(request_delays(sse, sent, burst))}")
                 print(f"   first POST   {stats([t.first_post for t in many])}")
                 print(f"   final edit   {stats([t.final for t in many])}")
                 print(f"   REST calls per turn {stats([float(t.calls) for t in many])}")
                 print(f"   PATCH per turn      {stats([float(t.edits) for t in many])}")
                 print(f"   all {len(burst)} answers complete after {wall:.0f} ms")
+                print(f"   bot CPU per turn: {burst_cpu:.1f} ms")
+                print(f"   bot peak RSS: {peak_rss_mb(pid):.0f} MB")
             finally:
                 code = await bot.stop()
                 await bot.close()

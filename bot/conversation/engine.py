@@ -227,7 +227,6 @@ class ChatEngine:
         except StoreError as err:
             return await _notice(sink, f"{err} Nothing was sent to the model.")
         request = self._request(config, history, user)
-        await sink.typing()
         row = _AnswerRow(self._store, ref, self._limits.save_every)
         outcome = await self._stream(
             self._hub.provider(endpoint),
@@ -302,10 +301,16 @@ class ChatEngine:
         show = config.show_reasoning
         out = _Outcome()
         running = self._running[key] = _Running()
+        # "Typing…" goes out beside the request, not before it: a burst of mentions must
+        # not queue its model requests behind the platform's typing calls.
+        typing: asyncio.Task[None] | None = asyncio.create_task(_typing(sink))
         try:
             async with asyncio.timeout(limits.answer_timeout):
                 async with aclosing(provider.stream_chat(request)) as deltas:
                     async for delta in deltas:
+                        if typing is not None:  # shown text must not be followed by typing
+                            await typing
+                            typing = None
                         seen, thought_seen = len(split.answer), len(split.reasoning)
                         if delta.text:
                             split.feed(delta.text)
@@ -338,6 +343,8 @@ class ChatEngine:
         finally:
             if self._running.get(key) is running:
                 del self._running[key]
+            if typing is not None:
+                typing.cancel()
         seen = len(split.answer)
         split.finish()  # text held back in case a tag was starting
         answer.feed(split.answer[seen:])
@@ -376,6 +383,13 @@ def endpoint_secrets(endpoint: Endpoint) -> tuple[str, ...]:
     """The secrets this endpoint knows, so its answers can be cleaned of them."""
     values = (endpoint.api_key, endpoint.proxy_password)
     return tuple(v.reveal() for v in values if v)
+
+
+async def _typing(sink: ReplySink) -> None:
+    try:
+        await sink.typing()
+    except Exception as err:  # a typing indicator is a courtesy; the answer still comes
+        log.info("could not show typing: %s", type(err).__name__)
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:

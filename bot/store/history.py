@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.store.base import NAME_CHARS, Database, audit_row
 from bot.store.batch import Batcher
 from bot.store.models import MessageRow, utcnow
-from bot.store.reads import TurnReads, conversation_of
-from bot.types import ChannelRef, HistoryEntry, Role, Scope, TurnState
+from bot.store.reads import TurnReads, conversation_of, in_conversation
+from bot.types import Actor, ChannelRef, HistoryEntry, Role, Scope, TurnState
 from bot.types.text import clean_text
 
 _WRITE_BATCH = 1000  # writes per grouped commit
@@ -107,19 +107,14 @@ class HistoryPart:
 
         Called with the conversation's turn order held, so no live turn is among them.
         """
-        m = _MESSAGES
-        conversation = and_(
-            m.c.platform == ref.platform.value,
-            m.c.server_id == ref.server_id,
-            m.c.channel_id == ref.channel_id,
-            m.c.thread_id == ref.thread_id,
-            m.c.state == TurnState.STREAMING.value,
+        half_written = and_(
+            in_conversation(conversation_of(ref)), _MESSAGES.c.state == TurnState.STREAMING.value
         )
 
         async def work(session: AsyncSession) -> int:
             result = await session.execute(
-                update(m)
-                .where(conversation)
+                update(_MESSAGES)
+                .where(half_written)
                 .values(state=TurnState.INTERRUPTED.value, error=_INTERRUPTED)
             )
             return int(getattr(result, "rowcount", 0) or 0)
@@ -129,19 +124,14 @@ class HistoryPart:
             self._reads.histories.drop(conversation_of(ref))
         return count
 
-    async def clear(self, ref: ChannelRef, actor: Any) -> int:
+    async def clear(self, ref: ChannelRef, actor: Actor) -> int:
         """Delete this channel's (or this thread's) stored turns; audited; returns the count."""
         key = ref.scope_key(Scope.CHANNEL)
-        m = _MESSAGES
-        conversation = and_(
-            m.c.platform == ref.platform.value,
-            m.c.server_id == ref.server_id,
-            m.c.channel_id == ref.channel_id,
-            m.c.thread_id == ref.thread_id,
-        )
 
         async def work(session: AsyncSession) -> int:
-            result = await session.execute(delete(m).where(conversation))
+            result = await session.execute(
+                delete(_MESSAGES).where(in_conversation(conversation_of(ref)))
+            )
             count = int(getattr(result, "rowcount", 0) or 0)
             where = f" in thread {ref.thread_id}" if ref.thread_id else ""
             session.add(audit_row(key, actor, "history.clear", f"{count} messages deleted{where}"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, union_all
+from sqlalchemy import ColumnElement, and_, bindparam, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.base import Database, Key, chain
@@ -82,6 +82,18 @@ def _history_chars(history: _History) -> int:
 
 def conversation_of(ref: ChannelRef) -> Conversation:
     return (ref.platform.value, ref.server_id, ref.channel_id, ref.thread_id)
+
+
+def in_conversation(conversation: Conversation) -> ColumnElement[bool]:
+    """Messages of one channel or thread (what the conversation index serves)."""
+    platform, server_id, channel_id, thread_id = conversation
+    m = _MESSAGES
+    return and_(
+        m.c.platform == platform,
+        m.c.server_id == server_id,
+        m.c.channel_id == channel_id,
+        m.c.thread_id == thread_id,
+    )
 
 
 def entry_of(row: Any) -> HistoryEntry:
@@ -281,17 +293,11 @@ async def _load_histories(
     if not limits:
         return found
     parts = []
-    m = _MESSAGES
-    for (platform, server_id, channel_id, thread_id), limit in limits.items():
+    for conversation, limit in limits.items():
         newest = (
-            select(m)
-            .where(
-                m.c.platform == platform,
-                m.c.server_id == server_id,
-                m.c.channel_id == channel_id,
-                m.c.thread_id == thread_id,
-            )
-            .order_by(m.c.id.desc())
+            select(_MESSAGES)
+            .where(in_conversation(conversation))
+            .order_by(_MESSAGES.c.id.desc())
             .limit(limit)
             .subquery()
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class FakeOpenAI:
     script: Script
     requests: list[dict[str, object]]
     cut_off: list[float] = field(default_factory=list)  # when a reader hung up mid-answer
+    arrived: list[float] = field(default_factory=list)  # monotonic time of each request
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -58,6 +60,7 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
         return web.json_response({"object": "list", "data": data})
 
     async def completions(request: web.Request) -> web.StreamResponse:
+        state.arrived.append(time.monotonic())
         body = await request.json()
         state.requests.append(body)
         s = state.script
