@@ -241,6 +241,16 @@ async def running_bot(core: Core, options: MatrixOptions) -> AsyncIterator[async
         await stop_bot(task)
 
 
+@dataclass
+class Asked:
+    """One chat request the endpoint answered."""
+
+    model: str
+    question: str  # the last message's text
+    started: float  # monotonic
+    ended: float = 0.0  # 0 while the answer streams
+
+
 class SSEEndpoint:
     """An OpenAI-compatible loopback server streaming `chunks` words over `span` seconds."""
 
@@ -249,6 +259,7 @@ class SSEEndpoint:
         self.span = span
         self.model = model
         self.requests = 0
+        self.asked: list[Asked] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -264,7 +275,10 @@ class SSEEndpoint:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
-        await request.read()
+        body = json.loads(await request.read())
+        last = body["messages"][-1]["content"]
+        asked = Asked(str(body.get("model", "")), json.dumps(last), time.monotonic())
+        self.asked.append(asked)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         gap = self.span / max(self.chunks, 1)
@@ -277,7 +291,12 @@ class SSEEndpoint:
                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await response.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
         await response.write_eof()
+        asked.ended = time.monotonic()
         return response
+
+    def request_for(self, words: str) -> Asked | None:
+        """The request whose last message contains `words`."""
+        return next((a for a in self.asked if words in a.question), None)
 
     async def __aenter__(self) -> SSEEndpoint:
         app = web.Application()

@@ -11,7 +11,7 @@ from typing import Any
 import nio
 import pytest
 
-from bot.frontends.matrix import client as matrix_client
+from bot.frontends.matrix import decide
 from bot.frontends.matrix.client import MatrixBot
 
 
@@ -26,7 +26,7 @@ def bot_with_joins(
         return answers.pop(0)
 
     monkeypatch.setattr(client, "join", join)
-    monkeypatch.setattr(matrix_client, "JOIN_RETRY_PAUSES", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(decide, "JOIN_RETRY_PAUSES", (0.0, 0.0, 0.0))
     bot = MatrixBot(client, handler=None, api=None, allowed_inviters=())  # type: ignore[arg-type]
     return bot, calls
 
@@ -54,4 +54,4 @@ async def test_a_refused_join_is_not_tried_again_and_attempts_are_bounded(
     failing = [nio.JoinError("down", "M_UNKNOWN") for _ in range(10)]
     bot, calls = bot_with_joins(monkeypatch, failing)
     await bot._on_invite("!flaky:test.local")
-    assert len(calls) == len(matrix_client.JOIN_RETRY_PAUSES) + 1
+    assert len(calls) == len(decide.JOIN_RETRY_PAUSES) + 1

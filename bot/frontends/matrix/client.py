@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,10 +14,11 @@ import nio
 
 from bot.core import Core
 from bot.frontends import FrontendError
-from bot.frontends.matrix import events
+from bot.frontends.matrix import decide, events
 from bot.frontends.matrix.access import inviter_allowed
 from bot.frontends.matrix.api import MatrixApi
-from bot.frontends.matrix.messages import Message, MessageHandler
+from bot.frontends.matrix.decide import Action, EventFacts, JoinAction
+from bot.frontends.matrix.messages import ArrivalOrder, Message, MessageHandler
 from bot.frontends.matrix.session import log_in, unreachable
 from bot.frontends.matrix.sink import RatePace
 
@@ -26,10 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("bot.frontends.matrix")
 
 SYNC_TIMEOUT_MS = 30_000
-# A message whose room key has not arrived yet is retried after later syncs this long.
-UNDECRYPTED_PATIENCE = 300.0
-# Events stamped this long before start-up are old even if a sync hands them over late.
-CLOCK_SLACK_MS = 60_000
 MAX_SYNC_BACKOFF = 60.0
 
 
@@ -60,7 +58,7 @@ class MatrixBot:
         self._allowed = allowed_inviters
         self._started_ms = int(time.time() * 1000)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._queues: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._arrivals = ArrivalOrder()
         self._joining: set[str] = set()
         self._leaving: set[str] = set()
         self._undecrypted: list[tuple[float, str, nio.MegolmEvent]] = []
@@ -138,7 +136,7 @@ class MatrixBot:
             try:
                 decrypted = self._client.decrypt_event(event)
             except (nio.EncryptionError, nio.LocalProtocolError):
-                if now - since < UNDECRYPTED_PATIENCE:
+                if decide.keep_waiting_for_key(now - since):
                     self._undecrypted.append((since, room_id, event))
                 else:
                     log.warning("gave up on a message in %s: its room key never came", room_id)
@@ -146,54 +144,68 @@ class MatrixBot:
             self._on_event(room_id, decrypted)
 
     # --- events ----------------------------------------------------------------------
+    def _facts(self, room_id: str, event: Any) -> EventFacts:
+        source = getattr(event, "source", None)
+        content = source.get("content") if isinstance(source, dict) else None
+        content = content if isinstance(content, dict) else {}
+        text = events.text_of(content) or ""
+        command = text.lstrip().startswith(self._handler.prefix)
+        room = self._client.rooms.get(room_id)
+        return EventFacts(
+            from_bot=getattr(event, "sender", "") == self._api.user_id,
+            sent_ms=int(getattr(event, "server_timestamp", 0)),
+            started_ms=self._started_ms,
+            encrypted=isinstance(event, nio.MegolmEvent),
+            e2ee=self._client.olm is not None,
+            is_message=isinstance(event, nio.RoomMessage),
+            is_edit=events.is_edit(content),
+            msgtype=str(content.get("msgtype", "")),
+            text=text,
+            is_command=command,
+            may_hold_secret=command and self._handler.may_hold_secret(text),
+            room_known=room is not None,
+            direct=room is not None and events.is_direct_room(room.member_count),
+        )
+
     def _on_event(self, room_id: str, event: Any) -> None:
-        if getattr(event, "sender", "") == self._api.user_id:
+        facts = self._facts(room_id, event)
+        decision = decide.decide(facts)
+        if decision.action is Action.IGNORE:
             return
-        if int(getattr(event, "server_timestamp", 0)) < self._started_ms - CLOCK_SLACK_MS:
+        if decision.action is Action.UNREADABLE:
+            log.warning("an encrypted message in %s, but MATRIX_E2EE is off", room_id)
             return
-        if isinstance(event, nio.MegolmEvent):
-            if self._client.olm is None:
-                log.warning("an encrypted message in %s, but MATRIX_E2EE is off", room_id)
-                return
+        if decision.action is Action.AWAIT_KEY:
             log.info("no room key yet for a message in %s; asking for it", room_id)
             event.room_id = room_id
             self._undecrypted.append((time.monotonic(), room_id, event))
             self._spawn("key request", self._request_key(event))
             return
-        if not isinstance(event, (nio.RoomMessageText, nio.RoomMessageEmote)):
-            return
-        content = event.source.get("content", {})
-        if not isinstance(content, dict) or events.is_edit(content):
-            return
-        text = events.text_of(content)
-        if text is None or not text.strip():
-            return
-        msg = Message(room_id, event.event_id, event.sender, content, text)
-        # One queue per conversation: messages there are handled in arrival order.
-        key = f"{room_id}|{events.thread_root(content)}"
-        self._spawn("message", self._handle_in_order(key, msg))
-
-    async def _handle_in_order(self, key: str, msg: Message) -> None:
-        lock, users = self._queues.get(key, (asyncio.Lock(), 0))
-        self._queues[key] = (lock, users + 1)
-        try:
-            async with lock:
-                await self._handler.handle(msg)
-        finally:
-            lock, users = self._queues[key]
-            if users <= 1:  # nobody else waits: forget the queue
-                del self._queues[key]
-            else:
-                self._queues[key] = (lock, users - 1)
+        content = event.source["content"]
+        msg = Message(
+            room_id,
+            event.event_id,
+            event.sender,
+            content,
+            facts.text,
+            thread=events.thread_root(content),
+            direct=facts.direct,
+        )
+        # Taken now, in the order the sync delivered the events, before anything waits.
+        place = self._arrivals.place(str(msg.ref))
+        task = self._spawn("message", self._handler.handle(msg, decision, place))
+        # A task cancelled before it ran never reaches its own pass_on.
+        task.add_done_callback(lambda _: place.pass_on())
 
     async def _request_key(self, event: nio.MegolmEvent) -> None:
         with contextlib.suppress(nio.LocalProtocolError):  # already requested
             await self._client.request_room_key(event)
 
-    def _spawn(self, kind: str, coro: Any) -> None:
+    def _spawn(self, kind: str, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(self._guard(kind, coro), name=kind)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     @staticmethod
     async def _guard(kind: str, coro: Any) -> None:
@@ -217,27 +229,29 @@ class MatrixBot:
                 log.info("declining an invite to %s from %s (not allowed)", room_id, inviter)
                 await self._client.room_leave(room_id)
                 return
-            for pause in (*JOIN_RETRY_PAUSES, None):
-                response = await self._client.join(room_id)
-                if not isinstance(response, nio.JoinError):
+            for attempt in itertools.count(1):
+                error = _join_error(await self._client.join(room_id))
+                step = decide.join_step(error, attempt)
+                if step.action is JoinAction.JOINED:
                     self._leaving.discard(room_id)
                     log.info("joined %s (invited by %s)", room_id, inviter)
                     return
-                # The invite arrives only once: a passing fault must not lose the room.
-                if response.status_code == "M_FORBIDDEN" or pause is None:
-                    log.warning("could not join %s: %s", room_id, response.status_code)
+                if step.action is JoinAction.GIVE_UP:
+                    log.warning("could not join %s: %s", room_id, error)
                     return
-                code = response.status_code
-                log.info("joining %s failed (%s); again in %ss", room_id, code, pause)
-                await asyncio.sleep(pause)
+                log.info("joining %s failed (%s); again in %ss", room_id, error, step.pause)
+                await asyncio.sleep(step.pause)
         finally:
             self._joining.discard(room_id)
 
     def _leave_if_alone(self, room_id: str) -> None:
         room = self._client.rooms.get(room_id)
-        if room is None or room.joined_count > 1 or room.invited_count > 0:
-            return
-        if not room.users or room_id in self._leaving:  # state not known yet / on its way
+        if room is None or not decide.should_leave(
+            joined=room.joined_count,
+            invited=room.invited_count,
+            members_known=bool(room.users),
+            leaving=room_id in self._leaving,
+        ):
             return
         log.info("leaving %s: nobody else is there", room_id)
         self._leaving.add(room_id)
@@ -249,7 +263,11 @@ class MatrixBot:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-JOIN_RETRY_PAUSES = (2.0, 10.0, 30.0)
+def _join_error(response: nio.JoinResponse | nio.JoinError) -> str | None:
+    """A failed join's Matrix error code ("" when it has none); None when it worked."""
+    if isinstance(response, nio.JoinError):
+        return str(response.status_code or "")
+    return None
 
 
 class _SyncRefused(Exception):

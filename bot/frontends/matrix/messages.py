@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import nio
 
+from bot.commands import Invocation
 from bot.commands.parse import CommandError
 from bot.core import Core, PacedReply, split_text
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
 from bot.frontends.matrix.api import MatrixApi
+from bot.frontends.matrix.decide import (
+    Action,
+    ChatFacts,
+    Decision,
+    Lookup,
+    addressed,
+    answer_form,
+    keys_refused,
+)
 from bot.frontends.matrix.secret_commands import (
     carries_secret,
     may_hold_secret,
@@ -36,13 +47,77 @@ _NOT_DELETED = (
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """What the handler needs from one m.room.message event."""
+    """What the handler needs from one m.room.message event, read as it arrived."""
 
     room_id: str
     event_id: str
     sender: str
     content: dict[str, Any]
     text: str
+    thread: str = ""  # the thread's root event id, "" outside threads
+    direct: bool = False
+
+    @property
+    def ref(self) -> ChannelRef:
+        """The conversation it belongs to: the room, or the thread in it."""
+        return ChannelRef(Platform.MATRIX, channel_id=self.room_id, thread_id=self.thread)
+
+
+class Place:
+    """A message's place in its conversation's line, until it joins the core's turn order."""
+
+    def __init__(self, before: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+        self._before = before
+        self._mine = mine
+        self._passed = False
+
+    async def turn(self) -> None:
+        """Wait until every earlier message of the conversation has passed on."""
+        if self._before is not None and not self._before.done():
+            # asyncio.wait, not await: cancelling this message must not cancel the signal.
+            await asyncio.wait([self._before])
+
+    def pass_on(self) -> None:
+        """Let the next message go once the earlier ones have; safe to call at any time."""
+        if self._passed:
+            return
+        self._passed = True
+        if self._before is None or self._before.done():
+            self._release()
+        else:  # left early (a refusal, a cancelled task): the line still keeps its order
+            self._before.add_done_callback(lambda _: self._release())
+
+    def _release(self) -> None:
+        if not self._mine.done():
+            self._mine.set_result(None)
+
+
+class ArrivalOrder:
+    """One line per conversation: messages reach the core in the order they arrived.
+
+    A message leaves the line when it joins the core's turn order (a chat turn) or when
+    it is done (a command, applied before the next message is even decided on). The
+    turns themselves are ordered by the core alone.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, asyncio.Future[None]] = {}
+
+    def place(self, key: str) -> Place:
+        """The next place in `key`'s line; take it as the message arrives, before any await."""
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        before = self._last.get(key)
+        self._last[key] = mine
+        mine.add_done_callback(lambda done: self._forget(key, done))
+        return Place(before, mine)
+
+    def _forget(self, key: str, done: asyncio.Future[None]) -> None:
+        if self._last.get(key) is done:
+            del self._last[key]
+
+    def __len__(self) -> int:
+        """Conversations with a message still in line."""
+        return len(self._last)
 
 
 def reasoning_as_quote(answer: str, reasoning: str) -> str:
@@ -55,7 +130,7 @@ def reasoning_as_quote(answer: str, reasoning: str) -> str:
 
 
 class MessageHandler:
-    """Decides what a message is (command, chat, nothing) and dispatches it."""
+    """Dispatches a decided message: a command to the core, or a chat turn streamed back."""
 
     def __init__(self, core: Core, api: MatrixApi, admin_power_level: int) -> None:
         self._core = core
@@ -65,21 +140,28 @@ class MessageHandler:
         self.display_name = ""
 
     @property
-    def _prefix(self) -> str:
+    def prefix(self) -> str:
         return self._core.prefix(Platform.MATRIX)
+
+    def may_hold_secret(self, text: str) -> bool:
+        return may_hold_secret(text, self._core.table, self.prefix)
 
     def _room(self, room_id: str) -> nio.MatrixRoom | None:
         room: nio.MatrixRoom | None = self._api.client.rooms.get(room_id)
         return room
 
-    async def handle(self, msg: Message) -> None:
-        room = self._room(msg.room_id)
-        if room is None:
-            return
-        if msg.text.lstrip().startswith(self._prefix):
-            await self._command(room, msg)
-        else:
-            await self._chat(room, msg)
+    async def handle(self, msg: Message, decision: Decision, place: Place) -> None:
+        """Act on `decision`; `place` keeps the message in its conversation's order."""
+        try:
+            room = self._room(msg.room_id)
+            if room is None:  # left since it arrived
+                return
+            if decision.action is Action.CHAT:
+                await self._chat(room, msg, place)
+            else:
+                await self._command(room, msg, decision, place)
+        finally:
+            place.pass_on()
 
     async def _actor(self, room: nio.MatrixRoom, user_id: str) -> Actor:
         level = int(room.power_levels.get_user_level(user_id))
@@ -91,41 +173,48 @@ class MessageHandler:
         return Actor(user_id, str(name), is_channel_admin=admin)
 
     # --- commands ------------------------------------------------------------------
-    async def _command(self, room: nio.MatrixRoom, msg: Message) -> None:
-        thread = events.thread_root(msg.content)
-        direct = events.is_direct_room(room.member_count)
+    async def _command(
+        self, room: nio.MatrixRoom, msg: Message, decision: Decision, place: Place
+    ) -> None:
         note = ""
-        table, p = self._core.table, self._prefix
-        if may_hold_secret(msg.text, table, p):
-            # Before anything else: a key must not stay in the history a second longer.
+        if decision.redact:
+            # Before waiting for earlier messages: a key must not stay in the history a
+            # second longer.
             redacted = await self._api.redact(msg.room_id, msg.event_id, REDACT_REASON)
             note = _DELETED if redacted else _NOT_DELETED
-        answer = await self._run_command(room, msg, thread, direct, bool(note))
-        if note:
-            answer = scrub_reply(answer, msg.text, table, p)
-        await self._notice(msg, thread, f"{answer}\n\n{note}" if note else answer)
+        if decision.action is Action.SECRET_COMMAND_IN_GROUP:
+            # Changes nothing, so it need not wait for its turn.
+            await self._notice(msg, self._with_note(_dm_only(room.room_id), msg, note))
+            return
+        await place.turn()
+        prepared = await self._prepare(room, msg)
+        if isinstance(prepared, str):
+            await self._notice(msg, self._with_note(prepared, msg, note))
+            return
+        # After the answers to earlier messages, and its own answer before later ones.
+        async with self._core.ordered(prepared.ref):
+            answer = await self._execute(prepared, msg)
+            await self._notice(msg, self._with_note(answer, msg, note))
 
-    async def _run_command(
-        self, room: nio.MatrixRoom, msg: Message, thread: str, direct: bool, secret: bool
-    ) -> str:
-        if secret and not direct:
-            return (
-                "I only take keys and passwords in a direct chat with me. Start one and send "
-                f"the command there, naming this room with `room:{room.room_id}`."
-            )
+    def _with_note(self, answer: str, msg: Message, note: str) -> str:
+        if not note:
+            return answer
+        return f"{scrub_reply(answer, msg.text, self._core.table, self.prefix)}\n\n{note}"
+
+    async def _prepare(self, room: nio.MatrixRoom, msg: Message) -> _Prepared | str:
+        """Who runs what where, or why it cannot run."""
         try:
             # Only a direct chat may name another room: there it keeps keys out of groups.
-            targeted = split_target(msg.text) if direct else None
+            targeted = split_target(msg.text) if msg.direct else None
             inv = self._core.parse(targeted.text if targeted else msg.text, Platform.MATRIX)
         except CommandError as err:
             return str(err)
-        p = self._prefix
-        if carries_secret(inv) and not direct:
+        if keys_refused(secret=carries_secret(inv), direct=msg.direct):
             return (
                 "I only take keys and passwords in a direct chat with me. Start one and send "
-                f"`{p}{' '.join(inv.path)} … room:{room.room_id}` there."
+                f"`{self.prefix}{' '.join(inv.path)} … room:{room.room_id}` there."
             )
-        target_room = room
+        target_room, thread = room, msg.thread
         if targeted and targeted.target:
             found = await self._target_room(targeted.target, msg.sender)
             if isinstance(found, str):
@@ -133,18 +222,20 @@ class MessageHandler:
             target_room, thread = found, ""
         actor = await self._actor(target_room, msg.sender)
         ref = ChannelRef(Platform.MATRIX, channel_id=target_room.room_id, thread_id=thread)
-        command = self._core.command(inv.path)
+        label = f"[{target_room.display_name}] " if target_room is not room else ""
+        return _Prepared(ref, actor, inv, label)
+
+    async def _execute(self, prepared: _Prepared, msg: Message) -> str:
+        command = self._core.command(prepared.inv.path)
         slow = command is not None and command.slow
         if slow:
             await self._api.typing(msg.room_id, True)
         try:
-            reply = await self._core.run_command(ref, actor, inv)
+            reply = await self._core.run_command(prepared.ref, prepared.actor, prepared.inv)
         finally:
             if slow:
                 await self._api.typing(msg.room_id, False)
-        if target_room is not room:
-            return f"[{target_room.display_name}] {reply.text}"
-        return reply.text
+        return f"{prepared.label}{reply.text}"
 
     async def _target_room(self, target: str, sender: str) -> nio.MatrixRoom | str:
         """The room a DM command configures, or why it cannot."""
@@ -159,12 +250,12 @@ class MessageHandler:
             return f"You are not a member of {target}."
         return room
 
-    async def _notice(self, msg: Message, thread: str, text: str) -> None:
+    async def _notice(self, msg: Message, text: str) -> None:
         target = MatrixTarget(
             self._api.send,
             msg.room_id,
             pace=self._api.pace,
-            thread_root=thread,
+            thread_root=msg.thread,
             reply_to=msg.event_id,
             msgtype="m.notice",
         )
@@ -175,45 +266,56 @@ class MessageHandler:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)
 
     # --- chat ----------------------------------------------------------------------
-    async def _addressed(
-        self, room: nio.MatrixRoom, msg: Message, thread: str, ref: ChannelRef
-    ) -> bool:
-        if events.is_direct_room(room.member_count):
-            return True
-        me = self._api.user_id
-        if events.mentions_user(msg.content, me, self.display_name):
-            return True
-        if thread and (thread in self._threads or await self._core.has_conversation(ref)):
-            return True
-        reply = events.replied_to(msg.content)
-        return bool(reply) and await self._api.is_own_event(msg.room_id, reply)
+    async def _addressed(self, msg: Message) -> bool:
+        facts = ChatFacts(
+            direct=msg.direct,
+            mentions_bot=events.mentions_user(msg.content, self._api.user_id, self.display_name),
+            thread_root=msg.thread,
+            replied_to=events.replied_to(msg.content),
+        )
+        verdict = addressed(facts)
+        while isinstance(verdict, Lookup):
+            if verdict is Lookup.THREAD:
+                known = msg.thread in self._threads or await self._core.has_conversation(msg.ref)
+                facts = replace(facts, bots_thread=known)
+            else:
+                mine = await self._api.is_own_event(msg.room_id, facts.replied_to)
+                facts = replace(facts, reply_to_bot=mine)
+            verdict = addressed(facts)
+        return verdict
 
-    async def _chat(self, room: nio.MatrixRoom, msg: Message) -> None:
-        thread = events.thread_root(msg.content)
-        ref = ChannelRef(Platform.MATRIX, channel_id=msg.room_id, thread_id=thread)
-        addressed = await self._addressed(room, msg, thread, ref)
-        if not await self._core.should_answer(ref, addressed):
+    async def _chat(self, room: nio.MatrixRoom, msg: Message, place: Place) -> None:
+        await place.turn()
+        ref = msg.ref
+        if not await self._core.should_answer(ref, await self._addressed(msg)):
             return
-        if thread:
-            self._threads[thread] = None
-            self._threads.move_to_end(thread)
+        if msg.thread:
+            self._threads[msg.thread] = None
+            self._threads.move_to_end(msg.thread)
             while len(self._threads) > _THREADS_KEPT:
                 self._threads.popitem(last=False)
-        direct = events.is_direct_room(room.member_count)
         text = events.strip_mention(msg.text, self._api.user_id, self.display_name)
         actor = await self._actor(room, msg.sender)
+        form = answer_form(
+            direct=msg.direct,
+            replied_to=events.replied_to(msg.content),
+            event_id=msg.event_id,
+            sender=msg.sender,
+        )
         target = MatrixTarget(
             self._api.send,
             msg.room_id,
             pace=self._api.pace,
-            thread_root=thread,
-            # In a direct chat a plain answer is clear; elsewhere say whom it answers.
-            reply_to="" if direct and not events.replied_to(msg.content) else msg.event_id,
-            mention="" if direct else msg.sender,
+            thread_root=msg.thread,
+            reply_to=form.reply_to,
+            mention=form.mention,
             typing=self._api.typing,
         )
         sink = PacedReply(target, render=reasoning_as_quote)
         incoming = Incoming(ref, actor, text, message_id=msg.event_id)
+        # Core.chat joins the conversation's turn order before it first waits, so the
+        # next message may be decided on now without overtaking this one.
+        place.pass_on()
         try:
             await self._core.chat(incoming, sink)
         except SendFailed as err:
@@ -221,3 +323,18 @@ class MessageHandler:
         finally:
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    ref: ChannelRef
+    actor: Actor
+    inv: Invocation
+    label: str  # names the configured room when the command came from a direct chat
+
+
+def _dm_only(room_id: str) -> str:
+    return (
+        "I only take keys and passwords in a direct chat with me. Start one and send "
+        f"the command there, naming this room with `room:{room_id}`."
+    )

@@ -1,0 +1,172 @@
+"""What to do with a Matrix event: pure decisions over plain facts (no nio, no network).
+
+The client reads nio events into these facts (see `client.py` and `messages.py`) and
+dispatches on the answers, so every rule here is tested without a homeserver.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+# Events stamped this long before start-up are old even if a sync hands them over late.
+CLOCK_SLACK_MS = 60_000
+# A message whose room key has not arrived yet is retried after later syncs this long.
+UNDECRYPTED_PATIENCE = 300.0
+# Pauses between join attempts; the invite arrives only once, so a passing fault must
+# not lose the room.
+JOIN_RETRY_PAUSES = (2.0, 10.0, 30.0)
+# What people type; notices are other bots (answering them would loop), media has no text.
+TYPED = frozenset({"m.text", "m.emote"})
+
+
+class Action(enum.Enum):
+    IGNORE = "ignore"
+    UNREADABLE = "unreadable"  # encrypted while the bot runs without E2EE: tell the operator
+    AWAIT_KEY = "await key"  # encrypted, its room key not here yet: keep it and ask for the key
+    COMMAND = "command"
+    SECRET_COMMAND_IN_GROUP = "secret command in a group"  # refuse: keys only in a direct chat
+    CHAT = "chat"  # answered when addressed, or when the room's reply mode says always
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """What the bot knows about one timeline event as it arrives."""
+
+    from_bot: bool  # the bot's own event, echoed back by the sync
+    sent_ms: int  # the homeserver's timestamp
+    started_ms: int  # when this bot process started
+    encrypted: bool  # still encrypted: its room key has not arrived
+    e2ee: bool  # the bot can decrypt at all (MATRIX_E2EE)
+    is_message: bool  # an m.room.message (not state, a reaction, a redaction …)
+    is_edit: bool  # an m.replace of an earlier message
+    msgtype: str
+    text: str  # what was typed, the reply fallback taken off
+    is_command: bool  # the text starts with the command prefix
+    may_hold_secret: bool  # a command that may carry a key or a password
+    room_known: bool  # the bot is in the room and knows its state
+    direct: bool  # the bot and one other person
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: str = ""  # why it is ignored
+    redact: bool = False  # it may hold a secret: remove it from the room before anything else
+
+
+def decide(facts: EventFacts) -> Decision:
+    """Ignore, wait for its key, or handle as a command, a refused secret, or chat."""
+    if facts.from_bot:
+        return Decision(Action.IGNORE, "sent by the bot")
+    if facts.sent_ms < facts.started_ms - CLOCK_SLACK_MS:
+        return Decision(Action.IGNORE, "sent before the bot started")
+    if facts.encrypted:
+        if not facts.e2ee:
+            return Decision(Action.UNREADABLE, "encrypted, and MATRIX_E2EE is off")
+        return Decision(Action.AWAIT_KEY, "no room key yet")
+    if not facts.is_message:
+        return Decision(Action.IGNORE, "not a message")
+    if facts.is_edit:
+        return Decision(Action.IGNORE, "an edit (the original was handled)")
+    if facts.msgtype not in TYPED:
+        return Decision(Action.IGNORE, "not typed text (a notice or media)")
+    if not facts.text.strip():
+        return Decision(Action.IGNORE, "no text")
+    if not facts.room_known:
+        return Decision(Action.IGNORE, "a room the bot does not know")
+    if facts.is_command:
+        if keys_refused(secret=facts.may_hold_secret, direct=facts.direct):
+            return Decision(Action.SECRET_COMMAND_IN_GROUP, redact=True)
+        return Decision(Action.COMMAND, redact=facts.may_hold_secret)
+    return Decision(Action.CHAT)
+
+
+def keys_refused(*, secret: bool, direct: bool) -> bool:
+    """Keys and passwords are taken only in a direct chat, where few can read them."""
+    return secret and not direct
+
+
+def keep_waiting_for_key(waited: float) -> bool:
+    """Whether a message still encrypted after `waited` seconds may yet get its key."""
+    return waited < UNDECRYPTED_PATIENCE
+
+
+# --- chat --------------------------------------------------------------------------
+class Lookup(enum.Enum):
+    """A fact `addressed` needs that costs a call: look it up and ask again."""
+
+    THREAD = "thread"  # is the thread one the bot talks in? (a database read)
+    REPLY = "reply"  # is the replied-to event the bot's? (maybe a homeserver call)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFacts:
+    direct: bool
+    mentions_bot: bool
+    thread_root: str  # "" outside threads
+    replied_to: str  # "" when not a reply (a thread's fallback is not one)
+    bots_thread: bool | None = None  # None: not looked up yet
+    reply_to_bot: bool | None = None  # None: not looked up yet
+
+
+def addressed(facts: ChatFacts) -> bool | Lookup:
+    """Spoken to: a direct chat, a mention, a thread the bot talks in, or a reply to it.
+
+    Cheap facts first; a Lookup names the one costly fact still needed to decide.
+    """
+    if facts.direct or facts.mentions_bot:
+        return True
+    if facts.thread_root:
+        if facts.bots_thread is None:
+            return Lookup.THREAD
+        if facts.bots_thread:
+            return True
+    if facts.replied_to:
+        if facts.reply_to_bot is None:
+            return Lookup.REPLY
+        return facts.reply_to_bot
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerForm:
+    reply_to: str  # the event the answer replies to ("" for a plain message)
+    mention: str  # the user the answer mentions ("" for nobody)
+
+
+def answer_form(*, direct: bool, replied_to: str, event_id: str, sender: str) -> AnswerForm:
+    """In a direct chat a plain answer is clear; elsewhere say whom it answers."""
+    if direct:
+        return AnswerForm(reply_to=event_id if replied_to else "", mention="")
+    return AnswerForm(reply_to=event_id, mention=sender)
+
+
+# --- membership --------------------------------------------------------------------
+class JoinAction(enum.Enum):
+    JOINED = "joined"
+    RETRY = "retry"
+    GIVE_UP = "give up"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinStep:
+    action: JoinAction
+    pause: float = 0.0  # seconds before the next attempt (RETRY only)
+
+
+def join_step(error: str | None, attempt: int) -> JoinStep:
+    """After join attempt `attempt` (from 1) ended with `error` (None: it worked; "": no code).
+
+    A refusal (M_FORBIDDEN) will not pass; anything else is tried again a few times.
+    """
+    if error is None:
+        return JoinStep(JoinAction.JOINED)
+    if error == "M_FORBIDDEN" or attempt > len(JOIN_RETRY_PAUSES):
+        return JoinStep(JoinAction.GIVE_UP)
+    return JoinStep(JoinAction.RETRY, JOIN_RETRY_PAUSES[attempt - 1])
+
+
+def should_leave(*, joined: int, invited: int, members_known: bool, leaving: bool) -> bool:
+    """Leave a room nobody else is in or invited to, once its members are known."""
+    return joined <= 1 and invited == 0 and members_known and not leaving

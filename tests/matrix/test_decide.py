@@ -1,0 +1,223 @@
+"""What the Matrix front-end does with an event: the pure decisions, and the arrival line."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from bot.frontends.matrix import decide
+from bot.frontends.matrix.decide import (
+    Action,
+    AnswerForm,
+    ChatFacts,
+    Decision,
+    EventFacts,
+    JoinAction,
+    JoinStep,
+    Lookup,
+    addressed,
+    answer_form,
+    join_step,
+    keep_waiting_for_key,
+    keys_refused,
+    should_leave,
+)
+from bot.frontends.matrix.messages import ArrivalOrder, Place
+
+STARTED = 1_700_000_000_000
+
+QUESTION = EventFacts(
+    from_bot=False,
+    sent_ms=STARTED + 5_000,
+    started_ms=STARTED,
+    encrypted=False,
+    e2ee=True,
+    is_message=True,
+    is_edit=False,
+    msgtype="m.text",
+    text="what is 2+2?",
+    is_command=False,
+    may_hold_secret=False,
+    room_known=True,
+    direct=False,
+)
+COMMAND = replace(QUESTION, text="!model gpt-4o", is_command=True)
+KEY = replace(COMMAND, text="!key set openai sk-abcdef", may_hold_secret=True)
+
+
+# --- one event -----------------------------------------------------------------------
+def test_typed_text_is_chat_and_prefixed_text_a_command() -> None:
+    assert decide.decide(QUESTION) == Decision(Action.CHAT)
+    assert decide.decide(replace(QUESTION, msgtype="m.emote")) == Decision(Action.CHAT)
+    assert decide.decide(COMMAND) == Decision(Action.COMMAND)
+    assert decide.decide(replace(COMMAND, direct=True)) == Decision(Action.COMMAND)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"from_bot": True}, "sent by the bot"),
+        ({"sent_ms": STARTED - decide.CLOCK_SLACK_MS - 1}, "sent before the bot started"),
+        ({"is_message": False}, "not a message"),
+        ({"is_edit": True}, "an edit (the original was handled)"),
+        ({"msgtype": "m.notice"}, "not typed text (a notice or media)"),
+        ({"msgtype": "m.image"}, "not typed text (a notice or media)"),
+        ({"text": "  \n "}, "no text"),
+        ({"room_known": False}, "a room the bot does not know"),
+    ],
+)
+def test_what_is_ignored_and_why(change: dict[str, object], reason: str) -> None:
+    for facts in (QUESTION, COMMAND, KEY):
+        assert decide.decide(replace(facts, **change)) == Decision(Action.IGNORE, reason)
+
+
+def test_a_late_sync_of_a_recent_event_is_not_old() -> None:
+    # The homeserver's clock may run behind ours: a minute of slack.
+    within = replace(QUESTION, sent_ms=STARTED - decide.CLOCK_SLACK_MS)
+    assert decide.decide(within).action is Action.CHAT
+
+
+def test_an_encrypted_event_waits_for_its_key_unless_e2ee_is_off() -> None:
+    locked = replace(QUESTION, encrypted=True, is_message=False, msgtype="", text="")
+    assert decide.decide(locked).action is Action.AWAIT_KEY
+    assert decide.decide(replace(locked, e2ee=False)).action is Action.UNREADABLE
+    # Its own and old encrypted events are not worth a key request.
+    assert decide.decide(replace(locked, from_bot=True)).action is Action.IGNORE
+    old = replace(locked, sent_ms=STARTED - decide.CLOCK_SLACK_MS - 1)
+    assert decide.decide(old).action is Action.IGNORE
+
+
+def test_a_secret_is_redacted_and_refused_outside_a_direct_chat() -> None:
+    assert decide.decide(KEY) == Decision(Action.SECRET_COMMAND_IN_GROUP, redact=True)
+    assert decide.decide(replace(KEY, direct=True)) == Decision(Action.COMMAND, redact=True)
+    # Only commands are judged for secrets: chat text goes to the core's own guard.
+    chat = replace(KEY, is_command=False)
+    assert decide.decide(chat) == Decision(Action.CHAT)
+
+
+def test_keys_only_in_a_direct_chat() -> None:
+    assert keys_refused(secret=True, direct=False)
+    assert not keys_refused(secret=True, direct=True)
+    assert not keys_refused(secret=False, direct=False)
+
+
+def test_an_undecrypted_message_is_kept_for_five_minutes() -> None:
+    assert keep_waiting_for_key(0.0)
+    assert keep_waiting_for_key(decide.UNDECRYPTED_PATIENCE - 1)
+    assert not keep_waiting_for_key(decide.UNDECRYPTED_PATIENCE)
+
+
+# --- is the bot spoken to? -------------------------------------------------------------
+GROUP = ChatFacts(direct=False, mentions_bot=False, thread_root="", replied_to="")
+
+
+def test_a_direct_chat_or_a_mention_addresses_the_bot_without_lookups() -> None:
+    assert addressed(GROUP) is False
+    costly = replace(GROUP, thread_root="$t", replied_to="$r")
+    assert addressed(replace(costly, direct=True)) is True
+    assert addressed(replace(costly, mentions_bot=True)) is True
+
+
+def test_a_thread_is_looked_up_before_a_reply() -> None:
+    both = replace(GROUP, thread_root="$t", replied_to="$r")
+    assert addressed(both) is Lookup.THREAD
+    assert addressed(replace(both, bots_thread=True)) is True  # no need to ask about the reply
+    not_ours = replace(both, bots_thread=False)
+    assert addressed(not_ours) is Lookup.REPLY
+    assert addressed(replace(not_ours, reply_to_bot=True)) is True
+    assert addressed(replace(not_ours, reply_to_bot=False)) is False
+
+
+def test_a_thread_or_a_reply_alone() -> None:
+    thread = replace(GROUP, thread_root="$t")
+    assert addressed(thread) is Lookup.THREAD
+    assert addressed(replace(thread, bots_thread=False)) is False
+    reply = replace(GROUP, replied_to="$r")
+    assert addressed(reply) is Lookup.REPLY
+    assert addressed(replace(reply, reply_to_bot=True)) is True
+
+
+def test_an_answer_says_whom_it_answers_except_in_a_direct_chat() -> None:
+    group = answer_form(direct=False, replied_to="", event_id="$q", sender="@a:x")
+    assert group == AnswerForm(reply_to="$q", mention="@a:x")
+    direct = answer_form(direct=True, replied_to="", event_id="$q", sender="@a:x")
+    assert direct == AnswerForm(reply_to="", mention="")
+    # A reply in a direct chat is answered as a reply: it points at something earlier.
+    quoted = answer_form(direct=True, replied_to="$old", event_id="$q", sender="@a:x")
+    assert quoted == AnswerForm(reply_to="$q", mention="")
+
+
+# --- membership ------------------------------------------------------------------------
+def test_a_join_is_retried_after_growing_pauses_then_given_up() -> None:
+    assert join_step(None, 1) == JoinStep(JoinAction.JOINED)
+    assert join_step(None, 4) == JoinStep(JoinAction.JOINED)
+    steps = [join_step("M_UNKNOWN", n) for n in range(1, len(decide.JOIN_RETRY_PAUSES) + 2)]
+    assert [s.pause for s in steps[:-1]] == list(decide.JOIN_RETRY_PAUSES)
+    assert all(s.action is JoinAction.RETRY for s in steps[:-1])
+    assert steps[-1] == JoinStep(JoinAction.GIVE_UP)
+    assert join_step("", 1).action is JoinAction.RETRY  # an error without a code passes too
+
+
+def test_a_refused_join_is_not_retried() -> None:
+    assert join_step("M_FORBIDDEN", 1) == JoinStep(JoinAction.GIVE_UP)
+
+
+def test_the_bot_leaves_only_a_room_known_to_be_empty() -> None:
+    assert should_leave(joined=1, invited=0, members_known=True, leaving=False)
+    assert not should_leave(joined=2, invited=0, members_known=True, leaving=False)
+    assert not should_leave(joined=1, invited=1, members_known=True, leaving=False)
+    assert not should_leave(joined=1, invited=0, members_known=False, leaving=False)
+    assert not should_leave(joined=1, invited=0, members_known=True, leaving=True)
+
+
+# --- the arrival line ------------------------------------------------------------------
+async def test_each_conversation_lets_its_messages_go_in_arrival_order() -> None:
+    order = ArrivalOrder()
+    went: list[str] = []
+
+    async def message(name: str, key: str, work: float) -> None:
+        place = order.place(key)
+        await asyncio.sleep(work)  # e.g. a redaction, done before its turn
+        await place.turn()
+        went.append(name)
+        place.pass_on()
+
+    await asyncio.wait_for(
+        asyncio.gather(
+            message("a1", "room a", 0.05),
+            message("a2", "room a", 0.0),
+            message("a3", "room a", 0.01),
+            message("b1", "room b", 0.0),
+        ),
+        5,
+    )
+    assert [n for n in went if n.startswith("a")] == ["a1", "a2", "a3"]
+    assert went.index("b1") < went.index("a1")  # another room does not wait
+    assert len(order) == 0  # nothing kept once the line is empty
+
+
+async def test_leaving_early_or_being_cancelled_keeps_the_line_in_order() -> None:
+    order = ArrivalOrder()
+    first, second, third, fourth = (order.place("r") for _ in range(4))
+
+    async def handled(place: Place) -> None:  # as the handler does: pass on whatever happens
+        try:
+            await place.turn()
+            await asyncio.sleep(10)
+        finally:
+            place.pass_on()
+
+    cancelled = asyncio.create_task(handled(second))
+    third.pass_on()  # a refusal: done without waiting for its turn
+    last = asyncio.create_task(fourth.turn())
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    await asyncio.sleep(0.01)
+    assert not last.done()  # the first has not gone, so nobody after it has
+    first.pass_on()
+    await asyncio.wait_for(last, 1)
+    fourth.pass_on()
+    await asyncio.sleep(0)
+    assert len(order) == 0

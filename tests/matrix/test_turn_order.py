@@ -1,0 +1,334 @@
+"""One turn order per conversation: a command typed before a question is applied before it
+is answered, a command after a question waits for its answer, rooms do not wait for each
+other, and nothing deadlocks.
+
+The first tests drive the real MatrixBot, handler and Core (SQLite, an SSE endpoint on
+loopback) with events as nio parses them; only the homeserver calls are stood in for,
+so a lookup can be made slow on purpose. The last test runs the same on a real Synapse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nio
+import pytest
+
+from bot.core import Core
+from bot.frontends.matrix.access import RoomAuthority
+from bot.frontends.matrix.api import MatrixApi
+from bot.frontends.matrix.client import MatrixBot
+from bot.frontends.matrix.messages import MessageHandler
+from bot.frontends.matrix.sink import RatePace
+from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
+from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
+from tests.peers.synapse import SynapseServer
+
+BOT = "@bot:test.local"
+ALICE = "@alice:test.local"  # created the rooms: an admin only through the create event
+BOB = "@bob:test.local"  # power level 100
+CAROL = "@carol:test.local"
+GROUP = "!group:test.local"
+OTHER = "!other:test.local"
+DM = "!dm:test.local"
+SLOW = 0.4  # seconds a deliberately slow homeserver lookup takes
+MENTION: dict[str, Any] = {"m.mentions": {"user_ids": [BOT]}}
+
+
+@dataclass
+class Sent:
+    room_id: str
+    content: dict[str, Any]
+    at: float
+
+    @property
+    def body(self) -> str:
+        new = self.content.get("m.new_content")
+        return str((new or self.content).get("body", ""))
+
+    @property
+    def in_reply_to(self) -> str:
+        rel = self.content.get("m.relates_to", {})
+        return str(rel.get("m.in_reply_to", {}).get("event_id", ""))
+
+
+@dataclass
+class Homeserver:
+    """What the bot asks the homeserver, answered here; some answers take their time."""
+
+    sent: list[Sent] = field(default_factory=list)
+    redacted: list[tuple[str, float]] = field(default_factory=list)
+    bot_events: set[str] = field(default_factory=set)
+
+
+class StandInApi(MatrixApi):
+    def __init__(self, client: nio.AsyncClient, hs: Homeserver) -> None:
+        super().__init__(client, "unverified", RatePace())
+        self.hs = hs
+        self._authorities: dict[str, RoomAuthority] = {}
+
+    async def send(self, room_id: str, content: dict[str, Any]) -> str:
+        self.hs.sent.append(Sent(room_id, content, time.monotonic()))
+        event_id = f"$bot{len(self.hs.sent)}"
+        self.remember(event_id)
+        return event_id
+
+    async def redact(self, room_id: str, event_id: str, reason: str) -> bool:
+        self.hs.redacted.append((event_id, time.monotonic()))
+        return True
+
+    async def typing(self, room_id: str, on: bool) -> None:
+        return None
+
+    async def is_own_event(self, room_id: str, event_id: str) -> bool:
+        if event_id in self.hs.bot_events:  # not remembered: the homeserver is asked
+            await asyncio.sleep(SLOW)
+            return True
+        return await super().is_own_event(room_id, event_id)
+
+    async def authority(self, room_id: str) -> RoomAuthority | None:
+        if room_id not in self._authorities:  # cached after the first, slow, lookup
+            await asyncio.sleep(SLOW)
+            self._authorities[room_id] = RoomAuthority("12", frozenset({ALICE}))
+        return self._authorities[room_id]
+
+    async def resolve_room(self, target: str) -> str | None:
+        return target
+
+
+@dataclass
+class Rig:
+    core: Core
+    bot: MatrixBot
+    hs: Homeserver
+    endpoint: SSEEndpoint
+    clock: int = 0
+
+    def arrive(self, room_id: str, sender: str, body: str, **extra: Any) -> str:
+        """Hand one event to the bot as a sync would."""
+        self.clock += 1
+        event_id = f"$e{self.clock}"
+        source = {
+            "type": "m.room.message",
+            "event_id": event_id,
+            "sender": sender,
+            "origin_server_ts": int(time.time() * 1000),
+            "content": {"msgtype": "m.text", "body": body, **extra},
+        }
+        self.bot._on_event(room_id, nio.Event.parse_event(source))
+        return event_id
+
+    async def settle(self, within: float = 30.0) -> None:
+        """Wait for every message task; a deadlock fails here instead of hanging."""
+        deadline = time.monotonic() + within
+        while tasks := [t for t in asyncio.all_tasks() if t.get_name() == "message"]:
+            assert time.monotonic() < deadline, "messages still being handled: a deadlock?"
+            await asyncio.wait(tasks, timeout=deadline - time.monotonic())
+        await asyncio.sleep(0)
+        assert len(self.bot._arrivals) == 0  # every place in every line was given up
+
+    def notice_for(self, event_id: str) -> Sent:
+        return next(s for s in self.hs.sent if s.in_reply_to == event_id)
+
+    def answer_done(self, room_id: str, nth: int = 0) -> float:
+        """When the `nth` chat answer in the room was complete (its final edit sent)."""
+        answers = [
+            i
+            for i, s in enumerate(self.hs.sent)
+            if s.room_id == room_id and s.content.get("msgtype") == "m.text" and not _replaces(s)
+        ]
+        first = answers[nth]
+        answer_id = f"$bot{first + 1}"  # as StandInApi.send numbers them
+        edits = [s.at for s in self.hs.sent if _replaces(s) == answer_id]
+        return max([self.hs.sent[first].at, *edits])
+
+
+def _replaces(sent: Sent) -> str:
+    rel = sent.content.get("m.relates_to", {})
+    return str(rel.get("event_id", "")) if rel.get("rel_type") == "m.replace" else ""
+
+
+def _room(room_id: str, members: dict[str, int]) -> nio.MatrixRoom:
+    room = nio.MatrixRoom(room_id, BOT)
+    for user_id, level in {BOT: 50, **members}.items():
+        room.add_member(user_id, user_id[1:].split(":")[0].title(), None)
+        if level:
+            room.power_levels.users[user_id] = level
+    return room
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with SSEEndpoint(chunks=10, span=1.0) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model="model-a"
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+        client = nio.AsyncClient("http://127.0.0.1:9", BOT)
+        client.user_id = BOT
+        client.rooms[GROUP] = _room(GROUP, {ALICE: 0, BOB: 100, CAROL: 0})
+        client.rooms[OTHER] = _room(OTHER, {ALICE: 0, BOB: 100, CAROL: 0})
+        client.rooms[DM] = _room(DM, {ALICE: 0})
+        hs = Homeserver()
+        api = StandInApi(client, hs)
+        bot = MatrixBot(client, MessageHandler(core, api, 50), api, ())
+        try:
+            yield Rig(core, bot, hs, endpoint)
+        finally:
+            await bot.close()
+            await client.close()
+            await core.close()
+
+
+async def test_a_command_right_before_a_question_is_applied_before_it_is_answered(
+    rig: Rig,
+) -> None:
+    # alice's admin right needs a (slow) lookup of the room's creators; bob's question
+    # needs none, so it would overtake her command if anything but arrival decided.
+    command = rig.arrive(GROUP, ALICE, "!model model-b")
+    rig.arrive(GROUP, BOB, "bot: first question", **MENTION)
+    await rig.settle()
+    assert "Model set to model-b" in rig.notice_for(command).body
+    asked = rig.endpoint.request_for("first question")
+    assert asked is not None and asked.model == "model-b"
+
+
+async def test_a_command_right_after_a_question_waits_for_its_answer(rig: Rig) -> None:
+    rig.arrive(GROUP, ALICE, "!model model-b")  # and now her admin right is known
+    await rig.settle()
+    # Whether bob replies to the bot takes a (slow) homeserver call; alice's command
+    # would run first if it did not wait for the question to join the turn order.
+    rig.hs.bot_events.add("$old-answer")
+    reply = {"m.relates_to": {"m.in_reply_to": {"event_id": "$old-answer"}}}
+    rig.arrive(GROUP, BOB, "second question", **reply)
+    command = rig.arrive(GROUP, ALICE, "!model model-c")
+    await rig.settle()
+    asked = rig.endpoint.request_for("second question")
+    assert asked is not None and asked.model == "model-b"
+    # The command ran after the answer was complete, not in the middle of it.
+    assert rig.notice_for(command).at >= rig.answer_done(GROUP)
+    config = await rig.core.store.effective_config(ChannelRef(Platform.MATRIX, GROUP))
+    assert config.model == "model-c"
+
+
+async def test_rooms_run_concurrently_and_a_room_keeps_its_order(rig: Rig) -> None:
+    rig.arrive(GROUP, BOB, "bot: one in the group", **MENTION)
+    rig.arrive(GROUP, BOB, "bot: two in the group", **MENTION)
+    rig.arrive(OTHER, BOB, "bot: one elsewhere", **MENTION)
+    await rig.settle()
+    one, two, elsewhere = (
+        rig.endpoint.request_for(words)
+        for words in ("one in the group", "two in the group", "one elsewhere")
+    )
+    assert one is not None and two is not None and elsewhere is not None
+    assert two.started >= one.ended  # one conversation: one turn after the other
+    assert elsewhere.started < one.ended  # another room does not wait for it
+    history = await rig.core.store.history(ChannelRef(Platform.MATRIX, GROUP), 10)
+    questions = [e.content for e in history if e.role is Role.USER]
+    assert [q.removeprefix("bot: ") for q in questions] == ["one in the group", "two in the group"]
+
+
+async def test_a_key_is_redacted_at_once_and_mixed_traffic_does_not_deadlock(
+    rig: Rig,
+) -> None:
+    rig.arrive(DM, ALICE, "a long question")
+    rig.arrive(DM, ALICE, "!model model-x")  # holds the line until that answer is done
+    key = rig.arrive(DM, ALICE, "!key set openai sk-order-test-0123456789")
+    # A command from the direct chat for the group waits for the group's turn.
+    rig.arrive(GROUP, BOB, "bot: group question", **MENTION)
+    remote = rig.arrive(DM, ALICE, f"!model model-d room:{GROUP}")
+    rig.arrive(GROUP, CAROL, "chatter nobody addressed")
+    refused = rig.arrive(GROUP, CAROL, "!key set openai sk-order-test-in-group")
+    rig.arrive(DM, ALICE, "a follow-up")
+    await rig.settle()
+    redacted = dict(rig.hs.redacted)
+    # The key left the room at once, while the answer before it was still being written…
+    assert redacted[key] < rig.answer_done(DM)
+    # …and was saved after it, and before the follow-up was answered.
+    saved = rig.notice_for(key)
+    assert "Saved the openai key" in saved.body
+    assert rig.answer_done(DM) <= saved.at <= rig.answer_done(DM, 1)
+    assert "direct chat" in rig.notice_for(refused).body and refused in redacted
+    # The group's question came first there; the direct chat's command for it waited.
+    group = rig.endpoint.request_for("group question")
+    assert group is not None and group.model == "model-a"
+    assert rig.notice_for(remote).at >= rig.answer_done(GROUP)
+    config = await rig.core.store.effective_config(ChannelRef(Platform.MATRIX, GROUP))
+    assert config.model == "model-d"
+    assert rig.endpoint.request_for("chatter") is None
+
+
+# --- on a real Synapse ---------------------------------------------------------------
+@pytest.mark.synapse
+async def test_on_synapse_a_command_keeps_its_place_and_rooms_do_not_wait(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    bot = synapse_server.register("orderbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    async with SSEEndpoint(chunks=30, span=3.0) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+        try:
+            async with running_bot(core, bot_options(synapse_server, bot, tmp_path / "store")):
+                room = await alice.create_room([bot.user_id])
+                other = await alice.create_room([bot.user_id])
+                await alice.wait_joined(room, bot.user_id)
+                await alice.wait_joined(other, bot.user_id)
+
+                # Sent back to back; a direct chat, so every message is addressed.
+                await alice.send(room, "first question")
+                command = await alice.send(room, "!model model-b")
+                await alice.send(room, "second question")
+                await alice.send(other, "question elsewhere")
+
+                def answered() -> bool:
+                    done = [endpoint.request_for(w) for w in ("second", "elsewhere")]
+                    return all(a is not None and a.ended for a in done)
+
+                await alice.wait_for(answered, "both rooms' answers")
+                notice = await alice.wait_for(
+                    lambda: _reply_in(alice, room, bot.user_id, command), "the command's answer"
+                )
+                final = await alice.wait_for(
+                    lambda: _complete(alice, room, bot.user_id, endpoint.answer()),
+                    "the first answer, complete",
+                )
+        finally:
+            await core.close()
+            await alice.close()
+    one, two, elsewhere = (
+        endpoint.request_for(w) for w in ("first question", "second question", "elsewhere")
+    )
+    assert one is not None and two is not None and elsewhere is not None
+    assert one.model == endpoint.model and two.model == "model-b"
+    assert two.started >= one.ended
+    assert elsewhere.started < one.ended
+    # The room's timeline: the first answer was complete before the command answered.
+    assert alice.seen.index(final) < alice.seen.index(notice)
+
+
+def _reply_in(alice: UserClient, room_id: str, bot_id: str, event_id: str) -> Any:
+    for seen in alice.messages(room_id, bot_id):
+        if seen.content.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == (
+            event_id
+        ):
+            return seen
+    return None
+
+
+def _complete(alice: UserClient, room_id: str, bot_id: str, text: str) -> Any:
+    """The event that made the bot's first answer in the room show all of `text`."""
+    answers = [s for s in alice.messages(room_id, bot_id) if s.content.get("msgtype") == "m.text"]
+    if not answers:
+        return None
+    first = answers[0]
+    shown = [first, *alice.edits_of(first.event.event_id)]
+    done = [s for s in shown if alice.shown_text(first.event.event_id).strip() == text]
+    return done[-1] if done else None
