@@ -7,11 +7,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
 from bot.commands import TABLE, Command, Invocation
-from bot.commands.context import CommandContext
 from bot.commands.handlers import model_choices
 from bot.commands.parse import CommandError, parse
 from bot.commands.router import execute, find, prepare
-from bot.commands.table import secret_prompt
+from bot.commands.spec import CommandContext, secret_prompt
 from bot.conversation.engine import ChatEngine, ReplySink, TurnLimits, TurnResult
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.providers import ProviderHub

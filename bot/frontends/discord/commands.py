@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.commands import Command
-from bot.commands.table import Kind, Option
+from bot.commands.spec import Kind, Option
 
 # Discord's limits for application commands.
 MAX_TOP_LEVEL = 100
