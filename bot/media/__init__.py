@@ -1,0 +1,55 @@
+"""Attachments → prompt parts: images prepared for a model, text and PDF files as fenced text.
+
+Pure and synchronous (no platform, no network); image work is CPU-bound, so callers
+run it in a thread.
+"""
+
+from __future__ import annotations
+
+from bot.media.files import MAX_PDF_PAGES, fenced, language, read_pdf, read_text_file
+from bot.media.images import (
+    MAX_BYTES,
+    MAX_EDGE,
+    MAX_IMAGES,
+    MAX_PIXELS,
+    MediaType,
+    PreparedImage,
+    prepare_image,
+    take_images,
+)
+from bot.media.kinds import (
+    ACCEPTED,
+    ACCEPTED_FILES,
+    ACCEPTED_IMAGES,
+    IMAGE_TYPES,
+    Kind,
+    MediaError,
+    binary_refusal,
+    classify,
+    display_name,
+)
+
+__all__ = [
+    "ACCEPTED",
+    "ACCEPTED_FILES",
+    "ACCEPTED_IMAGES",
+    "IMAGE_TYPES",
+    "MAX_BYTES",
+    "MAX_EDGE",
+    "MAX_IMAGES",
+    "MAX_PDF_PAGES",
+    "MAX_PIXELS",
+    "Kind",
+    "MediaError",
+    "MediaType",
+    "PreparedImage",
+    "binary_refusal",
+    "classify",
+    "display_name",
+    "fenced",
+    "language",
+    "prepare_image",
+    "read_pdf",
+    "read_text_file",
+    "take_images",
+]

@@ -1,0 +1,138 @@
+"""Text and PDF attachments as text for the prompt, and the fenced block that carries it."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from pypdf import PasswordType, PdfReader
+
+from bot.media.kinds import (
+    MediaError,
+    binary_refusal,
+    display_name,
+    extension,
+    is_pdf,
+    text_codec,
+)
+from bot.types.text import clean_text
+
+MAX_PDF_PAGES = 100
+
+_BACKTICKS = re.compile(r"`+")
+# Cutting at a line end reads better, unless that throws away much of what fits.
+_LINE_CUT_SHARE = 0.8
+
+_LANGUAGES = {
+    "py": "python", "pyi": "python", "js": "javascript", "mjs": "javascript",
+    "cjs": "javascript", "jsx": "jsx", "ts": "typescript", "mts": "typescript",
+    "tsx": "tsx", "json": "json", "jsonl": "json", "ndjson": "json", "geojson": "json",
+    "csv": "csv", "tsv": "tsv", "md": "markdown", "markdown": "markdown", "yaml": "yaml",
+    "yml": "yaml", "toml": "toml", "ini": "ini", "cfg": "ini", "conf": "ini", "xml": "xml",
+    "svg": "xml", "html": "html", "htm": "html", "css": "css", "scss": "scss",
+    "sass": "sass", "less": "less", "sh": "bash", "bash": "bash", "zsh": "bash",
+    "fish": "fish", "ps1": "powershell", "bat": "bat", "cmd": "bat", "c": "c", "h": "c",
+    "cpp": "cpp", "cc": "cpp", "cxx": "cpp", "hpp": "cpp", "hh": "cpp", "cs": "csharp",
+    "java": "java", "kt": "kotlin", "kts": "kotlin", "go": "go", "rs": "rust",
+    "rb": "ruby", "php": "php", "swift": "swift", "sql": "sql", "lua": "lua", "r": "r",
+    "pl": "perl", "scala": "scala", "dart": "dart", "hs": "haskell", "ex": "elixir",
+    "exs": "elixir", "erl": "erlang", "clj": "clojure", "jl": "julia", "zig": "zig",
+    "nim": "nim", "vue": "vue", "svelte": "svelte", "tex": "latex", "rst": "rst",
+    "diff": "diff", "patch": "diff", "proto": "protobuf", "graphql": "graphql",
+    "gql": "graphql", "nix": "nix", "gradle": "groovy", "groovy": "groovy",
+    "tf": "hcl", "hcl": "hcl", "dockerfile": "dockerfile", "cmake": "cmake",
+    "asm": "asm", "s": "asm", "vb": "vbnet", "fs": "fsharp", "ml": "ocaml",
+    "m": "objectivec", "mm": "objectivec", "el": "elisp", "lisp": "lisp", "scm": "scheme",
+}  # fmt: skip
+_NAMED = {"dockerfile": "dockerfile", "makefile": "makefile", "gnumakefile": "makefile",
+          "cmakelists.txt": "cmake", "jenkinsfile": "groovy"}  # fmt: skip
+
+
+def read_text_file(data: bytes, name: str) -> str:
+    """The text of a text file or a PDF, cleaned; MediaError for binary, empty or unreadable."""
+    if is_pdf(data):
+        return read_pdf(data, name)
+    text = clean_text(_decode(data, name))
+    if not text.strip():
+        raise MediaError(f"{display_name(name)} is empty.")
+    return text
+
+
+def read_pdf(
+    data: bytes, name: str, *, max_pages: int = MAX_PDF_PAGES, max_chars: int | None = None
+) -> str:
+    """The text of the first pages (up to `max_pages`, or until `max_chars` are read).
+
+    A last line says which pages were not read.
+    """
+    shown = display_name(name)
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        # Many PDFs are encrypted only to restrict printing, with an empty user password.
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise MediaError(
+                f"{shown} is protected by a password; save a copy without one and attach it."
+            )
+        total = len(reader.pages)
+        pages: list[str] = []
+        read = 0
+        # Extraction is the slow part (~ms a page): stop once the prompt could use no more.
+        while len(pages) < min(total, max_pages) and (max_chars is None or read < max_chars):
+            pages.append(reader.pages[len(pages)].extract_text())
+            read += len(pages[-1])
+    except MediaError:
+        raise
+    except Exception:  # pypdf raises many types on damaged files; all mean "cannot read"
+        raise MediaError(
+            f"{shown} could not be read as a PDF (it may be damaged); attach it again or "
+            "paste its text."
+        ) from None
+    if not any(page.strip() for page in pages):
+        raise MediaError(
+            f"{shown} has no text layer (a scanned PDF?); scanned PDFs are not read. "
+            "Attach the pages as images or paste the text."
+        )
+    text = "\n\n".join(page.strip("\n") for page in pages)
+    if total > len(pages):
+        text += f"\n\n[… pages {len(pages) + 1}–{total} of {total} not read]"
+    return clean_text(text)
+
+
+def language(name: str) -> str:
+    """The fence's language tag for a file name (`python` for `x.py`); empty if unknown."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return _NAMED.get(base) or _LANGUAGES.get(extension(base), "")
+
+
+def fenced(name: str, text: str, budget_chars: int) -> str:
+    """`text` as a fenced block headed by the file name, in at most `budget_chars` characters.
+
+    Trimmed text ends with a note of how much was left out. Only a budget smaller than
+    the heading, fences and note themselves gives a longer result (the note, no text).
+    """
+    text = clean_text(text).rstrip("\n")
+    longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    head = f"\n{display_name(name)}\n{fence}{language(name)}\n"
+    tail = f"\n{fence}"
+    room = budget_chars - len(head) - len(tail)
+    total = len(text)
+    if total <= room:
+        return head + text + tail
+    widest_note = _note(total, total)
+    keep = max(0, room - len(widest_note))
+    line_end = text.rfind("\n", 0, keep + 1)
+    if line_end > 0 and line_end >= keep * _LINE_CUT_SHARE:
+        keep = line_end
+    return head + text[:keep] + tail + _note(total - keep, total)
+
+
+def _note(left_out: int, total: int) -> str:
+    return f"\n[… {left_out:,} of {total:,} characters left out]"
+
+
+def _decode(data: bytes, name: str) -> str:
+    codec = text_codec(data)
+    if codec is None:
+        raise binary_refusal(name)
+    return data.decode(codec, errors="replace")

@@ -1,0 +1,228 @@
+"""Images made ready for a model: real format checked, downscaled, re-encoded, metadata gone.
+
+CPU-bound and synchronous: callers run it in a thread (asyncio.to_thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from PIL import Image
+
+from bot.media.kinds import ACCEPTED_IMAGES, MediaError, display_name, image_format
+from bot.types import Image as PromptImage
+
+MediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+
+# Claude scales a longer edge down to this itself: sending more costs upload and
+# decode time, not detail (shared/REFERENCE-features.md §1).
+MAX_EDGE = 1568
+# Claude refuses an image over 5 MiB and its docs do not say whether of the base64 or
+# the raw bytes; 3/4 of it in raw bytes is safe either way, and OpenAI allows 20 MB.
+MAX_BYTES = 5 * 1024 * 1024 * 3 // 4
+# What one decode may hold in memory: 40 MP is ~160 MB as RGBA. A JPEG is decoded at
+# 1/2..1/8 scale when that still covers the target, so larger photos pass.
+MAX_PIXELS = 40_000_000
+MAX_IMAGES = 4  # per turn; the operator setting's default (issue 13)
+
+_JPEG_QUALITY = 85
+_SMALLER_QUALITIES = (70, 55)
+_SHRINK = 0.75
+_MIN_EDGE = 64
+# Decoders for what providers accept and nothing else: Pillow's other plugins (PSD,
+# FITS, DDS…) are where its memory-safety bugs keep turning up.
+_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
+# Phone cameras write MPO (a JPEG followed by depth or gain maps); Pillow's JPEG
+# opener returns it under that name.
+_JPEG = ("JPEG", "MPO")
+# EXIF orientation → the transpose that shows it upright (ImageOps.exif_transpose's
+# table): read from the file as opened, applied after the resize, to fewer pixels.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_ORIENTATION_TAG = 0x0112
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedImage:
+    """An image as it will be sent: encoded bytes without metadata, and what they are."""
+
+    data: bytes
+    media_type: MediaType
+    width: int
+    height: int
+    name: str
+    sha256: str  # hex, of `data`
+
+    def __repr__(self) -> str:
+        return (
+            f"PreparedImage({self.name!r}, {self.media_type}, {self.width}x{self.height}, "
+            f"{len(self.data)} bytes, sha256={self.sha256[:12]}…)"
+        )
+
+    def to_image(self) -> PromptImage:
+        """The value type a ChatMessage carries."""
+        return PromptImage(self.media_type, self.data, self.name, self.sha256)
+
+
+def prepare_image(
+    data: bytes,
+    name: str,
+    *,
+    max_edge: int = MAX_EDGE,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+) -> PreparedImage:
+    """`data` as a JPEG or PNG of at most `max_edge` px a side and `max_bytes` bytes.
+
+    Upright per EXIF, first frame of an animation, no metadata. Raises MediaError.
+    """
+    shown = display_name(name)
+    source = _decode(data, shown, max_edge, max_pixels)
+    picture, alpha = _normalize(source)
+    picture = _fit(picture, max_edge, photo=source.format in _JPEG)
+    picture = _upright(picture, source)
+    keep_png = alpha or source.format in ("PNG", "GIF")
+    encoded, media_type, picture = _encode(picture, keep_png, alpha, max_bytes, shown)
+    return PreparedImage(
+        encoded,
+        media_type,
+        picture.width,
+        picture.height,
+        shown,
+        hashlib.sha256(encoded).hexdigest(),
+    )
+
+
+def take_images(items: Sequence[T], limit: int = MAX_IMAGES) -> tuple[list[T], str | None]:
+    """The first `limit` images of a turn, and a note for the person when some are left out."""
+    if len(items) <= limit:
+        return list(items), None
+    if limit <= 0:
+        return [], "Images are not sent to the model here."
+    return list(items[:limit]), (
+        f"Only the first {limit} of {len(items)} images were sent to the model "
+        f"(at most {limit} per message)."
+    )
+
+
+def _decode(data: bytes, shown: str, max_edge: int, max_pixels: int) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data), formats=_FORMATS)
+    except Image.DecompressionBombError:
+        raise _too_large(shown, None, max_pixels) from None
+    except Exception:  # Pillow raises many types for bad input; all mean "cannot read"
+        found = image_format(data)
+        if found and found.upper() not in _FORMATS:
+            raise MediaError(
+                f"{shown} is a {found} image, which models are not sent; attach {ACCEPTED_IMAGES}."
+            ) from None
+        raise MediaError(
+            f"{shown} is not an image that can be read; attach {ACCEPTED_IMAGES}."
+        ) from None
+    if image.format in _JPEG and max(image.size) > max_edge:
+        # libjpeg scales while decoding (1/2..1/8): most of the speed on big photos.
+        scale = max_edge / max(image.size)
+        image.draft(None, (max(1, int(image.width * scale)), max(1, int(image.height * scale))))
+    if image.width * image.height > max_pixels:
+        raise _too_large(shown, image.size, max_pixels)
+    try:
+        image.load()
+    except Exception:
+        raise MediaError(
+            f"{shown} could not be decoded (the file may be damaged or cut short); "
+            "save it again and attach it again."
+        ) from None
+    return image
+
+
+def _too_large(shown: str, size: tuple[int, int] | None, max_pixels: int) -> MediaError:
+    dims = f" ({size[0]}×{size[1]} pixels)" if size else ""
+    return MediaError(
+        f"{shown} is too large{dims}; images up to {max_pixels / 1e6:g} megapixels are "
+        "accepted. Scale it down and attach it again."
+    )
+
+
+def _normalize(image: Image.Image) -> tuple[Image.Image, bool]:
+    """8-bit RGB or L, or RGBA when some pixel is see-through; and whether it is."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grey: scaled, not clipped (a plain convert turns it almost white).
+        image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    if has_alpha:
+        image = image.convert("RGBA")
+        low, _ = image.getchannel("A").getextrema()
+        if low == 255:
+            return image.convert("RGB"), False
+        return image, True
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return image, False
+
+
+def _fit(image: Image.Image, max_edge: int, *, photo: bool) -> Image.Image:
+    longest = max(image.size)
+    if longest <= max_edge:
+        return image
+    scale = max_edge / longest
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    # Lanczos keeps small text in screenshots legible; on a photo, already scaled while
+    # decoding, bicubic looks the same and costs ~20 ms less per 12 MP photo.
+    method = Image.Resampling.BICUBIC if photo else Image.Resampling.LANCZOS
+    return image.resize(size, method, reducing_gap=3.0)
+
+
+def _upright(image: Image.Image, source: Image.Image) -> Image.Image:
+    orientation = source.getexif().get(_ORIENTATION_TAG, 1)
+    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
+
+
+def _encode(
+    image: Image.Image, keep_png: bool, alpha: bool, max_bytes: int, shown: str
+) -> tuple[bytes, MediaType, Image.Image]:
+    # Nothing from the source travels: no EXIF (GPS), no ICC profile, no text chunks.
+    image.info = {}
+    if keep_png:
+        encoded = _save(image, "PNG")
+        if len(encoded) <= max_bytes:
+            return encoded, "image/png", image
+    if alpha:
+        flat = Image.new("RGB", image.size, "white")
+        flat.paste(image, mask=image.getchannel("A"))
+        image = flat
+    for quality in (_JPEG_QUALITY, *_SMALLER_QUALITIES):
+        encoded = _save(image, "JPEG", quality)
+        if len(encoded) <= max_bytes:
+            return encoded, "image/jpeg", image
+    while min(image.size) * _SHRINK >= _MIN_EDGE:
+        size = (round(image.width * _SHRINK), round(image.height * _SHRINK))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+        encoded = _save(image, "JPEG", _SMALLER_QUALITIES[0])
+        if len(encoded) <= max_bytes:
+            return encoded, "image/jpeg", image
+    raise MediaError(f"{shown} cannot be made smaller than {max_bytes:,} bytes.")
+
+
+def _save(image: Image.Image, fmt: str, quality: int = 0) -> bytes:
+    out = io.BytesIO()
+    if fmt == "PNG":
+        image.save(out, "PNG", compress_level=6)
+    else:
+        image.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()

@@ -1,0 +1,161 @@
+"""What an attachment is, decided from its bytes first, and what the bot accepts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from bot.types.text import clean_text, shorten
+
+Kind = Literal["image", "text", "pdf", "binary"]
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+ACCEPTED_IMAGES = "JPEG, PNG, GIF or WebP images"
+ACCEPTED_FILES = "text, Markdown, source code, JSON, CSV, logs or PDF"
+ACCEPTED = f"{ACCEPTED_IMAGES}; {ACCEPTED_FILES} files"
+
+_SNIFF_BYTES = 8192
+# Starts of binary formats whose first kilobytes can pass the text test (a small ZIP,
+# a compressed stream); all have bytes no text starts with.
+_BINARY_MAGIC = (
+    b"PK\x03\x04",  # zip, docx, xlsx, jar, apk
+    b"PK\x05\x06",
+    b"\x1f\x8b",  # gzip
+    b"\xfd7zXZ\x00",
+    b"7z\xbc\xaf\x27\x1c",
+    b"Rar!\x1a\x07",
+    b"\x28\xb5\x2f\xfd",  # zstd
+    b"\x7fELF",
+    b"\xcf\xfa\xed\xfe",  # Mach-O
+    b"\xca\xfe\xba\xbe",
+    b"\x00asm",
+    b"SQLite format 3\x00",
+    b"\x1a\x45\xdf\xa3",  # Matroska / WebM
+    b"\xd0\xcf\x11\xe0",  # old Office documents
+)
+_IMAGE_EXTENSIONS = frozenset(
+    "jpg jpeg jpe jfif png apng gif webp bmp tif tiff heic heif avif ico psd jxl".split()
+)
+
+
+class MediaError(ValueError):
+    """An attachment that cannot be used; the message says why, for the person who sent it."""
+
+
+def display_name(name: str) -> str:
+    """A file name safe to show in a message or a prompt (one line, bounded)."""
+    shown = " ".join(clean_text(name).split())
+    return shorten(shown, 100) or "the attachment"
+
+
+def extension(name: str) -> str:
+    """`py` for `tool.PY`; empty when there is none."""
+    base = name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    stem, dot, ext = base.rpartition(".")
+    return ext.lower() if dot and stem else ""
+
+
+def image_format(data: bytes) -> str | None:
+    """The image format the bytes announce (`JPEG`, `PNG`, `BMP` …), None when none."""
+    head = data[:32]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    # "BM" alone starts ordinary words; a real BMP also states its own length.
+    if head[:2] == b"BM" and len(head) >= 6 and int.from_bytes(head[2:6], "little") == len(data):
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
+            return "HEIC"
+    if head[:4] == b"8BPS":
+        return "PSD"
+    if head[:4] == b"\x00\x00\x01\x00" and len(data) > 6 and head[4:6] != b"\x00\x00":
+        return "ICO"
+    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        return "JPEG XL"
+    return None
+
+
+def is_pdf(data: bytes) -> bool:
+    """PDF readers accept the header anywhere in the first kilobyte, so do we."""
+    return b"%PDF-" in data[:1024]
+
+
+_BOMS = (
+    # UTF-32 first: its little-endian BOM starts with UTF-16's.
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+_CONTROL_BYTES = bytes(b for b in range(32) if chr(b) not in "\t\n\r\f\x1b")
+
+
+def text_codec(sample: bytes) -> str | None:
+    """The codec to read bytes (a file or its start) as text with, None when they are binary."""
+    for bom, codec in _BOMS:
+        if sample.startswith(bom):
+            return codec
+    if b"\x00" in sample:
+        return None
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return "utf-8" if _control_share(sample) <= 0.05 else None
+    bad = sample.decode("utf-8", errors="replace").count("\ufffd")
+    if bad <= max(1, len(sample) // 200):
+        return "utf-8"  # a few stray bytes, or a sample cut mid-character
+    # Legacy Western text (Windows-1252, Latin-1) is invalid UTF-8 but mostly ASCII with
+    # almost no control bytes; compressed or machine data is neither.
+    high = len(sample) - len(sample.translate(None, _HIGH_BYTES))
+    if _control_share(sample) <= 0.01 and high <= 0.3 * len(sample):
+        return "cp1252"
+    return None
+
+
+def _control_share(sample: bytes) -> float:
+    return (len(sample) - len(sample.translate(None, _CONTROL_BYTES))) / max(1, len(sample))
+
+
+def classify(data: bytes, name: str, declared_type: str = "") -> Kind:
+    """Image, text, PDF or binary: magic numbers first, then the text test, then the name.
+
+    The declared content type and the extension only decide bytes that say nothing
+    themselves, so a mislabelled file goes where its reader gives the clearest refusal.
+    """
+    if image_format(data):
+        return "image"
+    if is_pdf(data):
+        return "pdf"
+    if data.startswith(_BINARY_MAGIC):
+        return "binary"
+    if text_codec(data[:_SNIFF_BYTES]):
+        return "text"
+    ext = extension(name)
+    declared = declared_type.split(";", 1)[0].strip().lower()
+    if ext in _IMAGE_EXTENSIONS or declared.startswith("image/"):
+        return "image"
+    if ext == "pdf" or declared == "application/pdf":
+        return "pdf"
+    return "binary"
+
+
+def binary_refusal(name: str) -> MediaError:
+    """The refusal for a file that is neither an image nor text."""
+    return MediaError(
+        f"{display_name(name)} looks like a binary file; attach {ACCEPTED_FILES} files, "
+        f"or {ACCEPTED_IMAGES}."
+    )

@@ -1,0 +1,174 @@
+"""Text and PDF attachments: decoded, refused when binary, fenced and trimmed to a budget."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+
+import pytest
+from PIL import Image
+from pypdf import PdfReader, PdfWriter
+
+from bot.media import MediaError, fenced, language, read_pdf, read_text_file
+from tests.unit.media.samples import text_pdf
+
+
+def test_a_utf8_text_file_is_read_and_cleaned() -> None:
+    data = "héllo\r\nwörld ✓\x07\n".encode()
+    assert read_text_file(data, "notes.txt") == "héllo\nwörld ✓\n"
+
+
+def test_a_utf8_bom_is_dropped() -> None:
+    assert read_text_file(b"\xef\xbb\xbfa,b\n1,2\n", "table.csv") == "a,b\n1,2\n"
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_are_read_when_a_bom_says_so(codec: str) -> None:
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(codec, b"")
+    data = bom + "Grüße, 世界\n".encode(codec)
+    assert read_text_file(data, "windows.log") == "Grüße, 世界\n"
+
+
+def test_windows_1252_text_is_read_not_refused() -> None:
+    data = "Café crème, naïve façade — déjà vu.\n".encode("cp1252") * 20
+    assert read_text_file(data, "old.txt").startswith("Café crème, naïve façade — déjà vu.\n")
+
+
+def test_a_few_stray_bytes_do_not_make_text_binary() -> None:
+    data = b"x" * 2000 + "ü".encode()[:1]  # cut in the middle of a character
+    assert read_text_file(data, "cut.log") == "x" * 2000 + "\ufffd"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"ELF\x00\x01\x02 plain words and a NUL",
+        b"a long line of ordinary words with a single NUL\x00 in the middle of it",
+        bytes(b for b in os.urandom(8192) if b != 0),  # no NUL, but machine data
+        b"\x01\x02\x03\x04\x05\x06 mostly controls \x07\x08\x0e\x0f" * 10,
+    ],
+)
+def test_binary_files_are_refused_clearly(data: bytes) -> None:
+    with pytest.raises(MediaError) as caught:
+        read_text_file(data, "program.bin")
+    assert str(caught.value) == (
+        "program.bin looks like a binary file; attach text, Markdown, source code, JSON, "
+        "CSV, logs or PDF files, or JPEG, PNG, GIF or WebP images."
+    )
+
+
+def test_an_empty_file_is_refused() -> None:
+    with pytest.raises(MediaError, match=r"empty\.txt is empty"):
+        read_text_file(b"\n\n", "empty.txt")
+
+
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("tool.py", "python"),
+        ("src/App.TSX", "tsx"),
+        ("data.json", "json"),
+        ("table.csv", "csv"),
+        ("README.md", "markdown"),
+        ("ci.yml", "yaml"),
+        ("Dockerfile", "dockerfile"),
+        ("server.log", ""),
+        ("notes.txt", ""),
+        (".bashrc", ""),
+    ],
+)
+def test_the_fence_language_comes_from_the_name(name: str, tag: str) -> None:
+    assert language(name) == tag
+
+
+def test_source_code_is_fenced_under_its_name() -> None:
+    code = "def f():\n    return 1\n"
+    assert fenced("tool.py", code, 1000) == "\ntool.py\n```python\ndef f():\n    return 1\n```"
+
+
+def test_the_fence_is_longer_than_any_backtick_run_inside() -> None:
+    text = "Example:\n````js\nconsole.log(`hi`)\n````\n"
+    block = fenced("README.md", text, 1000)
+    assert block.startswith("\nREADME.md\n`````markdown\n")
+    assert block.endswith("\n`````")
+    assert text.rstrip("\n") in block
+
+
+def test_a_long_file_is_trimmed_with_the_numbers_left_out() -> None:
+    text = "".join(f"line {i:05d}\n" for i in range(2000))  # 22,000 characters
+    total = len(text.rstrip("\n"))
+    block = fenced("server.log", text, 5000)
+    assert len(block) <= 5000
+    match = re.search(r"\n\[… ([\d,]+) of ([\d,]+) characters left out\]$", block)
+    assert match is not None
+    left, of = (int(group.replace(",", "")) for group in match.groups())
+    assert of == total == 21_999
+    body = block.split("```\n", 1)[1].rsplit("\n```", 1)[0]
+    assert len(body) + left == total
+    assert body.endswith("\nline 00" + body.rsplit("\nline 00", 1)[1])  # whole lines only
+    assert text.startswith(body + "\n")
+
+
+def test_a_budget_smaller_than_the_framing_keeps_only_the_note() -> None:
+    block = fenced("a.txt", "x" * 50, 10)
+    assert block == "\na.txt\n```\n\n```\n[… 50 of 50 characters left out]"
+
+
+def test_a_single_long_line_is_cut_where_the_budget_ends() -> None:
+    block = fenced("min.js", "a" * 10_000, 300)
+    # 22 heading, 4 closing fence, 41 for the widest note ("10,000 of 10,000"): 233 kept.
+    note = "\n[… 9,767 of 10,000 characters left out]"
+    assert block == "\nmin.js\n```javascript\n" + "a" * 233 + "\n```" + note
+    assert block.endswith("of 10,000 characters left out]")
+
+
+def test_a_text_pdf_is_read() -> None:
+    data = text_pdf(["Hello from page one", "And page two"])
+    assert read_pdf(data, "report.pdf") == "Hello from page one\n\nAnd page two"
+    assert read_text_file(data, "report.pdf") == "Hello from page one\n\nAnd page two"
+
+
+def test_only_the_first_pages_of_a_long_pdf_are_read() -> None:
+    data = text_pdf([f"Page {n}" for n in range(1, 6)])
+    assert read_pdf(data, "book.pdf", max_pages=2) == (
+        "Page 1\n\nPage 2\n\n[… pages 3–5 of 5 not read]"
+    )
+
+
+def test_pdf_pages_stop_once_enough_text_is_read() -> None:
+    data = text_pdf([f"Page {n} " + "x" * 20 for n in range(1, 11)])
+    assert read_pdf(data, "book.pdf", max_chars=50) == (
+        f"Page 1 {'x' * 20}\n\nPage 2 {'x' * 20}\n\n[… pages 3–10 of 10 not read]"
+    )
+
+
+def test_a_scanned_pdf_is_refused() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (600, 800), "white").save(out, "PDF")
+    with pytest.raises(MediaError, match=r"scan\.pdf has no text layer.*scanned PDFs are not read"):
+        read_text_file(out.getvalue(), "scan.pdf")
+
+
+def encrypted(user_password: str) -> bytes:
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(text_pdf(["Top secret"]))))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="AES-256")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_password_protected_pdf_is_refused() -> None:
+    data = encrypted("hunter2")
+    assert b"Top secret" not in data
+    with pytest.raises(MediaError, match=r"locked\.pdf is protected by a password"):
+        read_pdf(data, "locked.pdf")
+
+
+def test_a_pdf_encrypted_only_against_printing_is_read() -> None:
+    assert read_pdf(encrypted(""), "restricted.pdf") == "Top secret"
+
+
+def test_a_damaged_pdf_is_refused() -> None:
+    with pytest.raises(MediaError, match=r"bad\.pdf could not be read as a PDF"):
+        read_pdf(b"%PDF-1.7\n" + os.urandom(2000), "bad.pdf")

@@ -1,0 +1,52 @@
+"""What an attachment is: the bytes decide, the name and declared type only break ties."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import pytest
+from PIL import Image
+
+from bot.media import classify
+from tests.unit.media.samples import encode, text_pdf
+
+NOISE = bytes(b | 0x80 for b in os.urandom(4096))  # no magic, no NUL, not UTF-8
+
+
+def zipped() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("a.txt", "hello")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"])
+def test_images_are_found_by_their_bytes_whatever_the_name(fmt: str) -> None:
+    data = encode(Image.new("RGB", (8, 8)), fmt)
+    assert classify(data, "notes.txt", "text/plain") == "image"
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "declared", "kind"),
+    [
+        (text_pdf(["hi"]), "x.txt", "", "pdf"),
+        (b"junk before\n%PDF-1.4\n", "x", "", "pdf"),
+        (zipped(), "doc.txt", "text/plain", "binary"),
+        (b"\x7fELF\x02\x01\x01" + bytes(100), "run", "", "binary"),
+        (b"print('hi')\n", "photo.png", "image/png", "text"),
+        (b"BMW and Audi\n", "cars.txt", "", "text"),
+        ("ünïcödé text".encode() * 1000, "big.md", "", "text"),
+        (b"a" + "ü".encode() * 5000, "cut-at-8k.txt", "", "text"),  # sample cut mid-character
+        (b"\xff\xfeh\x00i\x00", "w.txt", "", "text"),
+        (NOISE, "photo.png", "", "image"),
+        (NOISE, "x.bin", "image/webp; q=1", "image"),
+        (NOISE, "paper.PDF", "", "pdf"),
+        (NOISE, "x.bin", "application/pdf", "pdf"),
+        (NOISE, "blob", "application/octet-stream", "binary"),
+        (os.urandom(4096), "blob.dat", "", "binary"),
+    ],
+)
+def test_classify(data: bytes, name: str, declared: str, kind: str) -> None:
+    assert classify(data, name, declared) == kind
