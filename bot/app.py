@@ -69,6 +69,11 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
     limits = TurnLimits(
         answer_timeout=settings.provider_answer_timeout,
         max_answer_chars=settings.max_answer_chars,
+        max_images=settings.max_images_per_turn,
+        history_image_turns=settings.history_image_turns,
+        max_attachment_bytes=int(settings.max_attachment_mb * 1024 * 1024),
+        media_store_bytes=settings.media_store_mb * 1024 * 1024,
+        media_retention_days=settings.media_retention_days,
     )
     return Core(store, hub, admin_ids=settings.admin_ids, prefixes=prefixes, limits=limits)
 

@@ -355,6 +355,15 @@ FIELDS: tuple[Field, ...] = (
         param=True,
     ),
     Field(
+        "vision",
+        Kind.CHOICE,
+        "send images to the model (auto: when it is known to see)",
+        choices=("auto", "on", "off"),
+        default="auto",
+        param=True,
+        storage=Storage.SHORT,
+    ),
+    Field(
         "safe_prompt",
         Kind.SWITCH,
         "Mistral's safety prompt",

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     provider_answer_timeout: float = Field(default=300.0, gt=0)
     max_answer_chars: int = Field(default=100_000, ge=100)
 
+    max_images_per_turn: int = Field(default=4, ge=0, le=20)
+    history_image_turns: int = Field(default=2, ge=0, le=20)
+    max_attachment_mb: float = Field(default=20.0, gt=0, le=100)
+    media_store_mb: int = Field(default=512, ge=1)
+    media_retention_days: int = Field(default=30, ge=1)
+
     @classmethod
     def settings_customise_sources(
         cls,

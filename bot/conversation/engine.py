@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Protocol
 
 from bot.connection import (
@@ -23,9 +24,12 @@ from bot.connection import (
     recheck_due,
     run_status_check,
 )
+from bot.conversation.attachments import Prepared, Refused, image_placeholder
+from bot.conversation.attachments import prepare as prepare_attachments
 from bot.conversation.budget import estimate_tokens, history_budget, trim_history
 from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
+from bot.conversation.vision import sees_images
 from bot.fields import REGISTRY
 from bot.providers import ChatRequest, Endpoint, Provider, ProviderError, ProviderHub
 from bot.store import Store, StoreError
@@ -35,8 +39,11 @@ from bot.types import (
     ChannelRef,
     ChatMessage,
     HistoryEntry,
+    Image,
+    ImageRef,
     Incoming,
     Role,
+    Scope,
     TurnState,
 )
 from bot.types.secrets import looks_like_key
@@ -44,6 +51,7 @@ from bot.types.secrets import looks_like_key
 log = logging.getLogger("bot.conversation")
 
 MAX_INPUT_CHARS = 32_000
+_CHARS_PER_TOKEN = 3  # on the low side, so text files surely fit the context
 HISTORY_ROWS = 200  # read bound; the token budget usually trims far earlier
 
 
@@ -54,6 +62,11 @@ class TurnLimits:
     answer_timeout: float = 300.0  # seconds for the whole answer
     max_answer_chars: int = 100_000
     save_every: float = 2.0  # seconds between saves of a growing answer
+    max_images: int = 4  # per message
+    history_image_turns: int = 2  # newest turns with images that send them again
+    max_attachment_bytes: int = 20 * 1024 * 1024
+    media_store_bytes: int = 512 * 1024 * 1024
+    media_retention_days: int = 30
 
 
 class ReplySink(Protocol):
@@ -92,6 +105,23 @@ class _TurnOrder:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+class _Prefaced:
+    """A sink that shows a one-line note before the answer (not stored with it)."""
+
+    def __init__(self, sink: ReplySink, preface: str) -> None:
+        self._sink = sink
+        self._preface = preface
+
+    async def typing(self) -> None:
+        await self._sink.typing()
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        await self._sink.update(self._preface + answer, reasoning)
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        await self._sink.finish(self._preface + answer, reasoning, error)
 
 
 class _Running:
@@ -174,6 +204,7 @@ class ChatEngine:
         self._limits = limits or TurnLimits()
         self._order = _TurnOrder()
         self._running: dict[str, _Running] = {}
+        self._told_no_vision: set[str] = set()
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
@@ -195,7 +226,7 @@ class ChatEngine:
 
     async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str, key: str) -> TurnResult:
         text = incoming.text.strip()
-        if not text:
+        if not text and not incoming.attachments:
             return await _notice(sink, "Ask me something with your message.")
         if len(text) > MAX_INPUT_CHARS:
             return await _notice(
@@ -218,20 +249,33 @@ class ChatEngine:
                 return await _notice(sink, blocked)
             endpoint = await endpoint_for(self._store, ref, config, prefix)
             history = await self._history(ref)
+            attached = await self._attachments(incoming, config, text)
+            content = text + attached.text
             user = HistoryEntry(
-                Role.USER, text, author=incoming.actor.display_name, tokens=estimate_tokens(text)
+                Role.USER,
+                content,
+                author=incoming.actor.display_name,
+                tokens=estimate_tokens(content),
+                images=tuple(ImageRef(i.sha256, i.name, i.media_type) for i in attached.images),
             )
-            (user,) = await self._store.add_messages(ref, [user])
-        except (NotConnectable, SecretUnreadable) as err:
+            (user,) = await self._store.add_messages(ref, [user], attached.images)
+            sees = not attached.images or await self._sees(ref, config)
+            request = await self._request(config, history, user, attached.images, sees)
+        except (NotConnectable, SecretUnreadable, Refused) as err:
             return await _notice(sink, str(err))
         except StoreError as err:
             return await _notice(sink, f"{err} Nothing was sent to the model.")
-        request = self._request(config, history, user)
+        preface = ""
+        if attached.images and not sees and self._tell_once(ref):
+            preface = (
+                f"(The image was not sent: {config.model} is not known to see images. If it "
+                f"can, an admin turns it on with {prefix}params vision on.)\n\n"
+            )
         row = _AnswerRow(self._store, ref, self._limits.save_every)
         outcome = await self._stream(
             self._hub.provider(endpoint),
             request,
-            sink,
+            _Prefaced(sink, preface) if preface else sink,
             config,
             endpoint_secrets(endpoint),
             row,
@@ -241,7 +285,9 @@ class ChatEngine:
         error = outcome.error
         if saved_note:
             error = f"{error}\n{saved_note}" if error else saved_note
-        await sink.finish(outcome.answer, outcome.reasoning, error)
+        await sink.finish(preface + outcome.answer, outcome.reasoning, error)
+        if attached.images:
+            await self._prune_images()
         if outcome.error and outcome.state is not TurnState.STOPPED:
             log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
         return TurnResult(outcome.answer, outcome.error, called_provider=True)
@@ -262,12 +308,55 @@ class ChatEngine:
             history = await self._store.history(ref, HISTORY_ROWS)
         return history
 
-    def _request(
-        self, config: ChannelConfig, history: list[HistoryEntry], user: HistoryEntry
+    async def _attachments(self, incoming: Incoming, config: ChannelConfig, text: str) -> Prepared:
+        if not incoming.attachments:
+            return Prepared()
+        tokens = history_budget(
+            config.number("context"), config.number("max_tokens"), config.system_prompt, text
+        )
+        # Text files may take half of what the context has left; the history keeps the rest.
+        return await prepare_attachments(
+            incoming.attachments,
+            max_images=self._limits.max_images,
+            max_bytes=self._limits.max_attachment_bytes,
+            text_budget=tokens * _CHARS_PER_TOKEN // 2,
+        )
+
+    async def _sees(self, ref: ChannelRef, config: ChannelConfig) -> bool:
+        listed = await self._store.cached_models(ref, config.source)
+        return sees_images(config, listed)
+
+    def _tell_once(self, ref: ChannelRef) -> bool:
+        """True the first time a channel hears that its model is not sent images."""
+        key = str(ref.scope_key(Scope.CHANNEL))
+        if key in self._told_no_vision:
+            return False
+        self._told_no_vision.add(key)
+        return True
+
+    async def _prune_images(self) -> None:
+        try:
+            await self._store.prune_images(
+                self._limits.media_store_bytes, timedelta(days=self._limits.media_retention_days)
+            )
+        except StoreError as err:
+            log.warning("could not prune stored images: %s", err)
+
+    async def _request(
+        self,
+        config: ChannelConfig,
+        history: list[HistoryEntry],
+        user: HistoryEntry,
+        images: tuple[Image, ...],
+        sees: bool,
     ) -> ChatRequest:
         # A question that got no answer stays in the history people see, but the model
         # gets one user turn at a time.
-        usable = [e for e in history if e.state is not TurnState.FAILED and e.content.strip()]
+        usable = [
+            e
+            for e in history
+            if e.state is not TurnState.FAILED and (e.content.strip() or e.images)
+        ]
         budget = history_budget(
             config.number("context"),
             config.number("max_tokens"),
@@ -275,14 +364,39 @@ class ChatEngine:
             user.content,
         )
         kept = [*trim_history(usable, budget), user]
+        shown = await self._shown_images(kept[:-1]) if sees else {}
+        shown[len(kept) - 1] = images if sees else ()
         authors = {e.author for e in kept if e.role is Role.USER and e.author}
+        messages = []
+        for i, entry in enumerate(kept):
+            sent = shown.get(i, ())
+            named = [image_placeholder(r.name) for r in entry.images[len(sent) :]]
+            content = " ".join([entry.content, *named]) if named else entry.content
+            messages.append(ChatMessage(entry.role, content, entry.author, sent))
         return ChatRequest(
             model=config.model or "",
-            messages=tuple(ChatMessage(e.role, e.content, e.author) for e in kept),
+            messages=tuple(messages),
             system_prompt=config.system_prompt,
             options=REGISTRY.request_options(config.values, config.source),
             multi_user=len(authors) > 1,
         )
+
+    async def _shown_images(self, kept: list[HistoryEntry]) -> dict[int, tuple[Image, ...]]:
+        """Images of the newest turns that had any, sent again (older ones are named)."""
+        turns = self._limits.history_image_turns
+        recent = [i for i, e in enumerate(kept) if e.images][-turns:] if turns > 0 else []
+        if not recent:
+            return {}
+        refs = [r for i in recent for r in kept[i].images]
+        data = await self._store.image_data(refs)
+        shown: dict[int, tuple[Image, ...]] = {}
+        for i in recent:
+            found = [data[r.sha256] for r in kept[i].images if r.sha256 in data]
+            # A turn with a pruned image is named in full, so its images stay in order.
+            if len(found) == len(kept[i].images):
+                pairs = zip(found, kept[i].images, strict=True)
+                shown[i] = tuple(replace(img, name=r.name) for img, r in pairs)
+        return shown
 
     async def _stream(
         self,

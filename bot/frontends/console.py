@@ -20,9 +20,11 @@ from typing import Any, TextIO, TypeVar
 
 from bot.commands.parse import CommandError
 from bot.core import Core, secret_prompt
-from bot.types import Actor, ChannelRef, Incoming, Platform, SecretValue
+from bot.types import Actor, Attachment, ChannelRef, Incoming, Platform, SecretValue
 
 T = TypeVar("T")
+
+ATTACH = "/attach"
 
 
 class ConsoleSink:
@@ -153,6 +155,7 @@ class Console:
             self._actor = Actor("console", name, is_channel_admin=True, is_server_admin=True)
         self._answering = False
         self._leave = asyncio.Event()
+        self._pending: list[Attachment] = []
 
     def _print(self, text: str) -> None:
         self._out.write(text + "\n")
@@ -205,15 +208,46 @@ class Console:
     async def _handle(self, text: str) -> None:
         if not text:
             return
+        words = text.split(maxsplit=1)
+        if words[0] == ATTACH:
+            # The terminal's way to attach a file, as Discord and Matrix have their own.
+            self._print(self._attach(words[1] if len(words) > 1 else ""))
+            return
         incoming = Incoming(self._ref, self._actor, text)
         if self._core.is_command(incoming):
             await self._command(text)
             return
+        incoming = Incoming(self._ref, self._actor, text, tuple(self._pending))
+        self._pending.clear()
         self._answering = True
         try:
             await self._core.chat(incoming, ConsoleSink(self._out))
         finally:
             self._answering = False
+
+    def _attach(self, argument: str) -> str:
+        """`/attach <path>` adds a file to the next message; `/attach` lists; `clear` drops."""
+        if not argument:
+            if not self._pending:
+                return f"Nothing is attached. {ATTACH} <path> attaches a file to your next message."
+            names = ", ".join(a.filename for a in self._pending)
+            return f"Attached to your next message: {names}."
+        if argument.strip() == "clear":
+            self._pending.clear()
+            return "Dropped the attached files."
+        path = Path(argument.strip().strip("\"'")).expanduser()
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            return f"Cannot attach {path}: {err.strerror or 'not found'}."
+        if not path.is_file():
+            return f"Cannot attach {path}: it is not a file."
+
+        async def fetch() -> bytes:
+            return await asyncio.to_thread(path.read_bytes)
+
+        self._pending.append(Attachment(path.name, "", size, fetch))
+        return f"Attached {path.name} ({size:,} bytes) to your next message."
 
     async def _command(self, text: str) -> None:
         try:

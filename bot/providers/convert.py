@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import base64
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot.providers.base import ChatRequest
-from bot.types import ChatMessage, Role
+from bot.types import ChatMessage, Image, Role
 
 START_PLACEHOLDER = "[Start a new chat]"  # SillyTavern's first-user-turn placeholder
 CONTINUE_PLACEHOLDER = "[Continue]"
@@ -21,13 +22,43 @@ def named_text(message: ChatMessage, multi_user: bool) -> str:
     return message.content
 
 
+def data_url(image: Image) -> str:
+    return f"data:{image.media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+
+
+def _parts(text: str, images: Iterable[Image], image_part: Callable[[Image], Message]) -> Any:
+    """Plain text when there are no images, else a text part then the images in order."""
+    images = tuple(images)
+    if not images:
+        return text
+    parts: list[Message] = [{"type": "text", "text": text}] if text else []
+    return parts + [image_part(image) for image in images]
+
+
+def _openai_image(image: Image) -> Message:
+    return {"type": "image_url", "image_url": {"url": data_url(image)}}
+
+
+def _mistral_image(image: Image) -> Message:
+    return {"type": "image_url", "image_url": data_url(image)}
+
+
+def _claude_image(image: Image) -> Message:
+    data = base64.b64encode(image.data).decode("ascii")
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": image.media_type, "data": data},
+    }
+
+
 def openai_messages(request: ChatRequest) -> list[Message]:
     """OpenAI shape; names go into the text because `name` must match ^[A-Za-z0-9_-]+$."""
     out: list[Message] = []
     if request.system_prompt:
         out.append({"role": "system", "content": request.system_prompt})
     for m in request.messages:
-        out.append({"role": m.role.value, "content": named_text(m, request.multi_user)})
+        content = _parts(named_text(m, request.multi_user), m.images, _openai_image)
+        out.append({"role": m.role.value, "content": content})
     return out
 
 
@@ -42,7 +73,8 @@ def mistral_messages(request: ChatRequest) -> list[Message]:
         if role is Role.SYSTEM and started:
             role = Role.USER  # some Mistral models refuse a system turn after an assistant one
         started = started or role is not Role.SYSTEM
-        out.append({"role": role.value, "content": named_text(m, request.multi_user)})
+        content = _parts(named_text(m, request.multi_user), m.images, _mistral_image)
+        out.append({"role": role.value, "content": content})
     if not out or out[-1]["role"] != "user":
         out.append({"role": "user", "content": CONTINUE_PLACEHOLDER})
     return out
@@ -58,23 +90,35 @@ def claude_messages(
     never the assistant's (prefill is refused by newer models).
     """
     system_parts = [system_prompt] if system_prompt else []
-    turns: list[tuple[str, list[str]]] = []
+    turns: list[tuple[str, list[tuple[str, tuple[Image, ...]]]]] = []
     for m in messages:
         if m.role is Role.SYSTEM and not turns:
             if m.content.strip():
                 system_parts.append(m.content)
             continue
-        if not m.content.strip():
+        if not m.content.strip() and not m.images:
             continue
         role = "assistant" if m.role is Role.ASSISTANT else "user"
-        text = named_text(m, multi_user)
+        piece = (named_text(m, multi_user), m.images)
         if turns and turns[-1][0] == role:
-            turns[-1][1].append(text)
+            turns[-1][1].append(piece)
         else:
-            turns.append((role, [text]))
+            turns.append((role, [piece]))
     if not turns or turns[0][0] != "user":
-        turns.insert(0, ("user", [START_PLACEHOLDER]))
+        turns.insert(0, ("user", [(START_PLACEHOLDER, ())]))
     if turns[-1][0] == "assistant":
-        turns.append(("user", [CONTINUE_PLACEHOLDER]))
+        turns.append(("user", [(CONTINUE_PLACEHOLDER, ())]))
     system = "\n\n".join(system_parts)
-    return system, [{"role": role, "content": "\n\n".join(texts)} for role, texts in turns]
+    return system, [{"role": role, "content": _claude_content(pieces)} for role, pieces in turns]
+
+
+def _claude_content(pieces: list[tuple[str, tuple[Image, ...]]]) -> Any:
+    """Merged same-role turns: joined text, or blocks keeping each text before its images."""
+    if not any(images for _, images in pieces):
+        return "\n\n".join(text for text, _ in pieces)
+    blocks: list[Message] = []
+    for text, images in pieces:
+        if text.strip():
+            blocks.append({"type": "text", "text": text})
+        blocks += [_claude_image(image) for image in images]
+    return blocks

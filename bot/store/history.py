@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, insert, update
+from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.base import NAME_CHARS, Database, audit_row
 from bot.store.batch import Batcher
-from bot.store.models import MessageRow, utcnow
+from bot.store.models import BlobRow, MessageImageRow, MessageRow, utcnow
 from bot.store.reads import TurnReads, conversation_of, in_conversation
-from bot.types import Actor, ChannelRef, HistoryEntry, Role, Scope, TurnState
+from bot.types import Actor, ChannelRef, HistoryEntry, Image, ImageRef, Role, Scope, TurnState
 from bot.types.text import clean_text
 
 _WRITE_BATCH = 1000  # writes per grouped commit
 _INTERRUPTED = "The bot stopped while writing this answer (restart or crash)."
 _MESSAGES = cast(Table, MessageRow.__table__)
+_ORPHAN_BLOBS = delete(BlobRow).where(~exists().where(MessageImageRow.sha256 == BlobRow.sha256))
 _UPDATE = (
     update(_MESSAGES)
     .where(_MESSAGES.c.id == bindparam("row_id"))
@@ -34,6 +36,8 @@ _UPDATE = (
 @dataclass(frozen=True, slots=True)
 class _Insert:
     rows: list[dict[str, Any]]
+    links: list[tuple[ImageRef, ...]]  # per row: the images it showed
+    blobs: tuple[Image, ...] = ()  # their bytes (kept once per hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,7 @@ def _row(ref: ChannelRef, entry: HistoryEntry) -> dict[str, Any]:
         "token_estimate": entry.tokens,
         "error": None if entry.error is None else clean_text(entry.error),
         "state": TurnState(entry.state).value,
+        "image_count": len(entry.images),
         "created_at": utcnow(),
     }
 
@@ -84,9 +89,12 @@ class HistoryPart:
         """The newest `limit` entries of this channel/thread, oldest first."""
         return await self._reads.history(ref, limit)
 
-    async def add(self, ref: ChannelRef, entries: Sequence[HistoryEntry]) -> list[HistoryEntry]:
-        """Store new entries (all or none); they come back with their row ids."""
-        ids = await self._writes.submit(_Insert([_row(ref, e) for e in entries]))
+    async def add(
+        self, ref: ChannelRef, entries: Sequence[HistoryEntry], images: Sequence[Image] = ()
+    ) -> list[HistoryEntry]:
+        """Store new entries and the bytes of their images (all or none), with row ids."""
+        write = _Insert([_row(ref, e) for e in entries], [e.images for e in entries], tuple(images))
+        ids = await self._writes.submit(write)
         stored = [replace(e, id=i) for e, i in zip(entries, ids, strict=True)]
         self._reads.appended(ref, stored)
         return stored
@@ -125,7 +133,8 @@ class HistoryPart:
         return count
 
     async def clear(self, ref: ChannelRef, actor: Actor) -> int:
-        """Delete this channel's (or this thread's) stored turns; audited; returns the count."""
+        """Delete this channel's (or this thread's) stored turns and the images only they
+        showed; audited; returns the count."""
         key = ref.scope_key(Scope.CHANNEL)
 
         async def work(session: AsyncSession) -> int:
@@ -133,6 +142,7 @@ class HistoryPart:
                 delete(_MESSAGES).where(in_conversation(conversation_of(ref)))
             )
             count = int(getattr(result, "rowcount", 0) or 0)
+            await session.execute(_ORPHAN_BLOBS)
             where = f" in thread {ref.thread_id}" if ref.thread_id else ""
             session.add(audit_row(key, actor, "history.clear", f"{count} messages deleted{where}"))
             return count
@@ -141,13 +151,80 @@ class HistoryPart:
         self._reads.histories.drop(conversation_of(ref))
         return count
 
+    async def image_data(self, refs: Sequence[ImageRef]) -> dict[str, Image]:
+        """The stored bytes of these images, by hash (a pruned one is simply missing)."""
+        wanted = sorted({r.sha256 for r in refs})
+        if not wanted:
+            return {}
+
+        async def read(session: AsyncSession) -> dict[str, Image]:
+            rows = await session.execute(
+                select(BlobRow.sha256, BlobRow.media_type, BlobRow.data).where(
+                    BlobRow.sha256.in_(wanted)
+                )
+            )
+            return {sha: Image(kind, data, sha256=sha) for sha, kind, data in rows}
+
+        return await self._db.read("image read", read)
+
+    async def prune_images(self, max_bytes: int, max_age: timedelta) -> int:
+        """Forget image bytes past their age, then the oldest past the size cap.
+
+        A message that showed a forgotten image keeps its name ("[image: cat.png]").
+        """
+
+        async def work(session: AsyncSession) -> int:
+            cutoff = utcnow() - max_age
+            old = await session.execute(delete(BlobRow).where(BlobRow.created_at < cutoff))
+            removed = int(getattr(old, "rowcount", 0) or 0)
+            total = await session.scalar(select(func.coalesce(func.sum(BlobRow.size), 0)))
+            excess = int(total or 0) - max_bytes
+            if excess > 0:
+                oldest = await session.execute(
+                    select(BlobRow.sha256, BlobRow.size).order_by(BlobRow.created_at)
+                )
+                doomed: list[str] = []
+                for sha, size in oldest:
+                    if excess <= 0:
+                        break
+                    doomed.append(sha)
+                    excess -= size
+                await session.execute(delete(BlobRow).where(BlobRow.sha256.in_(doomed)))
+                removed += len(doomed)
+            return removed
+
+        return await self._db.write("image prune", work)
+
     async def _write_batch(self, writes: Sequence[_Insert | _Update]) -> list[list[int]]:
         """Every insert and update that arrived together, in one transaction."""
-        rows = [row for w in writes if isinstance(w, _Insert) for row in w.rows]
+        inserts = [w for w in writes if isinstance(w, _Insert)]
+        rows = [row for w in inserts for row in w.rows]
+        links = [refs for w in inserts for refs in w.links]
+        blobs = {b.sha256: b for w in inserts for b in w.blobs}
         changes = [w.values for w in writes if isinstance(w, _Update)]
 
         async def work(session: AsyncSession) -> list[int]:
             ids: list[int] = []
+            if blobs:
+                now = utcnow()
+                stmt = self._db.insert(BlobRow)
+                # Seen again: it is fresh again for the retention rule.
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["sha256"], set_={"created_at": stmt.excluded.created_at}
+                )
+                await session.execute(
+                    stmt,
+                    [
+                        {
+                            "sha256": b.sha256,
+                            "media_type": b.media_type,
+                            "data": b.data,
+                            "size": len(b.data),
+                            "created_at": now,
+                        }
+                        for b in blobs.values()
+                    ],
+                )
             if rows:
                 # Returned in parameter order, so each caller gets its own rows' ids.
                 result = await session.execute(
@@ -155,6 +232,19 @@ class HistoryPart:
                     rows,
                 )
                 ids = list(result.scalars())
+                shown = [
+                    {
+                        "message_id": message_id,
+                        "position": position,
+                        "sha256": ref.sha256,
+                        "name": clean_text(ref.name)[:NAME_CHARS],
+                        "media_type": ref.media_type,
+                    }
+                    for message_id, refs in zip(ids, links, strict=True)
+                    for position, ref in enumerate(refs)
+                ]
+                if shown:
+                    await session.execute(insert(MessageImageRow), shown)
             if changes:
                 await (await session.connection()).execute(_UPDATE, changes)
             return ids

@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Double,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -62,6 +63,7 @@ class Base(DeclarativeBase):
             "ix": "ix_%(table_name)s_%(column_0_N_name)s",
             "uq": "uq_%(table_name)s_%(column_0_N_name)s",
             "pk": "pk_%(table_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
         }
     )
 
@@ -161,7 +163,36 @@ class MessageRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # done | streaming (being written) | stopped | interrupted | failed (see TurnState)
     state: Mapped[str] = mapped_column(String(16), server_default="done", default="done")
+    image_count: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BlobRow(Base):
+    """Bytes kept once by their hash (a prepared image), whoever sent them and how often."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MessageImageRow(Base):
+    """An image a message showed; its name outlives the blob (then it is named, not sent)."""
+
+    __tablename__ = "message_images"
+    __table_args__ = (Index(None, "message_id"), Index(None, "sha256"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(32))
 
 
 class ModelCacheRow(Base):

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.store.base import Database, Key, chain
 from bot.store.batch import Batcher
 from bot.store.cache import ScopedCache
-from bot.store.models import ChannelConfigRow, MessageRow, SecretRow
-from bot.types import ChannelConfig, ChannelRef, HistoryEntry, Role, Scope, TurnState
+from bot.store.models import ChannelConfigRow, MessageImageRow, MessageRow, SecretRow
+from bot.types import ChannelConfig, ChannelRef, HistoryEntry, ImageRef, Role, Scope, TurnState
 
 # What a chat turn reads is remembered (see bot.store.cache): bounded in entries, in
 # history characters, and in age.
@@ -37,6 +37,7 @@ def _rows_at(table: Any) -> Any:
 _CONFIG_ROWS = _rows_at(ChannelConfigRow.__table__)
 _SECRET_ROWS = _rows_at(SecretRow.__table__)
 _MESSAGES = MessageRow.__table__
+_MESSAGE_IMAGES = MessageImageRow.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +305,26 @@ async def _load_histories(
         parts.append(select(newest))
     statement = union_all(*parts) if len(parts) > 1 else parts[0]
     rows = (await conn.execute(statement)).all()
+    images = await _images_of(conn, [row.id for row in rows if row.image_count])
     for row in sorted(rows, key=lambda row: row.id):  # oldest first
-        found[(row.platform, row.server_id, row.channel_id, row.thread_id)].append(entry_of(row))
+        entry = entry_of(row)
+        if row.id in images:
+            entry = replace(entry, images=tuple(images[row.id]))
+        found[(row.platform, row.server_id, row.channel_id, row.thread_id)].append(entry)
+    return found
+
+
+async def _images_of(conn: AsyncConnection, message_ids: list[int]) -> dict[int, list[ImageRef]]:
+    """The images these messages showed, in order (one query, only when there are any)."""
+    if not message_ids:
+        return {}
+    t = _MESSAGE_IMAGES
+    rows = await conn.execute(
+        select(t.c.message_id, t.c.sha256, t.c.name, t.c.media_type)
+        .where(t.c.message_id.in_(message_ids))
+        .order_by(t.c.message_id, t.c.position)
+    )
+    found: dict[int, list[ImageRef]] = {}
+    for message_id, sha, name, kind in rows:
+        found.setdefault(message_id, []).append(ImageRef(sha, name, kind))
     return found

@@ -8,6 +8,7 @@ reaches callers as a StoreError (errors.py) whose message can be shown to a user
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from functools import partial
 from types import MappingProxyType
 
@@ -26,6 +27,8 @@ from bot.types import (
     ChannelConfig,
     ChannelRef,
     HistoryEntry,
+    Image,
+    ImageRef,
     ModelInfo,
     Scope,
     SecretValue,
@@ -178,10 +181,19 @@ class Store:
         return await self._history.history(ref, limit)
 
     async def add_messages(
-        self, ref: ChannelRef, entries: Sequence[HistoryEntry]
+        self, ref: ChannelRef, entries: Sequence[HistoryEntry], images: Sequence[Image] = ()
     ) -> list[HistoryEntry]:
-        """Store new entries at once (all or none); returned with their row ids."""
-        return await self._history.add(ref, entries)
+        """Store new entries at once (all or none), with the bytes of the images they show
+        (`entries[i].images` name them); returned with their row ids."""
+        return await self._history.add(ref, entries, images)
+
+    async def image_data(self, refs: Sequence[ImageRef]) -> dict[str, Image]:
+        """The stored bytes of these images by hash; pruned ones are missing."""
+        return await self._history.image_data(refs)
+
+    async def prune_images(self, max_bytes: int, max_age: timedelta) -> int:
+        """Forget image bytes past `max_age`, then the oldest past `max_bytes` in all."""
+        return await self._history.prune_images(max_bytes, max_age)
 
     async def update_message(
         self, ref: ChannelRef, entry: HistoryEntry, *, final: bool = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -93,12 +93,32 @@ class Actor:
 
 
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image as a model is shown it: prepared bytes, their type, the name people gave it."""
+
+    media_type: str  # image/jpeg, image/png, image/gif or image/webp
+    data: bytes = field(repr=False)
+    name: str = ""
+    sha256: str = ""  # of `data`: where the store keeps it
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """An image a stored message had: enough to send it again, or to name it."""
+
+    sha256: str
+    name: str
+    media_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One conversation turn as the core sees it (provider-neutral)."""
 
     role: Role
     content: str
     name: str | None = None
+    images: tuple[Image, ...] = ()  # shown after the text, in this order
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +132,7 @@ class HistoryEntry:
     error: str | None = None
     state: TurnState = TurnState.DONE
     id: int | None = field(default=None, compare=False)  # the stored row, once there is one
+    images: tuple[ImageRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +235,12 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
+    """A file someone attached; its bytes come from the platform, fetched only when used."""
+
     filename: str
-    url: str
-    content_type: str = ""
+    content_type: str = ""  # as the platform declares it (the bytes decide)
+    size: int = 0  # bytes, when the platform says (0: unknown)
+    fetch: Callable[[], Awaitable[bytes]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +263,8 @@ __all__ = [
     "ChannelRef",
     "ChatMessage",
     "HistoryEntry",
+    "Image",
+    "ImageRef",
     "Incoming",
     "ModelInfo",
     "Platform",

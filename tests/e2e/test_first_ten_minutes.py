@@ -495,3 +495,46 @@ def test_a_setup_script_saved_with_a_bom_still_starts_with_a_command(
     (source,) = s.row("source")
     assert source == "custom"
     assert s.reply("Hello there.").strip() == peer.mock_text
+
+
+# --- attachments from the console ------------------------------------------------------
+
+
+@pytest.mark.litellm
+def test_an_image_and_a_file_attached_in_the_console_reach_litellm(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """The real OpenAI-compatible peer accepts an image turn (content parts with a data URL)."""
+    from PIL import Image as PILImage
+
+    picture = tmp_path / "red.png"
+    PILImage.new("RGB", (64, 48), "red").save(picture)
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nThe answer is 42.\n")
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            [f"/proxy set {peer.url_v1}"],
+            ["/proxy password", peer.master_key],
+            [f"/model {peer.model}"],
+            ["/params vision on"],
+            [f"/attach {picture}"],
+            [f"/attach {notes}"],
+            ["/attach"],
+            ["What is in the picture and the notes?"],
+            ["/attach"],
+        ],
+    )
+    assert "Attached red.png" in s.reply(f"/attach {picture}")
+    listed = [r for step, r in zip(s.steps, s.replies, strict=True) if step == ["/attach"]]
+    assert "red.png, notes.md" in listed[0]
+    assert "Nothing is attached" in listed[1]  # sent with the message, then cleared
+    assert s.reply("What is in the picture and the notes?").strip() == peer.mock_text
+    [(_, question), (_, answer)] = s.messages()
+    assert question.startswith("What is in the picture and the notes?\nnotes.md\n```markdown")
+    assert "The answer is 42." in question and answer == peer.mock_text
+    with sqlite3.connect(s.db) as conn:
+        assert conn.execute("SELECT count(*) FROM blobs").fetchone() == (1,)
+        assert conn.execute("SELECT name FROM message_images").fetchall() == [("red.png",)]

@@ -13,7 +13,15 @@ from bot.store import migrate
 from bot.store.db import create_engine
 from bot.store.models import Base
 
-TABLES = {"channel_configs", "secrets", "messages", "model_cache", "audit_log"}
+TABLES = {
+    "channel_configs",
+    "secrets",
+    "messages",
+    "model_cache",
+    "audit_log",
+    "blobs",
+    "message_images",
+}
 
 
 async def _tables(url: str) -> set[str]:
@@ -86,4 +94,4 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0002"
+    assert migrate.head() == "0004"

@@ -83,6 +83,7 @@ async def test_defaults_when_nothing_is_set(store: Store) -> None:
         "show_external_models": False,
         "reply_mode": "mention",
         "reasoning": False,
+        "vision": "auto",
         "safe_prompt": False,
     }
     assert config.origins["model"] == "operator" and config.origins["top_p"] == "default"

@@ -117,7 +117,10 @@ class ChatHandler:
             ref,
             actor,
             strip_mention(message.content, me.id, my_role_id(message)),
-            tuple(Attachment(a.filename, a.url, a.content_type or "") for a in message.attachments),
+            tuple(
+                Attachment(a.filename, a.content_type or "", a.size, a.read)
+                for a in message.attachments
+            ),
             str(message.id),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 
 import httpx
@@ -10,7 +11,7 @@ import respx
 
 from bot.fields import REGISTRY
 from bot.providers import AuthError, ChatRequest, Endpoint, ProviderHub
-from bot.types import ChatMessage, Role, SecretValue, Source
+from bot.types import ChatMessage, Image, Role, SecretValue, Source
 
 from .conftest import body_of, openai_chunk, sse_bytes, sse_response
 
@@ -356,3 +357,127 @@ async def test_one_client_per_endpoint_base(
     assert len(clients) == 1
     await hub.aclose()
     assert not hub._transport._clients
+
+
+# -- images: text first, then the images in their order, in each source's own shape ---------
+
+RED = Image("image/png", b"\x89PNG-red", "red.png", "a" * 64)
+BLUE = Image("image/jpeg", b"\xff\xd8-blue", "blue.jpg", "b" * 64)
+RED_B64 = base64.b64encode(RED.data).decode()
+BLUE_B64 = base64.b64encode(BLUE.data).decode()
+
+
+def picture_chat(source: Source) -> ChatRequest:
+    return ChatRequest(
+        model="vision-model",
+        messages=(
+            ChatMessage(Role.USER, "What is this?", images=(RED,)),
+            ChatMessage(Role.ASSISTANT, "A red square."),
+            ChatMessage(Role.USER, "And these two?", images=(RED, BLUE)),
+        ),
+    )
+
+
+@pytest.mark.parametrize("source", [Source.OPENAI, Source.CUSTOM])
+async def test_openai_shaped_image_parts(
+    source: Source, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    url = "https://llm.example.com/v1" if source is Source.CUSTOM else None
+    base = url or "https://api.openai.com/v1"
+    route = router.post(f"{base}/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    endpoint = Endpoint(source, proxy_url=url, api_key=SecretValue(KEY))
+    await drain(make_hub(), endpoint, picture_chat(source))
+    assert body_of(only_request(route))["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{RED_B64}"}},
+            ],
+        },
+        {"role": "assistant", "content": "A red square."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "And these two?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{RED_B64}"}},
+                {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{BLUE_B64}"}},
+            ],
+        },
+    ]
+
+
+async def test_claude_image_blocks(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://api.anthropic.com/v1/messages").mock(
+        return_value=sse_response(CLAUDE_STREAM)[0]
+    )
+    await drain(
+        make_hub(), Endpoint(Source.CLAUDE, api_key=SecretValue(KEY)), picture_chat(Source.CLAUDE)
+    )
+
+    def image(kind: str, data: str) -> dict[str, object]:
+        return {"type": "image", "source": {"type": "base64", "media_type": kind, "data": data}}
+
+    assert body_of(only_request(route))["messages"] == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "What is this?"}, image("image/png", RED_B64)],
+        },
+        {"role": "assistant", "content": "A red square."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "And these two?"},
+                image("image/png", RED_B64),
+                image("image/jpeg", BLUE_B64),
+            ],
+        },
+    ]
+
+
+async def test_claude_merges_an_image_only_turn_into_blocks(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://api.anthropic.com/v1/messages").mock(
+        return_value=sse_response(CLAUDE_STREAM)[0]
+    )
+    request = ChatRequest(
+        model="c",
+        messages=(
+            ChatMessage(Role.USER, "", images=(BLUE,)),
+            ChatMessage(Role.USER, "Describe it", name="Al"),
+        ),
+    )
+    await drain(make_hub(), Endpoint(Source.CLAUDE, api_key=SecretValue(KEY)), request)
+    [turn] = body_of(only_request(route))["messages"]
+    assert turn["content"] == [
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/jpeg", "data": BLUE_B64},
+        },
+        {"type": "text", "text": "Describe it"},
+    ]
+
+
+async def test_mistral_image_url_strings(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post("https://api.mistral.ai/v1/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    await drain(
+        make_hub(), Endpoint(Source.MISTRAL, api_key=SecretValue(KEY)), picture_chat(Source.MISTRAL)
+    )
+    last = body_of(only_request(route))["messages"][-1]
+    assert last == {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "And these two?"},
+            {"type": "image_url", "image_url": f"data:image/png;base64,{RED_B64}"},
+            {"type": "image_url", "image_url": f"data:image/jpeg;base64,{BLUE_B64}"},
+        ],
+    }

@@ -1,0 +1,111 @@
+"""A message's attachments → images for the model and text files inside the message.
+
+Bytes come only from the platform (each attachment's own `fetch`): the bot never
+downloads a URL someone typed. Image and PDF work runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.media import (
+    MediaError,
+    binary_refusal,
+    classify,
+    display_name,
+    fenced,
+    prepare_image,
+    read_text_file,
+)
+from bot.types import Attachment, Image
+from bot.types.text import shorten
+
+log = logging.getLogger("bot.conversation")
+
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+
+
+class Refused(Exception):
+    """Attachments the turn cannot take; the message says which and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    images: tuple[Image, ...] = ()
+    text: str = ""  # fenced blocks, one per text file, to follow the message's own text
+
+
+def _looks_like_image(attachment: Attachment) -> bool:
+    declared = attachment.content_type.lower()
+    return declared.startswith("image/") or attachment.filename.lower().endswith(
+        _IMAGE_EXTENSIONS
+    )
+
+
+async def prepare(
+    attachments: Sequence[Attachment], *, max_images: int, max_bytes: int, text_budget: int
+) -> Prepared:
+    """Fetch, check and prepare every attachment; Refused says what was wrong.
+
+    `text_budget` is the characters text files may take in all (the context's room).
+    """
+    if not attachments:
+        return Prepared()
+    declared_images = sum(1 for a in attachments if _looks_like_image(a))
+    if declared_images > max_images:
+        raise Refused(_too_many(declared_images, max_images))
+    images: list[Image] = []
+    files: list[tuple[str, str]] = []
+    for attachment in attachments:
+        shown = display_name(attachment.filename)
+        data = await _fetch(attachment, shown, max_bytes)
+        try:
+            kind = classify(data, attachment.filename, attachment.content_type)
+            if kind == "image":
+                prepared = await asyncio.to_thread(prepare_image, data, attachment.filename)
+                images.append(prepared.to_image())
+            elif kind in ("text", "pdf"):
+                text = await asyncio.to_thread(read_text_file, data, attachment.filename)
+                files.append((attachment.filename, text))
+            else:
+                raise binary_refusal(attachment.filename)
+        except MediaError as err:
+            raise Refused(str(err)) from None
+    if len(images) > max_images:
+        raise Refused(_too_many(len(images), max_images))
+    share = text_budget // max(1, len(files))
+    text = "".join(fenced(name, body, share) for name, body in files)
+    return Prepared(tuple(images), text)
+
+
+async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
+    limit = f"{max_bytes / 2**20:g} MB"
+    if attachment.size > max_bytes:
+        raise Refused(f"{shown} is {attachment.size / 2**20:.1f} MB; I take files up to {limit}.")
+    if attachment.fetch is None:
+        raise Refused(f"I could not get {shown} from the platform; attach it again.")
+    try:
+        data = await attachment.fetch()
+    except Exception as err:  # the platform's client raises its own types
+        log.info("fetching an attachment failed: %s", type(err).__name__)
+        raise Refused(f"I could not download {shown}; attach it again.") from None
+    if len(data) > max_bytes:
+        raise Refused(f"{shown} is {len(data) / 2**20:.1f} MB; I take files up to {limit}.")
+    return data
+
+
+def _too_many(count: int, most: int) -> str:
+    if most <= 0:
+        return "Images are not taken here; send your message without them."
+    return (
+        f"You attached {count} images; I take at most {most} per message. "
+        "Send fewer and ask again."
+    )
+
+
+def image_placeholder(name: str) -> str:
+    """How an image not sent (older turn, a model that cannot see) appears in the text."""
+    return f"[image: {shorten(name, 80)}]"

@@ -1,0 +1,185 @@
+"""Attachments through a real Core: images shown to models that see, files as text,
+refusals, the history sending the newest images again, /reset forgetting them."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from bot.core import Core, TurnLimits
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key
+from bot.store.migrate import upgrade_to_head
+from bot.store.models import BlobRow
+from bot.types import Actor, Attachment, ChannelConfig, ChannelRef, Incoming, Platform, Source
+from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+
+REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+ADMIN = Actor("u1", "Ada", is_channel_admin=True)
+
+
+def png(color: str, size: tuple[int, int] = (40, 30)) -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+def attach(name: str, data: bytes, content_type: str = "", size: int = 0) -> Attachment:
+    async def fetch() -> bytes:
+        return data
+
+    return Attachment(name, content_type, size or len(data), fetch)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.final: tuple[str, str | None] | None = None
+
+    async def typing(self) -> None:
+        return None
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        return None
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        self.final = (answer, error)
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[FakeOpenAI]:
+    async with fake_openai(Script(chunks=["Seen."])) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
+    url = f"sqlite+aiosqlite:///{tmp_path}/images.db"
+    await upgrade_to_head(url)
+    defaults = ChannelConfig.of(source=Source.CUSTOM, model="m-small", proxy_url=endpoint.url_v1)
+    store = await Store.open(url, SecretBox.from_setting(generate_key()), defaults=defaults)
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    core = Core(store, hub, limits=TurnLimits(max_images=2, max_attachment_bytes=200_000))
+    try:
+        yield core
+    finally:
+        await core.close()
+
+
+async def say(core: Core, text: str, *attachments: Attachment) -> tuple[str, str | None]:
+    sink = Sink()
+    await core.chat(Incoming(REF, ADMIN, text, attachments), sink)
+    assert sink.final is not None
+    return sink.final
+
+
+async def command(core: Core, text: str) -> str:
+    return (await core.run_text_command(Incoming(REF, ADMIN, text))).text
+
+
+def last_user(endpoint: FakeOpenAI) -> object:
+    messages = endpoint.requests[-1]["messages"]
+    assert isinstance(messages, list)
+    return messages[-1]["content"]
+
+
+def image_urls(content: object) -> list[str]:
+    assert isinstance(content, list), content
+    return [p["image_url"]["url"] for p in content if p["type"] == "image_url"]
+
+
+async def test_an_image_goes_to_a_model_that_sees(core: Core, endpoint: FakeOpenAI) -> None:
+    assert "vision set to on" in await command(core, "/params vision on")
+    answer, error = await say(core, "What colour?", attach("red.png", png("red"), "image/png"))
+    assert (answer, error) == ("Seen.", None)
+    content = last_user(endpoint)
+    assert isinstance(content, list) and content[0] == {"type": "text", "text": "What colour?"}
+    [url] = image_urls(content)
+    assert url.startswith("data:image/png;base64,")
+    sent = PILImage.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert sent.size == (40, 30)
+
+
+async def test_the_newest_image_turns_are_sent_again_older_ones_named(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    await command(core, "/params vision on")
+    for color in ("red", "green", "blue"):
+        await say(core, f"this is {color}", attach(f"{color}.png", png(color)))
+    await say(core, "which colours did you see?")
+    messages = endpoint.requests[-1]["messages"]
+    assert isinstance(messages, list)
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    assert users[0] == "this is red [image: red.png]"  # older than the 2 newest: named
+    assert len(image_urls(users[1])) == 1 and len(image_urls(users[2])) == 1
+    assert users[3] == "which colours did you see?"
+
+
+async def test_a_model_not_known_to_see_gets_the_text_and_a_note_once(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    first, _ = await say(core, "look", attach("red.png", png("red")))
+    assert first.startswith("(The image was not sent: m-small is not known to see images.")
+    assert "/params vision on" in first and first.endswith("Seen.")
+    assert last_user(endpoint) == "look [image: red.png]"
+    second, _ = await say(core, "again", attach("blue.png", png("blue")))
+    assert second == "Seen."  # said once per channel
+    # What was shown is what is stored: the note is not part of the answer.
+    history = await core.store.history(REF, 10)
+    assert history[1].content == "Seen."
+
+
+async def test_text_code_and_pdf_files_become_fenced_text(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    code = b"def hello():\n    return 'hi'\n"
+    await say(core, "review this", attach("hello.py", code, "text/x-python"))
+    content = last_user(endpoint)
+    assert isinstance(content, str)
+    assert content.startswith("review this\nhello.py\n```python\ndef hello():")
+    assert content.rstrip().endswith("```")
+    pdf = io.BytesIO()
+    PILImage.new("RGB", (10, 10), "white").save(pdf, "PDF")  # a page with no text layer
+    refused, _ = await say(core, "read it", attach("scan.pdf", pdf.getvalue()))
+    assert "no text layer" in refused
+    assert len(endpoint.requests) == 1  # the refused turn sent nothing
+
+
+@pytest.mark.parametrize(
+    ("attachments", "says"),
+    [
+        (
+            [attach(f"p{i}.png", png("red"), "image/png") for i in range(3)],
+            "You attached 3 images; I take at most 2",
+        ),
+        ([attach("tool.exe", b"MZ\x90\x00" + bytes(200))], "looks like a binary file"),
+        ([attach("huge.png", b"x", "image/png", size=5_000_000)], "I take files up to"),
+        ([attach("fake.png", bytes(range(256)) * 4, "image/png")], "fake.png"),
+        ([Attachment("gone.png", "image/png", 10, None)], "could not get gone.png"),
+    ],
+)
+async def test_bad_attachments_get_a_clear_refusal_and_nothing_is_sent(
+    core: Core, endpoint: FakeOpenAI, attachments: list[Attachment], says: str
+) -> None:
+    answer, _ = await say(core, "look", *attachments)
+    assert says in answer
+    assert not endpoint.requests
+    assert await core.store.history(REF, 10) == []
+
+
+async def test_reset_forgets_the_images_too(core: Core, endpoint: FakeOpenAI) -> None:
+    await command(core, "/params vision on")
+    await say(core, "keep this", attach("red.png", png("red")))
+
+    async def blobs() -> int:
+        async with core.store.engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(BlobRow)) or 0)
+
+    assert await blobs() == 1
+    assert "Forgot 2 message(s)" in await command(core, "/reset")
+    assert await blobs() == 0
