@@ -189,7 +189,8 @@ async def overhead(turns: int, tmp: Path) -> None:
     )
 
 
-async def load(channels: int, tmp: Path) -> None:
+async def load(channels: int, tmp: Path) -> float:
+    """Prints the load numbers; returns the bot process's CPU seconds."""
     proc, url = start_server(chunks=100, span=2.0)
     core = await make_core(f"sqlite+aiosqlite:///{tmp}/load.db")
     refs = [
@@ -228,6 +229,7 @@ async def load(channels: int, tmp: Path) -> None:
         f"worst last-chunk → final {lag:.2f} s"
     )
     print(f"  endpoint process CPU {server_cpu:.2f} s (it shares the machine's cores)")
+    return cpu
 
 
 def child_cpu(proc: subprocess.Popen[str]) -> float:
@@ -238,7 +240,8 @@ def child_cpu(proc: subprocess.Popen[str]) -> float:
     return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
-async def reference(channels: int) -> None:
+async def reference(channels: int) -> float:
+    """Prints the reference numbers; returns its CPU seconds."""
     proc, url = start_server(chunks=100, span=2.0)
     limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100)
     client = httpx.AsyncClient(limits=limits, timeout=60.0, trust_env=False)
@@ -269,6 +272,7 @@ async def reference(channels: int) -> None:
     print(f"reference: {channels} streams read with plain httpx + httpx-sse, nothing else:")
     print(f"  wall {wall:.2f} s → ratio {wall / 2.0:.2f}; CPU {cpu:.2f} s; events {sum(pieces)}")
     print(f"  endpoint process CPU {server_cpu:.2f} s")
+    return cpu
 
 
 async def main() -> None:
@@ -278,8 +282,13 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         await overhead(args.turns, Path(tmp))
-        await load(args.channels, Path(tmp))
-    await reference(args.channels)
+        bot_cpu = await load(args.channels, Path(tmp))
+    ref_cpu = await reference(args.channels)
+    per_turn, per_stream = bot_cpu / args.channels * 1000, ref_cpu / args.channels * 1000
+    print(
+        f"CPU per turn: bot {per_turn:.2f} ms, reference {per_stream:.2f} ms per stream "
+        f"→ {per_turn / per_stream:.2f}x (target ≤ 1.2)"
+    )
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ def serve() -> None:
 
 
 def request(chunks: int) -> ChatRequest:
-    return ChatRequest(model="bench", messages=(ChatMessage(Role.USER, "go"),), max_tokens=chunks)
+    return ChatRequest(
+        model="bench", messages=(ChatMessage(Role.USER, "go"),), options={"max_tokens": chunks}
+    )
 
 
 async def raw_once(client: httpx.AsyncClient, url: str, chunks: int) -> int:

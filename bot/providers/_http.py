@@ -8,7 +8,14 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+)
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -44,6 +51,8 @@ _DRAIN_SECONDS = 1.0
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 8.0
 _LANE_SIZE = 16  # connections per pool before another pool (lane) takes new requests
+_KEEPALIVE_SECONDS = 5.0  # httpx's default: idle connections a server may already drop
+_READ_SLACK = 1.0  # how much later than the provider layer's own limits a bare read ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,48 +77,54 @@ class Transport:
         self.policy = policy
         self.sleep = sleep
         self.corrected: dict[str, str] = {}  # custom URL as typed → URL that works (+/v1)
-        self._clients: dict[tuple[str, str, int | None], _Lanes] = {}
+        self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
         self._tls: ssl.SSLContext | None = None
         s = settings
+        self._lane_size = min(_LANE_SIZE, s.max_connections_per_endpoint)
         self._max_lanes = max(1, -(-s.max_connections_per_endpoint // _LANE_SIZE))
-        # No read timeout in httpx: the first-byte and idle limits are enforced around
-        # each read below (ReadWatch), so each can be set on its own.
-        self._limits = httpx.Limits(
-            max_connections=min(_LANE_SIZE, s.max_connections_per_endpoint),
-            max_keepalive_connections=min(_LANE_SIZE, s.max_connections_per_endpoint),
-        )
         self._timeout = httpx.Timeout(
             connect=s.connect_timeout,
-            read=None,
+            # The first-byte and idle limits are enforced around each read (open()'s
+            # deadline, ReadWatch) and word the error; this longer one only ends a read
+            # that nobody watches, so an answer can never hang forever.
+            read=max(s.first_byte_timeout, s.idle_timeout) + _READ_SLACK,
             write=s.connect_timeout + s.first_byte_timeout,
             pool=s.connect_timeout,
         )
 
-    def lane(self, url: str) -> _Lane:
-        """A client for `url`'s endpoint, leased: release it when its response is closed."""
+    def client(self, url: str) -> httpx.AsyncClient:
+        """The client for `url`'s endpoint base (scheme, host, port), made on first use."""
         parts = urlsplit(url)
         key = (parts.scheme, parts.hostname or "", parts.port)
-        lanes = self._clients.get(key)
-        if lanes is None:
-            lanes = self._clients[key] = _Lanes(self._new_lane, self._max_lanes)
-        return lanes.lease()
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = self._new_client()
+        return client
 
-    def _new_lane(self) -> _Lane:
+    def _new_client(self) -> httpx.AsyncClient:
         if self._tls is None:  # loading the CA bundle takes milliseconds: once is enough
             self._tls = httpx.create_ssl_context(trust_env=False)
-        transport = httpx.AsyncHTTPTransport(verify=self._tls, limits=self._limits)
-        transport._pool = _pool(self._limits, self._tls, self.policy)
+        transport = PoolTransport(self._new_pool, self._lane_size, self._max_lanes)
         # trust_env=False: a ~/.netrc entry must never attach credentials to a URL a
         # chat user typed. No redirects: a redirect could lead past the endpoint policy.
-        client = httpx.AsyncClient(
+        return httpx.AsyncClient(
             timeout=self._timeout, follow_redirects=False, trust_env=False, transport=transport
         )
-        return _Lane(client)
+
+    def _new_pool(self) -> httpcore.AsyncConnectionPool:
+        """One lane's pool; every connection's address passes the endpoint policy again."""
+        return httpcore.AsyncConnectionPool(
+            ssl_context=self._tls,
+            max_connections=self._lane_size,
+            max_keepalive_connections=self._lane_size,
+            keepalive_expiry=_KEEPALIVE_SECONDS,
+            network_backend=AsyncioBackend(guard=self.policy.vet_connection),
+        )
 
     async def aclose(self) -> None:
-        endpoints, self._clients = list(self._clients.values()), {}
-        for lanes in endpoints:
-            await lanes.aclose()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     async def checked(self, url: str) -> str:
         """Run a user-supplied URL through the endpoint policy."""
@@ -161,8 +176,8 @@ class Transport:
     async def open(self, spec: RequestSpec) -> tuple[httpx.Response, float]:
         """Send one request; return the open 2xx response and the first-byte deadline."""
         try:
-            lane = self.lane(spec.url)
-            request = lane.client.build_request(
+            client = self.client(spec.url)
+            request = client.build_request(
                 spec.method,
                 spec.url,
                 headers=dict(spec.headers),
@@ -178,9 +193,8 @@ class Transport:
         deadline = asyncio.get_running_loop().time() + self.settings.first_byte_timeout
         try:
             async with asyncio.timeout_at(deadline):
-                response = await lane.client.send(request, stream=True)
+                response = await client.send(request, stream=True)
         except BaseException as exc:
-            lane.active -= 1
             if isinstance(exc, EndpointRefused):  # the name now points somewhere refused
                 raise EndpointNotAllowed(str(exc)) from None
             if isinstance(exc, TimeoutError | httpx.TimeoutException):
@@ -191,8 +205,6 @@ class Transport:
                 f"{spec.where} could not be reached ({type(exc).__name__}). Check the URL and "
                 "that the server is running, then try again."
             ) from None
-        assert isinstance(response.stream, httpx.AsyncByteStream)  # an async client's
-        response.stream = _Leased(response.stream, lane)
         log.debug("%s %s → %d", spec.method, spec.url, response.status_code)
         if response.status_code < 300:
             return response, deadline
@@ -313,83 +325,136 @@ class Transport:
             raise malformed(spec.where, "not JSON") from None
 
 
-def _pool(
-    limits: httpx.Limits, tls: ssl.SSLContext, policy: EndpointPolicy
-) -> httpcore.AsyncConnectionPool:
-    """httpx's connection pool, on the asyncio network layer (see _network).
+# httpcore's exceptions → httpx's, as httpx.AsyncHTTPTransport maps them.
+HTTPCORE_ERRORS: dict[type[Exception], type[httpx.HTTPError]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
 
-    Every connection's address goes through the endpoint policy again, right before use.
-    """
-    return httpcore.AsyncConnectionPool(
-        ssl_context=tls,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=AsyncioBackend(guard=policy.vet_connection),
-    )
+
+def httpx_error(exc: Exception) -> httpx.HTTPError | None:
+    """The httpx exception for an httpcore one (the most specific match), else None."""
+    for cls in type(exc).__mro__:
+        mapped = HTTPCORE_ERRORS.get(cls)
+        if mapped is not None:
+            return mapped(str(exc))
+    return None
 
 
 @dataclass(slots=True)
 class _Lane:
-    client: httpx.AsyncClient
+    pool: httpcore.AsyncConnectionPool
     active: int = 0  # requests sent through it whose response is not closed yet
 
 
-class _Leased(httpx.AsyncByteStream):
-    """A response body that gives its lane back when closed (no extra step per chunk)."""
+class PoolTransport(httpx.AsyncBaseTransport):
+    """httpx.AsyncHTTPTransport's job (public httpcore API only), over pools called lanes."""
 
-    def __init__(self, inner: httpx.AsyncByteStream, lane: _Lane) -> None:
-        self._inner = inner
-        self._lane: _Lane | None = lane
+    # httpcore's pool walks all its connections and requests on every request and every
+    # release, so with hundreds of answers streaming at once that walk dominated the CPU.
+    # While every lane carries `size` requests, a new request opens another lane (up to
+    # `most`); the first lane keeps a quiet bot on one warm connection.
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._inner.__aiter__()
-
-    async def aclose(self) -> None:
-        lane, self._lane = self._lane, None
-        try:
-            await self._inner.aclose()
-        finally:
-            if lane is not None:
-                lane.active -= 1
-
-
-class _Lanes:
-    """The clients of one endpoint base: usually one, more only under heavy load.
-
-    httpcore's pool walks all its connections on every request and every release, so
-    with hundreds of answers streaming at once that walk dominated the CPU. When every
-    lane carries _LANE_SIZE requests, a new request opens another lane instead.
-    """
-
-    def __init__(self, make: Callable[[], _Lane], most: int) -> None:
+    def __init__(
+        self, make: Callable[[], httpcore.AsyncConnectionPool], size: int, most: int
+    ) -> None:
         self._make = make
+        self._size = size
         self._most = most
         self._lanes: list[_Lane] = []
 
-    def lease(self) -> _Lane:
-        chosen = None
-        for lane in self._lanes:  # the first lane keeps quiet bots on one warm connection
-            if lane.active < _LANE_SIZE and not lane.client.is_closed:
-                chosen = lane
-                break
-        if chosen is None:
-            self._lanes = [lane for lane in self._lanes if not lane.client.is_closed]
-            if len(self._lanes) < self._most:
-                chosen = self._make()
-                self._lanes.append(chosen)
-            else:
-                chosen = min(self._lanes, key=lambda lane: lane.active)
-        chosen.active += 1
-        return chosen
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)  # an async client's
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        lane = self._lease()
+        try:
+            response = await lane.pool.handle_async_request(core_request)
+        except BaseException as exc:
+            lane.active -= 1
+            mapped = httpx_error(exc) if isinstance(exc, Exception) else None
+            if mapped is None:
+                raise
+            raise mapped from exc
+        assert isinstance(response.stream, AsyncIterable)  # an async pool's
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_Body(response.stream, lane),
+            extensions=response.extensions,
+        )
 
-    def __len__(self) -> int:
-        return len(self._lanes)
+    def _lease(self) -> _Lane:
+        for lane in self._lanes:
+            if lane.active < self._size:
+                break
+        else:
+            if len(self._lanes) < self._most:
+                lane = _Lane(self._make())
+                self._lanes.append(lane)
+            else:
+                lane = min(self._lanes, key=lambda lane: lane.active)
+        lane.active += 1
+        return lane
+
+    @property
+    def lanes(self) -> list[int]:
+        """Requests in flight on each lane."""
+        return [lane.active for lane in self._lanes]
 
     async def aclose(self) -> None:
         lanes, self._lanes = self._lanes, []
         for lane in lanes:
-            await lane.client.aclose()
+            await lane.pool.aclose()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body in httpx's exceptions that gives its lane back when closed."""
+
+    def __init__(self, stream: AsyncIterable[bytes], lane: _Lane) -> None:
+        self._stream = stream
+        self._lane: _Lane | None = lane
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for part in self._stream:
+                yield part
+        except Exception as exc:
+            mapped = httpx_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        lane, self._lane = self._lane, None
+        try:
+            # As httpx does: not every stream (a mocked one, say) can be closed.
+            closer = getattr(self._stream, "aclose", None)
+            if closer is not None:
+                await closer()
+        finally:
+            if lane is not None:
+                lane.active -= 1
 
 
 class ReadWatch:

@@ -1,9 +1,8 @@
-"""httpcore's network layer on plain asyncio protocols.
+"""httpcore's network layer on plain asyncio protocols, with guarded Happy Eyeballs connects.
 
 The default (anyio) layer re-arms the socket in the event loop and opens a cancel scope
 on every read; with hundreds of answers streaming at once that was most of the bot's
 CPU. Here bytes land in a buffer as they arrive and a read only waits when it is empty.
-Timeouts of reads are left to the provider layer's own first-byte and idle limits.
 """
 
 # httpcore's interface passes timeouts as parameters:
@@ -12,23 +11,33 @@ Timeouts of reads are left to the provider layer's own first-byte and idle limit
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpcore
 
 _HIGH_WATER = 1 << 20  # stop reading from a socket whose bytes nobody consumes
+STAGGER = 0.25  # RFC 8305's "Connection Attempt Delay"
+
+# Called with (host, address) before each connection; raises to refuse it.
+AddressGuard = Callable[[str, str], None]
+# (host, port) → its addresses, preferred first.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.buffer = bytearray()
         self.eof = False
         self.error: BaseException | None = None
         self.transport: asyncio.Transport | None = None
+        self._loop = loop
         self._waiter: asyncio.Future[None] | None = None
+        self._due = 0.0  # when the waiting read times out; 0.0 while none waits
+        self._timer: asyncio.TimerHandle | None = None
         self._drain: asyncio.Future[None] | None = None
         self._paused = False
 
@@ -52,11 +61,12 @@ class _Protocol(asyncio.Protocol):
         self.eof = True
         self.error = exc
         self._wake()
+        self.stop_timer()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
 
     def pause_writing(self) -> None:
-        self._drain = asyncio.get_running_loop().create_future()
+        self._drain = self._loop.create_future()
 
     def resume_writing(self) -> None:
         if self._drain is not None and not self._drain.done():
@@ -68,21 +78,56 @@ class _Protocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def wait_readable(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+    async def wait_readable(self, timeout: float | None) -> None:
+        """Wait for bytes, end of stream or an error; TimeoutError after `timeout` s."""
+        waiter = self._waiter = self._loop.create_future()
+        if timeout is not None:
+            self._due = self._loop.time() + timeout
+            # One timer per connection, moved only when it would fire too late: a stream
+            # of quick reads never touches it, and an early firing re-arms for the rest.
+            if self._timer is None or self._timer.when() > self._due:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self._loop.call_at(self._due, self._expire)
         try:
-            await self._waiter
+            await waiter
         finally:
             self._waiter = None
+            self._due = 0.0
+
+    def _expire(self) -> None:
+        self._timer = None
+        if not self._due:
+            return  # no read waits; the next one arms a timer again
+        if self._loop.time() < self._due:
+            self._timer = self._loop.call_at(self._due, self._expire)
+            return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
+
+    def stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    @property
+    def writing_paused(self) -> bool:
+        return self._drain is not None
 
     async def drained(self) -> None:
         if self._drain is not None:
             await self._drain
 
     def take(self, max_bytes: int) -> bytes:
-        data = bytes(self.buffer[:max_bytes])
-        del self.buffer[:max_bytes]
-        if self._paused and len(self.buffer) < _HIGH_WATER // 4 and self.transport is not None:
+        buffer = self.buffer
+        if len(buffer) <= max_bytes:
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:max_bytes])
+            del buffer[:max_bytes]
+        if self._paused and len(buffer) < _HIGH_WATER // 4 and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
         return data
@@ -102,14 +147,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         p = self._protocol
         if not p.buffer and not p.eof:
-            if timeout is None:  # the usual case: the provider layer times reads itself
-                await p.wait_readable()
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await p.wait_readable()
-                except TimeoutError:
-                    raise httpcore.ReadTimeout("read timed out") from None
+            try:
+                await p.wait_readable(timeout)
+            except TimeoutError:
+                raise httpcore.ReadTimeout("read timed out") from None
         if p.buffer:
             return p.take(max_bytes)
         if p.error is not None:
@@ -123,6 +164,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if transport.is_closing():
             raise httpcore.WriteError("connection is closed")
         transport.write(buffer)
+        if not self._protocol.writing_paused:
+            return  # the kernel took it all: no timer needed
         try:
             async with asyncio.timeout(timeout):
                 await self._protocol.drained()
@@ -130,6 +173,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteTimeout("write timed out") from None
 
     async def aclose(self) -> None:
+        self._protocol.stop_timer()
         transport = self._protocol.transport
         if transport is not None:
             transport.close()
@@ -141,14 +185,17 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
+        plain = self._transport
         try:
             async with asyncio.timeout(timeout):
                 tls = await loop.start_tls(
-                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                    plain, self._protocol, ssl_context, server_hostname=server_hostname
                 )
         except TimeoutError:
+            plain.close()
             raise httpcore.ConnectTimeout("TLS handshake timed out") from None
         except (OSError, ssl.SSLError) as exc:
+            plain.close()
             raise httpcore.ConnectError(f"TLS handshake failed ({type(exc).__name__})") from None
         assert isinstance(tls, asyncio.Transport)
         self._protocol.transport = tls
@@ -173,15 +220,34 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
-# Called with (host, address) before each connection; raises to refuse it.
-AddressGuard = Callable[[str, str], None]
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses of `host` in the system's order of preference (RFC 6724)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def interleaved(addresses: list[str]) -> list[str]:
+    """RFC 8305 order: alternate IPv6 and IPv4, starting with the family listed first."""
+    families: dict[bool, list[str]] = {}
+    for address in addresses:
+        families.setdefault(":" in address, []).append(address)
+    mixed = itertools.zip_longest(*families.values())
+    return [address for pair in mixed for address in pair if address is not None]
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """Connects only to addresses `guard` accepts, checked after this very lookup."""
 
-    def __init__(self, guard: AddressGuard | None = None) -> None:
+    def __init__(
+        self,
+        guard: AddressGuard | None = None,
+        resolver: Resolver = system_resolver,
+        stagger: float = STAGGER,
+    ) -> None:
         self._guard = guard
+        self._resolver = resolver
+        self._stagger = stagger
 
     async def connect_tcp(
         self,
@@ -192,53 +258,83 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        protocol = _Protocol()
+        protocol = _Protocol(loop)
         try:
             async with asyncio.timeout(timeout):
                 addresses = await self._addresses(host, port)
-                transport = await self._connect(loop, protocol, addresses, port, local_address)
+                sock = await self._first_connected(
+                    addresses, port, local_address, list(socket_options or ())
+                )
+                try:
+                    await loop.create_connection(lambda: protocol, sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise httpcore.ConnectTimeout("connect timed out") from None
         except OSError as exc:
             raise httpcore.ConnectError(f"connect failed ({type(exc).__name__})") from None
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            for option in socket_options or ():
-                sock.setsockopt(*option)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return AsyncioStream(protocol)
 
     async def _addresses(self, host: str, port: int) -> list[str]:
         """The addresses to try, each one passed by the guard (any refusal refuses all)."""
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        addresses = await self._resolver(host, port)
+        if not addresses:
+            raise OSError(f"{host} has no address")
         if self._guard is not None:
             for address in addresses:
                 self._guard(host, address)
-        return addresses
+        return interleaved(addresses)
 
-    @staticmethod
-    async def _connect(
-        loop: asyncio.AbstractEventLoop,
-        protocol: _Protocol,
-        addresses: list[str],
-        port: int,
-        local_address: str | None,
-    ) -> asyncio.BaseTransport:
-        error: OSError = OSError("no address to connect to")
-        for address in addresses:
+    async def _first_connected(
+        self, addresses: list[str], port: int, local: str | None, options: list[Any]
+    ) -> socket.socket:
+        """Happy Eyeballs (RFC 8305): a new attempt every `stagger` seconds, or at once
+        when one fails; the first to connect wins and the others are closed."""
+        waiting = list(reversed(addresses))
+        running: dict[asyncio.Task[socket.socket], str] = {}
+        failures: list[tuple[str, str]] = []
+        winner: socket.socket | None = None
+        try:
             try:
-                transport, _ = await loop.create_connection(
-                    lambda: protocol,
-                    address,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                )
-                return transport
-            except OSError as exc:
-                error = exc
-        raise error
+                while winner is None and (waiting or running):
+                    if waiting:
+                        address = waiting.pop()
+                        attempt = asyncio.create_task(_attempt(address, port, local, options))
+                        running[attempt] = address
+                    done, _ = await asyncio.wait(
+                        running,
+                        timeout=self._stagger if waiting else None,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    for task in done:
+                        address = running.pop(task)
+                        error = task.exception()
+                        if error is None:
+                            if winner is None:
+                                winner = task.result()
+                            else:  # two finished in the same instant
+                                task.result().close()
+                        elif isinstance(error, OSError):
+                            failures.append((address, type(error).__name__))
+                        else:
+                            raise error
+            finally:
+                for task in running:
+                    task.cancel()
+                    task.add_done_callback(_close_connected)
+                if running:
+                    await asyncio.wait(running)
+        except BaseException:
+            if winner is not None:  # cancelled (the connect timeout) while tidying up
+                winner.close()
+            raise
+        if winner is None:
+            if len(failures) == 1:
+                raise httpcore.ConnectError(f"connect failed ({failures[0][1]})")
+            each = "; ".join(f"{address}: {error}" for address, error in failures)
+            raise httpcore.ConnectError(f"connect failed on every address ({each})")
+        return winner
 
     async def connect_unix_socket(
         self,
@@ -250,3 +346,29 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+async def _attempt(address: str, port: int, local: str | None, options: list[Any]) -> socket.socket:
+    """One connection attempt; the socket is closed unless it is returned."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setblocking(False)
+        # Nagle's algorithm would hold a request's body until the headers are acked:
+        # ~40 ms a request against a server that delays its acks.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for option in options:
+            sock.setsockopt(*option)
+        if local:
+            sock.bind((local, 0))
+        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _close_connected(task: asyncio.Task[socket.socket]) -> None:
+    """Close what a losing attempt connected anyway (it finished as it was cancelled)."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().close()

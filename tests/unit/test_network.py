@@ -1,14 +1,17 @@
-"""The provider layer's own network layer and lanes, against real loopback servers.
+"""The provider layer's own network layer, against real loopback servers.
 
 Plain HTTP and TLS (a certificate made for the test), closed and broken connections,
-keep-alive reuse, and many streams at once spreading over lanes.
+keep-alive reuse, reads that time out on their own, Happy Eyeballs connects across
+several addresses, and the endpoint policy checked on every address before connecting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bot.providers import EndpointNotAllowed, ProviderSettings
-from bot.providers._http import _LANE_SIZE, RequestSpec, Transport
-from bot.providers._network import AsyncioBackend
+from bot.providers._http import RequestSpec, Transport
+from bot.providers._network import AsyncioBackend, interleaved
 from bot.providers.policy import EndpointPolicy, EndpointRefused
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -74,6 +77,15 @@ async def test_plain_http_with_keep_alive_reuses_one_connection(
             reply = await pool.request("POST", f"http://127.0.0.1:{port}/x", content=b"q" * 5000)
             assert reply.status == 200 and reply.content == b"hello " * 1000
     assert connections == 1
+
+
+async def test_small_writes_go_out_at_once(pool: httpcore.AsyncConnectionPool) -> None:
+    """TCP_NODELAY: a body written after its headers must not wait for an ack."""
+    server, port, _ = await counting_server()
+    async with server:
+        reply = await pool.request("POST", f"http://127.0.0.1:{port}/", content=b"x")
+        sock = reply.extensions["network_stream"].get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 async def test_a_server_that_closed_an_idle_connection_gets_a_new_one(
@@ -135,6 +147,32 @@ async def test_a_read_timeout_when_one_is_asked_for(pool: httpcore.AsyncConnecti
             )
 
 
+async def test_reads_that_keep_coming_never_time_out_and_silence_does(
+    pool: httpcore.AsyncConnectionPool,
+) -> None:
+    """Each read gets the whole timeout, however long the stream (one timer, moved on)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for i in range(12):  # together far longer than one read may wait
+            writer.write(b"2\r\n%02d\r\n" % i)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(10)  # then silence, the connection still open
+
+    server, port = await serve(handler)
+    parts: list[bytes] = []
+    async with server:
+        async with pool.stream(
+            "GET", f"http://127.0.0.1:{port}/", extensions={"timeout": {"read": 0.25}}
+        ) as reply:
+            with pytest.raises(httpcore.ReadTimeout):
+                async for part in reply.aiter_stream():
+                    parts.append(part)
+    assert b"".join(parts) == b"".join(b"%02d" % i for i in range(12))
+
+
 def certificate(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A self-made certificate for 127.0.0.1: (server context, client context trusting it)."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -184,9 +222,12 @@ async def test_tls_handshake_and_streaming_over_it(tmp_path: Path) -> None:
         await writer.drain()
 
     server, port = await serve(handler, server_tls)
-    async with server, httpcore.AsyncConnectionPool(
-        ssl_context=client_tls, network_backend=AsyncioBackend()
-    ) as tls_pool:
+    async with (
+        server,
+        httpcore.AsyncConnectionPool(
+            ssl_context=client_tls, network_backend=AsyncioBackend()
+        ) as tls_pool,
+    ):
         async with tls_pool.stream("GET", f"https://127.0.0.1:{port}/") as reply:
             body = b"".join([part async for part in reply.aiter_stream()])
             info = reply.extensions["network_stream"]
@@ -197,15 +238,158 @@ async def test_tls_handshake_and_streaming_over_it(tmp_path: Path) -> None:
 async def test_an_untrusted_certificate_is_refused(tmp_path: Path) -> None:
     server_tls, _ = certificate(tmp_path)
     server, port = await serve(lambda r, w: asyncio.sleep(1), server_tls)
-    async with server, httpcore.AsyncConnectionPool(
-        ssl_context=ssl.create_default_context(), network_backend=AsyncioBackend()
-    ) as strict:
+    async with (
+        server,
+        httpcore.AsyncConnectionPool(
+            ssl_context=ssl.create_default_context(), network_backend=AsyncioBackend()
+        ) as strict,
+    ):
         with pytest.raises(httpcore.ConnectError) as err:
             await strict.request("GET", f"https://127.0.0.1:{port}/")
     assert "TLS handshake failed" in str(err.value)
 
 
-# ---- lanes -------------------------------------------------------------------------
+# ---- Happy Eyeballs: several addresses for one name ---------------------------------
+
+
+def resolving_to(*addresses: str) -> Callable[[str, int], Awaitable[list[str]]]:
+    async def resolver(host: str, port: int) -> list[str]:
+        return list(addresses)
+
+    return resolver
+
+
+async def counting_server(host: str = "127.0.0.1") -> tuple[asyncio.Server, int, list[int]]:
+    """A server answering every request with "ok"; the list counts accepted connections."""
+    accepted: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        try:
+            while True:
+                await read_request(reader)
+                writer.write(response(b"ok"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handler, host, 0)
+    return server, server.sockets[0].getsockname()[1], accepted
+
+
+def syn_sent(port: int) -> int:
+    """Connection attempts to `port` still waiting for an answer (Linux /proc)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[2].endswith(f":{port:04X}") and fields[3] == "02":  # SYN_SENT
+                count += 1
+    return count
+
+
+async def blackhole(host: str, port: int) -> list[socket.socket]:
+    """A listener at (host, port) whose accept queue is full: new attempts get no answer.
+
+    Returns the sockets to close afterwards.
+    """
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.bind((host, port))
+    listener.listen(0)
+    held = [listener]
+    loop = asyncio.get_running_loop()
+    for i in range(3):
+        filler = socket.socket(listener.family)
+        filler.setblocking(False)
+        held.append(filler)
+        if i == 0:
+            await loop.sock_connect(filler, (host, port))  # fills the accept queue
+        else:
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((host, port))
+    return held
+
+
+async def test_an_address_that_never_answers_does_not_hold_up_the_next() -> None:
+    """RFC 8305: IPv6 first, and if it has not connected in 250 ms, IPv4 too."""
+    server, port, accepted = await counting_server("127.0.0.1")
+    held = await blackhole("::1", port)
+    backend = AsyncioBackend(resolver=resolving_to("::1", "127.0.0.1"))
+    try:
+        async with server, httpcore.AsyncConnectionPool(network_backend=backend) as pool:
+            waiting_before = syn_sent(port)
+            # Tried one after the other, the first would use up the whole connect timeout.
+            reply = await pool.request(
+                "GET", f"http://ipv6-broken.test:{port}/", extensions={"timeout": {"connect": 10}}
+            )
+            assert reply.content == b"ok"
+            assert reply.extensions["network_stream"].get_extra_info("server_addr") == (
+                "127.0.0.1",
+                port,
+            )
+            assert accepted == [1]
+            await asyncio.sleep(0)
+            assert syn_sent(port) == waiting_before  # the IPv6 attempt was called off
+    finally:
+        for sock in held:
+            sock.close()
+
+
+async def test_a_refused_address_falls_through_at_once() -> None:
+    server, port, accepted = await counting_server("127.0.0.1")
+    # With an hour between attempts, only a failure can start the next one in time.
+    backend = AsyncioBackend(resolver=resolving_to("127.0.0.2", "127.0.0.1"), stagger=3600)
+    async with server, httpcore.AsyncConnectionPool(network_backend=backend) as pool:
+        reply = await pool.request(
+            "GET", f"http://two.test:{port}/", extensions={"timeout": {"connect": 10}}
+        )
+    assert reply.content == b"ok" and accepted == [1]
+
+
+async def test_every_address_refused_is_one_error_naming_each() -> None:
+    server, port, _ = await counting_server("127.0.0.1")
+    server.close()
+    await server.wait_closed()
+    backend = AsyncioBackend(resolver=resolving_to("127.0.0.2", "127.0.0.3"), stagger=3600)
+    async with httpcore.AsyncConnectionPool(network_backend=backend) as pool:
+        with pytest.raises(httpcore.ConnectError) as err:
+            await pool.request("GET", f"http://none.test:{port}/")
+    assert str(err.value) == (
+        "connect failed on every address "
+        "(127.0.0.2: ConnectionRefusedError; 127.0.0.3: ConnectionRefusedError)"
+    )
+
+
+async def test_one_refused_address_refuses_the_name_before_any_connect() -> None:
+    server, port, accepted = await counting_server("127.0.0.1")
+    checked: list[str] = []
+
+    def guard(host: str, address: str) -> None:
+        checked.append(address)
+        if address == "127.0.0.3":
+            raise EndpointRefused(f"Refused: {host} ({address})")
+
+    backend = AsyncioBackend(guard=guard, resolver=resolving_to("127.0.0.1", "127.0.0.3"))
+    async with server, httpcore.AsyncConnectionPool(network_backend=backend) as pool:
+        with pytest.raises(EndpointRefused):
+            await pool.request("GET", f"http://rebound.test:{port}/")
+    assert checked == ["127.0.0.1", "127.0.0.3"]
+    assert accepted == []  # the allowed address first in line was not contacted either
+
+
+def test_addresses_alternate_between_families_starting_with_the_first_listed() -> None:
+    assert interleaved(["::1", "::2", "10.0.0.1", "10.0.0.2", "::3"]) == [
+        "::1",
+        "10.0.0.1",
+        "::2",
+        "10.0.0.2",
+        "::3",
+    ]
+    assert interleaved(["10.0.0.1", "::1", "::2"]) == ["10.0.0.1", "::1", "::2"]
+    assert interleaved(["10.0.0.1", "10.0.0.2"]) == ["10.0.0.1", "10.0.0.2"]
+
+
+# ---- the endpoint policy, again at connect time ------------------------------------
 
 
 async def get(transport: Transport, url: str) -> str:
@@ -215,46 +399,6 @@ async def get(transport: Transport, url: str) -> str:
         return (await response.aread()).decode()
     finally:
         await response.aclose()
-
-
-async def test_quiet_use_stays_on_one_lane_and_a_crowd_spreads_over_more() -> None:
-    release = asyncio.Event()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await read_request(reader)
-                await release.wait()
-                writer.write(response(b"ok"))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    settings = ProviderSettings(allow_private_endpoints=True, max_connections_per_endpoint=1000)
-    transport = Transport(settings, EndpointPolicy(allow_private=True), asyncio.sleep)
-    server, port = await serve(handler)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        async with server:
-            release.set()
-            for _ in range(5):
-                assert (await get(transport, url)) == "ok"
-            lanes = transport._clients[("http", "127.0.0.1", port)]
-            assert len(lanes) == 1
-
-            release.clear()
-            crowd = [asyncio.create_task(get(transport, url)) for _ in range(150)]
-            await asyncio.sleep(0.5)  # every request is sent and waiting for its answer
-            assert len(lanes) == -(-150 // _LANE_SIZE)  # full lanes and one for the rest
-            release.set()
-            replies = await asyncio.gather(*crowd)
-            assert replies == ["ok"] * 150
-            assert {lane.active for lane in lanes._lanes} == {0}  # every lease was given back
-    finally:
-        await transport.aclose()
-
-
-# ---- the endpoint policy, again at connect time ------------------------------------
 
 
 async def test_every_connection_is_checked_again_against_the_policy() -> None:
@@ -284,9 +428,6 @@ async def test_every_connection_is_checked_again_against_the_policy() -> None:
                 assert "loopback" in str(err.value) and "ALLOW_PRIVATE_ENDPOINTS" in str(err.value)
             assert await get(lenient, f"http://localhost:{port}/") == ""  # allowed there
             assert accepted == 1
-            assert {lane.active for lanes in strict._clients.values() for lane in lanes._lanes} == {
-                0
-            }
     finally:
         await strict.aclose()
         await lenient.aclose()

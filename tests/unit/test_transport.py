@@ -1,0 +1,197 @@
+"""The provider layer's httpx transport: lanes of httpcore pools, errors, read timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpcore
+import httpx
+import pytest
+
+from bot.providers import ProviderSettings, ProviderTimeout
+from bot.providers._http import (
+    _LANE_SIZE,
+    HTTPCORE_ERRORS,
+    PoolTransport,
+    RequestSpec,
+    Transport,
+    httpx_error,
+)
+from bot.providers._network import AsyncioBackend
+from bot.providers.policy import EndpointPolicy
+from tests.unit.test_network import read_request, response, serve
+
+
+def lanes_of(size: int, most: int) -> PoolTransport:
+    return PoolTransport(
+        lambda: httpcore.AsyncConnectionPool(
+            max_connections=size, network_backend=AsyncioBackend()
+        ),
+        size,
+        most,
+    )
+
+
+async def test_quiet_use_stays_on_one_lane_and_a_crowd_spreads_over_more() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await read_request(reader)
+                await release.wait()
+                writer.write(response(b"ok"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    lanes = lanes_of(_LANE_SIZE, 1000 // _LANE_SIZE)
+    server, port = await serve(handler)
+    url = f"http://127.0.0.1:{port}/"
+    async with server, httpx.AsyncClient(transport=lanes) as client:
+
+        async def get() -> str:
+            return (await client.get(url)).text
+
+        release.set()
+        for _ in range(5):
+            assert await get() == "ok"
+        assert lanes.lanes == [0]
+
+        release.clear()
+        crowd = [asyncio.create_task(get()) for _ in range(150)]
+        await asyncio.sleep(0.5)  # every request is sent and waiting for its answer
+        assert len(lanes.lanes) == -(-150 // _LANE_SIZE)  # full lanes and one for the rest
+        assert sum(lanes.lanes) == 150
+        release.set()
+        assert await asyncio.gather(*crowd) == ["ok"] * 150
+        assert lanes.lanes == [0] * len(lanes.lanes)  # every lease was given back
+
+
+async def test_a_full_set_of_lanes_shares_out_to_the_least_busy() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await release.wait()
+        writer.write(response(b"ok", close=True))
+        await writer.drain()
+        writer.close()
+
+    lanes = lanes_of(2, 2)
+    server, port = await serve(handler)
+    async with server, httpx.AsyncClient(transport=lanes) as client:
+        crowd = [asyncio.create_task(client.get(f"http://127.0.0.1:{port}/")) for _ in range(5)]
+        await asyncio.sleep(0.2)
+        assert sorted(lanes.lanes) == [2, 3]  # one waits for a connection of its lane
+        release.set()
+        assert all(r.text == "ok" for r in await asyncio.gather(*crowd))
+    assert lanes.lanes == []  # closed with the client
+
+
+async def test_a_failed_request_gives_its_lane_back_as_an_httpx_error() -> None:
+    server, port = await serve(lambda r, w: asyncio.sleep(0))
+    server.close()
+    await server.wait_closed()
+    lanes = lanes_of(4, 2)
+    async with httpx.AsyncClient(transport=lanes) as client:
+        with pytest.raises(httpx.ConnectError, match="connect failed"):
+            await client.get(f"http://127.0.0.1:{port}/")
+        assert lanes.lanes == [0]
+
+
+async def test_a_body_cut_short_is_an_httpx_error_and_gives_the_lane_back() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+        await writer.drain()
+        writer.transport.abort()
+
+    lanes = lanes_of(4, 2)
+    server, port = await serve(handler)
+    async with server, httpx.AsyncClient(transport=lanes) as client:
+        async with client.stream("GET", f"http://127.0.0.1:{port}/") as reply:
+            with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+                await reply.aread()
+        assert lanes.lanes == [0]
+
+
+@pytest.mark.parametrize("core_error", list(HTTPCORE_ERRORS))
+def test_each_httpcore_error_becomes_the_most_specific_httpx_error(
+    core_error: type[Exception],
+) -> None:
+    mapped = httpx_error(core_error("what happened"))
+    assert type(mapped) is HTTPCORE_ERRORS[core_error]
+    assert str(mapped) == "what happened"
+
+
+def test_other_errors_are_not_mapped() -> None:
+    assert httpx_error(ValueError("x")) is None
+    assert httpx_error(httpx.ReadError("already httpx's")) is None
+
+
+# ---- reads time out on their own -----------------------------------------------------
+
+
+def test_the_read_timeout_never_cuts_before_the_provider_layers_own_limits() -> None:
+    for first_byte, idle in ((60.0, 60.0), (5.0, 120.0), (300.0, 10.0)):
+        settings = ProviderSettings(first_byte_timeout=first_byte, idle_timeout=idle)
+        transport = Transport(settings, EndpointPolicy(), asyncio.sleep)
+        read = transport.client("https://api.example.com/v1").timeout.read
+        assert read is not None and read > max(first_byte, idle)
+
+
+async def test_an_endpoint_that_sends_headers_then_nothing_cannot_hang_a_bare_read() -> None:
+    """Even read without the provider layer's ReadWatch, the body read ends."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+        writer.write(b"transfer-encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    settings = ProviderSettings(
+        allow_private_endpoints=True, first_byte_timeout=0.2, idle_timeout=0.2
+    )
+    transport = Transport(settings, EndpointPolicy(allow_private=True), asyncio.sleep)
+    server, port = await serve(handler)
+    spec = RequestSpec("POST", f"http://127.0.0.1:{port}/v1/chat", where="test", headers={})
+    try:
+        async with server:
+            reply, _ = await transport.open(spec)
+            try:
+                with pytest.raises(httpx.ReadTimeout):
+                    await reply.aread()  # no ReadWatch here
+            finally:
+                await reply.aclose()
+    finally:
+        await transport.aclose()
+
+
+async def test_the_provider_layers_own_idle_limit_words_the_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nsome\r\n")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    settings = ProviderSettings(
+        allow_private_endpoints=True, first_byte_timeout=0.2, idle_timeout=0.2
+    )
+    transport = Transport(settings, EndpointPolicy(allow_private=True), asyncio.sleep)
+    server, port = await serve(handler)
+    spec = RequestSpec("GET", f"http://127.0.0.1:{port}/", where="The proxy", headers={})
+    try:
+        async with server:
+            reply, deadline = await transport.open(spec)
+            chunks = transport.chunks(reply, deadline, spec.where)
+            try:
+                assert await anext(chunks) == b"some"
+                with pytest.raises(ProviderTimeout, match=r"stopped sending for 0\.2 s"):
+                    await anext(chunks)
+            finally:
+                await chunks.aclose()
+                await reply.aclose()
+    finally:
+        await transport.aclose()
