@@ -9,10 +9,11 @@ from dataclasses import replace
 from bot.commands import TABLE, Command, Invocation
 from bot.commands.handlers import model_choices
 from bot.commands.parse import CommandError, parse
-from bot.commands.router import execute, find, prepare
+from bot.commands.router import bind, execute, find, prepare
 from bot.commands.spec import CommandContext, secret_prompt
-from bot.conversation.engine import ChatEngine, ReplySink, TurnLimits, TurnResult
+from bot.conversation.engine import ChatEngine, Control, TurnLimits, TurnResult
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
+from bot.conversation.stream import ReplySink
 from bot.providers import ProviderHub
 from bot.store import Store
 from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, ReplyMode, SecretValue
@@ -21,6 +22,7 @@ from bot.types.text import clean_text, strip_invisible
 # What front-ends may use from the conversation layer, through the Core they import.
 __all__ = [
     "DEFAULT_PREFIXES",
+    "Control",
     "Core",
     "MessageTarget",
     "PacedReply",
@@ -36,6 +38,22 @@ DEFAULT_PREFIXES: Mapping[Platform, str] = {
     Platform.MATRIX: "!",
     Platform.CONSOLE: "/",
 }
+
+
+class _Collected:
+    """A sink that keeps only how the answer ended (for a front-end that cannot stream)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    async def typing(self) -> None:
+        return None
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        return None
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        self.text = f"{answer}\n\n⚠️ {error}" if error and answer else (answer or error or "")
 
 
 class Core:
@@ -93,7 +111,57 @@ class Core:
             name: value if isinstance(value, SecretValue) else clean_text(str(value))
             for name, value in inv.raw.items()
         }
-        return await execute(self.table, Invocation(inv.path, raw), self._context(ref, actor))
+        clean = Invocation(inv.path, raw)
+        command = self.command(inv.path)
+        if command is not None and command.control:
+            # A front-end that cannot stream it gets the new answer as the reply.
+            collected = _Collected()
+            done = await self.run_control(ref, actor, clean, collected)
+            if isinstance(done, Reply):
+                return done
+            text = collected.text or done.answer
+            if done.alternative[1] > 1:
+                text += f"\n(answer {done.alternative[0]} of {done.alternative[1]})"
+            return Reply(text, private=False, ok=done.error is None)
+        return await execute(self.table, clean, self._context(ref, actor))
+
+    def is_control(self, inv: Invocation) -> bool:
+        """A command that acts on the newest turn (give it a sink: Core.run_control)."""
+        command = self.command(inv.path)
+        return command is not None and command.control
+
+    async def run_control(
+        self,
+        ref: ChannelRef,
+        actor: Actor,
+        inv: Invocation,
+        sink: ReplySink,
+        *,
+        answer_id: int | None = None,
+    ) -> TurnResult | Reply:
+        """Regenerate, continue, retry or swipe into `sink`; stop, or a bad value: a Reply.
+
+        Deliberately outside the turn order's queue for `stop`: it must reach the answer
+        being written, not wait for it.
+        """
+        command = self.command(inv.path)
+        assert command is not None and command.control
+        p = self.prefix(ref.platform)
+        try:
+            args = bind(command, inv, p)
+        except CommandError as err:
+            return Reply(str(err), private=True, ok=False)
+        name = inv.path[0]
+        if name == "stop":
+            stopped = self._engine.stop(ref)
+            return Reply("Stopped the answer." if stopped else "No answer is being written here.")
+        if name == "swipe":
+            action = Control.NEXT if args["direction"] == "next" else Control.PREVIOUS
+        else:
+            action = Control(name)
+        return await self._engine.control(
+            ref, actor, action, sink, admin=self.is_admin(actor), answer_id=answer_id, prefix=p
+        )
 
     async def run_text_command(self, incoming: Incoming) -> Reply:
         try:

@@ -75,7 +75,7 @@ def prepare(
     a key typed after it.
     """
     command = find(table, inv.path)
-    if command is None or command.handler is None:
+    if command is None or (command.handler is None and not command.control):
         return Reply(f"Unknown command. Type {ctx.prefix}help for the list.", True, ok=False)
     if command.admin and not ctx.is_admin:
         return Reply(
@@ -97,7 +97,8 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
     if isinstance(prepared, Reply):
         return prepared
     command, _ = prepared
-    assert command.handler is not None
+    if command.handler is None:  # a turn control: the core runs those (Core.run_control)
+        return Reply(f"{ctx.prefix}{inv.path[0]} works in a chat.", private=True, ok=False)
     name = ctx.prefix + " ".join(inv.path)
     try:
         args = bind(command, inv, ctx.prefix)

@@ -69,6 +69,9 @@ class Command:
     private: bool = True  # reply only to the caller where the platform allows
     slow: bool = False  # may take seconds (network); front-ends defer
     handler: Handler | None = None
+    # Acts on the conversation's newest turn (regenerate, continue…): the core runs it
+    # with the chat engine; a front-end that can stream hands it a reply sink.
+    control: bool = False
 
     def sub(self, name: str) -> Command | None:
         return next((c for c in self.subcommands if c.name == name), None)

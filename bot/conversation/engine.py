@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Protocol
+from enum import StrEnum
 
 from bot.connection import (
     NotConnectable,
@@ -27,14 +26,22 @@ from bot.connection import (
 from bot.conversation.attachments import Prepared, Refused, image_placeholder
 from bot.conversation.attachments import prepare as prepare_attachments
 from bot.conversation.budget import estimate_tokens, history_budget, trim_history
-from bot.conversation.guard import AnswerGuard
-from bot.conversation.reasoning import ThinkSplitter
+from bot.conversation.stream import (
+    AnswerRow,
+    Outcome,
+    Prefaced,
+    ReplySink,
+    Running,
+    endpoint_secrets,
+    stream_answer,
+)
 from bot.conversation.vision import sees_images
 from bot.fields import REGISTRY
-from bot.providers import ChatRequest, Endpoint, Provider, ProviderError, ProviderHub
+from bot.providers import ChatRequest, Endpoint, ProviderHub
 from bot.store import Store, StoreError
 from bot.store.secrets import SecretUnreadable
 from bot.types import (
+    Actor,
     ChannelConfig,
     ChannelRef,
     ChatMessage,
@@ -69,21 +76,23 @@ class TurnLimits:
     media_retention_days: int = 30
 
 
-class ReplySink(Protocol):
-    """Where an answer goes while it streams. Front-ends implement it (or use PacedReply)."""
-
-    async def typing(self) -> None: ...
-
-    async def update(self, answer: str, reasoning: str = "") -> None: ...
-
-    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class TurnResult:
     answer: str
     error: str | None
     called_provider: bool
+    answer_id: int | None = None  # the stored answer (front-ends tie their message to it)
+    alternative: tuple[int, int] = (1, 1)  # (shown, of how many answers to the question)
+
+
+class Control(StrEnum):
+    """What can be done to the newest turn of a conversation."""
+
+    REGENERATE = "regenerate"  # another answer to the same question; the old one is kept
+    CONTINUE = "continue"  # extend the answer where it stopped
+    RETRY = "retry"  # a question that got an error instead of an answer, asked again
+    NEXT = "next"  # show the next alternative answer
+    PREVIOUS = "previous"  # show the previous one
 
 
 class _TurnOrder:
@@ -107,103 +116,13 @@ class _TurnOrder:
                 self._locks[key] = (lock, users - 1)
 
 
-class _Prefaced:
-    """A sink that shows a one-line note before the answer (not stored with it)."""
-
-    def __init__(self, sink: ReplySink, preface: str) -> None:
-        self._sink = sink
-        self._preface = preface
-
-    async def typing(self) -> None:
-        await self._sink.typing()
-
-    async def update(self, answer: str, reasoning: str = "") -> None:
-        await self._sink.update(self._preface + answer, reasoning)
-
-    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
-        await self._sink.finish(self._preface + answer, reasoning, error)
-
-
-class _Running:
-    """The answer being written in one conversation, so it can be stopped from outside."""
-
-    def __init__(self) -> None:
-        self.task = asyncio.current_task()
-        self.stopped_by = ""
-
-    def stop(self, why: str) -> None:
-        if not self.stopped_by and self.task is not None:
-            self.stopped_by = why
-            self.task.cancel()
-
-
-@dataclass(slots=True)
-class _Outcome:
-    answer: str = ""
-    reasoning: str = ""
-    error: str | None = None
-    state: TurnState = TurnState.DONE
-
-
-class _AnswerRow:
-    """The stored row of the answer being written: saved now and then, never twice at once."""
-
-    def __init__(self, store: Store, ref: ChannelRef, every: float) -> None:
-        self._store = store
-        self._ref = ref
-        self._every = every
-        self._entry: HistoryEntry | None = None
-        self._saved_len = 0
-        self._last = time.monotonic()
-        self._pending: asyncio.Task[None] | None = None
-
-    def grew(self, text: str) -> None:
-        """Save in the background when due; a slow database never holds the stream."""
-        if len(text) == self._saved_len or time.monotonic() - self._last < self._every:
-            return
-        if self._pending is not None and not self._pending.done():
-            return
-        self._last = time.monotonic()
-        self._saved_len = len(text)
-        self._pending = asyncio.create_task(self._save(text))
-
-    async def _save(self, text: str) -> None:
-        entry = HistoryEntry(
-            Role.ASSISTANT, text, tokens=estimate_tokens(text), state=TurnState.STREAMING
-        )
-        try:
-            if self._entry is None:
-                (self._entry,) = await self._store.add_messages(self._ref, [entry])
-            else:
-                self._entry = replace(entry, id=self._entry.id)
-                await self._store.update_message(self._ref, self._entry, final=False)
-        except StoreError as err:
-            log.warning("could not save a growing answer in %s: %s", self._ref, err)
-
-    async def finish(self, outcome: _Outcome) -> None:
-        """Store how the answer ended (StoreError when that fails)."""
-        if self._pending is not None:
-            await asyncio.gather(self._pending, return_exceptions=True)
-        entry = HistoryEntry(
-            Role.ASSISTANT,
-            outcome.answer,
-            tokens=estimate_tokens(outcome.answer),
-            error=outcome.error,
-            state=outcome.state,
-        )
-        if self._entry is None:
-            await self._store.add_messages(self._ref, [entry])
-        else:
-            await self._store.update_message(self._ref, replace(entry, id=self._entry.id))
-
-
 class ChatEngine:
     def __init__(self, store: Store, hub: ProviderHub, limits: TurnLimits | None = None) -> None:
         self._store = store
         self._hub = hub
         self._limits = limits or TurnLimits()
         self._order = _TurnOrder()
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._told_no_vision: set[str] = set()
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
@@ -211,6 +130,30 @@ class ChatEngine:
         key = f"{incoming.channel}"
         async with self._order.hold(key):
             return await self._turn(incoming, sink, prefix, key)
+
+    async def control(
+        self,
+        ref: ChannelRef,
+        actor: Actor,
+        action: Control,
+        sink: ReplySink,
+        *,
+        admin: bool = False,
+        answer_id: int | None = None,
+        prefix: str = "/",
+    ) -> TurnResult:
+        """Regenerate, continue, retry or swipe the newest turn (the asker's or an admin's).
+
+        `answer_id`: the answer a button or reaction belongs to; only the newest may change.
+        """
+        key = f"{ref}"
+        async with self._order.hold(key):
+            try:
+                return await self._control(ref, actor, action, sink, admin, answer_id, prefix)
+            except (NotConnectable, SecretUnreadable) as err:
+                return await _notice(sink, str(err))
+            except StoreError as err:
+                return await _notice(sink, f"{err} Nothing was sent to the model.")
 
     def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
         """Hold this conversation's turn order (a command that must not overtake a turn)."""
@@ -223,6 +166,8 @@ class ChatEngine:
             return False
         running.stop(why)
         return True
+
+    # -- a new question ---------------------------------------------------------------------
 
     async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str, key: str) -> TurnResult:
         text = incoming.text.strip()
@@ -243,24 +188,23 @@ class ChatEngine:
         ref = incoming.channel
         try:
             await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip for the reads below
-            config = await self._config(ref, prefix)
-            blocked = blocked_reason(config, prefix)
-            if blocked:
-                return await _notice(sink, blocked)
-            endpoint = await endpoint_for(self._store, ref, config, prefix)
+            config, endpoint = await self._ready(ref, prefix)
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)
             content = text + attached.text
-            user = HistoryEntry(
+            question = HistoryEntry(
                 Role.USER,
                 content,
                 author=incoming.actor.display_name,
                 tokens=estimate_tokens(content),
                 images=tuple(ImageRef(i.sha256, i.name, i.media_type) for i in attached.images),
+                author_id=incoming.actor.id,
             )
-            (user,) = await self._store.add_messages(ref, [user], attached.images)
+            (question,) = await self._store.add_messages(ref, [question], attached.images)
             sees = not attached.images or await self._sees(ref, config)
-            request = await self._request(config, history, user, attached.images, sees)
+            request = await self._request(config, [*history, question], sees)
+        except _Blocked as blocked:
+            return await _notice(sink, str(blocked))
         except (NotConnectable, SecretUnreadable, Refused) as err:
             return await _notice(sink, str(err))
         except StoreError as err:
@@ -271,26 +215,156 @@ class ChatEngine:
                 f"(The image was not sent: {config.model} is not known to see images. If it "
                 f"can, an admin turns it on with {prefix}params vision on.)\n\n"
             )
-        row = _AnswerRow(self._store, ref, self._limits.save_every)
-        outcome = await self._stream(
-            self._hub.provider(endpoint),
-            request,
-            _Prefaced(sink, preface) if preface else sink,
-            config,
-            endpoint_secrets(endpoint),
-            row,
-            key,
+        result = await self._answer(
+            key, ref, config, endpoint, request, sink, question, preface=preface
         )
-        saved_note = await self._settle(ref, config, user, row, outcome, endpoint)
+        if attached.images:
+            await self._prune_images()
+        return result
+
+    # -- the newest turn again ----------------------------------------------------------------
+
+    async def _control(
+        self,
+        ref: ChannelRef,
+        actor: Actor,
+        action: Control,
+        sink: ReplySink,
+        admin: bool,
+        answer_id: int | None,
+        prefix: str,
+    ) -> TurnResult:
+        history = await self._history(ref)
+        question, answer = _newest_turn(history)
+        if question is None:
+            return await _notice(sink, "There is nothing to do that to yet: ask something first.")
+        if answer_id is not None and (answer is None or answer.id != answer_id):
+            return await _notice(
+                sink, "Only the newest answer can change. Ask again, or use the newest one."
+            )
+        if not admin and question.author_id not in (None, actor.id):
+            who = question.author or "the person who asked"
+            return await _notice(sink, f"Only {who} or an admin of this channel can do that.")
+        if action in (Control.NEXT, Control.PREVIOUS):
+            return await self._swipe(ref, question, action, sink)
+        if action is Control.RETRY:
+            if question.state is not TurnState.FAILED:
+                return await _notice(
+                    sink,
+                    f"The last question has an answer; {prefix}regenerate asks for another one.",
+                )
+            question = replace(question, state=TurnState.DONE, error=None)
+            await self._store.update_message(ref, question)
+        elif answer is None:
+            return await _notice(
+                sink, f"The last question has no answer yet; {prefix}retry asks it again."
+            )
+        try:
+            config, endpoint = await self._ready(ref, prefix)
+        except _Blocked as blocked:
+            return await _notice(sink, str(blocked))
+        before = history[: history.index(answer) if answer in history else len(history)]
+        if action is Control.CONTINUE and answer is not None:
+            request = await self._request(config, history, await self._sees(ref, config), True)
+            return await self._answer(
+                f"{ref}",
+                ref,
+                config,
+                endpoint,
+                request,
+                sink,
+                question,
+                continuing=answer,
+                variant=True,
+            )
+        request = await self._request(config, before, await self._sees(ref, config))
+        return await self._answer(
+            f"{ref}", ref, config, endpoint, request, sink, question, variant=True
+        )
+
+    async def _swipe(
+        self, ref: ChannelRef, question: HistoryEntry, action: Control, sink: ReplySink
+    ) -> TurnResult:
+        assert question.id is not None
+        answers = await self._store.alternatives(ref, question.id)
+        if len(answers) < 2:
+            return await _notice(sink, "There is only one answer here; regenerate for another.")
+        shown = next((i for i, (_, visible) in enumerate(answers) if visible), len(answers) - 1)
+        step = 1 if action is Control.NEXT else -1
+        wanted = shown + step
+        if not 0 <= wanted < len(answers):
+            edge = "last" if step > 0 else "first"
+            return await _notice(sink, f"This is the {edge} of {len(answers)} answers.")
+        entry = answers[wanted][0]
+        assert entry.id is not None
+        await self._store.show_answer(ref, question.id, entry.id)
+        await sink.finish(entry.content, "", entry.error)
+        return TurnResult(entry.content, entry.error, False, entry.id, (wanted + 1, len(answers)))
+
+    # -- what every answer goes through -------------------------------------------------------
+
+    async def _ready(self, ref: ChannelRef, prefix: str) -> tuple[ChannelConfig, Endpoint]:
+        """The channel's config and endpoint; _Blocked says why it cannot answer now."""
+        config = await self._config(ref, prefix)
+        blocked = blocked_reason(config, prefix)
+        if blocked:
+            raise _Blocked(blocked)
+        return config, await endpoint_for(self._store, ref, config, prefix)
+
+    async def _answer(
+        self,
+        key: str,
+        ref: ChannelRef,
+        config: ChannelConfig,
+        endpoint: Endpoint,
+        request: ChatRequest,
+        sink: ReplySink,
+        question: HistoryEntry,
+        *,
+        preface: str = "",
+        continuing: HistoryEntry | None = None,
+        variant: bool = False,
+    ) -> TurnResult:
+        """Stream an answer to `question` (stoppable while it runs), store it, show how it
+        ended. A `variant` (regenerated, retried, continued) becomes the question's shown
+        answer and says which of its answers it is."""
+        row = AnswerRow(
+            self._store,
+            ref,
+            self._limits.save_every,
+            reply_to=question.id,
+            entry=continuing,
+        )
+        running = self._running[key] = Running()
+        try:
+            outcome = await stream_answer(
+                self._hub.provider(endpoint),
+                request,
+                Prefaced(sink, preface) if preface else sink,
+                row,
+                running,
+                secrets=endpoint_secrets(endpoint),
+                show_reasoning=config.show_reasoning,
+                answer_timeout=self._limits.answer_timeout,
+                max_chars=self._limits.max_answer_chars,
+                start=continuing.content if continuing else "",
+            )
+        finally:
+            if self._running.get(key) is running:
+                del self._running[key]
+        saved_note = await self._settle(ref, config, question, row, outcome, endpoint, variant)
         error = outcome.error
         if saved_note:
             error = f"{error}\n{saved_note}" if error else saved_note
         await sink.finish(preface + outcome.answer, outcome.reasoning, error)
-        if attached.images:
-            await self._prune_images()
         if outcome.error and outcome.state is not TurnState.STOPPED:
             log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
-        return TurnResult(outcome.answer, outcome.error, called_provider=True)
+        alternative = (1, 1)
+        if variant and row.id is not None and question.id is not None and not saved_note:
+            answers = await self._store.alternatives(ref, question.id)
+            ids = [entry.id for entry, _ in answers]
+            alternative = (ids.index(row.id) + 1 if row.id in ids else len(ids), len(ids))
+        return TurnResult(outcome.answer, outcome.error, True, row.id, alternative)
 
     async def _config(self, ref: ChannelRef, prefix: str) -> ChannelConfig:
         """The channel's config, re-checked first when a passing failure blocks it."""
@@ -345,11 +419,13 @@ class ChatEngine:
     async def _request(
         self,
         config: ChannelConfig,
-        history: list[HistoryEntry],
-        user: HistoryEntry,
-        images: tuple[Image, ...],
+        entries: list[HistoryEntry],
         sees: bool,
+        continue_answer: bool = False,
     ) -> ChatRequest:
+        """The request for the newest entry (a question, or an answer to continue) with as
+        much of the history before it as the context holds."""
+        *history, newest = entries
         # A question that got no answer stays in the history people see, but the model
         # gets one user turn at a time.
         usable = [
@@ -361,11 +437,10 @@ class ChatEngine:
             config.number("context"),
             config.number("max_tokens"),
             config.system_prompt,
-            user.content,
+            newest.content,
         )
-        kept = [*trim_history(usable, budget), user]
-        shown = await self._shown_images(kept[:-1]) if sees else {}
-        shown[len(kept) - 1] = images if sees else ()
+        kept = [*trim_history(usable, budget), newest]
+        shown = await self._shown_images(kept) if sees else {}
         authors = {e.author for e in kept if e.role is Role.USER and e.author}
         messages = []
         for i, entry in enumerate(kept):
@@ -379,12 +454,15 @@ class ChatEngine:
             system_prompt=config.system_prompt,
             options=REGISTRY.request_options(config.values, config.source),
             multi_user=len(authors) > 1,
+            continue_answer=continue_answer,
         )
 
     async def _shown_images(self, kept: list[HistoryEntry]) -> dict[int, tuple[Image, ...]]:
-        """Images of the newest turns that had any, sent again (older ones are named)."""
+        """The newest entry's images, and those of the newest earlier turns that had any
+        (HISTORY_IMAGE_TURNS); older ones are named instead."""
         turns = self._limits.history_image_turns
-        recent = [i for i, e in enumerate(kept) if e.images][-turns:] if turns > 0 else []
+        earlier = [i for i, e in enumerate(kept[:-1]) if e.images][-turns:] if turns > 0 else []
+        recent = [*earlier, len(kept) - 1] if kept[-1].images else earlier
         if not recent:
             return {}
         refs = [r for i in recent for r in kept[i].images]
@@ -398,94 +476,27 @@ class ChatEngine:
                 shown[i] = tuple(replace(img, name=r.name) for img, r in pairs)
         return shown
 
-    async def _stream(
-        self,
-        provider: Provider,
-        request: ChatRequest,
-        sink: ReplySink,
-        config: ChannelConfig,
-        secrets: tuple[str, ...],
-        row: _AnswerRow,
-        key: str,
-    ) -> _Outcome:
-        """Stream the answer into the sink; a fault, a stop or a limit keeps what arrived."""
-        limits = self._limits
-        split = ThinkSplitter()
-        answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
-        show = config.show_reasoning
-        out = _Outcome()
-        running = self._running[key] = _Running()
-        # "Typing…" goes out beside the request, not before it: a burst of mentions must
-        # not queue its model requests behind the platform's typing calls.
-        typing: asyncio.Task[None] | None = asyncio.create_task(_typing(sink))
-        try:
-            async with asyncio.timeout(limits.answer_timeout):
-                async with aclosing(provider.stream_chat(request)) as deltas:
-                    async for delta in deltas:
-                        if typing is not None:  # shown text must not be followed by typing
-                            await typing
-                            typing = None
-                        seen, thought_seen = len(split.answer), len(split.reasoning)
-                        if delta.text:
-                            split.feed(delta.text)
-                        answer.feed(split.answer[seen:])
-                        thought.feed(delta.reasoning + split.reasoning[thought_seen:])
-                        if len(answer.text) > limits.max_answer_chars:
-                            out.state = TurnState.STOPPED
-                            out.error = (
-                                f"The answer passed {limits.max_answer_chars:,} characters, "
-                                "so it stops here."
-                            )
-                            break
-                        if delta.text or (delta.reasoning and show):
-                            await sink.update(answer.text, thought.text if show else "")
-                        row.grew(answer.text)
-        except TimeoutError:
-            out.state = TurnState.STOPPED
-            out.error = (
-                f"The answer took longer than {limits.answer_timeout:g} s, so it stops here."
-            )
-        except ProviderError as err:
-            out.state = TurnState.STOPPED
-            out.error = err.user_message
-        except asyncio.CancelledError:
-            if not running.stopped_by or running.task is None:
-                raise
-            running.task.uncancel()
-            out.state = TurnState.STOPPED
-            out.error = running.stopped_by
-        finally:
-            if self._running.get(key) is running:
-                del self._running[key]
-            if typing is not None:
-                typing.cancel()
-        seen = len(split.answer)
-        split.finish()  # text held back in case a tag was starting
-        answer.feed(split.answer[seen:])
-        out.answer = answer.cut(limits.max_answer_chars)
-        out.reasoning = thought.finish() if show else ""
-        if not out.answer and not out.error:
-            out.error = "The model returned an empty answer. Try again or rephrase."
-        return out
-
     async def _settle(
         self,
         ref: ChannelRef,
         config: ChannelConfig,
-        user: HistoryEntry,
-        row: _AnswerRow,
-        outcome: _Outcome,
+        question: HistoryEntry,
+        row: AnswerRow,
+        outcome: Outcome,
         endpoint: Endpoint,
+        variant: bool,
     ) -> str:
         """Store how the turn ended; a note for the asker when that failed."""
         try:
             if outcome.answer:
                 await row.finish(outcome)
+                if variant and question.id is not None and row.id is not None:
+                    await self._store.show_answer(ref, question.id, row.id)
                 if outcome.error is None:
                     base = self._hub.base_in_use(endpoint)
                     await mark_working(self._store, ref, config, base)
-            else:
-                failed = replace(user, state=TurnState.FAILED, error=outcome.error)
+            elif row.id is None:
+                failed = replace(question, state=TurnState.FAILED, error=outcome.error)
                 await self._store.update_message(ref, failed)
         except StoreError as err:
             log.warning("could not store the end of a turn in %s: %s", ref, err)
@@ -493,17 +504,17 @@ class ChatEngine:
         return ""
 
 
-def endpoint_secrets(endpoint: Endpoint) -> tuple[str, ...]:
-    """The secrets this endpoint knows, so its answers can be cleaned of them."""
-    values = (endpoint.api_key, endpoint.proxy_password)
-    return tuple(v.reveal() for v in values if v)
+class _Blocked(Exception):
+    """The channel cannot answer now; the message says why and what to do."""
 
 
-async def _typing(sink: ReplySink) -> None:
-    try:
-        await sink.typing()
-    except Exception as err:  # a typing indicator is a courtesy; the answer still comes
-        log.info("could not show typing: %s", type(err).__name__)
+def _newest_turn(history: list[HistoryEntry]) -> tuple[HistoryEntry | None, HistoryEntry | None]:
+    """The newest question and the answer shown for it (None when it has none)."""
+    for i in range(len(history) - 1, -1, -1):
+        if history[i].role is Role.USER:
+            after = [e for e in history[i + 1 :] if e.role is Role.ASSISTANT]
+            return history[i], (after[0] if after else None)
+    return None, None
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:

@@ -21,10 +21,11 @@ class ThinkSplitter:
 
     __slots__ = ("_held", "_state", "answer", "reasoning")
 
-    def __init__(self) -> None:
+    def __init__(self, *, continuing: bool = False) -> None:
+        """`continuing`: the text goes on from an answer, so no block can lead it."""
         self.answer = ""
         self.reasoning = ""
-        self._state = "start"  # start → think → gap → text, or start → text
+        self._state = "text" if continuing else "start"  # start → think → gap → text
         self._held = ""
 
     def feed(self, piece: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, TextIO, TypeVar
 
 from bot.commands.parse import CommandError
 from bot.core import Core, secret_prompt
-from bot.types import Actor, Attachment, ChannelRef, Incoming, Platform, SecretValue
+from bot.types import Actor, Attachment, ChannelRef, Incoming, Platform, Reply, SecretValue
 
 T = TypeVar("T")
 
@@ -254,6 +254,19 @@ class Console:
             inv = self._core.parse(text, Platform.CONSOLE)
         except CommandError as err:
             self._print(str(err))
+            return
+        if self._core.is_control(inv):
+            self._answering = True
+            try:
+                done = await self._core.run_control(
+                    self._ref, self._actor, inv, ConsoleSink(self._out)
+                )
+            finally:
+                self._answering = False
+            if isinstance(done, Reply):
+                self._print(done.text)
+            elif done.alternative[1] > 1:
+                self._print(f"(answer {done.alternative[0]} of {done.alternative[1]})")
             return
         refused = self._core.refusal(self._ref, self._actor, inv)
         if refused is not None:

@@ -43,6 +43,8 @@ class ChatRequest:
     # (bot.fields maps each setting to its field per source).
     options: Mapping[str, Any] = field(default_factory=dict)
     multi_user: bool = False
+    # The last message is an answer to be continued (not a question to answer).
+    continue_answer: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ class ClaudeProvider(HTTPProvider):
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         system, messages = claude_messages(
-            request.messages, request.system_prompt, request.multi_user
+            request.messages, request.system_prompt, request.multi_user, request.continue_answer
         )
         body: dict[str, Any] = {
             "model": request.model,

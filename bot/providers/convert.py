@@ -11,6 +11,11 @@ from bot.types import ChatMessage, Image, Role
 
 START_PLACEHOLDER = "[Start a new chat]"  # SillyTavern's first-user-turn placeholder
 CONTINUE_PLACEHOLDER = "[Continue]"
+# OpenAI-shaped endpoints have no prefill: the answer so far, then this request.
+CONTINUE_INSTRUCTION = (
+    "Continue your last message exactly where it stopped. Do not repeat any of it and do "
+    "not comment on it."
+)
 
 Message = dict[str, Any]
 
@@ -59,6 +64,8 @@ def openai_messages(request: ChatRequest) -> list[Message]:
     for m in request.messages:
         content = _parts(named_text(m, request.multi_user), m.images, _openai_image)
         out.append({"role": m.role.value, "content": content})
+    if request.continue_answer:
+        out.append({"role": "user", "content": CONTINUE_INSTRUCTION})
     return out
 
 
@@ -75,13 +82,19 @@ def mistral_messages(request: ChatRequest) -> list[Message]:
         started = started or role is not Role.SYSTEM
         content = _parts(named_text(m, request.multi_user), m.images, _mistral_image)
         out.append({"role": role.value, "content": content})
+    if request.continue_answer and out and out[-1]["role"] == "assistant":
+        out[-1]["prefix"] = True  # Mistral continues a prefix instead of answering it
+        return out
     if not out or out[-1]["role"] != "user":
         out.append({"role": "user", "content": CONTINUE_PLACEHOLDER})
     return out
 
 
 def claude_messages(
-    messages: Iterable[ChatMessage], system_prompt: str | None, multi_user: bool
+    messages: Iterable[ChatMessage],
+    system_prompt: str | None,
+    multi_user: bool,
+    prefill: bool = False,
 ) -> tuple[str, list[Message]]:
     """(system, turns) for the Messages API.
 
@@ -107,7 +120,11 @@ def claude_messages(
     if not turns or turns[0][0] != "user":
         turns.insert(0, ("user", [(START_PLACEHOLDER, ())]))
     if turns[-1][0] == "assistant":
-        turns.append(("user", [(CONTINUE_PLACEHOLDER, ())]))
+        if prefill:  # continue the answer: it is the prefill, without trailing space
+            text, images = turns[-1][1][-1]
+            turns[-1][1][-1] = (text.rstrip(), images)
+        else:
+            turns.append(("user", [(CONTINUE_PLACEHOLDER, ())]))
     system = "\n\n".join(system_parts)
     return system, [{"role": role, "content": _claude_content(pieces)} for role, pieces in turns]
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.store.base import NAME_CHARS, Database, audit_row
 from bot.store.batch import Batcher
 from bot.store.models import BlobRow, MessageImageRow, MessageRow, utcnow
-from bot.store.reads import TurnReads, conversation_of, in_conversation
+from bot.store.reads import TurnReads, conversation_of, entry_of, in_conversation
 from bot.types import Actor, ChannelRef, HistoryEntry, Image, ImageRef, Role, Scope, TurnState
 from bot.types.text import clean_text
 
@@ -58,6 +58,8 @@ def _row(ref: ChannelRef, entry: HistoryEntry) -> dict[str, Any]:
         "error": None if entry.error is None else clean_text(entry.error),
         "state": TurnState(entry.state).value,
         "image_count": len(entry.images),
+        "reply_to": entry.reply_to,
+        "author_id": None if entry.author_id is None else entry.author_id[:NAME_CHARS],
         "created_at": utcnow(),
     }
 
@@ -109,6 +111,42 @@ class HistoryPart:
         await self._writes.submit(_Update(_changes(entry)))
         if remember:
             self._reads.appended(ref, [entry])
+
+    async def alternatives(
+        self, ref: ChannelRef, question_id: int
+    ) -> list[tuple[HistoryEntry, bool]]:
+        """Every answer to one question, oldest first, each with whether it is the shown one."""
+
+        async def read(session: AsyncSession) -> list[tuple[HistoryEntry, bool]]:
+            rows = await session.execute(
+                select(_MESSAGES)
+                .where(
+                    in_conversation(conversation_of(ref)),
+                    _MESSAGES.c.reply_to == question_id,
+                    _MESSAGES.c.role == Role.ASSISTANT.value,
+                )
+                .order_by(_MESSAGES.c.id)
+            )
+            return [(entry_of(row), not row.hidden) for row in rows]
+
+        return await self._db.read("history read", read)
+
+    async def show(self, ref: ChannelRef, question_id: int, answer_id: int) -> None:
+        """Make one answer to a question the shown one (the history continues from it)."""
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(_MESSAGES)
+                .where(
+                    in_conversation(conversation_of(ref)),
+                    _MESSAGES.c.reply_to == question_id,
+                    _MESSAGES.c.role == Role.ASSISTANT.value,
+                )
+                .values(hidden=_MESSAGES.c.id != answer_id)
+            )
+
+        await self._db.write("history write", work)
+        self._reads.histories.drop(conversation_of(ref))
 
     async def mark_interrupted(self, ref: ChannelRef) -> int:
         """Answers of this conversation still marked as being written: their writer is gone.

@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from bot.fields import REGISTRY, Registry, Storage
 
@@ -164,6 +165,10 @@ class MessageRow(Base):
     # done | streaming (being written) | stopped | interrupted | failed (see TurnState)
     state: Mapped[str] = mapped_column(String(16), server_default="done", default="done")
     image_count: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    reply_to: Mapped[int | None] = mapped_column(Integer)  # an answer: its question's id
+    # An alternative answer not shown (regenerated, swiped away); history skips it.
+    hidden: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    author_id: Mapped[str | None] = mapped_column(String(255))  # a question: who asked
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

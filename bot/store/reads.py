@@ -106,6 +106,8 @@ def entry_of(row: Any) -> HistoryEntry:
         error=row.error,
         state=TurnState(row.state),
         id=row.id,
+        reply_to=row.reply_to,
+        author_id=row.author_id,
     )
 
 
@@ -297,7 +299,7 @@ async def _load_histories(
     for conversation, limit in limits.items():
         newest = (
             select(_MESSAGES)
-            .where(in_conversation(conversation))
+            .where(in_conversation(conversation), _MESSAGES.c.hidden.is_(False))
             .order_by(_MESSAGES.c.id.desc())
             .limit(limit)
             .subquery()

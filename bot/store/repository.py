@@ -201,6 +201,16 @@ class Store:
         """Rewrite a stored entry by id: a growing answer (final=False), or how it ended."""
         await self._history.update(ref, entry, remember=final)
 
+    async def alternatives(
+        self, ref: ChannelRef, question_id: int
+    ) -> list[tuple[HistoryEntry, bool]]:
+        """Every answer to a question, oldest first, with whether it is the shown one."""
+        return await self._history.alternatives(ref, question_id)
+
+    async def show_answer(self, ref: ChannelRef, question_id: int, answer_id: int) -> None:
+        """Show this answer of a question (the others become hidden alternatives)."""
+        await self._history.show(ref, question_id, answer_id)
+
     async def mark_interrupted(self, ref: ChannelRef) -> int:
         """Mark answers of this conversation left half-written by a gone process."""
         return await self._history.mark_interrupted(ref)

@@ -133,6 +133,8 @@ class HistoryEntry:
     state: TurnState = TurnState.DONE
     id: int | None = field(default=None, compare=False)  # the stored row, once there is one
     images: tuple[ImageRef, ...] = ()
+    reply_to: int | None = field(default=None, compare=False)  # an answer: its question
+    author_id: str | None = field(default=None, compare=False)  # a question: who asked
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,11 @@ GOOD: dict[tuple[str, ...], dict[str, object]] = {
     ("system",): {"prompt": "Be brief."},
     ("params",): {"name": "temperature", "value": "0.5"},
     ("reply", "mode"): {"mode": "always"},
+    ("regenerate",): {},
+    ("continue",): {},
+    ("retry",): {},
+    ("swipe",): {"direction": "next"},
+    ("stop",): {},
     ("reset",): {},
     ("help",): {},
 }

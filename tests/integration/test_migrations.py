@@ -94,4 +94,4 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0004"
+    assert migrate.head() == "0005"

@@ -359,3 +359,104 @@ async def asyncpg_connect(db: PostgresDatabase) -> Any:
     return await asyncpg.connect(
         host="127.0.0.1", port=db.server.port, user="postgres", database=db.name
     )
+
+
+# -- the newest turn again: regenerate, swipe, continue, retry ------------------------------
+
+BOB = Actor("u2", "Bob")
+
+
+async def control(core: Core, text: str, actor: Actor = ADMIN, answer_id: int | None = None):  # type: ignore[no-untyped-def]
+    inv = core.parse(text, Platform.DISCORD)
+    sink = Sink()
+    done = await core.run_control(REF, actor, inv, sink, answer_id=answer_id)
+    return done, sink
+
+
+async def test_regenerate_keeps_both_answers_and_swipe_chooses_what_history_uses(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        endpoint.script = Script(chunks=["first answer"])
+        await chat(core, "tell me")
+        endpoint.script = Script(chunks=["second answer"])
+        done, sink = await control(core, "/regenerate")
+        assert sink.final == ("second answer", None)
+        assert done.alternative == (2, 2)  # type: ignore[union-attr]
+        # The regenerated request is the same question from the same history.
+        assert endpoint.requests[-1]["messages"] == endpoint.requests[-2]["messages"]
+        assert [e.content for e in await rows(core)] == ["tell me", "second answer"]
+
+        done, sink = await control(core, "/swipe prev")
+        assert sink.final == ("first answer", None) and done.alternative == (1, 2)  # type: ignore[union-attr]
+        done, sink = await control(core, "/swipe prev")
+        assert sink.final is not None and "first of 2 answers" in sink.final[0]
+        # The history continues from the answer shown.
+        endpoint.script = Script(chunks=["ok"])
+        await chat(core, "and then?")
+        sent = endpoint.requests[-1]["messages"]
+        assert {"role": "assistant", "content": "first answer"} in sent  # type: ignore[operator]
+        assert {"role": "assistant", "content": "second answer"} not in sent  # type: ignore[operator]
+    finally:
+        await core.close()
+
+
+async def test_continue_extends_the_same_answer(database_url: str, endpoint: FakeOpenAI) -> None:
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        endpoint.script = Script(chunks=["Once upon"])
+        await chat(core, "a story")
+        endpoint.script = Script(chunks=[" a time."])
+        _, sink = await control(core, "/continue")
+        assert sink.final == ("Once upon a time.", None)
+        sent = endpoint.requests[-1]["messages"]
+        assert sent[-2] == {"role": "assistant", "content": "Once upon"}  # type: ignore[index]
+        assert sent[-1]["role"] == "user" and "Continue" in sent[-1]["content"]  # type: ignore[index]
+        [question, answer] = await rows(core)
+        assert answer.content == "Once upon a time." and answer.reply_to == question.id
+    finally:
+        await core.close()
+
+
+async def test_retry_after_an_error_and_only_the_asker_or_an_admin(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        endpoint.script = Script(chunks=["x"], fail_after=0)
+        await core.chat(Incoming(REF, BOB, "hello?"), Sink())
+        [question] = await rows(core)
+        assert question.state is TurnState.FAILED
+        nosy = Actor("u3", "Carol")
+        _, sink = await control(core, "/retry", nosy)
+        assert sink.final is not None and "Only Bob or an admin" in sink.final[0]
+        endpoint.script = Script(chunks=["hi Bob"])
+        _, sink = await control(core, "/retry", BOB)
+        assert sink.final == ("hi Bob", None)
+        [question, answer] = await rows(core)
+        assert question.state is TurnState.DONE and answer.content == "hi Bob"
+        _, sink = await control(core, "/retry", BOB)
+        assert sink.final is not None and "has an answer" in sink.final[0]
+        # A button on an older answer cannot change it.
+        _, sink = await control(core, "/regenerate", ADMIN, answer_id=(answer.id or 0) + 99)
+        assert sink.final is not None and "Only the newest answer" in sink.final[0]
+    finally:
+        await core.close()
+
+
+async def test_a_front_end_that_cannot_stream_gets_the_answer_as_the_reply(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await chat(core, "hi")
+        endpoint.script = Script(chunks=["again"])
+        reply = await core.run_text_command(Incoming(REF, ADMIN, "/regenerate"))
+        assert reply.ok and reply.text == "again\n(answer 2 of 2)"
+        stop = await core.run_text_command(Incoming(REF, ADMIN, "/stop"))
+        assert stop.text == "No answer is being written here."
+        bad = await core.run_text_command(Incoming(REF, ADMIN, "/swipe sideways"))
+        assert not bad.ok and "not a valid direction" in bad.text
+    finally:
+        await core.close()

@@ -1,0 +1,223 @@
+"""An answer as it streams: into the front-end's sink, cleaned, saved as it grows, and
+stopped cleanly by a stop, a deadline or the length cap (what arrived is kept)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from bot.conversation.budget import estimate_tokens
+from bot.conversation.guard import AnswerGuard
+from bot.conversation.reasoning import ThinkSplitter
+from bot.providers import ChatRequest, Endpoint, Provider, ProviderError
+from bot.store import Store, StoreError
+from bot.types import ChannelRef, HistoryEntry, Role, TurnState
+
+log = logging.getLogger("bot.conversation")
+
+
+class ReplySink(Protocol):
+    """Where an answer goes while it streams. Front-ends implement it (or use PacedReply)."""
+
+    async def typing(self) -> None: ...
+
+    async def update(self, answer: str, reasoning: str = "") -> None: ...
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None: ...
+
+
+class Prefaced:
+    """A sink that shows a one-line note before the answer (not stored with it)."""
+
+    def __init__(self, sink: ReplySink, preface: str) -> None:
+        self._sink = sink
+        self._preface = preface
+
+    async def typing(self) -> None:
+        await self._sink.typing()
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        await self._sink.update(self._preface + answer, reasoning)
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        await self._sink.finish(self._preface + answer, reasoning, error)
+
+
+class Running:
+    """The answer being written in one conversation, so it can be stopped from outside."""
+
+    def __init__(self) -> None:
+        self.task = asyncio.current_task()
+        self.stopped_by = ""
+
+    def stop(self, why: str) -> None:
+        if not self.stopped_by and self.task is not None:
+            self.stopped_by = why
+            self.task.cancel()
+
+
+@dataclass(slots=True)
+class Outcome:
+    answer: str = ""
+    reasoning: str = ""
+    error: str | None = None
+    state: TurnState = TurnState.DONE
+
+
+class AnswerRow:
+    """The stored row of the answer being written: saved now and then, never twice at once.
+
+    `reply_to` is the question it answers; `entry` an answer being continued (the same
+    row grows).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        ref: ChannelRef,
+        every: float,
+        *,
+        reply_to: int | None,
+        entry: HistoryEntry | None = None,
+    ) -> None:
+        self._store = store
+        self._ref = ref
+        self._every = every
+        self._reply_to = reply_to
+        self._entry = entry
+        self._saved_len = len(entry.content) if entry else 0
+        self._last = time.monotonic()
+        self._pending: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> int | None:
+        return None if self._entry is None else self._entry.id
+
+    def grew(self, text: str) -> None:
+        """Save in the background when due; a slow database never holds the stream."""
+        if len(text) == self._saved_len or time.monotonic() - self._last < self._every:
+            return
+        if self._pending is not None and not self._pending.done():
+            return
+        self._last = time.monotonic()
+        self._saved_len = len(text)
+        self._pending = asyncio.create_task(self._save(text))
+
+    def _entry_for(self, text: str, state: TurnState, error: str | None = None) -> HistoryEntry:
+        return HistoryEntry(
+            Role.ASSISTANT,
+            text,
+            tokens=estimate_tokens(text),
+            error=error,
+            state=state,
+            reply_to=self._reply_to,
+        )
+
+    async def _save(self, text: str) -> None:
+        entry = self._entry_for(text, TurnState.STREAMING)
+        try:
+            if self._entry is None:
+                (self._entry,) = await self._store.add_messages(self._ref, [entry])
+            else:
+                self._entry = replace(entry, id=self._entry.id)
+                await self._store.update_message(self._ref, self._entry, final=False)
+        except StoreError as err:
+            log.warning("could not save a growing answer in %s: %s", self._ref, err)
+
+    async def finish(self, outcome: Outcome) -> None:
+        """Store how the answer ended (StoreError when that fails)."""
+        if self._pending is not None:
+            await asyncio.gather(self._pending, return_exceptions=True)
+        entry = self._entry_for(outcome.answer, outcome.state, outcome.error)
+        if self._entry is None:
+            (self._entry,) = await self._store.add_messages(self._ref, [entry])
+        else:
+            self._entry = replace(entry, id=self._entry.id)
+            await self._store.update_message(self._ref, self._entry)
+
+
+async def stream_answer(
+    provider: Provider,
+    request: ChatRequest,
+    sink: ReplySink,
+    row: AnswerRow,
+    running: Running,
+    *,
+    secrets: tuple[str, ...],
+    show_reasoning: bool,
+    answer_timeout: float,
+    max_chars: int,
+    start: str = "",
+) -> Outcome:
+    """Stream the answer into the sink; a fault, a stop or a limit keeps what arrived.
+
+    `start` is text already shown that the new text continues (a continued answer).
+    """
+    split = ThinkSplitter(continuing=bool(start))
+    answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
+    answer.text = start
+    show = show_reasoning
+    out = Outcome()
+    # "Typing…" goes out beside the request, not before it: a burst of mentions must
+    # not queue its model requests behind the platform's typing calls.
+    typing: asyncio.Task[None] | None = asyncio.create_task(typing_beside(sink))
+    try:
+        async with asyncio.timeout(answer_timeout):
+            async with aclosing(provider.stream_chat(request)) as deltas:
+                async for delta in deltas:
+                    if typing is not None:  # shown text must not be followed by typing
+                        await typing
+                        typing = None
+                    seen, thought_seen = len(split.answer), len(split.reasoning)
+                    if delta.text:
+                        split.feed(delta.text)
+                    answer.feed(split.answer[seen:])
+                    thought.feed(delta.reasoning + split.reasoning[thought_seen:])
+                    if len(answer.text) > max_chars:
+                        out.state = TurnState.STOPPED
+                        out.error = f"The answer passed {max_chars:,} characters, so it stops here."
+                        break
+                    if delta.text or (delta.reasoning and show):
+                        await sink.update(answer.text, thought.text if show else "")
+                    row.grew(answer.text)
+    except TimeoutError:
+        out.state = TurnState.STOPPED
+        out.error = f"The answer took longer than {answer_timeout:g} s, so it stops here."
+    except ProviderError as err:
+        out.state = TurnState.STOPPED
+        out.error = err.user_message
+    except asyncio.CancelledError:
+        if not running.stopped_by or running.task is None:
+            raise
+        running.task.uncancel()
+        out.state = TurnState.STOPPED
+        out.error = running.stopped_by
+    finally:
+        if typing is not None:
+            typing.cancel()
+    seen = len(split.answer)
+    split.finish()  # text held back in case a tag was starting
+    answer.feed(split.answer[seen:])
+    out.answer = answer.cut(max_chars)
+    out.reasoning = thought.finish() if show else ""
+    if not out.answer and not out.error:
+        out.error = "The model returned an empty answer. Try again or rephrase."
+    return out
+
+
+def endpoint_secrets(endpoint: Endpoint) -> tuple[str, ...]:
+    """The secrets this endpoint knows, so its answers can be cleaned of them."""
+    values = (endpoint.api_key, endpoint.proxy_password)
+    return tuple(v.reveal() for v in values if v)
+
+
+async def typing_beside(sink: ReplySink) -> None:
+    """Show \"typing…\"; a platform that refuses it does not stop the answer."""
+    try:
+        await sink.typing()
+    except Exception as err:  # a typing indicator is a courtesy; the answer still comes
+        log.info("could not show typing: %s", type(err).__name__)
