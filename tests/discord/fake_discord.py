@@ -13,7 +13,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +61,8 @@ class FakeDiscord:
     command_ids: dict[str, int] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)  # interaction callbacks
     followups: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)  # CDN path → bytes
+    downloads: list[str] = field(default_factory=list)  # CDN paths the bot fetched
     _ids: itertools.count[int] = field(
         default_factory=lambda: itertools.count(400_000_000_000_000_001)
     )
@@ -208,6 +210,7 @@ class FakeDiscord:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{tail:.*}", self._cdn)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -221,6 +224,16 @@ class FakeDiscord:
             await self._ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        """Attachment bytes, as Discord's CDN serves them (no bot token needed)."""
+        path = request.path
+        data = self.files.get(path)
+        await self._note(Call("GET", path, None))
+        self.downloads.append(path)
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
 
     async def _note(self, call: Call) -> None:
         self.calls.append(call)
@@ -403,19 +416,42 @@ class FakeDiscord:
         await self._ws.send_str(json.dumps(frame))
 
     async def user_says(
-        self, content: str, *, mention_bot: bool = True, channel_id: int | None = None
+        self,
+        content: str,
+        *,
+        mention_bot: bool = True,
+        channel_id: int | None = None,
+        files: Sequence[tuple[str, str, bytes]] = (),
     ) -> int:
-        """A member (bob) posts (in #general unless told); returns the message id."""
+        """A member (bob) posts (in #general unless told), with (name, type, bytes) files
+        this fake's CDN serves; returns the message id."""
         mid = next(self._ids)
         mentions = [self.bot_user()] if mention_bot else []
         author = self._user(self.user_id, "bob")
         cid = channel_id or self.channel_id
-        message = self._message(mid, cid, author, content, mentions=mentions)
+        attachments = [self._attachment(cid, *file) for file in files]
+        message = self._message(
+            mid, cid, author, content, mentions=mentions, attachments=attachments
+        )
         message["member"] = {
             k: v for k, v in self._member(self.user_id, "bob").items() if k != "user"
         }
         await self._dispatch("MESSAGE_CREATE", message)
         return mid
+
+    def _attachment(self, cid: int, name: str, content_type: str, data: bytes) -> dict[str, Any]:
+        aid = next(self._ids)
+        path = f"/attachments/{cid}/{aid}/{name}"
+        self.files[path] = data
+        url = f"{self.base}{path}"
+        return {
+            "id": str(aid),
+            "filename": name,
+            "content_type": content_type,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+        }
 
     def _interaction(self, kind: int, data: dict[str, Any]) -> dict[str, Any]:
         member = {k: v for k, v in self._member(self.user_id, "bob").items()}
@@ -446,14 +482,14 @@ class FakeDiscord:
             "attachment_size_limit": 26214400,
         }
 
-    async def slash(self, name: str, sub: str, **options: str) -> None:
-        """Bob runs `/name sub option:value …` in #general."""
+    async def slash(self, name: str, sub: str = "", /, **options: str) -> None:
+        """Bob runs `/name sub option:value …` (or `/name option:value …`) in #general."""
         leaf = [{"type": 3, "name": k, "value": v} for k, v in options.items()]
         data = {
             "id": str(self.command_ids[name]),
             "name": name,
             "type": 1,
-            "options": [{"type": 1, "name": sub, "options": leaf}],
+            "options": [{"type": 1, "name": sub, "options": leaf}] if sub else leaf,
         }
         await self._dispatch("INTERACTION_CREATE", self._interaction(2, data))
 

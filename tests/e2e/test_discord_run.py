@@ -7,16 +7,21 @@ sync, gateway, a streamed answer (first POST, then edits), and a clean SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image as PILImage
 
 from bot.store import SecretBox, Store
 from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
 from tests.bot_process import BotProcess, bot_env, keygen
 from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import Script, fake_openai
 from tests.peers.llamacpp import LlamaCppPeer
 
 TOKEN = "loopback.bot.token-0123456789"
@@ -116,6 +121,64 @@ async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
     assert [h.role for h in history] == [Role.USER, Role.ASSISTANT]
     assert history[0].content == "Say hello to me."
     assert shown.strip() == history[1].content.strip() and not history[1].error
+
+
+async def test_chatbot_run_reads_attachments_from_the_cdn_it_was_given(tmp_path: Path) -> None:
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    picture = io.BytesIO()
+    PILImage.new("RGB", (40, 30), "red").save(picture, "PNG")
+    code = b"def hello():\n    return 'hi'\n"
+    async with fake_openai(Script(chunks=["Seen."])) as model:
+        env = bot_env(
+            DISCORD_TOKEN=TOKEN,
+            DISCORD_API_URL=fake.api_url,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            DATA_DIR=str(tmp_path / "data"),
+            BOT_SECRET_KEYS=await keygen(),
+            ALLOW_PRIVATE_ENDPOINTS="true",
+            ADMIN_IDS=str(fake.user_id),
+            DEFAULT_SOURCE="custom",
+            DEFAULT_PROXY_URL=model.url_v1,
+            DEFAULT_MODEL="m-small",
+        )
+        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+        try:
+            await bot.wait_ready()
+            await fake.wait_until(lambda: bool(fake.command_ids), 30)
+            await fake.slash("params", name="vision", value="on")
+
+            def said(text: str) -> bool:
+                shown = [r.get("data", {}).get("content", "") for r in fake.responses]
+                return any(text in c for c in shown + [f["content"] for f in fake.followups])
+
+            await fake.wait_until(lambda: said("vision set to on"), 30)
+            red = ("red.png", "image/png", picture.getvalue())
+            await fake.user_says(f"<@{fake.bot_id}> What colour?", files=[red])
+            await fake.wait_until(lambda: _answered(fake, 1), 60)
+            await fake.user_says(f"<@{fake.bot_id}>", files=[("hello.py", "text/x-python", code)])
+            await fake.wait_until(lambda: _answered(fake, 2), 60)
+            exit_code = await bot.stop()
+        finally:
+            await bot.close()
+            await fake.stop()
+    assert exit_code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log
+    # Each file was fetched once, from the URL Discord put in the message.
+    assert [p.rsplit("/", 1)[1] for p in fake.downloads] == ["red.png", "hello.py"]
+    first, second = (r["messages"][-1]["content"] for r in model.requests)  # type: ignore[index]
+    assert first[0] == {"type": "text", "text": "What colour?"}
+    [url] = [p["image_url"]["url"] for p in first if p["type"] == "image_url"]
+    kind, _, data = url.partition(";base64,")
+    assert kind in ("data:image/png", "data:image/jpeg")
+    assert PILImage.open(io.BytesIO(base64.b64decode(data))).size == (40, 30)
+    assert second.strip().startswith("hello.py\n```python\ndef hello():")
+
+
+def _answered(fake: FakeDiscord, count: int) -> bool:
+    """The bot has posted `count` answers and finished each (its last edit says "Seen.")."""
+    answers: list[dict[str, Any]] = list(fake.messages.values())
+    return len(answers) >= count and all(m["content"] == "Seen." for m in answers)
 
 
 async def _run_until_exit(tmp_path: Path, fake: FakeDiscord, token: str) -> tuple[int, str]:

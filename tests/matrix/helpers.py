@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from typing import Any
 
 import nio
 from aiohttp import web
+from nio.crypto import encrypt_attachment
 
 from bot.core import Core
 from bot.frontends.matrix import MatrixOptions, run_matrix
@@ -125,6 +127,47 @@ class UserClient:
 
     async def send(self, room_id: str, body: str, **extra: Any) -> str:
         content: dict[str, Any] = {"msgtype": "m.text", "body": body, **extra}
+        response = await self.client.room_send(
+            room_id, "m.room.message", content, ignore_unverified_devices=True
+        )
+        assert isinstance(response, nio.RoomSendResponse), response
+        return str(response.event_id)
+
+    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        """Put `data` in the homeserver's media repository; its mxc:// URI."""
+        response, _ = await self.client.upload(
+            io.BytesIO(data), content_type, filename, filesize=len(data)
+        )
+        assert isinstance(response, nio.UploadResponse), response
+        return str(response.content_uri)
+
+    async def media_content(
+        self,
+        msgtype: str,
+        filename: str,
+        data: bytes,
+        mimetype: str,
+        *,
+        encrypt: bool = False,
+        caption: str = "",
+    ) -> dict[str, Any]:
+        """An m.image / m.file event's content, its file uploaded (encrypted: as `file`)."""
+        content: dict[str, Any] = {
+            "msgtype": msgtype,
+            "body": caption or filename,
+            "filename": filename,
+            "info": {"mimetype": mimetype, "size": len(data)},
+        }
+        if encrypt:
+            # What an E2EE client does: the homeserver only ever holds the ciphertext.
+            ciphertext, keys = encrypt_attachment(data)
+            url = await self.upload(ciphertext, "application/octet-stream", filename)
+            content["file"] = {**keys, "url": url}
+        else:
+            content["url"] = await self.upload(data, mimetype, filename)
+        return content
+
+    async def send_content(self, room_id: str, content: dict[str, Any]) -> str:
         response = await self.client.room_send(
             room_id, "m.room.message", content, ignore_unverified_devices=True
         )
@@ -260,6 +303,7 @@ class SSEEndpoint:
         self.model = model
         self.requests = 0
         self.asked: list[Asked] = []
+        self.bodies: list[dict[str, Any]] = []  # every chat request as it arrived
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -276,6 +320,7 @@ class SSEEndpoint:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         body = json.loads(await request.read())
+        self.bodies.append(body)
         last = body["messages"][-1]["content"]
         asked = Asked(str(body.get("model", "")), json.dumps(last), time.monotonic())
         self.asked.append(asked)

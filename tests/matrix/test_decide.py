@@ -62,8 +62,10 @@ def test_typed_text_is_chat_and_prefixed_text_a_command() -> None:
         ({"sent_ms": STARTED - decide.CLOCK_SLACK_MS - 1}, "sent before the bot started"),
         ({"is_message": False}, "not a message"),
         ({"is_edit": True}, "an edit (the original was handled)"),
-        ({"msgtype": "m.notice"}, "not typed text (a notice or media)"),
-        ({"msgtype": "m.image"}, "not typed text (a notice or media)"),
+        ({"msgtype": "m.notice"}, "neither typed text nor a file the bot reads"),
+        # An image whose file the bot cannot fetch (no mxc://, a broken key) is no file.
+        ({"msgtype": "m.image"}, "neither typed text nor a file the bot reads"),
+        ({"msgtype": "m.audio"}, "neither typed text nor a file the bot reads"),
         ({"text": "  \n "}, "no text"),
         ({"room_known": False}, "a room the bot does not know"),
     ],
@@ -95,6 +97,28 @@ def test_a_secret_is_redacted_and_refused_outside_a_direct_chat() -> None:
     # Only commands are judged for secrets: chat text goes to the core's own guard.
     chat = replace(KEY, is_command=False)
     assert decide.decide(chat) == Decision(Action.CHAT)
+
+
+IMAGE = replace(QUESTION, msgtype="m.image", text="", media=True)
+
+
+def test_an_image_or_file_is_chat_even_without_a_caption() -> None:
+    for facts in (IMAGE, replace(IMAGE, msgtype="m.file"), replace(IMAGE, text="what is it?")):
+        assert decide.decide(facts) == Decision(Action.CHAT)
+    # The same rules as text before that: its own, old, edited, or in an unknown room.
+    for change, reason in [
+        ({"from_bot": True}, "sent by the bot"),
+        ({"is_edit": True}, "an edit (the original was handled)"),
+        ({"room_known": False}, "a room the bot does not know"),
+    ]:
+        assert decide.decide(replace(IMAGE, **change)) == Decision(Action.IGNORE, reason)
+
+
+def test_a_caption_that_is_a_command_runs_as_one_and_a_key_is_redacted() -> None:
+    command = replace(IMAGE, text="!model gpt-4o", is_command=True)
+    assert decide.decide(command) == Decision(Action.COMMAND)
+    key = replace(command, text="!key set openai sk-abcdef", may_hold_secret=True)
+    assert decide.decide(key) == Decision(Action.SECRET_COMMAND_IN_GROUP, redact=True)
 
 
 def test_keys_only_in_a_direct_chat() -> None:

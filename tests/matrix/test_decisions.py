@@ -72,6 +72,82 @@ def test_text_of_strips_reply_fallback_and_ignores_notices() -> None:
     assert events.text_of({"msgtype": "m.text", "body": 5}) is None
 
 
+MXC = "mxc://example.org/AbCd_12-x"
+ENCRYPTED_FILE = {
+    "url": MXC,
+    "key": {"kty": "oct", "alg": "A256CTR", "k": "a2V5", "ext": True},
+    "iv": "aXY",
+    "hashes": {"sha256": "aGFzaA"},
+    "v": "v2",
+}
+
+
+def test_an_image_names_its_mxc_file_and_what_its_sender_declared() -> None:
+    content = {
+        "msgtype": "m.image",
+        "body": "cat.png",
+        "url": MXC,
+        "info": {"mimetype": "image/png", "size": 1234, "w": 4, "h": 3},
+    }
+    assert events.media_of(content) == events.MediaFile(MXC, "cat.png", "image/png", 1234)
+    # `filename` names the file when the body is a caption; a bad size is no size.
+    file = {**content, "msgtype": "m.file", "filename": "a.txt", "info": {"size": -5}}
+    assert events.media_of(file) == events.MediaFile(MXC, "a.txt", "", 0)
+    assert events.media_of({**content, "info": {"size": True}}) == events.MediaFile(
+        MXC, "cat.png", "", 0
+    )
+
+
+def test_an_encrypted_file_carries_its_key_hash_and_iv() -> None:
+    content = {"msgtype": "m.image", "body": "x.png", "file": ENCRYPTED_FILE}
+    media = events.media_of(content)
+    assert media == events.MediaFile(MXC, "x.png", key="a2V5", sha256="aGFzaA", iv="aXY")
+    assert media is not None and media.encrypted
+    plain = events.media_of({"msgtype": "m.image", "body": "x.png", "url": MXC})
+    assert plain is not None and not plain.encrypted
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"msgtype": "m.text", "body": "hi", "url": MXC},  # not a file message
+        {"msgtype": "m.audio", "body": "a.ogg", "url": MXC},  # not read
+        {"msgtype": "m.image", "body": "x.png"},  # no file at all
+        {"msgtype": "m.image", "body": "x.png", "url": "https://evil.example/x.png"},
+        {"msgtype": "m.image", "body": "x.png", "url": "mxc://example.org/../../x"},
+        {"msgtype": "m.image", "body": "x.png", "url": f"{MXC}\n"},
+        {"msgtype": "m.image", "body": "x.png", "file": {**ENCRYPTED_FILE, "iv": ""}},
+        {"msgtype": "m.image", "body": "x.png", "file": {**ENCRYPTED_FILE, "hashes": {}}},
+        {
+            "msgtype": "m.image",
+            "body": "x.png",
+            "file": {**ENCRYPTED_FILE, "key": {"alg": "A128CBC", "k": "a2V5"}},
+        },
+        {
+            "msgtype": "m.image",
+            "body": "x.png",
+            "file": {**ENCRYPTED_FILE, "url": "http://127.0.0.1/x"},
+        },
+    ],
+)
+def test_only_an_mxc_file_of_an_image_or_file_message_is_fetched(content: Any) -> None:
+    assert events.media_of(content) is None
+
+
+def test_the_caption_is_the_body_only_when_it_differs_from_the_filename() -> None:
+    assert events.caption_of({"body": "what is this?", "filename": "cat.png"}) == "what is this?"
+    assert events.caption_of({"body": "cat.png", "filename": "cat.png"}) == ""
+    assert events.caption_of({"body": "cat.png"}) == ""  # older clients: the body is the name
+    assert events.caption_of({"body": "> <@a:b> q\n\nlook", "filename": "c.png"}) == "look"
+
+
+def test_a_mention_in_a_caption_counts_and_the_file_name_does_not() -> None:
+    content = {"msgtype": "m.image", "body": "helper.png", "url": MXC}
+    assert events.mentions_user(content, BOT, "Helper")  # the body alone would say so
+    assert not events.mentions_user(content, BOT, "Helper", text="")
+    assert events.mentions_user(content, BOT, "Helper", text="Helper, what is this?")
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from typing import Any, Literal
 
 import nio
+from nio.crypto import decrypt_attachment
 
 from bot.frontends.matrix.access import RoomAuthority, authority_from_state
+from bot.frontends.matrix.events import MediaFile
 from bot.frontends.matrix.sink import (
     RatePace,
     SendFailed,
@@ -32,6 +35,12 @@ _PERMANENT = frozenset(
     }
 )
 _REMEMBERED = 5000  # own event ids kept to recognise replies to the bot
+# nio downloads without a timeout; a stuck homeserver must not hold a turn forever.
+DOWNLOAD_TIMEOUT = 120.0
+
+
+class DownloadFailed(Exception):
+    """A file could not be fetched from the homeserver, or failed its integrity check."""
 
 
 class MatrixApi:
@@ -137,6 +146,32 @@ class MatrixApi:
         if found is not None:
             self._authority[room_id] = found
         return found
+
+    async def download(self, media: MediaFile) -> bytes:
+        """The file's bytes from the homeserver's media repository, decrypted if need be.
+
+        Authenticated with the bot's own login; DownloadFailed when it cannot be had.
+        """
+        async with asyncio.timeout(DOWNLOAD_TIMEOUT):
+            response = await self.client.download(mxc=media.mxc)
+        if not isinstance(response, nio.MemoryDownloadResponse) or not isinstance(
+            response.body, bytes
+        ):
+            code = getattr(response, "status_code", "") or type(response).__name__
+            raise DownloadFailed(f"the homeserver answered {code}")
+        body: bytes = response.body
+        # The size people were told (and the core checked) is the size taken.
+        if media.size and len(body) > media.size:
+            raise DownloadFailed(f"{len(body)} bytes where the event said {media.size}")
+        if not media.encrypted:
+            return body
+        try:
+            plain: bytes = await asyncio.to_thread(
+                decrypt_attachment, body, media.key, media.sha256, media.iv
+            )
+        except nio.EncryptionError as err:
+            raise DownloadFailed(f"the file failed its check ({err})") from None
+        return plain
 
     async def resolve_room(self, target: str) -> str | None:
         """A room id for `!id:server` or `#alias:server`; None when unknown."""

@@ -144,11 +144,10 @@ class MatrixBot:
             self._on_event(room_id, decrypted)
 
     # --- events ----------------------------------------------------------------------
-    def _facts(self, room_id: str, event: Any) -> EventFacts:
-        source = getattr(event, "source", None)
-        content = source.get("content") if isinstance(source, dict) else None
-        content = content if isinstance(content, dict) else {}
-        text = events.text_of(content) or ""
+    def _facts(
+        self, room_id: str, event: Any, content: dict[str, Any], media: events.MediaFile | None
+    ) -> EventFacts:
+        text = (events.caption_of(content) if media else events.text_of(content)) or ""
         command = text.lstrip().startswith(self._handler.prefix)
         room = self._client.rooms.get(room_id)
         return EventFacts(
@@ -165,10 +164,16 @@ class MatrixBot:
             may_hold_secret=command and self._handler.may_hold_secret(text),
             room_known=room is not None,
             direct=room is not None and events.is_direct_room(room.member_count),
+            media=media is not None,
         )
 
     def _on_event(self, room_id: str, event: Any) -> None:
-        facts = self._facts(room_id, event)
+        source = getattr(event, "source", None)
+        content = source.get("content") if isinstance(source, dict) else None
+        content = content if isinstance(content, dict) else {}
+        # Only a message names a file to fetch; other events may carry look-alike content.
+        media = events.media_of(content) if isinstance(event, nio.RoomMessage) else None
+        facts = self._facts(room_id, event, content, media)
         decision = decide.decide(facts)
         if decision.action is Action.IGNORE:
             return
@@ -181,7 +186,6 @@ class MatrixBot:
             self._undecrypted.append((time.monotonic(), room_id, event))
             self._spawn("key request", self._request_key(event))
             return
-        content = event.source["content"]
         msg = Message(
             room_id,
             event.event_id,
@@ -190,6 +194,7 @@ class MatrixBot:
             facts.text,
             thread=events.thread_root(content),
             direct=facts.direct,
+            media=media,
         )
         # Taken now, in the order the sync delivered the events, before anything waits.
         place = self._arrivals.place(str(msg.ref))

@@ -16,7 +16,8 @@ UNDECRYPTED_PATIENCE = 300.0
 # Pauses between join attempts; the invite arrives only once, so a passing fault must
 # not lose the room.
 JOIN_RETRY_PAUSES = (2.0, 10.0, 30.0)
-# What people type; notices are other bots (answering them would loop), media has no text.
+# What people type; notices are other bots (answering them would loop). Images and files
+# are read too (`EventFacts.media`); audio and video are not.
 TYPED = frozenset({"m.text", "m.emote"})
 
 
@@ -41,11 +42,12 @@ class EventFacts:
     is_message: bool  # an m.room.message (not state, a reaction, a redaction …)
     is_edit: bool  # an m.replace of an earlier message
     msgtype: str
-    text: str  # what was typed, the reply fallback taken off
+    text: str  # what was typed (a file's caption), the reply fallback taken off
     is_command: bool  # the text starts with the command prefix
     may_hold_secret: bool  # a command that may carry a key or a password
     room_known: bool  # the bot is in the room and knows its state
     direct: bool  # the bot and one other person
+    media: bool = False  # an image or file message naming a file the bot can fetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,10 @@ class Decision:
 
 
 def decide(facts: EventFacts) -> Decision:
-    """Ignore, wait for its key, or handle as a command, a refused secret, or chat."""
+    """Ignore, wait for its key, or handle as a command, a refused secret, or chat.
+
+    A file's caption is text like any other: a caption that is a command runs as one.
+    """
     if facts.from_bot:
         return Decision(Action.IGNORE, "sent by the bot")
     if facts.sent_ms < facts.started_ms - CLOCK_SLACK_MS:
@@ -69,9 +74,9 @@ def decide(facts: EventFacts) -> Decision:
         return Decision(Action.IGNORE, "not a message")
     if facts.is_edit:
         return Decision(Action.IGNORE, "an edit (the original was handled)")
-    if facts.msgtype not in TYPED:
-        return Decision(Action.IGNORE, "not typed text (a notice or media)")
-    if not facts.text.strip():
+    if facts.msgtype not in TYPED and not facts.media:
+        return Decision(Action.IGNORE, "neither typed text nor a file the bot reads")
+    if not facts.text.strip() and not facts.media:
         return Decision(Action.IGNORE, "no text")
     if not facts.room_known:
         return Decision(Action.IGNORE, "a room the bot does not know")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # Clients put a "<name>: " or a pill before the text when they mention someone.
 _PILL = re.compile(r'<a\s+href="https://matrix\.to/#/([^"?]+)(?:\?[^"]*)?"', re.IGNORECASE)
+# The only place a file is fetched from: the homeserver's media repository, never a URL.
+_MXC = re.compile(r"mxc://[A-Za-z0-9.:\[\]-]+/[A-Za-z0-9_-]+")
+MEDIA = frozenset({"m.image", "m.file"})  # files the bot reads (audio and video it does not)
 
 
 def relates_to(content: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -50,8 +54,13 @@ def strip_reply_fallback(body: str) -> str:
     return "\n".join(lines[i:]).lstrip("\n")
 
 
-def mentions_user(content: Mapping[str, Any], user_id: str, display_name: str) -> bool:
-    """m.mentions, a pill in the HTML, the user id, or the display name as a word."""
+def mentions_user(
+    content: Mapping[str, Any], user_id: str, display_name: str, text: str | None = None
+) -> bool:
+    """m.mentions, a pill in the HTML, the user id, or the display name as a word.
+
+    `text` is where to look for the id or name instead of `body` (a file's caption).
+    """
     mentions = content.get("m.mentions")
     if isinstance(mentions, Mapping):
         ids = mentions.get("user_ids")
@@ -61,7 +70,7 @@ def mentions_user(content: Mapping[str, Any], user_id: str, display_name: str) -
     if isinstance(formatted, str):
         if any(m.group(1) == user_id for m in _PILL.finditer(formatted)):
             return True
-    body = content.get("body")
+    body = content.get("body") if text is None else text
     if not isinstance(body, str):
         return False
     body = strip_reply_fallback(body)
@@ -96,3 +105,65 @@ def text_of(content: Mapping[str, Any]) -> str | None:
         return None
     body = content.get("body")
     return strip_reply_fallback(body) if isinstance(body, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    """The file an m.image or m.file event names, and its key when it is encrypted."""
+
+    mxc: str
+    filename: str
+    mimetype: str = ""  # as the sender's client declares it
+    size: int = 0  # as declared (0: not given)
+    key: str = ""  # AES-CTR key (unpadded urlsafe base64); "" for a plain upload
+    sha256: str = ""  # of the ciphertext, checked before decrypting
+    iv: str = ""
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.key)
+
+
+def media_of(content: Mapping[str, Any]) -> MediaFile | None:
+    """The file of an image or file message; None for other messages or a malformed one.
+
+    A plain upload has `url`, an end-to-end encrypted one `file` (an EncryptedFile).
+    """
+    if content.get("msgtype") not in MEDIA:
+        return None
+    body, name = content.get("body"), content.get("filename")
+    filename = name if isinstance(name, str) and name else body if isinstance(body, str) else ""
+    info = content.get("info")
+    info = info if isinstance(info, Mapping) else {}
+    mimetype = info.get("mimetype")
+    mimetype = mimetype if isinstance(mimetype, str) else ""
+    size = info.get("size")
+    # A negative or non-integer size is no size at all.
+    size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+    url = content.get("url")
+    if isinstance(url, str):
+        return MediaFile(url, filename, mimetype, size) if _MXC.fullmatch(url) else None
+    file = content.get("file")
+    if not isinstance(file, Mapping):
+        return None
+    key, hashes = file.get("key"), file.get("hashes")
+    if not isinstance(key, Mapping) or not isinstance(hashes, Mapping):
+        return None
+    parts = (file.get("url"), key.get("k"), hashes.get("sha256"), file.get("iv"))
+    if key.get("alg", "A256CTR") != "A256CTR" or not all(isinstance(p, str) and p for p in parts):
+        return None
+    url, k, sha256, iv = (str(p) for p in parts)
+    if not _MXC.fullmatch(url):
+        return None
+    return MediaFile(url, filename, mimetype, size, key=k, sha256=sha256, iv=iv)
+
+
+def caption_of(content: Mapping[str, Any]) -> str:
+    """A file message's caption: its `body` when a `filename` is given and differs from it.
+
+    Without a `filename` the body is the file's name, so there is no caption.
+    """
+    body, name = content.get("body"), content.get("filename")
+    if not isinstance(body, str) or not isinstance(name, str) or not name or body == name:
+        return ""
+    return strip_reply_fallback(body)

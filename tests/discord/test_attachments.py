@@ -1,0 +1,130 @@
+"""Attachments through the real discord.py client: the bytes come from Discord's CDN
+(simcord's), the core shows images to a model that sees, text files arrive fenced."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import pytest
+import simcord
+from PIL import Image as PILImage
+
+from tests.discord.conftest import World
+from tests.discord.fake_openai import FakeOpenAI
+from tests.discord.helpers import bot_messages, ref_of, reply_text
+
+pytestmark = pytest.mark.simcord(settle_timeout=30)
+
+
+def png(color: str, size: tuple[int, int] = (40, 30)) -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+def last_user_content(endpoint: FakeOpenAI) -> Any:
+    messages = endpoint.requests[-1]["messages"]
+    assert isinstance(messages, list)
+    return messages[-1]["content"]
+
+
+def image_urls(content: Any) -> list[str]:
+    assert isinstance(content, list), content
+    return [p["image_url"]["url"] for p in content if p["type"] == "image_url"]
+
+
+async def vision_on(world: World) -> None:
+    result = await world.admin.slash(world.channel, "params", name="vision", value="on")
+    assert "vision set to on" in reply_text(result)
+
+
+async def test_an_image_with_only_a_mention_reaches_a_model_that_sees(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    await vision_on(world)
+    await world.member.send(
+        world.channel, f"<@{world.bot_id}>", attachments=[("red.png", png("red"))]
+    )
+    assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
+    [url] = image_urls(last_user_content(endpoint))
+    kind, _, data = url.partition(";base64,")
+    assert kind in ("data:image/png", "data:image/jpeg")
+    sent = PILImage.open(io.BytesIO(base64.b64decode(data)))
+    assert sent.size == (40, 30)
+    [question, _] = await core.store.history(ref_of(world.channel, world.guild), 10)
+    assert question.content == "" and [i.name for i in question.images] == ["red.png"]
+
+
+async def test_an_image_without_a_mention_is_not_answered(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    await vision_on(world)
+    await world.member.send(world.channel, attachments=[("red.png", png("red"))])
+    assert bot_messages(world.channel, world.bot_id) == []
+    assert endpoint.requests == []
+
+
+async def test_a_code_file_arrives_fenced_in_the_question(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    code = b"def hello():\n    return 'hi'\n"
+    await world.member.send(
+        world.channel, f"<@{world.bot_id}> review this", attachments=[("hello.py", code)]
+    )
+    content = last_user_content(endpoint)
+    assert isinstance(content, str)
+    assert content.startswith("review this\nhello.py\n```python\ndef hello():\n")
+    assert content.rstrip().endswith("```")
+
+
+async def test_too_many_images_are_refused_and_nothing_is_sent(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    await vision_on(world)
+    images = [(f"p{i}.png", png("blue")) for i in range(5)]  # the default limit is 4
+    await world.member.send(world.channel, f"<@{world.bot_id}> look", attachments=images)
+    [refusal] = bot_messages(world.channel, world.bot_id)
+    assert "You attached 5 images; I take at most 4" in refusal
+    assert endpoint.requests == []
+
+
+async def test_the_bytes_come_from_the_cdn_and_a_missing_file_is_refused(
+    world: World, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cdn = world.env.backend.cdn
+    fetched: list[str] = []
+    served = cdn.get
+
+    def get(url: str) -> bytes | None:
+        fetched.append(url)
+        return served(url)
+
+    monkeypatch.setattr(cdn, "get", get)
+    await world.member.send(
+        world.channel, f"<@{world.bot_id}> read", attachments=[("notes.txt", b"hello")]
+    )
+    [url] = fetched
+    assert url.startswith("https://cdn.simcord.invalid/attachments/") and url.endswith("notes.txt")
+    assert "```\nhello\n```" in last_user_content(endpoint)
+    # An expired or deleted CDN file: the core says so, and asks nothing.
+    monkeypatch.setattr(cdn, "get", lambda url: None)
+    await world.member.send(
+        world.channel, f"<@{world.bot_id}> read", attachments=[("gone.txt", b"hello")]
+    )
+    assert bot_messages(world.channel, world.bot_id)[-1] == (
+        "I could not download gone.txt; attach it again."
+    )
+    assert len(endpoint.requests) == 1
+
+
+async def test_a_file_alone_in_a_direct_message_is_answered(
+    simcord_env: simcord.Env, endpoint: FakeOpenAI
+) -> None:
+    user = simcord_env.create_user("dora")
+    files = simcord_env.backend.store_attachments(user.dm_channel.id, [("todo.md", b"- milk\n")])
+    await user.send_dm("", attachments=files)
+    assert simcord_env.bot.user is not None
+    assert bot_messages(user.dm_channel, simcord_env.bot.user.id) == ["Hello there!"]
+    assert last_user_content(endpoint).strip() == "todo.md\n```markdown\n- milk\n```"

@@ -1,0 +1,160 @@
+"""Images and files on a real Synapse: the bot downloads them with its own login (and
+decrypts them in E2EE rooms), and the model request carries what was sent."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from PIL import Image as PILImage
+
+from bot.core import Core
+from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
+from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
+from tests.peers.synapse import MatrixUser, SynapseServer
+
+pytestmark = pytest.mark.synapse
+
+SIZE = (48, 36)
+
+
+def png(color: str) -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", SIZE, color).save(out, "PNG")
+    return out.getvalue()
+
+
+@dataclass
+class Rig:
+    bot: MatrixUser
+    core: Core
+    endpoint: SSEEndpoint
+    alice: UserClient
+    bob: UserClient
+
+    async def room(self, *, encrypted: bool = False, direct: bool = False) -> str:
+        """A room alice made for the bot (and bob, unless direct); images shown to the model."""
+        invite = [self.bot.user_id] if direct else [self.bot.user_id, self.bob.user.user_id]
+        room_id = await self.alice.create_room(invite, encrypted=encrypted, direct=direct)
+        await self.alice.wait_joined(room_id, self.bot.user_id)
+        if not direct:
+            await self.bob.join(room_id)
+        answer = await self.alice.command(room_id, self.bot.user_id, "!params vision on")
+        assert "vision set to on" in answer, answer
+        return room_id
+
+    async def send(self, room_id: str, content: dict[str, Any]) -> str:
+        """Alice sends `content` and the bot answers: "" when it asked the model, else
+        what it said instead."""
+        asked = len(self.endpoint.bodies)
+        after = time.monotonic()
+        await self.alice.send_content(room_id, content)
+        first = await self.alice.reply_to(room_id, self.bot.user_id, after, "the bot's answer")
+        return "" if len(self.endpoint.bodies) > asked else str(first.content["body"])
+
+    def last_question(self) -> Any:
+        return self.endpoint.bodies[-1]["messages"][-1]["content"]
+
+
+@pytest.fixture(scope="module")
+async def rig(
+    synapse_server: SynapseServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Rig]:
+    base = tmp_path_factory.mktemp("matrix-media")
+    server = synapse_server
+    async with SSEEndpoint(chunks=4, span=0.2) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{base}/bot.db", defaults=defaults)
+        bot = server.register("mediabot")
+        alice = await UserClient.start(server, server.register("alice"), base / "alice")
+        bob = await UserClient.start(server, server.register("bob"), base / "bob")
+        try:
+            async with running_bot(core, bot_options(server, bot, base / "store")):
+                yield Rig(bot, core, endpoint, alice, bob)
+        finally:
+            await alice.close()
+            await bob.close()
+            await core.close()
+
+
+def shown_image(content: Any) -> PILImage.Image:
+    """The one image of a request's user message, decoded from its data URL."""
+    assert isinstance(content, list), content
+    [url] = [p["image_url"]["url"] for p in content if p["type"] == "image_url"]
+    kind, _, data = url.partition(";base64,")
+    assert kind in ("data:image/png", "data:image/jpeg"), kind
+    return PILImage.open(io.BytesIO(base64.b64decode(data)))
+
+
+async def test_an_image_in_a_direct_room_reaches_the_model(rig: Rig) -> None:
+    room_id = await rig.room(direct=True)
+    content = await rig.alice.media_content("m.image", "red.png", png("red"), "image/png")
+    refusal = await rig.send(room_id, content)
+    assert not refusal
+    image = shown_image(rig.last_question())
+    assert image.size == SIZE and image.convert("RGB").getpixel((0, 0)) == (255, 0, 0)
+    history = await rig.core.store.history(ChannelRef(Platform.MATRIX, room_id), 10)
+    question = next(e for e in history if e.role is Role.USER and e.images)
+    assert question.content == "" and [i.name for i in question.images] == ["red.png"]
+
+
+async def test_an_encrypted_image_is_decrypted_with_its_own_key(rig: Rig) -> None:
+    room_id = await rig.room(encrypted=True, direct=True)
+    content = await rig.alice.media_content(
+        "m.image", "blue.png", png("blue"), "image/png", encrypt=True, caption="What colour?"
+    )
+    assert "url" not in content and content["file"]["url"].startswith("mxc://")
+    refusal = await rig.send(room_id, content)
+    assert not refusal
+    question = rig.last_question()
+    assert question[0] == {"type": "text", "text": "What colour?"}  # the caption
+    image = shown_image(question)
+    assert image.size == SIZE and image.convert("RGB").getpixel((0, 0)) == (0, 0, 255)
+
+    # A file that fails its hash check is refused, and the model is asked nothing.
+    tampered = await rig.alice.media_content(
+        "m.image", "green.png", png("green"), "image/png", encrypt=True
+    )
+    tampered["file"]["hashes"]["sha256"] = base64.b64encode(bytes(32)).decode().rstrip("=")
+    refusal = await rig.send(room_id, tampered)
+    assert refusal == "I could not download green.png; attach it again."
+
+
+async def test_a_text_file_arrives_fenced(rig: Rig) -> None:
+    room_id = await rig.room(direct=True)
+    code = b"def hello():\n    return 'hi'\n"
+    content = await rig.alice.media_content(
+        "m.file", "hello.py", code, "text/x-python", caption="review this"
+    )
+    refusal = await rig.send(room_id, content)
+    assert not refusal
+    assert rig.last_question().startswith("review this\nhello.py\n```python\ndef hello():\n")
+
+
+async def test_in_a_group_room_only_an_addressed_image_is_answered(rig: Rig) -> None:
+    room_id = await rig.room()
+    bot = rig.bot.user_id
+    asked = len(rig.endpoint.bodies)
+    name = f"{rig.bot.localpart}.png"  # holds the bot's display name: still no mention
+    alone = await rig.alice.media_content("m.image", name, png("red"), "image/png")
+    quiet_since = time.monotonic()
+    await rig.alice.send_content(room_id, alone)
+    mention = await rig.alice.media_content(
+        "m.image", "cat.png", png("white"), "image/png", caption=f"{bot}: what is this?"
+    )
+    mention["m.mentions"] = {"user_ids": [bot]}
+    refusal = await rig.send(room_id, mention)
+    assert not refusal
+    # Messages go in arrival order: had the first been answered, it would have been first.
+    assert len(rig.endpoint.bodies) == asked + 1
+    assert len(rig.alice.messages(room_id, bot, quiet_since)) == 1
+    question = rig.last_question()
+    assert question[0] == {"type": "text", "text": "what is this?"}
+    assert shown_image(question).convert("RGB").getpixel((0, 0)) == (255, 255, 255)
