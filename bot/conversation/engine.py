@@ -191,7 +191,7 @@ class ChatEngine:
             config, endpoint = await self._ready(ref, prefix)
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)
-            content = text + attached.text
+            content = text + attached.text if text else attached.text.lstrip("\n")
             question = HistoryEntry(
                 Role.USER,
                 content,

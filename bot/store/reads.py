@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, select, tuple_, union_all
+from sqlalchemy import ColumnElement, and_, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.base import Database, Key, chain
@@ -38,6 +38,30 @@ _CONFIG_ROWS = _rows_at(ChannelConfigRow.__table__)
 _SECRET_ROWS = _rows_at(SecretRow.__table__)
 _MESSAGES = MessageRow.__table__
 _MESSAGE_IMAGES = MessageImageRow.__table__
+
+
+def _newest_rows() -> Any:
+    """Messages of the conversations given as `conversations`, numbered newest first;
+    only those up to `limit`."""
+    m = _MESSAGES
+    conversation = (m.c.platform, m.c.server_id, m.c.channel_id, m.c.thread_id)
+    numbered = (
+        select(
+            m,
+            func.row_number()
+            .over(partition_by=conversation, order_by=m.c.id.desc())
+            .label("newest"),
+        )
+        .where(
+            tuple_(*conversation).in_(bindparam("conversations", expanding=True)),
+            m.c.hidden.is_(False),
+        )
+        .subquery()
+    )
+    return select(numbered).where(numbered.c.newest <= bindparam("limit"))
+
+
+_NEWEST = _newest_rows()
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,32 +311,27 @@ def _sealed(ref: ChannelRef, nearest_first: Sequence[Any]) -> Mapping[str, Store
 async def _load_histories(
     conn: AsyncConnection, limits: Mapping[Conversation, int]
 ) -> dict[Conversation, list[HistoryEntry]]:
-    """The newest turns of each conversation, one statement for all of them.
+    """The newest turns of each conversation, in one statement of one fixed shape.
 
-    Each part reads only its own newest rows through the conversation index (a
-    window over whole histories would read every old turn as well).
+    A UNION with one part per conversation read only the newest rows of each, but it
+    was a new statement for every batch size: building and compiling a burst's
+    50-part UNION took longer than reading. The window reads a cold conversation's
+    rows in full once; after that the store remembers them.
     """
     found: dict[Conversation, list[HistoryEntry]] = {c: [] for c in limits}
     if not limits:
         return found
-    parts = []
-    for conversation, limit in limits.items():
-        newest = (
-            select(_MESSAGES)
-            .where(in_conversation(conversation), _MESSAGES.c.hidden.is_(False))
-            .order_by(_MESSAGES.c.id.desc())
-            .limit(limit)
-            .subquery()
-        )
-        parts.append(select(newest))
-    statement = union_all(*parts) if len(parts) > 1 else parts[0]
-    rows = (await conn.execute(statement)).all()
+    params = {"conversations": sorted(limits), "limit": max(limits.values())}
+    rows = [row for row in (await conn.execute(_NEWEST, params)).all()]
     images = await _images_of(conn, [row.id for row in rows if row.image_count])
     for row in sorted(rows, key=lambda row: row.id):  # oldest first
+        conversation = (row.platform, row.server_id, row.channel_id, row.thread_id)
+        if row.newest > limits[conversation]:
+            continue
         entry = entry_of(row)
         if row.id in images:
             entry = replace(entry, images=tuple(images[row.id]))
-        found[(row.platform, row.server_id, row.channel_id, row.thread_id)].append(entry)
+        found[conversation].append(entry)
     return found
 
 

@@ -80,8 +80,10 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
                 await resp.write(_chunk(text))
             await resp.write(_chunk("", "stop"))
             await resp.write(b"data: [DONE]\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            state.cut_off.append(asyncio.get_running_loop().time())
+        except ConnectionResetError:  # the reader hung up: nothing more to send
+            state.cut_off.append(time.monotonic())
+        except asyncio.CancelledError:
+            state.cut_off.append(time.monotonic())
             raise
         return resp
 

@@ -332,3 +332,24 @@ def _complete(alice: UserClient, room_id: str, bot_id: str, text: str) -> Any:
     shown = [first, *alice.edits_of(first.event.event_id)]
     done = [s for s in shown if alice.shown_text(first.event.event_id).strip() == text]
     return done[-1] if done else None
+
+
+async def test_turn_controls_run_in_the_core_order_and_do_not_deadlock(rig: Rig) -> None:
+    """`!regenerate` right after a question waits for its answer, then streams another;
+    `!swipe prev` shows the first again; a stranger's `!regenerate` is refused."""
+    rig.arrive(GROUP, BOB, "bot: tell me a thing", **MENTION)
+    regenerate = rig.arrive(GROUP, BOB, "!regenerate")
+    await rig.settle()
+    first, second = (rig.answer_done(GROUP, n) for n in (0, 1))
+    assert second > first  # the second answer streamed after the first was complete
+    def said(event_id: str) -> list[str]:
+        return [s.body for s in rig.hs.sent if s.in_reply_to == event_id]
+
+    assert "(answer 2 of 2)" in said(regenerate)
+    swipe = rig.arrive(GROUP, BOB, "!swipe prev")
+    stranger = rig.arrive(GROUP, CAROL, "!regenerate")
+    await rig.settle()
+    assert "(answer 1 of 2)" in said(swipe)
+    assert any("Only Bob or an admin" in body for body in said(stranger))
+    history = await rig.core.store.history(ChannelRef(Platform.MATRIX, GROUP), 10)
+    assert [e.role for e in history] == [Role.USER, Role.ASSISTANT]

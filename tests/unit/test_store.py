@@ -415,11 +415,17 @@ async def test_history_newest_limit_oldest_first(store: Store) -> None:
 async def test_history_limit_is_applied_in_sql(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await store.add_messages(CHAN, turn(0))
-    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
-        await store.history(CHAN, 7)
-    selects = [r.getMessage() for r in caplog.records if "FROM messages" in r.getMessage()]
-    assert selects and all("LIMIT" in s for s in selects)
+    for n in range(6):
+        await store.add_messages(CHAN, turn(n))
+    fresh = await reopen(store.engine.url.render_as_string(hide_password=False), KEY_A)
+    try:
+        with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+            assert len(await fresh.history(CHAN, 7)) == 7
+        selects = [r.getMessage() for r in caplog.records if "FROM messages" in r.getMessage()]
+        # The newest rows are numbered in SQL and only those up to the limit come back.
+        assert selects and all("newest <=" in s for s in selects)
+    finally:
+        await fresh.close()
 
 
 async def test_partial_answer_keeps_its_error(store: Store) -> None:

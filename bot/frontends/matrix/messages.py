@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from bot.frontends.matrix.secret_commands import (
     split_target,
 )
 from bot.frontends.matrix.sink import MatrixTarget, SendFailed
-from bot.types import Actor, ChannelRef, Incoming, Platform
+from bot.types import Actor, Attachment, ChannelRef, Incoming, Platform, Reply
 
 log = logging.getLogger("bot.frontends.matrix")
 
@@ -53,9 +54,10 @@ class Message:
     event_id: str
     sender: str
     content: dict[str, Any]
-    text: str
+    text: str  # typed text, or a file's caption
     thread: str = ""  # the thread's root event id, "" outside threads
     direct: bool = False
+    media: events.MediaFile | None = None  # the file of an image or file message
 
     @property
     def ref(self) -> ChannelRef:
@@ -191,10 +193,29 @@ class MessageHandler:
         if isinstance(prepared, str):
             await self._notice(msg, self._with_note(prepared, msg, note))
             return
+        if self._core.is_control(prepared.inv):
+            # The core orders these itself (a stop must reach the answer being written).
+            place.pass_on()
+            await self._control(msg, prepared)
+            return
         # After the answers to earlier messages, and its own answer before later ones.
         async with self._core.ordered(prepared.ref):
             answer = await self._execute(prepared, msg)
             await self._notice(msg, self._with_note(answer, msg, note))
+
+    async def _control(self, msg: Message, prepared: _Prepared) -> None:
+        """`!regenerate`, `!continue`, `!retry`, `!swipe`: the answer streams like a chat's."""
+        target = self._answer_target(msg)
+        done = await self._core.run_control(
+            prepared.ref,
+            prepared.actor,
+            prepared.inv,
+            PacedReply(target, render=reasoning_as_quote),
+        )
+        if isinstance(done, Reply):
+            await self._notice(msg, f"{prepared.label}{done.text}")
+        elif done.alternative[1] > 1:
+            await self._notice(msg, f"(answer {done.alternative[0]} of {done.alternative[1]})")
 
     def _with_note(self, answer: str, msg: Message, note: str) -> str:
         if not note:
@@ -269,7 +290,13 @@ class MessageHandler:
     async def _addressed(self, msg: Message) -> bool:
         facts = ChatFacts(
             direct=msg.direct,
-            mentions_bot=events.mentions_user(msg.content, self._api.user_id, self.display_name),
+            mentions_bot=events.mentions_user(
+                # A file's body is its name when there is no caption: no mention there.
+                msg.content,
+                self._api.user_id,
+                self.display_name,
+                text=msg.text if msg.media else None,
+            ),
             thread_root=msg.thread,
             replied_to=events.replied_to(msg.content),
         )
@@ -296,23 +323,9 @@ class MessageHandler:
                 self._threads.popitem(last=False)
         text = events.strip_mention(msg.text, self._api.user_id, self.display_name)
         actor = await self._actor(room, msg.sender)
-        form = answer_form(
-            direct=msg.direct,
-            replied_to=events.replied_to(msg.content),
-            event_id=msg.event_id,
-            sender=msg.sender,
-        )
-        target = MatrixTarget(
-            self._api.send,
-            msg.room_id,
-            pace=self._api.pace,
-            thread_root=msg.thread,
-            reply_to=form.reply_to,
-            mention=form.mention,
-            typing=self._api.typing,
-        )
+        target = self._answer_target(msg)
         sink = PacedReply(target, render=reasoning_as_quote)
-        incoming = Incoming(ref, actor, text, message_id=msg.event_id)
+        incoming = Incoming(ref, actor, text, self._attachments(msg), msg.event_id)
         # Core.chat joins the conversation's turn order before it first waits, so the
         # next message may be decided on now without overtaking this one.
         place.pass_on()
@@ -323,6 +336,32 @@ class MessageHandler:
         finally:
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
+
+    def _answer_target(self, msg: Message) -> MatrixTarget:
+        """Where an answer to `msg` goes: its thread, as a reply unless in a direct chat."""
+        form = answer_form(
+            direct=msg.direct,
+            replied_to=events.replied_to(msg.content),
+            event_id=msg.event_id,
+            sender=msg.sender,
+        )
+        return MatrixTarget(
+            self._api.send,
+            msg.room_id,
+            pace=self._api.pace,
+            thread_root=msg.thread,
+            reply_to=form.reply_to,
+            mention=form.mention,
+            typing=self._api.typing,
+        )
+
+    def _attachments(self, msg: Message) -> tuple[Attachment, ...]:
+        """The message's file, fetched by the core only if the turn gets that far."""
+        media = msg.media
+        if media is None:
+            return ()
+        fetch = functools.partial(self._api.download, media)
+        return (Attachment(media.filename, media.mimetype, media.size, fetch),)
 
 
 @dataclass(frozen=True, slots=True)
