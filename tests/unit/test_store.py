@@ -428,6 +428,21 @@ async def test_history_limit_is_applied_in_sql(
         await fresh.close()
 
 
+async def test_concurrent_turns_get_the_ids_of_their_own_rows(store: Store) -> None:
+    """A burst's inserts are written together; each caller must get its own rows' ids
+    (SQLite numbers one statement's rows; PostgreSQL returns them in parameter order)."""
+    await store.add_messages(CHAN, turn(0))
+    await store.clear_history(CHAN, ADMIN)  # a gap below: ids are not simply 1..n
+    refs = [ChannelRef(Platform.DISCORD, channel_id=f"burst{n}", server_id="g1") for n in range(40)]
+    stored = await asyncio.gather(*(store.add_messages(ref, turn(n)) for n, ref in enumerate(refs)))
+    ids = [e.id for entries in stored for e in entries]
+    assert None not in ids and len(set(ids)) == len(ids)
+    for n, (ref, entries) in enumerate(zip(refs, stored, strict=True)):
+        assert [e.content for e in entries] == [f"question {n}", f"answer {n}"]
+        read = await store.history(ref, 10)
+        assert [(e.id, e.content) for e in read] == [(e.id, e.content) for e in entries]
+
+
 async def test_partial_answer_keeps_its_error(store: Store) -> None:
     await store.add_messages(
         CHAN,
