@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_PREFIXES",
     "Control",
     "Core",
+    "HeldReply",
     "MessageTarget",
     "PacedReply",
     "ReplySink",
@@ -54,6 +55,37 @@ class _Collected:
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         self.text = f"{answer}\n\n⚠️ {error}" if error and answer else (answer or error or "")
+
+
+class HeldReply:
+    """A sink for a turn control pressed on an answer already shown: what streams goes
+    through; a finish that came without a stream (a refusal, a hint, a swipe) waits until
+    the front-end knows which it was (TurnResult.notice), so a refusal never replaces the
+    answer. `release` shows what was held."""
+
+    def __init__(self, sink: ReplySink) -> None:
+        self._sink = sink
+        self.streamed = False
+        self.held: tuple[str, str, str | None] | None = None
+
+    async def typing(self) -> None:
+        self.streamed = True
+        await self._sink.typing()
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        self.streamed = True
+        await self._sink.update(answer, reasoning)
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        if self.streamed:
+            await self._sink.finish(answer, reasoning, error)
+        else:
+            self.held = (answer, reasoning, error)
+
+    async def release(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            await self._sink.finish(*held)
 
 
 class Core:

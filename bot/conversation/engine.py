@@ -83,6 +83,12 @@ class TurnResult:
     called_provider: bool
     answer_id: int | None = None  # the stored answer (front-ends tie their message to it)
     alternative: tuple[int, int] = (1, 1)  # (shown, of how many answers to the question)
+    question_id: int | None = None  # the question answered (a failed one has no answer_id)
+
+    @property
+    def notice(self) -> bool:
+        """Only a message for the person (a refusal, a hint): nothing was asked or shown."""
+        return not self.called_provider and self.answer_id is None
 
 
 class Control(StrEnum):
@@ -144,7 +150,8 @@ class ChatEngine:
     ) -> TurnResult:
         """Regenerate, continue, retry or swipe the newest turn (the asker's or an admin's).
 
-        `answer_id`: the answer a button or reaction belongs to; only the newest may change.
+        `answer_id`: the answer a button or reaction belongs to (a question that got no
+        answer: its id); only the newest may change.
         """
         key = f"{ref}"
         async with self._order.hold(key):
@@ -238,7 +245,7 @@ class ChatEngine:
         question, answer = _newest_turn(history)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
-        if answer_id is not None and (answer is None or answer.id != answer_id):
+        if answer_id is not None and answer_id != (question.id if answer is None else answer.id):
             return await _notice(
                 sink, "Only the newest answer can change. Ask again, or use the newest one."
             )
@@ -364,7 +371,7 @@ class ChatEngine:
             answers = await self._store.alternatives(ref, question.id)
             ids = [entry.id for entry, _ in answers]
             alternative = (ids.index(row.id) + 1 if row.id in ids else len(ids), len(ids))
-        return TurnResult(outcome.answer, outcome.error, True, row.id, alternative)
+        return TurnResult(outcome.answer, outcome.error, True, row.id, alternative, question.id)
 
     async def _config(self, ref: ChannelRef, prefix: str) -> ChannelConfig:
         """The channel's config, re-checked first when a passing failure blocks it."""
