@@ -77,6 +77,8 @@ class Transport:
         self.policy = policy
         self.sleep = sleep
         self.corrected: dict[str, str] = {}  # custom URL as typed → URL that works (+/v1)
+        # Bases that took / refused OpenAI's `stream_options` (usage on the last chunk).
+        self.usage_option: dict[str, bool] = {}
         self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
         self._tls: ssl.SSLContext | None = None
         s = settings

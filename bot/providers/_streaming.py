@@ -59,7 +59,8 @@ async def stream_deltas(
         try:
             async with aclosing(_attempt(transport, spec, decoder())) as deltas:
                 async for delta in deltas:
-                    texts.append(delta.text)
+                    if delta.text or delta.reasoning or delta.finish_reason:
+                        texts.append(delta.text)  # a usage-only delta is no answer yet
                     yield delta
             return
         except ProviderError as err:

@@ -6,9 +6,9 @@ from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.types import ChatMessage, ModelInfo, SecretValue, Source, redact
+from bot.types import ChatMessage, ModelInfo, SecretValue, Source, Usage, redact
 
-__all__ = ["ModelInfo"]  # re-exported: providers return it
+__all__ = ["ModelInfo", "Usage"]  # re-exported: providers return them
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +48,9 @@ class ChatRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Delta:
-    """One piece of a streamed answer; every field optional."""
+    """One piece of a streamed answer; every field optional. `usage` comes near the end
+    (OpenAI's last chunk, Claude's message_delta; Claude's message_start has the input)."""
 
     text: str = ""
     reasoning: str = ""

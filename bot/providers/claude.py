@@ -75,6 +75,25 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _usage(value: Any) -> Usage | None:
+    """Messages-API usage: input counts cache writes and reads too (all were sent).
+
+    `message_delta` counts are cumulative; a field it leaves out keeps the earlier value.
+    """
+    if not isinstance(value, dict):
+        return None
+    parts = [
+        _int(value.get(k))
+        for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    ]
+    known = [p for p in parts if p is not None]
+    prompt = sum(known) if known else None
+    completion = _int(value.get("output_tokens"))
+    if prompt is None and completion is None:
+        return None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+
 class EventDecoder:
     """Named Messages-API events → deltas; `ping` and unknown events are ignored."""
 
@@ -95,9 +114,11 @@ class EventDecoder:
             self._raise_error(body)
         if kind == "message_start":
             message = body.get("message")
-            usage = message.get("usage") if isinstance(message, dict) else None
-            if isinstance(usage, dict):
-                self._input_tokens = _int(usage.get("input_tokens"))
+            usage = _usage(message.get("usage") if isinstance(message, dict) else None)
+            if usage is not None:
+                self._input_tokens = usage.prompt_tokens
+                # Reported now so an answer cut before message_delta keeps its input count.
+                return [Delta(usage=usage)]
         elif kind == "content_block_delta":
             delta = body.get("delta")
             if not isinstance(delta, dict):
@@ -115,14 +136,9 @@ class EventDecoder:
     def _message_delta(self, body: dict[str, Any]) -> list[Delta]:
         delta = body.get("delta")
         stop = delta.get("stop_reason") if isinstance(delta, dict) else None
-        usage = body.get("usage")
-        result: Usage | None = None
-        if isinstance(usage, dict):
-            prompt = _int(usage.get("input_tokens"))
-            result = Usage(
-                prompt_tokens=prompt if prompt is not None else self._input_tokens,
-                completion_tokens=_int(usage.get("output_tokens")),
-            )
+        result = _usage(body.get("usage"))
+        if result is not None and result.prompt_tokens is None:
+            result = Usage(self._input_tokens, result.completion_tokens)
         if isinstance(stop, str):
             self.complete = True
         if result is None and not isinstance(stop, str):
@@ -157,12 +173,7 @@ class EventDecoder:
                 text=text,
                 reasoning=reasoning,
                 finish_reason=stop if isinstance(stop, str) else None,
-                usage=Usage(
-                    prompt_tokens=_int(usage.get("input_tokens")),
-                    completion_tokens=_int(usage.get("output_tokens")),
-                )
-                if isinstance(usage, dict)
-                else None,
+                usage=_usage(usage),
             )
         ]
 

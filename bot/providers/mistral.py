@@ -10,6 +10,7 @@ from bot.providers.openai import OpenAICompatible
 class MistralProvider(OpenAICompatible):
     name = "Mistral AI"
     default_base = "https://api.mistral.ai/v1"
+    ask_usage = False  # Mistral puts usage on the last chunk without an opt-in
     auth_hint = " A new Mistral key can take a few minutes to become valid: wait and try again."
 
     def _messages(self, request: ChatRequest) -> list[Message]:

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any, ClassVar
 
 from bot.providers._errors import error_fields, error_from_kind, malformed
 from bot.providers._provider import HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
-from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
+from bot.providers.base import BadRequest, ChatRequest, Delta, ModelInfo, Usage
 from bot.providers.convert import Message, openai_messages
+
+log = logging.getLogger("bot.providers")
 
 
 class OpenAICompatible(HTTPProvider):
-    """GET {base}/models and POST {base}/chat/completions with a Bearer key."""
+    """GET {base}/models and POST {base}/chat/completions with a Bearer key.
+
+    Usage is asked for with `stream_options.include_usage` (OpenAI's opt-in; LiteLLM
+    honours it, llama-cpp-python ignores it). An endpoint whose first answer refuses an
+    unknown field (400/422 naming it, or saying extra/unrecognized) is asked once more
+    without it; the outcome is remembered per base, so only its first turn pays twice.
+    """
 
     name: ClassVar[str] = "OpenAI"
     default_base: ClassVar[str] = "https://api.openai.com/v1"
-    ask_usage: ClassVar[bool] = False
+    ask_usage: ClassVar[bool] = True
 
     def _credential_headers(self, credential: str) -> dict[str, str]:
         return {"authorization": f"Bearer {credential}"}
@@ -26,13 +36,13 @@ class OpenAICompatible(HTTPProvider):
     def _messages(self, request: ChatRequest) -> list[Message]:
         return openai_messages(request)
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
+    def _body(self, request: ChatRequest, ask_usage: bool | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": self._messages(request),
             "stream": True,
         }
-        if self.ask_usage:
+        if self.ask_usage if ask_usage is None else ask_usage:
             body["stream_options"] = {"include_usage": True}
         body.update(request.options)
         return body
@@ -42,12 +52,66 @@ class OpenAICompatible(HTTPProvider):
         return parse_models(await self.get_json(spec), spec.where)
 
     def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
-        spec = self.spec("POST", f"{base}/chat/completions", base, body=self._body(request))
+        known = self._t.usage_option.get(base)
+        if not self.ask_usage or known is not None:
+            return self._stream_once(base, request, self.ask_usage and known is True)
+        return self._stream_trying_usage(base, request)
+
+    def _stream_once(
+        self, base: str, request: ChatRequest, ask_usage: bool
+    ) -> AsyncGenerator[Delta, None]:
+        body = self._body(request, ask_usage)
+        spec = self.spec("POST", f"{base}/chat/completions", base, body=body)
         return stream_deltas(self._t, spec, lambda: ChunkDecoder(spec.where))
+
+    async def _stream_trying_usage(
+        self, base: str, request: ChatRequest
+    ) -> AsyncGenerator[Delta, None]:
+        """The first request to a base: with stream_options, then once without on a 400."""
+        started = False
+        try:
+            async with aclosing(self._stream_once(base, request, True)) as deltas:
+                async for delta in deltas:
+                    if not started:
+                        started = True
+                        self._t.usage_option[base] = True
+                    yield delta
+            return
+        except BadRequest as err:
+            if started or not _about_unknown_fields(err.user_message):
+                raise
+            first = err
+        async with aclosing(self._stream_once(base, request, False)) as deltas:
+            async for delta in deltas:
+                if not started:
+                    started = True
+                    self._t.usage_option[base] = False
+                    log.info(
+                        "%s refused stream_options (%s); usage there is estimated",
+                        base,
+                        first.user_message,
+                    )
+                yield delta
 
 
 class OpenAIProvider(OpenAICompatible):
-    ask_usage = True
+    pass
+
+
+_UNKNOWN_FIELD_WORDS = (
+    "stream_options",
+    "include_usage",
+    "extra",
+    "unrecognized",
+    "unknown",
+    "not permitted",
+    "additional properties",
+)
+
+
+def _about_unknown_fields(message: str) -> bool:
+    lowered = message.lower()
+    return any(word in lowered for word in _UNKNOWN_FIELD_WORDS)
 
 
 def _int(value: Any) -> int | None:

@@ -9,6 +9,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from bot.types.secrets import REDACTED, SECRET_REGISTRY, SecretValue, redact
+from bot.types.usage import KeyScope, Usage, UsageBucket, UsageQuery, UsageRecord
 
 
 class Platform(StrEnum):
@@ -228,11 +229,22 @@ class ChannelConfig:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What a command answers: text, and whether only the caller should see it."""
+    """What a command answers: text, whether only the caller should see it, and a file
+    (a chart) that front-ends able to post files attach."""
 
     text: str
     private: bool = False
     ok: bool = True
+    file: ReplyFile | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFile:
+    """A file sent with a reply: its name, media type and bytes."""
+
+    filename: str
+    media_type: str
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,9 +280,11 @@ __all__ = [
     "Image",
     "ImageRef",
     "Incoming",
+    "KeyScope",
     "ModelInfo",
     "Platform",
     "Reply",
+    "ReplyFile",
     "ReplyMode",
     "Role",
     "Scope",
@@ -278,5 +292,9 @@ __all__ = [
     "Source",
     "StatusCheck",
     "TurnState",
+    "Usage",
+    "UsageBucket",
+    "UsageQuery",
+    "UsageRecord",
     "redact",
 ]

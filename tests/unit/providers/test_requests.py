@@ -324,7 +324,7 @@ async def test_custom_key_and_operator_headers(
     assert sent.headers["x-team"] == "bots"
     assert sent.headers["http-referer"] == "https://bot"
     body = body_of(sent)
-    assert "stream_options" not in body  # only the openai source asks for usage
+    assert body["stream_options"] == {"include_usage": True}  # custom asks for usage too
     assert body["max_tokens"] == 256 and body["seed"] == 42
 
 
