@@ -7,7 +7,8 @@ import logging
 
 import discord
 
-from bot.core import Core, PacedReply
+from bot.core import Core
+from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
     MessageFacts,
     actor_for,
@@ -128,8 +129,9 @@ class ChatHandler:
             await self._notices.tell(message, "Send Messages")
 
         target = DiscordTarget(channel, reply_to, forbidden, min_interval=self._min_interval)
+        sink = AnswerSink(target, author.id)
         try:
-            await self._core.chat(incoming, PacedReply(target))
+            await sink.settle(await self._core.chat(incoming, sink))
         except Exception as err:
             log.warning("a chat turn in %s failed: %s", ref, type(err).__name__)
         finally:

@@ -13,6 +13,7 @@ from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.discord.chat import ChatHandler, NoAccessNotices
 from bot.frontends.discord.commands import build_commands, table_problems
+from bot.frontends.discord.controls import ControlButton, Controls
 from bot.frontends.discord.interactions import CommandRunner
 from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.sink import MIN_INTERVAL
@@ -86,9 +87,12 @@ class ChatClient(discord.AutoShardedClient):
         for command in build_commands(core.table, self.runner.invoke, self.runner.complete):
             self.tree.add_command(command)
         self.chat = ChatHandler(core, NoAccessNotices(), min_interval=min_interval)
+        self.controls = Controls(core, min_interval=min_interval)
 
     async def setup_hook(self) -> None:
-        """Register the slash commands: on the listed guilds at once, else globally."""
+        """Answer buttons, also on messages from before a restart; then the slash commands:
+        on the listed guilds at once, else globally."""
+        self.add_dynamic_items(ControlButton)
         if not self.command_guilds:
             synced = await self.tree.sync()
             log.info("synced %d global slash commands", len(synced))

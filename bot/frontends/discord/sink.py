@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import discord
 
@@ -24,7 +25,11 @@ NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
 
 
 class DiscordTarget:
-    """Posts and edits one answer's messages; a refusal is reported once, never raised."""
+    """Posts and edits one answer's messages; a refusal is reported once, never raised.
+
+    `existing`: messages of an answer shown before (a button was pressed on it): the new
+    text goes into them first, in place. `view`: the buttons the newest message carries.
+    """
 
     limit = LIMIT
     min_interval = MIN_INTERVAL
@@ -37,6 +42,7 @@ class DiscordTarget:
         on_forbidden: NoAccess,
         *,
         min_interval: float = MIN_INTERVAL,
+        existing: Sequence[discord.Message] = (),
     ) -> None:
         self._channel = channel
         self._reply_to = reply_to
@@ -46,6 +52,11 @@ class DiscordTarget:
         self._typing: asyncio.Task[None] | None = None
         self._posted = False
         self.blocked = False  # the bot may not post here; the rest of the answer is dropped
+        self._existing = list(existing)
+        self.messages: list[discord.Message] = []  # the answer's messages, in order
+        self.view: discord.ui.View | None = None  # what a message posted now carries
+        # Messages that carry buttons (the pressed one does already).
+        self._with_view: set[int] = {m.id for m in existing if m.components}
 
     async def typing(self) -> None:
         """Show "typing…" until the first text goes out."""
@@ -79,31 +90,86 @@ class DiscordTarget:
         if self.blocked:
             return None
         first, self._posted = not self._posted, True
+        if self._existing:
+            message = self._existing.pop(0)
+            await self._edit(message, content=text, **self._view_change(message))
+            self.messages.append(message)
+            return message
+        kwargs: dict[str, Any] = {"view": self.view} if self.view is not None else {}
         try:
             if first and self._reply_to is not None:
-                return await self._reply(self._reply_to, text)
-            return await self._channel.send(text)
+                posted = await self._reply(self._reply_to, text, kwargs)
+            else:
+                posted = await self._channel.send(text, **kwargs)
         except discord.Forbidden as err:
             await self._blocked(err)
         except discord.HTTPException as err:
             log.warning("could not post an answer: %s %s", err.status, type(err).__name__)
-        return None
+            return None
+        if self.view is not None:
+            self._with_view.add(posted.id)
+        self.messages.append(posted)
+        return posted
 
-    async def _reply(self, message: discord.Message, text: str) -> discord.Message:
+    async def _reply(
+        self, message: discord.Message, text: str, kwargs: dict[str, Any]
+    ) -> discord.Message:
         try:
-            return await message.reply(text, mention_author=False)
+            return await message.reply(text, mention_author=False, **kwargs)
         except discord.HTTPException as err:
             if isinstance(err, discord.Forbidden) and err.code != 160002:
                 raise
             # The asked message is gone, or replying needs Read Message History: post plainly.
-            return await self._channel.send(text)
+            return await self._channel.send(text, **kwargs)
+
+    def _view_change(self, message: discord.Message) -> dict[str, Any]:
+        """The `view` argument that makes `message` carry self.view (none when it does)."""
+        if self.view is None and message.id not in self._with_view:
+            return {}
+        if self.view is None:
+            self._with_view.discard(message.id)
+        else:
+            self._with_view.add(message.id)
+        return {"view": self.view}
+
+    async def settle(self, view: discord.ui.View | None) -> None:
+        """The answer has ended: its last message carries `view`, no other one has buttons,
+        and pages left over from a longer answer shown before are removed."""
+        for old in self._existing:
+            await self._delete(old)
+        self._existing = []
+        if not self.messages or self.blocked:
+            return
+        *earlier, last = self.messages
+        for message in earlier:
+            if message.id in self._with_view:
+                self._with_view.discard(message.id)
+                await self._edit(message, view=None)
+        if view is None and last.id not in self._with_view:
+            return
+        if view is None:
+            self._with_view.discard(last.id)
+        else:
+            self._with_view.add(last.id)
+        await self._edit(last, view=view)
+
+    async def _delete(self, message: discord.Message) -> None:
+        try:
+            await message.delete()
+        except discord.HTTPException as err:
+            log.info("could not remove a page of an earlier answer: %s", type(err).__name__)
 
     async def edit(self, handle: object, text: str) -> None:
         if not isinstance(handle, discord.Message) or self.blocked:
             return
+        await self._edit(handle, content=text)
+
+    async def _edit(self, handle: discord.Message, **changes: Any) -> None:
+        if self.blocked:
+            return
         for attempt in range(EDIT_RETRIES + 1):
             try:
-                await handle.edit(content=text)
+                await handle.edit(**changes)
                 return
             except discord.NotFound:
                 log.info("an answer message was deleted while it streamed")

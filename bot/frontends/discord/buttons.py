@@ -1,0 +1,108 @@
+"""Which buttons an answer carries and what a pressed one means: pure, no discord.py.
+
+A button's custom id names its action and the stored row it acts on, so a press is
+understood without any memory of the message (it works after a restart):
+`cc:regen:<answer row>`, `cc:retry:<question row>`, `cc:stop:<asker's user id>`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.commands import Invocation
+from bot.core import TurnResult
+
+
+class Press(StrEnum):
+    REGENERATE = "regen"
+    CONTINUE = "cont"
+    PREVIOUS = "prev"
+    COUNT = "count"  # the disabled "2/3" between ◀ and ▶
+    NEXT = "next"
+    RETRY = "retry"
+    STOP = "stop"
+
+
+TEMPLATE = r"cc:(?P<press>regen|cont|prev|count|next|retry|stop):(?P<target>[0-9]{1,20})"
+_PATTERN = re.compile(TEMPLATE)
+
+# What each press runs: the same command table entries the slash commands use.
+_INVOCATIONS: dict[Press, Invocation] = {
+    Press.REGENERATE: Invocation(("regenerate",), {}),
+    Press.CONTINUE: Invocation(("continue",), {}),
+    Press.PREVIOUS: Invocation(("swipe",), {"direction": "prev"}),
+    Press.NEXT: Invocation(("swipe",), {"direction": "next"}),
+    Press.RETRY: Invocation(("retry",), {}),
+    Press.STOP: Invocation(("stop",), {}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonSpec:
+    press: Press
+    target: int  # a stored row id, or for stop the asker's user id
+    label: str = ""
+    emoji: str = ""
+    disabled: bool = False
+    danger: bool = False
+
+    @property
+    def custom_id(self) -> str:
+        return f"cc:{self.press.value}:{self.target}"
+
+
+def parse_custom_id(custom_id: str) -> tuple[Press, int] | None:
+    """The press and its target, or None for an id that is not one of ours."""
+    match = _PATTERN.fullmatch(custom_id)
+    if match is None:
+        return None
+    return Press(match["press"]), int(match["target"])
+
+
+def invocation(press: Press) -> Invocation | None:
+    """The command a press runs (None for the count, which is only a label)."""
+    return _INVOCATIONS.get(press)
+
+
+def answer_buttons(answer_id: int, shown: int = 1, total: int = 1) -> list[ButtonSpec]:
+    """🔄 ⏩ for any answer; ◀ n/m ▶ once the question has more than one."""
+    specs = [
+        ButtonSpec(Press.REGENERATE, answer_id, emoji="🔄"),
+        ButtonSpec(Press.CONTINUE, answer_id, emoji="⏩"),
+    ]
+    if total > 1:
+        specs += [
+            ButtonSpec(Press.PREVIOUS, answer_id, emoji="◀", disabled=shown <= 1),
+            ButtonSpec(Press.COUNT, answer_id, label=f"{shown}/{total}", disabled=True),
+            ButtonSpec(Press.NEXT, answer_id, emoji="▶", disabled=shown >= total),
+        ]
+    return specs
+
+
+def streaming_buttons(asker_id: int) -> list[ButtonSpec]:
+    """⏹ while the answer is written; the asker (or an admin) may stop it."""
+    return [ButtonSpec(Press.STOP, asker_id, label="Stop", emoji="⏹", danger=True)]
+
+
+def buttons_after(result: TurnResult) -> list[ButtonSpec]:
+    """What the answer's last message carries once the turn has ended.
+
+    An answer (whole, stopped or cut by an error) can be regenerated, continued and
+    swiped; a question the model failed to answer gets retry; a notice gets nothing.
+    """
+    if result.answer_id is not None:
+        return answer_buttons(result.answer_id, *result.alternative)
+    if result.called_provider and result.question_id is not None:
+        return [ButtonSpec(Press.RETRY, result.question_id, label="Retry", emoji="🔁")]
+    return []
+
+
+def may_stop(actor_id: str, asker_id: int, *, admin: bool) -> bool:
+    """Stopping is the asker's or an admin's (the core checks the other controls)."""
+    return admin or actor_id == str(asker_id)
+
+
+def stop_refusal(asker_id: int) -> str:
+    return f"Only <@{asker_id}> or an admin of this channel can stop this answer."

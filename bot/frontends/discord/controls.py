@@ -1,0 +1,160 @@
+"""Buttons on answers: 🔄 ⏩ ◀ n/m ▶ when an answer ends, ⏹ while it streams, retry on
+an error. Persistent (discord.py DynamicItem): a press is understood from its custom id,
+so buttons keep working after a restart. A press rewrites the answer in place."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import discord
+
+from bot.core import Core, HeldReply, PacedReply, TurnResult
+from bot.frontends.discord.buttons import (
+    TEMPLATE,
+    ButtonSpec,
+    Press,
+    buttons_after,
+    invocation,
+    may_stop,
+    parse_custom_id,
+    stop_refusal,
+    streaming_buttons,
+)
+from bot.frontends.discord.interactions import interaction_context
+from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
+from bot.types import Reply
+
+log = logging.getLogger("bot.discord")
+
+
+class ControlButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=TEMPLATE):
+    def __init__(self, spec: ButtonSpec) -> None:
+        style = discord.ButtonStyle.danger if spec.danger else discord.ButtonStyle.secondary
+        super().__init__(
+            discord.ui.Button(
+                label=spec.label or None,
+                emoji=spec.emoji or None,
+                style=style,
+                custom_id=spec.custom_id,
+                disabled=spec.disabled,
+            )
+        )
+        self.spec = spec
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[discord.Client],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> ControlButton:
+        parsed = parse_custom_id(match.group(0))
+        assert parsed is not None  # the template matched
+        return cls(ButtonSpec(*parsed))
+
+    async def callback(self, interaction: discord.Interaction[discord.Client]) -> None:
+        controls = getattr(interaction.client, "controls", None)
+        if isinstance(controls, Controls):
+            await controls.press(interaction, self.spec.press, self.spec.target)
+
+
+def view_of(specs: list[ButtonSpec]) -> discord.ui.View | None:
+    """A view of only dynamic items: discord.py keeps no state for it per message."""
+    if not specs:
+        return None
+    view = discord.ui.View(timeout=None)
+    for spec in specs:
+        view.add_item(ControlButton(spec))
+    return view
+
+
+class AnswerSink:
+    """PacedReply into a DiscordTarget; the ⏹ button goes on once the model is asked."""
+
+    def __init__(self, target: DiscordTarget, asker_id: int) -> None:
+        self._target = target
+        self._paced = PacedReply(target)
+        self._asker = asker_id
+
+    async def typing(self) -> None:
+        self._target.view = view_of(streaming_buttons(self._asker))
+        await self._paced.typing()
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        await self._paced.update(answer, reasoning)
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        await self._paced.finish(answer, reasoning, error)
+
+    async def settle(self, result: TurnResult) -> None:
+        """The buttons for how the turn ended replace ⏹."""
+        await self._target.settle(view_of(buttons_after(result)))
+
+
+async def _forbidden(err: discord.Forbidden) -> None:
+    log.warning("may not edit an answer after a button press: %s", err.text or err.status)
+
+
+class Controls:
+    """Runs a pressed button through the core; refusals are shown only to the presser."""
+
+    def __init__(self, core: Core, *, min_interval: float = MIN_INTERVAL) -> None:
+        self._core = core
+        self._min_interval = min_interval
+
+    async def press(self, interaction: discord.Interaction[Any], press: Press, target: int) -> None:
+        inv = invocation(press)
+        message = interaction.message
+        channel = interaction.channel
+        if inv is None or message is None or not isinstance(channel, discord.abc.Messageable):
+            await _ephemeral(interaction, "That button does nothing.")
+            return
+        ref, actor = interaction_context(interaction)
+        if press is Press.STOP:
+            if not may_stop(actor.id, target, admin=self._core.is_admin(actor)):
+                await _ephemeral(interaction, stop_refusal(target))
+            elif self._core.stop(ref):
+                await interaction.response.defer()  # the answer itself shows it stopped
+            else:
+                await _ephemeral(interaction, "No answer is being written here.")
+            return
+        # Acknowledged at once (no visible reply): the answer message changes instead.
+        await interaction.response.defer()
+        answer = DiscordTarget(
+            channel, None, _forbidden, min_interval=self._min_interval, existing=[message]
+        )
+        sink = AnswerSink(answer, interaction.user.id)
+        held = HeldReply(sink)
+        try:
+            done = await self._core.run_control(ref, actor, inv, held, answer_id=target)
+            if isinstance(done, Reply):
+                await _followup(interaction, done.text)
+            elif done.notice:
+                await _followup(interaction, done.answer)
+            else:
+                # A swipe streams nothing: its text and its buttons go out in one edit.
+                answer.view = view_of(buttons_after(done))
+                await held.release()
+                await sink.settle(done)
+        except Exception as err:
+            log.warning("a %s button failed: %s", press.value, type(err).__name__)
+            await _followup(interaction, "That did not work. Try again in a moment.")
+        finally:
+            await answer.close()
+
+
+async def _ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
+    try:
+        await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException as err:
+        log.info("could not answer a button: %s", type(err).__name__)
+
+
+async def _followup(interaction: discord.Interaction[Any], text: str) -> None:
+    try:
+        await interaction.followup.send(text, ephemeral=True)
+    except discord.HTTPException as err:
+        log.info("could not answer a button: %s", type(err).__name__)

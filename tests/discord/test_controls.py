@@ -1,0 +1,166 @@
+"""Answer buttons through the real discord.py client (simcord): 🔄 ⏩ ◀ n/m ▶ edit the answer
+in place, only for the asker and admins, only on the newest answer, retry after an error,
+and the buttons still work on a new client after a restart (same database)."""
+
+from __future__ import annotations
+
+import discord
+import pytest
+import simcord
+
+from bot.core import Core
+from bot.frontends.discord import DiscordOptions
+from bot.frontends.discord.client import ChatClient
+from bot.types import SecretValue
+from tests.discord.conftest import World
+from tests.discord.fake_openai import FakeOpenAI, Script
+from tests.discord.helpers import bot_messages, reply_text, requests
+
+pytestmark = pytest.mark.simcord(settle_timeout=30)
+
+
+def buttons(message: discord.Message) -> dict[str, tuple[str, bool]]:
+    """custom_id → (label or emoji, disabled) of the message's buttons."""
+    found: dict[str, tuple[str, bool]] = {}
+    for row in message.components:
+        for child in getattr(row, "children", [row]):
+            if isinstance(child, discord.Button) and child.custom_id:
+                shown = child.label or str(child.emoji or "")
+                found[child.custom_id] = (shown, child.disabled)
+    return found
+
+
+def fresh(world: World, message: discord.Message) -> discord.Message:
+    """The message as it is now (after edits)."""
+    return next(m for m in world.channel.history() if m.id == message.id)
+
+
+async def ask(world: World, who: simcord.MemberActor, text: str) -> discord.Message:
+    await who.send(world.channel, f"<@{world.bot_id}> {text}")
+    answer = world.channel.last_message
+    assert answer is not None and answer.author.id == world.bot_id
+    return answer
+
+
+def the_id(message: discord.Message, press: str) -> str:
+    return next(c for c in buttons(message) if c.startswith(f"cc:{press}:"))
+
+
+async def test_regenerate_and_swipe_edit_the_answer_in_place(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script = Script(chunks=["first ", "answer"])
+    answer = await ask(world, world.member, "tell me")
+    assert answer.content == "first answer"
+    assert [v for v in buttons(answer).values()] == [("🔄", False), ("⏩", False)]
+
+    endpoint.script = Script(chunks=["second ", "answer"])
+    pressed = await world.member.click(answer, custom_id=the_id(answer, "regen"))
+    assert pressed.deferred and not pressed.followups  # nothing said: the answer changed
+    answer = fresh(world, answer)
+    assert answer.content == "second answer"
+    assert bot_messages(world.channel, world.bot_id) == ["second answer"]  # no new message
+    shown = buttons(answer)
+    assert [v for v in shown.values()] == [
+        ("🔄", False),
+        ("⏩", False),
+        ("◀", False),
+        ("2/2", True),
+        ("▶", True),
+    ]
+    # The regenerated request is the same question from the same history.
+    assert endpoint.requests[-1]["messages"] == endpoint.requests[-2]["messages"]
+
+    await world.member.click(answer, custom_id=the_id(answer, "prev"))
+    answer = fresh(world, answer)
+    assert answer.content == "first answer"
+    assert [v for v in buttons(answer).values()][2:] == [("◀", True), ("1/2", True), ("▶", False)]
+    assert len(endpoint.requests) == 2  # a swipe asks nobody
+
+    endpoint.script = Script(chunks=[" and more"])
+    await world.member.click(answer, custom_id=the_id(answer, "cont"))
+    answer = fresh(world, answer)
+    assert answer.content == "first answer and more"
+    assert bot_messages(world.channel, world.bot_id) == ["first answer and more"]
+
+
+async def test_others_are_refused_privately_and_admins_may(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    answer = await ask(world, world.member, "mine")
+    stranger = world.guild.add_member(world.env.create_user("cy", global_name="Cy"))
+    refused = await stranger.click(answer, custom_id=the_id(answer, "regen"))
+    assert refused.followups and all(f.ephemeral for f in refused.followups)
+    assert "Only Bob or an admin" in reply_text(refused)
+    assert len(endpoint.requests) == 1
+    assert fresh(world, answer).content == "Hello there!"
+
+    endpoint.script = Script(chunks=["from the admin"])
+    await world.admin.click(answer, custom_id=the_id(answer, "regen"))
+    assert fresh(world, answer).content == "from the admin"
+
+
+async def test_an_older_answer_says_why_it_cannot_change(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    older = await ask(world, world.member, "one")
+    await ask(world, world.member, "two")
+    pressed = await world.member.click(older, custom_id=the_id(older, "regen"))
+    assert "Only the newest answer can change" in reply_text(pressed)
+    assert all(f.ephemeral for f in pressed.followups)
+    assert len(endpoint.requests) == 2
+
+
+async def test_retry_on_an_error_answers_in_place(world: World, endpoint: FakeOpenAI) -> None:
+    endpoint.script = Script(chunks=["x"], fail_after=0)
+    failed = await ask(world, world.member, "hello?")
+    assert "overloaded" in failed.content
+    assert [v for v in buttons(failed).values()] == [("Retry", False)]
+    endpoint.script = Script(chunks=["hi Bob"])
+    await world.member.click(failed, custom_id=the_id(failed, "retry"))
+    answer = fresh(world, failed)
+    assert answer.content == "hi Bob"
+    assert [v for v in buttons(answer).values()] == [("🔄", False), ("⏩", False)]
+
+
+async def test_buttons_work_after_a_restart(world: World, endpoint: FakeOpenAI, core: Core) -> None:
+    answer = await ask(world, world.member, "before the restart")
+    custom_id = the_id(answer, "regen")
+    # A new client on the same core and database: nothing of the old one remains.
+    await world.env.restart_bot(
+        ChatClient(core, DiscordOptions(token=SecretValue("simcord-token"), shard_count=1))
+    )
+    endpoint.script = Script(chunks=["after the restart"])
+    stranger = world.guild.add_member(world.env.create_user("cy", global_name="Cy"))
+    refused = await stranger.click(answer, custom_id=custom_id)
+    assert "Only Bob or an admin" in reply_text(refused)
+    await world.member.click(answer, custom_id=custom_id)
+    answer = fresh(world, answer)
+    assert answer.content == "after the restart"
+    assert "2/2" in [label for label, _ in buttons(answer).values()]
+
+
+async def test_stop_is_the_askers_and_goes_away_when_the_answer_ends(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    answer = await ask(world, world.member, "short")
+    # The answer went out with ⏹ while it streamed, then got the answer's buttons instead.
+    [posted] = requests(world.env, "POST", f"/channels/{world.channel.id}/messages")
+    assert f"cc:stop:{world.member.id}" in str(posted.json)
+    assert not any(c.startswith("cc:stop:") for c in buttons(answer))
+    stop_id = f"cc:stop:{world.member.id}"
+    # A stop button left on a message (nothing streams now): the asker hears so privately.
+    from bot.frontends.discord.buttons import Press, streaming_buttons
+    from bot.frontends.discord.controls import view_of
+
+    view = view_of(streaming_buttons(world.member.id))
+    assert view is not None and streaming_buttons(world.member.id)[0].press is Press.STOP
+    channel = world.env.bot.get_channel(world.channel.id)
+    assert isinstance(channel, discord.TextChannel)
+    held = await channel.send("streaming…", view=view)
+    await world.env.settle()
+    stranger = world.guild.add_member(world.env.create_user("cy", global_name="Cy"))
+    refused = await stranger.click(held, custom_id=stop_id)
+    assert refused.ephemeral and "can stop this answer" in reply_text(refused)
+    idle = await world.member.click(held, custom_id=stop_id)
+    assert idle.ephemeral and "No answer is being written" in reply_text(idle)
