@@ -9,18 +9,19 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.core import DEFAULT_PREFIXES, Core, TurnLimits
 from bot.frontends import FrontendError
-from bot.frontends.console import run_console as console_loop
-from bot.frontends.discord import DiscordOptions, run_discord
-from bot.frontends.matrix import MatrixOptions, run_matrix
 from bot.providers import ProviderHub, ProviderSettings
 from bot.settings import Settings
 from bot.store import SecretBox, Store
 from bot.store.migrate import upgrade_to_head
 from bot.types import ChannelConfig, Platform, SecretValue
+
+if TYPE_CHECKING:
+    from bot.frontends.discord import DiscordOptions
+    from bot.frontends.matrix import MatrixOptions
 
 log = logging.getLogger("bot.app")
 
@@ -78,7 +79,11 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
     return Core(store, hub, admin_ids=settings.admin_ids, prefixes=prefixes, limits=limits)
 
 
+# Each front-end is imported only when it runs: discord.py and matrix-nio (with its crypto)
+# are a third of the process's memory, and a Discord-only bot needs no Matrix code.
 def discord_options(settings: Settings) -> DiscordOptions:
+    from bot.frontends.discord import DiscordOptions
+
     return DiscordOptions(
         token=SecretValue(settings.discord_token.get_secret_value()),
         shard_count=settings.discord_shard_count,
@@ -91,6 +96,8 @@ def discord_options(settings: Settings) -> DiscordOptions:
 
 
 def matrix_options(settings: Settings) -> MatrixOptions:
+    from bot.frontends.matrix import MatrixOptions
+
     return MatrixOptions(
         homeserver=settings.matrix_homeserver,
         user_id=settings.matrix_user_id,
@@ -113,8 +120,12 @@ async def run(settings: Settings, box: SecretBox) -> int:
     core = await build_core(settings, box)
     runners: dict[str, Coroutine[Any, Any, None]] = {}
     if settings.discord_enabled:
+        from bot.frontends.discord import run_discord
+
         runners["Discord"] = run_discord(core, discord_options(settings))
     if settings.matrix_enabled:
+        from bot.frontends.matrix import run_matrix
+
         runners["Matrix"] = run_matrix(core, matrix_options(settings))
     try:
         await _until_stopped(runners)
@@ -171,6 +182,8 @@ async def run_console(
     user: str = "",
     log_path: Path | None = None,
 ) -> int:
+    from bot.frontends.console import run_console as console_loop
+
     core = await build_core(settings, box)
     try:
         return await console_loop(core, channel, user=user, log_path=log_path)

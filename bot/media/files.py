@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import re
 
-from pypdf import PasswordType, PdfReader
-
 from bot.media.kinds import (
     MediaError,
     binary_refusal,
@@ -65,6 +63,8 @@ def read_pdf(
 
     A last line says which pages were not read.
     """
+    from pypdf import PasswordType, PdfReader  # ~20 MB of modules, loaded for the first PDF
+
     shown = display_name(name)
     try:
         reader = PdfReader(io.BytesIO(data))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -57,3 +59,16 @@ async def test_a_front_end_that_ends_stops_the_others_with_a_clear_error(
     assert message in str(err.value)
     assert "boom" not in str(err.value)  # the type, never the text of an unexpected error
     assert cancelled == ["Matrix"]
+
+
+def test_front_ends_and_pdf_reader_load_only_when_used() -> None:
+    """matrix-nio, discord.py and pypdf are a third of the process's memory: a bot that
+    runs one platform (or never sees a PDF) must not load the others at start."""
+    code = (
+        "import sys, bot.cli, bot.core\n"
+        "print(sorted(m for m in ('nio', 'discord', 'pypdf') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
