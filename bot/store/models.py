@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     Double,
@@ -191,9 +192,7 @@ class MessageImageRow(Base):
     __table_args__ = (Index(None, "message_id"), Index(None, "sha256"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    message_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("messages.id", ondelete="CASCADE")
-    )
+    message_id: Mapped[int] = mapped_column(Integer, ForeignKey("messages.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(255))
@@ -230,3 +229,37 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsageRow(Base):
+    """One provider call that cost tokens: who, where, which model, how many, whose key.
+
+    Insert-only today; `state` leaves room for quotas to reserve an estimate before a
+    call ("reserved") and settle it after ("settled") in the same table, so a limit is
+    one SUM over rows of one transaction on any number of processes.
+    """
+
+    __tablename__ = "usage"
+    __table_args__ = (
+        Index(None, "day"),
+        Index(None, "platform", "server_id", "day"),
+        Index(None, "platform", "server_id", "channel_id", "day"),
+        Index(None, "platform", "user_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    day: Mapped[date] = mapped_column(Date)  # UTC day of created_at: what periods group by
+    platform: Mapped[str] = mapped_column(String(16))
+    server_id: Mapped[str] = mapped_column(_ID)
+    channel_id: Mapped[str] = mapped_column(_ID)
+    thread_id: Mapped[str] = mapped_column(_ID)
+    user_id: Mapped[str] = mapped_column(_ID)
+    source: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(255))
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    estimated: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[bool] = mapped_column(Boolean)
+    key_scope: Mapped[str] = mapped_column(String(16))  # channel | server | operator | none
+    state: Mapped[str] = mapped_column(String(16), server_default="settled", default="settled")

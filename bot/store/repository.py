@@ -1,14 +1,16 @@
-"""The `Store` facade: one object over configuration, secrets, history, model lists, audit.
+"""The `Store` facade: one object over configuration, secrets, history, model lists, audit,
+usage.
 
-Each part has one reason to change (config.py, vault.py, history.py, model_lists.py);
+Each part has one reason to change (config.py, vault.py, history.py, model_lists.py,
+usage.py);
 what a chat turn reads is batched and remembered in reads.py. Every database failure
 reaches callers as a StoreError (errors.py) whose message can be shown to a user.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import date, timedelta
 from functools import partial
 from types import MappingProxyType
 
@@ -21,6 +23,7 @@ from bot.store.history import HistoryPart
 from bot.store.model_lists import ModelLists
 from bot.store.reads import TurnReads
 from bot.store.secrets import SecretBox
+from bot.store.usage import UsagePart
 from bot.store.vault import Vault
 from bot.types import (
     Actor,
@@ -34,6 +37,9 @@ from bot.types import (
     SecretValue,
     Source,
     StatusCheck,
+    UsageBucket,
+    UsageQuery,
+    UsageRecord,
 )
 
 _NO_SECRETS: Mapping[str, SecretValue] = MappingProxyType({})
@@ -55,6 +61,7 @@ class Store:
         self._vault = Vault(self._db, self._reads, box, default_secrets)
         self._history = HistoryPart(self._db, self._reads)
         self._models = ModelLists(self._db)
+        self._usage = UsagePart(self._db)
 
     @classmethod
     async def open(
@@ -230,3 +237,17 @@ class Store:
     async def cached_models(self, ref: ChannelRef, source: Source) -> list[ModelInfo] | None:
         """The cached list, or None when none was stored for this channel and source."""
         return await self._models.get(ref, source)
+
+    # ---- usage ------------------------------------------------------------------------
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        """Store one provider call's usage (one insert, safe from any number of processes)."""
+        await self._usage.record(record)
+
+    async def usage_buckets(self, query: UsageQuery) -> list[UsageBucket]:
+        """Token sums per (UTC day, user, model) of the rows the query selects."""
+        return await self._usage.buckets(query)
+
+    def usage_records(self, since: date) -> AsyncIterator[UsageRecord]:
+        """Every usage row from the UTC day `since` on, oldest first (export)."""
+        return self._usage.records(since)

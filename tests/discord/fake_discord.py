@@ -301,6 +301,7 @@ class FakeDiscord:
                 return self._json({"message": "Unknown Message", "code": 10008}, 404)
             message = self.messages[mid]
             message["content"] = (body or {}).get("content", message["content"])
+            message["components"] = (body or {}).get("components", message["components"])
             message["edited_timestamp"] = _now()
             return self._json(message)
         return self._json({"message": "404: Not Found", "code": 0}, 404)

@@ -21,6 +21,7 @@ TABLES = {
     "audit_log",
     "blobs",
     "message_images",
+    "usage",
 }
 
 
@@ -94,4 +95,4 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0005"
+    assert migrate.head() == "0007"

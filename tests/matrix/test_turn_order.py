@@ -336,12 +336,22 @@ def _complete(alice: UserClient, room_id: str, bot_id: str, text: str) -> Any:
 
 async def test_turn_controls_run_in_the_core_order_and_do_not_deadlock(rig: Rig) -> None:
     """`!regenerate` right after a question waits for its answer, then streams another;
-    `!swipe prev` shows the first again; a stranger's `!regenerate` is refused."""
+    `!swipe prev` shows the first again; a stranger's `!regenerate` is refused. The new
+    answer is an m.replace of the original answer event."""
     rig.arrive(GROUP, BOB, "bot: tell me a thing", **MENTION)
     regenerate = rig.arrive(GROUP, BOB, "!regenerate")
     await rig.settle()
-    first, second = (rig.answer_done(GROUP, n) for n in (0, 1))
-    assert second > first  # the second answer streamed after the first was complete
+    one, two = rig.endpoint.asked
+    assert two.started >= one.ended  # the second answer streamed after the first was complete
+    # It replaced the first in place: one answer event, edited again after the second ask.
+    [answer] = [
+        i
+        for i, s in enumerate(rig.hs.sent)
+        if s.room_id == GROUP and s.content.get("msgtype") == "m.text" and not _replaces(s)
+    ]
+    again = [s for s in rig.hs.sent if _replaces(s) == f"$bot{answer + 1}"]
+    assert any(s.at >= two.started for s in again)
+
     def said(event_id: str) -> list[str]:
         return [s.body for s in rig.hs.sent if s.in_reply_to == event_id]
 

@@ -145,7 +145,12 @@ class MatrixBot:
 
     # --- events ----------------------------------------------------------------------
     def _facts(
-        self, room_id: str, event: Any, content: dict[str, Any], media: events.MediaFile | None
+        self,
+        room_id: str,
+        event: Any,
+        content: dict[str, Any],
+        media: events.MediaFile | None,
+        reaction: bool = False,
     ) -> EventFacts:
         text = (events.caption_of(content) if media else events.text_of(content)) or ""
         command = text.lstrip().startswith(self._handler.prefix)
@@ -165,6 +170,7 @@ class MatrixBot:
             room_known=room is not None,
             direct=room is not None and events.is_direct_room(room.member_count),
             media=media is not None,
+            reaction=reaction,
         )
 
     def _on_event(self, room_id: str, event: Any) -> None:
@@ -173,9 +179,17 @@ class MatrixBot:
         content = content if isinstance(content, dict) else {}
         # Only a message names a file to fetch; other events may carry look-alike content.
         media = events.media_of(content) if isinstance(event, nio.RoomMessage) else None
-        facts = self._facts(room_id, event, content, media)
+        kind = source.get("type", "") if isinstance(source, dict) else ""
+        reaction = events.annotation(str(kind), content)
+        facts = self._facts(room_id, event, content, media, reaction is not None)
         decision = decide.decide(facts)
         if decision.action is Action.IGNORE:
+            return
+        if decision.action is Action.REACTION and reaction is not None:
+            # No place in the line: the core orders turn controls itself (⏹ must not wait).
+            reacts_to, key = reaction
+            react = self._handler.react(room_id, str(event.sender), reacts_to, key)
+            self._spawn("reaction", react)
             return
         if decision.action is Action.UNREADABLE:
             log.warning("an encrypted message in %s, but MATRIX_E2EE is off", room_id)

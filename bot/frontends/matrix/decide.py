@@ -28,6 +28,7 @@ class Action(enum.Enum):
     COMMAND = "command"
     SECRET_COMMAND_IN_GROUP = "secret command in a group"  # refuse: keys only in a direct chat
     CHAT = "chat"  # answered when addressed, or when the room's reply mode says always
+    REACTION = "reaction"  # an m.annotation on an event: maybe a turn control (see below)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class EventFacts:
     room_known: bool  # the bot is in the room and knows its state
     direct: bool  # the bot and one other person
     media: bool = False  # an image or file message naming a file the bot can fetch
+    reaction: bool = False  # an m.reaction annotating an event
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,10 @@ def decide(facts: EventFacts) -> Decision:
         if not facts.e2ee:
             return Decision(Action.UNREADABLE, "encrypted, and MATRIX_E2EE is off")
         return Decision(Action.AWAIT_KEY, "no room key yet")
+    if facts.reaction:
+        if not facts.room_known:
+            return Decision(Action.IGNORE, "a room the bot does not know")
+        return Decision(Action.REACTION)
     if not facts.is_message:
         return Decision(Action.IGNORE, "not a message")
     if facts.is_edit:
@@ -175,3 +181,43 @@ def join_step(error: str | None, attempt: int) -> JoinStep:
 def should_leave(*, joined: int, invited: int, members_known: bool, leaving: bool) -> bool:
     """Leave a room nobody else is in or invited to, once its members are known."""
     return joined <= 1 and invited == 0 and members_known and not leaving
+
+
+# --- reactions on answers ------------------------------------------------------------
+# The emoji that act on an answer, as the table's commands they stand for. Clients send
+# some with the emoji presentation selector (U+FE0F) and some without.
+_REACTIONS: dict[str, tuple[str, ...]] = {
+    "🔄": ("regenerate",),
+    "⏩": ("continue",),
+    "⏹": ("stop",),
+    "◀": ("swipe", "prev"),
+    "▶": ("swipe", "next"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFacts:
+    """What the bot remembers of one of its answers (the reacted-to event)."""
+
+    asker: str  # who asked the question
+    answered: bool  # False: the model failed and the message shows the error
+
+
+def reaction_command(
+    key: str, answer: AnswerFacts | None, *, sender: str, admin: bool
+) -> tuple[str, ...] | None:
+    """The command a reaction runs, as words (`("swipe", "next")`), or None to ignore it.
+
+    Only reactions on an answer the bot knows, by its asker or an admin, with one of the
+    control emoji count; 🔄 on an error asks the question again (retry). Anything else is
+    ignored without a word: reactions are how people comment, and a reply to each would
+    be noise in the room.
+    """
+    words = _REACTIONS.get(key.replace("\ufe0f", "").strip())
+    if words is None or answer is None:
+        return None
+    if not admin and sender != answer.asker:
+        return None
+    if words == ("regenerate",) and not answer.answered:
+        return ("retry",)
+    return words

@@ -24,6 +24,17 @@ def is_edit(content: Mapping[str, Any]) -> bool:
     return relates_to(content).get("rel_type") == "m.replace"
 
 
+def annotation(event_type: str, content: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(the annotated event, the key) of an m.reaction, else None."""
+    rel = relates_to(content)
+    if event_type != "m.reaction" or rel.get("rel_type") != "m.annotation":
+        return None
+    event_id, key = rel.get("event_id"), rel.get("key")
+    if not isinstance(event_id, str) or not isinstance(key, str) or not event_id or not key:
+        return None
+    return event_id, key
+
+
 def thread_root(content: Mapping[str, Any]) -> str:
     """The thread's root event id when the message is in a thread, else ""."""
     rel = relates_to(content)

@@ -6,25 +6,28 @@ import asyncio
 import functools
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nio
 
 from bot.commands import Invocation
 from bot.commands.parse import CommandError
-from bot.core import Core, PacedReply, split_text
+from bot.core import Core, HeldReply, PacedReply, TurnResult, split_text
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
 from bot.frontends.matrix.api import MatrixApi
 from bot.frontends.matrix.decide import (
     Action,
+    AnswerFacts,
     ChatFacts,
     Decision,
     Lookup,
     addressed,
     answer_form,
     keys_refused,
+    reaction_command,
 )
 from bot.frontends.matrix.secret_commands import (
     carries_secret,
@@ -38,6 +41,7 @@ from bot.types import Actor, Attachment, ChannelRef, Incoming, Platform, Reply
 log = logging.getLogger("bot.frontends.matrix")
 
 _THREADS_KEPT = 5000
+_ANSWERS_KEPT = 5000  # answers whose reactions and controls edit them in place
 REDACT_REASON = "It contained a secret; the bot removed it."
 _DELETED = "I deleted your message so the key does not stay in the room history."
 _NOT_DELETED = (
@@ -63,6 +67,17 @@ class Message:
     def ref(self) -> ChannelRef:
         """The conversation it belongs to: the room, or the thread in it."""
         return ChannelRef(Platform.MATRIX, channel_id=self.room_id, thread_id=self.thread)
+
+
+@dataclass
+class Shown:
+    """One answer the bot showed, as it remembers it (since it started)."""
+
+    ref: ChannelRef
+    asker: str
+    event_ids: list[str] = field(default_factory=list)  # its pages; edits replace these
+    row: int | None = None  # the answer's stored row (a failed question's); None: streaming
+    answered: bool = True  # False: the model failed and the message shows the error
 
 
 class Place:
@@ -139,6 +154,8 @@ class MessageHandler:
         self._api = api
         self._admin_level = admin_power_level
         self._threads: OrderedDict[str, None] = OrderedDict()  # threads it answered in
+        self._shown: OrderedDict[str, Shown] = OrderedDict()  # by the answer's first event
+        self._newest: OrderedDict[str, str] = OrderedDict()  # conversation → its newest answer
         self.display_name = ""
 
     @property
@@ -204,21 +221,121 @@ class MessageHandler:
             await self._notice(msg, self._with_note(answer, msg, note))
 
     async def _control(self, msg: Message, prepared: _Prepared) -> None:
-        """`!regenerate`, `!continue`, `!retry`, `!swipe`: the answer streams like a chat's."""
+        """`!regenerate`, `!continue`, `!retry`, `!swipe`: the new answer replaces the newest
+        one shown in the conversation (m.replace of its original event); one the bot does
+        not remember (from before a restart) gets a message of its own."""
+        ref = prepared.ref
         target = self._answer_target(msg)
-        done = await self._core.run_control(
-            prepared.ref,
-            prepared.actor,
-            prepared.inv,
-            PacedReply(target, render=reasoning_as_quote),
-        )
+        # Asked at the first text, inside the core's turn order: the answer a control
+        # typed right after a question acts on is that question's, done by then.
+        target.existing = lambda: self._newest_events(ref)
+        done = await self._in_place(ref, prepared.actor, prepared.inv, target, asker=msg.sender)
         if isinstance(done, Reply):
             await self._notice(msg, f"{prepared.label}{done.text}")
         elif done.alternative[1] > 1:
             await self._notice(msg, f"(answer {done.alternative[0]} of {done.alternative[1]})")
+        elif done.notice:
+            await self._notice(msg, done.answer)
 
     def _with_note(self, answer: str, msg: Message, note: str) -> str:
         if not note:
+    def _newest_events(self, ref: ChannelRef) -> list[str]:
+        first = self._newest.get(str(ref))
+        shown = self._shown.get(first) if first else None
+        return list(shown.event_ids) if shown is not None else []
+
+    async def _in_place(
+        self,
+        ref: ChannelRef,
+        actor: Actor,
+        inv: Invocation,
+        target: MatrixTarget,
+        *,
+        asker: str,
+        answer_id: int | None = None,
+    ) -> TurnResult | Reply:
+        """Run a turn control into `target`; a notice is left for the caller to show."""
+        held = HeldReply(PacedReply(target, render=reasoning_as_quote))
+        try:
+            done = await self._core.run_control(ref, actor, inv, held, answer_id=answer_id)
+            if isinstance(done, Reply) or done.notice:
+                return done
+            await held.release()
+        except SendFailed as err:
+            log.warning("an answer in %s could not be delivered: %s", ref.channel_id, err)
+            return Reply("The answer could not be delivered.", ok=False)
+        finally:
+            if not target.event_ids:
+                await self._api.typing(ref.channel_id, False)
+        for event_id in target.leftover():  # a longer answer was shown before
+            await self._api.redact(ref.channel_id, event_id, "replaced by a shorter answer")
+        if target.event_ids:
+            shown = self._shown.get(target.event_ids[0]) or Shown(ref, asker)
+            shown.event_ids = list(target.event_ids)
+            self._settled(shown, done)
+        return done
+
+    def _showing(self, shown: Shown) -> Callable[[str], None]:
+        """Note each event of an answer as it is posted; from the first, ⏹ can reach it."""
+
+        def sent(event_id: str) -> None:
+            shown.event_ids.append(event_id)
+            if len(shown.event_ids) == 1:
+                self._shown[event_id] = shown
+
+        return sent
+
+    def _settled(self, shown: Shown, result: TurnResult) -> None:
+        """Remember the answer an event shows now, so reactions and controls reach it."""
+        if not shown.event_ids:
+            return
+        first = shown.event_ids[0]
+        if result.notice:
+            self._shown.pop(first, None)
+            return
+        shown.answered = result.answer_id is not None
+        shown.row = result.answer_id if shown.answered else result.question_id
+        self._shown[first] = shown
+        self._shown.move_to_end(first)
+        self._newest[str(shown.ref)] = first
+        self._newest.move_to_end(str(shown.ref))
+        for kept in (self._shown, self._newest):
+            while len(kept) > _ANSWERS_KEPT:
+                kept.popitem(last=False)
+
+    # --- reactions -----------------------------------------------------------------
+    async def react(self, room_id: str, sender: str, reacts_to: str, key: str) -> None:
+        """🔄 ⏩ ⏹ ◀ ▶ on an answer, by its asker or an admin: the control, in place."""
+        shown = self._shown.get(reacts_to)
+        room = self._room(room_id)
+        if shown is None or room is None:
+            return  # not an answer the bot remembers: a reaction like any other
+        actor = await self._actor(room, sender)
+        facts = AnswerFacts(shown.asker, shown.answered)
+        words = reaction_command(key, facts, sender=sender, admin=self._core.is_admin(actor))
+        if words is None:
+            return
+        if words == ("stop",):
+            self._core.stop(shown.ref)  # the answer itself shows that it stopped
+            return
+        inv = self._core.parse(f"{self.prefix}{' '.join(words)}", Platform.MATRIX)
+        target = MatrixTarget(
+            self._api.send,
+            room_id,
+            pace=self._api.pace,
+            thread_root=shown.ref.thread_id,
+            typing=self._api.typing,
+            existing=lambda: list(shown.event_ids),
+        )
+        done = await self._in_place(
+            shown.ref, actor, inv, target, asker=shown.asker, answer_id=shown.row
+        )
+        text = done.text if isinstance(done, Reply) else done.answer if done.notice else ""
+        if text:
+            # Only the asker or an admin gets here: tell them why nothing changed.
+            notice = Message(room_id, reacts_to, sender, {}, "", thread=shown.ref.thread_id)
+            await self._notice(notice, text)
+
             return answer
         return f"{scrub_reply(answer, msg.text, self._core.table, self.prefix)}\n\n{note}"
 
@@ -323,21 +440,24 @@ class MessageHandler:
                 self._threads.popitem(last=False)
         text = events.strip_mention(msg.text, self._api.user_id, self.display_name)
         actor = await self._actor(room, msg.sender)
-        target = self._answer_target(msg)
+        shown = Shown(ref, msg.sender)
+        target = self._answer_target(msg, on_sent=self._showing(shown))
         sink = PacedReply(target, render=reasoning_as_quote)
         incoming = Incoming(ref, actor, text, self._attachments(msg), msg.event_id)
         # Core.chat joins the conversation's turn order before it first waits, so the
         # next message may be decided on now without overtaking this one.
         place.pass_on()
         try:
-            await self._core.chat(incoming, sink)
+            self._settled(shown, await self._core.chat(incoming, sink))
         except SendFailed as err:
             log.warning("an answer in %s could not be delivered: %s", msg.room_id, err)
         finally:
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
 
-    def _answer_target(self, msg: Message) -> MatrixTarget:
+    def _answer_target(
+        self, msg: Message, on_sent: Callable[[str], None] | None = None
+    ) -> MatrixTarget:
         """Where an answer to `msg` goes: its thread, as a reply unless in a direct chat."""
         form = answer_form(
             direct=msg.direct,
@@ -373,6 +493,7 @@ class _Prepared:
 
 
 def _dm_only(room_id: str) -> str:
+            on_sent=on_sent,
     return (
         "I only take keys and passwords in a direct chat with me. Start one and send "
         f"the command there, naming this room with `room:{room_id}`."

@@ -89,7 +89,11 @@ Typer = Callable[[str, bool], Awaitable[None]]
 
 
 class MatrixTarget:
-    """PacedReply's MessageTarget for one answer in one room (and thread)."""
+    """PacedReply's MessageTarget for one answer in one room (and thread).
+
+    `existing` (asked at the first send): events of an answer shown before; the new text
+    replaces theirs (m.replace of each original event) before any new event is posted.
+    """
 
     limit = MESSAGE_LIMIT
 
@@ -105,6 +109,7 @@ class MatrixTarget:
         typing: Typer | None = None,
         msgtype: str = "m.text",
         on_sent: Callable[[str], None] | None = None,
+        existing: Callable[[], list[str]] | None = None,
     ) -> None:
         self._send = send
         self._room_id = room_id
@@ -118,6 +123,8 @@ class MatrixTarget:
         self._floor = 0.0
         self.event_ids: list[str] = []
         self.final_texts: dict[str, str] = {}
+        self.existing = existing
+        self._reusable: list[str] | None = None
 
     @property
     def min_interval(self) -> float:
@@ -137,7 +144,24 @@ class MatrixTarget:
         if self._typer is not None:
             await self._typer(self._room_id, True)
 
+    def leftover(self) -> list[str]:
+        """Events of the answer shown before that the new one did not need."""
+        return list(self._reusable or [])
+
     async def send(self, text: str) -> object:
+        if self._reusable is None:
+            self._reusable = self.existing() if self.existing is not None else []
+        if self._reusable:
+            event_id = self._reusable.pop(0)
+            await self.edit(event_id, text)
+            self.event_ids.append(event_id)
+        else:
+            event_id = await self._post(text)
+        if self._typer is not None and len(self.event_ids) == 1:
+            await self._typer(self._room_id, False)
+        return event_id
+
+    async def _post(self, text: str) -> str:
         content = message_content(text, self._msgtype)
         # Only the first page answers the question; later pages just continue it.
         rel = reply_relation(self._thread_root, "" if self.event_ids else self._reply_to)
@@ -149,8 +173,6 @@ class MatrixTarget:
         self.final_texts[event_id] = text
         if self._on_sent is not None:
             self._on_sent(event_id)
-        if self._typer is not None and len(self.event_ids) == 1:
-            await self._typer(self._room_id, False)
         return event_id
 
     async def edit(self, handle: object, text: str) -> None:
@@ -182,5 +204,3 @@ async def with_retries(
 
 class TransientSendError(Exception):
     """A failure worth retrying (5xx, an unknown error without a Matrix code)."""
-
-

@@ -1,0 +1,150 @@
+"""Usage rows: one insert per provider call that costs; sums per day, user and model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+from functools import partial
+
+from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.store.base import NAME_CHARS, Database
+from bot.store.models import UsageRow
+from bot.types import KeyScope, UsageBucket, UsageQuery, UsageRecord
+from bot.types.text import clean_text
+
+EXPORT_PAGE = 1000
+
+
+def _row(record: UsageRecord) -> UsageRow:
+    return UsageRow(
+        created_at=record.at,
+        day=record.day,
+        platform=record.platform,
+        server_id=record.server_id[:NAME_CHARS],
+        channel_id=record.channel_id[:NAME_CHARS],
+        thread_id=record.thread_id[:NAME_CHARS],
+        user_id=record.user_id[:NAME_CHARS],
+        source=record.source,
+        # A model id is typed by admins (/model accepts any); keep it printable and short.
+        model=clean_text(record.model)[:NAME_CHARS],
+        input_tokens=max(0, record.input_tokens),
+        output_tokens=max(0, record.output_tokens),
+        estimated=record.estimated,
+        error=record.error,
+        key_scope=record.key_scope.value,
+    )
+
+
+def _record(row: UsageRow) -> UsageRecord:
+    try:
+        scope = KeyScope(row.key_scope)
+    except ValueError:
+        scope = KeyScope.NONE
+    return UsageRecord(
+        at=row.created_at,
+        platform=row.platform,
+        server_id=row.server_id,
+        channel_id=row.channel_id,
+        thread_id=row.thread_id,
+        user_id=row.user_id,
+        source=row.source,
+        model=row.model,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        estimated=row.estimated,
+        error=row.error,
+        key_scope=scope,
+    )
+
+
+def _conditions(query: UsageQuery) -> list[ColumnElement[bool]]:
+    u = UsageRow
+    found = [u.platform == query.platform, u.day >= query.since, u.day <= query.until]
+    if query.server_id is not None:
+        found.append(u.server_id == query.server_id)
+    if query.channel_id is not None:
+        found.append(u.channel_id == query.channel_id)
+    if query.user_id is not None:
+        found.append(u.user_id == query.user_id)
+    return found
+
+
+class UsagePart:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, record: UsageRecord) -> None:
+        """Insert one row (its own short transaction; nothing else is read or locked)."""
+
+        async def work(session: AsyncSession) -> None:
+            session.add(_row(record))
+
+        await self._db.write("usage write", work)
+
+    async def buckets(self, query: UsageQuery) -> list[UsageBucket]:
+        """Sums per (day, user, model) over the query's rows, in day order."""
+        u = UsageRow
+        stmt = (
+            select(
+                u.day,
+                u.user_id,
+                u.model,
+                func.sum(u.input_tokens),
+                func.sum(u.output_tokens),
+                func.count(),
+                func.sum(case((u.estimated, 1), else_=0)),
+                func.sum(case((u.error, 1), else_=0)),
+            )
+            .where(*_conditions(query))
+            .group_by(u.day, u.user_id, u.model)
+            .order_by(u.day, u.user_id, u.model)
+        )
+
+        async def read(session: AsyncSession) -> list[UsageBucket]:
+            rows = (await session.execute(stmt)).all()
+            return [
+                UsageBucket(
+                    day=_day(r[0]),
+                    user_id=str(r[1]),
+                    model=str(r[2]),
+                    input_tokens=int(r[3] or 0),
+                    output_tokens=int(r[4] or 0),
+                    calls=int(r[5] or 0),
+                    estimated_calls=int(r[6] or 0),
+                    error_calls=int(r[7] or 0),
+                )
+                for r in rows
+            ]
+
+        return await self._db.read("usage read", read)
+
+    async def records(self, since: date) -> AsyncIterator[UsageRecord]:
+        """Every row from the UTC day `since` on, oldest first, read a page at a time."""
+        after = 0
+        while True:
+            stmt = (
+                select(UsageRow)
+                .where(UsageRow.day >= since, UsageRow.id > after)
+                .order_by(UsageRow.id)
+                .limit(EXPORT_PAGE)
+            )
+
+            rows = await self._db.read("usage export", partial(_scalars, stmt))
+            for row in rows:
+                yield _record(row)
+            if len(rows) < EXPORT_PAGE:
+                return
+            after = rows[-1].id
+
+
+async def _scalars(stmt: Select[UsageRow], session: AsyncSession) -> list[UsageRow]:
+    return list((await session.scalars(stmt)).all())
+
+
+def _day(value: object) -> date:
+    # SQLite hands back a string from a grouped Date column on some drivers.
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
