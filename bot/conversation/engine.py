@@ -23,6 +23,7 @@ from bot.connection import (
     recheck_due,
     run_status_check,
 )
+from bot.conversation import accounting
 from bot.conversation.attachments import Prepared, Refused, image_placeholder
 from bot.conversation.attachments import prepare as prepare_attachments
 from bot.conversation.budget import estimate_tokens, history_budget, trim_history
@@ -283,10 +284,11 @@ class ChatEngine:
                 question,
                 continuing=answer,
                 variant=True,
+                by=actor.id,
             )
         request = await self._request(config, before, await self._sees(ref, config))
         return await self._answer(
-            f"{ref}", ref, config, endpoint, request, sink, question, variant=True
+            f"{ref}", ref, config, endpoint, request, sink, question, variant=True, by=actor.id
         )
 
     async def _swipe(
@@ -331,10 +333,12 @@ class ChatEngine:
         preface: str = "",
         continuing: HistoryEntry | None = None,
         variant: bool = False,
+        by: str | None = None,
     ) -> TurnResult:
         """Stream an answer to `question` (stoppable while it runs), store it, show how it
-        ended. A `variant` (regenerated, retried, continued) becomes the question's shown
-        answer and says which of its answers it is."""
+        ended, record its usage (charged to `by`, else the asker). A `variant`
+        (regenerated, retried, continued) becomes the question's shown answer and says
+        which of its answers it is."""
         row = AnswerRow(
             self._store,
             ref,
@@ -364,6 +368,9 @@ class ChatEngine:
         if saved_note:
             error = f"{error}\n{saved_note}" if error else saved_note
         await sink.finish(preface + outcome.answer, outcome.reasoning, error)
+        user = by or question.author_id or ""
+        start = continuing.content if continuing else ""
+        await accounting.record(self._store, ref, user, endpoint, request, outcome, start=start)
         if outcome.error and outcome.state is not TurnState.STOPPED:
             log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
         alternative = (1, 1)

@@ -15,7 +15,7 @@ from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
 from bot.providers import ChatRequest, Endpoint, Provider, ProviderError
 from bot.store import Store, StoreError
-from bot.types import ChannelRef, HistoryEntry, Role, TurnState
+from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage
 
 log = logging.getLogger("bot.conversation")
 
@@ -66,6 +66,8 @@ class Outcome:
     reasoning: str = ""
     error: str | None = None
     state: TurnState = TurnState.DONE
+    usage: Usage | None = None  # what the endpoint reported, newest counts winning
+    thought: str = ""  # the reasoning that came, shown or not (it was generated: it costs)
 
 
 class AnswerRow:
@@ -169,6 +171,8 @@ async def stream_answer(
         async with asyncio.timeout(answer_timeout):
             async with aclosing(provider.stream_chat(request)) as deltas:
                 async for delta in deltas:
+                    if delta.usage is not None:
+                        out.usage = out.usage.merged(delta.usage) if out.usage else delta.usage
                     if typing is not None:  # shown text must not be followed by typing
                         await typing
                         typing = None
@@ -203,7 +207,8 @@ async def stream_answer(
     split.finish()  # text held back in case a tag was starting
     answer.feed(split.answer[seen:])
     out.answer = answer.cut(max_chars)
-    out.reasoning = thought.finish() if show else ""
+    out.thought = thought.finish()
+    out.reasoning = out.thought if show else ""
     if not out.answer and not out.error:
         out.error = "The model returned an empty answer. Try again or rephrase."
     return out
