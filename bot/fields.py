@@ -9,7 +9,7 @@ Adding a setting is one entry here and one migration. Pure: no I/O, no platform.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -137,6 +137,8 @@ class Field:
     wire: Mapping[Source, str] = field(default_factory=dict)
     # A source whose accepted range is narrower: the value is clamped into it.
     wire_range: Mapping[Source, tuple[float, float]] = field(default_factory=dict)
+    # A source that takes the value inside an object: how to make it.
+    wire_shape: Mapping[Source, Callable[[Any], object]] = field(default_factory=dict)
     storage: Storage | None = None  # default: by kind
 
     @property
@@ -266,12 +268,20 @@ class Field:
             return name, list(value)
         narrow = self.wire_range.get(source)
         if narrow is not None and isinstance(value, int | float):
-            return name, min(narrow[1], max(narrow[0], value))
-        return name, value
+            value = min(narrow[1], max(narrow[0], value))
+        shape = self.wire_shape.get(source)
+        return name, value if shape is None else shape(value)
 
 
 def _every(name: str) -> Mapping[Source, str]:
     return MappingProxyType(dict.fromkeys(Source, name))
+
+
+def _to(name: str, *sources: Source) -> Mapping[Source, str]:
+    return MappingProxyType(dict.fromkeys(sources, name))
+
+
+_PENALTY_SOURCES = (Source.OPENAI, Source.MISTRAL, Source.CUSTOM)
 
 
 FIELDS: tuple[Field, ...] = (
@@ -307,6 +317,56 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "top_p", Kind.NUMBER, "nucleus sampling", low=0, high=1, param=True, wire=_every("top_p")
+    ),
+    Field(
+        "top_k",
+        Kind.INTEGER,
+        "sample from the k likeliest tokens",
+        low=0,
+        high=1000,
+        sources=frozenset({Source.CLAUDE, Source.CUSTOM}),
+        param=True,
+        wire=_to("top_k", Source.CLAUDE, Source.CUSTOM),
+    ),
+    Field(
+        "frequency_penalty",
+        Kind.NUMBER,
+        "less repetition of frequent tokens",
+        low=-2,
+        high=2,
+        sources=frozenset(_PENALTY_SOURCES),
+        param=True,
+        wire=_to("frequency_penalty", *_PENALTY_SOURCES),
+    ),
+    Field(
+        "presence_penalty",
+        Kind.NUMBER,
+        "more new topics",
+        low=-2,
+        high=2,
+        sources=frozenset(_PENALTY_SOURCES),
+        param=True,
+        wire=_to("presence_penalty", *_PENALTY_SOURCES),
+    ),
+    Field(
+        "reasoning_effort",
+        Kind.CHOICE,
+        "how long reasoning models think",
+        choices=("minimal", "low", "medium", "high"),
+        sources=frozenset({Source.OPENAI, Source.CUSTOM}),
+        param=True,
+        wire=_to("reasoning_effort", Source.OPENAI, Source.CUSTOM),
+    ),
+    Field(
+        "thinking_budget",
+        Kind.INTEGER,
+        "tokens Claude may think first (extended thinking)",
+        low=1024,
+        high=128_000,
+        sources=frozenset({Source.CLAUDE}),
+        param=True,
+        wire=_to("thinking", Source.CLAUDE),
+        wire_shape={Source.CLAUDE: lambda n: {"type": "enabled", "budget_tokens": n}},
     ),
     Field(
         "max_tokens",

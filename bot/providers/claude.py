@@ -42,6 +42,15 @@ class ClaudeProvider(HTTPProvider):
         if system:
             body["system"] = system
         body.update(request.options)
+        thinking = body.get("thinking")
+        if isinstance(thinking, dict) and request.continue_answer:
+            body.pop("thinking")  # a prefilled answer cannot be combined with thinking
+        elif isinstance(thinking, dict):
+            # Thinking counts against max_tokens and refuses sampling changes: the budget
+            # comes on top of the answer's length, and the samplers stay at Claude's own.
+            body["max_tokens"] += thinking["budget_tokens"]
+            for sampler in ("temperature", "top_p", "top_k"):
+                body.pop(sampler, None)
         if "temperature" in body:  # newer models refuse temperature and top_p together
             body.pop("top_p", None)
         return body

@@ -78,4 +78,8 @@ def test_show_and_takes() -> None:
 def test_source_only_fields() -> None:
     safe = BY_NAME["safe_prompt"]
     assert safe.applies_to(Source.MISTRAL) and not safe.applies_to(Source.OPENAI)
-    assert all(f.applies_to(Source.OPENAI) for f in PARAMS if f.name != "safe_prompt")
+    for_claude_and_custom = ("top_k", "thinking_budget", "safe_prompt")
+    assert all(f.applies_to(Source.OPENAI) for f in PARAMS if f.name not in for_claude_and_custom)
+    assert BY_NAME["top_k"].applies_to(Source.CLAUDE) and BY_NAME["top_k"].applies_to(Source.CUSTOM)
+    assert not BY_NAME["thinking_budget"].applies_to(Source.OPENAI)
+    assert not BY_NAME["reasoning_effort"].applies_to(Source.CLAUDE)

@@ -18,21 +18,21 @@ from bot.types import ChannelConfig, ChannelRef, Platform, Source, StatusCheck
 REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
 
 # A setting the registry does not have yet: this one entry is all the code needs.
-TOP_K = Field(
-    "top_k",
+MIN_KEEP = Field(
+    "min_keep",
     Kind.INTEGER,
-    "sample from the k likeliest tokens",
+    "keep at least this many tokens when sampling",
     low=1,
     high=500,
     param=True,
-    wire={Source.CLAUDE: "top_k", Source.CUSTOM: "top_k"},
+    wire={Source.CLAUDE: "min_keep", Source.CUSTOM: "min_keep"},
 )
-WITH_TOP_K = Registry([*FIELDS, TOP_K])
+WITH_MIN_KEEP = Registry([*FIELDS, MIN_KEEP])
 
 
 def row(channel_id: str, **values: object) -> SimpleNamespace:
     """A stored row as the store reads it: every column, NULL where not set."""
-    columns: dict[str, object] = {f.key: None for f in WITH_TOP_K.fields}
+    columns: dict[str, object] = {f.key: None for f in WITH_MIN_KEEP.fields}
     columns.update(status_ok=None, status_reason=None, status_checked_url=None)
     columns.update(status_kind=None, status_checked_at=None)
     columns.update(values)
@@ -40,41 +40,41 @@ def row(channel_id: str, **values: object) -> SimpleNamespace:
 
 
 def test_a_new_entry_is_checked_parsed_and_shown() -> None:
-    assert TOP_K.parse("40") == 40
+    assert MIN_KEEP.parse("40") == 40
     with pytest.raises(FieldError, match="from 1 to 500"):
-        TOP_K.parse("0")
+        MIN_KEEP.parse("0")
     with pytest.raises(FieldError, match="whole number"):
-        TOP_K.parse("4.5")
-    assert WITH_TOP_K.checked({"top_k": 7}) == {"top_k": 7}
+        MIN_KEEP.parse("4.5")
+    assert WITH_MIN_KEEP.checked({"min_keep": 7}) == {"min_keep": 7}
     with pytest.raises(FieldError, match="unknown setting"):
-        REGISTRY.checked({"top_k": 7})  # not in the real registry
-    assert TOP_K.takes() == "whole number 1–500" and TOP_K.show(40) == "40"
-    assert "top_k" in [f.name for f in WITH_TOP_K.params]
+        REGISTRY.checked({"min_keep": 7})  # not in the real registry
+    assert MIN_KEEP.takes() == "whole number 1–500" and MIN_KEEP.show(40) == "40"
+    assert "min_keep" in [f.name for f in WITH_MIN_KEEP.params]
 
 
 def test_a_new_entry_gets_its_column() -> None:
-    [column] = [c for c in setting_columns(WITH_TOP_K) if c.name == "top_k"]
+    [column] = [c for c in setting_columns(WITH_MIN_KEEP) if c.name == "min_keep"]
     assert isinstance(column.type, Integer) and column.nullable
     # The real table has exactly the real registry's columns (the drift test in
     # tests/integration/test_migrations.py holds the migrations to the same table).
     table_columns = {c.name for c in ChannelConfigRow.__table__.c}
-    assert {f.key for f in FIELDS} <= table_columns and "top_k" not in table_columns
+    assert {f.key for f in FIELDS} <= table_columns and "min_keep" not in table_columns
 
 
 def test_a_new_entry_is_merged_and_sent_where_the_source_takes_it() -> None:
     config = merge(
         ChannelConfig.of(source=Source.CLAUDE),
         REF,
-        [row("c1", top_k=40), row("", top_k=10, temperature=0.5)],
-        WITH_TOP_K,
+        [row("c1", min_keep=40), row("", min_keep=10, temperature=0.5)],
+        WITH_MIN_KEEP,
     )
-    assert config.value("top_k") == 40 and config.origins["top_k"] == "channel"
+    assert config.value("min_keep") == 40 and config.origins["min_keep"] == "channel"
     assert config.value("temperature") == 0.5 and config.origins["temperature"] == "server"
-    assert WITH_TOP_K.request_options(config.values, Source.CLAUDE) == {
-        "top_k": 40,
+    assert WITH_MIN_KEEP.request_options(config.values, Source.CLAUDE) == {
+        "min_keep": 40,
         "temperature": 0.5,
     }
-    assert "top_k" not in WITH_TOP_K.request_options(config.values, Source.OPENAI)
+    assert "min_keep" not in WITH_MIN_KEEP.request_options(config.values, Source.OPENAI)
 
 
 def test_merge_channel_then_server_then_operator_then_default() -> None:

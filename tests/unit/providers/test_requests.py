@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 import pytest
 import respx
 
-from bot.fields import REGISTRY
+from bot.fields import REGISTRY, FieldError
 from bot.providers import AuthError, ChatRequest, Endpoint, ProviderHub
 from bot.types import ChatMessage, Image, Role, SecretValue, Source
 
@@ -481,3 +482,109 @@ async def test_mistral_image_url_strings(
             {"type": "image_url", "image_url": f"data:image/jpeg;base64,{BLUE_B64}"},
         ],
     }
+
+
+# ---- samplers from presets: each source gets only the ones it takes, under its own name --
+
+SAMPLERS: dict[str, object] = {
+    "temperature": 0.5,
+    "top_p": 0.9,
+    "top_k": 40,
+    "frequency_penalty": 0.4,
+    "presence_penalty": -0.3,
+    "reasoning_effort": "low",
+}
+SAMPLERS_SENT = {
+    Source.OPENAI: {
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "frequency_penalty": 0.4,
+        "presence_penalty": -0.3,
+        "reasoning_effort": "low",
+    },
+    Source.CUSTOM: {
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "top_k": 40,
+        "frequency_penalty": 0.4,
+        "presence_penalty": -0.3,
+        "reasoning_effort": "low",
+    },
+    Source.MISTRAL: {
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "frequency_penalty": 0.4,
+        "presence_penalty": -0.3,
+    },
+    # Claude refuses temperature and top_p together; top_k it takes.
+    Source.CLAUDE: {"temperature": 0.5, "top_k": 40},
+}
+CHAT_URLS = {
+    Source.OPENAI: "https://api.openai.com/v1/chat/completions",
+    Source.CUSTOM: "https://llm.example.com/v1/chat/completions",
+    Source.MISTRAL: "https://api.mistral.ai/v1/chat/completions",
+    Source.CLAUDE: "https://api.anthropic.com/v1/messages",
+}
+SAMPLED_KEYS = {*SAMPLERS, "thinking"}
+
+
+def sampler_endpoint(source: Source) -> Endpoint:
+    url = "https://llm.example.com/v1" if source is Source.CUSTOM else None
+    return Endpoint(source, proxy_url=url, api_key=SecretValue(KEY))
+
+
+@pytest.mark.parametrize("source", list(SAMPLERS_SENT))
+async def test_samplers_reach_each_source_under_its_names(
+    source: Source, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    stream = CLAUDE_STREAM if source is Source.CLAUDE else OPENAI_STREAM
+    route = router.post(CHAT_URLS[source]).mock(return_value=sse_response(stream)[0])
+    await drain(make_hub(), sampler_endpoint(source), chat(source, SAMPLERS))
+    body = body_of(only_request(route))
+    assert {k: v for k, v in body.items() if k in SAMPLED_KEYS} == SAMPLERS_SENT[source]
+
+
+async def test_claude_thinking_budget_comes_on_top_of_the_answer_and_drops_samplers(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post(CHAT_URLS[Source.CLAUDE]).mock(return_value=sse_response(CLAUDE_STREAM)[0])
+    settings = {**SAMPLERS, "max_tokens": 1000, "thinking_budget": 2048}
+    await drain(make_hub(), sampler_endpoint(Source.CLAUDE), chat(Source.CLAUDE, settings))
+    body = body_of(only_request(route))
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert body["max_tokens"] == 3048  # thinking counts against max_tokens
+    assert not {"temperature", "top_p", "top_k"} & set(body)
+
+
+async def test_claude_continue_with_a_prefill_sends_no_thinking(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    route = router.post(CHAT_URLS[Source.CLAUDE]).mock(return_value=sse_response(CLAUDE_STREAM)[0])
+    request = chat(
+        Source.CLAUDE,
+        {"thinking_budget": 2048},
+        messages=(ChatMessage(Role.USER, "Hi"), ChatMessage(Role.ASSISTANT, "Once upon")),
+    )
+    request = replace(request, continue_answer=True)
+    await drain(make_hub(), sampler_endpoint(Source.CLAUDE), request)
+    body = body_of(only_request(route))
+    assert "thinking" not in body
+    assert body["messages"][-1] == {"role": "assistant", "content": "Once upon"}
+
+
+@pytest.mark.parametrize(
+    ("name", "typed", "why"),
+    [
+        ("top_k", "-1", "from 0 to 1000"),
+        ("top_k", "4.5", "whole number"),
+        ("frequency_penalty", "2.5", "from -2 to 2"),
+        ("presence_penalty", "nan", "a number"),
+        ("reasoning_effort", "extreme", "minimal, low, medium, high"),
+        ("thinking_budget", "1000", "from 1024 to 128000"),
+    ],
+)
+def test_sampler_values_out_of_range_are_refused_with_the_range(
+    name: str, typed: str, why: str
+) -> None:
+    with pytest.raises(FieldError, match=why):
+        REGISTRY.by_name[name].parse(typed)
