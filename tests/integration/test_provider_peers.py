@@ -237,3 +237,28 @@ async def test_llamacpp_chat_without_v1_is_corrected(
     deltas = await collect(hub, custom(llamacpp_peer.url), request)
     assert text_of(deltas).strip()
     assert finish_reasons(deltas)[0] in {"stop", "length"}
+
+
+@pytest.mark.llamacpp
+async def test_llamacpp_takes_the_preset_samplers(
+    llamacpp_peer: LlamaCppPeer, hub: ProviderHub
+) -> None:
+    """A custom endpoint accepts every sampler a preset brings (the exact bodies are in
+    tests/unit/providers/test_requests.py). Outputs are not compared: llama-cpp-python
+    reuses its cache across requests, so even greedy answers depend on what ran before."""
+    settings = {
+        "max_tokens": 24,
+        "temperature": 1.2,
+        "seed": 3,
+        "top_k": 20,
+        "frequency_penalty": 0.5,
+        "presence_penalty": 0.2,
+        "reasoning_effort": "low",
+    }
+    request = ChatRequest(
+        model=llamacpp_peer.model, messages=HELLO, options=custom_options(settings)
+    )
+    assert set(request.options) >= {"top_k", "frequency_penalty", "reasoning_effort"}
+    deltas = await collect(hub, custom(llamacpp_peer.url_v1), request)
+    assert text_of(deltas).strip()
+    assert finish_reasons(deltas)[0] in {"stop", "length"}
