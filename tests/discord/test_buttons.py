@@ -10,9 +10,11 @@ from bot.core import TurnResult
 from bot.frontends.discord.buttons import (
     TEMPLATE,
     ButtonSpec,
+    PageFacts,
     Press,
     answer_buttons,
     buttons_after,
+    earlier_pages,
     invocation,
     may_stop,
     parse_custom_id,
@@ -82,3 +84,19 @@ def test_stop_is_for_the_asker_or_an_admin() -> None:
     assert may_stop("42", 42, admin=False)
     assert not may_stop("43", 42, admin=False)
     assert may_stop("43", 42, admin=True)
+
+
+def _page(
+    by_bot: bool = True, buttons: bool = False, reply: bool = False, command: bool = False
+) -> PageFacts:
+    return PageFacts(by_bot, buttons, reply, command)
+
+
+def test_the_earlier_pages_of_a_long_answer_reach_back_to_its_first() -> None:
+    # Newest first: two plain pages, then the first page replying to the question.
+    assert earlier_pages([_page(), _page(), _page(reply=True), _page(buttons=True)]) == 3
+    # Never into another answer, someone's message or a slash command's reply.
+    assert earlier_pages([_page(), _page(buttons=True), _page()]) == 1
+    assert earlier_pages([_page(by_bot=False), _page(reply=True)]) == 0
+    assert earlier_pages([_page(command=True), _page(reply=True)]) == 0
+    assert earlier_pages([]) == 0

@@ -164,3 +164,19 @@ async def test_stop_is_the_askers_and_goes_away_when_the_answer_ends(
     assert refused.ephemeral and "can stop this answer" in reply_text(refused)
     idle = await world.member.click(held, custom_id=stop_id)
     assert idle.ephemeral and "No answer is being written" in reply_text(idle)
+
+
+async def test_a_long_answer_is_replaced_page_by_page(world: World, endpoint: FakeOpenAI) -> None:
+    endpoint.script = Script(chunks=["a" * 1500, "\n\n" + "b" * 1500, "\n\n" + "c" * 1500])
+    await world.member.send(world.channel, f"<@{world.bot_id}> a long one")
+    pages = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert len(pages) == 3 and [bool(buttons(p)) for p in pages] == [False, False, True]
+    endpoint.script = Script(chunks=["x" * 1500, "\n\n" + "y" * 1500])
+    await world.member.click(pages[-1], custom_id=the_id(pages[-1], "regen"))
+    now = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    # The first two pages hold the new answer, in place; the third is gone.
+    assert [m.id for m in now] == [p.id for p in pages[:2]]
+    assert [m.content for m in now] == ["x" * 1500, "y" * 1500]
+    assert now[0].reference is not None  # still the reply to the question
+    assert [bool(buttons(m)) for m in now] == [False, True]
+    assert "2/2" in [label for label, _ in buttons(now[-1]).values()]

@@ -8,6 +8,7 @@ understood without any memory of the message (it works after a restart):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -106,3 +107,31 @@ def may_stop(actor_id: str, asker_id: int, *, admin: bool) -> bool:
 
 def stop_refusal(asker_id: int) -> str:
     return f"Only <@{asker_id}> or an admin of this channel can stop this answer."
+
+
+# An answer longer than one message is several pages; 100,000 characters make 50.
+MAX_PAGES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PageFacts:
+    """One message before a pressed one, as far as telling its answer's pages goes."""
+
+    by_bot: bool
+    has_buttons: bool  # the last page of an answer (an earlier one, then)
+    is_reply: bool  # the first page of an answer replies to the question
+    is_command_reply: bool  # a slash command's response, not an answer
+
+
+def earlier_pages(before: Iterable[PageFacts]) -> int:
+    """How many of the messages before a pressed page that is not the first (newest
+    first) are earlier pages of its answer: the bot's plain messages back to the one that
+    replies to the question, never past another answer's buttons or a command's reply."""
+    count = 0
+    for page in before:
+        if not page.by_bot or page.has_buttons or page.is_command_reply:
+            break
+        count += 1
+        if page.is_reply:
+            break
+    return count

@@ -12,10 +12,13 @@ import discord
 
 from bot.core import Core, HeldReply, PacedReply, TurnResult
 from bot.frontends.discord.buttons import (
+    MAX_PAGES,
     TEMPLATE,
     ButtonSpec,
+    PageFacts,
     Press,
     buttons_after,
+    earlier_pages,
     invocation,
     may_stop,
     parse_custom_id,
@@ -123,8 +126,9 @@ class Controls:
             return
         # Acknowledged at once (no visible reply): the answer message changes instead.
         await interaction.response.defer()
+        pages = await _pages_of(message, channel)
         answer = DiscordTarget(
-            channel, None, _forbidden, min_interval=self._min_interval, existing=[message]
+            channel, None, _forbidden, min_interval=self._min_interval, existing=pages
         )
         sink = AnswerSink(answer, interaction.user.id)
         held = HeldReply(sink)
@@ -144,6 +148,30 @@ class Controls:
             await _followup(interaction, "That did not work. Try again in a moment.")
         finally:
             await answer.close()
+
+
+async def _pages_of(
+    message: discord.Message, channel: discord.abc.Messageable
+) -> list[discord.Message]:
+    """The answer's messages, the pressed (last) one included: a long answer has several."""
+    if message.reference is not None:
+        return [message]  # a reply to the question is the first page: the only one
+    try:
+        before = [m async for m in channel.history(limit=MAX_PAGES, before=message)]
+    except discord.HTTPException as err:  # no Read Message History: this page alone
+        log.info("could not read an answer's earlier pages: %s", type(err).__name__)
+        return [message]
+    facts = [
+        PageFacts(
+            by_bot=m.author.id == message.author.id,
+            has_buttons=bool(m.components),
+            is_reply=m.reference is not None,
+            is_command_reply=m.interaction_metadata is not None,
+        )
+        for m in before
+    ]
+    count = earlier_pages(facts)
+    return [*reversed(before[:count]), message]
 
 
 async def _ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
