@@ -369,6 +369,7 @@ class FakeDiscord:
         if reference:
             extra = {"type": 19, "message_reference": reference, "referenced_message": None}
         message = self._message(mid, cid, self.bot_user(), body.get("content", ""), **extra)
+        message["components"] = body.get("components", [])
         self.messages[mid] = message
         return message
 
@@ -514,6 +515,13 @@ class FakeDiscord:
                 rows.append({"type": 1, "components": filled})
         data = {"custom_id": modal["custom_id"], "components": rows}
         await self._dispatch("INTERACTION_CREATE", self._interaction(5, data))
+
+    async def click(self, message_id: int, custom_id: str) -> None:
+        """Bob presses the button `custom_id` on the bot's message `message_id`."""
+        data = {"custom_id": custom_id, "component_type": 2}
+        interaction = self._interaction(3, data)
+        interaction["message"] = self.messages[message_id]
+        await self._dispatch("INTERACTION_CREATE", interaction)
 
     def bot_calls(self, method: str, suffix: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path.startswith(suffix)]

@@ -75,7 +75,10 @@ async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
         await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
         answer = await _answer_stored(tmp_path / "data" / "chatbot.db", 120)
         await fake.wait_until(
-            lambda: any(m["content"].strip() == answer.strip() for m in fake.messages.values()),
+            lambda: any(
+                m["content"].strip() == answer.strip() and "cc:regen:" in repr(m["components"])
+                for m in fake.messages.values()
+            ),
             60,
         )
         chat_calls = list(fake.calls)
