@@ -363,3 +363,66 @@ async def test_turn_controls_run_in_the_core_order_and_do_not_deadlock(rig: Rig)
     assert any("Only Bob or an admin" in body for body in said(stranger))
     history = await rig.core.store.history(ChannelRef(Platform.MATRIX, GROUP), 10)
     assert [e.role for e in history] == [Role.USER, Role.ASSISTANT]
+
+
+# --- reactions (the stand-in homeserver) ------------------------------------------------
+def _react(rig: Rig, room_id: str, sender: str, event_id: str, key: str) -> None:
+    rig.clock += 1
+    source = {
+        "type": "m.reaction",
+        "event_id": f"$r{rig.clock}",
+        "sender": sender,
+        "origin_server_ts": int(time.time() * 1000),
+        "content": {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
+    }
+    rig.bot._on_event(room_id, nio.Event.parse_event(source))
+
+
+async def _first_answer(rig: Rig, room_id: str) -> str:
+    """The event id of the bot's first answer in the room, once it is posted."""
+    async with asyncio.timeout(30):
+        while True:
+            for i, s in enumerate(rig.hs.sent):
+                if s.room_id == room_id and s.content.get("msgtype") == "m.text":
+                    if not _replaces(s):
+                        return f"$bot{i + 1}"  # as StandInApi.send numbers them
+            await asyncio.sleep(0.05)
+
+
+async def test_stop_by_reaction_is_the_askers_and_reaches_the_streaming_answer(rig: Rig) -> None:
+    rig.arrive(GROUP, BOB, "bot: count slowly", **MENTION)
+    answer = await _first_answer(rig, GROUP)
+    _react(rig, GROUP, CAROL, answer, "⏹️")  # not hers to stop: ignored without a word
+    await asyncio.sleep(0.3)
+    _react(rig, GROUP, BOB, answer, "⏹")
+    await rig.settle()
+    edits = [s for s in rig.hs.sent if _replaces(s) == answer]
+    assert "Stopped." in edits[-1].body
+    assert len(edits[-1].body) < len(rig.endpoint.answer()) + 20
+    assert not [s for s in rig.hs.sent if s.content.get("msgtype") == "m.notice"]
+    [asked] = rig.endpoint.asked
+    assert asked.ended == 0.0  # the stream was cut, not finished
+
+
+async def test_a_forgotten_answer_gets_a_new_message_and_reactions_on_it_do_nothing(
+    rig: Rig,
+) -> None:
+    """After a restart the bot no longer knows its earlier answers' events."""
+    rig.arrive(GROUP, BOB, "bot: tell me", **MENTION)
+    await rig.settle()
+    answer = await _first_answer(rig, GROUP)
+    handler = rig.bot._handler
+    handler._shown.clear()  # what a restart leaves
+    handler._newest.clear()
+    _react(rig, GROUP, BOB, answer, "🔄")
+    await rig.settle()
+    assert len(rig.endpoint.asked) == 1
+    command = rig.arrive(GROUP, BOB, "!regenerate")
+    await rig.settle()
+    assert len(rig.endpoint.asked) == 2
+    originals = [
+        s
+        for s in rig.hs.sent
+        if s.room_id == GROUP and s.content.get("msgtype") == "m.text" and not _replaces(s)
+    ]
+    assert len(originals) == 2 and originals[-1].in_reply_to == command
