@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import json
 import logging
 import signal
 import sys
 from collections.abc import Coroutine
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.core import DEFAULT_PREFIXES, Core, TurnLimits
 from bot.frontends import FrontendError
 from bot.providers import ProviderHub, ProviderSettings
 from bot.settings import Settings
-from bot.store import SecretBox, Store
+from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.types import ChannelConfig, Platform, SecretValue
+from bot.types.usage import USAGE_COLUMNS
 
 if TYPE_CHECKING:
     from bot.frontends.discord import DiscordOptions
@@ -76,7 +80,14 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
         media_store_bytes=settings.media_store_mb * 1024 * 1024,
         media_retention_days=settings.media_retention_days,
     )
-    return Core(store, hub, admin_ids=settings.admin_ids, prefixes=prefixes, limits=limits)
+    return Core(
+        store,
+        hub,
+        admin_ids=settings.admin_ids,
+        prefixes=prefixes,
+        limits=limits,
+        prices=settings.price_table(),
+    )
 
 
 # Each front-end is imported only when it runs: discord.py and matrix-nio (with its crypto)
@@ -198,3 +209,32 @@ async def rotate_keys(settings: Settings, box: SecretBox) -> int:
         return await store.rotate_keys()
     finally:
         await store.close()
+
+
+EXPORT_FORMATS = ("csv", "jsonl")
+
+
+async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -> int:
+    """Write every usage row from the UTC day `since` on to `out`; returns the count."""
+    await upgrade_to_head(settings.db_url)
+    # The export reads no secret: a throwaway key lets it run without BOT_SECRET_KEYS.
+    box = SecretBox.from_setting(generate_key())
+    store = await Store.open(settings.db_url, box, defaults=operator_defaults(settings))
+    count = 0
+    try:
+        writer: csv.DictWriter[str] | None = None
+        async for record in store.usage_records(since):
+            row = record.as_dict()
+            if fmt == "jsonl":
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            else:
+                if writer is None:
+                    writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
+                    writer.writeheader()
+                writer.writerow(row)
+            count += 1
+        if fmt == "csv" and writer is None:  # the header alone says which columns exist
+            out.write(",".join(USAGE_COLUMNS) + "\n")
+    finally:
+        await store.close()
+    return count

@@ -1,4 +1,4 @@
-"""The `chatbot` command: run, console, migrate, keygen, rotate-keys."""
+"""The `chatbot` command: run, console, migrate, keygen, rotate-keys, usage export."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
-from bot.app import rotate_keys, run, run_console
+from bot.app import EXPORT_FORMATS, export_usage, rotate_keys, run, run_console
 from bot.logfilter import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 from bot.store.migrate import upgrade_to_head
@@ -47,7 +48,27 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "rotate-keys", help="re-encrypt every stored secret under the first BOT_SECRET_KEYS key"
     )
+    usage = sub.add_parser("usage", help="usage records (tokens per provider call)")
+    usage_sub = usage.add_subparsers(dest="usage_command", metavar="ACTION", required=True)
+    export = usage_sub.add_parser("export", help="print usage rows to stdout")
+    export.add_argument(
+        "--since",
+        required=True,
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="first UTC day to include",
+    )
+    export.add_argument(
+        "--format", choices=EXPORT_FORMATS, default="csv", help="csv (default) or jsonl"
+    )
     return parser
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-12-01") from None
 
 
 def _fail(message: str) -> int:
@@ -114,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "rotate-keys":
             print(asyncio.run(_rotate(settings)))
+            return 0
+        if args.command == "usage":
+            count = asyncio.run(export_usage(settings, args.since, args.format, sys.stdout))
+            log.info("exported %d usage row(s)", count)
             return 0
         box = secret_box(settings)
         return asyncio.run(run(settings, box))

@@ -17,6 +17,7 @@ from bot.conversation.stream import ReplySink
 from bot.providers import ProviderHub
 from bot.store import Store
 from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, ReplyMode, SecretValue
+from bot.types.prices import PriceTable
 from bot.types.text import clean_text, strip_invisible
 
 # What front-ends may use from the conversation layer, through the Core they import.
@@ -97,8 +98,10 @@ class Core:
         admin_ids: Iterable[str] = (),
         prefixes: Mapping[Platform, str] = DEFAULT_PREFIXES,
         limits: TurnLimits | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self.store = store
+        self._prices = prices or PriceTable()
         self.hub = hub
         self.table: tuple[Command, ...] = TABLE
         self._admins = frozenset(admin_ids)
@@ -131,6 +134,7 @@ class Core:
             is_server_admin=actor.is_server_admin or actor.id in self._admins,
             table=self.table,
             prefix=self.prefix(ref.platform),
+            prices=self._prices,
         )
 
     def refusal(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply | None:

@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from bot.types import ReplyMode, SecretValue, Source
+from bot.types.prices import PriceError, PriceTable
 
 DEFAULT_DATA_DIR = Path("data")
 
@@ -40,6 +41,8 @@ _FIX_HINTS: dict[str, str] = {
     "DISCORD_SHARD_IDS": "use comma-separated shard numbers below DISCORD_SHARD_COUNT, e.g. 0,1",
     "DISCORD_COMMAND_GUILDS": "use comma-separated guild ids",
     "MATRIX_TRUST_DEVICES": "use unverified or verified",
+    "USAGE_PRICES": "use model-pattern=input/output USD per million tokens, e.g. gpt-4o*=2.5/10",
+    "USAGE_PRICES_FILE": "point it at a readable file of pattern=input/output lines",
 }
 
 
@@ -107,6 +110,10 @@ class Settings(BaseSettings):
     media_store_mb: int = Field(default=512, ge=1)
     media_retention_days: int = Field(default=30, ge=1)
 
+    # USD per million input/output tokens by model pattern: `gpt-4o*=2.5/10, claude-*=3/15`.
+    usage_prices: str = ""
+    usage_prices_file: Path | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -165,6 +172,35 @@ class Settings(BaseSettings):
             except json.JSONDecodeError:
                 raise ValueError("not valid JSON") from None
         return value
+
+    @field_validator("usage_prices")
+    @classmethod
+    def _check_prices(cls, value: str) -> str:
+        try:
+            PriceTable.parse(value)
+        except PriceError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("usage_prices_file")
+    @classmethod
+    def _check_prices_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            PriceTable.parse(value.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot read {value}: {type(err).__name__}") from None
+        except PriceError as err:
+            raise ValueError(f"{value}: {err}") from None
+        return value
+
+    def price_table(self) -> PriceTable:
+        """USAGE_PRICES, then USAGE_PRICES_FILE's entries (the first matching pattern wins)."""
+        text = self.usage_prices
+        if self.usage_prices_file is not None:
+            text += "\n" + self.usage_prices_file.read_text(encoding="utf-8")
+        return PriceTable.parse(text)
 
     @field_validator("log_level")
     @classmethod

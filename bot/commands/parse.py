@@ -133,9 +133,22 @@ def _options(
                 f"Too many values: `{echo(value)}` is not expected. "
                 f"Usage: {usage(path, command, prefix)}"
             )
-        opt = positional.pop(0)
+        opt = positional.pop(_fitting(positional, value))
         raw[opt.name] = SecretValue(value) if opt.secret else value
     return raw
+
+
+def _fitting(positional: list[Option], value: str) -> int:
+    """Which optional choice a bare value is for: `/usage week` skips `scope`."""
+    first = positional[0]
+    if first.kind is not Kind.CHOICE or first.required or value.lower() in first.choices:
+        return 0
+    for i, opt in enumerate(positional[1:], start=1):
+        if opt.kind is not Kind.CHOICE:
+            break
+        if value.lower() in opt.choices:
+            return i
+    return 0
 
 
 def _named(token: str, options: dict[str, Option]) -> tuple[Option, str] | None:

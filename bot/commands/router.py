@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from bot.commands.parse import CommandError, coerce
@@ -86,7 +87,8 @@ def prepare(
         )
     try:
         args = bind(command, inv, ctx.prefix, secrets_later=True)
-        check_scope(ctx, args)
+        if command.admin:  # settings' scope; /usage's scope:server only reads
+            check_scope(ctx, args)
     except CommandError as err:
         return Reply(str(err), private=True, ok=False)
     return command, args
@@ -110,4 +112,4 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
     except ProviderError as err:
         return Reply(err.user_message, private=True, ok=False)
     log.info("%s ran %s in %s", ctx.actor.id, name, ctx.ref)
-    return Reply(reply.text, private=command.private, ok=reply.ok)
+    return replace(reply, private=command.private)

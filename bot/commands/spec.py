@@ -14,6 +14,7 @@ from typing import Any
 from bot.providers import ProviderHub
 from bot.store import Store
 from bot.types import Actor, ChannelRef, Reply, Source
+from bot.types.prices import PriceTable
 
 Handler = Callable[["CommandContext", dict[str, Any]], Awaitable[Reply]]
 
@@ -30,6 +31,7 @@ class CommandContext:
     is_server_admin: bool
     table: tuple[Command, ...]
     prefix: str = "/"
+    prices: PriceTable = field(default_factory=PriceTable)  # the operator's, for /usage
 
 
 class Kind(StrEnum):

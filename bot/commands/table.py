@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import handlers as h
+from bot.commands import usage_report
 from bot.commands.spec import SOURCES, Command, Kind, Option
 from bot.fields import PARAM_NAMES
 from bot.types import ReplyMode
@@ -169,6 +170,28 @@ TABLE: tuple[Command, ...] = (
     ),
     Command("stop", "Stop the answer being written now.", admin=False, control=True),
     Command("reset", "Forget this channel's conversation history.", handler=h.reset),
+    Command(
+        "usage",
+        "Tokens used (and estimated cost): yours, this channel's or the server's.",
+        (
+            Option(
+                "scope",
+                Kind.CHOICE,
+                "me (default for non-admins), channel (admins' default) or server",
+                required=False,
+                choices=usage_report.SCOPES,
+            ),
+            Option(
+                "period",
+                Kind.CHOICE,
+                "day (today), week (default: 7 days) or month (30 days)",
+                required=False,
+                choices=usage_report.PERIODS,
+            ),
+        ),
+        admin=False,
+        handler=usage_report.show_usage,
+    ),
     Command(
         "help",
         "How to connect each source, and every command.",

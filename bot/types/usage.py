@@ -33,6 +33,23 @@ class KeyScope(StrEnum):
     NONE = "none"  # a passwordless endpoint or reverse proxy
 
 
+USAGE_COLUMNS = (
+    "time",
+    "platform",
+    "server_id",
+    "channel_id",
+    "thread_id",
+    "user_id",
+    "source",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "estimated",
+    "error",
+    "key_scope",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
     """One provider call that costs (a chat turn, regenerate, continue, retry)."""
@@ -60,22 +77,23 @@ class UsageRecord:
         return self.input_tokens + self.output_tokens
 
     def as_dict(self) -> dict[str, object]:
-        """Plain values in a fixed order (export formats)."""
-        return {
-            "time": self.at.isoformat(),
-            "platform": self.platform,
-            "server_id": self.server_id,
-            "channel_id": self.channel_id,
-            "thread_id": self.thread_id,
-            "user_id": self.user_id,
-            "source": self.source,
-            "model": self.model,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "estimated": self.estimated,
-            "error": self.error,
-            "key_scope": self.key_scope.value,
-        }
+        """Plain values by USAGE_COLUMNS (export formats)."""
+        values: tuple[object, ...] = (
+            self.at.isoformat(),
+            self.platform,
+            self.server_id,
+            self.channel_id,
+            self.thread_id,
+            self.user_id,
+            self.source,
+            self.model,
+            self.input_tokens,
+            self.output_tokens,
+            self.estimated,
+            self.error,
+            self.key_scope.value,
+        )
+        return dict(zip(USAGE_COLUMNS, values, strict=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ GOOD: dict[tuple[str, ...], dict[str, object]] = {
     ("stop",): {},
     ("reset",): {},
     ("help",): {},
+    ("usage",): {"scope": "server", "period": "month"},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from typing import Any
 
@@ -107,13 +108,19 @@ class CommandRunner:
 
 
 async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
-    """Send the reply (split at 2000 characters) as the response or as follow-ups."""
+    """Send the reply (split at 2000 characters) as the response or as follow-ups; a
+    file (the /usage chart) goes with the last page."""
+    pages = split_text(reply.text or "Done.", LIMIT)
     try:
-        for page in split_text(reply.text or "Done.", LIMIT):
+        for i, page in enumerate(pages):
+            files = []
+            if reply.file is not None and i == len(pages) - 1:
+                data = io.BytesIO(reply.file.data)
+                files.append(discord.File(data, filename=reply.file.filename))
             if interaction.response.is_done():
-                await interaction.followup.send(page, ephemeral=reply.private)
+                await interaction.followup.send(page, ephemeral=reply.private, files=files)
             else:
-                await interaction.response.send_message(page, ephemeral=reply.private)
+                await interaction.response.send_message(page, ephemeral=reply.private, files=files)
     except discord.HTTPException as err:
         # Usually the interaction expired (answered too late) or the channel refused it.
         log.warning("could not answer a command: %s %s", err.status, type(err).__name__)

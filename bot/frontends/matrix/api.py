@@ -98,6 +98,26 @@ class MatrixApi:
                 return str(response.event_id)
             raise _classify(response)
 
+    async def upload(self, room_id: str, data: bytes, media_type: str, name: str) -> dict[str, Any]:
+        """Upload a file for a message in this room: `{"url": mxc}`, or in an encrypted
+        room `{"file": EncryptedFile}`. SendFailed when the server refuses it."""
+        room = self.client.rooms.get(room_id)
+        encrypt = room is not None and room.encrypted
+        if encrypt and self.client.olm is None:
+            raise SendFailed("the room is encrypted and MATRIX_E2EE is off")
+        response, keys = await self.client.upload(
+            lambda *_: data,
+            content_type=media_type,
+            filename=name,
+            encrypt=encrypt,
+            filesize=len(data),
+        )
+        if not isinstance(response, nio.UploadResponse):
+            raise SendFailed(f"upload refused: {getattr(response, 'status_code', '?')}")
+        if encrypt and keys is not None:
+            return {"file": {**keys, "url": response.content_uri}}
+        return {"url": response.content_uri}
+
     async def redact(self, room_id: str, event_id: str, reason: str) -> bool:
         """Redact an event; False when the bot may not (it lacks the redact power)."""
 

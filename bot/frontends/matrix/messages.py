@@ -35,8 +35,8 @@ from bot.frontends.matrix.secret_commands import (
     scrub_reply,
     split_target,
 )
-from bot.frontends.matrix.sink import MatrixTarget, SendFailed
-from bot.types import Actor, Attachment, ChannelRef, Incoming, Platform, Reply
+from bot.frontends.matrix.sink import MatrixTarget, SendFailed, reply_relation
+from bot.types import Actor, Attachment, ChannelRef, Incoming, Platform, Reply, ReplyFile
 
 log = logging.getLogger("bot.frontends.matrix")
 
@@ -217,8 +217,10 @@ class MessageHandler:
             return
         # After the answers to earlier messages, and its own answer before later ones.
         async with self._core.ordered(prepared.ref):
-            answer = await self._execute(prepared, msg)
+            answer, file = await self._execute(prepared, msg)
             await self._notice(msg, self._with_note(answer, msg, note))
+            if file is not None:
+                await self._send_file(msg, file)
 
     async def _control(self, msg: Message, prepared: _Prepared) -> None:
         """`!regenerate`, `!continue`, `!retry`, `!swipe`: the new answer replaces the newest
@@ -363,7 +365,25 @@ class MessageHandler:
         label = f"[{target_room.display_name}] " if target_room is not room else ""
         return _Prepared(ref, actor, inv, label)
 
-    async def _execute(self, prepared: _Prepared, msg: Message) -> str:
+    async def _send_file(self, msg: Message, file: ReplyFile) -> None:
+        """A reply's file (the /usage chart) as an m.image in the command's thread."""
+        content: dict[str, Any] = {
+            "msgtype": "m.image" if file.media_type.startswith("image/") else "m.file",
+            "body": file.filename,
+            "info": {"mimetype": file.media_type, "size": len(file.data)},
+        }
+        rel = reply_relation(msg.thread, msg.event_id)
+        if rel:
+            content["m.relates_to"] = rel
+        try:
+            content.update(
+                await self._api.upload(msg.room_id, file.data, file.media_type, file.filename)
+            )
+            await self._api.send(msg.room_id, content)
+        except SendFailed as err:
+            log.warning("could not send a file in %s: %s", msg.room_id, err)
+
+    async def _execute(self, prepared: _Prepared, msg: Message) -> tuple[str, ReplyFile | None]:
         command = self._core.command(prepared.inv.path)
         slow = command is not None and command.slow
         if slow:
@@ -373,7 +393,7 @@ class MessageHandler:
         finally:
             if slow:
                 await self._api.typing(msg.room_id, False)
-        return f"{prepared.label}{reply.text}"
+        return f"{prepared.label}{reply.text}", reply.file
 
     async def _target_room(self, target: str, sender: str) -> nio.MatrixRoom | str:
         """The room a DM command configures, or why it cannot."""

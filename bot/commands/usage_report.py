@@ -1,0 +1,72 @@
+"""/usage: tokens (and an estimated cost) for the asker, the channel or the server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.commands.spec import CommandContext
+from bot.types import Platform, Reply, ReplyFile, UsageQuery
+from bot.usage.chart import chart_png
+from bot.usage.periods import Period, describe, window
+from bot.usage.report import render, summarize
+
+SCOPES = ("me", "channel", "server")
+PERIODS = tuple(p.value for p in Period)
+DEFAULT_PERIOD = Period.WEEK
+
+
+async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    """Admins see everyone's usage; others only their own (`me` is their default)."""
+    p = ctx.prefix
+    scope = args.get("scope") or ("channel" if ctx.is_admin else "me")
+    period = Period(args.get("period") or DEFAULT_PERIOD)
+    since, until = window(period, datetime.now(UTC).date())
+    ref = ctx.ref
+    query = UsageQuery(platform=ref.platform.value, since=since, until=until)
+    own = ""
+    if scope == "me":
+        query = UsageQuery(query.platform, since, until, user_id=ctx.actor.id)
+        what = f"Your usage on {ref.platform.value}"
+    elif scope == "channel":
+        everyone = ctx.is_admin
+        query = UsageQuery(
+            query.platform,
+            since,
+            until,
+            server_id=ref.server_id,
+            channel_id=ref.channel_id,
+            user_id=None if everyone else ctx.actor.id,
+        )
+        what = "This channel's usage" if everyone else "Your usage in this channel"
+        own = "" if everyone else " (only admins see everyone's)"
+    else:
+        if not ref.has_server:
+            return Reply(
+                f"There is no server here; {p}usage channel shows this room's usage.", ok=False
+            )
+        everyone = ctx.is_server_admin
+        query = UsageQuery(
+            query.platform,
+            since,
+            until,
+            server_id=ref.server_id,
+            user_id=None if everyone else ctx.actor.id,
+        )
+        what = "This server's usage" if everyone else "Your usage on this server"
+        own = "" if everyone else " (only server admins see everyone's)"
+    buckets = await ctx.store.usage_buckets(query)
+    report = summarize(buckets, since, until, ctx.prices)
+    title = f"{what}, {describe(period)}{own}:"
+    chart = ref.platform is not Platform.CONSOLE and report.totals.calls > 0
+    text = render(
+        report, title, per_day_table=not chart, users=query.user_id is None and scope != "me"
+    )
+    if report.totals.cost is not None:
+        text += "\nCosts are estimates from the operator's price table."
+    if not chart:
+        return Reply(text)
+    span = since.isoformat() if since == until else f"{since.isoformat()} to {until.isoformat()}"
+    png = chart_png(report, f"Tokens per day by model - {what}, {span} (UTC)")
+    name = f"usage-{scope}-{period.value}.png"
+    return Reply(text, file=ReplyFile(name, "image/png", png))

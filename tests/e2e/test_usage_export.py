@@ -1,0 +1,97 @@
+"""`chatbot usage export` as an operator runs it: CSV and JSON Lines on stdout, --since."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.store import SecretBox, Store, generate_key
+from bot.store.migrate import upgrade_to_head
+from bot.types import ChannelConfig, KeyScope, UsageRecord
+from bot.types.usage import USAGE_COLUMNS
+from tests.e2e.test_cli import chatbot
+
+
+def seed(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/bot.db"
+
+    async def go() -> None:
+        await upgrade_to_head(url)
+        store = await Store.open(
+            url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of()
+        )
+        try:
+            for day, user, model in [
+                (1, "u1", "gpt-4o"),
+                (2, "u2", 'odd "model", with, commas'),
+                (3, "u1", "claude-x"),
+            ]:
+                await store.record_usage(
+                    UsageRecord(
+                        at=datetime(2026, 11, day, 8, 30, tzinfo=UTC),
+                        platform="discord",
+                        server_id="g1",
+                        channel_id="c1",
+                        thread_id="",
+                        user_id=user,
+                        source="openai",
+                        model=model,
+                        input_tokens=10 * day,
+                        output_tokens=day,
+                        estimated=day == 2,
+                        key_scope=KeyScope.CHANNEL,
+                    )
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_csv_export_since_a_day(tmp_path: Path) -> None:
+    seed(tmp_path)
+    result = chatbot(tmp_path, "usage", "export", "--since", "2026-11-02")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["model"] for r in rows] == ['odd "model", with, commas', "claude-x"]
+    assert tuple(rows[0]) == USAGE_COLUMNS
+    assert rows[0]["time"] == "2026-11-02T08:30:00+00:00"
+    assert (rows[0]["input_tokens"], rows[0]["estimated"], rows[0]["key_scope"]) == (
+        "20",
+        "True",
+        "channel",
+    )
+
+
+def test_jsonl_export(tmp_path: Path) -> None:
+    seed(tmp_path)
+    result = chatbot(tmp_path, "usage", "export", "--since", "2026-01-01", "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["user_id"], r["input_tokens"], r["output_tokens"]) for r in lines] == [
+        ("u1", 10, 1),
+        ("u2", 20, 2),
+        ("u1", 30, 3),
+    ]
+    assert lines[1]["estimated"] is True and lines[0]["error"] is False
+
+
+def test_export_of_nothing_and_bad_input(tmp_path: Path) -> None:
+    seed(tmp_path)
+    empty = chatbot(tmp_path, "usage", "export", "--since", "2027-01-01")
+    assert empty.returncode == 0 and empty.stdout == ",".join(USAGE_COLUMNS) + "\n"
+    assert (
+        chatbot(tmp_path, "usage", "export", "--since", "2027-01-01", "--format", "jsonl").stdout
+        == ""
+    )
+    bad = chatbot(tmp_path, "usage", "export", "--since", "yesterday")
+    assert bad.returncode == 2 and "'yesterday' is not a date like 2026-12-01" in bad.stderr
+    fmt = chatbot(tmp_path, "usage", "export", "--since", "2026-01-01", "--format", "xml")
+    assert fmt.returncode == 2 and "invalid choice" in fmt.stderr
+    missing = chatbot(tmp_path, "usage", "export")
+    assert missing.returncode == 2 and "--since" in missing.stderr

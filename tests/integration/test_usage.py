@@ -1,0 +1,354 @@
+"""Usage accounting end to end: rows written by real turns (SQLite and PostgreSQL), the
+peers' reported tokens, /usage and who sees what, the chart, the price table."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import pytest
+import respx
+from PIL import Image
+
+from bot.core import Core
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key
+from bot.store.migrate import upgrade_to_head
+from bot.types import (
+    Actor,
+    ChannelConfig,
+    ChannelRef,
+    Incoming,
+    KeyScope,
+    Platform,
+    Reply,
+    Scope,
+    SecretValue,
+    Source,
+    UsageQuery,
+    UsageRecord,
+)
+from bot.types.prices import PriceTable
+from tests.peers.litellm import LiteLLMPeer
+from tests.peers.llamacpp import LlamaCppPeer
+
+FAKE = "http://127.0.0.1:9/v1"  # only ever answered by respx
+REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+OTHER_CHANNEL = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+ADMIN = Actor("u-admin", "Ada", is_channel_admin=True)
+OWNER = Actor("u-owner", "Olga", is_channel_admin=True, is_server_admin=True)
+MEMBER = Actor("u-member", "Bob")
+OTHER = Actor("u-other", "Cy")
+TODAY = datetime.now(UTC).date()
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.final = ""
+        self.error: str | None = None
+
+    async def typing(self) -> None:
+        return None
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        return None
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        self.final, self.error = answer, error
+
+
+async def open_core(url: str, prices: PriceTable | None = None) -> Core:
+    await upgrade_to_head(url)
+    store = await Store.open(
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of(source=Source.OPENAI)
+    )
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    return Core(store, hub, prices=prices)
+
+
+@pytest.fixture
+async def core(database_url: str) -> AsyncIterator[Core]:
+    core = await open_core(database_url)
+    try:
+        yield core
+    finally:
+        await core.close()
+
+
+async def configure(core: Core, url: str, model: str, ref: ChannelRef = REF) -> None:
+    await core.store.update_config(
+        ref,
+        Scope.CHANNEL,
+        ADMIN,
+        {"source": "custom", "proxy_url": url, "model": model, "bypass_status_check": True},
+        action="test setup",
+    )
+
+
+async def ask(core: Core, text: str, actor: Actor = MEMBER, ref: ChannelRef = REF) -> Sink:
+    sink = Sink()
+    await core.chat(Incoming(ref, actor, text), sink)
+    return sink
+
+
+async def rows(store: Store, since: date = TODAY) -> list[UsageRecord]:
+    return [r async for r in store.usage_records(since)]
+
+
+async def command(core: Core, text: str, actor: Actor, ref: ChannelRef = REF) -> Reply:
+    return await core.run_text_command(Incoming(ref, actor, text))
+
+
+def sse(pieces: list[str], usage: dict[str, int] | None) -> bytes:
+    chunks: list[object] = [
+        {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces
+    ]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if usage is not None:
+        chunks.append({"choices": [], "usage": usage})
+    return ("".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n").encode()
+
+
+def record(
+    day: date,
+    user: str,
+    model: str,
+    tokens: tuple[int, int],
+    ref: ChannelRef = REF,
+    **extra: object,
+) -> UsageRecord:
+    return UsageRecord(
+        at=datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+        platform=ref.platform.value,
+        server_id=ref.server_id,
+        channel_id=ref.channel_id,
+        thread_id=ref.thread_id,
+        user_id=user,
+        source="openai",
+        model=model,
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+async def test_rows_sum_by_day_user_and_model_with_each_filter(core: Core) -> None:
+    store = core.store
+    yesterday = TODAY - timedelta(days=1)
+    matrix = ChannelRef(Platform.MATRIX, channel_id="!room:hs")
+    for r in [
+        record(TODAY, "a", "gpt-x", (10, 5)),
+        record(TODAY, "a", "gpt-x", (1, 1), estimated=True),
+        record(TODAY, "b", "claude-y", (100, 50), error=True, key_scope=KeyScope.SERVER),
+        record(yesterday, "a", "gpt-x", (7, 3), ref=OTHER_CHANNEL),
+        record(TODAY, "a", "gpt-x", (1000, 1000), ref=matrix),
+        record(TODAY - timedelta(days=40), "a", "gpt-x", (9, 9)),
+    ]:
+        await store.record_usage(r)
+
+    def q(**kw: object) -> UsageQuery:
+        return UsageQuery("discord", TODAY - timedelta(days=6), TODAY, **kw)  # type: ignore[arg-type]
+
+    week = await store.usage_buckets(q())
+    assert [
+        (b.day, b.user_id, b.model, b.input_tokens, b.output_tokens, b.calls) for b in week
+    ] == [
+        (yesterday, "a", "gpt-x", 7, 3, 1),
+        (TODAY, "a", "gpt-x", 11, 6, 2),
+        (TODAY, "b", "claude-y", 100, 50, 1),
+    ]
+    assert [(b.estimated_calls, b.error_calls) for b in week] == [(0, 0), (1, 0), (0, 1)]
+    channel = await store.usage_buckets(q(server_id="g1", channel_id="c1"))
+    assert sum(b.calls for b in channel) == 3
+    mine = await store.usage_buckets(q(user_id="a"))
+    assert sum(b.input_tokens for b in mine) == 18
+    server = await store.usage_buckets(q(server_id="g1"))
+    assert sum(b.calls for b in server) == 4
+    assert await store.usage_buckets(q(server_id="g2")) == []
+    exported = await rows(store, TODAY - timedelta(days=1))
+    assert len(exported) == 5  # every platform, from that day on, oldest row first
+    assert exported[2].key_scope is KeyScope.SERVER and exported[2].error
+
+
+# -- turns write rows --------------------------------------------------------------------------
+
+
+async def test_a_turn_records_the_reported_usage_and_its_asker(core: Core) -> None:
+    await configure(core, FAKE, "m1")
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                200,
+                content=sse(["Hi", " there"], {"prompt_tokens": 21, "completion_tokens": 4}),
+                headers={"content-type": "text/event-stream"},
+            )
+        )
+        assert (await ask(core, "hello")).final == "Hi there"
+        assert json.loads(route.calls.last.request.content)["stream_options"] == {
+            "include_usage": True
+        }
+        # Regenerate by an admin is charged to the admin who asked for it.
+        reply = await command(core, "/regenerate", ADMIN)
+        assert reply.ok, reply.text
+    [first, second] = await rows(core.store)
+    assert (first.user_id, first.input_tokens, first.output_tokens) == ("u-member", 21, 4)
+    assert (first.estimated, first.error, first.key_scope) == (False, False, KeyScope.NONE)
+    assert (first.platform, first.server_id, first.channel_id, first.thread_id) == (
+        "discord",
+        "g1",
+        "c1",
+        "",
+    )
+    assert (first.source, first.model) == ("custom", "m1")
+    assert second.user_id == "u-admin"
+
+
+async def test_unreported_usage_is_estimated_and_errors_are_flagged(core: Core) -> None:
+    await configure(core, FAKE, "m1")
+    await core.store.set_secret(REF, Scope.SERVER, "custom_api_key", SecretValue("sk-srv-1"), OWNER)
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions")
+        route.mock(
+            return_value=httpx.Response(
+                200,
+                content=sse(["An answer of several words"], None),
+                headers={"content-type": "text/event-stream"},
+            )
+        )
+        await ask(core, "a question of a few words")
+        route.mock(return_value=httpx.Response(503, json={"error": {"message": "down"}}))
+        failed = await ask(core, "again")
+        assert failed.error
+        route.mock(
+            return_value=httpx.Response(
+                200,
+                content=sse([" and more"], {"prompt_tokens": 30, "completion_tokens": 2}),
+                headers={"content-type": "text/event-stream"},
+            )
+        )
+        assert (await command(core, "/retry", MEMBER)).ok
+    [estimated, error, retried] = await rows(core.store)
+    assert estimated.estimated and estimated.input_tokens > 0 and estimated.output_tokens > 0
+    assert estimated.key_scope is KeyScope.SERVER  # the server's key paid
+    # Refused before any text and nothing reported: nothing was billed.
+    assert (error.error, error.input_tokens, error.output_tokens) == (True, 0, 0)
+    assert (retried.estimated, retried.input_tokens, retried.output_tokens) == (False, 30, 2)
+
+
+@pytest.mark.litellm
+async def test_a_real_turn_through_litellm_records_its_reported_tokens(
+    core: Core, litellm_peer: LiteLLMPeer
+) -> None:
+    await configure(core, litellm_peer.url_v1, litellm_peer.model)
+    await core.store.set_secret(
+        REF, Scope.CHANNEL, "custom_api_key", SecretValue(litellm_peer.master_key), ADMIN
+    )
+    assert (await ask(core, "Say hello")).final == litellm_peer.mock_text
+    [row] = await rows(core.store)
+    # LiteLLM honours stream_options: the counts are its own, not the bot's estimate.
+    assert not row.estimated and not row.error
+    assert row.input_tokens > 0 and row.output_tokens > 0
+    assert row.key_scope is KeyScope.CHANNEL
+
+
+@pytest.mark.llamacpp
+async def test_a_real_turn_on_llamacpp_records_tokens(
+    core: Core, llamacpp_peer: LlamaCppPeer
+) -> None:
+    await configure(core, llamacpp_peer.url_v1, llamacpp_peer.model)
+    await core.store.update_config(REF, Scope.CHANNEL, ADMIN, {"max_tokens": 16}, action="t")
+    sink = await ask(core, "Say hello in one short sentence.")
+    assert sink.final and sink.error is None
+    [row] = await rows(core.store)
+    assert row.input_tokens > 0 and row.output_tokens > 0 and not row.error
+    assert row.key_scope is KeyScope.NONE
+
+
+# -- /usage ------------------------------------------------------------------------------------
+
+
+async def seed(store: Store) -> None:
+    yesterday = TODAY - timedelta(days=1)
+    for r in [
+        record(TODAY, "u-member", "gpt-4o", (1000, 500)),
+        record(yesterday, "u-member", "claude-3", (200, 100)),
+        record(TODAY, "u-other", "gpt-4o", (5000, 2500)),
+        record(TODAY, "u-other", "gpt-4o", (70, 30), ref=OTHER_CHANNEL),
+    ]:
+        await store.record_usage(r)
+
+
+async def test_members_see_only_their_own_usage(core: Core) -> None:
+    await seed(core.store)
+    for text in ("/usage", "/usage me", "/usage channel week", "/usage server"):
+        reply = await command(core, text, MEMBER)
+        assert reply.ok and reply.private, text
+        assert "1,800 tokens" in reply.text, (text, reply.text)  # 1500 today + 300 yesterday
+        assert "u-other" not in reply.text and "7,500" not in reply.text
+        assert "Top users" not in reply.text
+    assert "only admins see everyone's" in (await command(core, "/usage channel", MEMBER)).text
+    today = await command(core, "/usage period:day", MEMBER)
+    assert "1,500 tokens (1,000 in, 500 out)" in today.text
+
+
+async def test_admins_see_everyone_with_top_users_and_models_and_a_chart(core: Core) -> None:
+    await seed(core.store)
+    reply = await command(core, "/usage", ADMIN)  # the channel, by default for admins
+    assert "This channel's usage, the last 7 days (UTC)" in reply.text
+    assert "Total: 9,300 tokens (6,200 in, 3,100 out) in 3 calls." in reply.text
+    users = reply.text.split("Top users:")[1].split("Top models:")[0]
+    assert users.index("u-other") < users.index("u-member")
+    assert "gpt-4o: 9,000 tokens" in reply.text and "claude-3: 300 tokens" in reply.text
+    assert reply.file is not None and reply.file.media_type == "image/png"
+    image = Image.open(io.BytesIO(reply.file.data))
+    image.verify()
+    assert image.format == "PNG" and image.size == (720, 360)
+    # A channel admin is not a server admin: server-wide, only their own.
+    assert "No usage recorded" in (await command(core, "/usage server", ADMIN)).text
+    server = await command(core, "/usage server month", OWNER)
+    assert "Total: 9,400 tokens" in server.text
+
+
+async def test_console_prints_a_per_day_table_and_prices_give_a_cost(database_url: str) -> None:
+    core = await open_core(database_url, PriceTable.parse("gpt-4o*=2.5/10"))
+    try:
+        console = ChannelRef(Platform.CONSOLE, channel_id="console")
+        await core.store.record_usage(record(TODAY, "me", "gpt-4o", (1_000_000, 100_000), console))
+        await core.store.record_usage(record(TODAY, "me", "llama", (10, 10), console))
+        reply = await command(core, "/usage me week", Actor("me", "Me"), console)
+        assert reply.file is None
+        assert "Tokens per day:" in reply.text and TODAY.isoformat() in reply.text
+        assert "~$3.50" in reply.text  # 1M in at $2.5 + 100k out at $10
+        assert "20 tokens are of models without a price" in reply.text
+    finally:
+        await core.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/usage everyone", "is not a valid scope"),
+        ("/usage me year", "`year` is not a valid period"),
+        ("/usage period:decade", "is not a valid period"),
+        ("/usage me week extra", "Too many values"),
+        ("/usage scope:", "needs a value"),
+        ("/usage colour:red", "`colour:red` is not a valid scope"),
+        ("/usage \x00\u202e", "is not a valid scope"),
+    ],
+)
+async def test_junk_arguments_get_a_clear_message(core: Core, text: str, expected: str) -> None:
+    reply = await command(core, text, MEMBER)
+    assert not reply.ok and expected in reply.text, reply.text
+    assert reply.file is None
+
+
+async def test_server_usage_where_there_is_no_server(core: Core) -> None:
+    room = ChannelRef(Platform.MATRIX, channel_id="!r:hs")
+    reply = await command(core, "!usage server", ADMIN, room)
+    assert not reply.ok and "There is no server here" in reply.text
