@@ -268,6 +268,9 @@ async def test_a_real_turn_on_llamacpp_records_tokens(
     [row] = await rows(core.store)
     assert row.input_tokens > 0 and row.output_tokens > 0 and not row.error
     assert row.key_scope is KeyScope.NONE
+    # llama-cpp-python takes stream_options without a word but streams no usage: the
+    # bot's estimate, flagged.
+    assert row.estimated
 
 
 # -- /usage ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections import OrderedDict
 from typing import Any, Literal
@@ -106,7 +107,7 @@ class MatrixApi:
         if encrypt and self.client.olm is None:
             raise SendFailed("the room is encrypted and MATRIX_E2EE is off")
         response, keys = await self.client.upload(
-            lambda *_: data,
+            io.BytesIO(data),
             content_type=media_type,
             filename=name,
             encrypt=encrypt,
