@@ -4,6 +4,8 @@ and the buttons still work on a new client after a restart (same database)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import discord
 import pytest
 import simcord
@@ -11,7 +13,9 @@ import simcord
 from bot.core import Core
 from bot.frontends.discord import DiscordOptions
 from bot.frontends.discord.client import ChatClient
-from bot.types import SecretValue
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key
+from bot.types import ChannelConfig, SecretValue, Source
 from tests.discord.conftest import World
 from tests.discord.fake_openai import FakeOpenAI, Script
 from tests.discord.helpers import bot_messages, reply_text, requests
@@ -123,21 +127,37 @@ async def test_retry_on_an_error_answers_in_place(world: World, endpoint: FakeOp
     assert [v for v in buttons(answer).values()] == [("🔄", False), ("⏩", False)]
 
 
-async def test_buttons_work_after_a_restart(world: World, endpoint: FakeOpenAI, core: Core) -> None:
+async def test_buttons_work_after_a_restart(
+    world: World, endpoint: FakeOpenAI, core: Core, tmp_path: Path
+) -> None:
     answer = await ask(world, world.member, "before the restart")
     custom_id = the_id(answer, "regen")
-    # A new client on the same core and database: nothing of the old one remains.
-    await world.env.restart_bot(
-        ChatClient(core, DiscordOptions(token=SecretValue("simcord-token"), shard_count=1))
+    # A new client and a new core on the same database: nothing of the old ones remains.
+    defaults = ChannelConfig.of(source=Source.CUSTOM, model="m-small", proxy_url=endpoint.url_v1)
+    store = await Store.open(
+        f"sqlite+aiosqlite:///{tmp_path}/bot.db",
+        SecretBox.from_setting(generate_key()),
+        defaults=defaults,
     )
-    endpoint.script = Script(chunks=["after the restart"])
-    stranger = world.guild.add_member(world.env.create_user("cy", global_name="Cy"))
-    refused = await stranger.click(answer, custom_id=custom_id)
-    assert "Only Bob or an admin" in reply_text(refused)
-    await world.member.click(answer, custom_id=custom_id)
-    answer = fresh(world, answer)
-    assert answer.content == "after the restart"
-    assert "2/2" in [label for label, _ in buttons(answer).values()]
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    restarted = Core(store, hub)
+    try:
+        await world.env.restart_bot(
+            ChatClient(restarted, DiscordOptions(token=SecretValue("simcord-token"), shard_count=1))
+        )
+        endpoint.script = Script(chunks=["after the restart"])
+        stranger = world.guild.add_member(world.env.create_user("cy", global_name="Cy"))
+        refused = await stranger.click(answer, custom_id=custom_id)
+        assert "Only Bob or an admin" in reply_text(refused)
+        await world.member.click(answer, custom_id=custom_id)
+        answer = fresh(world, answer)
+        assert answer.content == "after the restart"
+        assert "2/2" in [label for label, _ in buttons(answer).values()]
+    finally:
+        await world.env.restart_bot(  # the old client again, so the fixtures close in order
+            ChatClient(core, DiscordOptions(token=SecretValue("simcord-token"), shard_count=1))
+        )
+        await restarted.close()
 
 
 async def test_stop_is_the_askers_and_goes_away_when_the_answer_ends(
