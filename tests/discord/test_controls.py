@@ -75,9 +75,12 @@ async def test_regenerate_and_swipe_edit_the_answer_in_place(
     # The regenerated request is the same question from the same history.
     assert endpoint.requests[-1]["messages"] == endpoint.requests[-2]["messages"]
 
+    edits = len(requests(world.env, "PATCH", f"/messages/{answer.id}"))
     await world.member.click(answer, custom_id=the_id(answer, "prev"))
     answer = fresh(world, answer)
     assert answer.content == "first answer"
+    # A swipe streams nothing: its text and its buttons change in one edit.
+    assert len(requests(world.env, "PATCH", f"/messages/{answer.id}")) == edits + 1
     assert [v for v in buttons(answer).values()][2:] == [("◀", True), ("1/2", True), ("▶", False)]
     assert len(endpoint.requests) == 2  # a swipe asks nobody
 

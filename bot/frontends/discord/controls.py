@@ -140,9 +140,9 @@ class Controls:
                 await _followup(interaction, done.answer)
             else:
                 # A swipe streams nothing: its text and its buttons go out in one edit.
-                answer.view = view_of(buttons_after(done))
+                answer.view = view = view_of(buttons_after(done))
                 await held.release()
-                await sink.settle(done)
+                await answer.settle(view)
         except Exception as err:
             log.warning("a %s button failed: %s", press.value, type(err).__name__)
             await _followup(interaction, "That did not work. Try again in a moment.")

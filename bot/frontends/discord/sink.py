@@ -22,6 +22,7 @@ EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
 RETRY_PAUSE = 2.0
 
 NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
+_EARLIER = object()  # buttons a message had before this target touched it
 
 
 class DiscordTarget:
@@ -55,8 +56,8 @@ class DiscordTarget:
         self._existing = list(existing)
         self.messages: list[discord.Message] = []  # the answer's messages, in order
         self.view: discord.ui.View | None = None  # what a message posted now carries
-        # Messages that carry buttons (the pressed one does already).
-        self._with_view: set[int] = {m.id for m in existing if m.components}
+        # The buttons each message carries (the pressed one has some already: _EARLIER).
+        self._views: dict[int, object] = {m.id: _EARLIER for m in existing if m.components}
 
     async def typing(self) -> None:
         """Show "typing…" until the first text goes out."""
@@ -92,7 +93,7 @@ class DiscordTarget:
         first, self._posted = not self._posted, True
         if self._existing:
             message = self._existing.pop(0)
-            await self._edit(message, content=text, **self._view_change(message))
+            await self._edit(message, content=text, **self._view_change(message, self.view))
             self.messages.append(message)
             return message
         kwargs: dict[str, Any] = {"view": self.view} if self.view is not None else {}
@@ -107,7 +108,7 @@ class DiscordTarget:
             log.warning("could not post an answer: %s %s", err.status, type(err).__name__)
             return None
         if self.view is not None:
-            self._with_view.add(posted.id)
+            self._views[posted.id] = self.view
         self.messages.append(posted)
         return posted
 
@@ -122,15 +123,17 @@ class DiscordTarget:
             # The asked message is gone, or replying needs Read Message History: post plainly.
             return await self._channel.send(text, **kwargs)
 
-    def _view_change(self, message: discord.Message) -> dict[str, Any]:
-        """The `view` argument that makes `message` carry self.view (none when it does)."""
-        if self.view is None and message.id not in self._with_view:
+    def _view_change(
+        self, message: discord.Message, view: discord.ui.View | None
+    ) -> dict[str, Any]:
+        """The `view` argument that makes `message` carry `view` (none when it does)."""
+        if self._views.get(message.id) is view:
             return {}
-        if self.view is None:
-            self._with_view.discard(message.id)
+        if view is None:
+            del self._views[message.id]
         else:
-            self._with_view.add(message.id)
-        return {"view": self.view}
+            self._views[message.id] = view
+        return {"view": view}
 
     async def settle(self, view: discord.ui.View | None) -> None:
         """The answer has ended: its last message carries `view`, no other one has buttons,
@@ -141,17 +144,10 @@ class DiscordTarget:
         if not self.messages or self.blocked:
             return
         *earlier, last = self.messages
-        for message in earlier:
-            if message.id in self._with_view:
-                self._with_view.discard(message.id)
-                await self._edit(message, view=None)
-        if view is None and last.id not in self._with_view:
-            return
-        if view is None:
-            self._with_view.discard(last.id)
-        else:
-            self._with_view.add(last.id)
-        await self._edit(last, view=view)
+        for message in [*earlier, last]:
+            change = self._view_change(message, view if message is last else None)
+            if change:
+                await self._edit(message, **change)
 
     async def _delete(self, message: discord.Message) -> None:
         try:
