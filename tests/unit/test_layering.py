@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
         "usage",
     },
     "media": {"media", "types"},
+    "characters": {"characters", "types"},
     "usage": {"usage", "store", "types"},
     "connection": {"store", "providers", "types"},
     "fields": {"types"},

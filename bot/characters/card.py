@@ -1,0 +1,545 @@
+"""Character Card V1/V2/V3 from a PNG or a JSON file, checked field by field."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from bot.characters.png import PngError, is_png, read_chunks, text_of, write_chunks
+from bot.types.text import clean_text
+
+MAX_PNG_BYTES = 10 * 1024 * 1024
+MAX_JSON_BYTES = 2 * 1024 * 1024  # lorebook-heavy cards reach ~1 MB; the store keeps this
+MAX_TEXT_CHARS = 100_000  # one field: description, first_mes, a greeting, an entry …
+MAX_NAME_CHARS = 200
+MAX_ITEMS = 500  # greetings, tags, sources
+MAX_SHORT_CHARS = 1_000  # a tag, a key, a creator, a version
+MAX_ENTRIES = 2_000
+MAX_KEYS = 200
+MAX_DEPTH = 32  # JSON nesting: real cards stay under 8
+
+V2, V3, V1 = "chara_card_v2", "chara_card_v3", "v1"
+
+# Fields modelled below; anything else in `data` is kept verbatim for export.
+_TEXT_FIELDS = (
+    "description",
+    "personality",
+    "scenario",
+    "first_mes",
+    "mes_example",
+    "creator_notes",
+    "system_prompt",
+    "post_history_instructions",
+)
+_SHORT_FIELDS = ("creator", "character_version")
+_KNOWN = {
+    "name",
+    "nickname",
+    *_TEXT_FIELDS,
+    *_SHORT_FIELDS,
+    "alternate_greetings",
+    "group_only_greetings",
+    "tags",
+    "character_book",
+    "extensions",
+}
+_ENTRY_KNOWN = {
+    "keys",
+    "content",
+    "extensions",
+    "enabled",
+    "insertion_order",
+    "case_sensitive",
+    "use_regex",
+    "constant",
+    "name",
+    "priority",
+    "id",
+    "comment",
+    "selective",
+    "secondary_keys",
+    "position",
+}
+_BOOK_KNOWN = {
+    "name",
+    "description",
+    "scan_depth",
+    "token_budget",
+    "recursive_scanning",
+    "extensions",
+    "entries",
+}
+
+
+class Problem(StrEnum):
+    """Why a file was refused."""
+
+    NOT_A_CARD = "not_a_card"
+    WRONG_VERSION = "wrong_version"
+    TOO_LARGE = "too_large"
+    BAD_BASE64 = "bad_base64"
+    BAD_JSON = "bad_json"
+    BAD_FIELD = "bad_field"
+    DAMAGED_PNG = "damaged_png"
+
+
+class CardError(ValueError):
+    """A file refused as a character card; str() is one line for the person who sent it."""
+
+    def __init__(self, problem: Problem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+def canonical_json(value: object) -> str:
+    """JSON text that compares equal when the values do (sorted keys, no spaces)."""
+    return json.dumps(_sanitized(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_object(text: str) -> Mapping[str, Any]:
+    # Lorebook scans read entries' extensions on every turn: parse each text once.
+    value = json.loads(text)
+    return MappingProxyType(value if isinstance(value, dict) else {})
+
+
+@dataclass(frozen=True, slots=True)
+class LoreEntry:
+    """One lorebook entry; `extensions` and `extra` are JSON object text kept for export."""
+
+    keys: tuple[str, ...]
+    content: str
+    enabled: bool = True
+    insertion_order: float = 0
+    case_sensitive: bool | None = None
+    use_regex: bool = False
+    constant: bool = False
+    selective: bool = False
+    secondary_keys: tuple[str, ...] = ()
+    position: str = ""  # "before_char", "after_char", or "" when the card says nothing
+    priority: float | None = None
+    id: int | str | None = None
+    name: str = ""
+    comment: str = ""
+    extensions: str = "{}"
+    extra: str = "{}"
+
+    @property
+    def extension_values(self) -> Mapping[str, Any]:
+        return _parsed_object(self.extensions)
+
+
+@dataclass(frozen=True, slots=True)
+class CharacterBook:
+    """A card's lorebook (character_book)."""
+
+    entries: tuple[LoreEntry, ...] = ()
+    name: str = ""
+    description: str = ""
+    scan_depth: int | None = None
+    token_budget: int | None = None
+    recursive_scanning: bool = False
+    extensions: str = "{}"
+    extra: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A character card as V3 describes it; JSON text fields keep what we do not model."""
+
+    name: str
+    description: str = ""
+    personality: str = ""
+    scenario: str = ""
+    first_mes: str = ""
+    mes_example: str = ""
+    creator_notes: str = ""
+    system_prompt: str = ""
+    post_history_instructions: str = ""
+    alternate_greetings: tuple[str, ...] = ()
+    group_only_greetings: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    creator: str = ""
+    character_version: str = ""
+    nickname: str = ""
+    character_book: CharacterBook | None = None
+    extensions: str = "{}"  # data.extensions, JSON object text
+    extra: str = "{}"  # other data fields (assets, source, creation_date …), JSON object text
+    image: bytes | None = field(default=None, repr=False)  # the PNG without its card chunks
+    # What the file was: chara_card_v2, chara_card_v3, or v1 (flat, upgraded on import).
+    spec: str = field(default=V3, compare=False)
+
+    @property
+    def display_name(self) -> str:
+        """What {{char}} means: the V3 nickname when there is one, else the name."""
+        return self.nickname or self.name
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def read_card(data: bytes) -> Card:
+    """A card from a PNG (`ccv3` chunk preferred over `chara`) or JSON file's bytes.
+
+    Raises CardError (never anything else) with a one-line reason.
+    """
+    if not data:
+        raise CardError(Problem.NOT_A_CARD, "The file is empty; send a card's PNG or JSON.")
+    if is_png(data):
+        return _from_png(data)
+    if len(data) > MAX_JSON_BYTES:
+        raise CardError(
+            Problem.TOO_LARGE,
+            f"The card is {_size(len(data))}; a JSON card may be at most {_size(MAX_JSON_BYTES)}.",
+        )
+    return card_from_json(data)
+
+
+def card_from_json(data: bytes | str, image: bytes | None = None) -> Card:
+    """A card from JSON text; `image` becomes its avatar."""
+    text = _decode(data) if isinstance(data, bytes) else data
+    if len(text) > MAX_JSON_BYTES:
+        raise CardError(Problem.TOO_LARGE, f"The card is larger than {_size(MAX_JSON_BYTES)}.")
+    value = parse_json(text, "card")
+    return card_from_object(value, image)
+
+
+def _from_png(data: bytes) -> Card:
+    if len(data) > MAX_PNG_BYTES:
+        raise CardError(
+            Problem.TOO_LARGE,
+            f"The PNG is {_size(len(data))}; a card image may be at most {_size(MAX_PNG_BYTES)}.",
+        )
+    try:
+        chunks = read_chunks(data)
+        found: dict[str, bytes] = {}
+        kept = []
+        for chunk in chunks:
+            text = text_of(chunk, MAX_JSON_BYTES * 2)
+            keyword = text[0].lower() if text else ""
+            if text and keyword in ("ccv3", "chara"):
+                found.setdefault(keyword, text[1])
+                continue
+            kept.append(chunk)
+    except PngError as err:
+        raise CardError(Problem.DAMAGED_PNG, str(err)) from err
+    if not found:
+        raise CardError(
+            Problem.NOT_A_CARD,
+            "This PNG has no character card in it (no `ccv3` or `chara` text chunk).",
+        )
+    image = write_chunks(kept)  # the avatar: the image without the card's chunks
+    first: CardError | None = None
+    for keyword in ("ccv3", "chara"):  # V3 first, as the V3 spec and SillyTavern read them
+        if keyword not in found:
+            continue
+        try:
+            return card_from_json(_unbase64(found[keyword], keyword), image)
+        except CardError as err:
+            first = first or err
+    assert first is not None
+    raise first
+
+
+def _unbase64(raw: bytes, keyword: str) -> bytes:
+    compact = re.sub(rb"\s+", b"", raw)
+    if len(compact) > MAX_JSON_BYTES * 4 // 3 + 4:
+        raise CardError(Problem.TOO_LARGE, f"The card is larger than {_size(MAX_JSON_BYTES)}.")
+    compact += b"=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise CardError(
+            Problem.BAD_BASE64,
+            f"The PNG's `{keyword}` chunk is not valid base64, so the card cannot be read.",
+        ) from err
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise CardError(
+            Problem.BAD_JSON, f"The card is not UTF-8 text (bad byte at offset {err.start})."
+        ) from err
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def parse_json(text: str, what: str) -> Any:
+    """JSON with nesting, NaN/Infinity and huge numbers refused; CardError says why."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub("", text)):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            raise CardError(Problem.BAD_JSON, f"The {what} JSON is nested too deeply.")
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not a JSON number")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as err:
+        raise CardError(
+            Problem.BAD_JSON,
+            f"The {what} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}).",
+        ) from err
+    except (ValueError, RecursionError) as err:
+        raise CardError(Problem.BAD_JSON, f"The {what} is not valid JSON ({err}).") from err
+
+
+def card_from_object(value: object, image: bytes | None = None) -> Card:
+    """A card from parsed JSON: V2 and V3 as they are, V1 (flat, no spec) upgraded."""
+    if not isinstance(value, dict):
+        raise CardError(Problem.NOT_A_CARD, "The file is JSON but not a character card.")
+    spec = value.get("spec")
+    if spec is None:
+        if "data" in value or not isinstance(value.get("name"), str):
+            raise CardError(
+                Problem.NOT_A_CARD,
+                "The file is JSON but not a character card (no `spec` and no `name`).",
+            )
+        return _card(_v1_as_data(value), V1, image)
+    if spec == V2:
+        version = value.get("spec_version")
+        if version not in ("2.0", 2, 2.0):
+            raise CardError(
+                Problem.WRONG_VERSION,
+                f"A chara_card_v2 card must have spec_version 2.0, not {_shown(version)}.",
+            )
+    elif spec == V3:
+        _check_v3_version(value.get("spec_version"))
+    else:
+        raise CardError(
+            Problem.WRONG_VERSION,
+            f"This is a {_shown(spec)} file; only character cards (chara_card_v2 or "
+            "chara_card_v3) can be imported.",
+        )
+    data = value.get("data")
+    if not isinstance(data, dict):
+        raise CardError(Problem.BAD_FIELD, "The card's `data` must be an object.")
+    return _card(data, str(spec), image)
+
+
+def _check_v3_version(version: object) -> None:
+    # The V3 spec asks readers not to refuse other 3.x versions: compare as a float.
+    try:
+        number = float(version) if isinstance(version, str | int | float) else math.nan
+    except ValueError:
+        number = math.nan
+    if isinstance(version, bool) or not 3.0 <= number < 4.0:
+        raise CardError(
+            Problem.WRONG_VERSION,
+            f"A chara_card_v3 card must have spec_version 3.x, not {_shown(version)}.",
+        )
+
+
+def _v1_as_data(flat: dict[str, Any]) -> dict[str, Any]:
+    """SillyTavern's V1 upgrade: the flat fields, `creatorcomment` as the creator notes."""
+    data = {k: flat[k] for k in ("name", *_TEXT_FIELDS, *_SHORT_FIELDS) if k in flat}
+    if "creatorcomment" in flat and "creator_notes" not in flat:
+        data["creator_notes"] = flat["creatorcomment"]
+    if "tags" in flat:
+        data["tags"] = flat["tags"]
+    return data
+
+
+def _card(data: dict[str, Any], spec: str, image: bytes | None) -> Card:
+    name = _text(data, "name", MAX_NAME_CHARS).strip()
+    if not name:
+        raise CardError(Problem.BAD_FIELD, "The card has no `name`.")
+    texts = {key: _text(data, key, MAX_TEXT_CHARS) for key in _TEXT_FIELDS}
+    shorts = {key: _text(data, key, MAX_SHORT_CHARS) for key in _SHORT_FIELDS}
+    book = data.get("character_book")
+    return Card(
+        name=name,
+        nickname=_text(data, "nickname", MAX_NAME_CHARS).strip(),
+        alternate_greetings=_strings(data, "alternate_greetings", MAX_TEXT_CHARS, lenient=True),
+        group_only_greetings=_strings(data, "group_only_greetings", MAX_TEXT_CHARS),
+        tags=_strings(data, "tags", MAX_SHORT_CHARS, lenient=True, comma=True),
+        character_book=None if book is None else _book(book),
+        extensions=_object(data, "extensions"),
+        extra=canonical_json({k: v for k, v in data.items() if k not in _KNOWN}),
+        image=image,
+        spec=spec,
+        **texts,
+        **shorts,
+    )
+
+
+def _book(book: object) -> CharacterBook:
+    where = "character_book"
+    if not isinstance(book, dict):
+        raise _wrong(where, "an object")
+    entries = book.get("entries", [])
+    if not isinstance(entries, list):
+        raise _wrong(f"{where}.entries", "a list")
+    if len(entries) > MAX_ENTRIES:
+        raise CardError(
+            Problem.TOO_LARGE, f"The lorebook has {len(entries)} entries; at most {MAX_ENTRIES}."
+        )
+    return CharacterBook(
+        entries=tuple(_entry(e, f"{where}.entries[{i}]") for i, e in enumerate(entries)),
+        name=_text(book, "name", MAX_SHORT_CHARS, where),
+        description=_text(book, "description", MAX_TEXT_CHARS, where),
+        scan_depth=_count(book, "scan_depth", where),
+        token_budget=_count(book, "token_budget", where),
+        recursive_scanning=_flag(book, "recursive_scanning", where) is True,
+        extensions=_object(book, "extensions", where),
+        extra=canonical_json({k: v for k, v in book.items() if k not in _BOOK_KNOWN}),
+    )
+
+
+def _entry(entry: object, where: str) -> LoreEntry:
+    if not isinstance(entry, dict):
+        raise _wrong(where, "an object")
+    keys = _strings(entry, "keys", MAX_SHORT_CHARS, where, lenient=True, comma=True)
+    secondary = _strings(entry, "secondary_keys", MAX_SHORT_CHARS, where, lenient=True, comma=True)
+    if len(keys) > MAX_KEYS or len(secondary) > MAX_KEYS:
+        raise CardError(Problem.TOO_LARGE, f"`{where}` has more than {MAX_KEYS} keys.")
+    ident = entry.get("id")
+    if ident is not None and (isinstance(ident, bool) or not isinstance(ident, int | str)):
+        raise _wrong(f"{where}.id", "a number or text")
+    position = entry.get("position")
+    if position is not None and not isinstance(position, str):
+        raise _wrong(f"{where}.position", "text")
+    return LoreEntry(
+        keys=keys,
+        content=_text(entry, "content", MAX_TEXT_CHARS, where),
+        enabled=_flag(entry, "enabled", where) is not False,
+        insertion_order=_number(entry, "insertion_order", where) or 0,
+        case_sensitive=_flag(entry, "case_sensitive", where),
+        use_regex=_flag(entry, "use_regex", where) is True,
+        constant=_flag(entry, "constant", where) is True,
+        selective=_flag(entry, "selective", where) is True,
+        secondary_keys=secondary,
+        position=(position or "")[:40],
+        priority=_number(entry, "priority", where),
+        id=ident if not isinstance(ident, str) else ident[:MAX_SHORT_CHARS],
+        name=_text(entry, "name", MAX_SHORT_CHARS, where),
+        comment=_text(entry, "comment", MAX_TEXT_CHARS, where),
+        extensions=_object(entry, "extensions", where),
+        extra=canonical_json({k: v for k, v in entry.items() if k not in _ENTRY_KNOWN}),
+    )
+
+
+# -- field checks: missing or null is the empty value, a wrong type names the field ---------
+
+
+def _path(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _wrong(path: str, expected: str) -> CardError:
+    return CardError(Problem.BAD_FIELD, f"The card's `{path}` must be {expected}.")
+
+
+def _text(obj: Mapping[str, Any], key: str, limit: int, where: str = "") -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _wrong(_path(where, key), "text")
+    if len(value) > limit:
+        raise CardError(
+            Problem.TOO_LARGE,
+            f"The card's `{_path(where, key)}` has {len(value):,} characters; at most {limit:,}.",
+        )
+    return clean_text(value)
+
+
+def _strings(
+    obj: Mapping[str, Any],
+    key: str,
+    limit: int,
+    where: str = "",
+    *,
+    lenient: bool = False,
+    comma: bool = False,
+) -> tuple[str, ...]:
+    """A list of strings; `lenient` also takes one string (SillyTavern does), split on
+    commas when `comma` (tags typed as `a, b`)."""
+    value = obj.get(key)
+    path = _path(where, key)
+    if value is None:
+        return ()
+    if isinstance(value, str) and lenient:
+        value = [v.strip() for v in value.split(",")] if comma else [value]
+        value = [v for v in value if v]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _wrong(path, "a list of strings")
+    if len(value) > MAX_ITEMS:
+        raise CardError(Problem.TOO_LARGE, f"The card's `{path}` has more than {MAX_ITEMS} items.")
+    if any(len(v) > limit for v in value):
+        raise CardError(
+            Problem.TOO_LARGE, f"An item of the card's `{path}` is over {limit:,} characters."
+        )
+    return tuple(clean_text(v) for v in value)
+
+
+def _flag(obj: Mapping[str, Any], key: str, where: str) -> bool | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise _wrong(_path(where, key), "true or false")
+    return value
+
+
+def _number(obj: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _wrong(_path(where, key), "a number")
+    if abs(value) > 1e15:
+        raise _wrong(_path(where, key), "a number of sensible size")
+    return value
+
+
+def _count(obj: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = _number(obj, key, where)
+    if value is None:
+        return None
+    if value < 0:
+        raise _wrong(_path(where, key), "zero or more")
+    return int(value)
+
+
+def _object(obj: Mapping[str, Any], key: str, where: str = "") -> str:
+    value = obj.get(key)
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict):
+        raise _wrong(_path(where, key), "an object")
+    return canonical_json(value)
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False) if value is not None else "none"
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
+
+
+def _sanitized(value: object) -> object:
+    """Kept-as-is JSON with text made storable (no NUL, no lone surrogates)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_sanitized(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _sanitized(v) for k, v in value.items()}
+    return value

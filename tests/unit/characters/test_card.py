@@ -1,0 +1,262 @@
+"""Reading cards: V2/V3/V1 from PNG and JSON, and every refusal a clear CardError."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+
+import pytest
+
+from bot.characters import MAX_JSON_BYTES, MAX_PNG_BYTES, CardError, Problem, read_card
+from bot.characters.png import read_chunks
+from tests.unit.characters.samples import b64, chunk, insert_before_iend, png_with, v2, v3
+
+
+def test_a_sillytavern_v2_png_is_read_with_its_lorebook_and_avatar() -> None:
+    data = png_with({"chara": b64(v2())})
+    card = read_card(data)
+    assert card.spec == "chara_card_v2"
+    assert card.name == "Seraphina"
+    assert card.description == "{{char}} is a guardian of the forest."
+    assert card.alternate_greetings == ("Hello, {{user}}.", "*{{char}} smiles.*")
+    assert card.tags == ("fantasy", "guardian")
+    assert card.creator == "tester" and card.character_version == "1.2"
+    assert json.loads(card.extensions)["world"] == "Glade"
+    book = card.character_book
+    assert book is not None and book.scan_depth == 2 and book.token_budget == 500
+    entry = book.entries[0]
+    assert entry.keys == ("glade", "clearing") and entry.id == 0 and entry.selective
+    assert entry.position == "before_char" and entry.insertion_order == 100
+    assert entry.extension_values["selectiveLogic"] == 0
+    # the avatar is the image without the card's chunk, still a PNG Pillow can read
+    assert card.image is not None
+    assert [c.type for c in read_chunks(card.image)] == [b"IHDR", b"IDAT", b"IEND"]
+
+
+def test_ccv3_is_preferred_over_chara() -> None:
+    data = png_with({"chara": b64(v2()), "ccv3": b64(v3())})
+    card = read_card(data)
+    assert card.spec == "chara_card_v3"
+    assert card.name == "Captain Aurelia Voss" and card.nickname == "Aurelia"
+    assert card.display_name == "Aurelia"
+    assert card.group_only_greetings == ("Crew, to stations!",)
+    extra = json.loads(card.extra)
+    assert extra["assets"][0]["uri"] == "ccdefault:" and extra["creation_date"] == 1717000000
+    assert card.character_book is not None and card.character_book.entries[0].use_regex
+
+
+def test_keywords_are_matched_case_insensitively_like_sillytavern() -> None:
+    assert read_card(png_with({"CCV3": b64(v3())})).name == "Captain Aurelia Voss"
+
+
+def test_a_broken_ccv3_falls_back_to_chara() -> None:
+    data = png_with({"ccv3": "!!!not base64!!!", "chara": b64(v2())})
+    assert read_card(data).name == "Seraphina"
+
+
+def test_ztxt_and_itxt_chunks_are_read() -> None:
+    base = png_with({})
+    text = b64(v3()).encode()
+    ztxt = chunk(b"zTXt", b"ccv3\0\0" + zlib.compress(text))
+    assert read_card(insert_before_iend(base, ztxt)).nickname == "Aurelia"
+    itxt = chunk(b"iTXt", b"chara\0\1\0en\0\0" + zlib.compress(b64(v2()).encode()))
+    assert read_card(insert_before_iend(base, itxt)).name == "Seraphina"
+    plain_itxt = chunk(b"iTXt", b"chara\0\0\0\0\0" + b64(v2()).encode())
+    assert read_card(insert_before_iend(base, plain_itxt)).name == "Seraphina"
+
+
+def test_json_cards_v2_v3_and_a_bom() -> None:
+    assert read_card(json.dumps(v2()).encode()).name == "Seraphina"
+    assert read_card(b"\xef\xbb\xbf" + json.dumps(v3()).encode()).nickname == "Aurelia"
+    assert read_card(json.dumps(v3()).encode()).image is None
+
+
+def test_base64_with_line_breaks_and_no_padding_is_read() -> None:
+    raw = b64(v2()).rstrip("=")
+    wrapped = "\n".join(raw[i : i + 76] for i in range(0, len(raw), 76))
+    assert read_card(png_with({"chara": wrapped})).name == "Seraphina"
+
+
+def test_a_v1_card_is_upgraded() -> None:
+    flat = {
+        "name": "Old Bot",
+        "description": "d",
+        "personality": "p",
+        "scenario": "s",
+        "first_mes": "hi",
+        "mes_example": "",
+        "creatorcomment": "notes",
+        "tags": "a, b",
+        "talkativeness": 0.5,
+    }
+    card = read_card(json.dumps(flat).encode())
+    assert card.spec == "v1"
+    assert (card.name, card.first_mes, card.creator_notes) == ("Old Bot", "hi", "notes")
+    assert card.tags == ("a", "b")
+    assert card.extra == "{}"
+
+
+def test_newer_v3_minor_versions_are_accepted() -> None:
+    card = v3()
+    card["spec_version"] = "3.1"
+    assert read_card(json.dumps(card).encode()).name == "Captain Aurelia Voss"
+
+
+def test_missing_and_null_fields_are_empty_and_text_is_cleaned() -> None:
+    card = v2()
+    card["data"] = {
+        "name": "  Nul\x00l  ",
+        "description": None,
+        "first_mes": "a\r\nb\x07",
+        "character_book": None,
+    }
+    read = read_card(json.dumps(card).encode())
+    assert read.name == "Null"
+    assert read.description == "" and read.first_mes == "a\nb"
+    assert read.character_book is None and read.tags == ()
+
+
+def test_unknown_fields_are_kept_and_made_storable() -> None:
+    card = v3()
+    card["data"]["x_app"] = {"k": "v\x00", "deep": [1, {"s": "\ud800"}]}
+    extra = json.loads(read_card(json.dumps(card).encode()).extra)
+    assert extra["x_app"] == {"k": "v", "deep": [1, {"s": "\ufffd"}]}
+
+
+def _refused(data: bytes) -> CardError:
+    with pytest.raises(CardError) as caught:
+        read_card(data)
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith((".", ")"))
+    return caught.value
+
+
+def _json(card: object) -> bytes:
+    return json.dumps(card).encode()
+
+
+def _with(**changes: object) -> bytes:
+    card = v2()
+    card["data"].update(changes)
+    return _json(card)
+
+
+def _with_entry(**changes: object) -> bytes:
+    card = v2()
+    card["data"]["character_book"]["entries"][0].update(changes)
+    return _json(card)
+
+
+@pytest.mark.parametrize(
+    ("data", "problem", "says"),
+    [
+        (b"", Problem.NOT_A_CARD, "empty"),
+        (b"hello there", Problem.BAD_JSON, "not valid JSON"),
+        (b"\x00\x01\x02garbage", Problem.BAD_JSON, "not valid JSON"),
+        (b"\xff\xfe{}", Problem.BAD_JSON, "not UTF-8"),
+        (b"[1, 2]", Problem.NOT_A_CARD, "not a character card"),
+        (b'{"foo": 1}', Problem.NOT_A_CARD, "not a character card"),
+        (b'{"spec": "lorebook_v3", "data": {}}', Problem.WRONG_VERSION, "lorebook_v3"),
+        (b'{"spec": "chara_card_v4", "data": {}}', Problem.WRONG_VERSION, "chara_card_v4"),
+        (
+            b'{"spec": "chara_card_v2", "spec_version": "1.0", "data": {"name": "x"}}',
+            Problem.WRONG_VERSION,
+            "2.0",
+        ),
+        (
+            b'{"spec": "chara_card_v3", "spec_version": "two", "data": {"name": "x"}}',
+            Problem.WRONG_VERSION,
+            "3.x",
+        ),
+        (
+            b'{"spec": "chara_card_v3", "spec_version": "4.0", "data": {"name": "x"}}',
+            Problem.WRONG_VERSION,
+            "3.x",
+        ),
+        (b'{"spec": "chara_card_v3", "spec_version": "3.0"}', Problem.BAD_FIELD, "`data`"),
+        (b"[" * 100_000 + b"]" * 100_000, Problem.BAD_JSON, "nested too deeply"),
+        (b'{"spec": "chara_card_v3", "spec_version": NaN}', Problem.BAD_JSON, "NaN"),
+        (b'{"name": "x", "n": ' + b"9" * 5000 + b"}", Problem.BAD_JSON, "not valid JSON"),
+        (b" " * (MAX_JSON_BYTES + 1), Problem.TOO_LARGE, "at most"),
+        (_with(name=""), Problem.BAD_FIELD, "no `name`"),
+        (_with(name=["Seraphina"]), Problem.BAD_FIELD, "`name` must be text"),
+        (_with(description=5), Problem.BAD_FIELD, "`description` must be text"),
+        (_with(alternate_greetings=[1]), Problem.BAD_FIELD, "`alternate_greetings`"),
+        (_with(tags={"a": 1}), Problem.BAD_FIELD, "`tags` must be a list"),
+        (_with(extensions=[]), Problem.BAD_FIELD, "`extensions` must be an object"),
+        (_with(character_book=[]), Problem.BAD_FIELD, "`character_book` must be an object"),
+        (_with(first_mes="x" * 100_001), Problem.TOO_LARGE, "`first_mes`"),
+        (_with(tags=["t"] * 501), Problem.TOO_LARGE, "`tags`"),
+        (_with_entry(keys=[1]), Problem.BAD_FIELD, "character_book.entries[0].keys"),
+        (_with_entry(enabled="yes"), Problem.BAD_FIELD, "character_book.entries[0].enabled"),
+        (_with_entry(content=None, insertion_order="1"), Problem.BAD_FIELD, "insertion_order"),
+        (_with_entry(priority=True), Problem.BAD_FIELD, "entries[0].priority"),
+        (_with_entry(id=[1]), Problem.BAD_FIELD, "entries[0].id"),
+        (_with_entry(position=1), Problem.BAD_FIELD, "entries[0].position"),
+    ],
+)
+def test_refusals_are_typed_and_one_line(data: bytes, problem: Problem, says: str) -> None:
+    error = _refused(data)
+    assert error.problem is problem
+    assert says in str(error)
+
+
+def test_a_lorebook_with_too_many_entries_is_refused() -> None:
+    card = v2()
+    card["data"]["character_book"]["entries"] = [{"keys": [], "content": ""}] * 2001
+    assert _refused(_json(card)).problem is Problem.TOO_LARGE
+
+
+PNG = png_with({"chara": b64(v2())})
+
+
+@pytest.mark.parametrize(
+    ("data", "problem", "says"),
+    [
+        (png_with({}), Problem.NOT_A_CARD, "no character card"),
+        (png_with({"Comment": "hello"}), Problem.NOT_A_CARD, "no character card"),
+        (PNG[:8], Problem.DAMAGED_PNG, "truncated"),
+        (PNG[: len(PNG) // 2], Problem.DAMAGED_PNG, "truncated"),
+        (PNG[:-12], Problem.DAMAGED_PNG, "truncated"),
+        (PNG[:8] + b"\x7f\xff\xff\xff" + PNG[12:], Problem.DAMAGED_PNG, "longer than the file"),
+        (PNG[:8] + b"\xff\xff\xff\xff" + PNG[12:], Problem.DAMAGED_PNG, "truncated or damaged"),
+        (PNG[:30] + bytes([PNG[30] ^ 0xFF]) + PNG[31:], Problem.DAMAGED_PNG, "checksum"),
+        (png_with({"chara": "@@@@"}), Problem.BAD_BASE64, "base64"),
+        (png_with({"chara": b64(v2())[:-7] + "*junk*"}), Problem.BAD_BASE64, "base64"),
+        (png_with({"chara": b64("not json")}), Problem.BAD_JSON, "not valid JSON"),
+        (png_with({"chara": b64('{"name": 1}')}), Problem.NOT_A_CARD, "not a character card"),
+        (
+            png_with({"chara": base64.b64encode(b"\xc3\x28{}").decode()}),
+            Problem.BAD_JSON,
+            "not UTF-8",
+        ),
+        (png_with({}, size=(20_000, 1)), Problem.DAMAGED_PNG, "at most 16384"),
+    ],
+)
+def test_png_refusals(data: bytes, problem: Problem, says: str) -> None:
+    error = _refused(data)
+    assert error.problem is problem
+    assert says in str(error)
+
+
+def test_a_png_over_the_size_cap_is_refused_before_reading() -> None:
+    data = PNG + b"\0" * (MAX_PNG_BYTES)
+    assert _refused(data).problem is Problem.TOO_LARGE
+
+
+def test_a_compressed_text_bomb_stops_at_the_cap() -> None:
+    bomb = zlib.compress(b"A" * (MAX_JSON_BYTES * 3), 9)
+    data = insert_before_iend(png_with({}), chunk(b"zTXt", b"ccv3\0\0" + bomb))
+    error = _refused(data)
+    assert error.problem is Problem.DAMAGED_PNG and "inflates past" in str(error)
+
+
+def test_a_ztxt_that_does_not_inflate_is_refused() -> None:
+    data = insert_before_iend(png_with({}), chunk(b"zTXt", b"ccv3\0\0not zlib"))
+    assert _refused(data).problem is Problem.DAMAGED_PNG
+
+
+def test_many_tiny_chunks_are_bounded() -> None:
+    data = insert_before_iend(png_with({}), *[chunk(b"tEXt", b"a\0b")] * 100_001)
+    assert "too many chunks" in str(_refused(data))
