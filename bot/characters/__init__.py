@@ -11,6 +11,7 @@ from bot.characters.card import (
     card_from_json,
     read_card,
 )
+from bot.characters.export import card_object, export_json, export_png
 
 __all__ = [
     "MAX_JSON_BYTES",
@@ -21,5 +22,8 @@ __all__ = [
     "LoreEntry",
     "Problem",
     "card_from_json",
+    "card_object",
+    "export_json",
+    "export_png",
     "read_card",
 ]
