@@ -12,6 +12,15 @@ from bot.characters.card import (
     read_card,
 )
 from bot.characters.export import card_object, export_json, export_png
+from bot.characters.lorebook import LoreHits
+from bot.characters.macros import Macros
+from bot.characters.prompt import (
+    CharacterPrompt,
+    build_prompt,
+    example_dialogues,
+    greetings,
+    macros_for,
+)
 
 __all__ = [
     "MAX_JSON_BYTES",
@@ -19,11 +28,18 @@ __all__ = [
     "Card",
     "CardError",
     "CharacterBook",
+    "CharacterPrompt",
     "LoreEntry",
+    "LoreHits",
+    "Macros",
     "Problem",
+    "build_prompt",
     "card_from_json",
     "card_object",
+    "example_dialogues",
     "export_json",
     "export_png",
+    "greetings",
+    "macros_for",
     "read_card",
 ]

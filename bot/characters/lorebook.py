@@ -1,0 +1,210 @@
+"""Which lorebook entries the recent messages bring into the prompt, within a token budget."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bot.characters.card import CharacterBook, LoreEntry
+from bot.characters.macros import Macros
+from bot.characters.saferegex import MAX_STEPS, Unsafe, compile_key, is_delimited
+
+DEFAULT_SCAN_DEPTH = 2  # SillyTavern's world_info_depth
+MAX_SCAN_DEPTH = 1000  # SillyTavern's MAX_SCAN_DEPTH
+RECURSION_PASSES = 3
+REGEX_BUDGET = 100 * MAX_STEPS  # all regex searches of one prompt together
+# SillyTavern's selectiveLogic (extensions.selectiveLogic): how secondary keys combine.
+AND_ANY, NOT_ALL, NOT_ANY, AND_ALL = 0, 1, 2, 3
+_DECORATOR = re.compile(r"@@@?[A-Za-z_]+[^\n]*")
+
+
+@dataclass(frozen=True, slots=True)
+class LoreHits:
+    """Inserted entries' texts by position (insertion order), and what was left out why."""
+
+    before: tuple[str, ...] = ()  # before the description ("before_char")
+    after: tuple[str, ...] = ()  # after the scenario ("after_char" and the rest)
+    entries: tuple[LoreEntry, ...] = ()
+    notes: tuple[str, ...] = ()  # regex keys not used, entries over the budget
+
+
+@dataclass
+class _Scan:
+    """The text one scan looks in, lower-cased once, and the regex work still allowed."""
+
+    texts: list[str]
+    lowered: list[str]
+    regex_budget: int = REGEX_BUDGET
+    notes: list[str] = field(default_factory=list)
+
+
+def scan(
+    book: CharacterBook | None,
+    messages: Sequence[str],
+    *,
+    macros: Macros,
+    estimate: Callable[[str], int],
+    budget: int | None = None,
+) -> LoreHits:
+    """Entries whose keys appear in the last `scan_depth` of `messages` (oldest first),
+    constant ones, and (recursive books) those the inserted ones mention; the most
+    important that fit `budget` and the book's token_budget are kept."""
+    if book is None or not book.entries:
+        return LoreHits()
+    depth = DEFAULT_SCAN_DEPTH if book.scan_depth is None else book.scan_depth
+    windows: dict[int, _Scan] = {}
+
+    def window(entry: LoreEntry) -> _Scan:
+        own = entry.extension_values.get("scan_depth")
+        size = own if isinstance(own, int) and not isinstance(own, bool) else depth
+        size = max(0, min(size, MAX_SCAN_DEPTH))
+        if size not in windows:
+            texts = list(messages[-size:]) if size else []
+            windows[size] = _Scan(texts, [t.lower() for t in texts])
+        return windows[size]
+
+    active: dict[int, str] = {}
+    recursion: list[str] = []
+    for step in range(1 + (RECURSION_PASSES if book.recursive_scanning else 0)):
+        found: list[str] = []  # joins the scanned text after this pass, not during it
+        for index, entry in enumerate(book.entries):
+            if index in active:
+                continue
+            ext = entry.extension_values
+            if step and ext.get("exclude_recursion") is True:
+                continue
+            content, decorators = _decorated(entry.content)
+            if not content or not _activates(entry, decorators, window(entry), recursion, macros):
+                continue
+            active[index] = macros(content)
+            if ext.get("prevent_recursion") is not True:
+                found.append(content)
+        if not found:
+            break
+        recursion += found
+    notes = [n for w in windows.values() for n in w.notes]
+    kept = _within_budget(book, active, estimate, budget, notes)
+    kept.sort(key=lambda i: (book.entries[i].insertion_order, i))
+    before = tuple(active[i] for i in kept if _is_before(book.entries[i]))
+    after = tuple(active[i] for i in kept if not _is_before(book.entries[i]))
+    return LoreHits(before, after, tuple(book.entries[i] for i in kept), tuple(notes))
+
+
+def _decorated(content: str) -> tuple[str, set[str]]:
+    """Content without its leading V3 decorator lines, and the decorators' names."""
+    names: set[str] = set()
+    lines = content.split("\n")
+    while lines and _DECORATOR.fullmatch(lines[0].strip()):
+        names.add(lines.pop(0).strip().lstrip("@").split(" ", 1)[0].lower())
+    return "\n".join(lines).strip(), names
+
+
+def _activates(
+    entry: LoreEntry, decorators: set[str], scan: _Scan, recursion: list[str], macros: Macros
+) -> bool:
+    if not entry.enabled:
+        return False
+    if "activate" in decorators:
+        return True
+    if "dont_activate" in decorators:
+        return False
+    if entry.use_regex:  # V3: keys are patterns; constant and secondary keys do not apply
+        return any(_regex(entry, macros(k), scan, recursion, bare=True) for k in entry.keys)
+    if entry.constant:
+        return True
+    if not any(_matches(entry, macros(k), scan, recursion) for k in entry.keys):
+        return False
+    if not entry.selective or not entry.secondary_keys:
+        return True
+    hits = [_matches(entry, macros(k), scan, recursion) for k in entry.secondary_keys]
+    logic = entry.extension_values.get("selectiveLogic", AND_ANY)
+    if logic == NOT_ALL:
+        return not all(hits)
+    if logic == NOT_ANY:
+        return not any(hits)
+    if logic == AND_ALL:
+        return all(hits)
+    return any(hits)
+
+
+def _matches(entry: LoreEntry, key: str, scan: _Scan, recursion: list[str]) -> bool:
+    key = key.strip()
+    if not key:
+        return False
+    if is_delimited(key):  # SillyTavern reads `/…/flags` keys as patterns in any entry
+        return _regex(entry, key, scan, recursion, bare=False)
+    ext = entry.extension_values
+    sensitive = entry.case_sensitive is True or ext.get("case_sensitive") is True
+    texts = [*scan.texts, *recursion] if sensitive else [*scan.lowered, *map(str.lower, recursion)]
+    needle = key if sensitive else key.lower()
+    if ext.get("match_whole_words") is True and not any(c.isspace() for c in needle):
+        word = re.compile(rf"(?:^|\W){re.escape(needle)}(?:$|\W)")
+        return any(word.search(text) for text in texts)
+    return any(needle in text for text in texts)
+
+
+def _regex(entry: LoreEntry, key: str, scan: _Scan, recursion: list[str], *, bare: bool) -> bool:
+    key = key.strip()
+    if not key:
+        return False
+    label = entry.comment or entry.name or (entry.keys[0] if entry.keys else "?")
+    try:
+        pattern = compile_key(key, entry.case_sensitive is not True, not bare)
+    except Unsafe as err:
+        _note(scan, f"Lorebook entry “{label}”: the key {key[:60]} is not used: {err}.")
+        return False
+    for text in [*scan.texts, *recursion]:
+        cost = pattern.steps(len(text))
+        if cost > MAX_STEPS or cost > scan.regex_budget:
+            _note(scan, f"Lorebook entry “{label}”: the key {key[:60]} could take too long.")
+            return False
+        scan.regex_budget -= cost
+        if pattern.search(text):
+            return True
+    return False
+
+
+def _note(scan: _Scan, text: str) -> None:
+    if text not in scan.notes:
+        scan.notes.append(text)
+
+
+def _within_budget(
+    book: CharacterBook,
+    active: dict[int, str],
+    estimate: Callable[[str], int],
+    budget: int | None,
+    notes: list[str],
+) -> list[int]:
+    """The active entries that fit, the most important first: by `priority`, else by
+    `insertion_order` (the V3 spec drops the lowest first)."""
+    limits = [b for b in (budget, book.token_budget or None) if b is not None]
+    left = min(limits) if limits else None
+
+    def importance(i: int) -> tuple[float, int]:
+        entry = book.entries[i]
+        rank = entry.priority if entry.priority is not None else entry.insertion_order
+        return (-rank, i)
+
+    kept = []
+    for i in sorted(active, key=importance):
+        cost = estimate(active[i])
+        if left is not None:
+            if cost > left:
+                entry = book.entries[i]
+                label = entry.comment or entry.name or ", ".join(entry.keys[:3])
+                notes.append(f"Lorebook entry “{label[:60]}” left out: over the token budget.")
+                continue
+            left -= cost
+        kept.append(i)
+    return kept
+
+
+def _is_before(entry: LoreEntry) -> bool:
+    # SillyTavern: extensions.position 0 is before the character, any other number after;
+    # without it, "before_char" is before and anything else (even nothing) after.
+    position = entry.extension_values.get("position")
+    if isinstance(position, int) and not isinstance(position, bool):
+        return position == 0
+    return entry.position == "before_char"

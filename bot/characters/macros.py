@@ -1,0 +1,73 @@
+"""Card macros: {{char}}, {{user}}, <BOT>, <USER>, {{original}}, comments, random picks."""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from dataclasses import dataclass, field
+
+# One pass, case-insensitive. `[^{}]` stops a scan at the next brace, so an unclosed
+# `{{` costs at most up to the next one: linear on any text.
+_MACRO = re.compile(r"\{\{([^{}]{0,4000})\}\}|<(bot|user|char)>", re.IGNORECASE)
+_ORIGINAL = re.compile(r"\{\{\s*original\s*\}\}", re.IGNORECASE)
+_ROLL = re.compile(r"d?([0-9]{1,7})", re.IGNORECASE)
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_SILENT = ("//", "comment:", "hidden_key:")
+
+
+@dataclass(frozen=True, slots=True)
+class Macros:
+    """What the macros stand for in one prompt: the character, the person, a random source."""
+
+    char: str
+    user: str
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def __call__(self, text: str, original: str | None = None) -> str:
+        """`text` with macros replaced; `{{original}}` becomes `original` (its first use
+        only, as SillyTavern does), and macros inside `original` are resolved too."""
+        if "{" not in text and "<" not in text:
+            return text
+        if original is not None:
+            first = _ORIGINAL.search(text)
+            if first is not None:
+                text = text[: first.start()] + original + text[first.end() :]
+        seen: dict[str, int] = {}
+        return _MACRO.sub(lambda m: self._one(m, seen), text)
+
+    def _one(self, match: re.Match[str], seen: dict[str, int]) -> str:
+        if match.group(2) is not None:
+            return self.user if match.group(2).lower() == "user" else self.char
+        body = match.group(1)
+        name = body.strip().lower()
+        if name == "char":
+            return self.char
+        if name == "user":
+            return self.user
+        if name in ("original", "noop"):
+            return ""
+        if name == "newline":
+            return "\n"
+        if name.startswith(_SILENT):
+            return ""
+        head, _, rest = body.strip().partition(":")
+        head = head.strip().lower()
+        if head in ("random", "pick") and rest:
+            items = _choices(rest)
+            if head == "random":
+                return self.rng.choice(items)
+            # pick: the same choice every time this prompt is built
+            nth = seen[body] = seen.get(body, -1) + 1
+            return items[zlib.crc32(f"{self.char}\0{body}\0{nth}".encode()) % len(items)]
+        if head == "roll":
+            found = _ROLL.fullmatch(rest.strip())
+            if found and int(found.group(1)) > 0:
+                return str(self.rng.randint(1, int(found.group(1))))
+        return match.group(0)  # not ours: left as written
+
+
+def _choices(rest: str) -> list[str]:
+    if rest.startswith(":"):  # {{random::a::b}}
+        return rest[1:].split("::")
+    return [item.replace("\\,", ",") for item in _UNESCAPED_COMMA.split(rest)]

@@ -1,0 +1,175 @@
+"""A card's prompt in SillyTavern's default Chat Completion order, and its greetings."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from bot.characters.card import Card
+from bot.characters.lorebook import LoreHits, scan
+from bot.characters.macros import Macros
+from bot.types import ChatMessage, HistoryEntry, Role
+
+# SillyTavern's defaults (public/scripts/openai.js, default/content/presets/openai).
+PERSONALITY_FORMAT = "[{char}'s personality: {personality}]"
+SCENARIO_FORMAT = "[Circumstances and context of the dialogue: {scenario}]"
+NEW_EXAMPLE_CHAT = "[Example Chat]"
+NEW_CHAT = "[Start a new Chat]"
+EXAMPLE_USER, EXAMPLE_ASSISTANT = "example_user", "example_assistant"
+DEFAULT_USER = "User"
+_START = re.compile(r"<START>", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class CharacterPrompt:
+    """What a turn sends with a card: the system text, then `messages` in order."""
+
+    system: str  # main → lore before → description → personality → scenario → lore after
+    before_history: tuple[ChatMessage, ...]  # example dialogues, then the new-chat marker
+    history: tuple[ChatMessage, ...]  # the turns given, macros resolved
+    after_history: tuple[ChatMessage, ...]  # post-history instructions (0 or 1 message)
+    lore: LoreHits = field(default_factory=LoreHits)
+
+    @property
+    def messages(self) -> tuple[ChatMessage, ...]:
+        return self.before_history + self.history + self.after_history
+
+
+def macros_for(card: Card, user: str, rng: random.Random | None = None) -> Macros:
+    """The macros of `card` spoken to `user` ({{char}} is the V3 nickname if any)."""
+    return Macros(card.display_name, user.strip() or DEFAULT_USER, rng or random.Random())
+
+
+def build_prompt(
+    card: Card,
+    history: Sequence[ChatMessage | HistoryEntry],
+    *,
+    user: str,
+    estimate: Callable[[str], int],
+    default_system: str = "",
+    default_post_history: str = "",
+    auxiliary: str = "",
+    lore_budget: int | None = None,
+    examples_budget: int | None = None,
+    rng: random.Random | None = None,
+) -> CharacterPrompt:
+    """The prompt for `card` over `history` (oldest first, already trimmed to the context).
+
+    `default_system` is our system prompt (what the card's `{{original}}` stands for, and
+    the main prompt when the card has none); `default_post_history` the same for
+    post_history_instructions; `auxiliary` a preset's nsfw prompt. `estimate` counts
+    tokens for the lorebook's `lore_budget` and the examples' `examples_budget`.
+    """
+    macros = macros_for(card, user, rng)
+    turns = tuple(_resolved(m, macros) for m in history)
+    lore = scan(
+        card.character_book,
+        [t.content for t in turns],
+        macros=macros,
+        estimate=estimate,
+        budget=lore_budget,
+    )
+    if card.system_prompt.strip():
+        main = macros(card.system_prompt, original=default_system)
+    else:
+        main = macros(default_system)
+    personality = macros(card.personality).strip()
+    scenario = macros(card.scenario).strip()
+    parts = [
+        main,
+        "\n".join(lore.before),
+        macros(card.description),
+        PERSONALITY_FORMAT.format(char=macros.char, personality=personality) if personality else "",
+        SCENARIO_FORMAT.format(scenario=scenario) if scenario else "",
+        macros(auxiliary),
+        "\n".join(lore.after),
+    ]
+    system = "\n\n".join(p.strip() for p in parts if p.strip())
+    examples = example_messages(card, macros, estimate, examples_budget)
+    before = (*examples, ChatMessage(Role.SYSTEM, NEW_CHAT))
+    if card.post_history_instructions.strip():
+        post = macros(card.post_history_instructions, original=default_post_history)
+    else:
+        post = macros(default_post_history)
+    after = (ChatMessage(Role.SYSTEM, post.strip()),) if post.strip() else ()
+    return CharacterPrompt(system, before, turns, after, lore)
+
+
+def _resolved(message: ChatMessage | HistoryEntry, macros: Macros) -> ChatMessage:
+    if isinstance(message, HistoryEntry):
+        return ChatMessage(message.role, macros(message.content), message.author)
+    return replace(message, content=macros(message.content))
+
+
+def example_dialogues(card: Card, macros: Macros) -> list[list[tuple[Role, str]]]:
+    """mes_example split into `<START>` blocks of (role, text) turns, as SillyTavern's
+    parseExampleIntoIndividual reads them: a line `Name:` starts that speaker's turn.
+
+    A block with no speaker lines is kept whole as one system turn (ST drops it).
+    """
+    text = macros(card.mes_example).strip()
+    if not text or text.upper() == "<START>":
+        return []
+    if not text[:7].upper() == "<START>":
+        text = "<START>\n" + text
+    user, char = f"{macros.user}:", f"{macros.char}:"
+    dialogues = []
+    for block in _START.split(text)[1:]:
+        turns: list[tuple[Role, str]] = []
+        lines: list[str] = []
+        speaker: Role | None = None
+        for line in block.strip().split("\n"):
+            role = Role.USER if line.startswith(user) else None
+            role = Role.ASSISTANT if role is None and line.startswith(char) else role
+            if role is not None and speaker is not None and role is not speaker:
+                turns.append(_turn(speaker, lines, user, char))
+                lines = []
+            speaker = role or speaker
+            lines.append(line)
+        if speaker is not None:
+            turns.append(_turn(speaker, lines, user, char))
+        if not turns and block.strip():
+            turns.append((Role.SYSTEM, block.strip()))
+        if turns:
+            dialogues.append(turns)
+    return dialogues
+
+
+def _turn(speaker: Role, lines: list[str], user: str, char: str) -> tuple[Role, str]:
+    label = user if speaker is Role.USER else char
+    return speaker, "\n".join(lines).replace(label, "", 1).strip()
+
+
+def example_messages(
+    card: Card, macros: Macros, estimate: Callable[[str], int], budget: int | None = None
+) -> tuple[ChatMessage, ...]:
+    """The example dialogues as system turns, each block opened by `[Example Chat]` and each
+    turn named and prefixed with its speaker; whole blocks while they fit `budget`."""
+    out: list[ChatMessage] = []
+    left = budget
+    for turns in example_dialogues(card, macros):
+        block = [ChatMessage(Role.SYSTEM, NEW_EXAMPLE_CHAT)]
+        for role, text in turns:
+            if role is Role.USER:
+                block.append(ChatMessage(Role.SYSTEM, f"{macros.user}: {text}", EXAMPLE_USER))
+            elif role is Role.ASSISTANT:
+                block.append(ChatMessage(Role.SYSTEM, f"{macros.char}: {text}", EXAMPLE_ASSISTANT))
+            else:
+                block.append(ChatMessage(Role.SYSTEM, text))
+        if left is not None:
+            cost = sum(estimate(m.content) for m in block)
+            if cost > left:
+                break
+            left -= cost
+        out += block
+    return tuple(out)
+
+
+def greetings(card: Card, user: str, rng: random.Random | None = None) -> tuple[str, ...]:
+    """first_mes then the alternate greetings (the greeting's swipes), macros resolved;
+    empty ones left out, so the tuple is empty when the card has none."""
+    macros = macros_for(card, user, rng)
+    texts = (macros(t).strip() for t in (card.first_mes, *card.alternate_greetings))
+    return tuple(t for t in texts if t)

@@ -1,0 +1,362 @@
+"""The prompt a card builds: SillyTavern's order, macros, examples, lorebook, greetings."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from bot.characters import (
+    Macros,
+    build_prompt,
+    card_from_json,
+    example_dialogues,
+    greetings,
+    macros_for,
+)
+from bot.characters.card import Card
+from bot.types import ChatMessage, HistoryEntry, Image, Role
+from tests.unit.characters.samples import v2, v3
+
+DEFAULT = "Write {{char}}'s next reply in a fictional chat between {{char}} and {{user}}."
+
+
+def tokens(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+def _card(data: dict[str, Any]) -> Card:
+    return card_from_json(json.dumps(data))
+
+
+def _entries(*entries: dict[str, Any], **book: Any) -> dict[str, Any]:
+    card = v2()
+    base = {"extensions": {}, "enabled": True, "insertion_order": 10, "content": ""}
+    card["data"]["character_book"] = {
+        "extensions": {},
+        "entries": [{**base, **e} for e in entries],
+        **book,
+    }
+    return card
+
+
+def _user(text: str) -> ChatMessage:
+    return ChatMessage(Role.USER, text, "Bob")
+
+
+def _bot(text: str) -> ChatMessage:
+    return ChatMessage(Role.ASSISTANT, text)
+
+
+def test_the_exact_prompt_in_sillytavern_order() -> None:
+    card = v2()
+    card["data"]["character_book"]["entries"] += [
+        {
+            "keys": ["moon"],
+            "content": "{{char}} fears the new moon.",
+            "extensions": {},
+            "enabled": True,
+            "insertion_order": 50,
+            "position": "after_char",
+        },
+        {
+            "keys": ["never mentioned"],
+            "content": "Always here.",
+            "constant": True,
+            "extensions": {},
+            "enabled": True,
+            "insertion_order": 1,
+            "position": "after_char",
+        },
+        {
+            "keys": ["glade"],
+            "content": "Disabled.",
+            "extensions": {},
+            "enabled": False,
+            "insertion_order": 1,
+        },
+    ]
+    history = [
+        _user("Hello?"),
+        _bot("You are in my glade, {{user}}."),
+        _user("Is the MOON out tonight?"),
+    ]
+    prompt = build_prompt(
+        _card(card),
+        history,
+        user="Bob",
+        estimate=tokens,
+        default_system=DEFAULT,
+        default_post_history="Be brief.",
+    )
+    assert prompt.system == (
+        "Write Seraphina's next reply in a fictional chat between Seraphina and Bob. "
+        "Stay in character as Seraphina.\n\n"
+        "The glade is hidden by old magic.\n\n"
+        "Seraphina is a guardian of the forest.\n\n"
+        "[Seraphina's personality: kind, protective]\n\n"
+        "[Circumstances and context of the dialogue: Bob wakes up in Seraphina's glade.]\n\n"
+        "Always here.\nSeraphina fears the new moon."
+    )
+    assert prompt.messages == (
+        ChatMessage(Role.SYSTEM, "[Example Chat]"),
+        ChatMessage(Role.SYSTEM, "Bob: Who are you?", "example_user"),
+        ChatMessage(Role.SYSTEM, "Seraphina: I am Seraphina.", "example_assistant"),
+        ChatMessage(Role.SYSTEM, "[Example Chat]"),
+        ChatMessage(Role.SYSTEM, "Bob: Where am I?", "example_user"),
+        ChatMessage(Role.SYSTEM, "Seraphina: In my glade.\nIt is safe here.", "example_assistant"),
+        ChatMessage(Role.SYSTEM, "[Start a new Chat]"),
+        _user("Hello?"),
+        _bot("You are in my glade, Bob."),
+        _user("Is the MOON out tonight?"),
+        ChatMessage(Role.SYSTEM, "Reply as Seraphina in under 100 words."),
+    )
+    assert [e.content for e in prompt.lore.entries] == [
+        "Always here.",
+        "{{char}} fears the new moon.",
+        "The glade is hidden by old magic.",
+    ]
+
+
+def test_without_card_prompts_ours_are_used_and_empty_parts_are_left_out() -> None:
+    card = v3()
+    card["data"]["character_book"] = None
+    prompt = build_prompt(
+        _card(card),
+        [HistoryEntry(Role.USER, "hi {{char}}", "Ann")],
+        user="Ann",
+        estimate=tokens,
+        default_system=DEFAULT,
+        default_post_history="Stay in character, {{user}}.",
+    )
+    # V3: {{char}} is the nickname
+    assert prompt.system == (
+        "Write Aurelia's next reply in a fictional chat between Aurelia and Ann.\n\n"
+        "Aurelia commands the airship *Meridian*."
+    )
+    assert prompt.before_history == (ChatMessage(Role.SYSTEM, "[Start a new Chat]"),)
+    assert prompt.history == (ChatMessage(Role.USER, "hi Aurelia", "Ann"),)
+    assert prompt.after_history == (ChatMessage(Role.SYSTEM, "Stay in character, Ann."),)
+
+
+def test_original_is_replaced_once_and_a_card_without_it_replaces_ours() -> None:
+    card = v3()
+    card["data"]["system_prompt"] = "A {{original}} B {{ORIGINAL}}"
+    card["data"]["post_history_instructions"] = "Only the card's."
+    prompt = build_prompt(
+        _card(card), [], user="U", estimate=tokens, default_system="ours", default_post_history="x"
+    )
+    assert prompt.system == "A ours B\n\nAurelia commands the airship *Meridian*."
+    assert "x" not in prompt.after_history[0].content
+    assert prompt.after_history[0].content == "Only the card's."
+
+
+def test_history_images_and_names_are_kept() -> None:
+    image = Image("image/png", b"png")
+    turn = ChatMessage(Role.USER, "look, <BOT>", "Bob", (image,))
+    prompt = build_prompt(_card(v3()), [turn], user="Bob", estimate=tokens)
+    assert prompt.history == (ChatMessage(Role.USER, "look, Aurelia", "Bob", (image,)),)
+
+
+def test_macros_case_insensitive_and_comments() -> None:
+    macros = Macros("Sera", "Bob", random.Random(1))
+    text = (
+        "{{Char}} {{USER}} <bot> <User> <CHAR> {{// hidden}}{{comment: x}}{{unknown}} {{newline}}"
+    )
+    assert macros(text) == "Sera Bob Sera Bob Sera {{unknown}} \n"
+
+
+def test_a_user_name_with_macros_is_not_expanded_again() -> None:
+    assert Macros("Sera", "{{char}}")("hi {{user}}") == "hi {{char}}"
+
+
+def test_random_pick_and_roll() -> None:
+    macros = Macros("Sera", "Bob", random.Random(7))
+    picked = macros("{{pick:a,b,c}} {{pick:a,b,c}}")
+    assert picked == macros("{{pick:a,b,c}} {{pick:a,b,c}}")  # the same every build
+    assert macros("{{random:x\\,y}}") == "x,y"
+    assert macros("{{random::one::two}}") in ("one", "two")
+    assert 1 <= int(macros("{{roll:d6}}")) <= 6
+    assert macros("{{roll:0}}") == "{{roll:0}}"
+
+
+def test_an_unclosed_macro_is_left_alone() -> None:
+    text = "{{" + "a" * 50_000
+    assert Macros("S", "U")(text) == text
+
+
+def test_example_dialogue_parsing_like_sillytavern() -> None:
+    card = v3()
+    card["data"]["mes_example"] = (
+        "Narration before anyone speaks.\n"
+        "{{user}}: one\ncontinued\n{{user}}: still me\n"
+        "{{char}}: reply with {{user}}: inside\n"
+        "<start>\n"
+        "Just prose, no speakers.\n"
+        "<START>\n"
+    )
+    dialogues = example_dialogues(_card(card), macros_for(_card(card), "Bob"))
+    assert dialogues == [
+        [
+            (Role.USER, "Narration before anyone speaks.\n one\ncontinued\nBob: still me"),
+            (Role.ASSISTANT, "reply with Bob: inside"),
+        ],
+        [(Role.SYSTEM, "Just prose, no speakers.")],
+    ]
+
+
+def test_examples_are_dropped_whole_when_over_their_budget() -> None:
+    card = _card(v2())
+    prompt = build_prompt(card, [], user="Bob", estimate=tokens, examples_budget=20)
+    contents = [m.content for m in prompt.before_history]
+    assert contents == [
+        "[Example Chat]",
+        "Bob: Who are you?",
+        "Seraphina: I am Seraphina.",
+        "[Start a new Chat]",
+    ]
+
+
+def test_greetings_first_then_alternates_with_macros() -> None:
+    card = _card(v2())
+    assert greetings(card, "Bob") == (
+        "*Seraphina kneels beside Bob.* You're awake.",
+        "Hello, Bob.",
+        "*Seraphina smiles.*",
+    )
+    empty = v3()
+    empty["data"]["first_mes"] = ""
+    assert greetings(_card(empty), "Bob") == ()
+    assert greetings(card, "  ")[1] == "Hello, User."
+
+
+# -- lorebook -------------------------------------------------------------------------------
+
+
+def _lore(card: dict[str, Any], *texts: str, budget: int | None = None) -> list[str]:
+    history = [_user(t) for t in texts]
+    prompt = build_prompt(_card(card), history, user="Bob", estimate=tokens, lore_budget=budget)
+    return [*prompt.lore.before, *prompt.lore.after]
+
+
+def test_keys_are_case_insensitive_unless_the_entry_says_so() -> None:
+    card = _entries(
+        {"keys": ["Dragon"], "content": "A"},
+        {"keys": ["Dragon"], "content": "B", "case_sensitive": True},
+    )
+    assert _lore(card, "a dragon!") == ["A"]
+    assert _lore(card, "a Dragon!") == ["A", "B"]
+
+
+def test_only_the_last_scan_depth_messages_are_scanned() -> None:
+    card = _entries({"keys": ["sword"], "content": "S"}, scan_depth=1)
+    assert _lore(card, "a sword", "nothing") == []
+    assert _lore(card, "nothing", "a sword") == ["S"]
+    default_depth = _entries({"keys": ["sword"], "content": "S"})
+    assert _lore(default_depth, "a sword", "x") == ["S"]  # SillyTavern's default: 2
+    assert _lore(default_depth, "a sword", "x", "y") == []
+
+
+def test_selective_entries_need_a_secondary_key() -> None:
+    card = _entries(
+        {
+            "keys": ["king"],
+            "secondary_keys": ["crown", "throne"],
+            "selective": True,
+            "content": "K",
+        },
+        {
+            "keys": ["king"],
+            "secondary_keys": ["crown"],
+            "selective": True,
+            "content": "N",
+            "extensions": {"selectiveLogic": 2},  # NOT_ANY
+        },
+    )
+    assert _lore(card, "the king") == ["N"]
+    assert _lore(card, "the king on his throne") == ["K", "N"]
+    assert _lore(card, "the king and his crown") == ["K"]
+
+
+def test_insertion_order_sorts_and_the_budget_keeps_the_most_important() -> None:
+    card = _entries(
+        {"keys": ["a"], "content": "low" * 10, "insertion_order": 1},
+        {"keys": ["a"], "content": "high" * 10, "insertion_order": 9},
+        {"keys": ["a"], "content": "mid", "insertion_order": 5},
+    )
+    assert _lore(card, "a") == ["low" * 10, "mid", "high" * 10]
+    assert _lore(card, "a", budget=16) == ["mid", "high" * 10]
+    with_priority = _entries(
+        {"keys": ["a"], "content": "first" * 10, "insertion_order": 1, "priority": 100},
+        {"keys": ["a"], "content": "second" * 10, "insertion_order": 9, "priority": 1},
+        token_budget=20,
+    )
+    assert _lore(with_priority, "a") == ["first" * 10]
+
+
+def test_the_budget_left_out_entries_are_noted() -> None:
+    card = _entries({"keys": ["a"], "content": "x" * 400, "comment": "Big one"})
+    prompt = build_prompt(_card(card), [_user("a")], user="B", estimate=tokens, lore_budget=10)
+    assert prompt.lore.entries == ()
+    assert prompt.lore.notes == ("Lorebook entry “Big one” left out: over the token budget.",)
+
+
+def test_whole_word_matching_when_the_entry_asks() -> None:
+    card = _entries({"keys": ["cat"], "content": "C", "extensions": {"match_whole_words": True}})
+    assert _lore(card, "a caterpillar") == []
+    assert _lore(card, "the cat, sleeping") == ["C"]
+    assert _lore(_entries({"keys": ["cat"], "content": "C"}), "a caterpillar") == ["C"]
+
+
+def test_regex_keys_v3_and_sillytavern_forms() -> None:
+    v3_card = _card(v3())
+    prompt = build_prompt(v3_card, [_user("the MERIDYAN flies")], user="Bob", estimate=tokens)
+    assert [e.content for e in prompt.lore.entries] == ["The Meridian is a brass airship."]
+    card = _entries(
+        {"keys": ["/\\bsword(s)?\\b/i"], "content": "ST form"},
+        {"keys": ["bla+de"], "content": "V3 bare", "use_regex": True},
+        {"keys": ["bla+de"], "content": "plain text key"},
+    )
+    assert _lore(card, "two SWORDS and a blaaade") == ["ST form", "V3 bare"]
+
+
+def test_catastrophic_regex_keys_are_refused_and_noted() -> None:
+    card = _entries(
+        {"keys": ["(a+)+$"], "content": "X", "use_regex": True, "comment": "evil"},
+        {"keys": ["/(\\w)\\1/"], "content": "Y"},
+        {"keys": ["a*a*a*b"], "content": "Z", "use_regex": True},
+        {"keys": ["("], "content": "W", "use_regex": True},
+    )
+    prompt = build_prompt(_card(card), [_user("a" * 5000 + "!")], user="B", estimate=tokens)
+    assert prompt.lore.entries == ()
+    notes = "\n".join(prompt.lore.notes)
+    assert "“evil”: the key (a+)+$ is not used: a repeat of something that itself repeats" in notes
+    assert "backreference" in notes and "could take too long" in notes
+    assert "unclosed" in notes
+
+
+def test_recursive_scanning_follows_inserted_entries() -> None:
+    entries = (
+        {"keys": ["castle"], "content": "The castle has a dungeon."},
+        {"keys": ["dungeon"], "content": "The dungeon holds a dragon."},
+        {"keys": ["dragon"], "content": "The dragon is asleep."},
+    )
+    assert _lore(_entries(*entries), "the castle") == ["The castle has a dungeon."]
+    recursive = _entries(*entries, recursive_scanning=True)
+    assert len(_lore(recursive, "the castle")) == 3
+
+
+def test_decorators_are_stripped_and_activate_rules_followed() -> None:
+    card = _entries(
+        {"keys": ["x"], "content": "@@depth 4\n@@@instruct_depth 4\nShown."},
+        {"keys": ["never"], "content": "@@activate\nAlways."},
+        {"keys": ["x"], "content": "@@dont_activate\nNever."},
+    )
+    assert _lore(card, "x") == ["Shown.", "Always."]
+
+
+def test_empty_content_and_no_book_insert_nothing() -> None:
+    assert _lore(_entries({"keys": ["x"], "content": "   "}), "x") == []
+    card = v3()
+    card["data"].pop("character_book")
+    assert _lore(card, "x") == []
