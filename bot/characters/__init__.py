@@ -14,6 +14,7 @@ from bot.characters.card import (
 from bot.characters.export import card_object, export_json, export_png
 from bot.characters.lorebook import LoreHits
 from bot.characters.macros import Macros
+from bot.characters.preset import PresetError, PresetImport, export_preset, parse_preset
 from bot.characters.prompt import (
     CharacterPrompt,
     build_prompt,
@@ -32,6 +33,8 @@ __all__ = [
     "LoreEntry",
     "LoreHits",
     "Macros",
+    "PresetError",
+    "PresetImport",
     "Problem",
     "build_prompt",
     "card_from_json",
@@ -39,7 +42,9 @@ __all__ = [
     "example_dialogues",
     "export_json",
     "export_png",
+    "export_preset",
     "greetings",
     "macros_for",
+    "parse_preset",
     "read_card",
 ]

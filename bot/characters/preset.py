@@ -1,0 +1,231 @@
+"""SillyTavern Chat Completion presets to and from our channel settings (by name).
+
+characters may import only types, so values come back under the registry's names,
+unchecked for range: the caller validates them through bot.fields.REGISTRY.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.characters.card import CardError, parse_json
+from bot.types.text import clean_text
+
+MAX_PRESET_BYTES = 1024 * 1024
+MAX_PROMPT_CHARS = 100_000
+MAX_STOP_STRINGS = 16  # more than any source takes; the registry applies the real limit
+
+# Prompt identifiers of the preset → our setting names.
+PROMPTS = {"main": "system_prompt", "nsfw": "auxiliary_prompt", "jailbreak": "post_history_prompt"}
+
+
+class PresetError(ValueError):
+    """A file refused as a preset; str() is one line naming what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresetImport:
+    """Settings a preset sets (None: unset it), those not in our registry yet, keys ignored."""
+
+    values: Mapping[str, object]
+    not_supported: tuple[str, ...]  # names in `values` the registry does not have (yet)
+    ignored: tuple[str, ...]  # preset keys that map to nothing of ours
+
+
+def _number(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PresetError(f"The preset's `{key}` must be a number.")
+    return float(value)
+
+
+def _integer(key: str, value: object) -> int:
+    number = _number(key, value)
+    if not number.is_integer():
+        raise PresetError(f"The preset's `{key}` must be a whole number.")
+    return int(number)
+
+
+def _top_k(key: str, value: object) -> int | None:
+    number = _integer(key, value)
+    return number if number > 0 else None  # SillyTavern's 0 means off
+
+
+def _seed(key: str, value: object) -> int | None:
+    number = _integer(key, value)
+    return number if number >= 0 else None  # SillyTavern sends a seed only when >= 0
+
+
+def _effort(key: str, value: object) -> str | None:
+    if not isinstance(value, str) or len(value) > 20:
+        raise PresetError(f"The preset's `{key}` must be a reasoning effort such as `medium`.")
+    return None if value.strip().lower() in ("", "auto") else value.strip().lower()
+
+
+def _stop(key: str, value: object) -> list[str] | None:
+    # SillyTavern keeps custom stopping strings as JSON text of a list.
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except ValueError as err:
+            raise PresetError(f"The preset's `{key}` must be a list of strings.") from err
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PresetError(f"The preset's `{key}` must be a list of strings.")
+    if len(value) > MAX_STOP_STRINGS:
+        raise PresetError(f"The preset's `{key}` has more than {MAX_STOP_STRINGS} strings.")
+    strings = [clean_text(v)[:1000] for v in value if v]
+    return strings or None
+
+
+_SETTINGS: dict[str, tuple[str, Callable[[str, object], object]]] = {
+    "temperature": ("temperature", _number),
+    "top_p": ("top_p", _number),
+    "top_k": ("top_k", _top_k),
+    "frequency_penalty": ("frequency_penalty", _number),
+    "presence_penalty": ("presence_penalty", _number),
+    "openai_max_tokens": ("max_tokens", _integer),
+    "openai_max_context": ("context", _integer),
+    "seed": ("seed", _seed),
+    "stop": ("stop", _stop),
+    "custom_stopping_strings": ("stop", _stop),
+    "reasoning_effort": ("reasoning_effort", _effort),
+}
+
+
+def parse_preset(data: bytes | str, known: Collection[str]) -> PresetImport:
+    """The settings a preset file sets. `known`: the registry's setting names
+    (REGISTRY.by_name); mapped names outside it are listed as not supported.
+
+    Connection keys (source, models, URLs, proxy password) are ignored on purpose: a
+    preset must not repoint a channel or carry a secret. Raises PresetError.
+    """
+    if isinstance(data, bytes):
+        if len(data) > MAX_PRESET_BYTES:
+            raise PresetError(f"The preset is larger than {MAX_PRESET_BYTES // 1024} KB.")
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise PresetError("The preset is not UTF-8 text.") from err
+    if len(data) > MAX_PRESET_BYTES:
+        raise PresetError(f"The preset is larger than {MAX_PRESET_BYTES // 1024} KB.")
+    try:
+        preset = parse_json(data, "preset")
+    except CardError as err:
+        raise PresetError(str(err)) from err
+    if not isinstance(preset, dict):
+        raise PresetError("The file is JSON but not a Chat Completion preset.")
+    if "spec" in preset or "data" in preset:
+        raise PresetError("This is a character card, not a preset; use the character import.")
+    if not any(key in preset for key in (*_SETTINGS, "prompts")):
+        raise PresetError(
+            "The file is JSON but not a Chat Completion preset (no temperature, prompts …)."
+        )
+    values: dict[str, object] = {}
+    ignored = []
+    for key, value in preset.items():
+        if key in _SETTINGS:
+            name, convert = _SETTINGS[key]
+            if value is not None:
+                values[name] = convert(key, value)
+        elif key == "prompts":
+            values.update(_prompts(value))
+        else:
+            ignored.append(key)
+    return PresetImport(
+        values, tuple(n for n in values if n not in known), tuple(sorted(ignored, key=str))
+    )
+
+
+def _prompts(prompts: object) -> dict[str, str | None]:
+    if not isinstance(prompts, list):
+        raise PresetError("The preset's `prompts` must be a list.")
+    found: dict[str, str | None] = {}
+    for prompt in prompts:
+        if not isinstance(prompt, dict) or prompt.get("identifier") not in PROMPTS:
+            continue
+        content = prompt.get("content", "")
+        if content is not None and not isinstance(content, str):
+            raise PresetError(f"The preset's `{prompt['identifier']}` prompt must be text.")
+        if content and len(content) > MAX_PROMPT_CHARS:
+            raise PresetError(
+                f"The preset's `{prompt['identifier']}` prompt is over {MAX_PROMPT_CHARS:,} "
+                "characters."
+            )
+        text = clean_text(content or "").strip()
+        found[PROMPTS[prompt["identifier"]]] = text or None
+    return found
+
+
+# -- export ------------------------------------------------------------------------------
+
+_NAMES = {
+    "main": "Main Prompt",
+    "nsfw": "Auxiliary Prompt",
+    "jailbreak": "Post-History Instructions",
+}
+_MARKERS = {
+    "dialogueExamples": "Chat Examples",
+    "chatHistory": "Chat History",
+    "worldInfoAfter": "World Info (after)",
+    "worldInfoBefore": "World Info (before)",
+    "charDescription": "Char Description",
+    "charPersonality": "Char Personality",
+    "scenario": "Scenario",
+    "personaDescription": "Persona Description",
+}
+# SillyTavern's default prompt order (Default.json), without the disabled enhanceDefinitions.
+_ORDER = (
+    "main",
+    "worldInfoBefore",
+    "personaDescription",
+    "charDescription",
+    "charPersonality",
+    "scenario",
+    "nsfw",
+    "worldInfoAfter",
+    "dialogueExamples",
+    "chatHistory",
+    "jailbreak",
+)
+
+
+def export_preset(values: Mapping[str, object]) -> bytes:
+    """A Chat Completion preset SillyTavern imports, from settings by registry name
+    (the channel's effective values); unset samplers are left out."""
+    out: dict[str, Any] = {}
+    for key, (name, _) in _SETTINGS.items():
+        value = values.get(name)
+        if key == "custom_stopping_strings" or value is None:
+            continue
+        out[key] = list(value) if isinstance(value, list | tuple) else value
+    out["seed"] = out.get("seed", -1)
+    prompts: list[dict[str, Any]] = []
+    for identifier, label in _NAMES.items():
+        content = values.get(PROMPTS[identifier])
+        prompts.append(
+            {
+                "identifier": identifier,
+                "name": label,
+                "system_prompt": True,
+                "role": "system",
+                "content": content if isinstance(content, str) else "",
+            }
+        )
+    prompts += [
+        {"identifier": identifier, "name": label, "system_prompt": True, "marker": True}
+        for identifier, label in _MARKERS.items()
+    ]
+    out["prompts"] = prompts
+    order = [{"identifier": identifier, "enabled": True} for identifier in _ORDER]
+    # 100000 and 100001: SillyTavern's global orders (without and with a persona)
+    out["prompt_order"] = [
+        {
+            "character_id": 100000,
+            "order": [o for o in order if o["identifier"] != "personaDescription"],
+        },
+        {"character_id": 100001, "order": order},
+    ]
+    return json.dumps(out, ensure_ascii=False, indent=2).encode("utf-8")
