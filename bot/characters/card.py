@@ -25,6 +25,7 @@ MAX_ITEMS = 500  # greetings, tags, sources
 MAX_SHORT_CHARS = 1_000  # a tag, a key, a creator, a version
 MAX_ENTRIES = 2_000
 MAX_KEYS = 200
+MAX_BOOK_KEYS = 10_000  # all entries together: each is looked for in the chat every turn
 MAX_DEPTH = 32  # JSON nesting: real cards stay under 8
 
 V2, V3, V1 = "chara_card_v2", "chara_card_v3", "v1"
@@ -273,31 +274,42 @@ def _decode(data: bytes) -> str:
         ) from err
 
 
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(r"[\[\]{}]")
-
-
 def parse_json(text: str, what: str) -> Any:
     """JSON with nesting, NaN/Infinity and huge numbers refused; CardError says why."""
-    depth = deepest = 0
-    for match in _BRACKETS.finditer(_STRINGS.sub("", text)):
-        depth += 1 if match.group() in "[{" else -1
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            raise CardError(Problem.BAD_JSON, f"The {what} JSON is nested too deeply.")
 
     def refuse(constant: str) -> Any:
         raise ValueError(f"{constant} is not a JSON number")
 
     try:
-        return json.loads(text, parse_constant=refuse)
+        # json's C scanner stops runaway nesting itself (RecursionError near 1000 levels).
+        value = json.loads(text, parse_constant=refuse)
     except json.JSONDecodeError as err:
         raise CardError(
             Problem.BAD_JSON,
-            f"The {what} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}).",
+            f"The {what} is not valid JSON ({err.msg}: line {err.lineno} column {err.colno}).",
         ) from err
-    except (ValueError, RecursionError) as err:
+    except RecursionError as err:
+        raise CardError(Problem.BAD_JSON, f"The {what} JSON is nested too deeply.") from err
+    except ValueError as err:
         raise CardError(Problem.BAD_JSON, f"The {what} is not valid JSON ({err}).") from err
+    if _depth(value) > MAX_DEPTH:
+        raise CardError(Problem.BAD_JSON, f"The {what} JSON is nested too deeply.")
+    return value
+
+
+def _depth(value: object) -> int:
+    """How deep lists and objects nest, without recursion (what follows recurses)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if deepest > MAX_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def card_from_object(value: object, image: bytes | None = None) -> Card:
@@ -330,6 +342,8 @@ def card_from_object(value: object, image: bytes | None = None) -> Card:
     data = value.get("data")
     if not isinstance(data, dict):
         raise CardError(Problem.BAD_FIELD, "The card's `data` must be an object.")
+    if not data.get("name") and isinstance(value.get("name"), str):
+        data = {**data, "name": value["name"]}  # SillyTavern falls back to the V1 copy too
     return _card(data, str(spec), image)
 
 
@@ -390,8 +404,14 @@ def _book(book: object) -> CharacterBook:
         raise CardError(
             Problem.TOO_LARGE, f"The lorebook has {len(entries)} entries; at most {MAX_ENTRIES}."
         )
+    read = tuple(_entry(e, f"{where}.entries[{i}]") for i, e in enumerate(entries))
+    keys = sum(len(e.keys) + len(e.secondary_keys) for e in read)
+    if keys > MAX_BOOK_KEYS:
+        raise CardError(
+            Problem.TOO_LARGE, f"The lorebook has {keys:,} keys; at most {MAX_BOOK_KEYS:,}."
+        )
     return CharacterBook(
-        entries=tuple(_entry(e, f"{where}.entries[{i}]") for i, e in enumerate(entries)),
+        entries=read,
         name=_text(book, "name", MAX_SHORT_CHARS, where),
         description=_text(book, "description", MAX_TEXT_CHARS, where),
         scan_depth=_count(book, "scan_depth", where),

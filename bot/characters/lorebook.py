@@ -13,6 +13,7 @@ from bot.characters.saferegex import MAX_STEPS, Unsafe, compile_key, is_delimite
 DEFAULT_SCAN_DEPTH = 2  # SillyTavern's world_info_depth
 MAX_SCAN_DEPTH = 1000  # SillyTavern's MAX_SCAN_DEPTH
 RECURSION_PASSES = 3
+MAX_SCAN_CHARS = 50_000  # the newest text scanned (and as much again of inserted entries)
 REGEX_BUDGET = 100 * MAX_STEPS  # all regex searches of one prompt together
 # SillyTavern's selectiveLogic (extensions.selectiveLogic): how secondary keys combine.
 AND_ANY, NOT_ALL, NOT_ANY, AND_ALL = 0, 1, 2, 3
@@ -60,7 +61,7 @@ def scan(
         size = own if isinstance(own, int) and not isinstance(own, bool) else depth
         size = max(0, min(size, MAX_SCAN_DEPTH))
         if size not in windows:
-            texts = list(messages[-size:]) if size else []
+            texts = _newest(messages[-size:] if size else [], MAX_SCAN_CHARS)
             windows[size] = _Scan(texts, [t.lower() for t in texts])
         return windows[size]
 
@@ -82,13 +83,25 @@ def scan(
                 found.append(content)
         if not found:
             break
-        recursion += found
+        recursion = _newest([*recursion, *found], MAX_SCAN_CHARS)
     notes = [n for w in windows.values() for n in w.notes]
     kept = _within_budget(book, active, estimate, budget, notes)
     kept.sort(key=lambda i: (book.entries[i].insertion_order, i))
     before = tuple(active[i] for i in kept if _is_before(book.entries[i]))
     after = tuple(active[i] for i in kept if not _is_before(book.entries[i]))
     return LoreHits(before, after, tuple(book.entries[i] for i in kept), tuple(notes))
+
+
+def _newest(texts: Sequence[str], limit: int) -> list[str]:
+    """The newest texts up to `limit` characters in all (the oldest one kept cut short)."""
+    kept: list[str] = []
+    for text in reversed(texts):
+        if limit <= 0:
+            break
+        kept.append(text[-limit:])
+        limit -= len(text)
+    kept.reverse()
+    return kept
 
 
 def _decorated(content: str) -> tuple[str, set[str]]:

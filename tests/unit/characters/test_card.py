@@ -97,6 +97,12 @@ def test_a_v1_card_is_upgraded() -> None:
     assert card.extra == "{}"
 
 
+def test_a_v2_card_without_a_data_name_uses_the_v1_copy() -> None:
+    card = v2()
+    del card["data"]["name"]
+    assert read_card(json.dumps(card).encode()).name == "Seraphina"
+
+
 def test_newer_v3_minor_versions_are_accepted() -> None:
     card = v3()
     card["spec_version"] = "3.1"
@@ -176,6 +182,8 @@ def _with_entry(**changes: object) -> bytes:
         ),
         (b'{"spec": "chara_card_v3", "spec_version": "3.0"}', Problem.BAD_FIELD, "`data`"),
         (b"[" * 100_000 + b"]" * 100_000, Problem.BAD_JSON, "nested too deeply"),
+        (b'{"a":' * 33 + b"1" + b"}" * 33, Problem.BAD_JSON, "nested too deeply"),
+        (b'"' + b'\\"' * 500_000, Problem.BAD_JSON, "Unterminated string"),
         (b'{"spec": "chara_card_v3", "spec_version": NaN}', Problem.BAD_JSON, "NaN"),
         (b'{"name": "x", "n": ' + b"9" * 5000 + b"}", Problem.BAD_JSON, "not valid JSON"),
         (b" " * (MAX_JSON_BYTES + 1), Problem.TOO_LARGE, "at most"),
@@ -206,6 +214,14 @@ def test_a_lorebook_with_too_many_entries_is_refused() -> None:
     card = v2()
     card["data"]["character_book"]["entries"] = [{"keys": [], "content": ""}] * 2001
     assert _refused(_json(card)).problem is Problem.TOO_LARGE
+
+
+def test_a_lorebook_with_too_many_keys_in_all_is_refused() -> None:
+    card = v2()
+    entry = {"keys": ["k"] * 200, "content": "c"}
+    card["data"]["character_book"]["entries"] = [entry] * 51
+    error = _refused(_json(card))
+    assert error.problem is Problem.TOO_LARGE and "10,000" in str(error)
 
 
 PNG = png_with({"chara": b64(v2())})

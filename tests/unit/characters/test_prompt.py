@@ -257,6 +257,12 @@ def test_only_the_last_scan_depth_messages_are_scanned() -> None:
     assert _lore(default_depth, "a sword", "x", "y") == []
 
 
+def test_only_the_newest_text_of_a_huge_message_is_scanned() -> None:
+    card = _entries({"keys": ["sword"], "content": "S"})
+    assert _lore(card, "sword" + "x" * 60_000) == []
+    assert _lore(card, "x" * 60_000 + "sword") == ["S"]
+
+
 def test_selective_entries_need_a_secondary_key() -> None:
     card = _entries(
         {
