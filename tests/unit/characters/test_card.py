@@ -187,7 +187,11 @@ def _with_entry(**changes: object) -> bytes:
         (b'{"spec": "chara_card_v3", "spec_version": NaN}', Problem.BAD_JSON, "NaN"),
         (b'{"name": "x", "n": ' + b"9" * 5000 + b"}", Problem.BAD_JSON, "not valid JSON"),
         (b" " * (MAX_JSON_BYTES + 1), Problem.TOO_LARGE, "at most"),
-        (_with(name=""), Problem.BAD_FIELD, "no `name`"),
+        (
+            _json({"spec": "chara_card_v3", "spec_version": "3.0", "data": {"name": "  "}}),
+            Problem.BAD_FIELD,
+            "no `name`",
+        ),
         (_with(name=["Seraphina"]), Problem.BAD_FIELD, "`name` must be text"),
         (_with(description=5), Problem.BAD_FIELD, "`description` must be text"),
         (_with(alternate_greetings=[1]), Problem.BAD_FIELD, "`alternate_greetings`"),
