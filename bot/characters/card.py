@@ -190,9 +190,7 @@ class Card:
 
 def read_card(data: bytes) -> Card:
     """A card from a PNG (`ccv3` chunk preferred over `chara`) or JSON file's bytes.
-
-    Raises CardError (never anything else) with a one-line reason.
-    """
+    Raises CardError (never anything else) with a one-line reason."""
     if not data:
         raise CardError(Problem.NOT_A_CARD, "The file is empty; send a card's PNG or JSON.")
     if is_png(data):

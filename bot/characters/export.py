@@ -36,10 +36,8 @@ def export_json(card: Card) -> bytes:
 
 
 def export_png(card: Card) -> bytes:
-    """The card's image (or a plain placeholder) with `chara` and `ccv3` tEXt chunks.
-
-    Raises CardError when the stored image cannot be read as an image.
-    """
+    """The card's image (or a plain placeholder) with `chara` and `ccv3` tEXt chunks;
+    CardError when the stored image cannot be read."""
     chunks = [c for c in read_chunks(_png(card.image)) if not _is_card_chunk(c)]
     texts = [
         text_chunk("chara", _base64(card_object(card, V2))),

@@ -48,9 +48,8 @@ def scan(
     estimate: Callable[[str], int],
     budget: int | None = None,
 ) -> LoreHits:
-    """Entries whose keys appear in the last `scan_depth` of `messages` (oldest first),
-    constant ones, and (recursive books) those the inserted ones mention; the most
-    important that fit `budget` and the book's token_budget are kept."""
+    """The entries the last `scan_depth` of `messages` (oldest first) bring in, with
+    constant and recursively found ones; the most important that fit the budgets."""
     if book is None or not book.entries:
         return LoreHits()
     depth = DEFAULT_SCAN_DEPTH if book.scan_depth is None else book.scan_depth

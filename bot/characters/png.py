@@ -65,10 +65,8 @@ def read_chunks(data: bytes) -> list[Chunk]:
 
 
 def text_of(chunk: Chunk, max_bytes: int) -> tuple[str, bytes] | None:
-    """(keyword, raw text bytes) of a tEXt/zTXt/iTXt chunk, None for others or bad ones.
-
-    Decompression stops at `max_bytes`; PngError says the text is larger than that.
-    """
+    """(keyword, raw text bytes) of a tEXt/zTXt/iTXt chunk, None for others or bad ones;
+    PngError when it inflates past `max_bytes` (decompression stops there)."""
     if chunk.type not in TEXT_TYPES:
         return None
     keyword, sep, rest = chunk.data.partition(b"\0")

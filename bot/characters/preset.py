@@ -96,12 +96,10 @@ _SETTINGS: dict[str, tuple[str, Callable[[str, object], object]]] = {
 
 
 def parse_preset(data: bytes | str, known: Collection[str]) -> PresetImport:
-    """The settings a preset file sets. `known`: the registry's setting names
-    (REGISTRY.by_name); mapped names outside it are listed as not supported.
-
-    Connection keys (source, models, URLs, proxy password) are ignored on purpose: a
-    preset must not repoint a channel or carry a secret. Raises PresetError.
-    """
+    """The settings a preset sets; names outside `known` (REGISTRY.by_name) are listed
+    as not supported. Raises PresetError."""
+    # Connection keys (source, models, URLs, proxy password) are ignored on purpose: a
+    # preset must not repoint a channel or carry a secret.
     if isinstance(data, bytes):
         if len(data) > MAX_PRESET_BYTES:
             raise PresetError(f"The preset is larger than {MAX_PRESET_BYTES // 1024} KB.")

@@ -55,13 +55,11 @@ def build_prompt(
     examples_budget: int | None = None,
     rng: random.Random | None = None,
 ) -> CharacterPrompt:
-    """The prompt for `card` over `history` (oldest first, already trimmed to the context).
-
-    `default_system` is our system prompt (what the card's `{{original}}` stands for, and
-    the main prompt when the card has none); `default_post_history` the same for
-    post_history_instructions; `auxiliary` a preset's nsfw prompt. `estimate` counts
-    tokens for the lorebook's `lore_budget` and the examples' `examples_budget`.
-    """
+    """The prompt for `card` over `history` (oldest first, already trimmed to the context);
+    `estimate` counts tokens for the lorebook's and the examples' budgets."""
+    # default_system is our system prompt: the card's {{original}}, and the main prompt
+    # when the card has none; default_post_history the same for post_history_instructions;
+    # auxiliary a preset's nsfw prompt (placed after the scenario, as ST does).
     macros = macros_for(card, user, rng)
     turns = tuple(_resolved(m, macros) for m in history)
     lore = scan(
@@ -104,11 +102,9 @@ def _resolved(message: ChatMessage | HistoryEntry, macros: Macros) -> ChatMessag
 
 
 def example_dialogues(card: Card, macros: Macros) -> list[list[tuple[Role, str]]]:
-    """mes_example split into `<START>` blocks of (role, text) turns, as SillyTavern's
-    parseExampleIntoIndividual reads them: a line `Name:` starts that speaker's turn.
-
-    A block with no speaker lines is kept whole as one system turn (ST drops it).
-    """
+    """mes_example as `<START>` blocks of (role, text) turns, read as SillyTavern's
+    parseExampleIntoIndividual does: a line `Name:` starts that speaker's turn."""
+    # A block with no speaker lines is kept whole as one system turn (ST drops it).
     text = macros(card.mes_example).strip()
     if not text or text.upper() == "<START>":
         return []

@@ -59,6 +59,9 @@ def test_the_png_has_v2_and_v3_chunks_before_iend_on_the_same_image() -> None:
         img.load()
         assert img.size == (40, 30)
         assert img.text["Software"] == "x"  # other text chunks are kept
+        # another reader (Pillow's) finds both cards too
+        assert json.loads(base64.b64decode(img.text["ccv3"]))["data"]["name"] == "Seraphina"
+        assert json.loads(base64.b64decode(img.text["chara"]))["spec"] == "chara_card_v2"
 
 
 def test_the_v3_json_has_every_field_sillytavern_reads() -> None:
