@@ -78,6 +78,7 @@ class Store:
     async def close(self) -> None:
         await self._reads.drain()
         await self._history.drain()
+        await self._usage.drain()
         await self._db.engine.dispose()
 
     @property

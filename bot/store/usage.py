@@ -2,39 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from functools import partial
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.base import NAME_CHARS, Database
+from bot.store.batch import Batcher
 from bot.store.models import UsageRow
 from bot.types import KeyScope, UsageBucket, UsageQuery, UsageRecord
 from bot.types.text import clean_text
 
 EXPORT_PAGE = 1000
+_WRITE_BATCH = 500  # rows per INSERT when many turns end at once
 
 
-def _row(record: UsageRecord) -> UsageRow:
-    return UsageRow(
-        created_at=record.at,
-        day=record.day,
-        platform=record.platform,
-        server_id=record.server_id[:NAME_CHARS],
-        channel_id=record.channel_id[:NAME_CHARS],
-        thread_id=record.thread_id[:NAME_CHARS],
-        user_id=record.user_id[:NAME_CHARS],
-        source=record.source,
+def _values(record: UsageRecord) -> dict[str, Any]:
+    return {
+        "created_at": record.at,
+        "day": record.day,
+        "platform": record.platform,
+        "server_id": record.server_id[:NAME_CHARS],
+        "channel_id": record.channel_id[:NAME_CHARS],
+        "thread_id": record.thread_id[:NAME_CHARS],
+        "user_id": record.user_id[:NAME_CHARS],
+        "source": record.source,
         # A model id is typed by admins (/model accepts any); keep it printable and short.
-        model=clean_text(record.model)[:NAME_CHARS],
-        input_tokens=max(0, record.input_tokens),
-        output_tokens=max(0, record.output_tokens),
-        estimated=record.estimated,
-        error=record.error,
-        key_scope=record.key_scope.value,
-    )
+        "model": clean_text(record.model)[:NAME_CHARS],
+        "input_tokens": max(0, record.input_tokens),
+        "output_tokens": max(0, record.output_tokens),
+        "estimated": record.estimated,
+        "error": record.error,
+        "key_scope": record.key_scope.value,
+        "state": "settled",
+    }
 
 
 def _record(row: UsageRow) -> UsageRecord:
@@ -74,14 +78,23 @@ def _conditions(query: UsageQuery) -> list[ColumnElement[bool]]:
 class UsagePart:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._writes: Batcher[UsageRecord, None] = Batcher(self._write_batch, _WRITE_BATCH)
 
     async def record(self, record: UsageRecord) -> None:
-        """Insert one row (its own short transaction; nothing else is read or locked)."""
+        """Insert one row; rows of turns ending together share one INSERT and commit."""
+        await self._writes.submit(record)
+
+    async def drain(self) -> None:
+        await self._writes.drain()
+
+    async def _write_batch(self, records: Sequence[UsageRecord]) -> list[None]:
+        rows = [_values(r) for r in records]
 
         async def work(session: AsyncSession) -> None:
-            session.add(_row(record))
+            await session.execute(insert(UsageRow), rows)
 
         await self._db.write("usage write", work)
+        return [None] * len(records)
 
     async def buckets(self, query: UsageQuery) -> list[UsageBucket]:
         """Sums per (day, user, model) over the query's rows, in day order."""

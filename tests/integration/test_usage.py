@@ -3,6 +3,7 @@ peers' reported tokens, /usage and who sees what, the chart, the price table."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -174,6 +175,14 @@ async def test_rows_sum_by_day_user_and_model_with_each_filter(core: Core) -> No
     exported = await rows(store, TODAY - timedelta(days=1))
     assert len(exported) == 5  # every platform, from that day on, oldest row first
     assert exported[2].key_scope is KeyScope.SERVER and exported[2].error
+
+
+async def test_rows_of_turns_ending_together_are_all_kept(core: Core) -> None:
+    burst = [record(TODAY, f"u{i}", "m", (i, 1)) for i in range(120)]
+    await asyncio.gather(*(core.store.record_usage(r) for r in burst))
+    stored = await rows(core.store)
+    assert sorted(r.input_tokens for r in stored) == list(range(120))
+    assert {r.user_id for r in stored} == {f"u{i}" for i in range(120)}
 
 
 # -- turns write rows --------------------------------------------------------------------------
