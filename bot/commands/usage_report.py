@@ -27,7 +27,11 @@ async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     own = ""
     if scope == "me":
         query = UsageQuery(query.platform, since, until, user_id=ctx.actor.id)
-        what = f"Your usage on {ref.platform.value}"
+        what = (
+            "Your usage"
+            if ref.platform is Platform.CONSOLE
+            else (f"Your usage on {ref.platform.value.capitalize()}")
+        )
     elif scope == "channel":
         everyone = ctx.is_admin
         query = UsageQuery(

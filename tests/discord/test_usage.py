@@ -40,6 +40,6 @@ async def test_usage_reply_carries_the_chart(world: World, core: Core) -> None:
     assert (await chart.read()).startswith(b"\x89PNG\r\n\x1a\n")
     # A member gets only their own, still with a chart.
     mine = await world.member.slash(world.channel, "usage")
-    assert "Your usage on discord" in reply_text(mine) and "1,800 tokens" in reply_text(mine)
+    assert "Your usage on Discord" in reply_text(mine) and "1,800 tokens" in reply_text(mine)
     assert str(world.admin.id) not in reply_text(mine)
     assert mine.response is not None and len(mine.response.attachments) == 1
