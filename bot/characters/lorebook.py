@@ -14,7 +14,9 @@ DEFAULT_SCAN_DEPTH = 2  # SillyTavern's world_info_depth
 MAX_SCAN_DEPTH = 1000  # SillyTavern's MAX_SCAN_DEPTH
 RECURSION_PASSES = 3
 MAX_SCAN_CHARS = 50_000  # the newest text scanned (and as much again of inserted entries)
+MAX_NOTES = 20
 REGEX_BUDGET = 100 * MAX_STEPS  # all regex searches of one prompt together
+MAX_REGEX_SEARCHES = 2_000  # each reads a whole message (~20 ns a character ignoring case)
 # SillyTavern's selectiveLogic (extensions.selectiveLogic): how secondary keys combine.
 AND_ANY, NOT_ALL, NOT_ANY, AND_ALL = 0, 1, 2, 3
 _DECORATOR = re.compile(r"@@@?[A-Za-z_]+[^\n]*")
@@ -37,6 +39,7 @@ class _Scan:
     texts: list[str]
     lowered: list[str]
     regex_budget: int = REGEX_BUDGET
+    searches: int = MAX_REGEX_SEARCHES
     notes: list[str] = field(default_factory=list)
 
 
@@ -86,6 +89,8 @@ def scan(
     notes = [n for w in windows.values() for n in w.notes]
     kept = _within_budget(book, active, estimate, budget, notes)
     kept.sort(key=lambda i: (book.entries[i].insertion_order, i))
+    if len(notes) > MAX_NOTES:
+        notes[MAX_NOTES:] = [f"… and {len(notes) - MAX_NOTES} more."]
     before = tuple(active[i] for i in kept if _is_before(book.entries[i]))
     after = tuple(active[i] for i in kept if not _is_before(book.entries[i]))
     return LoreHits(before, after, tuple(book.entries[i] for i in kept), tuple(notes))
@@ -171,7 +176,14 @@ def _regex(entry: LoreEntry, key: str, scan: _Scan, recursion: list[str], *, bar
         if cost > MAX_STEPS or cost > scan.regex_budget:
             _note(scan, f"Lorebook entry “{label}”: the key {key[:60]} could take too long.")
             return False
+        if scan.searches <= 0:
+            _note(
+                scan,
+                f"Lorebook: more than {MAX_REGEX_SEARCHES:,} regex searches; the rest skipped.",
+            )
+            return False
         scan.regex_budget -= cost
+        scan.searches -= 1
         if pattern.search(text):
             return True
     return False

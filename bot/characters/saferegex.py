@@ -24,7 +24,7 @@ class Unsafe(ValueError):
     """A pattern refused: the message says why."""
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=10_000)  # a lorebook may hold up to 10,000 keys
 def compile_key(key: str, ignore_case: bool, delimited_only: bool) -> SafePattern:
     """A key as a pattern: `/pattern/flags` (SillyTavern's form) or, unless
     `delimited_only`, the bare pattern. Raises Unsafe when refused."""

@@ -341,6 +341,14 @@ def test_catastrophic_regex_keys_are_refused_and_noted() -> None:
     assert "unclosed" in notes
 
 
+def test_regex_searches_per_prompt_are_capped() -> None:
+    entries = [{"keys": [f"/nomatch{i}/"], "content": "R"} for i in range(1_100)]
+    prompt = build_prompt(
+        _card(_entries(*entries)), [_user("a"), _user("b")], user="B", estimate=tokens
+    )
+    assert "Lorebook: more than 2,000 regex searches; the rest skipped." in prompt.lore.notes
+
+
 def test_recursive_scanning_follows_inserted_entries() -> None:
     entries = (
         {"keys": ["castle"], "content": "The castle has a dungeon."},
