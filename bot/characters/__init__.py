@@ -1,19 +1,10 @@
 """Character cards (V1/V2/V3, PNG or JSON), their prompt, and SillyTavern presets. Pure."""
 
-from bot.characters.card import (
-    MAX_JSON_BYTES,
-    MAX_PNG_BYTES,
-    Card,
-    CardError,
-    CharacterBook,
-    LoreEntry,
-    Problem,
-    card_from_json,
-    read_card,
-)
+from bot.characters.card import MAX_JSON_BYTES, MAX_PNG_BYTES, card_from_json, read_card
 from bot.characters.export import card_object, export_json, export_png
 from bot.characters.lorebook import LoreHits
 from bot.characters.macros import Macros
+from bot.characters.model import Card, CardError, CharacterBook, LoreEntry, Problem
 from bot.characters.preset import PresetError, PresetImport, export_preset, parse_preset
 from bot.characters.prompt import (
     CharacterPrompt,

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from types import MappingProxyType
 from typing import Any
 
+from bot.characters.model import (
+    V1,
+    V2,
+    V3,
+    Card,
+    CardError,
+    CharacterBook,
+    LoreEntry,
+    Problem,
+    canonical_json,
+)
 from bot.characters.png import PngError, is_png, read_chunks, text_of, write_chunks
 from bot.types.text import clean_text
 
@@ -28,9 +35,8 @@ MAX_KEYS = 200
 MAX_BOOK_KEYS = 10_000  # all entries together: each is looked for in the chat every turn
 MAX_DEPTH = 32  # JSON nesting: real cards stay under 8
 
-V2, V3, V1 = "chara_card_v2", "chara_card_v3", "v1"
 
-# Fields modelled below; anything else in `data` is kept verbatim for export.
+# Fields the model holds; anything else in `data` is kept verbatim for export.
 _TEXT_FIELDS = (
     "description",
     "personality",
@@ -79,113 +85,6 @@ _BOOK_KNOWN = {
     "extensions",
     "entries",
 }
-
-
-class Problem(StrEnum):
-    """Why a file was refused."""
-
-    NOT_A_CARD = "not_a_card"
-    WRONG_VERSION = "wrong_version"
-    TOO_LARGE = "too_large"
-    BAD_BASE64 = "bad_base64"
-    BAD_JSON = "bad_json"
-    BAD_FIELD = "bad_field"
-    DAMAGED_PNG = "damaged_png"
-
-
-class CardError(ValueError):
-    """A file refused as a character card; str() is one line for the person who sent it."""
-
-    def __init__(self, problem: Problem, message: str) -> None:
-        super().__init__(message)
-        self.problem = problem
-
-
-def canonical_json(value: object) -> str:
-    """JSON text that compares equal when the values do (sorted keys, no spaces)."""
-    return json.dumps(_sanitized(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
-@functools.lru_cache(maxsize=4096)
-def _parsed_object(text: str) -> Mapping[str, Any]:
-    # Lorebook scans read entries' extensions on every turn: parse each text once.
-    value = json.loads(text)
-    return MappingProxyType(value if isinstance(value, dict) else {})
-
-
-@dataclass(frozen=True, slots=True)
-class LoreEntry:
-    """One lorebook entry; `extensions` and `extra` are JSON object text kept for export."""
-
-    keys: tuple[str, ...]
-    content: str
-    enabled: bool = True
-    insertion_order: float = 0
-    case_sensitive: bool | None = None
-    use_regex: bool = False
-    constant: bool = False
-    selective: bool = False
-    secondary_keys: tuple[str, ...] = ()
-    position: str = ""  # "before_char", "after_char", or "" when the card says nothing
-    priority: float | None = None
-    id: int | str | None = None
-    name: str = ""
-    comment: str = ""
-    extensions: str = "{}"
-    extra: str = "{}"
-
-    @property
-    def extension_values(self) -> Mapping[str, Any]:
-        return _parsed_object(self.extensions)
-
-
-@dataclass(frozen=True, slots=True)
-class CharacterBook:
-    """A card's lorebook (character_book)."""
-
-    entries: tuple[LoreEntry, ...] = ()
-    name: str = ""
-    description: str = ""
-    scan_depth: int | None = None
-    token_budget: int | None = None
-    recursive_scanning: bool = False
-    extensions: str = "{}"
-    extra: str = "{}"
-
-
-@dataclass(frozen=True, slots=True)
-class Card:
-    """A character card as V3 describes it; JSON text fields keep what we do not model."""
-
-    name: str
-    description: str = ""
-    personality: str = ""
-    scenario: str = ""
-    first_mes: str = ""
-    mes_example: str = ""
-    creator_notes: str = ""
-    system_prompt: str = ""
-    post_history_instructions: str = ""
-    alternate_greetings: tuple[str, ...] = ()
-    group_only_greetings: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    creator: str = ""
-    character_version: str = ""
-    nickname: str = ""
-    character_book: CharacterBook | None = None
-    extensions: str = "{}"  # data.extensions, JSON object text
-    extra: str = "{}"  # other data fields (assets, source, creation_date …), JSON object text
-    image: bytes | None = field(default=None, repr=False)  # the PNG without its card chunks
-    # What the file was: chara_card_v2, chara_card_v3, or v1 (flat, upgraded on import).
-    spec: str = field(default=V3, compare=False)
-
-    @property
-    def display_name(self) -> str:
-        """What {{char}} means: the V3 nickname when there is one, else the name."""
-        return self.nickname or self.name
-
-
-# -- reading --------------------------------------------------------------------------------
 
 
 def read_card(data: bytes) -> Card:
@@ -550,14 +449,3 @@ def _shown(value: object) -> str:
 
 def _size(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
-
-
-def _sanitized(value: object) -> object:
-    """Kept-as-is JSON with text made storable (no NUL, no lone surrogates)."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        return [_sanitized(v) for v in value]
-    if isinstance(value, dict):
-        return {clean_text(str(k)): _sanitized(v) for k, v in value.items()}
-    return value

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from bot.characters.card import V2, V3, Card, CardError, CharacterBook, LoreEntry, Problem
+from bot.characters.model import V2, V3, Card, CardError, CharacterBook, LoreEntry, Problem
 from bot.characters.png import (
     PngError,
     is_png,

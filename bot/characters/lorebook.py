@@ -6,8 +6,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bot.characters.card import CharacterBook, LoreEntry
 from bot.characters.macros import Macros
+from bot.characters.model import CharacterBook, LoreEntry
 from bot.characters.saferegex import MAX_STEPS, Unsafe, compile_key, is_delimited
 
 DEFAULT_SCAN_DEPTH = 2  # SillyTavern's world_info_depth

@@ -12,7 +12,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.characters.card import CardError, parse_json
+from bot.characters.card import parse_json
+from bot.characters.model import CardError
 from bot.types.text import clean_text
 
 MAX_PRESET_BYTES = 1024 * 1024

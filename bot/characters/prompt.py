@@ -7,9 +7,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from bot.characters.card import Card
 from bot.characters.lorebook import LoreHits, scan
 from bot.characters.macros import Macros
+from bot.characters.model import Card
 from bot.types import ChatMessage, HistoryEntry, Role
 
 # SillyTavern's defaults (public/scripts/openai.js, default/content/presets/openai).

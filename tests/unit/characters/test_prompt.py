@@ -14,7 +14,7 @@ from bot.characters import (
     greetings,
     macros_for,
 )
-from bot.characters.card import Card
+from bot.characters.model import Card
 from bot.types import ChatMessage, HistoryEntry, Image, Role
 from tests.unit.characters.samples import v2, v3
 

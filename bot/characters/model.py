@@ -1,0 +1,133 @@
+"""What a character card is once read: frozen values, with unmodelled JSON kept as text."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from bot.types.text import clean_text
+
+V2, V3, V1 = "chara_card_v2", "chara_card_v3", "v1"
+
+
+class Problem(StrEnum):
+    """Why a file was refused."""
+
+    NOT_A_CARD = "not_a_card"
+    WRONG_VERSION = "wrong_version"
+    TOO_LARGE = "too_large"
+    BAD_BASE64 = "bad_base64"
+    BAD_JSON = "bad_json"
+    BAD_FIELD = "bad_field"
+    DAMAGED_PNG = "damaged_png"
+
+
+class CardError(ValueError):
+    """A file refused as a character card; str() is one line for the person who sent it."""
+
+    def __init__(self, problem: Problem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+def canonical_json(value: object) -> str:
+    """JSON text that compares equal when the values do (sorted keys, no spaces)."""
+    return json.dumps(_sanitized(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_object(text: str) -> Mapping[str, Any]:
+    # Lorebook scans read entries' extensions on every turn: parse each text once.
+    value = json.loads(text)
+    return MappingProxyType(value if isinstance(value, dict) else {})
+
+
+@dataclass(frozen=True, slots=True)
+class LoreEntry:
+    """One lorebook entry; `extensions` and `extra` are JSON object text kept for export."""
+
+    keys: tuple[str, ...]
+    content: str
+    enabled: bool = True
+    insertion_order: float = 0
+    case_sensitive: bool | None = None
+    use_regex: bool = False
+    constant: bool = False
+    selective: bool = False
+    secondary_keys: tuple[str, ...] = ()
+    position: str = ""  # "before_char", "after_char", or "" when the card says nothing
+    priority: float | None = None
+    id: int | str | None = None
+    name: str = ""
+    comment: str = ""
+    extensions: str = "{}"
+    extra: str = "{}"
+
+    @property
+    def extension_values(self) -> Mapping[str, Any]:
+        return _parsed_object(self.extensions)
+
+
+@dataclass(frozen=True, slots=True)
+class CharacterBook:
+    """A card's lorebook (character_book)."""
+
+    entries: tuple[LoreEntry, ...] = ()
+    name: str = ""
+    description: str = ""
+    scan_depth: int | None = None
+    token_budget: int | None = None
+    recursive_scanning: bool = False
+    extensions: str = "{}"
+    extra: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A character card as V3 describes it; JSON text fields keep what we do not model."""
+
+    name: str
+    description: str = ""
+    personality: str = ""
+    scenario: str = ""
+    first_mes: str = ""
+    mes_example: str = ""
+    creator_notes: str = ""
+    system_prompt: str = ""
+    post_history_instructions: str = ""
+    alternate_greetings: tuple[str, ...] = ()
+    group_only_greetings: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    creator: str = ""
+    character_version: str = ""
+    nickname: str = ""
+    character_book: CharacterBook | None = None
+    extensions: str = "{}"  # data.extensions, JSON object text
+    extra: str = "{}"  # other data fields (assets, source, creation_date …), JSON object text
+    image: bytes | None = field(default=None, repr=False)  # the PNG without its card chunks
+    # What the file was: chara_card_v2, chara_card_v3, or v1 (flat, upgraded on import).
+    spec: str = field(default=V3, compare=False)
+
+    @property
+    def display_name(self) -> str:
+        """What {{char}} means: the V3 nickname when there is one, else the name."""
+        return self.nickname or self.name
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def _sanitized(value: object) -> object:
+    """Kept-as-is JSON with text made storable (no NUL, no lone surrogates)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_sanitized(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _sanitized(v) for k, v in value.items()}
+    return value
