@@ -30,7 +30,7 @@ async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         what = (
             "Your usage"
             if ref.platform is Platform.CONSOLE
-            else (f"Your usage on {ref.platform.value.capitalize()}")
+            else f"Your usage on {ref.platform.value.capitalize()}"
         )
     elif scope == "channel":
         everyone = ctx.is_admin
