@@ -198,6 +198,13 @@ async def test_a_turn_records_the_reported_usage_and_its_asker(core: Core) -> No
                 headers={"content-type": "text/event-stream"},
             )
         )
+        mock.get(f"{FAKE}/models").mock(
+            return_value=httpx.Response(200, json={"data": [{"id": "m1"}]})
+        )
+        # Status checks and model lists cost nothing: no row.
+        assert (await command(core, "/connect", ADMIN)).ok
+        assert (await command(core, "/models external", ADMIN)).ok
+        assert await rows(core.store) == []
         assert (await ask(core, "hello")).final == "Hi there"
         assert json.loads(route.calls.last.request.content)["stream_options"] == {
             "include_usage": True
