@@ -231,6 +231,53 @@ class AuditRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class LimitRow(Base):
+    """A quota set for a channel (or a server when channel_id is ''); NULL value: off."""
+
+    __tablename__ = "limits"
+    __table_args__ = (UniqueConstraint("platform", "server_id", "channel_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    server_id: Mapped[str] = mapped_column(_ID)
+    channel_id: Mapped[str] = mapped_column(_ID)
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[int | None] = mapped_column(BigInteger)
+    updated_by: Mapped[str] = mapped_column(_ID)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AccessRuleRow(Base):
+    """Who may chat: allow or deny a user, a Discord role or Matrix power level, per
+    channel (or server when channel_id is '')."""
+
+    __tablename__ = "access_rules"
+    __table_args__ = (UniqueConstraint("platform", "server_id", "channel_id", "kind", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    server_id: Mapped[str] = mapped_column(_ID)
+    channel_id: Mapped[str] = mapped_column(_ID)
+    kind: Mapped[str] = mapped_column(String(16))  # user | role | level
+    subject: Mapped[str] = mapped_column(_ID)
+    effect: Mapped[str] = mapped_column(String(8))  # allow | deny
+    created_by: Mapped[str] = mapped_column(_ID)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class QuotaLockRow(Base):
+    """One row per server (a room without one: per room) that a charge locks first, so
+    charges there run one after another on every process (PostgreSQL row lock, SQLite's
+    write lock) and each sees the usage the one before it reserved."""
+
+    __tablename__ = "quota_locks"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    server_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    channel_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    charges: Mapped[int] = mapped_column(BigInteger)
+
+
 class UsageRow(Base):
     """One provider call that cost tokens: who, where, which model, how many, whose key.
 

@@ -21,6 +21,7 @@ from bot.store.config import AuditEntry, ConfigPart, checked, merge
 from bot.store.db import create_engine
 from bot.store.history import HistoryPart
 from bot.store.model_lists import ModelLists
+from bot.store.quotas import QuotaPart
 from bot.store.reads import TurnReads
 from bot.store.secrets import SecretBox
 from bot.store.usage import UsagePart
@@ -62,6 +63,7 @@ class Store:
         self._history = HistoryPart(self._db, self._reads)
         self._models = ModelLists(self._db)
         self._usage = UsagePart(self._db)
+        self.quotas = QuotaPart(self._db)  # limits, charges and who-may-chat rules
 
     @classmethod
     async def open(
@@ -241,9 +243,10 @@ class Store:
 
     # ---- usage ------------------------------------------------------------------------
 
-    async def record_usage(self, record: UsageRecord) -> None:
-        """Store one provider call's usage (one insert, safe from any number of processes)."""
-        await self._usage.record(record)
+    async def record_usage(self, record: UsageRecord, reserved: int | None = None) -> None:
+        """Store one provider call's usage (one insert, safe from any number of processes);
+        `reserved`: the row a quota charge reserved for it, settled with these counts."""
+        await self._usage.record(record, reserved)
 
     async def usage_buckets(self, query: UsageQuery) -> list[UsageBucket]:
         """Token sums per (UTC day, user, model) of the rows the query selects."""

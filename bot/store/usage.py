@@ -7,7 +7,7 @@ from datetime import date
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, insert, select
+from sqlalchemy import ColumnElement, Select, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.base import NAME_CHARS, Database
@@ -79,13 +79,35 @@ class UsagePart:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._writes: Batcher[UsageRecord, None] = Batcher(self._write_batch, _WRITE_BATCH)
+        self._settles: Batcher[tuple[int, UsageRecord], None] = Batcher(
+            self._settle_batch, _WRITE_BATCH
+        )
 
-    async def record(self, record: UsageRecord) -> None:
-        """Insert one row; rows of turns ending together share one INSERT and commit."""
-        await self._writes.submit(record)
+    async def record(self, record: UsageRecord, reserved: int | None = None) -> None:
+        """Insert one row, or settle the row reserved for the call (its id); rows of turns
+        ending together share one statement and commit."""
+        if reserved is None:
+            await self._writes.submit(record)
+        else:
+            await self._settles.submit((reserved, record))
 
     async def drain(self) -> None:
         await self._writes.drain()
+        await self._settles.drain()
+
+    async def _settle_batch(self, settles: Sequence[tuple[int, UsageRecord]]) -> list[None]:
+        # The reserved row keeps its time and place; the real counts replace the estimate.
+        keep = ("created_at", "day", "platform", "server_id", "channel_id", "thread_id")
+        rows = []
+        for row_id, record in settles:
+            values = {k: v for k, v in _values(record).items() if k not in keep}
+            rows.append({"id": row_id, **values})
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(update(UsageRow), rows)
+
+        await self._db.write("usage settle", work)
+        return [None] * len(settles)
 
     async def _write_batch(self, records: Sequence[UsageRecord]) -> list[None]:
         rows = [_values(r) for r in records]

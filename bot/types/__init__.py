@@ -91,6 +91,8 @@ class Actor:
     display_name: str
     is_channel_admin: bool = False
     is_server_admin: bool = False
+    roles: tuple[str, ...] = ()  # Discord role ids (who-may-chat rules match them)
+    power_level: int | None = None  # Matrix power level in the room
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,9 @@ TABLES = {
     "blobs",
     "message_images",
     "usage",
+    "limits",
+    "access_rules",
+    "quota_locks",
 }
 
 
@@ -95,4 +98,4 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0007"
+    assert migrate.head() == "0008"

@@ -1,0 +1,324 @@
+"""Limits and who-may-chat rules per channel or server, and the atomic charge: a usage
+row reserved only if the sums it would join stay under the limits, in one transaction.
+
+A charge first bumps its server's row in quota_locks: on PostgreSQL that row lock
+queues every other charge of the server (any process) until commit, and the sums read
+after it see what the one before reserved; on SQLite the same write takes the
+database's write lock first, before any read, so two processes never deadlock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, and_, case, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.store.base import NAME_CHARS, Database, Key, key_of
+from bot.store.models import AccessRuleRow, LimitRow, QuotaLockRow, UsageRow, utcnow
+from bot.types import Actor, ChannelRef, Scope
+from bot.types.limits import AccessKind, AccessRule, Charge, Counts, Effect, ScopeLimits
+
+V = TypeVar("V")
+CACHE_SECONDS = 30.0  # a process serves its channels alone; this bounds a CLI's change
+_CACHED = 10_000
+RESERVED = "reserved"
+SETTLED = "settled"
+
+
+class _Cache:
+    """Per-process memory of small per-scope reads, dropped on this process's writes."""
+
+    def __init__(self) -> None:
+        self._items: dict[Key, tuple[float, Any]] = {}
+
+    def get(self, key: Key) -> Any:
+        hit = self._items.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: Key, value: Any) -> None:
+        if len(self._items) >= _CACHED:
+            self._items.clear()
+        self._items[key] = (time.monotonic() + CACHE_SECONDS, value)
+
+    def drop(self, key: Key) -> None:
+        self._items.pop(key, None)
+
+
+def _top(ref: ChannelRef) -> Key:
+    """The row a charge locks: the server's; a place without a server locks itself."""
+    if ref.has_server:
+        return (ref.platform.value, ref.server_id, "")
+    return (ref.platform.value, "", ref.channel_id)
+
+
+def _keys(ref: ChannelRef) -> list[tuple[Scope, Key]]:
+    keys = [(Scope.CHANNEL, key_of(ref, Scope.CHANNEL))]
+    if ref.has_server:
+        keys.append((Scope.SERVER, key_of(ref, Scope.SERVER)))
+    return keys
+
+
+def _at(table: Any, key: Key) -> ColumnElement[bool]:
+    return and_(table.platform == key[0], table.server_id == key[1], table.channel_id == key[2])
+
+
+class QuotaPart:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._limits = _Cache()
+        self._rules = _Cache()
+
+    # ---- limits ---------------------------------------------------------------------
+
+    async def limits(self, ref: ChannelRef) -> ScopeLimits:
+        """What is set for this channel and its server (None: set to off)."""
+        found = ScopeLimits()
+        for scope, key in _keys(ref):
+            values = self._limits.get(key)
+            if values is None:
+                values = await self._db.read("limits read", _limit_reader(key))
+                self._limits.put(key, values)
+            (found.server if scope is Scope.SERVER else found.channel).update(values)
+        return found
+
+    async def set_limit(
+        self, ref: ChannelRef, scope: Scope, name: str, value: int | None, actor: Actor
+    ) -> None:
+        key = key_of(ref, scope)
+
+        async def work(session: AsyncSession) -> None:
+            values = {"value": value, "updated_by": actor.id[:NAME_CHARS], "updated_at": utcnow()}
+            stmt = self._db.insert(LimitRow).values(
+                platform=key[0], server_id=key[1], channel_id=key[2], name=name, **values
+            )
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["platform", "server_id", "channel_id", "name"], set_=values
+                )
+            )
+
+        await self._db.write("limits write", work)
+        self._limits.drop(key)
+
+    async def clear_limit(self, ref: ChannelRef, scope: Scope, name: str) -> bool:
+        key = key_of(ref, scope)
+
+        async def work(session: AsyncSession) -> bool:
+            result = await session.execute(
+                delete(LimitRow).where(_at(LimitRow, key), LimitRow.name == name)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+        removed = await self._db.write("limits write", work)
+        self._limits.drop(key)
+        return removed
+
+    # ---- charges --------------------------------------------------------------------
+
+    async def counts(self, ref: ChannelRef, user_id: str, now: datetime) -> Counts:
+        """What the limits of this place count right now (for /limits)."""
+
+        async def read(session: AsyncSession) -> Counts:
+            return await _counts(session, ref, user_id, now)
+
+        return await self._db.read("usage sums", read)
+
+    async def charge(
+        self, ref: ChannelRef, charge: Charge, decide: Callable[[Counts], V | None]
+    ) -> tuple[int | None, V | None]:
+        """Reserve `charge` unless `decide` (given the counts) refuses: (row id, None) or
+        (None, refusal), atomically across processes."""
+        top = _top(ref)
+
+        async def work(session: AsyncSession) -> tuple[int | None, V | None]:
+            lock = self._db.insert(QuotaLockRow).values(
+                platform=top[0], server_id=top[1], channel_id=top[2], charges=1
+            )
+            await session.execute(
+                lock.on_conflict_do_update(
+                    index_elements=["platform", "server_id", "channel_id"],
+                    set_={"charges": QuotaLockRow.charges + 1},
+                )
+            )
+            refusal = decide(await _counts(session, ref, charge.user_id, charge.at))
+            if refusal is not None:
+                return None, refusal
+            row = UsageRow(
+                created_at=charge.at,
+                day=charge.at.date(),
+                platform=charge.platform,
+                server_id=charge.server_id[:NAME_CHARS],
+                channel_id=charge.channel_id[:NAME_CHARS],
+                thread_id=charge.thread_id[:NAME_CHARS],
+                user_id=charge.user_id[:NAME_CHARS],
+                source=charge.source,
+                model=charge.model[:NAME_CHARS],
+                input_tokens=max(0, charge.estimate),
+                output_tokens=0,
+                estimated=True,
+                error=False,
+                key_scope="none",
+                state=RESERVED,
+            )
+            session.add(row)
+            await session.flush()
+            return row.id, None
+
+        return await self._db.write("usage charge", work)
+
+    async def release(self, row_id: int) -> None:
+        """Drop a reservation whose turn never reached the model."""
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                delete(UsageRow).where(UsageRow.id == row_id, UsageRow.state == RESERVED)
+            )
+
+        await self._db.write("usage release", work)
+
+    async def settle_stale(self, older_than: timedelta, now: datetime) -> int:
+        """Reserved rows of calls that cannot still run (a crash left them): settled at
+        their estimate. Rows of the last week only, so it reads an index."""
+        cutoff = now - older_than
+
+        async def work(session: AsyncSession) -> int:
+            result = await session.execute(
+                update(UsageRow)
+                .where(
+                    UsageRow.day >= (now - timedelta(days=7)).date(),
+                    UsageRow.state == RESERVED,
+                    UsageRow.created_at < cutoff,
+                )
+                .values(state=SETTLED)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+        return await self._db.write("usage settle", work)
+
+    # ---- who may chat ---------------------------------------------------------------
+
+    async def rules(self, ref: ChannelRef) -> list[AccessRule]:
+        """The channel's rules, then its server's."""
+        found: list[AccessRule] = []
+        for scope, key in _keys(ref):
+            rules = self._rules.get(key)
+            if rules is None:
+                rules = await self._db.read("access read", _rule_reader(key, scope))
+                self._rules.put(key, rules)
+            found.extend(rules)
+        return found
+
+    async def set_rule(self, ref: ChannelRef, scope: Scope, rule: AccessRule, actor: Actor) -> None:
+        key = key_of(ref, scope)
+
+        async def work(session: AsyncSession) -> None:
+            values = {"effect": rule.effect.value, "created_by": actor.id[:NAME_CHARS]}
+            stmt = self._db.insert(AccessRuleRow).values(
+                platform=key[0],
+                server_id=key[1],
+                channel_id=key[2],
+                kind=rule.kind.value,
+                subject=rule.subject[:NAME_CHARS],
+                created_at=utcnow(),
+                **values,
+            )
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["platform", "server_id", "channel_id", "kind", "subject"],
+                    set_=values,
+                )
+            )
+
+        await self._db.write("access write", work)
+        self._rules.drop(key)
+
+    async def remove_rule(
+        self, ref: ChannelRef, scope: Scope, kind: AccessKind, subject: str
+    ) -> bool:
+        key = key_of(ref, scope)
+
+        async def work(session: AsyncSession) -> bool:
+            result = await session.execute(
+                delete(AccessRuleRow).where(
+                    _at(AccessRuleRow, key),
+                    AccessRuleRow.kind == kind.value,
+                    AccessRuleRow.subject == subject[:NAME_CHARS],
+                )
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+        removed = await self._db.write("access write", work)
+        self._rules.drop(key)
+        return removed
+
+
+def _limit_reader(key: Key) -> Callable[[AsyncSession], Any]:
+    async def read(session: AsyncSession) -> dict[str, int | None]:
+        rows = (
+            await session.execute(select(LimitRow.name, LimitRow.value).where(_at(LimitRow, key)))
+        ).all()
+        return {str(name): (None if value is None else int(value)) for name, value in rows}
+
+    return read
+
+
+def _rule_reader(key: Key, scope: Scope) -> Callable[[AsyncSession], Any]:
+    async def read(session: AsyncSession) -> list[AccessRule]:
+        stmt = (
+            select(AccessRuleRow.kind, AccessRuleRow.subject, AccessRuleRow.effect)
+            .where(_at(AccessRuleRow, key))
+            .order_by(AccessRuleRow.id)
+        )
+        rules = []
+        for kind, subject, effect in (await session.execute(stmt)).all():
+            try:
+                rules.append(
+                    AccessRule(AccessKind(kind), subject, Effect(effect), scope is Scope.SERVER)
+                )
+            except ValueError:
+                continue  # a kind a later version wrote
+        return rules
+
+    return read
+
+
+async def _counts(session: AsyncSession, ref: ChannelRef, user_id: str, now: datetime) -> Counts:
+    u = UsageRow
+    tokens = u.input_tokens + u.output_tokens
+    today = now.date()
+    server = [u.platform == ref.platform.value, u.server_id == ref.server_id]
+    if not ref.has_server:
+        server.append(u.channel_id == ref.channel_id)
+    # One pass over the server's rows of the day (an index range) for all three sums.
+    summed = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(case((u.user_id == user_id, tokens), else_=0)), 0),
+                func.coalesce(func.sum(case((u.channel_id == ref.channel_id, tokens), else_=0)), 0),
+                func.coalesce(func.sum(tokens), 0),
+            ).where(*server, u.day == today)
+        )
+    ).one()
+    user_today, channel_today, server_today = (int(v or 0) for v in summed)
+    since = now - timedelta(minutes=1)
+    recent: Sequence[datetime] = (
+        await session.scalars(
+            select(u.created_at)
+            .where(
+                *server,
+                u.user_id == user_id,
+                u.day >= since.date(),
+                u.created_at > since,
+            )
+            .order_by(u.created_at)
+        )
+    ).all()
+    return Counts(
+        int(user_today or 0), int(channel_today or 0), int(server_today or 0), tuple(recent)
+    )

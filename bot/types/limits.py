@@ -1,0 +1,71 @@
+"""Quotas and access rules as values the store and the usage layer share. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class LimitName(StrEnum):
+    MESSAGES_PER_USER_MINUTE = "messages_per_user_minute"
+    TOKENS_PER_USER_DAY = "tokens_per_user_day"
+    TOKENS_PER_CHANNEL_DAY = "tokens_per_channel_day"
+    # One budget for a whole server however many channels spend it: a per-channel cap
+    # alone lets a server with many channels spend many times what its admins meant.
+    TOKENS_PER_SERVER_DAY = "tokens_per_server_day"
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What was spent where a turn is charged: settled usage plus reserved estimates.
+
+    `user_recent`: when the user's calls of the last minute were made, oldest first.
+    """
+
+    user_tokens_today: int = 0
+    channel_tokens_today: int = 0
+    server_tokens_today: int = 0
+    user_recent: tuple[datetime, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A reserved usage row, written only if `decide` (given the counts) says yes."""
+
+    at: datetime  # UTC
+    platform: str
+    server_id: str
+    channel_id: str
+    thread_id: str
+    user_id: str
+    source: str
+    model: str
+    estimate: int
+
+
+class AccessKind(StrEnum):
+    USER = "user"  # a user id (Discord snowflake, Matrix @user:server, console name)
+    ROLE = "role"  # a Discord role id
+    LEVEL = "level"  # a Matrix power level: matches members at or above it
+
+
+class Effect(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    kind: AccessKind
+    subject: str
+    effect: Effect
+    server_wide: bool = False  # stored on the server's row rather than the channel's
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeLimits:
+    """Limits stored for one channel and its server: name → value (None: off there)."""
+
+    channel: dict[str, int | None] = field(default_factory=dict)
+    server: dict[str, int | None] = field(default_factory=dict)
