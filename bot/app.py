@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.core import DEFAULT_PREFIXES, Core, TurnLimits
+from bot.core import DEFAULT_PREFIXES, Core, Gate, TurnLimits
 from bot.frontends import FrontendError
 from bot.providers import ProviderHub, ProviderSettings
 from bot.settings import Settings
@@ -80,14 +80,24 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
         media_store_bytes=settings.media_store_mb * 1024 * 1024,
         media_retention_days=settings.media_retention_days,
     )
-    return Core(
+    core = Core(
         store,
         hub,
         admin_ids=settings.admin_ids,
         prefixes=prefixes,
         limits=limits,
         prices=settings.price_table(),
+        gate=Gate.of(
+            settings.limit_defaults(),
+            servers=settings.allowed_servers,
+            users=settings.allowed_users,
+            admins=settings.admin_ids,
+        ),
     )
+    settled = await core.settle_reserved()
+    if settled:
+        log.info("settled %d usage row(s) a stopped process had reserved", settled)
+    return core
 
 
 # Each front-end is imported only when it runs: discord.py and matrix-nio (with its crypto)

@@ -11,7 +11,7 @@ from bot.commands.handlers import model_choices
 from bot.commands.parse import CommandError, parse
 from bot.commands.router import bind, execute, find, prepare
 from bot.commands.spec import CommandContext, secret_prompt
-from bot.conversation.engine import ChatEngine, Control, TurnLimits, TurnResult
+from bot.conversation.engine import ChatEngine, Control, Gate, TurnLimits, TurnResult
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.conversation.stream import ReplySink
 from bot.providers import ProviderHub
@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_PREFIXES",
     "Control",
     "Core",
+    "Gate",
     "HeldReply",
     "MessageTarget",
     "PacedReply",
@@ -99,6 +100,7 @@ class Core:
         prefixes: Mapping[Platform, str] = DEFAULT_PREFIXES,
         limits: TurnLimits | None = None,
         prices: PriceTable | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.store = store
         self._prices = prices or PriceTable()
@@ -106,7 +108,8 @@ class Core:
         self.table: tuple[Command, ...] = TABLE
         self._admins = frozenset(admin_ids)
         self._prefixes = dict(prefixes)
-        self._engine = ChatEngine(store, hub, limits)
+        self._gate = (gate or Gate()).with_admins(self._admins)
+        self._engine = ChatEngine(store, hub, limits, self._gate)
 
     def prefix(self, platform: Platform) -> str:
         return self._prefixes.get(platform, "/")
@@ -135,6 +138,7 @@ class Core:
             table=self.table,
             prefix=self.prefix(ref.platform),
             prices=self._prices,
+            gate=self._gate,
         )
 
     def refusal(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply | None:
@@ -239,6 +243,10 @@ class Core:
         if source == "models":
             return await model_choices(self._context(ref, actor), typed, limit)
         return []
+
+    async def settle_reserved(self) -> int:
+        """At start: usage a crash left reserved is settled at its estimate."""
+        return await self._engine.settle_reserved()
 
     async def close(self) -> None:
         await self.hub.aclose()

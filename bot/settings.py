@@ -114,6 +114,15 @@ class Settings(BaseSettings):
     usage_prices: str = ""
     usage_prices_file: Path | None = None
 
+    # Default quotas for every channel (empty: none); /limits overrides them per channel
+    # or server. Who may use the bot at all (empty: everyone).
+    limit_messages_per_user_minute: int | None = Field(default=None, ge=0, le=10**12)
+    limit_tokens_per_user_day: int | None = Field(default=None, ge=0, le=10**12)
+    limit_tokens_per_channel_day: int | None = Field(default=None, ge=0, le=10**12)
+    limit_tokens_per_server_day: int | None = Field(default=None, ge=0, le=10**12)
+    allowed_servers: CommaList = ()
+    allowed_users: CommaList = ()
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -136,6 +145,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "admin_ids",
+        "allowed_servers",
+        "allowed_users",
         "matrix_allowed_inviters",
         "discord_shard_ids",
         "discord_command_guilds",
@@ -194,6 +205,15 @@ class Settings(BaseSettings):
         except PriceError as err:
             raise ValueError(f"{value}: {err}") from None
         return value
+
+    def limit_defaults(self) -> dict[str, int]:
+        """LIMIT_* settings that are set, by limit name (messages_per_user_minute …)."""
+        found = {
+            name.removeprefix("limit_"): getattr(self, name)
+            for name in type(self).model_fields
+            if name.startswith("limit_")
+        }
+        return {name: value for name, value in found.items() if value is not None}
 
     def price_table(self) -> PriceTable:
         """USAGE_PRICES, then USAGE_PRICES_FILE's entries (the first matching pattern wins)."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
 from bot.commands.parse import CommandError, echo, suggest
+from bot.commands.quotas import access_summary
 from bot.commands.spec import Command, CommandContext, walk
 from bot.connection import PROXY_PASSWORD, endpoint_for, endpoint_url, run_status_check
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
@@ -326,6 +327,7 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     params = _settings_lines(config)
     if params:
         lines.append("Params: " + ", ".join(params))
+    lines.append(await access_summary(ctx))
     if ctx.is_admin:
         # Who changed what last: with several admins, the first question after a surprise.
         for entry in await ctx.store.audit_entries(ctx.ref, 1):

@@ -15,6 +15,7 @@ from bot.providers import ProviderHub
 from bot.store import Store
 from bot.types import Actor, ChannelRef, Reply, Source
 from bot.types.prices import PriceTable
+from bot.usage.quota import Gate
 
 Handler = Callable[["CommandContext", dict[str, Any]], Awaitable[Reply]]
 
@@ -32,6 +33,7 @@ class CommandContext:
     table: tuple[Command, ...]
     prefix: str = "/"
     prices: PriceTable = field(default_factory=PriceTable)  # the operator's, for /usage
+    gate: Gate = field(default_factory=Gate)  # the operator's limits and access lists
 
 
 class Kind(StrEnum):

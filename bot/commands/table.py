@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import handlers as h
-from bot.commands import usage_report
+from bot.commands import quotas, usage_report
 from bot.commands.spec import SOURCES, Command, Kind, Option
 from bot.fields import PARAM_NAMES
 from bot.types import ReplyMode
@@ -191,6 +191,29 @@ TABLE: tuple[Command, ...] = (
         ),
         admin=False,
         handler=usage_report.show_usage,
+    ),
+    Command(
+        "limits",
+        "Quotas here and your allowance; admins: set <name> <value|off|default>.",
+        (
+            Option("action", Kind.CHOICE, "show (default) or set", False, quotas.LIMIT_ACTIONS),
+            Option("name", Kind.CHOICE, "which limit", False, quotas.LIMIT_NAMES),
+            Option("value", Kind.STRING, "a whole number, off or default", False, max_length=40),
+            _scope_opt,
+        ),
+        admin=False,
+        handler=quotas.show_limits,
+    ),
+    Command(
+        "access",
+        "Who may chat here: list, or allow/deny/remove a user, role or power level.",
+        (
+            Option("action", Kind.CHOICE, "list, allow, deny or remove", False, quotas.ACTS),
+            Option("kind", Kind.CHOICE, "user, role or level", False, quotas.ACCESS_KINDS),
+            Option("id", Kind.STRING, "user id, role id or power level", False, max_length=300),
+            _scope_opt,
+        ),
+        handler=quotas.access,
     ),
     Command(
         "help",

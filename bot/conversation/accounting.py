@@ -72,8 +72,10 @@ async def record(
     outcome: Outcome,
     *,
     start: str = "",
+    reserved: int | None = None,
 ) -> UsageRecord | None:
-    """Write the usage row of one answered (or failed) call; None when it could not be."""
+    """Write the usage row of one answered (or failed) call (settle the row a quota
+    charge `reserved` for it); None when it could not be."""
     new_text = outcome.answer[len(start) :] if outcome.answer.startswith(start) else outcome.answer
     answered = bool(new_text or outcome.thought)
     prompt, completion, estimated = counted(
@@ -95,7 +97,7 @@ async def record(
         key_scope=await key_scope(store, ref, endpoint),
     )
     try:
-        await store.record_usage(row)
+        await store.record_usage(row, reserved)
     except StoreError as err:
         log.warning("could not record usage in %s: %s", ref, err)
         return None

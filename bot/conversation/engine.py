@@ -55,6 +55,9 @@ from bot.types import (
     TurnState,
 )
 from bot.types.secrets import looks_like_key
+from bot.usage.limits import Refusal, turn_estimate
+from bot.usage.quota import Charged, allowed, charge, settle_stale
+from bot.usage.quota import Gate as Gate  # the Core hands it over
 
 log = logging.getLogger("bot.conversation")
 
@@ -85,6 +88,9 @@ class TurnResult:
     answer_id: int | None = None  # the stored answer (front-ends tie their message to it)
     alternative: tuple[int, int] = (1, 1)  # (shown, of how many answers to the question)
     question_id: int | None = None  # the question answered (a failed one has no answer_id)
+    # A limit refused the turn: said to the asker alone (front-ends choose how), never sent.
+    refusal: str | None = None
+    ignored: bool = False  # the asker may not chat here: nothing is shown to anyone
 
     @property
     def notice(self) -> bool:
@@ -123,11 +129,83 @@ class _TurnOrder:
                 self._locks[key] = (lock, users - 1)
 
 
-class ChatEngine:
-    def __init__(self, store: Store, hub: ProviderHub, limits: TurnLimits | None = None) -> None:
+class _QuotaHooks:
+    """Who may chat and the quota charge, where a turn starts (mixed into ChatEngine)."""
+
+    _store: Store
+    _gate: Gate
+    _limits: TurnLimits
+    _reserved: dict[str, int]
+
+    async def _admitted(self, ref: ChannelRef, actor: Actor) -> bool:
+        try:
+            if await allowed(self._store, self._gate, ref, actor):
+                return True
+        except StoreError as err:
+            log.warning("could not read who may chat in %s: %s", ref, err)
+            return True  # the turn's own reads report the database
+        log.debug("ignored %s in %s: not allowed to chat there", actor.id, ref)
+        return False
+
+    async def _charge(
+        self,
+        key: str,
+        ref: ChannelRef,
+        user_id: str,
+        config: ChannelConfig,
+        history: list[HistoryEntry],
+        question: HistoryEntry | None,
+    ) -> Refusal | None:
+        """Reserve the turn's estimate under the limits here; the refusal when one is full."""
+        newest = question.content if question else ""
+        budget = history_budget(
+            config.number("context"), config.number("max_tokens"), config.system_prompt, newest
+        )
+        sent = min(sum(e.tokens for e in history), budget)
+        prompt = sent + (question.tokens if question else 0)
+        prompt += estimate_tokens(config.system_prompt) if config.system_prompt else 0
+        done = await charge(
+            self._store,
+            self._gate,
+            ref,
+            user_id,
+            source=config.source.value,
+            model=config.model or "",
+            estimate=turn_estimate(prompt, config.number("max_tokens")),
+        )
+        if isinstance(done, Charged):
+            if done.reserved is not None:
+                self._reserved[key] = done.reserved
+            return None
+        return done
+
+    async def _release(self, key: str) -> None:
+        """A reserved turn that never reached the model costs nothing."""
+        reserved = self._reserved.pop(key, None)
+        if reserved is not None:
+            try:
+                await self._store.quotas.release(reserved)
+            except StoreError as err:
+                log.warning("could not release a reserved usage row: %s", err)
+
+    async def settle_reserved(self) -> int:
+        """Reserved usage a crash left unsettled: settled at its estimate (at start)."""
+        return await settle_stale(self._store, self._limits.answer_timeout)
+
+
+class ChatEngine(_QuotaHooks):
+    def __init__(
+        self,
+        store: Store,
+        hub: ProviderHub,
+        limits: TurnLimits | None = None,
+        gate: Gate | None = None,
+    ) -> None:
         self._store = store
         self._hub = hub
         self._limits = limits or TurnLimits()
+        self._gate = gate or Gate()
+        self._reserved: dict[str, int] = {}  # conversation → the usage row its turn reserved
         self._order = _TurnOrder()
         self._running: dict[str, Running] = {}
         self._told_no_vision: set[str] = set()
@@ -178,6 +256,8 @@ class ChatEngine:
     # -- a new question ---------------------------------------------------------------------
 
     async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str, key: str) -> TurnResult:
+        if not await self._admitted(incoming.channel, incoming.actor):
+            return TurnResult("", None, called_provider=False, ignored=True)
         text = incoming.text.strip()
         if not text and not incoming.attachments:
             return await _notice(sink, "Ask me something with your message.")
@@ -208,14 +288,20 @@ class ChatEngine:
                 images=tuple(ImageRef(i.sha256, i.name, i.media_type) for i in attached.images),
                 author_id=incoming.actor.id,
             )
+            refused = await self._charge(key, ref, incoming.actor.id, config, history, question)
+            if refused is not None:
+                log.info("a turn in %s was refused by %s", ref, refused.name.value)
+                return TurnResult(refused.text, None, called_provider=False, refusal=refused.text)
             (question,) = await self._store.add_messages(ref, [question], attached.images)
             sees = not attached.images or await self._sees(ref, config)
             request = await self._request(config, [*history, question], sees)
         except _Blocked as blocked:
             return await _notice(sink, str(blocked))
         except (NotConnectable, SecretUnreadable, Refused) as err:
+            await self._release(key)
             return await _notice(sink, str(err))
         except StoreError as err:
+            await self._release(key)
             return await _notice(sink, f"{err} Nothing was sent to the model.")
         preface = ""
         if attached.images and not sees and self._tell_once(ref):
@@ -242,6 +328,8 @@ class ChatEngine:
         answer_id: int | None,
         prefix: str,
     ) -> TurnResult:
+        if not await self._admitted(ref, actor):
+            return await _notice(sink, "You may not chat here.")
         history = await self._history(ref)
         question, answer = _newest_turn(history)
         if question is None:
@@ -271,6 +359,9 @@ class ChatEngine:
             config, endpoint = await self._ready(ref, prefix)
         except _Blocked as blocked:
             return await _notice(sink, str(blocked))
+        refused = await self._charge(f"{ref}", ref, actor.id, config, history, None)
+        if refused is not None:
+            return await _notice(sink, refused.text)  # a control's notice is the presser's
         before = history[: history.index(answer) if answer in history else len(history)]
         if action is Control.CONTINUE and answer is not None:
             request = await self._request(config, history, await self._sees(ref, config), True)
@@ -370,7 +461,10 @@ class ChatEngine:
         await sink.finish(preface + outcome.answer, outcome.reasoning, error)
         user = by or question.author_id or ""
         start = continuing.content if continuing else ""
-        await accounting.record(self._store, ref, user, endpoint, request, outcome, start=start)
+        reserved = self._reserved.pop(key, None)
+        await accounting.record(
+            self._store, ref, user, endpoint, request, outcome, start=start, reserved=reserved
+        )
         if outcome.error and outcome.state is not TurnState.STOPPED:
             log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
         alternative = (1, 1)

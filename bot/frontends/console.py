@@ -221,7 +221,9 @@ class Console:
         self._pending.clear()
         self._answering = True
         try:
-            await self._core.chat(incoming, ConsoleSink(self._out))
+            result = await self._core.chat(incoming, ConsoleSink(self._out))
+            if result.refusal:
+                self._print(result.refusal)
         finally:
             self._answering = False
 

@@ -41,6 +41,8 @@ GOOD: dict[tuple[str, ...], dict[str, object]] = {
     ("reset",): {},
     ("help",): {},
     ("usage",): {"scope": "server", "period": "month"},
+    ("limits",): {},
+    ("access",): {"action": "allow", "kind": "user", "id": "123"},
 }
 
 

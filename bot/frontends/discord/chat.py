@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 
 import discord
 
@@ -114,6 +115,8 @@ class ChatHandler:
             if not check.can_reply:
                 reply_to = None
             actor = actor_for(author.id, author.display_name, perms, in_dm=False)
+            if isinstance(author, discord.Member):  # who-may-chat rules match role ids
+                actor = replace(actor, roles=tuple(str(r.id) for r in author.roles))
         incoming = Incoming(
             ref,
             actor,
@@ -131,10 +134,24 @@ class ChatHandler:
         target = DiscordTarget(channel, reply_to, forbidden, min_interval=self._min_interval)
         sink = AnswerSink(target, author.id)
         try:
-            await sink.settle(await self._core.chat(incoming, sink))
+            result = await self._core.chat(incoming, sink)
+            await sink.settle(result)
+            if result.refusal and not target.blocked:
+                await _refuse(message, result.refusal)
         except Exception as err:
             log.warning("a chat turn in %s failed: %s", ref, type(err).__name__)
         finally:
             await target.close()
         if not target.blocked:
             self._notices.clear(channel.id)
+
+
+REFUSAL_SECONDS = 15.0  # a refusal is for the asker: it does not stay in the channel
+
+
+async def _refuse(message: discord.Message, text: str) -> None:
+    """A limit's refusal: a reply (no ping) that deletes itself; a message can't be ephemeral."""
+    try:
+        await message.reply(text, mention_author=False, delete_after=REFUSAL_SECONDS)
+    except discord.HTTPException as err:
+        log.info("could not tell a refused turn: %s", type(err).__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -36,6 +37,8 @@ def interaction_context(interaction: discord.Interaction) -> tuple[ChannelRef, A
     actor = actor_for(
         user.id, user.display_name, None if in_dm else interaction.permissions, in_dm=in_dm
     )
+    if isinstance(user, discord.Member):  # who-may-chat rules match role ids
+        actor = replace(actor, roles=tuple(str(r.id) for r in user.roles))
     return ref, actor
 
 

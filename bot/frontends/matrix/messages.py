@@ -189,7 +189,7 @@ class MessageHandler:
             authority = await self._api.authority(room.room_id)
         admin = is_room_admin(user_id, level, authority, self._admin_level)
         name = room.user_name(user_id) or user_id
-        return Actor(user_id, str(name), is_channel_admin=admin)
+        return Actor(user_id, str(name), is_channel_admin=admin, power_level=level)
 
     # --- commands ------------------------------------------------------------------
     async def _command(
@@ -468,7 +468,10 @@ class MessageHandler:
         # next message may be decided on now without overtaking this one.
         place.pass_on()
         try:
-            self._settled(shown, await self._core.chat(incoming, sink))
+            result = await self._core.chat(incoming, sink)
+            self._settled(shown, result)
+            if result.refusal:  # a limit: a notice in the thread, nothing sent to the model
+                await self._notice(msg, result.refusal)
         except SendFailed as err:
             log.warning("an answer in %s could not be delivered: %s", msg.room_id, err)
         finally:

@@ -1,0 +1,136 @@
+"""/limits and /access: quotas and who may chat, per channel or server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.commands.parse import CommandError
+from bot.commands.router import check_scope
+from bot.commands.spec import CommandContext
+from bot.types import Platform, Reply, Scope
+from bot.types.limits import AccessKind, AccessRule, Effect, LimitName
+from bot.usage.access import AccessError, describe, parse_subject
+from bot.usage.limits import DEFAULT, NAMES, SPECS, LimitError, allowance, parse_value
+from bot.usage.quota import limits_here
+
+LIMIT_ACTIONS = ("show", "set")
+LIMIT_NAMES = NAMES
+ACTS = ("list", "allow", "deny", "remove")
+ACCESS_KINDS = tuple(k.value for k in AccessKind)
+
+
+def _scope(ctx: CommandContext, args: dict[str, Any]) -> Scope:
+    check_scope(ctx, args)
+    return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
+
+
+def _where(scope: Scope) -> str:
+    return "server-wide" if scope is Scope.SERVER else "for this channel"
+
+
+async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    """The limits in force here and what the asker has left; admins set them."""
+    if args.get("action") == "set":
+        return await _set_limit(ctx, args)
+    if "name" in args or "value" in args:
+        raise CommandError(f"To change a limit: {ctx.prefix}limits set <name> <value|off>.")
+    held = await limits_here(ctx.store, ctx.gate, ctx.ref)
+    p = ctx.prefix
+    if not held:
+        text = "No limits hold here."
+        if ctx.is_admin:
+            text += f" Set one with {p}limits set <name> <value> (names: {', '.join(NAMES)})."
+        return Reply(text)
+    lines = ["Limits here:"]
+    for name, value in held.items():
+        origin = "operator default" if value.origin == "operator" else value.origin
+        lines.append(f"  {name.value} = {value.value:,} ({origin}) — {SPECS[name].help}")
+    counts = await ctx.store.quotas.counts(ctx.ref, ctx.actor.id, datetime.now(UTC))
+    lines.append("Your allowance:")
+    lines += [f"  {line}" for line in allowance(held, counts, datetime.now(UTC))]
+    if ctx.is_admin:
+        lines.append(f"Change one with {p}limits set <name> <value|off|default> [scope:server].")
+    return Reply("\n".join(lines))
+
+
+async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    p = ctx.prefix
+    if not ctx.is_admin:
+        raise CommandError(f"Only admins of this channel can change limits; {p}limits shows them.")
+    if "name" not in args or "value" not in args:
+        raise CommandError(
+            f"Usage: {p}limits set <name> <value|off|default> [scope:server]; "
+            f"names: {', '.join(NAMES)}."
+        )
+    name = LimitName(args["name"])
+    scope = _scope(ctx, args)
+    if SPECS[name].server_only and scope is not Scope.SERVER:
+        if not ctx.ref.has_server:
+            raise CommandError("There is no server here; use tokens_per_channel_day instead.")
+        raise CommandError(
+            f"{name.value} is the server's budget: add scope:server (server admins)."
+        )
+    try:
+        value = parse_value(str(args["value"]))
+    except LimitError as err:
+        raise CommandError(str(err)) from None
+    where = _where(scope)
+    if value == DEFAULT:
+        removed = await ctx.store.quotas.clear_limit(ctx.ref, scope, name.value)
+        if not removed:
+            return Reply(f"{name.value} was not set {where}; nothing changed.", ok=False)
+        return Reply(f"{name.value} {where} now follows the next scope (server or operator).")
+    await ctx.store.quotas.set_limit(ctx.ref, scope, name.value, value, ctx.actor)
+    if value is None:
+        return Reply(f"{name.value} is off {where}.")
+    return Reply(f"{name.value} set to {value:,} {where}.")
+
+
+async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    """List, add or remove who-may-chat rules (admins; server-wide: server admins)."""
+    action = args.get("action") or "list"
+    p = ctx.prefix
+    if action == "list":
+        if "kind" in args or "id" in args:
+            raise CommandError(f"Usage: {p}access allow|deny|remove <user|role|level> <id>.")
+        return Reply(await access_summary(ctx))
+    if "kind" not in args or "id" not in args:
+        example = "level 50" if ctx.ref.platform is Platform.MATRIX else "user <id>"
+        raise CommandError(
+            f"Usage: {p}access {action} <user|role|level> <id> [scope:server], "
+            f"e.g. {p}access {action} {example}."
+        )
+    kind = AccessKind(args["kind"])
+    scope = _scope(ctx, args)
+    try:
+        subject = parse_subject(kind, str(args["id"]), ctx.ref.platform)
+    except AccessError as err:
+        raise CommandError(str(err)) from None
+    where = _where(scope)
+    if action == "remove":
+        removed = await ctx.store.quotas.remove_rule(ctx.ref, scope, kind, subject)
+        if not removed:
+            return Reply(f"There was no rule for {kind.value} {subject} {where}.", ok=False)
+        return Reply(f"Removed the rule for {kind.value} {subject} {where}.")
+    rule = AccessRule(kind, subject, Effect(action), scope is Scope.SERVER)
+    await ctx.store.quotas.set_rule(ctx.ref, scope, rule, ctx.actor)
+    note = ""
+    if rule.effect is Effect.ALLOW:
+        note = " Only those an allow rule names may chat there now (admins always may)."
+    return Reply(f"Rule added: {describe(rule)}.{note}")
+
+
+async def access_summary(ctx: CommandContext) -> str:
+    """One line per rule, or that everyone may chat (also shown by /settings)."""
+    rules = await ctx.store.quotas.rules(ctx.ref)
+    operator = ctx.gate.operator
+    lines = []
+    if operator.servers or operator.users:
+        lines.append("The operator limits who may use this bot (ALLOWED_SERVERS / ALLOWED_USERS).")
+    if not rules:
+        lines.append("Who may chat: everyone (no allow or deny rules here).")
+    else:
+        lines.append("Who may chat (deny wins; admins always may):")
+        lines += [f"  {describe(r)}" for r in rules]
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""Who may chat, pure: the operator's lists, then the channel's and server's rules.
+
+A matching deny anywhere wins; where a scope has allow rules, only people matching one
+of them may chat; admins always may (so nobody locks the admins out of their channel).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bot.types import Actor, ChannelRef, Platform
+from bot.types.limits import AccessKind, AccessRule, Effect
+
+MAX_LEVEL = 10**15  # Matrix power levels are canonical-JSON integers (±2^53)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAccess:
+    """ALLOWED_SERVERS / ALLOWED_USERS (empty: everyone) and the operator's admins."""
+
+    servers: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()
+    admins: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls, servers: Iterable[str] = (), users: Iterable[str] = (), admins: Iterable[str] = ()
+    ) -> OperatorAccess:
+        def clean(items: Iterable[str]) -> frozenset[str]:
+            return frozenset(i.strip() for i in items if i.strip())
+
+        return cls(clean(servers), clean(users), clean(admins))
+
+
+def operator_allows(ref: ChannelRef, actor: Actor, operator: OperatorAccess) -> bool:
+    """The operator's lists; the console is the operator's own terminal."""
+    if ref.platform is Platform.CONSOLE or actor.id in operator.admins:
+        return True
+    if operator.users and actor.id not in operator.users:
+        return False
+    # A Matrix room has no server: its room id (or its homeserver) may be listed instead.
+    place = {ref.server_id, ref.channel_id, ":" + ref.channel_id.partition(":")[2]}
+    return not operator.servers or bool(place & operator.servers)
+
+
+def matches(rule: AccessRule, actor: Actor) -> bool:
+    if rule.kind is AccessKind.USER:
+        return rule.subject == actor.id
+    if rule.kind is AccessKind.ROLE:
+        return rule.subject in actor.roles
+    if actor.power_level is None:
+        return False
+    try:
+        return actor.power_level >= int(rule.subject)
+    except ValueError:
+        return False
+
+
+def may_chat(
+    ref: ChannelRef, actor: Actor, rules: Sequence[AccessRule], operator: OperatorAccess
+) -> bool:
+    if not operator_allows(ref, actor, operator):
+        return False
+    if actor.is_channel_admin or actor.id in operator.admins:
+        return True
+    if any(r.effect is Effect.DENY and matches(r, actor) for r in rules):
+        return False
+    for server_wide in (False, True):
+        allows = [r for r in rules if r.effect is Effect.ALLOW and r.server_wide is server_wide]
+        if allows and not any(matches(r, actor) for r in allows):
+            return False
+    return True
+
+
+class AccessError(ValueError):
+    """A subject that cannot be a rule's; the message says what would be."""
+
+
+_SNOWFLAKE = re.compile(r"[0-9]{1,20}")
+_MATRIX_USER = re.compile(r"@[!-9;-~]{1,200}:[A-Za-z0-9.\-\[\]:]{1,250}")
+_CONSOLE_USER = re.compile(r"[A-Za-z0-9_.\-@:]{1,100}")
+
+
+def parse_subject(kind: AccessKind, text: str, platform: Platform) -> str:
+    """The stored form of a rule's subject: an id as the platform writes it, or a level."""
+    raw = text.strip()
+    shown = raw[:60] or "(nothing)"
+    if kind is AccessKind.LEVEL:
+        if platform is not Platform.MATRIX:
+            raise AccessError("Power levels are Matrix's; on this platform use user or role.")
+        if not re.fullmatch(r"-?[0-9]{1,16}", raw) or abs(int(raw)) > MAX_LEVEL:
+            raise AccessError(f"`{shown}` is not a power level: give a whole number like 50.")
+        return str(int(raw))
+    if kind is AccessKind.ROLE:
+        if platform is not Platform.DISCORD:
+            raise AccessError("Roles are Discord's; on Matrix use a power level (level 50).")
+        raw = raw.removeprefix("<@&").removesuffix(">")
+        if not _SNOWFLAKE.fullmatch(raw):
+            raise AccessError(f"`{shown}` is not a role id: give its number or mention it.")
+        return raw
+    if platform is Platform.DISCORD:
+        raw = raw.removeprefix("<@").removeprefix("!").removesuffix(">")
+        if not _SNOWFLAKE.fullmatch(raw):
+            raise AccessError(f"`{shown}` is not a Discord user id: give the number or mention.")
+        return raw
+    if platform is Platform.MATRIX:
+        if not _MATRIX_USER.fullmatch(raw):
+            raise AccessError(f"`{shown}` is not a Matrix user id like @name:example.org.")
+        return raw
+    if not _CONSOLE_USER.fullmatch(raw):
+        raise AccessError(f"`{shown}` is not a user name.")
+    return raw
+
+
+def describe(rule: AccessRule) -> str:
+    where = "server-wide" if rule.server_wide else "here"
+    if rule.kind is AccessKind.LEVEL:
+        who = f"power level {rule.subject} and above"
+    elif rule.kind is AccessKind.ROLE:
+        who = f"role {rule.subject}"
+    else:
+        who = f"user {rule.subject}"
+    return f"{rule.effect.value} {who} ({where})"

@@ -1,0 +1,228 @@
+"""Quotas, pure: the limit names, what each counts, parsing a value, which limits are in
+force, whether a turn fits and when a refused one frees up, and the words for it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Literal
+
+from bot.types.limits import Counts, LimitName, ScopeLimits
+
+MAX_VALUE = 10**12  # far beyond any real quota, and inside a BIGINT
+# What an answer is guessed to cost before it is written (max_tokens when smaller).
+ANSWER_ESTIMATE = 256
+MINUTE = timedelta(minutes=1)
+OFF = "off"
+DEFAULT: Literal["default"] = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    name: LimitName
+    unit: Literal["messages", "tokens"]
+    per: Literal["user", "channel", "server"]
+    window: Literal["minute", "day"]
+    server_only: bool  # a server's budget: set server-wide by server admins only
+    help: str
+
+
+SPECS: dict[LimitName, LimitSpec] = {
+    spec.name: spec
+    for spec in (
+        LimitSpec(
+            LimitName.MESSAGES_PER_USER_MINUTE,
+            "messages",
+            "user",
+            "minute",
+            False,
+            "messages one person may send the model in any 60 seconds",
+        ),
+        LimitSpec(
+            LimitName.TOKENS_PER_USER_DAY,
+            "tokens",
+            "user",
+            "day",
+            False,
+            "tokens one person may spend a day (UTC) on this server",
+        ),
+        LimitSpec(
+            LimitName.TOKENS_PER_CHANNEL_DAY,
+            "tokens",
+            "channel",
+            "day",
+            False,
+            "tokens a channel may spend a day (UTC), everyone together",
+        ),
+        LimitSpec(
+            LimitName.TOKENS_PER_SERVER_DAY,
+            "tokens",
+            "server",
+            "day",
+            True,
+            "tokens a whole server may spend a day (UTC), every channel together",
+        ),
+    )
+}
+NAMES = tuple(n.value for n in LimitName)
+
+
+class LimitError(ValueError):
+    """A value a person typed that is no limit; the message says what would be."""
+
+
+_DIGITS = re.compile(r"[0-9]{1,13}")
+
+
+def parse_value(text: str) -> int | Literal["default"] | None:
+    """A whole number 0 … 10^12 (`1,000` and `1 000` read as 1000), `off`, or `default`."""
+    cleaned = text.strip().lower()
+    if cleaned in (OFF, DEFAULT):
+        return None if cleaned == OFF else DEFAULT
+    plain = re.sub(r"(?<=[0-9])[, ](?=[0-9]{3}\b)", "", cleaned)
+    # Only ASCII digits: int() would also take "0_1", "٣" or "+5".
+    if not _DIGITS.fullmatch(plain) or int(plain) > MAX_VALUE:
+        shown = text.strip()[:40] or "(nothing)"
+        raise LimitError(
+            f"`{shown}` is not a limit: give a whole number from 0 to {MAX_VALUE:,}, "
+            f"`{OFF}` (no limit here) or `{DEFAULT}` (the server's or operator's)."
+        )
+    return int(plain)
+
+
+@dataclass(frozen=True, slots=True)
+class InForce:
+    value: int
+    origin: str  # channel, server or operator
+
+
+def in_force(stored: ScopeLimits, defaults: Mapping[str, int]) -> dict[LimitName, InForce]:
+    """Every limit that holds here: the channel's and the server's both hold (the smaller
+    wins); the operator's default only where neither scope set the name (`off` counts)."""
+    found: dict[LimitName, InForce] = {}
+    for name in LimitName:
+        set_here = [
+            (value, origin)
+            for origin, values in (("channel", stored.channel), ("server", stored.server))
+            if name.value in values
+            for value in (values[name.value],)
+        ]
+        if not set_here:
+            default = defaults.get(name.value)
+            if default is not None:
+                found[name] = InForce(default, "operator")
+            continue
+        held = [(v, o) for v, o in set_here if v is not None]
+        if held:
+            value, origin = min(held)
+            found[name] = InForce(value, origin)
+    return found
+
+
+def used(name: LimitName, counts: Counts) -> int:
+    if name is LimitName.MESSAGES_PER_USER_MINUTE:
+        return len(counts.user_recent)
+    if name is LimitName.TOKENS_PER_USER_DAY:
+        return counts.user_tokens_today
+    if name is LimitName.TOKENS_PER_CHANNEL_DAY:
+        return counts.channel_tokens_today
+    return counts.server_tokens_today
+
+
+def next_midnight(now: datetime) -> datetime:
+    return datetime.combine(now.date() + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def frees_at(name: LimitName, limit: int, counts: Counts, now: datetime) -> datetime | None:
+    """When the next turn fits again (None: not before an admin raises the limit)."""
+    if limit <= 0:
+        return None
+    if name is LimitName.MESSAGES_PER_USER_MINUTE:
+        recent = counts.user_recent
+        over = len(recent) - limit
+        return recent[over] + MINUTE if 0 <= over < len(recent) else now
+    return next_midnight(now)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    name: LimitName
+    limit: int
+    text: str
+    frees_at: datetime | None
+
+
+def check(
+    limits: Mapping[LimitName, InForce], counts: Counts, estimate: int, now: datetime
+) -> Refusal | None:
+    """None when a turn costing about `estimate` tokens fits every limit, else why not."""
+    for name, held in limits.items():
+        spent = used(name, counts)
+        cost = 1 if SPECS[name].unit == "messages" else estimate
+        if spent + cost <= held.value:
+            continue
+        free = frees_at(name, held.value, counts, now)
+        if SPECS[name].unit == "tokens" and cost > held.value:
+            free = None  # this message alone needs more than the whole limit
+        return Refusal(
+            name, held.value, refusal_text(name, held.value, spent, cost, free, now), free
+        )
+    return None
+
+
+def _what(name: LimitName, limit: int) -> str:
+    spec = SPECS[name]
+    per = {"user": "per person", "channel": "for this channel", "server": "for this server"}
+    window = "a minute" if spec.window == "minute" else "a day (UTC)"
+    return f"{limit:,} {spec.unit} {window} {per[spec.per]}"
+
+
+def when(moment: datetime, now: datetime) -> str:
+    """`at 14:03:20 UTC (in 42 s)`."""
+    seconds = max(0, int((moment - now).total_seconds() + 0.999))
+    if seconds < 120:
+        left = f"{seconds} s"
+    elif seconds < 7200:
+        left = f"{seconds // 60} min"
+    else:
+        left = f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    clock = moment.strftime("%H:%M:%S" if seconds < 3600 else "%H:%M")
+    return f"at {clock} UTC (in {left})"
+
+
+def refusal_text(
+    name: LimitName, limit: int, spent: int, cost: int, free: datetime | None, now: datetime
+) -> str:
+    head = f"Limit reached: {name.value} ({_what(name, limit)})"
+    if SPECS[name].unit == "tokens":
+        head += f"; {spent:,} used, this message needs about {cost:,}"
+    if free is None:
+        tail = "It does not free up by itself: an admin can raise it with /limits."
+        if SPECS[name].unit == "tokens" and cost > limit > 0:
+            tail = "This message alone needs more than that: shorten it or start afresh."
+        return f"{head}. {tail}"
+    return f"{head}. It frees up {when(free, now)}. Nothing was sent to the model."
+
+
+def allowance(limits: Mapping[LimitName, InForce], counts: Counts, now: datetime) -> list[str]:
+    """What the asker has left under each limit, one line each."""
+    lines = []
+    for name, held in limits.items():
+        spent = used(name, counts)
+        left = max(0, held.value - spent)
+        spec = SPECS[name]
+        who = "you" if spec.per == "user" else f"this {spec.per}"
+        line = f"{name.value}: {left:,} of {held.value:,} {spec.unit} left for {who}"
+        if left == 0 or (spec.window == "minute" and spent):
+            free = frees_at(name, held.value, counts, now)
+            line += f", frees up {when(free, now)}" if free else ""
+        lines.append(line)
+    return lines
+
+
+def turn_estimate(prompt_tokens: int, max_tokens: int | None) -> int:
+    """What a turn is charged before the model answers: its prompt and a short answer."""
+    answer = ANSWER_ESTIMATE if not max_tokens else min(max_tokens, ANSWER_ESTIMATE)
+    return max(0, prompt_tokens) + answer

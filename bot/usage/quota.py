@@ -1,0 +1,99 @@
+"""Where the quotas meet the store: who may chat here, and charging a turn's estimate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+
+from bot.store import Store
+from bot.types import Actor, ChannelRef
+from bot.types.limits import Charge, Counts, LimitName
+from bot.usage.access import OperatorAccess, may_chat
+from bot.usage.limits import InForce, Refusal, check, in_force
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """The operator's part: default limits by name, and who may use the bot at all."""
+
+    defaults: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    operator: OperatorAccess = field(default_factory=OperatorAccess)
+
+    @classmethod
+    def of(
+        cls,
+        defaults: Mapping[str, int] | None = None,
+        *,
+        servers: Iterable[str] = (),
+        users: Iterable[str] = (),
+        admins: Iterable[str] = (),
+    ) -> Gate:
+        """From operator settings: limit name → value (unknown names are refused)."""
+        known = {n.value for n in LimitName}
+        given = dict(defaults or {})
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ValueError(f"unknown limit {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return cls(MappingProxyType(given), OperatorAccess.of(servers, users, admins))
+
+    def with_admins(self, admins: Iterable[str]) -> Gate:
+        """The same gate with these operator admins too (who always may chat)."""
+        op = self.operator
+        return replace(self, operator=replace(op, admins=op.admins | frozenset(admins)))
+
+
+async def allowed(store: Store, gate: Gate, ref: ChannelRef, actor: Actor) -> bool:
+    return may_chat(ref, actor, await store.quotas.rules(ref), gate.operator)
+
+
+async def limits_here(store: Store, gate: Gate, ref: ChannelRef) -> dict[LimitName, InForce]:
+    return in_force(await store.quotas.limits(ref), gate.defaults)
+
+
+@dataclass(frozen=True, slots=True)
+class Charged:
+    """A turn let through: the usage row reserved for it (None: no limit held here)."""
+
+    reserved: int | None = None
+
+
+async def charge(
+    store: Store,
+    gate: Gate,
+    ref: ChannelRef,
+    user_id: str,
+    *,
+    source: str,
+    model: str,
+    estimate: int,
+) -> Charged | Refusal:
+    """Reserve `estimate` tokens for a turn if every limit here allows it, atomically."""
+    limits = await limits_here(store, gate, ref)
+    if not limits:
+        return Charged()
+    now = datetime.now(UTC)
+    ask = Charge(
+        now,
+        ref.platform.value,
+        ref.server_id,
+        ref.channel_id,
+        ref.thread_id,
+        user_id,
+        source,
+        model,
+        estimate,
+    )
+
+    def decide(counts: Counts) -> Refusal | None:
+        return check(limits, counts, estimate, now)
+
+    row_id, refusal = await store.quotas.charge(ref, ask, decide)
+    return refusal if refusal is not None else Charged(row_id)
+
+
+async def settle_stale(store: Store, answer_timeout: float) -> int:
+    """At start: reserved rows older than any answer can run were left by a crash."""
+    now = datetime.now(UTC)
+    return await store.quotas.settle_stale(timedelta(seconds=answer_timeout + 60), now)

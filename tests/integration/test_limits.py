@@ -1,0 +1,419 @@
+"""Quotas and who may chat, end to end on SQLite and PostgreSQL: /limits and /access with
+hostile input, refusals that send nothing, the atomic charge under a concurrent burst
+from two Cores (two processes' worth of engines) on one database, settle and crash
+recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import respx
+from sqlalchemy import func, select, update
+
+from bot.conversation.budget import estimate_tokens
+from bot.core import Core, Gate, TurnResult
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key
+from bot.store.migrate import upgrade_to_head
+from bot.store.models import UsageRow
+from bot.types import Actor, ChannelConfig, ChannelRef, Incoming, Platform, Reply, Scope, Source
+from bot.usage.limits import turn_estimate
+
+FAKE = "http://127.0.0.1:9/v1"  # only ever answered by respx
+REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+OTHER = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+ADMIN = Actor("u-admin", "Ada", is_channel_admin=True)
+OWNER = Actor("u-owner", "Olga", is_channel_admin=True, is_server_admin=True)
+MEMBER = Actor("u-member", "Bob", roles=("555",))
+STRANGER = Actor("4242", "Sam")
+TEXT = "hello there"
+E = turn_estimate(estimate_tokens(TEXT), None)  # what a first turn reserves
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.final: str | None = None
+        self.calls = 0
+
+    async def typing(self) -> None:
+        self.calls += 1
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        self.calls += 1
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        self.calls += 1
+        self.final = answer if not error else f"{answer} ⚠ {error}"
+
+
+async def open_core(url: str, gate: Gate | None = None) -> Core:
+    await upgrade_to_head(url)
+    store = await Store.open(
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of(source=Source.OPENAI)
+    )
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    return Core(store, hub, admin_ids=["u-operator"], gate=gate)
+
+
+@pytest.fixture
+async def core(database_url: str) -> AsyncIterator[Core]:
+    core = await open_core(database_url)
+    try:
+        yield core
+    finally:
+        await core.close()
+
+
+async def configure(core: Core, ref: ChannelRef = REF) -> None:
+    await core.store.update_config(
+        ref,
+        Scope.CHANNEL,
+        ADMIN,
+        {"source": "custom", "proxy_url": FAKE, "model": "m1", "bypass_status_check": True},
+        action="test setup",
+    )
+
+
+def answer(
+    total: int = E, delay: float = 0.0
+) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+    """An SSE answer reporting `total` tokens in all (the estimate of a first turn)."""
+    chunks: list[object] = [
+        {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": total - 6, "completion_tokens": 6}},
+    ]
+    body = ("".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n").encode()
+
+    async def respond(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(delay)
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    return respond
+
+
+async def command(core: Core, text: str, actor: Actor, ref: ChannelRef = REF) -> Reply:
+    return await core.run_text_command(Incoming(ref, actor, text))
+
+
+async def ask(
+    core: Core, actor: Actor = MEMBER, ref: ChannelRef = REF, text: str = TEXT
+) -> tuple[TurnResult, Sink]:
+    sink = Sink()
+    result = await core.chat(Incoming(ref, actor, text), sink)
+    return result, sink
+
+
+async def states(store: Store) -> dict[str, int]:
+    async with store.engine.connect() as conn:
+        found = await conn.execute(select(UsageRow.state, func.count()).group_by(UsageRow.state))
+        return {str(s): int(n) for s, n in found.all()}
+
+
+async def tokens(store: Store) -> int:
+    async with store.engine.connect() as conn:
+        total = await conn.scalar(select(func.sum(UsageRow.input_tokens + UsageRow.output_tokens)))
+        return int(total or 0)
+
+
+# -- /limits --------------------------------------------------------------------------------
+
+
+async def test_limits_set_show_off_and_default(core: Core) -> None:
+    shown = await command(core, "/limits", MEMBER)
+    assert shown.ok and "No limits hold here" in shown.text
+    reply = await command(core, "/limits set tokens_per_user_day 1,000", ADMIN)
+    assert reply.ok and "1,000 for this channel" in reply.text, reply.text
+    reply = await command(core, "/limits set tokens_per_user_day 400 scope:server", OWNER)
+    assert reply.ok, reply.text
+    shown = await command(core, "/limits", MEMBER)
+    assert "tokens_per_user_day = 400 (server)" in shown.text, shown.text
+    assert "tokens_per_user_day: 400 of 400 tokens left for you" in shown.text
+    assert "Change one" not in shown.text  # members only read
+    assert (await command(core, "/limits set tokens_per_user_day off scope:server", OWNER)).ok
+    shown = await command(core, "/limits", MEMBER)
+    assert "tokens_per_user_day = 1,000 (channel)" in shown.text, shown.text
+    reply = await command(core, "/limits set tokens_per_user_day default", ADMIN)
+    assert reply.ok and "follows the next scope" in reply.text
+    again = await command(core, "/limits set tokens_per_user_day default", ADMIN)
+    assert not again.ok and "was not set" in again.text
+
+
+async def test_operator_defaults_hold_until_a_scope_sets_the_name(database_url: str) -> None:
+    core = await open_core(database_url, Gate.of({"messages_per_user_minute": 3}))
+    try:
+        shown = await command(core, "/limits", MEMBER)
+        assert "messages_per_user_minute = 3 (operator default)" in shown.text, shown.text
+        assert (await command(core, "/limits set messages_per_user_minute off", ADMIN)).ok
+        assert "No limits hold here" in (await command(core, "/limits", MEMBER)).text
+    finally:
+        await core.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("/limits set tokens_per_user_day", "Usage"),
+        ("/limits set tokens_per_user_day -5", "not a limit"),
+        ("/limits set tokens_per_user_day 0_1", "not a limit"),
+        ("/limits set tokens_per_user_day 1e3", "not a limit"),
+        ("/limits set tokens_per_user_day 1.5", "not a limit"),
+        ("/limits set tokens_per_user_day ٣", "not a limit"),
+        ("/limits set tokens_per_user_day 10000000000001", "not a limit"),
+        ("/limits set tokens_per_user_day 9" + "9" * 35, "not a limit"),
+        ("/limits set tokens_per_user_day " + "9" * 5000, "too long"),
+        ("/limits set tokens_per_user_day '\x00'", "needs a value"),
+        ("/limits set nope 5", "not a valid name"),
+        ("/limits set tokens_per_server_day 5", "scope:server"),
+        ("/limits set tokens_per_user_day 5 scope:galaxy", "not a valid scope"),
+        ("/limits tokens_per_user_day", "limits set"),
+    ],
+)
+async def test_limits_refuse_hostile_values(core: Core, text: str, why: str) -> None:
+    reply = await command(core, text, OWNER)
+    assert not reply.ok and why in reply.text, reply.text
+    assert "No limits hold here" in (await command(core, "/limits", MEMBER)).text
+
+
+async def test_only_admins_set_limits_and_server_admins_server_wide(core: Core) -> None:
+    member = await command(core, "/limits set tokens_per_user_day 5", MEMBER)
+    assert not member.ok and "Only admins" in member.text
+    channel_admin = await command(core, "/limits set tokens_per_user_day 5 scope:server", ADMIN)
+    assert not channel_admin.ok and "server admins" in channel_admin.text
+    room = ChannelRef(Platform.MATRIX, channel_id="!r:hs")
+    no_server = await command(core, "!limits set tokens_per_server_day 5 scope:server", OWNER, room)
+    assert not no_server.ok and "no server" in no_server.text
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+async def test_a_full_daily_limit_refuses_at_once_and_sends_nothing(core: Core) -> None:
+    await configure(core)
+    # Room for two turns: the second one's estimate includes the first turn's history.
+    assert (await command(core, f"/limits set tokens_per_user_day {E * 3}", ADMIN)).ok
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        for _ in range(2):
+            result, sink = await ask(core)
+            assert result.refusal is None and sink.final == "Hi"
+        result, sink = await ask(core)
+        assert route.call_count == 2
+    assert result.refusal is not None and sink.calls == 0  # the front-end says it, privately
+    assert "tokens_per_user_day" in result.refusal and "00:00 UTC" in result.refusal
+    assert "Nothing was sent" in result.refusal
+    assert len(await core.store.history(REF, 50)) == 4  # the refused question is not stored
+    assert await states(core.store) == {"settled": 2}
+    # Another person still has their own day's allowance.
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        result, _ = await ask(core, STRANGER)
+    assert result.refusal is None
+    shown = await command(core, "/limits", MEMBER)
+    assert f"tokens_per_user_day: {E:,} of {3 * E:,} tokens left for you" in shown.text
+
+
+async def test_messages_per_minute_says_when_it_frees_up(core: Core) -> None:
+    await configure(core)
+    assert (await command(core, "/limits set messages_per_user_minute 2", ADMIN)).ok
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        for _ in range(2):
+            assert (await ask(core))[0].refusal is None
+        result, _ = await ask(core)
+        assert route.call_count == 2
+    assert result.refusal is not None and "messages_per_user_minute" in result.refusal
+    assert "(in 6" in result.refusal or "(in 5" in result.refusal, result.refusal
+    # A minute later the oldest turn has left the window.
+    async with core.store.engine.begin() as conn:
+        old = datetime.now(UTC) - timedelta(seconds=61)
+        await conn.execute(update(UsageRow).values(created_at=old))
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        assert (await ask(core))[0].refusal is None
+
+
+async def test_regenerate_is_charged_and_refused_as_a_notice(core: Core) -> None:
+    await configure(core)
+    assert (await command(core, f"/limits set tokens_per_channel_day {E + 10}", ADMIN)).ok
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        assert (await ask(core))[0].refusal is None
+        reply = await command(core, "/regenerate", MEMBER)
+        assert route.call_count == 1
+    assert "tokens_per_channel_day" in reply.text, reply.text
+
+
+# -- the atomic charge ------------------------------------------------------------------------
+
+
+async def test_a_server_limit_holds_exactly_under_a_burst_from_two_engines(
+    database_url: str,
+) -> None:
+    first = await open_core(database_url)
+    second = await open_core(database_url)
+    try:
+        await configure(first, REF)
+        await configure(first, OTHER)
+        limit = 10 * E + E // 2  # room for exactly ten turns
+        reply = await command(
+            first, f"/limits set tokens_per_server_day {limit} scope:server", OWNER
+        )
+        assert reply.ok, reply.text
+        with respx.mock(assert_all_called=False) as mock:
+            route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer(delay=0.05))
+            turns = []
+            for i in range(30):
+                core = first if i % 2 else second
+                channel = REF if i % 3 else OTHER
+                # A thread each: its own conversation, so the turns really run at once.
+                ref = ChannelRef(Platform.DISCORD, channel.channel_id, "g1", f"t{i}")
+                actor = Actor(f"u{i % 4}", f"user {i % 4}")
+                turns.append(ask(core, actor, ref))
+            results = await asyncio.gather(*turns)
+            calls = route.call_count
+        refused = [r for r, _ in results if r.refusal is not None]
+        assert calls == 10 and len(refused) == 20
+        assert all("tokens_per_server_day" in r.refusal for r in refused if r.refusal)
+        assert await states(first.store) == {"settled": 10}
+        assert await tokens(first.store) == 10 * E <= limit
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_crash_leaves_one_estimate_that_the_next_start_settles(core: Core) -> None:
+    await configure(core)
+    assert (await command(core, "/limits set tokens_per_user_day 100000", ADMIN)).ok
+    # A reservation as a process leaves it when it dies mid-answer, ten minutes ago.
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        assert (await ask(core))[0].refusal is None
+    async with core.store.engine.begin() as conn:
+        await conn.execute(
+            update(UsageRow).values(
+                state="reserved", created_at=datetime.now(UTC) - timedelta(minutes=10)
+            )
+        )
+    assert await core.settle_reserved() == 1
+    assert await states(core.store) == {"settled": 1}
+    assert await core.settle_reserved() == 0
+
+
+# -- who may chat -----------------------------------------------------------------------------
+
+
+async def test_denied_users_are_ignored_quietly(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    await configure(core)
+    reply = await command(core, "/access deny user <@4242>", ADMIN)
+    assert reply.ok, reply.text
+    with respx.mock(assert_all_called=False) as mock, caplog.at_level("DEBUG", "bot"):
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        result, sink = await ask(core, STRANGER)
+        assert result.ignored and sink.calls == 0 and route.call_count == 0
+        empty, sink = await ask(core, STRANGER, text="")  # not even the "ask me" hint
+        assert empty.ignored and sink.calls == 0
+        assert (await ask(core))[0].answer == "Hi"
+    lines = [r for r in caplog.records if "not allowed to chat" in r.getMessage()]
+    assert len(lines) == 2 and all(r.levelname == "DEBUG" for r in lines)
+    control = await command(core, "/regenerate", STRANGER)
+    assert "may not chat" in control.text
+    settings = await command(core, "/settings", MEMBER)
+    assert "deny user 4242 (here)" in settings.text, settings.text
+
+
+async def test_allow_lists_by_role_and_server_wide(core: Core) -> None:
+    await configure(core)
+    assert (await command(core, "/access allow role <@&555> scope:server", OWNER)).ok
+    listed = await command(core, "/access", ADMIN)
+    assert "allow role 555 (server-wide)" in listed.text, listed.text
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        assert not (await ask(core, MEMBER))[0].ignored  # has the role
+        assert (await ask(core, STRANGER))[0].ignored
+        assert not (await ask(core, ADMIN))[0].ignored  # admins always may
+        assert (await command(core, "/access remove role 555 scope:server", OWNER)).ok
+        assert not (await ask(core, STRANGER))[0].ignored
+    gone = await command(core, "/access remove role 555 scope:server", OWNER)
+    assert not gone.ok and "no rule" in gone.text
+
+
+async def test_matrix_power_levels(core: Core) -> None:
+    room = ChannelRef(Platform.MATRIX, channel_id="!room:hs")
+    await configure(core, room)
+    mod = Actor("@mod:hs", "Mod", power_level=50)
+    pleb = Actor("@pleb:hs", "Pleb", power_level=0)
+    assert (await command(core, "!access allow level 50", ADMIN, room)).ok
+    assert (await command(core, "!access deny user @mod:hs", ADMIN, room)).ok
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        assert (await ask(core, pleb, room))[0].ignored
+        assert (await ask(core, mod, room))[0].ignored  # deny wins
+        assert (await command(core, "!access remove user @mod:hs", ADMIN, room)).ok
+        assert not (await ask(core, mod, room))[0].ignored
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("/access allow user", "Usage"),
+        ("/access allow user ''", "needs a value"),
+        ("/access allow user '\x00\x00'", "needs a value"),
+        ("/access allow user abc", "not a Discord user id"),
+        ("/access allow user -1", "not a Discord user id"),
+        ("/access allow user 0_1", "not a Discord user id"),
+        ("/access allow user " + "1" * 300, "not a Discord user id"),
+        ("/access allow user " + "1" * 301, "too long"),
+        ("/access allow role <@&x>", "not a role id"),
+        ("/access allow level 50", "Matrix"),
+        ("/access allow group 5", "not a valid kind"),
+        ("/access ban user 5", "not a valid action"),
+        ("/access list user 5", "Usage"),
+        ("/access allow user 5 scope:server", "server admins"),
+    ],
+)
+async def test_access_refuses_hostile_input(core: Core, text: str, why: str) -> None:
+    reply = await command(core, text, ADMIN)
+    assert not reply.ok and why in reply.text, reply.text
+    assert "everyone" in (await command(core, "/access", ADMIN)).text
+
+
+async def test_matrix_hostile_levels_and_ids(core: Core) -> None:
+    room = ChannelRef(Platform.MATRIX, channel_id="!room:hs")
+    for text, why in [
+        ("!access allow level 0_1", "not a power level"),
+        ("!access allow level 1e3", "not a power level"),
+        ("!access allow level 99999999999999999", "not a power level"),
+        ("!access allow user bob", "not a Matrix user id"),
+        ("!access allow role 5", "Discord"),
+    ]:
+        reply = await command(core, text, ADMIN, room)
+        assert not reply.ok and why in reply.text, (text, reply.text)
+    assert (await command(core, "!access allow level -10", ADMIN, room)).ok
+
+
+async def test_operator_lists_keep_a_bot_private(database_url: str) -> None:
+    gate = Gate.of(servers=["g1"], users=["u-member", "4242"])
+    core = await open_core(database_url, gate)
+    try:
+        await configure(core)
+        dm = ChannelRef(Platform.DISCORD, channel_id="dm1")
+        other = ChannelRef(Platform.DISCORD, channel_id="c9", server_id="g9")
+        with respx.mock(assert_all_called=False) as mock:
+            mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+            assert not (await ask(core, MEMBER))[0].ignored
+            assert (await ask(core, Actor("u-x", "X")))[0].ignored  # not in ALLOWED_USERS
+            assert (await ask(core, MEMBER, other))[0].ignored  # not in ALLOWED_SERVERS
+            assert (await ask(core, MEMBER, dm))[0].ignored
+            operator = Actor("u-operator", "Op")  # ADMIN_IDS: everywhere
+            assert not (await ask(core, operator, other))[0].ignored
+        assert "operator limits" in (await command(core, "/access", ADMIN)).text
+    finally:
+        await core.close()

@@ -1,0 +1,191 @@
+"""Quotas and access rules, pure: parsing, which limits hold, fit and frees-up, matching."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.types import Actor, ChannelRef, Platform
+from bot.types.limits import AccessKind, AccessRule, Counts, Effect, LimitName, ScopeLimits
+from bot.usage.access import AccessError, OperatorAccess, may_chat, parse_subject
+from bot.usage.limits import (
+    DEFAULT,
+    InForce,
+    LimitError,
+    check,
+    frees_at,
+    in_force,
+    parse_value,
+    turn_estimate,
+    when,
+)
+
+NOW = datetime(2026, 12, 3, 14, 0, 0, tzinfo=UTC)
+REF = ChannelRef(Platform.DISCORD, "c1", "g1")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("0", 0), ("5", 5), (" 1,000 ", 1000), ("1 000 000", 1_000_000), ("OFF", None)],
+)
+def test_values_people_type(text: str, value: int | None) -> None:
+    assert parse_value(text) == value
+
+
+def test_default_is_its_own_word() -> None:
+    assert parse_value("default") == DEFAULT
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "-1",
+        "+5",
+        "0_1",
+        "1_000",
+        "1e3",
+        "1.5",
+        "0x10",
+        "٣",
+        "５",
+        "1,00",
+        "\x00",
+        "9" * 14,
+    ],
+)
+def test_junk_is_no_limit(text: str) -> None:
+    with pytest.raises(LimitError):
+        parse_value(text)
+
+
+def test_channel_and_server_both_hold_and_off_hides_the_operator_default() -> None:
+    defaults = {"tokens_per_user_day": 100, "messages_per_user_minute": 3}
+    stored = ScopeLimits(
+        channel={"tokens_per_user_day": 500, "messages_per_user_minute": None},
+        server={"tokens_per_user_day": 200},
+    )
+    held = in_force(stored, defaults)
+    assert held == {LimitName.TOKENS_PER_USER_DAY: InForce(200, "server")}
+    assert in_force(ScopeLimits(), defaults)[LimitName.MESSAGES_PER_USER_MINUTE] == InForce(
+        3, "operator"
+    )
+
+
+def test_a_turn_fits_until_the_estimate_would_cross_the_limit() -> None:
+    held = {LimitName.TOKENS_PER_SERVER_DAY: InForce(1000, "server")}
+    assert check(held, Counts(server_tokens_today=700), 300, NOW) is None
+    refusal = check(held, Counts(server_tokens_today=701), 300, NOW)
+    assert refusal is not None and refusal.frees_at == datetime(2026, 12, 4, tzinfo=UTC)
+    assert "at 00:00 UTC (in 10 h 0 min)" in refusal.text
+    huge = check(held, Counts(), 5000, NOW)
+    assert huge is not None and huge.frees_at is None and "shorten it" in huge.text
+
+
+def test_messages_per_minute_free_up_when_the_oldest_leaves_the_window() -> None:
+    recent = (NOW - timedelta(seconds=50), NOW - timedelta(seconds=20), NOW - timedelta(seconds=5))
+    counts = Counts(user_recent=recent)
+    held = {LimitName.MESSAGES_PER_USER_MINUTE: InForce(3, "channel")}
+    refusal = check(held, counts, 10, NOW)
+    assert refusal is not None and refusal.frees_at == NOW + timedelta(seconds=10)
+    assert "at 14:00:10 UTC (in 10 s)" in refusal.text
+    # Lowered to 2: the second-oldest must leave too.
+    assert frees_at(LimitName.MESSAGES_PER_USER_MINUTE, 2, counts, NOW) == recent[1] + timedelta(
+        minutes=1
+    )
+    assert frees_at(LimitName.MESSAGES_PER_USER_MINUTE, 0, counts, NOW) is None
+    assert check({LimitName.MESSAGES_PER_USER_MINUTE: InForce(4, "x")}, counts, 10, NOW) is None
+
+
+def test_when_reads_naturally() -> None:
+    assert when(NOW + timedelta(seconds=42), NOW) == "at 14:00:42 UTC (in 42 s)"
+    assert when(NOW + timedelta(minutes=30), NOW) == "at 14:30:00 UTC (in 30 min)"
+
+
+def test_estimate_is_the_prompt_and_a_short_answer() -> None:
+    assert turn_estimate(100, None) == 356
+    assert turn_estimate(100, 50) == 150
+    assert turn_estimate(-5, 4000) == 256
+
+
+def _rule(kind: AccessKind, subject: str, effect: Effect, server: bool = False) -> AccessRule:
+    return AccessRule(kind, subject, effect, server)
+
+
+def test_deny_wins_allow_lists_per_scope_and_admins_always_may() -> None:
+    op = OperatorAccess()
+    bob = Actor("1", "Bob", roles=("10",))
+    eve = Actor("2", "Eve", roles=("20",))
+    rules = [_rule(AccessKind.ROLE, "10", Effect.ALLOW, server=True)]
+    assert may_chat(REF, bob, rules, op) and not may_chat(REF, eve, rules, op)
+    rules.append(_rule(AccessKind.USER, "1", Effect.DENY))
+    assert not may_chat(REF, bob, rules, op)
+    # A channel allow list and a server allow list must both let one through.
+    both = [
+        _rule(AccessKind.ROLE, "10", Effect.ALLOW, server=True),
+        _rule(AccessKind.USER, "2", Effect.ALLOW),
+    ]
+    assert not may_chat(REF, bob, both, op) and not may_chat(REF, eve, both, op)
+    admin = Actor("3", "Ada", is_channel_admin=True)
+    assert may_chat(REF, admin, [_rule(AccessKind.USER, "3", Effect.DENY)], op)
+
+
+def test_power_levels_match_at_or_above() -> None:
+    room = ChannelRef(Platform.MATRIX, "!r:hs")
+    rules = [_rule(AccessKind.LEVEL, "50", Effect.ALLOW)]
+    op = OperatorAccess()
+    assert may_chat(room, Actor("@a:hs", "A", power_level=50), rules, op)
+    assert not may_chat(room, Actor("@b:hs", "B", power_level=49), rules, op)
+    assert not may_chat(room, Actor("@c:hs", "C"), rules, op)
+
+
+def test_operator_lists() -> None:
+    op = OperatorAccess.of(servers=["g1", ":hs", " "], users=(), admins=["9"])
+    assert may_chat(REF, Actor("1", "x"), [], op)
+    assert not may_chat(ChannelRef(Platform.DISCORD, "c", "g2"), Actor("1", "x"), [], op)
+    assert may_chat(ChannelRef(Platform.DISCORD, "c", "g2"), Actor("9", "op"), [], op)
+    assert may_chat(ChannelRef(Platform.MATRIX, "!r:hs"), Actor("@a:hs", "a"), [], op)
+    assert not may_chat(ChannelRef(Platform.MATRIX, "!r:evil"), Actor("@a:hs", "a"), [], op)
+    assert may_chat(ChannelRef(Platform.CONSOLE, "console"), Actor("x", "x"), [], op)
+    users = OperatorAccess.of(users=["1"])
+    assert may_chat(REF, Actor("1", "x"), [], users)
+    assert not may_chat(REF, Actor("2", "x"), [], users)
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "platform", "stored"),
+    [
+        (AccessKind.USER, "<@123>", Platform.DISCORD, "123"),
+        (AccessKind.USER, "<@!123>", Platform.DISCORD, "123"),
+        (AccessKind.ROLE, "<@&77>", Platform.DISCORD, "77"),
+        (AccessKind.USER, "@a:example.org", Platform.MATRIX, "@a:example.org"),
+        (AccessKind.LEVEL, "050", Platform.MATRIX, "50"),
+        (AccessKind.LEVEL, "-10", Platform.MATRIX, "-10"),
+    ],
+)
+def test_subjects(kind: AccessKind, text: str, platform: Platform, stored: str) -> None:
+    assert parse_subject(kind, text, platform) == stored
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "platform"),
+    [
+        (AccessKind.USER, "", Platform.DISCORD),
+        (AccessKind.USER, "12a", Platform.DISCORD),
+        (AccessKind.USER, "1" * 21, Platform.DISCORD),
+        (AccessKind.USER, "\x00", Platform.DISCORD),
+        (AccessKind.ROLE, "0_1", Platform.DISCORD),
+        (AccessKind.ROLE, "5", Platform.MATRIX),
+        (AccessKind.LEVEL, "50", Platform.DISCORD),
+        (AccessKind.LEVEL, "0_1", Platform.MATRIX),
+        (AccessKind.LEVEL, "1" * 17, Platform.MATRIX),
+        (AccessKind.USER, "@a", Platform.MATRIX),
+        (AccessKind.USER, "@a b:hs", Platform.MATRIX),
+        (AccessKind.USER, "a b", Platform.CONSOLE),
+    ],
+)
+def test_junk_subjects(kind: AccessKind, text: str, platform: Platform) -> None:
+    with pytest.raises(AccessError):
+        parse_subject(kind, text, platform)
