@@ -7,7 +7,7 @@ from typing import Any
 from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
 from bot.commands.parse import CommandError, echo, suggest
 from bot.commands.quotas import access_summary
-from bot.commands.spec import Command, CommandContext, walk
+from bot.commands.spec import DEFAULT, Command, CommandContext, walk
 from bot.connection import PROXY_PASSWORD, endpoint_for, endpoint_url, run_status_check
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
 from bot.providers import StatusResult
@@ -38,6 +38,34 @@ def _scope_of(args: dict[str, Any]) -> Scope:
     return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
 
 
+def _where(scope: Scope) -> str:
+    return "this server" if scope is Scope.SERVER else "this channel"
+
+
+_ORIGINS = {
+    "channel": "this channel",
+    "server": "server-wide",
+    "operator": "operator default",
+    "default": "built-in default",
+}
+
+
+def _from(config: ChannelConfig, name: str) -> str:
+    """` (server-wide)`: where a shown value comes from."""
+    return f" ({_ORIGINS[config.origins.get(name, 'default')]})"
+
+
+def _overridden(config: ChannelConfig, scope: Scope, name: str) -> str:
+    """After a server-wide change: a note when this channel's own value still wins here."""
+    if scope is not Scope.SERVER or config.origins.get(name) != "channel":
+        return ""
+    shown = BY_NAME[name].show(config.value(name))
+    return (
+        f"\nThis channel has its own {name} ({shown}), which wins here; "
+        f"`default` without scope:server removes it."
+    )
+
+
 async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[str]:
     """The models /model offers: the source's own, then the endpoint's when shown.
 
@@ -63,17 +91,37 @@ async def model_choices(ctx: CommandContext, typed: str, limit: int = 25) -> lis
 
 
 async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
-    source = Source(args["source"])
-    before = await ctx.store.effective_config(ctx.ref)
-    changes: dict[str, object] = {"source": source.value}
-    if before.source is not source:
-        # A model id belongs to one source; an old one would fail on the new source.
-        changes["model"] = None
-    await ctx.store.update_config(ctx.ref, Scope.CHANNEL, ctx.actor, changes, action="source")
+    scope = _scope_of(args)
+    changes: dict[str, object]
+    if args["source"] == DEFAULT:
+        # The model was chosen for this scope's source: both follow the next scope now.
+        changes = {"source": None, "model": None}
+        said = f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} source"
+    else:
+        source = Source(args["source"])
+        if scope is Scope.SERVER:
+            before = (await ctx.store.scope_values(ctx.ref, scope)).get("source")
+        else:
+            before = (await ctx.store.effective_config(ctx.ref)).source
+        changes = {"source": source.value}
+        if before != source:
+            # A model id belongs to one source; an old one would fail on the new source.
+            changes["model"] = None
+        said = f"Source set to {source.value}"
+        if scope is Scope.SERVER:
+            said += " for this server"
+    await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="source")
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
     after = await ctx.store.effective_config(ctx.ref)
     model = f"Model: {after.model}." if after.model else f"Pick a model with {ctx.prefix}model."
-    return Reply(f"Source set to {source.value}. {model}\n{_status_line(result, ctx.prefix)}")
+    if args["source"] == DEFAULT:
+        said += f" ({after.source.value})"
+    note = _overridden(after, scope, "source")
+    return Reply(f"{said}. {model}{note}\n{_status_line(result, ctx.prefix)}")
+
+
+def _next_scope(scope: Scope) -> str:
+    return "operator's" if scope is Scope.SERVER else "server's (or operator's)"
 
 
 async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -81,8 +129,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope_of(args)
     key: SecretValue = args["key"]
     await ctx.store.set_secret(ctx.ref, scope, api_key_name(source), key, ctx.actor)
-    where = "this server" if scope is Scope.SERVER else "this channel"
-    text = f"Saved the {source.value} key for {where} (ends …{key.last4 or '****'})."
+    text = f"Saved the {source.value} key for {_where(scope)} (ends …{key.last4 or '****'})."
     config = await ctx.store.effective_config(ctx.ref)
     if config.source is source:
         result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
@@ -97,10 +144,9 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     source = Source(args["source"])
     scope = _scope_of(args)
     removed = await ctx.store.clear_secret(ctx.ref, scope, api_key_name(source), ctx.actor)
-    where = "this server" if scope is Scope.SERVER else "this channel"
     if not removed:
-        return Reply(f"No {source.value} key was stored for {where}.", ok=False)
-    return Reply(f"Removed the {source.value} key for {where}.")
+        return Reply(f"No {source.value} key was stored for {_where(scope)}.", ok=False)
+    return Reply(f"Removed the {source.value} key for {_where(scope)}.")
 
 
 async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -112,9 +158,10 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     password: SecretValue | None = args.get("password")
     # URL and password change together: an old password must not follow the channel to
     # a new host, and a command is applied whole or not at all.
+    scope = _scope_of(args)
     cleared = await ctx.store.update_config(
         ctx.ref,
-        Scope.CHANNEL,
+        scope,
         ctx.actor,
         {"proxy_url": url, "resolved_url": None},
         action="proxy set",
@@ -126,9 +173,12 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         note = " (the previous proxy password was removed)"
     else:
         note = ""
-    lines = [f"Endpoint set to {url}{note}."]
+    lines = [f"Endpoint set to {url}{note}{' for this server' * (scope is Scope.SERVER)}."]
     if cut:
         lines.append(cut)
+    overridden = _overridden(await ctx.store.effective_config(ctx.ref), scope, "proxy_url")
+    if overridden:
+        lines.append(overridden.strip())
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
     lines.append(_status_line(result, ctx.prefix))
     if password is None and result.error_kind == "auth":
@@ -141,23 +191,24 @@ async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if not config.proxy_url:
         raise CommandError(f"Set the proxy URL first: {ctx.prefix}proxy set <url>.")
     password: SecretValue = args["password"]
-    await ctx.store.set_secret(ctx.ref, Scope.CHANNEL, PROXY_PASSWORD, password, ctx.actor)
+    await ctx.store.set_secret(ctx.ref, _scope_of(args), PROXY_PASSWORD, password, ctx.actor)
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
     shown = f" (ends …{password.last4})" if password.last4 else ""
     return Reply(f"Saved the proxy password{shown}.\n{_status_line(result, ctx.prefix)}")
 
 
 async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    scope = _scope_of(args)
     await ctx.store.update_config(
         ctx.ref,
-        Scope.CHANNEL,
+        scope,
         ctx.actor,
         {"proxy_url": None, "resolved_url": None},
         action="proxy clear",
         secrets={PROXY_PASSWORD: None},
     )
     await ctx.store.record_status(ctx.ref, None, None)
-    return Reply("Removed the proxy URL and password for this channel.")
+    return Reply(f"Removed the proxy URL and password for {_where(scope)}.")
 
 
 async def _secret_state(ctx: CommandContext, name: str) -> str:
@@ -189,14 +240,16 @@ async def proxy_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines = []
     if "bypass" in args:
+        scope = _scope_of(args)
         await ctx.store.update_config(
             ctx.ref,
-            Scope.CHANNEL,
+            scope,
             ctx.actor,
             {"bypass_status_check": args["bypass"]},
             action="connect bypass",
         )
-        lines.append(f"Bypass API status check: {'on' if args['bypass'] else 'off'}.")
+        where = " for this server" if scope is Scope.SERVER else ""
+        lines.append(f"Bypass API status check{where}: {'on' if args['bypass'] else 'off'}.")
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
     lines.append(_status_line(result, ctx.prefix))
     if not result.ok and (await ctx.store.effective_config(ctx.ref)).bypass_status_check:
@@ -229,11 +282,15 @@ async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 
 async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    scope = _scope_of(args)
     if not args.get("state", True):
         await ctx.store.update_config(
-            ctx.ref, Scope.CHANNEL, ctx.actor, {"show_external_models": False}, action="models"
+            ctx.ref, scope, ctx.actor, {"show_external_models": False}, action="models"
         )
-        return Reply(f"Show external models: off. {ctx.prefix}model offers the built-in list.")
+        where = " for this server" if scope is Scope.SERVER else ""
+        return Reply(
+            f"Show external models{where}: off. {ctx.prefix}model offers the built-in list."
+        )
     config = await ctx.store.effective_config(ctx.ref)
     endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
     models: list[ModelInfo] = await ctx.hub.provider(endpoint).list_models()
@@ -246,17 +303,25 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if config.model and config.model not in ids:
         changes["model"] = None
         note = f"\nThe endpoint does not offer {config.model}, so it was unset; pick one."
-    await ctx.store.update_config(ctx.ref, Scope.CHANNEL, ctx.actor, changes, action="models")
+    await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
     return Reply(f"Show external models: on. The endpoint offers: {_list(ids)}{note}")
 
 
 async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     model: str = args["id"]
+    scope = _scope_of(args)
+    if model.lower() == DEFAULT:
+        await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": None}, action="model")
+        after = await ctx.store.effective_config(ctx.ref)
+        now = after.model or "none yet"
+        return Reply(
+            f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} model ({now})."
+        )
     config = await ctx.store.effective_config(ctx.ref)
-    await ctx.store.update_config(
-        ctx.ref, Scope.CHANNEL, ctx.actor, {"model": model}, action="model"
-    )
-    return Reply(f"Model set to {model}.{await _model_warning(ctx, config, model)}")
+    await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": model}, action="model")
+    where = " for this server" if scope is Scope.SERVER else ""
+    warning = await _model_warning(ctx, config, model)
+    return Reply(f"Model set to {model}{where}.{warning}{_overridden(config, scope, 'model')}")
 
 
 async def _model_warning(ctx: CommandContext, config: ChannelConfig, model: str) -> str:
@@ -287,13 +352,18 @@ async def _model_warning(ctx: CommandContext, config: ChannelConfig, model: str)
 
 
 def _settings_lines(config: ChannelConfig) -> list[str]:
-    """`name=value` of each parameter set for this channel (here, server or operator)."""
-    shown = []
+    """`Params (server-wide): name=value, …`: the parameters set, grouped by where."""
+    by_origin: dict[str, list[str]] = {}
     for field in PARAMS:
-        if config.origins.get(field.name, "default") == "default":
-            continue
-        shown.append(f"{field.name}={field.show(config.value(field.name))}{_only_for(field)}")
-    return shown
+        origin = config.origins.get(field.name, "default")
+        if origin != "default":
+            value = field.show(config.value(field.name))
+            by_origin.setdefault(origin, []).append(f"{field.name}={value}{_only_for(field)}")
+    return [
+        f"Params ({_ORIGINS[origin]}): {', '.join(by_origin[origin])}"
+        for origin in ("channel", "server", "operator")
+        if origin in by_origin
+    ]
 
 
 def _only_for(field: Field) -> str:
@@ -307,26 +377,28 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     status = "not checked yet"
     if config.status is not None:
         status = "OK" if config.status.ok else f"failed — {config.status.reason}"
+    endpoint = config.resolved_url or config.proxy_url
     lines = [
-        f"Source: {config.source.value}",
-        f"Model: {config.model or '(not set)'}",
-        f"Endpoint: {config.resolved_url or config.proxy_url or '(the source’s own)'}",
+        f"Source: {config.source.value}{_from(config, 'source')}",
+        f"Model: {config.model + _from(config, 'model') if config.model else '(not set)'}",
+        f"Endpoint: {endpoint + _from(config, 'proxy_url') if endpoint else '(the source’s own)'}",
         f"API key: {await _secret_state(ctx, api_key_name(config.source))}",
     ]
     if config.proxy_url:
         lines.append(f"Proxy password: {await _secret_state(ctx, PROXY_PASSWORD)}")
     lines += [
         f"Status: {status}",
-        f"Bypass status check: {'on' if config.bypass_status_check else 'off'}",
-        f"Show external models: {'on' if config.show_external_models else 'off'}",
-        f"Reply mode: {config.reply_mode.value}",
+        f"Bypass status check: {'on' if config.bypass_status_check else 'off'}"
+        + _from(config, "bypass_status_check"),
+        f"Show external models: {'on' if config.show_external_models else 'off'}"
+        + _from(config, "show_external_models"),
+        f"Reply mode: {config.reply_mode.value}{_from(config, 'reply_mode')}",
     ]
     if config.system_prompt:
         prompt = config.system_prompt
-        lines.append(f"System prompt: {prompt[:200] + '…' if len(prompt) > 200 else prompt}")
-    params = _settings_lines(config)
-    if params:
-        lines.append("Params: " + ", ".join(params))
+        shown = prompt[:200] + "…" if len(prompt) > 200 else prompt
+        lines.append(f"System prompt{_from(config, 'system_prompt')}: {shown}")
+    lines += _settings_lines(config)
     lines.append(await access_summary(ctx))
     if ctx.is_admin:
         # Who changed what last: with several admins, the first question after a surprise.
@@ -342,11 +414,20 @@ async def set_system(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if prompt is None:
         config = await ctx.store.effective_config(ctx.ref)
         return Reply(f"System prompt: {config.system_prompt or '(none)'}")
-    value = None if prompt.lower() == "none" else prompt
+    scope = _scope_of(args)
+    word = prompt.strip().lower()
+    # `none`: no prompt here, even if the server has one; `default`: the next scope's.
+    value = "" if word == "none" else None if word == DEFAULT else prompt
     await ctx.store.update_config(
-        ctx.ref, Scope.CHANNEL, ctx.actor, {"system_prompt": value}, action="system"
+        ctx.ref, scope, ctx.actor, {"system_prompt": value}, action="system"
     )
-    return Reply("System prompt removed." if value is None else "System prompt set.")
+    where = " for this server" if scope is Scope.SERVER else ""
+    if value is None:
+        said = f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} system prompt."
+    else:
+        said = f"System prompt {'removed' if value == '' else 'set'}{where}."
+    config = await ctx.store.effective_config(ctx.ref)
+    return Reply(said + _overridden(config, scope, "system_prompt"))
 
 
 def _param_line(field: Field, config: ChannelConfig) -> str:
@@ -376,26 +457,37 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         value = None if text.strip().lower() == "default" else field.parse(text)
     except FieldError as err:
         raise CommandError(str(err)) from None
-    await ctx.store.update_config(
-        ctx.ref, Scope.CHANNEL, ctx.actor, {field.key: value}, action="params"
-    )
+    scope = _scope_of(args)
+    await ctx.store.update_config(ctx.ref, scope, ctx.actor, {field.key: value}, action="params")
+    overridden = _overridden(config, scope, name)
     if value is None:
-        return Reply(f"{name} now follows the server/operator default.")
+        return Reply(f"{name} now follows the {_next_scope(scope)} value.{overridden}")
     note = ""
     if not field.applies_to(config.source):
         only = _only_for(field).strip(" ()")
         note = f" It applies to {only}; this channel uses {config.source.value}."
-    return Reply(f"{name} set to {field.show(value)}.{note}")
+    where = " for this server" if scope is Scope.SERVER else ""
+    return Reply(f"{name} set to {field.show(value)}{where}.{note}{overridden}")
 
 
 async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     mode: str = args["mode"]
+    scope = _scope_of(args)
+    value = None if mode == DEFAULT else mode
     await ctx.store.update_config(
-        ctx.ref, Scope.CHANNEL, ctx.actor, {"reply_mode": mode}, action="reply mode"
+        ctx.ref, scope, ctx.actor, {"reply_mode": value}, action="reply mode"
     )
-    if mode == "always":
-        return Reply("Reply mode: always — the bot answers every message in this channel.")
-    return Reply("Reply mode: mention — the bot answers when mentioned or replied to.")
+    config = await ctx.store.effective_config(ctx.ref)
+    where = "in this server's channels" if scope is Scope.SERVER else "in this channel"
+    said = {
+        "always": f"Reply mode: always — the bot answers every message {where}.",
+        "mention": "Reply mode: mention — the bot answers when mentioned or replied to.",
+    }.get(
+        mode,
+        f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} reply mode "
+        f"({config.reply_mode.value}).",
+    )
+    return Reply(said + _overridden(config, scope, "reply_mode"))
 
 
 async def reset(ctx: CommandContext, args: dict[str, Any]) -> Reply:

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.commands.spec import Command, Invocation, Kind, Option, usage
 from bot.fields import SWITCH_OFF, SWITCH_ON, number_text
-from bot.types import SecretValue
+from bot.types import Attachment, SecretValue
 from bot.types.text import (
     TextError,
     clean_text,
@@ -111,7 +111,7 @@ def _options(
     by_name = {o.name: o for o in command.options}
     while positional or pos < len(body):
         if positional and positional[0].kind is Kind.TEXT:
-            rest = body[pos:].strip()
+            rest = _peel_named(body[pos:].strip(), positional[1:], raw)
             if rest:
                 raw[positional[0].name] = rest
             return raw
@@ -136,6 +136,21 @@ def _options(
         opt = positional.pop(_fitting(positional, value))
         raw[opt.name] = SecretValue(value) if opt.secret else value
     return raw
+
+
+def _peel_named(rest: str, others: list[Option], raw: dict[str, Any]) -> str:
+    """`You are terse. scope:server`: a choice named at the end of free text is the choice's,
+    not part of the text (Discord shows options that way, so people type them so)."""
+    choices = {o.name: o for o in others if o.kind in (Kind.CHOICE, Kind.SWITCH)}
+    while choices:
+        head, _, last = rest.rpartition(" ")
+        named = _named(last, choices)
+        if named is None or named[1].lower() not in _accepted(named[0]):
+            break
+        raw[named[0].name] = named[1]
+        del choices[named[0].name]
+        rest = head.rstrip()
+    return rest
 
 
 def _fitting(positional: list[Option], value: str) -> int:
@@ -199,6 +214,8 @@ def coerce(opt: Option, value: Any) -> Any:
 
 
 def _coerce(opt: Option, value: Any) -> Any:
+    if opt.kind is Kind.FILE and isinstance(value, Attachment):
+        return value  # a front-end's file; a typed path stays text (the console opens it)
     if opt.kind is Kind.SECRET:
         text = value.reveal() if isinstance(value, SecretValue) else str(value)
         cleaned = header_safe(text, opt.help.removeprefix("the "))

@@ -44,6 +44,7 @@ class Kind(StrEnum):
     INTEGER = "integer"
     SWITCH = "switch"  # on/off
     SECRET = "secret"  # collected privately by the front-end; never echoed
+    FILE = "file"  # an attached file (Discord: attachment option; console: a path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ class Invocation:
 
 
 SOURCES = tuple(s.value for s in Source)
+DEFAULT = "default"  # a value that removes a scope's own, so the next scope's applies
 
 
 def walk(commands: tuple[Command, ...]) -> Iterator[tuple[tuple[str, ...], Command]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.commands import handlers as h
 from bot.commands import quotas, usage_report
-from bot.commands.spec import SOURCES, Command, Kind, Option
+from bot.commands.spec import DEFAULT, SOURCES, Command, Kind, Option
 from bot.fields import PARAM_NAMES
 from bot.types import ReplyMode
 
@@ -24,7 +24,15 @@ TABLE: tuple[Command, ...] = (
     Command(
         "source",
         "Choose the chat completion source for this channel, then run the status check.",
-        (_source_opt,),
+        (
+            Option(
+                "source",
+                Kind.CHOICE,
+                "which source (`default`: the server's or the operator's)",
+                choices=(*SOURCES, DEFAULT),
+            ),
+            _scope_opt,
+        ),
         slow=True,
         handler=h.set_source,
     ),
@@ -56,6 +64,7 @@ TABLE: tuple[Command, ...] = (
                 (
                     Option("url", Kind.STRING, "http(s) URL, e.g. http://host:1234/v1"),
                     Option("password", Kind.SECRET, "the proxy password", required=False),
+                    _scope_opt,
                 ),
                 slow=True,
                 handler=h.proxy_set,
@@ -63,18 +72,26 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "password",
                 "Set the proxy password (TabbyAPI's key); it is collected privately.",
-                (Option("password", Kind.SECRET, "the proxy password"),),
+                (Option("password", Kind.SECRET, "the proxy password"), _scope_opt),
                 slow=True,
                 handler=h.proxy_password,
             ),
-            Command("clear", "Remove the URL and the proxy password.", handler=h.proxy_clear),
+            Command(
+                "clear",
+                "Remove the URL and the proxy password.",
+                (_scope_opt,),
+                handler=h.proxy_clear,
+            ),
             Command("show", "Show the URL in use (after /v1 correction).", handler=h.proxy_show),
         ),
     ),
     Command(
         "connect",
         "Run the status check now; optionally set 'bypass API status check'.",
-        (Option("bypass", Kind.SWITCH, "on: chat even when the check fails", required=False),),
+        (
+            Option("bypass", Kind.SWITCH, "on: chat even when the check fails", required=False),
+            _scope_opt,
+        ),
         slow=True,
         handler=h.connect,
     ),
@@ -91,7 +108,7 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "external",
                 "Fetch the models the endpoint reports and offer them (off: built-in list).",
-                (Option("state", Kind.SWITCH, "on (default) or off", required=False),),
+                (Option("state", Kind.SWITCH, "on (default) or off", required=False), _scope_opt),
                 slow=True,
                 handler=h.models_external,
             ),
@@ -100,7 +117,16 @@ TABLE: tuple[Command, ...] = (
     Command(
         "model",
         "Choose the model that answers in this channel.",
-        (Option("id", Kind.STRING, "model id", autocomplete="models", max_length=200),),
+        (
+            Option(
+                "id",
+                Kind.STRING,
+                "model id (`default`: the server's or the operator's)",
+                autocomplete="models",
+                max_length=200,
+            ),
+            _scope_opt,
+        ),
         handler=h.set_model,
     ),
     Command(
@@ -111,8 +137,11 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "system",
-        "Set the system prompt (`none` removes it); without text, show it.",
-        (Option("prompt", Kind.TEXT, "the system prompt", required=False, max_length=8000),),
+        "Set the system prompt (`none`: no prompt, `default`: the server's); alone: show it.",
+        (
+            Option("prompt", Kind.TEXT, "the system prompt", required=False, max_length=8000),
+            _scope_opt,
+        ),
         handler=h.set_system,
     ),
     Command(
@@ -121,6 +150,7 @@ TABLE: tuple[Command, ...] = (
         (
             Option("name", Kind.CHOICE, "which parameter", required=False, choices=PARAM_NAMES),
             Option("value", Kind.TEXT, "new value, or `default`", required=False, max_length=500),
+            _scope_opt,
         ),
         handler=h.set_param,
     ),
@@ -131,7 +161,15 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "mode",
                 "mention: when mentioned or replied to; always: every message.",
-                (Option("mode", Kind.CHOICE, "mention or always", choices=REPLY_MODES),),
+                (
+                    Option(
+                        "mode",
+                        Kind.CHOICE,
+                        "mention, always, or default (the server's)",
+                        choices=(*REPLY_MODES, DEFAULT),
+                    ),
+                    _scope_opt,
+                ),
                 handler=h.set_reply_mode,
             ),
         ),

@@ -8,7 +8,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.fields import REGISTRY, Registry
@@ -114,6 +114,33 @@ class ConfigPart:
             setattr(row, name, value)
         row.updated_at = utcnow()
         session.add(audit_row(key, actor, action, summary(cleaned)))
+
+    async def forget_checks(self, session: AsyncSession, server: Key) -> None:
+        """A server-wide change to what its channels connect to: their status checks and
+        /v1-corrected URLs describe the old endpoint, so they are checked anew."""
+        platform, server_id, _ = server
+        channels = and_(
+            ChannelConfigRow.platform == platform,
+            ChannelConfigRow.server_id == server_id,
+            ChannelConfigRow.channel_id != "",
+        )
+        await session.execute(
+            update(ChannelConfigRow)
+            .where(channels)
+            .values(
+                status_ok=None,
+                status_reason=None,
+                status_checked_url=None,
+                status_kind=None,
+                status_checked_at=None,
+            )
+        )
+        # A channel with its own URL keeps the /v1 fix found for it.
+        await session.execute(
+            update(ChannelConfigRow)
+            .where(channels, ChannelConfigRow.__table__.c.proxy_url.is_(None))
+            .values(resolved_url=None)
+        )
 
     async def record_status(
         self, session: AsyncSession, key: Key, status: StatusCheck | None, resolved_url: str | None

@@ -44,6 +44,8 @@ from bot.types import (
 )
 
 _NO_SECRETS: Mapping[str, SecretValue] = MappingProxyType({})
+# What a channel's status check tested: a server-wide change to one makes its channels' old.
+_ENDPOINT = frozenset({"source", "model", "proxy_url"})
 
 
 class Store:
@@ -122,9 +124,13 @@ class Store:
         if not cleaned and not secrets:
             return {}
 
+        connects = scope is Scope.SERVER and (bool(secrets) or not _ENDPOINT.isdisjoint(cleaned))
+
         async def work(session: AsyncSession) -> dict[str, bool]:
             if cleaned:
                 await self._config.apply(session, key, actor, cleaned, action)
+            if connects:
+                await self._config.forget_checks(session, key)
             cleared: dict[str, bool] = {}
             for name, value in secrets.items():
                 if value is None:
@@ -162,10 +168,24 @@ class Store:
     ) -> None:
         """Encrypt and store a secret at `scope`; the audit row records only its name."""
         await self._vault.set(ref, scope, name, value, actor)
+        if scope is Scope.SERVER:
+            await self._forget_checks(ref)
 
     async def clear_secret(self, ref: ChannelRef, scope: Scope, name: str, actor: Actor) -> bool:
         """Remove a secret at `scope`; True (and audited) when there was one."""
-        return await self._vault.clear(ref, scope, name, actor)
+        removed = await self._vault.clear(ref, scope, name, actor)
+        if removed and scope is Scope.SERVER:
+            await self._forget_checks(ref)
+        return removed
+
+    async def _forget_checks(self, ref: ChannelRef) -> None:
+        key = key_of(ref, Scope.SERVER)
+
+        async def work(session: AsyncSession) -> None:
+            await self._config.forget_checks(session, key)
+
+        await self._db.write("status reset", work)
+        self._reads.configs.drop_scope(key)
 
     async def resolve_secret(self, ref: ChannelRef, name: str) -> SecretValue | None:
         """The effective secret: channel → server → operator default.

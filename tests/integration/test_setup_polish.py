@@ -61,7 +61,7 @@ async def test_settings_omit_empty_sections_and_show_values_plainly(harness: Har
     await run(harness, "/source mistral")
     await run(harness, "/params safe_prompt on")
     shown = (await run(harness, "/settings")).text
-    assert "Params: context=10000000, stop=END, STOP, safe_prompt=on (mistral only)" in shown
+    assert "Params (this channel): context=10000000, stop=END, STOP, safe_prompt=on (mistral only)" in shown
     assert "1e+07" not in shown
     assert "Last change: params (here) by Ada" in shown  # admins see who changed what last
     member = await harness.core.run_text_command(Incoming(REF, MEMBER, "/settings"))
@@ -114,7 +114,7 @@ def test_connect_bypass_spelled_out_and_usage_shows_name_value() -> None:
     connect = find(TABLE, ("connect",))
     key = find(TABLE, ("key", "set"))
     assert connect is not None and key is not None
-    assert usage(("connect",), connect) == "/connect [bypass:on|off]"
+    assert usage(("connect",), connect) == "/connect [bypass:on|off] [scope:channel|server]"
     assert usage(("key", "set"), key) == (
         "/key set <openai|claude|mistral|custom> <key> [scope:channel|server]"
     )

@@ -45,7 +45,7 @@ def test_secret_positional_is_wrapped() -> None:
         ("/proxy", "needs one of: set, password, clear, show"),
         ("/proxy sett x", "Did you mean `set`?"),
         ('/model "unclosed', "quote is not closed"),
-        ("/source openai extra", "Too many values"),
+        ("/source openai server extra", "Too many values"),
         ("/", "Empty command"),
     ],
 )

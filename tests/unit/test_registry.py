@@ -106,5 +106,6 @@ def test_merge_channel_then_server_then_operator_then_default() -> None:
 def test_the_command_table_offers_the_registrys_params() -> None:
     params = find(TABLE, ("params",))
     assert params is not None
-    [name, _] = params.options
+    [name, _, scope] = params.options
+    assert scope.name == "scope"
     assert name.choices == PARAM_NAMES == tuple(f.name for f in REGISTRY.params)

@@ -1,0 +1,234 @@
+"""Server-wide configuration from chat: every configuration command takes `scope:server`
+(server admins), a channel's own value wins, `default` removes a scope's value, and
+`/settings` says where each value comes from. SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.commands import TABLE
+from bot.commands.spec import Command, Invocation, walk
+from bot.types import (
+    Actor,
+    ChannelRef,
+    Incoming,
+    Platform,
+    Reply,
+    Scope,
+    SecretValue,
+    StatusCheck,
+)
+from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness, make_core
+
+SIBLING = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+OTHER_SERVER = ChannelRef(Platform.DISCORD, channel_id="c9", server_id="g2")
+NO_SERVER = (
+    ChannelRef(Platform.MATRIX, channel_id="!room:example.org"),
+    ChannelRef(Platform.CONSOLE, channel_id="console"),
+)
+CLOSED = "http://127.0.0.1:9/v1"  # nothing listens: status checks fail at once
+
+# Every configuration command, set server-wide, and what the server row then holds.
+SERVER_WIDE: dict[tuple[str, ...], tuple[dict[str, object], dict[str, object]]] = {
+    ("source",): ({"source": "mistral"}, {"source": "mistral"}),
+    ("model",): ({"id": "gpt-4o"}, {"model": "gpt-4o"}),
+    ("proxy", "set"): ({"url": CLOSED}, {"proxy_url": CLOSED}),
+    ("proxy", "clear"): ({}, {}),
+    ("connect",): ({"bypass": "on"}, {"bypass_status_check": True}),
+    ("models", "external"): ({"state": "off"}, {"show_external_models": False}),
+    ("system",): ({"prompt": "Be brief."}, {"system_prompt": "Be brief."}),
+    ("params",): ({"name": "temperature", "value": "0.5"}, {"temperature": 0.5}),
+    ("reply", "mode"): ({"mode": "always"}, {"reply_mode": "always"}),
+}
+
+
+@pytest.fixture
+async def harness(database_url: str) -> AsyncIterator[Harness]:
+    core = await make_core(database_url)
+    try:
+        yield Harness(core, core.store, database_url)
+    finally:
+        await core.close()
+
+
+async def run(h: Harness, text: str, actor: Actor = ADMIN, ref: ChannelRef = REF) -> Reply:
+    return await h.core.run_text_command(Incoming(ref, actor, text))
+
+
+async def invoke(h: Harness, path: tuple[str, ...], args: dict[str, object], actor: Actor) -> Reply:
+    return await h.core.run_command(REF, actor, Invocation(path, {**args, "scope": "server"}))
+
+
+def test_every_configuration_command_takes_scope() -> None:
+    configures = {path for path, c in walk(TABLE) if c.admin and c.handler is not None}
+    without = {p for p in configures if "scope" not in {o.name for o in c_of(p).options}}
+    # /proxy show reads; /reset forgets this channel's conversation, which is its own.
+    assert without == {("proxy", "show"), ("reset",)}
+    assert {p for p in configures if p not in without} >= set(SERVER_WIDE)
+
+
+def c_of(path: tuple[str, ...]) -> Command:
+    return next(c for p, c in walk(TABLE) if p == path)
+
+
+@pytest.mark.parametrize("path", list(SERVER_WIDE), ids=" ".join)
+async def test_a_server_admin_sets_it_for_every_channel_of_the_server(
+    harness: Harness, path: tuple[str, ...]
+) -> None:
+    args, stored = SERVER_WIDE[path]
+    if path == ("proxy", "clear"):
+        await invoke(harness, ("proxy", "set"), {"url": CLOSED}, SERVER_ADMIN)
+    reply = await invoke(harness, path, args, SERVER_ADMIN)
+    assert "server" in reply.text, reply.text
+    server = await harness.store.scope_values(REF, Scope.SERVER)
+    for name, value in stored.items():
+        assert server[name] == value
+    assert await harness.store.scope_values(REF, Scope.CHANNEL) in ({}, {"model": None})
+    sibling = await harness.store.effective_config(SIBLING)
+    for name, value in stored.items():
+        assert sibling.origins[name] == "server", name
+        assert sibling.values[name] == value
+    elsewhere = await harness.store.effective_config(OTHER_SERVER)
+    assert all(elsewhere.origins[name] != "server" for name in stored)
+    if path == ("proxy", "clear"):
+        assert sibling.proxy_url is None and server.get("proxy_url") is None
+
+
+@pytest.mark.parametrize("path", list(SERVER_WIDE), ids=" ".join)
+async def test_a_channel_admin_cannot_and_nothing_changes(
+    harness: Harness, path: tuple[str, ...]
+) -> None:
+    args, _ = SERVER_WIDE[path]
+    reply = await invoke(harness, path, args, ADMIN)
+    assert not reply.ok and "server admins" in reply.text
+    assert await harness.store.scope_values(REF, Scope.SERVER) == {}
+    assert await harness.store.audit_entries(REF) == []
+
+
+@pytest.mark.parametrize("ref", NO_SERVER, ids=lambda r: r.platform.value)
+async def test_where_there_is_no_server_it_is_refused_before_anything(
+    harness: Harness, ref: ChannelRef
+) -> None:
+    prefix = "!" if ref.platform is Platform.MATRIX else "/"
+    reply = await run(harness, f"{prefix}system Be brief. scope:server", SERVER_ADMIN, ref)
+    assert not reply.ok and "no server here" in reply.text
+    assert await harness.store.scope_values(ref, Scope.CHANNEL) == {}
+
+
+async def test_the_channels_own_value_wins_and_default_removes_a_scopes(
+    harness: Harness,
+) -> None:
+    assert (await run(harness, "/model gpt-4o scope:server", SERVER_ADMIN)).ok
+    reply = await run(harness, "/model gpt-4o-mini")
+    assert reply.ok
+    config = await harness.store.effective_config(REF)
+    assert config.model == "gpt-4o-mini" and config.origins["model"] == "channel"
+
+    again = await run(harness, "/model o3 scope:server", SERVER_ADMIN)
+    assert "has its own model (gpt-4o-mini), which wins here" in again.text
+    assert (await harness.store.effective_config(SIBLING)).model == "o3"
+
+    back = await run(harness, "/model default")
+    assert back.ok and "server's (or operator's) model (o3)" in back.text
+    config = await harness.store.effective_config(REF)
+    assert config.model == "o3" and config.origins["model"] == "server"
+
+    gone = await run(harness, "/model default scope:server", SERVER_ADMIN)
+    assert gone.ok and "none yet" in gone.text
+    assert (await harness.store.effective_config(REF)).model is None
+
+
+async def test_free_text_ends_with_the_scope_people_type(harness: Harness) -> None:
+    """`/system … scope:server` and `/params stop … scope:server`, as Discord shows them."""
+    assert (await run(harness, "/system You are terse. scope:server", SERVER_ADMIN)).ok
+    assert (await run(harness, '/params stop END, "a,b" scope:server', SERVER_ADMIN)).ok
+    server = await harness.store.scope_values(REF, Scope.SERVER)
+    assert server["system_prompt"] == "You are terse."
+    assert server["stop"] == ("END", "a,b")
+    # A prompt that merely ends in something scope-like stays the prompt.
+    assert (await run(harness, "/system Answer in scope:wide terms")).ok
+    assert (await harness.store.effective_config(REF)).system_prompt == "Answer in scope:wide terms"
+
+
+async def test_none_means_no_prompt_here_and_default_the_servers(harness: Harness) -> None:
+    await run(harness, "/system Server voice. scope:server", SERVER_ADMIN)
+    assert (await run(harness, "/system none")).ok
+    assert not (await harness.store.effective_config(REF)).system_prompt
+    assert (await harness.store.effective_config(SIBLING)).system_prompt == "Server voice."
+    reply = await run(harness, "/system default")
+    assert "server's (or operator's) system prompt" in reply.text
+    assert (await harness.store.effective_config(REF)).system_prompt == "Server voice."
+
+
+async def test_source_default_follows_the_server_with_its_model(harness: Harness) -> None:
+    await run(harness, "/source claude scope:server", SERVER_ADMIN)
+    await run(harness, "/model claude-sonnet-4-5 scope:server", SERVER_ADMIN)
+    await run(harness, "/source mistral")
+    await run(harness, "/model mistral-small-latest")
+    reply = await run(harness, "/source default")
+    assert reply.ok and "(claude)" in reply.text and "Model: claude-sonnet-4-5." in reply.text
+    config = await harness.store.effective_config(REF)
+    assert (config.source.value, config.model) == ("claude", "claude-sonnet-4-5")
+    assert config.origins["source"] == config.origins["model"] == "server"
+
+
+async def test_reply_mode_and_params_default_at_each_scope(harness: Harness) -> None:
+    await run(harness, "/reply mode always scope:server", SERVER_ADMIN)
+    await run(harness, "/reply mode mention")
+    assert (await harness.store.effective_config(REF)).reply_mode.value == "mention"
+    reply = await run(harness, "/reply mode default")
+    assert "(always)" in reply.text
+    assert (await harness.store.effective_config(REF)).reply_mode.value == "always"
+    await run(harness, "/params temperature 0.3 scope:server", SERVER_ADMIN)
+    await run(harness, "/params temperature 0.9")
+    await run(harness, "/params temperature default")
+    config = await harness.store.effective_config(REF)
+    assert (config.values["temperature"], config.origins["temperature"]) == (0.3, "server")
+
+
+async def test_settings_says_where_each_value_comes_from(harness: Harness) -> None:
+    await run(harness, "/source claude scope:server", SERVER_ADMIN)
+    await run(harness, "/params temperature 0.5 scope:server", SERVER_ADMIN)
+    await run(harness, "/model claude-sonnet-4-5")
+    await run(harness, "/params stop END")
+    text = (await run(harness, "/settings", MEMBER)).text
+    assert "Source: claude (server-wide)" in text
+    assert "Model: claude-sonnet-4-5 (this channel)" in text
+    assert "Reply mode: mention (built-in default)" in text
+    assert "Params (this channel): stop=END" in text
+    assert "Params (server-wide): temperature=0.5" in text
+
+
+async def test_a_server_wide_endpoint_change_makes_its_channels_check_again(
+    harness: Harness,
+) -> None:
+    """A sibling's status and /v1-corrected URL described the old endpoint: they go, so
+    the sibling is not blocked by a stale failure nor sent to the old URL."""
+    await run(harness, "/proxy set http://127.0.0.1:7/v1 scope:server", SERVER_ADMIN)
+    stale = StatusCheck(False, "old failure", checked_url="http://127.0.0.1:7/v1", kind="auth")
+    await harness.store.record_status(SIBLING, stale, "http://127.0.0.1:7/v1")
+    other = await harness.store.effective_config(OTHER_SERVER)
+
+    await run(harness, f"/proxy set {CLOSED} scope:server", SERVER_ADMIN)
+    sibling = await harness.store.effective_config(SIBLING)
+    assert sibling.status is None and sibling.resolved_url is None
+    assert sibling.proxy_url == CLOSED
+
+    await harness.store.record_status(SIBLING, stale, None)
+    key = SecretValue("sk-server-key-00001234")
+    await harness.core.run_command(
+        REF,
+        SERVER_ADMIN,
+        Invocation(("key", "set"), {"source": "openai", "key": key, "scope": "server"}),
+    )
+    assert (await harness.store.effective_config(SIBLING)).status is None
+    assert await harness.store.effective_config(OTHER_SERVER) == other
+
+
+async def test_a_channel_with_its_own_url_keeps_its_v1_fix(harness: Harness) -> None:
+    await run(harness, "/proxy set http://127.0.0.1:8 ", ADMIN, SIBLING)
+    await harness.store.record_status(SIBLING, None, "http://127.0.0.1:8/v1")
+    await run(harness, "/model x scope:server", SERVER_ADMIN)
+    assert (await harness.store.effective_config(SIBLING)).resolved_url == "http://127.0.0.1:8/v1"
