@@ -1,5 +1,6 @@
 """Persistence: configuration, encrypted secrets, history, model cache, audit log."""
 
+from bot.store.characters import StoredCharacter
 from bot.store.config import CONFIG_FIELDS, AuditEntry
 from bot.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnwritable
 from bot.store.repository import Store
@@ -17,6 +18,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoreUnwritable",
+    "StoredCharacter",
     "api_key_name",
     "generate_key",
 ]

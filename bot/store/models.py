@@ -310,3 +310,20 @@ class UsageRow(Base):
     error: Mapped[bool] = mapped_column(Boolean)
     key_scope: Mapped[str] = mapped_column(String(16))  # channel | server | operator | none
     state: Mapped[str] = mapped_column(String(16), server_default="settled", default="settled")
+
+
+class CharacterRow(Base):
+    """The character card of a channel (or a server's default when channel_id is ''):
+    its V3 JSON and its image, both in the database."""
+
+    __tablename__ = "characters"
+    __table_args__ = (UniqueConstraint("platform", "server_id", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    server_id: Mapped[str] = mapped_column(_ID)
+    channel_id: Mapped[str] = mapped_column(_ID)
+    name: Mapped[str] = mapped_column(String(255))
+    card: Mapped[str] = mapped_column(Text)  # chara_card_v3 JSON
+    image: Mapped[bytes | None] = mapped_column(LargeBinary)  # PNG without card chunks
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

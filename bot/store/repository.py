@@ -17,6 +17,7 @@ from types import MappingProxyType
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.store.base import Database, key_of
+from bot.store.characters import CharacterPart, StoredCharacter
 from bot.store.config import AuditEntry, ConfigPart, checked, merge
 from bot.store.db import create_engine
 from bot.store.history import HistoryPart
@@ -66,6 +67,7 @@ class Store:
         self._models = ModelLists(self._db)
         self._usage = UsagePart(self._db)
         self.quotas = QuotaPart(self._db)  # limits, charges and who-may-chat rules
+        self._characters = CharacterPart(self._db, self._reads)
 
     @classmethod
     async def open(
@@ -248,6 +250,34 @@ class Store:
     async def clear_history(self, ref: ChannelRef, actor: Actor) -> int:
         """Delete this channel's (or this thread's) stored turns; audited; returns the count."""
         return await self._history.clear(ref, actor)
+
+    # ---- character cards ----------------------------------------------------------------
+
+    async def character(
+        self, ref: ChannelRef, *, with_image: bool = False
+    ) -> StoredCharacter | None:
+        """The channel's card, else its server's (the image only when asked for)."""
+        return await self._characters.get(ref, with_image=with_image)
+
+    async def set_character(
+        self,
+        ref: ChannelRef,
+        scope: Scope,
+        actor: Actor,
+        name: str,
+        card: str,
+        image: bytes | None,
+    ) -> None:
+        """Store the card (V3 JSON) and its image at `scope`, replacing one; audited."""
+        await self._characters.put(ref, scope, actor, name, card, image)
+
+    async def clear_character(self, ref: ChannelRef, scope: Scope, actor: Actor) -> str | None:
+        """Remove the card at `scope`; the removed card's name, None when there was none."""
+        return await self._characters.clear(ref, scope, actor)
+
+    async def add_greetings(self, ref: ChannelRef, name: str, texts: Sequence[str]) -> int:
+        """Store a character's greetings as one answer with its swipes; the shown one's id."""
+        return await self._characters.add_greetings(ref, name, texts)
 
     # ---- model lists ------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ TABLES = {
     "limits",
     "access_rules",
     "quota_locks",
+    "characters",
 }
 
 
@@ -98,4 +99,4 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0008"
+    assert migrate.head() == "0009"

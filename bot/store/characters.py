@@ -1,0 +1,192 @@
+"""Character cards per channel or server (the V3 JSON and the image) and their greetings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.store.base import NAME_CHARS, Database, audit_row, chain, key_of, where
+from bot.store.cache import ScopedCache
+from bot.store.models import CharacterRow, MessageRow, utcnow
+from bot.store.reads import TurnReads, conversation_of
+from bot.types import Actor, ChannelRef, Role, Scope, TurnState
+from bot.types.text import clean_text
+
+# Above what bot.characters reads (2 MB JSON, 10 MB PNG): a guard, not the user's limit.
+MAX_CARD_CHARS = 4 * 1024 * 1024
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+_CACHE_TTL = 30.0
+_CACHE_ENTRIES = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCharacter:
+    """A card as stored: where it is set, its name, its V3 JSON and (when asked) its image."""
+
+    scope: Scope
+    name: str
+    card: str = field(repr=False)
+    has_image: bool
+    updated_at: datetime
+    image: bytes | None = field(default=None, repr=False)
+
+
+class CharacterPart:
+    """Reads fall through channel → server like settings; writes are audited."""
+
+    def __init__(self, db: Database, reads: TurnReads) -> None:
+        self._db = db
+        self._reads = reads
+        # What a turn reads (no image), per channel; None remembered too (most channels).
+        self._cache: ScopedCache[tuple[StoredCharacter | None]] = ScopedCache(
+            ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES
+        )
+
+    async def get(self, ref: ChannelRef, *, with_image: bool = False) -> StoredCharacter | None:
+        scope_key = ref.scope_key(Scope.CHANNEL)
+        if not with_image:
+            cached = self._cache.get(scope_key)
+            if cached is not None:
+                return cached[0]
+        keys = chain(ref)
+        generation = self._cache.generation()
+        columns = [
+            CharacterRow.channel_id,
+            CharacterRow.name,
+            CharacterRow.card,
+            CharacterRow.image.is_not(None),
+            CharacterRow.updated_at,
+        ]
+        if with_image:
+            columns.append(CharacterRow.image)
+
+        async def read(session: AsyncSession) -> StoredCharacter | None:
+            found: dict[tuple[str, str, str], Any] = {}
+            for key in keys:
+                row = (
+                    await session.execute(select(*columns).where(where(CharacterRow, key)))
+                ).first()
+                if row is not None:
+                    found[key] = row
+            for key in keys:  # nearest first
+                row = found.get(key)
+                if row is not None:
+                    return StoredCharacter(
+                        Scope.SERVER if row[0] == "" else Scope.CHANNEL,
+                        row[1],
+                        row[2],
+                        bool(row[3]),
+                        row[4],
+                        row[5] if with_image else None,
+                    )
+            return None
+
+        stored = await self._db.read("character read", read)
+        if not with_image:
+            self._cache.put(scope_key, scope_key, (stored,), generation=generation)
+        elif stored is not None:
+            plain = StoredCharacter(
+                stored.scope, stored.name, stored.card, stored.has_image, stored.updated_at
+            )
+            self._cache.put(scope_key, scope_key, (plain,), generation=generation)
+        return stored
+
+    async def put(
+        self,
+        ref: ChannelRef,
+        scope: Scope,
+        actor: Actor,
+        name: str,
+        card: str,
+        image: bytes | None,
+    ) -> None:
+        """Store (replace) the card at `scope`; ValueError when it is over the caps."""
+        if len(card) > MAX_CARD_CHARS or (image is not None and len(image) > MAX_IMAGE_BYTES):
+            raise ValueError("That card is too large to store.")
+        key = key_of(ref, scope)
+        shown = clean_text(name)[:NAME_CHARS]
+
+        async def work(session: AsyncSession) -> None:
+            now = utcnow()
+            stmt = self._db.insert(CharacterRow).values(
+                platform=key[0],
+                server_id=key[1],
+                channel_id=key[2],
+                name=shown,
+                card=card,
+                image=image,
+                updated_at=now,
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["platform", "server_id", "channel_id"],
+                set_={
+                    "name": stmt.excluded.name,
+                    "card": stmt.excluded.card,
+                    "image": stmt.excluded.image,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+            await session.execute(stmt)
+            session.add(audit_row(key, actor, "character import", f"character={shown!r}"))
+
+        await self._db.write("character write", work)
+        self._cache.drop_scope(key)
+
+    async def clear(self, ref: ChannelRef, scope: Scope, actor: Actor) -> str | None:
+        """Remove the card at `scope`; its name when there was one (audited)."""
+        key = key_of(ref, scope)
+
+        async def work(session: AsyncSession) -> str | None:
+            name = await session.scalar(select(CharacterRow.name).where(where(CharacterRow, key)))
+            if name is None:
+                return None
+            await session.execute(delete(CharacterRow).where(where(CharacterRow, key)))
+            session.add(audit_row(key, actor, "character clear", f"character={name!r} removed"))
+            return name
+
+        name = await self._db.write("character write", work)
+        self._cache.drop_scope(key)
+        return name
+
+    async def add_greetings(self, ref: ChannelRef, name: str, texts: Sequence[str]) -> int:
+        """Store greetings as one assistant turn: the first shown, the others its hidden
+        alternatives (swipes), all tied to the first's id (their "question"). Its id."""
+        assert texts, "a greeting needs text"
+        author = clean_text(name)[:NAME_CHARS]
+        platform, server_id, channel_id, thread_id = conversation_of(ref)
+
+        def row(text: str, hidden: bool) -> MessageRow:
+            return MessageRow(
+                platform=platform,
+                server_id=server_id,
+                channel_id=channel_id,
+                thread_id=thread_id,
+                role=Role.ASSISTANT.value,
+                author=author,
+                content=clean_text(text),
+                token_estimate=0,
+                error=None,
+                state=TurnState.DONE.value,
+                image_count=0,
+                hidden=hidden,
+                created_at=utcnow(),
+            )
+
+        async def work(session: AsyncSession) -> int:
+            rows = [row(t, i > 0) for i, t in enumerate(texts)]
+            session.add_all(rows)
+            await session.flush()
+            ids = [r.id for r in rows]
+            await session.execute(
+                update(MessageRow).where(MessageRow.id.in_(ids)).values(reply_to=ids[0])
+            )
+            return ids[0]
+
+        greeting_id = await self._db.write("history write", work)
+        self._reads.histories.drop(conversation_of(ref))
+        return greeting_id
