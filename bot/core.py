@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
 from bot.commands import TABLE, Command, Invocation
+from bot.commands.characters import persona as character_persona
 from bot.commands.handlers import model_choices
 from bot.commands.parse import CommandError, parse
 from bot.commands.router import bind, execute, find, prepare
@@ -16,7 +17,17 @@ from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.conversation.stream import ReplySink
 from bot.providers import ProviderHub
 from bot.store import Store
-from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, ReplyMode, SecretValue
+from bot.types import (
+    Actor,
+    Attachment,
+    ChannelRef,
+    Incoming,
+    Persona,
+    Platform,
+    Reply,
+    ReplyMode,
+    SecretValue,
+)
 from bot.types.prices import PriceTable
 from bot.types.text import clean_text, strip_invisible
 
@@ -148,7 +159,7 @@ class Core:
 
     async def run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
         raw = {
-            name: value if isinstance(value, SecretValue) else clean_text(str(value))
+            name: value if isinstance(value, SecretValue | Attachment) else clean_text(str(value))
             for name, value in inv.raw.items()
         }
         clean = Invocation(inv.path, raw)
@@ -216,6 +227,11 @@ class Core:
             return True
         config = await self.store.effective_config(ref)
         return config.reply_mode is ReplyMode.ALWAYS
+
+    async def persona(self, ref: ChannelRef, *, avatar: bool = False) -> Persona | None:
+        """Who answers here when a character card is set (its name; with `avatar`, a small
+        PNG of its image), else None."""
+        return await character_persona(self.store, ref, avatar=avatar)
 
     async def has_conversation(self, ref: ChannelRef) -> bool:
         """Whether this channel or thread holds turns with the bot (kept across restarts)."""

@@ -1,7 +1,7 @@
 """Character cards (V1/V2/V3, PNG or JSON), their prompt, and SillyTavern presets. Pure."""
 
 from bot.characters.card import MAX_JSON_BYTES, MAX_PNG_BYTES, card_from_json, read_card
-from bot.characters.export import card_object, export_json, export_png
+from bot.characters.export import avatar_png, card_object, export_json, export_png
 from bot.characters.lorebook import LoreHits
 from bot.characters.macros import Macros
 from bot.characters.model import Card, CardError, CharacterBook, LoreEntry, Problem
@@ -27,6 +27,7 @@ __all__ = [
     "PresetError",
     "PresetImport",
     "Problem",
+    "avatar_png",
     "build_prompt",
     "card_from_json",
     "card_object",

@@ -150,3 +150,23 @@ def _entry(entry: LoreEntry) -> dict[str, Any]:
 def _plain(number: float) -> float | int:
     """10 rather than 10.0, which some readers of integer fields refuse."""
     return int(number) if float(number).is_integer() else number
+
+
+def avatar_png(image: bytes | None, side: int = 256) -> bytes | None:
+    """A small square PNG of the card's image for a profile picture (centre-cropped);
+    None when there is no image or it cannot be read."""
+    if image is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(image)) as img:
+            if max(img.size) > _MAX_CONVERTED_SIDE * 2:
+                return None
+            rgba = img.convert("RGBA")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+    crop = min(rgba.size)
+    left, top = (rgba.width - crop) // 2, (rgba.height - crop) // 4  # faces sit high
+    square = rgba.crop((left, top, left + crop, top + crop)).resize((side, side))
+    out = io.BytesIO()
+    square.save(out, format="PNG")
+    return out.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.commands import characters as ch
 from bot.commands import handlers as h
 from bot.commands import quotas, usage_report
 from bot.commands.spec import DEFAULT, SOURCES, Command, Kind, Option
@@ -18,6 +19,11 @@ _scope_opt = Option(
     required=False,
     choices=("channel", "server"),
 )
+
+
+def _file_opt(help: str) -> Option:
+    # Optional in the table: Matrix takes the file from the message replied to.
+    return Option("file", Kind.FILE, help, required=False)
 
 
 TABLE: tuple[Command, ...] = (
@@ -171,6 +177,61 @@ TABLE: tuple[Command, ...] = (
                     _scope_opt,
                 ),
                 handler=h.set_reply_mode,
+            ),
+        ),
+    ),
+    Command(
+        "character",
+        "A SillyTavern character card that answers in this channel (or server).",
+        subcommands=(
+            Command(
+                "import",
+                "Set the character from a Character Card V2/V3 (PNG or JSON).",
+                (_file_opt("the card (PNG or JSON)"), _scope_opt),
+                slow=True,
+                handler=ch.character_import,
+            ),
+            Command(
+                "show", "Show the character answering here.", admin=False, handler=ch.character_show
+            ),
+            Command(
+                "clear",
+                "Remove the character (the server's, if any, answers again).",
+                (_scope_opt,),
+                handler=ch.character_clear,
+            ),
+            Command(
+                "export",
+                "The character as a V3 card SillyTavern imports (PNG or JSON).",
+                (
+                    Option(
+                        "format",
+                        Kind.CHOICE,
+                        "png (default) or json",
+                        required=False,
+                        choices=ch.FORMATS,
+                    ),
+                ),
+                admin=False,
+                slow=True,
+                handler=ch.character_export,
+            ),
+        ),
+    ),
+    Command(
+        "preset",
+        "SillyTavern Chat Completion presets.",
+        subcommands=(
+            Command(
+                "import",
+                "Apply a preset's samplers and prompts to this channel (or server).",
+                (_file_opt("the preset (JSON)"), _scope_opt),
+                handler=ch.preset_import,
+            ),
+            Command(
+                "export",
+                "This channel's settings as a preset (JSON).",
+                handler=ch.preset_export,
             ),
         ),
     ),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
+from bot.characters import Card, CardError, CharacterPrompt, build_prompt, card_from_json
 from bot.connection import (
     NotConnectable,
     blocked_reason,
@@ -26,7 +27,12 @@ from bot.connection import (
 from bot.conversation import accounting
 from bot.conversation.attachments import Prepared, Refused, image_placeholder
 from bot.conversation.attachments import prepare as prepare_attachments
-from bot.conversation.budget import estimate_tokens, history_budget, trim_history
+from bot.conversation.budget import (
+    DEFAULT_CONTEXT_TOKENS,
+    estimate_tokens,
+    history_budget,
+    trim_history,
+)
 from bot.conversation.stream import (
     AnswerRow,
     Outcome,
@@ -39,7 +45,7 @@ from bot.conversation.stream import (
 from bot.conversation.vision import sees_images
 from bot.fields import REGISTRY
 from bot.providers import ChatRequest, Endpoint, ProviderHub
-from bot.store import Store, StoreError
+from bot.store import Store, StoredCharacter, StoreError
 from bot.store.secrets import SecretUnreadable
 from bot.types import (
     Actor,
@@ -64,6 +70,9 @@ log = logging.getLogger("bot.conversation")
 MAX_INPUT_CHARS = 32_000
 _CHARS_PER_TOKEN = 3  # on the low side, so text files surely fit the context
 HISTORY_ROWS = 200  # read bound; the token budget usually trims far earlier
+LORE_SHARE = 4  # a lorebook may take a quarter of what the history could have
+EXAMPLES_SHARE = 2  # example dialogues at most half of it
+_CARDS_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +218,7 @@ class ChatEngine(_QuotaHooks):
         self._order = _TurnOrder()
         self._running: dict[str, Running] = {}
         self._told_no_vision: set[str] = set()
+        self._cards: dict[tuple[str, str, str, int], Card] = {}
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
@@ -294,7 +304,7 @@ class ChatEngine(_QuotaHooks):
                 return TurnResult(refused.text, None, called_provider=False, refusal=refused.text)
             (question,) = await self._store.add_messages(ref, [question], attached.images)
             sees = not attached.images or await self._sees(ref, config)
-            request = await self._request(config, [*history, question], sees)
+            request = await self._request(ref, config, [*history, question], sees)
         except _Blocked as blocked:
             return await _notice(sink, str(blocked))
         except (NotConnectable, SecretUnreadable, Refused) as err:
@@ -332,6 +342,11 @@ class ChatEngine(_QuotaHooks):
             return await _notice(sink, "You may not chat here.")
         history = await self._history(ref)
         question, answer = _newest_turn(history)
+        if question is None and action in (Control.NEXT, Control.PREVIOUS):
+            greeting = next((e for e in history if e.role is Role.ASSISTANT), None)
+            if greeting is not None and greeting.reply_to is not None:
+                # A character's greeting: its alternate greetings are its swipes.
+                return await self._swipe(ref, greeting.reply_to, action, sink)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
         if answer_id is not None and answer_id != (question.id if answer is None else answer.id):
@@ -342,7 +357,8 @@ class ChatEngine(_QuotaHooks):
             who = question.author or "the person who asked"
             return await _notice(sink, f"Only {who} or an admin of this channel can do that.")
         if action in (Control.NEXT, Control.PREVIOUS):
-            return await self._swipe(ref, question, action, sink)
+            assert question.id is not None
+            return await self._swipe(ref, question.id, action, sink)
         if action is Control.RETRY:
             if question.state is not TurnState.FAILED:
                 return await _notice(
@@ -364,7 +380,8 @@ class ChatEngine(_QuotaHooks):
             return await _notice(sink, refused.text)  # a control's notice is the presser's
         before = history[: history.index(answer) if answer in history else len(history)]
         if action is Control.CONTINUE and answer is not None:
-            request = await self._request(config, history, await self._sees(ref, config), True)
+            sees = await self._sees(ref, config)
+            request = await self._request(ref, config, history, sees, True)
             return await self._answer(
                 f"{ref}",
                 ref,
@@ -377,16 +394,15 @@ class ChatEngine(_QuotaHooks):
                 variant=True,
                 by=actor.id,
             )
-        request = await self._request(config, before, await self._sees(ref, config))
+        request = await self._request(ref, config, before, await self._sees(ref, config))
         return await self._answer(
             f"{ref}", ref, config, endpoint, request, sink, question, variant=True, by=actor.id
         )
 
     async def _swipe(
-        self, ref: ChannelRef, question: HistoryEntry, action: Control, sink: ReplySink
+        self, ref: ChannelRef, question_id: int, action: Control, sink: ReplySink
     ) -> TurnResult:
-        assert question.id is not None
-        answers = await self._store.alternatives(ref, question.id)
+        answers = await self._store.alternatives(ref, question_id)
         if len(answers) < 2:
             return await _notice(sink, "There is only one answer here; regenerate for another.")
         shown = next((i for i, (_, visible) in enumerate(answers) if visible), len(answers) - 1)
@@ -397,7 +413,7 @@ class ChatEngine(_QuotaHooks):
             return await _notice(sink, f"This is the {edge} of {len(answers)} answers.")
         entry = answers[wanted][0]
         assert entry.id is not None
-        await self._store.show_answer(ref, question.id, entry.id)
+        await self._store.show_answer(ref, question_id, entry.id)
         await sink.finish(entry.content, "", entry.error)
         return TurnResult(entry.content, entry.error, False, entry.id, (wanted + 1, len(answers)))
 
@@ -526,13 +542,15 @@ class ChatEngine(_QuotaHooks):
 
     async def _request(
         self,
+        ref: ChannelRef,
         config: ChannelConfig,
         entries: list[HistoryEntry],
         sees: bool,
         continue_answer: bool = False,
     ) -> ChatRequest:
         """The request for the newest entry (a question, or an answer to continue) with as
-        much of the history before it as the context holds."""
+        much of the history before it as the context holds; a channel's character card
+        shapes it (bot.characters.build_prompt)."""
         *history, newest = entries
         # A question that got no answer stays in the history people see, but the model
         # gets one user turn at a time.
@@ -547,23 +565,81 @@ class ChatEngine(_QuotaHooks):
             config.system_prompt,
             newest.content,
         )
+        card = await self._card(ref)
+        asker = next((e.author for e in reversed(entries) if e.role is Role.USER), None)
+        if card is not None:
+            # The card's system text, examples and lore count against the history first.
+            whole = await self._messages([*usable, newest], sees=False)
+            draft = self._character_prompt(card, config, whole, asker)
+            fixed = estimate_tokens(draft.system) + sum(
+                estimate_tokens(m.content) for m in (*draft.before_history, *draft.after_history)
+            )
+            budget = max(0, budget - fixed + _own_system(config))
         kept = [*trim_history(usable, budget), newest]
-        shown = await self._shown_images(kept) if sees else {}
+        messages = await self._messages(kept, sees)
         authors = {e.author for e in kept if e.role is Role.USER and e.author}
+        system = config.system_prompt
+        if card is not None:
+            prompt = self._character_prompt(card, config, messages, asker)
+            system = prompt.system or None
+            after = () if continue_answer else prompt.after_history
+            messages = [*prompt.before_history, *prompt.history, *after]
+        return ChatRequest(
+            model=config.model or "",
+            messages=tuple(messages),
+            system_prompt=system,
+            options=REGISTRY.request_options(config.values, config.source),
+            multi_user=len(authors) > 1,
+            continue_answer=continue_answer,
+        )
+
+    async def _messages(self, kept: list[HistoryEntry], sees: bool) -> list[ChatMessage]:
+        """Stored turns as the model is sent them (images shown or named)."""
+        shown = await self._shown_images(kept) if sees else {}
         messages = []
         for i, entry in enumerate(kept):
             sent = shown.get(i, ())
             named = [image_placeholder(r.name) for r in entry.images[len(sent) :]]
             content = " ".join([entry.content, *named]) if named else entry.content
             messages.append(ChatMessage(entry.role, content, entry.author, sent))
-        return ChatRequest(
-            model=config.model or "",
-            messages=tuple(messages),
-            system_prompt=config.system_prompt,
-            options=REGISTRY.request_options(config.values, config.source),
-            multi_user=len(authors) > 1,
-            continue_answer=continue_answer,
+        return messages
+
+    def _character_prompt(
+        self,
+        card: Card,
+        config: ChannelConfig,
+        messages: list[ChatMessage],
+        user: str | None,
+    ) -> CharacterPrompt:
+        base = history_budget(config.number("context"), config.number("max_tokens"), None, "")
+        base = base or DEFAULT_CONTEXT_TOKENS
+        return build_prompt(
+            card,
+            messages,
+            user=user or "",
+            estimate=estimate_tokens,
+            default_system=config.system_prompt or "",
+            lore_budget=base // LORE_SHARE,
+            examples_budget=base // EXAMPLES_SHARE,
         )
+
+    async def _card(self, ref: ChannelRef) -> Card | None:
+        """The channel's (or its server's) character card, parsed once per version."""
+        stored = await self._store.character(ref)
+        if stored is None:
+            return None
+        key = _card_key(stored)
+        card = self._cards.get(key)
+        if card is None:
+            try:
+                card = await asyncio.to_thread(card_from_json, stored.card)
+            except CardError as err:  # stored by an older reader that took more
+                log.warning("the character card in %s cannot be read: %s", ref, err)
+                return None
+            if len(self._cards) >= _CARDS_KEPT:
+                self._cards.clear()
+            self._cards[key] = card
+        return card
 
     async def _shown_images(self, kept: list[HistoryEntry]) -> dict[int, tuple[Image, ...]]:
         """The newest entry's images, and those of the newest earlier turns that had any
@@ -610,6 +686,15 @@ class ChatEngine(_QuotaHooks):
             log.warning("could not store the end of a turn in %s: %s", ref, err)
             return f"This answer could not be saved ({err}) It will not be part of the history."
         return ""
+
+
+def _own_system(config: ChannelConfig) -> int:
+    """What history_budget already took for our system prompt (the card's replaces it)."""
+    return estimate_tokens(config.system_prompt) if config.system_prompt else 0
+
+
+def _card_key(stored: StoredCharacter) -> tuple[str, str, str, int]:
+    return (stored.scope.value, stored.name, stored.updated_at.isoformat(), len(stored.card))
 
 
 class _Blocked(Exception):

@@ -19,8 +19,18 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from bot.commands.parse import CommandError
+from bot.commands.spec import Kind
 from bot.core import Core, secret_prompt
-from bot.types import Actor, Attachment, ChannelRef, Incoming, Platform, Reply, SecretValue
+from bot.types import (
+    Actor,
+    Attachment,
+    ChannelRef,
+    Incoming,
+    Platform,
+    Reply,
+    ReplyFile,
+    SecretValue,
+)
 
 T = TypeVar("T")
 
@@ -284,8 +294,52 @@ class Console:
                     self._print(f"No {opt.name} given; nothing changed.")
                     return
                 inv.raw[opt.name] = SecretValue(value)
+        for opt in command.options if command else ():
+            typed = inv.raw.get(opt.name)
+            if opt.kind is Kind.FILE and isinstance(typed, str):
+                opened = _open_file(typed)
+                if isinstance(opened, str):
+                    self._print(opened)
+                    return
+                inv.raw[opt.name] = opened
         reply = await self._core.run_command(self._ref, self._actor, inv)
         self._print(reply.text)
+        if reply.file is not None:
+            self._print(await asyncio.to_thread(_save, reply.file))
+        if reply.greeting is not None:
+            self._print(f"{reply.greeting.name}: {reply.greeting.text}")
+
+
+def _open_file(typed: str) -> Attachment | str:
+    """A path typed after a command (`/character import card.png`): the file, or why not."""
+    path = Path(typed.strip().strip("\"'")).expanduser()
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return f"Cannot read {path}: {err.strerror or 'not found'}."
+    if not path.is_file():
+        return f"Cannot read {path}: it is not a file."
+
+    async def fetch() -> bytes:
+        return await asyncio.to_thread(path.read_bytes)
+
+    return Attachment(path.name, "", size, fetch)
+
+
+def _save(file: ReplyFile) -> str:
+    """A command's file (an exported card) written next to where the console runs."""
+    path = Path(file.filename).name or "file"
+    target = Path(path)
+    stem, suffix = target.stem, target.suffix
+    n = 1
+    while target.exists():
+        n += 1
+        target = Path(f"{stem}-{n}{suffix}")
+    try:
+        target.write_bytes(file.data)
+    except OSError as err:
+        return f"Could not save {target}: {err.strerror or 'write failed'}."
+    return f"Saved {target.resolve()} ({len(file.data):,} bytes)."
 
 
 async def run_console(

@@ -238,6 +238,27 @@ class Reply:
     private: bool = False
     ok: bool = True
     file: ReplyFile | None = None
+    greeting: Greeting | None = None  # posted publicly in the channel after the reply
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """A character's first message, already stored as the conversation's first answer."""
+
+    text: str
+    name: str  # the character's
+    answer_id: int | None = None
+    count: int = 1  # greetings in all: the others are its swipes
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """Who answers in a character channel: its name, a small PNG of its image (when asked
+    for) and a version that changes when the card does."""
+
+    name: str
+    image: bytes | None = field(default=None, repr=False)
+    version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,12 +299,14 @@ __all__ = [
     "ChannelConfig",
     "ChannelRef",
     "ChatMessage",
+    "Greeting",
     "HistoryEntry",
     "Image",
     "ImageRef",
     "Incoming",
     "KeyScope",
     "ModelInfo",
+    "Persona",
     "Platform",
     "Reply",
     "ReplyFile",

@@ -43,6 +43,12 @@ GOOD: dict[tuple[str, ...], dict[str, object]] = {
     ("usage",): {"scope": "server", "period": "month"},
     ("limits",): {},
     ("access",): {"action": "allow", "kind": "user", "id": "123"},
+    ("character", "import"): {},
+    ("character", "show"): {},
+    ("character", "clear"): {},
+    ("character", "export"): {"format": "json"},
+    ("preset", "import"): {},
+    ("preset", "export"): {},
 }
 
 

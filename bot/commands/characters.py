@@ -1,0 +1,214 @@
+"""/character import|show|clear|export and /preset import|export."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from bot.characters import (
+    MAX_JSON_BYTES,
+    MAX_PNG_BYTES,
+    Card,
+    CardError,
+    PresetError,
+    avatar_png,
+    card_from_json,
+    export_json,
+    export_png,
+    export_preset,
+    greetings,
+    parse_preset,
+    read_card,
+)
+from bot.characters.preset import MAX_PRESET_BYTES
+from bot.commands.parse import CommandError, echo
+from bot.commands.spec import CommandContext
+from bot.fields import REGISTRY, FieldError
+from bot.store import Store, StoredCharacter
+from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
+
+log = logging.getLogger("bot.commands")
+
+FORMATS = ("png", "json")
+_EXCERPT = 300
+
+
+def _scope(args: dict[str, Any]) -> Scope:
+    return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
+
+
+def _where(scope: Scope) -> str:
+    return "this server" if scope is Scope.SERVER else "this channel"
+
+
+def _how_to_attach(ctx: CommandContext, path: str) -> str:
+    p = ctx.prefix
+    if ctx.ref.platform is Platform.MATRIX:
+        return f"Reply `{p}{path}` to the message with the file."
+    if ctx.ref.platform is Platform.CONSOLE:
+        return f"Give the file's path: {p}{path} <path>."
+    return f"Attach the file to the command's `file` option: {p}{path}."
+
+
+async def _file_bytes(ctx: CommandContext, args: dict[str, Any], path: str, limit: int) -> bytes:
+    """The attached file's bytes (at most `limit`); CommandError says what to do instead."""
+    file = args.get("file")
+    if not isinstance(file, Attachment) or file.fetch is None:
+        raise CommandError(f"No file came with the command. {_how_to_attach(ctx, path)}")
+    too_large = f"{echo(file.filename)} is too large (the limit is {limit // 1024:,} KB)."
+    if file.size > limit:
+        raise CommandError(too_large)
+    try:
+        data = await file.fetch()
+    except Exception as err:  # the platform's download error, whatever its type
+        log.info("could not fetch %s: %s", file.filename, type(err).__name__)
+        raise CommandError(f"Could not download {echo(file.filename)}; try again.") from None
+    if len(data) > limit:
+        raise CommandError(too_large)
+    return data
+
+
+async def stored_card(stored: StoredCharacter) -> Card:
+    """A stored card read back (V3 JSON and image), off the event loop."""
+    return await asyncio.to_thread(card_from_json, stored.card, stored.image)
+
+
+async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    data = await _file_bytes(ctx, args, "character import", MAX_PNG_BYTES)
+    try:
+        card = await asyncio.to_thread(read_card, data)
+        text = (await asyncio.to_thread(export_json, card)).decode("utf-8")
+    except CardError as err:
+        raise CommandError(str(err)) from None
+    if len(text) > 2 * MAX_JSON_BYTES:
+        raise CommandError("That card is too large to store.")
+    scope = _scope(args)
+    await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
+    lines = [f"Character set for {_where(scope)}: {card.display_name}."]
+    if scope is Scope.SERVER:
+        lines.append("Channels with a character of their own keep it.")
+    texts = greetings(card, ctx.actor.display_name)
+    greeting = None
+    if texts:
+        answer_id = await ctx.store.add_greetings(ctx.ref, card.display_name, texts)
+        greeting = Greeting(texts[0], card.display_name, answer_id, len(texts))
+        if len(texts) > 1:
+            lines.append(f"Its greeting has {len(texts)} versions: swipe to see the others.")
+    lines.append(
+        f"Earlier messages stay in the history; {ctx.prefix}reset before the import starts fresh."
+    )
+    return Reply("\n".join(lines), greeting=greeting)
+
+
+async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    stored = await ctx.store.character(ctx.ref)
+    if stored is None:
+        return Reply(
+            f"No character here. An admin sets one with {ctx.prefix}character import "
+            "(a Character Card V2/V3, PNG or JSON)."
+        )
+    card = await stored_card(stored)
+    where = "set for this server" if stored.scope is Scope.SERVER else "set for this channel"
+    lines = [f"Character: {card.display_name} ({where})."]
+    if card.creator or card.character_version:
+        by = f"by {card.creator}" if card.creator else ""
+        lines.append(" ".join(p for p in (by, card.character_version) if p))
+    if card.tags:
+        lines.append("Tags: " + ", ".join(card.tags[:20]))
+    if card.description.strip():
+        text = " ".join(card.description.split())
+        lines.append(text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else ""))
+    count = len(greetings(card, ctx.actor.display_name))
+    entries = len(card.character_book.entries) if card.character_book else 0
+    lines.append(
+        f"Greetings: {count}. Lorebook entries: {entries}. "
+        f"Image: {'yes' if stored.has_image else 'no'}."
+    )
+    return Reply("\n".join(lines))
+
+
+async def character_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    scope = _scope(args)
+    name = await ctx.store.clear_character(ctx.ref, scope, ctx.actor)
+    if name is None:
+        return Reply(f"No character was set for {_where(scope)}.", ok=False)
+    after = await ctx.store.character(ctx.ref)
+    note = f" The server's character, {after.name}, answers here now." if after else ""
+    return Reply(f"Removed {name} from {_where(scope)}.{note}")
+
+
+async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    stored = await ctx.store.character(ctx.ref, with_image=True)
+    if stored is None:
+        return Reply(f"No character here to export. Set one with {ctx.prefix}character import.")
+    card = await stored_card(stored)
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in card.name)[:60] or "character"
+    if args.get("format") == "json":
+        data = await asyncio.to_thread(export_json, card)
+        file = ReplyFile(f"{stem}.json", "application/json", data)
+    else:
+        data = await asyncio.to_thread(export_png, card)
+        file = ReplyFile(f"{stem}.png", "image/png", data)
+    return Reply(f"{card.display_name} as a Character Card V3 ({len(data):,} bytes).", file=file)
+
+
+async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    data = await _file_bytes(ctx, args, "preset import", MAX_PRESET_BYTES)
+    try:
+        preset = parse_preset(data, REGISTRY.by_name)
+    except PresetError as err:
+        raise CommandError(str(err)) from None
+    changes: dict[str, object] = {}
+    shown: list[str] = []
+    refused: list[str] = []
+    for name, value in preset.values.items():
+        if name in preset.not_supported:
+            continue
+        field = REGISTRY.by_name[name]
+        try:
+            checked = None if value is None else field.check(value)
+        except FieldError as err:
+            refused.append(str(err).rstrip("."))
+            continue
+        changes[field.key] = checked
+        shown.append(f"{name}={_short(field.show(checked))}")
+    scope = _scope(args)
+    if changes:
+        await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="preset import")
+    lines = [f"Preset applied to {_where(scope)}: " + (", ".join(shown) or "nothing to set") + "."]
+    if refused:
+        lines.append("Not applied: " + "; ".join(refused) + ".")
+    if preset.not_supported:
+        lines.append("Not supported here: " + ", ".join(preset.not_supported) + ".")
+    if preset.ignored:
+        ignored = list(preset.ignored)
+        more = f" … and {len(ignored) - 30} more" if len(ignored) > 30 else ""
+        lines.append("Ignored: " + ", ".join(ignored[:30]) + more + ".")
+    return Reply("\n".join(lines), ok=bool(changes) or not refused)
+
+
+def _short(text: str) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= 40 else one[:39] + "…"
+
+
+async def preset_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    config = await ctx.store.effective_config(ctx.ref)
+    data = export_preset(config.values)
+    file = ReplyFile("preset.json", "application/json", data)
+    return Reply("This channel's settings as a SillyTavern Chat Completion preset.", file=file)
+
+
+async def persona(store: Store, ref: ChannelRef, *, avatar: bool = False) -> Persona | None:
+    """Who answers in this channel when a card is set; `avatar`: with a small square PNG
+    of the card's image (read and scaled only then)."""
+    stored = await store.character(ref)
+    if stored is None:
+        return None
+    version = f"{stored.scope.value}:{stored.updated_at.isoformat()}"
+    image = None
+    if avatar and stored.has_image:
+        full = await store.character(ref, with_image=True)
+        image = await asyncio.to_thread(avatar_png, full.image if full else None)
+    return Persona(stored.name, image, version)

@@ -1,0 +1,287 @@
+"""Character cards and presets through the real Core: commands, store, the exact request."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any
+
+import httpx
+import respx
+
+from bot.characters import read_card
+from bot.commands import Invocation
+from bot.types import Attachment, ChannelRef, Platform, Reply, Role, Scope
+from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness
+from tests.integration.test_chat import FAKE, CollectingSink, ask, configure_fake, sse
+from tests.unit.characters.samples import png_with
+
+CARD: dict[str, Any] = {
+    "spec": "chara_card_v3",
+    "spec_version": "3.0",
+    "data": {
+        "name": "Captain Aurelia Voss",
+        "nickname": "Aurelia",
+        "description": "{{char}} commands the airship Meridian.",
+        "personality": "stern but fair",
+        "scenario": "{{user}} has just come aboard.",
+        "first_mes": "Welcome aboard, {{user}}.",
+        "alternate_greetings": ["Another stowaway, {{user}}?", "Ah, {{user}}. Late again."],
+        "mes_example": "<START>\n{{user}}: Where are we headed?\n{{char}}: North, to the ice.",
+        "system_prompt": "You are {{char}}. {{original}}",
+        "post_history_instructions": "Stay in character as {{char}}.",
+        "creator_notes": "",
+        "tags": ["steampunk"],
+        "creator": "someone",
+        "character_version": "3",
+        "extensions": {},
+        "group_only_greetings": [],
+        "character_book": {
+            "extensions": {},
+            "entries": [
+                {
+                    "keys": ["engine"],
+                    "content": "The Meridian's engine burns whale oil.",
+                    "extensions": {},
+                    "enabled": True,
+                    "insertion_order": 1,
+                },
+                {
+                    "keys": ["dragon"],
+                    "content": "Dragons are extinct.",
+                    "extensions": {},
+                    "enabled": True,
+                    "insertion_order": 2,
+                },
+            ],
+        },
+    },
+}
+
+
+def card_file(card: dict[str, Any] | bytes, name: str = "aurelia.json") -> Attachment:
+    data = card if isinstance(card, bytes) else json.dumps(card).encode()
+
+    async def fetch() -> bytes:
+        return data
+
+    return Attachment(name, "", len(data), fetch)
+
+
+async def run(
+    h: Harness, path: tuple[str, ...], actor: Any = ADMIN, ref: ChannelRef = REF, **raw: Any
+) -> Reply:
+    return await h.core.run_command(ref, actor, Invocation(path, raw))
+
+
+def streaming(text: str = "ok") -> httpx.Response:
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse(text))
+
+
+async def test_import_posts_the_greeting_and_the_prompt_follows_the_card(
+    harness: Harness,
+) -> None:
+    await configure_fake(harness, system_prompt="Be brief.")
+    reply = await run(harness, ("character", "import"), file=card_file(CARD))
+    assert reply.ok, reply.text
+    assert "Aurelia" in reply.text
+    assert reply.greeting is not None
+    assert reply.greeting.text == "Welcome aboard, Ada." and reply.greeting.count == 3
+    history = await harness.store.history(REF, 10)
+    assert [(e.role, e.content) for e in history] == [(Role.ASSISTANT, "Welcome aboard, Ada.")]
+
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        sink = await ask(harness, "How is the engine?")
+    assert sink.error is None, sink.error
+    body = json.loads(route.calls.last.request.content)
+    assert body["messages"] == [
+        {
+            "role": "system",
+            "content": "You are Aurelia. Be brief.\n\n"
+            "Aurelia commands the airship Meridian.\n\n"
+            "[Aurelia's personality: stern but fair]\n\n"
+            "[Circumstances and context of the dialogue: Bob has just come aboard.]\n\n"
+            "The Meridian's engine burns whale oil.",  # the entry has no position: after
+        },
+        {"role": "system", "content": "[Example Chat]"},
+        {"role": "system", "content": "Bob: Where are we headed?"},
+        {"role": "system", "content": "Aurelia: North, to the ice."},
+        {"role": "system", "content": "[Start a new Chat]"},
+        {"role": "assistant", "content": "Welcome aboard, Ada."},
+        {"role": "user", "content": "How is the engine?"},
+        {"role": "system", "content": "Stay in character as Aurelia."},
+    ]
+
+
+async def test_the_greetings_alternates_are_its_swipes(harness: Harness) -> None:
+    await configure_fake(harness)
+    await run(harness, ("character", "import"), file=card_file(CARD))
+    seen = []
+    for direction in ("next", "next", "next", "prev"):
+        sink = CollectingSink()
+        inv = Invocation(("swipe",), {"direction": direction})
+        await harness.core.run_control(REF, MEMBER, inv, sink)
+        seen.append(sink.final)
+    assert seen == [
+        "Another stowaway, Ada?",
+        "Ah, Ada. Late again.",
+        "This is the last of 3 answers.",
+        "Another stowaway, Ada?",
+    ]
+    history = await harness.store.history(REF, 10)
+    assert [e.content for e in history] == ["Another stowaway, Ada?"]
+
+
+async def test_continuing_leaves_the_post_history_instructions_out(harness: Harness) -> None:
+    await configure_fake(harness)
+    await run(harness, ("character", "import"), file=card_file(CARD))
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming("Half"))
+        await ask(harness, "Tell me a story")
+        sink = CollectingSink()
+        await harness.core.run_control(REF, MEMBER, Invocation(("continue",), {}), sink)
+    body = json.loads(route.calls.last.request.content)
+    contents = [m["content"] for m in body["messages"]]
+    assert "Stay in character as Aurelia." not in contents
+    assert contents[-2:] == ["Half", contents[-1]] and "Continue" in contents[-1]
+
+
+async def test_export_then_import_round_trips_through_the_commands(harness: Harness) -> None:
+    image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+    reply = await run(harness, ("character", "import"), file=card_file(image, "aurelia.png"))
+    assert reply.ok, reply.text
+    exported = await run(harness, ("character", "export"), actor=MEMBER)
+    assert exported.file is not None and exported.file.filename.endswith(".png")
+    assert exported.file.data.startswith(b"\x89PNG")
+    as_json = await run(harness, ("character", "export"), actor=MEMBER, format="json")
+    assert as_json.file is not None and as_json.file.media_type == "application/json"
+    assert read_card(exported.file.data) == read_card(image)
+    assert read_card(as_json.file.data) == read_card(json.dumps(CARD).encode())
+
+    other = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+    again = await run(
+        harness, ("character", "import"), ref=other, file=card_file(exported.file.data, "a.png")
+    )
+    assert again.ok, again.text
+    shown = await run(harness, ("character", "show"), actor=MEMBER, ref=other)
+    assert "Aurelia" in shown.text and "Lorebook entries: 2" in shown.text
+    assert "Image: yes" in shown.text
+
+
+async def test_hostile_files_are_refused_with_the_librarys_message(harness: Harness) -> None:
+    bad_b64 = png_with({"chara": "!!!not base64!!!"})
+    wrong_version = copy.deepcopy(CARD)
+    wrong_version["spec"] = "chara_card_v9"
+    cases = [
+        card_file(b"just some text", "notes.txt"),
+        card_file(bad_b64, "bad.png"),
+        card_file(wrong_version),
+        card_file(b"{" * 100, "broken.json"),
+    ]
+    for file in cases:
+        reply = await run(harness, ("character", "import"), file=file)
+        assert not reply.ok, file.filename
+        assert "\n" not in reply.text and "Traceback" not in reply.text
+    huge = Attachment("huge.png", "", 50 * 1024 * 1024, None)
+    reply = await run(harness, ("character", "import"), file=huge)
+    assert not reply.ok
+    big = card_file(b"\x89PNG\r\n\x1a\n" + b"\0" * (11 * 1024 * 1024), "big.png")
+    reply = await run(harness, ("character", "import"), file=big)
+    assert not reply.ok and "too large" in reply.text
+    none = await run(harness, ("character", "import"))
+    assert not none.ok and "file" in none.text
+    assert await harness.store.character(REF) is None
+    assert await harness.store.history(REF, 10) == []
+
+
+async def test_members_cannot_import_or_clear(harness: Harness) -> None:
+    reply = await run(harness, ("character", "import"), actor=MEMBER, file=card_file(CARD))
+    assert not reply.ok
+    reply = await run(harness, ("character", "clear"), actor=MEMBER)
+    assert not reply.ok
+    assert await harness.store.character(REF) is None
+
+
+async def test_a_server_card_falls_through_to_its_channels(harness: Harness) -> None:
+    other = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+    await configure_fake(harness, ref=other)
+    refused = await run(harness, ("character", "import"), file=card_file(CARD), scope="server")
+    assert not refused.ok  # Ada is a channel admin, not a server admin
+    reply = await run(
+        harness, ("character", "import"), actor=SERVER_ADMIN, file=card_file(CARD), scope="server"
+    )
+    assert reply.ok, reply.text
+    stored = await harness.store.character(other)
+    assert stored is not None and stored.scope is Scope.SERVER
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hello", ref=other)
+    system = json.loads(route.calls.last.request.content)["messages"][0]["content"]
+    assert system.startswith("You are Aurelia.")
+
+    own = copy.deepcopy(CARD)
+    own["data"]["name"] = own["data"]["nickname"] = "Bosun"
+    await run(harness, ("character", "import"), ref=other, file=card_file(own))
+    assert (await harness.core.persona(other)) is not None
+    assert (await harness.store.character(other)).name == "Bosun"  # type: ignore[union-attr]
+    cleared = await run(harness, ("character", "clear"), ref=other)
+    assert "server's character, Aurelia" in cleared.text
+    persona = await harness.core.persona(other)
+    assert persona is not None and persona.name == "Aurelia"
+    await run(harness, ("character", "clear"), actor=SERVER_ADMIN, scope="server")
+    assert await harness.core.persona(other) is None
+
+
+PRESET = {
+    "temperature": 0.65,
+    "top_p": 0.9,
+    "top_k": 40,
+    "frequency_penalty": 0.3,
+    "presence_penalty": 0.1,
+    "openai_max_tokens": 321,
+    "openai_max_context": 6000,
+    "seed": 7,
+    "stream_openai": True,
+    "reverse_proxy": "https://evil.example/v1",
+    "prompts": [
+        {"identifier": "main", "content": "Write vividly."},
+    ],
+}
+
+
+async def test_a_preset_reaches_the_exact_request(harness: Harness) -> None:
+    await configure_fake(harness)
+    reply = await run(harness, ("preset", "import"), file=card_file(PRESET, "preset.json"))
+    assert reply.ok, reply.text
+    assert "temperature=0.65" in reply.text and "Ignored:" in reply.text
+    assert "reverse_proxy" in reply.text
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    body = json.loads(route.calls.last.request.content)
+    assert body["messages"][0] == {"role": "system", "content": "Write vividly."}
+    for key, value in {
+        "temperature": 0.65,
+        "top_p": 0.9,
+        "top_k": 40,
+        "frequency_penalty": 0.3,
+        "presence_penalty": 0.1,
+        "max_tokens": 321,
+        "seed": 7,
+    }.items():
+        assert body[key] == value, key
+    exported = await run(harness, ("preset", "export"))
+    assert exported.file is not None
+    back = json.loads(exported.file.data)
+    assert back["temperature"] == 0.65 and back["openai_max_context"] == 6000
+
+
+async def test_a_bad_preset_changes_nothing(harness: Harness) -> None:
+    await configure_fake(harness)
+    before = await harness.store.scope_values(REF, Scope.CHANNEL)
+    for data in (b"not json", json.dumps(CARD).encode(), json.dumps({"foo": 1}).encode()):
+        reply = await run(harness, ("preset", "import"), file=card_file(data, "p.json"))
+        assert not reply.ok and "\n" not in reply.text
+    assert await harness.store.scope_values(REF, Scope.CHANNEL) == before
