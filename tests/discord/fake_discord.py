@@ -26,6 +26,10 @@ EVERYONE_PERMISSIONS = (
     (1 << 10) | (1 << 11) | (1 << 16) | (1 << 14) | (1 << 15) | (1 << 31) | (1 << 38)
 )
 MESSAGE_CONTENT = 1 << 15  # the privileged intent bit
+WEBHOOKS_PERMISSION = 1 << 29  # Manage Webhooks
+_WEBHOOK_PATH = re.compile(
+    r"^/webhooks/(?P<wid>\d+)(?:/(?P<token>[^/]+))?(?:/messages/(?P<mid>\d+))?$"
+)
 _CHANNEL_PATH = re.compile(r"^/channels/(?P<cid>\d+)(?P<rest>/.*)?$")
 
 
@@ -63,6 +67,9 @@ class FakeDiscord:
     followups: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)  # CDN path → bytes
     downloads: list[str] = field(default_factory=list)  # CDN paths the bot fetched
+    manage_webhooks: bool = False  # the bot's role grants Manage Webhooks
+    webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)  # id → webhook
+    webhook_avatars: dict[int, str] = field(default_factory=dict)  # id → data URI given
     _ids: itertools.count[int] = field(
         default_factory=lambda: itertools.count(400_000_000_000_000_001)
     )
@@ -173,6 +180,16 @@ class FakeDiscord:
     def channel_ids(self) -> list[int]:
         return [self.channel_id + i for i in range(self.channels)]
 
+    def _with_bot_role(self, guild: dict[str, Any]) -> dict[str, Any]:
+        """The bot's managed role, granting Manage Webhooks when the test asks for it."""
+        if not self.manage_webhooks:
+            return guild
+        role = {**guild["roles"][0], "id": str(self.bot_id + 7), "name": "chatbot"}
+        role["permissions"] = str(EVERYONE_PERMISSIONS | WEBHOOKS_PERMISSION)
+        guild["roles"].append(role)
+        guild["members"][0]["roles"] = [role["id"]]
+        return guild
+
     def _message(
         self, mid: int, cid: int, author: dict[str, Any], content: str, **extra: Any
     ) -> dict[str, Any]:
@@ -257,6 +274,9 @@ class FakeDiscord:
         path = "/" + request.match_info["tail"]
         body = await request.json() if request.can_read_body else None
         await self._note(Call(request.method, path, body))
+        hooked = self._webhook_rest(request, path, body or {})
+        if hooked is not None:
+            return hooked
         if path.startswith(("/interactions/", "/webhooks/")):  # token-authenticated
             return self._interaction_rest(request.method, path, body or {})
         if request.headers.get("Authorization") != f"Bot {self.token}":
@@ -287,6 +307,8 @@ class FakeDiscord:
         cid, rest = int(match["cid"]), match["rest"] or ""
         if route == ("POST", f"/channels/{cid}/typing"):
             return web.Response(status=204)
+        if rest == "/webhooks":
+            return self._channel_webhooks(request.method, cid, body or {})
         if route == ("POST", f"/channels/{cid}/messages"):
             return self._json(self._post(cid, body or {}))
         if request.method == "PATCH" and rest.startswith("/messages/"):
@@ -362,6 +384,90 @@ class FakeDiscord:
             return self._json(message)
         return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
 
+    # ---------------------------------------------------------------- webhooks
+
+    def _channel_webhooks(self, method: str, cid: int, body: dict[str, Any]) -> web.Response:
+        """List or create a channel's webhooks (Manage Webhooks, else 50013)."""
+        if not self.manage_webhooks:
+            return self._json({"message": "Missing Permissions", "code": 50013}, 403)
+        if method == "GET":
+            return self._json([w for w in self.webhooks.values() if w["channel_id"] == str(cid)])
+        if method != "POST":
+            return self._json({"message": "405: Method Not Allowed", "code": 0}, 405)
+        name = str(body.get("name", ""))
+        if not 1 <= len(name) <= 80 or re.search("discord|clyde", name, re.IGNORECASE):
+            return self._json({"message": "Invalid Form Body", "code": 50035}, 400)
+        wid = next(self._ids)
+        self.webhooks[wid] = {
+            "id": str(wid),
+            "type": 1,
+            "guild_id": str(self.guild_id),
+            "channel_id": str(cid),
+            "user": self.bot_user(),
+            "name": name,
+            "avatar": None,
+            "token": f"webhook-token-{wid}",
+            "application_id": str(self.app_id),  # made by the bot: application-owned
+        }
+        if body.get("avatar"):
+            self.webhook_avatars[wid] = str(body["avatar"])
+            self.webhooks[wid]["avatar"] = f"{wid:x}"
+        return self._json(self.webhooks[wid])
+
+    def _webhook_rest(
+        self, request: web.Request, path: str, body: dict[str, Any]
+    ) -> web.Response | None:
+        """A channel webhook's routes (None: not one of its webhooks, e.g. an interaction's)."""
+        match = _WEBHOOK_PATH.match(path)
+        if match is None or int(match["wid"]) not in self.webhooks:
+            return None
+        wid, token, mid = int(match["wid"]), match["token"], match["mid"]
+        hook = self.webhooks[wid]
+        if token is None:  # managed with the bot's token
+            if request.headers.get("Authorization") != f"Bot {self.token}":
+                return self._json({"message": "401: Unauthorized", "code": 0}, 401)
+            if request.method == "PATCH":
+                hook["name"] = body.get("name", hook["name"])
+                if body.get("avatar"):
+                    self.webhook_avatars[wid] = str(body["avatar"])
+                    hook["avatar"] = f"{wid:x}"
+            return self._json(hook)
+        if token != hook["token"]:
+            return self._json({"message": "Invalid Webhook Token", "code": 50027}, 401)
+        if request.method == "POST" and mid is None:
+            return self._execute(hook, body, request.query)
+        message = self.messages.get(int(mid)) if mid else None
+        if message is None or message.get("webhook_id") != str(wid):
+            return self._json({"message": "Unknown Message", "code": 10008}, 404)
+        if request.method == "PATCH":
+            message["content"] = body.get("content", message["content"])
+            message["components"] = body.get("components", message["components"])
+            message["edited_timestamp"] = _now()
+            return self._json(message)
+        if request.method == "DELETE":
+            del self.messages[int(mid)]
+            return web.Response(status=204)
+        return self._json(message)
+
+    def _execute(self, hook: dict[str, Any], body: dict[str, Any], query: Any) -> web.Response:
+        """POST /webhooks/{id}/{token}?wait=true: a message by the webhook, buttons kept
+        only with with_components (an application-owned webhook may send them)."""
+        mid = next(self._ids)
+        author = {
+            **self._user(int(hook["id"]), body.get("username") or hook["name"], bot=True),
+            "avatar": hook["avatar"],
+        }
+        cid = int(hook["channel_id"])
+        message = self._message(mid, cid, author, body.get("content", ""))
+        message["webhook_id"] = hook["id"]
+        message["application_id"] = hook["application_id"]
+        if query.get("with_components") in ("1", "true"):
+            message["components"] = body.get("components", [])
+        self.messages[mid] = message
+        if query.get("wait") in ("1", "true"):
+            return self._json(message)
+        return web.Response(status=204)
+
     def _post(self, cid: int, body: dict[str, Any]) -> dict[str, Any]:
         mid = next(self._ids)
         extra: dict[str, Any] = {}
@@ -397,7 +503,7 @@ class FakeDiscord:
                     await ws.close(code=4014, message=b"Disallowed intent(s).")
                     break
                 await self._dispatch("READY", self._ready(payload["d"]))
-                await self._dispatch("GUILD_CREATE", self._guild())
+                await self._dispatch("GUILD_CREATE", self._with_bot_role(self._guild()))
                 self.identified.set()
         return ws
 
@@ -424,6 +530,7 @@ class FakeDiscord:
         mention_bot: bool = True,
         channel_id: int | None = None,
         files: Sequence[tuple[str, str, bytes]] = (),
+        reply_to: int | None = None,
     ) -> int:
         """A member (bob) posts (in #general unless told), with (name, type, bytes) files
         this fake's CDN serves; returns the message id."""
@@ -438,6 +545,10 @@ class FakeDiscord:
         message["member"] = {
             k: v for k, v in self._member(self.user_id, "bob").items() if k != "user"
         }
+        if reply_to is not None:  # a reply to a message this fake holds
+            message["type"] = 19
+            message["message_reference"] = {"message_id": str(reply_to), "channel_id": str(cid)}
+            message["referenced_message"] = self.messages[reply_to]
         await self._dispatch("MESSAGE_CREATE", message)
         return mid
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Collection
 from dataclasses import replace
 
 import discord
@@ -19,6 +20,7 @@ from bot.frontends.discord.events import (
     send_check,
     strip_mention,
 )
+from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
 from bot.types import Attachment, Incoming
 
@@ -33,8 +35,11 @@ def my_role_id(message: discord.Message) -> int | None:
     return role.id if role is not None else None
 
 
-def message_facts(message: discord.Message, me: discord.ClientUser) -> MessageFacts:
-    """The plain facts `events` decides on, read off a discord.py message."""
+def message_facts(
+    message: discord.Message, me: discord.ClientUser, webhook_ids: Collection[int] = ()
+) -> MessageFacts:
+    """The plain facts `events` decides on, read off a discord.py message; `webhook_ids`:
+    the character webhooks the bot speaks through (a reply to them is a reply to it)."""
     channel = message.channel
     ref = message.reference
     resolved = ref.resolved if ref is not None else None
@@ -47,9 +52,18 @@ def message_facts(message: discord.Message, me: discord.ClientUser) -> MessageFa
         is_dm=isinstance(channel, discord.DMChannel),
         mentions_me=any(u.id == me.id for u in message.mentions)
         or (role is not None and any(r.id == role for r in message.role_mentions)),
-        replies_to_me=isinstance(resolved, discord.Message) and resolved.author.id == me.id,
+        replies_to_me=isinstance(resolved, discord.Message) and _mine(resolved, me, webhook_ids),
         in_my_thread=isinstance(channel, discord.Thread) and channel.owner_id == me.id,
     )
+
+
+def _mine(message: discord.Message, me: discord.ClientUser, webhook_ids: Collection[int]) -> bool:
+    """Posted by the bot: as itself, or through a webhook it made (those carry its
+    application's id; the ids it knows cover a platform that leaves that out)."""
+    if message.author.id == me.id:
+        return True
+    hook = message.webhook_id
+    return hook is not None and (hook in webhook_ids or message.application_id == me.id)
 
 
 class NoAccessNotices:
@@ -81,14 +95,20 @@ class NoAccessNotices:
 
 class ChatHandler:
     def __init__(
-        self, core: Core, notices: NoAccessNotices, *, min_interval: float = MIN_INTERVAL
+        self,
+        core: Core,
+        notices: NoAccessNotices,
+        *,
+        min_interval: float = MIN_INTERVAL,
+        personas: Personas | None = None,
     ) -> None:
         self._core = core
         self._notices = notices
         self._min_interval = min_interval
+        self._personas = personas or Personas(core)
 
     async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
-        facts = message_facts(message, me)
+        facts = message_facts(message, me, self._personas.webhook_ids)
         if ignore_reason(facts) is not None:
             return
         channel = message.channel
@@ -131,13 +151,18 @@ class ChatHandler:
         async def forbidden(err: discord.Forbidden) -> None:
             await self._notices.tell(message, "Send Messages")
 
-        target = DiscordTarget(channel, reply_to, forbidden, min_interval=self._min_interval)
+        speaker = None if guild is None else await self._personas.speaker(channel, ref)
+        target = DiscordTarget(
+            channel, reply_to, forbidden, min_interval=self._min_interval, speaker=speaker
+        )
         sink = AnswerSink(target, author.id)
         try:
             result = await self._core.chat(incoming, sink)
             await sink.settle(result)
             if result.refusal and not target.blocked:
                 await _refuse(message, result.refusal)
+            if speaker is not None and speaker.hint and not target.blocked:
+                await channel.send(speaker.hint)
         except Exception as err:
             log.warning("a chat turn in %s failed: %s", ref, type(err).__name__)
         finally:

@@ -16,6 +16,7 @@ from bot.frontends.discord.commands import build_commands, table_problems
 from bot.frontends.discord.controls import ControlButton, Controls
 from bot.frontends.discord.interactions import CommandRunner
 from bot.frontends.discord.logs import install_log_filter
+from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL
 
 if TYPE_CHECKING:
@@ -86,8 +87,12 @@ class ChatClient(discord.AutoShardedClient):
         self.runner = CommandRunner(core)
         for command in build_commands(core.table, self.runner.invoke, self.runner.complete):
             self.tree.add_command(command)
-        self.chat = ChatHandler(core, NoAccessNotices(), min_interval=min_interval)
-        self.controls = Controls(core, min_interval=min_interval)
+        personas = Personas(core)  # one webhook per character channel, shared
+        self.chat = ChatHandler(
+            core, NoAccessNotices(), min_interval=min_interval, personas=personas
+        )
+        self.controls = Controls(core, min_interval=min_interval, personas=personas)
+        self.runner.greet = self.controls.greet
 
     async def setup_hook(self) -> None:
         """Answer buttons, also on messages from before a restart; then the slash commands:

@@ -99,6 +99,8 @@ def _annotation(opt: Option) -> Any:
         return rng[base, lo, hi]
     if opt.kind in (Kind.CHOICE, Kind.SWITCH):
         return str
+    if opt.kind is Kind.FILE:
+        return discord.Attachment  # option type 11
     return rng[str, 1, min(opt.max_length, MAX_STRING_OPTION)]
 
 

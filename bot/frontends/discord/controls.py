@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 import discord
 
-from bot.core import Core, HeldReply, PacedReply, TurnResult
+from bot.core import Core, HeldReply, PacedReply, TurnResult, split_text
 from bot.frontends.discord.buttons import (
     MAX_PAGES,
     TEMPLATE,
     ButtonSpec,
     PageFacts,
     Press,
+    answer_buttons,
     buttons_after,
     earlier_pages,
     invocation,
@@ -26,10 +28,13 @@ from bot.frontends.discord.buttons import (
     streaming_buttons,
 )
 from bot.frontends.discord.interactions import interaction_context
+from bot.frontends.discord.persona import Personas, Speaker
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
-from bot.types import Reply
+from bot.types import ChannelRef, Greeting, Reply
 
 log = logging.getLogger("bot.discord")
+
+_SWIPES = (Press.PREVIOUS, Press.COUNT, Press.NEXT)  # a greeting is swiped, not regenerated
 
 
 class ControlButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=TEMPLATE):
@@ -104,9 +109,12 @@ async def _forbidden(err: discord.Forbidden) -> None:
 class Controls:
     """Runs a pressed button through the core; refusals are shown only to the presser."""
 
-    def __init__(self, core: Core, *, min_interval: float = MIN_INTERVAL) -> None:
+    def __init__(
+        self, core: Core, *, min_interval: float = MIN_INTERVAL, personas: Personas | None = None
+    ) -> None:
         self._core = core
         self._min_interval = min_interval
+        self._personas = personas or Personas(core)
 
     async def press(self, interaction: discord.Interaction[Any], press: Press, target: int) -> None:
         inv = invocation(press)
@@ -127,8 +135,14 @@ class Controls:
         # Acknowledged at once (no visible reply): the answer message changes instead.
         await interaction.response.defer()
         pages = await _pages_of(message, channel)
+        speaker = await self._speaker(message, channel, ref)
         answer = DiscordTarget(
-            channel, None, _forbidden, min_interval=self._min_interval, existing=pages
+            channel,
+            None,
+            _forbidden,
+            min_interval=self._min_interval,
+            existing=pages,
+            speaker=speaker,
         )
         sink = AnswerSink(answer, interaction.user.id)
         held = HeldReply(sink)
@@ -148,6 +162,42 @@ class Controls:
             await _followup(interaction, "That did not work. Try again in a moment.")
         finally:
             await answer.close()
+
+    async def greet(
+        self, channel: discord.abc.Messageable, ref: ChannelRef, greeting: Greeting
+    ) -> None:
+        """A character's greeting, posted as the character; ◀ n/m ▶ swipe its alternates."""
+        in_guild = isinstance(channel, discord.abc.GuildChannel | discord.Thread)
+        speaker = await self._personas.speaker(channel, ref) if in_guild else None
+        target = DiscordTarget(
+            channel, None, _forbidden, min_interval=self._min_interval, speaker=speaker
+        )
+        try:
+            for page in split_text(greeting.text, target.limit):
+                await target.send(page)
+            if greeting.answer_id is not None and greeting.count > 1:
+                specs = answer_buttons(greeting.answer_id, 1, greeting.count)
+                await target.settle(view_of([b for b in specs if b.press in _SWIPES]))
+            if speaker is not None and speaker.hint and not target.blocked:
+                await channel.send(speaker.hint)
+        except discord.HTTPException as err:
+            log.warning("could not post a greeting: %s", type(err).__name__)
+        finally:
+            await target.close()
+
+    async def _speaker(
+        self, message: discord.Message, channel: discord.abc.Messageable, ref: ChannelRef
+    ) -> Speaker | None:
+        """Who wrote the pressed answer: the character's webhook (edited through it), or
+        the bot with the character's name in bold."""
+        if message.webhook_id is not None:
+            return await self._personas.by_id(channel, message.webhook_id)
+        if message.guild is None:
+            return None
+        speaker = await self._personas.speaker(channel, ref)
+        if speaker is None or speaker.webhook is not None:
+            return None  # the bot's own message stays the bot's
+        return replace(speaker, hint="")
 
 
 async def _pages_of(

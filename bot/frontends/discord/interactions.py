@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +17,7 @@ from bot.core import Core, secret_prompt, split_text
 from bot.frontends.discord.commands import secret_options
 from bot.frontends.discord.events import actor_for, channel_ref
 from bot.frontends.discord.sink import LIMIT
-from bot.types import Actor, ChannelRef, Reply, SecretValue
+from bot.types import Actor, Attachment, ChannelRef, Greeting, Reply, SecretValue
 
 log = logging.getLogger("bot.discord")
 
@@ -47,6 +48,8 @@ class CommandRunner:
 
     def __init__(self, core: Core) -> None:
         self._core = core
+        # Posts a character's greeting after /character import (the client wires it).
+        self.greet: Callable[[Any, ChannelRef, Greeting], Awaitable[None]] | None = None
 
     async def invoke(
         self, interaction: discord.Interaction, path: tuple[str, ...], values: dict[str, Any]
@@ -55,7 +58,7 @@ class CommandRunner:
         if command is None:  # the table and the synced commands disagree
             await _respond(interaction, Reply("This command no longer exists.", True, ok=False))
             return
-        raw = {name: str(value) for name, value in values.items() if value is not None}
+        raw = {name: _raw(value) for name, value in values.items() if value is not None}
         if secret_options(command):
             # Refused commands say so before the form: a key is never typed for nothing.
             ref, actor = interaction_context(interaction)
@@ -94,6 +97,8 @@ class CommandRunner:
                 ok=False,
             )
         await _respond(interaction, reply)
+        if reply.greeting is not None and self.greet is not None and interaction.channel:
+            await self.greet(interaction.channel, ref, reply.greeting)
 
     async def complete(
         self, interaction: discord.Interaction, source: str, typed: str
@@ -108,6 +113,13 @@ class CommandRunner:
             return []
         fitting = [n for n in names if 1 <= len(n) <= 100]  # Discord's limit for a choice
         return [app_commands.Choice(name=n, value=n) for n in fitting[:25]]
+
+
+def _raw(value: Any) -> Any:
+    """An option's value for the core: text, or an attached file it fetches when used."""
+    if isinstance(value, discord.Attachment):
+        return Attachment(value.filename, value.content_type or "", value.size, value.read)
+    return str(value)
 
 
 async def _respond(interaction: discord.Interaction, reply: Reply) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import discord
 
+from bot.frontends.discord.persona import Speaker, webhook_name
+
 log = logging.getLogger("bot.discord")
 
 LIMIT = 2000  # characters per Discord message
@@ -44,8 +46,13 @@ class DiscordTarget:
         *,
         min_interval: float = MIN_INTERVAL,
         existing: Sequence[discord.Message] = (),
+        speaker: Speaker | None = None,
     ) -> None:
         self._channel = channel
+        # A character channel: posted through its webhook, or with its name in bold.
+        self._speaker = speaker
+        self._prefix = speaker.prefix if speaker is not None else ""
+        self.limit = LIMIT - len(self._prefix)
         self._reply_to = reply_to
         self._on_forbidden = on_forbidden
         self.min_interval = min_interval
@@ -91,6 +98,8 @@ class DiscordTarget:
         if self.blocked:
             return None
         first, self._posted = not self._posted, True
+        if first:
+            text = self._prefix + text
         if self._existing:
             message = self._existing.pop(0)
             await self._edit(message, content=text, **self._view_change(message, self.view))
@@ -98,7 +107,9 @@ class DiscordTarget:
             return message
         kwargs: dict[str, Any] = {"view": self.view} if self.view is not None else {}
         try:
-            if first and self._reply_to is not None:
+            if self._hook is not None:
+                posted = await self._via_webhook(text, kwargs)
+            elif first and self._reply_to is not None:
                 posted = await self._reply(self._reply_to, text, kwargs)
             else:
                 posted = await self._channel.send(text, **kwargs)
@@ -111,6 +122,26 @@ class DiscordTarget:
             self._views[posted.id] = self.view
         self.messages.append(posted)
         return posted
+
+    @property
+    def _hook(self) -> discord.Webhook | None:
+        return self._speaker.webhook if self._speaker is not None else None
+
+    def _thread(self) -> Any:
+        thread = self._speaker.thread if self._speaker is not None else None
+        return thread if thread is not None else discord.utils.MISSING
+
+    async def _via_webhook(self, text: str, kwargs: dict[str, Any]) -> discord.Message:
+        """As the character (a webhook cannot reply: the answer follows the question)."""
+        assert self._speaker is not None and self._speaker.webhook is not None
+        return await self._speaker.webhook.send(
+            text,
+            username=webhook_name(self._speaker.name),
+            wait=True,
+            thread=self._thread(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            **kwargs,
+        )
 
     async def _reply(
         self, message: discord.Message, text: str, kwargs: dict[str, Any]
@@ -151,13 +182,19 @@ class DiscordTarget:
 
     async def _delete(self, message: discord.Message) -> None:
         try:
-            await message.delete()
+            hook = self._hook
+            if hook is not None and message.webhook_id == hook.id:
+                await hook.delete_message(message.id, thread=self._thread())
+            else:
+                await message.delete()
         except discord.HTTPException as err:
             log.info("could not remove a page of an earlier answer: %s", type(err).__name__)
 
     async def edit(self, handle: object, text: str) -> None:
         if not isinstance(handle, discord.Message) or self.blocked:
             return
+        if self._prefix and self.messages and handle is self.messages[0]:
+            text = self._prefix + text
         await self._edit(handle, content=text)
 
     async def _edit(self, handle: discord.Message, **changes: Any) -> None:
@@ -165,7 +202,12 @@ class DiscordTarget:
             return
         for attempt in range(EDIT_RETRIES + 1):
             try:
-                await handle.edit(**changes)
+                hook = self._hook
+                if hook is not None and handle.webhook_id == hook.id:
+                    # Through the webhook's own edit endpoint (the bot is not its author).
+                    await hook.edit_message(handle.id, thread=self._thread(), **changes)
+                else:
+                    await handle.edit(**changes)
                 return
             except discord.NotFound:
                 log.info("an answer message was deleted while it streamed")

@@ -1,0 +1,47 @@
+"""/character on Discord (simcord): the card as an attachment option (type 11), the
+greeting posted by the character's webhook, the export as a file on the reply.
+
+simcord refuses buttons on every webhook (Discord allows them on webhooks a bot created),
+so the greeting's swipe buttons are checked on the loopback fake (test_persona.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from bot.characters import read_card
+from bot.core import Core
+from tests.discord.conftest import World
+from tests.discord.helpers import reply_text
+from tests.integration.test_characters import CARD
+from tests.unit.characters.samples import png_with
+
+pytestmark = pytest.mark.simcord(settle_timeout=30)
+
+
+async def test_import_by_attachment_greets_and_export_attaches_the_card(
+    world: World, core: Core
+) -> None:
+    image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+    result = await world.admin.slash(
+        world.channel, "character import", file=("aurelia.png", image)
+    )
+    assert "Character set for this channel: Aurelia." in reply_text(result)
+    [greeting] = [m for m in world.channel.history() if m.webhook_id is not None]
+    assert greeting.content == "Welcome aboard, Ada." and greeting.author.name == "Aurelia"
+
+    refused = await world.member.slash(
+        world.channel, "character import", file=("aurelia.png", image)
+    )
+    assert "Only admins" in reply_text(refused)
+
+    bad = await world.admin.slash(world.channel, "character import", file=("x.png", b"nope"))
+    assert "Character set" not in reply_text(bad)
+
+    exported = await world.member.slash(world.channel, "character export")
+    assert exported.response is not None
+    [card] = exported.response.attachments
+    assert card.filename == "Captain_Aurelia_Voss.png"
+    assert read_card(await card.read()).display_name == "Aurelia"

@@ -1,0 +1,189 @@
+"""Character channels on the loopback Discord (the real discord.py client in this process):
+answers go through one channel webhook the bot creates once and reuses, streamed edits
+through the webhook's own endpoint, buttons on the webhook's messages still work, a reply
+to them is a reply to the bot; without Manage Webhooks the name in bold, and a hint once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import discord
+
+from bot.commands import Invocation
+from bot.core import Core
+from bot.frontends.discord import DiscordOptions, point_at
+from bot.frontends.discord.client import ChatClient
+from bot.frontends.discord.persona import webhook_name
+from bot.types import Actor, Attachment, ChannelRef, Greeting, Platform, SecretValue
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import FakeOpenAI
+from tests.integration.test_characters import CARD
+from tests.unit.characters.samples import png_with
+
+TOKEN = "loopback.bot.token-persona-0123456789"
+ADMIN = Actor("300000000000000002", "Ada", is_channel_admin=True, is_server_admin=True)
+
+
+@asynccontextmanager
+async def running(core: Core, fake: FakeDiscord) -> AsyncIterator[ChatClient]:
+    route, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    point_at(fake.api_url, fake.gateway_url)
+    client = ChatClient(core, DiscordOptions(SecretValue(TOKEN), shard_count=1), min_interval=0.05)
+    task = asyncio.create_task(client.start(TOKEN))
+    try:
+        await asyncio.wait_for(fake.identified.wait(), 30)
+        for _ in range(300):
+            if client.get_guild(fake.guild_id) is not None:
+                break
+            await asyncio.sleep(0.02)
+        yield client
+    finally:
+        await client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        discord.http.Route.BASE = route
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
+
+
+async def _fake(manage_webhooks: bool) -> FakeDiscord:
+    fake = FakeDiscord(TOKEN, manage_webhooks=manage_webhooks)
+    await fake.start()
+    return fake
+
+
+def _ref(fake: FakeDiscord) -> ChannelRef:
+    return ChannelRef(Platform.DISCORD, str(fake.channel_id), str(fake.guild_id))
+
+
+async def _import(core: Core, fake: FakeDiscord) -> None:
+    image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+
+    async def fetch() -> bytes:
+        return image
+
+    file = Attachment("aurelia.png", "image/png", len(image), fetch)
+    inv = Invocation(("character", "import"), {"file": file})
+    reply = await core.run_command(_ref(fake), ADMIN, inv)
+    assert reply.ok, reply.text
+
+
+def _custom_ids(message: dict[str, Any]) -> list[str]:
+    return [
+        str(b["custom_id"])
+        for row in message.get("components", [])
+        for b in row.get("components", [])
+        if "custom_id" in b
+    ]
+
+
+def _by_webhook(fake: FakeDiscord) -> list[dict[str, Any]]:
+    return [m for m in fake.messages.values() if m.get("webhook_id")]
+
+
+async def test_answers_come_from_one_reused_webhook_with_working_buttons(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script.chunks = [f"w{i} " for i in range(30)]
+    endpoint.script.interval = 0.02
+    fake = await _fake(manage_webhooks=True)
+    try:
+        await _import(core, fake)
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> hello captain")
+            await fake.wait_until(
+                lambda: any("cc:regen:" in str(_custom_ids(m)) for m in _by_webhook(fake)), 30
+            )
+            [answer] = _by_webhook(fake)
+            assert answer["content"] == endpoint.script.answer.strip()
+            assert answer["author"]["username"] == "Aurelia"
+            [hook] = fake.webhooks.values()
+            assert hook["name"] == "Aurelia"
+            assert fake.webhook_avatars[int(hook["id"])].startswith("data:image/png;base64,")
+            # Streamed: posted once with ⏹, then edited through the webhook's endpoint.
+            executes = fake.bot_calls("POST", f"/webhooks/{hook['id']}/")
+            edits = fake.bot_calls("PATCH", f"/webhooks/{hook['id']}/{hook['token']}/messages/")
+            assert len(executes) == 1 and len(edits) >= 2
+            assert "cc:stop:" in json.dumps(executes[0].body)
+            assert not fake.bot_calls("PATCH", f"/channels/{fake.channel_id}/messages")
+
+            # A reply to the character is a reply to the bot; the same webhook answers.
+            before = len(endpoint.requests)
+            await fake.user_says("and the engine?", mention_bot=False, reply_to=int(answer["id"]))
+            await fake.wait_until(lambda: len(_by_webhook(fake)) == 2, 30)
+            await fake.wait_until(
+                lambda: all("cc:regen:" in str(_custom_ids(m)) for m in _by_webhook(fake)), 30
+            )
+            assert len(endpoint.requests) == before + 1
+            assert len(fake.webhooks) == 1
+            assert len(fake.bot_calls("POST", f"/channels/{fake.channel_id}/webhooks")) == 1
+
+            # 🔄 on the character's answer: a new answer in place, through the webhook.
+            newest = _by_webhook(fake)[-1]
+            regen = next(i for i in _custom_ids(newest) if i.startswith("cc:regen:"))
+            endpoint.script.chunks = ["Another ", "answer."]
+            await fake.click(int(newest["id"]), regen)
+            await fake.wait_until(lambda: "2/2" in json.dumps(newest.get("components")), 30)
+            assert newest["content"] == "Another answer."
+    finally:
+        await fake.stop()
+
+
+async def test_without_manage_webhooks_the_name_is_bold_and_the_hint_said_once(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    fake = await _fake(manage_webhooks=False)
+    try:
+        await _import(core, fake)
+        async with running(core, fake):
+            for n in (1, 2):
+                await fake.user_says(f"<@{fake.bot_id}> question {n}")
+                await fake.wait_until(
+                    lambda n=n: (  # type: ignore[misc]
+                        sum("cc:regen:" in str(_custom_ids(m)) for m in fake.messages.values()) == n
+                    ),
+                    30,
+                )
+        texts = [m["content"] for m in fake.messages.values()]
+        answers = [t for t in texts if t.startswith("**Aurelia**\n")]
+        assert answers == ["**Aurelia**\nHello there!"] * 2
+        hints = [t for t in texts if "Manage Webhooks" in t]
+        assert len(hints) == 1 and "Aurelia" in hints[0]
+        assert not fake.webhooks and not _by_webhook(fake)
+    finally:
+        await fake.stop()
+
+
+async def test_the_greeting_is_posted_by_the_character_with_its_swipes(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    fake = await _fake(manage_webhooks=True)
+    try:
+        async with running(core, fake) as client:
+            await _import(core, fake)
+            greeting = (await core.store.history(_ref(fake), 5))[0]
+            assert greeting.id is not None
+            channel = client.get_channel(fake.channel_id)
+            assert isinstance(channel, discord.TextChannel)
+            await client.controls.greet(
+                channel, _ref(fake), Greeting(greeting.content, "Aurelia", greeting.id, 3)
+            )
+            [posted] = _by_webhook(fake)
+            assert posted["content"] == "Welcome aboard, Ada."
+            ids = _custom_ids(posted)
+            assert [i.split(":")[1] for i in ids] == ["prev", "count", "next"]
+            await fake.click(int(posted["id"]), f"cc:next:{greeting.id}")
+            await fake.wait_until(lambda: posted["content"].startswith("Another stowaway"), 30)
+            assert "2/3" in json.dumps(posted["components"])
+    finally:
+        await fake.stop()
+
+
+def test_webhook_names_discord_refuses_are_cleaned() -> None:
+    assert webhook_name("Discord Clyde Bot") == "Bot"
+    assert webhook_name("discord") == "Character"
+    assert len(webhook_name("x" * 200)) == 80
