@@ -12,7 +12,7 @@ import nio
 from nio.crypto import decrypt_attachment
 
 from bot.frontends.matrix.access import RoomAuthority, authority_from_state
-from bot.frontends.matrix.events import MediaFile
+from bot.frontends.matrix.events import MediaFile, media_of
 from bot.frontends.matrix.sink import (
     RatePace,
     SendFailed,
@@ -193,6 +193,55 @@ class MatrixApi:
         except nio.EncryptionError as err:
             raise DownloadFailed(f"the file failed its check ({err})") from None
         return plain
+
+    async def replied_file(self, room_id: str, event_id: str) -> MediaFile | None:
+        """The file of the event `event_id` (a reply's target), decrypted when need be."""
+        try:
+            response = await self.client.room_get_event(room_id, event_id)
+        except (OSError, TimeoutError):
+            return None
+        if not isinstance(response, nio.RoomGetEventResponse):
+            return None
+        event: Any = response.event
+        if isinstance(event, nio.MegolmEvent):
+            try:
+                event = self.client.decrypt_event(event)
+            except (nio.EncryptionError, nio.LocalProtocolError, ValueError):
+                return None
+        content = getattr(event, "source", {}).get("content")
+        return media_of(content) if isinstance(content, dict) else None
+
+    async def set_room_profile(self, room_id: str, name: str | None, avatar: bytes | None) -> None:
+        """The bot's name and avatar in this room only (its m.room.member state); None
+        for both restores its global profile. SendFailed when the server refuses."""
+        if name is None:
+            profile = await self.client.get_profile(self.user_id)
+            if not isinstance(profile, nio.ProfileGetResponse):
+                raise _classify(profile)
+            name, avatar_url = profile.displayname, profile.avatar_url
+        else:
+            avatar_url = None
+            if avatar is not None:
+                # An avatar is public by nature: uploaded plain even for an encrypted room.
+                response, _ = await self.client.upload(
+                    io.BytesIO(avatar),
+                    content_type="image/png",
+                    filename="avatar.png",
+                    filesize=len(avatar),
+                )
+                if not isinstance(response, nio.UploadResponse):
+                    raise SendFailed(f"upload refused: {getattr(response, 'status_code', '?')}")
+                avatar_url = response.content_uri
+        content: dict[str, Any] = {"membership": "join"}
+        if name:
+            content["displayname"] = name
+        if avatar_url:
+            content["avatar_url"] = avatar_url
+        put = await self.client.room_put_state(
+            room_id, "m.room.member", content, state_key=self.user_id
+        )
+        if not isinstance(put, nio.RoomPutStateResponse):
+            raise _classify(put)
 
     async def resolve_room(self, target: str) -> str | None:
         """A room id for `!id:server` or `#alias:server`; None when unknown."""

@@ -14,6 +14,7 @@ import nio
 
 from bot.commands import Invocation
 from bot.commands.parse import CommandError
+from bot.commands.spec import Kind
 from bot.core import Core, HeldReply, PacedReply, TurnResult, split_text
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
@@ -36,11 +37,22 @@ from bot.frontends.matrix.secret_commands import (
     split_target,
 )
 from bot.frontends.matrix.sink import MatrixTarget, SendFailed, reply_relation
-from bot.types import Actor, Attachment, ChannelRef, Incoming, Platform, Reply, ReplyFile
+from bot.types import (
+    Actor,
+    Attachment,
+    ChannelRef,
+    Greeting,
+    Incoming,
+    Platform,
+    Reply,
+    ReplyFile,
+)
 
 log = logging.getLogger("bot.frontends.matrix")
 
 _THREADS_KEPT = 5000
+# Commands that change who answers in a room: its per-room profile follows them.
+PERSONA_COMMANDS = frozenset({("character", "import"), ("character", "clear")})
 _ANSWERS_KEPT = 5000  # answers whose reactions and controls edit them in place
 REDACT_REASON = "It contained a secret; the bot removed it."
 _DELETED = "I deleted your message so the key does not stay in the room history."
@@ -217,10 +229,45 @@ class MessageHandler:
             return
         # After the answers to earlier messages, and its own answer before later ones.
         async with self._core.ordered(prepared.ref):
-            answer, file = await self._execute(prepared, msg)
+            answer, reply = await self._execute(prepared, msg)
+            if reply.ok and prepared.inv.path in PERSONA_COMMANDS:
+                await self._show_persona(prepared.ref)
             await self._notice(msg, self._with_note(answer, msg, note))
-            if file is not None:
-                await self._send_file(msg, file)
+            if reply.file is not None:
+                await self._send_file(msg, reply.file)
+            if reply.greeting is not None:
+                await self._greet(prepared.ref, msg, reply.greeting)
+
+    async def _show_persona(self, ref: ChannelRef) -> None:
+        """The character's name and image as the bot's profile in this room only (its
+        global profile again once the card is cleared)."""
+        persona = await self._core.persona(ref, avatar=True)
+        try:
+            if persona is None:
+                await self._api.set_room_profile(ref.channel_id, None, None)
+            else:
+                await self._api.set_room_profile(ref.channel_id, persona.name, persona.image)
+        except SendFailed as err:
+            log.warning("could not set the bot's profile in %s: %s", ref.channel_id, err)
+
+    async def _greet(self, ref: ChannelRef, msg: Message, greeting: Greeting) -> None:
+        """The character's first message, in the conversation; ◀ ▶ show its alternates."""
+        shown = Shown(ref, msg.sender)
+        target = MatrixTarget(
+            self._api.send,
+            msg.room_id,
+            pace=self._api.pace,
+            thread_root=msg.thread,
+            on_sent=self._showing(shown),
+        )
+        try:
+            for page in split_text(greeting.text, target.limit):
+                await target.send(page)
+        except SendFailed as err:
+            log.warning("could not post a greeting in %s: %s", msg.room_id, err)
+            return
+        count = max(greeting.count, 1)
+        self._settled(shown, TurnResult(greeting.text, None, False, greeting.answer_id, (1, count)))
 
     async def _control(self, msg: Message, prepared: _Prepared) -> None:
         """`!regenerate`, `!continue`, `!retry`, `!swipe`: the new answer replaces the newest
@@ -362,6 +409,7 @@ class MessageHandler:
             target_room, thread = found, ""
         actor = await self._actor(target_room, msg.sender)
         ref = ChannelRef(Platform.MATRIX, channel_id=target_room.room_id, thread_id=thread)
+        inv = await self._with_replied_file(msg, inv)
         label = f"[{target_room.display_name}] " if target_room is not room else ""
         return _Prepared(ref, actor, inv, label)
 
@@ -383,7 +431,7 @@ class MessageHandler:
         except SendFailed as err:
             log.warning("could not send a file in %s: %s", msg.room_id, err)
 
-    async def _execute(self, prepared: _Prepared, msg: Message) -> tuple[str, ReplyFile | None]:
+    async def _execute(self, prepared: _Prepared, msg: Message) -> tuple[str, Reply]:
         command = self._core.command(prepared.inv.path)
         slow = command is not None and command.slow
         if slow:
@@ -393,7 +441,21 @@ class MessageHandler:
         finally:
             if slow:
                 await self._api.typing(msg.room_id, False)
-        return f"{prepared.label}{reply.text}", reply.file
+        return f"{prepared.label}{reply.text}", reply
+
+    async def _with_replied_file(self, msg: Message, inv: Invocation) -> Invocation:
+        """`!character import` sent as a reply to a file: that file is the command's."""
+        command = self._core.command(inv.path)
+        files = [o for o in command.options if o.kind is Kind.FILE] if command else []
+        replied = events.replied_to(msg.content)
+        if not files or files[0].name in inv.raw or not replied:
+            return inv
+        media = await self._api.replied_file(msg.room_id, replied)
+        if media is None:
+            return inv
+        fetch = functools.partial(self._api.download, media)
+        file = Attachment(media.filename, media.mimetype, media.size, fetch)
+        return Invocation(inv.path, {**inv.raw, files[0].name: file})
 
     async def _target_room(self, target: str, sender: str) -> nio.MatrixRoom | str:
         """The room a DM command configures, or why it cannot."""

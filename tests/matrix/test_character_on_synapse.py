@@ -1,0 +1,94 @@
+"""`!character import` replied to a card file on a real Synapse: the bot's name and avatar
+in that room only (m.room.member), the greeting, and the global profile back on clear."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import nio
+import pytest
+
+from tests.integration.test_characters import CARD
+from tests.matrix.helpers import UserClient, bot_options, make_core, running_bot
+from tests.peers.synapse import SynapseServer
+from tests.unit.characters.samples import png_with
+
+pytestmark = [pytest.mark.synapse]
+
+
+async def _member(client: UserClient, room_id: str, user_id: str) -> dict[str, Any]:
+    response = await client.client.room_get_state_event(room_id, "m.room.member", user_id)
+    assert isinstance(response, nio.RoomGetStateEventResponse), response
+    return dict(response.content)
+
+
+async def _answer(alice: UserClient, room_id: str, bot_id: str, event_id: str, since: float) -> str:
+    def answer() -> list[str]:
+        return [
+            str(s.content["body"])
+            for s in alice.messages(room_id, bot_id, since)
+            if s.content.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
+            == event_id
+        ]
+
+    found: list[str] = await alice.wait_for(answer, "the answer to the import")
+    return found[0]
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+async def test_a_card_gives_the_bot_a_face_in_one_room(
+    synapse_server: SynapseServer, tmp_path: Path, encrypted: bool
+) -> None:
+    server = synapse_server
+    bot = server.register("cardbot")
+    core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+    alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+    try:
+        async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+            room_id = await alice.create_room([bot.user_id], encrypted=encrypted)
+            other_id = await alice.create_room([bot.user_id])
+            await alice.wait_joined(room_id, bot.user_id)
+            await alice.wait_joined(other_id, bot.user_id)
+            before = await _member(alice, room_id, bot.user_id)
+
+            image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+            content = await alice.media_content(
+                "m.file", "aurelia.png", image, "image/png", encrypt=encrypted
+            )
+            file_event = await alice.send_content(room_id, content)
+            since = time.monotonic()
+            relates = {"m.in_reply_to": {"event_id": file_event}}
+            command = await alice.send(room_id, "!character import", **{"m.relates_to": relates})
+            text = await _answer(alice, room_id, bot.user_id, command, since)
+            assert "Character set for this channel: Aurelia." in text, text
+
+            member = await _member(alice, room_id, bot.user_id)
+            assert member["displayname"] == "Aurelia" and member["membership"] == "join"
+            avatar = await alice.client.download(mxc=member["avatar_url"])
+            assert isinstance(avatar, nio.MemoryDownloadResponse), avatar
+            assert avatar.body.startswith(b"\x89PNG")
+            # Only that room: elsewhere the bot keeps its own profile.
+            assert await _member(alice, other_id, bot.user_id) == before
+
+            greeting = await alice.wait_for(
+                lambda: [
+                    s
+                    for s in alice.messages(room_id, bot.user_id, since)
+                    if s.content.get("body", "").startswith("Welcome aboard")
+                ],
+                "the greeting",
+            )
+            assert greeting[0].content["body"].startswith("Welcome aboard, alice")
+
+            cleared = await alice.command(room_id, bot.user_id, "!character clear")
+            assert "Removed Aurelia" in cleared, cleared
+            restored = await _member(alice, room_id, bot.user_id)
+            assert restored.get("displayname") == before.get("displayname")
+            assert restored.get("avatar_url") == before.get("avatar_url")
+    finally:
+        await alice.close()
+        await core.close()
