@@ -14,8 +14,18 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database, Key, key_of
 from bot.store.models import AccessRuleRow, LimitRow, QuotaLockRow, UsageRow, utcnow
@@ -72,6 +82,7 @@ class QuotaPart:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._limits = _Cache()
+        self._statements = _Statements(db)
         self._rules = _Cache()
 
     # ---- limits ---------------------------------------------------------------------
@@ -125,7 +136,8 @@ class QuotaPart:
         """What the limits of this place count right now (for /limits)."""
 
         async def read(session: AsyncSession) -> Counts:
-            return await _counts(session, ref, user_id, now)
+            conn = await session.connection()
+            return await self._statements.counts(conn, ref, _where(ref, user_id, now), True)
 
         return await self._db.read("usage sums", read)
 
@@ -135,40 +147,35 @@ class QuotaPart:
         """Reserve `charge` unless `decide` (given the counts) refuses: (row id, None) or
         (None, refusal), atomically across processes."""
         top = _top(ref)
+        lock = {"platform": top[0], "server_id": top[1], "channel_id": top[2]}
+        where = _where(ref, charge.user_id, charge.at)
+        row = {
+            "created_at": charge.at,
+            "day": charge.at.date(),
+            "platform": charge.platform,
+            "server_id": charge.server_id[:NAME_CHARS],
+            "channel_id": charge.channel_id[:NAME_CHARS],
+            "thread_id": charge.thread_id[:NAME_CHARS],
+            "user_id": charge.user_id[:NAME_CHARS],
+            "source": charge.source,
+            "model": charge.model[:NAME_CHARS],
+            "input_tokens": max(0, charge.estimate),
+            "output_tokens": 0,
+            "estimated": True,
+            "error": False,
+            "key_scope": "none",
+            "state": RESERVED,
+        }
 
         async def work(session: AsyncSession) -> tuple[int | None, V | None]:
-            lock = self._db.insert(QuotaLockRow).values(
-                platform=top[0], server_id=top[1], channel_id=top[2], charges=1
-            )
-            await session.execute(
-                lock.on_conflict_do_update(
-                    index_elements=["platform", "server_id", "channel_id"],
-                    set_={"charges": QuotaLockRow.charges + 1},
-                )
-            )
-            refusal = decide(await _counts(session, ref, charge.user_id, charge.at))
+            conn = await session.connection()
+            await conn.execute(self._statements.lock, lock)
+            counts = await self._statements.counts(conn, ref, where, charge.count_recent)
+            refusal = decide(counts)
             if refusal is not None:
                 return None, refusal
-            row = UsageRow(
-                created_at=charge.at,
-                day=charge.at.date(),
-                platform=charge.platform,
-                server_id=charge.server_id[:NAME_CHARS],
-                channel_id=charge.channel_id[:NAME_CHARS],
-                thread_id=charge.thread_id[:NAME_CHARS],
-                user_id=charge.user_id[:NAME_CHARS],
-                source=charge.source,
-                model=charge.model[:NAME_CHARS],
-                input_tokens=max(0, charge.estimate),
-                output_tokens=0,
-                estimated=True,
-                error=False,
-                key_scope="none",
-                state=RESERVED,
-            )
-            session.add(row)
-            await session.flush()
-            return row.id, None
+            found = await conn.execute(self._statements.reserve, row)
+            return int(found.scalar_one()), None
 
         return await self._db.write("usage charge", work)
 
@@ -288,37 +295,71 @@ def _rule_reader(key: Key, scope: Scope) -> Callable[[AsyncSession], Any]:
     return read
 
 
-async def _counts(session: AsyncSession, ref: ChannelRef, user_id: str, now: datetime) -> Counts:
-    u = UsageRow
-    tokens = u.input_tokens + u.output_tokens
-    today = now.date()
-    server = [u.platform == ref.platform.value, u.server_id == ref.server_id]
-    if not ref.has_server:
-        server.append(u.channel_id == ref.channel_id)
-    # One pass over the server's rows of the day (an index range) for all three sums.
-    summed = (
-        await session.execute(
-            select(
-                func.coalesce(func.sum(case((u.user_id == user_id, tokens), else_=0)), 0),
-                func.coalesce(func.sum(case((u.channel_id == ref.channel_id, tokens), else_=0)), 0),
-                func.coalesce(func.sum(tokens), 0),
-            ).where(*server, u.day == today)
-        )
-    ).one()
-    user_today, channel_today, server_today = (int(v or 0) for v in summed)
+def _where(ref: ChannelRef, user_id: str, now: datetime) -> dict[str, Any]:
     since = now - timedelta(minutes=1)
-    recent: Sequence[datetime] = (
-        await session.scalars(
+    return {
+        "platform": ref.platform.value,
+        "server_id": ref.server_id,
+        "channel_id": ref.channel_id,
+        "user_id": user_id,
+        "today": now.date(),
+        "since": since,
+        "since_day": since.date(),
+    }
+
+
+class _Statements:
+    """A charge's statements, built once: a turn should not pay for SQL compilation."""
+
+    def __init__(self, db: Database) -> None:
+        u = UsageRow
+        lock = db.insert(QuotaLockRow).values(
+            platform=bindparam("platform"),
+            server_id=bindparam("server_id"),
+            channel_id=bindparam("channel_id"),
+            charges=1,
+        )
+        self.lock = lock.on_conflict_do_update(
+            index_elements=["platform", "server_id", "channel_id"],
+            set_={"charges": QuotaLockRow.charges + 1},
+        )
+        self.reserve = insert(u).returning(u.id)
+        tokens = u.input_tokens + u.output_tokens
+        # One pass over the server's rows of the day (an index range) for all three sums.
+        sums = select(
+            func.coalesce(func.sum(case((u.user_id == bindparam("user_id"), tokens), else_=0)), 0),
+            func.coalesce(
+                func.sum(case((u.channel_id == bindparam("channel_id"), tokens), else_=0)), 0
+            ),
+            func.coalesce(func.sum(tokens), 0),
+        ).where(
+            u.platform == bindparam("platform"),
+            u.server_id == bindparam("server_id"),
+            u.day == bindparam("today"),
+        )
+        recent = (
             select(u.created_at)
             .where(
-                *server,
-                u.user_id == user_id,
-                u.day >= since.date(),
-                u.created_at > since,
+                u.platform == bindparam("platform"),
+                u.server_id == bindparam("server_id"),
+                u.user_id == bindparam("user_id"),
+                u.day >= bindparam("since_day"),
+                u.created_at > bindparam("since", type_=u.created_at.type),
             )
             .order_by(u.created_at)
         )
-    ).all()
-    return Counts(
-        int(user_today or 0), int(channel_today or 0), int(server_today or 0), tuple(recent)
-    )
+        # A place without a server is its own: its rows are the channel's.
+        here = u.channel_id == bindparam("channel_id")
+        self._sums = {True: sums, False: sums.where(here)}
+        self._recent = {True: recent, False: recent.where(here)}
+
+    async def counts(
+        self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], recent: bool
+    ) -> Counts:
+        has = ref.has_server
+        summed = (await conn.execute(self._sums[has], where)).one()
+        user_today, channel_today, server_today = (int(v or 0) for v in summed)
+        times: Sequence[datetime] = ()
+        if recent:
+            times = (await conn.execute(self._recent[has], where)).scalars().all()
+        return Counts(user_today, channel_today, server_today, tuple(times))

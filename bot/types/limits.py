@@ -42,6 +42,7 @@ class Charge:
     source: str
     model: str
     estimate: int
+    count_recent: bool = True  # read the user's last minute (a messages limit holds)
 
 
 class AccessKind(StrEnum):

@@ -84,6 +84,7 @@ async def charge(
         source,
         model,
         estimate,
+        count_recent=LimitName.MESSAGES_PER_USER_MINUTE in limits,
     )
 
     def decide(counts: Counts) -> Refusal | None:
