@@ -9,10 +9,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.pool import NullPool
 
 from bot.store.db import create_engine
+
+_LOCK = 0x63686174626F74  # "chatbot": the advisory lock key of migrations
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -36,6 +38,10 @@ async def _run(url: str, action: Callable[[Config], None]) -> None:
     engine = create_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Processes starting together migrate one after another: the others
+                # wait here, then find the schema at head (held until the commit).
+                await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
 
             def run(sync_connection: Connection) -> None:
                 config = alembic_config(url)
