@@ -1,0 +1,62 @@
+"""Quotas and who may chat through the real discord.py client (simcord)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bot.frontends.discord import chat
+from tests.discord.conftest import World
+from tests.discord.fake_openai import FakeOpenAI
+from tests.discord.helpers import bot_messages, reply_text, requests
+
+pytestmark = pytest.mark.simcord(settle_timeout=30)
+
+
+async def test_a_refused_turn_gets_a_reply_that_deletes_itself(
+    world: World, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat, "REFUSAL_SECONDS", 0.3)  # 15 s in production
+    done = await world.admin.slash(
+        world.channel, "limits", action="set", name="messages_per_user_minute", value="1"
+    )
+    assert "set to 1" in reply_text(done)
+    await world.member.send(world.channel, f"<@{world.bot_id}> one")
+    asking = await world.member.send(world.channel, f"<@{world.bot_id}> two")
+    assert len(endpoint.requests) == 1  # nothing sent for the second
+    [posted] = [
+        r.json
+        for r in requests(world.env, "POST", f"/channels/{world.channel.id}/messages")
+        if isinstance(r.json, dict) and "Limit reached" in str(r.json.get("content"))
+    ]
+    assert isinstance(posted, dict)
+    assert "messages_per_user_minute" in posted["content"] and "frees up at" in posted["content"]
+    assert posted["message_reference"]["message_id"] == asking.id  # a reply to the asker
+    assert posted["allowed_mentions"]["replied_user"] is False  # without a ping
+    for _ in range(50):
+        if requests(world.env, "DELETE", f"/channels/{world.channel.id}/messages/"):
+            break
+        await asyncio.sleep(0.05)
+    assert requests(world.env, "DELETE", f"/channels/{world.channel.id}/messages/")
+    assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]  # the refusal is gone
+    shown = await world.member.slash(world.channel, "limits")
+    assert shown.ephemeral and "0 of 1 messages left for you" in reply_text(shown)
+
+
+async def test_an_allowed_role_chats_and_others_are_ignored(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    chatters = world.guild.create_role("Chatters")
+    carol = world.guild.add_member(world.env.create_user("carol"), roles=[chatters])
+    done = await world.admin.slash(
+        world.channel, "access", action="allow", kind="role", id=f"<@&{chatters.id}>"
+    )
+    assert "allow role" in reply_text(done), reply_text(done)
+    await world.member.send(world.channel, f"<@{world.bot_id}> may I?")
+    assert bot_messages(world.channel, world.bot_id) == [] and endpoint.requests == []
+    await carol.send(world.channel, f"<@{world.bot_id}> and I?")
+    assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
+    settings = await world.member.slash(world.channel, "settings")
+    assert f"allow role {chatters.id} (here)" in reply_text(settings)

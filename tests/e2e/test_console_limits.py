@@ -1,0 +1,44 @@
+"""Operator default limits reach a real console session: the second question in a minute
+is refused with a line that says when it frees up, and the model never sees it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.store import generate_key
+from tests.e2e.test_console import console
+from tests.peers.llamacpp import LlamaCppPeer
+
+
+@pytest.mark.llamacpp
+def test_operator_limit_refuses_in_the_console(tmp_path: Path, llamacpp_peer: LlamaCppPeer) -> None:
+    done = console(
+        tmp_path,
+        [
+            "/source custom",
+            f"/proxy set {llamacpp_peer.url}",
+            f"/model {llamacpp_peer.model}",
+            "/params max_tokens 8",
+            "Name one colour.",
+            "Name another colour.",
+            "/limits",
+        ],
+        BOT_SECRET_KEYS=generate_key(),
+        LIMIT_MESSAGES_PER_USER_MINUTE="1",
+        LIMIT_TOKENS_PER_USER_DAY="100000",
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "Limit reached: messages_per_user_minute (1 messages a minute per person)" in out
+    assert "frees up at" in out and "Nothing was sent to the model" in out
+    assert "messages_per_user_minute = 1 (operator default)" in out
+    assert "messages_per_user_minute: 0 of 1 messages left for you" in out
+    with sqlite3.connect(tmp_path / "data" / "chatbot.db") as conn:
+        questions = conn.execute("SELECT content FROM messages WHERE role='user'").fetchall()
+        assert questions == [("Name one colour.",)]
+        assert conn.execute("SELECT state, count(*) FROM usage GROUP BY state").fetchall() == [
+            ("settled", 1)
+        ]
