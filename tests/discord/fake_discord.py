@@ -419,8 +419,10 @@ class FakeDiscord:
     ) -> web.Response | None:
         """A channel webhook's routes (None: not one of its webhooks, e.g. an interaction's)."""
         match = _WEBHOOK_PATH.match(path)
-        if match is None or int(match["wid"]) not in self.webhooks:
-            return None
+        if match is None or int(match["wid"]) == self.app_id:
+            return None  # not a webhook route, or an interaction's follow-up
+        if int(match["wid"]) not in self.webhooks:
+            return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
         wid, token, mid = int(match["wid"]), match["token"], match["mid"]
         hook = self.webhooks[wid]
         if token is None:  # managed with the bot's token

@@ -187,3 +187,27 @@ def test_webhook_names_discord_refuses_are_cleaned() -> None:
     assert webhook_name("Discord Clyde Bot") == "Bot"
     assert webhook_name("discord") == "Character"
     assert len(webhook_name("x" * 200)) == 80
+
+
+async def test_a_deleted_webhook_is_replaced(core: Core, endpoint: FakeOpenAI) -> None:
+    fake = await _fake(manage_webhooks=True)
+    try:
+        await _import(core, fake)
+        async with running(core, fake):
+
+            def answered(n: int) -> bool:
+                return sum("cc:regen:" in str(_custom_ids(m)) for m in fake.messages.values()) == n
+
+            await fake.user_says(f"<@{fake.bot_id}> one")
+            await fake.wait_until(lambda: answered(1), 30)
+            fake.webhooks.clear()  # an admin deleted it in the channel settings
+            await fake.user_says(f"<@{fake.bot_id}> two")
+            await fake.wait_until(lambda: answered(2), 30)
+            await fake.user_says(f"<@{fake.bot_id}> three")
+            await fake.wait_until(lambda: answered(3), 30)
+        texts = [m["content"] for m in fake.messages.values() if "cc:regen:" in str(m)]
+        assert texts[1] == "**Aurelia**\nHello there!"  # nothing lost meanwhile
+        assert len(fake.webhooks) == 1 and texts[2] == "Hello there!"
+        assert len(fake.bot_calls("POST", f"/channels/{fake.channel_id}/webhooks")) == 2
+    finally:
+        await fake.stop()

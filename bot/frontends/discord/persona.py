@@ -8,8 +8,10 @@ which permission would change that.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import discord
@@ -42,6 +44,7 @@ class Speaker:
     webhook: discord.Webhook | None = None
     thread: discord.Thread | None = None
     hint: str = ""  # said once in a channel where the webhook is not allowed
+    on_gone: Callable[[], None] | None = None  # the webhook was deleted: make a new one
 
     @property
     def prefix(self) -> str:
@@ -76,14 +79,17 @@ class Personas:
             return Speaker(persona.name, hint=hint)
         self._told.discard(base.id)
         cached = self._hooks.get(base.id)
+        gone = functools.partial(self.forget, base.id)
         if cached is not None and cached[0] == persona.version:
-            return Speaker(persona.name, cached[1], thread)
+            return Speaker(persona.name, cached[1], thread, on_gone=gone)
         try:
             webhook = await self._webhook(base, ref, persona.version, cached)
         except discord.HTTPException as err:
             log.warning("could not set up the character webhook: %s", type(err).__name__)
+            if isinstance(err, discord.NotFound):
+                self.forget(base.id)
             return Speaker(persona.name)
-        return Speaker(persona.name, webhook, thread)
+        return Speaker(persona.name, webhook, thread, on_gone=gone)
 
     async def _webhook(
         self,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -108,7 +109,10 @@ class DiscordTarget:
         kwargs: dict[str, Any] = {"view": self.view} if self.view is not None else {}
         try:
             if self._hook is not None:
-                posted = await self._via_webhook(text, kwargs)
+                try:
+                    posted = await self._via_webhook(text, kwargs)
+                except discord.NotFound:  # someone deleted the webhook: post as the bot
+                    posted = await self._without_webhook(text, kwargs, first)
             elif first and self._reply_to is not None:
                 posted = await self._reply(self._reply_to, text, kwargs)
             else:
@@ -142,6 +146,19 @@ class DiscordTarget:
             allowed_mentions=discord.AllowedMentions.none(),
             **kwargs,
         )
+
+    async def _without_webhook(
+        self, text: str, kwargs: dict[str, Any], first: bool
+    ) -> discord.Message:
+        assert self._speaker is not None
+        log.info("the character webhook is gone; answering as the bot")
+        if self._speaker.on_gone is not None:
+            self._speaker.on_gone()
+        self._speaker = replace(self._speaker, webhook=None, on_gone=None)
+        self._prefix = self._speaker.prefix
+        if first:
+            text = (self._prefix + text)[:LIMIT]
+        return await self._channel.send(text, **kwargs)
 
     async def _reply(
         self, message: discord.Message, text: str, kwargs: dict[str, Any]
