@@ -251,20 +251,21 @@ class MessageHandler:
             log.warning("could not set the bot's profile in %s: %s", ref.channel_id, err)
 
     async def _greet(self, ref: ChannelRef, msg: Message, greeting: Greeting) -> None:
-        """The character's first message, in the conversation; ◀ ▶ show its alternates."""
+        """The character's first message, in the conversation (the room a direct-chat
+        command named, too); ◀ ▶ show its alternates."""
         shown = Shown(ref, msg.sender)
         target = MatrixTarget(
             self._api.send,
-            msg.room_id,
+            ref.channel_id,
             pace=self._api.pace,
-            thread_root=msg.thread,
+            thread_root=ref.thread_id,
             on_sent=self._showing(shown),
         )
         try:
             for page in split_text(greeting.text, target.limit):
                 await target.send(page)
         except SendFailed as err:
-            log.warning("could not post a greeting in %s: %s", msg.room_id, err)
+            log.warning("could not post a greeting in %s: %s", ref.channel_id, err)
             return
         count = max(greeting.count, 1)
         self._settled(shown, TurnResult(greeting.text, None, False, greeting.answer_id, (1, count)))
