@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
-from bot.characters import Card, CardError, CharacterPrompt, build_prompt, card_from_json
 from bot.connection import (
     NotConnectable,
     blocked_reason,
@@ -24,15 +23,11 @@ from bot.connection import (
     recheck_due,
     run_status_check,
 )
-from bot.conversation import accounting
+from bot.conversation import accounting, character
 from bot.conversation.attachments import Prepared, Refused, image_placeholder
 from bot.conversation.attachments import prepare as prepare_attachments
-from bot.conversation.budget import (
-    DEFAULT_CONTEXT_TOKENS,
-    estimate_tokens,
-    history_budget,
-    trim_history,
-)
+from bot.conversation.budget import estimate_tokens, history_budget, trim_history
+from bot.conversation.character import CardPrompts
 from bot.conversation.stream import (
     AnswerRow,
     Outcome,
@@ -45,7 +40,7 @@ from bot.conversation.stream import (
 from bot.conversation.vision import sees_images
 from bot.fields import REGISTRY
 from bot.providers import ChatRequest, Endpoint, ProviderHub
-from bot.store import Store, StoredCharacter, StoreError
+from bot.store import Store, StoreError
 from bot.store.secrets import SecretUnreadable
 from bot.types import (
     Actor,
@@ -70,9 +65,6 @@ log = logging.getLogger("bot.conversation")
 MAX_INPUT_CHARS = 32_000
 _CHARS_PER_TOKEN = 3  # on the low side, so text files surely fit the context
 HISTORY_ROWS = 200  # read bound; the token budget usually trims far earlier
-LORE_SHARE = 4  # a lorebook may take a quarter of what the history could have
-EXAMPLES_SHARE = 2  # example dialogues at most half of it
-_CARDS_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +210,7 @@ class ChatEngine(_QuotaHooks):
         self._order = _TurnOrder()
         self._running: dict[str, Running] = {}
         self._told_no_vision: set[str] = set()
-        self._cards: dict[tuple[str, str, str, int], Card] = {}
+        self._cards = CardPrompts(store)
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
@@ -565,22 +557,19 @@ class ChatEngine(_QuotaHooks):
             config.system_prompt,
             newest.content,
         )
-        card = await self._card(ref)
+        card = await self._cards.card(ref)
         asker = next((e.author for e in reversed(entries) if e.role is Role.USER), None)
         if card is not None:
             # The card's system text, examples and lore count against the history first.
             whole = await self._messages([*usable, newest], sees=False)
-            draft = self._character_prompt(card, config, whole, asker)
-            fixed = estimate_tokens(draft.system) + sum(
-                estimate_tokens(m.content) for m in (*draft.before_history, *draft.after_history)
-            )
-            budget = max(0, budget - fixed + _own_system(config))
+            draft = character.prompt(card, config, whole, asker)
+            budget = max(0, budget - character.fixed_cost(draft, config))
         kept = [*trim_history(usable, budget), newest]
         messages = await self._messages(kept, sees)
         authors = {e.author for e in kept if e.role is Role.USER and e.author}
         system = config.system_prompt
         if card is not None:
-            prompt = self._character_prompt(card, config, messages, asker)
+            prompt = character.prompt(card, config, messages, asker)
             system = prompt.system or None
             after = () if continue_answer else prompt.after_history
             messages = [*prompt.before_history, *prompt.history, *after]
@@ -603,43 +592,6 @@ class ChatEngine(_QuotaHooks):
             content = " ".join([entry.content, *named]) if named else entry.content
             messages.append(ChatMessage(entry.role, content, entry.author, sent))
         return messages
-
-    def _character_prompt(
-        self,
-        card: Card,
-        config: ChannelConfig,
-        messages: list[ChatMessage],
-        user: str | None,
-    ) -> CharacterPrompt:
-        base = history_budget(config.number("context"), config.number("max_tokens"), None, "")
-        base = base or DEFAULT_CONTEXT_TOKENS
-        return build_prompt(
-            card,
-            messages,
-            user=user or "",
-            estimate=estimate_tokens,
-            default_system=config.system_prompt or "",
-            lore_budget=base // LORE_SHARE,
-            examples_budget=base // EXAMPLES_SHARE,
-        )
-
-    async def _card(self, ref: ChannelRef) -> Card | None:
-        """The channel's (or its server's) character card, parsed once per version."""
-        stored = await self._store.character(ref)
-        if stored is None:
-            return None
-        key = _card_key(stored)
-        card = self._cards.get(key)
-        if card is None:
-            try:
-                card = await asyncio.to_thread(card_from_json, stored.card)
-            except CardError as err:  # stored by an older reader that took more
-                log.warning("the character card in %s cannot be read: %s", ref, err)
-                return None
-            if len(self._cards) >= _CARDS_KEPT:
-                self._cards.clear()
-            self._cards[key] = card
-        return card
 
     async def _shown_images(self, kept: list[HistoryEntry]) -> dict[int, tuple[Image, ...]]:
         """The newest entry's images, and those of the newest earlier turns that had any
@@ -686,15 +638,6 @@ class ChatEngine(_QuotaHooks):
             log.warning("could not store the end of a turn in %s: %s", ref, err)
             return f"This answer could not be saved ({err}) It will not be part of the history."
         return ""
-
-
-def _own_system(config: ChannelConfig) -> int:
-    """What history_budget already took for our system prompt (the card's replaces it)."""
-    return estimate_tokens(config.system_prompt) if config.system_prompt else 0
-
-
-def _card_key(stored: StoredCharacter) -> tuple[str, str, str, int]:
-    return (stored.scope.value, stored.name, stored.updated_at.isoformat(), len(stored.card))
 
 
 class _Blocked(Exception):

@@ -1,0 +1,74 @@
+"""A character channel's prompt: the card (parsed once per version) shapes the request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from bot.characters import Card, CardError, CharacterPrompt, build_prompt, card_from_json
+from bot.conversation.budget import DEFAULT_CONTEXT_TOKENS, estimate_tokens, history_budget
+from bot.store import Store, StoredCharacter
+from bot.types import ChannelConfig, ChannelRef, ChatMessage
+
+log = logging.getLogger("bot.conversation")
+
+LORE_SHARE = 4  # a lorebook may take a quarter of what the history could have
+EXAMPLES_SHARE = 2  # example dialogues at most half of it
+_CARDS_KEPT = 256
+
+
+class CardPrompts:
+    """The card of a channel (its own or its server's) and the prompt it makes."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._cards: dict[tuple[str, str, str, int], Card] = {}
+
+    async def card(self, ref: ChannelRef) -> Card | None:
+        """The channel's character card, None without one (or one that cannot be read)."""
+        stored = await self._store.character(ref)
+        if stored is None:
+            return None
+        key = _key(stored)
+        card = self._cards.get(key)
+        if card is None:
+            try:
+                card = await asyncio.to_thread(card_from_json, stored.card)
+            except CardError as err:  # stored by an older reader that took more
+                log.warning("the character card in %s cannot be read: %s", ref, err)
+                return None
+            if len(self._cards) >= _CARDS_KEPT:
+                self._cards.clear()
+            self._cards[key] = card
+        return card
+
+
+def prompt(
+    card: Card, config: ChannelConfig, messages: Sequence[ChatMessage], user: str | None
+) -> CharacterPrompt:
+    """build_prompt with our system prompt as {{original}}, lore and examples budgeted
+    from the context the history could have."""
+    base = history_budget(config.number("context"), config.number("max_tokens"), None, "")
+    base = base or DEFAULT_CONTEXT_TOKENS
+    return build_prompt(
+        card,
+        messages,
+        user=user or "",
+        estimate=estimate_tokens,
+        default_system=config.system_prompt or "",
+        lore_budget=base // LORE_SHARE,
+        examples_budget=base // EXAMPLES_SHARE,
+    )
+
+
+def fixed_cost(draft: CharacterPrompt, config: ChannelConfig) -> int:
+    """Tokens the card adds around the history (system text, examples, post-history),
+    less our system prompt, which history_budget already counted and the card replaces."""
+    own = estimate_tokens(config.system_prompt) if config.system_prompt else 0
+    around = (*draft.before_history, *draft.after_history)
+    return estimate_tokens(draft.system) + sum(estimate_tokens(m.content) for m in around) - own
+
+
+def _key(stored: StoredCharacter) -> tuple[str, str, str, int]:
+    return (stored.scope.value, stored.name, stored.updated_at.isoformat(), len(stored.card))
