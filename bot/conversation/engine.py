@@ -216,7 +216,12 @@ class ChatEngine(_QuotaHooks):
         """Answer one message; turns of one conversation run in arrival order."""
         key = f"{incoming.channel}"
         async with self._order.hold(key):
-            return await self._turn(incoming, sink, prefix, key)
+            try:
+                return await self._turn(incoming, sink, prefix, key)
+            finally:
+                # A turn that failed midway keeps its reservation: it counts at its
+                # estimate, and the next start settles it.
+                self._reserved.pop(key, None)
 
     async def control(
         self,
@@ -239,9 +244,13 @@ class ChatEngine(_QuotaHooks):
             try:
                 return await self._control(ref, actor, action, sink, admin, answer_id, prefix)
             except (NotConnectable, SecretUnreadable) as err:
+                await self._release(key)
                 return await _notice(sink, str(err))
             except StoreError as err:
+                await self._release(key)
                 return await _notice(sink, f"{err} Nothing was sent to the model.")
+            finally:
+                self._reserved.pop(key, None)
 
     def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
         """Hold this conversation's turn order (a command that must not overtake a turn)."""
