@@ -1,6 +1,8 @@
-"""What usage accounting costs a turn: one row written, and /usage's sums over a month.
+"""What usage accounting costs a turn: one row written, and /usage's sums over a month;
+with quotas, the atomic charge before a turn and the settle after it; and 1,000 turns
+from two processes at once, every usage row counted afterwards.
 
-Run: .venv/bin/python bench/bench_usage.py [--rows 30000] [--postgres]
+Run: .venv/bin/python bench/bench_usage.py [--rows 30000] [--postgres] [--quota-only]
 
 SQLite in a temporary file; with --postgres also a throwaway PostgreSQL cluster (the
 test suite's, started the same way). Prints per-call latency of Store.record_usage
@@ -135,16 +137,189 @@ def postgres() -> Iterator[str]:
         next(cluster, None)
 
 
+async def measure_quota(name: str, url: str, rows: int) -> None:
+    """A turn's quota work: the charge before the call (limits read, lock, sums, reserved
+    row) and the settle after it, with limits in force; and the charge where none are."""
+    from bot.types import Actor, ChannelRef, Platform, Scope
+    from bot.usage.quota import Gate, charge
+
+    await upgrade_to_head(url)
+    store = await Store.open(
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of()
+    )
+    gate = Gate()
+    try:
+        await seed(store, rows)
+        limited = ChannelRef(Platform.DISCORD, "c1", "g1")
+        free = ChannelRef(Platform.DISCORD, "c2", "g2")
+        admin = Actor("admin", "Admin", is_channel_admin=True, is_server_admin=True)
+        big = 10**12
+        await store.quotas.set_limit(limited, Scope.SERVER, "tokens_per_server_day", big, admin)
+        await store.quotas.set_limit(limited, Scope.CHANNEL, "tokens_per_user_day", big, admin)
+        await store.quotas.set_limit(limited, Scope.CHANNEL, "messages_per_user_minute", big, admin)
+        charged, settled, whole, unlimited = [], [], [], []
+        for i in range(550):
+            user = f"u{i % 500}"
+            t0 = time.perf_counter()
+            done = await charge(
+                store, gate, limited, user, source="openai", model="m", estimate=300
+            )
+            t1 = time.perf_counter()
+            reserved = getattr(done, "reserved", None)
+            assert reserved is not None, done
+            await store.record_usage(record(1), reserved)
+            t2 = time.perf_counter()
+            nothing = await charge(store, gate, free, user, source="openai", model="m", estimate=1)
+            t3 = time.perf_counter()
+            assert getattr(nothing, "reserved", 0) is None
+            if i >= 50:  # warm-up
+                charged.append(t1 - t0)
+                settled.append(t2 - t1)
+                whole.append(t2 - t0)
+                unlimited.append(t3 - t2)
+        print(f"{name}: charge with 3 limits in force over {rows:,} rows: {ms(charged)}")
+        print(f"{name}: settle (UPDATE of the reserved row): {ms(settled)}")
+        print(f"{name}: charge + settle: {ms(whole)}")
+        print(f"{name}: charge where no limit holds (cached read): {ms(unlimited)}")
+        floor = []
+        for i in range(300):
+            t = time.perf_counter()
+            await store.quotas.release(-1)  # one write transaction that changes nothing
+            if i >= 50:
+                floor.append(time.perf_counter() - t)
+        print(f"{name}: floor, an empty write transaction: {ms(floor)}")
+    finally:
+        await store.close()
+
+
+WORKER_TURNS = 500
+WORKER_CONVERSATIONS = 50
+
+
+async def worker(url: str, tag: str) -> None:
+    """One process's share of the two-process run: WORKER_TURNS chat turns through a real
+    Core (engine, charge, history, settle), the model answered by respx, in ≤ 10 s."""
+    import httpx
+    import respx
+
+    from bot.core import Core
+    from bot.providers import ProviderHub, ProviderSettings
+    from bot.types import Actor, ChannelRef, Incoming, Platform, Scope
+
+    store = await Store.open(
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of()
+    )
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    core = Core(store, hub)
+    admin = Actor("admin", "Admin", is_channel_admin=True)
+    fake = "http://127.0.0.1:9/v1"
+    body = (
+        'data: {"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\n'
+        'data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":2}}\n\n'
+        "data: [DONE]\n\n"
+    )
+
+    class Sink:
+        async def typing(self) -> None:
+            return None
+
+        async def update(self, answer: str, reasoning: str = "") -> None:
+            return None
+
+        async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+            return None
+
+    refs = [
+        ChannelRef(Platform.DISCORD, f"c{i % 5}", "g-shared", f"{tag}-t{i}")
+        for i in range(WORKER_CONVERSATIONS)
+    ]
+    for channel in {r.channel_id for r in refs}:
+        await store.update_config(
+            ChannelRef(Platform.DISCORD, channel, "g-shared"),
+            Scope.CHANNEL,
+            admin,
+            {"source": "custom", "proxy_url": fake, "model": "m", "bypass_status_check": True},
+            action="bench",
+        )
+    per = WORKER_TURNS // WORKER_CONVERSATIONS
+
+    async def conversation(ref: ChannelRef, n: int) -> None:
+        for k in range(per):
+            user = Actor(f"{tag}-u{(n + k) % 20}", "U")
+            await core.chat(Incoming(ref, user, f"question {k}"), Sink())
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{fake}/chat/completions").mock(
+            return_value=httpx.Response(
+                200, content=body.encode(), headers={"content-type": "text/event-stream"}
+            )
+        )
+        t = time.perf_counter()
+        await asyncio.gather(*(conversation(r, n) for n, r in enumerate(refs)))
+        took = time.perf_counter() - t
+    await core.close()
+    print(f"  worker {tag}: {WORKER_TURNS} turns in {took:.2f} s")
+
+
+async def two_processes(name: str, url: str) -> None:
+    """1,000 turns from two processes on one database under a server-wide limit that
+    holds them all; then every usage row is counted."""
+    from sqlalchemy import func, select
+
+    from bot.types import Actor, ChannelRef, Platform, Scope
+
+    await upgrade_to_head(url)
+    store = await Store.open(
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of()
+    )
+    admin = Actor("admin", "Admin", is_channel_admin=True, is_server_admin=True)
+    shared = ChannelRef(Platform.DISCORD, "c0", "g-shared")
+    await store.quotas.set_limit(shared, Scope.SERVER, "tokens_per_server_day", 10**9, admin)
+    t = time.perf_counter()
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--worker", url, "--tag", tag
+        )
+        for tag in ("a", "b")
+    ]
+    codes = [await p.wait() for p in procs]
+    took = time.perf_counter() - t
+    async with store.engine.connect() as conn:
+        found = await conn.execute(
+            select(UsageRow.state, func.count(), func.sum(UsageRow.input_tokens))
+            .where(UsageRow.server_id == "g-shared")
+            .group_by(UsageRow.state)
+        )
+        states = {str(s): (int(n), int(tokens or 0)) for s, n, tokens in found.all()}
+    await store.close()
+    print(
+        f"{name}: two processes, {2 * WORKER_TURNS} turns in {took:.2f} s (exit {codes}): "
+        f"usage rows by state {states}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=30_000)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--quota-only", action="store_true")
+    parser.add_argument("--worker", default="")
+    parser.add_argument("--tag", default="a")
     args = parser.parse_args()
+    if args.worker:
+        asyncio.run(worker(args.worker, args.tag))
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(measure("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", args.rows))
+        if not args.quota_only:
+            asyncio.run(measure("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", args.rows))
+        asyncio.run(measure_quota("SQLite", f"sqlite+aiosqlite:///{tmp}/quota.db", args.rows))
+        asyncio.run(two_processes("SQLite", f"sqlite+aiosqlite:///{tmp}/two.db"))
     if args.postgres:
         with postgres() as url:
-            asyncio.run(measure("PostgreSQL", url, args.rows))
+            if not args.quota_only:
+                asyncio.run(measure("PostgreSQL", url, args.rows))
+            asyncio.run(measure_quota("PostgreSQL", url, args.rows))
+            asyncio.run(two_processes("PostgreSQL", url))
 
 
 if __name__ == "__main__":
