@@ -344,7 +344,7 @@ class ChatEngine(_QuotaHooks):
         history = await self._history(ref)
         question, answer = _newest_turn(history)
         if question is None and action in (Control.NEXT, Control.PREVIOUS):
-            greeting = next((e for e in history if e.role is Role.ASSISTANT), None)
+            greeting = next((e for e in reversed(history) if e.role is Role.ASSISTANT), None)
             if greeting is not None and greeting.reply_to is not None:
                 # A character's greeting: its alternate greetings are its swipes.
                 return await self._swipe(ref, greeting.reply_to, action, sink)

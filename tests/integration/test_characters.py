@@ -13,7 +13,7 @@ import respx
 from bot.characters import read_card
 from bot.commands import Invocation
 from bot.types import Attachment, ChannelRef, Platform, Reply, Role, Scope
-from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness
+from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness, make_core
 from tests.integration.test_chat import FAKE, CollectingSink, ask, configure_fake, sse
 from tests.unit.characters.samples import png_with
 
@@ -285,3 +285,32 @@ async def test_a_bad_preset_changes_nothing(harness: Harness) -> None:
         reply = await run(harness, ("preset", "import"), file=card_file(data, "p.json"))
         assert not reply.ok and "\n" not in reply.text
     assert await harness.store.scope_values(REF, Scope.CHANNEL) == before
+
+
+async def test_cards_and_greetings_on_sqlite_and_postgresql(database_url: str) -> None:
+    core = await make_core(database_url)
+    try:
+        h = Harness(core, core.store, database_url)
+        other = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+        reply = await run(
+            h, ("character", "import"), actor=SERVER_ADMIN, file=card_file(CARD), scope="server"
+        )
+        assert reply.ok, reply.text
+        own = copy.deepcopy(CARD)
+        own["data"]["nickname"] = "Bosun"
+        await run(h, ("character", "import"), file=card_file(own))
+        here, there = await h.store.character(REF), await h.store.character(other)
+        assert here is not None and here.name == "Bosun" and here.scope is Scope.CHANNEL
+        assert there is not None and there.name == "Aurelia" and there.scope is Scope.SERVER
+        # Both imports ran in REF, each greeting whoever imported it.
+        history = await h.store.history(REF, 10)
+        assert [e.content for e in history] == ["Welcome aboard, Olga.", "Welcome aboard, Ada."]
+        sink = CollectingSink()
+        await h.core.run_control(REF, MEMBER, Invocation(("swipe",), {"direction": "next"}), sink)
+        assert sink.final == "Another stowaway, Ada?"
+        full = await h.store.character(REF, with_image=True)
+        assert full is not None and full.image is None  # a JSON card has no image
+        assert await h.store.clear_character(REF, Scope.CHANNEL, ADMIN) == "Bosun"
+        assert (await h.core.persona(REF)).name == "Aurelia"  # type: ignore[union-attr]
+    finally:
+        await core.close()
