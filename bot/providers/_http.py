@@ -53,6 +53,10 @@ _BACKOFF_CAP = 8.0
 _LANE_SIZE = 16  # connections per pool before another pool (lane) takes new requests
 _KEEPALIVE_SECONDS = 5.0  # httpx's default: idle connections a server may already drop
 _READ_SLACK = 1.0  # how much later than the provider layer's own limits a bare read ends
+# How long a URL's policy check stands for the requests that follow. Every new connection
+# vets the addresses it actually reaches again, so this spares each turn a lookup only.
+_CHECK_SECONDS = 60.0
+_CHECKS_KEPT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ class Transport:
         # Bases that took / refused OpenAI's `stream_options` (usage on the last chunk).
         self.usage_option: dict[str, bool] = {}
         self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
+        self._checks: dict[str, tuple[float, str]] = {}  # URL → (valid until, checked URL)
         self._tls: ssl.SSLContext | None = None
         s = settings
         self._lane_size = min(_LANE_SIZE, s.max_connections_per_endpoint)
@@ -129,11 +134,19 @@ class Transport:
             await client.aclose()
 
     async def checked(self, url: str) -> str:
-        """Run a user-supplied URL through the endpoint policy."""
+        """Run a user-supplied URL through the endpoint policy (a pass stands a minute)."""
+        now = time.monotonic()
+        passed = self._checks.get(url)
+        if passed is not None and now < passed[0]:
+            return passed[1]
         try:
-            return await self.policy.check(url)
+            checked = await self.policy.check(url)
         except EndpointRefused as err:
             raise EndpointNotAllowed(str(err)) from None
+        if len(self._checks) >= _CHECKS_KEPT:
+            self._checks.clear()
+        self._checks[url] = (now + _CHECK_SECONDS, checked)
+        return checked
 
     def retry_delay(self, attempt: int, err: ProviderError, started: float) -> float | None:
         """Seconds to wait before another attempt, or None to give up now."""

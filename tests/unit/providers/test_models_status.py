@@ -336,3 +336,39 @@ async def test_a_reverse_proxy_without_v1_is_corrected_for_every_source(
     assert result.base_url == "https://llm.example.com/proxy/v1"
     sent = models.calls.last.request.headers
     assert "authorization" not in sent and "x-api-key" not in sent  # no key to a proxy
+
+
+async def test_a_passed_url_check_stands_for_the_turns_that_follow(
+    router: respx.MockRouter, sleeps: list[float]
+) -> None:
+    """Turns do not look the proxy's name up again for the request-time check (every new
+    connection still vets the addresses it reaches); a refused URL stays refused."""
+    from bot.providers import ProviderSettings
+    from bot.providers.policy import EndpointPolicy
+
+    from .conftest import fake_resolver
+
+    looked_up: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return await fake_resolver(host, port)
+
+    router.post("https://proxy.example.net/v1/chat/completions").mock(
+        side_effect=lambda _: sse_response(
+            sse_bytes([(None, openai_chunk("hi", "stop")), (None, "[DONE]")])
+        )[0]
+    )
+    hub = ProviderHub(ProviderSettings(), policy=EndpointPolicy(resolver=resolver))
+    try:
+        provider = hub.provider(Endpoint(Source.OPENAI, proxy_url="https://proxy.example.net/v1"))
+        for _ in range(3):
+            assert "".join([d.text async for d in provider.stream_chat(REQUEST)]) == "hi"
+        assert looked_up == ["proxy.example.net"]
+        inside = hub.provider(Endpoint(Source.CUSTOM, proxy_url="https://inside.example.com/v1"))
+        for _ in range(2):
+            with pytest.raises(EndpointNotAllowed):
+                _ = [d async for d in inside.stream_chat(REQUEST)]
+        assert looked_up.count("inside.example.com") == 2
+    finally:
+        await hub.aclose()
