@@ -211,3 +211,33 @@ async def test_a_deleted_webhook_is_replaced(core: Core, endpoint: FakeOpenAI) -
         assert len(fake.bot_calls("POST", f"/channels/{fake.channel_id}/webhooks")) == 2
     finally:
         await fake.stop()
+
+
+async def test_a_new_card_renames_the_same_webhook(core: Core, endpoint: FakeOpenAI) -> None:
+    fake = await _fake(manage_webhooks=True)
+    try:
+        await _import(core, fake)
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> one")
+            await fake.wait_until(lambda: len(_by_webhook(fake)) == 1, 30)
+            other = json.loads(json.dumps(CARD))
+            other["data"]["nickname"] = "Bosun"
+
+            async def fetch() -> bytes:
+                return json.dumps(other).encode()
+
+            file = Attachment("bosun.json", "", 10, fetch)
+            inv = Invocation(("character", "import"), {"file": file})
+            assert (await core.run_command(_ref(fake), ADMIN, inv)).ok
+            await fake.user_says(f"<@{fake.bot_id}> two")
+            await fake.wait_until(lambda: len(_by_webhook(fake)) == 2, 30)
+        [hook] = fake.webhooks.values()
+        assert hook["name"] == "Bosun"
+        assert _by_webhook(fake)[-1]["author"]["username"] == "Bosun"
+        assert len(fake.bot_calls("POST", f"/channels/{fake.channel_id}/webhooks")) == 1
+        renames = [
+            c for c in fake.calls if (c.method, c.path) == ("PATCH", f"/webhooks/{hook['id']}")
+        ]
+        assert len(renames) == 1 and renames[0].body["name"] == "Bosun"
+    finally:
+        await fake.stop()
