@@ -18,7 +18,7 @@ from bot.core import DEFAULT_PREFIXES, Core, Gate, TurnLimits
 from bot.frontends import FrontendError
 from bot.providers import ProviderHub, ProviderSettings
 from bot.settings import Settings
-from bot.store import SecretBox, Store, generate_key
+from bot.store import SecretBox, Store, StoreError, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.types import ChannelConfig, Platform, SecretValue
 from bot.types.usage import USAGE_COLUMNS
@@ -94,9 +94,13 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
             admins=settings.admin_ids,
         ),
     )
-    settled = await core.settle_reserved()
-    if settled:
-        log.info("settled %d usage row(s) a stopped process had reserved", settled)
+    try:
+        settled = await core.settle_reserved()
+    except StoreError as err:  # a read-only or full database: turns say so themselves
+        log.warning("could not settle usage a stopped process had reserved: %s", err)
+    else:
+        if settled:
+            log.info("settled %d usage row(s) a stopped process had reserved", settled)
     return core
 
 
