@@ -41,6 +41,7 @@ from bot.conversation.vision import sees_images
 from bot.fields import REGISTRY
 from bot.providers import ChatRequest, Endpoint, ProviderHub
 from bot.store import Store, StoreError
+from bot.store.quotas import Guarded
 from bot.store.secrets import SecretUnreadable
 from bot.types import (
     Actor,
@@ -59,6 +60,7 @@ from bot.types.secrets import looks_like_key
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
 from bot.usage.quota import Gate as Gate  # the Core hands it over
+from bot.usage.quota import guard as quota_guard
 
 log = logging.getLogger("bot.conversation")
 
@@ -158,13 +160,6 @@ class _QuotaHooks:
         question: HistoryEntry | None,
     ) -> Refusal | None:
         """Reserve the turn's estimate under the limits here; the refusal when one is full."""
-        newest = question.content if question else ""
-        budget = history_budget(
-            config.number("context"), config.number("max_tokens"), config.system_prompt, newest
-        )
-        sent = min(sum(e.tokens for e in history), budget)
-        prompt = sent + (question.tokens if question else 0)
-        prompt += estimate_tokens(config.system_prompt) if config.system_prompt else 0
         done = await charge(
             self._store,
             self._gate,
@@ -172,13 +167,32 @@ class _QuotaHooks:
             user_id,
             source=config.source.value,
             model=config.model or "",
-            estimate=turn_estimate(prompt, config.number("max_tokens")),
+            estimate=_estimate(config, history, question),
         )
         if isinstance(done, Charged):
             if done.reserved is not None:
                 self._reserved[key] = done.reserved
             return None
         return done
+
+    async def _question_charge(
+        self,
+        ref: ChannelRef,
+        user_id: str,
+        config: ChannelConfig,
+        history: list[HistoryEntry],
+        question: HistoryEntry,
+    ) -> Guarded[Refusal] | None:
+        """A new question's charge, to run where the question is stored."""
+        return await quota_guard(
+            self._store,
+            self._gate,
+            ref,
+            user_id,
+            source=config.source.value,
+            model=config.model or "",
+            estimate=_estimate(config, history, question),
+        )
 
     async def _release(self, key: str) -> None:
         """A reserved turn that never reached the model costs nothing."""
@@ -299,11 +313,17 @@ class ChatEngine(_QuotaHooks):
                 images=tuple(ImageRef(i.sha256, i.name, i.media_type) for i in attached.images),
                 author_id=incoming.actor.id,
             )
-            refused = await self._charge(key, ref, incoming.actor.id, config, history, question)
-            if refused is not None:
+            # The quota charge runs in the transaction that stores the question: one
+            # commit before the model is asked, and a refused question is not stored.
+            charge = await self._question_charge(ref, incoming.actor.id, config, history, question)
+            stored = await self._store.add_messages(ref, [question], attached.images, charge)
+            if charge is not None and charge.refusal is not None:
+                refused = charge.refusal
                 log.info("a turn in %s was refused by %s", ref, refused.name.value)
                 return TurnResult(refused.text, None, called_provider=False, refusal=refused.text)
-            (question,) = await self._store.add_messages(ref, [question], attached.images)
+            if charge is not None and charge.reserved is not None:
+                self._reserved[key] = charge.reserved
+            (question,) = stored
             sees = not attached.images or await self._sees(ref, config)
             request = await self._request(ref, config, [*history, question], sees)
         except _Blocked as blocked:
@@ -647,6 +667,20 @@ class ChatEngine(_QuotaHooks):
             log.warning("could not store the end of a turn in %s: %s", ref, err)
             return f"This answer could not be saved ({err}) It will not be part of the history."
         return ""
+
+
+def _estimate(
+    config: ChannelConfig, history: list[HistoryEntry], question: HistoryEntry | None
+) -> int:
+    """What a turn is charged before the model answers: the prompt it will send (as much
+    history as the context holds) and a short answer."""
+    newest = question.content if question else ""
+    budget = history_budget(
+        config.number("context"), config.number("max_tokens"), config.system_prompt, newest
+    )
+    prompt = min(sum(e.tokens for e in history), budget) + (question.tokens if question else 0)
+    prompt += estimate_tokens(config.system_prompt) if config.system_prompt else 0
+    return turn_estimate(prompt, config.number("max_tokens"))
 
 
 class _Blocked(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, cast
@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database, audit_row
 from bot.store.batch import Batcher
@@ -45,11 +45,18 @@ _UPDATE = (
 )
 
 
+Guard = Callable[[AsyncConnection], Awaitable[bool]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Insert:
     rows: list[dict[str, Any]]
     links: list[tuple[ImageRef, ...]]  # per row: the images it showed
     blobs: tuple[Image, ...] = ()  # their bytes (kept once per hash)
+    # Runs first in the same transaction (a quota charge); False: these rows are not
+    # stored. Guards run in `order` order, so two batches lock the same rows alike.
+    guard: Guard | None = None
+    order: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +111,25 @@ class HistoryPart:
         return await self._reads.history(ref, limit)
 
     async def add(
-        self, ref: ChannelRef, entries: Sequence[HistoryEntry], images: Sequence[Image] = ()
+        self,
+        ref: ChannelRef,
+        entries: Sequence[HistoryEntry],
+        images: Sequence[Image] = (),
+        guard: Guard | None = None,
+        order: tuple[str, ...] = (),
     ) -> list[HistoryEntry]:
-        """Store new entries and the bytes of their images (all or none), with row ids."""
-        write = _Insert([_row(ref, e) for e in entries], [e.images for e in entries], tuple(images))
+        """Store new entries and the bytes of their images (all or none), with row ids;
+        none (an empty list) when `guard`, run first in the same transaction, says no."""
+        write = _Insert(
+            [_row(ref, e) for e in entries],
+            [e.images for e in entries],
+            tuple(images),
+            guard,
+            order,
+        )
         ids = await self._writes.submit(write)
+        if guard is not None and len(ids) < len(entries):
+            return []
         stored = [replace(e, id=i) for e, i in zip(entries, ids, strict=True)]
         self._reads.appended(ref, stored)
         return stored
@@ -261,13 +282,22 @@ class HistoryPart:
 
     async def _write_batch(self, writes: Sequence[_Insert | _Update]) -> list[list[int]]:
         """Every insert and update that arrived together, in one transaction."""
-        inserts = [w for w in writes if isinstance(w, _Insert)]
-        rows = [row for w in inserts for row in w.rows]
-        links = [refs for w in inserts for refs in w.links]
-        blobs = {b.sha256: b for w in inserts for b in w.blobs}
         changes = [w.values for w in writes if isinstance(w, _Update)]
+        refused: set[int] = set()  # positions in `writes` of inserts a guard turned down
 
         async def work(session: AsyncSession) -> list[int]:
+            refused.clear()
+            guarded = [(i, w) for i, w in enumerate(writes) if isinstance(w, _Insert) and w.guard]
+            for i, w in sorted(guarded, key=lambda pair: pair[1].order):
+                assert isinstance(w, _Insert) and w.guard is not None
+                if not await w.guard(await session.connection()):
+                    refused.add(i)
+            inserts = [
+                w for i, w in enumerate(writes) if isinstance(w, _Insert) and i not in refused
+            ]
+            rows = [row for w in inserts for row in w.rows]
+            links = [refs for w in inserts for refs in w.links]
+            blobs = {b.sha256: b for w in inserts for b in w.blobs}
             ids: list[int] = []
             if blobs:
                 now = utcnow()
@@ -309,4 +339,7 @@ class HistoryPart:
             return ids
 
         ids = iter(await self._db.write("history write", work))
-        return [[next(ids) for _ in w.rows] if isinstance(w, _Insert) else [] for w in writes]
+        return [
+            [next(ids) for _ in w.rows] if isinstance(w, _Insert) and i not in refused else []
+            for i, w in enumerate(writes)
+        ]

@@ -10,9 +10,9 @@ database's write lock first, before any read, so two processes never deadlock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -145,39 +145,39 @@ class QuotaPart:
         self, ref: ChannelRef, charge: Charge, decide: Callable[[Counts], V | None]
     ) -> tuple[int | None, V | None]:
         """Reserve `charge` unless `decide` (given the counts) refuses: (row id, None) or
-        (None, refusal), atomically across processes."""
-        top = _top(ref)
-        lock = {"platform": top[0], "server_id": top[1], "channel_id": top[2]}
-        where = _where(ref, charge.user_id, charge.at)
-        row = {
-            "created_at": charge.at,
-            "day": charge.at.date(),
-            "platform": charge.platform,
-            "server_id": charge.server_id[:NAME_CHARS],
-            "channel_id": charge.channel_id[:NAME_CHARS],
-            "thread_id": charge.thread_id[:NAME_CHARS],
-            "user_id": charge.user_id[:NAME_CHARS],
-            "source": charge.source,
-            "model": charge.model[:NAME_CHARS],
-            "input_tokens": max(0, charge.estimate),
-            "output_tokens": 0,
-            "estimated": True,
-            "error": False,
-            "key_scope": "none",
-            "state": RESERVED,
-        }
+        (None, refusal), atomically across processes, in a transaction of its own."""
 
         async def work(session: AsyncSession) -> tuple[int | None, V | None]:
-            conn = await session.connection()
-            await conn.execute(self._statements.lock, lock)
-            counts = await self._statements.counts(conn, ref, where, charge.count_recent)
-            refusal = decide(counts)
-            if refusal is not None:
-                return None, refusal
-            found = await conn.execute(self._statements.reserve, row)
-            return int(found.scalar_one()), None
+            return await self._charge_on(await session.connection(), ref, charge, decide)
 
         return await self._db.write("usage charge", work)
+
+    def guard(
+        self, ref: ChannelRef, charge: Charge, decide: Callable[[Counts], V | None]
+    ) -> Guarded[V]:
+        """The same charge as a guard for another write's transaction (the question's):
+        the turn then commits once before the model is asked."""
+        held: Guarded[V] = Guarded(lambda conn: self._charge_on(conn, ref, charge, decide))
+        held.order = _top(ref)
+        return held
+
+    async def _charge_on(
+        self,
+        conn: AsyncConnection,
+        ref: ChannelRef,
+        charge: Charge,
+        decide: Callable[[Counts], V | None],
+    ) -> tuple[int | None, V | None]:
+        top = _top(ref)
+        await conn.execute(
+            self._statements.lock, {"platform": top[0], "server_id": top[1], "channel_id": top[2]}
+        )
+        where = _where(ref, charge.user_id, charge.at)
+        refusal = decide(await self._statements.counts(conn, ref, where, charge.count_recent))
+        if refusal is not None:
+            return None, refusal
+        found = await conn.execute(self._statements.reserve, _reserved_row(charge))
+        return int(found.scalar_one()), None
 
     async def release(self, row_id: int) -> None:
         """Drop a reservation whose turn never reached the model."""
@@ -293,6 +293,43 @@ def _rule_reader(key: Key, scope: Scope) -> Callable[[AsyncSession], Any]:
         return rules
 
     return read
+
+
+def _reserved_row(charge: Charge) -> dict[str, Any]:
+    return {
+        "created_at": charge.at,
+        "day": charge.at.date(),
+        "platform": charge.platform,
+        "server_id": charge.server_id[:NAME_CHARS],
+        "channel_id": charge.channel_id[:NAME_CHARS],
+        "thread_id": charge.thread_id[:NAME_CHARS],
+        "user_id": charge.user_id[:NAME_CHARS],
+        "source": charge.source,
+        "model": charge.model[:NAME_CHARS],
+        "input_tokens": max(0, charge.estimate),
+        "output_tokens": 0,
+        "estimated": True,
+        "error": False,
+        "key_scope": "none",
+        "state": RESERVED,
+    }
+
+
+class Guarded(Generic[V]):
+    """A charge waiting to run inside another write: `run` it there; then `reserved` or
+    `refusal` says how it went (the last attempt's, when a transaction was retried)."""
+
+    def __init__(
+        self, charge: Callable[[AsyncConnection], Awaitable[tuple[int | None, V | None]]]
+    ) -> None:
+        self._charge = charge
+        self.order: tuple[str, ...] = ()
+        self.reserved: int | None = None
+        self.refusal: V | None = None
+
+    async def run(self, conn: AsyncConnection) -> bool:
+        self.reserved, self.refusal = await self._charge(conn)
+        return self.refusal is None
 
 
 def _where(ref: ChannelRef, user_id: str, now: datetime) -> dict[str, Any]:

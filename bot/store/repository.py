@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date, timedelta
 from functools import partial
 from types import MappingProxyType
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -22,7 +23,7 @@ from bot.store.config import AuditEntry, ConfigPart, checked, merge
 from bot.store.db import create_engine
 from bot.store.history import HistoryPart
 from bot.store.model_lists import ModelLists
-from bot.store.quotas import QuotaPart
+from bot.store.quotas import Guarded, QuotaPart
 from bot.store.reads import TurnReads
 from bot.store.secrets import SecretBox
 from bot.store.usage import UsagePart
@@ -213,11 +214,19 @@ class Store:
         return await self._history.history(ref, limit)
 
     async def add_messages(
-        self, ref: ChannelRef, entries: Sequence[HistoryEntry], images: Sequence[Image] = ()
+        self,
+        ref: ChannelRef,
+        entries: Sequence[HistoryEntry],
+        images: Sequence[Image] = (),
+        charge: Guarded[Any] | None = None,
     ) -> list[HistoryEntry]:
         """Store new entries at once (all or none), with the bytes of the images they show
-        (`entries[i].images` name them); returned with their row ids."""
-        return await self._history.add(ref, entries, images)
+        (`entries[i].images` name them); returned with their row ids. With a quota
+        `charge` (quotas.guard) it runs first in the same transaction, and a refused one
+        stores nothing (an empty list)."""
+        if charge is None:
+            return await self._history.add(ref, entries, images)
+        return await self._history.add(ref, entries, images, charge.run, charge.order)
 
     async def image_data(self, refs: Sequence[ImageRef]) -> dict[str, Image]:
         """The stored bytes of these images by hash; pruned ones are missing."""

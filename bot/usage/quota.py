@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 from bot.store import Store
+from bot.store.quotas import Guarded
 from bot.types import Actor, ChannelRef
 from bot.types.limits import Charge, Counts, LimitName
 from bot.usage.access import OperatorAccess, may_chat
@@ -92,6 +93,41 @@ async def charge(
 
     row_id, refusal = await store.quotas.charge(ref, ask, decide)
     return refusal if refusal is not None else Charged(row_id)
+
+
+async def guard(
+    store: Store,
+    gate: Gate,
+    ref: ChannelRef,
+    user_id: str,
+    *,
+    source: str,
+    model: str,
+    estimate: int,
+) -> Guarded[Refusal] | None:
+    """The charge of a new question, to run inside the transaction that stores it
+    (Store.add_messages(charge=…)); None when no limit holds here."""
+    limits = await limits_here(store, gate, ref)
+    if not limits:
+        return None
+    now = datetime.now(UTC)
+    ask = Charge(
+        now,
+        ref.platform.value,
+        ref.server_id,
+        ref.channel_id,
+        ref.thread_id,
+        user_id,
+        source,
+        model,
+        estimate,
+        count_recent=LimitName.MESSAGES_PER_USER_MINUTE in limits,
+    )
+
+    def decide(counts: Counts) -> Refusal | None:
+        return check(limits, counts, estimate, now)
+
+    return store.quotas.guard(ref, ask, decide)
 
 
 async def settle_stale(store: Store, answer_timeout: float) -> int:
