@@ -181,6 +181,31 @@ async def measure_quota(name: str, url: str, rows: int) -> None:
         print(f"{name}: settle (UPDATE of the reserved row): {ms(settled)}")
         print(f"{name}: charge + settle: {ms(whole)}")
         print(f"{name}: charge where no limit holds (cached read): {ms(unlimited)}")
+        # What a new question costs now: its store with the charge in the same transaction,
+        # against the same store without a charge (no limit here).
+        from bot.types import HistoryEntry, Role
+        from bot.usage.quota import guard
+
+        plain, guarded = [], []
+        for i in range(550):
+            user = f"u{i % 500}"
+            question = HistoryEntry(Role.USER, f"question {i}", author="U", tokens=3)
+            t0 = time.perf_counter()
+            await store.add_messages(free, [question])
+            t1 = time.perf_counter()
+            held = await guard(store, gate, limited, user, source="openai", model="m", estimate=300)
+            assert held is not None
+            await store.add_messages(limited, [question], (), held)
+            t2 = time.perf_counter()
+            assert held.reserved is not None
+            await store.record_usage(record(1), held.reserved)
+            if i >= 50:
+                plain.append(t1 - t0)
+                guarded.append(t2 - t1)
+        print(f"{name}: question stored, no limit: {ms(plain)}")
+        print(f"{name}: question stored with the charge in its transaction: {ms(guarded)}")
+        added = statistics.median(guarded) - statistics.median(plain)
+        print(f"{name}: added by the charge (difference of the p50s): {added * 1000:.2f} ms")
         floor = []
         for i in range(300):
             t = time.perf_counter()
