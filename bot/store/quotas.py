@@ -10,7 +10,7 @@ database's write lock first, before any read, so two processes never deadlock.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -22,7 +22,9 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -168,11 +170,23 @@ class QuotaPart:
         charge: Charge,
         decide: Callable[[Counts], V | None],
     ) -> tuple[int | None, V | None]:
+        where = _where(ref, charge.user_id, charge.at)
+        if not self._db.postgres:
+            # SQLite: the reserved row's INSERT takes the database's write lock before
+            # anything is read, which is all the lock row is for; the sums then hold
+            # this row too, so they are taken without it. A refusal deletes it again.
+            found = await conn.execute(self._statements.reserve, _reserved_row(charge))
+            reserved = int(found.scalar_one())
+            counts = await self._statements.counts(conn, ref, where, charge.count_recent)
+            refusal = decide(_without(counts, charge))
+            if refusal is None:
+                return reserved, None
+            await conn.execute(delete(UsageRow).where(UsageRow.id == reserved))
+            return None, refusal
         top = _top(ref)
         await conn.execute(
             self._statements.lock, {"platform": top[0], "server_id": top[1], "channel_id": top[2]}
         )
-        where = _where(ref, charge.user_id, charge.at)
         refusal = decide(await self._statements.counts(conn, ref, where, charge.count_recent))
         if refusal is not None:
             return None, refusal
@@ -295,6 +309,20 @@ def _rule_reader(key: Key, scope: Scope) -> Callable[[AsyncSession], Any]:
     return read
 
 
+def _without(counts: Counts, charge: Charge) -> Counts:
+    """The counts as they were before `charge`'s own reserved row."""
+    estimate = max(0, charge.estimate)
+    recent = list(counts.user_recent)
+    if recent:
+        recent.pop(recent.index(charge.at) if charge.at in recent else len(recent) - 1)
+    return Counts(
+        counts.user_tokens_today - estimate,
+        counts.channel_tokens_today - estimate,
+        counts.server_tokens_today - estimate,
+        tuple(recent),
+    )
+
+
 def _reserved_row(charge: Charge) -> dict[str, Any]:
     return {
         "created_at": charge.at,
@@ -362,41 +390,55 @@ class _Statements:
         )
         self.reserve = insert(u).returning(u.id)
         tokens = u.input_tokens + u.output_tokens
+        at = u.created_at.type
+        day = [
+            u.platform == bindparam("platform"),
+            u.server_id == bindparam("server_id"),
+            u.day == bindparam("today"),
+        ]
+        minute = [
+            u.platform == bindparam("platform"),
+            u.server_id == bindparam("server_id"),
+            u.user_id == bindparam("user_id"),
+            u.day >= bindparam("since_day"),
+            u.created_at > bindparam("since", type_=at),
+        ]
+        # A place without a server is its own: its rows are the channel's.
+        here = u.channel_id == bindparam("channel_id")
         # One pass over the server's rows of the day (an index range) for all three sums.
-        sums = select(
+        sums = (
             func.coalesce(func.sum(case((u.user_id == bindparam("user_id"), tokens), else_=0)), 0),
             func.coalesce(
                 func.sum(case((u.channel_id == bindparam("channel_id"), tokens), else_=0)), 0
             ),
             func.coalesce(func.sum(tokens), 0),
-        ).where(
-            u.platform == bindparam("platform"),
-            u.server_id == bindparam("server_id"),
-            u.day == bindparam("today"),
         )
-        recent = (
-            select(u.created_at)
-            .where(
-                u.platform == bindparam("platform"),
-                u.server_id == bindparam("server_id"),
-                u.user_id == bindparam("user_id"),
-                u.day >= bindparam("since_day"),
-                u.created_at > bindparam("since", type_=u.created_at.type),
-            )
-            .order_by(u.created_at)
-        )
-        # A place without a server is its own: its rows are the channel's.
-        here = u.channel_id == bindparam("channel_id")
-        self._sums = {True: sums, False: sums.where(here)}
-        self._recent = {True: recent, False: recent.where(here)}
+        self._sums = {
+            has: select(*sums).where(*day, *([] if has else [here])) for has in (True, False)
+        }
+        # With a messages limit: the sums and the user's last minute in one round trip,
+        # the sums' row first (kind 0), then the minute's times in order.
+        self._both = {
+            has: union_all(
+                select(literal(0).label("kind"), *sums, literal(None, at).label("at")).where(
+                    *day, *([] if has else [here])
+                ),
+                select(literal(1), literal(0), literal(0), literal(0), u.created_at).where(
+                    *minute, *([] if has else [here])
+                ),
+            ).order_by("kind", "at")
+            for has in (True, False)
+        }
 
     async def counts(
         self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], recent: bool
     ) -> Counts:
         has = ref.has_server
-        summed = (await conn.execute(self._sums[has], where)).one()
-        user_today, channel_today, server_today = (int(v or 0) for v in summed)
-        times: Sequence[datetime] = ()
-        if recent:
-            times = (await conn.execute(self._recent[has], where)).scalars().all()
-        return Counts(user_today, channel_today, server_today, tuple(times))
+        if not recent:
+            summed = (await conn.execute(self._sums[has], where)).one()
+            user_today, channel_today, server_today = (int(v or 0) for v in summed)
+            return Counts(user_today, channel_today, server_today)
+        rows = (await conn.execute(self._both[has], where)).all()
+        user_today, channel_today, server_today = (int(v or 0) for v in rows[0][1:4])
+        times = tuple(r[4] for r in rows[1:])
+        return Counts(user_today, channel_today, server_today, times)
