@@ -281,9 +281,9 @@ class QuotaLockRow(Base):
 class UsageRow(Base):
     """One provider call that cost tokens: who, where, which model, how many, whose key.
 
-    Insert-only today; `state` leaves room for quotas to reserve an estimate before a
-    call ("reserved") and settle it after ("settled") in the same table, so a limit is
-    one SUM over rows of one transaction on any number of processes.
+    Where a limit holds, a turn first reserves an estimate ("reserved", see
+    store/quotas.py) and settles the real counts after the call ("settled"), in the same
+    table, so a limit is one SUM over rows of one transaction on any number of processes.
     """
 
     __tablename__ = "usage"

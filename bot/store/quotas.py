@@ -1,10 +1,11 @@
 """Limits and who-may-chat rules per channel or server, and the atomic charge: a usage
-row reserved only if the sums it would join stay under the limits, in one transaction.
+row reserved only if the sums it would join stay under the limits, in one transaction
+(its own, or the one that stores the question).
 
-A charge first bumps its server's row in quota_locks: on PostgreSQL that row lock
-queues every other charge of the server (any process) until commit, and the sums read
-after it see what the one before reserved; on SQLite the same write takes the
-database's write lock first, before any read, so two processes never deadlock.
+On PostgreSQL a charge first bumps its server's row in quota_locks: that row lock queues
+every other charge of the server (any process) until commit, and the sums read after it
+see what the one before reserved. On SQLite the reserved row's INSERT comes first and
+takes the database's write lock before any read, so two processes never deadlock.
 """
 
 from __future__ import annotations
