@@ -10,8 +10,9 @@ takes the database's write lock before any read, so two processes never deadlock
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -25,19 +26,23 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    tuple_,
     union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database, Key, key_of
+from bot.store.batch import Batcher
 from bot.store.models import AccessRuleRow, LimitRow, QuotaLockRow, UsageRow, utcnow
 from bot.types import Actor, ChannelRef, Scope
 from bot.types.limits import AccessKind, AccessRule, Charge, Counts, Effect, ScopeLimits
 
 V = TypeVar("V")
+Q = TypeVar("Q")
 CACHE_SECONDS = 30.0  # a process serves its channels alone; this bounds a CLI's change
 _CACHED = 10_000
+_READ_BATCH = 200  # scopes per batched read
 RESERVED = "reserved"
 SETTLED = "settled"
 
@@ -87,17 +92,24 @@ class QuotaPart:
         self._limits = _Cache()
         self._statements = _Statements(db)
         self._rules = _Cache()
+        # A burst of channels not read yet reads its scopes in one query, not four each.
+        self._limit_reads: Batcher[Key, dict[str, int | None]] = Batcher(
+            self._read_limits, _READ_BATCH
+        )
+        self._rule_reads: Batcher[tuple[Key, Scope], list[AccessRule]] = Batcher(
+            self._read_rules, _READ_BATCH
+        )
 
     # ---- limits ---------------------------------------------------------------------
 
     async def limits(self, ref: ChannelRef) -> ScopeLimits:
         """What is set for this channel and its server (None: set to off)."""
         found = ScopeLimits()
-        for scope, key in _keys(ref):
-            values = self._limits.get(key)
-            if values is None:
-                values = await self._db.read("limits read", _limit_reader(key))
-                self._limits.put(key, values)
+        keys = _keys(ref)
+        read = await asyncio.gather(
+            *(_remembered(self._limits, key, self._limit_reads.submit, key) for _, key in keys)
+        )
+        for (scope, _), values in zip(keys, read, strict=True):
             (found.server if scope is Scope.SERVER else found.channel).update(values)
         return found
 
@@ -227,14 +239,54 @@ class QuotaPart:
 
     async def rules(self, ref: ChannelRef) -> list[AccessRule]:
         """The channel's rules, then its server's."""
-        found: list[AccessRule] = []
-        for scope, key in _keys(ref):
-            rules = self._rules.get(key)
-            if rules is None:
-                rules = await self._db.read("access read", _rule_reader(key, scope))
-                self._rules.put(key, rules)
-            found.extend(rules)
-        return found
+        keys = _keys(ref)
+        read = await asyncio.gather(
+            *(
+                _remembered(self._rules, key, self._rule_reads.submit, (key, scope))
+                for scope, key in keys
+            )
+        )
+        return [rule for rules in read for rule in rules]
+
+    async def _read_limits(self, keys: Sequence[Key]) -> list[dict[str, int | None]]:
+        at = tuple_(LimitRow.platform, LimitRow.server_id, LimitRow.channel_id)
+        stmt = select(
+            LimitRow.platform,
+            LimitRow.server_id,
+            LimitRow.channel_id,
+            LimitRow.name,
+            LimitRow.value,
+        ).where(at.in_(sorted(set(keys))))
+
+        async def read(session: AsyncSession) -> dict[Key, dict[str, int | None]]:
+            found: dict[Key, dict[str, int | None]] = {}
+            for platform, server, channel, name, value in (await session.execute(stmt)).all():
+                values = found.setdefault((platform, server, channel), {})
+                values[str(name)] = None if value is None else int(value)
+            return found
+
+        found = await self._db.read("limits read", read)
+        return [dict(found.get(key, {})) for key in keys]
+
+    async def _read_rules(self, wants: Sequence[tuple[Key, Scope]]) -> list[list[AccessRule]]:
+        r = AccessRuleRow
+        at = tuple_(r.platform, r.server_id, r.channel_id)
+        stmt = (
+            select(r.platform, r.server_id, r.channel_id, r.kind, r.subject, r.effect)
+            .where(at.in_(sorted({key for key, _ in wants})))
+            .order_by(r.id)
+        )
+
+        async def read(session: AsyncSession) -> dict[Key, list[tuple[str, str, str]]]:
+            found: dict[Key, list[tuple[str, str, str]]] = {}
+            for platform, server, channel, kind, subject, effect in (
+                await session.execute(stmt)
+            ).all():
+                found.setdefault((platform, server, channel), []).append((kind, subject, effect))
+            return found
+
+        found = await self._db.read("access read", read)
+        return [_rules_of(found.get(key, []), scope) for key, scope in wants]
 
     async def set_rule(self, ref: ChannelRef, scope: Scope, rule: AccessRule, actor: Actor) -> None:
         key = key_of(ref, scope)
@@ -280,34 +332,25 @@ class QuotaPart:
         return removed
 
 
-def _limit_reader(key: Key) -> Callable[[AsyncSession], Any]:
-    async def read(session: AsyncSession) -> dict[str, int | None]:
-        rows = (
-            await session.execute(select(LimitRow.name, LimitRow.value).where(_at(LimitRow, key)))
-        ).all()
-        return {str(name): (None if value is None else int(value)) for name, value in rows}
+async def _remembered(cache: _Cache, key: Key, read: Callable[[Q], Awaitable[V]], want: Q) -> V:
+    """`key`'s value from the cache, else read (and kept)."""
+    hit: V | None = cache.get(key)
+    if hit is None:
+        hit = await read(want)
+        cache.put(key, hit)
+    return hit
 
-    return read
 
-
-def _rule_reader(key: Key, scope: Scope) -> Callable[[AsyncSession], Any]:
-    async def read(session: AsyncSession) -> list[AccessRule]:
-        stmt = (
-            select(AccessRuleRow.kind, AccessRuleRow.subject, AccessRuleRow.effect)
-            .where(_at(AccessRuleRow, key))
-            .order_by(AccessRuleRow.id)
-        )
-        rules = []
-        for kind, subject, effect in (await session.execute(stmt)).all():
-            try:
-                rules.append(
-                    AccessRule(AccessKind(kind), subject, Effect(effect), scope is Scope.SERVER)
-                )
-            except ValueError:
-                continue  # a kind a later version wrote
-        return rules
-
-    return read
+def _rules_of(rows: Sequence[tuple[str, str, str]], scope: Scope) -> list[AccessRule]:
+    rules = []
+    for kind, subject, effect in rows:
+        try:
+            rules.append(
+                AccessRule(AccessKind(kind), subject, Effect(effect), scope is Scope.SERVER)
+            )
+        except ValueError:
+            continue  # a kind a later version wrote
+    return rules
 
 
 def _without(counts: Counts, charge: Charge) -> Counts:

@@ -417,3 +417,34 @@ async def test_operator_lists_keep_a_bot_private(database_url: str) -> None:
         assert "operator limits" in (await command(core, "/access", ADMIN)).text
     finally:
         await core.close()
+
+
+async def test_a_burst_of_new_channels_reads_limits_and_rules_once(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fifty channels nobody spoke in yet, at once: their scopes' limits and who-may-chat
+    rules come in one query each, and each channel still gets its own (and its server's)."""
+    from bot.types.limits import AccessKind, AccessRule, Effect
+
+    refs = [ChannelRef(Platform.DISCORD, channel_id=f"b{n}", server_id="g1") for n in range(50)]
+    await core.store.quotas.set_limit(refs[7], Scope.CHANNEL, "tokens_per_user_day", 70, ADMIN)
+    await core.store.quotas.set_limit(refs[0], Scope.SERVER, "tokens_per_server_day", 900, OWNER)
+    deny = AccessRule(AccessKind.USER, "4242", Effect.DENY)
+    await core.store.quotas.set_rule(refs[9], Scope.CHANNEL, deny, ADMIN)
+    fresh = await open_core(core.store.engine.url.render_as_string(hide_password=False))
+    try:
+        with caplog.at_level("INFO", logger="sqlalchemy.engine"):
+            limits, rules = await asyncio.gather(
+                asyncio.gather(*(fresh.store.quotas.limits(r) for r in refs)),
+                asyncio.gather(*(fresh.store.quotas.rules(r) for r in refs)),
+            )
+        reads = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SELECT")]
+        assert sum("FROM limits" in q for q in reads) == 1
+        assert sum("FROM access_rules" in q for q in reads) == 1
+        assert limits[7].channel == {"tokens_per_user_day": 70}
+        assert all(not lim.channel for n, lim in enumerate(limits) if n != 7)
+        assert all(lim.server == {"tokens_per_server_day": 900} for lim in limits)
+        assert [n for n, found in enumerate(rules) if found] == [9]
+        assert rules[9][0].subject == "4242" and not rules[9][0].server_wide
+    finally:
+        await fresh.close()
