@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store.base import NAME_CHARS, Database, audit_row, chain, key_of, where
+from bot.store.base import NAME_CHARS, Database, Key, audit_row, chain, key_of, where
+from bot.store.batch import Batcher
 from bot.store.cache import ScopedCache
 from bot.store.models import CharacterRow, MessageRow, utcnow
 from bot.store.reads import TurnReads, conversation_of
@@ -22,6 +22,7 @@ MAX_CARD_CHARS = 4 * 1024 * 1024
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 _CACHE_TTL = 30.0
 _CACHE_ENTRIES = 2_000
+_READ_BATCH = 200  # channels per batched read
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,55 +47,72 @@ class CharacterPart:
         self._cache: ScopedCache[tuple[StoredCharacter | None]] = ScopedCache(
             ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES
         )
+        # Channels not read yet that ask together (a burst) share one query.
+        self._reads_batch: Batcher[tuple[Key, ...], StoredCharacter | None] = Batcher(
+            self._read_many, _READ_BATCH
+        )
 
     async def get(self, ref: ChannelRef, *, with_image: bool = False) -> StoredCharacter | None:
         scope_key = ref.scope_key(Scope.CHANNEL)
+        keys = chain(ref)
+        generation = self._cache.generation()
         if not with_image:
             cached = self._cache.get(scope_key)
             if cached is not None:
                 return cached[0]
-        keys = chain(ref)
-        generation = self._cache.generation()
-        columns = [
-            CharacterRow.channel_id,
-            CharacterRow.name,
-            CharacterRow.card,
-            CharacterRow.image.is_not(None),
-            CharacterRow.updated_at,
-        ]
-        if with_image:
-            columns.append(CharacterRow.image)
+            found = await self._reads_batch.submit(tuple(keys))
+            self._cache.put(scope_key, scope_key, (found,), generation=generation)
+            return found
+        r = CharacterRow
+        whole = select(r.channel_id, r.name, r.card, r.image.is_not(None), r.updated_at, r.image)
 
         async def read(session: AsyncSession) -> StoredCharacter | None:
-            found: dict[tuple[str, str, str], Any] = {}
-            for key in keys:
-                row = (
-                    await session.execute(select(*columns).where(where(CharacterRow, key)))
-                ).first()
-                if row is not None:
-                    found[key] = row
             for key in keys:  # nearest first
-                row = found.get(key)
+                row = (await session.execute(whole.where(where(CharacterRow, key)))).first()
                 if row is not None:
-                    return StoredCharacter(
-                        Scope.SERVER if row[0] == "" else Scope.CHANNEL,
-                        row[1],
-                        row[2],
-                        bool(row[3]),
-                        row[4],
-                        row[5] if with_image else None,
-                    )
+                    channel, name, card, has_image, updated_at, image = row
+                    scope = Scope.SERVER if channel == "" else Scope.CHANNEL
+                    return StoredCharacter(scope, name, card, bool(has_image), updated_at, image)
             return None
 
         stored = await self._db.read("character read", read)
-        if not with_image:
-            self._cache.put(scope_key, scope_key, (stored,), generation=generation)
-        elif stored is not None:
+        if stored is not None:
             plain = StoredCharacter(
                 stored.scope, stored.name, stored.card, stored.has_image, stored.updated_at
             )
             self._cache.put(scope_key, scope_key, (plain,), generation=generation)
         return stored
+
+    async def _read_many(self, chains: Sequence[tuple[Key, ...]]) -> list[StoredCharacter | None]:
+        """Each channel's card (nearest of its keys), without images, in one query."""
+        r = CharacterRow
+        wanted = sorted({key for keys in chains for key in keys})
+        stmt = select(
+            r.platform,
+            r.server_id,
+            r.channel_id,
+            r.name,
+            r.card,
+            r.image.is_not(None),
+            r.updated_at,
+        ).where(tuple_(r.platform, r.server_id, r.channel_id).in_(wanted))
+
+        async def read(session: AsyncSession) -> dict[Key, StoredCharacter]:
+            return {
+                (platform, server, channel): StoredCharacter(
+                    Scope.SERVER if channel == "" else Scope.CHANNEL,
+                    name,
+                    card,
+                    bool(has_image),
+                    updated_at,
+                )
+                for platform, server, channel, name, card, has_image, updated_at in (
+                    await session.execute(stmt)
+                ).all()
+            }
+
+        found = await self._db.read("character read", read)
+        return [next((found[k] for k in keys if k in found), None) for keys in chains]
 
     async def put(
         self,

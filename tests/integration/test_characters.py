@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
 from typing import Any
 
 import httpx
+import pytest
 import respx
 
 from bot.characters import read_card
@@ -312,5 +314,38 @@ async def test_cards_and_greetings_on_sqlite_and_postgresql(database_url: str) -
         assert full is not None and full.image is None  # a JSON card has no image
         assert await h.store.clear_character(REF, Scope.CHANNEL, ADMIN) == "Bosun"
         assert (await h.core.persona(REF)).name == "Aurelia"  # type: ignore[union-attr]
+    finally:
+        await core.close()
+
+
+async def test_a_burst_of_new_channels_reads_their_cards_in_one_query(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every message asks who answers (the Discord persona): channels not read yet share
+    one query, and each still gets its own card before its server's."""
+    core = await make_core(database_url)
+    try:
+        h = Harness(core, core.store, database_url)
+        await run(
+            h, ("character", "import"), actor=SERVER_ADMIN, file=card_file(CARD), scope="server"
+        )
+        own = copy.deepcopy(CARD)
+        own["data"]["nickname"] = "Bosun"
+        refs = [ChannelRef(Platform.DISCORD, channel_id=f"b{n}", server_id="g1") for n in range(30)]
+        elsewhere = ChannelRef(Platform.DISCORD, channel_id="x1", server_id="g2")
+        await run(h, ("character", "import"), file=card_file(own), ref=refs[3])
+        fresh = await make_core(database_url)
+        try:
+            with caplog.at_level("INFO", logger="sqlalchemy.engine"):
+                found = await asyncio.gather(
+                    *(fresh.store.character(r) for r in [*refs, elsewhere])
+                )
+            reads = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SELECT")]
+            assert sum("FROM characters" in q for q in reads) == 1
+            names = [c.name if c else None for c in found]
+            assert names == ["Aurelia"] * 3 + ["Bosun"] + ["Aurelia"] * 26 + [None]
+            assert found[3] is not None and found[3].scope is Scope.CHANNEL
+        finally:
+            await fresh.close()
     finally:
         await core.close()
