@@ -61,10 +61,14 @@ async def one_setting(
         await alice.close()
     label = "default rc_message (0.2/s, burst 10)" if rate_limited else "no rate limit"
     print(f"\n{label}, {runs} answers of {endpoint.chunks} chunks over {endpoint.span:.0f} s:")
-    print(f"  to first event: median {statistics.median(firsts) * 1000:7.0f} ms  "
-          f"max {max(firsts) * 1000:7.0f} ms")
-    print(f"  to final edit:  median {statistics.median(finals) * 1000:7.0f} ms  "
-          f"max {max(finals) * 1000:7.0f} ms")
+    print(
+        f"  to first event: median {statistics.median(firsts) * 1000:7.0f} ms  "
+        f"max {max(firsts) * 1000:7.0f} ms"
+    )
+    print(
+        f"  to final edit:  median {statistics.median(finals) * 1000:7.0f} ms  "
+        f"max {max(finals) * 1000:7.0f} ms"
+    )
     print(f"  events/answer:  {events}")
 
 

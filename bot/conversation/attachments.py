@@ -40,9 +40,7 @@ class Prepared:
 
 def _looks_like_image(attachment: Attachment) -> bool:
     declared = attachment.content_type.lower()
-    return declared.startswith("image/") or attachment.filename.lower().endswith(
-        _IMAGE_EXTENSIONS
-    )
+    return declared.startswith("image/") or attachment.filename.lower().endswith(_IMAGE_EXTENSIONS)
 
 
 async def prepare(
@@ -101,8 +99,7 @@ def _too_many(count: int, most: int) -> str:
     if most <= 0:
         return "Images are not taken here; send your message without them."
     return (
-        f"You attached {count} images; I take at most {most} per message. "
-        "Send fewer and ask again."
+        f"You attached {count} images; I take at most {most} per message. Send fewer and ask again."
     )
 
 

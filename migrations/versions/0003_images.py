@@ -47,9 +47,7 @@ def upgrade() -> None:
     op.create_index("ix_message_images_message_id", "message_images", ["message_id"])
     op.create_index("ix_message_images_sha256", "message_images", ["sha256"])
     with op.batch_alter_table("messages") as batch:
-        batch.add_column(
-            sa.Column("image_count", sa.Integer(), server_default="0", nullable=False)
-        )
+        batch.add_column(sa.Column("image_count", sa.Integer(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:

@@ -134,9 +134,7 @@ async def test_a_model_not_known_to_see_gets_the_text_and_a_note_once(
     assert history[1].content == "Seen."
 
 
-async def test_text_code_and_pdf_files_become_fenced_text(
-    core: Core, endpoint: FakeOpenAI
-) -> None:
+async def test_text_code_and_pdf_files_become_fenced_text(core: Core, endpoint: FakeOpenAI) -> None:
     code = b"def hello():\n    return 'hi'\n"
     await say(core, "review this", attach("hello.py", code, "text/x-python"))
     content = last_user(endpoint)

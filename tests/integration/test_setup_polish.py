@@ -61,7 +61,10 @@ async def test_settings_omit_empty_sections_and_show_values_plainly(harness: Har
     await run(harness, "/source mistral")
     await run(harness, "/params safe_prompt on")
     shown = (await run(harness, "/settings")).text
-    assert "Params (this channel): context=10000000, stop=END, STOP, safe_prompt=on (mistral only)" in shown
+    assert (
+        "Params (this channel): context=10000000, stop=END, STOP, safe_prompt=on (mistral only)"
+        in shown
+    )
     assert "1e+07" not in shown
     assert "Last change: params (here) by Ada" in shown  # admins see who changed what last
     member = await harness.core.run_text_command(Incoming(REF, MEMBER, "/settings"))

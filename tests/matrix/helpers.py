@@ -77,9 +77,7 @@ class UserClient:
                 await self.task
         await self.client.close()
 
-    async def wait_for(
-        self, found: Callable[[], Any], what: str, within: float = WAIT
-    ) -> Any:
+    async def wait_for(self, found: Callable[[], Any], what: str, within: float = WAIT) -> Any:
         deadline = time.monotonic() + within
         while True:
             value = found()
@@ -101,8 +99,17 @@ class UserClient:
         power: dict[str, int] | None = None,
         name: str = "",
     ) -> str:
-        state = [{"type": "m.room.encryption", "state_key": "", "content": {
-            "algorithm": "m.megolm.v1.aes-sha2"}}] if encrypted else []
+        state = (
+            [
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ]
+            if encrypted
+            else []
+        )
         # Room v12: the creator outranks everyone and must not be listed in `users`.
         override = {"users": power} if power else None
         response = await self.client.room_create(
@@ -207,9 +214,7 @@ class UserClient:
         return str(original.content["body"])
 
     async def reply_to(self, room_id: str, sender: str, after: float, what: str) -> Seen:
-        found = await self.wait_for(
-            lambda: self.messages(room_id, sender, after), what
-        )
+        found = await self.wait_for(lambda: self.messages(room_id, sender, after), what)
         first: Seen = found[0]
         return first
 
@@ -328,12 +333,18 @@ class SSEEndpoint:
         await response.prepare(request)
         gap = self.span / max(self.chunks, 1)
         for word in self.words():
-            chunk = {"object": "chat.completion.chunk", "model": self.model,
-                     "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            chunk = {
+                "object": "chat.completion.chunk",
+                "model": self.model,
+                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+            }
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
             await asyncio.sleep(gap)
-        end = {"object": "chat.completion.chunk", "model": self.model,
-               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        end = {
+            "object": "chat.completion.chunk",
+            "model": self.model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
         await response.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
         await response.write_eof()
         asked.ended = time.monotonic()

@@ -174,8 +174,13 @@ async def test_answers_when_mentioned_by_streaming_edits(
     # Not addressed in a `mention` room: no answer.
     quiet_since = time.monotonic()
     await w.alice.send(room_id, "just talking among ourselves")
-    answer = await ask(w, w.alice, room_id, f"{bot}: Count from one to twenty in words.",
-                       **{"m.mentions": {"user_ids": [bot]}})
+    answer = await ask(
+        w,
+        w.alice,
+        room_id,
+        f"{bot}: Count from one to twenty in words.",
+        **{"m.mentions": {"user_ids": [bot]}},
+    )
     assert len(w.alice.messages(room_id, bot, quiet_since)) == 1  # only the one answer
     assert answer.text.strip()
     assert answer.first.content["m.relates_to"]["m.in_reply_to"]["event_id"] == answer.asked
@@ -183,8 +188,13 @@ async def test_answers_when_mentioned_by_streaming_edits(
         assert edit.content["m.new_content"]["msgtype"] == "m.text"
 
     # A reply to the bot's answer is addressed too, and continues the same history.
-    follow = await ask(w, w.alice, room_id, "And backwards?",
-                       **{"m.relates_to": {"m.in_reply_to": {"event_id": answer.event_id}}})
+    follow = await ask(
+        w,
+        w.alice,
+        room_id,
+        "And backwards?",
+        **{"m.relates_to": {"m.in_reply_to": {"event_id": answer.event_id}}},
+    )
     assert follow.text.strip()
     assert len(await _answers(w, room_id)) == 2
 
@@ -208,8 +218,12 @@ async def test_answers_in_the_thread_it_was_asked_in(
     room_id = await _room_with_bot(w)
     await _configure(w, room_id, llamacpp_peer)
     root = await w.alice.send(room_id, "A thread about numbers")
-    thread = {"rel_type": "m.thread", "event_id": root, "is_falling_back": True,
-              "m.in_reply_to": {"event_id": root}}
+    thread = {
+        "rel_type": "m.thread",
+        "event_id": root,
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": root},
+    }
     after = time.monotonic()
     await w.alice.send(room_id, f"{bot}: name a prime number", **{"m.relates_to": thread})
     answer = await w.alice.reply_to(room_id, bot, after, "the answer in the thread")
@@ -294,9 +308,7 @@ async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
             assert KEY.encode() not in path.read_bytes(), path
 
 
-async def test_encrypted_room_survives_a_restart(
-    world: World, llamacpp_peer: LlamaCppPeer
-) -> None:
+async def test_encrypted_room_survives_a_restart(world: World, llamacpp_peer: LlamaCppPeer) -> None:
     w = world
     bot = w.bot.user_id
     room_id = await _room_with_bot(w, encrypted=True)

@@ -50,12 +50,23 @@ def test_mentions_by_m_mentions_pill_id_or_display_name() -> None:
 
 
 def test_threads_replies_and_edits() -> None:
-    thread = {"m.relates_to": {"rel_type": "m.thread", "event_id": "$root",
-                               "is_falling_back": True, "m.in_reply_to": {"event_id": "$x"}}}
+    thread = {
+        "m.relates_to": {
+            "rel_type": "m.thread",
+            "event_id": "$root",
+            "is_falling_back": True,
+            "m.in_reply_to": {"event_id": "$x"},
+        }
+    }
     assert events.thread_root(thread) == "$root"
     assert events.replied_to(thread) == ""  # the thread fallback is not a real reply
-    real = {"m.relates_to": {"rel_type": "m.thread", "event_id": "$root",
-                             "m.in_reply_to": {"event_id": "$bot"}}}
+    real = {
+        "m.relates_to": {
+            "rel_type": "m.thread",
+            "event_id": "$root",
+            "m.in_reply_to": {"event_id": "$bot"},
+        }
+    }
     assert events.replied_to(real) == "$bot"
     reply = {"m.relates_to": {"m.in_reply_to": {"event_id": "$e"}}}
     assert events.replied_to(reply) == "$e" and events.thread_root(reply) == ""
@@ -189,8 +200,9 @@ def test_room_v12_creators_are_admins_without_a_power_level() -> None:
 def test_creators_outrank_only_from_room_v12() -> None:
     old = RoomAuthority("10", frozenset({"@alice:example.org"}))
     assert not is_room_admin("@alice:example.org", 0, old, 50)  # demoted creator of v10
-    assert [v for v in ("1", "9", "11", "12", "13", "org.matrix.hydra.11") if creators_outrank(v)] \
-        == ["12", "13", "org.matrix.hydra.11"]
+    assert [
+        v for v in ("1", "9", "11", "12", "13", "org.matrix.hydra.11") if creators_outrank(v)
+    ] == ["12", "13", "org.matrix.hydra.11"]
     assert authority_from_state([]) is None
     no_version = authority_from_state([{**CREATE, "content": {}}])
     assert no_version is not None and no_version.room_version == "1"

@@ -58,7 +58,7 @@ async def test_rate_limited_bot_loses_no_edit(
     assert len(alice.edits_of(first.event.event_id)) >= 2  # it streamed, not just sent once
     # The homeserver really refused some of the bot's events, and the bot waited them out.
     assert "rate-limits the bot" in caplog.text
-    assert ' 429 ' in synapse_server.log_text() or "M_LIMIT_EXCEEDED" in synapse_server.log_text()
+    assert " 429 " in synapse_server.log_text() or "M_LIMIT_EXCEEDED" in synapse_server.log_text()
 
 
 async def _spend_the_burst(server: SynapseServer, token: str, room_id: str) -> None:

@@ -86,8 +86,11 @@ async def test_access_token_login_uses_the_tokens_device(
     store = tmp_path / "store"
     options = bot_options(synapse_server, bot, store)
     options = type(options)(
-        **{**_fields(options), "password": SecretValue(""),
-           "access_token": SecretValue(bot.access_token)}
+        **{
+            **_fields(options),
+            "password": SecretValue(""),
+            "access_token": SecretValue(bot.access_token),
+        }
     )
     async with running_bot(core, options):
         room_id = await alice.create_room([bot.user_id])
@@ -130,13 +133,17 @@ async def test_declines_invites_from_servers_not_allowed(
 
         def declined() -> bool:
             room = alice.client.rooms.get(room_id)
-            return any(
-                isinstance(s.event, nio.RoomMemberEvent)
-                and s.event.state_key == bot.user_id
-                and s.event.membership == "leave"
-                for s in alice.seen
-                if s.room_id == room_id
-            ) and room is not None and bot.user_id not in room.users
+            return (
+                any(
+                    isinstance(s.event, nio.RoomMemberEvent)
+                    and s.event.state_key == bot.user_id
+                    and s.event.membership == "leave"
+                    for s in alice.seen
+                    if s.room_id == room_id
+                )
+                and room is not None
+                and bot.user_id not in room.users
+            )
 
         await alice.wait_for(declined, "the bot to decline the invite")
 

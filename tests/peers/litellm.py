@@ -94,8 +94,6 @@ def _config(master_key_env: str) -> str:
     )
 
 
-
-
 @pytest.fixture(scope="session")
 def litellm_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMPeer]:
     if not (LITELLM_DIR / ".installed").is_file() or not LITELLM_BIN.is_file():

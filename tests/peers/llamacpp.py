@@ -34,8 +34,6 @@ class LlamaCppPeer:
         return f"{self.url}/v1"
 
 
-
-
 @pytest.fixture(scope="session")
 def llamacpp_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppPeer]:
     how = f"run scripts/install-peers.sh; looked in {PEERS_DIR}"

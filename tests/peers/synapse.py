@@ -178,8 +178,6 @@ def synapse_config(workdir: Path, port: int, shared_secret: str) -> dict[str, ob
     }
 
 
-
-
 def launch_synapse(workdir: Path) -> tuple[SynapseServer, PeerProcess]:
     """Write a test config, generate the signing key, start Synapse, wait until it answers."""
     port = free_port()
@@ -217,8 +215,13 @@ def relaunch_synapse(workdir: Path, port: int, log_name: str = "synapse.log") ->
     """Start Synapse on the config (and database) already in `workdir`."""
     return start_peer(
         "Synapse",
-        [str(SYNAPSE_PYTHON), "-m", "synapse.app.homeserver", "--config-path",
-         str(workdir / "homeserver.yaml")],
+        [
+            str(SYNAPSE_PYTHON),
+            "-m",
+            "synapse.app.homeserver",
+            "--config-path",
+            str(workdir / "homeserver.yaml"),
+        ],
         log_path=workdir / log_name,
         env=peer_env({}),
         cwd=workdir,

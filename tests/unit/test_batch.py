@@ -35,9 +35,7 @@ async def test_requests_made_together_are_served_together_in_order() -> None:
 async def test_a_bad_request_fails_alone() -> None:
     rec = Recorder(bad={3})
     batcher = Batcher(rec.run, most=10)
-    results = await asyncio.gather(
-        *(batcher.submit(n) for n in range(6)), return_exceptions=True
-    )
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(6)), return_exceptions=True)
     assert [r for r in results if not isinstance(r, BaseException)] == [0, 10, 20, 40, 50]
     assert isinstance(results[3], ValueError)
     assert rec.batches[0] == [0, 1, 2, 3, 4, 5]  # tried together, then each alone

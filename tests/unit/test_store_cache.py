@@ -166,9 +166,7 @@ async def test_secrets_are_read_once_and_changes_are_seen_at_once(store: Store) 
     assert await store.resolve_secret(SIBLING, name) is None
 
 
-async def test_history_is_kept_in_step_with_the_database(
-    store: Store, database_url: str
-) -> None:
+async def test_history_is_kept_in_step_with_the_database(store: Store, database_url: str) -> None:
     assert await store.history(CHAN, 10) == []
     turn = [
         HistoryEntry(Role.USER, "hello", author="Ada", tokens=2),
@@ -303,11 +301,7 @@ async def test_channels_read_together_share_queries_and_each_gets_its_own(
         "m-c3" if i == 3 else "m-g1" if i % 2 == 0 else None for i in range(len(refs))
     ]
     assert origins == [
-        ("channel", "8888")
-        if i == 5
-        else ("server", "7777")
-        if i % 2 == 1
-        else None
+        ("channel", "8888") if i == 5 else ("server", "7777") if i % 2 == 1 else None
         for i in range(len(refs))
     ]
     assert [len(h) for h in histories] == [1, 2, 3, 3, 3, 3, 3, 3, 3]

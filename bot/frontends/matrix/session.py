@@ -91,9 +91,7 @@ async def _with_password(
     return str(response.device_id)
 
 
-async def _with_token(
-    client: nio.AsyncClient, user_id: str, access_token: str, saved: str
-) -> str:
+async def _with_token(client: nio.AsyncClient, user_id: str, access_token: str, saved: str) -> str:
     client.access_token = access_token
     response = await client.whoami()
     if isinstance(response, nio.WhoamiError):
