@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -71,27 +71,10 @@ async def charge(
     estimate: int,
 ) -> Charged | Refusal:
     """Reserve `estimate` tokens for a turn if every limit here allows it, atomically."""
-    limits = await limits_here(store, gate, ref)
-    if not limits:
+    asked = await _ask(store, gate, ref, user_id, source, model, estimate)
+    if asked is None:
         return Charged()
-    now = datetime.now(UTC)
-    ask = Charge(
-        now,
-        ref.platform.value,
-        ref.server_id,
-        ref.channel_id,
-        ref.thread_id,
-        user_id,
-        source,
-        model,
-        estimate,
-        count_recent=LimitName.MESSAGES_PER_USER_MINUTE in limits,
-    )
-
-    def decide(counts: Counts) -> Refusal | None:
-        return check(limits, counts, estimate, now)
-
-    row_id, refusal = await store.quotas.charge(ref, ask, decide)
+    row_id, refusal = await store.quotas.charge(ref, *asked)
     return refusal if refusal is not None else Charged(row_id)
 
 
@@ -107,6 +90,20 @@ async def guard(
 ) -> Guarded[Refusal] | None:
     """The charge of a new question, to run inside the transaction that stores it
     (Store.add_messages(charge=…)); None when no limit holds here."""
+    asked = await _ask(store, gate, ref, user_id, source, model, estimate)
+    return None if asked is None else store.quotas.guard(ref, *asked)
+
+
+async def _ask(
+    store: Store,
+    gate: Gate,
+    ref: ChannelRef,
+    user_id: str,
+    source: str,
+    model: str,
+    estimate: int,
+) -> tuple[Charge, Callable[[Counts], Refusal | None]] | None:
+    """The charge to ask for here and how to judge it; None when no limit holds."""
     limits = await limits_here(store, gate, ref)
     if not limits:
         return None
@@ -127,7 +124,7 @@ async def guard(
     def decide(counts: Counts) -> Refusal | None:
         return check(limits, counts, estimate, now)
 
-    return store.quotas.guard(ref, ask, decide)
+    return ask, decide
 
 
 async def settle_stale(store: Store, answer_timeout: float) -> int:
