@@ -82,7 +82,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     except CardError as err:
         raise CommandError(str(err)) from None
     if len(text) > 2 * MAX_JSON_BYTES:
-        raise CommandError("That card is too large to store.")
+        raise CommandError("That card is too large to store; use one with a smaller lorebook.")
     scope = _scope(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
     lines = [f"Character set for {_where(scope)}: {card.display_name}."]

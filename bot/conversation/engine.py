@@ -360,7 +360,9 @@ class ChatEngine(_QuotaHooks):
         prefix: str,
     ) -> TurnResult:
         if not await self._admitted(ref, actor):
-            return await _notice(sink, "You may not chat here.")
+            return await _notice(
+                sink, "You may not chat here; an admin of this channel can allow you."
+            )
         history = await self._history(ref)
         question, answer = _newest_turn(history)
         if question is None and action in (Control.NEXT, Control.PREVIOUS):

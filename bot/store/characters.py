@@ -125,7 +125,9 @@ class CharacterPart:
     ) -> None:
         """Store (replace) the card at `scope`; ValueError when it is over the caps."""
         if len(card) > MAX_CARD_CHARS or (image is not None and len(image) > MAX_IMAGE_BYTES):
-            raise ValueError("That card is too large to store.")
+            raise ValueError(
+                "That card is too large to store; use one with a smaller image or lorebook."
+            )
         key = key_of(ref, scope)
         shown = clean_text(name)[:NAME_CHARS]
 
