@@ -24,7 +24,7 @@ import httpcore
 import httpx
 
 from bot.providers._errors import error_from_status, malformed
-from bot.providers._network import AsyncioBackend
+from bot.providers._network import AsyncioBackend, AsyncioStream
 from bot.providers.base import (
     EndpointNotAllowed,
     Overloaded,
@@ -264,13 +264,21 @@ class Transport:
         )
 
     async def chunks(
-        self, response: httpx.Response, deadline: float, where: str
+        self, response: httpx.Response, deadline: float, where: str, *, paced: bool = False
     ) -> AsyncGenerator[bytes, None]:
-        """Body chunks: the first before `deadline`, then each within the idle timeout."""
+        """Body chunks: the first before `deadline`, then each within the idle timeout.
+
+        `paced`: a streamed answer, whose trickle of tokens is read at the settings'
+        `stream_read_pace` rather than woken for one by one."""
         # httpx types it as an iterator, but it is a generator that must be closed.
         it = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
         watch = ReadWatch(self.settings.idle_timeout)
         first = True
+        network = response.extensions.get("network_stream")
+        if not isinstance(network, AsyncioStream) or not self.settings.stream_read_pace:
+            network = None
+        if paced and network is not None:
+            network.pace(self.settings.stream_read_pace)
         try:
             while True:
                 watch.begin(deadline if first else None)
@@ -294,6 +302,8 @@ class Transport:
                 yield chunk
         finally:
             watch.close()
+            if paced and network is not None:
+                network.pace(0.0)  # the connection goes back to the pool for any request
             await it.aclose()
 
     async def drain(self, chunks: AsyncGenerator[bytes, None]) -> None:

@@ -117,7 +117,7 @@ async def _events(
     idle = transport.settings.idle_timeout
     progress = clock()
     size = 0
-    async with aclosing(transport.chunks(response, deadline, where)) as chunks:
+    async with aclosing(transport.chunks(response, deadline, where, paced=True)) as chunks:
         async for chunk in chunks:
             size += len(chunk)
             if size > MAX_STREAM_BYTES:

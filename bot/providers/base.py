@@ -165,4 +165,8 @@ class ProviderSettings:
     # Each streaming answer holds a connection for its whole length, so an endpoint
     # shared by many channels needs many; httpx's default of 100 would queue the rest.
     max_connections_per_endpoint: int = 1000
+    # Seconds between reads of a streamed answer's trickle of tokens (0: each as it
+    # comes). Platforms show an answer by edits a second apart, so reading ten times a
+    # second loses nothing visible and saves most of the wakeups a stream costs.
+    stream_read_pace: float = 0.1
     custom_extra_headers: dict[str, str] = field(default_factory=dict)

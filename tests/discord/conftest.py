@@ -34,7 +34,12 @@ async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
     await upgrade_to_head(url)
     defaults = ChannelConfig.of(source=Source.CUSTOM, model="m-small", proxy_url=endpoint.url_v1)
     store = await Store.open(url, SecretBox.from_setting(generate_key()), defaults=defaults)
-    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    # Read each token as it comes: simcord advances its virtual clock only when every task
+    # waits on something it recognises, and a socket resting until the next read tick
+    # (bot.providers._network) is not one of those. Paced reading is tested on real
+    # sockets in tests/unit/test_network.py and through the real `chatbot run` process.
+    settings = ProviderSettings(allow_private_endpoints=True, max_retries=0, stream_read_pace=0.0)
+    hub = ProviderHub(settings)
     core = Core(store, hub, admin_ids=[str(OPERATOR_ID)])
     try:
         yield core

@@ -1,7 +1,8 @@
 """The provider layer's own network layer, against real loopback servers.
 
 Plain HTTP and TLS (a certificate made for the test), closed and broken connections,
-keep-alive reuse, reads that time out on their own, Happy Eyeballs connects across
+keep-alive reuse, reads that time out on their own, paced reading of a trickle of
+tokens, Happy Eyeballs connects across
 several addresses, and the endpoint policy checked on every address before connecting.
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import itertools
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -171,6 +173,102 @@ async def test_reads_that_keep_coming_never_time_out_and_silence_does(
                 async for part in reply.aiter_stream():
                     parts.append(part)
     assert b"".join(parts) == b"".join(b"%02d" % i for i in range(12))
+
+
+async def trickle(writer: asyncio.StreamWriter, parts: int, gap: float) -> None:
+    """Chunked-encoding parts of two bytes each, `gap` seconds apart."""
+    for i in range(parts):
+        writer.write(b"2\r\n%02d\r\n" % i)
+        await writer.drain()
+        await asyncio.sleep(gap)
+
+
+def batches(times: list[float]) -> int:
+    """How many separate wakeups delivered parts stamped with these times."""
+    return 1 + sum(1 for a, b in itertools.pairwise(times) if b - a > 0.004)
+
+
+async def stamped_parts(reply: httpcore.Response) -> tuple[bytes, list[float]]:
+    clock = asyncio.get_running_loop().time
+    body, times = b"", []
+    async for part in reply.aiter_stream():
+        body += part
+        times.append(clock())
+    return body, times
+
+
+async def test_a_paced_trickle_is_read_once_a_tick_and_the_next_response_as_it_comes(
+    pool: httpcore.AsyncConnectionPool,
+) -> None:
+    """Tokens 20 ms apart: one wakeup per tick instead of one per token; pace(0) undoes it."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            await trickle(writer, 40, 0.02)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    server, port = await serve(handler)
+    expected = b"".join(b"%02d" % i for i in range(40))
+    async with server:
+        async with pool.stream("GET", f"http://127.0.0.1:{port}/") as reply:
+            network = reply.extensions["network_stream"]
+            network.pace(0.25)
+            paced, paced_times = await stamped_parts(reply)
+            network.pace(0.0)
+        async with pool.stream("GET", f"http://127.0.0.1:{port}/") as reply:
+            assert reply.extensions["network_stream"] is network  # the same connection
+            plain, plain_times = await stamped_parts(reply)
+    assert paced == plain == expected
+    # 0.8 s of tokens: the first few as they come (until two arrive close together),
+    # then a tick's worth at a time: ~8 wakeups instead of ~40.
+    assert batches(paced_times) <= 10, paced_times
+    assert batches(plain_times) >= 20, plain_times
+
+
+async def test_bytes_after_a_quiet_spell_and_a_bulk_body_are_never_held(
+    pool: httpcore.AsyncConnectionPool,
+) -> None:
+    pace = 0.5
+    sent: dict[str, float] = {}
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        clock = asyncio.get_running_loop().time
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        await trickle(writer, 3, 0.01)  # a trickle: the socket now rests until a tick
+        # Quiet past that tick, then speak just after the next one, as far as possible
+        # from the tick after it: held bytes would wait ~0.45 s for it.
+        await asyncio.sleep(pace + pace - clock() % pace + 0.05)
+        sent["late"] = clock()
+        writer.write(b"4\r\nlate\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        block = b"b" * 65536  # then a bulk body: large arrivals are never held
+        sent["bulk"] = clock()
+        for _ in range(64):
+            writer.write(b"%x\r\n%s\r\n" % (len(block), block))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    server, port = await serve(handler)
+    async with server:
+        async with pool.stream("GET", f"http://127.0.0.1:{port}/") as reply:
+            reply.extensions["network_stream"].pace(pace)
+            clock = asyncio.get_running_loop().time
+            late_at = done_at = 0.0
+            size = 0
+            async for part in reply.aiter_stream():
+                size += len(part)
+                if part == b"late":
+                    late_at = clock()
+            done_at = clock()
+    assert size == 6 + 4 + 64 * 65536
+    assert late_at - sent["late"] < 0.3
+    assert done_at - sent["bulk"] < pace
 
 
 def certificate(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

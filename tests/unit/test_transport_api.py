@@ -5,6 +5,7 @@ Only public names are used; each test names the piece of the transport that need
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import tomllib
 from collections.abc import Callable
@@ -127,3 +128,22 @@ def test_the_network_stream_implements_httpcores_interface_exactly() -> None:
         assert inspect.iscoroutinefunction(getattr(AsyncioStream, name)) == (
             inspect.iscoroutinefunction(base)
         )
+
+
+async def test_a_response_hands_out_its_network_stream_through_the_public_extension() -> None:
+    # Transport.chunks(paced=True) finds the connection to pace through httpcore's
+    # documented "network_stream" response extension, passed on by PoolTransport.
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = PoolTransport(
+        lambda: httpcore.AsyncConnectionPool(network_backend=AsyncioBackend()), 10, 1
+    )
+    async with server, httpx.AsyncClient(transport=transport) as client:
+        async with client.stream("GET", f"http://127.0.0.1:{port}/") as reply:
+            assert isinstance(reply.extensions["network_stream"], AsyncioStream)
+            assert await reply.aread() == b"ok"
