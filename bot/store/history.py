@@ -276,7 +276,9 @@ class HistoryPart:
         # row (a thread hop each through aiosqlite: a burst's 50 questions took ~40 ms).
         # Inside this write transaction SQLite is the only writer and gives a statement's
         # rows consecutive rowids after the largest: the last one tells them all.
-        await conn.execute(insert(_MESSAGES), rows)
+        result = await conn.execute(insert(_MESSAGES), rows)
+        if len(rows) == 1 and result.lastrowid:  # one row: sqlite3 reports it, no query
+            return [int(result.lastrowid)]
         last = int(await conn.scalar(text("SELECT last_insert_rowid()")) or 0)
         return list(range(last - len(rows) + 1, last + 1))
 

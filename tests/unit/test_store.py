@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
 
+import aiosqlite
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, table, text, update
 
 from bot.store import SECRET_NAMES, Store, api_key_name, migrate
 from bot.store.db import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalize_url
@@ -520,6 +521,47 @@ async def test_sqlite_engine_pragmas_and_parent_directory(tmp_path: Path) -> Non
     finally:
         await engine.dispose()
     assert db.exists()
+
+
+async def test_sqlite_skips_no_op_rollbacks_but_never_a_real_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each aiosqlite call is a hop to its thread: a read hands its connection back without
+    a rollback (SQLite opened no transaction), a failed write still rolls back, and
+    statements are compiled once (the dialect keeps SQLAlchemy's statement cache)."""
+    rollbacks = 0
+    real_rollback = aiosqlite.Connection.rollback
+
+    async def counted(self: aiosqlite.Connection) -> None:
+        nonlocal rollbacks
+        rollbacks += 1
+        await real_rollback(self)
+
+    monkeypatch.setattr(aiosqlite.Connection, "rollback", counted)
+    engine = create_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        caplog.set_level(logging.INFO, logger="sqlalchemy.engine.Engine")
+        for _ in range(3):
+            async with engine.connect() as conn:
+                assert await conn.scalar(select(func.count()).select_from(table("t"))) == 0
+        assert rollbacks == 0
+        assert sum("[cached since" in r.getMessage() for r in caplog.records) == 2
+        caplog.set_level(logging.WARNING, logger="sqlalchemy.engine.Engine")
+
+        class Refused(Exception):
+            pass
+
+        with pytest.raises(Refused):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (1)"))
+                raise Refused
+        assert rollbacks == 1
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM t")) == 0
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.parametrize(
