@@ -7,8 +7,6 @@ import io
 import json
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from bot.characters.model import V2, V3, Card, CardError, CharacterBook, LoreEntry, Problem
 from bot.characters.png import (
     PngError,
@@ -60,6 +58,8 @@ def _is_card_chunk(chunk: Any) -> bool:
 
 
 def _png(image: bytes | None) -> bytes:
+    from PIL import Image, UnidentifiedImageError  # Pillow loads when a card is exported
+
     if image is None:
         return placeholder_png()
     try:
@@ -155,6 +155,8 @@ def _plain(number: float) -> float | int:
 def avatar_png(image: bytes | None, side: int = 256) -> bytes | None:
     """A small square PNG of the card's image for a profile picture (centre-cropped);
     None when there is no image or it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
     if image is None:
         return None
     try:

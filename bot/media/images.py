@@ -9,12 +9,13 @@ import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
-
-from PIL import Image
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from bot.media.kinds import ACCEPTED_IMAGES, MediaError, display_name, image_format
 from bot.types import Image as PromptImage
+
+if TYPE_CHECKING:  # Pillow itself loads with the first image (~3 MB a process may not need)
+    from PIL import Image
 
 MediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
 
@@ -42,13 +43,13 @@ _JPEG = ("JPEG", "MPO")
 # EXIF orientation → the transpose that shows it upright (ImageOps.exif_transpose's
 # table): read from the file as opened, applied after the resize, to fewer pixels.
 _UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
 }
 _ORIENTATION_TAG = 0x0112
 
@@ -119,6 +120,8 @@ def take_images(items: Sequence[T], limit: int = MAX_IMAGES) -> tuple[list[T], s
 
 
 def _decode(data: bytes, shown: str, max_edge: int, max_pixels: int) -> Image.Image:
+    from PIL import Image
+
     try:
         image = Image.open(io.BytesIO(data), formats=_FORMATS)
     except Image.DecompressionBombError:
@@ -176,6 +179,8 @@ def _normalize(image: Image.Image) -> tuple[Image.Image, bool]:
 
 
 def _fit(image: Image.Image, max_edge: int, *, photo: bool) -> Image.Image:
+    from PIL import Image
+
     longest = max(image.size)
     if longest <= max_edge:
         return image
@@ -188,14 +193,18 @@ def _fit(image: Image.Image, max_edge: int, *, photo: bool) -> Image.Image:
 
 
 def _upright(image: Image.Image, source: Image.Image) -> Image.Image:
+    from PIL import Image
+
     orientation = source.getexif().get(_ORIENTATION_TAG, 1)
-    method = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
-    return image.transpose(method) if method is not None else image
+    name = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(Image.Transpose[name]) if name is not None else image
 
 
 def _encode(
     image: Image.Image, keep_png: bool, alpha: bool, max_bytes: int, shown: str
 ) -> tuple[bytes, MediaType, Image.Image]:
+    from PIL import Image
+
     # Nothing from the source travels: no EXIF (GPS), no ICC profile, no text chunks.
     image.info = {}
     if keep_png:

@@ -1,24 +1,33 @@
-"""Schema migrations run from code: no alembic.ini, works from an installed wheel."""
+"""Schema migrations run from code: no alembic.ini, works from an installed wheel.
+
+Alembic (with Mako and Pygments, ~12 MB) is imported only when the schema has to
+change: a start on a database already at the newest revision finds that with one
+SELECT and the revision lines of the migration files.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.pool import NullPool
 
 from bot.store.db import create_engine
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 _LOCK = 0x63686174626F74  # "chatbot": the advisory lock key of migrations
+_REVISION = re.compile(r'^(down_revision|revision)\b[^=\n]*=\s*"([^"]+)"', re.MULTILINE)
 
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic Config pointing at the packaged `migrations` directory."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(files("migrations")))
     if url is not None:
@@ -29,7 +38,23 @@ def alembic_config(url: str | None = None) -> Config:
 
 def head() -> str | None:
     """The newest revision this code knows."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def newest_file_revision() -> str | None:
+    """The newest revision as the migration files state it, read without Alembic: the one
+    revision no file names as its down_revision (None when that is not exactly one)."""
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    for script in (files("migrations") / "versions").iterdir():
+        if not script.name.endswith(".py") or script.name.startswith("_"):
+            continue
+        for kind, value in _REVISION.findall(script.read_text(encoding="utf-8")):
+            (revisions if kind == "revision" else downs).add(value)
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
 
 
 async def _run(url: str, action: Callable[[Config], None]) -> None:
@@ -56,18 +81,33 @@ async def _run(url: str, action: Callable[[Config], None]) -> None:
 
 async def upgrade(url: str, revision: str = "head") -> None:
     """Upgrade the database at `url` (default: to the newest revision)."""
+    from alembic import command
+
     await _run(url, lambda config: command.upgrade(config, revision))
 
 
 async def upgrade_to_head(url: str) -> str | None:
     """Upgrade to the newest revision and return the revision the database is now at."""
+    at = await current(url)
+    if at is not None and at == newest_file_revision():
+        return at
     await upgrade(url)
     return await current(url)
 
 
 async def downgrade(url: str, revision: str = "base") -> None:
     """Downgrade the database at `url` (default: drop every table the migrations made)."""
+    from alembic import command
+
     await _run(url, lambda config: command.downgrade(config, revision))
+
+
+def _version(sync: Connection) -> str | None:
+    # Alembic's own bookkeeping table: one row holding the revision (none before any).
+    if not inspect(sync).has_table("alembic_version"):
+        return None
+    rows = sync.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return rows[0] if len(rows) == 1 else None
 
 
 async def current(url: str) -> str | None:
@@ -75,8 +115,6 @@ async def current(url: str) -> str | None:
     engine = create_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+            return await connection.run_sync(_version)
     finally:
         await engine.dispose()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 from datetime import date
 
-from PIL import Image, ImageDraw, ImageFont
-
 from bot.usage.report import UsageReport
 
 WIDTH, HEIGHT = 720, 360
@@ -40,6 +38,8 @@ def _label(day: date, count: int) -> str:
 
 
 def chart_png(report: UsageReport, title: str) -> bytes:
+    from PIL import Image, ImageDraw, ImageFont  # Pillow loads when a chart is drawn
+
     """Tokens per day of the report's period, one stacked bar a day, as PNG bytes."""
     shown = report.models[:_MAX_MODELS]
     if len(report.models) > _MAX_MODELS:

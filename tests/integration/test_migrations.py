@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -12,6 +15,8 @@ from sqlalchemy.pool import NullPool
 from bot.store import migrate
 from bot.store.db import create_engine
 from bot.store.models import Base
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TABLES = {
     "channel_configs",
@@ -100,3 +105,37 @@ def test_migrations_are_found_as_a_package() -> None:
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
     assert migrate.head() == "0009"
+
+
+def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:
+    # upgrade_to_head skips Alembic when the database is already at this revision.
+    assert migrate.newest_file_revision() == migrate.head()
+
+
+_START = """
+import asyncio, sys
+from bot.store.migrate import upgrade_to_head
+import bot.app, bot.characters, bot.commands.usage_report, bot.frontends.discord
+print(asyncio.run(upgrade_to_head(sys.argv[1])))
+print(",".join(m for m in ("alembic", "mako", "PIL") if m in sys.modules))
+"""
+
+
+def test_a_start_at_head_loads_neither_alembic_nor_pillow(tmp_path: Path) -> None:
+    """~15 MB of a serving process: Alembic only when the schema must change, Pillow
+    only with the first image, chart or card."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+
+    def start() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _START, url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            cwd=ROOT,
+        )
+        return done.stdout.splitlines()
+
+    assert start() == [migrate.head(), "alembic,mako"]  # a new database: migrated
+    assert start() == [migrate.head(), ""]  # at head: one SELECT, no Alembic
