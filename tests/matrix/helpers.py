@@ -67,6 +67,14 @@ class UserClient:
         return me
 
     async def _on_event(self, room: nio.MatrixRoom, event: Any) -> None:
+        # A sync may bring an event again: it arrived when it first came ("after" tests).
+        # (Not an encrypted one decrypted later: that is a different event object type.)
+        event_id = getattr(event, "event_id", None)
+        if event_id and any(
+            getattr(s.event, "event_id", None) == event_id and type(s.event) is type(event)
+            for s in self.seen
+        ):
+            return
         self.seen.append(Seen(room.room_id, event, time.monotonic()))
         self.changed.set()
 

@@ -426,3 +426,26 @@ async def test_a_forgotten_answer_gets_a_new_message_and_reactions_on_it_do_noth
         if s.room_id == GROUP and s.content.get("msgtype") == "m.text" and not _replaces(s)
     ]
     assert len(originals) == 2 and originals[-1].in_reply_to == command
+
+
+async def test_an_event_a_sync_brings_twice_is_handled_once(rig: Rig) -> None:
+    """A sync retried after a network error may bring the same events again."""
+    question = rig.arrive(GROUP, BOB, "bot: only once", **MENTION)
+    command = rig.arrive(GROUP, ALICE, "!model model-b")
+    for event_id, sender, body, extra in (
+        (question, BOB, "bot: only once", MENTION),
+        (command, ALICE, "!model model-b", {}),
+    ):
+        again = {
+            "type": "m.room.message",
+            "event_id": event_id,
+            "sender": sender,
+            "origin_server_ts": int(time.time() * 1000),
+            "content": {"msgtype": "m.text", "body": body, **extra},
+        }
+        rig.bot._on_event(GROUP, nio.Event.parse_event(again))
+    await rig.settle()
+    assert rig.endpoint.requests == 1
+    assert len([s for s in rig.hs.sent if s.in_reply_to == command]) == 1
+    answers = [s for s in rig.hs.sent if s.content.get("msgtype") == "m.text" and not _replaces(s)]
+    assert len(answers) == 1

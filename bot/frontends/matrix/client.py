@@ -18,7 +18,7 @@ from bot.frontends.matrix import decide, events
 from bot.frontends.matrix.access import inviter_allowed
 from bot.frontends.matrix.api import MatrixApi
 from bot.frontends.matrix.decide import Action, EventFacts, JoinAction
-from bot.frontends.matrix.messages import ArrivalOrder, Message, MessageHandler
+from bot.frontends.matrix.messages import ArrivalOrder, Message, MessageHandler, RecentIds
 from bot.frontends.matrix.session import log_in, unreachable
 from bot.frontends.matrix.sink import RatePace
 
@@ -59,6 +59,7 @@ class MatrixBot:
         self._started_ms = int(time.time() * 1000)
         self._tasks: set[asyncio.Task[None]] = set()
         self._arrivals = ArrivalOrder()
+        self._recent = RecentIds()
         self._joining: set[str] = set()
         self._leaving: set[str] = set()
         self._undecrypted: list[tuple[float, str, nio.MegolmEvent]] = []
@@ -170,6 +171,7 @@ class MatrixBot:
             room_known=room is not None,
             direct=room is not None and events.is_direct_room(room.member_count),
             media=media is not None,
+            repeated=str(getattr(event, "event_id", "") or "") in self._recent,
             reaction=reaction,
         )
 
@@ -183,6 +185,8 @@ class MatrixBot:
         reaction = events.annotation(str(kind), content)
         facts = self._facts(room_id, event, content, media, reaction is not None)
         decision = decide.decide(facts)
+        if decision.action is not Action.AWAIT_KEY:  # decrypted later, it is handled then
+            self._recent.add(str(getattr(event, "event_id", "") or ""))
         if decision.action is Action.IGNORE:
             return
         if decision.action is Action.REACTION and reaction is not None:

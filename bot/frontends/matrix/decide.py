@@ -50,6 +50,7 @@ class EventFacts:
     direct: bool  # the bot and one other person
     media: bool = False  # an image or file message naming a file the bot can fetch
     reaction: bool = False  # an m.reaction annotating an event
+    repeated: bool = False  # its event id came in a sync before (a retried sync, say)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ def decide(facts: EventFacts) -> Decision:
     """
     if facts.from_bot:
         return Decision(Action.IGNORE, "sent by the bot")
+    if facts.repeated:
+        return Decision(Action.IGNORE, "already handled (the same event again)")
     if facts.sent_ms < facts.started_ms - CLOCK_SLACK_MS:
         return Decision(Action.IGNORE, "sent before the bot started")
     if facts.encrypted:

@@ -121,6 +121,24 @@ class Place:
             self._mine.set_result(None)
 
 
+class RecentIds:
+    """The last `size` event ids seen: a sync retried after a network error, or a
+    homeserver's replay, may bring the same event again, and each is handled once."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._ids: dict[str, None] = {}  # insertion-ordered: the oldest first
+
+    def __contains__(self, event_id: str) -> bool:
+        return bool(event_id) and event_id in self._ids
+
+    def add(self, event_id: str) -> None:
+        if event_id and event_id not in self._ids:
+            self._ids[event_id] = None
+            if len(self._ids) > self._size:
+                del self._ids[next(iter(self._ids))]
+
+
 class ArrivalOrder:
     """One line per conversation: messages reach the core in the order they arrived.
 
