@@ -17,6 +17,7 @@ shared clock, so one wakeup reads what arrived meanwhile, for every paced stream
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import math
 import socket
@@ -273,6 +274,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 async def system_resolver(host: str, port: int) -> list[str]:
     """The addresses of `host` in the system's order of preference (RFC 6724)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [host]  # an address already: no lookup (a thread each, in a burst of 50)
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
