@@ -7,6 +7,7 @@ Discord (REST + gateway, tests/discord/fake_discord.py) and an OpenAI-compatible
 SSE server that answers with 100 chunks over 2 s after 200 ms to first token.
 Both fakes stamp what they receive with this process's monotonic clock.
 
+0. The first turn after start (imports, first connections), on its own.
 1. Single turns: mention sent → first message POST, and → final edit; REST calls per turn.
 2. N channels at once: one mention in each; the same numbers as p50 / p95 / max.
 No targets are asserted; it prints numbers.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import os
 import statistics
 import sys
 import time
@@ -54,15 +54,20 @@ def done(fake: FakeDiscord, cids: list[int], answer: str) -> bool:
 
 
 def cpu_ms(pid: int) -> float:
-    """CPU time (user + system) the process has used so far, in ms."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+    """CPU time the process (every thread) has run so far, in ms (ns resolution)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended since the listing; its time is in no file now
+    return total / 1e6
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory now (VmRSS) or at its peak (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -92,7 +97,7 @@ async def main() -> None:
     script = Script(chunks=[f"word{i} " for i in range(100)], interval=0.02, first_token=0.2)
     answer = script.answer.strip()
     async with fake_openai(script) as sse:
-        fake = FakeDiscord(TOKEN, channels=args.turns + args.channels)
+        fake = FakeDiscord(TOKEN, channels=1 + args.turns + args.channels)
         await fake.start()
         with TemporaryDirectory() as tmp:
             env = bot_env(
@@ -110,13 +115,26 @@ async def main() -> None:
             bot = await BotProcess.start(tmp, env, ready_marker="logged in to Discord")
             try:
                 await bot.wait_ready()
-                cids = fake.channel_ids
+                first_cid, *cids = fake.channel_ids
                 print(
                     f"stream: 100 chunks over 2 s, first token after 200 ms ({len(answer)} chars)"
                 )
+                pid = bot.proc.pid
+                print(f"RSS when ready: {rss_mb(pid):.0f} MB")
+                cpu_before = cpu_ms(pid)
+                sent = time.monotonic()
+                await fake.user_says(
+                    f"<@{fake.bot_id}> count, channel {first_cid}", channel_id=first_cid
+                )
+                await fake.wait_until(functools.partial(done, fake, [first_cid], answer), 60)
+                first = Turn(fake, first_cid, sent)
+                await asyncio.sleep(0.3)
+                print(
+                    f"\n0. the first turn after start: first POST {first.first_post:.0f} ms, "
+                    f"bot CPU {cpu_ms(pid) - cpu_before:.1f} ms"
+                )
                 print(f"\n1. single turns ({args.turns}), ms from the mention event")
                 turns = []
-                pid = bot.proc.pid
                 cpu_before = cpu_ms(pid)
                 for cid in cids[: args.turns]:
                     sent = time.monotonic()
@@ -156,7 +174,7 @@ async def main() -> None:
                 print(f"   PATCH per turn      {stats([float(t.edits) for t in many])}")
                 print(f"   all {len(burst)} answers complete after {wall:.0f} ms")
                 print(f"   bot CPU per turn: {burst_cpu:.1f} ms")
-                print(f"   bot peak RSS: {peak_rss_mb(pid):.0f} MB")
+                print(f"   bot RSS after: {rss_mb(pid):.0f} MB, peak {rss_mb(pid, 'VmHWM'):.0f} MB")
             finally:
                 code = await bot.stop()
                 await bot.close()
