@@ -71,7 +71,9 @@ class MessageTarget(Protocol):
     min_interval: float  # seconds between two edits of one message
     # Optional `final_interval`: seconds the last edit must keep from the one before
     # (default min_interval). Lower lets the finished answer show at once where the
-    # platform's limit has room for one more edit.
+    # platform's limit has room for one more edit. Or optional `edit_budget`: (writes,
+    # seconds) the platform allows; the last edit then goes out at once while the
+    # writes of the trailing window leave room, else as soon as they do.
 
     async def send(self, text: str) -> object: ...
 
@@ -106,6 +108,7 @@ class PacedReply:
         self._handles: list[object] = []
         self._shown: list[str] = []
         self._last_edit = -1e9
+        self._writes: list[float] = []  # when each post and edit went out, newest last
         self._latest = ""
         self._flush_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -145,17 +148,15 @@ class PacedReply:
 
     async def _sync(self, *, final: bool = False) -> None:
         """Make the posted messages show the latest text (sends for new pages, edits)."""
-        interval = self._target.min_interval
-        if final:
-            interval = getattr(self._target, "final_interval", interval)
         async with self._lock:
+            interval = self._final_interval() if final else self._target.min_interval
             pages = split_text(self._latest, self._target.limit)
             for i, page in enumerate(pages):
                 if i >= len(self._handles):
                     self._handles.append(await self._target.send(page))
                     self._shown.append(page)
                     self.sends += 1
-                    self._last_edit = self._clock()
+                    self._wrote()
                 elif page != self._shown[i]:
                     wait = self._last_edit + interval - self._clock()
                     if wait > 0:
@@ -163,5 +164,20 @@ class PacedReply:
                     await self._target.edit(self._handles[i], page)
                     self._shown[i] = page
                     self.edits += 1
-                    self._last_edit = self._clock()
+                    self._wrote()
                     interval = self._target.min_interval  # only one edit skips the pace
+
+    def _wrote(self) -> None:
+        self._last_edit = self._clock()
+        self._writes = [*self._writes[-15:], self._last_edit]
+
+    def _final_interval(self) -> float:
+        """Seconds the final edit keeps from the write before it."""
+        budget = getattr(self._target, "edit_budget", None)
+        if budget is None:
+            return float(getattr(self._target, "final_interval", self._target.min_interval))
+        count, window = int(budget[0]), float(budget[1])
+        recent = [at for at in self._writes if at > self._clock() - window]
+        if len(recent) < count:
+            return 0.0  # room in the platform's budget: the finished answer shows at once
+        return recent[-count] + window - self._last_edit  # when the oldest leaves the window

@@ -142,3 +142,41 @@ async def test_the_final_edit_keeps_only_the_targets_final_interval(
     now[0] += 0.1
     await reply.finish("one two")
     assert waits == [0.9]
+
+
+async def test_with_an_edit_budget_the_final_edit_waits_only_when_it_is_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Discord: 5 writes per 5 s. A short answer's last edit goes out at once; one that
+    used the whole budget waits until its oldest write leaves the window."""
+    now = [100.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # time passes only when the pacer waits
+        waits.append(round(seconds, 3))
+        now[0] += seconds
+
+    monkeypatch.setattr("bot.conversation.pacing.asyncio.sleep", sleep)
+    target = RecordingTarget(min_interval=1.0)
+    target.edit_budget = (5, 5.0)  # type: ignore[attr-defined]
+    reply = PacedReply(target, clock=lambda: now[0])
+    await reply.update("one")  # posted at 100.0
+    now[0] += 0.1
+    await reply.finish("one two")  # 1 write in the window: at once
+    assert waits == []
+
+    long = RecordingTarget(min_interval=1.0)
+    long.edit_budget = (5, 5.0)  # type: ignore[attr-defined]
+    reply = PacedReply(long, clock=lambda: now[0])
+    start = now[0]
+    await reply.update("w0")  # the post
+    for i in range(1, 5):  # four edits a second apart: the budget is spent
+        now[0] += 1.0
+        await reply.update(f"w0 w{i}")
+        # The pacer's own task makes the edit (asyncio.sleep is the fake here).
+        await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))
+    assert len(long.edit_times) == 5 and now[0] == start + 4.0
+    waits.clear()
+    await reply.finish("w0 w1 w2 w3 w4 done")
+    assert waits == [1.0]  # until the post, the oldest of the five, leaves the window
+    assert long.messages == ["w0 w1 w2 w3 w4 done"]

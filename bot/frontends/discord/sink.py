@@ -17,9 +17,9 @@ log = logging.getLogger("bot.discord")
 
 LIMIT = 2000  # characters per Discord message
 MIN_INTERVAL = 1.0  # seconds between edits of one answer: under Discord's ~5 edits / 5 s
-# Edits a second apart leave room in that budget for one more, so the finished answer
-# shows at once instead of a second after the stream ended.
-FINAL_INTERVAL = 0.25
+# Edits a second apart usually leave room in that budget, so the finished answer shows
+# at once instead of a second after the stream ended (5 writes per 5 min_intervals).
+EDIT_BUDGET = 5
 TYPING_EVERY = 8.0  # a typing indicator lasts about 10 s
 EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
 RETRY_PAUSE = 2.0
@@ -37,7 +37,7 @@ class DiscordTarget:
 
     limit = LIMIT
     min_interval = MIN_INTERVAL
-    final_interval = FINAL_INTERVAL
+    edit_budget = (EDIT_BUDGET, EDIT_BUDGET * MIN_INTERVAL)
 
     def __init__(
         self,
@@ -57,7 +57,7 @@ class DiscordTarget:
         self._reply_to = reply_to
         self._on_forbidden = on_forbidden
         self.min_interval = min_interval
-        self.final_interval = min(FINAL_INTERVAL, min_interval)
+        self.edit_budget = (EDIT_BUDGET, EDIT_BUDGET * min_interval)
         self._typing: asyncio.Task[None] | None = None
         self._posted = False
         self.blocked = False  # the bot may not post here; the rest of the answer is dropped
