@@ -28,7 +28,17 @@ from tests.discord.fake_openai import Script, fake_openai
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_FLOOR = """
+# Each child defines `async def one()` (one whole answer) in `main`, then runs TIMED.
+TIMED = """
+    await one()  # warm: imports, the connection
+    cpu = time.process_time()
+    for _ in range(streams):
+        await one()
+    print((time.process_time() - cpu) / streams * 1000)
+"""
+
+_FLOOR = (
+    """
 import asyncio, sys, time
 from urllib.parse import urlsplit
 url, streams = urlsplit(sys.argv[1]), int(sys.argv[2])
@@ -41,37 +51,37 @@ async def main():
                      % (len(body), body))
         while not (await reader.read(65536)).endswith(b"0\\r\\n\\r\\n"):
             pass
-    await one()
-    cpu = time.process_time()
-    for _ in range(streams):
-        await one()
-    print((time.process_time() - cpu) / streams * 1000)
+"""
+    + TIMED
+    + """
 asyncio.run(main())
 """
+)
 
-_HTTPX = """
+_HTTPX = (
+    """
 import asyncio, json, sys, time
 import httpx, httpx_sse
 url, streams = sys.argv[1], int(sys.argv[2])
 body = {"model": "m-small", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 async def main():
-    async with httpx.AsyncClient(timeout=30) as client:
-        async def one():
-            async with httpx_sse.aconnect_sse(
-                client, "POST", url + "/chat/completions", json=body
-            ) as source:
-                async for event in source.aiter_sse():
-                    if event.data != "[DONE]":
-                        json.loads(event.data)
-        await one()
-        cpu = time.process_time()
-        for _ in range(streams):
-            await one()
-        print((time.process_time() - cpu) / streams * 1000)
+    client = httpx.AsyncClient(timeout=30)  # the child ends with main: nothing to close
+    async def one():
+        async with httpx_sse.aconnect_sse(
+            client, "POST", url + "/chat/completions", json=body
+        ) as source:
+            async for event in source.aiter_sse():
+                if event.data != "[DONE]":
+                    json.loads(event.data)
+"""
+    + TIMED
+    + """
 asyncio.run(main())
 """
+)
 
-_OURS = """
+_OURS = (
+    """
 import asyncio, sys, time
 sys.path.insert(0, sys.argv[4])
 from bot.providers import ChatRequest, Endpoint, ProviderHub, ProviderSettings
@@ -84,16 +94,12 @@ async def main():
     async def one():
         async for _ in provider.stream_chat(request):
             pass
-    try:
-        await one()
-        cpu = time.process_time()
-        for _ in range(streams):
-            await one()
-        print((time.process_time() - cpu) / streams * 1000)
-    finally:
-        await hub.aclose()
+"""
+    + TIMED
+    + """
 asyncio.run(main())
 """
+)
 
 
 async def child(code: str, *args: str) -> float:

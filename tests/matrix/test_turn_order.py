@@ -109,10 +109,11 @@ class Rig:
     endpoint: SSEEndpoint
     clock: int = 0
 
-    def arrive(self, room_id: str, sender: str, body: str, **extra: Any) -> str:
-        """Hand one event to the bot as a sync would."""
-        self.clock += 1
-        event_id = f"$e{self.clock}"
+    def arrive(self, room_id: str, sender: str, body: str, *, again: str = "", **extra: Any) -> str:
+        """Hand one event to the bot as a sync would (`again`: the id of one handed before)."""
+        if not again:
+            self.clock += 1
+        event_id = again or f"$e{self.clock}"
         source = {
             "type": "m.room.message",
             "event_id": event_id,
@@ -432,18 +433,8 @@ async def test_an_event_a_sync_brings_twice_is_handled_once(rig: Rig) -> None:
     """A sync retried after a network error may bring the same events again."""
     question = rig.arrive(GROUP, BOB, "bot: only once", **MENTION)
     command = rig.arrive(GROUP, ALICE, "!model model-b")
-    for event_id, sender, body, extra in (
-        (question, BOB, "bot: only once", MENTION),
-        (command, ALICE, "!model model-b", {}),
-    ):
-        again = {
-            "type": "m.room.message",
-            "event_id": event_id,
-            "sender": sender,
-            "origin_server_ts": int(time.time() * 1000),
-            "content": {"msgtype": "m.text", "body": body, **extra},
-        }
-        rig.bot._on_event(GROUP, nio.Event.parse_event(again))
+    rig.arrive(GROUP, BOB, "bot: only once", again=question, **MENTION)
+    rig.arrive(GROUP, ALICE, "!model model-b", again=command)
     await rig.settle()
     assert rig.endpoint.requests == 1
     assert len([s for s in rig.hs.sent if s.in_reply_to == command]) == 1

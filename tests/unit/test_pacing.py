@@ -115,17 +115,24 @@ async def test_reasoning_is_shown_as_a_spoiler_only_when_given() -> None:
     assert target.messages == ["||💭 think hard||\n\n42"]
 
 
-async def test_the_final_edit_keeps_only_the_targets_final_interval(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float]]:
+    """([now], waits): time passes only when the pacer sleeps, and each sleep is kept."""
     now = [100.0]
     waits: list[float] = []
 
-    async def sleep(seconds: float) -> None:  # time passes only when the pacer waits
+    async def sleep(seconds: float) -> None:
         waits.append(round(seconds, 3))
         now[0] += seconds
 
     monkeypatch.setattr("bot.conversation.pacing.asyncio.sleep", sleep)
+    return now, waits
+
+
+async def test_the_final_edit_keeps_only_the_targets_final_interval(
+    fake_time: tuple[list[float], list[float]],
+) -> None:
+    now, waits = fake_time
     target = RecordingTarget(min_interval=1.0)
     target.final_interval = 0.25  # type: ignore[attr-defined]
     reply = PacedReply(target, clock=lambda: now[0])
@@ -145,18 +152,11 @@ async def test_the_final_edit_keeps_only_the_targets_final_interval(
 
 
 async def test_with_an_edit_budget_the_final_edit_waits_only_when_it_is_spent(
-    monkeypatch: pytest.MonkeyPatch,
+    fake_time: tuple[list[float], list[float]],
 ) -> None:
     """Discord: 5 writes per 5 s. A short answer's last edit goes out at once; one that
     used the whole budget waits until its oldest write leaves the window."""
-    now = [100.0]
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:  # time passes only when the pacer waits
-        waits.append(round(seconds, 3))
-        now[0] += seconds
-
-    monkeypatch.setattr("bot.conversation.pacing.asyncio.sleep", sleep)
+    now, waits = fake_time
     target = RecordingTarget(min_interval=1.0)
     target.edit_budget = (5, 5.0)  # type: ignore[attr-defined]
     reply = PacedReply(target, clock=lambda: now[0])
