@@ -11,7 +11,6 @@ takes the database's write lock before any read, so two processes never deadlock
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database, Key, key_of
 from bot.store.batch import Batcher
+from bot.store.cache import ScopedCache
 from bot.store.models import AccessRuleRow, LimitRow, QuotaLockRow, UsageRow, utcnow
 from bot.types import Actor, ChannelRef, Scope
 from bot.types.limits import AccessKind, AccessRule, Charge, Counts, Effect, ScopeLimits
@@ -45,27 +45,6 @@ _CACHED = 10_000
 _READ_BATCH = 200  # scopes per batched read
 RESERVED = "reserved"
 SETTLED = "settled"
-
-
-class _Cache:
-    """Per-process memory of small per-scope reads, dropped on this process's writes."""
-
-    def __init__(self) -> None:
-        self._items: dict[Key, tuple[float, Any]] = {}
-
-    def get(self, key: Key) -> Any:
-        hit = self._items.get(key)
-        if hit is None or hit[0] < time.monotonic():
-            return None
-        return hit[1]
-
-    def put(self, key: Key, value: Any) -> None:
-        if len(self._items) >= _CACHED:
-            self._items.clear()
-        self._items[key] = (time.monotonic() + CACHE_SECONDS, value)
-
-    def drop(self, key: Key) -> None:
-        self._items.pop(key, None)
 
 
 def _top(ref: ChannelRef) -> Key:
@@ -89,9 +68,14 @@ def _at(table: Any, key: Key) -> ColumnElement[bool]:
 class QuotaPart:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._limits = _Cache()
+        # Per-process memory of each scope's rows, dropped on this process's writes.
+        self._limits: ScopedCache[dict[str, int | None]] = ScopedCache(
+            ttl=CACHE_SECONDS, max_entries=_CACHED
+        )
         self._statements = _Statements(db)
-        self._rules = _Cache()
+        self._rules: ScopedCache[list[AccessRule]] = ScopedCache(
+            ttl=CACHE_SECONDS, max_entries=_CACHED
+        )
         # A burst of channels not read yet reads its scopes in one query, not four each.
         self._limit_reads: Batcher[Key, dict[str, int | None]] = Batcher(
             self._read_limits, _READ_BATCH
@@ -332,12 +316,15 @@ class QuotaPart:
         return removed
 
 
-async def _remembered(cache: _Cache, key: Key, read: Callable[[Q], Awaitable[V]], want: Q) -> V:
-    """`key`'s value from the cache, else read (and kept)."""
-    hit: V | None = cache.get(key)
+async def _remembered(
+    cache: ScopedCache[V], key: Key, read: Callable[[Q], Awaitable[V]], want: Q
+) -> V:
+    """`key`'s value from the cache, else read (and kept unless a write came meanwhile)."""
+    hit = cache.get(key)
     if hit is None:
+        generation = cache.generation()
         hit = await read(want)
-        cache.put(key, hit)
+        cache.put(key, key, hit, generation=generation)
     return hit
 
 
