@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -108,7 +109,7 @@ class PacedReply:
         self._handles: list[object] = []
         self._shown: list[str] = []
         self._last_edit = -1e9
-        self._writes: list[float] = []  # when each post and edit went out, newest last
+        self._writes: deque[float] = deque(maxlen=16)  # when posts and edits went out
         self._latest = ""
         self._flush_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -169,7 +170,7 @@ class PacedReply:
 
     def _wrote(self) -> None:
         self._last_edit = self._clock()
-        self._writes = [*self._writes[-15:], self._last_edit]
+        self._writes.append(self._last_edit)
 
     def _final_interval(self) -> float:
         """Seconds the final edit keeps from the write before it."""

@@ -274,11 +274,12 @@ class Transport:
         it = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
         watch = ReadWatch(self.settings.idle_timeout)
         first = True
-        network = response.extensions.get("network_stream")
-        if not isinstance(network, AsyncioStream) or not self.settings.stream_read_pace:
+        pace = self.settings.stream_read_pace if paced else 0.0
+        network = response.extensions.get("network_stream") if pace else None
+        if not isinstance(network, AsyncioStream):
             network = None
-        if paced and network is not None:
-            network.pace(self.settings.stream_read_pace)
+        if network is not None:
+            network.pace(pace)
         try:
             while True:
                 watch.begin(deadline if first else None)
@@ -302,7 +303,7 @@ class Transport:
                 yield chunk
         finally:
             watch.close()
-            if paced and network is not None:
+            if network is not None:
                 network.pace(0.0)  # the connection goes back to the pool for any request
             await it.aclose()
 

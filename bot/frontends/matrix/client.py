@@ -152,6 +152,7 @@ class MatrixBot:
         content: dict[str, Any],
         media: events.MediaFile | None,
         reaction: bool = False,
+        repeated: bool = False,
     ) -> EventFacts:
         text = (events.caption_of(content) if media else events.text_of(content)) or ""
         command = text.lstrip().startswith(self._handler.prefix)
@@ -171,7 +172,7 @@ class MatrixBot:
             room_known=room is not None,
             direct=room is not None and events.is_direct_room(room.member_count),
             media=media is not None,
-            repeated=str(getattr(event, "event_id", "") or "") in self._recent,
+            repeated=repeated,
             reaction=reaction,
         )
 
@@ -183,10 +184,13 @@ class MatrixBot:
         media = events.media_of(content) if isinstance(event, nio.RoomMessage) else None
         kind = source.get("type", "") if isinstance(source, dict) else ""
         reaction = events.annotation(str(kind), content)
-        facts = self._facts(room_id, event, content, media, reaction is not None)
+        event_id = str(getattr(event, "event_id", "") or "")
+        facts = self._facts(
+            room_id, event, content, media, reaction is not None, event_id in self._recent
+        )
         decision = decide.decide(facts)
         if decision.action is not Action.AWAIT_KEY:  # decrypted later, it is handled then
-            self._recent.add(str(getattr(event, "event_id", "") or ""))
+            self._recent.add(event_id)
         if decision.action is Action.IGNORE:
             return
         if decision.action is Action.REACTION and reaction is not None:
