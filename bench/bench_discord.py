@@ -34,7 +34,7 @@ TOKEN = "bench.bot.token-0123456789"
 
 
 class Turn:
-    def __init__(self, fake: FakeDiscord, cid: int, sent: float) -> None:
+    def __init__(self, fake: FakeDiscord, cid: int, sent: float, answer: str = "") -> None:
         path = f"/channels/{cid}"
         calls = [c for c in fake.calls if c.path.startswith(path + "/") and c.at >= sent]
         posts = [c for c in calls if c.method == "POST" and c.path == path + "/messages"]
@@ -42,6 +42,12 @@ class Turn:
         self.first_post = (posts[0].at - sent) * 1000 if posts else float("nan")
         last = max((c.at for c in posts + edits), default=sent)
         self.final = (last - sent) * 1000
+        shown = [
+            c.at
+            for c in posts + edits
+            if isinstance(c.body, dict) and c.body.get("content") == answer
+        ]
+        self.complete_at = min(shown, default=float("nan"))  # the whole answer shown
         self.calls = len(calls)
         self.posts = len(posts)
         self.edits = len(edits)
@@ -83,6 +89,29 @@ def request_delays(sse: FakeOpenAI, sent: float, cids: list[int]) -> list[float]
     return delays
 
 
+def shown_after_end(sse: FakeOpenAI, turns: dict[int, Turn]) -> list[float]:
+    """ms from the model sending a channel's last chunk to its whole answer showing."""
+    delays = []
+    for index, ended in sse.ended.items():
+        messages = sse.requests[index].get("messages")
+        last = messages[-1]["content"] if isinstance(messages, list) and messages else ""
+        for cid, turn in turns.items():
+            if f"channel {cid}" in str(last) and ended <= turn.complete_at:
+                delays.append((turn.complete_at - ended) * 1000)
+    return delays
+
+
+def timeline(fake: FakeDiscord, cid: int, sent: float) -> None:
+    """The REST calls of one channel's turn, ms from its mention."""
+    print(f"   channel {cid}:")
+    for c in fake.calls:
+        if c.path.startswith(f"/channels/{cid}/") and c.at >= sent:
+            body = c.body if isinstance(c.body, dict) else {}
+            what = f"{len(body['content'])} chars" if "content" in body else ", ".join(body)
+            at = (c.at - sent) * 1000
+            print(f"     {at:7.1f}  {c.method:5} {c.path.split('/')[-1]:>20}  {what}")
+
+
 def stats(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
@@ -93,6 +122,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--channels", type=int, default=50)
+    parser.add_argument(
+        "--timeline", action="store_true", help="print the REST calls of the slowest turns"
+    )
     args = parser.parse_args()
     script = Script(chunks=[f"word{i} " for i in range(100)], interval=0.02, first_token=0.2)
     answer = script.answer.strip()
@@ -151,21 +183,26 @@ async def main() -> None:
                     sent = time.monotonic()
                     await fake.user_says(f"<@{fake.bot_id}> count, channel {cid}", channel_id=cid)
                     await fake.wait_until(functools.partial(done, fake, [cid], answer), 60)
-                    turns.append(Turn(fake, cid, sent))
+                    turns.append(Turn(fake, cid, sent, answer))
                     await asyncio.sleep(0.3)  # the turn's last writes
                 single_cpu = (cpu_ms(pid) - cpu_before) / len(turns)
                 print(f"   first POST   {stats([t.first_post for t in turns])}")
                 print(f"   final edit   {stats([t.final for t in turns])}")
+                ends = shown_after_end(sse, dict(zip(cids, turns, strict=False)))
+                print(f"   whole answer shown after the model's last chunk {stats(ends)}")
                 t = turns[-1]
                 print(
                     f"   REST calls per turn: {t.calls} "
                     f"(typing {t.typing}, POST {t.posts}, PATCH {t.edits})"
                 )
                 print(f"   bot CPU per turn: {single_cpu:.1f} ms")
+                if args.timeline:
+                    timeline(fake, cids[args.turns - 1], sent)
 
                 burst = cids[args.turns :]
                 print(f"\n2. {len(burst)} channels at once, ms from sending the mentions")
                 cpu_before = cpu_ms(pid)
+                harness_before = time.process_time()
                 sent = time.monotonic()
                 await asyncio.gather(
                     *(
@@ -175,17 +212,23 @@ async def main() -> None:
                 )
                 await fake.wait_until(lambda: done(fake, burst, answer), 120)
                 wall = (time.monotonic() - sent) * 1000
+                harness_cpu = (time.process_time() - harness_before) * 1000
                 await asyncio.sleep(0.5)
                 burst_cpu = (cpu_ms(pid) - cpu_before) / len(burst)
-                many = [Turn(fake, cid, sent) for cid in burst]
+                many = [Turn(fake, cid, sent, answer) for cid in burst]
                 print(f"   request at the model {stats(request_delays(sse, sent, burst))}")
                 print(f"   first POST   {stats([t.first_post for t in many])}")
                 print(f"   final edit   {stats([t.final for t in many])}")
+                ends = shown_after_end(sse, dict(zip(burst, many, strict=True)))
+                print(f"   whole answer shown after the model's last chunk {stats(ends)}")
                 print(f"   REST calls per turn {stats([float(t.calls) for t in many])}")
                 print(f"   PATCH per turn      {stats([float(t.edits) for t in many])}")
                 print(f"   all {len(burst)} answers complete after {wall:.0f} ms")
                 print(f"   bot CPU per turn: {burst_cpu:.1f} ms")
+                print(f"   this process (fake Discord, model) CPU: {harness_cpu:.0f} ms")
                 print(f"   bot RSS after: {rss_mb(pid):.0f} MB, peak {rss_mb(pid, 'VmHWM'):.0f} MB")
+                if args.timeline:
+                    timeline(fake, max(burst, key=lambda c: Turn(fake, c, sent).final), sent)
             finally:
                 code = await bot.stop()
                 await bot.close()

@@ -38,6 +38,7 @@ class FakeOpenAI:
     requests: list[dict[str, object]]
     cut_off: list[float] = field(default_factory=list)  # when a reader hung up mid-answer
     arrived: list[float] = field(default_factory=list)  # monotonic time of each request
+    ended: dict[int, float] = field(default_factory=dict)  # request index → answer sent
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -60,12 +61,18 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
         return web.json_response({"object": "list", "data": data})
 
     async def completions(request: web.Request) -> web.StreamResponse:
-        state.arrived.append(time.monotonic())
+        arrived = time.monotonic()
         body = await request.json()
+        index = len(state.requests)  # `arrived` and `requests` stay in step
         state.requests.append(body)
+        state.arrived.append(arrived)
         s = state.script
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        # Chunks keep to the script's clock (first token, then one every interval from
+        # the request), so a loaded event loop here does not stretch the answer.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         try:
             await asyncio.sleep(s.first_token)
             for i, text in enumerate(s.chunks):
@@ -76,10 +83,11 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
                     await resp.write(f"data: {json.dumps(error)}\n\n".encode())
                     return resp
                 if i and s.interval:
-                    await asyncio.sleep(s.interval)
+                    await asyncio.sleep(start + s.first_token + i * s.interval - loop.time())
                 await resp.write(_chunk(text))
             await resp.write(_chunk("", "stop"))
             await resp.write(b"data: [DONE]\n\n")
+            state.ended[index] = time.monotonic()
         except ConnectionResetError:  # the reader hung up: nothing more to send
             state.cut_off.append(time.monotonic())
         except asyncio.CancelledError:
