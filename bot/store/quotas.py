@@ -90,9 +90,11 @@ class QuotaPart:
         """What is set for this channel and its server (None: set to off)."""
         found = ScopeLimits()
         keys = _keys(ref)
-        read = await asyncio.gather(
-            *(_remembered(self._limits, key, self._limit_reads.submit, key) for _, key in keys)
-        )
+        read = _all_remembered(self._limits, [key for _, key in keys])
+        if read is None:  # a turn asks several times: remembered values need no tasks
+            read = await asyncio.gather(
+                *(_remembered(self._limits, key, self._limit_reads.submit, key) for _, key in keys)
+            )
         for (scope, _), values in zip(keys, read, strict=True):
             (found.server if scope is Scope.SERVER else found.channel).update(values)
         return found
@@ -224,12 +226,14 @@ class QuotaPart:
     async def rules(self, ref: ChannelRef) -> list[AccessRule]:
         """The channel's rules, then its server's."""
         keys = _keys(ref)
-        read = await asyncio.gather(
-            *(
-                _remembered(self._rules, key, self._rule_reads.submit, (key, scope))
-                for scope, key in keys
+        read = _all_remembered(self._rules, [key for _, key in keys])
+        if read is None:
+            read = await asyncio.gather(
+                *(
+                    _remembered(self._rules, key, self._rule_reads.submit, (key, scope))
+                    for scope, key in keys
+                )
             )
-        )
         return [rule for rules in read for rule in rules]
 
     async def _read_limits(self, keys: Sequence[Key]) -> list[dict[str, int | None]]:
@@ -314,6 +318,17 @@ class QuotaPart:
         removed = await self._db.write("access write", work)
         self._rules.drop(key)
         return removed
+
+
+def _all_remembered(cache: ScopedCache[V], keys: Sequence[Key]) -> list[V] | None:
+    """Every key's value when the cache holds them all, else None."""
+    hits: list[V] = []
+    for key in keys:
+        hit = cache.get(key)
+        if hit is None:
+            return None
+        hits.append(hit)
+    return hits
 
 
 async def _remembered(
