@@ -233,11 +233,6 @@ class Core:
         PNG of its image), else None."""
         return await character_persona(self.store, ref, avatar=avatar)
 
-    async def prefetch(self, ref: ChannelRef) -> None:
-        """Before a chat turn's first read (a front-end's persona lookup): load what the
-        turn reads in one round, so a burst of turns waits for one round, not one a step."""
-        await self._engine.prefetch(ref)
-
     async def has_conversation(self, ref: ChannelRef) -> bool:
         """Whether this channel or thread holds turns with the bot (kept across restarts)."""
         return bool(await self.store.history(ref, 1))

@@ -280,12 +280,7 @@ class ChatEngine(_QuotaHooks):
 
     # -- a new question ---------------------------------------------------------------------
 
-    async def prefetch(self, ref: ChannelRef) -> None:
-        """Load what a turn here reads in one round of batched reads (see Store.prefetch)."""
-        await self._store.prefetch(ref, HISTORY_ROWS)
-
     async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str, key: str) -> TurnResult:
-        await self.prefetch(incoming.channel)  # one round of reads for the steps below
         if not await self._admitted(incoming.channel, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
         text = incoming.text.strip()
@@ -305,6 +300,7 @@ class ChatEngine(_QuotaHooks):
             )
         ref = incoming.channel
         try:
+            await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip for the reads below
             config, endpoint = await self._ready(ref, prefix)
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)

@@ -9,7 +9,6 @@ reaches callers as a StoreError (errors.py) whose message can be shown to a user
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date, timedelta
 from functools import partial
@@ -22,7 +21,6 @@ from bot.store.base import Database, key_of
 from bot.store.characters import CharacterPart, StoredCharacter
 from bot.store.config import AuditEntry, ConfigPart, checked, merge
 from bot.store.db import create_engine
-from bot.store.errors import StoreError
 from bot.store.history import HistoryPart
 from bot.store.model_lists import ModelLists
 from bot.store.quotas import Guarded, QuotaPart
@@ -97,21 +95,8 @@ class Store:
     # ---- configuration --------------------------------------------------------------
 
     async def prefetch(self, ref: ChannelRef, history_limit: int) -> None:
-        """Load what a chat turn reads, side by side: its config, secrets and history (one
-        round trip), who may chat, the limits and the character. Each is a batched read,
-        so the turns of a burst wait for one round of reads, not one per step; the turn's
-        steps then find them remembered. A read that fails is left to the step that needs
-        it, which reports it."""
-        done = await asyncio.gather(
-            self._reads.prefetch(ref, history_limit),
-            self.quotas.rules(ref),
-            self.quotas.limits(ref),
-            self._characters.get(ref),
-            return_exceptions=True,
-        )
-        for outcome in done:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, StoreError):
-                raise outcome
+        """Load what a chat turn reads (config, secrets, history) in one round trip."""
+        await self._reads.prefetch(ref, history_limit)
 
     async def effective_config(self, ref: ChannelRef) -> ChannelConfig:
         """Channel row → server row (when the channel has a server) → defaults, per field."""

@@ -120,7 +120,6 @@ class ChatHandler:
             addressed = await self._core.has_conversation(ref)
         if not await self._core.should_answer(ref, addressed):
             return
-        await self._core.prefetch(ref)
         reply_to: discord.Message | None = message
         author = message.author
         guild = message.guild
