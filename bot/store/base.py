@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.store.errors import with_retry
 from bot.store.models import AuditRow, Base
 from bot.types import Actor, ChannelRef, Scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 T = TypeVar("T")
 Key = tuple[str, str, str]  # (platform, server, channel); channel "" = the server's row
@@ -62,7 +65,12 @@ class Database:
 
     def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         # Both dialects share the ON CONFLICT API; it makes get-or-create race-free.
-        return postgresql.insert(table) if self.postgres else sqlite.insert(table)
+        if not self.postgres:
+            return sqlite.insert(table)
+        # Imported where it runs: SQLAlchemy's PostgreSQL dialect is ~2 MB of an SQLite bot.
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
 
 
 def key_of(ref: ChannelRef, scope: Scope) -> Key:

@@ -116,14 +116,28 @@ _START = """
 import asyncio, sys
 from bot.store.migrate import upgrade_to_head
 import bot.app, bot.characters, bot.commands.usage_report, bot.frontends.discord
-print(asyncio.run(upgrade_to_head(sys.argv[1])))
-print(",".join(m for m in ("alembic", "mako", "PIL") if m in sys.modules))
+from bot.store import SecretBox, Store, generate_key
+from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Scope
+
+async def serve(url):
+    head = await upgrade_to_head(url)
+    box = SecretBox.from_setting(generate_key())
+    store = await Store.open(url, box, defaults=ChannelConfig.of())
+    ref = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+    await store.update_config(ref, Scope.CHANNEL, Actor("u1", "Ada"), {"model": "m"}, action="t")
+    await store.close()
+    return head
+
+print(asyncio.run(serve(sys.argv[1])))
+loaded = ("alembic", "mako", "PIL", "sqlalchemy.dialects.postgresql")
+print(",".join(m for m in loaded if m in sys.modules))
 """
 
 
 def test_a_start_at_head_loads_neither_alembic_nor_pillow(tmp_path: Path) -> None:
-    """~15 MB of a serving process: Alembic only when the schema must change, Pillow
-    only with the first image, chart or card."""
+    """~17 MB of a serving process: Alembic only when the schema must change, Pillow
+    only with the first image, chart or card, SQLAlchemy's PostgreSQL dialect only with
+    PostgreSQL (an SQLite store writes without it)."""
     url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
 
     def start() -> list[str]:
@@ -137,5 +151,6 @@ def test_a_start_at_head_loads_neither_alembic_nor_pillow(tmp_path: Path) -> Non
         )
         return done.stdout.splitlines()
 
-    assert start() == [migrate.head(), "alembic,mako"]  # a new database: migrated
+    # A new database: migrated (Alembic brings its PostgreSQL support along).
+    assert start() == [migrate.head(), "alembic,mako,sqlalchemy.dialects.postgresql"]
     assert start() == [migrate.head(), ""]  # at head: one SELECT, no Alembic
