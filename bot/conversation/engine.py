@@ -497,6 +497,15 @@ class ChatEngine(_QuotaHooks):
         error = outcome.error
         if saved_note:
             error = f"{error}\n{saved_note}" if error else saved_note
+        alternative = (1, 1)
+        if variant and row.id is not None and question.id is not None and not saved_note:
+            answers = await self._store.alternatives(ref, question.id)
+            ids = [entry.id for entry, _ in answers]
+            alternative = (ids.index(row.id) + 1 if row.id in ids else len(ids), len(ids))
+        result = TurnResult(outcome.answer, outcome.error, True, row.id, alternative, question.id)
+        ended = getattr(sink, "ended", None)
+        if ended is not None:  # controls for how it ended can go out with the final text
+            ended(result)
         await sink.finish(preface + outcome.answer, outcome.reasoning, error)
         user = by or question.author_id or ""
         start = continuing.content if continuing else ""
@@ -506,12 +515,7 @@ class ChatEngine(_QuotaHooks):
         )
         if outcome.error and outcome.state is not TurnState.STOPPED:
             log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
-        alternative = (1, 1)
-        if variant and row.id is not None and question.id is not None and not saved_note:
-            answers = await self._store.alternatives(ref, question.id)
-            ids = [entry.id for entry, _ in answers]
-            alternative = (ids.index(row.id) + 1 if row.id in ids else len(ids), len(ids))
-        return TurnResult(outcome.answer, outcome.error, True, row.id, alternative, question.id)
+        return result
 
     async def _config(self, ref: ChannelRef, prefix: str) -> ChannelConfig:
         """The channel's config, re-checked first when a passing failure blocks it."""

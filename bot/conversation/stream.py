@@ -21,7 +21,12 @@ log = logging.getLogger("bot.conversation")
 
 
 class ReplySink(Protocol):
-    """Where an answer goes while it streams. Front-ends implement it (or use PacedReply)."""
+    """Where an answer goes while it streams. Front-ends implement it (or use PacedReply).
+
+    Optional `ended(result: TurnResult) -> None`: called with the turn's result just
+    before `finish`, so a front-end can put the controls for how it ended on the final
+    edit instead of writing the message once more.
+    """
 
     async def typing(self) -> None: ...
 

@@ -171,6 +171,10 @@ async def test_stop_is_the_askers_and_goes_away_when_the_answer_ends(
     [posted] = requests(world.env, "POST", f"/channels/{world.channel.id}/messages")
     assert f"cc:stop:{world.member.id}" in str(posted.json)
     assert not any(c.startswith("cc:stop:") for c in buttons(answer))
+    # The finished text and the buttons that replace ⏹ go out in one edit, not two.
+    edits = requests(world.env, "PATCH", f"/channels/{world.channel.id}/messages/{answer.id}")
+    assert edits and all("content" in e.json for e in edits)
+    assert "cc:regen:" in str(edits[-1].json["components"])
     stop_id = f"cc:stop:{world.member.id}"
     # A stop button left on a message (nothing streams now): the asker hears so privately.
     from bot.frontends.discord.buttons import Press, streaming_buttons

@@ -107,9 +107,11 @@ async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
     assert int(posts[0].body["message_reference"]["message_id"]) == asked
     assert fake.bot_calls("POST", f"/channels/{fake.channel_id}/typing")
     [shown] = [m["content"] for m in fake.messages.values()]
-    *text_edits, buttons = edits  # the answer's buttons replace ⏹ once it is complete
-    assert text_edits[-1].body["content"] == shown and "content" not in buttons.body
-    assert "cc:stop:" in repr(posts[0].body) and "cc:regen:" in repr(buttons.body)
+    # The finished answer and the buttons that replace ⏹ go out in one edit.
+    final = edits[-1]
+    assert final.body["content"] == shown and "cc:regen:" in repr(final.body["components"])
+    assert "cc:stop:" in repr(posts[0].body)
+    assert not any("components" in e.body and "content" not in e.body for e in edits)
     # The final edit shows exactly what the model said (as the bot stored it).
     store = await Store.open(
         f"sqlite+aiosqlite:///{tmp_path / 'data' / 'chatbot.db'}",

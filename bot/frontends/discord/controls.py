@@ -86,6 +86,7 @@ class AnswerSink:
         self._target = target
         self._paced = PacedReply(target)
         self._asker = asker_id
+        self._ended: tuple[TurnResult, discord.ui.View | None] | None = None
 
     async def typing(self) -> None:
         self._target.view = view_of(streaming_buttons(self._asker))
@@ -97,9 +98,16 @@ class AnswerSink:
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         await self._paced.finish(answer, reasoning, error)
 
+    def ended(self, result: TurnResult) -> None:
+        """The final edit carries the buttons for how the turn ended: one write, not two."""
+        self._ended = (result, view_of(buttons_after(result)))
+        self._target.view = self._ended[1]
+
     async def settle(self, result: TurnResult) -> None:
-        """The buttons for how the turn ended replace ⏹."""
-        await self._target.settle(view_of(buttons_after(result)))
+        """The buttons for how the turn ended replace ⏹ (where the final edit did not)."""
+        ended = self._ended
+        view = ended[1] if ended is not None and ended[0] == result else None
+        await self._target.settle(view or view_of(buttons_after(result)))
 
 
 async def _forbidden(err: discord.Forbidden) -> None:

@@ -212,7 +212,11 @@ class DiscordTarget:
             return
         if self._prefix and self.messages and handle is self.messages[0]:
             text = self._prefix + text
-        await self._edit(handle, content=text)
+        # The newest message's edit also brings its buttons up to date (the final edit
+        # carries the ones for how the answer ended); an unchanged view adds nothing.
+        newest = bool(self.messages) and handle is self.messages[-1]
+        changes = self._view_change(handle, self.view) if newest else {}
+        await self._edit(handle, content=text, **changes)
 
     async def _edit(self, handle: discord.Message, **changes: Any) -> None:
         if self.blocked:
