@@ -106,8 +106,11 @@ class AnswerSink:
     async def settle(self, result: TurnResult) -> None:
         """The buttons for how the turn ended replace ⏹ (where the final edit did not)."""
         ended = self._ended
-        view = ended[1] if ended is not None and ended[0] == result else None
-        await self._target.settle(view or view_of(buttons_after(result)))
+        if ended is not None and ended[0] == result:
+            view = ended[1]  # the one the final edit carried, so no write is repeated
+        else:
+            view = view_of(buttons_after(result))
+        await self._target.settle(view)
 
 
 async def _forbidden(err: discord.Forbidden) -> None:
