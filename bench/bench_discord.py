@@ -163,7 +163,7 @@ async def main() -> None:
                     f"stream: 100 chunks over 2 s, first token after 200 ms ({len(answer)} chars)"
                 )
                 pid = bot.proc.pid
-                print(f"RSS when ready (a restart: the database at head): {rss_mb(pid):.0f} MB")
+                print(f"RSS when ready (a restart: the database at head): {rss_mb(pid):.1f} MB")
                 cpu_before = cpu_ms(pid)
                 sent = time.monotonic()
                 await fake.user_says(
@@ -226,7 +226,7 @@ async def main() -> None:
                 print(f"   all {len(burst)} answers complete after {wall:.0f} ms")
                 print(f"   bot CPU per turn: {burst_cpu:.1f} ms")
                 print(f"   this process (fake Discord, model) CPU: {harness_cpu:.0f} ms")
-                print(f"   bot RSS after: {rss_mb(pid):.0f} MB, peak {rss_mb(pid, 'VmHWM'):.0f} MB")
+                print(f"   bot RSS after: {rss_mb(pid):.1f} MB, peak {rss_mb(pid, 'VmHWM'):.1f} MB")
                 if args.timeline:
                     timeline(fake, max(burst, key=lambda c: Turn(fake, c, sent).final), sent)
             finally:
