@@ -90,11 +90,9 @@ class QuotaPart:
         """What is set for this channel and its server (None: set to off)."""
         found = ScopeLimits()
         keys = _keys(ref)
-        read = _all_remembered(self._limits, [key for _, key in keys])
-        if read is None:  # a turn asks several times: remembered values need no tasks
-            read = await asyncio.gather(
-                *(_remembered(self._limits, key, self._limit_reads.submit, key) for _, key in keys)
-            )
+        read = await _remembered_all(
+            self._limits, [(key, key) for _, key in keys], self._limit_reads.submit
+        )
         for (scope, _), values in zip(keys, read, strict=True):
             (found.server if scope is Scope.SERVER else found.channel).update(values)
         return found
@@ -226,14 +224,9 @@ class QuotaPart:
     async def rules(self, ref: ChannelRef) -> list[AccessRule]:
         """The channel's rules, then its server's."""
         keys = _keys(ref)
-        read = _all_remembered(self._rules, [key for _, key in keys])
-        if read is None:
-            read = await asyncio.gather(
-                *(
-                    _remembered(self._rules, key, self._rule_reads.submit, (key, scope))
-                    for scope, key in keys
-                )
-            )
+        read = await _remembered_all(
+            self._rules, [(key, (key, scope)) for scope, key in keys], self._rule_reads.submit
+        )
         return [rule for rules in read for rule in rules]
 
     async def _read_limits(self, keys: Sequence[Key]) -> list[dict[str, int | None]]:
@@ -320,13 +313,18 @@ class QuotaPart:
         return removed
 
 
-def _all_remembered(cache: ScopedCache[V], keys: Sequence[Key]) -> list[V] | None:
-    """Every key's value when the cache holds them all, else None."""
+async def _remembered_all(
+    cache: ScopedCache[V], wants: Sequence[tuple[Key, Q]], read: Callable[[Q], Awaitable[V]]
+) -> list[V]:
+    """Each key's value: all from the cache when it holds them (no tasks: a turn asks
+    several times), else each remembered or read, side by side."""
     hits: list[V] = []
-    for key in keys:
+    for key, _ in wants:
         hit = cache.get(key)
         if hit is None:
-            return None
+            return list(
+                await asyncio.gather(*(_remembered(cache, k, read, want) for k, want in wants))
+            )
         hits.append(hit)
     return hits
 

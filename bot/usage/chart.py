@@ -38,9 +38,9 @@ def _label(day: date, count: int) -> str:
 
 
 def chart_png(report: UsageReport, title: str) -> bytes:
+    """Tokens per day of the report's period, one stacked bar a day, as PNG bytes."""
     from PIL import Image, ImageDraw, ImageFont  # Pillow loads when a chart is drawn
 
-    """Tokens per day of the report's period, one stacked bar a day, as PNG bytes."""
     shown = report.models[:_MAX_MODELS]
     if len(report.models) > _MAX_MODELS:
         shown = report.models[: _MAX_MODELS - 1]
