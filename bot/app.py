@@ -20,7 +20,7 @@ from bot.providers import ProviderHub, ProviderSettings
 from bot.settings import Settings
 from bot.store import SecretBox, Store, StoreError, generate_key
 from bot.store.migrate import upgrade_to_head
-from bot.types import ChannelConfig, Platform, SecretValue
+from bot.types import ChannelConfig, Platform
 from bot.types.usage import USAGE_COLUMNS
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def discord_options(settings: Settings) -> DiscordOptions:
     from bot.frontends.discord import DiscordOptions
 
     return DiscordOptions(
-        token=SecretValue(settings.discord_token.get_secret_value()),
+        token=settings.discord_token,
         shard_count=settings.discord_shard_count,
         shard_ids=settings.discord_shard_ids,
         message_content=settings.discord_message_content,
@@ -126,8 +126,8 @@ def matrix_options(settings: Settings) -> MatrixOptions:
     return MatrixOptions(
         homeserver=settings.matrix_homeserver,
         user_id=settings.matrix_user_id,
-        password=SecretValue(settings.matrix_password.get_secret_value()),
-        access_token=SecretValue(settings.matrix_access_token.get_secret_value()),
+        password=settings.matrix_password,
+        access_token=settings.matrix_access_token,
         device_name=settings.matrix_device_name,
         store_dir=settings.data_dir / "matrix",
         e2ee=settings.matrix_e2ee,

@@ -79,7 +79,7 @@ def _fail(message: str) -> int:
 def secret_box(settings: Settings) -> SecretBox:
     """The encryption keys, or a SettingsError saying how to make one."""
     try:
-        return SecretBox.from_setting(settings.bot_secret_keys.get_secret_value())
+        return SecretBox.from_setting(settings.bot_secret_keys.reveal())
     except ValueError as err:
         raise SettingsError(str(err)) from None
 

@@ -1,217 +1,271 @@
-"""Operator settings from the environment and `.env`."""
+"""Operator settings from the environment and `.env`.
+
+`Settings` is the one table: each field names a setting (its variable is the name in
+capitals), its default, how its text is read and how to fix a mistake. Read with the
+standard library and python-dotenv: pydantic-settings did the same for ~24 MB of every
+bot process's memory (bench/RESULTS.md, "Settings without pydantic").
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from dotenv import dotenv_values
 
 from bot.types import ReplyMode, SecretValue, Source
 from bot.types.prices import PriceError, PriceTable
 
 DEFAULT_DATA_DIR = Path("data")
+ENV_FILE = ".env"
 
-CommaList = Annotated[tuple[str, ...], NoDecode]
-IntList = Annotated[tuple[int, ...], NoDecode]
 # "unverified": encrypt for every device of the room's members (trust on first use);
 # "verified": only for devices someone verified.
 MatrixTrust = Literal["unverified", "verified"]
+
+Reader = Callable[[str], Any]  # a value's text → the value; ValueError(reason) if wrong
 
 
 class SettingsError(Exception):
     """A configuration mistake; the message names the setting and the fix."""
 
 
-# How to fix each setting, shown with validation errors instead of a stack trace.
-_FIX_HINTS: dict[str, str] = {
-    "BOT_SECRET_KEYS": "run `chatbot keygen` and put the result in BOT_SECRET_KEYS",
-    "DATABASE_URL": "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db",
-    "LOG_LEVEL": "use one of DEBUG, INFO, WARNING, ERROR",
-    "CUSTOM_EXTRA_HEADERS": 'use a JSON object, e.g. {"X-Team": "bots"}',
-    "DEFAULT_SOURCE": "use one of openai, claude, mistral, custom",
-    "DISCORD_SHARD_IDS": "use comma-separated shard numbers below DISCORD_SHARD_COUNT, e.g. 0,1",
-    "DISCORD_COMMAND_GUILDS": "use comma-separated guild ids",
-    "MATRIX_TRUST_DEVICES": "use unverified or verified",
-    "USAGE_PRICES": "use model-pattern=input/output USD per million tokens, e.g. gpt-4o*=2.5/10",
-    "USAGE_PRICES_FILE": "point it at a readable file of pattern=input/output lines",
-}
+def _text(value: str) -> str:
+    return value
 
 
-class Settings(BaseSettings):
+def _flag(value: str) -> bool:
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on", "t", "y"):
+        return True
+    if word in ("0", "false", "no", "off", "f", "n"):
+        return False
+    raise ValueError("use true or false")
+
+
+def _whole(low: int | None = None, high: int | None = None) -> Reader:
+    def read(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError("not a whole number") from None
+        if low is not None and number < low:
+            raise ValueError(f"must be at least {low}")
+        if high is not None and number > high:
+            raise ValueError(f"must be at most {high}")
+        return number
+
+    return read
+
+
+def _positive(high: float | None = None) -> Reader:
+    def read(value: str) -> float:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError("not a number") from None
+        if not math.isfinite(number) or number <= 0:
+            raise ValueError("must be a number above 0")
+        if high is not None and number > high:
+            raise ValueError(f"must be at most {high:g}")
+        return number
+
+    return read
+
+
+def _one_of(*choices: str) -> Reader:
+    def read(value: str) -> str:
+        word = value.strip().lower()
+        if word not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return word
+
+    return read
+
+
+def _enum(kind: type[StrEnum]) -> Reader:
+    pick = _one_of(*(member.value for member in kind))
+    return lambda value: kind(pick(value))
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _numbers(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in _words(value))
+    except ValueError:
+        raise ValueError("not a comma-separated list of whole numbers") from None
+
+
+def _headers(value: str) -> dict[str, str]:
+    try:
+        found = json.loads(value)
+    except json.JSONDecodeError:
+        raise ValueError("not valid JSON") from None
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        raise ValueError("not a JSON object of text values")
+    return found
+
+
+def _level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"unknown log level {value!r}")
+    return level
+
+
+def _web_url(value: str) -> str:
+    if not value.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ValueError("must be an http(s):// or ws(s):// URL")
+    return value.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ValueError("only sqlite+aiosqlite:// and postgresql+asyncpg:// URLs are supported")
+    return value
+
+
+def _prefix(value: str) -> str:
+    if not 1 <= len(value) <= 3:
+        raise ValueError("must be 1 to 3 characters")
+    return value
+
+
+def _prices(value: str) -> str:
+    try:
+        PriceTable.parse(value)
+    except PriceError as err:
+        raise ValueError(str(err)) from None
+    return value
+
+
+def _prices_file(value: str) -> Path:
+    path = Path(value)
+    try:
+        PriceTable.parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {type(err).__name__}") from None
+    except PriceError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return path
+
+
+def setting(default: Any, read: Reader, fix: str = "") -> Any:
+    """A field of `Settings`: its default, how its text is read, how to fix a mistake."""
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"read": read, "fix": fix})
+    return field(default=default, metadata={"read": read, "fix": fix})
+
+
+_QUOTA = _whole(0, 10**12)
+_NO_KEY = SecretValue("")
+
+
+@dataclass(frozen=True)
+class Settings:
     """Every operator setting; README's table and .env.example list the same names."""
 
-    # An empty value means "use the default": .env.example and `docker run --env-file`
-    # both hand over `NAME=` lines as empty strings.
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        env_ignore_empty=True,
+    data_dir: Path = setting(DEFAULT_DATA_DIR, Path)
+    database_url: str = setting(
+        "",
+        _database_url,
+        "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db",
+    )
+    bot_secret_keys: SecretValue = setting(
+        _NO_KEY, SecretValue, "run `chatbot keygen` and put the result in BOT_SECRET_KEYS"
+    )
+    log_level: str = setting("INFO", _level, "use one of DEBUG, INFO, WARNING, ERROR")
+
+    discord_token: SecretValue = setting(_NO_KEY, SecretValue)
+    discord_shard_count: int | None = setting(None, _whole(1))
+    discord_shard_ids: tuple[int, ...] = setting(
+        (),
+        _numbers,
+        "use comma-separated shard numbers below DISCORD_SHARD_COUNT, e.g. 0,1",
+    )
+    discord_message_content: bool = setting(True, _flag)
+    discord_command_guilds: tuple[int, ...] = setting((), _numbers, "use comma-separated guild ids")
+    discord_api_url: str = setting("", _web_url)
+    discord_gateway_url: str = setting("", _web_url)
+
+    matrix_homeserver: str = setting("", _text)
+    matrix_user_id: str = setting("", _text)
+    matrix_password: SecretValue = setting(_NO_KEY, SecretValue)
+    matrix_access_token: SecretValue = setting(_NO_KEY, SecretValue)
+    matrix_device_name: str = setting("chat-completion-bot", _text)
+    matrix_command_prefix: str = setting("!", _prefix)
+    matrix_admin_power_level: int = setting(50, _whole(0))
+    matrix_e2ee: bool = setting(True, _flag)
+    matrix_trust_devices: MatrixTrust = setting(
+        "unverified", _one_of("unverified", "verified"), "use unverified or verified"
+    )
+    matrix_allowed_inviters: tuple[str, ...] = setting((), _words)
+
+    admin_ids: tuple[str, ...] = setting((), _words)
+    allow_private_endpoints: bool = setting(False, _flag)
+    custom_extra_headers: dict[str, str] = setting(
+        {}, _headers, 'use a JSON object, e.g. {"X-Team": "bots"}'
     )
 
-    data_dir: Path = DEFAULT_DATA_DIR
-    database_url: str = ""
-    bot_secret_keys: SecretStr = SecretStr("")
-    log_level: str = "INFO"
+    default_source: Source = setting(
+        Source.OPENAI, _enum(Source), "use one of openai, claude, mistral, custom"
+    )
+    default_model: str = setting("", _text)
+    default_proxy_url: str = setting("", _text)
+    default_system_prompt: str = setting("", _text)
+    default_reply_mode: ReplyMode = setting(ReplyMode.MENTION, _enum(ReplyMode))
+    default_openai_api_key: SecretValue = setting(_NO_KEY, SecretValue)
+    default_claude_api_key: SecretValue = setting(_NO_KEY, SecretValue)
+    default_mistral_api_key: SecretValue = setting(_NO_KEY, SecretValue)
+    default_custom_api_key: SecretValue = setting(_NO_KEY, SecretValue)
 
-    discord_token: SecretStr = SecretStr("")
-    discord_shard_count: int | None = Field(default=None, ge=1)
-    discord_shard_ids: IntList = ()
-    discord_message_content: bool = True
-    discord_command_guilds: IntList = ()
-    discord_api_url: str = ""
-    discord_gateway_url: str = ""
+    provider_connect_timeout: float = setting(10.0, _positive())
+    provider_first_byte_timeout: float = setting(60.0, _positive())
+    provider_idle_timeout: float = setting(60.0, _positive())
+    provider_max_retries: int = setting(2, _whole(0, 10))
+    provider_answer_timeout: float = setting(300.0, _positive())
+    max_answer_chars: int = setting(100_000, _whole(100))
 
-    matrix_homeserver: str = ""
-    matrix_user_id: str = ""
-    matrix_password: SecretStr = SecretStr("")
-    matrix_access_token: SecretStr = SecretStr("")
-    matrix_device_name: str = "chat-completion-bot"
-    matrix_command_prefix: str = Field(default="!", min_length=1, max_length=3)
-    matrix_admin_power_level: int = Field(default=50, ge=0)
-    matrix_e2ee: bool = True
-    matrix_trust_devices: MatrixTrust = "unverified"
-    matrix_allowed_inviters: CommaList = ()
-
-    admin_ids: CommaList = ()
-    allow_private_endpoints: bool = False
-    custom_extra_headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-
-    default_source: Source = Source.OPENAI
-    default_model: str = ""
-    default_proxy_url: str = ""
-    default_system_prompt: str = ""
-    default_reply_mode: ReplyMode = ReplyMode.MENTION
-    default_openai_api_key: SecretStr = SecretStr("")
-    default_claude_api_key: SecretStr = SecretStr("")
-    default_mistral_api_key: SecretStr = SecretStr("")
-    default_custom_api_key: SecretStr = SecretStr("")
-
-    provider_connect_timeout: float = Field(default=10.0, gt=0)
-    provider_first_byte_timeout: float = Field(default=60.0, gt=0)
-    provider_idle_timeout: float = Field(default=60.0, gt=0)
-    provider_max_retries: int = Field(default=2, ge=0, le=10)
-    provider_answer_timeout: float = Field(default=300.0, gt=0)
-    max_answer_chars: int = Field(default=100_000, ge=100)
-
-    max_images_per_turn: int = Field(default=4, ge=0, le=20)
-    history_image_turns: int = Field(default=2, ge=0, le=20)
-    max_attachment_mb: float = Field(default=20.0, gt=0, le=100)
-    media_store_mb: int = Field(default=512, ge=1)
-    media_retention_days: int = Field(default=30, ge=1)
+    max_images_per_turn: int = setting(4, _whole(0, 20))
+    history_image_turns: int = setting(2, _whole(0, 20))
+    max_attachment_mb: float = setting(20.0, _positive(100))
+    media_store_mb: int = setting(512, _whole(1))
+    media_retention_days: int = setting(30, _whole(1))
 
     # USD per million input/output tokens by model pattern: `gpt-4o*=2.5/10, claude-*=3/15`.
-    usage_prices: str = ""
-    usage_prices_file: Path | None = None
+    usage_prices: str = setting(
+        "",
+        _prices,
+        "use model-pattern=input/output USD per million tokens, e.g. gpt-4o*=2.5/10",
+    )
+    usage_prices_file: Path | None = setting(
+        None, _prices_file, "point it at a readable file of pattern=input/output lines"
+    )
 
     # Default quotas for every channel (empty: none); /limits overrides them per channel
     # or server. Who may use the bot at all (empty: everyone).
-    limit_messages_per_user_minute: int | None = Field(default=None, ge=0, le=10**12)
-    limit_tokens_per_user_day: int | None = Field(default=None, ge=0, le=10**12)
-    limit_tokens_per_channel_day: int | None = Field(default=None, ge=0, le=10**12)
-    limit_tokens_per_server_day: int | None = Field(default=None, ge=0, le=10**12)
-    allowed_servers: CommaList = ()
-    allowed_users: CommaList = ()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # env_ignore_empty skips only "": a value of spaces is just as unset, and dropping
-        # it per source lets a blank in the environment fall through to .env like "" does.
-        for source in (env_settings, dotenv_settings):
-            if isinstance(source, EnvSettingsSource):
-                source.env_vars = {
-                    name: value
-                    for name, value in source.env_vars.items()
-                    if value is None or value.strip()
-                }
-        return init_settings, env_settings, dotenv_settings, file_secret_settings
-
-    @field_validator(
-        "admin_ids",
-        "allowed_servers",
-        "allowed_users",
-        "matrix_allowed_inviters",
-        "discord_shard_ids",
-        "discord_command_guilds",
-        mode="before",
-    )
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @model_validator(mode="after")
-    def _check_shards(self) -> Settings:
-        if self.discord_shard_ids:
-            if self.discord_shard_count is None:
-                raise ValueError(
-                    "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards)"
-                )
-            wrong = [i for i in self.discord_shard_ids if not 0 <= i < self.discord_shard_count]
-            if wrong:
-                raise ValueError(
-                    f"DISCORD_SHARD_IDS {wrong} are outside 0..{self.discord_shard_count - 1}"
-                )
-        return self
-
-    @field_validator("custom_extra_headers", mode="before")
-    @classmethod
-    def _parse_headers(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if not value.strip():
-                return {}
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError:
-                raise ValueError("not valid JSON") from None
-        return value
-
-    @field_validator("usage_prices")
-    @classmethod
-    def _check_prices(cls, value: str) -> str:
-        try:
-            PriceTable.parse(value)
-        except PriceError as err:
-            raise ValueError(str(err)) from None
-        return value
-
-    @field_validator("usage_prices_file")
-    @classmethod
-    def _check_prices_file(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        try:
-            PriceTable.parse(value.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as err:
-            raise ValueError(f"cannot read {value}: {type(err).__name__}") from None
-        except PriceError as err:
-            raise ValueError(f"{value}: {err}") from None
-        return value
+    limit_messages_per_user_minute: int | None = setting(None, _QUOTA)
+    limit_tokens_per_user_day: int | None = setting(None, _QUOTA)
+    limit_tokens_per_channel_day: int | None = setting(None, _QUOTA)
+    limit_tokens_per_server_day: int | None = setting(None, _QUOTA)
+    allowed_servers: tuple[str, ...] = setting((), _words)
+    allowed_users: tuple[str, ...] = setting((), _words)
 
     def limit_defaults(self) -> dict[str, int]:
         """LIMIT_* settings that are set, by limit name (messages_per_user_minute …)."""
         found = {
-            name.removeprefix("limit_"): getattr(self, name)
-            for name in type(self).model_fields
-            if name.startswith("limit_")
+            f.name.removeprefix("limit_"): getattr(self, f.name)
+            for f in fields(self)
+            if f.name.startswith("limit_")
         }
         return {name: value for name, value in found.items() if value is not None}
 
@@ -222,30 +276,6 @@ class Settings(BaseSettings):
             text += "\n" + self.usage_prices_file.read_text(encoding="utf-8")
         return PriceTable.parse(text)
 
-    @field_validator("log_level")
-    @classmethod
-    def _check_level(cls, value: str) -> str:
-        level = value.upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ValueError(f"unknown log level {value!r}")
-        return level
-
-    @field_validator("discord_api_url", "discord_gateway_url")
-    @classmethod
-    def _check_discord_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
-            raise ValueError("must be an http(s):// or ws(s):// URL")
-        return value.rstrip("/")
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_db(cls, value: str) -> str:
-        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError(
-                "only sqlite+aiosqlite:// and postgresql+asyncpg:// URLs are supported"
-            )
-        return value
-
     @property
     def db_url(self) -> str:
         """DATABASE_URL, or an SQLite file under the data folder."""
@@ -255,7 +285,7 @@ class Settings(BaseSettings):
 
     @property
     def discord_enabled(self) -> bool:
-        return bool(self.discord_token.get_secret_value())
+        return bool(self.discord_token)
 
     @property
     def matrix_enabled(self) -> bool:
@@ -269,27 +299,63 @@ class Settings(BaseSettings):
             "mistral_api_key": self.default_mistral_api_key,
             "custom_api_key": self.default_custom_api_key,
         }
-        return {
-            name: SecretValue(v.get_secret_value())
-            for name, v in keys.items()
-            if v.get_secret_value()
-        }
+        return {name: key for name, key in keys.items() if key}
+
+
+def _given(values: Mapping[str, str | None]) -> dict[str, str]:
+    """`values` by lower-case name, without blanks: an empty value (or one of spaces, as
+    .env.example and `docker run --env-file` hand over `NAME=`) means "use the default",
+    and a blank in the environment lets the .env value through."""
+    return {name.lower(): v for name, v in values.items() if v is not None and v.strip()}
+
+
+def _dotenv() -> dict[str, str]:
+    path = Path(ENV_FILE)
+    if not path.is_file():
+        return {}
+    try:
+        return _given(dotenv_values(path, encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(f"{ENV_FILE} is not UTF-8 text: save it as UTF-8.") from None
+    except OSError as err:
+        raise SettingsError(f"{ENV_FILE} cannot be read ({type(err).__name__}).") from None
+
+
+def _inconsistencies(s: Settings) -> list[str]:
+    """Rules across settings, each naming the settings it involves."""
+    if not s.discord_shard_ids:
+        return []
+    if s.discord_shard_count is None:
+        return ["DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards)"]
+    wrong = [i for i in s.discord_shard_ids if not 0 <= i < s.discord_shard_count]
+    if wrong:
+        return [f"DISCORD_SHARD_IDS {wrong} are outside 0..{s.discord_shard_count - 1}"]
+    return []
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings, turning validation errors into one readable SettingsError."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as err:
-        lines = []
-        for problem in err.errors(include_input=False, include_url=False):
-            reason = str(problem["msg"]).removeprefix("Value error, ")
-            if not problem["loc"]:  # a rule across settings names them itself
-                lines.append(f"Settings are inconsistent: {reason}.")
-                continue
-            name = str(problem["loc"][0]).upper()
-            hint = _FIX_HINTS.get(name)
-            lines.append(
-                f"Setting {name} is invalid: {reason}." + (f" Fix: {hint}." if hint else "")
+    """Settings from `overrides`, else the environment, else `.env` (names in any case),
+    else the defaults; every mistake in one readable SettingsError."""
+    given = {**_dotenv(), **_given(dict(os.environ)), **overrides}
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in fields(Settings):
+        if f.name not in given:
+            continue
+        raw = given[f.name]
+        if not isinstance(raw, str):
+            values[f.name] = raw  # a value already (a caller's override)
+            continue
+        try:
+            values[f.name] = f.metadata["read"](raw)
+        except ValueError as err:
+            fix = f.metadata["fix"]
+            problems.append(
+                f"Setting {f.name.upper()} is invalid: {err}." + (f" Fix: {fix}." if fix else "")
             )
-        raise SettingsError("\n".join(lines)) from None
+    if problems:
+        raise SettingsError("\n".join(problems))
+    settings = Settings(**values)
+    if found := _inconsistencies(settings):
+        raise SettingsError("\n".join(f"Settings are inconsistent: {p}." for p in found))
+    return settings

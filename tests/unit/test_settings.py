@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +12,15 @@ import pytest
 
 from bot.settings import Settings, SettingsError, load_settings
 from bot.store import SecretBox, generate_key
-from bot.types import Source
+from bot.types import Source, redact
 
 ROOT = Path(__file__).resolve().parents[2]
+NAMES = sorted(f.name for f in fields(Settings))
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in Settings.model_fields:
+    for name in NAMES:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
 
@@ -60,6 +62,15 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("DEFAULT_SOURCE", "gemini", "use one of openai, claude, mistral, custom"),
         ("PROVIDER_IDLE_TIMEOUT", "-1", "Setting PROVIDER_IDLE_TIMEOUT is invalid"),
         ("LOG_LEVEL", "loud", "Setting LOG_LEVEL is invalid"),
+        ("ALLOW_PRIVATE_ENDPOINTS", "maybe", "use true or false"),
+        ("CUSTOM_EXTRA_HEADERS", '{"X-Team": 1}', "not a JSON object of text values"),
+        ("CUSTOM_EXTRA_HEADERS", '["X-Team"]', "not a JSON object of text values"),
+        ("PROVIDER_CONNECT_TIMEOUT", "nan", "must be a number above 0"),
+        ("PROVIDER_CONNECT_TIMEOUT", "inf", "must be a number above 0"),
+        ("PROVIDER_MAX_RETRIES", "11", "must be at most 10"),
+        ("MAX_ANSWER_CHARS", "1e9", "not a whole number"),
+        ("MAX_ATTACHMENT_MB", "101", "must be at most 100"),
+        ("DEFAULT_REPLY_MODE", "sometimes", "is not one of mention, always"),
     ],
 )
 def test_bad_values_give_one_clear_message(
@@ -72,8 +83,53 @@ def test_bad_values_give_one_clear_message(
     assert "Traceback" not in str(err.value)
 
 
+def test_every_mistake_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    monkeypatch.setenv("MEDIA_STORE_MB", "0")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value).splitlines() == [
+        "Setting LOG_LEVEL is invalid: unknown log level 'loud'."
+        " Fix: use one of DEBUG, INFO, WARNING, ERROR.",
+        "Setting MEDIA_STORE_MB is invalid: must be at least 1.",
+    ]
+
+
+def test_names_and_choices_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("default_source", " Claude ")
+    monkeypatch.setenv("MATRIX_E2EE", "OFF")
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    s = load_settings()
+    assert (s.default_source, s.matrix_e2ee, s.log_level) == (Source.CLAUDE, False, "WARNING")
+
+
+def test_the_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DEFAULT_MODEL=from-file\nDEFAULT_SOURCE=mistral\n")
+    monkeypatch.setenv("DEFAULT_MODEL", "from-env")
+    s = load_settings()
+    assert (s.default_model, s.default_source) == ("from-env", Source.MISTRAL)
+
+
+@pytest.mark.parametrize("raw", [b"DEFAULT_MODEL=caf\xe9\n", b"\xff\xfe\x00D\x00"])
+def test_a_dotenv_that_is_not_utf8_is_named(tmp_path: Path, raw: bytes) -> None:
+    (tmp_path / ".env").write_bytes(raw)
+    with pytest.raises(SettingsError, match=r"^\.env is not UTF-8 text: save it as UTF-8\.$"):
+        load_settings()
+
+
+def test_operator_secrets_stay_hidden_and_are_redacted_in_logs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = "discord.token-value-0123456789"
+    monkeypatch.setenv("DISCORD_TOKEN", token)
+    s = load_settings()
+    assert s.discord_enabled and s.discord_token.reveal() == token
+    assert token not in repr(s) and token not in f"{s}"
+    assert token not in redact(f"login with {token}")
+
+
 def test_readme_and_env_example_list_every_setting() -> None:
-    names = {n.upper() for n in Settings.model_fields}
+    names = {n.upper() for n in NAMES}
     # DATA_DIR is listed commented out (see .env.example).
     example_text = (ROOT / ".env.example").read_text()
     example = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=", example_text, re.M))
@@ -118,13 +174,13 @@ def test_platform_settings_mistakes(
 
 
 def default(name: str) -> Any:
-    return Settings.model_fields[name].get_default(call_default_factory=True)
+    return getattr(Settings(), name)
 
 
 BLANKS = ("", "   ", "\t")
 
 
-@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+@pytest.mark.parametrize("name", NAMES)
 def test_an_empty_value_in_the_environment_means_the_default(
     monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
@@ -133,7 +189,7 @@ def test_an_empty_value_in_the_environment_means_the_default(
         assert getattr(load_settings(), name) == default(name), repr(blank)
 
 
-@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+@pytest.mark.parametrize("name", NAMES)
 def test_an_empty_value_in_dotenv_means_the_default(tmp_path: Path, name: str) -> None:
     for line in (f"{name.upper()}=", f"{name.upper()}=   ", f'{name.upper()}="  "'):
         (tmp_path / ".env").write_text(line + "\n")
@@ -175,7 +231,7 @@ def docker_env_file(text: str, host: Mapping[str, str]) -> dict[str, str]:
 
 
 def assert_defaults_except(s: Settings, *names: str) -> None:
-    for name in Settings.model_fields:
+    for name in NAMES:
         if name not in names:
             assert getattr(s, name) == default(name), name
 
@@ -184,7 +240,7 @@ def test_env_example_as_run_sh_writes_it_gives_the_defaults(tmp_path: Path) -> N
     key = generate_key()
     (tmp_path / ".env").write_text(env_as_run_sh_writes_it(key))
     s = load_settings()
-    assert s.bot_secret_keys.get_secret_value() == key
+    assert s.bot_secret_keys.reveal() == key
     assert_defaults_except(s, "bot_secret_keys")
 
 
@@ -196,8 +252,8 @@ def test_env_example_works_as_docker_env_file(monkeypatch: pytest.MonkeyPatch) -
     s = load_settings()  # the image's working folder has no .env
     assert s.data_dir == Path("/data")
     assert s.db_url == "sqlite+aiosqlite:////data/chatbot.db"
-    SecretBox.from_setting(s.bot_secret_keys.get_secret_value())
-    assert s.bot_secret_keys.get_secret_value() == key
+    SecretBox.from_setting(s.bot_secret_keys.reveal())
+    assert s.bot_secret_keys.reveal() == key
     assert_defaults_except(s, "data_dir", "bot_secret_keys")
 
 
