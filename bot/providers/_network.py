@@ -23,7 +23,7 @@ import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 
@@ -56,8 +56,8 @@ class _Protocol(asyncio.Protocol):
         self._hold: asyncio.TimerHandle | None = None  # the socket rests until it fires
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A Transport by interface; uvloop's do not subclass asyncio's, so no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -249,8 +249,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         except (OSError, ssl.SSLError) as exc:
             plain.close()
             raise httpcore.ConnectError(f"TLS handshake failed ({type(exc).__name__})") from None
-        assert isinstance(tls, asyncio.Transport)
-        self._protocol.transport = tls
+        self._protocol.transport = cast(asyncio.Transport, tls)
         return self
 
     def get_extra_info(self, info: str) -> Any:
