@@ -200,7 +200,7 @@ async def stamped_parts(reply: httpcore.Response) -> tuple[bytes, list[float]]:
 async def test_a_paced_trickle_is_read_once_a_tick_and_the_next_response_as_it_comes(
     pool: httpcore.AsyncConnectionPool,
 ) -> None:
-    """Tokens 20 ms apart: one wakeup per tick instead of one per token; pace(0) undoes it."""
+    """Tokens 20 ms apart: one read per tick instead of one per token; pace(0) undoes it."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for _ in range(2):
@@ -225,6 +225,11 @@ async def test_a_paced_trickle_is_read_once_a_tick_and_the_next_response_as_it_c
     # 0.8 s of tokens: the first few as they come (until two arrive close together),
     # then a tick's worth at a time: ~8 wakeups instead of ~40.
     assert batches(paced_times) <= 10, paced_times
+    # Once the trickle rests the socket (by the third part), a tick's read rests it again
+    # at once: no read comes sooner than a tick after the one before.
+    starts = [b for a, b in itertools.pairwise([0.0, *paced_times]) if b - a > 0.004]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(gaps) > 4 and min(gaps[3:]) > 0.25 / 2, gaps
     assert batches(plain_times) >= 20, plain_times
 
 
