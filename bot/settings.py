@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from dotenv import dotenv_values
 
-from bot.types import ReplyMode, SecretValue, Source
+from bot.types import ReplyMode, SecretValue, Source, redact
 from bot.types.prices import PriceError, PriceTable
 
 DEFAULT_DATA_DIR = Path("data")
@@ -82,8 +82,8 @@ def _positive(high: float | None = None) -> Reader:
 def _one_of(*choices: str) -> Reader:
     def read(value: str) -> str:
         word = value.strip().lower()
-        if word not in choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        if word not in choices:  # the value itself is not echoed: it may be a pasted key
+            raise ValueError(f"not one of {', '.join(choices)}")
         return word
 
     return read
@@ -118,7 +118,7 @@ def _headers(value: str) -> dict[str, str]:
 def _level(value: str) -> str:
     level = value.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError(f"unknown log level {value!r}")
+        raise ValueError("not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     return level
 
 
@@ -350,8 +350,9 @@ def load_settings(**overrides: Any) -> Settings:
             values[f.name] = f.metadata["read"](raw)
         except ValueError as err:
             fix = f.metadata["fix"]
+            reason = redact(str(err))  # a reason quoting an entry may quote a pasted key
             problems.append(
-                f"Setting {f.name.upper()} is invalid: {err}." + (f" Fix: {fix}." if fix else "")
+                f"Setting {f.name.upper()} is invalid: {reason}." + (f" Fix: {fix}." if fix else "")
             )
     if problems:
         raise SettingsError("\n".join(problems))

@@ -70,7 +70,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("PROVIDER_MAX_RETRIES", "11", "must be at most 10"),
         ("MAX_ANSWER_CHARS", "1e9", "not a whole number"),
         ("MAX_ATTACHMENT_MB", "101", "must be at most 100"),
-        ("DEFAULT_REPLY_MODE", "sometimes", "is not one of mention, always"),
+        ("DEFAULT_REPLY_MODE", "sometimes", "not one of mention, always"),
     ],
 )
 def test_bad_values_give_one_clear_message(
@@ -89,10 +89,25 @@ def test_every_mistake_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(SettingsError) as err:
         load_settings()
     assert str(err.value).splitlines() == [
-        "Setting LOG_LEVEL is invalid: unknown log level 'loud'."
+        "Setting LOG_LEVEL is invalid: not one of DEBUG, INFO, WARNING, ERROR, CRITICAL."
         " Fix: use one of DEBUG, INFO, WARNING, ERROR.",
         "Setting MEDIA_STORE_MB is invalid: must be at least 1.",
     ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["DEFAULT_SOURCE", "LOG_LEVEL", "MATRIX_TRUST_DEVICES", "PROVIDER_MAX_RETRIES", "USAGE_PRICES"],
+)
+def test_a_key_pasted_into_the_wrong_setting_is_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    key = "sk-proj-AbCdEf0123456789abcdef0123456789"
+    monkeypatch.setenv(name, key)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert f"Setting {name} is invalid" in str(err.value)
+    assert "AbCdEf" not in str(err.value)
 
 
 def test_names_and_choices_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
