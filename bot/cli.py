@@ -109,9 +109,9 @@ async def _rotate(settings: Settings) -> str:
 
 
 def _event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The loop `chatbot run` serves on: uvloop, whose C event loop spends ~15 % less CPU
-    per turn and lets a burst's requests leave sooner (bench/RESULTS.md); asyncio's own
-    on Windows, where uvloop does not run."""
+    """The loop `chatbot run` serves on: uvloop, whose wakeups and callbacks cost less
+    CPU than asyncio's own (bench/RESULTS.md, bench_wakeup.py); asyncio's own on Windows,
+    where uvloop does not run."""
     if sys.platform == "win32":
         return None
     import uvloop
