@@ -2,8 +2,8 @@
 
 `Settings` is the one table: each field names a setting (its variable is the name in
 capitals), its default, how its text is read and how to fix a mistake. Read with the
-standard library and python-dotenv: pydantic-settings did the same for ~24 MB of every
-bot process's memory (bench/RESULTS.md, "Settings without pydantic").
+standard library and python-dotenv: pydantic-settings did the same for ~9 MB of every
+bot process's memory (bench/RESULTS.md, "settings without pydantic, uvloop, …").
 """
 
 from __future__ import annotations
@@ -347,6 +347,8 @@ def load_settings(**overrides: Any) -> Settings:
             values[f.name] = raw  # a value already (a caller's override)
             continue
         try:
+            if "\x00" in raw:  # no setting has a use for it; a driver or a URL would choke
+                raise ValueError("contains a NUL character")
             values[f.name] = f.metadata["read"](raw)
         except ValueError as err:
             fix = f.metadata["fix"]

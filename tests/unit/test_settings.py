@@ -125,6 +125,19 @@ def test_the_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert (s.default_model, s.default_source) == ("from-env", Source.MISTRAL)
 
 
+def test_a_nul_in_dotenv_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(
+        b"DEFAULT_MODEL=gpt\x00-4o\nDATABASE_URL=sqlite+aiosqlite:///a\x00\n"
+    )
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value).splitlines() == [
+        "Setting DATABASE_URL is invalid: contains a NUL character."
+        " Fix: use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db.",
+        "Setting DEFAULT_MODEL is invalid: contains a NUL character.",
+    ]
+
+
 @pytest.mark.parametrize("raw", [b"DEFAULT_MODEL=caf\xe9\n", b"\xff\xfe\x00D\x00"])
 def test_a_dotenv_that_is_not_utf8_is_named(tmp_path: Path, raw: bytes) -> None:
     (tmp_path / ".env").write_bytes(raw)
