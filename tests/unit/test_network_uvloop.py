@@ -25,7 +25,7 @@ del test_the_connect_time_check_refuses_what_the_url_check_refuses  # noqa: F821
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     # The documented way in pytest-asyncio 1.x; its replacement hook would parametrize
-    # every async test of the suite. If a release removes it, the first test below fails.
+    # every async test of the suite. If a release removes it, the test below fails.
     pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture'),
 ]
 
