@@ -83,7 +83,7 @@ def _one_of(*choices: str) -> Reader:
     def read(value: str) -> str:
         word = value.strip().lower()
         if word not in choices:  # the value itself is not echoed: it may be a pasted key
-            raise ValueError(f"not one of {', '.join(choices)}")
+            raise ValueError(f"use one of {', '.join(choices)}")
         return word
 
     return read
@@ -118,7 +118,7 @@ def _headers(value: str) -> dict[str, str]:
 def _level(value: str) -> str:
     level = value.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError("not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        raise ValueError("use one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     return level
 
 
@@ -183,7 +183,7 @@ class Settings:
     bot_secret_keys: SecretValue = setting(
         _NO_KEY, SecretValue, "run `chatbot keygen` and put the result in BOT_SECRET_KEYS"
     )
-    log_level: str = setting("INFO", _level, "use one of DEBUG, INFO, WARNING, ERROR")
+    log_level: str = setting("INFO", _level)
 
     discord_token: SecretValue = setting(_NO_KEY, SecretValue)
     discord_shard_count: int | None = setting(None, _whole(1))
@@ -205,9 +205,7 @@ class Settings:
     matrix_command_prefix: str = setting("!", _prefix)
     matrix_admin_power_level: int = setting(50, _whole(0))
     matrix_e2ee: bool = setting(True, _flag)
-    matrix_trust_devices: MatrixTrust = setting(
-        "unverified", _one_of("unverified", "verified"), "use unverified or verified"
-    )
+    matrix_trust_devices: MatrixTrust = setting("unverified", _one_of("unverified", "verified"))
     matrix_allowed_inviters: tuple[str, ...] = setting((), _words)
 
     admin_ids: tuple[str, ...] = setting((), _words)
@@ -216,9 +214,7 @@ class Settings:
         {}, _headers, 'use a JSON object, e.g. {"X-Team": "bots"}'
     )
 
-    default_source: Source = setting(
-        Source.OPENAI, _enum(Source), "use one of openai, claude, mistral, custom"
-    )
+    default_source: Source = setting(Source.OPENAI, _enum(Source))
     default_model: str = setting("", _text)
     default_proxy_url: str = setting("", _text)
     default_system_prompt: str = setting("", _text)
