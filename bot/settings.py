@@ -108,7 +108,7 @@ def _numbers(value: str) -> tuple[int, ...]:
 def _headers(value: str) -> dict[str, str]:
     try:
         found = json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # nested past Python's depth: not headers
         raise ValueError("not valid JSON") from None
     if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
         raise ValueError("not a JSON object of text values")

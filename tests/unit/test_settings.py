@@ -65,6 +65,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("ALLOW_PRIVATE_ENDPOINTS", "maybe", "use true or false"),
         ("CUSTOM_EXTRA_HEADERS", '{"X-Team": 1}', "not a JSON object of text values"),
         ("CUSTOM_EXTRA_HEADERS", '["X-Team"]', "not a JSON object of text values"),
+        ("CUSTOM_EXTRA_HEADERS", "[" * 100_000, "not valid JSON"),
         ("PROVIDER_CONNECT_TIMEOUT", "nan", "must be a number above 0"),
         ("PROVIDER_CONNECT_TIMEOUT", "inf", "must be a number above 0"),
         ("PROVIDER_MAX_RETRIES", "11", "must be at most 10"),
