@@ -143,8 +143,8 @@ def _prefix(value: str) -> str:
 def _prices(value: str) -> str:
     try:
         PriceTable.parse(value)
-    except PriceError as err:
-        raise ValueError(str(err)) from None
+    except PriceError as err:  # it quotes the entry, which may be a key pasted here
+        raise ValueError(redact(str(err))) from None
     return value
 
 
@@ -155,7 +155,7 @@ def _prices_file(value: str) -> Path:
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read {path}: {type(err).__name__}") from None
     except PriceError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise ValueError(f"{path}: {redact(str(err))}") from None
     return path
 
 
@@ -348,9 +348,8 @@ def load_settings(**overrides: Any) -> Settings:
             values[f.name] = f.metadata["read"](raw)
         except ValueError as err:
             fix = f.metadata["fix"]
-            reason = redact(str(err))  # a reason quoting an entry may quote a pasted key
             problems.append(
-                f"Setting {f.name.upper()} is invalid: {reason}." + (f" Fix: {fix}." if fix else "")
+                f"Setting {f.name.upper()} is invalid: {err}." + (f" Fix: {fix}." if fix else "")
             )
     if problems:
         raise SettingsError("\n".join(problems))

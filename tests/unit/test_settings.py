@@ -12,7 +12,7 @@ import pytest
 
 from bot.settings import Settings, SettingsError, load_settings
 from bot.store import SecretBox, generate_key
-from bot.types import Source, redact
+from bot.types import SECRET_REGISTRY, Source, redact
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = sorted(f.name for f in fields(Settings))
@@ -108,6 +108,19 @@ def test_a_key_pasted_into_the_wrong_setting_is_not_echoed(
         load_settings()
     assert f"Setting {name} is invalid" in str(err.value)
     assert "AbCdEf" not in str(err.value)
+
+
+def test_choices_are_named_whatever_secrets_the_process_has_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The process has seen a secret that happens to be a word of the message (set for this
+    # test only: a real SecretValue would stay in the registry for the rest of the run).
+    seen = SECRET_REGISTRY.values
+    monkeypatch.setattr(SECRET_REGISTRY, "values", lambda: (*seen(), "openai"))
+    assert redact("openai") != "openai"
+    monkeypatch.setenv("DEFAULT_SOURCE", "gemini")
+    with pytest.raises(SettingsError, match="use one of openai, claude, mistral, custom"):
+        load_settings()
 
 
 def test_names_and_choices_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
