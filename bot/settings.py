@@ -80,11 +80,14 @@ def _positive(high: float | None = None) -> Reader:
 
 
 def _one_of(*choices: str) -> Reader:
+    """One of `choices`, in any case; the choice as written here."""
+    by_word = {choice.lower(): choice for choice in choices}
+
     def read(value: str) -> str:
-        word = value.strip().lower()
-        if word not in choices:  # the value itself is not echoed: it may be a pasted key
+        choice = by_word.get(value.strip().lower())
+        if choice is None:  # the value itself is not echoed: it may be a pasted key
             raise ValueError(f"use one of {', '.join(choices)}")
-        return word
+        return choice
 
     return read
 
@@ -113,13 +116,6 @@ def _headers(value: str) -> dict[str, str]:
     if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
         raise ValueError("not a JSON object of text values")
     return found
-
-
-def _level(value: str) -> str:
-    level = value.strip().upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError("use one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-    return level
 
 
 def _web_url(value: str) -> str:
@@ -183,7 +179,7 @@ class Settings:
     bot_secret_keys: SecretValue = setting(
         _NO_KEY, SecretValue, "run `chatbot keygen` and put the result in BOT_SECRET_KEYS"
     )
-    log_level: str = setting("INFO", _level)
+    log_level: str = setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 
     discord_token: SecretValue = setting(_NO_KEY, SecretValue)
     discord_shard_count: int | None = setting(None, _whole(1))
@@ -314,7 +310,10 @@ def _dotenv() -> dict[str, str]:
     except UnicodeDecodeError:
         raise SettingsError(f"{ENV_FILE} is not UTF-8 text: save it as UTF-8.") from None
     except OSError as err:
-        raise SettingsError(f"{ENV_FILE} cannot be read ({type(err).__name__}).") from None
+        raise SettingsError(
+            f"{ENV_FILE} cannot be read ({type(err).__name__}): make it readable by the user "
+            "the bot runs as, or remove it."
+        ) from None
 
 
 def _inconsistencies(s: Settings) -> list[str]:
