@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
@@ -54,6 +57,117 @@ class SQLiteDialect(SQLiteDialect_aiosqlite):
             super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
 
 
+class _Cursor:
+    """A statement on aiosqlite in as few hops to its thread as its public API allows.
+
+    SQLAlchemy's adapter asks aiosqlite for a cursor, runs the statement, fetches the
+    rows and closes the cursor: four hops, each waking both threads, and a wakeup is
+    what a statement costs on a busy loop. Here the statement runs on the connection
+    (its cursor is made in the same hop), the rows of a statement that has any come in
+    a second hop, and closing has nothing left to do on the thread: every row has been
+    read, so SQLite has already finished the statement.
+    """
+
+    arraysize = 1
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+        self._cursor: aiosqlite.Cursor | None = None
+        self._rows: list[Any] = []
+
+    async def __aenter__(self) -> _Cursor:
+        return self
+
+    async def execute(self, sql: str, parameters: Any = None) -> None:
+        self._cursor = await self._connection.execute(sql, parameters)
+        self._rows = list(await self._cursor.fetchall()) if self._cursor.description else []
+
+    async def executemany(self, sql: str, parameters: Any) -> None:
+        self._cursor = await self._connection.executemany(sql, parameters)
+        self._rows = []
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        size = self.arraysize if size is None else size
+        rows, self._rows = self._rows[:size], self._rows[size:]
+        return rows
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def close(self) -> None:
+        self._rows = []
+
+    @property
+    def description(self) -> Any:
+        return None if self._cursor is None else self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return -1 if self._cursor is None else self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return None if self._cursor is None else self._cursor.lastrowid
+
+
+class _Connection:
+    """An aiosqlite connection whose cursors are `_Cursor`s; all else is aiosqlite's own
+    (SQLAlchemy's adapter reads some of its attributes directly)."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._aiosqlite = connection
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self._aiosqlite)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._aiosqlite, name)
+
+
+T = TypeVar("T")
+
+
+def _made_in_a_daemon_thread(make: Callable[[], T]) -> T:
+    """`make()`, called from a daemon thread.
+
+    aiosqlite gives each connection a worker thread, which inherits the daemon flag of
+    the thread that creates it (see `threading.Thread`). As a daemon it never keeps the
+    process from exiting when a connection was left open (SQLAlchemy flips the flag
+    through a private attribute when it connects by itself; a connection of our own
+    is made where the flag is already set)."""
+    made: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            made.append(make())
+        except BaseException as err:  # handed to the caller below
+            errors.append(err)
+
+    thread = threading.Thread(target=run, name="aiosqlite connect", daemon=True)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return made[0]
+
+
+def _sqlite_connector(url: URL) -> Callable[[], Awaitable[_Connection]]:
+    """An `async_creator` for the URL: aiosqlite connections with `_Cursor`s, opened with
+    the arguments SQLAlchemy itself would pass."""
+    cargs, cparams = SQLiteDialect().create_connect_args(url)
+
+    async def connect() -> _Connection:
+        pending = _made_in_a_daemon_thread(lambda: aiosqlite.connect(*cargs, **cparams))
+        return _Connection(await pending)
+
+    return connect
+
+
 # Every sqlite+aiosqlite engine of this process (the bot's, Alembic's) uses it.
 registry.register("sqlite.aiosqlite", __name__, "SQLiteDialect")
 
@@ -87,7 +201,7 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
         path = _sqlite_file(parsed)
         if path is not None:
             path.resolve().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, **kwargs)
+        engine = create_async_engine(parsed, async_creator=_sqlite_connector(parsed), **kwargs)
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
 from sqlalchemy import func, select, table, text, update
+from sqlalchemy.exc import IntegrityError
 
 from bot.store import SECRET_NAMES, Store, api_key_name, migrate
 from bot.store.db import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalize_url
@@ -560,6 +563,73 @@ async def test_sqlite_skips_no_op_rollbacks_but_never_a_real_one(
         assert rollbacks == 1
         async with engine.connect() as conn:
             assert await conn.scalar(text("SELECT count(*) FROM t")) == 0
+    finally:
+        await engine.dispose()
+
+
+class _CountingLoop(asyncio.SelectorEventLoop):
+    """Counts hops back from other threads: aiosqlite's worker ends each one here."""
+
+    hops = 0
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        self.hops += 1
+        return super().call_soon_threadsafe(*args, **kwargs)
+
+
+def test_a_sqlite_statement_is_one_hop_to_aiosqlite_and_one_more_for_its_rows(
+    tmp_path: Path,
+) -> None:
+    """Each hop to aiosqlite's thread wakes both threads, and on a busy loop a hop waits
+    for the loop's next turn. SQLAlchemy's adapter took four a SELECT and three a write;
+    results, row counts and errors stay what SQLAlchemy gives."""
+
+    async def main(loop: _CountingLoop) -> dict[str, int]:
+        engine = create_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+        spent: dict[str, int] = {}
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT)"))
+                await conn.execute(text("INSERT INTO t (x) VALUES ('a'), ('b'), ('c')"))
+            async with engine.connect() as conn:
+                before = loop.hops
+                rows = (await conn.execute(text("SELECT id, x FROM t ORDER BY id"))).all()
+                spent["select"] = loop.hops - before
+                assert [tuple(r) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
+                before = loop.hops
+                changed = await conn.execute(text("UPDATE t SET x = 'z' WHERE id > 1"))
+                spent["update"] = loop.hops - before
+                assert changed.rowcount == 2
+                before = loop.hops
+                added = await conn.execute(text("INSERT INTO t (x) VALUES ('d') RETURNING id"))
+                assert added.scalar_one() == 4
+                spent["returning"] = loop.hops - before
+                with pytest.raises(IntegrityError):
+                    await conn.execute(text("INSERT INTO t (id, x) VALUES (1, 'again')"))
+                await conn.rollback()
+                assert await conn.scalar(text("SELECT count(*) FROM t")) == 3
+                async with engine.connect() as other:  # the result of a query can be paged
+                    paged = await other.stream(text("SELECT x FROM t ORDER BY id"))
+                    assert [r[0] async for r in paged] == ["a", "b", "c"]
+        finally:
+            await engine.dispose()
+        return spent
+
+    with asyncio.Runner(loop_factory=_CountingLoop) as runner:
+        loop = runner.get_loop()
+        assert isinstance(loop, _CountingLoop)
+        assert runner.run(main(loop)) == {"select": 2, "update": 1, "returning": 2}
+
+
+async def test_aiosqlites_threads_never_keep_the_process_alive(tmp_path: Path) -> None:
+    """A connection left open must not block the exit: its worker thread is a daemon."""
+    before = set(threading.enumerate())
+    engine = create_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    try:
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT 1")) == 1
+            started = set(threading.enumerate()) - before
+            assert started and all(thread.daemon for thread in started)
     finally:
         await engine.dispose()
 
