@@ -8,8 +8,10 @@ process then does. This measures it on asyncio's loop and on uvloop (which `chat
 run` uses):
 
 1. a timer that wakes an idle loop every `gap` ms (0: back to back, never idle);
-2. one SQLite statement through aiosqlite, the way the bot's store runs one (a hop to
-   its worker thread and back), back to back and after an idle spell.
+2. one SQLite statement through aiosqlite itself (execute, fetch, close: three hops to
+   its worker thread and back), back to back and after an idle spell;
+3. the same SELECT through SQLAlchemy: on its own aiosqlite adapter (four hops) and on
+   the store's engine (`bot.store.db.create_engine`: two hops).
 
 CPU is this process's (every thread), per wakeup or per statement. No target is
 asserted; it prints numbers.
@@ -18,14 +20,22 @@ asserted; it prints numbers.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import uvloop
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.store.db import create_engine
 
 GAPS_MS = (0, 1, 10, 50)
 ROUNDS = 200
@@ -59,7 +69,35 @@ async def statements(gap: float) -> float:
             return (spent - idle) / ROUNDS * 1e6
 
 
-def on(loop: str, job: Callable[[], Awaitable[float]]) -> float:
+async def through(make: Callable[[str], AsyncEngine], gap: float) -> float:
+    """CPU µs per `SELECT … LIMIT 1` through a SQLAlchemy engine, `gap` seconds apart."""
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make(f"sqlite+aiosqlite:///{Path(tmp) / 'b.db'}")
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+                await conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
+            async with engine.connect() as conn:
+                select = text("SELECT v FROM t LIMIT 1")
+                start = time.process_time()
+                for _ in range(ROUNDS):
+                    (await conn.execute(select)).all()
+                    if gap:
+                        await asyncio.sleep(gap)
+                spent = time.process_time() - start
+        finally:
+            await engine.dispose()
+        idle = await timer_wakeups(gap) * ROUNDS / 1e6 if gap else 0.0
+        return (spent - idle) / ROUNDS * 1e6
+
+
+ENGINES: dict[str, Callable[[str], AsyncEngine]] = {
+    "SQLAlchemy's adapter": create_async_engine,
+    "the store's engine": create_engine,
+}
+
+
+def on(loop: str, job: Callable[[], Coroutine[Any, Any, float]]) -> float:
     if loop == "uvloop":
         return uvloop.run(job())
     return asyncio.run(job())
@@ -71,12 +109,19 @@ def main() -> None:
         gap = gap_ms / 1000
         cells = [f"{name} {on(name, partial(timer_wakeups, gap)):6.1f}" for name in LOOPS]
         print(f"   every {gap_ms:3d} ms: " + "   ".join(cells))
-    print("\nCPU per SQLite statement through aiosqlite (cursor, execute, fetch, close), µs")
+    print("\nCPU per SQLite statement through aiosqlite (execute, fetch, close), µs")
     for gap_ms in (0, 10):
         gap = gap_ms / 1000
         cells = [f"{name} {on(name, partial(statements, gap)):6.1f}" for name in LOOPS]
         what = "back to back" if not gap_ms else f"one every {gap_ms} ms"
         print(f"   {what:>16}: " + "   ".join(cells))
+    print("\nCPU per SQLite SELECT through SQLAlchemy, µs")
+    for label, make in ENGINES.items():
+        for gap_ms in (0, 10):
+            gap = gap_ms / 1000
+            cells = [f"{name} {on(name, partial(through, make, gap)):6.1f}" for name in LOOPS]
+            what = "back to back" if not gap_ms else f"one every {gap_ms} ms"
+            print(f"   {label:>20}, {what:>16}: " + "   ".join(cells))
 
 
 if __name__ == "__main__":
