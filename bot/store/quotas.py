@@ -4,8 +4,10 @@ row reserved only if the sums it would join stay under the limits, in one transa
 
 On PostgreSQL a charge first bumps its server's row in quota_locks: that row lock queues
 every other charge of the server (any process) until commit, and the sums read after it
-see what the one before reserved. On SQLite the reserved row's INSERT comes first and
-takes the database's write lock before any read, so two processes never deadlock.
+see what the one before reserved (the reserved row is inserted in the statement that
+reads them). On SQLite the reserved row's INSERT comes first and takes the database's
+write lock before any read, so two processes never deadlock. Either way a refusal
+deletes the reserved row again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
+    Select,
     and_,
     bindparam,
     case,
@@ -168,27 +172,28 @@ class QuotaPart:
         decide: Callable[[Counts], V | None],
     ) -> tuple[int | None, V | None]:
         where = _where(ref, charge.user_id, charge.at)
-        if not self._db.postgres:
+        statements = self._statements
+        if self._db.postgres:
+            top = _top(ref)
+            await conn.execute(
+                statements.lock, {"platform": top[0], "server_id": top[1], "channel_id": top[2]}
+            )
+            reserved, counts = await statements.reserve_and_count(conn, ref, where, charge)
+        else:
             # SQLite: the reserved row's INSERT takes the database's write lock before
             # anything is read, which is all the lock row is for; the sums then hold
-            # this row too, so they are taken without it. A refusal deletes it again.
-            found = await conn.execute(self._statements.reserve, _reserved_row(charge))
-            reserved = int(found.scalar_one())
-            counts = await self._statements.counts(conn, ref, where, charge.count_recent)
-            refusal = decide(_without(counts, charge))
-            if refusal is None:
-                return reserved, None
-            await conn.execute(delete(UsageRow).where(UsageRow.id == reserved))
-            return None, refusal
-        top = _top(ref)
-        await conn.execute(
-            self._statements.lock, {"platform": top[0], "server_id": top[1], "channel_id": top[2]}
-        )
-        refusal = decide(await self._statements.counts(conn, ref, where, charge.count_recent))
-        if refusal is not None:
-            return None, refusal
-        found = await conn.execute(self._statements.reserve, _reserved_row(charge))
-        return int(found.scalar_one()), None
+            # this row too, so they are taken without it. Its id is SQLite's last row
+            # id: no RETURNING, so no second hop to aiosqlite's thread for a row.
+            found = await conn.execute(statements.reserve, _reserved_row(charge))
+            reserved = found.lastrowid
+            counts = _without(
+                await statements.counts(conn, ref, where, charge.count_recent), charge
+            )
+        refusal = decide(counts)
+        if refusal is None:
+            return reserved, None
+        await conn.execute(delete(UsageRow).where(UsageRow.id == reserved))
+        return None, refusal
 
     async def release(self, row_id: int) -> None:
         """Drop a reservation whose turn never reached the model."""
@@ -432,7 +437,7 @@ class _Statements:
             index_elements=["platform", "server_id", "channel_id"],
             set_={"charges": QuotaLockRow.charges + 1},
         )
-        self.reserve = insert(u).returning(u.id)
+        self.reserve = insert(u)  # SQLite's (PostgreSQL's is in _reserving_query)
         tokens = u.input_tokens + u.output_tokens
         at = u.created_at.type
         day = [
@@ -457,32 +462,61 @@ class _Statements:
             ),
             func.coalesce(func.sum(tokens), 0),
         )
-        self._sums = {
-            has: select(*sums).where(*day, *([] if has else [here])) for has in (True, False)
-        }
         # With a messages limit: the sums and the user's last minute in one round trip,
         # the sums' row first (kind 0), then the minute's times in order.
-        self._both = {
-            has: union_all(
+        # Keyed by (has a server, counts the last minute).
+        self._counts: dict[tuple[bool, bool], Select[Any] | CompoundSelect[Any]] = {}
+        for has in (True, False):
+            place = [] if has else [here]
+            self._counts[has, False] = select(*sums).where(*day, *place)
+            self._counts[has, True] = union_all(
                 select(literal(0).label("kind"), *sums, literal(None, at).label("at")).where(
-                    *day, *([] if has else [here])
+                    *day, *place
                 ),
                 select(literal(1), literal(0), literal(0), literal(0), u.created_at).where(
-                    *minute, *([] if has else [here])
+                    *minute, *place
                 ),
             ).order_by("kind", "at")
-            for has in (True, False)
-        }
+        self._reserving: dict[tuple[bool, bool, tuple[str, ...]], Select[Any]] = {}
+
+    def _reserving_query(self, has: bool, recent: bool, names: tuple[str, ...]) -> Select[Any]:
+        """PostgreSQL: the counts, and a reserved row with these columns, in one statement.
+
+        The INSERT in the WITH runs once, and the counts, read in the statement's
+        snapshot, do not see its row. Built once per shape of the row."""
+        query = self._reserving.get((has, recent, names))
+        if query is None:
+            values: dict[str, Any] = {name: bindparam(f"reserve_{name}") for name in names}
+            reserve = insert(UsageRow).values(values).returning(UsageRow.id).cte("reserved")
+            reserved_id = select(reserve.c.id).scalar_subquery().label("reserved_id")
+            counted = self._counts[has, recent].subquery()
+            query = select(counted, reserved_id)
+            if recent:  # a subquery's order does not carry over
+                query = query.order_by(counted.c.kind, counted.c.at)
+            self._reserving[has, recent, names] = query
+        return query
 
     async def counts(
         self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], recent: bool
     ) -> Counts:
-        has = ref.has_server
-        if not recent:
-            summed = (await conn.execute(self._sums[has], where)).one()
-            user_today, channel_today, server_today = (int(v or 0) for v in summed)
-            return Counts(user_today, channel_today, server_today)
-        rows = (await conn.execute(self._both[has], where)).all()
-        user_today, channel_today, server_today = (int(v or 0) for v in rows[0][1:4])
-        times = tuple(r[4] for r in rows[1:])
-        return Counts(user_today, channel_today, server_today, times)
+        rows = (await conn.execute(self._counts[ref.has_server, recent], where)).all()
+        return _counted(rows, recent)
+
+    async def reserve_and_count(
+        self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], charge: Charge
+    ) -> tuple[int, Counts]:
+        """Reserve `charge`'s row and read the counts without it (PostgreSQL only)."""
+        row = _reserved_row(charge)
+        query = self._reserving_query(ref.has_server, charge.count_recent, tuple(row))
+        params = where | {f"reserve_{name}": value for name, value in row.items()}
+        rows = (await conn.execute(query, params)).all()
+        return int(rows[0][-1]), _counted(rows, charge.count_recent)
+
+
+def _counted(rows: Sequence[Any], recent: bool) -> Counts:
+    """Counts from the rows of a counts query: the sums first, then the minute's times."""
+    if not recent:
+        user_today, channel_today, server_today = (int(v or 0) for v in rows[0][:3])
+        return Counts(user_today, channel_today, server_today)
+    user_today, channel_today, server_today = (int(v or 0) for v in rows[0][1:4])
+    return Counts(user_today, channel_today, server_today, tuple(r[4] for r in rows[1:]))

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import respx
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from bot.conversation.budget import estimate_tokens
 from bot.core import Core, Gate, TurnResult
@@ -236,6 +237,40 @@ async def test_messages_per_minute_says_when_it_frees_up(core: Core) -> None:
     with respx.mock(assert_all_called=False) as mock:
         mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
         assert (await ask(core))[0].refusal is None
+
+
+async def test_a_charge_is_two_statements_before_the_model_is_asked(core: Core) -> None:
+    """The charge runs in the question's transaction and costs two statements there: on
+    SQLite the reserved row, then the sums; on PostgreSQL the server's lock row, then the
+    sums and the reserved row together (a refusal would delete the row again)."""
+    await configure(core)
+    assert (await command(core, f"/limits set tokens_per_user_day {E * 3}", ADMIN)).ok
+    assert (await command(core, "/limits set messages_per_user_minute 5", ADMIN)).ok
+    await ask(core, STRANGER)  # warms the caches: only the turn's own statements count
+    seen: list[str] = []
+
+    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    model = answer()
+
+    async def asked(request: httpx.Request) -> httpx.Response:
+        seen.append("-- the model is asked")
+        return await model(request)
+
+    engine = core.store.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with respx.mock(assert_all_called=False) as mock:
+            mock.post(f"{FAKE}/chat/completions").mock(side_effect=asked)
+            result, sink = await ask(core)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert result.refusal is None and sink.final == "Hi"
+    before = seen[: seen.index("-- the model is asked")]
+    charge = [s for s in before if re.search(r"\b(usage|quota_locks)\b", s)]
+    assert len(charge) == 2, charge
+    assert await states(core.store) == {"settled": 2}
 
 
 async def test_regenerate_is_charged_and_refused_as_a_notice(core: Core) -> None:
