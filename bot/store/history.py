@@ -102,6 +102,8 @@ class HistoryPart:
         self._writes: Batcher[_Insert | _Update, list[int]] = Batcher(
             self._write_batch, _WRITE_BATCH
         )
+        # Whether the last new entries were stored (unknown, so False, until some were).
+        self.taking_writes = False
 
     async def drain(self) -> None:
         await self._writes.drain()
@@ -127,7 +129,12 @@ class HistoryPart:
             guard,
             order,
         )
-        ids = await self._writes.submit(write)
+        try:
+            ids = await self._writes.submit(write)
+        except Exception:
+            self.taking_writes = False
+            raise
+        self.taking_writes = True
         if guard is not None and len(ids) < len(entries):
             return []
         stored = [replace(e, id=i) for e, i in zip(entries, ids, strict=True)]
