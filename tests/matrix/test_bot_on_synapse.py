@@ -114,7 +114,16 @@ async def ask(w: World, who: UserClient, room_id: str, text: str, **extra: objec
     before = len(await _answers(w, room_id))
     after = time.monotonic()
     asked = await who.send(room_id, text, **extra)
-    first = await who.reply_to(room_id, w.bot.user_id, after, "the bot's first answer event")
+
+    def answer_to_it() -> Seen | None:
+        # The bot's notice for an earlier command can reach this client after `after`.
+        for seen in who.messages(room_id, w.bot.user_id, after):
+            replied = seen.content.get("m.relates_to", {}).get("m.in_reply_to", {})
+            if replied.get("event_id") in (None, asked):
+                return seen
+        return None
+
+    first: Seen = await who.wait_for(answer_to_it, "the bot's first answer event")
     event_id = str(first.event.event_id)
     saved: list[str] = []
 
