@@ -299,7 +299,6 @@ class ChatEngine(_QuotaHooks):
                 f"the chat; admins store keys with {prefix}key set.",
             )
         ref = incoming.channel
-        storing: asyncio.Future[HistoryEntry] | None = None
         try:
             await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip for the reads below
             config, endpoint = await self._ready(ref, prefix)
@@ -317,29 +316,16 @@ class ChatEngine(_QuotaHooks):
             # The quota charge runs in the transaction that stores the question: one
             # commit before the model is asked, and a refused question is not stored.
             charge = await self._question_charge(ref, incoming.actor.id, config, history, question)
-            if charge is None and not attached.images and self._store.taking_writes:
-                # Nothing to settle before the model is asked (no limit holds, no image
-                # to keep) and the database takes writes: the question is stored beside
-                # the request, and nothing of the answer is shown or saved before it is
-                # (AnswerRow.ready). A burst of mentions then does not queue its requests
-                # behind its commits. A database that fails writes gets the order below,
-                # in which nothing is sent before the question is stored.
-                sees = True
-                request = await self._request(ref, config, [*history, question], sees)
-                storing = asyncio.ensure_future(self._store_question(ref, question))
-            else:
-                stored = await self._store.add_messages(ref, [question], attached.images, charge)
-                if charge is not None and charge.refusal is not None:
-                    refused = charge.refusal
-                    log.info("a turn in %s was refused by %s", ref, refused.name.value)
-                    return TurnResult(
-                        refused.text, None, called_provider=False, refusal=refused.text
-                    )
-                if charge is not None and charge.reserved is not None:
-                    self._reserved[key] = charge.reserved
-                (question,) = stored
-                sees = not attached.images or await self._sees(ref, config)
-                request = await self._request(ref, config, [*history, question], sees)
+            stored = await self._store.add_messages(ref, [question], attached.images, charge)
+            if charge is not None and charge.refusal is not None:
+                refused = charge.refusal
+                log.info("a turn in %s was refused by %s", ref, refused.name.value)
+                return TurnResult(refused.text, None, called_provider=False, refusal=refused.text)
+            if charge is not None and charge.reserved is not None:
+                self._reserved[key] = charge.reserved
+            (question,) = stored
+            sees = not attached.images or await self._sees(ref, config)
+            request = await self._request(ref, config, [*history, question], sees)
         except _Blocked as blocked:
             return await _notice(sink, str(blocked))
         except (NotConnectable, SecretUnreadable, Refused) as err:
@@ -355,7 +341,7 @@ class ChatEngine(_QuotaHooks):
                 f"can, an admin turns it on with {prefix}params vision on.)\n\n"
             )
         result = await self._answer(
-            key, ref, config, endpoint, request, sink, question, preface=preface, storing=storing
+            key, ref, config, endpoint, request, sink, question, preface=preface
         )
         if attached.images:
             await self._prune_images()
@@ -478,20 +464,17 @@ class ChatEngine(_QuotaHooks):
         continuing: HistoryEntry | None = None,
         variant: bool = False,
         by: str | None = None,
-        storing: asyncio.Future[HistoryEntry] | None = None,
     ) -> TurnResult:
         """Stream an answer to `question` (stoppable while it runs), store it, show how it
         ended, record its usage (charged to `by`, else the asker). A `variant`
         (regenerated, retried, continued) becomes the question's shown answer and says
-        which of its answers it is. `storing` stores the question beside the request:
-        when that fails, the answer is stopped before anything of it is shown."""
+        which of its answers it is."""
         row = AnswerRow(
             self._store,
             ref,
             self._limits.save_every,
             reply_to=question.id,
             entry=continuing,
-            question=storing,
         )
         running = self._running[key] = Running()
         try:
@@ -507,17 +490,6 @@ class ChatEngine(_QuotaHooks):
                 max_chars=self._limits.max_answer_chars,
                 start=continuing.content if continuing else "",
             )
-            stored = await row.ready()  # a stream that showed nothing waits for it here
-            if stored is not None:
-                question = stored
-        except StoreError as err:  # the question, stored beside the request, was not
-            log.warning("the question of a turn in %s could not be stored: %s", ref, err)
-            said = f"{err} The answer was stopped before it was shown."
-            stopped = Outcome(state=TurnState.STOPPED, error=said)
-            user = by or question.author_id or ""
-            await accounting.record(self._store, ref, user, endpoint, request, stopped)
-            await sink.finish("", "", said)
-            return TurnResult("", said, True)
         finally:
             if self._running.get(key) is running:
                 del self._running[key]
@@ -544,10 +516,6 @@ class ChatEngine(_QuotaHooks):
         if outcome.error and outcome.state is not TurnState.STOPPED:
             log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
         return result
-
-    async def _store_question(self, ref: ChannelRef, question: HistoryEntry) -> HistoryEntry:
-        (stored,) = await self._store.add_messages(ref, [question])
-        return stored
 
     async def _config(self, ref: ChannelRef, prefix: str) -> ChannelConfig:
         """The channel's config, re-checked first when a passing failure blocks it."""

@@ -79,8 +79,7 @@ class AnswerRow:
     """The stored row of the answer being written: saved now and then, never twice at once.
 
     `reply_to` is the question it answers; `entry` an answer being continued (the same
-    row grows). A question stored beside the request comes as `question`, the task that
-    stores it: `ready` waits for it.
+    row grows).
     """
 
     def __init__(
@@ -91,13 +90,11 @@ class AnswerRow:
         *,
         reply_to: int | None,
         entry: HistoryEntry | None = None,
-        question: asyncio.Future[HistoryEntry] | None = None,
     ) -> None:
         self._store = store
         self._ref = ref
         self._every = every
         self._reply_to = reply_to
-        self._question = question
         self._entry = entry
         self._saved_len = len(entry.content) if entry else 0
         self._last = time.monotonic()
@@ -106,16 +103,6 @@ class AnswerRow:
     @property
     def id(self) -> int | None:
         return None if self._entry is None else self._entry.id
-
-    async def ready(self) -> HistoryEntry | None:
-        """The stored question, once it is stored beside the request (StoreError when it
-        could not be); None when it was stored before. Nothing of the answer may be shown
-        or saved before this returns."""
-        if self._question is None:
-            return None
-        question = await self._question
-        self._reply_to = question.id
-        return question
 
     def grew(self, text: str) -> None:
         """Save in the background when due; a slow database never holds the stream."""
@@ -176,8 +163,6 @@ async def stream_answer(
     """Stream the answer into the sink; a fault, a stop or a limit keeps what arrived.
 
     `start` is text already shown that the new text continues (a continued answer).
-    StoreError when the question, stored beside the request, could not be stored: the
-    stream is closed before any of it is shown.
     """
     split = ThinkSplitter(continuing=bool(start))
     answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
@@ -196,7 +181,6 @@ async def stream_answer(
                     if typing is not None:  # shown text must not be followed by typing
                         await typing
                         typing = None
-                        await row.ready()  # nothing is shown before its question is stored
                     seen, thought_seen = len(split.answer), len(split.reasoning)
                     if delta.text:
                         split.feed(delta.text)

@@ -102,8 +102,6 @@ class HistoryPart:
         self._writes: Batcher[_Insert | _Update, list[int]] = Batcher(
             self._write_batch, _WRITE_BATCH
         )
-        # Whether the last new entries were stored (unknown, so False, until some were).
-        self.taking_writes = False
 
     async def drain(self) -> None:
         await self._writes.drain()
@@ -129,12 +127,7 @@ class HistoryPart:
             guard,
             order,
         )
-        try:
-            ids = await self._writes.submit(write)
-        except Exception:
-            self.taking_writes = False
-            raise
-        self.taking_writes = True
+        ids = await self._writes.submit(write)
         if guard is not None and len(ids) < len(entries):
             return []
         stored = [replace(e, id=i) for e, i in zip(entries, ids, strict=True)]

@@ -92,12 +92,6 @@ class Store:
     def engine(self) -> AsyncEngine:
         return self._db.engine
 
-    @property
-    def taking_writes(self) -> bool:
-        """Whether the last messages stored were stored (False until some were, and after
-        a failure): while it holds, a question may be stored beside its request."""
-        return self._history.taking_writes
-
     # ---- configuration --------------------------------------------------------------
 
     async def prefetch(self, ref: ChannelRef, history_limit: int) -> None:

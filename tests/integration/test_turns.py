@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,13 +15,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from bot.core import Core, TurnLimits
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
-from bot.store.models import ChannelConfigRow, UsageRow
+from bot.store.models import ChannelConfigRow
 from bot.types import (
     Actor,
     ChannelConfig,
@@ -301,74 +300,6 @@ async def test_a_database_that_cannot_be_written_sends_nothing(
         assert not endpoint.requests
         reply = await core.run_text_command(Incoming(REF, ADMIN, "/system be brief"))
         assert not reply.ok and "nothing was saved" in reply.text
-    finally:
-        await core.close()
-
-
-async def test_once_writes_are_taken_a_question_is_stored_beside_its_request(
-    tmp_path: Path, endpoint: FakeOpenAI
-) -> None:
-    """With no limit to charge, the request leaves while the question's commit waits
-    (here on another writer's lock), and nothing of the answer is shown or stored before
-    the question is; the answer then comes whole and replies to it."""
-    path = tmp_path / "bot.db"
-    core = await make_core(f"sqlite+aiosqlite:///{path}", endpoint, TurnLimits())
-    holder = sqlite3.connect(path, isolation_level=None, timeout=0)
-    try:
-        assert (await chat(core, "first")).final == ("Hello there!", None)
-        holder.execute("BEGIN IMMEDIATE")  # the database's one writer, for now
-        sink = Sink()
-        turn = asyncio.create_task(chat(core, "second", sink))
-        for _ in range(200):
-            if len(endpoint.requests) == 2:
-                break
-            await asyncio.sleep(0.01)
-        assert len(endpoint.requests) == 2, "the request waited for the question's commit"
-        await asyncio.sleep(0.3)  # the answer has arrived by now; it waits, unseen
-        assert sink.updates == [] and sink.final is None
-        holder.execute("ROLLBACK")
-        await asyncio.wait_for(turn, 10)
-        assert sink.final == ("Hello there!", None)
-        stored = await rows(core)
-        assert [(e.role, e.content) for e in stored] == [
-            (Role.USER, "first"),
-            (Role.ASSISTANT, "Hello there!"),
-            (Role.USER, "second"),
-            (Role.ASSISTANT, "Hello there!"),
-        ]
-        assert stored[3].reply_to == stored[2].id
-    finally:
-        holder.close()
-        await core.close()
-
-
-async def test_a_question_that_fails_beside_its_request_stops_the_answer_unseen(
-    tmp_path: Path, endpoint: FakeOpenAI
-) -> None:
-    """When the database stops taking writes, the first question stored beside its
-    request fails: the answer is stopped before any of it is shown, the asker is told,
-    the call's usage is still recorded; the next turn stores first and sends nothing."""
-    path = tmp_path / "bot.db"
-    core = await make_core(f"sqlite+aiosqlite:///{path}", endpoint, TurnLimits())
-    try:
-        assert (await chat(core, "first")).final == ("Hello there!", None)
-        with sqlite3.connect(path) as other:  # no message can be stored now: a full disk
-            other.execute(
-                "CREATE TRIGGER refuse BEFORE INSERT ON messages "
-                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-            )
-        sink = await chat(core, "second")
-        assert len(endpoint.requests) == 2  # it was asked beside the question's store
-        assert sink.updates == []
-        assert sink.final is not None and sink.final[0] == ""
-        assert "The answer was stopped before it was shown." in (sink.final[1] or "")
-        assert [e.content for e in await rows(core)] == ["first", "Hello there!"]
-        async with core.store.engine.connect() as conn:
-            errors = await conn.scalar(select(func.count()).where(UsageRow.error.is_(True)))
-        assert errors == 1
-        sink = await chat(core, "third")
-        assert len(endpoint.requests) == 2, "a failing database is not sent anything first"
-        assert sink.final is not None and "Nothing was sent" in sink.final[0]
     finally:
         await core.close()
 
