@@ -9,6 +9,7 @@ reaches callers as a StoreError (errors.py) whose message can be shown to a user
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date, timedelta
 from functools import partial
@@ -95,8 +96,10 @@ class Store:
     # ---- configuration --------------------------------------------------------------
 
     async def prefetch(self, ref: ChannelRef, history_limit: int) -> None:
-        """Load what a chat turn reads (config, secrets, history) in one round trip."""
-        await self._reads.prefetch(ref, history_limit)
+        """Load what a chat turn reads (config, secrets, history) in one round trip, and
+        the limits that hold there beside it: a new channel's turn then waits for one
+        round of reads before its request, not two."""
+        await asyncio.gather(self._reads.prefetch(ref, history_limit), self.quotas.limits(ref))
 
     async def effective_config(self, ref: ChannelRef) -> ChannelConfig:
         """Channel row → server row (when the channel has a server) → defaults, per field."""
