@@ -19,6 +19,8 @@ from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage
 
 log = logging.getLogger("bot.conversation")
 
+TYPING_AFTER = 0.5  # seconds without text before "typing…" shows (Typing)
+
 
 class ReplySink(Protocol):
     """Where an answer goes while it streams. Front-ends implement it (or use PacedReply).
@@ -28,9 +30,11 @@ class ReplySink(Protocol):
     edit instead of writing the message once more.
     """
 
-    async def typing(self) -> None: ...
+    async def typing(self) -> None:
+        """Show "typing…": the model was asked and nothing has shown TYPING_AFTER s later."""
 
-    async def update(self, answer: str, reasoning: str = "") -> None: ...
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        """The answer so far, as it streams."""
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None: ...
 
@@ -169,18 +173,13 @@ async def stream_answer(
     answer.text = start
     show = show_reasoning
     out = Outcome()
-    # "Typing…" goes out beside the request, not before it: a burst of mentions must
-    # not queue its model requests behind the platform's typing calls.
-    typing: asyncio.Task[None] | None = asyncio.create_task(typing_beside(sink))
+    typing: Typing | None = Typing(sink)
     try:
         async with asyncio.timeout(answer_timeout):
             async with aclosing(provider.stream_chat(request)) as deltas:
                 async for delta in deltas:
                     if delta.usage is not None:
                         out.usage = out.usage.merged(delta.usage) if out.usage else delta.usage
-                    if typing is not None:  # shown text must not be followed by typing
-                        await typing
-                        typing = None
                     seen, thought_seen = len(split.answer), len(split.reasoning)
                     if delta.text:
                         split.feed(delta.text)
@@ -191,6 +190,10 @@ async def stream_answer(
                         out.error = f"The answer passed {max_chars:,} characters, so it stops here."
                         break
                     if delta.text or (delta.reasoning and show):
+                        shown = answer.text or (show and thought.text)
+                        if typing is not None and shown:
+                            await typing.done()
+                            typing = None
                         await sink.update(answer.text, thought.text if show else "")
                     row.grew(answer.text)
     except TimeoutError:
@@ -225,9 +228,37 @@ def endpoint_secrets(endpoint: Endpoint) -> tuple[str, ...]:
     return tuple(v.reveal() for v in values if v)
 
 
-async def typing_beside(sink: ReplySink) -> None:
-    """Show \"typing…\"; a platform that refuses it does not stop the answer."""
-    try:
-        await sink.typing()
-    except Exception as err:  # a typing indicator is a courtesy; the answer still comes
-        log.info("could not show typing: %s", type(err).__name__)
+class Typing:
+    """\"Typing…\" for an answer that has not started after TYPING_AFTER seconds.
+
+    An answer that starts sooner needs none: its text comes as soon as the indicator
+    would, and no platform call is spent on it. Nor does a burst of mentions queue its
+    model requests behind the platform's typing calls, which it did when every turn
+    showed typing as its request left.
+    """
+
+    def __init__(self, sink: ReplySink) -> None:
+        self._sink = sink
+        self._call: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(TYPING_AFTER, self._start)
+
+    def _start(self) -> None:
+        self._call = asyncio.create_task(self._show())
+
+    async def _show(self) -> None:
+        try:
+            await self._sink.typing()
+        except Exception as err:  # a typing indicator is a courtesy; the answer still comes
+            log.info("could not show typing: %s", type(err).__name__)
+
+    async def done(self) -> None:
+        """Before the first text: a typing call under way lands first (shown text must
+        not be followed by typing), and none starts after."""
+        self._timer.cancel()
+        if self._call is not None:
+            await self._call
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        if self._call is not None:
+            self._call.cancel()

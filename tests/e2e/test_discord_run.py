@@ -105,7 +105,9 @@ async def test_chatbot_run_answers_a_mention_by_streaming_and_stops_on_sigterm(
     assert fake.limited == 1 and "We are being rate limited" in log
     assert calls[0].method == "POST"  # the first text goes out as a new message, then edits
     assert int(posts[0].body["message_reference"]["message_id"]) == asked
-    assert fake.bot_calls("POST", f"/channels/{fake.channel_id}/typing")
+    # "Typing…" shows only when the model is slow to start, and never after the text.
+    typing = fake.bot_calls("POST", f"/channels/{fake.channel_id}/typing")
+    assert all(t.at < posts[0].at for t in typing), typing
     [shown] = [m["content"] for m in fake.messages.values()]
     # The finished answer and the buttons that replace ⏹ go out in one edit.
     final = edits[-1]
@@ -180,6 +182,47 @@ async def test_chatbot_run_reads_attachments_from_the_cdn_it_was_given(tmp_path:
     assert kind in ("data:image/png", "data:image/jpeg")
     assert PILImage.open(io.BytesIO(base64.b64decode(data))).size == (40, 30)
     assert second.strip().startswith("hello.py\n```python\ndef hello():")
+
+
+async def test_chatbot_run_shows_typing_only_while_a_slow_model_has_not_started(
+    tmp_path: Path,
+) -> None:
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    async with fake_openai(Script(chunks=["Seen."])) as model:
+        env = bot_env(
+            DISCORD_TOKEN=TOKEN,
+            DISCORD_API_URL=fake.api_url,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            DATA_DIR=str(tmp_path / "data"),
+            BOT_SECRET_KEYS=await keygen(),
+            ALLOW_PRIVATE_ENDPOINTS="true",
+            DEFAULT_SOURCE="custom",
+            DEFAULT_PROXY_URL=model.url_v1,
+            DEFAULT_MODEL="m-small",
+        )
+        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+        try:
+            await bot.wait_ready()
+            await fake.user_says(f"<@{fake.bot_id}> quick?")
+            await fake.wait_until(lambda: _answered(fake, 1), 60)
+            quick = list(fake.calls)
+            model.script.first_token = 1.5
+            await fake.user_says(f"<@{fake.bot_id}> slow?")
+            await fake.wait_until(lambda: _answered(fake, 2), 60)
+            slow = fake.calls[len(quick) :]
+            exit_code = await bot.stop()
+        finally:
+            await bot.close()
+            await fake.stop()
+    assert exit_code == 0, bot.log[-3000:]
+    typing = f"/channels/{fake.channel_id}/typing"
+    posts = f"/channels/{fake.channel_id}/messages"
+    assert not [c for c in quick if c.path == typing]  # it started at once: no call
+    typed = [c for c in slow if c.path == typing]
+    [posted] = [c for c in slow if c.method == "POST" and c.path == posts]
+    assert len(typed) == 1 and typed[0].at < posted.at
+    assert "cc:stop:" in repr(posted.body)  # ⏹ came with the first text, typing or not
 
 
 def _answered(fake: FakeDiscord, count: int) -> bool:

@@ -11,6 +11,7 @@ import pytest
 import respx
 
 from bot.types import Actor, ChannelRef, Incoming, Platform, Role, Scope, SecretValue, Source
+from tests.discord.fake_openai import Script, fake_openai
 from tests.integration.conftest import ADMIN, MEMBER, REF, Harness
 from tests.peers.litellm import LiteLLMPeer
 from tests.peers.llamacpp import LlamaCppPeer
@@ -83,7 +84,7 @@ async def test_full_turn_against_litellm_persists_both_turns(
     sink = await ask(harness, "hi there")
     assert sink.error is None
     assert sink.final == litellm_peer.mock_text
-    assert sink.typing_calls == 1
+    assert sink.typing_calls == 0  # the answer started at once: no "typing…" before it
     history = await harness.store.history(REF, 10)
     assert [(e.role, e.content) for e in history] == [
         (Role.USER, "hi there"),
@@ -216,6 +217,52 @@ async def test_think_tags_are_not_posted_unless_asked(harness: Harness) -> None:
     assert shown.final == "The answer is 4." and shown.reasoning == "secret plan"
     stored = [e.content for e in await harness.store.history(REF, 10) if e.role is Role.ASSISTANT]
     assert stored == ["The answer is 4.", "The answer is 4."]
+
+
+class OrderSink(CollectingSink):
+    """Also records the order in which "typing…" and visible text came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    async def typing(self) -> None:
+        await super().typing()
+        self.events.append("typing")
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        await super().update(answer, reasoning)
+        if answer or reasoning:
+            self.events.append("text")
+
+
+async def test_typing_shows_while_nothing_visible_has_come_and_never_after_it(
+    harness: Harness,
+) -> None:
+    # The model thinks first (hidden unless asked for) and answers a second later.
+    script = Script(chunks=["<think>a plan", "</think>The answer."], interval=1.0)
+    async with fake_openai(script) as model:
+        await harness.store.update_config(
+            REF,
+            Scope.CHANNEL,
+            ADMIN,
+            {"source": "custom", "proxy_url": model.url_v1, "model": "m-small"},
+            action="test setup",
+        )
+        hidden = OrderSink()
+        await harness.core.chat(Incoming(REF, MEMBER, "think first"), hidden)
+        await harness.store.update_config(
+            REF, Scope.CHANNEL, ADMIN, {"show_reasoning": True}, action="t"
+        )
+        shown = OrderSink()
+        await harness.core.chat(Incoming(REF, MEMBER, "think aloud"), shown)
+        script.interval = 0.0
+        quick = OrderSink()
+        await harness.core.chat(Incoming(REF, MEMBER, "answer at once"), quick)
+    assert hidden.final == "The answer." and hidden.reasoning == ""
+    assert hidden.events[0] == "typing" and hidden.events.count("typing") == 1
+    assert shown.reasoning == "a plan" and shown.events[0] == "text" and not shown.typing_calls
+    assert quick.final == "The answer." and quick.typing_calls == 0
 
 
 async def test_history_and_author_names_go_to_the_provider(harness: Harness) -> None:

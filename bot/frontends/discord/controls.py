@@ -80,19 +80,23 @@ def view_of(specs: list[ButtonSpec]) -> discord.ui.View | None:
 
 
 class AnswerSink:
-    """PacedReply into a DiscordTarget; the ⏹ button goes on once the model is asked."""
+    """PacedReply into a DiscordTarget; the ⏹ button goes on with the first streamed text
+    (a notice, which only finishes, never carries it)."""
 
     def __init__(self, target: DiscordTarget, asker_id: int) -> None:
         self._target = target
         self._paced = PacedReply(target)
         self._asker = asker_id
+        self._streaming = False
         self._ended: tuple[TurnResult, discord.ui.View | None] | None = None
 
     async def typing(self) -> None:
-        self._target.view = view_of(streaming_buttons(self._asker))
         await self._paced.typing()
 
     async def update(self, answer: str, reasoning: str = "") -> None:
+        if not self._streaming:
+            self._streaming = True
+            self._target.view = view_of(streaming_buttons(self._asker))
         await self._paced.update(answer, reasoning)
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
