@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -635,6 +636,23 @@ class FakeDiscord:
         interaction = self._interaction(3, data)
         interaction["message"] = self.messages[message_id]
         await self._dispatch("INTERACTION_CREATE", interaction)
+
+    async def bot_env(self, data_dir: Path, model_url: str, **settings: str) -> dict[str, str]:
+        """`chatbot run`'s environment against this fake and a loopback model server."""
+        from tests.bot_process import bot_env, keygen
+
+        return bot_env(
+            DISCORD_TOKEN=self.token,
+            DISCORD_API_URL=self.api_url,
+            DISCORD_GATEWAY_URL=self.gateway_url,
+            DATA_DIR=str(data_dir),
+            BOT_SECRET_KEYS=await keygen(),
+            ALLOW_PRIVATE_ENDPOINTS="true",
+            DEFAULT_SOURCE="custom",
+            DEFAULT_PROXY_URL=model_url,
+            DEFAULT_MODEL="m-small",
+            **settings,
+        )
 
     def bot_calls(self, method: str, suffix: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path.startswith(suffix)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.bot_process import BotProcess, bot_env, keygen
+from tests.bot_process import BotProcess
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import Script, fake_openai
 
@@ -28,17 +28,7 @@ async def test_stop_pressed_while_streaming_ends_the_answer(tmp_path: Path) -> N
     await fake.start()
     script = Script(chunks=[f"w{i} " for i in range(300)], interval=0.05)  # ~15 s unstopped
     async with fake_openai(script) as endpoint:
-        env = bot_env(
-            DISCORD_TOKEN=TOKEN,
-            DISCORD_API_URL=fake.api_url,
-            DISCORD_GATEWAY_URL=fake.gateway_url,
-            DATA_DIR=str(tmp_path / "data"),
-            BOT_SECRET_KEYS=await keygen(),
-            ALLOW_PRIVATE_ENDPOINTS="true",
-            DEFAULT_SOURCE="custom",
-            DEFAULT_PROXY_URL=endpoint.url_v1,
-            DEFAULT_MODEL="m-small",
-        )
+        env = await fake.bot_env(tmp_path / "data", endpoint.url_v1)
         bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
         try:
             await bot.wait_ready()

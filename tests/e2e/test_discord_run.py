@@ -139,18 +139,7 @@ async def test_chatbot_run_reads_attachments_from_the_cdn_it_was_given(tmp_path:
     PILImage.new("RGB", (40, 30), "red").save(picture, "PNG")
     code = b"def hello():\n    return 'hi'\n"
     async with fake_openai(Script(chunks=["Seen."])) as model:
-        env = bot_env(
-            DISCORD_TOKEN=TOKEN,
-            DISCORD_API_URL=fake.api_url,
-            DISCORD_GATEWAY_URL=fake.gateway_url,
-            DATA_DIR=str(tmp_path / "data"),
-            BOT_SECRET_KEYS=await keygen(),
-            ALLOW_PRIVATE_ENDPOINTS="true",
-            ADMIN_IDS=str(fake.user_id),
-            DEFAULT_SOURCE="custom",
-            DEFAULT_PROXY_URL=model.url_v1,
-            DEFAULT_MODEL="m-small",
-        )
+        env = await fake.bot_env(tmp_path / "data", model.url_v1, ADMIN_IDS=str(fake.user_id))
         bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
         try:
             await bot.wait_ready()
@@ -190,17 +179,7 @@ async def test_chatbot_run_shows_typing_only_while_a_slow_model_has_not_started(
     fake = FakeDiscord(TOKEN)
     await fake.start()
     async with fake_openai(Script(chunks=["Seen."])) as model:
-        env = bot_env(
-            DISCORD_TOKEN=TOKEN,
-            DISCORD_API_URL=fake.api_url,
-            DISCORD_GATEWAY_URL=fake.gateway_url,
-            DATA_DIR=str(tmp_path / "data"),
-            BOT_SECRET_KEYS=await keygen(),
-            ALLOW_PRIVATE_ENDPOINTS="true",
-            DEFAULT_SOURCE="custom",
-            DEFAULT_PROXY_URL=model.url_v1,
-            DEFAULT_MODEL="m-small",
-        )
+        env = await fake.bot_env(tmp_path / "data", model.url_v1)
         bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
         try:
             await bot.wait_ready()
