@@ -1,6 +1,6 @@
 """The Discord front-end end to end: `chatbot run` against loopback Discord and model servers.
 
-Run: .venv/bin/python bench/bench_discord.py [--turns 5] [--channels 50]
+Run: .venv/bin/python bench/bench_discord.py [--turns 5] [--channels 50] [--bursts 1]
 
 The bot is its own process (the real entry point); this process hosts a fake
 Discord (REST + gateway, tests/discord/fake_discord.py) and an OpenAI-compatible
@@ -10,6 +10,8 @@ Both fakes stamp what they receive with this process's monotonic clock.
 0. The first turn after start (imports, first connections), on its own.
 1. Single turns: mention sent → first message POST, and → final edit; REST calls per turn.
 2. N channels at once: one mention in each; the same numbers as p50 / p95 / max.
+   With --bursts B, B such bursts in turn (new channels each) and the median of their
+   slowest channels: one burst's tail moves with the machine's load by ±15 ms.
 No targets are asserted; it prints numbers.
 """
 
@@ -118,10 +120,47 @@ def stats(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):7.1f}  p95 {p95:7.1f}  max {ordered[-1]:7.1f}"
 
 
+async def _burst(
+    fake: FakeDiscord, sse: FakeOpenAI, pid: int, burst: list[int], answer: str, show: bool
+) -> tuple[float, float]:
+    """One mention in each of `burst` at once; prints its numbers, returns the slowest
+    channel's request at the model and first POST (ms)."""
+    cpu_before = cpu_ms(pid)
+    harness_before = time.process_time()
+    sent = time.monotonic()
+    await asyncio.gather(
+        *(fake.user_says(f"<@{fake.bot_id}> count, channel {c}", channel_id=c) for c in burst)
+    )
+    await fake.wait_until(lambda: done(fake, burst, answer), 120)
+    wall = (time.monotonic() - sent) * 1000
+    harness_cpu = (time.process_time() - harness_before) * 1000
+    await asyncio.sleep(0.5)
+    burst_cpu = (cpu_ms(pid) - cpu_before) / len(burst)
+    many = [Turn(fake, cid, sent, answer) for cid in burst]
+    requests = request_delays(sse, sent, burst)
+    print(f"   request at the model {stats(requests)}")
+    print(f"   first POST   {stats([t.first_post for t in many])}")
+    print(f"   final edit   {stats([t.final for t in many])}")
+    ends = shown_after_end(sse, dict(zip(burst, many, strict=True)))
+    print(f"   whole answer shown after the model's last chunk {stats(ends)}")
+    print(f"   REST calls per turn {stats([float(t.calls) for t in many])}")
+    print(f"   PATCH per turn      {stats([float(t.edits) for t in many])}")
+    print(f"   all {len(burst)} answers complete after {wall:.0f} ms")
+    print(f"   bot CPU per turn: {burst_cpu:.1f} ms")
+    print(f"   this process (fake Discord, model) CPU: {harness_cpu:.0f} ms")
+    print(f"   bot RSS after: {rss_mb(pid):.1f} MB, peak {rss_mb(pid, 'VmHWM'):.1f} MB")
+    if show:
+        timeline(fake, max(burst, key=lambda c: Turn(fake, c, sent).final), sent)
+    return max(requests), max(t.first_post for t in many)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--channels", type=int, default=50)
+    parser.add_argument(
+        "--bursts", type=int, default=1, help="bursts in turn, each in new channels"
+    )
     parser.add_argument(
         "--timeline", action="store_true", help="print the REST calls of the slowest turns"
     )
@@ -129,7 +168,7 @@ async def main() -> None:
     script = Script(chunks=[f"word{i} " for i in range(100)], interval=0.02, first_token=0.2)
     answer = script.answer.strip()
     async with fake_openai(script) as sse:
-        fake = FakeDiscord(TOKEN, channels=1 + args.turns + args.channels)
+        fake = FakeDiscord(TOKEN, channels=1 + args.turns + args.channels * args.bursts)
         await fake.start()
         with TemporaryDirectory() as tmp:
             env = bot_env(
@@ -199,36 +238,19 @@ async def main() -> None:
                 if args.timeline:
                     timeline(fake, cids[args.turns - 1], sent)
 
-                burst = cids[args.turns :]
-                print(f"\n2. {len(burst)} channels at once, ms from sending the mentions")
-                cpu_before = cpu_ms(pid)
-                harness_before = time.process_time()
-                sent = time.monotonic()
-                await asyncio.gather(
-                    *(
-                        fake.user_says(f"<@{fake.bot_id}> count, channel {c}", channel_id=c)
-                        for c in burst
+                tails: list[tuple[float, float]] = []  # (request at the model, first POST) max
+                for n in range(args.bursts):
+                    start = args.turns + n * args.channels
+                    burst = cids[start : start + args.channels]
+                    label = f" (burst {n + 1} of {args.bursts})" if args.bursts > 1 else ""
+                    print(f"\n2. {len(burst)} channels at once{label}, ms from the mentions")
+                    tails.append(await _burst(fake, sse, pid, burst, answer, args.timeline))
+                if args.bursts > 1:
+                    requests, posts = (statistics.median(t) for t in zip(*tails, strict=True))
+                    print(
+                        f"\nacross {args.bursts} bursts, the median of each burst's max: "
+                        f"request at the model {requests:.1f} ms, first POST {posts:.1f} ms"
                     )
-                )
-                await fake.wait_until(lambda: done(fake, burst, answer), 120)
-                wall = (time.monotonic() - sent) * 1000
-                harness_cpu = (time.process_time() - harness_before) * 1000
-                await asyncio.sleep(0.5)
-                burst_cpu = (cpu_ms(pid) - cpu_before) / len(burst)
-                many = [Turn(fake, cid, sent, answer) for cid in burst]
-                print(f"   request at the model {stats(request_delays(sse, sent, burst))}")
-                print(f"   first POST   {stats([t.first_post for t in many])}")
-                print(f"   final edit   {stats([t.final for t in many])}")
-                ends = shown_after_end(sse, dict(zip(burst, many, strict=True)))
-                print(f"   whole answer shown after the model's last chunk {stats(ends)}")
-                print(f"   REST calls per turn {stats([float(t.calls) for t in many])}")
-                print(f"   PATCH per turn      {stats([float(t.edits) for t in many])}")
-                print(f"   all {len(burst)} answers complete after {wall:.0f} ms")
-                print(f"   bot CPU per turn: {burst_cpu:.1f} ms")
-                print(f"   this process (fake Discord, model) CPU: {harness_cpu:.0f} ms")
-                print(f"   bot RSS after: {rss_mb(pid):.1f} MB, peak {rss_mb(pid, 'VmHWM'):.1f} MB")
-                if args.timeline:
-                    timeline(fake, max(burst, key=lambda c: Turn(fake, c, sent).final), sent)
             finally:
                 code = await bot.stop()
                 await bot.close()
