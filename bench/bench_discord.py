@@ -28,7 +28,7 @@ from tempfile import TemporaryDirectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.bot_process import BotProcess, bot_env, keygen
+from tests.bot_process import BotProcess
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 
@@ -171,18 +171,7 @@ async def main() -> None:
         fake = FakeDiscord(TOKEN, channels=1 + args.turns + args.channels * args.bursts)
         await fake.start()
         with TemporaryDirectory() as tmp:
-            env = bot_env(
-                DISCORD_TOKEN=TOKEN,
-                DISCORD_API_URL=fake.api_url,
-                DISCORD_GATEWAY_URL=fake.gateway_url,
-                DATA_DIR=f"{tmp}/data",
-                BOT_SECRET_KEYS=await keygen(),
-                ALLOW_PRIVATE_ENDPOINTS="true",
-                DEFAULT_SOURCE="custom",
-                DEFAULT_PROXY_URL=sse.url_v1,
-                DEFAULT_MODEL="m-small",
-                LOG_LEVEL="INFO",
-            )
+            env = await fake.bot_env(Path(tmp) / "data", sse.url_v1, LOG_LEVEL="INFO")
             # The database as a restart finds it (migrated by an earlier start), so the
             # bot's memory is a running deployment's: Alembic loads only to migrate.
             migrate = await asyncio.create_subprocess_exec(
