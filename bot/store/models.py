@@ -268,7 +268,9 @@ class AccessRuleRow(Base):
 class QuotaLockRow(Base):
     """One row per server (a room without one: per room) that a charge locks first, so
     charges there run one after another on every process (PostgreSQL row lock, SQLite's
-    write lock) and each sees the usage the one before it reserved."""
+    write lock) and each sees the usage the one before it reserved. `charges` counts
+    them: on PostgreSQL a charge that finds it moved on while it waited for the row reads
+    the sums again."""
 
     __tablename__ = "quota_locks"
 

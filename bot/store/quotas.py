@@ -2,12 +2,14 @@
 row reserved only if the sums it would join stay under the limits, in one transaction
 (its own, or the one that stores the question).
 
-On PostgreSQL a charge first bumps its server's row in quota_locks: that row lock queues
-every other charge of the server (any process) until commit, and the sums read after it
-see what the one before reserved (the reserved row is inserted in the statement that
-reads them). On SQLite the reserved row's INSERT comes first and takes the database's
-write lock before any read, so two processes never deadlock. Either way a refusal
-deletes the reserved row again.
+On PostgreSQL a charge bumps its server's row in quota_locks: that row lock queues every
+other charge of the server (any process) until commit. The same statement reserves the
+row and reads the sums, in the snapshot the statement began with; the lock row's count,
+as that snapshot saw it and as bumped, says whether a charge committed meanwhile (while
+this one waited for the lock). Only then are the sums read again, behind the lock, so an
+uncontended charge is one round trip. On SQLite the reserved row's INSERT comes first
+and takes the database's write lock before any read, so two processes never deadlock.
+Either way a refusal deletes the reserved row again.
 """
 
 from __future__ import annotations
@@ -173,19 +175,17 @@ class QuotaPart:
     ) -> tuple[int | None, V | None]:
         where = _where(ref, charge.user_id, charge.at)
         statements = self._statements
+        counts: Counts | None
         if self._db.postgres:
-            top = _top(ref)
-            await conn.execute(
-                statements.lock, {"platform": top[0], "server_id": top[1], "channel_id": top[2]}
-            )
-            reserved, counts = await statements.reserve_and_count(conn, ref, where, charge)
+            reserved, counts = await statements.lock_reserve_and_count(conn, ref, where, charge)
         else:
             # SQLite: the reserved row's INSERT takes the database's write lock before
-            # anything is read, which is all the lock row is for; the sums then hold
-            # this row too, so they are taken without it. Its id is SQLite's last row
-            # id: no RETURNING, so no second hop to aiosqlite's thread for a row.
+            # anything is read, which is all the lock row is for. Its id is SQLite's last
+            # row id: no RETURNING, so no second hop to aiosqlite's thread for a row.
             found = await conn.execute(statements.reserve, _reserved_row(charge))
-            reserved = found.lastrowid
+            reserved, counts = found.lastrowid, None
+        if counts is None:
+            # Read behind the lock, so they hold this charge's own row: taken without it.
             counts = _without(
                 await statements.counts(conn, ref, where, charge.count_recent), charge
             )
@@ -427,16 +427,15 @@ class _Statements:
 
     def __init__(self, db: Database) -> None:
         u = UsageRow
-        lock = db.insert(QuotaLockRow).values(
-            platform=bindparam("platform"),
-            server_id=bindparam("server_id"),
-            channel_id=bindparam("channel_id"),
-            charges=1,
-        )
-        self.lock = lock.on_conflict_do_update(
-            index_elements=["platform", "server_id", "channel_id"],
-            set_={"charges": QuotaLockRow.charges + 1},
-        )
+        q = QuotaLockRow
+        top: dict[str, Any] = {
+            name: bindparam(f"lock_{name}") for name in ("platform", "server_id", "channel_id")
+        }
+        lock = db.insert(q).values(**top, charges=1)
+        self._lock = lock.on_conflict_do_update(
+            index_elements=list(top), set_={"charges": q.charges + 1}
+        ).returning(q.charges)
+        self._seen = select(q.charges).where(*(getattr(q, name) == p for name, p in top.items()))
         self.reserve = insert(u)  # SQLite's (PostgreSQL's is in _reserving_query)
         tokens = u.input_tokens + u.output_tokens
         at = u.created_at.type
@@ -480,17 +479,24 @@ class _Statements:
         self._reserving: dict[tuple[bool, bool, tuple[str, ...]], Select[Any]] = {}
 
     def _reserving_query(self, has: bool, recent: bool, names: tuple[str, ...]) -> Select[Any]:
-        """PostgreSQL: the counts, and a reserved row with these columns, in one statement.
+        """PostgreSQL: the lock row bumped, a reserved row with these columns, and the
+        counts, in one statement; then the reserved row's id, and the lock row's count
+        as bumped and as the statement's snapshot saw it.
 
-        The INSERT in the WITH runs once, and the counts, read in the statement's
-        snapshot, do not see its row. Built once per shape of the row."""
+        Each INSERT in the WITH runs once, and everything read sees the snapshot the
+        statement began with: not the reserved row. Built once per shape of the row."""
         query = self._reserving.get((has, recent, names))
         if query is None:
             values: dict[str, Any] = {name: bindparam(f"reserve_{name}") for name in names}
             reserve = insert(UsageRow).values(values).returning(UsageRow.id).cte("reserved")
-            reserved_id = select(reserve.c.id).scalar_subquery().label("reserved_id")
+            locked = self._lock.cte("locked")
             counted = self._counts[has, recent].subquery()
-            query = select(counted, reserved_id)
+            query = select(
+                counted,
+                select(reserve.c.id).scalar_subquery().label("reserved_id"),
+                select(locked.c.charges).scalar_subquery().label("charges"),
+                self._seen.scalar_subquery().label("charges_seen"),
+            )
             if recent:  # a subquery's order does not carry over
                 query = query.order_by(counted.c.kind, counted.c.at)
             self._reserving[has, recent, names] = query
@@ -502,15 +508,21 @@ class _Statements:
         rows = (await conn.execute(self._counts[ref.has_server, recent], where)).all()
         return _counted(rows, recent)
 
-    async def reserve_and_count(
+    async def lock_reserve_and_count(
         self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], charge: Charge
-    ) -> tuple[int, Counts]:
-        """Reserve `charge`'s row and read the counts without it (PostgreSQL only)."""
+    ) -> tuple[int, Counts | None]:
+        """Take the server's lock row, reserve `charge`'s row and read the counts without
+        it (PostgreSQL only). The counts are None when a charge committed after this
+        statement began: they miss its row and must be read again."""
         row = _reserved_row(charge)
         query = self._reserving_query(ref.has_server, charge.count_recent, tuple(row))
+        top = _top(ref)
         params = where | {f"reserve_{name}": value for name, value in row.items()}
+        params |= {"lock_platform": top[0], "lock_server_id": top[1], "lock_channel_id": top[2]}
         rows = (await conn.execute(query, params)).all()
-        return int(rows[0][-1]), _counted(rows, charge.count_recent)
+        *_, reserved, charges, seen = rows[0]
+        current = int(charges) == int(seen or 0) + 1  # no other charge came between
+        return int(reserved), _counted(rows, charge.count_recent) if current else None
 
 
 def _counted(rows: Sequence[Any], recent: bool) -> Counts:
