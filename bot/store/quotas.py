@@ -8,8 +8,8 @@ row and reads the sums, in the snapshot the statement began with; the lock row's
 as that snapshot saw it and as bumped, says whether a charge committed meanwhile (while
 this one waited for the lock). Only then are the sums read again, behind the lock, so an
 uncontended charge is one round trip. On SQLite the reserved row's INSERT comes first
-and takes the database's write lock before any read, so two processes never deadlock.
-Either way a refusal deletes the reserved row again.
+and takes the database's write lock before any read, so two processes never deadlock;
+its RETURNING reads the sums. Either way a refusal deletes the reserved row again.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     CompoundSelect,
     Select,
@@ -32,10 +33,13 @@ from sqlalchemy import (
     literal,
     select,
     tuple_,
+    type_coerce,
     union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.dml import ReturningInsert
 
 from bot.store.base import NAME_CHARS, Database, Key, key_of
 from bot.store.batch import Batcher
@@ -175,20 +179,19 @@ class QuotaPart:
     ) -> tuple[int | None, V | None]:
         where = _where(ref, charge.user_id, charge.at)
         statements = self._statements
-        counts: Counts | None
         if self._db.postgres:
             reserved, counts = await statements.lock_reserve_and_count(conn, ref, where, charge)
+            if counts is None:  # a charge committed while this one waited for the lock
+                # Read again behind the lock, they hold this charge's row too.
+                counts = _without(
+                    await statements.counts(conn, ref, where, charge.count_recent), charge
+                )
         else:
             # SQLite: the reserved row's INSERT takes the database's write lock before
-            # anything is read, which is all the lock row is for. Its id is SQLite's last
-            # row id: no RETURNING, so no second hop to aiosqlite's thread for a row.
-            found = await conn.execute(statements.reserve, _reserved_row(charge))
-            reserved, counts = found.lastrowid, None
-        if counts is None:
-            # Read behind the lock, so they hold this charge's own row: taken without it.
-            counts = _without(
-                await statements.counts(conn, ref, where, charge.count_recent), charge
-            )
+            # anything is read, which is all the lock row is for. The counts it returns
+            # hold the new row: taken without it.
+            reserved, held = await statements.reserve_and_count(conn, ref, where, charge)
+            counts = _without(held, charge)
         refusal = decide(counts)
         if refusal is None:
             return reserved, None
@@ -436,31 +439,11 @@ class _Statements:
             index_elements=list(top), set_={"charges": q.charges + 1}
         ).returning(q.charges)
         self._seen = select(q.charges).where(*(getattr(q, name) == p for name, p in top.items()))
-        self.reserve = insert(u)  # SQLite's (PostgreSQL's is in _reserving_query)
-        tokens = u.input_tokens + u.output_tokens
         at = u.created_at.type
-        day = [
-            u.platform == bindparam("platform"),
-            u.server_id == bindparam("server_id"),
-            u.day == bindparam("today"),
-        ]
-        minute = [
-            u.platform == bindparam("platform"),
-            u.server_id == bindparam("server_id"),
-            u.user_id == bindparam("user_id"),
-            u.day >= bindparam("since_day"),
-            u.created_at > bindparam("since", type_=at),
-        ]
-        # A place without a server is its own: its rows are the channel's.
-        here = u.channel_id == bindparam("channel_id")
-        # One pass over the server's rows of the day (an index range) for all three sums.
-        sums = (
-            func.coalesce(func.sum(case((u.user_id == bindparam("user_id"), tokens), else_=0)), 0),
-            func.coalesce(
-                func.sum(case((u.channel_id == bindparam("channel_id"), tokens), else_=0)), 0
-            ),
-            func.coalesce(func.sum(tokens), 0),
-        )
+        # SQLite returns the minute's times as JSON text: read them as the column would.
+        dialect = db.engine.dialect
+        self._time = at.dialect_impl(dialect).result_processor(dialect, None) or (lambda t: t)
+        sums, day, minute, here = _counting(u)
         # With a messages limit: the sums and the user's last minute in one round trip,
         # the sums' row first (kind 0), then the minute's times in order.
         # Keyed by (has a server, counts the last minute).
@@ -477,6 +460,7 @@ class _Statements:
                 ),
             ).order_by("kind", "at")
         self._reserving: dict[tuple[bool, bool, tuple[str, ...]], Select[Any]] = {}
+        self._returning: dict[tuple[bool, bool, tuple[str, ...]], ReturningInsert[Any]] = {}
 
     def _reserving_query(self, has: bool, recent: bool, names: tuple[str, ...]) -> Select[Any]:
         """PostgreSQL: the lock row bumped, a reserved row with these columns, and the
@@ -502,6 +486,43 @@ class _Statements:
             self._reserving[has, recent, names] = query
         return query
 
+    def _returning_insert(
+        self, has: bool, recent: bool, names: tuple[str, ...]
+    ) -> ReturningInsert[Any]:
+        """SQLite: a reserved row with these columns, returning its id and the counts (as
+        JSON: the sums, then the minute's times) in one statement. SQLite has no
+        data-modifying WITH, but its RETURNING takes subqueries; they see the new row."""
+        query = self._returning.get((has, recent, names))
+        if query is None:
+            counted = aliased(UsageRow, name="counted")
+            sums, day, minute, here = _counting(counted)
+            place = [] if has else [here]
+            found: list[Any] = [select(func.json_array(*sums)).where(*day, *place)]
+            if recent:
+                times = select(counted.created_at.label("at")).where(*minute, *place)
+                found.append(select(func.json_group_array(times.subquery("recent").c.at)))
+            values: dict[str, Any] = {name: bindparam(f"reserve_{name}") for name in names}
+            query = (
+                insert(UsageRow)
+                .values(values)
+                .returning(UsageRow.id, *(type_coerce(f.scalar_subquery(), JSON) for f in found))
+            )
+            self._returning[has, recent, names] = query
+        return query
+
+    async def reserve_and_count(
+        self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], charge: Charge
+    ) -> tuple[int, Counts]:
+        """Reserve `charge`'s row and read the counts, which hold it (SQLite only: from
+        the INSERT on it holds the database's write lock)."""
+        row = _reserved_row(charge)
+        query = self._returning_insert(ref.has_server, charge.count_recent, tuple(row))
+        params = where | {f"reserve_{name}": value for name, value in row.items()}
+        found = (await conn.execute(query, params)).one()
+        user_today, channel_today, server_today = (int(v or 0) for v in found[1])
+        recent = sorted(self._time(t) for t in found[2]) if charge.count_recent else []
+        return int(found[0]), Counts(user_today, channel_today, server_today, tuple(recent))
+
     async def counts(
         self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], recent: bool
     ) -> Counts:
@@ -523,6 +544,35 @@ class _Statements:
         *_, reserved, charges, seen = rows[0]
         current = int(charges) == int(seen or 0) + 1  # no other charge came between
         return int(reserved), _counted(rows, charge.count_recent) if current else None
+
+
+def _counting(u: Any) -> tuple[tuple[Any, ...], list[Any], list[Any], Any]:
+    """The terms of the counts over `u` (the usage table or an alias of it): the three
+    sums, the server's day, the user's last minute, and the place without a server."""
+    tokens = u.input_tokens + u.output_tokens
+    day = [
+        u.platform == bindparam("platform"),
+        u.server_id == bindparam("server_id"),
+        u.day == bindparam("today"),
+    ]
+    minute = [
+        u.platform == bindparam("platform"),
+        u.server_id == bindparam("server_id"),
+        u.user_id == bindparam("user_id"),
+        u.day >= bindparam("since_day"),
+        u.created_at > bindparam("since", type_=u.created_at.type),
+    ]
+    # A place without a server is its own: its rows are the channel's.
+    here = u.channel_id == bindparam("channel_id")
+    # One pass over the server's rows of the day (an index range) for all three sums.
+    sums = (
+        func.coalesce(func.sum(case((u.user_id == bindparam("user_id"), tokens), else_=0)), 0),
+        func.coalesce(
+            func.sum(case((u.channel_id == bindparam("channel_id"), tokens), else_=0)), 0
+        ),
+        func.coalesce(func.sum(tokens), 0),
+    )
+    return sums, day, minute, here
 
 
 def _counted(rows: Sequence[Any], recent: bool) -> Counts:

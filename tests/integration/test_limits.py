@@ -241,10 +241,10 @@ async def test_messages_per_minute_says_when_it_frees_up(core: Core) -> None:
         assert (await ask(core))[0].refusal is None
 
 
-async def test_a_charge_adds_few_statements_before_the_model_is_asked(core: Core) -> None:
-    """The charge runs in the question's transaction. On SQLite it adds two statements
-    there, the reserved row and then the sums; on PostgreSQL one, the server's lock row,
-    the reserved row and the sums together (a refusal would delete the row again)."""
+async def test_a_charge_adds_one_statement_before_the_model_is_asked(core: Core) -> None:
+    """The charge runs in the question's transaction and adds one statement there: the
+    reserved row and the sums together, on PostgreSQL with the server's lock row (a
+    refusal would delete the row again)."""
     await configure(core)
     assert (await command(core, f"/limits set tokens_per_user_day {E * 3}", ADMIN)).ok
     assert (await command(core, "/limits set messages_per_user_minute 5", ADMIN)).ok
@@ -271,8 +271,7 @@ async def test_a_charge_adds_few_statements_before_the_model_is_asked(core: Core
     assert result.refusal is None and sink.final == "Hi"
     before = seen[: seen.index("-- the model is asked")]
     charge = [s for s in before if re.search(r"\b(usage|quota_locks)\b", s)]
-    postgres = core.store.engine.dialect.name == "postgresql"
-    assert len(charge) == (1 if postgres else 2), charge
+    assert len(charge) == 1, charge
     assert await states(core.store) == {"settled": 2}
 
 
