@@ -206,6 +206,32 @@ async def measure_quota(name: str, url: str, rows: int) -> None:
         print(f"{name}: question stored with the charge in its transaction: {ms(guarded)}")
         added = statistics.median(guarded) - statistics.median(plain)
         print(f"{name}: added by the charge (difference of the p50s): {added * 1000:.2f} ms")
+        # The charge alone, inside a write transaction, next to one trivial statement
+        # there: their ratio says how many round trips the charge costs, a number that
+        # moves less with the machine's load than the milliseconds do.
+        from sqlalchemy import text
+
+        inside, trivial = [], []
+        for i in range(550):
+            held = await guard(
+                store, gate, limited, f"u{i % 500}", source="openai", model="m", estimate=300
+            )
+            assert held is not None
+            async with store.engine.begin() as conn:
+                await conn.execute(text("SELECT 1"))  # BEGIN: the question's write pays it
+                t0 = time.perf_counter()
+                assert await held.run(conn)
+                t1 = time.perf_counter()
+                await conn.execute(text("SELECT 1"))
+                t2 = time.perf_counter()
+            if i >= 50:
+                inside.append(t1 - t0)
+                trivial.append(t2 - t1)
+        ratio = statistics.median(inside) / statistics.median(trivial)
+        print(
+            f"{name}: the charge inside a transaction: {ms(inside)}; one SELECT 1 there: "
+            f"{ms(trivial)} (the charge costs {ratio:.1f} of them)"
+        )
         floor = []
         for i in range(300):
             t = time.perf_counter()
