@@ -97,9 +97,14 @@ class Store:
 
     async def prefetch(self, ref: ChannelRef, history_limit: int) -> None:
         """Load what a chat turn reads (config, secrets, history) in one round trip, and
-        the limits that hold there beside it: a new channel's turn then waits for one
-        round of reads before its request, not two."""
-        await asyncio.gather(self._reads.prefetch(ref, history_limit), self.quotas.limits(ref))
+        the limits and the character card there beside it: a turn whose channel is not
+        remembered (new, or quiet for a while) then waits for one round of reads before
+        its request, not two or three."""
+        await asyncio.gather(
+            self._reads.prefetch(ref, history_limit),
+            self.quotas.limits(ref),
+            self._characters.get(ref),
+        )
 
     async def effective_config(self, ref: ChannelRef) -> ChannelConfig:
         """Channel row → server row (when the channel has a server) → defaults, per field."""

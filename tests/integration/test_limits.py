@@ -275,6 +275,45 @@ async def test_a_charge_adds_one_statement_before_the_model_is_asked(core: Core)
     assert await states(core.store) == {"settled": 2}
 
 
+async def test_a_channel_not_remembered_reads_everything_before_storing_the_question(
+    database_url: str,
+) -> None:
+    """A turn in a channel this process does not remember (new, or quiet past the
+    caches' time) reads config, secrets, history, limits and card side by side first;
+    after the question is stored nothing is read before the model is asked."""
+    first = await open_core(database_url)
+    await configure(first)
+    await first.close()
+    core = await open_core(database_url)  # remembers nothing
+    seen: list[str] = []
+
+    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    model = answer()
+
+    async def asked(request: httpx.Request) -> httpx.Response:
+        seen.append("-- the model is asked")
+        return await model(request)
+
+    engine = core.store.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with respx.mock(assert_all_called=False) as mock:
+            mock.post(f"{FAKE}/chat/completions").mock(side_effect=asked)
+            result, sink = await ask(core)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+        await core.close()
+    assert result.refusal is None and sink.final == "Hi"
+    before = seen[: seen.index("-- the model is asked")]
+    stored = next(i for i, s in enumerate(before) if s.lstrip().startswith("INSERT INTO messages"))
+    assert before[stored + 1 :] == [], before[stored:]
+    reads = " ".join(before[:stored])
+    for table in ("channel_configs", "secrets", "messages", "limits", "characters"):
+        assert f"FROM {table}" in reads, table
+
+
 async def test_regenerate_is_charged_and_refused_as_a_notice(core: Core) -> None:
     await configure(core)
     assert (await command(core, f"/limits set tokens_per_channel_day {E + 10}", ADMIN)).ok

@@ -248,14 +248,16 @@ async def test_prefetch_reads_a_turn_in_one_go_then_nothing(store: Store) -> Non
     try:
         with counting_selects(fresh) as selects:
             await fresh.prefetch(CHAN, 200)
-        # config, secrets, history in one batch; the limits beside it, in their own
-        assert len(selects) == 4
+        # config, secrets, history in one batch; the limits and the card beside it
+        assert len(selects) == 5
         assert sum("FROM limits" in s for s in selects) == 1
+        assert sum("FROM characters" in s for s in selects) == 1
         with counting_selects(fresh) as selects:
             assert (await fresh.effective_config(CHAN)).model == "m-server"
             assert await fresh.secret_origin(CHAN, "openai_api_key") == ("channel", "2222")
             assert [e.content for e in await fresh.history(CHAN, 200)] == ["earlier"]
             assert not (await fresh.quotas.limits(CHAN)).channel
+            assert await fresh.character(CHAN) is None
             await fresh.prefetch(CHAN, 200)
         assert selects == []
         # A room without a server never picks up a row of the "no server" server.
