@@ -112,6 +112,31 @@ async def ask(
     return result, sink
 
 
+async def statements_before_the_model(core: Core) -> list[str]:
+    """The SQL a turn runs before the model is asked (the turn must then succeed)."""
+    seen: list[str] = []
+
+    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    model = answer()
+
+    async def asked(request: httpx.Request) -> httpx.Response:
+        seen.append("-- the model is asked")
+        return await model(request)
+
+    engine = core.store.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with respx.mock(assert_all_called=False) as mock:
+            mock.post(f"{FAKE}/chat/completions").mock(side_effect=asked)
+            result, sink = await ask(core)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert result.refusal is None and sink.final == "Hi"
+    return seen[: seen.index("-- the model is asked")]
+
+
 async def states(store: Store) -> dict[str, int]:
     async with store.engine.connect() as conn:
         found = await conn.execute(select(UsageRow.state, func.count()).group_by(UsageRow.state))
@@ -249,27 +274,7 @@ async def test_a_charge_adds_one_statement_before_the_model_is_asked(core: Core)
     assert (await command(core, f"/limits set tokens_per_user_day {E * 3}", ADMIN)).ok
     assert (await command(core, "/limits set messages_per_user_minute 5", ADMIN)).ok
     await ask(core, STRANGER)  # warms the caches: only the turn's own statements count
-    seen: list[str] = []
-
-    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
-        seen.append(statement)
-
-    model = answer()
-
-    async def asked(request: httpx.Request) -> httpx.Response:
-        seen.append("-- the model is asked")
-        return await model(request)
-
-    engine = core.store.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        with respx.mock(assert_all_called=False) as mock:
-            mock.post(f"{FAKE}/chat/completions").mock(side_effect=asked)
-            result, sink = await ask(core)
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-    assert result.refusal is None and sink.final == "Hi"
-    before = seen[: seen.index("-- the model is asked")]
+    before = await statements_before_the_model(core)
     charge = [s for s in before if re.search(r"\b(usage|quota_locks)\b", s)]
     assert len(charge) == 1, charge
     assert await states(core.store) == {"settled": 2}
@@ -285,28 +290,10 @@ async def test_a_channel_not_remembered_reads_everything_before_storing_the_ques
     await configure(first)
     await first.close()
     core = await open_core(database_url)  # remembers nothing
-    seen: list[str] = []
-
-    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
-        seen.append(statement)
-
-    model = answer()
-
-    async def asked(request: httpx.Request) -> httpx.Response:
-        seen.append("-- the model is asked")
-        return await model(request)
-
-    engine = core.store.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", note)
     try:
-        with respx.mock(assert_all_called=False) as mock:
-            mock.post(f"{FAKE}/chat/completions").mock(side_effect=asked)
-            result, sink = await ask(core)
+        before = await statements_before_the_model(core)
     finally:
-        event.remove(engine, "before_cursor_execute", note)
         await core.close()
-    assert result.refusal is None and sink.final == "Hi"
-    before = seen[: seen.index("-- the model is asked")]
     stored = next(i for i, s in enumerate(before) if s.lstrip().startswith("INSERT INTO messages"))
     assert before[stored + 1 :] == [], before[stored:]
     reads = " ".join(before[:stored])
