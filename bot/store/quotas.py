@@ -23,6 +23,7 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     CompoundSelect,
+    Executable,
     Select,
     and_,
     bindparam,
@@ -39,7 +40,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.dml import ReturningInsert
 
 from bot.store.base import NAME_CHARS, Database, Key, key_of
 from bot.store.batch import Batcher
@@ -460,7 +460,7 @@ class _Statements:
                 ),
             ).order_by("kind", "at")
         self._reserving: dict[tuple[bool, bool, tuple[str, ...]], Select[Any]] = {}
-        self._returning: dict[tuple[bool, bool, tuple[str, ...]], ReturningInsert[Any]] = {}
+        self._returning: dict[tuple[bool, bool, tuple[str, ...]], Executable] = {}
 
     def _reserving_query(self, has: bool, recent: bool, names: tuple[str, ...]) -> Select[Any]:
         """PostgreSQL: the lock row bumped, a reserved row with these columns, and the
@@ -486,9 +486,7 @@ class _Statements:
             self._reserving[has, recent, names] = query
         return query
 
-    def _returning_insert(
-        self, has: bool, recent: bool, names: tuple[str, ...]
-    ) -> ReturningInsert[Any]:
+    def _returning_insert(self, has: bool, recent: bool, names: tuple[str, ...]) -> Executable:
         """SQLite: a reserved row with these columns, returning its id and the counts (as
         JSON: the sums, then the minute's times) in one statement. SQLite has no
         data-modifying WITH, but its RETURNING takes subqueries; they see the new row."""
