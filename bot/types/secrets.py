@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -46,14 +47,43 @@ def _escapes(text: str) -> set[str]:
     return found
 
 
+# A base64 run shorter than this is redacted only as part of a longer form: a short
+# secret's base64 inside a blob is a few letters that ordinary text holds too.
+_MIN_BASE64_CHARS = 8
+
+
+def _base64(text: str) -> set[str]:
+    """`text` in base64 (standard and URL-safe) wherever it sits in an encoded blob.
+
+    Alone it is the whole encoding, padding and all. Inside a blob (`user:password` in
+    a Basic header, a key inside an encoded JSON body) its bytes start at any of three
+    offsets of a 3-byte group, and each offset spells it differently: for each, the
+    characters that depend on its bytes alone."""
+    raw = text.encode("utf-8", "surrogatepass")
+    found = set()
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + raw).decode()
+        first = (offset * 8 + 5) // 6  # the first character with none of the filler
+        last = (offset + len(raw)) * 8 // 6  # after it, the next bytes' bits would mix in
+        middle = encoded[first:last]
+        if offset == 0:
+            found.add(encoded)
+        if len(middle) >= _MIN_BASE64_CHARS:
+            found.add(middle)
+    found |= {f.replace("+", "-").replace("/", "_") for f in found}
+    found |= {f.rstrip("=") for f in found}
+    return found
+
+
 @lru_cache(maxsize=4096)
 def secret_forms(secret: str) -> tuple[str, ...]:
     """Every way `secret` may come back in text: raw, escaped, encoded; longest first.
 
     An endpoint may echo a key inside a JSON string, a Python bytes repr
-    (`b'authorization: Bearer …'`), a URL, HTML, or any of these escaped once more.
+    (`b'authorization: Bearer …'`), a URL, HTML, base64 (a Basic header, an encoded
+    body), or any of these escaped once more.
     """
-    once = _escapes(secret)
+    once = _escapes(secret) | _base64(secret)
     forms = {secret, *once}
     for form in once:
         forms |= _escapes(form)

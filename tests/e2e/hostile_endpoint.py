@@ -16,6 +16,7 @@ Every request is recorded (method, path, headers as sent, body) in `requests`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import threading
@@ -97,6 +98,8 @@ def escaped_forms(value: str) -> dict[str, str]:
         "url_quote_plus": quote_plus(value),
         "double_repr": repr(repr(raw)),
         "double_json": json.dumps(json.dumps(value)),
+        "base64": base64.b64encode(raw).decode(),
+        "base64_url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
     }
 
 

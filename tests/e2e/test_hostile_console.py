@@ -12,6 +12,7 @@ Every test's docstring names the item of the hardening issue it covers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -692,9 +693,16 @@ ESCAPE_CORE = "ape\\back+sl/ash=eq%25"  # the part no key-shape pattern would ca
 
 
 def _escaped_needles(value: str) -> dict[str, str]:
-    """`value` as each escaping writes it, without the wrapping quotes."""
+    """`value` as each escaping writes it, without the wrapping quotes; in base64 also
+    as it reads inside the encoded `Authorization` header (`Bearer ` before it)."""
     once = repr(value)[1:-1]
+    header = base64.b64encode(f"Bearer {value}".encode()).decode()
     return {
+        "base64": base64.b64encode(value.encode()).decode(),
+        # "Bearer " is 7 bytes: from the 10th character on, only the value's bytes count;
+        # the last 3 may share bits with the padding.
+        "base64_in_header": header[10:-3],
+        "base64_url_in_header": header[10:-3].replace("+", "-").replace("/", "_"),
         "raw": value,
         "bytes_repr": repr(value.encode())[2:-1],
         "json": json.dumps(value)[1:-1],
@@ -773,6 +781,40 @@ def test_short_proxy_password_is_redacted(ws: Workspace, endpoint: HostileEndpoi
         assert f"Bearer {password}" in endpoint.authorizations(), "the password was not sent"
     haystacks = {"stdout": run.stdout_bytes, "stderr": run.stderr_bytes, **ws.stored_files()}
     leaks = find_leaks({"raw": password}, haystacks)
+    assert not leaks, "\n".join(leaks) + run.describe()
+
+
+def test_a_proxy_password_echoed_in_base64_is_redacted_everywhere(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A proxy password with no key shape, echoed in base64: alone (a 401's message, the
+    status shown to members by /settings) and inside the encoded `Authorization` header;
+    and a model's answer that spells it in base64. None of it reaches stdout, DEBUG
+    stderr, the database or the log file."""
+    password = "TabbyPw+x/9Secret"
+    encoded = base64.b64encode(password.encode()).decode()
+    endpoint.on_models = echo_auth_401("json")
+    endpoint.stream = Stream(chunks=["your password in base64 is ", encoded, " - bye"])
+    run = ws.run(
+        [
+            "/source custom",
+            f"/proxy set {endpoint.url_v1}",
+            "/proxy password",
+            password,
+            "/connect",
+            "/settings",
+            "/model m",
+            "/connect bypass:on",
+            "hello",
+            "/help",
+        ],
+        LOG_LEVEL="DEBUG",
+    )
+    run.assert_survived()
+    assert f"Bearer {password}" in endpoint.authorizations(), "the password was never sent"
+    assert "your password in base64 is" in run.out, "no answer" + run.describe()
+    haystacks = {"stdout": run.stdout_bytes, "stderr": run.stderr_bytes, **ws.stored_files()}
+    leaks = find_leaks(_escaped_needles(password), haystacks)
     assert not leaks, "\n".join(leaks) + run.describe()
 
 

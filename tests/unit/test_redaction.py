@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import quote, quote_plus
 
@@ -79,3 +80,28 @@ def test_matrix_ids_are_not_key_shapes() -> None:
 )
 def test_looks_like_key(text: str, key: bool) -> None:
     assert looks_like_key(text) is key
+
+
+@pytest.mark.parametrize("before", [b"", b"u:", b"ab:", b"user:"])
+@pytest.mark.parametrize("urlsafe", [False, True])
+def test_a_secret_in_base64_is_redacted_at_any_offset_of_a_blob(
+    before: bytes, urlsafe: bool
+) -> None:
+    """Alone, or inside an encoded blob (a Basic header's `user:password`): each of the
+    three offsets in a 3-byte group spells the secret differently."""
+    secret = "TabbyPw+x/9Secret"
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    blob = encode(before + secret.encode() + b" and more").decode()
+    # The characters made of the secret's bits alone, wherever it starts.
+    first, last = (len(before) * 8 + 5) // 6, (len(before) + len(secret)) * 8 // 6
+    inner = blob[first:last]
+    out = redact(f"the server said: bad credentials {blob}", [secret], shapes=False)
+    assert inner not in out and REDACTED in out
+
+
+def test_a_short_secret_is_not_hunted_in_base64_fragments() -> None:
+    """A few base64 letters of a short secret inside a blob are ordinary text too; its
+    whole encoding alone is still the secret."""
+    blob = base64.b64encode(b"a:pass and").decode()
+    assert redact(f"token {blob}", ["pass"]) == f"token {blob}"
+    assert redact("token cGFzcw==", ["pass"]) == f"token {REDACTED}"
