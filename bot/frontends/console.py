@@ -166,6 +166,7 @@ class Console:
         self._answering = False
         self._leave = asyncio.Event()
         self._pending: list[Attachment] = []
+        self._held: str | None = None  # a line read ahead, to be handled next
 
     def _print(self, text: str) -> None:
         self._out.write(text + "\n")
@@ -190,7 +191,9 @@ class Console:
             )
         try:
             while not self._leave.is_set():
-                line = await self._until_leave(self._reader.line("> "))
+                line, self._held = self._held, None
+                if line is None:
+                    line = await self._until_leave(self._reader.line("> "))
                 if line is None:
                     break
                 await self._until_leave(self._handle(line.strip()))
@@ -266,6 +269,7 @@ class Console:
             inv = self._core.parse(text, Platform.CONSOLE)
         except CommandError as err:
             self._print(str(err))
+            await self._drop_piped_secret(text)
             return
         if self._core.is_control(inv):
             self._answering = True
@@ -284,6 +288,7 @@ class Console:
         if refused is not None:
             # Said before any secret is asked for: a key typed next is not swallowed.
             self._print(refused.text)
+            await self._drop_piped_secret(text)
             return
         command = self._core.command(inv.path)
         for opt in command.options if command else ():
@@ -308,6 +313,34 @@ class Console:
             self._print(await asyncio.to_thread(_save, reply.file))
         if reply.greeting is not None:
             self._print(f"{reply.greeting.name}: {reply.greeting.text}")
+
+    async def _drop_piped_secret(self, text: str) -> None:
+        """After a refused secret command read from a pipe, the line that follows is the
+        secret it would have asked for (the README's piped form): never chat with it.
+
+        At a terminal the refusal shows before any prompt, so nothing follows unasked. A
+        command on the next line is kept; any other line is dropped, and that is said."""
+        if self._tty or not self._asks_secret(text):
+            return
+        following = await self._reader.line(hidden=True)
+        if following is None:
+            return
+        incoming = Incoming(self._ref, self._actor, following)
+        if not following.strip() or self._core.is_command(incoming):
+            self._held = following
+            return
+        self._print(
+            "The next line was taken as the secret it asked for and dropped: not saved, not sent."
+        )
+
+    def _asks_secret(self, text: str) -> bool:
+        """`text` names a command that asks for a secret (however its options went wrong)."""
+        words = text.strip()[len(self._core.prefix(Platform.CONSOLE)) :].lower().split()
+        for n in range(min(len(words), 3), 0, -1):
+            command = self._core.command(tuple(words[:n]))
+            if command is not None:
+                return any(opt.secret and opt.required for opt in command.options)
+        return False
 
 
 def _open_file(typed: str) -> Attachment | str:

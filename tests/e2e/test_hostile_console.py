@@ -1196,29 +1196,37 @@ def test_ctrl_c_stops_the_answer_then_leaves_at_the_prompt(
     assert answer[1].strip() in done.out  # what was shown is what was kept
 
 
-def test_a_refused_key_command_does_not_swallow_the_key(
+def test_a_refused_secret_command_read_from_a_pipe_drops_the_secret_line(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
-    """`/key set openai scope:server` in the console (no server) is refused before the key
-    is asked for; the key typed after it is then a message on its own, which is recognised
-    as a key and neither stored, sent, printed nor logged."""
+    """A refused `/key set` or `/proxy password` in a piped console (the README's piped
+    form puts the secret on the next line): that line is dropped, and that is said,
+    whatever it looks like. It is neither chatted with, sent, stored, printed nor logged.
+    A command on the next line still runs."""
     key = "sk-proj-swallowed0123456789abcd"
+    password = "hunter2-proxy-pass"  # no key shape: only its place says it is a secret
     result = ws.run(
         [
             *custom_setup(endpoint),
             "/key set openai scope:server",
             key,
             "/key set nope",
-            key,
+            password,
+            "/proxy password scope:server",
+            password,
+            "/key set opneai",
             "/help",
         ]
     )
     result.assert_survived()
     assert "no server here" in result.out
     assert "not a valid source" in result.out
-    assert result.out.count("looks like an API key") == 2
-    assert key not in result.out + result.err
-    assert not any(key.encode() in r.body for r in endpoint.requests)
+    assert result.out.count("taken as the secret it asked for and dropped") == 3
+    assert HELP_MARK in result.out  # the command after a refusal is not dropped
+    for secret in (key, password):
+        assert secret not in result.out + result.err
+        assert not any(secret.encode() in r.body for r in endpoint.requests)
+    assert not endpoint.chat_requests()
     with sqlite3.connect(ws.db_path) as conn:
         assert conn.execute("SELECT count(*) FROM secrets").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM messages").fetchone() == (0,)
