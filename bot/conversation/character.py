@@ -44,7 +44,7 @@ class CardPrompts:
         return card
 
 
-def prompt(
+def _prompt(
     card: Card, config: ChannelConfig, messages: Sequence[ChatMessage], user: str | None
 ) -> CharacterPrompt:
     """build_prompt with our system prompt as {{original}}, lore and examples budgeted
@@ -60,6 +60,18 @@ def prompt(
         lore_budget=base // LORE_SHARE,
         examples_budget=base // EXAMPLES_SHARE,
     )
+
+
+async def prompt(
+    card: Card, config: ChannelConfig, messages: Sequence[ChatMessage], user: str | None
+) -> CharacterPrompt:
+    """The card's prompt. With a lorebook it is built in a worker thread: its scans
+    (regex keys up to their budget) then hold the event loop a search at a time, not
+    for the whole scan."""
+    book = card.character_book
+    if book is not None and book.entries:
+        return await asyncio.to_thread(_prompt, card, config, messages, user)
+    return _prompt(card, config, messages, user)
 
 
 def fixed_cost(draft: CharacterPrompt, config: ChannelConfig) -> int:

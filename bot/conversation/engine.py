@@ -597,14 +597,14 @@ class ChatEngine(_QuotaHooks):
         if card is not None:
             # The card's system text, examples and lore count against the history first.
             whole = await self._messages([*usable, newest], sees=False)
-            draft = character.prompt(card, config, whole, asker)
+            draft = await character.prompt(card, config, whole, asker)
             budget = max(0, budget - character.fixed_cost(draft, config))
         kept = [*trim_history(usable, budget), newest]
         messages = await self._messages(kept, sees)
         authors = {e.author for e in kept if e.role is Role.USER and e.author}
         system = config.system_prompt
         if card is not None:
-            prompt = character.prompt(card, config, messages, asker)
+            prompt = await character.prompt(card, config, messages, asker)
             system = prompt.system or None
             after = () if continue_answer else prompt.after_history
             messages = [*prompt.before_history, *prompt.history, *after]

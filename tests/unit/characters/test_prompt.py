@@ -349,6 +349,18 @@ def test_regex_searches_per_prompt_are_capped() -> None:
     assert "Lorebook: more than 2,000 regex searches; the rest skipped." in prompt.lore.notes
 
 
+def test_wide_regex_keys_are_skipped_not_run_for_seconds() -> None:
+    """A card whose keys have a wide fixed-width repeat, against a long message: each
+    search would take ~0.5 s on the event loop; all are skipped and noted."""
+    wide = {"keys": ["(?:[a-z]{50}){300}b"], "content": "W", "use_regex": True}
+    entries = [{**wide, "comment": f"wide {i}"} for i in range(20)]
+    prompt = build_prompt(
+        _card(_entries(*entries)), [_user("a" * 30_000)], user="B", estimate=tokens
+    )
+    assert prompt.lore.entries == ()
+    assert sum("could take too long" in note for note in prompt.lore.notes) == 20
+
+
 def test_recursive_scanning_follows_inserted_entries() -> None:
     entries = (
         {"keys": ["castle"], "content": "The castle has a dungeon."},

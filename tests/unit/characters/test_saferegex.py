@@ -68,3 +68,25 @@ def test_sillytavern_delimited_keys_and_flags() -> None:
     with pytest.raises(Unsafe):
         compile_key("plain", False, True)
     assert compile_key("Plain", True, False).search("PLAIN")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "length"),
+    [
+        (r"(?:[a-z]{50}){300}b", 30_000),  # one way to match, 15,000 characters long
+        (r"a*[ab]{100}c", 2_000),  # each of a*'s ways walks 100 more
+        (r"x[a-z]{1000}y", 20_000),
+    ],
+)
+def test_a_long_fixed_width_repeat_costs_its_width(pattern: str, length: int) -> None:
+    """A repeat with one way to match still reads its whole width from every start:
+    these took 0.04–0.7 s a search and counted as ~length steps."""
+    safe = SafePattern(pattern, 0)
+    assert safe.steps(length) > MAX_STEPS
+    assert safe.width >= 100
+
+
+def test_width_adds_along_a_sequence_and_takes_the_widest_alternative() -> None:
+    assert SafePattern(r"ab[cd]{3}", 0).width == 5
+    assert SafePattern(r"abc|d{10}", 0).width == 10
+    assert SafePattern(r"(?i)x*(?#note)y", 0).width == 1  # flags, comments read nothing
