@@ -45,12 +45,20 @@ def describe_char(char: str) -> str:
     return f"U+{ord(char):04X}" + (f" {name}" if name else "")
 
 
+# Quotes a pasted key or password comes wrapped in (from a JSON file, a shell line, a
+# chat app that curled them): around a whole value they are never part of it.
+_WRAPPING_QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}
+
+
 def header_safe(text: str, what: str) -> str:
-    """A value that can travel in an HTTP header (visible ASCII only), edges cleaned.
+    """A value that can travel in an HTTP header (visible ASCII only), edges cleaned:
+    invisible characters and one pair of quotes around it removed.
 
     Raises TextError naming the first character that cannot, and its position.
     """
     value = strip_invisible(text)
+    if len(value) > 2 and _WRAPPING_QUOTES.get(value[0]) == value[-1]:
+        value = strip_invisible(value[1:-1])
     if not value:
         raise TextError(f"The {what} is empty.")
     for position, char in enumerate(value, 1):

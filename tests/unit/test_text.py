@@ -34,7 +34,18 @@ def test_clean_text(raw: str, clean: str) -> None:
 
 @pytest.mark.parametrize(
     "typed",
-    ["sk-abc123", "  sk-abc123\n", "\ufeffsk-abc123", "sk-abc123\u200b", "\u2060sk-abc123\u00ad "],
+    [
+        "sk-abc123",
+        "  sk-abc123\n",
+        "\ufeffsk-abc123",
+        "sk-abc123\u200b",
+        "\u2060sk-abc123\u00ad ",
+        '"sk-abc123"',  # pasted from a JSON file or a shell line
+        "'sk-abc123' ",
+        "`sk-abc123`",
+        "\u201csk-abc123\u201d",  # a chat app's curly quotes
+        '" sk-abc123 "',
+    ],
 )
 def test_header_safe_strips_invisible_edges(typed: str) -> None:
     assert header_safe(typed, "API key") == "sk-abc123"
@@ -53,6 +64,11 @@ def test_header_safe_names_the_bad_position(typed: str, position: int, what: str
     with pytest.raises(TextError) as err:
         header_safe(typed, "API key")
     assert f"position {position}" in str(err.value) and what in str(err.value)
+
+
+@pytest.mark.parametrize("typed", ['"sk-abc', "sk'abc'", "'sk-abc\"", '""'])
+def test_header_safe_keeps_quotes_that_do_not_wrap_the_value(typed: str) -> None:
+    assert header_safe(typed, "API key") == typed
 
 
 def test_header_safe_refuses_empty() -> None:
