@@ -6,6 +6,7 @@ conversation engine, so both always agree on which URL and which secret a channe
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from bot.providers import Endpoint, ProviderError, ProviderHub, StatusResult
@@ -21,6 +22,7 @@ TRANSIENT_KINDS = frozenset({"unreachable", "timeout", "overloaded", "rate_limit
 
 # Routes people paste along with the base URL (from an API page or a curl example).
 _ROUTES = ("/chat/completions", "/completions", "/messages", "/models", "/embeddings")
+_API_VERSION = re.compile(r"(?<=/)V(?=\d+(?:/|$))")  # `/V1`: every API spells it `/v1`
 
 
 class NotConnectable(Exception):
@@ -31,9 +33,19 @@ def endpoint_url(typed: str) -> tuple[str, str]:
     """The base URL in what someone pasted, and a note when a route was cut off.
 
     `http://host:1234/v1/chat/completions/` → `http://host:1234/v1`: the bot adds the
-    route itself, and `/v1` is added later when the endpoint needs it.
+    route itself, and `/v1` is added later when the endpoint needs it. Also undone:
+    Discord's `<…>` around a link, a sentence's trailing comma or full stop, doubled
+    slashes and an upper-case `/V1`.
     """
-    url = typed.strip().rstrip("/")
+    url = typed.strip()
+    if len(url) > 2 and url[0] == "<" and url[-1] == ">":  # Discord's link without a preview
+        url = url[1:-1].strip()
+    url = url.rstrip("/,;.")  # the end of a sentence it was copied from
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    if sep and slash:  # `//v1` and `/V1` mean `/v1`
+        path = _API_VERSION.sub("v", re.sub("/{2,}", "/", "/" + path))
+        url = f"{scheme}{sep}{host}{path}".rstrip("/")
     lowered = url.lower()
     for route in _ROUTES:
         if lowered.endswith(route) and len(url) > len(route):

@@ -400,15 +400,41 @@ def test_claude_and_mistral_reverse_proxies_without_v1(
     assert_no_key_leak(s, peer.master_key)
 
 
+@pytest.mark.llamacpp
+@pytest.mark.parametrize("pasted", ["<{url}/v1>", "{url}/V1", "{url}//v1/", "{url}/v1,"])
+def test_a_url_pasted_from_chat_or_a_sentence_is_understood(
+    tmp_path: Path, llamacpp_peer: LlamaCppPeer, pasted: str
+) -> None:
+    """Discord's `<link>` (no preview), an upper-case `/V1`, doubled slashes, the comma of
+    the sentence it was copied from: the endpoint is still the one meant."""
+    peer = llamacpp_peer
+    typed = pasted.format(url=peer.url)
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            [f"/proxy set {typed}"],
+            [f"/model {peer.model}"],
+            ["/params max_tokens 24"],
+            ["Name one colour."],
+        ],
+    )
+    proxy = s.reply(f"/proxy set {typed}")
+    assert f"Endpoint set to {peer.url_v1}." in proxy, proxy
+    status_ok(proxy)
+    assert s.reply("Name one colour.").strip()
+    assert [r for r, _ in s.messages() if r == "assistant"], "no answer was stored"
+
+
 # --- 5. steps in a different order ------------------------------------------------------
 
 
 @pytest.mark.litellm
-def test_steps_in_a_different_order_and_a_key_pasted_with_a_bom(
+def test_steps_in_a_different_order_and_a_key_pasted_with_a_bom_and_quotes(
     tmp_path: Path, litellm_peer: LiteLLMPeer
 ) -> None:
     peer = litellm_peer
-    pasted_key = "\ufeff" + peer.master_key + "  "
+    pasted_key = '\ufeff"' + peer.master_key + '"  '
     s = run_console(
         tmp_path,
         [

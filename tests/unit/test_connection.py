@@ -23,6 +23,15 @@ from bot.types import ChannelConfig, Source, StatusCheck
         ("http://h:1234", "http://h:1234", False),
         ("  http://h:1234/v1  ", "http://h:1234/v1", False),
         ("http://models", "http://models", False),  # a host called models stays
+        ("<http://h:1234/v1>", "http://h:1234/v1", False),  # Discord's link without preview
+        ("<http://h:1234/v1/chat/completions>", "http://h:1234/v1", True),
+        ("http://h:1234/V1", "http://h:1234/v1", False),
+        ("HTTP://h:1234/V1/", "HTTP://h:1234/v1", False),  # the scheme: the policy's part
+        ("http://h:1234//v1", "http://h:1234/v1", False),
+        ("http://h:1234/v1,", "http://h:1234/v1", False),
+        ("http://h:1234/v1.", "http://h:1234/v1", False),
+        ("http://h:1234/api/Vendor/V2/", "http://h:1234/api/Vendor/v2", False),
+        ("http://h:1234/Version1", "http://h:1234/Version1", False),  # not a version segment
     ],
 )
 def test_endpoint_url(typed: str, base: str, cut: bool) -> None:
