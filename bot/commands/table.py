@@ -8,6 +8,7 @@ from bot.commands import quotas, usage_report
 from bot.commands.spec import DEFAULT, SOURCES, Command, Kind, Option
 from bot.fields import PARAM_NAMES
 from bot.types import ReplyMode
+from bot.types.text import MODEL_ID_CHARS
 
 REPLY_MODES = tuple(m.value for m in ReplyMode)
 
@@ -129,7 +130,7 @@ TABLE: tuple[Command, ...] = (
                 Kind.STRING,
                 "model id (`default`: the server's or the operator's)",
                 autocomplete="models",
-                max_length=200,
+                max_length=MODEL_ID_CHARS,
             ),
             _scope_opt,
         ),

@@ -20,6 +20,7 @@ from bot.providers.base import (
     StatusResult,
 )
 from bot.types import Source
+from bot.types.text import choosable_model_id
 
 log = logging.getLogger("bot.providers")
 
@@ -51,7 +52,8 @@ class HTTPProvider:
     def _fixed_headers(self) -> dict[str, str]:
         return {}
 
-    async def _models_at(self, base: str) -> list[ModelInfo]:
+    async def _listed_at(self, base: str) -> list[ModelInfo]:
+        """The models `base` lists, as it lists them."""
         raise NotImplementedError
 
     def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
@@ -117,6 +119,11 @@ class HTTPProvider:
     async def get_json(self, spec: RequestSpec) -> Any:
         """One GET (model list, a page of it) with the bounded retry rule."""
         return await self._t.retrying(spec.where, lambda: self._t.request_json(spec))
+
+    async def _models_at(self, base: str) -> list[ModelInfo]:
+        """The models at `base` that a channel could choose: an id that `/model` would
+        refuse (too long, invisible characters) is left out, not echoed in every list."""
+        return [m for m in await self._listed_at(base) if choosable_model_id(m.id)]
 
     def _known_base(self, typed: str) -> str:
         return self._t.corrected.get(typed, typed)

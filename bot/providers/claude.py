@@ -55,7 +55,7 @@ class ClaudeProvider(HTTPProvider):
             body.pop("top_p", None)
         return body
 
-    async def _models_at(self, base: str) -> list[ModelInfo]:
+    async def _listed_at(self, base: str) -> list[ModelInfo]:
         params = {"limit": "1000"}
         models: list[ModelInfo] = []
         for _ in range(_MAX_PAGES):

@@ -47,7 +47,7 @@ class OpenAICompatible(HTTPProvider):
         body.update(request.options)
         return body
 
-    async def _models_at(self, base: str) -> list[ModelInfo]:
+    async def _listed_at(self, base: str) -> list[ModelInfo]:
         spec = self.spec("GET", f"{base}/models", base)
         return parse_models(await self.get_json(spec), spec.where)
 

@@ -85,6 +85,17 @@ def visible_id(text: str, what: str) -> str:
     return value
 
 
+MODEL_ID_CHARS = 200  # the longest model id `/model` takes
+
+
+def choosable_model_id(text: str) -> bool:
+    """A model id `/model` would take as it is: visible, no longer than MODEL_ID_CHARS."""
+    try:
+        return len(text) <= MODEL_ID_CHARS and visible_id(text, "model id") == text
+    except TextError:
+        return False
+
+
 def parse_integer(text: str) -> int | None:
     """`42`, `-7`, `+3`: ASCII digits only (no `0_1`, no other scripts' digits); else None."""
     value = text.strip()

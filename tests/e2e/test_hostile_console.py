@@ -645,6 +645,29 @@ def test_connect_bypass_with_empty_value_is_an_error(ws: Workspace) -> None:
     assert config is not None and config["bypass_status_check"] == 1
 
 
+def test_model_ids_no_one_could_choose_are_not_listed(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """An endpoint offering a 100,000-character model id and ids with invisible or
+    control characters: `/models external on` and `/models list` leave them out (each
+    would be ~50 Discord messages, and `/model` refuses them anyway); the rest is listed."""
+    huge = "x" * 100_000
+    endpoint.models = ["m", huge, "zero\u200bwidth", "bell\x07", "m-large"]
+    run = ws.run(
+        [
+            *custom_setup(endpoint),
+            "/models external on",
+            "/models list",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    assert "x" * 1_000 not in run.out
+    assert "zero\u200bwidth" not in run.out and "bell\x07" not in run.out
+    assert len(run.out) < 10_000, len(run.out)
+    assert run.out.count("m-large") >= 2, run.describe()  # listed by both commands
+
+
 def test_zero_width_space_is_not_a_model_id(ws: Workspace) -> None:
     """Issue item 5: a lone zero-width space is refused as a model id; model unchanged."""
     run = ws.run(["/source custom", "/model good-model", "/model \u200b", "/help"])
