@@ -171,15 +171,30 @@ def _decode(data: bytes) -> str:
         ) from err
 
 
+_MAX_NUMBER_CHARS = 100  # no card or preset field needs a longer number
+
+
 def parse_json(text: str, what: str) -> Any:
     """JSON with nesting, NaN/Infinity and huge numbers refused; CardError says why."""
 
     def refuse(constant: str) -> Any:
         raise ValueError(f"{constant} is not a JSON number")
 
+    def integer(digits: str) -> int:
+        if len(digits) > _MAX_NUMBER_CHARS:  # before int(), whose own limit says too much
+            raise ValueError(f"a number {len(digits):,} digits long")
+        return int(digits)
+
+    def real(digits: str) -> float:
+        number = float(digits[: _MAX_NUMBER_CHARS + 1])
+        if len(digits) > _MAX_NUMBER_CHARS or not math.isfinite(number):
+            shown = digits[:20] + ("…" if len(digits) > 20 else "")
+            raise ValueError(f"a number out of range ({shown})")
+        return number
+
     try:
         # json's C scanner stops runaway nesting itself (RecursionError near 1000 levels).
-        value = json.loads(text, parse_constant=refuse)
+        value = json.loads(text, parse_constant=refuse, parse_int=integer, parse_float=real)
     except json.JSONDecodeError as err:
         raise CardError(
             Problem.BAD_JSON,

@@ -185,7 +185,8 @@ def _with_entry(**changes: object) -> bytes:
         (b'{"a":' * 33 + b"1" + b"}" * 33, Problem.BAD_JSON, "nested too deeply"),
         (b'"' + b'\\"' * 500_000, Problem.BAD_JSON, "Unterminated string"),
         (b'{"spec": "chara_card_v3", "spec_version": NaN}', Problem.BAD_JSON, "NaN"),
-        (b'{"name": "x", "n": ' + b"9" * 5000 + b"}", Problem.BAD_JSON, "not valid JSON"),
+        (b'{"name": "x", "n": ' + b"9" * 5000 + b"}", Problem.BAD_JSON, "5,000 digits long"),
+        (b'{"name": "x", "n": 1e999}', Problem.BAD_JSON, "a number out of range (1e999)"),
         (b" " * (MAX_JSON_BYTES + 1), Problem.TOO_LARGE, "at most"),
         (
             _json({"spec": "chara_card_v3", "spec_version": "3.0", "data": {"name": "  "}}),
@@ -212,6 +213,7 @@ def test_refusals_are_typed_and_one_line(data: bytes, problem: Problem, says: st
     error = _refused(data)
     assert error.problem is problem
     assert says in str(error)
+    assert "\n" not in str(error) and "sys." not in str(error)  # no Python advice in chat
 
 
 def test_a_lorebook_with_too_many_entries_is_refused() -> None:
