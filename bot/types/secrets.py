@@ -130,6 +130,9 @@ class _SecretRegistry:
 SECRET_REGISTRY = _SecretRegistry()
 
 
+_SHOWN_TAIL_MIN = 16  # a secret shows its last 4 characters only from this length on
+
+
 class SecretValue:
     """A secret string that never shows itself in repr/str/format."""
 
@@ -144,7 +147,9 @@ class SecretValue:
 
     @property
     def last4(self) -> str:
-        return self._value[-4:] if len(self._value) >= 8 else ""
+        """Its last 4 characters, to tell keys apart; nothing for a short secret (a
+        9-character password would show almost half of itself)."""
+        return self._value[-4:] if len(self._value) >= _SHOWN_TAIL_MIN else ""
 
     def __repr__(self) -> str:
         return "SecretValue('****')"

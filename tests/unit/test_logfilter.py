@@ -48,6 +48,9 @@ def test_secret_value_never_shows_itself() -> None:
     s = SecretValue("sk-shown-nowhere-123")
     assert "sk-shown" not in repr(s) + str(s) + f"{s}" + repr([s]) + repr({"k": s})
     assert s.last4 == "-123"
+    assert SecretValue("Pw9!Short").last4 == ""  # 4 of 9 characters would be too many
+    assert SecretValue("fifteen-chars-1").last4 == ""
+    assert SecretValue("sixteen-chars-12").last4 == "s-12"
     with pytest.raises(TypeError):
         import pickle
 
