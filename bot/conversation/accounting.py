@@ -93,7 +93,7 @@ async def record(
         input_tokens=prompt,
         output_tokens=completion,
         estimated=estimated,
-        error=outcome.error is not None,
+        error=outcome.failed,  # a stop or a length cap is no error
         key_scope=await key_scope(store, ref, endpoint),
     )
     try:

@@ -77,6 +77,7 @@ class Outcome:
     state: TurnState = TurnState.DONE
     usage: Usage | None = None  # what the endpoint reported, newest counts winning
     thought: str = ""  # the reasoning that came, shown or not (it was generated: it costs)
+    failed: bool = False  # the endpoint failed it (an error, nothing in time, nothing at all)
 
 
 class AnswerRow:
@@ -197,10 +198,10 @@ async def stream_answer(
                         await sink.update(answer.text, thought.text if show else "")
                     row.grew(answer.text)
     except TimeoutError:
-        out.state = TurnState.STOPPED
+        out.state, out.failed = TurnState.STOPPED, True
         out.error = f"The answer took longer than {answer_timeout:g} s, so it stops here."
     except ProviderError as err:
-        out.state = TurnState.STOPPED
+        out.state, out.failed = TurnState.STOPPED, True
         out.error = err.user_message
     except asyncio.CancelledError:
         if not running.stopped_by or running.task is None:
@@ -218,6 +219,7 @@ async def stream_answer(
     out.thought = thought.finish()
     out.reasoning = out.thought if show else ""
     if not out.answer and not out.error:
+        out.failed = True
         out.error = "The model returned an empty answer. Try again or rephrase."
     return out
 

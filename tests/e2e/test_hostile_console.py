@@ -1217,6 +1217,8 @@ def test_ctrl_c_stops_the_answer_then_leaves_at_the_prompt(
     assert answer[1].startswith("w000 ") and "w299" not in answer[1]
     assert answer[2] == "Stopped."
     assert answer[1].strip() in done.out  # what was shown is what was kept
+    with sqlite3.connect(ws.db_path) as conn:  # a stop is no error in /usage
+        assert conn.execute("SELECT error, output_tokens > 0 FROM usage").fetchall() == [(0, 1)]
 
 
 def test_a_refused_secret_command_read_from_a_pipe_drops_the_secret_line(
