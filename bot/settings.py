@@ -124,6 +124,25 @@ def _web_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _discord_token(value: str) -> SecretValue:
+    """The token as the Developer Portal shows it; a pasted `Bot ` prefix (how it is sent,
+    which the library adds itself) is taken off."""
+    token = value.strip()
+    if token[:4].lower() == "bot ":
+        token = token[4:].strip()
+    return SecretValue(token)
+
+
+def _homeserver(value: str) -> str:
+    """An http(s) URL; a bare host name (as Element takes it) means https://host."""
+    url = value.strip()
+    if "://" not in url:
+        url = "https://" + url
+    if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1].strip("/"):
+        raise ValueError("must be the homeserver's URL, e.g. https://matrix.example.org")
+    return url.rstrip("/")
+
+
 def _database_url(value: str) -> str:
     if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError("only sqlite+aiosqlite:// and postgresql+asyncpg:// URLs are supported")
@@ -181,7 +200,7 @@ class Settings:
     )
     log_level: str = setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 
-    discord_token: SecretValue = setting(_NO_KEY, SecretValue)
+    discord_token: SecretValue = setting(_NO_KEY, _discord_token)
     discord_shard_count: int | None = setting(None, _whole(1))
     discord_shard_ids: tuple[int, ...] = setting(
         (),
@@ -193,7 +212,7 @@ class Settings:
     discord_api_url: str = setting("", _web_url)
     discord_gateway_url: str = setting("", _web_url)
 
-    matrix_homeserver: str = setting("", _text)
+    matrix_homeserver: str = setting("", _homeserver)
     matrix_user_id: str = setting("", _text)
     matrix_password: SecretValue = setting(_NO_KEY, SecretValue)
     matrix_access_token: SecretValue = setting(_NO_KEY, SecretValue)
@@ -318,14 +337,22 @@ def _dotenv() -> dict[str, str]:
 
 def _inconsistencies(s: Settings) -> list[str]:
     """Rules across settings, each naming the settings it involves."""
+    found = []
+    if bool(s.matrix_homeserver) != bool(s.matrix_user_id):
+        missing, given = (
+            ("MATRIX_USER_ID", "MATRIX_HOMESERVER")
+            if s.matrix_homeserver
+            else ("MATRIX_HOMESERVER", "MATRIX_USER_ID")
+        )
+        found.append(f"{given} is set but {missing} is not: Matrix needs both")
     if not s.discord_shard_ids:
-        return []
+        return found
     if s.discord_shard_count is None:
-        return ["DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards)"]
+        return [*found, "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards)"]
     wrong = [i for i in s.discord_shard_ids if not 0 <= i < s.discord_shard_count]
     if wrong:
-        return [f"DISCORD_SHARD_IDS {wrong} are outside 0..{s.discord_shard_count - 1}"]
-    return []
+        found.append(f"DISCORD_SHARD_IDS {wrong} are outside 0..{s.discord_shard_count - 1}")
+    return found
 
 
 def load_settings(**overrides: Any) -> Settings:

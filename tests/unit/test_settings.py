@@ -201,6 +201,13 @@ def test_platform_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"DISCORD_SHARD_IDS": "zero"}, "Setting DISCORD_SHARD_IDS is invalid"),
         ({"MATRIX_TRUST_DEVICES": "everyone"}, "invalid: use one of unverified, verified."),
         ({"MATRIX_COMMAND_PREFIX": "!!!!"}, "Setting MATRIX_COMMAND_PREFIX is invalid"),
+        (
+            {"MATRIX_HOMESERVER": "https://matrix.example.org"},
+            "MATRIX_HOMESERVER is set but MATRIX_USER_ID is not",
+        ),
+        ({"MATRIX_USER_ID": "@bot:example.org"}, "MATRIX_USER_ID is set but MATRIX_HOMESERVER"),
+        ({"MATRIX_HOMESERVER": "ftp://matrix.example.org"}, "e.g. https://matrix.example.org"),
+        ({"MATRIX_HOMESERVER": "https://"}, "e.g. https://matrix.example.org"),
     ],
 )
 def test_platform_settings_mistakes(
@@ -212,6 +219,30 @@ def test_platform_settings_mistakes(
         load_settings()
     assert fragment in str(info.value)
     assert "Traceback" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("typed", "url"),
+    [
+        ("matrix.example.org", "https://matrix.example.org"),  # as Element takes it
+        ("https://matrix.example.org/", "https://matrix.example.org"),
+        ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
+    ],
+)
+def test_a_homeserver_given_as_a_host_name_is_its_https_url(
+    monkeypatch: pytest.MonkeyPatch, typed: str, url: str
+) -> None:
+    monkeypatch.setenv("MATRIX_HOMESERVER", typed)
+    monkeypatch.setenv("MATRIX_USER_ID", "@bot:example.org")
+    assert load_settings().matrix_homeserver == url
+
+
+@pytest.mark.parametrize("typed", ["MTIz.abc.def", "Bot MTIz.abc.def", " bot  MTIz.abc.def "])
+def test_a_discord_token_pasted_with_its_bot_prefix(
+    monkeypatch: pytest.MonkeyPatch, typed: str
+) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", typed)
+    assert load_settings().discord_token.reveal() == "MTIz.abc.def"
 
 
 def default(name: str) -> Any:
