@@ -93,6 +93,7 @@ async def model_choices(ctx: CommandContext, typed: str, limit: int = 25) -> lis
 async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope_of(args)
     changes: dict[str, object]
+    dropped = ""  # said when the model chosen for the old source goes
     if args["source"] == DEFAULT:
         # The model was chosen for this scope's source: both follow the next scope now.
         changes = {"source": None, "model": None}
@@ -100,20 +101,30 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     else:
         source = Source(args["source"])
         if scope is Scope.SERVER:
-            before = (await ctx.store.scope_values(ctx.ref, scope)).get("source")
+            values = await ctx.store.scope_values(ctx.ref, scope)
+            before, old_model = values.get("source"), values.get("model")
         else:
-            before = (await ctx.store.effective_config(ctx.ref)).source
+            config = await ctx.store.effective_config(ctx.ref)
+            before, old_model = config.source, config.model
         changes = {"source": source.value}
         if before != source:
             # A model id belongs to one source; an old one would fail on the new source.
             changes["model"] = None
+            if old_model:
+                was = before.value if isinstance(before, Source) else before or "the old source"
+                dropped = f"{old_model} was the model for {was}, so "
         said = f"Source set to {source.value}"
         if scope is Scope.SERVER:
             said += " for this server"
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="source")
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
     after = await ctx.store.effective_config(ctx.ref)
-    model = f"Model: {after.model}." if after.model else f"Pick a model with {ctx.prefix}model."
+    if after.model:
+        model = f"Model: {after.model}."
+    elif dropped:
+        model = f"{dropped}pick one for {after.source.value} with {ctx.prefix}model."
+    else:
+        model = f"Pick a model with {ctx.prefix}model."
     if args["source"] == DEFAULT:
         said += f" ({after.source.value})"
     note = _overridden(after, scope, "source")

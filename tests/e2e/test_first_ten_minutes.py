@@ -453,7 +453,10 @@ def test_steps_in_a_different_order_and_a_key_pasted_with_a_bom_and_quotes(
     status_401(s.reply(f"/proxy set {peer.url}"))
 
     switched = s.reply("/source custom")
-    assert "Source set to custom. Pick a model with /model." in switched, switched
+    assert (
+        f"Source set to custom. {peer.model} was the model for openai, so pick one for custom "
+        "with /model." in switched
+    ), switched
     status_401(switched)  # the same endpoint, still without its key
 
     saved = s.reply("/key set custom")
@@ -489,7 +492,10 @@ def test_a_source_switch_clears_the_model_and_says_to_pick_one(
     )
     status_ok(s.reply("/proxy password"))
     switched = s.reply("/source mistral")
-    assert "Source set to mistral. Pick a model with /model." in switched, switched
+    assert (
+        f"Source set to mistral. {peer.model} was the model for custom, so pick one for "
+        "mistral with /model." in switched
+    ), switched
     chat = s.reply("Hello there.")
     assert "No model is selected" in chat and "/model <id>" in chat, chat
     assert "Model: (not set)" in s.reply("/settings")
