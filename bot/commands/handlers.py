@@ -22,11 +22,24 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' * (count != 1)}"
 
 
-def _status_line(result: StatusResult, p: str) -> str:
+async def _checked(ctx: CommandContext) -> tuple[StatusResult, str]:
+    """Run the channel's status check: its result, and the line that says it."""
+    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
+    model = (await ctx.store.effective_config(ctx.ref)).model
+    return result, _status_line(result, ctx.prefix, model)
+
+
+def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
     fixed = f"\nUsing {result.base_url} (added /v1 for you)." if result.corrected else ""
     if result.ok:
         seen = f" — {_plural(len(result.models), 'model')} available" if result.models else ""
-        return f"Status check: OK{seen}.{fixed}"
+        ids = [m.id for m in result.models]
+        if not model or not ids or model in ids:
+            return f"Status check: OK{seen}.{fixed}"
+        return (
+            f"Status check: OK{seen}, but not {model}, so the endpoint may refuse it."
+            f"{suggest(model, ids)} Pick one with {p}model.{fixed}"
+        )
     return (
         f"Status check failed: {result.reason}{fixed}\n"
         f"Fix it and run {p}connect again, or {p}connect bypass:on to chat anyway."
@@ -117,7 +130,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         if scope is Scope.SERVER:
             said += " for this server"
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="source")
-    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
+    checked = (await _checked(ctx))[1]
     after = await ctx.store.effective_config(ctx.ref)
     if after.model:
         model = f"Model: {after.model}."
@@ -128,7 +141,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if args["source"] == DEFAULT:
         said += f" ({after.source.value})"
     note = _overridden(after, scope, "source")
-    return Reply(f"{said}. {model}{note}\n{_status_line(result, ctx.prefix)}")
+    return Reply(f"{said}. {model}{note}\n{checked}")
 
 
 def _next_scope(scope: Scope) -> str:
@@ -143,8 +156,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     text = f"Saved the {source.value} key for {_where(scope)} (ends …{key.last4 or '****'})."
     config = await ctx.store.effective_config(ctx.ref)
     if config.source is source:
-        result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
-        text += "\n" + _status_line(result, ctx.prefix)
+        text += "\n" + (await _checked(ctx))[1]
     else:
         text += f" This channel uses {config.source.value}; {ctx.prefix}source {source.value} "
         text += "switches to it."
@@ -190,8 +202,8 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     overridden = _overridden(await ctx.store.effective_config(ctx.ref), scope, "proxy_url")
     if overridden:
         lines.append(overridden.strip())
-    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
-    lines.append(_status_line(result, ctx.prefix))
+    result, checked = await _checked(ctx)
+    lines.append(checked)
     if password is None and result.error_kind == "auth":
         lines.append(f"If the endpoint wants a password, set it with {ctx.prefix}proxy password.")
     return Reply("\n".join(lines))
@@ -203,9 +215,9 @@ async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         raise CommandError(f"Set the proxy URL first: {ctx.prefix}proxy set <url>.")
     password: SecretValue = args["password"]
     await ctx.store.set_secret(ctx.ref, _scope_of(args), PROXY_PASSWORD, password, ctx.actor)
-    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
+    checked = (await _checked(ctx))[1]
     shown = f" (ends …{password.last4})" if password.last4 else ""
-    return Reply(f"Saved the proxy password{shown}.\n{_status_line(result, ctx.prefix)}")
+    return Reply(f"Saved the proxy password{shown}.\n{checked}")
 
 
 async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -261,8 +273,8 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
         where = " for this server" if scope is Scope.SERVER else ""
         lines.append(f"Bypass API status check{where}: {'on' if args['bypass'] else 'off'}.")
-    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
-    lines.append(_status_line(result, ctx.prefix))
+    result, checked = await _checked(ctx)
+    lines.append(checked)
     if not result.ok and (await ctx.store.effective_config(ctx.ref)).bypass_status_check:
         lines[-1] = f"Status check failed: {result.reason}\nBypass is on, so chat goes through."
     return Reply("\n".join(lines), ok=result.ok)

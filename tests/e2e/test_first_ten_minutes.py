@@ -426,6 +426,32 @@ def test_a_url_pasted_from_chat_or_a_sentence_is_understood(
     assert [r for r, _ in s.messages() if r == "assistant"], "no answer was stored"
 
 
+@pytest.mark.litellm
+def test_a_model_the_endpoint_does_not_list_is_named_by_the_status_check(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """The model was chosen before the endpoint: the check that lists the endpoint's
+    models says the chosen one is not among them, instead of a bare OK before chat
+    fails with the endpoint's 400."""
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            ["/model smollm2"],
+            [f"/proxy set {peer.url}"],
+            ["/proxy password", peer.master_key],
+            [f"/model {peer.model}"],
+            ["/connect"],
+        ],
+    )
+    saved = s.reply("/proxy password")
+    assert "models available, but not smollm2, so the endpoint may refuse it." in saved, saved
+    assert "Pick one with /model." in saved, saved
+    checked = s.reply("/connect").strip()
+    assert checked.startswith("Status check: OK — ") and "but not" not in checked, checked
+
+
 # --- 5. steps in a different order ------------------------------------------------------
 
 
