@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Set up (first time) and run the bot: ./scripts/run.sh [chatbot arguments, default: run]
 set -euo pipefail
+# The console reads and writes files (cards, presets, attachments) where it was started;
+# the bot itself runs in the project's folder (its .env and data/).
+export CHATBOT_CALLER_DIR="$PWD"
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 if [[ ! -f .env ]]; then
     # First run: start from the documented settings with a fresh encryption key.

@@ -250,7 +250,7 @@ class Console:
         if argument.strip() == "clear":
             self._pending.clear()
             return "Dropped the attached files."
-        path = Path(argument.strip().strip("\"'")).expanduser()
+        path = _typed_path(argument)
         try:
             size = path.stat().st_size
         except OSError as err:
@@ -343,9 +343,23 @@ class Console:
         return False
 
 
+# Set by scripts/run.sh, which runs the bot from the project's folder (its .env and
+# data/): the folder it was started in, where the person's files are.
+CALLER_DIR = "CHATBOT_CALLER_DIR"
+
+
+def _here() -> Path:
+    return Path(os.environ.get(CALLER_DIR) or ".")
+
+
+def _typed_path(typed: str) -> Path:
+    """A path as typed (quotes and `~` allowed), relative to where the console was started."""
+    return _here() / Path(typed.strip().strip("\"'")).expanduser()
+
+
 def _open_file(typed: str) -> Attachment | str:
     """A path typed after a command (`/character import card.png`): the file, or why not."""
-    path = Path(typed.strip().strip("\"'")).expanduser()
+    path = _typed_path(typed)
     try:
         size = path.stat().st_size
     except OSError as err:
@@ -360,14 +374,13 @@ def _open_file(typed: str) -> Attachment | str:
 
 
 def _save(file: ReplyFile) -> str:
-    """A command's file (an exported card) written next to where the console runs."""
-    path = Path(file.filename).name or "file"
-    target = Path(path)
+    """A command's file (an exported card) written where the console was started."""
+    target = _here() / (Path(file.filename).name or "file")
     stem, suffix = target.stem, target.suffix
     n = 1
     while target.exists():
         n += 1
-        target = Path(f"{stem}-{n}{suffix}")
+        target = target.with_name(f"{stem}-{n}{suffix}")
     try:
         target.write_bytes(file.data)
     except OSError as err:

@@ -6,11 +6,14 @@ It clones HEAD, so it tests committed code. It installs .venv from the package i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+
+from tests.integration.test_characters import CARD
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", re.M)
@@ -73,3 +76,23 @@ def test_readme_run_command_on_a_fresh_clone(tmp_path: Path) -> None:
     for setup_line in ("Created .env", "Creating .venv", "Installing"):
         assert setup_line not in console.stdout
     assert "console ran /help" in (clone / "data" / "chatbot.log").read_text()
+
+    # Started from another folder: the files people name are theirs, not the clone's.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "aurelia.json").write_text(json.dumps(CARD))
+    away = subprocess.run(
+        [str(clone / "scripts" / "run.sh"), "console"],
+        input="/character import aurelia.json\n/character export\n",
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env=bare_environment(),
+        timeout=300,
+        check=False,
+    )
+    assert away.returncode == 0, away.stdout + away.stderr
+    assert "Character set for this channel: Aurelia." in away.stdout, away.stdout
+    exported = elsewhere / "Captain_Aurelia_Voss.png"
+    assert f"Saved {exported}" in away.stdout, away.stdout
+    assert exported.is_file() and not (clone / exported.name).exists()
