@@ -90,7 +90,7 @@ def _console_logging(settings: Settings, verbose: bool) -> Path | None:
     log_path = configure_logging(
         settings.log_level,
         log_file=settings.data_dir / CONSOLE_LOG_NAME,
-        to_stderr=verbose or debug,
+        to_stderr=verbose,
     )
     if not debug:
         # Every start announces its migration context at INFO; the chat needs none of it.

@@ -178,15 +178,23 @@ def test_console_keeps_log_lines_out_of_the_terminal(tmp_path: Path) -> None:
     assert "alembic" not in log  # migration chatter stays out at INFO
 
 
-def test_console_verbose_or_debug_also_logs_to_stderr(tmp_path: Path) -> None:
+def test_console_logs_to_stderr_only_when_verbose_at_any_level(tmp_path: Path) -> None:
+    """--verbose prints the log; LOG_LEVEL says how much of it there is. A DEBUG level
+    left in .env for `chatbot run` does not flood the console's chat."""
     verbose = chatbot(tmp_path, "console", "--verbose", stdin="/help\n", **console_env())
     assert verbose.returncode == 0, verbose.stderr
     assert "console ran /help" in verbose.stderr
     assert not LOG_LINE.search(verbose.stdout)
     debug = chatbot(tmp_path, "console", stdin="/help\n", **console_env(LOG_LEVEL="DEBUG"))
     assert debug.returncode == 0, debug.stderr
-    assert "console ran /help" in debug.stderr and "alembic" in debug.stderr
-    assert "console ran /help" in (tmp_path / "data" / "chatbot.log").read_text()
+    assert debug.stderr == "" and not LOG_LINE.search(debug.stdout)
+    log = (tmp_path / "data" / "chatbot.log").read_text()
+    assert "console ran /help" in log and "alembic" in log  # DEBUG went to the file
+    both = chatbot(
+        tmp_path, "console", "--verbose", stdin="/help\n", **console_env(LOG_LEVEL="DEBUG")
+    )
+    assert both.returncode == 0, both.stderr
+    assert "console ran /help" in both.stderr and " DEBUG " in both.stderr
 
 
 def test_console_without_a_writable_log_folder_still_chats_quietly(tmp_path: Path) -> None:
