@@ -22,7 +22,7 @@ from bot.characters.model import (
     canonical_json,
 )
 from bot.characters.png import PngError, is_png, read_chunks, text_of, write_chunks
-from bot.types.text import clean_text
+from bot.types.text import clean_text, shown_name
 
 MAX_PNG_BYTES = 10 * 1024 * 1024
 MAX_JSON_BYTES = 2 * 1024 * 1024  # lorebook-heavy cards reach ~1 MB; the store keeps this
@@ -283,7 +283,7 @@ def _v1_as_data(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _card(data: dict[str, Any], spec: str, image: bytes | None) -> Card:
-    name = _text(data, "name", MAX_NAME_CHARS).strip()
+    name = shown_name(_text(data, "name", MAX_NAME_CHARS))
     if not name:
         raise CardError(Problem.BAD_FIELD, "The card has no `name`.")
     texts = {key: _text(data, key, MAX_TEXT_CHARS) for key in _TEXT_FIELDS}
@@ -291,7 +291,7 @@ def _card(data: dict[str, Any], spec: str, image: bytes | None) -> Card:
     book = data.get("character_book")
     return Card(
         name=name,
-        nickname=_text(data, "nickname", MAX_NAME_CHARS).strip(),
+        nickname=shown_name(_text(data, "nickname", MAX_NAME_CHARS)),
         alternate_greetings=_strings(data, "alternate_greetings", MAX_TEXT_CHARS, lenient=True),
         group_only_greetings=_strings(data, "group_only_greetings", MAX_TEXT_CHARS),
         tags=_strings(data, "tags", MAX_SHORT_CHARS, lenient=True, comma=True),

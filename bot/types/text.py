@@ -85,6 +85,19 @@ def visible_id(text: str, what: str) -> str:
     return value
 
 
+_ZWJ = "\u200d"  # joins emoji (👩‍🚀): the one format character a name keeps
+
+
+def shown_name(text: str) -> str:
+    """A name to show as someone's (a character's webhook or display name): clean text on
+    one line, without format characters such as a right-to-left override that would
+    turn the text after it around, or zero-width characters that fake another name."""
+    kept = "".join(
+        c for c in clean_text(text) if c == _ZWJ or unicodedata.category(c) not in ("Cf", "Cc")
+    )
+    return " ".join(kept.split())
+
+
 MODEL_ID_CHARS = 200  # the longest model id `/model` takes
 
 

@@ -11,6 +11,7 @@ from bot.types.text import (
     parse_decimal,
     parse_integer,
     shorten,
+    shown_name,
     visible_id,
 )
 
@@ -112,3 +113,17 @@ def test_parse_decimal_is_ascii_only_and_finite(text: str, value: float | None) 
 def test_shorten() -> None:
     assert shorten("abc", 5) == "abc"
     assert shorten("a" * 100, 10) == "a" * 9 + "…"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\u202eevil\x00", "evil"),  # a right-to-left override and a NUL
+        ("Ali\u200bce", "Alice"),  # a zero-width space faking another name
+        ("\u2066Bob\u2069 the\n  Builder", "Bob the Builder"),
+        ("👩\u200d🚀 Captain", "👩\u200d🚀 Captain"),  # an emoji's joiner stays
+        ("Seraphina", "Seraphina"),
+    ],
+)
+def test_shown_name(raw: str, shown: str) -> None:
+    assert shown_name(raw) == shown

@@ -282,3 +282,10 @@ def test_a_ztxt_that_does_not_inflate_is_refused() -> None:
 def test_many_tiny_chunks_are_bounded() -> None:
     data = insert_before_iend(png_with({}), *[chunk(b"tEXt", b"a\0b")] * 100_001)
     assert "too many chunks" in str(_refused(data))
+
+
+def test_a_name_is_cleaned_of_what_would_disguise_it() -> None:
+    """The name becomes a webhook's or a display name: no right-to-left override, NUL or
+    zero-width characters in it."""
+    card = read_card(_with(name="\u202eevil\x00 \u200bbot", nickname="\u2066Nick\u2069"))
+    assert (card.name, card.nickname) == ("evil bot", "Nick")
