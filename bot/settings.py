@@ -21,6 +21,7 @@ from dotenv import dotenv_values
 
 from bot.types import ReplyMode, SecretValue, Source, redact
 from bot.types.prices import PriceError, PriceTable
+from bot.types.secrets import KEYGEN_HINT
 
 DEFAULT_DATA_DIR = Path("data")
 ENV_FILE = ".env"
@@ -195,9 +196,7 @@ class Settings:
         _database_url,
         "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db",
     )
-    bot_secret_keys: SecretValue = setting(
-        _NO_KEY, SecretValue, "run `chatbot keygen` and put the result in BOT_SECRET_KEYS"
-    )
+    bot_secret_keys: SecretValue = setting(_NO_KEY, SecretValue, KEYGEN_HINT)
     log_level: str = setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 
     discord_token: SecretValue = setting(_NO_KEY, _discord_token)

@@ -14,11 +14,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bot.types import SecretValue
+from bot.types.secrets import KEYGEN_HINT
 
 SETTING = "BOT_SECRET_KEYS"
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
-_HOW_TO_FIX = f"run `chatbot keygen` and put the result in {SETTING}"
+_HOW_TO_FIX = KEYGEN_HINT
 
 
 def generate_key() -> str:

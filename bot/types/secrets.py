@@ -12,6 +12,11 @@ from functools import lru_cache
 from urllib.parse import quote, quote_plus
 
 REDACTED = "****"
+# How to make the key that encrypts stored secrets (BOT_SECRET_KEYS), wherever it is missing.
+KEYGEN_HINT = (
+    "run `./scripts/run.sh keygen` (`chatbot keygen` in Docker) and put the result in "
+    "BOT_SECRET_KEYS"
+)
 
 # Shapes of provider keys and auth headers, for secrets this process never decrypted
 # (a key of another service echoed by a proxy, a key pasted where it does not belong).
