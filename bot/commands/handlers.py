@@ -40,6 +40,8 @@ def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
             f"Status check: OK{seen}, but not {model}, so the endpoint may refuse it."
             f"{suggest(model, ids)} Pick one with {p}model.{fixed}"
         )
+    if result.error_kind == "config":  # nothing to check yet: the next setup step
+        return f"Next: {result.reason}"
     return (
         f"Status check failed: {result.reason}{fixed}\n"
         f"Fix it and run {p}connect again, or {p}connect bypass:on to chat anyway."

@@ -144,6 +144,7 @@ async def test_source_without_key_says_what_to_do(harness: Harness) -> None:
     reply = await run(harness, "/source claude")
     assert "Source set to claude" in reply.text
     assert "No API key for claude" in reply.text and "/key set claude" in reply.text
+    assert "Next: No API key" in reply.text and "failed" not in reply.text  # a step, no fault
     config = await harness.store.effective_config(REF)
     assert config.source is Source.CLAUDE
     assert config.status is not None and not config.status.ok
