@@ -252,11 +252,7 @@ class Settings:
     media_retention_days: int = setting(30, _whole(1))
 
     # USD per million input/output tokens by model pattern: `gpt-4o*=2.5/10, claude-*=3/15`.
-    usage_prices: str = setting(
-        "",
-        _prices,
-        "use model-pattern=input/output USD per million tokens, e.g. gpt-4o*=2.5/10",
-    )
+    usage_prices: str = setting("", _prices)  # its error shows the form, with an example
     usage_prices_file: Path | None = setting(
         None, _prices_file, "point it at a readable file of pattern=input/output lines"
     )

@@ -176,7 +176,8 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope(args)
     if changes:
         await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="preset import")
-    lines = [f"Preset applied to {_where(scope)}: " + (", ".join(shown) or "nothing to set") + "."]
+    said = f"Preset applied to {_where(scope)}: " + (", ".join(shown) or "nothing to set")
+    lines = [said if said.endswith((".", "!", "?", "…")) else said + "."]
     if refused:
         lines.append("Not applied: " + "; ".join(refused) + ".")
     if preset.not_supported:
