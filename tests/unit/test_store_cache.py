@@ -237,8 +237,12 @@ async def test_turns_finishing_together_commit_together_and_a_bad_one_fails_alon
 
 async def test_prefetch_reads_a_turn_in_one_go_then_nothing(store: Store) -> None:
     await store.update_config(CHAN, Scope.SERVER, ADMIN, {"model": "m-server"}, action="t")
-    await store.set_secret(CHAN, Scope.SERVER, "openai_api_key", SecretValue("sk-srv-1111"), ADMIN)
-    await store.set_secret(CHAN, Scope.CHANNEL, "openai_api_key", SecretValue("sk-ch-2222"), ADMIN)
+    await store.set_secret(
+        CHAN, Scope.SERVER, "openai_api_key", SecretValue("sk-srv-0000001111"), ADMIN
+    )
+    await store.set_secret(
+        CHAN, Scope.CHANNEL, "openai_api_key", SecretValue("sk-ch-00000002222"), ADMIN
+    )
     await store.add_messages(CHAN, [HistoryEntry(Role.USER, "earlier", author="Ada", tokens=1)])
     fresh = await Store.open(
         store.engine.url.render_as_string(hide_password=False),
@@ -281,8 +285,8 @@ async def test_channels_read_together_share_queries_and_each_gets_its_own(
     await store.update_config(refs[0], Scope.SERVER, ADMIN, {"model": "m-g1"}, action="t")
     await store.update_config(refs[3], Scope.CHANNEL, ADMIN, {"model": "m-c3"}, action="t")
     key = "openai_api_key"
-    await store.set_secret(refs[1], Scope.SERVER, key, SecretValue("sk-g2-7777"), ADMIN)
-    await store.set_secret(refs[5], Scope.CHANNEL, key, SecretValue("sk-c5-8888"), ADMIN)
+    await store.set_secret(refs[1], Scope.SERVER, key, SecretValue("sk-g2-00000007777"), ADMIN)
+    await store.set_secret(refs[5], Scope.CHANNEL, key, SecretValue("sk-c5-00000008888"), ADMIN)
     for i, ref in enumerate([*refs[:6], *threads]):
         await store.add_messages(ref, [HistoryEntry(Role.USER, f"said in {i}", tokens=1)] * (i + 1))
     fresh = await Store.open(
