@@ -120,6 +120,8 @@ def _options(
             break
         value, pos = tok
         named = _named(value, by_name)
+        if named is not None and not named[1] and (nxt := _token(body, pos)) is not None:
+            named, pos = (named[0], nxt[0]), nxt[1]  # `bypass: on`, a space after the colon
         if named is None:
             named, pos = _spelled_out(value, by_name, positional, body, pos)
         if named is not None:

@@ -23,6 +23,11 @@ def test_quotes_and_named_options() -> None:
     assert inv.raw == {"id": "my model:7b"}
     assert parse("/connect bypass:on", TABLE).raw == {"bypass": "on"}
     assert parse("/connect bypass=off", TABLE).raw == {"bypass": "off"}
+    assert parse("/connect bypass: on", TABLE).raw == {"bypass": "on"}  # a space after it
+    assert parse("/key set custom scope: server", TABLE).raw == {
+        "source": "custom",
+        "scope": "server",
+    }
 
 
 def test_text_option_keeps_the_rest_verbatim() -> None:
