@@ -30,13 +30,16 @@ def bare_environment() -> dict[str, str]:
     return {"PATH": os.pathsep.join(path), "HOME": str(Path.home()), "LANG": "C.UTF-8"}
 
 
-def run_sh(clone: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_sh(
+    clone: Path, *args: str, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The clone's `scripts/run.sh`, run from `cwd` (default: the clone)."""
     return subprocess.run(
-        ["./scripts/run.sh", *args],
+        [str(clone / "scripts" / "run.sh"), *args],
         input=stdin,
         capture_output=True,
         text=True,
-        cwd=clone,
+        cwd=cwd or clone,
         env=bare_environment(),
         timeout=900,
         check=False,
@@ -81,15 +84,11 @@ def test_readme_run_command_on_a_fresh_clone(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "aurelia.json").write_text(json.dumps(CARD))
-    away = subprocess.run(
-        [str(clone / "scripts" / "run.sh"), "console"],
-        input="/character import aurelia.json\n/character export\n",
-        capture_output=True,
-        text=True,
+    away = run_sh(
+        clone,
+        "console",
+        stdin="/character import aurelia.json\n/character export\n",
         cwd=elsewhere,
-        env=bare_environment(),
-        timeout=300,
-        check=False,
     )
     assert away.returncode == 0, away.stdout + away.stderr
     assert "Character set for this channel: Aurelia." in away.stdout, away.stdout

@@ -369,6 +369,13 @@ def find_leaks(needles: dict[str, str], haystacks: dict[str, bytes]) -> list[str
     return leaks
 
 
+def assert_found_nowhere(ws: Workspace, run: Run, needles: dict[str, str]) -> None:
+    """None of `needles` in stdout, stderr, the database files or the log file."""
+    haystacks = {"stdout": run.stdout_bytes, "stderr": run.stderr_bytes, **ws.stored_files()}
+    leaks = find_leaks(needles, haystacks)
+    assert not leaks, "\n".join(leaks) + run.describe()
+
+
 # --------------------------------------------------------------------------------------
 # 1. URLs the policy accepts but httpx cannot parse
 # --------------------------------------------------------------------------------------
@@ -766,9 +773,7 @@ def test_key_echoed_in_escaped_forms_is_redacted_everywhere(
     assert f"Bearer {ESCAPE_KEY}" in endpoint.authorizations(), "the key was never sent"
     needles = {f"key:{k}": v for k, v in _escaped_needles(ESCAPE_KEY).items()}
     needles.update({f"core:{k}": v for k, v in _escaped_needles(ESCAPE_CORE).items()})
-    haystacks = {"stdout": run.stdout_bytes, "stderr": run.stderr_bytes, **ws.stored_files()}
-    leaks = find_leaks(needles, haystacks)
-    assert not leaks, "\n".join(leaks) + run.describe()
+    assert_found_nowhere(ws, run, needles)
     config = ws.config()
     assert config is not None and config["status_reason"], "no status was recorded"
 
@@ -802,9 +807,7 @@ def test_short_proxy_password_is_redacted(ws: Workspace, endpoint: HostileEndpoi
     run.assert_survived()
     if "proxy_password" in ws.secret_names():  # (refusing so short a password is fine too)
         assert f"Bearer {password}" in endpoint.authorizations(), "the password was not sent"
-    haystacks = {"stdout": run.stdout_bytes, "stderr": run.stderr_bytes, **ws.stored_files()}
-    leaks = find_leaks({"raw": password}, haystacks)
-    assert not leaks, "\n".join(leaks) + run.describe()
+    assert_found_nowhere(ws, run, {"raw": password})
 
 
 def test_a_proxy_password_echoed_in_base64_is_redacted_everywhere(
@@ -836,9 +839,7 @@ def test_a_proxy_password_echoed_in_base64_is_redacted_everywhere(
     run.assert_survived()
     assert f"Bearer {password}" in endpoint.authorizations(), "the password was never sent"
     assert "your password in base64 is" in run.out, "no answer" + run.describe()
-    haystacks = {"stdout": run.stdout_bytes, "stderr": run.stderr_bytes, **ws.stored_files()}
-    leaks = find_leaks(_escaped_needles(password), haystacks)
-    assert not leaks, "\n".join(leaks) + run.describe()
+    assert_found_nowhere(ws, run, _escaped_needles(password))
 
 
 # --------------------------------------------------------------------------------------
