@@ -216,9 +216,12 @@ class Transport:
                 raise self.timeout_error(exc, spec.where, first=True) from None
             if not isinstance(exc, httpx.HTTPError):
                 raise
+            hint = ""
+            if spec.url.startswith("https://") and _caused_by(exc, ssl.SSLError):
+                hint = " It did not answer in TLS: if it serves plain http://, set that URL."
             raise Unreachable(
                 f"{spec.where} could not be reached ({type(exc).__name__}). Check the URL and "
-                "that the server is running, then try again."
+                f"that the server is running, then try again.{hint}"
             ) from None
         log.debug("%s %s → %d", spec.method, spec.url, response.status_code)
         if response.status_code < 300:
@@ -481,6 +484,19 @@ class _Body(httpx.AsyncByteStream):
         finally:
             if lane is not None:
                 lane.active -= 1
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """`exc` or an exception it was raised from (httpx wraps httpcore, which wraps the
+    socket's error) is a `kind`."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        if isinstance(found, kind):
+            return True
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return False
 
 
 class ReadWatch:

@@ -8,7 +8,7 @@ import httpcore
 import httpx
 import pytest
 
-from bot.providers import ProviderSettings, ProviderTimeout
+from bot.providers import ProviderSettings, ProviderTimeout, Unreachable
 from bot.providers._http import (
     _LANE_SIZE,
     HTTPCORE_ERRORS,
@@ -193,5 +193,32 @@ async def test_the_provider_layers_own_idle_limit_words_the_error() -> None:
             finally:
                 await chunks.aclose()
                 await reply.aclose()
+    finally:
+        await transport.aclose()
+
+
+async def test_https_to_a_plain_http_server_says_it_did_not_answer_in_tls() -> None:
+    """`https://` pasted for a local server that speaks plain HTTP: the TLS handshake
+    fails, and the message says what to change, not only "could not be reached". A
+    server that is simply not there gets no such hint."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)  # a TLS ClientHello, answered in plain HTTP
+        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    settings = ProviderSettings(allow_private_endpoints=True, max_retries=0)
+    transport = Transport(settings, EndpointPolicy(allow_private=True), asyncio.sleep)
+    server, port = await serve(handler)
+    try:
+        async with server:
+            tls = RequestSpec("GET", f"https://127.0.0.1:{port}/v1", where="The proxy", headers={})
+            with pytest.raises(Unreachable, match="did not answer in TLS: if it serves plain"):
+                await transport.open(tls)
+        gone = RequestSpec("GET", f"https://127.0.0.1:{port}/v1", where="The proxy", headers={})
+        with pytest.raises(Unreachable) as err:
+            await transport.open(gone)  # the server has closed: refused, not TLS
+        assert "TLS" not in str(err.value)
     finally:
         await transport.aclose()
