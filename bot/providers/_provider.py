@@ -167,9 +167,14 @@ class HTTPProvider:
                 base, models = self._known_base(typed), found
         except ProviderError as err:
             base = self._known_base(typed) if typed else ""
+            reason = str(err)
+            if isinstance(err, NotFoundError) and base:  # no model is named in a check
+                v1 = "" if base.endswith("/v1") else " (many endpoints need /v1 at its end)"
+                reason = f"{self._where(base)} has no model list at {base}/models (HTTP 404). "
+                reason += f"Check the URL{v1}."
             return StatusResult(
                 ok=False,
-                reason=str(err),
+                reason=reason,
                 base_url=base,
                 corrected=bool(typed) and base != typed,
                 error_kind=err.kind,

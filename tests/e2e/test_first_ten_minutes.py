@@ -452,6 +452,19 @@ def test_a_model_the_endpoint_does_not_list_is_named_by_the_status_check(
     assert checked.startswith("Status check: OK — ") and "but not" not in checked, checked
 
 
+@pytest.mark.llamacpp
+def test_a_wrong_path_is_called_a_wrong_url_not_a_wrong_model(
+    tmp_path: Path, llamacpp_peer: LlamaCppPeer
+) -> None:
+    """No model is chosen yet, so a 404 from the model list is about the URL."""
+    peer = llamacpp_peer
+    wrong = f"{peer.url}/api"
+    s = run_console(tmp_path, [["/source custom"], [f"/proxy set {wrong}"]])
+    reply = s.reply(f"/proxy set {wrong}")
+    assert "/models (HTTP 404). Check the URL" in reply, reply
+    assert "Check the model" not in reply, reply
+
+
 # --- 5. steps in a different order ------------------------------------------------------
 
 
