@@ -155,7 +155,8 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope_of(args)
     key: SecretValue = args["key"]
     await ctx.store.set_secret(ctx.ref, scope, api_key_name(source), key, ctx.actor)
-    text = f"Saved the {source.value} key for {_where(scope)} (ends …{key.last4 or '****'})."
+    shown = f" (ends …{key.last4})" if key.last4 else ""
+    text = f"Saved the {source.value} key for {_where(scope)}{shown}."
     config = await ctx.store.effective_config(ctx.ref)
     if config.source is source:
         text += "\n" + (await _checked(ctx))[1]

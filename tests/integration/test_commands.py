@@ -351,3 +351,11 @@ async def test_new_proxy_url_without_password_drops_the_old_password(harness: Ha
     reply = await run(harness, "/proxy set http://127.0.0.1:10/v1")
     assert "previous proxy password was removed" in reply.text
     assert await harness.store.secret_origin(REF, "proxy_password") is None
+
+
+async def test_a_short_key_is_saved_without_showing_any_of_it(harness: Harness) -> None:
+    """A key under 16 characters shows no tail: not 4 of its characters, nor a "…****"
+    that reads like one."""
+    reply = await run(harness, "/key set openai sk-short-99")
+    assert reply.text.startswith("Saved the openai key for this channel."), reply.text
+    assert "99" not in reply.text and "ends" not in reply.text
