@@ -101,6 +101,8 @@ async def run_status_check(
         ok=result.ok, reason=result.reason, checked_url=result.base_url, kind=result.error_kind
     )
     await store.record_status(ref, status, _resolved(config, result))
+    if result.ok and result.models:  # what /models list and /model's choices offer
+        await store.cache_models(ref, config.source, result.models)
     return result
 
 

@@ -82,12 +82,13 @@ def _overridden(config: ChannelConfig, scope: Scope, name: str) -> str:
 
 
 async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[str]:
-    """The models /model offers: the source's own, then the endpoint's when shown.
+    """The models /model offers: the source's own, then the endpoint's when shown (a
+    source with no list of its own, custom, always shows the endpoint's).
 
     As on SillyTavern's page, the endpoint's models come after the source's list.
     """
     ids = list(BUILTIN_MODELS[config.source])
-    if config.show_external_models:
+    if config.show_external_models or not ids:
         cached = await ctx.store.cached_models(ctx.ref, config.source) or []
         known = set(ids)
         ids += [m.id for m in cached if m.id not in known]
@@ -292,12 +293,12 @@ def _list(ids: list[str]) -> str:
 async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     ids = await _offered_models(ctx, config)
-    if not config.show_external_models:
-        where = "the built-in list"
-    elif BUILTIN_MODELS[config.source]:
-        where = "the built-in list, then the endpoint's"
-    else:
+    if not BUILTIN_MODELS[config.source]:
         where = "the endpoint"
+    elif not config.show_external_models:
+        where = "the built-in list"
+    else:
+        where = "the built-in list, then the endpoint's"
     if not ids:
         return Reply(
             f"No models known for {config.source.value}. Run {ctx.prefix}models external "

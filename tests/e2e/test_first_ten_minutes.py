@@ -441,10 +441,13 @@ def test_a_model_the_endpoint_does_not_list_is_named_by_the_status_check(
             ["/model smollm2"],
             [f"/proxy set {peer.url}"],
             ["/proxy password", peer.master_key],
+            ["/models list"],
             [f"/model {peer.model}"],
             ["/connect"],
         ],
     )
+    listed = s.reply("/models list")  # what the check just fetched, without /models external
+    assert f"custom models (the endpoint): {peer.model}" in listed, listed
     saved = s.reply("/proxy password")
     assert "models available, but not smollm2, so the endpoint may refuse it." in saved, saved
     assert "Pick one with /model." in saved, saved

@@ -94,7 +94,10 @@ async def test_model_accepts_any_id_and_warns_only_when_a_list_says_so(
     assert (await harness.store.effective_config(REF)).model == "gpt-99-turbo"
     await run(harness, "/source custom")
     await run(harness, f"/proxy set {endpoint.url_v1}")
-    assert (await run(harness, "/model anything-goes")).text == "Model set to anything-goes."
+    # The status check of /proxy set listed the endpoint's models: now a list says so.
+    anything = await run(harness, "/model anything-goes")
+    assert anything.ok and "does not include `anything-goes`" in anything.text
+    assert (await harness.store.effective_config(REF)).model == "anything-goes"
     await run(harness, "/models external")
     assert (await run(harness, "/model local-7b")).text == "Model set to local-7b."
     typo = await run(harness, "/model local-7")
