@@ -99,7 +99,21 @@ def read_card(data: bytes) -> Card:
             Problem.TOO_LARGE,
             f"The card is {_size(len(data))}; a JSON card may be at most {_size(MAX_JSON_BYTES)}.",
         )
+    if b"{" not in data[:64] and not _is_utf8(data):
+        # A photo, a zip, a damaged download: not text with an encoding problem.
+        raise CardError(
+            Problem.NOT_A_CARD,
+            "This file is not a character card: neither a PNG with one in it nor JSON.",
+        )
     return card_from_json(data)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def card_from_json(data: bytes | str, image: bytes | None = None) -> Card:
