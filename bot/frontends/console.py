@@ -167,14 +167,19 @@ class Console:
         self._leave = asyncio.Event()
         self._pending: list[Attachment] = []
         self._held: str | None = None  # a line read ahead, to be handled next
+        self._asking = False  # a secret's prompt is waiting for its line
 
     def _print(self, text: str) -> None:
         self._out.write(text + "\n")
         self._out.flush()
 
     def _interrupted(self) -> None:
-        """Ctrl-C: stop the answer being written, or leave when none is."""
+        """Ctrl-C: stop the answer being written, or leave when none is. At a secret's
+        prompt it says how to cancel (the prompt's read cannot be taken back)."""
         if self._answering and self._core.stop(self._ref):
+            return
+        if self._asking:
+            self._print("\nPress Enter to cancel: an empty answer changes nothing.")
             return
         self._leave.set()
 
@@ -294,8 +299,12 @@ class Console:
         for opt in command.options if command else ():
             if opt.secret and opt.required and opt.name not in inv.raw:
                 what = f"{secret_prompt(opt, inv.raw)} (input hidden): "
-                value = await self._reader.line(what, hidden=True)
-                if value is None:
+                self._asking = True
+                try:
+                    value = await self._reader.line(what, hidden=True)
+                finally:
+                    self._asking = False
+                if value is None or not value.strip():
                     self._print(f"No {opt.name} given; nothing changed.")
                     return
                 inv.raw[opt.name] = SecretValue(value)

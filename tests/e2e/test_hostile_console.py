@@ -1222,6 +1222,30 @@ def test_ctrl_c_stops_the_answer_then_leaves_at_the_prompt(
         assert conn.execute("SELECT error, output_tokens > 0 FROM usage").fetchall() == [(0, 1)]
 
 
+def test_ctrl_c_at_a_key_prompt_cancels_it_and_the_console_goes_on(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Ctrl-C while the console waits for a key does not quit: it says that an empty
+    answer cancels, and one does, changing nothing."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    live = ws.live()
+    live.send("/help")
+    assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
+    live.send("/key set custom")
+    time.sleep(0.5)  # the prompt is waiting (nothing to see on a pipe)
+    live.proc.send_signal(signal.SIGINT)
+    assert live.wait_for(b"Press Enter to cancel", timeout=30), "no hint at the prompt"
+    live.send("")
+    assert live.wait_for(b"nothing changed", timeout=30), "the empty answer did not cancel"
+    live.send("/system")
+    assert live.wait_for(SENTINEL_ANSWER.encode(), timeout=30), "the console did not go on"
+    live.proc.send_signal(signal.SIGINT)
+    done = live.finish(timeout=30)
+    assert done.returncode == 0, done.describe()
+    assert ws.secret_names() == []
+
+
 def test_a_refused_secret_command_read_from_a_pipe_drops_the_secret_line(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
