@@ -432,8 +432,19 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         for entry in await ctx.store.audit_entries(ctx.ref, 1):
             where = "server-wide" if entry.scope is Scope.SERVER else "here"
             when = entry.at.strftime("%Y-%m-%d %H:%M UTC")
-            lines.append(f"Last change: {entry.action} ({where}) by {entry.actor_name}, {when}")
+            what = _change(entry.action, entry.detail)
+            lines.append(f"Last change: {what} ({where}) by {entry.actor_name}, {when}")
     return Reply("\n".join(lines))
+
+
+def _change(action: str, detail: str) -> str:
+    """An audited change as /settings names it: a command, or which secret (`secret.set`
+    with `openai_api_key set` is "openai key set")."""
+    if not action.startswith("secret."):
+        return action
+    name, _, verb = detail.rpartition(" ")
+    what = "proxy password" if name == PROXY_PASSWORD else name.removesuffix("_api_key") + " key"
+    return f"{what} {verb}"
 
 
 async def set_system(ctx: CommandContext, args: dict[str, Any]) -> Reply:

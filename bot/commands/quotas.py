@@ -118,6 +118,8 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     note = ""
     if rule.effect is Effect.ALLOW:
         note = " Only those an allow rule names may chat there now (admins always may)."
+    else:
+        note = " Admins may chat whatever the rules say."
     return Reply(f"Rule added: {describe(rule)}.{note}")
 
 

@@ -409,6 +409,7 @@ async def test_denied_users_are_ignored_quietly(
     await configure(core)
     reply = await command(core, "/access deny user <@4242>", ADMIN)
     assert reply.ok, reply.text
+    assert "Admins may chat whatever the rules say." in reply.text
     with respx.mock(assert_all_called=False) as mock, caplog.at_level("DEBUG", "bot"):
         route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
         result, sink = await ask(core, STRANGER)

@@ -69,6 +69,8 @@ async def test_settings_omit_empty_sections_and_show_values_plainly(harness: Har
     assert "Last change: params (here) by Ada" in shown  # admins see who changed what last
     member = await harness.core.run_text_command(Incoming(REF, MEMBER, "/settings"))
     assert member.ok and "Last change" not in member.text
+    await run(harness, "/key set mistral sk-mistral-key-000000")
+    assert "Last change: mistral key set (here) by Ada" in (await run(harness, "/settings")).text
 
 
 async def test_external_models_come_after_the_sources_own(
