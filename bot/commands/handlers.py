@@ -279,6 +279,8 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append(f"Bypass API status check{where}: {'on' if args['bypass'] else 'off'}.")
     result, checked = await _checked(ctx)
     lines.append(checked)
+    if result.error_kind == "config":  # no URL or key yet: bypass has nothing to let through
+        return Reply("\n".join(lines), ok=False)
     if not result.ok and (await ctx.store.effective_config(ctx.ref)).bypass_status_check:
         lines[-1] = f"Status check failed: {result.reason}\nBypass is on, so chat goes through."
     return Reply("\n".join(lines), ok=result.ok)

@@ -14,8 +14,8 @@ from urllib.parse import quote, quote_plus
 REDACTED = "****"
 # How to make the key that encrypts stored secrets (BOT_SECRET_KEYS), wherever it is missing.
 KEYGEN_HINT = (
-    "run `./scripts/run.sh keygen` (`chatbot keygen` in Docker) and put the result in "
-    "BOT_SECRET_KEYS"
+    "run `./scripts/run.sh keygen` (Docker: `docker run --rm chat-completion-bot keygen`) "
+    "and put the result in BOT_SECRET_KEYS"
 )
 
 # Shapes of provider keys and auth headers, for secrets this process never decrypted

@@ -102,7 +102,7 @@ def test_console_session_end_to_end(tmp_path: Path, llamacpp_peer: LlamaCppPeer)
 def test_console_without_secret_key_says_how_to_fix(tmp_path: Path) -> None:
     result = console(tmp_path, ["hello"])
     assert result.returncode == 2
-    assert "BOT_SECRET_KEYS" in result.stderr and "chatbot keygen" in result.stderr
+    assert "BOT_SECRET_KEYS" in result.stderr and "./scripts/run.sh keygen" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -359,3 +359,12 @@ async def test_a_short_key_is_saved_without_showing_any_of_it(harness: Harness) 
     reply = await run(harness, "/key set openai sk-short-99")
     assert reply.text.startswith("Saved the openai key for this channel."), reply.text
     assert "99" not in reply.text and "ends" not in reply.text
+
+
+async def test_bypass_does_not_promise_chat_where_nothing_can_be_reached(harness: Harness) -> None:
+    """Bypass skips a failed check; it cannot stand in for a missing URL."""
+    await run(harness, "/source custom")
+    reply = await run(harness, "/connect bypass:on")
+    assert not reply.ok
+    assert "Next: The custom source needs an endpoint URL" in reply.text, reply.text
+    assert "chat goes through" not in reply.text

@@ -37,7 +37,7 @@ def test_generate_key_is_32_random_bytes_in_urlsafe_base64() -> None:
 def test_empty_setting_says_to_run_keygen(text: str | None) -> None:
     with pytest.raises(ValueError, match="BOT_SECRET_KEYS") as err:
         SecretBox.from_setting(text)
-    assert "chatbot keygen" in str(err.value)
+    assert "./scripts/run.sh keygen" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_invalid_key_is_refused_without_echoing_it(bad: str) -> None:
     with pytest.raises(ValueError) as err:
         box_of(good, bad)
     message = str(err.value)
-    assert "BOT_SECRET_KEYS" in message and "#2" in message and "chatbot keygen" in message
+    assert "BOT_SECRET_KEYS" in message and "#2" in message and "./scripts/run.sh keygen" in message
     assert bad not in message and good not in message
 
 
