@@ -15,7 +15,7 @@ import httpx
 from bot.providers._errors import malformed
 from bot.providers._http import MAX_BODY, RequestSpec, Transport
 from bot.providers._sse import SSEEvent, SSELineTooLong, SSEParser
-from bot.providers.base import Delta, ProviderError, StreamCut
+from bot.providers.base import Delta, ProviderError, StreamCut, joined
 
 # Far above any real answer (MAX_ANSWER_CHARS stops the text sooner); bounds what a
 # runaway endpoint can make the bot read.
@@ -130,9 +130,18 @@ async def _events(
                 progress = clock()
             elif clock() - progress > idle:
                 raise transport.timeout_error(TimeoutError(), where, first=False)
-            for event in events:
-                for delta in state.on_event(event):
-                    yield delta
+            # What one read brought goes on as one delta: every layer above, down to the
+            # front-end's sink, then runs once a read instead of once an event.
+            batch: list[Delta] = []
+            try:
+                for event in events:
+                    batch += state.on_event(event)
+            except ProviderError:
+                if batch:  # the text before an error event is shown, as it arrived
+                    yield joined(batch)
+                raise
+            if batch:
+                yield joined(batch)
             if state.done:
                 await transport.drain(chunks)
                 return

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from bot.types import ChatMessage, ModelInfo, SecretValue, Source, Usage, redact
 
@@ -47,15 +47,33 @@ class ChatRequest:
     continue_answer: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Delta:
+class Delta(NamedTuple):
     """One piece of a streamed answer; every field optional. `usage` comes near the end
-    (OpenAI's last chunk, Claude's message_delta; Claude's message_start has the input)."""
+    (OpenAI's last chunk, Claude's message_delta; Claude's message_start has the input).
+
+    A tuple, not a frozen dataclass: one is made for every chunk of every answer, and a
+    frozen dataclass takes three times as long to make (~1 µs)."""
 
     text: str = ""
     reasoning: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+
+
+def joined(deltas: Sequence[Delta]) -> Delta:
+    """Deltas that arrived in one read, as one: texts in order, and the newest usage
+    counts and finish reason winning (what a reader of them one by one would keep)."""
+    if len(deltas) == 1:
+        return deltas[0]
+    usage: Usage | None = None
+    finish: str | None = None
+    for delta in deltas:
+        if delta.usage is not None:
+            usage = usage.merged(delta.usage) if usage else delta.usage
+        finish = delta.finish_reason or finish
+    return Delta(
+        "".join(d.text for d in deltas), "".join(d.reasoning for d in deltas), finish, usage
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,7 +167,7 @@ class ChunkDecoder:
         self.complete = False
 
     def on_event(self, event: SSEEvent) -> list[Delta]:
-        if event.data.strip() == "[DONE]":
+        if event.data[:1] != "{" and event.data.strip() == "[DONE]":
             self.done = True
             return []
         body = loads(event.data, self._where)
@@ -223,5 +223,5 @@ class ChunkDecoder:
                 self.complete = True
         usage = _usage(body.get("usage"))
         if text or reasoning or finish or usage:
-            return [Delta(text=text, reasoning=reasoning, finish_reason=finish, usage=usage)]
+            return [Delta(text, reasoning, finish, usage)]
         return []

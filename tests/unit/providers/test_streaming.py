@@ -63,6 +63,44 @@ async def test_openai_stream_split_anywhere(
     assert stream.closed
 
 
+async def test_events_read_together_come_on_as_one_delta(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """What one read brought passes the layers above once: texts joined in order, the
+    newest usage counts and the finish reason kept, as a reader of each would keep them."""
+    usage = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+    events = [
+        (None, openai_chunk("Hel", reasoning_content="Hm. ")),
+        (None, openai_chunk("lo", reasoning_content="Yes.")),
+        (None, openai_chunk(finish="stop")),
+        (None, usage),
+        (None, "[DONE]"),
+    ]
+    router.post(OPENAI_URL).mock(return_value=sse_response(sse_bytes(events))[0])
+    assert await collect(make_hub()) == [Delta("Hello", "Hm. Yes.", "stop", Usage(5, 3))]
+    # Read one event at a time, the same answer comes in pieces.
+    router.post(OPENAI_URL).mock(
+        return_value=sse_response(*(sse_bytes([event]) for event in events))[0]
+    )
+    deltas = await collect(make_hub())
+    assert [d.text for d in deltas] == ["Hel", "lo", "", ""]  # the finish, the usage
+    assert deltas[-1].usage == Usage(5, 3)
+
+
+async def test_text_read_with_an_error_event_is_shown_before_the_error(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    error = {"error": {"message": "upstream overloaded", "type": "server_error", "code": 503}}
+    data = sse_bytes([(None, openai_chunk("Hel")), (None, openai_chunk("lo")), (None, error)])
+    router.post(OPENAI_URL).mock(return_value=sse_response(data)[0])
+    seen: list[str] = []
+    with pytest.raises(Overloaded) as info:
+        async for delta in make_hub().provider(OPENAI).stream_chat(REQUEST):
+            seen.append(delta.text)
+    assert seen == ["Hello"]
+    assert info.value.partial == "Hello"
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
 async def test_line_endings(
     newline: str, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
