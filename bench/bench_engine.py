@@ -31,6 +31,7 @@ import httpx_sse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.app import settle_start_up
 from bot.core import Core
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
@@ -138,6 +139,7 @@ async def make_core(db: str) -> Core:
         db, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of(source=Source.CUSTOM)
     )
     hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    settle_start_up()  # as `chatbot run` does once it has started
     return Core(store, hub)
 
 
