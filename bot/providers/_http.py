@@ -50,7 +50,10 @@ _DRAIN_LIMIT = 64 * 1024
 _DRAIN_SECONDS = 1.0
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 8.0
-_LANE_SIZE = 16  # connections per pool before another pool (lane) takes new requests
+# Connections per pool before another pool (lane) takes new requests. httpcore walks a
+# pool's connections once for each idle one on every request and release, so the walk
+# grows with the square of this: 4 rather than 16 (bench/RESULTS.md).
+_LANE_SIZE = 4
 _KEEPALIVE_SECONDS = 5.0  # httpx's default: idle connections a server may already drop
 _READ_SLACK = 1.0  # how much later than the provider layer's own limits a bare read ends
 # How long a URL's policy check stands for the requests that follow. Every new connection
