@@ -134,11 +134,9 @@ def error_from_kind(
             if status == 403 or kind == "permission_error"
             else "rejected the credentials"
         )
-        return AuthError(
-            f"{where} {what}{code}.{detail} Check the API key (or proxy password) set for "
-            f"this channel.{auth_hint}",
-            partial=partial,
-        )
+        # `auth_hint` names the credential the request sent, when the caller knows it.
+        check = auth_hint or " Check the API key (or proxy password) set for this channel."
+        return AuthError(f"{where} {what}{code}.{detail}{check}", partial=partial)
     if status == 404 or kind == "not_found_error":
         return NotFoundError(
             f"{where} says the model or path does not exist{code}.{detail} Check the model "

@@ -73,7 +73,7 @@ class RequestSpec:
     secrets: tuple[str, ...] = ()  # the credentials sent: redacted from anything shown
     body: Any = None  # JSON
     params: Mapping[str, str] | None = None
-    auth_hint: str = ""  # appended to an authentication error
+    auth_hint: str = ""  # what an authentication error says to check (the credential sent)
 
 
 class Transport:

@@ -112,9 +112,32 @@ class HTTPProvider:
             secrets=self._secrets(),
             body=body,
             params=params,
-            # The hint is about the source's own keys; behind a proxy a password is sent.
-            auth_hint="" if self.endpoint.proxy_url else self.auth_hint,
+            auth_hint=self._auth_advice(),
         )
+
+    def _auth_advice(self) -> str:
+        """What an authentication error says to check: the credential that was sent."""
+        e = self.endpoint
+        sent = e.credential()
+        if sent is None and e.source is Source.CUSTOM:
+            return " No key or proxy password is set for this channel, and it wants one."
+        if sent is None:
+            never = f" (the {e.source.value} key is never sent to a proxy)" if e.api_key else ""
+            return f" No proxy password is set for this channel, and the proxy wants one{never}."
+        if sent is e.proxy_password:
+            if e.source is not Source.CUSTOM:
+                return (
+                    " Check the proxy password this channel uses: behind a proxy it is sent, "
+                    f"never the {e.source.value} key."
+                )
+            if e.api_key:
+                return (
+                    " Check the proxy password this channel uses: while one is set, it is "
+                    "sent instead of the key."
+                )
+            return " Check the proxy password this channel uses."
+        # The hint is about the source's own keys (behind a proxy a password is sent).
+        return f" Check the {e.source.value} key this channel uses.{self.auth_hint}"
 
     async def get_json(self, spec: RequestSpec) -> Any:
         """One GET (model list, a page of it) with the bounded retry rule."""

@@ -94,10 +94,54 @@ async def test_messages_say_what_to_do(
     router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:
     router.post(OPENAI_URL).mock(return_value=httpx.Response(401, json=error_json("bad key")))
-    with pytest.raises(AuthError, match="Check the API key") as info:
+    with pytest.raises(AuthError, match="Check the openai key this channel uses") as info:
         await collect(make_hub())
     assert 'The provider said: "bad key"' in str(info.value)
     assert info.value.kind == "auth"
+
+
+PROXY = "https://proxy.example.net/v1"
+KEY, PASSWORD = SecretValue("sk-the-key-0123456789"), SecretValue("the-password-012345")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "advice"),
+    [
+        (
+            Endpoint(Source.OPENAI, proxy_url=PROXY, api_key=KEY, proxy_password=PASSWORD),
+            "Check the proxy password this channel uses: behind a proxy it is sent, never "
+            "the openai key.",
+        ),
+        (
+            Endpoint(Source.OPENAI, proxy_url=PROXY, api_key=KEY),
+            "No proxy password is set for this channel, and the proxy wants one (the openai "
+            "key is never sent to a proxy).",
+        ),
+        (
+            Endpoint(Source.CUSTOM, proxy_url=PROXY, api_key=KEY, proxy_password=PASSWORD),
+            "Check the proxy password this channel uses: while one is set, it is sent "
+            "instead of the key.",
+        ),
+        (
+            Endpoint(Source.CUSTOM, proxy_url=PROXY, api_key=KEY),
+            "Check the custom key this channel uses.",
+        ),
+        (
+            Endpoint(Source.CUSTOM, proxy_url=PROXY),
+            "No key or proxy password is set for this channel, and it wants one.",
+        ),
+    ],
+)
+async def test_a_refused_credential_is_named(
+    endpoint: Endpoint, advice: str, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """With a key and a proxy password both set, a 401 says which one was sent."""
+    router.post(f"{PROXY}/chat/completions").mock(
+        return_value=httpx.Response(401, json=error_json("bad credentials"))
+    )
+    with pytest.raises(AuthError) as info:
+        await collect(make_hub(), endpoint)
+    assert str(info.value).endswith(advice)
 
 
 async def test_mistral_401_mentions_new_keys(
