@@ -11,7 +11,6 @@ import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Mapping,
@@ -276,8 +275,7 @@ class Transport:
 
         `paced`: a streamed answer, whose trickle of tokens is read at the settings'
         `stream_read_pace` rather than woken for one by one."""
-        # httpx types it as an iterator, but it is a generator that must be closed.
-        it = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+        it = _body_parts(response)
         watch = ReadWatch(self.settings.idle_timeout)
         first = True
         pace = self.settings.stream_read_pace if paced else 0.0
@@ -429,11 +427,13 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 raise
             raise mapped from exc
         assert isinstance(response.stream, AsyncIterable)  # an async pool's
+        body = _Body(response.stream, lane)
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_Body(response.stream, lane),
-            extensions=response.extensions,
+            stream=body,
+            # httpx wraps the stream for its client; the extension keeps ours at hand.
+            extensions={**response.extensions, _BODY: body},
         )
 
     def _lease(self) -> _Lane:
@@ -460,6 +460,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
             await lane.pool.aclose()
 
 
+_BODY = "chat-completion-bot.body"  # the response extension holding our `_Body`
+
+
 class _Body(httpx.AsyncByteStream):
     """A response body in httpx's exceptions that gives its lane back when closed."""
 
@@ -467,7 +470,7 @@ class _Body(httpx.AsyncByteStream):
         self._stream = stream
         self._lane: _Lane | None = lane
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         try:
             async for part in self._stream:
                 yield part
@@ -487,6 +490,23 @@ class _Body(httpx.AsyncByteStream):
         finally:
             if lane is not None:
                 lane.active -= 1
+
+
+def _body_parts(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+    """A response's body as it arrives, in a generator to close when done.
+
+    The body our own transport made (`_Body`) is read directly when it is not encoded:
+    httpx's layers above it (`aiter_bytes` over `aiter_raw` over the client's wrapper)
+    would only count the bytes and hand on each part as it is, at three more generator
+    steps per part of a stream. Closing the response still closes the body through
+    them. A compressed body, or one from another transport (tests mock it), goes
+    through them."""
+    body = response.extensions.get(_BODY)
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if isinstance(body, _Body) and encoding in ("", "identity"):
+        return body.__aiter__()
+    # httpx types it as an iterator, but it is a generator that must be closed.
+    return cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 
 import httpcore
 import httpx
 import pytest
 
-from bot.providers import ProviderSettings, ProviderTimeout, Unreachable
+from bot.providers import (
+    ChatRequest,
+    Endpoint,
+    ProviderHub,
+    ProviderSettings,
+    ProviderTimeout,
+    Unreachable,
+)
 from bot.providers._http import (
     _LANE_SIZE,
     HTTPCORE_ERRORS,
@@ -19,6 +28,7 @@ from bot.providers._http import (
 )
 from bot.providers._network import AsyncioBackend
 from bot.providers.policy import EndpointPolicy
+from bot.types import ChatMessage, Role, Source
 from tests.unit.test_network import read_request, response, serve
 
 
@@ -222,3 +232,39 @@ async def test_https_to_a_plain_http_server_says_it_did_not_answer_in_tls() -> N
         assert "TLS" not in str(err.value)
     finally:
         await transport.aclose()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "identity", None])
+async def test_an_answer_streamed_compressed_or_not_reads_the_same(encoding: str | None) -> None:
+    """The transport's own body is read without httpx's layers only when it is not
+    encoded; a server that gzips its event stream is still decoded."""
+    events = [
+        {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+        for word in ("Grüße ", "aus ", "gzip")
+    ]
+    sse = b"".join(b"data: %s\n\n" % json.dumps(e).encode() for e in events)
+    sse += b"data: [DONE]\n\n"
+    body = gzip.compress(sse) if encoding == "gzip" else sse
+    header = b"" if encoding is None else b"content-encoding: %s\r\n" % encoding.encode()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+        writer.write(header + b"transfer-encoding: chunked\r\n\r\n")
+        for start in range(0, len(body), 20):  # parts split anywhere, even in gzip
+            part = body[start : start + 20]
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    server, port = await serve(handler)
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    endpoint = Endpoint(Source.CUSTOM, proxy_url=f"http://127.0.0.1:{port}/v1")
+    request = ChatRequest(model="m", messages=(ChatMessage(Role.USER, "hi"),))
+    try:
+        async with server:
+            deltas = [d async for d in hub.provider(endpoint).stream_chat(request)]
+    finally:
+        await hub.aclose()
+    assert "".join(d.text for d in deltas) == "Grüße aus gzip"

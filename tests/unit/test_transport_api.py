@@ -6,6 +6,7 @@ Only public names are used; each test names the piece of the transport that need
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import tomllib
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import httpcore
 import httpx
 from packaging.requirements import Requirement
 
-from bot.providers._http import HTTPCORE_ERRORS, PoolTransport
+from bot.providers._http import _BODY, HTTPCORE_ERRORS, PoolTransport, _Body, _body_parts
 from bot.providers._network import AsyncioBackend, AsyncioStream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,9 +135,11 @@ async def test_a_response_hands_out_its_network_stream_through_the_public_extens
     # Transport.chunks(paced=True) finds the connection to pace through httpcore's
     # documented "network_stream" response extension, passed on by PoolTransport.
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:  # keep-alive: the second request comes on the same connection
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -147,3 +150,10 @@ async def test_a_response_hands_out_its_network_stream_through_the_public_extens
         async with client.stream("GET", f"http://127.0.0.1:{port}/") as reply:
             assert isinstance(reply.extensions["network_stream"], AsyncioStream)
             assert await reply.aread() == b"ok"
+        # Transport.chunks reads the transport's own body beneath httpx's wrappers: the
+        # client hands the transport's extensions on as they are.
+        async with client.stream("GET", f"http://127.0.0.1:{port}/") as reply:
+            assert isinstance(reply.extensions[_BODY], _Body)
+            parts = _body_parts(reply)
+            assert [part async for part in parts] == [b"ok"]
+            await parts.aclose()
