@@ -32,7 +32,7 @@ class AnswerGuard:
         if not self._forms:
             self.text += piece
             return self.text
-        buf = redact(self._tail + piece, self._secrets, shapes=False)
+        buf = redact(self._tail + piece, self._secrets, shapes=False, known=False)
         hold = self._held_back(buf)
         self.text += buf[: len(buf) - hold]
         self._tail = buf[len(buf) - hold :]

@@ -69,7 +69,7 @@ def _detail(message: str, secrets: Iterable[str]) -> str:
     message = " ".join(message.split())
     if not message:
         return ""
-    message = redact(message, secrets)
+    message = redact(message, secrets, known=False)
     if len(message) > _MAX_DETAIL:
         message = message[: _MAX_DETAIL - 1] + "…"
     return f' The provider said: "{message}".'

@@ -235,7 +235,8 @@ class Transport:
         finally:
             await response.aclose()
         if 300 <= response.status_code < 400:
-            target = redact(response.headers.get("location", "another address"), spec.secrets)
+            location = response.headers.get("location", "another address")
+            target = redact(location, spec.secrets, known=False)
             raise ProviderError(
                 f"{spec.where} redirected the request (HTTP {response.status_code}) to "
                 f"{shorten(target, 200)}. Use the final URL directly."

@@ -92,8 +92,9 @@ class ProviderError(Exception):
     kind = "error"
 
     def __init__(self, message: str, *, partial: str = "") -> None:
-        # Last line of defence: no secret this process knows may reach a user or a log.
-        message = redact(message)
+        # Last line of defence: no key shape reaches a user (the endpoint's own secrets are
+        # taken out where the error is made, or by `without`; the log takes out the rest).
+        message = redact(message, known=False)
         super().__init__(message)
         self.user_message = message
         self.partial = partial
@@ -101,7 +102,7 @@ class ProviderError(Exception):
     def without(self, secrets: Iterable[str]) -> ProviderError:
         """The same error with `secrets` (any length, any form) taken out of its message."""
         if secrets:
-            self.user_message = redact(self.user_message, secrets)
+            self.user_message = redact(self.user_message, secrets, known=False)
             self.args = (self.user_message,)
         return self
 

@@ -95,15 +95,24 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 
-def redact(text: str, secrets: Iterable[str] = (), *, shapes: bool = True) -> str:
+def redact(
+    text: str, secrets: Iterable[str] = (), *, shapes: bool = True, known: bool = True
+) -> str:
     """`text` without any form of the given secrets, of known secrets, or of key shapes.
 
     The one rule for everything shown, stored or logged: `secrets` are redacted
     whatever their length (an endpoint's own password may be short); secrets this
     process has seen are redacted when long enough not to garble ordinary words.
     `shapes=False` for a model's answer, where "bearer …" is just prose.
+
+    `known=False` for text shown in one channel, which is cleaned of that channel's own
+    secrets (given in `secrets`) and of key shapes only. Every channel's secrets are
+    known to the process, and anyone may set a word as a password in a server of their
+    own (or type one in a refused command): known secrets there would let them blank
+    that word from every answer and error the bot shows anywhere. The log, the
+    operator's, is cleaned of all of them.
     """
-    for secret in (*secrets, *SECRET_REGISTRY.values()):
+    for secret in (*secrets, *(SECRET_REGISTRY.values() if known else ())):
         if not secret:
             continue
         for form in secret_forms(secret):

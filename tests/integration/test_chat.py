@@ -10,7 +10,18 @@ import httpx
 import pytest
 import respx
 
-from bot.types import Actor, ChannelRef, Incoming, Platform, Role, Scope, SecretValue, Source
+from bot.types import (
+    REDACTED,
+    Actor,
+    ChannelRef,
+    Incoming,
+    Platform,
+    Role,
+    Scope,
+    SecretValue,
+    Source,
+    redact,
+)
 from tests.discord.fake_openai import Script, fake_openai
 from tests.integration.conftest import ADMIN, MEMBER, REF, Harness
 from tests.peers.litellm import LiteLLMPeer
@@ -329,3 +340,36 @@ async def test_threads_have_their_own_history_but_share_config(harness: Harness)
     assert [e.content for e in await harness.store.history(thread, 10)] == ["in the thread", "ok"]
     assert await harness.store.history(REF, 10) == []
     assert (await harness.store.effective_config(thread)).source is Source.CUSTOM
+
+
+async def test_a_word_set_as_a_secret_elsewhere_is_not_blanked_from_this_channels_answer(
+    harness: Harness,
+) -> None:
+    """Anyone may set a word as a password in a server of their own, or type one in a
+    refused command; the log (the operator's) is cleaned of it, but answers in other
+    channels keep the word. Before, one such command blanked it from every answer."""
+    elsewhere = ChannelRef(Platform.DISCORD, channel_id="c9", server_id="g9")
+    owner = Actor("u-owner", "Owner", is_channel_admin=True)
+    for command in ("/proxy set http://127.0.0.1:9/v1", "/proxy password agreeable"):
+        saved = await harness.core.run_text_command(Incoming(elsewhere, owner, command))
+        assert saved.ok, saved.text
+    refused = await harness.core.run_text_command(Incoming(REF, MEMBER, "/key set openai quietly"))
+    assert not refused.ok
+    script = Script(chunks=["I quietly ", "find this agreeable."], interval=0.0)
+    async with fake_openai(script) as model:
+        await harness.store.update_config(
+            REF,
+            Scope.CHANNEL,
+            ADMIN,
+            {"source": "custom", "proxy_url": model.url_v1, "model": "m-small"},
+            action="test setup",
+        )
+        own = await harness.core.run_text_command(
+            Incoming(REF, ADMIN, "/proxy password own-secret-0123")
+        )
+        assert own.ok, own.text  # a channel with a secret of its own has its answers cleaned
+        sink = await ask(harness, "hi")
+    assert sink.final == "I quietly find this agreeable.", sink.final
+    history = await harness.store.history(REF, 10)
+    assert history[-1].content == "I quietly find this agreeable."
+    assert redact("agreeable, quietly") == f"{REDACTED}, {REDACTED}"  # the log's rule
