@@ -60,12 +60,14 @@ def sse(*pieces: str, finish: bool = True) -> bytes:
     return (body + ("data: [DONE]\n\n" if finish else "")).encode()
 
 
-async def configure_fake(h: Harness, ref: ChannelRef = REF, **extra: object) -> None:
+async def configure_fake(
+    h: Harness, ref: ChannelRef = REF, *, url: str = FAKE, model: str = "m1", **extra: object
+) -> None:
     await h.store.update_config(
         ref,
         Scope.CHANNEL,
         ADMIN,
-        {"source": "custom", "proxy_url": FAKE, "model": "m1", **extra},
+        {"source": "custom", "proxy_url": url, "model": model, **extra},
         action="test setup",
     )
 
@@ -252,13 +254,7 @@ async def test_typing_shows_while_nothing_visible_has_come_and_never_after_it(
     # The model thinks first (hidden unless asked for) and answers a second later.
     script = Script(chunks=["<think>a plan", "</think>The answer."], interval=1.0)
     async with fake_openai(script) as model:
-        await harness.store.update_config(
-            REF,
-            Scope.CHANNEL,
-            ADMIN,
-            {"source": "custom", "proxy_url": model.url_v1, "model": "m-small"},
-            action="test setup",
-        )
+        await configure_fake(harness, url=model.url_v1, model="m-small")
         hidden = OrderSink()
         await harness.core.chat(Incoming(REF, MEMBER, "think first"), hidden)
         await harness.store.update_config(
@@ -357,13 +353,7 @@ async def test_a_word_set_as_a_secret_elsewhere_is_not_blanked_from_this_channel
     assert not refused.ok
     script = Script(chunks=["I quietly ", "find this agreeable."], interval=0.0)
     async with fake_openai(script) as model:
-        await harness.store.update_config(
-            REF,
-            Scope.CHANNEL,
-            ADMIN,
-            {"source": "custom", "proxy_url": model.url_v1, "model": "m-small"},
-            action="test setup",
-        )
+        await configure_fake(harness, url=model.url_v1, model="m-small")
         own = await harness.core.run_text_command(
             Incoming(REF, ADMIN, "/proxy password own-secret-0123")
         )
