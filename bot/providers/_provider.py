@@ -120,10 +120,10 @@ class HTTPProvider:
         e = self.endpoint
         sent = e.credential()
         if sent is None and e.source is Source.CUSTOM:
-            return " No key or proxy password is set for this channel, and it wants one."
+            return " It wants a key or proxy password, and none is set for this channel: set one."
         if sent is None:
             never = f" (the {e.source.value} key is never sent to a proxy)" if e.api_key else ""
-            return f" No proxy password is set for this channel, and the proxy wants one{never}."
+            return f" It wants a proxy password, and none is set for this channel: set one{never}."
         if sent is e.proxy_password:
             if e.source is not Source.CUSTOM:
                 return (

@@ -114,8 +114,8 @@ KEY, PASSWORD = SecretValue("sk-the-key-0123456789"), SecretValue("the-password-
         ),
         (
             Endpoint(Source.OPENAI, proxy_url=PROXY, api_key=KEY),
-            "No proxy password is set for this channel, and the proxy wants one (the openai "
-            "key is never sent to a proxy).",
+            "It wants a proxy password, and none is set for this channel: set one (the "
+            "openai key is never sent to a proxy).",
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY, api_key=KEY, proxy_password=PASSWORD),
@@ -128,7 +128,7 @@ KEY, PASSWORD = SecretValue("sk-the-key-0123456789"), SecretValue("the-password-
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY),
-            "No key or proxy password is set for this channel, and it wants one.",
+            "It wants a key or proxy password, and none is set for this channel: set one.",
         ),
     ],
 )
