@@ -19,14 +19,12 @@ from bot.providers import ProviderHub
 from bot.store import Store
 from bot.types import (
     Actor,
-    Attachment,
     ChannelRef,
     Incoming,
     Persona,
     Platform,
     Reply,
     ReplyMode,
-    SecretValue,
 )
 from bot.types.prices import PriceTable
 from bot.types.text import clean_text, strip_invisible
@@ -158,23 +156,18 @@ class Core:
         return prepared if isinstance(prepared, Reply) else None
 
     async def run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
-        raw = {
-            name: value if isinstance(value, SecretValue | Attachment) else clean_text(str(value))
-            for name, value in inv.raw.items()
-        }
-        clean = Invocation(inv.path, raw)
         command = self.command(inv.path)
         if command is not None and command.control:
             # A front-end that cannot stream it gets the new answer as the reply.
             collected = _Collected()
-            done = await self.run_control(ref, actor, clean, collected)
+            done = await self.run_control(ref, actor, inv, collected)
             if isinstance(done, Reply):
                 return done
             text = collected.text or done.answer
             if done.alternative[1] > 1:
                 text += f"\n(answer {done.alternative[0]} of {done.alternative[1]})"
             return Reply(text, private=False, ok=done.error is None)
-        return await execute(self.table, clean, self._context(ref, actor))
+        return await execute(self.table, inv, self._context(ref, actor))
 
     def is_control(self, inv: Invocation) -> bool:
         """A command that acts on the newest turn (give it a sink: Core.run_control)."""

@@ -12,8 +12,10 @@ from bot.types.text import (
     TextError,
     clean_text,
     header_safe,
+    normalize_text,
     parse_decimal,
     parse_integer,
+    refuse_controls,
     shorten,
     strip_invisible,
     visible_id,
@@ -65,12 +67,15 @@ def suggest(word: str, candidates: list[str]) -> str:
 
 def echo(text: str) -> str:
     """A bad value quoted back, short: a 100 KB typo does not come back 100 KB long."""
-    return shorten(" ".join(text.split()), _ECHO)
+    return shorten(" ".join(clean_text(text).split()), _ECHO)
 
 
 def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocation:
-    """Parse one command line (with or without its prefix) by the table."""
-    body = strip_invisible(clean_text(text))
+    """Parse one command line (with or without its prefix) by the table.
+
+    Control characters stay in the values: free text drops them, and a value that names
+    something is refused with them (`coerce`)."""
+    body = strip_invisible(normalize_text(text))
     if body.startswith(prefix):
         body = body[len(prefix) :]
     first = _token(body, 0)
@@ -224,7 +229,13 @@ def _coerce(opt: Option, value: Any) -> Any:
         if len(cleaned) > opt.max_length:
             raise CommandError(f"That is too long for {opt.help} ({len(cleaned):,} characters).")
         return SecretValue(cleaned)
-    text = clean_text(str(value)).strip()
+    typed = str(value)
+    # Free text loses its control characters; a value that names something is refused
+    # with one, not silently made to name something else.
+    if opt.kind is Kind.TEXT:
+        text = clean_text(typed).strip()
+    else:
+        text = refuse_controls(normalize_text(typed), f"`{opt.name}`").strip()
     if not text:
         raise CommandError(f"`{opt.name}` is empty.")
     if len(text) > opt.max_length:

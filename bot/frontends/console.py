@@ -31,6 +31,7 @@ from bot.types import (
     ReplyFile,
     SecretValue,
 )
+from bot.types.text import TextError, refuse_controls
 
 T = TypeVar("T")
 
@@ -255,19 +256,11 @@ class Console:
         if argument.strip() == "clear":
             self._pending.clear()
             return "Dropped the attached files."
-        path = _typed_path(argument)
-        try:
-            size = path.stat().st_size
-        except OSError as err:
-            return f"Cannot attach {path}: {err.strerror or 'not found'}."
-        if not path.is_file():
-            return f"Cannot attach {path}: it is not a file."
-
-        async def fetch() -> bytes:
-            return await asyncio.to_thread(path.read_bytes)
-
-        self._pending.append(Attachment(path.name, "", size, fetch))
-        return f"Attached {path.name} ({size:,} bytes) to your next message."
+        opened = _open_file(argument, "attach")
+        if isinstance(opened, str):
+            return opened
+        self._pending.append(opened)
+        return f"Attached {opened.filename} ({opened.size:,} bytes) to your next message."
 
     async def _command(self, text: str) -> None:
         try:
@@ -366,15 +359,19 @@ def _typed_path(typed: str) -> Path:
     return _here() / Path(typed.strip().strip("\"'")).expanduser()
 
 
-def _open_file(typed: str) -> Attachment | str:
-    """A path typed after a command (`/character import card.png`): the file, or why not."""
-    path = _typed_path(typed)
+def _open_file(typed: str, verb: str = "read") -> Attachment | str:
+    """A path typed after a command (`/character import card.png`, `/attach notes.txt`):
+    the file, or why not. A control character in it is refused, not dropped."""
+    try:
+        path = _typed_path(refuse_controls(typed, "path"))
+    except TextError as err:
+        return str(err)
     try:
         size = path.stat().st_size
     except OSError as err:
-        return f"Cannot read {path}: {err.strerror or 'not found'}."
+        return f"Cannot {verb} {path}: {err.strerror or 'not found'}."
     if not path.is_file():
-        return f"Cannot read {path}: it is not a file."
+        return f"Cannot {verb} {path}: it is not a file."
 
     async def fetch() -> bytes:
         return await asyncio.to_thread(path.read_bytes)

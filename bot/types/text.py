@@ -20,18 +20,38 @@ class TextError(ValueError):
     """Input that cannot be used; the message says why, for the person who typed it."""
 
 
-def clean_text(text: str) -> str:
-    """`text` with lone surrogates as U+FFFD, CRLF as LF, and control characters removed.
-
-    Tab and newline stay. Applied where text enters (chat, commands, endpoint answers),
-    so SQLite and PostgreSQL store exactly the same thing.
-    """
+def normalize_text(text: str) -> str:
+    """`text` with lone surrogates as U+FFFD and CRLF as LF; control characters kept."""
     if text.isprintable():  # the usual case, decided in one pass
         return text
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _SURROGATES.sub("\ufffd", text)
-    return _CONTROLS.sub("", text)
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def clean_text(text: str) -> str:
+    """`text` with lone surrogates as U+FFFD, CRLF as LF, and control characters removed.
+
+    Tab and newline stay. Applied where free text enters (chat, prompts, endpoint
+    answers), so SQLite and PostgreSQL store exactly the same thing.
+    """
+    if text.isprintable():
+        return text
+    return _CONTROLS.sub("", normalize_text(text))
+
+
+def refuse_controls(text: str, what: str) -> str:
+    """`text` unchanged, or TextError naming the first control character in it.
+
+    For a value that names something (an id, a number, a choice, a path): dropping the
+    character silently would make it name something else than what was typed."""
+    found = _CONTROLS.search(text)
+    if found is not None:
+        raise TextError(
+            f"The {what} has a control character ({describe_char(found.group())}) at position "
+            f"{found.start() + 1}. Type it again without it."
+        )
+    return text
 
 
 def strip_invisible(text: str) -> str:

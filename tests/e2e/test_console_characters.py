@@ -21,6 +21,9 @@ def test_console_imports_and_exports_by_path(tmp_path: Path) -> None:
         tmp_path,
         [
             f"/character import {tmp_path / 'missing.png'}",
+            # A NUL dropped would open aurelia.json; an escape would reach the terminal.
+            f"/character import {tmp_path / 'aurelia.js'}\x00on",
+            f"/attach {tmp_path}/\x1b[2Jaurelia.json",
             f"/character import {card}",
             "/character show",
             "/character export",
@@ -32,6 +35,9 @@ def test_console_imports_and_exports_by_path(tmp_path: Path) -> None:
     out = done.stdout
     assert done.returncode == 0, done.stderr
     assert "Cannot read" in out and "missing.png" in out
+    assert "has a control character (U+0000) at position" in out, out
+    assert "The path has a control character (U+001B) at position" in out
+    assert "\x1b" not in out and "Attached" not in out
     assert "Character set for this channel: Aurelia." in out
     assert "Aurelia: Welcome aboard," in out  # the greeting, after the reply
     assert "Lorebook entries: 2" in out

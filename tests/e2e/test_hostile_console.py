@@ -579,7 +579,8 @@ def test_nul_bytes_never_reach_the_database(
     any_db_ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
     """Issue item 4: NUL in `/system`, `/model` and a chat line: no crash, the answer
-    shown is stored (user and assistant rows), and no stored text holds a NUL."""
+    shown is stored (user and assistant rows), no stored text holds a NUL, and the model
+    id is refused rather than changed."""
     ws = any_db_ws
     run = ws.run(
         [
@@ -596,6 +597,9 @@ def test_nul_bytes_never_reach_the_database(
     stored = ws.messages()
     assert [m[0] for m in stored] == ["user", "assistant"], stored
     assert stored[1][1] == answer
+    # Free text loses the NUL; a model id with one is refused, not made into `fake`.
+    assert "has a control character (U+0000) at position 3" in run.out, run.describe()
+    assert ("fake",) not in ws.query("SELECT model FROM channel_configs"), run.describe()
     for table in ("channel_configs", "messages", "audit_log"):
         for row in ws.query(f"SELECT * FROM {table}"):
             for value in row:

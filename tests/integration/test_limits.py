@@ -16,6 +16,7 @@ import pytest
 import respx
 from sqlalchemy import event, func, select, update
 
+from bot.commands.spec import Invocation
 from bot.conversation.budget import estimate_tokens
 from bot.core import Core, Gate, TurnResult
 from bot.providers import ProviderHub, ProviderSettings
@@ -195,7 +196,8 @@ async def test_operator_defaults_hold_until_a_scope_sets_the_name(database_url: 
         ("/limits set tokens_per_user_day 10000000000001", "not a limit"),
         ("/limits set tokens_per_user_day 9" + "9" * 35, "not a limit"),
         ("/limits set tokens_per_user_day " + "9" * 5000, "too long"),
-        ("/limits set tokens_per_user_day '\x00'", "needs a value"),
+        ("/limits set tokens_per_user_day '\x00'", "control character (U+0000) at position 1"),
+        ("/limits set tokens_per_user_day 1\x000", "control character (U+0000) at position 2"),
         ("/limits set nope 5", "not a valid name"),
         ("/limits set tokens_per_server_day 5", "scope:server"),
         ("/limits set tokens_per_user_day 5 scope:galaxy", "not a valid scope"),
@@ -461,7 +463,10 @@ async def test_matrix_power_levels(core: Core) -> None:
     [
         ("/access allow user", "Usage"),
         ("/access allow user ''", "needs a value"),
-        ("/access allow user '\x00\x00'", "needs a value"),
+        ("/access allow user '\x00\x00'", "control character"),
+        # Dropping the NUL would allow someone else than the id typed: 1234.
+        ("/access allow user 12\x0034", "control character (U+0000) at position 3"),
+        ("/access allow user <@12\x1b34>", "control character (U+001B) at position 5"),
         ("/access allow user abc", "not a Discord user id"),
         ("/access allow user -1", "not a Discord user id"),
         ("/access allow user 0_1", "not a Discord user id"),
@@ -478,6 +483,14 @@ async def test_matrix_power_levels(core: Core) -> None:
 async def test_access_refuses_hostile_input(core: Core, text: str, why: str) -> None:
     reply = await command(core, text, ADMIN)
     assert not reply.ok and why in reply.text, reply.text
+    assert "everyone" in (await command(core, "/access", ADMIN)).text
+
+
+async def test_an_option_value_with_a_nul_is_refused_as_it_comes_from_discord(core: Core) -> None:
+    """A slash command's options arrive as values, not as a line: the same rule holds."""
+    inv = Invocation(("access",), {"action": "deny", "kind": "user", "id": "12\x0034"})
+    reply = await core.run_command(REF, ADMIN, inv)
+    assert not reply.ok and "control character (U+0000) at position 3" in reply.text
     assert "everyone" in (await command(core, "/access", ADMIN)).text
 
 

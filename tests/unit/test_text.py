@@ -8,8 +8,10 @@ from bot.types.text import (
     TextError,
     clean_text,
     header_safe,
+    normalize_text,
     parse_decimal,
     parse_integer,
+    refuse_controls,
     shorten,
     shown_name,
     visible_id,
@@ -31,6 +33,30 @@ from bot.types.text import (
 def test_clean_text(raw: str, clean: str) -> None:
     assert clean_text(raw) == clean
     clean_text(raw).encode("utf-8")  # always encodable
+
+
+def test_normalize_text_keeps_controls_for_the_caller_to_judge() -> None:
+    assert normalize_text("a\r\nb\x00c\udce9") == "a\nb\x00c\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("12\x0034", "control character (U+0000) at position 3"),
+        ("\x1b[2J", "control character (U+001B) at position 1"),
+        ("gpt\x85", "control character (U+0085) at position 4"),
+    ],
+)
+def test_refuse_controls_names_the_character_and_where(typed: str, said: str) -> None:
+    with pytest.raises(TextError, match=r"The id has a ") as err:
+        refuse_controls(typed, "id")
+    assert said in str(err.value)
+    assert "\x00" not in str(err.value) and "\x1b" not in str(err.value)
+
+
+def test_refuse_controls_lets_tab_newline_and_any_script_through() -> None:
+    for typed in ("a\tb", "line\nline", "café ☕ 名前", "@bob:example.org"):
+        assert refuse_controls(typed, "id") == typed
 
 
 @pytest.mark.parametrize(
