@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,6 +19,30 @@ CONTINUE_INSTRUCTION = (
 )
 
 Message = dict[str, Any]
+
+# Where an answer and its continuation meet: after these a continuation starting with a
+# word needs a space; before these (closing punctuation) it never does.
+_ENDS_A_WORD = ".,;:!?)]}»”’…*\"'"
+_CLOSES = ".,;:!?)]}»”’…"
+
+
+def _spaced_script(char: str) -> bool:
+    """A letter or digit of a script that puts spaces between words (not CJK's)."""
+    return char.isalnum() and unicodedata.east_asian_width(char) not in ("W", "F")
+
+
+def continuation_gap(before: str, after: str) -> str:
+    """The space an instructed continuation leaves out: `blue.` + `It is` reads `blue. It
+    is`. A model asked to go on (CONTINUE_INSTRUCTION) starts its text without one,
+    where a prefilled one (Claude, Mistral) writes it itself; CJK texts take none."""
+    if not before or not after or before[-1].isspace() or after[0].isspace():
+        return ""
+    last, first = before[-1], after[0]
+    if first in _CLOSES or not (_spaced_script(last) or last in _ENDS_A_WORD):
+        return ""
+    if not (_spaced_script(first) or first in "\"'*([“‘«_"):
+        return ""
+    return " "
 
 
 def named_text(message: ChatMessage, multi_user: bool) -> str:

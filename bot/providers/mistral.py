@@ -11,6 +11,7 @@ class MistralProvider(OpenAICompatible):
     name = "Mistral AI"
     default_base = "https://api.mistral.ai/v1"
     ask_usage = False  # Mistral puts usage on the last chunk without an opt-in
+    instructed_continue = False  # the answer so far is a prefix it writes on from
     auth_hint = " A new Mistral key can take a few minutes to become valid: wait and try again."
 
     def _messages(self, request: ChatRequest) -> list[Message]:

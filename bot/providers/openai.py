@@ -12,7 +12,8 @@ from bot.providers._provider import HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
 from bot.providers.base import BadRequest, ChatRequest, Delta, ModelInfo, Usage
-from bot.providers.convert import Message, openai_messages
+from bot.providers.convert import Message, continuation_gap, openai_messages
+from bot.types import Role
 
 log = logging.getLogger("bot.providers")
 
@@ -29,6 +30,9 @@ class OpenAICompatible(HTTPProvider):
     name: ClassVar[str] = "OpenAI"
     default_base: ClassVar[str] = "https://api.openai.com/v1"
     ask_usage: ClassVar[bool] = True
+    # Continues an answer by asking for more (no prefill), so the text comes back
+    # without the space between the two (`continuation_gap`).
+    instructed_continue: ClassVar[bool] = True
 
     def _credential_headers(self, credential: str) -> dict[str, str]:
         return {"authorization": f"Bearer {credential}"}
@@ -54,8 +58,14 @@ class OpenAICompatible(HTTPProvider):
     def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         known = self._t.usage_option.get(base)
         if not self.ask_usage or known is not None:
-            return self._stream_once(base, request, self.ask_usage and known is True)
-        return self._stream_trying_usage(base, request)
+            deltas = self._stream_once(base, request, self.ask_usage and known is True)
+        else:
+            deltas = self._stream_trying_usage(base, request)
+        last = request.messages[-1] if request.messages else None
+        if request.continue_answer and self.instructed_continue and last is not None:
+            if last.role is Role.ASSISTANT:
+                return _continuing(deltas, last.content)
+        return deltas
 
     def _stream_once(
         self, base: str, request: ChatRequest, ask_usage: bool
@@ -96,6 +106,20 @@ class OpenAICompatible(HTTPProvider):
 
 class OpenAIProvider(OpenAICompatible):
     pass
+
+
+async def _continuing(
+    deltas: AsyncGenerator[Delta, None], before: str
+) -> AsyncGenerator[Delta, None]:
+    """The stream, its first text given the space it left out after `before`."""
+    async with aclosing(deltas):
+        async for delta in deltas:
+            if delta.text:
+                yield delta._replace(text=continuation_gap(before, delta.text) + delta.text)
+                break
+            yield delta
+        async for delta in deltas:
+            yield delta
 
 
 _UNKNOWN_FIELD_WORDS = (

@@ -419,6 +419,27 @@ async def test_continue_extends_the_same_answer(database_url: str, endpoint: Fak
         await core.close()
 
 
+async def test_continue_puts_back_the_space_the_model_leaves_out(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Asked to go on, an OpenAI-shaped model starts its text without the space between
+    the answer and its continuation; shown and stored, the two read as one text."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        endpoint.script = Script(chunks=["The sky is blue."])
+        await chat(core, "the sky?")
+        endpoint.script = Script(chunks=["It is ", "also vast."])
+        _, sink = await control(core, "/continue")
+        assert sink.final == ("The sky is blue. It is also vast.", None)
+        [_, answer] = await rows(core)
+        assert answer.content == "The sky is blue. It is also vast."
+        endpoint.script = Script(chunks=["そして広い。"])  # CJK takes no space
+        _, sink = await control(core, "/continue")
+        assert sink.final == ("The sky is blue. It is also vast.そして広い。", None)
+    finally:
+        await core.close()
+
+
 async def test_retry_after_an_error_and_only_the_asker_or_an_admin(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:

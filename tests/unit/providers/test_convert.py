@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from bot.providers.convert import (
     CONTINUE_PLACEHOLDER,
     START_PLACEHOLDER,
     claude_messages,
+    continuation_gap,
     mistral_messages,
 )
 from bot.types import ChatMessage, Role
@@ -98,3 +100,30 @@ def test_mistral_adds_continue_only_when_needed() -> None:
     assert mistral_messages(ends_user) == [{"role": "user", "content": "hi"}]
     ends_bot = ChatRequest(model="m", messages=(ChatMessage(Role.ASSISTANT, "yo"),))
     assert mistral_messages(ends_bot)[-1] == {"role": "user", "content": CONTINUE_PLACEHOLDER}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "gap"),
+    [
+        ("The sky is blue.", "It is also vast.", " "),
+        ("She paused,", "then went on.", " "),
+        ("Once upon", "a time.", " "),  # a model asked to go on leaves the space out
+        ("*smiles*", '"Hello."', " "),
+        ("It costs", "42 coins.", " "),
+        ("Once upon", " a time.", ""),  # it wrote the space itself
+        ("Once upon ", "a time.", ""),
+        ("He said", ", quietly.", ""),  # closing punctuation attaches
+        ("Wait", "...", ""),
+        ("(see", ")", ""),
+        ("well-", "known", ""),  # a hyphen or an opening bracket joins
+        ("(", "aside)", ""),
+        ("空は青い。", "そして広い。", ""),  # CJK puts no spaces between words
+        ("Это конец", "истории.", " "),  # Cyrillic does
+        ("", "Hello", ""),
+        ("Hello", "", ""),
+    ],
+)
+def test_an_instructed_continuation_gets_the_space_it_left_out(
+    before: str, after: str, gap: str
+) -> None:
+    assert continuation_gap(before, after) == gap
