@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bot.types import ReplyMode, Source
-from bot.types.text import TextError, clean_text, parse_decimal, parse_integer, shorten
+from bot.types.text import TextError, clean_text, parse_decimal, parse_integer, quoted
 
 
 class FieldError(ValueError):
@@ -177,7 +177,7 @@ class Field:
                 return True
             if text.lower() in SWITCH_OFF:
                 return False
-            raise FieldError(f"{self.name} must be on or off, not `{shorten(text, 40)}`.")
+            raise FieldError(f"{self.name} must be on or off, not {quoted(text, 40)}.")
         if self.kind is Kind.CHOICE:
             if text.lower() in self.choices:
                 return text.lower()
@@ -196,7 +196,7 @@ class Field:
             number = parse_decimal(text)
         if number is None:
             kind = "a whole number" if self.kind is Kind.INTEGER else "a number"
-            raise FieldError(f"{self.name} must be {kind}, not `{shorten(text, 40)}`.")
+            raise FieldError(f"{self.name} must be {kind}, not {quoted(text, 40)}.")
         return self.check(number)
 
     def check(self, value: object) -> object:

@@ -22,11 +22,12 @@ from bot.characters import (
     read_card,
 )
 from bot.characters.preset import MAX_PRESET_BYTES
-from bot.commands.parse import CommandError, echo
+from bot.commands.parse import CommandError
 from bot.commands.spec import CommandContext
 from bot.fields import REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
+from bot.types.text import quoted
 
 log = logging.getLogger("bot.commands")
 
@@ -56,14 +57,14 @@ async def _file_bytes(ctx: CommandContext, args: dict[str, Any], path: str, limi
     file = args.get("file")
     if not isinstance(file, Attachment) or file.fetch is None:
         raise CommandError(f"No file came with the command. {_how_to_attach(ctx, path)}")
-    too_large = f"{echo(file.filename)} is too large (the limit is {limit // 1024:,} KB)."
+    too_large = f"{quoted(file.filename)} is too large (the limit is {limit // 1024:,} KB)."
     if file.size > limit:
         raise CommandError(too_large)
     try:
         data = await file.fetch()
     except Exception as err:  # the platform's download error, whatever its type
         log.info("could not fetch %s: %s", file.filename, type(err).__name__)
-        raise CommandError(f"Could not download {echo(file.filename)}; try again.") from None
+        raise CommandError(f"Could not download {quoted(file.filename)}; try again.") from None
     if len(data) > limit:
         raise CommandError(too_large)
     return data

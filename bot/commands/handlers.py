@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
-from bot.commands.parse import CommandError, echo, suggest
+from bot.commands.parse import CommandError, suggest
 from bot.commands.quotas import access_summary
 from bot.commands.spec import DEFAULT, Command, CommandContext, walk
 from bot.connection import PROXY_PASSWORD, endpoint_for, endpoint_url, run_status_check
@@ -14,6 +14,7 @@ from bot.providers import StatusResult
 from bot.providers.policy import EndpointRefused
 from bot.store import SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Platform, Reply, Scope, SecretValue, Source
+from bot.types.text import quoted
 
 _MAX_LISTED = 60
 
@@ -367,14 +368,14 @@ async def _model_warning(ctx: CommandContext, config: ChannelConfig, model: str)
     p = ctx.prefix
     if listed:
         return (
-            f"\nWarning: the endpoint's model list does not include `{echo(model)}`."
+            f"\nWarning: the endpoint's model list does not include {quoted(model)}."
             f"{suggest(model, listed)} If chat fails, check the spelling ({p}models list)."
         )
     if config.proxy_url or config.source is Source.CUSTOM:
         return ""
     close = suggest(model, list(builtin))
     return (
-        f"\nNote: `{echo(model)}` is not in the bot's {config.source.value} list.{close} New "
+        f"\nNote: {quoted(model)} is not in the bot's {config.source.value} list.{close} New "
         f"models work before the list knows them; if chat fails, check the spelling "
         f"({p}models external lists what the endpoint offers)."
     )

@@ -15,13 +15,11 @@ from bot.types.text import (
     normalize_text,
     parse_decimal,
     parse_integer,
+    quoted,
     refuse_controls,
-    shorten,
     strip_invisible,
     visible_id,
 )
-
-_ECHO = 60  # characters of a bad value quoted back
 
 
 class CommandError(ValueError):
@@ -61,13 +59,8 @@ def _token(text: str, pos: int) -> tuple[str, int] | None:
 
 
 def suggest(word: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(word[:_ECHO].lower(), candidates, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word[:60].lower(), candidates, n=1, cutoff=0.6)
     return f" Did you mean `{close[0]}`?" if close else ""
-
-
-def echo(text: str) -> str:
-    """A bad value quoted back, short: a 100 KB typo does not come back 100 KB long."""
-    return shorten(" ".join(clean_text(text).split()), _ECHO)
 
 
 def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocation:
@@ -86,7 +79,7 @@ def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocatio
     if command is None:
         names = [c.name for c in table]
         raise CommandError(
-            f"Unknown command `{prefix}{echo(name)}`.{suggest(name, names)} "
+            f"Unknown command {quoted(prefix + name)}.{suggest(name, names)} "
             f"Type {prefix}help for the list."
         )
     path: tuple[str, ...] = (command.name,)
@@ -101,7 +94,7 @@ def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocatio
         sub = command.sub(nxt[0].lower())
         if sub is None:
             raise CommandError(
-                f"`{prefix}{name}` has no `{echo(nxt[0])}`.{suggest(nxt[0], subs)} "
+                f"`{prefix}{name}` has no {quoted(nxt[0])}.{suggest(nxt[0], subs)} "
                 f"Choose one of: {', '.join(subs)}."
             )
         command, path, pos = sub, (*path, sub.name), nxt[1]
@@ -137,7 +130,7 @@ def _options(
             continue
         if not positional:
             raise CommandError(
-                f"Too many values: `{echo(value)}` is not expected. "
+                f"Too many values: {quoted(value)} is not expected. "
                 f"Usage: {usage(path, command, prefix)}"
             )
         opt = positional.pop(_fitting(positional, value))
@@ -246,7 +239,7 @@ def _coerce(opt: Option, value: Any) -> Any:
         lowered = text.lower()
         if lowered not in opt.choices:
             raise CommandError(
-                f"`{echo(text)}` is not a valid {opt.name}.{suggest(lowered, list(opt.choices))} "
+                f"{quoted(text)} is not a valid {opt.name}.{suggest(lowered, list(opt.choices))} "
                 f"Choose one of: {', '.join(opt.choices)}."
             )
         return lowered
@@ -256,11 +249,11 @@ def _coerce(opt: Option, value: Any) -> Any:
             return True
         if lowered in SWITCH_OFF:
             return False
-        raise CommandError(f"`{opt.name}` must be on or off, not `{echo(text)}`.")
+        raise CommandError(f"`{opt.name}` must be on or off, not {quoted(text)}.")
     if opt.kind in (Kind.NUMBER, Kind.INTEGER):
         number = parse_integer(text) if opt.kind is Kind.INTEGER else parse_decimal(text)
         if number is None:
-            raise CommandError(f"`{opt.name}` must be a number, not `{echo(text)}`.")
+            raise CommandError(f"`{opt.name}` must be a number, not {quoted(text)}.")
         low, high = opt.min_value, opt.max_value
         if (low is not None and number < low) or (high is not None and number > high):
             raise CommandError(f"`{opt.name}` must be {_range(opt)}.")

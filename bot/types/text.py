@@ -141,6 +141,28 @@ def parse_decimal(text: str) -> float | None:
     return float(value) if _DECIMAL.fullmatch(value) else None
 
 
+_BACKTICKS = re.compile(r"`+")
+_UNSEEN = ("Cf", "Co", "Cn", "Cs")  # format, private use, unassigned, surrogate
+
+
+def quoted(text: str, limit: int = 60) -> str:
+    """A typed value quoted back in a reply: one line, at most `limit` characters, in a
+    code span no backtick inside it can close early (a longer fence, as Discord and
+    Matrix read it), so `a`b` cannot spill its rest out as formatting. Characters that
+    show nothing or turn the text around (zero-width, right-to-left override) are
+    named, `<U+202E>`, so the reply reads as written and says what was typed."""
+    visible = "".join(
+        f"<U+{ord(c):04X}>" if unicodedata.category(c) in _UNSEEN else c
+        for c in " ".join(clean_text(text).split())
+    )
+    shown = shorten(visible, limit)
+    if not shown:
+        return "(nothing)"
+    fence = "`" * (max(map(len, _BACKTICKS.findall(shown)), default=0) + 1)
+    pad = " " if shown[0] == "`" or shown[-1] == "`" else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"
+
+
 def shorten(text: str, limit: int) -> str:
     """At most `limit` characters, with `…` where it was cut."""
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bot.types import Actor, ChannelRef, Platform
 from bot.types.limits import AccessKind, AccessRule, Effect
+from bot.types.text import quoted
 
 MAX_LEVEL = 10**15  # Matrix power levels are canonical-JSON integers (±2^53)
 
@@ -86,31 +87,31 @@ _CONSOLE_USER = re.compile(r"[A-Za-z0-9_.\-@:]{1,100}")
 def parse_subject(kind: AccessKind, text: str, platform: Platform) -> str:
     """The stored form of a rule's subject: an id as the platform writes it, or a level."""
     raw = text.strip()
-    shown = raw[:60] or "(nothing)"
+    shown = quoted(raw)
     if kind is AccessKind.LEVEL:
         if platform is not Platform.MATRIX:
             raise AccessError("Power levels are Matrix's; on this platform use user or role.")
         if not re.fullmatch(r"-?[0-9]{1,16}", raw) or abs(int(raw)) > MAX_LEVEL:
-            raise AccessError(f"`{shown}` is not a power level: give a whole number like 50.")
+            raise AccessError(f"{shown} is not a power level: give a whole number like 50.")
         return str(int(raw))
     if kind is AccessKind.ROLE:
         if platform is not Platform.DISCORD:
             raise AccessError("Roles are Discord's; on Matrix use a power level (level 50).")
         raw = raw.removeprefix("<@&").removesuffix(">")
         if not _SNOWFLAKE.fullmatch(raw):
-            raise AccessError(f"`{shown}` is not a role id: give its number or mention it.")
+            raise AccessError(f"{shown} is not a role id: give its number or mention it.")
         return raw
     if platform is Platform.DISCORD:
         raw = raw.removeprefix("<@").removeprefix("!").removesuffix(">")
         if not _SNOWFLAKE.fullmatch(raw):
-            raise AccessError(f"`{shown}` is not a Discord user id: give the number or mention.")
+            raise AccessError(f"{shown} is not a Discord user id: give the number or mention.")
         return raw
     if platform is Platform.MATRIX:
         if not _MATRIX_USER.fullmatch(raw):
-            raise AccessError(f"`{shown}` is not a Matrix user id like @name:example.org.")
+            raise AccessError(f"{shown} is not a Matrix user id like @name:example.org.")
         return raw
     if not _CONSOLE_USER.fullmatch(raw):
-        raise AccessError(f"`{shown}` is not a user name.")
+        raise AccessError(f"{shown} is not a user name.")
     return raw
 
 

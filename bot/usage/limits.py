@@ -10,6 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
 from bot.types.limits import Counts, LimitName, ScopeLimits
+from bot.types.text import quoted
 
 MAX_VALUE = 10**12  # far beyond any real quota, and inside a BIGINT
 # What an answer is guessed to cost before it is written (max_tokens when smaller).
@@ -84,9 +85,8 @@ def parse_value(text: str) -> int | Literal["default"] | None:
     plain = re.sub(r"(?<=[0-9])[, ](?=[0-9]{3}\b)", "", cleaned)
     # Only ASCII digits: int() would also take "0_1", "٣" or "+5".
     if not _DIGITS.fullmatch(plain) or int(plain) > MAX_VALUE:
-        shown = text.strip()[:40] or "(nothing)"
         raise LimitError(
-            f"`{shown}` is not a limit: give a whole number from 0 to {MAX_VALUE:,}, "
+            f"{quoted(text, 40)} is not a limit: give a whole number from 0 to {MAX_VALUE:,}, "
             f"`{OFF}` (no limit here) or `{DEFAULT}` (the server's or operator's)."
         )
     return int(plain)

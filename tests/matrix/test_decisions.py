@@ -30,6 +30,7 @@ from bot.frontends.matrix.sink import (
     message_content,
     reply_relation,
 )
+from bot.types.text import quoted
 
 BOT = "@bot:example.org"
 
@@ -276,6 +277,13 @@ def test_markdown_is_rendered_and_everything_else_escaped() -> None:
     assert fence.startswith("look:") and fence.endswith("done")
     # An answer still streaming has an open fence: it renders as code anyway.
     assert markdown_to_html("```\nx = 1").startswith("<pre><code>x = 1")
+
+
+def test_a_refused_value_with_backticks_renders_as_one_code_span() -> None:
+    """What a reply quotes back (`quoted`) stays one span in Matrix's HTML."""
+    for typed, code in [("@a`b:hs", "@a`b:hs"), ("`**x**`", "`**x**`")]:
+        html = markdown_to_html(f"{quoted(typed)} is not a Matrix user id.")
+        assert html == f"<code>{code}</code> is not a Matrix user id.", html
 
 
 def test_links_only_with_safe_schemes() -> None:

@@ -11,6 +11,7 @@ from bot.types.text import (
     normalize_text,
     parse_decimal,
     parse_integer,
+    quoted,
     refuse_controls,
     shorten,
     shown_name,
@@ -153,3 +154,21 @@ def test_shorten() -> None:
 )
 def test_shown_name(raw: str, shown: str) -> None:
     assert shown_name(raw) == shown
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("gpt-4", "`gpt-4`"),
+        ("@a`b:hs", "``@a`b:hs``"),  # a backtick inside cannot close the span early
+        ("a``b`", "``` a``b` ```"),  # nor a run of them; one at an edge gets a space
+        ("two\n  lines\x00", "`two lines`"),
+        ("", "(nothing)"),
+        ("x" * 100, "`" + "x" * 59 + "…`"),
+        ("\u202e123", "`<U+202E>123`"),  # would turn the rest of the reply around
+        ("gpt\u200b4", "`gpt<U+200B>4`"),
+    ],
+)
+def test_quoted_makes_a_code_span_nothing_typed_can_break(typed: str, shown: str) -> None:
+    assert quoted(typed) == shown
+
