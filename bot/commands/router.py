@@ -13,7 +13,7 @@ from bot.fields import FieldError
 from bot.providers import ProviderError
 from bot.store import StoreError
 from bot.store.secrets import SecretUnreadable
-from bot.types import Reply
+from bot.types import Reply, failure
 
 log = logging.getLogger("bot.commands")
 
@@ -111,5 +111,13 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
         return Reply(str(err), private=True, ok=False)
     except ProviderError as err:
         return Reply(err.user_message, private=True, ok=False)
+    except Exception as err:  # a bug: said, logged by kind and place, never a traceback
+        log.error("%s failed: %s", name, failure(err))
+        return Reply(
+            f"Something went wrong running {name} ({type(err).__name__}). Try again; if it "
+            "keeps failing, the bot's log says where.",
+            private=True,
+            ok=False,
+        )
     log.info("%s ran %s in %s", ctx.actor.id, name, ctx.ref)
     return replace(reply, private=command.private)

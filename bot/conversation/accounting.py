@@ -15,7 +15,7 @@ from bot.conversation.stream import Outcome
 from bot.providers import ChatRequest, Endpoint
 from bot.store import Store, StoreError, api_key_name
 from bot.store.secrets import SecretUnreadable
-from bot.types import ChannelRef, KeyScope, Usage, UsageRecord
+from bot.types import ChannelRef, KeyScope, Usage, UsageRecord, failure
 
 log = logging.getLogger("bot.conversation")
 
@@ -100,5 +100,8 @@ async def record(
         await store.record_usage(row, reserved)
     except StoreError as err:
         log.warning("could not record usage in %s: %s", ref, err)
+        return None
+    except Exception as err:  # bookkeeping: the answer is shown and kept regardless
+        log.error("could not record usage in %s: %s", ref, failure(err))
         return None
     return row

@@ -10,6 +10,7 @@ import asyncio
 import codecs
 import contextlib
 import getpass
+import logging
 import os
 import signal
 import sys
@@ -30,10 +31,12 @@ from bot.types import (
     Reply,
     ReplyFile,
     SecretValue,
+    failure,
 )
 from bot.types.text import TextError, refuse_controls
 
 T = TypeVar("T")
+log = logging.getLogger("bot.console")
 
 ATTACH = "/attach"
 
@@ -190,10 +193,10 @@ class Console:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, self._interrupted)
         if self._tty:
-            log = f" The log is in {self._log_path}." if self._log_path else ""
+            where = f" The log is in {self._log_path}." if self._log_path else ""
             self._print(
                 f"chatbot console, channel '{self._ref.channel_id}'. Lines starting with / are "
-                f"commands (/help). Ctrl-C stops an answer; Ctrl-D or Ctrl-C quits.{log}"
+                f"commands (/help). Ctrl-C stops an answer; Ctrl-D or Ctrl-C quits.{where}"
             )
         try:
             while not self._leave.is_set():
@@ -202,7 +205,16 @@ class Console:
                     line = await self._until_leave(self._reader.line("> "))
                 if line is None:
                     break
-                await self._until_leave(self._handle(line.strip()))
+                try:
+                    await self._until_leave(self._handle(line.strip()))
+                except Exception as err:  # one line's failure must not end the console
+                    log.error("console: handling a line failed: %s", failure(err))
+                    self._answering = self._asking = False
+                    where = f" ({self._log_path})" if self._log_path else ""
+                    self._print(
+                        f"Something went wrong ({type(err).__name__}). Try again; if it keeps "
+                        f"failing, the log{where} says where."
+                    )
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)

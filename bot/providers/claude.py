@@ -11,6 +11,7 @@ from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
 from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
 from bot.providers.convert import claude_messages
+from bot.types.usage import reported_tokens
 
 API_BASE = "https://api.anthropic.com/v1"
 API_VERSION = "2023-06-01"
@@ -80,10 +81,6 @@ class ClaudeProvider(HTTPProvider):
         return stream_deltas(self._t, spec, lambda: EventDecoder(spec.where))
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _usage(value: Any) -> Usage | None:
     """Messages-API usage: input counts cache writes and reads too (all were sent).
 
@@ -92,12 +89,12 @@ def _usage(value: Any) -> Usage | None:
     if not isinstance(value, dict):
         return None
     parts = [
-        _int(value.get(k))
+        reported_tokens(value.get(k))
         for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     ]
     known = [p for p in parts if p is not None]
-    prompt = sum(known) if known else None
-    completion = _int(value.get("output_tokens"))
+    prompt = reported_tokens(sum(known)) if known else None
+    completion = reported_tokens(value.get("output_tokens"))
     if prompt is None and completion is None:
         return None
     return Usage(prompt_tokens=prompt, completion_tokens=completion)

@@ -14,6 +14,7 @@ from bot.providers._streaming import loads, stream_deltas
 from bot.providers.base import BadRequest, ChatRequest, Delta, ModelInfo, Usage
 from bot.providers.convert import Message, continuation_gap, openai_messages
 from bot.types import Role
+from bot.types.usage import reported_tokens
 
 log = logging.getLogger("bot.providers")
 
@@ -176,7 +177,8 @@ def parse_models(body: Any, where: str) -> list[ModelInfo]:
 def _usage(value: Any) -> Usage | None:
     if not isinstance(value, dict):
         return None
-    prompt, completion = _int(value.get("prompt_tokens")), _int(value.get("completion_tokens"))
+    prompt = reported_tokens(value.get("prompt_tokens"))
+    completion = reported_tokens(value.get("completion_tokens"))
     if prompt is None and completion is None:
         return None
     return Usage(prompt_tokens=prompt, completion_tokens=completion)

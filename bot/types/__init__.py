@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-from bot.types.secrets import REDACTED, SECRET_REGISTRY, SecretValue, redact
+from bot.types.secrets import REDACTED, SECRET_REGISTRY, SecretValue, failure, redact
 from bot.types.usage import KeyScope, Usage, UsageBucket, UsageQuery, UsageRecord
 
 
@@ -321,5 +321,6 @@ __all__ = [
     "UsageBucket",
     "UsageQuery",
     "UsageRecord",
+    "failure",
     "redact",
 ]

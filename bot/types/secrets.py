@@ -7,6 +7,7 @@ import html
 import json
 import re
 import threading
+import traceback
 from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import quote, quote_plus
@@ -184,3 +185,17 @@ class SecretValue:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("SecretValue cannot be pickled")
+
+
+def failure(err: BaseException) -> str:
+    """An unexpected error for the log: its kind and where it was raised in the bot,
+    `OverflowError in bot/store/usage.py:116 (record_usage)`. Not its message: a
+    driver's message can carry the statement's values (a message, a stored secret)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    ours = [f for f in frames if "/bot/" in f.filename.replace("\\", "/")] or frames
+    if not ours:
+        return type(err).__name__
+    frame = ours[-1]
+    path = frame.filename.replace("\\", "/")
+    where = path[path.rfind("/bot/") + 1 :] if "/bot/" in path else path.rsplit("/", 1)[-1]
+    return f"{type(err).__name__} in {where}:{frame.lineno} ({frame.name})"

@@ -6,6 +6,19 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
+# More than any model's context and answer together (the largest hold ~10M tokens): a
+# count above it, like a negative one, is a broken or hostile report, not usage.
+MAX_TOKENS_PER_CALL = 100_000_000
+
+
+def reported_tokens(value: object) -> int | None:
+    """A token count as an endpoint reported it, or None when it is no plausible count
+    (not a whole number, negative, or beyond MAX_TOKENS_PER_CALL): then the call's
+    usage is estimated, and no report can overflow a sum in /usage or a quota."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 0 <= value <= MAX_TOKENS_PER_CALL else None
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:

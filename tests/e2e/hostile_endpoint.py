@@ -66,6 +66,7 @@ class Stream:
     total_chars: int = 0
     piece_chars: int = 64 * 1024
     fill: str = "x"
+    usage: dict[str, object] | None = None  # a `chunks` script's last chunk reports it
 
     @property
     def answer(self) -> str:
@@ -266,6 +267,9 @@ class HostileEndpoint:
                 if self._stopping:
                     return
                 await resp.write(sse_chunk(text(chunk)))
+            if s.usage is not None:
+                body = {"id": "c1", "object": "chat.completion.chunk", "choices": []}
+                await resp.write(f"data: {json.dumps({**body, 'usage': s.usage})}\n\n".encode())
             await resp.write(_END)
         elif s.kind == "endless":
             while not self._stopping:

@@ -1062,6 +1062,34 @@ def test_max_answer_chars_caps_what_is_shown_and_stored(
     assert content.count("Ω") <= 1000 and len(content) <= 1200, len(content)
 
 
+@pytest.mark.parametrize(
+    "usage",
+    [
+        pytest.param({"prompt_tokens": -5, "completion_tokens": 10**30}, id="beyond-int64"),
+        pytest.param({"prompt_tokens": 2**62, "completion_tokens": 2**62}, id="sum-overflows"),
+        pytest.param({"prompt_tokens": "12", "completion_tokens": True}, id="not-numbers"),
+    ],
+)
+def test_impossible_token_counts_are_estimated_and_usage_still_adds_up(
+    any_db_ws: Workspace, endpoint: HostileEndpoint, usage: dict[str, object]
+) -> None:
+    """An endpoint's usage report beyond any model (or negative, or not a number) is no
+    report: the turn is counted by estimate, and neither the turn nor /usage breaks (a
+    count of 2^62 twice overflowed SQLite's sum; 10^30 did not fit its column)."""
+    ws = any_db_ws
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(chunks=["Hello", " there"], usage=usage)
+    run = ws.run(["hello", "hello again", "/usage", "/help"])
+    run.assert_survived()
+    assert run.out.count("Hello there") == 2, run.describe()
+    rows = ws.query("SELECT input_tokens, output_tokens, estimated FROM usage")
+    assert len(rows) == 2 and all(r[2] for r in rows), rows
+    assert all(0 < r[0] < 10_000 and 0 < r[1] < 10_000 for r in rows), rows
+    assert "Something went wrong" not in run.out, run.describe()
+    assert re.search(r"Total: [0-9,]{1,6} tokens", run.out), run.describe()
+
+
 # --------------------------------------------------------------------------------------
 # 11. Huge answers
 # --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -349,6 +350,33 @@ async def test_console_prints_a_per_day_table_and_prices_give_a_cost(database_ur
         await core.close()
 
 
+async def test_a_command_that_fails_unexpectedly_says_so_and_logs_where(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows an older version stored from a hostile endpoint (2^62 tokens twice) overflow
+    SQLite's sum (PostgreSQL sums bigints as numeric): /usage then says it went wrong,
+    names no value, and the log says where (the same holds for any command's unexpected
+    failure, on every front-end)."""
+    core = await open_core(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    try:
+        await _overflowing_usage(core, caplog)
+    finally:
+        await core.close()
+
+
+async def _overflowing_usage(core: Core, caplog: pytest.LogCaptureFixture) -> None:
+    for _ in range(2):
+        await core.store.record_usage(record(TODAY, "u1", "m", (2**62, 2**62)))
+    reply = await command(core, "/usage channel", ADMIN)
+    assert not reply.ok
+    assert reply.text.startswith("Something went wrong running /usage (OperationalError)")
+    assert "SELECT" not in reply.text and "4611686018427387904" not in reply.text
+    logged = [r.getMessage() for r in caplog.records if "/usage failed" in r.getMessage()]
+    assert logged and "OperationalError in bot/" in logged[0], logged
+    assert "SELECT" not in logged[0]
+    assert (await command(core, "/settings", ADMIN)).ok  # and the bot goes on
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -358,7 +386,8 @@ async def test_console_prints_a_per_day_table_and_prices_give_a_cost(database_ur
         ("/usage me week extra", "Too many values"),
         ("/usage scope:", "needs a value"),
         ("/usage colour:red", "`colour:red` is not a valid scope"),
-        ("/usage \x00\u202e", "is not a valid scope"),
+        ("/usage \x00\u202e", "control character (U+0000) at position 1"),
+        ("/usage \u202e", "is not a valid scope"),
     ],
 )
 async def test_junk_arguments_get_a_clear_message(core: Core, text: str, expected: str) -> None:

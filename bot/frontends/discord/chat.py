@@ -22,7 +22,7 @@ from bot.frontends.discord.events import (
 )
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
-from bot.types import Attachment, Incoming
+from bot.types import Attachment, Incoming, failure
 
 log = logging.getLogger("bot.discord")
 
@@ -164,7 +164,7 @@ class ChatHandler:
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
         except Exception as err:
-            log.warning("a chat turn in %s failed: %s", ref, type(err).__name__)
+            log.warning("a chat turn in %s failed: %s", ref, failure(err))
         finally:
             await target.close()
         if not target.blocked:

@@ -30,7 +30,7 @@ from bot.frontends.discord.buttons import (
 from bot.frontends.discord.interactions import interaction_context
 from bot.frontends.discord.persona import Personas, Speaker
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
-from bot.types import ChannelRef, Greeting, Reply
+from bot.types import ChannelRef, Greeting, Reply, failure
 
 log = logging.getLogger("bot.discord")
 
@@ -173,7 +173,7 @@ class Controls:
                 await held.release()
                 await answer.settle(view)
         except Exception as err:
-            log.warning("a %s button failed: %s", press.value, type(err).__name__)
+            log.warning("a %s button failed: %s", press.value, failure(err))
             await _followup(interaction, "That did not work. Try again in a moment.")
         finally:
             await answer.close()

@@ -17,7 +17,7 @@ from bot.core import Core, secret_prompt, split_text
 from bot.frontends.discord.commands import secret_options
 from bot.frontends.discord.events import actor_for, channel_ref
 from bot.frontends.discord.sink import LIMIT
-from bot.types import Actor, Attachment, ChannelRef, Greeting, Reply, SecretValue
+from bot.types import Actor, Attachment, ChannelRef, Greeting, Reply, SecretValue, failure
 
 log = logging.getLogger("bot.discord")
 
@@ -89,7 +89,7 @@ class CommandRunner:
             reply = await task
         except Exception as err:
             task.cancel()
-            log.warning("%s failed: %s", name, type(err).__name__)
+            log.warning("%s failed: %s", name, failure(err))
             reply = Reply(
                 f"Something went wrong running {name} ({type(err).__name__}). Try again; "
                 "if it keeps failing, the bot's log says more.",

@@ -21,6 +21,7 @@ from bot.frontends.matrix.decide import Action, EventFacts, JoinAction
 from bot.frontends.matrix.messages import ArrivalOrder, Message, MessageHandler, RecentIds
 from bot.frontends.matrix.session import log_in, unreachable
 from bot.frontends.matrix.sink import RatePace
+from bot.types import failure
 
 if TYPE_CHECKING:
     from bot.frontends.matrix import MatrixOptions
@@ -126,7 +127,7 @@ class MatrixBot:
                 try:
                     self._on_event(room_id, event)
                 except Exception as err:  # one odd event must not stop the sync loop
-                    log.error("skipped an event in %s: %s", room_id, type(err).__name__)
+                    log.error("skipped an event in %s: %s", room_id, failure(err))
             self._leave_if_alone(room_id)
 
     def _retry_undecrypted(self) -> None:
@@ -242,7 +243,7 @@ class MatrixBot:
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            log.error("handling a %s failed: %s", kind, type(err).__name__)
+            log.error("handling a %s failed: %s", kind, failure(err))
 
     # --- membership ------------------------------------------------------------------
     async def _on_invite(self, room_id: str) -> None:
