@@ -171,4 +171,3 @@ def test_shown_name(raw: str, shown: str) -> None:
 )
 def test_quoted_makes_a_code_span_nothing_typed_can_break(typed: str, shown: str) -> None:
     assert quoted(typed) == shown
-
