@@ -172,6 +172,7 @@ class Console:
         self._pending: list[Attachment] = []
         self._held: str | None = None  # a line read ahead, to be handled next
         self._asking = False  # a secret's prompt is waiting for its line
+        self._cancelled = False  # Ctrl-C at that prompt: its line is not the secret
 
     def _print(self, text: str) -> None:
         self._out.write(text + "\n")
@@ -179,11 +180,16 @@ class Console:
 
     def _interrupted(self) -> None:
         """Ctrl-C: stop the answer being written, or leave when none is. At a secret's
-        prompt it says how to cancel (the prompt's read cannot be taken back)."""
+        prompt it cancels that prompt: the line typed next is not the secret (the read
+        itself cannot be taken back, so the line still ends it)."""
         if self._answering and self._core.stop(self._ref):
             return
         if self._asking:
-            self._print("\nPress Enter to cancel: an empty answer changes nothing.")
+            self._cancelled = True
+            self._print(
+                "\nCancelled: nothing will be saved. Press Enter to go on (a command typed "
+                "now runs once you press Enter)."
+            )
             return
         self._leave.set()
 
@@ -304,12 +310,15 @@ class Console:
         for opt in command.options if command else ():
             if opt.secret and opt.required and opt.name not in inv.raw:
                 what = f"{secret_prompt(opt, inv.raw)} (input hidden): "
-                self._asking = True
+                self._asking, self._cancelled = True, False
                 try:
                     value = await self._reader.line(what, hidden=True)
                 finally:
                     self._asking = False
-                if value is None or not value.strip():
+                typed_command = value is not None and self._names_a_command(value)
+                if typed_command:  # `/settings` is no key: it is the next thing to do
+                    self._held = value
+                if self._cancelled or typed_command or value is None or not value.strip():
                     self._print(f"No {opt.name} given; nothing changed.")
                     return
                 inv.raw[opt.name] = SecretValue(value)
@@ -345,6 +354,17 @@ class Console:
             return
         self._print(
             "The next line was taken as the secret it asked for and dropped: not saved, not sent."
+        )
+
+    def _names_a_command(self, text: str) -> bool:
+        """`text` starts with one of the console's commands (`/settings`, `/model x`); a
+        password that merely starts with `/` is not echoed back as an unknown command."""
+        prefix = self._core.prefix(Platform.CONSOLE)
+        words = text.strip().split(maxsplit=1)
+        if not words or not words[0].startswith(prefix):
+            return False
+        return words[0] == ATTACH or any(
+            c.name == words[0][len(prefix) :].lower() for c in self._core.table
         )
 
     def _asks_secret(self, text: str) -> bool:

@@ -1257,8 +1257,9 @@ def test_ctrl_c_stops_the_answer_then_leaves_at_the_prompt(
 def test_ctrl_c_at_a_key_prompt_cancels_it_and_the_console_goes_on(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
-    """Ctrl-C while the console waits for a key does not quit: it says that an empty
-    answer cancels, and one does, changing nothing."""
+    """Ctrl-C while the console waits for a key does not quit: it cancels the prompt, so
+    whatever is typed next is not saved as the key (a command typed next runs), and an
+    empty answer cancels too. A command typed at the prompt is never taken as the key."""
     setup = ws.run(custom_setup(endpoint))
     assert setup.returncode == 0, setup.describe()
     live = ws.live()
@@ -1267,9 +1268,20 @@ def test_ctrl_c_at_a_key_prompt_cancels_it_and_the_console_goes_on(
     live.send("/key set custom")
     time.sleep(0.5)  # the prompt is waiting (nothing to see on a pipe)
     live.proc.send_signal(signal.SIGINT)
-    assert live.wait_for(b"Press Enter to cancel", timeout=30), "no hint at the prompt"
+    assert live.wait_for(b"Cancelled: nothing will be saved", timeout=30), "no word at Ctrl-C"
+    live.send("not-a-key-after-ctrl-c")
+    assert live.wait_for(b"No key given; nothing changed.", timeout=30), "not cancelled"
+    live.send("/key set custom")
+    time.sleep(0.5)
+    live.proc.send_signal(signal.SIGINT)
+    assert live.wait_for(b"Cancelled: nothing will be saved", timeout=30)
+    live.send("/model typed-after-ctrl-c")  # what people do next: it runs, not as the key
+    assert live.wait_for(b"Model set to typed-after-ctrl-c", timeout=30), "command lost"
+    live.send("/proxy password")
+    time.sleep(0.5)
+    live.send("/settings")  # no Ctrl-C: a command at the prompt is still no password
+    assert live.wait_for(b"Last change:", timeout=30), "/settings did not run"
     live.send("")
-    assert live.wait_for(b"nothing changed", timeout=30), "the empty answer did not cancel"
     live.send("/system")
     assert live.wait_for(SENTINEL_ANSWER.encode(), timeout=30), "the console did not go on"
     live.proc.send_signal(signal.SIGINT)
