@@ -382,7 +382,10 @@ class ChatEngine(_QuotaHooks):
         if action in (Control.NEXT, Control.PREVIOUS):
             assert question.id is not None
             return await self._swipe(ref, question.id, action, sink)
-        if action is Control.RETRY:
+        ended_early = answer is not None and answer.state in _ENDED_EARLY
+        if action is Control.RETRY and not ended_early:
+            # An answer cut off (an error mid-stream, a stop, a restart) is asked for
+            # again like /regenerate; a question that got none is asked again itself.
             if question.state is not TurnState.FAILED:
                 return await _notice(
                     sink,
@@ -687,6 +690,10 @@ def _estimate(
     prompt = min(sum(e.tokens for e in history), budget) + (question.tokens if question else 0)
     prompt += estimate_tokens(config.system_prompt) if config.system_prompt else 0
     return turn_estimate(prompt, config.number("max_tokens"))
+
+
+# How an answer that did not come whole ended: /retry asks for it again.
+_ENDED_EARLY = (TurnState.STOPPED, TurnState.INTERRUPTED)
 
 
 class _Blocked(Exception):

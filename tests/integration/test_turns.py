@@ -466,6 +466,27 @@ async def test_retry_after_an_error_and_only_the_asker_or_an_admin(
         await core.close()
 
 
+async def test_retry_after_an_answer_cut_off_by_an_error_asks_again(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """The error says "Try again": /retry does, though part of the answer arrived."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        endpoint.script = Script(chunks=["w0 ", "w1 ", "w2"], fail_after=2)
+        await core.chat(Incoming(REF, BOB, "a long story"), Sink())
+        [_, cut] = await rows(core)
+        assert cut.content == "w0 w1 " and cut.error and cut.state is TurnState.STOPPED
+        endpoint.script = Script(chunks=["the whole story"])
+        _, sink = await control(core, "/retry", BOB)
+        assert sink.final == ("the whole story", None)
+        [question, answer] = await rows(core)
+        assert answer.content == "the whole story" and answer.reply_to == question.id
+        _, sink = await control(core, "/retry", BOB)  # now it has a whole answer
+        assert sink.final is not None and "has an answer" in sink.final[0]
+    finally:
+        await core.close()
+
+
 async def test_a_front_end_that_cannot_stream_gets_the_answer_as_the_reply(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
