@@ -185,18 +185,23 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         raise CommandError(str(err)) from None
     password: SecretValue | None = args.get("password")
     # URL and password change together: an old password must not follow the channel to
-    # a new host, and a command is applied whole or not at all.
+    # a new host, and a command is applied whole or not at all. A password saved while
+    # no URL was set (`/proxy password` first) was meant for this one, and stays.
     scope = _scope_of(args)
+    waiting = password is None and not (await ctx.store.effective_config(ctx.ref)).proxy_url
+    waited = waiting and await _secret_state(ctx, PROXY_PASSWORD) != "not set"
     cleared = await ctx.store.update_config(
         ctx.ref,
         scope,
         ctx.actor,
         {"proxy_url": url, "resolved_url": None},
         action="proxy set",
-        secrets={PROXY_PASSWORD: password},
+        secrets={} if waiting else {PROXY_PASSWORD: password},
     )
     if password is not None:
         note = " with a password"
+    elif waited:
+        note = " with the proxy password saved before it"
     elif cleared.get(PROXY_PASSWORD):
         note = " (the previous proxy password was removed)"
     else:
@@ -216,12 +221,15 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
-    if not config.proxy_url:
-        raise CommandError(f"Set the proxy URL first: {ctx.prefix}proxy set <url>.")
     password: SecretValue = args["password"]
     await ctx.store.set_secret(ctx.ref, _scope_of(args), PROXY_PASSWORD, password, ctx.actor)
-    checked = (await _checked(ctx))[1]
     shown = f" (ends …{password.last4})" if password.last4 else ""
+    if not config.proxy_url:  # steps in either order: the URL comes next
+        return Reply(
+            f"Saved the proxy password{shown}. It goes to the endpoint you set next with "
+            f"{ctx.prefix}proxy set <url>."
+        )
+    checked = (await _checked(ctx))[1]
     return Reply(f"Saved the proxy password{shown}.\n{checked}")
 
 

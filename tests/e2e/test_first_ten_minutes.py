@@ -282,6 +282,38 @@ def test_openai_reverse_proxy_with_a_password_set_after_the_url(
 
 
 @pytest.mark.litellm
+def test_a_proxy_password_set_before_the_url_goes_to_that_url(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """The other order: the password first (it was refused, "set the proxy URL first",
+    and the pasted password dropped), then the URL, which takes it."""
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source mistral"],
+            ["/proxy password", peer.master_key],
+            [f"/proxy set {peer.url}"],
+            [f"/model {peer.model}"],
+            ["Hello there."],
+            ["/proxy set http://127.0.0.1:9/v1"],  # a new host: the password stays behind
+            ["/settings"],
+        ],
+    )
+    early = s.reply("/proxy password")
+    assert "Saved the proxy password (ends …" in early, early
+    assert "goes to the endpoint you set next with /proxy set <url>" in early, early
+    url = s.reply(f"/proxy set {peer.url}")
+    assert "with the proxy password saved before it" in url, url
+    status_ok(url)
+    assert s.reply("Hello there.").strip() == peer.mock_text
+    moved = s.reply("/proxy set http://127.0.0.1:9/v1")
+    assert "the previous proxy password was removed" in moved, moved
+    assert "Proxy password: not set" in s.reply("/settings")
+    assert_no_key_leak(s, peer.master_key)
+
+
+@pytest.mark.litellm
 def test_the_openai_key_never_goes_to_a_reverse_proxy(
     tmp_path: Path, litellm_peer: LiteLLMPeer
 ) -> None:
