@@ -126,7 +126,7 @@ def _options(
             opt, value = named
             if opt in positional:
                 positional.remove(opt)
-            raw[opt.name] = value
+            raw[_once(opt, raw)] = value
             continue
         if not positional:
             raise CommandError(
@@ -134,8 +134,16 @@ def _options(
                 f"Usage: {usage(path, command, prefix)}"
             )
         opt = positional.pop(_fitting(positional, value))
-        raw[opt.name] = SecretValue(value) if opt.secret else value
+        raw[_once(opt, raw)] = SecretValue(value) if opt.secret else value
     return raw
+
+
+def _once(opt: Option, raw: dict[str, Any]) -> str:
+    """`opt`'s name, unless a value was already given for it: `/model a id:b` or
+    `bypass:on bypass:off` says which it means instead of the last one winning."""
+    if opt.name in raw:
+        raise CommandError(f"`{opt.name}` is given twice; give it once.")
+    return opt.name
 
 
 def _peel_named(rest: str, others: list[Option], raw: dict[str, Any]) -> str:
@@ -147,7 +155,7 @@ def _peel_named(rest: str, others: list[Option], raw: dict[str, Any]) -> str:
         named = _named(last, choices)
         if named is None or named[1].lower() not in _accepted(named[0]):
             break
-        raw[named[0].name] = named[1]
+        raw[_once(named[0], raw)] = named[1]
         del choices[named[0].name]
         rest = head.rstrip()
     return rest

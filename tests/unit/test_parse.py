@@ -52,6 +52,11 @@ def test_secret_positional_is_wrapped() -> None:
         ('/model "unclosed', "quote is not closed"),
         ("/source openai server extra", "Too many values"),
         ("/", "Empty command"),
+        # The same option twice: said, not the last one silently winning.
+        ("/model gpt-4o id:fake-model", "`id` is given twice"),
+        ("/connect bypass:on bypass:off", "`bypass` is given twice"),
+        ("/reply mode always mode:mention", "`mode` is given twice"),
+        ("/key set custom scope:channel scope:server", "`scope` is given twice"),
     ],
 )
 def test_bad_input_says_what_to_do(text: str, fragment: str) -> None:
