@@ -9,7 +9,7 @@ from dataclasses import replace
 from bot.commands import TABLE, Command, Invocation
 from bot.commands.characters import persona as character_persona
 from bot.commands.handlers import model_choices
-from bot.commands.parse import CommandError, parse
+from bot.commands.parse import CommandError, parse, plain_prefix
 from bot.commands.router import bind, execute, find, prepare
 from bot.commands.spec import CommandContext, secret_prompt
 from bot.conversation.engine import ChatEngine, Control, Gate, TurnLimits, TurnResult
@@ -127,7 +127,8 @@ class Core:
         return actor.is_channel_admin or actor.id in self._admins
 
     def is_command(self, incoming: Incoming) -> bool:
-        return strip_invisible(incoming.text).startswith(self.prefix(incoming.channel.platform))
+        prefix = self.prefix(incoming.channel.platform)
+        return strip_invisible(plain_prefix(incoming.text, prefix)).startswith(prefix)
 
     def command(self, path: tuple[str, ...]) -> Command | None:
         return find(self.table, path)

@@ -58,9 +58,31 @@ def _token(text: str, pos: int) -> tuple[str, int] | None:
     return "".join(out), pos
 
 
-def suggest(word: str, candidates: list[str]) -> str:
+def closest(word: str, candidates: list[str]) -> str | None:
+    """The candidate `word` is a typo of (`modle` → `model`), if one is close enough."""
     close = difflib.get_close_matches(word[:60].lower(), candidates, n=1, cutoff=0.6)
-    return f" Did you mean `{close[0]}`?" if close else ""
+    return close[0] if close else None
+
+
+def suggest(word: str, candidates: list[str]) -> str:
+    close = closest(word, candidates)
+    return f" Did you mean `{close}`?" if close else ""
+
+
+# The prefixes as a CJK keyboard types them (fullwidth): taken as the prefix itself.
+_FULLWIDTH = {"/": "\uff0f", "!": "\uff01"}
+
+
+def plain_prefix(text: str, prefix: str) -> str:
+    """`text`, a leading fullwidth `／` or `！` made the plain prefix; else unchanged.
+
+    Front-ends apply it where a message comes in, so `／key set …` is the command (and
+    its key is handled as one) everywhere, not a chat line sent to the model."""
+    wide = _FULLWIDTH.get(prefix)
+    if wide is None or wide not in text[:8]:
+        return text
+    body = strip_invisible(text)
+    return prefix + body[1:] if body.startswith(wide) else text
 
 
 def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocation:
@@ -68,7 +90,7 @@ def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocatio
 
     Control characters stay in the values: free text drops them, and a value that names
     something is refused with them (`coerce`)."""
-    body = strip_invisible(normalize_text(text))
+    body = strip_invisible(normalize_text(plain_prefix(text, prefix)))
     if body.startswith(prefix):
         body = body[len(prefix) :]
     first = _token(body, 0)
@@ -113,6 +135,15 @@ def _options(
             if rest:
                 raw[positional[0].name] = rest
             return raw
+        if positional and positional[0].secret and _plain(_token(body, pos), by_name):
+            # A secret takes the rest of the line (but a scope after it): a key pasted
+            # with a space in it is refused whole, and no half of it is quoted back.
+            rest = _peel_named(body[pos:].strip(), positional[1:], raw, bare=True)
+            only = _token(rest, 0) if rest else None
+            if only is not None and only[1] == len(rest):
+                rest = only[0]  # one token: its quotes are not part of it
+            raw[_once(positional[0], raw)] = SecretValue(rest)
+            return raw
         tok = _token(body, pos)
         if tok is None:
             break
@@ -138,6 +169,11 @@ def _options(
     return raw
 
 
+def _plain(tok: tuple[str, int] | None, options: dict[str, Option]) -> bool:
+    """A token that is a value, not an option by name (`scope:server`, `scope server`)."""
+    return tok is not None and tok[0].lower() not in options and _named(tok[0], options) is None
+
+
 def _once(opt: Option, raw: dict[str, Any]) -> str:
     """`opt`'s name, unless a value was already given for it: `/model a id:b` or
     `bypass:on bypass:off` says which it means instead of the last one winning."""
@@ -146,13 +182,19 @@ def _once(opt: Option, raw: dict[str, Any]) -> str:
     return opt.name
 
 
-def _peel_named(rest: str, others: list[Option], raw: dict[str, Any]) -> str:
+def _peel_named(rest: str, others: list[Option], raw: dict[str, Any], *, bare: bool = False) -> str:
     """`You are terse. scope:server`: a choice named at the end of free text is the choice's,
-    not part of the text (Discord shows options that way, so people type them so)."""
+    not part of the text (Discord shows options that way, so people type them so).
+
+    `bare`: a choice's value alone at the end is peeled too (`sk-… server`)."""
     choices = {o.name: o for o in others if o.kind in (Kind.CHOICE, Kind.SWITCH)}
     while choices:
         head, _, last = rest.rpartition(" ")
         named = _named(last, choices)
+        if named is None and bare and head:
+            named = next(
+                ((o, last) for o in choices.values() if last.lower() in _accepted(o)), None
+            )
         if named is None or named[1].lower() not in _accepted(named[0]):
             break
         raw[_once(named[0], raw)] = named[1]

@@ -19,8 +19,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from bot.commands.parse import CommandError
-from bot.commands.spec import Kind
+from bot.commands.parse import CommandError, closest, plain_prefix
+from bot.commands.spec import Command, Kind
 from bot.core import Core, secret_prompt
 from bot.types import (
     Actor,
@@ -243,6 +243,7 @@ class Console:
         return task.result()
 
     async def _handle(self, text: str) -> None:
+        text = plain_prefix(text, self._core.prefix(Platform.CONSOLE))
         if not text:
             return
         words = text.split(maxsplit=1)
@@ -360,7 +361,7 @@ class Console:
         """`text` starts with one of the console's commands (`/settings`, `/model x`); a
         password that merely starts with `/` is not echoed back as an unknown command."""
         prefix = self._core.prefix(Platform.CONSOLE)
-        words = text.strip().split(maxsplit=1)
+        words = plain_prefix(text, prefix).strip().split(maxsplit=1)
         if not words or not words[0].startswith(prefix):
             return False
         return words[0] == ATTACH or any(
@@ -368,13 +369,19 @@ class Console:
         )
 
     def _asks_secret(self, text: str) -> bool:
-        """`text` names a command that asks for a secret (however its options went wrong)."""
+        """`text` names a command that asks for a secret, however its options went wrong,
+        or a typo of one (`/kye set custom`): the line after it may be that secret."""
         words = text.strip()[len(self._core.prefix(Platform.CONSOLE)) :].lower().split()
-        for n in range(min(len(words), 3), 0, -1):
-            command = self._core.command(tuple(words[:n]))
-            if command is not None:
-                return any(opt.secret and opt.required for opt in command.options)
-        return False
+
+        def named(word: str, commands: tuple[Command, ...]) -> Command | None:
+            names = [c.name for c in commands]
+            name = word if word in names else closest(word, names)
+            return next((c for c in commands if c.name == name), None)
+
+        command = named(words[0], self._core.table) if words else None
+        if command is not None and command.subcommands:
+            command = named(words[1], command.subcommands) if len(words) > 1 else None
+        return command is not None and any(o.secret and o.required for o in command.options)
 
 
 # Set by scripts/run.sh, which runs the bot from the project's folder (its .env and

@@ -1290,6 +1290,23 @@ def test_ctrl_c_at_a_key_prompt_cancels_it_and_the_console_goes_on(
     assert ws.secret_names() == []
 
 
+def test_a_command_typed_with_a_fullwidth_slash_is_a_command(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A CJK keyboard types `／`: `／key set custom` asks for the key (it was chatted
+    with, and the key on the next line sent to the model), `／model x` sets the model."""
+    key = "sk-proj-fullwidth0123456789abcd"
+    run = ws.run(
+        [*custom_setup(endpoint), "\uff0fkey set custom", key, "\uff0fmodel wide-model", "/help"]
+    )
+    run.assert_survived()
+    assert "Saved the custom key" in run.out, run.describe()
+    assert "Model set to wide-model" in run.out, run.describe()
+    assert not endpoint.chat_requests()
+    assert key not in run.out + run.err
+    assert len(ws.secret_names()) == 1, ws.secret_names()
+
+
 def test_a_refused_secret_command_read_from_a_pipe_drops_the_secret_line(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
@@ -1308,6 +1325,10 @@ def test_a_refused_secret_command_read_from_a_pipe_drops_the_secret_line(
             password,
             "/proxy password scope:server",
             password,
+            "/kye set custom",  # a typo of the command: its secret still follows
+            password,
+            "/proxy pasword",
+            password,
             "/key set opneai",
             "/help",
         ]
@@ -1315,7 +1336,8 @@ def test_a_refused_secret_command_read_from_a_pipe_drops_the_secret_line(
     result.assert_survived()
     assert "no server here" in result.out
     assert "not a valid source" in result.out
-    assert result.out.count("taken as the secret it asked for and dropped") == 3
+    assert "Did you mean `key`?" in result.out and "Did you mean `password`?" in result.out
+    assert result.out.count("taken as the secret it asked for and dropped") == 5
     assert HELP_MARK in result.out  # the command after a refusal is not dropped
     for secret in (key, password):
         assert secret not in result.out + result.err

@@ -271,6 +271,13 @@ async def test_key_in_a_group_room_is_refused_and_redacted(world: World) -> None
     assert content.get("content") == {}, content  # redacted
     assert "redacted_because" in content.get("unsigned", {})
 
+    # A CJK keyboard's `！` is the prefix too: the key is not chatted to a model.
+    after = time.monotonic()
+    sent = await w.alice.send(room_id, f"\uff01key set openai {KEY}")
+    reply = await w.alice.reply_to(room_id, bot, after, "the refusal of ！key")
+    assert "direct chat" in reply.content["body"] and KEY not in reply.content["body"]
+    assert (await w.alice.event_content(room_id, sent)).get("content") == {}
+
     # …and not here: it says so and asks the user to delete the key.
     room2 = await _room_with_bot(w)
     answer = await w.alice.command(room2, bot, f"!key set openai {KEY}")

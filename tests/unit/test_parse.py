@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.commands import TABLE
-from bot.commands.parse import CommandError, parse
+from bot.commands.parse import CommandError, parse, plain_prefix
 from bot.commands.router import bind, find
 from bot.types import SecretValue
 
@@ -102,3 +102,40 @@ def test_secret_rejects_spaces_and_empty() -> None:
     inv.raw["key"] = SecretValue("   ")
     with pytest.raises(CommandError):
         bind(command, inv, "/")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/key set custom FirstHalfSecretAAAA SecondHalfSecretBBBB",
+        "/key set custom FirstHalfSecretAAAA SecondHalfSecretBBBB ThirdPartCCCC",
+        "/proxy set http://127.0.0.1:1/v1 PwFirstPartXX SecondHalfSecretBBBB",
+        "/proxy password FirstHalfSecretAAAA SecondHalfSecretBBBB scope:server",
+    ],
+)
+def test_a_secret_pasted_with_a_space_is_refused_whole_and_never_quoted(text: str) -> None:
+    """The part after the space used to be quoted back as "not a valid scope"."""
+    inv = parse(text, TABLE)
+    command = find(TABLE, inv.path)
+    assert command is not None
+    with pytest.raises(CommandError) as err:
+        bind(command, inv, "/")
+    assert "has a space at position" in str(err.value), err.value
+    for piece in ("FirstHalf", "SecondHalf", "ThirdPart", "PwFirst"):
+        assert piece not in str(err.value)
+
+
+def test_a_secret_on_the_line_still_takes_a_scope_after_it() -> None:
+    for text in ("/key set custom 'sk-abc123' server", "/key set custom sk-abc123 scope:server"):
+        inv = parse(text, TABLE)
+        assert inv.raw["scope"] == "server", text
+        assert isinstance(inv.raw["key"], SecretValue)
+        assert inv.raw["key"].reveal() == "sk-abc123", text
+
+
+def test_a_fullwidth_prefix_is_the_prefix() -> None:
+    assert plain_prefix("\uff0fmodel x", "/") == "/model x"
+    assert plain_prefix(" \ufeff\uff01key set claude", "!") == "!key set claude"
+    assert plain_prefix("\uff0fmodel x", "!") == "\uff0fmodel x"  # not this platform's
+    assert plain_prefix("a \uff0f b", "/") == "a \uff0f b"  # only at the start
+    assert parse("\uff0fsource claude", TABLE).raw == {"source": "claude"}

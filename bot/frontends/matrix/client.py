@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import nio
 
+from bot.commands.parse import plain_prefix
 from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.matrix import decide, events
@@ -156,6 +157,7 @@ class MatrixBot:
         repeated: bool = False,
     ) -> EventFacts:
         text = (events.caption_of(content) if media else events.text_of(content)) or ""
+        text = plain_prefix(text, self._handler.prefix)  # `！key …` from a CJK keyboard
         command = text.lstrip().startswith(self._handler.prefix)
         room = self._client.rooms.get(room_id)
         return EventFacts(
