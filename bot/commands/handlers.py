@@ -124,8 +124,9 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             config = await ctx.store.effective_config(ctx.ref)
             before, old_model = config.source, config.model
         changes = {"source": source.value}
-        if before != source:
-            # A model id belongs to one source; an old one would fail on the new source.
+        if before != source and not await _known_to(ctx, source, old_model):
+            # A model id belongs to one source; an old one would fail on the new source,
+            # unless that source lists it too (`claude-sonnet-4-5` set before `/source`).
             changes["model"] = None
             if old_model:
                 was = before.value if isinstance(before, Source) else before or "the old source"
@@ -319,6 +320,16 @@ async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     return Reply(f"{config.source.value} models ({where}): {_list(ids)}{current}")
 
 
+async def _known_to(ctx: CommandContext, source: Source, model: object) -> bool:
+    """Whether `model` is in `source`'s built-in list or its list fetched here."""
+    if not isinstance(model, str) or not model:
+        return False
+    if model in BUILTIN_MODELS[source]:
+        return True
+    fetched = await ctx.store.cached_models(ctx.ref, source)
+    return any(m.id == model for m in fetched or ())
+
+
 async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope_of(args)
     if not args.get("state", True):
@@ -339,8 +350,11 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     ids = [m.id for m in models]
     note = ""
     if config.model and config.model not in ids:
-        changes["model"] = None
-        note = f"\nThe endpoint does not offer {config.model}, so it was unset; pick one."
+        # Listing is for browsing: a model that answers stays (any id is accepted).
+        note = (
+            f"\nThe list does not name {config.model}; it stays selected. If chat fails, "
+            f"pick one of these with {ctx.prefix}model."
+        )
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
     return Reply(f"Show external models: on. The endpoint offers: {_list(ids)}{note}")
 

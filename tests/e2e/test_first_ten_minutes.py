@@ -548,6 +548,36 @@ def test_steps_in_a_different_order_and_a_key_pasted_with_a_bom_and_quotes(
 
 
 @pytest.mark.litellm
+def test_a_model_the_new_source_knows_survives_the_switch_and_a_model_list(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """The model typed before its source stays when the source lists it; turning on the
+    external list to browse keeps a model the list does not name (any id is accepted)."""
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/model claude-sonnet-4-5"],
+            ["/source claude"],
+            ["/source custom"],
+            [f"/proxy set {peer.url}"],
+            ["/proxy password", peer.master_key],
+            ["/model not-in-the-list"],
+            ["/models external"],
+            ["/settings"],
+        ],
+    )
+    switched = s.reply("/source claude")
+    assert "Source set to claude. Model: claude-sonnet-4-5." in switched, switched
+    dropped = s.reply("/source custom")  # a custom endpoint lists its own models
+    assert "claude-sonnet-4-5 was the model for claude, so pick one" in dropped, dropped
+    listed = s.reply("/models external")
+    assert peer.model in listed and "does not name not-in-the-list; it stays" in listed, listed
+    assert "Model: not-in-the-list" in s.reply("/settings")
+    assert_no_key_leak(s, peer.master_key)
+
+
+@pytest.mark.litellm
 def test_a_source_switch_clears_the_model_and_says_to_pick_one(
     tmp_path: Path, litellm_peer: LiteLLMPeer
 ) -> None:
