@@ -49,29 +49,30 @@ SETUP_STEPS: dict[Source, tuple[str, ...]] = {
         "Get an API key from the OpenAI platform (a lost key can't be shown again; "
         "make a new one).",
         "{p}source openai",
-        "{p}key set openai  (the key is collected privately)",
+        "{p}key set openai{key}",
         "{p}connect  (status check)",
         "{p}models list or {p}models external, then {p}model <id>",
     ),
     Source.CLAUDE: (
         "Get an API key from the Anthropic console.",
         "{p}source claude",
-        "{p}key set claude",
+        "{p}key set claude{key}",
         "{p}connect  (we can check Claude keys, unlike SillyTavern)",
         "{p}model <id>, e.g. claude-sonnet-4-5",
     ),
     Source.MISTRAL: (
         "Get an API key from La Plateforme; a new key can take a couple of minutes to work.",
         "{p}source mistral",
-        "{p}key set mistral",
+        "{p}key set mistral{key}",
         "{p}connect",
         "{p}model <id>, e.g. mistral-large-latest",
     ),
     Source.CUSTOM: (
         "Any OpenAI-compatible endpoint: LM Studio, LiteLLM, LocalAI, TabbyAPI, llama.cpp…",
         "{p}source custom",
-        "{p}proxy set <url> [password]  (TabbyAPI: its key is the password; /v1 is added "
-        "for you when needed)",
+        "{p}proxy set <url>  (/v1 is added for you when needed)",
+        "if it wants a password (TabbyAPI's key, a LiteLLM master key): "
+        "{p}proxy password{password}",
         "{p}connect  (endpoints that work but fail the check: {p}connect bypass:on)",
         "{p}models external, then {p}model <id>",
     ),

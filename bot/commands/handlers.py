@@ -558,15 +558,18 @@ async def reset(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     return Reply(f"Forgot {count} message(s); the conversation starts fresh.")
 
 
-def help_text(table: tuple[Command, ...], prefix: str, topic: Source | None = None) -> str:
-    """Setup steps per source and every command, generated from the table."""
+def help_text(
+    table: tuple[Command, ...], prefix: str, topic: Source | None = None, secret: str = ""
+) -> str:
+    """Setup steps per source and every command, generated from the table; `secret` is
+    how this platform takes a secret after its command (`{what}`: key or password)."""
     sources = [topic] if topic else list(Source)
+    words = {"p": prefix, "key": secret.format(what="key")}
+    words["password"] = secret.format(what="password")
     lines = ["How to connect:"]
     for source in sources:
         lines.append(f"{source.value}:")
-        lines += [
-            f"  {i}. {step.format(p=prefix)}" for i, step in enumerate(SETUP_STEPS[source], 1)
-        ]
+        lines += [f"  {i}. {step.format(**words)}" for i, step in enumerate(SETUP_STEPS[source], 1)]
     if topic is None:
         lines.append("Commands (* = admins only):")
         for path, command in walk(table):
@@ -577,7 +580,11 @@ def help_text(table: tuple[Command, ...], prefix: str, topic: Source | None = No
 
 async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     topic = Source(args["topic"]) if "topic" in args else None
-    text = help_text(ctx.table, ctx.prefix, topic)
+    if ctx.ref.platform is Platform.MATRIX:  # no private form: the key goes in a DM
+        secret = f" <{{what}}> room:{ctx.ref.channel_id}  (in a direct chat with the bot, not here)"
+    else:
+        secret = "  (asked for privately)"
+    text = help_text(ctx.table, ctx.prefix, topic, secret)
     if ctx.ref.platform is Platform.CONSOLE and topic is None:
         who = "an admin" if ctx.is_admin else "not an admin"
         text += (

@@ -49,7 +49,7 @@ TABLE: tuple[Command, ...] = (
         subcommands=(
             Command(
                 "set",
-                "Store the API key for a source; it is collected privately.",
+                "Store the API key for a source (encrypted, never shown back).",
                 (_source_opt, Option("key", Kind.SECRET, "the API key"), _scope_opt),
                 handler=h.key_set,
             ),
@@ -78,7 +78,7 @@ TABLE: tuple[Command, ...] = (
             ),
             Command(
                 "password",
-                "Set the proxy password (TabbyAPI's key); it is collected privately.",
+                "Set the proxy password (TabbyAPI's key; encrypted, never shown back).",
                 (Option("password", Kind.SECRET, "the proxy password"), _scope_opt),
                 slow=True,
                 handler=h.proxy_password,
@@ -238,7 +238,7 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "regenerate",
-        "Another answer to the last question (the old one is kept: see /swipe).",
+        "Another answer to the last question (the old one is kept: swipe back to it).",
         admin=False,
         private=False,
         slow=True,

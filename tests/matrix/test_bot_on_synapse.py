@@ -163,6 +163,10 @@ async def test_joins_on_invite_and_runs_commands_from_the_table(
     help_text = await w.alice.command(room_id, bot, "!help")
     for name in ("!source", "!model", "!proxy set", "!models external", "!key set"):
         assert name in help_text, name
+    # Matrix has no private form: the steps say how a key is given here, for this room.
+    assert f"!key set openai <key> room:{room_id}  (in a direct chat" in help_text, help_text
+    assert "collected privately" not in help_text and "asked for privately" not in help_text
+    assert "/swipe" not in help_text
     assert "Did you mean `model`?" in await w.alice.command(room_id, bot, "!modle x")
     await _configure(w, room_id, llamacpp_peer)
 
@@ -311,11 +315,13 @@ async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
     misplaced = await w.alice.command(dm, bot, f"!key set {KEY} openai room:{group}")
     assert "not a valid source" in misplaced and KEY not in misplaced, misplaced
 
-    # bob may not set keys for alice's room, even from his own direct chat.
-    bob_dm = await w.bob.create_room([bot], direct=True)
+    # bob may not set keys for alice's room, even from his own direct chat, which his
+    # client made without giving the bot any power: no alarm about a room of two.
+    bob_dm = await w.bob.create_room([bot])  # a room of two, the bot at power 0
     await w.bob.wait_joined(bob_dm, bot)
     refused = await w.bob.command(bob_dm, bot, f"!key set claude {KEY}x room:{group}")
     assert "Only admins" in refused, refused
+    assert "in a direct chat only you can" in refused and "⚠️" not in refused, refused
 
     assert KEY not in caplog.text
     # The key is nowhere in the database files in plain text.

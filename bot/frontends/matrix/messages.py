@@ -60,6 +60,13 @@ _NOT_DELETED = (
     "⚠️ I could not delete your message (I need permission to remove messages here). "
     "Delete it yourself now: the key is visible in the room history."
 )
+# In a direct chat only its creator may delete others' messages, unless they raise the
+# bot's power: no alarm, the key is in a room of two, but it is still in its history.
+_NOT_DELETED_DIRECT = (
+    "I could not delete your message: in a direct chat only you can, unless you give me "
+    "the power to remove messages. Delete it if you do not want the key in this chat's "
+    "history."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +237,7 @@ class MessageHandler:
             # Before waiting for earlier messages: a key must not stay in the history a
             # second longer.
             redacted = await self._api.redact(msg.room_id, msg.event_id, REDACT_REASON)
-            note = _DELETED if redacted else _NOT_DELETED
+            note = _DELETED if redacted else _NOT_DELETED_DIRECT if msg.direct else _NOT_DELETED
         if decision.action is Action.SECRET_COMMAND_IN_GROUP:
             # Changes nothing, so it need not wait for its turn.
             await self._notice(msg, self._with_note(_dm_only(room.room_id), msg, note))
