@@ -12,6 +12,7 @@ from bot.characters.prompt import (
     example_dialogues,
     greetings,
     macros_for,
+    system_without_card,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "macros_for",
     "parse_preset",
     "read_card",
+    "system_without_card",
 ]

@@ -1,4 +1,5 @@
-"""Card macros: {{char}}, {{user}}, <BOT>, <USER>, {{original}}, comments, random picks."""
+"""SillyTavern's macros: {{char}}, {{user}}, <BOT>, <USER>, {{original}}, {{trim}}, comments,
+random picks."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ from dataclasses import dataclass, field
 
 # One pass, case-insensitive. `[^{}]` stops a scan at the next brace, so an unclosed
 # `{{` costs at most up to the next one: linear on any text.
-_MACRO = re.compile(r"\{\{([^{}]{0,4000})\}\}|<(bot|user|char)>", re.IGNORECASE)
+_MACRO = re.compile(
+    r"\{\{([^{}]{0,4000})\}\}|<(bot|user|char|charifnotgroup|group)>", re.IGNORECASE
+)
 _ORIGINAL = re.compile(r"\{\{\s*original\s*\}\}", re.IGNORECASE)
+_TRIM = re.compile(r"\{\{\s*trim\s*\}\}", re.IGNORECASE)
+_BREAKS = re.compile(r"(?:\r?\n)*")
+# {{group}} and {{charIfNotGroup}} name a group chat's members, else the character: we
+# have no group chats (several people talking to one character is not one).
+_CHAR = ("char", "charifnotgroup", "group")
 _ROLL = re.compile(r"d?([0-9]{1,7})", re.IGNORECASE)
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 _SILENT = ("//", "comment:", "hidden_key:")
@@ -33,6 +41,7 @@ class Macros:
             first = _ORIGINAL.search(text)
             if first is not None:
                 text = text[: first.start()] + original + text[first.end() :]
+        text = _trimmed(text)
         seen: dict[str, int] = {}
         return _MACRO.sub(lambda m: self._one(m, seen), text)
 
@@ -41,7 +50,7 @@ class Macros:
             return self.user if match.group(2).lower() == "user" else self.char
         body = match.group(1)
         name = body.strip().lower()
-        if name == "char":
+        if name in _CHAR:
             return self.char
         if name == "user":
             return self.user
@@ -71,3 +80,21 @@ def _choices(rest: str) -> list[str]:
     if rest.startswith(":"):  # {{random::a::b}}
         return rest[1:].split("::")
     return [item.replace("\\,", ",") for item in _UNESCAPED_COMMA.split(rest)]
+
+
+def _trimmed(text: str) -> str:
+    """`{{trim}}` removed with the line breaks on both sides of it, as SillyTavern's
+    `(?:\\r?\\n)*{{trim}}(?:\\r?\\n)*` does (here linear on any run of breaks)."""
+    parts = _TRIM.split(text)
+    if len(parts) == 1:
+        return text
+    out = []
+    for i, part in enumerate(parts):
+        leading = _BREAKS.match(part)
+        start = leading.end() if i > 0 and leading is not None else 0
+        end = len(part)
+        if i < len(parts) - 1:
+            while end > start and part[end - 1] == "\n":
+                end -= 2 if end - 1 > start and part[end - 2] == "\r" else 1
+        out.append(part[start:end])
+    return "".join(out)

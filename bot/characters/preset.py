@@ -98,7 +98,8 @@ _SETTINGS: dict[str, tuple[str, Callable[[str, object], object]]] = {
 
 def parse_preset(data: bytes | str, known: Collection[str]) -> PresetImport:
     """The settings a preset sets; names outside `known` (REGISTRY.by_name) are listed
-    as not supported. Raises PresetError."""
+    as not supported when the preset gives them a value. Raises PresetError naming every
+    value that is wrong, not only the first."""
     # Connection keys (source, models, URLs, proxy password) are ignored on purpose: a
     # preset must not repoint a channel or carry a secret.
     if isinstance(data, bytes):
@@ -124,37 +125,62 @@ def parse_preset(data: bytes | str, known: Collection[str]) -> PresetImport:
         )
     values: dict[str, object] = {}
     ignored = []
+    problems: list[str] = []
     for key, value in preset.items():
         if key in _SETTINGS:
             name, convert = _SETTINGS[key]
             if value is not None:
-                values[name] = convert(key, value)
+                try:
+                    values[name] = convert(key, value)
+                except PresetError as err:
+                    problems.append(str(err))
         elif key == "prompts":
-            values.update(_prompts(value))
+            values.update(_prompts(value, problems))
         else:
             ignored.append(key)
+    if problems:
+        more = f" … and {len(problems) - _SHOWN} more." if len(problems) > _SHOWN else ""
+        raise PresetError(" ".join(problems[:_SHOWN]) + more)
+    # An empty prompt we have no setting for is no loss: it is neither set nor reported.
+    values = {n: v for n, v in values.items() if n in known or v is not None}
     return PresetImport(
         values, tuple(n for n in values if n not in known), tuple(sorted(ignored, key=str))
     )
 
 
-def _prompts(prompts: object) -> dict[str, str | None]:
+_SHOWN = 5  # problems named in one refusal
+
+
+def _prompts(prompts: object, problems: list[str]) -> dict[str, str | None]:
     if not isinstance(prompts, list):
-        raise PresetError("The preset's `prompts` must be a list.")
+        problems.append("The preset's `prompts` must be a list.")
+        return {}
     found: dict[str, str | None] = {}
+    clashing: set[str] = set()
     for prompt in prompts:
-        if not isinstance(prompt, dict) or prompt.get("identifier") not in PROMPTS:
+        identifier = prompt.get("identifier") if isinstance(prompt, dict) else None
+        if not isinstance(identifier, str) or identifier not in PROMPTS:  # a list: unhashable
             continue
         content = prompt.get("content", "")
         if content is not None and not isinstance(content, str):
-            raise PresetError(f"The preset's `{prompt['identifier']}` prompt must be text.")
+            problems.append(f"The preset's `{identifier}` prompt must be text.")
+            continue
         if content and len(content) > MAX_PROMPT_CHARS:
-            raise PresetError(
-                f"The preset's `{prompt['identifier']}` prompt is over {MAX_PROMPT_CHARS:,} "
-                "characters."
+            problems.append(
+                f"The preset's `{identifier}` prompt is over {MAX_PROMPT_CHARS:,} characters."
             )
-        text = clean_text(content or "").strip()
-        found[PROMPTS[prompt["identifier"]]] = text or None
+            continue
+        text = clean_text(content or "").strip() or None
+        name = PROMPTS[identifier]
+        if name not in found:
+            found[name] = text
+        elif text != found[name] and identifier not in clashing:
+            # Two different texts: refused rather than one of them taken without a word.
+            clashing.add(identifier)
+            problems.append(
+                f"The preset has two different `{identifier}` prompts (SillyTavern uses the "
+                "first); keep one."
+            )
     return found
 
 

@@ -19,6 +19,7 @@ NEW_EXAMPLE_CHAT = "[Example Chat]"
 NEW_CHAT = "[Start a new Chat]"
 EXAMPLE_USER, EXAMPLE_ASSISTANT = "example_user", "example_assistant"
 DEFAULT_USER = "User"
+NO_CHARACTER = "Assistant"  # {{char}} with no card: SillyTavern's neutralCharacterName
 _START = re.compile(r"<START>", re.IGNORECASE)
 
 
@@ -40,6 +41,16 @@ class CharacterPrompt:
 def macros_for(card: Card, user: str, rng: random.Random | None = None) -> Macros:
     """The macros of `card` spoken to `user` ({{char}} is the V3 nickname if any)."""
     return Macros(card.display_name, user.strip() or DEFAULT_USER, rng or random.Random())
+
+
+def system_without_card(text: str | None, user: str | None, char: str = NO_CHARACTER) -> str | None:
+    """A channel's own system prompt (a preset's main prompt, say) for a turn with no card,
+    its macros replaced as SillyTavern does with no character: {{char}}, {{charIfNotGroup}}
+    and {{group}} are `char`, {{user}} whoever asked; None when nothing is left."""
+    if not text:
+        return None
+    resolved = Macros(char, (user or "").strip() or DEFAULT_USER)(text)
+    return resolved if resolved.strip() else None
 
 
 def build_prompt(

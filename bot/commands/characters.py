@@ -107,7 +107,7 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if stored is None:
         return Reply(
             f"No character here. An admin sets one with {ctx.prefix}character import "
-            "(a Character Card V2/V3, PNG or JSON)."
+            "(a Character Card V1, V2 or V3, PNG or JSON)."
         )
     card = await stored_card(stored)
     where = "set for this server" if stored.scope is Scope.SERVER else "set for this channel"

@@ -187,7 +187,7 @@ TABLE: tuple[Command, ...] = (
         subcommands=(
             Command(
                 "import",
-                "Set the character from a Character Card V2/V3 (PNG or JSON).",
+                "Set the character from a Character Card V1-V3 (PNG or JSON).",
                 (_file_opt("the card (PNG or JSON)"), _scope_opt),
                 slow=True,
                 handler=ch.character_import,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
+from bot.characters import system_without_card
 from bot.connection import (
     NotConnectable,
     blocked_reason,
@@ -605,7 +606,7 @@ class ChatEngine(_QuotaHooks):
         kept = [*trim_history(usable, budget), newest]
         messages = await self._messages(kept, sees)
         authors = {e.author for e in kept if e.role is Role.USER and e.author}
-        system = config.system_prompt
+        system = system_without_card(config.system_prompt, asker)
         if card is not None:
             prompt = await character.prompt(card, config, messages, asker)
             system = prompt.system or None

@@ -289,6 +289,88 @@ async def test_a_bad_preset_changes_nothing(harness: Harness) -> None:
     assert await harness.store.scope_values(REF, Scope.CHANNEL) == before
 
 
+# SillyTavern's Default.json as exported today (public/scripts/openai.js defaults): its main
+# prompt uses {{charIfNotGroup}}, the auxiliary and post-history prompts are empty.
+ST_DEFAULT: dict[str, Any] = {
+    "temperature": 1,
+    "openai_max_tokens": 300,
+    "chat_completion_source": "openai",
+    "prompts": [
+        {
+            "identifier": "main",
+            "name": "Main Prompt",
+            "system_prompt": True,
+            "role": "system",
+            "content": "Write {{char}}'s next reply in a fictional chat between "
+            "{{charIfNotGroup}} and {{user}}.",
+        },
+        {"identifier": "nsfw", "name": "Auxiliary Prompt", "role": "system", "content": ""},
+        {"identifier": "dialogueExamples", "name": "Chat Examples", "marker": True},
+        {"identifier": "jailbreak", "name": "Post-History Instructions", "content": ""},
+    ],
+}
+
+
+async def test_sillytaverns_default_preset_with_a_card(harness: Harness) -> None:
+    await configure_fake(harness)
+    reply = await run(harness, ("preset", "import"), file=card_file(ST_DEFAULT, "Default.json"))
+    assert reply.ok, reply.text
+    assert "Not supported" not in reply.text  # its empty prompts are nothing to report
+    await run(harness, ("character", "import"), file=card_file(CARD))
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    system = json.loads(route.calls.last.request.content)["messages"][0]["content"]
+    assert system.startswith(
+        "You are Aurelia. "
+        "Write Aurelia's next reply in a fictional chat between Aurelia and Bob.\n\n"
+    )
+
+
+async def test_sillytaverns_default_preset_without_a_card(harness: Harness) -> None:
+    await configure_fake(harness)
+    await run(harness, ("preset", "import"), file=card_file(ST_DEFAULT, "Default.json"))
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    assert json.loads(route.calls.last.request.content)["messages"][0] == {
+        "role": "system",
+        "content": "Write Assistant's next reply in a fictional chat between Assistant and Bob.",
+    }
+
+
+async def test_a_bad_presets_reply_names_all_its_problems(harness: Harness) -> None:
+    await configure_fake(harness)
+    before = await harness.store.scope_values(REF, Scope.CHANNEL)
+    bad = {
+        **PRESET,
+        "temperature": "hot",
+        "seed": 1.5,
+        "prompts": [
+            {"identifier": "main", "content": "Write vividly."},
+            {"identifier": "main", "content": "Write tersely."},
+        ],
+    }
+    reply = await run(harness, ("preset", "import"), file=card_file(bad, "p.json"))
+    assert not reply.ok and "\n" not in reply.text
+    for problem in (
+        "`temperature` must be a number",
+        "`seed` must be a whole number",
+        "two different `main` prompts",
+    ):
+        assert problem in reply.text, problem
+    assert await harness.store.scope_values(REF, Scope.CHANNEL) == before
+
+
+async def test_a_v1_card_is_imported(harness: Harness) -> None:
+    flat = {"name": "Old Bot", "description": "{{char}} is old.", "first_mes": "Hi {{user}}."}
+    reply = await run(harness, ("character", "import"), file=card_file(flat, "old.json"))
+    assert reply.ok, reply.text
+    assert reply.greeting is not None and reply.greeting.text == "Hi Ada."
+    stored = await harness.store.character(REF)
+    assert stored is not None and stored.name == "Old Bot"
+
+
 async def test_cards_and_greetings_on_sqlite_and_postgresql(database_url: str) -> None:
     core = await make_core(database_url)
     try:

@@ -79,8 +79,9 @@ def test_a_sillytavern_preset_maps_to_our_settings() -> None:
         "seed": 42,
         "reasoning_effort": "high",
         "system_prompt": "Write {{char}}'s next reply.",
-        "auxiliary_prompt": None,
         "post_history_prompt": "Stay brief.",
+        # the empty nsfw prompt: unset when we have the setting, else left out
+        **({"auxiliary_prompt": None} if "auxiliary_prompt" in KNOWN else {}),
     }
     assert set(result.not_supported) == {
         name for name in result.values if name not in REGISTRY.by_name
@@ -167,7 +168,7 @@ def test_export_then_import_gives_the_same_settings() -> None:
     identifiers = [p["identifier"] for p in exported["prompts"]]
     assert {"main", "nsfw", "jailbreak", "chatHistory", "dialogueExamples"} <= set(identifiers)
     back = parse_preset(json.dumps(exported), KNOWN).values
-    expected = {k: v for k, v in values.items() if k != "model"}
+    expected = {k: v for k, v in values.items() if k != "model" and (k in KNOWN or v)}
     expected["stop"] = ["END"]
     assert back == expected
 
@@ -176,3 +177,70 @@ def test_unset_settings_are_left_out_and_the_seed_is_minus_one() -> None:
     exported = json.loads(export_preset({"temperature": None, "seed": None}))
     assert "temperature" not in exported and exported["seed"] == -1
     assert parse_preset(json.dumps(exported), KNOWN).values["seed"] is None
+
+
+# Only main has a setting here, as when the registry has no auxiliary or post-history prompt.
+MAIN_ONLY = frozenset(KNOWN) - {"auxiliary_prompt", "post_history_prompt"}
+
+
+def _prompt(identifier: str, content: object) -> dict[str, Any]:
+    return {"identifier": identifier, "role": "system", "content": content}
+
+
+def test_empty_prompts_without_a_setting_are_not_reported() -> None:
+    # SillyTavern's Default.json: nsfw and jailbreak are there, empty.
+    prompts = [_prompt("main", "Hi {{user}}."), _prompt("nsfw", ""), _prompt("jailbreak", None)]
+    result = parse_preset(json.dumps(st_preset(prompts=prompts)), MAIN_ONLY)
+    assert result.not_supported == ()
+    assert result.values["system_prompt"] == "Hi {{user}}."
+    assert "auxiliary_prompt" not in result.values and "post_history_prompt" not in result.values
+    prompts[1] = _prompt("nsfw", "  Be vivid. ")
+    result = parse_preset(json.dumps(st_preset(prompts=prompts)), MAIN_ONLY)
+    assert result.not_supported == ("auxiliary_prompt",)
+    # a setting we have is unset by an empty prompt
+    with_all = MAIN_ONLY | {"auxiliary_prompt", "post_history_prompt"}
+    result = parse_preset(json.dumps(st_preset(prompts=prompts)), with_all)
+    assert result.values["post_history_prompt"] is None and result.not_supported == ()
+
+
+def test_every_problem_is_named_not_only_the_first() -> None:
+    prompts = [_prompt("main", 5), _prompt("jailbreak", ["x"])]
+    data = st_preset(temperature="hot", openai_max_tokens=1.5, prompts=prompts)
+    with pytest.raises(PresetError) as caught:
+        parse_preset(json.dumps(data), KNOWN)
+    said = str(caught.value)
+    assert "\n" not in said
+    for problem in (
+        "`temperature` must be a number",
+        "`openai_max_tokens` must be a whole number",
+        "`main` prompt must be text",
+        "`jailbreak` prompt must be text",
+    ):
+        assert problem in said, problem
+
+
+def test_a_long_list_of_problems_is_cut() -> None:
+    prompts = [_prompt("main", n) for n in range(1000)]
+    with pytest.raises(PresetError) as caught:
+        parse_preset(json.dumps(st_preset(prompts=prompts)), KNOWN)
+    assert str(caught.value).endswith("… and 995 more.") and len(str(caught.value)) < 400
+
+
+def test_two_different_main_prompts_are_refused_not_one_taken_silently() -> None:
+    prompts = [_prompt("main", "First."), _prompt("main", "Second."), _prompt("main", "Third.")]
+    with pytest.raises(PresetError) as caught:
+        parse_preset(json.dumps(st_preset(prompts=prompts)), KNOWN)
+    assert str(caught.value) == (
+        "The preset has two different `main` prompts (SillyTavern uses the first); keep one."
+    )
+    # the same text twice is no question
+    prompts = [_prompt("main", "Same."), _prompt("main", " Same.")]
+    assert parse_preset(json.dumps(st_preset(prompts=prompts)), KNOWN).values["system_prompt"] == (
+        "Same."
+    )
+
+
+def test_odd_prompt_entries_are_skipped() -> None:
+    prompts = [{"identifier": []}, {"identifier": {"a": 1}}, "main", _prompt("main", "Kept.")]
+    result = parse_preset(json.dumps(st_preset(prompts=prompts)), KNOWN)
+    assert result.values["system_prompt"] == "Kept."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Any
 
 from bot.characters import (
@@ -13,12 +14,15 @@ from bot.characters import (
     example_dialogues,
     greetings,
     macros_for,
+    system_without_card,
 )
 from bot.characters.model import Card
 from bot.types import ChatMessage, HistoryEntry, Image, Role
 from tests.unit.characters.samples import v2, v3
 
 DEFAULT = "Write {{char}}'s next reply in a fictional chat between {{char}} and {{user}}."
+# SillyTavern's current default main prompt (public/scripts/openai.js default_main_prompt)
+ST_MAIN = "Write {{char}}'s next reply in a fictional chat between {{charIfNotGroup}} and {{user}}."
 
 
 def tokens(text: str) -> int:
@@ -164,6 +168,49 @@ def test_macros_case_insensitive_and_comments() -> None:
         "{{Char}} {{USER}} <bot> <User> <CHAR> {{// hidden}}{{comment: x}}{{unknown}} {{newline}}"
     )
     assert macros(text) == "Sera Bob Sera Bob Sera {{unknown}} \n"
+
+
+def test_group_macros_are_the_character_outside_group_chats() -> None:
+    macros = Macros("Sera", "Bob")
+    text = "{{charIfNotGroup}} {{CHARIFNOTGROUP}} {{group}} <charIfNotGroup> <GROUP>"
+    assert macros(text) == "Sera Sera Sera Sera Sera"
+
+
+def test_trim_removes_itself_and_the_line_breaks_around_it() -> None:
+    macros = Macros("Sera", "Bob")
+    assert macros("{{user}}\n\n{{trim}}\r\n{{char}}") == "BobSera"
+    assert macros("a\n{{TRIM}}\n\n{{ trim }}\nb {{noop}}c") == "ab c"
+    assert macros("a \r{{trim}} b") == "a \r b"  # only \n and \r\n, as SillyTavern's regex
+    assert macros("{{trim}}") == ""
+    assert macros("{{user}}", original="x\n{{trim}}") == "Bob"  # no {{original}}: unused
+    assert macros("{{original}}\n{{trim}}\n!", original="{{char}}") == "Sera!"
+
+
+def test_trim_is_linear_on_a_long_run_of_line_breaks() -> None:
+    text = "\n" * 300_000 + "x{{trim}}" + "\r\n" * 300_000 + "{{trim}}y"
+    started = time.perf_counter()
+    assert Macros("S", "U")(text) == "\n" * 300_000 + "xy"
+    assert time.perf_counter() - started < 2
+
+
+def test_sillytaverns_default_main_prompt_with_a_card() -> None:
+    prompt = build_prompt(_card(v3()), [], user="Ann", estimate=tokens, default_system=ST_MAIN)
+    assert prompt.system.startswith(
+        "Write Aurelia's next reply in a fictional chat between Aurelia and Ann.\n\n"
+    )
+
+
+def test_without_a_card_the_system_prompt_gets_sillytaverns_macros() -> None:
+    assert system_without_card(ST_MAIN, "Ann") == (
+        "Write Assistant's next reply in a fictional chat between Assistant and Ann."
+    )
+    assert system_without_card("{{char}} and {{user}}", None) == "Assistant and User"
+    assert system_without_card("{{char}} and {{user}}", "  ", char="Botty") == "Botty and User"
+    text = "{{// for the model}}Be kind to {{user}}.{{newline}}{{random:Yes}}\n{{trim}}\n!"
+    assert system_without_card(text, "Ann") == "Be kind to Ann.\nYes!"
+    assert system_without_card("{{unknown}} stays", "Ann") == "{{unknown}} stays"
+    assert system_without_card("{{// only a comment}}", "Ann") is None
+    assert system_without_card("", "Ann") is None and system_without_card(None, "Ann") is None
 
 
 def test_a_user_name_with_macros_is_not_expanded_again() -> None:
