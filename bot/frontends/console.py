@@ -33,12 +33,15 @@ from bot.types import (
     SecretValue,
     failure,
 )
-from bot.types.text import TextError, refuse_controls
+from bot.types.text import TextError, quoted, refuse_controls
 
 T = TypeVar("T")
 log = logging.getLogger("bot.console")
 
 ATTACH = "/attach"
+# A line longer than this is cut here as it is read: far past any limit a line meets
+# (a message takes 32,000 characters), so what it is refused for is still its length.
+MAX_LINE_CHARS = 1 << 20
 
 
 class ConsoleSink:
@@ -96,6 +99,7 @@ class _Reader:
         self._lock = threading.Lock()
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
         self._buffer = ""
+        self._at = 0  # where the next line starts in _buffer
         self._eof = False
 
     def start(self) -> None:
@@ -128,14 +132,24 @@ class _Reader:
         if prompt and self._tty:
             sys.stdout.write(prompt)
             sys.stdout.flush()
-        while "\n" not in self._buffer and not self._eof:
+        parts: list[str] = []  # the line so far, from earlier reads
+        kept = 0
+        while True:
+            end = self._buffer.find("\n", self._at)
+            if end < 0 and self._eof and self._at >= len(self._buffer) and not parts:
+                return None
+            stop = len(self._buffer) if end < 0 else end
+            piece = self._buffer[self._at : min(stop, self._at + MAX_LINE_CHARS - kept)]
+            parts.append(piece)
+            kept += len(piece)
+            self._at = stop + 1 if end >= 0 else stop
+            if end >= 0 or self._eof:
+                return "".join(parts).rstrip("\r")
+            # No end of line yet: read on; past MAX_LINE_CHARS the rest is dropped (a
+            # longer line is refused as too long anyway) and memory stays bounded.
             chunk = os.read(self._fd, 65536)
             self._eof = not chunk
-            self._buffer += self._decoder.decode(chunk, final=self._eof)
-        if not self._buffer:
-            return None
-        line, _, self._buffer = self._buffer.partition("\n")
-        return line.rstrip("\r")
+            self._buffer, self._at = self._decoder.decode(chunk, final=self._eof), 0
 
 
 def _settle(done: asyncio.Future[str | None], text: str | None) -> None:
@@ -408,14 +422,25 @@ def _open_file(typed: str, verb: str = "read") -> Attachment | str:
     try:
         size = path.stat().st_size
     except OSError as err:
-        return f"Cannot {verb} {path}: {err.strerror or 'not found'}."
+        return f"Cannot {verb} {quoted(str(path), 200)}: {err.strerror or 'not found'}."
     if not path.is_file():
-        return f"Cannot {verb} {path}: it is not a file."
+        return f"Cannot {verb} {quoted(str(path), 200)}: it is not a file."
 
     async def fetch() -> bytes:
-        return await asyncio.to_thread(path.read_bytes)
+        return await asyncio.to_thread(_read_as_attached, path, size)
 
     return Attachment(path.name, "", size, fetch)
+
+
+def _read_as_attached(path: Path, size: int) -> bytes:
+    """The file's bytes as they were when it was attached: the size checks were made on
+    `size`, so a file that grew since is refused, never read whole (a 12-byte file made
+    1.5 GB before the message went out took 1.6 GB of memory)."""
+    with path.open("rb") as file:
+        data = file.read(size + 1)
+    if len(data) != size:
+        raise OSError(f"{path.name} changed since it was attached")
+    return data
 
 
 def _save(file: ReplyFile) -> str:

@@ -628,6 +628,45 @@ def test_huge_unknown_command_gets_a_short_reply(ws: Workspace, line: str) -> No
     assert len(reply.encode()) < 1024, f"a {len(reply.encode())}-byte reply"
 
 
+def test_a_line_of_200_mb_is_read_in_bounded_memory_and_refused(ws: Workspace) -> None:
+    """One line of 200 MB piped in (no end of line for 200 MB): the console read it with
+    a rescan of everything so far on every 64 KB, which never finished (~11 s for 40 MB,
+    memory growing with it). It is now read once, kept up to 1 MiB, and refused."""
+    run = ws.run([b"A" * 200_000_000, "/help"])
+    run.assert_survived()
+    reply = run.before_help()
+    assert "That message is too long for me (1,048,576 characters" in reply, run.describe()
+    assert not ws.messages()
+
+
+def test_a_file_that_grew_after_it_was_attached_is_not_read_whole(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Sizes are checked when a file is attached; one made 1 GB (sparse) before the
+    message goes out is refused as changed, reading at most one byte past its old size
+    (it was read whole: 1.6 GB of memory for a 1.5 GB file). A path of 1 MB is not
+    echoed back whole."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    notes = ws.cwd / "grow.txt"
+    notes.write_text("hello world\n")
+    live = ws.live()
+    live.send("/attach grow.txt")
+    assert live.wait_for(b"Attached grow.txt (12 bytes)", timeout=60), "not attached"
+    with notes.open("r+b") as grown:
+        grown.truncate(1 << 30)
+    mark = len(live.stdout)
+    live.send("what is in the file", "/attach " + "F" * 1_000_000, SENTINEL)
+    assert live.wait_for(SENTINEL_ANSWER.encode(), timeout=60, start=mark), "no answer"
+    live.close_stdin()
+    done = live.finish()
+    assert done.returncode == 0 and "Traceback" not in done.err, done.describe()
+    said = done.out[done.out.index("Attached grow.txt") :]
+    assert "I could not download grow.txt; attach it again." in said, said[:2000]
+    assert len(said.encode()) < 4096, f"{len(said.encode())} bytes printed"
+    assert not endpoint.chat_requests()
+
+
 def test_quoted_stop_sequence_is_stored_without_quotes(ws: Workspace) -> None:
     """Issue item 5: `/params stop "a,b"` stores no `"` inside the stop sequences."""
     run = ws.run(['/params stop "a,b"', "/help"])
@@ -1271,16 +1310,18 @@ def test_ctrl_c_at_a_key_prompt_cancels_it_and_the_console_goes_on(
     assert live.wait_for(b"Cancelled: nothing will be saved", timeout=30), "no word at Ctrl-C"
     live.send("not-a-key-after-ctrl-c")
     assert live.wait_for(b"No key given; nothing changed.", timeout=30), "not cancelled"
+    mark = len(live.stdout)
     live.send("/key set custom")
     time.sleep(0.5)
     live.proc.send_signal(signal.SIGINT)
-    assert live.wait_for(b"Cancelled: nothing will be saved", timeout=30)
+    assert live.wait_for(b"Cancelled: nothing will be saved", timeout=30, start=mark)
     live.send("/model typed-after-ctrl-c")  # what people do next: it runs, not as the key
     assert live.wait_for(b"Model set to typed-after-ctrl-c", timeout=30), "command lost"
+    mark = len(live.stdout)
     live.send("/proxy password")
     time.sleep(0.5)
     live.send("/settings")  # no Ctrl-C: a command at the prompt is still no password
-    assert live.wait_for(b"Last change:", timeout=30), "/settings did not run"
+    assert live.wait_for(b"Last change:", timeout=30, start=mark), "/settings did not run"
     live.send("")
     live.send("/system")
     assert live.wait_for(SENTINEL_ANSWER.encode(), timeout=30), "the console did not go on"
