@@ -6,12 +6,14 @@ conversation engine, so both always agree on which URL and which secret a channe
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime
 
 from bot.providers import Endpoint, ProviderError, ProviderHub, StatusResult
 from bot.store import Store, api_key_name
-from bot.types import ChannelConfig, ChannelRef, Source, StatusCheck
+from bot.store.secrets import SecretUnreadable
+from bot.types import ChannelConfig, ChannelRef, Source, StatusCheck, redact
 
 PROXY_PASSWORD = "proxy_password"
 
@@ -83,6 +85,28 @@ async def endpoint_for(
             f"proxy with {prefix}proxy set <url>."
         )
     return endpoint
+
+
+def endpoint_secrets(endpoint: Endpoint) -> tuple[str, ...]:
+    """The secrets this endpoint knows: what its answers, and what is shown or kept in
+    its channel, must be cleaned of."""
+    values = (endpoint.api_key, endpoint.proxy_password)
+    return tuple(v.reveal() for v in values if v)
+
+
+async def shown_here(store: Store, ref: ChannelRef, text: str) -> str:
+    """`text` to show or keep in this channel (a card's greeting, its system prompt):
+    without the channel's key or proxy password, in any form, nor anything key-shaped.
+    A secret that cannot be read (a retired encryption key) cannot be in it either."""
+    config = await store.effective_config(ref)
+    names = (api_key_name(config.source), PROXY_PASSWORD)
+    secrets = []
+    for name in names:
+        with contextlib.suppress(SecretUnreadable):
+            value = await store.resolve_secret(ref, name)
+            if value:
+                secrets.append(value.reveal())
+    return redact(text, secrets, known=False)
 
 
 async def run_status_check(

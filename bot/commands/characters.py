@@ -24,6 +24,7 @@ from bot.characters import (
 from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
 from bot.commands.spec import CommandContext
+from bot.connection import shown_here
 from bot.fields import REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
@@ -89,7 +90,10 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines = [f"Character set for {_where(scope)}: {card.display_name}."]
     if scope is Scope.SERVER:
         lines.append("Channels with a character of their own keep it.")
-    texts = greetings(card, ctx.actor.display_name)
+    # Posted as the character's answers: cleaned as answers are (a card can carry a key).
+    texts = [
+        await shown_here(ctx.store, ctx.ref, t) for t in greetings(card, ctx.actor.display_name)
+    ]
     greeting = None
     if texts:
         answer_id = await ctx.store.add_greetings(ctx.ref, card.display_name, texts)

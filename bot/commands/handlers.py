@@ -8,7 +8,13 @@ from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
 from bot.commands.parse import CommandError, suggest
 from bot.commands.quotas import access_summary
 from bot.commands.spec import DEFAULT, Command, CommandContext, walk
-from bot.connection import PROXY_PASSWORD, endpoint_for, endpoint_url, run_status_check
+from bot.connection import (
+    PROXY_PASSWORD,
+    endpoint_for,
+    endpoint_url,
+    run_status_check,
+    shown_here,
+)
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
 from bot.providers import StatusResult
 from bot.providers.policy import EndpointRefused
@@ -447,7 +453,7 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         f"Reply mode: {config.reply_mode.value}{_from(config, 'reply_mode')}",
     ]
     if config.system_prompt:
-        prompt = config.system_prompt
+        prompt = await shown_here(ctx.store, ctx.ref, config.system_prompt)  # for everyone
         shown = prompt[:200] + "…" if len(prompt) > 200 else prompt
         lines.append(f"System prompt{_from(config, 'system_prompt')}: {shown}")
     lines += _settings_lines(config)

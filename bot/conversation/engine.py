@@ -20,6 +20,7 @@ from bot.connection import (
     NotConnectable,
     blocked_reason,
     endpoint_for,
+    endpoint_secrets,
     mark_working,
     recheck_due,
     run_status_check,
@@ -35,7 +36,6 @@ from bot.conversation.stream import (
     Prefaced,
     ReplySink,
     Running,
-    endpoint_secrets,
     stream_answer,
 )
 from bot.conversation.vision import sees_images
@@ -57,7 +57,7 @@ from bot.types import (
     Scope,
     TurnState,
 )
-from bot.types.secrets import looks_like_key
+from bot.types.secrets import looks_like_key, redact
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
 from bot.usage.quota import Gate as Gate  # the Core hands it over
@@ -306,6 +306,13 @@ class ChatEngine(_QuotaHooks):
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)
             content = text + attached.text if text else attached.text.lstrip("\n")
+            if _holds_a_secret(content, endpoint):
+                return await _notice(
+                    sink,
+                    "That message holds this channel's key or proxy password, so I did not "
+                    "send or keep it. Delete it from the chat; if others could see it, "
+                    "make a new one.",
+                )
             question = HistoryEntry(
                 Role.USER,
                 content,
@@ -691,6 +698,17 @@ def _estimate(
     prompt = min(sum(e.tokens for e in history), budget) + (question.tokens if question else 0)
     prompt += estimate_tokens(config.system_prompt) if config.system_prompt else 0
     return turn_estimate(prompt, config.number("max_tokens"))
+
+
+# A channel secret this long found in a message stops it (a shorter one could be any
+# word; answers are still cleaned of those).
+_HELD_SECRET_CHARS = 8
+
+
+def _holds_a_secret(text: str, endpoint: Endpoint) -> bool:
+    """Whether a message holds, in any written form, a secret its endpoint is sent."""
+    secrets = [s for s in endpoint_secrets(endpoint) if len(s) >= _HELD_SECRET_CHARS]
+    return bool(secrets) and redact(text, secrets, shapes=False, known=False) != text
 
 
 # How an answer that did not come whole ended: /retry asks for it again.

@@ -13,7 +13,7 @@ from typing import Protocol
 from bot.conversation.budget import estimate_tokens
 from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
-from bot.providers import ChatRequest, Endpoint, Provider, ProviderError
+from bot.providers import ChatRequest, Provider, ProviderError
 from bot.store import Store, StoreError
 from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage
 
@@ -222,12 +222,6 @@ async def stream_answer(
         out.failed = True
         out.error = "The model returned an empty answer. Try again or rephrase."
     return out
-
-
-def endpoint_secrets(endpoint: Endpoint) -> tuple[str, ...]:
-    """The secrets this endpoint knows, so its answers can be cleaned of them."""
-    values = (endpoint.api_key, endpoint.proxy_password)
-    return tuple(v.reveal() for v in values if v)
 
 
 class Typing:

@@ -53,6 +53,24 @@ def _escapes(text: str) -> set[str]:
     return found
 
 
+def _every_char_escaped(text: str) -> set[str]:
+    """`text` with every character escaped, not only the special ones: `%4C%65…`,
+    `\\u004c\\u0065…`, `\\x4c\\x65…`, `&#76;&#101;…`, `&#x4c;&#x65;…` (upper and lower
+    hex). An endpoint that escapes everything writes a secret no other form finds."""
+    raw = text.encode("utf-8", "surrogatepass")
+    found = {
+        "".join(f"%{b:02X}" for b in raw),
+        "".join(f"&#{ord(c)};" for c in text),
+    }
+    for hex_ in ("x", "X"):
+        found.add("".join(f"\\u{ord(c):04{hex_}}" for c in text))
+        found.add("".join(f"&#x{ord(c):{hex_}};" for c in text))
+        if text.isascii():
+            found.add("".join(f"\\x{ord(c):02{hex_}}" for c in text))
+    found.add("".join(f"%{b:02x}" for b in raw))
+    return found
+
+
 # A base64 run shorter than this is redacted only as part of a longer form: a short
 # secret's base64 inside a blob is a few letters that ordinary text holds too.
 _MIN_BASE64_CHARS = 8
@@ -87,10 +105,10 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 
     An endpoint may echo a key inside a JSON string, a Python bytes repr
     (`b'authorization: Bearer …'`), a URL, HTML, base64 (a Basic header, an encoded
-    body), or any of these escaped once more.
+    body), any of these escaped once more, or with every character escaped.
     """
     once = _escapes(secret) | _base64(secret)
-    forms = {secret, *once}
+    forms = {secret, *once, *_every_char_escaped(secret)}
     for form in once:
         forms |= _escapes(form)
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))

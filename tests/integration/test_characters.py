@@ -431,3 +431,26 @@ async def test_a_burst_of_new_channels_reads_their_cards_in_one_query(
             await fresh.close()
     finally:
         await core.close()
+
+
+async def test_a_cards_greeting_and_the_shown_system_prompt_hold_no_key(
+    harness: Harness,
+) -> None:
+    """A greeting is posted as the character's answer, and /settings shows the system
+    prompt to everyone: both are cleaned as answers are, of the channel's own password
+    and of key shapes (a card or a prompt can carry either)."""
+    password = "PurpleOtterHunter42"
+    leaky = "sk-abcdefghijklmnopqrstuvwxyz012345"
+    await configure_fake(harness, system_prompt=f"pw {password} and {leaky}")
+    saved = await run(harness, ("proxy", "password"), password=password)
+    assert saved.ok, saved.text
+    card = copy.deepcopy(CARD)
+    card["data"]["first_mes"] = f"My key is {password}, also {leaky}."
+    card["data"]["alternate_greetings"] = []
+    reply = await run(harness, ("character", "import"), file=card_file(card))
+    assert reply.greeting is not None
+    assert reply.greeting.text == "My key is ****, also ****.", reply.greeting.text
+    [greeting] = await harness.store.history(REF, 10)
+    assert greeting.content == "My key is ****, also ****."
+    settings = await run(harness, ("settings",), actor=MEMBER)
+    assert password not in settings.text and leaky not in settings.text, settings.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 
@@ -363,3 +364,29 @@ async def test_a_word_set_as_a_secret_elsewhere_is_not_blanked_from_this_channel
     history = await harness.store.history(REF, 10)
     assert history[-1].content == "I quietly find this agreeable."
     assert redact("agreeable, quietly") == f"{REDACTED}, {REDACTED}"  # the log's rule
+
+
+async def test_a_message_holding_the_channels_own_password_is_not_sent_or_kept(
+    harness: Harness,
+) -> None:
+    """Only a key-shaped message was stopped: the channel's proxy password pasted into
+    the chat (raw, or inside a sentence, or base64) was stored and sent to the model."""
+    password = "PurpleOtterHunter42"
+    async with fake_openai(Script(chunks=["ok"], interval=0.0)) as model:
+        await configure_fake(harness, url=model.url_v1, model="m-small")
+        saved = await harness.core.run_text_command(
+            Incoming(REF, ADMIN, f"/proxy password {password}")
+        )
+        assert saved.ok, saved.text
+        for text in (
+            password,
+            f"my password is {password} please",
+            base64.b64encode(password.encode()).decode(),
+        ):
+            sink = await ask(harness, text)
+            assert sink.final is not None and "did not send or keep it" in sink.final, text
+        assert not model.requests
+        sink = await ask(harness, "a purple otter hunter")  # an ordinary message goes on
+        assert sink.final == "ok"
+    stored = [e.content for e in await harness.store.history(REF, 10)]
+    assert stored == ["a purple otter hunter", "ok"], stored

@@ -27,6 +27,15 @@ def forms(secret: str) -> list[str]:
         quote(secret, safe="").lower(),
         quote_plus(secret),
         quote(secret),
+        # Every character escaped, not only the special ones.
+        "".join(f"%{b:02X}" for b in raw),
+        "".join(f"%{b:02x}" for b in raw),
+        "".join(f"\\u{ord(c):04x}" for c in secret),
+        "".join(f"\\u{ord(c):04X}" for c in secret),
+        "".join(f"\\x{b:02x}" for b in raw),
+        "".join(f"&#{ord(c)};" for c in secret),
+        "".join(f"&#x{ord(c):x};" for c in secret),
+        "".join(f"&#x{ord(c):X};" for c in secret),
     ]
 
 
