@@ -9,11 +9,15 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Coroutine
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from bot.core import DEFAULT_PREFIXES, Core, Gate, TurnLimits
 from bot.frontends import FrontendError
@@ -22,6 +26,7 @@ from bot.settings import Settings
 from bot.store import SecretBox, Store, StoreError, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.types import ChannelConfig, Platform
+from bot.types.text import TextError, visible_id
 from bot.types.usage import USAGE_COLUMNS
 
 if TYPE_CHECKING:
@@ -37,6 +42,50 @@ NO_PLATFORM = (
     "`./scripts/run.sh console` (Docker: `docker run --rm -it --env-file .env "
     "-v chatbot-data:/data chat-completion-bot console`)."
 )
+
+
+class StartError(Exception):
+    """The database cannot be reached or opened at start; the message says where and
+    which setting to check, and never holds a password."""
+
+
+async def migrate(settings: Settings) -> str | None:
+    """Bring the database to the newest schema and return its revision. Every command
+    touches the database here first, so one it cannot reach or open stops it here."""
+    try:
+        return await upgrade_to_head(settings.db_url)
+    except (OSError, DBAPIError) as err:
+        log.debug("the database failed at start", exc_info=True)  # for LOG_LEVEL=DEBUG
+        raise StartError(_database_failure(settings, err)) from None
+
+
+def _database_failure(settings: Settings, err: OSError | DBAPIError) -> str:
+    url = make_url(settings.db_url)
+    cause = err.orig if isinstance(err, DBAPIError) else err
+    if url.get_backend_name() == "sqlite":
+        why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+        where = f"the database file {Path(url.database or '').resolve()}"
+        if settings.database_url:
+            return f"cannot open {where} ({why}): correct DATABASE_URL."
+        return (
+            f"cannot open {where} ({why}): DATA_DIR {settings.data_dir} must be a folder the "
+            "bot can create and write; set DATA_DIR to one."
+        )
+    host = f"{url.host or url.query.get('host') or 'localhost'}:{url.port or 5432}"
+    if isinstance(err, DBAPIError):  # it answered: a login, a database name…
+        return (
+            f"the database at {host} failed at start ({type(cause).__name__}): check "
+            "DATABASE_URL and the database's log."
+        )
+    if isinstance(err, ConnectionRefusedError):
+        why = "connection refused"
+    elif isinstance(err, socket.gaierror):
+        why = "host name not found"
+    elif isinstance(err, TimeoutError):
+        why = "no answer in time"
+    else:
+        why = err.strerror or type(err).__name__
+    return f"cannot reach the database at {host} ({why}): start it, or correct DATABASE_URL."
 
 
 def operator_defaults(settings: Settings) -> ChannelConfig:
@@ -62,7 +111,7 @@ def provider_settings(settings: Settings) -> ProviderSettings:
 
 async def build_core(settings: Settings, box: SecretBox) -> Core:
     """Migrate, open the store and the provider hub, and hand them to a Core."""
-    revision = await upgrade_to_head(settings.db_url)
+    revision = await migrate(settings)
     log.info("database at revision %s", revision)
     store = await Store.open(
         settings.db_url,
@@ -214,6 +263,19 @@ async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> None:
             )
 
 
+CONSOLE_ID_CHARS = 255  # what the store's id columns hold
+
+
+def console_id(typed: str, what: str) -> str:
+    """A `console --channel` or `--user` id as the store keeps it: visible characters
+    only (bytes a terminal could not decode arrive as lone surrogates, which no database
+    or terminal takes); TextError saying why not."""
+    value = visible_id(typed, what)
+    if len(value) > CONSOLE_ID_CHARS:
+        raise TextError(f"The {what} is longer than {CONSOLE_ID_CHARS} characters.")
+    return value
+
+
 async def run_console(
     settings: Settings,
     box: SecretBox,
@@ -232,7 +294,7 @@ async def run_console(
 
 
 async def rotate_keys(settings: Settings, box: SecretBox) -> int:
-    await upgrade_to_head(settings.db_url)
+    await migrate(settings)
     store = await Store.open(settings.db_url, box, defaults=operator_defaults(settings))
     try:
         return await store.rotate_keys()
@@ -255,7 +317,7 @@ def _as_cell(value: object) -> object:
 
 async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -> int:
     """Write every usage row from the UTC day `since` on to `out`; returns the count."""
-    await upgrade_to_head(settings.db_url)
+    await migrate(settings)
     # The export reads no secret: a throwaway key lets it run without BOT_SECRET_KEYS.
     box = SecretBox.from_setting(generate_key())
     store = await Store.open(settings.db_url, box, defaults=operator_defaults(settings))

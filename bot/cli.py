@@ -5,21 +5,65 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-from bot.app import EXPORT_FORMATS, export_usage, rotate_keys, run, run_console
+from bot.app import (
+    EXPORT_FORMATS,
+    StartError,
+    console_id,
+    export_usage,
+    migrate,
+    rotate_keys,
+    run,
+    run_console,
+)
 from bot.logfilter import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
-from bot.store.migrate import upgrade_to_head
+from bot.store import StoreError
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
 
 log = logging.getLogger("bot.cli")
 
 # The console's log, under DATA_DIR: its terminal is a chat, so log lines go here instead.
 CONSOLE_LOG_NAME = "chatbot.log"
+# How a shell reports a writer whose reader went away (128 + SIGPIPE), as `cat` ends.
+CLOSED_PIPE = 141
+
+
+class _Once(argparse.Action):
+    """Stores the option's value; given twice, it is refused rather than the last winning."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        given: set[str] = namespace.__dict__.setdefault("_given", set())
+        if self.dest in given:
+            raise argparse.ArgumentError(self, "given more than once; give it once")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
+def _console_id(what: str, *, empty: bool = False) -> Callable[[str], str]:
+    """An argparse type: a console id, refused at start when the store could not keep it."""
+
+    def read(text: str) -> str:
+        if empty and not text:
+            return text
+        try:
+            return console_id(text, what)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return read
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,10 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="apply migrations and run the configured front-ends")
     console = sub.add_parser("console", help="chat in this terminal (same database and commands)")
-    console.add_argument("--channel", default="console", help="channel name (default: console)")
+    console.add_argument(
+        "--channel",
+        action=_Once,
+        default="console",
+        type=_console_id("channel name"),
+        help="channel name (default: console)",
+    )
     console.add_argument(
         "--user",
+        action=_Once,
         default="",
+        type=_console_id("user id", empty=True),
         metavar="ID",
         help="chat as this user id (admin only if ADMIN_IDS lists it); default: you, as admin",
     )
@@ -53,13 +105,18 @@ def _parser() -> argparse.ArgumentParser:
     export = usage_sub.add_parser("export", help="print usage rows to stdout")
     export.add_argument(
         "--since",
+        action=_Once,
         required=True,
         type=_day,
         metavar="YYYY-MM-DD",
         help="first UTC day to include",
     )
     export.add_argument(
-        "--format", choices=EXPORT_FORMATS, default="csv", help="csv (default) or jsonl"
+        "--format",
+        action=_Once,
+        choices=EXPORT_FORMATS,
+        default="csv",
+        help="csv (default) or jsonl",
     )
     return parser
 
@@ -71,9 +128,9 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-12-01") from None
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 2) -> int:
     print(f"chatbot: {message}", file=sys.stderr)
-    return 2
+    return code
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -99,8 +156,33 @@ def _console_logging(settings: Settings, verbose: bool) -> Path | None:
 
 
 async def _migrate(settings: Settings) -> str:
-    revision = await upgrade_to_head(settings.db_url)
+    revision = await migrate(settings)
     return f"Database is at revision {revision}."
+
+
+def _export(settings: Settings, since: date, fmt: str) -> int:
+    """Usage rows to stdout. A reader that stops early (`| head -1`) ends it quietly; a
+    stdout that cannot be written (a full disk) is said in one line."""
+    try:
+        count = asyncio.run(export_usage(settings, since, fmt, sys.stdout))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        return CLOSED_PIPE
+    except OSError as err:  # the database's own failures arrive as StoreError/StartError
+        _drop_stdout()
+        why = err.strerror or type(err).__name__
+        return _fail(f"cannot write the export to standard output: {why}.", 1)
+    log.info("exported %d usage row(s)", count)
+    return 0
+
+
+def _drop_stdout() -> None:
+    """Send what is left of stdout's buffer nowhere: Python flushes it at exit, and that
+    flush would fail (and print a traceback) the same way again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 async def _rotate(settings: Settings) -> str:
@@ -148,9 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(asyncio.run(_rotate(settings)))
             return 0
         if args.command == "usage":
-            count = asyncio.run(export_usage(settings, args.since, args.format, sys.stdout))
-            log.info("exported %d usage row(s)", count)
-            return 0
+            return _export(settings, args.since, args.format)
         box = secret_box(settings)
         with asyncio.Runner(loop_factory=_event_loop()) as runner:
             return runner.run(run(settings, box))
@@ -158,5 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(err))
     except SecretUnreadable as err:
         return _fail(str(err))
+    except (StartError, StoreError) as err:
+        return _fail(str(err), 1)
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -18,13 +19,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.types import ReplyMode, SecretValue, Source, redact
 from bot.types.prices import PriceError, PriceTable
 from bot.types.secrets import KEYGEN_HINT
+from bot.types.text import MODEL_ID_CHARS, TextError, visible_id
 
 DEFAULT_DATA_DIR = Path("data")
 ENV_FILE = ".env"
+PRICES_FILE_BYTES = 1024 * 1024  # USAGE_PRICES_FILE is read up to this, or refused
 
 # "unverified": encrypt for every device of the room's members (trust on first use);
 # "verified": only for devices someone verified.
@@ -134,6 +139,39 @@ def _discord_token(value: str) -> SecretValue:
     return SecretValue(token)
 
 
+def _proxy_url(value: str) -> str:
+    """A full http(s) URL, as `/proxy set` takes one (a bare `host:port` is refused there
+    too); each request still goes through the endpoint policy, as a channel's URL does."""
+    url = value.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise ValueError("must be a full http:// or https:// URL, e.g. http://localhost:1234/v1")
+    if any(c.isspace() for c in url):
+        raise ValueError("has a space in it")
+    return url.rstrip("/")
+
+
+def _model(value: str) -> str:
+    """A model id as `/model` takes it: visible characters, the edges' spaces dropped."""
+    try:
+        model = visible_id(value, "model id")
+    except TextError as err:  # its first sentence, in this setting's one line
+        raise ValueError(str(err).split(". ")[0].removeprefix("The model id ")) from None
+    if len(model) > MODEL_ID_CHARS:
+        raise ValueError(f"longer than {MODEL_ID_CHARS} characters")
+    return model
+
+
+_MATRIX_ID = re.compile(r"@[^:\s]+:[^\s]+")
+
+
+def _matrix_user(value: str) -> str:
+    user = value.strip()
+    if not _MATRIX_ID.fullmatch(user):
+        raise ValueError("not a full Matrix user id")
+    return user
+
+
 def _homeserver(value: str) -> str:
     """An http(s) URL; a bare host name (as Element takes it) means https://host."""
     url = value.strip()
@@ -147,6 +185,12 @@ def _homeserver(value: str) -> str:
 def _database_url(value: str) -> str:
     if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError("only sqlite+aiosqlite:// and postgresql+asyncpg:// URLs are supported")
+    try:  # read as the engine will read it; its message is not shown: it may hold the password
+        port = make_url(value).port
+    except (ArgumentError, ValueError):
+        raise ValueError("it cannot be read as a database URL") from None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("the port must be from 1 to 65535")
     return value
 
 
@@ -164,12 +208,26 @@ def _prices(value: str) -> str:
     return value
 
 
+def read_prices_file(path: Path) -> str:
+    """The text of USAGE_PRICES_FILE, read no further than PRICES_FILE_BYTES; ValueError
+    saying what is wrong with it (never its content: it may be any file)."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(PRICES_FILE_BYTES + 1)
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {type(err).__name__}") from None
+    if len(data) > PRICES_FILE_BYTES:
+        raise ValueError(f"{path} is larger than {PRICES_FILE_BYTES // (1024 * 1024)} MB")
+    if "\x00" in text:
+        raise ValueError(f"{path} is not a text file (it has NUL bytes)")
+    return text
+
+
 def _prices_file(value: str) -> Path:
     path = Path(value)
     try:
-        PriceTable.parse(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read {path}: {type(err).__name__}") from None
+        PriceTable.parse(read_prices_file(path))
     except PriceError as err:
         raise ValueError(f"{path}: {redact(str(err))}") from None
     return path
@@ -212,7 +270,7 @@ class Settings:
     discord_gateway_url: str = setting("", _web_url)
 
     matrix_homeserver: str = setting("", _homeserver)
-    matrix_user_id: str = setting("", _text)
+    matrix_user_id: str = setting("", _matrix_user, "use the bot's full id, e.g. @bot:example.org")
     matrix_password: SecretValue = setting(_NO_KEY, SecretValue)
     matrix_access_token: SecretValue = setting(_NO_KEY, SecretValue)
     matrix_device_name: str = setting("chat-completion-bot", _text)
@@ -229,8 +287,8 @@ class Settings:
     )
 
     default_source: Source = setting(Source.OPENAI, _enum(Source))
-    default_model: str = setting("", _text)
-    default_proxy_url: str = setting("", _text)
+    default_model: str = setting("", _model)
+    default_proxy_url: str = setting("", _proxy_url)
     default_system_prompt: str = setting("", _text)
     default_reply_mode: ReplyMode = setting(ReplyMode.MENTION, _enum(ReplyMode))
     default_openai_api_key: SecretValue = setting(_NO_KEY, SecretValue)
@@ -279,7 +337,10 @@ class Settings:
         """USAGE_PRICES, then USAGE_PRICES_FILE's entries (the first matching pattern wins)."""
         text = self.usage_prices
         if self.usage_prices_file is not None:
-            text += "\n" + self.usage_prices_file.read_text(encoding="utf-8")
+            try:
+                text += "\n" + read_prices_file(self.usage_prices_file)
+            except ValueError as err:  # changed since start-up
+                raise SettingsError(f"Setting USAGE_PRICES_FILE is invalid: {err}.") from None
         return PriceTable.parse(text)
 
     @property

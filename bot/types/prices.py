@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from bot.types.text import quoted, shorten
+
 _MAX_PRICE = 1_000_000.0  # USD per million tokens; beyond this it is surely a typo
 _ENTRY = re.compile(r"^(?P<pattern>[^=]+)=(?P<input>[^/]+)/(?P<output>.+)$")
 
@@ -33,9 +35,10 @@ def _number(text: str, entry: str) -> float:
     try:
         value = float(text.strip().removeprefix("$"))
     except ValueError:
-        raise PriceError(f"`{entry}`: {text.strip()!r} is not a number of USD") from None
+        number = shorten(text.strip(), 20)
+        raise PriceError(f"{quoted(entry)}: {number!r} is not a number of USD") from None
     if not math.isfinite(value) or value < 0 or value > _MAX_PRICE:
-        raise PriceError(f"`{entry}`: prices must be from 0 to {_MAX_PRICE:,.0f} USD")
+        raise PriceError(f"{quoted(entry)}: prices must be from 0 to {_MAX_PRICE:,.0f} USD")
     return value
 
 
@@ -56,12 +59,12 @@ class PriceTable:
                 found = _ENTRY.match(entry)
                 if found is None:
                     raise PriceError(
-                        f"`{entry[:60]}` is not `model-pattern=input/output` "
+                        f"{quoted(entry)} is not `model-pattern=input/output` "
                         "(USD per million tokens, e.g. gpt-4o*=2.5/10)"
                     )
                 pattern = found["pattern"].strip().lower()
                 if not pattern:
-                    raise PriceError(f"`{entry[:60]}` has no model pattern before `=`")
+                    raise PriceError(f"{quoted(entry)} has no model pattern before `=`")
                 prices.append(
                     Price(pattern, _number(found["input"], entry), _number(found["output"], entry))
                 )

@@ -29,7 +29,8 @@ def chatbot(
         for k, v in os.environ.items()
         if not k.startswith(("DISCORD", "MATRIX", "DATA_DIR", "LOG_LEVEL", "PROVIDER_"))
     }
-    base.update(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/data/bot.db", **env)
+    # DATABASE_URL="" means the default: SQLite in DATA_DIR.
+    base.update({"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/data/bot.db", **env})
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         input=stdin,
@@ -231,3 +232,76 @@ def test_the_log_file_is_redacted_too(tmp_path: Path) -> None:
     assert result.stderr == ""
     text = (tmp_path / "logs" / "x.log").read_text()
     assert REDACTED in text and "abcdefghijklmnop1234" not in text
+
+
+def one_line_failure(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """The stderr of a start that stopped with one line and no traceback."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def test_console_refuses_an_id_that_is_not_text(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 (a terminal's `$'\\xff\\xfe'`) arrive as lone surrogates,
+    which no database or terminal encoder takes: refused at start, named."""
+    for args in (["--channel", "\udcff\udcfe"], ["--user=\udcff\udcfe"], ["--user", "a b"]):
+        result = chatbot(tmp_path, "console", *args, stdin="hi\n", **console_env())
+        stderr = result.stderr  # argparse's usage line, then its error
+        assert result.returncode == 2, stderr
+        assert "Traceback" not in stderr and "\udcff" not in stderr
+        assert args[0].split("=")[0] in stderr
+        assert ("U+DCFF" if "\udcff" in args[-1] else "U+0020 SPACE") in stderr
+    assert not (tmp_path / "data" / "bot.db").exists()  # stopped before the database
+
+
+def test_a_console_option_given_twice_is_refused(tmp_path: Path) -> None:
+    result = chatbot(
+        tmp_path, "console", "--channel", "a", "--channel", "b", stdin="", **console_env()
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "argument --channel: given more than once" in result.stderr
+
+
+UNREACHABLE_DB = "postgresql+asyncpg://u:DbPassw0rdSecret@127.0.0.1:1/x"
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path) -> None:
+    for args in (["console"], ["migrate"], ["run"], ["rotate-keys"]):
+        result = chatbot(
+            tmp_path,
+            *args,
+            stdin="hi\n",
+            **console_env(DATABASE_URL=UNREACHABLE_DB, DISCORD_TOKEN="MTIz.abc.def"),
+        )
+        stderr = one_line_failure(result, code=1)
+        assert "cannot reach the database at 127.0.0.1:1" in stderr, args
+        assert "DATABASE_URL" in stderr
+        assert "DbPassw0rdSecret" not in stderr + result.stdout
+
+
+def test_a_data_dir_that_cannot_hold_the_database_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    for command in ("console", "migrate"):
+        result = chatbot(
+            tmp_path,
+            command,
+            stdin="hi\n",
+            **console_env(DATA_DIR=str(tmp_path / "a-file" / "data"), DATABASE_URL=""),
+        )
+        stderr = one_line_failure(result, code=1)
+        assert "DATA_DIR" in stderr and str(tmp_path / "a-file" / "data") in stderr
+
+
+def test_operator_setting_mistakes_stop_the_start(tmp_path: Path) -> None:
+    """README: "A mistake stops chatbot before it connects anywhere"."""
+    (tmp_path / "prices.txt").write_text("# a comment line\n" * 70_000)  # over 1 MB
+    for setting, value in (
+        ("DEFAULT_PROXY_URL", "localhost:18081"),
+        ("MATRIX_USER_ID", "bot"),
+        ("USAGE_PRICES_FILE", str(tmp_path / "prices.txt")),
+    ):
+        result = chatbot(tmp_path, "console", stdin="hi\n", **console_env(**{setting: value}))
+        stderr = one_line_failure(result)
+        assert f"Setting {setting} is invalid" in stderr
+        assert not (tmp_path / "data" / "bot.db").exists()

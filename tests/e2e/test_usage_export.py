@@ -6,8 +6,14 @@ import asyncio
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
@@ -116,3 +122,54 @@ def test_export_of_nothing_and_bad_input(tmp_path: Path) -> None:
     assert fmt.returncode == 2 and "invalid choice" in fmt.stderr
     missing = chatbot(tmp_path, "usage", "export")
     assert missing.returncode == 2 and "--since" in missing.stderr
+
+
+def test_an_option_given_twice_is_refused(tmp_path: Path) -> None:
+    """The last one no longer wins silently: the operator is told which option."""
+    seed(tmp_path)
+    for args, option in (
+        (["--since", "2026-01-01", "--since", "2026-11-03"], "--since"),
+        (["--since", "2026-01-01", "--format", "jsonl", "--format", "csv"], "--format"),
+    ):
+        result = chatbot(tmp_path, "usage", "export", *args)
+        assert result.returncode == 2 and result.stdout == ""
+        assert f"argument {option}: given more than once" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def export_into(tmp_path: Path, stdout: Any) -> subprocess.Popen[str]:
+    """`chatbot usage export` as test_cli's chatbot() runs it, its stdout where asked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_DIR", "LOG_LEVEL"))}
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/data/bot.db"
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "usage", "export", "--since", "2026-01-01"],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+
+
+def test_a_full_disk_is_said_in_one_line(tmp_path: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    seed(tmp_path)
+    with open("/dev/full", "w") as full:
+        proc = export_into(tmp_path, full)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert (
+        stderr == "chatbot: cannot write the export to standard output: No space left on device.\n"
+    )
+
+
+def test_a_reader_that_stops_early_ends_the_export_quietly(tmp_path: Path) -> None:
+    """`chatbot usage export | head -1`: the pipe closed by the reader is no error."""
+    seed(tmp_path)
+    proc = export_into(tmp_path, subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the first row: every write finds the pipe closed
+    _, stderr = proc.communicate(timeout=120)
+    assert stderr == ""
+    assert proc.returncode == 141  # as a shell reports a writer ended by SIGPIPE

@@ -58,6 +58,8 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
     ("name", "value", "fragment"),
     [
         ("DATABASE_URL", "mysql://x", "Setting DATABASE_URL is invalid"),
+        ("DATABASE_URL", "postgresql+asyncpg://u:pw@h:abc/x", "cannot be read as a database URL"),
+        ("DATABASE_URL", "postgresql+asyncpg://u:pw@h:99999/x", "port must be from 1 to 65535"),
         ("CUSTOM_EXTRA_HEADERS", "{not json", "Setting CUSTOM_EXTRA_HEADERS is invalid"),
         ("DEFAULT_SOURCE", "gemini", "use one of openai, claude, mistral, custom"),
         ("PROVIDER_IDLE_TIMEOUT", "-1", "Setting PROVIDER_IDLE_TIMEOUT is invalid"),
@@ -338,3 +340,85 @@ def test_docker_env_file_reading_rules() -> None:
         "D": "x=y",
         "E": "from host",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        # `/proxy set localhost:1234` refuses a URL without its scheme too.
+        ("DEFAULT_PROXY_URL", "localhost:18081", "must be a full http:// or https:// URL"),
+        ("DEFAULT_PROXY_URL", "ftp://example.org", "must be a full http:// or https:// URL"),
+        ("DEFAULT_PROXY_URL", "http://", "must be a full http:// or https:// URL"),
+        ("DEFAULT_PROXY_URL", "http://host/ v1", "has a space"),
+        (
+            "DEFAULT_MODEL",
+            "gpt\u200b-4o",
+            "has an invisible character (U+200B ZERO WIDTH SPACE) at position 4",
+        ),
+        ("DEFAULT_MODEL", "m" * 201, "longer than 200 characters"),
+        ("MATRIX_USER_ID", "bot", "e.g. @bot:example.org"),
+        ("MATRIX_USER_ID", "@bot", "e.g. @bot:example.org"),
+        ("MATRIX_USER_ID", "@:example.org", "e.g. @bot:example.org"),
+        ("MATRIX_USER_ID", "@bot:", "e.g. @bot:example.org"),
+        ("MATRIX_USER_ID", "@b ot:example.org", "e.g. @bot:example.org"),
+    ],
+)
+def test_operator_defaults_are_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    message = str(err.value)
+    assert message.startswith(f"Setting {name} is invalid: ") and fragment in message
+    assert len(message.splitlines()) == 1 and ".." not in message
+
+
+def test_operator_defaults_lose_the_spaces_around_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEFAULT_MODEL", " fake-model ")
+    monkeypatch.setenv("DEFAULT_PROXY_URL", " http://localhost:18081/v1/ ")
+    monkeypatch.setenv("MATRIX_HOMESERVER", "matrix.example.org")
+    monkeypatch.setenv("MATRIX_USER_ID", " @bot:example.org ")
+    s = load_settings()
+    assert s.default_model == "fake-model"
+    assert s.default_proxy_url == "http://localhost:18081/v1"
+    assert s.matrix_user_id == "@bot:example.org"
+
+
+def prices_file_error(monkeypatch: pytest.MonkeyPatch, path: Path) -> str:
+    monkeypatch.setenv("USAGE_PRICES_FILE", str(path))
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    message = str(err.value)
+    assert message.startswith("Setting USAGE_PRICES_FILE is invalid: ")
+    assert len(message.splitlines()) == 1
+    return message
+
+
+def test_a_prices_file_over_1_mb_is_refused_unread(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "prices.txt"
+    with path.open("wb") as file:
+        file.truncate(300 * 1024 * 1024)  # sparse: no disk used, 300 MB to read
+    message = prices_file_error(monkeypatch, path)
+    assert "is larger than 1 MB" in message
+    path.write_text("m=1/2\n" + "#" * (1024 * 1024 - 6))  # exactly 1 MB: read
+    assert load_settings().price_table().price_of("m") is not None
+
+
+def test_a_bad_prices_line_is_quoted_clean_and_short(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "prices.txt"
+    path.write_text("gpt-4o*=2.5/10\nroot:$6$salt\x1b[2J\x07" + "x" * 500 + ":19000:0:99999:7:::\n")
+    message = prices_file_error(monkeypatch, path)
+    assert "is not `model-pattern=input/output`" in message
+    assert "\x1b" not in message and "\x07" not in message and "x" * 60 not in message
+    assert "root:$6$salt" in message  # the start of it, to find the line by
+    path.write_bytes(b"\x00" * 4096)
+    message = prices_file_error(monkeypatch, path)
+    assert "\x00" not in message and "NUL" in message
+    path.write_text("m=\x1b[31mfree/0\n")
+    message = prices_file_error(monkeypatch, path)
+    assert "\x1b" not in message and "is not a number of USD" in message
