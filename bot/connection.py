@@ -53,7 +53,10 @@ def endpoint_url(typed: str) -> tuple[str, str]:
         if lowered.endswith(route) and len(url) > len(route):
             base = url[: -len(route)].rstrip("/")
             if "://" in base and base.split("://", 1)[1]:
-                return base, f"Cut the URL back to {base}: the bot adds {route} itself."
+                return base, (
+                    f"Cut the URL back to {base}: the bot adds the routes it needs "
+                    "(/chat/completions, /models) itself."
+                )
     return url, ""
 
 

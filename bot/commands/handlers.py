@@ -181,7 +181,11 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     removed = await ctx.store.clear_secret(ctx.ref, scope, api_key_name(source), ctx.actor)
     if not removed:
         return Reply(f"No {source.value} key was stored for {_where(scope)}.", ok=False)
-    return Reply(f"Removed the {source.value} key for {_where(scope)}.")
+    text = f"Removed the {source.value} key for {_where(scope)}."
+    if (await ctx.store.effective_config(ctx.ref)).source is source:
+        # The last check passed with that key: check again, or /settings keeps saying OK.
+        text += "\n" + (await _checked(ctx))[1]
+    return Reply(text)
 
 
 async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -436,10 +440,13 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if config.status is not None:
         status = "OK" if config.status.ok else f"failed — {config.status.reason}"
     endpoint = config.resolved_url or config.proxy_url
+    own_endpoint = "(the source’s own)"
+    if config.source is Source.CUSTOM:  # a custom source has none of its own
+        own_endpoint = f"(none yet: set one with {ctx.prefix}proxy set <url>)"
     lines = [
         f"Source: {config.source.value}{_from(config, 'source')}",
         f"Model: {config.model + _from(config, 'model') if config.model else '(not set)'}",
-        f"Endpoint: {endpoint + _from(config, 'proxy_url') if endpoint else '(the source’s own)'}",
+        f"Endpoint: {endpoint + _from(config, 'proxy_url') if endpoint else own_endpoint}",
         f"API key: {await _secret_state(ctx, api_key_name(config.source))}",
     ]
     if config.proxy_url:

@@ -344,10 +344,14 @@ class ChatEngine(_QuotaHooks):
             return await _notice(sink, f"{err} Nothing was sent to the model.")
         preface = ""
         if attached.images and not sees and self._tell_once(ref):
-            preface = (
-                f"(The image was not sent: {config.model} is not known to see images. If it "
-                f"can, an admin turns it on with {prefix}params vision on.)\n\n"
-            )
+            if config.value("vision") == "off":  # an admin's choice, not a guess
+                why = f"images are turned off here ({prefix}params vision default: automatic)"
+            else:
+                why = (
+                    f"{config.model} is not known to see images. If it can, an admin turns "
+                    f"it on with {prefix}params vision on"
+                )
+            preface = f"(The image was not sent: {why}.)\n\n"
         result = await self._answer(
             key, ref, config, endpoint, request, sink, question, preface=preface
         )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from bot.types.text import quoted
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -183,6 +185,12 @@ class EndpointPolicy:
             raise EndpointRefused(f"The URL is empty. {_EXAMPLE}")
         if any(c.isspace() for c in text):
             raise EndpointRefused(f"The URL contains spaces. {_EXAMPLE}")
+        if "://" not in text:  # `localhost:1234`, as LM Studio shows it
+            raise EndpointRefused(
+                f"{quoted(text, 80)} needs http:// or https:// in front: http:// for a "
+                "server on this machine or network (LM Studio: http://localhost:1234/v1), "
+                "https:// for one on the internet."
+            )
         parsed, host = _parse(text)
         if parsed.scheme not in ("http", "https"):
             raise EndpointRefused(f"Only http:// and https:// URLs are allowed. {_EXAMPLE}")

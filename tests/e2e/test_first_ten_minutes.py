@@ -364,9 +364,11 @@ def test_a_pasted_route_is_cut_back_to_the_base(
         ],
     )
     proxy = s.reply(f"/proxy set {pasted}")
-    cut = route.rstrip("/").removeprefix("/v1")
     assert f"Endpoint set to {peer.url_v1}." in proxy, proxy
-    assert f"Cut the URL back to {peer.url_v1}: the bot adds {cut} itself." in proxy, proxy
+    assert (
+        f"Cut the URL back to {peer.url_v1}: the bot adds the routes it needs "
+        "(/chat/completions, /models) itself." in proxy
+    ), proxy
     status_ok(proxy)
     assert "added /v1" not in proxy, proxy  # /v1 was typed, only the route was cut
 
@@ -674,3 +676,37 @@ def test_an_image_and_a_file_attached_in_the_console_reach_litellm(
     with sqlite3.connect(s.db) as conn:
         assert conn.execute("SELECT count(*) FROM blobs").fetchone() == (1,)
         assert conn.execute("SELECT name FROM message_images").fetchall() == [("red.png",)]
+
+
+@pytest.mark.litellm
+def test_a_cleared_key_is_checked_again_and_vision_off_is_named(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """`/key clear` left "Status: OK" from the key it removed (the next chat got a 401);
+    an image with vision turned off said the model was "not known to see images"."""
+    from PIL import Image as PILImage
+
+    picture = tmp_path / "red.png"
+    PILImage.new("RGB", (8, 8), "red").save(picture)
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            ["/settings"],
+            [f"/proxy set {peer.url}"],
+            ["/key set custom", peer.master_key],
+            [f"/model {peer.model}"],
+            ["/params vision off"],
+            [f"/attach {picture}"],
+            ["What is in it?"],
+            ["/key clear custom"],
+        ],
+    )
+    assert "Endpoint: (none yet: set one with /proxy set <url>)" in s.reply("/settings")
+    status_ok(s.reply("/key set custom"))
+    said = s.reply("What is in it?")
+    assert "images are turned off here (/params vision default: automatic)" in said, said
+    assert "not known to see images" not in said
+    status_401(s.reply("/key clear custom"))
+    assert_no_key_leak(s, peer.master_key)

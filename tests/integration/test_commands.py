@@ -109,6 +109,8 @@ async def test_operator_admin_is_always_allowed(harness: Harness) -> None:
         ("/params reasoning maybe", "on or off"),
         ("/reply mode sometimes", "not a valid mode"),
         ("/proxy set ftp://host/v1", "Only http:// and https://"),
+        # As LM Studio shows it: said what to put in front, not only what is allowed.
+        ("/proxy set localhost:1234", "`localhost:1234` needs http:// or https:// in front"),
         ("/proxy set http://user:pw@host.example/v1", "must not contain a user name"),
         ("/proxy set http://169.254.169.254/latest", "never contacts"),
         ("/proxy set http://10.0.0.5/v1", "private-network"),
