@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bot.types import ReplyMode, Source
-from bot.types.text import TextError, clean_text, parse_decimal, parse_integer, quoted
+from bot.types.text import TextError, clean_text, decimal_hint, parse_decimal, parse_integer, quoted
 
 
 class FieldError(ValueError):
@@ -196,7 +196,9 @@ class Field:
             number = parse_decimal(text)
         if number is None:
             kind = "a whole number" if self.kind is Kind.INTEGER else "a number"
-            raise FieldError(f"{self.name} must be {kind}, not {quoted(text, 40)}.")
+            raise FieldError(
+                f"{self.name} must be {kind}, not {quoted(text, 40)}.{decimal_hint(text)}"
+            )
         return self.check(number)
 
     def check(self, value: object) -> object:

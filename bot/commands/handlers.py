@@ -16,7 +16,7 @@ from bot.connection import (
     shown_here,
 )
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
-from bot.providers import StatusResult
+from bot.providers import NotFoundError, StatusResult
 from bot.providers.policy import EndpointRefused
 from bot.store import SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Platform, Reply, Scope, SecretValue, Source
@@ -166,6 +166,11 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     await ctx.store.set_secret(ctx.ref, scope, api_key_name(source), key, ctx.actor)
     shown = f" (ends …{key.last4})" if key.last4 else ""
     text = f"Saved the {source.value} key for {_where(scope)}{shown}."
+    if source is not Source.CLAUDE and key.reveal().startswith("sk-ant-"):
+        text += (
+            f" It looks like a Claude key (sk-ant-…): {ctx.prefix}key set claude stores it "
+            "for Claude."
+        )
     config = await ctx.store.effective_config(ctx.ref)
     if config.source is source:
         text += "\n" + (await _checked(ctx))[1]
@@ -352,7 +357,15 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     config = await ctx.store.effective_config(ctx.ref)
     endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
-    models: list[ModelInfo] = await ctx.hub.provider(endpoint).list_models()
+    try:
+        models: list[ModelInfo] = await ctx.hub.provider(endpoint).list_models()
+    except NotFoundError:
+        return Reply(
+            "The endpoint has no model list (HTTP 404 for /models): some servers offer "
+            f"none. Type the model id with {ctx.prefix}model <id>; if chat fails too, check "
+            f"the URL ({ctx.prefix}proxy show).",
+            ok=False,
+        )
     if not models:
         return Reply("The endpoint reported no models. Check the URL and key.", ok=False)
     await ctx.store.cache_models(ctx.ref, config.source, models)
@@ -601,6 +614,8 @@ async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if ctx.ref.platform is Platform.CONSOLE and topic is None:
         who = "an admin" if ctx.is_admin else "not an admin"
         text += (
+            "\n   /attach <path> — Attach a file (an image, a text file, a PDF) to your next "
+            "message; /attach alone lists them, /attach clear drops them."
             f"\nIn this console you are {who}: it is the operator's own terminal. "
             "`chatbot console --user ID` shows what that user may do (ADMIN_IDS decides)."
         )

@@ -11,6 +11,7 @@ from bot.types import Attachment, SecretValue
 from bot.types.text import (
     TextError,
     clean_text,
+    decimal_hint,
     header_safe,
     normalize_text,
     parse_decimal,
@@ -18,6 +19,7 @@ from bot.types.text import (
     quoted,
     refuse_controls,
     strip_invisible,
+    unwrapped,
     visible_id,
 )
 
@@ -303,11 +305,13 @@ def _coerce(opt: Option, value: Any) -> Any:
     if opt.kind in (Kind.NUMBER, Kind.INTEGER):
         number = parse_integer(text) if opt.kind is Kind.INTEGER else parse_decimal(text)
         if number is None:
-            raise CommandError(f"`{opt.name}` must be a number, not {quoted(text)}.")
+            raise CommandError(
+                f"`{opt.name}` must be a number, not {quoted(text)}.{decimal_hint(text)}"
+            )
         low, high = opt.min_value, opt.max_value
         if (low is not None and number < low) or (high is not None and number > high):
             raise CommandError(f"`{opt.name}` must be {_range(opt)}.")
         return number
     if opt.kind is Kind.STRING:
-        return visible_id(text, opt.name)
+        return visible_id(unwrapped(text), opt.name)
     return text

@@ -70,15 +70,25 @@ def describe_char(char: str) -> str:
 _WRAPPING_QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}
 
 
-def header_safe(text: str, what: str) -> str:
-    """A value that can travel in an HTTP header (visible ASCII only), edges cleaned:
-    invisible characters and one pair of quotes around it removed.
-
-    Raises TextError naming the first character that cannot, and its position.
-    """
+def unwrapped(text: str) -> str:
+    """`text` with its edges cleaned and one pair of quotes around it all removed
+    (`…`, "…", '…', “…”): a value copied from a chat message or a page keeps them, and
+    they are never part of a key, a model id or a user id."""
     value = strip_invisible(text)
     if len(value) > 2 and _WRAPPING_QUOTES.get(value[0]) == value[-1]:
         value = strip_invisible(value[1:-1])
+    return value
+
+
+def header_safe(text: str, what: str) -> str:
+    """A value that can travel in an HTTP header (visible ASCII only), edges cleaned:
+    invisible characters, one pair of quotes around it and a `Bearer ` before it removed.
+
+    Raises TextError naming the first character that cannot, and its position.
+    """
+    value = unwrapped(text)
+    if value[:7].lower() == "bearer ":  # copied with its header's scheme, from a curl line
+        value = unwrapped(value[7:])
     if not value:
         raise TextError(f"The {what} is empty.")
     for position, char in enumerate(value, 1):
@@ -133,6 +143,19 @@ def parse_integer(text: str) -> int | None:
     """`42`, `-7`, `+3`: ASCII digits only (no `0_1`, no other scripts' digits); else None."""
     value = text.strip()
     return int(value) if _INTEGER.fullmatch(value) else None
+
+
+_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+")
+
+
+def decimal_hint(text: str) -> str:
+    """What to say after refusing `0,7` as a number: many keyboards write decimals so."""
+    value = text.strip()
+    return (
+        f" Write decimals with a dot: {value.replace(',', '.')}."
+        if _DECIMAL_COMMA.fullmatch(value)
+        else ""
+    )
 
 
 def parse_decimal(text: str) -> float | None:

@@ -1224,6 +1224,39 @@ def test_turn_failing_before_any_answer_marks_the_user_message(
 _HELP_LEGEND = "Commands (* = admins only):"
 
 
+def test_pasted_forms_people_type_are_understood_or_explained(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """What people paste: a model id in backticks (as the bot's own messages show ids),
+    a key with its `Bearer ` scheme, a decimal comma, a Claude key given to openai, an
+    endpoint without a model list, and /help naming the console's /attach."""
+
+    endpoint.on_models = status_only(404, "not here")
+    run = ws.run(
+        with_sentinels(
+            [
+                "/source custom",
+                f"/proxy set {endpoint.url_v1}",
+                "/model `fake-model`",
+                "/key set custom Bearer sk-pasted-with-scheme-0123456789",
+                "/params temperature 0,7",
+                "/key set openai sk-ant-api03-abcdefghijklmnop",
+                "/models external",
+                "/help",
+            ]
+        )
+    )
+    run.assert_survived()
+    said = segments(run.out)
+    assert "Model set to fake-model." in said[2], said[2]
+    assert "Saved the custom key for this channel (ends …6789)" in said[3], said[3]
+    assert "Write decimals with a dot: 0.7." in said[4], said[4]
+    assert "It looks like a Claude key (sk-ant-…): /key set claude" in said[5], said[5]
+    assert "The endpoint has no model list (HTTP 404 for /models)" in said[6], said[6]
+    assert "/attach <path>" in said[7], said[7]
+    assert ("fake-model",) in ws.query("SELECT model FROM channel_configs")
+
+
 def test_console_help_says_the_user_is_an_admin(ws: Workspace) -> None:
     """Issue item 14: the console's /help says the console user is an admin."""
     run = ws.run(["/help"])
