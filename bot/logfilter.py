@@ -71,4 +71,8 @@ def configure_logging(
     # Location, an echoed Authorization): whatever LOG_LEVEL says, never below INFO.
     for noisy in ("httpcore", "hpack"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger(noisy).level))
+    # matrix-nio logs every event of every sync at INFO (80 of a short run's 111 lines):
+    # its warnings, unless DEBUG asks for everything.
+    if root.level > logging.DEBUG:
+        logging.getLogger("nio").setLevel(logging.WARNING)
     return used

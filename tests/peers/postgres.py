@@ -69,16 +69,21 @@ class PostgresServer:
         ).decode()
 
 
+def _sbin(tool: str) -> str:
+    """`tool` from PATH, or from the sbin folders a root PATH may lack (`env -i`)."""
+    return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin") or tool
+
+
 def _as_server_user(command: list[str], as_root: bool) -> list[str]:
     # PostgreSQL refuses to run as root; CI runs as root.
-    return ["runuser", "-u", _SYSTEM_USER, "--", *command] if as_root else command
+    return [_sbin("runuser"), "-u", _SYSTEM_USER, "--", *command] if as_root else command
 
 
 def _ensure_system_user() -> None:
     if subprocess.run(["id", "-u", _SYSTEM_USER], capture_output=True, check=False).returncode:
         subprocess.run(
             [
-                "useradd",
+                _sbin("useradd"),
                 "--system",
                 "--no-create-home",
                 "--shell",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
-from bot.logfilter import REDACTED, RedactingFilter, redact
+from bot.logfilter import REDACTED, RedactingFilter, configure_logging, redact
 from bot.types import SecretValue
 
 
@@ -55,3 +56,20 @@ def test_secret_value_never_shows_itself() -> None:
         import pickle
 
         pickle.dumps(s)
+
+
+def test_matrix_nio_keeps_to_warnings_unless_debug_asks_for_all(tmp_path: Path) -> None:
+    """nio logs every synced event at INFO: most of a Matrix bot's log, saying nothing."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("nio").level)
+    try:
+        configure_logging("INFO", log_file=tmp_path / "bot.log", to_stderr=False)
+        assert not logging.getLogger("nio.rooms").isEnabledFor(logging.INFO)
+        assert logging.getLogger("nio.rooms").isEnabledFor(logging.WARNING)
+        assert logging.getLogger("bot.matrix").isEnabledFor(logging.INFO)
+        logging.getLogger("nio").setLevel(logging.NOTSET)
+        configure_logging("DEBUG", log_file=tmp_path / "bot.log", to_stderr=False)
+        assert logging.getLogger("nio.rooms").isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        logging.getLogger("nio").setLevel(saved[2])
