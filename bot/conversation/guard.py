@@ -17,12 +17,16 @@ from bot.types.text import clean_text
 class AnswerGuard:
     """Feed pieces; `text` is what may be shown and stored so far."""
 
-    __slots__ = ("_firsts", "_forms", "_secrets", "_tail", "text")
+    __slots__ = ("_firsts", "_forms", "_longest", "_starts", "_secrets", "_tail", "text")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = tuple(s for s in secrets if s)
         self._forms = tuple(f for s in self._secrets for f in secret_forms(s))
         self._firsts = {f[0] for f in self._forms}
+        # Every beginning of every form: whether an answer's end may start a secret is
+        # one lookup, not a scan of every form (forms run to ~150 characters each).
+        self._starts = frozenset(f[:i] for f in self._forms for i in range(1, len(f) + 1))
+        self._longest = max(map(len, self._forms), default=0)
         self._tail = ""
         self.text = ""
 
@@ -52,11 +56,8 @@ class AnswerGuard:
 
     def _held_back(self, buf: str) -> int:
         """Length of the longest end of `buf` that begins some form of a secret."""
-        longest = max(map(len, self._forms))
-        window = max(0, len(buf) - longest + 1)
+        window = max(0, len(buf) - self._longest + 1)
         for start in range(window, len(buf)):
-            if buf[start] in self._firsts:
-                rest = buf[start:]
-                if any(f.startswith(rest) for f in self._forms):
-                    return len(buf) - start
+            if buf[start] in self._firsts and buf[start:] in self._starts:
+                return len(buf) - start
         return 0
