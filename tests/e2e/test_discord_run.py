@@ -162,6 +162,7 @@ async def test_chatbot_run_reads_attachments_from_the_cdn_it_was_given(tmp_path:
             await fake.stop()
     assert exit_code == 0, bot.log[-3000:]
     assert "Traceback" not in bot.log
+    assert "voice will NOT be supported" not in bot.log  # the bot has no voice to miss
     # Each file was fetched once, from the URL Discord put in the message.
     assert [p.rsplit("/", 1)[1] for p in fake.downloads] == ["red.png", "hello.py"]
     first, second = (r["messages"][-1]["content"] for r in model.requests)  # type: ignore[index]

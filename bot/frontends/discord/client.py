@@ -74,6 +74,10 @@ class ChatClient(discord.AutoShardedClient):
         sharding: dict[str, Any] = {"shard_count": options.shard_count}
         if options.shard_ids:
             sharding["shard_ids"] = list(options.shard_ids)
+        # The bot has no voice: discord.py's warnings that voice libraries are missing
+        # (PyNaCl, davey) would be the first lines every operator reads, and mean nothing.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             intents=intents_for(options),
             allowed_mentions=discord.AllowedMentions.none(),  # a model's @everyone stays text
