@@ -65,11 +65,16 @@ def number_text(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
+# What a backslash escapes in a list value: a newline, a tab, itself, a comma or a quote.
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", ",": ",", '"': '"', "'": "'"}
+
+
 def split_list(text: str) -> list[str]:
     """`END, "a,b", \\nUser:` → ["END", "a,b", "\\nUser:"]: commas split, quotes group.
 
-    Inside a value `\\n` and `\\t` are a newline and a tab (stop strings often need one);
-    spaces typed around a value are dropped, quoted or escaped ones kept.
+    Inside a value `\\n` and `\\t` are a newline and a tab (stop strings often need one),
+    `\\,` `\\"` `\\'` `\\\\` the character itself; any other backslash stays as typed.
+    Spaces typed around a value are dropped, quoted or escaped ones kept.
     """
     items: list[str] = []
     current: list[tuple[str, bool]] = []  # (character, typed literally: quoted or escaped)
@@ -79,7 +84,10 @@ def split_list(text: str) -> list[str]:
         char = text[i]
         if char == "\\" and i + 1 < len(text):
             nxt = text[i + 1]
-            current.append(({"n": "\n", "t": "\t"}.get(nxt, nxt), True))
+            if nxt in _ESCAPES:
+                current.append((_ESCAPES[nxt], True))
+            else:  # `\u0000`, `C:\dir`: no escape, both characters as typed
+                current += [(char, True), (nxt, True)]
             i += 2
             continue
         if quote:

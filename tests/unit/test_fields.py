@@ -17,6 +17,9 @@ from bot.types import Source
         ("\\nUser:, ###", ["\nUser:", "###"]),
         ("' spaced '", [" spaced "]),
         ("a,,b,", ["a", "b"]),
+        ("a\\,b, \\tX", ["a,b", "\tX"]),
+        # No escape: the backslash stays (it was dropped: `\u0000` became `u0000`).
+        ("\\u0000, C:\\dir, \\\\", ["\\u0000", "C:\\dir", "\\"]),
     ],
 )
 def test_split_list(typed: str, items: list[str]) -> None:
