@@ -84,7 +84,9 @@ def plain_prefix(text: str, prefix: str) -> str:
     if wide is None or wide not in text[:8]:
         return text
     body = strip_invisible(text)
-    return prefix + body[1:] if body.startswith(wide) else text
+    # Only before a command's name: `！！！` or `！好` is a CJK sentence, not a command.
+    named = body.startswith(wide) and body[1:2].isascii() and body[1:2].isalpha()
+    return prefix + body[1:] if named else text
 
 
 def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocation:

@@ -138,4 +138,5 @@ def test_a_fullwidth_prefix_is_the_prefix() -> None:
     assert plain_prefix(" \ufeff\uff01key set claude", "!") == "!key set claude"
     assert plain_prefix("\uff0fmodel x", "!") == "\uff0fmodel x"  # not this platform's
     assert plain_prefix("a \uff0f b", "/") == "a \uff0f b"  # only at the start
+    assert plain_prefix("\uff01\uff01\uff01\u597d", "!") == "\uff01\uff01\uff01\u597d"  # a sentence
     assert parse("\uff0fsource claude", TABLE).raw == {"source": "claude"}
