@@ -19,6 +19,7 @@ from bot.providers import ProviderHub
 from bot.store import Store
 from bot.types import (
     Actor,
+    Attachment,
     ChannelRef,
     Incoming,
     Persona,
@@ -242,6 +243,10 @@ class Core:
         `!model x` typed before a question is applied before that question is answered.
         """
         return self._engine.ordered(ref)
+
+    async def attachment_refusal(self, attachment: Attachment) -> str | None:
+        """Why a message could not take this file, or None (the console asks at /attach)."""
+        return await self._engine.attachment_refusal(attachment)
 
     def stop(self, ref: ChannelRef) -> bool:
         """Stop the answer being written in this conversation (what arrived is kept)."""

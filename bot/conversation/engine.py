@@ -46,6 +46,7 @@ from bot.store.quotas import Guarded
 from bot.store.secrets import SecretUnreadable
 from bot.types import (
     Actor,
+    Attachment,
     ChannelConfig,
     ChannelRef,
     ChatMessage,
@@ -270,6 +271,20 @@ class ChatEngine(_QuotaHooks):
     def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
         """Hold this conversation's turn order (a command that must not overtake a turn)."""
         return self._order.hold(f"{ref}")
+
+    async def attachment_refusal(self, attachment: Attachment) -> str | None:
+        """Why a message could not take this file (too large, binary, unreadable), or
+        None: for a front-end that attaches files before the message is written."""
+        try:
+            await prepare_attachments(
+                [attachment],
+                max_images=self._limits.max_images,
+                max_bytes=self._limits.max_attachment_bytes,
+                text_budget=MAX_INPUT_CHARS,
+            )
+        except Refused as err:
+            return str(err)
+        return None
 
     def stop(self, ref: ChannelRef, why: str = "Stopped.") -> bool:
         """End the answer being written in this conversation now; False when none is."""

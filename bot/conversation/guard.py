@@ -17,7 +17,7 @@ from bot.types.text import clean_text
 class AnswerGuard:
     """Feed pieces; `text` is what may be shown and stored so far."""
 
-    __slots__ = ("_firsts", "_forms", "_longest", "_starts", "_secrets", "_tail", "text")
+    __slots__ = ("_firsts", "_forms", "_longest", "_secrets", "_starts", "_tail", "text")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = tuple(s for s in secrets if s)

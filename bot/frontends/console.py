@@ -263,7 +263,7 @@ class Console:
         words = text.split(maxsplit=1)
         if words[0] == ATTACH:
             # The terminal's way to attach a file, as Discord and Matrix have their own.
-            self._print(self._attach(words[1] if len(words) > 1 else ""))
+            self._print(await self._attach(words[1] if len(words) > 1 else ""))
             return
         incoming = Incoming(self._ref, self._actor, text)
         if self._core.is_command(incoming):
@@ -279,7 +279,7 @@ class Console:
         finally:
             self._answering = False
 
-    def _attach(self, argument: str) -> str:
+    async def _attach(self, argument: str) -> str:
         """`/attach <path>` adds a file to the next message; `/attach` lists; `clear` drops."""
         if not argument:
             if not self._pending:
@@ -292,6 +292,11 @@ class Console:
         opened = _open_file(argument, "attach")
         if isinstance(opened, str):
             return opened
+        # Checked now, as Discord and Matrix users see a file refused with its message:
+        # one bad file among several lost the message and every file with it.
+        refused = await self._core.attachment_refusal(opened)
+        if refused is not None:
+            return f"Not attached: {refused}"
         self._pending.append(opened)
         return f"Attached {opened.filename} ({opened.size:,} bytes) to your next message."
 

@@ -667,6 +667,31 @@ def test_a_file_that_grew_after_it_was_attached_is_not_read_whole(
     assert not endpoint.chat_requests()
 
 
+def test_a_file_the_bot_cannot_take_is_refused_at_attach_not_with_the_message(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A binary file attached beside good ones was refused only when the message went
+    out, and the message and every file went with it."""
+    (ws.cwd / "notes.txt").write_text("The answer is 42.\n")
+    (ws.cwd / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    run = ws.run(
+        [
+            *custom_setup(endpoint),
+            "/attach notes.txt",
+            "/attach blob.bin",
+            "/attach",
+            "what do the notes say",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    assert "Not attached: blob.bin looks like a binary file" in run.out, run.describe()
+    assert "Attached to your next message: notes.txt." in run.out, run.describe()
+    [request] = endpoint.chat_requests()
+    assert b"The answer is 42." in request.body
+    assert endpoint.stream.answer in run.out
+
+
 def test_quoted_stop_sequence_is_stored_without_quotes(ws: Workspace) -> None:
     """Issue item 5: `/params stop "a,b"` stores no `"` inside the stop sequences."""
     run = ws.run(['/params stop "a,b"', "/help"])
