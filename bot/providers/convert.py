@@ -14,15 +14,16 @@ START_PLACEHOLDER = "[Start a new chat]"  # SillyTavern's first-user-turn placeh
 CONTINUE_PLACEHOLDER = "[Continue]"
 # OpenAI-shaped endpoints have no prefill: the answer so far, then this request.
 CONTINUE_INSTRUCTION = (
-    "Continue your last message exactly where it stopped. Do not repeat any of it and do "
-    "not comment on it."
+    "Continue your last message exactly where it stopped: finish a word it stopped in the "
+    "middle of, and start with a space if the next word needs one. Do not repeat any of it "
+    "and do not comment on it."
 )
 
 Message = dict[str, Any]
 
-# Where an answer and its continuation meet: after these a continuation starting with a
-# word needs a space; before these (closing punctuation) it never does.
-_ENDS_A_WORD = ".,;:!?)]}»”’…*\"'"
+# Closing punctuation: after it, a continuation that starts with a word needs a space;
+# before it, none. After a letter the answer may have stopped mid-word (`incompl` +
+# `ete`): that space is the model's to write (CONTINUE_INSTRUCTION asks it to).
 _CLOSES = ".,;:!?)]}»”’…"
 
 
@@ -32,15 +33,15 @@ def _spaced_script(char: str) -> bool:
 
 
 def continuation_gap(before: str, after: str) -> str:
-    """The space an instructed continuation leaves out: `blue.` + `It is` reads `blue. It
-    is`. A model asked to go on (CONTINUE_INSTRUCTION) starts its text without one,
-    where a prefilled one (Claude, Mistral) writes it itself; CJK texts take none."""
+    """The space an instructed continuation leaves out after a sentence's or clause's
+    end: `blue.` + `It is` reads `blue. It is`. A model asked to go on starts its text
+    without whitespace, where a prefilled one (Claude, Mistral) writes it itself; CJK
+    texts take none."""
     if not before or not after or before[-1].isspace() or after[0].isspace():
         return ""
-    last, first = before[-1], after[0]
-    if first in _CLOSES or not (_spaced_script(last) or last in _ENDS_A_WORD):
+    if before[-1] not in _CLOSES or after[0] in _CLOSES:
         return ""
-    if not (_spaced_script(first) or first in "\"'*([“‘«_"):
+    if not (_spaced_script(after[0]) or after[0] in "\"'*([“‘«_"):
         return ""
     return " "
 

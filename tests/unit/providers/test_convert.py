@@ -107,9 +107,13 @@ def test_mistral_adds_continue_only_when_needed() -> None:
     [
         ("The sky is blue.", "It is also vast.", " "),
         ("She paused,", "then went on.", " "),
-        ("Once upon", "a time.", " "),  # a model asked to go on leaves the space out
-        ("*smiles*", '"Hello."', " "),
-        ("It costs", "42 coins.", " "),
+        ("Well…", "I think so.", " "),
+        ("*smiles*.", '"Hello."', " "),
+        ("It costs:", "42 coins.", " "),
+        # After a letter the answer may have stopped mid-word: the model says (it is
+        # asked to start with a space when the next word needs one).
+        ("The answer is incompl", "ete now.", ""),
+        ("Once upon", "a time.", ""),
         ("Once upon", " a time.", ""),  # it wrote the space itself
         ("Once upon ", "a time.", ""),
         ("He said", ", quietly.", ""),  # closing punctuation attaches
@@ -118,7 +122,7 @@ def test_mistral_adds_continue_only_when_needed() -> None:
         ("well-", "known", ""),  # a hyphen or an opening bracket joins
         ("(", "aside)", ""),
         ("空は青い。", "そして広い。", ""),  # CJK puts no spaces between words
-        ("Это конец", "истории.", " "),  # Cyrillic does
+        ("Это конец.", "Истории нет.", " "),  # Cyrillic does
         ("", "Hello", ""),
         ("Hello", "", ""),
     ],
