@@ -392,11 +392,17 @@ class ChatEngine(_QuotaHooks):
             )
         history = await self._history(ref)
         question, answer = _newest_turn(history)
-        if question is None and action in (Control.NEXT, Control.PREVIOUS):
-            greeting = next((e for e in reversed(history) if e.role is Role.ASSISTANT), None)
-            if greeting is not None and greeting.reply_to is not None:
-                # A character's greeting: its alternate greetings are its swipes.
-                return await self._swipe(ref, greeting.reply_to, action, sink)
+        newest = history[-1] if history else None
+        if (
+            action in (Control.NEXT, Control.PREVIOUS)
+            and newest is not None
+            and newest.role is Role.ASSISTANT
+            and newest.reply_to is not None
+            and (question is None or newest.reply_to != question.id)
+        ):
+            # A character's greeting, the newest message (in a new channel, or after an
+            # import into one with a conversation): its alternate greetings are its swipes.
+            return await self._swipe(ref, newest.reply_to, action, sink)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
         if answer_id is not None and answer_id != (question.id if answer is None else answer.id):

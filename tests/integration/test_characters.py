@@ -136,6 +136,27 @@ async def test_the_greetings_alternates_are_its_swipes(harness: Harness) -> None
     assert [e.content for e in history] == ["Another stowaway, Ada?"]
 
 
+async def test_greeting_swipes_after_an_import_into_a_channel_with_a_conversation(
+    harness: Harness,
+) -> None:
+    """The greeting is the newest message: swiping shows its alternates, not the answers
+    of the question before it ("This is the last of 3 answers", "only one answer")."""
+    await configure_fake(harness)
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming("Earlier."))
+        await ask(harness, "Hello before any character")
+    await run(harness, ("character", "import"), file=card_file(CARD))
+    sink = CollectingSink()
+    await harness.core.run_control(REF, MEMBER, Invocation(("swipe",), {"direction": "next"}), sink)
+    assert sink.final == "Another stowaway, Ada?"
+    history = await harness.store.history(REF, 10)
+    assert [e.content for e in history] == [
+        "Hello before any character",
+        "Earlier.",
+        "Another stowaway, Ada?",
+    ]
+
+
 async def test_continuing_leaves_the_post_history_instructions_out(harness: Harness) -> None:
     await configure_fake(harness)
     await run(harness, ("character", "import"), file=card_file(CARD))
