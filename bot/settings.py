@@ -148,6 +148,14 @@ def _proxy_url(value: str) -> str:
         raise ValueError("must be a full http:// or https:// URL, e.g. http://localhost:1234/v1")
     if any(c.isspace() for c in url):
         raise ValueError("has a space in it")
+    authority = rest.split("/", 1)[0]
+    if "@" in authority:  # never echoed: it holds a password; /proxy show would show it
+        raise ValueError(
+            "must not hold a user name or password; give the key as the source's "
+            "DEFAULT_…_API_KEY instead"
+        )
+    if "?" in rest or "#" in rest:
+        raise ValueError("must not hold a query (?…) or fragment (#…)")
     return url.rstrip("/")
 
 
@@ -186,9 +194,13 @@ def _database_url(value: str) -> str:
     if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError("only sqlite+aiosqlite:// and postgresql+asyncpg:// URLs are supported")
     try:  # read as the engine will read it; its message is not shown: it may hold the password
-        port = make_url(value).port
+        url = make_url(value)
+        port = url.port
     except (ArgumentError, ValueError):
         raise ValueError("it cannot be read as a database URL") from None
+    if "@" in (url.host or ""):
+        # `user:pa@ss@host`: the host would be read as `ss@host`, and quoted in errors.
+        raise ValueError("an @ in the password must be written %40 (the URL's own @ comes once)")
     if port is not None and not 0 < port < 65536:
         raise ValueError("the port must be from 1 to 65535")
     return value

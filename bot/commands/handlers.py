@@ -462,8 +462,11 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         f"Endpoint: {endpoint + _from(config, 'proxy_url') if endpoint else own_endpoint}",
         f"API key: {await _secret_state(ctx, api_key_name(config.source))}",
     ]
+    password = await _secret_state(ctx, PROXY_PASSWORD)
     if config.proxy_url:
-        lines.append(f"Proxy password: {await _secret_state(ctx, PROXY_PASSWORD)}")
+        lines.append(f"Proxy password: {password}")
+    elif password != "not set":  # saved first: it goes to the URL set next
+        lines.append(f"Proxy password: {password}, waiting for {ctx.prefix}proxy set <url>")
     lines += [
         f"Status: {status}",
         f"Bypass status check: {'on' if config.bypass_status_check else 'off'}"

@@ -59,8 +59,9 @@ class SecretUnreadable(Exception):
         self.reason = reason
         super().__init__(
             f"The {name} stored for {where} cannot be decrypted: {reason}. "
-            f"Set it again with the key set command (proxy set for a proxy password); if the key "
-            f"that encrypted it was removed from {SETTING}, an operator can add it back."
+            "Set it again with the key set command (proxy password for a proxy password); "
+            f"if the key that encrypted it was removed from {SETTING}, an operator can add it "
+            "back."
         )
 
 

@@ -107,6 +107,8 @@ def visible_id(text: str, what: str) -> str:
     if not value:
         raise TextError(f"The {what} is empty.")
     for position, char in enumerate(value, 1):
+        if char == " ":
+            raise TextError(f"The {what} has a space at position {position}.")
         if char.isspace() or unicodedata.category(char) in ("Cf", "Cc", "Co", "Cn", "Cs"):
             raise TextError(
                 f"The {what} has an invisible character ({describe_char(char)}) at position "

@@ -293,6 +293,7 @@ def test_a_proxy_password_set_before_the_url_goes_to_that_url(
         [
             ["/source mistral"],
             ["/proxy password", peer.master_key],
+            ["/settings"],
             [f"/proxy set {peer.url}"],
             [f"/model {peer.model}"],
             ["Hello there."],
@@ -302,6 +303,8 @@ def test_a_proxy_password_set_before_the_url_goes_to_that_url(
     )
     early = s.reply("/proxy password")
     assert "Saved the proxy password (ends …" in early, early
+    waiting = s.reply("/settings")  # the first /settings: before the URL
+    assert "Proxy password: set (" in waiting and "waiting for /proxy set <url>" in waiting
     assert "goes to the endpoint you set next with /proxy set <url>" in early, early
     url = s.reply(f"/proxy set {peer.url}")
     assert "with the proxy password saved before it" in url, url
@@ -309,7 +312,7 @@ def test_a_proxy_password_set_before_the_url_goes_to_that_url(
     assert s.reply("Hello there.").strip() == peer.mock_text
     moved = s.reply("/proxy set http://127.0.0.1:9/v1")
     assert "the previous proxy password was removed" in moved, moved
-    assert "Proxy password: not set" in s.reply("/settings")
+    assert "Proxy password: not set" in s.replies_of("/settings")[-1]
     assert_no_key_leak(s, peer.master_key)
 
 

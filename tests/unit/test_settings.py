@@ -60,6 +60,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("DATABASE_URL", "mysql://x", "Setting DATABASE_URL is invalid"),
         ("DATABASE_URL", "postgresql+asyncpg://u:pw@h:abc/x", "cannot be read as a database URL"),
         ("DATABASE_URL", "postgresql+asyncpg://u:pw@h:99999/x", "port must be from 1 to 65535"),
+        ("DATABASE_URL", "postgresql+asyncpg://u:Tr0ub@HorseBattery@h/x", "must be written %40"),
         ("CUSTOM_EXTRA_HEADERS", "{not json", "Setting CUSTOM_EXTRA_HEADERS is invalid"),
         ("DEFAULT_SOURCE", "gemini", "use one of openai, claude, mistral, custom"),
         ("PROVIDER_IDLE_TIMEOUT", "-1", "Setting PROVIDER_IDLE_TIMEOUT is invalid"),
@@ -79,6 +80,8 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("DEFAULT_PROXY_URL", "ftp://example.org", "must be a full http:// or https:// URL"),
         ("DEFAULT_PROXY_URL", "http://", "must be a full http:// or https:// URL"),
         ("DEFAULT_PROXY_URL", "http://host/ v1", "has a space"),
+        ("DEFAULT_PROXY_URL", "http://u:Secr3tPassw0rd@h/v1", "must not hold a user name"),
+        ("DEFAULT_PROXY_URL", "http://h/v1?key=abc", "must not hold a query"),
         (
             "DEFAULT_MODEL",
             "gpt\u200b-4o",
