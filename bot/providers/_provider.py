@@ -91,8 +91,11 @@ class HTTPProvider:
         return headers
 
     def _secrets(self) -> tuple[str, ...]:
-        credential = self.endpoint.credential()
-        return (credential.reveal(),) if credential else ()
+        """What this endpoint's errors are cleaned of: every secret the channel holds for
+        it, the one sent and the one not (a proxy's password; the source's own key, never
+        sent to a proxy), as its answers are."""
+        values = (self.endpoint.api_key, self.endpoint.proxy_password)
+        return tuple(v.reveal() for v in values if v)
 
     def spec(
         self,

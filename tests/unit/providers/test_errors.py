@@ -413,3 +413,22 @@ async def test_unregistered_key_shaped_tokens_are_redacted_too(
     with pytest.raises(AuthError) as info:
         await collect(make_hub())
     assert "AbCdEfGh12345678" not in str(info.value)
+
+
+async def test_a_proxys_error_is_cleaned_of_the_key_it_was_never_sent(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """Behind a reverse proxy only the proxy password is sent; the channel's own key is
+    not, yet an error naming it is cleaned of it, as an answer naming it is."""
+    behind = Endpoint(
+        source=Source.OPENAI,
+        proxy_url="https://203.0.114.9/v1",
+        api_key=SecretValue("NeverSentKey9876"),
+        proxy_password=SecretValue("proxy-pass-1234"),
+    )
+    router.post("https://203.0.114.9/v1/chat/completions").mock(
+        return_value=httpx.Response(500, json=error_json("upstream key NeverSentKey9876 failed"))
+    )
+    with pytest.raises(ProviderError) as info:
+        await collect(make_hub(max_retries=0), behind)
+    assert "NeverSentKey9876" not in str(info.value) and "****" in str(info.value)
