@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from bot.types import ReplyMode, SecretValue, Source, redact
 from bot.types.prices import PriceError, PriceTable
 from bot.types.secrets import KEYGEN_HINT
-from bot.types.text import MODEL_ID_CHARS, TextError, visible_id
+from bot.types.text import MODEL_ID_CHARS, TextError, unwrapped, visible_id
 
 DEFAULT_DATA_DIR = Path("data")
 ENV_FILE = ".env"
@@ -162,7 +162,7 @@ def _proxy_url(value: str) -> str:
 def _model(value: str) -> str:
     """A model id as `/model` takes it: visible characters, the edges' spaces dropped."""
     try:
-        model = visible_id(value, "model id")
+        model = visible_id(unwrapped(value), "model id")  # as /model takes it
     except TextError as err:  # its first sentence, in this setting's one line
         raise ValueError(str(err).split(". ")[0].removeprefix("The model id ")) from None
     if len(model) > MODEL_ID_CHARS:

@@ -361,8 +361,10 @@ def test_docker_env_file_reading_rules() -> None:
     }
 
 
-def test_operator_defaults_lose_the_spaces_around_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEFAULT_MODEL", " fake-model ")
+def test_operator_defaults_lose_the_spaces_and_quotes_around_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEFAULT_MODEL", " `fake-model` ")  # copied as the bot quotes ids
     monkeypatch.setenv("DEFAULT_PROXY_URL", " http://localhost:18081/v1/ ")
     monkeypatch.setenv("MATRIX_HOMESERVER", "matrix.example.org")
     monkeypatch.setenv("MATRIX_USER_ID", " @bot:example.org ")
