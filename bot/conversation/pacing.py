@@ -89,6 +89,12 @@ def spoiler_reasoning(answer: str, reasoning: str) -> str:
     return f"||💭 {thought}||\n\n{answer}" if answer else f"||💭 {thought}||"
 
 
+MISSING_NOTE = (
+    "The rest of this answer could not be posted here; the whole answer is kept in the "
+    "conversation."
+)
+
+
 class PacedReply:
     """A ReplySink that posts the first text at once, then edits no faster than allowed.
 
@@ -151,22 +157,55 @@ class PacedReply:
         """Make the posted messages show the latest text (sends for new pages, edits)."""
         async with self._lock:
             interval = self._final_interval() if final else self._target.min_interval
-            pages = split_text(self._latest, self._target.limit)
-            for i, page in enumerate(pages):
-                if i >= len(self._handles):
-                    self._handles.append(await self._target.send(page))
+            # Again when the target's page size changed meanwhile, and at the end when a
+            # page could not be posted: no later sync would post it.
+            for _ in range(3):
+                limit = self._target.limit
+                interval = await self._pages(split_text(self._latest, limit), interval)
+                if self._target.limit == limit and not (final and None in self._handles):
+                    break
+            if final and None in self._handles:
+                await self._say_missing()
+
+    async def _say_missing(self) -> None:
+        """The end of the answer could not be posted: the page before it says so."""
+        missing = self._handles.index(None)
+        if missing == 0:
+            return  # nothing could be posted: the target says why (a permission, say)
+        note = f"\n\n⚠️ {MISSING_NOTE}"
+        page = self._shown[missing - 1]
+        text = page[: max(0, self._target.limit - len(note))] + note
+        await self._target.edit(self._handles[missing - 1], text)
+        self._shown[missing - 1] = text
+
+    async def _pages(self, pages: list[str], interval: float) -> float:
+        """Post or edit each page in order; returns the interval the next edit keeps.
+
+        A page the target could not post (None) is posted again at the next sync, and
+        the pages after it wait for it: a failed post must not leave a hole in the middle
+        of an answer, its text jumping from the page before to the page after."""
+        for i, page in enumerate(pages):
+            if i >= len(self._handles) or self._handles[i] is None:
+                handle = await self._target.send(page)
+                if i < len(self._handles):
+                    self._handles[i], self._shown[i] = handle, page
+                else:
+                    self._handles.append(handle)
                     self._shown.append(page)
-                    self.sends += 1
-                    self._wrote()
-                elif page != self._shown[i]:
-                    wait = self._last_edit + interval - self._clock()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    await self._target.edit(self._handles[i], page)
-                    self._shown[i] = page
-                    self.edits += 1
-                    self._wrote()
-                    interval = self._target.min_interval  # only one edit skips the pace
+                self.sends += 1
+                self._wrote()
+                if handle is None:
+                    break
+            elif page != self._shown[i]:
+                wait = self._last_edit + interval - self._clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._target.edit(self._handles[i], page)
+                self._shown[i] = page
+                self.edits += 1
+                self._wrote()
+                interval = self._target.min_interval  # only one edit skips the pace
+        return interval
 
     def _wrote(self) -> None:
         self._last_edit = self._clock()

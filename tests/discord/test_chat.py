@@ -190,6 +190,10 @@ async def test_forbidden_on_send_is_said_once_and_the_bot_keeps_going(
     assert len(dms) == 1 and "Send Messages" in dms[0].content
     warnings = [r for r in caplog.records if "cannot post in channel" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].exc_info is None
+    # The turn ended as a turn, not as an UnboundLocalError in the sink.
+    assert not [
+        r for r in caplog.records if "turn in" in r.getMessage() and "failed" in r.getMessage()
+    ]
     assert bot_messages(world.channel, world.bot_id) == []
     # The fault is gone: the bot answers again in the same channel.
     await world.member.send(world.channel, f"<@{world.bot_id}> now?")

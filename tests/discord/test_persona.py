@@ -21,7 +21,7 @@ from bot.frontends.discord.client import ChatClient
 from bot.frontends.discord.persona import webhook_name
 from bot.types import Actor, Attachment, ChannelRef, Greeting, Platform, SecretValue
 from tests.discord.fake_discord import FakeDiscord
-from tests.discord.fake_openai import FakeOpenAI
+from tests.discord.fake_openai import FakeOpenAI, Script
 from tests.integration.test_characters import CARD
 from tests.unit.characters.samples import png_with
 
@@ -209,6 +209,46 @@ async def test_a_deleted_webhook_is_replaced(core: Core, endpoint: FakeOpenAI) -
         assert texts[1] == "**Aurelia**\nHello there!"  # nothing lost meanwhile
         assert len(fake.webhooks) == 1 and texts[2] == "Hello there!"
         assert len(fake.bot_calls("POST", f"/channels/{fake.channel_id}/webhooks")) == 2
+    finally:
+        await fake.stop()
+
+
+async def test_a_long_answer_after_the_webhook_went_keeps_every_page_in_discords_limit(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """With the webhook gone, the name goes in front of page 1 (`**Aurelia**`): pages were
+    still cut to 2,000 characters, so page 1's edit came to 2,012 (Discord refuses it)."""
+    fake = await _fake(manage_webhooks=True)
+    long = " ".join(f"w{i:04d}" for i in range(750))  # 4,499 characters: three pages
+    try:
+        await _import(core, fake)
+        async with running(core, fake):
+
+            def answered(n: int) -> bool:
+                return sum("cc:regen:" in str(_custom_ids(m)) for m in fake.messages.values()) == n
+
+            await fake.user_says(f"<@{fake.bot_id}> one")
+            await fake.wait_until(lambda: answered(1), 30)
+            fake.webhooks.clear()  # an admin deleted it in the channel settings
+            before = set(fake.messages)
+            endpoint.script = Script(chunks=[long[i : i + 500] for i in range(0, len(long), 500)])
+            await fake.user_says(f"<@{fake.bot_id}> a long one")
+            await fake.wait_until(
+                lambda: (
+                    answered(2) and any("w0749" in m["content"] for m in fake.messages.values())
+                ),
+                30,
+            )
+        edits = [c for c in fake.calls if c.method == "PATCH" and "/messages/" in c.path]
+        sent = [m["content"] for k, m in fake.messages.items() if k not in before]
+        sent = [text for text in sent if not text.startswith("a long one")]
+        assert all(len(text) <= 2000 for text in sent), [len(t) for t in sent]
+        assert all(
+            len(str(c.body.get("content", ""))) <= 2000 for c in edits if isinstance(c.body, dict)
+        )
+        assert sent[0].startswith("**Aurelia**\n"), [t[:20] + "…" + t[-20:] for t in sent]
+        joined = " ".join(sent).replace("**Aurelia**\n", "").split()
+        assert joined == long.split(), [(t[:12], t[-12:], len(t)) for t in sent]
     finally:
         await fake.stop()
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.conversation.pacing import PacedReply, split_text
+from bot.conversation.pacing import MISSING_NOTE, PacedReply, split_text
 
 
 def test_short_text_is_one_page() -> None:
@@ -180,3 +180,69 @@ async def test_with_an_edit_budget_the_final_edit_waits_only_when_it_is_spent(
     await reply.finish("w0 w1 w2 w3 w4 done")
     assert waits == [1.0]  # until the post, the oldest of the five, leaves the window
     assert long.messages == ["w0 w1 w2 w3 w4 done"]
+
+
+class FlakyTarget(RecordingTarget):
+    """Posting the second page fails once (a 503 from the platform: `send` gives None)."""
+
+    def __init__(self) -> None:
+        super().__init__(min_interval=0.0)
+        self.failed = False
+
+    async def send(self, text: str) -> object:
+        if len(self.messages) == 1 and not self.failed:
+            self.failed = True
+            return None
+        return await super().send(text)
+
+
+async def test_a_page_that_failed_to_post_is_posted_again_in_order() -> None:
+    """A failed post of page 2 left a hole: page 1, then page 3, 2,000 characters gone."""
+    target = FlakyTarget()
+    reply = PacedReply(target)
+    text = " ".join(f"w{i:04d}" for i in range(900))  # ~5,400 characters: three pages
+    await reply.update(text[:1500])
+    await reply.update(text)
+    await reply.finish(text)
+    assert target.failed and len(target.messages) == 3, target.messages
+    assert " ".join(target.messages).split() == text.split()
+
+
+class ShrinkingTarget(RecordingTarget):
+    """Its pages get shorter after the first post (a webhook gone: a name goes in front)."""
+
+    def __init__(self) -> None:
+        super().__init__(min_interval=0.0)
+
+    async def send(self, text: str) -> object:
+        handle = await super().send(text)
+        self.limit = 1900
+        return handle
+
+
+async def test_pages_are_split_again_when_the_target_shrinks_them_meanwhile() -> None:
+    target = ShrinkingTarget()
+    reply = PacedReply(target)
+    text = " ".join(f"w{i:04d}" for i in range(700))
+    await reply.finish(text)
+    assert all(len(m) <= 1900 for m in target.messages[1:]), [len(m) for m in target.messages]
+    assert max(len(m) for m in target.messages) <= 2000
+
+
+class BrokenTarget(RecordingTarget):
+    """Nothing after the first page can be posted (Discord keeps refusing)."""
+
+    def __init__(self) -> None:
+        super().__init__(min_interval=0.0)
+
+    async def send(self, text: str) -> object:
+        return None if self.messages else await super().send(text)
+
+
+async def test_an_end_that_cannot_be_posted_is_said_on_the_page_before() -> None:
+    target = BrokenTarget()
+    reply = PacedReply(target)
+    text = " ".join(f"w{i:04d}" for i in range(900))
+    await reply.finish(text)
+    [page] = target.messages
+    assert len(page) <= 2000 and page.endswith("⚠️ " + MISSING_NOTE)

@@ -119,6 +119,7 @@ class DiscordTarget:
                 posted = await self._channel.send(text, **kwargs)
         except discord.Forbidden as err:
             await self._blocked(err)
+            return None
         except discord.HTTPException as err:
             log.warning("could not post an answer: %s %s", err.status, type(err).__name__)
             return None
@@ -156,6 +157,9 @@ class DiscordTarget:
             self._speaker.on_gone()
         self._speaker = replace(self._speaker, webhook=None, on_gone=None)
         self._prefix = self._speaker.prefix
+        # Pages are now shorter by the name in front (the pacer splits by `limit` again;
+        # this first one is cut to fit, and its next edit brings it whole).
+        self.limit = LIMIT - len(self._prefix)
         if first:
             text = (self._prefix + text)[:LIMIT]
         return await self._channel.send(text, **kwargs)
