@@ -8,6 +8,7 @@ from typing import Any
 from bot.commands.spec import Command, Invocation, Kind, Option, usage
 from bot.fields import SWITCH_OFF, SWITCH_ON, number_text
 from bot.types import Attachment, SecretValue
+from bot.types.secrets import holds_key
 from bot.types.text import (
     TextError,
     clean_text,
@@ -285,6 +286,11 @@ def _coerce(opt: Option, value: Any) -> Any:
         text = refuse_controls(normalize_text(typed), f"`{opt.name}`").strip()
     if not text:
         raise CommandError(f"`{opt.name}` is empty.")
+    if holds_key(text):  # not a secret option: it would be echoed, stored and sent on
+        raise CommandError(
+            f"`{opt.name}` holds what looks like an API key, so it was not used or shown. "
+            "Keys go in the key set command, which keeps them encrypted."
+        )
     if len(text) > opt.max_length:
         raise CommandError(
             f"`{opt.name}` is too long ({len(text):,} > {opt.max_length:,} characters)."

@@ -38,6 +38,15 @@ def looks_like_key(text: str) -> bool:
     return _WHOLE_KEY.fullmatch(text.strip()) is not None
 
 
+_KEY_INSIDE = re.compile(r"(?<![A-Za-z0-9])" + _WHOLE_KEY.pattern)
+
+
+def holds_key(text: str) -> bool:
+    """Text with a provider key in it (`sk-…`, `sk-ant-…`): a command value that does is
+    refused, never stored or shown (a key pasted into `/model`, say)."""
+    return _KEY_INSIDE.search(text) is not None
+
+
 def _escapes(text: str) -> set[str]:
     """`text` as each encoding an endpoint may put it in writes it."""
     found = {

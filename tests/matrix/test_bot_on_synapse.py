@@ -313,7 +313,7 @@ async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
 
     # A key typed where the source goes is a bad value: the error must not quote it.
     misplaced = await w.alice.command(dm, bot, f"!key set {KEY} openai room:{group}")
-    assert "not a valid source" in misplaced and KEY not in misplaced, misplaced
+    assert "looks like an API key" in misplaced and KEY not in misplaced, misplaced
 
     # bob may not set keys for alice's room, even from his own direct chat, which his
     # client made without giving the bot any power: no alarm about a room of two.

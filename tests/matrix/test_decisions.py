@@ -246,6 +246,9 @@ def test_room_target_is_taken_out_of_the_command() -> None:
         ("!key set", False),
         ("!model gpt-4o", False),
         ("!system be nice to people", False),
+        # A key pasted into a command that takes none is still a key in the room.
+        ("!model sk-proj-Q7wErTyUiOpAsDfGhJkLz", True),
+        ("!system be nice sk-ant-api03-Q7wErTyUiOpAsDf", True),
     ],
 )
 def test_which_commands_must_be_redacted(text: str, secret: bool) -> None:

@@ -140,3 +140,34 @@ def test_a_fullwidth_prefix_is_the_prefix() -> None:
     assert plain_prefix("a \uff0f b", "/") == "a \uff0f b"  # only at the start
     assert plain_prefix("\uff01\uff01\uff01\u597d", "!") == "\uff01\uff01\uff01\u597d"  # a sentence
     assert parse("\uff0fsource claude", TABLE).raw == {"source": "claude"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/model sk-proj-Q7wErTyUiOpAsDfGhJkLzXcVbNm1234567890abcd",
+        "/params stop sk-proj-Q7wErTyUiOpAsDfGhJkLzXcVbNm1234567890abcd",
+        "/params temperature sk-ant-api03-Q7wErTyUiOpAsDfGhJk",
+        "/system You are nice. sk-proj-Q7wErTyUiOpAsDfGhJkLzXcVbNm12345",
+        "/proxy set sk-proj-Q7wErTyUiOpAsDfGhJkLzXcVbNm1234567890abcd",
+        "/access allow user sk-proj-Q7wErTyUiOpAsDfGhJkLzXcVbNm1234",
+        "/key set sk-proj-Q7wErTyUiOpAsDfGhJkLzXcVbNm1234 openai",  # the key before the source
+    ],
+)
+def test_a_key_in_a_value_that_is_not_a_secret_is_refused_unseen(text: str) -> None:
+    """A key pasted into `/model` was echoed, stored, shown in /settings to every member
+    and sent to the endpoint as the model id."""
+    inv = parse(text, TABLE)
+    command = find(TABLE, inv.path)
+    assert command is not None
+    with pytest.raises(CommandError) as err:
+        bind(command, inv, "/")
+    assert "looks like an API key" in str(err.value)
+    assert "Q7wErTy" not in str(err.value)
+
+
+def test_model_ids_with_sk_inside_a_word_are_no_keys() -> None:
+    inv = parse("/model mask-rcnn-resnet50-fpn-coco-2017-v2", TABLE)
+    command = find(TABLE, inv.path)
+    assert command is not None
+    assert bind(command, inv, "/")["id"] == "mask-rcnn-resnet50-fpn-coco-2017-v2"

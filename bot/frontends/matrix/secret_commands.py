@@ -10,6 +10,7 @@ from bot.commands import Command, Invocation
 from bot.commands.parse import CommandError, parse
 from bot.commands.router import find
 from bot.types import SecretValue
+from bot.types.secrets import holds_key
 
 # `room:!id` (room v12 ids have no server part), `room:!id:server` or `room:#alias:server`.
 # The `room:` prefix keeps a channel name inside, say, a system prompt from counting.
@@ -55,8 +56,11 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
     """Whether a typed command might contain a secret, so it must be redacted.
 
     A line that parses is judged by its values; one that does not parse is judged by
-    its first word: a mistyped `!key set …` still holds a key.
+    its first word: a mistyped `!key set …` still holds a key. A key pasted into any
+    other command (`!model sk-…`) holds one too.
     """
+    if holds_key(text):
+        return True
     try:
         return carries_secret(parse(split_target(text).text, table, prefix))
     except CommandError:
