@@ -168,7 +168,8 @@ class Core:
             text = collected.text or done.answer
             if done.alternative[1] > 1:
                 text += f"\n(answer {done.alternative[0]} of {done.alternative[1]})"
-            return Reply(text, private=False, ok=done.error is None)
+            # A notice (refused, nothing to do) is the presser's; a new answer everyone's.
+            return Reply(text, private=done.notice, ok=done.error is None and not done.notice)
         return await execute(self.table, inv, self._context(ref, actor))
 
     def is_control(self, inv: Invocation) -> bool:

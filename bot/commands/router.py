@@ -14,6 +14,7 @@ from bot.providers import ProviderError
 from bot.store import StoreError
 from bot.store.secrets import SecretUnreadable
 from bot.types import Reply, failure
+from bot.usage.access import NOT_HERE, operator_allows
 
 log = logging.getLogger("bot.commands")
 
@@ -78,6 +79,10 @@ def prepare(
     command = find(table, inv.path)
     if command is None or (command.handler is None and not command.control):
         return Reply(f"Unknown command. Type {ctx.prefix}help for the list.", True, ok=False)
+    if not operator_allows(ctx.ref, ctx.actor, ctx.gate.operator):
+        # ALLOWED_SERVERS / ALLOWED_USERS: no setting, no key and no call to the
+        # operator's endpoint from outside them.
+        return Reply(NOT_HERE, private=True, ok=False)
     if command.admin and not ctx.is_admin:
         return Reply(
             f"Only admins of this channel can use {ctx.prefix}{' '.join(inv.path)}. Ask one "

@@ -59,6 +59,7 @@ from bot.types import (
     TurnState,
 )
 from bot.types.secrets import looks_like_key, redact
+from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
 from bot.usage.quota import Gate as Gate  # the Core hands it over
@@ -386,6 +387,8 @@ class ChatEngine(_QuotaHooks):
         answer_id: int | None,
         prefix: str,
     ) -> TurnResult:
+        if not operator_allows(ref, actor, self._gate.operator):
+            return await _notice(sink, NOT_HERE)
         if not await self._admitted(ref, actor):
             return await _notice(
                 sink, "You may not chat here; an admin of this channel can allow you."

@@ -35,6 +35,10 @@ class OperatorAccess:
         return cls(clean(servers), clean(users), clean(admins))
 
 
+# Said where ALLOWED_SERVERS / ALLOWED_USERS leave someone out: no admin here can change it.
+NOT_HERE = "This bot does not serve this place or person: its operator chose where it does."
+
+
 def operator_allows(ref: ChannelRef, actor: Actor, operator: OperatorAccess) -> bool:
     """The operator's lists; the console is the operator's own terminal."""
     if ref.platform is Platform.CONSOLE or actor.id in operator.admins:

@@ -25,6 +25,7 @@ from bot.store.migrate import upgrade_to_head
 from bot.store.models import UsageRow
 from bot.types import Actor, ChannelConfig, ChannelRef, Incoming, Platform, Reply, Scope, Source
 from bot.types.limits import LimitName
+from bot.usage.access import NOT_HERE
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, charge, guard
 
@@ -523,7 +524,18 @@ async def test_operator_lists_keep_a_bot_private(database_url: str) -> None:
             assert (await ask(core, MEMBER, dm))[0].ignored
             operator = Actor("u-operator", "Op")  # ADMIN_IDS: everywhere
             assert not (await ask(core, operator, other))[0].ignored
-        assert "operator limits" in (await command(core, "/access", ADMIN)).text
+        listed_admin = Actor("u-member", "Bob", is_channel_admin=True)
+        assert "operator limits" in (await command(core, "/access", listed_admin)).text
+        assert (await command(core, "/access", ADMIN)).text == NOT_HERE  # not in ALLOWED_USERS
+        # Outside the lists an admin there runs no command either (no setting, key or
+        # call to the operator's endpoint); a turn control says why, to the presser.
+        outsider = Actor("u-member", "Admin there", is_channel_admin=True)
+        for text in ("/model stolen", "/models external", "/settings", "/help"):
+            reply = await command(core, text, outsider, other)
+            assert not reply.ok and reply.private and reply.text == NOT_HERE, (text, reply)
+        assert (await core.store.scope_values(other, Scope.CHANNEL)).get("model") is None
+        control = await core.run_command(other, outsider, Invocation(("regenerate",), {}))
+        assert control.private and control.text == NOT_HERE, control
     finally:
         await core.close()
 
