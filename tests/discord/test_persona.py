@@ -186,6 +186,8 @@ async def test_the_greeting_is_posted_by_the_character_with_its_swipes(
 def test_webhook_names_discord_refuses_are_cleaned() -> None:
     assert webhook_name("Discord Clyde Bot") == "Bot"
     assert webhook_name("discord") == "Character"
+    assert webhook_name("disclydecord") == "Character"  # one pass left `discord`
+    assert webhook_name("Dis clyde cord") == "Dis cord"
     assert len(webhook_name("x" * 200)) == 80
 
 

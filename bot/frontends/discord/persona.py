@@ -31,7 +31,13 @@ HINT = (
 
 def webhook_name(name: str) -> str:
     """A name Discord accepts for a webhook (1–80 characters, no "discord" or "clyde")."""
-    cleaned = " ".join(_FORBIDDEN.sub("", name).split())[:MAX_NAME]
+    cleaned = name
+    while True:  # `disclydecord` without `clyde` is `discord`: until none is left
+        shorter = _FORBIDDEN.sub("", cleaned)
+        if shorter == cleaned:
+            break
+        cleaned = shorter
+    cleaned = " ".join(cleaned.split())[:MAX_NAME]
     return cleaned or "Character"
 
 
