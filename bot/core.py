@@ -169,7 +169,7 @@ class Core:
             if done.alternative[1] > 1:
                 text += f"\n(answer {done.alternative[0]} of {done.alternative[1]})"
             # A notice (refused, nothing to do) is the presser's; a new answer everyone's.
-            return Reply(text, private=done.notice, ok=done.error is None and not done.notice)
+            return Reply(text, private=done.notice, ok=done.error is None)
         return await execute(self.table, inv, self._context(ref, actor))
 
     def is_control(self, inv: Invocation) -> bool:

@@ -203,21 +203,23 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # URL and password change together: an old password must not follow the channel to
     # a new host, and a command is applied whole or not at all. A password saved while
     # no URL was set (`/proxy password` first) was meant for this one, and stays.
+    # The same server again (`/v1` or a route pasted this time) keeps it too.
     scope = _scope_of(args)
-    waiting = password is None and not (await ctx.store.effective_config(ctx.ref)).proxy_url
-    waited = waiting and await _secret_state(ctx, PROXY_PASSWORD) != "not set"
+    before = (await ctx.store.effective_config(ctx.ref)).proxy_url
+    kept = password is None and (not before or _origin(before) == _origin(url))
+    has_one = kept and await _secret_state(ctx, PROXY_PASSWORD) != "not set"
     cleared = await ctx.store.update_config(
         ctx.ref,
         scope,
         ctx.actor,
         {"proxy_url": url, "resolved_url": None},
         action="proxy set",
-        secrets={} if waiting else {PROXY_PASSWORD: password},
+        secrets={} if kept else {PROXY_PASSWORD: password},
     )
     if password is not None:
         note = " with a password"
-    elif waited:
-        note = " with the proxy password saved before it"
+    elif has_one:
+        note = " with the proxy password saved before" + (" it" if not before else "")
     elif cleared.get(PROXY_PASSWORD):
         note = " (the previous proxy password was removed)"
     else:
@@ -233,6 +235,12 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if password is None and result.error_kind == "auth":
         lines.append(f"If the endpoint wants a password, set it with {ctx.prefix}proxy password.")
     return Reply("\n".join(lines))
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """Scheme and host:port: which server a URL reaches (what a password belongs to)."""
+    scheme, _, rest = url.partition("://")
+    return scheme.lower(), rest.split("/", 1)[0].lower()
 
 
 async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:

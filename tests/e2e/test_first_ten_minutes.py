@@ -297,6 +297,7 @@ def test_a_proxy_password_set_before_the_url_goes_to_that_url(
             [f"/proxy set {peer.url}"],
             [f"/model {peer.model}"],
             ["Hello there."],
+            [f"/proxy set {peer.url}/v1/chat/completions"],  # the same server, pasted again
             ["/proxy set http://127.0.0.1:9/v1"],  # a new host: the password stays behind
             ["/settings"],
         ],
@@ -310,6 +311,9 @@ def test_a_proxy_password_set_before_the_url_goes_to_that_url(
     assert "with the proxy password saved before it" in url, url
     status_ok(url)
     assert s.reply("Hello there.").strip() == peer.mock_text
+    again = s.reply(f"/proxy set {peer.url}/v1/chat/completions")
+    assert "with the proxy password saved before." in again, again
+    status_ok(again)
     moved = s.reply("/proxy set http://127.0.0.1:9/v1")
     assert "the previous proxy password was removed" in moved, moved
     assert "Proxy password: not set" in s.replies_of("/settings")[-1]
