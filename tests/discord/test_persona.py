@@ -191,22 +191,23 @@ def test_webhook_names_discord_refuses_are_cleaned() -> None:
     assert len(webhook_name("x" * 200)) == 80
 
 
+def _answered(fake: FakeDiscord, n: int) -> bool:
+    """`n` answers have ended (each carries its buttons at the end)."""
+    return sum("cc:regen:" in str(_custom_ids(m)) for m in fake.messages.values()) == n
+
+
 async def test_a_deleted_webhook_is_replaced(core: Core, endpoint: FakeOpenAI) -> None:
     fake = await _fake(manage_webhooks=True)
     try:
         await _import(core, fake)
         async with running(core, fake):
-
-            def answered(n: int) -> bool:
-                return sum("cc:regen:" in str(_custom_ids(m)) for m in fake.messages.values()) == n
-
             await fake.user_says(f"<@{fake.bot_id}> one")
-            await fake.wait_until(lambda: answered(1), 30)
+            await fake.wait_until(lambda: _answered(fake, 1), 30)
             fake.webhooks.clear()  # an admin deleted it in the channel settings
             await fake.user_says(f"<@{fake.bot_id}> two")
-            await fake.wait_until(lambda: answered(2), 30)
+            await fake.wait_until(lambda: _answered(fake, 2), 30)
             await fake.user_says(f"<@{fake.bot_id}> three")
-            await fake.wait_until(lambda: answered(3), 30)
+            await fake.wait_until(lambda: _answered(fake, 3), 30)
         texts = [m["content"] for m in fake.messages.values() if "cc:regen:" in str(m)]
         assert texts[1] == "**Aurelia**\nHello there!"  # nothing lost meanwhile
         assert len(fake.webhooks) == 1 and texts[2] == "Hello there!"
@@ -219,25 +220,22 @@ async def test_a_long_answer_after_the_webhook_went_keeps_every_page_in_discords
     core: Core, endpoint: FakeOpenAI
 ) -> None:
     """With the webhook gone, the name goes in front of page 1 (`**Aurelia**`): pages were
-    still cut to 2,000 characters, so page 1's edit came to 2,012 (Discord refuses it)."""
+    still cut to 2,000 characters, so page 1's edit came to 2,003 (Discord refuses it)."""
     fake = await _fake(manage_webhooks=True)
     long = " ".join(f"w{i:04d}" for i in range(750))  # 4,499 characters: three pages
     try:
         await _import(core, fake)
         async with running(core, fake):
-
-            def answered(n: int) -> bool:
-                return sum("cc:regen:" in str(_custom_ids(m)) for m in fake.messages.values()) == n
-
             await fake.user_says(f"<@{fake.bot_id}> one")
-            await fake.wait_until(lambda: answered(1), 30)
+            await fake.wait_until(lambda: _answered(fake, 1), 30)
             fake.webhooks.clear()  # an admin deleted it in the channel settings
             before = set(fake.messages)
             endpoint.script = Script(chunks=[long[i : i + 500] for i in range(0, len(long), 500)])
             await fake.user_says(f"<@{fake.bot_id}> a long one")
             await fake.wait_until(
                 lambda: (
-                    answered(2) and any("w0749" in m["content"] for m in fake.messages.values())
+                    _answered(fake, 2)
+                    and any("w0749" in m["content"] for m in fake.messages.values())
                 ),
                 30,
             )
