@@ -251,7 +251,7 @@ def test_console_refuses_an_id_that_is_not_text(tmp_path: Path) -> None:
         assert result.returncode == 2, stderr
         assert "Traceback" not in stderr and "\udcff" not in stderr
         assert args[0].split("=")[0] in stderr
-        assert ("U+DCFF" if "\udcff" in args[-1] else "U+0020 SPACE") in stderr
+        assert ("U+DCFF" if "\udcff" in args[-1] else "has a space at position 2") in stderr
     assert not (tmp_path / "data" / "bot.db").exists()  # stopped before the database
 
 
