@@ -8,12 +8,14 @@ error says so in its stored rows.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
+from urllib.parse import unquote
 
 from bot.characters import system_without_card
 from bot.connection import (
@@ -734,9 +736,18 @@ _HELD_SECRET_CHARS = 8
 
 
 def _holds_a_secret(text: str, endpoint: Endpoint) -> bool:
-    """Whether a message holds, in any written form, a secret its endpoint is sent."""
+    """Whether a message holds, in any written form, a secret its endpoint is sent: as
+    written, and as read with invisible characters out and escapes undone (a password
+    with a zero-width space inside, partly %-encoded, or in sloppy HTML entities)."""
     secrets = [s for s in endpoint_secrets(endpoint) if len(s) >= _HELD_SECRET_CHARS]
-    return bool(secrets) and redact(text, secrets, shapes=False, known=False) != text
+    if not secrets:
+        return False
+    read = html.unescape(unquote("".join(c for c in text if c not in _UNSEEN_IN_SECRETS)))
+    return any(redact(t, secrets, shapes=False, known=False) != t for t in (text, read))
+
+
+# Characters that show nothing and so can sit inside a pasted password unseen.
+_UNSEEN_IN_SECRETS = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e")
 
 
 # How an answer that did not come whole ended: /retry asks for it again.

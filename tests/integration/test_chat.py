@@ -382,6 +382,13 @@ async def test_a_message_holding_the_channels_own_password_is_not_sent_or_kept(
             password,
             f"my password is {password} please",
             base64.b64encode(password.encode()).decode(),
+            # Sloppier forms (the re-test's): invisible characters inside, part of it
+            # %-encoded, HTML entities without semicolons or zero-padded.
+            "PurpleOtter\u200bHunter42",
+            "Purple\u00adOtterHunter42",
+            "Purple%4FtterHunter42",
+            "".join(f"&#x{ord(c):x}" for c in password),
+            "".join(f"&#{ord(c):04d};" for c in password),
         ):
             sink = await ask(harness, text)
             assert sink.final is not None and "did not send or keep it" in sink.final, text
