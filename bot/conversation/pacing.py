@@ -37,8 +37,10 @@ def split_text(text: str, limit: int) -> list[str]:
         page = body[:cut]
         fence = _open_fence(page)
         if fence is not None:
-            page = page.rstrip("\n") + "\n```"
-            reopen = fence + "\n"
+            opening, marker = fence
+            # Closed with its own marker: a `~~~` fence does not end at a ```.
+            page = page.rstrip("\n")[: limit - len(marker) - 1] + "\n" + marker
+            reopen = opening + "\n"
         else:
             reopen = ""
         pages.append(page.rstrip() if fence is None else page)
@@ -47,21 +49,27 @@ def split_text(text: str, limit: int) -> list[str]:
 
 
 def _cut_point(text: str, room: int, minimum: int) -> int:
+    """Where to end a page: a paragraph, a line or a word end, the first of those in
+    the page's second half; only then one earlier (one early newline would make a page
+    of a few characters); else in the middle of one very long word."""
     window = text[:room]
-    for sep in ("\n\n", "\n", " "):
-        at = window.rfind(sep)
-        if at >= minimum:
-            return at + len(sep) if sep == " " else at + 1
-    return room  # one very long word: cut it
+    for floor in (max(minimum, room // 2), minimum):
+        for sep in ("\n\n", "\n", " "):
+            at = window.rfind(sep)
+            if at >= floor:
+                return at + len(sep) if sep == " " else at + 1
+    return room
 
 
-def _open_fence(page: str) -> str | None:
-    """The opening line (```lang) of a fence left open at the end of `page`, if any."""
-    opening: str | None = None
+def _open_fence(page: str) -> tuple[str, str] | None:
+    """The opening line (```lang) and marker (```) of a fence left open at the end of
+    `page`, if any."""
+    opening: tuple[str, str] | None = None
     for line in page.split("\n"):
         match = _FENCE.match(line)
         if match:
-            opening = None if opening is not None else match.group(2) + match.group(3).strip()
+            marker = match.group(2)
+            opening = None if opening is not None else (marker + match.group(3).strip(), marker)
     return opening
 
 

@@ -246,3 +246,12 @@ async def test_an_end_that_cannot_be_posted_is_said_on_the_page_before() -> None
     await reply.finish(text)
     [page] = target.messages
     assert len(page) <= 2000 and page.endswith("⚠️ " + MISSING_NOTE)
+
+
+def test_a_tilde_fence_is_closed_with_tildes_and_an_early_newline_makes_no_tiny_page() -> None:
+    """`~~~` was closed with ``` (no longer a fence), and the one newline near the start
+    of a page of words cut it there: a first page of 13 characters."""
+    pages = split_text("intro\n~~~\n" + "q " * 1500, 2000)
+    assert len(pages) == 2 and len(pages[0]) > 1000, [len(p) for p in pages]
+    assert pages[0].endswith("\n~~~") and pages[1].startswith("~~~\n")
+    assert all(len(p) <= 2000 for p in pages)
