@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bot.providers import Endpoint, ProviderError, ProviderHub, StatusResult
@@ -90,26 +91,19 @@ async def endpoint_for(
     return endpoint
 
 
-def endpoint_secrets(endpoint: Endpoint) -> tuple[str, ...]:
-    """The secrets this endpoint knows: what its answers, and what is shown or kept in
-    its channel, must be cleaned of."""
-    values = (endpoint.api_key, endpoint.proxy_password)
-    return tuple(v.reveal() for v in values if v)
-
-
-async def shown_here(store: Store, ref: ChannelRef, text: str) -> str:
-    """`text` to show or keep in this channel (a card's greeting, its system prompt):
+async def shown_here(
+    store: Store, ref: ChannelRef, config: ChannelConfig, texts: Sequence[str]
+) -> list[str]:
+    """`texts` to show or keep in this channel (a card's greetings, its system prompt):
     without the channel's key or proxy password, in any form, nor anything key-shaped.
-    A secret that cannot be read (a retired encryption key) cannot be in it either."""
-    config = await store.effective_config(ref)
-    names = (api_key_name(config.source), PROXY_PASSWORD)
+    A secret that cannot be read (a retired encryption key) cannot be in them either."""
     secrets = []
-    for name in names:
+    for name in (api_key_name(config.source), PROXY_PASSWORD):
         with contextlib.suppress(SecretUnreadable):
             value = await store.resolve_secret(ref, name)
             if value:
                 secrets.append(value.reveal())
-    return redact(text, secrets, known=False)
+    return [redact(text, secrets, known=False) for text in texts]
 
 
 async def run_status_check(

@@ -91,9 +91,8 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if scope is Scope.SERVER:
         lines.append("Channels with a character of their own keep it.")
     # Posted as the character's answers: cleaned as answers are (a card can carry a key).
-    texts = [
-        await shown_here(ctx.store, ctx.ref, t) for t in greetings(card, ctx.actor.display_name)
-    ]
+    config = await ctx.store.effective_config(ctx.ref)
+    texts = await shown_here(ctx.store, ctx.ref, config, greetings(card, ctx.actor.display_name))
     greeting = None
     if texts:
         answer_id = await ctx.store.add_greetings(ctx.ref, card.display_name, texts)

@@ -484,7 +484,7 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         f"Reply mode: {config.reply_mode.value}{_from(config, 'reply_mode')}",
     ]
     if config.system_prompt:
-        prompt = await shown_here(ctx.store, ctx.ref, config.system_prompt)  # for everyone
+        (prompt,) = await shown_here(ctx.store, ctx.ref, config, [config.system_prompt])
         shown = prompt[:200] + "…" if len(prompt) > 200 else prompt
         lines.append(f"System prompt{_from(config, 'system_prompt')}: {shown}")
     lines += _settings_lines(config)

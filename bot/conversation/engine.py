@@ -22,7 +22,6 @@ from bot.connection import (
     NotConnectable,
     blocked_reason,
     endpoint_for,
-    endpoint_secrets,
     mark_working,
     recheck_due,
     run_status_check,
@@ -61,6 +60,7 @@ from bot.types import (
     TurnState,
 )
 from bot.types.secrets import looks_like_key, redact
+from bot.types.text import INVISIBLE
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
@@ -525,7 +525,7 @@ class ChatEngine(_QuotaHooks):
                 Prefaced(sink, preface) if preface else sink,
                 row,
                 running,
-                secrets=endpoint_secrets(endpoint),
+                secrets=endpoint.secrets(),
                 show_reasoning=config.show_reasoning,
                 answer_timeout=self._limits.answer_timeout,
                 max_chars=self._limits.max_answer_chars,
@@ -739,15 +739,11 @@ def _holds_a_secret(text: str, endpoint: Endpoint) -> bool:
     """Whether a message holds, in any written form, a secret its endpoint is sent: as
     written, and as read with invisible characters out and escapes undone (a password
     with a zero-width space inside, partly %-encoded, or in sloppy HTML entities)."""
-    secrets = [s for s in endpoint_secrets(endpoint) if len(s) >= _HELD_SECRET_CHARS]
+    secrets = [s for s in endpoint.secrets() if len(s) >= _HELD_SECRET_CHARS]
     if not secrets:
         return False
-    read = html.unescape(unquote("".join(c for c in text if c not in _UNSEEN_IN_SECRETS)))
+    read = html.unescape(unquote("".join(c for c in text if c not in INVISIBLE)))
     return any(redact(t, secrets, shapes=False, known=False) != t for t in (text, read))
-
-
-# Characters that show nothing and so can sit inside a pasted password unseen.
-_UNSEEN_IN_SECRETS = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e")
 
 
 # How an answer that did not come whole ended: /retry asks for it again.

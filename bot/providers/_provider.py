@@ -90,13 +90,6 @@ class HTTPProvider:
         # seed's steps for LM Studio / LocalAI), and never the source's own key.
         return headers
 
-    def _secrets(self) -> tuple[str, ...]:
-        """What this endpoint's errors are cleaned of: every secret the channel holds for
-        it, the one sent and the one not (a proxy's password; the source's own key, never
-        sent to a proxy), as its answers are."""
-        values = (self.endpoint.api_key, self.endpoint.proxy_password)
-        return tuple(v.reveal() for v in values if v)
-
     def spec(
         self,
         method: str,
@@ -112,7 +105,7 @@ class HTTPProvider:
             url=url,
             where=self._where(base),
             headers=self._headers(),
-            secrets=self._secrets(),
+            secrets=self.endpoint.secrets(),
             body=body,
             params=params,
             auth_hint=self._auth_advice(),

@@ -33,6 +33,11 @@ class Endpoint:
             return self.proxy_password
         return self.api_key
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret the channel holds for this endpoint, sent or not: what its errors
+        and answers, and what is shown or kept in its channel, are cleaned of."""
+        return tuple(v.reveal() for v in (self.api_key, self.proxy_password) if v)
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:

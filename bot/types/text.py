@@ -9,8 +9,8 @@ import unicodedata
 # lone surrogates (undecodable bytes from a terminal) break every encoder after us.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
-# Invisible characters people paste around a key or an id without knowing it.
-_INVISIBLE_EDGES = "\ufeff\u200b\u200c\u200d\u2060\u00ad\u180e\u2028\u2029"
+# Invisible characters people paste around (or inside) a key or an id without knowing it.
+INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060\u00ad\u180e\u2028\u2029"
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -56,7 +56,7 @@ def refuse_controls(text: str, what: str) -> str:
 
 def strip_invisible(text: str) -> str:
     """Surrounding whitespace and invisible characters (BOM, zero-width) removed."""
-    return text.strip().strip(_INVISIBLE_EDGES + " \t\n").strip()
+    return text.strip().strip(INVISIBLE + " \t\n").strip()
 
 
 def describe_char(char: str) -> str:

@@ -36,7 +36,10 @@ class OperatorAccess:
 
 
 # Said where ALLOWED_SERVERS / ALLOWED_USERS leave someone out: no admin here can change it.
-NOT_HERE = "This bot does not serve this place or person: its operator chose where it does."
+NOT_HERE = (
+    "This bot does not serve this place or person: its operator chose where it does. Ask "
+    "them if it should."
+)
 
 
 def operator_allows(ref: ChannelRef, actor: Actor, operator: OperatorAccess) -> bool:
