@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -57,15 +58,36 @@ class SQLiteDialect(SQLiteDialect_aiosqlite):
             super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
 
 
+class _PrefetchingConnection(sqlite3.Connection):
+    """The connection in aiosqlite's thread: a statement's rows are read where it runs.
+
+    aiosqlite runs `execute` on its thread and hands back the cursor; reading the rows
+    would be a second hop. Here they are read in the same hop and kept for `take_rows`
+    (SQLAlchemy runs one statement at a time on a connection, and takes the rows before
+    the next)."""
+
+    _rows: list[Any]
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        cursor = self.cursor()
+        cursor.execute(sql, parameters)
+        self._rows = cursor.fetchall() if cursor.description else []
+        return cursor
+
+    def take_rows(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+
 class _Cursor:
-    """A statement on aiosqlite in as few hops to its thread as its public API allows.
+    """A statement on aiosqlite in one hop to its thread.
 
     SQLAlchemy's adapter asks aiosqlite for a cursor, runs the statement, fetches the
     rows and closes the cursor: four hops, each waking both threads, and a wakeup is
     what a statement costs on a busy loop. Here the statement runs on the connection
-    (its cursor is made in the same hop), the rows of a statement that has any come in
-    a second hop, and closing has nothing left to do on the thread: every row has been
-    read, so SQLite has already finished the statement.
+    (its cursor is made and its rows read in the same hop, `_PrefetchingConnection`),
+    and closing has nothing left to do on the thread: every row has been read, so
+    SQLite has already finished the statement.
     """
 
     arraysize = 1
@@ -80,7 +102,9 @@ class _Cursor:
 
     async def execute(self, sql: str, parameters: Any = None) -> None:
         self._cursor = await self._connection.execute(sql, parameters)
-        self._rows = list(await self._cursor.fetchall()) if self._cursor.description else []
+        connection = self._cursor.connection
+        assert isinstance(connection, _PrefetchingConnection)
+        self._rows = connection.take_rows()
 
     async def executemany(self, sql: str, parameters: Any) -> None:
         self._cursor = await self._connection.executemany(sql, parameters)
@@ -158,8 +182,10 @@ def _made_in_a_daemon_thread(make: Callable[[], T]) -> T:
 
 def _sqlite_connector(url: URL) -> Callable[[], Awaitable[_Connection]]:
     """An `async_creator` for the URL: aiosqlite connections with `_Cursor`s, opened with
-    the arguments SQLAlchemy itself would pass."""
+    the arguments SQLAlchemy itself would pass (and `_PrefetchingConnection` as sqlite3's
+    connection class)."""
     cargs, cparams = SQLiteDialect().create_connect_args(url)
+    cparams["factory"] = _PrefetchingConnection
 
     async def connect() -> _Connection:
         pending = _made_in_a_daemon_thread(lambda: aiosqlite.connect(*cargs, **cparams))

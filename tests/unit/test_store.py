@@ -577,9 +577,7 @@ class _CountingLoop(asyncio.SelectorEventLoop):
         return super().call_soon_threadsafe(*args, **kwargs)
 
 
-def test_a_sqlite_statement_is_one_hop_to_aiosqlite_and_one_more_for_its_rows(
-    tmp_path: Path,
-) -> None:
+def test_a_sqlite_statement_is_one_hop_to_aiosqlite_rows_and_all(tmp_path: Path) -> None:
     """Each hop to aiosqlite's thread wakes both threads, and on a busy loop a hop waits
     for the loop's next turn. SQLAlchemy's adapter took four a SELECT and three a write;
     results, row counts and errors stay what SQLAlchemy gives."""
@@ -597,6 +595,10 @@ def test_a_sqlite_statement_is_one_hop_to_aiosqlite_and_one_more_for_its_rows(
                 spent["select"] = loop.hops - before
                 assert [tuple(r) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
                 before = loop.hops
+                none = await conn.execute(text("SELECT id, x FROM t WHERE id > 9"))
+                spent["select, no row"] = loop.hops - before
+                assert none.keys() == ["id", "x"] and none.all() == []
+                before = loop.hops
                 changed = await conn.execute(text("UPDATE t SET x = 'z' WHERE id > 1"))
                 spent["update"] = loop.hops - before
                 assert changed.rowcount == 2
@@ -604,6 +606,10 @@ def test_a_sqlite_statement_is_one_hop_to_aiosqlite_and_one_more_for_its_rows(
                 added = await conn.execute(text("INSERT INTO t (x) VALUES ('d') RETURNING id"))
                 assert added.scalar_one() == 4
                 spent["returning"] = loop.hops - before
+                skipped = await conn.execute(
+                    text("INSERT INTO t (id, x) VALUES (1, 'a') ON CONFLICT DO NOTHING RETURNING id")
+                )
+                assert skipped.all() == []
                 with pytest.raises(IntegrityError):
                     await conn.execute(text("INSERT INTO t (id, x) VALUES (1, 'again')"))
                 await conn.rollback()
@@ -618,7 +624,12 @@ def test_a_sqlite_statement_is_one_hop_to_aiosqlite_and_one_more_for_its_rows(
     with asyncio.Runner(loop_factory=_CountingLoop) as runner:
         loop = runner.get_loop()
         assert isinstance(loop, _CountingLoop)
-        assert runner.run(main(loop)) == {"select": 2, "update": 1, "returning": 2}
+        assert runner.run(main(loop)) == {
+            "select": 1,
+            "select, no row": 1,
+            "update": 1,
+            "returning": 1,
+        }
 
 
 async def test_aiosqlites_threads_never_keep_the_process_alive(tmp_path: Path) -> None:
