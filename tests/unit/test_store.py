@@ -606,9 +606,8 @@ def test_a_sqlite_statement_is_one_hop_to_aiosqlite_rows_and_all(tmp_path: Path)
                 added = await conn.execute(text("INSERT INTO t (x) VALUES ('d') RETURNING id"))
                 assert added.scalar_one() == 4
                 spent["returning"] = loop.hops - before
-                skipped = await conn.execute(
-                    text("INSERT INTO t (id, x) VALUES (1, 'a') ON CONFLICT DO NOTHING RETURNING id")
-                )
+                conflict = "INSERT INTO t (id, x) VALUES (1, 'a') ON CONFLICT DO NOTHING"
+                skipped = await conn.execute(text(f"{conflict} RETURNING id"))
                 assert skipped.all() == []
                 with pytest.raises(IntegrityError):
                     await conn.execute(text("INSERT INTO t (id, x) VALUES (1, 'again')"))
