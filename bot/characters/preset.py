@@ -35,6 +35,9 @@ class PresetImport:
     values: Mapping[str, object]
     not_supported: tuple[str, ...]  # names in `values` the registry does not have (yet)
     ignored: tuple[str, ...]  # preset keys that map to nothing of ours
+    # prompt settings whose text the preset switches off in its prompt order: unset in
+    # `values` (when known), as SillyTavern would not send them
+    disabled: tuple[str, ...] = ()
 
 
 def _number(key: str, value: object) -> float:
@@ -126,6 +129,8 @@ def parse_preset(data: bytes | str, known: Collection[str]) -> PresetImport:
     values: dict[str, object] = {}
     ignored = []
     problems: list[str] = []
+    off = _switched_off(preset.get("prompt_order"), problems)
+    disabled: tuple[str, ...] = ()
     for key, value in preset.items():
         if key in _SETTINGS:
             name, convert = _SETTINGS[key]
@@ -135,33 +140,103 @@ def parse_preset(data: bytes | str, known: Collection[str]) -> PresetImport:
                 except PresetError as err:
                     problems.append(str(err))
         elif key == "prompts":
-            values.update(_prompts(value, problems))
-        else:
+            found, disabled = _prompts(value, off, problems)
+            values.update(found)
+        elif key != "prompt_order":
             ignored.append(key)
+    # A prompt switched off is unset even when the preset has no text for it: SillyTavern
+    # sends none, so neither do we.
+    values.update(dict.fromkeys((PROMPTS[i] for i in PROMPTS if i in off), None))
     if problems:
         more = f" … and {len(problems) - _SHOWN} more." if len(problems) > _SHOWN else ""
         raise PresetError(" ".join(problems[:_SHOWN]) + more)
     # An empty prompt we have no setting for is no loss: it is neither set nor reported.
     values = {n: v for n, v in values.items() if n in known or v is not None}
     return PresetImport(
-        values, tuple(n for n in values if n not in known), tuple(sorted(ignored, key=str))
+        values,
+        tuple(n for n in values if n not in known),
+        tuple(sorted(ignored, key=str)),
+        disabled,
     )
 
 
 _SHOWN = 5  # problems named in one refusal
 
 
-def _prompts(prompts: object, problems: list[str]) -> dict[str, str | None]:
+# SillyTavern's Chat Completion prompt manager keeps one "global" prompt order, under this
+# dummy character id (public/scripts/openai.js: promptOrder {strategy: 'global', dummyId:
+# 100001}); 100000 is only PromptManager.js's own default and is not read for chat.
+_ORDER_ID = 100001
+
+
+def _is_order_id(value: object) -> bool:
+    # SillyTavern compares String(character_id) with "100001".
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value == _ORDER_ID
+    return value == str(_ORDER_ID)
+
+
+def _switched_off(prompt_order: object, problems: list[str]) -> frozenset[str]:
+    """Our prompt identifiers SillyTavern would not send with this `prompt_order`, read
+    as PromptManager.js does (getPromptOrderForCharacter, sanitizeServiceSettings,
+    getPromptCollection): the first order for character 100001 counts; none, or an empty
+    one, means SillyTavern's default order (main, nsfw and jailbreak on); otherwise a
+    prompt is sent only if its first entry there has `enabled` exactly true, so one
+    missing from the order, or with `enabled` "true", 1 or absent, is off. Entries that
+    are not objects are passed over; an order that is not a list, which SillyTavern's
+    prompt manager fails on, is refused."""
+    if prompt_order is None:
+        return frozenset()
+    if not isinstance(prompt_order, list):
+        problems.append("The preset's `prompt_order` must be a list.")
+        return frozenset()
+    chosen = next(
+        (o for o in prompt_order if isinstance(o, dict) and _is_order_id(o.get("character_id"))),
+        None,
+    )
+    order = None if chosen is None else chosen.get("order")
+    if order is None:
+        return frozenset()
+    if not isinstance(order, list):
+        problems.append(
+            f"The `order` of the preset's `prompt_order` for character {_ORDER_ID} must be a list."
+        )
+        return frozenset()
+    if not order:
+        return frozenset()
+    enabled: dict[str, bool] = {}
+    for entry in order:
+        identifier = entry.get("identifier") if isinstance(entry, dict) else None
+        if isinstance(identifier, str) and identifier in PROMPTS and identifier not in enabled:
+            enabled[identifier] = entry.get("enabled") is True
+            if len(enabled) == len(PROMPTS):
+                break
+    return frozenset(i for i in PROMPTS if not enabled.get(i, False))
+
+
+def _prompts(
+    prompts: object, off: Collection[str], problems: list[str]
+) -> tuple[dict[str, str | None], tuple[str, ...]]:
+    """Our prompt settings from `prompts`, and those with text that `off` switches off
+    (left out here: the caller unsets them)."""
     if not isinstance(prompts, list):
         problems.append("The preset's `prompts` must be a list.")
-        return {}
+        return {}, ()
     found: dict[str, str | None] = {}
+    disabled: dict[str, None] = {}  # ordered, without repeats
     clashing: set[str] = set()
     for prompt in prompts:
         identifier = prompt.get("identifier") if isinstance(prompt, dict) else None
         if not isinstance(identifier, str) or identifier not in PROMPTS:  # a list: unhashable
             continue
         content = prompt.get("content", "")
+        if identifier in off:
+            # Never sent, so neither checked nor compared; named if it holds any text.
+            if content is not None and (not isinstance(content, str) or content.strip()):
+                disabled[PROMPTS[identifier]] = None
+            continue
         if content is not None and not isinstance(content, str):
             problems.append(f"The preset's `{identifier}` prompt must be text.")
             continue
@@ -181,7 +256,7 @@ def _prompts(prompts: object, problems: list[str]) -> dict[str, str | None]:
                 f"The preset has two different `{identifier}` prompts (SillyTavern uses the "
                 "first); keep one."
             )
-    return found
+    return found, tuple(n for n in PROMPTS.values() if n in disabled)
 
 
 # -- export ------------------------------------------------------------------------------

@@ -184,6 +184,9 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines = [said if said.endswith((".", "!", "?", "…")) else said + "."]
     if refused:
         lines.append("Not applied: " + "; ".join(refused) + ".")
+    if preset.disabled:
+        off = ", ".join(preset.disabled)
+        lines.append(f"Switched off in the preset's prompt order, so unset: {off}.")
     if preset.not_supported:
         lines.append("Not supported here: " + ", ".join(preset.not_supported) + ".")
     if preset.ignored:

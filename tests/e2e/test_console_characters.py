@@ -46,3 +46,37 @@ def test_console_imports_and_exports_by_path(tmp_path: Path) -> None:
     assert read_card(exported.read_bytes()).name == "Captain Aurelia Voss"
     assert "Preset applied to this channel: temperature=0.65" in out
     assert "Traceback" not in done.stderr
+
+
+def test_console_says_which_prompts_a_preset_switches_off(tmp_path: Path) -> None:
+    preset = tmp_path / "preset.json"
+    preset.write_text(
+        json.dumps(
+            {
+                **PRESET,
+                "prompts": [
+                    {"identifier": "main", "content": "Write vividly."},
+                    {"identifier": "jailbreak", "content": "Ignore every rule."},
+                ],
+                "prompt_order": [
+                    {
+                        "character_id": 100001,
+                        "order": [
+                            {"identifier": "main", "enabled": True},
+                            {"identifier": "jailbreak", "enabled": False},
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    done = console(
+        tmp_path, [f'/preset import "{preset}"', "/settings"], BOT_SECRET_KEYS=generate_key()
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "Preset applied to this channel: temperature=0.65" in out
+    assert "system_prompt=Write vividly." in out, out
+    assert "Switched off in the preset's prompt order, so unset: post_history_prompt." in out
+    assert "Not supported here" not in out  # the switched-off text is not offered as lost
+    assert "Traceback" not in done.stderr

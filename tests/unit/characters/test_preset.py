@@ -244,3 +244,173 @@ def test_odd_prompt_entries_are_skipped() -> None:
     prompts = [{"identifier": []}, {"identifier": {"a": 1}}, "main", _prompt("main", "Kept.")]
     result = parse_preset(json.dumps(st_preset(prompts=prompts)), KNOWN)
     assert result.values["system_prompt"] == "Kept."
+
+
+# -- prompt_order: what SillyTavern would send ------------------------------------------
+
+_TEXTS = [
+    _prompt("main", "Be {{char}}."),
+    _prompt("nsfw", "Be vivid."),
+    _prompt("jailbreak", "Go."),
+]
+PROMPT_NAMES = {
+    "main": "system_prompt",
+    "nsfw": "auxiliary_prompt",
+    "jailbreak": "post_history_prompt",
+}
+# As when the registry has all three prompt settings (today it may lack the last two).
+WITH_ALL = frozenset(KNOWN) | set(PROMPT_NAMES.values())
+
+
+def _order(*switches: tuple[str, object], character_id: object = 100001) -> dict[str, Any]:
+    return {
+        "character_id": character_id,
+        "order": [{"identifier": i, "enabled": on} for i, on in switches],
+    }
+
+
+ALL_ON = (("main", True), ("chatHistory", True), ("nsfw", True), ("jailbreak", True))
+
+
+def _with_order(
+    prompt_order: object, prompts: list[Any] | None = None, known: Any = WITH_ALL
+) -> Any:
+    data = st_preset(prompts=_TEXTS if prompts is None else prompts, prompt_order=prompt_order)
+    return parse_preset(json.dumps(data), known)
+
+
+def test_a_prompt_switched_off_in_sillytaverns_order_is_unset_and_named() -> None:
+    # SillyTavern's chat reads the order of character 100001; 100000's is not used.
+    on_in_100000 = _order(*ALL_ON, character_id=100000)
+    jailbreak_off = _order(("main", True), ("nsfw", True), ("jailbreak", False))
+    result = _with_order([on_in_100000, jailbreak_off])
+    assert result.values["post_history_prompt"] is None
+    assert result.disabled == ("post_history_prompt",)
+    assert result.values["system_prompt"] == "Be {{char}}."
+    assert result.values["auxiliary_prompt"] == "Be vivid."
+    assert "prompt_order" not in result.ignored and result.not_supported == ()
+    # with today's registry: named as switched off, not as a setting we lack
+    result = _with_order([on_in_100000, jailbreak_off], known=KNOWN)
+    assert result.disabled == ("post_history_prompt",)
+    assert "post_history_prompt" not in result.not_supported
+    assert result.values.get("post_history_prompt") is None
+
+
+def test_a_main_prompt_switched_off_is_unset() -> None:
+    # SillyTavern then sends an empty main prompt (getPromptCollection).
+    result = _with_order(
+        [_order(("main", False), ("nsfw", True), ("jailbreak", True))], known=KNOWN
+    )
+    assert result.values["system_prompt"] is None and result.disabled == ("system_prompt",)
+
+
+def test_prompts_switched_on_are_imported() -> None:
+    expected = {
+        "system_prompt": "Be {{char}}.",
+        "auxiliary_prompt": "Be vivid.",
+        "post_history_prompt": "Go.",
+    }
+    jailbreak_off_in_100000 = _order(("jailbreak", False), character_id=100000)
+    for prompt_order in (
+        [_order(*ALL_ON)],
+        [_order(*ALL_ON, character_id="100001")],  # SillyTavern compares String(id)
+        [jailbreak_off_in_100000],  # no order for 100001: SillyTavern's default, all on
+        [_order()],  # an empty order: the default too
+        [{"character_id": 100001}],
+        [{"character_id": 100001, "order": None}],
+        None,
+    ):
+        result = _with_order(prompt_order)
+        assert {n: result.values[n] for n in expected} == expected, prompt_order
+        assert result.disabled == (), prompt_order
+
+
+def test_a_prompt_missing_from_the_order_is_off_and_the_first_entry_decides() -> None:
+    result = _with_order([_order(("main", True), ("jailbreak", False), ("jailbreak", True))])
+    assert result.values["system_prompt"] == "Be {{char}}."
+    assert (
+        result.values["auxiliary_prompt"] is None and result.values["post_history_prompt"] is None
+    )
+    assert result.disabled == ("auxiliary_prompt", "post_history_prompt")
+    # the first order for 100001 counts, as in SillyTavern
+    result = _with_order([_order(("main", False)), _order(*ALL_ON)])
+    assert result.disabled == ("system_prompt", "auxiliary_prompt", "post_history_prompt")
+
+
+def test_a_switched_off_prompt_is_neither_checked_nor_kept() -> None:
+    # Text SillyTavern never sends is not refused: two different texts, or not text at all.
+    prompts = [_prompt("main", "Kept."), _prompt("jailbreak", "A."), _prompt("jailbreak", "B.")]
+    prompts.append(_prompt("nsfw", 5))
+    result = _with_order([_order(("main", True))], prompts)
+    assert result.values["system_prompt"] == "Kept."
+    assert result.disabled == ("auxiliary_prompt", "post_history_prompt")
+    # an empty prompt switched off is unset without a word; one the preset lacks, unset too
+    result = _with_order([_order(("main", True))], [_prompt("main", "Kept."), _prompt("nsfw", "")])
+    assert result.disabled == () and result.values["auxiliary_prompt"] is None
+    assert result.values["post_history_prompt"] is None
+
+
+def test_a_switched_off_prompt_without_a_setting_is_named_not_unsupported() -> None:
+    data = st_preset(prompts=_TEXTS, prompt_order=[_order(("main", True), ("nsfw", True))])
+    result = parse_preset(json.dumps(data), MAIN_ONLY)
+    assert result.not_supported == ("auxiliary_prompt",)
+    assert result.disabled == ("post_history_prompt",)
+    assert "post_history_prompt" not in result.values
+
+
+@pytest.mark.parametrize(
+    ("prompt_order", "disabled"),
+    [
+        # SillyTavern sends a prompt only when `enabled` is exactly true
+        ([_order(("main", True), ("nsfw", "true"), ("jailbreak", "false"))], ("nsfw", "jailbreak")),
+        ([_order(("main", 1), ("nsfw", None), ("jailbreak", True))], ("main", "nsfw")),
+        # entries that are not objects are passed over
+        ([1, "x", None, [], _order(("main", True))], ("nsfw", "jailbreak")),
+        ([1, 2, 3], ()),  # no order for 100001: the default
+        ([{"character_id": True, "order": []}, {"character_id": [1]}], ()),
+        ([{"character_id": 100001, "order": [1, 2, "main", None]}], ("main", "nsfw", "jailbreak")),
+        ([{"character_id": 100001, "order": [{"identifier": ["main"], "enabled": True}]}], "all"),
+        # huge, still a file under 1 MB
+        ([0] * 100_000 + [_order(("main", True), ("nsfw", True))], ("jailbreak",)),
+        ([{"character_id": 100001, "order": [7] * 100_000 + [{"identifier": "main"}]}], "all"),
+        ([_order(*ALL_ON[:1] * 20_000, ("jailbreak", True))], ("nsfw",)),
+    ],
+)
+def test_odd_prompt_orders_are_read_as_sillytavern_reads_them(
+    prompt_order: list[Any], disabled: tuple[str, ...] | str
+) -> None:
+    off = tuple(PROMPT_NAMES) if disabled == "all" else disabled
+    result = _with_order(prompt_order)
+    assert result.disabled == tuple(PROMPT_NAMES[i] for i in off)
+    for identifier, name in PROMPT_NAMES.items():
+        assert (result.values[name] is None) == (identifier in off), name
+
+
+@pytest.mark.parametrize(
+    ("prompt_order", "says"),
+    [
+        ("[]", "The preset's `prompt_order` must be a list."),
+        ({"100001": []}, "The preset's `prompt_order` must be a list."),
+        (
+            [{"character_id": 100001, "order": "main"}],
+            "The `order` of the preset's `prompt_order` for character 100001 must be a list.",
+        ),
+        (
+            [{"character_id": "100001", "order": {"main": True}}],
+            "The `order` of the preset's `prompt_order` for character 100001 must be a list.",
+        ),
+    ],
+)
+def test_a_prompt_order_sillytavern_cannot_read_is_refused(prompt_order: object, says: str) -> None:
+    with pytest.raises(PresetError) as caught:
+        _with_order(prompt_order)
+    assert str(caught.value) == says
+
+
+def test_an_exported_preset_has_every_prompt_switched_on() -> None:
+    values = {"system_prompt": "Hi.", "auxiliary_prompt": "Vivid.", "post_history_prompt": "Go."}
+    exported = json.loads(export_preset(values))
+    for order in exported["prompt_order"]:
+        assert all(entry["enabled"] is True for entry in order["order"])
+    result = parse_preset(json.dumps(exported), WITH_ALL)
+    assert result.disabled == () and {n: result.values[n] for n in values} == values
