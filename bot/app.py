@@ -19,10 +19,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from bot.core import DEFAULT_PREFIXES, Core, Gate, TurnLimits
+from bot.core import DEFAULT_PREFIXES, Core, Gate, TurnLimits, endpoint_url
 from bot.frontends import FrontendError
-from bot.providers import ProviderHub, ProviderSettings
-from bot.settings import Settings
+from bot.providers import (
+    AddressRefused,
+    EndpointPolicy,
+    EndpointRefused,
+    ProviderHub,
+    ProviderSettings,
+)
+from bot.settings import Settings, SettingsError
 from bot.store import SecretBox, Store, StoreError, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.types import ChannelConfig, Platform
@@ -88,11 +94,60 @@ def _database_failure(settings: Settings, err: OSError | DBAPIError) -> str:
     return f"cannot reach the database at {host} ({why}): start it, or correct DATABASE_URL."
 
 
+def default_proxy_url(settings: Settings) -> str:
+    """DEFAULT_PROXY_URL as `/proxy set` keeps a pasted URL: routes such as
+    /chat/completions cut off (the bot adds them), `/V1` and doubled slashes undone."""
+    return endpoint_url(settings.default_proxy_url)[0]
+
+
+class _LookedUpOnUse(Exception):
+    """A host name: the addresses it has are vetted when a connection is made."""
+
+
+async def _not_at_start(host: str, port: int) -> list[str]:
+    raise _LookedUpOnUse  # DNS may not be up yet, and a name may point elsewhere later
+
+
+async def _refusal(url: str, allow_private: bool) -> EndpointRefused | None:
+    """Why the endpoint policy refuses `url` by its text or literal host, or None."""
+    try:
+        await EndpointPolicy(allow_private=allow_private, resolver=_not_at_start).check(url)
+    except _LookedUpOnUse:
+        pass
+    except EndpointRefused as err:
+        return err
+    return None
+
+
+async def check_default_proxy_url(settings: Settings) -> None:
+    """Refuse at start a DEFAULT_PROXY_URL every turn would be refused (SettingsError
+    naming the fix), and log once the URL in use when it is not the one written."""
+    url, cut = endpoint_url(settings.default_proxy_url)
+    refused = await _refusal(url, settings.allow_private_endpoints) if url else None
+    if refused is None:
+        if url != settings.default_proxy_url:  # it holds no secret: user info is refused
+            why = "; the bot adds the routes it needs (/chat/completions, /models) itself"
+            log.warning("DEFAULT_PROXY_URL is used as %s%s", url, why if cut else "")
+        return
+    if not isinstance(refused, AddressRefused):  # not a URL the bot can use at all
+        reason = str(refused)
+        raise SettingsError(
+            f"Setting DEFAULT_PROXY_URL is invalid: {reason[:1].lower()}{reason[1:]}"
+        )
+    what = f"Setting DEFAULT_PROXY_URL is refused: {refused.shown} is {refused.what}"
+    if refused.always:
+        raise SettingsError(f"{what}, which the bot never contacts.")
+    raise SettingsError(
+        f"{what}, and ALLOW_PRIVATE_ENDPOINTS is off. Fix: set ALLOW_PRIVATE_ENDPOINTS=true, "
+        "or give DEFAULT_PROXY_URL a public URL."
+    )
+
+
 def operator_defaults(settings: Settings) -> ChannelConfig:
     return ChannelConfig.of(
         source=settings.default_source,
         model=settings.default_model or None,
-        proxy_url=settings.default_proxy_url or None,
+        proxy_url=default_proxy_url(settings) or None,
         system_prompt=settings.default_system_prompt or None,
         reply_mode=settings.default_reply_mode,
     )
@@ -111,6 +166,7 @@ def provider_settings(settings: Settings) -> ProviderSettings:
 
 async def build_core(settings: Settings, box: SecretBox) -> Core:
     """Migrate, open the store and the provider hub, and hand them to a Core."""
+    await check_default_proxy_url(settings)  # a mistake stops before the database
     revision = await migrate(settings)
     log.info("database at revision %s", revision)
     store = await Store.open(

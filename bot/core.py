@@ -12,6 +12,7 @@ from bot.commands.handlers import model_choices
 from bot.commands.parse import CommandError, parse, plain_prefix
 from bot.commands.router import bind, execute, find, prepare
 from bot.commands.spec import CommandContext, secret_prompt
+from bot.connection import endpoint_url
 from bot.conversation.engine import ChatEngine, Control, Gate, TurnLimits, TurnResult
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.conversation.stream import ReplySink
@@ -30,7 +31,8 @@ from bot.types import (
 from bot.types.prices import PriceTable
 from bot.types.text import clean_text, strip_invisible
 
-# What front-ends may use from the conversation layer, through the Core they import.
+# What front-ends (and app's checks of operator settings) may use from the layers below,
+# through the Core they import.
 __all__ = [
     "DEFAULT_PREFIXES",
     "Control",
@@ -42,6 +44,7 @@ __all__ = [
     "ReplySink",
     "TurnLimits",
     "TurnResult",
+    "endpoint_url",
     "secret_prompt",
     "split_text",
 ]

@@ -25,11 +25,19 @@ from sqlalchemy.exc import ArgumentError
 from bot.types import ReplyMode, SecretValue, Source, redact
 from bot.types.prices import PriceError, PriceTable
 from bot.types.secrets import KEYGEN_HINT
-from bot.types.text import MODEL_ID_CHARS, TextError, unwrapped, visible_id
+from bot.types.text import (
+    MODEL_ID_CHARS,
+    TextError,
+    describe_char,
+    refuse_controls,
+    unwrapped,
+    visible_id,
+)
 
 DEFAULT_DATA_DIR = Path("data")
 ENV_FILE = ".env"
 PRICES_FILE_BYTES = 1024 * 1024  # USAGE_PRICES_FILE is read up to this, or refused
+PROXY_URL_CHARS = 2000  # what the store keeps of a channel's proxy_url (bot/fields.py)
 
 # "unverified": encrypt for every device of the room's members (trust on first use);
 # "verified": only for devices someone verified.
@@ -141,13 +149,30 @@ def _discord_token(value: str) -> SecretValue:
 
 def _proxy_url(value: str) -> str:
     """A full http(s) URL, as `/proxy set` takes one (a bare `host:port` is refused there
-    too); each request still goes through the endpoint policy, as a channel's URL does."""
+    too). bot/app.py cuts the routes pasted with it as `/proxy set` does, and the endpoint
+    policy judges it at start and on each request, as it judges a channel's URL.
+
+    Messages never quote the value: a key pasted on the wrong line of .env lands here.
+    """
     url = value.strip()
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
         raise ValueError("must be a full http:// or https:// URL, e.g. http://localhost:1234/v1")
+    if len(url) > PROXY_URL_CHARS:
+        raise ValueError(f"longer than {PROXY_URL_CHARS} characters")
     if any(c.isspace() for c in url):
-        raise ValueError("has a space in it")
+        raise ValueError("has a space or line break in it")
+    try:
+        refuse_controls(url, "URL")
+    except TextError as err:  # its first sentence, in this setting's one line
+        raise ValueError(str(err).split(". ")[0].removeprefix("The URL ")) from None
+    odd = next((i for i, c in enumerate(url) if not c.isascii()), None)
+    if odd is not None:  # `lоcalhost` with a Cyrillic о: a host that is not the one meant
+        raise ValueError(
+            f"has a character that is not ASCII ({describe_char(url[odd])}) at position "
+            f"{odd + 1}: type it again; an international host name is written in its "
+            "xn-- form"
+        )
     authority = rest.split("/", 1)[0]
     if "@" in authority:  # never echoed: it holds a password; /proxy show would show it
         raise ValueError(

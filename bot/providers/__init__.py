@@ -22,9 +22,10 @@ from bot.providers.base import (
     Usage,
 )
 from bot.providers.hub import ProviderHub
-from bot.providers.policy import EndpointPolicy, EndpointRefused
+from bot.providers.policy import AddressRefused, EndpointPolicy, EndpointRefused
 
 __all__ = [
+    "AddressRefused",
     "AuthError",
     "BadRequest",
     "ChatRequest",

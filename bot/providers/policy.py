@@ -61,6 +61,15 @@ class EndpointRefused(ValueError):
     """A URL the policy does not allow; the message is safe to show a user."""
 
 
+class AddressRefused(EndpointRefused):
+    """A URL refused for an address its host stands for: `shown` is `what` (a loopback
+    address, …); `always`: refused even with private endpoints allowed."""
+
+    def __init__(self, message: str, *, shown: str, what: str, always: bool) -> None:
+        super().__init__(message)
+        self.shown, self.what, self.always = shown, what, always
+
+
 @dataclass(frozen=True, slots=True)
 class _Verdict:
     what: str
@@ -258,11 +267,19 @@ class EndpointPolicy:
             notes.append(f"which carries {verdict.via}")
         shown = f"{host} ({', '.join(notes)})" if notes else host
         if verdict.always:
-            raise EndpointRefused(
-                f"Refused: {shown} is {verdict.what}, which the bot never contacts."
+            raise AddressRefused(
+                f"Refused: {shown} is {verdict.what}, which the bot never contacts.",
+                shown=shown,
+                what=verdict.what,
+                always=True,
             )
         if not self.allow_private:
-            raise EndpointRefused(f"Refused: {shown} is {verdict.what}. {_ALLOW_HINT}")
+            raise AddressRefused(
+                f"Refused: {shown} is {verdict.what}. {_ALLOW_HINT}",
+                shown=shown,
+                what=verdict.what,
+                always=False,
+            )
 
 
 def _authority(text: str) -> str:

@@ -305,3 +305,39 @@ def test_operator_setting_mistakes_stop_the_start(tmp_path: Path) -> None:
         stderr = one_line_failure(result)
         assert f"Setting {setting} is invalid" in stderr
         assert not (tmp_path / "data" / "bot.db").exists()
+
+
+def test_a_private_default_proxy_url_stops_the_start_naming_the_fix(tmp_path: Path) -> None:
+    """Every turn would be refused: the start is, in one line, before the database."""
+    for command, url, what in (
+        ("console", "http://localhost:1234/v1/chat/completions", "localhost (127.0.0.1)"),
+        ("run", "http://[::1]:8080/v1", "::1 is a loopback address"),
+        ("run", "http://10.1.2.3/v1/models/", "10.1.2.3 is a private-network address"),
+    ):
+        result = chatbot(
+            tmp_path,
+            command,
+            stdin="hi\n",
+            **console_env(
+                ALLOW_PRIVATE_ENDPOINTS="false",
+                DEFAULT_PROXY_URL=url,
+                DISCORD_TOKEN="MTIz.abc.def",
+            ),
+        )
+        stderr = one_line_failure(result)
+        assert stderr.startswith(f"chatbot: Setting DEFAULT_PROXY_URL is refused: {what}")
+        assert "Fix: set ALLOW_PRIVATE_ENDPOINTS=true, or give DEFAULT_PROXY_URL a public" in stderr
+        assert not (tmp_path / "data" / "bot.db").exists()
+
+
+def test_default_proxy_url_with_a_pasted_route_is_used_as_proxy_set_keeps_it(
+    tmp_path: Path,
+) -> None:
+    pasted = "http://127.0.0.1:9/v1/chat/completions"
+    session = f"/proxy show\n/proxy set {pasted}\n/proxy show\n"
+    result = chatbot(tmp_path, "console", stdin=session, **console_env(DEFAULT_PROXY_URL=pasted))
+    assert result.returncode == 0, result.stderr
+    shown = re.findall(r"Proxy URL: (\S+)", result.stdout)
+    assert shown == ["http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"], result.stdout
+    log = (tmp_path / "data" / "chatbot.log").read_text()
+    assert log.count("DEFAULT_PROXY_URL is used as http://127.0.0.1:9/v1;") == 1

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import weakref
+from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from bot.app import _until_stopped, settle_start_up
+from bot.app import _until_stopped, check_default_proxy_url, settle_start_up
 from bot.frontends import FrontendError
+from bot.settings import Settings, SettingsError, load_settings
 
 
 async def forever(cancelled: list[str], name: str) -> None:
@@ -95,3 +100,110 @@ def test_what_start_up_made_is_left_out_of_later_collections() -> None:
         assert gc.isenabled()  # later objects are still collected
     finally:
         gc.unfreeze()
+
+
+@pytest.fixture
+def no_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # the settings a test gives, not those of a stray .env
+
+
+def proxy_settings(url: str, allow_private: bool = False) -> Settings:
+    """Settings as `chatbot` reads them, with this DEFAULT_PROXY_URL (empty: none)."""
+    return load_settings(
+        **({"default_proxy_url": url} if url else {}), allow_private_endpoints=allow_private
+    )
+
+
+@pytest.mark.usefixtures("no_dotenv")
+@pytest.mark.parametrize(
+    ("url", "what"),
+    [
+        (
+            "http://localhost:1234/v1/chat/completions",
+            "localhost (127.0.0.1) is a loopback address",
+        ),
+        ("http://127.0.0.1:1234/v1", "127.0.0.1 is a loopback address"),
+        ("http://[::1]:8080", "::1 is a loopback address"),
+        ("http://0x7f.1/v1", "0x7f.1 (127.0.0.1) is a loopback address"),
+        ("http://llm.localhost/v1", "llm.localhost (127.0.0.1) is a loopback address"),
+        ("http://10.1.2.3/v1", "10.1.2.3 is a private-network address"),
+        ("https://192.168.1.20:8443/v1/models", "192.168.1.20 is a private-network address"),
+    ],
+)
+async def test_a_private_default_proxy_url_stops_the_start_unless_allowed(
+    url: str, what: str
+) -> None:
+    with pytest.raises(SettingsError) as err:
+        await check_default_proxy_url(proxy_settings(url))
+    assert str(err.value) == (
+        f"Setting DEFAULT_PROXY_URL is refused: {what}, and ALLOW_PRIVATE_ENDPOINTS is off. "
+        "Fix: set ALLOW_PRIVATE_ENDPOINTS=true, or give DEFAULT_PROXY_URL a public URL."
+    )
+    await check_default_proxy_url(proxy_settings(url, allow_private=True))
+
+
+@pytest.mark.usefixtures("no_dotenv")
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "http://169.254.169.254/latest",
+            "Setting DEFAULT_PROXY_URL is refused: 169.254.169.254 is a link-local or cloud "
+            "metadata address, which the bot never contacts.",
+        ),
+        (
+            "http://[::ffff:169.254.169.254]/v1",
+            "Setting DEFAULT_PROXY_URL is refused: ::ffff:169.254.169.254 (::ffff:a9fe:a9fe, "
+            "which carries 169.254.169.254) is a link-local or cloud metadata address, which "
+            "the bot never contacts.",
+        ),
+        (
+            "http://999.1.1.1/v1",
+            "Setting DEFAULT_PROXY_URL is invalid: that is not a valid URL (the host is not a "
+            "valid IPv4 address; write it as four numbers from 0 to 255 without leading "
+            "zeros). Give a full URL such as https://host/v1.",
+        ),
+        (
+            "http://h:99999/v1",
+            "Setting DEFAULT_PROXY_URL is invalid: that is not a valid URL (the port must be a "
+            "number from 1 to 65535). Give a full URL such as https://host/v1.",
+        ),
+    ],
+)
+async def test_a_default_proxy_url_no_setting_allows_is_refused_at_start(
+    url: str, message: str
+) -> None:
+    for allow_private in (False, True):
+        with pytest.raises(SettingsError) as err:
+            await check_default_proxy_url(proxy_settings(url, allow_private))
+        assert str(err.value) == message
+
+
+@pytest.mark.usefixtures("no_dotenv")
+async def test_a_host_name_is_not_looked_up_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS may not be up yet; the name's addresses are vetted when a turn connects."""
+
+    def no_dns(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("looked up at start")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_dns)
+    await check_default_proxy_url(proxy_settings("http://model-server.internal:8080/v1"))
+    monkeypatch.delenv("DEFAULT_PROXY_URL", raising=False)
+    await check_default_proxy_url(proxy_settings(""))
+
+
+@pytest.mark.usefixtures("no_dotenv")
+async def test_a_default_proxy_url_cut_back_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.app")
+    await check_default_proxy_url(proxy_settings("https://api.example.com/v1/"))
+    assert caplog.records == []
+    await check_default_proxy_url(proxy_settings("https://api.example.com/V1/chat/completions/"))
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        "DEFAULT_PROXY_URL is used as https://api.example.com/v1; the bot adds the routes it "
+        "needs (/chat/completions, /models) itself"
+    )

@@ -14,7 +14,7 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
     "__init__": set(),
     "frontends": {"core", "commands", "types", "frontends"},
-    "core": {"commands", "conversation", "providers", "store", "types"},
+    "core": {"commands", "conversation", "connection", "providers", "store", "types"},
     "commands": {
         "commands",
         "store",

@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.app import operator_defaults
+from bot.connection import endpoint_url
+from bot.fields import BY_NAME
+from bot.providers import EndpointPolicy
+from bot.settings import PROXY_URL_CHARS, Settings, SettingsError, load_settings
 from bot.store import SecretBox, generate_key
 from bot.types import SECRET_REGISTRY, Source, redact
 
@@ -372,6 +376,77 @@ def test_operator_defaults_lose_the_spaces_and_quotes_around_them(
     assert s.default_model == "fake-model"
     assert s.default_proxy_url == "http://localhost:18081/v1"
     assert s.matrix_user_id == "@bot:example.org"
+
+
+async def _public(host: str, port: int) -> list[str]:
+    return ["93.184.216.34"]  # no lookup: every name is a public host here
+
+
+@pytest.mark.parametrize(
+    ("typed", "used"),
+    [
+        ("http://localhost:1234/v1", "http://localhost:1234/v1"),
+        ("http://localhost:1234", "http://localhost:1234"),
+        ("http://localhost:1234/v1/chat/completions", "http://localhost:1234/v1"),
+        ("http://localhost:1234/chat/completions", "http://localhost:1234"),
+        ("http://localhost:1234/v1/completions", "http://localhost:1234/v1"),
+        ("http://localhost:1234/v1/models/", "http://localhost:1234/v1"),
+        ("http://localhost:1234/v1///", "http://localhost:1234/v1"),
+        ("http://localhost:1234//v1/chat/completions//", "http://localhost:1234/v1"),
+        ("HTTP://localhost:1234/V1/chat/completions", "HTTP://localhost:1234/v1"),
+        ("https://api.example.com/v1/chat/completions/", "https://api.example.com/v1"),
+        ("https://openrouter.ai/api/v1/models", "https://openrouter.ai/api/v1"),
+        ("http://10.0.0.5:8080/v1/embeddings", "http://10.0.0.5:8080/v1"),
+        ("http://models:8080", "http://models:8080"),  # a host called models stays
+    ],
+)
+async def test_default_proxy_url_is_kept_as_proxy_set_keeps_the_same_paste(
+    monkeypatch: pytest.MonkeyPatch, typed: str, used: str
+) -> None:
+    monkeypatch.setenv("DEFAULT_PROXY_URL", typed)
+    defaults = operator_defaults(load_settings())
+    assert defaults.proxy_url == used
+    # What `/proxy set <typed>` stores: its URL cut back, then passed by the policy.
+    policy = EndpointPolicy(allow_private=True, resolver=_public)
+    assert await policy.check(endpoint_url(typed)[0]) == used
+
+
+KEY = "sk-proj-AbCdEf0123456789abcdef0123456789"
+
+
+@pytest.mark.parametrize(
+    ("typed", "fragment"),
+    [
+        (f"http://h/v1\x00{KEY}", "contains a NUL character"),
+        (f"http://h/v1\nDEFAULT_OPENAI_API_KEY={KEY}", "has a space or line break in it"),
+        (f"http://h/v1\r{KEY}", "has a space or line break in it"),
+        (f"http://h/{KEY}/" + "v" * 10_000, "longer than 2000 characters"),
+        (
+            f"http://l\u043ecalhost:1234/{KEY}",  # a Cyrillic о
+            "has a character that is not ASCII (U+043E CYRILLIC SMALL LETTER O) at position 9",
+        ),
+        (f"http://h\u200b/{KEY}", "not ASCII (U+200B ZERO WIDTH SPACE) at position 9"),
+        (f"http://h/{KEY}\x1b[2J", "has a control character (U+001B) at position 50"),
+        (f"http://h/{KEY}\x7f", "has a control character (U+007F) at position 50"),
+    ],
+    ids=["nul", "newline", "carriage-return", "10-kb", "look-alike", "zero-width", "esc", "del"],
+)
+def test_a_hostile_default_proxy_url_is_one_line_that_never_echoes_it(
+    typed: str, fragment: str
+) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(default_proxy_url=typed)  # as .env or the environment give it
+    message = str(err.value)
+    assert message.startswith("Setting DEFAULT_PROXY_URL is invalid: ")
+    assert fragment in message
+    assert len(message.splitlines()) == 1
+    assert "AbCdEf" not in message and "\x1b" not in message and "\u043e" not in message
+
+
+def test_default_proxy_url_holds_what_a_channel_s_url_may_hold() -> None:
+    assert PROXY_URL_CHARS == BY_NAME["proxy_url"].max_chars
+    url = "http://h/" + "v" * (PROXY_URL_CHARS - len("http://h/"))
+    assert operator_defaults(load_settings(default_proxy_url=url)).proxy_url == url
 
 
 def prices_file_error(monkeypatch: pytest.MonkeyPatch, path: Path) -> str:
