@@ -10,6 +10,12 @@ every few tens of milliseconds, and on a virtual machine each wakeup from idle c
 apart. Once a trickle is noticed, the socket is left unread until the next tick of a
 shared clock, so one wakeup reads what arrived meanwhile, for every paced stream at once,
 and the socket rests again until the tick after.
+
+Where the kernel allows it (Linux, probed once), a socket rests by its low-water mark
+(SO_RCVLOWAT) rather than by pausing the transport: the kernel then wakes nobody for a
+token, and says the socket is readable as soon as the mark is lowered at the tick. uvloop
+(libuv) takes a paused socket out of epoll only when it next becomes readable, so a
+pause cost one more wakeup a tick; a raised mark costs none.
 """
 
 # httpcore's interface passes timeouts as parameters:
@@ -18,11 +24,14 @@ and the socket rests again until the tick after.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import itertools
 import math
+import select
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
@@ -33,6 +42,54 @@ STAGGER = 0.25  # RFC 8305's "Connection Attempt Delay"
 # An arrival smaller than this, soon after the one before, is a trickle of tokens;
 # a larger one is a bulk body, which is never held back.
 _TRICKLE = 8192
+
+
+@functools.cache
+def quiet_rest_works() -> bool:
+    """Whether a socket whose SO_RCVLOWAT is raised to `_TRICKLE` is not readable while
+    fewer bytes wait, and is at once when the mark is lowered again (an epoll waiting on
+    it is woken: Linux does since 4.18). Probed once, on a loopback connection."""
+    try:
+        import fcntl  # Unix only, as epoll is
+        import termios
+    except ImportError:
+        return False
+    if not hasattr(select, "epoll"):
+        return False
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            with socket.create_connection(server.getsockname()[:2], timeout=1) as sender:
+                receiver, _ = server.accept()
+                with receiver, select.epoll() as poll:
+                    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _TRICKLE)
+                    poll.register(receiver.fileno(), select.EPOLLIN)
+                    sender.sendall(b"token")
+                    waiting = bytearray(4)
+                    for _ in range(100):  # loopback delivers at once; a busy host, soon
+                        fcntl.ioctl(receiver.fileno(), termios.FIONREAD, waiting)
+                        if int.from_bytes(waiting, "little"):
+                            break
+                        time.sleep(0.001)
+                    else:
+                        return False
+                    held = not poll.poll(0)
+                    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+                    return held and bool(poll.poll(0))
+    except OSError:
+        return False
+
+
+def _set_mark(transport: asyncio.BaseTransport, size: int) -> bool:
+    """Set the socket's SO_RCVLOWAT; False where it has no socket that takes one."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return True
+
 
 # Called with (host, address) before each connection; raises to refuse it.
 AddressGuard = Callable[[str, str], None]
@@ -55,6 +112,7 @@ class _Protocol(asyncio.Protocol):
         self._pace = 0.0  # seconds between reads of a trickle; 0.0: read as bytes arrive
         self._arrived = -math.inf  # when the last bytes arrived
         self._hold: asyncio.TimerHandle | None = None  # the socket rests until it fires
+        self._marked = False  # it rests by its low-water mark, not by a paused transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A Transport by interface; uvloop's do not subclass asyncio's, so no isinstance.
@@ -62,6 +120,8 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if self._marked:  # a bulk arrival (past the mark) during a rest: it is over
+            self._wake_socket()
         if self._pace:
             now = self._loop.time()
             if len(data) < _TRICKLE and now - self._arrived < self._pace and self._hold is None:
@@ -83,7 +143,10 @@ class _Protocol(asyncio.Protocol):
         """Leave the socket unread until the next tick of the shared clock."""
         if self.transport is None:
             return
-        self.transport.pause_reading()
+        if quiet_rest_works() and _set_mark(self.transport, _TRICKLE):
+            self._marked = True
+        else:
+            self.transport.pause_reading()
         tick = (math.floor(now / self._pace) + 1) * self._pace
         self._hold = self._loop.call_at(tick, self._tick)
 
@@ -100,6 +163,11 @@ class _Protocol(asyncio.Protocol):
             self._hold.cancel()
             self._hold = None
         transport = self.transport
+        if self._marked:
+            self._marked = False
+            if transport is not None and not transport.is_closing():
+                _set_mark(transport, 1)  # readable at once if a token waits
+            return
         if not self._paused and transport is not None and not transport.is_closing():
             transport.resume_reading()
 
@@ -314,6 +382,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         self._guard = guard
         self._resolver = resolver
         self._stagger = stagger
+        quiet_rest_works()  # probed now, at start, rather than in a stream's first rest
 
     async def connect_tcp(
         self,

@@ -15,6 +15,7 @@ import ipaddress
 import itertools
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -25,9 +26,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bot.providers import EndpointNotAllowed, ProviderSettings
+from bot.providers import EndpointNotAllowed, ProviderSettings, _network
 from bot.providers._http import RequestSpec, Transport
-from bot.providers._network import AsyncioBackend, interleaved
+from bot.providers._network import AsyncioBackend, interleaved, quiet_rest_works
 from bot.providers.policy import EndpointPolicy, EndpointRefused
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -197,10 +198,29 @@ async def stamped_parts(reply: httpcore.Response) -> tuple[bytes, list[float]]:
     return body, times
 
 
+@pytest.fixture(params=["mark", "pause"])
+def rest(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How a paced socket rests: by its low-water mark where the kernel keeps it quiet
+    (Linux), else by pausing the transport."""
+    if request.param == "mark":
+        assert quiet_rest_works() == (sys.platform == "linux")
+        if not quiet_rest_works():
+            pytest.skip("this kernel does not keep a socket quiet below SO_RCVLOWAT")
+    else:
+        monkeypatch.setattr(_network, "quiet_rest_works", lambda: False)
+    return str(request.param)
+
+
+def low_water_mark(network: httpcore.AsyncNetworkStream) -> int:
+    sock = network.get_extra_info("socket")
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT))
+
+
 async def test_a_paced_trickle_is_read_once_a_tick_and_the_next_response_as_it_comes(
-    pool: httpcore.AsyncConnectionPool,
+    pool: httpcore.AsyncConnectionPool, rest: str
 ) -> None:
-    """Tokens 20 ms apart: one read per tick instead of one per token; pace(0) undoes it."""
+    """Tokens 20 ms apart: one read per tick instead of one per token; pace(0) undoes it,
+    and the connection goes back to the pool with its socket as it was."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for _ in range(2):
@@ -218,6 +238,7 @@ async def test_a_paced_trickle_is_read_once_a_tick_and_the_next_response_as_it_c
             network.pace(0.25)
             paced, paced_times = await stamped_parts(reply)
             network.pace(0.0)
+            assert low_water_mark(network) == 1
         async with pool.stream("GET", f"http://127.0.0.1:{port}/") as reply:
             assert reply.extensions["network_stream"] is network  # the same connection
             plain, plain_times = await stamped_parts(reply)
@@ -234,7 +255,7 @@ async def test_a_paced_trickle_is_read_once_a_tick_and_the_next_response_as_it_c
 
 
 async def test_bytes_after_a_quiet_spell_and_a_bulk_body_are_never_held(
-    pool: httpcore.AsyncConnectionPool,
+    pool: httpcore.AsyncConnectionPool, rest: str
 ) -> None:
     pace = 0.5
     sent: dict[str, float] = {}
@@ -336,6 +357,42 @@ async def test_tls_handshake_and_streaming_over_it(tmp_path: Path) -> None:
             info = reply.extensions["network_stream"]
             assert info.get_extra_info("ssl_object") is not None
     assert body == b"".join(b"data: %d\n\n" % i for i in range(20))
+
+
+async def test_a_paced_trickle_over_tls_rests_and_arrives_whole(tmp_path: Path, rest: str) -> None:
+    """TLS records trickle in as tokens do: the socket under the TLS layer rests (by its
+    mark, where it can) and nothing is lost or held past a tick."""
+    server_tls, client_tls = certificate(tmp_path)
+    marks: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        await trickle(writer, 30, 0.02)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    server, port = await serve(handler, server_tls)
+    async with (
+        server,
+        httpcore.AsyncConnectionPool(
+            ssl_context=client_tls, network_backend=AsyncioBackend()
+        ) as tls_pool,
+    ):
+        async with tls_pool.stream("GET", f"https://127.0.0.1:{port}/") as reply:
+            network = reply.extensions["network_stream"]
+            network.pace(0.2)
+            clock = asyncio.get_running_loop().time
+            body, times = b"", []
+            async for part in reply.aiter_stream():
+                body += part
+                times.append(clock())
+                marks.append(low_water_mark(network))
+            network.pace(0.0)
+            assert low_water_mark(network) == 1
+    assert body == b"".join(b"%02d" % i for i in range(30))
+    assert batches(times) <= 8, times  # 0.6 s of tokens, read a tick at a time
+    assert max(marks) == (_network._TRICKLE if rest == "mark" else 1)
 
 
 async def test_an_untrusted_certificate_is_refused(tmp_path: Path) -> None:
