@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -47,6 +47,19 @@ class Database:
 
         return await with_retry(what, attempt)
 
+    async def write_plain(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`write` on a bare connection (Core statements, no ORM session): what a turn
+        writes, where a session's own bookkeeping cost more than the statements."""
+
+        async def attempt() -> T:
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    return await work(conn)
+            async with self._write_lock, self.engine.begin() as conn:
+                return await work(conn)
+
+        return await with_retry(what, attempt)
+
     async def read(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async def attempt() -> T:
             async with self.sessions() as session:
@@ -71,6 +84,15 @@ class Database:
         from sqlalchemy.dialects import postgresql
 
         return postgresql.insert(table)
+
+
+def rows_at(*columns: Any) -> Select[Any]:
+    """`columns` (or a whole table) of the rows at any of the (platform, server, channel)
+    keys given as the parameter `keys`: built once and run as it is, not built again for
+    every read."""
+    table = columns[0] if isinstance(columns[0], Table) else columns[0].table
+    key = tuple_(table.c.platform, table.c.server_id, table.c.channel_id)
+    return select(*columns).where(key.in_(bindparam("keys", expanding=True)))
 
 
 def key_of(ref: ChannelRef, scope: Scope) -> Key:

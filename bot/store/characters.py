@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from bot.store.base import NAME_CHARS, Database, Key, audit_row, chain, key_of, where
+from bot.store.base import NAME_CHARS, Database, Key, audit_row, chain, key_of, rows_at, where
 from bot.store.batch import Batcher
 from bot.store.cache import ScopedCache
 from bot.store.models import CharacterRow, MessageRow, utcnow
@@ -23,6 +23,15 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 _CACHE_TTL = 30.0
 _CACHE_ENTRIES = 2_000
 _READ_BATCH = 200  # channels per batched read
+_CARDS_AT = rows_at(  # without the image, which only an export or an avatar needs
+    CharacterRow.platform,
+    CharacterRow.server_id,
+    CharacterRow.channel_id,
+    CharacterRow.name,
+    CharacterRow.card,
+    CharacterRow.image.is_not(None),
+    CharacterRow.updated_at,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +94,9 @@ class CharacterPart:
 
     async def _read_many(self, chains: Sequence[tuple[Key, ...]]) -> list[StoredCharacter | None]:
         """Each channel's card (nearest of its keys), without images, in one query."""
-        r = CharacterRow
         wanted = sorted({key for keys in chains for key in keys})
-        stmt = select(
-            r.platform,
-            r.server_id,
-            r.channel_id,
-            r.name,
-            r.card,
-            r.image.is_not(None),
-            r.updated_at,
-        ).where(tuple_(r.platform, r.server_id, r.channel_id).in_(wanted))
 
-        async def read(session: AsyncSession) -> dict[Key, StoredCharacter]:
+        async def read(conn: AsyncConnection) -> dict[Key, StoredCharacter]:
             return {
                 (platform, server, channel): StoredCharacter(
                     Scope.SERVER if channel == "" else Scope.CHANNEL,
@@ -107,11 +106,11 @@ class CharacterPart:
                     updated_at,
                 )
                 for platform, server, channel, name, card, has_image, updated_at in (
-                    await session.execute(stmt)
+                    await conn.execute(_CARDS_AT, {"keys": wanted})
                 ).all()
             }
 
-        found = await self._db.read("character read", read)
+        found = await self._db.read_plain("character read", read)
         return [next((found[k] for k in keys if k in found), None) for keys in chains]
 
     async def put(

@@ -31,6 +31,7 @@ from bot.types.text import clean_text
 _WRITE_BATCH = 1000  # writes per grouped commit
 _INTERRUPTED = "The bot stopped while writing this answer (restart or crash)."
 _MESSAGES = cast(Table, MessageRow.__table__)
+_MESSAGE_IMAGES = cast(Table, MessageImageRow.__table__)
 _INSERT_RETURNING_IDS = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
 _ORPHAN_BLOBS = delete(BlobRow).where(~exists().where(MessageImageRow.sha256 == BlobRow.sha256))
 _UPDATE = (
@@ -266,9 +267,8 @@ class HistoryPart:
 
         return await self._db.write("image prune", work)
 
-    async def _insert_ids(self, session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    async def _insert_ids(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
         """Insert message rows in one statement; their ids, in the rows' order."""
-        conn = await session.connection()
         if self._db.postgres:
             result = await conn.execute(_INSERT_RETURNING_IDS, rows)
             return list(result.scalars())
@@ -287,12 +287,12 @@ class HistoryPart:
         changes = [w.values for w in writes if isinstance(w, _Update)]
         refused: set[int] = set()  # positions in `writes` of inserts a guard turned down
 
-        async def work(session: AsyncSession) -> list[int]:
+        async def work(conn: AsyncConnection) -> list[int]:
             refused.clear()
             guarded = [(i, w) for i, w in enumerate(writes) if isinstance(w, _Insert) and w.guard]
             for i, w in sorted(guarded, key=lambda pair: pair[1].order):
                 assert isinstance(w, _Insert) and w.guard is not None
-                if not await w.guard(await session.connection()):
+                if not await w.guard(conn):
                     refused.add(i)
             inserts = [
                 w for i, w in enumerate(writes) if isinstance(w, _Insert) and i not in refused
@@ -308,7 +308,7 @@ class HistoryPart:
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["sha256"], set_={"created_at": stmt.excluded.created_at}
                 )
-                await session.execute(
+                await conn.execute(
                     stmt,
                     [
                         {
@@ -322,7 +322,7 @@ class HistoryPart:
                     ],
                 )
             if rows:
-                ids = await self._insert_ids(session, rows)
+                ids = await self._insert_ids(conn, rows)
                 shown = [
                     {
                         "message_id": message_id,
@@ -335,12 +335,12 @@ class HistoryPart:
                     for position, ref in enumerate(refs)
                 ]
                 if shown:
-                    await session.execute(insert(MessageImageRow), shown)
+                    await conn.execute(insert(_MESSAGE_IMAGES), shown)
             if changes:
-                await (await session.connection()).execute(_UPDATE, changes)
+                await conn.execute(_UPDATE, changes)
             return ids
 
-        ids = iter(await self._db.write("history write", work))
+        ids = iter(await self._db.write_plain("history write", work))
         return [
             [next(ids) for _ in w.rows] if isinstance(w, _Insert) and i not in refused else []
             for i, w in enumerate(writes)

@@ -33,7 +33,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    tuple_,
     type_coerce,
     union_all,
     update,
@@ -41,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
-from bot.store.base import NAME_CHARS, Database, Key, key_of
+from bot.store.base import NAME_CHARS, Database, Key, key_of, rows_at
 from bot.store.batch import Batcher
 from bot.store.cache import ScopedCache
 from bot.store.models import AccessRuleRow, LimitRow, QuotaLockRow, UsageRow, utcnow
@@ -53,6 +52,17 @@ Q = TypeVar("Q")
 CACHE_SECONDS = 30.0  # a process serves its channels alone; this bounds a CLI's change
 _CACHED = 10_000
 _READ_BATCH = 200  # scopes per batched read
+_LIMITS_AT = rows_at(
+    LimitRow.platform, LimitRow.server_id, LimitRow.channel_id, LimitRow.name, LimitRow.value
+)
+_RULES_AT = rows_at(
+    AccessRuleRow.platform,
+    AccessRuleRow.server_id,
+    AccessRuleRow.channel_id,
+    AccessRuleRow.kind,
+    AccessRuleRow.subject,
+    AccessRuleRow.effect,
+).order_by(AccessRuleRow.id)  # the order they were set in
 RESERVED = "reserved"
 SETTLED = "settled"
 
@@ -238,43 +248,26 @@ class QuotaPart:
         return [rule for rules in read for rule in rules]
 
     async def _read_limits(self, keys: Sequence[Key]) -> list[dict[str, int | None]]:
-        at = tuple_(LimitRow.platform, LimitRow.server_id, LimitRow.channel_id)
-        stmt = select(
-            LimitRow.platform,
-            LimitRow.server_id,
-            LimitRow.channel_id,
-            LimitRow.name,
-            LimitRow.value,
-        ).where(at.in_(sorted(set(keys))))
-
-        async def read(session: AsyncSession) -> dict[Key, dict[str, int | None]]:
+        async def read(conn: AsyncConnection) -> dict[Key, dict[str, int | None]]:
             found: dict[Key, dict[str, int | None]] = {}
-            for platform, server, channel, name, value in (await session.execute(stmt)).all():
+            rows = await conn.execute(_LIMITS_AT, {"keys": sorted(set(keys))})
+            for platform, server, channel, name, value in rows.all():
                 values = found.setdefault((platform, server, channel), {})
                 values[str(name)] = None if value is None else int(value)
             return found
 
-        found = await self._db.read("limits read", read)
+        found = await self._db.read_plain("limits read", read)
         return [dict(found.get(key, {})) for key in keys]
 
     async def _read_rules(self, wants: Sequence[tuple[Key, Scope]]) -> list[list[AccessRule]]:
-        r = AccessRuleRow
-        at = tuple_(r.platform, r.server_id, r.channel_id)
-        stmt = (
-            select(r.platform, r.server_id, r.channel_id, r.kind, r.subject, r.effect)
-            .where(at.in_(sorted({key for key, _ in wants})))
-            .order_by(r.id)
-        )
-
-        async def read(session: AsyncSession) -> dict[Key, list[tuple[str, str, str]]]:
+        async def read(conn: AsyncConnection) -> dict[Key, list[tuple[str, str, str]]]:
             found: dict[Key, list[tuple[str, str, str]]] = {}
-            for platform, server, channel, kind, subject, effect in (
-                await session.execute(stmt)
-            ).all():
+            rows = await conn.execute(_RULES_AT, {"keys": sorted({key for key, _ in wants})})
+            for platform, server, channel, kind, subject, effect in rows.all():
                 found.setdefault((platform, server, channel), []).append((kind, subject, effect))
             return found
 
-        found = await self._db.read("access read", read)
+        found = await self._db.read_plain("access read", read)
         return [_rules_of(found.get(key, []), scope) for key, scope in wants]
 
     async def set_rule(self, ref: ChannelRef, scope: Scope, rule: AccessRule, actor: Actor) -> None:

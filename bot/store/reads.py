@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.store.base import Database, Key, chain
+from bot.store.base import Database, Key, chain, rows_at
 from bot.store.batch import Batcher
 from bot.store.cache import ScopedCache
 from bot.store.models import ChannelConfigRow, MessageImageRow, MessageRow, SecretRow
@@ -28,14 +28,8 @@ Conversation = tuple[str, str, str, str]  # (platform, server, channel, thread)
 Merge = Callable[[ChannelRef, Sequence[Any]], ChannelConfig]
 
 
-def _rows_at(table: Any) -> Any:
-    """Rows at any of the (platform, server, channel) keys given as `keys`, built once."""
-    key = tuple_(table.c.platform, table.c.server_id, table.c.channel_id)
-    return select(table).where(key.in_(bindparam("keys", expanding=True)))
-
-
-_CONFIG_ROWS = _rows_at(ChannelConfigRow.__table__)
-_SECRET_ROWS = _rows_at(SecretRow.__table__)
+_CONFIG_ROWS = rows_at(ChannelConfigRow.__table__)
+_SECRET_ROWS = rows_at(SecretRow.__table__)
 _MESSAGES = MessageRow.__table__
 _MESSAGE_IMAGES = MessageImageRow.__table__
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, case, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Select, Table, case, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database
 from bot.store.batch import Batcher
@@ -18,6 +18,7 @@ from bot.types.text import clean_text
 
 EXPORT_PAGE = 1000
 _WRITE_BATCH = 500  # rows per INSERT when many turns end at once
+_USAGE = cast(Table, UsageRow.__table__)
 
 
 def _values(record: UsageRecord) -> dict[str, Any]:
@@ -112,10 +113,10 @@ class UsagePart:
     async def _write_batch(self, records: Sequence[UsageRecord]) -> list[None]:
         rows = [_values(r) for r in records]
 
-        async def work(session: AsyncSession) -> None:
-            await session.execute(insert(UsageRow), rows)
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(insert(_USAGE), rows)
 
-        await self._db.write("usage write", work)
+        await self._db.write_plain("usage write", work)
         return [None] * len(records)
 
     async def buckets(self, query: UsageQuery) -> list[UsageBucket]:
