@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select, tuple_
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql
 
 T = TypeVar("T")
+H = TypeVar("H", AsyncSession, AsyncConnection)  # what a transaction's work is handed
 Key = tuple[str, str, str]  # (platform, server, channel); channel "" = the server's row
 
 NAME_CHARS = 255
@@ -37,26 +39,25 @@ class Database:
 
     async def write(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in one transaction; all of it is saved or none (StoreError)."""
-
-        async def attempt() -> T:
-            if self._write_lock is None:
-                async with self.sessions.begin() as session:
-                    return await work(session)
-            async with self._write_lock, self.sessions.begin() as session:
-                return await work(session)
-
-        return await with_retry(what, attempt)
+        return await self._transaction(what, self.sessions.begin, work)
 
     async def write_plain(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`write` on a bare connection (Core statements, no ORM session): what a turn
         writes, where a session's own bookkeeping cost more than the statements."""
+        return await self._transaction(what, self.engine.begin, work)
 
+    async def _transaction(
+        self,
+        what: str,
+        begin: Callable[[], AbstractAsyncContextManager[H]],
+        work: Callable[[H], Awaitable[T]],
+    ) -> T:
         async def attempt() -> T:
             if self._write_lock is None:
-                async with self.engine.begin() as conn:
-                    return await work(conn)
-            async with self._write_lock, self.engine.begin() as conn:
-                return await work(conn)
+                async with begin() as handle:
+                    return await work(handle)
+            async with self._write_lock, begin() as handle:
+                return await work(handle)
 
         return await with_retry(what, attempt)
 

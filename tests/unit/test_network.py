@@ -332,9 +332,23 @@ def certificate(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server_side, client_side
 
 
-async def test_tls_handshake_and_streaming_over_it(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def tls_endpoint(
+    tmp_path: Path, handler: Handler
+) -> AsyncIterator[tuple[httpcore.AsyncConnectionPool, str]]:
+    """A TLS server on loopback (a certificate made for it) and a pool that trusts it."""
     server_tls, client_tls = certificate(tmp_path)
+    server, port = await serve(handler, server_tls)
+    async with (
+        server,
+        httpcore.AsyncConnectionPool(
+            ssl_context=client_tls, network_backend=AsyncioBackend()
+        ) as tls_pool,
+    ):
+        yield tls_pool, f"https://127.0.0.1:{port}/"
 
+
+async def test_tls_handshake_and_streaming_over_it(tmp_path: Path) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -345,14 +359,8 @@ async def test_tls_handshake_and_streaming_over_it(tmp_path: Path) -> None:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 
-    server, port = await serve(handler, server_tls)
-    async with (
-        server,
-        httpcore.AsyncConnectionPool(
-            ssl_context=client_tls, network_backend=AsyncioBackend()
-        ) as tls_pool,
-    ):
-        async with tls_pool.stream("GET", f"https://127.0.0.1:{port}/") as reply:
+    async with tls_endpoint(tmp_path, handler) as (tls_pool, url):
+        async with tls_pool.stream("GET", url) as reply:
             body = b"".join([part async for part in reply.aiter_stream()])
             info = reply.extensions["network_stream"]
             assert info.get_extra_info("ssl_object") is not None
@@ -362,7 +370,6 @@ async def test_tls_handshake_and_streaming_over_it(tmp_path: Path) -> None:
 async def test_a_paced_trickle_over_tls_rests_and_arrives_whole(tmp_path: Path, rest: str) -> None:
     """TLS records trickle in as tokens do: the socket under the TLS layer rests (by its
     mark, where it can) and nothing is lost or held past a tick."""
-    server_tls, client_tls = certificate(tmp_path)
     marks: list[int] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -372,14 +379,8 @@ async def test_a_paced_trickle_over_tls_rests_and_arrives_whole(tmp_path: Path, 
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 
-    server, port = await serve(handler, server_tls)
-    async with (
-        server,
-        httpcore.AsyncConnectionPool(
-            ssl_context=client_tls, network_backend=AsyncioBackend()
-        ) as tls_pool,
-    ):
-        async with tls_pool.stream("GET", f"https://127.0.0.1:{port}/") as reply:
+    async with tls_endpoint(tmp_path, handler) as (tls_pool, url):
+        async with tls_pool.stream("GET", url) as reply:
             network = reply.extensions["network_stream"]
             network.pace(0.2)
             clock = asyncio.get_running_loop().time
