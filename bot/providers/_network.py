@@ -48,7 +48,7 @@ _TRICKLE = 8192
 def quiet_rest_works() -> bool:
     """Whether a socket whose SO_RCVLOWAT is raised to `_TRICKLE` is not readable while
     fewer bytes wait, and is at once when the mark is lowered again (an epoll waiting on
-    it is woken: Linux does since 4.18). Probed once, on a loopback connection."""
+    it is woken, as Linux does). Probed once, on a loopback connection."""
     try:
         import fcntl  # Unix only, as epoll is
         import termios

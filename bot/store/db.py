@@ -66,7 +66,9 @@ class _PrefetchingConnection(sqlite3.Connection):
     (SQLAlchemy runs one statement at a time on a connection, and takes the rows before
     the next)."""
 
-    _rows: list[Any]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rows: list[Any] = []
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         cursor = self.cursor()
