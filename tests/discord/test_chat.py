@@ -200,6 +200,33 @@ async def test_forbidden_on_send_is_said_once_and_the_bot_keeps_going(
     assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
 
 
+@pytest.mark.parametrize(
+    ("code", "message", "said"),
+    [
+        (50001, "Missing Access", "missing the View Channel permission"),
+        (50083, "Thread is archived", "the thread is archived"),
+    ],
+)
+async def test_an_edit_refused_mid_answer_says_why_once(
+    world: World, endpoint: FakeOpenAI, code: int, message: str, said: str
+) -> None:
+    endpoint.script.chunks = [f"w{i} " for i in range(60)]
+    endpoint.script.interval = 0.02  # first text posted, then edits over about a second
+    path = f"/channels/{world.channel.id}/messages/*"
+    world.env.inject_error("PATCH", path, status=403, code=code, message=message, times=None)
+    await world.member.send(world.channel, f"<@{world.bot_id}> count for me")
+    dms = world.member.user.dm_channel.history()
+    assert len(dms) == 1 and said in dms[0].content
+    assert "Send Messages" not in dms[0].content
+    # Blocked: the rest of the answer is not tried edit after edit.
+    edits = [
+        r
+        for r in world.env.http_requests
+        if r.method == "PATCH" and r.path.startswith(f"/channels/{world.channel.id}/messages/")
+    ]
+    assert len(edits) == 1
+
+
 async def test_a_channel_the_bot_may_not_post_in_costs_no_model_call(
     world: World, endpoint: FakeOpenAI
 ) -> None:

@@ -14,8 +14,10 @@ from bot.commands.spec import Command, Kind, Option
 from bot.frontends.discord.client import tree_error_text
 from bot.frontends.discord.commands import default_permissions, table_problems
 from bot.frontends.discord.events import (
+    Blocked,
     MessageFacts,
     actor_for,
+    blocked_by,
     channel_ref,
     ignore_reason,
     is_addressed,
@@ -86,6 +88,30 @@ def test_posting_needs_send_and_a_reply_needs_history() -> None:
     assert not send_check(no_history, in_thread=False).can_reply
     mute = discord.Permissions(view_channel=True)
     assert send_check(mute, in_thread=False).missing == "Send Messages"
+
+
+def test_a_refused_post_or_edit_names_what_is_missing_now() -> None:
+    full = discord.Permissions(
+        view_channel=True,
+        send_messages=True,
+        send_messages_in_threads=True,
+        read_message_history=True,
+    )
+    # A permission missing now is the one named, whatever Discord's code said.
+    muted = discord.Permissions(view_channel=True)
+    assert blocked_by(50013, muted, in_thread=False) == Blocked.missing("Send Messages")
+    assert blocked_by(50083, muted, in_thread=True) == Blocked.missing("Send Messages in Threads")
+    unseen = discord.Permissions(send_messages=True)
+    assert blocked_by(50013, unseen, in_thread=False) == Blocked.missing("View Channel")
+    # Nothing missing that the bot can see: the code says what happened.
+    archived = blocked_by(50083, full, in_thread=True)
+    assert archived.reason == "the thread is archived" and "Unarchive" in archived.fix
+    assert blocked_by(50001, full, in_thread=False) == Blocked.missing("View Channel")
+    assert blocked_by(50013, full, in_thread=False) == Blocked.missing("Send Messages")
+    assert blocked_by(0, full, in_thread=True) == Blocked.missing("Send Messages in Threads")
+    # No member to ask about (a DM): only the code.
+    assert blocked_by(50083, None, in_thread=True).reason == "the thread is archived"
+    assert "Send Messages permission" in Blocked.missing("Send Messages").reason
 
 
 def test_the_shipped_table_fits_discord() -> None:

@@ -12,8 +12,10 @@ import discord
 from bot.core import Core
 from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
+    Blocked,
     MessageFacts,
     actor_for,
+    blocked_by,
     channel_ref,
     ignore_reason,
     is_addressed,
@@ -75,20 +77,15 @@ class NoAccessNotices:
     def clear(self, channel_id: int) -> None:
         self._told.discard(channel_id)
 
-    async def tell(self, message: discord.Message, missing: str) -> None:
+    async def tell(self, message: discord.Message, blocked: Blocked) -> None:
         channel = message.channel
         if channel.id in self._told:
             return
         self._told.add(channel.id)
         where = f"#{getattr(channel, 'name', channel.id)}"
         guild = message.guild.name if message.guild else "a DM"
-        log.warning(
-            "cannot post in channel %s (%s): missing %s permission", channel.id, guild, missing
-        )
-        text = (
-            f"I can't answer in {where} on {guild}: I'm missing the {missing} permission there. "
-            "Ask a server admin to grant it."
-        )
+        log.warning("cannot post in channel %s (%s): %s", channel.id, guild, blocked.reason)
+        text = f"I can't answer in {where} on {guild}: {blocked.reason}. {blocked.fix}"
         with contextlib.suppress(discord.HTTPException):
             await message.author.send(text)
 
@@ -130,7 +127,7 @@ class ChatHandler:
             perms = channel.permissions_for(author) if isinstance(author, discord.Member) else None
             check = send_check(channel.permissions_for(guild.me), in_thread=parent is not None)
             if not check.can_send:
-                await self._notices.tell(message, check.missing)
+                await self._notices.tell(message, Blocked.missing(check.missing))
                 return
             if not check.can_reply:
                 reply_to = None
@@ -149,7 +146,12 @@ class ChatHandler:
         )
 
         async def forbidden(err: discord.Forbidden) -> None:
-            await self._notices.tell(message, "Send Messages")
+            # Asked now, not at the mention: a post or an edit refused mid-answer means
+            # something changed since (a permission taken, the thread archived).
+            mine = guild.me if guild is not None else None
+            now = channel.permissions_for(mine) if mine is not None else None
+            blocked = blocked_by(err.code, now, in_thread=parent is not None)
+            await self._notices.tell(message, blocked)
 
         speaker = None if guild is None else await self._personas.speaker(channel, ref)
         target = DiscordTarget(

@@ -93,3 +93,37 @@ def send_check(permissions: discord.Permissions, *, in_thread: bool) -> SendChec
     if not send:
         return SendCheck(False, False, "Send Messages in Threads" if in_thread else "Send Messages")
     return SendCheck(True, permissions.read_message_history)
+
+
+ARCHIVED_THREAD = 50083  # Discord's code: "Operation on an archived thread"
+MISSING_ACCESS = 50001
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """Why the bot may not post or edit in a channel, and what would fix it: the words
+    of the notice that says so."""
+
+    reason: str
+    fix: str
+
+    @staticmethod
+    def missing(permission: str) -> Blocked:
+        return Blocked(
+            f"I'm missing the {permission} permission there", "Ask a server admin to grant it."
+        )
+
+
+def blocked_by(code: int, permissions: discord.Permissions | None, *, in_thread: bool) -> Blocked:
+    """What a 403 on a post or an edit means: a permission seen missing now, else what
+    Discord's error `code` says (an archived thread, access lost). Discord's "Missing
+    Permissions" names none; a post needs Send Messages, so that is the one named."""
+    if permissions is not None:
+        check = send_check(permissions, in_thread=in_thread)
+        if not check.can_send:
+            return Blocked.missing(check.missing)
+    if code == ARCHIVED_THREAD:
+        return Blocked("the thread is archived", "Unarchive it to go on there.")
+    if code == MISSING_ACCESS:
+        return Blocked.missing("View Channel")
+    return Blocked.missing("Send Messages in Threads" if in_thread else "Send Messages")
