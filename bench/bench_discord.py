@@ -80,14 +80,16 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def request_delays(sse: FakeOpenAI, sent: float, cids: list[int]) -> list[float]:
-    """ms from sending the mentions to each channel's request reaching the model server."""
+def request_delays(sse: FakeOpenAI, said: dict[int, float]) -> list[float]:
+    """ms from each channel's mention leaving the fake gateway to its request reaching
+    the model server."""
     delays = []
     for body, at in zip(sse.requests, sse.arrived, strict=True):
         messages = body.get("messages")
         last = messages[-1]["content"] if isinstance(messages, list) and messages else ""
-        if at >= sent and any(f"channel {cid}" in str(last) for cid in cids):
-            delays.append((at - sent) * 1000)
+        for cid, sent in said.items():
+            if at >= sent and str(last).endswith(f"channel {cid}"):
+                delays.append((at - sent) * 1000)
     return delays
 
 
@@ -128,17 +130,24 @@ async def _burst(
     cpu_before = cpu_ms(pid)
     harness_before = time.process_time()
     sent = time.monotonic()
-    await asyncio.gather(
-        *(fake.user_says(f"<@{fake.bot_id}> count, channel {c}", channel_id=c) for c in burst)
-    )
+    said: dict[int, float] = {}  # when each channel's mention left the fake gateway
+
+    async def mention(cid: int) -> None:
+        await fake.user_says(f"<@{fake.bot_id}> count, channel {cid}", channel_id=cid)
+        said[cid] = time.monotonic()
+
+    await asyncio.gather(*(mention(c) for c in burst))
+    spread = (max(said.values()) - sent) * 1000
     await fake.wait_until(lambda: done(fake, burst, answer), 120)
     wall = (time.monotonic() - sent) * 1000
     harness_cpu = (time.process_time() - harness_before) * 1000
     await asyncio.sleep(0.5)
     burst_cpu = (cpu_ms(pid) - cpu_before) / len(burst)
     many = [Turn(fake, cid, sent, answer) for cid in burst]
-    requests = request_delays(sse, sent, burst)
+    requests = request_delays(sse, dict.fromkeys(burst, sent))
     print(f"   request at the model {stats(requests)}")
+    own = request_delays(sse, said)
+    print(f"   ... from its own mention {stats(own)} (the last mention sent at {spread:.1f})")
     print(f"   first POST   {stats([t.first_post for t in many])}")
     print(f"   final edit   {stats([t.final for t in many])}")
     ends = shown_after_end(sse, dict(zip(burst, many, strict=True)))
