@@ -114,10 +114,12 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 
     An endpoint may echo a key inside a JSON string, a Python bytes repr
     (`b'authorization: Bearer …'`), a URL, HTML, base64 (a Basic header, an encoded
-    body), any of these escaped once more, or with every character escaped.
+    body), hex (a dump of the bytes sent), any of these escaped once more, or with
+    every character escaped.
     """
     once = _escapes(secret) | _base64(secret)
-    forms = {secret, *once, *_every_char_escaped(secret)}
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = {secret, *once, *_every_char_escaped(secret), raw.hex(), raw.hex().upper()}
     for form in once:
         forms |= _escapes(form)
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))

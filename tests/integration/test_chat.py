@@ -389,6 +389,8 @@ async def test_a_message_holding_the_channels_own_password_is_not_sent_or_kept(
             "Purple%4FtterHunter42",
             "".join(f"&#x{ord(c):x}" for c in password),
             "".join(f"&#{ord(c):04d};" for c in password),
+            password.encode().hex(),  # a dump of its bytes, either case
+            f"hex {password.encode().hex().upper()}",
         ):
             sink = await ask(harness, text)
             assert sink.final is not None and "did not send or keep it" in sink.final, text

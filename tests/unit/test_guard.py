@@ -35,6 +35,15 @@ def test_escaped_forms_in_an_answer() -> None:
     assert key not in final and json.dumps(key)[1:-1] not in final
 
 
+def test_a_key_in_hex_in_an_answer() -> None:
+    key = "QwP4hJ8sT2vX6zC1"
+    text = f"hex:{key.encode().hex()} | HEX:{key.encode().hex().upper()} end"
+    shown, final = stream([text[:9], text[9:30], text[30:]], [key])
+    assert final == "hex:**** | HEX:**** end"
+    for visible in shown:
+        assert key.encode().hex()[:8] not in visible.lower()
+
+
 def test_without_secrets_text_passes_straight_through() -> None:
     shown, final = stream(["Hel", "lo\x00!"], [])
     assert shown == ["Hel", "Hello!"] and final == "Hello!"

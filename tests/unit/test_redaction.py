@@ -36,6 +36,9 @@ def forms(secret: str) -> list[str]:
         "".join(f"&#{ord(c)};" for c in secret),
         "".join(f"&#x{ord(c):x};" for c in secret),
         "".join(f"&#x{ord(c):X};" for c in secret),
+        # The bytes in hex (a dump of what was sent), either case.
+        raw.hex(),
+        raw.hex().upper(),
     ]
 
 
@@ -51,6 +54,12 @@ def test_a_control_character_key_in_its_escaped_forms() -> None:
     echoed = f"b'authorization: Bearer {repr(key.encode())[2:-1]}' and \\\\x01 {json.dumps(key)}"
     out = redact(echoed, [key])
     assert "KEYHEAD" not in out
+
+
+def test_a_secret_in_hex_is_redacted_where_no_key_shape_would_catch_it() -> None:
+    key = "pw-short1"  # 18 hex digits: shorter than any key shape
+    text = f"sent {key.encode().hex()} and {key.encode().hex().upper()}"
+    assert redact(text, [key], shapes=False) == "sent **** and ****"
 
 
 def test_short_secrets_given_explicitly_are_redacted() -> None:
