@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import ssl
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from bot.providers._errors import error_from_status, malformed
+from bot.providers._errors import error_from_status, malformed, parse_json
 from bot.providers._network import AsyncioBackend, AsyncioStream
 from bot.providers.base import (
     EndpointNotAllowed,
@@ -351,7 +350,7 @@ class Transport:
         except ProviderError as err:
             raise err.without(spec.secrets) from None
         try:
-            return json.loads(raw)
+            return parse_json(raw)
         except ValueError:
             raise malformed(spec.where, "not JSON") from None
 

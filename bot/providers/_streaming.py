@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
@@ -12,7 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from bot.providers._errors import malformed
+from bot.providers._errors import malformed, parse_json
 from bot.providers._http import MAX_BODY, RequestSpec, Transport
 from bot.providers._sse import SSEEvent, SSELineTooLong, SSEParser
 from bot.providers.base import Delta, ProviderError, StreamCut, joined
@@ -42,7 +41,7 @@ class StreamDecoder(Protocol):
 
 def loads(data: str | bytes, where: str) -> Any:
     try:
-        return json.loads(data)
+        return parse_json(data)
     except ValueError:
         raise malformed(where, "data that is not JSON") from None
 

@@ -188,6 +188,21 @@ async def test_connect_timeout_and_refused(
         await collect(make_hub(max_retries=0))
 
 
+async def test_json_nested_past_the_parsers_depth_in_a_body_is_no_crash(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    deep = ("[" * 5000 + "]" * 5000).encode()  # RecursionError in json near 1,000 levels
+    router.post(OPENAI_URL).mock(return_value=httpx.Response(400, content=deep))
+    with pytest.raises(BadRequest):  # an error body that says nothing readable
+        await collect(make_hub(max_retries=0))
+    models = "https://api.openai.com/v1/models"
+    router.get(models).mock(return_value=httpx.Response(200, content=deep))
+    with pytest.raises(MalformedResponse):
+        await make_hub().provider(OPENAI).list_models()
+    result = await make_hub().provider(OPENAI).check_status()
+    assert not result.ok and result.error_kind == "malformed"
+
+
 async def test_non_json_models_is_malformed(
     router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:

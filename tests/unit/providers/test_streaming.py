@@ -331,6 +331,25 @@ async def test_malformed_event_keeps_partial(
     assert info.value.partial == "Hi"
 
 
+# A few KB of JSON that Python's parser cannot descend (RecursionError near 1,000 levels).
+DEEP = "[" * 5000 + "]" * 5000
+
+
+async def test_json_nested_past_the_parsers_depth_is_malformed(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    data = sse_bytes([(None, openai_chunk("Hi")), (None, DEEP)])
+    router.post(OPENAI_URL).mock(return_value=sse_response(data)[0])
+    with pytest.raises(MalformedResponse) as info:
+        await collect(make_hub())
+    assert info.value.partial == "Hi"
+    # The same as a whole answer (a server that ignores `stream: true`).
+    whole = httpx.Response(200, content=DEEP.encode(), headers={"content-type": "application/json"})
+    router.post(OPENAI_URL).mock(return_value=whole)
+    with pytest.raises(MalformedResponse):
+        await collect(make_hub())
+
+
 async def test_error_object_mid_stream(
     router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:
