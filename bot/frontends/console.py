@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -150,6 +150,26 @@ class _Reader:
             chunk = os.read(self._fd, 65536)
             self._eof = not chunk
             self._buffer, self._at = self._decoder.decode(chunk, final=self._eof), 0
+
+    def discard_typed_ahead(self) -> bool:
+        """Drop input typed but not read yet (read here, or still in the terminal's
+        queue); True when there was some. Called while no line is being read."""
+        with self._lock:
+            if self._pending:
+                return False  # a line is being read: what it reads is asked for
+            dropped = self._at < len(self._buffer)
+            self._buffer, self._at = "", 0
+        if self._tty:
+            import array
+            import fcntl
+            import termios  # a terminal here is a POSIX one (getpass needs it too)
+
+            with contextlib.suppress(OSError, termios.error):
+                queued = array.array("i", [0])
+                fcntl.ioctl(self._fd, termios.FIONREAD, queued)
+                termios.tcflush(self._fd, termios.TCIFLUSH)
+                dropped = dropped or queued[0] > 0
+        return dropped
 
 
 def _settle(done: asyncio.Future[str | None], text: str | None) -> None:
@@ -361,9 +381,16 @@ class Console:
         """After a refused secret command read from a pipe, the line that follows is the
         secret it would have asked for (the README's piped form): never chat with it.
 
-        At a terminal the refusal shows before any prompt, so nothing follows unasked. A
-        command on the next line is kept; any other line is dropped, and that is said."""
-        if self._tty or not self._asks_secret(text):
+        A command on the next line is kept; any other line is dropped, and that is said.
+        At a terminal the refusal shows before any prompt: only lines pasted with the
+        command can follow, and they are dropped."""
+        if not self._asks_secret(text):
+            return
+        if self._tty:
+            # Nothing follows unasked, unless it was pasted with the command: whatever
+            # was typed ahead of the refusal may be the secret.
+            if self._reader.discard_typed_ahead():
+                self._print("What was typed after it was dropped: not saved, not sent.")
             return
         following = await self._reader.line(hidden=True)
         if following is None:
@@ -389,18 +416,33 @@ class Console:
 
     def _asks_secret(self, text: str) -> bool:
         """`text` names a command that asks for a secret, however its options went wrong,
-        or a typo of one (`/kye set custom`): the line after it may be that secret."""
-        words = text.strip()[len(self._core.prefix(Platform.CONSOLE)) :].lower().split()
+        or a typo of one: `/kye set custom`, `/key-set custom`, `/key` or `/key custom`
+        (no subcommand: one of its subcommands asks), `/password` (a subcommand's name
+        alone). The line after it may be that secret."""
+        body = text.strip()[len(self._core.prefix(Platform.CONSOLE)) :].lower()
+        words = body.replace("-", " ").replace("_", " ").split()
+        if not words:
+            return False
 
-        def named(word: str, commands: tuple[Command, ...]) -> Command | None:
+        def asks(command: Command) -> bool:
+            return any(o.secret and o.required for o in command.options)
+
+        def named(word: str, commands: Sequence[Command]) -> Command | None:
             names = [c.name for c in commands]
             name = word if word in names else closest(word, names)
             return next((c for c in commands if c.name == name), None)
 
-        command = named(words[0], self._core.table) if words else None
-        if command is not None and command.subcommands:
-            command = named(words[1], command.subcommands) if len(words) > 1 else None
-        return command is not None and any(o.secret and o.required for o in command.options)
+        command = named(words[0], self._core.table)
+        if command is None:  # a subcommand's name alone
+            inner = [sub for c in self._core.table for sub in c.subcommands]
+            command = named(words[0], inner)
+            return command is not None and asks(command)
+        if not command.subcommands:
+            return asks(command)
+        sub = named(words[1], command.subcommands) if len(words) > 1 else None
+        if sub is None:  # none given, or none of its names: whichever was meant
+            return any(asks(s) for s in command.subcommands)
+        return asks(sub)
 
 
 # Set by scripts/run.sh, which runs the bot from the project's folder (its .env and

@@ -1406,6 +1406,68 @@ def test_a_command_typed_with_a_fullwidth_slash_is_a_command(
     assert len(ws.secret_names()) == 1, ws.secret_names()
 
 
+def test_a_secret_command_missing_its_subcommand_still_drops_the_secret_line(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`/key` alone, `/key custom` (no `set`), `/key-set custom`, `/proxy` alone and
+    `/password` (a subcommand's name alone) were refused, and the key typed on the next
+    line went to the model as chat and into the history in plain text."""
+    key = "Qz3Xc6Vb9Nm2Lk5Jh800"  # no key shape: only its place says it is a secret
+    lines = []
+    for command in ("/key", "/key custom", "/key-set custom", "/proxy", "/password"):
+        lines += [command, key]
+    result = ws.run([*custom_setup(endpoint), *lines, "/help"])
+    result.assert_survived()
+    assert result.out.count("taken as the secret it asked for and dropped") == 5, result.out
+    assert HELP_MARK in result.out
+    assert key not in result.out + result.err
+    assert not any(key.encode() in r.body for r in endpoint.requests)
+    assert not endpoint.chat_requests()
+    with sqlite3.connect(ws.db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+    assert key.encode() not in ws.db_path.read_bytes()
+
+
+def test_a_refused_secret_command_pasted_with_its_key_at_a_terminal_drops_the_key(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """At a terminal, `/key set custom scope:server` and the key pasted in one go: the
+    command was refused, and the key, read as the next line, went to the model as chat.
+    What was typed ahead of the refusal is dropped now, and that is said."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    key = "Tty9Paste4Key7Leak2X1"
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        ws.command(()),
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ws.cwd,
+        env=ws.env(),
+    )
+    os.close(slave)
+    live = Live(proc)
+    try:
+        os.write(master, b"/help\n")
+        assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
+        mark = len(live.stdout)
+        os.write(master, f"/key set custom scope:server\n{key}\n".encode())  # one paste
+        assert live.wait_for(b"typed after it was dropped", timeout=30, start=mark)
+        mark = len(live.stdout)
+        os.write(master, b"/help\n")  # typed afterwards: read as usual
+        assert live.wait_for(HELP_MARK.encode(), timeout=30, start=mark), "did not go on"
+        os.write(master, b"\x04")  # Ctrl-D leaves
+        done = live.finish(timeout=30)
+    finally:
+        os.close(master)
+    assert done.returncode == 0, done.describe()
+    assert "no server here" in done.out
+    assert key not in done.out + done.err
+    assert not endpoint.chat_requests()
+    assert ws.messages() == []
+
+
 def test_a_refused_secret_command_read_from_a_pipe_drops_the_secret_line(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
