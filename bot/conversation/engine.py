@@ -423,14 +423,16 @@ class ChatEngine(_QuotaHooks):
         ended_early = answer is not None and answer.state in _ENDED_EARLY
         if action is Control.RETRY and not ended_early:
             # An answer cut off (an error mid-stream, a stop, a restart) is asked for
-            # again like /regenerate; a question that got none is asked again itself.
-            if question.state is not TurnState.FAILED:
+            # again like /regenerate; a question that got none (an error before any
+            # text, or a turn that ended before the answer's first save) is asked again.
+            if answer is not None and question.state is not TurnState.FAILED:
                 return await _notice(
                     sink,
                     f"The last question has an answer; {prefix}regenerate asks for another one.",
                 )
-            question = replace(question, state=TurnState.DONE, error=None)
-            await self._store.update_message(ref, question)
+            if question.state is TurnState.FAILED:
+                question = replace(question, state=TurnState.DONE, error=None)
+                await self._store.update_message(ref, question)
         elif answer is None:
             return await _notice(
                 sink, f"The last question has no answer yet; {prefix}retry asks it again."

@@ -466,6 +466,28 @@ async def test_retry_after_an_error_and_only_the_asker_or_an_admin(
         await core.close()
 
 
+async def test_retry_asks_a_question_left_without_an_answer_again(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """A question whose turn left neither an answer nor an error (the process stopped
+    before the answer's first save, or a fault the turn did not survive): /retry said it
+    "has an answer" and /regenerate that it "has no answer yet", so neither ever ran."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        lost = HistoryEntry(Role.USER, "still there?", author="Bob", tokens=3, author_id=BOB.id)
+        await core.store.add_messages(REF, [lost])  # what such a turn leaves stored
+        _, sink = await control(core, "/regenerate", BOB)
+        assert sink.final is not None and "no answer yet" in sink.final[0]
+        endpoint.script = Script(chunks=["yes"])
+        _, sink = await control(core, "/retry", BOB)
+        assert sink.final == ("yes", None)
+        [question, answer] = await rows(core)
+        assert question.content == "still there?" and answer.reply_to == question.id
+        assert endpoint.requests[-1]["messages"][-1]["content"] == "still there?"  # type: ignore[index]
+    finally:
+        await core.close()
+
+
 async def test_retry_after_an_answer_cut_off_by_an_error_asks_again(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
