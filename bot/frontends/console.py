@@ -42,6 +42,15 @@ ATTACH = "/attach"
 # A line longer than this is cut here as it is read: far past any limit a line meets
 # (a message takes 32,000 characters), so what it is refused for is still its length.
 MAX_LINE_CHARS = 1 << 20
+# A terminal in line mode (Linux's) keeps 4,095 bytes of a line and drops the rest
+# without a word while the screen still shows it; a line this long (a character cut at
+# the end may be read as one replacement character) is taken as cut.
+TERMINAL_LINE_BYTES = 4093
+CUT_BY_TERMINAL = (
+    "That line reached the terminal's limit of 4,095 bytes, which cut off its end before "
+    "the console could read it, so nothing was done with it. Put long text in a file and "
+    "/attach it to a message, or pipe the console's input."
+)
 
 
 class ConsoleSink:
@@ -245,6 +254,9 @@ class Console:
                     line = await self._until_leave(self._reader.line("> "))
                 if line is None:
                     break
+                if self._tty and len(line.encode("utf-8", "replace")) >= TERMINAL_LINE_BYTES:
+                    self._print(CUT_BY_TERMINAL)
+                    continue
                 try:
                     await self._until_leave(self._handle(line.strip()))
                 except Exception as err:  # one line's failure must not end the console

@@ -1468,6 +1468,46 @@ def test_a_refused_secret_command_pasted_with_its_key_at_a_terminal_drops_the_ke
     assert ws.messages() == []
 
 
+def test_a_line_cut_by_the_terminal_is_refused_not_sent_half(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """At a terminal a line past 4,095 bytes loses its end in the terminal itself: a
+    /system prompt was saved without its last part and a long message sent cut, without
+    a word. Such a line is now refused whole, and the next one is read as usual."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        ws.command(()),
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ws.cwd,
+        env=ws.env(),
+    )
+    os.close(slave)
+    live = Live(proc)
+    try:
+        os.write(master, b"/help\n")
+        assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
+        for line in ("/system " + "x" * 6000 + " TAIL", "y" * 9000 + " END-OF-MESSAGE"):
+            mark = len(live.stdout)
+            os.write(master, line.encode() + b"\n")
+            assert live.wait_for(b"cut off its end", timeout=30, start=mark), line[:20]
+        mark = len(live.stdout)
+        os.write(master, b"/help\n")
+        assert live.wait_for(HELP_MARK.encode(), timeout=30, start=mark), "did not go on"
+        os.write(master, b"\x04")
+        done = live.finish(timeout=30)
+    finally:
+        os.close(master)
+    assert done.returncode == 0, done.describe()
+    assert not endpoint.chat_requests()
+    assert ws.messages() == []
+    config = ws.config()
+    assert config is not None and not config.get("system_prompt")
+
+
 def test_a_refused_secret_command_read_from_a_pipe_drops_the_secret_line(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
