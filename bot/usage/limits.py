@@ -215,9 +215,12 @@ def allowance(limits: Mapping[LimitName, InForce], counts: Counts, now: datetime
         spec = SPECS[name]
         who = "you" if spec.per == "user" else f"this {spec.per}"
         line = f"{name.value}: {left:,} of {held.value:,} {spec.unit} left for {who}"
-        if left == 0 or (spec.window == "minute" and spent):
+        if left == 0:
             free = frees_at(name, held.value, counts, now)
             line += f", frees up {when(free, now)}" if free else ""
+        elif name is LimitName.MESSAGES_PER_USER_MINUTE and counts.user_recent:
+            # Room now: say when the oldest of the minute's messages gives one back.
+            line += f", one more frees up {when(counts.user_recent[0] + MINUTE, now)}"
         lines.append(line)
     return lines
 

@@ -13,6 +13,7 @@ from bot.usage.limits import (
     DEFAULT,
     InForce,
     LimitError,
+    allowance,
     check,
     frees_at,
     in_force,
@@ -97,6 +98,24 @@ def test_messages_per_minute_free_up_when_the_oldest_leaves_the_window() -> None
     )
     assert frees_at(LimitName.MESSAGES_PER_USER_MINUTE, 0, counts, NOW) is None
     assert check({LimitName.MESSAGES_PER_USER_MINUTE: InForce(4, "x")}, counts, 10, NOW) is None
+
+
+def test_the_allowance_says_when_a_used_message_comes_back() -> None:
+    """One of three used a minute: "2 of 3 left, frees up … (in 0 s)" said nothing true;
+    the message used 20 s ago gives its place back in 40 s."""
+    counts = Counts(user_recent=(NOW - timedelta(seconds=20),))
+    held = {LimitName.MESSAGES_PER_USER_MINUTE: InForce(3, "channel")}
+    [line] = allowance(held, counts, NOW)
+    assert line == (
+        "messages_per_user_minute: 2 of 3 messages left for you, "
+        "one more frees up at 14:00:40 UTC (in 40 s)"
+    )
+    full = Counts(user_recent=(*counts.user_recent, NOW - timedelta(seconds=5), NOW))
+    [line] = allowance(held, full, NOW)
+    assert line.endswith("0 of 3 messages left for you, frees up at 14:00:40 UTC (in 40 s)")
+    assert allowance(held, Counts(), NOW) == [
+        "messages_per_user_minute: 3 of 3 messages left for you"
+    ]
 
 
 def test_when_reads_naturally() -> None:
