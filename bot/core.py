@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
@@ -248,9 +248,12 @@ class Core:
         """
         return self._engine.ordered(ref)
 
-    async def attachment_refusal(self, attachment: Attachment) -> str | None:
-        """Why a message could not take this file, or None (the console asks at /attach)."""
-        return await self._engine.attachment_refusal(attachment)
+    async def attachment_refusal(
+        self, attachment: Attachment, attached: Sequence[Attachment] = ()
+    ) -> str | None:
+        """Why a message could not take this file beside those `attached` already, or
+        None (the console asks at /attach)."""
+        return await self._engine.attachment_refusal(attachment, attached)
 
     def stop(self, ref: ChannelRef) -> bool:
         """Stop the answer being written in this conversation (what arrived is kept)."""

@@ -52,9 +52,9 @@ async def prepare(
     """
     if not attachments:
         return Prepared()
-    declared_images = sum(1 for a in attachments if _looks_like_image(a))
-    if declared_images > max_images:
-        raise Refused(_too_many(declared_images, max_images))
+    too_many = count_refusal(attachments, max_images)
+    if too_many is not None:
+        raise Refused(too_many)
     images: list[Image] = []
     files: list[tuple[str, str]] = []
     for attachment in attachments:
@@ -93,6 +93,12 @@ async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise Refused(f"{shown} is {len(data) / 2**20:.1f} MB; I take files up to {limit}.")
     return data
+
+
+def count_refusal(attachments: Sequence[Attachment], max_images: int) -> str | None:
+    """Why one message cannot carry these files together (too many images), or None."""
+    declared = sum(1 for a in attachments if _looks_like_image(a))
+    return _too_many(declared, max_images) if declared > max_images else None
 
 
 def _too_many(count: int, most: int) -> str:

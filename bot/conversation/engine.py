@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -27,7 +27,7 @@ from bot.connection import (
     run_status_check,
 )
 from bot.conversation import accounting, character
-from bot.conversation.attachments import Prepared, Refused, image_placeholder
+from bot.conversation.attachments import Prepared, Refused, count_refusal, image_placeholder
 from bot.conversation.attachments import prepare as prepare_attachments
 from bot.conversation.budget import estimate_tokens, history_budget, trim_history
 from bot.conversation.character import CardPrompts
@@ -275,9 +275,15 @@ class ChatEngine(_QuotaHooks):
         """Hold this conversation's turn order (a command that must not overtake a turn)."""
         return self._order.hold(f"{ref}")
 
-    async def attachment_refusal(self, attachment: Attachment) -> str | None:
-        """Why a message could not take this file (too large, binary, unreadable), or
-        None: for a front-end that attaches files before the message is written."""
+    async def attachment_refusal(
+        self, attachment: Attachment, attached: Sequence[Attachment] = ()
+    ) -> str | None:
+        """Why a message could not take this file (too large, binary, unreadable, one
+        image too many beside the files `attached` already), or None: for a front-end
+        that attaches files before the message is written."""
+        too_many = count_refusal([*attached, attachment], self._limits.max_images)
+        if too_many is not None:
+            return too_many
         try:
             await prepare_attachments(
                 [attachment],

@@ -293,7 +293,7 @@ class Console:
         if not text:
             return
         words = text.split(maxsplit=1)
-        if words[0] == ATTACH:
+        if words[0].lower() == ATTACH:  # any case, as every command
             # The terminal's way to attach a file, as Discord and Matrix have their own.
             self._print(await self._attach(words[1] if len(words) > 1 else ""))
             return
@@ -326,7 +326,7 @@ class Console:
             return opened
         # Checked now, as Discord and Matrix users see a file refused with its message:
         # one bad file among several lost the message and every file with it.
-        refused = await self._core.attachment_refusal(opened)
+        refused = await self._core.attachment_refusal(opened, self._pending)
         if refused is not None:
             return f"Not attached: {refused}"
         self._pending.append(opened)
@@ -422,7 +422,7 @@ class Console:
         words = plain_prefix(text, prefix).strip().split(maxsplit=1)
         if not words or not words[0].startswith(prefix):
             return False
-        return words[0] == ATTACH or any(
+        return words[0].lower() == ATTACH or any(
             c.name == words[0][len(prefix) :].lower() for c in self._core.table
         )
 

@@ -692,6 +692,33 @@ def test_a_file_the_bot_cannot_take_is_refused_at_attach_not_with_the_message(
     assert endpoint.stream.answer in run.out
 
 
+def test_an_image_past_the_per_message_cap_is_refused_at_attach(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Five `/attach red.png` each said "Attached", then the message was refused (at most
+    4 images) and every file was lost with it. The fifth is refused where it is attached,
+    and `/ATTACH` is `/attach` (every command ignores case; it was "Unknown command")."""
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (32, 24), "red").save(ws.cwd / "red.png")
+    run = ws.run(
+        [
+            *custom_setup(endpoint),
+            *["/attach red.png"] * 4,
+            "/ATTACH red.png",
+            "what colour",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    assert run.out.count("Attached red.png") == 4, run.describe()
+    assert "Not attached: You attached 5 images; I take at most 4" in run.out, run.describe()
+    assert "Unknown command" not in run.out
+    [request] = endpoint.chat_requests()
+    assert request.body.count(b"[image: red.png]") == 4  # the model "m" sees no images
+    assert endpoint.stream.answer in run.out
+
+
 def test_quoted_stop_sequence_is_stored_without_quotes(ws: Workspace) -> None:
     """Issue item 5: `/params stop "a,b"` stores no `"` inside the stop sequences."""
     run = ws.run(['/params stop "a,b"', "/help"])
