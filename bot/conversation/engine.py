@@ -356,7 +356,10 @@ class ChatEngine(_QuotaHooks):
             if charge is not None and charge.reserved is not None:
                 self._reserved[key] = charge.reserved
             (question,) = stored
-            sees = not attached.images or await self._sees(ref, config)
+            # Asked when any image could go out: an earlier message's too (the newest
+            # turns' images are sent again), or a model that cannot see got them later.
+            images = attached.images or any(e.images for e in history)
+            sees = not images or await self._sees(ref, config)
             request = await self._request(ref, config, [*history, question], sees)
         except _Blocked as blocked:
             return await _notice(sink, str(blocked))

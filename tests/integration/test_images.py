@@ -129,6 +129,18 @@ async def test_a_model_not_known_to_see_gets_the_text_and_a_note_once(
     assert last_user(endpoint) == "look [image: red.png]"
     second, _ = await say(core, "again", attach("blue.png", png("blue")))
     assert second == "Seen."  # said once per channel
+    # A message without images still sends the history's: named, not as images (they
+    # went as image_url parts, and a text-only server failed every turn after).
+    third, _ = await say(core, "and now?")
+    assert third == "Seen."
+    messages = endpoint.requests[-1]["messages"]
+    assert isinstance(messages, list)
+    assert all(isinstance(m["content"], str) for m in messages), messages
+    assert [m["content"] for m in messages if m["role"] == "user"] == [
+        "look [image: red.png]",
+        "again [image: blue.png]",
+        "and now?",
+    ]
     # What was shown is what is stored: the note is not part of the answer.
     history = await core.store.history(REF, 10)
     assert history[1].content == "Seen."
