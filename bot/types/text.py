@@ -167,18 +167,20 @@ def parse_decimal(text: str) -> float | None:
 
 
 _BACKTICKS = re.compile(r"`+")
-_UNSEEN = ("Cf", "Co", "Cn", "Cs")  # format, private use, unassigned, surrogate
+# control, format, private use, unassigned, surrogate
+_UNSEEN = ("Cc", "Cf", "Co", "Cn", "Cs")
 
 
 def quoted(text: str, limit: int = 60) -> str:
     """A typed value quoted back in a reply: one line, at most `limit` characters, in a
     code span no backtick inside it can close early (a longer fence, as Discord and
     Matrix read it), so `a`b` cannot spill its rest out as formatting. Characters that
-    show nothing or turn the text around (zero-width, right-to-left override) are
-    named, `<U+202E>`, so the reply reads as written and says what was typed."""
+    show nothing or turn the text around (zero-width, right-to-left override, NUL and
+    other controls) are named, `<U+202E>`, so the reply reads as written and says what
+    was typed."""
     visible = "".join(
         f"<U+{ord(c):04X}>" if unicodedata.category(c) in _UNSEEN else c
-        for c in " ".join(clean_text(text).split())
+        for c in " ".join(normalize_text(text).split())
     )
     shown = shorten(visible, limit)
     if not shown:

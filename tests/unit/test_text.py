@@ -162,7 +162,11 @@ def test_shown_name(raw: str, shown: str) -> None:
         ("gpt-4", "`gpt-4`"),
         ("@a`b:hs", "``@a`b:hs``"),  # a backtick inside cannot close the span early
         ("a``b`", "``` a``b` ```"),  # nor a run of them; one at an edge gets a space
-        ("two\n  lines\x00", "`two lines`"),
+        ("two\n  lines", "`two lines`"),
+        # A control is named: dropped, `/set<NUL>tings` read back as `/settings` in
+        # "Unknown command `/settings`", a command that exists.
+        ("/set\x00tings", "`/set<U+0000>tings`"),
+        ("a\x1b[31mred", "`a<U+001B>[31mred`"),
         ("", "(nothing)"),
         ("x" * 100, "`" + "x" * 59 + "…`"),
         ("\u202e123", "`<U+202E>123`"),  # would turn the rest of the reply around
