@@ -545,7 +545,12 @@ class ChatEngine(_QuotaHooks):
         finally:
             if self._running.get(key) is running:
                 del self._running[key]
-        saved_note = await self._settle(ref, config, question, row, outcome, endpoint, variant)
+        if continuing is not None and outcome.answer == continuing.content:
+            # Stopped or failed before any new text: the answer stays as it was stored
+            # (a finished one is not marked as cut); how the attempt ended is shown.
+            saved_note = ""
+        else:
+            saved_note = await self._settle(ref, config, question, row, outcome, endpoint, variant)
         error = outcome.error
         if saved_note:
             error = f"{error}\n{saved_note}" if error else saved_note

@@ -419,6 +419,32 @@ async def test_continue_extends_the_same_answer(database_url: str, endpoint: Fak
         await core.close()
 
 
+async def test_a_continue_that_adds_nothing_leaves_the_answer_as_it_was(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Stopped or failed before any new text, /continue stored the finished answer again
+    as cut ("Stopped.", or the error): /swipe then showed it so, and /retry redid it."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        endpoint.script = Script(chunks=["A whole answer."])
+        await chat(core, "a story")
+        [_, before] = await rows(core)
+        endpoint.script = Script(chunks=["x"], fail_after=0)  # an error before any text
+        _, sink = await control(core, "/continue")
+        assert sink.final is not None and "overloaded" in (sink.final[1] or sink.final[0])
+        [_, after] = await rows(core)
+        assert (after.content, after.state, after.error) == (
+            "A whole answer.",
+            TurnState.DONE,
+            None,
+        )
+        assert after.id == before.id
+        _, sink = await control(core, "/retry")
+        assert sink.final is not None and "has an answer" in sink.final[0]
+    finally:
+        await core.close()
+
+
 async def test_continue_puts_back_the_space_the_model_leaves_out(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
