@@ -203,6 +203,9 @@ def _event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # What the bot writes (the database, its log, exported cards) holds conversations:
+    # readable by its own user only, whatever umask it was started with.
+    os.umask(os.umask(0o077) | 0o077)
     if args.command is None:
         _parser().print_help()
         return 0

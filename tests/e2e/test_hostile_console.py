@@ -719,6 +719,20 @@ def test_an_image_past_the_per_message_cap_is_refused_at_attach(
     assert endpoint.stream.answer in run.out
 
 
+def test_the_database_and_log_are_readable_by_their_user_only(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """data/chatbot.db and chatbot.log hold the conversations; they were created 644 in
+    a 755 folder (the usual umask) beside a 600 .env."""
+    run = ws.run([*custom_setup(endpoint), "hello", "/help"], preexec_fn=lambda: os.umask(0o022))
+    run.assert_survived()
+    data = ws.cwd / "data"
+    made = [data, *data.iterdir()]
+    assert {p.name for p in made} >= {"data", "chatbot.db", "chatbot.log"}, made
+    for path in made:
+        assert path.stat().st_mode & 0o077 == 0, (path.name, oct(path.stat().st_mode))
+
+
 def test_quoted_stop_sequence_is_stored_without_quotes(ws: Workspace) -> None:
     """Issue item 5: `/params stop "a,b"` stores no `"` inside the stop sequences."""
     run = ws.run(['/params stop "a,b"', "/help"])
