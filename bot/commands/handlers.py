@@ -623,11 +623,17 @@ async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         secret = "  (asked for privately)"
     text = help_text(ctx.table, ctx.prefix, topic, secret)
     if ctx.ref.platform is Platform.CONSOLE and topic is None:
-        who = "an admin" if ctx.is_admin else "not an admin"
+        if ctx.actor.id == "console":
+            who = (
+                "an admin: it is the operator's own terminal. `chatbot console --user ID` "
+                "shows what that user may do (ADMIN_IDS decides)."
+            )
+        else:
+            role = "an admin (ADMIN_IDS lists it)" if ctx.is_admin else "not an admin"
+            who = f"user {ctx.actor.id}, {role}."
         text += (
             "\n   /attach <path> — Attach a file (an image, a text file, a PDF) to your next "
-            "message; /attach alone lists them, /attach clear drops them."
-            f"\nIn this console you are {who}: it is the operator's own terminal. "
-            "`chatbot console --user ID` shows what that user may do (ADMIN_IDS decides)."
+            f"message; /attach alone lists them, /attach clear drops them.\nIn this console "
+            f"you are {who}"
         )
     return Reply(text)

@@ -166,8 +166,8 @@ def _options(
             continue
         if not positional:
             raise CommandError(
-                f"Too many values: {quoted(value)} is not expected. "
-                f"Usage: {usage(path, command, prefix)}"
+                f"Too many values: {quoted(value)} is one more than "
+                f"{prefix}{' '.join(path)} takes. Usage: {usage(path, command, prefix)}"
             )
         opt = positional.pop(_fitting(positional, value))
         raw[_once(opt, raw)] = SecretValue(value) if opt.secret else value

@@ -117,7 +117,7 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     await ctx.store.quotas.set_rule(ctx.ref, scope, rule, ctx.actor)
     note = ""
     if rule.effect is Effect.ALLOW:
-        note = " Only those an allow rule names may chat there now (admins always may)."
+        note = " Only those an allow rule names may chat here now (admins always may)."
     else:
         note = " Admins may chat whatever the rules say."
     return Reply(f"Rule added: {describe(rule)}.{note}")

@@ -72,7 +72,8 @@ def _detail(message: str, secrets: Iterable[str]) -> str:
     message = redact(message, secrets, known=False)
     if len(message) > _MAX_DETAIL:
         message = message[: _MAX_DETAIL - 1] + "…"
-    return f' The provider said: "{message}".'
+    stop = "" if message.endswith((".", "!", "?", "…")) else "."  # not `"…key.".`
+    return f' The provider said: "{message}"{stop}'
 
 
 def parse_json(data: str | bytes) -> Any:

@@ -116,10 +116,15 @@ class HTTPProvider:
         e = self.endpoint
         sent = e.credential()
         if sent is None and e.source is Source.CUSTOM:
-            return " It wants a key or proxy password, and none is set for this channel: set one."
+            return (
+                " It wants a key or proxy password, and this channel has neither: an admin "
+                "sets one."
+            )
         if sent is None:
             never = f" (the {e.source.value} key is never sent to a proxy)" if e.api_key else ""
-            return f" It wants a proxy password, and none is set for this channel: set one{never}."
+            return (
+                f" It wants a proxy password, and this channel has none{never}: an admin sets one."
+            )
         if sent is e.proxy_password:
             if e.source is not Source.CUSTOM:
                 return (

@@ -91,19 +91,27 @@ _MATRIX_USER = re.compile(r"@[!-9;-~]{1,200}:[A-Za-z0-9.\-\[\]:]{1,250}")
 _CONSOLE_USER = re.compile(r"[A-Za-z0-9_.\-@:]{1,100}")
 
 
+# What a rule may name on each platform, as its refusals say it.
+_KINDS_HERE = {
+    Platform.DISCORD: "user or role",
+    Platform.MATRIX: "user or a power level (level 50)",
+    Platform.CONSOLE: "user (the console has no roles or power levels)",
+}
+
+
 def parse_subject(kind: AccessKind, text: str, platform: Platform) -> str:
     """The stored form of a rule's subject: an id as the platform writes it, or a level."""
     raw = text.strip()
     shown = quoted(raw)
     if kind is AccessKind.LEVEL:
         if platform is not Platform.MATRIX:
-            raise AccessError("Power levels are Matrix's; on this platform use user or role.")
+            raise AccessError(f"Power levels are Matrix's; here use {_KINDS_HERE[platform]}.")
         if not re.fullmatch(r"-?[0-9]{1,16}", raw) or abs(int(raw)) > MAX_LEVEL:
             raise AccessError(f"{shown} is not a power level: give a whole number like 50.")
         return str(int(raw))
     if kind is AccessKind.ROLE:
         if platform is not Platform.DISCORD:
-            raise AccessError("Roles are Discord's; on Matrix use a power level (level 50).")
+            raise AccessError(f"Roles are Discord's; here use {_KINDS_HERE[platform]}.")
         raw = raw.removeprefix("<@&").removesuffix(">")
         if not _SNOWFLAKE.fullmatch(raw):
             raise AccessError(f"{shown} is not a role id: give its number or mention it.")

@@ -370,3 +370,15 @@ async def test_bypass_does_not_promise_chat_where_nothing_can_be_reached(harness
     assert not reply.ok
     assert "Next: The custom source needs an endpoint URL" in reply.text, reply.text
     assert "chat goes through" not in reply.text
+
+
+async def test_console_help_says_who_you_are(harness: Harness) -> None:
+    """`chatbot console --user 123`: /help ended "you are not an admin: it is the
+    operator's own terminal", which reads as a contradiction."""
+    console = ChannelRef(Platform.CONSOLE, channel_id="main")
+    operator = Actor("console", "you", is_channel_admin=True, is_server_admin=True)
+    shown = await run(harness, "/help", operator, console)
+    assert "you are an admin: it is the operator's own terminal" in shown.text
+    member = await run(harness, "/help", Actor("123", "123"), console)
+    assert "In this console you are user 123, not an admin." in member.text
+    assert "operator's own terminal" not in member.text

@@ -208,3 +208,21 @@ def test_subjects(kind: AccessKind, text: str, platform: Platform, stored: str) 
 def test_junk_subjects(kind: AccessKind, text: str, platform: Platform) -> None:
     with pytest.raises(AccessError):
         parse_subject(kind, text, platform)
+
+
+@pytest.mark.parametrize(
+    ("kind", "platform", "use"),
+    [
+        (AccessKind.LEVEL, Platform.DISCORD, "here use user or role."),
+        (AccessKind.ROLE, Platform.MATRIX, "here use user or a power level (level 50)."),
+        # The console is neither: each refusal pointed at the other kind.
+        (AccessKind.LEVEL, Platform.CONSOLE, "here use user (the console has no roles"),
+        (AccessKind.ROLE, Platform.CONSOLE, "here use user (the console has no roles"),
+    ],
+)
+def test_a_kind_this_platform_lacks_names_the_ones_it_has(
+    kind: AccessKind, platform: Platform, use: str
+) -> None:
+    with pytest.raises(AccessError) as err:
+        parse_subject(kind, "50", platform)
+    assert use in str(err.value)

@@ -51,6 +51,8 @@ def test_secret_positional_is_wrapped() -> None:
         ("/proxy sett x", "Did you mean `set`?"),
         ('/model "unclosed', "quote is not closed"),
         ("/source openai server extra", "Too many values"),
+        # `id` here is the value typed, not the option: say what is one too many.
+        ("/model bad model id", "`id` is one more than /model takes"),
         ("/", "Empty command"),
         # The same option twice: said, not the last one silently winning.
         ("/model gpt-4o id:fake-model", "`id` is given twice"),

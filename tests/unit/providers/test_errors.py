@@ -114,8 +114,8 @@ KEY, PASSWORD = SecretValue("sk-the-key-0123456789"), SecretValue("the-password-
         ),
         (
             Endpoint(Source.OPENAI, proxy_url=PROXY, api_key=KEY),
-            "It wants a proxy password, and none is set for this channel: set one (the "
-            "openai key is never sent to a proxy).",
+            "It wants a proxy password, and this channel has none (the openai key is never "
+            "sent to a proxy): an admin sets one.",
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY, api_key=KEY, proxy_password=PASSWORD),
@@ -128,7 +128,7 @@ KEY, PASSWORD = SecretValue("sk-the-key-0123456789"), SecretValue("the-password-
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY),
-            "It wants a key or proxy password, and none is set for this channel: set one.",
+            "It wants a key or proxy password, and this channel has neither: an admin sets one.",
         ),
     ],
 )
