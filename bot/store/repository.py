@@ -138,16 +138,18 @@ class Store:
         connects = scope is Scope.SERVER and (bool(secrets) or not _ENDPOINT.isdisjoint(cleaned))
 
         async def work(session: AsyncSession) -> dict[str, bool]:
-            if cleaned:
-                await self._config.apply(session, key, actor, cleaned, action)
-            if connects:
-                await self._config.forget_checks(session, key)
+            # Secrets first: the command's own audit row, added last, is the change
+            # /settings names (`proxy clear`, not the password it cleared with the URL).
             cleared: dict[str, bool] = {}
             for name, value in secrets.items():
                 if value is None:
                     cleared[name] = await self._vault.apply_clear(session, key, name, actor)
                 else:
                     await self._vault.apply_set(session, key, name, value, actor)
+            if cleaned:
+                await self._config.apply(session, key, actor, cleaned, action)
+            if connects:
+                await self._config.forget_checks(session, key)
             return cleared
 
         cleared = await self._db.write("config write", work)

@@ -71,6 +71,11 @@ async def test_settings_omit_empty_sections_and_show_values_plainly(harness: Har
     assert member.ok and "Last change" not in member.text
     await run(harness, "/key set mistral sk-mistral-key-000000")
     assert "Last change: mistral key set (here) by Ada" in (await run(harness, "/settings")).text
+    # A command that clears a secret with its values is named as the command.
+    await run(harness, "/proxy password hunter2-proxy-pass")
+    assert "Last change: proxy password set (here)" in (await run(harness, "/settings")).text
+    await run(harness, "/proxy clear")
+    assert "Last change: proxy clear (here) by Ada" in (await run(harness, "/settings")).text
 
 
 async def test_external_models_come_after_the_sources_own(
