@@ -109,6 +109,11 @@ def visible_id(text: str, what: str) -> str:
     for position, char in enumerate(value, 1):
         if char == " ":
             raise TextError(f"The {what} has a space at position {position}.")
+        if char == "\ufffd":  # what bytes that were not UTF-8 were read as
+            raise TextError(
+                f"The {what} has a character that was not valid text (U+FFFD) at position "
+                f"{position}. Type it again."
+            )
         if char.isspace() or unicodedata.category(char) in ("Cf", "Cc", "Co", "Cn", "Cs"):
             raise TextError(
                 f"The {what} has an invisible character ({describe_char(char)}) at position "

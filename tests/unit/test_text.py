@@ -106,6 +106,8 @@ def test_header_safe_refuses_empty() -> None:
 
 def test_visible_id() -> None:
     assert visible_id(" gpt-4o\u200b ", "model") == "gpt-4o"
+    with pytest.raises(TextError, match=r"not valid text \(U\+FFFD\) at position 2"):
+        visible_id("a\ufffdb", "model id")  # `a<0xFF>b` read from a pipe
     for bad in ("\u200b", "gpt\u200b4o", "gpt 4o", "gpt\u202e4o"):
         with pytest.raises(TextError):
             visible_id(bad, "model")
