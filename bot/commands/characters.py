@@ -122,7 +122,10 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append("Tags: " + ", ".join(card.tags[:20]))
     if card.description.strip():
         text = " ".join(card.description.split())
-        lines.append(text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else ""))
+        excerpt = text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else "")
+        # Shown in the channel as its greetings are: cleaned as they are (a key in it).
+        config = await ctx.store.effective_config(ctx.ref)
+        lines += await shown_here(ctx.store, ctx.ref, config, [excerpt])
     count = len(greetings(card, ctx.actor.display_name))
     entries = len(card.character_book.entries) if card.character_book else 0
     lines.append(

@@ -504,6 +504,7 @@ async def test_a_cards_greeting_and_the_shown_system_prompt_hold_no_key(
     assert saved.ok, saved.text
     card = copy.deepcopy(CARD)
     card["data"]["first_mes"] = f"My key is {password}, also {leaky}."
+    card["data"]["description"] = f"Holds {password} and {leaky}."
     card["data"]["alternate_greetings"] = []
     reply = await run(harness, ("character", "import"), file=card_file(card))
     assert reply.greeting is not None
@@ -512,3 +513,6 @@ async def test_a_cards_greeting_and_the_shown_system_prompt_hold_no_key(
     assert greeting.content == "My key is ****, also ****."
     settings = await run(harness, ("settings",), actor=MEMBER)
     assert password not in settings.text and leaky not in settings.text, settings.text
+    # /character show quotes the description: it was shown as imported.
+    shown = await run(harness, ("character", "show"), actor=MEMBER)
+    assert "Holds **** and ****." in shown.text, shown.text
