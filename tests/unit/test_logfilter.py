@@ -73,3 +73,33 @@ def test_matrix_nio_keeps_to_warnings_unless_debug_asks_for_all(tmp_path: Path) 
     finally:
         root.handlers[:], root.level = saved[0], saved[1]
         logging.getLogger("nio").setLevel(saved[2])
+
+
+async def test_debug_never_logs_sqlite_statements_with_their_parameters(tmp_path: Path) -> None:
+    """aiosqlite's DEBUG logged every statement with its parameters: every chat message
+    went to the log at LOG_LEVEL=DEBUG (the README names what is never logged)."""
+    from sqlalchemy import text
+
+    from bot.store.db import create_engine
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("aiosqlite").level)
+    log_file = tmp_path / "bot.log"
+    try:
+        configure_logging("DEBUG", log_file=log_file, to_stderr=False)
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT :said"), {"said": "my-private-chat-line"})
+        await engine.dispose()
+        logging.getLogger("bot.test").debug("the log is written")
+        for handler in root.handlers:
+            handler.flush()
+        written = log_file.read_text()
+        assert "the log is written" in written
+        assert "my-private-chat-line" not in written
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:], root.level = saved[0], saved[1]
+        logging.getLogger("aiosqlite").setLevel(saved[2])
