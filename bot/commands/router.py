@@ -43,8 +43,12 @@ def bind(
     for opt in command.options:
         value = inv.raw.get(opt.name)
         if opt.name in inv.raw and not opt.secret and not str(value).strip():
-            what = "on or off" if opt.kind is Kind.SWITCH else ", ".join(opt.choices) or "a value"
-            raise CommandError(f"`{opt.name}:` needs a value ({what}).")
+            what = "on or off" if opt.kind is Kind.SWITCH else ", ".join(opt.choices)
+            raise CommandError(
+                f"`{opt.name}:` needs a value ({what})."
+                if what
+                else f"`{opt.name}:` needs a value: {opt.help}."
+            )
         if value is None or value == "":
             if opt.required and not (opt.secret and secrets_later):
                 raise CommandError(

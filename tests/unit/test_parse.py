@@ -75,6 +75,8 @@ def test_bad_input_says_what_to_do(text: str, fragment: str) -> None:
         ("/connect bypass:maybe", "must be on or off"),
         ("/model", "Missing `id`"),
         ("/connect bypass:", "needs a value (on or off)"),
+        # A file or text option says what it wants, not "(a value)".
+        ("/character import file:''", "`file:` needs a value: the card"),
         ("/params nope 1", "is not a valid name"),
     ],
 )
