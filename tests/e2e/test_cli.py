@@ -190,7 +190,7 @@ def test_console_logs_to_stderr_only_when_verbose_at_any_level(tmp_path: Path) -
     assert debug.returncode == 0, debug.stderr
     assert debug.stderr == "" and not LOG_LINE.search(debug.stdout)
     log = (tmp_path / "data" / "chatbot.log").read_text()
-    assert "console ran /help" in log and "alembic" in log  # DEBUG went to the file
+    assert "console ran /help" in log and " DEBUG " in log  # DEBUG went to the file
     both = chatbot(
         tmp_path, "console", "--verbose", stdin="/help\n", **console_env(LOG_LEVEL="DEBUG")
     )
