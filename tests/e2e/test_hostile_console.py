@@ -257,6 +257,20 @@ class Workspace:
         )
         return Live(proc)
 
+    def at_terminal(self) -> tuple[Live, int]:
+        """A console whose stdin is a terminal (a pty); the fd of its end to type into."""
+        master, slave = os.openpty()
+        proc = subprocess.Popen(
+            self.command(()),
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.cwd,
+            env=self.env(),
+        )
+        os.close(slave)
+        return Live(proc), master
+
     # ---- the database ----------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -1478,17 +1492,7 @@ def test_a_refused_secret_command_pasted_with_its_key_at_a_terminal_drops_the_ke
     setup = ws.run(custom_setup(endpoint))
     assert setup.returncode == 0, setup.describe()
     key = "Tty9Paste4Key7Leak2X1"
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
-        ws.command(()),
-        stdin=slave,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ws.cwd,
-        env=ws.env(),
-    )
-    os.close(slave)
-    live = Live(proc)
+    live, master = ws.at_terminal()
     try:
         os.write(master, b"/help\n")
         assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
@@ -1517,17 +1521,7 @@ def test_a_line_cut_by_the_terminal_is_refused_not_sent_half(
     a word. Such a line is now refused whole, and the next one is read as usual."""
     setup = ws.run(custom_setup(endpoint))
     assert setup.returncode == 0, setup.describe()
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
-        ws.command(()),
-        stdin=slave,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ws.cwd,
-        env=ws.env(),
-    )
-    os.close(slave)
-    live = Live(proc)
+    live, master = ws.at_terminal()
     try:
         os.write(master, b"/help\n")
         assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
