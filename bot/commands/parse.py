@@ -169,9 +169,7 @@ def _options(
                 f"Too many values: {quoted(value)} is one more than "
                 f"{prefix}{' '.join(path)} takes. Usage: {usage(path, command, prefix)}"
             )
-        at = _fitting(positional, value)
-        _refuse_unfitting(positional, value)
-        opt = positional.pop(at)
+        opt = positional.pop(_fitting(positional, value))
         raw[_once(opt, raw)] = SecretValue(value) if opt.secret else value
     return raw
 
@@ -221,20 +219,6 @@ def _fitting(positional: list[Option], value: str) -> int:
         if value.lower() in opt.choices:
             return i
     return 0
-
-
-def _refuse_unfitting(positional: list[Option], value: str) -> None:
-    """A bare value that none of the optional choices in a row takes: say all of them
-    (`/usage year` named only the scope, not the period it was likely meant for)."""
-    row: list[Option] = []
-    for opt in positional:
-        if opt.kind is not Kind.CHOICE or opt.required:
-            break
-        row.append(opt)
-    if len(row) < 2 or not value.isprintable() or any(value.lower() in o.choices for o in row):
-        return  # (a control or invisible character is named where values are checked)
-    kinds = " or ".join(f"a {opt.name} ({', '.join(opt.choices)})" for opt in row)
-    raise CommandError(f"{quoted(value)} is not {kinds}.")
 
 
 def _named(token: str, options: dict[str, Option]) -> tuple[Option, str] | None:

@@ -380,12 +380,12 @@ async def _overflowing_usage(core: Core, caplog: pytest.LogCaptureFixture) -> No
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("/usage everyone", "is not a scope (me, channel, server) or a period"),
+        ("/usage everyone", "is not a valid scope"),
         ("/usage me year", "`year` is not a valid period"),
         ("/usage period:decade", "is not a valid period"),
         ("/usage me week extra", "Too many values"),
         ("/usage scope:", "needs a value"),
-        ("/usage colour:red", "`colour:red` is not a scope"),
+        ("/usage colour:red", "`colour:red` is not a valid scope"),
         ("/usage \x00\u202e", "control character (U+0000) at position 1"),
         ("/usage \u202e", "is not a valid scope"),
     ],

@@ -51,8 +51,6 @@ def test_secret_positional_is_wrapped() -> None:
         ("/proxy sett x", "Did you mean `set`?"),
         ('/model "unclosed', "quote is not closed"),
         ("/source openai server extra", "Too many values"),
-        # A bare value neither optional choice takes names both (it named only `scope`).
-        ("/usage year", "`year` is not a scope (me, channel, server) or a period (day, week"),
         # `id` here is the value typed, not the option: say what is one too many.
         ("/model bad model id", "`id` is one more than /model takes"),
         ("/", "Empty command"),
