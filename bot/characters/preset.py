@@ -72,9 +72,9 @@ def _effort(key: str, value: object) -> str | None:
 def _stop(key: str, value: object) -> list[str] | None:
     # SillyTavern keeps custom stopping strings as JSON text of a list.
     if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else []
-        except ValueError as err:
+        try:  # the whole file's rule: nesting, NaN and huge numbers refused
+            value = parse_json(value, f"preset's `{key}`") if value.strip() else []
+        except CardError as err:
             raise PresetError(f"The preset's `{key}` must be a list of strings.") from err
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PresetError(f"The preset's `{key}` must be a list of strings.")

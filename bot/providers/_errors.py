@@ -19,6 +19,7 @@ from bot.providers.base import (
     RateLimited,
 )
 from bot.types import redact
+from bot.types.text import untrusted_json
 
 _MAX_DETAIL = 300
 
@@ -76,20 +77,11 @@ def _detail(message: str, secrets: Iterable[str]) -> str:
     return f' The provider said: "{message}"{stop}'
 
 
-def parse_json(data: str | bytes) -> Any:
-    """A peer's JSON; ValueError when it is not JSON, or nested deeper than the parser's
-    stack (a few KB of `[[[[…` raise RecursionError, which is no ValueError)."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-
-
 def body_detail(raw: bytes) -> tuple[str, str]:
     """(message, type) from an error body; plain text only when it is short and not HTML."""
     text = raw.decode("utf-8", errors="replace").strip()
     try:
-        return error_fields(parse_json(text))
+        return error_fields(untrusted_json(text))
     except ValueError:
         pass
     if not text or text.lstrip().startswith("<") or len(text) > 2000:

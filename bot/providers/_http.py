@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from bot.providers._errors import error_from_status, malformed, parse_json
+from bot.providers._errors import error_from_status, malformed
 from bot.providers._network import AsyncioBackend, AsyncioStream
 from bot.providers.base import (
     EndpointNotAllowed,
@@ -35,7 +35,7 @@ from bot.providers.base import (
 )
 from bot.providers.policy import EndpointPolicy, EndpointRefused
 from bot.types import redact
-from bot.types.text import shorten
+from bot.types.text import shorten, untrusted_json
 
 log = logging.getLogger("bot.providers")
 
@@ -350,7 +350,7 @@ class Transport:
         except ProviderError as err:
             raise err.without(spec.secrets) from None
         try:
-            return parse_json(raw)
+            return untrusted_json(raw)
         except ValueError:
             raise malformed(spec.where, "not JSON") from None
 

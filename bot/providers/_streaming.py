@@ -11,10 +11,11 @@ from typing import Any, Protocol
 
 import httpx
 
-from bot.providers._errors import malformed, parse_json
+from bot.providers._errors import malformed
 from bot.providers._http import MAX_BODY, RequestSpec, Transport
 from bot.providers._sse import SSEEvent, SSELineTooLong, SSEParser
 from bot.providers.base import Delta, ProviderError, StreamCut, joined
+from bot.types.text import untrusted_json
 
 # Far above any real answer (MAX_ANSWER_CHARS stops the text sooner); bounds what a
 # runaway endpoint can make the bot read.
@@ -41,7 +42,7 @@ class StreamDecoder(Protocol):
 
 def loads(data: str | bytes, where: str) -> Any:
     try:
-        return parse_json(data)
+        return untrusted_json(data)
     except ValueError:
         raise malformed(where, "data that is not JSON") from None
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from typing import Any
 
 # NUL breaks PostgreSQL text, other C0/C1 controls break terminals and JSON consumers;
 # lone surrogates (undecodable bytes from a terminal) break every encoder after us.
@@ -18,6 +20,16 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)
 
 class TextError(ValueError):
     """Input that cannot be used; the message says why, for the person who typed it."""
+
+
+def untrusted_json(data: str | bytes) -> Any:
+    """JSON from outside (a peer, a file, a setting); ValueError when it is not JSON, or
+    nested deeper than the parser's stack (a few KB of `[[[[…` raise RecursionError,
+    which is no ValueError)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def normalize_text(text: str) -> str:

@@ -137,6 +137,16 @@ def test_sillytavern_conventions(changes: dict[str, Any], name: str, value: obje
         ),
         (b'{"temperature": Infinity}', "not valid JSON"),
         (b"[" * 10_000, "nested too deeply"),
+        # The stop strings are JSON text inside the JSON: held to the same rule (a
+        # RecursionError escaped /preset import).
+        (
+            json.dumps(st_preset(custom_stopping_strings="[" * 5000 + "]" * 5000)).encode(),
+            "`custom_stopping_strings` must be a list of strings",
+        ),
+        (
+            json.dumps(st_preset(custom_stopping_strings='["a", NaN]')).encode(),
+            "`custom_stopping_strings` must be a list of strings",
+        ),
         (b" " * (1024 * 1024 + 1), "larger than"),
     ],
 )
