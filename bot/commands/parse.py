@@ -67,6 +67,37 @@ def closest(word: str, candidates: list[str]) -> str | None:
     return close[0] if close else None
 
 
+def asks_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
+    """`text` names a command that asks for a secret, however its options went wrong,
+    or a typo of one: `/kye set custom`, `/key-set custom`, `/key` or `/key custom`
+    (no subcommand: one of its subcommands asks), `/password` (a subcommand's name
+    alone). A front-end that refused it takes what the sender sends next on its own for
+    that secret, not for chat."""
+    body = text.strip().removeprefix(prefix).lower()
+    words = body.replace("-", " ").replace("_", " ").split()
+    if not words:
+        return False
+
+    def asks(command: Command) -> bool:
+        return any(o.secret and o.required for o in command.options)
+
+    def named(word: str, commands: tuple[Command, ...]) -> Command | None:
+        names = [c.name for c in commands]
+        name = word if word in names else closest(word, names)
+        return next((c for c in commands if c.name == name), None)
+
+    command = named(words[0], table)
+    if command is None:  # a subcommand's name alone
+        command = named(words[0], tuple(sub for c in table for sub in c.subcommands))
+        return command is not None and asks(command)
+    if not command.subcommands:
+        return asks(command)
+    sub = named(words[1], command.subcommands) if len(words) > 1 else None
+    if sub is None:  # none given, or none of its names: whichever was meant
+        return any(asks(s) for s in command.subcommands)
+    return asks(sub)
+
+
 def suggest(word: str, candidates: list[str]) -> str:
     close = closest(word, candidates)
     return f" Did you mean `{close}`?" if close else ""

@@ -15,12 +15,12 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from bot.commands.parse import CommandError, closest, plain_prefix
-from bot.commands.spec import Command, Kind
+from bot.commands.parse import CommandError, asks_secret, plain_prefix
+from bot.commands.spec import Kind
 from bot.core import Core, secret_prompt
 from bot.types import (
     Actor,
@@ -396,7 +396,7 @@ class Console:
         A command on the next line is kept; any other line is dropped, and that is said.
         At a terminal the refusal shows before any prompt: only lines pasted with the
         command can follow, and they are dropped."""
-        if not self._asks_secret(text):
+        if not asks_secret(text, self._core.table, self._core.prefix(Platform.CONSOLE)):
             return
         if self._tty:
             # Nothing follows unasked, unless it was pasted with the command: whatever
@@ -425,36 +425,6 @@ class Console:
         return words[0].lower() == ATTACH or any(
             c.name == words[0][len(prefix) :].lower() for c in self._core.table
         )
-
-    def _asks_secret(self, text: str) -> bool:
-        """`text` names a command that asks for a secret, however its options went wrong,
-        or a typo of one: `/kye set custom`, `/key-set custom`, `/key` or `/key custom`
-        (no subcommand: one of its subcommands asks), `/password` (a subcommand's name
-        alone). The line after it may be that secret."""
-        body = text.strip()[len(self._core.prefix(Platform.CONSOLE)) :].lower()
-        words = body.replace("-", " ").replace("_", " ").split()
-        if not words:
-            return False
-
-        def asks(command: Command) -> bool:
-            return any(o.secret and o.required for o in command.options)
-
-        def named(word: str, commands: Sequence[Command]) -> Command | None:
-            names = [c.name for c in commands]
-            name = word if word in names else closest(word, names)
-            return next((c for c in commands if c.name == name), None)
-
-        command = named(words[0], self._core.table)
-        if command is None:  # a subcommand's name alone
-            inner = [sub for c in self._core.table for sub in c.subcommands]
-            command = named(words[0], inner)
-            return command is not None and asks(command)
-        if not command.subcommands:
-            return asks(command)
-        sub = named(words[1], command.subcommands) if len(words) > 1 else None
-        if sub is None:  # none given, or none of its names: whichever was meant
-            return any(asks(s) for s in command.subcommands)
-        return asks(sub)
 
 
 # Set by scripts/run.sh, which runs the bot from the project's folder (its .env and

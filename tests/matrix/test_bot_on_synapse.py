@@ -291,6 +291,38 @@ async def test_key_in_a_group_room_is_refused_and_redacted(world: World) -> None
     )
 
 
+async def test_a_secret_sent_on_its_own_after_the_command_that_lacked_it_is_not_chatted(
+    world: World, llamacpp_peer: LlamaCppPeer
+) -> None:
+    """`!key set custom` without its key fails; a person then pastes the key, or a proxy
+    password no pattern would know, as the next message. In a direct chat every message
+    is chat: it must not go to the model or into the history."""
+    w = world
+    bot = w.bot.user_id
+    dm = await w.alice.create_room([bot], direct=True)
+    await w.alice.wait_joined(dm, bot)
+    await _configure(w, dm, llamacpp_peer)
+    missing = await w.alice.command(dm, bot, "!key set custom")
+    assert "Saved" not in missing, missing
+
+    secret = "hunter2-correct-horse"
+    after = time.monotonic()
+    sent = await w.alice.send(dm, secret)
+    body = (await w.alice.reply_to(dm, bot, after, "the refusal of the secret")).content["body"]
+    assert "took this for the key or password" in body and secret not in body, body
+    assert "I deleted your message" in body, body
+    assert (await w.alice.event_content(dm, sent)).get("content") == {}  # redacted
+    history = await w.core.store.history(ChannelRef(Platform.MATRIX, dm), 50)
+    assert history == []
+
+    # Only the one message after it: the next is chat again.
+    answer = await ask(w, w.alice, dm, "Say hello.")
+    assert answer.text.strip()
+    assert [e.content for e in await w.core.store.history(ChannelRef(Platform.MATRIX, dm), 50)][
+        0
+    ] == "Say hello."
+
+
 async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -23,6 +23,7 @@ from bot.frontends.matrix.decide import (
     keep_waiting_for_key,
     keys_refused,
     should_leave,
+    taken_for_secret,
 )
 from bot.frontends.matrix.messages import ArrivalOrder, Place
 
@@ -127,6 +128,19 @@ def test_keys_only_in_a_direct_chat() -> None:
     assert keys_refused(secret=True, direct=False)
     assert not keys_refused(secret=True, direct=True)
     assert not keys_refused(secret=False, direct=False)
+
+
+def test_one_word_soon_after_a_failed_secret_command_is_taken_for_the_secret() -> None:
+    """`!key set custom` failed for want of its key; a key or password pasted next, on
+    its own, is not chatted. A sentence, a message much later, or none asked: chat."""
+    asked = 1000.0
+    assert taken_for_secret(asked, asked + 1, "hunter2")
+    assert taken_for_secret(asked, asked + 1, "  sk-live-0123456789abcdef\n")
+    assert taken_for_secret(asked, asked + decide.SECRET_MAY_FOLLOW - 1, "p4ss")
+    assert not taken_for_secret(asked, asked + decide.SECRET_MAY_FOLLOW, "p4ss")
+    assert not taken_for_secret(asked, asked + 1, "what does this bot do?")
+    assert not taken_for_secret(None, asked, "hunter2")
+    assert not taken_for_secret(asked, asked - 5, "hunter2")  # a clock that went back
 
 
 def test_an_undecrypted_message_is_kept_for_five_minutes() -> None:

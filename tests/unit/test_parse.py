@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.commands import TABLE
-from bot.commands.parse import CommandError, parse, plain_prefix
+from bot.commands.parse import CommandError, asks_secret, parse, plain_prefix
 from bot.commands.router import bind, find
 from bot.types import SecretValue
 
@@ -175,3 +175,25 @@ def test_model_ids_with_sk_inside_a_word_are_no_keys() -> None:
     command = find(TABLE, inv.path)
     assert command is not None
     assert bind(command, inv, "/")["id"] == "mask-rcnn-resnet50-fpn-coco-2017-v2"
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("!key set custom", True),  # the key left out
+        ("!key", True),  # no subcommand: one of them asks
+        ("!key custom", True),  # none of its subcommands' names
+        ("!kye set custom", True),  # a typo of the command
+        ("!key-set custom", True),
+        ("!password", True),  # a subcommand's name alone
+        ("!proxy set http://127.0.0.1:4000", False),  # the password is optional
+        ("!key clear custom", False),
+        ("!model gpt-4o", False),
+        ("!settings", False),
+        ("!", False),
+    ],
+)
+def test_which_commands_ask_for_a_secret(text: str, asks: bool) -> None:
+    """A front-end that refused one of these takes what the sender sends next on its own
+    for the secret, never for chat (the console's next line, Matrix's next message)."""
+    assert asks_secret(text, TABLE, "!") is asks

@@ -101,6 +101,19 @@ def keys_refused(*, secret: bool, direct: bool) -> bool:
     return secret and not direct
 
 
+# After a command that asks for a key or a password failed without one (`!key set
+# custom`, `!password`), its sender's next message there may be that secret, pasted on
+# its own: within this long, a single word is taken for it and never chatted.
+SECRET_MAY_FOLLOW = 120.0
+
+
+def taken_for_secret(asked: float | None, now: float, text: str) -> bool:
+    """Whether a chat message is the secret its sender's failed command lacked: one word
+    (keys and passwords have no spaces), sent within SECRET_MAY_FOLLOW seconds of it.
+    `asked`: when that command failed (monotonic); None when none did."""
+    return asked is not None and 0 <= now - asked < SECRET_MAY_FOLLOW and len(text.split()) == 1
+
+
 def keep_waiting_for_key(waited: float) -> bool:
     """Whether a message still encrypted after `waited` seconds may yet get its key."""
     return waited < UNDECRYPTED_PATIENCE

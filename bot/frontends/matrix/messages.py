@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -13,7 +14,7 @@ from typing import Any
 import nio
 
 from bot.commands import Invocation
-from bot.commands.parse import CommandError
+from bot.commands.parse import CommandError, asks_secret
 from bot.commands.spec import Kind
 from bot.core import Core, HeldReply, PacedReply, TurnResult, split_text
 from bot.frontends.matrix import events
@@ -29,6 +30,7 @@ from bot.frontends.matrix.decide import (
     answer_form,
     keys_refused,
     reaction_command,
+    taken_for_secret,
 )
 from bot.frontends.matrix.secret_commands import (
     carries_secret,
@@ -54,6 +56,7 @@ _THREADS_KEPT = 5000
 # Commands that change who answers in a room: its per-room profile follows them.
 PERSONA_COMMANDS = frozenset({("character", "import"), ("character", "clear")})
 _ANSWERS_KEPT = 5000  # answers whose reactions and controls edit them in place
+_ASKS_KEPT = 1000  # senders whose failed secret command may be followed by its secret
 REDACT_REASON = "It contained a secret; the bot removed it."
 _DELETED = "I deleted your message so the key does not stay in the room history."
 _NOT_DELETED = (
@@ -193,6 +196,8 @@ class MessageHandler:
         self._threads: OrderedDict[str, None] = OrderedDict()  # threads it answered in
         self._shown: OrderedDict[str, Shown] = OrderedDict()  # by the answer's first event
         self._newest: OrderedDict[str, str] = OrderedDict()  # conversation → its newest answer
+        # (room, sender) → when a command of theirs that asks for a secret failed
+        self._secret_asked: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.display_name = ""
 
     @property
@@ -232,26 +237,41 @@ class MessageHandler:
     async def _command(
         self, room: nio.MatrixRoom, msg: Message, decision: Decision, place: Place
     ) -> None:
+        ok = await self._run_command(room, msg, decision, place)
+        # A failed command that asks for a secret: the sender's next message here may be
+        # that secret on its own. Any other command is their next message.
+        key = (msg.room_id, msg.sender)
+        if not ok and asks_secret(msg.text, self._core.table, self.prefix):
+            self._secret_asked[key] = time.monotonic()
+            self._secret_asked.move_to_end(key)
+            while len(self._secret_asked) > _ASKS_KEPT:
+                self._secret_asked.popitem(last=False)
+        else:
+            self._secret_asked.pop(key, None)
+
+    async def _run_command(
+        self, room: nio.MatrixRoom, msg: Message, decision: Decision, place: Place
+    ) -> bool:
+        """Run a command and say how it went; False when it failed or was refused."""
         note = ""
         if decision.redact:
             # Before waiting for earlier messages: a key must not stay in the history a
             # second longer.
-            redacted = await self._api.redact(msg.room_id, msg.event_id, REDACT_REASON)
-            note = _DELETED if redacted else _NOT_DELETED_DIRECT if msg.direct else _NOT_DELETED
+            note = await self._take_out(msg)
         if decision.action is Action.SECRET_COMMAND_IN_GROUP:
             # Changes nothing, so it need not wait for its turn.
             await self._notice(msg, self._with_note(_dm_only(room.room_id), msg, note))
-            return
+            return False
         await place.turn()
         prepared = await self._prepare(room, msg)
         if isinstance(prepared, str):
             await self._notice(msg, self._with_note(prepared, msg, note))
-            return
+            return False
         if self._core.is_control(prepared.inv):
             # The core orders these itself (a stop must reach the answer being written).
             place.pass_on()
             await self._control(msg, prepared)
-            return
+            return True
         # After the answers to earlier messages, and its own answer before later ones.
         async with self._core.ordered(prepared.ref):
             answer, reply = await self._execute(prepared, msg)
@@ -262,6 +282,7 @@ class MessageHandler:
                 await self._send_file(msg, reply.file)
             if reply.greeting is not None:
                 await self._greet(prepared.ref, msg, reply.greeting)
+        return reply.ok
 
     async def _show_persona(self, ref: ChannelRef) -> None:
         """The character's name and image as the bot's profile in this room only (its
@@ -538,15 +559,19 @@ class MessageHandler:
 
     async def _chat(self, room: nio.MatrixRoom, msg: Message, place: Place) -> None:
         await place.turn()
+        asked = self._secret_asked.pop((msg.room_id, msg.sender), None)
         ref = msg.ref
         if not await self._core.should_answer(ref, await self._addressed(msg)):
+            return
+        text = events.strip_mention(msg.text, self._api.user_id, self.display_name)
+        if msg.media is None and taken_for_secret(asked, time.monotonic(), text):
+            await self._drop_secret(msg)
             return
         if msg.thread:
             self._threads[msg.thread] = None
             self._threads.move_to_end(msg.thread)
             while len(self._threads) > _THREADS_KEPT:
                 self._threads.popitem(last=False)
-        text = events.strip_mention(msg.text, self._api.user_id, self.display_name)
         actor = await self._actor(room, msg.sender)
         shown = Shown(ref, msg.sender)
         target = self._answer_target(msg, on_sent=self._showing(shown))
@@ -565,6 +590,23 @@ class MessageHandler:
         finally:
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
+
+    async def _take_out(self, msg: Message) -> str:
+        """Redact a message that holds a secret; what to tell its sender about it."""
+        if await self._api.redact(msg.room_id, msg.event_id, REDACT_REASON):
+            return _DELETED
+        return _NOT_DELETED_DIRECT if msg.direct else _NOT_DELETED
+
+    async def _drop_secret(self, msg: Message) -> None:
+        """The message is the key or password the sender's failed command lacked: not
+        chatted, not kept, taken out of the room where the bot may."""
+        note = await self._take_out(msg)
+        await self._notice(
+            msg,
+            "I took this for the key or password your command before it was missing, so I "
+            "did not send it to the model or keep it. Send the command with the secret in "
+            f"one message, in a direct chat with me.\n\n{note}",
+        )
 
     def _answer_target(
         self, msg: Message, on_sent: Callable[[str], None] | None = None
