@@ -380,7 +380,7 @@ class ChatEngine(_QuotaHooks):
                 )
             preface = f"(The image was not sent: {why}.)\n\n"
         result = await self._answer(
-            key, ref, config, endpoint, request, sink, question, preface=preface
+            key, ref, config, endpoint, request, sink, question, prefix, preface=preface
         )
         if attached.images:
             await self._prune_images()
@@ -465,13 +465,23 @@ class ChatEngine(_QuotaHooks):
                 request,
                 sink,
                 question,
+                prefix,
                 continuing=answer,
                 variant=True,
                 by=actor.id,
             )
         request = await self._request(ref, config, before, await self._sees(ref, config))
         return await self._answer(
-            f"{ref}", ref, config, endpoint, request, sink, question, variant=True, by=actor.id
+            f"{ref}",
+            ref,
+            config,
+            endpoint,
+            request,
+            sink,
+            question,
+            prefix,
+            variant=True,
+            by=actor.id,
         )
 
     async def _swipe(
@@ -511,6 +521,7 @@ class ChatEngine(_QuotaHooks):
         request: ChatRequest,
         sink: ReplySink,
         question: HistoryEntry,
+        prefix: str,
         *,
         preface: str = "",
         continuing: HistoryEntry | None = None,
@@ -552,6 +563,11 @@ class ChatEngine(_QuotaHooks):
         else:
             saved_note = await self._settle(ref, config, question, row, outcome, endpoint, variant)
         error = outcome.error
+        if error and outcome.failed and _sent_images(request, config):
+            error = (
+                f"{error}\nIt was sent images because {prefix}params vision is on; if "
+                f"{config.model} cannot read them, an admin sets {prefix}params vision default."
+            )
         if saved_note:
             error = f"{error}\n{saved_note}" if error else saved_note
         alternative = (1, 1)
@@ -777,6 +793,13 @@ def _newest_turn(history: list[HistoryEntry]) -> tuple[HistoryEntry | None, Hist
             after = [e for e in history[i + 1 :] if e.role is Role.ASSISTANT]
             return history[i], (after[0] if after else None)
     return None, None
+
+
+def _sent_images(request: ChatRequest, config: ChannelConfig) -> bool:
+    """Images went out only because an admin said the model reads them: the likeliest
+    cause when such a turn fails."""
+    forced = config.value("vision") == "on"
+    return forced and any(m.images for m in request.messages)
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:

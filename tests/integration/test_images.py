@@ -193,3 +193,20 @@ async def test_reset_forgets_the_images_too(core: Core, endpoint: FakeOpenAI) ->
     assert await blobs() == 1
     assert "Forgot 2 message(s)" in await command(core, "/reset")
     assert await blobs() == 0
+
+
+async def test_a_failure_after_images_sent_by_an_admins_choice_says_how_to_undo_it(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """A text-only server fails a turn with an image in it in its own words ("ended the
+    stream", an error event): with vision forced on, the likeliest cause is named."""
+    await command(core, "/params vision on")
+    endpoint.script = Script(chunks=["never"], fail_after=0)
+    _, error = await say(core, "look", attach("red.png", png("red")))
+    assert error is not None and "overloaded" in error
+    assert "sent images because /params vision is on" in error
+    assert "an admin sets /params vision default" in error
+    # Without an image in the request, the same failure is only itself.
+    await command(core, "/reset")
+    _, error = await say(core, "hello")
+    assert error is not None and "overloaded" in error and "vision" not in error
