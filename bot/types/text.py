@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from typing import Any
@@ -16,6 +17,7 @@ INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060\u00ad\u180e\u2028\u2029"
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NONZERO = re.compile(r"[1-9]")
 
 
 class TextError(ValueError):
@@ -168,19 +170,28 @@ _DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+")
 
 
 def decimal_hint(text: str) -> str:
-    """What to say after refusing `0,7` as a number: many keyboards write decimals so."""
+    """What to say after refusing a number as typed: `0,7` (many keyboards write decimals
+    so), or one past what a float holds (`1e400`, or `1e-400`, which would be 0)."""
     value = text.strip()
-    return (
-        f" Write decimals with a dot: {value.replace(',', '.')}."
-        if _DECIMAL_COMMA.fullmatch(value)
-        else ""
-    )
+    if _DECIMAL_COMMA.fullmatch(value):
+        return f" Write decimals with a dot: {value.replace(',', '.')}."
+    if _DECIMAL.fullmatch(value):
+        far = "too large" if math.isinf(float(value)) else "too close to 0 to be told from it"
+        return f" It is {far}."
+    return ""
 
 
 def parse_decimal(text: str) -> float | None:
-    """`0.7`, `.5`, `1e-3`: ASCII only, finite; else None."""
+    """`0.7`, `.5`, `1e-3`: ASCII only; None for anything else, and for a number a float
+    cannot hold: too large (infinite), or so near 0 that it would silently become 0."""
     value = text.strip()
-    return float(value) if _DECIMAL.fullmatch(value) else None
+    if not _DECIMAL.fullmatch(value):
+        return None
+    number = float(value)
+    mantissa = value.lower().partition("e")[0]
+    if math.isinf(number) or (number == 0 and _NONZERO.search(mantissa)):
+        return None
+    return number
 
 
 _BACKTICKS = re.compile(r"`+")

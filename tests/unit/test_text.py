@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.fields import BY_NAME, FieldError
 from bot.types.text import (
     TextError,
     clean_text,
@@ -133,10 +134,30 @@ def test_parse_integer_is_ascii_only(text: str, value: int | None) -> None:
         ("1_0", None),
         ("٠.٥", None),
         ("0x10", None),
+        ("1e400", None),  # a float cannot hold it: infinite
+        ("1e-400", None),  # nor this: it would be 0, silently
+        ("-1e-400", None),
+        ("0e-400", 0.0),  # 0 as typed
+        ("00.000", 0.0),
+        ("1e-320", 1e-320),  # tiny, but not 0
     ],
 )
 def test_parse_decimal_is_ascii_only_and_finite(text: str, value: float | None) -> None:
     assert parse_decimal(text) == value
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("1e-400", "It is too close to 0 to be told from it."),
+        ("1e400", "It is too large."),
+        ("0,7", "Write decimals with a dot: 0.7."),
+    ],
+)
+def test_a_number_refused_says_why(typed: str, said: str) -> None:
+    with pytest.raises(FieldError) as err:
+        BY_NAME["temperature"].parse(typed)
+    assert said in str(err.value), str(err.value)
 
 
 def test_shorten() -> None:
