@@ -318,9 +318,8 @@ async def test_a_secret_sent_on_its_own_after_the_command_that_lacked_it_is_not_
     # Only the one message after it: the next is chat again.
     answer = await ask(w, w.alice, dm, "Say hello.")
     assert answer.text.strip()
-    assert [e.content for e in await w.core.store.history(ChannelRef(Platform.MATRIX, dm), 50)][
-        0
-    ] == "Say hello."
+    history = await w.core.store.history(ChannelRef(Platform.MATRIX, dm), 50)
+    assert history[0].content == "Say hello."
 
 
 async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
