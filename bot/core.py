@@ -203,6 +203,13 @@ class Core:
             return Reply(str(err), private=True, ok=False)
         name = inv.path[0]
         if name == "stop":
+            asker = self._engine.asker(ref)
+            if asker is not None and asker != actor.id and not self.is_admin(actor):
+                return Reply(
+                    "Only the person who asked or an admin of this channel can stop this answer.",
+                    private=True,
+                    ok=False,
+                )
             stopped = self._engine.stop(ref)
             return Reply("Stopped the answer." if stopped else "No answer is being written here.")
         if name == "swipe":

@@ -303,6 +303,11 @@ class ChatEngine(_QuotaHooks):
         running.stop(why)
         return True
 
+    def asker(self, ref: ChannelRef) -> str | None:
+        """Whom the answer being written in this conversation is for; None when none is."""
+        running = self._running.get(f"{ref}")
+        return None if running is None else running.asker
+
     # -- a new question ---------------------------------------------------------------------
 
     async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str, key: str) -> TurnResult:
@@ -539,7 +544,7 @@ class ChatEngine(_QuotaHooks):
             reply_to=question.id,
             entry=continuing,
         )
-        running = self._running[key] = Running()
+        running = self._running[key] = Running(by or question.author_id or "")
         try:
             outcome = await stream_answer(
                 self._hub.provider(endpoint),

@@ -550,3 +550,33 @@ async def test_a_front_end_that_cannot_stream_gets_the_answer_as_the_reply(
         assert not bad.ok and "not a valid direction" in bad.text
     finally:
         await core.close()
+
+
+async def test_only_the_asker_or_an_admin_stops_an_answer(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """`/stop` is a turn control like ⏹ and Discord's button: another member's is
+    refused and the answer goes on."""
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(60)], interval=0.05)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    carol = Actor("u-carol", "Carol")
+    try:
+        sink = Sink()
+        turn = asyncio.create_task(core.chat(Incoming(REF, BOB, "a long story"), sink))
+        await sink.first.wait()
+        refused = await core.run_text_command(Incoming(REF, carol, "/stop"))
+        assert not refused.ok and "Only the person who asked or an admin" in refused.text
+        assert not turn.done()
+        stopped = await core.run_text_command(Incoming(REF, BOB, "/stop"))
+        assert stopped.text == "Stopped the answer."
+        await turn
+        assert sink.final is not None and sink.final[1] == "Stopped."
+
+        sink = Sink()
+        turn = asyncio.create_task(core.chat(Incoming(REF, BOB, "another"), sink))
+        await sink.first.wait()
+        by_admin = await core.run_text_command(Incoming(REF, ADMIN, "/stop"))
+        assert by_admin.text == "Stopped the answer."
+        await turn
+    finally:
+        await core.close()
