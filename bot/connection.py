@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from bot.providers import Endpoint, ProviderError, ProviderHub, StatusResult
 from bot.store import Store, api_key_name
 from bot.store.secrets import SecretUnreadable
-from bot.types import ChannelConfig, ChannelRef, Source, StatusCheck, redact
+from bot.types import ChannelConfig, ChannelRef, SecretValue, Source, StatusCheck, redact
 
 PROXY_PASSWORD = "proxy_password"
 
@@ -73,8 +73,8 @@ async def endpoint_for(
             f"The custom source needs an endpoint URL: an admin runs {prefix}proxy set <url> "
             "(e.g. http://host:1234/v1)."
         )
-    api_key = await store.resolve_secret(ref, api_key_name(config.source))
-    password = await store.resolve_secret(ref, PROXY_PASSWORD) if config.proxy_url else None
+    api_key = await _sent_secret(store, ref, config, api_key_name(config.source))
+    password = await _sent_secret(store, ref, config, PROXY_PASSWORD) if config.proxy_url else None
     endpoint = Endpoint(
         source=config.source,
         proxy_url=config.resolved_url or config.proxy_url,
@@ -89,6 +89,33 @@ async def endpoint_for(
             f"proxy with {prefix}proxy set <url>."
         )
     return endpoint
+
+
+# Who set something, narrowest first: a secret goes only to a URL set as widely or more
+# narrowly than itself.
+_REACH = {"channel": 0, "server": 1, "operator": 2, "default": 3}
+
+
+def withheld(secret_from: str, config: ChannelConfig) -> bool:
+    """Whether a secret set at `secret_from` is kept from this channel's endpoint URL: the
+    URL was set more narrowly (a channel's own `/proxy set`, an admin's direct chat), so
+    whoever set it did not set the secret. The operator's custom key or proxy password
+    goes only to the operator's URL, a server's only to a URL the server's admins set;
+    else anyone who may set a URL in one channel could send them to a server of theirs."""
+    if not config.proxy_url:
+        return False  # the source's own API, which no one here chose
+    url_from = config.origins.get("proxy_url", "default")
+    return _REACH.get(secret_from, 3) > _REACH.get(url_from, 3)
+
+
+async def _sent_secret(
+    store: Store, ref: ChannelRef, config: ChannelConfig, name: str
+) -> SecretValue | None:
+    """The effective secret `name`, unless it is withheld from the channel's URL."""
+    found = await store.effective_secret(ref, name)
+    if found is None or withheld(found[0], config):
+        return None
+    return found[1]
 
 
 async def shown_here(

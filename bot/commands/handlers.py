@@ -14,6 +14,7 @@ from bot.connection import (
     endpoint_url,
     run_status_check,
     shown_here,
+    withheld,
 )
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
 from bot.providers import NotFoundError, StatusResult
@@ -271,8 +272,9 @@ async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     return Reply(f"Removed the proxy URL and password for {_where(scope)}.")
 
 
-async def _secret_state(ctx: CommandContext, name: str) -> str:
-    """`set (…abcd, channel)`, `not set`, or `unreadable …` for a secret."""
+async def _secret_state(ctx: CommandContext, name: str, config: ChannelConfig | None = None) -> str:
+    """`set (…abcd, channel)`, `not set`, or `unreadable …` for a secret; with `config`,
+    also when it is kept from the channel's endpoint URL (`withheld`)."""
     try:
         origin = await ctx.store.secret_origin(ctx.ref, name)
     except SecretUnreadable:
@@ -283,7 +285,16 @@ async def _secret_state(ctx: CommandContext, name: str) -> str:
     if origin is None:
         return "not set"
     where, last4 = origin
-    return f"set (…{last4}, {where})" if last4 else f"set ({where})"
+    state = f"set (…{last4}, {where})" if last4 else f"set ({where})"
+    if config is not None and withheld(where, config):
+        how = (
+            f"{ctx.prefix}proxy password"
+            if name == PROXY_PASSWORD
+            else f"{ctx.prefix}key set {config.source.value}"
+        )
+        url_from = _ORIGINS[config.origins.get("proxy_url", "default")]
+        state += f", not sent to an endpoint URL set {url_from}: set one for it with {how}"
+    return state
 
 
 async def proxy_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -293,7 +304,7 @@ async def proxy_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines = [f"Proxy URL: {config.proxy_url}"]
     if config.resolved_url and config.resolved_url != config.proxy_url:
         lines.append(f"In use: {config.resolved_url} (/v1 added automatically)")
-    lines.append(f"Password: {await _secret_state(ctx, PROXY_PASSWORD)}")
+    lines.append(f"Password: {await _secret_state(ctx, PROXY_PASSWORD, config)}")
     return Reply("\n".join(lines))
 
 
@@ -468,9 +479,9 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         f"Source: {config.source.value}{_from(config, 'source')}",
         f"Model: {config.model + _from(config, 'model') if config.model else '(not set)'}",
         f"Endpoint: {endpoint + _from(config, 'proxy_url') if endpoint else own_endpoint}",
-        f"API key: {await _secret_state(ctx, api_key_name(config.source))}",
+        f"API key: {await _secret_state(ctx, api_key_name(config.source), config)}",
     ]
-    password = await _secret_state(ctx, PROXY_PASSWORD)
+    password = await _secret_state(ctx, PROXY_PASSWORD, config)
     if config.proxy_url:
         lines.append(f"Proxy password: {password}")
     elif password != "not set":  # saved first: it goes to the URL set next

@@ -208,6 +208,10 @@ class Store:
         found = await self._vault.effective(ref, name)
         return None if found is None else found[1]
 
+    async def effective_secret(self, ref: ChannelRef, name: str) -> tuple[str, SecretValue] | None:
+        """("channel" | "server" | "operator", value) of the effective secret."""
+        return await self._vault.effective(ref, name)
+
     async def secret_origin(self, ref: ChannelRef, name: str) -> tuple[str, str] | None:
         """("channel" | "server" | "operator", last4) of the effective secret."""
         found = await self._vault.effective(ref, name)

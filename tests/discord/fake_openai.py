@@ -39,6 +39,8 @@ class FakeOpenAI:
     cut_off: list[float] = field(default_factory=list)  # when a reader hung up mid-answer
     arrived: list[float] = field(default_factory=list)  # monotonic time of each request
     ended: dict[int, float] = field(default_factory=dict)  # request index → answer sent
+    # The Authorization header of every request, models and chat alike ("" when none).
+    authorizations: list[str] = field(default_factory=list)
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -57,11 +59,13 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
     state = FakeOpenAI("", script or Script(), [])
 
     async def models(request: web.Request) -> web.Response:
+        state.authorizations.append(request.headers.get("Authorization", ""))
         data = [{"id": m, "object": "model", "owned_by": "test"} for m in state.script.models]
         return web.json_response({"object": "list", "data": data})
 
     async def completions(request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
+        state.authorizations.append(request.headers.get("Authorization", ""))
         body = await request.json()
         index = len(state.requests)  # `arrived` and `requests` stay in step
         state.requests.append(body)

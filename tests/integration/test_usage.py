@@ -228,6 +228,9 @@ async def test_a_turn_records_the_reported_usage_and_its_asker(core: Core) -> No
 
 async def test_unreported_usage_is_estimated_and_errors_are_flagged(core: Core) -> None:
     await configure(core, FAKE, "m1")
+    # The server's key goes to the server's URL, not to one a channel set (`withheld`).
+    await core.store.update_config(REF, Scope.CHANNEL, ADMIN, {"proxy_url": None}, action="t")
+    await core.store.update_config(REF, Scope.SERVER, OWNER, {"proxy_url": FAKE}, action="t")
     await core.store.set_secret(REF, Scope.SERVER, "custom_api_key", SecretValue("sk-srv-1"), OWNER)
     with respx.mock(assert_all_called=False) as mock:
         route = mock.post(f"{FAKE}/chat/completions")

@@ -1,0 +1,119 @@
+"""Where an inherited secret may go: only to an endpoint URL set as widely as the secret.
+
+An operator's DEFAULT_CUSTOM_API_KEY went to any URL an admin of one channel (anyone, in
+a direct message with the bot) set with /proxy set: a server of theirs received it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.core import Core
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key
+from bot.store.migrate import upgrade_to_head
+from bot.types import Actor, ChannelConfig, ChannelRef, Incoming, Platform, SecretValue, Source
+from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+
+REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+OTHER = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+ADMIN = Actor("u-admin", "Ada", is_channel_admin=True)
+OWNER = Actor("u-owner", "Olga", is_channel_admin=True, is_server_admin=True)
+OPERATOR_KEY = "operator-custom-secret-77aa88bb99"
+
+
+class Sink:
+    final = ""
+
+    async def typing(self) -> None:
+        return None
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        return None
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        self.final = answer + (f"\n{error}" if error else "")
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[tuple[FakeOpenAI, FakeOpenAI]]:
+    async with (
+        fake_openai(Script(chunks=["ok"])) as ours,
+        fake_openai(Script(chunks=["ok"])) as theirs,
+    ):
+        yield ours, theirs
+
+
+@pytest.fixture
+async def core(tmp_path: Path, servers: tuple[FakeOpenAI, FakeOpenAI]) -> AsyncIterator[Core]:
+    url = f"sqlite+aiosqlite:///{tmp_path}/reach.db"
+    await upgrade_to_head(url)
+    defaults = ChannelConfig.of(source=Source.CUSTOM, model="m-small", proxy_url=servers[0].url_v1)
+    store = await Store.open(
+        url,
+        SecretBox.from_setting(generate_key()),
+        defaults=defaults,
+        default_secrets={"custom_api_key": SecretValue(OPERATOR_KEY)},
+    )
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    core = Core(store, hub)
+    try:
+        yield core
+    finally:
+        await core.close()
+
+
+async def say(core: Core, text: str, ref: ChannelRef = REF) -> str:
+    sink = Sink()
+    await core.chat(Incoming(ref, ADMIN, text), sink)
+    return sink.final
+
+
+async def command(core: Core, text: str, actor: Actor = ADMIN, ref: ChannelRef = REF) -> str:
+    return (await core.run_text_command(Incoming(ref, actor, text))).text
+
+
+async def test_the_operators_key_goes_only_to_the_operators_url(
+    core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    ours, theirs = servers
+    assert await say(core, "hi") == "ok"
+    assert ours.authorizations[-1] == f"Bearer {OPERATOR_KEY}"
+
+    # A channel admin points the channel at a server of theirs: the status check and
+    # every turn reach it without the operator's key, and /settings says why.
+    set_url = await command(core, f"/proxy set {theirs.url_v1}")
+    assert "Endpoint set" in set_url and OPERATOR_KEY not in set_url
+    await say(core, "hi again")
+    assert theirs.authorizations and all(a == "" for a in theirs.authorizations)
+    settings = await command(core, "/settings")
+    assert "not sent to an endpoint URL set this channel" in settings
+    assert "/key set custom" in settings
+
+    # Their own key goes to their own URL.
+    await command(core, "/key set custom their-own-key-123456")
+    await say(core, "and now")
+    assert theirs.authorizations[-1] == "Bearer their-own-key-123456"
+
+    # Another channel still uses the operator's URL and key.
+    assert await say(core, "hi", OTHER) == "ok"
+    assert ours.authorizations[-1] == f"Bearer {OPERATOR_KEY}"
+
+
+async def test_a_servers_key_goes_to_the_servers_url_not_a_channels(
+    core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    ours, theirs = servers
+    await command(core, f"/proxy set {ours.url_v1} scope:server", OWNER)
+    await command(core, "/key set custom server-key-abcdef123 scope:server", OWNER)
+    await say(core, "hi")
+    assert ours.authorizations[-1] == "Bearer server-key-abcdef123"
+    await command(core, f"/proxy set {theirs.url_v1}")  # a channel admin, this channel
+    await say(core, "hi")
+    assert theirs.authorizations and theirs.authorizations[-1] == ""
+    await command(core, "/proxy password pw-of-this-channel-1")  # set here: sent here
+    await say(core, "hi")
+    assert theirs.authorizations[-1] == "Bearer pw-of-this-channel-1"
