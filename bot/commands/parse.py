@@ -10,6 +10,7 @@ from bot.fields import SWITCH_OFF, SWITCH_ON, number_text
 from bot.types import Attachment, SecretValue
 from bot.types.secrets import holds_key
 from bot.types.text import (
+    INVISIBLE,
     TextError,
     clean_text,
     decimal_hint,
@@ -107,18 +108,25 @@ def suggest(word: str, candidates: list[str]) -> str:
 _FULLWIDTH = {"/": "\uff0f", "!": "\uff01"}
 
 
-def plain_prefix(text: str, prefix: str) -> str:
-    """`text`, a leading fullwidth `／` or `！` made the plain prefix; else unchanged.
+# What can stand unseen before a command: zero-width characters and the marks that set
+# or turn the direction of text (U+200E, U+200F, U+202A–U+202E, U+2066–U+2069).
+_HIDDEN = INVISIBLE + "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
-    Front-ends apply it where a message comes in, so `／key set …` is the command (and
-    its key is handled as one) everywhere, not a chat line sent to the model."""
-    wide = _FULLWIDTH.get(prefix)
-    if wide is None or wide not in text[:8]:
-        return text
-    body = strip_invisible(text)
-    # Only before a command's name: `！！！` or `！好` is a CJK sentence, not a command.
-    named = body.startswith(wide) and body[1:2].isascii() and body[1:2].isalpha()
-    return prefix + body[1:] if named else text
+
+def plain_prefix(text: str, prefix: str) -> str:
+    """`text` as a command reads: what hides before the prefix taken off (a zero-width
+    space, a right-to-left mark), and a leading fullwidth `／` or `！` made the plain
+    prefix; anything else unchanged.
+
+    Front-ends apply it where a message comes in, so `／key set …` or an invisible
+    character before `!key set …` is the command (and its key is handled as one)
+    everywhere, not a chat line sent to the model."""
+    body = text.lstrip(_HIDDEN + " \t\n")
+    for mark in (prefix, _FULLWIDTH.get(prefix)):
+        # Only before a command's name: `！！！` or `！好` is a CJK sentence, not a command.
+        if mark and body.startswith(mark) and body[1:2].isascii() and body[1:2].isalpha():
+            return prefix + body[len(mark) :]
+    return text
 
 
 def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocation:

@@ -59,8 +59,8 @@ from bot.types import (
     Scope,
     TurnState,
 )
-from bot.types.secrets import looks_like_key, redact
-from bot.types.text import INVISIBLE
+from bot.types.secrets import holds_key, redact
+from bot.types.text import INVISIBLE, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
@@ -314,7 +314,7 @@ class ChatEngine(_QuotaHooks):
         if not await self._admitted(incoming.channel, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
         text = incoming.text.strip()
-        if not text and not incoming.attachments:
+        if not strip_invisible(text) and not incoming.attachments:
             return await _notice(sink, "Ask me something with your message.")
         if len(text) > MAX_INPUT_CHARS:
             return await _notice(
@@ -322,12 +322,8 @@ class ChatEngine(_QuotaHooks):
                 f"That message is too long for me ({len(text):,} characters; the limit is "
                 f"{MAX_INPUT_CHARS:,}). Shorten it or split it up.",
             )
-        if looks_like_key(text):
-            return await _notice(
-                sink,
-                "That looks like an API key, so I did not send it anywhere. Delete it from "
-                f"the chat; admins store keys with {prefix}key set.",
-            )
+        if holds_key(text):
+            return await _notice(sink, _KEY_IN_MESSAGE.format(what="message", prefix=prefix))
         ref = incoming.channel
         try:
             await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip for the reads below
@@ -335,6 +331,8 @@ class ChatEngine(_QuotaHooks):
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)
             content = text + attached.text if text else attached.text.lstrip("\n")
+            if holds_key(attached.text):
+                return await _notice(sink, _KEY_IN_MESSAGE.format(what="file", prefix=prefix))
             if _holds_a_secret(content, endpoint):
                 return await _notice(
                     sink,
@@ -767,6 +765,10 @@ def _estimate(
     return turn_estimate(prompt, config.number("max_tokens"))
 
 
+_KEY_IN_MESSAGE = (
+    "That {what} holds what looks like an API key, so I did not send it anywhere. Delete "
+    "it from the chat if others can see it; admins store keys with {prefix}key set."
+)
 # A channel secret this long found in a message stops it (a shorter one could be any
 # word; answers are still cleaned of those).
 _HELD_SECRET_CHARS = 8

@@ -33,17 +33,13 @@ _PERCENT = re.compile(r"%[0-9A-F]{2}")
 _WHOLE_KEY = re.compile(r"(?:sk-ant-|sk-)[A-Za-z0-9_\-]{16,}")
 
 
-def looks_like_key(text: str) -> bool:
-    """A message that is nothing but a provider key (pasted into the wrong place)."""
-    return _WHOLE_KEY.fullmatch(text.strip()) is not None
-
-
 _KEY_INSIDE = re.compile(r"(?<![A-Za-z0-9])" + _WHOLE_KEY.pattern)
 
 
 def holds_key(text: str) -> bool:
-    """Text with a provider key in it (`sk-…`, `sk-ant-…`): a command value that does is
-    refused, never stored or shown (a key pasted into `/model`, say)."""
+    """Text with a provider key in it (`sk-…`, `sk-ant-…`): a command value or a chat
+    message that does is refused, never sent, stored or shown (a key pasted into
+    `/model`, or into a message to the model)."""
     return _KEY_INSIDE.search(text) is not None
 
 

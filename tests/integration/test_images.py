@@ -210,3 +210,20 @@ async def test_a_failure_after_images_sent_by_an_admins_choice_says_how_to_undo_
     await command(core, "/reset")
     _, error = await say(core, "hello")
     assert error is not None and "overloaded" in error and "vision" not in error
+
+
+async def test_a_key_inside_a_message_or_its_file_is_never_sent(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Not only a message that is nothing but a key: one in a sentence, after a hidden
+    character, or in an attached file went to the model and into the history."""
+    key = "sk-proj-Zq8vR2mN4kL7pX1wT9yB3c"
+    for text in (f"my key is {key} ok?", f"\u200b!key set openai {key}"):
+        answer, _ = await say(core, text)
+        assert "holds what looks like an API key" in answer and key not in answer
+    answer, _ = await say(core, "what is this?", attach("notes.txt", f"OPENAI={key}\n".encode()))
+    assert answer.startswith("That file holds what looks like an API key")
+    answer, _ = await say(core, "and this?", attach(f"{key}.txt", b"plain words"))
+    assert answer.startswith("That file holds what looks like an API key")
+    assert endpoint.requests == []
+    assert await core.store.history(REF, 10) == []

@@ -146,6 +146,13 @@ def test_a_fullwidth_prefix_is_the_prefix() -> None:
     assert parse("\uff0fsource claude", TABLE).raw == {"source": "claude"}
 
 
+@pytest.mark.parametrize("hidden", ["\u200b", "\ufeff", "\u202e", "\u200f", "\u2066", " \u200d "])
+def test_what_hides_before_a_command_is_taken_off(hidden: str) -> None:
+    """`<ZWSP>!key set …` read as chat would have sent the key to the model."""
+    assert plain_prefix(f"{hidden}!key set openai sk-x", "!") == "!key set openai sk-x"
+    assert plain_prefix(f"{hidden}hello", "!") == f"{hidden}hello"  # chat stays as typed
+
+
 @pytest.mark.parametrize(
     "text",
     [

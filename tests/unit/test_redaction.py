@@ -9,7 +9,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from bot.types import REDACTED, SecretValue, redact
-from bot.types.secrets import looks_like_key
+from bot.types.secrets import holds_key
 
 KEY = 'sk-Esc"ape\\back+sl/ash=eq%25pct'
 
@@ -92,12 +92,14 @@ def test_matrix_ids_are_not_key_shapes() -> None:
         ("sk-proj-abcdefghijklmnop", True),
         (" sk-ant-api03-abcdefghijklmnopqr ", True),
         ("sk-short", False),
-        ("my key is sk-proj-abcdefghijklmnop", False),
+        ("my key is sk-proj-abcdefghijklmnop ok?", True),  # a key inside a sentence
+        ("\u200b!key set openai sk-proj-abcdefghijklmnop", True),
+        ("task-proj-abcdefghijklmnop", False),  # `sk-` inside a word
         ("hello", False),
     ],
 )
-def test_looks_like_key(text: str, key: bool) -> None:
-    assert looks_like_key(text) is key
+def test_holds_key(text: str, key: bool) -> None:
+    assert holds_key(text) is key
 
 
 @pytest.mark.parametrize("before", [b"", b"u:", b"ab:", b"user:"])
