@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from bot.frontends.matrix.access import (
     inviter_allowed,
     is_room_admin,
 )
+from bot.frontends.matrix.client import quiet_nio
 from bot.frontends.matrix.messages import reasoning_as_quote
 from bot.frontends.matrix.render import markdown_to_html, needs_html
 from bot.frontends.matrix.secret_commands import may_hold_secret, scrub_reply, split_target
@@ -266,6 +268,20 @@ def test_a_key_typed_in_the_wrong_place_is_scrubbed_from_the_reply() -> None:
     text = "!proxy set http://host:1/v1 hunter22"
     reply = "Endpoint set to http://host:1/v1 (hunter22)"
     assert scrub_reply(reply, text, TABLE, "!") == "Endpoint set to http://host:1/v1 (****)"
+    # A line that does not even split (two room targets) is scrubbed, not a crash: the
+    # key's message was redacted and its sender got no answer at all.
+    text = "!key set openai sk-live-abcdef room:!a room:!b"
+    reply = "Name one room only (room:!id or room:#alias:server)."
+    assert scrub_reply(reply, text, TABLE, "!") == reply
+    assert scrub_reply("sk-live-abcdef?", text, TABLE, "!") == "****?"
+
+
+def test_nio_never_logs_the_events_it_finds_malformed() -> None:
+    """nio's warning for a malformed event quotes it whole: a password typed in it."""
+    quiet_nio()
+    for name in ("nio.events.misc", "nio.responses"):
+        assert not logging.getLogger(name).isEnabledFor(logging.WARNING)
+    assert logging.getLogger("nio.events.misc").isEnabledFor(logging.ERROR)
 
 
 # --- rendering ---------------------------------------------------------------------

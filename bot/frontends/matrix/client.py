@@ -315,6 +315,10 @@ def quiet_nio() -> None:
     nio_log = logging.getLogger("nio")
     if nio_log.getEffectiveLevel() < logging.INFO:
         nio_log.setLevel(logging.INFO)
+    # Their warnings about a malformed event or response quote it whole ("On instance
+    # …": a message's text, a password typed in it): only errors pass.
+    for quoting in ("nio.events.misc", "nio.responses"):
+        logging.getLogger(quoting).setLevel(logging.ERROR)
 
 
 async def start(core: Core, options: MatrixOptions) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from bot.types.text import strip_invisible
+
 # Events stamped this long before start-up are old even if a sync hands them over late.
 CLOCK_SLACK_MS = 60_000
 # A message whose room key has not arrived yet is retried after later syncs this long.
@@ -85,7 +87,7 @@ def decide(facts: EventFacts) -> Decision:
         return Decision(Action.IGNORE, "an edit (the original was handled)")
     if facts.msgtype not in TYPED and not facts.media:
         return Decision(Action.IGNORE, "neither typed text nor a file the bot reads")
-    if not facts.text.strip() and not facts.media:
+    if not strip_invisible(facts.text) and not facts.media:
         return Decision(Action.IGNORE, "no text")
     if not facts.room_known:
         return Decision(Action.IGNORE, "a room the bot does not know")

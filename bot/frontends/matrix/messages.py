@@ -58,10 +58,10 @@ PERSONA_COMMANDS = frozenset({("character", "import"), ("character", "clear")})
 _ANSWERS_KEPT = 5000  # answers whose reactions and controls edit them in place
 _ASKS_KEPT = 1000  # senders whose failed secret command may be followed by its secret
 REDACT_REASON = "It contained a secret; the bot removed it."
-_DELETED = "I deleted your message so the key does not stay in the room history."
+_DELETED = "I deleted your message so the secret does not stay in the room history."
 _NOT_DELETED = (
     "⚠️ I could not delete your message (I need permission to remove messages here). "
-    "Delete it yourself now: the key is visible in the room history."
+    "Delete it yourself now: the secret is visible in the room history."
 )
 # In a direct chat only its creator may delete others' messages, unless they raise the
 # bot's power: no alarm, the key is in a room of two, but it is still in its history.
@@ -402,8 +402,10 @@ class MessageHandler:
         """🔄 ⏩ ⏹ ◀ ▶ on an answer, by its asker or an admin: the control, in place."""
         shown = self._shown.get(reacts_to)
         room = self._room(room_id)
-        if shown is None or room is None:
-            return  # not an answer the bot remembers: a reaction like any other
+        if shown is None or room is None or shown.ref.channel_id != room_id:
+            # Not an answer the bot remembers in this room: a reaction like any other (a
+            # homeserver that relates events across rooms gets no say in another room).
+            return
         actor = await self._actor(room, sender)
         facts = AnswerFacts(shown.asker, shown.answered)
         words = reaction_command(key, facts, sender=sender, admin=self._core.is_admin(actor))
@@ -560,12 +562,13 @@ class MessageHandler:
     async def _chat(self, room: nio.MatrixRoom, msg: Message, place: Place) -> None:
         await place.turn()
         asked = self._secret_asked.pop((msg.room_id, msg.sender), None)
-        ref = msg.ref
-        if not await self._core.should_answer(ref, await self._addressed(msg)):
-            return
         text = events.strip_mention(msg.text, self._api.user_id, self.display_name)
+        # Addressed or not: a secret must not stay in the room either.
         if msg.media is None and taken_for_secret(asked, time.monotonic(), text):
             await self._drop_secret(msg)
+            return
+        ref = msg.ref
+        if not await self._core.should_answer(ref, await self._addressed(msg)):
             return
         if msg.thread:
             self._threads[msg.thread] = None

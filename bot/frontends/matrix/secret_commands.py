@@ -84,11 +84,11 @@ def scrub_reply(reply: str, text: str, table: tuple[Command, ...], prefix: str) 
     The core never echoes a secret it recognised, but a key typed in the wrong place
     (`!key set sk-… claude`) is just a bad value, and error messages quote bad values.
     """
-    body = split_target(text).text
     try:
+        body = split_target(text).text
         inv = parse(body, table, prefix)
-    except CommandError:
-        inv = None
+    except CommandError:  # two `room:` targets, say: every word of it is a suspect
+        body, inv = text, None
     known = _table_words(table)
     plain: set[str] = set()
     suspects: set[str] = set()
