@@ -303,3 +303,24 @@ async def test_a_rate_limited_edit_is_retried_not_dropped(
     assert bot_messages(world.channel, world.bot_id) == [endpoint.script.answer.strip()]
     edits = requests(world.env, "PATCH", f"/channels/{world.channel.id}/messages/")
     assert len(edits) >= 2  # the refused one, then the retry that went through
+
+
+async def test_a_command_typed_into_a_mention_is_not_chat(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    """Discord takes commands as slash commands only. `@bot ／key set custom <key>` was
+    chat: a key no pattern knows went to the model and into the history in plain text."""
+    secret = "tabby-9f8e7d6c5b4a3210"
+    await world.member.send(world.channel, f"<@{world.bot_id}> \uff0fkey set custom {secret}")
+    [said] = bot_messages(world.channel, world.bot_id)
+    assert "slash commands: type `/key`" in said and "asked for privately" in said
+    assert "I deleted your message" in said or "Delete your message" in said
+    assert secret not in said
+    await world.member.send(world.channel, f"<@{world.bot_id}> /model gpt-4o")
+    hint = bot_messages(world.channel, world.bot_id)[-1]
+    assert "type `/model`" in hint and "privately" not in hint
+    assert endpoint.requests == []
+    assert await core.store.history(ref_of(world.channel, world.guild), 10) == []
+    # A slash that names no command is chat as ever.
+    await world.member.send(world.channel, f"<@{world.bot_id}> /shrug what now?")
+    assert asked(endpoint) == ["/shrug what now?"]

@@ -14,6 +14,7 @@ from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
     Blocked,
     MessageFacts,
+    TypedCommand,
     actor_for,
     blocked_by,
     channel_ref,
@@ -21,6 +22,7 @@ from bot.frontends.discord.events import (
     is_addressed,
     send_check,
     strip_mention,
+    typed_command,
 )
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
@@ -117,6 +119,11 @@ class ChatHandler:
             addressed = await self._core.has_conversation(ref)
         if not await self._core.should_answer(ref, addressed):
             return
+        text = strip_mention(message.content, me.id, my_role_id(message))
+        typed = typed_command(text, self._core.table)
+        if typed is not None:
+            await _typed_command(message, typed)
+            return
         reply_to: discord.Message | None = message
         author = message.author
         guild = message.guild
@@ -174,6 +181,34 @@ class ChatHandler:
 
 
 REFUSAL_SECONDS = 15.0  # a refusal is for the asker: it does not stay in the channel
+
+
+async def _typed_command(message: discord.Message, typed: TypedCommand) -> None:
+    """A command typed into a message: not chat. Say where commands are; a message that
+    may hold a key is deleted where the bot may (Manage Messages), else its author is
+    asked to."""
+    text = (
+        f"Commands here are Discord's slash commands: type `/{typed.name}` and pick it from "
+        "the menu. I did not send your message anywhere."
+    )
+    deleted = False
+    if typed.secret:
+        text += " A key or password is asked for privately once you pick the command."
+        with contextlib.suppress(discord.HTTPException):
+            await message.delete()
+            deleted = True
+        text += (
+            " I deleted your message, which may have held one."
+            if deleted
+            else " Delete your message if it held one."
+        )
+    try:
+        if deleted:  # nothing left to reply to
+            await message.channel.send(text)
+        else:
+            await message.reply(text, mention_author=False)
+    except discord.HTTPException as err:
+        log.info("could not answer a typed command: %s", type(err).__name__)
 
 
 async def _refuse(message: discord.Message, text: str) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import discord
 
+from bot.commands.parse import asks_secret, plain_prefix
+from bot.commands.spec import Command
 from bot.types import Actor, ChannelRef, Platform
 
 
@@ -36,6 +38,27 @@ def ignore_reason(facts: MessageFacts) -> str | None:
     if not facts.readable:
         return "no readable content"
     return None
+
+
+def typed_command(text: str, table: tuple[Command, ...]) -> TypedCommand | None:
+    """The command a chat message names (`/key set …`, `／model x`, a typo of a secret
+    one), or None. Discord takes commands as slash commands only: typed into a mention,
+    one is not chat either, and it may hold a key (`/key set custom <key>`)."""
+    body = plain_prefix(text.strip(), "/")
+    words = body[1:].split(maxsplit=1) if body.startswith("/") else []
+    if not words:
+        return None
+    secret = asks_secret(body, table, "/")
+    name = words[0].lower()
+    if not secret and all(c.name != name for c in table):
+        return None  # `/shrug` or a path: chat like any other
+    return TypedCommand(name, secret)
+
+
+@dataclass(frozen=True, slots=True)
+class TypedCommand:
+    name: str  # as typed, lower case
+    secret: bool  # it asks for a key or password: the message may hold one
 
 
 def is_addressed(facts: MessageFacts) -> bool:
