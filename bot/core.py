@@ -210,8 +210,9 @@ class Core:
                     private=True,
                     ok=False,
                 )
-            stopped = self._engine.stop(ref)
-            return Reply("Stopped the answer." if stopped else "No answer is being written here.")
+            if not self._engine.stop(ref):  # said to the one who asked only: no noise
+                return Reply("No answer is being written here.", private=True)
+            return Reply("Stopped the answer.")
         if name == "swipe":
             action = Control.NEXT if args["direction"] == "next" else Control.PREVIOUS
         else:

@@ -18,7 +18,7 @@ from bot.commands import Invocation
 from bot.core import Core
 from bot.frontends.discord import DiscordOptions, point_at
 from bot.frontends.discord.client import ChatClient
-from bot.frontends.discord.persona import webhook_name
+from bot.frontends.discord.persona import Speaker, webhook_name
 from bot.types import Actor, Attachment, ChannelRef, Greeting, Platform, SecretValue
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI, Script
@@ -189,6 +189,17 @@ def test_webhook_names_discord_refuses_are_cleaned() -> None:
     assert webhook_name("disclydecord") == "Character"  # one pass left `discord`
     assert webhook_name("Dis clyde cord") == "Dis cord"
     assert len(webhook_name("x" * 200)) == 80
+
+
+def test_a_cards_name_in_bold_carries_no_formatting_or_mention_of_its_own() -> None:
+    """Cards come from public sites: the name `a** @everyone [x](https://…) **b` put a
+    live link and a role pill on every answer without Manage Webhooks."""
+    name = "a** @everyone <@&200000000000000001> [x](https://evil.example) **b"
+    prefix = Speaker(name).prefix
+    assert prefix.startswith("**") and prefix.endswith("**\n")
+    inner = prefix[2:-3]
+    assert "**" not in inner.replace("\\*\\*", "")  # the name's own are escaped
+    assert "\\[x]" in inner and "@\u200beveryone" in inner and "<@\u200b&" in inner
 
 
 def _answered(fake: FakeDiscord, n: int) -> bool:

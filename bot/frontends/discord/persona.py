@@ -54,7 +54,13 @@ class Speaker:
 
     @property
     def prefix(self) -> str:
-        return "" if self.webhook is not None else f"**{self.name}**\n"
+        return "" if self.webhook is not None else f"**{_plain(self.name)}**\n"
+
+
+def _plain(name: str) -> str:
+    """A card's name (from a public card site) as text in a message: no formatting of
+    its own (`a** [x](https://…) **b` is no link), no mention pill."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(name))
 
 
 class Personas:
@@ -81,7 +87,7 @@ class Personas:
             hint = ""
             if base.id not in self._told:
                 self._told.add(base.id)
-                hint = HINT.format(name=persona.name)
+                hint = HINT.format(name=_plain(persona.name))
             return Speaker(persona.name, hint=hint)
         self._told.discard(base.id)
         cached = self._hooks.get(base.id)
