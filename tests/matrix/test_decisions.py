@@ -244,6 +244,11 @@ def test_room_target_is_taken_out_of_the_command() -> None:
         ("!kye set claude sk-abcdef", True),
         ("!proxy set http://h:1/v1 hunter22", True),
         ("!proxy set http://h:1/v1", False),
+        # Refused as an endpoint, but the password is in the room: redacted too.
+        ("!proxy set http://user:hunter2pass@127.0.0.1:9/v1", True),
+        ("!proxy set http://127.0.0.1:9/v1?api_key=hunter2pass", True),
+        ("!proxy set http://h:1/v1#access_token=abc", True),
+        ("!system read https://docs.example.org/page?id=3 first", False),
         ("!key clear claude", False),
         ("!key set", False),
         ("!model gpt-4o", False),

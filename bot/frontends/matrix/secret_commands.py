@@ -59,7 +59,7 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
     its first word: a mistyped `!key set …` still holds a key. A key pasted into any
     other command (`!model sk-…`) holds one too.
     """
-    if holds_key(text):
+    if holds_key(text) or _url_holds_secret(text):
         return True
     try:
         return carries_secret(parse(split_target(text).text, table, prefix))
@@ -70,6 +70,23 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
         return False
     secret_commands = [c.name for c in table if _has_secret(c)]
     return bool(difflib.get_close_matches(words[0].lower(), secret_commands, n=1, cutoff=0.6))
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+# Query or fragment parameters that carry a credential (`?api_key=…`, `#access_token=…`).
+_SECRET_PARAM = re.compile(r"[?&#;](?:[\w.\-]*(?:key|token|secret|pass|auth|sig)[\w.\-]*)=", re.I)
+
+
+def _url_holds_secret(text: str) -> bool:
+    """A URL with a password or user name in it (`http://user:pass@host`), or a key in
+    its query (`?api_key=…`): the bot refuses such an endpoint, but the line that typed
+    it still holds the secret. (`?id=3` in a prompt's link is no secret.)"""
+    for match in _URL.finditer(text):
+        url = match.group()
+        authority = url.split("://", 1)[1].split("/", 1)[0]
+        if "@" in authority or _SECRET_PARAM.search(url):
+            return True
+    return False
 
 
 def _has_secret(command: Command) -> bool:
