@@ -322,6 +322,38 @@ async def test_a_secret_sent_on_its_own_after_the_command_that_lacked_it_is_not_
     assert history[0].content == "Say hello."
 
 
+async def test_an_edit_that_writes_a_key_in_is_redacted(world: World) -> None:
+    """Edits are never run, but one that writes a key into a group room stayed there."""
+    w = world
+    bot = w.bot.user_id
+    room_id = await _room_with_bot(w, power={bot: 50})
+    original = await w.alice.send(room_id, "hello everyone")
+    after = time.monotonic()
+    edit = await w.alice.send(
+        room_id,
+        f"* !key set openai {KEY}",
+        **{
+            "m.new_content": {"msgtype": "m.text", "body": f"!key set openai {KEY}"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+        },
+    )
+    body = (await w.alice.reply_to(room_id, bot, after, "the edit's notice")).content["body"]
+    assert "Your edit held a key or password" in body and KEY not in body, body
+    assert (await w.alice.event_content(room_id, edit)).get("content") == {}  # redacted
+    # A plain edit is still nothing to the bot.
+    after = time.monotonic()
+    await w.alice.send(
+        room_id,
+        "* hello all",
+        **{
+            "m.new_content": {"msgtype": "m.text", "body": "hello all"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+        },
+    )
+    await asyncio.sleep(1.0)
+    assert w.alice.messages(room_id, bot, after) == []
+
+
 async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -125,6 +125,14 @@ def test_a_caption_that_is_a_command_runs_as_one_and_a_key_is_redacted() -> None
     assert decide.decide(key) == Decision(Action.SECRET_COMMAND_IN_GROUP, redact=True)
 
 
+def test_an_edit_is_ignored_unless_it_writes_a_secret_in() -> None:
+    edit = replace(QUESTION, is_edit=True)
+    assert decide.decide(edit).action is Action.IGNORE
+    assert decide.decide(replace(edit, edit_holds_secret=True)) == Decision(
+        Action.SECRET_EDIT, redact=True
+    )
+
+
 def test_keys_only_in_a_direct_chat() -> None:
     assert keys_refused(secret=True, direct=False)
     assert not keys_refused(secret=True, direct=True)

@@ -23,6 +23,7 @@ from bot.frontends.matrix.messages import ArrivalOrder, Message, MessageHandler,
 from bot.frontends.matrix.session import log_in, unreachable
 from bot.frontends.matrix.sink import RatePace
 from bot.types import failure
+from bot.types.secrets import holds_key
 
 if TYPE_CHECKING:
     from bot.frontends.matrix import MatrixOptions
@@ -177,6 +178,15 @@ class MatrixBot:
             media=media is not None,
             repeated=repeated,
             reaction=reaction,
+            edit_holds_secret=self._edit_holds_secret(content),
+        )
+
+    def _edit_holds_secret(self, content: dict[str, Any]) -> bool:
+        if not events.is_edit(content):
+            return False
+        edited = plain_prefix(events.edited_text(content), self._handler.prefix)
+        return holds_key(edited) or (
+            edited.startswith(self._handler.prefix) and self._handler.may_hold_secret(edited)
         )
 
     def _on_event(self, room_id: str, event: Any) -> None:

@@ -29,6 +29,7 @@ class Action(enum.Enum):
     AWAIT_KEY = "await key"  # encrypted, its room key not here yet: keep it and ask for the key
     COMMAND = "command"
     SECRET_COMMAND_IN_GROUP = "secret command in a group"  # refuse: keys only in a direct chat
+    SECRET_EDIT = "secret edit"  # an edit that writes a key or password in: redact it
     CHAT = "chat"  # answered when addressed, or when the room's reply mode says always
     REACTION = "reaction"  # an m.annotation on an event: maybe a turn control (see below)
 
@@ -53,6 +54,7 @@ class EventFacts:
     media: bool = False  # an image or file message naming a file the bot can fetch
     reaction: bool = False  # an m.reaction annotating an event
     repeated: bool = False  # its event id came in a sync before (a retried sync, say)
+    edit_holds_secret: bool = False  # an edit whose new text may hold a key or password
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,8 @@ def decide(facts: EventFacts) -> Decision:
     if not facts.is_message:
         return Decision(Action.IGNORE, "not a message")
     if facts.is_edit:
+        if facts.edit_holds_secret:  # never read as a command, but a key in the room
+            return Decision(Action.SECRET_EDIT, redact=True)
         return Decision(Action.IGNORE, "an edit (the original was handled)")
     if facts.msgtype not in TYPED and not facts.media:
         return Decision(Action.IGNORE, "neither typed text nor a file the bot reads")

@@ -24,6 +24,13 @@ def is_edit(content: Mapping[str, Any]) -> bool:
     return relates_to(content).get("rel_type") == "m.replace"
 
 
+def edited_text(content: Mapping[str, Any]) -> str:
+    """What an edit (m.replace) changes its message to ("" when it says nothing)."""
+    new = content.get("m.new_content")
+    body = new.get("body") if isinstance(new, Mapping) else None
+    return body if isinstance(body, str) else ""
+
+
 def annotation(event_type: str, content: Mapping[str, Any]) -> tuple[str, str] | None:
     """(the annotated event, the key) of an m.reaction, else None."""
     rel = relates_to(content)

@@ -219,6 +219,13 @@ class MessageHandler:
                 return
             if decision.action is Action.CHAT:
                 await self._chat(room, msg, place)
+            elif decision.action is Action.SECRET_EDIT:
+                note = await self._take_out(msg)
+                await self._notice(
+                    msg,
+                    "Your edit held a key or password; an edit is never run as a command. "
+                    f"Send the command anew, in a direct chat with me.\n\n{note}",
+                )
             else:
                 await self._command(room, msg, decision, place)
         finally:
