@@ -354,6 +354,21 @@ async def test_an_edit_that_writes_a_key_in_is_redacted(world: World) -> None:
     assert w.alice.messages(room_id, bot, after) == []
 
 
+async def test_a_turn_control_from_a_direct_chat_for_another_room_is_refused(
+    world: World,
+) -> None:
+    """`!regenerate room:!group` from a DM asked the model, then could not edit the
+    group's answer from the DM: charged, retried for a minute, never shown."""
+    w = world
+    bot = w.bot.user_id
+    group = await _room_with_bot(w)
+    dm = await w.alice.create_room([bot], direct=True)
+    await w.alice.wait_joined(dm, bot)
+    for control in ("!regenerate", "!continue", "!stop"):
+        answer = await w.alice.command(dm, bot, f"{control} room:{group}")
+        assert f"Send {control} in the room of the answer" in answer, answer
+
+
 async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:

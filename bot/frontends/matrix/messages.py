@@ -275,6 +275,12 @@ class MessageHandler:
             await self._notice(msg, self._with_note(prepared, msg, note))
             return False
         if self._core.is_control(prepared.inv):
+            if prepared.ref.channel_id != msg.room_id:  # its answer is edited in its room
+                name = prepared.inv.path[0]
+                await self._notice(
+                    msg, f"Send {self.prefix}{name} in the room of the answer, not with room:."
+                )
+                return False
             # The core orders these itself (a stop must reach the answer being written).
             place.pass_on()
             await self._control(msg, prepared)
