@@ -177,6 +177,17 @@ async def test_slow_commands_defer_then_follow_up(
     assert config.status is not None and config.status.ok
 
 
+async def test_a_slow_command_refused_is_answered_at_once_without_thinking(
+    world: World,
+) -> None:
+    """A member's /source showed "thinking…" first, then the refusal."""
+    await _open_to_everyone(world, "source")  # a server that shows it to everyone
+    since = len(world.env.http_requests)
+    result = await world.member.slash(world.channel, "source", source="custom")
+    assert callback_types(world.env, since) == [4]  # the message itself, not deferred
+    assert result.ephemeral and "Only admins" in reply_text(result)
+
+
 async def test_long_replies_are_split_into_follow_ups(world: World) -> None:
     result = await world.admin.slash(world.channel, "help")
     pages = [result.response, *result.followups]

@@ -59,13 +59,15 @@ class CommandRunner:
             await _respond(interaction, Reply("This command no longer exists.", True, ok=False))
             return
         raw = {name: _raw(value) for name, value in values.items() if value is not None}
-        if secret_options(command):
-            # Refused commands say so before the form: a key is never typed for nothing.
+        if secret_options(command) or command.slow:
+            # Refused commands say so at once: before the form (a key is never typed for
+            # nothing), and before "thinking…" (a refusal is not slow).
             ref, actor = interaction_context(interaction)
             refused = self._core.refusal(ref, actor, Invocation(path, raw))
             if refused is not None:
                 await _respond(interaction, refused)
                 return
+        if secret_options(command):
             await interaction.response.send_modal(SecretModal(self, path, command, raw))
             return
         await self.run(interaction, command, Invocation(path, raw), defer_now=command.slow)
