@@ -456,24 +456,13 @@ class ChatEngine(_QuotaHooks):
         refused = await self._charge(f"{ref}", ref, actor.id, config, history, None)
         if refused is not None:
             return await _notice(sink, refused.text)  # a control's notice is the presser's
-        before = history[: history.index(answer) if answer in history else len(history)]
-        if action is Control.CONTINUE and answer is not None:
-            sees = await self._sees(ref, config)
+        sees = await self._sees(ref, config)
+        continuing = answer if action is Control.CONTINUE else None
+        if continuing is not None:  # the answer so far goes with the request, to go on from
             request = await self._request(ref, config, history, sees, True)
-            return await self._answer(
-                f"{ref}",
-                ref,
-                config,
-                endpoint,
-                request,
-                sink,
-                question,
-                prefix,
-                continuing=answer,
-                variant=True,
-                by=actor.id,
-            )
-        request = await self._request(ref, config, before, await self._sees(ref, config))
+        else:
+            before = history[: history.index(answer) if answer in history else len(history)]
+            request = await self._request(ref, config, before, sees)
         return await self._answer(
             f"{ref}",
             ref,
@@ -483,6 +472,7 @@ class ChatEngine(_QuotaHooks):
             sink,
             question,
             prefix,
+            continuing=continuing,
             variant=True,
             by=actor.id,
         )
