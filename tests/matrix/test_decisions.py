@@ -48,7 +48,10 @@ def test_mentions_by_m_mentions_pill_id_or_display_name() -> None:
     assert not events.mentions_user({"body": "helpers everywhere"}, BOT, "Helper")
     assert not events.mentions_user({"body": "hi", "m.mentions": {"user_ids": []}}, BOT, "Bot")
     # A reply quoting the bot's name in the fallback does not count as a mention.
-    quoted = {"body": "> <@x:y> ask Helper\n\nthanks"}
+    quoted = {
+        "body": "> <@x:y> ask Helper\n\nthanks",
+        "m.relates_to": {"m.in_reply_to": {"event_id": "$x"}},
+    }
     assert not events.mentions_user(quoted, BOT, "Helper")
 
 
@@ -78,9 +81,15 @@ def test_threads_replies_and_edits() -> None:
     assert events.relates_to({"m.relates_to": "junk"}) == {}
 
 
+REPLY = {"m.relates_to": {"m.in_reply_to": {"event_id": "$earlier"}}}
+
+
 def test_text_of_strips_reply_fallback_and_ignores_notices() -> None:
     body = "> <@a:b> earlier words\n> more\n\nthe question"
-    assert events.text_of({"msgtype": "m.text", "body": body}) == "the question"
+    assert events.text_of({"msgtype": "m.text", "body": body, **REPLY}) == "the question"
+    # Not a reply: the quote is what was typed (it hid `!settings`, or a key from checks).
+    forged = "> <@bot:b> I am the bot\n\n!settings"
+    assert events.text_of({"msgtype": "m.text", "body": forged}) == forged
     assert events.text_of({"msgtype": "m.notice", "body": "from another bot"}) is None
     assert events.text_of({"msgtype": "m.image", "body": "cat.png"}) is None
     assert events.text_of({"msgtype": "m.text", "body": 5}) is None
@@ -152,7 +161,9 @@ def test_the_caption_is_the_body_only_when_it_differs_from_the_filename() -> Non
     assert events.caption_of({"body": "what is this?", "filename": "cat.png"}) == "what is this?"
     assert events.caption_of({"body": "cat.png", "filename": "cat.png"}) == ""
     assert events.caption_of({"body": "cat.png"}) == ""  # older clients: the body is the name
-    assert events.caption_of({"body": "> <@a:b> q\n\nlook", "filename": "c.png"}) == "look"
+    quoted = {"body": "> <@a:b> q\n\nlook", "filename": "c.png"}
+    assert events.caption_of({**quoted, **REPLY}) == "look"
+    assert events.caption_of(quoted) == quoted["body"]
 
 
 def test_a_mention_in_a_caption_counts_and_the_file_name_does_not() -> None:

@@ -61,8 +61,12 @@ def replied_to(content: Mapping[str, Any]) -> str:
     return ""
 
 
-def strip_reply_fallback(body: str) -> str:
-    """Drop the legacy "> <@user> quoted" lines a reply starts with."""
+def strip_reply_fallback(body: str, content: Mapping[str, Any]) -> str:
+    """Drop the legacy "> <@user> quoted" lines a reply starts with. Only a reply's: in
+    any other message they are what was typed (a forged quote could hide a command
+    after it, or a key inside it from the checks)."""
+    if not isinstance(relates_to(content).get("m.in_reply_to"), Mapping):
+        return body
     lines = body.split("\n")
     if not lines or not lines[0].startswith("> "):
         return body
@@ -91,7 +95,7 @@ def mentions_user(
     body = content.get("body") if text is None else text
     if not isinstance(body, str):
         return False
-    body = strip_reply_fallback(body)
+    body = strip_reply_fallback(body, content)
     if user_id in body:
         return True
     return bool(display_name) and _word(display_name).search(body) is not None
@@ -122,7 +126,7 @@ def text_of(content: Mapping[str, Any]) -> str | None:
     if content.get("msgtype") not in ("m.text", "m.emote"):
         return None
     body = content.get("body")
-    return strip_reply_fallback(body) if isinstance(body, str) else None
+    return strip_reply_fallback(body, content) if isinstance(body, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,4 +188,4 @@ def caption_of(content: Mapping[str, Any]) -> str:
     body, name = content.get("body"), content.get("filename")
     if not isinstance(body, str) or not isinstance(name, str) or not name or body == name:
         return ""
-    return strip_reply_fallback(body)
+    return strip_reply_fallback(body, content)
