@@ -124,7 +124,8 @@ def plain_prefix(text: str, prefix: str) -> str:
     body = text.lstrip(_HIDDEN + " \t\n")
     for mark in (prefix, _FULLWIDTH.get(prefix)):
         # Only before a command's name: `！！！` or `！好` is a CJK sentence, not a command.
-        if mark and body.startswith(mark) and body[1:2].isascii() and body[1:2].isalpha():
+        name = body[len(mark) : len(mark) + 1] if mark else ""
+        if mark and body.startswith(mark) and name.isascii() and name.isalpha():
             return prefix + body[len(mark) :]
     return text
 

@@ -151,6 +151,8 @@ def test_what_hides_before_a_command_is_taken_off(hidden: str) -> None:
     """`<ZWSP>!key set …` read as chat would have sent the key to the model."""
     assert plain_prefix(f"{hidden}!key set openai sk-x", "!") == "!key set openai sk-x"
     assert plain_prefix(f"{hidden}hello", "!") == f"{hidden}hello"  # chat stays as typed
+    # MATRIX_COMMAND_PREFIX may be up to 3 characters.
+    assert plain_prefix(f"{hidden}!!key set openai sk-x", "!!") == "!!key set openai sk-x"
 
 
 @pytest.mark.parametrize(
