@@ -286,7 +286,9 @@ async def _secret_state(ctx: CommandContext, name: str, config: ChannelConfig | 
         return "not set"
     where, last4 = origin
     state = f"set (…{last4}, {where})" if last4 else f"set ({where})"
-    if config is not None and withheld(where, config):
+    # Behind a proxy only a custom source's key and the proxy password go to that URL.
+    sent_there = name == PROXY_PASSWORD or (config is not None and config.source is Source.CUSTOM)
+    if config is not None and sent_there and withheld(where, config):
         how = (
             f"{ctx.prefix}proxy password"
             if name == PROXY_PASSWORD

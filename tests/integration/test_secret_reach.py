@@ -56,7 +56,10 @@ async def core(tmp_path: Path, servers: tuple[FakeOpenAI, FakeOpenAI]) -> AsyncI
         url,
         SecretBox.from_setting(generate_key()),
         defaults=defaults,
-        default_secrets={"custom_api_key": SecretValue(OPERATOR_KEY)},
+        default_secrets={
+            "custom_api_key": SecretValue(OPERATOR_KEY),
+            "openai_api_key": SecretValue("sk-operator-openai-0123456789"),
+        },
     )
     hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
     core = Core(store, hub)
@@ -117,3 +120,15 @@ async def test_a_servers_key_goes_to_the_servers_url_not_a_channels(
     await command(core, "/proxy password pw-of-this-channel-1")  # set here: sent here
     await say(core, "hi")
     assert theirs.authorizations[-1] == "Bearer pw-of-this-channel-1"
+
+
+async def test_settings_says_not_sent_only_of_a_secret_that_would_go_to_the_url(
+    core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    """Behind a proxy OpenAI's key is never sent (its proxy password is): advice to set
+    one for the proxy would change nothing."""
+    await command(core, "/source openai")
+    await command(core, f"/proxy set {servers[1].url_v1}")
+    settings = await command(core, "/settings")
+    [key_line] = [line for line in settings.splitlines() if line.startswith("API key:")]
+    assert "operator" in key_line and "not sent" not in key_line
