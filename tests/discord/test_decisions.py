@@ -23,6 +23,7 @@ from bot.frontends.discord.events import (
     is_addressed,
     send_check,
     strip_mention,
+    typed_command,
 )
 from bot.frontends.discord.logs import ModalValuesFilter
 from bot.types import ChannelRef, Platform
@@ -183,3 +184,26 @@ def test_commands_discord_py_could_not_route_get_a_useful_answer() -> None:
     assert "changed since Discord last loaded it" in tree_error_text(stale)
     odd = app_commands.AppCommandError("boom")
     assert "Try again" in tree_error_text(odd) and "boom" not in tree_error_text(odd)
+
+
+@pytest.mark.parametrize(
+    ("text", "named", "secret"),
+    [
+        ("/key set custom tabby-9f8e7d6c", "key", True),
+        ("\uff0fkey set custom x", "key", True),
+        ("/kye set custom x", "key", True),  # the command meant, not the typo
+        ("/key-set custom x", "key", True),
+        ("/password hunter2", "proxy password", True),  # a subcommand's name alone
+        ("/model gpt-4o", "model", False),
+        ("/shrug what now?", None, False),  # names no command: chat
+        ("what is /model?", None, False),
+    ],
+)
+def test_a_command_typed_into_a_message_names_its_slash_command(
+    text: str, named: str | None, secret: bool
+) -> None:
+    typed = typed_command(text, TABLE)
+    if named is None:
+        assert typed is None
+    else:
+        assert typed is not None and (typed.name, typed.secret) == (named, secret)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.commands.parse import asks_secret, plain_prefix
+from bot.commands.parse import asks_secret, closest, plain_prefix
 from bot.commands.spec import Command
 from bot.types import Actor, ChannelRef, Platform
 
@@ -49,15 +49,22 @@ def typed_command(text: str, table: tuple[Command, ...]) -> TypedCommand | None:
     if not words:
         return None
     secret = asks_secret(body, table, "/")
-    name = words[0].lower()
-    if not secret and all(c.name != name for c in table):
+    typed = body[1:].lower().replace("-", " ").replace("_", " ").split()[0]
+    names = [c.name for c in table]
+    if not secret and typed not in names:
         return None  # `/shrug` or a path: chat like any other
+    # The command meant, as its slash command is named (`/kye` is `/key`, `/password`
+    # is `/proxy password`), never the typed word, which may be part of a key.
+    name = typed if typed in names else closest(typed, names)
+    if name is None:
+        subs = {s.name: f"{c.name} {s.name}" for c in table for s in c.subcommands}
+        name = subs.get(closest(typed, list(subs)) or "", "help")
     return TypedCommand(name, secret)
 
 
 @dataclass(frozen=True, slots=True)
 class TypedCommand:
-    name: str  # as typed, lower case
+    name: str  # the slash command meant (`key`, `proxy password`)
     secret: bool  # it asks for a key or password: the message may hold one
 
 
