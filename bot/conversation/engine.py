@@ -331,7 +331,7 @@ class ChatEngine(_QuotaHooks):
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)
             content = text + attached.text if text else attached.text.lstrip("\n")
-            if holds_key(attached.text):
+            if holds_key(attached.text) or any(holds_key(i.name) for i in attached.images):
                 return await _notice(sink, _KEY_IN_MESSAGE.format(what="file", prefix=prefix))
             if _holds_a_secret(content, endpoint):
                 return await _notice(

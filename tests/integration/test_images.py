@@ -225,5 +225,7 @@ async def test_a_key_inside_a_message_or_its_file_is_never_sent(
     assert answer.startswith("That file holds what looks like an API key")
     answer, _ = await say(core, "and this?", attach(f"{key}.txt", b"plain words"))
     assert answer.startswith("That file holds what looks like an API key")
+    answer, _ = await say(core, "and this?", attach(f"{key}.png", png("red")))  # sent as
+    assert answer.startswith("That file holds what looks like an API key")  # [image: name]
     assert endpoint.requests == []
     assert await core.store.history(REF, 10) == []
