@@ -60,7 +60,7 @@ class Running:
     """The answer being written in one conversation, so it can be stopped from outside.
     `asker`: the user it is written for (who may stop it, besides an admin)."""
 
-    def __init__(self, asker: str = "") -> None:
+    def __init__(self, asker: str) -> None:
         self.task = asyncio.current_task()
         self.asker = asker
         self.stopped_by = ""
