@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import logging
 import random
 import ssl
@@ -116,7 +117,11 @@ class Transport:
         # trust_env=False: a ~/.netrc entry must never attach credentials to a URL a
         # chat user typed. No redirects: a redirect could lead past the endpoint policy.
         return httpx.AsyncClient(
-            timeout=self._timeout, follow_redirects=False, trust_env=False, transport=transport
+            timeout=self._timeout,
+            follow_redirects=False,
+            trust_env=False,
+            transport=transport,
+            cookies=_NoCookies(),
         )
 
     def _new_pool(self) -> httpcore.AsyncConnectionPool:
@@ -458,6 +463,15 @@ class PoolTransport(httpx.AsyncBaseTransport):
         lanes, self._lanes = self._lanes, []
         for lane in lanes:
             await lane.pool.aclose()
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """Keeps no cookie. A client serves every channel whose endpoint is on its host, so a
+    cookie one channel's endpoint set would go out with another channel's requests; and
+    no model API needs one. (Also spares a turn httpx's cookie parsing.)"""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
 
 
 _BODY = "chat-completion-bot.body"  # the response extension holding our `_Body`

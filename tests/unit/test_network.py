@@ -18,6 +18,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 import httpcore
 import pytest
@@ -89,6 +90,59 @@ async def test_small_writes_go_out_at_once(pool: httpcore.AsyncConnectionPool) -
         reply = await pool.request("POST", f"http://127.0.0.1:{port}/", content=b"x")
         sock = reply.extensions["network_stream"].get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+async def test_a_request_goes_out_in_one_send_when_its_answer_is_first_read() -> None:
+    """Head and body are held until the read: one send where there were two."""
+    pieces: list[bytes] = []
+    arrived = asyncio.Event()
+    head = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\n"
+
+    class Recorder(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)
+
+        def data_received(self, data: bytes) -> None:
+            pieces.append(data)
+            arrived.set()
+            if data == head + b"body":
+                self.transport.write(response(b"ok"))
+
+    server = await asyncio.get_running_loop().create_server(Recorder, "127.0.0.1", 0)
+    async with server:
+        stream = await AsyncioBackend().connect_tcp("127.0.0.1", server.sockets[0].getsockname()[1])
+        try:
+            await stream.write(head)
+            await stream.write(b"body")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), 0.1)  # nothing went out yet
+            assert (await stream.read(65536, timeout=5)).startswith(b"HTTP/1.1 200 OK")
+            assert pieces == [head + b"body"]
+            # More than a request's worth is not held back.
+            arrived.clear()
+            await stream.write(b"x" * (_network._HELD_MOST + 1))
+            await asyncio.wait_for(arrived.wait(), 5)
+        finally:
+            await stream.aclose()
+
+
+async def test_a_write_the_server_never_takes_times_out() -> None:
+    done = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await done.wait()  # reads nothing: the socket buffers fill up
+        writer.close()
+
+    server, port = await serve(handler)
+    async with server:
+        stream = await AsyncioBackend().connect_tcp("127.0.0.1", port)
+        try:
+            with pytest.raises(httpcore.WriteTimeout):
+                for _ in range(1000):  # up to 64 MB: far more than the buffers hold
+                    await stream.write(b"x" * (1 << 16), timeout=0.2)
+        finally:
+            done.set()
+            await stream.aclose()
 
 
 async def test_a_server_that_closed_an_idle_connection_gets_a_new_one(
@@ -592,6 +646,37 @@ async def test_every_connection_is_checked_again_against_the_policy() -> None:
     finally:
         await strict.aclose()
         await lenient.aclose()
+
+
+async def test_no_cookie_an_endpoint_sets_goes_out_again() -> None:
+    """One client serves every channel whose endpoint is on that host: a cookie one
+    endpoint set must not go out with another channel's requests."""
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                heads.append(await read_request(reader))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nset-cookie: session=alice; Path=/\r\n"
+                    b"content-length: 0\r\n\r\n"
+                )
+                await writer.drain()
+
+    transport = Transport(
+        ProviderSettings(allow_private_endpoints=True),
+        EndpointPolicy(allow_private=True),
+        asyncio.sleep,
+    )
+    server, port = await serve(handler)
+    try:
+        async with server:
+            for _ in range(3):
+                assert await get(transport, f"http://127.0.0.1:{port}/v1/models") == ""
+    finally:
+        await transport.aclose()
+    assert len(heads) == 3
+    assert not any(b"cookie" in head.lower().replace(b"set-cookie", b"") for head in heads)
 
 
 def test_the_connect_time_check_refuses_what_the_url_check_refuses() -> None:
