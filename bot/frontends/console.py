@@ -1,7 +1,8 @@
 """A terminal chat on the same database and command table: `/…` lines are commands.
 
-The terminal is a chat, not a log: only answers are printed. Ctrl-C while an answer
-streams stops that answer; Ctrl-C at the prompt, or Ctrl-D, leaves.
+The terminal is a chat, not a log: only answers are printed. `/stop` or Ctrl-C while an
+answer streams stops that answer (another line typed meanwhile waits for it to end);
+Ctrl-C at the prompt, or Ctrl-D, leaves.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from bot.commands.parse import CommandError, asks_secret, plain_prefix
-from bot.commands.spec import Kind
+from bot.commands.spec import Invocation, Kind
 from bot.core import Core, secret_prompt
 from bot.types import (
     Actor,
@@ -215,6 +216,8 @@ class Console:
         self._pending: list[Attachment] = []
         self._held: str | None = None  # a line read ahead, to be handled next
         self._asking = False  # a secret's prompt is waiting for its line
+        self._next: asyncio.Future[str | None] | None = None  # a line read during an answer
+        self._input_ended = False  # the end of input came during an answer
         self._cancelled = False  # Ctrl-C at that prompt: its line is not the secret
 
     def _print(self, text: str) -> None:
@@ -245,13 +248,13 @@ class Console:
             where = f" The log is in {self._log_path}." if self._log_path else ""
             self._print(
                 f"chatbot console, channel '{self._ref.channel_id}'. Lines starting with / are "
-                f"commands (/help). Ctrl-C stops an answer; Ctrl-D or Ctrl-C quits.{where}"
+                f"commands (/help). /stop or Ctrl-C stops an answer; Ctrl-D or Ctrl-C quits.{where}"
             )
         try:
             while not self._leave.is_set():
                 line, self._held = self._held, None
-                if line is None:
-                    line = await self._until_leave(self._reader.line("> "))
+                if line is None and not self._input_ended:
+                    line = await self._until_leave(self._next_line())
                 if line is None:
                     break
                 if self._tty and len(line.encode("utf-8", "replace")) >= TERMINAL_LINE_BYTES:
@@ -273,6 +276,57 @@ class Console:
         if self._leave.is_set() and self._tty:
             self._print("")
         return 0
+
+    async def _next_line(self) -> str | None:
+        """The next line: the one an answer left being read, else a new read."""
+        pending, self._next = self._next, None
+        if pending is None:
+            return await self._reader.line("> ")
+        if self._tty:
+            self._out.write("> ")
+            self._out.flush()
+        return await pending
+
+    async def _answer(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run an answer while reading on: `/stop` typed meanwhile stops it, as Ctrl-C
+        does; any other line is handled once the answer has ended."""
+        self._answering = True
+        task = asyncio.ensure_future(work)
+        try:
+            while self._held is None and not self._input_ended:
+                if self._next is None:
+                    self._next = asyncio.ensure_future(self._reader.line())
+                either: set[asyncio.Future[Any]] = {task, self._next}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if task.done():
+                    break
+                line, self._next = self._next.result(), None
+                if line is None:
+                    self._input_ended = True  # leave once the answer is done
+                elif (stop := self._stop_typed(line)) is not None:
+                    self._print((await self._stop(stop)).text)
+                else:
+                    self._held = line
+            return await task
+        finally:
+            self._answering = False
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    def _stop_typed(self, line: str) -> Invocation | None:
+        """`/stop`, as typed during an answer; None for any other line."""
+        text = plain_prefix(line.strip(), self._core.prefix(Platform.CONSOLE))
+        try:
+            inv = self._core.parse(text, Platform.CONSOLE)
+        except CommandError:
+            return None
+        return inv if inv.path == ("stop",) else None
+
+    async def _stop(self, inv: Invocation) -> Reply:
+        done = await self._core.run_control(self._ref, self._actor, inv, ConsoleSink(self._out))
+        assert isinstance(done, Reply)  # stop answers at once, with a reply
+        return done
 
     async def _until_leave(self, work: Coroutine[Any, Any, T]) -> T | None:
         """Run `work` unless Ctrl-C asks to leave first (then None)."""
@@ -303,13 +357,9 @@ class Console:
             return
         incoming = Incoming(self._ref, self._actor, text, tuple(self._pending))
         self._pending.clear()
-        self._answering = True
-        try:
-            result = await self._core.chat(incoming, ConsoleSink(self._out))
-            if result.refusal:
-                self._print(result.refusal)
-        finally:
-            self._answering = False
+        result = await self._answer(self._core.chat(incoming, ConsoleSink(self._out)))
+        if result.refusal:
+            self._print(result.refusal)
 
     async def _attach(self, argument: str) -> str:
         """`/attach <path>` adds a file to the next message; `/attach` lists; `clear` drops."""
@@ -340,13 +390,12 @@ class Console:
             await self._drop_piped_secret(text)
             return
         if self._core.is_control(inv):
-            self._answering = True
-            try:
-                done = await self._core.run_control(
-                    self._ref, self._actor, inv, ConsoleSink(self._out)
-                )
-            finally:
-                self._answering = False
+            if inv.path == ("stop",):  # typed at the prompt: no answer is being written
+                self._print((await self._stop(inv)).text)
+                return
+            done = await self._answer(
+                self._core.run_control(self._ref, self._actor, inv, ConsoleSink(self._out))
+            )
             if isinstance(done, Reply):
                 self._print(done.text)
             elif done.alternative[1] > 1:

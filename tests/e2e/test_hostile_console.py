@@ -1406,6 +1406,38 @@ def test_ctrl_c_stops_the_answer_then_leaves_at_the_prompt(
         assert conn.execute("SELECT error, output_tokens > 0 FROM usage").fetchall() == [(0, 1)]
 
 
+def test_stop_typed_during_an_answer_stops_it_and_other_lines_wait_their_turn(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`/stop` typed while an answer streams stops it at once, as Ctrl-C does (it used to
+    wait for the answer's end); a question typed meanwhile is asked after the answer."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(chunks=[f"w{i:03d} " for i in range(300)], interval=0.05)
+    live = ws.live()
+    live.send("count for me")
+    assert live.wait_for(b"w010 ", timeout=60), "the answer did not stream"
+    live.send(" ／STOP ")  # as people type it: spaces, a full-width slash, any case
+    assert live.wait_for("⚠️ Stopped.".encode(), timeout=30), "the answer was not stopped"
+    assert live.wait_for(b"Stopped the answer.", timeout=30)
+    mark = len(live.stdout)
+    live.send("count again")
+    assert live.wait_for(b"w010 ", timeout=60, start=mark), "the second answer did not stream"
+    live.send("/help")  # not /stop: it runs once this answer has ended
+    assert live.wait_for(HELP_MARK.encode(), timeout=60, start=mark), "the line was lost"
+    live.send("/stop")  # at the prompt: nothing to stop
+    assert live.wait_for(b"No answer is being written here.", timeout=30, start=mark)
+    live.close_stdin()
+    done = live.finish(timeout=30)
+    assert done.returncode == 0, done.describe()
+    assert "Traceback" not in done.err
+    answers = [m for m in ws.messages() if m[0] == "assistant"]
+    assert [a[2] for a in answers] == ["Stopped.", None], answers
+    assert "w299" in answers[1][1]  # the second answer ran to its end
+    second = live.stdout[mark:]
+    assert second.index(b"w299") < second.index(HELP_MARK.encode())  # /help waited for it
+
+
 def test_ctrl_c_at_a_key_prompt_cancels_it_and_the_console_goes_on(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
