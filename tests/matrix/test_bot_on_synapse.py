@@ -393,6 +393,16 @@ async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
     misplaced = await w.alice.command(dm, bot, f"!key set {KEY} openai room:{group}")
     assert "looks like an API key" in misplaced and KEY not in misplaced, misplaced
 
+    # An alias without its server was read as the key's last word ("a space at …").
+    after = time.monotonic()
+    sent = await w.alice.send(dm, f"!key set custom {KEY} room:#ops")
+    said = await w.alice.wait_for(
+        lambda: [s.content["body"] for s in w.alice.messages(dm, bot, after)], "the refusal"
+    )
+    assert any("A room alias needs its server" in body for body in said), said
+    assert not any(KEY in body for body in said), said
+    assert (await w.alice.event_content(dm, sent)).get("content") == {}  # redacted
+
     # bob may not set keys for alice's room, even from his own direct chat, which his
     # client made without giving the bot any power: no alarm about a room of two.
     bob_dm = await w.bob.create_room([bot])  # a room of two, the bot at power 0

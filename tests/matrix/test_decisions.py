@@ -244,6 +244,23 @@ def test_room_target_is_taken_out_of_the_command() -> None:
     assert split_target("!system see #ops:example.org").target == ""
     with pytest.raises(CommandError):
         split_target("!key set claude sk-1 room:!a room:#b:c.d")
+    assert split_target("!system you are in room:lobby").target == ""  # not meant as one
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "!key set custom tabby-0123456789 room:#ops",  # was read as part of the key
+        "!key set custom room:#ops tabby-0123456789",
+        "!proxy password room:! hunter22",
+        "!key set custom tabby-0123456789 room:!abc room:#ops",  # one good, one not
+    ],
+)
+def test_a_room_target_that_cannot_be_one_is_refused_as_such(text: str) -> None:
+    with pytest.raises(CommandError) as err:
+        split_target(text)
+    assert "needs its server, as in room:#ops:example.org" in str(err.value)
+    assert "tabby" not in str(err.value) and "hunter" not in str(err.value)
 
 
 @pytest.mark.parametrize(

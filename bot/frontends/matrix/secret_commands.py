@@ -15,6 +15,8 @@ from bot.types.secrets import holds_key
 # `room:!id` (room v12 ids have no server part), `room:!id:server` or `room:#alias:server`.
 # The `room:` prefix keeps a channel name inside, say, a system prompt from counting.
 _TARGET = re.compile(r"(?:(?<=\s)|^)room:(![^\s:]+(?::\S+)?|#[^\s:]+:\S+)(?=\s|$)")
+# What was meant as one: `room:#ops` (an alias without its server), `room:!`.
+_MEANT = re.compile(r"(?:(?<=\s)|^)room:[#!]\S*(?=\s|$)")
 _ROOM_ID = re.compile(r"^![^\s:]+(?::\S+)?$")
 _ALIAS = re.compile(r"^#[^\s:]+:\S+$")
 
@@ -30,10 +32,16 @@ class Targeted:
 def split_target(text: str) -> Targeted:
     """Take one room target out of a command line; the rest is parsed as usual."""
     matches = list(_TARGET.finditer(text))
-    if not matches:
-        return Targeted(text, "")
     if len(matches) > 1:
         raise CommandError("Name one room only (room:!id or room:#alias:server).")
+    if len(_MEANT.findall(text)) > len(matches):
+        # Not read as part of a key or a prompt: said as what it is.
+        raise CommandError(
+            "A room alias needs its server, as in room:#ops:example.org; or name the room "
+            "by its id, room:!id (Room settings → Advanced)."
+        )
+    if not matches:
+        return Targeted(text, "")
     match = matches[0]
     target = match.group(1)
     rest = f"{text[: match.start()].rstrip()} {text[match.end() :].lstrip()}".strip()
