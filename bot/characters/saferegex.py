@@ -17,7 +17,9 @@ MAX_PATTERN_CHARS = 500
 MAX_STEPS = 20_000_000  # one search: ~10–70 ms on the worst allowed shapes (0.5–3.3 ns a step)
 _JS_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
 _DELIMITED = re.compile(r"/(.+)/([gimsuy]*)", re.DOTALL)
-_FLAG_GROUP = re.compile(r"\(\?[aiLmsux]+\)")
+# Inline flags; verbose mode (x) is refused, as it changes what the parser reads:
+# `(a+) +` is `(a+)+` to it, and a `#` comment hides the rest of the pattern.
+_FLAG_GROUP = re.compile(r"\(\?[aiLmsu]+\)")
 
 
 _HUGE = 10**12  # a cost this large is refused anyway; bounds the arithmetic
@@ -158,6 +160,8 @@ class _Parser:
         rest = self.p[self.i :]
         if rest.startswith(("?P=", "?(")):
             raise Unsafe("a backreference or a conditional")
+        if re.match(r"\?[aiLmsux-]*x", rest):
+            raise Unsafe("verbose mode (?x)")
         flags = _FLAG_GROUP.match(self.p, self.i - 1)
         if flags is not None:  # (?i) and the like: no text of its own
             self.i = flags.end()
@@ -168,7 +172,7 @@ class _Parser:
                 raise Unsafe("an unclosed comment")
             self.i = end + 1
             return 0, 1, 0
-        prefix = re.match(r"\?(?::|=|!|<=|<!|P<\w+>|[aiLmsux-]+:)", rest)
+        prefix = re.match(r"\?(?::|=|!|<=|<!|P<\w+>|[aiLmsu-]+:)", rest)
         if prefix is not None:
             self.i += prefix.end()
         elif rest.startswith("?"):

@@ -47,6 +47,13 @@ def test_ordinary_patterns_run(pattern: str) -> None:
         (r"a{5000}", "over 1000"),
         ("(" * 30 + ")" * 30, "nested more than 20"),
         ("x" * 501, "longer than 500"),
+        # Verbose mode: Python reads `(a+) +` as `(a+)+`, and a `#` comment hid the rest
+        # from the parser; both froze the process for hours on 40 a's.
+        (r"(?x)(a+) +$", "verbose mode"),
+        ("(?x)#[\n(a+)+$#]", "verbose mode"),
+        (r"(?x:(a+) +)$", "verbose mode"),
+        (r"(?ix)(a+) +$", "verbose mode"),
+        (r"(?i-x:a)", "verbose mode"),
     ],
 )
 def test_dangerous_or_broken_patterns_are_refused(pattern: str, why: str) -> None:
