@@ -233,6 +233,12 @@ class Field:
             items = [clean_text(item) for item in value if isinstance(item, str)]
             if len(items) != len(value):
                 raise FieldError(f"{self.name} must be a list of strings")
+            # An empty string (or one of control characters only, which cleaning empties)
+            # would be a stop string found at once: every answer would come back empty.
+            # (An empty list is a value: none here, whatever the server sets.)
+            items = [item for item in items if item]
+            if value and not items:
+                raise FieldError(f"{self.name} needs at least one string that is not empty")
             if len(items) > self.max_items or any(len(i) > self.max_item_chars for i in items):
                 raise FieldError(
                     f"{self.name} takes up to {self.max_items} comma-separated strings of at "

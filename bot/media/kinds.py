@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bot.types.text import clean_text, shorten
+from bot.types.text import shorten, shown_name
 
 Kind = Literal["image", "text", "pdf", "binary"]
 
@@ -42,9 +42,10 @@ class MediaError(ValueError):
 
 
 def display_name(name: str) -> str:
-    """A file name safe to show in a message or a prompt (one line, bounded)."""
-    shown = " ".join(clean_text(name).split())
-    return shorten(shown, 100) or "the attachment"
+    """A file name safe to show in a message or a prompt: one line, bounded, without a
+    right-to-left override or zero-width characters (`invoice\u202efdp.exe` showed as
+    "invoiceexe.pdf")."""
+    return shorten(shown_name(name), 100) or "the attachment"
 
 
 def extension(name: str) -> str:

@@ -144,7 +144,9 @@ def shown_name(text: str) -> str:
     one line, without format characters such as a right-to-left override that would
     turn the text after it around, or zero-width characters that fake another name."""
     kept = "".join(
-        c for c in clean_text(text) if c == _ZWJ or unicodedata.category(c) not in ("Cf", "Cc")
+        " " if c.isspace() else c  # a newline parts words as a space does
+        for c in clean_text(text)
+        if c == _ZWJ or c.isspace() or unicodedata.category(c) not in ("Cf", "Cc")
     )
     return " ".join(kept.split())
 

@@ -173,6 +173,7 @@ def test_shorten() -> None:
         ("\u2066Bob\u2069 the\n  Builder", "Bob the Builder"),
         ("👩\u200d🚀 Captain", "👩\u200d🚀 Captain"),  # an emoji's joiner stays
         ("Seraphina", "Seraphina"),
+        ("Sera\nphina\tthe\r\nBold", "Sera phina the Bold"),  # a newline parts words
     ],
 )
 def test_shown_name(raw: str, shown: str) -> None:

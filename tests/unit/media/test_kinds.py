@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from bot.media import classify
+from bot.media.kinds import display_name
 from tests.unit.media.samples import encode, text_pdf
 
 NOISE = bytes(b | 0x80 for b in os.urandom(4096))  # no magic, no NUL, not UTF-8
@@ -50,3 +51,19 @@ def test_images_are_found_by_their_bytes_whatever_the_name(fmt: str) -> None:
 )
 def test_classify(data: bytes, name: str, declared: str, kind: str) -> None:
     assert classify(data, name, declared) == kind
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("invoice\u202efdp.exe", "invoicefdp.exe"),  # showed as "invoiceexe.pdf"
+        ("re\u200bport.pdf", "report.pdf"),
+        ("two\nlines.txt", "two lines.txt"),
+        ("\x00\x1b[2J.txt", "[2J.txt"),
+        ("", "the attachment"),
+        ("\u200b", "the attachment"),
+        ("a" * 500 + ".txt", "a" * 99 + "…"),
+    ],
+)
+def test_a_file_name_is_shown_as_it_reads(name: str, shown: str) -> None:
+    assert display_name(name) == shown
