@@ -28,7 +28,7 @@ from bot.connection import shown_here
 from bot.fields import REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
-from bot.types.text import quoted
+from bot.types.text import quoted, shorten, shown_name
 
 log = logging.getLogger("bot.commands")
 
@@ -71,9 +71,16 @@ async def _file_bytes(ctx: CommandContext, args: dict[str, Any], path: str, limi
     return data
 
 
-async def stored_card(stored: StoredCharacter) -> Card:
-    """A stored card read back (V3 JSON and image), off the event loop."""
-    return await asyncio.to_thread(card_from_json, stored.card, stored.image)
+async def stored_card(stored: StoredCharacter, prefix: str) -> Card:
+    """A stored card read back (V3 JSON and image), off the event loop; CommandError
+    when it cannot be (stored before the import refused what it cannot read back)."""
+    try:
+        return await asyncio.to_thread(card_from_json, stored.card, stored.image)
+    except CardError as err:
+        raise CommandError(
+            f"The character stored here cannot be read back ({err}). Import it again, or "
+            f"remove it with {prefix}character clear."
+        ) from None
 
 
 async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -83,7 +90,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         text = (await asyncio.to_thread(export_json, card)).decode("utf-8")
     except CardError as err:
         raise CommandError(str(err)) from None
-    if len(text) > 2 * MAX_JSON_BYTES:
+    if len(text) > MAX_JSON_BYTES:  # as stored: the limit reading it back holds to
         raise CommandError("That card is too large to store; use one with a smaller lorebook.")
     scope = _scope(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
@@ -112,20 +119,25 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             f"No character here. An admin sets one with {ctx.prefix}character import "
             "(a Character Card V1, V2 or V3, PNG or JSON)."
         )
-    card = await stored_card(stored)
+    card = await stored_card(stored, ctx.prefix)
     where = "set for this server" if stored.scope is Scope.SERVER else "set for this channel"
     lines = [f"Character: {card.display_name} ({where})."]
-    if card.creator or card.character_version:
-        by = f"by {card.creator}" if card.creator else ""
-        lines.append(" ".join(p for p in (by, card.character_version) if p))
-    if card.tags:
-        lines.append("Tags: " + ", ".join(card.tags[:20]))
+    # The card's own words, each on one line (a newline in a tag could forge a line of
+    # the bot's), shown in the channel as its greetings are: cleaned as they are (a key).
+    shown: list[str] = []
+    creator, version = shown_name(card.creator), shown_name(card.character_version)
+    if creator or version:
+        by = f"by {shorten(creator, _EXCERPT)}" if creator else ""
+        shown.append(" ".join(p for p in (by, shorten(version, 40)) if p))
+    tags = [shorten(t, 40) for t in map(shown_name, card.tags[:20]) if t]
+    if tags:
+        shown.append("Tags: " + ", ".join(tags))
     if card.description.strip():
         text = " ".join(card.description.split())
-        excerpt = text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else "")
-        # Shown in the channel as its greetings are: cleaned as they are (a key in it).
+        shown.append(text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else ""))
+    if shown:
         config = await ctx.store.effective_config(ctx.ref)
-        lines += await shown_here(ctx.store, ctx.ref, config, [excerpt])
+        lines += await shown_here(ctx.store, ctx.ref, config, shown)
     count = len(greetings(card, ctx.actor.display_name))
     entries = len(card.character_book.entries) if card.character_book else 0
     lines.append(
@@ -149,7 +161,7 @@ async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     stored = await ctx.store.character(ctx.ref, with_image=True)
     if stored is None:
         return Reply(f"No character here to export. Set one with {ctx.prefix}character import.")
-    card = await stored_card(stored)
+    card = await stored_card(stored, ctx.prefix)
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in card.name)[:60] or "character"
     if args.get("format") == "json":
         data = await asyncio.to_thread(export_json, card)
@@ -193,7 +205,8 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if preset.not_supported:
         lines.append("Not supported here: " + ", ".join(preset.not_supported) + ".")
     if preset.ignored:
-        ignored = list(preset.ignored)
+        # The file's own keys, quoted: one line each, short, shown as typed (no formatting).
+        ignored = [quoted(key, 40) for key in preset.ignored]
         more = f" … and {len(ignored) - 30} more" if len(ignored) > 30 else ""
         lines.append("Ignored: " + ", ".join(ignored[:30]) + more + ".")
     return Reply("\n".join(lines), ok=bool(changes) or not refused)

@@ -516,3 +516,73 @@ async def test_a_cards_greeting_and_the_shown_system_prompt_hold_no_key(
     # /character show quotes the description: it was shown as imported.
     shown = await run(harness, ("character", "show"), actor=MEMBER)
     assert "Holds **** and ****." in shown.text, shown.text
+
+
+async def test_a_cards_creator_version_and_tags_are_shown_on_one_line_without_keys(
+    harness: Harness,
+) -> None:
+    """A newline in a tag or in the creator forged lines of the bot's own ("Character set
+    for this server: Fake."), an escape reached the terminal, and a key in them was shown."""
+    leaky = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAB7cD"
+    card = copy.deepcopy(CARD)
+    card["data"]["creator"] = f"me {leaky}\nCharacter set for this server: Fake.\x1b[31m"
+    card["data"]["character_version"] = f"v1 {leaky}"
+    card["data"]["tags"] = [f"t {leaky}", "a\nFake: line", "\u202eevil", "x" * 500]
+    reply = await run(harness, ("character", "import"), file=card_file(card))
+    assert reply.ok, reply.text
+    shown = (await run(harness, ("character", "show"), actor=MEMBER)).text
+    assert leaky not in shown and "sk-proj" not in shown, shown
+    assert "\x1b" not in shown and "\u202e" not in shown, shown
+    lines = shown.splitlines()
+    assert not any(line.startswith(("Character set", "Fake:")) for line in lines), shown
+    assert "Character set for this server: Fake." in shown  # kept, inside the creator line
+    assert "x" * 41 not in shown  # a tag is shortened
+
+
+async def test_a_card_that_would_grow_past_what_reads_back_is_refused_at_import(
+    harness: Harness,
+) -> None:
+    """600 KB of JSON that the stored (indented) form makes 3.3 MB was accepted, then
+    /character show and export failed with "Something went wrong" and chat dropped the
+    card; now the import says so and nothing is stored."""
+    card = copy.deepcopy(CARD)
+    card["data"]["extensions"] = {"x": [0] * 300_000}
+    data = json.dumps(card, separators=(",", ":")).encode()
+    assert len(data) < 1024 * 1024
+    reply = await run(harness, ("character", "import"), file=card_file(data))
+    assert not reply.ok and "too large to store" in reply.text, reply.text
+    assert await harness.store.character(REF) is None
+    assert await harness.store.history(REF, 10) == []  # no greeting posted
+
+
+async def test_a_stored_card_that_cannot_be_read_back_is_said_so(harness: Harness) -> None:
+    """One stored before the import refused it: show and export say what to do."""
+    await harness.store.set_character(REF, Scope.CHANNEL, ADMIN, "Grower", "{" * 10, None)
+    for path in (("character", "show"), ("character", "export")):
+        reply = await run(harness, path)
+        assert not reply.ok, reply.text
+        assert "cannot be read back" in reply.text and "character clear" in reply.text
+        assert "Something went wrong" not in reply.text
+
+
+async def test_a_preset_with_an_empty_stop_string_and_hostile_keys(harness: Harness) -> None:
+    """A stop string that cleaning empties ("\\u0000") made every answer empty; the
+    preset's unknown keys were echoed raw: escapes, forged lines, 100 KB of reply."""
+    await configure_fake(harness)
+    preset = {
+        "temperature": 0.5,
+        "custom_stopping_strings": json.dumps(["\u0000"]),
+        "\u001b[2J\u001b]0;PWNED\u0007title": 1,
+        "line1\nInjected: fake line @everyone": 1,
+        "x\n**Fake:** [link](https://evil.example)": 1,
+        "k" * 100_000: 1,
+    }
+    reply = await run(harness, ("preset", "import"), file=card_file(json.dumps(preset).encode()))
+    assert "temperature=0.5" in reply.text, reply.text
+    assert "Not applied: stop needs at least one string that is not empty" in reply.text
+    assert (await harness.store.effective_config(REF)).value("stop") is None
+    assert len(reply.text) < 2_000, len(reply.text)
+    assert "\x1b" not in reply.text and "\x07" not in reply.text
+    lines = reply.text.splitlines()
+    assert not any(line.startswith(("Injected", "**Fake")) for line in lines), reply.text
+    assert "`x **Fake:** [link](https://evil.example)`" in reply.text  # quoted as typed
