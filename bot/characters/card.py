@@ -21,7 +21,18 @@ from bot.characters.model import (
     Problem,
     canonical_json,
 )
-from bot.characters.png import PngError, is_png, read_chunks, text_of, write_chunks
+from bot.characters.png import (
+    Chunk,
+    PngError,
+    image_size,
+    is_png,
+    keyword_of,
+    read_chunks,
+    shown_chunks,
+    text_of,
+    write_chunks,
+)
+from bot.types.limits import MAX_PIXELS
 from bot.types.text import clean_text, shown_name
 
 MAX_PNG_BYTES = 10 * 1024 * 1024
@@ -34,6 +45,7 @@ MAX_ENTRIES = 2_000
 MAX_KEYS = 200
 MAX_BOOK_KEYS = 10_000  # all entries together: each is looked for in the chat every turn
 MAX_DEPTH = 32  # JSON nesting: real cards stay under 8
+CARD_KEYWORDS = ("ccv3", "chara")  # a PNG's card chunks (any case), V3 read first
 
 
 # Fields the model holds; anything else in `data` is kept verbatim for export.
@@ -134,14 +146,14 @@ def _from_png(data: bytes) -> Card:
     try:
         chunks = read_chunks(data)
         found: dict[str, bytes] = {}
-        kept = []
         for chunk in chunks:
-            text = text_of(chunk, MAX_JSON_BYTES * 2)
-            keyword = text[0].lower() if text else ""
-            if text and keyword in ("ccv3", "chara"):
-                found.setdefault(keyword, text[1])
-                continue
-            kept.append(chunk)
+            # Only the first chunk of each card keyword is ever inflated: junk text
+            # chunks, however many, cost a look at their keyword and no more.
+            keyword = (keyword_of(chunk) or "").lower()
+            if keyword in CARD_KEYWORDS and keyword not in found:
+                text = text_of(chunk, MAX_JSON_BYTES * 2)
+                if text is not None:
+                    found[keyword] = text[1]
     except PngError as err:
         raise CardError(Problem.DAMAGED_PNG, str(err)) from err
     if not found:
@@ -149,9 +161,9 @@ def _from_png(data: bytes) -> Card:
             Problem.NOT_A_CARD,
             "This PNG has no character card in it (no `ccv3` or `chara` text chunk).",
         )
-    image = write_chunks(kept)  # the avatar: the image without the card's chunks
+    image = _avatar(chunks)
     first: CardError | None = None
-    for keyword in ("ccv3", "chara"):  # V3 first, as the V3 spec and SillyTavern read them
+    for keyword in CARD_KEYWORDS:  # V3 first, as the V3 spec and SillyTavern read them
         if keyword not in found:
             continue
         try:
@@ -160,6 +172,15 @@ def _from_png(data: bytes) -> Card:
             first = first or err
     assert first is not None
     raise first
+
+
+def _avatar(chunks: list[Chunk]) -> bytes | None:
+    """The image as it is shown, without the card, text or metadata chunks; None when it
+    has more pixels than any image the bot decodes (the card is kept, not its image)."""
+    width, height = image_size(chunks)
+    if width * height > MAX_PIXELS:
+        return None
+    return write_chunks(shown_chunks(chunks))
 
 
 def _unbase64(raw: bytes, keyword: str) -> bytes:

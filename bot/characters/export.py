@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 from bot.characters.model import V2, V3, Card, CardError, CharacterBook, LoreEntry, Problem
 from bot.characters.png import (
@@ -13,13 +14,19 @@ from bot.characters.png import (
     is_png,
     placeholder_png,
     read_chunks,
+    shown_chunks,
     text_chunk,
-    text_of,
     write_chunks,
 )
+from bot.types.limits import MAX_PIXELS
 
-CARD_KEYWORDS = ("chara", "ccv3")
+if TYPE_CHECKING:  # Pillow loads when a card is exported or its avatar made
+    from PIL import Image
+
 _MAX_CONVERTED_SIDE = 4096  # a non-PNG avatar is decoded to convert it: keep that small
+# Source pixels an avatar converts to RGBA at a time (4 MB): a large image is scaled
+# down a band of rows at a time, never copied whole.
+_BAND_PIXELS = 1 << 20
 
 
 def card_object(card: Card, spec: str = V3) -> dict[str, Any]:
@@ -35,8 +42,10 @@ def export_json(card: Card) -> bytes:
 
 def export_png(card: Card) -> bytes:
     """The card's image (or a plain placeholder) with `chara` and `ccv3` tEXt chunks;
-    CardError when the stored image cannot be read."""
-    chunks = [c for c in read_chunks(_png(card.image)) if not _is_card_chunk(c)]
+    CardError when the stored image cannot be read. Of the image only what shows it is
+    written: no older card chunks, text or metadata (an avatar stored before imports
+    dropped them may still carry some)."""
+    chunks = shown_chunks(read_chunks(_png(card.image)))
     texts = [
         text_chunk("chara", _base64(card_object(card, V2))),
         text_chunk("ccv3", _base64(card_object(card, V3))),
@@ -47,14 +56,6 @@ def export_png(card: Card) -> bytes:
 def _base64(value: dict[str, Any]) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def _is_card_chunk(chunk: Any) -> bool:
-    try:
-        text = text_of(chunk, 0)
-    except PngError:  # a compressed card chunk too large to read: still a card chunk
-        return True
-    return text is not None and text[0].lower() in CARD_KEYWORDS
 
 
 def _png(image: bytes | None) -> bytes:
@@ -154,21 +155,42 @@ def _plain(number: float) -> float | int:
 
 def avatar_png(image: bytes | None, side: int = 256) -> bytes | None:
     """A small square PNG of the card's image for a profile picture (centre-cropped);
-    None when there is no image or it cannot be read."""
+    None when there is no image, it cannot be read, or it has more than MAX_PIXELS (the
+    media rule: checked before decoding, a JPEG decoded at 1/2..1/8 scale when that
+    still covers `side`). The decode is the only full-size copy held."""
     from PIL import Image, UnidentifiedImageError
 
     if image is None:
         return None
     try:
         with Image.open(io.BytesIO(image)) as img:
-            if max(img.size) > _MAX_CONVERTED_SIDE * 2:
+            crop = min(img.size)
+            if crop > side * 2:
+                scale = side * 2 / crop
+                img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
+            if img.width * img.height > MAX_PIXELS:
                 return None
-            rgba = img.convert("RGBA")
+            img.load()
+            square = _square(img, side)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
-    crop = min(rgba.size)
-    left, top = (rgba.width - crop) // 2, (rgba.height - crop) // 4  # faces sit high
-    square = rgba.crop((left, top, left + crop, top + crop)).resize((side, side))
     out = io.BytesIO()
     square.save(out, format="PNG")
     return out.getvalue()
+
+
+def _square(img: Image.Image, side: int) -> Image.Image:
+    """The centre square (faces sit high: a quarter of the rest above it), `side` a side,
+    RGBA. Whole blocks of pixels are averaged first (as resize's reducing_gap does), a
+    band of rows at a time, so only bands are ever converted to RGBA at full size."""
+    from PIL import Image
+
+    crop = min(img.size)
+    left, top = (img.width - crop) // 2, (img.height - crop) // 4
+    factor = max(1, crop // (side * 2))  # what is left keeps at least twice `side`
+    rows = factor * max(1, _BAND_PIXELS // (crop * factor))  # whole blocks per band
+    reduced = Image.new("RGBA", (-(-crop // factor), -(-crop // factor)))
+    for y in range(0, crop, rows):
+        band = img.crop((left, top + y, left + crop, top + min(y + rows, crop)))
+        reduced.paste(band.convert("RGBA").reduce(factor), (0, y // factor))
+    return reduced.resize((side, side), Image.Resampling.LANCZOS)

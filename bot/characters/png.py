@@ -1,7 +1,8 @@
 """PNG chunks read and written by hand: bounded, CRC-checked, text chunks decoded by us.
 
 Pillow's text handling is not used on these files: a card's PNG comes from anyone, and
-this reader only walks chunk headers, so a lying length or a zlib bomb costs nothing.
+this reader only walks chunk headers, so a lying length, a huge size or a zlib bomb
+costs nothing. Text is inflated only from a chunk whose keyword the caller wants.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from dataclasses import dataclass
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT_TYPES = (b"tEXt", b"zTXt", b"iTXt")
 MAX_CHUNKS = 100_000  # real images have tens; IDAT split small stays far below this
-MAX_SIDE = 16_384  # pixels: larger is no avatar, and a decoder would choke on it
+# What a viewer needs to show the image as it is: pixels, palette, transparency and
+# colour space. Everything else (text, EXIF, times, animation frames) is not kept.
+SHOWN_TYPES = frozenset(
+    (b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"cICP")
+)
+_MAX_DIMENSION = 2**31 - 1  # the PNG spec's limit for a width or a height
 
 
 class PngError(ValueError):
@@ -58,21 +64,42 @@ def read_chunks(data: bytes) -> list[Chunk]:
             break
     if chunks[0].type != b"IHDR" or len(chunks[0].data) != 13:
         raise PngError("The PNG is damaged (it does not start with an image header).")
-    width, height = struct.unpack(">II", chunks[0].data[:8])
-    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-        raise PngError(f"The PNG is {width}×{height} pixels; at most {MAX_SIDE} a side.")
+    width, height = image_size(chunks)
+    if not (0 < width <= _MAX_DIMENSION and 0 < height <= _MAX_DIMENSION):
+        raise PngError(f"The PNG is damaged (its image header says {width}×{height} pixels).")
     return chunks
+
+
+def image_size(chunks: list[Chunk]) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk of what read_chunks returned."""
+    width, height = struct.unpack(">II", chunks[0].data[:8])
+    return width, height
+
+
+def shown_chunks(chunks: Iterable[Chunk]) -> list[Chunk]:
+    """The chunks that show the image (SHOWN_TYPES), in their order: no text, no metadata."""
+    return [chunk for chunk in chunks if chunk.type in SHOWN_TYPES]
+
+
+def keyword_of(chunk: Chunk) -> str | None:
+    """The keyword of a tEXt/zTXt/iTXt chunk, read without inflating anything; None for
+    other chunks and for a text chunk without a valid keyword."""
+    if chunk.type not in TEXT_TYPES:
+        return None
+    end = chunk.data.find(b"\0", 0, 80)
+    if end < 1:
+        return None
+    return chunk.data[:end].decode("latin-1")
 
 
 def text_of(chunk: Chunk, max_bytes: int) -> tuple[str, bytes] | None:
     """(keyword, raw text bytes) of a tEXt/zTXt/iTXt chunk, None for others or bad ones;
-    PngError when it inflates past `max_bytes` (decompression stops there)."""
-    if chunk.type not in TEXT_TYPES:
+    PngError when it inflates past `max_bytes` (decompression stops there). Check
+    keyword_of first: this inflates a compressed chunk whatever its keyword."""
+    name = keyword_of(chunk)
+    if name is None:
         return None
-    keyword, sep, rest = chunk.data.partition(b"\0")
-    if not sep or not 1 <= len(keyword) <= 79:
-        return None
-    name = keyword.decode("latin-1")
+    rest = chunk.data[len(name) + 1 :]
     if chunk.type == b"tEXt":
         return name, rest
     if chunk.type == b"zTXt":

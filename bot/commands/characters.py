@@ -21,6 +21,7 @@ from bot.characters import (
     parse_preset,
     read_card,
 )
+from bot.characters.png import is_png
 from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
 from bot.commands.spec import CommandContext
@@ -28,6 +29,7 @@ from bot.connection import shown_here
 from bot.fields import REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
+from bot.types.limits import MAX_PIXELS
 from bot.types.text import quoted, shorten, shown_name
 
 log = logging.getLogger("bot.commands")
@@ -95,6 +97,12 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
     lines = [f"Character set for {_where(scope)}: {card.display_name}."]
+    if card.image is None and is_png(data):
+        lines.append(
+            f"Its image is too large to use (over {MAX_PIXELS // 1_000_000} megapixels), so "
+            "it was not kept: the character has no picture here, and an export carries a "
+            "plain one."
+        )
     if scope is Scope.SERVER:
         lines.append("Channels with a character of their own keep it.")
     # Posted as the character's answers: cleaned as answers are (a card can carry a key).

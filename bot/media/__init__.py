@@ -11,7 +11,6 @@ from bot.media.images import (
     MAX_BYTES,
     MAX_EDGE,
     MAX_IMAGES,
-    MAX_PIXELS,
     MediaType,
     PreparedImage,
     prepare_image,
@@ -28,6 +27,7 @@ from bot.media.kinds import (
     classify,
     display_name,
 )
+from bot.types.limits import MAX_PIXELS
 
 __all__ = [
     "ACCEPTED",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from bot.media.kinds import ACCEPTED_IMAGES, MediaError, display_name, image_format
 from bot.types import Image as PromptImage
+from bot.types.limits import MAX_PIXELS
 
 if TYPE_CHECKING:  # Pillow itself loads with the first image (~3 MB a process may not need)
     from PIL import Image
@@ -25,9 +26,8 @@ MAX_EDGE = 1568
 # Claude refuses an image over 5 MiB and its docs do not say whether of the base64 or
 # the raw bytes; 3/4 of it in raw bytes is safe either way, and OpenAI allows 20 MB.
 MAX_BYTES = 5 * 1024 * 1024 * 3 // 4
-# What one decode may hold in memory: 40 MP is ~160 MB as RGBA. A JPEG is decoded at
-# 1/2..1/8 scale when that still covers the target, so larger photos pass.
-MAX_PIXELS = 40_000_000
+# MAX_PIXELS: what one decode may hold. A JPEG is decoded at 1/2..1/8 scale when that
+# still covers the target, so larger photos pass.
 MAX_IMAGES = 4  # per turn; the operator setting's default (issue 13)
 
 _JPEG_QUALITY = 85

@@ -1,10 +1,14 @@
-"""Quotas and access rules as values the store and the usage layer share. No I/O."""
+"""Limits the layers share, as values: quotas and access rules (the store and the usage
+layer), and what one image decode may hold (media and character cards). No I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+
+# What one image decode may hold in memory: 40 MP is ~160 MB as RGBA.
+MAX_PIXELS = 40_000_000
 
 
 class LimitName(StrEnum):

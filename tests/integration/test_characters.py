@@ -6,6 +6,7 @@ import asyncio
 import base64
 import copy
 import json
+import struct
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from bot.commands import Invocation
 from bot.types import Attachment, ChannelRef, Platform, Reply, Role, Scope
 from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness, make_core
 from tests.integration.test_chat import FAKE, CollectingSink, ask, configure_fake, sse
-from tests.unit.characters.samples import png_with
+from tests.unit.characters.samples import b64, chunk, png_with
 
 CARD: dict[str, Any] = {
     "spec": "chara_card_v3",
@@ -586,3 +587,20 @@ async def test_a_preset_with_an_empty_stop_string_and_hostile_keys(harness: Harn
     lines = reply.text.splitlines()
     assert not any(line.startswith(("Injected", "**Fake")) for line in lines), reply.text
     assert "`x **Fake:** [link](https://evil.example)`" in reply.text  # quoted as typed
+
+
+async def test_a_card_whose_image_is_too_large_imports_without_it_and_says_so(
+    harness: Harness,
+) -> None:
+    """An 8192×8192 card image drove the process to 1.1 GB making its avatar: the card
+    is kept, its image is not, and the reply says why."""
+    small = png_with({"chara": b64(json.dumps(CARD))})
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 8192, 8192, 8, 2, 0, 0, 0))
+    big = small[:8] + header + small[8 + 25 :]  # the image header says 8192×8192
+    reply = await run(harness, ("character", "import"), file=card_file(big, "big.png"))
+    assert reply.ok, reply.text
+    assert "Its image is too large to use (over 40 megapixels)" in reply.text, reply.text
+    stored = await harness.store.character(REF, with_image=True)
+    assert stored is not None and stored.image is None
+    shown = await run(harness, ("character", "show"))
+    assert "Image: no." in shown.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 import zlib
 
 import pytest
@@ -234,6 +235,13 @@ def test_a_lorebook_with_too_many_keys_in_all_is_refused() -> None:
 PNG = png_with({"chara": b64(v2())})
 
 
+def _sized(width: int, height: int) -> bytes:
+    """A PNG whose header says this size (a card too large to show imports without its
+    image: tests/unit/characters/test_png_bombs.py)."""
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return PNG[:8] + header + PNG[8 + 25 :]  # 25: the IHDR chunk it replaces
+
+
 @pytest.mark.parametrize(
     ("data", "problem", "says"),
     [
@@ -254,7 +262,8 @@ PNG = png_with({"chara": b64(v2())})
             Problem.BAD_JSON,
             "not UTF-8",
         ),
-        (png_with({}, size=(20_000, 1)), Problem.DAMAGED_PNG, "at most 16384"),
+        (_sized(0, 1), Problem.DAMAGED_PNG, "says 0×1 pixels"),
+        (_sized(1, 2**31), Problem.DAMAGED_PNG, "says 1×2147483648 pixels"),
     ],
 )
 def test_png_refusals(data: bytes, problem: Problem, says: str) -> None:
