@@ -16,9 +16,8 @@ from bot.media import (
     binary_refusal,
     classify,
     display_name,
-    fenced,
+    file_block,
     prepare_image,
-    read_text_file,
 )
 from bot.types import Attachment, Image
 from bot.types.text import shorten
@@ -56,27 +55,26 @@ async def prepare(
     if too_many is not None:
         raise Refused(too_many)
     images: list[Image] = []
-    files: list[tuple[str, str]] = []
-    for attachment in attachments:
-        shown = display_name(attachment.filename)
-        data = await _fetch(attachment, shown, max_bytes)
-        try:
+    files: list[tuple[str, bytes]] = []
+    try:
+        for attachment in attachments:
+            data = await _fetch(attachment, display_name(attachment.filename), max_bytes)
             kind = classify(data, attachment.filename, attachment.content_type)
             if kind == "image":
                 prepared = await asyncio.to_thread(prepare_image, data, attachment.filename)
                 images.append(prepared.to_image())
             elif kind in ("text", "pdf"):
-                text = await asyncio.to_thread(read_text_file, data, attachment.filename)
-                files.append((attachment.filename, text))
+                files.append((attachment.filename, data))  # read below, once its share is known
             else:
                 raise binary_refusal(attachment.filename)
-        except MediaError as err:
-            raise Refused(str(err)) from None
-    if len(images) > max_images:
-        raise Refused(_too_many(len(images), max_images))
-    share = text_budget // max(1, len(files))
-    text = "".join(fenced(name, body, share) for name, body in files)
-    return Prepared(tuple(images), text)
+        if len(images) > max_images:
+            raise Refused(_too_many(len(images), max_images))
+        # A PDF's pages are read only until its share is full: the rest would be cut anyway.
+        share = text_budget // max(1, len(files))
+        blocks = [await asyncio.to_thread(file_block, data, name, share) for name, data in files]
+    except MediaError as err:
+        raise Refused(str(err)) from None
+    return Prepared(tuple(images), "".join(blocks))
 
 
 async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:

@@ -289,7 +289,9 @@ class ChatEngine(_QuotaHooks):
                 [attachment],
                 max_images=self._limits.max_images,
                 max_bytes=self._limits.max_attachment_bytes,
-                text_budget=MAX_INPUT_CHARS,
+                # Only whether it can be read: a PDF's pages stop at its first text (the
+                # turn reads what its budget takes).
+                text_budget=1,
             )
         except Refused as err:
             return str(err)

@@ -6,7 +6,15 @@ run it in a thread.
 
 from __future__ import annotations
 
-from bot.media.files import MAX_PDF_PAGES, fenced, language, read_pdf, read_text_file
+from bot.media.files import (
+    MAX_PDF_CONTENT,
+    MAX_PDF_PAGES,
+    fenced,
+    file_block,
+    language,
+    read_pdf,
+    read_text_file,
+)
 from bot.media.images import (
     MAX_BYTES,
     MAX_EDGE,
@@ -37,6 +45,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_EDGE",
     "MAX_IMAGES",
+    "MAX_PDF_CONTENT",
     "MAX_PDF_PAGES",
     "MAX_PIXELS",
     "Kind",
@@ -47,6 +56,7 @@ __all__ = [
     "classify",
     "display_name",
     "fenced",
+    "file_block",
     "language",
     "prepare_image",
     "read_pdf",

@@ -16,6 +16,9 @@ from bot.media.kinds import (
 from bot.types.text import clean_text
 
 MAX_PDF_PAGES = 100
+# Drawing commands read from one PDF, in all its pages: parsing them is pypdf's slow part
+# (~2 s a MB, however little text they give), so a crafted file costs seconds, not minutes.
+MAX_PDF_CONTENT = 2 * 2**20
 
 _BACKTICKS = re.compile(r"`+")
 # Cutting at a line end reads better, unless that throws away much of what fits.
@@ -46,14 +49,28 @@ _NAMED = {"dockerfile": "dockerfile", "makefile": "makefile", "gnumakefile": "ma
           "cmakelists.txt": "cmake", "jenkinsfile": "groovy"}  # fmt: skip
 
 
-def read_text_file(data: bytes, name: str) -> str:
-    """The text of a text file or a PDF, cleaned; MediaError for binary, empty or unreadable."""
+def read_text_file(data: bytes, name: str, *, max_chars: int | None = None) -> str:
+    """The text of a text file or a PDF, cleaned; MediaError for binary, empty or unreadable.
+
+    A PDF's pages stop once `max_chars` are read (see `read_pdf`).
+    """
     if is_pdf(data):
-        return read_pdf(data, name)
+        return read_pdf(data, name, max_chars=max_chars)
     text = clean_text(_decode(data, name))
     if not text.strip():
         raise MediaError(f"{display_name(name)} is empty.")
     return text
+
+
+def file_block(data: bytes, name: str, budget_chars: int) -> str:
+    """A text file or PDF as its `fenced` block in `budget_chars`; MediaError as `read_text_file`.
+
+    A PDF's pages are read only until the block is full; a last line says which were not.
+    """
+    if not is_pdf(data):
+        return fenced(name, read_text_file(data, name), budget_chars)
+    text, unread = _pdf_text(data, name, MAX_PDF_PAGES, budget_chars)
+    return fenced(name, text, budget_chars - len(unread)) + unread
 
 
 def read_pdf(
@@ -63,9 +80,16 @@ def read_pdf(
 
     A last line says which pages were not read.
     """
+    text, unread = _pdf_text(data, name, max_pages, max_chars)
+    return clean_text(text + unread)
+
+
+def _pdf_text(data: bytes, name: str, max_pages: int, max_chars: int | None) -> tuple[str, str]:
+    """The text of the pages read, and a line saying which were not ("" when all were)."""
     from pypdf import PasswordType, PdfReader  # ~20 MB of modules, loaded for the first PDF
 
     shown = display_name(name)
+    content = 0
     try:
         reader = PdfReader(io.BytesIO(data))
         # Many PDFs are encrypted only to restrict printing, with an empty user password.
@@ -78,8 +102,13 @@ def read_pdf(
         read = 0
         # Extraction is the slow part (~ms a page): stop once the prompt could use no more.
         while len(pages) < min(total, max_pages) and (max_chars is None or read < max_chars):
-            pages.append(reader.pages[len(pages)].extract_text())
-            read += len(pages[-1])
+            page = reader.pages[len(pages)]
+            drawn = page.get_contents()  # inflated, not parsed (the parse is the slow part)
+            content += len(drawn.get_data()) if drawn is not None else 0
+            if content > MAX_PDF_CONTENT:
+                break
+            pages.append(page.extract_text())
+            read += len(pages[-1].strip())
     except MediaError:
         raise
     except Exception:  # pypdf raises many types on damaged files; all mean "cannot read"
@@ -88,14 +117,19 @@ def read_pdf(
             "paste its text."
         ) from None
     if not any(page.strip() for page in pages):
+        if content > MAX_PDF_CONTENT:
+            raise MediaError(
+                f"{shown} is too complex to read (over {MAX_PDF_CONTENT // 2**20} MB of "
+                "drawing before its first text); paste its text instead."
+            )
         raise MediaError(
             f"{shown} has no text layer (a scanned PDF?); scanned PDFs are not read. "
             "Attach the pages as images or paste the text."
         )
-    text = "\n\n".join(page.strip("\n") for page in pages)
+    text = clean_text("\n\n".join(page.strip("\n") for page in pages))
     if total > len(pages):
-        text += f"\n\n[… pages {len(pages) + 1}–{total} of {total} not read]"
-    return clean_text(text)
+        return text, f"\n\n[… pages {len(pages) + 1}–{total} of {total} not read]"
+    return text, ""
 
 
 def language(name: str) -> str:
