@@ -574,13 +574,15 @@ class ChatEngine(_QuotaHooks):
         ended = getattr(sink, "ended", None)
         if ended is not None:  # controls for how it ended can go out with the final text
             ended(result)
-        await sink.finish(preface + outcome.answer, outcome.reasoning, error)
-        user = by or question.author_id or ""
-        start = continuing.content if continuing else ""
-        reserved = self._reserved.pop(key, None)
-        await accounting.record(
-            self._store, ref, user, endpoint, request, outcome, start=start, reserved=reserved
-        )
+        try:
+            await sink.finish(preface + outcome.answer, outcome.reasoning, error)
+        finally:  # the call cost what it cost, however showing it ended
+            user = by or question.author_id or ""
+            start = continuing.content if continuing else ""
+            reserved = self._reserved.pop(key, None)
+            await accounting.record(
+                self._store, ref, user, endpoint, request, outcome, start=start, reserved=reserved
+            )
         if outcome.error and outcome.state is not TurnState.STOPPED:
             log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
         return result

@@ -58,6 +58,8 @@ class FakeDiscord:
     channels: int = 1  # text channels in the guild: channel_id, channel_id + 1, …
     rate_limit_edits: int = 0  # answer this many message edits with a 429 first
     limited: int = 0  # 429s sent
+    drop_edits: int = 0  # cut the connection of this many message edits first
+    dropped: int = 0  # edits whose connection was cut
     calls: list[Call] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     identified: asyncio.Event = field(default_factory=asyncio.Event)
@@ -314,6 +316,10 @@ class FakeDiscord:
             return self._json(self._post(cid, body or {}))
         if request.method == "PATCH" and rest.startswith("/messages/"):
             mid = int(rest.rsplit("/", 1)[1])
+            if self.dropped < self.drop_edits and request.transport is not None:
+                self.dropped += 1
+                request.transport.abort()  # the bot sees the connection reset, no answer
+                return web.Response(status=500)
             if self.limited < self.rate_limit_edits:
                 self.limited += 1
                 limited = {"message": "You are being rate limited.", "retry_after": 0.3}

@@ -210,6 +210,34 @@ async def test_chatbot_run_shows_typing_only_while_a_slow_model_has_not_started(
     assert "cc:stop:" in repr(posted.body)  # ⏹ came with the first text, typing or not
 
 
+async def test_an_edit_whose_connection_drops_is_tried_again_and_the_turn_is_recorded(
+    tmp_path: Path,
+) -> None:
+    """A reset connection on an edit went through discord.py as an aiohttp error, which
+    the answer's sink did not catch: the turn died with the answer half shown and its
+    usage unrecorded."""
+    fake = FakeDiscord(TOKEN, drop_edits=2)
+    await fake.start()
+    async with fake_openai(Script(chunks=["Seen", "."], interval=0.3)) as model:
+        env = await fake.bot_env(tmp_path / "data", model.url_v1)
+        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+        try:
+            await bot.wait_ready()
+            await fake.user_says(f"<@{fake.bot_id}> hello")
+            await fake.wait_until(lambda: _answered(fake, 1), 60)
+            exit_code = await bot.stop()
+        finally:
+            await bot.close()
+            await fake.stop()
+    assert exit_code == 0, bot.log[-3000:]
+    assert fake.dropped == 2
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    db = tmp_path / "data" / "chatbot.db"
+    assert _finished_answers(db) == ["Seen."]
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        assert conn.execute("SELECT count(*) FROM usage WHERE state = 'settled'").fetchone() == (1,)
+
+
 def _answered(fake: FakeDiscord, count: int) -> bool:
     """The bot has posted `count` answers and finished each (its last edit says "Seen.")."""
     answers: list[dict[str, Any]] = list(fake.messages.values())

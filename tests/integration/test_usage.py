@@ -226,6 +226,38 @@ async def test_a_turn_records_the_reported_usage_and_its_asker(core: Core) -> No
     assert second.user_id == "u-admin"
 
 
+class BrokenSink(Sink):
+    """A front-end whose final edit hits a dropped connection (Discord's, say)."""
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+
+@pytest.mark.parametrize("limited", [False, True])
+async def test_a_call_is_recorded_however_showing_its_answer_ended(
+    core: Core, limited: bool
+) -> None:
+    """The model was asked and answered, then the front-end failed to show it: no usage
+    row at all was written (or, under a limit, only the reservation's estimate)."""
+    await configure(core, FAKE, "m1")
+    if limited:
+        reply = await command(core, "/limits set tokens_per_user_day 100000", ADMIN)
+        assert reply.ok, reply.text
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                200,
+                content=sse(["Hi"], {"prompt_tokens": 4000, "completion_tokens": 1000}),
+                headers={"content-type": "text/event-stream"},
+            )
+        )
+        with pytest.raises(ConnectionResetError):
+            await core.chat(Incoming(REF, MEMBER, "hello"), BrokenSink())
+    [row] = await rows(core.store)
+    assert (row.user_id, row.input_tokens, row.output_tokens) == ("u-member", 4000, 1000)
+    assert not row.estimated
+
+
 async def test_unreported_usage_is_estimated_and_errors_are_flagged(core: Core) -> None:
     await configure(core, FAKE, "m1")
     # The server's key goes to the server's URL, not to one a channel set (`withheld`).

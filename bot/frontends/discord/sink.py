@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import discord
 
 from bot.frontends.discord.persona import Speaker, webhook_name
@@ -25,6 +26,10 @@ EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
 RETRY_PAUSE = 2.0
 
 NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
+# What discord.py lets through when the connection itself fails (dropped, reset, timed
+# out): an answer's post or edit that hits one is lost like a failed HTTP call, never
+# raised into the turn, which still stores and records what the model said.
+NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 _EARLIER = object()  # buttons a message had before this target touched it
 
 
@@ -78,7 +83,7 @@ class DiscordTarget:
                 await self._channel.typing()
             except discord.Forbidden:
                 return  # the send itself will report it
-            except discord.HTTPException as err:
+            except (discord.HTTPException, *NETWORK_ERRORS) as err:
                 log.debug("typing indicator failed: %s", type(err).__name__)
             await asyncio.sleep(TYPING_EVERY)
 
@@ -122,6 +127,9 @@ class DiscordTarget:
             return None
         except discord.HTTPException as err:
             log.warning("could not post an answer: %s %s", err.status, type(err).__name__)
+            return None
+        except NETWORK_ERRORS as err:
+            log.warning("could not post an answer: %s", type(err).__name__)
             return None
         if self.view is not None:
             self._views[posted.id] = self.view
@@ -208,7 +216,7 @@ class DiscordTarget:
                 await hook.delete_message(message.id, thread=self._thread())
             else:
                 await message.delete()
-        except discord.HTTPException as err:
+        except (discord.HTTPException, *NETWORK_ERRORS) as err:
             log.info("could not remove a page of an earlier answer: %s", type(err).__name__)
 
     async def edit(self, handle: object, text: str) -> None:
@@ -244,7 +252,11 @@ class DiscordTarget:
                 if attempt == EDIT_RETRIES or not (err.status == 429 or err.status >= 500):
                     log.warning("could not edit an answer: %s %s", err.status, type(err).__name__)
                     return
-                await asyncio.sleep(RETRY_PAUSE)
+            except NETWORK_ERRORS as err:  # a new connection may well get through
+                if attempt == EDIT_RETRIES:
+                    log.warning("could not edit an answer: %s", type(err).__name__)
+                    return
+            await asyncio.sleep(RETRY_PAUSE)
 
     async def _blocked(self, err: discord.Forbidden) -> None:
         self.blocked = True
