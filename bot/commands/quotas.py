@@ -11,7 +11,15 @@ from bot.commands.spec import CommandContext
 from bot.types import Platform, Reply, Scope
 from bot.types.limits import AccessKind, AccessRule, Effect, LimitName
 from bot.usage.access import AccessError, describe, parse_subject
-from bot.usage.limits import DEFAULT, NAMES, SPECS, LimitError, allowance, parse_value
+from bot.usage.limits import (
+    ANSWER_ESTIMATE,
+    DEFAULT,
+    NAMES,
+    SPECS,
+    LimitError,
+    allowance,
+    parse_value,
+)
 from bot.usage.quota import limits_here
 
 LIMIT_ACTIONS = ("show", "set")
@@ -84,7 +92,14 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     await ctx.store.quotas.set_limit(ctx.ref, scope, name.value, value, ctx.actor)
     if value is None:
         return Reply(f"{name.value} is off {where}.")
-    return Reply(f"{name.value} set to {value:,} {where}.")
+    note = ""
+    if SPECS[name].unit == "tokens" and 0 < value < ANSWER_ESTIMATE:
+        note = (
+            f" Each message counts its prompt and room for its answer (up to "
+            f"{ANSWER_ESTIMATE} tokens, or {p}params max_tokens if lower): a limit this "
+            "small refuses most messages."
+        )
+    return Reply(f"{name.value} set to {value:,} {where}.{note}")
 
 
 async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:

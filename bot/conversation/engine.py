@@ -163,6 +163,7 @@ class _QuotaHooks:
         config: ChannelConfig,
         history: list[HistoryEntry],
         question: HistoryEntry | None,
+        prefix: str,
     ) -> Refusal | None:
         """Reserve the turn's estimate under the limits here; the refusal when one is full."""
         done = await charge(
@@ -173,6 +174,7 @@ class _QuotaHooks:
             source=config.source.value,
             model=config.model or "",
             estimate=_estimate(config, history, question),
+            prefix=prefix,
         )
         if isinstance(done, Charged):
             if done.reserved is not None:
@@ -187,6 +189,7 @@ class _QuotaHooks:
         config: ChannelConfig,
         history: list[HistoryEntry],
         question: HistoryEntry,
+        prefix: str,
     ) -> Guarded[Refusal] | None:
         """A new question's charge, to run where the question is stored."""
         return await quota_guard(
@@ -197,6 +200,7 @@ class _QuotaHooks:
             source=config.source.value,
             model=config.model or "",
             estimate=_estimate(config, history, question),
+            prefix=prefix,
         )
 
     async def _release(self, key: str) -> None:
@@ -352,7 +356,9 @@ class ChatEngine(_QuotaHooks):
             )
             # The quota charge runs in the transaction that stores the question: one
             # commit before the model is asked, and a refused question is not stored.
-            charge = await self._question_charge(ref, incoming.actor.id, config, history, question)
+            charge = await self._question_charge(
+                ref, incoming.actor.id, config, history, question, prefix
+            )
             stored = await self._store.add_messages(ref, [question], attached.images, charge)
             if charge is not None and charge.refusal is not None:
                 refused = charge.refusal
@@ -455,7 +461,7 @@ class ChatEngine(_QuotaHooks):
             config, endpoint = await self._ready(ref, prefix)
         except _Blocked as blocked:
             return await _notice(sink, str(blocked))
-        refused = await self._charge(f"{ref}", ref, actor.id, config, history, None)
+        refused = await self._charge(f"{ref}", ref, actor.id, config, history, None, prefix)
         if refused is not None:
             return await _notice(sink, refused.text)  # a control's notice is the presser's
         sees = await self._sees(ref, config)

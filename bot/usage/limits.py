@@ -155,9 +155,14 @@ class Refusal:
 
 
 def check(
-    limits: Mapping[LimitName, InForce], counts: Counts, estimate: int, now: datetime
+    limits: Mapping[LimitName, InForce],
+    counts: Counts,
+    estimate: int,
+    now: datetime,
+    prefix: str = "/",
 ) -> Refusal | None:
-    """None when a turn costing about `estimate` tokens fits every limit, else why not."""
+    """None when a turn costing about `estimate` tokens fits every limit, else why not
+    (commands named with `prefix`)."""
     for name, held in limits.items():
         spent = used(name, counts)
         cost = 1 if SPECS[name].unit == "messages" else estimate
@@ -167,7 +172,10 @@ def check(
         if SPECS[name].unit == "tokens" and cost > held.value:
             free = None  # this message alone needs more than the whole limit
         return Refusal(
-            name, held.value, refusal_text(name, held.value, spent, cost, free, now), free
+            name,
+            held.value,
+            refusal_text(name, held.value, spent, cost, free, now, prefix),
+            free,
         )
     return None
 
@@ -193,15 +201,27 @@ def when(moment: datetime, now: datetime) -> str:
 
 
 def refusal_text(
-    name: LimitName, limit: int, spent: int, cost: int, free: datetime | None, now: datetime
+    name: LimitName,
+    limit: int,
+    spent: int,
+    cost: int,
+    free: datetime | None,
+    now: datetime,
+    prefix: str = "/",
 ) -> str:
     head = f"Limit reached: {name.value} ({_what(name, limit)})"
     if SPECS[name].unit == "tokens":
         head += f"; {spent:,} used, this message needs about {cost:,}"
+    raise_it = f"an admin can raise it with {prefix}limits"
     if free is None:
-        tail = "It does not free up by itself: an admin can raise it with /limits."
+        tail = f"It does not free up by itself: {raise_it}."
         if SPECS[name].unit == "tokens" and cost > limit > 0:
-            tail = "This message alone needs more than that: shorten it or start afresh."
+            # Each message reserves room for its answer too (ANSWER_ESTIMATE at most): a
+            # limit below that refuses every message, however short.
+            tail = (
+                "This message alone needs more than that (its answer is counted too): "
+                f"shorten it or start afresh with {prefix}reset, or {raise_it}."
+            )
         return f"{head}. {tail}"
     return f"{head}. It frees up {when(free, now)}. Nothing was sent to the model."
 

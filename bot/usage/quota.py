@@ -69,9 +69,10 @@ async def charge(
     source: str,
     model: str,
     estimate: int,
+    prefix: str = "/",
 ) -> Charged | Refusal:
     """Reserve `estimate` tokens for a turn if every limit here allows it, atomically."""
-    asked = await _ask(store, gate, ref, user_id, source, model, estimate)
+    asked = await _ask(store, gate, ref, user_id, source, model, estimate, prefix)
     if asked is None:
         return Charged()
     row_id, refusal = await store.quotas.charge(ref, *asked)
@@ -87,10 +88,11 @@ async def guard(
     source: str,
     model: str,
     estimate: int,
+    prefix: str = "/",
 ) -> Guarded[Refusal] | None:
     """The charge of a new question, to run inside the transaction that stores it
     (Store.add_messages(charge=…)); None when no limit holds here."""
-    asked = await _ask(store, gate, ref, user_id, source, model, estimate)
+    asked = await _ask(store, gate, ref, user_id, source, model, estimate, prefix)
     return None if asked is None else store.quotas.guard(ref, *asked)
 
 
@@ -102,6 +104,7 @@ async def _ask(
     source: str,
     model: str,
     estimate: int,
+    prefix: str,
 ) -> tuple[Charge, Callable[[Counts], Refusal | None]] | None:
     """The charge to ask for here and how to judge it; None when no limit holds."""
     limits = await limits_here(store, gate, ref)
@@ -122,7 +125,7 @@ async def _ask(
     )
 
     def decide(counts: Counts) -> Refusal | None:
-        return check(limits, counts, estimate, now)
+        return check(limits, counts, estimate, now, prefix)
 
     return ask, decide
 

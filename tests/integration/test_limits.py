@@ -249,6 +249,41 @@ async def test_a_full_daily_limit_refuses_at_once_and_sends_nothing(core: Core) 
     assert f"tokens_per_user_day: {E:,} of {3 * E:,} tokens left for you" in shown.text
 
 
+async def test_a_limit_smaller_than_any_message_is_said_so_with_the_platforms_commands(
+    database_url: str,
+) -> None:
+    """`tokens_per_user_day 10` was taken in silence, then refused every message with
+    "shorten it" (no message can fit: its answer is counted too); and a Matrix room was
+    told to type /limits."""
+    await upgrade_to_head(database_url)
+    store = await Store.open(
+        database_url,
+        SecretBox.from_setting(generate_key()),
+        defaults=ChannelConfig.of(source=Source.OPENAI),
+    )
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    core = Core(store, hub, admin_ids=["u-operator"], prefixes={Platform.MATRIX: "!"})
+    room = ChannelRef(Platform.MATRIX, channel_id="!room:hs")
+    try:
+        await configure(core, room)
+        reply = await command(core, "!limits set tokens_per_user_day 10", ADMIN, room)
+        assert reply.ok and "a limit this small refuses most messages" in reply.text, reply.text
+        assert "!params max_tokens" in reply.text
+        with respx.mock(assert_all_called=False) as mock:
+            route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+            result, _ = await ask(core, ref=room, text="hi")
+        assert route.call_count == 0 and result.refusal is not None
+        assert "its answer is counted too" in result.refusal, result.refusal
+        assert "!limits" in result.refusal and "!reset" in result.refusal
+        assert "/" not in result.refusal, result.refusal
+        assert (await command(core, "!limits set tokens_per_user_day 0", ADMIN, room)).ok
+        result, _ = await ask(core, ref=room, text="hi")
+        assert result.refusal is not None and "raise it with !limits" in result.refusal
+        assert "/" not in result.refusal, result.refusal
+    finally:
+        await core.close()
+
+
 async def test_messages_per_minute_says_when_it_frees_up(core: Core) -> None:
     await configure(core)
     assert (await command(core, "/limits set messages_per_user_minute 2", ADMIN)).ok
