@@ -77,6 +77,10 @@ class Command:
     # Acts on the conversation's newest turn (regenerate, continue…): the core runs it
     # with the chat engine; a front-end that can stream hands it a reply sink.
     control: bool = False
+    # Changes the conversation itself (forgets it, posts into it): a front-end that runs
+    # commands beside the turns (Discord's slash commands) runs it after the answers
+    # being written there. (Matrix and the console order every command.)
+    ordered: bool = False
 
     def sub(self, name: str) -> Command | None:
         return next((c for c in self.subcommands if c.name == name), None)

@@ -190,6 +190,7 @@ TABLE: tuple[Command, ...] = (
                 "Set the character from a Character Card V1-V3 (PNG or JSON).",
                 (_file_opt("the card (PNG or JSON)"), _scope_opt),
                 slow=True,
+                ordered=True,  # its greeting goes into the conversation
                 handler=ch.character_import,
             ),
             Command(
@@ -269,7 +270,7 @@ TABLE: tuple[Command, ...] = (
         control=True,
     ),
     Command("stop", "Stop the answer being written now.", admin=False, control=True),
-    Command("reset", "Forget this channel's conversation history.", handler=h.reset),
+    Command("reset", "Forget this channel's conversation history.", ordered=True, handler=h.reset),
     Command(
         "usage",
         "Tokens used (and estimated cost): yours, this channel's or the server's.",

@@ -238,6 +238,46 @@ async def test_an_edit_whose_connection_drops_is_tried_again_and_the_turn_is_rec
         assert conn.execute("SELECT count(*) FROM usage WHERE state = 'settled'").fetchone() == (1,)
 
 
+async def test_reset_during_an_answer_waits_for_it_then_forgets_it_too(tmp_path: Path) -> None:
+    """A /reset pressed while an answer streamed forgot the question at once; the answer
+    was then saved into the fresh conversation and went to the model with the next one."""
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    script = Script(chunks=[f"w{i} " for i in range(30)], interval=0.1)  # about 3 s
+    async with fake_openai(script) as model:
+        env = await fake.bot_env(tmp_path / "data", model.url_v1, ADMIN_IDS=str(fake.user_id))
+        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+        try:
+            await bot.wait_ready()
+            await fake.user_says(f"<@{fake.bot_id}> count for me")
+            path = f"/channels/{fake.channel_id}/messages"
+            await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+            await fake.slash("reset")
+            await fake.wait_until(lambda: _said(fake) is not None, 60)
+            assert "w29" in repr(fake.messages)  # the answer ended before the reset ran
+            said = _said(fake)
+            script.chunks, script.interval = ["ok"], 0.0
+            await fake.user_says(f"<@{fake.bot_id}> again")
+            await fake.wait_until(lambda: len(model.requests) == 2, 60)
+            exit_code = await bot.stop()
+        finally:
+            await bot.close()
+            await fake.stop()
+    assert exit_code == 0, bot.log[-3000:]
+    assert said is not None and said.startswith("Forgot 2 message(s)"), said
+    sent = model.requests[-1]["messages"]
+    assert isinstance(sent, list)
+    assert [m["content"] for m in sent if m["role"] != "system"] == ["again"], sent
+
+
+def _said(fake: FakeDiscord) -> str | None:
+    """What the bot answered to the first slash command: at once, or after "thinking…"."""
+    for response in fake.responses:
+        if response.get("type") == 4:
+            return str(response["data"]["content"])
+    return str(fake.followups[0]["content"]) if fake.followups else None
+
+
 def _answered(fake: FakeDiscord, count: int) -> bool:
     """The bot has posted `count` answers and finished each (its last edit says "Seen.")."""
     answers: list[dict[str, Any]] = list(fake.messages.values())

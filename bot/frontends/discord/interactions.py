@@ -81,7 +81,7 @@ class CommandRunner:
         defer_now: bool,
     ) -> None:
         ref, actor = interaction_context(interaction)
-        task = asyncio.ensure_future(self._core.run_command(ref, actor, inv))
+        task = asyncio.ensure_future(self._run(ref, actor, command, inv))
         name = "/" + " ".join(inv.path)
         try:
             if not defer_now:
@@ -101,6 +101,14 @@ class CommandRunner:
         await _respond(interaction, reply)
         if reply.greeting is not None and self.greet is not None and interaction.channel:
             await self.greet(interaction.channel, ref, reply.greeting)
+
+    async def _run(self, ref: ChannelRef, actor: Actor, command: Command, inv: Invocation) -> Reply:
+        if not command.ordered:
+            return await self._core.run_command(ref, actor, inv)
+        # After the answer being written here ("thinking…" meanwhile): a /reset in the
+        # middle of one was undone when that answer was saved into the fresh conversation.
+        async with self._core.ordered(ref):
+            return await self._core.run_command(ref, actor, inv)
 
     async def complete(
         self, interaction: discord.Interaction, source: str, typed: str
