@@ -406,12 +406,14 @@ class Guarded(Generic[V]):
 
 
 def _where(ref: ChannelRef, user_id: str, now: datetime) -> dict[str, Any]:
+    """What a charge sums over: ids cut as _reserved_row stores them (a longer id must
+    still find its own rows, or it escapes every per-user limit)."""
     since = now - timedelta(minutes=1)
     return {
         "platform": ref.platform.value,
-        "server_id": ref.server_id,
-        "channel_id": ref.channel_id,
-        "user_id": user_id,
+        "server_id": ref.server_id[:NAME_CHARS],
+        "channel_id": ref.channel_id[:NAME_CHARS],
+        "user_id": user_id[:NAME_CHARS],
         "today": now.date(),
         "since": since,
         "since_day": since.date(),

@@ -304,6 +304,18 @@ async def test_messages_per_minute_says_when_it_frees_up(core: Core) -> None:
         assert (await ask(core))[0].refusal is None
 
 
+async def test_an_id_longer_than_the_store_keeps_is_still_limited(core: Core) -> None:
+    """Ids are stored cut to 255 characters, but the sums looked for the whole id: a
+    longer one never found its own rows and escaped every per-user limit."""
+    await configure(core)
+    assert (await command(core, "/limits set messages_per_user_minute 1", ADMIN)).ok
+    long = Actor("u" * 300, "Lola")
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        refused = [(await ask(core, long))[0].refusal is not None for _ in range(3)]
+    assert refused == [False, True, True] and route.call_count == 1
+
+
 async def test_a_charge_adds_one_statement_before_the_model_is_asked(core: Core) -> None:
     """The charge runs in the question's transaction and adds one statement there: the
     reserved row and the sums together, on PostgreSQL with the server's lock row (a
