@@ -359,6 +359,15 @@ async def rotate_keys(settings: Settings, box: SecretBox) -> int:
 
 
 EXPORT_FORMATS = ("csv", "jsonl")
+# Valid in a JSON string, but a line end to Python's splitlines() (and U+2028/9 to older
+# JavaScript): escaped, so a JSON Lines record is one line to every reader.
+_LINE_ENDS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
+
+
+def _json_line(row: dict[str, object]) -> str:
+    return json.dumps(row, ensure_ascii=False).translate(_LINE_ENDS) + "\n"
+
+
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP's list).
 # User ids (every Matrix id starts with @) and model ids come from chat and endpoints.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -383,7 +392,7 @@ async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -
         async for record in store.usage_records(since):
             row = record.as_dict()
             if fmt == "jsonl":
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.write(_json_line(row))
             else:
                 if writer is None:
                     writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")

