@@ -11,6 +11,7 @@ import base64
 import contextlib
 import io
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from bot.store import SecretBox, Store
 from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
 from tests.bot_process import BotProcess, bot_env, keygen
 from tests.discord.fake_discord import FakeDiscord
-from tests.discord.fake_openai import Script, fake_openai
+from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 from tests.peers.llamacpp import LlamaCppPeer
 
 TOKEN = "loopback.bot.token-0123456789"
@@ -43,6 +44,25 @@ async def _answer_stored(db: Path, seconds: float) -> str:
         while not _finished_answers(db):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
     return _finished_answers(db)[0]
+
+
+@contextlib.asynccontextmanager
+async def chatbot_run(
+    tmp_path: Path, fake: FakeDiscord, script: Script, **settings: str
+) -> AsyncIterator[tuple[BotProcess, FakeOpenAI]]:
+    """`chatbot run`, ready, against `fake` and a loopback model answering by `script`."""
+    await fake.start()
+    try:
+        async with fake_openai(script) as model:
+            env = await fake.bot_env(tmp_path / "data", model.url_v1, **settings)
+            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+            try:
+                await bot.wait_ready()
+                yield bot, model
+            finally:
+                await bot.close()
+    finally:
+        await fake.stop()
 
 
 @pytest.mark.llamacpp
@@ -178,28 +198,20 @@ async def test_chatbot_run_shows_typing_only_while_a_slow_model_has_not_started(
     tmp_path: Path,
 ) -> None:
     fake = FakeDiscord(TOKEN)
-    await fake.start()
-    async with fake_openai(Script(chunks=["Seen."])) as model:
-        env = await fake.bot_env(tmp_path / "data", model.url_v1)
-        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
-        try:
-            await bot.wait_ready()
-            # A first turn warms up (imports, the first connection to the model), which
-            # on a loaded machine may take past the half second on its own.
-            await fake.user_says(f"<@{fake.bot_id}> hello")
-            await fake.wait_until(lambda: _answered(fake, 1), 60)
-            warm = len(fake.calls)
-            await fake.user_says(f"<@{fake.bot_id}> quick?")
-            await fake.wait_until(lambda: _answered(fake, 2), 60)
-            quick = fake.calls[warm:]
-            model.script.first_token = 1.5
-            await fake.user_says(f"<@{fake.bot_id}> slow?")
-            await fake.wait_until(lambda: _answered(fake, 3), 60)
-            slow = fake.calls[warm + len(quick) :]
-            exit_code = await bot.stop()
-        finally:
-            await bot.close()
-            await fake.stop()
+    async with chatbot_run(tmp_path, fake, Script(chunks=["Seen."])) as (bot, model):
+        # A first turn warms up (imports, the first connection to the model), which
+        # on a loaded machine may take past the half second on its own.
+        await fake.user_says(f"<@{fake.bot_id}> hello")
+        await fake.wait_until(lambda: _answered(fake, 1), 60)
+        warm = len(fake.calls)
+        await fake.user_says(f"<@{fake.bot_id}> quick?")
+        await fake.wait_until(lambda: _answered(fake, 2), 60)
+        quick = fake.calls[warm:]
+        model.script.first_token = 1.5
+        await fake.user_says(f"<@{fake.bot_id}> slow?")
+        await fake.wait_until(lambda: _answered(fake, 3), 60)
+        slow = fake.calls[warm + len(quick) :]
+        exit_code = await bot.stop()
     assert exit_code == 0, bot.log[-3000:]
     typing = f"/channels/{fake.channel_id}/typing"
     posts = f"/channels/{fake.channel_id}/messages"
@@ -217,18 +229,13 @@ async def test_an_edit_whose_connection_drops_is_tried_again_and_the_turn_is_rec
     the answer's sink did not catch: the turn died with the answer half shown and its
     usage unrecorded."""
     fake = FakeDiscord(TOKEN, drop_edits=2)
-    await fake.start()
-    async with fake_openai(Script(chunks=["Seen", "."], interval=0.3)) as model:
-        env = await fake.bot_env(tmp_path / "data", model.url_v1)
-        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
-        try:
-            await bot.wait_ready()
-            await fake.user_says(f"<@{fake.bot_id}> hello")
-            await fake.wait_until(lambda: _answered(fake, 1), 60)
-            exit_code = await bot.stop()
-        finally:
-            await bot.close()
-            await fake.stop()
+    async with chatbot_run(tmp_path, fake, Script(chunks=["Seen", "."], interval=0.3)) as (
+        bot,
+        _,
+    ):
+        await fake.user_says(f"<@{fake.bot_id}> hello")
+        await fake.wait_until(lambda: _answered(fake, 1), 60)
+        exit_code = await bot.stop()
     assert exit_code == 0, bot.log[-3000:]
     assert fake.dropped == 2
     assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
@@ -242,27 +249,20 @@ async def test_reset_during_an_answer_waits_for_it_then_forgets_it_too(tmp_path:
     """A /reset pressed while an answer streamed forgot the question at once; the answer
     was then saved into the fresh conversation and went to the model with the next one."""
     fake = FakeDiscord(TOKEN)
-    await fake.start()
     script = Script(chunks=[f"w{i} " for i in range(30)], interval=0.1)  # about 3 s
-    async with fake_openai(script) as model:
-        env = await fake.bot_env(tmp_path / "data", model.url_v1, ADMIN_IDS=str(fake.user_id))
-        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
-        try:
-            await bot.wait_ready()
-            await fake.user_says(f"<@{fake.bot_id}> count for me")
-            path = f"/channels/{fake.channel_id}/messages"
-            await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
-            await fake.slash("reset")
-            await fake.wait_until(lambda: _said(fake) is not None, 60)
-            assert "w29" in repr(fake.messages)  # the answer ended before the reset ran
-            said = _said(fake)
-            script.chunks, script.interval = ["ok"], 0.0
-            await fake.user_says(f"<@{fake.bot_id}> again")
-            await fake.wait_until(lambda: len(model.requests) == 2, 60)
-            exit_code = await bot.stop()
-        finally:
-            await bot.close()
-            await fake.stop()
+    admin = str(fake.user_id)
+    async with chatbot_run(tmp_path, fake, script, ADMIN_IDS=admin) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> count for me")
+        path = f"/channels/{fake.channel_id}/messages"
+        await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+        await fake.slash("reset")
+        await fake.wait_until(lambda: _said(fake) is not None, 60)
+        assert "w29" in repr(fake.messages)  # the answer ended before the reset ran
+        said = _said(fake)
+        script.chunks, script.interval = ["ok"], 0.0
+        await fake.user_says(f"<@{fake.bot_id}> again")
+        await fake.wait_until(lambda: len(model.requests) == 2, 60)
+        exit_code = await bot.stop()
     assert exit_code == 0, bot.log[-3000:]
     assert said is not None and said.startswith("Forgot 2 message(s)"), said
     sent = model.requests[-1]["messages"]

@@ -1249,18 +1249,33 @@ def test_huge_answer_is_stored_capped(
 # --------------------------------------------------------------------------------------
 
 
+def streaming(
+    ws: Workspace,
+    endpoint: HostileEndpoint,
+    question: str,
+    *,
+    words: int = 300,
+    interval: float = 0.05,
+    shown: str = "w010",
+) -> Live:
+    """A console set up for `endpoint`, its answer to `question` streaming (`words` words
+    `interval` s apart, `shown` already printed)."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(chunks=[f"w{i:03d} " for i in range(words)], interval=interval)
+    live = ws.live()
+    live.send(question)
+    assert live.wait_for(f"{shown} ".encode(), timeout=60), "the answer did not stream"
+    return live
+
+
 def test_kill_9_during_an_answer_keeps_the_turn_so_far(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
     """Issue item 12: SIGKILL while an answer streams (a chunk every 0.2 s for 30 s):
     the database already holds the user's message and a non-empty prefix of what was
     printed; after a restart and one more chat line that row is marked interrupted."""
-    setup = ws.run(custom_setup(endpoint))
-    assert setup.returncode == 0, setup.describe()
-    endpoint.stream = Stream(chunks=[f"w{i:03d} " for i in range(150)], interval=0.2)
-    live = ws.live()
-    live.send("hello")
-    assert live.wait_for(b"w040 ", timeout=60), "the answer did not stream"
+    live = streaming(ws, endpoint, "hello", words=150, interval=0.2, shown="w040")
     live.proc.send_signal(signal.SIGKILL)
     killed = live.finish(timeout=30)
     assert killed.returncode == -signal.SIGKILL, killed.describe()
@@ -1383,12 +1398,7 @@ def test_ctrl_c_stops_the_answer_then_leaves_at_the_prompt(
 ) -> None:
     """Ctrl-C while an answer streams stops that answer (kept, marked stopped); the console
     goes on; Ctrl-C at the prompt leaves with exit code 0."""
-    setup = ws.run(custom_setup(endpoint))
-    assert setup.returncode == 0, setup.describe()
-    endpoint.stream = Stream(chunks=[f"w{i:03d} " for i in range(300)], interval=0.05)
-    live = ws.live()
-    live.send("count for me")
-    assert live.wait_for(b"w010 ", timeout=60), "the answer did not stream"
+    live = streaming(ws, endpoint, "count for me")
     live.proc.send_signal(signal.SIGINT)
     assert live.wait_for("⚠️ Stopped.".encode(), timeout=30), "the answer was not stopped"
     live.send("/help")
@@ -1411,12 +1421,7 @@ def test_stop_typed_during_an_answer_stops_it_and_other_lines_wait_their_turn(
 ) -> None:
     """`/stop` typed while an answer streams stops it at once, as Ctrl-C does (it used to
     wait for the answer's end); a question typed meanwhile is asked after the answer."""
-    setup = ws.run(custom_setup(endpoint))
-    assert setup.returncode == 0, setup.describe()
-    endpoint.stream = Stream(chunks=[f"w{i:03d} " for i in range(300)], interval=0.05)
-    live = ws.live()
-    live.send("count for me")
-    assert live.wait_for(b"w010 ", timeout=60), "the answer did not stream"
+    live = streaming(ws, endpoint, "count for me")
     live.send(" ／STOP ")  # as people type it: spaces, a full-width slash, any case
     assert live.wait_for("⚠️ Stopped.".encode(), timeout=30), "the answer was not stopped"
     assert live.wait_for(b"Stopped the answer.", timeout=30)

@@ -607,6 +607,15 @@ def test_addresses_alternate_between_families_starting_with_the_first_listed() -
 # ---- the endpoint policy, again at connect time ------------------------------------
 
 
+def lenient_transport() -> Transport:
+    """The provider layer's transport where loopback endpoints are allowed."""
+    return Transport(
+        ProviderSettings(allow_private_endpoints=True),
+        EndpointPolicy(allow_private=True),
+        asyncio.sleep,
+    )
+
+
 async def get(transport: Transport, url: str) -> str:
     """One request the way the providers send theirs: through Transport.open."""
     response, _ = await transport.open(RequestSpec("GET", url, where="test", headers={}))
@@ -629,11 +638,7 @@ async def test_every_connection_is_checked_again_against_the_policy() -> None:
         writer.close()
 
     strict = Transport(ProviderSettings(), EndpointPolicy(allow_private=False), asyncio.sleep)
-    lenient = Transport(
-        ProviderSettings(allow_private_endpoints=True),
-        EndpointPolicy(allow_private=True),
-        asyncio.sleep,
-    )
+    lenient = lenient_transport()
     server, port = await serve(handler)
     try:
         async with server:
@@ -663,11 +668,7 @@ async def test_no_cookie_an_endpoint_sets_goes_out_again() -> None:
                 )
                 await writer.drain()
 
-    transport = Transport(
-        ProviderSettings(allow_private_endpoints=True),
-        EndpointPolicy(allow_private=True),
-        asyncio.sleep,
-    )
+    transport = lenient_transport()
     server, port = await serve(handler)
     try:
         async with server:

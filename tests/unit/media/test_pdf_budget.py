@@ -13,7 +13,7 @@ from bot.conversation.attachments import prepare
 from bot.conversation.engine import ChatEngine
 from bot.media import MAX_PDF_CONTENT, MediaError, read_pdf, read_text_file
 from bot.types import Attachment
-from tests.unit.media.samples import text_pdf
+from tests.unit.media.samples import pdf_file, text_pdf
 
 
 def shared_stream_pdf(pages: int = 100, runs: int = 20_000) -> bytes:
@@ -31,19 +31,7 @@ def shared_stream_pdf(pages: int = 100, runs: int = 20_000) -> bytes:
         b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(content), content),
         *[page] * pages,
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return pdf_file(objects)
 
 
 @pytest.fixture
