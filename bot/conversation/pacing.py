@@ -86,7 +86,9 @@ class MessageTarget(Protocol):
 
     async def send(self, text: str) -> object: ...
 
-    async def edit(self, handle: object, text: str) -> None: ...
+    async def edit(self, handle: object, text: str) -> bool:
+        """Make `handle` show `text`; False when the platform would not (said in its log)."""
+        ...
 
 
 def spoiler_reasoning(answer: str, reasoning: str) -> str:
@@ -101,6 +103,7 @@ MISSING_NOTE = (
     "The rest of this answer could not be posted here; the whole answer is kept in the "
     "conversation."
 )
+STALE_NOTE = "The message above could not be updated, so here is the answer from there on:"
 
 
 class PacedReply:
@@ -122,6 +125,7 @@ class PacedReply:
         self._clock = clock
         self._handles: list[object] = []
         self._shown: list[str] = []
+        self._stale: set[int] = set()  # pages whose newest edit the platform refused
         self._last_edit = -1e9
         self._writes: deque[float] = deque(maxlen=16)  # when posts and edits went out
         self._latest = ""
@@ -174,6 +178,8 @@ class PacedReply:
                     break
             if final and None in self._handles:
                 await self._say_missing()
+            elif final and self._stale:
+                await self._post_stale()
 
     async def _say_missing(self) -> None:
         """The end of the answer could not be posted: the page before it says so."""
@@ -185,6 +191,19 @@ class PacedReply:
         text = page[: max(0, self._target.limit - len(note))] + note
         await self._target.edit(self._handles[missing - 1], text)
         self._shown[missing - 1] = text
+
+    async def _post_stale(self) -> None:
+        """The finished answer's edit was refused (a rate limit that did not end, say):
+        what the stale page and those after it should show goes out as new messages, so
+        no one is left reading the answer cut where the refusals began."""
+        first = min(self._stale)
+        pages = split_text(self._latest, self._target.limit)
+        rest = "\n".join(pages[first:])
+        for page in split_text(f"⚠️ {STALE_NOTE}\n\n{rest}", self._target.limit):
+            if await self._target.send(page) is None:
+                break
+            self.sends += 1
+        self._stale.clear()
 
     async def _pages(self, pages: list[str], interval: float) -> float:
         """Post or edit each page in order; returns the interval the next edit keeps.
@@ -208,8 +227,11 @@ class PacedReply:
                 wait = self._last_edit + interval - self._clock()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                await self._target.edit(self._handles[i], page)
-                self._shown[i] = page
+                if await self._target.edit(self._handles[i], page):
+                    self._shown[i] = page
+                    self._stale.discard(i)
+                else:
+                    self._stale.add(i)  # the next sync tries again; the last one says so
                 self.edits += 1
                 self._wrote()
                 interval = self._target.min_interval  # only one edit skips the pace

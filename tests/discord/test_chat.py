@@ -9,6 +9,7 @@ import discord
 import pytest
 import simcord
 
+from bot.conversation.pacing import STALE_NOTE
 from bot.frontends.discord import DiscordOptions
 from bot.frontends.discord.client import ChatClient
 from bot.types import Actor, ChannelRef, Platform, ReplyMode, Role, Scope, SecretValue
@@ -225,6 +226,21 @@ async def test_an_edit_refused_mid_answer_says_why_once(
         if r.method == "PATCH" and r.path.startswith(f"/channels/{world.channel.id}/messages/")
     ]
     assert len(edits) == 1
+
+
+async def test_an_answer_whose_edits_are_refused_goes_out_whole_in_a_new_message(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Discord refused every edit (a 429 that never ended, say): people were left with
+    the answer's first words and nothing to say so."""
+    endpoint.script.chunks = [f"w{i} " for i in range(30)]
+    endpoint.script.interval = 0.02
+    path = f"/channels/{world.channel.id}/messages/*"
+    world.env.inject_error("PATCH", path, status=400, code=50035, times=None)
+    await world.member.send(world.channel, f"<@{world.bot_id}> count for me")
+    first, *rest = bot_messages(world.channel, world.bot_id)
+    assert first.startswith("w0") and "w29" not in first
+    assert rest == [f"⚠️ {STALE_NOTE}\n\n{endpoint.script.answer.strip()}"], rest
 
 
 async def test_a_channel_the_bot_may_not_post_in_costs_no_model_call(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.conversation.pacing import MISSING_NOTE, PacedReply, split_text
+from bot.conversation.pacing import MISSING_NOTE, STALE_NOTE, PacedReply, split_text
 
 
 def test_short_text_is_one_page() -> None:
@@ -61,10 +61,70 @@ class RecordingTarget:
         self.edit_times.append(time.monotonic())
         return len(self.messages) - 1
 
-    async def edit(self, handle: object, text: str) -> None:
+    async def edit(self, handle: object, text: str) -> bool:
         assert isinstance(handle, int)
         self.messages[handle] = text
         self.edit_times.append(time.monotonic())
+        return True
+
+
+class RefusingTarget(RecordingTarget):
+    """Edits are refused once `refuse_after` have gone through (a 429 that never ends)."""
+
+    def __init__(self, refuse_after: int, limit: int = 2000) -> None:
+        super().__init__(min_interval=0.0)
+        self.limit = limit
+        self.refuse_after = refuse_after
+
+    async def edit(self, handle: object, text: str) -> bool:
+        if self.refuse_after <= 0:
+            return False
+        self.refuse_after -= 1
+        return await super().edit(handle, text)
+
+
+@pytest.mark.parametrize("refuse_after", [0, 1])
+async def test_a_refused_final_edit_posts_the_rest_of_the_answer(refuse_after: int) -> None:
+    """The finished answer's edits were refused: people saw it cut where the refusals
+    began, with nothing to say so. The rest now goes out as a new message."""
+    target = RefusingTarget(refuse_after)
+    reply = PacedReply(target)
+    await reply.update("The first words")
+    await reply.update("The first words and more")
+    await asyncio.sleep(0.05)  # the paced edit goes out (or is refused)
+    await reply.finish("The first words and more, to the very end.")
+    shown = target.messages[0]
+    assert shown.startswith("The first words") and "very end" not in shown
+    assert target.messages[1:] == [
+        f"⚠️ {STALE_NOTE}\n\nThe first words and more, to the very end."
+    ], target.messages
+
+
+async def test_a_refused_edit_of_a_middle_page_sends_from_there_on() -> None:
+    target = RefusingTarget(refuse_after=0, limit=40)
+    reply = PacedReply(target)
+    words = [f"word{i:02d}" for i in range(12)]
+    await reply.update(" ".join(words[:8]))  # two pages: the second is posted whole
+    await reply.finish(" ".join(words))
+    # The second page is stuck; the third is new, so it is posted.
+    assert target.messages[:3] == [
+        "word00 word01 word02 word03 word04",
+        "word05 word06 word07",
+        "word10 word11",
+    ]
+    tail = "\n".join(target.messages[3:])
+    assert tail.startswith(f"⚠️ {STALE_NOTE[:20]}") and "word08 word09" in tail
+    assert "word00" not in tail  # the first page showed what it should
+
+
+async def test_an_edit_that_goes_through_later_leaves_nothing_to_repeat() -> None:
+    target = RefusingTarget(refuse_after=0)
+    reply = PacedReply(target)
+    await reply.update("Half")
+    await reply.update("Half and")  # refused: stale for now
+    target.refuse_after = 5
+    await reply.finish("Half and whole.")
+    assert target.messages == ["Half and whole."]
 
 
 async def test_first_text_goes_out_at_once_then_edits_are_paced() -> None:

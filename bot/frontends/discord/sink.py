@@ -219,20 +219,21 @@ class DiscordTarget:
         except (discord.HTTPException, *NETWORK_ERRORS) as err:
             log.info("could not remove a page of an earlier answer: %s", type(err).__name__)
 
-    async def edit(self, handle: object, text: str) -> None:
+    async def edit(self, handle: object, text: str) -> bool:
         if not isinstance(handle, discord.Message) or self.blocked:
-            return
+            return False
         if self._prefix and self.messages and handle is self.messages[0]:
             text = self._prefix + text
         # The newest message's edit also brings its buttons up to date (the final edit
         # carries the ones for how the answer ended); an unchanged view adds nothing.
         newest = bool(self.messages) and handle is self.messages[-1]
         changes = self._view_change(handle, self.view) if newest else {}
-        await self._edit(handle, content=text, **changes)
+        return await self._edit(handle, content=text, **changes)
 
-    async def _edit(self, handle: discord.Message, **changes: Any) -> None:
+    async def _edit(self, handle: discord.Message, **changes: Any) -> bool:
+        """Edit `handle`; False when Discord would not (refused, or still failing)."""
         if self.blocked:
-            return
+            return False
         for attempt in range(EDIT_RETRIES + 1):
             try:
                 hook = self._hook
@@ -241,22 +242,23 @@ class DiscordTarget:
                     await hook.edit_message(handle.id, thread=self._thread(), **changes)
                 else:
                     await handle.edit(**changes)
-                return
+                return True
             except discord.NotFound:
                 log.info("an answer message was deleted while it streamed")
-                return
+                return True  # nothing stale is left on show
             except discord.Forbidden as err:
                 await self._blocked(err)
-                return
+                return False
             except discord.HTTPException as err:
                 if attempt == EDIT_RETRIES or not (err.status == 429 or err.status >= 500):
                     log.warning("could not edit an answer: %s %s", err.status, type(err).__name__)
-                    return
+                    return False
             except NETWORK_ERRORS as err:  # a new connection may well get through
                 if attempt == EDIT_RETRIES:
                     log.warning("could not edit an answer: %s", type(err).__name__)
-                    return
+                    return False
             await asyncio.sleep(RETRY_PAUSE)
+        return False  # pragma: no cover - the loop always returns
 
     async def _blocked(self, err: discord.Forbidden) -> None:
         self.blocked = True

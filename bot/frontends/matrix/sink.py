@@ -175,10 +175,11 @@ class MatrixTarget:
             self._on_sent(event_id)
         return event_id
 
-    async def edit(self, handle: object, text: str) -> None:
+    async def edit(self, handle: object, text: str) -> bool:
         event_id = str(handle)
         await self._send(self._room_id, edit_content(event_id, text, self._msgtype))
         self.final_texts[event_id] = text
+        return True
 
 
 async def with_retries(
