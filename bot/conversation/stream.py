@@ -15,7 +15,7 @@ from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
 from bot.providers import ChatRequest, Provider, ProviderError
 from bot.store import Store, StoreError
-from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage
+from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage, failure
 
 log = logging.getLogger("bot.conversation")
 
@@ -197,7 +197,10 @@ async def stream_answer(
                         if typing is not None and shown:
                             await typing.done()
                             typing = None
-                        await sink.update(answer.text, thought.text if show else "")
+                        if not await _shown(sink, answer.text, thought.text if show else ""):
+                            out.state, out.failed = TurnState.STOPPED, True
+                            out.error = SHOW_FAILED
+                            break
                     row.grew(answer.text)
     except TimeoutError:
         out.state, out.failed = TurnState.STOPPED, True
@@ -224,6 +227,21 @@ async def stream_answer(
         out.failed = True
         out.error = "The model returned an empty answer. Try again or rephrase."
     return out
+
+
+SHOW_FAILED = "The answer could not be shown here, so it stops where it was cut."
+
+
+async def _shown(sink: ReplySink, answer: str, reasoning: str) -> bool:
+    """Show the answer so far; False when the platform failed (its server unreachable,
+    say). The turn then ends as stopped: what arrived is stored and its call recorded,
+    and no more is asked of the model for no one to see."""
+    try:
+        await sink.update(answer, reasoning)
+    except Exception as err:
+        log.warning("an answer could not be shown: %s", failure(err))
+        return False
+    return True
 
 
 class Typing:

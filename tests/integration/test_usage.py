@@ -15,6 +15,7 @@ import pytest
 import respx
 from PIL import Image
 
+from bot.conversation.stream import SHOW_FAILED
 from bot.core import Core
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
@@ -30,10 +31,12 @@ from bot.types import (
     Scope,
     SecretValue,
     Source,
+    TurnState,
     UsageQuery,
     UsageRecord,
 )
 from bot.types.prices import PriceTable
+from tests.discord.fake_openai import Script, fake_openai
 from tests.peers.litellm import LiteLLMPeer
 from tests.peers.llamacpp import LlamaCppPeer
 
@@ -256,6 +259,36 @@ async def test_a_call_is_recorded_however_showing_its_answer_ended(
     [row] = await rows(core.store)
     assert (row.user_id, row.input_tokens, row.output_tokens) == ("u-member", 4000, 1000)
     assert not row.estimated
+
+
+class UnreachableSink(Sink):
+    """A front-end whose server stops answering after the first words (a homeserver
+    gone: the Matrix sink raises SendFailed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.updates = 0
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        self.updates += 1
+        if self.updates > 1:
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+
+async def test_an_answer_that_cannot_be_shown_stops_is_kept_and_recorded(core: Core) -> None:
+    """The sink's failure escaped the turn: the answer stayed marked as streaming, the
+    model was read no further but its call was never recorded, and the front-end got
+    the exception instead of a result."""
+    sink = UnreachableSink()
+    async with fake_openai(Script(chunks=[f"w{i} " for i in range(20)], interval=0.05)) as model:
+        await configure(core, model.url_v1, "m-small")
+        result = await core.chat(Incoming(REF, MEMBER, "count"), sink)
+    assert result.error == SHOW_FAILED and sink.updates == 2
+    [_, answer] = await core.store.history(REF, 10)
+    assert answer.content.strip() == "w0 w1" and answer.error == SHOW_FAILED
+    assert answer.state is TurnState.STOPPED
+    [row] = await rows(core.store)
+    assert row.user_id == "u-member" and row.output_tokens > 0 and row.error
 
 
 async def test_unreported_usage_is_estimated_and_errors_are_flagged(core: Core) -> None:
