@@ -49,13 +49,10 @@ _NAMED = {"dockerfile": "dockerfile", "makefile": "makefile", "gnumakefile": "ma
           "cmakelists.txt": "cmake", "jenkinsfile": "groovy"}  # fmt: skip
 
 
-def read_text_file(data: bytes, name: str, *, max_chars: int | None = None) -> str:
-    """The text of a text file or a PDF, cleaned; MediaError for binary, empty or unreadable.
-
-    A PDF's pages stop once `max_chars` are read (see `read_pdf`).
-    """
+def read_text_file(data: bytes, name: str) -> str:
+    """The text of a text file or a PDF, cleaned; MediaError for binary, empty or unreadable."""
     if is_pdf(data):
-        return read_pdf(data, name, max_chars=max_chars)
+        return read_pdf(data, name)
     text = clean_text(_decode(data, name))
     if not text.strip():
         raise MediaError(f"{display_name(name)} is empty.")
@@ -81,7 +78,7 @@ def read_pdf(
     A last line says which pages were not read.
     """
     text, unread = _pdf_text(data, name, max_pages, max_chars)
-    return clean_text(text + unread)
+    return text + unread  # the text is cleaned, the line is ours
 
 
 def _pdf_text(data: bytes, name: str, max_pages: int, max_chars: int | None) -> tuple[str, str]:

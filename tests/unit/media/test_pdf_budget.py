@@ -11,7 +11,7 @@ from pypdf import PageObject
 
 from bot.conversation.attachments import prepare
 from bot.conversation.engine import ChatEngine
-from bot.media import MAX_PDF_CONTENT, MediaError, read_pdf, read_text_file
+from bot.media import MAX_PDF_CONTENT, MediaError, file_block, read_pdf
 from bot.types import Attachment
 from tests.unit.media.samples import pdf_file, text_pdf
 
@@ -61,8 +61,8 @@ def test_the_crafted_pdf_is_small_and_its_pages_are_long() -> None:
     assert read_pdf(data, "report.pdf").count("A") == 3 * 2_000
 
 
-def test_a_text_file_read_with_a_budget_stops_its_pdf_pages_there(extracted: list[int]) -> None:
-    text = read_text_file(shared_stream_pdf(), "report.pdf", max_chars=30_000)
+def test_a_file_block_with_a_budget_stops_its_pdf_pages_there(extracted: list[int]) -> None:
+    text = file_block(shared_stream_pdf(), "report.pdf", 30_000)
     assert len(extracted) == 2  # 20,000 characters a page: the second fills the budget
     assert text.endswith("\n\n[… pages 3–100 of 100 not read]")
 
