@@ -446,7 +446,10 @@ async def test_a_paced_trickle_over_tls_rests_and_arrives_whole(tmp_path: Path, 
             network.pace(0.0)
             assert low_water_mark(network) == 1
     assert body == b"".join(b"%02d" % i for i in range(30))
-    assert batches(times) <= 8, times  # 0.6 s of tokens, read a tick at a time
+    # 0.6 s of tokens: the first few as they come, then a tick's worth at a time (~7
+    # wakeups instead of 30). A TLS record cut by a tick's read, or a token landing just
+    # after a tick on a busy machine, adds a wakeup of its own (CI once saw 9).
+    assert batches(times) <= 10, times
     assert max(marks) == (_network._TRICKLE if rest == "mark" else 1)
 
 
