@@ -8,6 +8,7 @@ error says so in its stored rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -317,7 +318,10 @@ class ChatEngine(_QuotaHooks):
     # -- a new question ---------------------------------------------------------------------
 
     async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str, key: str) -> TurnResult:
-        if not await self._admitted(incoming.channel, incoming.actor):
+        ref = incoming.channel
+        with contextlib.suppress(StoreError):  # the reads below say what failed, if it lasts
+            await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip, who may chat too
+        if not await self._admitted(ref, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
         text = incoming.text.strip()
         if not strip_invisible(text) and not incoming.attachments:
@@ -330,9 +334,7 @@ class ChatEngine(_QuotaHooks):
             )
         if holds_key(text):
             return await _notice(sink, _KEY_IN_MESSAGE.format(what="message", prefix=prefix))
-        ref = incoming.channel
         try:
-            await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip for the reads below
             config, endpoint = await self._ready(ref, prefix)
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)

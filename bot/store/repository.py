@@ -97,11 +97,12 @@ class Store:
 
     async def prefetch(self, ref: ChannelRef, history_limit: int) -> None:
         """Load what a chat turn reads (config, secrets, history) in one round trip, and
-        the limits and the character card there beside it: a turn whose channel is not
-        remembered (new, or quiet for a while) then waits for one round of reads before
-        its request, not two or three."""
+        who may chat, the limits and the character card there beside it: a turn whose
+        channel is not remembered (new, or quiet for a while) then waits for one round of
+        reads before its request, not two or three."""
         await asyncio.gather(
             self._reads.prefetch(ref, history_limit),
+            self.quotas.rules(ref),
             self.quotas.limits(ref),
             self._characters.get(ref),
         )

@@ -252,8 +252,10 @@ async def test_prefetch_reads_a_turn_in_one_go_then_nothing(store: Store) -> Non
     try:
         with counting_selects(fresh) as selects:
             await fresh.prefetch(CHAN, 200)
-        # config, secrets, history in one batch; the limits and the card beside it
-        assert len(selects) == 5
+        # config, secrets, history in one batch; who may chat, the limits and the card
+        # beside it
+        assert len(selects) == 6
+        assert sum("FROM access_rules" in s for s in selects) == 1
         assert sum("FROM limits" in s for s in selects) == 1
         assert sum("FROM characters" in s for s in selects) == 1
         with counting_selects(fresh) as selects:
@@ -261,6 +263,7 @@ async def test_prefetch_reads_a_turn_in_one_go_then_nothing(store: Store) -> Non
             assert await fresh.secret_origin(CHAN, "openai_api_key") == ("channel", "2222")
             assert [e.content for e in await fresh.history(CHAN, 200)] == ["earlier"]
             assert not (await fresh.quotas.limits(CHAN)).channel
+            assert await fresh.quotas.rules(CHAN) == []
             assert await fresh.character(CHAN) is None
             await fresh.prefetch(CHAN, 200)
         assert selects == []
