@@ -60,6 +60,8 @@ class FakeDiscord:
     limited: int = 0  # 429s sent
     drop_edits: int = 0  # cut the connection of this many message edits first
     dropped: int = 0  # edits whose connection was cut
+    drop_deletes: int = 0  # cut the connection of this many message deletes
+    drop_webhooks: int = 0  # cut the connection of this many calls to a channel's webhooks
     calls: list[Call] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     identified: asyncio.Event = field(default_factory=asyncio.Event)
@@ -311,9 +313,20 @@ class FakeDiscord:
         if route == ("POST", f"/channels/{cid}/typing"):
             return web.Response(status=204)
         if rest == "/webhooks":
+            if self.drop_webhooks and request.transport is not None:
+                self.drop_webhooks -= 1
+                request.transport.abort()
+                return web.Response(status=500)
             return self._channel_webhooks(request.method, cid, body or {})
         if route == ("POST", f"/channels/{cid}/messages"):
             return self._json(self._post(cid, body or {}))
+        if request.method == "DELETE" and rest.startswith("/messages/"):
+            if self.drop_deletes and request.transport is not None:
+                self.drop_deletes -= 1
+                request.transport.abort()
+                return web.Response(status=500)
+            self.messages.pop(int(rest.rsplit("/", 1)[1]), None)
+            return web.Response(status=204)
         if request.method == "PATCH" and rest.startswith("/messages/"):
             mid = int(rest.rsplit("/", 1)[1])
             if self.dropped < self.drop_edits and request.transport is not None:

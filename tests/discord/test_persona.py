@@ -227,6 +227,29 @@ async def test_a_deleted_webhook_is_replaced(core: Core, endpoint: FakeOpenAI) -
         await fake.stop()
 
 
+async def test_a_webhook_set_up_whose_connection_drops_still_answers(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """A reset connection while the character's webhook was set up escaped as an aiohttp
+    error (only a refusal was caught): the mention got no answer at all."""
+    fake = await _fake(manage_webhooks=True)
+    try:
+        await _import(core, fake)
+        async with running(core, fake):
+            fake.drop_webhooks = 5  # every try of the look-up
+            await fake.user_says(f"<@{fake.bot_id}> one")
+            await fake.wait_until(lambda: _answered(fake, 1), 30)
+            assert fake.drop_webhooks < 5
+            fake.drop_webhooks = 0  # the network is back: the next answer is the character's
+            await fake.user_says(f"<@{fake.bot_id}> two")
+            await fake.wait_until(lambda: _answered(fake, 2), 30)
+        texts = [m["content"] for m in fake.messages.values() if "cc:regen:" in str(m)]
+        assert texts == ["**Aurelia**\nHello there!", "Hello there!"]
+        assert len(_by_webhook(fake)) == 1
+    finally:
+        await fake.stop()
+
+
 async def test_a_long_answer_after_the_webhook_went_keeps_every_page_in_discords_limit(
     core: Core, endpoint: FakeOpenAI
 ) -> None:

@@ -245,6 +245,24 @@ async def test_an_edit_whose_connection_drops_is_tried_again_and_the_turn_is_rec
         assert conn.execute("SELECT count(*) FROM usage WHERE state = 'settled'").fetchone() == (1,)
 
 
+async def test_a_typed_key_command_is_answered_when_deleting_it_drops(tmp_path: Path) -> None:
+    """`@bot /key set …` typed as chat: the bot deletes the message, which may hold a
+    key, and says where commands are. A reset connection on the delete escaped as an
+    aiohttp error: the author got no answer at all."""
+    fake = FakeDiscord(TOKEN, drop_deletes=5)  # every try of the delete
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> /key set custom tabby-9f8e7d6c5b4a3210")
+        path = f"/channels/{fake.channel_id}/messages"
+        await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+        exit_code = await bot.stop()
+    assert exit_code == 0, bot.log[-3000:]
+    assert fake.drop_deletes < 5  # the delete was tried, and its connection cut
+    [said] = [m["content"] for m in fake.messages.values()]
+    assert "slash commands: type `/key`" in said and "Delete your message if it held one" in said
+    assert not model.requests
+    assert "Traceback" not in bot.log and "tabby-9f8e" not in bot.log, bot.log[-3000:]
+
+
 async def test_reset_during_an_answer_waits_for_it_then_forgets_it_too(tmp_path: Path) -> None:
     """A /reset pressed while an answer streamed forgot the question at once; the answer
     was then saved into the fresh conversation and went to the model with the next one."""

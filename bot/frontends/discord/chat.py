@@ -24,6 +24,7 @@ from bot.frontends.discord.events import (
     strip_mention,
     typed_command,
 )
+from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
 from bot.types import Attachment, Incoming, failure
@@ -88,7 +89,7 @@ class NoAccessNotices:
         guild = message.guild.name if message.guild else "a DM"
         log.warning("cannot post in channel %s (%s): %s", channel.id, guild, blocked.reason)
         text = f"I can't answer in {where} on {guild}: {blocked.reason}. {blocked.fix}"
-        with contextlib.suppress(discord.HTTPException):
+        with contextlib.suppress(*CALL_FAILED):
             await message.author.send(text)
 
 
@@ -194,7 +195,7 @@ async def _typed_command(message: discord.Message, typed: TypedCommand) -> None:
     deleted = False
     if typed.secret:
         text += " A key or password is asked for privately once you pick the command."
-        with contextlib.suppress(discord.HTTPException):
+        with contextlib.suppress(*CALL_FAILED):
             await message.delete()
             deleted = True
         text += (
@@ -207,7 +208,7 @@ async def _typed_command(message: discord.Message, typed: TypedCommand) -> None:
             await message.channel.send(text)
         else:
             await message.reply(text, mention_author=False)
-    except discord.HTTPException as err:
+    except CALL_FAILED as err:
         log.info("could not answer a typed command: %s", type(err).__name__)
 
 
@@ -215,5 +216,5 @@ async def _refuse(message: discord.Message, text: str) -> None:
     """A limit's refusal: a reply (no ping) that deletes itself; a message can't be ephemeral."""
     try:
         await message.reply(text, mention_author=False, delete_after=REFUSAL_SECONDS)
-    except discord.HTTPException as err:
+    except CALL_FAILED as err:
         log.info("could not tell a refused turn: %s", type(err).__name__)

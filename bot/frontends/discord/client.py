@@ -14,6 +14,7 @@ from bot.frontends import FrontendError
 from bot.frontends.discord.chat import ChatHandler, NoAccessNotices
 from bot.frontends.discord.commands import build_commands, table_problems
 from bot.frontends.discord.controls import ControlButton, Controls
+from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import CommandRunner
 from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.persona import Personas
@@ -35,7 +36,7 @@ class _Tree(app_commands.CommandTree["ChatClient"]):
         if command and not interaction.response.is_done():
             try:
                 await interaction.response.send_message(tree_error_text(error), ephemeral=True)
-            except discord.HTTPException as err:
+            except CALL_FAILED as err:
                 log.info("could not answer a failed command: %s", type(err).__name__)
 
 

@@ -27,6 +27,7 @@ from bot.frontends.discord.buttons import (
     stop_refusal,
     streaming_buttons,
 )
+from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import interaction_context
 from bot.frontends.discord.persona import Personas, Speaker
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
@@ -195,7 +196,7 @@ class Controls:
                 await target.settle(view_of([b for b in specs if b.press in _SWIPES]))
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
-        except discord.HTTPException as err:
+        except CALL_FAILED as err:
             log.warning("could not post a greeting: %s", type(err).__name__)
         finally:
             await target.close()
@@ -223,7 +224,7 @@ async def _pages_of(
         return [message]  # a reply to the question is the first page: the only one
     try:
         before = [m async for m in channel.history(limit=MAX_PAGES, before=message)]
-    except discord.HTTPException as err:  # no Read Message History: this page alone
+    except CALL_FAILED as err:  # no Read Message History, or the connection lost: this page alone
         log.info("could not read an answer's earlier pages: %s", type(err).__name__)
         return [message]
     facts = [
@@ -242,12 +243,12 @@ async def _pages_of(
 async def _ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
     try:
         await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException as err:
+    except CALL_FAILED as err:
         log.info("could not answer a button: %s", type(err).__name__)
 
 
 async def _followup(interaction: discord.Interaction[Any], text: str) -> None:
     try:
         await interaction.followup.send(text, ephemeral=True)
-    except discord.HTTPException as err:
+    except CALL_FAILED as err:
         log.info("could not answer a button: %s", type(err).__name__)

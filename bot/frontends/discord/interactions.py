@@ -16,6 +16,7 @@ from bot.commands import Command, Invocation
 from bot.core import Core, secret_prompt, split_text
 from bot.frontends.discord.commands import secret_options
 from bot.frontends.discord.events import actor_for, channel_ref
+from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.sink import LIMIT
 from bot.types import Actor, Attachment, ChannelRef, Greeting, Reply, SecretValue, failure
 
@@ -146,9 +147,10 @@ async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
                 await interaction.followup.send(page, ephemeral=reply.private, files=files)
             else:
                 await interaction.response.send_message(page, ephemeral=reply.private, files=files)
-    except discord.HTTPException as err:
+    except CALL_FAILED as err:
         # Usually the interaction expired (answered too late) or the channel refused it.
-        log.warning("could not answer a command: %s %s", err.status, type(err).__name__)
+        status = err.status if isinstance(err, discord.HTTPException) else "no answer"
+        log.warning("could not answer a command: %s %s", status, type(err).__name__)
 
 
 def _label(text: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.core import Core
+from bot.frontends.discord.failures import CALL_FAILED
 from bot.types import ChannelRef
 
 log = logging.getLogger("bot.discord")
@@ -96,7 +97,7 @@ class Personas:
             return Speaker(persona.name, cached[1], thread, on_gone=gone)
         try:
             webhook = await self._webhook(base, ref, persona.version, cached)
-        except discord.HTTPException as err:
+        except CALL_FAILED as err:
             log.warning("could not set up the character webhook: %s", type(err).__name__)
             if isinstance(err, discord.NotFound):
                 self.forget(base.id)
@@ -142,7 +143,7 @@ class Personas:
             return Speaker(cached[1].name or "", cached[1], thread)
         try:
             found = await self._find(base)
-        except discord.HTTPException as err:
+        except CALL_FAILED as err:
             log.info("could not look up the character webhook: %s", type(err).__name__)
             return None
         if found is None or found.id != webhook_id:

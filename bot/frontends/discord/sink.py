@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
 import discord
 
+from bot.frontends.discord.failures import NETWORK_ERRORS
 from bot.frontends.discord.persona import Speaker, webhook_name
 
 log = logging.getLogger("bot.discord")
@@ -26,10 +26,6 @@ EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
 RETRY_PAUSE = 2.0
 
 NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
-# What discord.py lets through when the connection itself fails (dropped, reset, timed
-# out): an answer's post or edit that hits one is lost like a failed HTTP call, never
-# raised into the turn, which still stores and records what the model said.
-NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 _EARLIER = object()  # buttons a message had before this target touched it
 
 
