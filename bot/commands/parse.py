@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from bot.commands.spec import Command, Invocation, Kind, Option, usage
@@ -174,6 +175,7 @@ def _options(
     raw: dict[str, Any] = {}
     positional = list(command.options)
     by_name = {o.name: o for o in command.options}
+    last: Option | None = None  # the option the last bare value went to
     while positional or pos < len(body):
         if positional and positional[0].kind is Kind.TEXT:
             rest = _peel_named(body[pos:].strip(), positional[1:], raw)
@@ -204,14 +206,40 @@ def _options(
                 positional.remove(opt)
             raw[_once(opt, raw)] = value
             continue
+        if last is not None and _thousands(raw.get(last.name), value, positional):
+            number = f"{raw[last.name]} {value}"
+            while (nxt := _token(body, pos)) is not None and _GROUP.fullmatch(nxt[0]):
+                number, pos = f"{number} {nxt[0]}", nxt[1]
+            raise CommandError(
+                f"{quoted(number)} has a space in it: if it is one number, write it "
+                f"without ({number.replace(' ', '')}) or with commas "
+                f"({number.replace(' ', ',')})."
+            )
         if not positional:
             raise CommandError(
                 f"Too many values: {quoted(value)} is one more than "
                 f"{prefix}{' '.join(path)} takes. Usage: {usage(path, command, prefix)}"
             )
-        opt = positional.pop(_fitting(positional, value))
+        last = opt = positional.pop(_fitting(positional, value))
         raw[_once(opt, raw)] = SecretValue(value) if opt.secret else value
     return raw
+
+
+_GROUPED = re.compile(r"[0-9]{1,3}(?: [0-9]{3})*")
+_GROUP = re.compile(r"[0-9]{3}")
+
+
+def _thousands(before: Any, value: str, positional: list[Option]) -> bool:
+    """`value` looks like the next thousands of the number before it (`1 000`): three
+    digits after a number, where nothing left takes them (no option, or a choice they
+    are not). Said as such, not as "`000` is not a valid scope"."""
+    if not isinstance(before, str) or not _GROUPED.fullmatch(before):
+        return False
+    if not _GROUP.fullmatch(value):
+        return False
+    return not positional or (
+        positional[0].kind is Kind.CHOICE and value not in positional[0].choices
+    )
 
 
 def _plain(tok: tuple[str, int] | None, options: dict[str, Option]) -> bool:

@@ -206,3 +206,43 @@ def test_which_commands_ask_for_a_secret(text: str, asks: bool) -> None:
     """A front-end that refused one of these takes what the sender sends next on its own
     for the secret, never for chat (the console's next line, Matrix's next message)."""
     assert asks_secret(text, TABLE, "!") is asks
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # A number typed with spaces between its thousands: `000` was taken for the
+        # scope ("`000` is not a valid scope").
+        ("/limits set tokens_per_user_day 1 000", "`1 000` has a space in it"),
+        ("/limits set tokens_per_user_day 12 500 000 server", "without (12500000)"),
+        ("/limits set tokens_per_user_day 1 000 scope:server", "with commas (1,000)"),
+        ("/limits set tokens_per_user_day 1 000 000", "commas (1,000,000)"),
+    ],
+)
+def test_a_number_with_spaces_between_its_thousands_says_so(text: str, said: str) -> None:
+    with pytest.raises(CommandError) as err:
+        parse(text, TABLE)
+    assert said in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("/limits set tokens_per_user_day 1 00", "`00` is not a valid scope"),  # no group
+        ("/limits set tokens_per_user_day off 000", "`000` is not a valid scope"),
+        ("/limits set tokens_per_user_day 5 server", None),
+        ("/limits set tokens_per_user_day 1,000 server", None),
+    ],
+)
+def test_only_whole_groups_after_a_number_are_taken_for_its_thousands(
+    text: str, fragment: str | None
+) -> None:
+    inv = parse(text, TABLE)
+    command = find(TABLE, inv.path)
+    assert command is not None
+    if fragment is None:
+        assert bind(command, inv, "/")["scope"] == "server"
+        return
+    with pytest.raises(CommandError) as err:
+        bind(command, inv, "/")
+    assert fragment in str(err.value)
