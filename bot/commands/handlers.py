@@ -21,7 +21,7 @@ from bot.providers import NotFoundError, StatusResult
 from bot.providers.policy import EndpointRefused
 from bot.store import SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Platform, Reply, Scope, SecretValue, Source
-from bot.types.text import quoted
+from bot.types.text import quoted, shown_id
 
 _MAX_LISTED = 60
 
@@ -45,7 +45,7 @@ def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
         if not model or not ids or model in ids:
             return f"Status check: OK{seen}.{fixed}"
         return (
-            f"Status check: OK{seen}, but not {model}, so the endpoint may refuse it."
+            f"Status check: OK{seen}, but not {shown_id(model)}, so the endpoint may refuse it."
             f"{suggest(model, ids)} Pick one with {p}model.{fixed}"
         )
     if result.error_kind == "config":  # nothing to check yet: the next setup step
@@ -137,7 +137,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             changes["model"] = None
             if old_model:
                 was = before.value if isinstance(before, Source) else before or "the old source"
-                dropped = f"{old_model} was the model for {was}, so "
+                dropped = f"{shown_id(str(old_model))} was the model for {was}, so "
         said = f"Source set to {source.value}"
         if scope is Scope.SERVER:
             said += " for this server"
@@ -145,7 +145,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     checked = (await _checked(ctx))[1]
     after = await ctx.store.effective_config(ctx.ref)
     if after.model:
-        model = f"Model: {after.model}."
+        model = f"Model: {shown_id(after.model)}."
     elif dropped:
         model = f"{dropped}pick one for {after.source.value} with {ctx.prefix}model."
     else:
@@ -333,7 +333,7 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 
 def _list(ids: list[str]) -> str:
-    shown = ", ".join(ids[:_MAX_LISTED])
+    shown = ", ".join(map(shown_id, ids[:_MAX_LISTED]))
     more = len(ids) - _MAX_LISTED
     return shown + (f" … and {more} more" if more > 0 else "")
 
@@ -352,7 +352,7 @@ async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             f"No models known for {config.source.value}. Run {ctx.prefix}models external "
             "to fetch them from the endpoint."
         )
-    current = f"\nIn use: {config.model}" if config.model else ""
+    current = f"\nIn use: {shown_id(config.model)}" if config.model else ""
     return Reply(f"{config.source.value} models ({where}): {_list(ids)}{current}")
 
 
@@ -396,7 +396,8 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if config.model and config.model not in ids:
         # Listing is for browsing: a model that answers stays (any id is accepted).
         note = (
-            f"\nThe list does not name {config.model}; it stays selected. If chat fails, "
+            f"\nThe list does not name {shown_id(config.model)}; it stays selected. If chat "
+            "fails, "
             f"pick one of these with {ctx.prefix}model."
         )
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
@@ -417,7 +418,8 @@ async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": model}, action="model")
     where = " for this server" if scope is Scope.SERVER else ""
     warning = await _model_warning(ctx, config, model)
-    return Reply(f"Model set to {model}{where}.{warning}{_overridden(config, scope, 'model')}")
+    overridden = _overridden(config, scope, "model")
+    return Reply(f"Model set to {shown_id(model)}{where}.{warning}{overridden}")
 
 
 async def _model_warning(ctx: CommandContext, config: ChannelConfig, model: str) -> str:
@@ -477,9 +479,10 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     own_endpoint = "(the source’s own)"
     if config.source is Source.CUSTOM:  # a custom source has none of its own
         own_endpoint = f"(none yet: set one with {ctx.prefix}proxy set <url>)"
+    model = shown_id(config.model) + _from(config, "model") if config.model else "(not set)"
     lines = [
         f"Source: {config.source.value}{_from(config, 'source')}",
-        f"Model: {config.model + _from(config, 'model') if config.model else '(not set)'}",
+        f"Model: {model}",
         f"Endpoint: {endpoint + _from(config, 'proxy_url') if endpoint else own_endpoint}",
         f"API key: {await _secret_state(ctx, api_key_name(config.source), config)}",
     ]

@@ -12,6 +12,7 @@ from bot.types import Attachment, SecretValue
 from bot.types.secrets import holds_key
 from bot.types.text import (
     INVISIBLE,
+    MODEL_ID_CHARS,
     TextError,
     clean_text,
     decimal_hint,
@@ -102,7 +103,7 @@ def asks_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
 
 def suggest(word: str, candidates: list[str]) -> str:
     close = closest(word, candidates)
-    return f" Did you mean `{close}`?" if close else ""
+    return f" Did you mean {quoted(close, MODEL_ID_CHARS)}?" if close else ""
 
 
 # The prefixes as a CJK keyboard types them (fullwidth): taken as the prefix itself.

@@ -61,7 +61,7 @@ from bot.types import (
     TurnState,
 )
 from bot.types.secrets import holds_key, redact
-from bot.types.text import INVISIBLE, strip_invisible
+from bot.types.text import INVISIBLE, shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
@@ -388,7 +388,8 @@ class ChatEngine(_QuotaHooks):
                 why = f"images are turned off here ({prefix}params vision default: automatic)"
             else:
                 why = (
-                    f"{config.model} is not known to see images. If it can, an admin turns "
+                    f"{shown_id(config.model or '')} is not known to see images. If it can, an "
+                    "admin turns "
                     f"it on with {prefix}params vision on"
                 )
             preface = f"(The image was not sent: {why}.)\n\n"
@@ -569,7 +570,8 @@ class ChatEngine(_QuotaHooks):
         if error and outcome.failed and _sent_images(request, config):
             error = (
                 f"{error}\nIt was sent images because {prefix}params vision is on; if "
-                f"{config.model} cannot read them, an admin sets {prefix}params vision default."
+                f"{shown_id(config.model or '')} cannot read them, an admin sets "
+                f"{prefix}params vision default."
             )
         if saved_note:
             error = f"{error}\n{saved_note}" if error else saved_note

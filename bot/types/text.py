@@ -153,6 +153,17 @@ def shown_name(text: str) -> str:
 
 MODEL_ID_CHARS = 200  # the longest model id `/model` takes
 
+# What an id may hold and still be shown bare: no character that Discord's or Matrix's
+# markdown reads (`[x](https://…)` would be a link in the bot's voice, `*` or `~` would
+# format, `<@…>` would mention).
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._:/@+=,-]+")
+
+
+def shown_id(text: str) -> str:
+    """A model id (typed, stored, or listed by an endpoint) as a reply shows it: as it is
+    when it is plain, else quoted (a code span, which no markdown reads)."""
+    return text if _PLAIN_ID.fullmatch(text) else quoted(text, MODEL_ID_CHARS)
+
 
 def choosable_model_id(text: str) -> bool:
     """A model id `/model` would take as it is: visible, no longer than MODEL_ID_CHARS."""

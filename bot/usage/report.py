@@ -9,6 +9,7 @@ from datetime import date
 
 from bot.types import UsageBucket
 from bot.types.prices import PriceTable
+from bot.types.text import shown_id
 from bot.usage.periods import days
 
 TOP = 5
@@ -133,7 +134,7 @@ def render(report: UsageReport, title: str, *, per_day_table: bool, users: bool 
         lines.append("Top users:")
         lines += [f"  {user}: {_tokens(u)}" for user, u in report.top_users]
     lines.append("Top models:")
-    lines += [f"  {model}: {_tokens(m)}" for model, m in report.top_models]
+    lines += [f"  {shown_id(model)}: {_tokens(m)}" for model, m in report.top_models]
     if per_day_table and len(report.per_day) > 1:
         width = max(len(_n(sum(d.values()))) for _, d in report.per_day)
         lines.append("Tokens per day:")

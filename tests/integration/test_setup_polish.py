@@ -111,6 +111,26 @@ async def test_model_accepts_any_id_and_warns_only_when_a_list_says_so(
     assert typo.ok and "does not include `local-7`" in typo.text and "local-7b" in typo.text
 
 
+async def test_a_model_id_that_markdown_would_read_is_shown_quoted(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    """An endpoint lists what it likes: `[Sign in](https://…)` came back bare in the bot's
+    replies, a link in the bot's voice on Discord and Matrix. Plain ids stay as they are."""
+    link = "[Sign-in](https://phish.example/login)"
+    endpoint.script = Script(models=["local-7b", link, "**loud**", "<@&123>"])
+    await run(harness, "/source custom")
+    await run(harness, f"/proxy set {endpoint.url_v1}")
+    listed = (await run(harness, "/models external")).text
+    assert f"`{link}`" in listed and "`**loud**`" in listed and "`<@&123>`" in listed
+    assert "local-7b," in listed and "`local-7b`" not in listed
+    assert (await run(harness, f"/model {link}")).text.startswith(f"Model set to `{link}`.")
+    assert f"Model: `{link}` (this channel)" in (await run(harness, "/settings")).text
+    assert f"In use: `{link}`" in (await run(harness, "/models list")).text
+    assert (await run(harness, "/model a.b/c:Q4_K_M@x+y=z,1")).text.startswith(
+        "Model set to a.b/c:Q4_K_M@x+y=z,1."
+    )
+
+
 async def test_status_line_counts_in_the_singular(harness: Harness, endpoint: FakeOpenAI) -> None:
     endpoint.script = Script(models=["only-one"])
     await run(harness, "/source custom")

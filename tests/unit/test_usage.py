@@ -86,6 +86,15 @@ def bucket(day: date, user: str, model: str, i: int, o: int, **kw: int) -> Usage
     return UsageBucket(day, user, model, i, o, calls=kw.pop("calls", 1), **kw)
 
 
+def test_a_model_id_markdown_would_read_is_quoted_in_the_report() -> None:
+    link = "[free credits](https://phish.example)"
+    report = summarize(
+        [bucket(TODAY, "a", link, 5, 5), bucket(TODAY, "a", "gpt-4o", 1, 1)], TODAY, TODAY
+    )
+    text = render(report, "Usage:", per_day_table=False)
+    assert f"  `{link}`: 10 tokens" in text and "  gpt-4o: 2 tokens" in text
+
+
 def test_summary_totals_tops_and_every_day_of_the_period() -> None:
     since = TODAY - timedelta(days=6)
     buckets = [
