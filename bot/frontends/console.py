@@ -420,7 +420,8 @@ class Console:
                 if typed_command:  # `/settings` is no key: it is the next thing to do
                     self._held = value
                 if self._cancelled or typed_command or value is None or not value.strip():
-                    self._print(f"No {opt.name} given; nothing changed.")
+                    if not self._cancelled:  # Ctrl-C already said so
+                        self._print(f"No {opt.name} given; nothing changed.")
                     return
                 inv.raw[opt.name] = SecretValue(value)
         for opt in command.options if command else ():
