@@ -257,9 +257,13 @@ class MatrixApi:
 
 
 def _classify(response: Any) -> Exception:
-    """A nio error response as SendFailed (give up) or TransientSendError (retry)."""
+    """A nio error response as SendFailed (give up) or TransientSendError (retry): a
+    code no retry fixes, or an HTTP 4xx other than 429 (Synapse answers many refusals
+    as 400 `M_UNKNOWN`, which asking again only repeats)."""
     code = str(getattr(response, "status_code", "") or "")
     message = f"{code or 'error'}: {getattr(response, 'message', '')}"
-    if code in _PERMANENT:
+    http = getattr(getattr(response, "transport_response", None), "status", None)
+    refused = isinstance(http, int) and 400 <= http < 500 and http != 429
+    if code in _PERMANENT or (refused and code != "M_LIMIT_EXCEEDED"):
         return SendFailed(message)
     return TransientSendError(message)
