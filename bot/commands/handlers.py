@@ -118,6 +118,9 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope_of(args)
     changes: dict[str, object]
     dropped = ""  # said when the model chosen for the old source goes
+    source: Source | None = None  # the source chosen here (None: the next scope's)
+    before: object = None
+    old_model: object = None
     if args["source"] == DEFAULT:
         # The model was chosen for this scope's source: both follow the next scope now.
         changes = {"source": None, "model": None}
@@ -131,18 +134,21 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             config = await ctx.store.effective_config(ctx.ref)
             before, old_model = config.source, config.model
         changes = {"source": source.value}
-        if before != source and not await _known_to(ctx, source, old_model):
-            # A model id belongs to one source; an old one would fail on the new source,
-            # unless that source lists it too (`claude-sonnet-4-5` set before `/source`).
-            changes["model"] = None
-            if old_model:
-                was = before.value if isinstance(before, Source) else before or "the old source"
-                dropped = f"{shown_id(str(old_model))} was the model for {was}, so "
         said = f"Source set to {source.value}"
         if scope is Scope.SERVER:
             said += " for this server"
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="source")
-    checked = (await _checked(ctx))[1]
+    result, checked = await _checked(ctx)
+    if source is not None and before != source and old_model:
+        # A model id belongs to one source; an old one would fail on the new source,
+        # unless that source lists it too: its built-in list (`claude-sonnet-4-5` set
+        # before `/source`), or what the endpoint listed to the check just run.
+        if not await _known_to(ctx, source, old_model):
+            drop = {"model": None}
+            await ctx.store.update_config(ctx.ref, scope, ctx.actor, drop, action="source")
+            was = before.value if isinstance(before, Source) else before or "the old source"
+            dropped = f"{shown_id(str(old_model))} was the model for {was}, so "
+            checked = _status_line(result, ctx.prefix)
     after = await ctx.store.effective_config(ctx.ref)
     if after.model:
         model = f"Model: {shown_id(after.model)}."

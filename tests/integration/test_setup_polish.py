@@ -131,6 +131,25 @@ async def test_a_model_id_that_markdown_would_read_is_shown_quoted(
     )
 
 
+async def test_a_new_source_keeps_the_model_its_endpoint_lists(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    """The model was dropped when the new source had not listed it yet, although the
+    status check run by `/source` itself then found it on the endpoint."""
+    await run(harness, "/source custom")
+    await run(harness, f"/proxy set {endpoint.url_v1}")
+    assert (await run(harness, "/model local-7b")).ok
+    switched = (await run(harness, "/source openai")).text
+    assert "Model: local-7b." in switched and "was the model for" not in switched, switched
+    assert (await harness.store.effective_config(REF)).model == "local-7b"
+    # One the endpoint does not list still goes, and the check does not name it.
+    assert (await run(harness, "/model not-offered-here")).ok
+    back = (await run(harness, "/source custom")).text
+    assert "not-offered-here was the model for openai, so pick one for custom" in back, back
+    assert "but not not-offered-here" not in back and "Status check: OK" in back, back
+    assert (await harness.store.effective_config(REF)).model is None
+
+
 async def test_status_line_counts_in_the_singular(harness: Harness, endpoint: FakeOpenAI) -> None:
     endpoint.script = Script(models=["only-one"])
     await run(harness, "/source custom")
