@@ -28,6 +28,7 @@ from bot.types.text import (
     MODEL_ID_CHARS,
     TextError,
     describe_char,
+    header_safe,
     refuse_controls,
     untrusted_json,
     unwrapped,
@@ -138,13 +139,30 @@ def _web_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _credential(what: str) -> Callable[[str], SecretValue]:
+    """A key or token as `/key set` takes one (text.header_safe): the edges' spaces and
+    invisible characters, one pair of quotes and a `Bearer ` taken off; a space or an
+    invisible character inside refused here, not met as an error from the endpoint.
+    Unset when empty. Messages name the position, never the value."""
+
+    def read(value: str) -> SecretValue:
+        if not unwrapped(value):
+            return _NO_KEY
+        try:
+            return SecretValue(header_safe(value, what))
+        except TextError as err:  # its first clause, in this setting's one line
+            raise ValueError(str(err).split(", which")[0].removeprefix(f"The {what} ")) from None
+
+    return read
+
+
 def _discord_token(value: str) -> SecretValue:
     """The token as the Developer Portal shows it; a pasted `Bot ` prefix (how it is sent,
-    which the library adds itself) is taken off."""
-    token = value.strip()
+    which the library adds itself) is taken off, and it is cleaned as a key is."""
+    token = unwrapped(value)
     if token[:4].lower() == "bot ":
-        token = token[4:].strip()
-    return SecretValue(token)
+        token = token[4:]
+    return _credential("token")(token)
 
 
 def _proxy_url(value: str) -> str:
@@ -309,7 +327,7 @@ class Settings:
     matrix_homeserver: str = setting("", _homeserver)
     matrix_user_id: str = setting("", _matrix_user, "use the bot's full id, e.g. @bot:example.org")
     matrix_password: SecretValue = setting(_NO_KEY, SecretValue)
-    matrix_access_token: SecretValue = setting(_NO_KEY, SecretValue)
+    matrix_access_token: SecretValue = setting(_NO_KEY, _credential("access token"))
     matrix_device_name: str = setting("chat-completion-bot", _text)
     matrix_command_prefix: str = setting("!", _prefix)
     matrix_admin_power_level: int = setting(50, _whole(0))
@@ -328,10 +346,10 @@ class Settings:
     default_proxy_url: str = setting("", _proxy_url)
     default_system_prompt: str = setting("", _text)
     default_reply_mode: ReplyMode = setting(ReplyMode.MENTION, _enum(ReplyMode))
-    default_openai_api_key: SecretValue = setting(_NO_KEY, SecretValue)
-    default_claude_api_key: SecretValue = setting(_NO_KEY, SecretValue)
-    default_mistral_api_key: SecretValue = setting(_NO_KEY, SecretValue)
-    default_custom_api_key: SecretValue = setting(_NO_KEY, SecretValue)
+    default_openai_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
+    default_claude_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
+    default_mistral_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
+    default_custom_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
 
     provider_connect_timeout: float = setting(10.0, _positive())
     provider_first_byte_timeout: float = setting(60.0, _positive())

@@ -378,6 +378,47 @@ def test_operator_defaults_lose_the_spaces_and_quotes_around_them(
     assert s.matrix_user_id == "@bot:example.org"
 
 
+def test_operator_keys_and_tokens_are_cleaned_as_key_set_cleans_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`/key set` took the spaces, quotes and a `Bearer ` off a pasted key; the same key in
+    the environment went out as it was (a LocalProtocolError, or a 401 that blamed the
+    channel's key)."""
+    monkeypatch.setenv("DEFAULT_CUSTOM_API_KEY", " sk-local-0123456789 ")
+    monkeypatch.setenv("DEFAULT_OPENAI_API_KEY", '"sk-proj-0123456789abcdef"')
+    monkeypatch.setenv("DEFAULT_MISTRAL_API_KEY", "Bearer mistral-0123456789")
+    monkeypatch.setenv("DEFAULT_CLAUDE_API_KEY", "\u200bsk-ant-0123456789\u200b")
+    monkeypatch.setenv("DISCORD_TOKEN", "'Bot tok.en-0123456789'")
+    monkeypatch.setenv("MATRIX_ACCESS_TOKEN", " syt_0123456789 ")
+    s = load_settings()
+    assert s.default_custom_api_key.reveal() == "sk-local-0123456789"
+    assert s.default_openai_api_key.reveal() == "sk-proj-0123456789abcdef"
+    assert s.default_mistral_api_key.reveal() == "mistral-0123456789"
+    assert s.default_claude_api_key.reveal() == "sk-ant-0123456789"
+    assert s.discord_token.reveal() == "tok.en-0123456789"
+    assert s.matrix_access_token.reveal() == "syt_0123456789"
+    monkeypatch.setenv("DEFAULT_CUSTOM_API_KEY", "  ")
+    assert load_settings().default_custom_api_key.reveal() == ""  # empty: not set
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("sk-local 0123456789", "has a space at position 9"),
+        ("sk-local\u200b0123456789", "has U+200B ZERO WIDTH SPACE at position 9"),
+        ("sk-lоcal-0123456789", "has U+043E CYRILLIC SMALL LETTER O at position 5"),
+    ],
+)
+def test_an_operator_key_that_cannot_be_sent_stops_the_start_unquoted(
+    monkeypatch: pytest.MonkeyPatch, value: str, said: str
+) -> None:
+    monkeypatch.setenv("DEFAULT_CUSTOM_API_KEY", value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert f"Setting DEFAULT_CUSTOM_API_KEY is invalid: {said}." in str(err.value)
+    assert "0123456789" not in str(err.value)
+
+
 async def _public(host: str, port: int) -> list[str]:
     return ["93.184.216.34"]  # no lookup: every name is a public host here
 
