@@ -587,9 +587,11 @@ def test_a_model_the_new_source_knows_survives_the_switch_and_a_model_list(
 
 
 @pytest.mark.litellm
-def test_a_source_switch_clears_the_model_and_says_to_pick_one(
+def test_a_source_switch_clears_a_model_the_new_source_does_not_list(
     tmp_path: Path, litellm_peer: LiteLLMPeer
 ) -> None:
+    """A model the endpoint lists stays (tests/integration/test_setup_polish.py); one
+    neither the new source nor the endpoint knows goes, and the reply says to pick one."""
     peer = litellm_peer
     s = run_console(
         tmp_path,
@@ -597,7 +599,7 @@ def test_a_source_switch_clears_the_model_and_says_to_pick_one(
             ["/source custom"],
             [f"/proxy set {peer.url}"],
             ["/proxy password", peer.master_key],
-            [f"/model {peer.model}"],
+            ["/model not-on-this-proxy"],
             ["/source mistral"],
             ["Hello there."],
             ["/settings"],
@@ -606,7 +608,7 @@ def test_a_source_switch_clears_the_model_and_says_to_pick_one(
     status_ok(s.reply("/proxy password"))
     switched = s.reply("/source mistral")
     assert (
-        f"Source set to mistral. {peer.model} was the model for custom, so pick one for "
+        "Source set to mistral. not-on-this-proxy was the model for custom, so pick one for "
         "mistral with /model." in switched
     ), switched
     chat = s.reply("Hello there.")
