@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from itertools import takewhile
 from typing import Any
 
 from bot.commands.spec import Command, Invocation, Kind, Option, usage
@@ -147,9 +148,13 @@ def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocatio
     command = next((c for c in table if c.name == name), None)
     if command is None:
         names = [c.name for c in table]
+        joined = name.replace("-", " ").replace("_", " ").split()
+        if len(joined) > 1 and joined[0] in names:  # `/key-set`: `/key set`, not `/reset`
+            hint = f" Did you mean {quoted(prefix + ' '.join(joined))}?"
+        else:
+            hint = suggest(name, names)
         raise CommandError(
-            f"Unknown command {quoted(prefix + name)}.{suggest(name, names)} "
-            f"Type {prefix}help for the list."
+            f"Unknown command {quoted(prefix + name)}.{hint} Type {prefix}help for the list."
         )
     path: tuple[str, ...] = (command.name,)
     if command.subcommands:
@@ -207,15 +212,8 @@ def _options(
                 positional.remove(opt)
             raw[_once(opt, raw)] = value
             continue
-        if last is not None and _thousands(raw.get(last.name), value, positional):
-            number = f"{raw[last.name]} {value}"
-            while (nxt := _token(body, pos)) is not None and _GROUP.fullmatch(nxt[0]):
-                number, pos = f"{number} {nxt[0]}", nxt[1]
-            raise CommandError(
-                f"{quoted(number)} has a space in it: if it is one number, write it "
-                f"without ({number.replace(' ', '')}) or with commas "
-                f"({number.replace(' ', ',')})."
-            )
+        if last is not None and _runs_on(raw.get(last.name), last, value, positional):
+            raise CommandError(_one_word(str(raw[last.name]), last, value, body, pos))
         if not positional:
             raise CommandError(
                 f"Too many values: {quoted(value)} is one more than "
@@ -230,17 +228,31 @@ _GROUPED = re.compile(r"[0-9]{1,3}(?: [0-9]{3})*")
 _GROUP = re.compile(r"[0-9]{3}")
 
 
-def _thousands(before: Any, value: str, positional: list[Option]) -> bool:
-    """`value` looks like the next thousands of the number before it (`1 000`): three
-    digits after a number, where nothing left takes them (no option, or a choice they
-    are not). Said as such, not as "`000` is not a valid scope"."""
-    if not isinstance(before, str) or not _GROUPED.fullmatch(before):
-        return False
-    if not _GROUP.fullmatch(value):
+def _runs_on(before: Any, opt: Option, value: str, positional: list[Option]) -> bool:
+    """`value` is the next word of the one-word value before it (`/model gpt 4o`,
+    `/limits set … 1 000`): nothing left takes it (no option, or a choice it is not).
+    Said as such, not as "`4o` is not a valid scope"."""
+    if opt.kind is not Kind.STRING or not isinstance(before, str):
         return False
     return not positional or (
-        positional[0].kind is Kind.CHOICE and value not in positional[0].choices
+        positional[0].kind is Kind.CHOICE and value.lower() not in positional[0].choices
     )
+
+
+def _one_word(before: str, opt: Option, value: str, body: str, pos: int) -> str:
+    """What to say of a one-word value typed as several words."""
+    words = [before, value]
+    while (nxt := _token(body, pos)) is not None and ":" not in nxt[0] and "=" not in nxt[0]:
+        words.append(nxt[0])
+        pos = nxt[1]
+    if _GROUPED.fullmatch(before) and _GROUP.fullmatch(value):  # `1 000`: a number
+        groups = [before, *takewhile(_GROUP.fullmatch, words[1:])]
+        number = " ".join(groups)
+        return (
+            f"{quoted(number)} has a space in it: if it is one number, write it without "
+            f"({''.join(groups)}) or with commas ({','.join(groups)})."
+        )
+    return f"{quoted(' '.join(words))} has a space in it, but `{opt.name}` takes one word."
 
 
 def _plain(tok: tuple[str, int] | None, options: dict[str, Option]) -> bool:

@@ -52,7 +52,11 @@ def test_secret_positional_is_wrapped() -> None:
         ('/model "unclosed', "quote is not closed"),
         ("/source openai server extra", "Too many values"),
         # `id` here is the value typed, not the option: say what is one too many.
-        ("/model bad model id", "`id` is one more than /model takes"),
+        ("/model bad model id", "`bad model id` has a space in it, but `id` takes one word"),
+        ("/model gpt 4o", "`gpt 4o` has a space in it, but `id` takes one word"),
+        ("/model gpt 4o scope:server", "`gpt 4o` has a space in it"),
+        ("/key-set custom", "Did you mean `/key set`?"),
+        ("/models_list", "Did you mean `/models list`?"),
         ("/", "Empty command"),
         # The same option twice: said, not the last one silently winning.
         ("/model gpt-4o id:fake-model", "`id` is given twice"),
@@ -228,21 +232,20 @@ def test_a_number_with_spaces_between_its_thousands_says_so(text: str, said: str
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("/limits set tokens_per_user_day 1 00", "`00` is not a valid scope"),  # no group
-        ("/limits set tokens_per_user_day off 000", "`000` is not a valid scope"),
+        ("/limits set tokens_per_user_day 1 00", "`1 00` has a space in it, but `value`"),
+        ("/limits set tokens_per_user_day off 000", "`off 000` has a space in it, but"),
         ("/limits set tokens_per_user_day 5 server", None),
         ("/limits set tokens_per_user_day 1,000 server", None),
     ],
 )
-def test_only_whole_groups_after_a_number_are_taken_for_its_thousands(
+def test_a_number_without_whole_groups_is_one_word_too_many(
     text: str, fragment: str | None
 ) -> None:
-    inv = parse(text, TABLE)
-    command = find(TABLE, inv.path)
+    command = find(TABLE, ("limits",))
     assert command is not None
     if fragment is None:
-        assert bind(command, inv, "/")["scope"] == "server"
+        assert bind(command, parse(text, TABLE), "/")["scope"] == "server"
         return
     with pytest.raises(CommandError) as err:
-        bind(command, inv, "/")
+        bind(command, parse(text, TABLE), "/")
     assert fragment in str(err.value)
