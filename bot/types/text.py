@@ -189,8 +189,14 @@ def decimal_hint(text: str) -> str:
     if _DECIMAL_COMMA.fullmatch(value):
         return f" Write decimals with a dot: {value.replace(',', '.')}."
     if _DECIMAL.fullmatch(value):
-        far = "too large" if math.isinf(float(value)) else "too close to 0 to be told from it"
-        return f" It is {far}."
+        number = parse_decimal(value)
+        if number is None:
+            far = "too large" if math.isinf(float(value)) else "too close to 0 to be told from it"
+            return f" It is {far}."
+        # A number, refused where a whole one is asked for: `1e3` is one in other words.
+        if not number.is_integer():
+            return ""
+        return f" Write it in digits: {int(number)}." if abs(number) < 1e16 else " It is too large."
     return ""
 
 

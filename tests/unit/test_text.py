@@ -160,6 +160,22 @@ def test_a_number_refused_says_why(typed: str, said: str) -> None:
     assert said in str(err.value), str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        # A number where a whole one is asked for said "It is too close to 0 to be told
+        # from it" of `1e3`.
+        ("1e3", "must be a whole number, not `1e3`. Write it in digits: 1000."),
+        ("2.5", "must be a whole number, not `2.5`."),
+        ("1e30", "must be a whole number, not `1e30`. It is too large."),
+    ],
+)
+def test_a_whole_number_refused_says_why(typed: str, said: str) -> None:
+    with pytest.raises(FieldError) as err:
+        BY_NAME["max_tokens"].parse(typed)
+    assert str(err.value).endswith(said), str(err.value)
+
+
 def test_shorten() -> None:
     assert shorten("abc", 5) == "abc"
     assert shorten("a" * 100, 10) == "a" * 9 + "…"
