@@ -524,6 +524,8 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 def _change(action: str, detail: str) -> str:
     """An audited change as /settings names it: a command, or which secret (`secret.set`
     with `openai_api_key set` is "openai key set")."""
+    if action == "history.clear":  # the store's name for what /reset did
+        return "reset"
     if not action.startswith("secret."):
         return action
     name, _, verb = detail.rpartition(" ")

@@ -76,6 +76,8 @@ async def test_settings_omit_empty_sections_and_show_values_plainly(harness: Har
     assert "Last change: proxy password set (here)" in (await run(harness, "/settings")).text
     await run(harness, "/proxy clear")
     assert "Last change: proxy clear (here) by Ada" in (await run(harness, "/settings")).text
+    await run(harness, "/reset")  # it was "history.clear", the store's own name
+    assert "Last change: reset (here) by Ada" in (await run(harness, "/settings")).text
 
 
 async def test_external_models_come_after_the_sources_own(
