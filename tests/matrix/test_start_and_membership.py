@@ -14,6 +14,7 @@ import pytest
 from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.matrix import run_matrix
+from bot.frontends.matrix.session import log_in
 from bot.types import SecretValue
 from tests.matrix.helpers import UserClient, bot_options, make_core, running_bot
 from tests.peers._common import free_port
@@ -65,6 +66,47 @@ async def test_unreachable_homeserver_is_a_clear_frontend_error(
     with pytest.raises(FrontendError, match="cannot reach the Matrix homeserver") as caught:
         await asyncio.wait_for(run_matrix(core, options), 30)
     assert nowhere in str(caught.value)
+
+
+@pytest.mark.parametrize("silent", [True, False], ids=["silent server", "synapse over http"])
+async def test_an_https_url_at_a_port_that_never_answers_ends_the_start_clearly(
+    synapse_server: SynapseServer, tmp_path: Path, silent: bool
+) -> None:
+    """`MATRIX_HOMESERVER=127.0.0.1:8008` means https://; at a plain-http Synapse (or a
+    port that takes the connection and says nothing) the start waited for minutes with
+    only nio's "Timed out, sleeping" lines."""
+    stalled: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stalled.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    homeserver = (
+        f"https://127.0.0.1:{port}" if silent else synapse_server.url.replace("http://", "https://")
+    )
+    client = nio.AsyncClient(homeserver, "@bot:localhost")
+    try:
+        with pytest.raises(FrontendError) as caught:
+            await log_in(
+                client,
+                user_id="@bot:localhost",
+                password="not-used-0000",
+                access_token="",
+                device_name="bot",
+                store_dir=tmp_path,
+                patience=3.0,
+            )
+    finally:
+        await client.close()
+        for writer in stalled:
+            writer.close()
+        server.close()
+    said = str(caught.value)
+    assert f"cannot reach the Matrix homeserver at {homeserver}" in said, said
+    assert "Check MATRIX_HOMESERVER (http:// if it serves no TLS)" in said, said
+    if silent:
+        assert "(no answer in 3 s)" in said, said
 
 
 async def test_bad_access_token_is_a_clear_frontend_error(

@@ -38,10 +38,20 @@ def save_device_id(store_dir: Path, user_id: str, device_id: str) -> None:
     tmp.replace(path)
 
 
-def unreachable(homeserver: str, err: BaseException) -> FrontendError:
+# Logging in takes a homeserver a second or two. Without this, one that takes the
+# connection and never answers (an https:// URL at a plain-http port: Synapse reads the
+# TLS greeting as a request still coming) held the start for minutes, saying nothing.
+LOGIN_TIMEOUT = 30.0
+
+
+def unreachable(homeserver: str, err: BaseException, waited: float = 0.0) -> FrontendError:
+    timed_out = isinstance(err, TimeoutError) and waited
+    why = f"no answer in {waited:g} s" if timed_out else type(err).__name__
+    tls = " (http:// if it serves no TLS)" if homeserver.startswith("https://") else ""
     return FrontendError(
-        f"cannot reach the Matrix homeserver at {homeserver} ({type(err).__name__}). "
-        "Check MATRIX_HOMESERVER (e.g. https://matrix.example.org) and that the server is up."
+        f"cannot reach the Matrix homeserver at {homeserver} ({why}). "
+        f"Check MATRIX_HOMESERVER{tls} (e.g. https://matrix.example.org) and that the "
+        "server is up."
     )
 
 
@@ -53,20 +63,22 @@ async def log_in(
     access_token: str,
     device_name: str,
     store_dir: Path,
+    patience: float = LOGIN_TIMEOUT,
 ) -> str:
     """Log `client` in and return its device id; FrontendError with the fix otherwise."""
     saved = await asyncio.to_thread(load_device_id, store_dir, user_id)
     try:
-        if access_token:
-            device_id = await _with_token(client, user_id, access_token, saved)
-        elif password:
-            device_id = await _with_password(client, password, device_name, saved)
-        else:
-            raise FrontendError(
-                "no Matrix credentials: set MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN."
-            )
+        async with asyncio.timeout(patience):
+            if access_token:
+                device_id = await _with_token(client, user_id, access_token, saved)
+            elif password:
+                device_id = await _with_password(client, password, device_name, saved)
+            else:
+                raise FrontendError(
+                    "no Matrix credentials: set MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN."
+                )
     except (TimeoutError, aiohttp.ClientError, OSError) as err:
-        raise unreachable(client.homeserver, err) from None
+        raise unreachable(client.homeserver, err, patience) from None
     except ValueError as err:  # aiohttp's InvalidURL and friends
         raise FrontendError(
             f"MATRIX_HOMESERVER is not a usable URL ({type(err).__name__}); "
