@@ -135,8 +135,9 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     shown: list[str] = []
     creator, version = shown_name(card.creator), shown_name(card.character_version)
     if creator or version:
-        by = f"by {shorten(creator, _EXCERPT)}" if creator else ""
-        shown.append(" ".join(p for p in (by, shorten(version, 40)) if p))
+        by = f"By {shorten(creator, _EXCERPT)}" if creator else ""
+        v = f"version {shorten(version, 40)}" if version else ""
+        shown.append(", ".join(p for p in (by, v) if p) + ".")
     tags = [shorten(t, 40) for t in map(shown_name, card.tags[:20]) if t]
     if tags:
         shown.append("Tags: " + ", ".join(tags))

@@ -131,6 +131,6 @@ def secret_prompt(opt: Option, raw: Mapping[str, object]) -> str:
     """What a front-end asks for when it collects a secret privately: `openai API key`."""
     what = opt.help.removeprefix("the ")
     source = raw.get("source")
-    if isinstance(source, str) and source in SOURCES:
-        return f"{source} {what}"
+    if isinstance(source, str) and source.strip().lower() in SOURCES:  # `Custom` too
+        return f"{source.strip().lower()} {what}"
     return what[:1].upper() + what[1:]

@@ -540,6 +540,13 @@ async def test_a_cards_creator_version_and_tags_are_shown_on_one_line_without_ke
     assert "x" * 41 not in shown  # a tag is shortened
 
 
+async def test_a_cards_creator_and_version_are_labelled(harness: Harness) -> None:
+    """They read as a bare "by someone 3"."""
+    assert (await run(harness, ("character", "import"), file=card_file(CARD))).ok
+    shown = (await run(harness, ("character", "show"), actor=MEMBER)).text
+    assert "By someone, version 3." in shown.splitlines(), shown
+
+
 async def test_a_card_that_would_grow_past_what_reads_back_is_refused_at_import(
     harness: Harness,
 ) -> None:

@@ -7,6 +7,7 @@ import pytest
 from bot.commands import TABLE
 from bot.commands.parse import CommandError, asks_secret, parse, plain_prefix
 from bot.commands.router import bind, find
+from bot.commands.spec import secret_prompt
 from bot.types import SecretValue
 
 
@@ -249,3 +250,13 @@ def test_a_number_without_whole_groups_is_one_word_too_many(
     with pytest.raises(CommandError) as err:
         bind(command, parse(text, TABLE), "/")
     assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("typed", ["/key set custom", "/key set Custom", "/key set CUSTOM "])
+def test_the_private_prompt_names_the_source_as_typed_in_any_case(typed: str) -> None:
+    """`/key set Custom` asked for "API key (input hidden)", naming no source."""
+    inv = parse(typed, TABLE)
+    command = find(TABLE, inv.path)
+    assert command is not None
+    [secret] = [o for o in command.options if o.secret]
+    assert secret_prompt(secret, inv.raw).startswith("custom ")
