@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nio
 import pytest
+from aiohttp import web
 
 from bot.core import Core
 from bot.frontends import FrontendError
@@ -107,6 +108,41 @@ async def test_an_https_url_at_a_port_that_never_answers_ends_the_start_clearly(
     assert "Check MATRIX_HOMESERVER (http:// if it serves no TLS)" in said, said
     if silent:
         assert "(no answer in 3 s)" in said, said
+
+
+@pytest.mark.parametrize("token", ["", "syt_loopback_0000"], ids=["password", "token"])
+async def test_a_web_page_at_the_homeserver_url_is_said_to_be_no_homeserver(
+    tmp_path: Path, token: str
+) -> None:
+    """It said "the homeserver refused the login of @bot (None: unknown error)"."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<html>It works!</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    client = nio.AsyncClient(url, "@bot:localhost")
+    try:
+        with pytest.raises(FrontendError) as caught:
+            await log_in(
+                client,
+                user_id="@bot:localhost",
+                password="" if token else "not-used-0000",
+                access_token=token,
+                device_name="bot",
+                store_dir=tmp_path,
+            )
+    finally:
+        await client.close()
+        await runner.cleanup()
+    said = str(caught.value)
+    assert f"{url} did not answer as a Matrix homeserver. Check MATRIX_HOMESERVER" in said
+    assert "None" not in said and "refused" not in said, said
 
 
 async def test_bad_access_token_is_a_clear_frontend_error(

@@ -55,6 +55,15 @@ def unreachable(homeserver: str, err: BaseException, waited: float = 0.0) -> Fro
     )
 
 
+def not_a_homeserver(homeserver: str) -> FrontendError:
+    """An answer with no Matrix error code: something else serves that URL (a web page,
+    a proxy's error page); it said "refused the login (None: unknown error)"."""
+    return FrontendError(
+        f"{homeserver} did not answer as a Matrix homeserver. Check MATRIX_HOMESERVER: "
+        "the address clients use (its /_matrix/client API), e.g. https://matrix.example.org."
+    )
+
+
 async def log_in(
     client: nio.AsyncClient,
     *,
@@ -95,6 +104,8 @@ async def _with_password(
 ) -> str:
     client.device_id = saved  # reuse the device (and so its crypto store) when known
     response = await client.login(password, device_name=device_name)
+    if isinstance(response, nio.LoginError) and not response.status_code:
+        raise not_a_homeserver(client.homeserver)
     if isinstance(response, nio.LoginError):
         raise FrontendError(
             f"the homeserver refused the login of {client.user} ({response.status_code}: "
@@ -106,6 +117,9 @@ async def _with_password(
 async def _with_token(client: nio.AsyncClient, user_id: str, access_token: str, saved: str) -> str:
     client.access_token = access_token
     response = await client.whoami()
+    if isinstance(response, nio.WhoamiError) and not response.status_code:
+        client.access_token = ""
+        raise not_a_homeserver(client.homeserver)
     if isinstance(response, nio.WhoamiError):
         client.access_token = ""
         raise FrontendError(
