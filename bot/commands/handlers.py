@@ -402,9 +402,8 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if config.model and config.model not in ids:
         # Listing is for browsing: a model that answers stays (any id is accepted).
         note = (
-            f"\nThe list does not name {shown_id(config.model)}; it stays selected. If chat "
-            "fails, "
-            f"pick one of these with {ctx.prefix}model."
+            f"\nThe list does not name {shown_id(config.model)}; it stays selected. "
+            f"If chat fails, pick one of these with {ctx.prefix}model."
         )
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
     return Reply(f"Show external models: on. The endpoint offers: {_list(ids)}{note}")

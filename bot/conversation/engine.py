@@ -388,9 +388,8 @@ class ChatEngine(_QuotaHooks):
                 why = f"images are turned off here ({prefix}params vision default: automatic)"
             else:
                 why = (
-                    f"{shown_id(config.model or '')} is not known to see images. If it can, an "
-                    "admin turns "
-                    f"it on with {prefix}params vision on"
+                    f"{shown_id(config.model or '')} is not known to see images. If it "
+                    f"can, an admin turns it on with {prefix}params vision on"
                 )
             preface = f"(The image was not sent: {why}.)\n\n"
         result = await self._answer(
