@@ -73,6 +73,9 @@ class RequestSpec:
     body: Any = None  # JSON
     params: Mapping[str, str] | None = None
     auth_hint: str = ""  # what an authentication error says to check (the credential sent)
+    # What an endpoint that cannot be reached says to check: a URL someone set, or (the
+    # vendor's own API) this machine's way out.
+    reach_hint: str = "Check the URL and that the server is running"
 
 
 class Transport:
@@ -226,8 +229,8 @@ class Transport:
             if spec.url.startswith("https://") and _caused_by(exc, ssl.SSLError):
                 hint = " It did not answer in TLS: if it serves plain http://, set that URL."
             raise Unreachable(
-                f"{spec.where} could not be reached ({type(exc).__name__}). Check the URL and "
-                f"that the server is running, then try again.{hint}"
+                f"{spec.where} could not be reached ({type(exc).__name__}). {spec.reach_hint}, "
+                f"then try again.{hint}"
             ) from None
         log.debug("%s %s → %d", spec.method, spec.url, response.status_code)
         if response.status_code < 300:

@@ -109,7 +109,13 @@ class HTTPProvider:
             body=body,
             params=params,
             auth_hint=self._auth_advice(),
+            reach_hint=self._reach_advice(),
         )
+
+    def _reach_advice(self) -> str:
+        if self.endpoint.source is Source.CUSTOM or self.endpoint.proxy_url:
+            return "Check the URL and that the server is running"
+        return f"Check that this machine reaches {self.name} (a firewall may block it)"
 
     def _auth_advice(self) -> str:
         """What an authentication error says to check: the credential that was sent."""

@@ -184,8 +184,11 @@ async def test_connect_timeout_and_refused(
     with pytest.raises(ProviderTimeout, match="did not accept a connection"):
         await collect(make_hub(max_retries=0))
     route.side_effect = httpx.ConnectError("refused")
-    with pytest.raises(Unreachable, match="could not be reached"):
+    with pytest.raises(Unreachable, match="could not be reached") as err:
         await collect(make_hub(max_retries=0))
+    # The vendor's own API: no URL anyone set to check ("Check the URL" said so).
+    assert "Check that this machine reaches OpenAI" in str(err.value), str(err.value)
+    assert "Check the URL" not in str(err.value)
 
 
 async def test_json_nested_past_the_parsers_depth_in_a_body_is_no_crash(
