@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,17 @@ def _parser() -> argparse.ArgumentParser:
         prog="chatbot",
         description="LLM chat bot for Discord and Matrix, configured per channel.",
     )
+    parser.add_argument("--version", action="version", version=f"chatbot {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="apply migrations and run the configured front-ends")
-    console = sub.add_parser("console", help="chat in this terminal (same database and commands)")
+
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, what: str
+    ) -> argparse.ArgumentParser:
+        """A subcommand whose own --help says what it does, as the list does."""
+        return parent.add_parser(name, help=what, description=what[:1].upper() + what[1:] + ".")
+
+    command(sub, "run", "apply migrations and run the configured front-ends")
+    console = command(sub, "console", "chat in this terminal (same database and commands)")
     console.add_argument(
         "--channel",
         action=_Once,
@@ -95,14 +104,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"also print the log to stderr (it always goes to DATA_DIR/{CONSOLE_LOG_NAME})",
     )
-    sub.add_parser("migrate", help="upgrade the database schema to the newest version")
-    sub.add_parser("keygen", help="print a new key for BOT_SECRET_KEYS")
-    sub.add_parser(
-        "rotate-keys", help="re-encrypt every stored secret under the first BOT_SECRET_KEYS key"
+    command(sub, "migrate", "upgrade the database schema to the newest version")
+    command(sub, "keygen", "print a new key for BOT_SECRET_KEYS")
+    command(
+        sub, "rotate-keys", "re-encrypt every stored secret under the first BOT_SECRET_KEYS key"
     )
-    usage = sub.add_parser("usage", help="usage records (tokens per provider call)")
+    usage = command(sub, "usage", "usage records (tokens per provider call)")
     usage_sub = usage.add_subparsers(dest="usage_command", metavar="ACTION", required=True)
-    export = usage_sub.add_parser("export", help="print usage rows to stdout")
+    export = command(usage_sub, "export", "print usage rows to stdout")
     export.add_argument(
         "--since",
         action=_Once,
@@ -119,6 +128,13 @@ def _parser() -> argparse.ArgumentParser:
         help="csv (default) or jsonl",
     )
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("chat-completion-bot")
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "(not installed)"
 
 
 def _day(text: str) -> date:

@@ -50,6 +50,19 @@ def test_help_lists_every_subcommand(tmp_path: Path) -> None:
         assert name in result.stdout
 
 
+def test_each_subcommand_says_what_it_does_and_the_version_is_shown(tmp_path: Path) -> None:
+    """`chatbot run --help` showed only its usage line; there was no --version."""
+    for args, said in [
+        (("run",), "Apply migrations and run the configured front-ends."),
+        (("console",), "Chat in this terminal"),
+        (("usage", "export"), "Print usage rows to stdout."),
+    ]:
+        result = chatbot(tmp_path, *args, "--help")
+        assert result.returncode == 0 and said in result.stdout, result.stdout
+    version = chatbot(tmp_path, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("chatbot 0."), version.stdout
+
+
 def test_keygen_prints_a_usable_key(tmp_path: Path) -> None:
     first = chatbot(tmp_path, "keygen").stdout.strip()
     second = chatbot(tmp_path, "keygen").stdout.strip()
