@@ -33,9 +33,8 @@ async def served() -> AsyncIterator[tuple[Homeserver, str]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield server, f"http://127.0.0.1:{port}"
+        yield server, f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
 

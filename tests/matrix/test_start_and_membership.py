@@ -15,7 +15,7 @@ from aiohttp import web
 from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.matrix import run_matrix
-from bot.frontends.matrix.session import log_in
+from bot.frontends.matrix.session import LOGIN_TIMEOUT, log_in
 from bot.types import SecretValue
 from tests.matrix.helpers import UserClient, bot_options, make_core, running_bot
 from tests.peers._common import free_port
@@ -69,6 +69,27 @@ async def test_unreachable_homeserver_is_a_clear_frontend_error(
     assert nowhere in str(caught.value)
 
 
+async def refused_login(
+    homeserver: str, store: Path, *, token: str = "", patience: float = LOGIN_TIMEOUT
+) -> str:
+    """What log_in says when it gives up on `homeserver` (it must)."""
+    client = nio.AsyncClient(homeserver, "@bot:localhost")
+    try:
+        with pytest.raises(FrontendError) as caught:
+            await log_in(
+                client,
+                user_id="@bot:localhost",
+                password="" if token else "not-used-0000",
+                access_token=token,
+                device_name="bot",
+                store_dir=store,
+                patience=patience,
+            )
+    finally:
+        await client.close()
+    return str(caught.value)
+
+
 @pytest.mark.parametrize("silent", [True, False], ids=["silent server", "synapse over http"])
 async def test_an_https_url_at_a_port_that_never_answers_ends_the_start_clearly(
     synapse_server: SynapseServer, tmp_path: Path, silent: bool
@@ -86,24 +107,12 @@ async def test_an_https_url_at_a_port_that_never_answers_ends_the_start_clearly(
     homeserver = (
         f"https://127.0.0.1:{port}" if silent else synapse_server.url.replace("http://", "https://")
     )
-    client = nio.AsyncClient(homeserver, "@bot:localhost")
     try:
-        with pytest.raises(FrontendError) as caught:
-            await log_in(
-                client,
-                user_id="@bot:localhost",
-                password="not-used-0000",
-                access_token="",
-                device_name="bot",
-                store_dir=tmp_path,
-                patience=3.0,
-            )
+        said = await refused_login(homeserver, tmp_path, patience=3.0)
     finally:
-        await client.close()
         for writer in stalled:
             writer.close()
         server.close()
-    said = str(caught.value)
     assert f"cannot reach the Matrix homeserver at {homeserver}" in said, said
     assert "Check MATRIX_HOMESERVER (http:// if it serves no TLS)" in said, said
     if silent:
@@ -125,22 +134,11 @@ async def test_a_web_page_at_the_homeserver_url_is_said_to_be_no_homeserver(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    client = nio.AsyncClient(url, "@bot:localhost")
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
-        with pytest.raises(FrontendError) as caught:
-            await log_in(
-                client,
-                user_id="@bot:localhost",
-                password="" if token else "not-used-0000",
-                access_token=token,
-                device_name="bot",
-                store_dir=tmp_path,
-            )
+        said = await refused_login(url, tmp_path, token=token)
     finally:
-        await client.close()
         await runner.cleanup()
-    said = str(caught.value)
     assert f"{url} did not answer as a Matrix homeserver. Check MATRIX_HOMESERVER" in said
     assert "None" not in said and "refused" not in said, said
 
