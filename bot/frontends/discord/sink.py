@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 
-from bot.frontends.discord.failures import NETWORK_ERRORS
+from bot.frontends.discord.failures import CALL_FAILED, NETWORK_ERRORS
 from bot.frontends.discord.persona import Speaker, webhook_name
 
 log = logging.getLogger("bot.discord")
@@ -79,7 +79,7 @@ class DiscordTarget:
                 await self._channel.typing()
             except discord.Forbidden:
                 return  # the send itself will report it
-            except (discord.HTTPException, *NETWORK_ERRORS) as err:
+            except CALL_FAILED as err:
                 log.debug("typing indicator failed: %s", type(err).__name__)
             await asyncio.sleep(TYPING_EVERY)
 
@@ -212,7 +212,7 @@ class DiscordTarget:
                 await hook.delete_message(message.id, thread=self._thread())
             else:
                 await message.delete()
-        except (discord.HTTPException, *NETWORK_ERRORS) as err:
+        except CALL_FAILED as err:
             log.info("could not remove a page of an earlier answer: %s", type(err).__name__)
 
     async def edit(self, handle: object, text: str) -> bool:
