@@ -27,6 +27,7 @@ from bot.characters.png import (
     image_size,
     is_png,
     keyword_of,
+    placeholder_png,
     read_chunks,
     shown_chunks,
     text_of,
@@ -176,11 +177,13 @@ def _from_png(data: bytes) -> Card:
 
 def _avatar(chunks: list[Chunk]) -> bytes | None:
     """The image as it is shown, without the card, text or metadata chunks; None when it
-    has more pixels than any image the bot decodes (the card is kept, not its image)."""
+    has more pixels than any image the bot decodes (the card is kept, not its image), or
+    when it is the plain placeholder an export gives a card without an image."""
     width, height = image_size(chunks)
     if width * height > MAX_PIXELS:
         return None
-    return write_chunks(shown_chunks(chunks))
+    image = write_chunks(shown_chunks(chunks))
+    return None if image == placeholder_png() else image
 
 
 def _unbase64(raw: bytes, keyword: str) -> bytes:

@@ -7,6 +7,7 @@ costs nothing. Text is inflated only from a chunk whose keyword the caller wants
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Iterable
@@ -142,8 +143,10 @@ def text_chunk(keyword: str, text: str) -> Chunk:
     return Chunk(b"tEXt", keyword.encode("latin-1") + b"\0" + text.encode("latin-1"))
 
 
+@functools.cache
 def placeholder_png(width: int = 400, height: int = 600, rgb: bytes = b"\x5a\x5f\x6b") -> bytes:
-    """A plain one-colour PNG (SillyTavern's default avatar is 400×600)."""
+    """A plain one-colour PNG (SillyTavern's default avatar is 400×600), the same bytes
+    every time: a card imported with it has no image of its own."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     row = b"\0" + rgb * width
     pixels = zlib.compress(row * height, 9)
