@@ -38,7 +38,7 @@ def endpoint_url(typed: str) -> tuple[str, str]:
     `http://host:1234/v1/chat/completions/` → `http://host:1234/v1`: the bot adds the
     route itself, and `/v1` is added later when the endpoint needs it. Also undone:
     Discord's `<…>` around a link, a sentence's trailing comma or full stop, doubled
-    slashes and an upper-case `/V1`.
+    slashes, an upper-case scheme and an upper-case `/V1`.
     """
     url = typed.strip()
     if len(url) > 2 and url[0] == "<" and url[-1] == ">":  # Discord's link without a preview
@@ -46,9 +46,10 @@ def endpoint_url(typed: str) -> tuple[str, str]:
     url = url.rstrip("/,;.")  # the end of a sentence it was copied from
     scheme, sep, rest = url.partition("://")
     host, slash, path = rest.partition("/")
-    if sep and slash:  # `//v1` and `/V1` mean `/v1`
-        path = _API_VERSION.sub("v", re.sub("/{2,}", "/", "/" + path))
-        url = f"{scheme}{sep}{host}{path}".rstrip("/")
+    if sep:  # `HTTP://` means `http://`; `//v1` and `/V1` mean `/v1`
+        if slash:
+            path = _API_VERSION.sub("v", re.sub("/{2,}", "/", "/" + path))
+        url = f"{scheme.lower()}{sep}{host}{path}".rstrip("/")
     lowered = url.lower()
     for route in _ROUTES:
         if lowered.endswith(route) and len(url) > len(route):

@@ -133,7 +133,14 @@ def _headers(value: str) -> dict[str, str]:
     return found
 
 
+def _lower_scheme(url: str) -> str:
+    """`HTTPS://host` as `https://host`: every check of a URL here reads the scheme so."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.lower()}{sep}{rest}" if sep else url
+
+
 def _web_url(value: str) -> str:
+    value = _lower_scheme(value)
     if not value.startswith(("http://", "https://", "ws://", "wss://")):
         raise ValueError("must be an http(s):// or ws(s):// URL")
     return value.rstrip("/")
@@ -225,7 +232,7 @@ def _matrix_user(value: str) -> str:
 
 def _homeserver(value: str) -> str:
     """An http(s) URL; a bare host name (as Element takes it) means https://host."""
-    url = value.strip()
+    url = _lower_scheme(value.strip())
     if "://" not in url:
         url = "https://" + url
     if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1].strip("/"):

@@ -26,7 +26,8 @@ from bot.types import ChannelConfig, Source, StatusCheck
         ("<http://h:1234/v1>", "http://h:1234/v1", False),  # Discord's link without preview
         ("<http://h:1234/v1/chat/completions>", "http://h:1234/v1", True),
         ("http://h:1234/V1", "http://h:1234/v1", False),
-        ("HTTP://h:1234/V1/", "HTTP://h:1234/v1", False),  # the scheme: the policy's part
+        ("HTTP://h:1234/V1/", "http://h:1234/v1", False),
+        ("HTTPS://Proxy.example", "https://Proxy.example", False),  # a host name any case
         ("http://h:1234//v1", "http://h:1234/v1", False),
         ("http://h:1234/v1,", "http://h:1234/v1", False),
         ("http://h:1234/v1.", "http://h:1234/v1", False),

@@ -252,6 +252,7 @@ def test_platform_settings_mistakes(
         ("matrix.example.org", "https://matrix.example.org"),  # as Element takes it
         ("https://matrix.example.org/", "https://matrix.example.org"),
         ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
+        ("HTTPS://matrix.example.org", "https://matrix.example.org"),  # as a phone may type it
     ],
 )
 def test_a_homeserver_given_as_a_host_name_is_its_https_url(
@@ -434,7 +435,7 @@ async def _public(host: str, port: int) -> list[str]:
         ("http://localhost:1234/v1/models/", "http://localhost:1234/v1"),
         ("http://localhost:1234/v1///", "http://localhost:1234/v1"),
         ("http://localhost:1234//v1/chat/completions//", "http://localhost:1234/v1"),
-        ("HTTP://localhost:1234/V1/chat/completions", "HTTP://localhost:1234/v1"),
+        ("HTTP://localhost:1234/V1/chat/completions", "http://localhost:1234/v1"),
         ("https://api.example.com/v1/chat/completions/", "https://api.example.com/v1"),
         ("https://openrouter.ai/api/v1/models", "https://openrouter.ai/api/v1"),
         ("http://10.0.0.5:8080/v1/embeddings", "http://10.0.0.5:8080/v1"),
