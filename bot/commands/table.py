@@ -89,7 +89,13 @@ TABLE: tuple[Command, ...] = (
                 (_scope_opt,),
                 handler=h.proxy_clear,
             ),
-            Command("show", "Show the URL in use (after /v1 correction).", handler=h.proxy_show),
+            # What /settings shows everyone: the URL and whether a password is set.
+            Command(
+                "show",
+                "Show the URL in use (after /v1 correction).",
+                admin=False,
+                handler=h.proxy_show,
+            ),
         ),
     ),
     Command(

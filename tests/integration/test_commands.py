@@ -258,6 +258,10 @@ async def test_custom_endpoint_setup_against_litellm(
     show = await run(harness, "/proxy show")
     assert litellm_peer.url in show.text and "Password: set" in show.text
     assert litellm_peer.master_key not in show.text
+    # A member sees what /settings shows them: the URL, and the password only as set.
+    seen = await run(harness, "/proxy show", MEMBER)
+    assert seen.ok and seen.text == show.text
+    assert litellm_peer.url in (await run(harness, "/settings", MEMBER)).text
 
     external = await run(harness, "/models external")
     assert external.ok and litellm_peer.model in external.text

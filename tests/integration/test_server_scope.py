@@ -64,8 +64,8 @@ async def invoke(h: Harness, path: tuple[str, ...], args: dict[str, object], act
 def test_every_configuration_command_takes_scope() -> None:
     configures = {path for path, c in walk(TABLE) if c.admin and c.handler is not None}
     without = {p for p in configures if "scope" not in {o.name for o in c_of(p).options}}
-    # /proxy show and /preset export read; /reset forgets this channel's conversation.
-    assert without == {("proxy", "show"), ("preset", "export"), ("reset",)}
+    # /preset export reads; /reset forgets this channel's conversation.
+    assert without == {("preset", "export"), ("reset",)}
     assert {p for p in configures if p not in without} >= set(SERVER_WIDE)
 
 
