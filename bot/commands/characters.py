@@ -64,7 +64,7 @@ async def _file_bytes(ctx: CommandContext, args: dict[str, Any], path: str, limi
     if file.size > limit:
         raise CommandError(too_large)
     try:
-        data = await file.fetch()
+        data = await file.fetch(limit)
     except Exception as err:  # the platform's download error, whatever its type
         log.info("could not fetch %s: %s", file.filename, type(err).__name__)
         raise CommandError(f"Could not download {quoted(file.filename)}; try again.") from None

@@ -84,12 +84,12 @@ async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
     if attachment.fetch is None:
         raise Refused(f"I could not get {shown} from the platform; attach it again.")
     try:
-        data = await attachment.fetch()
+        data = await attachment.fetch(max_bytes)
     except Exception as err:  # the platform's client raises its own types
         log.info("fetching an attachment failed: %s", type(err).__name__)
         raise Refused(f"I could not download {shown}; attach it again.") from None
-    if len(data) > max_bytes:
-        raise Refused(f"{shown} is {len(data) / 2**20:.1f} MB; I take files up to {limit}.")
+    if len(data) > max_bytes:  # perhaps cut off: its whole size may not be known
+        raise Refused(f"{shown} is larger than {limit}, the most I take.")
     return data
 
 

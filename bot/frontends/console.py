@@ -505,7 +505,7 @@ def _open_file(typed: str, verb: str = "read") -> Attachment | str:
     if not path.is_file():
         return f"Cannot {verb} {quoted(str(path), 200)}: it is not a file."
 
-    async def fetch() -> bytes:
+    async def fetch(limit: int) -> bytes:  # `size` was checked against `limit`
         return await asyncio.to_thread(_read_as_attached, path, size)
 
     return Attachment(path.name, "", size, fetch)

@@ -272,12 +272,16 @@ class ReplyFile:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A file someone attached; its bytes come from the platform, fetched only when used."""
+    """A file someone attached; its bytes come from the platform, fetched only when used.
+
+    `fetch(limit)` gives the file's bytes; of a larger file it may stop after `limit` + 1
+    (what the sender declared is not always what is served), so a caller refuses by the
+    length it gets and never holds more than it takes."""
 
     filename: str
     content_type: str = ""  # as the platform declares it (the bytes decide)
     size: int = 0  # bytes, when the platform says (0: unknown)
-    fetch: Callable[[], Awaitable[bytes]] | None = field(default=None, compare=False, repr=False)
+    fetch: Callable[[int], Awaitable[bytes]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,7 @@ def _ref(fake: FakeDiscord) -> ChannelRef:
 async def _import(core: Core, fake: FakeDiscord) -> None:
     image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
 
-    async def fetch() -> bytes:
+    async def fetch(limit: int) -> bytes:
         return image
 
     file = Attachment("aurelia.png", "image/png", len(image), fetch)
@@ -297,7 +297,7 @@ async def test_a_new_card_renames_the_same_webhook(core: Core, endpoint: FakeOpe
             other = json.loads(json.dumps(CARD))
             other["data"]["nickname"] = "Bosun"
 
-            async def fetch() -> bytes:
+            async def fetch(limit: int) -> bytes:
                 return json.dumps(other).encode()
 
             file = Attachment("bosun.json", "", 10, fetch)

@@ -66,7 +66,7 @@ CARD: dict[str, Any] = {
 def card_file(card: dict[str, Any] | bytes, name: str = "aurelia.json") -> Attachment:
     data = card if isinstance(card, bytes) else json.dumps(card).encode()
 
-    async def fetch() -> bytes:
+    async def fetch(limit: int) -> bytes:
         return data
 
     return Attachment(name, "", len(data), fetch)

@@ -16,6 +16,7 @@ from bot.frontends.discord.events import (
     MessageFacts,
     TypedCommand,
     actor_for,
+    attachment_of,
     blocked_by,
     channel_ref,
     ignore_reason,
@@ -27,7 +28,7 @@ from bot.frontends.discord.events import (
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
-from bot.types import Attachment, Incoming, failure
+from bot.types import Incoming, failure
 
 log = logging.getLogger("bot.discord")
 
@@ -146,10 +147,7 @@ class ChatHandler:
             ref,
             actor,
             strip_mention(message.content, me.id, my_role_id(message)),
-            tuple(
-                Attachment(a.filename, a.content_type or "", a.size, a.read)
-                for a in message.attachments
-            ),
+            tuple(attachment_of(a) for a in message.attachments),
             str(message.id),
         )
 

@@ -13,7 +13,7 @@ import discord
 
 from bot.commands.parse import asks_secret, closest, plain_prefix
 from bot.commands.spec import Command
-from bot.types import Actor, ChannelRef, Platform
+from bot.types import Actor, Attachment, ChannelRef, Platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +89,18 @@ def channel_ref(channel_id: int, guild_id: int | None, parent_id: int | None = N
             Platform.DISCORD, channel_id=str(parent_id), server_id=server, thread_id=str(channel_id)
         )
     return ChannelRef(Platform.DISCORD, channel_id=str(channel_id), server_id=server)
+
+
+def attachment_of(file: discord.Attachment) -> Attachment:
+    """A file on a message or a command option, fetched when the core uses it.
+
+    The size Discord states is its own record of the file it stores (not what the sender
+    claimed), and the core refuses by it before fetching: the file is read whole."""
+
+    async def fetch(limit: int) -> bytes:
+        return await file.read()
+
+    return Attachment(file.filename, file.content_type or "", file.size, fetch)
 
 
 def actor_for(

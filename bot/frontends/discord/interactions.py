@@ -15,10 +15,10 @@ from discord import app_commands
 from bot.commands import Command, Invocation
 from bot.core import Core, secret_prompt, split_text
 from bot.frontends.discord.commands import secret_options
-from bot.frontends.discord.events import actor_for, channel_ref
+from bot.frontends.discord.events import actor_for, attachment_of, channel_ref
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.sink import LIMIT
-from bot.types import Actor, Attachment, ChannelRef, Greeting, Reply, SecretValue, failure
+from bot.types import Actor, ChannelRef, Greeting, Reply, SecretValue, failure
 
 log = logging.getLogger("bot.discord")
 
@@ -129,7 +129,7 @@ class CommandRunner:
 def _raw(value: Any) -> Any:
     """An option's value for the core: text, or an attached file it fetches when used."""
     if isinstance(value, discord.Attachment):
-        return Attachment(value.filename, value.content_type or "", value.size, value.read)
+        return attachment_of(value)
     return str(value)
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 from collections import OrderedDict
 from typing import Any, Literal
+from urllib.parse import quote
 
+import aiohttp
 import nio
 from nio.crypto import decrypt_attachment
 
@@ -38,10 +41,22 @@ _PERMANENT = frozenset(
 _REMEMBERED = 5000  # own event ids kept to recognise replies to the bot
 # nio downloads without a timeout; a stuck homeserver must not hold a turn forever.
 DOWNLOAD_TIMEOUT = 120.0
+_MAX_ERROR_BODY = 16 * 1024
+_MEDIA_DOWNLOAD = "/_matrix/client/v1/media/download"
 
 
 class DownloadFailed(Exception):
     """A file could not be fetched from the homeserver, or failed its integrity check."""
+
+
+async def _errcode(response: aiohttp.ClientResponse) -> str:
+    """A media repository's refusal as its Matrix error code, else its HTTP status."""
+    try:
+        found = json.loads(await response.content.read(_MAX_ERROR_BODY))
+    except (aiohttp.ClientError, OSError, ValueError):
+        found = None
+    code = found.get("errcode") if isinstance(found, dict) else None
+    return code if isinstance(code, str) and code.isprintable() else f"HTTP {response.status}"
 
 
 class MatrixApi:
@@ -168,24 +183,22 @@ class MatrixApi:
             self._authority[room_id] = found
         return found
 
-    async def download(self, media: MediaFile) -> bytes:
-        """The file's bytes from the homeserver's media repository, decrypted if need be.
+    async def download(self, media: MediaFile, limit: int) -> bytes:
+        """The file's bytes from the homeserver's media repository, decrypted if need be;
+        read no further than `limit` (or the size the event declared) and one byte more,
+        so the caller sees a file that is larger without it being held whole.
 
         Authenticated with the bot's own login; DownloadFailed when it cannot be had.
         """
+        # The size people were told (and the core checked) is the size taken: the event's
+        # sender declares it, so a larger file is cut off, not read whole first.
+        most = min(limit, media.size) if media.size else limit
         async with asyncio.timeout(DOWNLOAD_TIMEOUT):
-            response = await self.client.download(mxc=media.mxc)
-        if not isinstance(response, nio.MemoryDownloadResponse) or not isinstance(
-            response.body, bytes
-        ):
-            code = getattr(response, "status_code", "") or type(response).__name__
-            raise DownloadFailed(f"the homeserver answered {code}")
-        body: bytes = response.body
-        # The size people were told (and the core checked) is the size taken.
+            body = await self._read_media(media.mxc, most + 1)
         if media.size and len(body) > media.size:
-            raise DownloadFailed(f"{len(body)} bytes where the event said {media.size}")
-        if not media.encrypted:
-            return body
+            raise DownloadFailed(f"more than the {media.size} bytes the event said")
+        if not media.encrypted or len(body) > most:
+            return body  # too large: the caller refuses it by its length
         try:
             plain: bytes = await asyncio.to_thread(
                 decrypt_attachment, body, media.key, media.sha256, media.iv
@@ -193,6 +206,36 @@ class MatrixApi:
         except nio.EncryptionError as err:
             raise DownloadFailed(f"the file failed its check ({err})") from None
         return plain
+
+    async def _read_media(self, mxc: str, most: int) -> bytes:
+        """At most `most` bytes of a file in the media repository (nio's own download
+        holds the whole body before anything can look at its size)."""
+        server, _, media_id = mxc.removeprefix("mxc://").partition("/")
+        if not server or not media_id or "/" in media_id:
+            raise DownloadFailed("the event names no file the homeserver keeps")
+        # Authenticated media (Matrix 1.11), the login in the header, never in the query.
+        path = f"{_MEDIA_DOWNLOAD}/{quote(server, safe='')}/{quote(media_id, safe='')}"
+        headers = {"Authorization": f"Bearer {self.client.access_token}"}
+        try:
+            response = await self.client.send("GET", path, headers=headers, timeout=0)
+        except (aiohttp.ClientError, OSError) as err:
+            raise DownloadFailed(
+                f"the homeserver could not be reached ({type(err).__name__})"
+            ) from None
+        async with response:
+            try:
+                if response.status != 200:
+                    raise DownloadFailed(f"the homeserver answered {await _errcode(response)}")
+                parts: list[bytes] = []
+                size = 0
+                async for part in response.content.iter_chunked(64 * 1024):
+                    parts.append(part)
+                    size += len(part)
+                    if size >= most:
+                        break
+            except (aiohttp.ClientError, OSError) as err:
+                raise DownloadFailed(f"the download broke off ({type(err).__name__})") from None
+        return b"".join(parts)[:most]
 
     async def replied_file(self, room_id: str, event_id: str) -> MediaFile | None:
         """The file of the event `event_id` (a reply's target), decrypted when need be."""

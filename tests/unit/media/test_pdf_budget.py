@@ -49,7 +49,7 @@ def extracted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def attachment(data: bytes, name: str = "report.pdf") -> Attachment:
-    async def fetch() -> bytes:
+    async def fetch(limit: int) -> bytes:
         return data
 
     return Attachment(filename=name, content_type="application/pdf", size=len(data), fetch=fetch)
