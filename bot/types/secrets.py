@@ -116,6 +116,8 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     once = _escapes(secret) | _base64(secret)
     raw = secret.encode("utf-8", "surrogatepass")
     forms = {secret, *once, *_every_char_escaped(secret), raw.hex(), raw.hex().upper()}
+    # Re-cased, as an endpoint that folds case writes it ("invalid key SK-ABC…").
+    forms |= {secret.upper(), secret.lower()}
     for form in once:
         forms |= _escapes(form)
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))

@@ -62,6 +62,12 @@ def test_a_secret_in_hex_is_redacted_where_no_key_shape_would_catch_it() -> None
     assert redact(text, [key], shapes=False) == "sent **** and ****"
 
 
+def test_a_secret_echoed_in_upper_or_lower_case_is_redacted() -> None:
+    key = "sk-MixedCase0123456789abcd"
+    text = f"invalid key {key.upper()}; expected one like {key.lower()}"
+    assert redact(text, [key], shapes=False) == "invalid key ****; expected one like ****"
+
+
 def test_short_secrets_given_explicitly_are_redacted() -> None:
     text = "Location: http://x/?leak=Bearer%20Zq7x9 and Zq7x9"
     out = redact(text, ["Zq7x9"])
