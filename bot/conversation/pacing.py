@@ -9,7 +9,8 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Protocol
 
 _FENCE = re.compile(r"^(\s*)(```+|~~~+)(.*)$")
@@ -21,16 +22,21 @@ def split_text(text: str, limit: int) -> list[str]:
     A code fence open at a cut is closed on that page and reopened (with its
     language) on the next, so every page renders as the author meant.
     """
+    return [page for page, _ in _split(text, limit)] or [""]
+
+
+def _split(text: str, limit: int) -> Iterator[tuple[str, str]]:
+    """split_text's pages, each with the text from its start on (a fence it reopens
+    included): what a page and all after it say, as written, not as pages joined."""
     if limit < 20:
         raise ValueError("limit too small to split sensibly")
-    pages: list[str] = []
     rest = text
     reopen = ""
     while rest:
         body = reopen + rest
         if len(body) <= limit:
-            pages.append(body)
-            break
+            yield body, body
+            return
         # Leave room for a closing fence we might have to add.
         room = limit - 4
         cut = _cut_point(body, room, minimum=len(reopen) + 1)
@@ -43,9 +49,8 @@ def split_text(text: str, limit: int) -> list[str]:
             reopen = opening + "\n"
         else:
             reopen = ""
-        pages.append(page.rstrip() if fence is None else page)
+        yield (page.rstrip() if fence is None else page), body
         rest = body[cut:].lstrip(" \n") if fence is None else body[cut:].lstrip("\n")
-    return pages or [""]
 
 
 def _cut_point(text: str, room: int, minimum: int) -> int:
@@ -197,8 +202,8 @@ class PacedReply:
         what the stale page and those after it should show goes out as new messages, so
         no one is left reading the answer cut where the refusals began."""
         first = min(self._stale)
-        pages = split_text(self._latest, self._target.limit)
-        rest = "\n".join(pages[first:])
+        pages = _split(self._latest, self._target.limit)
+        _, rest = next(islice(pages, first, None), ("", ""))
         for page in split_text(f"⚠️ {STALE_NOTE}\n\n{rest}", self._target.limit):
             if await self._target.send(page) is None:
                 break

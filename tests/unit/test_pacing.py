@@ -117,6 +117,21 @@ async def test_a_refused_edit_of_a_middle_page_sends_from_there_on() -> None:
     assert "word00" not in tail  # the first page showed what it should
 
 
+async def test_the_answer_sent_again_from_a_stuck_page_is_the_text_as_written() -> None:
+    """The pages were joined with line breaks: where a page had been cut at a space,
+    the answer sent again broke the line in the middle of a sentence."""
+    target = RefusingTarget(refuse_after=0, limit=200)
+    reply = PacedReply(target)
+    words = " ".join(f"word{i:03d}" for i in range(90))  # 720 characters: 4 pages
+    await reply.update(words[:300])
+    await reply.finish(words)
+    # 4 pages, the second stuck where the refusals began; the third and fourth are new.
+    assert target.messages[1].endswith(" word") and target.messages[4].startswith("⚠️")
+    note, again = "".join(target.messages[4:]).split("\n\n", 1)
+    assert STALE_NOTE in note.replace("\n", " ")
+    assert "\n" not in again and "word047 word048" in again  # not "word047\nword048"
+
+
 async def test_an_edit_that_goes_through_later_leaves_nothing_to_repeat() -> None:
     target = RefusingTarget(refuse_after=0)
     reply = PacedReply(target)
