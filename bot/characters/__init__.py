@@ -1,6 +1,12 @@
 """Character cards (V1/V2/V3, PNG or JSON), their prompt, and SillyTavern presets. Pure."""
 
-from bot.characters.card import MAX_JSON_BYTES, MAX_PNG_BYTES, card_from_json, read_card
+from bot.characters.card import (
+    MAX_JSON_BYTES,
+    MAX_PNG_BYTES,
+    card_from_json,
+    image_too_large,
+    read_card,
+)
 from bot.characters.export import avatar_png, card_object, export_json, export_png
 from bot.characters.lorebook import LoreHits
 from bot.characters.macros import Macros
@@ -37,6 +43,7 @@ __all__ = [
     "export_png",
     "export_preset",
     "greetings",
+    "image_too_large",
     "macros_for",
     "parse_preset",
     "read_card",

@@ -179,11 +179,24 @@ def _avatar(chunks: list[Chunk]) -> bytes | None:
     """The image as it is shown, without the card, text or metadata chunks; None when it
     has more pixels than any image the bot decodes (the card is kept, not its image), or
     when it is the plain placeholder an export gives a card without an image."""
-    width, height = image_size(chunks)
-    if width * height > MAX_PIXELS:
+    if _too_many_pixels(chunks):
         return None
     image = write_chunks(shown_chunks(chunks))
     return None if image == placeholder_png() else image
+
+
+def _too_many_pixels(chunks: list[Chunk]) -> bool:
+    width, height = image_size(chunks)
+    return width * height > MAX_PIXELS
+
+
+def image_too_large(data: bytes) -> bool:
+    """A PNG card whose image read_card did not keep for its size (its other reason for
+    no image, the placeholder of an export, is no image of the card's own)."""
+    try:
+        return is_png(data) and _too_many_pixels(read_chunks(data))
+    except PngError:
+        return False
 
 
 def _unbase64(raw: bytes, keyword: str) -> bytes:

@@ -18,10 +18,10 @@ from bot.characters import (
     export_png,
     export_preset,
     greetings,
+    image_too_large,
     parse_preset,
     read_card,
 )
-from bot.characters.png import is_png
 from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
 from bot.commands.spec import CommandContext
@@ -97,7 +97,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
     lines = [f"Character set for {_where(scope)}: {card.display_name}."]
-    if card.image is None and is_png(data):
+    if card.image is None and await asyncio.to_thread(image_too_large, data):
         lines.append(
             f"Its image is too large to use (over {MAX_PIXELS // 1_000_000} megapixels), so "
             "it was not kept: the character has no picture here, and an export carries a "

@@ -194,6 +194,24 @@ async def test_export_then_import_round_trips_through_the_commands(harness: Harn
     assert "Image: yes" in shown.text
 
 
+async def test_a_card_without_an_image_round_trips_without_one_and_without_a_warning(
+    harness: Harness,
+) -> None:
+    """Its export carries a plain placeholder; imported again, that was taken as the
+    card's picture, then (after that was mended) as an image too large to keep."""
+    reply = await run(harness, ("character", "import"), file=card_file(CARD))
+    assert reply.ok, reply.text
+    exported = await run(harness, ("character", "export"), actor=MEMBER)
+    assert exported.file is not None and exported.file.data.startswith(b"\x89PNG")
+    other = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+    again = await run(
+        harness, ("character", "import"), ref=other, file=card_file(exported.file.data, "a.png")
+    )
+    assert again.ok and "Character set for this channel: Aurelia." in again.text, again.text
+    assert "image" not in again.text.lower()
+    assert "Image: no." in (await run(harness, ("character", "show"), ref=other)).text
+
+
 async def test_hostile_files_are_refused_with_the_librarys_message(harness: Harness) -> None:
     bad_b64 = png_with({"chara": "!!!not base64!!!"})
     wrong_version = copy.deepcopy(CARD)
