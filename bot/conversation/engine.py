@@ -100,6 +100,7 @@ class TurnResult:
     # A limit refused the turn: said to the asker alone (front-ends choose how), never sent.
     refusal: str | None = None
     ignored: bool = False  # the asker may not chat here: nothing is shown to anyone
+    greeting: bool = False  # a character's greeting: swiped, never regenerated or continued
 
     @property
     def notice(self) -> bool:
@@ -429,7 +430,7 @@ class ChatEngine(_QuotaHooks):
         ):
             # A character's greeting, the newest message (in a new channel, or after an
             # import into one with a conversation): its alternate greetings are its swipes.
-            return await self._swipe(ref, newest.reply_to, action, sink)
+            return await self._swipe(ref, newest.reply_to, action, sink, greeting=True)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
         if answer_id is not None and answer_id != (question.id if answer is None else answer.id):
@@ -488,7 +489,13 @@ class ChatEngine(_QuotaHooks):
         )
 
     async def _swipe(
-        self, ref: ChannelRef, question_id: int, action: Control, sink: ReplySink
+        self,
+        ref: ChannelRef,
+        question_id: int,
+        action: Control,
+        sink: ReplySink,
+        *,
+        greeting: bool = False,
     ) -> TurnResult:
         answers = await self._store.alternatives(ref, question_id)
         if len(answers) < 2:
@@ -503,7 +510,8 @@ class ChatEngine(_QuotaHooks):
         assert entry.id is not None
         await self._store.show_answer(ref, question_id, entry.id)
         await sink.finish(entry.content, "", entry.error)
-        return TurnResult(entry.content, entry.error, False, entry.id, (wanted + 1, len(answers)))
+        shown_of = (wanted + 1, len(answers))
+        return TurnResult(entry.content, entry.error, False, entry.id, shown_of, greeting=greeting)
 
     # -- what every answer goes through -------------------------------------------------------
 

@@ -179,6 +179,8 @@ async def test_the_greeting_is_posted_by_the_character_with_its_swipes(
             await fake.click(int(posted["id"]), f"cc:next:{greeting.id}")
             await fake.wait_until(lambda: posted["content"].startswith("Another stowaway"), 30)
             assert "2/3" in json.dumps(posted["components"])
+            # Swiped, it is still a greeting: 🔄 and ⏩ came with the swipe, and could not work.
+            assert [i.split(":")[1] for i in _custom_ids(posted)] == ["prev", "count", "next"]
     finally:
         await fake.stop()
 

@@ -67,12 +67,17 @@ def invocation(press: Press) -> Invocation | None:
     return _INVOCATIONS.get(press)
 
 
-def answer_buttons(answer_id: int, shown: int = 1, total: int = 1) -> list[ButtonSpec]:
-    """🔄 ⏩ for any answer; ◀ n/m ▶ once the question has more than one."""
-    specs = [
-        ButtonSpec(Press.REGENERATE, answer_id, emoji="🔄"),
-        ButtonSpec(Press.CONTINUE, answer_id, emoji="⏩"),
-    ]
+def answer_buttons(
+    answer_id: int, shown: int = 1, total: int = 1, *, greeting: bool = False
+) -> list[ButtonSpec]:
+    """🔄 ⏩ for any answer but a character's greeting; ◀ n/m ▶ once there is more than
+    one (a greeting's alternates are its swipes)."""
+    specs = []
+    if not greeting:
+        specs += [
+            ButtonSpec(Press.REGENERATE, answer_id, emoji="🔄"),
+            ButtonSpec(Press.CONTINUE, answer_id, emoji="⏩"),
+        ]
     if total > 1:
         specs += [
             ButtonSpec(Press.PREVIOUS, answer_id, emoji="◀", disabled=shown <= 1),
@@ -94,7 +99,7 @@ def buttons_after(result: TurnResult) -> list[ButtonSpec]:
     swiped; a question the model failed to answer gets retry; a notice gets nothing.
     """
     if result.answer_id is not None:
-        return answer_buttons(result.answer_id, *result.alternative)
+        return answer_buttons(result.answer_id, *result.alternative, greeting=result.greeting)
     if result.called_provider and result.question_id is not None:
         return [ButtonSpec(Press.RETRY, result.question_id, label="Retry", emoji="🔁")]
     return []

@@ -35,8 +35,6 @@ from bot.types import ChannelRef, Greeting, Reply, failure
 
 log = logging.getLogger("bot.discord")
 
-_SWIPES = (Press.PREVIOUS, Press.COUNT, Press.NEXT)  # a greeting is swiped, not regenerated
-
 
 class ControlButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=TEMPLATE):
     def __init__(self, spec: ButtonSpec) -> None:
@@ -192,8 +190,8 @@ class Controls:
             for page in split_text(greeting.text, target.limit):
                 await target.send(page)
             if greeting.answer_id is not None and greeting.count > 1:
-                specs = answer_buttons(greeting.answer_id, 1, greeting.count)
-                await target.settle(view_of([b for b in specs if b.press in _SWIPES]))
+                specs = answer_buttons(greeting.answer_id, 1, greeting.count, greeting=True)
+                await target.settle(view_of(specs))
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
         except CALL_FAILED as err:

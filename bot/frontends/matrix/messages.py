@@ -327,7 +327,10 @@ class MessageHandler:
             log.warning("could not post a greeting in %s: %s", ref.channel_id, err)
             return
         count = max(greeting.count, 1)
-        self._settled(shown, TurnResult(greeting.text, None, False, greeting.answer_id, (1, count)))
+        result = TurnResult(
+            greeting.text, None, False, greeting.answer_id, (1, count), greeting=True
+        )
+        self._settled(shown, result)
 
     async def _control(self, msg: Message, prepared: _Prepared) -> None:
         """`!regenerate`, `!continue`, `!retry`, `!swipe`: the new answer replaces the newest
