@@ -92,3 +92,42 @@ async def test_a_card_gives_the_bot_a_face_in_one_room(
     finally:
         await alice.close()
         await core.close()
+
+
+async def test_the_name_members_see_addresses_the_bot(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """After an import the room shows the bot as "Aurelia"; "Aurelia, …" without a pill
+    went unanswered, as only the bot's own name (which nobody there sees) was looked for."""
+    server = synapse_server
+    bot = server.register("facebot")
+    core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+    alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+    bob = await UserClient.start(server, server.register("bob"), tmp_path / "bob")
+    try:
+        async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+            room_id = await alice.create_room([bot.user_id, bob.user.user_id])
+            await alice.wait_joined(room_id, bot.user_id)
+            await bob.join(room_id)
+            image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+            content = await alice.media_content("m.file", "aurelia.png", image, "image/png")
+            file_event = await alice.send_content(room_id, content)
+            since = time.monotonic()
+            relates = {"m.in_reply_to": {"event_id": file_event}}
+            command = await alice.send(room_id, "!character import", **{"m.relates_to": relates})
+            assert "Aurelia" in await _answer(alice, room_id, bot.user_id, command, since)
+
+            def shown_as() -> str:
+                room = bob.client.rooms.get(room_id)
+                member = room.users.get(bot.user_id) if room is not None else None
+                return member.display_name if member is not None else ""
+
+            await bob.wait_for(lambda: shown_as() == "Aurelia", "the bot's name in the room")
+            since = time.monotonic()
+            asked = await bob.send(room_id, "Aurelia, are you there?")
+            answer = await _answer(bob, room_id, bot.user_id, asked, since)
+            assert "No model is selected for this channel" in answer, answer  # it answered
+    finally:
+        await alice.close()
+        await bob.close()
+        await core.close()

@@ -39,20 +39,20 @@ BOT = "@bot:example.org"
 
 # --- events ------------------------------------------------------------------------
 def test_mentions_by_m_mentions_pill_id_or_display_name() -> None:
-    assert events.mentions_user({"body": "hi", "m.mentions": {"user_ids": [BOT]}}, BOT, "Bot")
+    assert events.mentions_user({"body": "hi", "m.mentions": {"user_ids": [BOT]}}, BOT, ("Bot",))
     pill = f'<a href="https://matrix.to/#/{BOT}">Robo</a>: hi'
-    assert events.mentions_user({"body": "Robo: hi", "formatted_body": pill}, BOT, "")
-    assert events.mentions_user({"body": f"{BOT} hello"}, BOT, "")
-    assert events.mentions_user({"body": "hey helper, what's up"}, BOT, "Helper")
+    assert events.mentions_user({"body": "Robo: hi", "formatted_body": pill}, BOT, ("",))
+    assert events.mentions_user({"body": f"{BOT} hello"}, BOT, ("",))
+    assert events.mentions_user({"body": "hey helper, what's up"}, BOT, ("Helper",))
     # Not a word of its own: "helpers" is not the bot called "Helper".
-    assert not events.mentions_user({"body": "helpers everywhere"}, BOT, "Helper")
-    assert not events.mentions_user({"body": "hi", "m.mentions": {"user_ids": []}}, BOT, "Bot")
+    assert not events.mentions_user({"body": "helpers everywhere"}, BOT, ("Helper",))
+    assert not events.mentions_user({"body": "hi", "m.mentions": {"user_ids": []}}, BOT, ("Bot",))
     # A reply quoting the bot's name in the fallback does not count as a mention.
     quoted = {
         "body": "> <@x:y> ask Helper\n\nthanks",
         "m.relates_to": {"m.in_reply_to": {"event_id": "$x"}},
     }
-    assert not events.mentions_user(quoted, BOT, "Helper")
+    assert not events.mentions_user(quoted, BOT, ("Helper",))
 
 
 def test_threads_replies_and_edits() -> None:
@@ -168,9 +168,9 @@ def test_the_caption_is_the_body_only_when_it_differs_from_the_filename() -> Non
 
 def test_a_mention_in_a_caption_counts_and_the_file_name_does_not() -> None:
     content = {"msgtype": "m.image", "body": "helper.png", "url": MXC}
-    assert events.mentions_user(content, BOT, "Helper")  # the body alone would say so
-    assert not events.mentions_user(content, BOT, "Helper", text="")
-    assert events.mentions_user(content, BOT, "Helper", text="Helper, what is this?")
+    assert events.mentions_user(content, BOT, ("Helper",))  # the body alone would say so
+    assert not events.mentions_user(content, BOT, ("Helper",), text="")
+    assert events.mentions_user(content, BOT, ("Helper",), text="Helper, what is this?")
 
 
 @pytest.mark.parametrize(
@@ -184,7 +184,18 @@ def test_a_mention_in_a_caption_counts_and_the_file_name_does_not() -> None:
     ],
 )
 def test_strip_mention(body: str, expected: str) -> None:
-    assert events.strip_mention(body, BOT, "Helper") == expected
+    assert events.strip_mention(body, BOT, ("Helper",)) == expected
+
+
+def test_every_name_the_bot_goes_by_addresses_it() -> None:
+    """Its own name, and a character's that a room shows instead."""
+    names = ("bot01e97", "Aurelia")
+    assert events.mentions_user({"body": "Aurelia, how are you?"}, BOT, names)
+    assert events.mentions_user({"body": "bot01e97: hi"}, BOT, names)
+    assert not events.mentions_user({"body": "Aureliana is here"}, BOT, names)
+    assert events.strip_mention("Aurelia, how are you?", BOT, names) == "how are you?"
+    # The longer of two names that start alike is the one taken off.
+    assert events.strip_mention("Aurelia Voss: hi", BOT, ("Aurelia", "Aurelia Voss")) == "hi"
 
 
 def test_direct_room_is_two_people() -> None:

@@ -77,9 +77,10 @@ def strip_reply_fallback(body: str, content: Mapping[str, Any]) -> str:
 
 
 def mentions_user(
-    content: Mapping[str, Any], user_id: str, display_name: str, text: str | None = None
+    content: Mapping[str, Any], user_id: str, names: tuple[str, ...], text: str | None = None
 ) -> bool:
-    """m.mentions, a pill in the HTML, the user id, or the display name as a word.
+    """m.mentions, a pill in the HTML, the user id, or one of `names` (its display names:
+    its own, the one it has in the room) as a word.
 
     `text` is where to look for the id or name instead of `body` (a file's caption).
     """
@@ -98,17 +99,18 @@ def mentions_user(
     body = strip_reply_fallback(body, content)
     if user_id in body:
         return True
-    return bool(display_name) and _word(display_name).search(body) is not None
+    return any(name and _word(name).search(body) is not None for name in names)
 
 
 def _word(name: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
 
 
-def strip_mention(body: str, user_id: str, display_name: str) -> str:
-    """The text without a leading "<name>:" / "@user:server:" address."""
+def strip_mention(body: str, user_id: str, names: tuple[str, ...]) -> str:
+    """The text without a leading "<name>:" / "@user:server:" address (`names`: as for
+    mentions_user)."""
     text = body.lstrip()
-    for name in (user_id, display_name):
+    for name in (user_id, *sorted(names, key=len, reverse=True)):
         if name and text.lower().startswith(name.lower()):
             rest = text[len(name) :]
             if rest[:1] in (":", ",", " ", ""):

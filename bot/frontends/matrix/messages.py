@@ -551,14 +551,21 @@ class MessageHandler:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)
 
     # --- chat ----------------------------------------------------------------------
-    async def _addressed(self, msg: Message) -> bool:
+    def _names(self, room: nio.MatrixRoom) -> tuple[str, ...]:
+        """The names the bot goes by in `room`: its own, and the one members see there
+        (a character's, set by /character import)."""
+        member = room.users.get(self._api.user_id)
+        here = member.display_name if member is not None else ""
+        return tuple(dict.fromkeys(name for name in (self.display_name, here) if name))
+
+    async def _addressed(self, msg: Message, names: tuple[str, ...]) -> bool:
         facts = ChatFacts(
             direct=msg.direct,
             mentions_bot=events.mentions_user(
                 # A file's body is its name when there is no caption: no mention there.
                 msg.content,
                 self._api.user_id,
-                self.display_name,
+                names,
                 text=msg.text if msg.media else None,
             ),
             thread_root=msg.thread,
@@ -578,13 +585,14 @@ class MessageHandler:
     async def _chat(self, room: nio.MatrixRoom, msg: Message, place: Place) -> None:
         await place.turn()
         asked = self._secret_asked.pop((msg.room_id, msg.sender), None)
-        text = events.strip_mention(msg.text, self._api.user_id, self.display_name)
+        names = self._names(room)
+        text = events.strip_mention(msg.text, self._api.user_id, names)
         # Addressed or not: a secret must not stay in the room either.
         if msg.media is None and taken_for_secret(asked, time.monotonic(), text):
             await self._drop_secret(msg)
             return
         ref = msg.ref
-        if not await self._core.should_answer(ref, await self._addressed(msg)):
+        if not await self._core.should_answer(ref, await self._addressed(msg, names)):
             return
         if msg.thread:
             self._threads[msg.thread] = None
