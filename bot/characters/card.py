@@ -34,7 +34,7 @@ from bot.characters.png import (
     write_chunks,
 )
 from bot.types.limits import MAX_PIXELS
-from bot.types.text import clean_text, shown_name
+from bot.types.text import clean_text, parse_decimal, shown_name
 
 MAX_PNG_BYTES = 10 * 1024 * 1024
 MAX_JSON_BYTES = 2 * 1024 * 1024  # lorebook-heavy cards reach ~1 MB; the store keeps this
@@ -237,8 +237,10 @@ def parse_json(text: str, what: str) -> Any:
         return int(digits)
 
     def real(digits: str) -> float:
-        number = float(digits[: _MAX_NUMBER_CHARS + 1])
-        if len(digits) > _MAX_NUMBER_CHARS or not math.isfinite(number):
+        # As /params reads a number: one a float cannot hold (1e400, or 1e-400, which
+        # would silently be 0) is refused.
+        number = parse_decimal(digits) if len(digits) <= _MAX_NUMBER_CHARS else None
+        if number is None:
             shown = digits[:20] + ("…" if len(digits) > 20 else "")
             raise ValueError(f"a number out of range ({shown})")
         return number

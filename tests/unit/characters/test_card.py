@@ -188,6 +188,8 @@ def _with_entry(**changes: object) -> bytes:
         (b'{"spec": "chara_card_v3", "spec_version": NaN}', Problem.BAD_JSON, "NaN"),
         (b'{"name": "x", "n": ' + b"9" * 5000 + b"}", Problem.BAD_JSON, "5,000 digits long"),
         (b'{"name": "x", "n": 1e999}', Problem.BAD_JSON, "a number out of range (1e999)"),
+        # One that would silently be 0, as /params refuses it too.
+        (b'{"name": "x", "n": 1e-400}', Problem.BAD_JSON, "a number out of range (1e-400)"),
         (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01", Problem.NOT_A_CARD, "neither a PNG"),
         (b" " * (MAX_JSON_BYTES + 1), Problem.TOO_LARGE, "at most"),
         (

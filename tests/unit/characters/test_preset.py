@@ -136,6 +136,9 @@ def test_sillytavern_conventions(changes: dict[str, Any], name: str, value: obje
             "`main` prompt must be text",
         ),
         (b'{"temperature": Infinity}', "not valid JSON"),
+        # Silently 0 before: /params refuses the same value.
+        (b'{"temperature": 1e-400}', "a number out of range (1e-400)"),
+        (b'{"temperature": 0.7, "top_p": 2e-330}', "a number out of range (2e-330)"),
         (b"[" * 10_000, "nested too deeply"),
         # The stop strings are JSON text inside the JSON: held to the same rule (a
         # RecursionError escaped /preset import).
