@@ -19,7 +19,10 @@ _BREAKS = re.compile(r"(?:\r?\n)*")
 # {{group}} and {{charIfNotGroup}} name a group chat's members, else the character: we
 # have no group chats (several people talking to one character is not one).
 _CHAR = ("char", "charifnotgroup", "group")
-_ROLL = re.compile(r"d?([0-9]{1,7})", re.IGNORECASE)
+# {{roll:6}}, {{roll:d6}}, {{roll:1d6}}, {{roll:2d6+3}}: dice notation as SillyTavern's
+# roller reads it (count, sides, modifier), the count kept small.
+_ROLL = re.compile(r"(?:([0-9]{0,3})d)?([0-9]{1,7})(?:\s*([+-])\s*([0-9]{1,7}))?", re.IGNORECASE)
+_MOST_DICE = 100
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 _SILENT = ("//", "comment:", "hidden_key:")
 
@@ -70,10 +73,23 @@ class Macros:
             nth = seen[body] = seen.get(body, -1) + 1
             return items[zlib.crc32(f"{self.char}\0{body}\0{nth}".encode()) % len(items)]
         if head == "roll":
-            found = _ROLL.fullmatch(rest.strip())
-            if found and int(found.group(1)) > 0:
-                return str(self.rng.randint(1, int(found.group(1))))
+            rolled = self._roll(rest.strip())
+            if rolled is not None:
+                return str(rolled)
         return match.group(0)  # not ours: left as written
+
+    def _roll(self, formula: str) -> int | None:
+        found = _ROLL.fullmatch(formula)
+        if found is None:
+            return None
+        count_text, sides_text, sign, modifier = found.groups()
+        count, sides = int(count_text or 1), int(sides_text)
+        if not 0 < count <= _MOST_DICE or sides <= 0:
+            return None
+        total = sum(self.rng.randint(1, sides) for _ in range(count))
+        if modifier is not None:
+            total += int(modifier) if sign == "+" else -int(modifier)
+        return total
 
 
 def _choices(rest: str) -> list[str]:

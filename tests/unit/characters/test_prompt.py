@@ -7,6 +7,8 @@ import random
 import time
 from typing import Any
 
+import pytest
+
 from bot.characters import (
     Macros,
     build_prompt,
@@ -225,6 +227,31 @@ def test_random_pick_and_roll() -> None:
     assert macros("{{random::one::two}}") in ("one", "two")
     assert 1 <= int(macros("{{roll:d6}}")) <= 6
     assert macros("{{roll:0}}") == "{{roll:0}}"
+
+
+@pytest.mark.parametrize(
+    ("formula", "low", "high"),
+    [
+        ("6", 1, 6),
+        ("d20", 1, 20),
+        ("1d6", 1, 6),  # SillyTavern's own example
+        ("2d6", 2, 12),
+        ("2D6+3", 5, 15),
+        ("3d4 - 2", 1, 10),
+        ("100d1", 100, 100),
+    ],
+)
+def test_dice_rolls_as_sillytavern_writes_them(formula: str, low: int, high: int) -> None:
+    macros = Macros("Sera", "Bob", random.Random(3))
+    rolls = [int(macros(f"{{{{roll:{formula}}}}}")) for _ in range(200)]
+    assert low <= min(rolls) and max(rolls) <= high
+    assert low == high or len(set(rolls)) > 1
+
+
+@pytest.mark.parametrize("formula", ["0d6", "2d0", "101d6", "d", "2d6*3", "1d6+", "x"])
+def test_a_roll_not_read_is_left_as_written(formula: str) -> None:
+    text = f"{{{{roll:{formula}}}}}"
+    assert Macros("Sera", "Bob")(text) == text
 
 
 def test_an_unclosed_macro_is_left_alone() -> None:
