@@ -209,8 +209,9 @@ class Console:
             self._actor = Actor(user, user)
         else:
             # Whoever holds the terminal holds the database too: admin.
-            name = os.environ.get("USER") or "you"
-            self._actor = Actor("console", name, is_channel_admin=True, is_server_admin=True)
+            self._actor = Actor(
+                "console", _login_name(), is_channel_admin=True, is_server_admin=True
+            )
         self._answering = False
         self._leave = asyncio.Event()
         self._pending: list[Attachment] = []
@@ -509,6 +510,15 @@ def _open_file(typed: str, verb: str = "read") -> Attachment | str:
         return await asyncio.to_thread(_read_as_attached, path, size)
 
     return Attachment(path.name, "", size, fetch)
+
+
+def _login_name() -> str:
+    """Who holds the terminal, by name: the answers' `{{user}}`, and how other console
+    users are told whose question it was ("you" read as them)."""
+    try:
+        return getpass.getuser() or "operator"
+    except (OSError, KeyError):  # no login name in the environment, no passwd entry
+        return "operator"
 
 
 def _read_as_attached(path: Path, size: int) -> bytes:

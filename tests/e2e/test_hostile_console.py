@@ -15,6 +15,7 @@ import asyncio
 import base64
 import json
 import os
+import pwd
 import re
 import resource
 import signal
@@ -1386,6 +1387,21 @@ def test_console_user_in_admin_ids_is_allowed(ws: Workspace) -> None:
     run.assert_survived()
     config = ws.config()
     assert config is not None and config["source"] == "openai", (config, run.describe())
+
+
+def test_another_console_user_is_told_whose_question_it_was_by_name(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """With no USER in the environment the operator's name was "you": user 555 was told
+    "Only you or an admin …", and a card's greeting said "Nice to meet you you."."""
+    endpoint.stream = Stream(chunks=["hello"], interval=0.0)
+    asked = ws.run([*custom_setup(endpoint), "hi"], USER="", LOGNAME="")
+    assert asked.returncode == 0, asked.describe()
+    run = ws.run(["/regenerate"], args=["--user", "555"], USER="", LOGNAME="")
+    assert run.returncode == 0 and "Traceback" not in run.err, run.describe()
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert f"Only {me} or an admin of this channel can do that." in run.out, run.describe()
+    assert [("hi", me)] == ws.query("SELECT content, author FROM messages WHERE role = 'user'")
 
 
 # --------------------------------------------------------------------------------------
