@@ -35,6 +35,17 @@ class Refused(Exception):
 class Prepared:
     images: tuple[Image, ...] = ()
     text: str = ""  # fenced blocks, one per text file, to follow the message's own text
+    cut: tuple[str, ...] = ()  # the files only part of which fit (names as shown)
+
+    @property
+    def cut_note(self) -> str:
+        """What to tell the person who attached files too long to send whole ("" if none)."""
+        if not self.cut:
+            return ""
+        if len(self.cut) == 1:
+            return f"({self.cut[0]} is too long to send whole: the model read only its start.)"
+        names = ", ".join(self.cut[:-1]) + f" and {self.cut[-1]}"
+        return f"({names} are too long to send whole: the model read only the start of each.)"
 
 
 def _looks_like_image(attachment: Attachment) -> bool:
@@ -74,7 +85,10 @@ async def prepare(
         blocks = [await asyncio.to_thread(file_block, data, name, share) for name, data in files]
     except MediaError as err:
         raise Refused(str(err)) from None
-    return Prepared(tuple(images), "".join(blocks))
+    cut = tuple(
+        display_name(name) for (name, _), block in zip(files, blocks, strict=True) if block.cut
+    )
+    return Prepared(tuple(images), "".join(block.text for block in blocks), cut)
 
 
 async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:

@@ -393,6 +393,8 @@ class ChatEngine(_QuotaHooks):
                     f"can, an admin turns it on with {prefix}params vision on"
                 )
             preface = f"(The image was not sent: {why}.)\n\n"
+        if attached.cut:  # said each time: it is about this message's own files
+            preface += f"{attached.cut_note}\n\n"
         result = await self._answer(
             key, ref, config, endpoint, request, sink, question, prefix, preface=preface
         )

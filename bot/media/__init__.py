@@ -9,6 +9,7 @@ from __future__ import annotations
 from bot.media.files import (
     MAX_PDF_CONTENT,
     MAX_PDF_PAGES,
+    Block,
     fenced,
     file_block,
     language,
@@ -48,6 +49,7 @@ __all__ = [
     "MAX_PDF_CONTENT",
     "MAX_PDF_PAGES",
     "MAX_PIXELS",
+    "Block",
     "Kind",
     "MediaError",
     "MediaType",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 
 from bot.media.kinds import (
     MediaError,
@@ -59,7 +60,15 @@ def read_text_file(data: bytes, name: str) -> str:
     return text
 
 
-def file_block(data: bytes, name: str, budget_chars: int) -> str:
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A file as the message carries it."""
+
+    text: str  # the fenced block
+    cut: bool = False  # part of the file was left out (the block's last line says what)
+
+
+def file_block(data: bytes, name: str, budget_chars: int) -> Block:
     """A text file or PDF as its `fenced` block in `budget_chars`; MediaError as `read_text_file`.
 
     A PDF's pages are read only until the block is full; a last line says which were not.
@@ -67,7 +76,8 @@ def file_block(data: bytes, name: str, budget_chars: int) -> str:
     if not is_pdf(data):
         return fenced(name, read_text_file(data, name), budget_chars)
     text, unread = _pdf_text(data, name, MAX_PDF_PAGES, budget_chars)
-    return fenced(name, text, budget_chars - len(unread)) + unread
+    block = fenced(name, text, budget_chars - len(unread))
+    return Block(block.text + unread, block.cut or bool(unread))
 
 
 def read_pdf(
@@ -135,7 +145,7 @@ def language(name: str) -> str:
     return _NAMED.get(base) or _LANGUAGES.get(extension(base), "")
 
 
-def fenced(name: str, text: str, budget_chars: int) -> str:
+def fenced(name: str, text: str, budget_chars: int) -> Block:
     """`text` as a fenced block headed by the file name, in at most `budget_chars` characters.
 
     Trimmed text ends with a note of how much was left out. Only a budget smaller than
@@ -149,13 +159,13 @@ def fenced(name: str, text: str, budget_chars: int) -> str:
     room = budget_chars - len(head) - len(tail)
     total = len(text)
     if total <= room:
-        return head + text + tail
+        return Block(head + text + tail)
     widest_note = _note(total, total)
     keep = max(0, room - len(widest_note))
     line_end = text.rfind("\n", 0, keep + 1)
     if line_end > 0 and line_end >= keep * _LINE_CUT_SHARE:
         keep = line_end
-    return head + text[:keep] + tail + _note(total - keep, total)
+    return Block(head + text[:keep] + tail + _note(total - keep, total), cut=True)
 
 
 def _note(left_out: int, total: int) -> str:

@@ -146,6 +146,26 @@ async def test_a_model_not_known_to_see_gets_the_text_and_a_note_once(
     assert history[1].content == "Seen."
 
 
+async def test_a_file_too_long_to_send_whole_is_cut_and_the_asker_told(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """The model got the start of a 1.2 MB log and a line saying how much was left out;
+    the person who attached it saw only the answer, with no word that most was dropped."""
+    big = "".join(f"line {i:07d}\n" for i in range(14_000)).encode()  # 182 KB of text
+    answer, error = await say(core, "summarize", attach("big.log", big), attach("a.txt", b"hi"))
+    assert error is None
+    assert answer.startswith("(big.log is too long to send whole: the model read only its start.)")
+    assert answer.endswith("Seen.")
+    content = last_user(endpoint)
+    assert isinstance(content, str) and "characters left out]" in content
+    assert len(content) < len(big)
+    # Stored as the model's answer alone: the note was for the person, not the history.
+    assert (await core.store.history(REF, 10))[-1].content == "Seen."
+    # A file that fits is sent whole, without a word.
+    answer, _ = await say(core, "and this?", attach("short.txt", b"a few words"))
+    assert answer == "Seen."
+
+
 async def test_text_code_and_pdf_files_become_fenced_text(core: Core, endpoint: FakeOpenAI) -> None:
     code = b"def hello():\n    return 'hi'\n"
     await say(core, "review this", attach("hello.py", code, "text/x-python"))

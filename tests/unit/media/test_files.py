@@ -84,12 +84,12 @@ def test_the_fence_language_comes_from_the_name(name: str, tag: str) -> None:
 
 def test_source_code_is_fenced_under_its_name() -> None:
     code = "def f():\n    return 1\n"
-    assert fenced("tool.py", code, 1000) == "\ntool.py\n```python\ndef f():\n    return 1\n```"
+    assert fenced("tool.py", code, 1000).text == "\ntool.py\n```python\ndef f():\n    return 1\n```"
 
 
 def test_the_fence_is_longer_than_any_backtick_run_inside() -> None:
     text = "Example:\n````js\nconsole.log(`hi`)\n````\n"
-    block = fenced("README.md", text, 1000)
+    block = fenced("README.md", text, 1000).text
     assert block.startswith("\nREADME.md\n`````markdown\n")
     assert block.endswith("\n`````")
     assert text.rstrip("\n") in block
@@ -98,7 +98,7 @@ def test_the_fence_is_longer_than_any_backtick_run_inside() -> None:
 def test_a_long_file_is_trimmed_with_the_numbers_left_out() -> None:
     text = "".join(f"line {i:05d}\n" for i in range(2000))  # 22,000 characters
     total = len(text.rstrip("\n"))
-    block = fenced("server.log", text, 5000)
+    block = fenced("server.log", text, 5000).text
     assert len(block) <= 5000
     match = re.search(r"\n\[… ([\d,]+) of ([\d,]+) characters left out\]$", block)
     assert match is not None
@@ -111,12 +111,12 @@ def test_a_long_file_is_trimmed_with_the_numbers_left_out() -> None:
 
 
 def test_a_budget_smaller_than_the_framing_keeps_only_the_note() -> None:
-    block = fenced("a.txt", "x" * 50, 10)
+    block = fenced("a.txt", "x" * 50, 10).text
     assert block == "\na.txt\n```\n\n```\n[… 50 of 50 characters left out]"
 
 
 def test_a_single_long_line_is_cut_where_the_budget_ends() -> None:
-    block = fenced("min.js", "a" * 10_000, 300)
+    block = fenced("min.js", "a" * 10_000, 300).text
     # 22 heading, 4 closing fence, 41 for the widest note ("10,000 of 10,000"): 233 kept.
     note = "\n[… 9,767 of 10,000 characters left out]"
     assert block == "\nmin.js\n```javascript\n" + "a" * 233 + "\n```" + note

@@ -62,7 +62,9 @@ def test_the_crafted_pdf_is_small_and_its_pages_are_long() -> None:
 
 
 def test_a_file_block_with_a_budget_stops_its_pdf_pages_there(extracted: list[int]) -> None:
-    text = file_block(shared_stream_pdf(), "report.pdf", 30_000)
+    block = file_block(shared_stream_pdf(), "report.pdf", 30_000)
+    text = block.text
+    assert block.cut
     assert len(extracted) == 2  # 20,000 characters a page: the second fills the budget
     assert text.endswith("\n\n[… pages 3–100 of 100 not read]")
 
