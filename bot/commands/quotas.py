@@ -135,7 +135,7 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         note = " Only those an allow rule names may chat here now (admins always may)."
     else:
         note = " Admins may chat whatever the rules say."
-    return Reply(f"Rule added: {describe(rule)}.{note}")
+    return Reply(f"Rule added: {describe(rule, ctx.ref.platform)}.{note}")
 
 
 async def access_summary(ctx: CommandContext) -> str:
@@ -149,5 +149,5 @@ async def access_summary(ctx: CommandContext) -> str:
         lines.append("Who may chat: everyone (no allow or deny rules here).")
     else:
         lines.append("Who may chat (deny wins; admins always may):")
-        lines += [f"  {describe(r)}" for r in rules]
+        lines += [f"  {describe(r, ctx.ref.platform)}" for r in rules]
     return "\n".join(lines)

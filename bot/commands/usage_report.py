@@ -7,6 +7,8 @@ from typing import Any
 
 from bot.commands.spec import CommandContext
 from bot.types import Platform, Reply, ReplyFile, UsageQuery
+from bot.types.limits import AccessKind
+from bot.usage.access import shown_subject
 from bot.usage.chart import chart_png
 from bot.usage.periods import Period, describe, window
 from bot.usage.report import render, summarize
@@ -64,7 +66,11 @@ async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     title = f"{what}, {describe(period)}{own}:"
     chart = ref.platform is not Platform.CONSOLE and report.totals.calls > 0
     text = render(
-        report, title, per_day_table=not chart, users=query.user_id is None and scope != "me"
+        report,
+        title,
+        per_day_table=not chart,
+        users=query.user_id is None and scope != "me",
+        shown_user=lambda user: shown_subject(AccessKind.USER, user, ref.platform),
     )
     if report.totals.cost is not None:
         text += "\nCosts are estimates from the operator's price table."

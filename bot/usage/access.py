@@ -130,12 +130,23 @@ def parse_subject(kind: AccessKind, text: str, platform: Platform) -> str:
     return raw
 
 
-def describe(rule: AccessRule) -> str:
+def shown_subject(kind: AccessKind, subject: str, platform: Platform) -> str:
+    """A stored user or role id as the platform shows it by name: Discord renders
+    `<@id>` and `<@&id>` as the name (a reply mentions no one), elsewhere the id reads."""
+    if platform is Platform.DISCORD and kind is AccessKind.USER:
+        return f"<@{subject}>"
+    if platform is Platform.DISCORD and kind is AccessKind.ROLE:
+        return f"<@&{subject}>"
+    return subject
+
+
+def describe(rule: AccessRule, platform: Platform) -> str:
     where = "server-wide" if rule.server_wide else "here"
+    subject = shown_subject(rule.kind, rule.subject, platform)
     if rule.kind is AccessKind.LEVEL:
-        who = f"power level {rule.subject} and above"
+        who = f"power level {subject} and above"
     elif rule.kind is AccessKind.ROLE:
-        who = f"role {rule.subject}"
+        who = f"role {subject}"
     else:
-        who = f"user {rule.subject}"
+        who = f"user {subject}"
     return f"{rule.effect.value} {who} ({where})"

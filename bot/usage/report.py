@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -113,9 +113,17 @@ def _tokens(t: Totals, cost: bool = True) -> str:
     return text + _cost(t) if cost else text
 
 
-def render(report: UsageReport, title: str, *, per_day_table: bool, users: bool = True) -> str:
+def render(
+    report: UsageReport,
+    title: str,
+    *,
+    per_day_table: bool,
+    users: bool = True,
+    shown_user: Callable[[str], str] = str,
+) -> str:
     """The report as text; `per_day_table` for front-ends that show no chart; `users`
-    lists the top users (not for one person's own usage)."""
+    lists the top users (not for one person's own usage), each as `shown_user` writes
+    their id."""
     t = report.totals
     if t.calls == 0:
         return f"{title}\nNo usage recorded."
@@ -132,7 +140,7 @@ def render(report: UsageReport, title: str, *, per_day_table: bool, users: bool 
         lines.append(f"{_n(t.unpriced_tokens)} tokens are of models without a price.")
     if users:
         lines.append("Top users:")
-        lines += [f"  {user}: {_tokens(u)}" for user, u in report.top_users]
+        lines += [f"  {shown_user(user)}: {_tokens(u)}" for user, u in report.top_users]
     lines.append("Top models:")
     lines += [f"  {shown_id(model)}: {_tokens(m)}" for model, m in report.top_models]
     if per_day_table and len(report.per_day) > 1:

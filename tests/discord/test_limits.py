@@ -59,4 +59,4 @@ async def test_an_allowed_role_chats_and_others_are_ignored(
     await carol.send(world.channel, f"<@{world.bot_id}> and I?")
     assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
     settings = await world.member.slash(world.channel, "settings")
-    assert f"allow role {chatters.id} (here)" in reply_text(settings)
+    assert f"allow role <@&{chatters.id}> (here)" in reply_text(settings)

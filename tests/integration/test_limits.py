@@ -472,14 +472,14 @@ async def test_denied_users_are_ignored_quietly(
     control = await command(core, "/regenerate", STRANGER)
     assert "may not chat" in control.text
     settings = await command(core, "/settings", MEMBER)
-    assert "deny user 4242 (here)" in settings.text, settings.text
+    assert "deny user <@4242> (here)" in settings.text, settings.text  # Discord: by name
 
 
 async def test_allow_lists_by_role_and_server_wide(core: Core) -> None:
     await configure(core)
     assert (await command(core, "/access allow role <@&555> scope:server", OWNER)).ok
     listed = await command(core, "/access", ADMIN)
-    assert "allow role 555 (server-wide)" in listed.text, listed.text
+    assert "allow role <@&555> (server-wide)" in listed.text, listed.text
     with respx.mock(assert_all_called=False) as mock:
         mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
         assert not (await ask(core, MEMBER))[0].ignored  # has the role

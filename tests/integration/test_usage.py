@@ -391,7 +391,8 @@ async def test_admins_see_everyone_with_top_users_and_models_and_a_chart(core: C
     assert "This channel's usage, the last 7 days (UTC)" in reply.text
     assert "Total: 9,300 tokens (6,200 in, 3,100 out) in 3 calls." in reply.text
     users = reply.text.split("Top users:")[1].split("Top models:")[0]
-    assert users.index("u-other") < users.index("u-member")
+    # Each by id as Discord shows it by name (the reply mentions no one).
+    assert users.index("<@u-other>:") < users.index("<@u-member>:")
     assert "gpt-4o: 9,000 tokens" in reply.text and "claude-3: 300 tokens" in reply.text
     assert reply.file is not None and reply.file.media_type == "image/png"
     image = Image.open(io.BytesIO(reply.file.data))
