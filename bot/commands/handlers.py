@@ -22,6 +22,7 @@ from bot.providers.policy import EndpointRefused
 from bot.store import SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Platform, Reply, Scope, SecretValue, Source
 from bot.types.text import quoted, shown_id
+from bot.usage.quota import limits_here
 
 _MAX_LISTED = 60
 
@@ -509,6 +510,14 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         shown = prompt[:200] + "…" if len(prompt) > 200 else prompt
         lines.append(f"System prompt{_from(config, 'system_prompt')}: {shown}")
     lines += _settings_lines(config)
+    character = await ctx.store.character(ctx.ref)
+    if character is not None:
+        where = _ORIGINS["server" if character.scope is Scope.SERVER else "channel"]
+        lines.append(f"Character: {character.name} ({where})")
+    held = await limits_here(ctx.store, ctx.gate, ctx.ref)
+    if held:
+        limits = ", ".join(f"{name.value} {value.value:,}" for name, value in held.items())
+        lines.append(f"Limits: {limits} ({ctx.prefix}limits shows what you have left)")
     lines.append(await access_summary(ctx))
     if ctx.is_admin:
         # Who changed what last: with several admins, the first question after a surprise.

@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -12,6 +13,7 @@ from bot.commands import TABLE
 from bot.commands.spec import Command, Invocation, walk
 from bot.types import (
     Actor,
+    Attachment,
     ChannelRef,
     Incoming,
     Platform,
@@ -24,6 +26,16 @@ from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness
 
 SIBLING = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
 OTHER_SERVER = ChannelRef(Platform.DISCORD, channel_id="c9", server_id="g2")
+NOVA = json.dumps({"name": "Nova", "description": "A star pilot.", "first_mes": "Hi."}).encode()
+
+
+def _served(data: bytes) -> Callable[[int], Awaitable[bytes]]:
+    async def fetch(limit: int) -> bytes:
+        return data
+
+    return fetch
+
+
 NO_SERVER = (
     ChannelRef(Platform.MATRIX, channel_id="!room:example.org"),
     ChannelRef(Platform.CONSOLE, channel_id="console"),
@@ -199,6 +211,21 @@ async def test_settings_says_where_each_value_comes_from(harness: Harness) -> No
     assert "Reply mode: mention (built-in default)" in text
     assert "Params (this channel): stop=END" in text
     assert "Params (server-wide): temperature=0.5" in text
+    assert "Character:" not in text and "Limits:" not in text  # none set: no line
+
+
+async def test_settings_names_the_character_and_the_limits_in_force(harness: Harness) -> None:
+    """A member's /settings said nothing of a server-wide character or of a limit that
+    would refuse their next message."""
+    card = Attachment("nova.json", "", len(NOVA), _served(NOVA))
+    imported = await harness.core.run_command(
+        REF, SERVER_ADMIN, Invocation(("character", "import"), {"file": card, "scope": "server"})
+    )
+    assert imported.ok, imported.text
+    assert (await run(harness, "/limits set messages_per_user_minute 2")).ok
+    text = (await run(harness, "/settings", MEMBER)).text
+    assert "Character: Nova (server-wide)" in text, text
+    assert "Limits: messages_per_user_minute 2 (/limits shows what you have left)" in text
 
 
 async def test_a_server_wide_endpoint_change_makes_its_channels_check_again(
