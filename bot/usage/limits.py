@@ -218,9 +218,11 @@ def refusal_text(
         if SPECS[name].unit == "tokens" and cost > limit > 0:
             # Each message reserves room for its answer too (ANSWER_ESTIMATE at most): a
             # limit below that refuses every message, however short.
+            # /reset is an admin's: a member is not sent to a command refused to them.
             tail = (
-                "This message alone needs more than that (its answer is counted too): "
-                f"shorten it or start afresh with {prefix}reset, or {raise_it}."
+                "This message alone needs more than that (its answer and the conversation "
+                f"so far are counted too): shorten it, or an admin can start afresh with "
+                f"{prefix}reset or raise the limit with {prefix}limits."
             )
         return f"{head}. {tail}"
     return f"{head}. It frees up {when(free, now)}. Nothing was sent to the model."

@@ -273,7 +273,7 @@ async def test_a_limit_smaller_than_any_message_is_said_so_with_the_platforms_co
             route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
             result, _ = await ask(core, ref=room, text="hi")
         assert route.call_count == 0 and result.refusal is not None
-        assert "its answer is counted too" in result.refusal, result.refusal
+        assert "its answer and the conversation so far are counted too" in result.refusal
         assert "!limits" in result.refusal and "!reset" in result.refusal
         assert "/" not in result.refusal, result.refusal
         assert (await command(core, "!limits set tokens_per_user_day 0", ADMIN, room)).ok

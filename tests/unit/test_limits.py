@@ -18,6 +18,7 @@ from bot.usage.limits import (
     frees_at,
     in_force,
     parse_value,
+    refusal_text,
     turn_estimate,
     when,
 )
@@ -116,6 +117,14 @@ def test_the_allowance_says_when_a_used_message_comes_back() -> None:
     assert allowance(held, Counts(), NOW) == [
         "messages_per_user_minute: 3 of 3 messages left for you"
     ]
+
+
+def test_a_message_larger_than_the_limit_itself_points_members_to_an_admin() -> None:
+    """Members were told to "start afresh with /reset", a command only admins may run."""
+    text = refusal_text(LimitName.TOKENS_PER_USER_DAY, 500, 0, 900, None, NOW, "!")
+    assert "alone needs more than that" in text
+    assert "shorten it, or an admin can start afresh with !reset" in text
+    assert "raise the limit with !limits" in text
 
 
 def test_when_reads_naturally() -> None:
