@@ -432,6 +432,12 @@ class ChatEngine(_QuotaHooks):
         ):
             # A character's greeting, the newest message (in a new channel, or after an
             # import into one with a conversation): its alternate greetings are its swipes.
+            # The admin who imported it asked for it: as with any answer, only they (or
+            # another admin) change what the channel's conversation starts from.
+            if not admin:
+                return await _notice(
+                    sink, "Only an admin of this channel can change the character's greeting."
+                )
             return await self._swipe(ref, newest.reply_to, action, sink, greeting=True)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")

@@ -28,6 +28,7 @@ EVERYONE_PERMISSIONS = (
 )
 MESSAGE_CONTENT = 1 << 15  # the privileged intent bit
 WEBHOOKS_PERMISSION = 1 << 29  # Manage Webhooks
+MANAGE_SERVER_PERMISSION = 1 << 5  # Manage Server: an admin of every channel to the bot
 _WEBHOOK_PATH = re.compile(
     r"^/webhooks/(?P<wid>\d+)(?:/(?P<token>[^/]+))?(?:/messages/(?P<mid>\d+))?$"
 )
@@ -588,9 +589,12 @@ class FakeDiscord:
             "proxy_url": url,
         }
 
-    def _interaction(self, kind: int, data: dict[str, Any]) -> dict[str, Any]:
+    def _interaction(
+        self, kind: int, data: dict[str, Any], *, manager: bool = False
+    ) -> dict[str, Any]:
         member = {k: v for k, v in self._member(self.user_id, "bob").items()}
-        member["permissions"] = str(EVERYONE_PERMISSIONS)
+        rights = EVERYONE_PERMISSIONS | (MANAGE_SERVER_PERMISSION if manager else 0)
+        member["permissions"] = str(rights)
         return {
             "id": str(next(self._ids)),
             "application_id": str(self.app_id),
@@ -649,10 +653,11 @@ class FakeDiscord:
         data = {"custom_id": modal["custom_id"], "components": rows}
         await self._dispatch("INTERACTION_CREATE", self._interaction(5, data))
 
-    async def click(self, message_id: int, custom_id: str) -> None:
-        """Bob presses the button `custom_id` on the bot's message `message_id`."""
+    async def click(self, message_id: int, custom_id: str, *, manager: bool = False) -> None:
+        """Bob presses the button `custom_id` on the bot's message `message_id` (with
+        Manage Server when `manager`)."""
         data = {"custom_id": custom_id, "component_type": 2}
-        interaction = self._interaction(3, data)
+        interaction = self._interaction(3, data, manager=manager)
         interaction["message"] = self.messages[message_id]
         await self._dispatch("INTERACTION_CREATE", interaction)
 

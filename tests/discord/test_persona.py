@@ -176,7 +176,13 @@ async def test_the_greeting_is_posted_by_the_character_with_its_swipes(
             assert posted["content"] == "Welcome aboard, Ada."
             ids = _custom_ids(posted)
             assert [i.split(":")[1] for i in ids] == ["prev", "count", "next"]
+            # A member may not change how everyone's conversation starts; an admin may.
             await fake.click(int(posted["id"]), f"cc:next:{greeting.id}")
+            await fake.wait_until(
+                lambda: "change the character's greeting" in str(fake.followups), 30
+            )
+            assert posted["content"] == "Welcome aboard, Ada."
+            await fake.click(int(posted["id"]), f"cc:next:{greeting.id}", manager=True)
             await fake.wait_until(lambda: posted["content"].startswith("Another stowaway"), 30)
             assert "2/3" in json.dumps(posted["components"])
             # Swiped, it is still a greeting: 🔄 and ⏩ came with the swipe, and could not work.

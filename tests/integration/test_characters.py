@@ -121,11 +121,18 @@ async def test_import_posts_the_greeting_and_the_prompt_follows_the_card(
 async def test_the_greetings_alternates_are_its_swipes(harness: Harness) -> None:
     await configure_fake(harness)
     await run(harness, ("character", "import"), file=card_file(CARD))
+    # As with any answer, the one who asked for it (the importing admin) or an admin
+    # swipes it: a member would change how everyone's conversation starts.
+    refused = CollectingSink()
+    await harness.core.run_control(
+        REF, MEMBER, Invocation(("swipe",), {"direction": "next"}), refused
+    )
+    assert refused.final == "Only an admin of this channel can change the character's greeting."
     seen = []
     for direction in ("next", "next", "next", "prev"):
         sink = CollectingSink()
         inv = Invocation(("swipe",), {"direction": direction})
-        await harness.core.run_control(REF, MEMBER, inv, sink)
+        await harness.core.run_control(REF, ADMIN, inv, sink)
         seen.append(sink.final)
     assert seen == [
         "Another stowaway, Ada?",
@@ -148,7 +155,7 @@ async def test_greeting_swipes_after_an_import_into_a_channel_with_a_conversatio
         await ask(harness, "Hello before any character")
     await run(harness, ("character", "import"), file=card_file(CARD))
     sink = CollectingSink()
-    await harness.core.run_control(REF, MEMBER, Invocation(("swipe",), {"direction": "next"}), sink)
+    await harness.core.run_control(REF, ADMIN, Invocation(("swipe",), {"direction": "next"}), sink)
     assert sink.final == "Another stowaway, Ada?"
     history = await harness.store.history(REF, 10)
     assert [e.content for e in history] == [
@@ -467,7 +474,7 @@ async def test_cards_and_greetings_on_sqlite_and_postgresql(database_url: str) -
         history = await h.store.history(REF, 10)
         assert [e.content for e in history] == ["Welcome aboard, Olga.", "Welcome aboard, Ada."]
         sink = CollectingSink()
-        await h.core.run_control(REF, MEMBER, Invocation(("swipe",), {"direction": "next"}), sink)
+        await h.core.run_control(REF, ADMIN, Invocation(("swipe",), {"direction": "next"}), sink)
         assert sink.final == "Another stowaway, Ada?"
         full = await h.store.character(REF, with_image=True)
         assert full is not None and full.image is None  # a JSON card has no image
