@@ -212,7 +212,8 @@ class Core:
                 )
             if not self._engine.stop(ref):  # said to the one who asked only: no noise
                 return Reply("No answer is being written here.", private=True)
-            return Reply("Stopped the answer.")
+            # To the one who stopped it: the answer itself says "Stopped." to everyone.
+            return Reply("Stopped the answer.", private=True)
         if name == "swipe":
             action = Control.NEXT if args["direction"] == "next" else Control.PREVIOUS
         else:

@@ -568,7 +568,7 @@ async def test_only_the_asker_or_an_admin_stops_an_answer(
         assert not refused.ok and "Only the person who asked or an admin" in refused.text
         assert not turn.done()
         stopped = await core.run_text_command(Incoming(REF, BOB, "/stop"))
-        assert stopped.text == "Stopped the answer."
+        assert stopped.text == "Stopped the answer." and stopped.private  # no public noise
         await turn
         assert sink.final is not None and sink.final[1] == "Stopped."
 
