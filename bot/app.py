@@ -8,10 +8,11 @@ import csv
 import gc
 import json
 import logging
+import os
 import signal
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -272,19 +273,47 @@ async def run(settings: Settings, box: SecretBox) -> int:
 
         runners["Matrix"] = run_matrix(core, matrix_options(settings))
     settle_start_up()
+    stuck: list[str] = []
     try:
-        await _until_stopped(runners)
+        stuck = await _until_stopped(runners)
     except FrontendError as err:
         print(f"chatbot: {err}", file=sys.stderr)
         return 1
     finally:
         await core.close()
         log.info("stopped")
+    if stuck:
+        # The event loop, closing, would wait for them forever: everything is saved and
+        # closed, so the process ends without them.
+        log.warning("%s did not end when told to; exiting without it", " and ".join(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
-async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> None:
-    """Wait for a stop signal or for a front-end to end; then cancel the others."""
+# How long front-ends get to end once told to. Each is told again every second: Python
+# 3.11's asyncio.wait_for, which discord.py reconnects with, can swallow a cancellation
+# that arrives as the connection it waits for is made.
+STOP_GRACE = 10.0
+
+
+async def _cancel(tasks: Collection[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
+    """Cancel `tasks` until they end; those still running after STOP_GRACE."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_GRACE
+    pending = set(tasks)
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(1.0, deadline - loop.time()))
+    return pending
+
+
+async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> list[str]:
+    """Wait for a stop signal or for a front-end to end; then cancel the others. The
+    names of those that would not end."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -299,24 +328,26 @@ async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> None:
             log.info("stop signal received; shutting down")
     finally:
         stopper.cancel()
-        for task in tasks:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        stuck = await _cancel(tasks)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-    for task, result in zip(tasks, results, strict=True):
-        if result is None and task in done and stopper not in done:
-            # Front-ends run until cancelled; one that returns has lost its connection.
-            raise FrontendError(f"{tasks[task]} stopped on its own; see the log above.")
-        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-            if isinstance(result, FrontendError):
-                raise FrontendError(f"{tasks[task]}: {result}")
-            log.error("%s front-end failed: %s", tasks[task], type(result).__name__)
-            raise FrontendError(
-                f"{tasks[task]} stopped after an unexpected error ({type(result).__name__}); "
-                "see the log above."
-            )
+    for task, name in tasks.items():
+        if task in stuck or task.cancelled():
+            continue
+        error = task.exception()
+        if error is None:
+            if task in done and stopper not in done:
+                # Front-ends run until cancelled; one that returns has lost its connection.
+                raise FrontendError(f"{name} stopped on its own; see the log above.")
+            continue
+        if isinstance(error, FrontendError):
+            raise FrontendError(f"{name}: {error}")
+        log.error("%s front-end failed: %s", name, type(error).__name__)
+        raise FrontendError(
+            f"{name} stopped after an unexpected error ({type(error).__name__}); see the log above."
+        )
+    return [tasks[task] for task in stuck]
 
 
 CONSOLE_ID_CHARS = 255  # what the store's id columns hold

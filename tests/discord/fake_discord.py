@@ -242,6 +242,12 @@ class FakeDiscord:
         port = self._runner.addresses[0][1]
         self.base = f"http://127.0.0.1:{port}"
 
+    async def drop_gateway(self) -> None:
+        """Close the gateway's socket (REST stays), as Discord does when it asks a client
+        to reconnect: the bot starts reconnecting."""
+        if self._ws is not None:
+            await self._ws.close()
+
     async def stop(self) -> None:
         if self._ws is not None:
             await self._ws.close()

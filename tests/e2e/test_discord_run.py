@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -337,3 +338,19 @@ async def test_a_refused_message_content_intent_says_how_to_fix_it(tmp_path: Pat
     assert code == 1
     assert "Message Content" in err and "DISCORD_MESSAGE_CONTENT=false" in err
     assert "Traceback" not in err
+
+
+async def test_sigterm_while_the_gateway_reconnects_still_stops_the_process(
+    tmp_path: Path,
+) -> None:
+    """A stop signal right after Discord closed the gateway (a reconnect) left the process
+    running for good: discord.py's reconnect did not end on cancel, and shutting down
+    waited for it without a limit; a second signal did nothing."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, _):
+        await fake.drop_gateway()
+        bot.proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(bot.proc.wait(), 60)  # a guard, not a measured time
+        assert rc == 0, bot.log
+        assert "stopped" in bot.log and "Traceback" not in bot.log, bot.log
+        assert "did not end when told to" not in bot.log  # told again, it ended

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -66,6 +67,51 @@ async def test_a_front_end_that_ends_stops_the_others_with_a_clear_error(
     assert message in str(err.value)
     assert "boom" not in str(err.value)  # the type, never the text of an unexpected error
     assert cancelled == ["Matrix"]
+
+
+async def test_a_front_end_that_swallows_a_cancel_is_told_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """discord.py reconnects through Python 3.11's wait_for, which can swallow the
+    cancellation: shutting down waited for it with no end (seen after a gateway close)."""
+    told: list[str] = []
+
+    async def deaf_once() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            told.append("once")  # swallowed, as the race does; waits on
+        await forever(told, "again")
+
+    async def send_sigterm() -> None:
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await forever(told, "Matrix")
+
+    async with asyncio.timeout(30):  # a guard: the old shutdown waited here for good
+        assert await _until_stopped({"Discord": deaf_once(), "Matrix": send_sigterm()}) == []
+    assert sorted(told) == ["Matrix", "again", "once"]
+
+    # One that never ends is left after STOP_GRACE, by name (the process exits without it).
+    monkeypatch.setattr("bot.app.STOP_GRACE", 0.3)
+    release = asyncio.Event()
+
+    async def deaf() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    async def signal_soon() -> None:
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await forever(told, "Matrix")
+
+    try:
+        assert await _until_stopped({"Discord": deaf(), "Matrix": signal_soon()}) == ["Discord"]
+    finally:
+        release.set()
+        left = [t for t in asyncio.all_tasks() if t.get_name() == "Discord"]
+        await asyncio.gather(*left)
 
 
 def test_front_ends_and_pdf_reader_load_only_when_used() -> None:
