@@ -32,7 +32,7 @@ from bot.providers import (
 from bot.settings import Settings, SettingsError
 from bot.store import SecretBox, Store, StoreError, generate_key
 from bot.store.migrate import upgrade_to_head
-from bot.types import ChannelConfig, Platform
+from bot.types import ChannelConfig, Platform, redact
 from bot.types.text import TextError, visible_id
 from bot.types.usage import USAGE_COLUMNS
 
@@ -277,7 +277,8 @@ async def run(settings: Settings, box: SecretBox) -> int:
     try:
         stuck = await _until_stopped(runners)
     except FrontendError as err:
-        print(f"chatbot: {err}", file=sys.stderr)
+        # Past the log's redaction: cleaned here of every secret the process has seen.
+        print(f"chatbot: {redact(str(err))}", file=sys.stderr)
         return 1
     finally:
         await core.close()

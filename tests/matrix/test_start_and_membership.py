@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import nio
 import pytest
@@ -16,7 +17,7 @@ from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.matrix import run_matrix
 from bot.frontends.matrix.session import LOGIN_TIMEOUT, log_in
-from bot.types import SecretValue
+from bot.types import REDACTED, SecretValue
 from tests.matrix.helpers import UserClient, bot_options, make_core, running_bot
 from tests.peers._common import free_port
 from tests.peers.synapse import SynapseServer
@@ -70,7 +71,12 @@ async def test_unreachable_homeserver_is_a_clear_frontend_error(
 
 
 async def refused_login(
-    homeserver: str, store: Path, *, token: str = "", patience: float = LOGIN_TIMEOUT
+    homeserver: str,
+    store: Path,
+    *,
+    token: str = "",
+    password: str = "not-used-0000",
+    patience: float = LOGIN_TIMEOUT,
 ) -> str:
     """What log_in says when it gives up on `homeserver` (it must)."""
     client = nio.AsyncClient(homeserver, "@bot:localhost")
@@ -79,7 +85,7 @@ async def refused_login(
             await log_in(
                 client,
                 user_id="@bot:localhost",
-                password="" if token else "not-used-0000",
+                password="" if token else password,
                 access_token=token,
                 device_name="bot",
                 store_dir=store,
@@ -141,6 +147,31 @@ async def test_a_web_page_at_the_homeserver_url_is_said_to_be_no_homeserver(
         await runner.cleanup()
     assert f"{url} did not answer as a Matrix homeserver. Check MATRIX_HOMESERVER" in said
     assert "None" not in said and "refused" not in said, said
+
+
+async def test_a_refusal_that_repeats_the_login_never_shows_the_password(tmp_path: Path) -> None:
+    """A proxy in front of the homeserver answered 403 with the request in its error
+    text: MATRIX_PASSWORD went to stderr in clear, past the log's redaction."""
+    password = "mxPass-W0rd/Secret+Very%Long"
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.text()
+        error = {"errcode": "M_FORBIDDEN", "error": f"Invalid credentials: body={body}"}
+        return web.json_response(error, status=403)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        said = await refused_login(url, tmp_path, password=password)
+    finally:
+        await runner.cleanup()
+    assert "refused the login of @bot:localhost (M_FORBIDDEN: Invalid credentials" in said
+    assert password not in said and quote(password, safe="") not in said, said
+    assert REDACTED in said
 
 
 async def test_bad_access_token_is_a_clear_frontend_error(

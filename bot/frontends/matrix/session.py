@@ -11,6 +11,8 @@ import aiohttp
 import nio
 
 from bot.frontends import FrontendError
+from bot.types import redact
+from bot.types.text import shorten
 
 log = logging.getLogger("bot.frontends.matrix")
 
@@ -107,9 +109,12 @@ async def _with_password(
     if isinstance(response, nio.LoginError) and not response.status_code:
         raise not_a_homeserver(client.homeserver)
     if isinstance(response, nio.LoginError):
+        # Its words, not ours: a proxy in front of it may repeat the request, password
+        # and all.
+        said = shorten(redact(str(response.message), [password]), 300)
         raise FrontendError(
             f"the homeserver refused the login of {client.user} ({response.status_code}: "
-            f"{response.message}). Check MATRIX_USER_ID and MATRIX_PASSWORD."
+            f"{said}). Check MATRIX_USER_ID and MATRIX_PASSWORD."
         )
     return str(response.device_id)
 
