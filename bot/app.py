@@ -31,9 +31,9 @@ from bot.providers import (
 )
 from bot.settings import Settings, SettingsError
 from bot.store import SecretBox, Store, StoreError, generate_key
-from bot.store.migrate import upgrade_to_head
+from bot.store.migrate import UnknownRevision, upgrade_to_head
 from bot.types import ChannelConfig, Platform, redact
-from bot.types.text import TextError, visible_id
+from bot.types.text import TextError, shorten, visible_id
 from bot.types.usage import USAGE_COLUMNS
 
 if TYPE_CHECKING:
@@ -61,6 +61,12 @@ async def migrate(settings: Settings) -> str | None:
     touches the database here first, so one it cannot reach or open stops it here."""
     try:
         return await upgrade_to_head(settings.db_url)
+    except UnknownRevision as err:
+        raise StartError(
+            f"the database is at schema revision {shorten(err.revision, 40)}, which this "
+            "version of the bot does not know: a newer version upgraded it. Run that version "
+            "(or a newer one) here too, or restore a backup taken before the upgrade."
+        ) from None
     except (OSError, DBAPIError) as err:
         log.debug("the database failed at start", exc_info=True)  # for LOG_LEVEL=DEBUG
         raise StartError(_database_failure(settings, err)) from None

@@ -43,9 +43,17 @@ def head() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def newest_file_revision() -> str | None:
-    """The newest revision as the migration files state it, read without Alembic: the one
-    revision no file names as its down_revision (None when that is not exactly one)."""
+class UnknownRevision(Exception):
+    """The database is at a revision no migration file here names: a newer version of the
+    bot upgraded it."""
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(revision)
+        self.revision = revision
+
+
+def _file_revisions() -> tuple[set[str], set[str]]:
+    """(revisions, down_revisions) the migration files state, read without Alembic."""
     revisions: set[str] = set()
     downs: set[str] = set()
     for script in (files("migrations") / "versions").iterdir():
@@ -53,6 +61,13 @@ def newest_file_revision() -> str | None:
             continue
         for kind, value in _REVISION.findall(script.read_text(encoding="utf-8")):
             (revisions if kind == "revision" else downs).add(value)
+    return revisions, downs
+
+
+def newest_file_revision() -> str | None:
+    """The newest revision as the migration files state it: the one revision no file
+    names as its down_revision (None when that is not exactly one)."""
+    revisions, downs = _file_revisions()
     heads = revisions - downs
     return heads.pop() if len(heads) == 1 else None
 
@@ -91,6 +106,8 @@ async def upgrade_to_head(url: str) -> str | None:
     at = await current(url)
     if at is not None and at == newest_file_revision():
         return at
+    if at is not None and at not in _file_revisions()[0]:
+        raise UnknownRevision(at)  # Alembic would say it "can't locate" it, in a traceback
     await upgrade(url)
     return await current(url)
 

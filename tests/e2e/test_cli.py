@@ -4,6 +4,7 @@ the console's terminal kept for the chat (its log goes to a file)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sqlite3
@@ -291,6 +292,20 @@ def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path
         assert "cannot reach the database at 127.0.0.1:1" in stderr, args
         assert "DATABASE_URL" in stderr
         assert "DbPassw0rdSecret" not in stderr + result.stdout
+
+
+def test_a_database_a_newer_version_upgraded_is_one_line(tmp_path: Path) -> None:
+    """Likely while several processes are upgraded one by one: an older one met revision
+    0010 and printed Alembic's 110-line traceback ("Can't locate revision")."""
+    assert chatbot(tmp_path, "migrate").returncode == 0
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "bot.db")) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+        conn.commit()
+    for args in (["migrate"], ["console"], ["run"]):
+        result = chatbot(tmp_path, *args, stdin="hi\n", **console_env(DISCORD_TOKEN="MTIz.abc.def"))
+        stderr = one_line_failure(result, code=1)
+        assert "schema revision 0099, which this version of the bot does not know" in stderr
+        assert "a newer version upgraded it" in stderr, args
 
 
 def test_a_data_dir_that_cannot_hold_the_database_is_named(tmp_path: Path) -> None:
