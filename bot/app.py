@@ -86,9 +86,13 @@ def _database_failure(settings: Settings, err: OSError | DBAPIError) -> str:
         )
     host = f"{url.host or url.query.get('host') or 'localhost'}:{url.port or 5432}"
     if isinstance(err, DBAPIError):  # it answered: a login, a database name…
+        # The driver's own words ("password authentication failed for user …", "database
+        # … does not exist"), under SQLAlchemy's adapter whose name says nothing.
+        driver: BaseException = (err.orig.__cause__ or err.orig) if err.orig else err
+        said = shorten(redact(str(driver), [url.password or ""]), 200) or type(driver).__name__
         return (
-            f"the database at {host} failed at start ({type(cause).__name__}): check "
-            "DATABASE_URL and the database's log."
+            f"the database at {host} refused the start ({said}): check DATABASE_URL and the "
+            "database's log."
         )
     if isinstance(err, ConnectionRefusedError):
         why = "connection refused"

@@ -241,6 +241,7 @@ def _homeserver(value: str) -> str:
 
 
 def _database_url(value: str) -> str:
+    value = _lower_scheme(value)
     if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError("only sqlite+aiosqlite:// and postgresql+asyncpg:// URLs are supported")
     try:  # read as the engine will read it; its message is not shown: it may hold the password

@@ -12,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bot.app import NO_PLATFORM
 from bot.logfilter import REDACTED
 from bot.store import SecretBox, Store, generate_key
 from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Scope, SecretValue, Source
+from tests.peers.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # A line of the log format (bot/logfilter.py): "2026-01-02 03:04:05,678 INFO name: ...".
@@ -306,6 +309,19 @@ def test_a_database_a_newer_version_upgraded_is_one_line(tmp_path: Path) -> None
         stderr = one_line_failure(result, code=1)
         assert "schema revision 0099, which this version of the bot does not know" in stderr
         assert "a newer version upgraded it" in stderr, args
+
+
+@pytest.mark.postgres
+def test_a_database_that_refuses_the_start_says_why(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """A missing database and a wrong password both said "failed at start (Error)": the
+    name of SQLAlchemy's adapter class, not the server's reason."""
+    url = postgres_server.url("no_such_database_here")
+    result = chatbot(tmp_path, "migrate", **console_env(DATABASE_URL=url))
+    stderr = one_line_failure(result, code=1)
+    assert 'database "no_such_database_here" does not exist' in stderr, stderr
+    assert "(Error)" not in stderr
 
 
 def test_a_data_dir_that_cannot_hold_the_database_is_named(tmp_path: Path) -> None:

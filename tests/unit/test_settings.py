@@ -263,6 +263,12 @@ def test_a_homeserver_given_as_a_host_name_is_its_https_url(
     assert load_settings().matrix_homeserver == url
 
 
+def test_a_database_url_scheme_in_capitals_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings take names and choices in any case; DATABASE_URL's scheme was refused."""
+    monkeypatch.setenv("DATABASE_URL", "POSTGRESQL+ASYNCPG://bot:Pw@db.example:5432/Bot")
+    assert load_settings().db_url == "postgresql+asyncpg://bot:Pw@db.example:5432/Bot"
+
+
 @pytest.mark.parametrize("typed", ["MTIz.abc.def", "Bot MTIz.abc.def", " bot  MTIz.abc.def "])
 def test_a_discord_token_pasted_with_its_bot_prefix(
     monkeypatch: pytest.MonkeyPatch, typed: str
