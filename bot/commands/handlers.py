@@ -286,8 +286,8 @@ async def _secret_state(ctx: CommandContext, name: str, config: ChannelConfig | 
         origin = await ctx.store.secret_origin(ctx.ref, name)
     except SecretUnreadable:
         return (
-            "unreadable (stored under an encryption key that is no longer in "
-            "BOT_SECRET_KEYS; set it again)"
+            "unreadable (stored under an encryption key this bot's BOT_SECRET_KEYS lacks: "
+            "the operator restarts it with that key, or an admin sets it again)"
         )
     if origin is None:
         return "not set"

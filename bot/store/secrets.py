@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bot.types import SecretValue
 from bot.types.secrets import KEYGEN_HINT
+
+log = logging.getLogger("bot.store")
 
 SETTING = "BOT_SECRET_KEYS"
 _KEY_BYTES = 32
@@ -57,11 +60,15 @@ class SecretUnreadable(Exception):
         self.where = where
         self.name = name
         self.reason = reason
+        # Only the operator can mend BOT_SECRET_KEYS: the log says it too, not only chat.
+        log.warning("cannot decrypt the %s stored for %s: %s", name, where, reason)
+        # Most often the operator's doing (a key added to SETTING while the bot ran, or
+        # one removed too early): setting the secret again is the last resort, not the first.
         super().__init__(
-            f"The {name} stored for {where} cannot be decrypted: {reason}. "
-            "Set it again with the key set command (proxy password for a proxy password); "
-            f"if the key that encrypted it was removed from {SETTING}, an operator can add it "
-            "back."
+            f"The {name} stored for {where} cannot be decrypted: {reason}. If the operator "
+            f"changed {SETTING}, the bot needs every key that encrypted something in it, "
+            "and a restart with them; otherwise set it again with the key set command "
+            "(proxy password for a proxy password)."
         )
 
 
@@ -133,7 +140,9 @@ class SecretBox:
         cipher = self._ciphers.get(sealed.key_id)
         if cipher is None:
             raise SecretUnreadable(
-                where, name, f"it was encrypted with key {sealed.key_id}, which is not in {SETTING}"
+                where,
+                name,
+                f"it was encrypted with key {sealed.key_id}, which this bot's {SETTING} lacks",
             )
         try:
             plaintext = cipher.decrypt(sealed.nonce, sealed.ciphertext, aad)

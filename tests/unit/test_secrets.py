@@ -120,12 +120,22 @@ def test_aad_cannot_be_forged_by_separators_in_ids() -> None:
     )
 
 
-def test_wrong_key_names_the_missing_key_id() -> None:
+def test_wrong_key_names_the_missing_key_id_and_tells_the_operator(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A process still running without the key rotate-keys sealed with told members the
+    key was "no longer" there and to set it again; the log said nothing."""
     sealed = box_of(generate_key()).seal(SecretValue(PLAIN), AAD)
     stranger = box_of(generate_key())
-    with pytest.raises(SecretUnreadable) as err:
+    with caplog.at_level("WARNING", logger="bot.store"), pytest.raises(SecretUnreadable) as err:
         stranger.open(sealed, AAD, where=WHERE, name="openai_api_key")
-    assert sealed.key_id in str(err.value) and "not in BOT_SECRET_KEYS" in str(err.value)
+    said = str(err.value)
+    assert f"key {sealed.key_id}, which this bot's BOT_SECRET_KEYS lacks" in said
+    assert "If the operator changed BOT_SECRET_KEYS" in said and "a restart" in said
+    assert "no longer" not in said and PLAIN not in said
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and sealed.key_id in record.getMessage()
+    assert "openai_api_key" in record.getMessage() and PLAIN not in record.getMessage()
 
 
 def test_rotation_first_key_encrypts_every_key_decrypts() -> None:

@@ -329,7 +329,7 @@ async def test_wrong_key_gives_a_clear_error_not_a_crash(store: Store, migrated_
     await store.set_secret(CHAN, Scope.CHANNEL, "openai_api_key", SecretValue("sk-k-123456"), ADMIN)
     other = await reopen(migrated_url, generate_key())
     try:
-        with pytest.raises(SecretUnreadable, match="not in BOT_SECRET_KEYS"):
+        with pytest.raises(SecretUnreadable, match="BOT_SECRET_KEYS lacks"):
             await other.resolve_secret(CHAN, "openai_api_key")
         # Other data stays usable and the store keeps working.
         assert await other.resolve_secret(CHAN, "claude_api_key") is None
