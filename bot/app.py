@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -285,7 +285,7 @@ async def run(settings: Settings, box: SecretBox) -> int:
     settle_start_up()
     stuck: list[str] = []
     try:
-        stuck = await _until_stopped(runners)
+        stuck = await _until_stopped(runners, core.wind_down)
     except FrontendError as err:
         # Past the log's redaction: cleaned here of every secret the process has seen.
         print(f"chatbot: {redact(str(err))}", file=sys.stderr)
@@ -322,9 +322,13 @@ async def _cancel(tasks: Collection[asyncio.Task[Any]]) -> set[asyncio.Task[Any]
     return pending
 
 
-async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> list[str]:
-    """Wait for a stop signal or for a front-end to end; then cancel the others. The
-    names of those that would not end."""
+async def _until_stopped(
+    runners: dict[str, Coroutine[Any, Any, None]],
+    wind_down: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
+    """Wait for a stop signal or for a front-end to end; then cancel the others (after
+    `wind_down`, on a stop signal: the answers being written end while the front-ends
+    can still show it). The names of those that would not end."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -337,6 +341,8 @@ async def _until_stopped(runners: dict[str, Coroutine[Any, Any, None]]) -> list[
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:
             log.info("stop signal received; shutting down")
+            if wind_down is not None:
+                await wind_down()
     finally:
         stopper.cancel()
         stuck = await _cancel(tasks)

@@ -103,6 +103,9 @@ class HeldReply:
             await self._sink.finish(*held)
 
 
+SHUTTING_DOWN = "Stopped: the bot is shutting down. Ask again once it is back."
+
+
 class Core:
     def __init__(
         self,
@@ -278,6 +281,11 @@ class Core:
     async def settle_reserved(self) -> int:
         """At start: usage a crash left reserved is settled at its estimate."""
         return await self._engine.settle_reserved()
+
+    async def wind_down(self, patience: float = 10.0) -> None:
+        """Before a shutdown: every answer being written ends as a /stop ends it (stored,
+        charged, shown as stopped, its ⏹ gone), waited for up to `patience` s."""
+        await self._engine.wind_down(SHUTTING_DOWN, patience)
 
     async def close(self) -> None:
         await self.hub.aclose()

@@ -234,6 +234,7 @@ class ChatEngine(_QuotaHooks):
         self._reserved: dict[str, int] = {}  # conversation → the usage row its turn reserved
         self._order = _TurnOrder()
         self._running: dict[str, Running] = {}
+        self._answering: set[asyncio.Future[None]] = set()  # answers not yet ended
         self._told_no_vision: set[str] = set()
         self._cards = CardPrompts(store)
 
@@ -310,6 +311,14 @@ class ChatEngine(_QuotaHooks):
             return False
         running.stop(why)
         return True
+
+    async def wind_down(self, why: str, patience: float) -> None:
+        """Stop every answer being written (as /stop does, saying `why`), then wait up to
+        `patience` s for each to be stored, charged and shown as ended."""
+        for running in list(self._running.values()):
+            running.stop(why)
+        if self._answering:
+            await asyncio.wait(set(self._answering), timeout=patience)
 
     def asker(self, ref: ChannelRef) -> str | None:
         """Whom the answer being written in this conversation is for; None when none is."""
@@ -559,58 +568,76 @@ class ChatEngine(_QuotaHooks):
             entry=continuing,
         )
         running = self._running[key] = Running(by or question.author_id or "")
+        # Until it is stored, charged and shown as ended: what a shutdown waits for.
+        over = asyncio.get_running_loop().create_future()
+        self._answering.add(over)
         try:
-            outcome = await stream_answer(
-                self._hub.provider(endpoint),
-                request,
-                Prefaced(sink, preface) if preface else sink,
-                row,
-                running,
-                secrets=endpoint.secrets(),
-                show_reasoning=config.show_reasoning,
-                answer_timeout=self._limits.answer_timeout,
-                max_chars=self._limits.max_answer_chars,
-                start=continuing.content if continuing else "",
+            try:
+                outcome = await stream_answer(
+                    self._hub.provider(endpoint),
+                    request,
+                    Prefaced(sink, preface) if preface else sink,
+                    row,
+                    running,
+                    secrets=endpoint.secrets(),
+                    show_reasoning=config.show_reasoning,
+                    answer_timeout=self._limits.answer_timeout,
+                    max_chars=self._limits.max_answer_chars,
+                    start=continuing.content if continuing else "",
+                )
+            finally:
+                if self._running.get(key) is running:
+                    del self._running[key]
+            if continuing is not None and outcome.answer == continuing.content:
+                # Stopped or failed before any new text: the answer stays as it was stored
+                # (a finished one is not marked as cut); how the attempt ended is shown.
+                saved_note = ""
+            else:
+                saved_note = await self._settle(
+                    ref, config, question, row, outcome, endpoint, variant
+                )
+            error = outcome.error
+            if error and outcome.failed and _sent_images(request, config):
+                error = (
+                    f"{error}\nIt was sent images because {prefix}params vision is on; if "
+                    f"{shown_id(config.model or '')} cannot read them, an admin sets "
+                    f"{prefix}params vision default."
+                )
+            if saved_note:
+                error = f"{error}\n{saved_note}" if error else saved_note
+            alternative = (1, 1)
+            if variant and row.id is not None and question.id is not None and not saved_note:
+                answers = await self._store.alternatives(ref, question.id)
+                ids = [entry.id for entry, _ in answers]
+                alternative = (ids.index(row.id) + 1 if row.id in ids else len(ids), len(ids))
+            result = TurnResult(
+                outcome.answer, outcome.error, True, row.id, alternative, question.id
             )
+            ended = getattr(sink, "ended", None)
+            if ended is not None:  # controls for how it ended can go out with the final text
+                ended(result)
+            try:
+                await sink.finish(preface + outcome.answer, outcome.reasoning, error)
+            finally:  # the call cost what it cost, however showing it ended
+                user = by or question.author_id or ""
+                start = continuing.content if continuing else ""
+                reserved = self._reserved.pop(key, None)
+                await accounting.record(
+                    self._store,
+                    ref,
+                    user,
+                    endpoint,
+                    request,
+                    outcome,
+                    start=start,
+                    reserved=reserved,
+                )
+            if outcome.error and outcome.state is not TurnState.STOPPED:
+                log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
+            return result
         finally:
-            if self._running.get(key) is running:
-                del self._running[key]
-        if continuing is not None and outcome.answer == continuing.content:
-            # Stopped or failed before any new text: the answer stays as it was stored
-            # (a finished one is not marked as cut); how the attempt ended is shown.
-            saved_note = ""
-        else:
-            saved_note = await self._settle(ref, config, question, row, outcome, endpoint, variant)
-        error = outcome.error
-        if error and outcome.failed and _sent_images(request, config):
-            error = (
-                f"{error}\nIt was sent images because {prefix}params vision is on; if "
-                f"{shown_id(config.model or '')} cannot read them, an admin sets "
-                f"{prefix}params vision default."
-            )
-        if saved_note:
-            error = f"{error}\n{saved_note}" if error else saved_note
-        alternative = (1, 1)
-        if variant and row.id is not None and question.id is not None and not saved_note:
-            answers = await self._store.alternatives(ref, question.id)
-            ids = [entry.id for entry, _ in answers]
-            alternative = (ids.index(row.id) + 1 if row.id in ids else len(ids), len(ids))
-        result = TurnResult(outcome.answer, outcome.error, True, row.id, alternative, question.id)
-        ended = getattr(sink, "ended", None)
-        if ended is not None:  # controls for how it ended can go out with the final text
-            ended(result)
-        try:
-            await sink.finish(preface + outcome.answer, outcome.reasoning, error)
-        finally:  # the call cost what it cost, however showing it ended
-            user = by or question.author_id or ""
-            start = continuing.content if continuing else ""
-            reserved = self._reserved.pop(key, None)
-            await accounting.record(
-                self._store, ref, user, endpoint, request, outcome, start=start, reserved=reserved
-            )
-        if outcome.error and outcome.state is not TurnState.STOPPED:
-            log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
-        return result
+            self._answering.discard(over)
+            over.set_result(None)
 
     async def _config(self, ref: ChannelRef, prefix: str) -> ChannelConfig:
         """The channel's config, re-checked first when a passing failure blocks it."""

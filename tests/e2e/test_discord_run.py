@@ -354,3 +354,33 @@ async def test_sigterm_while_the_gateway_reconnects_still_stops_the_process(
         assert rc == 0, bot.log
         assert "stopped" in bot.log and "Traceback" not in bot.log, bot.log
         assert "did not end when told to" not in bot.log  # told again, it ended
+
+
+async def test_sigterm_during_an_answer_ends_it_as_a_stop_says_so_and_records_it(
+    tmp_path: Path,
+) -> None:
+    """A stop signal closed the model call and the store under the answer: the channel
+    kept it cut with a live ⏹, the row blamed the endpoint ("cut the connection"), and
+    its usage was sometimes lost."""
+    fake = FakeDiscord(TOKEN)
+    script = Script(chunks=[f"w{i} " for i in range(80)], interval=0.15)
+    async with chatbot_run(tmp_path, fake, script) as (bot, _):
+        await fake.user_says(f"<@{fake.bot_id}> count for me")
+        path = f"/channels/{fake.channel_id}/messages"
+        await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+        code = await bot.stop()
+    assert code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log, bot.log[-3000:]
+    [shown] = [m for m in fake.messages.values() if m["content"].startswith("w0 ")]
+    assert "⚠️ Stopped: the bot is shutting down" in shown["content"], shown["content"]
+    assert "cc:stop:" not in repr(shown["components"])  # ⏹ gone; the ended answer's own
+    db = tmp_path / "data" / "chatbot.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        [(state, error, content)] = conn.execute(
+            "SELECT state, error, content FROM messages WHERE role = 'assistant'"
+        ).fetchall()
+        usage = conn.execute("SELECT output_tokens > 0, error FROM usage").fetchall()
+    assert state == "stopped" and error.startswith("Stopped: the bot is shutting down"), error
+    assert "cut the connection" not in error
+    assert content.strip() in shown["content"]  # what was shown is what was kept
+    assert usage == [(1, 0)]  # the call is recorded, and a stop is no error
