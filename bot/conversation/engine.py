@@ -385,6 +385,8 @@ class ChatEngine(_QuotaHooks):
             sees = not images or await self._sees(ref, config)
             request = await self._request(ref, config, [*history, question], sees)
         except _Blocked as blocked:
+            # Said to the asker; the operator sees which channel cannot answer, and why.
+            log.info("turn in %s not sent: %s", ref, redact(str(blocked)))
             return await _notice(sink, str(blocked))
         except (NotConnectable, SecretUnreadable, Refused) as err:
             await self._release(key)

@@ -139,13 +139,19 @@ async def test_real_model_streams_an_answer(harness: Harness, llamacpp_peer: Lla
 
 
 async def test_missing_model_and_empty_or_huge_text_never_call_the_provider(
-    harness: Harness,
+    harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     with respx.mock(assert_all_called=False) as mock:
         route = mock.post(f"{FAKE}/chat/completions")
         await configure_fake(harness, model=None)
-        sink = await ask(harness, "hi")
+        with caplog.at_level("INFO", logger="bot.conversation"):
+            sink = await ask(harness, "hi")
         assert "No model is selected" in sink.final and "/model" in sink.final
+        # The operator's log names the channel that cannot answer, and why.
+        assert any(
+            f"turn in {REF} not sent: No model is selected" in r.getMessage()
+            for r in caplog.records
+        ), caplog.records
         await configure_fake(harness)
         assert "Ask me something" in (await ask(harness, "   ")).final
         assert "too long" in (await ask(harness, "x" * 40_000)).final
