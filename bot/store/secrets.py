@@ -60,8 +60,6 @@ class SecretUnreadable(Exception):
         self.where = where
         self.name = name
         self.reason = reason
-        # Only the operator can mend BOT_SECRET_KEYS: the log says it too, not only chat.
-        log.warning("cannot decrypt the %s stored for %s: %s", name, where, reason)
         # Most often the operator's doing (a key added to SETTING while the bot ran, or
         # one removed too early): setting the secret again is the last resort, not the first.
         super().__init__(
@@ -136,20 +134,20 @@ class SecretBox:
         return Sealed(self._primary, nonce, ciphertext)
 
     def open(self, sealed: Sealed, aad: bytes, *, where: str, name: str) -> SecretValue:
-        """Decrypt, or raise SecretUnreadable naming the row (never the value)."""
+        """Decrypt, or raise SecretUnreadable naming the row (never the value); the log
+        says so too (only the operator can mend BOT_SECRET_KEYS)."""
         cipher = self._ciphers.get(sealed.key_id)
         if cipher is None:
-            raise SecretUnreadable(
-                where,
-                name,
-                f"it was encrypted with key {sealed.key_id}, which this bot's {SETTING} lacks",
-            )
-        try:
-            plaintext = cipher.decrypt(sealed.nonce, sealed.ciphertext, aad)
-        except InvalidTag:
-            raise SecretUnreadable(
-                where, name, "the stored data does not match its row (altered or copied)"
-            ) from None
+            why = f"it was encrypted with key {sealed.key_id}, which this bot's {SETTING} lacks"
+        else:
+            try:
+                plaintext = cipher.decrypt(sealed.nonce, sealed.ciphertext, aad)
+            except InvalidTag:
+                why = "the stored data does not match its row (altered or copied)"
+            else:
+                return SecretValue(plaintext.decode("utf-8"))
+        log.warning("cannot decrypt the %s stored for %s: %s", name, where, why)
+        raise SecretUnreadable(where, name, why)
         return SecretValue(plaintext.decode("utf-8"))
 
     def __repr__(self) -> str:
