@@ -282,6 +282,11 @@ class Core:
         """At start: usage a crash left reserved is settled at its estimate."""
         return await self._engine.settle_reserved()
 
+    async def answer_cut_off(self, ref: ChannelRef) -> bool:
+        """The newest answer here was cut off by a process that went away, and nothing is
+        being written now (a ⏹ left on it can go)."""
+        return await self._engine.cut_off(ref)
+
     async def wind_down(self, patience: float = 10.0) -> None:
         """Before a shutdown: every answer being written ends as a /stop ends it (stored,
         charged, shown as stopped, its ⏹ gone), waited for up to `patience` s."""

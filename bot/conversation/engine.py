@@ -234,7 +234,8 @@ class ChatEngine(_QuotaHooks):
         self._reserved: dict[str, int] = {}  # conversation → the usage row its turn reserved
         self._order = _TurnOrder()
         self._running: dict[str, Running] = {}
-        self._answering: set[asyncio.Future[None]] = set()  # answers not yet ended
+        # Conversation → its answer not yet ended (stored, charged, shown as ended).
+        self._answering: dict[str, asyncio.Future[None]] = {}
         self._told_no_vision: set[str] = set()
         self._cards = CardPrompts(store)
 
@@ -318,7 +319,21 @@ class ChatEngine(_QuotaHooks):
         for running in list(self._running.values()):
             running.stop(why)
         if self._answering:
-            await asyncio.wait(set(self._answering), timeout=patience)
+            await asyncio.wait(set(self._answering.values()), timeout=patience)
+
+    async def cut_off(self, ref: ChannelRef) -> bool:
+        """No answer is being written or ended here, and the newest turn never finished (the
+        process writing it went away before or after its first save): a ⏹ still shown on
+        it can only be taken away."""
+        if f"{ref}" in self._answering:
+            return False
+        history = await self._store.history(ref, HISTORY_ROWS)
+        if not history:
+            return False
+        newest = history[-1]
+        if newest.role is Role.USER:  # asked, never answered
+            return newest.state is not TurnState.FAILED
+        return newest.state in (TurnState.STREAMING, TurnState.INTERRUPTED)
 
     def asker(self, ref: ChannelRef) -> str | None:
         """Whom the answer being written in this conversation is for; None when none is."""
@@ -571,8 +586,7 @@ class ChatEngine(_QuotaHooks):
         )
         running = self._running[key] = Running(by or question.author_id or "")
         # Until it is stored, charged and shown as ended: what a shutdown waits for.
-        over = asyncio.get_running_loop().create_future()
-        self._answering.add(over)
+        over = self._answering[key] = asyncio.get_running_loop().create_future()
         try:
             try:
                 outcome = await stream_answer(
@@ -638,7 +652,8 @@ class ChatEngine(_QuotaHooks):
                 log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
             return result
         finally:
-            self._answering.discard(over)
+            if self._answering.get(key) is over:
+                del self._answering[key]
             over.set_result(None)
 
     async def _config(self, ref: ChannelRef, prefix: str) -> ChannelConfig:

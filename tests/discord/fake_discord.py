@@ -71,6 +71,8 @@ class FakeDiscord:
     command_ids: dict[str, int] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)  # interaction callbacks
     followups: list[dict[str, Any]] = field(default_factory=list)
+    # A button press's interaction id → the message it was on (an update edits that one).
+    _pressed: dict[str, int] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # CDN path → bytes
     downloads: list[str] = field(default_factory=list)  # CDN paths the bot fetched
     manage_webhooks: bool = False  # the bot's role grants Manage Webhooks
@@ -391,6 +393,10 @@ class FakeDiscord:
             self.responses.append(body)
             kind = int(body.get("type", 0))
             data = body.get("data") or {}
+            pressed = self.messages.get(self._pressed.get(parts[1], 0))
+            if kind == 7 and pressed is not None:  # UPDATE_MESSAGE: the pressed message
+                pressed.update({k: data[k] for k in ("content", "components") if k in data})
+                pressed["edited_timestamp"] = _now()
             ephemeral = bool(int(data.get("flags", 0)) & 64)
             return self._json(
                 {
@@ -664,6 +670,7 @@ class FakeDiscord:
         Manage Server when `manager`)."""
         data = {"custom_id": custom_id, "component_type": 2}
         interaction = self._interaction(3, data, manager=manager)
+        self._pressed[interaction["id"]] = message_id
         interaction["message"] = self.messages[message_id]
         await self._dispatch("INTERACTION_CREATE", interaction)
 

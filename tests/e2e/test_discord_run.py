@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import re
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
@@ -384,3 +385,42 @@ async def test_sigterm_during_an_answer_ends_it_as_a_stop_says_so_and_records_it
     assert "cut the connection" not in error
     assert content.strip() in shown["content"]  # what was shown is what was kept
     assert usage == [(1, 0)]  # the call is recorded, and a stop is no error
+
+
+def _streaming_rows(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        query = "SELECT count(*) FROM messages WHERE role = 'assistant' AND state = 'streaming'"
+        return int(conn.execute(query).fetchone()[0])
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["at-first-text", "after-a-save"])
+async def test_a_stop_button_a_killed_process_left_is_taken_away_when_pressed(
+    tmp_path: Path, saved: bool
+) -> None:
+    """After a SIGKILL mid-answer and a restart, the cut answer kept its ⏹ for good:
+    pressing it said "No answer is being written here." and left it there."""
+    fake = FakeDiscord(TOKEN)
+    script = Script(chunks=[f"w{i} " for i in range(200)], interval=0.1)
+    async with chatbot_run(tmp_path, fake, script) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> count for me")
+        path = f"/channels/{fake.channel_id}/messages"
+        await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+        if saved:  # the answer so far is stored (every 2 s), still marked as being written
+            db = tmp_path / "data" / "chatbot.db"
+            await fake.wait_until(lambda: _streaming_rows(db) == 1, 30)
+        bot.proc.kill()
+        await bot.proc.wait()
+        env = await fake.bot_env(tmp_path / "data", model.url_v1)
+        again = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+        try:
+            await again.wait_ready()
+            [cut] = [m for m in fake.messages.values() if "cc:stop:" in repr(m["components"])]
+            [stop_id] = re.findall(r"cc:stop:\d+", repr(cut["components"]))
+            await fake.click(int(cut["id"]), stop_id)
+            await fake.wait_until(
+                lambda: "cut off when the bot restarted" in str(fake.followups), 30
+            )
+            assert not cut["components"], cut["components"]  # the ⏹ is gone
+            assert cut["content"].startswith("w0")  # the text stays as it was
+        finally:
+            await again.close()

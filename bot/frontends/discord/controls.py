@@ -143,6 +143,8 @@ class Controls:
                 await _ephemeral(interaction, stop_refusal(target))
             elif self._core.stop(ref):
                 await interaction.response.defer()  # the answer itself shows it stopped
+            elif await self._core.answer_cut_off(ref):
+                await _drop_stop(interaction)
             else:
                 await _ephemeral(interaction, "No answer is being written here.")
             return
@@ -236,6 +238,19 @@ async def _pages_of(
     ]
     count = earlier_pages(facts)
     return [*reversed(before[:count]), message]
+
+
+async def _drop_stop(interaction: discord.Interaction[Any]) -> None:
+    """An answer cut off by a restart: its ⏹ goes (pressing it could never work again)."""
+    try:
+        await interaction.response.edit_message(view=None)
+        await interaction.followup.send(
+            "This answer was cut off when the bot restarted, and nothing is being written "
+            "now; /retry asks again.",
+            ephemeral=True,
+        )
+    except CALL_FAILED as err:
+        log.info("could not clear a stale stop button: %s", type(err).__name__)
 
 
 async def _ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
