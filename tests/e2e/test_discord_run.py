@@ -32,6 +32,13 @@ TOKEN = "loopback.bot.token-0123456789"
 KEY = "custom-key-Q7w8E9r0T1y2U3i4"
 
 
+async def _asked_and_streaming(fake: FakeDiscord) -> None:
+    """A mention asks for a long answer; back once its first text is in the channel."""
+    await fake.user_says(f"<@{fake.bot_id}> count for me")
+    path = f"/channels/{fake.channel_id}/messages"
+    await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+
+
 def _finished_answers(db: Path) -> list[str]:
     """Answers the bot process has finished writing (read straight from SQLite: no cache)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
@@ -272,9 +279,7 @@ async def test_reset_during_an_answer_waits_for_it_then_forgets_it_too(tmp_path:
     script = Script(chunks=[f"w{i} " for i in range(30)], interval=0.1)  # about 3 s
     admin = str(fake.user_id)
     async with chatbot_run(tmp_path, fake, script, ADMIN_IDS=admin) as (bot, model):
-        await fake.user_says(f"<@{fake.bot_id}> count for me")
-        path = f"/channels/{fake.channel_id}/messages"
-        await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+        await _asked_and_streaming(fake)
         await fake.slash("reset")
         await fake.wait_until(lambda: _said(fake) is not None, 60)
         assert "w29" in repr(fake.messages)  # the answer ended before the reset ran
@@ -366,9 +371,7 @@ async def test_sigterm_during_an_answer_ends_it_as_a_stop_says_so_and_records_it
     fake = FakeDiscord(TOKEN)
     script = Script(chunks=[f"w{i} " for i in range(80)], interval=0.15)
     async with chatbot_run(tmp_path, fake, script) as (bot, _):
-        await fake.user_says(f"<@{fake.bot_id}> count for me")
-        path = f"/channels/{fake.channel_id}/messages"
-        await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+        await _asked_and_streaming(fake)
         code = await bot.stop()
     assert code == 0, bot.log[-3000:]
     assert "Traceback" not in bot.log, bot.log[-3000:]
@@ -402,9 +405,7 @@ async def test_a_stop_button_a_killed_process_left_is_taken_away_when_pressed(
     fake = FakeDiscord(TOKEN)
     script = Script(chunks=[f"w{i} " for i in range(200)], interval=0.1)
     async with chatbot_run(tmp_path, fake, script) as (bot, model):
-        await fake.user_says(f"<@{fake.bot_id}> count for me")
-        path = f"/channels/{fake.channel_id}/messages"
-        await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+        await _asked_and_streaming(fake)
         if saved:  # the answer so far is stored (every 2 s), still marked as being written
             db = tmp_path / "data" / "chatbot.db"
             await fake.wait_until(lambda: _streaming_rows(db) == 1, 30)
