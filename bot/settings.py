@@ -157,8 +157,8 @@ def _credential(what: str) -> Callable[[str], SecretValue]:
             return _NO_KEY
         try:
             return SecretValue(header_safe(value, what))
-        except TextError as err:  # its first clause, in this setting's one line
-            raise ValueError(str(err).split(", which")[0].removeprefix(f"The {what} ")) from None
+        except TextError as err:  # in this setting's one line: what is wrong, and where
+            raise ValueError(err.problem) from None
 
     return read
 

@@ -21,7 +21,13 @@ _NONZERO = re.compile(r"[1-9]")
 
 
 class TextError(ValueError):
-    """Input that cannot be used; the message says why, for the person who typed it."""
+    """Input that cannot be used; the message says why, for the person who typed it.
+    `problem`: the what-is-wrong part alone ("has a space at position 6"), for a caller
+    that words the rest itself."""
+
+    def __init__(self, message: str, problem: str = "") -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 def untrusted_json(data: str | bytes) -> Any:
@@ -104,13 +110,15 @@ def header_safe(text: str, what: str) -> str:
     if value[:7].lower() == "bearer ":  # copied with its header's scheme, from a curl line
         value = unwrapped(value[7:])
     if not value:
-        raise TextError(f"The {what} is empty.")
+        raise TextError(f"The {what} is empty.", "is empty")
     for position, char in enumerate(value, 1):
         if not "!" <= char <= "~":
             shown = "a space" if char == " " else describe_char(char)
+            problem = f"has {shown} at position {position}"
             raise TextError(
-                f"The {what} has {shown} at position {position}, which cannot be sent to an "
-                f"endpoint. Copy the {what} again without it."
+                f"The {what} {problem}, which cannot be sent to an endpoint. Copy the {what} "
+                "again without it.",
+                problem,
             )
     return value
 
