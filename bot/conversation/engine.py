@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import html
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -335,6 +335,17 @@ class ChatEngine(_QuotaHooks):
             return newest.state is not TurnState.FAILED
         return newest.state in (TurnState.STREAMING, TurnState.INTERRUPTED)
 
+    @contextlib.contextmanager
+    def _ending(self, key: str) -> Iterator[None]:
+        """While conversation `key`'s answer is written and ended (wind_down, cut_off)."""
+        over = self._answering[key] = asyncio.get_running_loop().create_future()
+        try:
+            yield
+        finally:
+            if self._answering.get(key) is over:
+                del self._answering[key]
+            over.set_result(None)
+
     def asker(self, ref: ChannelRef) -> str | None:
         """Whom the answer being written in this conversation is for; None when none is."""
         running = self._running.get(f"{ref}")
@@ -585,9 +596,7 @@ class ChatEngine(_QuotaHooks):
             entry=continuing,
         )
         running = self._running[key] = Running(by or question.author_id or "")
-        # Until it is stored, charged and shown as ended: what a shutdown waits for.
-        over = self._answering[key] = asyncio.get_running_loop().create_future()
-        try:
+        with self._ending(key):  # until stored, charged and shown: what a shutdown waits for
             try:
                 outcome = await stream_answer(
                     self._hub.provider(endpoint),
@@ -651,10 +660,6 @@ class ChatEngine(_QuotaHooks):
             if outcome.error and outcome.state is not TurnState.STOPPED:
                 log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
             return result
-        finally:
-            if self._answering.get(key) is over:
-                del self._answering[key]
-            over.set_result(None)
 
     async def _config(self, ref: ChannelRef, prefix: str) -> ChannelConfig:
         """The channel's config, re-checked first when a passing failure blocks it."""
