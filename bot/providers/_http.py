@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import logging
 import random
 import ssl
@@ -17,7 +16,6 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -59,6 +57,15 @@ _READ_SLACK = 1.0  # how much later than the provider layer's own limits a bare 
 # vets the addresses it actually reaches again, so this spares each turn a lookup only.
 _CHECK_SECONDS = 60.0
 _CHECKS_KEPT = 1000
+# The headers httpx's client adds to every request. Requests go to the transport without
+# a client (its layers cost a request about a fifth of its CPU: bench/RESULTS.md), so
+# they are added here, and endpoints see what they saw before.
+_CLIENT_HEADERS = (
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "gzip, deflate"),  # what httpx.Response decodes
+    ("Connection", "keep-alive"),
+    ("User-Agent", f"python-httpx/{httpx.__version__}"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +86,7 @@ class RequestSpec:
 
 
 class Transport:
-    """What every provider of one hub shares: pooled clients, policy, settings, memory."""
+    """What every provider of one hub shares: pooled connections, policy, settings, memory."""
 
     def __init__(self, settings: ProviderSettings, policy: EndpointPolicy, sleep: Sleep) -> None:
         self.settings = settings
@@ -88,13 +95,13 @@ class Transport:
         self.corrected: dict[str, str] = {}  # custom URL as typed → URL that works (+/v1)
         # Bases that took / refused OpenAI's `stream_options` (usage on the last chunk).
         self.usage_option: dict[str, bool] = {}
-        self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
+        self._pools: dict[tuple[str, str, int | None], PoolTransport] = {}
         self._checks: dict[str, tuple[float, str]] = {}  # URL → (valid until, checked URL)
         self._tls: ssl.SSLContext | None = None
         s = settings
         self._lane_size = min(_LANE_SIZE, s.max_connections_per_endpoint)
         self._max_lanes = max(1, -(-s.max_connections_per_endpoint // _LANE_SIZE))
-        self._timeout = httpx.Timeout(
+        self._timeouts = httpx.Timeout(
             connect=s.connect_timeout,
             # The first-byte and idle limits are enforced around each read (open()'s
             # deadline, ReadWatch) and word the error; this longer one only ends a read
@@ -102,29 +109,37 @@ class Transport:
             read=max(s.first_byte_timeout, s.idle_timeout) + _READ_SLACK,
             write=s.connect_timeout + s.first_byte_timeout,
             pool=s.connect_timeout,
-        )
+        ).as_dict()
 
-    def client(self, url: str) -> httpx.AsyncClient:
-        """The client for `url`'s endpoint base (scheme, host, port), made on first use."""
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.hostname or "", parts.port)
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = self._new_client()
-        return client
+    def pools(self, request: httpx.Request) -> PoolTransport:
+        """The lanes for `request`'s endpoint base (scheme, host, port), made on first use."""
+        url = request.url
+        key = (url.scheme, url.host, url.port)
+        pools = self._pools.get(key)
+        if pools is None:
+            if self._tls is None:  # loading the CA bundle takes milliseconds: once is enough
+                self._tls = httpx.create_ssl_context(trust_env=False)
+            pools = self._pools[key] = PoolTransport(
+                self._new_pool, self._lane_size, self._max_lanes
+            )
+        return pools
 
-    def _new_client(self) -> httpx.AsyncClient:
-        if self._tls is None:  # loading the CA bundle takes milliseconds: once is enough
-            self._tls = httpx.create_ssl_context(trust_env=False)
-        transport = PoolTransport(self._new_pool, self._lane_size, self._max_lanes)
-        # trust_env=False: a ~/.netrc entry must never attach credentials to a URL a
-        # chat user typed. No redirects: a redirect could lead past the endpoint policy.
-        return httpx.AsyncClient(
-            timeout=self._timeout,
-            follow_redirects=False,
-            trust_env=False,
-            transport=transport,
-            cookies=_NoCookies(),
+    def request(self, spec: RequestSpec) -> httpx.Request:
+        """`spec` as httpx's client would build it, with this transport's timeouts.
+
+        No client is involved, so nothing from the environment (a ~/.netrc entry, a proxy
+        variable) is attached to a URL a chat user typed, no cookie one channel's endpoint
+        set goes out with another's requests, and no redirect is followed past the
+        endpoint policy (`open` refuses them)."""
+        headers = httpx.Headers(_CLIENT_HEADERS)
+        headers.update(spec.headers)
+        return httpx.Request(
+            spec.method,
+            spec.url,
+            params=dict(spec.params) if spec.params else None,
+            headers=headers,
+            json=spec.body,
+            extensions={"timeout": self._timeouts},
         )
 
     def _new_pool(self) -> httpcore.AsyncConnectionPool:
@@ -138,9 +153,9 @@ class Transport:
         )
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for lanes in pools:
+            await lanes.aclose()
 
     async def checked(self, url: str) -> str:
         """Run a user-supplied URL through the endpoint policy (a pass stands a minute)."""
@@ -200,14 +215,8 @@ class Transport:
     async def open(self, spec: RequestSpec) -> tuple[httpx.Response, float]:
         """Send one request; return the open 2xx response and the first-byte deadline."""
         try:
-            client = self.client(spec.url)
-            request = client.build_request(
-                spec.method,
-                spec.url,
-                headers=dict(spec.headers),
-                json=spec.body,
-                params=dict(spec.params) if spec.params else None,
-            )
+            request = self.request(spec)
+            pools = self.pools(request)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError):
             # A URL saved before the policy parsed URLs the way httpx does.
             raise EndpointNotAllowed(
@@ -217,7 +226,8 @@ class Transport:
         deadline = asyncio.get_running_loop().time() + self.settings.first_byte_timeout
         try:
             async with asyncio.timeout_at(deadline):
-                response = await client.send(request, stream=True)
+                response = await pools.handle_async_request(request)
+                response.request = request
         except BaseException as exc:
             if isinstance(exc, EndpointRefused):  # the name now points somewhere refused
                 raise EndpointNotAllowed(str(exc)) from None
@@ -466,15 +476,6 @@ class PoolTransport(httpx.AsyncBaseTransport):
         lanes, self._lanes = self._lanes, []
         for lane in lanes:
             await lane.pool.aclose()
-
-
-class _NoCookies(http.cookiejar.CookieJar):
-    """Keeps no cookie. A client serves every channel whose endpoint is on its host, so a
-    cookie one channel's endpoint set would go out with another channel's requests; and
-    no model API needs one. (Also spares a turn httpx's cookie parsing.)"""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
 
 
 _BODY = "chat-completion-bot.body"  # the response extension holding our `_Body`

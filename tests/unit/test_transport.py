@@ -147,7 +147,8 @@ def test_the_read_timeout_never_cuts_before_the_provider_layers_own_limits() -> 
     for first_byte, idle in ((60.0, 60.0), (5.0, 120.0), (300.0, 10.0)):
         settings = ProviderSettings(first_byte_timeout=first_byte, idle_timeout=idle)
         transport = Transport(settings, EndpointPolicy(), asyncio.sleep)
-        read = transport.client("https://api.example.com/v1").timeout.read
+        spec = RequestSpec("GET", "https://api.example.com/v1/models", "The API", {})
+        read = transport.request(spec).extensions["timeout"]["read"]
         assert read is not None and read > max(first_byte, idle)
 
 

@@ -18,7 +18,14 @@ import httpcore
 import httpx
 from packaging.requirements import Requirement
 
-from bot.providers._http import _BODY, HTTPCORE_ERRORS, PoolTransport, _Body, _body_parts
+from bot.providers._http import (
+    _BODY,
+    _CLIENT_HEADERS,
+    HTTPCORE_ERRORS,
+    PoolTransport,
+    _Body,
+    _body_parts,
+)
 from bot.providers._network import AsyncioBackend, AsyncioStream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,9 +70,23 @@ def test_the_pool_is_built_with_parameters_httpcore_still_takes() -> None:
     )
     assert callable(httpcore.AsyncConnectionPool.handle_async_request)
     assert callable(httpcore.AsyncConnectionPool.aclose)
-    # Transport._new_client
+    # Transport.pools
     accepts(httpx.create_ssl_context, "trust_env")
-    accepts(httpx.AsyncClient, "timeout", "follow_redirects", "trust_env", "transport")
+
+
+def test_a_request_is_built_as_httpxs_client_builds_it() -> None:
+    # Transport.request: the headers httpx's client adds, its timeouts' form, and
+    # Transport.open: a response from the transport is tied to its request
+    assert httpx.Headers(_CLIENT_HEADERS) == httpx.AsyncClient(trust_env=False).headers, (
+        "httpx's client adds other headers now: update _http._CLIENT_HEADERS"
+    )
+    accepts(httpx.Request, "method", "url", "params", "headers", "json", "extensions")
+    timeout = httpx.Timeout(connect=1.0, read=2.0, write=3.0, pool=4.0)
+    assert timeout.as_dict() == {"connect": 1.0, "read": 2.0, "write": 3.0, "pool": 4.0}
+    request = httpx.Request("GET", "https://example.com/v1")
+    response = httpx.Response(200)
+    response.request = request
+    assert response.request is request
 
 
 def test_requests_and_responses_convert_the_way_httpx_converts_them() -> None:

@@ -339,7 +339,7 @@ async def test_custom_without_key_sends_no_authorization(
     assert "authorization" not in only_request(route).headers
 
 
-async def test_one_client_per_endpoint_base(
+async def test_one_set_of_pools_per_endpoint_base(
     router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:
     router.post("https://api.openai.com/v1/chat/completions").mock(
@@ -354,10 +354,9 @@ async def test_one_client_per_endpoint_base(
     await drain(hub, Endpoint(Source.OPENAI, api_key=SecretValue(KEY)))
     await a.list_models()
     await b.list_models()
-    clients = hub._transport._clients
-    assert len(clients) == 1
+    assert len(hub._transport._pools) == 1
     await hub.aclose()
-    assert not hub._transport._clients
+    assert not hub._transport._pools
 
 
 # -- images: text first, then the images in their order, in each source's own shape ---------
