@@ -42,6 +42,35 @@ def lanes_of(size: int, most: int) -> PoolTransport:
     )
 
 
+async def test_a_request_goes_out_byte_for_byte_as_httpxs_client_sends_it() -> None:
+    """The transport builds requests itself, without a client; endpoints see no change."""
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if b"length:" in line]
+        seen.append(head + await reader.readexactly(length[0] if length else 0))
+        writer.write(response(b"{}", close=True))
+        await writer.drain()
+        writer.close()
+
+    server, port = await serve(handler)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    headers = {"Authorization": "Bearer sk-k", "Content-Type": "application/json", "X-A": "1"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "é ☃ \u0000"}]}
+    transport = Transport(ProviderSettings(), EndpointPolicy(allow_private=True), asyncio.sleep)
+    async with server, httpx.AsyncClient(trust_env=False) as client:
+        for method, params, json_body in (("POST", None, body), ("GET", {"q": "a b"}, None)):
+            spec = RequestSpec(method, url, "The endpoint", headers, body=json_body, params=params)
+            assert await transport.request_json(spec) == {}
+            await client.request(method, url, headers=headers, json=json_body, params=params)
+            ours, httpxs = seen[-2:]
+            assert ours == httpxs
+    await transport.aclose()
+    assert seen[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    assert seen[2].startswith(b"GET /v1/chat/completions?q=a+b HTTP/1.1\r\n")
+
+
 async def test_quiet_use_stays_on_one_lane_and_a_crowd_spreads_over_more() -> None:
     release = asyncio.Event()
 
