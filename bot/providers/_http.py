@@ -58,7 +58,7 @@ _READ_SLACK = 1.0  # how much later than the provider layer's own limits a bare 
 _CHECK_SECONDS = 60.0
 _CHECKS_KEPT = 1000
 # The headers httpx's client adds to every request. Requests go to the transport without
-# a client (its layers cost a request about a fifth of its CPU: bench/RESULTS.md), so
+# a client (its layers cost about an eighth of what opening one costs: bench/RESULTS.md), so
 # they are added here, and endpoints see what they saw before.
 _CLIENT_HEADERS = (
     ("Accept", "*/*"),
