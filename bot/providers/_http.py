@@ -95,7 +95,7 @@ class Transport:
         self.corrected: dict[str, str] = {}  # custom URL as typed → URL that works (+/v1)
         # Bases that took / refused OpenAI's `stream_options` (usage on the last chunk).
         self.usage_option: dict[str, bool] = {}
-        self._pools: dict[tuple[str, str, int | None], PoolTransport] = {}
+        self._transports: dict[tuple[str, str, int | None], PoolTransport] = {}
         self._checks: dict[str, tuple[float, str]] = {}  # URL → (valid until, checked URL)
         self._tls: ssl.SSLContext | None = None
         s = settings
@@ -111,18 +111,24 @@ class Transport:
             pool=s.connect_timeout,
         ).as_dict()
 
-    def pools(self, request: httpx.Request) -> PoolTransport:
-        """The lanes for `request`'s endpoint base (scheme, host, port), made on first use."""
+    def transport_for(self, request: httpx.Request) -> PoolTransport:
+        """The lanes of `request`'s endpoint base (scheme, host, port), made on first use."""
         url = request.url
+        if (
+            url.scheme not in ("http", "https")
+            or not url.host
+            or (url.port is not None and not 0 < url.port < 65536)
+        ):  # refused by the policy now, but a URL may have been stored before it was
+            raise ValueError("not http(s), no host, or a port out of range")
         key = (url.scheme, url.host, url.port)
-        pools = self._pools.get(key)
-        if pools is None:
+        transport = self._transports.get(key)
+        if transport is None:
             if self._tls is None:  # loading the CA bundle takes milliseconds: once is enough
                 self._tls = httpx.create_ssl_context(trust_env=False)
-            pools = self._pools[key] = PoolTransport(
+            transport = self._transports[key] = PoolTransport(
                 self._new_pool, self._lane_size, self._max_lanes
             )
-        return pools
+        return transport
 
     def request(self, spec: RequestSpec) -> httpx.Request:
         """`spec` as httpx's client would build it, with this transport's timeouts.
@@ -153,9 +159,9 @@ class Transport:
         )
 
     async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), {}
-        for lanes in pools:
-            await lanes.aclose()
+        transports, self._transports = list(self._transports.values()), {}
+        for transport in transports:
+            await transport.aclose()
 
     async def checked(self, url: str) -> str:
         """Run a user-supplied URL through the endpoint policy (a pass stands a minute)."""
@@ -216,7 +222,7 @@ class Transport:
         """Send one request; return the open 2xx response and the first-byte deadline."""
         try:
             request = self.request(spec)
-            pools = self.pools(request)
+            transport = self.transport_for(request)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError):
             # A URL saved before the policy parsed URLs the way httpx does.
             raise EndpointNotAllowed(
@@ -226,7 +232,7 @@ class Transport:
         deadline = asyncio.get_running_loop().time() + self.settings.first_byte_timeout
         try:
             async with asyncio.timeout_at(deadline):
-                response = await pools.handle_async_request(request)
+                response = await transport.handle_async_request(request)
                 response.request = request
         except BaseException as exc:
             if isinstance(exc, EndpointRefused):  # the name now points somewhere refused

@@ -13,6 +13,7 @@ import pytest
 from bot.providers import (
     ChatRequest,
     Endpoint,
+    EndpointNotAllowed,
     ProviderHub,
     ProviderSettings,
     ProviderTimeout,
@@ -69,6 +70,25 @@ async def test_a_request_goes_out_byte_for_byte_as_httpxs_client_sends_it() -> N
     await transport.aclose()
     assert seen[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
     assert seen[2].startswith(b"GET /v1/chat/completions?q=a+b HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http:///v1/models",  # no host
+        "ftp://127.0.0.1/v1/models",  # not http(s)
+        "http://127.0.0.1:99999/v1/models",  # a port out of range
+        "http://127.0.0.1:0/v1/models",
+        "http://[::1/v1/models",  # an address not closed
+        "http://xn--/v1/models",  # a name IDNA cannot read
+    ],
+)
+async def test_a_url_the_policy_would_refuse_is_refused_before_any_connection(url: str) -> None:
+    """A URL stored before the policy read URLs as it does now is not sent anywhere."""
+    transport = Transport(ProviderSettings(), EndpointPolicy(allow_private=True), asyncio.sleep)
+    with pytest.raises(EndpointNotAllowed, match="has a URL the bot cannot use"):
+        await transport.request_json(RequestSpec("GET", url, "The proxy", {}))
+    await transport.aclose()
 
 
 async def test_quiet_use_stays_on_one_lane_and_a_crowd_spreads_over_more() -> None:

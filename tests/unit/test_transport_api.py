@@ -70,7 +70,7 @@ def test_the_pool_is_built_with_parameters_httpcore_still_takes() -> None:
     )
     assert callable(httpcore.AsyncConnectionPool.handle_async_request)
     assert callable(httpcore.AsyncConnectionPool.aclose)
-    # Transport.pools
+    # Transport.transport_for
     accepts(httpx.create_ssl_context, "trust_env")
 
 

@@ -354,9 +354,9 @@ async def test_one_set_of_pools_per_endpoint_base(
     await drain(hub, Endpoint(Source.OPENAI, api_key=SecretValue(KEY)))
     await a.list_models()
     await b.list_models()
-    assert len(hub._transport._pools) == 1
+    assert len(hub._transport._transports) == 1
     await hub.aclose()
-    assert not hub._transport._pools
+    assert not hub._transport._transports
 
 
 # -- images: text first, then the images in their order, in each source's own shape ---------
