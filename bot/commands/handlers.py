@@ -202,12 +202,20 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 
 async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    password: SecretValue | None = args.get("password")
+    if password is not None and password.reveal().startswith("/"):
+        # `/proxy set http://host:1234 /v1`: the rest of the URL, typed after a space, was
+        # read as the password. Said so, and nothing is saved or sent anywhere.
+        raise CommandError(
+            "Nothing was saved: the password would start with /, which looks like the rest "
+            "of the URL typed after a space. Type the URL without the space; a password "
+            f"goes after the URL or in {ctx.prefix}proxy password."
+        )
     base, cut = endpoint_url(args["url"])
     try:
         url = await ctx.hub.policy.check(base)
     except EndpointRefused as err:
         raise CommandError(str(err)) from None
-    password: SecretValue | None = args.get("password")
     # URL and password change together: an old password must not follow the channel to
     # a new host, and a command is applied whole or not at all. A password saved while
     # no URL was set (`/proxy password` first) was meant for this one, and stays.

@@ -467,6 +467,28 @@ def test_a_url_pasted_from_chat_or_a_sentence_is_understood(
     assert [r for r, _ in s.messages() if r == "assistant"], "no answer was stored"
 
 
+def test_a_space_before_the_urls_path_is_not_taken_for_a_password(tmp_path: Path) -> None:
+    """`/proxy set http://host:1234 /v1`: `/v1` is not saved (or sent) as the password."""
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            ["/proxy set http://127.0.0.1:9 /v1"],
+            ["/proxy set http://127.0.0.1:9 /v1/chat/completions"],
+            ["/proxy show"],
+        ],
+    )
+    for typed in (
+        "/proxy set http://127.0.0.1:9 /v1",
+        "/proxy set http://127.0.0.1:9 /v1/chat/completions",
+    ):
+        reply = s.reply(typed)
+        assert "Nothing was saved: the password would start with /" in reply, reply
+        assert "Type the URL without the space" in reply, reply
+    assert "No proxy URL is set" in s.reply("/proxy show")
+    assert s.count("secrets") == 0  # no password either
+
+
 @pytest.mark.litellm
 def test_a_model_the_endpoint_does_not_list_is_named_by_the_status_check(
     tmp_path: Path, litellm_peer: LiteLLMPeer
