@@ -21,9 +21,11 @@ KEYGEN_HINT = (
 
 # Shapes of provider keys and auth headers, for secrets this process never decrypted
 # (a key of another service echoed by a proxy, a key pasted where it does not belong).
-# Matrix ids ($event, !room, @user, #alias) are long base64 tokens too; they are not keys.
+# Matrix ids ($event, !room, @user, #alias) are long base64 tokens too; they are not keys:
+# the first alternative takes each whole (a `-` inside one is no start of a key), to keep.
 _KEY_SHAPES = re.compile(
-    r"sk-ant-[A-Za-z0-9_\-]{8,}"
+    r"(?P<matrix_id>(?<![\w$!@#])[$!@#](?:(?!sk-)[A-Za-z0-9_\-.=/+])+(?::[A-Za-z0-9.\-]+(?::\d+)?)?)"
+    r"|sk-ant-[A-Za-z0-9_\-]{8,}"
     r"|\bsk-[A-Za-z0-9_\-]{2,}"
     r"|(?i:bearer)\s+[A-Za-z0-9_\-\.=+/~]{8,}"
     r"|(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-\.]{8,}"
@@ -146,7 +148,11 @@ def redact(
         for form in secret_forms(secret):
             if form in text:
                 text = text.replace(form, REDACTED)
-    return _KEY_SHAPES.sub(REDACTED, text) if shapes else text
+    return _KEY_SHAPES.sub(_redacted_shape, text) if shapes else text
+
+
+def _redacted_shape(found: re.Match[str]) -> str:
+    return found[0] if found["matrix_id"] else REDACTED
 
 
 class _SecretRegistry:

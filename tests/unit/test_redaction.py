@@ -93,6 +93,35 @@ def test_matrix_ids_are_not_key_shapes() -> None:
 
 
 @pytest.mark.parametrize(
+    "matrix_id",
+    [
+        "!2As-1sXAYoCp7bKOR8DT4iu8uUjbpA8yO3ODZGcUgYI",  # a v12 room id: no server part
+        "!NIbu-1sXAYoCp7bKOR8DT4iu8uUjbpA8yO3ODZGc:localhost:8448",
+        "$abc_1sXAYoCp7bKOR8DT4iu8uUj-pA8yO3ODZGcUgYI",
+        "@bot-1sXAYoCp7bKOR8DT4iu8uUjbpA8yO3ODZGcUgYI:example.org",
+    ],
+)
+def test_a_matrix_id_with_a_dash_is_kept_whole(matrix_id: str) -> None:
+    """After a `-`, the rest of an id is as long as a key: the log still names the room."""
+    line = f"ran !key set in matrix:-:{matrix_id} (sent by @alice:example.org)"
+    assert redact(line) == line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "!sk-proj-abcdefghijklmnopqrstu",
+        "#key=sk-proj-abcdefghijklmnopqrstu",
+        "@u/sk-ant-abcdefghijklmnop:example.org",
+        "$ev+/sk-abcdefghijklmnop",
+    ],
+)
+def test_a_key_after_a_matrix_sigil_is_still_redacted(text: str) -> None:
+    shown = redact(f"saw {text} here")
+    assert "abcdefghijklmnop" not in shown and "****" in shown, shown
+
+
+@pytest.mark.parametrize(
     ("text", "key"),
     [
         ("sk-proj-abcdefghijklmnop", True),
