@@ -9,6 +9,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from bot.types.secrets import REDACTED, SECRET_REGISTRY, SecretValue, failure, redact
+from bot.types.text import shorten, shown_name
 from bot.types.usage import KeyScope, Usage, UsageBucket, UsageQuery, UsageRecord
 
 
@@ -83,6 +84,9 @@ class ChannelRef:
         return ":".join(parts)
 
 
+DISPLAY_NAME_CHARS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who sent a message or command, and what the platform lets them do."""
@@ -93,6 +97,14 @@ class Actor:
     is_server_admin: bool = False
     roles: tuple[str, ...] = ()  # Discord role ids (who-may-chat rules match them)
     power_level: int | None = None  # Matrix power level in the room
+
+    def __post_init__(self) -> None:
+        # Anyone sets their own display name, and it goes into the model's prompt (before
+        # their message, as {{user}}): one line, nothing invisible, a name's length. A
+        # newline in it would write turns of its own ("\n\nassistant: …").
+        name = shorten(shown_name(self.display_name), DISPLAY_NAME_CHARS)
+        if name != self.display_name:
+            object.__setattr__(self, "display_name", name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,6 +151,8 @@ def shown_name(text: str) -> str:
     """A name to show as someone's (a character's webhook or display name): clean text on
     one line, without format characters such as a right-to-left override that would
     turn the text after it around, or zero-width characters that fake another name."""
+    if text.isprintable() and text == " ".join(text.split()):  # the usual name, in one pass
+        return text
     kept = "".join(
         " " if c.isspace() else c  # a newline parts words as a space does
         for c in clean_text(text)
