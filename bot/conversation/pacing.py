@@ -152,11 +152,26 @@ class PacedReply:
             await self._sync()  # the first text goes out at once
             return
         if self._flush_task is None or self._flush_task.done():
+            self._raise_failed_flush()
             self._flush_task = asyncio.create_task(self._flush_later())
+
+    def _raise_failed_flush(self) -> None:
+        """An edit made in the background failed as the first post would have (the bot was
+        removed from the room, say): it fails this update as the post's failure would, so
+        the answer ends there, not streamed on for no one (and no task is left holding
+        an error nobody reads)."""
+        task, self._flush_task = self._flush_task, None
+        if task is not None and task.done() and not task.cancelled():
+            failed = task.exception()
+            if failed is not None:
+                raise failed
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         if self._flush_task is not None:
-            self._flush_task.cancel()
+            if self._flush_task.done():
+                self._raise_failed_flush()
+            else:
+                self._flush_task.cancel()
             self._flush_task = None
         text = self._render(answer, reasoning)
         if error:

@@ -305,6 +305,7 @@ class Asked:
     question: str  # the last message's text
     started: float  # monotonic
     ended: float = 0.0  # 0 while the answer streams
+    cut: float = 0.0  # when the bot closed the connection before the end
 
 
 class SSEEndpoint:
@@ -340,14 +341,21 @@ class SSEEndpoint:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         gap = self.span / max(self.chunks, 1)
-        for word in self.words():
-            chunk = {
-                "object": "chat.completion.chunk",
-                "model": self.model,
-                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
-            }
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            await asyncio.sleep(gap)
+        try:
+            for word in self.words():
+                chunk = {
+                    "object": "chat.completion.chunk",
+                    "model": self.model,
+                    "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+                }
+                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                await asyncio.sleep(gap)
+        except ConnectionError:
+            asked.cut = time.monotonic()  # the bot closed the connection
+            return response
+        except asyncio.CancelledError:
+            asked.cut = time.monotonic()
+            raise
         end = {
             "object": "chat.completion.chunk",
             "model": self.model,

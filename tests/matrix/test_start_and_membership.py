@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import AsyncIterator
@@ -17,8 +18,17 @@ from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.matrix import run_matrix
 from bot.frontends.matrix.session import LOGIN_TIMEOUT, log_in
-from bot.types import REDACTED, SecretValue
-from tests.matrix.helpers import UserClient, bot_options, make_core, running_bot
+from bot.types import (
+    REDACTED,
+    ChannelConfig,
+    ChannelRef,
+    Platform,
+    Role,
+    SecretValue,
+    Source,
+    TurnState,
+)
+from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
 from tests.peers._common import free_port
 from tests.peers.synapse import SynapseServer
 
@@ -257,3 +267,44 @@ async def test_declines_invites_from_servers_not_allowed(
 
 def _fields(options: object) -> dict[str, object]:
     return {name: getattr(options, name) for name in options.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+async def test_kicked_in_the_middle_of_an_answer_it_stops_asking_the_model(
+    synapse_server: SynapseServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every edit after the kick is refused: the answer ends at the next one (stored as
+    cut), the model's stream is closed, and no task is left with an unread error."""
+    bot = synapse_server.register("kickbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    async with SSEEndpoint(chunks=300, span=60.0) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+        try:
+            async with running_bot(core, bot_options(synapse_server, bot, tmp_path / "store")):
+                room = await alice.create_room([bot.user_id, bob.user.user_id])
+                await alice.wait_joined(room, bot.user_id)
+                await bob.join(room)
+                await bob.send(
+                    room, "bot: a long story", **{"m.mentions": {"user_ids": [bot.user_id]}}
+                )
+                await bob.wait_for(
+                    lambda: bob.messages(room, bot.user_id), "the answer's first text"
+                )
+                kicked = await alice.client.room_kick(room, bot.user_id, reason="enough")
+                assert isinstance(kicked, nio.RoomKickResponse), kicked
+                await bob.wait_for(lambda: endpoint.asked[0].cut, "the model's stream closed", 20.0)
+                assert not endpoint.asked[0].ended
+                gc.collect()
+                await asyncio.sleep(0.5)
+            [*_, stored] = await core.store.history(ChannelRef(Platform.MATRIX, room), 10)
+        finally:
+            await core.close()
+            await alice.close()
+            await bob.close()
+    assert stored.role is Role.ASSISTANT and stored.content.startswith("w0\nw1 w2")
+    assert stored.state is TurnState.STOPPED
+    unread = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert unread == [], unread[0].getMessage()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -160,6 +161,33 @@ async def test_first_text_goes_out_at_once_then_edits_are_paced() -> None:
     assert all(g >= 0.2 - 0.01 for g in gaps), gaps
     assert reply.edits <= elapsed / 0.2 + 1
     assert reply.edits >= 2  # it did stream, not just post at the end
+
+
+class GoneTarget(RecordingTarget):
+    """The first post went out; then the bot was removed (Matrix raises SendFailed)."""
+
+    async def edit(self, handle: object, text: str) -> bool:
+        raise ConnectionAbortedError("M_FORBIDDEN: not in room")
+
+
+async def test_an_edit_failing_in_the_background_ends_the_answer_at_the_next_update() -> None:
+    unread: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: unread.append(context))
+    target = GoneTarget(min_interval=0.01)
+    reply = PacedReply(target)
+    await reply.update("first")
+    with pytest.raises(ConnectionAbortedError, match="not in room"):
+        for i in range(200):  # the stream goes on until an update fails
+            await reply.update(f"first and {i}")
+            await asyncio.sleep(0.005)
+    assert i < 20, "the answer was streamed on for no one"
+    with pytest.raises(ConnectionAbortedError):
+        await reply.finish("first and the rest")
+    gc.collect()
+    await asyncio.sleep(0)
+    assert unread == []  # no "Task exception was never retrieved"
+    assert target.messages == ["first"]
 
 
 async def test_long_answer_spills_into_follow_up_messages() -> None:
