@@ -70,8 +70,9 @@ def configure_logging(
     # httpcore's DEBUG dumps every header (a short proxy password in a redirect's
     # Location, an echoed Authorization): whatever LOG_LEVEL says, never below INFO.
     # aiosqlite's DEBUG logs every statement with its parameters: every chat message,
-    # and the sealed secrets (the same rule: never below INFO).
-    for noisy in ("httpcore", "hpack", "aiosqlite"):
+    # and the sealed secrets; so does peewee's under matrix-nio's E2EE store: the pickled
+    # account and room keys (the same rule: never below INFO).
+    for noisy in ("httpcore", "hpack", "aiosqlite", "peewee"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger(noisy).level))
     # matrix-nio logs every event of every sync at INFO (80 of a short run's 111 lines):
     # its warnings, unless DEBUG asks for everything.

@@ -103,3 +103,30 @@ async def test_debug_never_logs_sqlite_statements_with_their_parameters(tmp_path
                 handler.close()
         root.handlers[:], root.level = saved[0], saved[1]
         logging.getLogger("aiosqlite").setLevel(saved[2])
+
+
+def test_debug_never_logs_the_e2ee_stores_statements(tmp_path: Path) -> None:
+    """matrix-nio's E2EE store runs on peewee, whose DEBUG logs each statement with its
+    parameters: the pickled Olm account and Megolm room keys."""
+    import peewee
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("peewee").level)
+    log_file = tmp_path / "bot.log"
+    try:
+        configure_logging("DEBUG", log_file=log_file, to_stderr=False)
+        db = peewee.SqliteDatabase(str(tmp_path / "crypto.db"))
+        db.execute_sql("SELECT ?", ("pickled-megolm-session",))
+        db.close()
+        logging.getLogger("bot.test").debug("the log is written")
+        for handler in root.handlers:
+            handler.flush()
+        written = log_file.read_text()
+        assert "the log is written" in written
+        assert "pickled-megolm-session" not in written
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:], root.level = saved[0], saved[1]
+        logging.getLogger("peewee").setLevel(saved[2])
