@@ -101,6 +101,9 @@ class TurnResult:
     refusal: str | None = None
     ignored: bool = False  # the asker may not chat here: nothing is shown to anyone
     greeting: bool = False  # a character's greeting: swiped, never regenerated or continued
+    # The message held a key or a password: not sent or kept; front-ends delete it from
+    # the chat where they may.
+    held_secret: bool = False
 
     @property
     def notice(self) -> bool:
@@ -369,21 +372,25 @@ class ChatEngine(_QuotaHooks):
                 f"{MAX_INPUT_CHARS:,}). Shorten it or split it up.",
             )
         if holds_key(text):
-            return await _notice(sink, _KEY_IN_MESSAGE.format(what="message", prefix=prefix))
+            return await _held_secret(sink, "message", prefix)
         try:
             config, endpoint = await self._ready(ref, prefix)
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)
             content = text + attached.text if text else attached.text.lstrip("\n")
             if holds_key(attached.text) or any(holds_key(i.name) for i in attached.images):
-                return await _notice(sink, _KEY_IN_MESSAGE.format(what="file", prefix=prefix))
+                return await _held_secret(sink, "file", prefix)
             if _holds_a_secret(content, endpoint):
-                return await _notice(
-                    sink,
-                    "That message holds this channel's key or proxy password, so I did not "
-                    "send or keep it. Delete it from the chat; if others could see it, "
-                    "make a new one.",
+                # Said as any key is: a reply naming this channel's own secret would tell
+                # a member which of the words they sent is the password. Who sent it is
+                # logged, for the admins to make a new one.
+                log.warning(
+                    "a message from %s in %s held this channel's key or proxy password: it "
+                    "was not sent or kept; if others could see it, make a new one",
+                    incoming.actor.id,
+                    ref,
                 )
+                return await _held_secret(sink, "message", prefix)
             question = HistoryEntry(
                 Role.USER,
                 content,
@@ -834,8 +841,8 @@ def _estimate(
 
 
 _KEY_IN_MESSAGE = (
-    "That {what} holds what looks like an API key, so I did not send it anywhere. Delete "
-    "it from the chat if others can see it; admins store keys with {prefix}key set."
+    "That {what} holds what looks like a key or password, so I did not send or keep it. If "
+    "others could see it, make a new one; admins store keys with {prefix}key set."
 )
 # A channel secret this long found in a message stops it (a shorter one could be any
 # word; answers are still cleaned of those).
@@ -880,3 +887,10 @@ def _sent_images(request: ChatRequest, config: ChannelConfig) -> bool:
 async def _notice(sink: ReplySink, text: str) -> TurnResult:
     await sink.finish(text)
     return TurnResult(text, None, called_provider=False)
+
+
+async def _held_secret(sink: ReplySink, what: str, prefix: str) -> TurnResult:
+    """A message or file holding a key or password: refused, and to be taken out."""
+    text = _KEY_IN_MESSAGE.format(what=what, prefix=prefix)
+    await sink.finish(text)
+    return TurnResult(text, None, called_provider=False, held_secret=True)

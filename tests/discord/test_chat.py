@@ -321,6 +321,21 @@ async def test_a_rate_limited_edit_is_retried_not_dropped(
     assert len(edits) >= 2  # the refused one, then the retry that went through
 
 
+async def test_a_message_holding_a_key_is_refused_and_deleted(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    """Not sent, not kept, and not left in the channel where the bot may delete it."""
+    key = "sk-proj-" + "Zq8" * 8
+    await world.member.send(world.channel, f"<@{world.bot_id}> here is my key {key} use it")
+    [said] = bot_messages(world.channel, world.bot_id)
+    assert "looks like a key or password" in said and key not in said
+    deletes = requests(world.env, "DELETE", f"/channels/{world.channel.id}/messages/")
+    assert len(deletes) == 1, deletes
+    assert all(key not in m.content for m in world.channel.history())
+    assert endpoint.requests == []
+    assert await core.store.history(ref_of(world.channel, world.guild), 10) == []
+
+
 async def test_a_command_typed_into_a_mention_is_not_chat(
     world: World, endpoint: FakeOpenAI, core: Any
 ) -> None:

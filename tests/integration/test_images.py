@@ -242,12 +242,12 @@ async def test_a_key_inside_a_message_or_its_file_is_never_sent(
     key = "sk-proj-Zq8vR2mN4kL7pX1wT9yB3c"
     for text in (f"my key is {key} ok?", f"\u200b!key set openai {key}"):
         answer, _ = await say(core, text)
-        assert "holds what looks like an API key" in answer and key not in answer
+        assert "holds what looks like a key or password" in answer and key not in answer
     answer, _ = await say(core, "what is this?", attach("notes.txt", f"OPENAI={key}\n".encode()))
-    assert answer.startswith("That file holds what looks like an API key")
+    assert answer.startswith("That file holds what looks like a key or password")
     answer, _ = await say(core, "and this?", attach(f"{key}.txt", b"plain words"))
-    assert answer.startswith("That file holds what looks like an API key")
+    assert answer.startswith("That file holds what looks like a key or password")
     answer, _ = await say(core, "and this?", attach(f"{key}.png", png("red")))  # sent as
-    assert answer.startswith("That file holds what looks like an API key")  # [image: name]
+    assert answer.startswith("That file holds what looks like a key or password")  # [image: name]
     assert endpoint.requests == []
     assert await core.store.history(REF, 10) == []

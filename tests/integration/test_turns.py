@@ -278,7 +278,7 @@ async def test_a_message_that_is_a_key_is_not_sent(database_url: str, endpoint: 
     core = await make_core(database_url, endpoint, TurnLimits())
     try:
         sink = await chat(core, "sk-proj-abcdefghijklmnopqrst")
-        assert sink.final is not None and "looks like an API key" in sink.final[0]
+        assert sink.final is not None and "looks like a key or password" in sink.final[0]
         assert not endpoint.requests and await rows(core) == []
     finally:
         await core.close()

@@ -291,6 +291,32 @@ async def test_key_in_a_group_room_is_refused_and_redacted(world: World) -> None
     )
 
 
+async def test_a_chat_message_holding_a_key_is_refused_and_redacted(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not only commands: a question to the bot with a key in it is taken out of the room
+    where the bot may, as the README says of any message that may hold one."""
+    caplog.set_level(logging.INFO)
+    w = world
+    bot = w.bot.user_id
+    mention = {"m.mentions": {"user_ids": [bot]}}
+    for room_id, where in (
+        (await _room_with_bot(w, power={bot: 50}), "a group room"),
+        (await w.alice.create_room([bot], direct=True), "a direct chat"),
+    ):
+        await w.alice.wait_joined(room_id, bot)
+        after = time.monotonic()
+        sent = await w.alice.send(room_id, f"bot: here is my key {KEY} please use it", **mention)
+        refused, deleted, *_ = await w.alice.wait_for(
+            lambda: (found := w.alice.messages(room_id, bot, after))[1:] and found,  # noqa: B023
+            f"the refusal and the deletion in {where}",
+        )
+        assert "looks like a key or password" in refused.content["body"], refused.content
+        assert "deleted your message" in deleted.content["body"], deleted.content
+        assert (await w.alice.event_content(room_id, sent)).get("content") == {}, where
+    assert KEY not in caplog.text
+
+
 async def test_a_secret_sent_on_its_own_after_the_command_that_lacked_it_is_not_chatted(
     world: World, llamacpp_peer: LlamaCppPeer
 ) -> None:

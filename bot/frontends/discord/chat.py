@@ -167,6 +167,9 @@ class ChatHandler:
         try:
             result = await self._core.chat(incoming, sink)
             await sink.settle(result)
+            if result.held_secret:  # not sent or kept; nor left in the channel, if allowed
+                with contextlib.suppress(*CALL_FAILED):
+                    await message.delete()
             if result.refusal and not target.blocked:
                 await _refuse(message, result.refusal)
             if speaker is not None and speaker.hint and not target.blocked:

@@ -67,7 +67,7 @@ _NOT_DELETED = (
 # bot's power: no alarm, the key is in a room of two, but it is still in its history.
 _NOT_DELETED_DIRECT = (
     "I could not delete your message: in a direct chat only you can, unless you give me "
-    "the power to remove messages. Delete it if you do not want the key in this chat's "
+    "the power to remove messages. Delete it if you do not want the secret in this chat's "
     "history."
 )
 
@@ -610,6 +610,8 @@ class MessageHandler:
         try:
             result = await self._core.chat(incoming, sink)
             self._settled(shown, result)
+            if result.held_secret:  # not sent or kept: nor left in the room, where it may
+                await self._notice(msg, await self._take_out(msg))
             if result.refusal:  # a limit: a notice in the thread, nothing sent to the model
                 await self._notice(msg, result.refusal)
         except SendFailed as err:
@@ -630,7 +632,7 @@ class MessageHandler:
         note = await self._take_out(msg)
         await self._notice(
             msg,
-            "I took this for the key or password your command before it was missing, so I "
+            "I took this for the key or password that your last command was missing, so I "
             "did not send it to the model or keep it. Send the command with the secret in "
             f"one message, in a direct chat with me.\n\n{note}",
         )
