@@ -146,6 +146,8 @@ async def run_status_check(
         result = StatusResult(ok=False, reason=str(err), error_kind="config")
     except ProviderError as err:
         result = StatusResult(ok=False, reason=err.user_message, error_kind=err.kind)
+    except SecretUnreadable as err:  # what was set before the check stays set; this says why
+        result = StatusResult(ok=False, reason=str(err), error_kind="unreadable")
     status = StatusCheck(
         ok=result.ok, reason=result.reason, checked_url=result.base_url, kind=result.error_kind
     )

@@ -62,12 +62,16 @@ class SecretUnreadable(Exception):
         self.reason = reason
         # Most often the operator's doing (a key added to SETTING while the bot ran, or
         # one removed too early): setting the secret again is the last resort, not the first.
+        shown, command = _SHOWN.get(name) or (name.removesuffix("_api_key") + " key", "key set")
         super().__init__(
-            f"The {name} stored for {where} cannot be decrypted: {reason}. If the operator "
+            f"The {shown} stored for {where} cannot be decrypted: {reason}. If the operator "
             f"changed {SETTING}, the bot needs every key that encrypted something in it, "
-            "and a restart with them; otherwise set it again with the key set command "
-            "(proxy password for a proxy password)."
+            f"and a restart with them; otherwise set it again with the {command} command."
         )
+
+
+# A stored secret's name → what people call it, and the command that sets it.
+_SHOWN = {"proxy_password": ("proxy password", "proxy password")}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1130,6 +1130,31 @@ def test_settings_with_an_unreadable_secret_still_shows_the_settings(
     ), run.describe()
 
 
+def test_setup_commands_apply_and_name_an_unreadable_secret_in_plain_words(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A key stored under another BOT_SECRET_KEYS: `/proxy set` is applied, and its status
+    check says which secret cannot be read and what to do (it said only the error, with
+    the row's name `custom_api_key`). `/models external on`, which needs the list read
+    with that key, says the same and changes nothing."""
+    first = ws.run(
+        ["/source custom", f"/proxy set {endpoint.url_v1}", "/key set custom", CLEAN_KEY]
+    )
+    assert first.returncode == 0, first.describe()
+    run = ws.run(
+        [f"/proxy set {endpoint.url}", "/models external on", "/settings", "/help"],
+        BOT_SECRET_KEYS=generate_key(),
+    )
+    run.assert_survived()
+    shown = run.before_help()
+    assert f"Endpoint set to {endpoint.url}" in shown, run.describe()
+    assert "Status check failed: The custom key stored for" in shown, run.describe()
+    assert "set it again with the key set command." in shown, run.describe()
+    assert "custom_api_key" not in shown and "proxy password for a" not in shown
+    assert shown.count("cannot be decrypted") == 3  # the check, /models, /settings' status
+    assert "Show external models: off" in shown, run.describe()
+
+
 # --------------------------------------------------------------------------------------
 # 10. Overall deadline and answer size
 # --------------------------------------------------------------------------------------
