@@ -152,7 +152,7 @@ def test_rotate_keys_without_the_old_key_fails_clearly_and_changes_nothing(tmp_p
     before = stored()
     result = chatbot(tmp_path, "rotate-keys", BOT_SECRET_KEYS=other)
     assert result.returncode == 2
-    assert "openai_api_key" in result.stderr and "Traceback" not in result.stderr
+    assert "The openai key stored for" in result.stderr and "Traceback" not in result.stderr
     assert "sk-keep-me" not in result.stderr
     assert stored() == before
     assert chatbot(tmp_path, "rotate-keys", BOT_SECRET_KEYS=f"{other},{old}").returncode == 0

@@ -94,7 +94,11 @@ def test_tampering_is_detected(field: str) -> None:
     with pytest.raises(SecretUnreadable) as err:
         box.open(tampered, AAD, where=WHERE, name="openai_api_key")
     message = str(err.value)
-    assert "openai_api_key" in message and "channel 222" in message and "key set command" in message
+    assert (
+        "The openai key stored" in message
+        and "channel 222" in message
+        and "key set command" in message
+    )
     assert PLAIN not in message
 
 

@@ -312,7 +312,11 @@ async def test_ciphertext_copied_to_another_row_is_refused(store: Store) -> None
     with pytest.raises(SecretUnreadable) as err:
         await store.resolve_secret(SIBLING, name)
     message = str(err.value)
-    assert "mistral_api_key" in message and "channel c2" in message and "key set command" in message
+    assert (
+        "The mistral key stored" in message
+        and "channel c2" in message
+        and "key set command" in message
+    )
     assert "sk-chan" not in message and "sk-sibl" not in message
     # The original row still works; the copied one is left as it was (not deleted).
     assert await store.resolve_secret(CHAN, name) == SecretValue("sk-chan-aaaa-bbbb")
@@ -384,7 +388,7 @@ async def test_rotate_keys_aborts_when_one_secret_is_unreadable(migrated_url: st
     try:
         with pytest.raises(SecretUnreadable) as err:
             await rotating.rotate_keys()
-        assert "custom_api_key" in str(err.value) and "!room:example.org" in str(err.value)
+        assert "The custom key stored" in str(err.value) and "!room:example.org" in str(err.value)
         async with rotating.engine.connect() as conn:
             after = (await conn.execute(select(SecretRow).order_by(SecretRow.id))).all()
         assert after == before
