@@ -146,8 +146,8 @@ class _Reader:
         kept = 0
         while True:
             end = self._buffer.find("\n", self._at)
-            if end < 0 and self._eof and self._at >= len(self._buffer) and not parts:
-                return None
+            if end < 0 and self._eof and self._at >= len(self._buffer) and not any(parts):
+                return None  # the input ended with no line begun (Ctrl-D at an empty prompt)
             stop = len(self._buffer) if end < 0 else end
             piece = self._buffer[self._at : min(stop, self._at + MAX_LINE_CHARS - kept)]
             parts.append(piece)
@@ -274,7 +274,7 @@ class Console:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
-        if self._leave.is_set() and self._tty:
+        if self._tty:  # Ctrl-C or Ctrl-D left the cursor after the prompt: the shell's goes below
             self._print("")
         return 0
 

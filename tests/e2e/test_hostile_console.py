@@ -1594,6 +1594,22 @@ def test_a_refused_secret_command_pasted_with_its_key_at_a_terminal_drops_the_ke
     assert ws.messages() == []
 
 
+def test_ctrl_d_at_a_terminal_leaves_at_once_on_a_line_of_its_own(ws: Workspace) -> None:
+    """Ctrl-D at the prompt was read as an empty line first: a second `> `, and the
+    shell's prompt was left on the console's last line."""
+    live, master = ws.at_terminal()
+    try:
+        os.write(master, b"/help\n")
+        assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
+        assert live.wait_for(b"> ", timeout=30, start=len(live.stdout) - 2)
+        os.write(master, b"\x04")  # Ctrl-D
+        done = live.finish(timeout=30)
+    finally:
+        os.close(master)
+    assert done.returncode == 0, done.describe()
+    assert done.out.endswith("\n> \n") and "> > " not in done.out, repr(done.out[-200:])
+
+
 def test_a_line_cut_by_the_terminal_is_refused_not_sent_half(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
