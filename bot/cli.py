@@ -24,9 +24,10 @@ from bot.app import (
     run_console,
 )
 from bot.logfilter import configure_logging
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import ENV_FILE, Settings, SettingsError, load_settings
 from bot.store import StoreError
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
+from bot.types.secrets import KEYGEN_HINT
 
 log = logging.getLogger("bot.cli")
 
@@ -154,6 +155,13 @@ def secret_box(settings: Settings) -> SecretBox:
     try:
         return SecretBox.from_setting(settings.bot_secret_keys.reveal())
     except ValueError as err:
+        if not settings.bot_secret_keys.reveal().strip() and not Path(ENV_FILE).exists():
+            # Most often chatbot started in another folder than the one with the .env.
+            raise SettingsError(
+                f"BOT_SECRET_KEYS is not set, and there is no {ENV_FILE} in {Path.cwd()}: run "
+                f"chatbot in the folder that holds your {ENV_FILE} (./scripts/run.sh does), "
+                f"or set BOT_SECRET_KEYS. For a first {ENV_FILE}: {KEYGEN_HINT}."
+            ) from None
         raise SettingsError(str(err)) from None
 
 
@@ -231,11 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.command == "console":
+            box = secret_box(settings)  # before the log file: a refused start leaves none
             log_path = _console_logging(settings, args.verbose)
             return asyncio.run(
                 run_console(
                     settings,
-                    secret_box(settings),
+                    box,
                     channel=args.channel,
                     user=args.user,
                     log_path=log_path,

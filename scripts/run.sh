@@ -7,8 +7,13 @@ export CHATBOT_CALLER_DIR="$PWD"
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 if [[ ! -f .env ]]; then
     # First run: start from the documented settings with a fresh encryption key.
-    sed "s|^BOT_SECRET_KEYS=.*|BOT_SECRET_KEYS=$(.venv/bin/chatbot keygen)|" .env.example > .env
+    key="$(.venv/bin/chatbot keygen)"
+    sed "s|^BOT_SECRET_KEYS=.*|BOT_SECRET_KEYS=$key|" .env.example > .env
     chmod 600 .env
-    echo "Created .env with a new BOT_SECRET_KEYS. Add DISCORD_TOKEN or the MATRIX_* settings to it."
+    echo "Created .env with a new BOT_SECRET_KEYS. Add DISCORD_TOKEN or the MATRIX_* settings to it." >&2
+    if [[ "${1:-}" == keygen && $# -eq 1 ]]; then
+        echo "$key"  # the key .env now holds, not a second one
+        exit 0
+    fi
 fi
 exec .venv/bin/chatbot "${@:-run}"

@@ -174,6 +174,19 @@ def test_run_without_platform_names_commands_that_work(tmp_path: Path) -> None:
 SESSION = "/source custom\n/proxy set http://127.0.0.1:9\n/model m\nhello\n/help\n"
 
 
+def test_started_away_from_its_env_file_it_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    """`.venv/bin/chatbot console` in another folder: the .env is not read from there.
+    It said only that BOT_SECRET_KEYS was empty (to a user who had one), and left a
+    data/chatbot.log behind."""
+    for command in ("console", "run"):
+        result = chatbot(tmp_path, command, stdin="", BOT_SECRET_KEYS="", DATABASE_URL="")
+        assert result.returncode == 2, result.stderr
+        assert f"there is no .env in {tmp_path}" in result.stderr, result.stderr
+        assert "folder that holds your .env" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert list(tmp_path.iterdir()) == [], command
+
+
 def console_env(**env: str) -> dict[str, str]:
     return {
         "BOT_SECRET_KEYS": generate_key(),

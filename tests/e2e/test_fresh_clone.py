@@ -63,7 +63,7 @@ def test_readme_run_command_on_a_fresh_clone(tmp_path: Path) -> None:
     assert "No chat platform is configured" in first.stderr
     assert "./scripts/run.sh console" in first.stderr
     assert "Traceback" not in first.stderr
-    assert "Created .env" in first.stdout
+    assert "Created .env" in first.stderr
     assert (clone / ".venv" / "bin" / "chatbot").is_file()
     env_file = clone / ".env"
     assert env_file.stat().st_mode & 0o777 == 0o600
@@ -77,7 +77,7 @@ def test_readme_run_command_on_a_fresh_clone(tmp_path: Path) -> None:
     assert "/source" in console.stdout
     assert not LOG_LINE.search(console.stdout), console.stdout
     for setup_line in ("Created .env", "Creating .venv", "Installing"):
-        assert setup_line not in console.stdout
+        assert setup_line not in console.stdout and setup_line not in console.stderr
     assert "console ran /help" in (clone / "data" / "chatbot.log").read_text()
 
     # Started from another folder: the files people name are theirs, not the clone's.
@@ -95,3 +95,14 @@ def test_readme_run_command_on_a_fresh_clone(tmp_path: Path) -> None:
     exported = elsewhere / "Captain_Aurelia_Voss.png"
     assert f"Saved {exported}" in away.stdout, away.stdout
     assert exported.is_file() and not (clone / exported.name).exists()
+
+    # `keygen` as the first command of a clone: it prints the key .env was made with, the
+    # only line on stdout (`$(./scripts/run.sh keygen)` takes it), not a second one.
+    env_file.unlink()
+    made = run_sh(clone, "keygen")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "Created .env" in made.stderr
+    [key] = made.stdout.splitlines()
+    assert f"\nBOT_SECRET_KEYS={key}\n" in env_file.read_text()
+    again = run_sh(clone, "keygen")  # .env is there: a new key, for rotation
+    assert again.stdout.strip() not in ("", key) and again.stderr == ""
