@@ -155,12 +155,14 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         model = f"Model: {shown_id(after.model)}."
     elif dropped:
         model = f"{dropped}pick one for {after.source.value} with {ctx.prefix}model."
+    elif result.error_kind == "config":
+        model = ""  # the step the check names (a URL, a key) comes first; the model after
     else:
         model = f"Pick a model with {ctx.prefix}model."
     if args["source"] == DEFAULT:
         said += f" ({after.source.value})"
     note = _overridden(after, scope, "source")
-    return Reply(f"{said}. {model}{note}\n{checked}")
+    return Reply(f"{' '.join(filter(None, (said + '.', model)))}{note}\n{checked}")
 
 
 def _next_scope(scope: Scope) -> str:

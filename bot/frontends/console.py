@@ -370,6 +370,8 @@ class Console:
             names = ", ".join(a.filename for a in self._pending)
             return f"Attached to your next message: {names}."
         if argument.strip() == "clear":
+            if not self._pending:
+                return "Nothing was attached."
             self._pending.clear()
             return "Dropped the attached files."
         opened = _open_file(argument, "attach")

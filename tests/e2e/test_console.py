@@ -121,3 +121,16 @@ def test_run_without_platform_points_to_console(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "DISCORD_TOKEN" in result.stderr and "./scripts/run.sh console" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_attach_clear_says_what_it_did(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("some notes")
+    result = console(
+        tmp_path,
+        ["/attach clear", "/attach notes.txt", "/attach clear", "/attach"],
+        BOT_SECRET_KEYS=generate_key(),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Nothing was attached.", lines  # it said "Dropped the attached files."
+    assert "Dropped the attached files." in lines and lines[-1].startswith("Nothing is attached")

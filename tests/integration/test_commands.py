@@ -147,8 +147,12 @@ async def test_source_without_key_says_what_to_do(harness: Harness) -> None:
     assert "Source set to claude" in reply.text
     assert "No API key for claude" in reply.text and "/key set claude" in reply.text
     assert "Next: No API key" in reply.text and "failed" not in reply.text  # a step, no fault
+    # The step named comes first: not "pick a model", then "next: a key".
+    assert "Pick a model" not in reply.text, reply.text
+    custom = await run(harness, "/source custom")
+    assert custom.text.startswith("Source set to custom.\nNext: The custom source needs an")
     config = await harness.store.effective_config(REF)
-    assert config.source is Source.CLAUDE
+    assert config.source is Source.CUSTOM
     assert config.status is not None and not config.status.ok
     audit = await harness.store.audit_entries(REF)
     assert any(e.action == "source" for e in audit)
