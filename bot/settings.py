@@ -439,6 +439,18 @@ def _given(values: Mapping[str, str | None]) -> dict[str, str]:
     return {name.lower(): v for name, v in values.items() if v is not None and v.strip()}
 
 
+def _environment() -> dict[str, str]:
+    """The process environment's settings. A value in one pair of quotes loses them:
+    `docker run --env-file` hands `NAME="value"` over with its quotes, where a .env file
+    read here (and by a shell) drops them."""
+    values = {}
+    for name, value in os.environ.items():
+        text = value.strip()
+        quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'"
+        values[name] = text[1:-1] if quoted else value
+    return _given(values)
+
+
 def _dotenv() -> dict[str, str]:
     path = Path(ENV_FILE)
     if not path.is_file():
@@ -477,7 +489,7 @@ def _inconsistencies(s: Settings) -> list[str]:
 def load_settings(**overrides: Any) -> Settings:
     """Settings from `overrides`, else the environment, else `.env` (names in any case),
     else the defaults; every mistake in one readable SettingsError."""
-    given = {**_dotenv(), **_given(dict(os.environ)), **overrides}
+    given = {**_dotenv(), **_environment(), **overrides}
     values: dict[str, Any] = {}
     problems: list[str] = []
     for f in fields(Settings):

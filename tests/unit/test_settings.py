@@ -163,6 +163,23 @@ def test_the_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert (s.default_model, s.default_source) == ("from-env", Source.MISTRAL)
 
 
+def test_a_value_in_quotes_from_the_environment_loses_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`docker run --env-file` passes `NAME="value"` with its quotes; a .env read here (or
+    by a shell) drops them. A setting was refused as `"true"`, a token sent with them."""
+    monkeypatch.setenv("ALLOW_PRIVATE_ENDPOINTS", '"true"')
+    monkeypatch.setenv("PROVIDER_MAX_RETRIES", " '5' ")
+    monkeypatch.setenv("DEFAULT_MODEL", '"gpt-4o"')
+    monkeypatch.setenv("DEFAULT_SYSTEM_PROMPT", 'Say "hi" first')  # quotes inside stay
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", '""')  # empty quotes: not given
+    s = load_settings()
+    assert s.allow_private_endpoints is True and s.provider_max_retries == 5
+    assert s.default_model == "gpt-4o"
+    assert s.default_system_prompt == 'Say "hi" first'
+    assert s.discord_shard_count == default("discord_shard_count")
+
+
 def test_a_nul_in_dotenv_is_refused(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(
         b"DEFAULT_MODEL=gpt\x00-4o\nDATABASE_URL=sqlite+aiosqlite:///a\x00\n"
