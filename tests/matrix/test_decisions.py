@@ -46,6 +46,12 @@ def test_mentions_by_m_mentions_pill_id_or_display_name() -> None:
     assert events.mentions_user({"body": "hey helper, what's up"}, BOT, ("Helper",))
     # Not a word of its own: "helpers" is not the bot called "Helper".
     assert not events.mentions_user({"body": "helpers everywhere"}, BOT, ("Helper",))
+    # A short name (a card named "the") addresses the bot only at the start.
+    assert not events.mentions_user({"body": "what is the weather like"}, BOT, ("the",))
+    assert not events.mentions_user({"body": "the weather?"}, BOT, ("the",))
+    assert events.mentions_user({"body": "the: what is the weather like"}, BOT, ("the",))
+    assert events.mentions_user({"body": " AL, hi"}, BOT, ("Al",))
+    assert not events.mentions_user({"body": "hi Al"}, BOT, ("Al",))
     assert not events.mentions_user({"body": "hi", "m.mentions": {"user_ids": []}}, BOT, ("Bot",))
     # A reply quoting the bot's name in the fallback does not count as a mention.
     quoted = {

@@ -99,7 +99,20 @@ def mentions_user(
     body = strip_reply_fallback(body, content)
     if user_id in body:
         return True
-    return any(name and _word(name).search(body) is not None for name in names)
+    return any(_named(name, body) for name in names if name)
+
+
+# A name this short ("Al", or a card named "the") would be found in any message as a
+# word: it addresses the bot only at the start, before ":" or "," ("Al: hi").
+_SHORT_NAME = 3
+
+
+def _named(name: str, body: str) -> bool:
+    if len(name) > _SHORT_NAME:
+        return _word(name).search(body) is not None
+    text = body.lstrip()
+    start, after = text[: len(name)], text[len(name) : len(name) + 1]
+    return start.lower() == name.lower() and after in (":", ",")
 
 
 def _word(name: str) -> re.Pattern[str]:
