@@ -19,7 +19,7 @@ from bot.media import (
     file_block,
     prepare_image,
 )
-from bot.types import Attachment, Image
+from bot.types import Attachment, Image, failure
 from bot.types.text import shorten
 
 log = logging.getLogger("bot.conversation")
@@ -100,8 +100,14 @@ async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
     try:
         data = await attachment.fetch(max_bytes)
     except Exception as err:  # the platform's client raises its own types
-        log.info("fetching an attachment failed: %s", type(err).__name__)
+        log.info("fetching an attachment failed: %s", failure(err))
         raise Refused(f"I could not download {shown}; attach it again.") from None
+    if attachment.size and len(data) > attachment.size:  # its sender's app said less
+        raise Refused(
+            f"{shown} is larger than its message says ({attachment.size:,} bytes), so I did "
+            "not read it. Attach it again; if this keeps happening, your app gives files "
+            "the wrong size."
+        )
     if len(data) > max_bytes:  # perhaps cut off: its whole size may not be known
         raise Refused(f"{shown} is larger than {limit}, the most I take.")
     return data

@@ -190,7 +190,10 @@ async def test_text_code_and_pdf_files_become_fenced_text(core: Core, endpoint: 
         ([attach("tool.exe", b"MZ\x90\x00" + bytes(200))], "looks like a binary file"),
         ([attach("huge.png", b"x", "image/png", size=5_000_000)], "I take files up to"),
         # Served larger than declared: refused by what came, however much the platform sent.
-        ([attach("liar.png", bytes(300_000), "image/png", size=10)], "is larger than 0.19"),
+        (
+            [attach("liar.png", bytes(300_000), "image/png", size=10)],
+            "liar.png is larger than its message says (10 bytes), so I did not read it.",
+        ),
         ([attach("fake.png", bytes(range(256)) * 4, "image/png")], "fake.png"),
         ([Attachment("gone.png", "image/png", 10, None)], "could not get gone.png"),
     ],

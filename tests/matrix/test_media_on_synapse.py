@@ -158,3 +158,24 @@ async def test_in_a_group_room_only_an_addressed_image_is_answered(rig: Rig) -> 
     question = rig.last_question()
     assert question[0] == {"type": "text", "text": "what is this?"}
     assert shown_image(question).convert("RGB").getpixel((0, 0)) == (255, 255, 255)
+
+
+async def test_a_file_with_a_lying_size_or_a_broken_link_is_answered_with_why(rig: Rig) -> None:
+    """A file served larger than its event says was refused as "I could not download it;
+    attach it again", which fails again the same way; a broken mxc link got no answer."""
+    room_id = await rig.room(direct=True)
+    content = await rig.alice.media_content(
+        "m.file", "small.txt", b"hello world\n" * 20_000, "text/plain", caption="read this"
+    )
+    content["info"]["size"] = 100
+    refusal = await rig.send(room_id, content)
+    assert refusal.startswith("small.txt is larger than its message says (100 bytes)"), refusal
+    for broken in ("mxc://", "mxc://a/../b"):
+        content = {
+            "msgtype": "m.image",
+            "body": "what is this?",
+            "filename": "x.png",
+            "url": broken,
+        }
+        refusal = await rig.send(room_id, content)
+        assert refusal == "I could not download x.png; attach it again.", refusal

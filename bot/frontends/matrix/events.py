@@ -162,12 +162,19 @@ class MediaFile:
 
 
 def media_of(content: Mapping[str, Any]) -> MediaFile | None:
-    """The file of an image or file message; None for other messages or a malformed one.
+    """The file of an image or file message; None for other messages.
 
-    A plain upload has `url`, an end-to-end encrypted one `file` (an EncryptedFile).
-    """
-    if content.get("msgtype") not in MEDIA:
-        return None
+    A plain upload has `url`, an end-to-end encrypted one `file` (an EncryptedFile). One
+    whose link is malformed is a file with no link: asked about, it cannot be downloaded,
+    and the person is told so (ignored, they were told nothing)."""
+    found = _media(content)
+    if found is None and content.get("msgtype") in MEDIA:
+        return MediaFile("", *_described(content))
+    return found
+
+
+def _described(content: Mapping[str, Any]) -> tuple[str, str, int]:
+    """A file message's name, type and size, as its sender gave them."""
     body, name = content.get("body"), content.get("filename")
     filename = name if isinstance(name, str) and name else body if isinstance(body, str) else ""
     info = content.get("info")
@@ -177,6 +184,13 @@ def media_of(content: Mapping[str, Any]) -> MediaFile | None:
     size = info.get("size")
     # A negative or non-integer size is no size at all.
     size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+    return filename, mimetype, size
+
+
+def _media(content: Mapping[str, Any]) -> MediaFile | None:
+    if content.get("msgtype") not in MEDIA:
+        return None
+    filename, mimetype, size = _described(content)
     url = content.get("url")
     if isinstance(url, str):
         return MediaFile(url, filename, mimetype, size) if _MXC.fullmatch(url) else None
