@@ -660,7 +660,12 @@ def help_text(
 async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     topic = Source(args["topic"]) if "topic" in args else None
     if ctx.ref.platform is Platform.MATRIX:  # no private form: the key goes in a DM
-        secret = f" <{{what}}> room:{ctx.ref.channel_id}  (in a direct chat with the bot, not here)"
+        # A room with just the asker and the bot counts as a direct chat: "not here" was
+        # wrong there. Said so it reads right in either kind of room.
+        secret = (
+            f" <{{what}}> room:{ctx.ref.channel_id}  (sent in a direct chat with the bot: a "
+            "room with just you and it)"
+        )
     else:
         secret = "  (asked for privately)"
     text = help_text(ctx.table, ctx.prefix, topic, secret)

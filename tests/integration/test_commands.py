@@ -233,7 +233,14 @@ async def test_help_is_generated_from_the_table(harness: Harness) -> None:
         assert "/" + " ".join(path) in text
     for source in Source:
         assert f"{source.value}:" in text
-    assert "!proxy set" in (await run(harness, "!help custom", MEMBER, REF_MATRIX)).text
+    matrix = (await run(harness, "!help custom", MEMBER, REF_MATRIX)).text
+    assert "!proxy set" in matrix
+    # Right in a group room and in a room of just the asker and the bot (a direct chat,
+    # where keys are taken): it said "not here" there too.
+    assert "room:!room:example.org  (sent in a direct chat with the bot: a room with just you" in (
+        matrix
+    )
+    assert "not here" not in matrix
 
 
 REF_MATRIX = ChannelRef(Platform.MATRIX, channel_id="!room:example.org")
