@@ -48,11 +48,14 @@ LOGIN_TIMEOUT = 30.0
 
 def unreachable(homeserver: str, err: BaseException, waited: float = 0.0) -> FrontendError:
     timed_out = isinstance(err, TimeoutError) and waited
+    tls = homeserver.startswith("https://")
     why = f"no answer in {waited:g} s" if timed_out else type(err).__name__
-    tls = " (http:// if it serves no TLS)" if homeserver.startswith("https://") else ""
+    if timed_out and tls:  # the likeliest cause: it took the TLS greeting for a request
+        why += ", as a server that speaks plain HTTP at that port does"
+    hint = " (http:// if it serves no TLS)" if tls else ""
     return FrontendError(
         f"cannot reach the Matrix homeserver at {homeserver} ({why}). "
-        f"Check MATRIX_HOMESERVER{tls} (e.g. https://matrix.example.org) and that the "
+        f"Check MATRIX_HOMESERVER{hint} (e.g. https://matrix.example.org) and that the "
         "server is up."
     )
 
