@@ -40,6 +40,7 @@ T = TypeVar("T")
 log = logging.getLogger("bot.console")
 
 ATTACH = "/attach"
+LEAVE = ("/quit", "/exit")  # as Ctrl-D: what people type to leave a terminal program
 # A line longer than this is cut here as it is read: far past any limit a line meets
 # (a message takes 32,000 characters), so what it is refused for is still its length.
 MAX_LINE_CHARS = 1 << 20
@@ -249,7 +250,8 @@ class Console:
             where = f" The log is in {self._log_path}." if self._log_path else ""
             self._print(
                 f"chatbot console, channel '{self._ref.channel_id}'. Lines starting with / are "
-                f"commands (/help). /stop or Ctrl-C stops an answer; Ctrl-D or Ctrl-C quits.{where}"
+                f"commands (/help). /stop or Ctrl-C stops an answer; /quit, Ctrl-D or Ctrl-C "
+                f"quits.{where}"
             )
         try:
             while not self._leave.is_set():
@@ -348,6 +350,9 @@ class Console:
         if not text:
             return
         words = text.split(maxsplit=1)
+        if text.lower() in LEAVE:
+            self._leave.set()
+            return
         if words[0].lower() == ATTACH:  # any case, as every command
             # The terminal's way to attach a file, as Discord and Matrix have their own.
             self._print(await self._attach(words[1] if len(words) > 1 else ""))
@@ -475,7 +480,7 @@ class Console:
         words = plain_prefix(text, prefix).strip().split(maxsplit=1)
         if not words or not words[0].startswith(prefix):
             return False
-        return words[0].lower() == ATTACH or any(
+        return words[0].lower() in (ATTACH, *LEAVE) or any(
             c.name == words[0][len(prefix) :].lower() for c in self._core.table
         )
 

@@ -134,3 +134,11 @@ def test_attach_clear_says_what_it_did(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "Nothing was attached.", lines  # it said "Dropped the attached files."
     assert "Dropped the attached files." in lines and lines[-1].startswith("Nothing is attached")
+
+
+def test_quit_and_exit_leave_the_console(tmp_path: Path) -> None:
+    for leave in ("/quit", "/EXIT"):
+        result = console(tmp_path, ["/help", leave, "/help"], BOT_SECRET_KEYS=generate_key())
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("How to connect:") == 1, leave  # nothing after it ran
+        assert "Unknown command" not in result.stdout
