@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,33 @@ def test_matrix_nio_keeps_to_warnings_unless_debug_asks_for_all(tmp_path: Path) 
         logging.getLogger("nio").setLevel(saved[2])
 
 
+@contextlib.contextmanager
+def debug_log(tmp_path: Path, library: str) -> Iterator[Callable[[], str]]:
+    """The bot's logging set up at DEBUG into a file; yields what reads it back (after a
+    line of the bot's own, so an empty file cannot pass). Restored afterwards."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger(library).level)
+    log_file = tmp_path / "bot.log"
+
+    def written() -> str:
+        logging.getLogger("bot.test").debug("the log is written")
+        for handler in root.handlers:
+            handler.flush()
+        text = log_file.read_text()
+        assert "the log is written" in text
+        return text
+
+    try:
+        configure_logging("DEBUG", log_file=log_file, to_stderr=False)
+        yield written
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:], root.level = saved[0], saved[1]
+        logging.getLogger(library).setLevel(saved[2])
+
+
 async def test_debug_never_logs_sqlite_statements_with_their_parameters(tmp_path: Path) -> None:
     """aiosqlite's DEBUG logged every statement with its parameters: every chat message
     went to the log at LOG_LEVEL=DEBUG (the README names what is never logged)."""
@@ -82,27 +111,12 @@ async def test_debug_never_logs_sqlite_statements_with_their_parameters(tmp_path
 
     from bot.store.db import create_engine
 
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging.getLogger("aiosqlite").level)
-    log_file = tmp_path / "bot.log"
-    try:
-        configure_logging("DEBUG", log_file=log_file, to_stderr=False)
+    with debug_log(tmp_path, "aiosqlite") as written:
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
         async with engine.connect() as conn:
             await conn.execute(text("SELECT :said"), {"said": "my-private-chat-line"})
         await engine.dispose()
-        logging.getLogger("bot.test").debug("the log is written")
-        for handler in root.handlers:
-            handler.flush()
-        written = log_file.read_text()
-        assert "the log is written" in written
-        assert "my-private-chat-line" not in written
-    finally:
-        for handler in root.handlers:
-            if handler not in saved[0]:
-                handler.close()
-        root.handlers[:], root.level = saved[0], saved[1]
-        logging.getLogger("aiosqlite").setLevel(saved[2])
+        assert "my-private-chat-line" not in written()
 
 
 def test_debug_never_logs_the_e2ee_stores_statements(tmp_path: Path) -> None:
@@ -110,23 +124,8 @@ def test_debug_never_logs_the_e2ee_stores_statements(tmp_path: Path) -> None:
     parameters: the pickled Olm account and Megolm room keys."""
     import peewee
 
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging.getLogger("peewee").level)
-    log_file = tmp_path / "bot.log"
-    try:
-        configure_logging("DEBUG", log_file=log_file, to_stderr=False)
+    with debug_log(tmp_path, "peewee") as written:
         db = peewee.SqliteDatabase(str(tmp_path / "crypto.db"))
         db.execute_sql("SELECT ?", ("pickled-megolm-session",))
         db.close()
-        logging.getLogger("bot.test").debug("the log is written")
-        for handler in root.handlers:
-            handler.flush()
-        written = log_file.read_text()
-        assert "the log is written" in written
-        assert "pickled-megolm-session" not in written
-    finally:
-        for handler in root.handlers:
-            if handler not in saved[0]:
-                handler.close()
-        root.handlers[:], root.level = saved[0], saved[1]
-        logging.getLogger("peewee").setLevel(saved[2])
+        assert "pickled-megolm-session" not in written()
