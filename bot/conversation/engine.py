@@ -885,12 +885,19 @@ def _sent_images(request: ChatRequest, config: ChannelConfig) -> bool:
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:
-    await sink.finish(text)
+    await _say(sink, text)
     return TurnResult(text, None, called_provider=False)
 
 
 async def _held_secret(sink: ReplySink, what: str, prefix: str) -> TurnResult:
     """A message or file holding a key or password: refused, and to be taken out."""
     text = _KEY_IN_MESSAGE.format(what=what, prefix=prefix)
-    await sink.finish(text)
+    await _say(sink, text)
     return TurnResult(text, None, called_provider=False, held_secret=True)
+
+
+async def _say(sink: ReplySink, text: str) -> None:
+    """A word to the person instead of an answer, posted as a notice where the platform
+    has them (Matrix's m.notice, which other bots leave unanswered)."""
+    notice = getattr(sink, "notice", None)
+    await (notice(text) if notice is not None else sink.finish(text))

@@ -155,6 +155,14 @@ class PacedReply:
             self._raise_failed_flush()
             self._flush_task = asyncio.create_task(self._flush_later())
 
+    async def notice(self, text: str) -> None:
+        """`text` for the person instead of an answer: posted as the target posts notices
+        (when it has its own kind for them and nothing was posted yet)."""
+        as_notice = getattr(self._target, "as_notice", None)
+        if as_notice is not None and not self._handles:
+            as_notice()
+        await self.finish(text)
+
     def _raise_failed_flush(self) -> None:
         """An edit made in the background failed as the first post would have (the bot was
         removed from the room, say): it fails this update as the post's failure would, so

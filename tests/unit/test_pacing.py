@@ -190,6 +190,31 @@ async def test_an_edit_failing_in_the_background_ends_the_answer_at_the_next_upd
     assert target.messages == ["first"]
 
 
+class NoticeTarget(RecordingTarget):
+    """A platform with its own kind of message for notices (Matrix's m.notice)."""
+
+    def __init__(self) -> None:
+        super().__init__(min_interval=0.0)
+        self.kinds: list[str] = []
+        self.kind = "answer"
+
+    def as_notice(self) -> None:
+        self.kind = "notice"
+
+    async def send(self, text: str) -> object:
+        self.kinds.append(self.kind)
+        return await super().send(text)
+
+
+async def test_a_notice_is_posted_as_the_targets_notices_are() -> None:
+    target = NoticeTarget()
+    await PacedReply(target).notice("Ask me something with your message.")
+    answered = NoticeTarget()
+    await PacedReply(answered).finish("An answer.")
+    assert (target.kinds, answered.kinds) == (["notice"], ["answer"])
+    assert target.messages == ["Ask me something with your message."]
+
+
 async def test_long_answer_spills_into_follow_up_messages() -> None:
     target = RecordingTarget(min_interval=0.0)
     reply = PacedReply(target)

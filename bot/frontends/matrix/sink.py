@@ -140,6 +140,10 @@ class MatrixTarget:
         interval = self._pace.interval
         return 0.0 if interval == EDIT_INTERVAL else max(self._floor, interval)
 
+    def as_notice(self) -> None:
+        """What is posted from now on is a notice (a refusal, a hint), not an answer."""
+        self._msgtype = "m.notice"
+
     async def typing(self) -> None:
         if self._typer is not None:
             await self._typer(self._room_id, True)
