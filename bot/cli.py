@@ -27,7 +27,6 @@ from bot.logfilter import configure_logging
 from bot.settings import ENV_FILE, Settings, SettingsError, load_settings
 from bot.store import StoreError
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
-from bot.types.secrets import KEYGEN_HINT
 
 log = logging.getLogger("bot.cli")
 
@@ -158,9 +157,8 @@ def secret_box(settings: Settings) -> SecretBox:
         if not settings.bot_secret_keys.reveal().strip() and not Path(ENV_FILE).exists():
             # Most often chatbot started in another folder than the one with the .env.
             raise SettingsError(
-                f"BOT_SECRET_KEYS is not set, and there is no {ENV_FILE} in {Path.cwd()}: run "
-                f"chatbot in the folder that holds your {ENV_FILE} (./scripts/run.sh does), "
-                f"or set BOT_SECRET_KEYS. For a first {ENV_FILE}: {KEYGEN_HINT}."
+                f"There is no {ENV_FILE} in {Path.cwd()}: run chatbot in the folder that "
+                f"holds your {ENV_FILE} (./scripts/run.sh does). {err}"
             ) from None
         raise SettingsError(str(err)) from None
 

@@ -181,8 +181,8 @@ def test_started_away_from_its_env_file_it_says_so_and_writes_nothing(tmp_path: 
     for command in ("console", "run"):
         result = chatbot(tmp_path, command, stdin="", BOT_SECRET_KEYS="", DATABASE_URL="")
         assert result.returncode == 2, result.stderr
-        assert f"there is no .env in {tmp_path}" in result.stderr, result.stderr
-        assert "folder that holds your .env" in result.stderr
+        assert f"There is no .env in {tmp_path}: run chatbot in the folder" in result.stderr
+        assert "BOT_SECRET_KEYS is empty: run `./scripts/run.sh keygen`" in result.stderr
         assert "Traceback" not in result.stderr
         assert list(tmp_path.iterdir()) == [], command
 
