@@ -442,7 +442,8 @@ def _given(values: Mapping[str, str | None]) -> dict[str, str]:
 def _environment() -> dict[str, str]:
     """The process environment's settings. A value in one pair of quotes loses them:
     `docker run --env-file` hands `NAME="value"` over with its quotes, where a .env file
-    read here (and by a shell) drops them."""
+    read here (and by a shell) drops them. (Not `unwrapped`, which keeps `""` whole: here
+    it is an empty value, the default.)"""
     values = {}
     for name, value in os.environ.items():
         text = value.strip()

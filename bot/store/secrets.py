@@ -152,7 +152,6 @@ class SecretBox:
                 return SecretValue(plaintext.decode("utf-8"))
         log.warning("cannot decrypt the %s stored for %s: %s", name, where, why)
         raise SecretUnreadable(where, name, why)
-        return SecretValue(plaintext.decode("utf-8"))
 
     def __repr__(self) -> str:
         return f"SecretBox(key_ids={list(self._ciphers)!r})"
