@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
@@ -17,7 +18,7 @@ from bot.conversation.engine import ChatEngine, Control, Gate, TurnLimits, TurnR
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.conversation.stream import ReplySink
 from bot.providers import ProviderHub
-from bot.store import Store
+from bot.store import Store, StoreError
 from bot.types import (
     Actor,
     Attachment,
@@ -48,6 +49,8 @@ __all__ = [
     "secret_prompt",
     "split_text",
 ]
+
+log = logging.getLogger("bot.core")
 
 DEFAULT_PREFIXES: Mapping[Platform, str] = {
     Platform.DISCORD: "/",
@@ -270,6 +273,30 @@ class Core:
     def stop(self, ref: ChannelRef) -> bool:
         """Stop the answer being written in this conversation (what arrived is kept)."""
         return self._engine.stop(ref)
+
+    async def shown_in(self, ref: ChannelRef, row_id: int | None, posts: Sequence[str]) -> None:
+        """An answer (`row_id`, TurnResult.answer_id) is on show in these platform messages:
+        deleting one forgets it (`deleted`). A failure is logged; the answer stands."""
+        if row_id is None or not posts:
+            return
+        try:
+            await self.store.link_posts(ref, row_id, posts)
+        except StoreError as err:
+            log.warning("could not note which messages show an answer in %s: %s", ref, err)
+
+    async def deleted(
+        self, platform: Platform, where: str, posts: Sequence[str], *, author: str | None = None
+    ) -> int:
+        """Messages deleted on the platform in channel or thread `where` (a question, an
+        answer's page): the turns they showed leave the history, so the model never sees
+        them again; the answer to a deleted question stops. `author`: the deleter may
+        remove only their own messages (a Matrix member without the redact power).
+        Returns how many stored entries went; a failure is logged."""
+        try:
+            return await self._engine.forget_posted(platform, where, posts, author)
+        except StoreError as err:
+            log.warning("could not forget deleted messages in %s: %s", where, err)
+            return 0
 
     async def autocomplete(
         self, ref: ChannelRef, actor: Actor, source: str, typed: str, limit: int = 25

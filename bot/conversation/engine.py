@@ -56,10 +56,12 @@ from bot.types import (
     Image,
     ImageRef,
     Incoming,
+    Platform,
     Role,
     Scope,
     TurnState,
 )
+from bot.types.recent import RecentIds
 from bot.types.secrets import holds_key, redact
 from bot.types.text import INVISIBLE, shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows
@@ -240,6 +242,8 @@ class ChatEngine(_QuotaHooks):
         # Conversation → its answer not yet ended (stored, charged, shown as ended).
         self._answering: dict[str, asyncio.Future[None]] = {}
         self._told_no_vision: set[str] = set()
+        # Platform messages deleted lately: one still waiting for its turn is not asked.
+        self._deleted = RecentIds()
         self._cards = CardPrompts(store)
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
@@ -349,6 +353,29 @@ class ChatEngine(_QuotaHooks):
                 del self._answering[key]
             over.set_result(None)
 
+    async def forget_posted(
+        self, platform: Platform, where: str, posts: Sequence[str], author: str | None = None
+    ) -> int:
+        """Messages deleted on the platform in channel or thread `where`: forget the turns
+        they showed (Store.forget_posted; `author`: only their own questions). An answer
+        still being written to a deleted question stops; a question not yet asked is not
+        asked. Returns how many stored entries went."""
+        for post in posts:
+            self._deleted.add(_post_key(platform, post))
+        found = await self._store.posted(platform, where, posts, author)
+        gone = 0
+        for ref, questions in found.items():
+            key = f"{ref}"
+            running = self._running.get(key)
+            if running is not None and running.question in questions:
+                running.stop("Stopped: the question was deleted.")
+            async with self._order.hold(key):  # after the answer being written is stored
+                count = await self._store.forget_posted(ref, posts, author)
+            if count:
+                log.info("forgot %d stored messages in %s: deleted on the platform", count, ref)
+            gone += count
+        return gone
+
     def asker(self, ref: ChannelRef) -> str | None:
         """Whom the answer being written in this conversation is for; None when none is."""
         running = self._running.get(f"{ref}")
@@ -361,6 +388,9 @@ class ChatEngine(_QuotaHooks):
         with contextlib.suppress(StoreError):  # the reads below say what failed, if it lasts
             await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip, who may chat too
         if not await self._admitted(ref, incoming.actor):
+            return TurnResult("", None, called_provider=False, ignored=True)
+        if _post_key(ref.platform, incoming.message_id) in self._deleted:
+            log.info("a message in %s was deleted before its turn: not asked", ref)
             return TurnResult("", None, called_provider=False, ignored=True)
         text = incoming.text.strip()
         if not strip_invisible(text) and not incoming.attachments:
@@ -404,7 +434,9 @@ class ChatEngine(_QuotaHooks):
             charge = await self._question_charge(
                 ref, incoming.actor.id, config, history, question, prefix
             )
-            stored = await self._store.add_messages(ref, [question], attached.images, charge)
+            stored = await self._store.add_messages(
+                ref, [question], attached.images, charge, posts=[(incoming.message_id,)]
+            )
             if charge is not None and charge.refusal is not None:
                 refused = charge.refusal
                 log.info("a turn in %s was refused by %s", ref, refused.name.value)
@@ -602,7 +634,7 @@ class ChatEngine(_QuotaHooks):
             reply_to=question.id,
             entry=continuing,
         )
-        running = self._running[key] = Running(by or question.author_id or "")
+        running = self._running[key] = Running(by or question.author_id or "", question.id)
         with self._ending(key):  # until stored, charged and shown: what a shutdown waits for
             try:
                 outcome = await stream_answer(
@@ -882,6 +914,10 @@ def _sent_images(request: ChatRequest, config: ChannelConfig) -> bool:
     cause when such a turn fails."""
     forced = config.value("vision") == "on"
     return forced and any(m.images for m in request.messages)
+
+
+def _post_key(platform: Platform, post: str) -> str:
+    return f"{platform.value}:{post}" if post else ""
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:

@@ -60,9 +60,10 @@ class Running:
     """The answer being written in one conversation, so it can be stopped from outside.
     `asker`: the user it is written for (who may stop it, besides an admin)."""
 
-    def __init__(self, asker: str) -> None:
+    def __init__(self, asker: str, question: int | None = None) -> None:
         self.task = asyncio.current_task()
         self.asker = asker
+        self.question = question  # the stored question it answers
         self.stopped_by = ""
 
     def stop(self, why: str) -> None:

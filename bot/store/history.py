@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, cast
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -23,15 +24,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database, audit_row
 from bot.store.batch import Batcher
-from bot.store.models import BlobRow, MessageImageRow, MessageRow, utcnow
+from bot.store.models import BlobRow, MessageImageRow, MessageRow, PostRow, utcnow
 from bot.store.reads import TurnReads, conversation_of, entry_of, in_conversation
-from bot.types import Actor, ChannelRef, HistoryEntry, Image, ImageRef, Role, Scope, TurnState
+from bot.types import (
+    Actor,
+    ChannelRef,
+    HistoryEntry,
+    Image,
+    ImageRef,
+    Platform,
+    Role,
+    Scope,
+    TurnState,
+)
 from bot.types.text import clean_text
 
 _WRITE_BATCH = 1000  # writes per grouped commit
 _INTERRUPTED = "The bot stopped while writing this answer (restart or crash)."
 _MESSAGES = cast(Table, MessageRow.__table__)
 _MESSAGE_IMAGES = cast(Table, MessageImageRow.__table__)
+_POSTS = cast(Table, PostRow.__table__)
 _INSERT_RETURNING_IDS = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
 _ORPHAN_BLOBS = delete(BlobRow).where(~exists().where(MessageImageRow.sha256 == BlobRow.sha256))
 _UPDATE = (
@@ -58,11 +70,25 @@ class _Insert:
     # stored. Guards run in `order` order, so two batches lock the same rows alike.
     guard: Guard | None = None
     order: tuple[str, ...] = ()
+    posts: list[tuple[str, ...]] = field(default_factory=list)  # per row: its platform messages
 
 
 @dataclass(frozen=True, slots=True)
 class _Update:
     values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    rows: list[dict[str, Any]]  # posts rows: which platform message shows which turn
+
+
+def _post_rows(platform: Platform, message_id: int, posts: Sequence[str]) -> list[dict[str, Any]]:
+    return [
+        {"message_id": message_id, "platform": platform.value, "post_id": post[:NAME_CHARS]}
+        for post in dict.fromkeys(posts)
+        if post
+    ]
 
 
 def _row(ref: ChannelRef, entry: HistoryEntry) -> dict[str, Any]:
@@ -100,7 +126,8 @@ class HistoryPart:
     def __init__(self, db: Database, reads: TurnReads) -> None:
         self._db = db
         self._reads = reads
-        self._writes: Batcher[_Insert | _Update, list[int]] = Batcher(
+        self._link: Any = None  # the link statement, built once
+        self._writes: Batcher[_Insert | _Update | _Link, list[int]] = Batcher(
             self._write_batch, _WRITE_BATCH
         )
 
@@ -118,15 +145,18 @@ class HistoryPart:
         images: Sequence[Image] = (),
         guard: Guard | None = None,
         order: tuple[str, ...] = (),
+        posts: Sequence[Sequence[str]] = (),
     ) -> list[HistoryEntry]:
         """Store new entries and the bytes of their images (all or none), with row ids;
-        none (an empty list) when `guard`, run first in the same transaction, says no."""
+        none (an empty list) when `guard`, run first in the same transaction, says no.
+        `posts[i]`: the platform messages that show `entries[i]` (see `link`)."""
         write = _Insert(
             [_row(ref, e) for e in entries],
             [e.images for e in entries],
             tuple(images),
             guard,
             order,
+            [tuple(p) for p in posts] + [()] * (len(entries) - len(posts)),
         )
         ids = await self._writes.submit(write)
         if guard is not None and len(ids) < len(entries):
@@ -145,6 +175,90 @@ class HistoryPart:
         await self._writes.submit(_Update(_changes(entry)))
         if remember:
             self._reads.appended(ref, [entry])
+
+    async def link(self, ref: ChannelRef, row_id: int, posts: Sequence[str]) -> None:
+        """`posts` (platform message ids) show the stored entry `row_id`: deleting one of
+        them on the platform forgets its turn (`forget_posted`)."""
+        rows = _post_rows(ref.platform, row_id, posts)
+        if rows:
+            await self._writes.submit(_Link(rows))
+
+    async def posted(
+        self, platform: Platform, where: str, posts: Sequence[str], author: str | None = None
+    ) -> dict[ChannelRef, set[int]]:
+        """The conversations in channel or thread `where` that these platform messages
+        show turns of, each with the ids of the questions among them (`author`'s only)."""
+        wanted = [p[:NAME_CHARS] for p in posts if p]
+        if not wanted:
+            return {}
+        m = _MESSAGES
+        query = (
+            select(m.c.server_id, m.c.channel_id, m.c.thread_id, m.c.id, m.c.role, m.c.author_id)
+            .join(_POSTS, _POSTS.c.message_id == m.c.id)
+            .where(
+                _POSTS.c.platform == platform.value,
+                _POSTS.c.post_id.in_(wanted),
+                m.c.platform == platform.value,
+                or_(m.c.channel_id == where, m.c.thread_id == where),
+            )
+        )
+
+        async def read(conn: AsyncConnection) -> dict[ChannelRef, set[int]]:
+            found: dict[ChannelRef, set[int]] = {}
+            for server_id, channel_id, thread_id, row_id, role, author_id in await conn.execute(
+                query
+            ):
+                ref = ChannelRef(platform, channel_id, server_id, thread_id)
+                questions = found.setdefault(ref, set())
+                if role == Role.USER.value and author in (None, author_id):
+                    questions.add(row_id)
+            return found
+
+        await self._writes.drain()  # links still in the write queue count
+        return await self._db.read_plain("history read", read)
+
+    async def forget_posted(
+        self, ref: ChannelRef, posts: Sequence[str], author: str | None = None
+    ) -> int:
+        """Delete the turns these platform messages show in this conversation: a question
+        with its answers; an answer with every alternative to it (its question stays).
+        `author`: only questions this user asked (someone who may remove only their own
+        messages). Returns how many stored entries went."""
+        wanted = [p[:NAME_CHARS] for p in posts if p]
+        if not wanted:
+            return 0
+        m = _MESSAGES
+        here = in_conversation(conversation_of(ref))
+        shown = (
+            select(m.c.id, m.c.role, m.c.reply_to, m.c.author_id)
+            .join(_POSTS, _POSTS.c.message_id == m.c.id)
+            .where(_POSTS.c.platform == ref.platform.value, _POSTS.c.post_id.in_(wanted), here)
+        )
+        assistant = m.c.role == Role.ASSISTANT.value
+
+        async def work(conn: AsyncConnection) -> int:
+            questions: set[int] = set()
+            turns: set[int] = set()  # what answers answer: a question, or a greeting's first
+            for row_id, role, reply_to, author_id in await conn.execute(shown):
+                if role == Role.USER.value and author in (None, author_id):
+                    questions.add(row_id)
+                elif role == Role.ASSISTANT.value and author is None:
+                    turns.add(row_id if reply_to is None else reply_to)
+            if not questions and not turns:
+                return 0
+            answered = [*questions, *turns]
+            gone = or_(
+                m.c.id.in_(questions),
+                and_(assistant, or_(m.c.reply_to.in_(answered), m.c.id.in_(turns))),
+            )
+            result = await conn.execute(delete(m).where(here, gone))
+            await conn.execute(_ORPHAN_BLOBS)
+            return int(getattr(result, "rowcount", 0) or 0)
+
+        count = await self._db.write_plain("history write", work)
+        if count:
+            self._reads.histories.drop(conversation_of(ref))
+        return count
 
     async def alternatives(
         self, ref: ChannelRef, question_id: int
@@ -267,6 +381,23 @@ class HistoryPart:
 
         return await self._db.write("image prune", work)
 
+    def _link_statement(self) -> Any:
+        """Link a post to a row unless it is linked already (a continued answer's pages) or
+        the row is gone (its turn was forgotten while the answer was shown)."""
+        if self._link is None:
+            p = _POSTS.c
+            values = select(
+                bindparam("message_id", type_=p.message_id.type),
+                bindparam("platform", type_=p.platform.type),
+                bindparam("post_id", type_=p.post_id.type),
+            ).where(exists().where(_MESSAGES.c.id == bindparam("message_id")))
+            self._link = (
+                self._db.insert(_POSTS)
+                .from_select(["message_id", "platform", "post_id"], values)
+                .on_conflict_do_nothing()
+            )
+        return self._link
+
     async def _insert_ids(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
         """Insert message rows in one statement; their ids, in the rows' order."""
         if self._db.postgres:
@@ -282,9 +413,10 @@ class HistoryPart:
         last = int(await conn.scalar(text("SELECT last_insert_rowid()")) or 0)
         return list(range(last - len(rows) + 1, last + 1))
 
-    async def _write_batch(self, writes: Sequence[_Insert | _Update]) -> list[list[int]]:
+    async def _write_batch(self, writes: Sequence[_Insert | _Update | _Link]) -> list[list[int]]:
         """Every insert and update that arrived together, in one transaction."""
         changes = [w.values for w in writes if isinstance(w, _Update)]
+        linked = [row for w in writes if isinstance(w, _Link) for row in w.rows]
         refused: set[int] = set()  # positions in `writes` of inserts a guard turned down
 
         async def work(conn: AsyncConnection) -> list[int]:
@@ -336,8 +468,14 @@ class HistoryPart:
                 ]
                 if shown:
                     await conn.execute(insert(_MESSAGE_IMAGES), shown)
+            to_link = list(linked)
+            posts = [p for w in inserts for p in w.posts]
+            for row, message_id, shows in zip(rows, ids, posts, strict=True):
+                to_link.extend(_post_rows(Platform(row["platform"]), message_id, shows))
             if changes:
                 await conn.execute(_UPDATE, changes)
+            if to_link:
+                await conn.execute(self._link_statement(), to_link)
             return ids
 
         ids = iter(await self._db.write_plain("history write", work))

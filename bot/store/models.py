@@ -173,6 +173,23 @@ class MessageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class PostRow(Base):
+    """A chat platform's message that shows a stored turn: the question as its asker sent
+    it, each page of an answer (every answer the page showed). Deleting the message on
+    the platform forgets the turn (HistoryPart.forget_posted)."""
+
+    __tablename__ = "posts"
+    __table_args__ = (
+        Index(None, "platform", "post_id", "message_id", unique=True),
+        Index(None, "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(Integer, ForeignKey("messages.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))
+    post_id: Mapped[str] = mapped_column(String(255))  # Discord message id, Matrix event id
+
+
 class BlobRow(Base):
     """Bytes kept once by their hash (a prepared image), whoever sent them and how often."""
 

@@ -37,6 +37,7 @@ from bot.types import (
     Image,
     ImageRef,
     ModelInfo,
+    Platform,
     Scope,
     SecretValue,
     Source,
@@ -234,14 +235,34 @@ class Store:
         entries: Sequence[HistoryEntry],
         images: Sequence[Image] = (),
         charge: Guarded[Any] | None = None,
+        posts: Sequence[Sequence[str]] = (),
     ) -> list[HistoryEntry]:
         """Store new entries at once (all or none), with the bytes of the images they show
         (`entries[i].images` name them); returned with their row ids. With a quota
         `charge` (quotas.guard) it runs first in the same transaction, and a refused one
-        stores nothing (an empty list)."""
+        stores nothing (an empty list). `posts[i]`: the platform messages showing
+        `entries[i]` (see `link_posts`)."""
         if charge is None:
-            return await self._history.add(ref, entries, images)
-        return await self._history.add(ref, entries, images, charge.run, charge.order)
+            return await self._history.add(ref, entries, images, posts=posts)
+        return await self._history.add(ref, entries, images, charge.run, charge.order, posts=posts)
+
+    async def link_posts(self, ref: ChannelRef, row_id: int, posts: Sequence[str]) -> None:
+        """These platform messages show the stored entry `row_id` (an answer's pages)."""
+        await self._history.link(ref, row_id, posts)
+
+    async def posted(
+        self, platform: Platform, where: str, posts: Sequence[str], author: str | None = None
+    ) -> dict[ChannelRef, set[int]]:
+        """Conversations in channel or thread `where` with turns these messages show, each
+        with the ids of the questions among them (`author`'s only, if given)."""
+        return await self._history.posted(platform, where, posts, author)
+
+    async def forget_posted(
+        self, ref: ChannelRef, posts: Sequence[str], author: str | None = None
+    ) -> int:
+        """Delete the turns these platform messages show (deleted there): a question with
+        its answers, an answer with its alternatives; `author`: only their questions."""
+        return await self._history.forget_posted(ref, posts, author)
 
     async def image_data(self, refs: Sequence[ImageRef]) -> dict[str, Image]:
         """The stored bytes of these images by hash; pruned ones are missing."""

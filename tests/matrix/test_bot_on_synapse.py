@@ -318,6 +318,43 @@ async def test_a_chat_message_holding_a_key_is_refused_and_redacted(
     assert KEY not in caplog.text
 
 
+async def test_a_redacted_message_leaves_the_history(
+    world: World, llamacpp_peer: LlamaCppPeer
+) -> None:
+    """A member removes their own question; the room's creator (above every power level
+    in room v12) removes the bot's answer: the model never reads either again."""
+    w = world
+    bot = w.bot.user_id
+    room_id = await _room_with_bot(w)
+    await _configure(w, room_id, llamacpp_peer)
+    assert "always" in await w.alice.command(room_id, bot, "!reply mode always")
+    private = await ask(w, w.bob, room_id, "My PIN is 4711. Reply with OK.")
+    colour = await ask(w, w.bob, room_id, "Name a colour.")
+    ref = ChannelRef(Platform.MATRIX, room_id)
+
+    async def turns() -> list[tuple[Role, str]]:
+        return [(e.role, e.content) for e in await w.core.store.history(ref, 50)]
+
+    async def until(check: Any, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not check(await turns()):
+            assert time.monotonic() < deadline, (what, await turns())
+            await asyncio.sleep(0.2)
+
+    assert isinstance(
+        await w.bob.client.room_redact(room_id, private.asked), nio.RoomRedactResponse
+    )
+    await until(lambda now: len(now) == 2, "the question and its answer forgotten")
+    assert (await turns())[0] == (Role.USER, "Name a colour.")
+    # Bob may not remove the bot's answer (the homeserver refuses); the creator may.
+    refused = await w.bob.client.room_redact(room_id, colour.event_id)
+    assert isinstance(refused, nio.RoomRedactError), refused
+    done = await w.alice.client.room_redact(room_id, colour.event_id)
+    assert isinstance(done, nio.RoomRedactResponse), done
+    await until(lambda now: len(now) == 1, "the answer forgotten")
+    assert await turns() == [(Role.USER, "Name a colour.")]
+
+
 async def test_a_secret_sent_on_its_own_after_the_command_that_lacked_it_is_not_chatted(
     world: World, llamacpp_peer: LlamaCppPeer
 ) -> None:

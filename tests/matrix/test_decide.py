@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot.frontends.matrix import decide
+from bot.frontends.matrix import decide, events
 from bot.frontends.matrix.decide import (
     Action,
     AnswerForm,
@@ -76,6 +76,36 @@ def test_typed_text_is_chat_and_prefixed_text_a_command() -> None:
 def test_what_is_ignored_and_why(change: dict[str, object], reason: str) -> None:
     for facts in (QUESTION, COMMAND, KEY):
         assert decide.decide(replace(facts, **change)) == Decision(Action.IGNORE, reason)
+
+
+REDACTION = replace(
+    QUESTION, is_message=False, msgtype="", text="", redaction=True, sent_ms=STARTED - 10**9
+)
+
+
+def test_a_redaction_forgets_however_late_it_comes_but_not_the_bots_own() -> None:
+    # Sent long before this start, handed over late: the message still must not stay.
+    assert decide.decide(REDACTION) == Decision(Action.REDACTION)
+    # The bot's own: a page left over from a longer answer, a secret it took out.
+    assert decide.decide(replace(REDACTION, from_bot=True)).action is Action.IGNORE
+    assert decide.decide(replace(REDACTION, repeated=True)).action is Action.IGNORE
+    assert decide.decide(replace(REDACTION, room_known=False)).action is Action.IGNORE
+
+
+@pytest.mark.parametrize(
+    ("source", "named"),
+    [
+        ({"type": "m.room.redaction", "redacts": "$a"}, "$a"),
+        ({"type": "m.room.redaction", "content": {"redacts": "$b"}}, "$b"),  # room v11+
+        ({"type": "m.room.redaction", "redacts": "$a", "content": {"redacts": "$b"}}, "$a"),
+        ({"type": "m.room.redaction", "content": {"redacts": ""}}, None),
+        ({"type": "m.room.redaction", "content": {"redacts": 5}}, None),
+        ({"type": "m.room.redaction", "content": "x"}, None),
+        ({"type": "m.room.message", "redacts": "$a"}, None),
+    ],
+)
+def test_the_event_a_redaction_removes(source: dict[str, object], named: str | None) -> None:
+    assert events.redacted(source) == named
 
 
 def test_a_late_sync_of_a_recent_event_is_not_old() -> None:

@@ -167,6 +167,7 @@ class ChatHandler:
         try:
             result = await self._core.chat(incoming, sink)
             await sink.settle(result)
+            await self._core.shown_in(ref, result.answer_id, [str(m.id) for m in target.messages])
             if result.held_secret:  # not sent or kept; nor left in the channel, if allowed
                 with contextlib.suppress(*CALL_FAILED):
                     await message.delete()

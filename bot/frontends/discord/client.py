@@ -19,6 +19,7 @@ from bot.frontends.discord.interactions import CommandRunner
 from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL
+from bot.types import Platform
 
 if TYPE_CHECKING:
     from bot.frontends.discord import DiscordOptions
@@ -97,6 +98,7 @@ class ChatClient(discord.AutoShardedClient):
             core, NoAccessNotices(), min_interval=min_interval, personas=personas
         )
         self.controls = Controls(core, min_interval=min_interval, personas=personas)
+        self._own_deletes = self.controls.own_deletes
         self.runner.greet = self.controls.greet
 
     async def setup_hook(self) -> None:
@@ -134,6 +136,19 @@ class ChatClient(discord.AutoShardedClient):
     async def on_message(self, message: discord.Message) -> None:
         if self.user is not None:
             await self.chat.on_message(message, self.user)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        await self._deleted(payload.channel_id, [payload.message_id])
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        await self._deleted(payload.channel_id, list(payload.message_ids))
+
+    async def _deleted(self, channel_id: int, message_ids: list[int]) -> None:
+        """Deleted in Discord (only those allowed can): the turns they showed are forgotten.
+        Pages the bot removed itself (a shorter answer replaced a longer one) are not."""
+        posts = [str(i) for i in message_ids if str(i) not in self._own_deletes]
+        if posts:
+            await self.core.deleted(Platform.DISCORD, str(channel_id), posts)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         # discord.py's default prints a traceback; one line is enough and leaks nothing.

@@ -32,6 +32,7 @@ from bot.frontends.discord.interactions import interaction_context
 from bot.frontends.discord.persona import Personas, Speaker
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
 from bot.types import ChannelRef, Greeting, Reply, failure
+from bot.types.recent import RecentIds
 
 log = logging.getLogger("bot.discord")
 
@@ -124,11 +125,19 @@ class Controls:
     """Runs a pressed button through the core; refusals are shown only to the presser."""
 
     def __init__(
-        self, core: Core, *, min_interval: float = MIN_INTERVAL, personas: Personas | None = None
+        self,
+        core: Core,
+        *,
+        min_interval: float = MIN_INTERVAL,
+        personas: Personas | None = None,
+        own_deletes: RecentIds | None = None,
     ) -> None:
         self._core = core
         self._min_interval = min_interval
         self._personas = personas or Personas(core)
+        # Pages the bot removes itself (left over from a longer answer): their deletion
+        # events must not make it forget the answer they were part of.
+        self.own_deletes = own_deletes if own_deletes is not None else RecentIds()
 
     async def press(self, interaction: discord.Interaction[Any], press: Press, target: int) -> None:
         inv = invocation(press)
@@ -159,6 +168,7 @@ class Controls:
             min_interval=self._min_interval,
             existing=pages,
             speaker=speaker,
+            on_delete=self.own_deletes.add,
         )
         sink = AnswerSink(answer, interaction.user.id)
         held = HeldReply(sink)
@@ -173,6 +183,7 @@ class Controls:
                 answer.view = view = view_of(buttons_after(done))
                 await held.release()
                 await answer.settle(view)
+                await self._core.shown_in(ref, done.answer_id, _ids(answer.messages))
         except Exception as err:
             log.warning("a %s button failed: %s", press.value, failure(err))
             await _followup(interaction, "That did not work. Try again in a moment.")
@@ -194,6 +205,7 @@ class Controls:
             if greeting.answer_id is not None and greeting.count > 1:
                 specs = answer_buttons(greeting.answer_id, 1, greeting.count, greeting=True)
                 await target.settle(view_of(specs))
+            await self._core.shown_in(ref, greeting.answer_id, _ids(target.messages))
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
         except CALL_FAILED as err:
@@ -214,6 +226,10 @@ class Controls:
         if speaker is None or speaker.webhook is not None:
             return None  # the bot's own message stays the bot's
         return replace(speaker, hint="")
+
+
+def _ids(messages: list[discord.Message]) -> list[str]:
+    return [str(m.id) for m in messages]
 
 
 async def _pages_of(

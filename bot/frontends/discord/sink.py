@@ -49,6 +49,7 @@ class DiscordTarget:
         min_interval: float = MIN_INTERVAL,
         existing: Sequence[discord.Message] = (),
         speaker: Speaker | None = None,
+        on_delete: Callable[[str], None] | None = None,
     ) -> None:
         self._channel = channel
         # A character channel: posted through its webhook, or with its name in bold.
@@ -63,6 +64,7 @@ class DiscordTarget:
         self._posted = False
         self.blocked = False  # the bot may not post here; the rest of the answer is dropped
         self._existing = list(existing)
+        self._on_delete = on_delete  # told each message id it removes, before it does
         self.messages: list[discord.Message] = []  # the answer's messages, in order
         self.view: discord.ui.View | None = None  # what a message posted now carries
         # The buttons each message carries (the pressed one has some already: _EARLIER).
@@ -206,6 +208,8 @@ class DiscordTarget:
                 await self._edit(message, **change)
 
     async def _delete(self, message: discord.Message) -> None:
+        if self._on_delete is not None:
+            self._on_delete(str(message.id))
         try:
             hook = self._hook
             if hook is not None and message.webhook_id == hook.id:

@@ -19,10 +19,11 @@ from bot.frontends.matrix import decide, events
 from bot.frontends.matrix.access import inviter_allowed
 from bot.frontends.matrix.api import MatrixApi
 from bot.frontends.matrix.decide import Action, EventFacts, JoinAction
-from bot.frontends.matrix.messages import ArrivalOrder, Message, MessageHandler, RecentIds
+from bot.frontends.matrix.messages import ArrivalOrder, Message, MessageHandler
 from bot.frontends.matrix.session import log_in, unreachable
 from bot.frontends.matrix.sink import RatePace
 from bot.types import failure
+from bot.types.recent import RecentIds
 from bot.types.secrets import holds_key
 
 if TYPE_CHECKING:
@@ -156,6 +157,7 @@ class MatrixBot:
         media: events.MediaFile | None,
         reaction: bool = False,
         repeated: bool = False,
+        redaction: bool = False,
     ) -> EventFacts:
         text = (events.caption_of(content) if media else events.text_of(content)) or ""
         text = plain_prefix(text, self._handler.prefix)  # `！key …` from a CJK keyboard
@@ -179,6 +181,7 @@ class MatrixBot:
             repeated=repeated,
             reaction=reaction,
             edit_holds_secret=self._edit_holds_secret(content),
+            redaction=redaction,
         )
 
     def _edit_holds_secret(self, content: dict[str, Any]) -> bool:
@@ -197,9 +200,16 @@ class MatrixBot:
         media = events.media_of(content) if isinstance(event, nio.RoomMessage) else None
         kind = source.get("type", "") if isinstance(source, dict) else ""
         reaction = events.annotation(str(kind), content)
+        redacts = events.redacted(source) if isinstance(source, dict) else None
         event_id = str(getattr(event, "event_id", "") or "")
         facts = self._facts(
-            room_id, event, content, media, reaction is not None, event_id in self._recent
+            room_id,
+            event,
+            content,
+            media,
+            reaction is not None,
+            event_id in self._recent,
+            redacts is not None,
         )
         decision = decide.decide(facts)
         if decision.action is not Action.AWAIT_KEY:  # decrypted later, it is handled then
@@ -211,6 +221,9 @@ class MatrixBot:
             reacts_to, key = reaction
             react = self._handler.react(room_id, str(event.sender), reacts_to, key)
             self._spawn("reaction", react)
+            return
+        if decision.action is Action.REDACTION and redacts is not None:
+            self._spawn("redaction", self._handler.forget(room_id, str(event.sender), redacts))
             return
         if decision.action is Action.UNREADABLE:
             log.warning("an encrypted message in %s, but MATRIX_E2EE is off", room_id)

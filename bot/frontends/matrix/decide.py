@@ -32,6 +32,7 @@ class Action(enum.Enum):
     SECRET_EDIT = "secret edit"  # an edit that writes a key or password in: redact it
     CHAT = "chat"  # answered when addressed, or when the room's reply mode says always
     REACTION = "reaction"  # an m.annotation on an event: maybe a turn control (see below)
+    REDACTION = "redaction"  # a message removed: the turn it showed is forgotten
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class EventFacts:
     reaction: bool = False  # an m.reaction annotating an event
     repeated: bool = False  # its event id came in a sync before (a retried sync, say)
     edit_holds_secret: bool = False  # an edit whose new text may hold a key or password
+    redaction: bool = False  # an m.room.redaction naming the event it removes
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,11 @@ def decide(facts: EventFacts) -> Decision:
         return Decision(Action.IGNORE, "sent by the bot")
     if facts.repeated:
         return Decision(Action.IGNORE, "already handled (the same event again)")
+    if facts.redaction:
+        # However late it comes: a removed message must not stay in what the model reads.
+        if not facts.room_known:
+            return Decision(Action.IGNORE, "a room the bot does not know")
+        return Decision(Action.REDACTION)
     if facts.sent_ms < facts.started_ms - CLOCK_SLACK_MS:
         return Decision(Action.IGNORE, "sent before the bot started")
     if facts.encrypted:

@@ -42,6 +42,18 @@ def annotation(event_type: str, content: Mapping[str, Any]) -> tuple[str, str] |
     return event_id, key
 
 
+def redacted(source: Mapping[str, Any]) -> str | None:
+    """The event an m.room.redaction removes, else None (room version 11 names it in the
+    content, older ones at the top level)."""
+    if source.get("type") != "m.room.redaction":
+        return None
+    content = source.get("content")
+    named = source.get("redacts")
+    if not isinstance(named, str) and isinstance(content, Mapping):
+        named = content.get("redacts")
+    return named if isinstance(named, str) and named else None
+
+
 def thread_root(content: Mapping[str, Any]) -> str:
     """The thread's root event id when the message is in a thread, else ""."""
     rel = relates_to(content)

@@ -131,24 +131,6 @@ class Place:
             self._mine.set_result(None)
 
 
-class RecentIds:
-    """The last `size` event ids seen: a sync retried after a network error, or a
-    homeserver's replay, may bring the same event again, and each is handled once."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._ids: dict[str, None] = {}  # insertion-ordered: the oldest first
-
-    def __contains__(self, event_id: str) -> bool:
-        return bool(event_id) and event_id in self._ids
-
-    def add(self, event_id: str) -> None:
-        if event_id and event_id not in self._ids:
-            self._ids[event_id] = None
-            if len(self._ids) > self._size:
-                del self._ids[next(iter(self._ids))]
-
-
 class ArrivalOrder:
     """One line per conversation: messages reach the core in the order they arrived.
 
@@ -330,7 +312,7 @@ class MessageHandler:
         result = TurnResult(
             greeting.text, None, False, greeting.answer_id, (1, count), greeting=True
         )
-        self._settled(shown, result)
+        await self._settled(shown, result)
 
     async def _control(self, msg: Message, prepared: _Prepared) -> None:
         """`!regenerate`, `!continue`, `!retry`, `!swipe`: the new answer replaces the newest
@@ -382,7 +364,7 @@ class MessageHandler:
         if target.event_ids:
             shown = self._shown.get(target.event_ids[0]) or Shown(ref, asker)
             shown.event_ids = list(target.event_ids)
-            self._settled(shown, done)
+            await self._settled(shown, done)
         return done
 
     def _showing(self, shown: Shown) -> Callable[[str], None]:
@@ -395,8 +377,9 @@ class MessageHandler:
 
         return sent
 
-    def _settled(self, shown: Shown, result: TurnResult) -> None:
-        """Remember the answer an event shows now, so reactions and controls reach it."""
+    async def _settled(self, shown: Shown, result: TurnResult) -> None:
+        """Remember the answer an event shows now, so reactions and controls reach it, and
+        note it in the store, so removing one of its events forgets it."""
         if not shown.event_ids:
             return
         first = shown.event_ids[0]
@@ -412,6 +395,25 @@ class MessageHandler:
         for kept in (self._shown, self._newest):
             while len(kept) > _ANSWERS_KEPT:
                 kept.popitem(last=False)
+        if shown.answered:
+            await self._core.shown_in(shown.ref, shown.row, shown.event_ids)
+
+    # --- redactions ----------------------------------------------------------------
+    async def forget(self, room_id: str, sender: str, redacts: str) -> None:
+        """A message removed from the room: the turn it showed leaves the history. Anyone
+        may remove their own question; an answer only someone with the power to remove
+        others' messages (the homeserver applies a redaction only then, but relays it)."""
+        room = self._room(room_id)
+        if room is None:
+            return
+        level = int(room.power_levels.get_user_level(sender))
+        needed = int(room.power_levels.defaults.redact)
+        # A room-v12 creator outranks every level without being listed in them.
+        authority = None if level >= needed else await self._api.authority(room_id)
+        anyone = is_room_admin(sender, level, authority, needed)
+        await self._core.deleted(
+            Platform.MATRIX, room_id, [redacts], author=None if anyone else sender
+        )
 
     # --- reactions -----------------------------------------------------------------
     async def react(self, room_id: str, sender: str, reacts_to: str, key: str) -> None:
@@ -609,7 +611,7 @@ class MessageHandler:
         place.pass_on()
         try:
             result = await self._core.chat(incoming, sink)
-            self._settled(shown, result)
+            await self._settled(shown, result)
             if result.held_secret:  # not sent or kept: nor left in the room, where it may
                 await self._notice(msg, await self._take_out(msg))
             if result.refusal:  # a limit: a notice in the thread, nothing sent to the model
