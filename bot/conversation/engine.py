@@ -784,7 +784,10 @@ class ChatEngine(_QuotaHooks):
             budget = max(0, budget - character.fixed_cost(draft, config))
         kept = [*trim_history(usable, budget), newest]
         messages = await self._messages(kept, sees)
-        authors = {e.author for e in kept if e.role is Role.USER and e.author}
+        # Who asked, by id: a nickname changed mid-conversation (or the console's name
+        # before an upgrade) is still one person, whose turns need no names.
+        authors = {e.author_id or e.author for e in kept if e.role is Role.USER}
+        authors.discard(None)
         system = system_without_card(config.system_prompt, asker)
         if card is not None:
             prompt = await character.prompt(card, config, messages, asker)

@@ -300,6 +300,24 @@ async def test_history_and_author_names_go_to_the_provider(harness: Harness) -> 
     assert body["model"] == "m1" and body["stream"] is True
 
 
+async def test_one_person_renamed_mid_conversation_is_not_named(harness: Harness) -> None:
+    """A nickname changed between two questions (or the console's name, `you` before an
+    upgrade, the login name after it) is still one person: no names before the turns."""
+    await configure_fake(harness)
+    renamed = Actor(MEMBER.id, "Bobby")
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=sse("ok")
+            )
+        )
+        await ask(harness, "first as Bob")
+        await ask(harness, "then as Bobby", renamed)
+    messages = json.loads(route.calls.last.request.content)["messages"]
+    asked = [m["content"] for m in messages if m["role"] == "user"]
+    assert asked == ["first as Bob", "then as Bobby"]
+
+
 async def test_a_display_name_cannot_write_turns_into_the_prompt(harness: Harness) -> None:
     """Members set their own names: one with newlines would add a fake assistant turn
     before their message, or a line to the system prompt through {{user}}."""
