@@ -26,7 +26,8 @@ KEYGEN_HINT = (
 _KEY_SHAPES = re.compile(
     r"(?P<matrix_id>(?<![\w$!@#])[$!@#](?:(?!sk-)[A-Za-z0-9_\-.=/+])+(?::[A-Za-z0-9.\-]+(?::\d+)?)?)"
     r"|sk-ant-[A-Za-z0-9_\-]{8,}"
-    r"|\bsk-[A-Za-z0-9_\-]{2,}"
+    # After a word's end, or after an escape a log's repr() writes (`'hi\\nsk-…'`).
+    r"|(?:\b|(?<=\\[nrt])|(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4}))sk-[A-Za-z0-9_\-]{2,}"
     r"|(?i:bearer)\s+[A-Za-z0-9_\-\.=+/~]{8,}"
     r"|(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-\.]{8,}"
     r"|(?<![$!@#:/\w])[A-Za-z0-9_\-]{32,}\b"

@@ -179,6 +179,28 @@ def test_modal_values_are_hidden_from_discord_gateway_debug_logs() -> None:
     assert "hi" in kept.getMessage()
 
 
+def test_a_message_holding_a_key_is_hidden_from_discord_gateway_debug_logs() -> None:
+    """A key split over lines is refused and deleted; the log's redaction, which takes
+    key shapes, would have masked only its first half."""
+    text = "<@1> look:\nsk-proj-Zq9XwV8uT7sR\n6pO5nM4lK3jI2hG1fE0d"
+    for kind in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
+        event = {"t": kind, "op": 0, "d": {"id": "5", "type": 0, "content": text}}
+        record = logging.LogRecord(
+            "discord.gateway",
+            logging.DEBUG,
+            __file__,
+            1,
+            "For Shard ID %s: WebSocket Event: %s",
+            (0, event),
+            None,
+        )
+        assert ModalValuesFilter().filter(record)
+        shown = record.getMessage()
+        assert "6pO5nM4lK3jI2hG1fE0d" not in shown and "Zq9XwV8uT7sR" not in shown
+        assert "'id': '5'" in shown and "it holds a key" in shown
+        assert event["d"]["content"] == text  # what discord.py reads is left alone
+
+
 def test_commands_discord_py_could_not_route_get_a_useful_answer() -> None:
     stale = app_commands.CommandNotFound("old", [])
     assert "changed since Discord last loaded it" in tree_error_text(stale)

@@ -160,3 +160,21 @@ def test_a_short_secret_is_not_hunted_in_base64_fragments() -> None:
     blob = base64.b64encode(b"a:pass and").decode()
     assert redact(f"token {blob}", ["pass"]) == f"token {blob}"
     assert redact("token cGFzcw==", ["pass"]) == f"token {REDACTED}"
+
+
+@pytest.mark.parametrize(
+    "escaped",
+    [
+        r"{'content': 'look:\nsk-proj-Zq9XwV8uT7sR'}",  # repr() of a gateway event
+        r"'\tsk-abcdefgh12'",
+        r"'\x00sk-abcdefgh12'",
+        r"'\u200bsk-abcdefgh12'",
+    ],
+)
+def test_a_key_after_an_escape_a_log_writes_is_redacted(escaped: str) -> None:
+    """A message's text in a logged dict: its newline became `\\n`, glued to the key."""
+    assert "sk-" not in redact(escaped)
+
+
+def test_words_ending_in_sk_are_not_keys() -> None:
+    assert redact("ask-me task-force desk-lamp") == "ask-me task-force desk-lamp"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from bot.types.secrets import holds_key
+
 _GATEWAY_EVENT = "For Shard ID %s: WebSocket Event: %s"
 _MODAL_SUBMIT = 5  # interaction type
 
@@ -12,14 +14,20 @@ class ModalValuesFilter(logging.Filter):
     """discord.py logs every gateway event at DEBUG, modal submissions (API keys) included.
 
     The record is logged before our code sees the key, so the secret registry cannot
-    redact it yet: hide modal submissions' values at the source instead.
+    redact it yet: hide modal submissions' values at the source instead, and the text
+    of a message that holds a key (the bot refuses and deletes it; a key split over
+    lines would pass the log's redaction half by half).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if record.msg == _GATEWAY_EVENT and isinstance(args, tuple) and len(args) == 2:
             event = args[1]
-            if isinstance(event, dict) and _is_modal_submit(event):
+            if isinstance(event, dict) and _holds_key(event):
+                data = event["d"]
+                hidden = {**data, "content": "(message text hidden: it holds a key)"}
+                record.args = (args[0], {**event, "d": hidden})
+            elif isinstance(event, dict) and _is_modal_submit(event):
                 data = event.get("d") or {}
                 record.args = (
                     args[0],
@@ -33,6 +41,16 @@ class ModalValuesFilter(logging.Filter):
                     },
                 )
         return True
+
+
+def _holds_key(event: dict[object, object]) -> bool:
+    data = event.get("d")
+    return (
+        event.get("t") in ("MESSAGE_CREATE", "MESSAGE_UPDATE")
+        and isinstance(data, dict)
+        and isinstance(data.get("content"), str)
+        and holds_key(data["content"])
+    )
 
 
 def _is_modal_submit(event: dict[object, object]) -> bool:
