@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import csv
 import gc
+import glob
 import json
 import logging
 import os
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import date
@@ -31,7 +33,7 @@ from bot.providers import (
 )
 from bot.settings import Settings, SettingsError
 from bot.store import SecretBox, Store, StoreError, generate_key
-from bot.store.migrate import UnknownRevision, upgrade_to_head
+from bot.store.migrate import MigrationFailed, UnknownRevision, upgrade_to_head
 from bot.types import ChannelConfig, Platform, redact
 from bot.types.text import TextError, shorten, visible_id
 from bot.types.usage import USAGE_COLUMNS
@@ -56,9 +58,43 @@ class StartError(Exception):
     which setting to check, and never holds a password."""
 
 
+def keep_private(settings: Settings) -> int:
+    """The bot's files (the SQLite database, the console log, the Matrix store), readable
+    by its own user only, as it makes them: an older version left them readable by others.
+    Only permissions for others are taken away; returns how many files changed."""
+    if sys.platform == "win32":
+        return 0
+    url = make_url(settings.db_url)
+    database = Path(url.database or "") if url.get_backend_name() == "sqlite" else None
+    ours = [settings.data_dir / name for name in ("chatbot.db", "chatbot.log")]
+    if database is not None and database.name:
+        ours.append(database)
+    found: list[Path] = []
+    for path in dict.fromkeys(ours):
+        # SQLite's -wal and -shm files, the log's rotations (chatbot.log.1 …).
+        found += [p for p in path.parent.glob(f"{glob.escape(path.name)}*") if p.is_file()]
+    store = settings.data_dir / "matrix"
+    if store.is_dir():
+        found += [store, *store.rglob("*")]
+    changed = 0
+    for path in found:
+        try:
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode) or not mode & 0o077:
+                continue
+            path.chmod(stat.S_IMODE(mode) & ~0o077)
+            changed += 1
+        except OSError as err:  # another user's file, or gone meanwhile
+            log.warning("could not make %s private: %s", path, err.strerror or err)
+    if changed:
+        log.info("made %d of the bot's files readable by its own user only", changed)
+    return changed
+
+
 async def migrate(settings: Settings) -> str | None:
     """Bring the database to the newest schema and return its revision. Every command
     touches the database here first, so one it cannot reach or open stops it here."""
+    keep_private(settings)
     try:
         return await upgrade_to_head(settings.db_url)
     except UnknownRevision as err:
@@ -67,17 +103,31 @@ async def migrate(settings: Settings) -> str | None:
             "version of the bot does not know: a newer version upgraded it. Run that version "
             "(or a newer one) here too, or restore a backup taken before the upgrade."
         ) from None
+    except MigrationFailed as err:
+        log.debug("the migration failed", exc_info=True)  # for LOG_LEVEL=DEBUG
+        said = _database_failure(settings, err.cause, upgrading=err.revision or "none")
+        raise StartError(said) from None
     except (OSError, DBAPIError) as err:
         log.debug("the database failed at start", exc_info=True)  # for LOG_LEVEL=DEBUG
         raise StartError(_database_failure(settings, err)) from None
 
 
-def _database_failure(settings: Settings, err: OSError | DBAPIError) -> str:
+def _database_failure(
+    settings: Settings, err: OSError | DBAPIError, *, upgrading: str | None = None
+) -> str:
+    """What failed, where, and which setting to check. `upgrading`: the schema revision
+    a failed upgrade started from (the database was left at it)."""
     url = make_url(settings.db_url)
     cause = err.orig if isinstance(err, DBAPIError) else err
     if url.get_backend_name() == "sqlite":
         why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
         where = f"the database file {Path(url.database or '').resolve()}"
+        if upgrading is not None:
+            return (
+                f"could not upgrade {where} from schema revision {upgrading} ({why}); it "
+                "was left as it was. Check that the bot's user may write that file and its "
+                "folder, then start again."
+            )
         if settings.database_url:
             return f"cannot open {where} ({why}): correct DATABASE_URL."
         return (
@@ -85,6 +135,12 @@ def _database_failure(settings: Settings, err: OSError | DBAPIError) -> str:
             "bot can create and write; set DATA_DIR to one."
         )
     host = f"{url.host or url.query.get('host') or 'localhost'}:{url.port or 5432}"
+    if upgrading is not None:
+        said = shorten(redact(str(cause), [url.password or ""]), 200) or type(cause).__name__
+        return (
+            f"could not upgrade the database at {host} from schema revision {upgrading} "
+            f"({said}); it was left as it was. Check the database's log, then start again."
+        )
     if isinstance(err, DBAPIError):  # it answered: a login, a database name…
         # The driver's own words ("password authentication failed for user …", "database
         # … does not exist"), under SQLAlchemy's adapter whose name says nothing.

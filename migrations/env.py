@@ -9,9 +9,9 @@ from typing import Any, Literal
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
-from sqlalchemy.pool import NullPool
 
-from bot.store.db import create_engine, normalize_url
+from bot.store.db import normalize_url
+from bot.store.migrate import migration_engine
 from bot.store.models import Base, UTCDateTime
 
 config = context.config
@@ -54,13 +54,15 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    _configure(connection=connection)
+    # SQLite too: the migration engine begins its transaction itself, DDL included, so
+    # the upgrade is one transaction (all steps or none) instead of one per step.
+    _configure(connection=connection, transactional_ddl=True)
     with context.begin_transaction():
         context.run_migrations()
 
 
 async def run_async_migrations() -> None:
-    engine = create_engine(_url(), poolclass=NullPool)
+    engine = migration_engine(_url())
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

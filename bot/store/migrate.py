@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from importlib.resources import files
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, event, inspect, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from bot.store.db import create_engine
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 _LOCK = 0x63686174626F74  # "chatbot": the advisory lock key of migrations
+MIGRATION_WAIT_MS = 300_000  # SQLite: how long a start waits for another one's migration
 _REVISION = re.compile(r'^(down_revision|revision)\b[^=\n]*=\s*"([^"]+)"', re.MULTILINE)
 
 
@@ -52,6 +55,16 @@ class UnknownRevision(Exception):
         self.revision = revision
 
 
+class MigrationFailed(Exception):
+    """Upgrading the schema from `revision` failed (`cause`); the database was left as it
+    was (each upgrade runs as one transaction)."""
+
+    def __init__(self, revision: str | None, cause: OSError | DBAPIError) -> None:
+        super().__init__(revision, cause)
+        self.revision = revision
+        self.cause = cause
+
+
 def _file_revisions() -> tuple[set[str], set[str]]:
     """(revisions, down_revisions) the migration files state, read without Alembic."""
     revisions: set[str] = set()
@@ -72,10 +85,38 @@ def newest_file_revision() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-async def _run(url: str, action: Callable[[Config], None]) -> None:
-    # Our own engine (SQLite pragmas, parent directory) and a connection handed to env.py,
-    # so migrations run inside the caller's event loop instead of a nested asyncio.run.
+def _one_sqlite_transaction(engine: AsyncEngine) -> None:
+    """SQLite: every step in one transaction, DDL included (the driver would commit each
+    CREATE at once), begun holding the write lock. A second process starting together
+    waits for it, then finds the schema migrated; a failure leaves no step half done."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _driver_leaves_transactions_to_us(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:  # a long migration of a big database is waited for, not failed
+            cursor.execute(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_with_the_write_lock(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def migration_engine(url: str) -> AsyncEngine:
+    """The engine migrations run on: ours (SQLite pragmas, parent directory), one
+    connection, and on SQLite one transaction that holds the write lock."""
     engine = create_engine(url, poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+        _one_sqlite_transaction(engine)
+    return engine
+
+
+async def _run(url: str, action: Callable[[Config], None]) -> None:
+    # A connection handed to env.py, so migrations run inside the caller's event loop
+    # instead of a nested asyncio.run.
+    engine = migration_engine(url)
     try:
         async with engine.connect() as connection:
             if connection.dialect.name == "postgresql":
@@ -108,7 +149,10 @@ async def upgrade_to_head(url: str) -> str | None:
         return at
     if at is not None and at not in _file_revisions()[0]:
         raise UnknownRevision(at)  # Alembic would say it "can't locate" it, in a traceback
-    await upgrade(url)
+    try:
+        await upgrade(url)
+    except (OSError, DBAPIError) as err:
+        raise MigrationFailed(at, err) from err
     return await current(url)
 
 

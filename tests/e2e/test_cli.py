@@ -16,7 +16,7 @@ import pytest
 
 from bot.app import NO_PLATFORM
 from bot.logfilter import REDACTED
-from bot.store import SecretBox, Store, generate_key
+from bot.store import SecretBox, Store, generate_key, migrate
 from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Scope, SecretValue, Source
 from tests.peers.postgres import PostgresServer
 
@@ -81,6 +81,34 @@ def test_migrate_creates_the_database_on_first_run(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "bot.db").is_file()
     again = chatbot(tmp_path, "migrate")
     assert again.stdout == result.stdout
+
+
+def test_the_bots_files_are_its_users_only_also_those_an_older_version_left(
+    tmp_path: Path,
+) -> None:
+    """A fresh DATA_DIR gets files only the bot's user reads; one an older version made
+    (before the bot set its umask) had them readable by everyone, chat history included."""
+    data = tmp_path / "data"
+    result = chatbot(tmp_path, "migrate", DATABASE_URL="", DATA_DIR=str(data))
+    assert result.returncode == 0, result.stderr
+    database = data / "chatbot.db"
+    assert database.stat().st_mode & 0o777 == 0o600
+    # As an upgraded install has them: the database, the log and its rotation, the
+    # Matrix store; and a file of the operator's own, which is not the bot's to change.
+    store = data / "matrix"
+    store.mkdir()
+    ours = [database, data / "chatbot.log", data / "chatbot.log.1", store / "bot.db"]
+    for path in ours[1:]:
+        path.write_text("x")
+    notes = data / "notes.txt"
+    notes.write_text("mine")
+    for path in [*ours, notes, store]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    result = chatbot(tmp_path, "migrate", DATABASE_URL="", DATA_DIR=str(data))
+    assert result.returncode == 0, result.stderr
+    assert {p.name: p.stat().st_mode & 0o777 for p in ours} == {p.name: 0o600 for p in ours}
+    assert store.stat().st_mode & 0o777 == 0o700
+    assert notes.stat().st_mode & 0o777 == 0o644
 
 
 def test_rotate_keys_re_encrypts_under_the_first_key(tmp_path: Path) -> None:
@@ -322,6 +350,68 @@ def test_a_database_a_newer_version_upgraded_is_one_line(tmp_path: Path) -> None
         stderr = one_line_failure(result, code=1)
         assert "schema revision 0099, which this version of the bot does not know" in stderr
         assert "a newer version upgraded it" in stderr, args
+
+
+def _at_revision(tmp_path: Path, revision: str) -> Path:
+    """The default SQLite database, at an older schema revision (an install to upgrade)."""
+    assert chatbot(tmp_path, "migrate").returncode == 0
+    database = tmp_path / "data" / "bot.db"
+    asyncio.run(migrate.downgrade(f"sqlite+aiosqlite:///{database}", revision))
+    return database
+
+
+def _tables(database: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {name for (name,) in rows}
+
+
+def test_processes_starting_together_on_an_old_database_all_start(tmp_path: Path) -> None:
+    """A restarted bot and an operator's console upgrading one SQLite file together: one
+    migrates, the others wait for it ("table usage already exists" stopped them)."""
+    database = _at_revision(tmp_path, "0005")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DISCORD", "MATRIX", "DATA_DIR", "LOG_LEVEL", "PROVIDER_"))
+    }
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{database}"
+    for _ in range(4):
+        starts = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bot", "migrate"],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(5)
+        ]
+        for start in starts:
+            out, err = start.communicate(timeout=120)
+            assert start.returncode == 0, err
+            assert f"Database is at revision {migrate.head()}." in out
+        asyncio.run(migrate.downgrade(env["DATABASE_URL"], "0005"))
+
+
+def test_an_upgrade_that_fails_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    """It left the file half upgraded (0006 and 0007 applied, 0008 not) and blamed
+    DATA_DIR, though the folder was fine."""
+    database = _at_revision(tmp_path, "0005")
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        conn.execute("CREATE TABLE limits (id INTEGER)")  # 0008 makes one: it fails there
+        conn.commit()
+    result = chatbot(tmp_path, "migrate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    stderr = result.stderr.splitlines()[-1]  # after Alembic's lines of what it ran
+    assert stderr.startswith("chatbot: could not upgrade the database file")
+    assert "from schema revision 0005 (table limits already exists); it was left as it was" in (
+        stderr
+    )
+    assert "DATA_DIR" not in stderr
+    assert "usage" not in _tables(database)  # 0006's table: rolled back with the rest
+    assert asyncio.run(migrate.current(f"sqlite+aiosqlite:///{database}")) == "0005"
 
 
 @pytest.mark.postgres
