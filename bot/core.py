@@ -280,7 +280,7 @@ class Core:
         if row_id is None or not posts:
             return
         try:
-            await self.store.link_posts(ref, row_id, posts)
+            await self._engine.shown_in(ref, row_id, posts)
         except StoreError as err:
             log.warning("could not note which messages show an answer in %s: %s", ref, err)
 

@@ -353,6 +353,15 @@ class ChatEngine(_QuotaHooks):
                 del self._answering[key]
             over.set_result(None)
 
+    async def shown_in(self, ref: ChannelRef, row_id: int, posts: Sequence[str]) -> None:
+        """Tie an answer to the platform messages showing it; one deleted while the answer
+        was written (before it could be tied) forgets it now."""
+        await self._store.link_posts(ref, row_id, posts)
+        gone = [p for p in posts if _post_key(ref.platform, p) in self._deleted]
+        if gone:
+            count = await self._store.forget_posted(ref, gone)
+            log.info("forgot %d stored messages in %s: deleted while shown", count, ref)
+
     async def forget_posted(
         self, platform: Platform, where: str, posts: Sequence[str], author: str | None = None
     ) -> int:

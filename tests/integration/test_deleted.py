@@ -257,3 +257,22 @@ async def test_links_are_kept_once_and_a_forgotten_answer_takes_none(
         assert await links() == 0
     finally:
         await core.close()
+
+
+async def test_an_answer_deleted_while_it_was_written_is_forgotten_once_shown(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """A moderator deletes the answer's message while it still grows: the front-end ties
+    the answer to its messages only when it ends, and then it is forgotten."""
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(30)], interval=0.03)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        sink = Sink()
+        turn = asyncio.create_task(ask(core, "write a lot", "q1", pages=["a1"], sink=sink))
+        await asyncio.wait_for(sink.first.wait(), 10)
+        assert await core.deleted(Platform.DISCORD, "c1", ["a1"]) == 0  # not tied yet
+        await asyncio.wait_for(turn, 10)
+        assert sink.final is not None and sink.final[1] is None  # it was written to the end
+        assert turns(await core.store.history(REF, 10)) == [(Role.USER, "write a lot")]
+    finally:
+        await core.close()
