@@ -87,7 +87,7 @@ def keep_private(settings: Settings) -> int:
         except OSError as err:  # another user's file, or gone meanwhile
             log.warning("could not make %s private: %s", path, err.strerror or err)
     if changed:
-        log.info("made %d of the bot's files readable by its own user only", changed)
+        log.debug("made %d of the bot's files readable by its own user only", changed)
     return changed
 
 
