@@ -13,19 +13,28 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Protocol
 
+import regex
+
 _FENCE = re.compile(r"^(\s*)(```+|~~~+)(.*)$")
 
 
-def split_text(text: str, limit: int) -> list[str]:
-    """Pages of at most `limit` characters, cut at a newline or space where possible.
+# What a page's length counts: characters, unless a platform says (counting each
+# character at least once: a text longer than the limit never fits).
+Size = Callable[[str], int]
+
+
+def split_text(text: str, limit: int, size: Size = len) -> list[str]:
+    """Pages of at most `limit` (characters, or what `size` counts), cut at a paragraph,
+    a line, a word or a sentence end where possible, else between two characters as
+    readers see them (never inside an emoji sequence or a letter with its marks).
 
     A code fence open at a cut is closed on that page and reopened (with its
     language) on the next, so every page renders as the author meant.
     """
-    return [page for page, _ in _split(text, limit)] or [""]
+    return [page for page, _ in _split(text, limit, size)] or [""]
 
 
-def _split(text: str, limit: int) -> Iterator[tuple[str, str]]:
+def _split(text: str, limit: int, size: Size = len) -> Iterator[tuple[str, str]]:
     """split_text's pages, each with the text from its start on (a fence it reopens
     included): what a page and all after it say, as written, not as pages joined."""
     if limit < 20:
@@ -34,18 +43,19 @@ def _split(text: str, limit: int) -> Iterator[tuple[str, str]]:
     reopen = ""
     while rest:
         body = reopen + rest
-        if len(body) <= limit:
+        if len(body) <= limit and size(body) <= limit:  # a size counts each character
             yield body, body
             return
         # Leave room for a closing fence we might have to add.
-        room = limit - 4
+        room = _fit(body, limit - size("\n```"), size)
         cut = _cut_point(body, room, minimum=len(reopen) + 1)
         page = body[:cut]
         fence = _open_fence(page)
         if fence is not None:
             opening, marker = fence
             # Closed with its own marker: a `~~~` fence does not end at a ```.
-            page = page.rstrip("\n")[: limit - len(marker) - 1] + "\n" + marker
+            kept = page.rstrip("\n")
+            page = kept[: _fit(kept, limit - size("\n" + marker), size)] + "\n" + marker
             reopen = opening + "\n"
         else:
             reopen = ""
@@ -53,17 +63,57 @@ def _split(text: str, limit: int) -> Iterator[tuple[str, str]]:
         rest = body[cut:].lstrip(" \n") if fence is None else body[cut:].lstrip("\n")
 
 
+def _fit(text: str, budget: int, size: Size) -> int:
+    """How many characters of `text` fit in `budget` (at least one; a few less than
+    would, when `size` is not len: each measure may cost a rendering, so the guess
+    shrinks in proportion instead of searching)."""
+    count = max(1, min(len(text), budget))  # no character measures less than one
+    if size is len:
+        return count
+    sample = text[: min(count, 2048)]  # what a character costs here, as a first guess
+    count = max(1, min(count, budget * len(sample) // max(1, size(sample))))
+    while count > 1:
+        measured = size(text[:count])
+        if measured <= budget:
+            break
+        count = max(1, min(count - 1, count * budget * 97 // (measured * 100)))
+    return count
+
+
+# Where a sentence or clause ends in scripts written without spaces (CJK), and the
+# ideographic space: a page may end after one as after a space.
+_CLAUSE_ENDS = (" ", "\u3000", "。", "！", "？", "，", "、", "；", "：", "．", "｡", "､")
+_GRAPHEME = regex.compile(r"\X")
+
+
 def _cut_point(text: str, room: int, minimum: int) -> int:
     """Where to end a page: a paragraph, a line or a word end, the first of those in
     the page's second half; only then one earlier (one early newline would make a page
-    of a few characters); else in the middle of one very long word."""
+    of a few characters); else in the middle of one very long word, between two of
+    its graphemes (an emoji with its skin tone, a letter with its marks)."""
     window = text[:room]
     for floor in (max(minimum, room // 2), minimum):
-        for sep in ("\n\n", "\n", " "):
+        for sep in ("\n\n", "\n"):
             at = window.rfind(sep)
             if at >= floor:
-                return at + len(sep) if sep == " " else at + 1
-    return room
+                return at + 1
+        at = max(window.rfind(sep) for sep in _CLAUSE_ENDS)
+        if at >= floor:
+            return at + 1
+    return _grapheme_end(text, room, minimum)
+
+
+def _grapheme_end(text: str, room: int, minimum: int) -> int:
+    """The last grapheme boundary at or before `room`, past `minimum` (else `room`)."""
+    cut = room
+    # A boundary is found from a little before (a cluster is a few dozen characters at
+    # most), so a long page is not segmented whole.
+    start = max(minimum, room - 256)
+    for match in _GRAPHEME.finditer(text, start, min(len(text), room + 64)):
+        if match.end() > room:
+            break
+        cut = match.end()
+    return cut if cut > minimum else room
 
 
 def _open_fence(page: str) -> tuple[str, str] | None:
@@ -81,7 +131,7 @@ def _open_fence(page: str) -> tuple[str, str] | None:
 class MessageTarget(Protocol):
     """What a front-end gives the pacer: post and edit messages in one place."""
 
-    limit: int  # characters per message
+    limit: int  # characters per message (or what an optional `size(text)` counts)
     min_interval: float  # seconds between two edits of one message
     # Optional `final_interval`: seconds the last edit must keep from the one before
     # (default min_interval). Lower lets the finished answer show at once where the
@@ -126,6 +176,7 @@ class PacedReply:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._target = target
+        self._size: Size = getattr(target, "size", len)
         self._render = render
         self._clock = clock
         self._handles: list[object] = []
@@ -201,7 +252,8 @@ class PacedReply:
             # page could not be posted: no later sync would post it.
             for _ in range(3):
                 limit = self._target.limit
-                interval = await self._pages(split_text(self._latest, limit), interval)
+                pages = split_text(self._latest, limit, self._size)
+                interval = await self._pages(pages, interval)
                 if self._target.limit == limit and not (final and None in self._handles):
                     break
             if final and None in self._handles:
@@ -216,7 +268,7 @@ class PacedReply:
             return  # nothing could be posted: the target says why (a permission, say)
         note = f"\n\n⚠️ {MISSING_NOTE}"
         page = self._shown[missing - 1]
-        text = page[: max(0, self._target.limit - len(note))] + note
+        text = page[: _fit(page, self._target.limit - self._size(note), self._size)] + note
         await self._target.edit(self._handles[missing - 1], text)
         self._shown[missing - 1] = text
 
@@ -225,9 +277,9 @@ class PacedReply:
         what the stale page and those after it should show goes out as new messages, so
         no one is left reading the answer cut where the refusals began."""
         first = min(self._stale)
-        pages = _split(self._latest, self._target.limit)
+        pages = _split(self._latest, self._target.limit, self._size)
         _, rest = next(islice(pages, first, None), ("", ""))
-        for page in split_text(f"⚠️ {STALE_NOTE}\n\n{rest}", self._target.limit):
+        for page in split_text(f"⚠️ {STALE_NOTE}\n\n{rest}", self._target.limit, self._size):
             if await self._target.send(page) is None:
                 break
             self.sends += 1

@@ -311,10 +311,13 @@ class Asked:
 class SSEEndpoint:
     """An OpenAI-compatible loopback server streaming `chunks` words over `span` seconds."""
 
-    def __init__(self, chunks: int, span: float, model: str = "stream-model") -> None:
+    def __init__(
+        self, chunks: int, span: float, model: str = "stream-model", text: str = ""
+    ) -> None:
         self.chunks = chunks
         self.span = span
         self.model = model
+        self.text = text  # the answer, streamed in `chunks` pieces (default: w0 w1 …)
         self.requests = 0
         self.asked: list[Asked] = []
         self.bodies: list[dict[str, Any]] = []  # every chat request as it arrived
@@ -325,6 +328,9 @@ class SSEEndpoint:
         return "".join(self.words()).strip()
 
     def words(self) -> list[str]:
+        if self.text:
+            size = -(-len(self.text) // self.chunks)
+            return [self.text[i : i + size] for i in range(0, len(self.text), size)]
         return [f"w{i} " if i % 12 else f"w{i}\n" for i in range(self.chunks)]
 
     async def _models(self, request: web.Request) -> web.Response:

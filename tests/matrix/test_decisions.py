@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from bot.commands import TABLE
 from bot.commands.parse import CommandError
-from bot.core import PacedReply
+from bot.core import PacedReply, split_text
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import (
     RoomAuthority,
@@ -25,11 +26,13 @@ from bot.frontends.matrix.secret_commands import may_hold_secret, scrub_reply, s
 from bot.frontends.matrix.sink import (
     EDIT_INTERVAL,
     LIMITED_INTERVAL,
+    MESSAGE_LIMIT,
     MatrixTarget,
     RatePace,
     edit_content,
     edit_interval,
     message_content,
+    page_size,
     reply_relation,
 )
 from bot.types.text import quoted
@@ -442,3 +445,25 @@ def test_the_final_edit_waits_only_when_the_server_pushed_back() -> None:
     assert target.min_interval == target.final_interval == LIMITED_INTERVAL
     now[0] += 61
     assert target.final_interval == 0.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "这是一个**很长**的中文句子，没有空格。" * 3000,
+        "👨‍👩‍👧‍👦👍🏽" * 6000,
+        '<&>"' * 20000,  # every character an HTML entity, and escaped in JSON
+        "- item `x`\n" * 8000,  # a list: markup around every line
+        "`a` **b** _c_ " * 5000,  # tags longer than the marks they stand for
+        "> q\n\nx\n" * 5000,  # a quote opened and closed on every other line
+        "```python\n" + "x = '<&>'\n" * 6000 + "```",  # a fence closed and reopened
+        "plain English words and sentences. " * 3000,
+    ],
+)
+def test_every_page_of_an_answer_fits_an_encrypted_edit(text: str) -> None:
+    """Synapse refuses events above 64 KiB: an edit holds its page twice, as text and as
+    HTML; nio escapes non-ASCII in the JSON it encrypts, and the ciphertext is base64."""
+    for page in split_text(text, MESSAGE_LIMIT, page_size):
+        edit = json.dumps(edit_content("$" + "e" * 43, page))  # non-ASCII escaped, as nio
+        encrypted = len(edit) * 4 / 3 + 1_500  # base64, and the envelope around it
+        assert encrypted < 65_536, (len(page), encrypted)

@@ -7,6 +7,7 @@ import gc
 import time
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +43,54 @@ def test_code_fence_is_closed_and_reopened_with_its_language() -> None:
 def test_pages_fit_the_limit(text: str, limit: int) -> None:
     pages = split_text(text, limit)
     assert all(len(p) <= limit for p in pages)
+
+
+def _boundaries(text: str) -> set[int]:
+    """Offsets between two graphemes (as readers see characters) of `text`."""
+    return {m.end() for m in regex.finditer(r"\X", text)} | {0}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "สวัสดีครับผมชื่อสมชาย" * 200,  # Thai: no spaces, vowel marks
+        "नमस्तेदुनिया" * 400,  # Devanagari conjuncts
+        "مَرْحَبًابِكُمْ" * 300,  # Arabic with its vowel marks
+        "👨‍👩‍👧‍👦" * 500,  # ZWJ sequences
+        "👍🏽🇯🇵🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f" * 300,
+        "Z̷̢̛a̸̧l̵g̶o̴" * 400,
+    ],
+)
+def test_a_word_longer_than_a_page_is_cut_between_graphemes(text: str) -> None:
+    """A hard cut left an orphan mark on a dotted circle, a family split into a man and
+    a page starting with a joiner."""
+    pages = split_text(text, 2000)
+    assert len(pages) > 1 and "".join(pages) == text
+    edges = _boundaries(text)
+    offset = 0
+    for page in pages[:-1]:
+        offset += len(page)
+        assert offset in edges, (offset, page[-3:])
+        assert len(page) <= 2000
+
+
+def test_chinese_is_cut_after_a_sentence_or_clause_not_inside_one() -> None:
+    text = "这是一个很长的中文句子，没有空格。" * 200
+    pages = split_text(text, 2000)
+    assert len(pages) > 1 and "".join(pages) == text
+    assert all(page.endswith("。") for page in pages[:-1])
+
+
+def test_pages_fit_a_size_the_platform_counts() -> None:
+    """A target may count a page otherwise than in characters (Matrix: bytes of JSON)."""
+    text = ("中文**粗体**句子。👍🏽 " * 2000).strip()
+
+    def utf8(page: str) -> int:
+        return len(page.encode())
+
+    pages = split_text(text, 6000, utf8)
+    assert all(utf8(p) <= 6000 for p in pages) and len(pages) > 5
+    assert "".join(pages).replace(" ", "") == text.replace(" ", "")
 
 
 class RecordingTarget:

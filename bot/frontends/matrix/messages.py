@@ -303,7 +303,7 @@ class MessageHandler:
             on_sent=self._showing(shown),
         )
         try:
-            for page in split_text(greeting.text, target.limit):
+            for page in split_text(greeting.text, target.limit, target.size):
                 await target.send(page)
         except SendFailed as err:
             log.warning("could not post a greeting in %s: %s", ref.channel_id, err)
@@ -547,7 +547,7 @@ class MessageHandler:
             msgtype="m.notice",
         )
         try:
-            for page in split_text(text, target.limit):
+            for page in split_text(text, target.limit, target.size):
                 await target.send(page)
         except SendFailed as err:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)

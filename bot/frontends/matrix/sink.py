@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,9 +16,23 @@ from bot.frontends.matrix.render import HTML_FORMAT, markdown_to_html, needs_htm
 
 log = logging.getLogger("bot.frontends.matrix")
 
-# Synapse refuses events above 64 KiB; 16k characters of text (plus the same as HTML,
-# twice in an edit) stays well below it and is still a readable page.
-MESSAGE_LIMIT = 16_000
+# Synapse refuses events above 64 KiB. An edit holds its page twice, as text and as
+# HTML each; nio writes an encrypted event's JSON with non-ASCII escaped (6 bytes for a
+# CJK character, 12 for an emoji) and its ciphertext is a third larger again. A page's
+# `page_size` stays within MESSAGE_LIMIT, so the edit does: some 10,000 characters of
+# English with Markdown, 1,800 of Chinese, 900 emoji.
+MESSAGE_LIMIT = 22_000
+
+
+def page_size(text: str) -> int:
+    """What one copy of a page costs in an event's JSON: its text, and its HTML when it
+    has any, non-ASCII escaped as nio writes what it encrypts."""
+    size = len(json.dumps(text))
+    if needs_html(text):
+        size += len(json.dumps(markdown_to_html(text)))
+    return size
+
+
 # Synapse's default rc_message is 0.2 events/s with a burst of 10: a few fast edits fit
 # the burst; after a 429 the pace drops to the sustained rate for a while.
 EDIT_INTERVAL = 2.0
@@ -96,6 +111,7 @@ class MatrixTarget:
     """
 
     limit = MESSAGE_LIMIT
+    size = staticmethod(page_size)
 
     def __init__(
         self,
