@@ -4,20 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import regex
+
 from bot.types import HistoryEntry
 
 DEFAULT_CONTEXT_TOKENS = 8192
 DEFAULT_ANSWER_TOKENS = 1024
 _PER_MESSAGE_OVERHEAD = 4
+# Marks on a letter: Arabic vowels, Devanagari and Thai vowel signs, accents, Zalgo.
+_MARKS = regex.compile(r"\p{M}")
 
 
 def estimate_tokens(text: str) -> int:
-    """About 4 ASCII characters per token; other scripts nearer one token per character.
+    """About 4 ASCII characters per token; any other character as many tokens as its
+    UTF-8 bytes (a byte-level tokenizer makes no more), and a mark on a letter one more
+    (the letter under it becomes a token of its own).
 
-    Errs on the high side so trimmed requests fit the real context window.
+    Errs on the high side so trimmed requests fit the real context window: a small
+    model's vocabulary splits Thai, Cyrillic or an emoji sequence into bytes, and one
+    token per character counted half of it. A large model's vocabulary holds many such
+    characters whole: conversations in those scripts keep less history than it could
+    hold (raise /params context for it).
     """
     ascii_chars = len(text.encode("ascii", "ignore"))
-    return (ascii_chars + 3) // 4 + (len(text) - ascii_chars) + _PER_MESSAGE_OVERHEAD
+    tokens = (ascii_chars + 3) // 4 + _PER_MESSAGE_OVERHEAD
+    if ascii_chars < len(text):
+        tokens += len(text.encode("utf-8", "surrogatepass")) - ascii_chars
+        tokens += len(_MARKS.findall(text))
+    return tokens
 
 
 def trim_history(history: Sequence[HistoryEntry], budget: int) -> list[HistoryEntry]:

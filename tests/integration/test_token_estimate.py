@@ -1,0 +1,57 @@
+"""The token estimate errs on the high side in every script, against a real tokenizer:
+SmolLM2's (the llama.cpp peer's model), whose small, English-first vocabulary splits
+other scripts into the most pieces. A low estimate lets a trimmed history overflow the
+model's context (a Thai history came to 1,801 tokens in a context of 1,024)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from bot.conversation.budget import estimate_tokens
+from tests.peers.llamacpp import LLAMACPP_PYTHON, MODEL_FILE, LlamaCppPeer
+
+pytestmark = pytest.mark.llamacpp
+
+SAMPLES = {
+    "english": "The quick brown fox jumps over the lazy dog, twice.",
+    "chinese": "这是一个很长的中文句子，没有空格。",
+    "japanese": "アシスタントさん、今日の天気を教えてください。",
+    "thai": "สวัสดีครับผมชื่อสมชาย",
+    "hindi": "नमस्ते दुनिया, आप कैसे हैं?",
+    "arabic": "مَرْحَبًا بِكُمْ فِي هَذَا الْمَكَانِ",
+    "russian": "Привет, как дела? Всё хорошо.",
+    "family emoji": "👨‍👩‍👧‍👦",
+    "skin tones": "👍🏽👋🏿",
+    "flags": "🇯🇵🇧🇷🏴󠁧󠁢󠁥󠁮󠁧󠁿",
+    "zalgo": "Z̷̢̛a̸̧l̵g̶o̴ ̷t̸e̵x̶t̷",
+    "mixed": "Hello 世界! Привет 👋 مرحبا",
+}
+
+_TOKENIZE = """
+import json, sys
+from llama_cpp import Llama
+llm = Llama(model_path=sys.argv[1], vocab_only=True, verbose=False)
+texts = json.load(sys.stdin)
+print(json.dumps([len(llm.tokenize(t.encode("utf-8"), add_bos=False)) for t in texts]))
+"""
+
+
+@pytest.mark.parametrize("times", [1, 20])
+def test_the_estimate_is_never_below_a_real_tokenizers_count(
+    llamacpp_peer: LlamaCppPeer, times: int
+) -> None:
+    texts = [text * times for text in SAMPLES.values()]
+    done = subprocess.run(
+        [str(LLAMACPP_PYTHON), "-c", _TOKENIZE, str(MODEL_FILE)],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    real = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, text, tokens in zip(SAMPLES, texts, real, strict=True):
+        assert estimate_tokens(text) >= tokens, (name, estimate_tokens(text), tokens)
