@@ -84,6 +84,7 @@ class FakeDiscord:
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ws: web.WebSocketResponse | None = None
     _runner: web.AppRunner | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # events sent from sync code
 
     # ------------------------------------------------------------------ shapes
 
@@ -334,7 +335,9 @@ class FakeDiscord:
                 self.drop_deletes -= 1
                 request.transport.abort()
                 return web.Response(status=500)
-            self.messages.pop(int(rest.rsplit("/", 1)[1]), None)
+            mid = int(rest.rsplit("/", 1)[1])
+            if self.messages.pop(mid, None) is not None:
+                await self._deleted(cid, mid)  # to every bot, itself too, as Discord does
             return web.Response(status=204)
         if request.method == "PATCH" and rest.startswith("/messages/"):
             mid = int(rest.rsplit("/", 1)[1])
@@ -481,6 +484,10 @@ class FakeDiscord:
             return self._json(message)
         if request.method == "DELETE":
             del self.messages[int(mid)]
+            gone = self._deleted(int(hook["channel_id"]), int(mid))
+            task = asyncio.get_running_loop().create_task(gone)  # this route is not async
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             return web.Response(status=204)
         return self._json(message)
 
@@ -557,6 +564,18 @@ class FakeDiscord:
         assert self._ws is not None
         frame = {"op": 0, "t": event, "s": next(self._seq), "d": data}
         await self._ws.send_str(json.dumps(frame))
+
+    async def _deleted(self, cid: int, mid: int) -> None:
+        if self._ws is not None:
+            data = {"id": str(mid), "channel_id": str(cid), "guild_id": str(self.guild_id)}
+            await self._dispatch("MESSAGE_DELETE", data)
+
+    async def delete_message(self, mid: int, channel_id: int | None = None) -> None:
+        """A member deletes theirs (this fake keeps only the bot's), or a moderator one
+        of the bot's."""
+        message = self.messages.pop(mid, None)
+        cid = int(message["channel_id"]) if message else channel_id or self.channel_id
+        await self._deleted(cid, mid)
 
     async def user_says(
         self,

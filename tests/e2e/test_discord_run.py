@@ -13,6 +13,7 @@ import io
 import re
 import signal
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,53 @@ async def test_reset_during_an_answer_waits_for_it_then_forgets_it_too(tmp_path:
     sent = model.requests[-1]["messages"]
     assert isinstance(sent, list)
     assert [m["content"] for m in sent if m["role"] != "system"] == ["again"], sent
+
+
+def _stored(db: Path) -> list[tuple[str, str]]:
+    """(role, content) of every stored turn, straight from SQLite (no process's cache)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return list(conn.execute("SELECT role, content FROM messages ORDER BY id"))
+
+
+async def _until_stored(db: Path, turns: list[tuple[str, str]], seconds: float = 60) -> None:
+    async with asyncio.timeout(seconds):
+        # Another process writes it: nothing to wait on but the database itself.
+        while _stored(db) != turns:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+
+
+async def test_deleted_messages_leave_the_history(tmp_path: Path) -> None:
+    """Through `chatbot run`: a question its author deletes is not sent to the model again;
+    an answer a moderator deletes while it streams is not edited again, and forgotten."""
+    fake = FakeDiscord(TOKEN)
+    script = Script(chunks=["Noted."])
+    db = tmp_path / "data" / "chatbot.db"
+    async with chatbot_run(tmp_path, fake, script) as (bot, model):
+        private = await fake.user_says(f"<@{fake.bot_id}> my PIN is 4711")
+        await _until_stored(db, [("user", "my PIN is 4711"), ("assistant", "Noted.")])
+        await fake.delete_message(private)
+        await _until_stored(db, [])
+
+        script.chunks, script.interval = [f"w{i} " for i in range(30)], 0.1  # about 3 s
+        posts = f"/channels/{fake.channel_id}/messages"
+        await fake.user_says(f"<@{fake.bot_id}> count for me")
+        await fake.wait_until(lambda: len(fake.bot_calls("POST", posts)) == 2, 60)
+        bot_id = str(fake.bot_id)
+        answer = max(m for m, body in fake.messages.items() if body["author"]["id"] == bot_id)
+        await fake.delete_message(answer)
+        deleted_at = time.monotonic()
+        async with asyncio.timeout(60):
+            while len(model.ended) < 2:  # noqa: ASYNC110 - the model's side: nothing to await
+                await asyncio.sleep(0.1)
+        await _until_stored(db, [("user", "count for me")])
+        await asyncio.sleep(1)  # what the bot would still do after the answer ended
+        exit_code = await bot.stop()
+    assert exit_code == 0, bot.log[-3000:]
+    sent = model.requests[-1]["messages"]
+    assert isinstance(sent, list) and "4711" not in repr(sent)
+    edits = fake.bot_calls("PATCH", f"/channels/{fake.channel_id}/messages/{answer}")
+    assert len([c for c in edits if c.at > deleted_at]) <= 1  # the one that found it gone
+    assert bot.log.count("an answer message was deleted while it streamed") == 1
 
 
 def _said(fake: FakeDiscord) -> str | None:

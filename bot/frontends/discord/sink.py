@@ -65,6 +65,7 @@ class DiscordTarget:
         self.blocked = False  # the bot may not post here; the rest of the answer is dropped
         self._existing = list(existing)
         self._on_delete = on_delete  # told each message id it removes, before it does
+        self._gone: set[int] = set()  # its messages someone else deleted meanwhile
         self.messages: list[discord.Message] = []  # the answer's messages, in order
         self.view: discord.ui.View | None = None  # what a message posted now carries
         # The buttons each message carries (the pressed one has some already: _EARLIER).
@@ -234,6 +235,8 @@ class DiscordTarget:
         """Edit `handle`; False when Discord would not (refused, or still failing)."""
         if self.blocked:
             return False
+        if handle.id in self._gone:
+            return True  # deleted by someone: nothing of it is on show to bring up to date
         for attempt in range(EDIT_RETRIES + 1):
             try:
                 hook = self._hook
@@ -245,6 +248,7 @@ class DiscordTarget:
                 return True
             except discord.NotFound:
                 log.info("an answer message was deleted while it streamed")
+                self._gone.add(handle.id)
                 return True  # nothing stale is left on show
             except discord.Forbidden as err:
                 await self._blocked(err)
