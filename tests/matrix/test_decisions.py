@@ -211,6 +211,37 @@ def test_every_name_the_bot_goes_by_addresses_it() -> None:
     assert events.strip_mention("Aurelia Voss: hi", BOT, ("Aurelia", "Aurelia Voss")) == "hi"
 
 
+@pytest.mark.parametrize(
+    ("name", "body", "addressed"),
+    [
+        # Chinese and Japanese write no spaces and their own commas and colons.
+        ("小助手", "小助手，你好", True),
+        ("小助手", "小助手：你好", True),
+        ("小助手", "请问小助手今天天气怎么样", True),
+        ("アシスタント", "アシスタントさん、こんにちは", True),
+        ("ボット", "ボットさん教えて", True),
+        ("猫", "猫，你好", True),  # one character: only as an address at the start
+        ("猫", "我的猫很可爱", False),
+        ("Al", "Al：hi", True),
+        # A name ending in an emoji ends there: "Robo🤖what" names it.
+        ("Robo🤖", "hey Robo🤖what", True),
+        ("🤖", "🤖: hello", True),
+        ("Alice", "malice aforethought", False),  # spaced scripts keep their word edges
+    ],
+)
+def test_names_in_scripts_without_spaces_address_the_bot(
+    name: str, body: str, addressed: bool
+) -> None:
+    """A Chinese user types "小助手，你好": neither the full-width comma nor a name inside
+    a run of text, where no word boundary ever comes, was taken for the bot's name."""
+    assert events.mentions_user({"body": body}, BOT, (name,)) is addressed
+
+
+def test_a_full_width_address_is_taken_off() -> None:
+    assert events.strip_mention("小助手：你好", BOT, ("小助手",)) == "你好"
+    assert events.strip_mention("Helper，hi", BOT, ("Helper",)) == "hi"
+
+
 def test_direct_room_is_two_people() -> None:
     assert events.is_direct_room(2) and events.is_direct_room(1)
     assert not events.is_direct_room(3)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import regex
+
 # Clients put a "<name>: " or a pill before the text when they mention someone.
 _PILL = re.compile(r'<a\s+href="https://matrix\.to/#/([^"?]+)(?:\?[^"]*)?"', re.IGNORECASE)
 # The only place a file is fetched from: the homeserver's media repository, never a URL.
@@ -115,20 +117,34 @@ def mentions_user(
 
 
 # A name this short ("Al", or a card named "the") would be found in any message as a
-# word: it addresses the bot only at the start, before ":" or "," ("Al: hi").
+# word: it addresses the bot only at the start, before ":" or "," ("Al: hi"). A
+# character of a script written without spaces counts twice (小助手 is no "the").
 _SHORT_NAME = 3
+# What ends an address at the start of a message: "Al: hi", "Al, hi", "小助手：你好".
+_ADDRESS_ENDS = (":", ",", "：", "，", "、")
+# Scripts written without spaces between words: a name in one is found inside a run of
+# text ("请问小助手", "アシスタントさん"), where a word boundary never comes.
+_UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]")
 
 
 def _named(name: str, body: str) -> bool:
-    if len(name) > _SHORT_NAME:
+    if len(name) + len(_UNSPACED.findall(name)) > _SHORT_NAME:
         return _word(name).search(body) is not None
     text = body.lstrip()
     start, after = text[: len(name)], text[len(name) : len(name) + 1]
-    return start.lower() == name.lower() and after in (":", ",")
+    return start.lower() == name.lower() and after in _ADDRESS_ENDS
 
 
 def _word(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
+    """`name` as a word: no letter or digit runs on at an edge, unless the name ends
+    there in a script without spaces, or in an emoji (which ends itself)."""
+    before = "" if _self_delimiting(name[0]) else r"(?<!\w)"
+    after = "" if _self_delimiting(name[-1]) else r"(?!\w)"
+    return re.compile(f"{before}{re.escape(name)}{after}", re.IGNORECASE)
+
+
+def _self_delimiting(char: str) -> bool:
+    return not (char.isalnum() or char == "_") or _UNSPACED.match(char) is not None
 
 
 def strip_mention(body: str, user_id: str, names: tuple[str, ...]) -> str:
@@ -138,8 +154,8 @@ def strip_mention(body: str, user_id: str, names: tuple[str, ...]) -> str:
     for name in (user_id, *sorted(names, key=len, reverse=True)):
         if name and text.lower().startswith(name.lower()):
             rest = text[len(name) :]
-            if rest[:1] in (":", ",", " ", ""):
-                return rest[1:].lstrip() if rest[:1] in (":", ",") else rest.lstrip()
+            if rest[:1] in (*_ADDRESS_ENDS, " ", ""):
+                return rest[1:].lstrip() if rest[:1] in _ADDRESS_ENDS else rest.lstrip()
     return body.strip()
 
 
