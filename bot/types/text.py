@@ -144,7 +144,11 @@ def visible_id(text: str, what: str) -> str:
     return value
 
 
-_ZWJ = "\u200d"  # joins emoji (👩‍🚀): the one format character a name keeps
+_ZWJ = "\u200d"  # joins emoji (👩‍🚀): a format character a name keeps
+_ZWNJ = "\u200c"  # keeps two letters apart in Persian or Hindi (نیک‌نام): kept between them
+# A subdivision's flag (🏴󠁧󠁢󠁥󠁮󠁧󠁿): tag characters, invisible anywhere else (where they can
+# spell hidden text to a model), kept only inside one.
+_FLAG_TAGS = re.compile("\U0001f3f4[\U000e0020-\U000e007e]{1,16}\U000e007f")
 
 
 def shown_name(text: str) -> str:
@@ -153,12 +157,26 @@ def shown_name(text: str) -> str:
     turn the text after it around, or zero-width characters that fake another name."""
     if text.isprintable() and text == " ".join(text.split()):  # the usual name, in one pass
         return text
+    clean = clean_text(text)
+    flags = {i for m in _FLAG_TAGS.finditer(clean) for i in range(m.start(), m.end())}
     kept = "".join(
         " " if c.isspace() else c  # a newline parts words as a space does
-        for c in clean_text(text)
-        if c == _ZWJ or c.isspace() or unicodedata.category(c) not in ("Cf", "Cc")
+        for i, c in enumerate(clean)
+        if c == _ZWJ
+        or c.isspace()
+        or unicodedata.category(c) not in ("Cf", "Cc")
+        or i in flags
+        or (c == _ZWNJ and _between_letters(clean, i))
     )
     return " ".join(kept.split())
+
+
+def _between_letters(text: str, i: int) -> bool:
+    """Letters on both sides, of scripts that join them (Hebrew onwards: not Latin, whose
+    look-alike names a zero-width character would help fake)."""
+    if not 0 < i < len(text) - 1:
+        return False
+    return all(c.isalpha() and ord(c) >= 0x0590 for c in (text[i - 1], text[i + 1]))
 
 
 MODEL_ID_CHARS = 200  # the longest model id `/model` takes

@@ -215,3 +215,20 @@ def test_shown_name(raw: str, shown: str) -> None:
 )
 def test_quoted_makes_a_code_span_nothing_typed_can_break(typed: str, shown: str) -> None:
     assert quoted(typed) == shown
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("نیک\u200cنام", "نیک\u200cنام"),  # Persian needs its ZWNJ: without it, another word
+        ("क्\u200dष", "क्\u200dष"),
+        ("🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f", None),  # England
+        ("Vic\u200ctor", "Victor"),  # in Latin it would only help fake another name
+        ("a\U000e0041\U000e0042b", "ab"),  # tags outside a flag spell hidden text
+        ("\u202eevil\u202c", "evil"),
+    ],
+)
+def test_a_name_keeps_the_invisible_characters_its_script_needs(
+    name: str, shown: str | None
+) -> None:
+    assert shown_name(name) == (name if shown is None else shown)
