@@ -222,17 +222,22 @@ class QuotaPart:
         """Reserved rows of calls that cannot still run (a crash left them): settled at
         their estimate. Rows of the last week only, so it reads an index."""
         cutoff = now - older_than
+        stale = (
+            UsageRow.day >= (now - timedelta(days=7)).date(),
+            UsageRow.state == RESERVED,
+            UsageRow.created_at < cutoff,
+        )
+
+        async def left(session: AsyncSession) -> bool:
+            return bool(await session.scalar(select(UsageRow.id).where(*stale).limit(1)))
+
+        # Read first: most starts find none, and write nothing (a read-only database
+        # then says so at the first turn, not in a warning about reservations).
+        if not await self._db.read("usage settle", left):
+            return 0
 
         async def work(session: AsyncSession) -> int:
-            result = await session.execute(
-                update(UsageRow)
-                .where(
-                    UsageRow.day >= (now - timedelta(days=7)).date(),
-                    UsageRow.state == RESERVED,
-                    UsageRow.created_at < cutoff,
-                )
-                .values(state=SETTLED)
-            )
+            result = await session.execute(update(UsageRow).where(*stale).values(state=SETTLED))
             return int(getattr(result, "rowcount", 0) or 0)
 
         return await self._db.write("usage settle", work)
