@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import regex
-
 from bot.types import HistoryEntry
+from bot.types.text import unicode_pattern
 
 DEFAULT_CONTEXT_TOKENS = 8192
 DEFAULT_ANSWER_TOKENS = 1024
 _PER_MESSAGE_OVERHEAD = 4
 # Marks on a letter: Arabic vowels, Devanagari and Thai vowel signs, accents, Zalgo.
-_MARKS = regex.compile(r"\p{M}")
+_MARKS = r"\p{M}"
 
 
 def estimate_tokens(text: str) -> int:
@@ -30,7 +29,7 @@ def estimate_tokens(text: str) -> int:
     tokens = (ascii_chars + 3) // 4 + _PER_MESSAGE_OVERHEAD
     if ascii_chars < len(text):
         tokens += len(text.encode("utf-8", "surrogatepass")) - ascii_chars
-        tokens += len(_MARKS.findall(text))
+        tokens += len(unicode_pattern(_MARKS).findall(text))
     return tokens
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Protocol
 
-import regex
+from bot.types.text import unicode_pattern
 
 _FENCE = re.compile(r"^(\s*)(```+|~~~+)(.*)$")
 
@@ -83,7 +83,6 @@ def _fit(text: str, budget: int, size: Size) -> int:
 # Where a sentence or clause ends in scripts written without spaces (CJK), and the
 # ideographic space: a page may end after one as after a space.
 _CLAUSE_ENDS = (" ", "\u3000", "。", "！", "？", "，", "、", "；", "：", "．", "｡", "､")
-_GRAPHEME = regex.compile(r"\X")
 
 
 def _cut_point(text: str, room: int, minimum: int) -> int:
@@ -109,7 +108,7 @@ def _grapheme_end(text: str, room: int, minimum: int) -> int:
     # A boundary is found from a little before (a cluster is a few dozen characters at
     # most), so a long page is not segmented whole.
     start = max(minimum, room - 256)
-    for match in _GRAPHEME.finditer(text, start, min(len(text), room + 64)):
+    for match in unicode_pattern(r"\X").finditer(text, start, min(len(text), room + 64)):
         if match.end() > room:
             break
         cut = match.end()

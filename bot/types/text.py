@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import regex
+
+
+@functools.cache
+def unicode_pattern(pattern: str) -> regex.Pattern[str]:
+    """A pattern of the `regex` module (graphemes, Unicode scripts and categories, which
+    `re` lacks), compiled on first use: the module (~2 MB) loads only in a process whose
+    text needs it."""
+    import regex
+
+    return regex.compile(pattern)
+
 
 # NUL breaks PostgreSQL text, other C0/C1 controls break terminals and JSON consumers;
 # lone surrogates (undecodable bytes from a terminal) break every encoder after us.

@@ -130,15 +130,16 @@ async def serve(url):
     return head
 
 print(asyncio.run(serve(sys.argv[1])))
-loaded = ("alembic", "mako", "PIL", "sqlalchemy.dialects.postgresql")
+loaded = ("alembic", "mako", "PIL", "sqlalchemy.dialects.postgresql", "regex")
 print(",".join(m for m in loaded if m in sys.modules))
 """
 
 
 def test_a_start_at_head_loads_neither_alembic_nor_pillow(tmp_path: Path) -> None:
-    """~17 MB of a serving process: Alembic only when the schema must change, Pillow
+    """~19 MB of a serving process: Alembic only when the schema must change, Pillow
     only with the first image, chart or card, SQLAlchemy's PostgreSQL dialect only with
-    PostgreSQL (an SQLite store writes without it)."""
+    PostgreSQL (an SQLite store writes without it), `regex` only with text that needs
+    graphemes or Unicode scripts."""
     url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
 
     def start() -> list[str]:

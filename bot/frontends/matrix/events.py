@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import regex
+from bot.types.text import unicode_pattern
 
 # Clients put a "<name>: " or a pill before the text when they mention someone.
 _PILL = re.compile(r'<a\s+href="https://matrix\.to/#/([^"?]+)(?:\?[^"]*)?"', re.IGNORECASE)
@@ -124,11 +124,11 @@ _SHORT_NAME = 3
 _ADDRESS_ENDS = (":", ",", "：", "，", "、")
 # Scripts written without spaces between words: a name in one is found inside a run of
 # text ("请问小助手", "アシスタントさん"), where a word boundary never comes.
-_UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]")
+_UNSPACED = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
 
 
 def _named(name: str, body: str) -> bool:
-    if len(name) + len(_UNSPACED.findall(name)) > _SHORT_NAME:
+    if len(name) + len(unicode_pattern(_UNSPACED).findall(name)) > _SHORT_NAME:
         return _word(name).search(body) is not None
     text = body.lstrip()
     start, after = text[: len(name)], text[len(name) : len(name) + 1]
@@ -144,7 +144,7 @@ def _word(name: str) -> re.Pattern[str]:
 
 
 def _self_delimiting(char: str) -> bool:
-    return not (char.isalnum() or char == "_") or _UNSPACED.match(char) is not None
+    return not (char.isalnum() or char == "_") or unicode_pattern(_UNSPACED).match(char) is not None
 
 
 def strip_mention(body: str, user_id: str, names: tuple[str, ...]) -> str:
