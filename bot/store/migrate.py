@@ -55,6 +55,10 @@ class UnknownRevision(Exception):
         self.revision = revision
 
 
+class MigrationBroke(OSError):
+    """A migration left rows that refer to missing ones: it is not committed."""
+
+
 class MigrationFailed(Exception):
     """Upgrading the schema from `revision` failed (`cause`); the database was left as it
     was (each upgrade runs as one transaction)."""
@@ -88,7 +92,11 @@ def newest_file_revision() -> str | None:
 def _one_sqlite_transaction(engine: AsyncEngine) -> None:
     """SQLite: every step in one transaction, DDL included (the driver would commit each
     CREATE at once), begun holding the write lock. A second process starting together
-    waits for it, then finds the schema migrated; a failure leaves no step half done."""
+    waits for it, then finds the schema migrated; a failure leaves no step half done.
+
+    Foreign keys are off meanwhile, as SQLite's own procedure for remaking a table asks:
+    dropping the old `messages` would otherwise delete every row referring to it (ON
+    DELETE CASCADE). They are checked before the commit instead (_run)."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _driver_leaves_transactions_to_us(dbapi_connection: Any, _record: Any) -> None:
@@ -96,6 +104,7 @@ def _one_sqlite_transaction(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         try:  # a long migration of a big database is waited for, not failed
             cursor.execute(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
+            cursor.execute("PRAGMA foreign_keys=OFF")
         finally:
             cursor.close()
 
@@ -130,6 +139,10 @@ async def _run(url: str, action: Callable[[Config], None]) -> None:
                 action(config)
 
             await connection.run_sync(run)
+            if connection.dialect.name == "sqlite":
+                broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:  # rolled back with the rest when the connection closes
+                    raise MigrationBroke(f"{len(broken)} rows refer to rows that are gone")
             await connection.commit()
     finally:
         await engine.dispose()

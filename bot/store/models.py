@@ -151,7 +151,12 @@ class MessageRow(Base):
     """A stored conversation turn of a channel or thread."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index(None, "platform", "server_id", "channel_id", "thread_id", "id"),)
+    __table_args__ = (
+        Index(None, "platform", "server_id", "channel_id", "thread_id", "id"),
+        # An id is never given twice, also after the newest turns were forgotten: buttons
+        # and front-ends name turns by it (PostgreSQL's sequences never reuse one).
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     platform: Mapped[str] = mapped_column(String(16))

@@ -1,4 +1,5 @@
-"""Which chat platform messages show which stored turns, so deleting one forgets its turn.
+"""Which chat platform messages show which stored turns, so deleting one forgets its turn;
+on SQLite, message ids that are never used twice.
 
 Revision ID: 0010
 Revises: 0009
@@ -40,9 +41,23 @@ def upgrade() -> None:
         unique=True,
     )
     op.create_index("ix_posts_message_id", "posts", ["message_id"])
+    if op.get_bind().dialect.name == "sqlite":
+        # Once turns can be forgotten one by one, SQLite would give the next message the
+        # id of a newest one deleted: an answer's buttons (cc:regen:7) and what a
+        # front-end remembers would then name another turn. AUTOINCREMENT never reuses
+        # an id (PostgreSQL's sequences never do). The table is made anew to get it.
+        with op.batch_alter_table(
+            "messages", recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        ):
+            pass
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        with op.batch_alter_table(
+            "messages", recreate="always", table_kwargs={"sqlite_autoincrement": False}
+        ):
+            pass
     op.drop_index("ix_posts_message_id", table_name="posts")
     op.drop_index("ix_posts_platform_post_id_message_id", table_name="posts")
     op.drop_table("posts")

@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Connection, Integer, MetaData, inspect
+from sqlalchemy import Column, Connection, Integer, MetaData, inspect, text
 from sqlalchemy.pool import NullPool
 
 from bot.store import migrate
@@ -156,3 +156,55 @@ def test_a_start_at_head_loads_neither_alembic_nor_pillow(tmp_path: Path) -> Non
     # A new database: migrated (Alembic brings its PostgreSQL support along).
     assert start() == [migrate.head(), "alembic,mako,sqlalchemy.dialects.postgresql"]
     assert start() == [migrate.head(), ""]  # at head: one SELECT, no Alembic
+
+
+async def _execute(url: str, *statements: str) -> list[Any]:
+    """Run plain SQL on the database; the rows of the last statement."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            result = None
+            for statement in statements:
+                result = await conn.execute(text(statement))
+            return list(result) if result is not None and result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+_TURN = (
+    "INSERT INTO messages (platform, server_id, channel_id, thread_id, role, content, "
+    "token_estimate, state, image_count, hidden, created_at) VALUES ('discord', 'g', 'c', "
+    "'', 'user', 'hi', 1, 'done', 1, false, CURRENT_TIMESTAMP)"
+)
+
+
+async def test_an_id_is_never_given_twice_after_the_newest_turn_is_forgotten(
+    database_url: str,
+) -> None:
+    """SQLite gave the next turn the id of a newest one deleted: an answer's buttons
+    (cc:regen:7) then named another turn."""
+    await migrate.upgrade_to_head(database_url)
+    await _execute(database_url, _TURN, _TURN)
+    [(newest,)] = await _execute(database_url, "SELECT max(id) FROM messages")
+    await _execute(database_url, f"DELETE FROM messages WHERE id = {newest}", _TURN)
+    [(after,)] = await _execute(database_url, "SELECT max(id) FROM messages")
+    assert after > newest
+
+
+async def test_remaking_the_messages_table_keeps_what_refers_to_it(tmp_path: Path) -> None:
+    """0010 makes SQLite's `messages` anew; dropping the old one with foreign keys on
+    would have deleted every image link and post of every turn (ON DELETE CASCADE)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+    await migrate.upgrade(url, "0009")
+    await _execute(
+        url,
+        _TURN,
+        "INSERT INTO blobs (sha256, media_type, data, size, created_at) "
+        "VALUES ('ab', 'image/png', x'00', 1, CURRENT_TIMESTAMP)",
+        "INSERT INTO message_images (message_id, position, sha256, name, media_type) "
+        "VALUES (1, 0, 'ab', 'cat.png', 'image/png')",
+    )
+    assert await migrate.upgrade_to_head(url) == migrate.head()
+    assert await _execute(url, "SELECT message_id, name FROM message_images") == [(1, "cat.png")]
+    assert await _execute(url, "SELECT id, content FROM messages") == [(1, "hi")]
+    assert await _execute(url, "PRAGMA foreign_key_check") == []
