@@ -107,6 +107,7 @@ class HeldReply:
 
 
 SHUTTING_DOWN = "Stopped: the bot is shutting down. Ask again once it is back."
+ANSWER_DELETED = "Stopped: the answer was deleted."
 
 
 class Core:
@@ -270,9 +271,14 @@ class Core:
         None (the console asks at /attach)."""
         return await self._engine.attachment_refusal(attachment, attached)
 
-    def stop(self, ref: ChannelRef) -> bool:
+    def stop(self, ref: ChannelRef, why: str = "Stopped.") -> bool:
         """Stop the answer being written in this conversation (what arrived is kept)."""
-        return self._engine.stop(ref)
+        return self._engine.stop(ref, why)
+
+    def answer_deleted(self, ref: ChannelRef) -> bool:
+        """The message of the answer being written here was deleted: no one reads the
+        rest, so it stops (and is forgotten once shown_in ties it to that message)."""
+        return self._engine.stop(ref, ANSWER_DELETED)
 
     async def shown_in(self, ref: ChannelRef, row_id: int | None, posts: Sequence[str]) -> None:
         """An answer (`row_id`, TurnResult.answer_id) is on show in these platform messages:

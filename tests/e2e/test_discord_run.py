@@ -311,7 +311,8 @@ async def _until_stored(db: Path, turns: list[tuple[str, str]], seconds: float =
 
 async def test_deleted_messages_leave_the_history(tmp_path: Path) -> None:
     """Through `chatbot run`: a question its author deletes is not sent to the model again;
-    an answer a moderator deletes while it streams is not edited again, and forgotten."""
+    an answer a moderator deletes while it streams stops (the model's connection closes),
+    is not edited again, and is forgotten."""
     fake = FakeDiscord(TOKEN)
     script = Script(chunks=["Noted."])
     db = tmp_path / "data" / "chatbot.db"
@@ -330,7 +331,7 @@ async def test_deleted_messages_leave_the_history(tmp_path: Path) -> None:
         await fake.delete_message(answer)
         deleted_at = time.monotonic()
         async with asyncio.timeout(60):
-            while len(model.ended) < 2:  # noqa: ASYNC110 - the model's side: nothing to await
+            while not model.cut_off:  # noqa: ASYNC110 - the model's side: nothing to await
                 await asyncio.sleep(0.1)
         await _until_stored(db, [("user", "count for me")])
         await asyncio.sleep(1)  # what the bot would still do after the answer ended
@@ -340,6 +341,7 @@ async def test_deleted_messages_leave_the_history(tmp_path: Path) -> None:
     assert isinstance(sent, list) and "4711" not in repr(sent)
     edits = fake.bot_calls("PATCH", f"/channels/{fake.channel_id}/messages/{answer}")
     assert len([c for c in edits if c.at > deleted_at]) <= 1  # the one that found it gone
+    assert len(model.ended) == 1  # the first answer only: the second never ran to its end
     assert bot.log.count("an answer message was deleted while it streamed") == 1
 
 

@@ -161,7 +161,12 @@ class ChatHandler:
 
         speaker = None if guild is None else await self._personas.speaker(channel, ref)
         target = DiscordTarget(
-            channel, reply_to, forbidden, min_interval=self._min_interval, speaker=speaker
+            channel,
+            reply_to,
+            forbidden,
+            min_interval=self._min_interval,
+            speaker=speaker,
+            on_gone=lambda: self._core.answer_deleted(ref),
         )
         sink = AnswerSink(target, author.id)
         try:

@@ -169,6 +169,7 @@ class Controls:
             existing=pages,
             speaker=speaker,
             on_delete=self.own_deletes.add,
+            on_gone=lambda: self._core.answer_deleted(ref),
         )
         sink = AnswerSink(answer, interaction.user.id)
         held = HeldReply(sink)

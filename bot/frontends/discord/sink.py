@@ -50,6 +50,7 @@ class DiscordTarget:
         existing: Sequence[discord.Message] = (),
         speaker: Speaker | None = None,
         on_delete: Callable[[str], None] | None = None,
+        on_gone: Callable[[], object] | None = None,
     ) -> None:
         self._channel = channel
         # A character channel: posted through its webhook, or with its name in bold.
@@ -66,6 +67,7 @@ class DiscordTarget:
         self._existing = list(existing)
         self._on_delete = on_delete  # told each message id it removes, before it does
         self._gone: set[int] = set()  # its messages someone else deleted meanwhile
+        self._on_gone = on_gone  # told when the first of them is found gone
         self.messages: list[discord.Message] = []  # the answer's messages, in order
         self.view: discord.ui.View | None = None  # what a message posted now carries
         # The buttons each message carries (the pressed one has some already: _EARLIER).
@@ -249,6 +251,8 @@ class DiscordTarget:
             except discord.NotFound:
                 log.info("an answer message was deleted while it streamed")
                 self._gone.add(handle.id)
+                if self._on_gone is not None and len(self._gone) == 1:
+                    self._on_gone()  # the rest of the answer would be written for no one
                 return True  # nothing stale is left on show
             except discord.Forbidden as err:
                 await self._blocked(err)

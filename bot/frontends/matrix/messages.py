@@ -100,6 +100,7 @@ class Shown:
     event_ids: list[str] = field(default_factory=list)  # its pages; edits replace these
     row: int | None = None  # the answer's stored row (a failed question's); None: streaming
     answered: bool = True  # False: the model failed and the message shows the error
+    removed: bool = False  # someone removed one of its events: nothing reaches it any more
 
 
 class Place:
@@ -386,6 +387,9 @@ class MessageHandler:
         if result.notice:
             self._shown.pop(first, None)
             return
+        if shown.removed:  # tied to its events all the same: the store forgets it
+            await self._core.shown_in(shown.ref, result.answer_id, shown.event_ids)
+            return
         shown.answered = result.answer_id is not None
         shown.row = result.answer_id if shown.answered else result.question_id
         self._shown[first] = shown
@@ -411,9 +415,24 @@ class MessageHandler:
         # A room-v12 creator outranks every level without being listed in them.
         authority = None if level >= needed else await self._api.authority(room_id)
         anyone = is_room_admin(sender, level, authority, needed)
+        if anyone:
+            self._answer_removed(room_id, redacts)
         await self._core.deleted(
             Platform.MATRIX, room_id, [redacts], author=None if anyone else sender
         )
+
+    def _answer_removed(self, room_id: str, event_id: str) -> None:
+        """One of the bot's answers in `room_id` was removed: one still being written
+        stops, and reactions and controls no longer reach it."""
+        for first, shown in list(self._shown.items()):
+            if shown.ref.channel_id != room_id or event_id not in shown.event_ids:
+                continue
+            if shown.row is None:  # still streaming
+                self._core.answer_deleted(shown.ref)
+            shown.removed = True
+            del self._shown[first]
+            if self._newest.get(str(shown.ref)) == first:
+                del self._newest[str(shown.ref)]
 
     # --- reactions -----------------------------------------------------------------
     async def react(self, room_id: str, sender: str, reacts_to: str, key: str) -> None:

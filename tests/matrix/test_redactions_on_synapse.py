@@ -1,0 +1,64 @@
+"""An answer removed from a room on a real Synapse while it is still being written: it
+stops (the model's connection closes), is forgotten once it ends, and a reaction on it
+reaches nothing (🔄 there said "only the newest answer can change")."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import nio
+import pytest
+
+from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
+from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
+from tests.matrix.test_reactions_on_synapse import react
+from tests.peers.synapse import SynapseServer
+
+pytestmark = pytest.mark.synapse
+
+
+async def test_an_answer_removed_while_it_streams_stops_and_is_forgotten(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    bot = synapse_server.register("redactbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    async with SSEEndpoint(chunks=60, span=30.0) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+        try:
+            async with running_bot(core, bot_options(synapse_server, bot, tmp_path / "store")):
+                # Alice made the room: a room-v12 creator may remove anyone's message.
+                room = await alice.create_room([bot.user_id])
+                await alice.wait_joined(room, bot.user_id)
+                mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
+                after = time.monotonic()
+                await alice.send(room, "bot: count slowly", **mention)
+                first = await alice.reply_to(room, bot.user_id, after, "the answer's first text")
+                answer = str(first.event.event_id)
+                removed = await alice.client.room_redact(room, answer)
+                assert isinstance(removed, nio.RoomRedactResponse), removed
+                await alice.wait_for(lambda: endpoint.asked[0].cut, "the model's connection closed")
+                assert time.monotonic() - after < 20  # long before the answer's 30 s
+                ref = ChannelRef(Platform.MATRIX, channel_id=room)
+
+                async def turns() -> list[tuple[Role, str]]:
+                    return [(e.role, e.content) for e in await core.store.history(ref, 10)]
+
+                deadline = time.monotonic() + 30
+                while await turns() != [(Role.USER, "bot: count slowly")]:
+                    assert time.monotonic() < deadline, await turns()
+                    await asyncio.sleep(0.2)
+                # 🔄 on the removed answer: nothing asked, nothing said.
+                since = time.monotonic()
+                await react(alice, room, answer, "🔄")
+                await asyncio.sleep(3)
+                assert len(endpoint.asked) == 1
+                assert alice.messages(room, bot.user_id, since) == []
+        finally:
+            await core.close()
+            await alice.close()
