@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import unicodedata
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from bot.providers.base import ChatRequest
@@ -57,13 +58,39 @@ def data_url(image: Image) -> str:
     return f"data:{image.media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
 
 
-def _parts(text: str, images: Iterable[Image], image_part: Callable[[Image], Message]) -> Any:
-    """Plain text when there are no images, else a text part then the images in order."""
-    images = tuple(images)
-    if not images:
-        return text
-    parts: list[Message] = [{"type": "text", "text": text}] if text else []
-    return parts + [image_part(image) for image in images]
+Piece = tuple[str, tuple[Image, ...]]  # one turn's text (named) and its images
+
+
+def same_role_runs(
+    messages: Iterable[ChatMessage], multi_user: bool
+) -> list[tuple[Role, list[Piece]]]:
+    """Turns in order, user or assistant turns in a row as one run (system turns stay
+    apart: a character prompt's sections are theirs), empty ones dropped: many chat
+    templates (Mistral's, Gemma's, served by vLLM or llama.cpp) refuse two user turns in
+    a row, which a question whose answer was deleted leaves."""
+    runs: list[tuple[Role, list[Piece]]] = []
+    for m in messages:
+        if not m.content.strip() and not m.images:
+            continue
+        piece = (named_text(m, multi_user), tuple(m.images))
+        if runs and runs[-1][0] is m.role and m.role is not Role.SYSTEM:
+            runs[-1][1].append(piece)
+        else:
+            runs.append((m.role, [piece]))
+    return runs
+
+
+def _content(pieces: list[Piece], image_part: Callable[[Image], Message]) -> Any:
+    """A run as one turn's content: its texts joined when there are no images, else
+    each text followed by its images."""
+    if not any(images for _, images in pieces):
+        return "\n\n".join(text for text, _ in pieces)
+    parts: list[Message] = []
+    for text, images in pieces:
+        if text.strip():
+            parts.append({"type": "text", "text": text})
+        parts += [image_part(image) for image in images]
+    return parts
 
 
 def _openai_image(image: Image) -> Message:
@@ -87,9 +114,8 @@ def openai_messages(request: ChatRequest) -> list[Message]:
     out: list[Message] = []
     if request.system_prompt:
         out.append({"role": "system", "content": request.system_prompt})
-    for m in request.messages:
-        content = _parts(named_text(m, request.multi_user), m.images, _openai_image)
-        out.append({"role": m.role.value, "content": content})
+    for role, pieces in same_role_runs(request.messages, request.multi_user):
+        out.append({"role": role.value, "content": _content(pieces, _openai_image)})
     if request.continue_answer:
         out.append({"role": "user", "content": CONTINUE_INSTRUCTION})
     return out
@@ -101,13 +127,15 @@ def mistral_messages(request: ChatRequest) -> list[Message]:
     if request.system_prompt:
         out.append({"role": "system", "content": request.system_prompt})
     started = False
+    turns: list[ChatMessage] = []
     for m in request.messages:
-        role = m.role
-        if role is Role.SYSTEM and started:
-            role = Role.USER  # some Mistral models refuse a system turn after an assistant one
-        started = started or role is not Role.SYSTEM
-        content = _parts(named_text(m, request.multi_user), m.images, _mistral_image)
-        out.append({"role": role.value, "content": content})
+        if m.role is Role.SYSTEM and started:
+            # Some Mistral models refuse a system turn after an assistant one.
+            m = replace(m, role=Role.USER)
+        started = started or m.role is not Role.SYSTEM
+        turns.append(m)
+    for role, pieces in same_role_runs(turns, request.multi_user):
+        out.append({"role": role.value, "content": _content(pieces, _mistral_image)})
     if request.continue_answer and out and out[-1]["role"] == "assistant":
         out[-1]["prefix"] = True  # Mistral continues a prefix instead of answering it
         return out
@@ -129,20 +157,16 @@ def claude_messages(
     never the assistant's (prefill is refused by newer models).
     """
     system_parts = [system_prompt] if system_prompt else []
-    turns: list[tuple[str, list[tuple[str, tuple[Image, ...]]]]] = []
-    for m in messages:
-        if m.role is Role.SYSTEM and not turns:
-            if m.content.strip():
-                system_parts.append(m.content)
-            continue
-        if not m.content.strip() and not m.images:
-            continue
-        role = "assistant" if m.role is Role.ASSISTANT else "user"
-        piece = (named_text(m, multi_user), m.images)
-        if turns and turns[-1][0] == role:
-            turns[-1][1].append(piece)
-        else:
-            turns.append((role, [piece]))
+    rest = list(messages)
+    while rest and (rest[0].role is Role.SYSTEM or not (rest[0].content.strip() or rest[0].images)):
+        if rest[0].role is Role.SYSTEM and rest[0].content.strip():
+            system_parts.append(rest[0].content)
+        rest.pop(0)  # a leading system turn, or an empty one (dropped anyway)
+    chat = [replace(m, role=Role.USER) if m.role is Role.SYSTEM else m for m in rest]
+    turns = [
+        ("assistant" if role is Role.ASSISTANT else "user", pieces)
+        for role, pieces in same_role_runs(chat, multi_user)
+    ]
     if not turns or turns[0][0] != "user":
         turns.insert(0, ("user", [(START_PLACEHOLDER, ())]))
     if turns[-1][0] == "assistant":
@@ -152,16 +176,6 @@ def claude_messages(
         else:
             turns.append(("user", [(CONTINUE_PLACEHOLDER, ())]))
     system = "\n\n".join(system_parts)
-    return system, [{"role": role, "content": _claude_content(pieces)} for role, pieces in turns]
-
-
-def _claude_content(pieces: list[tuple[str, tuple[Image, ...]]]) -> Any:
-    """Merged same-role turns: joined text, or blocks keeping each text before its images."""
-    if not any(images for _, images in pieces):
-        return "\n\n".join(text for text, _ in pieces)
-    blocks: list[Message] = []
-    for text, images in pieces:
-        if text.strip():
-            blocks.append({"type": "text", "text": text})
-        blocks += [_claude_image(image) for image in images]
-    return blocks
+    return system, [
+        {"role": role, "content": _content(pieces, _claude_image)} for role, pieces in turns
+    ]

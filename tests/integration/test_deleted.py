@@ -103,6 +103,10 @@ async def test_a_deleted_answer_goes_with_its_alternatives_and_the_question_stay
         assert await core.deleted(Platform.DISCORD, "c1", ["a1-page2"]) == 2
         assert turns(await core.store.history(REF, 10)) == [(Role.USER, "tell me a joke")]
         assert await core.store.alternatives(REF, done.question_id or 0) == []
+        # The question left without its answer and the next one go as one turn: chat
+        # templates such as Mistral's refuse two user turns in a row.
+        await ask(core, "another one", "q2")
+        assert said(endpoint) == ["tell me a joke\n\nanother one"]
     finally:
         await core.close()
 

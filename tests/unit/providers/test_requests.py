@@ -60,8 +60,8 @@ CHAT = chat(Source.OPENAI)
 
 OPENAI_MESSAGES = [
     {"role": "system", "content": SYSTEM},
-    {"role": "user", "content": "Alice: Hi all"},
-    {"role": "user", "content": "Bob: Hello"},
+    # Two user turns in a row are one (chat templates such as Mistral's refuse two).
+    {"role": "user", "content": "Alice: Hi all\n\nBob: Hello"},
     {"role": "assistant", "content": "Hi Alice and Bob!"},
     {"role": "user", "content": "Alice: Tell a joke"},
 ]
@@ -293,8 +293,7 @@ async def test_mistral_request(
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": "Alice: Hi"},
             {"role": "assistant", "content": "Hello Alice."},
-            {"role": "user", "content": "Bob joined."},
-            {"role": "user", "content": "Bob: Hey"},
+            {"role": "user", "content": "Bob joined.\n\nBob: Hey"},  # Mistral: never two
             {"role": "assistant", "content": "Welcome Bob."},
             {"role": "user", "content": "[Continue]"},
         ],
