@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Any
 
 import discord
 import pytest
@@ -147,14 +148,9 @@ def test_config_groups_are_hidden_from_members_only_when_every_subcommand_is_adm
     assert default_permissions(by_name["settings"]) is None
 
 
-def test_modal_values_are_hidden_from_discord_gateway_debug_logs() -> None:
-    key = "sk-modal-0123456789abcdef"
-    event = {
-        "t": "INTERACTION_CREATE",
-        "op": 0,
-        "d": {"id": "1", "type": 5, "data": {"components": [{"value": key}]}},
-    }
-    record = logging.LogRecord(
+def gateway_record(event: dict[str, Any]) -> logging.LogRecord:
+    """The line discord.py logs for a gateway event at DEBUG."""
+    return logging.LogRecord(
         "discord.gateway",
         logging.DEBUG,
         __file__,
@@ -163,18 +159,19 @@ def test_modal_values_are_hidden_from_discord_gateway_debug_logs() -> None:
         (0, event),
         None,
     )
+
+
+def test_modal_values_are_hidden_from_discord_gateway_debug_logs() -> None:
+    key = "sk-modal-0123456789abcdef"
+    event = {
+        "t": "INTERACTION_CREATE",
+        "op": 0,
+        "d": {"id": "1", "type": 5, "data": {"components": [{"value": key}]}},
+    }
+    record = gateway_record(event)
     assert ModalValuesFilter().filter(record)
     assert key not in record.getMessage()
-    other = {"t": "MESSAGE_CREATE", "op": 0, "d": {"type": 0, "content": "hi"}}
-    kept = logging.LogRecord(
-        "discord.gateway",
-        logging.DEBUG,
-        __file__,
-        1,
-        "For Shard ID %s: WebSocket Event: %s",
-        (0, other),
-        None,
-    )
+    kept = gateway_record({"t": "MESSAGE_CREATE", "op": 0, "d": {"type": 0, "content": "hi"}})
     ModalValuesFilter().filter(kept)
     assert "hi" in kept.getMessage()
 
@@ -185,15 +182,7 @@ def test_a_message_holding_a_key_is_hidden_from_discord_gateway_debug_logs() -> 
     text = "<@1> look:\nsk-proj-Zq9XwV8uT7sR\n6pO5nM4lK3jI2hG1fE0d"
     for kind in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
         event = {"t": kind, "op": 0, "d": {"id": "5", "type": 0, "content": text}}
-        record = logging.LogRecord(
-            "discord.gateway",
-            logging.DEBUG,
-            __file__,
-            1,
-            "For Shard ID %s: WebSocket Event: %s",
-            (0, event),
-            None,
-        )
+        record = gateway_record(event)
         assert ModalValuesFilter().filter(record)
         shown = record.getMessage()
         assert "6pO5nM4lK3jI2hG1fE0d" not in shown and "Zq9XwV8uT7sR" not in shown

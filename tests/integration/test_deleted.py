@@ -8,8 +8,9 @@ an answer's pages) and which were deleted; these tests speak to the core as they
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.core import Core, TurnLimits, TurnResult
@@ -35,6 +36,15 @@ THREAD = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1", thread_id
 ASKER = Actor("u-eve", "Eve")
 OTHER = Actor("u-bob", "Bob")
 ADMIN = Actor("u-ada", "Ada", is_channel_admin=True)
+
+
+@pytest.fixture
+async def core(database_url: str, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
+    made = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        yield made
+    finally:
+        await made.close()
 
 
 async def ask(
@@ -66,217 +76,175 @@ def turns(history: list[HistoryEntry]) -> list[tuple[Role, str]]:
     return [(e.role, e.content) for e in history]
 
 
-async def test_a_deleted_question_takes_its_answer_along(
-    database_url: str, endpoint: FakeOpenAI
-) -> None:
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        await ask(core, "my address is 1 Elm St", "q1", pages=["a1"])
-        await ask(core, "what is 2+2?", "q2", pages=["a2"])
-        assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 2
-        assert turns(await core.store.history(REF, 10)) == [
-            (Role.USER, "what is 2+2?"),
-            (Role.ASSISTANT, "Hello there!"),
-        ]
-        await ask(core, "and now?", "q3")
-        assert said(endpoint) == ["what is 2+2?", "Hello there!", "and now?"]
-        # Deleted again (a replayed event): nothing left to forget, nothing fails.
-        assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 0
-    finally:
-        await core.close()
+async def test_a_deleted_question_takes_its_answer_along(core: Core, endpoint: FakeOpenAI) -> None:
+    await ask(core, "my address is 1 Elm St", "q1", pages=["a1"])
+    await ask(core, "what is 2+2?", "q2", pages=["a2"])
+    assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 2
+    assert turns(await core.store.history(REF, 10)) == [
+        (Role.USER, "what is 2+2?"),
+        (Role.ASSISTANT, "Hello there!"),
+    ]
+    await ask(core, "and now?", "q3")
+    assert said(endpoint) == ["what is 2+2?", "Hello there!", "and now?"]
+    # Deleted again (a replayed event): nothing left to forget, nothing fails.
+    assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 0
 
 
 async def test_a_deleted_answer_goes_with_its_alternatives_and_the_question_stays(
-    database_url: str, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI
 ) -> None:
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        await ask(core, "tell me a joke", "q1", pages=["a1", "a1-page2"])
-        endpoint.script = Script(chunks=["Another one"])
-        inv = core.parse("/regenerate", Platform.DISCORD)
-        done = await core.run_control(REF, ASKER, inv, Sink())
-        assert isinstance(done, TurnResult) and done.answer_id is not None
-        await core.shown_in(REF, done.answer_id, ["a1", "a1-page2"])  # edited in place
-        answers = await core.store.alternatives(REF, done.question_id or 0)
-        assert len(answers) == 2
-        # A moderator deletes the answer's second page: both answers go, the question stays.
-        assert await core.deleted(Platform.DISCORD, "c1", ["a1-page2"]) == 2
-        assert turns(await core.store.history(REF, 10)) == [(Role.USER, "tell me a joke")]
-        assert await core.store.alternatives(REF, done.question_id or 0) == []
-        # The question left without its answer and the next one go as one turn: chat
-        # templates such as Mistral's refuse two user turns in a row.
-        await ask(core, "another one", "q2")
-        assert said(endpoint) == ["tell me a joke\n\nanother one"]
-    finally:
-        await core.close()
+    await ask(core, "tell me a joke", "q1", pages=["a1", "a1-page2"])
+    endpoint.script = Script(chunks=["Another one"])
+    inv = core.parse("/regenerate", Platform.DISCORD)
+    done = await core.run_control(REF, ASKER, inv, Sink())
+    assert isinstance(done, TurnResult) and done.answer_id is not None
+    await core.shown_in(REF, done.answer_id, ["a1", "a1-page2"])  # edited in place
+    answers = await core.store.alternatives(REF, done.question_id or 0)
+    assert len(answers) == 2
+    # A moderator deletes the answer's second page: both answers go, the question stays.
+    assert await core.deleted(Platform.DISCORD, "c1", ["a1-page2"]) == 2
+    assert turns(await core.store.history(REF, 10)) == [(Role.USER, "tell me a joke")]
+    assert await core.store.alternatives(REF, done.question_id or 0) == []
+    # The question left without its answer and the next one go as one turn: chat
+    # templates such as Mistral's refuse two user turns in a row.
+    await ask(core, "another one", "q2")
+    assert said(endpoint) == ["tell me a joke\n\nanother one"]
 
 
 async def test_one_who_may_remove_only_their_own_messages_forgets_only_their_questions(
-    database_url: str, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI
 ) -> None:
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        await ask(core, "Bob's question", "q1", actor=OTHER, pages=["a1"])
-        await ask(core, "Eve's question", "q2", pages=["a2"])
-        # Eve (no power to remove others' messages) names Bob's question, his answer,
-        # and the answer to her own: only her own question goes, with its answer.
-        gone = await core.deleted(Platform.DISCORD, "c1", ["q1", "a1", "a2"], author=ASKER.id)
-        assert gone == 0
-        assert len(await core.store.history(REF, 10)) == 4
-        assert await core.deleted(Platform.DISCORD, "c1", ["q2"], author=ASKER.id) == 2
-        assert turns(await core.store.history(REF, 10)) == [
-            (Role.USER, "Bob's question"),
-            (Role.ASSISTANT, "Hello there!"),
-        ]
-    finally:
-        await core.close()
+    await ask(core, "Bob's question", "q1", actor=OTHER, pages=["a1"])
+    await ask(core, "Eve's question", "q2", pages=["a2"])
+    # Eve (no power to remove others' messages) names Bob's question, his answer,
+    # and the answer to her own: only her own question goes, with its answer.
+    gone = await core.deleted(Platform.DISCORD, "c1", ["q1", "a1", "a2"], author=ASKER.id)
+    assert gone == 0
+    assert len(await core.store.history(REF, 10)) == 4
+    assert await core.deleted(Platform.DISCORD, "c1", ["q2"], author=ASKER.id) == 2
+    assert turns(await core.store.history(REF, 10)) == [
+        (Role.USER, "Bob's question"),
+        (Role.ASSISTANT, "Hello there!"),
+    ]
 
 
 async def test_a_deletion_reaches_only_its_own_channel_or_thread(
-    database_url: str, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI
 ) -> None:
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        await ask(core, "in the thread", "q1", ref=THREAD, pages=["a1"])
-        # Another channel, or another platform, naming the same ids: nothing happens.
-        assert await core.deleted(Platform.DISCORD, "c2", ["q1", "a1"]) == 0
-        assert await core.deleted(Platform.MATRIX, "c1", ["q1", "a1"]) == 0
-        assert len(await core.store.history(THREAD, 10)) == 2
-        # Discord names a thread's message by the thread.
-        assert await core.deleted(Platform.DISCORD, "t9", ["q1"]) == 2
-        assert await core.store.history(THREAD, 10) == []
-    finally:
-        await core.close()
+    await ask(core, "in the thread", "q1", ref=THREAD, pages=["a1"])
+    # Another channel, or another platform, naming the same ids: nothing happens.
+    assert await core.deleted(Platform.DISCORD, "c2", ["q1", "a1"]) == 0
+    assert await core.deleted(Platform.MATRIX, "c1", ["q1", "a1"]) == 0
+    assert len(await core.store.history(THREAD, 10)) == 2
+    # Discord names a thread's message by the thread.
+    assert await core.deleted(Platform.DISCORD, "t9", ["q1"]) == 2
+    assert await core.store.history(THREAD, 10) == []
 
 
 async def test_deleting_the_question_being_answered_stops_the_answer(
-    database_url: str, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI
 ) -> None:
     endpoint.script = Script(chunks=[f"w{i} " for i in range(400)], interval=0.05)
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        sink = Sink()
-        turn = asyncio.create_task(ask(core, "talk for a long time", "q1", pages=["a1"], sink=sink))
-        await asyncio.wait_for(sink.first.wait(), 10)
-        # The question, and the answer: stored as stopped before it is forgotten.
-        assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 2
-        await asyncio.wait_for(turn, 10)
-        assert sink.final is not None and sink.final[1] == "Stopped: the question was deleted."
-        assert await core.store.history(REF, 10) == []
-        for _ in range(50):  # the endpoint notices the hang-up a moment later
-            if endpoint.cut_off:
-                break
-            await asyncio.sleep(0.05)
-        assert endpoint.cut_off, "the model's connection was not closed"
-    finally:
-        await core.close()
+    sink = Sink()
+    turn = asyncio.create_task(ask(core, "talk for a long time", "q1", pages=["a1"], sink=sink))
+    await asyncio.wait_for(sink.first.wait(), 10)
+    # The question, and the answer: stored as stopped before it is forgotten.
+    assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 2
+    await asyncio.wait_for(turn, 10)
+    assert sink.final is not None and sink.final[1] == "Stopped: the question was deleted."
+    assert await core.store.history(REF, 10) == []
+    for _ in range(50):  # the endpoint notices the hang-up a moment later
+        if endpoint.cut_off:
+            break
+        await asyncio.sleep(0.05)
+    assert endpoint.cut_off, "the model's connection was not closed"
 
 
 async def test_a_question_deleted_while_it_waits_for_its_turn_is_not_asked(
-    database_url: str, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI
 ) -> None:
     endpoint.script = Script(chunks=[f"w{i} " for i in range(20)], interval=0.05)
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        first = asyncio.create_task(ask(core, "first", "q1"))
-        for _ in range(200):
-            if endpoint.requests:
-                break
-            await asyncio.sleep(0.02)
-        waiting = asyncio.create_task(ask(core, "second, soon deleted", "q2"))
-        await asyncio.sleep(0.05)  # queued behind the first answer, not stored yet
-        assert await core.deleted(Platform.DISCORD, "c1", ["q2"]) == 0
-        await first
-        second = await waiting
-        assert second.final is None  # nothing was shown for it
-        assert len(endpoint.requests) == 1
-        assert turns(await core.store.history(REF, 10)) == [
-            (Role.USER, "first"),
-            (Role.ASSISTANT, "".join(f"w{i} " for i in range(20))),
-        ]
-    finally:
-        await core.close()
+    first = asyncio.create_task(ask(core, "first", "q1"))
+    for _ in range(200):
+        if endpoint.requests:
+            break
+        await asyncio.sleep(0.02)
+    waiting = asyncio.create_task(ask(core, "second, soon deleted", "q2"))
+    await asyncio.sleep(0.05)  # queued behind the first answer, not stored yet
+    assert await core.deleted(Platform.DISCORD, "c1", ["q2"]) == 0
+    await first
+    second = await waiting
+    assert second.final is None  # nothing was shown for it
+    assert len(endpoint.requests) == 1
+    assert turns(await core.store.history(REF, 10)) == [
+        (Role.USER, "first"),
+        (Role.ASSISTANT, "".join(f"w{i} " for i in range(20))),
+    ]
 
 
 async def test_an_image_only_a_deleted_question_showed_is_forgotten(
-    database_url: str, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI
 ) -> None:
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        data = png("red", (64, 48))
+    data = png("red", (64, 48))
 
-        async def fetch(limit: int) -> bytes:
-            return data
+    async def fetch(limit: int) -> bytes:
+        return data
 
-        photo = Attachment("me.png", "image/png", len(data), fetch)
-        await ask(core, "what is in this photo?", "q1", pages=["a1"], attachments=(photo,))
+    photo = Attachment("me.png", "image/png", len(data), fetch)
+    await ask(core, "what is in this photo?", "q1", pages=["a1"], attachments=(photo,))
 
-        async def blobs() -> int:
-            async with core.store.engine.connect() as conn:
-                return int(await conn.scalar(select(func.count()).select_from(BlobRow)) or 0)
+    async def blobs() -> int:
+        async with core.store.engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(BlobRow)) or 0)
 
-        assert await blobs() == 1
-        assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 2
-        assert await blobs() == 0
-    finally:
-        await core.close()
+    assert await blobs() == 1
+    assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 2
+    assert await blobs() == 0
 
 
 async def test_a_greeting_deleted_goes_with_its_alternates(
-    database_url: str, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI
 ) -> None:
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        first = await core.store.add_greetings(REF, "Seraphina", ["Hi!", "Hello there.", "Hey."])
-        await core.shown_in(REF, first, ["g1"])
-        await ask(core, "hi Seraphina", "q1", pages=["a1"])
-        assert await core.deleted(Platform.DISCORD, "c1", ["g1"]) == 3
-        assert turns(await core.store.history(REF, 10)) == [
-            (Role.USER, "hi Seraphina"),
-            (Role.ASSISTANT, "Hello there!"),
-        ]
-    finally:
-        await core.close()
+    first = await core.store.add_greetings(REF, "Seraphina", ["Hi!", "Hello there.", "Hey."])
+    await core.shown_in(REF, first, ["g1"])
+    await ask(core, "hi Seraphina", "q1", pages=["a1"])
+    assert await core.deleted(Platform.DISCORD, "c1", ["g1"]) == 3
+    assert turns(await core.store.history(REF, 10)) == [
+        (Role.USER, "hi Seraphina"),
+        (Role.ASSISTANT, "Hello there!"),
+    ]
 
 
 async def test_links_are_kept_once_and_a_forgotten_answer_takes_none(
-    database_url: str, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI
 ) -> None:
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        await ask(core, "go", "q1", pages=["a1"])
-        [question, answer] = await core.store.history(REF, 10)
-        assert answer.id is not None and question.state is TurnState.DONE
-        await core.shown_in(REF, answer.id, ["a1", "a1"])  # a continued answer's same page
+    await ask(core, "go", "q1", pages=["a1"])
+    [question, answer] = await core.store.history(REF, 10)
+    assert answer.id is not None and question.state is TurnState.DONE
+    await core.shown_in(REF, answer.id, ["a1", "a1"])  # a continued answer's same page
 
-        async def links() -> int:
-            async with core.store.engine.connect() as conn:
-                return int(await conn.scalar(select(func.count()).select_from(PostRow)) or 0)
+    async def links() -> int:
+        async with core.store.engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(PostRow)) or 0)
 
-        assert await links() == 2  # q1 and a1, once each
-        assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 2
-        assert await links() == 0
-        # The front-end notes the pages of an answer forgotten meanwhile: nothing is kept.
-        await core.shown_in(REF, answer.id, ["a1"])
-        assert await links() == 0
-    finally:
-        await core.close()
+    assert await links() == 2  # q1 and a1, once each
+    assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 2
+    assert await links() == 0
+    # The front-end notes the pages of an answer forgotten meanwhile: nothing is kept.
+    await core.shown_in(REF, answer.id, ["a1"])
+    assert await links() == 0
 
 
 async def test_an_answer_deleted_while_it_was_written_is_forgotten_once_shown(
-    database_url: str, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI
 ) -> None:
     """A moderator deletes the answer's message while it still grows: the front-end ties
     the answer to its messages only when it ends, and then it is forgotten."""
     endpoint.script = Script(chunks=[f"w{i} " for i in range(30)], interval=0.03)
-    core = await make_core(database_url, endpoint, TurnLimits())
-    try:
-        sink = Sink()
-        turn = asyncio.create_task(ask(core, "write a lot", "q1", pages=["a1"], sink=sink))
-        await asyncio.wait_for(sink.first.wait(), 10)
-        assert await core.deleted(Platform.DISCORD, "c1", ["a1"]) == 0  # not tied yet
-        await asyncio.wait_for(turn, 10)
-        assert sink.final is not None and sink.final[1] is None  # it was written to the end
-        assert turns(await core.store.history(REF, 10)) == [(Role.USER, "write a lot")]
-    finally:
-        await core.close()
+    sink = Sink()
+    turn = asyncio.create_task(ask(core, "write a lot", "q1", pages=["a1"], sink=sink))
+    await asyncio.wait_for(sink.first.wait(), 10)
+    assert await core.deleted(Platform.DISCORD, "c1", ["a1"]) == 0  # not tied yet
+    await asyncio.wait_for(turn, 10)
+    assert sink.final is not None and sink.final[1] is None  # it was written to the end
+    assert turns(await core.store.history(REF, 10)) == [(Role.USER, "write a lot")]

@@ -297,6 +297,23 @@ async def running_bot(core: Core, options: MatrixOptions) -> AsyncIterator[async
         await stop_bot(task)
 
 
+@contextlib.asynccontextmanager
+async def bot_answering_from(
+    server: SynapseServer, bot: MatrixUser, endpoint: SSEEndpoint, workdir: Path
+) -> AsyncIterator[Core]:
+    """The bot logged in as `bot` and running, every room answered from `endpoint`; its
+    core, closed when the block ends."""
+    defaults = ChannelConfig.of(
+        source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+    )
+    core = await make_core(f"sqlite+aiosqlite:///{workdir}/bot.db", defaults=defaults)
+    try:
+        async with running_bot(core, bot_options(server, bot, workdir / "store")):
+            yield core
+    finally:
+        await core.close()
+
+
 @dataclass
 class Asked:
     """One chat request the endpoint answered."""

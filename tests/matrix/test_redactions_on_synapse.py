@@ -12,8 +12,8 @@ from typing import Any
 import nio
 import pytest
 
-from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
-from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
+from bot.types import ChannelRef, Platform, Role
+from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
 from tests.matrix.test_reactions_on_synapse import react
 from tests.peers.synapse import SynapseServer
 
@@ -25,40 +25,37 @@ async def test_an_answer_removed_while_it_streams_stops_and_is_forgotten(
 ) -> None:
     bot = synapse_server.register("redactbot")
     alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
-    async with SSEEndpoint(chunks=60, span=30.0) as endpoint:
-        defaults = ChannelConfig.of(
-            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
-        )
-        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
-        try:
-            async with running_bot(core, bot_options(synapse_server, bot, tmp_path / "store")):
-                # Alice made the room: a room-v12 creator may remove anyone's message.
-                room = await alice.create_room([bot.user_id])
-                await alice.wait_joined(room, bot.user_id)
-                mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
-                after = time.monotonic()
-                await alice.send(room, "bot: count slowly", **mention)
-                first = await alice.reply_to(room, bot.user_id, after, "the answer's first text")
-                answer = str(first.event.event_id)
-                removed = await alice.client.room_redact(room, answer)
-                assert isinstance(removed, nio.RoomRedactResponse), removed
-                await alice.wait_for(lambda: endpoint.asked[0].cut, "the model's connection closed")
-                assert time.monotonic() - after < 20  # long before the answer's 30 s
-                ref = ChannelRef(Platform.MATRIX, channel_id=room)
+    try:
+        async with (
+            SSEEndpoint(chunks=60, span=30.0) as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path) as core,
+        ):
+            # Alice made the room: a room-v12 creator may remove anyone's message.
+            room = await alice.create_room([bot.user_id])
+            await alice.wait_joined(room, bot.user_id)
+            mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
+            after = time.monotonic()
+            await alice.send(room, "bot: count slowly", **mention)
+            first = await alice.reply_to(room, bot.user_id, after, "the answer's first text")
+            answer = str(first.event.event_id)
+            removed = await alice.client.room_redact(room, answer)
+            assert isinstance(removed, nio.RoomRedactResponse), removed
+            await alice.wait_for(lambda: endpoint.asked[0].cut, "the model's connection closed")
+            assert time.monotonic() - after < 20  # long before the answer's 30 s
+            ref = ChannelRef(Platform.MATRIX, channel_id=room)
 
-                async def turns() -> list[tuple[Role, str]]:
-                    return [(e.role, e.content) for e in await core.store.history(ref, 10)]
+            async def turns() -> list[tuple[Role, str]]:
+                return [(e.role, e.content) for e in await core.store.history(ref, 10)]
 
-                deadline = time.monotonic() + 30
-                while await turns() != [(Role.USER, "bot: count slowly")]:
-                    assert time.monotonic() < deadline, await turns()
-                    await asyncio.sleep(0.2)
-                # 🔄 on the removed answer: nothing asked, nothing said.
-                since = time.monotonic()
-                await react(alice, room, answer, "🔄")
-                await asyncio.sleep(3)
-                assert len(endpoint.asked) == 1
-                assert alice.messages(room, bot.user_id, since) == []
-        finally:
-            await core.close()
-            await alice.close()
+            deadline = time.monotonic() + 30
+            while await turns() != [(Role.USER, "bot: count slowly")]:
+                assert time.monotonic() < deadline, await turns()
+                await asyncio.sleep(0.2)
+            # 🔄 on the removed answer: nothing asked, nothing said.
+            since = time.monotonic()
+            await react(alice, room, answer, "🔄")
+            await asyncio.sleep(3)
+            assert len(endpoint.asked) == 1
+            assert alice.messages(room, bot.user_id, since) == []
+    finally:
+        await alice.close()
