@@ -468,14 +468,20 @@ class HistoryPart:
                 ]
                 if shown:
                     await conn.execute(insert(_MESSAGE_IMAGES), shown)
-            to_link = list(linked)
-            posts = [p for w in inserts for p in w.posts]
-            for row, message_id, shows in zip(rows, ids, posts, strict=True):
-                to_link.extend(_post_rows(Platform(row["platform"]), message_id, shows))
+            # A new row's messages: a plain insert (the row is here, and new).
+            new_links = [
+                link
+                for row, message_id, shows in zip(
+                    rows, ids, [p for w in inserts for p in w.posts], strict=True
+                )
+                for link in _post_rows(Platform(row["platform"]), message_id, shows)
+            ]
+            if new_links:
+                await conn.execute(insert(_POSTS), new_links)
             if changes:
                 await conn.execute(_UPDATE, changes)
-            if to_link:
-                await conn.execute(self._link_statement(), to_link)
+            if linked:
+                await conn.execute(self._link_statement(), linked)
             return ids
 
         ids = iter(await self._db.write_plain("history write", work))
