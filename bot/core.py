@@ -16,6 +16,7 @@ from bot.commands.spec import CommandContext, secret_prompt
 from bot.connection import endpoint_url
 from bot.conversation.engine import ChatEngine, Control, Gate, TurnLimits, TurnResult
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
+from bot.conversation.posts import Edited
 from bot.conversation.stream import ReplySink
 from bot.providers import ProviderHub
 from bot.store import Store, StoreError
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_PREFIXES",
     "Control",
     "Core",
+    "Edited",
     "Gate",
     "HeldReply",
     "MessageTarget",
@@ -289,6 +291,22 @@ class Core:
             await self._engine.shown_in(ref, row_id, posts)
         except StoreError as err:
             log.warning("could not note which messages show an answer in %s: %s", ref, err)
+
+    async def edited(
+        self, platform: Platform, where: str, post: str, text: str, *, author: str
+    ) -> Edited:
+        """`author` edited their message `post` (channel or thread `where`) to `text`: a
+        question the conversation holds reads so from the next turn on. HELD_SECRET: the
+        edit wrote a key or password in; the question is forgotten, and the front-end
+        takes the message out where it may. A message with files is not offered: their
+        text is part of its question. A failure is logged."""
+        try:
+            return await self._engine.edited(
+                platform, where, post, text, author, prefix=self.prefix(platform)
+            )
+        except StoreError as err:
+            log.warning("could not apply an edited message in %s: %s", where, err)
+            return Edited.NOTHING
 
     async def deleted(
         self, platform: Platform, where: str, posts: Sequence[str], *, author: str | None = None

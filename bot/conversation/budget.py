@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from bot.types import HistoryEntry
 from bot.types.text import unicode_pattern
 
+MAX_INPUT_CHARS = 32_000  # the longest message taken as a question (or an edit of one)
 DEFAULT_CONTEXT_TOKENS = 8192
 DEFAULT_ANSWER_TOKENS = 1024
 _PER_MESSAGE_OVERHEAD = 4

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
-from urllib.parse import unquote
 
 from bot.characters import system_without_card
 from bot.connection import (
@@ -30,8 +28,15 @@ from bot.connection import (
 from bot.conversation import accounting, character
 from bot.conversation.attachments import Prepared, Refused, count_refusal, image_placeholder
 from bot.conversation.attachments import prepare as prepare_attachments
-from bot.conversation.budget import estimate_tokens, history_budget, trim_history
+from bot.conversation.budget import (
+    MAX_INPUT_CHARS,
+    estimate_tokens,
+    history_budget,
+    trim_history,
+)
 from bot.conversation.character import CardPrompts
+from bot.conversation.guard import holds_secret
+from bot.conversation.posts import PlatformPosts, post_key
 from bot.conversation.stream import (
     AnswerRow,
     Outcome,
@@ -56,14 +61,13 @@ from bot.types import (
     Image,
     ImageRef,
     Incoming,
-    Platform,
     Role,
     Scope,
     TurnState,
 )
 from bot.types.recent import RecentIds
 from bot.types.secrets import holds_key, redact
-from bot.types.text import INVISIBLE, shown_id, strip_invisible
+from bot.types.text import shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
@@ -72,7 +76,6 @@ from bot.usage.quota import guard as quota_guard
 
 log = logging.getLogger("bot.conversation")
 
-MAX_INPUT_CHARS = 32_000
 _CHARS_PER_TOKEN = 3  # on the low side, so text files surely fit the context
 HISTORY_ROWS = 200  # read bound; the token budget usually trims far earlier
 
@@ -224,7 +227,7 @@ class _QuotaHooks:
         return await settle_stale(self._store, self._limits.answer_timeout)
 
 
-class ChatEngine(_QuotaHooks):
+class ChatEngine(_QuotaHooks, PlatformPosts):
     def __init__(
         self,
         store: Store,
@@ -353,38 +356,6 @@ class ChatEngine(_QuotaHooks):
                 del self._answering[key]
             over.set_result(None)
 
-    async def shown_in(self, ref: ChannelRef, row_id: int, posts: Sequence[str]) -> None:
-        """Tie an answer to the platform messages showing it; one deleted while the answer
-        was written (before it could be tied) forgets it now."""
-        await self._store.link_posts(ref, row_id, posts)
-        gone = [p for p in posts if _post_key(ref.platform, p) in self._deleted]
-        if gone:
-            count = await self._store.forget_posted(ref, gone)
-            log.info("forgot %d stored messages in %s: deleted while shown", count, ref)
-
-    async def forget_posted(
-        self, platform: Platform, where: str, posts: Sequence[str], author: str | None = None
-    ) -> int:
-        """Messages deleted on the platform in channel or thread `where`: forget the turns
-        they showed (Store.forget_posted; `author`: only their own questions). An answer
-        still being written to a deleted question stops; a question not yet asked is not
-        asked. Returns how many stored entries went."""
-        for post in posts:
-            self._deleted.add(_post_key(platform, post))
-        found = await self._store.posted(platform, where, posts, author)
-        gone = 0
-        for ref, questions in found.items():
-            key = f"{ref}"
-            running = self._running.get(key)
-            if running is not None and running.question in questions:
-                running.stop("Stopped: the question was deleted.")
-            async with self._order.hold(key):  # after the answer being written is stored
-                count = await self._store.forget_posted(ref, posts, author)
-            if count:
-                log.info("forgot %d stored messages in %s: deleted on the platform", count, ref)
-            gone += count
-        return gone
-
     def asker(self, ref: ChannelRef) -> str | None:
         """Whom the answer being written in this conversation is for; None when none is."""
         running = self._running.get(f"{ref}")
@@ -398,7 +369,7 @@ class ChatEngine(_QuotaHooks):
             await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip, who may chat too
         if not await self._admitted(ref, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
-        if _post_key(ref.platform, incoming.message_id) in self._deleted:
+        if post_key(ref.platform, incoming.message_id) in self._deleted:
             log.info("a message in %s was deleted before its turn: not asked", ref)
             return TurnResult("", None, called_provider=False, ignored=True)
         text = incoming.text.strip()
@@ -419,7 +390,7 @@ class ChatEngine(_QuotaHooks):
             content = text + attached.text if text else attached.text.lstrip("\n")
             if holds_key(attached.text) or any(holds_key(i.name) for i in attached.images):
                 return await _held_secret(sink, "file", prefix)
-            if _holds_a_secret(content, endpoint):
+            if holds_secret(content, endpoint.secrets()):
                 # Said as any key is: a reply naming this channel's own secret would tell
                 # a member which of the words they sent is the password. Who sent it is
                 # logged, for the admins to make a new one.
@@ -888,22 +859,6 @@ _KEY_IN_MESSAGE = (
     "That {what} holds what looks like a key or password, so I did not send or keep it. If "
     "others could see it, make a new one; admins store keys with {prefix}key set."
 )
-# A channel secret this long found in a message stops it (a shorter one could be any
-# word; answers are still cleaned of those).
-_HELD_SECRET_CHARS = 8
-
-
-def _holds_a_secret(text: str, endpoint: Endpoint) -> bool:
-    """Whether a message holds, in any written form, a secret its endpoint is sent: as
-    written, and as read with invisible characters out and escapes undone (a password
-    with a zero-width space inside, partly %-encoded, or in sloppy HTML entities)."""
-    secrets = [s for s in endpoint.secrets() if len(s) >= _HELD_SECRET_CHARS]
-    if not secrets:
-        return False
-    read = html.unescape(unquote("".join(c for c in text if c not in INVISIBLE)))
-    return any(redact(t, secrets, shapes=False, known=False) != t for t in (text, read))
-
-
 # How an answer that did not come whole ended: /retry asks for it again.
 _ENDED_EARLY = (TurnState.STOPPED, TurnState.INTERRUPTED)
 
@@ -926,10 +881,6 @@ def _sent_images(request: ChatRequest, config: ChannelConfig) -> bool:
     cause when such a turn fails."""
     forced = config.value("vision") == "on"
     return forced and any(m.images for m in request.messages)
-
-
-def _post_key(platform: Platform, post: str) -> str:
-    return f"{platform.value}:{post}" if post else ""
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:

@@ -7,11 +7,13 @@ next piece decides, so not even a prefix of a key is shown.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 from bot.types import redact
 from bot.types.secrets import secret_forms
-from bot.types.text import clean_text
+from bot.types.text import INVISIBLE, clean_text
 
 
 class AnswerGuard:
@@ -61,3 +63,20 @@ class AnswerGuard:
             if buf[start] in self._firsts and buf[start:] in self._starts:
                 return len(buf) - start
         return 0
+
+
+# A channel secret this long found in a message stops it (a shorter one could be any
+# word; answers are still cleaned of those).
+HELD_SECRET_CHARS = 8
+
+
+def holds_secret(text: str, secrets: Iterable[str]) -> bool:
+    """Whether a message holds, in any written form, one of the secrets its channel's
+    endpoint is sent: as written, and as read with invisible characters out and escapes
+    undone (a password with a zero-width space inside, partly %-encoded, or in sloppy
+    HTML entities)."""
+    held = [s for s in secrets if len(s) >= HELD_SECRET_CHARS]
+    if not held:
+        return False
+    read = html.unescape(unquote("".join(c for c in text if c not in INVISIBLE)))
+    return any(redact(t, held, shapes=False, known=False) != t for t in (text, read))

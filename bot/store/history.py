@@ -260,6 +260,28 @@ class HistoryPart:
             self._reads.histories.drop(conversation_of(ref))
         return count
 
+    async def rewrite_question(
+        self, ref: ChannelRef, row_id: int, content: str, tokens: int
+    ) -> bool:
+        """A question's text as its asker edited it; False when it is gone."""
+        m = _MESSAGES
+        change = (
+            update(m)
+            .where(
+                in_conversation(conversation_of(ref)),
+                m.c.id == row_id,
+                m.c.role == Role.USER.value,
+            )
+            .values(content=clean_text(content), token_estimate=tokens)
+        )
+
+        async def work(conn: AsyncConnection) -> bool:
+            return bool(getattr(await conn.execute(change), "rowcount", 0))
+
+        done = await self._db.write_plain("history write", work)
+        self._reads.histories.drop(conversation_of(ref))
+        return done
+
     async def alternatives(
         self, ref: ChannelRef, question_id: int
     ) -> list[tuple[HistoryEntry, bool]]:

@@ -257,6 +257,12 @@ class Store:
         with the ids of the questions among them (`author`'s only, if given)."""
         return await self._history.posted(platform, where, posts, author)
 
+    async def rewrite_question(
+        self, ref: ChannelRef, row_id: int, content: str, tokens: int
+    ) -> bool:
+        """A stored question's text as its asker edited it; False when it is gone."""
+        return await self._history.rewrite_question(ref, row_id, content, tokens)
+
     async def forget_posted(
         self, ref: ChannelRef, posts: Sequence[str], author: str | None = None
     ) -> int:

@@ -94,3 +94,27 @@ async def test_pages_the_bot_removes_itself_forget_nothing(
     # The page left is tied to the new answer too: deleting it forgets both answers.
     await moderator(world).delete(now[0])
     assert await history(world, core) == [(Role.USER, "a long one")]
+
+
+async def test_an_edited_question_is_what_the_model_reads_next(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    asking = await world.member.send(world.channel, f"<@{world.bot_id}> capital of Austrlia?")
+    await world.member.edit(asking, f"<@{world.bot_id}> capital of Australia?")
+    assert (await history(world, core))[0] == (Role.USER, "capital of Australia?")
+    await world.member.send(world.channel, f"<@{world.bot_id}> and its population?")
+    assert sent(endpoint) == ["capital of Australia?", "Hello there!", "and its population?"]
+
+
+async def test_an_edit_that_writes_a_key_in_is_taken_out(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    key = "sk-proj-" + "q" * 24
+    asking = await world.member.send(world.channel, f"<@{world.bot_id}> use my key please")
+    await world.member.edit(asking, f"<@{world.bot_id}> use my key {key} please")
+    # Deleted by the bot, which forgets the question with it; no key kept anywhere.
+    assert all(m.id != asking.id for m in world.channel.history())
+    said = [m.content for m in world.channel.history() if m.author.id == world.bot_id]
+    assert any("I did not keep it" in text and "deleted your message" in text for text in said)
+    assert await history(world, core) == []
+    assert key not in repr(endpoint.requests)

@@ -1,4 +1,5 @@
-"""Messages deleted on the platform leave the history: the model never reads them again.
+"""Messages deleted on the platform leave the history: the model never reads them again;
+an edited question reads as edited.
 
 A real Core on SQLite and PostgreSQL against a loopback OpenAI-compatible endpoint.
 Front-ends tell the core which platform messages show a turn (the question as sent,
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from sqlalchemy import func, select
 
-from bot.core import Core, TurnLimits, TurnResult
+from bot.core import Core, Edited, TurnLimits, TurnResult
 from bot.store.models import BlobRow, PostRow
 from bot.types import (
     Actor,
@@ -248,3 +249,37 @@ async def test_an_answer_deleted_while_it_was_written_is_forgotten_once_shown(
     await asyncio.wait_for(turn, 10)
     assert sink.final is not None and sink.final[1] is None  # it was written to the end
     assert turns(await core.store.history(REF, 10)) == [(Role.USER, "write a lot")]
+
+
+async def test_an_edited_question_reads_as_edited_from_the_next_turn(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    await ask(core, "what is the capital of Austrlia?", "q1", pages=["a1"])
+    edit = "what is the capital of Australia?"
+    assert await core.edited(Platform.DISCORD, "c1", "q1", edit, author=ASKER.id) == (
+        Edited.CHANGED
+    )
+    await ask(core, "and its population?", "q2")
+    assert said(endpoint) == [edit, "Hello there!", "and its population?"]
+    # Someone else's, the bot's own answer, an empty or an overlong text: nothing changes.
+    for post, text, author in [
+        ("q1", "hijacked", OTHER.id),
+        ("a1", "rewritten answer", ASKER.id),
+        ("q1", "  \u200b ", ASKER.id),
+        ("q1", "x" * 40_000, ASKER.id),
+    ]:
+        done = await core.edited(Platform.DISCORD, "c1", post, text, author=author)
+        assert done is Edited.NOTHING, (post, text[:10], author)
+    assert turns(await core.store.history(REF, 10))[0] == (Role.USER, edit)
+
+
+async def test_an_edit_that_writes_a_key_or_the_channels_password_in_is_not_kept(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    password = "correct-horse-battery"
+    assert (await core.run_text_command(Incoming(REF, ADMIN, f"/proxy password {password}"))).ok
+    await ask(core, "hello", "q1", pages=["a1"])
+    for text in ("hello sk-proj-abcdefghijklmnopqrstuv", f"hello {password}"):
+        done = await core.edited(Platform.DISCORD, "c1", "q1", text, author=ASKER.id)
+        assert done is Edited.HELD_SECRET
+    assert turns(await core.store.history(REF, 10))[0] == (Role.USER, "hello")

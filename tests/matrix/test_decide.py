@@ -63,7 +63,7 @@ def test_typed_text_is_chat_and_prefixed_text_a_command() -> None:
         ({"repeated": True}, "already handled (the same event again)"),
         ({"sent_ms": STARTED - decide.CLOCK_SLACK_MS - 1}, "sent before the bot started"),
         ({"is_message": False}, "not a message"),
-        ({"is_edit": True}, "an edit (the original was handled)"),
+        ({"is_edit": True, "msgtype": "m.file"}, "an edit (the original was handled)"),
         ({"msgtype": "m.notice"}, "neither typed text nor a file the bot reads"),
         # An image whose file the bot cannot fetch (no mxc://, a broken key) is no file.
         ({"msgtype": "m.image"}, "neither typed text nor a file the bot reads"),
@@ -142,7 +142,7 @@ def test_an_image_or_file_is_chat_even_without_a_caption() -> None:
     for change, reason in [
         ({"from_bot": True}, "sent by the bot"),
         ({"repeated": True}, "already handled (the same event again)"),
-        ({"is_edit": True}, "an edit (the original was handled)"),
+        ({"is_edit": True, "msgtype": "m.file"}, "an edit (the original was handled)"),
         ({"room_known": False}, "a room the bot does not know"),
     ]:
         assert decide.decide(replace(IMAGE, **change)) == Decision(Action.IGNORE, reason)
@@ -155,12 +155,15 @@ def test_a_caption_that_is_a_command_runs_as_one_and_a_key_is_redacted() -> None
     assert decide.decide(key) == Decision(Action.SECRET_COMMAND_IN_GROUP, redact=True)
 
 
-def test_an_edit_is_ignored_unless_it_writes_a_secret_in() -> None:
+def test_an_edit_rewrites_a_question_and_one_that_writes_a_secret_in_is_taken_out() -> None:
     edit = replace(QUESTION, is_edit=True)
-    assert decide.decide(edit).action is Action.IGNORE
+    assert decide.decide(edit) == Decision(Action.EDIT)  # never run as a command
     assert decide.decide(replace(edit, edit_holds_secret=True)) == Decision(
         Action.SECRET_EDIT, redact=True
     )
+    # A file's caption: its question holds the file's text too, kept as it was sent.
+    caption = replace(edit, msgtype="m.image", media=True)
+    assert decide.decide(caption).action is Action.IGNORE
 
 
 def test_keys_only_in_a_direct_chat() -> None:

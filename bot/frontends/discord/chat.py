@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import discord
 
-from bot.core import Core
+from bot.core import Core, Edited
 from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
     Blocked,
@@ -28,7 +28,7 @@ from bot.frontends.discord.events import (
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
-from bot.types import Incoming, failure
+from bot.types import Incoming, Platform, failure
 
 log = logging.getLogger("bot.discord")
 
@@ -187,6 +187,31 @@ class ChatHandler:
         if not target.blocked:
             self._notices.clear(channel.id)
 
+    async def on_edit(
+        self,
+        payload: discord.RawMessageUpdateEvent,
+        me: discord.ClientUser,
+        channel: discord.PartialMessageable,
+        role_id: int | None,
+    ) -> None:
+        """A member edited a message: a question the bot keeps reads as edited from the
+        next turn on (the answer stays as it was). One with files keeps its text (theirs
+        is part of it); the bot's own edits (its answers growing) are not questions."""
+        data = payload.data
+        author = data.get("author") or {}
+        content = data.get("content")
+        if not isinstance(content, str) or author.get("bot") or data.get("attachments"):
+            return
+        done = await self._core.edited(
+            Platform.DISCORD,
+            str(payload.channel_id),
+            str(payload.message_id),
+            strip_mention(content, me.id, role_id),
+            author=str(author.get("id", "")),
+        )
+        if done is Edited.HELD_SECRET:
+            await _take_out_edit(channel.get_partial_message(payload.message_id))
+
 
 REFUSAL_SECONDS = 15.0  # a refusal is for the asker: it does not stay in the channel
 
@@ -217,6 +242,22 @@ async def _typed_command(message: discord.Message, typed: TypedCommand) -> None:
             await message.reply(text, mention_author=False)
     except CALL_FAILED as err:
         log.info("could not answer a typed command: %s", type(err).__name__)
+
+
+async def _take_out_edit(message: discord.PartialMessage) -> None:
+    """An edit wrote a key or password into a question: not kept; the message is deleted
+    where the bot may (Manage Messages), else its author is asked to."""
+    text = "Your edit held what looks like a key or password, so I did not keep it."
+    try:
+        await message.delete()
+    except CALL_FAILED:
+        text += " Delete your message: others can still read it. If they could, make a new one."
+        with contextlib.suppress(*CALL_FAILED):
+            await message.reply(text, mention_author=False)
+        return
+    text += " I deleted your message. If others could read it, make a new one."
+    with contextlib.suppress(*CALL_FAILED):
+        await message.channel.send(text)
 
 
 async def _refuse(message: discord.Message, text: str) -> None:

@@ -137,6 +137,14 @@ class ChatClient(discord.AutoShardedClient):
         if self.user is not None:
             await self.chat.on_message(message, self.user)
 
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        if self.user is None:
+            return
+        guild = self.get_guild(payload.guild_id) if payload.guild_id else None
+        role = guild.self_role if guild is not None else None
+        channel = self.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
+        await self.chat.on_edit(payload, self.user, channel, role.id if role else None)
+
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         await self._deleted(payload.channel_id, [payload.message_id])
 

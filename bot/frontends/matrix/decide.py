@@ -33,6 +33,7 @@ class Action(enum.Enum):
     CHAT = "chat"  # answered when addressed, or when the room's reply mode says always
     REACTION = "reaction"  # an m.annotation on an event: maybe a turn control (see below)
     REDACTION = "redaction"  # a message removed: the turn it showed is forgotten
+    EDIT = "edit"  # a message edited: a question the bot keeps reads as edited from now on
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,10 @@ def decide(facts: EventFacts) -> Decision:
     if facts.is_edit:
         if facts.edit_holds_secret:  # never read as a command, but a key in the room
             return Decision(Action.SECRET_EDIT, redact=True)
-        return Decision(Action.IGNORE, "an edit (the original was handled)")
+        if facts.msgtype not in TYPED or not facts.room_known:
+            # A file's caption is part of its question with the file's text: kept as sent.
+            return Decision(Action.IGNORE, "an edit (the original was handled)")
+        return Decision(Action.EDIT)  # never run as a command
     if facts.msgtype not in TYPED and not facts.media:
         return Decision(Action.IGNORE, "neither typed text nor a file the bot reads")
     if not strip_invisible(facts.text) and not facts.media:

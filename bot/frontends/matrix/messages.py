@@ -14,9 +14,9 @@ from typing import Any
 import nio
 
 from bot.commands import Invocation
-from bot.commands.parse import CommandError, asks_secret
+from bot.commands.parse import CommandError, asks_secret, plain_prefix
 from bot.commands.spec import Kind
-from bot.core import Core, HeldReply, PacedReply, TurnResult, split_text
+from bot.core import Core, Edited, HeldReply, PacedReply, TurnResult, split_text
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
 from bot.frontends.matrix.api import MatrixApi
@@ -202,6 +202,8 @@ class MessageHandler:
                 return
             if decision.action is Action.CHAT:
                 await self._chat(room, msg, place)
+            elif decision.action is Action.EDIT:
+                await self._edited(room, msg)
             elif decision.action is Action.SECRET_EDIT:
                 note = await self._take_out(msg)
                 await self._notice(
@@ -401,6 +403,25 @@ class MessageHandler:
                 kept.popitem(last=False)
         if shown.answered:
             await self._core.shown_in(shown.ref, shown.row, shown.event_ids)
+
+    # --- edits and redactions ---------------------------------------------------------
+    async def _edited(self, room: nio.MatrixRoom, msg: Message) -> None:
+        """An edit of a question the bot keeps: the model reads the new text from the next
+        turn on. Never run as a command, nor answered anew."""
+        original = events.relates_to(msg.content).get("event_id")
+        names = self._names(room)
+        text = events.strip_mention(events.edited_text(msg.content), self._api.user_id, names)
+        if not isinstance(original, str) or plain_prefix(text, self.prefix).startswith(self.prefix):
+            return
+        done = await self._core.edited(
+            Platform.MATRIX, msg.room_id, original, text, author=msg.sender
+        )
+        if done is Edited.HELD_SECRET:
+            note = await self._take_out(msg)
+            await self._notice(
+                msg,
+                f"Your edit held what looks like a key or password; I did not keep it.\n\n{note}",
+            )
 
     # --- redactions ----------------------------------------------------------------
     async def forget(self, room_id: str, sender: str, redacts: str) -> None:
