@@ -273,9 +273,9 @@ class Core:
         None (the console asks at /attach)."""
         return await self._engine.attachment_refusal(attachment, attached)
 
-    def stop(self, ref: ChannelRef, why: str = "Stopped.") -> bool:
+    def stop(self, ref: ChannelRef) -> bool:
         """Stop the answer being written in this conversation (what arrived is kept)."""
-        return self._engine.stop(ref, why)
+        return self._engine.stop(ref)
 
     def answer_deleted(self, ref: ChannelRef) -> bool:
         """The message of the answer being written here was deleted: no one reads the
@@ -297,9 +297,9 @@ class Core:
     ) -> Edited:
         """`author` edited their message `post` (channel or thread `where`) to `text`: a
         question the conversation holds reads so from the next turn on. HELD_SECRET: the
-        edit wrote a key or password in; the question is forgotten, and the front-end
-        takes the message out where it may. A message with files is not offered: their
-        text is part of its question. A failure is logged."""
+        edit wrote a key or password in and was not kept; the front-end takes the message
+        out where it may (which forgets the question). A message with files is not
+        offered: their text is part of its question. A failure is logged."""
         try:
             return await self._engine.edited(
                 platform, where, post, text, author, prefix=self.prefix(platform)
