@@ -423,7 +423,6 @@ class MessageHandler:
                 f"Your edit held what looks like a key or password; I did not keep it.\n\n{note}",
             )
 
-    # --- redactions ----------------------------------------------------------------
     async def forget(self, room_id: str, sender: str, redacts: str) -> None:
         """A message removed from the room: the turn it showed leaves the history. Anyone
         may remove their own question; an answer only someone with the power to remove
