@@ -293,16 +293,24 @@ class Core:
             log.warning("could not note which messages show an answer in %s: %s", ref, err)
 
     async def edited(
-        self, platform: Platform, where: str, post: str, text: str, *, author: str
+        self,
+        platform: Platform,
+        where: str,
+        post: str,
+        text: str,
+        *,
+        author: str,
+        rewrite: bool = True,
     ) -> Edited:
         """`author` edited their message `post` (channel or thread `where`) to `text`: a
         question the conversation holds reads so from the next turn on. HELD_SECRET: the
         edit wrote a key or password in and was not kept; the front-end takes the message
-        out where it may (which forgets the question). A message with files is not
-        offered: their text is part of its question. A failure is logged."""
+        out where it may (which forgets the question). `rewrite=False` for a message
+        whose text is not its question's alone (it has files, whose text is part of it;
+        it reads as a command): only checked for secrets. A failure is logged."""
         try:
             return await self._engine.edited(
-                platform, where, post, text, author, prefix=self.prefix(platform)
+                platform, where, post, text, author, prefix=self.prefix(platform), rewrite=rewrite
             )
         except StoreError as err:
             log.warning("could not apply an edited message in %s: %s", where, err)

@@ -36,7 +36,7 @@ from bot.conversation.budget import (
 )
 from bot.conversation.character import CardPrompts
 from bot.conversation.guard import holds_secret
-from bot.conversation.posts import PlatformPosts, post_key
+from bot.conversation.posts import Edits, PlatformPosts, post_key
 from bot.conversation.stream import (
     AnswerRow,
     Outcome,
@@ -247,6 +247,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._told_no_vision: set[str] = set()
         # Platform messages deleted lately: one still waiting for its turn is not asked.
         self._deleted = RecentIds()
+        self._edits = Edits()
         self._cards = CardPrompts(store)
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
@@ -369,10 +370,12 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip, who may chat too
         if not await self._admitted(ref, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
-        if post_key(ref.platform, incoming.message_id) in self._deleted:
+        posted = post_key(ref.platform, incoming.message_id)
+        if posted in self._deleted:
             log.info("a message in %s was deleted before its turn: not asked", ref)
             return TurnResult("", None, called_provider=False, ignored=True)
-        text = incoming.text.strip()
+        edited = self._edits.take(posted, incoming.actor.id) if posted else None
+        text = (incoming.text if edited is None else edited).strip()
         if not strip_invisible(text) and not incoming.attachments:
             return await _notice(sink, "Ask me something with your message.")
         if len(text) > MAX_INPUT_CHARS:

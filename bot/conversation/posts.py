@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -42,6 +43,42 @@ def post_key(platform: Platform, post: str) -> str:
     return f"{platform.value}:{post}" if post else ""
 
 
+class Edits:
+    """Edits of platform messages as they arrive: each gets a number, so the newest of one
+    message is the one that stays however their tasks interleave; and the newest of a
+    message not stored yet (its question waits its turn) is kept for it, a while."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._count = 0
+        self._latest: OrderedDict[str, int] = OrderedDict()  # post → newest edit's number
+        self._waiting: OrderedDict[str, tuple[str, str]] = OrderedDict()  # post → (author, text)
+
+    def arrived(self, key: str) -> int:
+        self._count += 1
+        self._latest[key] = self._count
+        self._latest.move_to_end(key)
+        while len(self._latest) > self._size:
+            self._latest.popitem(last=False)
+        return self._count
+
+    def newest(self, key: str, number: int) -> bool:
+        """Whether edit `number` is the newest of its message (a later one may have come)."""
+        return self._latest.get(key, number) <= number
+
+    def wait(self, key: str, author: str, text: str, number: int) -> None:
+        if self.newest(key, number):
+            self._waiting[key] = (author, text)
+            self._waiting.move_to_end(key)
+            while len(self._waiting) > self._size:
+                self._waiting.popitem(last=False)
+
+    def take(self, key: str, author: str) -> str | None:
+        """The edited text of a message whose question is asked now, if it was edited."""
+        waiting = self._waiting.pop(key, None)
+        return waiting[1] if waiting is not None and waiting[0] == author else None
+
+
 class PlatformPosts:
     """Deletions and edits of the platform messages that show turns (mixed into
     ChatEngine)."""
@@ -50,6 +87,7 @@ class PlatformPosts:
     _order: _Order
     _running: dict[str, Running]
     _deleted: RecentIds  # platform messages deleted lately (post_key)
+    _edits: Edits  # edits in the order they arrived, and those of questions not stored yet
 
     async def shown_in(self, ref: ChannelRef, row_id: int, posts: Sequence[str]) -> None:
         """Tie an answer to the platform messages showing it; one deleted while the answer
@@ -92,32 +130,42 @@ class PlatformPosts:
         author: str,
         *,
         prefix: str = "/",
+        rewrite: bool = True,
     ) -> Edited:
         """`author` edited their message `post` in channel or thread `where` to `text`: a
         question the conversation holds reads so from the next turn on (the answer given
-        stays as it was). An edit that writes a key or the channel's password in is not
-        kept (HELD_SECRET: the front-end takes the message out where it may, and its
-        deletion forgets the question); an empty or overlong one changes nothing."""
+        stays as it was; one still waiting its turn is asked as edited). An edit that
+        writes a key or the channel's password in is not kept (HELD_SECRET: the
+        front-end takes the message out where it may, and its deletion forgets the
+        question); an empty or overlong one changes nothing. `rewrite=False`: a message
+        whose text is not the question's alone (it has files, it reads as a command):
+        only checked for secrets."""
+        key = post_key(platform, post)
+        arrived = self._edits.arrived(key)  # before any wait: edits apply in this order
+        text = clean_text(text).strip()
         found = await self._store.posted(platform, where, [post], author)
         questions = [(ref, ids) for ref, ids in found.items() if ids]
-        if not questions:
-            return Edited.NOTHING
-        text = clean_text(text).strip()
         held = holds_key(text) or any(
             [await self._holds_channel_secret(ref, text, prefix) for ref, _ in questions]
         )
-        if held:
+        if held and questions:  # one waiting its turn is refused as any question is
             log.warning(
                 "an edit by %s in %s wrote a key or password into a question: not kept",
                 author,
                 where,
             )
             return Edited.HELD_SECRET
-        if not strip_invisible(text) or len(text) > MAX_INPUT_CHARS:
-            log.info("an edit of a question in %s kept as it was: empty or too long", where)
+        if not rewrite or not strip_invisible(text) or len(text) > MAX_INPUT_CHARS:
+            if questions:
+                log.info("an edit of a question in %s kept as it was", where)
+            return Edited.NOTHING
+        if not questions:  # not stored yet: a question waiting its turn is asked as edited
+            self._edits.wait(key, author, text, arrived)
             return Edited.NOTHING
         for ref, ids in questions:
             async with self._order.hold(f"{ref}"):
+                if not self._edits.newest(key, arrived):
+                    return Edited.NOTHING  # a later edit of the same message applies
                 for row_id in ids:
                     await self._store.rewrite_question(ref, row_id, text, estimate_tokens(text))
         return Edited.CHANGED

@@ -283,3 +283,50 @@ async def test_an_edit_that_writes_a_key_or_the_channels_password_in_is_not_kept
         done = await core.edited(Platform.DISCORD, "c1", "q1", text, author=ASKER.id)
         assert done is Edited.HELD_SECRET
     assert turns(await core.store.history(REF, 10))[0] == (Role.USER, "hello")
+
+
+async def test_a_question_edited_while_it_waits_its_turn_is_asked_as_edited(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(20)], interval=0.05)
+    first = asyncio.create_task(ask(core, "first", "q1"))
+    for _ in range(200):
+        if endpoint.requests:
+            break
+        await asyncio.sleep(0.02)
+    waiting = asyncio.create_task(ask(core, "capital of Austrlia?", "q2"))
+    await asyncio.sleep(0.05)  # queued behind the first answer, not stored yet
+    edit = "capital of Australia?"
+    assert await core.edited(Platform.DISCORD, "c1", "q2", edit, author=ASKER.id) == (
+        Edited.NOTHING  # nothing stored to change yet
+    )
+    await first
+    await waiting
+    assert said(endpoint)[-1] == edit
+    assert turns(await core.store.history(REF, 10))[2] == (Role.USER, edit)
+
+
+async def test_the_newest_of_quick_edits_stays(core: Core, endpoint: FakeOpenAI) -> None:
+    """Each edit is its own task: one that arrived later but reached the store first
+    was overwritten by an older one."""
+    await ask(core, "rapid", "q1", pages=["a1"])
+    await asyncio.gather(
+        *(
+            core.edited(Platform.DISCORD, "c1", "q1", f"rapid {i}", author=ASKER.id)
+            for i in range(6)
+        )
+    )
+    assert turns(await core.store.history(REF, 10))[0] == (Role.USER, "rapid 5")
+
+
+async def test_a_key_edited_into_a_message_with_files_is_taken_out(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Its question keeps its text (the files' text is part of it), but the key must not
+    stay in the channel."""
+    await ask(core, "read this file", "q1", pages=["a1"])
+    key_edit = "read this sk-proj-abcdefghijklmnopqrstuv"
+    for text, outcome in (("read that file", Edited.NOTHING), (key_edit, Edited.HELD_SECRET)):
+        done = await core.edited(Platform.DISCORD, "c1", "q1", text, author=ASKER.id, rewrite=False)
+        assert done is outcome
+    assert turns(await core.store.history(REF, 10))[0] == (Role.USER, "read this file")

@@ -404,7 +404,22 @@ async def test_an_edit_that_writes_a_key_in_is_redacted(world: World) -> None:
     body = (await w.alice.reply_to(room_id, bot, after, "the edit's notice")).content["body"]
     assert "Your edit held a key or password" in body and KEY not in body, body
     assert (await w.alice.event_content(room_id, edit)).get("content") == {}  # redacted
-    # A plain edit is still nothing to the bot.
+    # A key in chat, and one only in the fallback other clients show: taken out too,
+    # with no word about commands.
+    for fallback, new in ((f"* my key {KEY}", f"my key {KEY}"), (f"* my key {KEY}", "hi")):
+        after = time.monotonic()
+        edit = await w.alice.send(
+            room_id,
+            fallback,
+            **{
+                "m.new_content": {"msgtype": "m.text", "body": new},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+            },
+        )
+        body = (await w.alice.reply_to(room_id, bot, after, "the notice")).content["body"]
+        assert "I did not keep it" in body and "command" not in body, body
+        assert (await w.alice.event_content(room_id, edit)).get("content") == {}
+    # A plain edit of a message the bot never kept is still nothing to it.
     after = time.monotonic()
     await w.alice.send(
         room_id,

@@ -178,3 +178,16 @@ def test_a_key_after_an_escape_a_log_writes_is_redacted(escaped: str) -> None:
 
 def test_words_ending_in_sk_are_not_keys() -> None:
     assert redact("ask-me task-force desk-lamp") == "ask-me task-force desk-lamp"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sk-proj-A1b2\u200bC3d4E5f6G7h8I9",
+        "sk-\u00adproj-A1b2C3d4E5f6G7h8",
+        "sk-proj-\ufeffA1b2C3d4E5f6G7",
+    ],
+)
+def test_a_key_with_unseen_characters_inside_is_a_key(text: str) -> None:
+    assert holds_key(text)
+    assert not holds_key("I use sk-learn\u200b daily")

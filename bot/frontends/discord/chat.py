@@ -200,14 +200,18 @@ class ChatHandler:
         data = payload.data
         author = data.get("author") or {}
         content = data.get("content")
-        if not isinstance(content, str) or author.get("bot") or data.get("attachments"):
+        if not isinstance(content, str) or author.get("bot"):
             return
+        text = strip_mention(content, me.id, role_id)
         done = await self._core.edited(
             Platform.DISCORD,
             str(payload.channel_id),
             str(payload.message_id),
-            strip_mention(content, me.id, role_id),
+            text,
             author=str(author.get("id", "")),
+            # Files' text is part of their question; a command is never chat: either
+            # keeps the question as it was, and is only looked at for secrets.
+            rewrite=not data.get("attachments") and typed_command(text, self._core.table) is None,
         )
         if done is Edited.HELD_SECRET:
             await _take_out_edit(channel.get_partial_message(payload.message_id))

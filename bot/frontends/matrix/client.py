@@ -188,6 +188,9 @@ class MatrixBot:
         if not events.is_edit(content):
             return False
         edited = plain_prefix(events.edited_text(content), self._handler.prefix)
+        fallback = content.get("body")  # what clients without edits show: "* new text"
+        if isinstance(fallback, str) and holds_key(fallback):
+            return True
         return holds_key(edited) or (
             edited.startswith(self._handler.prefix) and self._handler.may_hold_secret(edited)
         )

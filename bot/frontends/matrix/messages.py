@@ -206,11 +206,14 @@ class MessageHandler:
                 await self._edited(room, msg)
             elif decision.action is Action.SECRET_EDIT:
                 note = await self._take_out(msg)
-                await self._notice(
-                    msg,
+                edited = plain_prefix(events.edited_text(msg.content), self.prefix)
+                said = (
                     "Your edit held a key or password; an edit is never run as a command. "
-                    f"Send the command anew, in a direct chat with me.\n\n{note}",
+                    "Send the command anew, in a direct chat with me."
+                    if edited.lstrip().startswith(self.prefix)
+                    else "Your edit held what looks like a key or password; I did not keep it."
                 )
+                await self._notice(msg, f"{said}\n\n{note}")
             else:
                 await self._command(room, msg, decision, place)
         finally:
@@ -411,10 +414,11 @@ class MessageHandler:
         original = events.relates_to(msg.content).get("event_id")
         names = self._names(room)
         text = events.strip_mention(events.edited_text(msg.content), self._api.user_id, names)
-        if not isinstance(original, str) or plain_prefix(text, self.prefix).startswith(self.prefix):
+        if not isinstance(original, str):
             return
+        command = plain_prefix(text, self.prefix).startswith(self.prefix)
         done = await self._core.edited(
-            Platform.MATRIX, msg.room_id, original, text, author=msg.sender
+            Platform.MATRIX, msg.room_id, original, text, author=msg.sender, rewrite=not command
         )
         if done is Edited.HELD_SECRET:
             note = await self._take_out(msg)
