@@ -66,6 +66,22 @@ async def ask(
     return sink
 
 
+async def queued_behind_an_answer(
+    core: Core, endpoint: FakeOpenAI, text: str
+) -> tuple[asyncio.Task[Sink], asyncio.Task[Sink]]:
+    """ "first" (message q1) being answered, and `text` (message q2) asked after it: in
+    line, not stored yet."""
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(20)], interval=0.05)
+    first = asyncio.create_task(ask(core, "first", "q1"))
+    for _ in range(200):
+        if endpoint.requests:
+            break
+        await asyncio.sleep(0.02)
+    waiting = asyncio.create_task(ask(core, text, "q2"))
+    await asyncio.sleep(0.05)
+    return first, waiting
+
+
 def said(endpoint: FakeOpenAI, index: int = -1) -> list[str]:
     """The texts of the messages the model got in request `index` (system prompt aside)."""
     messages = endpoint.requests[index]["messages"]
@@ -164,14 +180,7 @@ async def test_deleting_the_question_being_answered_stops_the_answer(
 async def test_a_question_deleted_while_it_waits_for_its_turn_is_not_asked(
     core: Core, endpoint: FakeOpenAI
 ) -> None:
-    endpoint.script = Script(chunks=[f"w{i} " for i in range(20)], interval=0.05)
-    first = asyncio.create_task(ask(core, "first", "q1"))
-    for _ in range(200):
-        if endpoint.requests:
-            break
-        await asyncio.sleep(0.02)
-    waiting = asyncio.create_task(ask(core, "second, soon deleted", "q2"))
-    await asyncio.sleep(0.05)  # queued behind the first answer, not stored yet
+    first, waiting = await queued_behind_an_answer(core, endpoint, "second, soon deleted")
     assert await core.deleted(Platform.DISCORD, "c1", ["q2"]) == 0
     await first
     second = await waiting
@@ -288,14 +297,7 @@ async def test_an_edit_that_writes_a_key_or_the_channels_password_in_is_not_kept
 async def test_a_question_edited_while_it_waits_its_turn_is_asked_as_edited(
     core: Core, endpoint: FakeOpenAI
 ) -> None:
-    endpoint.script = Script(chunks=[f"w{i} " for i in range(20)], interval=0.05)
-    first = asyncio.create_task(ask(core, "first", "q1"))
-    for _ in range(200):
-        if endpoint.requests:
-            break
-        await asyncio.sleep(0.02)
-    waiting = asyncio.create_task(ask(core, "capital of Austrlia?", "q2"))
-    await asyncio.sleep(0.05)  # queued behind the first answer, not stored yet
+    first, waiting = await queued_behind_an_answer(core, endpoint, "capital of Austrlia?")
     edit = "capital of Australia?"
     assert await core.edited(Platform.DISCORD, "c1", "q2", edit, author=ASKER.id) == (
         Edited.NOTHING  # nothing stored to change yet
