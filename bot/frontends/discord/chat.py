@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import discord
 
-from bot.core import Core, Edited
+from bot.core import EDIT_HELD_SECRET, Core, Edited
 from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
     Blocked,
@@ -251,17 +251,17 @@ async def _typed_command(message: discord.Message, typed: TypedCommand) -> None:
 async def _take_out_edit(message: discord.PartialMessage) -> None:
     """An edit wrote a key or password into a question: not kept; the message is deleted
     where the bot may (Manage Messages), else its author is asked to."""
-    text = "Your edit held what looks like a key or password, so I did not keep it."
     try:
         await message.delete()
     except CALL_FAILED:
-        text += " Delete your message: others can still read it. If they could, make a new one."
         with contextlib.suppress(*CALL_FAILED):
-            await message.reply(text, mention_author=False)
+            await message.reply(
+                f"{EDIT_HELD_SECRET} Delete your message: others can still read it.",
+                mention_author=False,
+            )
         return
-    text += " I deleted your message. If others could read it, make a new one."
     with contextlib.suppress(*CALL_FAILED):
-        await message.channel.send(text)
+        await message.channel.send(f"{EDIT_HELD_SECRET} I deleted your message.")
 
 
 async def _refuse(message: discord.Message, text: str) -> None:

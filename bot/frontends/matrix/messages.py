@@ -16,7 +16,7 @@ import nio
 from bot.commands import Invocation
 from bot.commands.parse import CommandError, asks_secret, plain_prefix
 from bot.commands.spec import Kind
-from bot.core import Core, Edited, HeldReply, PacedReply, TurnResult, split_text
+from bot.core import EDIT_HELD_SECRET, Core, Edited, HeldReply, PacedReply, TurnResult, split_text
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
 from bot.frontends.matrix.api import MatrixApi
@@ -211,7 +211,7 @@ class MessageHandler:
                     "Your edit held a key or password; an edit is never run as a command. "
                     "Send the command anew, in a direct chat with me."
                     if edited.lstrip().startswith(self.prefix)
-                    else "Your edit held what looks like a key or password; I did not keep it."
+                    else EDIT_HELD_SECRET
                 )
                 await self._notice(msg, f"{said}\n\n{note}")
             else:
@@ -422,10 +422,7 @@ class MessageHandler:
         )
         if done is Edited.HELD_SECRET:
             note = await self._take_out(msg)
-            await self._notice(
-                msg,
-                f"Your edit held what looks like a key or password; I did not keep it.\n\n{note}",
-            )
+            await self._notice(msg, f"{EDIT_HELD_SECRET}\n\n{note}")
 
     async def forget(self, room_id: str, sender: str, redacts: str) -> None:
         """A message removed from the room: the turn it showed leaves the history. Anyone
