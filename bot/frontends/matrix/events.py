@@ -127,8 +127,14 @@ _ADDRESS_ENDS = (":", ",", "：", "，", "、")
 _UNSPACED = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
 
 
+def _unspaced(text: str) -> int:
+    """How many characters of `text` are of a script written without spaces (none in
+    ASCII: the Unicode pattern module is not loaded for it)."""
+    return 0 if text.isascii() else len(unicode_pattern(_UNSPACED).findall(text))
+
+
 def _named(name: str, body: str) -> bool:
-    if len(name) + len(unicode_pattern(_UNSPACED).findall(name)) > _SHORT_NAME:
+    if len(name) + _unspaced(name) > _SHORT_NAME:
         return _word(name).search(body) is not None
     text = body.lstrip()
     start, after = text[: len(name)], text[len(name) : len(name) + 1]
@@ -144,7 +150,7 @@ def _word(name: str) -> re.Pattern[str]:
 
 
 def _self_delimiting(char: str) -> bool:
-    return not (char.isalnum() or char == "_") or unicode_pattern(_UNSPACED).match(char) is not None
+    return not (char.isalnum() or char == "_") or _unspaced(char) > 0
 
 
 def strip_mention(body: str, user_id: str, names: tuple[str, ...]) -> str:
