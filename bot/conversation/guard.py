@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from bot.types import redact
 from bot.types.secrets import secret_forms
-from bot.types.text import INVISIBLE, clean_text
+from bot.types.text import clean_text, without_invisible
 
 
 class AnswerGuard:
@@ -78,5 +78,5 @@ def holds_secret(text: str, secrets: Iterable[str]) -> bool:
     held = [s for s in secrets if len(s) >= HELD_SECRET_CHARS]
     if not held:
         return False
-    read = html.unescape(unquote("".join(c for c in text if c not in INVISIBLE)))
+    read = html.unescape(unquote(without_invisible(text)))
     return any(redact(t, held, shapes=False, known=False) != t for t in (text, read))

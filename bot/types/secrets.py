@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import quote, quote_plus
 
-from bot.types.text import INVISIBLE
+from bot.types.text import without_invisible
 
 REDACTED = "****"
 # How to make the key that encrypts stored secrets (BOT_SECRET_KEYS), wherever it is missing.
@@ -41,18 +41,13 @@ _WHOLE_KEY = re.compile(r"(?:sk-ant-|sk-)[A-Za-z0-9_\-]{16,}")
 _KEY_INSIDE = re.compile(r"(?<![A-Za-z0-9])" + _WHOLE_KEY.pattern)
 
 
-# Zero-width and soft-hyphen characters a key may carry unseen (pasted along, or put
-# there to slip past this check).
-_UNSEEN = dict.fromkeys(map(ord, INVISIBLE))
-
-
 def holds_key(text: str) -> bool:
     """Text with a provider key in it (`sk-…`, `sk-ant-…`), also with unseen characters
     inside it: a command value or a chat message that does is refused, never sent,
     stored or shown (a key pasted into `/model`, or into a message to the model)."""
     if _KEY_INSIDE.search(text) is not None:
         return True
-    seen = text.translate(_UNSEEN)
+    seen = without_invisible(text)  # zero-width or soft hyphens pasted along, or put in
     return seen != text and _KEY_INSIDE.search(seen) is not None
 
 

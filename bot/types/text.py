@@ -89,6 +89,15 @@ def refuse_controls(text: str, what: str) -> str:
     return text
 
 
+_NO_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE))
+
+
+def without_invisible(text: str) -> str:
+    """`text` with every invisible character taken out, inside it too (a key or password
+    with a zero-width space or a soft hyphen in it reads as itself)."""
+    return text.translate(_NO_INVISIBLE)
+
+
 def strip_invisible(text: str) -> str:
     """Surrounding whitespace and invisible characters (BOM, zero-width) removed."""
     return text.strip().strip(INVISIBLE + " \t\n").strip()
