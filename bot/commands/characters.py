@@ -30,7 +30,7 @@ from bot.fields import REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
 from bot.types.limits import MAX_PIXELS
-from bot.types.text import quoted, shorten, shown_name
+from bot.types.text import literal, quoted, shorten, shown_name
 
 log = logging.getLogger("bot.commands")
 
@@ -96,7 +96,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         raise CommandError("That card is too large to store; use one with a smaller lorebook.")
     scope = _scope(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
-    lines = [f"Character set for {_where(scope)}: {card.display_name}."]
+    lines = [f"Character set for {_where(scope)}: {literal(card.display_name)}."]
     if card.image is None and await asyncio.to_thread(image_too_large, data):
         lines.append(
             f"Its image is too large to use (over {MAX_PIXELS // 1_000_000} megapixels), so "
@@ -129,9 +129,10 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     card = await stored_card(stored, ctx.prefix)
     where = "set for this server" if stored.scope is Scope.SERVER else "set for this channel"
-    lines = [f"Character: {card.display_name} ({where})."]
+    lines = [f"Character: {literal(card.display_name)} ({where})."]
     # The card's own words, each on one line (a newline in a tag could forge a line of
-    # the bot's), shown in the channel as its greetings are: cleaned as they are (a key).
+    # the bot's): cleaned as its greetings are (a card can carry a key), then shown as
+    # text (a card from a public site makes no link, mention or heading in this list).
     shown: list[str] = []
     creator, version = shown_name(card.creator), shown_name(card.character_version)
     if creator or version:
@@ -146,7 +147,7 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         shown.append(text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else ""))
     if shown:
         config = await ctx.store.effective_config(ctx.ref)
-        lines += await shown_here(ctx.store, ctx.ref, config, shown)
+        lines += map(literal, await shown_here(ctx.store, ctx.ref, config, shown))
     count = len(greetings(card, ctx.actor.display_name))
     entries = len(card.character_book.entries) if card.character_book else 0
     lines.append(
@@ -162,8 +163,8 @@ async def character_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if name is None:
         return Reply(f"No character was set for {_where(scope)}.", ok=False)
     after = await ctx.store.character(ctx.ref)
-    note = f" The server's character, {after.name}, answers here now." if after else ""
-    return Reply(f"Removed {name} from {_where(scope)}.{note}")
+    note = f" The server's character, {literal(after.name)}, answers here now." if after else ""
+    return Reply(f"Removed {literal(name)} from {_where(scope)}.{note}")
 
 
 async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -178,7 +179,8 @@ async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     else:
         data = await asyncio.to_thread(export_png, card)
         file = ReplyFile(f"{stem}.png", "image/png", data)
-    return Reply(f"{card.display_name} as a Character Card V3 ({len(data):,} bytes).", file=file)
+    shown = literal(card.display_name)
+    return Reply(f"{shown} as a Character Card V3 ({len(data):,} bytes).", file=file)
 
 
 async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from itertools import takewhile
 from typing import Any
 
@@ -65,9 +66,20 @@ def _token(text: str, pos: int) -> tuple[str, int] | None:
     return "".join(out), pos
 
 
+# Letters of other scripts that look like Latin ones (`кеу` typed or pasted for `key`):
+# a command's name is matched by how it looks, so a look-alike of a secret command is
+# refused as one (its key held back), and a typo's suggestion names the command meant.
+_LOOK_ALIKES = str.maketrans(
+    "аеіјкмнорстухѕһԁԛԝвαεικνορτυχ",  # Cyrillic, then Greek (lower case)
+    "aeijkmhopctyxshdqwbaeikvoptux",
+)
+
+
 def closest(word: str, candidates: list[str]) -> str | None:
-    """The candidate `word` is a typo of (`modle` → `model`), if one is close enough."""
-    close = difflib.get_close_matches(word[:60].lower(), candidates, n=1, cutoff=0.6)
+    """The candidate `word` is a typo or a look-alike of (`modle`, `мodel` → `model`),
+    if one is close enough."""
+    looks = unicodedata.normalize("NFKC", word[:60]).lower().translate(_LOOK_ALIKES)
+    close = difflib.get_close_matches(looks, candidates, n=1, cutoff=0.6)
     return close[0] if close else None
 
 
@@ -109,6 +121,9 @@ def suggest(word: str, candidates: list[str]) -> str:
 
 # The prefixes as a CJK keyboard types them (fullwidth): taken as the prefix itself.
 _FULLWIDTH = {"/": "\uff0f", "!": "\uff01"}
+# A CJK keyboard in fullwidth mode types all of a command so (`！ｍｏｄｅｌ　ｇｐｔ－４ｏ`):
+# fullwidth ASCII (U+FF01–U+FF5E) and the ideographic space, as the ASCII they stand for.
+_HALFWIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20}
 
 
 # What can stand unseen before a command: zero-width characters and the marks that set
@@ -119,7 +134,8 @@ _HIDDEN = INVISIBLE + "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2
 def plain_prefix(text: str, prefix: str) -> str:
     """`text` as a command reads: what hides before the prefix taken off (a zero-width
     space, a right-to-left mark), and a leading fullwidth `／` or `！` made the plain
-    prefix; anything else unchanged.
+    prefix; a command whose name is typed in fullwidth letters (`！ｋｅｙ　ｓｅｔ …`) read
+    in ASCII, all of it; anything else unchanged.
 
     Front-ends apply it where a message comes in, so `／key set …` or an invisible
     character before `!key set …` is the command (and its key is handled as one)
@@ -128,8 +144,12 @@ def plain_prefix(text: str, prefix: str) -> str:
     for mark in (prefix, _FULLWIDTH.get(prefix)):
         # Only before a command's name: `！！！` or `！好` is a CJK sentence, not a command.
         name = body[len(mark) : len(mark) + 1] if mark else ""
-        if mark and body.startswith(mark) and name.isascii() and name.isalpha():
+        if not (mark and body.startswith(mark) and name.isalpha()):
+            continue
+        if name.isascii():
             return prefix + body[len(mark) :]
+        if ord(name) in _HALFWIDTH:
+            return prefix + body[len(mark) :].translate(_HALFWIDTH)
     return text
 
 

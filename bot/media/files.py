@@ -11,6 +11,7 @@ from bot.media.kinds import (
     binary_refusal,
     display_name,
     extension,
+    file_label,
     is_pdf,
     text_codec,
 )
@@ -154,7 +155,7 @@ def fenced(name: str, text: str, budget_chars: int) -> Block:
     text = clean_text(text).rstrip("\n")
     longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
     fence = "`" * max(3, longest + 1)
-    head = f"\n{display_name(name)}\n{fence}{language(name)}\n"
+    head = f"\n{file_label(name)}\n{fence}{language(name)}\n"
     tail = f"\n{fence}"
     room = budget_chars - len(head) - len(tail)
     total = len(text)

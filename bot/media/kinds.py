@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bot.types.text import shorten, shown_name
+from bot.types.text import literal, shorten, shown_name
 
 Kind = Literal["image", "text", "pdf", "binary"]
 
@@ -41,11 +41,16 @@ class MediaError(ValueError):
     """An attachment that cannot be used; the message says why, for the person who sent it."""
 
 
-def display_name(name: str) -> str:
-    """A file name safe to show in a message or a prompt: one line, bounded, without a
-    right-to-left override or zero-width characters (`invoice\u202efdp.exe` showed as
-    "invoiceexe.pdf")."""
+def file_label(name: str) -> str:
+    """A file name as a prompt names it: one line, bounded, without a right-to-left
+    override or zero-width characters (`invoice\u202efdp.exe` showed as "invoiceexe.pdf")."""
     return shorten(shown_name(name), 100) or "the attachment"
+
+
+def display_name(name: str) -> str:
+    """A file name in the bot's own message: its label, with no markdown of its own
+    (`[Log in](https://…).png` is no link in the bot's voice)."""
+    return literal(file_label(name))
 
 
 def extension(name: str) -> str:

@@ -289,6 +289,30 @@ def quoted(text: str, limit: int = 60) -> str:
     return f"{fence}{pad}{shown}{pad}{fence}"
 
 
+# What Discord's or Matrix's markdown reads in a name: emphasis, code, spoilers, links
+# and mentions anywhere; `_` where it starts or ends a word (`my_notes` is no emphasis);
+# a quote, heading or list at the start; and the backslash itself.
+_MARKDOWN = re.compile(r"[\\`*~|\[\]<]|(?<![^\W_])_|_(?![^\W_])|^[#>-]")
+# A backslash before punctuation (CommonMark's escape), outside code spans.
+_ESCAPED = re.compile(r"(`+).+?\1|\\([!-/:-@\[-`{-~])", re.DOTALL)
+
+
+def literal(text: str) -> str:
+    """A name from outside (a file's, a character card's) inside the bot's own sentence:
+    each character markdown would read escaped with a backslash (which Discord and the
+    Matrix renderer honour), so it shows as written: `[Log in](https://…)` is no link in
+    the bot's voice, `**x**` no bold, `<@1>` no mention pill."""
+    return _MARKDOWN.sub(lambda m: "\\" + m.group(), text)
+
+
+def as_plain(text: str) -> str:
+    """The bot's own message for a display that reads no markdown (a terminal): the
+    backslashes `literal` put in taken out again; code spans as they are."""
+    if "\\" not in text:
+        return text
+    return _ESCAPED.sub(lambda m: m.group(2) or m.group(), text)
+
+
 def shorten(text: str, limit: int) -> str:
     """At most `limit` characters, with `…` where it was cut."""
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"

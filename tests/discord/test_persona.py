@@ -207,7 +207,7 @@ def test_a_cards_name_in_bold_carries_no_formatting_or_mention_of_its_own() -> N
     assert prefix.startswith("**") and prefix.endswith("**\n")
     inner = prefix[2:-3]
     assert "**" not in inner.replace("\\*\\*", "")  # the name's own are escaped
-    assert "\\[x]" in inner and "@\u200beveryone" in inner and "<@\u200b&" in inner
+    assert "\\[x\\]" in inner and "@\u200beveryone" in inner and "\\<@\u200b&" in inner
 
 
 def _answered(fake: FakeDiscord, n: int) -> bool:

@@ -136,6 +136,15 @@ def test_attach_clear_says_what_it_did(tmp_path: Path) -> None:
     assert "Dropped the attached files." in lines and lines[-1].startswith("Nothing is attached")
 
 
+def test_a_file_name_in_a_refusal_reads_as_written(tmp_path: Path) -> None:
+    """Chat platforms get its markdown escaped (`\\_\\_init\\_\\_`); a terminal shows none."""
+    name = "__init__ [v2] *draft*.bin"
+    (tmp_path / name).write_bytes(bytes(range(256)) * 4)
+    result = console(tmp_path, [f'/attach "{name}"'], BOT_SECRET_KEYS=generate_key())
+    assert result.returncode == 0, result.stderr
+    assert f"{name} looks like a binary file" in result.stdout, result.stdout
+
+
 def test_quit_and_exit_leave_the_console(tmp_path: Path) -> None:
     for leave in ("/quit", "/EXIT"):
         result = console(tmp_path, ["/help", leave, "/help"], BOT_SECRET_KEYS=generate_key())

@@ -15,6 +15,7 @@ import respx
 
 from bot.characters import read_card
 from bot.commands import Invocation
+from bot.frontends.matrix.render import markdown_to_html
 from bot.types import Attachment, ChannelRef, Platform, Reply, Role, Scope
 from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness, make_core
 from tests.integration.test_chat import FAKE, CollectingSink, ask, configure_fake, sse
@@ -541,7 +542,7 @@ async def test_a_cards_greeting_and_the_shown_system_prompt_hold_no_key(
     assert password not in settings.text and leaky not in settings.text, settings.text
     # /character show quotes the description: it was shown as imported.
     shown = await run(harness, ("character", "show"), actor=MEMBER)
-    assert "Holds **** and ****." in shown.text, shown.text
+    assert r"Holds \*\*\*\* and \*\*\*\*." in shown.text, shown.text  # the card's, as text
 
 
 async def test_a_cards_creator_version_and_tags_are_shown_on_one_line_without_keys(
@@ -563,6 +564,24 @@ async def test_a_cards_creator_version_and_tags_are_shown_on_one_line_without_ke
     assert not any(line.startswith(("Character set", "Fake:")) for line in lines), shown
     assert "Character set for this server: Fake." in shown  # kept, inside the creator line
     assert "x" * 41 not in shown  # a tag is shortened
+
+
+async def test_a_cards_name_and_words_make_no_markdown_in_the_bots_replies(
+    harness: Harness,
+) -> None:
+    """A card from a public site put a link in the bot's own voice: its name in "Character
+    set for this channel: …", its creator in /character show."""
+    card = copy.deepcopy(CARD)
+    card["data"]["nickname"] = "Evil [Log in](https://evil.example) <@1>"  # what {{char}} is
+    card["data"]["creator"] = "**admin** [here](https://evil.example)"
+    imported = await run(harness, ("character", "import"), file=card_file(card))
+    shown = await run(harness, ("character", "show"), actor=MEMBER)
+    cleared = await run(harness, ("character", "clear"))
+    for reply in (imported, shown, cleared):
+        assert reply.ok, reply.text
+        assert "<a href" not in markdown_to_html(reply.text), reply.text
+        assert "<strong>admin" not in markdown_to_html(reply.text), reply.text
+    assert r"Evil \[Log in\](https://evil.example) \<@1>" in imported.text
 
 
 async def test_a_cards_creator_and_version_are_labelled(harness: Harness) -> None:

@@ -281,6 +281,14 @@ async def test_key_in_a_group_room_is_refused_and_redacted(world: World) -> None
     reply = await w.alice.reply_to(room_id, bot, after, "the refusal of ！key")
     assert "direct chat" in reply.content["body"] and KEY not in reply.content["body"]
     assert (await w.alice.event_content(room_id, sent)).get("content") == {}
+    # So is all of it typed in fullwidth, and a look-alike (Cyrillic `кеу`) of the command:
+    # the first went to the model as chat, the second stayed in the room unflagged.
+    for typed in ("！ｋｅｙ　ｓｅｔ　ｏｐｅｎａｉ　", "!кеу set openai "):
+        after = time.monotonic()
+        sent = await w.alice.send(room_id, typed + KEY)
+        reply = await w.alice.reply_to(room_id, bot, after, f"the refusal of {typed}")
+        assert KEY not in reply.content["body"], reply.content
+        assert (await w.alice.event_content(room_id, sent)).get("content") == {}
 
     # …and not here: it says so and asks the user to delete the key.
     room2 = await _room_with_bot(w)

@@ -393,6 +393,16 @@ def test_a_refused_value_with_backticks_renders_as_one_code_span() -> None:
         assert html == f"<code>{code}</code> is not a Matrix user id.", html
 
 
+def test_a_backslash_keeps_punctuation_as_written() -> None:
+    """CommonMark's escapes, as Discord reads them: a name the bot quotes (`literal`) and
+    a model's `\\*` show as typed; in code a backslash is itself."""
+    assert markdown_to_html(r"\[x\](https://e.org) \*\*b\*\* a\_b\_ \<@1\> \\") == (
+        "[x](https://e.org) **b** a_b_ &lt;@1&gt; \\"
+    )
+    assert markdown_to_html(r"`a\*b` C:\Users") == r"<code>a\*b</code> C:\Users"
+    assert markdown_to_html("\\> not a quote") == "&gt; not a quote"
+
+
 def test_links_only_with_safe_schemes() -> None:
     assert markdown_to_html('[x](https://e.org/?a=1&b="2")') == (
         '<a href="https://e.org/?a=1&amp;b=&quot;2&quot;">x</a>'

@@ -151,6 +151,31 @@ def test_a_fullwidth_prefix_is_the_prefix() -> None:
     assert parse("\uff0fsource claude", TABLE).raw == {"source": "claude"}
 
 
+def test_a_command_typed_in_fullwidth_letters_is_the_command() -> None:
+    """A CJK keyboard in fullwidth mode types all of it so: `！ｐｒｏｘｙ　ｐａｓｓｗｏｒｄ …`
+    went to the model as chat, with the password pasted after it."""
+    typed = "！ｐｒｏｘｙ　ｐａｓｓｗｏｒｄ　3f9c2a7e5b1d4c8a"
+    assert plain_prefix(typed, "!") == "!proxy password 3f9c2a7e5b1d4c8a"
+    inv = parse(plain_prefix(typed, "!"), TABLE, "!")
+    assert inv.path == ("proxy", "password")
+    assert inv.raw["password"].reveal() == "3f9c2a7e5b1d4c8a"
+    assert plain_prefix("!ｍｏｄｅｌ　ｇｐｔ－４ｏ", "!") == "!model gpt-4o"
+    assert plain_prefix("／ｈｅｌｐ", "/") == "/help"
+    # A command typed in ASCII keeps what follows as typed (a prompt's own punctuation).
+    assert plain_prefix("!system 你好！（简洁）", "!") == "!system 你好！（简洁）"
+
+
+@pytest.mark.parametrize("typed", ["!кеу set custom hunter2hunter2", "!ｋеу", "!Кеу set"])
+def test_a_look_alike_of_a_secret_command_is_refused_as_one(typed: str) -> None:
+    """Cyrillic `кеу` for `key`: not run, but its line is held back as a key's would be,
+    and the refusal names the command meant."""
+    text = plain_prefix(typed, "!")
+    assert asks_secret(text, TABLE, "!")
+    with pytest.raises(CommandError) as err:
+        parse(text, TABLE, "!")
+    assert "Did you mean `key`?" in str(err.value)
+
+
 @pytest.mark.parametrize("hidden", ["\u200b", "\ufeff", "\u202e", "\u200f", "\u2066", " \u200d "])
 def test_what_hides_before_a_command_is_taken_off(hidden: str) -> None:
     """`<ZWSP>!key set …` read as chat would have sent the key to the model."""

@@ -19,6 +19,7 @@ import discord
 from bot.core import Core
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.types import ChannelRef
+from bot.types.text import literal
 
 log = logging.getLogger("bot.discord")
 
@@ -61,7 +62,7 @@ class Speaker:
 def _plain(name: str) -> str:
     """A card's name (from a public card site) as text in a message: no formatting of
     its own (`a** [x](https://…) **b` is no link), no mention pill."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(name))
+    return discord.utils.escape_mentions(literal(name))
 
 
 class Personas:

@@ -14,7 +14,8 @@ HTML_FORMAT = "org.matrix.custom.html"
 
 _FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+.#-]*)\s*$")
 _INLINE = re.compile(
-    r"(?P<code>`+)(?P<code_text>.+?)(?P=code)"
+    r"\\(?P<escaped>[!-/:-@\[-`{-~])"  # CommonMark: a backslash keeps punctuation as is
+    r"|(?P<code>`+)(?P<code_text>.+?)(?P=code)"
     r"|\[(?P<link_text>[^\]\n]+)\]\((?P<url>[^)\s]+)\)"
     r"|\*\*(?P<bold>[^*\n]+?)\*\*"
     r"|__(?P<bold2>[^_\n]+?)__"
@@ -39,7 +40,9 @@ def _inline(text: str) -> str:
         out.append(html.escape(text[pos : match.start()], quote=False))
         pos = match.end()
         groups = match.groupdict()
-        if groups["code"]:
+        if groups["escaped"]:
+            out.append(html.escape(groups["escaped"], quote=False))
+        elif groups["code"]:
             out.append(f"<code>{html.escape(groups['code_text'].strip(), quote=False)}</code>")
         elif groups["url"]:
             out.append(_link(groups["link_text"], groups["url"]))

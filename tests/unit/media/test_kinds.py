@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import os
 import zipfile
@@ -9,8 +10,10 @@ import zipfile
 import pytest
 from PIL import Image
 
+from bot.frontends.matrix.render import markdown_to_html
 from bot.media import classify
-from bot.media.kinds import display_name
+from bot.media.kinds import display_name, file_label
+from bot.types.text import literal
 from tests.unit.media.samples import encode, text_pdf
 
 NOISE = bytes(b | 0x80 for b in os.urandom(4096))  # no magic, no NUL, not UTF-8
@@ -66,4 +69,21 @@ def test_classify(data: bytes, name: str, declared: str, kind: str) -> None:
     ],
 )
 def test_a_file_name_is_shown_as_it_reads(name: str, shown: str) -> None:
-    assert display_name(name) == shown
+    assert file_label(name) == shown
+    assert display_name(name) == literal(shown)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "[Verify your account](https://evil.example/login).png",
+        "**URGENT** <@123> ~~x~~ ||y|| `z`.exe",
+        "# heading.txt",
+    ],
+)
+def test_a_file_name_makes_no_markdown_in_the_bots_own_message(name: str) -> None:
+    """A member's file name quoted in a refusal is no link, bold, mention or heading
+    (Discord reads the backslashes; so does the Matrix renderer)."""
+    shown = display_name(name)
+    assert markdown_to_html(shown) == html.escape(name, quote=False)
+    assert file_label(name) == name  # the prompt names the file as it is
