@@ -483,16 +483,24 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         question, answer = _newest_turn(history)
         newest = history[-1] if history else None
         if (
-            action in (Control.NEXT, Control.PREVIOUS)
-            and newest is not None
+            newest is not None
             and newest.role is Role.ASSISTANT
             and newest.reply_to is not None
             and (question is None or newest.reply_to != question.id)
         ):
-            # A character's greeting, the newest message (in a new channel, or after an
-            # import into one with a conversation): its alternate greetings are its swipes.
-            # The admin who imported it asked for it: as with any answer, only they (or
-            # another admin) change what the channel's conversation starts from.
+            # A character's greeting is the newest message (in a new channel, or after an
+            # import into one with a conversation): the answers before it stay as they
+            # are (a new one would go after the greeting), and its alternate greetings
+            # are its swipes. The admin who imported it asked for it: as with any answer,
+            # only they (or another admin) change what the conversation starts from.
+            if answer_id not in (None, newest.id):
+                return await _notice(sink, _NOT_NEWEST)
+            if action not in (Control.NEXT, Control.PREVIOUS):
+                return await _notice(
+                    sink,
+                    "The character's greeting is the newest message here: ask something, "
+                    "then its answer can be regenerated or continued.",
+                )
             if not admin:
                 return await _notice(
                     sink, "Only an admin of this channel can change the character's greeting."
@@ -501,9 +509,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
         if answer_id is not None and answer_id != (question.id if answer is None else answer.id):
-            return await _notice(
-                sink, "Only the newest answer can change. Ask again, or use the newest one."
-            )
+            return await _notice(sink, _NOT_NEWEST)
         if not admin and question.author_id not in (None, actor.id):
             who = question.author or "the person who asked"
             return await _notice(sink, f"Only {who} or an admin of this channel can do that.")
@@ -551,6 +557,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             question,
             prefix,
             continuing=continuing,
+            replacing=answer if continuing is None else None,
             variant=True,
             by=actor.id,
         )
@@ -603,13 +610,15 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         *,
         preface: str = "",
         continuing: HistoryEntry | None = None,
+        replacing: HistoryEntry | None = None,
         variant: bool = False,
         by: str | None = None,
     ) -> TurnResult:
         """Stream an answer to `question` (stoppable while it runs), store it, show how it
         ended, record its usage (charged to `by`, else the asker). A `variant`
         (regenerated, retried, continued) becomes the question's shown answer and says
-        which of its answers it is."""
+        which of its answers it is; one that ends before any text leaves the answer it
+        was `replacing` shown (with how the attempt ended)."""
         row = AnswerRow(
             self._store,
             ref,
@@ -635,14 +644,18 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             finally:
                 if self._running.get(key) is running:
                     del self._running[key]
-            if continuing is not None and outcome.answer == continuing.content:
+            kept = continuing or (replacing if not outcome.answer else None)
+            if kept is not None and outcome.answer in ("", kept.content):
                 # Stopped or failed before any new text: the answer stays as it was stored
-                # (a finished one is not marked as cut); how the attempt ended is shown.
-                saved_note = ""
+                # (a finished one is not marked as cut, nor its question as failed); how
+                # the attempt ended is shown under it.
+                shown, answer_id, saved_note = kept.content, kept.id, ""
+                reasoning = outcome.reasoning if continuing else ""  # not a failed attempt's
             else:
                 saved_note = await self._settle(
                     ref, config, question, row, outcome, endpoint, variant
                 )
+                shown, answer_id, reasoning = outcome.answer, row.id, outcome.reasoning
             error = outcome.error
             if error and outcome.failed and _sent_images(request, config):
                 error = (
@@ -653,18 +666,17 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if saved_note:
                 error = f"{error}\n{saved_note}" if error else saved_note
             alternative = (1, 1)
-            if variant and row.id is not None and question.id is not None and not saved_note:
+            if variant and answer_id is not None and question.id is not None and not saved_note:
                 answers = await self._store.alternatives(ref, question.id)
                 ids = [entry.id for entry, _ in answers]
-                alternative = (ids.index(row.id) + 1 if row.id in ids else len(ids), len(ids))
-            result = TurnResult(
-                outcome.answer, outcome.error, True, row.id, alternative, question.id
-            )
+                at = ids.index(answer_id) + 1 if answer_id in ids else len(ids)
+                alternative = (at, len(ids))
+            result = TurnResult(shown, outcome.error, True, answer_id, alternative, question.id)
             ended = getattr(sink, "ended", None)
             if ended is not None:  # controls for how it ended can go out with the final text
                 ended(result)
             try:
-                await sink.finish(preface + outcome.answer, outcome.reasoning, error)
+                await sink.finish(preface + shown, reasoning, error)
             finally:  # the call cost what it cost, however showing it ended
                 user = by or question.author_id or ""
                 start = continuing.content if continuing else ""
@@ -864,6 +876,7 @@ _KEY_IN_MESSAGE = (
 )
 # How an answer that did not come whole ended: /retry asks for it again.
 _ENDED_EARLY = (TurnState.STOPPED, TurnState.INTERRUPTED)
+_NOT_NEWEST = "Only the newest answer can change. Ask again, or use the newest one."
 
 
 class _Blocked(Exception):

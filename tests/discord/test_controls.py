@@ -130,6 +130,24 @@ async def test_retry_on_an_error_answers_in_place(world: World, endpoint: FakeOp
     assert [v for v in buttons(answer).values()] == [("🔄", False), ("⏩", False)]
 
 
+async def test_a_regenerate_that_fails_before_any_text_keeps_the_answer_and_its_buttons(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """The message showed only the error, with a Retry that always said "Only the newest
+    answer can change"; the answer it replaced was gone from the channel, not the history."""
+    endpoint.script = Script(chunks=["A1"])
+    answer = await ask(world, world.member, "q")
+    endpoint.script = Script(chunks=["x"], fail_after=0)
+    await world.member.click(answer, custom_id=the_id(answer, "regen"))
+    answer = fresh(world, answer)
+    assert answer.content.startswith("A1") and "overloaded" in answer.content, answer.content
+    assert [v[0] for v in buttons(answer).values()] == ["🔄", "⏩"]
+    endpoint.script = Script(chunks=["A2"])
+    pressed = await world.member.click(answer, custom_id=the_id(answer, "regen"))
+    assert not pressed.followups, reply_text(pressed)
+    assert fresh(world, answer).content == "A2"
+
+
 async def test_buttons_work_after_a_restart(
     world: World, endpoint: FakeOpenAI, core: Core, tmp_path: Path
 ) -> None:

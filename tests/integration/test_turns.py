@@ -448,6 +448,66 @@ async def test_a_continue_that_adds_nothing_leaves_the_answer_as_it_was(
         await core.close()
 
 
+async def test_a_regenerate_that_adds_nothing_leaves_the_answer_shown(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """A 🔄 that failed before any text marked the answered question as failed and showed
+    only the error, with a Retry for the question that "Only the newest answer" refused;
+    the next turn still sent the answer the channel no longer showed."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        endpoint.script = Script(chunks=["A1"])
+        await chat(core, "q")
+        endpoint.script = Script(chunks=["A2"])
+        await control(core, "/regenerate")
+        endpoint.script = Script(chunks=["x"], fail_after=0)  # an error before any text
+        done, sink = await control(core, "/regenerate")
+        assert sink.final is not None and sink.final[0] == "A2", sink.final
+        assert "overloaded" in (sink.final[1] or ""), sink.final
+        [question, shown] = await rows(core)
+        assert question.state is TurnState.DONE and shown.content == "A2"
+        assert (done.answer_id, done.alternative) == (shown.id, (2, 2))  # type: ignore[union-attr]
+        # Its buttons are A2's: swipe back, and a regenerate that works.
+        done, sink = await control(core, "/swipe prev", answer_id=shown.id)
+        assert sink.final == ("A1", None)
+        endpoint.script = Script(chunks=["A3"])
+        done, sink = await control(core, "/regenerate", answer_id=done.answer_id)  # type: ignore[union-attr]
+        assert sink.final == ("A3", None) and done.alternative == (3, 3)  # type: ignore[union-attr]
+    finally:
+        await core.close()
+
+
+async def test_a_greeting_after_an_answer_is_the_newest_message(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """A card imported into a conversation posts its greeting after the last answer: ⏩ on
+    that answer continued the greeting into it, and ◀ ▶ on it swiped the greeting into
+    the answer's message."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        endpoint.script = Script(chunks=["my answer"])
+        await chat(core, "q")
+        endpoint.script = Script(chunks=["A2"])
+        await control(core, "/regenerate")
+        [_, answer] = await rows(core)
+        greeting_id = await core.store.add_greetings(REF, "Aurelia", ["Hello.", "Hi again."])
+        sent = len(endpoint.requests)
+        for press in ("/continue", "/regenerate", "/retry", "/swipe prev", "/swipe next"):
+            _, sink = await control(core, press, answer_id=answer.id)
+            assert sink.final is not None and "Only the newest answer" in sink.final[0], press
+        for press in ("/continue", "/regenerate"):  # typed, no button: about the newest
+            _, sink = await control(core, press)
+            assert sink.final is not None and "greeting is the newest" in sink.final[0], press
+        assert len(endpoint.requests) == sent  # nothing asked
+        assert [e.content for e in await rows(core)] == ["q", "A2", "Hello."]
+        # The greeting's own buttons swipe it (an admin's).
+        done, sink = await control(core, "/swipe next", answer_id=greeting_id)
+        assert sink.final == ("Hi again.", None) and done.greeting  # type: ignore[union-attr]
+        assert [e.content for e in await rows(core)] == ["q", "A2", "Hi again."]
+    finally:
+        await core.close()
+
+
 async def test_continue_puts_back_the_space_the_model_leaves_out(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
