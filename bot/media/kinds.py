@@ -92,8 +92,13 @@ def image_format(data: bytes) -> str | None:
 
 
 def is_pdf(data: bytes) -> bool:
-    """PDF readers accept the header anywhere in the first kilobyte, so do we."""
-    return b"%PDF-" in data[:1024]
+    """A PDF's header starts it; PDF readers also accept it after other bytes in the first
+    kilobyte, so do we when the file is not text (a script or a note that mentions
+    `%PDF-` near its start is that text, not a damaged PDF)."""
+    head = data[:1024]
+    if head.lstrip().startswith(b"%PDF-"):
+        return True
+    return b"%PDF-" in head and text_codec(data[:_SNIFF_BYTES]) is None
 
 
 _BOMS = (
