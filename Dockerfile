@@ -18,6 +18,8 @@ RUN pip install .
 
 USER chatbot
 VOLUME ["/data"]
+# The console reads and writes files (/attach, exported cards) in its working folder.
+WORKDIR /data
 # `chatbot run` applies database migrations before it starts the front-ends.
 ENTRYPOINT ["chatbot"]
 CMD ["run"]

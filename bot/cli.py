@@ -24,7 +24,7 @@ from bot.app import (
     run_console,
 )
 from bot.logfilter import configure_logging
-from bot.settings import ENV_FILE, Settings, SettingsError, load_settings
+from bot.settings import ENV_FILE, Settings, SettingsError, dotenv_typos, load_settings
 from bot.store import StoreError
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
 
@@ -236,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = load_settings()
+        for typo in dotenv_typos():
+            print(f"chatbot: {typo}", file=sys.stderr)
         if args.command == "console":
             box = secret_box(settings)  # before the log file: a refused start leaves none
             log_path = _console_logging(settings, args.verbose)

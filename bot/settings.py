@@ -8,6 +8,7 @@ bot process's memory (bench/RESULTS.md, "settings without pydantic, uvloop, …"
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -287,8 +288,14 @@ def read_prices_file(path: Path) -> str:
     return text
 
 
+def _path(value: str) -> Path:
+    """A folder or file as a shell would read it: `~/chatbot` is in the home folder (not
+    a folder named `~` here, which a later `rm -rf ~` would take for the home folder)."""
+    return Path(value).expanduser()
+
+
 def _prices_file(value: str) -> Path:
-    path = Path(value)
+    path = _path(value)
     try:
         PriceTable.parse(read_prices_file(path))
     except PriceError as err:
@@ -311,7 +318,7 @@ _NO_KEY = SecretValue("")
 class Settings:
     """Every operator setting; README's table and .env.example list the same names."""
 
-    data_dir: Path = setting(DEFAULT_DATA_DIR, Path)
+    data_dir: Path = setting(DEFAULT_DATA_DIR, _path)
     database_url: str = setting(
         "",
         _database_url,
@@ -465,6 +472,21 @@ def _dotenv() -> dict[str, str]:
             f"{ENV_FILE} cannot be read ({type(err).__name__}): make it readable by the user "
             "the bot runs as, or remove it."
         ) from None
+
+
+def dotenv_typos() -> list[str]:
+    """A line each for a name in .env that is no setting but nearly one (`DEFAULT_SOURC`):
+    without a word it would be ignored and the default used. Names far from every setting
+    are left alone (a .env may hold other programs' settings too)."""
+    names = [f.name for f in fields(Settings)]
+    said = []
+    for name in _dotenv():
+        if name not in names and (close := difflib.get_close_matches(name, names, 1, 0.85)):
+            said.append(
+                f"{ENV_FILE} sets {name.upper()}, which is no setting, so it is ignored: "
+                f"did you mean {close[0].upper()}?"
+            )
+    return said
 
 
 def _inconsistencies(s: Settings) -> list[str]:

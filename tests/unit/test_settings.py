@@ -14,7 +14,13 @@ from bot.app import operator_defaults
 from bot.connection import endpoint_url
 from bot.fields import BY_NAME
 from bot.providers import EndpointPolicy
-from bot.settings import PROXY_URL_CHARS, Settings, SettingsError, load_settings
+from bot.settings import (
+    PROXY_URL_CHARS,
+    Settings,
+    SettingsError,
+    dotenv_typos,
+    load_settings,
+)
 from bot.store import SecretBox, generate_key
 from bot.types import SECRET_REGISTRY, Source, redact
 
@@ -49,6 +55,31 @@ def test_values_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert list(secrets) == ["claude_api_key"]
     assert secrets["claude_api_key"].reveal() == "sk-ant-operator-key-1234"
     assert "sk-ant" not in repr(s)
+
+
+def test_a_data_dir_under_home_is_in_the_home_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`DATA_DIR=~/chatbot` made a folder named `~` in the working folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / ".env").write_text("DATA_DIR=~/chatbot\n")
+    s = load_settings()
+    assert s.data_dir == tmp_path / "home" / "chatbot"
+    assert s.db_url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'chatbot' / 'chatbot.db'}"
+
+
+def test_a_name_in_dotenv_that_is_nearly_a_setting_is_said(tmp_path: Path) -> None:
+    """`DEFAULT_SOURC=custom` was ignored without a word, and the default used."""
+    (tmp_path / ".env").write_text(
+        "DEFAULT_SOURC=custom\nallow_private_endpoint=true\nPOSTGRES_PASSWORD=x\nLOG_LEVEL=INFO\n"
+    )
+    said = dotenv_typos()
+    assert said == [
+        ".env sets DEFAULT_SOURC, which is no setting, so it is ignored: "
+        "did you mean DEFAULT_SOURCE?",
+        ".env sets ALLOW_PRIVATE_ENDPOINT, which is no setting, so it is ignored: "
+        "did you mean ALLOW_PRIVATE_ENDPOINTS?",
+    ]  # another program's setting (POSTGRES_PASSWORD) is left alone
 
 
 def test_dotenv_file_is_read(tmp_path: Path) -> None:
