@@ -12,7 +12,7 @@ from bot.commands.characters import persona as character_persona
 from bot.commands.handlers import model_choices
 from bot.commands.parse import CommandError, parse, plain_prefix
 from bot.commands.router import bind, execute, find, prepare
-from bot.commands.spec import CommandContext, secret_prompt
+from bot.commands.spec import CommandContext, nothing_given, secret_prompt
 from bot.connection import endpoint_url
 from bot.conversation.engine import ChatEngine, Control, Gate, TurnLimits, TurnResult
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
@@ -49,6 +49,7 @@ __all__ = [
     "TurnLimits",
     "TurnResult",
     "endpoint_url",
+    "nothing_given",
     "secret_prompt",
     "split_text",
 ]

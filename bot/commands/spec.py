@@ -127,6 +127,11 @@ def usage(path: tuple[str, ...], command: Command, prefix: str = "/") -> str:
     return " ".join(parts)
 
 
+def nothing_given(opt: Option) -> str:
+    """What a front-end says when a secret it asked for privately came back blank."""
+    return f"No {opt.name} given; nothing changed."
+
+
 def secret_prompt(opt: Option, raw: Mapping[str, object]) -> str:
     """What a front-end asks for when it collects a secret privately: `openai API key`."""
     what = opt.help.removeprefix("the ")

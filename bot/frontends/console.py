@@ -22,7 +22,7 @@ from typing import Any, TextIO, TypeVar
 
 from bot.commands.parse import CommandError, asks_secret, plain_prefix
 from bot.commands.spec import Invocation, Kind
-from bot.core import Core, secret_prompt
+from bot.core import Core, nothing_given, secret_prompt
 from bot.types import (
     Actor,
     Attachment,
@@ -433,7 +433,7 @@ class Console:
                     self._held = value
                 if self._cancelled or typed_command or value is None or not value.strip():
                     if not self._cancelled:  # Ctrl-C already said so
-                        self._print(f"No {opt.name} given; nothing changed.")
+                        self._print(nothing_given(opt))
                     return
                 inv.raw[opt.name] = SecretValue(value)
         for opt in command.options if command else ():

@@ -234,6 +234,16 @@ async def test_a_bad_key_is_refused_and_nothing_is_stored(world: World, core: An
     assert await core.store.resolve_secret(ref, api_key_name(Source.OPENAI)) is None
 
 
+async def test_a_key_form_sent_with_spaces_only_changes_nothing(world: World, core: Any) -> None:
+    """It answered with the usage `/key set <source> <key>`, as if the key were typed in
+    the channel, where Discord's command has no key option."""
+    shown = await world.admin.slash(world.channel, "key set", source="openai")
+    done = await world.admin.submit_modal(shown, {"secret:key": "   "})
+    assert reply_text(done) == "No key given; nothing changed." and done.ephemeral
+    ref = ref_of(world.channel, world.guild)
+    assert await core.store.resolve_secret(ref, api_key_name(Source.OPENAI)) is None
+
+
 async def test_proxy_set_answers_at_once_and_the_password_has_its_own_form(
     world: World, core: Any, endpoint: FakeOpenAI
 ) -> None:

@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 
 from bot.commands import Command, Invocation
-from bot.core import Core, secret_prompt, split_text
+from bot.core import Core, nothing_given, secret_prompt, split_text
 from bot.frontends.discord.commands import secret_options
 from bot.frontends.discord.events import actor_for, attachment_of, channel_ref
 from bot.frontends.discord.failures import CALL_FAILED
@@ -183,10 +183,13 @@ class SecretModal(discord.ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         raw: dict[str, Any] = dict(self._raw)
-        for name, field in self._fields.items():
-            value = field.value.strip()
+        for opt in secret_options(self._command):
+            value = self._fields[opt.name].value.strip()
             if value:
-                raw[name] = SecretValue(value)
+                raw[opt.name] = SecretValue(value)
+            elif opt.required:  # spaces only: Discord lets them through a required field
+                await interaction.response.send_message(nothing_given(opt), ephemeral=True)
+                return
         # Storing a key may run a status check over the network: always defer.
         inv = Invocation(self._path, raw)
         await self._runner.run(interaction, self._command, inv, defer_now=True)
