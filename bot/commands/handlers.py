@@ -161,6 +161,12 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         model = f"Pick a model with {ctx.prefix}model."
     if args["source"] == DEFAULT:
         said += f" ({after.source.value})"
+    if after.source is not Source.CUSTOM and after.proxy_url:
+        # The URL set for custom stays: the new source is reached through it, as a proxy.
+        said += (
+            f", through the proxy at {shown_id(after.proxy_url)} ({ctx.prefix}proxy clear "
+            f"to reach {after.source.value} itself)"
+        )
     note = _overridden(after, scope, "source")
     return Reply(f"{' '.join(filter(None, (said + '.', model)))}{note}\n{checked}")
 

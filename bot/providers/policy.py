@@ -22,7 +22,7 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 _ALLOW_HINT = (
     "An operator can allow loopback and private-network endpoints by setting "
-    "ALLOW_PRIVATE_ENDPOINTS=true."
+    "ALLOW_PRIVATE_ENDPOINTS=true (in .env or the environment) and restarting the bot."
 )
 _EXAMPLE = "Give a full URL such as https://host/v1."
 

@@ -629,8 +629,11 @@ def test_a_source_switch_clears_a_model_the_new_source_does_not_list(
     )
     status_ok(s.reply("/proxy password"))
     switched = s.reply("/source mistral")
+    # The custom endpoint's URL stays, now as Mistral's proxy: the reply says so (a user
+    # switching to reach Mistral itself was answered by the local server, unaware).
     assert (
-        "Source set to mistral. not-on-this-proxy was the model for custom, so pick one for "
+        f"Source set to mistral, through the proxy at {peer.url} (/proxy clear to reach "
+        "mistral itself). not-on-this-proxy was the model for custom, so pick one for "
         "mistral with /model." in switched
     ), switched
     chat = s.reply("Hello there.")
