@@ -21,6 +21,9 @@ MAX_PDF_PAGES = 100
 # Drawing commands read from one PDF, in all its pages: parsing them is pypdf's slow part
 # (~2 s a MB, however little text they give), so a crafted file costs seconds, not minutes.
 MAX_PDF_CONTENT = 2 * 2**20
+# Entries of a PDF's page tree (its pages and the nodes that group them): pypdf reads them
+# all before the first page (~70 µs each), so 90,000 small pages in 13 MB cost 9 s.
+MAX_PDF_PAGE_TREE = 10_000
 
 _BACKTICKS = re.compile(r"`+")
 # Cutting at a line end reads better, unless that throws away much of what fits.
@@ -94,7 +97,9 @@ def read_pdf(
 
 def _pdf_text(data: bytes, name: str, max_pages: int, max_chars: int | None) -> tuple[str, str]:
     """The text of the pages read, and a line saying which were not ("" when all were)."""
-    from pypdf import PasswordType, PdfReader  # ~20 MB of modules, loaded for the first PDF
+    # ~20 MB of modules, loaded for the first PDF
+    from pypdf import PasswordType, PdfReader, apply_configuration
+    from pypdf.errors import LimitReachedError
 
     shown = display_name(name)
     content = 0
@@ -105,7 +110,15 @@ def _pdf_text(data: bytes, name: str, max_pages: int, max_chars: int | None) -> 
             raise MediaError(
                 f"{shown} is protected by a password; save a copy without one and attach it."
             )
-        total = len(reader.pages)
+        try:
+            # Counting the pages reads the whole page tree, however few are read after.
+            with apply_configuration(page_tree_maximum_entries=MAX_PDF_PAGE_TREE):
+                total = len(reader.pages)
+        except LimitReachedError:
+            raise MediaError(
+                f"{shown} has too many pages (over {MAX_PDF_PAGE_TREE:,}) for me to find its "
+                f"first {max_pages}; attach those pages as a smaller PDF, or paste their text."
+            ) from None
         pages: list[str] = []
         read = 0
         # Extraction is the slow part (~ms a page): stop once the prompt could use no more.

@@ -68,6 +68,23 @@ def text_pdf(pages: list[str]) -> bytes:
     return pdf_file(objects)
 
 
+def many_pages_pdf(count: int) -> bytes:
+    """A PDF of `count` pages that share one line of text (a few hundred KB)."""
+    content = b"BT /F1 18 Tf 72 720 Td (same page) Tj ET"
+    kids = " ".join(f"{5 + i} 0 R" for i in range(count))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+    ]
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+    )
+    return pdf_file(objects + [page] * count)
+
+
 def pdf_file(objects: list[bytes]) -> bytes:
     """A PDF of these objects (numbered from 1, the first the catalog) with its xref."""
     out = bytearray(b"%PDF-1.4\n")
