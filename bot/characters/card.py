@@ -107,6 +107,12 @@ def read_card(data: bytes) -> Card:
         raise CardError(Problem.NOT_A_CARD, "The file is empty; send a card's PNG or JSON.")
     if is_png(data):
         return _from_png(data)
+    if data.startswith(b"PK\x03\x04"):  # a zip: CHARX, the V3 spec's packaged form
+        raise CardError(
+            Problem.NOT_A_CARD,
+            "This is a zip file (a CHARX card?), which I do not read: export the card as PNG "
+            "or JSON and send that.",
+        )
     if len(data) > MAX_JSON_BYTES:
         raise CardError(
             Problem.TOO_LARGE,

@@ -163,6 +163,8 @@ def _with_entry(**changes: object) -> bytes:
         (b"\x00\x01\x02garbage", Problem.BAD_JSON, "not valid JSON"),
         (b"\xff\xfe{}", Problem.BAD_JSON, "not UTF-8"),
         (b"[1, 2]", Problem.NOT_A_CARD, "not a character card"),
+        # A CHARX card (a zip) said "not UTF-8 text" or "not a character card".
+        (b"PK\x03\x04\x14\x00{card.json", Problem.NOT_A_CARD, "a zip file (a CHARX card?)"),
         (b'{"foo": 1}', Problem.NOT_A_CARD, "not a character card"),
         (b'{"spec": "lorebook_v3", "data": {}}', Problem.WRONG_VERSION, "lorebook_v3"),
         (b'{"spec": "chara_card_v4", "data": {}}', Problem.WRONG_VERSION, "chara_card_v4"),
