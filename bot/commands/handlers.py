@@ -686,8 +686,8 @@ async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             who = f"user {ctx.actor.id}, {role}."
         text += (
             "\n   /attach <path> — Attach a file (an image, a text file, a PDF) to your next "
-            f"message; /attach alone lists them, /attach clear drops them.\n   /quit — Leave "
-            f"(as Ctrl-D).\nIn this console "
+            f"message; /attach alone lists them, /attach clear drops them.\n   /quit or /exit — "
+            f"Leave (as Ctrl-D).\nIn this console "
             f"you are {who}"
         )
     return Reply(text)
