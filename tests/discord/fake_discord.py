@@ -285,9 +285,27 @@ class FakeDiscord:
             headers={"Content-Type": "application/json"},
         )
 
+    @staticmethod
+    async def _body(request: web.Request) -> Any:
+        """A JSON body, or a file upload's: discord.py sends multipart/form-data whose
+        `payload_json` part is the JSON; the files' names and sizes go in `files`."""
+        if not request.can_read_body:
+            return None
+        if request.content_type != "multipart/form-data":
+            return await request.json()
+        form = await request.post()
+        payload = form.get("payload_json")
+        body = json.loads(payload) if isinstance(payload, str) else {}
+        body["files"] = [
+            {"filename": part.filename, "size": len(part.file.read())}
+            for part in form.values()
+            if isinstance(part, web.FileField)
+        ]
+        return body
+
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
-        body = await request.json() if request.can_read_body else None
+        body = await self._body(request)
         await self._note(Call(request.method, path, body))
         hooked = self._webhook_rest(request, path, body or {})
         if hooked is not None:

@@ -296,6 +296,26 @@ async def test_reset_during_an_answer_waits_for_it_then_forgets_it_too(tmp_path:
     assert [m["content"] for m in sent if m["role"] != "system"] == ["again"], sent
 
 
+async def test_usage_posts_its_chart_as_a_file(tmp_path: Path) -> None:
+    """`/usage` through `chatbot run`: the reply carries the chart as a PNG upload (the
+    loopback Discord read only JSON bodies, so this path could not be tried)."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["ok"])) as (bot, _model):
+        await fake.user_says(f"<@{fake.bot_id}> hello")
+        await fake.wait_until(lambda: "ok" in [m["content"] for m in fake.messages.values()], 60)
+        await asyncio.sleep(0.5)  # its usage row, written as the turn ends
+        await fake.slash("usage")
+        await fake.wait_until(lambda: _said(fake) is not None, 60)
+        exit_code = await bot.stop()
+    assert exit_code == 0, bot.log[-3000:]
+    said = _said(fake)
+    assert said is not None and "tokens" in said, said
+    [upload] = [r for r in fake.responses + fake.followups if r.get("files")]
+    [chart] = upload["files"]
+    assert chart["filename"].endswith(".png") and chart["size"] > 1000, chart
+    assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
 def _stored(db: Path) -> list[tuple[str, str]]:
     """(role, content) of every stored turn, straight from SQLite (no process's cache)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
