@@ -78,4 +78,8 @@ def configure_logging(
     # its warnings, unless DEBUG asks for everything.
     if root.level > logging.DEBUG:
         logging.getLogger("nio").setLevel(logging.WARNING)
+        # pypdf warns of every flaw of a member's PDF it reads past ("invalid pdf header",
+        # "incorrect startxref pointer"): nothing for an operator to do; the member is told
+        # when a file cannot be read.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
     return used

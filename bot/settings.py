@@ -250,6 +250,9 @@ def _database_url(value: str) -> str:
         port = url.port
     except (ArgumentError, ValueError):
         raise ValueError("it cannot be read as a database URL") from None
+    if url.drivername.startswith("sqlite") and (url.database or "").startswith("~"):
+        # `sqlite+aiosqlite:///~/chatbot.db`: in the home folder, as DATA_DIR's `~` is.
+        value = url.set(database=str(_path(url.database or ""))).render_as_string(False)
     if "@" in (url.host or ""):
         # `user:pa@ss@host`: the host would be read as `ss@host`, and quoted in errors.
         raise ValueError("an @ in the password must be written %40 (the URL's own @ comes once)")
@@ -481,7 +484,7 @@ def dotenv_typos() -> list[str]:
     names = [f.name for f in fields(Settings)]
     said = []
     for name in _dotenv():
-        if name not in names and (close := difflib.get_close_matches(name, names, 1, 0.85)):
+        if name not in names and (close := difflib.get_close_matches(name, names, 1, 0.9)):
             said.append(
                 f"{ENV_FILE} sets {name.upper()}, which is no setting, so it is ignored: "
                 f"did you mean {close[0].upper()}?"

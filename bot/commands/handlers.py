@@ -163,12 +163,21 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         said += f" ({after.source.value})"
     if after.source is not Source.CUSTOM and after.proxy_url:
         # The URL set for custom stays: the new source is reached through it, as a proxy.
-        said += (
-            f", through the proxy at {shown_id(after.proxy_url)} ({ctx.prefix}proxy clear "
-            f"to reach {after.source.value} itself)"
-        )
+        said += f", through the proxy at {shown_id(after.proxy_url)} ({_unproxied(after, ctx)})"
     note = _overridden(after, scope, "source")
     return Reply(f"{' '.join(filter(None, (said + '.', model)))}{note}\n{checked}")
+
+
+def _unproxied(config: ChannelConfig, ctx: CommandContext) -> str:
+    """How to reach the source itself instead of through the proxy in use: clearing it
+    where it was set (a channel's `/proxy clear` leaves a server's or the operator's)."""
+    reach = f"to reach {config.source.value} itself"
+    origin = config.origins.get("proxy_url")
+    if origin == "server":
+        return f"the server's; {ctx.prefix}proxy clear scope:server {reach}"
+    if origin == "operator":
+        return "the operator's DEFAULT_PROXY_URL"
+    return f"{ctx.prefix}proxy clear {reach}"
 
 
 def _next_scope(scope: Scope) -> str:

@@ -67,8 +67,9 @@ def _token(text: str, pos: int) -> tuple[str, int] | None:
 
 
 # Letters of other scripts that look like Latin ones (`кеу` typed or pasted for `key`):
-# a command's name is matched by how it looks, so a look-alike of a secret command is
-# refused as one (its key held back), and a typo's suggestion names the command meant.
+# a name spelled with them is that command, so a look-alike of a secret command is
+# refused as one (its key held back). Only a whole look-alike: `нет` ("no") is no typo
+# of `set`.
 _LOOK_ALIKES = str.maketrans(
     "аеіјкмнорстухѕһԁԛԝвαεικνορτυχ",  # Cyrillic, then Greek (lower case)
     "aeijkmhopctyxshdqwbaeikvoptux",
@@ -76,10 +77,12 @@ _LOOK_ALIKES = str.maketrans(
 
 
 def closest(word: str, candidates: list[str]) -> str | None:
-    """The candidate `word` is a typo or a look-alike of (`modle`, `мodel` → `model`),
-    if one is close enough."""
+    """The candidate `word` is a typo of (`modle` → `model`) or spells with look-alike
+    letters (`мodel`), if one is close enough."""
     looks = unicodedata.normalize("NFKC", word[:60]).lower().translate(_LOOK_ALIKES)
-    close = difflib.get_close_matches(looks, candidates, n=1, cutoff=0.6)
+    if looks in candidates:
+        return looks
+    close = difflib.get_close_matches(word[:60].lower(), candidates, n=1, cutoff=0.6)
     return close[0] if close else None
 
 
@@ -121,9 +124,24 @@ def suggest(word: str, candidates: list[str]) -> str:
 
 # The prefixes as a CJK keyboard types them (fullwidth): taken as the prefix itself.
 _FULLWIDTH = {"/": "\uff0f", "!": "\uff01"}
-# A CJK keyboard in fullwidth mode types all of a command so (`！ｍｏｄｅｌ　ｇｐｔ－４ｏ`):
+# A CJK keyboard in fullwidth mode types the words of a command so (`！ｍｏｄｅｌ　ｇｐｔ－４ｏ`):
 # fullwidth ASCII (U+FF01–U+FF5E) and the ideographic space, as the ASCII they stand for.
 _HALFWIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20}
+_FULLWIDTH_NAME = re.compile("[\uff21-\uff3a\uff41-\uff5a]+")
+_FULLWIDTH_WORD = re.compile("([\uff01-\uff5e]+)(\\s*)")
+
+
+def _halfwidth_head(rest: str) -> str:
+    """`rest`'s leading words typed all in fullwidth ASCII (the command, its subcommand,
+    choices, an id) as ASCII; from the first word with anything else (`あなたは「ＡＩ」…`,
+    `報告書（２０２４）.pdf`, a pasted key) on, the line stays as typed."""
+    pos = 0
+    while match := _FULLWIDTH_WORD.match(rest, pos):
+        pos = match.end()
+        if pos < len(rest) and not match.group(2):  # `ＡＩアシスタント`: a word of its own
+            pos = match.start()
+            break
+    return rest[:pos].translate(_HALFWIDTH) + rest[pos:]
 
 
 # What can stand unseen before a command: zero-width characters and the marks that set
@@ -135,7 +153,8 @@ def plain_prefix(text: str, prefix: str) -> str:
     """`text` as a command reads: what hides before the prefix taken off (a zero-width
     space, a right-to-left mark), and a leading fullwidth `／` or `！` made the plain
     prefix; a command whose name is typed in fullwidth letters (`！ｋｅｙ　ｓｅｔ …`) read
-    in ASCII, all of it; anything else unchanged.
+    in ASCII, as far as its words are all fullwidth; anything else unchanged (`！Ａさん`
+    is a sentence).
 
     Front-ends apply it where a message comes in, so `／key set …` or an invisible
     character before `!key set …` is the command (and its key is handled as one)
@@ -146,10 +165,12 @@ def plain_prefix(text: str, prefix: str) -> str:
         name = body[len(mark) : len(mark) + 1] if mark else ""
         if not (mark and body.startswith(mark) and name.isalpha()):
             continue
+        rest = body[len(mark) :]
         if name.isascii():
-            return prefix + body[len(mark) :]
-        if ord(name) in _HALFWIDTH:
-            return prefix + body[len(mark) :].translate(_HALFWIDTH)
+            return prefix + rest
+        first = rest.split(maxsplit=1)[0]
+        if _FULLWIDTH_NAME.fullmatch(first):
+            return prefix + _halfwidth_head(rest)
     return text
 
 

@@ -573,6 +573,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
     ) -> TurnResult:
         answers = await self._store.alternatives(ref, question_id)
         if len(answers) < 2:
+            if greeting:
+                return await _notice(sink, "The character's card has only this greeting.")
             return await _notice(sink, "There is only one answer here; regenerate for another.")
         shown = next((i for i, (_, visible) in enumerate(answers) if visible), len(answers) - 1)
         step = 1 if action is Control.NEXT else -1

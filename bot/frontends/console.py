@@ -34,7 +34,7 @@ from bot.types import (
     SecretValue,
     failure,
 )
-from bot.types.text import TextError, as_plain, quoted, refuse_controls
+from bot.types.text import MARKDOWN_READ, TextError, quoted, refuse_controls
 
 T = TypeVar("T")
 log = logging.getLogger("bot.console")
@@ -82,16 +82,12 @@ class ConsoleSink:
             self._write(answer[len(self._answer) :])
             self._answer = answer
 
-    async def notice(self, text: str) -> None:
-        """A word instead of an answer (a refusal): the bot's own, as plain text."""
-        await self.finish(as_plain(text))
-
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         await self.update(answer, reasoning)
         if self._answer or self._reasoning:
             self._write("\n")
         if error:
-            self._write(f"⚠️ {as_plain(error)}\n")
+            self._write(f"⚠️ {error}\n")
         elif not self._answer and answer:
             self._write(answer + "\n")
 
@@ -227,7 +223,7 @@ class Console:
         self._cancelled = False  # Ctrl-C at that prompt: its line is not the secret
 
     def _print(self, text: str) -> None:
-        self._out.write(as_plain(text) + "\n")
+        self._out.write(text + "\n")
         self._out.flush()
 
     def _interrupted(self) -> None:
@@ -246,6 +242,7 @@ class Console:
         self._leave.set()
 
     async def run(self) -> int:
+        MARKDOWN_READ.set(False)  # a terminal: names are shown as they are, not escaped
         self._reader.start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):

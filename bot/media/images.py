@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from bot.media.kinds import ACCEPTED_IMAGES, MediaError, display_name, image_format
+from bot.media.kinds import ACCEPTED_IMAGES, MediaError, display_name, file_label, image_format
 from bot.types import Image as PromptImage
 from bot.types.limits import MAX_PIXELS
 
@@ -102,7 +102,7 @@ def prepare_image(
         media_type,
         picture.width,
         picture.height,
-        shown,
+        file_label(name),  # as the history and the prompt name it: markdown is theirs
         hashlib.sha256(encoded).hexdigest(),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from bot.types.text import literal, shorten, shown_name
@@ -91,14 +92,19 @@ def image_format(data: bytes) -> str | None:
     return None
 
 
+_PDF_HEADER = re.compile(rb"%PDF-[0-9]\.[0-9]")
+
+
 def is_pdf(data: bytes) -> bool:
     """A PDF's header starts it; PDF readers also accept it after other bytes in the first
-    kilobyte, so do we when the file is not text (a script or a note that mentions
-    `%PDF-` near its start is that text, not a damaged PDF)."""
+    kilobyte (a BOM, an HTTP header, a line of junk), so do we when the file also ends as
+    a PDF does (`startxref`, `%%EOF`): a script or a note that mentions `%PDF-` near its
+    start is that text, not a damaged PDF."""
     head = data[:1024]
-    if head.lstrip().startswith(b"%PDF-"):
+    if head.startswith(b"%PDF-"):
         return True
-    return b"%PDF-" in head and text_codec(data[:_SNIFF_BYTES]) is None
+    tail = data[-2048:]
+    return bool(_PDF_HEADER.search(head)) and (b"%%EOF" in tail or b"startxref" in tail)
 
 
 _BOMS = (

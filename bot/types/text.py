@@ -7,6 +7,7 @@ import json
 import math
 import re
 import unicodedata
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -293,24 +294,20 @@ def quoted(text: str, limit: int = 60) -> str:
 # and mentions anywhere; `_` where it starts or ends a word (`my_notes` is no emphasis);
 # a quote, heading or list at the start; and the backslash itself.
 _MARKDOWN = re.compile(r"[\\`*~|\[\]<]|(?<![^\W_])_|_(?![^\W_])|^[#>-]")
-# A backslash before punctuation (CommonMark's escape), outside code spans.
-_ESCAPED = re.compile(r"(`+).+?\1|\\([!-/:-@\[-`{-~])", re.DOTALL)
+# Whether what the bot says here is read as markdown (Discord, Matrix): the console sets
+# it off for its process, whose terminal shows text as it is.
+MARKDOWN_READ: ContextVar[bool] = ContextVar("markdown_read", default=True)
 
 
 def literal(text: str) -> str:
     """A name from outside (a file's, a character card's) inside the bot's own sentence:
     each character markdown would read escaped with a backslash (which Discord and the
     Matrix renderer honour), so it shows as written: `[Log in](https://…)` is no link in
-    the bot's voice, `**x**` no bold, `<@1>` no mention pill."""
-    return _MARKDOWN.sub(lambda m: "\\" + m.group(), text)
-
-
-def as_plain(text: str) -> str:
-    """The bot's own message for a display that reads no markdown (a terminal): the
-    backslashes `literal` put in taken out again; code spans as they are."""
-    if "\\" not in text:
+    the bot's voice, `**x**` no bold, `<@1>` no mention pill. As it is where no markdown
+    is read (MARKDOWN_READ)."""
+    if not MARKDOWN_READ.get():
         return text
-    return _ESCAPED.sub(lambda m: m.group(2) or m.group(), text)
+    return _MARKDOWN.sub(lambda m: "\\" + m.group(), text)
 
 
 def shorten(text: str, limit: int) -> str:

@@ -145,6 +145,15 @@ def test_a_file_name_in_a_refusal_reads_as_written(tmp_path: Path) -> None:
     assert f"{name} looks like a binary file" in result.stdout, result.stdout
 
 
+def test_backslashes_typed_are_shown_as_typed(tmp_path: Path) -> None:
+    """Undoing chat platforms' markdown escapes for the terminal took out backslashes
+    that were really there: the prompt showed `Use * for bullets; shrug ¯_(ツ)_/¯`."""
+    prompt = r"Use \* for bullets; shrug ¯\_(ツ)_/¯ in C:\data\.env"
+    result = console(tmp_path, [f"/system {prompt}", "/settings"], BOT_SECRET_KEYS=generate_key())
+    assert result.returncode == 0, result.stderr
+    assert prompt in result.stdout, result.stdout
+
+
 def test_quit_and_exit_leave_the_console(tmp_path: Path) -> None:
     for leave in ("/quit", "/EXIT"):
         result = console(tmp_path, ["/help", leave, "/help"], BOT_SECRET_KEYS=generate_key())

@@ -142,6 +142,25 @@ async def test_bad_input_gets_a_clear_message_and_changes_nothing(
     assert "Traceback" not in reply.text
 
 
+async def test_source_names_the_proxy_it_goes_through_and_where_to_clear_it(
+    harness: Harness,
+) -> None:
+    """A channel's `/proxy clear` removes neither a server's URL nor the operator's: the
+    reply said so for any of them."""
+    url = "http://127.0.0.1:9/v1"
+    await harness.store.update_config(
+        REF, Scope.SERVER, SERVER_ADMIN, {"proxy_url": url}, action="proxy"
+    )
+    reply = await run(harness, "/source openai")
+    assert (
+        f"Source set to openai, through the proxy at {url} (the server's; /proxy clear "
+        "scope:server to reach openai itself)." in reply.text
+    ), reply.text
+    await harness.store.update_config(REF, Scope.CHANNEL, ADMIN, {"proxy_url": url}, action="proxy")
+    reply = await run(harness, "/source mistral")
+    assert f"through the proxy at {url} (/proxy clear to reach mistral itself)." in reply.text
+
+
 async def test_source_without_key_says_what_to_do(harness: Harness) -> None:
     reply = await run(harness, "/source claude")
     assert "Source set to claude" in reply.text

@@ -504,6 +504,10 @@ async def test_a_greeting_after_an_answer_is_the_newest_message(
         done, sink = await control(core, "/swipe next", answer_id=greeting_id)
         assert sink.final == ("Hi again.", None) and done.greeting  # type: ignore[union-attr]
         assert [e.content for e in await rows(core)] == ["q", "A2", "Hi again."]
+        # A card with one greeting has no other to swipe to (not "regenerate for another").
+        await core.store.add_greetings(REF, "Aurelia", ["Only one."])
+        _, sink = await control(core, "/swipe next")
+        assert sink.final is not None and "has only this greeting" in sink.final[0]
     finally:
         await core.close()
 

@@ -325,6 +325,9 @@ def test_a_room_target_that_cannot_be_one_is_refused_as_such(text: str) -> None:
         ("!key set claude sk-abcdef room:!r", True),
         ("!key sett claude sk-abcdef", True),  # mistyped: still holds a key
         ("!kye set claude sk-abcdef", True),
+        ("!кеу set custom hunter2hunter2", True),  # Cyrillic look-alike letters
+        ("!kеу set custom hunter2hunter2", True),  # some of them
+        ("!нет и не было", False),  # Russian, not a look-alike of `set`
         ("!proxy set http://h:1/v1 hunter22", True),
         ("!proxy set http://h:1/v1", False),
         # Refused as an endpoint, but the password is in the room: redacted too.

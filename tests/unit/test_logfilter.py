@@ -60,21 +60,27 @@ def test_secret_value_never_shows_itself() -> None:
         pickle.dumps(s)
 
 
-def test_matrix_nio_keeps_to_warnings_unless_debug_asks_for_all(tmp_path: Path) -> None:
-    """nio logs every synced event at INFO: most of a Matrix bot's log, saying nothing."""
+def test_matrix_nio_and_pypdf_keep_quiet_unless_debug_asks_for_all(tmp_path: Path) -> None:
+    """nio logs every synced event at INFO: most of a Matrix bot's log, saying nothing;
+    pypdf warns of each flaw of a member's PDF that it reads past."""
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging.getLogger("nio").level)
+    quiet = ("nio", "pypdf")
+    saved = (root.handlers[:], root.level, [logging.getLogger(n).level for n in quiet])
     try:
         configure_logging("INFO", log_file=tmp_path / "bot.log", to_stderr=False)
         assert not logging.getLogger("nio.rooms").isEnabledFor(logging.INFO)
         assert logging.getLogger("nio.rooms").isEnabledFor(logging.WARNING)
+        assert not logging.getLogger("pypdf._reader").isEnabledFor(logging.WARNING)
         assert logging.getLogger("bot.matrix").isEnabledFor(logging.INFO)
-        logging.getLogger("nio").setLevel(logging.NOTSET)
+        for name in quiet:
+            logging.getLogger(name).setLevel(logging.NOTSET)
         configure_logging("DEBUG", log_file=tmp_path / "bot.log", to_stderr=False)
         assert logging.getLogger("nio.rooms").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("pypdf._reader").isEnabledFor(logging.DEBUG)
     finally:
         root.handlers[:], root.level = saved[0], saved[1]
-        logging.getLogger("nio").setLevel(saved[2])
+        for name, level in zip(quiet, saved[2], strict=True):
+            logging.getLogger(name).setLevel(level)
 
 
 @contextlib.contextmanager

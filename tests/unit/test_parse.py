@@ -163,6 +163,30 @@ def test_a_command_typed_in_fullwidth_letters_is_the_command() -> None:
     assert plain_prefix("／ｈｅｌｐ", "/") == "/help"
     # A command typed in ASCII keeps what follows as typed (a prompt's own punctuation).
     assert plain_prefix("!system 你好！（简洁）", "!") == "!system 你好！（简洁）"
+    # Only the words typed all in fullwidth: free text, a path and a password from the
+    # first word with anything else on stay as typed.
+    for typed, read in [
+        (
+            "！ｓｙｓｔｅｍ　あなたは「ＡＩ」です。（はい）",
+            "!system あなたは「ＡＩ」です。（はい）",
+        ),
+        ("／ａｔｔａｃｈ　報告書（２０２４）.pdf", "/attach 報告書（２０２４）.pdf"),
+        ("！ｐｒｏｘｙ　ｐａｓｓｗｏｒｄ　パスワード＃１", "!proxy password パスワード＃１"),
+    ]:
+        assert plain_prefix(typed, typed[0].translate({0xFF01: "!", 0xFF0F: "/"})) == read
+
+
+@pytest.mark.parametrize("said", ["！Ａさん、おはよう", "！ＯＫです", "／ＯＫです"])
+def test_a_sentence_after_a_fullwidth_mark_is_no_command(said: str) -> None:
+    """Japanese chat starting `！Ａさん` was read as the command `!aさん`."""
+    assert plain_prefix(said, "!") == said and plain_prefix(said, "/") == said
+
+
+@pytest.mark.parametrize("word", ["!нет", "!кек", "!да", "!привет"])
+def test_words_of_other_scripts_ask_for_no_secret(word: str) -> None:
+    """`нет` ("no") read through look-alikes is `het`, a typo of `set` (a subcommand
+    that asks for a key): the sender's next message was dropped as a secret."""
+    assert not asks_secret(word, TABLE, "!")
 
 
 @pytest.mark.parametrize("typed", ["!кеу set custom hunter2hunter2", "!ｋеу", "!Кеу set"])

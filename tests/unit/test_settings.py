@@ -66,12 +66,15 @@ def test_a_data_dir_under_home_is_in_the_home_folder(
     s = load_settings()
     assert s.data_dir == tmp_path / "home" / "chatbot"
     assert s.db_url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'chatbot' / 'chatbot.db'}"
+    s = load_settings(database_url="sqlite+aiosqlite:///~/other.db")
+    assert s.db_url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'other.db'}"
 
 
 def test_a_name_in_dotenv_that_is_nearly_a_setting_is_said(tmp_path: Path) -> None:
     """`DEFAULT_SOURC=custom` was ignored without a word, and the default used."""
     (tmp_path / ".env").write_text(
         "DEFAULT_SOURC=custom\nallow_private_endpoint=true\nPOSTGRES_PASSWORD=x\nLOG_LEVEL=INFO\n"
+        "DATABASE_USER=bot\nDEFAULT_SOURCE_URL=x\n"  # other programs' settings, near ours
     )
     said = dotenv_typos()
     assert said == [

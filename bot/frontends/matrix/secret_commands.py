@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 
 from bot.commands import Command, Invocation
-from bot.commands.parse import CommandError, parse
+from bot.commands.parse import CommandError, closest, parse
 from bot.commands.router import find
 from bot.types import SecretValue
 from bot.types.secrets import holds_key
@@ -76,8 +75,7 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
     words = text.strip().removeprefix(prefix).split()
     if len(words) < 3:  # `!key set` alone, or `!key xyz`: no room left for a secret
         return False
-    secret_commands = [c.name for c in table if _has_secret(c)]
-    return bool(difflib.get_close_matches(words[0].lower(), secret_commands, n=1, cutoff=0.6))
+    return closest(words[0], [c.name for c in table if _has_secret(c)]) is not None
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")

@@ -76,6 +76,13 @@ def test_the_hash_and_the_prompt_image_describe_the_bytes_sent() -> None:
     assert str(len(prepared.data)) in repr(prepared)  # bytes stay out of logs
 
 
+def test_an_image_keeps_its_name_as_written_for_the_history_and_the_prompt() -> None:
+    """The bot's own messages escape a name's markdown; the name the model reads and the
+    key check looks at is the file's (`_x_` escaped hid a key in it from that check)."""
+    name = "__draft__ [v2] sk-proj-Ab3dEf_-Gh1jKl2mNo3pQr4sTu5.png"
+    assert prepare_image(encode(photo(30, 20), "PNG"), name).name == name
+
+
 def test_a_small_photo_keeps_its_size_but_not_its_metadata() -> None:
     exif = Image.Exif()
     exif[0x010F] = "PhoneMaker"

@@ -36,7 +36,14 @@ def test_images_are_found_by_their_bytes_whatever_the_name(fmt: str) -> None:
     ("data", "name", "declared", "kind"),
     [
         (text_pdf(["hi"]), "x.txt", "", "pdf"),
-        (b"junk before\n%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + NOISE, "x", "", "pdf"),
+        (b"junk before\n" + text_pdf(["hi"]), "x", "", "pdf"),
+        (b"\xef\xbb\xbf" + text_pdf(["hi"]), "x.txt", "", "pdf"),  # a BOM before it
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n\r\n" + text_pdf(["hi"]),
+            "x",
+            "",
+            "pdf",
+        ),
         # A script or a note that mentions the header near its start is text.
         (b'def is_pdf(f):\n    return f.read(5) == b"%PDF-"\n', "is_pdf.py", "", "text"),
         (b"# Notes\nEvery PDF starts with %PDF-1.7\n", "notes.md", "", "text"),
