@@ -387,7 +387,9 @@ async def _until_stopped(
     can still show it). The names of those that would not end."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: the terminal `./scripts/run.sh` ran in was closed (an SSH session), or
+    # an operator expected a reload; either way the answers being written end as a stop.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     tasks = {asyncio.create_task(coro, name=name): name for name, coro in runners.items()}

@@ -67,9 +67,10 @@ class BotProcess:
         if not self._ready.is_set():
             raise AssertionError(f"the bot did not get ready:\n{self.log[-3000:]}")
 
-    async def stop(self) -> int:
-        """SIGTERM, then the exit code (a bot that hangs is killed and fails the caller)."""
-        self.proc.send_signal(signal.SIGTERM)
+    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """SIGTERM (or `sig`), then the exit code (a bot that hangs is killed and fails
+        the caller)."""
+        self.proc.send_signal(sig)
         return await asyncio.wait_for(self.proc.wait(), STOP_SECONDS)
 
     async def wait_exit(self, seconds: float = 60.0) -> int:

@@ -56,7 +56,9 @@ class StoreUnwritable(StoreError):
 
 
 # PostgreSQL SQLSTATE classes and codes, SQLite's messages.
-_PG_BUSY = {"40001", "40P01", "55P03", "55006"}
+# Serialization failure, deadlock, lock not available, object in use; too many
+# connections (every slot taken by this and other processes: one frees soon).
+_PG_BUSY = {"40001", "40P01", "55P03", "55006", "53300"}
 _PG_UNWRITABLE = {"25006", "53100", "53000", "53200", "58030"}
 _SQLITE_BUSY = ("database is locked", "database table is locked", "busy")
 _SQLITE_UNWRITABLE = ("readonly", "read-only", "disk is full", "disk i/o error", "out of memory")

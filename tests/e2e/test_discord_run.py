@@ -432,17 +432,19 @@ async def test_sigterm_while_the_gateway_reconnects_still_stops_the_process(
         assert "did not end when told to" not in bot.log  # told again, it ended
 
 
-async def test_sigterm_during_an_answer_ends_it_as_a_stop_says_so_and_records_it(
-    tmp_path: Path,
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+async def test_a_stop_signal_during_an_answer_ends_it_as_a_stop_says_so_and_records_it(
+    tmp_path: Path, sig: signal.Signals
 ) -> None:
     """A stop signal closed the model call and the store under the answer: the channel
     kept it cut with a live ⏹, the row blamed the endpoint ("cut the connection"), and
-    its usage was sometimes lost."""
+    its usage was sometimes lost. SIGHUP (the terminal `./scripts/run.sh` ran in closed)
+    killed the process outright: the answer cut, no note, no row, no usage."""
     fake = FakeDiscord(TOKEN)
     script = Script(chunks=[f"w{i} " for i in range(80)], interval=0.15)
     async with chatbot_run(tmp_path, fake, script) as (bot, _):
         await _asked_and_streaming(fake)
-        code = await bot.stop()
+        code = await bot.stop(sig)
     assert code == 0, bot.log[-3000:]
     assert "Traceback" not in bot.log, bot.log[-3000:]
     [shown] = [m for m in fake.messages.values() if m["content"].startswith("w0 ")]

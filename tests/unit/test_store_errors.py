@@ -41,6 +41,21 @@ def test_sqlite_failures_are_typed(message: str, kind: type[StoreError]) -> None
     assert "nothing was saved" in str(typed)
 
 
+class _PgError(Exception):
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def test_postgresql_out_of_connection_slots_is_busy_and_waited_for() -> None:
+    """Shards sharing one server took every slot: turns failed with no word to anyone
+    (`sorry, too many clients already` was no error the store knew)."""
+    for message in ("sorry, too many clients already", "remaining connection slots are reserved"):
+        err = OperationalError("SELECT 1", {}, _PgError("53300", message))
+        typed = classify(err)
+        assert isinstance(typed, StoreBusy) and typed.transient
+
+
 def test_bugs_are_not_hidden() -> None:
     assert classify(sqlite_error("no such column: nope")) is None
     assert classify(ValueError("x")) is None
