@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.types import ReplyMode, SecretValue, Source, redact
@@ -249,7 +249,13 @@ def _database_url(value: str) -> str:
         url = make_url(value)
         port = url.port
     except (ArgumentError, ValueError):
-        raise ValueError("it cannot be read as a database URL") from None
+        raise ValueError(
+            "it cannot be read as a database URL (in the password, write @ : / # ? % and "
+            "spaces percent-encoded: %40 %3A %2F %23 %3F %25 %20)"
+        ) from None
+    if url.drivername.startswith("postgresql"):
+        url = _asyncpg_options(url)
+        value = url.render_as_string(hide_password=False)
     if url.drivername.startswith("sqlite") and (url.database or "").startswith("~"):
         # `sqlite+aiosqlite:///~/chatbot.db`: in the home folder, as DATA_DIR's `~` is.
         value = url.set(database=str(_path(url.database or ""))).render_as_string(False)
@@ -259,6 +265,25 @@ def _database_url(value: str) -> str:
     if port is not None and not 0 < port < 65536:
         raise ValueError("the port must be from 1 to 65535")
     return value
+
+
+# What a PostgreSQL URL may carry after `?`: asyncpg's connect options that take text.
+_ASYNCPG_OPTIONS = ("ssl", "target_session_attrs", "prepared_statement_cache_size")
+# libpq's name for one: managed PostgreSQL services hand out `?sslmode=require`.
+_LIBPQ_NAMES = {"sslmode": "ssl"}
+
+
+def _asyncpg_options(url: URL) -> URL:
+    """`url` with libpq's `sslmode` as asyncpg's `ssl` (the same values); any option asyncpg
+    does not take is refused here, not met as a traceback when the database is opened."""
+    query = {_LIBPQ_NAMES.get(k, k): v for k, v in url.query.items()}
+    unknown = sorted(set(query) - set(_ASYNCPG_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"?{unknown[0]}= is no option asyncpg takes; a PostgreSQL URL may carry "
+            f"{', '.join(o + '=' for o in _ASYNCPG_OPTIONS)} (sslmode= is read as ssl=)"
+        )
+    return url.set(query=query)
 
 
 def _prefix(value: str) -> str:

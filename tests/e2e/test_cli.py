@@ -83,6 +83,19 @@ def test_migrate_creates_the_database_on_first_run(tmp_path: Path) -> None:
     assert again.stdout == result.stdout
 
 
+def test_a_postgresql_url_as_managed_services_give_it_works(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """`?sslmode=…` (libpq's name, in the URLs managed PostgreSQL hands out) ended
+    `chatbot migrate` in an 80-line TypeError; `?connect_timeout=5` too."""
+    result = chatbot(tmp_path, "migrate", DATABASE_URL=f"{postgres_url}?sslmode=disable")
+    assert result.returncode == 0, result.stderr
+    assert "Database is at revision" in result.stdout
+    refused = chatbot(tmp_path, "migrate", DATABASE_URL=f"{postgres_url}?connect_timeout=5")
+    said = one_line_failure(refused)
+    assert "?connect_timeout= is no option asyncpg takes" in said and "ssl=" in said, said
+
+
 def test_the_bots_files_are_its_users_only_also_those_an_older_version_left(
     tmp_path: Path,
 ) -> None:
