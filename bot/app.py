@@ -480,10 +480,14 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _as_cell(value: object) -> object:
-    """A CSV cell a spreadsheet shows as text: a leading ' before a formula's start."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+    """A CSV cell a spreadsheet shows as text: a leading ' before a formula's start; a
+    carriage return as the line break csv quotes (the writer ends rows with \n alone, so
+    a bare \r went out unquoted and a reader split the row there)."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA_START):
+        value = "'" + value
+    return value.replace("\r\n", "\n").replace("\r", "\n")
 
 
 async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -> int:

@@ -65,8 +65,10 @@ def configure_logging(
     root.setLevel(level)
     # Python warnings would otherwise go straight to stderr, past the handlers above.
     logging.captureWarnings(True)
-    # httpx logs full request lines at INFO; keep them at WARNING to keep logs calm.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs full request lines at INFO; keep them at WARNING to keep logs calm. So
+    # does Alembic its plugins, at every start ("setup plugin alembic.autogenerate.…").
+    for chatty in ("httpx", "alembic.runtime.plugins"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     # httpcore's DEBUG dumps every header (a short proxy password in a redirect's
     # Location, an echoed Authorization): whatever LOG_LEVEL says, never below INFO.
     # aiosqlite's DEBUG logs every statement with its parameters: every chat message,

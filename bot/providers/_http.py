@@ -209,7 +209,9 @@ class Transport:
                 attempt += 1
 
     def log_retry(self, what: str, err: ProviderError, attempt: int, delay: float) -> None:
-        log.warning(
+        # A retry may pass: no warning. When none does, the turn's own line is the warning
+        # (an endpoint down for minutes gave two warnings a message).
+        log.info(
             "%s failed (%s), retry %d in %.2f s: %s",
             what,
             err.kind,

@@ -1,5 +1,5 @@
 """Which chat platform messages show which stored turns, so deleting one forgets its turn;
-on SQLite, message ids that are never used twice.
+message ids that are never used twice (SQLite's table remade for it).
 
 Revision ID: 0010
 Revises: 0009

@@ -122,6 +122,17 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_start_with_a_quote(
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in line.split(","))
 
 
+def test_a_carriage_return_in_a_cell_keeps_the_row_whole(tmp_path: Path) -> None:
+    """The writer ends rows with \\n, so a bare \\r went out unquoted: a reader split the
+    row there and the next row began with `=cmd`, past the leading-quote guard."""
+    seed(tmp_path, [(1, "\r=cmd", "a\r=b")])
+    result = chatbot(tmp_path, "usage", "export", "--since", "2026-01-01")
+    assert result.returncode == 0, result.stderr
+    [row] = list(csv.reader(io.StringIO(result.stdout, newline="")))[1:]
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row), row
+    assert "'\n=cmd" in row and "a\n=b" in row, row
+
+
 def test_export_of_nothing_and_bad_input(tmp_path: Path) -> None:
     seed(tmp_path)
     empty = chatbot(tmp_path, "usage", "export", "--since", "2027-01-01")
