@@ -366,8 +366,12 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str, key: str) -> TurnResult:
         ref = incoming.channel
-        with contextlib.suppress(StoreError):  # the reads below say what failed, if it lasts
+        try:
             await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip, who may chat too
+        except StoreError as err:
+            if err.transient:  # its retries waited the whole budget already: said now
+                return await _notice(sink, f"{err} Nothing was sent to the model.")
+            # Otherwise the reads below say what failed, if it lasts.
         if not await self._admitted(ref, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
         posted = post_key(ref.platform, incoming.message_id)

@@ -358,6 +358,73 @@ async def test_a_postgresql_lock_is_waited_out(
         await core.close()
 
 
+class Relay:
+    """A loopback TCP relay to a server, which can be cut: the server seems gone."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._pair, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _pair(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._port)
+        self._writers += [writer, up_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except OSError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+
+
+@pytest.mark.postgres
+async def test_a_database_gone_is_said_after_one_wait_not_three(
+    postgres_db: PostgresDatabase, endpoint: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A turn's first reads waited out their retries (20 s), then their failure was put
+    aside and the next reads waited again, twice: the asker heard nothing for ~55 s."""
+    await upgrade_to_head(postgres_db.url)
+    relay = Relay(postgres_db.server.port)
+    port = await relay.start()
+    core = await make_core(
+        postgres_db.url.replace(f":{postgres_db.server.port}/", f":{port}/"),
+        endpoint,
+        TurnLimits(),
+    )
+    caplog.set_level(logging.WARNING)
+    try:
+        assert (await chat(core, "hello")).final == ("Hello there!", None)
+        relay.cut()
+        sink = Sink()
+        new_channel = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+        await core.chat(Incoming(new_channel, ADMIN, "still there?"), sink)
+        assert sink.final is not None and "cannot reach its database" in sink.final[0]
+        assert "Nothing was sent to the model" in sink.final[0]
+        assert len(endpoint.requests) == 1
+        # Each read gave up once (the first of them ended the turn), none again after it.
+        failed = [r.getMessage().split(" failed")[0] for r in caplog.records]
+        assert failed and len(failed) == len(set(failed)), failed
+        assert "could not read who may chat" not in caplog.text
+    finally:
+        await core.close()
+
+
 async def asyncpg_connect(db: PostgresDatabase) -> Any:
     return await asyncpg.connect(
         host="127.0.0.1", port=db.server.port, user="postgres", database=db.name
