@@ -221,6 +221,14 @@ async def test_answers_everything_in_an_always_room(
     assert "always" in await w.alice.command(room_id, w.bot.user_id, "!reply mode always")
     answer = await ask(w, w.bob, room_id, "Name a colour.")  # no mention, not a reply
     assert answer.text.strip()
+    # `/me waves hello` (m.emote) is an action: it went to the model as words said to it.
+    await ask(w, w.bob, room_id, "waves hello", msgtype="m.emote")
+    questions = [
+        e.content
+        for e in await w.core.store.history(ChannelRef(Platform.MATRIX, room_id), 10)
+        if e.role is Role.USER
+    ]
+    assert questions[-1] == "*waves hello*", questions
 
 
 async def test_answers_in_the_thread_it_was_asked_in(

@@ -62,6 +62,19 @@ def test_mentions_by_m_mentions_pill_id_or_display_name() -> None:
         "m.relates_to": {"m.in_reply_to": {"event_id": "$x"}},
     }
     assert not events.mentions_user(quoted, BOT, ("Helper",))
+    # Nor does a pill in the HTML quote (<mx-reply>) of the message replied to: Bob
+    # answering Alice, who had named the bot, was answered by the bot.
+    html_quote = {
+        "body": "> <@alice:x> Robo: hi\n\nlol",
+        "format": "org.matrix.custom.html",
+        "formatted_body": f'<mx-reply><blockquote><a href="https://matrix.to/#/{BOT}">Robo</a>'
+        ": hi</blockquote></mx-reply>lol",
+        "m.relates_to": {"m.in_reply_to": {"event_id": "$e"}},
+        "m.mentions": {"user_ids": ["@alice:x"]},
+    }
+    assert not events.mentions_user(html_quote, BOT, ("Robo",))
+    html_quote["formatted_body"] += f' <a href="https://matrix.to/#/{BOT}">Robo</a>'
+    assert events.mentions_user(html_quote, BOT, ("Robo",))  # named after the quote
 
 
 def test_threads_replies_and_edits() -> None:

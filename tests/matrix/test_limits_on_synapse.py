@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -73,4 +74,44 @@ async def test_refusal_notice_and_power_level_access(
         finally:
             for user in (alice, bob, carol):
                 await user.close()
+            await core.close()
+
+
+async def test_a_bot_that_may_no_longer_post_does_not_ask_the_model(
+    synapse_server: SynapseServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An admin lowered the bot's power level below what posting takes: every mention
+    still asked (and paid for) the model, and stored an answer nobody saw."""
+    server = synapse_server
+    bot = server.register("mutedbot")
+    caplog.set_level(logging.WARNING, logger="bot.matrix")
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        try:
+            async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+                room_id = await alice.create_room([bot.user_id])
+                await alice.wait_joined(room_id, bot.user_id)
+                assert "always" in await alice.command(room_id, bot.user_id, "!reply mode always")
+                after = time.monotonic()
+                await alice.send(room_id, "while it may post")
+                await alice.reply_to(room_id, bot.user_id, after, "the answer")
+                levels = await alice.client.room_get_state_event(room_id, "m.room.power_levels")
+                assert isinstance(levels, nio.RoomGetStateEventResponse), levels
+                content = dict(levels.content)
+                content["users"] = {**content.get("users", {}), bot.user_id: -1}
+                await alice.client.room_put_state(room_id, "m.room.power_levels", content)
+                await asyncio.sleep(1)  # the bot's sync brings the new levels
+                for text in ("after it was muted", "and again"):
+                    await alice.send(room_id, text)
+                await asyncio.sleep(2)
+                assert endpoint.request_for("after it was muted") is None
+                assert endpoint.request_for("and again") is None
+                said = [r for r in caplog.records if "may not post in" in r.getMessage()]
+                assert len(said) == 1, caplog.text  # once, not at every message
+        finally:
+            await alice.close()
             await core.close()

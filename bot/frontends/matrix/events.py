@@ -90,6 +90,9 @@ def strip_reply_fallback(body: str, content: Mapping[str, Any]) -> str:
     return "\n".join(lines[i:]).lstrip("\n")
 
 
+_MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.DOTALL | re.IGNORECASE)
+
+
 def mentions_user(
     content: Mapping[str, Any], user_id: str, names: tuple[str, ...], text: str | None = None
 ) -> bool:
@@ -105,6 +108,10 @@ def mentions_user(
             return True
     formatted = content.get("formatted_body")
     if isinstance(formatted, str):
+        # A reply's quote of the message it answers (<mx-reply>) is not this message:
+        # replying to someone who had named the bot is no mention of it.
+        if isinstance(relates_to(content).get("m.in_reply_to"), Mapping):
+            formatted = _MX_REPLY.sub("", formatted)
         if any(m.group(1) == user_id for m in _PILL.finditer(formatted)):
             return True
     body = content.get("body") if text is None else text

@@ -181,6 +181,7 @@ class MessageHandler:
         self._newest: OrderedDict[str, str] = OrderedDict()  # conversation → its newest answer
         # (room, sender) → when a command of theirs that asks for a secret failed
         self._secret_asked: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._mute: set[str] = set()  # rooms where the bot may not post (said once)
         self.display_name = ""
 
     @property
@@ -189,6 +190,20 @@ class MessageHandler:
 
     def may_hold_secret(self, text: str) -> bool:
         return may_hold_secret(text, self._core.table, self.prefix)
+
+    def _may_post(self, room: nio.MatrixRoom) -> bool:
+        """Whether the room's power levels let the bot post its answer (an admin may have
+        lowered its level mid-conversation); said in the log once while it may not."""
+        kind = "m.room.encrypted" if room.encrypted else "m.room.message"
+        if room.power_levels.can_user_send_message(self._api.user_id, kind):
+            self._mute.discard(room.room_id)
+            return True
+        if room.room_id not in self._mute:
+            self._mute.add(room.room_id)
+            log.warning(
+                "may not post in %s (its power levels changed?): not answering there", room.room_id
+            )
+        return False
 
     def _room(self, room_id: str) -> nio.MatrixRoom | None:
         room: nio.MatrixRoom | None = self._api.client.rooms.get(room_id)
@@ -633,8 +648,14 @@ class MessageHandler:
         if msg.media is None and taken_for_secret(asked, time.monotonic(), text):
             await self._drop_secret(msg)
             return
+        if msg.content.get("msgtype") == "m.emote" and text.strip():
+            # `/me waves`: an action, as Element shows it (`* Alice waves`), written as
+            # role-play writes one; sent bare, the model read it as words said to it.
+            text = f"*{text.strip()}*"
         ref = msg.ref
         if not await self._core.should_answer(ref, await self._addressed(msg, names)):
+            return
+        if not self._may_post(room):  # asking the model would cost, and show nothing
             return
         if msg.thread:
             self._threads[msg.thread] = None
