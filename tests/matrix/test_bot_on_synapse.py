@@ -267,6 +267,21 @@ async def test_answers_in_the_thread_it_was_asked_in(
     again = await w.alice.reply_to(room_id, bot, after, "an answer after the restart")
     assert again.content["m.relates_to"]["event_id"] == root
 
+    # "Reply in thread" under one of the bot's answers, with no mention: a thread started
+    # on the bot's own message is spoken to it (it was ignored).
+    answer = await ask(
+        w, w.alice, room_id, f"{bot}: name an even number", **{"m.mentions": {"user_ids": [bot]}}
+    )
+    on_answer = {
+        **thread,
+        "event_id": answer.event_id,
+        "m.in_reply_to": {"event_id": answer.event_id},
+    }
+    after = time.monotonic()
+    await w.bob.send(room_id, "why that one?", **{"m.relates_to": on_answer})
+    reply = await w.bob.reply_to(room_id, bot, after, "the answer in a thread on its answer")
+    assert reply.content["m.relates_to"]["event_id"] == answer.event_id
+
 
 async def test_key_in_a_group_room_is_refused_and_redacted(world: World) -> None:
     w = world

@@ -631,7 +631,13 @@ class MessageHandler:
         verdict = addressed(facts)
         while isinstance(verdict, Lookup):
             if verdict is Lookup.THREAD:
-                known = msg.thread in self._threads or await self._core.has_conversation(msg.ref)
+                # A thread it talks in, or one started on its own message ("Reply in
+                # thread" under an answer, which says nothing of the bot otherwise).
+                known = (
+                    msg.thread in self._threads
+                    or await self._core.has_conversation(msg.ref)
+                    or await self._api.is_own_event(msg.room_id, msg.thread)
+                )
                 facts = replace(facts, bots_thread=known)
             else:
                 mine = await self._api.is_own_event(msg.room_id, facts.replied_to)
