@@ -67,7 +67,7 @@ from bot.types import (
 )
 from bot.types.recent import RecentIds
 from bot.types.secrets import holds_key, redact
-from bot.types.text import shown_id, strip_invisible
+from bot.types.text import literal, shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
@@ -515,7 +515,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if answer_id is not None and answer_id != (question.id if answer is None else answer.id):
             return await _notice(sink, _NOT_NEWEST)
         if not admin and question.author_id not in (None, actor.id):
-            who = question.author or "the person who asked"
+            who = literal(question.author) if question.author else "the person who asked"
             return await _notice(sink, f"Only {who} or an admin of this channel can do that.")
         if action in (Control.NEXT, Control.PREVIOUS):
             assert question.id is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -355,3 +356,38 @@ async def test_a_command_typed_into_a_mention_is_not_chat(
     # A slash that names no command is chat as ever.
     await world.member.send(world.channel, f"<@{world.bot_id}> /shrug what now?")
     assert asked(endpoint) == ["/shrug what now?"]
+
+
+async def test_send_taken_mid_answer_says_so_on_the_last_page_shown(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    """Send Messages taken while a long answer's second page was due: the first page
+    ended mid-answer with its buttons and no word of the rest (editing its own message
+    needs no Send Messages, but the bot stopped editing once a post was refused)."""
+    from simcord.backend.models.channel import Overwrite
+
+    from bot.conversation.pacing import MISSING_NOTE
+    from tests.discord.fake_openai import Script
+
+    endpoint.script = Script(chunks=[f"word{i} " * 30 for i in range(20)], interval=0.2)
+    backend = world.env.backend
+    deny = discord.Permissions(send_messages=True).value
+
+    class TakenAfterTheRequest(list[Any]):  # Send Messages goes 0.6 s into the answer
+        def append(self, request: Any) -> None:
+            super().append(request)
+
+            async def later() -> None:
+                await asyncio.sleep(0.6)
+                overwrite = Overwrite(target_id=world.bot_id, type=1, allow=0, deny=deny)  # type: ignore[arg-type]
+                backend.set_overwrite(world.channel.id, overwrite)
+
+            asyncio.get_running_loop().create_task(later())
+
+    endpoint.requests = TakenAfterTheRequest()
+    backend.create_message(world.channel.id, world.member.id, f"<@{world.bot_id}> long one")
+    await world.env.settle()
+    [page] = bot_messages(world.channel, world.bot_id)
+    assert page.endswith(MISSING_NOTE) and len(page) <= 2000, page[-200:]
+    stored = (await core.store.history(ref_of(world.channel, world.guild), 5))[-1]
+    assert stored.content.strip().endswith("word19")  # kept whole, as the note says

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import update
 
 from bot.core import Core, TurnLimits
+from bot.frontends.matrix.render import markdown_to_html
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
@@ -622,6 +623,23 @@ async def test_retry_after_an_error_and_only_the_asker_or_an_admin(
         # A button on an older answer cannot change it.
         _, sink = await control(core, "/regenerate", ADMIN, answer_id=(answer.id or 0) + 99)
         assert sink.final is not None and "Only the newest answer" in sink.final[0]
+    finally:
+        await core.close()
+
+
+async def test_the_askers_name_in_a_refusal_makes_no_markdown(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """A display name `[click me](https://evil.example)` put a masked link in the bot's
+    own "Only … or an admin" refusal, seen by the channel on Discord."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        tricky = Actor("u9", "[click me](https://evil.example) **boss**")
+        await core.chat(Incoming(REF, tricky, "hello?"), Sink())
+        _, sink = await control(core, "/regenerate", Actor("u3", "Carol"))
+        assert sink.final is not None
+        said = markdown_to_html(sink.final[0])
+        assert "Only [click me](https://evil.example) **boss** or an admin" in said, said
     finally:
         await core.close()
 

@@ -64,6 +64,9 @@ class DiscordTarget:
         self._typing: asyncio.Task[None] | None = None
         self._posted = False
         self.blocked = False  # the bot may not post here; the rest of the answer is dropped
+        # Nor edit: a post refused (Send Messages taken mid-answer) still lets the bot edit
+        # its own messages, so the last page shown can say the rest could not be posted.
+        self._edits_refused = False
         self._existing = list(existing)
         self._on_delete = on_delete  # told each message id it removes, before it does
         self._gone: set[int] = set()  # its messages someone else deleted meanwhile
@@ -223,7 +226,7 @@ class DiscordTarget:
             log.info("could not remove a page of an earlier answer: %s", type(err).__name__)
 
     async def edit(self, handle: object, text: str) -> bool:
-        if not isinstance(handle, discord.Message) or self.blocked:
+        if not isinstance(handle, discord.Message) or self._edits_refused:
             return False
         if self._prefix and self.messages and handle is self.messages[0]:
             text = self._prefix + text
@@ -235,7 +238,7 @@ class DiscordTarget:
 
     async def _edit(self, handle: discord.Message, **changes: Any) -> bool:
         """Edit `handle`; False when Discord would not (refused, or still failing)."""
-        if self.blocked:
+        if self._edits_refused:
             return False
         if handle.id in self._gone:
             return True  # deleted by someone: nothing of it is on show to bring up to date
@@ -255,6 +258,7 @@ class DiscordTarget:
                     self._on_gone()  # the rest of the answer would be written for no one
                 return True  # nothing stale is left on show
             except discord.Forbidden as err:
+                self._edits_refused = True
                 await self._blocked(err)
                 return False
             except discord.HTTPException as err:

@@ -49,6 +49,7 @@ from bot.types import (
     Reply,
     ReplyFile,
 )
+from bot.types.text import literal
 
 log = logging.getLogger("bot.frontends.matrix")
 
@@ -532,7 +533,8 @@ class MessageHandler:
         actor = await self._actor(target_room, msg.sender)
         ref = ChannelRef(Platform.MATRIX, channel_id=target_room.room_id, thread_id=thread)
         inv = await self._with_replied_file(msg, inv)
-        label = f"[{target_room.display_name}] " if target_room is not room else ""
+        # The room's name as written: one a member chose is no link in the bot's reply.
+        label = f"[{literal(target_room.display_name)}] " if target_room is not room else ""
         return _Prepared(ref, actor, inv, label)
 
     async def _send_file(self, msg: Message, file: ReplyFile) -> None:
