@@ -256,6 +256,12 @@ class Core:
         """Whether this channel or thread holds turns with the bot (kept across restarts)."""
         return bool(await self.store.history(ref, 1))
 
+    async def shows_an_answer(self, ref: ChannelRef, post: str) -> bool:
+        """Whether the platform message `post`, in `ref`'s channel, shows one of the bot's
+        answers (a thread started on it is spoken to the bot)."""
+        found = await self.store.posted(ref.platform, ref.channel_id, [post])
+        return any(not questions for questions in found.values())
+
     async def chat(self, incoming: Incoming, sink: ReplySink) -> TurnResult:
         clean = replace(incoming, text=clean_text(incoming.text))
         return await self._engine.turn(clean, sink, self.prefix(incoming.channel.platform))

@@ -107,6 +107,35 @@ async def test_threads_the_bot_started_keep_their_own_history(
     assert await core.store.history(ref_of(world.channel, world.guild), 10) == []
 
 
+async def test_a_thread_started_on_an_answer_is_spoken_to_the_bot(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    """A question without a mention in a thread made with "Create Thread" on the bot's answer: it
+    was ignored (the member owns the thread, and the bot had not talked in it). A thread
+    started on a member's message is not the bot's."""
+    await world.member.send(world.channel, f"<@{world.bot_id}> tell me about cats")
+    answer = world.channel.last_message
+    assert answer is not None and answer.author.id == world.bot_id
+    await world.env.settle()  # the answer's pages are tied to it as it ends
+    made = world.env.backend.create_thread(
+        world.channel.id, "cats", world.member.id, message_id=answer.id
+    )
+    thread = simcord.ChannelHandle(world.env, world.guild, made)
+    await world.member.send(thread, "and kittens?")
+    assert bot_messages(thread, world.bot_id) == ["Hello there!"]
+    await world.member.send(world.channel, "a note of mine")
+    mine = world.channel.last_message
+    assert mine is not None
+    other = world.env.backend.create_thread(
+        world.channel.id, "note", world.member.id, message_id=mine.id
+    )
+    chatter = simcord.ChannelHandle(world.env, world.guild, other)
+    asked = len(endpoint.requests)
+    await world.member.send(chatter, "just us here")
+    await world.member.send(chatter, "still just us")
+    assert len(endpoint.requests) == asked and bot_messages(chatter, world.bot_id) == []
+
+
 async def test_member_threads_follow_the_parent_channel_configuration(
     world: World, endpoint: FakeOpenAI, core: Any
 ) -> None:

@@ -28,7 +28,8 @@ from bot.frontends.discord.events import (
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
-from bot.types import Incoming, Platform, failure
+from bot.types import ChannelRef, Incoming, Platform, failure
+from bot.types.recent import RecentIds
 
 log = logging.getLogger("bot.discord")
 
@@ -107,6 +108,7 @@ class ChatHandler:
         self._notices = notices
         self._min_interval = min_interval
         self._personas = personas or Personas(core)
+        self._not_on_answers = RecentIds()  # threads seen not to start on an answer
 
     async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
         facts = message_facts(message, me, self._personas.webhook_ids)
@@ -117,8 +119,10 @@ class ChatHandler:
         ref = channel_ref(channel.id, message.guild.id if message.guild else None, parent)
         addressed = is_addressed(facts)
         if not addressed and parent is not None:
-            # A thread the bot already talks in (kept across restarts) needs no mention.
-            addressed = await self._core.has_conversation(ref)
+            # A thread the bot already talks in (kept across restarts), or one started on
+            # its answer ("Create Thread" on it: the thread's id is the message's), needs
+            # no mention.
+            addressed = await self._core.has_conversation(ref) or await self._on_answer(ref)
         if not await self._core.should_answer(ref, addressed):
             return
         text = strip_mention(message.content, me.id, my_role_id(message))
@@ -186,6 +190,16 @@ class ChatHandler:
             await target.close()
         if not target.blocked:
             self._notices.clear(channel.id)
+
+    async def _on_answer(self, thread: ChannelRef) -> bool:
+        """Whether `thread` was started on one of the bot's answers; a thread that was not
+        is remembered, so its chatter does not read the database message by message."""
+        if thread.thread_id in self._not_on_answers:
+            return False
+        if await self._core.shows_an_answer(thread, thread.thread_id):
+            return True
+        self._not_on_answers.add(thread.thread_id)
+        return False
 
     async def on_edit(
         self,
