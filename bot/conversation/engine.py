@@ -715,7 +715,20 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             # This conversation's turns run one at a time: nobody is writing these now.
             await self._store.mark_interrupted(ref)
             history = await self._store.history(ref, HISTORY_ROWS)
+        if not history and ref.thread_id:
+            history = await self._thread_start(ref)
         return history
+
+    async def _thread_start(self, ref: ChannelRef) -> list[HistoryEntry]:
+        """A thread started on one of the bot's answers (its root message, whose id the
+        thread's is) begins with the turn it grew from: that question and answer are
+        copied into its history, so "why that one?" there has something to be about."""
+        turn = await self._store.shown_turn(ref.platform, ref.channel_id, ref.thread_id)
+        copied: list[HistoryEntry] = []
+        for entry in turn:
+            asked = copied[-1].id if copied and entry.role is Role.ASSISTANT else None
+            copied += await self._store.add_messages(ref, [replace(entry, id=None, reply_to=asked)])
+        return copied
 
     async def _attachments(self, incoming: Incoming, config: ChannelConfig, text: str) -> Prepared:
         if not incoming.attachments:

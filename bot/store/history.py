@@ -217,6 +217,34 @@ class HistoryPart:
         await self._writes.drain()  # links still in the write queue count
         return await self._db.read_plain("history read", read)
 
+    async def shown_turn(self, platform: Platform, where: str, post: str) -> list[HistoryEntry]:
+        """The answer the platform message `post` (in channel or thread `where`) shows,
+        after the question it answers: [] when it shows none."""
+        m = _MESSAGES
+        shown = (
+            select(m)
+            .join(_POSTS, _POSTS.c.message_id == m.c.id)
+            .where(
+                _POSTS.c.platform == platform.value,
+                _POSTS.c.post_id == post[:NAME_CHARS],
+                m.c.platform == platform.value,
+                or_(m.c.channel_id == where, m.c.thread_id == where),
+                m.c.role == Role.ASSISTANT.value,
+            )
+            .limit(1)
+        )
+
+        async def read(conn: AsyncConnection) -> list[HistoryEntry]:
+            answer = (await conn.execute(shown)).first()
+            if answer is None:
+                return []
+            asked = select(m).where(m.c.id == answer.reply_to, m.c.role == Role.USER.value)
+            question = (await conn.execute(asked)).first() if answer.reply_to else None
+            return [entry_of(row) for row in (question, answer) if row is not None]
+
+        await self._writes.drain()  # links still in the write queue count
+        return await self._db.read_plain("history read", read)
+
     async def forget_posted(
         self, ref: ChannelRef, posts: Sequence[str], author: str | None = None
     ) -> int:

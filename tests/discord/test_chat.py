@@ -110,9 +110,10 @@ async def test_threads_the_bot_started_keep_their_own_history(
 async def test_a_thread_started_on_an_answer_is_spoken_to_the_bot(
     world: World, endpoint: FakeOpenAI, core: Any
 ) -> None:
-    """A question without a mention in a thread made with "Create Thread" on the bot's answer: it
-    was ignored (the member owns the thread, and the bot had not talked in it). A thread
-    started on a member's message is not the bot's."""
+    """A question without a mention in a thread made with "Create Thread" on the bot's
+    answer: it was ignored (the member owns the thread, and the bot had not talked in it),
+    and with one the model read the question alone. A thread started on a member's
+    message is not the bot's."""
     await world.member.send(world.channel, f"<@{world.bot_id}> tell me about cats")
     answer = world.channel.last_message
     assert answer is not None and answer.author.id == world.bot_id
@@ -123,6 +124,13 @@ async def test_a_thread_started_on_an_answer_is_spoken_to_the_bot(
     thread = simcord.ChannelHandle(world.env, world.guild, made)
     await world.member.send(thread, "and kittens?")
     assert bot_messages(thread, world.bot_id) == ["Hello there!"]
+    # It starts from the turn it grew from (the model got "and kittens?" alone).
+    sent = [(m["role"], m["content"]) for m in endpoint.requests[-1]["messages"]]  # type: ignore[index]
+    assert sent[-3:] == [
+        ("user", "tell me about cats"),
+        ("assistant", "Hello there!"),
+        ("user", "and kittens?"),
+    ], sent
     await world.member.send(world.channel, "a note of mine")
     mine = world.channel.last_message
     assert mine is not None

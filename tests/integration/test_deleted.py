@@ -332,3 +332,21 @@ async def test_a_key_edited_into_a_message_with_files_is_taken_out(
         done = await core.edited(Platform.DISCORD, "c1", "q1", text, author=ASKER.id, rewrite=False)
         assert done is outcome
     assert turns(await core.store.history(REF, 10))[0] == (Role.USER, "read this file")
+
+
+async def test_a_thread_started_on_an_answer_starts_from_its_turn(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """A thread whose root is an answer's message (its id is the thread's) begins with
+    that question and answer; one on a question, or on a message the bot never tied to
+    a turn, begins empty."""
+    await ask(core, "tell me about cats", "q1", pages=["a1"])
+    on_answer = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1", thread_id="a1")
+    await ask(core, "and kittens?", "q2", ref=on_answer)
+    assert said(endpoint) == ["tell me about cats", "Hello there!", "and kittens?"]
+    assert await core.shows_an_answer(on_answer, "a1")
+    for root in ("q1", "nothing-of-ours"):
+        elsewhere = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1", thread_id=root)
+        await ask(core, "and dogs?", f"q-{root}", ref=elsewhere)
+        assert said(endpoint) == ["and dogs?"], root
+        assert not await core.shows_an_answer(elsewhere, root)

@@ -281,6 +281,11 @@ async def test_answers_in_the_thread_it_was_asked_in(
     await w.bob.send(room_id, "why that one?", **{"m.relates_to": on_answer})
     reply = await w.bob.reply_to(room_id, bot, after, "the answer in a thread on its answer")
     assert reply.content["m.relates_to"]["event_id"] == answer.event_id
+    # The thread starts from the turn it grew from: that question and answer come first.
+    ref = ChannelRef(Platform.MATRIX, channel_id=room_id, thread_id=answer.event_id)
+    started = [e.content for e in await w.core.store.history(ref, 10)][:3]
+    assert started[:2] == ["name an even number", answer.text], started
+    assert started[2] == "why that one?", started
 
 
 async def test_key_in_a_group_room_is_refused_and_redacted(world: World) -> None:
