@@ -118,6 +118,20 @@ async def test_an_older_answer_says_why_it_cannot_change(
     assert len(endpoint.requests) == 2
 
 
+async def test_a_typed_control_someone_else_may_not_use_is_refused_privately(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """`/regenerate` on another member's turn: "thinking…" went out publicly at once, so
+    the refusal that followed it was shown to the whole channel."""
+    await ask(world, world.admin, "hi")
+    refused = await world.member.slash(world.channel, "regenerate")
+    assert refused.response is not None and refused.response.ephemeral
+    assert "Only Ada or an admin" in reply_text(refused)
+    assert len(endpoint.requests) == 1
+    done = await world.admin.slash(world.channel, "regenerate")  # the asker's: an answer
+    assert "Hello there!" in reply_text(done) and len(endpoint.requests) == 2
+
+
 async def test_retry_on_an_error_answers_in_place(world: World, endpoint: FakeOpenAI) -> None:
     endpoint.script = Script(chunks=["x"], fail_after=0)
     failed = await ask(world, world.member, "hello?")

@@ -71,7 +71,11 @@ class CommandRunner:
         if secret_options(command):
             await interaction.response.send_modal(SecretModal(self, path, command, raw))
             return
-        await self.run(interaction, command, Invocation(path, raw), defer_now=command.slow)
+        # A turn control is slow when it answers, but a refusal (someone else's turn, not
+        # the newest) comes at once and is the presser's alone: deferred at once, publicly
+        # (its answer would be everyone's), it would have been shown to the channel.
+        defer_now = command.slow and not command.control
+        await self.run(interaction, command, Invocation(path, raw), defer_now=defer_now)
 
     async def run(
         self,
