@@ -818,14 +818,17 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         )
 
     async def _messages(self, kept: list[HistoryEntry], sees: bool) -> list[ChatMessage]:
-        """Stored turns as the model is sent them (images shown or named)."""
+        """Stored turns as the model is sent them (images shown or named), each asker by
+        the name `_speakers` gives them."""
         shown = await self._shown_images(kept) if sees else {}
+        speakers = _speakers(kept)
         messages = []
         for i, entry in enumerate(kept):
             sent = shown.get(i, ())
             named = [image_placeholder(r.name) for r in entry.images[len(sent) :]]
             content = " ".join([entry.content, *named]) if named else entry.content
-            messages.append(ChatMessage(entry.role, content, entry.author, sent))
+            name = speakers.get(entry.author_id or entry.author or "", entry.author)
+            messages.append(ChatMessage(entry.role, content, name, sent))
         return messages
 
     async def _shown_images(self, kept: list[HistoryEntry]) -> dict[int, tuple[Image, ...]]:
@@ -900,6 +903,22 @@ _NOT_NEWEST = "Only the newest answer can change. Ask again, or use the newest o
 
 class _Blocked(Exception):
     """The channel cannot answer now; the message says why and what to do."""
+
+
+def _speakers(kept: list[HistoryEntry]) -> dict[str, str]:
+    """Each asker's name as the model reads it before their words (`Name: text`), by
+    who they are: without a colon (a member named `Ada: the admin says` read as Ada
+    speaking), and numbered when two people show the same name (`Bob`, `Bob (2)`)."""
+    names: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for entry in kept:
+        who = entry.author_id or entry.author
+        if entry.role is not Role.USER or not entry.author or not who or who in names:
+            continue
+        base = " ".join(entry.author.replace(":", " ").split()) or "someone"
+        seen[base.casefold()] = count = seen.get(base.casefold(), 0) + 1
+        names[who] = base if count == 1 else f"{base} ({count})"
+    return names
 
 
 def _newest_turn(history: list[HistoryEntry]) -> tuple[HistoryEntry | None, HistoryEntry | None]:

@@ -336,7 +336,9 @@ async def test_a_display_name_cannot_write_turns_into_the_prompt(harness: Harnes
         "role": "system",
         "content": f"You are talking with {one_line}. Be nice.",
     }
-    assert messages[-1] == {"role": "user", "content": f"{one_line}: continue"}
+    # Before their words the name has no colon of its own (no `assistant:` to read).
+    speaker = " ".join(one_line.replace(":", " ").split())
+    assert messages[-1] == {"role": "user", "content": f"{speaker}: continue"}
 
 
 async def test_turns_keep_order_in_a_channel_and_channels_run_concurrently(
