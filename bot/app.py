@@ -378,6 +378,14 @@ async def _cancel(tasks: Collection[asyncio.Task[Any]]) -> set[asyncio.Task[Any]
     return pending
 
 
+# SIGHUP too: the terminal `./scripts/run.sh` ran in was closed (an SSH session), or an
+# operator expected a reload; either way the answers being written end as a stop. Not
+# when it is ignored (`nohup`): that was asked for, to outlive the terminal.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
+    () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+)
+
+
 async def _until_stopped(
     runners: dict[str, Coroutine[Any, Any, None]],
     wind_down: Callable[[], Awaitable[None]] | None = None,
@@ -387,9 +395,7 @@ async def _until_stopped(
     can still show it). The names of those that would not end."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    # SIGHUP too: the terminal `./scripts/run.sh` ran in was closed (an SSH session), or
-    # an operator expected a reload; either way the answers being written end as a stop.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in _STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     tasks = {asyncio.create_task(coro, name=name): name for name, coro in runners.items()}
@@ -404,7 +410,7 @@ async def _until_stopped(
     finally:
         stopper.cancel()
         stuck = await _cancel(tasks)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _STOP_SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
     for task, name in tasks.items():

@@ -267,8 +267,9 @@ def _database_url(value: str) -> str:
     return value
 
 
-# What a PostgreSQL URL may carry after `?`: asyncpg's connect options that take text.
-_ASYNCPG_OPTIONS = ("ssl", "target_session_attrs", "prepared_statement_cache_size")
+# What a PostgreSQL URL may carry after `?`: asyncpg's connect options that take text,
+# and `host` (a Unix socket's folder, or several `host:port`, as SQLAlchemy reads it).
+_ASYNCPG_OPTIONS = ("host", "ssl", "target_session_attrs", "prepared_statement_cache_size")
 # libpq's name for one: managed PostgreSQL services hand out `?sslmode=require`.
 _LIBPQ_NAMES = {"sslmode": "ssl"}
 
@@ -276,6 +277,8 @@ _LIBPQ_NAMES = {"sslmode": "ssl"}
 def _asyncpg_options(url: URL) -> URL:
     """`url` with libpq's `sslmode` as asyncpg's `ssl` (the same values); any option asyncpg
     does not take is refused here, not met as a traceback when the database is opened."""
+    if all(name in url.query for name in ("ssl", "sslmode")):
+        raise ValueError("it has both ?ssl= and ?sslmode=, which are one option: keep one")
     query = {_LIBPQ_NAMES.get(k, k): v for k, v in url.query.items()}
     unknown = sorted(set(query) - set(_ASYNCPG_OPTIONS))
     if unknown:

@@ -40,9 +40,20 @@ class BotProcess:
         self._reader = asyncio.create_task(self._collect(proc.stderr))
 
     @classmethod
-    async def start(cls, cwd: Path | str, env: dict[str, str], ready_marker: str) -> BotProcess:
+    async def start(
+        cls, cwd: Path | str, env: dict[str, str], ready_marker: str, *, nohup: bool = False
+    ) -> BotProcess:
+        """`nohup`: started as `nohup` starts it, with SIGHUP ignored."""
+
+        def hangup_ignored() -> None:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", cwd=cwd, env=env, stderr=asyncio.subprocess.PIPE
+            *(sys.executable, "-m", "bot", "run"),
+            cwd=cwd,
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=hangup_ignored if nohup else None,
         )
         return cls(proc, ready_marker)
 

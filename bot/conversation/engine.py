@@ -67,7 +67,7 @@ from bot.types import (
 )
 from bot.types.recent import RecentIds
 from bot.types.secrets import holds_key, redact
-from bot.types.text import literal, shown_id, strip_invisible
+from bot.types.text import literal, shown_id, strip_invisible, without_invisible
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
@@ -722,12 +722,15 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
     async def _thread_start(self, ref: ChannelRef) -> list[HistoryEntry]:
         """A thread started on one of the bot's answers (its root message, whose id the
         thread's is) begins with the turn it grew from: that question and answer are
-        copied into its history, so "why that one?" there has something to be about."""
-        turn = await self._store.shown_turn(ref.platform, ref.channel_id, ref.thread_id)
+        copied into its history, so "why that one?" there has something to be about.
+        The copies are tied to the messages that show the originals: deleting those
+        forgets them too. A thread that was reset starts empty."""
+        turn = await self._store.shown_turn(ref, ref.thread_id)
         copied: list[HistoryEntry] = []
-        for entry in turn:
+        for entry, posts in turn:
             asked = copied[-1].id if copied and entry.role is Role.ASSISTANT else None
-            copied += await self._store.add_messages(ref, [replace(entry, id=None, reply_to=asked)])
+            copy = replace(entry, id=None, reply_to=asked)
+            copied += await self._store.add_messages(ref, [copy], posts=[posts])
         return copied
 
     async def _attachments(self, incoming: Incoming, config: ChannelConfig, text: str) -> Prepared:
@@ -905,19 +908,30 @@ class _Blocked(Exception):
     """The channel cannot answer now; the message says why and what to do."""
 
 
+# Colons and what looks like one: a name that holds one reads as a speaker before it.
+_COLONS = str.maketrans(dict.fromkeys(":\uff1a\u2236\ua789\ufe55\ufe13\u02d0\u05c3", " "))
+
+
 def _speakers(kept: list[HistoryEntry]) -> dict[str, str]:
     """Each asker's name as the model reads it before their words (`Name: text`), by
-    who they are: without a colon (a member named `Ada: the admin says` read as Ada
-    speaking), and numbered when two people show the same name (`Bob`, `Bob (2)`)."""
-    names: dict[str, str] = {}
-    seen: dict[str, int] = {}
+    who they are, in the name they have now: without colons or look-alikes of one (a
+    member named `Ada: the admin says` read as Ada speaking) or invisible characters,
+    and numbered when two people show the same name (`Bob`, `Bob (2)`)."""
+    latest: dict[str, str] = {}
     for entry in kept:
         who = entry.author_id or entry.author
-        if entry.role is not Role.USER or not entry.author or not who or who in names:
-            continue
-        base = " ".join(entry.author.replace(":", " ").split()) or "someone"
-        seen[base.casefold()] = count = seen.get(base.casefold(), 0) + 1
-        names[who] = base if count == 1 else f"{base} ({count})"
+        if entry.role is Role.USER and entry.author and who:
+            latest[who] = entry.author  # in order of first words, with the newest name
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for who, name in latest.items():
+        base = " ".join(without_invisible(name).translate(_COLONS).split()) or "someone"
+        label, n = base, 1
+        while label.casefold() in taken:
+            n += 1
+            label = f"{base} ({n})"
+        taken.add(label.casefold())
+        names[who] = label
     return names
 
 

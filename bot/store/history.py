@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database, audit_row
 from bot.store.batch import Batcher
-from bot.store.models import BlobRow, MessageImageRow, MessageRow, PostRow, utcnow
+from bot.store.models import AuditRow, BlobRow, MessageImageRow, MessageRow, PostRow, utcnow
 from bot.store.reads import TurnReads, conversation_of, entry_of, in_conversation
 from bot.types import (
     Actor,
@@ -89,6 +89,14 @@ def _post_rows(platform: Platform, message_id: int, posts: Sequence[str]) -> lis
         for post in dict.fromkeys(posts)
         if post
     ]
+
+
+_CLEARED = "history.clear"  # the audit log's action for a /reset
+
+
+def _in_thread(thread_id: str) -> str:
+    """How a reset's audit entry names its thread (a thread reset is not seeded again)."""
+    return f" in thread {thread_id}"
 
 
 def _row(ref: ChannelRef, entry: HistoryEntry) -> dict[str, Any]:
@@ -217,30 +225,51 @@ class HistoryPart:
         await self._writes.drain()  # links still in the write queue count
         return await self._db.read_plain("history read", read)
 
-    async def shown_turn(self, platform: Platform, where: str, post: str) -> list[HistoryEntry]:
-        """The answer the platform message `post` (in channel or thread `where`) shows,
-        after the question it answers: [] when it shows none."""
-        m = _MESSAGES
+    async def shown_turn(
+        self, ref: ChannelRef, post: str
+    ) -> list[tuple[HistoryEntry, tuple[str, ...]]]:
+        """For a thread `ref` started on the platform message `post`: the answer that
+        message shows in the thread's channel (the one on show, of its alternatives),
+        after the question it answers, each with the platform messages that show it; []
+        when it shows none, or when the thread was reset (`clear`) since."""
+        m, p = _MESSAGES, _POSTS
+        platform = ref.platform.value
         shown = (
             select(m)
-            .join(_POSTS, _POSTS.c.message_id == m.c.id)
+            .join(p, p.c.message_id == m.c.id)
             .where(
-                _POSTS.c.platform == platform.value,
-                _POSTS.c.post_id == post[:NAME_CHARS],
-                m.c.platform == platform.value,
-                or_(m.c.channel_id == where, m.c.thread_id == where),
+                p.c.platform == platform,
+                p.c.post_id == post[:NAME_CHARS],
+                m.c.platform == platform,
+                m.c.channel_id == ref.channel_id,
+                m.c.thread_id == "",
                 m.c.role == Role.ASSISTANT.value,
             )
+            .order_by(m.c.hidden, m.c.id.desc())  # the one on show; else the newest
             .limit(1)
         )
+        platform_, server_id, channel_id, _ = conversation_of(ref)
+        reset = select(AuditRow.id).where(
+            AuditRow.platform == platform_,
+            AuditRow.server_id == server_id,
+            AuditRow.channel_id == channel_id,
+            AuditRow.action == _CLEARED,
+            AuditRow.detail.endswith(_in_thread(ref.thread_id)),
+        )
 
-        async def read(conn: AsyncConnection) -> list[HistoryEntry]:
+        async def read(conn: AsyncConnection) -> list[tuple[HistoryEntry, tuple[str, ...]]]:
             answer = (await conn.execute(shown)).first()
-            if answer is None:
+            if answer is None or (await conn.execute(reset.limit(1))).first() is not None:
                 return []
             asked = select(m).where(m.c.id == answer.reply_to, m.c.role == Role.USER.value)
             question = (await conn.execute(asked)).first() if answer.reply_to else None
-            return [entry_of(row) for row in (question, answer) if row is not None]
+            turn = []
+            for row in (question, answer):
+                if row is not None:
+                    links = select(p.c.post_id).where(p.c.message_id == row.id)
+                    posts = tuple(str(r[0]) for r in await conn.execute(links))
+                    turn.append((entry_of(row), posts))
+            return turn
 
         await self._writes.drain()  # links still in the write queue count
         return await self._db.read_plain("history read", read)
@@ -379,8 +408,8 @@ class HistoryPart:
             )
             count = int(getattr(result, "rowcount", 0) or 0)
             await session.execute(_ORPHAN_BLOBS)
-            where = f" in thread {ref.thread_id}" if ref.thread_id else ""
-            session.add(audit_row(key, actor, "history.clear", f"{count} messages deleted{where}"))
+            where = _in_thread(ref.thread_id) if ref.thread_id else ""
+            session.add(audit_row(key, actor, _CLEARED, f"{count} messages deleted{where}"))
             return count
 
         count = await self._db.write("history write", work)

@@ -257,10 +257,13 @@ class Store:
         with the ids of the questions among them (`author`'s only, if given)."""
         return await self._history.posted(platform, where, posts, author)
 
-    async def shown_turn(self, platform: Platform, where: str, post: str) -> list[HistoryEntry]:
-        """The answer platform message `post` shows in channel or thread `where`, after
-        its question: [] when it shows none."""
-        return await self._history.shown_turn(platform, where, post)
+    async def shown_turn(
+        self, ref: ChannelRef, post: str
+    ) -> list[tuple[HistoryEntry, tuple[str, ...]]]:
+        """For thread `ref`, started on platform message `post`: the answer on show there
+        and its question, each with the messages showing it; [] when there is none, or
+        the thread was reset since."""
+        return await self._history.shown_turn(ref, post)
 
     async def rewrite_question(
         self, ref: ChannelRef, row_id: int, content: str, tokens: int

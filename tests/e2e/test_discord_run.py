@@ -462,6 +462,32 @@ async def test_a_stop_signal_during_an_answer_ends_it_as_a_stop_says_so_and_reco
     assert usage == [(1, 0)]  # the call is recorded, and a stop is no error
 
 
+async def test_a_hangup_does_not_stop_a_bot_started_with_nohup(tmp_path: Path) -> None:
+    """`nohup ./scripts/run.sh &`, then the SSH session closed: the bot's own SIGHUP
+    handler (a stop, for a terminal closed under it) replaced the ignore nohup asked for."""
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        async with fake_openai(Script()) as model:
+            env = await fake.bot_env(tmp_path / "data", model.url_v1)
+            bot = await BotProcess.start(tmp_path, env, "logged in to Discord", nohup=True)
+            try:
+                await bot.wait_ready()
+                bot.proc.send_signal(signal.SIGHUP)
+                await fake.user_says(f"<@{fake.bot_id}> still there?")
+                await fake.wait_until(lambda: _answered_with(fake, "Hello there!"), 60)
+                assert bot.proc.returncode is None, bot.log[-3000:]
+                assert await bot.stop() == 0
+            finally:
+                await bot.close()
+    finally:
+        await fake.stop()
+
+
+def _answered_with(fake: FakeDiscord, text: str) -> bool:
+    return any(m["content"] == text for m in fake.messages.values())
+
+
 def _streaming_rows(db: Path) -> int:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         query = "SELECT count(*) FROM messages WHERE role = 'assistant' AND state = 'streaming'"

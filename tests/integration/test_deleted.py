@@ -350,3 +350,32 @@ async def test_a_thread_started_on_an_answer_starts_from_its_turn(
         await ask(core, "and dogs?", f"q-{root}", ref=elsewhere)
         assert said(endpoint) == ["and dogs?"], root
         assert not await core.shows_an_answer(elsewhere, root)
+
+
+async def test_a_thread_starts_from_the_answer_on_show_and_follows_its_deletion(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """The thread took the first of a regenerated answer's alternatives (the page shows
+    the newest); deleting the question in the channel left its copy in the thread, read
+    by the model; a /reset in the thread was undone by the next message."""
+    endpoint.script = Script(chunks=["FIRST"])
+    result = await core.chat(Incoming(REF, ASKER, "tell me a joke", (), "q1"), Sink())
+    await core.shown_in(REF, result.answer_id, ["a1"])
+    endpoint.script = Script(chunks=["SECOND"])
+    inv = core.parse("/regenerate", Platform.DISCORD)
+    done = await core.run_control(REF, ASKER, inv, Sink())
+    assert isinstance(done, TurnResult)
+    await core.shown_in(REF, done.answer_id, ["a1"])  # the same page, now showing SECOND
+    on_answer = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1", thread_id="a1")
+    endpoint.script = Script(chunks=["ok"])
+    await ask(core, "why that one?", "t1", ref=on_answer)
+    assert said(endpoint) == ["tell me a joke", "SECOND", "why that one?"]
+    # The question deleted in the channel: its copy in the thread goes with it.
+    await core.deleted(Platform.DISCORD, "c1", ["q1"])
+    await ask(core, "and now?", "t2", ref=on_answer)
+    assert "tell me a joke" not in said(endpoint), said(endpoint)
+    # /reset in the thread: the next message does not bring the root turn back.
+    reply = await core.run_text_command(Incoming(on_answer, ADMIN, "/reset"))
+    assert reply.ok, reply.text
+    await ask(core, "fresh start", "t3", ref=on_answer)
+    assert said(endpoint) == ["fresh start"]

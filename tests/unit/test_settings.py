@@ -70,6 +70,25 @@ def test_a_data_dir_under_home_is_in_the_home_folder(
     assert s.db_url == f"sqlite+aiosqlite:///{tmp_path / 'home' / 'other.db'}"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://bot@/chatbot?host=/var/run/postgresql",  # a Unix socket
+        "postgresql+asyncpg://bot@/chatbot?host=h1:5432&host=h2:5433&target_session_attrs=read-write",
+        "postgresql+asyncpg://bot:pw@h/chatbot?sslmode=verify-full",
+    ],
+)
+def test_postgresql_urls_as_sqlalchemy_documents_them_are_taken(url: str) -> None:
+    """Checking `?` options refused the socket and several-hosts forms, which worked."""
+    assert load_settings(database_url=url).db_url.startswith("postgresql+asyncpg://bot")
+
+
+def test_ssl_given_twice_is_refused() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(database_url="postgresql+asyncpg://b:p@h/c?sslmode=require&ssl=disable")
+    assert "both ?ssl= and ?sslmode=" in str(err.value)
+
+
 def test_a_name_in_dotenv_that_is_nearly_a_setting_is_said(tmp_path: Path) -> None:
     """`DEFAULT_SOURC=custom` was ignored without a word, and the default used."""
     (tmp_path / ".env").write_text(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import replace
 
@@ -29,7 +31,6 @@ from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
 from bot.types import ChannelRef, Incoming, Platform, failure
-from bot.types.recent import RecentIds
 
 log = logging.getLogger("bot.discord")
 
@@ -108,7 +109,8 @@ class ChatHandler:
         self._notices = notices
         self._min_interval = min_interval
         self._personas = personas or Personas(core)
-        self._not_on_answers = RecentIds()  # threads seen not to start on an answer
+        # Threads seen not to start on an answer, and when.
+        self._not_on_answers: OrderedDict[str, float] = OrderedDict()
 
     async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
         facts = message_facts(message, me, self._personas.webhook_ids)
@@ -193,12 +195,17 @@ class ChatHandler:
 
     async def _on_answer(self, thread: ChannelRef) -> bool:
         """Whether `thread` was started on one of the bot's answers; a thread that was not
-        is remembered, so its chatter does not read the database message by message."""
-        if thread.thread_id in self._not_on_answers:
+        is remembered for a minute, so its chatter does not read the database message by
+        message (and one started while its answer was still written is found after)."""
+        now = time.monotonic()
+        if self._not_on_answers.get(thread.thread_id, -1e9) > now - NOT_ON_AN_ANSWER_SECONDS:
             return False
         if await self._core.shows_an_answer(thread, thread.thread_id):
             return True
-        self._not_on_answers.add(thread.thread_id)
+        self._not_on_answers[thread.thread_id] = now
+        self._not_on_answers.move_to_end(thread.thread_id)
+        while len(self._not_on_answers) > 4096:
+            self._not_on_answers.popitem(last=False)
         return False
 
     async def on_edit(
@@ -231,6 +238,7 @@ class ChatHandler:
             await _take_out_edit(channel.get_partial_message(payload.message_id))
 
 
+NOT_ON_AN_ANSWER_SECONDS = 60.0  # how long a thread found not to start on one is believed
 REFUSAL_SECONDS = 15.0  # a refusal is for the asker: it does not stay in the channel
 
 

@@ -192,11 +192,16 @@ class MessageHandler:
     def may_hold_secret(self, text: str) -> bool:
         return may_hold_secret(text, self._core.table, self.prefix)
 
-    def _may_post(self, room: nio.MatrixRoom) -> bool:
+    async def _may_post(self, room: nio.MatrixRoom) -> bool:
         """Whether the room's power levels let the bot post its answer (an admin may have
-        lowered its level mid-conversation); said in the log once while it may not."""
+        lowered its level mid-conversation; a creator of a room where creators outrank
+        levels always may); said in the log once while it may not."""
         kind = "m.room.encrypted" if room.encrypted else "m.room.message"
-        if room.power_levels.can_user_send_message(self._api.user_id, kind):
+        me = self._api.user_id
+        if room.power_levels.can_user_send_message(me, kind) or (
+            (authority := await self._api.authority(room.room_id)) is not None
+            and me in authority.privileged_creators
+        ):
             self._mute.discard(room.room_id)
             return True
         if room.room_id not in self._mute:
@@ -663,7 +668,7 @@ class MessageHandler:
         ref = msg.ref
         if not await self._core.should_answer(ref, await self._addressed(msg, names)):
             return
-        if not self._may_post(room):  # asking the model would cost, and show nothing
+        if not await self._may_post(room):  # asking the model would cost, and show nothing
             return
         if msg.thread:
             self._threads[msg.thread] = None
