@@ -254,7 +254,7 @@ class HistoryPart:
             AuditRow.server_id == server_id,
             AuditRow.channel_id == channel_id,
             AuditRow.action == _CLEARED,
-            AuditRow.detail.endswith(_in_thread(ref.thread_id)),
+            AuditRow.detail.endswith(_in_thread(ref.thread_id), autoescape=True),
         )
 
         async def read(conn: AsyncConnection) -> list[tuple[HistoryEntry, tuple[str, ...]]]:
