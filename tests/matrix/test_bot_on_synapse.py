@@ -222,13 +222,28 @@ async def test_answers_everything_in_an_always_room(
     answer = await ask(w, w.bob, room_id, "Name a colour.")  # no mention, not a reply
     assert answer.text.strip()
     # `/me waves hello` (m.emote) is an action: it went to the model as words said to it.
-    await ask(w, w.bob, room_id, "waves hello", msgtype="m.emote")
-    questions = [
-        e.content
-        for e in await w.core.store.history(ChannelRef(Platform.MATRIX, room_id), 10)
-        if e.role is Role.USER
-    ]
-    assert questions[-1] == "*waves hello*", questions
+    waved = await ask(w, w.bob, room_id, "waves hello", msgtype="m.emote")
+
+    async def last_question() -> str:
+        history = await w.core.store.history(ChannelRef(Platform.MATRIX, room_id), 10)
+        return [e.content for e in history if e.role is Role.USER][-1]
+
+    assert await last_question() == "*waves hello*"
+    # Edited, it is still an action.
+    new = {"msgtype": "m.emote", "body": "waves goodbye"}
+    await w.bob.send_content(
+        room_id,
+        {
+            "msgtype": "m.emote",
+            "body": "* waves goodbye",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": waved.asked},
+        },
+    )
+    deadline = time.monotonic() + 30
+    while await last_question() != "*waves goodbye*":
+        assert time.monotonic() < deadline, await last_question()
+        await asyncio.sleep(0.2)
 
 
 async def test_answers_in_the_thread_it_was_asked_in(

@@ -77,3 +77,36 @@ async def test_a_server_error_is_asked_again(served: tuple[Homeserver, str]) -> 
     finally:
         await api.client.close()
     assert server.sends > 1
+
+
+async def test_whose_an_event_is_is_asked_once() -> None:
+    """A thread's root is looked up at every message in that thread until the bot talks
+    there: an event found to be someone else's was asked of the homeserver every time."""
+    asked: list[str] = []
+
+    async def event(request: web.Request) -> web.Response:
+        asked.append(request.match_info["event"])
+        return web.json_response(
+            {
+                "type": "m.room.message",
+                "event_id": request.match_info["event"],
+                "sender": "@alice:example.org",
+                "origin_server_ts": 1,
+                "content": {"msgtype": "m.text", "body": "a thread of Alice's"},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/_matrix/client/v3/rooms/{room}/event/{event}", event)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    api = await _send(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    try:
+        for _ in range(3):
+            assert not await api.is_own_event("!room:example.org", "$alices")
+    finally:
+        await api.client.close()
+        await runner.cleanup()
+    assert asked == ["$alices"]

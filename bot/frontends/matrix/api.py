@@ -22,6 +22,7 @@ from bot.frontends.matrix.sink import (
     TransientSendError,
     with_retries,
 )
+from bot.types.recent import RecentIds
 
 log = logging.getLogger("bot.frontends.matrix")
 
@@ -72,6 +73,9 @@ class MatrixApi:
         self.trust = trust
         self.pace = pace
         self._own: OrderedDict[str, None] = OrderedDict()
+        # Events found to be someone else's: a sender never changes, so a thread's root
+        # asked about at every message in that thread is asked of the homeserver once.
+        self._others = RecentIds(_REMEMBERED)
         self._authority: dict[str, RoomAuthority] = {}
 
     @property
@@ -160,12 +164,18 @@ class MatrixApi:
         """Whether `event_id` was sent by the bot (remembered, else asked)."""
         if event_id in self._own:
             return True
+        if event_id in self._others:
+            return False
         try:
             response = await self.client.room_get_event(room_id, event_id)
         except (OSError, TimeoutError):
             return False
-        if isinstance(response, nio.RoomGetEventResponse):
-            return bool(response.event.sender == self.user_id)
+        if not isinstance(response, nio.RoomGetEventResponse):
+            return False
+        if response.event.sender == self.user_id:
+            self.remember(event_id)
+            return True
+        self._others.add(event_id)
         return False
 
     async def authority(self, room_id: str) -> RoomAuthority | None:

@@ -161,6 +161,12 @@ class ArrivalOrder:
         return len(self._last)
 
 
+def _action(text: str) -> str:
+    """`/me waves` (an m.emote): an action, as Element shows it (`* Alice waves`), written
+    as role-play writes one; sent bare, the model read it as words said to it."""
+    return f"*{text.strip()}*" if text.strip() else text
+
+
 def reasoning_as_quote(answer: str, reasoning: str) -> str:
     """Shown reasoning as a Matrix block quote before the answer."""
     thought = reasoning.strip()
@@ -438,6 +444,9 @@ class MessageHandler:
         if not isinstance(original, str):
             return
         command = plain_prefix(text, self.prefix).startswith(self.prefix)
+        new = msg.content.get("m.new_content")
+        if not command and isinstance(new, dict) and new.get("msgtype") == "m.emote":
+            text = _action(text)  # an emote edited is still an action
         done = await self._core.edited(
             Platform.MATRIX, msg.room_id, original, text, author=msg.sender, rewrite=not command
         )
@@ -661,10 +670,8 @@ class MessageHandler:
         if msg.media is None and taken_for_secret(asked, time.monotonic(), text):
             await self._drop_secret(msg)
             return
-        if msg.content.get("msgtype") == "m.emote" and text.strip():
-            # `/me waves`: an action, as Element shows it (`* Alice waves`), written as
-            # role-play writes one; sent bare, the model read it as words said to it.
-            text = f"*{text.strip()}*"
+        if msg.content.get("msgtype") == "m.emote":
+            text = _action(text)
         ref = msg.ref
         if not await self._core.should_answer(ref, await self._addressed(msg, names)):
             return
