@@ -13,7 +13,7 @@ from bot.fields import FieldError
 from bot.providers import ProviderError
 from bot.store import StoreError
 from bot.store.secrets import SecretUnreadable
-from bot.types import Reply, failure
+from bot.types import Reply, failure, went_wrong
 from bot.usage.access import NOT_HERE, operator_allows
 
 log = logging.getLogger("bot.commands")
@@ -122,11 +122,6 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
         return Reply(err.user_message, private=True, ok=False)
     except Exception as err:  # a bug: said, logged by kind and place, never a traceback
         log.error("%s failed: %s", name, failure(err))
-        return Reply(
-            f"Something went wrong running {name} ({type(err).__name__}). Try again; if it "
-            "keeps failing, the bot's log says where.",
-            private=True,
-            ok=False,
-        )
+        return Reply(went_wrong(err, name), private=True, ok=False)
     log.info("%s ran %s in %s", ctx.actor.id, name, ctx.ref)
     return replace(reply, private=command.private)

@@ -66,7 +66,7 @@ from bot.types import (
     TurnState,
 )
 from bot.types.recent import RecentIds
-from bot.types.secrets import holds_key, redact
+from bot.types.secrets import failure, holds_key, redact, went_wrong
 from bot.types.text import literal, shown_id, strip_invisible, without_invisible
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, turn_estimate
@@ -244,6 +244,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._running: dict[str, Running] = {}
         # Conversation → its answer not yet ended (stored, charged, shown as ended).
         self._answering: dict[str, asyncio.Future[None]] = {}
+        # Conversations whose turn has begun to show its answer (or a swipe): a bug after
+        # that is not told as one before it (the answer shows how it ended).
+        self._showing: set[str] = set()
         self._told_no_vision: set[str] = set()
         # Platform messages deleted lately: one still waiting for its turn is not asked.
         self._deleted = RecentIds()
@@ -256,10 +259,15 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         async with self._order.hold(key):
             try:
                 return await self._turn(incoming, sink, prefix, key)
+            except Exception as err:
+                if key in self._showing:  # the answer shows how it ended
+                    raise
+                return await self._failed_before(key, incoming.channel, sink, err)
             finally:
                 # A turn that failed midway keeps its reservation: it counts at its
                 # estimate, and the next start settles it.
                 self._reserved.pop(key, None)
+                self._showing.discard(key)
 
     async def control(
         self,
@@ -281,14 +289,29 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         async with self._order.hold(key):
             try:
                 return await self._control(ref, actor, action, sink, admin, answer_id, prefix)
-            except (NotConnectable, SecretUnreadable) as err:
-                await self._release(key)
-                return await _notice(sink, str(err))
-            except StoreError as err:
-                await self._release(key)
-                return await _notice(sink, f"{err} Nothing was sent to the model.")
+            except Exception as err:
+                if key in self._showing:  # the answer shows how it ended
+                    raise
+                return await self._failed_before(key, ref, sink, err)
             finally:
                 self._reserved.pop(key, None)
+                self._showing.discard(key)
+
+    async def _failed_before(
+        self, key: str, ref: ChannelRef, sink: ReplySink, err: Exception
+    ) -> TurnResult:
+        """A turn or control that failed before the model was asked: said to the asker,
+        and what it reserved released. A bug is logged by kind and place, and said
+        without its message (never a traceback)."""
+        if isinstance(err, NotConnectable | SecretUnreadable | Refused):
+            text = str(err)
+        elif isinstance(err, StoreError):
+            text = f"{err} Nothing was sent to the model."
+        else:
+            log.error("a turn in %s failed before its answer: %s", ref, failure(err))
+            text = went_wrong(err)
+        await self._release(key)
+        return await _notice(sink, text)
 
     def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
         """Hold this conversation's turn order (a command that must not overtake a turn)."""
@@ -440,12 +463,6 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             # Said to the asker; the operator sees which channel cannot answer, and why.
             log.info("turn in %s not sent: %s", ref, redact(str(blocked)))
             return await _notice(sink, str(blocked))
-        except (NotConnectable, SecretUnreadable, Refused) as err:
-            await self._release(key)
-            return await _notice(sink, str(err))
-        except StoreError as err:
-            await self._release(key)
-            return await _notice(sink, f"{err} Nothing was sent to the model.")
         preface = ""
         if attached.images and not sees and self._tell_once(ref):
             if config.value("vision") == "off":  # an admin's choice, not a guess
@@ -589,6 +606,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         entry = answers[wanted][0]
         assert entry.id is not None
         await self._store.show_answer(ref, question_id, entry.id)
+        self._showing.add(f"{ref}")
         await sink.finish(entry.content, "", entry.error)
         shown_of = (wanted + 1, len(answers))
         return TurnResult(entry.content, entry.error, False, entry.id, shown_of, greeting=greeting)
@@ -633,6 +651,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             entry=continuing,
         )
         running = self._running[key] = Running(by or question.author_id or "", question.id)
+        self._showing.add(key)
         with self._ending(key):  # until stored, charged and shown: what a shutdown waits for
             try:
                 outcome = await stream_answer(
@@ -673,10 +692,14 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 error = f"{error}\n{saved_note}" if error else saved_note
             alternative = (1, 1)
             if variant and answer_id is not None and question.id is not None and not saved_note:
-                answers = await self._store.alternatives(ref, question.id)
+                try:
+                    answers = await self._store.alternatives(ref, question.id)
+                except StoreError as err:  # the answer still ends; its place is unsaid
+                    log.warning("could not count the answers in %s: %s", ref, err)
+                    answers = []
                 ids = [entry.id for entry, _ in answers]
                 at = ids.index(answer_id) + 1 if answer_id in ids else len(ids)
-                alternative = (at, len(ids))
+                alternative = (at, len(ids)) if ids else alternative
             result = TurnResult(shown, outcome.error, True, answer_id, alternative, question.id)
             ended = getattr(sink, "ended", None)
             if ended is not None:  # controls for how it ended can go out with the final text
@@ -878,6 +901,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         except StoreError as err:
             log.warning("could not store the end of a turn in %s: %s", ref, err)
             return f"This answer could not be saved ({err}) It will not be part of the history."
+        except Exception as err:  # a bug: the answer is still shown, with how it ended
+            log.error("storing the end of a turn in %s failed: %s", ref, failure(err))
+            return f"This answer could not be saved. {went_wrong(err)}"
         return ""
 
 

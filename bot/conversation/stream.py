@@ -15,7 +15,7 @@ from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
 from bot.providers import ChatRequest, Provider, ProviderError
 from bot.store import Store, StoreError
-from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage, failure
+from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage, failure, went_wrong
 
 log = logging.getLogger("bot.conversation")
 
@@ -209,6 +209,10 @@ async def stream_answer(
     except ProviderError as err:
         out.state, out.failed = TurnState.STOPPED, True
         out.error = err.user_message
+    except Exception as err:  # a bug (reading an odd stream, say): what arrived is kept
+        log.error("an answer failed while it was written: %s", failure(err))
+        out.state, out.failed = TurnState.STOPPED, True
+        out.error = went_wrong(err)
     except asyncio.CancelledError:
         if not running.stopped_by or running.task is None:
             raise

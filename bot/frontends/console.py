@@ -33,6 +33,7 @@ from bot.types import (
     ReplyFile,
     SecretValue,
     failure,
+    went_wrong,
 )
 from bot.types.text import MARKDOWN_READ, TextError, quoted, refuse_controls
 
@@ -270,10 +271,7 @@ class Console:
                     log.error("console: handling a line failed: %s", failure(err))
                     self._answering = self._asking = False
                     where = f" ({self._log_path})" if self._log_path else ""
-                    self._print(
-                        f"Something went wrong ({type(err).__name__}). Try again; if it keeps "
-                        f"failing, the log{where} says where."
-                    )
+                    self._print(went_wrong(err, log=f"the log{where}"))
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)

@@ -8,7 +8,14 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-from bot.types.secrets import REDACTED, SECRET_REGISTRY, SecretValue, failure, redact
+from bot.types.secrets import (
+    REDACTED,
+    SECRET_REGISTRY,
+    SecretValue,
+    failure,
+    redact,
+    went_wrong,
+)
 from bot.types.text import shorten, shown_name
 from bot.types.usage import KeyScope, Usage, UsageBucket, UsageQuery, UsageRecord
 
@@ -339,4 +346,5 @@ __all__ = [
     "UsageRecord",
     "failure",
     "redact",
+    "went_wrong",
 ]

@@ -238,3 +238,13 @@ def failure(err: BaseException) -> str:
     path = frame.filename.replace("\\", "/")
     where = path[path.rfind("/bot/") + 1 :] if "/bot/" in path else path.rsplit("/", 1)[-1]
     return f"{type(err).__name__} in {where}:{frame.lineno} ({frame.name})"
+
+
+def went_wrong(err: BaseException, running: str = "", log: str = "the bot's log") -> str:
+    """What a person is told of an unexpected error (a bug): its kind, never its message
+    (`failure` says where it was raised, in the log)."""
+    what = f" running {running}" if running else ""
+    return (
+        f"Something went wrong{what} ({type(err).__name__}). Try again; if it keeps failing, "
+        f"{log} says where."
+    )

@@ -21,6 +21,7 @@ from bot.types import (
     Scope,
     SecretValue,
     Source,
+    TurnState,
     redact,
 )
 from tests.discord.fake_openai import Script, fake_openai
@@ -442,3 +443,41 @@ async def test_a_message_holding_the_channels_own_password_is_not_sent_or_kept(
         assert sink.final == "ok"
     stored = [e.content for e in await harness.store.history(REF, 10)]
     assert stored == ["a purple otter hunter", "ok"], stored
+
+
+class BuggyStream(httpx.AsyncByteStream):
+    """Text, then an error no transport raises: a stand-in for a bug met mid-answer."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._body
+        raise RuntimeError("internal state sk-" + "q" * 30)
+
+
+async def test_a_bug_mid_answer_keeps_what_arrived_and_says_something_went_wrong(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await configure_fake(harness)
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                200,
+                headers={"content-type": "text/event-stream"},
+                stream=BuggyStream(sse("Partial ", "answer", finish=False)),
+            )
+        )
+        sink = await ask(harness, "tell me")
+    assert sink.final == "Partial answer"
+    assert sink.error is not None
+    assert sink.error.startswith("Something went wrong (RuntimeError). Try again")
+    [_, answer] = await harness.store.history(REF, 10)
+    assert (answer.content, answer.state, answer.error) == (
+        "Partial answer",
+        TurnState.STOPPED,
+        sink.error,
+    )
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "RuntimeError in bot/" in logged  # where, for the operator
+    assert "internal state" not in logged and "sk-q" not in logged  # never its message

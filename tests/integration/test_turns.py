@@ -763,3 +763,42 @@ async def test_only_the_asker_or_an_admin_stops_an_answer(
         await turn
     finally:
         await core.close()
+
+
+async def test_a_bug_before_the_model_is_asked_is_said_and_changes_nothing(
+    database_url: str,
+    endpoint: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fault injection: a bug in our own code (a store call raising what it never should)
+    reaches the asker as one line, and the log says where, never the error's message."""
+
+    async def bug(*args: object, **kwargs: object) -> Any:
+        raise KeyError("a row holding sk-" + "z" * 30)
+
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await chat(core, "first")
+        before = await rows(core)
+        asked = len(endpoint.requests)
+        with monkeypatch.context() as patched:
+            patched.setattr(core.store, "add_messages", bug)
+            sink = await chat(core, "second")
+        assert sink.final is not None
+        said, error = sink.final
+        assert said.startswith("Something went wrong (KeyError). Try again; if it keeps")
+        assert error is None and "sk-" not in said
+        with monkeypatch.context() as patched:
+            patched.setattr(core.store, "effective_config", bug)
+            done, sink = await control(core, "/regenerate")
+        assert sink.final is not None and sink.final[0].startswith("Something went wrong")
+        assert not done.called_provider  # type: ignore[union-attr]
+        assert len(endpoint.requests) == asked and await rows(core) == before
+        logged = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+        assert logged.count("KeyError in ") == 2
+        assert "sk-z" not in caplog.text and "a row holding" not in caplog.text
+        sink = await chat(core, "third")  # and the channel goes on
+        assert sink.final == ("Hello there!", None)
+    finally:
+        await core.close()

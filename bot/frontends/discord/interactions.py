@@ -18,7 +18,7 @@ from bot.frontends.discord.commands import secret_options
 from bot.frontends.discord.events import actor_for, attachment_of, channel_ref
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.sink import LIMIT
-from bot.types import Actor, ChannelRef, Greeting, Reply, SecretValue, failure
+from bot.types import Actor, ChannelRef, Greeting, Reply, SecretValue, failure, went_wrong
 
 log = logging.getLogger("bot.discord")
 
@@ -97,12 +97,7 @@ class CommandRunner:
         except Exception as err:
             task.cancel()
             log.warning("%s failed: %s", name, failure(err))
-            reply = Reply(
-                f"Something went wrong running {name} ({type(err).__name__}). Try again; "
-                "if it keeps failing, the bot's log says more.",
-                private=True,
-                ok=False,
-            )
+            reply = Reply(went_wrong(err, name), private=True, ok=False)
         await _respond(interaction, reply)
         if reply.greeting is not None and self.greet is not None and interaction.channel:
             await self.greet(interaction.channel, ref, reply.greeting)
