@@ -28,6 +28,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Answers not shown (the alternatives of a regenerated one) would all show again to
+    # the code before 0005, run together into what the model reads: they go.
+    op.execute(
+        "DELETE FROM message_images WHERE message_id IN (SELECT id FROM messages WHERE hidden)"
+    )
+    op.execute("DELETE FROM messages WHERE hidden")
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("author_id")
         batch.drop_column("hidden")

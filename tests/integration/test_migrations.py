@@ -12,9 +12,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Connection, Integer, MetaData, inspect, text
 from sqlalchemy.pool import NullPool
 
-from bot.store import migrate
+from bot.core import Core
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key, migrate
 from bot.store.db import create_engine
 from bot.store.models import Base
+from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Reply, Role, Source
+from tests.discord.fake_openai import Script, fake_openai
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,7 +109,7 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0010"
+    assert migrate.head() == "0011"
 
 
 def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:
@@ -208,3 +212,84 @@ async def test_remaking_the_messages_table_keeps_what_refers_to_it(tmp_path: Pat
     assert await _execute(url, "SELECT message_id, name FROM message_images") == [(1, "cat.png")]
     assert await _execute(url, "SELECT id, content FROM messages") == [(1, "hi")]
     assert await _execute(url, "PRAGMA foreign_key_check") == []
+
+
+def _old_turn(role: str, content: str, channel: str = "c", thread: str = "") -> str:
+    """A message as the code before 0005 stored it: no reply_to, no hidden, no author id."""
+    return (
+        "INSERT INTO messages (platform, server_id, channel_id, thread_id, role, content, "
+        f"token_estimate, state, image_count, created_at) VALUES ('discord', 'g', '{channel}', "
+        f"'{thread}', '{role}', '{content}', 1, 'done', 0, CURRENT_TIMESTAMP)"
+    )
+
+
+async def test_answers_from_before_0005_answer_their_questions_after_an_upgrade(
+    database_url: str,
+) -> None:
+    """Regenerating an answer stored before 0005 left it shown beside the new one (the
+    model read both run together) and /swipe found one answer: it answered no question."""
+    await migrate.upgrade(database_url, "0004")
+    await _execute(
+        database_url,
+        _old_turn("assistant", "before any question"),
+        _old_turn("user", "q1"),
+        _old_turn("user", "q1 in a thread", thread="t"),
+        _old_turn("assistant", "a1"),
+        _old_turn("user", "q1 elsewhere", channel="d"),
+        _old_turn("user", "q2"),
+        _old_turn("assistant", "a2"),
+        _old_turn("assistant", "a1 in a thread", thread="t"),
+    )
+    await migrate.upgrade_to_head(database_url)
+    rows = await _execute(
+        database_url,
+        "SELECT a.content, q.content FROM messages a LEFT JOIN messages q ON q.id = a.reply_to "
+        "WHERE a.role = 'assistant' ORDER BY a.id",
+    )
+    assert rows == [
+        ("before any question", None),
+        ("a1", "q1"),
+        ("a2", "q2"),
+        ("a1 in a thread", "q1 in a thread"),
+    ]
+
+    ref = ChannelRef(Platform.DISCORD, channel_id="c", server_id="g")
+    async with fake_openai(Script(chunks=["a2, again"])) as endpoint:
+        defaults = ChannelConfig.of(source=Source.CUSTOM, model="m", proxy_url=endpoint.url_v1)
+        store = await Store.open(
+            database_url, SecretBox.from_setting(generate_key()), defaults=defaults
+        )
+        core = Core(store, ProviderHub(ProviderSettings(allow_private_endpoints=True)))
+        try:
+            admin = Actor("u1", "Ada", is_channel_admin=True)
+            for command in ("/regenerate", "/swipe prev"):
+                inv = core.parse(command, Platform.DISCORD)
+                done = await core.run_control(ref, admin, inv, _Quiet())
+                assert not isinstance(done, Reply) and not done.notice, done
+            history = await store.history(ref, 10)
+        finally:
+            await core.close()
+    # The old answer is shown again after the swipe back, and alone: not both at once.
+    assert [(e.role, e.content) for e in history][-2:] == [
+        (Role.USER, "q2"),
+        (Role.ASSISTANT, "a2"),
+    ]
+    assert done.alternative == (1, 2)
+    # Back to before 0005: the answer not shown goes (that code would show both).
+    await migrate.downgrade(database_url, "0004")
+    rows = await _execute(
+        database_url,
+        "SELECT content FROM messages WHERE channel_id = 'c' AND thread_id = '' ORDER BY id",
+    )
+    assert [content for (content,) in rows] == ["before any question", "q1", "a1", "q2", "a2"]
+
+
+class _Quiet:
+    async def typing(self) -> None:
+        pass
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        pass
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        pass
