@@ -33,7 +33,14 @@ from bot.providers import (
 )
 from bot.settings import Settings, SettingsError
 from bot.store import SecretBox, Store, StoreError, generate_key
-from bot.store.migrate import MigrationFailed, UnknownRevision, upgrade_to_head
+from bot.store.migrate import (
+    MigrationFailed,
+    UnknownRevision,
+    current,
+    is_known,
+    newest_file_revision,
+    upgrade_to_head,
+)
 from bot.types import ChannelConfig, Platform, redact
 from bot.types.text import TextError, shorten, visible_id
 from bot.types.usage import USAGE_COLUMNS
@@ -91,6 +98,13 @@ def keep_private(settings: Settings) -> int:
     return changed
 
 
+_NEWER = (
+    "the database is at schema revision {revision}, which this version of the bot does "
+    "not know: a newer version upgraded it. Run that version (or a newer one) here too, "
+    "or restore a backup taken before the upgrade."
+)
+
+
 async def migrate(settings: Settings) -> str | None:
     """Bring the database to the newest schema and return its revision. Every command
     touches the database here first, so one it cannot reach or open stops it here."""
@@ -98,11 +112,7 @@ async def migrate(settings: Settings) -> str | None:
     try:
         return await upgrade_to_head(settings.db_url)
     except UnknownRevision as err:
-        raise StartError(
-            f"the database is at schema revision {shorten(err.revision, 40)}, which this "
-            "version of the bot does not know: a newer version upgraded it. Run that version "
-            "(or a newer one) here too, or restore a backup taken before the upgrade."
-        ) from None
+        raise StartError(_NEWER.format(revision=shorten(err.revision, 40))) from None
     except MigrationFailed as err:
         log.debug("the migration failed", exc_info=True)  # for LOG_LEVEL=DEBUG
         said = _database_failure(settings, err.cause, upgrading=err.revision or "none")
@@ -110,6 +120,42 @@ async def migrate(settings: Settings) -> str | None:
     except (OSError, DBAPIError) as err:
         log.debug("the database failed at start", exc_info=True)  # for LOG_LEVEL=DEBUG
         raise StartError(_database_failure(settings, err)) from None
+
+
+async def as_it_is(settings: Settings) -> None:
+    """For a command that only reads (an export): the database is not upgraded (a backup
+    looked into stays as it was), nor made where none is; one at another schema revision
+    is refused, saying what to run."""
+    keep_private(settings)
+    missing = _missing_file(settings)
+    if missing is not None:
+        raise StartError(f"there is no database file at {missing}: correct DATABASE_URL.")
+    try:
+        revision = await current(settings.db_url)
+    except (OSError, DBAPIError) as err:
+        log.debug("the database failed at start", exc_info=True)  # for LOG_LEVEL=DEBUG
+        raise StartError(_database_failure(settings, err)) from None
+    newest = newest_file_revision()
+    if revision == newest:
+        return
+    if revision is None:
+        raise StartError("the database holds no bot data yet (it was never migrated).")
+    if not is_known(revision):
+        raise StartError(_NEWER.format(revision=shorten(revision, 40)))
+    raise StartError(
+        f"the database is at schema revision {shorten(revision, 40)}; this version reads "
+        f"{newest}. Upgrade it with `chatbot migrate` (there is no way back: copy it "
+        "first), or read it with the version that wrote it."
+    )
+
+
+def _missing_file(settings: Settings) -> Path | None:
+    """A SQLite database file that is not there (opening it would make an empty one)."""
+    url = make_url(settings.db_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    where = Path(url.database or "").resolve()
+    return None if where.is_file() else where
 
 
 def _database_failure(
@@ -498,7 +544,7 @@ def _as_cell(value: object) -> object:
 
 async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -> int:
     """Write every usage row from the UTC day `since` on to `out`; returns the count."""
-    await migrate(settings)
+    await as_it_is(settings)
     # The export reads no secret: a throwaway key lets it run without BOT_SECRET_KEYS.
     box = SecretBox.from_setting(generate_key())
     store = await Store.open(settings.db_url, box, defaults=operator_defaults(settings))

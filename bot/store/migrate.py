@@ -89,6 +89,11 @@ def newest_file_revision() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
+def is_known(revision: str) -> bool:
+    """Whether a migration file here names `revision` (one none names: a newer version's)."""
+    return revision in _file_revisions()[0]
+
+
 def _one_sqlite_transaction(engine: AsyncEngine) -> None:
     """SQLite: every step in one transaction, DDL included (the driver would commit each
     CREATE at once), begun holding the write lock. A second process starting together
@@ -160,7 +165,7 @@ async def upgrade_to_head(url: str) -> str | None:
     at = await current(url)
     if at is not None and at == newest_file_revision():
         return at
-    if at is not None and at not in _file_revisions()[0]:
+    if at is not None and not is_known(at):
         raise UnknownRevision(at)  # Alembic would say it "can't locate" it, in a traceback
     try:
         await upgrade(url)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import SecretBox, Store, generate_key
+from bot.store import SecretBox, Store, generate_key, migrate
 from bot.store.migrate import upgrade_to_head
 from bot.types import ChannelConfig, KeyScope, UsageRecord
 from bot.types.usage import USAGE_COLUMNS
@@ -198,3 +198,29 @@ def test_a_reader_that_stops_early_ends_the_export_quietly(tmp_path: Path) -> No
     _, stderr = proc.communicate(timeout=120)
     assert stderr == ""
     assert proc.returncode == 141  # as a shell reports a writer ended by SIGPIPE
+
+
+def test_an_export_reads_the_database_as_it_is(tmp_path: Path) -> None:
+    """An export looked into an old backup: it upgraded it for good (there is no way
+    back). Now an old schema is refused with what to run, and a path with no database
+    makes none."""
+    (tmp_path / "data").mkdir()
+    db = tmp_path / "data" / "bot.db"
+    asyncio.run(migrate.upgrade(f"sqlite+aiosqlite:///{db}", "0007"))
+    before = db.read_bytes()
+    old = chatbot(tmp_path, "usage", "export", "--since", "2026-01-01")
+    assert old.returncode == 1 and old.stdout == ""
+    assert old.stderr == (
+        f"chatbot: the database is at schema revision 0007; this version reads "
+        f"{migrate.newest_file_revision()}. Upgrade it with `chatbot migrate` (there is no "
+        "way back: copy it first), or read it with the version that wrote it.\n"
+    )
+    assert db.read_bytes() == before
+    asyncio.run(migrate.upgrade(f"sqlite+aiosqlite:///{db}"))
+    assert chatbot(tmp_path, "usage", "export", "--since", "2026-01-01").returncode == 0
+
+    db.unlink()
+    gone = chatbot(tmp_path, "usage", "export", "--since", "2026-01-01")
+    assert gone.returncode == 1
+    assert gone.stderr == f"chatbot: there is no database file at {db}: correct DATABASE_URL.\n"
+    assert not db.exists()
