@@ -665,6 +665,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     answer_timeout=self._limits.answer_timeout,
                     max_chars=self._limits.max_answer_chars,
                     start=continuing.content if continuing else "",
+                    prefix=prefix,
                 )
             finally:
                 if self._running.get(key) is running:

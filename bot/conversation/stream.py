@@ -167,21 +167,26 @@ async def stream_answer(
     answer_timeout: float,
     max_chars: int,
     start: str = "",
+    prefix: str = "/",
 ) -> Outcome:
     """Stream the answer into the sink; a fault, a stop or a limit keeps what arrived.
 
-    `start` is text already shown that the new text continues (a continued answer).
+    `start` is text already shown that the new text continues (a continued answer). An
+    answer the model ended at its length limit or a content filter says so (`prefix`:
+    the platform's, for the commands it names).
     """
     split = ThinkSplitter(continuing=bool(start))
     answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
     answer.text = start
     show = show_reasoning
     out = Outcome()
+    finish: str | None = None
     typing: Typing | None = Typing(sink)
     try:
         async with asyncio.timeout(answer_timeout):
             async with aclosing(provider.stream_chat(request)) as deltas:
                 async for delta in deltas:
+                    finish = delta.finish_reason or finish
                     if delta.usage is not None:
                         out.usage = out.usage.merged(delta.usage) if out.usage else delta.usage
                     seen, thought_seen = len(split.answer), len(split.reasoning)
@@ -228,10 +233,44 @@ async def stream_answer(
     out.answer = answer.cut(max_chars)
     out.thought = thought.finish()
     out.reasoning = out.thought if show else ""
+    wrote = out.answer != start
+    if out.error is None and (why := _ended_by_model(finish, wrote, bool(out.thought), prefix)):
+        out.state, out.error = TurnState.STOPPED, why
+        out.failed = not out.answer
     if not out.answer and not out.error:
         out.failed = True
         out.error = "The model returned an empty answer. Try again or rephrase."
     return out
+
+
+# finish_reason (OpenAI, Mistral, OpenRouter) and stop_reason (Claude) values that end an
+# answer before the model meant to: what the asker is told instead of nothing.
+_AT_LENGTH = frozenset({"length", "max_tokens", "model_length"})
+_FILTERED = frozenset({"content_filter", "refusal"})
+_TOOLS = frozenset({"tool_calls", "tool_use", "function_call"})
+
+
+def _ended_by_model(finish: str | None, wrote: bool, thought: bool, prefix: str) -> str | None:
+    """Why an answer the model ended itself is cut or missing; None when it just ended."""
+    if finish in _AT_LENGTH:
+        raise_it = f"an admin raises it with {prefix}params max_tokens"
+        if wrote:
+            return (
+                f"The answer reached its length limit (max_tokens), so it stops here: "
+                f"{prefix}continue goes on from it, or {raise_it}."
+            )
+        spent = "thinking, before any answer" if thought else "before writing anything"
+        return f"The model reached its length limit (max_tokens) {spent}: {raise_it}."
+    if finish in _FILTERED:
+        if wrote:
+            return "The provider's content filter stopped this answer here."
+        return "The provider's content filter blocked this answer. Rephrase, or try another model."
+    if finish in _TOOLS and not wrote:
+        return (
+            "The model asked to use a tool instead of answering, and this bot offers none. "
+            "Try again or rephrase."
+        )
+    return None
 
 
 SHOW_FAILED = "The answer could not be shown here, so it stops where it was cut."

@@ -220,7 +220,7 @@ class ChunkDecoder:
         if not isinstance(body, dict):
             raise malformed(self._where, "a chunk that is not a JSON object")
         choices = body.get("choices")
-        if body.get("error") and not choices:
+        if body.get("error"):  # OpenRouter's mid-answer error comes with a choice
             self._raise_error(body)
         if choices is None:
             choices = []
@@ -244,6 +244,8 @@ class ChunkDecoder:
             if isinstance(thought, str):
                 reasoning = thought
             finish_reason = choice.get("finish_reason")
+            if finish_reason == "error":  # the provider failed it (Mistral, OpenRouter)
+                raise error_from_kind(None, "server_error", "", where=self._where)
             if isinstance(finish_reason, str) and finish_reason:
                 finish = finish_reason
                 self.complete = True
