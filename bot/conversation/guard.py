@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from urllib.parse import unquote
 
 from bot.types import redact
-from bot.types.secrets import secret_forms
+from bot.types.secrets import HELD_SECRET_CHARS, secret_forms
 from bot.types.text import clean_text, without_invisible
 
 
@@ -63,11 +63,6 @@ class AnswerGuard:
             if buf[start] in self._firsts and buf[start:] in self._starts:
                 return len(buf) - start
         return 0
-
-
-# A channel secret this long found in a message stops it (a shorter one could be any
-# word; answers are still cleaned of those).
-HELD_SECRET_CHARS = 8
 
 
 def holds_secret(text: str, secrets: Iterable[str]) -> bool:

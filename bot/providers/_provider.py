@@ -19,7 +19,8 @@ from bot.providers.base import (
     ProviderError,
     StatusResult,
 )
-from bot.types import Source
+from bot.types import Source, redact
+from bot.types.secrets import HELD_SECRET_CHARS, holds_key
 from bot.types.text import choosable_model_id
 
 log = logging.getLogger("bot.providers")
@@ -151,9 +152,24 @@ class HTTPProvider:
         return await self._t.retrying(spec.where, lambda: self._t.request_json(spec))
 
     async def _models_at(self, base: str) -> list[ModelInfo]:
-        """The models at `base` that a channel could choose: an id that `/model` would
-        refuse (too long, invisible characters) is left out, not echoed in every list."""
-        return [m for m in await self._listed_at(base) if choosable_model_id(m.id)]
+        """The models at `base` that a channel could choose, each once: an id that `/model`
+        would refuse (too long, invisible characters) is left out, not echoed in every
+        list; so is one holding a key (an endpoint echoing the one it was sent), which
+        every member could read in /models and the model cache would keep in clear."""
+        secrets = [s for s in self.endpoint.secrets() if len(s) >= HELD_SECRET_CHARS]
+        models: dict[str, ModelInfo] = {}
+        held = 0
+        for model in await self._listed_at(base):
+            if model.id in models or not choosable_model_id(model.id):
+                continue
+            cleaned = redact(model.id, secrets, shapes=False, known=False)
+            if holds_key(model.id) or cleaned != model.id:
+                held += 1
+                continue
+            models[model.id] = model
+        if held:
+            log.warning("%s listed %d model id(s) holding a key: left out", self._where(base), held)
+        return list(models.values())
 
     def _known_base(self, typed: str) -> str:
         return self._t.corrected.get(typed, typed)

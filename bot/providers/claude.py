@@ -73,6 +73,8 @@ class ClaudeProvider(HTTPProvider):
             last_id = page.get("last_id")
             if not page.get("has_more") or not isinstance(last_id, str):
                 break
+            if last_id == params.get("after_id"):  # the same page again: it would never end
+                break
             params["after_id"] = last_id
         return models
 

@@ -34,6 +34,9 @@ _KEY_SHAPES = re.compile(
     r"|(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-\.]{8,}"
     r"|(?<![$!@#:/\w])[A-Za-z0-9_\-]{32,}\b"
 )
+# A channel secret this long found in a message stops it, and in a model id leaves that
+# out (a shorter one could be any word; answers are still cleaned of those).
+HELD_SECRET_CHARS = 8
 _PERCENT = re.compile(r"%[0-9A-F]{2}")
 _WHOLE_KEY = re.compile(r"(?:sk-ant-|sk-)[A-Za-z0-9_\-]{16,}")
 

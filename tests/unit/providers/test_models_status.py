@@ -372,3 +372,49 @@ async def test_a_passed_url_check_stands_for_the_turns_that_follow(
         assert looked_up.count("inside.example.com") == 2
     finally:
         await hub.aclose()
+
+
+async def test_a_listed_id_holding_a_key_is_left_out_and_each_id_listed_once(
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An endpoint echoing the key it was sent as a model id: /models showed it to every
+    member, and the model cache kept it in clear."""
+    password = "echo-me-0123456789"
+    ids = [
+        "m1",
+        "m1",
+        f"{password}-model",
+        "sk-proj-" + "k" * 24,  # some other key's shape
+        "m2",
+        "gpt-4o-mini-2024-07-18-fine-tuned-for-support",  # long, and no key
+        "m2",
+    ]
+    router.get("http://127.0.0.1:8080/v1/models").mock(
+        return_value=httpx.Response(200, json={"data": [{"id": i} for i in ids]})
+    )
+    endpoint = Endpoint(
+        Source.CUSTOM,
+        proxy_url="http://127.0.0.1:8080/v1",
+        proxy_password=SecretValue(password),
+    )
+    models = await make_hub(allow_private=True).provider(endpoint).list_models()
+    assert [m.id for m in models] == ["m1", "m2", "gpt-4o-mini-2024-07-18-fine-tuned-for-support"]
+    assert "listed 2 model id(s) holding a key: left out" in caplog.text
+    assert password not in caplog.text and "kkkk" not in caplog.text
+
+
+async def test_claude_paging_that_repeats_its_cursor_ends(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """A proxy answering has_more with the same last_id: 50 requests, the model 50 times."""
+    route = router.get("https://api.anthropic.com/v1/models").mock(
+        return_value=httpx.Response(
+            200, json={"data": [{"id": "claude-x"}], "has_more": True, "last_id": "claude-x"}
+        )
+    )
+    endpoint = Endpoint(Source.CLAUDE, api_key=SecretValue("sk-ant-page-0005"))
+    models = await make_hub().provider(endpoint).list_models()
+    assert [m.id for m in models] == ["claude-x"]
+    assert route.call_count == 2
