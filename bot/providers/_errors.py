@@ -19,7 +19,7 @@ from bot.providers.base import (
     RateLimited,
 )
 from bot.types import redact
-from bot.types.text import untrusted_json
+from bot.types.text import seconds_in_words, untrusted_json
 
 _MAX_DETAIL = 300
 
@@ -29,16 +29,21 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     millis = headers.get("retry-after-ms")
     if millis:
         try:
-            return max(0.0, float(millis) / 1000)
+            seconds = float(millis) / 1000
         except ValueError:
             pass
+        else:
+            if math.isfinite(seconds):
+                return max(0.0, seconds)
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # `inf` and `1e400` are floats too: no wait to keep to
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -154,7 +159,9 @@ def error_from_kind(
         )
     if status == 429 or kind == "rate_limit_error":
         wait = (
-            f" Try again in {math.ceil(retry_after)} s." if retry_after else " Try again shortly."
+            f" Try again in {seconds_in_words(math.ceil(retry_after))}."
+            if retry_after
+            else " Try again shortly."
         )
         return RateLimited(
             f"{where} is rate-limiting requests{code}.{detail}{wait}",

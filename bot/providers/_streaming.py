@@ -11,10 +11,10 @@ from typing import Any, Protocol
 
 import httpx
 
-from bot.providers._errors import malformed
+from bot.providers._errors import body_detail, error_from_kind, malformed
 from bot.providers._http import MAX_BODY, RequestSpec, Transport
 from bot.providers._sse import SSEEvent, SSELineTooLong, SSEParser
-from bot.providers.base import Delta, ProviderError, StreamCut, joined
+from bot.providers.base import Delta, MalformedResponse, ProviderError, StreamCut, joined
 from bot.types.text import untrusted_json
 
 # Far above any real answer (MAX_ANSWER_CHARS stops the text sooner); bounds what a
@@ -95,7 +95,7 @@ async def _attempt(
         for delta in state.finish():
             yield delta
         if not (state.done or state.complete):
-            raise StreamCut(f"{where} ended the stream before the answer was complete. Try again.")
+            raise StreamCut(_CUT.format(where=where))
     finally:
         await response.aclose()
 
@@ -111,25 +111,31 @@ async def _events(
 
     Keep-alive comments and a line dripping in byte by byte are not progress: only a
     complete event line resets the idle clock, or a stream could hold a turn forever.
+    Before the first one, comments (a proxy's "processing") may go on as long as a first
+    byte may take. A body with no event at all is read as the error or page it is.
     """
     parser = SSEParser()
     clock = asyncio.get_running_loop().time
     idle = transport.settings.idle_timeout
     progress = clock()
+    started = False  # an event line has come
+    head = b""  # the body's start, while no event line has come
     size = 0
     async with aclosing(transport.chunks(response, deadline, where, paced=True)) as chunks:
         async for chunk in chunks:
             size += len(chunk)
             if size > MAX_STREAM_BYTES:
                 raise malformed(where, f"more than {MAX_STREAM_BYTES // 2**20} MB in one answer")
+            if not started and len(head) < _HEAD_BYTES:
+                head += chunk[: _HEAD_BYTES - len(head)]
             try:
                 events = parser.feed(chunk)
             except SSELineTooLong:
                 raise malformed(where, "a line of the event stream is too long") from None
             if parser.take_progress():
-                progress = clock()
-            elif clock() - progress > idle:
-                raise transport.timeout_error(TimeoutError(), where, first=False)
+                progress, started = clock(), True
+            elif clock() - progress > (idle if started else transport.settings.first_byte_timeout):
+                raise transport.timeout_error(TimeoutError(), where, first=not started)
             # What one read brought goes on as one delta: every layer above, down to the
             # front-end's sink, then runs once a read instead of once an event.
             batch: list[Delta] = []
@@ -145,6 +151,26 @@ async def _events(
             if state.done:
                 await transport.drain(chunks)
                 return
-        for event in parser.close():
-            for delta in state.on_event(event):
-                yield delta
+        try:
+            for event in parser.close():
+                for delta in state.on_event(event):
+                    yield delta
+        except MalformedResponse:  # an event cut short by the connection's end
+            raise StreamCut(_CUT.format(where=where)) from None
+    if not started and not (state.done or state.complete) and head.strip():
+        raise _not_a_stream(head, where)
+
+
+_HEAD_BYTES = 4096
+_CUT = "{where} ended the stream before the answer was complete. Try again."
+
+
+def _not_a_stream(head: bytes, where: str) -> ProviderError:
+    """A body that held no event: an error said in JSON (a 200 some proxies send), or a
+    web page sent as text."""
+    message, kind = body_detail(head)
+    if message or kind:
+        return error_from_kind(None, kind, message, where=where)
+    if head.lstrip().startswith(b"<"):
+        return malformed(where, "a web page instead of an event stream")
+    return malformed(where, "a body with no event in it")

@@ -313,3 +313,12 @@ def literal(text: str) -> str:
 def shorten(text: str, limit: int) -> str:
     """At most `limit` characters, with `…` where it was cut."""
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def seconds_in_words(seconds: int) -> str:
+    """A wait as people say it: `42 s`, `12 min`, `26 h 5 min`."""
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
 from bot.types.limits import Counts, LimitName, ScopeLimits
-from bot.types.text import quoted
+from bot.types.text import quoted, seconds_in_words
 
 MAX_VALUE = 10**12  # far beyond any real quota, and inside a BIGINT
 # What an answer is guessed to cost before it is written (max_tokens when smaller).
@@ -190,14 +190,8 @@ def _what(name: LimitName, limit: int) -> str:
 def when(moment: datetime, now: datetime) -> str:
     """`at 14:03:20 UTC (in 42 s)`."""
     seconds = max(0, int((moment - now).total_seconds() + 0.999))
-    if seconds < 120:
-        left = f"{seconds} s"
-    elif seconds < 7200:
-        left = f"{seconds // 60} min"
-    else:
-        left = f"{seconds // 3600} h {seconds % 3600 // 60} min"
     clock = moment.strftime("%H:%M:%S" if seconds < 3600 else "%H:%M")
-    return f"at {clock} UTC (in {left})"
+    return f"at {clock} UTC (in {seconds_in_words(seconds)})"
 
 
 def refusal_text(

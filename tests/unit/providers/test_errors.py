@@ -351,9 +351,34 @@ async def test_retry_after_beyond_budget_gives_up_at_once(
     with pytest.raises(RateLimited) as info:
         await collect(make_hub(max_retries=5, retry_max_seconds=20))
     assert info.value.retry_after == 120
-    assert "120 s" in str(info.value)
+    assert "Try again in 2 min." in str(info.value)
     assert route.call_count == 1
     assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        ({"retry-after": "inf"}, "Try again shortly."),
+        ({"retry-after": "1e400"}, "Try again shortly."),
+        ({"retry-after-ms": "inf"}, "Try again shortly."),
+        ({"retry-after": "86400"}, "Try again in 24 h 0 min."),
+        ({"retry-after": "42"}, "Try again in 42 s."),
+    ],
+)
+async def test_a_retry_after_no_one_can_wait_for_is_no_wait(
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+    header: dict[str, str],
+    said: str,
+) -> None:
+    """`Retry-After: inf` ended the turn in "Something went wrong (OverflowError)"."""
+    router.post(OPENAI_URL).mock(
+        return_value=httpx.Response(429, headers=header, json=error_json("wait"))
+    )
+    with pytest.raises(RateLimited) as info:
+        await collect(make_hub(max_retries=0))
+    assert str(info.value).endswith(said)
 
 
 async def test_quota_exhausted_is_not_retried(

@@ -10,6 +10,7 @@ import pytest
 import respx
 
 from bot.providers import (
+    BadRequest,
     ChatRequest,
     Delta,
     Endpoint,
@@ -450,3 +451,52 @@ async def test_trailing_bytes_after_done_are_drained(
     assert "".join(d.text for d in await collect(make_hub())) == "x"
     assert stream.sent == 2  # read to the end, so the pooled connection can be reused
     assert stream.closed
+
+
+async def test_a_200_whose_body_is_an_error_says_the_providers_words_once(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """Some proxies answer 200 with an event-stream type and a JSON error: it was "ended
+    the stream before the answer was complete", asked three times."""
+    error = b'{"error": {"message": "The model m does not exist", "type": "invalid_request_error"}}'
+    route = router.post(OPENAI_URL).mock(side_effect=lambda _: sse_response(error)[0])
+    with pytest.raises(BadRequest, match='The provider said: "The model m does not exist"'):
+        await collect(make_hub(max_retries=2))
+    assert route.call_count == 1
+
+
+async def test_a_web_page_sent_as_text_is_named(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    page = b"<!DOCTYPE html><html><body>Sign in to the Wi-Fi</body></html>"
+    router.post(OPENAI_URL).mock(return_value=sse_response(page, content_type="text/plain")[0])
+    with pytest.raises(MalformedResponse, match="a web page instead of an event stream"):
+        await collect(make_hub(max_retries=0))
+
+
+async def test_a_connection_cut_inside_an_event_is_a_cut_not_a_wrong_url(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    whole = sse_bytes([(None, openai_chunk("Hi"))])
+    response, _ = sse_response(whole, b'data: {"id":"c1","object":"chat.completion.chunk","choi')
+    router.post(OPENAI_URL).mock(return_value=response)
+    with pytest.raises(StreamCut, match="ended the stream before the answer was complete") as info:
+        await collect(make_hub(max_retries=0))
+    assert info.value.partial == "Hi"
+
+
+async def test_a_proxys_comments_before_the_first_token_wait_as_a_first_byte_may(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """OpenRouter says ": OPENROUTER PROCESSING" while a model is queued: that was
+    "stopped sending … in the middle of the answer" after the idle limit."""
+    pings = [b": OPENROUTER PROCESSING\n\n", 0.03] * 10
+    answer = sse_bytes([(None, openai_chunk("late", "stop")), (None, "[DONE]")])
+    router.post(OPENAI_URL).mock(return_value=sse_response(*pings, answer)[0])
+    hub = make_hub(idle_timeout=0.1, first_byte_timeout=5)
+    assert "".join(d.text for d in await collect(hub)) == "late"
+
+    router.post(OPENAI_URL).mock(return_value=sse_response(*pings * 3, answer)[0])
+    hub = make_hub(idle_timeout=0.1, first_byte_timeout=0.3, max_retries=0)
+    with pytest.raises(ProviderTimeout, match=r"did not start answering within 0\.3 s"):
+        await collect(hub)
