@@ -12,6 +12,7 @@ from typing import Any
 from bot.providers.base import (
     AuthError,
     BadRequest,
+    ContextTooLong,
     MalformedResponse,
     NotFoundError,
     Overloaded,
@@ -150,6 +151,13 @@ def error_from_kind(
             "name (list the endpoint's models) and, for a custom endpoint, the URL.",
             partial=partial,
         )
+    # Before the 5xx rule: llama-cpp-python says it with a 500.
+    if _over_context(kind, message):
+        return ContextTooLong(
+            f"{where} says the conversation is too long for the model's context "
+            f"window{code}.{detail}",
+            partial=partial,
+        )
     if kind in ("insufficient_quota", "billing_error"):
         return RateLimited(
             f"{where} says the account is out of quota or credits{code}.{detail} Add credits "
@@ -184,6 +192,26 @@ def error_from_kind(
             partial=partial,
         )
     return ProviderError(f"{where} answered with an error{code}.{detail}", partial=partial)
+
+
+# How servers say a request is over the context window: OpenAI's code, llama.cpp's
+# type, LiteLLM's exception name, Anthropic's "prompt is too long", Mistral's and
+# llama-cpp-python's words.
+_OVER_CONTEXT = (
+    "context_length_exceeded",
+    "exceed_context_size",
+    "contextwindowexceeded",
+    "context window",
+    "context length",
+    "maximum context",
+    "available context",
+    "prompt is too long",
+)
+
+
+def _over_context(kind: str, message: str) -> bool:
+    said = f"{kind} {message}".lower()
+    return any(words in said for words in _OVER_CONTEXT)
 
 
 def malformed(where: str, what: str, *, partial: str = "") -> MalformedResponse:

@@ -168,6 +168,12 @@ class BadRequest(ProviderError):
     kind = "bad_request"
 
 
+class ContextTooLong(BadRequest):
+    """The request does not fit the model's context window."""
+
+    kind = "context"
+
+
 class Provider(Protocol):
     async def check_status(self) -> StatusResult: ...
 

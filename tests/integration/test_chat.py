@@ -588,3 +588,19 @@ async def test_an_answer_the_model_ended_early_says_why(
         ]
     else:
         assert (history[-1].content, history[-1].state, history[-1].error) == (shown, state, error)
+
+
+async def test_a_conversation_over_the_models_context_says_what_helps(harness: Harness) -> None:
+    await configure_fake(harness)
+    over = {
+        "error": {"message": "maximum context length is 2048", "code": "context_length_exceeded"}
+    }
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(return_value=httpx.Response(400, json=over))
+        sink = await ask(harness, "hi")
+    assert sink.error is not None
+    assert "too long for the model's context window (HTTP 400)" in sink.error
+    assert sink.error.endswith(
+        "/reset starts afresh; or an admin sets /params context to the model's context "
+        "size, so less history is sent."
+    )

@@ -13,6 +13,7 @@ from bot.providers import (
     AuthError,
     BadRequest,
     ChatRequest,
+    ContextTooLong,
     Endpoint,
     MalformedResponse,
     NotFoundError,
@@ -475,3 +476,53 @@ async def test_a_proxys_error_is_cleaned_of_the_key_it_was_never_sent(
     with pytest.raises(ProviderError) as info:
         await collect(make_hub(max_retries=0), behind)
     assert "NeverSentKey9876" not in str(info.value) and "****" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # OpenAI, and llama-cpp-python when not streaming
+        (
+            400,
+            error_json(
+                "This model's maximum context length is 2048 tokens. However, you requested "
+                "3039 tokens (3031 in the messages, 8 in the completion).",
+                code="context_length_exceeded",
+            ),
+        ),
+        # llama.cpp's own server
+        (
+            400,
+            error_json(
+                "the request exceeds the available context size, try increasing it",
+                "exceed_context_size_error",
+            ),
+        ),
+        # LiteLLM's proxy
+        (
+            400,
+            error_json(
+                "litellm.ContextWindowExceededError: litellm.BadRequestError: ContextWindow",
+                "None",
+            ),
+        ),
+        # Anthropic
+        (400, error_json("prompt is too long: 208310 tokens > 200000 maximum")),
+        # a server that says it with a 500
+        (500, error_json("Requested tokens (3031) exceed context window of 2048", "server")),
+    ],
+    ids=["openai", "llama.cpp", "litellm", "anthropic", "as-a-500"],
+)
+async def test_a_conversation_over_the_context_window_is_named_so(
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+    status: int,
+    body: dict[str, object],
+) -> None:
+    """It read "Check the model and the generation settings (temperature, max tokens,
+    stop sequences)", which was no help."""
+    route = router.post(OPENAI_URL).mock(return_value=httpx.Response(status, json=body))
+    with pytest.raises(ContextTooLong) as info:
+        await collect(make_hub(max_retries=2))
+    assert "too long for the model's context window" in str(info.value)
+    assert route.call_count == 1  # asking again cannot help
