@@ -16,7 +16,7 @@ from bot.connection import (
     shown_here,
     withheld,
 )
-from bot.fields import BY_NAME, PARAMS, Field, FieldError
+from bot.fields import BY_NAME, DEFAULT_CONTEXT_TOKENS, PARAMS, Field, FieldError
 from bot.providers import NotFoundError, StatusResult
 from bot.providers.policy import EndpointRefused
 from bot.store import SecretUnreadable, api_key_name
@@ -624,7 +624,26 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         only = _only_for(field).strip(" ()")
         note = f" It applies to {only}; this channel uses {config.source.value}."
     where = " for this server" if scope is Scope.SERVER else ""
+    if name in ("max_tokens", "context"):
+        note += _room_left(await ctx.store.effective_config(ctx.ref), p)
     return Reply(f"{name} set to {field.show(value)}{where}.{note}{overridden}")
+
+
+def _room_left(config: ChannelConfig, p: str) -> str:
+    """A warning when the answer's length takes most of the context: the conversation,
+    trimmed to what is left, would be little or none of it."""
+    answer = config.number("max_tokens")
+    context = config.number("context")
+    size = context or DEFAULT_CONTEXT_TOKENS
+    if answer is None or size - answer >= size // 4:
+        return ""
+    assumed = "" if context else f" (assumed: {p}params context is unset)"
+    return (
+        f" Note: max_tokens {answer:,} leaves {max(0, size - answer):,} of the {size:,}-token "
+        f"context{assumed} for the conversation, so the model reads little or none of what "
+        f"came before. Set {p}params context to the model's context size, or lower "
+        "max_tokens."
+    )
 
 
 async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:

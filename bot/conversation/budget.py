@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.fields import DEFAULT_CONTEXT_TOKENS
 from bot.types import HistoryEntry
 from bot.types.text import unicode_pattern
 
 MAX_INPUT_CHARS = 32_000  # the longest message taken as a question (or an edit of one)
-DEFAULT_CONTEXT_TOKENS = 8192
 DEFAULT_ANSWER_TOKENS = 1024
 _PER_MESSAGE_OVERHEAD = 4
 # Marks on a letter: Arabic vowels, Devanagari and Thai vowel signs, accents, Zalgo.

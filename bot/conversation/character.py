@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from bot.characters import Card, CardError, CharacterPrompt, build_prompt, card_from_json
-from bot.conversation.budget import DEFAULT_CONTEXT_TOKENS, estimate_tokens, history_budget
+from bot.conversation.budget import estimate_tokens, history_budget
 from bot.store import Store, StoredCharacter
 from bot.types import ChannelConfig, ChannelRef, ChatMessage
 
@@ -50,7 +50,6 @@ def _prompt(
     """build_prompt with our system prompt as {{original}}, lore and examples budgeted
     from the context the history could have."""
     base = history_budget(config.number("context"), config.number("max_tokens"), None, "")
-    base = base or DEFAULT_CONTEXT_TOKENS
     return build_prompt(
         card,
         messages,

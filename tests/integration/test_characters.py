@@ -655,3 +655,19 @@ async def test_a_card_whose_image_is_too_large_imports_without_it_and_says_so(
     assert stored is not None and stored.image is None
     shown = await run(harness, ("character", "show"))
     assert "Image: no." in shown.text
+
+
+async def test_example_dialogues_stay_in_the_budget_when_max_tokens_fills_the_context(
+    harness: Harness,
+) -> None:
+    """With max_tokens at the context's size the history's budget was 0, read as "none
+    set": 8,192 tokens of examples and lore went out (124 messages, not 4)."""
+    examples = "".join(f"<START>\n{{{{user}}}}: Q{i}?\n{{{{char}}}}: A{i}.\n" for i in range(60))
+    await configure_fake(harness, context_tokens=1024, max_tokens=1024)
+    card = {**CARD, "data": {**CARD["data"], "mes_example": examples}}
+    assert (await run(harness, ("character", "import"), file=card_file(card))).ok
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hello")
+    sent = json.loads(route.calls.last.request.content)["messages"]
+    assert not any("Q1?" in str(m["content"]) for m in sent), sent

@@ -416,3 +416,24 @@ async def test_console_help_says_who_you_are(harness: Harness) -> None:
     member = await run(harness, "/help", Actor("123", "123"), console)
     assert "In this console you are user 123, not an admin." in member.text
     assert "operator's own terminal" not in member.text
+
+
+async def test_max_tokens_that_leaves_no_room_for_the_conversation_is_said(
+    harness: Harness,
+) -> None:
+    """`/params max_tokens 5000` against a context of 4096 said only "set": the model then
+    read the newest message alone, and forgot the rest without a word."""
+    quiet = await run(harness, "/params max_tokens 1000")
+    assert quiet.ok and quiet.text == "max_tokens set to 1000."
+    warned = await run(harness, "/params max_tokens 7000")
+    assert warned.ok
+    assert warned.text == (
+        "max_tokens set to 7000. Note: max_tokens 7,000 leaves 1,192 of the 8,192-token "
+        "context (assumed: /params context is unset) for the conversation, so the model "
+        "reads little or none of what came before. Set /params context to the model's "
+        "context size, or lower max_tokens."
+    )
+    fixed = await run(harness, "/params context 128000")
+    assert fixed.ok and fixed.text == "context set to 128000."
+    smaller = await run(harness, "/params context 4096")
+    assert "leaves 0 of the 4,096-token context for the conversation" in smaller.text
