@@ -41,7 +41,7 @@ from bot.store.migrate import (
     newest_file_revision,
     upgrade_to_head,
 )
-from bot.types import ChannelConfig, Platform, redact
+from bot.types import Actor, ChannelConfig, Platform, redact
 from bot.types.text import TextError, shorten, visible_id
 from bot.types.usage import USAGE_COLUMNS
 
@@ -288,6 +288,10 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
         defaults=operator_defaults(settings),
         default_secrets=settings.default_secrets(),
     )
+    try:
+        await check_keys(store, box)
+    except StoreError as err:  # the turns say what fails, if it lasts
+        log.warning("could not check the stored secrets' keys: %s", err)
     hub = ProviderHub(provider_settings(settings))
     prefixes = {**DEFAULT_PREFIXES, Platform.MATRIX: settings.matrix_command_prefix}
     limits = TurnLimits(
@@ -507,13 +511,37 @@ async def run_console(
         await core.close()
 
 
-async def rotate_keys(settings: Settings, box: SecretBox) -> int:
+# Who forgets unreadable secrets in the audit log: the operator, at the terminal.
+OPERATOR = Actor("operator", "the operator (chatbot rotate-keys)")
+
+
+async def rotate_keys(
+    settings: Settings, box: SecretBox, *, forget_unreadable: bool = False
+) -> tuple[int, list[str]]:
+    """Re-encrypt every stored secret under the first key (all or nothing); with
+    `forget_unreadable`, the ones no key opens are deleted first. Returns how many were
+    re-encrypted, and which were forgotten."""
     await migrate(settings)
     store = await Store.open(settings.db_url, box, defaults=operator_defaults(settings))
     try:
-        return await store.rotate_keys()
+        forgotten = await store.forget_unreadable_secrets(OPERATOR) if forget_unreadable else []
+        return await store.rotate_keys(), forgotten
     finally:
         await store.close()
+
+
+async def check_keys(store: Store, box: SecretBox) -> None:
+    """Say at start when stored secrets were encrypted with a key BOT_SECRET_KEYS lacks
+    (removed too early, or another install's database): their channels cannot answer."""
+    for key_id, count in sorted((await store.secret_key_ids()).items()):
+        if key_id not in box.key_ids:
+            log.warning(
+                "%d stored secret(s) were encrypted with key %s, which BOT_SECRET_KEYS "
+                "lacks: their channels cannot answer until that key is added back (`chatbot "
+                "rotate-keys --forget-unreadable` deletes them instead)",
+                count,
+                key_id,
+            )
 
 
 EXPORT_FORMATS = ("csv", "jsonl")

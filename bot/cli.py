@@ -106,8 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     command(sub, "migrate", "upgrade the database schema to the newest version")
     command(sub, "keygen", "print a new key for BOT_SECRET_KEYS")
-    command(
+    rotate = command(
         sub, "rotate-keys", "re-encrypt every stored secret under the first BOT_SECRET_KEYS key"
+    )
+    rotate.add_argument(
+        "--forget-unreadable",
+        action="store_true",
+        help="first delete the secrets no key opens (their channels set them again)",
     )
     usage = command(sub, "usage", "usage records (tokens per provider call)")
     usage_sub = usage.add_subparsers(dest="usage_command", metavar="ACTION", required=True)
@@ -207,9 +212,21 @@ def _drop_stdout() -> None:
     os.close(devnull)
 
 
-async def _rotate(settings: Settings) -> str:
-    count = await rotate_keys(settings, secret_box(settings))
-    return f"Re-encrypted {count} secret(s) under the first key in BOT_SECRET_KEYS."
+async def _rotate(settings: Settings, forget_unreadable: bool) -> str:
+    box = secret_box(settings)
+    count, forgotten = await rotate_keys(settings, box, forget_unreadable=forget_unreadable)
+    lines = [f"Forgot the {what}: no key opened it." for what in forgotten]
+    lines.append(
+        f"Re-encrypted {count} secret(s) under key {box.primary_key_id} (the first in "
+        "BOT_SECRET_KEYS); the others can go once every process runs with it first."
+    )
+    return "\n".join(lines)
+
+
+_FORGET = (
+    "Nothing was re-encrypted. `chatbot rotate-keys --forget-unreadable` deletes the "
+    "secrets no key opens (their channels then set them again) and re-encrypts the rest"
+)
 
 
 def _event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -255,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(asyncio.run(_migrate(settings)))
             return 0
         if args.command == "rotate-keys":
-            print(asyncio.run(_rotate(settings)))
+            print(asyncio.run(_rotate(settings, args.forget_unreadable)))
             return 0
         if args.command == "usage":
             return _export(settings, args.since, args.format)
@@ -265,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as err:
         return _fail(str(err))
     except SecretUnreadable as err:
-        return _fail(str(err))
+        return _fail(f"{err} {_FORGET}." if args.command == "rotate-keys" else str(err))
     except (StartError, StoreError) as err:
         return _fail(str(err), 1)
     except KeyboardInterrupt:

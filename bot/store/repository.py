@@ -223,6 +223,14 @@ class Store:
         """Re-encrypt every secret under the first key in one transaction; all or nothing."""
         return await self._vault.rotate()
 
+    async def forget_unreadable_secrets(self, actor: Actor) -> list[str]:
+        """Delete (audited) the secrets no key opens; which they were, never their values."""
+        return await self._vault.forget_unreadable(actor)
+
+    async def secret_key_ids(self) -> dict[str, int]:
+        """How many stored secrets each key id encrypted."""
+        return await self._vault.key_ids()
+
     # ---- history ----------------------------------------------------------------------
 
     async def history(self, ref: ChannelRef, limit: int) -> list[HistoryEntry]:

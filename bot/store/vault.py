@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.base import Database, Key, audit_row, key_of, where
 from bot.store.models import SecretRow, utcnow
 from bot.store.reads import StoredSecret, TurnReads
-from bot.store.secrets import Sealed, SecretBox, associated_data, describe_scope
+from bot.store.secrets import (
+    Sealed,
+    SecretBox,
+    SecretUnreadable,
+    associated_data,
+    describe_scope,
+)
 from bot.types import Actor, ChannelRef, Scope, SecretValue, Source
 
 # Secret names the bot stores; a typo must not silently create a new secret.
@@ -129,6 +135,38 @@ class Vault:
         if default:
             return "operator", default
         return None
+
+    async def forget_unreadable(self, actor: Actor) -> list[str]:
+        """Delete (audited) the secrets no key of the box opens, so the old key can go:
+        what each was and where, never its value."""
+
+        async def work(session: AsyncSession) -> list[str]:
+            rows = (
+                await session.scalars(select(SecretRow).order_by(SecretRow.id).with_for_update())
+            ).all()
+            gone: list[str] = []
+            for row in rows:
+                try:
+                    self._open(row)
+                except SecretUnreadable as err:
+                    gone.append(f"{err.name} of {err.where}")
+                    await session.delete(row)
+                    key = (row.platform, row.server_id, row.channel_id)
+                    session.add(audit_row(key, actor, "secret.forget", f"{row.name} unreadable"))
+            return gone
+
+        gone = await self._db.write("key rotation", work)
+        self._reads.secrets.clear()
+        return gone
+
+    async def key_ids(self) -> dict[str, int]:
+        """How many stored secrets each key id encrypted."""
+
+        async def work(session: AsyncSession) -> dict[str, int]:
+            counted = select(SecretRow.key_id, func.count()).group_by(SecretRow.key_id)
+            return {key_id: count for key_id, count in await session.execute(counted)}
+
+        return await self._db.read("key check", work)
 
     async def rotate(self) -> int:
         """Re-encrypt every secret under the first key in one transaction; all or nothing."""

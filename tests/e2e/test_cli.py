@@ -501,3 +501,53 @@ def test_default_proxy_url_with_a_pasted_route_is_used_as_proxy_set_keeps_it(
     assert shown == ["http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"], result.stdout
     log = (tmp_path / "data" / "chatbot.log").read_text()
     assert log.count("DEFAULT_PROXY_URL is used as http://127.0.0.1:9/v1;") == 1
+
+
+def test_one_secret_no_key_opens_can_be_forgotten_so_the_rest_rotate(tmp_path: Path) -> None:
+    """One secret under a lost key blocked every rotation, and the old key could never be
+    retired without SQL. A start with keys that open no stored secret said nothing."""
+    lost, old, new = (chatbot(tmp_path, "keygen").stdout.strip() for _ in range(3))
+    assert chatbot(tmp_path, "migrate").returncode == 0
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/bot.db"
+    admin = Actor("a", "A", is_channel_admin=True)
+
+    async def put(keys: str, channel: str, value: str) -> None:
+        store = await Store.open(
+            url, SecretBox.from_setting(keys), defaults=ChannelConfig.of(source=Source.OPENAI)
+        )
+        ref = ChannelRef(Platform.CONSOLE, channel_id=channel)
+        await store.set_secret(ref, Scope.CHANNEL, "openai_api_key", SecretValue(value), admin)
+        await store.close()
+
+    asyncio.run(put(lost, "gone", "sk-lost-key-444"))
+    asyncio.run(put(old, "kept", "sk-kept-key-555"))
+
+    refused = chatbot(tmp_path, "rotate-keys", BOT_SECRET_KEYS=f"{new},{old}")
+    assert refused.returncode == 2, refused.stderr
+    assert "`chatbot rotate-keys --forget-unreadable` deletes the secrets" in refused.stderr
+
+    started = chatbot(
+        tmp_path, "console", "--verbose", stdin="/quit\n", BOT_SECRET_KEYS=f"{new},{old}"
+    )
+    lost_id = SecretBox.from_setting(lost).primary_key_id
+    assert started.returncode == 0, started.stderr
+    assert (
+        f"1 stored secret(s) were encrypted with key {lost_id}, which BOT_SECRET_KEYS lacks"
+        in started.stderr
+    )
+    assert SecretBox.from_setting(old).primary_key_id not in started.stderr
+
+    done = chatbot(tmp_path, "rotate-keys", "--forget-unreadable", BOT_SECRET_KEYS=f"{new},{old}")
+    assert done.returncode == 0, done.stderr
+    new_id = SecretBox.from_setting(new).primary_key_id
+    assert done.stdout.splitlines() == [
+        "Forgot the openai_api_key of channel gone on console: no key opened it.",
+        f"Re-encrypted 1 secret(s) under key {new_id} (the first in BOT_SECRET_KEYS); the "
+        "others can go once every process runs with it first.",
+    ]
+    assert "sk-" not in done.stdout + done.stderr
+    with sqlite3.connect(tmp_path / "data" / "bot.db") as conn:
+        assert conn.execute("SELECT key_id FROM secrets").fetchall() == [(new_id,)]
+        assert conn.execute(
+            "SELECT actor_id, action, detail FROM audit_log WHERE action = 'secret.forget'"
+        ).fetchall() == [("operator", "secret.forget", "openai_api_key unreadable")]
