@@ -16,7 +16,16 @@ from types import MappingProxyType
 from typing import Any
 
 from bot.types import ReplyMode, Source
-from bot.types.text import TextError, clean_text, decimal_hint, parse_decimal, parse_integer, quoted
+from bot.types.text import (
+    MODEL_ID_CHARS,
+    PROXY_URL_CHARS,
+    TextError,
+    clean_text,
+    decimal_hint,
+    parse_decimal,
+    parse_integer,
+    quoted,
+)
 
 
 class FieldError(ValueError):
@@ -59,6 +68,7 @@ ALL_SOURCES = frozenset(Source)
 # The context window the bot budgets for when `context` is unset (a model's own size is
 # not known to it); what `max_tokens` leaves of it is the conversation's room.
 DEFAULT_CONTEXT_TOKENS = 8192
+SYSTEM_PROMPT_CHARS = 8000
 
 
 def number_text(value: float) -> str:
@@ -311,12 +321,14 @@ FIELDS: tuple[Field, ...] = (
         choices=tuple(s.value for s in Source),
         default=Source.OPENAI.value,
     ),
-    Field("model", Kind.TEXT, "the model that answers", max_chars=200),
-    Field("proxy_url", Kind.TEXT, "reverse proxy or custom endpoint URL", max_chars=2000),
-    Field("resolved_url", Kind.TEXT, "the URL in use after the /v1 fix", max_chars=2000),
+    Field("model", Kind.TEXT, "the model that answers", max_chars=MODEL_ID_CHARS),
+    Field(
+        "proxy_url", Kind.TEXT, "reverse proxy or custom endpoint URL", max_chars=PROXY_URL_CHARS
+    ),
+    Field("resolved_url", Kind.TEXT, "the URL in use after the /v1 fix", max_chars=PROXY_URL_CHARS),
     Field("bypass_status_check", Kind.SWITCH, "chat even when the check fails", default=False),
     Field("show_external_models", Kind.SWITCH, "offer the endpoint's models", default=False),
-    Field("system_prompt", Kind.TEXT, "the system prompt", max_chars=8000),
+    Field("system_prompt", Kind.TEXT, "the system prompt", max_chars=SYSTEM_PROMPT_CHARS),
     Field(
         "reply_mode",
         Kind.CHOICE,

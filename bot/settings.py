@@ -27,6 +27,7 @@ from bot.types.prices import PriceError, PriceTable
 from bot.types.secrets import KEYGEN_HINT
 from bot.types.text import (
     MODEL_ID_CHARS,
+    PROXY_URL_CHARS,
     TextError,
     describe_char,
     header_safe,
@@ -39,7 +40,6 @@ from bot.types.text import (
 DEFAULT_DATA_DIR = Path("data")
 ENV_FILE = ".env"
 PRICES_FILE_BYTES = 1024 * 1024  # USAGE_PRICES_FILE is read up to this, or refused
-PROXY_URL_CHARS = 2000  # what the store keeps of a channel's proxy_url (bot/fields.py)
 
 # "unverified": encrypt for every device of the room's members (trust on first use);
 # "verified": only for devices someone verified.

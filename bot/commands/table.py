@@ -6,7 +6,7 @@ from bot.commands import characters as ch
 from bot.commands import handlers as h
 from bot.commands import quotas, usage_report
 from bot.commands.spec import DEFAULT, SOURCES, Command, Kind, Option
-from bot.fields import PARAM_NAMES
+from bot.fields import PARAM_NAMES, SYSTEM_PROMPT_CHARS
 from bot.types import ReplyMode
 from bot.types.text import MODEL_ID_CHARS
 
@@ -152,7 +152,13 @@ TABLE: tuple[Command, ...] = (
         "system",
         "Set the system prompt (`none`: no prompt, `default`: the server's); alone: show it.",
         (
-            Option("prompt", Kind.TEXT, "the system prompt", required=False, max_length=8000),
+            Option(
+                "prompt",
+                Kind.TEXT,
+                "the system prompt",
+                required=False,
+                max_length=SYSTEM_PROMPT_CHARS,
+            ),
             _scope_opt,
         ),
         handler=h.set_system,

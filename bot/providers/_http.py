@@ -361,10 +361,6 @@ class Transport:
                 raise malformed(where, "the answer is too large")
         return b"".join(parts)
 
-    async def post_json(self, spec: RequestSpec) -> Any:
-        """A whole (not streamed) answer as JSON, with the bounded retry rule."""
-        return await self.retrying(spec.where, lambda: self.request_json(spec))
-
     async def request_json(self, spec: RequestSpec) -> Any:
         """One non-streaming request → parsed JSON (MalformedResponse when it is not JSON)."""
         try:

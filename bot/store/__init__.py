@@ -1,14 +1,13 @@
 """Persistence: configuration, encrypted secrets, history, model cache, audit log."""
 
 from bot.store.characters import StoredCharacter
-from bot.store.config import CONFIG_FIELDS, AuditEntry
+from bot.store.config import AuditEntry
 from bot.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnwritable
 from bot.store.repository import Store
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
 from bot.store.vault import SECRET_NAMES, api_key_name
 
 __all__ = [
-    "CONFIG_FIELDS",
     "SECRET_NAMES",
     "AuditEntry",
     "SecretBox",

@@ -18,7 +18,6 @@ from bot.types import Actor, ChannelConfig, ChannelRef, Scope, StatusCheck
 from bot.types.text import clean_text, shorten
 
 _AUDIT_VALUE_CHARS = 80
-CONFIG_FIELDS = frozenset(REGISTRY.by_key)
 
 
 def checked(changes: Mapping[str, object]) -> dict[str, object]:

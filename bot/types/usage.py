@@ -85,10 +85,6 @@ class UsageRecord:
     def day(self) -> date:
         return self.at.date()
 
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
     def as_dict(self) -> dict[str, object]:
         """Plain values by USAGE_COLUMNS (export formats)."""
         values: tuple[object, ...] = (

@@ -152,7 +152,7 @@ class ChatHandler:
         incoming = Incoming(
             ref,
             actor,
-            strip_mention(message.content, me.id, my_role_id(message)),
+            text,
             tuple(attachment_of(a) for a in message.attachments),
             str(message.id),
         )

@@ -16,8 +16,6 @@ from bot.types.secrets import holds_key
 _TARGET = re.compile(r"(?:(?<=\s)|^)room:(![^\s:]+(?::\S+)?|#[^\s:]+:\S+)(?=\s|$)")
 # What was meant as one: `room:#ops` (an alias without its server), `room:!`.
 _MEANT = re.compile(r"(?:(?<=\s)|^)room:[#!]\S*(?=\s|$)")
-_ROOM_ID = re.compile(r"^![^\s:]+(?::\S+)?$")
-_ALIAS = re.compile(r"^#[^\s:]+:\S+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +43,6 @@ def split_target(text: str) -> Targeted:
     target = match.group(1)
     rest = f"{text[: match.start()].rstrip()} {text[match.end() :].lstrip()}".strip()
     return Targeted(rest, target)
-
-
-def is_room_id(target: str) -> bool:
-    return _ROOM_ID.match(target) is not None
-
-
-def is_alias(target: str) -> bool:
-    return _ALIAS.match(target) is not None
 
 
 def carries_secret(inv: Invocation) -> bool:
