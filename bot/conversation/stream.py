@@ -13,7 +13,7 @@ from typing import Protocol
 from bot.conversation.budget import estimate_tokens
 from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
-from bot.providers import ChatRequest, ContextTooLong, Provider, ProviderError
+from bot.providers import ChatRequest, ContextTooLong, EmptyStream, Provider, ProviderError
 from bot.store import Store, StoreError
 from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage, failure, went_wrong
 
@@ -214,7 +214,9 @@ async def stream_answer(
     except ProviderError as err:
         out.state, out.failed = TurnState.STOPPED, True
         out.error = err.user_message
-        if isinstance(err, ContextTooLong):
+        if isinstance(err, EmptyStream):  # llama-cpp-python's way to refuse a long one
+            out.error += " If the conversation is long, it may not fit the model."
+        if isinstance(err, ContextTooLong | EmptyStream):
             out.error += (
                 f" {prefix}reset starts afresh; or an admin sets {prefix}params context to "
                 "the model's context size, so less history is sent."

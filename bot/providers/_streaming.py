@@ -14,7 +14,14 @@ import httpx
 from bot.providers._errors import body_detail, error_from_kind, malformed
 from bot.providers._http import MAX_BODY, RequestSpec, Transport
 from bot.providers._sse import SSEEvent, SSELineTooLong, SSEParser
-from bot.providers.base import Delta, MalformedResponse, ProviderError, StreamCut, joined
+from bot.providers.base import (
+    Delta,
+    EmptyStream,
+    MalformedResponse,
+    ProviderError,
+    StreamCut,
+    joined,
+)
 from bot.types.text import untrusted_json
 
 # Far above any real answer (MAX_ANSWER_CHARS stops the text sooner); bounds what a
@@ -159,6 +166,8 @@ async def _events(
             raise StreamCut(_CUT.format(where=where)) from None
     if not started and not (state.done or state.complete) and head.strip():
         raise _not_a_stream(head, where)
+    if size == 0:
+        raise EmptyStream(f"{where} ended the answer's stream before sending anything. Try again.")
 
 
 _HEAD_BYTES = 4096

@@ -160,6 +160,11 @@ class StreamCut(ProviderError):
     kind = "stream_cut"
 
 
+class EmptyStream(StreamCut):
+    """An answer stream that ended before its first byte (llama-cpp-python's way of
+    refusing a request over its context window, among others)."""
+
+
 class MalformedResponse(ProviderError):
     kind = "malformed"
 

@@ -604,3 +604,33 @@ async def test_a_conversation_over_the_models_context_says_what_helps(harness: H
         "/reset starts afresh; or an admin sets /params context to the model's context "
         "size, so less history is sent."
     )
+
+
+@pytest.mark.llamacpp
+async def test_llama_cpp_pythons_silent_refusal_of_a_long_conversation_says_what_helps(
+    harness: Harness, llamacpp_peer: LlamaCppPeer
+) -> None:
+    """Over its context, llama-cpp-python answers a stream with 200 and no byte: it said
+    only "ended the stream before the answer was complete. Try again." (which never
+    helps). Its context is 2,048 tokens; the channel says 32,000, so nothing is trimmed."""
+    await harness.store.update_config(
+        REF,
+        Scope.CHANNEL,
+        ADMIN,
+        {
+            "source": "custom",
+            "proxy_url": llamacpp_peer.url,
+            "model": llamacpp_peer.model,
+            "context_tokens": 32000,
+            "max_tokens": 8,
+        },
+        action="test setup",
+    )
+    sink = await ask(harness, "word " * 3000)
+    assert sink.final == ""
+    assert sink.error == (
+        f"The endpoint at {llamacpp_peer.url_v1} ended the answer's stream before sending "
+        "anything. Try again. If the conversation is long, it may not fit the model. /reset "
+        "starts afresh; or an admin sets /params context to the model's context size, so "
+        "less history is sent."
+    )
