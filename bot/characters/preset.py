@@ -99,10 +99,32 @@ _SETTINGS: dict[str, tuple[str, Callable[[str, object], object]]] = {
 }
 
 
-def parse_preset(data: bytes | str, known: Collection[str]) -> PresetImport:
+def _as_given(key: str, value: object) -> object:
+    """A setting the preset names as we do: its value as the registry will check it."""
+    if isinstance(value, bool | str) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return _integer(key, value) if isinstance(value, int) else _number(key, value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [clean_text(v) for v in value]
+    raise PresetError(f"The preset's `{key}` is not a value the bot can set.")
+
+
+def _own_names(params: Collection[str]) -> frozenset[str]:
+    """Sampler settings a preset may give under our own names (ours exported, or a
+    parameter SillyTavern names as we do): the ones `_SETTINGS` does not map to."""
+    mapped = {name for name, _ in _SETTINGS.values()}
+    return frozenset(p for p in params if p not in mapped)
+
+
+def parse_preset(
+    data: bytes | str, known: Collection[str], params: Collection[str] = ()
+) -> PresetImport:
     """The settings a preset sets; names outside `known` (REGISTRY.by_name) are listed
-    as not supported when the preset gives them a value. Raises PresetError naming every
-    value that is wrong, not only the first."""
+    as not supported when the preset gives them a value. `params` (the registry's
+    sampler parameters) are also read under their own names, so a parameter added to
+    the registry comes and goes with presets. Raises PresetError naming every value that
+    is wrong, not only the first."""
     # Connection keys (source, models, URLs, proxy password) are ignored on purpose: a
     # preset must not repoint a channel or carry a secret.
     if isinstance(data, bytes):
@@ -122,7 +144,8 @@ def parse_preset(data: bytes | str, known: Collection[str]) -> PresetImport:
         raise PresetError("The file is JSON but not a Chat Completion preset.")
     if "spec" in preset or "data" in preset:
         raise PresetError("This is a character card, not a preset; use the character import.")
-    if not any(key in preset for key in (*_SETTINGS, "prompts")):
+    own = _own_names(params)
+    if not any(key in preset for key in (*_SETTINGS, *own, "prompts")):
         raise PresetError(
             "The file is JSON but not a Chat Completion preset (no temperature, prompts …)."
         )
@@ -139,6 +162,11 @@ def parse_preset(data: bytes | str, known: Collection[str]) -> PresetImport:
                     values[name] = convert(key, value)
                 except PresetError as err:
                     problems.append(str(err))
+        elif key in own:
+            try:
+                values[key] = _as_given(key, value)
+            except PresetError as err:
+                problems.append(str(err))
         elif key == "prompts":
             found, disabled = _prompts(value, off, problems)
             values.update(found)
@@ -292,11 +320,13 @@ _ORDER = (
 )
 
 
-def export_preset(values: Mapping[str, object]) -> bytes:
+def export_preset(values: Mapping[str, object], params: Collection[str] = ()) -> bytes:
     """A Chat Completion preset SillyTavern imports, from settings by registry name
-    (the channel's effective values); unset samplers are left out."""
+    (the channel's effective values); unset samplers are left out. `params` SillyTavern
+    has no key of its own for go under our names (parse_preset reads them back)."""
     out: dict[str, Any] = {}
-    for key, (name, _) in _SETTINGS.items():
+    keys = [(key, name) for key, (name, _) in _SETTINGS.items()]
+    for key, name in [*keys, *((p, p) for p in sorted(_own_names(params)))]:
         value = values.get(name)
         if key == "custom_stopping_strings" or value is None:
             continue

@@ -26,7 +26,7 @@ from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
 from bot.commands.spec import CommandContext
 from bot.connection import shown_here
-from bot.fields import REGISTRY, FieldError
+from bot.fields import PARAM_NAMES, REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
 from bot.types.limits import MAX_PIXELS
@@ -186,7 +186,7 @@ async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     data = await _file_bytes(ctx, args, "preset import", MAX_PRESET_BYTES)
     try:
-        preset = parse_preset(data, REGISTRY.by_name)
+        preset = parse_preset(data, REGISTRY.by_name, PARAM_NAMES)
     except PresetError as err:
         raise CommandError(str(err)) from None
     changes: dict[str, object] = {}
@@ -230,7 +230,7 @@ def _short(text: str) -> str:
 
 async def preset_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
-    data = export_preset(config.values)
+    data = export_preset(config.values, PARAM_NAMES)
     file = ReplyFile("preset.json", "application/json", data)
     return Reply("This channel's settings as a SillyTavern Chat Completion preset.", file=file)
 

@@ -3,11 +3,13 @@ sent), and the merge along channel → server → operator is a pure function.""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import Integer
 
+from bot.characters import export_preset, parse_preset
 from bot.commands import TABLE
 from bot.commands.router import find
 from bot.fields import FIELDS, PARAM_NAMES, REGISTRY, Field, FieldError, Kind, Registry
@@ -109,3 +111,17 @@ def test_the_command_table_offers_the_registrys_params() -> None:
     [name, _, scope] = params.options
     assert scope.name == "scope"
     assert name.choices == PARAM_NAMES == tuple(f.name for f in REGISTRY.params)
+
+
+def test_a_new_entry_comes_and_goes_with_presets() -> None:
+    """A preset export left a new parameter out, and an import listed it as ignored."""
+    names = [f.name for f in WITH_MIN_KEEP.params]
+    exported = export_preset({"min_keep": 40, "temperature": 0.5}, names)
+    assert json.loads(exported)["min_keep"] == 40
+    imported = parse_preset(exported, WITH_MIN_KEEP.by_name, names)
+    assert imported.values["min_keep"] == 40 and imported.values["temperature"] == 0.5
+    assert "min_keep" not in imported.ignored and "min_keep" not in imported.not_supported
+    # A connection setting is never taken from a preset, under any name.
+    hostile = json.dumps({"temperature": 1, "proxy_url": "http://evil.example", "model": "x"})
+    taken = parse_preset(hostile, WITH_MIN_KEEP.by_name, names)
+    assert set(taken.values) == {"temperature"} and set(taken.ignored) == {"proxy_url", "model"}
