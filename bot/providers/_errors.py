@@ -144,6 +144,11 @@ def error_from_kind(
         )
         # `auth_hint` names the credential the request sent, when the caller knows it.
         check = auth_hint or " Check the API key (or proxy password) set for this channel."
+        if what == "refused access":  # the key may be fine: a 403 says no to the request
+            check += (
+                " A 403 also comes from a key without access to this model, or from a "
+                "firewall in front of the endpoint refusing the bot."
+            )
         return AuthError(f"{where} {what}{code}.{detail}{check}", partial=partial)
     if status == 404 or kind == "not_found_error":
         return NotFoundError(

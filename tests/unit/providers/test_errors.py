@@ -526,3 +526,20 @@ async def test_a_conversation_over_the_context_window_is_named_so(
         await collect(make_hub(max_retries=2))
     assert "too long for the model's context window" in str(info.value)
     assert route.call_count == 1  # asking again cannot help
+
+
+async def test_a_403_says_it_may_not_be_the_key(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """A Cloudflare page or "no access to this model" read only "check the key"."""
+    page = b"<html><title>Attention Required! | Cloudflare</title></html>"
+    router.post(OPENAI_URL).mock(return_value=httpx.Response(403, content=page))
+    with pytest.raises(AuthError) as info:
+        await collect(make_hub(max_retries=0))
+    said = str(info.value)
+    assert said.startswith("OpenAI refused access (HTTP 403).")
+    assert said.endswith(
+        "A 403 also comes from a key without access to this model, or from a firewall in "
+        "front of the endpoint refusing the bot."
+    )
+    assert "<html" not in said
