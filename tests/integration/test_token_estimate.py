@@ -1,7 +1,8 @@
-"""The token estimate errs on the high side in every script, against a real tokenizer:
-SmolLM2's (the llama.cpp peer's model), whose small, English-first vocabulary splits
-other scripts into the most pieces. A low estimate lets a trimmed history overflow the
-model's context (a Thai history came to 1,801 tokens in a context of 1,024)."""
+"""The token estimate errs on the high side in every script and on pasted data, against
+a real tokenizer: SmolLM2's (the llama.cpp peer's model), whose small, English-first
+vocabulary splits other scripts and data into the most pieces. A low estimate lets a
+trimmed history overflow the model's context (a Thai history came to 1,801 tokens in a
+context of 1,024)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ SAMPLES = {
     "flags": "🇯🇵🇧🇷🏴󠁧󠁢󠁥󠁮󠁧󠁿",
     "zalgo": "Z̷̢̛a̸̧l̵g̶o̴ ̷t̸e̵x̶t̷",
     "mixed": "Hello 世界! Привет 👋 مرحبا",
+    # Pasted data: four characters a token counted these at a quarter to a half of what a
+    # small model makes of them, and a history trimmed by it overflowed.
+    "json": '{"id": 17, "name": "user17", "score": 0.8374, "tags": ["a", "b"]}, ',
+    "number table": "48213,9921,30017,7,66410,215,89003,1442\n",
+    "base64": "aGVsbG8gd29ybGQhIFRoaXMgaXMgYSB0ZXN0IG9mIGJhc2U2NCB0ZXh0Lg==",
+    "hex": "3fa9c0e1d27b58004e9a1f6c8b2d7e30",
+    "uuid": "7c9e6679-7425-40de-944b-e07fc1f90ae7 ",
+    "code": "    def handle(self, event: Event) -> None:\n        self._queue.put_nowait(event)\n",
+    "url": "https://example.com/path/to/resource?query=value&other=123#frag ",
+    "all caps": "THIS IS ALL CAPS TEXT WITH SOME WORDS IN IT. ",
 }
 
 _TOKENIZE = """

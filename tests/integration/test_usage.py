@@ -349,7 +349,8 @@ async def test_a_real_turn_on_llamacpp_records_tokens(
     await configure(core, llamacpp_peer.url_v1, llamacpp_peer.model)
     await core.store.update_config(REF, Scope.CHANNEL, ADMIN, {"max_tokens": 16}, action="t")
     sink = await ask(core, "Say hello in one short sentence.")
-    assert sink.final and sink.error is None
+    # A small model may go on past 16 tokens: the answer then says it was cut there.
+    assert sink.final and (sink.error is None or "length limit" in sink.error), sink.error
     [row] = await rows(core.store)
     assert row.input_tokens > 0 and row.output_tokens > 0 and not row.error
     assert row.key_scope is KeyScope.NONE
