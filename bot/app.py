@@ -524,7 +524,18 @@ async def rotate_keys(
     await migrate(settings)
     store = await Store.open(settings.db_url, box, defaults=operator_defaults(settings))
     try:
-        forgotten = await store.forget_unreadable_secrets(OPERATOR) if forget_unreadable else []
+        forgotten: list[str] = []
+        if forget_unreadable:
+            stored = await store.secret_key_ids()
+            if stored and not set(stored) & set(box.key_ids):
+                # Not one of them opens: these are not the keys the bot runs with (another
+                # .env), and forgetting would delete every secret.
+                raise StartError(
+                    f"none of the {sum(stored.values())} stored secret(s) was encrypted "
+                    "with a key in BOT_SECRET_KEYS: these are probably not the keys the bot "
+                    "runs with. Nothing was deleted; run this with the bot's own .env."
+                )
+            forgotten = await store.forget_unreadable_secrets(OPERATOR)
         return await store.rotate_keys(), forgotten
     finally:
         await store.close()

@@ -259,6 +259,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         async with self._order.hold(key):
             try:
                 return await self._turn(incoming, sink, prefix, key)
+            except _NotShown as err:  # the front-end's own error, to say as it does
+                raise _cause(err) from None
             except Exception as err:
                 if key in self._showing:  # the answer shows how it ended
                     raise
@@ -289,6 +291,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         async with self._order.hold(key):
             try:
                 return await self._control(ref, actor, action, sink, admin, answer_id, prefix)
+            except _NotShown as err:  # the front-end's own error, to say as it does
+                raise _cause(err) from None
             except Exception as err:
                 if key in self._showing:  # the answer shows how it ended
                     raise
@@ -311,7 +315,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             log.error("a turn in %s failed before its answer: %s", ref, failure(err))
             text = went_wrong(err)
         await self._release(key)
-        return await _notice(sink, text)
+        try:
+            return await _notice(sink, text)
+        except _NotShown as failed:  # the front-end's own error, to say as it does
+            raise _cause(failed) from None
 
     def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
         """Hold this conversation's turn order (a command that must not overtake a turn)."""
@@ -893,7 +900,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 await row.finish(outcome)
                 if variant and question.id is not None and row.id is not None:
                     await self._store.show_answer(ref, question.id, row.id)
-                if outcome.error is None:
+                if not outcome.failed:  # it answered: a length or filter note is no fault
                     base = self._hub.base_in_use(endpoint)
                     await mark_working(self._store, ref, config, base)
             elif row.id is None:
@@ -992,6 +999,20 @@ async def _held_secret(sink: ReplySink, what: str, prefix: str) -> TurnResult:
 
 async def _say(sink: ReplySink, text: str) -> None:
     """A word to the person instead of an answer, posted as a notice where the platform
-    has them (Matrix's m.notice, which other bots leave unanswered)."""
+    has them (Matrix's m.notice, which other bots leave unanswered). A platform that
+    fails to take it raises _NotShown (its own error the cause)."""
     notice = getattr(sink, "notice", None)
-    await (notice(text) if notice is not None else sink.finish(text))
+    try:
+        await (notice(text) if notice is not None else sink.finish(text))
+    except Exception as err:
+        raise _NotShown from err
+
+
+class _NotShown(Exception):
+    """The platform failed to show a notice: the front-end's to log, not the bot's bug."""
+
+
+def _cause(err: _NotShown) -> BaseException:
+    cause = err.__cause__
+    assert cause is not None  # _say raises it from the platform's error
+    return cause

@@ -217,10 +217,7 @@ async def stream_answer(
         if isinstance(err, EmptyStream):  # llama-cpp-python's way to refuse a long one
             out.error += " If the conversation is long, it may not fit the model."
         if isinstance(err, ContextTooLong | EmptyStream):
-            out.error += (
-                f" {prefix}reset starts afresh; or an admin sets {prefix}params context to "
-                "the model's context size, so less history is sent."
-            )
+            out.error += f" {_LESS_CONTEXT.format(p=prefix)}"
     except Exception as err:  # a bug (reading an odd stream, say): what arrived is kept
         log.error("an answer failed while it was written: %s", failure(err))
         out.state, out.failed = TurnState.STOPPED, True
@@ -252,7 +249,13 @@ async def stream_answer(
 
 # finish_reason (OpenAI, Mistral, OpenRouter) and stop_reason (Claude) values that end an
 # answer before the model meant to: what the asker is told instead of nothing.
-_AT_LENGTH = frozenset({"length", "max_tokens", "model_length"})
+_AT_LENGTH = frozenset({"length", "max_tokens"})
+_CONTEXT_FULL = frozenset({"model_length", "model_context_window_exceeded"})
+# What helps when the conversation does not fit the model (said with the platform's prefix).
+_LESS_CONTEXT = (
+    "{p}reset starts afresh; or an admin sets {p}params context to the model's context "
+    "size (less history is then sent), or lowers {p}params max_tokens."
+)
 _FILTERED = frozenset({"content_filter", "refusal"})
 _TOOLS = frozenset({"tool_calls", "tool_use", "function_call"})
 
@@ -268,6 +271,11 @@ def _ended_by_model(finish: str | None, wrote: bool, thought: bool, prefix: str)
             )
         spent = "thinking, before any answer" if thought else "before writing anything"
         return f"The model reached its length limit (max_tokens) {spent}: {raise_it}."
+    if finish in _CONTEXT_FULL:  # Mistral's and Claude's: the context window is full
+        return (
+            "The conversation and the answer filled the model's context window, so it stops "
+            f"here. {_LESS_CONTEXT.format(p=prefix)}"
+        )
     if finish in _FILTERED:
         if wrote:
             return "The provider's content filter stopped this answer here."

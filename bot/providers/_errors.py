@@ -200,8 +200,8 @@ def error_from_kind(
 
 
 # How servers say a request is over the context window: OpenAI's code, llama.cpp's
-# type, LiteLLM's exception name, Anthropic's "prompt is too long", Mistral's and
-# llama-cpp-python's words.
+# type, LiteLLM's exception name, Anthropic's "prompt is too long" and "exceed context
+# limit", Mistral's, vLLM's and llama-cpp-python's words.
 _OVER_CONTEXT = (
     "context_length_exceeded",
     "exceed_context_size",
@@ -210,6 +210,7 @@ _OVER_CONTEXT = (
     "context length",
     "maximum context",
     "available context",
+    "context limit",
     "prompt is too long",
 )
 

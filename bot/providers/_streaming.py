@@ -164,8 +164,9 @@ async def _events(
                     yield delta
         except MalformedResponse:  # an event cut short by the connection's end
             raise StreamCut(_CUT.format(where=where)) from None
-    if not started and not (state.done or state.complete) and head.strip():
-        raise _not_a_stream(head, where)
+    said = b"\n".join(line for line in head.splitlines() if not line.startswith(b":"))
+    if not started and not (state.done or state.complete) and said.strip():
+        raise _not_a_stream(said, where)  # comments alone (a proxy's pings) are no body
     if size == 0:
         raise EmptyStream(f"{where} ended the answer's stream before sending anything. Try again.")
 

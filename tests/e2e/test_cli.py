@@ -537,6 +537,12 @@ def test_one_secret_no_key_opens_can_be_forgotten_so_the_rest_rotate(tmp_path: P
     )
     assert SecretBox.from_setting(old).primary_key_id not in started.stderr
 
+    # Keys that open none of them (another .env): nothing is deleted.
+    wrong = chatbot(tmp_path, "rotate-keys", "--forget-unreadable", BOT_SECRET_KEYS=new)
+    assert wrong.returncode == 1, wrong.stderr
+    assert "none of the 2 stored secret(s) was encrypted with a key in BOT_SECRET_KEYS" in (
+        wrong.stderr
+    )
     done = chatbot(tmp_path, "rotate-keys", "--forget-unreadable", BOT_SECRET_KEYS=f"{new},{old}")
     assert done.returncode == 0, done.stderr
     new_id = SecretBox.from_setting(new).primary_key_id

@@ -566,8 +566,24 @@ def choice(
             'disconnected". Try again in a little while.',
             TurnState.STOPPED,
         ),
+        (
+            # Mistral: the context window filled while the answer was written.
+            [choice("A long"), choice(finish="model_length")],
+            "A long",
+            "The conversation and the answer filled the model's context window, so it stops "
+            "here. /reset starts afresh; or an admin sets /params context to the model's "
+            "context size (less history is then sent), or lowers /params max_tokens.",
+            TurnState.STOPPED,
+        ),
     ],
-    ids=["filtered-midway", "filtered", "thought-to-the-limit", "tool-call", "openrouter-error"],
+    ids=[
+        "filtered-midway",
+        "filtered",
+        "thought-to-the-limit",
+        "tool-call",
+        "openrouter-error",
+        "context-full",
+    ],
 )
 async def test_an_answer_the_model_ended_early_says_why(
     harness: Harness,
@@ -602,7 +618,7 @@ async def test_a_conversation_over_the_models_context_says_what_helps(harness: H
     assert "too long for the model's context window (HTTP 400)" in sink.error
     assert sink.error.endswith(
         "/reset starts afresh; or an admin sets /params context to the model's context "
-        "size, so less history is sent."
+        "size (less history is then sent), or lowers /params max_tokens."
     )
 
 
@@ -631,6 +647,23 @@ async def test_llama_cpp_pythons_silent_refusal_of_a_long_conversation_says_what
     assert sink.error == (
         f"The endpoint at {llamacpp_peer.url_v1} ended the answer's stream before sending "
         "anything. Try again. If the conversation is long, it may not fit the model. /reset "
-        "starts afresh; or an admin sets /params context to the model's context size, so "
-        "less history is sent."
+        "starts afresh; or an admin sets /params context to the model's context size (less "
+        "history is then sent), or lowers /params max_tokens."
     )
+
+
+class FailingSink(CollectingSink):
+    """A platform that cannot take the bot's message (its server down, say)."""
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        raise ConnectionError("the platform is down")
+
+
+async def test_a_notice_the_platform_cannot_take_is_the_front_ends_error_not_a_bug(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review: it was logged as a bug "before its answer", and a second notice tried."""
+    await configure_fake(harness)
+    with pytest.raises(ConnectionError, match="the platform is down"):
+        await harness.core.chat(Incoming(REF, MEMBER, "   "), FailingSink())
+    assert "failed before its answer" not in caplog.text

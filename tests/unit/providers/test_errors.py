@@ -510,8 +510,18 @@ async def test_a_proxys_error_is_cleaned_of_the_key_it_was_never_sent(
         (400, error_json("prompt is too long: 208310 tokens > 200000 maximum")),
         # a server that says it with a 500
         (500, error_json("Requested tokens (3031) exceed context window of 2048", "server")),
+        # Anthropic, when max_tokens is what does not fit
+        (400, error_json("input length and `max_tokens` exceed context limit: 198000 + 8192")),
+        # vLLM
+        (
+            400,
+            error_json(
+                "'max_tokens' or 'max_completion_tokens' is too large: 9000. This model's "
+                "maximum context length is 8192 tokens and your request has 100 input tokens"
+            ),
+        ),
     ],
-    ids=["openai", "llama.cpp", "litellm", "anthropic", "as-a-500"],
+    ids=["openai", "llama.cpp", "litellm", "anthropic", "as-a-500", "anthropic-limit", "vllm"],
 )
 async def test_a_conversation_over_the_context_window_is_named_so(
     router: respx.MockRouter,

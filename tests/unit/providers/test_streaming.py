@@ -500,3 +500,15 @@ async def test_a_proxys_comments_before_the_first_token_wait_as_a_first_byte_may
     hub = make_hub(idle_timeout=0.1, first_byte_timeout=0.3, max_retries=0)
     with pytest.raises(ProviderTimeout, match=r"did not start answering within 0\.3 s"):
         await collect(hub)
+
+
+async def test_a_proxys_comments_then_a_closed_connection_is_a_cut_asked_again(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """Review: comments alone were read as the provider's error message and not retried."""
+    route = router.post(OPENAI_URL).mock(
+        side_effect=lambda _: sse_response(b": OPENROUTER PROCESSING\n\n")[0]
+    )
+    with pytest.raises(StreamCut, match="ended the stream before the answer was complete"):
+        await collect(make_hub(max_retries=2))
+    assert route.call_count == 3
