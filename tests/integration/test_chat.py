@@ -199,25 +199,33 @@ async def test_provider_faults_reach_the_channel_and_history_stays_consistent(
 
 
 class CutStream(httpx.AsyncByteStream):
-    def __init__(self, body: bytes) -> None:
+    """Its body, then `error`: the peer hanging up, unless told otherwise."""
+
+    def __init__(self, body: bytes, error: Exception | None = None) -> None:
         self._body = body
+        self._error = error or httpx.RemoteProtocolError("peer closed connection")
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield self._body
-        raise httpx.RemoteProtocolError("peer closed connection")
+        raise self._error
 
 
-async def test_cut_stream_keeps_the_partial_answer_and_marks_it(harness: Harness) -> None:
+async def ask_cut_short(harness: Harness, error: Exception | None = None) -> CollectingSink:
+    """ "tell me", answered with "Partial answer" and then `error`."""
     await configure_fake(harness)
     with respx.mock:
         respx.post(f"{FAKE}/chat/completions").mock(
             return_value=httpx.Response(
                 200,
                 headers={"content-type": "text/event-stream"},
-                stream=CutStream(sse("Partial ", "answer", finish=False)),
+                stream=CutStream(sse("Partial ", "answer", finish=False), error),
             )
         )
-        sink = await ask(harness, "tell me")
+        return await ask(harness, "tell me")
+
+
+async def test_cut_stream_keeps_the_partial_answer_and_marks_it(harness: Harness) -> None:
+    sink = await ask_cut_short(harness)
     assert sink.final == "Partial answer"
     assert sink.error
     history = await harness.store.history(REF, 10)
@@ -446,30 +454,11 @@ async def test_a_message_holding_the_channels_own_password_is_not_sent_or_kept(
     assert stored == ["a purple otter hunter", "ok"], stored
 
 
-class BuggyStream(httpx.AsyncByteStream):
-    """Text, then an error no transport raises: a stand-in for a bug met mid-answer."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self._body
-        raise RuntimeError("internal state sk-" + "q" * 30)
-
-
 async def test_a_bug_mid_answer_keeps_what_arrived_and_says_something_went_wrong(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await configure_fake(harness)
-    with respx.mock:
-        respx.post(f"{FAKE}/chat/completions").mock(
-            return_value=httpx.Response(
-                200,
-                headers={"content-type": "text/event-stream"},
-                stream=BuggyStream(sse("Partial ", "answer", finish=False)),
-            )
-        )
-        sink = await ask(harness, "tell me")
+    # An error no transport raises: a stand-in for a bug met mid-answer.
+    sink = await ask_cut_short(harness, RuntimeError("internal state sk-" + "q" * 30))
     assert sink.final == "Partial answer"
     assert sink.error is not None
     assert sink.error.startswith("Something went wrong (RuntimeError). Try again")
@@ -489,14 +478,7 @@ async def test_an_answer_cut_at_max_tokens_says_so(
     harness: Harness, llamacpp_peer: LlamaCppPeer
 ) -> None:
     """It looked finished: nothing after the providers read finish_reason "length"."""
-    await harness.store.update_config(
-        REF,
-        Scope.CHANNEL,
-        ADMIN,
-        {"source": "custom", "proxy_url": llamacpp_peer.url, "model": llamacpp_peer.model},
-        action="test setup",
-    )
-    await harness.store.update_config(REF, Scope.CHANNEL, ADMIN, {"max_tokens": 3}, action="t")
+    await configure_fake(harness, url=llamacpp_peer.url, model=llamacpp_peer.model, max_tokens=3)
     sink = await ask(harness, "Write a long story about a dragon.")
     assert sink.final.strip()
     assert sink.error == (
@@ -629,18 +611,12 @@ async def test_llama_cpp_pythons_silent_refusal_of_a_long_conversation_says_what
     """Over its context, llama-cpp-python answers a stream with 200 and no byte: it said
     only "ended the stream before the answer was complete. Try again." (which never
     helps). Its context is 2,048 tokens; the channel says 32,000, so nothing is trimmed."""
-    await harness.store.update_config(
-        REF,
-        Scope.CHANNEL,
-        ADMIN,
-        {
-            "source": "custom",
-            "proxy_url": llamacpp_peer.url,
-            "model": llamacpp_peer.model,
-            "context_tokens": 32000,
-            "max_tokens": 8,
-        },
-        action="test setup",
+    await configure_fake(
+        harness,
+        url=llamacpp_peer.url,
+        model=llamacpp_peer.model,
+        context_tokens=32000,
+        max_tokens=8,
     )
     sink = await ask(harness, "word " * 3000)
     assert sink.final == ""
