@@ -25,6 +25,7 @@ from bot.types.text import quoted, shown_id
 from bot.usage.quota import limits_here
 
 _MAX_LISTED = 60
+_NARROW = " ({p}models list <text> shows the ids containing it)"
 
 
 def _plural(count: int, word: str) -> str:
@@ -364,15 +365,21 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     return Reply("\n".join(lines), ok=result.ok)
 
 
-def _list(ids: list[str]) -> str:
+def _list(ids: list[str], narrow: str = "") -> str:
+    """Ids, the first _MAX_LISTED of them; `narrow`: how to see the rest."""
     shown = ", ".join(map(shown_id, ids[:_MAX_LISTED]))
     more = len(ids) - _MAX_LISTED
-    return shown + (f" … and {more} more" if more > 0 else "")
+    return shown + (f" … and {more} more{narrow}" if more > 0 else "")
 
 
 async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     ids = await _offered_models(ctx, config)
+    wanted: str = args.get("filter", "").strip()
+    if wanted:
+        ids = [i for i in ids if wanted.casefold() in i.casefold()]
+        if not ids:
+            return Reply(f"No {config.source.value} model id here contains {quoted(wanted, 100)}.")
     if not BUILTIN_MODELS[config.source]:
         where = "the endpoint"
     elif not config.show_external_models:
@@ -385,7 +392,8 @@ async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "to fetch them from the endpoint."
         )
     current = f"\nIn use: {shown_id(config.model)}" if config.model else ""
-    return Reply(f"{config.source.value} models ({where}): {_list(ids)}{current}")
+    listed = _list(ids, _NARROW.format(p=ctx.prefix))
+    return Reply(f"{config.source.value} models ({where}): {listed}{current}")
 
 
 async def _known_to(ctx: CommandContext, source: Source, model: object) -> bool:
@@ -432,7 +440,8 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             f"If chat fails, pick one of these with {ctx.prefix}model."
         )
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
-    return Reply(f"Show external models: on. The endpoint offers: {_list(ids)}{note}")
+    offered = _list(ids, _NARROW.format(p=ctx.prefix))
+    return Reply(f"Show external models: on. The endpoint offers: {offered}{note}")
 
 
 async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:

@@ -115,6 +115,15 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "list",
                 "Models known for this channel's source.",
+                (
+                    Option(
+                        "filter",
+                        Kind.STRING,
+                        "only ids containing this text",
+                        required=False,
+                        max_length=100,
+                    ),
+                ),
                 admin=False,
                 handler=h.models_list,
             ),

@@ -11,7 +11,17 @@ import pytest
 from bot.commands import TABLE
 from bot.commands.spec import Invocation, walk
 from bot.store import api_key_name
-from bot.types import Actor, ChannelRef, Incoming, Platform, Reply, Scope, SecretValue, Source
+from bot.types import (
+    Actor,
+    ChannelRef,
+    Incoming,
+    ModelInfo,
+    Platform,
+    Reply,
+    Scope,
+    SecretValue,
+    Source,
+)
 from tests.integration.conftest import ADMIN, MEMBER, OPERATOR, REF, SERVER_ADMIN, Harness
 from tests.peers.litellm import LiteLLMPeer
 from tests.peers.llamacpp import LlamaCppPeer
@@ -437,3 +447,17 @@ async def test_max_tokens_that_leaves_no_room_for_the_conversation_is_said(
     assert fixed.ok and fixed.text == "context set to 128000."
     smaller = await run(harness, "/params context 4096")
     assert "leaves 0 of the 4,096-token context for the conversation" in smaller.text
+
+
+async def test_a_long_model_list_can_be_narrowed(harness: Harness) -> None:
+    """OpenRouter lists hundreds: past the first 60 there was no way to see the rest."""
+    await run(harness, "/source custom")
+    ids = [f"vendor-{i:03}/model" for i in range(100)] + ["meta-llama/llama-3.1-8b-instruct"]
+    await harness.store.cache_models(REF, Source.CUSTOM, [ModelInfo(i) for i in ids])
+    listed = (await run(harness, "/models list", MEMBER)).text
+    assert "… and 41 more (/models list <text> shows the ids containing it)" in listed
+    narrowed = await run(harness, "/models list LLAMA", MEMBER)
+    assert narrowed.ok and "meta-llama/llama-3.1-8b-instruct" in narrowed.text
+    assert "vendor-" not in narrowed.text
+    none = await run(harness, "/models list mixtral", MEMBER)
+    assert none.text == "No custom model id here contains `mixtral`."
