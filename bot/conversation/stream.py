@@ -177,7 +177,7 @@ async def stream_answer(
     """
     split = ThinkSplitter(continuing=bool(start))
     answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
-    answer.text = start
+    answer.resume(start)
     show = show_reasoning
     out = Outcome()
     finish: str | None = None

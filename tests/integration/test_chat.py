@@ -643,3 +643,29 @@ async def test_a_notice_the_platform_cannot_take_is_the_front_ends_error_not_a_b
     with pytest.raises(ConnectionError, match="the platform is down"):
         await harness.core.chat(Incoming(REF, MEMBER, "   "), FailingSink())
     assert "failed before its answer" not in caplog.text
+
+
+async def test_a_key_echoed_across_a_cut_and_its_continuation_never_shows(
+    harness: Harness,
+) -> None:
+    """An endpoint echoing the channel's password, cut at max_tokens inside it: its first
+    20 characters were shown, and ⏩ then showed the whole key, glued together."""
+    key = "sk-probe-ABCDEFGHIJKLMNOPQRSTUVWXyz0123456789"
+    await configure_fake(harness)
+    await harness.store.set_secret(REF, Scope.CHANNEL, "proxy_password", SecretValue(key), ADMIN)
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            side_effect=[
+                raw_sse(choice("Your key is "), choice(key[:20]), choice(finish="length")),
+                raw_sse(choice(key[20:]), choice(" and that's it."), choice(finish="stop")),
+            ]
+        )
+        cut = await ask(harness, "what is my key?")
+        going_on = CollectingSink()
+        inv = harness.core.parse("/continue", Platform.DISCORD)
+        await harness.core.run_control(REF, MEMBER, inv, going_on)
+    assert cut.final == "Your key is ****"
+    assert going_on.final == "Your key is **** and that's it."
+    stored = (await harness.store.history(REF, 10))[-1].content
+    for shown in [*cut.updates, cut.final, *going_on.updates, going_on.final, stored]:
+        assert key[:12] not in shown and key[20:28] not in shown and key[-8:] not in shown
