@@ -43,7 +43,8 @@ def estimate_tokens(text: str) -> int:
         + kinds.count(b"d")
         + kinds.count(b"n")
         + kinds.count(b"lU")
-        + (kinds.count(b"dl") + kinds.count(b"Ul") + kinds.count(b"UU")) // 2
+        + kinds.count(b"dl")
+        + (kinds.count(b"Ul") + kinds.count(b"UU")) // 2
         + kinds.count(b"    ") // 2
     )
     symbols = kinds.count(b"s")

@@ -39,6 +39,11 @@ SAMPLES = {
     "code": "    def handle(self, event: Event) -> None:\n        self._queue.put_nowait(event)\n",
     "url": "https://example.com/path/to/resource?query=value&other=123#frag ",
     "all caps": "THIS IS ALL CAPS TEXT WITH SOME WORDS IN IT. ",
+    "tab table": "id\tname\tscore\n17\tada\t0.83\n",
+    "indent": "\n" + " " * 24 + "return value",
+    "tabs": "\t" * 40,
+    "spaces": "a" + " " * 300 + "b",
+    "crlf lines": "ok\r\n",
 }
 
 _TOKENIZE = """
