@@ -244,6 +244,8 @@ async def stream_answer(
     if not out.answer and not out.error:
         out.failed = True
         out.error = "The model returned an empty answer. Try again or rephrase."
+    elif start and not wrote and not out.error:  # the answer stays as it was: say why
+        out.state, out.error = TurnState.STOPPED, "The model added nothing to this answer."
     return out
 
 

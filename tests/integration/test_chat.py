@@ -669,3 +669,23 @@ async def test_a_key_echoed_across_a_cut_and_its_continuation_never_shows(
     stored = (await harness.store.history(REF, 10))[-1].content
     for shown in [*cut.updates, cut.final, *going_on.updates, going_on.final, stored]:
         assert key[:12] not in shown and key[20:28] not in shown and key[-8:] not in shown
+
+
+async def test_a_continue_that_adds_nothing_says_so(harness: Harness) -> None:
+    """The cut answer's note vanished, and it looked finished."""
+    await configure_fake(harness)
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            side_effect=[
+                raw_sse(choice("Half an ans"), choice(finish="length")),
+                raw_sse(choice(finish="stop")),
+            ]
+        )
+        await ask(harness, "go")
+        going_on = CollectingSink()
+        inv = harness.core.parse("/continue", Platform.DISCORD)
+        await harness.core.run_control(REF, MEMBER, inv, going_on)
+    assert (going_on.final, going_on.error) == (
+        "Half an ans",
+        "The model added nothing to this answer.",
+    )
