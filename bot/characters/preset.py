@@ -99,18 +99,25 @@ _SETTINGS: dict[str, tuple[str, Callable[[str, object], object]]] = {
 }
 
 
-def _as_given(key: str, value: object) -> object:
-    """A setting the preset names as we do: its value as the registry will check it."""
-    if isinstance(value, bool | str) or value is None:
+def _as_given(key: str, kind: str, value: object) -> object:
+    """A setting the preset names as we do, of the registry's `kind` (bot.fields.Kind's
+    value): a value of another kind is refused as the preset's own keys' are."""
+    if kind == "number":
+        return _number(key, value)
+    if kind == "integer":
+        return _integer(key, value)
+    if kind == "switch":
+        if not isinstance(value, bool):
+            raise PresetError(f"The preset's `{key}` must be true or false.")
         return value
-    if isinstance(value, int | float):
-        return _integer(key, value) if isinstance(value, int) else _number(key, value)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [clean_text(v) for v in value]
-    raise PresetError(f"The preset's `{key}` is not a value the bot can set.")
+    if kind == "list":
+        return _stop(key, value)
+    if not isinstance(value, str) or len(value) > 100:
+        raise PresetError(f"The preset's `{key}` must be a short text.")
+    return value.strip().lower() if kind == "choice" else value
 
 
-def _own_names(params: Collection[str]) -> frozenset[str]:
+def _own_names(params: Mapping[str, str]) -> frozenset[str]:
     """Sampler settings a preset may give under our own names (ours exported, or a
     parameter SillyTavern names as we do): the ones `_SETTINGS` does not map to."""
     mapped = {name for name, _ in _SETTINGS.values()}
@@ -118,13 +125,13 @@ def _own_names(params: Collection[str]) -> frozenset[str]:
 
 
 def parse_preset(
-    data: bytes | str, known: Collection[str], params: Collection[str] = ()
+    data: bytes | str, known: Collection[str], params: Mapping[str, str] | None = None
 ) -> PresetImport:
     """The settings a preset sets; names outside `known` (REGISTRY.by_name) are listed
     as not supported when the preset gives them a value. `params` (the registry's
-    sampler parameters) are also read under their own names, so a parameter added to
-    the registry comes and goes with presets. Raises PresetError naming every value that
-    is wrong, not only the first."""
+    parameters, name → kind) are also read under their own names, so a parameter added
+    to the registry comes and goes with presets. Raises PresetError naming every value
+    that is wrong, not only the first."""
     # Connection keys (source, models, URLs, proxy password) are ignored on purpose: a
     # preset must not repoint a channel or carry a secret.
     if isinstance(data, bytes):
@@ -144,6 +151,7 @@ def parse_preset(
         raise PresetError("The file is JSON but not a Chat Completion preset.")
     if "spec" in preset or "data" in preset:
         raise PresetError("This is a character card, not a preset; use the character import.")
+    params = params or {}
     own = _own_names(params)
     if not any(key in preset for key in (*_SETTINGS, *own, "prompts")):
         raise PresetError(
@@ -163,10 +171,11 @@ def parse_preset(
                 except PresetError as err:
                     problems.append(str(err))
         elif key in own:
-            try:
-                values[key] = _as_given(key, value)
-            except PresetError as err:
-                problems.append(str(err))
+            if value is not None:  # as the preset's own keys: null is no value
+                try:
+                    values[key] = _as_given(key, params[key], value)
+                except PresetError as err:
+                    problems.append(str(err))
         elif key == "prompts":
             found, disabled = _prompts(value, off, problems)
             values.update(found)
@@ -320,13 +329,13 @@ _ORDER = (
 )
 
 
-def export_preset(values: Mapping[str, object], params: Collection[str] = ()) -> bytes:
+def export_preset(values: Mapping[str, object], params: Mapping[str, str] | None = None) -> bytes:
     """A Chat Completion preset SillyTavern imports, from settings by registry name
     (the channel's effective values); unset samplers are left out. `params` SillyTavern
     has no key of its own for go under our names (parse_preset reads them back)."""
     out: dict[str, Any] = {}
     keys = [(key, name) for key, (name, _) in _SETTINGS.items()]
-    for key, name in [*keys, *((p, p) for p in sorted(_own_names(params)))]:
+    for key, name in [*keys, *((p, p) for p in sorted(_own_names(params or {})))]:
         value = values.get(name)
         if key == "custom_stopping_strings" or value is None:
             continue

@@ -26,7 +26,7 @@ from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
 from bot.commands.spec import CommandContext
 from bot.connection import shown_here
-from bot.fields import PARAM_NAMES, REGISTRY, FieldError
+from bot.fields import PARAMS, REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
 from bot.types.limits import MAX_PIXELS
@@ -36,6 +36,9 @@ log = logging.getLogger("bot.commands")
 
 FORMATS = ("png", "json")
 _EXCERPT = 300
+
+# The registry's parameters by kind: what a preset may give under their own names.
+_PARAM_KINDS = {f.name: f.kind.value for f in PARAMS}
 
 
 def _scope(args: dict[str, Any]) -> Scope:
@@ -186,7 +189,7 @@ async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     data = await _file_bytes(ctx, args, "preset import", MAX_PRESET_BYTES)
     try:
-        preset = parse_preset(data, REGISTRY.by_name, PARAM_NAMES)
+        preset = parse_preset(data, REGISTRY.by_name, _PARAM_KINDS)
     except PresetError as err:
         raise CommandError(str(err)) from None
     changes: dict[str, object] = {}
@@ -230,7 +233,10 @@ def _short(text: str) -> str:
 
 async def preset_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
-    data = export_preset(config.values, PARAM_NAMES)
+    # What someone set (here, the server or the operator); a default stays a default
+    # where the preset is imported.
+    chosen = {n: v for n, v in config.values.items() if config.origins.get(n) != "default"}
+    data = export_preset(chosen, _PARAM_KINDS)
     file = ReplyFile("preset.json", "application/json", data)
     return Reply("This channel's settings as a SillyTavern Chat Completion preset.", file=file)
 

@@ -21,7 +21,10 @@ log = logging.getLogger("bot.conversation")
 
 
 def request_tokens(request: ChatRequest) -> int:
-    """The bot's estimate of what a request sends (text only; images are not counted)."""
+    """The bot's estimate of what a request sends (text only; images are not counted):
+    the one it was built with, else counted from its text."""
+    if request.input_estimate is not None:
+        return request.input_estimate
     system = estimate_tokens(request.system_prompt) if request.system_prompt else 0
     return system + sum(estimate_tokens(m.content) for m in request.messages)
 

@@ -837,11 +837,15 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         authors = {e.author_id or e.author for e in kept if e.role is Role.USER}
         authors.discard(None)
         system = system_without_card(config.system_prompt, asker)
+        # The turns' stored estimates, not each turn counted again at every request.
+        estimate = sum(e.tokens or estimate_tokens(e.content) for e in kept)
         if card is not None:
             prompt = await character.prompt(card, config, messages, asker)
             system = prompt.system or None
             after = () if continue_answer else prompt.after_history
             messages = [*prompt.before_history, *prompt.history, *after]
+            extra = [*prompt.before_history, *after]  # examples, notes after the history
+            estimate += sum(estimate_tokens(m.content) for m in extra)
         return ChatRequest(
             model=config.model or "",
             messages=tuple(messages),
@@ -849,6 +853,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             options=REGISTRY.request_options(config.values, config.source),
             multi_user=len(authors) > 1,
             continue_answer=continue_answer,
+            input_estimate=estimate + (estimate_tokens(system) if system else 0),
         )
 
     async def _messages(self, kept: list[HistoryEntry], sees: bool) -> list[ChatMessage]:

@@ -164,11 +164,12 @@ async def _events(
                     yield delta
         except MalformedResponse:  # an event cut short by the connection's end
             raise StreamCut(_CUT.format(where=where)) from None
-    said = b"\n".join(line for line in head.splitlines() if not line.startswith(b":"))
+    lines = head.removeprefix(b"\xef\xbb\xbf").splitlines()
+    said = b"\n".join(line for line in lines if not line.startswith(b":"))
     if not started and not (state.done or state.complete) and said.strip():
         raise _not_a_stream(said, where)  # comments alone (a proxy's pings) are no body
-    if size == 0:
-        raise EmptyStream(f"{where} ended the answer's stream before sending anything. Try again.")
+    if not started and not head.strip():
+        raise EmptyStream(f"{where} ended the answer's stream with nothing in it.")
 
 
 _HEAD_BYTES = 4096

@@ -50,6 +50,9 @@ class ChatRequest:
     multi_user: bool = False
     # The last message is an answer to be continued (not a question to answer).
     continue_answer: bool = False
+    # The bot's estimate of the tokens it sends, from the stored turns' own estimates:
+    # usage an endpoint does not report is counted from it (never sent).
+    input_estimate: int | None = None
 
 
 class Delta(NamedTuple):
@@ -160,9 +163,11 @@ class StreamCut(ProviderError):
     kind = "stream_cut"
 
 
-class EmptyStream(StreamCut):
-    """An answer stream that ended before its first byte (llama-cpp-python's way of
-    refusing a request over its context window, among others)."""
+class EmptyStream(ProviderError):
+    """An answer stream that ended with nothing in it (llama-cpp-python's way of refusing
+    a request over its context window): asking again the same way would get the same."""
+
+    kind = "empty_stream"
 
 
 class MalformedResponse(ProviderError):

@@ -326,6 +326,13 @@ async def test_a_preset_reaches_the_exact_request(harness: Harness) -> None:
     assert exported.file is not None
     back = json.loads(exported.file.data)
     assert back["temperature"] == 0.65 and back["openai_max_context"] == 6000
+    # Defaults nobody chose stay out: imported elsewhere, they would pin them there.
+    assert not {"vision", "reasoning", "safe_prompt"} & set(back)
+    await run(harness, ("params",), name="vision", value="off")
+    back = json.loads((await run(harness, ("preset", "export"))).file.data)  # type: ignore[union-attr]
+    assert back["vision"] == "off"
+    reimported = await run(harness, ("preset", "import"), file=card_file(json.dumps(back).encode()))
+    assert reimported.ok and "vision=off" in reimported.text, reimported.text
 
 
 async def test_a_prompt_switched_off_in_the_preset_is_not_sent(harness: Harness) -> None:

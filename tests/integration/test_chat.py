@@ -621,10 +621,10 @@ async def test_llama_cpp_pythons_silent_refusal_of_a_long_conversation_says_what
     sink = await ask(harness, "word " * 3000)
     assert sink.final == ""
     assert sink.error == (
-        f"The endpoint at {llamacpp_peer.url_v1} ended the answer's stream before sending "
-        "anything. Try again. If the conversation is long, it may not fit the model. /reset "
-        "starts afresh; or an admin sets /params context to the model's context size (less "
-        "history is then sent), or lowers /params max_tokens."
+        f"The endpoint at {llamacpp_peer.url_v1} ended the answer's stream with nothing in "
+        "it. If the conversation is long, it may not fit the model. /reset starts afresh; or "
+        "an admin sets /params context to the model's context size (less history is then "
+        "sent), or lowers /params max_tokens."
     )
 
 

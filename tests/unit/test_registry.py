@@ -115,7 +115,7 @@ def test_the_command_table_offers_the_registrys_params() -> None:
 
 def test_a_new_entry_comes_and_goes_with_presets() -> None:
     """A preset export left a new parameter out, and an import listed it as ignored."""
-    names = [f.name for f in WITH_MIN_KEEP.params]
+    names = {f.name: f.kind.value for f in WITH_MIN_KEEP.params}
     exported = export_preset({"min_keep": 40, "temperature": 0.5}, names)
     assert json.loads(exported)["min_keep"] == 40
     imported = parse_preset(exported, WITH_MIN_KEEP.by_name, names)

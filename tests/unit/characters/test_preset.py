@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.characters import PresetError, export_preset, parse_preset
-from bot.fields import REGISTRY
+from bot.fields import BY_NAME, PARAMS, REGISTRY
 
 KNOWN = REGISTRY.by_name
 
@@ -427,3 +427,19 @@ def test_an_exported_preset_has_every_prompt_switched_on() -> None:
         assert all(entry["enabled"] is True for entry in order["order"])
     result = parse_preset(json.dumps(exported), WITH_ALL)
     assert result.disabled == () and {n: result.values[n] for n in values} == values
+
+
+def test_a_parameter_under_its_own_name_follows_the_preset_rules() -> None:
+    """Review: a value of the wrong kind was only "not applied" (the preset's own keys
+    refuse the whole file), 2048.0 was no whole number, and null unset the setting."""
+    params = {f.name: f.kind.value for f in PARAMS}
+    with pytest.raises(PresetError, match="`thinking_budget` must be a number"):
+        parse_preset(json.dumps({"temperature": 0.5, "thinking_budget": "2048"}), BY_NAME, params)
+    taken = parse_preset(
+        json.dumps({"thinking_budget": 2048.0, "vision": None, "reasoning": True}),
+        BY_NAME,
+        params,
+    )
+    assert dict(taken.values) == {"thinking_budget": 2048, "reasoning": True}
+    with pytest.raises(PresetError, match="`reasoning` must be true or false"):
+        parse_preset(json.dumps({"temperature": 1, "reasoning": "yes"}), BY_NAME, params)

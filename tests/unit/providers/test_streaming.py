@@ -13,6 +13,7 @@ from bot.providers import (
     BadRequest,
     ChatRequest,
     Delta,
+    EmptyStream,
     Endpoint,
     MalformedResponse,
     Overloaded,
@@ -512,3 +513,23 @@ async def test_a_proxys_comments_then_a_closed_connection_is_a_cut_asked_again(
     with pytest.raises(StreamCut, match="ended the stream before the answer was complete"):
         await collect(make_hub(max_retries=2))
     assert route.call_count == 3
+
+
+@pytest.mark.parametrize("body", [b"", b"\n", b"\r\n\r\n", b"   "])
+async def test_a_stream_with_nothing_in_it_is_not_asked_again(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], body: bytes
+) -> None:
+    """llama-cpp-python answers a request over its context with 200 and no event: three
+    calls and a second and a half of backoff got the same each time."""
+    route = router.post(OPENAI_URL).mock(side_effect=lambda _: sse_response(body)[0])
+    with pytest.raises(EmptyStream, match="ended the answer's stream with nothing in it"):
+        await collect(make_hub(max_retries=2))
+    assert route.call_count == 1
+
+
+async def test_a_byte_order_mark_before_a_comment_is_no_body(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    router.post(OPENAI_URL).mock(side_effect=lambda _: sse_response(b"\xef\xbb\xbf: ping\n\n")[0])
+    with pytest.raises(StreamCut, match="ended the stream before the answer was complete"):
+        await collect(make_hub(max_retries=0))
