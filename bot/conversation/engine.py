@@ -830,7 +830,14 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             whole = await self._messages([*usable, newest], sees=False)
             draft = await character.prompt(card, config, whole, asker)
             budget = max(0, budget - character.fixed_cost(draft, config))
-        kept = [*trim_history(usable, budget), newest]
+        asked: list[HistoryEntry] = []
+        if continue_answer and usable and usable[-1].id == newest.reply_to:
+            # The question the answer goes on from stays, whatever else the context
+            # leaves out: without it, "[Continue]" follows an answer to nothing.
+            *usable, question = usable
+            asked = [question]
+            budget = max(0, budget - (question.tokens or estimate_tokens(question.content)))
+        kept = [*trim_history(usable, budget), *asked, newest]
         messages = await self._messages(kept, sees)
         # Who asked, by id: a nickname changed mid-conversation (or the console's name
         # before an upgrade) is still one person, whose turns need no names.

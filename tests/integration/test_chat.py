@@ -689,3 +689,23 @@ async def test_a_continue_that_adds_nothing_says_so(harness: Harness) -> None:
         "Half an ans",
         "The model added nothing to this answer.",
     )
+
+
+async def test_continue_at_the_context_edge_keeps_the_question(harness: Harness) -> None:
+    """Near the edge the question was trimmed away: the model read an answer to nothing,
+    then "[Continue]"."""
+    await configure_fake(harness, context_tokens=1024, max_tokens=200)
+    question = "Tell me about " + "the long history of the city, " * 40
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(
+            side_effect=[
+                raw_sse(choice("It began " + "and then it grew, " * 120), choice(finish="length")),
+                raw_sse(choice(" and so on."), choice(finish="stop")),
+            ]
+        )
+        await ask(harness, question)
+        inv = harness.core.parse("/continue", Platform.DISCORD)
+        await harness.core.run_control(REF, MEMBER, inv, CollectingSink())
+    sent = json.loads(route.calls[1].request.content)["messages"]
+    assert [m["role"] for m in sent][-3:] == ["user", "assistant", "user"]
+    assert sent[-3]["content"] == question.strip()
