@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 
 import httpx
@@ -454,18 +455,6 @@ async def test_trailing_bytes_after_done_are_drained(
     assert stream.closed
 
 
-async def test_a_200_whose_body_is_an_error_says_the_providers_words_once(
-    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
-) -> None:
-    """Some proxies answer 200 with an event-stream type and a JSON error: it was "ended
-    the stream before the answer was complete", asked three times."""
-    error = b'{"error": {"message": "The model m does not exist", "type": "invalid_request_error"}}'
-    route = router.post(OPENAI_URL).mock(side_effect=lambda _: sse_response(error)[0])
-    with pytest.raises(BadRequest, match='The provider said: "The model m does not exist"'):
-        await collect(make_hub(max_retries=2))
-    assert route.call_count == 1
-
-
 async def test_a_web_page_sent_as_text_is_named(
     router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:
@@ -515,14 +504,35 @@ async def test_a_proxys_comments_then_a_closed_connection_is_a_cut_asked_again(
     assert route.call_count == 3
 
 
-@pytest.mark.parametrize("body", [b"", b"\n", b"\r\n\r\n", b"   "])
-async def test_a_stream_with_nothing_in_it_is_not_asked_again(
-    router: respx.MockRouter, make_hub: Callable[..., ProviderHub], body: bytes
+@pytest.mark.parametrize(
+    ("body", "error", "said"),
+    [
+        # Some proxies answer 200 with an event-stream type and a JSON error: it was
+        # "ended the stream before the answer was complete", asked three times.
+        (
+            b'{"error": {"message": "The model m does not exist", "type": '
+            b'"invalid_request_error"}}',
+            BadRequest,
+            'The provider said: "The model m does not exist"',
+        ),
+        # llama-cpp-python answers a request over its context with 200 and no event:
+        # three calls and a second and a half of backoff got the same each time.
+        (b"", EmptyStream, "ended the answer's stream with nothing in it"),
+        (b"\n", EmptyStream, "ended the answer's stream with nothing in it"),
+        (b"\r\n\r\n", EmptyStream, "ended the answer's stream with nothing in it"),
+        (b"   ", EmptyStream, "ended the answer's stream with nothing in it"),
+    ],
+    ids=["json-error", "empty", "newline", "crlf", "spaces"],
+)
+async def test_a_body_with_no_event_says_what_it_is_and_is_asked_once(
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+    body: bytes,
+    error: type[Exception],
+    said: str,
 ) -> None:
-    """llama-cpp-python answers a request over its context with 200 and no event: three
-    calls and a second and a half of backoff got the same each time."""
     route = router.post(OPENAI_URL).mock(side_effect=lambda _: sse_response(body)[0])
-    with pytest.raises(EmptyStream, match="ended the answer's stream with nothing in it"):
+    with pytest.raises(error, match=re.escape(said)):
         await collect(make_hub(max_retries=2))
     assert route.call_count == 1
 
