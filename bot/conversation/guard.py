@@ -11,7 +11,7 @@ import html
 from collections.abc import Iterable
 from urllib.parse import unquote
 
-from bot.types import REDACTED, redact
+from bot.types import redact
 from bot.types.secrets import HELD_SECRET_CHARS, secret_forms
 from bot.types.text import clean_text, without_invisible
 
@@ -19,16 +19,7 @@ from bot.types.text import clean_text, without_invisible
 class AnswerGuard:
     """Feed pieces; `text` is what may be shown and stored so far."""
 
-    __slots__ = (
-        "_firsts",
-        "_forms",
-        "_longest",
-        "_seam",
-        "_secrets",
-        "_starts",
-        "_tail",
-        "text",
-    )
+    __slots__ = ("_firsts", "_forms", "_longest", "_secrets", "_starts", "_tail", "text")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = tuple(s for s in secrets if s)
@@ -39,17 +30,14 @@ class AnswerGuard:
         self._starts = frozenset(f[:i] for f in self._forms for i in range(1, len(f) + 1))
         self._longest = max(map(len, self._forms), default=0)
         self._tail = ""
-        self._seam = False  # a continued answer whose shown text ended in a secret's start
         self.text = ""
 
     def resume(self, shown: str) -> None:
-        """Go on from text already shown (an answer being continued). Its end is held
-        back again where it may begin a secret, so a secret across the seam is found;
-        one whose start was taken out when the answer was cut (`****` at its end) has
-        its rest taken out too, when the new text begins with it."""
+        """Go on from text already shown (an answer being continued): its end is held
+        back again where it may begin a secret, so a secret across the seam is found and
+        taken out whole (the start shown before goes with it)."""
         hold = self._held_back(shown) if self._forms else 0
         self.text, self._tail = shown[: len(shown) - hold], shown[len(shown) - hold :]
-        self._seam = bool(self._forms) and shown.endswith(REDACTED)
 
     def feed(self, piece: str) -> str:
         """Take the next piece of the answer; returns `text`."""
@@ -57,26 +45,17 @@ class AnswerGuard:
         if not self._forms:
             self.text += piece
             return self.text
-        buf = self._tail + piece
-        if self._seam:
-            if len(buf) < self._longest:  # not yet enough to tell a secret's rest
-                self._tail = buf
-                return self.text
-            buf = self._without_rest(buf)
-        buf = redact(buf, self._secrets, shapes=False, known=False)
+        buf = redact(self._tail + piece, self._secrets, shapes=False, known=False)
         hold = self._held_back(buf)
         self.text += buf[: len(buf) - hold]
         self._tail = buf[len(buf) - hold :]
         return self.text
 
     def finish(self) -> str:
-        """End of the answer: what was held back was not a secret after all, unless it
-        is the start of one, HELD_SECRET_CHARS long or more (an answer cut in the middle
-        of an echoed key): that is taken out as a whole secret is."""
-        tail = self._without_rest(self._tail) if self._seam else self._tail
-        if len(tail) >= HELD_SECRET_CHARS and self._held_back(tail) == len(tail):
-            tail = REDACTED
-        self.text += redact(tail, self._secrets, shapes=False, known=False)
+        """End of the answer: what was held back was not a secret after all. (Taking out
+        a held-back start of one here would tell anyone who has the model repeat their
+        guesses whether a guess starts the key.)"""
+        self.text += self._tail
         self._tail = ""
         return self.text
 
@@ -85,21 +64,6 @@ class AnswerGuard:
         self.finish()
         self.text = self.text[:limit]
         return self.text
-
-    def _without_rest(self, buf: str) -> str:
-        """`buf`, the start of a continued answer, without the rest of a secret whose
-        start the answer was cut after (HELD_SECRET_CHARS or more of its end)."""
-        self._seam = False
-        rest = max(
-            (
-                k
-                for form in self._forms
-                for k in range(len(form) - 1, HELD_SECRET_CHARS - 1, -1)
-                if buf.startswith(form[-k:])
-            ),
-            default=0,
-        )
-        return buf[rest:]
 
     def _held_back(self, buf: str) -> int:
         """Length of the longest end of `buf` that begins some form of a secret."""

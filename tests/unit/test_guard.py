@@ -69,40 +69,32 @@ def test_no_prefix_of_shown_text_contains_the_key(pieces: list[str]) -> None:
     assert final.replace("****", "") == "".join([*pieces, *pieces]).replace(KEY, "")
 
 
-def test_an_answer_cut_in_the_middle_of_a_key_does_not_end_with_its_start() -> None:
-    """A stream ending at max_tokens halfway through an echoed key released the half that
-    was held back: "sk-guarded-01234" was shown and stored."""
-    _, final = stream(["Your key is ", KEY[:16]], [KEY])
-    assert final == "Your key is ****"
-    _, short = stream(["I think it ", "sk-gu"], [KEY])  # too short to tell: ordinary text
-    assert short == "I think it sk-gu"
+def test_an_answer_ending_in_a_keys_start_gives_no_sign_of_it() -> None:
+    """Review: taking out a held-back start when the answer ends told anyone who has the
+    model repeat their guesses whether a guess starts the key, a character at a time."""
+    _, right = stream(["Your key is ", KEY[:16]], [KEY])
+    _, wrong = stream(["Your key is ", "sk-guarded-X"], [KEY])
+    assert right == "Your key is " + KEY[:16] and wrong == "Your key is sk-guarded-X"
 
 
-def test_a_continued_answer_checks_the_seam() -> None:
-    """Continued, the rest of a key cut in two was shown whole after its start."""
-    key = "sk-guarded-0123456789abcdefghijklmnopqrstuv"  # a real key's length
+def test_a_continued_answer_takes_out_a_key_across_the_seam() -> None:
+    """Continued, the rest of a key cut in two was shown after its start: the whole key
+    is taken out, the start shown before with it."""
+    key = "sk-guarded-0123456789abcdefghijklmnopqrstuv"
     first = AnswerGuard([key])
     first.feed("Your key is ")
     first.feed(key[:16])
     shown = first.finish()
-    assert shown == "Your key is ****"
     going_on = AnswerGuard([key])
     going_on.resume(shown)
+    assert going_on.text == "Your key is "  # the start is held back again
     seen = [going_on.feed(p) for p in (key[16:30], key[30:], " and that's it.")]
     final = going_on.finish()
     assert final == "Your key is **** and that's it."
     for visible in [*seen, final]:
-        assert key[16:24] not in visible and key[-8:] not in visible
+        assert key[:16] not in visible and key[16:] not in visible
 
-    # A key's start at the shown end, too short to take out then: the seam is held back.
-    cut = AnswerGuard([KEY])
-    cut.resume("The value is sk-gu")
-    assert cut.text == "The value is "
-    cut.feed(KEY[5:] + " ok")
-    assert cut.finish() == "The value is **** ok"
-
-    plain = AnswerGuard([KEY])
-    plain.resume("Nothing to hide here")
-    assert plain.text == "Nothing to hide here"
-    plain.feed(", and more.")
-    assert plain.finish() == "Nothing to hide here, and more."
+    plain = AnswerGuard([key])
+    plain.resume("Nothing to hide here ****")
+    assert plain.text == "Nothing to hide here ****"
+    assert plain.feed(", and more.") == "Nothing to hide here ****, and more."
