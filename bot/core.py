@@ -29,6 +29,7 @@ from bot.types import (
     Platform,
     Reply,
     ReplyMode,
+    Role,
 )
 from bot.types.prices import PriceTable
 from bot.types.text import clean_text, strip_invisible
@@ -255,6 +256,17 @@ class Core:
     async def has_conversation(self, ref: ChannelRef) -> bool:
         """Whether this channel or thread holds turns with the bot (kept across restarts)."""
         return bool(await self.store.history(ref, 1))
+
+    async def newest_answer_posts(self, ref: ChannelRef) -> tuple[int, list[str]] | None:
+        """The newest answer here and the platform messages showing it (first to last), for
+        a typed control to change it in place as its buttons do; None when the newest
+        turn is no answer, or no message shows it."""
+        history = await self.store.history(ref, 1)
+        newest = history[-1] if history else None
+        if newest is None or newest.role is not Role.ASSISTANT or newest.id is None:
+            return None
+        posts = await self.store.posts_of(ref, newest.id)
+        return (newest.id, posts) if posts else None
 
     async def shows_an_answer(self, ref: ChannelRef, post: str) -> bool:
         """Whether the platform message `post`, in `ref`'s channel, shows one of the bot's

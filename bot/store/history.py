@@ -274,6 +274,23 @@ class HistoryPart:
         await self._writes.drain()  # links still in the write queue count
         return await self._db.read_plain("history read", read)
 
+    async def posts_of(self, ref: ChannelRef, row_id: int) -> list[str]:
+        """The platform messages that show stored entry `row_id` of this conversation, in
+        the order they were linked (an answer's pages, first to last)."""
+        m, p = _MESSAGES, _POSTS
+        links = (
+            select(p.c.post_id)
+            .join(m, m.c.id == p.c.message_id)
+            .where(p.c.message_id == row_id, in_conversation(conversation_of(ref)))
+            .order_by(p.c.id)
+        )
+
+        async def read(conn: AsyncConnection) -> list[str]:
+            return [str(row[0]) for row in await conn.execute(links)]
+
+        await self._writes.drain()  # links still in the write queue count
+        return await self._db.read_plain("history read", read)
+
     async def forget_posted(
         self, ref: ChannelRef, posts: Sequence[str], author: str | None = None
     ) -> int:

@@ -265,6 +265,10 @@ class Store:
         with the ids of the questions among them (`author`'s only, if given)."""
         return await self._history.posted(platform, where, posts, author)
 
+    async def posts_of(self, ref: ChannelRef, row_id: int) -> list[str]:
+        """The platform messages showing stored entry `row_id` here, first to last."""
+        return await self._history.posts_of(ref, row_id)
+
     async def shown_turn(
         self, ref: ChannelRef, post: str
     ) -> list[tuple[HistoryEntry, tuple[str, ...]]]:

@@ -123,13 +123,32 @@ async def test_a_typed_control_someone_else_may_not_use_is_refused_privately(
 ) -> None:
     """`/regenerate` on another member's turn: "thinking…" went out publicly at once, so
     the refusal that followed it was shown to the whole channel."""
-    await ask(world, world.admin, "hi")
+    answer = await ask(world, world.admin, "hi")
     refused = await world.member.slash(world.channel, "regenerate")
     assert refused.response is not None and refused.response.ephemeral
     assert "Only Ada or an admin" in reply_text(refused)
     assert len(endpoint.requests) == 1
+    endpoint.script = Script(chunks=["a second answer"])
     done = await world.admin.slash(world.channel, "regenerate")  # the asker's: an answer
-    assert "Hello there!" in reply_text(done) and len(endpoint.requests) == 2
+    assert len(endpoint.requests) == 2
+    assert fresh(world, answer).content == "a second answer"  # in place, as 🔄 does
+    assert reply_text(done) == "Done: the answer above changed (answer 2 of 2)."
+    assert done.response is not None and done.response.ephemeral  # the typer's alone
+
+
+async def test_a_typed_continue_goes_on_in_the_answers_own_message(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """A typed /continue posted the continued answer as a new message: the old one kept
+    its note and live buttons, and its ⏩ then went on from the old text (two versions)."""
+    endpoint.script = Script(chunks=["one two"])
+    answer = await ask(world, world.member, "count")
+    endpoint.script = Script(chunks=[" three"])
+    done = await world.member.slash(world.channel, "continue")
+    assert fresh(world, answer).content == "one two three"
+    assert bot_messages(world.channel, world.bot_id) == ["one two three"]  # no second copy
+    assert reply_text(done) == "Done: the answer above changed."
+    assert [v for v in buttons(fresh(world, answer)).values()] == [("🔄", False), ("⏩", False)]
 
 
 async def test_retry_on_an_error_answers_in_place(world: World, endpoint: FakeOpenAI) -> None:

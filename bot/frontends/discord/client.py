@@ -100,6 +100,7 @@ class ChatClient(discord.AutoShardedClient):
         self.controls = Controls(core, min_interval=min_interval, personas=personas)
         self._own_deletes = self.controls.own_deletes
         self.runner.greet = self.controls.greet
+        self.runner.in_place = self.controls.typed
 
     async def setup_hook(self) -> None:
         """Answer buttons, also on messages from before a restart; then the slash commands:

@@ -69,6 +69,10 @@ class ControlButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], 
             await controls.press(interaction, self.spec.press, self.spec.target)
 
 
+# Typed turn controls by their command's name (/swipe takes its direction).
+_TYPED = {"regenerate": Press.REGENERATE, "continue": Press.CONTINUE, "retry": Press.RETRY}
+
+
 def view_of(specs: list[ButtonSpec]) -> discord.ui.View | None:
     """A view of only dynamic items: discord.py keeps no state for it per message."""
     if not specs:
@@ -139,9 +143,46 @@ class Controls:
         # events must not make it forget the answer they were part of.
         self.own_deletes = own_deletes if own_deletes is not None else RecentIds()
 
-    async def press(self, interaction: discord.Interaction[Any], press: Press, target: int) -> None:
+    async def typed(
+        self, interaction: discord.Interaction[Any], path: tuple[str, ...], raw: dict[str, Any]
+    ) -> bool:
+        """A typed /regenerate, /continue, /retry or /swipe changes the newest answer in
+        place, as its buttons do: a new message beside it would leave the old one with
+        its note and live buttons (whose ⏩ then went on from the old text). False when
+        no message here shows the newest answer: the core answers as a new message."""
+        press = _TYPED.get(path[0])
+        if path[0] == "swipe":
+            direction = raw.get("direction")
+            press = {"next": Press.NEXT, "prev": Press.PREVIOUS}.get(str(direction))
+        channel = interaction.channel
+        if press is None or not isinstance(channel, discord.abc.Messageable):
+            return False
+        ref, _ = interaction_context(interaction)
+        found = await self._core.newest_answer_posts(ref)
+        if found is None:
+            return False
+        answer_id, posts = found
+        try:
+            message = await channel.fetch_message(int(posts[-1]))
+        except (*CALL_FAILED, ValueError) as err:
+            log.info("a typed %s answers anew: %s", path[0], type(err).__name__)
+            return False
+        await self.press(interaction, press, answer_id, message=message)
+        return True
+
+    async def press(
+        self,
+        interaction: discord.Interaction[Any],
+        press: Press,
+        target: int,
+        *,
+        message: discord.Message | None = None,
+    ) -> None:
+        """A button pressed on `interaction.message`; or a typed control run on `message`,
+        the answer's last page (its "thinking…" and what it says then are the typer's)."""
         inv = invocation(press)
-        message = interaction.message
+        typed = message is not None
+        message = message if message is not None else interaction.message
         channel = interaction.channel
         if inv is None or message is None or not isinstance(channel, discord.abc.Messageable):
             await _ephemeral(interaction, "That button does nothing.")
@@ -157,8 +198,9 @@ class Controls:
             else:
                 await _ephemeral(interaction, "No answer is being written here.")
             return
-        # Acknowledged at once (no visible reply): the answer message changes instead.
-        await interaction.response.defer()
+        # Acknowledged at once (no visible reply): the answer message changes instead. A
+        # typed one thinks privately, and says so when done.
+        await interaction.response.defer(ephemeral=typed, thinking=typed)
         pages = await _pages_of(message, channel)
         speaker = await self._speaker(message, channel, ref)
         answer = DiscordTarget(
@@ -185,6 +227,10 @@ class Controls:
                 await held.release()
                 await answer.settle(view)
                 await self._core.shown_in(ref, done.answer_id, _ids(answer.messages))
+                if typed:
+                    shown = f" (answer {done.alternative[0]} of {done.alternative[1]})"
+                    said = shown if done.alternative[1] > 1 else ""
+                    await _followup(interaction, f"Done: the answer above changed{said}.")
         except Exception as err:
             log.warning("a %s button failed: %s", press.value, failure(err))
             await _followup(interaction, "That did not work. Try again in a moment.")

@@ -51,6 +51,11 @@ class CommandRunner:
         self._core = core
         # Posts a character's greeting after /character import (the client wires it).
         self.greet: Callable[[Any, ChannelRef, Greeting], Awaitable[None]] | None = None
+        # Runs a typed turn control on the answer's own message, as its buttons do; False
+        # when no message here shows the newest answer (the client wires it).
+        self.in_place: (
+            Callable[[discord.Interaction, tuple[str, ...], dict[str, Any]], Awaitable[bool]] | None
+        ) = None
 
     async def invoke(
         self, interaction: discord.Interaction, path: tuple[str, ...], values: dict[str, Any]
@@ -71,6 +76,9 @@ class CommandRunner:
         if secret_options(command):
             await interaction.response.send_modal(SecretModal(self, path, command, raw))
             return
+        if command.control and self.in_place is not None:
+            if await self.in_place(interaction, path, raw):
+                return
         # A turn control is slow when it answers, but a refusal (someone else's turn, not
         # the newest) comes at once and is the presser's alone: deferred at once, publicly
         # (its answer would be everyone's), it would have been shown to the channel.
