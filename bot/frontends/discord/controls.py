@@ -158,14 +158,14 @@ class Controls:
         if press is None or not isinstance(channel, discord.abc.Messageable):
             return False
         ref, _ = interaction_context(interaction)
-        found = await self._core.newest_answer_posts(ref)
-        if found is None:
-            return False
-        answer_id, posts = found
         try:
+            found = await self._core.newest_answer_posts(ref)
+            if found is None:
+                return False
+            answer_id, posts = found
             message = await channel.fetch_message(int(posts[-1]))
-        except (*CALL_FAILED, ValueError) as err:
-            log.info("a typed %s answers anew: %s", path[0], type(err).__name__)
+        except Exception as err:  # the database or the message gone: the usual way says
+            log.info("a typed %s answers anew: %s", path[0], failure(err))
             return False
         await self.press(interaction, press, answer_id, message=message)
         return True
