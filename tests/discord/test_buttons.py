@@ -18,6 +18,7 @@ from bot.frontends.discord.buttons import (
     invocation,
     may_stop,
     parse_custom_id,
+    press_for,
     streaming_buttons,
 )
 
@@ -100,3 +101,15 @@ def test_the_earlier_pages_of_a_long_answer_reach_back_to_its_first() -> None:
     assert earlier_pages([_page(by_bot=False), _page(reply=True)]) == 0
     assert earlier_pages([_page(command=True), _page(reply=True)]) == 0
     assert earlier_pages([]) == 0
+
+
+def test_a_typed_turn_control_is_the_button_it_matches() -> None:
+    assert press_for(("regenerate",), {}) is Press.REGENERATE
+    assert press_for(("continue",), {}) is Press.CONTINUE
+    assert press_for(("retry",), {}) is Press.RETRY
+    assert press_for(("swipe",), {"direction": "prev"}) is Press.PREVIOUS
+    assert press_for(("swipe",), {"direction": "next"}) is Press.NEXT
+    # Stop is never run in place; a wrong direction is left to the command to refuse.
+    assert press_for(("stop",), {}) is None
+    assert press_for(("swipe",), {"direction": "previous"}) is None
+    assert press_for(("model",), {}) is None

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from bot.commands import Invocation
 from bot.core import TurnResult
@@ -60,6 +61,16 @@ def parse_custom_id(custom_id: str) -> tuple[Press, int] | None:
     if match is None:
         return None
     return Press(match["press"]), int(match["target"])
+
+
+def press_for(path: tuple[str, ...], raw: dict[str, Any]) -> Press | None:
+    """The button a typed turn control is (/swipe by its direction); None for /stop and
+    for a value no button has (the command then says what is wrong)."""
+    for press, inv in _INVOCATIONS.items():
+        same = inv.path == path and all(raw.get(k) == v for k, v in inv.raw.items())
+        if same and press is not Press.STOP:
+            return press
+    return None
 
 
 def invocation(press: Press) -> Invocation | None:

@@ -24,6 +24,7 @@ from bot.frontends.discord.buttons import (
     invocation,
     may_stop,
     parse_custom_id,
+    press_for,
     stop_refusal,
     streaming_buttons,
 )
@@ -67,10 +68,6 @@ class ControlButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], 
         controls = getattr(interaction.client, "controls", None)
         if isinstance(controls, Controls):
             await controls.press(interaction, self.spec.press, self.spec.target)
-
-
-# Typed turn controls by their command's name (/swipe takes its direction).
-_TYPED = {"regenerate": Press.REGENERATE, "continue": Press.CONTINUE, "retry": Press.RETRY}
 
 
 def view_of(specs: list[ButtonSpec]) -> discord.ui.View | None:
@@ -150,10 +147,7 @@ class Controls:
         place, as its buttons do: a new message beside it would leave the old one with
         its note and live buttons (whose ⏩ then went on from the old text). False when
         no message here shows the newest answer: the core answers as a new message."""
-        press = _TYPED.get(path[0])
-        if path[0] == "swipe":
-            direction = raw.get("direction")
-            press = {"next": Press.NEXT, "prev": Press.PREVIOUS}.get(str(direction))
+        press = press_for(path, raw)
         channel = interaction.channel
         if press is None or not isinstance(channel, discord.abc.Messageable):
             return False
