@@ -68,6 +68,17 @@ ALL_SOURCES = frozenset(Source)
 # The context window the bot budgets for when `context` is unset (a model's own size is
 # not known to it); what `max_tokens` leaves of it is the conversation's room.
 DEFAULT_CONTEXT_TOKENS = 8192
+DEFAULT_ANSWER_TOKENS = 1024  # an answer's room when max_tokens is unset (a quarter at most)
+
+
+def conversation_room(context: int | None, max_tokens: int | None) -> tuple[int, int]:
+    """(the context size the bot budgets for, what the answer's room leaves of it for the
+    system prompt, the history and the new message)."""
+    size = context or DEFAULT_CONTEXT_TOKENS
+    answer = max_tokens or min(DEFAULT_ANSWER_TOKENS, size // 4)
+    return size, size - answer
+
+
 SYSTEM_PROMPT_CHARS = 8000
 
 

@@ -16,7 +16,7 @@ from bot.connection import (
     shown_here,
     withheld,
 )
-from bot.fields import BY_NAME, DEFAULT_CONTEXT_TOKENS, PARAMS, Field, FieldError
+from bot.fields import BY_NAME, PARAMS, Field, FieldError, conversation_room
 from bot.providers import NotFoundError, StatusResult
 from bot.providers.policy import EndpointRefused
 from bot.store import SecretUnreadable, api_key_name
@@ -643,12 +643,12 @@ def _room_left(config: ChannelConfig, p: str) -> str:
     trimmed to what is left, would be little or none of it."""
     answer = config.number("max_tokens")
     context = config.number("context")
-    size = context or DEFAULT_CONTEXT_TOKENS
-    if answer is None or size - answer >= size // 4:
+    size, room = conversation_room(context, answer)
+    if answer is None or room >= size // 4:
         return ""
     assumed = "" if context else f" (assumed: {p}params context is unset)"
     return (
-        f" Note: max_tokens {answer:,} leaves {max(0, size - answer):,} of the {size:,}-token "
+        f" Note: max_tokens {answer:,} leaves {max(0, room):,} of the {size:,}-token "
         f"context{assumed} for the conversation, so the model reads little or none of what "
         f"came before. Set {p}params context to the model's context size, or lower "
         "max_tokens."

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.fields import DEFAULT_CONTEXT_TOKENS
+from bot.fields import conversation_room
 from bot.types import HistoryEntry
 from bot.types.text import unicode_pattern
 
 MAX_INPUT_CHARS = 32_000  # the longest message taken as a question (or an edit of one)
-DEFAULT_ANSWER_TOKENS = 1024
 _PER_MESSAGE_OVERHEAD = 4
 # Marks on a letter: Arabic vowels, Devanagari and Thai vowel signs, accents, Zalgo.
 _MARKS = r"\p{M}"
@@ -95,7 +94,6 @@ def history_budget(
     context_tokens: int | None, max_tokens: int | None, system_prompt: str | None, new_text: str
 ) -> int:
     """Tokens left for history once the system prompt, the new turn and the answer fit."""
-    context = context_tokens or DEFAULT_CONTEXT_TOKENS
-    answer = max_tokens or min(DEFAULT_ANSWER_TOKENS, context // 4)
+    _, room = conversation_room(context_tokens, max_tokens)
     fixed = estimate_tokens(new_text) + (estimate_tokens(system_prompt) if system_prompt else 0)
-    return max(0, context - answer - fixed)
+    return max(0, room - fixed)
