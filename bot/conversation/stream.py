@@ -245,7 +245,8 @@ async def stream_answer(
         out.failed = True
         out.error = "The model returned an empty answer. Try again or rephrase."
     elif start and not wrote and not out.error:  # the answer stays as it was: say why
-        out.state, out.error = TurnState.STOPPED, "The model added nothing to this answer."
+        out.state = TurnState.STOPPED
+        out.error = f"The model added nothing to this answer: {prefix}regenerate asks anew."
     return out
 
 
@@ -279,9 +280,8 @@ def _ended_by_model(finish: str | None, wrote: bool, thought: bool, prefix: str)
             f"here. {_LESS_CONTEXT.format(p=prefix)}"
         )
     if finish in _FILTERED:
-        if wrote:
-            return "The provider's content filter stopped this answer here."
-        return "The provider's content filter blocked this answer. Rephrase, or try another model."
+        what = "stopped this answer here" if wrote else "blocked this answer"
+        return f"The provider's content filter {what}. Rephrase, or try another model."
     if finish in _TOOLS and not wrote:
         return (
             "The model asked to use a tool instead of answering, and this bot offers none. "

@@ -507,7 +507,8 @@ def choice(
         (
             [choice("Some of it"), choice(finish="content_filter")],
             "Some of it",
-            "The provider's content filter stopped this answer here.",
+            "The provider's content filter stopped this answer here. Rephrase, or try another "
+            "model.",
             TurnState.STOPPED,
         ),
         (
@@ -689,7 +690,7 @@ async def test_a_continue_that_adds_nothing_says_so(harness: Harness) -> None:
         await harness.core.run_control(REF, MEMBER, inv, going_on)
     assert (going_on.final, going_on.error) == (
         "Half an ans",
-        "The model added nothing to this answer.",
+        "The model added nothing to this answer: /regenerate asks anew.",
     )
 
 
