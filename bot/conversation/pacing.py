@@ -185,6 +185,7 @@ class PacedReply:
         self._writes: deque[float] = deque(maxlen=16)  # when posts and edits went out
         self._latest = ""
         self._flush_task: asyncio.Task[None] | None = None
+        self._flushing = False  # the flush task's edits are under way (its wait is over)
         self._lock = asyncio.Lock()
         self.sends = 0
         self.edits = 0
@@ -225,12 +226,18 @@ class PacedReply:
                 raise failed
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
-        if self._flush_task is not None:
-            if self._flush_task.done():
-                self._raise_failed_flush()
+        task = self._flush_task
+        if task is not None and not task.done():
+            if self._flushing:
+                # Its edit is under way, and lands first. Cut mid-call, it could reach the
+                # platform after the final edit (on another connection) and leave the
+                # answer shown short; and discord.py's rate limiter, cut while it wakes
+                # the next call, kept the final edit waiting 30 s.
+                await asyncio.wait([task])
             else:
-                self._flush_task.cancel()
-            self._flush_task = None
+                task.cancel()  # still waiting for its turn: the final edit replaces it
+                self._flush_task = None
+        self._raise_failed_flush()
         text = self._render(answer, reasoning)
         if error:
             text = f"{text}\n\n⚠️ {error}" if text.strip() else f"⚠️ {error}"
@@ -241,7 +248,11 @@ class PacedReply:
         wait = self._last_edit + self._target.min_interval - self._clock()
         if wait > 0:
             await asyncio.sleep(wait)
-        await self._sync()
+        self._flushing = True
+        try:
+            await self._sync()
+        finally:
+            self._flushing = False
 
     async def _sync(self, *, final: bool = False) -> None:
         """Make the posted messages show the latest text (sends for new pages, edits)."""

@@ -212,6 +212,56 @@ async def test_first_text_goes_out_at_once_then_edits_are_paced() -> None:
     assert reply.edits >= 2  # it did stream, not just post at the end
 
 
+class SlowEditTarget(RecordingTarget):
+    """Edits take until `release` is set; records each edit's text and any cut one."""
+
+    def __init__(self) -> None:
+        super().__init__(min_interval=0.01)
+        self.editing = asyncio.Event()
+        self.release = asyncio.Event()
+        self.edited: list[str] = []
+        self.cut = 0
+
+    async def edit(self, handle: object, text: str) -> bool:
+        self.editing.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cut += 1
+            raise
+        self.edited.append(text)
+        return await super().edit(handle, text)
+
+
+async def test_the_end_waits_for_an_edit_under_way_instead_of_cutting_it() -> None:
+    """Cut mid-call, an edit may still reach the platform after the final one (and
+    discord.py's rate limiter, cut as it woke the next call, held the final edit 30 s)."""
+    target = SlowEditTarget()
+    reply = PacedReply(target)
+    await reply.update("first")  # posted at once
+    await reply.update("first and more")  # edited in the background, after min_interval
+    await asyncio.wait_for(target.editing.wait(), 5)
+    finishing = asyncio.create_task(reply.finish("first and more and the end"))
+    await asyncio.sleep(0.05)
+    assert not finishing.done()  # it waits for the edit under way
+    target.release.set()
+    await asyncio.wait_for(finishing, 5)
+    assert target.cut == 0
+    assert target.edited == ["first and more", "first and more and the end"]
+    assert target.messages == ["first and more and the end"]
+
+
+async def test_an_edit_still_waiting_for_its_turn_is_replaced_by_the_end() -> None:
+    target = SlowEditTarget()
+    target.min_interval = 0.3
+    target.release.set()
+    reply = PacedReply(target)
+    await reply.update("first")
+    await reply.update("first and more")  # its edit waits 0.3 s
+    await asyncio.wait_for(reply.finish("first and more and the end"), 5)
+    assert target.edited == ["first and more and the end"]
+
+
 class GoneTarget(RecordingTarget):
     """The first post went out; then the bot was removed (Matrix raises SendFailed)."""
 
