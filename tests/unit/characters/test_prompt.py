@@ -18,6 +18,7 @@ from bot.characters import (
     macros_for,
     system_without_card,
 )
+from bot.characters.lorebook import NOT_ANY
 from bot.characters.model import Card
 from bot.types import ChatMessage, HistoryEntry, Image, Role
 from tests.unit.characters.samples import v2, v3
@@ -398,6 +399,58 @@ def test_regex_keys_v3_and_sillytavern_forms() -> None:
         {"keys": ["bla+de"], "content": "plain text key"},
     )
     assert _lore(card, "two SWORDS and a blaaade") == ["ST form", "V3 bare"]
+
+
+def _exported(**entry: Any) -> dict[str, Any]:
+    """A lorebook entry as SillyTavern's card export writes it (convertWorldInfoToCharacterBook):
+    `use_regex` on every entry, the entry's own settings in `extensions`."""
+    ext = {"position": 1, "display_index": 0, "selectiveLogic": 0, "depth": 4}
+    ext |= entry.pop("extensions", {})
+    return {"use_regex": True, "selective": True, "constant": False, **entry, "extensions": ext}
+
+
+def test_sillytavern_exports_read_as_sillytavern_reads_them() -> None:
+    """Its exports set use_regex everywhere but SillyTavern reads only `/…/` keys as
+    patterns; constant entries, secondary-key logic and the entries' own case and
+    whole-word settings apply as in SillyTavern."""
+    card = _entries(
+        _exported(keys=[], constant=True, content="ALWAYS"),
+        _exported(keys=["C++"], content="CPP"),
+        _exported(keys=["cat"], content="CAT", extensions={"match_whole_words": True}),
+        _exported(keys=["Elf"], content="ELF", extensions={"case_sensitive": True}),
+        _exported(
+            keys=["dragon"],
+            secondary_keys=["peaceful"],
+            content="ANGRY",
+            extensions={"selectiveLogic": NOT_ANY},
+        ),
+        _exported(keys=["/drag(on)?s?/i"], content="PATTERN"),
+    )
+    said = "The peaceful dragon sleeps by the concatenated code of an elf."
+    assert _lore(card, said) == ["ALWAYS", "PATTERN"]
+    assert _lore(card, "An Elf and a cat write C++; the dragon is hungry.") == [
+        "ALWAYS",
+        "CPP",
+        "CAT",
+        "ELF",
+        "ANGRY",
+        "PATTERN",
+    ]
+
+
+def test_v3_pattern_keys_still_honour_constant_and_secondary_keys() -> None:
+    card = _entries(
+        {"keys": ["zz+"], "content": "CONSTANT", "use_regex": True, "constant": True},
+        {
+            "keys": ["dra+gon"],
+            "secondary_keys": ["sle+p"],
+            "selective": True,
+            "content": "BOTH",
+            "use_regex": True,
+        },
+    )
+    assert _lore(card, "a draaagon") == ["CONSTANT"]
+    assert _lore(card, "a draaagon, sleeeping") == ["CONSTANT", "BOTH"]
 
 
 def test_catastrophic_regex_keys_are_refused_and_noted() -> None:
