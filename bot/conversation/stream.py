@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bot.conversation.budget import estimate_tokens
 from bot.conversation.guard import AnswerGuard
@@ -20,6 +21,7 @@ from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage, failure,
 log = logging.getLogger("bot.conversation")
 
 TYPING_AFTER = 0.5  # seconds without text before "typing…" shows (Typing)
+T = TypeVar("T")
 
 
 class ReplySink(Protocol):
@@ -58,18 +60,54 @@ class Prefaced:
 
 class Running:
     """The answer being written in one conversation, so it can be stopped from outside.
-    `asker`: the user it is written for (who may stop it, besides an admin)."""
+    `asker`: the user it is written for (who may stop it, besides an admin).
+
+    A stop cancels the writing task, but never inside a platform call (`showing`): cut
+    there, a message the platform had already posted was lost to the answer (posted
+    again at the end, the first copy left with its ⏹), and discord.py's rate limiter,
+    cut while it woke the route's next call, held the channel's next post 30 s. A stop
+    that comes meanwhile takes effect when the call returns."""
 
     def __init__(self, asker: str, question: int | None = None) -> None:
         self.task = asyncio.current_task()
         self.asker = asker
         self.question = question  # the stored question it answers
         self.stopped_by = ""
+        self.failed = False  # stopped by a fault (its deadline), not by someone
+        self._showing = False
+        self._deadline: asyncio.TimerHandle | None = None
 
-    def stop(self, why: str) -> None:
+    def stop(self, why: str, *, failed: bool = False) -> None:
         if not self.stopped_by and self.task is not None:
-            self.stopped_by = why
-            self.task.cancel()
+            self.stopped_by, self.failed = why, failed
+            if not self._showing:
+                self.task.cancel()
+
+    def stop_after(self, seconds: float, why: str) -> None:
+        """Stop it as failed after `seconds` (what is cancelled on the way out)."""
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(seconds, lambda: self.stop(why, failed=True))
+
+    def close(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    async def showing(self, call: Awaitable[T]) -> T:
+        """Await a platform call that a stop must not cut; a stop that came meanwhile
+        raises StopRequested when it returns."""
+        self._showing = True
+        try:
+            result = await call
+        finally:
+            self._showing = False
+        if self.stopped_by:
+            raise StopRequested
+        return result
+
+
+class StopRequested(Exception):
+    """A stop that came during a platform call (Running.showing), raised once it returned."""
 
 
 @dataclass(slots=True)
@@ -182,35 +220,42 @@ async def stream_answer(
     out = Outcome()
     finish: str | None = None
     typing: Typing | None = Typing(sink)
+    running.stop_after(
+        answer_timeout, f"The answer took longer than {answer_timeout:g} s, so it stops here."
+    )
     try:
-        async with asyncio.timeout(answer_timeout):
-            async with aclosing(provider.stream_chat(request)) as deltas:
-                async for delta in deltas:
-                    finish = delta.finish_reason or finish
-                    if delta.usage is not None:
-                        out.usage = out.usage.merged(delta.usage) if out.usage else delta.usage
-                    seen, thought_seen = len(split.answer), len(split.reasoning)
-                    if delta.text:
-                        split.feed(delta.text)
-                    answer.feed(split.answer[seen:])
-                    thought.feed(delta.reasoning + split.reasoning[thought_seen:])
-                    if len(answer.text) > max_chars:
-                        out.state = TurnState.STOPPED
-                        out.error = f"The answer passed {max_chars:,} characters, so it stops here."
+        async with aclosing(provider.stream_chat(request)) as deltas:
+            async for delta in deltas:
+                finish = delta.finish_reason or finish
+                if delta.usage is not None:
+                    out.usage = out.usage.merged(delta.usage) if out.usage else delta.usage
+                seen, thought_seen = len(split.answer), len(split.reasoning)
+                if delta.text:
+                    split.feed(delta.text)
+                answer.feed(split.answer[seen:])
+                thought.feed(delta.reasoning + split.reasoning[thought_seen:])
+                if len(answer.text) > max_chars:
+                    out.state = TurnState.STOPPED
+                    out.error = f"The answer passed {max_chars:,} characters, so it stops here."
+                    break
+                if delta.text or (delta.reasoning and show):
+                    shown = answer.text or (show and thought.text)
+                    if typing is not None and shown:
+                        await running.showing(typing.done())
+                        typing = None
+                    text = thought.text if show else ""
+                    if not await running.showing(_shown(sink, answer.text, text)):
+                        out.state, out.failed = TurnState.STOPPED, True
+                        out.error = SHOW_FAILED
                         break
-                    if delta.text or (delta.reasoning and show):
-                        shown = answer.text or (show and thought.text)
-                        if typing is not None and shown:
-                            await typing.done()
-                            typing = None
-                        if not await _shown(sink, answer.text, thought.text if show else ""):
-                            out.state, out.failed = TurnState.STOPPED, True
-                            out.error = SHOW_FAILED
-                            break
-                    row.grew(answer.text)
-    except TimeoutError:
-        out.state, out.failed = TurnState.STOPPED, True
-        out.error = f"The answer took longer than {answer_timeout:g} s, so it stops here."
+                row.grew(answer.text)
+    except (asyncio.CancelledError, StopRequested) as stopped:
+        if not running.stopped_by or running.task is None:
+            raise
+        if isinstance(stopped, asyncio.CancelledError):
+            running.task.uncancel()
+        out.state, out.failed = TurnState.STOPPED, running.failed
+        out.error = running.stopped_by
     except ProviderError as err:
         out.state, out.failed = TurnState.STOPPED, True
         out.error = err.user_message
@@ -222,13 +267,8 @@ async def stream_answer(
         log.error("an answer failed while it was written: %s", failure(err))
         out.state, out.failed = TurnState.STOPPED, True
         out.error = went_wrong(err)
-    except asyncio.CancelledError:
-        if not running.stopped_by or running.task is None:
-            raise
-        running.task.uncancel()
-        out.state = TurnState.STOPPED
-        out.error = running.stopped_by
     finally:
+        running.close()
         if typing is not None:
             typing.cancel()
     seen = len(split.answer)
@@ -336,6 +376,6 @@ class Typing:
             await self._call
 
     def cancel(self) -> None:
+        """None starts after; a call under way lands by itself (cut mid-call, it could
+        leave "typing…" shown, or discord.py's rate limiter holding the next one)."""
         self._timer.cancel()
-        if self._call is not None:
-            self._call.cancel()

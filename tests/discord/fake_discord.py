@@ -63,6 +63,9 @@ class FakeDiscord:
     dropped: int = 0  # edits whose connection was cut
     drop_deletes: int = 0  # cut the connection of this many message deletes
     drop_webhooks: int = 0  # cut the connection of this many calls to a channel's webhooks
+    hold_posts: float = 0.0  # seconds a posted message waits before it is answered
+    drop_posts: int = 0  # cut the connection of this many message posts (none is made)
+    hold_typing: float = 0.0  # seconds a typing call waits before it is answered
     calls: list[Call] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     identified: asyncio.Event = field(default_factory=asyncio.Event)
@@ -339,6 +342,7 @@ class FakeDiscord:
             return self._json({"message": "404: Not Found", "code": 0}, 404)
         cid, rest = int(match["cid"]), match["rest"] or ""
         if route == ("POST", f"/channels/{cid}/typing"):
+            await asyncio.sleep(self.hold_typing)
             return web.Response(status=204)
         if rest == "/webhooks":
             if self.drop_webhooks and request.transport is not None:
@@ -347,7 +351,13 @@ class FakeDiscord:
                 return web.Response(status=500)
             return self._channel_webhooks(request.method, cid, body or {})
         if route == ("POST", f"/channels/{cid}/messages"):
-            return self._json(self._post(cid, body or {}))
+            if self.drop_posts and request.transport is not None:
+                self.drop_posts -= 1
+                request.transport.abort()
+                return web.Response(status=500)
+            posted = self._json(self._post(cid, body or {}))  # on show from now on
+            await asyncio.sleep(self.hold_posts)
+            return posted
         if request.method == "DELETE" and rest.startswith("/messages/"):
             if self.drop_deletes and request.transport is not None:
                 self.drop_deletes -= 1

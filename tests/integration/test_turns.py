@@ -132,6 +132,73 @@ async def test_stop_keeps_what_arrived_and_closes_the_connection(
         await core.close()
 
 
+class SlowPostSink(Sink):
+    """Its first update (the first message's post) takes until `posted` is set, and
+    says so if it is cut: the platform may well have posted it by then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posting = asyncio.Event()
+        self.posted = asyncio.Event()
+        self.cut = False
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        if not self.updates:
+            self.posting.set()
+            try:
+                await self.posted.wait()
+            except asyncio.CancelledError:
+                self.cut = True
+                raise
+        await super().update(answer, reasoning)
+
+
+async def test_a_stop_during_the_first_post_lets_it_land_then_stops(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Cut mid-post, the message it posted was lost to the answer: posted again at the
+    end, the first copy kept its ⏹ (and discord.py's rate limiter held the next 30 s)."""
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(200)], interval=0.05)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        sink = SlowPostSink()
+        turn = asyncio.create_task(chat(core, "go on and on", sink))
+        await sink.posting.wait()
+        assert core.stop(REF)
+        await asyncio.sleep(0.2)
+        assert not turn.done()  # the post is still under way, and not cut
+        sink.posted.set()
+        await turn
+        assert not sink.cut and sink.updates == ["w0 "]
+        assert sink.final is not None and sink.final[1] == "Stopped."
+        [_, answer] = await rows(core)
+        assert (answer.state, answer.error) == (TurnState.STOPPED, "Stopped.")
+        assert not core.stop(REF)
+    finally:
+        await core.close()
+
+
+async def test_a_deadline_during_the_first_post_stops_once_it_lands(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script = Script(chunks=["tick "] * 1000, interval=0.02)
+    core = await make_core(database_url, endpoint, TurnLimits(answer_timeout=0.3))
+    try:
+        sink = SlowPostSink()
+        turn = asyncio.create_task(chat(core, "count", sink))
+        await sink.posting.wait()
+        await asyncio.sleep(0.5)  # past the deadline, the post still under way
+        assert not turn.done()
+        sink.posted.set()
+        await turn
+        assert not sink.cut and sink.final is not None
+        assert sink.final[1] is not None and "longer than 0.3 s" in sink.final[1]
+        [_, answer] = await rows(core)
+        assert answer.state is TurnState.STOPPED
+    finally:
+        await core.close()
+
+
 async def test_the_whole_answer_has_a_deadline(database_url: str, endpoint: FakeOpenAI) -> None:
     endpoint.script = Script(chunks=["tick "] * 1000, interval=0.02)
     core = await make_core(database_url, endpoint, TurnLimits(answer_timeout=0.5))

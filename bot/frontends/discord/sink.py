@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -62,6 +61,7 @@ class DiscordTarget:
         self.min_interval = min_interval
         self.edit_budget = (EDIT_BUDGET, EDIT_BUDGET * min_interval)
         self._typing: asyncio.Task[None] | None = None
+        self._typing_call = False  # the typing task is in its call to Discord
         self._posted = False
         self.blocked = False  # the bot may not post here; the rest of the answer is dropped
         # Nor edit: a post refused (Send Messages taken mid-answer) still lets the bot edit
@@ -83,36 +83,48 @@ class DiscordTarget:
 
     async def _keep_typing(self) -> None:
         while True:
+            self._typing_call = True
             try:
                 await self._channel.typing()
             except discord.Forbidden:
                 return  # the send itself will report it
             except CALL_FAILED as err:
                 log.debug("typing indicator failed: %s", type(err).__name__)
+            finally:
+                self._typing_call = False
+            if self._typing is not asyncio.current_task():
+                return  # stopped during the call
             await asyncio.sleep(TYPING_EVERY)
 
-    def _stop_typing(self) -> None:
-        if self._typing is not None:
-            self._typing.cancel()
-            self._typing = None
+    def _stop_typing(self) -> asyncio.Task[None] | None:
+        """No more "typing…"; returns the call under way, which is left to land: cut
+        inside discord.py's rate limiter, it held the channel's next typing call 30 s."""
+        task, self._typing = self._typing, None
+        if task is None or task.done():
+            return None
+        if self._typing_call:
+            return task
+        task.cancel()  # between calls: nothing is cut
+        return None
 
     async def close(self) -> None:
-        task, self._typing = self._typing, None
+        task = self._stop_typing()
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task])
 
     async def send(self, text: str) -> object:
-        self._stop_typing()
+        typing = self._stop_typing()
+        if typing is not None:  # "typing…" must not come after the text
+            await asyncio.wait([typing])
         if self.blocked:
             return None
-        first, self._posted = not self._posted, True
+        first = not self._posted
         if first:
             text = self._prefix + text
         if self._existing:
             message = self._existing.pop(0)
             await self._edit(message, content=text, **self._view_change(message, self.view))
+            self._posted = True
             self.messages.append(message)
             return message
         kwargs: dict[str, Any] = {"view": self.view} if self.view is not None else {}
@@ -135,6 +147,7 @@ class DiscordTarget:
         except NETWORK_ERRORS as err:
             log.warning("could not post an answer: %s", type(err).__name__)
             return None
+        self._posted = True  # a page that failed is posted again as the first: a reply
         if self.view is not None:
             self._views[posted.id] = self.view
         self.messages.append(posted)
