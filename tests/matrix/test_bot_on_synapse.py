@@ -168,6 +168,13 @@ async def test_joins_on_invite_and_runs_commands_from_the_table(
     assert "collected privately" not in help_text and "asked for privately" not in help_text
     assert "/swipe" not in help_text
     assert "Did you mean `model`?" in await w.alice.command(room_id, bot, "!modle x")
+    # A command after the bot's name (as a client's pill puts it) runs; an emote never does.
+    assert await w.alice.command(room_id, bot, f"{bot}: !help") == help_text
+    since = time.monotonic()
+    emote = await w.alice.send(room_id, "!help", msgtype="m.emote")
+    assert "Did you mean `model`?" in await w.alice.command(room_id, bot, "!modle y")
+    replies = [s.content.get("m.relates_to", {}) for s in w.alice.messages(room_id, bot, since)]
+    assert not [r for r in replies if r.get("m.in_reply_to", {}).get("event_id") == emote]
     await _configure(w, room_id, llamacpp_peer)
 
     refused = await w.bob.command(room_id, bot, "!model other")

@@ -115,6 +115,26 @@ def test_text_of_strips_reply_fallback_and_ignores_notices() -> None:
     assert events.text_of({"msgtype": "m.notice", "body": "from another bot"}) is None
     assert events.text_of({"msgtype": "m.image", "body": "cat.png"}) is None
     assert events.text_of({"msgtype": "m.text", "body": 5}) is None
+    # A client that sends no fallback (Element X): the member's own quote is kept.
+    own = "> the sky is green\nis that quote true?"
+    assert events.text_of({"msgtype": "m.text", "body": own, **REPLY}) == own
+    emote = "> * <@a:b> waves\n\nhello"
+    assert events.text_of({"msgtype": "m.text", "body": emote, **REPLY}) == "hello"
+
+
+def test_pills_in_every_form_the_spec_allows() -> None:
+    """matrix.to with the id percent-encoded (the spec's own examples), single quotes,
+    other attributes first, the matrix: scheme; another user's pill is not the bot's."""
+    for link in (
+        "https://matrix.to/#/%40bot%3Aexample.org",
+        "https://matrix.to/#/@bot:example.org?via=example.org",
+        "matrix:u/bot:example.org?action=chat",
+    ):
+        for href in (f'"{link}"', f"'{link}'"):
+            html = f'<a class="pill" href={href}>B</a> hi'
+            assert events.mentions_user({"body": "so hi", "formatted_body": html}, BOT, ())
+    other = '<a href="https://matrix.to/#/@bob:example.org">bob</a> hi'
+    assert not events.mentions_user({"body": "so hi", "formatted_body": other}, BOT, ())
 
 
 MXC = "mxc://example.org/AbCd_12-x"
@@ -448,6 +468,10 @@ def test_edit_replaces_with_new_content() -> None:
     new = content["m.new_content"]
     assert new["body"] == "new **text**" and "<strong>text</strong>" in new["formatted_body"]
     assert "m.relates_to" not in new
+    # Whom the message mentions is in its new content; the edit notifies nobody again.
+    mentioning = edit_content("$first", "text", mention="@alice:x")
+    assert mentioning["m.new_content"]["m.mentions"] == {"user_ids": ["@alice:x"]}
+    assert mentioning["m.mentions"] == {} and content["m.new_content"]["m.mentions"] == {}
 
 
 def test_reply_relation() -> None:

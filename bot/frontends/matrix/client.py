@@ -160,9 +160,16 @@ class MatrixBot:
         redaction: bool = False,
     ) -> EventFacts:
         text = (events.caption_of(content) if media else events.text_of(content)) or ""
-        text = plain_prefix(text, self._handler.prefix)  # `！key …` from a CJK keyboard
-        command = text.lstrip().startswith(self._handler.prefix)
+        prefix = self._handler.prefix
+        text = plain_prefix(text, prefix)  # `！key …` from a CJK keyboard
         room = self._client.rooms.get(room_id)
+        if room is not None and not text.lstrip().startswith(prefix):
+            # "Bot: !settings" (a pill, or the name typed) runs the command it addresses.
+            named = events.strip_mention(text, self._api.user_id, self._handler.names(room))
+            if plain_prefix(named, prefix).startswith(prefix):
+                text = plain_prefix(named, prefix)
+        # An emote ("/me !settings") is an action, never a command.
+        command = content.get("msgtype") != "m.emote" and text.lstrip().startswith(prefix)
         return EventFacts(
             from_bot=getattr(event, "sender", "") == self._api.user_id,
             sent_ms=int(getattr(event, "server_timestamp", 0)),

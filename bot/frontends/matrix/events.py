@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from bot.types.text import unicode_pattern
 
-# Clients put a "<name>: " or a pill before the text when they mention someone.
-_PILL = re.compile(r'<a\s+href="https://matrix\.to/#/([^"?]+)(?:\?[^"]*)?"', re.IGNORECASE)
+# Clients put a "<name>: " or a pill before the text when they mention someone: a link to
+# https://matrix.to/#/@user:server (its id maybe percent-encoded) or matrix:u/user:server.
+_PILL = re.compile(
+    r"""<a\s[^>]*?href\s*=\s*(["'])(https://matrix\.to/#/|matrix:u/)([^"'?#]+)[^"']*\1""",
+    re.IGNORECASE,
+)
+# The first line of a reply's fallback quote: "> <@alice:server> …" ("> * <@…>" an emote's).
+_FALLBACK_HEAD = re.compile(r"> (?:\* )?<@[^>\s]+>")
 # The only place a file is fetched from: the homeserver's media repository, never a URL.
 _MXC = re.compile(r"mxc://[A-Za-z0-9.:\[\]-]+/[A-Za-z0-9_-]+")
 MEDIA = frozenset({"m.image", "m.file"})  # files the bot reads (audio and video it does not)
@@ -82,8 +90,8 @@ def strip_reply_fallback(body: str, content: Mapping[str, Any]) -> str:
     if not isinstance(relates_to(content).get("m.in_reply_to"), Mapping):
         return body
     lines = body.split("\n")
-    if not lines or not lines[0].startswith("> "):
-        return body
+    if not _FALLBACK_HEAD.match(lines[0]):
+        return body  # a client without fallbacks (Element X): a "> quote" is the member's
     i = 0
     while i < len(lines) and lines[i].startswith(">"):
         i += 1
@@ -112,7 +120,7 @@ def mentions_user(
         # replying to someone who had named the bot is no mention of it.
         if isinstance(relates_to(content).get("m.in_reply_to"), Mapping):
             formatted = _MX_REPLY.sub("", formatted)
-        if any(m.group(1) == user_id for m in _PILL.finditer(formatted)):
+        if any(_pilled(m) == user_id for m in _PILL.finditer(formatted)):
             return True
     body = content.get("body") if text is None else text
     if not isinstance(body, str):
@@ -121,6 +129,12 @@ def mentions_user(
     if user_id in body:
         return True
     return any(_named(name, body) for name in names if name)
+
+
+def _pilled(link: re.Match[str]) -> str:
+    """The user id a pill links to."""
+    named = unquote(html.unescape(link.group(3)))
+    return named if link.group(2).lower().startswith("https") else "@" + named
 
 
 # A name this short ("Al", or a card named "the") would be found in any message as a

@@ -439,7 +439,7 @@ class MessageHandler:
         """An edit of a question the bot keeps: the model reads the new text from the next
         turn on. Never run as a command, nor answered anew."""
         original = events.relates_to(msg.content).get("event_id")
-        names = self._names(room)
+        names = self.names(room)
         text = events.strip_mention(events.edited_text(msg.content), self._api.user_id, names)
         if not isinstance(original, str):
             return
@@ -624,7 +624,7 @@ class MessageHandler:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)
 
     # --- chat ----------------------------------------------------------------------
-    def _names(self, room: nio.MatrixRoom) -> tuple[str, ...]:
+    def names(self, room: nio.MatrixRoom) -> tuple[str, ...]:
         """The names the bot goes by in `room`: its own, and the one members see there
         (a character's, set by /character import)."""
         member = room.users.get(self._api.user_id)
@@ -664,7 +664,7 @@ class MessageHandler:
     async def _chat(self, room: nio.MatrixRoom, msg: Message, place: Place) -> None:
         await place.turn()
         asked = self._secret_asked.pop((msg.room_id, msg.sender), None)
-        names = self._names(room)
+        names = self.names(room)
         text = events.strip_mention(msg.text, self._api.user_id, names)
         # Addressed or not: a secret must not stay in the room either.
         if msg.media is None and taken_for_secret(asked, time.monotonic(), text):

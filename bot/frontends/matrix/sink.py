@@ -72,14 +72,24 @@ def message_content(text: str, msgtype: str = "m.text") -> dict[str, Any]:
     return content
 
 
-def edit_content(event_id: str, text: str, msgtype: str = "m.text") -> dict[str, Any]:
-    """An m.replace edit of `event_id` whose new content is `text`."""
+def edit_content(
+    event_id: str, text: str, msgtype: str = "m.text", mention: str = ""
+) -> dict[str, Any]:
+    """An m.replace edit of `event_id` whose new content is `text`. Its new content
+    mentions whom the message does (`mention`); the edit itself mentions nobody new, so
+    nobody is notified again."""
     new = message_content(text, msgtype)
-    new["m.mentions"] = {}
     content = {k: f"* {v}" if k in ("body", "formatted_body") else v for k, v in new.items()}
+    content["m.mentions"] = {}
+    new["m.mentions"] = mentioning(mention)
     content["m.new_content"] = new
     content["m.relates_to"] = {"rel_type": "m.replace", "event_id": event_id}
     return content
+
+
+def mentioning(user_id: str) -> dict[str, Any]:
+    """m.mentions naming `user_id` ("" for nobody)."""
+    return {"user_ids": [user_id]} if user_id else {}
 
 
 def reply_relation(thread_root: str, reply_to: str) -> dict[str, Any]:
@@ -187,7 +197,7 @@ class MatrixTarget:
         rel = reply_relation(self._thread_root, "" if self.event_ids else self._reply_to)
         if rel:
             content["m.relates_to"] = rel
-        content["m.mentions"] = {"user_ids": [self._mention]} if self._mention else {}
+        content["m.mentions"] = mentioning(self._mention)
         event_id = await self._send(self._room_id, content)
         self.event_ids.append(event_id)
         self.final_texts[event_id] = text
@@ -197,7 +207,8 @@ class MatrixTarget:
 
     async def edit(self, handle: object, text: str) -> bool:
         event_id = str(handle)
-        await self._send(self._room_id, edit_content(event_id, text, self._msgtype))
+        content = edit_content(event_id, text, self._msgtype, self._mention)
+        await self._send(self._room_id, content)
         self.final_texts[event_id] = text
         return True
 
