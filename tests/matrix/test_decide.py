@@ -60,6 +60,7 @@ def test_typed_text_is_chat_and_prefixed_text_a_command() -> None:
     ("change", "reason"),
     [
         ({"from_bot": True}, "sent by the bot"),
+        ({"from_a_bot_like_this": True}, "sent by another bot of this kind"),
         ({"repeated": True}, "already handled (the same event again)"),
         ({"sent_ms": STARTED - decide.CLOCK_SLACK_MS - 1}, "sent before the bot started"),
         ({"is_message": False}, "not a message"),
@@ -141,6 +142,7 @@ def test_an_image_or_file_is_chat_even_without_a_caption() -> None:
     # The same rules as text before that: its own, old, edited, or in an unknown room.
     for change, reason in [
         ({"from_bot": True}, "sent by the bot"),
+        ({"from_a_bot_like_this": True}, "sent by another bot of this kind"),
         ({"repeated": True}, "already handled (the same event again)"),
         ({"is_edit": True, "msgtype": "m.file"}, "an edit (the original was handled)"),
         ({"room_known": False}, "a room the bot does not know"),

@@ -15,7 +15,7 @@ import nio
 from nio.crypto import decrypt_attachment
 
 from bot.frontends.matrix.access import RoomAuthority, authority_from_state
-from bot.frontends.matrix.events import MediaFile, media_of
+from bot.frontends.matrix.events import SENT_BY_THIS_BOT, MediaFile, media_of
 from bot.frontends.matrix.sink import (
     RatePace,
     SendFailed,
@@ -89,6 +89,7 @@ class MatrixApi:
 
     async def send(self, room_id: str, content: dict[str, Any]) -> str:
         """Post one m.room.message; its event id. SendFailed when it cannot be sent."""
+        content = {**content, SENT_BY_THIS_BOT: True}
         event_id = await with_retries(lambda: self._send_once(room_id, content), "send")
         self.remember(event_id)
         return event_id

@@ -189,6 +189,7 @@ class MatrixBot:
             reaction=reaction,
             edit_holds_secret=self._edit_holds_secret(content),
             redaction=redaction,
+            from_a_bot_like_this=events.from_this_bot(content),
         )
 
     def _edit_holds_secret(self, content: dict[str, Any]) -> bool:

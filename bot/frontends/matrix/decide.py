@@ -58,6 +58,7 @@ class EventFacts:
     repeated: bool = False  # its event id came in a sync before (a retried sync, say)
     edit_holds_secret: bool = False  # an edit whose new text may hold a key or password
     redaction: bool = False  # an m.room.redaction naming the event it removes
+    from_a_bot_like_this: bool = False  # sent by another bot of this kind (its mark)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,8 @@ def decide(facts: EventFacts) -> Decision:
     """
     if facts.from_bot:
         return Decision(Action.IGNORE, "sent by the bot")
+    if facts.from_a_bot_like_this:  # two would answer each other for ever
+        return Decision(Action.IGNORE, "sent by another bot of this kind")
     if facts.repeated:
         return Decision(Action.IGNORE, "already handled (the same event again)")
     if facts.redaction:

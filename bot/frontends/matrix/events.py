@@ -22,6 +22,15 @@ _FALLBACK_HEAD = re.compile(r"> (?:\* )?<@[^>\s]+>")
 # The only place a file is fetched from: the homeserver's media repository, never a URL.
 _MXC = re.compile(r"mxc://[A-Za-z0-9.:\[\]-]+/[A-Za-z0-9_-]+")
 MEDIA = frozenset({"m.image", "m.file"})  # files the bot reads (audio and video it does not)
+# In the content of every message this bot sends. Its answers are m.text (people read
+# them as such), so another bot of this kind would take a reply to it, or a mention of
+# it in an answer, as addressed to it: two in one room answered each other for ever.
+SENT_BY_THIS_BOT = "chat_completion_bot"
+
+
+def from_this_bot(content: Mapping[str, Any]) -> bool:
+    """Sent by a bot of this kind (another account, or another process)."""
+    return content.get(SENT_BY_THIS_BOT) is True
 
 
 def relates_to(content: Mapping[str, Any]) -> Mapping[str, Any]:
