@@ -349,6 +349,23 @@ async def test_key_in_a_group_room_is_refused_and_redacted(world: World) -> None
     )
 
 
+async def test_a_public_room_with_one_member_is_no_place_for_a_key(world: World) -> None:
+    """Just alice and the bot so far, but anyone may join and read back: not a direct
+    chat (the key was taken, and stayed in a history later members read)."""
+    w = world
+    bot = w.bot.user_id
+    room_id = await w.alice.create_room([bot], name="Team AI (colleagues join Monday)")
+    await w.alice.wait_joined(room_id, bot)
+    rules = await w.alice.client.room_put_state(
+        room_id, "m.room.join_rules", {"join_rule": "public"}
+    )
+    assert isinstance(rules, nio.RoomPutStateResponse), rules
+    answer = await w.alice.command(room_id, bot, f"!key set openai {KEY}")
+    assert "direct chat" in answer and KEY not in answer, answer
+    ref = ChannelRef(Platform.MATRIX, room_id)
+    assert not await w.core.store.resolve_secret(ref, "openai_api_key")
+
+
 async def test_a_chat_message_holding_a_key_is_refused_and_redacted(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -183,7 +183,8 @@ class MatrixBot:
             is_command=command,
             may_hold_secret=command and self._handler.may_hold_secret(text),
             room_known=room is not None,
-            direct=room is not None and events.is_direct_room(room.member_count),
+            direct=room is not None
+            and events.is_direct_room(room.member_count, room.join_rule, room.history_visibility),
             media=media is not None,
             repeated=repeated,
             reaction=reaction,

@@ -195,9 +195,19 @@ def strip_mention(body: str, user_id: str, names: tuple[str, ...]) -> str:
     return body.strip()
 
 
-def is_direct_room(member_count: int) -> bool:
-    """A room with the bot and one other person (joined or invited) is a direct chat."""
-    return member_count <= 2
+# Join rules under which nobody joins without a member letting them in.
+_CLOSED_RULES = frozenset({"invite", "knock", "private"})
+
+
+def is_direct_room(
+    member_count: int, join_rule: str = "invite", history_visibility: str = "shared"
+) -> bool:
+    """A room with the bot and one other person (joined or invited) that nobody else can
+    join or read unasked is a direct chat: where a key may be sent. A public room (or one
+    a space's members join freely) with one person in it so far is not."""
+    return (
+        member_count <= 2 and join_rule in _CLOSED_RULES and history_visibility != "world_readable"
+    )
 
 
 def text_of(content: Mapping[str, Any]) -> str | None:
