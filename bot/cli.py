@@ -216,10 +216,13 @@ async def _rotate(settings: Settings, forget_unreadable: bool) -> str:
     box = secret_box(settings)
     count, forgotten = await rotate_keys(settings, box, forget_unreadable=forget_unreadable)
     lines = [f"Forgot the {what}: no key opened it." for what in forgotten]
-    lines.append(
-        f"Re-encrypted {count} secret(s) under key {box.primary_key_id} (the first in "
-        "BOT_SECRET_KEYS); the others can go once every process runs with it first."
-    )
+    done = f"Re-encrypted {count} secret(s) under key {box.primary_key_id}"
+    if len(box.key_ids) > 1:
+        done += (
+            " (the first in BOT_SECRET_KEYS); the others can go once every process runs "
+            "with it first."
+        )
+    lines.append(done + ("" if done.endswith(".") else "."))
     return "\n".join(lines)
 
 
@@ -252,9 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(generate_key())
         return 0
     try:
-        settings = load_settings()
-        for typo in dotenv_typos():
+        for typo in dotenv_typos():  # first: a misspelt name may be why a setting is wrong
             print(f"chatbot: {typo}", file=sys.stderr)
+        settings = load_settings()
         if args.command == "console":
             box = secret_box(settings)  # before the log file: a refused start leaves none
             log_path = _console_logging(settings, args.verbose)

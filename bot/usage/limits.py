@@ -184,7 +184,8 @@ def _what(name: LimitName, limit: int) -> str:
     spec = SPECS[name]
     per = {"user": "per person", "channel": "for this channel", "server": "for this server"}
     window = "a minute" if spec.window == "minute" else "a day (UTC)"
-    return f"{limit:,} {spec.unit} {window} {per[spec.per]}"
+    unit = spec.unit.removesuffix("s") if limit == 1 else spec.unit
+    return f"{limit:,} {unit} {window} {per[spec.per]}"
 
 
 def when(moment: datetime, now: datetime) -> str:

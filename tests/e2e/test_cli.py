@@ -163,6 +163,10 @@ def test_rotate_keys_re_encrypts_under_the_first_key(tmp_path: Path) -> None:
     # The old key can now be removed.
     assert asyncio.run(read(new)) == ["sk-rotate-me-111", "pw-rotate-me-222"]
     assert "rotate-me" not in result.stdout + result.stderr
+    # With one key there are no others to drop, and the output says none.
+    alone = chatbot(tmp_path, "rotate-keys", BOT_SECRET_KEYS=new)
+    new_id = SecretBox.from_setting(new).primary_key_id
+    assert alone.stdout.strip() == f"Re-encrypted 2 secret(s) under key {new_id}."
 
 
 def test_rotate_keys_without_the_old_key_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def test_operator_limit_refuses_in_the_console(tmp_path: Path, llamacpp_peer: Ll
     )
     out = done.stdout
     assert done.returncode == 0, done.stderr
-    assert "Limit reached: messages_per_user_minute (1 messages a minute per person)" in out
+    assert "Limit reached: messages_per_user_minute (1 message a minute per person)" in out
     assert "frees up at" in out and "Nothing was sent to the model" in out
     assert "messages_per_user_minute = 1 (operator default)" in out
     assert "messages_per_user_minute: 0 of 1 messages left for you" in out

@@ -130,7 +130,7 @@ async def test_an_https_url_at_a_port_that_never_answers_ends_the_start_clearly(
             writer.close()
         server.close()
     assert f"cannot reach the Matrix homeserver at {homeserver}" in said, said
-    assert "Check MATRIX_HOMESERVER (http:// if it serves no TLS)" in said, said
+    assert "https://matrix.example.org; http:// if it serves no TLS)" in said, said
     if silent:
         assert "(no answer in 3 s, as a server that speaks plain HTTP at that port does)" in said
 

@@ -104,6 +104,18 @@ def test_a_name_in_dotenv_that_is_nearly_a_setting_is_said(tmp_path: Path) -> No
     ]  # another program's setting (POSTGRES_PASSWORD) is left alone
 
 
+def test_a_misspelt_name_is_said_with_the_settings_it_leaves_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hint came only at the start after, once every other setting was right."""
+    from bot.cli import main
+
+    (tmp_path / ".env").write_text("DEFAULT_SOURC=claude\nLOG_LEVEL=verbose\n")
+    assert main(["migrate"]) == 2
+    said = capsys.readouterr().err
+    assert "did you mean DEFAULT_SOURCE?" in said and "LOG_LEVEL" in said
+
+
 def test_dotenv_file_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("DEFAULT_SOURCE=mistral\nLOG_LEVEL=debug\n")
     s = load_settings()

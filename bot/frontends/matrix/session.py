@@ -52,10 +52,10 @@ def unreachable(homeserver: str, err: BaseException, waited: float = 0.0) -> Fro
     why = f"no answer in {waited:g} s" if timed_out else type(err).__name__
     if timed_out and tls:  # the likeliest cause: it took the TLS greeting for a request
         why += ", as a server that speaks plain HTTP at that port does"
-    hint = " (http:// if it serves no TLS)" if tls else ""
+    hint = "; http:// if it serves no TLS" if tls else ""
     return FrontendError(
         f"cannot reach the Matrix homeserver at {homeserver} ({why}). "
-        f"Check MATRIX_HOMESERVER{hint} (e.g. https://matrix.example.org) and that the "
+        f"Check MATRIX_HOMESERVER (e.g. https://matrix.example.org{hint}) and that the "
         "server is up."
     )
 
