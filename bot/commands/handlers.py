@@ -321,6 +321,8 @@ async def _secret_state(ctx: CommandContext, name: str, config: ChannelConfig | 
     state = f"set (…{last4}, {where})" if last4 else f"set ({where})"
     # Behind a proxy only a custom source's key and the proxy password go to that URL.
     sent_there = name == PROXY_PASSWORD or (config is not None and config.source is Source.CUSTOM)
+    if config is not None and config.proxy_url and not sent_there:
+        return state + f", not sent: behind a proxy URL the {config.source.value} key never is"
     if config is not None and sent_there and withheld(where, config):
         how = (
             f"{ctx.prefix}proxy password"
