@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -37,8 +37,18 @@ class Database:
         # keeps a burst of turns (hundreds of channels at once) from "database is locked".
         self._write_lock = asyncio.Lock() if not self.postgres else None
 
-    async def write(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run `work` in one transaction; all of it is saved or none (StoreError)."""
+    async def write(
+        self, what: str, work: Callable[[AsyncSession], Awaitable[T]], *, reads_first: bool = False
+    ) -> T:
+        """Run `work` in one transaction; all of it is saved or none (StoreError).
+
+        `reads_first`: `work` reads rows, then writes what it made of them. On SQLite the
+        transaction then takes the database's write lock before it reads (BEGIN
+        IMMEDIATE); it otherwise begins at the first write, and another process's write
+        in between was overwritten (a key set during `rotate-keys` came back as the old
+        one). PostgreSQL locks the rows the work reads FOR UPDATE."""
+        if reads_first and not self.postgres:
+            return await self._transaction(what, self.sessions.begin, _immediately(work))
         return await self._transaction(what, self.sessions.begin, work)
 
     async def write_plain(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -85,6 +95,16 @@ class Database:
         from sqlalchemy.dialects import postgresql
 
         return postgresql.insert(table)
+
+
+def _immediately(
+    work: Callable[[AsyncSession], Awaitable[T]],
+) -> Callable[[AsyncSession], Awaitable[T]]:
+    async def locked(session: AsyncSession) -> T:
+        await session.execute(text("BEGIN IMMEDIATE"))  # sqlite3 begins none before a write
+        return await work(session)
+
+    return locked
 
 
 def rows_at(*columns: Any) -> Select[Any]:

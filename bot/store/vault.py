@@ -155,7 +155,7 @@ class Vault:
                     session.add(audit_row(key, actor, "secret.forget", f"{row.name} unreadable"))
             return gone
 
-        gone = await self._db.write("key rotation", work)
+        gone = await self._db.write("key rotation", work, reads_first=True)
         self._reads.secrets.clear()
         return gone
 
@@ -188,6 +188,6 @@ class Vault:
                 row.updated_at = now
             return len(opened)
 
-        count = await self._db.write("key rotation", work)
+        count = await self._db.write("key rotation", work, reads_first=True)
         self._reads.secrets.clear()
         return count

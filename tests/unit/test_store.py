@@ -396,6 +396,63 @@ async def test_rotate_keys_aborts_when_one_secret_is_unreadable(migrated_url: st
         await rotating.close()
 
 
+class _PausingBox(SecretBox):
+    """Opens its first secret only once another process had its chance to write: the
+    moment between a rotation's read of the secrets and its write of them."""
+
+    reading = threading.Event()
+    wrote = threading.Event()
+
+    def open(self, sealed: Any, aad: bytes, *, where: str, name: str) -> SecretValue:
+        if not self.reading.is_set():
+            self.reading.set()
+            self.wrote.wait(timeout=1.5)  # it lands now, or waits for the rotation
+        return super().open(sealed, aad, where=where, name=name)
+
+
+async def test_a_key_set_during_a_rotation_survives_it(migrated_url: str) -> None:
+    """On SQLite the rotation's read ran before its transaction took the write lock: a
+    key an admin set meanwhile was overwritten with the old one, said saved to both."""
+    first = await reopen(migrated_url, KEY_A)
+    try:
+        await first.set_secret(
+            CHAN, Scope.CHANNEL, "openai_api_key", SecretValue("sk-old-1"), ADMIN
+        )
+    finally:
+        await first.close()
+    _PausingBox.reading.clear()
+    _PausingBox.wrote.clear()
+
+    def admin_elsewhere() -> None:  # another process: its own loop, engine and store
+        async def set_new() -> None:
+            other = await reopen(migrated_url, KEY_A)
+            try:
+                await asyncio.to_thread(_PausingBox.reading.wait, 10)
+                new = SecretValue("sk-new-2")
+                await other.set_secret(CHAN, Scope.CHANNEL, "openai_api_key", new, ADMIN)
+                _PausingBox.wrote.set()
+            finally:
+                await other.close()
+
+        asyncio.run(set_new())
+
+    elsewhere = threading.Thread(target=admin_elsewhere)
+    elsewhere.start()
+    rotating = await Store.open(
+        migrated_url, _PausingBox.from_setting(f"{KEY_B},{KEY_A}"), defaults=DEFAULTS
+    )
+    try:
+        assert await rotating.rotate_keys() == 1
+    finally:
+        await rotating.close()
+    await asyncio.to_thread(elsewhere.join, 30)
+    both = await reopen(migrated_url, f"{KEY_B},{KEY_A}")
+    try:
+        assert await both.resolve_secret(CHAN, "openai_api_key") == SecretValue("sk-new-2")
+    finally:
+        await both.close()
+
+
 async def test_rotate_with_no_secrets_is_zero(store: Store) -> None:
     assert await store.rotate_keys() == 0
 
