@@ -170,9 +170,11 @@ def _matches(entry: LoreEntry, key: str, scan: _Scan, recursion: _Texts) -> bool
 
 
 def _whole_word(needle: str, text: str) -> bool:
-    """`needle` in `text` with no word character (\\w) either side, as SillyTavern's
-    `(?:^|\\W)key(?:$|\\W)`. By `str.find`: that pattern cannot skip ahead to the key, so
-    it walked every text in full (12 s for 2,000 entries over a long history)."""
+    """`needle` in `text` with no word character either side, as SillyTavern's
+    `(?:^|\\W)key(?:$|\\W)`, a JavaScript pattern without the `u` flag: only ASCII
+    letters, digits and `_` are word characters (`魔法` is found in `魔法使い`, `caf` in
+    `café`). By `str.find`: that pattern cannot skip ahead to the key, so it walked
+    every text in full (12 s for 2,000 entries over a long history)."""
     start = text.find(needle)
     while start >= 0:
         end = start + len(needle)
@@ -185,7 +187,7 @@ def _whole_word(needle: str, text: str) -> bool:
 
 
 def _in_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
+    return char.isascii() and (char.isalnum() or char == "_")
 
 
 # Extensions SillyTavern writes on every lorebook entry it exports.

@@ -709,7 +709,7 @@ async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         # wrong there. Said so it reads right in either kind of room.
         secret = (
             f" <{{what}}> room:{ctx.ref.channel_id}  (sent in a direct chat with the bot: a "
-            "room with just you and it)"
+            "room with just you and it that nobody joins unasked)"
         )
     else:
         secret = "  (asked for privately)"

@@ -21,6 +21,7 @@ from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage, failure,
 log = logging.getLogger("bot.conversation")
 
 TYPING_AFTER = 0.5  # seconds without text before "typing…" shows (Typing)
+SHOWING_GRACE = 10.0  # seconds a stop waits for a platform call under way (Running)
 T = TypeVar("T")
 
 
@@ -62,11 +63,12 @@ class Running:
     """The answer being written in one conversation, so it can be stopped from outside.
     `asker`: the user it is written for (who may stop it, besides an admin).
 
-    A stop cancels the writing task, but never inside a platform call (`showing`): cut
+    A stop cancels the writing task, but not inside a platform call (`showing`): cut
     there, a message the platform had already posted was lost to the answer (posted
     again at the end, the first copy left with its ⏹), and discord.py's rate limiter,
     cut while it woke the route's next call, held the channel's next post 30 s. A stop
-    that comes meanwhile takes effect when the call returns."""
+    that comes meanwhile takes effect when the call returns, or after SHOWING_GRACE s
+    if it has not (a homeserver that hangs: the call is cut as before)."""
 
     def __init__(self, asker: str, question: int | None = None) -> None:
         self.task = asyncio.current_task()
@@ -74,24 +76,37 @@ class Running:
         self.question = question  # the stored question it answers
         self.stopped_by = ""
         self.failed = False  # stopped by a fault (its deadline), not by someone
+        self.cancelled = False  # the stop cancelled the task (its CancelledError is ours)
         self._showing = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._grace: asyncio.TimerHandle | None = None
 
     def stop(self, why: str, *, failed: bool = False) -> None:
         if not self.stopped_by and self.task is not None:
             self.stopped_by, self.failed = why, failed
-            if not self._showing:
-                self.task.cancel()
+            if self._showing:
+                loop = asyncio.get_running_loop()
+                self._grace = loop.call_later(SHOWING_GRACE, self._cut)
+            else:
+                self._cut()
+
+    def _cut(self) -> None:
+        if self.task is not None and not self.task.done() and not self.cancelled:
+            self.cancelled = True
+            self.task.cancel()
 
     def stop_after(self, seconds: float, why: str) -> None:
-        """Stop it as failed after `seconds` (what is cancelled on the way out)."""
+        """The answer's deadline: stopped as failed (`why`) after `seconds`."""
+        self.cancel_deadline()
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(seconds, lambda: self.stop(why, failed=True))
 
-    def close(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def cancel_deadline(self) -> None:
+        """The answer has ended: neither its deadline nor a stop's grace is still due."""
+        for timer in (self._deadline, self._grace):
+            if timer is not None:
+                timer.cancel()
+        self._deadline = self._grace = None
 
     async def showing(self, call: Awaitable[T]) -> T:
         """Await a platform call that a stop must not cut; a stop that came meanwhile
@@ -253,7 +268,9 @@ async def stream_answer(
         if not running.stopped_by or running.task is None:
             raise
         if isinstance(stopped, asyncio.CancelledError):
-            running.task.uncancel()
+            # Ours only if the stop cancelled it, and nobody else did too (a shutdown).
+            if not running.cancelled or running.task.uncancel() > 0:
+                raise
         out.state, out.failed = TurnState.STOPPED, running.failed
         out.error = running.stopped_by
     except ProviderError as err:
@@ -268,7 +285,7 @@ async def stream_answer(
         out.state, out.failed = TurnState.STOPPED, True
         out.error = went_wrong(err)
     finally:
-        running.close()
+        running.cancel_deadline()
         if typing is not None:
             typing.cancel()
     seen = len(split.answer)

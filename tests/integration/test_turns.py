@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from sqlalchemy import update
 
+from bot.conversation import stream
 from bot.core import Core, TurnLimits
 from bot.frontends.matrix.render import markdown_to_html
 from bot.providers import ProviderHub, ProviderSettings
@@ -174,6 +175,42 @@ async def test_a_stop_during_the_first_post_lets_it_land_then_stops(
         [_, answer] = await rows(core)
         assert (answer.state, answer.error) == (TurnState.STOPPED, "Stopped.")
         assert not core.stop(REF)
+    finally:
+        await core.close()
+
+
+async def test_a_platform_call_that_hangs_is_cut_a_grace_after_the_stop(
+    database_url: str, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop waits for the call under way, but not for ever: a homeserver that hangs
+    held the turn, and ⏹, for as long as its client retried (minutes)."""
+    monkeypatch.setattr(stream, "SHOWING_GRACE", 0.3)
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(200)], interval=0.05)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        sink = SlowPostSink()  # never posted: `posted` is not set
+        turn = asyncio.create_task(chat(core, "go on and on", sink))
+        await sink.posting.wait()
+        assert core.stop(REF)
+        await asyncio.wait_for(turn, 10)
+        assert sink.cut and sink.final is not None and sink.final[1] == "Stopped."
+    finally:
+        await core.close()
+
+
+async def test_a_shutdown_cancelling_a_stopped_turn_is_not_swallowed(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(200)], interval=0.05)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        sink = SlowPostSink()
+        turn = asyncio.create_task(chat(core, "go on and on", sink))
+        await sink.posting.wait()
+        assert core.stop(REF)  # waits for the post under way
+        turn.cancel()  # then the process shuts down
+        with pytest.raises(asyncio.CancelledError):
+            await turn
     finally:
         await core.close()
 

@@ -127,7 +127,10 @@ def test_an_encrypted_event_waits_for_its_key_unless_e2ee_is_off() -> None:
 
 def test_a_secret_is_redacted_and_refused_outside_a_direct_chat() -> None:
     assert decide.decide(KEY) == Decision(Action.SECRET_COMMAND_IN_GROUP, redact=True)
-    assert decide.decide(replace(KEY, direct=True)) == Decision(Action.COMMAND, redact=True)
+    private = replace(KEY, direct=True, private=True)
+    assert decide.decide(private) == Decision(Action.COMMAND, redact=True)
+    # Two members, but a room anyone may join or read: no place for a key.
+    assert decide.decide(replace(KEY, direct=True)).action is Action.SECRET_COMMAND_IN_GROUP
     # Only commands are judged for secrets: chat text goes to the core's own guard.
     chat = replace(KEY, is_command=False)
     assert decide.decide(chat) == Decision(Action.CHAT)
@@ -169,9 +172,9 @@ def test_an_edit_rewrites_a_question_and_one_that_writes_a_secret_in_is_taken_ou
 
 
 def test_keys_only_in_a_direct_chat() -> None:
-    assert keys_refused(secret=True, direct=False)
-    assert not keys_refused(secret=True, direct=True)
-    assert not keys_refused(secret=False, direct=False)
+    assert keys_refused(secret=True, private=False)
+    assert not keys_refused(secret=True, private=True)
+    assert not keys_refused(secret=False, private=False)
 
 
 def test_one_word_soon_after_a_failed_secret_command_is_taken_for_the_secret() -> None:

@@ -278,10 +278,15 @@ def test_a_full_width_address_is_taken_off() -> None:
 def test_direct_room_is_two_people() -> None:
     assert events.is_direct_room(2) and events.is_direct_room(1)
     assert not events.is_direct_room(3)
-    # One person so far in a room anyone may join or read: no place for a key.
-    assert not events.is_direct_room(2, "public")
-    assert not events.is_direct_room(2, "restricted") and events.is_direct_room(2, "knock")
-    assert not events.is_direct_room(2, "invite", "world_readable")
+    # One person so far in a room anyone may join or read: still a direct chat to answer
+    # in, but no place for a key.
+    assert events.is_private_room(2, "invite", "shared")
+    assert events.is_private_room(2, "knock", "joined") and not events.is_private_room(
+        3, "invite", "shared"
+    )
+    assert not events.is_private_room(2, "public", "shared")
+    assert not events.is_private_room(2, "restricted", "shared")
+    assert not events.is_private_room(2, "invite", "world_readable")
 
 
 # --- access ------------------------------------------------------------------------

@@ -97,15 +97,13 @@ class DiscordTarget:
             await asyncio.sleep(TYPING_EVERY)
 
     def _stop_typing(self) -> asyncio.Task[None] | None:
-        """No more "typing…"; returns the call under way, which is left to land: cut
-        inside discord.py's rate limiter, it held the channel's next typing call 30 s."""
+        """No more "typing…"; the typing task, to wait for. A call under way is left to
+        land (cut inside discord.py's rate limiter, it held the channel's next typing call
+        30 s); between calls the task is cancelled."""
         task, self._typing = self._typing, None
-        if task is None or task.done():
-            return None
-        if self._typing_call:
-            return task
-        task.cancel()  # between calls: nothing is cut
-        return None
+        if task is not None and not self._typing_call:
+            task.cancel()
+        return task
 
     async def close(self) -> None:
         task = self._stop_typing()

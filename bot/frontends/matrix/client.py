@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import nio
 
-from bot.commands.parse import plain_prefix
 from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.matrix import decide, events
@@ -159,17 +158,14 @@ class MatrixBot:
         repeated: bool = False,
         redaction: bool = False,
     ) -> EventFacts:
-        text = (events.caption_of(content) if media else events.text_of(content)) or ""
-        prefix = self._handler.prefix
-        text = plain_prefix(text, prefix)  # `！key …` from a CJK keyboard
         room = self._client.rooms.get(room_id)
-        if room is not None and not text.lstrip().startswith(prefix):
-            # "Bot: !settings" (a pill, or the name typed) runs the command it addresses.
-            named = events.strip_mention(text, self._api.user_id, self._handler.names(room))
-            if plain_prefix(named, prefix).startswith(prefix):
-                text = plain_prefix(named, prefix)
-        # An emote ("/me !settings") is an action, never a command.
-        command = content.get("msgtype") != "m.emote" and text.lstrip().startswith(prefix)
+        typed = (events.caption_of(content) if media else events.text_of(content)) or ""
+        text = self._handler.command_text(typed, room)
+        prefixed = text.lstrip().startswith(self._handler.prefix)
+        secret = prefixed and self._handler.may_hold_secret(text)
+        # An emote ("/me !settings") is an action, not a command; unless it may hold a
+        # secret: then it runs as the command it spells, so the secret is taken out.
+        command = prefixed and (content.get("msgtype") != "m.emote" or secret)
         return EventFacts(
             from_bot=getattr(event, "sender", "") == self._api.user_id,
             sent_ms=int(getattr(event, "server_timestamp", 0)),
@@ -181,22 +177,23 @@ class MatrixBot:
             msgtype=str(content.get("msgtype", "")),
             text=text,
             is_command=command,
-            may_hold_secret=command and self._handler.may_hold_secret(text),
+            may_hold_secret=secret,
             room_known=room is not None,
-            direct=room is not None
-            and events.is_direct_room(room.member_count, room.join_rule, room.history_visibility),
+            direct=room is not None and events.is_direct_room(room.member_count),
+            private=room is not None
+            and events.is_private_room(room.member_count, room.join_rule, room.history_visibility),
             media=media is not None,
             repeated=repeated,
             reaction=reaction,
-            edit_holds_secret=self._edit_holds_secret(content),
+            edit_holds_secret=self._edit_holds_secret(content, room),
             redaction=redaction,
             from_a_bot_like_this=events.from_this_bot(content),
         )
 
-    def _edit_holds_secret(self, content: dict[str, Any]) -> bool:
+    def _edit_holds_secret(self, content: dict[str, Any], room: nio.MatrixRoom | None) -> bool:
         if not events.is_edit(content):
             return False
-        edited = plain_prefix(events.edited_text(content), self._handler.prefix)
+        edited = self._handler.command_text(events.edited_text(content), room)
         fallback = content.get("body")  # what clients without edits show: "* new text"
         if isinstance(fallback, str) and holds_key(fallback):
             return True
@@ -254,6 +251,7 @@ class MatrixBot:
             facts.text,
             thread=events.thread_root(content),
             direct=facts.direct,
+            private=facts.private,
             media=media,
         )
         # Taken now, in the order the sync delivered the events, before anything waits.

@@ -53,6 +53,7 @@ class EventFacts:
     may_hold_secret: bool  # a command that may carry a key or a password
     room_known: bool  # the bot is in the room and knows its state
     direct: bool  # the bot and one other person
+    private: bool = False  # a direct chat nobody joins or reads unasked: keys go here
     media: bool = False  # an image or file message naming a file the bot can fetch
     reaction: bool = False  # an m.reaction annotating an event
     repeated: bool = False  # its event id came in a sync before (a retried sync, say)
@@ -110,15 +111,16 @@ def decide(facts: EventFacts) -> Decision:
     if not facts.room_known:
         return Decision(Action.IGNORE, "a room the bot does not know")
     if facts.is_command:
-        if keys_refused(secret=facts.may_hold_secret, direct=facts.direct):
+        if keys_refused(secret=facts.may_hold_secret, private=facts.private):
             return Decision(Action.SECRET_COMMAND_IN_GROUP, redact=True)
         return Decision(Action.COMMAND, redact=facts.may_hold_secret)
     return Decision(Action.CHAT)
 
 
-def keys_refused(*, secret: bool, direct: bool) -> bool:
-    """Keys and passwords are taken only in a direct chat, where few can read them."""
-    return secret and not direct
+def keys_refused(*, secret: bool, private: bool) -> bool:
+    """Keys and passwords are taken only in a private direct chat (events.is_private_room),
+    where nobody else reads them."""
+    return secret and not private
 
 
 # After a command that asks for a key or a password failed without one (`!key set

@@ -195,18 +195,24 @@ def strip_mention(body: str, user_id: str, names: tuple[str, ...]) -> str:
     return body.strip()
 
 
+def is_direct_room(member_count: int) -> bool:
+    """A room with the bot and one other person (joined or invited) is a direct chat:
+    every message is for the bot, answered without a reply to it."""
+    return member_count <= 2
+
+
 # Join rules under which nobody joins without a member letting them in.
 _CLOSED_RULES = frozenset({"invite", "knock", "private"})
 
 
-def is_direct_room(
-    member_count: int, join_rule: str = "invite", history_visibility: str = "shared"
-) -> bool:
-    """A room with the bot and one other person (joined or invited) that nobody else can
-    join or read unasked is a direct chat: where a key may be sent. A public room (or one
-    a space's members join freely) with one person in it so far is not."""
+def is_private_room(member_count: int, join_rule: str, history_visibility: str) -> bool:
+    """A direct chat that nobody else can join or read unasked: where a key may be sent.
+    A public room (or one a space's members join freely) with one person in it so far
+    is not: a key taken there stayed in the history everyone who came later read."""
     return (
-        member_count <= 2 and join_rule in _CLOSED_RULES and history_visibility != "world_readable"
+        is_direct_room(member_count)
+        and join_rule in _CLOSED_RULES
+        and history_visibility != "world_readable"
     )
 
 

@@ -83,7 +83,8 @@ class Message:
     content: dict[str, Any]
     text: str  # typed text, or a file's caption
     thread: str = ""  # the thread's root event id, "" outside threads
-    direct: bool = False
+    direct: bool = False  # the bot and one other person
+    private: bool = False  # a direct chat nobody joins or reads unasked (keys go here)
     media: events.MediaFile | None = None  # the file of an image or file message
 
     @property
@@ -233,7 +234,7 @@ class MessageHandler:
                 await self._edited(room, msg)
             elif decision.action is Action.SECRET_EDIT:
                 note = await self._take_out(msg)
-                edited = plain_prefix(events.edited_text(msg.content), self.prefix)
+                edited = self.command_text(events.edited_text(msg.content), room)
                 said = (
                     "Your edit held a key or password; an edit is never run as a command. "
                     "Send the command anew, in a direct chat with me."
@@ -443,7 +444,7 @@ class MessageHandler:
         text = events.strip_mention(events.edited_text(msg.content), self._api.user_id, names)
         if not isinstance(original, str):
             return
-        command = plain_prefix(text, self.prefix).startswith(self.prefix)
+        command = self.command_text(text, room).lstrip().startswith(self.prefix)
         new = msg.content.get("m.new_content")
         if not command and isinstance(new, dict) and new.get("msgtype") == "m.emote":
             text = _action(text)  # an emote edited is still an action
@@ -529,13 +530,14 @@ class MessageHandler:
         """Who runs what where, or why it cannot run."""
         try:
             # Only a direct chat may name another room: there it keeps keys out of groups.
-            targeted = split_target(msg.text) if msg.direct else None
+            targeted = split_target(msg.text) if msg.private else None
             inv = self._core.parse(targeted.text if targeted else msg.text, Platform.MATRIX)
         except CommandError as err:
             return str(err)
-        if keys_refused(secret=carries_secret(inv), direct=msg.direct):
+        if keys_refused(secret=carries_secret(inv), private=msg.private):
             return (
-                "I only take keys and passwords in a direct chat with me. Start one and send "
+                "I only take keys and passwords in a direct chat with me (a room of just you and "
+                "me that nobody joins unasked). Start one and send "
                 f"`{self.prefix}{' '.join(inv.path)} … room:{room.room_id}` there."
             )
         target_room, thread = room, msg.thread
@@ -622,6 +624,17 @@ class MessageHandler:
                 await target.send(page)
         except SendFailed as err:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)
+
+    def command_text(self, text: str, room: nio.MatrixRoom | None) -> str:
+        """`text` as a command line when it is one: its prefix plain (`！key …` from a CJK
+        keyboard), and the bot's name or pill before it taken off ("Bot: !settings" runs
+        the command it addresses); else `text`, its prefix made plain."""
+        text = plain_prefix(text, self.prefix)
+        if room is not None and not text.lstrip().startswith(self.prefix):
+            named = events.strip_mention(text, self._api.user_id, self.names(room))
+            if plain_prefix(named, self.prefix).startswith(self.prefix):
+                return plain_prefix(named, self.prefix)
+        return text
 
     # --- chat ----------------------------------------------------------------------
     def names(self, room: nio.MatrixRoom) -> tuple[str, ...]:
@@ -760,6 +773,7 @@ class _Prepared:
 
 def _dm_only(room_id: str) -> str:
     return (
-        "I only take keys and passwords in a direct chat with me. Start one and send "
+        "I only take keys and passwords in a direct chat with me (a room of just you and "
+        "me that nobody joins unasked). Start one and send "
         f"the command there, naming this room with `room:{room_id}`."
     )

@@ -451,6 +451,14 @@ def test_v3_pattern_keys_still_honour_constant_and_secondary_keys() -> None:
     )
     assert _lore(card, "a draaagon") == ["CONSTANT"]
     assert _lore(card, "a draaagon, sleeeping") == ["CONSTANT", "BOTH"]
+    # The entry's own case setting (in its extensions, as SillyTavern keeps it) holds.
+    sensitive = _entries(
+        {"keys": ["Dra+gon"], "content": "D", "use_regex": True},
+        {"keys": ["Dra+gon"], "content": "S", "use_regex": True},
+    )
+    sensitive["data"]["character_book"]["entries"][1]["extensions"] = {"case_sensitive": True}
+    assert _lore(sensitive, "a draaagon") == ["D"]
+    assert _lore(sensitive, "a Draaagon") == ["D", "S"]
 
 
 def test_catastrophic_regex_keys_are_refused_and_noted() -> None:
