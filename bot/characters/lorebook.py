@@ -7,7 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bot.characters.macros import Macros
-from bot.characters.model import CharacterBook, LoreEntry
+from bot.characters.model import (
+    DEFAULT_NOTE_DEPTH,
+    CharacterBook,
+    DepthNote,
+    LoreEntry,
+    depth_of,
+)
 from bot.characters.saferegex import MAX_STEPS, Unsafe, compile_key, is_delimited
 
 DEFAULT_SCAN_DEPTH = 2  # SillyTavern's world_info_depth
@@ -28,6 +34,7 @@ class LoreHits:
 
     before: tuple[str, ...] = ()  # before the description ("before_char")
     after: tuple[str, ...] = ()  # after the scenario ("after_char" and the rest)
+    at_depth: tuple[DepthNote, ...] = ()  # among the chat messages (SillyTavern's @D)
     entries: tuple[LoreEntry, ...] = ()
     notes: tuple[str, ...] = ()  # regex keys not used, entries over the budget
 
@@ -101,9 +108,12 @@ def scan(
     kept.sort(key=lambda i: (book.entries[i].insertion_order, i))
     if len(notes) > MAX_NOTES:
         notes[MAX_NOTES:] = [f"… and {len(notes) - MAX_NOTES} more."]
-    before = tuple(active[i] for i in kept if _is_before(book.entries[i]))
-    after = tuple(active[i] for i in kept if not _is_before(book.entries[i]))
-    return LoreHits(before, after, tuple(book.entries[i] for i in kept), tuple(notes))
+    places = {i: _place(book.entries[i]) for i in kept}
+    before = tuple(active[i] for i in kept if places[i] == _BEFORE)
+    after = tuple(active[i] for i in kept if places[i] == _AFTER)
+    deep = tuple(_depth_note(book.entries[i], active[i]) for i in kept if places[i] == _AT_DEPTH)
+    entries = tuple(book.entries[i] for i in kept)
+    return LoreHits(before, after, deep, entries, tuple(notes))
 
 
 def _newest(texts: Sequence[str], limit: int) -> list[str]:
@@ -271,10 +281,26 @@ def _within_budget(
     return kept
 
 
-def _is_before(entry: LoreEntry) -> bool:
-    # SillyTavern: extensions.position 0 is before the character, any other number after;
-    # without it, "before_char" is before and anything else (even nothing) after.
+# Where an entry goes: SillyTavern's extensions.position 0 is before the character, 4 among
+# the chat messages at extensions.depth as extensions.role; 2 and 3 (around an author's
+# note, which there is none of here), 5 and 6 (around the examples) and 1 after it.
+_BEFORE, _AFTER, _AT_DEPTH = 0, 1, 4
+_ROLES = {0: "system", 1: "user", 2: "assistant"}  # extensions.role
+
+
+def _place(entry: LoreEntry) -> int:
+    # Without extensions.position, "before_char" is before and anything else (even
+    # nothing) after.
     position = entry.extension_values.get("position")
     if isinstance(position, int) and not isinstance(position, bool):
-        return position == 0
-    return entry.position == "before_char"
+        return position if position in (_BEFORE, _AT_DEPTH) else _AFTER
+    return _BEFORE if entry.position == "before_char" else _AFTER
+
+
+def _depth_note(entry: LoreEntry, text: str) -> DepthNote:
+    ext = entry.extension_values
+    role = ext.get("role")
+    named = "system"
+    if isinstance(role, int) and not isinstance(role, bool):
+        named = _ROLES.get(role, "system")
+    return DepthNote(text, depth_of(ext.get("depth"), DEFAULT_NOTE_DEPTH), named)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -117,6 +118,45 @@ class Card:
     def display_name(self) -> str:
         """What {{char}} means: the V3 nickname when there is one, else the name."""
         return self.nickname or self.name
+
+    @property
+    def depth_prompt(self) -> DepthNote | None:
+        """SillyTavern's Character's Note (extensions.depth_prompt): text put among the
+        chat messages, `depth` of them from the end, as `role`; None when it has none."""
+        note = _parsed_object(self.extensions).get("depth_prompt")
+        if not isinstance(note, Mapping) or not isinstance(note.get("prompt"), str):
+            return None
+        if not note["prompt"].strip():
+            return None
+        depth = note.get("depth")
+        role = note.get("role")
+        return DepthNote(
+            note["prompt"],
+            depth_of(depth, DEFAULT_NOTE_DEPTH),
+            role if role in ("system", "user", "assistant") else "system",
+        )
+
+
+DEFAULT_NOTE_DEPTH = 4  # SillyTavern's depth_prompt_depth_default
+MAX_NOTE_DEPTH = 1000  # SillyTavern's MAX_INJECTION_DEPTH
+
+
+@dataclass(frozen=True, slots=True)
+class DepthNote:
+    """Text among the chat messages, `depth` from the end (0: after the newest)."""
+
+    text: str
+    depth: int
+    role: str  # "system", "user" or "assistant"
+
+
+def depth_of(value: object, default: int) -> int:
+    """A depth as SillyTavern takes it: a whole number from 0 to MAX_NOTE_DEPTH."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    if isinstance(value, float) and not math.isfinite(value):
+        return default
+    return max(0, min(int(value), MAX_NOTE_DEPTH))
 
 
 # -- reading --------------------------------------------------------------------------------

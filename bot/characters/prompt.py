@@ -32,10 +32,31 @@ class CharacterPrompt:
     history: tuple[ChatMessage, ...]  # the turns given, macros resolved
     after_history: tuple[ChatMessage, ...]  # post-history instructions (0 or 1 message)
     lore: LoreHits = field(default_factory=LoreHits)
+    # Among the history, (depth, message): the Character's Note and lore placed @depth.
+    in_chat: tuple[tuple[int, ChatMessage], ...] = ()
 
     @property
     def messages(self) -> tuple[ChatMessage, ...]:
-        return self.before_history + self.history + self.after_history
+        return self.chat(continuing=False)
+
+    @property
+    def notes(self) -> tuple[ChatMessage, ...]:
+        """What the card adds among the history (counted with what it adds around it)."""
+        return tuple(message for _, message in self.in_chat)
+
+    def chat(self, *, continuing: bool) -> tuple[ChatMessage, ...]:
+        """What the model is sent after the system text: examples, the history with the
+        notes at their depths (`depth` messages from its end, as SillyTavern puts them;
+        several at one depth in their order), post-history instructions. Continuing an
+        answer, nothing comes after it: no post-history instructions, and a note of
+        depth 0 goes before the answer."""
+        history = list(self.history)
+        floor = 1 if continuing and history else 0
+        for depth, message in sorted(self.in_chat, key=lambda note: -note[0]):
+            at = len(history) - max(depth, floor)
+            history.insert(max(at, 0), message)
+        after = () if continuing else self.after_history
+        return (*self.before_history, *history, *after)
 
 
 def macros_for(card: Card, user: str, rng: random.Random | None = None) -> Macros:
@@ -103,7 +124,14 @@ def build_prompt(
     else:
         post = macros(default_post_history)
     after = (ChatMessage(Role.SYSTEM, post.strip()),) if post.strip() else ()
-    return CharacterPrompt(system, before, turns, after, lore)
+    notes = [*lore.at_depth]
+    if card.depth_prompt is not None:
+        note = card.depth_prompt
+        notes.append(replace(note, text=macros(note.text)))
+    in_chat = tuple(
+        (n.depth, ChatMessage(Role(n.role), n.text.strip())) for n in notes if n.text.strip()
+    )
+    return CharacterPrompt(system, before, turns, after, lore, in_chat)
 
 
 def _resolved(message: ChatMessage | HistoryEntry, macros: Macros) -> ChatMessage:

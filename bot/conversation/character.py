@@ -74,10 +74,11 @@ async def prompt(
 
 
 def fixed_cost(draft: CharacterPrompt, config: ChannelConfig) -> int:
-    """Tokens the card adds around the history (system text, examples, post-history),
-    less our system prompt, which history_budget already counted and the card replaces."""
+    """Tokens the card adds around the history (system text, examples, notes among it,
+    post-history), less our system prompt, which history_budget already counted and the
+    card replaces."""
     own = estimate_tokens(config.system_prompt) if config.system_prompt else 0
-    around = (*draft.before_history, *draft.after_history)
+    around = (*draft.before_history, *draft.notes, *draft.after_history)
     return estimate_tokens(draft.system) + sum(estimate_tokens(m.content) for m in around) - own
 
 

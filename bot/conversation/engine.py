@@ -849,9 +849,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if card is not None:
             prompt = await character.prompt(card, config, messages, asker)
             system = prompt.system or None
+            messages = list(prompt.chat(continuing=continue_answer))
             after = () if continue_answer else prompt.after_history
-            messages = [*prompt.before_history, *prompt.history, *after]
-            extra = [*prompt.before_history, *after]  # examples, notes after the history
+            # Examples, notes among and after the history.
+            extra = [*prompt.before_history, *prompt.notes, *after]
             estimate += sum(estimate_tokens(m.content) for m in extra)
         return ChatRequest(
             model=config.model or "",

@@ -180,6 +180,31 @@ async def test_continuing_leaves_the_post_history_instructions_out(harness: Harn
     assert contents[-2:] == ["Half", contents[-1]] and "Continue" in contents[-1]
 
 
+async def test_the_characters_note_reaches_the_model_at_its_depth(harness: Harness) -> None:
+    await configure_fake(harness)
+    card = json.loads(json.dumps(CARD))
+    card["data"]["extensions"] = {
+        "depth_prompt": {"prompt": "{{char}} is tired.", "depth": 0, "role": "system"}
+    }
+    await run(harness, ("character", "import"), file=card_file(card))
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming("Half"))
+        await ask(harness, "Tell me a story")
+        asked = json.loads(route.calls.last.request.content)["messages"]
+        sink = CollectingSink()
+        await harness.core.run_control(REF, MEMBER, Invocation(("continue",), {}), sink)
+        continued = json.loads(route.calls.last.request.content)["messages"]
+    # After the question (depth 0), before the post-history instructions.
+    assert [m["content"] for m in asked[-3:]] == [
+        "Tell me a story",
+        "Aurelia is tired.",
+        "Stay in character as Aurelia.",
+    ]
+    # Continuing, nothing follows the answer being continued but the request to go on.
+    contents = [m["content"] for m in continued]
+    assert contents.index("Aurelia is tired.") < contents.index("Half")
+
+
 async def test_export_then_import_round_trips_through_the_commands(harness: Harness) -> None:
     image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
     reply = await run(harness, ("character", "import"), file=card_file(image, "aurelia.png"))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.characters import (
+    CharacterPrompt,
     Macros,
     build_prompt,
     card_from_json,
@@ -459,6 +460,59 @@ def test_v3_pattern_keys_still_honour_constant_and_secondary_keys() -> None:
     sensitive["data"]["character_book"]["entries"][1]["extensions"] = {"case_sensitive": True}
     assert _lore(sensitive, "a draaagon") == ["D"]
     assert _lore(sensitive, "a Draaagon") == ["D", "S"]
+
+
+def _noted(note: dict[str, Any] | None, *entries: dict[str, Any]) -> Card:
+    card = _entries(*entries) if entries else v2()
+    card["data"]["extensions"] = {"depth_prompt": note} if note is not None else {}
+    card["data"]["post_history_instructions"] = ""
+    return _card(card)
+
+
+def _contents(prompt: CharacterPrompt, *, continuing: bool = False) -> list[str]:
+    return [m.content for m in prompt.chat(continuing=continuing)]
+
+
+def test_the_characters_note_goes_among_the_messages_at_its_depth() -> None:
+    """SillyTavern's Character's Note (extensions.depth_prompt) was dropped unsaid."""
+    turns = [_user("one"), _bot("two"), _user("three"), _bot("four"), _user("five")]
+    note = {"prompt": "Remember, {{char}} fears {{user}}.", "depth": 2, "role": "system"}
+    card = _noted(note)
+    prompt = build_prompt(card, turns, user="Bob", estimate=tokens)
+    said = f"Remember, {card.display_name} fears Bob."
+    assert _contents(prompt)[-6:] == ["one", "two", "three", said, "four", "five"]
+    [noted] = prompt.notes
+    assert noted.role is Role.SYSTEM and noted.content == said
+    # Depth 0 follows the newest message; continuing an answer, it goes before it.
+    last = build_prompt(
+        _noted({**note, "depth": 0, "role": "user"}), turns, user="B", estimate=tokens
+    )
+    assert _contents(last)[-2] == "five" and last.chat(continuing=False)[-1].role is Role.USER
+    assert _contents(last, continuing=True)[-1] == "five"
+    # No depth: SillyTavern's 4; an empty note or none at all adds nothing.
+    four = build_prompt(_noted({"prompt": "N"}), turns, user="B", estimate=tokens)
+    assert _contents(four)[-5:] == ["N", "two", "three", "four", "five"]
+    for nothing in ({"prompt": "  ", "depth": 1}, None, {"depth": 1}):
+        assert build_prompt(_noted(nothing), turns, user="B", estimate=tokens).in_chat == ()
+
+
+def test_lore_placed_at_a_depth_goes_among_the_messages_as_its_role() -> None:
+    card = _noted(
+        {"prompt": "NOTE", "depth": 1},
+        {
+            "keys": ["dragon"],
+            "content": "DEEP",
+            "extensions": {"position": 4, "depth": 1, "role": 1},
+        },
+        {"keys": ["dragon"], "content": "AFTER", "extensions": {"position": 1}},
+    )
+    turns = [_user("hello"), _bot("where?"), _user("a dragon, there")]
+    prompt = build_prompt(card, turns, user="B", estimate=tokens)
+    assert _contents(prompt)[-4:] == ["where?", "DEEP", "NOTE", "a dragon, there"]
+    chat = prompt.chat(continuing=False)
+    assert chat[-3].role is Role.USER and chat[-2].role is Role.SYSTEM
+    assert "AFTER" in prompt.system and "DEEP" not in prompt.system
+    assert prompt.lore.at_depth and not prompt.lore.before
 
 
 def test_catastrophic_regex_keys_are_refused_and_noted() -> None:
