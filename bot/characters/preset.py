@@ -38,6 +38,30 @@ class PresetImport:
     # prompt settings whose text the preset switches off in its prompt order: unset in
     # `values` (when known), as SillyTavern would not send them
     disabled: tuple[str, ...] = ()
+    # connection keys the preset gives a value (a proxy URL, its password, a source, a
+    # model): never taken, and said so apart from the rest of `ignored`
+    connection: tuple[str, ...] = ()
+
+
+# SillyTavern's connection settings in a preset, besides every `*_model`: where requests
+# and keys go, and with what.
+_CONNECTION = frozenset(
+    {
+        "chat_completion_source",
+        "reverse_proxy",
+        "proxy_password",
+        "custom_url",
+        "custom_include_headers",
+        "custom_include_body",
+        "custom_exclude_body",
+    }
+)
+
+
+def _connection(key: object, value: object) -> bool:
+    """A connection setting the preset gives a value."""
+    named = isinstance(key, str) and (key in _CONNECTION or key.endswith("_model"))
+    return named and value not in (None, "", [], {})
 
 
 def _number(key: str, value: object) -> float:
@@ -189,11 +213,13 @@ def parse_preset(
         raise PresetError(" ".join(problems[:_SHOWN]) + more)
     # An empty prompt we have no setting for is no loss: it is neither set nor reported.
     values = {n: v for n, v in values.items() if n in known or v is not None}
+    connection = tuple(sorted(k for k in ignored if _connection(k, preset[k])))
     return PresetImport(
         values,
         tuple(n for n in values if n not in known),
-        tuple(sorted(ignored, key=str)),
+        tuple(sorted((k for k in ignored if k not in connection), key=str)),
         disabled,
+        connection,
     )
 
 

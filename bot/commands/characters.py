@@ -218,6 +218,14 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append(f"Switched off in the preset's prompt order, so unset: {off}.")
     if preset.not_supported:
         lines.append("Not supported here: " + ", ".join(preset.not_supported) + ".")
+    if preset.connection:
+        p = ctx.prefix
+        lines.append(
+            f"Not taken: its connection settings ({', '.join(map(quoted, preset.connection))}). "
+            "A preset "
+            f"never changes where this channel's requests and keys go: {p}source, "
+            f"{p}proxy set and {p}model do."
+        )
     if preset.ignored:
         # The file's own keys, quoted: one line each, short, shown as typed (no formatting).
         ignored = [quoted(key, 40) for key in preset.ignored]

@@ -87,9 +87,11 @@ def test_a_sillytavern_preset_maps_to_our_settings() -> None:
         name for name in result.values if name not in REGISTRY.by_name
     }
     assert "temperature" not in result.not_supported
-    # connection keys and ST-only options are ignored, and listed
-    assert "proxy_password" in result.ignored and "chat_completion_source" in result.ignored
-    assert "openai_model" in result.ignored and "min_p" in result.ignored
+    # connection keys given a value are never taken, and listed apart; ST-only options
+    # are ignored, and listed
+    assert {"proxy_password", "reverse_proxy", "chat_completion_source"} <= set(result.connection)
+    assert "openai_model" in result.connection and "min_p" in result.ignored
+    assert not set(result.connection) & set(result.ignored)
     assert "prompts" not in result.ignored and "temperature" not in result.ignored
     assert list(result.ignored) == sorted(result.ignored)
 
