@@ -7,6 +7,7 @@ import contextlib
 import csv
 import gc
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from bot.providers import (
     ProviderSettings,
 )
 from bot.settings import Settings, SettingsError
-from bot.store import SecretBox, Store, StoreError, generate_key
+from bot.store import Claim, SecretBox, Store, StoreError, generate_key
 from bot.store.migrate import (
     MigrationFailed,
     UnknownRevision,
@@ -360,6 +361,53 @@ def matrix_options(settings: Settings) -> MatrixOptions:
     )
 
 
+def discord_claims(settings: Settings) -> tuple[list[Claim], str]:
+    """What a process serving Discord holds, and what it is called in the log: the bot
+    (by its token's hash), or its shards, each with the bot shared."""
+    token = hashlib.sha256(settings.discord_token.reveal().encode()).hexdigest()[:16]
+    bot = f"discord bot {token}"
+    ids, count = settings.discord_shard_ids, settings.discord_shard_count
+    if not ids:
+        return [Claim(bot)], "this Discord bot"
+    shards = [Claim(f"{bot} shard {i} of {count}") for i in ids]
+    return [Claim(bot, shared=True), *shards], f"shard {', '.join(map(str, ids))} of this bot"
+
+
+def matrix_claims(settings: Settings) -> tuple[list[Claim], str]:
+    return [Claim(f"matrix {settings.matrix_user_id}")], f"the account {settings.matrix_user_id}"
+
+
+LEASE_RETRY = 5.0  # seconds between tries for what another process serves
+
+
+async def _serving(
+    store: Store, held: tuple[list[Claim], str], name: str, runner: Coroutine[Any, Any, None]
+) -> None:
+    """Run `runner` once this process holds its claims. While another process serves the
+    same on this database, wait (said once): two processes logged in as one Matrix account,
+    or serving one Discord shard, answered every message twice."""
+    claims, what = held
+    lease = store.lease()
+    try:
+        waited = False
+        while not await lease.take(claims):
+            if not waited:
+                log.warning(
+                    "%s: another process serves %s on this database; waiting for it to stop "
+                    "(two would answer every message twice)",
+                    name,
+                    what,
+                )
+                waited = True
+            await asyncio.sleep(LEASE_RETRY)
+        if waited:
+            log.info("%s: the other process stopped; starting", name)
+        await runner
+    finally:
+        runner.close()  # stopped while it waited: never started, nor warned about
+        await lease.close()
+
+
 def settle_start_up() -> None:
     """Keep the garbage collector off what start-up made: it lives as long as the process.
 
@@ -383,11 +431,13 @@ async def run(settings: Settings, box: SecretBox) -> int:
     if settings.discord_enabled:
         from bot.frontends.discord import run_discord
 
-        runners["Discord"] = run_discord(core, discord_options(settings))
+        discord = run_discord(core, discord_options(settings))
+        runners["Discord"] = _serving(core.store, discord_claims(settings), "Discord", discord)
     if settings.matrix_enabled:
         from bot.frontends.matrix import run_matrix
 
-        runners["Matrix"] = run_matrix(core, matrix_options(settings))
+        matrix = run_matrix(core, matrix_options(settings))
+        runners["Matrix"] = _serving(core.store, matrix_claims(settings), "Matrix", matrix)
     settle_start_up()
     stuck: list[str] = []
     try:

@@ -3,6 +3,7 @@
 from bot.store.characters import StoredCharacter
 from bot.store.config import AuditEntry
 from bot.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnwritable
+from bot.store.leases import Claim, Lease
 from bot.store.repository import Store
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
 from bot.store.vault import SECRET_NAMES, api_key_name
@@ -10,6 +11,8 @@ from bot.store.vault import SECRET_NAMES, api_key_name
 __all__ = [
     "SECRET_NAMES",
     "AuditEntry",
+    "Claim",
+    "Lease",
     "SecretBox",
     "SecretUnreadable",
     "Store",

@@ -23,6 +23,7 @@ from bot.store.characters import CharacterPart, StoredCharacter
 from bot.store.config import AuditEntry, ConfigPart, checked, merge
 from bot.store.db import create_engine
 from bot.store.history import HistoryPart
+from bot.store.leases import Lease
 from bot.store.model_lists import ModelLists
 from bot.store.quotas import Guarded, QuotaPart
 from bot.store.reads import TurnReads
@@ -93,6 +94,10 @@ class Store:
     @property
     def engine(self) -> AsyncEngine:
         return self._db.engine
+
+    def lease(self) -> Lease:
+        """Claims on what a process serves (bot.store.leases): taken with `take`."""
+        return Lease(self._db.engine)
 
     # ---- configuration --------------------------------------------------------------
 

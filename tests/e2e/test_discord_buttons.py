@@ -4,6 +4,7 @@ buttons replace ⏹; a stop typed while the first message is being posted ends t
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,41 @@ async def test_typing_under_way_lands_before_the_first_text(tmp_path: Path) -> N
     [typing] = fake.bot_calls("POST", f"/channels/{fake.channel_id}/typing")
     [post] = fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
     assert post.at - typing.at >= 0.9  # after the typing call was answered
+
+
+async def test_a_second_process_for_the_same_bot_waits_for_the_first(tmp_path: Path) -> None:
+    """Two processes serving one bot on one database answered every message twice (the
+    history holding each question twice), and neither log said a word."""
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    async with fake_openai(Script(chunks=["one answer"])) as endpoint:
+        env = await fake.bot_env(tmp_path / "data", endpoint.url_v1)
+        (tmp_path / "b").mkdir()
+        try:
+            async with await BotProcess.start(
+                tmp_path, env, ready_marker="logged in to Discord"
+            ) as first:
+                await first.wait_ready()
+                async with await BotProcess.start(
+                    tmp_path / "b", env, ready_marker="waiting for it to stop"
+                ) as second:
+                    await second.wait_ready()
+                    assert "another process serves this Discord bot on this database" in (
+                        second.log
+                    )
+                    await fake.user_says(f"<@{fake.bot_id}> hello")
+                    await fake.wait_until(
+                        lambda: any(m["content"] == "one answer" for m in fake.messages.values()),
+                        30,
+                    )
+                    assert await first.stop() == 0
+                    for _ in range(150):  # its next try finds the bot free (every 5 s)
+                        if "logged in to Discord" in second.log:
+                            break
+                        await asyncio.sleep(0.1)
+                    assert "the other process stopped; starting" in second.log, second.log
+                    assert "logged in to Discord" in second.log
+                    assert await second.stop() == 0
+        finally:
+            await fake.stop()
+    assert len(endpoint.requests) == 1  # one process asked the model

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, table, text, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.store import SECRET_NAMES, Store, api_key_name, migrate
+from bot.store import SECRET_NAMES, Claim, Store, api_key_name, migrate
 from bot.store.db import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalize_url
 from bot.store.models import ChannelConfigRow, MessageRow, SecretRow
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
@@ -723,3 +723,30 @@ def test_unsupported_driver_is_refused_with_a_hint() -> None:
     with pytest.raises(ValueError, match="sqlite\\+aiosqlite") as err:
         normalize_url("mysql://user:hunter2@h/db")
     assert "hunter2" not in str(err.value)
+
+
+async def test_one_process_serves_an_identity(migrated_url: str) -> None:
+    """What two processes logged in as one Matrix account did: both answered everything.
+    (Two leases here are two processes: PostgreSQL's locks are per connection, flock's
+    per open file.)"""
+    a, b, c = [await reopen(migrated_url, KEY_A) for _ in range(3)]
+    first, second, third = a.lease(), b.lease(), c.lease()
+    try:
+        assert await first.take([Claim("matrix @bot:x")])
+        assert not await second.take([Claim("matrix @bot:x")])
+        assert not await second.take([Claim("matrix @bot:x", shared=True)])
+        # Discord's shards: each process holds the bot shared and its shards alone; one
+        # serving the whole bot waits for them all, and they for it.
+        assert await second.take([Claim("bot", shared=True), Claim("bot shard 0 of 2")])
+        assert await third.take([Claim("bot", shared=True), Claim("bot shard 1 of 2")])
+        assert not await first.take([Claim("bot")])
+        # All or none: a claim taken before a refused one is let go again.
+        assert not await first.take([Claim("bot shard 2 of 4"), Claim("bot shard 1 of 2")])
+        assert await third.take([Claim("bot shard 2 of 4")])
+        await first.close()  # the process ends
+        assert await second.take([Claim("matrix @bot:x")])
+    finally:
+        for lease in (first, second, third):
+            await lease.close()
+        for store in (a, b, c):
+            await store.close()

@@ -1,0 +1,123 @@
+"""Who serves what: one process per database serves a front-end's identity (a Matrix
+account, a Discord bot or one of its shards). Two processes logged in as one Matrix account
+answered every message twice, and the history held each question twice, with nothing in
+either log.
+
+PostgreSQL: session advisory locks on a connection kept open; the server drops them when
+the process goes, however it goes. SQLite (one machine): `flock` on a file per identity
+in a folder beside the database; the kernel drops it likewise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; SQLite there is one process's anyway
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("bot.store")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An identity served: `name` says what (never a secret). A `shared` claim is held by
+    every process serving a part of it (each Discord shard's process holds its bot's
+    shared, and its shards' own), so a process serving the whole waits for them all."""
+
+    name: str
+    shared: bool = False
+
+
+def _key(name: str) -> int:
+    """A signed 64-bit number for `name` (PostgreSQL's advisory lock keys)."""
+    return int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+class Lease:
+    """Claims taken together, all or none, until close()."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None  # PostgreSQL: where the locks live
+        self._files: list[int] = []  # SQLite: the locked files' descriptors
+
+    async def take(self, claims: Sequence[Claim]) -> bool:
+        """Hold every one of `claims`; False (holding none of them) when another process
+        holds one."""
+        if self._engine.dialect.name == "postgresql":
+            return await self._take_advisory(claims)
+        return self._take_files(claims)
+
+    async def _take_advisory(self, claims: Sequence[Claim]) -> bool:
+        if self._conn is None:
+            self._conn = await self._engine.connect()
+        taken: list[Claim] = []
+        for claim in claims:
+            kind = "_shared" if claim.shared else ""
+            got = await self._conn.scalar(
+                text(f"SELECT pg_try_advisory_lock{kind}(:key)"), {"key": _key(claim.name)}
+            )
+            if not got:
+                for held in taken:
+                    kind = "_shared" if held.shared else ""
+                    await self._conn.execute(
+                        text(f"SELECT pg_advisory_unlock{kind}(:key)"), {"key": _key(held.name)}
+                    )
+                await self._conn.commit()
+                return False
+            taken.append(claim)
+        await self._conn.commit()  # session locks outlast it; the connection rests idle
+        return True
+
+    def _take_files(self, claims: Sequence[Claim]) -> bool:
+        folder = self._folder()
+        if folder is None or fcntl is None:
+            return True  # a database in memory, or no flock: one process all the same
+        folder.mkdir(mode=0o700, exist_ok=True)
+        opened: list[int] = []
+        for claim in claims:
+            path = folder / f"{_key(claim.name) & (2**64 - 1):016x}"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            opened.append(fd)
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if claim.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                for held in opened:
+                    os.close(held)
+                return False
+        self._files += opened
+        return True
+
+    def _folder(self) -> Path | None:
+        database = self._engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        path = Path(database)
+        return path.with_name(path.name + ".serving")
+
+    async def close(self) -> None:
+        files, self._files = self._files, []
+        for fd in files:
+            os.close(fd)
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:  # the connection goes back to the pool: its locks must not go with it
+            await conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            await conn.commit()
+        except Exception as err:  # gone already: so are its locks; never pool it again
+            log.info("could not release the serving locks: %s", type(err).__name__)
+            await conn.invalidate()
+        await conn.close()
