@@ -33,7 +33,7 @@ from bot.providers import (
     ProviderSettings,
 )
 from bot.settings import Settings, SettingsError
-from bot.store import Claim, SecretBox, Store, StoreError, generate_key
+from bot.store import Claim, Lease, SecretBox, Store, StoreError, generate_key
 from bot.store.migrate import (
     MigrationFailed,
     UnknownRevision,
@@ -378,6 +378,7 @@ def matrix_claims(settings: Settings) -> tuple[list[Claim], str]:
 
 
 LEASE_RETRY = 5.0  # seconds between tries for what another process serves
+LEASE_CHECK = 10.0  # seconds between checks that what this process serves is still its
 
 
 async def _serving(
@@ -388,9 +389,42 @@ async def _serving(
     or serving one Discord shard, answered every message twice."""
     claims, what = held
     lease = store.lease()
+    lost = asyncio.Event()
+    watch: asyncio.Task[None] | None = None
+    serving = asyncio.current_task()
+    assert serving is not None
     try:
-        waited = False
-        while not await lease.take(claims):
+        await _claim(lease, claims, name, what)
+        watch = asyncio.create_task(_keep(lease, claims, name, what, lost, serving))
+        await runner
+    except asyncio.CancelledError:
+        if not lost.is_set():
+            raise
+        serving.uncancel()
+        raise FrontendError(
+            f"another process took over serving {what} on this database while the "
+            "connection that held it here was down; this one stops, so that one answers"
+        ) from None
+    finally:
+        runner.close()  # stopped while it waited: never started, nor warned about
+        if watch is not None:
+            watch.cancel()
+        await lease.close()
+
+
+async def _claim(lease: Lease, claims: list[Claim], name: str, what: str) -> None:
+    """Until this process holds `claims`: said once when another holds them, and once
+    per kind of database error meanwhile (the next try may well get through)."""
+    waited, failed = False, ""
+    while True:
+        try:
+            if await lease.take(claims):
+                break
+        except Exception as err:
+            if type(err).__name__ != failed:
+                failed = type(err).__name__
+                log.warning("%s: could not claim %s (%s); trying again", name, what, failed)
+        else:
             if not waited:
                 log.warning(
                     "%s: another process serves %s on this database; waiting for it to stop "
@@ -399,13 +433,40 @@ async def _serving(
                     what,
                 )
                 waited = True
-            await asyncio.sleep(LEASE_RETRY)
-        if waited:
-            log.info("%s: the other process stopped; starting", name)
-        await runner
-    finally:
-        runner.close()  # stopped while it waited: never started, nor warned about
-        await lease.close()
+        await asyncio.sleep(LEASE_RETRY)
+    if waited:
+        log.info("%s: the other process stopped; starting", name)
+
+
+async def _keep(
+    lease: Lease,
+    claims: list[Claim],
+    name: str,
+    what: str,
+    lost: asyncio.Event,
+    serving: asyncio.Task[Any],
+) -> None:
+    """Check now and then that this process still holds `claims` (PostgreSQL lets them go
+    with the connection they were taken on): taken again when they came free; when
+    another process took them meanwhile, this one stops serving (`lost`)."""
+    while True:
+        await asyncio.sleep(LEASE_CHECK)
+        if await lease.holding(claims):
+            continue
+        try:
+            again = await lease.take(claims)
+        except Exception as err:  # the database is down: nobody can take them meanwhile
+            log.warning("%s: could not check the claim on %s (%s)", name, what, type(err).__name__)
+            continue
+        if again:
+            log.info(
+                "%s: the claim on %s lapsed with a database connection; held again", name, what
+            )
+            continue
+        log.error("%s: another process took over serving %s; stopping here", name, what)
+        lost.set()
+        serving.cancel()
+        return
 
 
 def settle_start_up() -> None:

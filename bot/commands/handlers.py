@@ -526,9 +526,12 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         f"Source: {config.source.value}{_from(config, 'source')}",
         f"Model: {model}",
         f"Endpoint: {endpoint + _from(config, 'proxy_url') if endpoint else own_endpoint}",
-        f"API key: {await _secret_state(ctx, api_key_name(config.source), config)}",
     ]
+    key = await _secret_state(ctx, api_key_name(config.source), config)
     password = await _secret_state(ctx, PROXY_PASSWORD, config)
+    if config.source is Source.CUSTOM and key.startswith("set") and password.startswith("set"):
+        key += ", not sent: the proxy password is, in its place"  # Endpoint.credential
+    lines.append(f"API key: {key}")
     if config.proxy_url:
         lines.append(f"Proxy password: {password}")
     elif password != "not set":  # saved first: it goes to the URL set next

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 try:
     import fcntl
-except ImportError:  # Windows: no flock; SQLite there is one process's anyway
+except ImportError:  # Windows: no flock, so no claims there on SQLite (said in the README)
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("bot.store")
@@ -55,10 +55,48 @@ class Lease:
 
     async def take(self, claims: Sequence[Claim]) -> bool:
         """Hold every one of `claims`; False (holding none of them) when another process
-        holds one."""
-        if self._engine.dialect.name == "postgresql":
+        holds one. A database error is raised (the connection is dropped: the next try
+        opens another)."""
+        if self._engine.dialect.name != "postgresql":
+            return self._take_files(claims)
+        try:
             return await self._take_advisory(claims)
-        return self._take_files(claims)
+        except BaseException:
+            await self._drop()
+            raise
+
+    async def holding(self, claims: Sequence[Claim]) -> bool:
+        """Whether this process still holds `claims`. PostgreSQL keeps them only as long as
+        the connection they were taken on: a restart, a dropped network or an idle timeout
+        lets them go, unsaid."""
+        if self._engine.dialect.name != "postgresql":
+            return True  # the kernel keeps a file's lock for as long as it is open
+        if self._conn is None:
+            return False
+        try:
+            count = await self._conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND pid = pg_backend_pid() AND granted"
+                )
+            )
+            await self._conn.commit()
+        except Exception as err:
+            log.info("could not check the serving locks: %s", type(err).__name__)
+            await self._drop()
+            return False
+        return bool(count == len(claims))
+
+    async def _drop(self) -> None:
+        """Forget the connection (and so its locks, if it still has any): never pooled."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            await conn.invalidate()
+            await conn.close()
+        except Exception as err:  # dead already: nothing of it is left to hold locks
+            log.debug("a dropped serving connection would not close: %s", type(err).__name__)
 
     async def _take_advisory(self, claims: Sequence[Claim]) -> bool:
         if self._conn is None:
@@ -87,16 +125,18 @@ class Lease:
             return True  # a database in memory, or no flock: one process all the same
         folder.mkdir(mode=0o700, exist_ok=True)
         opened: list[int] = []
-        for claim in claims:
-            path = folder / f"{_key(claim.name) & (2**64 - 1):016x}"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            opened.append(fd)
-            try:
-                fcntl.flock(fd, (fcntl.LOCK_SH if claim.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-            except BlockingIOError:
-                for held in opened:
-                    os.close(held)
+        try:
+            for claim in claims:
+                path = folder / f"{_key(claim.name) & (2**64 - 1):016x}"
+                opened.append(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+                kind = fcntl.LOCK_SH if claim.shared else fcntl.LOCK_EX
+                fcntl.flock(opened[-1], kind | fcntl.LOCK_NB)
+        except BaseException as err:
+            for fd in opened:
+                os.close(fd)
+            if isinstance(err, BlockingIOError):
                 return False
+            raise
         self._files += opened
         return True
 
@@ -104,20 +144,20 @@ class Lease:
         database = self._engine.url.database
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
-        path = Path(database)
+        path = Path(database).resolve()  # one folder however the database is reached
         return path.with_name(path.name + ".serving")
 
     async def close(self) -> None:
         files, self._files = self._files, []
         for fd in files:
             os.close(fd)
-        conn, self._conn = self._conn, None
+        conn = self._conn
         if conn is None:
             return
         try:  # the connection goes back to the pool: its locks must not go with it
             await conn.execute(text("SELECT pg_advisory_unlock_all()"))
             await conn.commit()
-        except Exception as err:  # gone already: so are its locks; never pool it again
-            log.info("could not release the serving locks: %s", type(err).__name__)
-            await conn.invalidate()
-        await conn.close()
+            self._conn = None
+            await conn.close()
+        finally:  # failed or cancelled: never pooled, so its locks go with it
+            await self._drop()

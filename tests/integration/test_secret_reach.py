@@ -126,9 +126,24 @@ async def test_settings_says_not_sent_only_of_a_secret_that_would_go_to_the_url(
     core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
     """Behind a proxy OpenAI's key is never sent (its proxy password is): advice to set
-    one for the proxy would change nothing."""
+    one for the proxy would change nothing; that it is not sent is said."""
     await command(core, "/source openai")
     await command(core, f"/proxy set {servers[1].url_v1}")
     settings = await command(core, "/settings")
     [key_line] = [line for line in settings.splitlines() if line.startswith("API key:")]
-    assert "operator" in key_line and "not sent" not in key_line
+    assert "operator" in key_line and "behind a proxy URL the openai key never is" in key_line
+    assert "set one for it" not in key_line
+
+
+async def test_settings_says_a_custom_key_is_not_sent_while_a_proxy_password_is(
+    core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    ours, _ = servers
+    await command(core, f"/proxy set {ours.url_v1}")
+    await command(core, "/key set custom custom-key-abcdef123")
+    await command(core, "/proxy password pw-of-this-channel-1")
+    await say(core, "hi")
+    assert ours.authorizations[-1] == "Bearer pw-of-this-channel-1"
+    settings = await command(core, "/settings")
+    [key_line] = [line for line in settings.splitlines() if line.startswith("API key:")]
+    assert key_line.endswith("not sent: the proxy password is, in its place"), key_line

@@ -253,3 +253,95 @@ async def test_a_default_proxy_url_cut_back_is_logged_once(
         "DEFAULT_PROXY_URL is used as https://api.example.com/v1; the bot adds the routes it "
         "needs (/chat/completions, /models) itself"
     )
+
+
+@pytest.mark.postgres
+async def test_a_front_end_whose_claim_another_process_took_stops(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL lets a claim go with the connection that held it (a restart, a dropped
+    network): when another process took it meanwhile, this one stops serving, said so,
+    rather than both answering every message."""
+    from sqlalchemy import text
+
+    from bot import app
+    from bot.store import Claim, SecretBox, Store, generate_key, migrate
+    from bot.types import ChannelConfig
+
+    monkeypatch.setattr(app, "LEASE_CHECK", 0.1)
+    await migrate.upgrade(postgres_url)
+    here, other = [
+        await Store.open(
+            postgres_url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig()
+        )
+        for _ in range(2)
+    ]
+    claims = [Claim("matrix @bot:x")]
+    taken = other.lease()
+    forever = asyncio.Event()
+    try:
+        serving = asyncio.create_task(
+            app._serving(here, (claims, "the account @bot:x"), "Matrix", forever.wait())
+        )
+        await asyncio.sleep(0.3)  # it holds the claim and serves
+        assert not await taken.take(claims)
+        async with other.engine.connect() as conn:  # what a server restart does to it
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid != pg_backend_pid()"
+                )
+            )
+        assert await taken.take(claims)  # another process, before this one checks
+        with pytest.raises(FrontendError, match="another process took over serving"):
+            await asyncio.wait_for(serving, 10)
+    finally:
+        await taken.close()
+        await here.close()
+        await other.close()
+
+
+@pytest.mark.postgres
+async def test_a_claim_lapsed_with_its_connection_is_taken_again(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy import text
+
+    from bot import app
+    from bot.store import Claim, SecretBox, Store, generate_key, migrate
+    from bot.types import ChannelConfig
+
+    monkeypatch.setattr(app, "LEASE_CHECK", 0.1)
+    caplog.set_level(logging.INFO, logger="bot.app")
+    await migrate.upgrade(postgres_url)
+    here, other = [
+        await Store.open(
+            postgres_url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig()
+        )
+        for _ in range(2)
+    ]
+    claims = [Claim("matrix @bot:x")]
+    taken = other.lease()
+    try:
+        serving = asyncio.create_task(
+            app._serving(here, (claims, "the account @bot:x"), "Matrix", asyncio.Event().wait())
+        )
+        await asyncio.sleep(0.3)
+        async with other.engine.connect() as conn:
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid != pg_backend_pid()"
+                )
+            )
+        await asyncio.sleep(0.5)  # a check or two: it takes it again
+        assert not serving.done()
+        assert not await taken.take(claims)
+        assert "lapsed with a database connection; held again" in caplog.text
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+    finally:
+        await taken.close()
+        await here.close()
+        await other.close()

@@ -750,3 +750,31 @@ async def test_one_process_serves_an_identity(migrated_url: str) -> None:
             await lease.close()
         for store in (a, b, c):
             await store.close()
+
+
+async def test_a_claim_lost_with_its_connection_is_known_and_free(migrated_url: str) -> None:
+    """PostgreSQL keeps advisory locks only while the connection they were taken on lives:
+    a restart or a dropped network lets them go, unsaid, and another process may take
+    them. On SQLite the kernel holds a file's lock while the process lives."""
+    a, b = [await reopen(migrated_url, KEY_A) for _ in range(2)]
+    first, second = a.lease(), b.lease()
+    claims = [Claim("matrix @bot:x")]
+    try:
+        assert await first.take(claims) and await first.holding(claims)
+        if not migrated_url.startswith("postgresql"):
+            return
+        async with b.engine.connect() as conn:  # what a server restart does to it
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid != pg_backend_pid()"
+                )
+            )
+        assert not await first.holding(claims)
+        assert await second.take(claims)
+        assert not await first.take(claims)  # on a new connection: the other holds it now
+    finally:
+        await first.close()
+        await second.close()
+        await a.close()
+        await b.close()
