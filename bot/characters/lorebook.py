@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 
 from bot.characters.macros import Macros
 from bot.characters.model import (
+    AUTHORS_NOTE_RANK,
     DEFAULT_NOTE_DEPTH,
     CharacterBook,
     DepthNote,
     LoreEntry,
     depth_of,
+    role_of,
 )
 from bot.characters.saferegex import MAX_STEPS, Unsafe, compile_key, is_delimited
 
@@ -111,7 +113,12 @@ def scan(
     places = {i: _place(book.entries[i]) for i in kept}
     before = tuple(active[i] for i in kept if places[i] == _BEFORE)
     after = tuple(active[i] for i in kept if places[i] == _AFTER)
-    deep = tuple(_depth_note(book.entries[i], active[i]) for i in kept if places[i] == _AT_DEPTH)
+    # The author's note's top entries before its bottom ones, then the rest in order.
+    among = sorted(
+        (i for i in kept if places[i] in _AMONG), key=lambda i: places[i] != _AUTHORS_TOP
+    )
+    placed = [_depth_note(book.entries[i], places[i], active[i]) for i in among]
+    deep = tuple(note for note in placed if note is not None)
     entries = tuple(book.entries[i] for i in kept)
     return LoreHits(before, after, deep, entries, tuple(notes))
 
@@ -281,11 +288,13 @@ def _within_budget(
     return kept
 
 
-# Where an entry goes: SillyTavern's extensions.position 0 is before the character, 4 among
-# the chat messages at extensions.depth as extensions.role; 2 and 3 (around an author's
-# note, which there is none of here), 5 and 6 (around the examples) and 1 after it.
-_BEFORE, _AFTER, _AT_DEPTH = 0, 1, 4
-_ROLES = {0: "system", 1: "user", 2: "assistant"}  # extensions.role
+# Where an entry goes, by SillyTavern's extensions.position: 0 before the character; 4 among
+# the chat messages at extensions.depth as extensions.role; 2 and 3 around the author's
+# note, which SillyTavern puts among the messages at depth 4 as system even when it has
+# no text (there is none here: the entries alone go there, those of 2 first); 5, 6 (around
+# the examples) and 1 after the scenario.
+_BEFORE, _AFTER, _AUTHORS_TOP, _AUTHORS_BOTTOM, _AT_DEPTH = 0, 1, 2, 3, 4
+_AMONG = (_AUTHORS_TOP, _AUTHORS_BOTTOM, _AT_DEPTH)
 
 
 def _place(entry: LoreEntry) -> int:
@@ -293,14 +302,13 @@ def _place(entry: LoreEntry) -> int:
     # nothing) after.
     position = entry.extension_values.get("position")
     if isinstance(position, int) and not isinstance(position, bool):
-        return position if position in (_BEFORE, _AT_DEPTH) else _AFTER
+        return position if position in (_BEFORE, *_AMONG) else _AFTER
     return _BEFORE if entry.position == "before_char" else _AFTER
 
 
-def _depth_note(entry: LoreEntry, text: str) -> DepthNote:
+def _depth_note(entry: LoreEntry, place: int, text: str) -> DepthNote | None:
+    if place != _AT_DEPTH:  # the author's note's place
+        return DepthNote(text, DEFAULT_NOTE_DEPTH, "system", AUTHORS_NOTE_RANK)
     ext = entry.extension_values
-    role = ext.get("role")
-    named = "system"
-    if isinstance(role, int) and not isinstance(role, bool):
-        named = _ROLES.get(role, "system")
-    return DepthNote(text, depth_of(ext.get("depth"), DEFAULT_NOTE_DEPTH), named)
+    depth = depth_of(ext.get("depth", DEFAULT_NOTE_DEPTH))
+    return None if depth is None else DepthNote(text, depth, role_of(ext.get("role")))

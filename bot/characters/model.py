@@ -122,23 +122,23 @@ class Card:
     @property
     def depth_prompt(self) -> DepthNote | None:
         """SillyTavern's Character's Note (extensions.depth_prompt): text put among the
-        chat messages, `depth` of them from the end, as `role`; None when it has none."""
+        chat messages, `depth` of them from the end, as `role`; None when it has none, or
+        a depth SillyTavern would never put it at."""
         note = _parsed_object(self.extensions).get("depth_prompt")
         if not isinstance(note, Mapping) or not isinstance(note.get("prompt"), str):
             return None
-        if not note["prompt"].strip():
+        depth = depth_of(note.get("depth", DEFAULT_NOTE_DEPTH))
+        if not note["prompt"].strip() or depth is None:
             return None
-        depth = note.get("depth")
-        role = note.get("role")
-        return DepthNote(
-            note["prompt"],
-            depth_of(depth, DEFAULT_NOTE_DEPTH),
-            role if role in ("system", "user", "assistant") else "system",
-        )
+        return DepthNote(note["prompt"], depth, role_of(note.get("role")), NOTE_RANK)
 
 
 DEFAULT_NOTE_DEPTH = 4  # SillyTavern's depth_prompt_depth_default
 MAX_NOTE_DEPTH = 1000  # SillyTavern's MAX_INJECTION_DEPTH
+# Where notes at one depth and role come in their message, as SillyTavern sorts its
+# extension prompts by key: lore around the author's note ("2_floating_prompt"), then
+# the Character's Note ("DEPTH_PROMPT"), then lore placed at a depth ("customDepthWI…").
+AUTHORS_NOTE_RANK, NOTE_RANK, LORE_RANK = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +148,33 @@ class DepthNote:
     text: str
     depth: int
     role: str  # "system", "user" or "assistant"
+    rank: int = LORE_RANK  # its place among the notes of its depth and role
 
 
-def depth_of(value: object, default: int) -> int:
-    """A depth as SillyTavern takes it: a whole number from 0 to MAX_NOTE_DEPTH."""
+def depth_of(value: object) -> int | None:
+    """A depth as SillyTavern compares it (`==` with 0 … MAX_NOTE_DEPTH, so `"2"` is 2);
+    None for one it never reaches (negative, fractional, past the last)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()) if value.strip() else None
+        except ValueError:
+            return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return default
-    if isinstance(value, float) and not math.isfinite(value):
-        return default
-    return max(0, min(int(value), MAX_NOTE_DEPTH))
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    depth = int(value)
+    return depth if 0 <= depth <= MAX_NOTE_DEPTH else None
+
+
+_ROLES = ("system", "user", "assistant")  # SillyTavern's extension_prompt_roles 0, 1, 2
+
+
+def role_of(value: object) -> str:
+    """A note's role by name or SillyTavern's number; system when it is neither."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(_ROLES):
+        return _ROLES[value]
+    return value if isinstance(value, str) and value in _ROLES else "system"
 
 
 # -- reading --------------------------------------------------------------------------------

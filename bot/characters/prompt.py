@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from bot.characters.lorebook import LoreHits, scan
 from bot.characters.macros import Macros
-from bot.characters.model import Card
+from bot.characters.model import Card, DepthNote
 from bot.types import ChatMessage, HistoryEntry, Role
 
 # SillyTavern's defaults (public/scripts/openai.js, default/content/presets/openai).
@@ -32,8 +32,8 @@ class CharacterPrompt:
     history: tuple[ChatMessage, ...]  # the turns given, macros resolved
     after_history: tuple[ChatMessage, ...]  # post-history instructions (0 or 1 message)
     lore: LoreHits = field(default_factory=LoreHits)
-    # Among the history, (depth, message): the Character's Note and lore placed @depth.
-    in_chat: tuple[tuple[int, ChatMessage], ...] = ()
+    # Among the history: the Character's Note and lore placed at a depth.
+    in_chat: tuple[DepthNote, ...] = ()
 
     @property
     def messages(self) -> tuple[ChatMessage, ...]:
@@ -41,22 +41,47 @@ class CharacterPrompt:
 
     @property
     def notes(self) -> tuple[ChatMessage, ...]:
-        """What the card adds among the history (counted with what it adds around it)."""
-        return tuple(message for _, message in self.in_chat)
+        """The messages the card adds among the history (counted with what it adds
+        around it)."""
+        return tuple(m for _, m in _at_depths(self.in_chat))
 
     def chat(self, *, continuing: bool) -> tuple[ChatMessage, ...]:
         """What the model is sent after the system text: examples, the history with the
-        notes at their depths (`depth` messages from its end, as SillyTavern puts them;
-        several at one depth in their order), post-history instructions. Continuing an
-        answer, nothing comes after it: no post-history instructions, and a note of
-        depth 0 goes before the answer."""
+        notes at their depths as SillyTavern puts them (`depth` messages from its end;
+        at one depth one message per role, assistant, user, system in that order, its
+        notes joined by lines), then post-history instructions.
+
+        Continuing an answer, nothing comes after the answer: no post-history
+        instructions, and a note of depth 0 goes before it. (SillyTavern puts that note
+        after it, before its "continue" nudge; here the answer stays last, so a model
+        that continues the last message, as Claude's prefill does, continues the
+        answer and not the note.)"""
         history = list(self.history)
         floor = 1 if continuing and history else 0
-        for depth, message in sorted(self.in_chat, key=lambda note: -note[0]):
+        for depth, message in _at_depths(self.in_chat):  # the deepest first
             at = len(history) - max(depth, floor)
             history.insert(max(at, 0), message)
         after = () if continuing else self.after_history
         return (*self.before_history, *history, *after)
+
+
+_ROLE_ORDER = ("assistant", "user", "system")  # at one depth, earliest first (SillyTavern)
+
+
+def _at_depths(notes: Sequence[DepthNote]) -> list[tuple[int, ChatMessage]]:
+    """(depth, message) for `notes`, the deepest first: at each depth one message a role,
+    in _ROLE_ORDER, its notes by rank joined by lines."""
+    out = []
+    for depth in sorted({n.depth for n in notes}, reverse=True):
+        for role in _ROLE_ORDER:
+            here = sorted((n for n in notes if n.depth == depth and n.role == role), key=_rank)
+            if here:
+                out.append((depth, ChatMessage(Role(role), "\n".join(n.text for n in here))))
+    return out
+
+
+def _rank(note: DepthNote) -> int:
+    return note.rank
 
 
 def macros_for(card: Card, user: str, rng: random.Random | None = None) -> Macros:
@@ -128,9 +153,7 @@ def build_prompt(
     if card.depth_prompt is not None:
         note = card.depth_prompt
         notes.append(replace(note, text=macros(note.text)))
-    in_chat = tuple(
-        (n.depth, ChatMessage(Role(n.role), n.text.strip())) for n in notes if n.text.strip()
-    )
+    in_chat = tuple(replace(n, text=n.text.strip()) for n in notes if n.text.strip())
     return CharacterPrompt(system, before, turns, after, lore, in_chat)
 
 

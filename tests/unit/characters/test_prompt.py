@@ -515,6 +515,44 @@ def test_lore_placed_at_a_depth_goes_among_the_messages_as_its_role() -> None:
     assert prompt.lore.at_depth and not prompt.lore.before
 
 
+def test_notes_at_one_depth_are_one_message_a_role_in_sillytaverns_order() -> None:
+    """SillyTavern joins the notes of one depth and role into one message (its extension
+    prompts by key: the author's note's lore, the Character's Note, lore at a depth) and
+    puts the roles assistant, user, system."""
+    lore = {"keys": ["dragon"], "extensions": {"position": 4, "depth": 1, "role": 0}}
+    card = _noted(
+        {"prompt": "NOTE", "depth": 1, "role": 0},  # SillyTavern's number for system
+        {**lore, "content": "LORE1"},
+        {**lore, "content": "LORE2"},
+        {**lore, "content": "ASSIST", "extensions": {**lore["extensions"], "role": 2}},
+        {"keys": ["dragon"], "content": "AN-BOTTOM", "extensions": {"position": 3}},
+        {"keys": ["dragon"], "content": "AN-TOP", "extensions": {"position": 2}},
+    )
+    turns = [_user(f"t{i}") for i in range(5)] + [_user("a dragon")]
+    prompt = build_prompt(card, turns, user="B", estimate=tokens)
+    chat = [(m.role, m.content) for m in prompt.chat(continuing=False)]
+    assert chat[-8:] == [
+        (Role.USER, "t1"),
+        (Role.SYSTEM, "AN-TOP\nAN-BOTTOM"),  # the author's note's place: depth 4, system
+        (Role.USER, "t2"),
+        (Role.USER, "t3"),
+        (Role.USER, "t4"),
+        (Role.ASSISTANT, "ASSIST"),
+        (Role.SYSTEM, "NOTE\nLORE1\nLORE2"),
+        (Role.USER, "a dragon"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("depth", "placed"),
+    [("2", 2), (2.0, 2), (0, 0), (-1, None), (2.5, None), (1001, None), ("two", None)],
+)
+def test_a_notes_depth_as_sillytaverns_equality_reads_it(depth: object, placed: int | None) -> None:
+    card = _noted({"prompt": "N", "depth": depth})
+    prompt = build_prompt(card, [_user("a"), _user("b"), _user("c")], user="B", estimate=tokens)
+    assert [d.depth for d in prompt.in_chat] == ([] if placed is None else [placed])
+
+
 def test_catastrophic_regex_keys_are_refused_and_noted() -> None:
     card = _entries(
         {"keys": ["(a+)+$"], "content": "X", "use_regex": True, "comment": "evil"},
