@@ -220,9 +220,9 @@ async def _rotate(settings: Settings, forget_unreadable: bool) -> str:
     if len(box.key_ids) > 1:
         done += (
             " (the first in BOT_SECRET_KEYS); the others can go once every process runs "
-            "with it first."
+            "with it first"
         )
-    lines.append(done + ("" if done.endswith(".") else "."))
+    lines.append(done + ".")
     return "\n".join(lines)
 
 

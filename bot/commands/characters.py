@@ -219,12 +219,17 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if preset.not_supported:
         lines.append("Not supported here: " + ", ".join(preset.not_supported) + ".")
     if preset.connection:
+        # Where requests would go first (a proxy, its password); a preset names a model
+        # for every source it knows, which say nothing each.
+        models = [k for k in preset.connection if k.endswith("_model")]
+        named = [quoted(k, 40) for k in preset.connection if k not in models][:10]
+        if models:
+            named.append(f"a model for {len(models)} source{'s' * (len(models) != 1)}")
         p = ctx.prefix
         lines.append(
-            f"Not taken: its connection settings ({', '.join(map(quoted, preset.connection))}). "
-            "A preset "
-            f"never changes where this channel's requests and keys go: {p}source, "
-            f"{p}proxy set and {p}model do."
+            f"Not taken: its connection settings ({', '.join(named)}). A preset never "
+            f"changes where this channel's requests and keys go: {p}source, {p}proxy set "
+            f"and {p}model do."
         )
     if preset.ignored:
         # The file's own keys, quoted: one line each, short, shown as typed (no formatting).

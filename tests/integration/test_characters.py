@@ -335,6 +335,11 @@ async def test_a_preset_reaches_the_exact_request(harness: Harness) -> None:
     assert "Not taken: its connection settings (`reverse_proxy`). A preset never changes" in (
         reply.text
     )
+    # SillyTavern's own presets name a model for every source: summed up, the proxy first.
+    many = {**PRESET, "openai_model": "gpt-4o", "claude_model": "c", "proxy_password": "pw"}
+    reply = await run(harness, ("preset", "import"), file=card_file(many, "preset.json"))
+    assert "(`proxy_password`, `reverse_proxy`, a model for 2 sources)" in reply.text
+    assert "pw" not in reply.text.replace("proxy_password", "")
     with respx.mock:
         route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
         await ask(harness, "Hi")

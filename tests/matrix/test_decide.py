@@ -125,6 +125,12 @@ def test_an_encrypted_event_waits_for_its_key_unless_e2ee_is_off() -> None:
     assert decide.decide(old).action is Action.IGNORE
 
 
+def test_an_emote_spelling_a_key_command_is_taken_out_never_run() -> None:
+    emote = replace(KEY, msgtype="m.emote", is_command=False)
+    for where in (emote, replace(emote, direct=True, private=True)):
+        assert decide.decide(where) == Decision(Action.SECRET_EMOTE, redact=True)
+
+
 def test_a_secret_is_redacted_and_refused_outside_a_direct_chat() -> None:
     assert decide.decide(KEY) == Decision(Action.SECRET_COMMAND_IN_GROUP, redact=True)
     private = replace(KEY, direct=True, private=True)

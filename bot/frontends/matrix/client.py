@@ -163,9 +163,9 @@ class MatrixBot:
         text = self._handler.command_text(typed, room)
         prefixed = text.lstrip().startswith(self._handler.prefix)
         secret = prefixed and self._handler.may_hold_secret(text)
-        # An emote ("/me !settings") is an action, not a command; unless it may hold a
-        # secret: then it runs as the command it spells, so the secret is taken out.
-        command = prefixed and (content.get("msgtype") != "m.emote" or secret)
+        # An emote ("/me !settings") is an action, never a command (one that spells a key
+        # command is taken out of the room, not run: decide.SECRET_EMOTE).
+        command = prefixed and content.get("msgtype") != "m.emote"
         return EventFacts(
             from_bot=getattr(event, "sender", "") == self._api.user_id,
             sent_ms=int(getattr(event, "server_timestamp", 0)),

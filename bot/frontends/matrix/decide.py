@@ -30,6 +30,7 @@ class Action(enum.Enum):
     COMMAND = "command"
     SECRET_COMMAND_IN_GROUP = "secret command in a group"  # refuse: keys only in a direct chat
     SECRET_EDIT = "secret edit"  # an edit that writes a key or password in: redact it
+    SECRET_EMOTE = "secret emote"  # an emote spelling a key command: redact it, never run
     CHAT = "chat"  # answered when addressed, or when the room's reply mode says always
     REACTION = "reaction"  # an m.annotation on an event: maybe a turn control (see below)
     REDACTION = "redaction"  # a message removed: the turn it showed is forgotten
@@ -50,7 +51,7 @@ class EventFacts:
     msgtype: str
     text: str  # what was typed (a file's caption), the reply fallback taken off
     is_command: bool  # the text starts with the command prefix
-    may_hold_secret: bool  # a command that may carry a key or a password
+    may_hold_secret: bool  # a command (or an emote spelling one) that may carry a key
     room_known: bool  # the bot is in the room and knows its state
     direct: bool  # the bot and one other person
     private: bool = False  # a direct chat nobody joins or reads unasked: keys go here
@@ -114,6 +115,8 @@ def decide(facts: EventFacts) -> Decision:
         if keys_refused(secret=facts.may_hold_secret, private=facts.private):
             return Decision(Action.SECRET_COMMAND_IN_GROUP, redact=True)
         return Decision(Action.COMMAND, redact=facts.may_hold_secret)
+    if facts.may_hold_secret and facts.msgtype == "m.emote":  # not run, nor chatted
+        return Decision(Action.SECRET_EMOTE, redact=True)
     return Decision(Action.CHAT)
 
 

@@ -232,6 +232,14 @@ class MessageHandler:
                 await self._chat(room, msg, place)
             elif decision.action is Action.EDIT:
                 await self._edited(room, msg)
+            elif decision.action is Action.SECRET_EMOTE:
+                note = await self._take_out(msg)
+                said = (
+                    "An emote is never run as a command, and this one held a key or password, "
+                    "so I did not keep it. Send the command as a plain message, in a direct "
+                    "chat with me."
+                )
+                await self._notice(msg, f"{said}\n\n{note}")
             elif decision.action is Action.SECRET_EDIT:
                 note = await self._take_out(msg)
                 edited = self.command_text(events.edited_text(msg.content), room)
