@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -197,3 +198,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path}/data/bot.db"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+async def end_advisory_holders(engine: Any) -> None:
+    """What a server restart or a dropped network does to every other connection holding
+    an advisory lock (the bot's serving claims): ended, from a connection of `engine`."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND pid != pg_backend_pid()"
+            )
+        )

@@ -12,14 +12,19 @@ import socket
 import subprocess
 import sys
 import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
+from bot import app
 from bot.app import _until_stopped, check_default_proxy_url, settle_start_up
 from bot.frontends import FrontendError
 from bot.settings import Settings, SettingsError, load_settings
+from bot.store import Claim, SecretBox, Store, generate_key, migrate
+from bot.types import ChannelConfig
+from tests.peers.postgres import end_advisory_holders
 
 
 async def forever(cancelled: list[str], name: str) -> None:
@@ -255,71 +260,53 @@ async def test_a_default_proxy_url_cut_back_is_logged_once(
     )
 
 
+@pytest.fixture
+async def two_processes(postgres_url: str) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one migrated PostgreSQL database: two processes' own."""
+    await migrate.upgrade(postgres_url)
+    box = SecretBox.from_setting(generate_key())
+    stores = [await Store.open(postgres_url, box, defaults=ChannelConfig()) for _ in range(2)]
+    try:
+        yield stores[0], stores[1]
+    finally:
+        for store in stores:
+            await store.close()
+
+
 @pytest.mark.postgres
 async def test_a_front_end_whose_claim_another_process_took_stops(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    two_processes: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL lets a claim go with the connection that held it (a restart, a dropped
     network): when another process took it meanwhile, this one stops serving, said so,
     rather than both answering every message."""
-    from sqlalchemy import text
-
-    from bot import app
-    from bot.store import Claim, SecretBox, Store, generate_key, migrate
-    from bot.types import ChannelConfig
-
+    here, other = two_processes
     monkeypatch.setattr(app, "LEASE_CHECK", 0.1)
-    await migrate.upgrade(postgres_url)
-    here, other = [
-        await Store.open(
-            postgres_url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig()
-        )
-        for _ in range(2)
-    ]
     claims = [Claim("matrix @bot:x")]
     taken = other.lease()
-    forever = asyncio.Event()
     try:
         serving = asyncio.create_task(
-            app._serving(here, (claims, "the account @bot:x"), "Matrix", forever.wait())
+            app._serving(here, (claims, "the account @bot:x"), "Matrix", asyncio.Event().wait())
         )
         await asyncio.sleep(0.3)  # it holds the claim and serves
         assert not await taken.take(claims)
-        async with other.engine.connect() as conn:  # what a server restart does to it
-            await conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND pid != pg_backend_pid()"
-                )
-            )
+        await end_advisory_holders(other.engine)
         assert await taken.take(claims)  # another process, before this one checks
         with pytest.raises(FrontendError, match="another process took over serving"):
             await asyncio.wait_for(serving, 10)
     finally:
         await taken.close()
-        await here.close()
-        await other.close()
 
 
 @pytest.mark.postgres
 async def test_a_claim_lapsed_with_its_connection_is_taken_again(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    two_processes: tuple[Store, Store],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from sqlalchemy import text
-
-    from bot import app
-    from bot.store import Claim, SecretBox, Store, generate_key, migrate
-    from bot.types import ChannelConfig
-
+    here, other = two_processes
     monkeypatch.setattr(app, "LEASE_CHECK", 0.1)
     caplog.set_level(logging.INFO, logger="bot.app")
-    await migrate.upgrade(postgres_url)
-    here, other = [
-        await Store.open(
-            postgres_url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig()
-        )
-        for _ in range(2)
-    ]
     claims = [Claim("matrix @bot:x")]
     taken = other.lease()
     try:
@@ -327,13 +314,7 @@ async def test_a_claim_lapsed_with_its_connection_is_taken_again(
             app._serving(here, (claims, "the account @bot:x"), "Matrix", asyncio.Event().wait())
         )
         await asyncio.sleep(0.3)
-        async with other.engine.connect() as conn:
-            await conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND pid != pg_backend_pid()"
-                )
-            )
+        await end_advisory_holders(other.engine)
         await asyncio.sleep(0.5)  # a check or two: it takes it again
         assert not serving.done()
         assert not await taken.take(claims)
@@ -343,5 +324,3 @@ async def test_a_claim_lapsed_with_its_connection_is_taken_again(
             await serving
     finally:
         await taken.close()
-        await here.close()
-        await other.close()

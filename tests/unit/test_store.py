@@ -33,6 +33,7 @@ from bot.types import (
     Source,
     StatusCheck,
 )
+from tests.peers.postgres import end_advisory_holders
 
 DEFAULTS = ChannelConfig.of(
     source=Source.OPENAI,
@@ -763,13 +764,7 @@ async def test_a_claim_lost_with_its_connection_is_known_and_free(migrated_url: 
         assert await first.take(claims) and await first.holding(claims)
         if not migrated_url.startswith("postgresql"):
             return
-        async with b.engine.connect() as conn:  # what a server restart does to it
-            await conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND pid != pg_backend_pid()"
-                )
-            )
+        await end_advisory_holders(b.engine)  # what a server restart does to it
         assert not await first.holding(claims)
         assert await second.take(claims)
         assert not await first.take(claims)  # on a new connection: the other holds it now
