@@ -71,17 +71,13 @@ _ROLE_ORDER = ("assistant", "user", "system")  # at one depth, earliest first (S
 def _at_depths(notes: Sequence[DepthNote]) -> list[tuple[int, ChatMessage]]:
     """(depth, message) for `notes`, the deepest first: at each depth one message a role,
     in _ROLE_ORDER, its notes by rank joined by lines."""
-    out = []
-    for depth in sorted({n.depth for n in notes}, reverse=True):
-        for role in _ROLE_ORDER:
-            here = sorted((n for n in notes if n.depth == depth and n.role == role), key=_rank)
-            if here:
-                out.append((depth, ChatMessage(Role(role), "\n".join(n.text for n in here))))
-    return out
-
-
-def _rank(note: DepthNote) -> int:
-    return note.rank
+    groups: dict[tuple[int, int], list[DepthNote]] = {}
+    for note in sorted(notes, key=lambda n: n.rank):  # stable: a rank keeps its order
+        groups.setdefault((-note.depth, _ROLE_ORDER.index(note.role)), []).append(note)
+    return [
+        (-depth, ChatMessage(Role(_ROLE_ORDER[role]), "\n".join(n.text for n in here)))
+        for (depth, role), here in sorted(groups.items())
+    ]
 
 
 def macros_for(card: Card, user: str, rng: random.Random | None = None) -> Macros:
