@@ -366,7 +366,7 @@ def discord_claims(settings: Settings) -> tuple[list[Claim], str]:
     (by its token's hash), or its shards, each with the bot shared."""
     token = hashlib.sha256(settings.discord_token.reveal().encode()).hexdigest()[:16]
     bot = f"discord bot {token}"
-    ids, count = settings.discord_shard_ids, settings.discord_shard_count
+    ids, count = sorted(set(settings.discord_shard_ids)), settings.discord_shard_count
     if not ids:
         return [Claim(bot)], "this Discord bot"
     shards = [Claim(f"{bot} shard {i} of {count}") for i in ids]
@@ -378,7 +378,10 @@ def matrix_claims(settings: Settings) -> tuple[list[Claim], str]:
 
 
 LEASE_RETRY = 5.0  # seconds between tries for what another process serves
-LEASE_CHECK = 10.0  # seconds between checks that what this process serves is still its
+# Seconds between checks that what this process serves is still its own: well under
+# LEASE_RETRY, so after a database restart the process that held a claim takes it back
+# before one waiting for it does (both answered meanwhile).
+LEASE_CHECK = 2.0
 
 
 async def _serving(
@@ -400,16 +403,22 @@ async def _serving(
     except asyncio.CancelledError:
         if not lost.is_set():
             raise
-        serving.uncancel()
+        while serving.uncancel():  # the watcher's, as many as it took to end the runner
+            pass
         raise FrontendError(
             f"another process took over serving {what} on this database while the "
-            "connection that held it here was down; this one stops, so that one answers"
+            "connection that held it here was down; this process stops, so that one answers"
         ) from None
     finally:
         runner.close()  # stopped while it waited: never started, nor warned about
-        if watch is not None:
-            watch.cancel()
-        await lease.close()
+        try:
+            if watch is not None:
+                watch.cancel()
+                await asyncio.wait({watch})  # off the connection before it is closed
+        finally:
+            # In a task of its own: a shutdown cancelling this one again must not leave
+            # the claims' connection in the pool.
+            await asyncio.shield(lease.close())
 
 
 async def _claim(lease: Lease, claims: list[Claim], name: str, what: str) -> None:
@@ -420,7 +429,12 @@ async def _claim(lease: Lease, claims: list[Claim], name: str, what: str) -> Non
         try:
             if await lease.take(claims):
                 break
-        except Exception as err:
+        except PermissionError as err:  # the claims' folder beside an SQLite database
+            raise FrontendError(
+                f"cannot claim {what}: {err.strerror} ({err.filename}); the bot's user must "
+                "be able to write beside its database"
+            ) from None
+        except (DBAPIError, OSError) as err:
             if type(err).__name__ != failed:
                 failed = type(err).__name__
                 log.warning("%s: could not claim %s (%s); trying again", name, what, failed)
@@ -448,12 +462,15 @@ async def _keep(
 ) -> None:
     """Check now and then that this process still holds `claims` (PostgreSQL lets them go
     with the connection they were taken on): taken again when they came free; when
-    another process took them meanwhile, this one stops serving (`lost`)."""
-    while True:
+    another process took them meanwhile, the front-end is stopped (`lost`), cancelled
+    again every second (a reconnecting client may swallow one cancellation)."""
+    while not lost.is_set():
         await asyncio.sleep(LEASE_CHECK)
-        if await lease.holding(claims):
-            continue
+        if serving.cancelling():
+            return  # shutting down: nothing to keep
         try:
+            if await lease.holding(claims):
+                continue
             again = await lease.take(claims)
         except Exception as err:  # the database is down: nobody can take them meanwhile
             log.warning("%s: could not check the claim on %s (%s)", name, what, type(err).__name__)
@@ -462,11 +479,12 @@ async def _keep(
             log.info(
                 "%s: the claim on %s lapsed with a database connection; held again", name, what
             )
-            continue
-        log.error("%s: another process took over serving %s; stopping here", name, what)
-        lost.set()
+        elif not serving.cancelling():
+            log.error("%s: another process took over serving %s; stopping here", name, what)
+            lost.set()
+    while not serving.done():
         serving.cancel()
-        return
+        await asyncio.sleep(1.0)
 
 
 def settle_start_up() -> None:

@@ -37,12 +37,11 @@ class Claim:
     name: str
     shared: bool = False
 
-
-def _key(name: str) -> int:
-    """A signed 64-bit number for `name` (PostgreSQL's advisory lock keys)."""
-    return int.from_bytes(
-        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
-    )
+    @property
+    def key(self) -> int:
+        """A signed 64-bit number for it: its PostgreSQL advisory lock's key."""
+        digest = hashlib.blake2b(self.name.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
 
 
 class Lease:
@@ -85,7 +84,7 @@ class Lease:
             log.info("could not check the serving locks: %s", type(err).__name__)
             await self._drop()
             return False
-        return bool(count == len(claims))
+        return bool(count == len(set(claims)))
 
     async def _drop(self) -> None:
         """Forget the connection (and so its locks, if it still has any): never pooled."""
@@ -105,13 +104,13 @@ class Lease:
         for claim in claims:
             kind = "_shared" if claim.shared else ""
             got = await self._conn.scalar(
-                text(f"SELECT pg_try_advisory_lock{kind}(:key)"), {"key": _key(claim.name)}
+                text(f"SELECT pg_try_advisory_lock{kind}(:key)"), {"key": claim.key}
             )
             if not got:
                 for held in taken:
                     kind = "_shared" if held.shared else ""
                     await self._conn.execute(
-                        text(f"SELECT pg_advisory_unlock{kind}(:key)"), {"key": _key(held.name)}
+                        text(f"SELECT pg_advisory_unlock{kind}(:key)"), {"key": held.key}
                     )
                 await self._conn.commit()
                 return False
@@ -127,7 +126,7 @@ class Lease:
         opened: list[int] = []
         try:
             for claim in claims:
-                path = folder / f"{_key(claim.name) & (2**64 - 1):016x}"
+                path = folder / f"{claim.key & (2**64 - 1):016x}"
                 opened.append(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
                 kind = fcntl.LOCK_SH if claim.shared else fcntl.LOCK_EX
                 fcntl.flock(opened[-1], kind | fcntl.LOCK_NB)
@@ -148,6 +147,8 @@ class Lease:
         return path.with_name(path.name + ".serving")
 
     async def close(self) -> None:
+        """Let every claim go. Never raises: a connection that cannot say so is dropped,
+        and its locks with it."""
         files, self._files = self._files, []
         for fd in files:
             os.close(fd)
@@ -159,5 +160,7 @@ class Lease:
             await conn.commit()
             self._conn = None
             await conn.close()
-        finally:  # failed or cancelled: never pooled, so its locks go with it
-            await self._drop()
+        except Exception as err:
+            log.info("could not release the serving locks: %s", type(err).__name__)
+        finally:
+            await self._drop()  # anything left: never pooled

@@ -208,7 +208,7 @@ async def end_advisory_holders(engine: Any) -> None:
     async with engine.connect() as conn:
         await conn.execute(
             text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND pid != pg_backend_pid()"
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks "  # until it has ended
+                "WHERE locktype = 'advisory' AND granted AND pid != pg_backend_pid()"
             )
         )

@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from sqlalchemy import text
 
 from bot import app
 from bot.app import _until_stopped, check_default_proxy_url, settle_start_up
@@ -273,27 +274,60 @@ async def two_processes(postgres_url: str) -> AsyncIterator[tuple[Store, Store]]
             await store.close()
 
 
+async def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not check():  # noqa: ASYNC110 - another connection's state: nothing to await
+            await asyncio.sleep(0.02)
+
+
+async def _swallows_one_cancel(cleaned: list[str]) -> None:
+    """A front-end that, reconnecting, swallows a cancellation (Python 3.11's wait_for
+    can), and takes a moment to close."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cleaned.append("swallowed")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.sleep(0.3)
+        cleaned.append("closed")
+
+
 @pytest.mark.postgres
 async def test_a_front_end_whose_claim_another_process_took_stops(
     two_processes: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL lets a claim go with the connection that held it (a restart, a dropped
     network): when another process took it meanwhile, this one stops serving, said so,
-    rather than both answering every message."""
+    rather than both answering every message; even when the front-end swallows one
+    cancellation."""
     here, other = two_processes
     monkeypatch.setattr(app, "LEASE_CHECK", 0.1)
     claims = [Claim("matrix @bot:x")]
     taken = other.lease()
+    cleaned: list[str] = []
     try:
         serving = asyncio.create_task(
-            app._serving(here, (claims, "the account @bot:x"), "Matrix", asyncio.Event().wait())
+            app._serving(
+                here, (claims, "the account @bot:x"), "Matrix", _swallows_one_cancel(cleaned)
+            )
         )
-        await asyncio.sleep(0.3)  # it holds the claim and serves
+        await _until(lambda: here.engine.pool.checkedout() > 0)  # it holds the claim
         assert not await taken.take(claims)
-        await end_advisory_holders(other.engine)
-        assert await taken.take(claims)  # another process, before this one checks
-        with pytest.raises(FrontendError, match="another process took over serving"):
-            await asyncio.wait_for(serving, 10)
+        async with other.engine.connect() as conn:
+            # Another process waiting for the claim gets it the moment it is free, before
+            # this one's next check.
+            lock = text("SELECT pg_advisory_lock(:key)")
+            waiting = asyncio.create_task(conn.execute(lock, {"key": claims[0].key}))
+            await asyncio.sleep(0.2)
+            await end_advisory_holders(other.engine)
+            await waiting
+            done, _ = await asyncio.wait({serving}, timeout=10)
+            assert serving in done
+            with pytest.raises(FrontendError, match="another process took over serving"):
+                serving.result()
+        assert cleaned == ["swallowed", "closed"]
     finally:
         await taken.close()
 
@@ -313,14 +347,34 @@ async def test_a_claim_lapsed_with_its_connection_is_taken_again(
         serving = asyncio.create_task(
             app._serving(here, (claims, "the account @bot:x"), "Matrix", asyncio.Event().wait())
         )
-        await asyncio.sleep(0.3)
+        await _until(lambda: here.engine.pool.checkedout() > 0)
         await end_advisory_holders(other.engine)
-        await asyncio.sleep(0.5)  # a check or two: it takes it again
+        await _until(lambda: "held again" in caplog.text)
+        assert "lapsed with a database connection; held again" in caplog.text
         assert not serving.done()
         assert not await taken.take(claims)
-        assert "lapsed with a database connection; held again" in caplog.text
         serving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await serving
     finally:
         await taken.close()
+
+
+@pytest.mark.postgres
+async def test_a_shutdown_with_the_claims_connection_gone_is_a_clean_stop(
+    two_processes: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Letting the claims go on a dead connection raised, so a SIGTERM after a database
+    restart read as 'stopped after an unexpected error (InterfaceError)'."""
+    here, other = two_processes
+    monkeypatch.setattr(app, "LEASE_CHECK", 60.0)  # no check before the shutdown
+    claims = [Claim("matrix @bot:x")]
+    serving = asyncio.create_task(
+        app._serving(here, (claims, "the account @bot:x"), "Matrix", asyncio.Event().wait())
+    )
+    await _until(lambda: here.engine.pool.checkedout() > 0)
+    await end_advisory_holders(other.engine)
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+    assert here.engine.pool.checkedout() == 0
