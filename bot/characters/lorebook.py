@@ -113,12 +113,15 @@ def scan(
     places = {i: _place(book.entries[i]) for i in kept}
     before = tuple(active[i] for i in kept if places[i] == _BEFORE)
     after = tuple(active[i] for i in kept if places[i] == _AFTER)
-    # The author's note's top entries before its bottom ones, then the rest in order.
-    among = sorted(
-        (i for i in kept if places[i] in _AMONG), key=lambda i: places[i] != _AUTHORS_TOP
-    )
-    placed = [_depth_note(book.entries[i], places[i], active[i]) for i in among]
+    placed = [_depth_note(book.entries[i], active[i]) for i in kept if places[i] == _AT_DEPTH]
     deep = tuple(note for note in placed if note is not None)
+    # SillyTavern's author's note with its lore around it: `${top}\n${note}\n${bottom}`,
+    # the note itself empty here.
+    top = "\n".join(active[i] for i in kept if places[i] == _AUTHORS_TOP)
+    bottom = "\n".join(active[i] for i in kept if places[i] == _AUTHORS_BOTTOM)
+    if top or bottom:
+        authors = f"{top}\n\n{bottom}".strip()
+        deep += (DepthNote(authors, DEFAULT_NOTE_DEPTH, "system", AUTHORS_NOTE_RANK),)
     entries = tuple(book.entries[i] for i in kept)
     return LoreHits(before, after, deep, entries, tuple(notes))
 
@@ -306,9 +309,7 @@ def _place(entry: LoreEntry) -> int:
     return _BEFORE if entry.position == "before_char" else _AFTER
 
 
-def _depth_note(entry: LoreEntry, place: int, text: str) -> DepthNote | None:
-    if place != _AT_DEPTH:  # the author's note's place
-        return DepthNote(text, DEFAULT_NOTE_DEPTH, "system", AUTHORS_NOTE_RANK)
+def _depth_note(entry: LoreEntry, text: str) -> DepthNote | None:
     ext = entry.extension_values
-    depth = depth_of(ext.get("depth", DEFAULT_NOTE_DEPTH))
+    depth = depth_of(ext.get("depth"))
     return None if depth is None else DepthNote(text, depth, role_of(ext.get("role")))

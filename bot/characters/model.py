@@ -127,7 +127,7 @@ class Card:
         note = _parsed_object(self.extensions).get("depth_prompt")
         if not isinstance(note, Mapping) or not isinstance(note.get("prompt"), str):
             return None
-        depth = depth_of(note.get("depth", DEFAULT_NOTE_DEPTH))
+        depth = depth_of(note.get("depth"))
         if not note["prompt"].strip() or depth is None:
             return None
         return DepthNote(note["prompt"], depth, role_of(note.get("role")), NOTE_RANK)
@@ -151,30 +151,49 @@ class DepthNote:
     rank: int = LORE_RANK  # its place among the notes of its depth and role
 
 
-def depth_of(value: object) -> int | None:
-    """A depth as SillyTavern compares it (`==` with 0 … MAX_NOTE_DEPTH, so `"2"` is 2);
-    None for one it never reaches (negative, fractional, past the last)."""
-    if isinstance(value, str):
-        try:
-            value = float(value.strip()) if value.strip() else None
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def depth_of(value: object, default: int = DEFAULT_NOTE_DEPTH) -> int | None:
+    """A depth as SillyTavern reads it: `value ?? default`, then JavaScript's Number()
+    compared with each depth from 0 to MAX_NOTE_DEPTH (`"2"` is 2, `""` is 0, `true` is
+    1); None for one it never reaches (negative, fractional, past the last, not a
+    number)."""
+    number = js_number(default if value is None else value)
+    if number is None or not number.is_integer() or not 0 <= number <= MAX_NOTE_DEPTH:
         return None
-    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+    return int(number)
+
+
+def js_number(value: object) -> float | None:
+    """JavaScript's Number(value) for JSON values; None for NaN and what it gives NaN."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if not isinstance(value, str):
         return None
-    depth = int(value)
-    return depth if 0 <= depth <= MAX_NOTE_DEPTH else None
+    text = value.strip()
+    if not text:
+        return 0.0
+    try:
+        if text[:2].lower() in ("0x", "0o", "0b"):
+            return float(int(text, 0))
+        number = float(text) if "_" not in text else math.nan  # Python reads 1_0; JS not
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 _ROLES = ("system", "user", "assistant")  # SillyTavern's extension_prompt_roles 0, 1, 2
 
 
 def role_of(value: object) -> str:
-    """A note's role by name or SillyTavern's number; system when it is neither."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(_ROLES):
-        return _ROLES[value]
-    return value if isinstance(value, str) and value in _ROLES else "system"
+    """A note's role by name or SillyTavern's number (compared with `==`: "1" is 1);
+    system when it is neither."""
+    if isinstance(value, str) and value in _ROLES:
+        return value
+    number = None if isinstance(value, bool) else js_number(value)
+    if number is not None and number in (0, 1, 2):
+        return _ROLES[int(number)]
+    return "system"
 
 
 # -- reading --------------------------------------------------------------------------------

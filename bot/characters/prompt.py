@@ -43,40 +43,52 @@ class CharacterPrompt:
     def notes(self) -> tuple[ChatMessage, ...]:
         """The messages the card adds among the history (counted with what it adds
         around it)."""
-        return tuple(m for _, m in _at_depths(self.in_chat))
+        return tuple(m for _, messages in _at_depths(self.in_chat) for m in messages)
 
     def chat(self, *, continuing: bool) -> tuple[ChatMessage, ...]:
         """What the model is sent after the system text: examples, the history with the
-        notes at their depths as SillyTavern puts them (`depth` messages from its end;
-        at one depth one message per role, assistant, user, system in that order, its
-        notes joined by lines), then post-history instructions.
+        notes at their depths as SillyTavern puts them (populationInjectionPrompts: on
+        the history newest first, each depth's messages go in `depth` original messages
+        from the end, after those put in for lower depths, and a depth past the start
+        goes at the start; at one depth one message a role, assistant, user, system in
+        the order read, its notes joined by lines), then post-history instructions.
 
         Continuing an answer, nothing comes after the answer: no post-history
         instructions, and a note of depth 0 goes before it. (SillyTavern puts that note
         after it, before its "continue" nudge; here the answer stays last, so a model
         that continues the last message, as Claude's prefill does, continues the
         answer and not the note.)"""
-        history = list(self.history)
-        floor = 1 if continuing and history else 0
-        for depth, message in _at_depths(self.in_chat):  # the deepest first
-            at = len(history) - max(depth, floor)
-            history.insert(max(at, 0), message)
+        newest_first = list(reversed(self.history))
+        floor = 1 if continuing and newest_first else 0
+        inserted = 0
+        for depth, messages in _at_depths(self.in_chat):  # the shallowest first
+            at = max(depth, floor) + inserted
+            newest_first[at:at] = messages  # past the end: at the end, as JS splice does
+            inserted += len(messages)
         after = () if continuing else self.after_history
-        return (*self.before_history, *history, *after)
+        return (*self.before_history, *reversed(newest_first), *after)
 
 
-_ROLE_ORDER = ("assistant", "user", "system")  # at one depth, earliest first (SillyTavern)
+# At one depth, newest first: system, user, assistant (read in order: assistant first).
+_ROLE_ORDER = ("system", "user", "assistant")
 
 
-def _at_depths(notes: Sequence[DepthNote]) -> list[tuple[int, ChatMessage]]:
-    """(depth, message) for `notes`, the deepest first: at each depth one message a role,
-    in _ROLE_ORDER, its notes by rank joined by lines."""
-    groups: dict[tuple[int, int], list[DepthNote]] = {}
+def _at_depths(notes: Sequence[DepthNote]) -> list[tuple[int, list[ChatMessage]]]:
+    """(depth, messages newest first) for `notes`, the shallowest depth first: one
+    message a role, in _ROLE_ORDER, its notes by rank joined by lines."""
+    groups: dict[int, dict[str, list[DepthNote]]] = {}
     for note in sorted(notes, key=lambda n: n.rank):  # stable: a rank keeps its order
-        groups.setdefault((-note.depth, _ROLE_ORDER.index(note.role)), []).append(note)
+        groups.setdefault(note.depth, {}).setdefault(note.role, []).append(note)
     return [
-        (-depth, ChatMessage(Role(_ROLE_ORDER[role]), "\n".join(n.text for n in here)))
-        for (depth, role), here in sorted(groups.items())
+        (
+            depth,
+            [
+                ChatMessage(Role(role), "\n".join(n.text for n in roles[role]))
+                for role in _ROLE_ORDER
+                if role in roles
+            ],
+        )
+        for depth, roles in sorted(groups.items())
     ]
 
 

@@ -533,7 +533,8 @@ def test_notes_at_one_depth_are_one_message_a_role_in_sillytaverns_order() -> No
     chat = [(m.role, m.content) for m in prompt.chat(continuing=False)]
     assert chat[-8:] == [
         (Role.USER, "t1"),
-        (Role.SYSTEM, "AN-TOP\nAN-BOTTOM"),  # the author's note's place: depth 4, system
+        # The author's note's place (depth 4, system), its own text empty between them.
+        (Role.SYSTEM, "AN-TOP\n\nAN-BOTTOM"),
         (Role.USER, "t2"),
         (Role.USER, "t3"),
         (Role.USER, "t4"),
@@ -543,9 +544,24 @@ def test_notes_at_one_depth_are_one_message_a_role_in_sillytaverns_order() -> No
     ]
 
 
+def test_notes_deeper_than_the_chat_go_at_its_start_as_sillytaverns_splice_puts_them() -> None:
+    """Common in a new chat (the default depth is 4): each depth past the start goes
+    before the one shallower, roles as at any depth."""
+    card = _noted(
+        {"prompt": "N4", "depth": 4},
+        {"keys": ["hi"], "content": "A4", "extensions": {"position": 4, "depth": 4, "role": 2}},
+        {"keys": ["hi"], "content": "L6", "extensions": {"position": 4, "depth": 6, "role": 1}},
+    )
+    prompt = build_prompt(card, [_bot("greeting"), _user("hi")], user="B", estimate=tokens)
+    assert _contents(prompt)[-5:] == ["L6", "A4", "N4", "greeting", "hi"]
+
+
 @pytest.mark.parametrize(
     ("depth", "placed"),
-    [("2", 2), (2.0, 2), (0, 0), (-1, None), (2.5, None), (1001, None), ("two", None)],
+    [
+        *[("2", 2), (2.0, 2), (0, 0), (None, 4), ("", 0), (True, 1), ("0x10", 16)],
+        *[(-1, None), (2.5, None), (1001, None), ("two", None), ("1_0", None)],
+    ],
 )
 def test_a_notes_depth_as_sillytaverns_equality_reads_it(depth: object, placed: int | None) -> None:
     card = _noted({"prompt": "N", "depth": depth})
