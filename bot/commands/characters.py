@@ -222,7 +222,9 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         # Where requests would go first (a proxy, its password); a preset names a model
         # for every source it knows, which say nothing each.
         models = [k for k in preset.connection if k.endswith("_model")]
-        named = [quoted(k, 40) for k in preset.connection if k not in models][:10]
+        named = [quoted(k, 40) for k in preset.connection if k not in models]
+        if len(named) > 10:
+            named[10:] = [f"{len(named) - 10} more"]
         if models:
             named.append(f"a model for {len(models)} source{'s' * (len(models) != 1)}")
         p = ctx.prefix

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
@@ -13,6 +14,7 @@ from bot.connection import (
     endpoint_for,
     endpoint_url,
     run_status_check,
+    sent_secret,
     shown_here,
     withheld,
 )
@@ -529,8 +531,11 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     ]
     key = await _secret_state(ctx, api_key_name(config.source), config)
     password = await _secret_state(ctx, PROXY_PASSWORD, config)
-    if config.source is Source.CUSTOM and key.startswith("set") and password.startswith("set"):
-        key += ", not sent: the proxy password is, in its place"  # Endpoint.credential
+    if config.source is Source.CUSTOM and config.proxy_url and key.startswith("set"):
+        # Endpoint.credential: a custom endpoint gets its proxy password, when one is sent.
+        with contextlib.suppress(SecretUnreadable):
+            if await sent_secret(ctx.store, ctx.ref, config, PROXY_PASSWORD) is not None:
+                key += ", not sent: the proxy password is, in its place"
     lines.append(f"API key: {key}")
     if config.proxy_url:
         lines.append(f"Proxy password: {password}")

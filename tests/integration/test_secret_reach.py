@@ -147,3 +147,19 @@ async def test_settings_says_a_custom_key_is_not_sent_while_a_proxy_password_is(
     settings = await command(core, "/settings")
     [key_line] = [line for line in settings.splitlines() if line.startswith("API key:")]
     assert key_line.endswith("not sent: the proxy password is, in its place"), key_line
+
+
+async def test_settings_does_not_say_so_when_the_proxy_password_is_withheld(
+    core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    """A server's password is kept from a channel's own URL: the custom key goes there."""
+    ours, theirs = servers
+    await command(core, f"/proxy set {ours.url_v1} scope:server", OWNER)
+    await command(core, "/proxy password pw-of-the-server-1 scope:server", OWNER)
+    await command(core, f"/proxy set {theirs.url_v1}")
+    await command(core, "/key set custom custom-key-abcdef123")
+    await say(core, "hi")
+    assert theirs.authorizations[-1] == "Bearer custom-key-abcdef123"
+    settings = await command(core, "/settings")
+    [key_line] = [line for line in settings.splitlines() if line.startswith("API key:")]
+    assert "the proxy password is, in its place" not in key_line, key_line
