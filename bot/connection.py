@@ -74,8 +74,8 @@ async def endpoint_for(
             f"The custom source needs an endpoint URL: an admin runs {prefix}proxy set <url> "
             "(e.g. http://host:1234/v1)."
         )
-    api_key = await sent_secret(store, ref, config, api_key_name(config.source))
-    password = await sent_secret(store, ref, config, PROXY_PASSWORD) if config.proxy_url else None
+    api_key = await _sent_secret(store, ref, config, api_key_name(config.source))
+    password = await _sent_secret(store, ref, config, PROXY_PASSWORD) if config.proxy_url else None
     endpoint = Endpoint(
         source=config.source,
         proxy_url=config.resolved_url or config.proxy_url,
@@ -109,7 +109,7 @@ def withheld(secret_from: str, config: ChannelConfig) -> bool:
     return _REACH.get(secret_from, 3) > _REACH.get(url_from, 3)
 
 
-async def sent_secret(
+async def _sent_secret(
     store: Store, ref: ChannelRef, config: ChannelConfig, name: str
 ) -> SecretValue | None:
     """The effective secret `name`, unless it is withheld from the channel's URL."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+from dataclasses import replace
 from typing import Any
 
 from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
@@ -11,10 +11,10 @@ from bot.commands.quotas import access_summary
 from bot.commands.spec import DEFAULT, Command, CommandContext, walk
 from bot.connection import (
     PROXY_PASSWORD,
+    NotConnectable,
     endpoint_for,
     endpoint_url,
     run_status_check,
-    sent_secret,
     shown_here,
     withheld,
 )
@@ -323,8 +323,6 @@ async def _secret_state(ctx: CommandContext, name: str, config: ChannelConfig | 
     state = f"set (…{last4}, {where})" if last4 else f"set ({where})"
     # Behind a proxy only a custom source's key and the proxy password go to that URL.
     sent_there = name == PROXY_PASSWORD or (config is not None and config.source is Source.CUSTOM)
-    if config is not None and config.proxy_url and not sent_there:
-        return state + f", not sent: behind a proxy URL the {config.source.value} key never is"
     if config is not None and sent_there and withheld(where, config):
         how = (
             f"{ctx.prefix}proxy password"
@@ -334,6 +332,25 @@ async def _secret_state(ctx: CommandContext, name: str, config: ChannelConfig | 
         url_from = _ORIGINS[config.origins.get("proxy_url", "default")]
         state += f", not sent to an endpoint URL set {url_from}: set one for it with {how}"
     return state
+
+
+async def _key_not_sent(ctx: CommandContext, config: ChannelConfig) -> str:
+    """Why the channel's stored key is not what its requests carry, as the connection
+    decides it (Endpoint.credential); "" when it is, or when there is none. (A key kept
+    from the channel's URL is said by _secret_state.)"""
+    try:
+        stored = await ctx.store.resolve_secret(ctx.ref, api_key_name(config.source))
+        endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
+    except (NotConnectable, SecretUnreadable):
+        return ""  # /settings says what is missing or unreadable on its own lines
+    if stored is None:
+        return ""
+    sent = replace(endpoint, api_key=stored).credential()
+    if sent is stored:
+        return ""
+    if sent is not None and sent is endpoint.proxy_password:
+        return ", not sent: the proxy password is, in its place"
+    return f", not sent: behind a proxy URL the {config.source.value} key never is"
 
 
 async def proxy_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -531,12 +548,7 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     ]
     key = await _secret_state(ctx, api_key_name(config.source), config)
     password = await _secret_state(ctx, PROXY_PASSWORD, config)
-    if config.source is Source.CUSTOM and config.proxy_url and key.startswith("set"):
-        # Endpoint.credential: a custom endpoint gets its proxy password, when one is sent.
-        with contextlib.suppress(SecretUnreadable):
-            if await sent_secret(ctx.store, ctx.ref, config, PROXY_PASSWORD) is not None:
-                key += ", not sent: the proxy password is, in its place"
-    lines.append(f"API key: {key}")
+    lines.append(f"API key: {key}{await _key_not_sent(ctx, config)}")
     if config.proxy_url:
         lines.append(f"Proxy password: {password}")
     elif password != "not set":  # saved first: it goes to the URL set next
