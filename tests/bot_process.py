@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the fakes import this module (FakeDiscord.bot_env)
+    from tests.discord.fake_discord import FakeDiscord
+    from tests.discord.fake_openai import FakeOpenAI, Script
 
 STOP_SECONDS = 30.0
 
@@ -106,3 +113,24 @@ class BotProcess:
         trace: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+@contextlib.asynccontextmanager
+async def chatbot_run(
+    tmp_path: Path, fake: FakeDiscord, script: Script, **settings: str
+) -> AsyncIterator[tuple[BotProcess, FakeOpenAI]]:
+    """`chatbot run`, ready, against `fake` and a loopback model answering by `script`."""
+    from tests.discord.fake_openai import fake_openai
+
+    await fake.start()
+    try:
+        async with fake_openai(script) as model:
+            env = await fake.bot_env(tmp_path / "data", model.url_v1, **settings)
+            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+            try:
+                await bot.wait_ready()
+                yield bot, model
+            finally:
+                await bot.close()
+    finally:
+        await fake.stop()

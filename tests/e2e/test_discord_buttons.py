@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.bot_process import BotProcess
+from tests.bot_process import BotProcess, chatbot_run
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import Script, fake_openai
 
@@ -68,63 +68,45 @@ async def test_a_stop_typed_while_the_first_message_is_posted_ends_that_message(
     answer was posted again (not as a reply), 30 s later when discord.py's rate limiter
     was cut too; the channel's next answer waited as long."""
     fake = FakeDiscord(TOKEN, hold_posts=1.0)
-    await fake.start()
     script = Script(chunks=[f"w{i} " for i in range(300)], interval=0.05)
-    async with fake_openai(script) as endpoint:
-        env = await fake.bot_env(tmp_path / "data", endpoint.url_v1)
-        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
-        try:
-            await bot.wait_ready()
-            posts = f"/channels/{fake.channel_id}/messages"
-            await fake.user_says(f"<@{fake.bot_id}> count for me")
-            await fake.wait_until(lambda: bool(fake.bot_calls("POST", posts)), 60)
-            await fake.slash("stop")
+    async with chatbot_run(tmp_path, fake, script) as (bot, endpoint):
+        posts = f"/channels/{fake.channel_id}/messages"
+        await fake.user_says(f"<@{fake.bot_id}> count for me")
+        await fake.wait_until(lambda: bool(fake.bot_calls("POST", posts)), 60)
+        await fake.slash("stop")
 
-            def by_bot() -> list[dict[str, Any]]:
-                return [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
+        def by_bot() -> list[dict[str, Any]]:
+            return [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
 
-            def ended() -> bool:
-                return any("cc:regen:" in str(_custom_ids(m)) for m in by_bot())
+        def ended() -> bool:
+            return any("cc:regen:" in str(_custom_ids(m)) for m in by_bot())
 
-            await fake.wait_until(ended, 20)
-            [answer] = by_bot()
-            assert answer["content"].startswith("w0") and "Stopped" in answer["content"]
-            assert answer.get("message_reference")  # still the reply to the question
-            assert not [i for i in _custom_ids(answer) if i.startswith("cc:stop:")]
-            # The channel's next answer is not held back.
-            fake.hold_posts = 0.0
-            endpoint.script = Script(chunks=["next"])
-            await fake.user_says(f"<@{fake.bot_id}> again")
-            await fake.wait_until(lambda: any(m["content"] == "next" for m in by_bot()), 20)
-            code = await bot.stop()
-        finally:
-            await bot.close()
-            await fake.stop()
-    assert code == 0
+        await fake.wait_until(ended, 20)
+        [answer] = by_bot()
+        assert answer["content"].startswith("w0") and "Stopped" in answer["content"]
+        assert answer.get("message_reference")  # still the reply to the question
+        assert not [i for i in _custom_ids(answer) if i.startswith("cc:stop:")]
+        # The channel's next answer is not held back.
+        fake.hold_posts = 0.0
+        endpoint.script = Script(chunks=["next"])
+        await fake.user_says(f"<@{fake.bot_id}> again")
+        await fake.wait_until(lambda: any(m["content"] == "next" for m in by_bot()), 20)
+        assert await bot.stop() == 0
 
 
 async def test_a_first_message_that_failed_to_post_is_posted_again_as_the_reply(
     tmp_path: Path,
 ) -> None:
     fake = FakeDiscord(TOKEN, drop_posts=1)
-    await fake.start()
     script = Script(chunks=[f"w{i} " for i in range(40)], interval=0.05)
-    async with fake_openai(script) as endpoint:
-        env = await fake.bot_env(tmp_path / "data", endpoint.url_v1)
-        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
-        try:
-            await bot.wait_ready()
-            await fake.user_says(f"<@{fake.bot_id}> count for me")
+    async with chatbot_run(tmp_path, fake, script) as (bot, _):
+        await fake.user_says(f"<@{fake.bot_id}> count for me")
 
-            def done() -> bool:
-                return any(m["content"] == script.answer.strip() for m in fake.messages.values())
+        def done() -> bool:
+            return any(m["content"] == script.answer.strip() for m in fake.messages.values())
 
-            await fake.wait_until(done, 30)
-            code = await bot.stop()
-        finally:
-            await bot.close()
-            await fake.stop()
-    assert code == 0
+        await fake.wait_until(done, 30)
+        assert await bot.stop() == 0
     [answer] = [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
     assert answer.get("message_reference")  # the reply to the question, as a first post is
 
@@ -133,24 +115,15 @@ async def test_typing_under_way_lands_before_the_first_text(tmp_path: Path) -> N
     """ "Typing…" that reached Discord after the text would show over an answer already
     there (and a typing call cut mid-way could hold the channel's next one)."""
     fake = FakeDiscord(TOKEN, hold_typing=1.0)
-    await fake.start()
     script = Script(chunks=["slow ", "answer"], first_token=0.8)  # typing shows at 0.5 s
-    async with fake_openai(script) as endpoint:
-        env = await fake.bot_env(tmp_path / "data", endpoint.url_v1)
-        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
-        try:
-            await bot.wait_ready()
-            await fake.user_says(f"<@{fake.bot_id}> take your time")
+    async with chatbot_run(tmp_path, fake, script) as (bot, _):
+        await fake.user_says(f"<@{fake.bot_id}> take your time")
 
-            def done() -> bool:
-                return any(m["content"] == "slow answer" for m in fake.messages.values())
+        def done() -> bool:
+            return any(m["content"] == "slow answer" for m in fake.messages.values())
 
-            await fake.wait_until(done, 30)
-            code = await bot.stop()
-        finally:
-            await bot.close()
-            await fake.stop()
-    assert code == 0
+        await fake.wait_until(done, 30)
+        assert await bot.stop() == 0
     [typing] = fake.bot_calls("POST", f"/channels/{fake.channel_id}/typing")
     [post] = fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
     assert post.at - typing.at >= 0.9  # after the typing call was answered

@@ -14,7 +14,6 @@ import re
 import signal
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ from PIL import Image as PILImage
 
 from bot.store import SecretBox, Store
 from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
-from tests.bot_process import BotProcess, bot_env, keygen
+from tests.bot_process import BotProcess, bot_env, chatbot_run, keygen
 from tests.discord.fake_discord import FakeDiscord
-from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+from tests.discord.fake_openai import Script, fake_openai
 from tests.peers.llamacpp import LlamaCppPeer
 
 TOKEN = "loopback.bot.token-0123456789"
@@ -54,25 +53,6 @@ async def _answer_stored(db: Path, seconds: float) -> str:
         while not _finished_answers(db):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
     return _finished_answers(db)[0]
-
-
-@contextlib.asynccontextmanager
-async def chatbot_run(
-    tmp_path: Path, fake: FakeDiscord, script: Script, **settings: str
-) -> AsyncIterator[tuple[BotProcess, FakeOpenAI]]:
-    """`chatbot run`, ready, against `fake` and a loopback model answering by `script`."""
-    await fake.start()
-    try:
-        async with fake_openai(script) as model:
-            env = await fake.bot_env(tmp_path / "data", model.url_v1, **settings)
-            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
-            try:
-                await bot.wait_ready()
-                yield bot, model
-            finally:
-                await bot.close()
-    finally:
-        await fake.stop()
 
 
 @pytest.mark.llamacpp
