@@ -16,12 +16,15 @@ import socket
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Collection, Coroutine
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
 
 from bot.core import DEFAULT_PREFIXES, Core, Gate, TurnLimits, endpoint_url
 from bot.frontends import FrontendError
@@ -34,6 +37,9 @@ from bot.providers import (
 )
 from bot.settings import Settings, SettingsError
 from bot.store import Claim, Lease, SecretBox, Store, StoreError, generate_key
+from bot.store.copy import Copied, CopyFailed, CopyMismatch, TargetNotEmpty, copy_rows
+from bot.store.db import create_engine
+from bot.store.leases import served
 from bot.store.migrate import (
     MigrationFailed,
     UnknownRevision,
@@ -106,9 +112,10 @@ _NEWER = (
 )
 
 
-async def migrate(settings: Settings) -> str | None:
+async def migrate(settings: Settings, *, named: str = "DATABASE_URL") -> str | None:
     """Bring the database to the newest schema and return its revision. Every command
-    touches the database here first, so one it cannot reach or open stops it here."""
+    touches the database here first, so one it cannot reach or open stops it here
+    (saying to correct the setting `named`)."""
     keep_private(settings)
     try:
         return await upgrade_to_head(settings.db_url)
@@ -116,11 +123,11 @@ async def migrate(settings: Settings) -> str | None:
         raise StartError(_NEWER.format(revision=shorten(err.revision, 40))) from None
     except MigrationFailed as err:
         log.debug("the migration failed", exc_info=True)  # for LOG_LEVEL=DEBUG
-        said = _database_failure(settings, err.cause, upgrading=err.revision or "none")
+        said = _database_failure(settings, err.cause, upgrading=err.revision or "none", named=named)
         raise StartError(said) from None
     except (OSError, DBAPIError) as err:
         log.debug("the database failed at start", exc_info=True)  # for LOG_LEVEL=DEBUG
-        raise StartError(_database_failure(settings, err)) from None
+        raise StartError(_database_failure(settings, err, named=named)) from None
 
 
 async def as_it_is(settings: Settings) -> None:
@@ -160,10 +167,14 @@ def _missing_file(settings: Settings) -> Path | None:
 
 
 def _database_failure(
-    settings: Settings, err: OSError | DBAPIError, *, upgrading: str | None = None
+    settings: Settings,
+    err: OSError | DBAPIError,
+    *,
+    upgrading: str | None = None,
+    named: str = "DATABASE_URL",
 ) -> str:
-    """What failed, where, and which setting to check. `upgrading`: the schema revision
-    a failed upgrade started from (the database was left at it)."""
+    """What failed, where, and which setting (`named`) to check. `upgrading`: the schema
+    revision a failed upgrade started from (the database was left at it)."""
     url = make_url(settings.db_url)
     cause = err.orig if isinstance(err, DBAPIError) else err
     if url.get_backend_name() == "sqlite":
@@ -176,7 +187,7 @@ def _database_failure(
                 "folder, then start again."
             )
         if settings.database_url:
-            return f"cannot open {where} ({why}): correct DATABASE_URL."
+            return f"cannot open {where} ({why}): correct {named}."
         return (
             f"cannot open {where} ({why}): DATA_DIR {settings.data_dir} must be a folder the "
             "bot can create and write; set DATA_DIR to one."
@@ -194,7 +205,7 @@ def _database_failure(
         driver: BaseException = (err.orig.__cause__ or err.orig) if err.orig else err
         said = shorten(redact(str(driver), [url.password or ""]), 200) or type(driver).__name__
         return (
-            f"the database at {host} refused the start ({said}): check DATABASE_URL and the "
+            f"the database at {host} refused the start ({said}): check {named} and the "
             "database's log."
         )
     if isinstance(err, ConnectionRefusedError):
@@ -205,7 +216,7 @@ def _database_failure(
         why = "no answer in time"
     else:
         why = err.strerror or type(err).__name__
-    return f"cannot reach the database at {host} ({why}): start it, or correct DATABASE_URL."
+    return f"cannot reach the database at {host} ({why}): start it, or correct {named}."
 
 
 def default_proxy_url(settings: Settings) -> str:
@@ -734,3 +745,62 @@ async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -
     finally:
         await store.close()
     return count
+
+
+def _same_database(first: str, second: str) -> bool:
+    one, other = make_url(first), make_url(second)
+    if one.get_backend_name() != other.get_backend_name():
+        return False
+    if one.get_backend_name() == "sqlite":
+        return Path(one.database or "").resolve() == Path(other.database or "").resolve()
+    return (one.host, one.port or 5432, one.database) == (
+        other.host,
+        other.port or 5432,
+        other.database,
+    )
+
+
+async def copy_database(settings: Settings, to: str) -> list[Copied]:
+    """Every row of the bot's database into the empty one at `to` (made at the newest
+    schema first): moving to PostgreSQL, or back. Refused while a process serves either
+    one; all or nothing."""
+    target = replace(settings, database_url=to)
+    url = make_url(to)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise StartError("--to names no database file: give its path, sqlite+aiosqlite:///…")
+    if _same_database(settings.db_url, target.db_url):
+        raise StartError("--to names the bot's own database: name another one to copy it to.")
+    await as_it_is(settings)
+    passwords = [p for p in (make_url(settings.db_url).password, url.password) if p]
+    source = create_engine(settings.db_url, poolclass=NullPool)
+    copy = create_engine(target.db_url, poolclass=NullPool)
+    try:
+        await _not_served(source, "the bot's database")
+        await migrate(target, named="--to")
+        await _not_served(copy, "the --to database")
+        return await copy_rows(source, copy)
+    except TargetNotEmpty as err:
+        raise StartError(
+            f"the --to database already holds bot data (in {', '.join(err.tables)}): copy "
+            "into an empty database. Nothing was copied."
+        ) from None
+    except CopyMismatch as err:
+        raise StartError(f"the copy did not add up ({err}). Nothing was copied.") from None
+    except (CopyFailed, OSError, DBAPIError) as err:
+        log.debug("the copy failed", exc_info=True)  # for LOG_LEVEL=DEBUG
+        failed = err.cause if isinstance(err, CopyFailed) else err
+        cause = failed.orig if isinstance(failed, DBAPIError) else failed
+        said = shorten(redact(str(cause), passwords), 200) or type(cause).__name__
+        where = f"copying the table {err.table}" if isinstance(err, CopyFailed) else "the copy"
+        raise StartError(f"{where} failed ({said}). Nothing was copied.") from None
+    finally:
+        await source.dispose()
+        await copy.dispose()
+
+
+async def _not_served(engine: AsyncEngine, which: str) -> None:
+    if await served(engine):
+        raise StartError(
+            f"a `chatbot run` process is using {which}: stop it first (and any `chatbot "
+            "console`), so that nothing said meanwhile is left behind. Nothing was copied."
+        )

@@ -1,4 +1,5 @@
-"""The `chatbot` command: run, console, migrate, keygen, rotate-keys, usage export."""
+"""The `chatbot` command: run, console, migrate, keygen, rotate-keys, usage export,
+copy-database."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bot.app import (
     EXPORT_FORMATS,
     StartError,
     console_id,
+    copy_database,
     export_usage,
     migrate,
     rotate_keys,
@@ -24,7 +26,14 @@ from bot.app import (
     run_console,
 )
 from bot.logfilter import configure_logging
-from bot.settings import ENV_FILE, Settings, SettingsError, dotenv_typos, load_settings
+from bot.settings import (
+    ENV_FILE,
+    Settings,
+    SettingsError,
+    dotenv_typos,
+    load_settings,
+    read_database_url,
+)
 from bot.store import StoreError
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
 
@@ -132,7 +141,28 @@ def _parser() -> argparse.ArgumentParser:
         default="csv",
         help="csv (default) or jsonl",
     )
+    copy = command(
+        sub,
+        "copy-database",
+        "copy every row of the bot's database into another, empty one (to PostgreSQL, or back)",
+    )
+    copy.add_argument(
+        "--to",
+        action=_Once,
+        required=True,
+        type=_target_url,
+        metavar="URL",
+        help="the database to fill, as DATABASE_URL takes it (a password can come from "
+        "PGPASSWORD instead of the URL)",
+    )
     return parser
+
+
+def _target_url(text: str) -> str:
+    try:
+        return read_database_url(text.strip())
+    except ValueError as err:  # its words never hold the URL: it may carry a password
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _version() -> str:
@@ -212,6 +242,22 @@ def _drop_stdout() -> None:
     os.close(devnull)
 
 
+async def _copy(settings: Settings, to: str) -> str:
+    copied = await copy_database(settings, to)
+    width = max(len(c.table) for c in copied)
+    lines = [f"  {c.table:<{width}}  {c.rows:>9,}" for c in copied]
+    total = sum(c.rows for c in copied)
+    return "\n".join(
+        [
+            f"Copied {total:,} row(s) into the --to database:",
+            *lines,
+            "To use it, set DATABASE_URL to it (with the same BOT_SECRET_KEYS: the keys "
+            "stored for channels stay encrypted under them) and start the bot. The old "
+            "database was left as it was.",
+        ]
+    )
+
+
 async def _rotate(settings: Settings, forget_unreadable: bool) -> str:
     box = secret_box(settings)
     count, forgotten = await rotate_keys(settings, box, forget_unreadable=forget_unreadable)
@@ -279,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "usage":
             return _export(settings, args.since, args.format)
+        if args.command == "copy-database":
+            print(asyncio.run(_copy(settings, args.to)))
+            return 0
         box = secret_box(settings)
         with asyncio.Runner(loop_factory=_event_loop()) as runner:
             return runner.run(run(settings, box))

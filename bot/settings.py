@@ -241,7 +241,9 @@ def _homeserver(value: str) -> str:
     return url.rstrip("/")
 
 
-def _database_url(value: str) -> str:
+def read_database_url(value: str) -> str:
+    """A DATABASE_URL as the bot reads it (ValueError saying what is wrong, never the
+    password)."""
     value = _lower_scheme(value)
     if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError("only sqlite+aiosqlite:// and postgresql+asyncpg:// URLs are supported")
@@ -352,7 +354,7 @@ class Settings:
     data_dir: Path = setting(DEFAULT_DATA_DIR, _path)
     database_url: str = setting(
         "",
-        _database_url,
+        read_database_url,
         "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db",
     )
     bot_secret_keys: SecretValue = setting(_NO_KEY, SecretValue, KEYGEN_HINT)

@@ -119,7 +119,7 @@ class Lease:
         return True
 
     def _take_files(self, claims: Sequence[Claim]) -> bool:
-        folder = self._folder()
+        folder = _folder(self._engine)
         if folder is None or fcntl is None:
             return True  # a database in memory, or no flock: one process all the same
         folder.mkdir(mode=0o700, exist_ok=True)
@@ -139,13 +139,6 @@ class Lease:
         self._files += opened
         return True
 
-    def _folder(self) -> Path | None:
-        database = self._engine.url.database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        path = Path(database).resolve()  # one folder however the database is reached
-        return path.with_name(path.name + ".serving")
-
     async def close(self) -> None:
         """Let every claim go. Never raises: a connection that cannot say so is dropped,
         and its locks with it."""
@@ -164,3 +157,41 @@ class Lease:
             log.info("could not release the serving locks: %s", type(err).__name__)
         finally:
             await self._drop()  # anything left: never pooled
+
+
+def _folder(engine: AsyncEngine) -> Path | None:
+    """SQLite: the folder of the claims' files, beside the database file."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).resolve()  # one folder however the database is reached
+    return path.with_name(path.name + ".serving")
+
+
+async def served(engine: AsyncEngine) -> bool:
+    """Whether a process serves anything on this database now (it holds a claim)."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            held = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND pid <> pg_backend_pid() AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            )
+        return bool(held)
+    folder = _folder(engine)
+    if folder is None or fcntl is None or not folder.is_dir():
+        return False
+    for path in folder.iterdir():
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # gone meanwhile, or not a claim's file
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # the lock, if this took it, goes with it
+    return False

@@ -1,0 +1,179 @@
+"""Every row of one database into another, empty one (`chatbot copy-database`): moving
+from SQLite to PostgreSQL when a deployment outgrows one machine, or back.
+
+Both are at the schema this code knows (the caller migrates the target). The source is
+read as one snapshot; the target is written in one transaction, checked table by table
+before its commit, so a failure leaves it as empty as it was. Rows keep their ids (posts
+and images refer to messages by id), and new ones start after the highest any table ever
+gave, as they would have in the source.
+Secrets are copied as they are stored: encrypted for their channel, not for a database,
+so the same BOT_SECRET_KEYS opens them there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Column, LargeBinary, Table, func, insert, select, text, tuple_
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.store.models import Base
+
+BATCH_ROWS = 500
+# A statement's parameters: PostgreSQL takes at most 32,767 (a batch is one INSERT).
+BATCH_PARAMETERS = 30_000
+# Rows holding files (images, card pictures; encrypted secrets are small but share the
+# type): fewer at a time, so a batch stays tens of MB however large the files are.
+BATCH_FILE_ROWS = 8
+
+
+class TargetNotEmpty(Exception):
+    """The target already holds rows (`tables`): copying would mix two bots' data."""
+
+    def __init__(self, tables: list[str]) -> None:
+        super().__init__(tables)
+        self.tables = tables
+
+
+class CopyFailed(Exception):
+    """Copying `table` failed with `cause` (a row the target refused); nothing committed."""
+
+    def __init__(self, table: str, cause: DBAPIError) -> None:
+        super().__init__(table, cause)
+        self.table = table
+        self.cause = cause
+
+
+class CopyMismatch(Exception):
+    """The target's count of a table differs from the source's after the copy (not
+    committed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    table: str
+    rows: int
+
+
+def tables() -> list[Table]:
+    """The bot's tables, each after the ones its rows refer to."""
+    return list(Base.metadata.sorted_tables)
+
+
+@asynccontextmanager
+async def _snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose reads all see the database as it was at the first of them."""
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            await conn.begin()
+            await conn.execute(text("SET TRANSACTION READ ONLY"))
+        else:
+            # sqlite3 opens no transaction for reads; one begun by hand holds a snapshot
+            # from its first read on (WAL), and lets writers go on meanwhile.
+            await conn.exec_driver_sql("BEGIN")
+        try:
+            yield conn
+        finally:
+            await conn.rollback()
+
+
+async def filled(conn: AsyncConnection) -> list[str]:
+    """The bot's tables that hold any row on `conn`."""
+    found = []
+    for table in tables():
+        if await conn.scalar(select(1).select_from(table).limit(1)) is not None:
+            found.append(table.name)
+    return found
+
+
+async def _copy_table(source: AsyncConnection, target: AsyncConnection, table: Table) -> int:
+    """`table`'s rows in primary-key order, a batch at a time (keyset paging: never all
+    of a large history in memory)."""
+    key = list(table.primary_key.columns)
+    files = any(isinstance(c.type, LargeBinary) for c in table.columns)
+    size = BATCH_FILE_ROWS if files else min(BATCH_ROWS, BATCH_PARAMETERS // len(table.columns))
+    copied = 0
+    last: tuple[object, ...] | None = None
+    while True:
+        query = select(table).order_by(*key).limit(size)
+        if last is not None:
+            query = query.where(tuple_(*key) > tuple_(*last) if len(key) > 1 else key[0] > last[0])
+        rows = [dict(row) for row in (await source.execute(query)).mappings()]
+        if not rows:
+            return copied
+        await target.execute(insert(table), rows)
+        copied += len(rows)
+        last = tuple(rows[-1][column.key] for column in key)
+
+
+def _id_column(table: Table) -> Column[int] | None:
+    """The table's own numbered id, if it has one (not a hash, not a composite key)."""
+    key = list(table.primary_key.columns)
+    return key[0] if len(key) == 1 and key[0].type.python_type is int else None
+
+
+async def ids_used(conn: AsyncConnection) -> dict[str, int]:
+    """The largest id each table has ever handed out, deleted rows' included: a turn's id
+    is never given twice (buttons name turns by it), so a copy starts after these."""
+    used: dict[str, int] = {}
+    for table in tables():
+        column = _id_column(table)
+        if column is None:
+            continue
+        highest = await conn.scalar(select(func.coalesce(func.max(column), 0)))
+        if conn.dialect.name == "postgresql":
+            sequence = func.pg_get_serial_sequence(table.name, column.name)
+            last = await conn.scalar(select(func.pg_sequence_last_value(sequence)))
+        elif table.dialect_options["sqlite"]["autoincrement"]:
+            query = text("SELECT seq FROM sqlite_sequence WHERE name = :name")
+            last = await conn.scalar(query, {"name": table.name})
+        else:
+            last = None  # SQLite reuses the ids after the highest row itself
+        used[table.name] = max(int(highest or 0), int(last or 0))
+    return used
+
+
+async def _continue_ids(target: AsyncConnection, used: dict[str, int]) -> None:
+    """Each table's next id after the `used` ones."""
+    for table in tables():
+        column = _id_column(table)
+        if column is None or not used.get(table.name):
+            continue
+        if target.dialect.name == "postgresql":
+            sequence = func.pg_get_serial_sequence(table.name, column.name)
+            await target.execute(select(func.setval(sequence, used[table.name])))
+        elif table.dialect_options["sqlite"]["autoincrement"]:
+            # The copied rows made its row (at their highest id), unless none was left.
+            values = {"name": table.name, "seq": used[table.name]}
+            await target.execute(text("DELETE FROM sqlite_sequence WHERE name = :name"), values)
+            await target.execute(
+                text("INSERT INTO sqlite_sequence (name, seq) VALUES (:name, :seq)"), values
+            )
+
+
+async def copy_rows(source: AsyncEngine, target: AsyncEngine) -> list[Copied]:
+    """Every row of `source` into `target`, which must hold none (TargetNotEmpty). All
+    or nothing: returns what was copied, table by table."""
+    copied: list[Copied] = []
+    async with _snapshot(source) as reading, target.begin() as writing:
+        found = await filled(writing)
+        if found:
+            raise TargetNotEmpty(found)
+        for table in tables():
+            try:
+                rows = await _copy_table(reading, writing, table)
+            except DBAPIError as err:
+                raise CopyFailed(table.name, err) from err
+            counted = await reading.scalar(select(func.count()).select_from(table))
+            written = await writing.scalar(select(func.count()).select_from(table))
+            if not rows == counted == written:
+                raise CopyMismatch(
+                    f"{table.name}: {counted} row(s) read, {rows} copied, {written} there"
+                )
+            copied.append(Copied(table.name, rows))
+        await _continue_ids(writing, await ids_used(reading))
+    return copied

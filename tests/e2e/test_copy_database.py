@@ -1,0 +1,195 @@
+"""`chatbot copy-database`: a deployment that outgrows one machine moves from SQLite to
+PostgreSQL (and back) with its channels, keys, conversations and usage, through the real
+entry points (`chatbot console`, `chatbot copy-database`, `chatbot usage export`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import text
+
+from bot.store import Claim, generate_key
+from bot.store.db import create_engine
+from bot.store.leases import Lease
+from tests.discord.fake_openai import Script, fake_openai
+
+KEY = "sk-copy-me-0123456789abcdef"
+pytestmark = pytest.mark.postgres
+
+
+async def chatbot(cwd: Path, *args: str, stdin: str = "", **env: str) -> tuple[int, str, str]:
+    """`python -m bot …` as an operator runs it; (exit code, stdout, stderr)."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DEFAULT_", "DISCORD", "MATRIX", "OPENAI", "PG"))
+    }
+    base.update(ALLOW_PRIVATE_ENDPOINTS="true", LOG_LEVEL="INFO", **env)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=base,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_a_deployment_moves_to_postgresql_and_back_with_all_it_holds(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/data/chatbot.db"
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATA_DIR": str(tmp_path / "data")}
+    picture = tmp_path / "red.png"
+    PILImage.new("RGB", (64, 48), "red").save(picture)
+    async with fake_openai(Script(chunks=["The first", " answer."])) as model:
+        code, out, err = await chatbot(
+            tmp_path,
+            "console",
+            stdin="\n".join(
+                [
+                    "/source custom",
+                    f"/proxy set {model.url_v1}",
+                    "/key set custom",
+                    f"  {KEY}  ",
+                    "/model m-small",
+                    f"/attach {picture}",
+                    "The first question?",
+                    "",
+                ]
+            ),
+            DATABASE_URL=sqlite_url,
+            **env,
+        )
+        assert code == 0 and "The first answer." in out, out + err
+
+        code, out, err = await chatbot(
+            tmp_path, "copy-database", "--to", postgres_url, DATABASE_URL=sqlite_url, **env
+        )
+        assert code == 0, err
+        assert out.startswith("Copied ") and "set DATABASE_URL to it" in out, out
+        copied = dict(line.split() for line in out.splitlines()[1:-1])
+        assert copied["messages"] == "2" and copied["secrets"] == "1", out
+        assert copied["blobs"] == "1" and copied["message_images"] == "1", out
+        assert copied["usage"] == "1" and copied["channel_configs"] == "1", out
+        assert KEY not in out + err
+
+        # Again: the copy is there already; nothing is written twice.
+        code, out, err = await chatbot(
+            tmp_path, "copy-database", "--to", postgres_url, DATABASE_URL=sqlite_url, **env
+        )
+        assert code == 1 and "already holds bot data" in err and "Nothing was copied" in err
+        assert "Traceback" not in err
+
+        # The bot on PostgreSQL: the same channel, key and conversation, and new rows
+        # take ids after the copied ones.
+        model.script.chunks = ["The second", " answer."]
+        code, out, err = await chatbot(
+            tmp_path,
+            "console",
+            stdin="/settings\nAnd the second?\n",
+            DATABASE_URL=postgres_url,
+            **env,
+        )
+        assert code == 0 and "The second answer." in out, out + err
+        assert "m-small" in out and "API key: set (…cdef, channel)" in out, out
+        assert model.authorizations[-1] == f"Bearer {KEY}"
+        sent = model.requests[-1]["messages"]
+        assert isinstance(sent, list)
+        said = [m["content"] for m in sent if isinstance(m, dict)]
+        assert "The first answer." in said and "And the second?" in said, said
+        assert any("The first question?" in str(s) for s in said), said
+
+        since = datetime.now(UTC).date().isoformat()
+        code, out, err = await chatbot(
+            tmp_path, "usage", "export", "--since", since, DATABASE_URL=postgres_url, **env
+        )
+        assert code == 0 and len(out.strip().splitlines()) == 1 + 2, out + err
+
+    # Back to a new SQLite file, with the turn made on PostgreSQL.
+    back = tmp_path / "back" / "chatbot.db"
+    code, out, err = await chatbot(
+        tmp_path,
+        "copy-database",
+        "--to",
+        f"sqlite+aiosqlite:///{back}",
+        DATABASE_URL=postgres_url,
+        **env,
+    )
+    assert code == 0, err
+    with sqlite3.connect(back) as conn:
+        rows = conn.execute("SELECT role, content FROM messages ORDER BY id").fetchall()
+        assert [r[1] for r in rows] == [
+            rows[0][1],
+            "The first answer.",
+            "And the second?",
+            "The second answer.",
+        ]
+        assert rows[0][1].startswith("The first question?")
+        assert conn.execute("SELECT count(*) FROM usage").fetchone() == (2,)
+        assert KEY.encode() not in b"".join(
+            bytes(r[0]) for r in conn.execute("SELECT ciphertext FROM secrets")
+        )
+
+
+async def test_a_copy_is_refused_clearly_and_writes_nothing(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/data/chatbot.db"
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATABASE_URL": sqlite_url}
+    assert (await chatbot(tmp_path, "migrate", **env))[0] == 0
+
+    async def refused(to: str, code: int = 1) -> str:
+        got, out, err = await chatbot(tmp_path, "copy-database", "--to", to, **env)
+        assert got == code and out == "", (got, out, err)
+        lines = err.strip().splitlines()
+        if code == 2:  # argparse's: its usage line, then what is wrong
+            assert lines[0].startswith("usage: chatbot copy-database"), err
+            lines = lines[1:]
+        assert "Traceback" not in err and len(lines) == 1, err
+        return err
+
+    # Its own database, however it is written.
+    same = await refused(f"sqlite+aiosqlite:///{tmp_path}/data/../data/chatbot.db")
+    assert "names the bot's own database" in same
+    # Unreachable, with a password in the URL: named without it.
+    gone = await refused("postgresql+asyncpg://bot:pw-secret-777@127.0.0.1:1/bot")
+    assert "cannot reach the database at 127.0.0.1:1" in gone and "correct --to" in gone
+    assert "pw-secret-777" not in gone
+    # Not a URL the bot takes: argparse's line, without the URL.
+    odd = await refused("mysql://bot:pw-secret-777@db/bot", code=2)
+    assert "--to" in odd and "pw-secret-777" not in odd
+    assert "no database file" in await refused("sqlite+aiosqlite://")
+
+    # While a process serves the bot's database.
+    engine = create_engine(sqlite_url)
+    lease = Lease(engine)
+    try:
+        assert await lease.take([Claim("discord bot 1")])
+        busy = await refused(postgres_url)
+        assert "is using the bot's database: stop it first" in busy
+    finally:
+        await lease.close()
+        await engine.dispose()
+    target = create_engine(postgres_url)
+    try:
+        async with target.connect() as conn:
+            made = text(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+            assert (await conn.execute(made)).scalar() == 0  # not even the schema
+    finally:
+        await target.dispose()
