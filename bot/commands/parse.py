@@ -74,12 +74,19 @@ _LOOK_ALIKES = str.maketrans(
     "аеіјкмнорстухѕһԁԛԝвαεικνορτυχ",  # Cyrillic, then Greek (lower case)
     "aeijkmhopctyxshdqwbaeikvoptux",
 )
+# Capitals that look like Latin ones but lower-case to letters that do not (Greek Υ → υ,
+# read as u; Cyrillic В → в): read as the Latin capital first.
+_CAPITAL_LOOK_ALIKES = str.maketrans(
+    "АВЕКМНОРСТУХЅІЈΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",  # Cyrillic, then Greek
+    "ABEKMHOPCTYXSIJABEZHIKMNOPTYX",
+)
 
 
 def closest(word: str, candidates: list[str]) -> str | None:
     """The candidate `word` is a typo of (`modle` → `model`) or spells with look-alike
     letters (`мodel`), if one is close enough."""
-    looks = unicodedata.normalize("NFKC", word[:60]).lower().translate(_LOOK_ALIKES)
+    looks = unicodedata.normalize("NFKC", word[:60]).translate(_CAPITAL_LOOK_ALIKES)
+    looks = looks.lower().translate(_LOOK_ALIKES)
     if looks in candidates:
         return looks
     close = difflib.get_close_matches(word[:60].lower(), candidates, n=1, cutoff=0.6)
@@ -92,7 +99,7 @@ def asks_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
     (no subcommand: one of its subcommands asks), `/password` (a subcommand's name
     alone). A front-end that refused it takes what the sender sends next on its own for
     that secret, not for chat."""
-    body = text.strip().removeprefix(prefix).lower()
+    body = text.strip().removeprefix(prefix)  # not lower-cased: Greek Υ would read as u
     words = body.replace("-", " ").replace("_", " ").split()
     if not words:
         return False
@@ -102,7 +109,7 @@ def asks_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
 
     def named(word: str, commands: tuple[Command, ...]) -> Command | None:
         names = [c.name for c in commands]
-        name = word if word in names else closest(word, names)
+        name = word.lower() if word.lower() in names else closest(word, names)
         return next((c for c in commands if c.name == name), None)
 
     command = named(words[0], table)

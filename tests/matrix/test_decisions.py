@@ -379,6 +379,13 @@ def test_a_room_target_that_cannot_be_one_is_refused_as_such(text: str) -> None:
         ("!system read https://docs.example.org/page?id=3 first", False),
         ("!key clear claude", False),
         ("!key set", False),
+        ("!key set custom", False),  # the key is asked for next
+        ("!kye sett custm", False),  # typos of the commands' own words
+        # A custom key or password in a word's place: it is in the room all the same.
+        ("!key set hunter2hunter2", True),
+        ("!key hunter2hunter2", True),
+        ("!password hunter2hunter2", True),
+        ("!ΚΕΥ set custom hunter2hunter2", True),  # Greek capitals
         ("!model gpt-4o", False),
         ("!system be nice to people", False),
         # A key pasted into a command that takes none is still a key in the room.

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from bot.commands import Command, Invocation
-from bot.commands.parse import CommandError, closest, parse
+from bot.commands.parse import CommandError, asks_secret, closest, parse
 from bot.commands.router import find
 from bot.types import SecretValue
 from bot.types.secrets import holds_key
@@ -52,20 +52,28 @@ def carries_secret(inv: Invocation) -> bool:
 def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
     """Whether a typed command might contain a secret, so it must be redacted.
 
-    A line that parses is judged by its values; one that does not parse is judged by
-    its first word: a mistyped `!key set …` still holds a key. A key pasted into any
-    other command (`!model sk-…`) holds one too.
+    A line that parses is judged by its values. A line naming a command that asks for a
+    secret (mistyped, or missing a word: `!key set hunter2`, `!password hunter2`) holds
+    one when any word after the command's name is not one of the commands' own words
+    (a source, a subcommand). A key pasted into any other command (`!model sk-…`) holds
+    one too.
     """
     if holds_key(text) or _url_holds_secret(text):
         return True
     try:
-        return carries_secret(parse(split_target(text).text, table, prefix))
+        body = split_target(text).text
+    except CommandError:  # two room targets: judged with both in it
+        body = text
+    try:
+        if carries_secret(parse(body, table, prefix)):
+            return True
     except CommandError:
         pass
-    words = text.strip().removeprefix(prefix).split()
-    if len(words) < 3:  # `!key set` alone, or `!key xyz`: no room left for a secret
+    if not asks_secret(body, table, prefix):
         return False
-    return closest(words[0], [c.name for c in table if _has_secret(c)]) is not None
+    known = _table_words(table)
+    words = body.strip().removeprefix(prefix).split()[1:]
+    return any(closest(w, sorted(known)) is None for w in words)
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
