@@ -348,6 +348,10 @@ def _card(data: dict[str, Any], spec: str, image: bytes | None) -> Card:
     texts = {key: _text(data, key, MAX_TEXT_CHARS) for key in _TEXT_FIELDS}
     shorts = {key: _text(data, key, MAX_SHORT_CHARS) for key in _SHORT_FIELDS}
     book = data.get("character_book")
+    extensions = data.get("extensions")
+    note = extensions.get("depth_prompt") if isinstance(extensions, dict) else None
+    if isinstance(note, dict) and isinstance(note.get("prompt"), str):
+        _text(note, "prompt", MAX_TEXT_CHARS, "extensions.depth_prompt")  # the Character's Note
     return Card(
         name=name,
         nickname=shown_name(_text(data, "nickname", MAX_NAME_CHARS)),

@@ -25,6 +25,9 @@ MAX_SCAN_CHARS = 50_000  # the newest text scanned (and as much again of inserte
 MAX_NOTES = 20
 REGEX_BUDGET = 5 * MAX_STEPS  # all regex searches of one prompt: ~0.1–0.3 s at worst
 MAX_REGEX_SEARCHES = 2_000  # each reads a whole message (~20 ns a character ignoring case)
+# Places looked at for whole-word keys with characters other than ASCII letters, digits
+# and `_` (those are looked up among the text's words): ~0.1 s of one prompt at worst.
+WHOLE_WORD_STEPS = 200_000
 # SillyTavern's selectiveLogic (extensions.selectiveLogic): how secondary keys combine.
 AND_ANY, NOT_ALL, NOT_ANY, AND_ALL = 0, 1, 2, 3
 _DECORATOR = re.compile(r"@@@?[A-Za-z_]+[^\n]*")
@@ -59,6 +62,8 @@ class _Scan:
     regex_budget: int = REGEX_BUDGET
     searches: int = MAX_REGEX_SEARCHES
     notes: list[str] = field(default_factory=list)
+    words: dict[str, frozenset[str]] = field(default_factory=dict)  # a text → its words
+    word_steps: int = WHOLE_WORD_STEPS
 
 
 def scan(
@@ -185,18 +190,33 @@ def _matches(entry: LoreEntry, key: str, scan: _Scan, recursion: _Texts) -> bool
     texts = [*scan.texts, *recursion.texts] if sensitive else [*scan.lowered, *recursion.lowered]
     needle = key if sensitive else key.lower()
     if ext.get("match_whole_words") is True and not any(c.isspace() for c in needle):
-        return any(_whole_word(needle, text) for text in texts)
+        return any(_whole_word(needle, text, scan) for text in texts)
     return any(needle in text for text in texts)
 
 
-def _whole_word(needle: str, text: str) -> bool:
+def _whole_word(needle: str, text: str, scan: _Scan | None = None) -> bool:
     """`needle` in `text` with no word character either side, as SillyTavern's
     `(?:^|\\W)key(?:$|\\W)`, a JavaScript pattern without the `u` flag: only ASCII
     letters, digits and `_` are word characters (`魔法` is found in `魔法使い`, `caf` in
-    `café`). By `str.find`: that pattern cannot skip ahead to the key, so it walked
-    every text in full (12 s for 2,000 entries over a long history)."""
+    `café`).
+
+    A key of such characters alone is one of the text's words (split once per text and
+    scan). Any other is looked for by `str.find`, at most WHOLE_WORD_STEPS places per
+    scan: short keys that come up everywhere but never alone (`a` in `abab…`) took
+    seconds for a card of many entries. (The pattern itself cannot skip ahead to the
+    key: it walked every text in full, 12 s for 2,000 entries over a long history.)"""
+    scan = scan or _Scan([], [])
+    if _ASCII_WORD.fullmatch(needle):
+        words = scan.words.get(text)
+        if words is None:
+            words = scan.words[text] = frozenset(_ASCII_WORD.findall(text))
+        return needle in words
     start = text.find(needle)
     while start >= 0:
+        if scan.word_steps <= 0:
+            _note(scan, "Lorebook: whole-word keys took too long to look for; the rest skipped.")
+            return False
+        scan.word_steps -= 1
         end = start + len(needle)
         if not (start and _in_word(text[start - 1])) and not (
             end < len(text) and _in_word(text[end])
@@ -204,6 +224,9 @@ def _whole_word(needle: str, text: str) -> bool:
             return True
         start = text.find(needle, start + 1)
     return False
+
+
+_ASCII_WORD = re.compile(r"[0-9A-Za-z_]+")
 
 
 def _in_word(char: str) -> bool:

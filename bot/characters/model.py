@@ -179,6 +179,8 @@ def js_number(value: object) -> float | None:
         number = float(text) if "_" not in text else math.nan  # Python reads 1_0; JS not
     except ValueError:
         return None
+    except OverflowError:  # `0x` and 400 digits: Infinity to JavaScript, a depth never met
+        return None
     return number if math.isfinite(number) else None
 
 

@@ -206,6 +206,11 @@ def _with_entry(**changes: object) -> bytes:
         (_with(extensions=[]), Problem.BAD_FIELD, "`extensions` must be an object"),
         (_with(character_book=[]), Problem.BAD_FIELD, "`character_book` must be an object"),
         (_with(first_mes="x" * 100_001), Problem.TOO_LARGE, "`first_mes`"),
+        (  # the Character's Note goes into every prompt as the other texts do
+            _with(extensions={"depth_prompt": {"prompt": "x" * 100_001, "depth": 4}}),
+            Problem.TOO_LARGE,
+            "`extensions.depth_prompt.prompt` has 100,001 characters; at most 100,000",
+        ),
         (_with(tags=["t"] * 501), Problem.TOO_LARGE, "`tags`"),
         (_with_entry(keys=[1]), Problem.BAD_FIELD, "character_book.entries[0].keys"),
         (_with_entry(enabled="yes"), Problem.BAD_FIELD, "character_book.entries[0].enabled"),

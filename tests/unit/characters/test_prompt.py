@@ -561,6 +561,8 @@ def test_notes_deeper_than_the_chat_go_at_its_start_as_sillytaverns_splice_puts_
     [
         *[("2", 2), (2.0, 2), (0, 0), (None, 4), ("", 0), (True, 1), ("0x10", 16)],
         *[(-1, None), (2.5, None), (1001, None), ("two", None), ("1_0", None)],
+        # Infinity to JavaScript (an OverflowError to Python's float() had failed every turn)
+        *[("0x" + "f" * 400, None), ("0b" + "1" * 1100, None), ("0o" + "7" * 400, None)],
     ],
 )
 def test_a_notes_depth_as_sillytaverns_equality_reads_it(depth: object, placed: int | None) -> None:
@@ -629,3 +631,36 @@ def test_empty_content_and_no_book_insert_nothing() -> None:
     card = v3()
     card["data"].pop("character_book")
     assert _lore(card, "x") == []
+
+
+def test_a_role_too_large_for_a_number_is_system_as_sillytavern_reads_it() -> None:
+    huge = "0x" + "f" * 400
+    card = _noted(
+        {"prompt": "N", "depth": 1, "role": huge},
+        {"keys": ["hi"], "content": "L", "extensions": {"position": 4, "depth": huge}},
+        {"keys": ["hi"], "content": "R", "extensions": {"position": 4, "depth": 0, "role": huge}},
+    )
+    prompt = build_prompt(card, [_user("a"), _user("hi")], user="B", estimate=tokens)
+    assert sorted((d.text, d.depth, d.role) for d in prompt.in_chat) == [
+        ("N", 1, "system"),
+        ("R", 0, "system"),
+    ]
+
+
+def test_whole_word_keys_that_come_up_everywhere_but_never_alone_are_bounded() -> None:
+    """2,000 entries of short whole-word keys over a long text where they are found
+    everywhere, never alone: 49 s of one prompt, built twice a turn. Keys of ASCII word
+    characters are looked up among the text's words; others stop after a budget, noted."""
+    words = [{"keys": ["a", "ab", "b"], "content": "W", "extensions": {"match_whole_words": True}}]
+    prompt = build_prompt(
+        _card(_entries(*words * 2_000)), [_user("ab" * 15_000)], user="B", estimate=tokens
+    )
+    assert prompt.lore.entries == () and prompt.lore.notes == ()
+    dashed = [{"keys": ["a-"], "content": "D", "extensions": {"match_whole_words": True}}]
+    prompt = build_prompt(
+        _card(_entries(*dashed * 2_000)), [_user("xa-" * 10_000)], user="B", estimate=tokens
+    )
+    assert prompt.lore.entries == ()
+    assert prompt.lore.notes == (
+        "Lorebook: whole-word keys took too long to look for; the rest skipped.",
+    )
