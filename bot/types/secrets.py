@@ -21,6 +21,9 @@ KEYGEN_HINT = (
     "and put the result in BOT_SECRET_KEYS"
 )
 
+# Where a provider key can start: not inside a word of ASCII letters and digits (`task-`,
+# `risk-free` are no keys), but after `_` or any other character (`x_sk-…`, `é sk-…`).
+_KEY_START = r"(?<![A-Za-z0-9])"
 # Shapes of provider keys and auth headers, for secrets this process never decrypted
 # (a key of another service echoed by a proxy, a key pasted where it does not belong).
 # Matrix ids ($event, !room, @user, #alias) are long base64 tokens too; they are not keys:
@@ -28,8 +31,9 @@ KEYGEN_HINT = (
 _KEY_SHAPES = re.compile(
     r"(?P<matrix_id>(?<![\w$!@#])[$!@#](?:(?!sk-)[A-Za-z0-9_\-.=/+])+(?::[A-Za-z0-9.\-]+(?::\d+)?)?)"
     r"|sk-ant-[A-Za-z0-9_\-]{8,}"
-    # After a word's end, or after an escape a log's repr() writes (`'hi\\nsk-…'`).
-    r"|(?:\b|(?<=\\[nrt])|(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4}))sk-[A-Za-z0-9_\-]{2,}"
+    # Where a key starts, or after an escape a log's repr() writes (`'hi\\nsk-…'`).
+    rf"|(?:{_KEY_START}|(?<=\\[nrt])|(?<=\\x[0-9a-fA-F]{{2}})|(?<=\\u[0-9a-fA-F]{{4}}))"
+    r"sk-[A-Za-z0-9_\-]{2,}"
     r"|(?i:bearer)\s+[A-Za-z0-9_\-\.=+/~]{8,}"
     r"|(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-\.]{8,}"
     r"|(?<![$!@#:/\w])[A-Za-z0-9_\-]{32,}\b"
@@ -41,7 +45,7 @@ _PERCENT = re.compile(r"%[0-9A-F]{2}")
 _WHOLE_KEY = re.compile(r"(?:sk-ant-|sk-)[A-Za-z0-9_\-]{16,}")
 
 
-_KEY_INSIDE = re.compile(r"(?<![A-Za-z0-9])" + _WHOLE_KEY.pattern)
+_KEY_INSIDE = re.compile(_KEY_START + _WHOLE_KEY.pattern)
 
 
 def holds_key(text: str) -> bool:

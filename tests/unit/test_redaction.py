@@ -191,3 +191,19 @@ def test_words_ending_in_sk_are_not_keys() -> None:
 def test_a_key_with_unseen_characters_inside_is_a_key(text: str) -> None:
     assert holds_key(text)
     assert not holds_key("I use sk-learn\u200b daily")
+
+
+@pytest.mark.parametrize("before", ["x_", "key=x_", "é", "日本", "(", "\t", "__"])
+def test_a_key_a_message_is_refused_for_is_redacted_from_a_log_line_too(before: str) -> None:
+    """The refusal (holds_key) and the redaction read where a key starts by one rule:
+    `x_sk-…` was refused in chat but written to the log whole."""
+    key = "sk-abcdefghijklmnop1234"
+    assert holds_key(before + key)
+    assert "abcdefghijklmnop" not in redact(f"{before}{key} said", [])
+
+
+@pytest.mark.parametrize(
+    "word", ["task-force", "risk-free", "desk-bound", "whisk-abcdefghijklmnop"]
+)
+def test_words_ending_in_sk_are_no_keys(word: str) -> None:
+    assert redact(word, []) == word and not holds_key(word)
