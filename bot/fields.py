@@ -64,7 +64,6 @@ _STORAGE = {
 
 SWITCH_ON = ("on", "true", "yes", "1")
 SWITCH_OFF = ("off", "false", "no", "0")
-ALL_SOURCES = frozenset(Source)
 # The context window the bot budgets for when `context` is unset (a model's own size is
 # not known to it); what `max_tokens` leaves of it is the conversation's room.
 DEFAULT_CONTEXT_TOKENS = 8192

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.media import (
+    Measure,
     MediaError,
     binary_refusal,
     classify,
@@ -54,11 +55,17 @@ def _looks_like_image(attachment: Attachment) -> bool:
 
 
 async def prepare(
-    attachments: Sequence[Attachment], *, max_images: int, max_bytes: int, text_budget: int
+    attachments: Sequence[Attachment],
+    *,
+    max_images: int,
+    max_bytes: int,
+    text_budget: int,
+    measure: Measure = len,
 ) -> Prepared:
     """Fetch, check and prepare every attachment; Refused says what was wrong.
 
-    `text_budget` is the characters text files may take in all (the context's room).
+    `text_budget` is what text files may take in all (the context's room), as `measure`
+    counts it: tokens for a turn, characters unless said.
     """
     if not attachments:
         return Prepared()
@@ -82,7 +89,9 @@ async def prepare(
             raise Refused(_too_many(len(images), max_images))
         # A PDF's pages are read only until its share is full: the rest would be cut anyway.
         share = text_budget // max(1, len(files))
-        blocks = [await asyncio.to_thread(file_block, data, name, share) for name, data in files]
+        blocks = [
+            await asyncio.to_thread(file_block, data, name, share, measure) for name, data in files
+        ]
     except MediaError as err:
         raise Refused(str(err)) from None
     cut = tuple(

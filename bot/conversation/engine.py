@@ -76,7 +76,6 @@ from bot.usage.quota import guard as quota_guard
 
 log = logging.getLogger("bot.conversation")
 
-_CHARS_PER_TOKEN = 3  # on the low side, so text files surely fit the context
 HISTORY_ROWS = 200  # read bound; the token budget usually trims far earlier
 
 
@@ -770,12 +769,14 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         tokens = history_budget(
             config.number("context"), config.number("max_tokens"), config.system_prompt, text
         )
-        # Text files may take half of what the context has left; the history keeps the rest.
+        # Text files may take half of what the context has left (counted as the history
+        # is: a Chinese file takes many more tokens a character than an English one).
         return await prepare_attachments(
             incoming.attachments,
             max_images=self._limits.max_images,
             max_bytes=self._limits.max_attachment_bytes,
-            text_budget=tokens * _CHARS_PER_TOKEN // 2,
+            text_budget=tokens // 2,
+            measure=estimate_tokens,
         )
 
     async def _sees(self, ref: ChannelRef, config: ChannelConfig) -> bool:

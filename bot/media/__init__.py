@@ -10,6 +10,7 @@ from bot.media.files import (
     MAX_PDF_CONTENT,
     MAX_PDF_PAGES,
     Block,
+    Measure,
     fenced,
     file_block,
     language,
@@ -19,11 +20,9 @@ from bot.media.files import (
 from bot.media.images import (
     MAX_BYTES,
     MAX_EDGE,
-    MAX_IMAGES,
     MediaType,
     PreparedImage,
     prepare_image,
-    take_images,
 )
 from bot.media.kinds import (
     ACCEPTED,
@@ -45,12 +44,12 @@ __all__ = [
     "IMAGE_TYPES",
     "MAX_BYTES",
     "MAX_EDGE",
-    "MAX_IMAGES",
     "MAX_PDF_CONTENT",
     "MAX_PDF_PAGES",
     "MAX_PIXELS",
     "Block",
     "Kind",
+    "Measure",
     "MediaError",
     "MediaType",
     "PreparedImage",
@@ -63,5 +62,4 @@ __all__ = [
     "prepare_image",
     "read_pdf",
     "read_text_file",
-    "take_images",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.media.kinds import (
@@ -72,15 +73,20 @@ class Block:
     cut: bool = False  # part of the file was left out (the block's last line says what)
 
 
-def file_block(data: bytes, name: str, budget_chars: int) -> Block:
-    """A text file or PDF as its `fenced` block in `budget_chars`; MediaError as `read_text_file`.
+# How much a text takes of a budget: its characters, or its tokens as the prompt counts them.
+Measure = Callable[[str], int]
+
+
+def file_block(data: bytes, name: str, budget: int, measure: Measure = len) -> Block:
+    """A text file or PDF as its `fenced` block in `budget` (as `measure` counts it:
+    characters unless said); MediaError as `read_text_file`.
 
     A PDF's pages are read only until the block is full; a last line says which were not.
     """
     if not is_pdf(data):
-        return fenced(name, read_text_file(data, name), budget_chars)
-    text, unread = _pdf_text(data, name, MAX_PDF_PAGES, budget_chars)
-    block = fenced(name, text, budget_chars - len(unread))
+        return fenced(name, read_text_file(data, name), budget, measure)
+    text, unread = _pdf_text(data, name, MAX_PDF_PAGES, budget, measure)
+    block = fenced(name, text, budget - measure(unread), measure)
     return Block(block.text + unread, block.cut or bool(unread))
 
 
@@ -91,12 +97,15 @@ def read_pdf(
 
     A last line says which pages were not read.
     """
-    text, unread = _pdf_text(data, name, max_pages, max_chars)
+    text, unread = _pdf_text(data, name, max_pages, max_chars, len)
     return text + unread  # the text is cleaned, the line is ours
 
 
-def _pdf_text(data: bytes, name: str, max_pages: int, max_chars: int | None) -> tuple[str, str]:
-    """The text of the pages read, and a line saying which were not ("" when all were)."""
+def _pdf_text(
+    data: bytes, name: str, max_pages: int, budget: int | None, measure: Measure
+) -> tuple[str, str]:
+    """The text of the pages read (until `budget` as `measure` counts it is full), and a
+    line saying which were not ("" when all were)."""
     # ~20 MB of modules, loaded for the first PDF
     from pypdf import PasswordType, PdfReader, apply_configuration
     from pypdf.errors import LimitReachedError
@@ -122,14 +131,14 @@ def _pdf_text(data: bytes, name: str, max_pages: int, max_chars: int | None) -> 
         pages: list[str] = []
         read = 0
         # Extraction is the slow part (~ms a page): stop once the prompt could use no more.
-        while len(pages) < min(total, max_pages) and (max_chars is None or read < max_chars):
+        while len(pages) < min(total, max_pages) and (budget is None or read < budget):
             page = reader.pages[len(pages)]
             drawn = page.get_contents()  # inflated, not parsed (the parse is the slow part)
             content += len(drawn.get_data()) if drawn is not None else 0
             if content > MAX_PDF_CONTENT:
                 break
             pages.append(page.extract_text())
-            read += len(pages[-1].strip())
+            read += measure(pages[-1].strip())
     except MediaError:
         raise
     except Exception:  # pypdf raises many types on damaged files; all mean "cannot read"
@@ -159,8 +168,9 @@ def language(name: str) -> str:
     return _NAMED.get(base) or _LANGUAGES.get(extension(base), "")
 
 
-def fenced(name: str, text: str, budget_chars: int) -> Block:
-    """`text` as a fenced block headed by the file name, in at most `budget_chars` characters.
+def fenced(name: str, text: str, budget: int, measure: Measure = len) -> Block:
+    """`text` as a fenced block headed by the file name, within `budget` as `measure`
+    counts it (characters unless said; the turn counts tokens).
 
     Trimmed text ends with a note of how much was left out. Only a budget smaller than
     the heading, fences and note themselves gives a longer result (the note, no text).
@@ -170,12 +180,18 @@ def fenced(name: str, text: str, budget_chars: int) -> Block:
     fence = "`" * max(3, longest + 1)
     head = f"\n{file_label(name)}\n{fence}{language(name)}\n"
     tail = f"\n{fence}"
-    room = budget_chars - len(head) - len(tail)
     total = len(text)
-    if total <= room:
+    if measure(head + text + tail) <= budget:
         return Block(head + text + tail)
-    widest_note = _note(total, total)
-    keep = max(0, room - len(widest_note))
+    framing = head + tail + _note(total, total)  # the widest note
+    # The longest start that fits (what a text measures grows with it).
+    keep, over = 0, total
+    while keep < over:
+        middle = (keep + over + 1) // 2
+        if measure(framing + text[:middle]) <= budget:
+            keep = middle
+        else:
+            over = middle - 1
     line_end = text.rfind("\n", 0, keep + 1)
     if line_end > 0 and line_end >= keep * _LINE_CUT_SHARE:
         keep = line_end

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 from bot.media.kinds import ACCEPTED_IMAGES, MediaError, display_name, file_label, image_format
 from bot.types import Image as PromptImage
@@ -28,7 +27,6 @@ MAX_EDGE = 1568
 MAX_BYTES = 5 * 1024 * 1024 * 3 // 4
 # MAX_PIXELS: what one decode may hold. A JPEG is decoded at 1/2..1/8 scale when that
 # still covers the target, so larger photos pass.
-MAX_IMAGES = 4  # per turn; the operator setting's default (issue 13)
 
 _JPEG_QUALITY = 85
 _SMALLER_QUALITIES = (70, 55)
@@ -52,8 +50,6 @@ _UPRIGHT = {
     8: "ROTATE_90",
 }
 _ORIENTATION_TAG = 0x0112
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,18 +100,6 @@ def prepare_image(
         picture.height,
         file_label(name),  # as the history and the prompt name it: markdown is theirs
         hashlib.sha256(encoded).hexdigest(),
-    )
-
-
-def take_images(items: Sequence[T], limit: int = MAX_IMAGES) -> tuple[list[T], str | None]:
-    """The first `limit` images of a turn, and a note for the person when some are left out."""
-    if len(items) <= limit:
-        return list(items), None
-    if limit <= 0:
-        return [], "Images are not sent to the model here."
-    return list(items[:limit]), (
-        f"Only the first {limit} of {len(items)} images were sent to the model "
-        f"(at most {limit} per message)."
     )
 
 

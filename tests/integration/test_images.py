@@ -12,7 +12,9 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
+from bot.conversation.budget import estimate_tokens
 from bot.core import Core, TurnLimits
+from bot.fields import DEFAULT_CONTEXT_TOKENS
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
@@ -164,6 +166,21 @@ async def test_a_file_too_long_to_send_whole_is_cut_and_the_asker_told(
     # A file that fits is sent whole, without a word.
     answer, _ = await say(core, "and this?", attach("short.txt", b"a few words"))
     assert answer == "Seen."
+
+
+async def test_a_file_fits_the_context_as_the_history_counts_it_in_any_script(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Files were cut at three characters a token: 10,700 characters of Chinese counted
+    32,000 tokens by the estimate the history is budgeted with, four times the context."""
+    chinese = ("这是一个很长的中文文件，用来测试上下文的预算。" * 1_000).encode()
+    answer, error = await say(core, "summarize", attach("notes.txt", chinese))
+    assert error is None and answer.endswith("Seen.")
+    messages = endpoint.requests[-1]["messages"]
+    assert isinstance(messages, list)
+    sent = sum(estimate_tokens(str(m["content"])) for m in messages)
+    assert sent <= DEFAULT_CONTEXT_TOKENS, sent
+    assert "characters left out]" in last_user(endpoint)
 
 
 async def test_text_code_and_pdf_files_become_fenced_text(core: Core, endpoint: FakeOpenAI) -> None:

@@ -9,7 +9,7 @@ import os
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from bot.media import MAX_BYTES, MediaError, PreparedImage, prepare_image, take_images
+from bot.media import MAX_BYTES, MediaError, PreparedImage, prepare_image
 from tests.unit.media.samples import encode, photo, png_header_only
 
 RED = (255, 0, 0)
@@ -252,11 +252,3 @@ def test_a_cmyk_jpeg_is_sent_as_rgb() -> None:
 def test_the_name_shown_is_one_clean_line() -> None:
     prepared = prepare_image(encode(photo(50, 50), "PNG"), "evil\nname\x00.png")
     assert prepared.name == "evil name.png"
-
-
-def test_take_images_keeps_the_first_and_says_how_many_were_left_out() -> None:
-    assert take_images(["a", "b"], 4) == (["a", "b"], None)
-    kept, note = take_images(["a", "b", "c", "d", "e", "f"], 4)
-    assert kept == ["a", "b", "c", "d"]
-    assert note == "Only the first 4 of 6 images were sent to the model (at most 4 per message)."
-    assert take_images(["a"], 0) == ([], "Images are not sent to the model here.")
