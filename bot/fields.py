@@ -19,6 +19,7 @@ from bot.types import ReplyMode, Source
 from bot.types.text import (
     MODEL_ID_CHARS,
     PROXY_URL_CHARS,
+    SYSTEM_PROMPT_CHARS,
     TextError,
     clean_text,
     decimal_hint,
@@ -76,9 +77,6 @@ def conversation_room(context: int | None, max_tokens: int | None) -> tuple[int,
     size = context or DEFAULT_CONTEXT_TOKENS
     answer = max_tokens or min(DEFAULT_ANSWER_TOKENS, size // 4)
     return size, size - answer
-
-
-SYSTEM_PROMPT_CHARS = 8000
 
 
 def number_text(value: float) -> str:

@@ -28,7 +28,9 @@ from bot.types.secrets import KEYGEN_HINT
 from bot.types.text import (
     MODEL_ID_CHARS,
     PROXY_URL_CHARS,
+    SYSTEM_PROMPT_CHARS,
     TextError,
+    clean_text,
     describe_char,
     header_safe,
     refuse_controls,
@@ -221,6 +223,15 @@ def _model(value: str) -> str:
     return model
 
 
+def _system_prompt(value: str) -> str:
+    """A system prompt as `/system` keeps one: control characters out, as long as a
+    channel's may be."""
+    prompt = clean_text(value)
+    if len(prompt) > SYSTEM_PROMPT_CHARS:
+        raise ValueError(f"{len(prompt):,} characters; at most {SYSTEM_PROMPT_CHARS:,}")
+    return prompt
+
+
 _MATRIX_ID = re.compile(r"@[^:\s]+:[^\s]+")
 
 
@@ -392,7 +403,7 @@ class Settings:
     default_source: Source = setting(Source.OPENAI, _enum(Source))
     default_model: str = setting("", _model)
     default_proxy_url: str = setting("", _proxy_url)
-    default_system_prompt: str = setting("", _text)
+    default_system_prompt: str = setting("", _system_prompt)
     default_reply_mode: ReplyMode = setting(ReplyMode.MENTION, _enum(ReplyMode))
     default_openai_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
     default_claude_api_key: SecretValue = setting(_NO_KEY, _credential("key"))

@@ -6,9 +6,9 @@ from bot.commands import characters as ch
 from bot.commands import handlers as h
 from bot.commands import quotas, usage_report
 from bot.commands.spec import DEFAULT, SOURCES, Command, Kind, Option
-from bot.fields import PARAM_NAMES, SYSTEM_PROMPT_CHARS
+from bot.fields import PARAM_NAMES
 from bot.types import ReplyMode
-from bot.types.text import MODEL_ID_CHARS
+from bot.types.text import MODEL_ID_CHARS, PROXY_URL_CHARS, SYSTEM_PROMPT_CHARS
 
 REPLY_MODES = tuple(m.value for m in ReplyMode)
 
@@ -69,7 +69,12 @@ TABLE: tuple[Command, ...] = (
                 "set",
                 "Set the URL (the endpoint for custom; a reverse proxy otherwise).",
                 (
-                    Option("url", Kind.STRING, "http(s) URL, e.g. http://host:1234/v1"),
+                    Option(
+                        "url",
+                        Kind.STRING,
+                        "http(s) URL, e.g. http://host:1234/v1",
+                        max_length=PROXY_URL_CHARS,
+                    ),
                     Option("password", Kind.SECRET, "the proxy password", required=False),
                     _scope_opt,
                 ),

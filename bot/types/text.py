@@ -206,6 +206,7 @@ def _between_letters(text: str, i: int) -> bool:
 
 MODEL_ID_CHARS = 200  # the longest model id `/model` takes
 PROXY_URL_CHARS = 2000  # the longest proxy or endpoint URL a channel keeps
+SYSTEM_PROMPT_CHARS = 8000  # the longest system prompt a channel (or the operator) sets
 
 # What an id may hold and still be shown bare: no character that Discord's or Matrix's
 # markdown reads (`[x](https://…)` would be a link in the bot's voice, `*` or `~` would

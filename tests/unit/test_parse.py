@@ -309,3 +309,13 @@ def test_the_private_prompt_names_the_source_as_typed_in_any_case(typed: str) ->
     assert command is not None
     [secret] = [o for o in command.options if o.secret]
     assert secret_prompt(secret, inv.raw).startswith("custom ")
+
+
+def test_a_proxy_url_longer_than_a_channel_keeps_is_refused_as_typed() -> None:
+    """It passed the command, the endpoint policy (a name lookup perhaps) and failed only
+    in the store, as `proxy_url takes at most …`."""
+    inv = parse("/proxy set https://h.example/" + "a" * 1_990, TABLE)
+    command = find(TABLE, inv.path)
+    assert command is not None
+    with pytest.raises(CommandError, match=r"`url` is too long \(2,008 > 2,000 characters\)"):
+        bind(command, inv, "/")

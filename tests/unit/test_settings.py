@@ -245,6 +245,20 @@ def test_a_value_in_quotes_from_the_environment_loses_them(
     assert s.discord_shard_count == default("discord_shard_count")
 
 
+def test_the_operators_system_prompt_is_kept_as_a_channels_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It went into every channel's prompt with no length limit (a channel's takes 8,000
+    characters) and with the control characters `/system` takes out."""
+    monkeypatch.setenv("DEFAULT_SYSTEM_PROMPT", "Be brief.\x1b[2J\x07")
+    assert load_settings().default_system_prompt == "Be brief.[2J"
+    monkeypatch.setenv("DEFAULT_SYSTEM_PROMPT", "x" * 8_001)
+    with pytest.raises(
+        SettingsError, match=r"DEFAULT_SYSTEM_PROMPT.*8,001 characters; at most 8,000"
+    ):
+        load_settings()
+
+
 def test_a_nul_in_dotenv_is_refused(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(
         b"DEFAULT_MODEL=gpt\x00-4o\nDATABASE_URL=sqlite+aiosqlite:///a\x00\n"
