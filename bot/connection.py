@@ -81,6 +81,7 @@ async def endpoint_for(
         proxy_url=config.resolved_url or config.proxy_url,
         api_key=api_key,
         proxy_password=password,
+        operator_url=not withheld("operator", config),
     )
     # A reverse proxy may need no password at all (LM Studio, LocalAI): the seed's steps.
     if endpoint.credential() is None and not config.proxy_url:

@@ -126,6 +126,10 @@ def _numbers(value: str) -> tuple[int, ...]:
         raise ValueError("not a comma-separated list of whole numbers") from None
 
 
+# A header's name as HTTP allows it (RFC 9110's token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def _headers(value: str) -> dict[str, str]:
     try:
         found = untrusted_json(value)
@@ -133,6 +137,11 @@ def _headers(value: str) -> dict[str, str]:
         raise ValueError("not valid JSON") from None
     if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
         raise ValueError("not a JSON object of text values")
+    for name, text in found.items():  # said here, not as every chat's "cannot be reached"
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{name[:40]!r} is no header name (letters, digits, - and _)")
+        if not text.isascii() or any((c < " " and c != "\t") or c == "\x7f" for c in text):
+            raise ValueError(f"the value of {name} must be one line of ASCII")
     return found
 
 

@@ -658,15 +658,16 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         )
         running = self._running[key] = Running(by or question.author_id or "", question.id)
         self._showing.add(key)
+        provider = self._hub.provider(endpoint)
         with self._ending(key):  # until stored, charged and shown: what a shutdown waits for
             try:
                 outcome = await stream_answer(
-                    self._hub.provider(endpoint),
+                    provider,
                     request,
                     Prefaced(sink, preface) if preface else sink,
                     row,
                     running,
-                    secrets=endpoint.secrets(),
+                    secrets=provider.secrets(),
                     show_reasoning=config.show_reasoning,
                     answer_timeout=self._limits.answer_timeout,
                     max_chars=self._limits.max_answer_chars,

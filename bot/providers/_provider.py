@@ -20,7 +20,7 @@ from bot.providers.base import (
     StatusResult,
 )
 from bot.types import Source, redact
-from bot.types.secrets import HELD_SECRET_CHARS, holds_key
+from bot.types.secrets import HELD_SECRET_CHARS, holds_key, names_a_credential
 from bot.types.text import choosable_model_id
 
 log = logging.getLogger("bot.providers")
@@ -52,6 +52,12 @@ class HTTPProvider:
 
     def _fixed_headers(self) -> dict[str, str]:
         return {}
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret this provider sends or holds (the endpoint's, and any sent in a
+        header): what its errors and answers are cleaned of."""
+        sent = self._fixed_headers().items()
+        return self.endpoint.secrets() + tuple(v for k, v in sent if names_a_credential(k))
 
     async def _listed_at(self, base: str) -> list[ModelInfo]:
         """The models `base` lists, as it lists them."""
@@ -106,7 +112,7 @@ class HTTPProvider:
             url=url,
             where=self._where(base),
             headers=self._headers(),
-            secrets=self.endpoint.secrets(),
+            secrets=self.secrets(),
             body=body,
             params=params,
             auth_hint=self._auth_advice(),
@@ -156,7 +162,7 @@ class HTTPProvider:
         would refuse (too long, invisible characters) is left out, not echoed in every
         list; so is one holding a key (an endpoint echoing the one it was sent), which
         every member could read in /models and the model cache would keep in clear."""
-        secrets = [s for s in self.endpoint.secrets() if len(s) >= HELD_SECRET_CHARS]
+        secrets = [s for s in self.secrets() if len(s) >= HELD_SECRET_CHARS]
         models: dict[str, ModelInfo] = {}
         held = 0
         for model in await self._listed_at(base):

@@ -19,6 +19,9 @@ class Endpoint:
     proxy_url: str | None = None
     api_key: SecretValue | None = None
     proxy_password: SecretValue | None = None
+    # The URL was set by the operator (or as widely): the operator's CUSTOM_EXTRA_HEADERS,
+    # which may hold a gateway's key, go to it. A channel's own URL gets none of them.
+    operator_url: bool = False
 
     def credential(self) -> SecretValue | None:
         """The secret actually sent.
@@ -186,6 +189,8 @@ class ContextTooLong(BadRequest):
 
 class Provider(Protocol):
     async def check_status(self) -> StatusResult: ...
+
+    def secrets(self) -> tuple[str, ...]: ...
 
     async def list_models(self) -> list[ModelInfo]: ...
 

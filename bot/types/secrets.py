@@ -38,6 +38,16 @@ _KEY_SHAPES = re.compile(
     r"|(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-\.]{8,}"
     r"|(?<![$!@#:/\w])[A-Za-z0-9_\-]{32,}\b"
 )
+# Words in a name that says its value is a credential: a header (`X-Api-Key`,
+# `Authorization`), a URL's query parameter (`?access_token=`).
+CREDENTIAL_WORDS = ("key", "token", "secret", "pass", "auth", "sig", "cookie")
+_CREDENTIAL_NAME = re.compile("|".join(CREDENTIAL_WORDS), re.IGNORECASE)
+
+
+def names_a_credential(name: str) -> bool:
+    return _CREDENTIAL_NAME.search(name) is not None
+
+
 # A channel secret this long found in a message stops it, and in a model id leaves that
 # out (a shorter one could be any word; answers are still cleaned of those).
 HELD_SECRET_CHARS = 8

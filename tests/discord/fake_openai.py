@@ -41,6 +41,8 @@ class FakeOpenAI:
     ended: dict[int, float] = field(default_factory=dict)  # request index → answer sent
     # The Authorization header of every request, models and chat alike ("" when none).
     authorizations: list[str] = field(default_factory=list)
+    # Every request's headers, lower-cased names (models and chat alike).
+    headers: list[dict[str, str]] = field(default_factory=list)
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -60,12 +62,14 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
 
     async def models(request: web.Request) -> web.Response:
         state.authorizations.append(request.headers.get("Authorization", ""))
+        state.headers.append({k.lower(): v for k, v in request.headers.items()})
         data = [{"id": m, "object": "model", "owned_by": "test"} for m in state.script.models]
         return web.json_response({"object": "list", "data": data})
 
     async def completions(request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
         state.authorizations.append(request.headers.get("Authorization", ""))
+        state.headers.append({k.lower(): v for k, v in request.headers.items()})
         body = await request.json()
         index = len(state.requests)  # `arrived` and `requests` stay in step
         state.requests.append(body)

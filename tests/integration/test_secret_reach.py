@@ -106,6 +106,38 @@ async def test_the_operators_key_goes_only_to_the_operators_url(
     assert ours.authorizations[-1] == f"Bearer {OPERATOR_KEY}"
 
 
+async def test_the_operators_extra_headers_go_only_to_the_operators_url(
+    tmp_path: Path, servers: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    """CUSTOM_EXTRA_HEADERS (often a gateway's key) went to any URL a channel set, and an
+    answer or error quoting them was shown as it was."""
+    ours, theirs = servers
+    gateway = "gateway-secret-5566778899"
+    ours.script.chunks = [f"you sent {gateway} ok"]
+    url = f"sqlite+aiosqlite:///{tmp_path}/headers.db"
+    await upgrade_to_head(url)
+    store = await Store.open(
+        url,
+        SecretBox.from_setting(generate_key()),
+        defaults=ChannelConfig.of(source=Source.CUSTOM, model="m-small", proxy_url=ours.url_v1),
+    )
+    headers = {"X-Api-Key": gateway, "X-Team": "bots"}
+    settings = ProviderSettings(
+        allow_private_endpoints=True, max_retries=0, custom_extra_headers=headers
+    )
+    core = Core(store, ProviderHub(settings))
+    try:
+        answer = await say(core, "hi")
+        assert ours.headers[-1]["x-api-key"] == gateway and ours.headers[-1]["x-team"] == "bots"
+        assert gateway not in answer and "you sent" in answer  # redacted as a key is
+        await command(core, f"/proxy set {theirs.url_v1}")
+        await say(core, "hi again")
+        assert theirs.headers  # the status check and the turn
+        assert all("x-api-key" not in h and "x-team" not in h for h in theirs.headers)
+    finally:
+        await core.close()
+
+
 async def test_a_servers_key_goes_to_the_servers_url_not_a_channels(
     core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:

@@ -137,6 +137,10 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("ALLOW_PRIVATE_ENDPOINTS", "maybe", "use true or false"),
         ("CUSTOM_EXTRA_HEADERS", '{"X-Team": 1}', "not a JSON object of text values"),
         ("CUSTOM_EXTRA_HEADERS", '["X-Team"]', "not a JSON object of text values"),
+        # Every chat said "cannot be reached (LocalProtocolError)" instead.
+        ("CUSTOM_EXTRA_HEADERS", '{"Bad Header": "x"}', "'Bad Header' is no header name"),
+        ("CUSTOM_EXTRA_HEADERS", '{"X-Bad": "a\\nb"}', "value of X-Bad must be one line"),
+        ("CUSTOM_EXTRA_HEADERS", '{"X-Bad": "caf\u00e9"}', "value of X-Bad must be one line"),
         ("CUSTOM_EXTRA_HEADERS", "[" * 100_000, "not valid JSON"),
         ("PROVIDER_CONNECT_TIMEOUT", "nan", "must be a number above 0"),
         ("PROVIDER_CONNECT_TIMEOUT", "inf", "must be a number above 0"),

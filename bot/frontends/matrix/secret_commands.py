@@ -9,7 +9,7 @@ from bot.commands import Command, Invocation
 from bot.commands.parse import CommandError, asks_secret, closest, parse
 from bot.commands.router import find
 from bot.types import SecretValue
-from bot.types.secrets import holds_key
+from bot.types.secrets import CREDENTIAL_WORDS, holds_key
 
 # `room:!id` (room v12 ids have no server part), `room:!id:server` or `room:#alias:server`.
 # The `room:` prefix keeps a channel name inside, say, a system prompt from counting.
@@ -78,7 +78,7 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
 # Query or fragment parameters that carry a credential (`?api_key=…`, `#access_token=…`).
-_SECRET_PARAM = re.compile(r"[?&#;](?:[\w.\-]*(?:key|token|secret|pass|auth|sig)[\w.\-]*)=", re.I)
+_SECRET_PARAM = re.compile(rf"[?&#;](?:[\w.\-]*(?:{'|'.join(CREDENTIAL_WORDS)})[\w.\-]*)=", re.I)
 
 
 def _url_holds_secret(text: str) -> bool:

@@ -316,7 +316,10 @@ async def test_custom_key_and_operator_headers(
     )
     hub = make_hub(custom_extra_headers={"x-team": "bots", "HTTP-Referer": "https://bot"})
     endpoint = Endpoint(
-        Source.CUSTOM, proxy_url="https://llm.example.com/v1", api_key=SecretValue(KEY)
+        Source.CUSTOM,
+        proxy_url="https://llm.example.com/v1",
+        api_key=SecretValue(KEY),
+        operator_url=True,
     )
     await drain(hub, endpoint, chat(Source.CUSTOM))
     sent = only_request(route)
