@@ -62,12 +62,10 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _console_id(what: str, *, empty: bool = False) -> Callable[[str], str]:
+def _console_id(what: str) -> Callable[[str], str]:
     """An argparse type: a console id, refused at start when the store could not keep it."""
 
     def read(text: str) -> str:
-        if empty and not text:
-            return text
         try:
             return console_id(text, what)
         except ValueError as err:
@@ -102,8 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     console.add_argument(
         "--user",
         action=_Once,
-        default="",
-        type=_console_id("user id", empty=True),
+        default=None,  # you, as admin (an empty --user, an unset variable's, is refused)
+        type=_console_id("user id"),
         metavar="ID",
         help="chat as this user id (admin only if ADMIN_IDS lists it); default: you, as admin",
     )
@@ -312,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     settings,
                     box,
                     channel=args.channel,
-                    user=args.user,
+                    user=args.user or "",
                     log_path=log_path,
                 )
             )

@@ -9,6 +9,7 @@ bot process's memory (bench/RESULTS.md, "settings without pydantic, uvloop, …"
 from __future__ import annotations
 
 import difflib
+import io
 import math
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -364,6 +366,7 @@ def setting(default: Any, read: Reader, fix: str = "") -> Any:
 
 
 _QUOTA = _whole(0, 10**12)
+_HOUR, _DAY = 3600.0, 86400.0
 _NO_KEY = SecretValue("")
 
 
@@ -381,7 +384,7 @@ class Settings:
     log_level: str = setting("INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 
     discord_token: SecretValue = setting(_NO_KEY, _discord_token)
-    discord_shard_count: int | None = setting(None, _whole(1))
+    discord_shard_count: int | None = setting(None, _whole(1, 100_000))
     discord_shard_ids: tuple[int, ...] = setting(
         (),
         _numbers,
@@ -398,7 +401,7 @@ class Settings:
     matrix_access_token: SecretValue = setting(_NO_KEY, _credential("access token"))
     matrix_device_name: str = setting("chat-completion-bot", _text)
     matrix_command_prefix: str = setting("!", _prefix)
-    matrix_admin_power_level: int = setting(50, _whole(0))
+    matrix_admin_power_level: int = setting(50, _whole(0, 2**53 - 1))  # the spec's largest
     matrix_e2ee: bool = setting(True, _flag)
     matrix_trust_devices: MatrixTrust = setting("unverified", _one_of("unverified", "verified"))
     matrix_allowed_inviters: tuple[str, ...] = setting((), _words)
@@ -419,18 +422,19 @@ class Settings:
     default_mistral_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
     default_custom_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
 
-    provider_connect_timeout: float = setting(10.0, _positive())
-    provider_first_byte_timeout: float = setting(60.0, _positive())
-    provider_idle_timeout: float = setting(60.0, _positive())
+    # Bounded: a number no clock reaches (1e12 s) failed every start with an OverflowError.
+    provider_connect_timeout: float = setting(10.0, _positive(_HOUR))
+    provider_first_byte_timeout: float = setting(60.0, _positive(_HOUR))
+    provider_idle_timeout: float = setting(60.0, _positive(_HOUR))
     provider_max_retries: int = setting(2, _whole(0, 10))
-    provider_answer_timeout: float = setting(300.0, _positive())
-    max_answer_chars: int = setting(100_000, _whole(100))
+    provider_answer_timeout: float = setting(300.0, _positive(_DAY))
+    max_answer_chars: int = setting(100_000, _whole(100, 10_000_000))
 
     max_images_per_turn: int = setting(4, _whole(0, 20))
     history_image_turns: int = setting(2, _whole(0, 20))
     max_attachment_mb: float = setting(20.0, _positive(100))
-    media_store_mb: int = setting(512, _whole(1))
-    media_retention_days: int = setting(30, _whole(1))
+    media_store_mb: int = setting(512, _whole(1, 10_000_000))
+    media_retention_days: int = setting(30, _whole(1, 36_500))
 
     # USD per million input/output tokens by model pattern: `gpt-4o*=2.5/10, claude-*=3/15`.
     usage_prices: str = setting("", _prices)  # its error shows the form, with an example
@@ -517,6 +521,7 @@ def _dotenv() -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
+        _unreadable_lines(path.read_text(encoding="utf-8"))
         return _given(dotenv_values(path, encoding="utf-8"))
     except UnicodeDecodeError:
         raise SettingsError(f"{ENV_FILE} is not UTF-8 text: save it as UTF-8.") from None
@@ -525,6 +530,19 @@ def _dotenv() -> dict[str, str]:
             f"{ENV_FILE} cannot be read ({type(err).__name__}): make it readable by the user "
             "the bot runs as, or remove it."
         ) from None
+
+
+def _unreadable_lines(text: str) -> None:
+    """A line python-dotenv cannot read takes the lines after it along, up to the next
+    quote (a comment's `it's` too), and python-dotenv only warns: a `'` left open in
+    DEFAULT_MODEL dropped every key after it, and the bot ran without them."""
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise SettingsError(
+                f"{ENV_FILE} line {binding.original.line} cannot be read (a quote opened and "
+                "not closed, or a line that is not NAME=value), and the lines after it up to "
+                "the next quote went with it: fix that line, then start again."
+            )
 
 
 def dotenv_typos() -> list[str]:

@@ -327,6 +327,9 @@ def test_console_refuses_an_id_that_is_not_text(tmp_path: Path) -> None:
         assert "Traceback" not in stderr and "\udcff" not in stderr
         assert args[0].split("=")[0] in stderr
         assert ("U+DCFF" if "\udcff" in args[-1] else "has a space at position 2") in stderr
+    # Empty (a script's unset variable): it chatted as the operator, an admin.
+    empty = chatbot(tmp_path, "console", "--user", "", stdin="/model m\n", **console_env())
+    assert empty.returncode == 2 and "argument --user: The user id is empty" in empty.stderr
     assert not (tmp_path / "data" / "bot.db").exists()  # stopped before the database
 
 

@@ -116,6 +116,24 @@ def test_a_misspelt_name_is_said_with_the_settings_it_leaves_wrong(
     assert "did you mean DEFAULT_SOURCE?" in said and "LOG_LEVEL" in said
 
 
+def test_a_quote_left_open_in_dotenv_stops_the_start_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """python-dotenv skipped every line up to the next quote (here the comment's) with a
+    warning, and the bot started without the key below it."""
+    from bot.cli import main
+
+    (tmp_path / ".env").write_text(
+        "LOG_LEVEL=INFO\nDEFAULT_MODEL='gpt-4o\nDEFAULT_CLAUDE_API_KEY=sk-ant-abcdefgh12345678\n"
+        "# the bot's defaults\nDEFAULT_SOURCE=claude\n"
+    )
+    assert main(["migrate"]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("chatbot: .env line 2 cannot be read (a quote opened"), said
+    assert len(said.splitlines()) == 1 and "sk-ant" not in said
+    assert not (tmp_path / "data").exists()
+
+
 def test_dotenv_file_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("DEFAULT_SOURCE=mistral\nLOG_LEVEL=debug\n")
     s = load_settings()
@@ -137,6 +155,10 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("ALLOW_PRIVATE_ENDPOINTS", "maybe", "use true or false"),
         ("CUSTOM_EXTRA_HEADERS", '{"X-Team": 1}', "not a JSON object of text values"),
         ("CUSTOM_EXTRA_HEADERS", '["X-Team"]', "not a JSON object of text values"),
+        # Past any clock: every start, or every image, failed with an OverflowError.
+        ("PROVIDER_ANSWER_TIMEOUT", "1e12", "must be at most 86400"),
+        ("PROVIDER_IDLE_TIMEOUT", "99999999999999999999", "must be at most 3600"),
+        ("MEDIA_RETENTION_DAYS", "800000", "36500"),
         # Every chat said "cannot be reached (LocalProtocolError)" instead.
         ("CUSTOM_EXTRA_HEADERS", '{"Bad Header": "x"}', "'Bad Header' is no header name"),
         ("CUSTOM_EXTRA_HEADERS", '{"X-Bad": "a\\nb"}', "value of X-Bad must be one line"),
