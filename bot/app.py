@@ -90,6 +90,10 @@ def keep_private(settings: Settings) -> int:
     store = settings.data_dir / "matrix"
     if store.is_dir():
         found += [store, *store.rglob("*")]
+    if settings.data_dir.is_dir():
+        # The folder too: a backup made in it (README: sqlite3 .backup) is created as the
+        # umask says, readable by all; inside a folder only the bot may enter, it is not.
+        found.append(settings.data_dir)
     changed = 0
     for path in found:
         try:
@@ -180,6 +184,11 @@ def _database_failure(
     if url.get_backend_name() == "sqlite":
         why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
         where = f"the database file {Path(url.database or '').resolve()}"
+        if "malformed" in why or "not a database" in why:  # the file, not the folder
+            return (
+                f"{where} is damaged or is no database ({why}). Restore a backup (README: "
+                "Restoring a backup), or move the file away to start with an empty one."
+            )
         if upgrading is not None:
             return (
                 f"could not upgrade {where} from schema revision {upgrading} ({why}); it "

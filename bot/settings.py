@@ -266,7 +266,7 @@ def _homeserver(value: str) -> str:
 def read_database_url(value: str) -> str:
     """A DATABASE_URL as the bot reads it (ValueError saying what is wrong, never the
     password)."""
-    value = _lower_scheme(value)
+    value = _lower_scheme(value.strip())  # spaces around it, as any other setting's
     if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ValueError("only sqlite+aiosqlite:// and postgresql+asyncpg:// URLs are supported")
     try:  # read as the engine will read it; its message is not shown: it may hold the password

@@ -115,13 +115,16 @@ def test_the_bots_files_are_its_users_only_also_those_an_older_version_left(
         path.write_text("x")
     notes = data / "notes.txt"
     notes.write_text("mine")
-    for path in [*ours, notes, store]:
+    for path in [*ours, notes, store, data]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     result = chatbot(tmp_path, "migrate", DATABASE_URL="", DATA_DIR=str(data))
     assert result.returncode == 0, result.stderr
     assert {p.name: p.stat().st_mode & 0o777 for p in ours} == {p.name: 0o600 for p in ours}
     assert store.stat().st_mode & 0o777 == 0o700
     assert notes.stat().st_mode & 0o777 == 0o644
+    # The folder itself: a backup the README's sqlite3 .backup writes into it is made
+    # readable by all (the umask); in a folder only the bot enters, nobody else reads it.
+    assert data.stat().st_mode & 0o777 == 0o700
 
 
 def test_rotate_keys_re_encrypts_under_the_first_key(tmp_path: Path) -> None:
@@ -458,6 +461,21 @@ def test_a_data_dir_that_cannot_hold_the_database_is_named(tmp_path: Path) -> No
         )
         stderr = one_line_failure(result, code=1)
         assert "DATA_DIR" in stderr and str(tmp_path / "a-file" / "data") in stderr
+
+
+def test_a_damaged_database_file_is_named_as_such_not_as_a_folder_to_fix(
+    tmp_path: Path,
+) -> None:
+    """ "Set DATA_DIR to a folder the bot can write" led to an empty database beside the
+    damaged one."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "chatbot.db").write_bytes(b"this is not SQLite, but a text file of some sort\n" * 99)
+    for command in ("console", "migrate"):
+        result = chatbot(tmp_path, command, stdin="hi\n", **console_env(DATABASE_URL=""))
+        stderr = one_line_failure(result, code=1)
+        assert "is damaged or is no database" in stderr and "Restoring a backup" in stderr
+        assert "set DATA_DIR" not in stderr
 
 
 def test_operator_setting_mistakes_stop_the_start(tmp_path: Path) -> None:

@@ -116,6 +116,13 @@ def test_a_misspelt_name_is_said_with_the_settings_it_leaves_wrong(
     assert "did you mean DEFAULT_SOURCE?" in said and "LOG_LEVEL" in said
 
 
+def test_a_database_url_with_spaces_around_it_is_read_as_other_settings_are() -> None:
+    """It was refused as "only sqlite+aiosqlite:// and postgresql+asyncpg:// URLs are
+    supported", naming the wrong fault."""
+    url = "postgresql+asyncpg://bot@db.example/chatbot"
+    assert load_settings(database_url=f"  {url} ").database_url == url
+
+
 def test_a_quote_left_open_in_dotenv_stops_the_start_naming_its_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
