@@ -121,6 +121,42 @@ def _words(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _ids(value: str) -> tuple[str, ...]:
+    """User ids, comma-separated: a Discord id, a Matrix id, a console user's. None has a
+    space, so `12 34` is two ids a comma was left out of (read as one, it matched no one)."""
+    ids = _words(value)
+    for item in ids:
+        if any(c.isspace() for c in item):
+            raise ValueError(f"{item[:40]!r} has a space in it: separate ids with commas")
+    return ids
+
+
+def _inviters(value: str) -> tuple[str, ...]:
+    found = _ids(value)
+    for item in found:
+        if not (_MATRIX_ID.fullmatch(item) or _server_part(item)):
+            raise ValueError(
+                f"{item[:40]!r} is neither a user (@name:server) nor a server (:server)"
+            )
+    return found
+
+
+def _places(value: str) -> tuple[str, ...]:
+    found = _ids(value)
+    for item in found:
+        room = item.startswith("!") and len(item) > 1
+        if not (item.isdigit() or room or _server_part(item)):
+            raise ValueError(
+                f"{item[:40]!r} is no Discord server id (digits), Matrix room id (!…) or "
+                "Matrix homeserver (:example.org)"
+            )
+    return found
+
+
+def _server_part(item: str) -> bool:
+    return item.startswith(":") and len(item) > 1
+
+
 def _numbers(value: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in _words(value))
@@ -404,9 +440,9 @@ class Settings:
     matrix_admin_power_level: int = setting(50, _whole(0, 2**53 - 1))  # the spec's largest
     matrix_e2ee: bool = setting(True, _flag)
     matrix_trust_devices: MatrixTrust = setting("unverified", _one_of("unverified", "verified"))
-    matrix_allowed_inviters: tuple[str, ...] = setting((), _words)
+    matrix_allowed_inviters: tuple[str, ...] = setting((), _inviters)
 
-    admin_ids: tuple[str, ...] = setting((), _words)
+    admin_ids: tuple[str, ...] = setting((), _ids)
     allow_private_endpoints: bool = setting(False, _flag)
     custom_extra_headers: dict[str, str] = setting(
         {}, _headers, 'use a JSON object, e.g. {"X-Team": "bots"}'
@@ -448,8 +484,8 @@ class Settings:
     limit_tokens_per_user_day: int | None = setting(None, _QUOTA)
     limit_tokens_per_channel_day: int | None = setting(None, _QUOTA)
     limit_tokens_per_server_day: int | None = setting(None, _QUOTA)
-    allowed_servers: tuple[str, ...] = setting((), _words)
-    allowed_users: tuple[str, ...] = setting((), _words)
+    allowed_servers: tuple[str, ...] = setting((), _places)
+    allowed_users: tuple[str, ...] = setting((), _ids)
 
     def limit_defaults(self) -> dict[str, int]:
         """LIMIT_* settings that are set, by limit name (messages_per_user_minute …)."""

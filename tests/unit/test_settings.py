@@ -162,6 +162,11 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("ALLOW_PRIVATE_ENDPOINTS", "maybe", "use true or false"),
         ("CUSTOM_EXTRA_HEADERS", '{"X-Team": 1}', "not a JSON object of text values"),
         ("CUSTOM_EXTRA_HEADERS", '["X-Team"]', "not a JSON object of text values"),
+        # Lists that matched no one, read as they were written (operator probe).
+        ("ADMIN_IDS", "12 34", "'12 34' has a space in it: separate ids with commas"),
+        ("ALLOWED_USERS", "@a:b.org, 5 6", "'5 6' has a space in it"),
+        ("MATRIX_ALLOWED_INVITERS", "alice", "'alice' is neither a user (@name:server)"),
+        ("ALLOWED_SERVERS", "foo", "'foo' is no Discord server id (digits)"),
         # Past any clock: every start, or every image, failed with an OverflowError.
         ("PROVIDER_ANSWER_TIMEOUT", "1e12", "must be at most 86400"),
         ("PROVIDER_IDLE_TIMEOUT", "99999999999999999999", "must be at most 3600"),
