@@ -77,6 +77,7 @@ def _console_id(what: str) -> Callable[[str], str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatbot",
+        allow_abbrev=False,  # `rotate-keys --forget` is no flag that deletes secrets
         description="LLM chat bot for Discord and Matrix, configured per channel.",
     )
     parser.add_argument("--version", action="version", version=f"chatbot {_version()}")
@@ -86,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
         parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, what: str
     ) -> argparse.ArgumentParser:
         """A subcommand whose own --help says what it does, as the list does."""
-        return parent.add_parser(name, help=what, description=what[:1].upper() + what[1:] + ".")
+        return parent.add_parser(
+            name, help=what, description=what[:1].upper() + what[1:] + ".", allow_abbrev=False
+        )
 
     command(sub, "run", "apply migrations and run the configured front-ends")
     console = command(sub, "console", "chat in this terminal (same database and commands)")

@@ -336,6 +336,13 @@ def test_console_refuses_an_id_that_is_not_text(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "bot.db").exists()  # stopped before the database
 
 
+def test_an_abbreviated_option_is_no_option(tmp_path: Path) -> None:
+    """argparse took `--forget` for `--forget-unreadable`, which deletes secrets."""
+    result = chatbot(tmp_path, "rotate-keys", "--forget", **console_env())
+    assert result.returncode == 2 and "unrecognized arguments: --forget" in result.stderr
+    assert not (tmp_path / "data" / "bot.db").exists()
+
+
 def test_a_console_option_given_twice_is_refused(tmp_path: Path) -> None:
     result = chatbot(
         tmp_path, "console", "--channel", "a", "--channel", "b", stdin="", **console_env()
