@@ -207,3 +207,12 @@ def test_a_key_a_message_is_refused_for_is_redacted_from_a_log_line_too(before: 
 )
 def test_words_ending_in_sk_are_no_keys(word: str) -> None:
     assert redact(word, []) == word and not holds_key(word)
+
+
+@pytest.mark.parametrize("before", ["", "B", "Be", "Bearer ", "user:"])
+def test_a_seven_character_secret_inside_a_base64_blob_is_redacted_at_any_offset(
+    before: str,
+) -> None:
+    """README: inside a longer base64 blob for a secret of 7 characters or more."""
+    blob = base64.b64encode(f"{before}pw12345 and more after it".encode()).decode()
+    assert "****" in redact(f"error: {blob}", ["pw12345"])
