@@ -299,7 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return 0
     if args.command == "keygen":
-        print(generate_key())
+        key = generate_key()
+        print(key)
+        # On stderr, so `keygen >> .env`-style use keeps the key alone on stdout.
+        key_id = SecretBox.from_setting(key).primary_key_id
+        print(f"(its id is {key_id}: rotate-keys and the log name keys by it)", file=sys.stderr)
         return 0
     try:
         for typo in dotenv_typos():  # first: a misspelt name may be why a setting is wrong

@@ -7,7 +7,7 @@ export CHATBOT_CALLER_DIR="$PWD"
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 if [[ ! -f .env ]]; then
     # First run: start from the documented settings with a fresh encryption key.
-    key="$(.venv/bin/chatbot keygen)"
+    key="$(.venv/bin/chatbot keygen 2>/dev/null)"  # its id line is for a key made by hand
     sed "s|^BOT_SECRET_KEYS=.*|BOT_SECRET_KEYS=$key|" .env.example > .env
     chmod 600 .env
     echo "Created .env with a new BOT_SECRET_KEYS. Add DISCORD_TOKEN or the MATRIX_* settings to it." >&2

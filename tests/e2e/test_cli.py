@@ -68,10 +68,15 @@ def test_each_subcommand_says_what_it_does_and_the_version_is_shown(tmp_path: Pa
 
 
 def test_keygen_prints_a_usable_key(tmp_path: Path) -> None:
-    first = chatbot(tmp_path, "keygen").stdout.strip()
+    made = chatbot(tmp_path, "keygen")
+    first = made.stdout.strip()
     second = chatbot(tmp_path, "keygen").stdout.strip()
     assert first != second
     SecretBox.from_setting(f"{first},{second}")  # parses: valid keys
+    # The id rotate-keys and the log name it by, beside it (not in what a pipe takes).
+    key_id = SecretBox.from_setting(first).primary_key_id
+    said = f"(its id is {key_id}: rotate-keys and the log name keys by it)"
+    assert made.stderr.strip() == said
 
 
 def test_migrate_creates_the_database_on_first_run(tmp_path: Path) -> None:
