@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from bot.types.text import quoted
+from bot.types.text import describe_char, quoted
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -199,6 +199,12 @@ class EndpointPolicy:
                 f"{quoted(text, 80)} needs http:// or https:// in front: http:// for a "
                 "server on this machine or network (LM Studio: http://localhost:1234/v1), "
                 "https:// for one on the internet."
+            )
+        odd = next((c for c in _authority(text) if not c.isascii()), None)
+        if odd is not None:  # `lоcalhost` with a Cyrillic о: a host that is not the one meant
+            raise EndpointRefused(
+                f"The host name has a character that is not ASCII ({describe_char(odd)}): "
+                "type it again; an international host name is written in its xn-- form."
             )
         parsed, host = _parse(text)
         if parsed.scheme not in ("http", "https"):
