@@ -247,6 +247,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # that is not told as one before it (the answer shows how it ended).
         self._showing: set[str] = set()
         self._told_no_vision: set[str] = set()
+        # Conversation → answers whose end could not be stored (the asker was told they
+        # will not be part of the history): forgotten before its next turn reads it.
+        self._unsaved: dict[str, list[int]] = {}
         # Platform messages deleted lately: one still waiting for its turn is not asked.
         self._deleted = RecentIds()
         self._edits = Edits()
@@ -741,6 +744,13 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         return config
 
     async def _history(self, ref: ChannelRef) -> list[HistoryEntry]:
+        unsaved = self._unsaved.pop(f"{ref}", None)
+        if unsaved:  # the store may write again (a disk with room again)
+            try:
+                await self._store.forget_answers(ref, unsaved)
+            except StoreError:
+                self._unsaved[f"{ref}"] = unsaved
+                raise
         history = await self._store.history(ref, HISTORY_ROWS)
         if any(e.state is TurnState.STREAMING for e in history):
             # This conversation's turns run one at a time: nobody is writing these now.
@@ -923,6 +933,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 await self._store.update_message(ref, failed)
         except StoreError as err:
             log.warning("could not store the end of a turn in %s: %s", ref, err)
+            if row.id is not None:  # what was saved of it as it grew
+                self._unsaved.setdefault(f"{ref}", []).append(row.id)
             return f"This answer could not be saved ({err}) It will not be part of the history."
         except Exception as err:  # a bug: the answer is still shown, with how it ended
             log.error("storing the end of a turn in %s failed: %s", ref, failure(err))

@@ -334,6 +334,24 @@ class HistoryPart:
             self._reads.histories.drop(conversation_of(ref))
         return count
 
+    async def forget_answers(self, ref: ChannelRef, row_ids: Sequence[int]) -> int:
+        """Delete these answers of this conversation (never a question); the count."""
+        m = _MESSAGES
+        gone = and_(
+            in_conversation(conversation_of(ref)),
+            m.c.role == Role.ASSISTANT.value,
+            m.c.id.in_(list(row_ids)),
+        )
+
+        async def work(conn: AsyncConnection) -> int:
+            result = await conn.execute(delete(m).where(gone))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+        count = await self._db.write_plain("history write", work)
+        if count:
+            self._reads.histories.drop(conversation_of(ref))
+        return count
+
     async def rewrite_question(
         self, ref: ChannelRef, row_id: int, content: str, tokens: int
     ) -> bool:

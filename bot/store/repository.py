@@ -319,6 +319,11 @@ class Store:
         """Show this answer of a question (the others become hidden alternatives)."""
         await self._history.show(ref, question_id, answer_id)
 
+    async def forget_answers(self, ref: ChannelRef, row_ids: Sequence[int]) -> int:
+        """Delete these answers of this conversation (an answer whose end could not be
+        stored, which its asker was told will not be part of the history)."""
+        return await self._history.forget_answers(ref, row_ids)
+
     async def mark_interrupted(self, ref: ChannelRef) -> int:
         """Mark answers of this conversation left half-written by a gone process."""
         return await self._history.mark_interrupted(ref)

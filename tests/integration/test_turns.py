@@ -436,6 +436,42 @@ async def test_a_read_only_postgresql_says_so_and_sends_nothing(
 
 
 @pytest.mark.postgres
+async def test_an_answer_whose_end_cannot_be_stored_is_not_part_of_the_history(
+    postgres_db: PostgresDatabase, endpoint: FakeOpenAI
+) -> None:
+    """The note says so; the part saved as it grew stayed, and the next turn sent it to
+    the model as an answer "stopped while writing (restart or crash)" (durability probe:
+    a disk that filled mid-answer)."""
+    endpoint.script.chunks = ["Half", " of", " it"]
+    endpoint.script.interval = 0.05
+    core = await make_core(postgres_db.url, endpoint, TurnLimits(save_every=0.0))
+    full = (
+        "CREATE FUNCTION disk_full() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$ "
+        "LANGUAGE plpgsql; CREATE TRIGGER full_at_the_end BEFORE UPDATE ON messages "
+        "FOR EACH ROW WHEN (NEW.state <> 'streaming') EXECUTE FUNCTION disk_full()"
+    )
+    try:
+        postgres_db.server.sql(full, postgres_db.name)
+        sink = await chat(core, "count")
+        assert sink.final is not None
+        answer, error = sink.final
+        assert answer == "Half of it" and "could not be saved" in str(error)
+        assert "will not be part of the history" in str(error)
+        saved = [e.content for e in await rows(core)]
+        assert saved[0] == "count" and any(c.startswith("Half") for c in saved[1:])
+        postgres_db.server.sql("DROP TRIGGER full_at_the_end ON messages", postgres_db.name)
+        await chat(core, "and now?")
+        sent = endpoint.requests[-1]["messages"]
+        assert isinstance(sent, list)
+        # No answer between them: the two questions go as one, as after a failed turn.
+        assert [m["content"] for m in sent if m["role"] != "system"] == ["count\n\nand now?"]
+        assert not any(e.content.startswith("Half") for e in (await rows(core))[:-1])
+    finally:
+        await core.close()
+
+
+@pytest.mark.postgres
 async def test_a_postgresql_lock_is_waited_out(
     postgres_db: PostgresDatabase, endpoint: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
