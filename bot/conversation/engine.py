@@ -250,6 +250,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # Conversation → answers whose end could not be stored (the asker was told they
         # will not be part of the history): forgotten before its next turn reads it.
         self._unsaved: dict[str, list[int]] = {}
+        # Conversations whose last answer a stopped process left half-written: the next
+        # answer there says so once (the channel still shows what had streamed).
+        self._cut_off: set[str] = set()
         # Platform messages deleted lately: one still waiting for its turn is not asked.
         self._deleted = RecentIds()
         self._edits = Edits()
@@ -484,6 +487,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             preface = f"(The image was not sent: {why}.)\n\n"
         if attached.cut:  # said each time: it is about this message's own files
             preface += f"{attached.cut_note}\n\n"
+        if key in self._cut_off:
+            self._cut_off.discard(key)
+            preface = _CUT_OFF + preface
         result = await self._answer(
             key, ref, config, endpoint, request, sink, question, prefix, preface=preface
         )
@@ -510,6 +516,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 sink, "You may not chat here; an admin of this channel can allow you."
             )
         history = await self._history(ref)
+        self._cut_off.discard(f"{ref}")  # a control acts on that answer: no note after it
         question, answer = _newest_turn(history)
         newest = history[-1] if history else None
         if (
@@ -754,7 +761,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         history = await self._store.history(ref, HISTORY_ROWS)
         if any(e.state is TurnState.STREAMING for e in history):
             # This conversation's turns run one at a time: nobody is writing these now.
-            await self._store.mark_interrupted(ref)
+            if await self._store.mark_interrupted(ref):
+                self._cut_off.add(f"{ref}")
             history = await self._store.history(ref, HISTORY_ROWS)
         if not history and ref.thread_id:
             history = await self._thread_start(ref)
@@ -940,6 +948,12 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             log.error("storing the end of a turn in %s failed: %s", ref, failure(err))
             return f"This answer could not be saved. {went_wrong(err)}"
         return ""
+
+
+_CUT_OFF = (
+    "(My last answer here was cut off when the bot stopped. It is kept only as far as it "
+    "had been saved, which may be less than was shown.)\n\n"
+)
 
 
 def _estimate(

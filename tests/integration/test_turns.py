@@ -329,11 +329,19 @@ async def test_an_answer_left_half_written_is_marked_interrupted(
                 HistoryEntry(Role.ASSISTANT, "I was say", state=TurnState.STREAMING),
             ],
         )
-        await chat(core, "hello again")
+        sink = await chat(core, "hello again")
         stored = await rows(core)
         assert stored[1].state is TurnState.INTERRUPTED and stored[1].error
         sent = endpoint.requests[-1]["messages"]
         assert {"role": "assistant", "content": "I was say"} in sent  # type: ignore[operator]
+        # The channel still shows what streamed before the kill (more than was saved,
+        # with its ⏹): the next answer says so, once (durability probe).
+        assert sink.final is not None
+        assert sink.final[0].startswith("(My last answer here was cut off when the bot stopped.")
+        assert sink.final[0].endswith("Hello there!")
+        assert stored[-1].content == "Hello there!"  # the note is the asker's, not history
+        again = await chat(core, "and again")
+        assert again.final is not None and again.final[0] == "Hello there!"
     finally:
         await core.close()
 
