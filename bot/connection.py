@@ -11,17 +11,16 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from bot.providers import Endpoint, ProviderError, ProviderHub, StatusResult
+from bot.providers import TRANSIENT_KINDS, Endpoint, ProviderError, ProviderHub, StatusResult
 from bot.store import Store, api_key_name
 from bot.store.secrets import SecretUnreadable
 from bot.types import ChannelConfig, ChannelRef, SecretValue, Source, StatusCheck, redact
 
 PROXY_PASSWORD = "proxy_password"
 
-# Failures that may pass on their own: chat re-checks after this long instead of
-# staying blocked until an admin acts.
+# A failure that may pass on its own (TRANSIENT_KINDS): chat checks again after this
+# long instead of staying blocked until an admin acts.
 RECHECK_AFTER = 60.0
-TRANSIENT_KINDS = frozenset({"unreachable", "timeout", "overloaded", "rate_limited", "stream_cut"})
 
 # Routes people paste along with the base URL (from an API page or a curl example).
 _ROUTES = ("/chat/completions", "/completions", "/messages", "/models", "/embeddings")

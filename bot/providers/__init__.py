@@ -1,6 +1,7 @@
 """The provider layer: OpenAI, Claude, Mistral and custom OpenAI-compatible endpoints."""
 
 from bot.providers.base import (
+    TRANSIENT_KINDS,
     AuthError,
     BadRequest,
     ChatRequest,
@@ -27,6 +28,7 @@ from bot.providers.hub import ProviderHub
 from bot.providers.policy import AddressRefused, EndpointPolicy, EndpointRefused
 
 __all__ = [
+    "TRANSIENT_KINDS",
     "AddressRefused",
     "AuthError",
     "BadRequest",

@@ -23,8 +23,8 @@ import httpx
 from bot.providers._errors import error_from_status, malformed
 from bot.providers._network import AsyncioBackend, AsyncioStream
 from bot.providers.base import (
+    TRANSIENT,
     EndpointNotAllowed,
-    Overloaded,
     ProviderError,
     ProviderSettings,
     ProviderTimeout,
@@ -40,7 +40,6 @@ log = logging.getLogger("bot.providers")
 
 Sleep = Callable[[float], Awaitable[None]]
 
-_RETRYABLE = (Overloaded, RateLimited, ProviderTimeout, StreamCut, Unreachable)
 MAX_BODY = 16 * 1024 * 1024  # a model list from a big router is ~2 MB
 _MAX_ERROR_BODY = 64 * 1024
 _DRAIN_LIMIT = 64 * 1024
@@ -180,7 +179,7 @@ class Transport:
 
     def retry_delay(self, attempt: int, err: ProviderError, started: float) -> float | None:
         """Seconds to wait before another attempt, or None to give up now."""
-        if not isinstance(err, _RETRYABLE) or attempt >= self.settings.max_retries:
+        if not isinstance(err, TRANSIENT) or attempt >= self.settings.max_retries:
             return None
         if isinstance(err, RateLimited) and err.quota:
             return None

@@ -187,6 +187,19 @@ class ContextTooLong(BadRequest):
     kind = "context"
 
 
+# Failures that may pass on their own: a call is tried again (within its limits), and a
+# channel whose status check failed so checks again after a while instead of staying
+# blocked. A rate limit that is a spent quota says kind "quota": neither.
+TRANSIENT: tuple[type[ProviderError], ...] = (
+    Overloaded,
+    RateLimited,
+    ProviderTimeout,
+    StreamCut,
+    Unreachable,
+)
+TRANSIENT_KINDS = frozenset(error.kind for error in TRANSIENT)
+
+
 class Provider(Protocol):
     async def check_status(self) -> StatusResult: ...
 
