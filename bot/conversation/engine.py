@@ -129,10 +129,10 @@ class _TurnOrder:
     """One FIFO lock per conversation, dropped when nobody waits on it."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks: dict[ChannelRef, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
+    async def hold(self, key: ChannelRef) -> AsyncIterator[None]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
@@ -152,7 +152,7 @@ class _QuotaHooks:
     _store: Store
     _gate: Gate
     _limits: TurnLimits
-    _reserved: dict[str, int]
+    _reserved: dict[ChannelRef, int]
 
     async def _admitted(self, ref: ChannelRef, actor: Actor) -> bool:
         try:
@@ -166,7 +166,6 @@ class _QuotaHooks:
 
     async def _charge(
         self,
-        key: str,
         ref: ChannelRef,
         user_id: str,
         config: ChannelConfig,
@@ -187,7 +186,7 @@ class _QuotaHooks:
         )
         if isinstance(done, Charged):
             if done.reserved is not None:
-                self._reserved[key] = done.reserved
+                self._reserved[ref] = done.reserved
             return None
         return done
 
@@ -212,9 +211,9 @@ class _QuotaHooks:
             prefix=prefix,
         )
 
-    async def _release(self, key: str) -> None:
+    async def _release(self, ref: ChannelRef) -> None:
         """A reserved turn that never reached the model costs nothing."""
-        reserved = self._reserved.pop(key, None)
+        reserved = self._reserved.pop(ref, None)
         if reserved is not None:
             try:
                 await self._store.quotas.release(reserved)
@@ -238,21 +237,21 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._hub = hub
         self._limits = limits or TurnLimits()
         self._gate = gate or Gate()
-        self._reserved: dict[str, int] = {}  # conversation → the usage row its turn reserved
+        self._reserved: dict[ChannelRef, int] = {}  # conversation → the usage row its turn reserved
         self._order = _TurnOrder()
-        self._running: dict[str, Running] = {}
+        self._running: dict[ChannelRef, Running] = {}
         # Conversation → its answer not yet ended (stored, charged, shown as ended).
-        self._answering: dict[str, asyncio.Future[None]] = {}
+        self._answering: dict[ChannelRef, asyncio.Future[None]] = {}
         # Conversations whose turn has begun to show its answer (or a swipe): a bug after
         # that is not told as one before it (the answer shows how it ended).
-        self._showing: set[str] = set()
+        self._showing: set[ChannelRef] = set()
         self._told_no_vision: set[str] = set()
         # Conversation → answers whose end could not be stored (the asker was told they
         # will not be part of the history): forgotten before its next turn reads it.
-        self._unsaved: dict[str, list[int]] = {}
+        self._unsaved: dict[ChannelRef, list[int]] = {}
         # Conversations whose last answer a stopped process left half-written: the next
         # answer there says so once (the channel still shows what had streamed).
-        self._cut_off: set[str] = set()
+        self._cut_off: set[ChannelRef] = set()
         # Platform messages deleted lately: one still waiting for its turn is not asked.
         self._deleted = RecentIds()
         self._edits = Edits()
@@ -260,21 +259,21 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
-        key = f"{incoming.channel}"
-        async with self._order.hold(key):
+        ref = incoming.channel
+        async with self._order.hold(ref):
             try:
-                return await self._turn(incoming, sink, prefix, key)
+                return await self._turn(incoming, sink, prefix)
             except _NotShown as err:  # the front-end's own error, to say as it does
                 raise _cause(err) from None
             except Exception as err:
-                if key in self._showing:  # the answer shows how it ended
+                if ref in self._showing:  # the answer shows how it ended
                     raise
-                return await self._failed_before(key, incoming.channel, sink, err)
+                return await self._failed_before(ref, sink, err)
             finally:
                 # A turn that failed midway keeps its reservation: it counts at its
                 # estimate, and the next start settles it.
-                self._reserved.pop(key, None)
-                self._showing.discard(key)
+                self._reserved.pop(ref, None)
+                self._showing.discard(ref)
 
     async def control(
         self,
@@ -292,23 +291,20 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         `answer_id`: the answer a button or reaction belongs to (a question that got no
         answer: its id); only the newest may change.
         """
-        key = f"{ref}"
-        async with self._order.hold(key):
+        async with self._order.hold(ref):
             try:
                 return await self._control(ref, actor, action, sink, admin, answer_id, prefix)
             except _NotShown as err:  # the front-end's own error, to say as it does
                 raise _cause(err) from None
             except Exception as err:
-                if key in self._showing:  # the answer shows how it ended
+                if ref in self._showing:  # the answer shows how it ended
                     raise
-                return await self._failed_before(key, ref, sink, err)
+                return await self._failed_before(ref, sink, err)
             finally:
-                self._reserved.pop(key, None)
-                self._showing.discard(key)
+                self._reserved.pop(ref, None)
+                self._showing.discard(ref)
 
-    async def _failed_before(
-        self, key: str, ref: ChannelRef, sink: ReplySink, err: Exception
-    ) -> TurnResult:
+    async def _failed_before(self, ref: ChannelRef, sink: ReplySink, err: Exception) -> TurnResult:
         """A turn or control that failed before the model was asked: said to the asker,
         and what it reserved released. A bug is logged by kind and place, and said
         without its message (never a traceback)."""
@@ -319,7 +315,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         else:
             log.error("a turn in %s failed before its answer: %s", ref, failure(err))
             text = went_wrong(err)
-        await self._release(key)
+        await self._release(ref)
         try:
             return await _notice(sink, text)
         except _NotShown as failed:  # the front-end's own error, to say as it does
@@ -327,7 +323,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
         """Hold this conversation's turn order (a command that must not overtake a turn)."""
-        return self._order.hold(f"{ref}")
+        return self._order.hold(ref)
 
     async def attachment_refusal(
         self, attachment: Attachment, attached: Sequence[Attachment] = ()
@@ -353,7 +349,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     def stop(self, ref: ChannelRef, why: str = "Stopped.") -> bool:
         """End the answer being written in this conversation now; False when none is."""
-        running = self._running.get(f"{ref}")
+        running = self._running.get(ref)
         if running is None:
             return False
         running.stop(why)
@@ -371,7 +367,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         """No answer is being written or ended here, and the newest turn never finished (the
         process writing it went away before or after its first save): a ⏹ still shown on
         it can only be taken away."""
-        if f"{ref}" in self._answering:
+        if ref in self._answering:
             return False
         history = await self._store.history(ref, HISTORY_ROWS)
         if not history:
@@ -382,24 +378,24 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         return newest.state in (TurnState.STREAMING, TurnState.INTERRUPTED)
 
     @contextlib.contextmanager
-    def _ending(self, key: str) -> Iterator[None]:
-        """While conversation `key`'s answer is written and ended (wind_down, cut_off)."""
-        over = self._answering[key] = asyncio.get_running_loop().create_future()
+    def _ending(self, ref: ChannelRef) -> Iterator[None]:
+        """While conversation `ref`'s answer is written and ended (wind_down, cut_off)."""
+        over = self._answering[ref] = asyncio.get_running_loop().create_future()
         try:
             yield
         finally:
-            if self._answering.get(key) is over:
-                del self._answering[key]
+            if self._answering.get(ref) is over:
+                del self._answering[ref]
             over.set_result(None)
 
     def asker(self, ref: ChannelRef) -> str | None:
         """Whom the answer being written in this conversation is for; None when none is."""
-        running = self._running.get(f"{ref}")
+        running = self._running.get(ref)
         return None if running is None else running.asker
 
     # -- a new question ---------------------------------------------------------------------
 
-    async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str, key: str) -> TurnResult:
+    async def _turn(self, incoming: Incoming, sink: ReplySink, prefix: str) -> TurnResult:
         ref = incoming.channel
         try:
             await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip, who may chat too
@@ -464,7 +460,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 log.info("a turn in %s was refused by %s", ref, refused.name.value)
                 return TurnResult(refused.text, None, called_provider=False, refusal=refused.text)
             if charge is not None and charge.reserved is not None:
-                self._reserved[key] = charge.reserved
+                self._reserved[ref] = charge.reserved
             (question,) = stored
             # Asked when any image could go out: an earlier message's too (the newest
             # turns' images are sent again), or a model that cannot see got them later.
@@ -487,11 +483,11 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             preface = f"(The image was not sent: {why}.)\n\n"
         if attached.cut:  # said each time: it is about this message's own files
             preface += f"{attached.cut_note}\n\n"
-        if key in self._cut_off:
-            self._cut_off.discard(key)
+        if ref in self._cut_off:
+            self._cut_off.discard(ref)
             preface = _CUT_OFF + preface
         result = await self._answer(
-            key, ref, config, endpoint, request, sink, question, prefix, preface=preface
+            ref, config, endpoint, request, sink, question, prefix, preface=preface
         )
         if attached.images:
             await self._prune_images()
@@ -516,7 +512,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 sink, "You may not chat here; an admin of this channel can allow you."
             )
         history = await self._history(ref)
-        self._cut_off.discard(f"{ref}")  # a control acts on that answer: no note after it
+        self._cut_off.discard(ref)  # a control acts on that answer: no note after it
         question, answer = _newest_turn(history)
         newest = history[-1] if history else None
         if (
@@ -574,7 +570,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             config, endpoint = await self._ready(ref, prefix)
         except _Blocked as blocked:
             return await _notice(sink, str(blocked))
-        refused = await self._charge(f"{ref}", ref, actor.id, config, history, None, prefix)
+        refused = await self._charge(ref, actor.id, config, history, None, prefix)
         if refused is not None:
             return await _notice(sink, refused.text)  # a control's notice is the presser's
         sees = await self._sees(ref, config)
@@ -585,7 +581,6 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             before = history[: history.index(answer) if answer in history else len(history)]
             request = await self._request(ref, config, before, sees)
         return await self._answer(
-            f"{ref}",
             ref,
             config,
             endpoint,
@@ -622,7 +617,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         entry = answers[wanted][0]
         assert entry.id is not None
         await self._store.show_answer(ref, question_id, entry.id)
-        self._showing.add(f"{ref}")
+        self._showing.add(ref)
         await sink.finish(entry.content, "", entry.error)
         shown_of = (wanted + 1, len(answers))
         return TurnResult(entry.content, entry.error, False, entry.id, shown_of, greeting=greeting)
@@ -639,7 +634,6 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     async def _answer(
         self,
-        key: str,
         ref: ChannelRef,
         config: ChannelConfig,
         endpoint: Endpoint,
@@ -666,10 +660,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             reply_to=question.id,
             entry=continuing,
         )
-        running = self._running[key] = Running(by or question.author_id or "", question.id)
-        self._showing.add(key)
+        running = self._running[ref] = Running(by or question.author_id or "", question.id)
+        self._showing.add(ref)
         provider = self._hub.provider(endpoint)
-        with self._ending(key):  # until stored, charged and shown: what a shutdown waits for
+        with self._ending(ref):  # until stored, charged and shown: what a shutdown waits for
             try:
                 outcome = await stream_answer(
                     provider,
@@ -685,8 +679,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     prefix=prefix,
                 )
             finally:
-                if self._running.get(key) is running:
-                    del self._running[key]
+                if self._running.get(ref) is running:
+                    del self._running[ref]
             kept = continuing or (replacing if not outcome.answer else None)
             if kept is not None and outcome.answer in ("", kept.content):
                 # Stopped or failed before any new text: the answer stays as it was stored
@@ -727,7 +721,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             finally:  # the call cost what it cost, however showing it ended
                 user = by or question.author_id or ""
                 start = continuing.content if continuing else ""
-                reserved = self._reserved.pop(key, None)
+                reserved = self._reserved.pop(ref, None)
                 await accounting.record(
                     self._store,
                     ref,
@@ -751,18 +745,18 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         return config
 
     async def _history(self, ref: ChannelRef) -> list[HistoryEntry]:
-        unsaved = self._unsaved.pop(f"{ref}", None)
+        unsaved = self._unsaved.pop(ref, None)
         if unsaved:  # the store may write again (a disk with room again)
             try:
                 await self._store.forget_answers(ref, unsaved)
             except StoreError:
-                self._unsaved[f"{ref}"] = unsaved
+                self._unsaved[ref] = unsaved
                 raise
         history = await self._store.history(ref, HISTORY_ROWS)
         if any(e.state is TurnState.STREAMING for e in history):
             # This conversation's turns run one at a time: nobody is writing these now.
             if await self._store.mark_interrupted(ref):
-                self._cut_off.add(f"{ref}")
+                self._cut_off.add(ref)
             history = await self._store.history(ref, HISTORY_ROWS)
         if not history and ref.thread_id:
             history = await self._thread_start(ref)
@@ -942,7 +936,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         except StoreError as err:
             log.warning("could not store the end of a turn in %s: %s", ref, err)
             if row.id is not None:  # what was saved of it as it grew
-                self._unsaved.setdefault(f"{ref}", []).append(row.id)
+                self._unsaved.setdefault(ref, []).append(row.id)
             return f"This answer could not be saved ({err}) It will not be part of the history."
         except Exception as err:  # a bug: the answer is still shown, with how it ended
             log.error("storing the end of a turn in %s failed: %s", ref, failure(err))

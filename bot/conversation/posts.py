@@ -41,7 +41,7 @@ class Edited(enum.Enum):
 
 
 class _Order(Protocol):
-    def hold(self, key: str) -> AbstractAsyncContextManager[None]: ...
+    def hold(self, key: ChannelRef) -> AbstractAsyncContextManager[None]: ...
 
 
 def post_key(platform: Platform, post: str) -> str:
@@ -91,7 +91,7 @@ class PlatformPosts:
 
     _store: Store
     _order: _Order
-    _running: dict[str, Running]
+    _running: dict[ChannelRef, Running]
     _deleted: RecentIds  # platform messages deleted lately (post_key)
     _edits: Edits  # edits in the order they arrived, and those of questions not stored yet
 
@@ -116,7 +116,7 @@ class PlatformPosts:
         found = await self._store.posted(platform, where, posts, author)
         gone = 0
         for ref, questions in found.items():
-            key = f"{ref}"
+            key = ref
             running = self._running.get(key)
             if running is not None and running.question in questions:
                 running.stop(QUESTION_DELETED)
@@ -169,7 +169,7 @@ class PlatformPosts:
             self._edits.wait(key, author, text, arrived)
             return Edited.NOTHING
         for ref, ids in questions:
-            async with self._order.hold(f"{ref}"):
+            async with self._order.hold(ref):
                 if not self._edits.newest(key, arrived):
                     return Edited.NOTHING  # a later edit of the same message applies
                 for row_id in ids:
