@@ -37,7 +37,14 @@ from bot.providers import (
 )
 from bot.settings import Settings, SettingsError
 from bot.store import Claim, Lease, SecretBox, Store, StoreError, generate_key
-from bot.store.copy import Copied, CopyFailed, CopyMismatch, TargetNotEmpty, copy_rows
+from bot.store.copy import (
+    Copied,
+    CopyFailed,
+    CopyMismatch,
+    TargetNotEmpty,
+    copy_rows,
+    filled,
+)
 from bot.store.db import create_engine
 from bot.store.leases import served
 from bot.store.migrate import (
@@ -119,8 +126,10 @@ _NEWER = (
 async def migrate(settings: Settings, *, named: str = "DATABASE_URL") -> str | None:
     """Bring the database to the newest schema and return its revision. Every command
     touches the database here first, so one it cannot reach or open stops it here
-    (saying to correct the setting `named`)."""
-    keep_private(settings)
+    (saying to correct the setting `named`; the bot's own files are made private when it
+    is DATABASE_URL)."""
+    if named == "DATABASE_URL":
+        keep_private(settings)
     try:
         return await upgrade_to_head(settings.db_url)
     except UnknownRevision as err:
@@ -185,10 +194,13 @@ def _database_failure(
         why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
         where = f"the database file {Path(url.database or '').resolve()}"
         if "malformed" in why or "not a database" in why:  # the file, not the folder
-            return (
-                f"{where} is damaged or is no database ({why}). Restore a backup (README: "
-                "Restoring a backup), or move the file away to start with an empty one."
+            fix = (
+                "Restore a backup (README: Restoring a backup), or move the file away to "
+                "start with an empty one."
+                if named == "DATABASE_URL"
+                else f"Give {named} a new file or an empty database."
             )
+            return f"{where} is damaged or is no database ({why}). {fix}"
         if upgrading is not None:
             return (
                 f"could not upgrade {where} from schema revision {upgrading} ({why}); it "
@@ -785,13 +797,13 @@ async def copy_database(settings: Settings, to: str) -> list[Copied]:
     copy = create_engine(target.db_url, poolclass=NullPool)
     try:
         await _not_served(source, "the bot's database")
+        await _empty_target(target, copy)
         await migrate(target, named="--to")
-        await _not_served(copy, "the --to database")
         return await copy_rows(source, copy)
     except TargetNotEmpty as err:
         raise StartError(
             f"the --to database already holds bot data (in {', '.join(err.tables)}): copy "
-            "into an empty database. Nothing was copied."
+            "into an empty database. Nothing was changed."
         ) from None
     except CopyMismatch as err:
         raise StartError(f"the copy did not add up ({err}). Nothing was copied.") from None
@@ -805,6 +817,28 @@ async def copy_database(settings: Settings, to: str) -> list[Copied]:
     finally:
         await source.dispose()
         await copy.dispose()
+
+
+async def _empty_target(target: Settings, copy: AsyncEngine) -> None:
+    """Refuse a --to database that is in use or holds a bot's data before anything is
+    written to it: an upgrade of its schema cannot be undone, and would break the bot it
+    belongs to."""
+    try:
+        revision = await current(target.db_url)
+    except (OSError, DBAPIError) as err:
+        raise StartError(_database_failure(target, err, named="--to")) from None
+    await _not_served(copy, "the --to database")
+    if revision is None:
+        return
+    if revision != newest_file_revision():
+        raise StartError(
+            f"the --to database already has a bot's tables (schema revision "
+            f"{shorten(revision, 40)}): copy into an empty database. Nothing was changed."
+        )
+    async with copy.connect() as conn:
+        found = await filled(conn)
+    if found:
+        raise TargetNotEmpty(found)
 
 
 async def _not_served(engine: AsyncEngine, which: str) -> None:

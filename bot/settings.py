@@ -134,7 +134,8 @@ def _ids(value: str) -> tuple[str, ...]:
 def _inviters(value: str) -> tuple[str, ...]:
     found = _ids(value)
     for item in found:
-        if not (_MATRIX_ID.fullmatch(item) or _server_part(item)):
+        bare_server = _SERVER_NAME.fullmatch(item)  # `example.org`, read as `:example.org`
+        if not (_MATRIX_ID.fullmatch(item) or _server_part(item) or bare_server):
             raise ValueError(
                 f"{item[:40]!r} is neither a user (@name:server) nor a server (:server)"
             )
@@ -151,6 +152,9 @@ def _places(value: str) -> tuple[str, ...]:
                 "Matrix homeserver (:example.org)"
             )
     return found
+
+
+_SERVER_NAME = re.compile(r"[A-Za-z0-9.\-]+(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
 
 
 def _server_part(item: str) -> bool:
@@ -319,8 +323,9 @@ def read_database_url(value: str) -> str:
     if url.drivername.startswith("sqlite") and (url.database or "").startswith("~"):
         # `sqlite+aiosqlite:///~/chatbot.db`: in the home folder, as DATA_DIR's `~` is.
         value = url.set(database=str(_path(url.database or ""))).render_as_string(False)
-    if "@" in (url.host or ""):
-        # `user:pa@ss@host`: the host would be read as `ss@host`, and quoted in errors.
+    if "@" in (url.host or "") or (url.host and "@" in (url.database or "")):
+        # `user:pa@ss@host`: the host would be read as `ss@host`, and quoted in errors;
+        # `user:pa@ss/x@host/db`: as host `ss`, the rest of the password its database.
         raise ValueError("an @ in the password must be written %40 (the URL's own @ comes once)")
     if port is not None and not 0 < port < 65536:
         raise ValueError("the port must be from 1 to 65535")

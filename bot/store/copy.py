@@ -16,7 +16,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Column, LargeBinary, Table, func, insert, select, text, tuple_
+from sqlalchemy import (
+    JSON,
+    Column,
+    LargeBinary,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -96,6 +107,14 @@ async def _copy_table(source: AsyncConnection, target: AsyncConnection, table: T
     key = list(table.primary_key.columns)
     files = any(isinstance(c.type, LargeBinary) for c in table.columns)
     size = BATCH_FILE_ROWS if files else min(BATCH_ROWS, BATCH_PARAMETERS // len(table.columns))
+    # A JSON column's SQL NULL (not set) stays NULL: JSON's own binding writes the JSON
+    # text `null` for None, which reads the same here but is no NULL to SQL.
+    nulls = {
+        c.key: bindparam(c.key, type_=JSON(none_as_null=True))
+        for c in table.columns
+        if isinstance(c.type, JSON)
+    }
+    statement = insert(table).values(nulls) if nulls else insert(table)
     copied = 0
     last: tuple[object, ...] | None = None
     while True:
@@ -105,7 +124,7 @@ async def _copy_table(source: AsyncConnection, target: AsyncConnection, table: T
         rows = [dict(row) for row in (await source.execute(query)).mappings()]
         if not rows:
             return copied
-        await target.execute(insert(table), rows)
+        await target.execute(statement, rows)
         copied += len(rows)
         last = tuple(rows[-1][column.key] for column in key)
 

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from bot.store import Claim, generate_key
 from bot.store.db import create_engine
 from bot.store.leases import Lease
+from bot.store.migrate import current, upgrade
 from tests.discord.fake_openai import Script, fake_openai
 
 KEY = "sk-copy-me-0123456789abcdef"
@@ -91,7 +92,7 @@ async def test_a_deployment_moves_to_postgresql_and_back_with_all_it_holds(
         code, out, err = await chatbot(
             tmp_path, "copy-database", "--to", postgres_url, DATABASE_URL=sqlite_url, **env
         )
-        assert code == 1 and "already holds bot data" in err and "Nothing was copied" in err
+        assert code == 1 and "already holds bot data" in err and "Nothing was changed" in err
         assert "Traceback" not in err
 
         # The bot on PostgreSQL: the same channel, key and conversation, and new rows
@@ -193,3 +194,55 @@ async def test_a_copy_is_refused_clearly_and_writes_nothing(
             assert (await conn.execute(made)).scalar() == 0  # not even the schema
     finally:
         await target.dispose()
+
+
+async def test_a_target_in_use_or_holding_a_bots_data_is_left_exactly_as_it_was(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The refusals came after the target's schema was upgraded, which cannot be undone:
+    the bot it belonged to then refused to start on it (review)."""
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/data/chatbot.db"
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATABASE_URL": sqlite_url}
+    assert (await chatbot(tmp_path, "migrate", **env))[0] == 0
+
+    async def tables() -> int:
+        engine = create_engine(postgres_url)
+        try:
+            async with engine.connect() as conn:
+                made = text(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+                )
+                return int((await conn.execute(made)).scalar() or 0)
+        finally:
+            await engine.dispose()
+
+    # Served by a bot that has not made its schema yet.
+    engine = create_engine(postgres_url)
+    lease = Lease(engine)
+    try:
+        assert await lease.take([Claim("matrix @bot:example.org")])
+        code, _, err = await chatbot(tmp_path, "copy-database", "--to", postgres_url, **env)
+        assert code == 1 and "is using the --to database: stop it first" in err, err
+        assert await tables() == 0
+    finally:
+        await lease.close()
+        await engine.dispose()
+
+    # Another bot's data at an older schema: refused, its revision as it was.
+    await upgrade(postgres_url, "0005")
+    engine = create_engine(postgres_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO messages (platform, server_id, channel_id, thread_id, role, "
+                    "content, token_estimate, created_at) VALUES ('discord', 's', 'c', '', "
+                    "'user', 'theirs', 1, now())"
+                )
+            )
+        code, _, err = await chatbot(tmp_path, "copy-database", "--to", postgres_url, **env)
+        assert code == 1 and "already has a bot's tables (schema revision 0005" in err, err
+        assert "Nothing was changed" in err
+        assert await current(postgres_url) == "0005"
+    finally:
+        await engine.dispose()

@@ -21,7 +21,7 @@ from bot.store.copy import (
 )
 from bot.store.db import create_engine
 from bot.store.migrate import upgrade
-from bot.store.models import BlobRow, MessageRow, QuotaLockRow
+from bot.store.models import BlobRow, ChannelConfigRow, MessageRow, QuotaLockRow
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
@@ -57,6 +57,13 @@ async def _filled(url: str, messages: int, blobs: int, locks: int) -> AsyncEngin
                     created_at=NOW,
                 )
             )
+        await conn.execute(
+            insert(ChannelConfigRow),
+            [
+                {"platform": "discord", "server_id": "s", "channel_id": c, "model": m}
+                for c, m in (("", None), ("c", "m"))
+            ],
+        )
         await conn.execute(
             insert(QuotaLockRow),
             [
@@ -104,6 +111,9 @@ async def test_every_row_arrives_across_batches_and_ids_go_on_after_the_highest_
         assert copied["blobs"] == 2 * BATCH_FILE_ROWS + 3
         assert copied["quota_locks"] == BATCH_ROWS + 7
         assert await _everything(target) == await _everything(source)
+        async with target.connect() as conn:  # a JSON column not set stays SQL NULL
+            unset = select(func.count()).where(ChannelConfigRow.__table__.c.stop.is_(None))
+            assert await conn.scalar(unset) == 2
         async with target.begin() as conn:
             added = await conn.execute(
                 insert(MessageRow)

@@ -165,7 +165,15 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         # Lists that matched no one, read as they were written (operator probe).
         ("ADMIN_IDS", "12 34", "'12 34' has a space in it: separate ids with commas"),
         ("ALLOWED_USERS", "@a:b.org, 5 6", "'5 6' has a space in it"),
-        ("MATRIX_ALLOWED_INVITERS", "alice", "'alice' is neither a user (@name:server)"),
+        ("MATRIX_ALLOWED_INVITERS", "al ice", "'al ice' has a space in it"),
+        ("MATRIX_ALLOWED_INVITERS", "alice@example.org", "is neither a user (@name:server)"),
+        # The password's @ unencoded before a /: read as host `SuperSecret99` (said in
+        # errors), the rest of the password as the database's name.
+        (
+            "DATABASE_URL",
+            "postgresql+asyncpg://u:hunter2@SuperSecret99/abc@127.0.0.1:5432/b",
+            "an @ in the password must be written %40",
+        ),
         ("ALLOWED_SERVERS", "foo", "'foo' is no Discord server id (digits)"),
         # Past any clock: every start, or every image, failed with an OverflowError.
         ("PROVIDER_ANSWER_TIMEOUT", "1e12", "must be at most 86400"),
@@ -342,12 +350,13 @@ def test_platform_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
     monkeypatch.setenv("DISCORD_SHARD_IDS", "0, 2")
     monkeypatch.setenv("DISCORD_COMMAND_GUILDS", "111,222")
-    monkeypatch.setenv("MATRIX_ALLOWED_INVITERS", "@alice:example.org, :example.org")
+    # A bare server name reads as `:example.org` (bot/frontends/matrix/access.py).
+    monkeypatch.setenv("MATRIX_ALLOWED_INVITERS", "@alice:example.org, :example.org, example.net")
     monkeypatch.setenv("MATRIX_TRUST_DEVICES", "verified")
     s = load_settings()
     assert s.discord_shard_count == 4 and s.discord_shard_ids == (0, 2)
     assert s.discord_command_guilds == (111, 222)
-    assert s.matrix_allowed_inviters == ("@alice:example.org", ":example.org")
+    assert s.matrix_allowed_inviters == ("@alice:example.org", ":example.org", "example.net")
     assert s.matrix_trust_devices == "verified"
     assert s.matrix_e2ee and s.matrix_command_prefix == "!"
 
