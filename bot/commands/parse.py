@@ -82,13 +82,18 @@ _CAPITAL_LOOK_ALIKES = str.maketrans(
 )
 
 
+def looks(word: str) -> str:
+    """`word` as the Latin letters it shows, lower-cased (`ΚΕΥ`, `кеу` → `key`)."""
+    shown = unicodedata.normalize("NFKC", word[:60]).translate(_CAPITAL_LOOK_ALIKES)
+    return shown.lower().translate(_LOOK_ALIKES)
+
+
 def closest(word: str, candidates: list[str]) -> str | None:
     """The candidate `word` is a typo of (`modle` → `model`) or spells with look-alike
     letters (`мodel`), if one is close enough."""
-    looks = unicodedata.normalize("NFKC", word[:60]).translate(_CAPITAL_LOOK_ALIKES)
-    looks = looks.lower().translate(_LOOK_ALIKES)
-    if looks in candidates:
-        return looks
+    looks_as = looks(word)
+    if looks_as in candidates:
+        return looks_as
     close = difflib.get_close_matches(word[:60].lower(), candidates, n=1, cutoff=0.6)
     return close[0] if close else None
 

@@ -247,11 +247,12 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._showing: set[ChannelRef] = set()
         self._told_no_vision: set[str] = set()
         # Conversation → answers whose end could not be stored (the asker was told they
-        # will not be part of the history): forgotten before its next turn reads it.
-        self._unsaved: dict[ChannelRef, list[int]] = {}
+        # will not be part of the history): forgotten before its next turn reads it (an
+        # answer being continued: put back as it was).
+        self._unsaved: dict[ChannelRef, list[int | HistoryEntry]] = {}
         # Conversations whose last answer a stopped process left half-written: the next
         # answer there says so once (the channel still shows what had streamed).
-        self._cut_off: set[ChannelRef] = set()
+        self._cut_off: dict[ChannelRef, int] = {}  # → that answer's id
         # Platform messages deleted lately: one still waiting for its turn is not asked.
         self._deleted = RecentIds()
         self._edits = Edits()
@@ -483,8 +484,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             preface = f"(The image was not sent: {why}.)\n\n"
         if attached.cut:  # said each time: it is about this message's own files
             preface += f"{attached.cut_note}\n\n"
-        if ref in self._cut_off:
-            self._cut_off.discard(ref)
+        cut = self._cut_off.get(ref)
+        if cut is not None and any(e.id == cut for e in history):  # not forgotten since
             preface = _CUT_OFF + preface
         result = await self._answer(
             ref, config, endpoint, request, sink, question, prefix, preface=preface
@@ -512,7 +513,6 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 sink, "You may not chat here; an admin of this channel can allow you."
             )
         history = await self._history(ref)
-        self._cut_off.discard(ref)  # a control acts on that answer: no note after it
         question, answer = _newest_turn(history)
         newest = history[-1] if history else None
         if (
@@ -603,6 +603,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         *,
         greeting: bool = False,
     ) -> TurnResult:
+        self._cut_off.pop(ref, None)  # what is shown changes: no word of a cut answer later
         answers = await self._store.alternatives(ref, question_id)
         if len(answers) < 2:
             if greeting:
@@ -653,6 +654,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         (regenerated, retried, continued) becomes the question's shown answer and says
         which of its answers it is; one that ends before any text leaves the answer it
         was `replacing` shown (with how the attempt ended)."""
+        self._cut_off.pop(ref, None)  # any answer here now: the cut one is said or acted on
         row = AnswerRow(
             self._store,
             ref,
@@ -690,7 +692,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 reasoning = outcome.reasoning if continuing else ""  # not a failed attempt's
             else:
                 saved_note = await self._settle(
-                    ref, config, question, row, outcome, endpoint, variant
+                    ref, config, question, row, outcome, endpoint, variant, continuing
                 )
                 shown, answer_id, reasoning = outcome.answer, row.id, outcome.reasoning
             error = outcome.error
@@ -748,15 +750,20 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         unsaved = self._unsaved.pop(ref, None)
         if unsaved:  # the store may write again (a disk with room again)
             try:
-                await self._store.forget_answers(ref, unsaved)
+                if gone := [u for u in unsaved if isinstance(u, int)]:
+                    await self._store.forget_answers(ref, gone)
+                for before in unsaved:
+                    if isinstance(before, HistoryEntry):
+                        await self._store.update_message(ref, before)
             except StoreError:
                 self._unsaved[ref] = unsaved
                 raise
         history = await self._store.history(ref, HISTORY_ROWS)
         if any(e.state is TurnState.STREAMING for e in history):
             # This conversation's turns run one at a time: nobody is writing these now.
-            if await self._store.mark_interrupted(ref):
-                self._cut_off.add(ref)
+            half = [e.id for e in history if e.state is TurnState.STREAMING and e.id]
+            if await self._store.mark_interrupted(ref) and half:
+                self._cut_off[ref] = half[-1]
             history = await self._store.history(ref, HISTORY_ROWS)
         if not history and ref.thread_id:
             history = await self._thread_start(ref)
@@ -920,27 +927,44 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         outcome: Outcome,
         endpoint: Endpoint,
         variant: bool,
+        continuing: HistoryEntry | None,
     ) -> str:
         """Store how the turn ended; a note for the asker when that failed."""
         try:
-            if outcome.answer:
+            if not outcome.answer:
+                if row.id is None:
+                    failed = replace(question, state=TurnState.FAILED, error=outcome.error)
+                    await self._store.update_message(ref, failed)
+                return ""
+            try:
                 await row.finish(outcome)
-                if variant and question.id is not None and row.id is not None:
-                    await self._store.show_answer(ref, question.id, row.id)
-                if not outcome.failed:  # it answered: a length or filter note is no fault
-                    base = self._hub.base_in_use(endpoint)
-                    await mark_working(self._store, ref, config, base)
-            elif row.id is None:
-                failed = replace(question, state=TurnState.FAILED, error=outcome.error)
-                await self._store.update_message(ref, failed)
+            except StoreError:
+                # As the note says: what was saved of it as it grew is forgotten before the
+                # next turn; a continued answer goes back to what it was.
+                if row.id is not None:
+                    self._unsaved.setdefault(ref, []).append(continuing or row.id)
+                raise
         except StoreError as err:
             log.warning("could not store the end of a turn in %s: %s", ref, err)
-            if row.id is not None:  # what was saved of it as it grew
-                self._unsaved.setdefault(ref, []).append(row.id)
             return f"This answer could not be saved ({err}) It will not be part of the history."
         except Exception as err:  # a bug: the answer is still shown, with how it ended
             log.error("storing the end of a turn in %s failed: %s", ref, failure(err))
             return f"This answer could not be saved. {went_wrong(err)}"
+        # Stored: what fails after this is about which answer is shown, or bookkeeping.
+        try:
+            if variant and question.id is not None and row.id is not None:
+                await self._store.show_answer(ref, question.id, row.id)
+        except StoreError as err:
+            log.warning("could not show the new answer in %s: %s", ref, err)
+            return (
+                f"This answer is kept, but could not be made the one the history goes on "
+                f"from ({err}) The one before it still is."
+            )
+        if not outcome.failed:  # it answered: a length or filter note is no fault
+            try:
+                await mark_working(self._store, ref, config, self._hub.base_in_use(endpoint))
+            except StoreError as err:  # the last status check's verdict stays a while
+                log.warning("could not record that %s answers: %s", ref, err)
         return ""
 
 

@@ -346,6 +346,29 @@ async def test_an_answer_left_half_written_is_marked_interrupted(
         await core.close()
 
 
+async def test_the_cut_off_note_outlives_a_refused_control_not_an_answer_or_a_forget(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Review: a refused button press took the note away unseen."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await core.store.add_messages(
+            REF,
+            [
+                HistoryEntry(Role.USER, "before the crash", author="Ada", author_id=ADMIN.id),
+                HistoryEntry(Role.ASSISTANT, "I was say", state=TurnState.STREAMING),
+            ],
+        )
+        _, refused = await control(core, "/regenerate", Actor("u3", "Carol"))
+        assert refused.final is not None and "Only Ada" in refused.final[0]
+        said = await chat(core, "hello again")
+        assert said.final is not None and said.final[0].startswith("(My last answer here was")
+        again = await chat(core, "and again")
+        assert again.final is not None and not again.final[0].startswith("(My last")
+    finally:
+        await core.close()
+
+
 async def test_an_answer_is_cleaned_of_the_channels_key(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
@@ -453,14 +476,8 @@ async def test_an_answer_whose_end_cannot_be_stored_is_not_part_of_the_history(
     endpoint.script.chunks = ["Half", " of", " it"]
     endpoint.script.interval = 0.05
     core = await make_core(postgres_db.url, endpoint, TurnLimits(save_every=0.0))
-    full = (
-        "CREATE FUNCTION disk_full() RETURNS trigger AS $$ BEGIN "
-        "RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$ "
-        "LANGUAGE plpgsql; CREATE TRIGGER full_at_the_end BEFORE UPDATE ON messages "
-        "FOR EACH ROW WHEN (NEW.state <> 'streaming') EXECUTE FUNCTION disk_full()"
-    )
     try:
-        postgres_db.server.sql(full, postgres_db.name)
+        postgres_db.server.sql(_DISK_FULL_AT_THE_END, postgres_db.name)
         sink = await chat(core, "count")
         assert sink.final is not None
         answer, error = sink.final
@@ -477,6 +494,38 @@ async def test_an_answer_whose_end_cannot_be_stored_is_not_part_of_the_history(
         assert not any(e.content.startswith("Half") for e in (await rows(core))[:-1])
     finally:
         await core.close()
+
+
+@pytest.mark.postgres
+async def test_a_continuation_whose_end_cannot_be_stored_leaves_the_answer_as_it_was(
+    postgres_db: PostgresDatabase, endpoint: FakeOpenAI
+) -> None:
+    """Review: the forgetting took the whole continued answer, shown and stored before."""
+    core = await make_core(postgres_db.url, endpoint, TurnLimits(save_every=0.0))
+    try:
+        endpoint.script = Script(chunks=["Once upon a time."])
+        await chat(core, "a story")
+        postgres_db.server.sql(_DISK_FULL_AT_THE_END, postgres_db.name)
+        endpoint.script = Script(chunks=[" There", " was", " a"], interval=0.05)
+        _, sink = await control(core, "/continue")
+        assert sink.final is not None and "could not be saved" in str(sink.final[1])
+        postgres_db.server.sql("DROP TRIGGER full_at_the_end ON messages", postgres_db.name)
+        endpoint.script = Script(chunks=["ok"])
+        await chat(core, "next")
+        sent = [m["content"] for m in endpoint.requests[-1]["messages"]]  # type: ignore[union-attr]
+        assert sent[-3:] == ["a story", "Once upon a time.", "next"], sent
+        answer = (await rows(core))[1]
+        assert answer.content == "Once upon a time." and answer.state is TurnState.DONE
+    finally:
+        await core.close()
+
+
+_DISK_FULL_AT_THE_END = (
+    "CREATE FUNCTION disk_full() RETURNS trigger AS $$ BEGIN "
+    "RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$ "
+    "LANGUAGE plpgsql; CREATE TRIGGER full_at_the_end BEFORE UPDATE ON messages "
+    "FOR EACH ROW WHEN (NEW.state <> 'streaming') EXECUTE FUNCTION disk_full()"
+)
 
 
 @pytest.mark.postgres

@@ -380,7 +380,11 @@ def test_a_room_target_that_cannot_be_one_is_refused_as_such(text: str) -> None:
         ("!key clear claude", False),
         ("!key set", False),
         ("!key set custom", False),  # the key is asked for next
-        ("!kye sett custm", False),  # typos of the commands' own words
+        ("!kye set custom", False),  # a typo of the command's name
+        # Near misses of the commands' own words are no proof (review).
+        ("!password monkey", True),
+        ("!password master", True),
+        ("!key sett custm", True),
         # A custom key or password in a word's place: it is in the room all the same.
         ("!key set hunter2hunter2", True),
         ("!key hunter2hunter2", True),

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from bot.commands import Command, Invocation
-from bot.commands.parse import CommandError, asks_secret, closest, parse
+from bot.commands.parse import CommandError, asks_secret, looks, parse
 from bot.commands.router import find
 from bot.types import SecretValue
 from bot.types.secrets import CREDENTIAL_WORDS, holds_key
@@ -71,9 +71,14 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
         pass
     if not asks_secret(body, table, prefix):
         return False
+    # Exactly the commands' own words (a source, a subcommand), however spelt: a typo's
+    # near miss is no proof (`monkey` is close to `key`, `master` to `mistral`).
     known = _table_words(table)
     words = body.strip().removeprefix(prefix).split()[1:]
-    return any(closest(w, sorted(known)) is None for w in words)
+    return len(words) > _MOST_WORDS or any(looks(w) not in known for w in words)
+
+
+_MOST_WORDS = 20  # more after a key command's name: as good as holding one
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
