@@ -57,7 +57,8 @@ class HTTPProvider:
         """Every secret this provider sends or holds (the endpoint's, and any sent in a
         header): what its errors and answers are cleaned of."""
         sent = self._fixed_headers().items()
-        return self.endpoint.secrets() + tuple(v for k, v in sent if names_a_credential(k))
+        held = (v for k, v in sent if names_a_credential(k) and len(v) >= HELD_SECRET_CHARS)
+        return self.endpoint.secrets() + tuple(held)
 
     async def _listed_at(self, base: str) -> list[ModelInfo]:
         """The models `base` lists, as it lists them."""

@@ -31,21 +31,28 @@ _KEY_START = r"(?<![A-Za-z0-9])"
 _KEY_SHAPES = re.compile(
     r"(?P<matrix_id>(?<![\w$!@#])[$!@#](?:(?!sk-)[A-Za-z0-9_\-.=/+])+(?::[A-Za-z0-9.\-]+(?::\d+)?)?)"
     r"|sk-ant-[A-Za-z0-9_\-]{8,}"
-    # Where a key starts, or after an escape a log's repr() writes (`'hi\\nsk-…'`).
-    rf"|(?:{_KEY_START}|(?<=\\[nrt])|(?<=\\x[0-9a-fA-F]{{2}})|(?<=\\u[0-9a-fA-F]{{4}}))"
-    r"sk-[A-Za-z0-9_\-]{2,}"
+    # A whole key where a key starts (`x_sk-…`, as holds_key finds it); any `sk-…` after a
+    # word's end (not `Gdańsk-based`), or after an escape a log's repr() writes.
+    rf"|{_KEY_START}sk-[A-Za-z0-9_\-]{{16,}}"
+    r"|(?:\b|(?<=\\[nrt])|(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4}))sk-[A-Za-z0-9_\-]{2,}"
     r"|(?i:bearer)\s+[A-Za-z0-9_\-\.=+/~]{8,}"
     r"|(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-\.]{8,}"
     r"|(?<![$!@#:/\w])[A-Za-z0-9_\-]{32,}\b"
 )
-# Words in a name that says its value is a credential: a header (`X-Api-Key`,
-# `Authorization`), a URL's query parameter (`?access_token=`).
+# Words in a name that says its value is a credential: a URL's query parameter
+# (`?access_token=`, `?api_key=`), anywhere in its name.
 CREDENTIAL_WORDS = ("key", "token", "secret", "pass", "auth", "sig", "cookie")
-_CREDENTIAL_NAME = re.compile("|".join(CREDENTIAL_WORDS), re.IGNORECASE)
+# A header's name says so by one of its parts (`X-Api-Key`, `Authorization`, `apikey`): a
+# part only containing one (`X-Bypass-Cache`, `X-Author`) is no credential.
+_CREDENTIAL_PART = re.compile(
+    r"(?:api)?key|token|secret|pass(?:word|wd)?|auth(?:orization)?|sig(?:nature)?|cookie"
+)
 
 
 def names_a_credential(name: str) -> bool:
-    return _CREDENTIAL_NAME.search(name) is not None
+    """Whether a header's name says its value is a credential."""
+    parts = re.split(r"[-_.\s]+", name.lower())
+    return any(_CREDENTIAL_PART.fullmatch(part) for part in parts)
 
 
 # A channel secret this long found in a message stops it, and in a model id leaves that

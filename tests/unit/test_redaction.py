@@ -9,7 +9,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from bot.types import REDACTED, SecretValue, redact
-from bot.types.secrets import holds_key
+from bot.types.secrets import holds_key, names_a_credential
 
 KEY = 'sk-Esc"ape\\back+sl/ash=eq%25pct'
 
@@ -216,3 +216,23 @@ def test_a_seven_character_secret_inside_a_base64_blob_is_redacted_at_any_offset
     """README: inside a longer base64 blob for a secret of 7 characters or more."""
     blob = base64.b64encode(f"{before}pw12345 and more after it".encode()).decode()
     assert "****" in redact(f"error: {blob}", ["pw12345"])
+
+
+@pytest.mark.parametrize("text", ["Gdańsk-based team", "my_sk-learn model", "Mińsk-Mazowiecki"])
+def test_a_word_ending_in_sk_before_a_dash_is_no_key(text: str) -> None:
+    """Review: the key-start rule of whole keys had been given to the short shape too."""
+    assert redact(text, []) == text
+
+
+@pytest.mark.parametrize(
+    ("name", "credential"),
+    [
+        *[(n, True) for n in ("X-Api-Key", "Authorization", "apikey", "X-Auth-Token", "Cookie")],
+        *[(n, True) for n in ("cf-aig-cache-key", "X-Signature", "Proxy-Password")],
+        *[(n, False) for n in ("X-Bypass-Cache", "X-Author", "X-Passthrough", "X-Team")],
+        *[(n, False) for n in ("X-Design", "HTTP-Referer", "X-Max-Tokens")],
+    ],
+)
+def test_a_header_names_a_credential_by_one_of_its_parts(name: str, credential: bool) -> None:
+    """Review: `X-Bypass-Cache: true` had every "true" cut from answers."""
+    assert names_a_credential(name) is credential

@@ -589,3 +589,22 @@ def test_sampler_values_out_of_range_are_refused_with_the_range(
 ) -> None:
     with pytest.raises(FieldError, match=why):
         REGISTRY.by_name[name].parse(typed)
+
+
+def test_header_values_cleaned_from_answers_are_credentials_long_enough_to_be_one(
+    make_hub: Callable[..., ProviderHub],
+) -> None:
+    """Review: `X-Bypass-Cache: true` and `X-Author: bots` had "true" and "bots" cut from
+    every answer; a gateway's key in `X-Api-Key` is cleaned, a short value is not."""
+    hub = make_hub(
+        custom_extra_headers={
+            "X-Bypass-Cache": "true",
+            "X-Author": "bots",
+            "X-Api-Key": "gateway-secret-5566",
+            "X-Auth-Token": "short",
+        }
+    )
+    endpoint = Endpoint(Source.CUSTOM, proxy_url="https://llm.example.com/v1", operator_url=True)
+    assert hub.provider(endpoint).secrets() == ("gateway-secret-5566",)
+    elsewhere = Endpoint(Source.CUSTOM, proxy_url="https://theirs.example/v1")
+    assert hub.provider(elsewhere).secrets() == ()  # nothing of them is sent there
