@@ -181,11 +181,16 @@ def fenced(name: str, text: str, budget: int, measure: Measure = len) -> Block:
     head = f"\n{file_label(name)}\n{fence}{language(name)}\n"
     tail = f"\n{fence}"
     total = len(text)
-    if measure(head + text + tail) <= budget:
+    # A start that fits, doubled until one does not: a 20 MB file against a budget of
+    # thousands is measured over a few times the budget's length, never whole.
+    reach = min(total, max(1, budget))
+    while reach < total and measure(head + text[:reach] + tail) <= budget:
+        reach = min(total, reach * 2)
+    if reach == total and measure(head + text + tail) <= budget:
         return Block(head + text + tail)
     framing = head + tail + _note(total, total)  # the widest note
     # The longest start that fits (what a text measures grows with it).
-    keep, over = 0, total
+    keep, over = 0, reach
     while keep < over:
         middle = (keep + over + 1) // 2
         if measure(framing + text[:middle]) <= budget:

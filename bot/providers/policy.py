@@ -200,7 +200,8 @@ class EndpointPolicy:
                 "server on this machine or network (LM Studio: http://localhost:1234/v1), "
                 "https:// for one on the internet."
             )
-        odd = next((c for c in _authority(text) if not c.isascii()), None)
+        # The host alone (a password's letters are refused below, and never named).
+        odd = next((c for c in _authority(text).rpartition("@")[2] if not c.isascii()), None)
         if odd is not None:  # `lоcalhost` with a Cyrillic о: a host that is not the one meant
             raise EndpointRefused(
                 f"The host name has a character that is not ASCII ({describe_char(odd)}): "

@@ -205,6 +205,8 @@ def test_commands_discord_py_could_not_route_get_a_useful_answer() -> None:
         ("/kye set custom x", "key", True),  # the command meant, not the typo
         ("/key-set custom x", "key", True),
         ("/password hunter2", "proxy password", True),  # a subcommand's name alone
+        ("/\u039a\u0395\u03a5 set custom abc", "key", True),  # Greek capitals (it said help)
+        ("/MODEL gpt-4o", "model", False),
         ("/model gpt-4o", "model", False),
         ("/shrug what now?", None, False),  # names no command: chat
         ("what is /model?", None, False),

@@ -330,3 +330,12 @@ async def test_a_look_alike_host_is_refused_as_default_proxy_url_refuses_it(
     name), a host that is not the one meant."""
     with pytest.raises(EndpointRefused, match=re.escape(f"not ASCII ({named}): type it again")):
         await policy(True).check(url)
+
+
+async def test_a_password_in_the_url_is_refused_as_one_without_naming_its_letters() -> None:
+    """Review: `pässwörd` in the user info was refused as a host with a character that is
+    not ASCII, naming the password's ä."""
+    with pytest.raises(EndpointRefused) as info:
+        await policy(True).check("http://user:p\u00e4ssw\u00f6rd@api.example.com/v1")
+    assert "must not contain a user name or password" in str(info.value)
+    assert "\u00e4" not in str(info.value) and "U+00E4" not in str(info.value)

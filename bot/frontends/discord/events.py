@@ -49,13 +49,14 @@ def typed_command(text: str, table: tuple[Command, ...]) -> TypedCommand | None:
     if not words:
         return None
     secret = asks_secret(body, table, "/")
-    typed = body[1:].lower().replace("-", " ").replace("_", " ").split()[0]
+    # Not lower-cased before `closest`: Greek capitals fold to other letters (Υ → υ → u).
+    typed = body[1:].replace("-", " ").replace("_", " ").split()[0]
     names = [c.name for c in table]
-    if not secret and typed not in names:
+    if not secret and typed.lower() not in names:
         return None  # `/shrug` or a path: chat like any other
     # The command meant, as its slash command is named (`/kye` is `/key`, `/password`
     # is `/proxy password`), never the typed word, which may be part of a key.
-    name = typed if typed in names else closest(typed, names)
+    name = typed.lower() if typed.lower() in names else closest(typed, names)
     if name is None:
         subs = {s.name: f"{c.name} {s.name}" for c in table for s in c.subcommands}
         name = subs.get(closest(typed, list(subs)) or "", "help")

@@ -187,3 +187,18 @@ def test_a_pdf_encrypted_only_against_printing_is_read() -> None:
 def test_a_damaged_pdf_is_refused() -> None:
     with pytest.raises(MediaError, match=r"bad\.pdf could not be read as a PDF"):
         read_pdf(b"%PDF-1.7\n" + os.urandom(2000), "bad.pdf")
+
+
+def test_a_huge_file_is_never_measured_whole_for_a_small_budget() -> None:
+    """Review: an 18 MB file was measured whole, then ~25 times over halves of it (1.5 s
+    of a turn's thread); the measured starts now stay near what the budget can hold."""
+    text = "The quick brown fox jumps over the lazy dog. 12345\n" * 200_000  # 10 MB
+    seen: list[int] = []
+
+    def tokens(part: str) -> int:
+        seen.append(len(part))
+        return len(part) // 4
+
+    block = fenced("big.txt", text, 3_000, tokens)
+    assert block.cut and tokens(block.text) <= 3_000
+    assert max(seen) < 100_000 and len(seen) < 40
