@@ -321,14 +321,7 @@ async def test_an_answer_left_half_written_is_marked_interrupted(
 ) -> None:
     core = await make_core(database_url, endpoint, TurnLimits())
     try:
-        # What a killed process leaves behind: a question and a growing answer.
-        await core.store.add_messages(
-            REF,
-            [
-                HistoryEntry(Role.USER, "before the crash", author="Ada"),
-                HistoryEntry(Role.ASSISTANT, "I was say", state=TurnState.STREAMING),
-            ],
-        )
+        await left_half_written(core)
         sink = await chat(core, "hello again")
         stored = await rows(core)
         assert stored[1].state is TurnState.INTERRUPTED and stored[1].error
@@ -346,19 +339,24 @@ async def test_an_answer_left_half_written_is_marked_interrupted(
         await core.close()
 
 
-async def test_the_cut_off_note_outlives_a_refused_control_not_an_answer_or_a_forget(
+async def left_half_written(core: Core) -> None:
+    """What a killed process leaves behind: a question and a growing answer."""
+    await core.store.add_messages(
+        REF,
+        [
+            HistoryEntry(Role.USER, "before the crash", author="Ada", author_id=ADMIN.id),
+            HistoryEntry(Role.ASSISTANT, "I was say", state=TurnState.STREAMING),
+        ],
+    )
+
+
+async def test_the_cut_off_note_outlives_a_refused_control(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
     """Review: a refused button press took the note away unseen."""
     core = await make_core(database_url, endpoint, TurnLimits())
     try:
-        await core.store.add_messages(
-            REF,
-            [
-                HistoryEntry(Role.USER, "before the crash", author="Ada", author_id=ADMIN.id),
-                HistoryEntry(Role.ASSISTANT, "I was say", state=TurnState.STREAMING),
-            ],
-        )
+        await left_half_written(core)
         _, refused = await control(core, "/regenerate", Actor("u3", "Carol"))
         assert refused.final is not None and "Only Ada" in refused.final[0]
         said = await chat(core, "hello again")
