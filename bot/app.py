@@ -845,5 +845,5 @@ async def _not_served(engine: AsyncEngine, which: str) -> None:
     if await served(engine):
         raise StartError(
             f"a `chatbot run` process is using {which}: stop it first (and any `chatbot "
-            "console`), so that nothing said meanwhile is left behind. Nothing was copied."
+            "console`), so that nothing said meanwhile is left behind. Nothing was changed."
         )
