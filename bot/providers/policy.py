@@ -204,7 +204,7 @@ class EndpointPolicy:
         odd = next((c for c in _authority(text).rpartition("@")[2] if not c.isascii()), None)
         if odd is not None:  # `lоcalhost` with a Cyrillic о: a host that is not the one meant
             raise EndpointRefused(
-                f"The host name has a character that is not ASCII ({describe_char(odd)}): "
+                f"The URL's host name has a character that is not ASCII ({describe_char(odd)}): "
                 "type it again; an international host name is written in its xn-- form."
             )
         parsed, host = _parse(text)
