@@ -98,12 +98,6 @@ def _url_holds_secret(text: str) -> bool:
     return False
 
 
-def _has_secret(command: Command) -> bool:
-    if any(o.secret for o in command.options):
-        return True
-    return any(_has_secret(sub) for sub in command.subcommands)
-
-
 def scrub_reply(reply: str, text: str, table: tuple[Command, ...], prefix: str) -> str:
     """`reply` with anything from `text` that may be a secret replaced by ****.
 
