@@ -299,6 +299,18 @@ def operator_defaults(settings: Settings) -> ChannelConfig:
     )
 
 
+def turn_limits(settings: Settings) -> TurnLimits:
+    return TurnLimits(
+        answer_timeout=settings.provider_answer_timeout,
+        max_answer_chars=settings.max_answer_chars,
+        max_images=settings.max_images_per_turn,
+        history_image_turns=settings.history_image_turns,
+        max_attachment_bytes=int(settings.max_attachment_mb * 2**20),
+        media_store_bytes=settings.media_store_mb * 2**20,
+        media_retention_days=settings.media_retention_days,
+    )
+
+
 def provider_settings(settings: Settings) -> ProviderSettings:
     return ProviderSettings(
         connect_timeout=settings.provider_connect_timeout,
@@ -327,15 +339,7 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
         log.warning("could not check the stored secrets' keys: %s", err)
     hub = ProviderHub(provider_settings(settings))
     prefixes = {**DEFAULT_PREFIXES, Platform.MATRIX: settings.matrix_command_prefix}
-    limits = TurnLimits(
-        answer_timeout=settings.provider_answer_timeout,
-        max_answer_chars=settings.max_answer_chars,
-        max_images=settings.max_images_per_turn,
-        history_image_turns=settings.history_image_turns,
-        max_attachment_bytes=int(settings.max_attachment_mb * 1024 * 1024),
-        media_store_bytes=settings.media_store_mb * 1024 * 1024,
-        media_retention_days=settings.media_retention_days,
-    )
+    limits = turn_limits(settings)
     core = Core(
         store,
         hub,

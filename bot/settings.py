@@ -24,7 +24,7 @@ from dotenv.parser import parse_stream
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.types import ReplyMode, SecretValue, Source, redact
+from bot.types import ReplyMode, SecretValue, Source, limits, redact
 from bot.types.prices import PriceError, PriceTable
 from bot.types.secrets import KEYGEN_HINT
 from bot.types.text import (
@@ -464,18 +464,18 @@ class Settings:
     default_custom_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
 
     # Bounded: a number no clock reaches (1e12 s) failed every start with an OverflowError.
-    provider_connect_timeout: float = setting(10.0, _positive(_HOUR))
-    provider_first_byte_timeout: float = setting(60.0, _positive(_HOUR))
-    provider_idle_timeout: float = setting(60.0, _positive(_HOUR))
-    provider_max_retries: int = setting(2, _whole(0, 10))
-    provider_answer_timeout: float = setting(300.0, _positive(_DAY))
-    max_answer_chars: int = setting(100_000, _whole(100, 10_000_000))
+    provider_connect_timeout: float = setting(limits.CONNECT_TIMEOUT, _positive(_HOUR))
+    provider_first_byte_timeout: float = setting(limits.FIRST_BYTE_TIMEOUT, _positive(_HOUR))
+    provider_idle_timeout: float = setting(limits.IDLE_TIMEOUT, _positive(_HOUR))
+    provider_max_retries: int = setting(limits.MAX_RETRIES, _whole(0, 10))
+    provider_answer_timeout: float = setting(limits.ANSWER_TIMEOUT, _positive(_DAY))
+    max_answer_chars: int = setting(limits.MAX_ANSWER_CHARS, _whole(100, 10_000_000))
 
-    max_images_per_turn: int = setting(4, _whole(0, 20))
-    history_image_turns: int = setting(2, _whole(0, 20))
-    max_attachment_mb: float = setting(20.0, _positive(100))
-    media_store_mb: int = setting(512, _whole(1, 10_000_000))
-    media_retention_days: int = setting(30, _whole(1, 36_500))
+    max_images_per_turn: int = setting(limits.MAX_IMAGES, _whole(0, 20))
+    history_image_turns: int = setting(limits.HISTORY_IMAGE_TURNS, _whole(0, 20))
+    max_attachment_mb: float = setting(limits.MAX_ATTACHMENT_MB, _positive(100))
+    media_store_mb: int = setting(limits.MEDIA_STORE_MB, _whole(1, 10_000_000))
+    media_retention_days: int = setting(limits.MEDIA_RETENTION_DAYS, _whole(1, 36_500))
 
     # USD per million input/output tokens by model pattern: `gpt-4o*=2.5/10, claude-*=3/15`.
     usage_prices: str = setting("", _prices)  # its error shows the form, with an example

@@ -64,6 +64,7 @@ from bot.types import (
     Role,
     Scope,
     TurnState,
+    limits,
 )
 from bot.types.recent import RecentIds
 from bot.types.secrets import failure, holds_key, redact, went_wrong
@@ -83,14 +84,14 @@ HISTORY_ROWS = 200  # read bound; the token budget usually trims far earlier
 class TurnLimits:
     """Bounds on one answer (operator settings)."""
 
-    answer_timeout: float = 300.0  # seconds for the whole answer
-    max_answer_chars: int = 100_000
+    answer_timeout: float = limits.ANSWER_TIMEOUT  # seconds for the whole answer
+    max_answer_chars: int = limits.MAX_ANSWER_CHARS
     save_every: float = 2.0  # seconds between saves of a growing answer
-    max_images: int = 4  # per message
-    history_image_turns: int = 2  # newest turns with images that send them again
-    max_attachment_bytes: int = 20 * 1024 * 1024
-    media_store_bytes: int = 512 * 1024 * 1024
-    media_retention_days: int = 30
+    max_images: int = limits.MAX_IMAGES  # per message
+    history_image_turns: int = limits.HISTORY_IMAGE_TURNS
+    max_attachment_bytes: int = int(limits.MAX_ATTACHMENT_MB * 2**20)
+    media_store_bytes: int = limits.MEDIA_STORE_MB * 2**20
+    media_retention_days: int = limits.MEDIA_RETENTION_DAYS
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from bot.types import ChatMessage, ModelInfo, SecretValue, Source, Usage, redact
+from bot.types import ChatMessage, ModelInfo, SecretValue, Source, Usage, limits, redact
 
 __all__ = ["ModelInfo", "Usage"]  # re-exported: providers return them
 
@@ -214,10 +214,10 @@ class Provider(Protocol):
 class ProviderSettings:
     """Operator-level knobs for every provider call."""
 
-    connect_timeout: float = 10.0
-    first_byte_timeout: float = 60.0
-    idle_timeout: float = 60.0
-    max_retries: int = 2
+    connect_timeout: float = limits.CONNECT_TIMEOUT
+    first_byte_timeout: float = limits.FIRST_BYTE_TIMEOUT
+    idle_timeout: float = limits.IDLE_TIMEOUT
+    max_retries: int = limits.MAX_RETRIES
     retry_max_seconds: float = 20.0
     allow_private_endpoints: bool = False
     # Each streaming answer holds a connection for its whole length, so an endpoint

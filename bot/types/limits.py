@@ -10,6 +10,20 @@ from enum import StrEnum
 # What one image decode may hold in memory: 40 MP is ~160 MB as RGBA.
 MAX_PIXELS = 40_000_000
 
+# The operator's defaults for what a provider call and a turn may take (the settings of
+# the same names): Settings, ProviderSettings and TurnLimits read these, one place each.
+CONNECT_TIMEOUT = 10.0  # PROVIDER_CONNECT_TIMEOUT, seconds
+FIRST_BYTE_TIMEOUT = 60.0  # PROVIDER_FIRST_BYTE_TIMEOUT
+IDLE_TIMEOUT = 60.0  # PROVIDER_IDLE_TIMEOUT
+MAX_RETRIES = 2  # PROVIDER_MAX_RETRIES
+ANSWER_TIMEOUT = 300.0  # PROVIDER_ANSWER_TIMEOUT: one whole answer
+MAX_ANSWER_CHARS = 100_000
+MAX_IMAGES = 4  # MAX_IMAGES_PER_TURN: one message's
+HISTORY_IMAGE_TURNS = 2  # newest turns with images that send them again
+MAX_ATTACHMENT_MB = 20.0
+MEDIA_STORE_MB = 512  # prepared images kept, in all
+MEDIA_RETENTION_DAYS = 30
+
 
 class LimitName(StrEnum):
     MESSAGES_PER_USER_MINUTE = "messages_per_user_minute"

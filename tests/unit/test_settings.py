@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot.app import operator_defaults
+from bot.app import operator_defaults, provider_settings, turn_limits
 from bot.connection import endpoint_url
+from bot.core import TurnLimits
 from bot.fields import BY_NAME
-from bot.providers import EndpointPolicy
+from bot.providers import EndpointPolicy, ProviderSettings
 from bot.settings import (
     PROXY_URL_CHARS,
     Settings,
@@ -677,3 +678,11 @@ def test_a_bad_prices_line_is_quoted_clean_and_short(
     path.write_text("m=\x1b[31mfree/0\n")
     message = prices_file_error(monkeypatch, path)
     assert "\x1b" not in message and "is not a number of USD" in message
+
+
+def test_an_operator_who_sets_nothing_gets_the_layers_own_defaults() -> None:
+    """The numbers were written twice, in Settings and again as the dataclasses'
+    defaults that tests and Core(…) use (review): one place now, bot/types/limits.py."""
+    defaults = load_settings()
+    assert turn_limits(defaults) == TurnLimits()
+    assert provider_settings(defaults) == ProviderSettings()
