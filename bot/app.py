@@ -351,8 +351,7 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
             settings.limit_defaults(),
             servers=settings.allowed_servers,
             users=settings.allowed_users,
-            admins=settings.admin_ids,
-        ),
+        ),  # the operator's admins: admin_ids above, the one way Core takes them
     )
     try:
         settled = await core.settle_reserved()

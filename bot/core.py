@@ -131,16 +131,15 @@ class Core:
         self._prices = prices or PriceTable()
         self.hub = hub
         self.table: tuple[Command, ...] = TABLE
-        self._admins = frozenset(admin_ids)
         self._prefixes = dict(prefixes)
-        self._gate = (gate or Gate()).with_admins(self._admins)
+        self._gate = (gate or Gate()).with_admins(admin_ids)
         self._engine = ChatEngine(store, hub, limits, self._gate)
 
     def prefix(self, platform: Platform) -> str:
         return self._prefixes.get(platform, "/")
 
     def is_admin(self, actor: Actor) -> bool:
-        return actor.is_channel_admin or actor.id in self._admins
+        return self._gate.operator.admin(actor)
 
     def is_command(self, incoming: Incoming) -> bool:
         prefix = self.prefix(incoming.channel.platform)
@@ -160,7 +159,7 @@ class Core:
             ref=ref,
             actor=actor,
             is_admin=self.is_admin(actor),
-            is_server_admin=actor.is_server_admin or actor.id in self._admins,
+            is_server_admin=self._gate.operator.server_admin(actor),
             table=self.table,
             prefix=self.prefix(ref.platform),
             prices=self._prices,

@@ -34,6 +34,16 @@ class OperatorAccess:
 
         return cls(clean(servers), clean(users), clean(admins))
 
+    def admin(self, actor: Actor) -> bool:
+        """Who may configure a channel: its admins by the platform, and the operator's
+        (ADMIN_IDS) everywhere."""
+        return actor.is_channel_admin or actor.id in self.admins
+
+    def server_admin(self, actor: Actor) -> bool:
+        """Who may configure a whole server: its admins by the platform, and the
+        operator's."""
+        return actor.is_server_admin or actor.id in self.admins
+
 
 # Said where ALLOWED_SERVERS / ALLOWED_USERS leave someone out: no admin here can change it.
 NOT_HERE = (
@@ -71,7 +81,7 @@ def may_chat(
 ) -> bool:
     if not operator_allows(ref, actor, operator):
         return False
-    if actor.is_channel_admin or actor.id in operator.admins:
+    if operator.admin(actor):
         return True
     if any(r.effect is Effect.DENY and matches(r, actor) for r in rules):
         return False

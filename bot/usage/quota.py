@@ -42,7 +42,8 @@ class Gate:
     def with_admins(self, admins: Iterable[str]) -> Gate:
         """The same gate with these operator admins too (who always may chat)."""
         op = self.operator
-        return replace(self, operator=replace(op, admins=op.admins | frozenset(admins)))
+        more = OperatorAccess.of(admins=admins).admins  # as the lists are kept: trimmed
+        return replace(self, operator=replace(op, admins=op.admins | more))
 
 
 async def allowed(store: Store, gate: Gate, ref: ChannelRef, actor: Actor) -> bool:

@@ -22,6 +22,7 @@ from bot.usage.limits import (
     turn_estimate,
     when,
 )
+from bot.usage.quota import Gate
 
 NOW = datetime(2026, 12, 3, 14, 0, 0, tzinfo=UTC)
 REF = ChannelRef(Platform.DISCORD, "c1", "g1")
@@ -235,3 +236,19 @@ def test_a_kind_this_platform_lacks_names_the_ones_it_has(
     with pytest.raises(AccessError) as err:
         parse_subject(kind, "50", platform)
     assert use in str(err.value)
+
+
+def test_the_operators_admins_are_one_rule_however_they_are_given() -> None:
+    """Who is an admin was written three times (Core's two checks, may_chat) over two
+    copies of the list, one trimmed and one not: ` op ` in Core(admin_ids=…) could chat
+    past every rule but not configure a channel (review)."""
+    op = Actor("op", "Op")
+    gate = Gate().with_admins([" op "])
+    assert gate.operator.admin(op) and gate.operator.server_admin(op)
+    here = ChannelRef(Platform.DISCORD, channel_id="c", server_id="g")
+    deny = AccessRule(AccessKind.USER, "op", Effect.DENY, server_wide=False)
+    assert may_chat(here, op, [deny], gate.operator)  # admins always may
+    member = Actor("m", "M")
+    assert not gate.operator.admin(member) and not gate.operator.server_admin(member)
+    channel_admin = Actor("a", "A", is_channel_admin=True)
+    assert gate.operator.admin(channel_admin) and not gate.operator.server_admin(channel_admin)
