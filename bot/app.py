@@ -43,7 +43,6 @@ from bot.store.copy import (
     CopyMismatch,
     TargetNotEmpty,
     copy_rows,
-    filled,
 )
 from bot.store.db import create_engine
 from bot.store.leases import served
@@ -123,13 +122,16 @@ _NEWER = (
 )
 
 
-async def migrate(settings: Settings, *, named: str = "DATABASE_URL") -> str | None:
-    """Bring the database to the newest schema and return its revision. Every command
-    touches the database here first, so one it cannot reach or open stops it here
-    (saying to correct the setting `named`; the bot's own files are made private when it
-    is DATABASE_URL)."""
-    if named == "DATABASE_URL":
-        keep_private(settings)
+async def migrate(settings: Settings) -> str | None:
+    """Bring the bot's database to the newest schema and return its revision. Every
+    command touches the database here first, so one it cannot reach or open stops it
+    here; the bot's files are made its own user's first."""
+    keep_private(settings)
+    return await _upgraded(settings, "DATABASE_URL")
+
+
+async def _upgraded(settings: Settings, named: str) -> str | None:
+    """`settings.db_url` at the newest schema; StartError saying to correct `named`."""
     try:
         return await upgrade_to_head(settings.db_url)
     except UnknownRevision as err:
@@ -801,7 +803,7 @@ async def copy_database(settings: Settings, to: str) -> list[Copied]:
     try:
         await _not_served(source, "the bot's database")
         await _empty_target(target, copy)
-        await migrate(target, named="--to")
+        await _upgraded(target, "--to")
         return await copy_rows(source, copy)
     except TargetNotEmpty as err:
         raise StartError(
@@ -815,8 +817,13 @@ async def copy_database(settings: Settings, to: str) -> list[Copied]:
         failed = err.cause if isinstance(err, CopyFailed) else err
         cause = failed.orig if isinstance(failed, DBAPIError) else failed
         said = shorten(redact(str(cause), passwords), 200) or type(cause).__name__
-        where = f"copying the table {err.table}" if isinstance(err, CopyFailed) else "the copy"
-        raise StartError(f"{where} failed ({said}). Nothing was copied.") from None
+        if isinstance(err, CopyFailed):  # after the upgrade: the tables are there, empty
+            raise StartError(
+                f"copying the table {err.table} failed ({said}). Nothing was copied: the --to "
+                "database holds empty tables only, so the same command can run again once "
+                "that is fixed."
+            ) from None
+        raise StartError(f"the copy failed ({said}). Nothing was copied.") from None
     finally:
         await source.dispose()
         await copy.dispose()
@@ -831,17 +838,13 @@ async def _empty_target(target: Settings, copy: AsyncEngine) -> None:
     except (OSError, DBAPIError) as err:
         raise StartError(_database_failure(target, err, named="--to")) from None
     await _not_served(copy, "the --to database")
-    if revision is None:
-        return
-    if revision != newest_file_revision():
+    # One at the newest schema is left as it is by the upgrade, and refused by the copy
+    # itself if it holds rows.
+    if revision is not None and revision != newest_file_revision():
         raise StartError(
             f"the --to database already has a bot's tables (schema revision "
             f"{shorten(revision, 40)}): copy into an empty database. Nothing was changed."
         )
-    async with copy.connect() as conn:
-        found = await filled(conn)
-    if found:
-        raise TargetNotEmpty(found)
 
 
 async def _not_served(engine: AsyncEngine, which: str) -> None:

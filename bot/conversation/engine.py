@@ -961,11 +961,16 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 f"This answer is kept, but could not be made the one the history goes on "
                 f"from ({err}) The one before it still is."
             )
+        except Exception as err:  # a bug: the answer is still shown, with how it ended
+            log.error("showing the new answer in %s failed: %s", ref, failure(err))
+            return f"This answer is kept, but could not be made the one shown. {went_wrong(err)}"
         if not outcome.failed:  # it answered: a length or filter note is no fault
             try:
                 await mark_working(self._store, ref, config, self._hub.base_in_use(endpoint))
             except StoreError as err:  # the last status check's verdict stays a while
                 log.warning("could not record that %s answers: %s", ref, err)
+            except Exception as err:  # a bug in bookkeeping: the answer stands as it is
+                log.error("recording that %s answers failed: %s", ref, failure(err))
         return ""
 
 
