@@ -79,6 +79,12 @@ async def command(core: Core, text: str, actor: Actor = ADMIN, ref: ChannelRef =
     return (await core.run_text_command(Incoming(ref, actor, text))).text
 
 
+async def settings_line(core: Core, start: str) -> str:
+    """The one line of /settings that starts so."""
+    [line] = [ln for ln in (await command(core, "/settings")).splitlines() if ln.startswith(start)]
+    return line
+
+
 async def test_the_operators_key_goes_only_to_the_operators_url(
     core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
@@ -161,8 +167,7 @@ async def test_settings_says_not_sent_only_of_a_secret_that_would_go_to_the_url(
     one for the proxy would change nothing; that it is not sent is said."""
     await command(core, "/source openai")
     await command(core, f"/proxy set {servers[1].url_v1}")
-    settings = await command(core, "/settings")
-    [key_line] = [line for line in settings.splitlines() if line.startswith("API key:")]
+    key_line = await settings_line(core, "API key:")
     assert "operator" in key_line and "behind a proxy URL the openai key never is" in key_line
     assert "set one for it" not in key_line
 
@@ -176,8 +181,7 @@ async def test_settings_says_a_custom_key_is_not_sent_while_a_proxy_password_is(
     await command(core, "/proxy password pw-of-this-channel-1")
     await say(core, "hi")
     assert ours.authorizations[-1] == "Bearer pw-of-this-channel-1"
-    settings = await command(core, "/settings")
-    [key_line] = [line for line in settings.splitlines() if line.startswith("API key:")]
+    key_line = await settings_line(core, "API key:")
     assert key_line.endswith("not sent: the proxy password is, in its place"), key_line
 
 
@@ -192,6 +196,5 @@ async def test_settings_does_not_say_so_when_the_proxy_password_is_withheld(
     await command(core, "/key set custom custom-key-abcdef123")
     await say(core, "hi")
     assert theirs.authorizations[-1] == "Bearer custom-key-abcdef123"
-    settings = await command(core, "/settings")
-    [key_line] = [line for line in settings.splitlines() if line.startswith("API key:")]
+    key_line = await settings_line(core, "API key:")
     assert "the proxy password is, in its place" not in key_line, key_line
