@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
-from bot.characters import system_without_card
 from bot.connection import (
     NotConnectable,
     blocked_reason,
@@ -25,18 +24,17 @@ from bot.connection import (
     recheck_due,
     run_status_check,
 )
-from bot.conversation import accounting, character
-from bot.conversation.attachments import Prepared, Refused, count_refusal, image_placeholder
+from bot.conversation import accounting
+from bot.conversation.attachments import Prepared, Refused, count_refusal
 from bot.conversation.attachments import prepare as prepare_attachments
 from bot.conversation.budget import (
     MAX_INPUT_CHARS,
     estimate_tokens,
     history_budget,
-    trim_history,
 )
-from bot.conversation.character import CardPrompts
 from bot.conversation.guard import holds_secret
 from bot.conversation.posts import Edits, PlatformPosts, post_key
+from bot.conversation.request import Requests
 from bot.conversation.stream import (
     AnswerRow,
     Outcome,
@@ -46,7 +44,6 @@ from bot.conversation.stream import (
     stream_answer,
 )
 from bot.conversation.vision import sees_images
-from bot.fields import REGISTRY
 from bot.providers import ChatRequest, Endpoint, ProviderHub
 from bot.store import Store, StoreError
 from bot.store.quotas import Guarded
@@ -56,9 +53,7 @@ from bot.types import (
     Attachment,
     ChannelConfig,
     ChannelRef,
-    ChatMessage,
     HistoryEntry,
-    Image,
     ImageRef,
     Incoming,
     Role,
@@ -68,7 +63,7 @@ from bot.types import (
 )
 from bot.types.recent import RecentIds
 from bot.types.secrets import failure, holds_key, redact, went_wrong
-from bot.types.text import literal, shown_id, strip_invisible, without_invisible
+from bot.types.text import literal, shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, turn_estimate
 from bot.usage.quota import Charged, allowed, charge, settle_stale
@@ -257,7 +252,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # Platform messages deleted lately: one still waiting for its turn is not asked.
         self._deleted = RecentIds()
         self._edits = Edits()
-        self._cards = CardPrompts(store)
+        self._requests = Requests(store, self._limits.history_image_turns)
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
@@ -468,7 +463,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             # turns' images are sent again), or a model that cannot see got them later.
             images = attached.images or any(e.images for e in history)
             sees = not images or await self._sees(ref, config)
-            request = await self._request(ref, config, [*history, question], sees)
+            request = await self._requests.build(ref, config, [*history, question], sees)
         except _Blocked as blocked:
             # Said to the asker; the operator sees which channel cannot answer, and why.
             log.info("turn in %s not sent: %s", ref, redact(str(blocked)))
@@ -577,10 +572,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         sees = await self._sees(ref, config)
         continuing = answer if action is Control.CONTINUE else None
         if continuing is not None:  # the answer so far goes with the request, to go on from
-            request = await self._request(ref, config, history, sees, True)
+            request = await self._requests.build(ref, config, history, sees, True)
         else:
             before = history[: history.index(answer) if answer in history else len(history)]
-            request = await self._request(ref, config, before, sees)
+            request = await self._requests.build(ref, config, before, sees)
         return await self._answer(
             ref,
             config,
@@ -820,105 +815,6 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         except StoreError as err:
             log.warning("could not prune stored images: %s", err)
 
-    async def _request(
-        self,
-        ref: ChannelRef,
-        config: ChannelConfig,
-        entries: list[HistoryEntry],
-        sees: bool,
-        continue_answer: bool = False,
-    ) -> ChatRequest:
-        """The request for the newest entry (a question, or an answer to continue) with as
-        much of the history before it as the context holds; a channel's character card
-        shapes it (bot.characters.build_prompt)."""
-        *history, newest = entries
-        # A question that got no answer stays in the history people see, but the model
-        # gets one user turn at a time.
-        usable = [
-            e
-            for e in history
-            if e.state is not TurnState.FAILED and (e.content.strip() or e.images)
-        ]
-        budget = history_budget(
-            config.number("context"),
-            config.number("max_tokens"),
-            config.system_prompt,
-            newest.content,
-        )
-        card = await self._cards.card(ref)
-        asker = next((e.author for e in reversed(entries) if e.role is Role.USER), None)
-        if card is not None:
-            # The card's system text, examples and lore count against the history first.
-            whole = await self._messages([*usable, newest], sees=False)
-            draft = await character.prompt(card, config, whole, asker)
-            budget = max(0, budget - character.fixed_cost(draft, config))
-        asked: list[HistoryEntry] = []
-        if continue_answer and usable and usable[-1].id == newest.reply_to:
-            # The question the answer goes on from stays, whatever else the context
-            # leaves out: without it, "[Continue]" follows an answer to nothing.
-            *usable, question = usable
-            asked = [question]
-            budget = max(0, budget - (question.tokens or estimate_tokens(question.content)))
-        kept = [*trim_history(usable, budget), *asked, newest]
-        messages = await self._messages(kept, sees)
-        # Who asked, by id: a nickname changed mid-conversation (or the console's name
-        # before an upgrade) is still one person, whose turns need no names.
-        authors = {e.author_id or e.author for e in kept if e.role is Role.USER}
-        authors.discard(None)
-        system = system_without_card(config.system_prompt, asker)
-        # The turns' stored estimates, not each turn counted again at every request.
-        estimate = sum(e.tokens or estimate_tokens(e.content) for e in kept)
-        if card is not None:
-            prompt = await character.prompt(card, config, messages, asker)
-            system = prompt.system or None
-            messages = list(prompt.chat(continuing=continue_answer))
-            after = () if continue_answer else prompt.after_history
-            # Examples, notes among and after the history.
-            extra = [*prompt.before_history, *prompt.notes, *after]
-            estimate += sum(estimate_tokens(m.content) for m in extra)
-        return ChatRequest(
-            model=config.model or "",
-            messages=tuple(messages),
-            system_prompt=system,
-            options=REGISTRY.request_options(config.values, config.source),
-            multi_user=len(authors) > 1,
-            continue_answer=continue_answer,
-            input_estimate=estimate + (estimate_tokens(system) if system else 0),
-        )
-
-    async def _messages(self, kept: list[HistoryEntry], sees: bool) -> list[ChatMessage]:
-        """Stored turns as the model is sent them (images shown or named), each asker by
-        the name `_speakers` gives them."""
-        shown = await self._shown_images(kept) if sees else {}
-        speakers = _speakers(kept)
-        messages = []
-        for i, entry in enumerate(kept):
-            sent = shown.get(i, ())
-            named = [image_placeholder(r.name) for r in entry.images[len(sent) :]]
-            content = " ".join([entry.content, *named]) if named else entry.content
-            name = speakers.get(entry.author_id or entry.author or "", entry.author)
-            messages.append(ChatMessage(entry.role, content, name, sent))
-        return messages
-
-    async def _shown_images(self, kept: list[HistoryEntry]) -> dict[int, tuple[Image, ...]]:
-        """The newest entry's images, and those of the newest earlier turns that had any
-        (HISTORY_IMAGE_TURNS); older ones are named instead."""
-        turns = self._limits.history_image_turns
-        earlier = [i for i, e in enumerate(kept[:-1]) if e.images][-turns:] if turns > 0 else []
-        recent = [*earlier, len(kept) - 1] if kept[-1].images else earlier
-        if not recent:
-            return {}
-        refs = [r for i in recent for r in kept[i].images]
-        data = await self._store.image_data(refs)
-        shown: dict[int, tuple[Image, ...]] = {}
-        for i in recent:
-            found = [data[r.sha256] for r in kept[i].images if r.sha256 in data]
-            # A turn with a pruned image is named in full, so its images stay in order.
-            if len(found) == len(kept[i].images):
-                pairs = zip(found, kept[i].images, strict=True)
-                shown[i] = tuple(replace(img, name=r.name) for img, r in pairs)
-        return shown
-
     async def _settle(
         self,
         ref: ChannelRef,
@@ -1005,33 +901,6 @@ _NOT_NEWEST = "Only the newest answer can change. Ask again, or use the newest o
 
 class _Blocked(Exception):
     """The channel cannot answer now; the message says why and what to do."""
-
-
-# Colons and what looks like one: a name that holds one reads as a speaker before it.
-_COLONS = str.maketrans(dict.fromkeys(":\uff1a\u2236\ua789\ufe55\ufe13\u02d0\u05c3", " "))
-
-
-def _speakers(kept: list[HistoryEntry]) -> dict[str, str]:
-    """Each asker's name as the model reads it before their words (`Name: text`), by
-    who they are, in the name they have now: without colons or look-alikes of one (a
-    member named `Ada: the admin says` read as Ada speaking) or invisible characters,
-    and numbered when two people show the same name (`Bob`, `Bob (2)`)."""
-    latest: dict[str, str] = {}
-    for entry in kept:
-        who = entry.author_id or entry.author
-        if entry.role is Role.USER and entry.author and who:
-            latest[who] = entry.author  # in order of first words, with the newest name
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for who, name in latest.items():
-        base = " ".join(without_invisible(name).translate(_COLONS).split()) or "someone"
-        label, n = base, 1
-        while label.casefold() in taken:
-            n += 1
-            label = f"{base} ({n})"
-        taken.add(label.casefold())
-        names[who] = label
-    return names
 
 
 def _newest_turn(history: list[HistoryEntry]) -> tuple[HistoryEntry | None, HistoryEntry | None]:

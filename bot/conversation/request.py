@@ -1,0 +1,160 @@
+"""A turn's request: as much of the history as the context holds, images shown or named,
+each asker named, and a channel's character card shaping it (bot.characters.build_prompt)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bot.characters import system_without_card
+from bot.conversation import character
+from bot.conversation.attachments import image_placeholder
+from bot.conversation.budget import estimate_tokens, history_budget, trim_history
+from bot.conversation.character import CardPrompts
+from bot.fields import REGISTRY
+from bot.providers import ChatRequest
+from bot.store import Store
+from bot.types import (
+    ChannelConfig,
+    ChannelRef,
+    ChatMessage,
+    HistoryEntry,
+    Image,
+    Role,
+    TurnState,
+)
+from bot.types.text import without_invisible
+
+
+class Requests:
+    """Builds the request for a conversation's newest entry."""
+
+    def __init__(self, store: Store, history_image_turns: int) -> None:
+        self._store = store
+        self._image_turns = history_image_turns  # earlier turns whose images go out again
+        self._cards = CardPrompts(store)
+
+    async def build(
+        self,
+        ref: ChannelRef,
+        config: ChannelConfig,
+        entries: list[HistoryEntry],
+        sees: bool,
+        continue_answer: bool = False,
+    ) -> ChatRequest:
+        """The request for the newest entry (a question, or an answer to continue) with as
+        much of the history before it as the context holds; a channel's character card
+        shapes it (bot.characters.build_prompt)."""
+        *history, newest = entries
+        # A question that got no answer stays in the history people see, but the model
+        # gets one user turn at a time.
+        usable = [
+            e
+            for e in history
+            if e.state is not TurnState.FAILED and (e.content.strip() or e.images)
+        ]
+        budget = history_budget(
+            config.number("context"),
+            config.number("max_tokens"),
+            config.system_prompt,
+            newest.content,
+        )
+        card = await self._cards.card(ref)
+        asker = next((e.author for e in reversed(entries) if e.role is Role.USER), None)
+        if card is not None:
+            # The card's system text, examples and lore count against the history first.
+            whole = await self._sent([*usable, newest], sees=False)
+            draft = await character.prompt(card, config, whole, asker)
+            budget = max(0, budget - character.fixed_cost(draft, config))
+        asked: list[HistoryEntry] = []
+        if continue_answer and usable and usable[-1].id == newest.reply_to:
+            # The question the answer goes on from stays, whatever else the context
+            # leaves out: without it, "[Continue]" follows an answer to nothing.
+            *usable, question = usable
+            asked = [question]
+            budget = max(0, budget - (question.tokens or estimate_tokens(question.content)))
+        kept = [*trim_history(usable, budget), *asked, newest]
+        messages = await self._sent(kept, sees)
+        # Who asked, by id: a nickname changed mid-conversation (or the console's name
+        # before an upgrade) is still one person, whose turns need no names.
+        authors = {e.author_id or e.author for e in kept if e.role is Role.USER}
+        authors.discard(None)
+        system = system_without_card(config.system_prompt, asker)
+        # The turns' stored estimates, not each turn counted again at every request.
+        estimate = sum(e.tokens or estimate_tokens(e.content) for e in kept)
+        if card is not None:
+            prompt = await character.prompt(card, config, messages, asker)
+            system = prompt.system or None
+            messages = list(prompt.chat(continuing=continue_answer))
+            after = () if continue_answer else prompt.after_history
+            # Examples, notes among and after the history.
+            extra = [*prompt.before_history, *prompt.notes, *after]
+            estimate += sum(estimate_tokens(m.content) for m in extra)
+        return ChatRequest(
+            model=config.model or "",
+            messages=tuple(messages),
+            system_prompt=system,
+            options=REGISTRY.request_options(config.values, config.source),
+            multi_user=len(authors) > 1,
+            continue_answer=continue_answer,
+            input_estimate=estimate + (estimate_tokens(system) if system else 0),
+        )
+
+    async def _sent(self, kept: list[HistoryEntry], sees: bool) -> list[ChatMessage]:
+        """Stored turns as the model is sent them (images shown or named), each asker by
+        the name `_speakers` gives them."""
+        shown = await self._shown_images(kept) if sees else {}
+        names = _speakers(kept)
+        messages = []
+        for i, entry in enumerate(kept):
+            sent = shown.get(i, ())
+            named = [image_placeholder(r.name) for r in entry.images[len(sent) :]]
+            content = " ".join([entry.content, *named]) if named else entry.content
+            name = names.get(entry.author_id or entry.author or "", entry.author)
+            messages.append(ChatMessage(entry.role, content, name, sent))
+        return messages
+
+    async def _shown_images(self, kept: list[HistoryEntry]) -> dict[int, tuple[Image, ...]]:
+        """The newest entry's images, and those of the newest earlier turns that had any
+        (HISTORY_IMAGE_TURNS); older ones are named instead."""
+        turns = self._image_turns
+        earlier = [i for i, e in enumerate(kept[:-1]) if e.images][-turns:] if turns > 0 else []
+        recent = [*earlier, len(kept) - 1] if kept[-1].images else earlier
+        if not recent:
+            return {}
+        refs = [r for i in recent for r in kept[i].images]
+        data = await self._store.image_data(refs)
+        shown: dict[int, tuple[Image, ...]] = {}
+        for i in recent:
+            found = [data[r.sha256] for r in kept[i].images if r.sha256 in data]
+            # A turn with a pruned image is named in full, so its images stay in order.
+            if len(found) == len(kept[i].images):
+                pairs = zip(found, kept[i].images, strict=True)
+                shown[i] = tuple(replace(img, name=r.name) for img, r in pairs)
+        return shown
+
+
+# Colons and what looks like one: a name that holds one reads as a speaker before it.
+_COLONS = str.maketrans(dict.fromkeys(":\uff1a\u2236\ua789\ufe55\ufe13\u02d0\u05c3", " "))
+
+
+def _speakers(kept: list[HistoryEntry]) -> dict[str, str]:
+    """Each asker's name as the model reads it before their words (`Name: text`), by
+    who they are, in the name they have now: without colons or look-alikes of one (a
+    member named `Ada: the admin says` read as Ada speaking) or invisible characters,
+    and numbered when two people show the same name (`Bob`, `Bob (2)`)."""
+    latest: dict[str, str] = {}
+    for entry in kept:
+        who = entry.author_id or entry.author
+        if entry.role is Role.USER and entry.author and who:
+            latest[who] = entry.author  # in order of first words, with the newest name
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for who, name in latest.items():
+        base = " ".join(without_invisible(name).translate(_COLONS).split()) or "someone"
+        label, n = base, 1
+        while label.casefold() in taken:
+            n += 1
+            label = f"{base} ({n})"
+        taken.add(label.casefold())
+        names[who] = label
+    return names
