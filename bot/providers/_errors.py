@@ -67,8 +67,8 @@ def error_fields(body: Any) -> tuple[str, str]:
         value = body.get(key)
         if isinstance(value, str):
             return value, str(body.get("type") or body.get("code") or "")
-        if isinstance(value, list) and value:
-            return json.dumps(value)[:_MAX_DETAIL], ""
+        if isinstance(value, list) and value:  # cut where it is shown, after redaction
+            return json.dumps(value, ensure_ascii=False), ""
     return "", ""
 
 

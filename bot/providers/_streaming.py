@@ -97,7 +97,7 @@ async def _attempt(
             return
         if "html" in ctype:
             raise malformed(where, "a web page instead of an event stream")
-        async for delta in _events(transport, response, deadline, where, state):
+        async for delta in _events(transport, response, deadline, spec, state):
             yield delta
         for delta in state.finish():
             yield delta
@@ -111,7 +111,7 @@ async def _events(
     transport: Transport,
     response: httpx.Response,
     deadline: float,
-    where: str,
+    spec: RequestSpec,
     state: StreamDecoder,
 ) -> AsyncGenerator[Delta, None]:
     """Deltas of an event stream, within the size caps and the idle limit.
@@ -121,6 +121,7 @@ async def _events(
     Before the first one, comments (a proxy's "processing") may go on as long as a first
     byte may take. A body with no event at all is read as the error or page it is.
     """
+    where = spec.where
     parser = SSEParser()
     clock = asyncio.get_running_loop().time
     idle = transport.settings.idle_timeout
@@ -167,7 +168,7 @@ async def _events(
     lines = head.removeprefix(b"\xef\xbb\xbf").splitlines()
     said = b"\n".join(line for line in lines if not line.startswith(b":"))
     if not started and not (state.done or state.complete) and said.strip():
-        raise _not_a_stream(said, where)  # comments alone (a proxy's pings) are no body
+        raise _not_a_stream(said, spec)  # comments alone (a proxy's pings) are no body
     if not started and not head.strip():
         raise EmptyStream(f"{where} ended the answer's stream with nothing in it.")
 
@@ -176,12 +177,13 @@ _HEAD_BYTES = 4096
 _CUT = "{where} ended the stream before the answer was complete. Try again."
 
 
-def _not_a_stream(head: bytes, where: str) -> ProviderError:
+def _not_a_stream(head: bytes, spec: RequestSpec) -> ProviderError:
     """A body that held no event: an error said in JSON (a 200 some proxies send), or a
     web page sent as text."""
+    where = spec.where
     message, kind = body_detail(head)
-    if message or kind:
-        return error_from_kind(None, kind, message, where=where)
+    if message or kind:  # its echo of a secret taken out before the text is cut
+        return error_from_kind(None, kind, message, where=where, secrets=spec.secrets)
     if head.lstrip().startswith(b"<"):
         return malformed(where, "a web page instead of an event stream")
     return malformed(where, "a body with no event in it")

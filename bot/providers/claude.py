@@ -80,7 +80,7 @@ class ClaudeProvider(HTTPProvider):
 
     def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         spec = self.spec("POST", f"{base}/messages", base, body=self.body(request))
-        return stream_deltas(self._t, spec, lambda: EventDecoder(spec.where))
+        return stream_deltas(self._t, spec, lambda: EventDecoder(spec.where, spec.secrets))
 
 
 def _usage(value: Any) -> Usage | None:
@@ -105,8 +105,9 @@ def _usage(value: Any) -> Usage | None:
 class EventDecoder:
     """Named Messages-API events → deltas; `ping` and unknown events are ignored."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, secrets: tuple[str, ...] = ()) -> None:
         self._where = where
+        self._secrets = secrets  # taken out of an error event before its text is cut
         self._input_tokens: int | None = None
         self.done = False
         self.complete = False
@@ -190,4 +191,6 @@ class EventDecoder:
 
     def _raise_error(self, body: dict[str, Any]) -> None:
         message, kind = error_fields(body)
-        raise error_from_kind(None, kind or "api_error", message, where=self._where)
+        raise error_from_kind(
+            None, kind or "api_error", message, where=self._where, secrets=self._secrets
+        )

@@ -73,7 +73,7 @@ class OpenAICompatible(HTTPProvider):
     ) -> AsyncGenerator[Delta, None]:
         body = self._body(request, ask_usage)
         spec = self.spec("POST", f"{base}/chat/completions", base, body=body)
-        return stream_deltas(self._t, spec, lambda: ChunkDecoder(spec.where))
+        return stream_deltas(self._t, spec, lambda: ChunkDecoder(spec.where, spec.secrets))
 
     async def _stream_trying_usage(
         self, base: str, request: ChatRequest
@@ -187,8 +187,9 @@ def _usage(value: Any) -> Usage | None:
 class ChunkDecoder:
     """`chat.completion.chunk` events (and a whole `chat.completion`) → deltas."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, secrets: tuple[str, ...] = ()) -> None:
         self._where = where
+        self._secrets = secrets  # taken out of an error event before its text is cut
         self.done = False
         self.complete = False
 
@@ -214,7 +215,9 @@ class ChunkDecoder:
         err = body.get("error") if isinstance(body, dict) else None
         code = _int(err.get("code")) if isinstance(err, dict) else None
         status = code if code is not None and 400 <= code < 600 else None
-        raise error_from_kind(status, kind or "server_error", message, where=self._where)
+        raise error_from_kind(
+            status, kind or "server_error", message, where=self._where, secrets=self._secrets
+        )
 
     def _deltas(self, body: Any, key: str) -> list[Delta]:
         if not isinstance(body, dict):
