@@ -42,16 +42,21 @@ _KEY_SHAPES = re.compile(
 # Words in a name that says its value is a credential: a URL's query parameter
 # (`?access_token=`, `?api_key=`), anywhere in its name.
 CREDENTIAL_WORDS = ("key", "token", "secret", "pass", "auth", "sig", "cookie")
-# A header's name says so by one of its parts (`X-Api-Key`, `Authorization`, `apikey`): a
-# part only containing one (`X-Bypass-Cache`, `X-Author`) is no credential.
+# A header's name says so by one of its parts (`X-Api-Key`, `Authorization`, `apikey`),
+# parts split at `-_. ` and where a capital starts a word (`X-AuthToken`, `AccessKey`),
+# a part run together of such words too (`xauthtoken`): a part only containing one
+# (`X-Bypass-Cache`, `X-Author`, `X-Max-Tokens`) is no credential.
 _CREDENTIAL_PART = re.compile(
-    r"(?:api)?key|token|secret|pass(?:word|wd)?|auth(?:orization)?|sig(?:nature)?|cookie"
+    r"(?:x|api|access|auth|client|private|secret|session|refresh|bearer|proxy)*"
+    r"(?:keys?|token|secret|pass(?:word|wd|phrase)?|auth(?:orization)?|sig(?:nature)?"
+    r"|cookie|credentials?)"
 )
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 def names_a_credential(name: str) -> bool:
     """Whether a header's name says its value is a credential."""
-    parts = re.split(r"[-_.\s]+", name.lower())
+    parts = re.split(r"[-_.\s]+", _WORD_START.sub("-", name).lower())
     return any(_CREDENTIAL_PART.fullmatch(part) for part in parts)
 
 

@@ -229,8 +229,13 @@ def test_a_word_ending_in_sk_before_a_dash_is_no_key(text: str) -> None:
     [
         *[(n, True) for n in ("X-Api-Key", "Authorization", "apikey", "X-Auth-Token", "Cookie")],
         *[(n, True) for n in ("cf-aig-cache-key", "X-Signature", "Proxy-Password")],
+        # Secrets probe: run-together names (Bunny's `AccessKey`), plurals, passphrases.
+        *[(n, True) for n in ("X-AuthToken", "X-AccessToken", "X-ApiToken", "AccessKey")],
+        *[(n, True) for n in ("X-SecretKey", "X-API-Keys", "X-Credentials", "X-Passphrase")],
+        *[(n, True) for n in ("xauthtoken", "X-APIKey", "PrivateToken")],
         *[(n, False) for n in ("X-Bypass-Cache", "X-Author", "X-Passthrough", "X-Team")],
         *[(n, False) for n in ("X-Design", "HTTP-Referer", "X-Max-Tokens")],
+        *[(n, False) for n in ("X-Keyboard", "X-Tokenizer", "Content-Type", "X-Title")],
     ],
 )
 def test_a_header_names_a_credential_by_one_of_its_parts(name: str, credential: bool) -> None:
