@@ -35,6 +35,8 @@ from bot.types.text import (
     clean_text,
     describe_char,
     header_safe,
+    parse_decimal,
+    parse_integer,
     refuse_controls,
     untrusted_json,
     unwrapped,
@@ -71,10 +73,9 @@ def _flag(value: str) -> bool:
 
 def _whole(low: int | None = None, high: int | None = None) -> Reader:
     def read(value: str) -> int:
-        try:
-            number = int(value.strip())
-        except ValueError:
-            raise ValueError("not a whole number") from None
+        number = parse_integer(value)  # ASCII digits, as the README says (not `١٠`, `1_000`)
+        if number is None:
+            raise ValueError("not a whole number")
         if low is not None and number < low:
             raise ValueError(f"must be at least {low}")
         if high is not None and number > high:
@@ -86,10 +87,9 @@ def _whole(low: int | None = None, high: int | None = None) -> Reader:
 
 def _positive(high: float | None = None) -> Reader:
     def read(value: str) -> float:
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise ValueError("not a number") from None
+        number = parse_decimal(value)  # ASCII, as the README says; never inf or nan
+        if number is None:
+            raise ValueError("must be a number above 0")
         if not math.isfinite(number) or number <= 0:
             raise ValueError("must be a number above 0")
         if high is not None and number > high:

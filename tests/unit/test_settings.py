@@ -189,6 +189,12 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("PROVIDER_CONNECT_TIMEOUT", "inf", "must be a number above 0"),
         ("PROVIDER_MAX_RETRIES", "11", "must be at most 10"),
         ("MAX_ANSWER_CHARS", "1e9", "not a whole number"),
+        # Quotas probe: read as 10, 5 and 1000, while /limits and the README take ASCII.
+        ("LIMIT_TOKENS_PER_USER_DAY", "\u0661\u0660", "not a whole number"),
+        ("LIMIT_TOKENS_PER_USER_DAY", "\uff15", "not a whole number"),
+        ("LIMIT_TOKENS_PER_USER_DAY", "1_000", "not a whole number"),
+        ("PROVIDER_CONNECT_TIMEOUT", "\u0665", "must be a number above 0"),
+        ("PROVIDER_CONNECT_TIMEOUT", "1_0", "must be a number above 0"),
         ("MAX_ATTACHMENT_MB", "101", "must be at most 100"),
         ("DEFAULT_REPLY_MODE", "sometimes", "use one of mention, always"),
         # `/proxy set localhost:1234` refuses a URL without its scheme too.
