@@ -44,6 +44,7 @@ from bot.conversation.stream import (
     stream_answer,
 )
 from bot.conversation.vision import sees_images
+from bot.fields import conversation_room
 from bot.providers import ChatRequest, Endpoint, ProviderHub
 from bot.store import Store, StoreError
 from bot.store.quotas import Guarded
@@ -65,7 +66,7 @@ from bot.types.recent import RecentIds
 from bot.types.secrets import failure, holds_key, redact, went_wrong
 from bot.types.text import literal, shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows
-from bot.usage.limits import Refusal, turn_estimate
+from bot.usage.limits import Refusal, TurnCost, turn_cost
 from bot.usage.quota import Charged, allowed, charge, settle_stale
 from bot.usage.quota import Gate as Gate  # the Core hands it over
 from bot.usage.quota import guard as quota_guard
@@ -878,16 +879,16 @@ _CUT_OFF = (
 
 def _estimate(
     config: ChannelConfig, history: list[HistoryEntry], question: HistoryEntry | None
-) -> int:
+) -> TurnCost:
     """What a turn is charged before the model answers: the prompt it will send (as much
-    history as the context holds) and a short answer."""
+    history as the context holds) and its answer (TurnCost)."""
     newest = question.content if question else ""
-    budget = history_budget(
-        config.number("context"), config.number("max_tokens"), config.system_prompt, newest
-    )
+    context, max_tokens = config.number("context"), config.number("max_tokens")
+    budget = history_budget(context, max_tokens, config.system_prompt, newest)
     prompt = min(sum(e.tokens for e in history), budget) + (question.tokens if question else 0)
     prompt += estimate_tokens(config.system_prompt) if config.system_prompt else 0
-    return turn_estimate(prompt, config.number("max_tokens"))
+    size, room = conversation_room(context, max_tokens)
+    return turn_cost(prompt, size - room)
 
 
 _KEY_IN_MESSAGE = (

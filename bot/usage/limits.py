@@ -13,7 +13,8 @@ from bot.types.limits import Counts, LimitName, ScopeLimits
 from bot.types.text import quoted, seconds_in_words
 
 MAX_VALUE = 10**12  # far beyond any real quota, and inside a BIGINT
-# What an answer is guessed to cost before it is written (max_tokens when smaller).
+# What must fit for a turn to go: its prompt and an answer this short (max_tokens when
+# smaller). While it runs it holds its answer's whole room (TurnCost).
 ANSWER_ESTIMATE = 256
 MINUTE = timedelta(minutes=1)
 OFF = "off"
@@ -242,7 +243,20 @@ def allowance(limits: Mapping[LimitName, InForce], counts: Counts, now: datetime
     return lines
 
 
-def turn_estimate(prompt_tokens: int, max_tokens: int | None) -> int:
-    """What a turn is charged before the model answers: its prompt and a short answer."""
-    answer = ANSWER_ESTIMATE if not max_tokens else min(max_tokens, ANSWER_ESTIMATE)
-    return max(0, prompt_tokens) + answer
+@dataclass(frozen=True, slots=True)
+class TurnCost:
+    """What a turn is charged before the model answers.
+
+    It goes when its prompt and a short answer (`needed`) fit what is left, and holds
+    its prompt and its answer's whole room (`reserved`, max_tokens or what the bot
+    budgets for an answer) until the real usage replaces it: so turns running at once
+    each count what they may spend, and together they overshoot a limit by one answer's
+    room at most (a model writing past max_tokens aside), not by one answer each."""
+
+    needed: int
+    reserved: int
+
+
+def turn_cost(prompt_tokens: int, answer_room: int) -> TurnCost:
+    prompt, room = max(0, prompt_tokens), max(1, answer_room)
+    return TurnCost(prompt + min(room, ANSWER_ESTIMATE), prompt + room)

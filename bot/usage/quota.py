@@ -12,7 +12,7 @@ from bot.store.quotas import Guarded
 from bot.types import Actor, ChannelRef
 from bot.types.limits import Charge, Counts, LimitName
 from bot.usage.access import OperatorAccess, may_chat
-from bot.usage.limits import InForce, Refusal, check, in_force
+from bot.usage.limits import InForce, Refusal, TurnCost, check, in_force
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +69,11 @@ async def charge(
     *,
     source: str,
     model: str,
-    estimate: int,
+    estimate: TurnCost | int,
     prefix: str = "/",
 ) -> Charged | Refusal:
-    """Reserve `estimate` tokens for a turn if every limit here allows it, atomically."""
+    """Reserve a turn's cost if every limit here allows it, atomically (a number: what
+    must fit and what is held alike)."""
     asked = await _ask(store, gate, ref, user_id, source, model, estimate, prefix)
     if asked is None:
         return Charged()
@@ -88,7 +89,7 @@ async def guard(
     *,
     source: str,
     model: str,
-    estimate: int,
+    estimate: TurnCost | int,
     prefix: str = "/",
 ) -> Guarded[Refusal] | None:
     """The charge of a new question, to run inside the transaction that stores it
@@ -104,13 +105,14 @@ async def _ask(
     user_id: str,
     source: str,
     model: str,
-    estimate: int,
+    estimate: TurnCost | int,
     prefix: str,
 ) -> tuple[Charge, Callable[[Counts], Refusal | None]] | None:
     """The charge to ask for here and how to judge it; None when no limit holds."""
     limits = await limits_here(store, gate, ref)
     if not limits:
         return None
+    cost = estimate if isinstance(estimate, TurnCost) else TurnCost(estimate, estimate)
     now = datetime.now(UTC)
     ask = Charge(
         now,
@@ -121,12 +123,12 @@ async def _ask(
         user_id,
         source,
         model,
-        estimate,
+        cost.reserved,
         count_recent=LimitName.MESSAGES_PER_USER_MINUTE in limits,
     )
 
     def decide(counts: Counts) -> Refusal | None:
-        return check(limits, counts, estimate, now, prefix)
+        return check(limits, counts, cost.needed, now, prefix)
 
     return ask, decide
 

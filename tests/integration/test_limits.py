@@ -26,7 +26,7 @@ from bot.store.models import UsageRow
 from bot.types import Actor, ChannelConfig, ChannelRef, Incoming, Platform, Reply, Scope, Source
 from bot.types.limits import LimitName
 from bot.usage.access import NOT_HERE
-from bot.usage.limits import Refusal, turn_estimate
+from bot.usage.limits import Refusal, turn_cost
 from bot.usage.quota import Charged, charge, guard
 
 FAKE = "http://127.0.0.1:9/v1"  # only ever answered by respx
@@ -37,7 +37,10 @@ OWNER = Actor("u-owner", "Olga", is_channel_admin=True, is_server_admin=True)
 MEMBER = Actor("u-member", "Bob", roles=("555",))
 STRANGER = Actor("4242", "Sam")
 TEXT = "hello there"
-E = turn_estimate(estimate_tokens(TEXT), None)  # what a first turn reserves
+# A first turn: it goes when E fits (its prompt and a short answer), holds R while the
+# model answers (its prompt and the answer's room: 1,024 with no max_tokens or context).
+COST = turn_cost(estimate_tokens(TEXT), 1024)
+E, R = COST.needed, COST.reserved
 
 
 class Sink:
@@ -373,13 +376,16 @@ async def test_a_server_limit_holds_exactly_under_a_burst_from_two_engines(
     try:
         await configure(first, REF)
         await configure(first, OTHER)
-        limit = 10 * E + E // 2  # room for exactly ten turns
+        # Room for exactly ten turns at once: nine held answers and one more that fits.
+        limit = 9 * R + E + R // 2
         reply = await command(
             first, f"/limits set tokens_per_server_day {limit} scope:server", OWNER
         )
         assert reply.ok, reply.text
         with respx.mock(assert_all_called=False) as mock:
-            route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer(delay=0.05))
+            # Each answer spends what its turn held: none is let through by one that ended.
+            answered = answer(total=R, delay=0.05)
+            route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answered)
             turns = []
             for i in range(30):
                 core = first if i % 2 else second
@@ -394,10 +400,36 @@ async def test_a_server_limit_holds_exactly_under_a_burst_from_two_engines(
         assert calls == 10 and len(refused) == 20
         assert all("tokens_per_server_day" in r.refusal for r in refused if r.refusal)
         assert await states(first.store) == {"settled": 10}
-        assert await tokens(first.store) == 10 * E <= limit
+        # Over the limit by less than the last turn's answer room (R - E), as the README says.
+        assert limit < await tokens(first.store) == 10 * R <= limit + R - E
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize("max_tokens", [None, 1000])
+async def test_turns_at_once_by_one_person_overshoot_a_token_limit_by_one_answer_at_most(
+    core: Core, max_tokens: int | None
+) -> None:
+    """Quotas probe: eight threads asked at once against 2,000 tokens a day, each answer
+    1,100 tokens: seven went (each held its prompt and 256), 7,700 tokens spent. Each
+    turn now holds its answer's whole room while it runs."""
+    await configure(core)
+    if max_tokens:
+        assert (await command(core, f"/params max_tokens {max_tokens}", ADMIN)).ok
+    assert (await command(core, "/limits set tokens_per_user_day 2000", ADMIN)).ok
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(
+            side_effect=answer(total=1100, delay=0.05)
+        )
+        refs = [ChannelRef(Platform.DISCORD, "c1", "g1", f"t{i}") for i in range(8)]
+        results = await asyncio.gather(*(ask(core, MEMBER, ref) for ref in refs))
+        calls = route.call_count
+    went = [r for r, _ in results if r.refusal is None]
+    assert calls == len(went) == 2, [r.refusal for r, _ in results]
+    room = max_tokens or 1024
+    assert 2000 < await tokens(core.store) == 2200 <= 2000 + room
+    assert await states(core.store) == {"settled": 2}
 
 
 async def test_a_charge_that_waited_for_the_lock_counts_the_one_before_it(
