@@ -13,13 +13,14 @@ from bot.usage.limits import (
     DEFAULT,
     InForce,
     LimitError,
+    TurnCost,
     allowance,
     check,
     frees_at,
     in_force,
     parse_value,
     refusal_text,
-    turn_estimate,
+    turn_cost,
     when,
 )
 from bot.usage.quota import Gate
@@ -133,10 +134,10 @@ def test_when_reads_naturally() -> None:
     assert when(NOW + timedelta(minutes=30), NOW) == "at 14:30:00 UTC (in 30 min)"
 
 
-def test_estimate_is_the_prompt_and_a_short_answer() -> None:
-    assert turn_estimate(100, None) == 356
-    assert turn_estimate(100, 50) == 150
-    assert turn_estimate(-5, 4000) == 256
+def test_a_turn_needs_its_prompt_and_a_short_answer_and_holds_its_answers_room() -> None:
+    assert turn_cost(100, 1024) == TurnCost(needed=356, reserved=1124)
+    assert turn_cost(100, 50) == TurnCost(needed=150, reserved=150)
+    assert turn_cost(-5, 4000) == TurnCost(needed=256, reserved=4000)
 
 
 def _rule(kind: AccessKind, subject: str, effect: Effect, server: bool = False) -> AccessRule:
