@@ -15,7 +15,7 @@ from bot.conversation.stream import Outcome
 from bot.providers import ChatRequest, Endpoint
 from bot.store import Store, StoreError, api_key_name
 from bot.store.secrets import SecretUnreadable
-from bot.types import ChannelRef, KeyScope, Usage, UsageRecord, failure
+from bot.types import ChannelRef, KeyScope, TurnState, Usage, UsageRecord, failure
 
 log = logging.getLogger("bot.conversation")
 
@@ -35,7 +35,8 @@ def counted(
     """(input, output, estimated): reported counts where there are any, else estimates.
 
     A call that ended in an error before any text and reported nothing is counted as 0:
-    a refused or unreachable request is not billed.
+    a refused or unreachable request is not billed. One stopped before any text
+    (`answered`) counts the prompt it sent.
     """
     reported = reported or Usage()
     if reported.prompt_tokens is None and reported.completion_tokens is None and not answered:
@@ -80,7 +81,9 @@ async def record(
     """Write the usage row of one answered (or failed) call (settle the row a quota
     charge `reserved` for it); None when it could not be."""
     new_text = outcome.answer[len(start) :] if outcome.answer.startswith(start) else outcome.answer
-    answered = bool(new_text or outcome.thought)
+    # Stopped (or its question deleted) before any text: the endpoint had its prompt.
+    stopped = outcome.state is TurnState.STOPPED and not outcome.failed
+    answered = bool(new_text or outcome.thought) or stopped
     prompt, completion, estimated = counted(
         outcome.usage, request, new_text + outcome.thought, answered=answered
     )

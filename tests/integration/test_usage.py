@@ -326,6 +326,30 @@ async def test_unreported_usage_is_estimated_and_errors_are_flagged(core: Core) 
     assert (retried.estimated, retried.input_tokens, retried.output_tokens) == (False, 30, 2)
 
 
+async def test_an_answer_stopped_before_its_first_word_counts_the_prompt_it_sent(
+    core: Core,
+) -> None:
+    """Quotas probe: a long question stopped (or its message deleted) before the first
+    token was recorded as 0 tokens, though the endpoint had been sent its prompt."""
+    await configure(core, FAKE, "m1")
+    sent = asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        sent.set()
+        await asyncio.sleep(5)
+        return httpx.Response(200, content=sse(["late"], None))
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(side_effect=slow)
+        turn = asyncio.create_task(ask(core, "a long question " * 200))
+        await asyncio.wait_for(sent.wait(), 5)
+        assert core.stop(REF)
+        await asyncio.wait_for(turn, 5)
+    [row] = await rows(core.store)
+    assert (row.error, row.output_tokens, row.estimated) == (False, 0, True)
+    assert row.input_tokens >= 600  # the question's estimate, at least
+
+
 @pytest.mark.litellm
 async def test_a_real_turn_through_litellm_records_its_reported_tokens(
     core: Core, litellm_peer: LiteLLMPeer
