@@ -15,6 +15,11 @@ from bot.usage.periods import days
 TOP = 5
 
 
+# Why a call's tokens are the bot's estimate: an endpoint that reports none, or an
+# answer stopped, or cut off by a crash (its reservation settled as it stood).
+_ESTIMATED = "not reported: the endpoint sends no usage, or the answer was stopped or cut off"
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
     input_tokens: int = 0
@@ -131,7 +136,7 @@ def render(
     lines = [title, f"Total: {_tokens(t, cost=False)} in {calls}{_cost(t)}."]
     notes = []
     if t.estimated_calls:
-        notes.append(f"{_n(t.estimated_calls)} estimated (the endpoint reported no usage)")
+        notes.append(f"{_n(t.estimated_calls)} estimated ({_ESTIMATED})")
     if t.error_calls:
         notes.append(f"{_n(t.error_calls)} ended with an error")
     if notes:

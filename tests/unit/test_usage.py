@@ -112,7 +112,10 @@ def test_summary_totals_tops_and_every_day_of_the_period() -> None:
     assert report.totals.unpriced_tokens == 20
     text = render(report, "Usage:", per_day_table=True)
     assert "Total: 1,220 tokens (1,110 in, 110 out) in 3 calls, ~$0.0013." in text
-    assert "1 estimated (the endpoint reported no usage); 1 ended with an error" in text
+    assert (
+        "1 estimated (not reported: the endpoint sends no usage, or the answer was stopped or "
+        "cut off); 1 ended with an error" in text
+    )
     assert "Top users:\n  b: 1,000 tokens" in text
     assert f"  {TODAY.isoformat()}  1,200" in text
     assert render(summarize([], since, TODAY), "Usage:", per_day_table=True) == (
