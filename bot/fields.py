@@ -337,6 +337,19 @@ FIELDS: tuple[Field, ...] = (
     Field("bypass_status_check", Kind.SWITCH, "chat even when the check fails", default=False),
     Field("show_external_models", Kind.SWITCH, "offer the endpoint's models", default=False),
     Field("system_prompt", Kind.TEXT, "the system prompt", max_chars=SYSTEM_PROMPT_CHARS),
+    # SillyTavern's other two prompts of a preset (its `nsfw` and `jailbreak`).
+    Field(
+        "auxiliary_prompt",
+        Kind.TEXT,
+        "the auxiliary prompt: after the character's scenario",
+        max_chars=SYSTEM_PROMPT_CHARS,
+    ),
+    Field(
+        "post_history_prompt",
+        Kind.TEXT,
+        "post-history instructions: a system message after the chat",
+        max_chars=SYSTEM_PROMPT_CHARS,
+    ),
     Field(
         "reply_mode",
         Kind.CHOICE,

@@ -561,10 +561,11 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         + _from(config, "show_external_models"),
         f"Reply mode: {config.reply_mode.value}{_from(config, 'reply_mode')}",
     ]
-    if config.system_prompt:
-        (prompt,) = await shown_here(ctx.store, ctx.ref, config, [config.system_prompt])
-        shown = prompt[:200] + "…" if len(prompt) > 200 else prompt
-        lines.append(f"System prompt{_from(config, 'system_prompt')}: {shown}")
+    for setting, title in PROMPTS.values():
+        text = config.value(setting)
+        if isinstance(text, str) and text:
+            shown = await _prompt_text(ctx, config, text)
+            lines.append(f"{title[0].upper()}{title[1:]}{_from(config, setting)}: {shown}")
     lines += _settings_lines(config)
     character = await ctx.store.character(ctx.ref)
     if character is not None:
@@ -597,25 +598,61 @@ def _change(action: str, detail: str) -> str:
     return f"{what} {verb}"
 
 
+# /prompts' names (SillyTavern's prompt manager's: main, nsfw as auxiliary, jailbreak as
+# post-history instructions) → the setting each is, and how replies name it.
+PROMPTS = {
+    "main": ("system_prompt", "system prompt"),
+    "auxiliary": ("auxiliary_prompt", "auxiliary prompt"),
+    "post_history": ("post_history_prompt", "post-history instructions"),
+}
+
+
 async def set_system(ctx: CommandContext, args: dict[str, Any]) -> Reply:
-    prompt: str | None = args.get("prompt")
+    return await _set_prompt(ctx, "main", args.get("prompt"), args, action="system")
+
+
+async def set_prompt(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    which: str | None = args.get("name")
+    if which is None:
+        config = await ctx.store.effective_config(ctx.ref)
+        lines = ["Prompts (`none`: none here, `default`: the server's):"]
+        for name, (setting, _) in PROMPTS.items():
+            text = config.value(setting)
+            shown = await _prompt_text(ctx, config, text) if isinstance(text, str) and text else ""
+            lines.append(f"  {name}{_from(config, setting)}: {shown or '(none)'}")
+        lines.append(f"Set one with {ctx.prefix}prompts <name> <text>.")
+        return Reply("\n".join(lines))
+    return await _set_prompt(ctx, which, args.get("text"), args, action="prompts")
+
+
+async def _prompt_text(ctx: CommandContext, config: ChannelConfig, text: str) -> str:
+    """A stored prompt as /settings and /prompts show it: cleaned of this channel's
+    secrets, at most 200 characters."""
+    (shown,) = await shown_here(ctx.store, ctx.ref, config, [text])
+    return shown[:200] + "…" if len(shown) > 200 else shown
+
+
+async def _set_prompt(
+    ctx: CommandContext, which: str, prompt: str | None, args: dict[str, Any], action: str
+) -> Reply:
+    setting, title = PROMPTS[which]
     if prompt is None:
         config = await ctx.store.effective_config(ctx.ref)
-        return Reply(f"System prompt: {config.system_prompt or '(none)'}")
+        text = config.value(setting)
+        shown = text if isinstance(text, str) and text else "(none)"
+        return Reply(f"{title[0].upper()}{title[1:]}: {shown}")
     scope = _scope_of(args)
     word = prompt.strip().lower()
     # `none`: no prompt here, even if the server has one; `default`: the next scope's.
     value = "" if word == "none" else None if word == DEFAULT else prompt
-    await ctx.store.update_config(
-        ctx.ref, scope, ctx.actor, {"system_prompt": value}, action="system"
-    )
+    await ctx.store.update_config(ctx.ref, scope, ctx.actor, {setting: value}, action=action)
     where = " for this server" if scope is Scope.SERVER else ""
     if value is None:
-        said = f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} system prompt."
+        said = f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} {title}."
     else:
-        said = f"System prompt {'removed' if value == '' else 'set'}{where}."
+        said = f"{title[0].upper()}{title[1:]} {'removed' if value == '' else 'set'}{where}."
     config = await ctx.store.effective_config(ctx.ref)
-    return Reply(said + _overridden(config, scope, "system_prompt"))
+    return Reply(said + _overridden(config, scope, setting))
 
 
 def _param_line(field: Field, config: ChannelConfig) -> str:

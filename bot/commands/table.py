@@ -178,6 +178,23 @@ TABLE: tuple[Command, ...] = (
         handler=h.set_system,
     ),
     Command(
+        "prompts",
+        "SillyTavern's prompts: main (the system prompt), auxiliary, post_history; alone: "
+        "show them.",
+        (
+            Option("name", Kind.CHOICE, "which prompt", required=False, choices=tuple(h.PROMPTS)),
+            Option(
+                "text",
+                Kind.TEXT,
+                "the prompt, `none` (none here) or `default` (the server's)",
+                required=False,
+                max_length=SYSTEM_PROMPT_CHARS,
+            ),
+            _scope_opt,
+        ),
+        handler=h.set_prompt,
+    ),
+    Command(
         "params",
         "Show or set generation parameters (`default` removes the channel's value).",
         (

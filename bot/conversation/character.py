@@ -47,8 +47,9 @@ class CardPrompts:
 def _prompt(
     card: Card, config: ChannelConfig, messages: Sequence[ChatMessage], user: str | None
 ) -> CharacterPrompt:
-    """build_prompt with our system prompt as {{original}}, lore and examples budgeted
-    from the context the history could have."""
+    """build_prompt with our prompts as its defaults (the system prompt as the card's
+    {{original}}, the post-history instructions as its post_history_instructions'),
+    lore and examples budgeted from the context the history could have."""
     base = history_budget(config.number("context"), config.number("max_tokens"), None, "")
     return build_prompt(
         card,
@@ -56,6 +57,8 @@ def _prompt(
         user=user or "",
         estimate=estimate_tokens,
         default_system=config.system_prompt or "",
+        default_post_history=config.post_history_prompt or "",
+        auxiliary=config.auxiliary_prompt or "",
         lore_budget=base // LORE_SHARE,
         examples_budget=base // EXAMPLES_SHARE,
     )
@@ -75,9 +78,9 @@ async def prompt(
 
 def fixed_cost(draft: CharacterPrompt, config: ChannelConfig) -> int:
     """Tokens the card adds around the history (system text, examples, notes among it,
-    post-history), less our system prompt, which history_budget already counted and the
-    card replaces."""
-    own = estimate_tokens(config.system_prompt) if config.system_prompt else 0
+    post-history), less our own prompts, which history_budget already counted and the
+    card's prompt holds or replaces."""
+    own = estimate_tokens(config.own_prompts) if config.own_prompts else 0
     around = (*draft.before_history, *draft.notes, *draft.after_history)
     return estimate_tokens(draft.system) + sum(estimate_tokens(m.content) for m in around) - own
 

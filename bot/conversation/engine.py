@@ -784,7 +784,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if not incoming.attachments:
             return Prepared()
         tokens = history_budget(
-            config.number("context"), config.number("max_tokens"), config.system_prompt, text
+            config.number("context"), config.number("max_tokens"), config.own_prompts, text
         )
         # Text files may take half of what the context has left (counted as the history
         # is: a Chinese file takes many more tokens a character than an English one).
@@ -884,9 +884,9 @@ def _estimate(
     history as the context holds) and its answer (TurnCost)."""
     newest = question.content if question else ""
     context, max_tokens = config.number("context"), config.number("max_tokens")
-    budget = history_budget(context, max_tokens, config.system_prompt, newest)
+    budget = history_budget(context, max_tokens, config.own_prompts, newest)
     prompt = min(sum(e.tokens for e in history), budget) + (question.tokens if question else 0)
-    prompt += estimate_tokens(config.system_prompt) if config.system_prompt else 0
+    prompt += estimate_tokens(config.own_prompts) if config.own_prompts else 0
     size, room = conversation_room(context, max_tokens)
     return turn_cost(prompt, size - room)
 

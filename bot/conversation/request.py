@@ -55,7 +55,7 @@ class Requests:
         budget = history_budget(
             config.number("context"),
             config.number("max_tokens"),
-            config.system_prompt,
+            config.own_prompts,
             newest.content,
         )
         card = await self._cards.card(ref)
@@ -78,10 +78,18 @@ class Requests:
         # before an upgrade) is still one person, whose turns need no names.
         authors = {e.author_id or e.author for e in kept if e.role is Role.USER}
         authors.discard(None)
-        system = system_without_card(config.system_prompt, asker)
         # The turns' stored estimates, not each turn counted again at every request.
         estimate = sum(e.tokens or estimate_tokens(e.content) for e in kept)
-        if card is not None:
+        if card is None:
+            # As SillyTavern sends its prompts without a character: the main and the
+            # auxiliary prompt first, the post-history instructions after the chat.
+            own = "\n\n".join(t for t in (config.system_prompt, config.auxiliary_prompt) if t)
+            system = system_without_card(own, asker)
+            post = system_without_card(config.post_history_prompt, asker)
+            if post and not continue_answer:  # the answer being continued stays last
+                messages.append(ChatMessage(Role.SYSTEM, post.strip()))
+                estimate += estimate_tokens(post)
+        else:
             prompt = await character.prompt(card, config, messages, asker)
             system = prompt.system or None
             messages = list(prompt.chat(continuing=continue_answer))

@@ -227,6 +227,21 @@ class ChannelConfig:
         return self._text("system_prompt")
 
     @property
+    def auxiliary_prompt(self) -> str | None:
+        return self._text("auxiliary_prompt")
+
+    @property
+    def post_history_prompt(self) -> str | None:
+        return self._text("post_history_prompt")
+
+    @property
+    def own_prompts(self) -> str | None:
+        """The channel's prompts together (system, auxiliary, post-history): what a turn
+        sends besides the history and a card, counted before the history is trimmed."""
+        texts = (self.system_prompt, self.auxiliary_prompt, self.post_history_prompt)
+        return "\n\n".join(t for t in texts if t) or None
+
+    @property
     def bypass_status_check(self) -> bool:
         return self.values.get("bypass_status_check") is True
 

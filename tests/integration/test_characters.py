@@ -464,6 +464,93 @@ async def test_sillytaverns_default_preset_without_a_card(harness: Harness) -> N
     }
 
 
+# A community preset's three prompts (SillyTavern's main, nsfw and jailbreak).
+COMMUNITY: dict[str, Any] = {
+    "temperature": 0.9,
+    "prompts": [
+        {"identifier": "main", "content": "Write {{char}}'s reply to {{user}}."},
+        {"identifier": "nsfw", "content": "Be vivid about {{char}}."},
+        {"identifier": "jailbreak", "content": "[System note: stay as {{char}}.]"},
+    ],
+}
+
+
+async def test_a_presets_auxiliary_and_post_history_prompts_reach_the_model_with_a_card(
+    harness: Harness,
+) -> None:
+    """Cards probe: a preset's nsfw and jailbreak text were "Not supported here" and
+    never sent; the card's {{original}} in its post_history_instructions was empty."""
+    await configure_fake(harness)
+    reply = await run(harness, ("preset", "import"), file=card_file(COMMUNITY, "c.json"))
+    assert reply.ok and "Not supported" not in reply.text, reply.text
+    assert "auxiliary_prompt=Be vivid about {{char}}." in reply.text
+    card = {**CARD, "data": {**CARD["data"], "post_history_instructions": "PHI {{original}}"}}
+    await run(harness, ("character", "import"), file=card_file(card))
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    messages = json.loads(route.calls.last.request.content)["messages"]
+    system = messages[0]["content"]
+    # SillyTavern's order: the auxiliary prompt after the scenario, before lore after.
+    assert system.index("[Circumstances and context") < system.index("Be vivid about Aurelia.")
+    assert messages[-1] == {"role": "system", "content": "PHI [System note: stay as Aurelia.]"}
+    exported = await run(harness, ("preset", "export"))
+    assert exported.file is not None
+    prompts = {p["identifier"]: p.get("content") for p in json.loads(exported.file.data)["prompts"]}
+    assert prompts["nsfw"] == "Be vivid about {{char}}."
+    assert prompts["jailbreak"] == "[System note: stay as {{char}}.]"
+
+
+async def test_a_presets_prompts_without_a_card_and_when_continuing(harness: Harness) -> None:
+    await configure_fake(harness)
+    await run(harness, ("preset", "import"), file=card_file(COMMUNITY, "c.json"))
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming("Half"))
+        await ask(harness, "Tell me a story")
+        first = json.loads(route.calls.last.request.content)["messages"]
+        await harness.core.run_control(REF, MEMBER, Invocation(("continue",), {}), CollectingSink())
+        continued = json.loads(route.calls.last.request.content)["messages"]
+    assert first == [
+        {
+            "role": "system",
+            "content": "Write Assistant's reply to Bob.\n\nBe vivid about Assistant.",
+        },
+        {"role": "user", "content": "Tell me a story"},
+        {"role": "system", "content": "[System note: stay as Assistant.]"},
+    ]
+    contents = [m["content"] for m in continued]
+    assert "[System note: stay as Assistant.]" not in contents and "Half" in contents
+
+
+async def test_the_prompts_command_sets_shows_and_removes_each_prompt(harness: Harness) -> None:
+    await configure_fake(harness, system_prompt="Be brief.")
+    said = await run(harness, ("prompts",), name="post_history", text="Answer in French.")
+    assert said.ok and said.text == "Post-history instructions set.", said.text
+    server = await run(
+        harness, ("prompts",), SERVER_ADMIN, name="auxiliary", text="Aux.", scope="server"
+    )
+    assert server.ok and server.text == "Auxiliary prompt set for this server.", server.text
+    shown = await run(harness, ("prompts",))
+    assert shown.text.splitlines()[1:4] == [
+        "  main (this channel): Be brief.",
+        "  auxiliary (server-wide): Aux.",
+        "  post_history (this channel): Answer in French.",
+    ]
+    settings = (await run(harness, ("settings",), MEMBER)).text
+    assert "Post-history instructions (this channel): Answer in French." in settings
+    assert (await run(harness, ("prompts",), name="auxiliary", text="none")).ok
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    messages = json.loads(route.calls.last.request.content)["messages"]
+    assert messages[0] == {"role": "system", "content": "Be brief."}  # no Aux. here
+    assert messages[-1] == {"role": "system", "content": "Answer in French."}
+    back = await run(harness, ("prompts",), name="auxiliary", text="default")
+    assert back.text == "This channel now uses the server's (or operator's) auxiliary prompt."
+    refused = await run(harness, ("prompts",), MEMBER, name="main", text="x")
+    assert not refused.ok
+
+
 async def test_a_bad_presets_reply_names_all_its_problems(harness: Harness) -> None:
     await configure_fake(harness)
     before = await harness.store.scope_values(REF, Scope.CHANNEL)

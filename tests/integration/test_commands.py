@@ -41,6 +41,7 @@ GOOD: dict[tuple[str, ...], dict[str, object]] = {
     ("model",): {"id": "gpt-4o"},
     ("settings",): {},
     ("system",): {"prompt": "Be brief."},
+    ("prompts",): {"name": "post_history", "text": "Stay in character."},
     ("params",): {"name": "temperature", "value": "0.5"},
     ("reply", "mode"): {"mode": "always"},
     ("regenerate",): {},
