@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import io
+import contextlib
+import json
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bot.media.kinds import (
     MediaError,
@@ -25,6 +30,11 @@ MAX_PDF_CONTENT = 2 * 2**20
 # Entries of a PDF's page tree (its pages and the nodes that group them): pypdf reads them
 # all before the first page (~70 µs each), so 90,000 small pages in 13 MB cost 9 s.
 MAX_PDF_PAGE_TREE = 10_000
+# How long one PDF may take to read, in a process of its own (pdf_worker): what pypdf makes
+# of a file cannot be known from its size. Two at most at once (each a process).
+PDF_SECONDS = 15.0
+_PDF_READERS = threading.BoundedSemaphore(2)
+_WORKER = Path(__file__).with_name("pdf_worker.py")
 
 _BACKTICKS = re.compile(r"`+")
 # Cutting at a line end reads better, unless that throws away much of what fits.
@@ -105,58 +115,78 @@ def _pdf_text(
     data: bytes, name: str, max_pages: int, budget: int | None, measure: Measure
 ) -> tuple[str, str]:
     """The text of the pages read (until `budget` as `measure` counts it is full), and a
-    line saying which were not ("" when all were)."""
-    # ~20 MB of modules, loaded for the first PDF
-    from pypdf import PasswordType, PdfReader, apply_configuration
-    from pypdf.errors import LimitReachedError
-
+    line saying which were not ("" when all were). Read in a process of its own
+    (pdf_worker), ended once the budget is full or PDF_SECONDS have passed."""
     shown = display_name(name)
-    content = 0
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        # Many PDFs are encrypted only to restrict printing, with an empty user password.
-        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-            raise MediaError(
-                f"{shown} is protected by a password; save a copy without one and attach it."
-            )
+    pages: list[str] = []
+    total: int | None = None
+    error = ""
+    over = False  # stopped early: too much drawing, too much memory, or out of time
+    read = 0
+    with _PDF_READERS:
+        limits = (max_pages, MAX_PDF_CONTENT, MAX_PDF_PAGE_TREE)
+        # Our own interpreter and script, numbers only: the file goes in on stdin.
+        worker = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-I", str(_WORKER), *map(str, limits)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        clock = threading.Timer(PDF_SECONDS, worker.kill)
+        clock.start()
         try:
-            # Counting the pages reads the whole page tree, however few are read after.
-            with apply_configuration(page_tree_maximum_entries=MAX_PDF_PAGE_TREE):
-                total = len(reader.pages)
-        except LimitReachedError:
-            raise MediaError(
-                f"{shown} has too many pages (over {MAX_PDF_PAGE_TREE:,}) for me to find its "
-                f"first {max_pages}; attach those pages as a smaller PDF, or paste their text."
-            ) from None
-        pages: list[str] = []
-        read = 0
-        # Extraction is the slow part (~ms a page): stop once the prompt could use no more.
-        while len(pages) < min(total, max_pages) and (budget is None or read < budget):
-            page = reader.pages[len(pages)]
-            drawn = page.get_contents()  # inflated, not parsed (the parse is the slow part)
-            content += len(drawn.get_data()) if drawn is not None else 0
-            if content > MAX_PDF_CONTENT:
-                break
-            pages.append(page.extract_text())
-            read += measure(pages[-1].strip())
-    except MediaError:
-        raise
-    except Exception:  # pypdf raises many types on damaged files; all mean "cannot read"
+            assert worker.stdin is not None and worker.stdout is not None
+            with contextlib.suppress(BrokenPipeError):  # it ended early: said below
+                worker.stdin.write(data)
+                worker.stdin.close()
+            for raw in worker.stdout:
+                line = json.loads(raw)
+                if "error" in line:
+                    error = str(line["error"])
+                    break
+                if "total" in line:
+                    total = int(line["total"])
+                    continue
+                if line.get("over"):
+                    over = True
+                    break
+                pages.append(str(line["text"]))
+                read += measure(pages[-1].strip())
+                if budget is not None and read >= budget:
+                    break  # the prompt could use no more: the rest is not read
+            else:  # the worker ended: all read, or ended before (its time or memory)
+                over = total is None or len(pages) < min(total, max_pages)
+        finally:
+            clock.cancel()
+            worker.kill()
+            worker.wait()
+            worker.stdout.close()  # type: ignore[union-attr]
+    if error == "password":
+        raise MediaError(
+            f"{shown} is protected by a password; save a copy without one and attach it."
+        )
+    if error == "tree":
+        raise MediaError(
+            f"{shown} has too many pages (over {MAX_PDF_PAGE_TREE:,}) for me to find its "
+            f"first {max_pages}; attach those pages as a smaller PDF, or paste their text."
+        )
+    if error:
         raise MediaError(
             f"{shown} could not be read as a PDF (it may be damaged); attach it again or "
             "paste its text."
-        ) from None
+        )
     if not any(page.strip() for page in pages):
-        if content > MAX_PDF_CONTENT:
+        if over:
             raise MediaError(
-                f"{shown} is too complex to read (over {MAX_PDF_CONTENT // 2**20} MB of "
-                "drawing before its first text); paste its text instead."
+                f"{shown} is too complex to read (its first pages take too long or too "
+                "much memory before any text); paste its text instead."
             )
         raise MediaError(
             f"{shown} has no text layer (a scanned PDF?); scanned PDFs are not read. "
             "Attach the pages as images or paste the text."
         )
     text = clean_text("\n\n".join(page.strip("\n") for page in pages))
+    total = total or len(pages)
     if total > len(pages):
         return text, f"\n\n[… pages {len(pages) + 1}–{total} of {total} not read]"
     return text, ""
