@@ -84,7 +84,7 @@ async def prepare(
             elif kind in ("text", "pdf"):
                 files.append((attachment.filename, data))  # read below, once its share is known
             else:
-                raise binary_refusal(attachment.filename)
+                raise binary_refusal(attachment.filename, data)
         if len(images) > max_images:
             raise Refused(_too_many(len(images), max_images))
         # A PDF's pages are read only until its share is full: the rest would be cut anyway.

@@ -240,5 +240,5 @@ def _note(left_out: int, total: int) -> str:
 def _decode(data: bytes, name: str) -> str:
     codec = text_codec(data)
     if codec is None:
-        raise binary_refusal(name)
+        raise binary_refusal(name, data)
     return data.decode(codec, errors="replace")

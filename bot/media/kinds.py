@@ -125,7 +125,7 @@ def text_codec(sample: bytes) -> str | None:
         if sample.startswith(bom):
             return codec
     if b"\x00" in sample:
-        return None
+        return _utf16_without_bom(sample)
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError:
@@ -140,6 +140,22 @@ def text_codec(sample: bytes) -> str | None:
     high = len(sample) - len(sample.translate(None, _HIGH_BYTES))
     if _control_share(sample) <= 0.01 and high <= 0.3 * len(sample):
         return "cp1252"
+    return None
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """UTF-16 written without its BOM (mostly Latin text: every other byte NUL), or None."""
+    for codec, nuls in (("utf-16-le", sample[1::2]), ("utf-16-be", sample[0::2])):
+        if nuls.count(0) < 0.4 * len(nuls):
+            continue
+        even = sample[: len(sample) // 2 * 2]  # a sample may end mid-character
+        try:
+            text = even.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        controls = sum(1 for c in text if ord(c) < 32 and c not in "\t\n\r\f\x1b")
+        if controls <= 0.01 * max(1, len(text)):
+            return codec
     return None
 
 
@@ -170,8 +186,15 @@ def classify(data: bytes, name: str, declared_type: str = "") -> Kind:
     return "binary"
 
 
-def binary_refusal(name: str) -> MediaError:
-    """The refusal for a file that is neither an image nor text."""
+def binary_refusal(name: str, data: bytes = b"") -> MediaError:
+    """The refusal for a file that is neither an image nor text: one whose bytes look like
+    text in an encoding not read here (Shift-JIS, GBK …) is told how to save it."""
+    sample = data[:_SNIFF_BYTES]
+    if sample and b"\x00" not in sample and _control_share(sample) <= 0.01:
+        return MediaError(
+            f"{display_name(name)} is not in a text encoding I read (UTF-8, UTF-16 or "
+            "Windows-1252); save it as UTF-8 and attach it again."
+        )
     return MediaError(
         f"{display_name(name)} looks like a binary file; attach {ACCEPTED_FILES} files, "
         f"or {ACCEPTED_IMAGES}."

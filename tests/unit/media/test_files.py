@@ -31,6 +31,25 @@ def test_utf16_and_utf32_are_read_when_a_bom_says_so(codec: str) -> None:
     assert read_text_file(data, "windows.log") == "Grüße, 世界\n"
 
 
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_read(codec: str) -> None:
+    """Media probe: it was refused as a binary file (every other byte a NUL)."""
+    data = "Notes from the meeting: café, ünïcode — ok.\n".encode(codec) * 30
+    assert read_text_file(data, "notes.txt").startswith("Notes from the meeting: café")
+
+
+@pytest.mark.parametrize("codec", ["shift_jis", "gbk", "euc-kr"])
+def test_text_in_an_encoding_not_read_is_told_how_to_save_it(codec: str) -> None:
+    """Media probe: Japanese text in Shift-JIS was "a binary file"."""
+    data = "会議のメモ。明日は晴れるでしょう。\n".encode(codec, errors="replace") * 40
+    with pytest.raises(MediaError) as caught:
+        read_text_file(data, "memo.txt")
+    assert str(caught.value) == (
+        "memo.txt is not in a text encoding I read (UTF-8, UTF-16 or Windows-1252); save "
+        "it as UTF-8 and attach it again."
+    )
+
+
 def test_windows_1252_text_is_read_not_refused() -> None:
     data = "Café crème, naïve façade — déjà vu.\n".encode("cp1252") * 20
     assert read_text_file(data, "old.txt").startswith("Café crème, naïve façade — déjà vu.\n")
