@@ -69,7 +69,7 @@ async def prepare(
     """
     if not attachments:
         return Prepared()
-    too_many = count_refusal(attachments, max_images)
+    too_many = count_refusal(attachments, max_images, max_bytes)
     if too_many is not None:
         raise Refused(too_many)
     images: list[Image] = []
@@ -122,10 +122,37 @@ async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
     return data
 
 
-def count_refusal(attachments: Sequence[Attachment], max_images: int) -> str | None:
-    """Why one message cannot carry these files together (too many images), or None."""
+# Files one message may carry (Discord's own most), and their size together in files of
+# the most a file may be: each is read and held while the turn is prepared.
+MAX_FILES = 10
+MESSAGE_FILES_SHARE = 2
+
+
+def count_refusal(
+    attachments: Sequence[Attachment], max_images: int, max_bytes: int | None = None
+) -> str | None:
+    """Why one message cannot carry these files together (too many images, too many
+    files, or too large together, by the sizes the platform declares), or None."""
     declared = sum(1 for a in attachments if _looks_like_image(a))
-    return _too_many(declared, max_images) if declared > max_images else None
+    if declared > max_images:
+        return _too_many(declared, max_images)
+    if len(attachments) > MAX_FILES:
+        return (
+            f"You attached {len(attachments)} files; I take at most {MAX_FILES} per message. "
+            "Send fewer and ask again."
+        )
+    together = sum(max(0, a.size) for a in attachments)
+    if (
+        max_bytes is not None
+        and len(attachments) > 1
+        and together > MESSAGE_FILES_SHARE * max_bytes
+    ):
+        most = round(MESSAGE_FILES_SHARE * max_bytes / 2**20, 1)
+        return (
+            f"Your files come to {together / 2**20:.1f} MB together; I take up to {most:g} MB "
+            "in one message. Send them in separate messages."
+        )
+    return None
 
 
 def _too_many(count: int, most: int) -> str:

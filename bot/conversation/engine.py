@@ -329,7 +329,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         """Why a message could not take this file (too large, binary, unreadable, one
         image too many beside the files `attached` already), or None: for a front-end
         that attaches files before the message is written."""
-        too_many = count_refusal([*attached, attachment], self._limits.max_images)
+        too_many = count_refusal(
+            [*attached, attachment], self._limits.max_images, self._limits.max_attachment_bytes
+        )
         if too_many is not None:
             return too_many
         try:

@@ -213,6 +213,15 @@ async def test_text_code_and_pdf_files_become_fenced_text(core: Core, endpoint: 
         ),
         ([attach("fake.png", bytes(range(256)) * 4, "image/png")], "fake.png"),
         ([Attachment("gone.png", "image/png", 10, None)], "could not get gone.png"),
+        # Media probe: ten 4 MB text files were read together (and as many PDFs).
+        (
+            [attach(f"n{i}.txt", b"note\n") for i in range(11)],
+            "You attached 11 files; I take at most 10 per message.",
+        ),
+        (
+            [attach(f"big{i}.txt", b"x" * 190_000) for i in range(3)],
+            "Your files come to 0.5 MB together; I take up to 0.4 MB in one message.",
+        ),
     ],
 )
 async def test_bad_attachments_get_a_clear_refusal_and_nothing_is_sent(
