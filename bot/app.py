@@ -355,13 +355,7 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
             users=settings.allowed_users,
         ),  # the operator's admins: admin_ids above, the one way Core takes them
     )
-    try:
-        settled = await core.settle_reserved()
-    except StoreError as err:  # a read-only or full database: turns say so themselves
-        log.warning("could not settle usage a stopped process had reserved: %s", err)
-    else:
-        if settled:
-            log.info("settled %d usage row(s) a stopped process had reserved", settled)
+    await core.housekeeping()
     return core
 
 
@@ -554,6 +548,7 @@ async def run(settings: Settings, box: SecretBox) -> int:
 
         matrix = run_matrix(core, matrix_options(settings))
         runners["Matrix"] = _serving(core.store, matrix_claims(settings), "Matrix", matrix)
+    runners["housekeeping"] = core.keep_house()
     settle_start_up()
     stuck: list[str] = []
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -30,6 +31,7 @@ from bot.types import (
     Reply,
     ReplyMode,
     Role,
+    failure,
 )
 from bot.types.prices import PriceTable
 from bot.types.text import clean_text, strip_invisible
@@ -111,6 +113,8 @@ class HeldReply:
             await self._sink.finish(*held)
 
 
+# How often a running bot settles what crashed processes reserved and prunes old images.
+HOUSEKEEPING_SECONDS = 3600.0
 SHUTTING_DOWN = "Stopped: the bot is shutting down. Ask again once it is back."
 ANSWER_DELETED = "Stopped: the answer was deleted."
 
@@ -357,8 +361,33 @@ class Core:
         return []
 
     async def settle_reserved(self) -> int:
-        """At start: usage a crash left reserved is settled at its estimate."""
+        """Usage a crashed process left reserved is settled as it stands."""
         return await self._engine.settle_reserved()
+
+    async def housekeeping(self) -> None:
+        """What a bot does at start and now and then (HOUSEKEEPING_SECONDS) while it runs,
+        whether or not anyone chats: usage a crashed process reserved is settled, and
+        images past MEDIA_RETENTION_DAYS or MEDIA_STORE_MB are pruned. Failures are
+        logged (a read-only or full database: turns say so themselves)."""
+        try:
+            settled = await self.settle_reserved()
+        except StoreError as err:
+            log.warning("could not settle usage a stopped process had reserved: %s", err)
+        else:
+            if settled:
+                log.info("settled %d usage row(s) a stopped process had reserved", settled)
+        pruned = await self._engine.prune_images()
+        if pruned:
+            log.info("pruned %d stored image(s) past their retention or the store's size", pruned)
+
+    async def keep_house(self, every: float = HOUSEKEEPING_SECONDS) -> None:
+        """housekeeping() every `every` s until cancelled (`chatbot run` runs it)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.housekeeping()
+            except Exception as err:  # a bug here must not stop the bot
+                log.error("housekeeping failed: %s", failure(err))
 
     async def answer_cut_off(self, ref: ChannelRef) -> bool:
         """The newest answer here was cut off by a process that went away, and nothing is

@@ -810,13 +810,19 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._told_no_vision.add(key)
         return True
 
-    async def _prune_images(self) -> None:
+    async def _prune_images(self) -> int:
+        """Stored images past MEDIA_RETENTION_DAYS or over MEDIA_STORE_MB removed: after a
+        turn that stored some, and now and then (Core.housekeeping); how many."""
         try:
-            await self._store.prune_images(
+            return await self._store.prune_images(
                 self._limits.media_store_bytes, timedelta(days=self._limits.media_retention_days)
             )
         except StoreError as err:
             log.warning("could not prune stored images: %s", err)
+            return 0
+
+    async def prune_images(self) -> int:
+        return await self._prune_images()
 
     async def _settle(
         self,

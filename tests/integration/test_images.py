@@ -3,14 +3,17 @@ refusals, the history sending the newest images again, /reset forgetting them.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.conversation.budget import estimate_tokens
 from bot.core import Core, TurnLimits
@@ -244,6 +247,40 @@ async def test_reset_forgets_the_images_too(core: Core, endpoint: FakeOpenAI) ->
     assert await blobs() == 1
     assert "Forgot 2 message(s)" in await command(core, "/reset")
     assert await blobs() == 0
+
+
+async def test_images_past_their_retention_are_pruned_though_no_image_comes_after(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Media probe: only a turn that carried an image pruned; a channel where none came
+    after kept its images past MEDIA_RETENTION_DAYS for good. The running bot's
+    housekeeping prunes them (at start, then every HOUSEKEEPING_SECONDS)."""
+    await command(core, "/params vision on")
+    await say(core, "keep this", attach("red.png", png("red")))
+    await say(core, "and this", attach("blue.png", png("blue")))
+    async with core.store.engine.begin() as conn:
+        await conn.execute(
+            update(BlobRow)
+            .where(BlobRow.created_at == select(func.min(BlobRow.created_at)).scalar_subquery())
+            .values(created_at=datetime.now(UTC) - timedelta(days=31))  # retention: 30
+        )
+    runs = asyncio.create_task(core.keep_house(every=0.01))
+    try:
+        for _ in range(500):
+            async with core.store.engine.connect() as conn:
+                left = int(await conn.scalar(select(func.count()).select_from(BlobRow)) or 0)
+            if left == 1:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        runs.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runs
+    assert left == 1
+    await say(core, "which colours?")
+    users = [m["content"] for m in endpoint.requests[-1]["messages"] if m["role"] == "user"]
+    assert users[0] == "keep this [image: red.png]"  # gone: named
+    assert len(image_urls(users[1])) == 1
 
 
 async def test_a_failure_after_images_sent_by_an_admins_choice_says_how_to_undo_it(
