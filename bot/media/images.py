@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -38,6 +39,11 @@ _FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 # Phone cameras write MPO (a JPEG followed by depth or gain maps); Pillow's JPEG
 # opener returns it under that name.
 _JPEG = ("JPEG", "MPO")
+# Modes Pillow scales with any filter: an image in another is converted before scaling.
+_RESIZABLE = ("L", "LA", "RGB", "RGBA", "I", "F", "I;16", "I;16B", "I;16L")
+# Longest side over shortest: past this, scaled to MAX_EDGE it shows almost nothing (a
+# 1×39,000,000 PNG of 76 KB became a 1×1568 image), and its decode is costly for nothing.
+MAX_ASPECT = 64
 # EXIF orientation → the transpose that shows it upright (ImageOps.exif_transpose's
 # table): read from the file as opened, applied after the resize, to fewer pixels.
 _UPRIGHT = {
@@ -86,10 +92,23 @@ def prepare_image(
 
     Upright per EXIF, first frame of an animation, no metadata. Raises MediaError.
     """
+    with _DECODING:
+        return _prepare(data, name, max_edge, max_bytes, max_pixels)
+
+
+# Images decoded at once (a worker thread each): each may hold a few hundred MB.
+_DECODING = threading.BoundedSemaphore(2)
+
+
+def _prepare(
+    data: bytes, name: str, max_edge: int, max_bytes: int, max_pixels: int
+) -> PreparedImage:
     shown = display_name(name)
     source = _decode(data, shown, max_edge, max_pixels)
-    picture, alpha = _normalize(source)
-    picture = _fit(picture, max_edge, photo=source.format in _JPEG)
+    # Scaled down first: the conversions below then copy the small picture, not a
+    # 40-megapixel one (a 16-bit RGBA PNG had taken 525 MB).
+    picture = _fit(_resizable(source), max_edge, photo=source.format in _JPEG)
+    picture, alpha = _normalize(picture)
     picture = _upright(picture, source)
     keep_png = alpha or source.format in ("PNG", "GIF")
     encoded, media_type, picture = _encode(picture, keep_png, alpha, max_bytes, shown)
@@ -123,8 +142,17 @@ def _decode(data: bytes, shown: str, max_edge: int, max_pixels: int) -> Image.Im
         # libjpeg scales while decoding (1/2..1/8): most of the speed on big photos.
         scale = max_edge / max(image.size)
         image.draft(None, (max(1, int(image.width * scale)), max(1, int(image.height * scale))))
-    if image.width * image.height > max_pixels:
-        raise _too_large(shown, image.size, max_pixels)
+    # Scaling a see-through image copies it whole (Pillow premultiplies its alpha): it
+    # counts twice (a 40-megapixel RGBA PNG had taken 525 MB).
+    weight = 2 if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info else 1
+    if image.width * image.height * weight > max_pixels:
+        raise _too_large(shown, image.size, max_pixels, see_through=weight == 2)
+    if max(image.size) > MAX_ASPECT * min(image.size):
+        width, height = image.size
+        raise MediaError(
+            f"{shown} is {width}×{height} pixels: too long and thin to show anything once "
+            f"scaled to {max_edge} pixels on its long side. Crop it into parts and attach those."
+        )
     try:
         image.load()
     except Exception:
@@ -135,25 +163,40 @@ def _decode(data: bytes, shown: str, max_edge: int, max_pixels: int) -> Image.Im
     return image
 
 
-def _too_large(shown: str, size: tuple[int, int] | None, max_pixels: int) -> MediaError:
+def _too_large(
+    shown: str, size: tuple[int, int] | None, max_pixels: int, *, see_through: bool = False
+) -> MediaError:
     dims = f" ({size[0]}×{size[1]} pixels)" if size else ""
+    most = f"{max_pixels / 1e6:g} megapixels"
+    if see_through:
+        most += f" ({max_pixels / 2e6:g} for one with transparency)"
     return MediaError(
-        f"{shown} is too large{dims}; images up to {max_pixels / 1e6:g} megapixels are "
-        "accepted. Scale it down and attach it again."
+        f"{shown} is too large{dims}; images up to {most} are accepted. Scale it down and "
+        "attach it again."
     )
+
+
+def _resizable(image: Image.Image) -> Image.Image:
+    """`image` in a mode Pillow scales with any filter (a palette, 1-bit, CMYK or 16-bit
+    grey image is converted first, as _normalize would have)."""
+    if image.mode in _RESIZABLE:
+        return image
+    transparent = image.mode in ("PA",) or "transparency" in image.info
+    return image.convert("RGBA" if transparent else "RGB")
 
 
 def _normalize(image: Image.Image) -> tuple[Image.Image, bool]:
     """8-bit RGB or L, or RGBA when some pixel is see-through; and whether it is."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit grey: scaled, not clipped (a plain convert turns it almost white).
         image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
     has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
         image.mode in ("P", "L", "RGB") and "transparency" in image.info
     )
     if has_alpha:
-        image = image.convert("RGBA")
-        low, _ = image.getchannel("A").getextrema()
+        if image.mode != "RGBA":
+            image = image.convert("RGBA")
+        low, _ = image.getchannel("A").getextrema()  # of the scaled picture: small
         if low == 255:
             return image.convert("RGB"), False
         return image, True

@@ -35,14 +35,15 @@ def _photo(width: int, height: int, sigma: float) -> Image.Image:
     )
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims a size and has no usable pixel data: decoding it would be the bomb."""
+def png_header_only(width: int, height: int, colour_type: int = 2, depth: int = 8) -> bytes:
+    """A PNG that claims a size and has no usable pixel data: decoding it would be the bomb
+    (colour type 2: RGB, 6: RGBA, 0: grey)."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         crc = zlib.crc32(kind + body)
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 

@@ -155,6 +155,38 @@ def test_a_huge_image_is_refused_before_it_is_decoded(width: int, height: int) -
         prepare_image(png_header_only(width, height), "huge.png")
 
 
+def test_a_see_through_image_counts_twice_against_the_pixel_cap() -> None:
+    """Media probe: a 308 KB 16-bit RGBA PNG of 6300×6300 (39.7 MP) took 525 MB: scaling
+    an image with alpha copies it whole. It is refused, an opaque one of that size not."""
+    with pytest.raises(MediaError) as err:
+        prepare_image(png_header_only(6300, 6300, colour_type=6, depth=16), "bomb.png")
+    assert str(err.value) == (
+        "bomb.png is too large (6300×6300 pixels); images up to 40 megapixels (20 for one "
+        "with transparency) are accepted. Scale it down and attach it again."
+    )
+    data = encode(Image.new("RGBA", (4400, 4400), (10, 20, 30, 128)), "PNG")  # 19.4 MP
+    out = opened(prepare_image(data, "big.png"))
+    assert out.size == (1568, 1568) and out.mode == "RGBA"
+
+
+def test_an_image_too_long_and_thin_to_show_anything_is_refused() -> None:
+    """Media probe: a 76 KB PNG of 1×39,000,000 took 431 MB and 4.7 s to become 1×1568."""
+    with pytest.raises(MediaError) as err:
+        prepare_image(png_header_only(1, 39_000_000, colour_type=0), "tall.png")
+    assert str(err.value) == (
+        "tall.png is 1×39000000 pixels: too long and thin to show anything once scaled to "
+        "1568 pixels on its long side. Crop it into parts and attach those."
+    )
+    long_screenshot = encode(Image.new("RGB", (1080, 20_000), "white"), "PNG")  # 1:18.5
+    assert opened(prepare_image(long_screenshot, "scroll.png")).size == (85, 1568)
+
+
+def test_a_big_16_bit_grey_png_is_scaled_before_it_is_converted() -> None:
+    data = encode(Image.new("I;16", (3000, 2000), 65535), "PNG")
+    out = opened(prepare_image(data, "depth.png"))
+    assert out.size == (1568, 1045) and out.convert("L").getpixel((700, 500)) == 255
+
+
 def test_the_pixel_cap_counts_what_a_jpeg_decodes_at_reduced_scale() -> None:
     # 12 MP in the file, 3 MP decoded: libjpeg halves it while reading.
     data = encode(photo(4000, 3000), "JPEG")
