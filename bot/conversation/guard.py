@@ -54,9 +54,13 @@ class AnswerGuard:
     def finish(self) -> str:
         """End of the answer: what was held back was not a secret after all. (Taking out
         a held-back start of one here would tell anyone who has the model repeat their
-        guesses whether a guess starts the key.)"""
+        guesses whether a guess starts the key.) A whole secret disguised across pieces
+        (in another case, a zero-width space between its letters) is taken out here, in
+        the answer as it ends and is stored."""
         self.text += self._tail
         self._tail = ""
+        if self._forms:
+            self.text = redact(self.text, self._secrets, shapes=False, known=False)
         return self.text
 
     def cut(self, limit: int) -> str:

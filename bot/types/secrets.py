@@ -160,6 +160,29 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 
+# Between a secret's characters, what a human eye or a renderer skips: invisible
+# characters, a few spaces or a line break (`h u n t e r 2`), a Markdown escape.
+_INVISIBLE = r"\s\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+
+
+@lru_cache(maxsize=256)
+def _loosely(secret: str) -> re.Pattern[str] | None:
+    """`secret` as it may be disguised to slip past its exact forms: in any case, in
+    fullwidth letters (`ｓｋ－…`), with _INVISIBLE characters or a Markdown escape
+    between its characters. Only a secret of HELD_SECRET_CHARS or more: a shorter one
+    could match ordinary words."""
+    if len(secret) < HELD_SECRET_CHARS:
+        return None
+    # Never a character of the secret itself: the pattern then matches in linear time.
+    filler = "[" + _INVISIBLE + ("" if "\\" in secret else "\\\\") + "]{0,3}"
+    classes = []
+    for char in secret:
+        variants = {char, char.lower(), char.upper()}
+        variants |= {chr(ord(v) + 0xFEE0) for v in variants if "!" <= v <= "~"}
+        classes.append("[" + "".join(re.escape(v) for v in sorted(variants)) + "]")
+    return re.compile(filler.join(classes))
+
+
 def redact(
     text: str, secrets: Iterable[str] = (), *, shapes: bool = True, known: bool = True
 ) -> str:
@@ -177,12 +200,17 @@ def redact(
     that word from every answer and error the bot shows anywhere. The log, the
     operator's, is cleaned of all of them.
     """
-    for secret in (*secrets, *(SECRET_REGISTRY.values() if known else ())):
+    given = tuple(secrets)
+    for secret in (*given, *(SECRET_REGISTRY.values() if known else ())):
         if not secret:
             continue
         for form in secret_forms(secret):
             if form in text:
                 text = text.replace(form, REDACTED)
+    for secret in given:  # the channel's own, also disguised (_loosely)
+        loose = _loosely(secret) if secret else None
+        if loose is not None:
+            text = loose.sub(REDACTED, text)
     return _KEY_SHAPES.sub(_redacted_shape, text) if shapes else text
 
 

@@ -241,3 +241,44 @@ def test_a_word_ending_in_sk_before_a_dash_is_no_key(text: str) -> None:
 def test_a_header_names_a_credential_by_one_of_its_parts(name: str, credential: bool) -> None:
     """Review: `X-Bypass-Cache: true` had every "true" cut from answers."""
     assert names_a_credential(name) is credential
+
+
+PASSWORD = "Tr0ub4dor3xZ"
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "\u200b".join(PASSWORD),  # a zero-width space between every character
+        "Tr0ub\u00ad4dor3xZ",  # a soft hyphen inside
+        "Tr0Ub4Dor3Xz",  # another case, letter by letter
+        "".join(chr(ord(c) + 0xFEE0) for c in PASSWORD),  # fullwidth
+        "Tr0ub4\\dor3xZ",  # a Markdown escape, which Discord shows as the password
+        "Tr0ub4dor\n3xZ",  # split over two lines
+        " ".join(PASSWORD),  # one character a word
+    ],
+)
+def test_a_channels_own_secret_is_found_in_disguise(disguised: str) -> None:
+    """Secrets probe: each of these was shown in an answer, an error or a model id, and
+    looks like (or renders as) the password."""
+    text = f"The password is {disguised}, ok?"
+    assert redact(text, [PASSWORD], known=False) == f"The password is {REDACTED}, ok?"
+
+
+def test_disguises_are_looked_for_only_in_secrets_long_enough_not_to_be_words() -> None:
+    assert redact("H u n t e r", ["hunter"], known=False) == "H u n t e r"
+    assert redact("the troubadour is 3x", [PASSWORD], known=False) == "the troubadour is 3x"
+
+
+def test_a_secret_of_backslashes_is_looked_for_in_linear_time() -> None:
+    # Its characters are never taken as what may stand between them.
+    assert set(redact("\\" * 50_000, ["\\" * 8], known=False)) == {"*"}
+
+
+def test_an_answer_ends_without_a_secret_disguised_across_its_pieces() -> None:
+    from bot.conversation.guard import AnswerGuard
+
+    guard = AnswerGuard([PASSWORD])
+    for piece in ("Here: T\u200br\u200b0\u200bu", "\u200bb\u200b4\u200bd", "or3xZ. Done."):
+        guard.feed(piece)
+    assert guard.finish() == f"Here: {REDACTED}. Done."
