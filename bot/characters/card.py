@@ -289,6 +289,11 @@ def card_from_object(value: object, image: bytes | None = None) -> Card:
         raise CardError(Problem.NOT_A_CARD, "The file is JSON but not a character card.")
     spec = value.get("spec")
     if spec is None:
+        if any(key in value for key in _PRESET_KEYS) and "first_mes" not in value:
+            raise CardError(
+                Problem.NOT_A_CARD,
+                "This is a Chat Completion preset, not a character card; use the preset import.",
+            )
         if "data" in value or not isinstance(value.get("name"), str):
             raise CardError(
                 Problem.NOT_A_CARD,
@@ -332,13 +337,21 @@ def _check_v3_version(version: object) -> None:
 
 
 def _v1_as_data(flat: dict[str, Any]) -> dict[str, Any]:
-    """SillyTavern's V1 upgrade: the flat fields, `creatorcomment` as the creator notes."""
+    """SillyTavern's V1 upgrade: the flat fields, `creatorcomment` as the creator notes,
+    `talkativeness` and `fav` kept in `extensions` as SillyTavern keeps them."""
     data = {k: flat[k] for k in ("name", *_TEXT_FIELDS, *_SHORT_FIELDS) if k in flat}
     if "creatorcomment" in flat and "creator_notes" not in flat:
         data["creator_notes"] = flat["creatorcomment"]
     if "tags" in flat:
         data["tags"] = flat["tags"]
+    kept = {k: flat[k] for k in ("talkativeness", "fav") if k in flat}
+    if kept:
+        data["extensions"] = kept
     return data
+
+
+# Keys of a SillyTavern Chat Completion preset: a file with one and no card fields is one.
+_PRESET_KEYS = ("prompts", "prompt_order", "openai_max_context", "temperature")
 
 
 def _card(data: dict[str, Any], spec: str, image: bytes | None) -> Card:

@@ -99,7 +99,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         raise CommandError("That card is too large to store; use one with a smaller lorebook.")
     scope = _scope(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
-    lines = [f"Character set for {_where(scope)}: {literal(card.display_name)}."]
+    lines = [f"Character set for {_where(scope)}: {_title(card)}."]
     if card.image is None and await asyncio.to_thread(image_too_large, data):
         lines.append(
             f"Its image is too large to use (over {MAX_PIXELS // 1_000_000} megapixels), so "
@@ -132,7 +132,7 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     card = await stored_card(stored, ctx.prefix)
     where = "set for this server" if stored.scope is Scope.SERVER else "set for this channel"
-    lines = [f"Character: {literal(card.display_name)} ({where})."]
+    lines = [f"Character: {_title(card)} ({where})."]
     # The card's own words, each on one line (a newline in a tag could forge a line of
     # the bot's): cleaned as its greetings are (a card can carry a key), then shown as
     # text (a card from a public site makes no link, mention or heading in this list).
@@ -158,6 +158,13 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         f"Image: {'yes' if stored.has_image else 'no'}."
     )
     return Reply("\n".join(lines))
+
+
+def _title(card: Card) -> str:
+    """The card's name, and the V3 nickname it speaks as ({{char}}) when it has one."""
+    if card.nickname and card.nickname != card.name:
+        return f"{literal(card.name)} (speaking as {literal(card.nickname)})"
+    return literal(card.name)
 
 
 async def character_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:

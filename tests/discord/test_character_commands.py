@@ -26,7 +26,10 @@ async def test_import_by_attachment_greets_and_export_attaches_the_card(
 ) -> None:
     image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
     result = await world.admin.slash(world.channel, "character import", file=("aurelia.png", image))
-    assert "Character set for this channel: Aurelia." in reply_text(result)
+    assert (
+        "Character set for this channel: Captain Aurelia Voss (speaking as Aurelia)."
+        in reply_text(result)
+    )
     [greeting] = [m for m in world.channel.history() if m.webhook_id is not None]
     assert greeting.content == "Welcome aboard, Ada." and greeting.author.name == "Aurelia"
 

@@ -38,7 +38,7 @@ def test_console_imports_and_exports_by_path(tmp_path: Path) -> None:
     assert "has a control character (U+0000) at position" in out, out
     assert "The path has a control character (U+001B) at position" in out
     assert "\x1b" not in out and "Attached" not in out
-    assert "Character set for this channel: Aurelia." in out
+    assert "Character set for this channel: Captain Aurelia Voss (speaking as Aurelia)." in out
     assert "Aurelia: Welcome aboard," in out  # the greeting, after the reply
     assert "Lorebook entries: 2" in out
     exported = tmp_path / "Captain_Aurelia_Voss.png"

@@ -91,7 +91,9 @@ def test_readme_run_command_on_a_fresh_clone(tmp_path: Path) -> None:
         cwd=elsewhere,
     )
     assert away.returncode == 0, away.stdout + away.stderr
-    assert "Character set for this channel: Aurelia." in away.stdout, away.stdout
+    assert (
+        "Character set for this channel: Captain Aurelia Voss (speaking as Aurelia)." in away.stdout
+    ), away.stdout
     exported = elsewhere / "Captain_Aurelia_Voss.png"
     assert f"Saved {exported}" in away.stdout, away.stdout
     assert exported.is_file() and not (clone / exported.name).exists()

@@ -240,7 +240,11 @@ async def test_a_card_without_an_image_round_trips_without_one_and_without_a_war
     again = await run(
         harness, ("character", "import"), ref=other, file=card_file(exported.file.data, "a.png")
     )
-    assert again.ok and "Character set for this channel: Aurelia." in again.text, again.text
+    assert (
+        again.ok
+        and "Character set for this channel: Captain Aurelia Voss (speaking as Aurelia)."
+        in again.text
+    ), again.text
     assert "image" not in again.text.lower()
     assert "Image: no." in (await run(harness, ("character", "show"), ref=other)).text
 

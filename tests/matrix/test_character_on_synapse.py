@@ -64,7 +64,10 @@ async def test_a_card_gives_the_bot_a_face_in_one_room(
             relates = {"m.in_reply_to": {"event_id": file_event}}
             command = await alice.send(room_id, "!character import", **{"m.relates_to": relates})
             text = await _answer(alice, room_id, bot.user_id, command, since)
-            assert "Character set for this channel: Aurelia." in text, text
+            assert (
+                "Character set for this channel: Captain Aurelia Voss (speaking as Aurelia)."
+                in text
+            ), text
 
             member = await _member(alice, room_id, bot.user_id)
             assert member["displayname"] == "Aurelia" and member["membership"] == "join"

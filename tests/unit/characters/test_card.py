@@ -90,12 +90,25 @@ def test_a_v1_card_is_upgraded() -> None:
         "creatorcomment": "notes",
         "tags": "a, b",
         "talkativeness": 0.5,
+        "fav": True,
     }
     card = read_card(json.dumps(flat).encode())
     assert card.spec == "v1"
     assert (card.name, card.first_mes, card.creator_notes) == ("Old Bot", "hi", "notes")
     assert card.tags == ("a", "b")
     assert card.extra == "{}"
+    # Kept where SillyTavern's own upgrade keeps them (cards probe: they were dropped).
+    assert json.loads(card.extensions) == {"talkativeness": 0.5, "fav": True}
+
+
+def test_a_preset_given_as_a_card_is_named_for_what_it_is() -> None:
+    """Cards probe: it was "JSON but not a character card (no `spec` and no `name`)"."""
+    preset = {"temperature": 0.7, "prompts": [{"identifier": "main", "content": "x"}]}
+    with pytest.raises(CardError) as err:
+        read_card(json.dumps(preset).encode())
+    assert str(err.value) == (
+        "This is a Chat Completion preset, not a character card; use the preset import."
+    )
 
 
 def test_a_v2_card_without_a_data_name_uses_the_v1_copy() -> None:
