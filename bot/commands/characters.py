@@ -170,11 +170,33 @@ def _title(card: Card) -> str:
 async def character_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope(args)
     name = await ctx.store.clear_character(ctx.ref, scope, ctx.actor)
-    if name is None:
-        return Reply(f"No character was set for {_where(scope)}.", ok=False)
     after = await ctx.store.character(ctx.ref)
-    note = f" The server's character, {literal(after.name)}, answers here now." if after else ""
-    return Reply(f"Removed {literal(name)} from {_where(scope)}.{note}")
+    server = f"The server's character, {literal(after.name)}, answers here" if after else ""
+    if name is None:
+        if after is not None and scope is Scope.CHANNEL:
+            return Reply(
+                f"No character was set for this channel. {server}; "
+                f"{ctx.prefix}character none turns it off in this channel.",
+                ok=False,
+            )
+        return Reply(f"No character was set for {_where(scope)}.", ok=False)
+    if not name:  # the channel's `none`
+        again = "This channel follows the server's character again."
+        return Reply(again + (f" {server}." if server else ""))
+    return Reply(
+        f"Removed {literal(name)} from {_where(scope)}." + (f" {server} now." if server else "")
+    )
+
+
+async def character_none(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    before = await ctx.store.character(ctx.ref)
+    await ctx.store.no_character(ctx.ref, ctx.actor)
+    p = ctx.prefix
+    if before is not None and before.scope is Scope.SERVER:
+        what = f"The server's character, {literal(before.name)}, no longer answers here"
+    else:
+        what = "No character answers here, even if the server sets one"
+    return Reply(f"{what}; {p}character clear undoes this.")
 
 
 async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:

@@ -246,6 +246,11 @@ TABLE: tuple[Command, ...] = (
                 handler=ch.character_clear,
             ),
             Command(
+                "none",
+                "No character in this channel, even if the server has one.",
+                handler=ch.character_none,
+            ),
+            Command(
                 "export",
                 "The character as a V3 card SillyTavern imports (PNG or JSON).",
                 (

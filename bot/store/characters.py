@@ -46,8 +46,13 @@ class StoredCharacter:
     image: bytes | None = field(default=None, repr=False)
 
 
+# A channel's row with no card: "no character here", whatever its server sets.
+NO_CHARACTER = ""
+
+
 class CharacterPart:
-    """Reads fall through channel → server like settings; writes are audited."""
+    """Reads fall through channel → server like settings; writes are audited. A channel
+    row without a card (NO_CHARACTER) stops the fall: no character there."""
 
     def __init__(self, db: Database, reads: TurnReads) -> None:
         self._db = db
@@ -70,6 +75,7 @@ class CharacterPart:
             if cached is not None:
                 return cached[0]
             found = await self._reads_batch.submit(tuple(keys))
+            found = None if found is not None and found.card == NO_CHARACTER else found
             self._cache.put(scope_key, scope_key, (found,), generation=generation)
             return found
         r = CharacterRow
@@ -80,6 +86,8 @@ class CharacterPart:
                 row = (await session.execute(whole.where(where(CharacterRow, key)))).first()
                 if row is not None:
                     channel, name, card, has_image, updated_at, image = row
+                    if card == NO_CHARACTER:
+                        return None
                     scope = Scope.SERVER if channel == "" else Scope.CHANNEL
                     return StoredCharacter(scope, name, card, bool(has_image), updated_at, image)
             return None
@@ -121,8 +129,10 @@ class CharacterPart:
         name: str,
         card: str,
         image: bytes | None,
+        action: str = "character import",
     ) -> None:
-        """Store (replace) the card at `scope`; ValueError when it is over the caps."""
+        """Store (replace) the card at `scope`; ValueError when it is over the caps. A
+        card of NO_CHARACTER: no character here (`/character none`)."""
         if len(card) > MAX_CARD_CHARS or (image is not None and len(image) > MAX_IMAGE_BYTES):
             raise ValueError(
                 "That card is too large to store; use one with a smaller image or lorebook."
@@ -151,7 +161,7 @@ class CharacterPart:
                 },
             )
             await session.execute(stmt)
-            session.add(audit_row(key, actor, "character import", f"character={shown!r}"))
+            session.add(audit_row(key, actor, action, f"character={shown!r}"))
 
         await self._db.write("character write", work)
         self._cache.drop_scope(key)

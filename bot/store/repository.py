@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.store.base import Database, key_of
-from bot.store.characters import CharacterPart, StoredCharacter
+from bot.store.characters import NO_CHARACTER, CharacterPart, StoredCharacter
 from bot.store.config import AuditEntry, ConfigPart, checked, merge
 from bot.store.db import create_engine
 from bot.store.history import HistoryPart
@@ -351,6 +351,12 @@ class Store:
     ) -> None:
         """Store the card (V3 JSON) and its image at `scope`, replacing one; audited."""
         await self._characters.put(ref, scope, actor, name, card, image)
+
+    async def no_character(self, ref: ChannelRef, actor: Actor) -> None:
+        """No character in this channel, whatever its server sets (audited)."""
+        await self._characters.put(
+            ref, Scope.CHANNEL, actor, "", NO_CHARACTER, None, action="character none"
+        )
 
     async def clear_character(self, ref: ChannelRef, scope: Scope, actor: Actor) -> str | None:
         """Remove the card at `scope`; the removed card's name, None when there was none."""

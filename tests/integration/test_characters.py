@@ -313,6 +313,44 @@ async def test_a_server_card_falls_through_to_its_channels(harness: Harness) -> 
     assert await harness.core.persona(other) is None
 
 
+async def test_a_channel_turns_the_servers_character_off_and_on_again(harness: Harness) -> None:
+    """Cards probe: `/character clear` in a channel answered "No character was set for
+    this channel." and the server's character went on answering there."""
+    other = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+    await configure_fake(harness, ref=other, system_prompt="Be brief.")
+    await run(
+        harness, ("character", "import"), actor=SERVER_ADMIN, file=card_file(CARD), scope="server"
+    )
+    cleared = await run(harness, ("character", "clear"), ref=other)
+    assert not cleared.ok and cleared.text == (
+        "No character was set for this channel. The server's character, Aurelia, answers "
+        "here; /character none turns it off in this channel."
+    )
+    none = await run(harness, ("character", "none"), ref=other)
+    assert none.ok and none.text == (
+        "The server's character, Aurelia, no longer answers here; /character clear undoes this."
+    )
+    assert await harness.store.character(other) is None
+    assert await harness.core.persona(other) is None
+    assert (await harness.store.character(REF)) is not None  # the server's other channels
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hello", ref=other)
+    assert json.loads(route.calls.last.request.content)["messages"][0] == {
+        "role": "system",
+        "content": "Be brief.",
+    }
+    assert "Character:" not in (await run(harness, ("settings",), ref=other)).text
+    back = await run(harness, ("character", "clear"), ref=other)
+    assert back.ok and back.text == (
+        "This channel follows the server's character again. The server's character, "
+        "Aurelia, answers here."
+    )
+    assert (await harness.store.character(other)) is not None
+    refused = await run(harness, ("character", "none"), actor=MEMBER, ref=other)
+    assert not refused.ok
+
+
 PRESET = {
     "temperature": 0.65,
     "top_p": 0.9,

@@ -57,6 +57,7 @@ GOOD: dict[tuple[str, ...], dict[str, object]] = {
     ("character", "import"): {},
     ("character", "show"): {},
     ("character", "clear"): {},
+    ("character", "none"): {},
     ("character", "export"): {"format": "json"},
     ("preset", "import"): {},
     ("preset", "export"): {},
