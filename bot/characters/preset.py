@@ -41,6 +41,9 @@ class PresetImport:
     # connection keys the preset gives a value (a proxy URL, its password, a source, a
     # model): never taken, and said so apart from the rest of `ignored`
     connection: tuple[str, ...] = ()
+    # the preset's other prompts its order sends (custom ones, enhanceDefinitions), by
+    # name: not sent here
+    not_sent: tuple[str, ...] = ()
 
 
 # SillyTavern's connection settings in a preset, besides every `*_model`: where requests
@@ -184,7 +187,8 @@ def parse_preset(
     values: dict[str, object] = {}
     ignored = []
     problems: list[str] = []
-    off = _switched_off(preset.get("prompt_order"), problems)
+    enabled = _enabled(preset.get("prompt_order"), problems)
+    off = _switched_off(enabled)
     disabled: tuple[str, ...] = ()
     for key, value in preset.items():
         if key in _SETTINGS:
@@ -220,6 +224,7 @@ def parse_preset(
         tuple(sorted((k for k in ignored if k not in connection), key=str)),
         disabled,
         connection,
+        _not_sent(preset.get("prompts"), enabled),
     )
 
 
@@ -241,42 +246,88 @@ def _is_order_id(value: object) -> bool:
     return value == str(_ORDER_ID)
 
 
-def _switched_off(prompt_order: object, problems: list[str]) -> frozenset[str]:
-    """Our prompt identifiers SillyTavern would not send with this `prompt_order`, read
-    as PromptManager.js does (getPromptOrderForCharacter, sanitizeServiceSettings,
-    getPromptCollection): the first order for character 100001 counts; none, or an empty
-    one, means SillyTavern's default order (main, nsfw and jailbreak on); otherwise a
-    prompt is sent only if its first entry there has `enabled` exactly true, so one
-    missing from the order, or with `enabled` "true", 1 or absent, is off. Entries that
-    are not objects are passed over; an order that is not a list, which SillyTavern's
-    prompt manager fails on, is refused."""
+def _enabled(prompt_order: object, problems: list[str]) -> dict[str, bool] | None:
+    """Each prompt identifier of this `prompt_order` and whether SillyTavern sends it,
+    read as PromptManager.js does (getPromptOrderForCharacter, sanitizeServiceSettings,
+    getPromptCollection): the first order for character 100001 counts; None (none, or an
+    empty one) means SillyTavern's default order (main, nsfw and jailbreak on);
+    otherwise a prompt is sent only if its first entry there has `enabled` exactly true,
+    so one with `enabled` "true", 1 or absent is off, and one missing from the order
+    too. Entries that are not objects are passed over; an order that is not a list,
+    which SillyTavern's prompt manager fails on, is refused."""
     if prompt_order is None:
-        return frozenset()
+        return None
     if not isinstance(prompt_order, list):
         problems.append("The preset's `prompt_order` must be a list.")
-        return frozenset()
+        return None
     chosen = next(
         (o for o in prompt_order if isinstance(o, dict) and _is_order_id(o.get("character_id"))),
         None,
     )
     order = None if chosen is None else chosen.get("order")
     if order is None:
-        return frozenset()
+        return None
     if not isinstance(order, list):
         problems.append(
             f"The `order` of the preset's `prompt_order` for character {_ORDER_ID} must be a list."
         )
-        return frozenset()
+        return None
     if not order:
-        return frozenset()
+        return None
     enabled: dict[str, bool] = {}
     for entry in order:
         identifier = entry.get("identifier") if isinstance(entry, dict) else None
-        if isinstance(identifier, str) and identifier in PROMPTS and identifier not in enabled:
+        if isinstance(identifier, str) and identifier not in enabled:
             enabled[identifier] = entry.get("enabled") is True
-            if len(enabled) == len(PROMPTS):
-                break
+    return enabled
+
+
+def _switched_off(enabled: Mapping[str, bool] | None) -> frozenset[str]:
+    """Our prompt identifiers SillyTavern would not send (`_enabled`'s order)."""
+    if enabled is None:
+        return frozenset()
     return frozenset(i for i in PROMPTS if not enabled.get(i, False))
+
+
+# Identifiers SillyTavern fills itself (markers) or that map to our settings: a prompt of
+# another identifier the order sends is text of the preset's own we do not send.
+_PLACED = frozenset(
+    {
+        *PROMPTS,
+        "chatHistory",
+        "dialogueExamples",
+        "worldInfoBefore",
+        "worldInfoAfter",
+        "charDescription",
+        "charPersonality",
+        "scenario",
+        "personaDescription",
+    }
+)
+
+
+def _not_sent(prompts: object, enabled: Mapping[str, bool] | None) -> tuple[str, ...]:
+    """The names of the preset's other prompts its order sends (custom prompts,
+    enhanceDefinitions), which we do not: said on import, not dropped in silence."""
+    if enabled is None or not isinstance(prompts, list):
+        return ()
+    names: list[str] = []
+    for prompt in prompts:
+        if not isinstance(prompt, dict):
+            continue
+        identifier = prompt.get("identifier")
+        content = prompt.get("content")
+        if (
+            isinstance(identifier, str)
+            and identifier not in _PLACED
+            and enabled.get(identifier, False)
+            and not prompt.get("marker")
+            and isinstance(content, str)
+            and content.strip()
+        ):
+            name = prompt.get("name")
+            names.append(clean_text(name if isinstance(name, str) and name else identifier)[:60])
+    return tuple(dict.fromkeys(names))
 
 
 def _prompts(

@@ -247,6 +247,13 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append(f"Switched off in the preset's prompt order, so unset: {off}.")
     if preset.not_supported:
         lines.append("Not supported here: " + ", ".join(preset.not_supported) + ".")
+    if preset.not_sent:
+        names = [quoted(name, 60) for name in preset.not_sent[:10]]
+        more = f" and {len(preset.not_sent) - 10} more" if len(preset.not_sent) > 10 else ""
+        lines.append(
+            "Not sent here (only the main, auxiliary and post-history prompts are): its "
+            f"prompts {', '.join(names)}{more}."
+        )
     if preset.connection:
         # Where requests would go first (a proxy, its password); a preset names a model
         # for every source it knows, which say nothing each.

@@ -593,6 +593,39 @@ async def test_the_prompts_command_sets_shows_and_removes_each_prompt(harness: H
     assert not refused.ok
 
 
+async def test_a_presets_own_prompts_it_sends_are_named_as_not_sent(harness: Harness) -> None:
+    """Cards probe: custom prompts and enhanceDefinitions were dropped without a word."""
+    await configure_fake(harness)
+    preset = {
+        **COMMUNITY,
+        "prompts": [
+            *COMMUNITY["prompts"],
+            {"identifier": "3f1c-style", "name": "Style guide", "content": "Use short lines."},
+            {"identifier": "a9d2-off", "name": "Switched off", "content": "Never sent."},
+            {"identifier": "enhanceDefinitions", "name": "Enhance Definitions", "content": "x"},
+            {"identifier": "chatHistory", "name": "Chat History", "marker": True},
+        ],
+        "prompt_order": [
+            {
+                "character_id": 100001,
+                "order": [
+                    {"identifier": "main", "enabled": True},
+                    {"identifier": "3f1c-style", "enabled": True},
+                    {"identifier": "a9d2-off", "enabled": False},
+                    {"identifier": "enhanceDefinitions", "enabled": True},
+                    {"identifier": "chatHistory", "enabled": True},
+                ],
+            }
+        ],
+    }
+    reply = await run(harness, ("preset", "import"), file=card_file(preset, "c.json"))
+    assert reply.ok, reply.text
+    assert (
+        "Not sent here (only the main, auxiliary and post-history prompts are): its prompts "
+        "`Style guide`, `Enhance Definitions`."
+    ) in reply.text.splitlines()
+
+
 async def test_a_bad_presets_reply_names_all_its_problems(harness: Harness) -> None:
     await configure_fake(harness)
     before = await harness.store.scope_values(REF, Scope.CHANNEL)
