@@ -636,10 +636,12 @@ async def _set_prompt(
     ctx: CommandContext, which: str, prompt: str | None, args: dict[str, Any], action: str
 ) -> Reply:
     setting, title = PROMPTS[which]
-    if prompt is None:
+    if prompt is None:  # whole, as an admin may want to copy it; cleaned as everywhere
         config = await ctx.store.effective_config(ctx.ref)
         text = config.value(setting)
-        shown = text if isinstance(text, str) and text else "(none)"
+        shown = "(none)"
+        if isinstance(text, str) and text:
+            (shown,) = await shown_here(ctx.store, ctx.ref, config, [text])
         return Reply(f"{title[0].upper()}{title[1:]}: {shown}")
     scope = _scope_of(args)
     word = prompt.strip().lower()

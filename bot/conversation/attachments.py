@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from bot.media import (
     Measure,
@@ -24,6 +26,7 @@ from bot.types import Attachment, Image, failure
 from bot.types.text import shorten
 
 log = logging.getLogger("bot.conversation")
+T = TypeVar("T")
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 
@@ -74,12 +77,16 @@ async def prepare(
         raise Refused(too_many)
     images: list[Image] = []
     files: list[tuple[str, bytes]] = []
+    fetched = 0
     try:
         for attachment in attachments:
             data = await _fetch(attachment, display_name(attachment.filename), max_bytes)
+            fetched += len(data)  # as declared sizes are checked: a platform may declare none
+            if len(attachments) > 1 and fetched > MESSAGE_FILES_SHARE * max_bytes:
+                raise Refused(_too_large_together(fetched, max_bytes))
             kind = classify(data, attachment.filename, attachment.content_type)
             if kind == "image":
-                prepared = await asyncio.to_thread(prepare_image, data, attachment.filename)
+                prepared = await _in_media_thread(prepare_image, data, attachment.filename)
                 images.append(prepared.to_image())
             elif kind in ("text", "pdf"):
                 files.append((attachment.filename, data))  # read below, once its share is known
@@ -90,7 +97,7 @@ async def prepare(
         # A PDF's pages are read only until its share is full: the rest would be cut anyway.
         share = text_budget // max(1, len(files))
         blocks = [
-            await asyncio.to_thread(file_block, data, name, share, measure) for name, data in files
+            await _in_media_thread(file_block, data, name, share, measure) for name, data in files
         ]
     except MediaError as err:
         raise Refused(str(err)) from None
@@ -98,6 +105,16 @@ async def prepare(
         display_name(name) for (name, _), block in zip(files, blocks, strict=True) if block.cut
     )
     return Prepared(tuple(images), "".join(block.text for block in blocks), cut)
+
+
+# Images decoded and PDFs read at once, in all the bot's turns: each may take a few hundred
+# MB (a PDF, a process of its own) and seconds of CPU. The rest wait in this pool's queue,
+# not in threads of the loop's own pool, which DNS lookups and the store's files need.
+_MEDIA_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media")
+
+
+async def _in_media_thread(work: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_MEDIA_THREADS, work, *args)
 
 
 async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
@@ -147,12 +164,16 @@ def count_refusal(
         and len(attachments) > 1
         and together > MESSAGE_FILES_SHARE * max_bytes
     ):
-        most = round(MESSAGE_FILES_SHARE * max_bytes / 2**20, 1)
-        return (
-            f"Your files come to {together / 2**20:.1f} MB together; I take up to {most:g} MB "
-            "in one message. Send them in separate messages."
-        )
+        return _too_large_together(together, max_bytes)
     return None
+
+
+def _too_large_together(size: int, max_bytes: int) -> str:
+    most = round(MESSAGE_FILES_SHARE * max_bytes / 2**20, 1)
+    return (
+        f"Your files come to {size / 2**20:.1f} MB together; I take up to {most:g} MB "
+        "in one message. Send them in separate messages."
+    )
 
 
 def _too_many(count: int, most: int) -> str:

@@ -44,7 +44,7 @@ from bot.conversation.stream import (
     stream_answer,
 )
 from bot.conversation.vision import sees_images
-from bot.fields import conversation_room
+from bot.fields import REGISTRY, conversation_room
 from bot.providers import ChatRequest, Endpoint, ProviderHub
 from bot.store import Store, StoreError
 from bot.store.quotas import Guarded
@@ -218,8 +218,10 @@ class _QuotaHooks:
                 log.warning("could not release a reserved usage row: %s", err)
 
     async def settle_reserved(self) -> int:
-        """Reserved usage a crash left unsettled: settled at its estimate (at start)."""
-        return await settle_stale(self._store, self._limits.answer_timeout)
+        """Reserved usage a crash left unsettled: settled as it stands (at start, then now
+        and then); this process's own turns' rows are left to their turns."""
+        running = tuple(self._reserved.values())
+        return await settle_stale(self._store, self._limits.answer_timeout, running)
 
 
 class ChatEngine(_QuotaHooks, PlatformPosts):
@@ -896,7 +898,11 @@ def _estimate(
     prompt = min(sum(e.tokens for e in history), budget) + (question.tokens if question else 0)
     prompt += estimate_tokens(config.own_prompts) if config.own_prompts else 0
     size, room = conversation_room(context, max_tokens)
-    return turn_cost(prompt, size - room)
+    answer = size - room
+    thinking = config.number("thinking_budget")
+    if thinking and REGISTRY.by_name["thinking_budget"].applies_to(config.source):
+        answer += thinking  # Claude may think this much on top (its request adds it)
+    return turn_cost(prompt, answer)
 
 
 _KEY_IN_MESSAGE = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -31,10 +32,13 @@ MAX_PDF_CONTENT = 2 * 2**20
 # all before the first page (~70 µs each), so 90,000 small pages in 13 MB cost 9 s.
 MAX_PDF_PAGE_TREE = 10_000
 # How long one PDF may take to read, in a process of its own (pdf_worker): what pypdf makes
-# of a file cannot be known from its size. Two at most at once (each a process).
+# of a file cannot be known from its size.
 PDF_SECONDS = 15.0
-_PDF_READERS = threading.BoundedSemaphore(2)
 _WORKER = Path(__file__).with_name("pdf_worker.py")
+_MAX_LINE = 16 * 2**20  # one page's text as the worker says it: far past any budget
+_NO_READER = "{shown} cannot be read now: the bot's PDF reader did not start. Paste its text."
+
+log = logging.getLogger("bot.media")
 
 _BACKTICKS = re.compile(r"`+")
 # Cutting at a line end reads better, unless that throws away much of what fits.
@@ -123,44 +127,55 @@ def _pdf_text(
     error = ""
     over = False  # stopped early: too much drawing, too much memory, or out of time
     read = 0
-    with _PDF_READERS:
-        limits = (max_pages, MAX_PDF_CONTENT, MAX_PDF_PAGE_TREE)
-        # Our own interpreter and script, numbers only: the file goes in on stdin.
+    limits = (max_pages, MAX_PDF_CONTENT, MAX_PDF_PAGE_TREE)
+    try:
+        # Our own interpreter and script, numbers only: the file goes in on stdin. `-P`:
+        # not this folder first on its path (its modules are no stdlib's to shadow).
         worker = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-I", str(_WORKER), *map(str, limits)],
+            [sys.executable, "-P", str(_WORKER), *map(str, limits)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        clock = threading.Timer(PDF_SECONDS, worker.kill)
-        clock.start()
-        try:
-            assert worker.stdin is not None and worker.stdout is not None
-            with contextlib.suppress(BrokenPipeError):  # it ended early: said below
-                worker.stdin.write(data)
-                worker.stdin.close()
-            for raw in worker.stdout:
+    except OSError as err:
+        log.error("the PDF reader could not start: %s", type(err).__name__)
+        raise MediaError(_NO_READER.format(shown=shown)) from None
+    clock = threading.Timer(PDF_SECONDS, worker.kill)
+    clock.start()
+    try:
+        assert worker.stdin is not None and worker.stdout is not None
+        with contextlib.suppress(OSError):  # it ended early (a broken pipe): said below
+            worker.stdin.write(data)
+            worker.stdin.close()
+        for raw in iter(lambda: worker.stdout.readline(_MAX_LINE), b""):  # type: ignore[union-attr]
+            try:
                 line = json.loads(raw)
-                if "error" in line:
-                    error = str(line["error"])
-                    break
-                if "total" in line:
-                    total = int(line["total"])
-                    continue
-                if line.get("over"):
-                    over = True
-                    break
-                pages.append(str(line["text"]))
-                read += measure(pages[-1].strip())
-                if budget is not None and read >= budget:
-                    break  # the prompt could use no more: the rest is not read
-            else:  # the worker ended: all read, or ended before (its time or memory)
-                over = total is None or len(pages) < min(total, max_pages)
-        finally:
-            clock.cancel()
-            worker.kill()
-            worker.wait()
-            worker.stdout.close()  # type: ignore[union-attr]
+            except ValueError:  # cut short where its time or memory ran out, or too long
+                over = True
+                break
+            if "error" in line:
+                error = str(line["error"])
+                break
+            if "total" in line:
+                total = int(line["total"])
+                continue
+            if line.get("over"):
+                over = True
+                break
+            pages.append(str(line["text"]))
+            read += measure(pages[-1].strip())
+            if budget is not None and read >= budget:
+                break  # the prompt could use no more: the rest is not read
+        else:  # the worker ended: all read, or ended before (its time or memory)
+            over = total is None or len(pages) < min(total, max_pages)
+    finally:
+        clock.cancel()
+        worker.kill()
+        worker.wait()
+        worker.stdout.close()  # type: ignore[union-attr]
+    if error == "start":
+        log.error("the PDF reader could not start: pypdf cannot be imported by %s", sys.executable)
+        raise MediaError(_NO_READER.format(shown=shown))
     if error == "password":
         raise MediaError(
             f"{shown} is protected by a password; save a copy without one and attach it."

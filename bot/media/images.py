@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -90,19 +89,9 @@ def prepare_image(
 ) -> PreparedImage:
     """`data` as a JPEG or PNG of at most `max_edge` px a side and `max_bytes` bytes.
 
-    Upright per EXIF, first frame of an animation, no metadata. Raises MediaError.
+    Upright per EXIF, first frame of an animation, no metadata. Raises MediaError. It
+    may hold a few hundred MB while it runs: callers run a few at a time.
     """
-    with _DECODING:
-        return _prepare(data, name, max_edge, max_bytes, max_pixels)
-
-
-# Images decoded at once (a worker thread each): each may hold a few hundred MB.
-_DECODING = threading.BoundedSemaphore(2)
-
-
-def _prepare(
-    data: bytes, name: str, max_edge: int, max_bytes: int, max_pixels: int
-) -> PreparedImage:
     shown = display_name(name)
     source = _decode(data, shown, max_edge, max_pixels)
     # Scaled down first: the conversions below then copy the small picture, not a
@@ -179,10 +168,13 @@ def _too_large(
 def _resizable(image: Image.Image) -> Image.Image:
     """`image` in a mode Pillow scales with any filter (a palette, 1-bit, CMYK or 16-bit
     grey image is converted first, as _normalize would have)."""
+    if "transparency" in image.info or image.mode == "PA":
+        # A colour or palette entry made see-through: an alpha band before scaling, or
+        # the scaler blends that colour into its neighbours, which then show.
+        return image.convert("RGBA")
     if image.mode in _RESIZABLE:
         return image
-    transparent = image.mode in ("PA",) or "transparency" in image.info
-    return image.convert("RGBA" if transparent else "RGB")
+    return image.convert("RGB")
 
 
 def _normalize(image: Image.Image) -> tuple[Image.Image, bool]:

@@ -5,11 +5,12 @@ budget counted in advance (a 22 KB file whose 20 fonts share one large ToUnicode
 took 7.7 s a page), and while it runs it holds the bot's interpreter. Here it holds only
 this process, which the bot ends when the answer needs no more pages or its time is up.
 
-Run as a script (`python -I pdf_worker.py MAX_PAGES MAX_CONTENT MAX_TREE`) with the PDF
+Run as a script (`python -P pdf_worker.py MAX_PAGES MAX_CONTENT MAX_TREE`) with the PDF
 on stdin. It imports only the standard library and pypdf, so it needs nothing of the bot
 on its path. It writes JSON lines: first `{"total": N}` or `{"error": KIND}` (KIND:
-`password`, `tree`, `damaged`), then one `{"text": …}` a page as it is read, or
-`{"over": true}` when the drawing read reaches MAX_CONTENT bytes.
+`password`, `tree`, `damaged`, or `start`: pypdf cannot be imported), then one
+`{"text": …}` a page as it is read, or `{"over": true}` when the drawing read reaches
+MAX_CONTENT bytes (or its memory runs out).
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def _say(line: dict[str, object]) -> None:
 
 
 def extract(data: bytes, max_pages: int, max_content: int, max_tree: int) -> None:
-    from pypdf import PasswordType, PdfReader, apply_configuration
-    from pypdf.errors import LimitReachedError
+    try:
+        from pypdf import PasswordType, PdfReader, apply_configuration
+        from pypdf.errors import LimitReachedError
+    except ImportError:
+        _say({"error": "start"})
+        return
 
     try:
         reader = PdfReader(io.BytesIO(data))

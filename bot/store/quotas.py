@@ -15,7 +15,7 @@ its RETURNING reads the sums. Either way a refusal deletes the reserved row agai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -218,14 +218,18 @@ class QuotaPart:
 
         await self._db.write("usage release", work)
 
-    async def settle_stale(self, older_than: timedelta, now: datetime) -> int:
+    async def settle_stale(
+        self, older_than: timedelta, now: datetime, running: Collection[int] = ()
+    ) -> int:
         """Reserved rows of calls that cannot still run (a crash left them): settled at
-        their estimate. Rows of the last week only, so it reads an index."""
+        their estimate; `running`: rows of this process's turns, which still can. Rows
+        of the last week only, so it reads an index."""
         cutoff = now - older_than
         stale = (
             UsageRow.day >= (now - timedelta(days=7)).date(),
             UsageRow.state == RESERVED,
             UsageRow.created_at < cutoff,
+            UsageRow.id.not_in(sorted(running)),
         )
 
         async def left(session: AsyncSession) -> bool:

@@ -162,7 +162,7 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 
 # Between a secret's characters, what a human eye or a renderer skips: invisible
 # characters, a few spaces or a line break (`h u n t e r 2`), a Markdown escape.
-_INVISIBLE = r"\s\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+_INVISIBLE = r"\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
 
 
 @lru_cache(maxsize=256)
@@ -174,7 +174,8 @@ def _loosely(secret: str) -> re.Pattern[str] | None:
     if len(secret) < HELD_SECRET_CHARS:
         return None
     # Never a character of the secret itself: the pattern then matches in linear time.
-    filler = "[" + _INVISIBLE + ("" if "\\" in secret else "\\\\") + "]{0,3}"
+    spaces = "" if any(c.isspace() for c in secret) else "\\s"
+    filler = "[" + spaces + _INVISIBLE + ("" if "\\" in secret else "\\\\") + "]{0,3}"
     classes = []
     for char in secret:
         variants = {char, char.lower(), char.upper()}

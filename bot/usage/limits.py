@@ -207,7 +207,10 @@ def refusal_text(
 ) -> str:
     head = f"Limit reached: {name.value} ({_what(name, limit)})"
     if SPECS[name].unit == "tokens":
-        head += f"; {spent:,} used, this message needs about {cost:,}"
+        # What answers still being written hold counts until they end (TurnCost).
+        head += (
+            f"; {spent:,} used or held by answers being written, this message needs about {cost:,}"
+        )
     raise_it = f"an admin can raise it with {prefix}limits"
     if free is None:
         tail = f"It does not free up by itself: {raise_it}."
@@ -221,7 +224,8 @@ def refusal_text(
                 f"{prefix}reset or raise the limit with {prefix}limits."
             )
         return f"{head}. {tail}"
-    return f"{head}. It frees up {when(free, now)}. Nothing was sent to the model."
+    held = " (or sooner, as answers being written end)" if SPECS[name].unit == "tokens" else ""
+    return f"{head}. It frees up {when(free, now)}{held}. Nothing was sent to the model."
 
 
 def allowance(limits: Mapping[LimitName, InForce], counts: Counts, now: datetime) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -133,7 +133,9 @@ async def _ask(
     return ask, decide
 
 
-async def settle_stale(store: Store, answer_timeout: float) -> int:
-    """At start: reserved rows older than any answer can run were left by a crash."""
+async def settle_stale(store: Store, answer_timeout: float, running: Collection[int] = ()) -> int:
+    """Reserved rows older than any answer can run were left by a crash; `running`: those
+    of this process's turns, left alone (a slow status check may come before the answer)."""
     now = datetime.now(UTC)
-    return await store.quotas.settle_stale(timedelta(seconds=answer_timeout + 60), now)
+    older = timedelta(seconds=answer_timeout + 60)
+    return await store.quotas.settle_stale(older, now, running)

@@ -42,6 +42,13 @@ def attach(name: str, data: bytes, content_type: str = "", size: int = 0) -> Att
     return Attachment(name, content_type, size or len(data), fetch)
 
 
+def undeclared(name: str, data: bytes) -> Attachment:
+    async def fetch(limit: int) -> bytes:
+        return data
+
+    return Attachment(name, "", 0, fetch)
+
+
 class Sink:
     def __init__(self) -> None:
         self.final: tuple[str, str | None] | None = None
@@ -223,6 +230,11 @@ async def test_text_code_and_pdf_files_become_fenced_text(core: Core, endpoint: 
         ),
         (
             [attach(f"big{i}.txt", b"x" * 190_000) for i in range(3)],
+            "Your files come to 0.5 MB together; I take up to 0.4 MB in one message.",
+        ),
+        # Review: a platform that declares no size (Matrix m.file without info.size).
+        (
+            [undeclared(f"big{i}.txt", b"x" * 190_000) for i in range(3)],
             "Your files come to 0.5 MB together; I take up to 0.4 MB in one message.",
         ),
     ],

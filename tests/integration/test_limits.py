@@ -482,6 +482,35 @@ async def test_a_crash_leaves_one_estimate_that_the_next_start_settles(core: Cor
     assert await core.settle_reserved() == 0
 
 
+async def test_the_running_bots_settling_leaves_its_own_turns_alone(core: Core) -> None:
+    """Review: settling now runs every hour, beside this process's own turns; one whose
+    reservation is old (a slow status check before a long answer) still runs."""
+    await configure(core)
+    assert (await command(core, "/limits set tokens_per_user_day 100000", ADMIN)).ok
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        asked.set()
+        await release.wait()
+        return await answer()(request)
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(side_effect=slow)
+        turn = asyncio.create_task(ask(core))
+        await asyncio.wait_for(asked.wait(), 5)
+        async with core.store.engine.begin() as conn:
+            await conn.execute(
+                update(UsageRow).values(created_at=datetime.now(UTC) - timedelta(minutes=10))
+            )
+        await core.housekeeping()
+        assert await states(core.store) == {"reserved": 1}  # its turn still runs
+        release.set()
+        result, _ = await asyncio.wait_for(turn, 5)
+    assert result.refusal is None
+    assert await states(core.store) == {"settled": 1}
+    assert await tokens(core.store) == E  # what the endpoint reported, not the reservation
+
+
 # -- who may chat -----------------------------------------------------------------------------
 
 

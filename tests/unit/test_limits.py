@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.types import Actor, ChannelRef, Platform
+from bot.types import Actor, ChannelConfig, ChannelRef, HistoryEntry, Platform, Role, Source
 from bot.types.limits import AccessKind, AccessRule, Counts, Effect, LimitName, ScopeLimits
 from bot.usage.access import AccessError, OperatorAccess, may_chat, parse_subject
 from bot.usage.limits import (
@@ -127,6 +127,16 @@ def test_a_message_larger_than_the_limit_itself_points_members_to_an_admin() -> 
     assert "alone needs more than that" in text
     assert "shorten it, or an admin can start afresh with !reset" in text
     assert "raise the limit with !limits" in text
+
+
+def test_a_token_refusal_counts_what_answers_being_written_hold() -> None:
+    """Review: "4,196 used … frees up at 00:00 UTC" while nothing was spent yet: the
+    first answer's room was held, and it frees as soon as that answer ends."""
+    text = refusal_text(
+        LimitName.TOKENS_PER_USER_DAY, 2000, 4196, 356, NOW + timedelta(hours=10), NOW
+    )
+    assert "4,196 used or held by answers being written, this message needs about 356" in text
+    assert "(in 10 h 0 min) (or sooner, as answers being written end). Nothing was sent" in text
 
 
 def test_when_reads_naturally() -> None:
@@ -253,3 +263,15 @@ def test_the_operators_admins_are_one_rule_however_they_are_given() -> None:
     assert not gate.operator.admin(member) and not gate.operator.server_admin(member)
     channel_admin = Actor("a", "A", is_channel_admin=True)
     assert gate.operator.admin(channel_admin) and not gate.operator.server_admin(channel_admin)
+
+
+@pytest.mark.parametrize(("source", "held"), [(Source.CLAUDE, 9000), (Source.OPENAI, 1000)])
+def test_a_turn_holds_what_claude_may_think_on_top_of_its_answer(source: Source, held: int) -> None:
+    """Review: with thinking_budget 8000 a Claude request asks for max_tokens 9000, but
+    the turn held 1000: each turn at once could spend 8,000 past what it held."""
+    from bot.conversation.engine import _estimate
+
+    config = ChannelConfig.of(source=source, max_tokens=1000, thinking_budget=8000)
+    question = HistoryEntry(Role.USER, "hi", tokens=2)
+    cost = _estimate(config, [], question)
+    assert cost.reserved == 2 + held and cost.needed == 2 + 256

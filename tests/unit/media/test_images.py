@@ -187,6 +187,20 @@ def test_a_big_16_bit_grey_png_is_scaled_before_it_is_converted() -> None:
     assert out.size == (1568, 1045) and out.convert("L").getpixel((700, 500)) == 255
 
 
+def test_a_colour_made_see_through_stays_see_through_when_scaled() -> None:
+    """Review: a PNG whose transparency is a key colour (tRNS) was scaled before that
+    colour became alpha, so the scaler blended it into opaque magenta fringes."""
+    image = Image.new("RGB", (4000, 2000), (255, 0, 255))
+    image.paste((255, 255, 255), (2000, 0, 4000, 2000))
+    out = io.BytesIO()
+    image.save(out, "PNG", transparency=(255, 0, 255))
+    sent = opened(prepare_image(out.getvalue(), "keyed.png")).convert("RGBA")
+    assert sent.size == (1568, 784)
+    for x in range(770, 800):  # across the edge: magenta is see-through, nowhere opaque
+        red, green, blue, alpha = sent.getpixel((x, 400))  # type: ignore[misc]
+        assert alpha == 0 or green > 200, (x, (red, green, blue, alpha))
+
+
 def test_the_pixel_cap_counts_what_a_jpeg_decodes_at_reduced_scale() -> None:
     # 12 MP in the file, 3 MP decoded: libjpeg halves it while reading.
     data = encode(photo(4000, 3000), "JPEG")

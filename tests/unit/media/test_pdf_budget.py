@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 import zlib
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -171,3 +173,36 @@ def test_pages_read_before_the_time_is_up_are_kept(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(files, "PDF_SECONDS", 2.0)
     text = read_pdf(out.getvalue(), "mixed.pdf")
     assert text == "Quick page\n\n[… pages 2–4 of 4 not read]"
+
+
+def test_a_pdf_reader_that_cannot_start_is_said_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Review: an interpreter that cannot import pypdf (a user-site install under `-I`)
+    had every PDF called "too complex to read"; one that cannot run raised an OSError."""
+    without_site = tmp_path / "python"
+    without_site.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    without_site.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(without_site))
+    said = "report.pdf cannot be read now: the bot's PDF reader did not start. Paste its text."
+    with pytest.raises(MediaError) as err:
+        read_pdf(text_pdf(["Hello"]), "report.pdf")
+    assert str(err.value) == said
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "missing"))
+    with pytest.raises(MediaError) as err:
+        read_pdf(text_pdf(["Hello"]), "report.pdf")
+    assert str(err.value) == said
+
+
+def test_a_line_the_reader_was_ended_in_the_middle_of_is_no_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Review: a kill in the middle of a long page's line raised JSONDecodeError."""
+    cut = tmp_path / "cut_worker.py"
+    cut.write_text(
+        "import sys\nsys.stdin.buffer.read()\n"
+        'print(\'{"total": 3}\')\nprint(\'{"text": "Page one"}\')\n'
+        'sys.stdout.write(\'{"text": "Page tw\')\n'
+    )
+    monkeypatch.setattr(files, "_WORKER", cut)
+    assert read_pdf(b"%PDF-1.4", "cut.pdf") == "Page one\n\n[… pages 2–3 of 3 not read]"
