@@ -10,7 +10,7 @@ Adding a setting is one entry here and one migration. Pure: no I/O, no platform.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -169,6 +169,10 @@ class Field:
     # A source that takes the value inside an object: how to make it.
     wire_shape: Mapping[Source, Callable[[Any], object]] = field(default_factory=dict)
     storage: Storage | None = None  # default: by kind
+    # A value meaning "off here" (SillyTavern's top_k 0, seed -1, reasoning effort auto):
+    # stored, it wins over a wider scope's value like any other, and it is never sent.
+    # `/params <name> off` sets it.
+    off: object = None
 
     @property
     def key(self) -> str:
@@ -183,6 +187,8 @@ class Field:
 
     def takes(self) -> str:
         """What the setting accepts, e.g. `number 0–2`, `on/off`, `up to 4 strings`."""
+        if self.off is not None and self.kind is not Kind.CHOICE:
+            return f"{replace(self, off=None).takes()}, or off"
         if self.kind is Kind.SWITCH:
             return "on/off"
         if self.kind is Kind.CHOICE:
@@ -201,6 +207,8 @@ class Field:
     def parse(self, typed: str) -> object:
         """The value `typed` means; FieldError says what is accepted instead."""
         text = clean_text(typed).strip()
+        if self.off is not None and text.lower() == "off":
+            return self.off
         if self.kind is Kind.SWITCH:
             if text.lower() in SWITCH_ON:
                 return True
@@ -288,6 +296,10 @@ class Field:
         """A value as people read it (`END, STOP`, `on`, `0.7`, `default`)."""
         if value is None:
             return "default"
+        if value == "" and self.kind is Kind.TEXT:
+            return "none"
+        if self.off is not None and value == self.off and self.kind is not Kind.CHOICE:
+            return "off"
         if isinstance(value, bool):
             return "on" if value else "off"
         if isinstance(value, int | float):
@@ -300,6 +312,8 @@ class Field:
         """(body field, value) carrying this setting to `source`, or None: not sent."""
         name = self.wire.get(source)
         if name is None or value is None or value is False or value == ():
+            return None
+        if self.off is not None and value == self.off:
             return None
         if isinstance(value, tuple):
             return name, list(value)
@@ -379,6 +393,7 @@ FIELDS: tuple[Field, ...] = (
         sources=frozenset({Source.CLAUDE, Source.CUSTOM}),
         param=True,
         wire=_to("top_k", Source.CLAUDE, Source.CUSTOM),
+        off=0,
     ),
     Field(
         "frequency_penalty",
@@ -404,10 +419,11 @@ FIELDS: tuple[Field, ...] = (
         "reasoning_effort",
         Kind.CHOICE,
         "how long reasoning models think",
-        choices=("minimal", "low", "medium", "high"),
+        choices=("auto", "minimal", "low", "medium", "high"),
         sources=frozenset({Source.OPENAI, Source.CUSTOM}),
         param=True,
         wire=_to("reasoning_effort", Source.OPENAI, Source.CUSTOM),
+        off="auto",  # the model's own
     ),
     Field(
         "thinking_budget",
@@ -443,10 +459,11 @@ FIELDS: tuple[Field, ...] = (
         "seed",
         Kind.INTEGER,
         "repeatable sampling",
-        low=-(2**31),
+        low=-1,
         high=2**31 - 1,
         param=True,
         storage=Storage.BIGINT,
+        off=-1,  # as SillyTavern's -1: no seed
         wire={Source.OPENAI: "seed", Source.CUSTOM: "seed", Source.MISTRAL: "random_seed"},
     ),
     Field(

@@ -30,13 +30,14 @@ class PresetError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PresetImport:
-    """Settings a preset sets (None: unset it), those not in our registry yet, keys ignored."""
+    """Settings a preset sets (None: unset it; a prompt's "": none, whatever a wider scope
+    sets), those not in our registry yet, keys ignored."""
 
     values: Mapping[str, object]
     not_supported: tuple[str, ...]  # names in `values` the registry does not have (yet)
     ignored: tuple[str, ...]  # preset keys that map to nothing of ours
-    # prompt settings whose text the preset switches off in its prompt order: unset in
-    # `values` (when known), as SillyTavern would not send them
+    # prompt settings whose text the preset switches off in its prompt order: "" in
+    # `values` (none here), as SillyTavern would not send them
     disabled: tuple[str, ...] = ()
     # connection keys the preset gives a value (a proxy URL, its password, a source, a
     # model): never taken, and said so apart from the rest of `ignored`
@@ -80,20 +81,25 @@ def _integer(key: str, value: object) -> int:
     return int(number)
 
 
-def _top_k(key: str, value: object) -> int | None:
+# A value the preset turns off is kept as the registry's `off` value (bot.fields), not
+# unset: imported into a channel, it wins over what the server sets, as it would in
+# SillyTavern.
+
+
+def _top_k(key: str, value: object) -> int:
     number = _integer(key, value)
-    return number if number > 0 else None  # SillyTavern's 0 means off
+    return max(0, number)  # SillyTavern's 0 means off
 
 
-def _seed(key: str, value: object) -> int | None:
+def _seed(key: str, value: object) -> int:
     number = _integer(key, value)
-    return number if number >= 0 else None  # SillyTavern sends a seed only when >= 0
+    return number if number >= 0 else -1  # SillyTavern sends a seed only when >= 0
 
 
-def _effort(key: str, value: object) -> str | None:
+def _effort(key: str, value: object) -> str:
     if not isinstance(value, str) or len(value) > 20:
         raise PresetError(f"The preset's `{key}` must be a reasoning effort such as `medium`.")
-    return None if value.strip().lower() in ("", "auto") else value.strip().lower()
+    return value.strip().lower() or "auto"
 
 
 def _stop(key: str, value: object) -> list[str] | None:
@@ -209,14 +215,14 @@ def parse_preset(
             values.update(found)
         elif key != "prompt_order":
             ignored.append(key)
-    # A prompt switched off is unset even when the preset has no text for it: SillyTavern
-    # sends none, so neither do we.
-    values.update(dict.fromkeys((PROMPTS[i] for i in PROMPTS if i in off), None))
+    # A prompt switched off is none here even when the preset has no text for it:
+    # SillyTavern sends none, so neither do we (whatever the server's prompt is).
+    values.update(dict.fromkeys((PROMPTS[i] for i in PROMPTS if i in off), ""))
     if problems:
         more = f" … and {len(problems) - _SHOWN} more." if len(problems) > _SHOWN else ""
         raise PresetError(" ".join(problems[:_SHOWN]) + more)
     # An empty prompt we have no setting for is no loss: it is neither set nor reported.
-    values = {n: v for n, v in values.items() if n in known or v is not None}
+    values = {n: v for n, v in values.items() if n in known or v not in (None, "")}
     connection = tuple(sorted(k for k in ignored if _connection(k, preset[k])))
     return PresetImport(
         values,
@@ -332,13 +338,14 @@ def _not_sent(prompts: object, enabled: Mapping[str, bool] | None) -> tuple[str,
 
 def _prompts(
     prompts: object, off: Collection[str], problems: list[str]
-) -> tuple[dict[str, str | None], tuple[str, ...]]:
-    """Our prompt settings from `prompts`, and those with text that `off` switches off
-    (left out here: the caller unsets them)."""
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Our prompt settings from `prompts` ("" for an empty one: SillyTavern sends none),
+    and those with text that `off` switches off (left out here: the caller sets them
+    to none)."""
     if not isinstance(prompts, list):
         problems.append("The preset's `prompts` must be a list.")
         return {}, ()
-    found: dict[str, str | None] = {}
+    found: dict[str, str] = {}
     disabled: dict[str, None] = {}  # ordered, without repeats
     clashing: set[str] = set()
     for prompt in prompts:
@@ -359,7 +366,7 @@ def _prompts(
                 f"The preset's `{identifier}` prompt is over {MAX_PROMPT_CHARS:,} characters."
             )
             continue
-        text = clean_text(content or "").strip() or None
+        text = clean_text(content or "").strip()
         name = PROMPTS[identifier]
         if name not in found:
             found[name] = text

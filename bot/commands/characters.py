@@ -244,7 +244,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append("Not applied: " + "; ".join(refused) + ".")
     if preset.disabled:
         off = ", ".join(preset.disabled)
-        lines.append(f"Switched off in the preset's prompt order, so unset: {off}.")
+        lines.append(f"Off in the preset's prompt order (or missing from it), so none here: {off}.")
     if preset.not_supported:
         lines.append("Not supported here: " + ", ".join(preset.not_supported) + ".")
     if preset.not_sent:

@@ -77,6 +77,9 @@ def test_console_says_which_prompts_a_preset_switches_off(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert "Preset applied to this channel: temperature=0.65" in out
     assert "system_prompt=Write vividly." in out, out
-    assert "Switched off in the preset's prompt order, so unset: post_history_prompt." in out
+    assert (
+        "Off in the preset's prompt order (or missing from it), so none here: post_history_prompt."
+        in out
+    )
     assert "Not supported here" not in out  # the switched-off text is not offered as lost
     assert "Traceback" not in done.stderr

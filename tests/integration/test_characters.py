@@ -434,8 +434,8 @@ async def test_a_prompt_switched_off_in_the_preset_is_not_sent(harness: Harness)
     reply = await run(harness, ("preset", "import"), file=card_file(switched_off, "p.json"))
     assert reply.ok, reply.text
     assert (
-        "Switched off in the preset's prompt order, so unset: system_prompt, post_history_prompt."
-        in reply.text.splitlines()
+        "Off in the preset's prompt order (or missing from it), so none here: system_prompt, "
+        "post_history_prompt." in reply.text.splitlines()
     )
     assert "Not supported" not in reply.text and "prompt_order" not in reply.text
     with respx.mock:
@@ -445,6 +445,45 @@ async def test_a_prompt_switched_off_in_the_preset_is_not_sent(harness: Harness)
     assert body["temperature"] == 0.65  # the rest of the preset applies
     sent = json.dumps(body["messages"])
     assert "Write vividly" not in sent and "Be brief" not in sent and "Ignore every" not in sent
+
+
+async def test_a_channels_preset_turns_off_what_the_server_sets(harness: Harness) -> None:
+    """Cards probe: a channel's preset with top_k 0, seed -1, reasoning effort auto and
+    its main prompt switched off still sent the server preset's top_k 40, seed 42,
+    effort medium and main prompt: "off" had been stored as unset."""
+    await configure_fake(harness)
+    server = {
+        **COMMUNITY,
+        "top_k": 40,
+        "seed": 42,
+        "reasoning_effort": "medium",
+    }
+    reply = await run(
+        harness,
+        ("preset", "import"),
+        actor=SERVER_ADMIN,
+        file=card_file(server, "s.json"),
+        scope="server",
+    )
+    assert reply.ok, reply.text
+    await run(harness, ("params",), name="top_k", value="default")
+    channel = {
+        **ST_DEFAULT,
+        "top_k": 0,
+        "seed": -1,
+        "reasoning_effort": "auto",
+        "prompt_order": [
+            {"character_id": 100001, "order": [{"identifier": "main", "enabled": False}]}
+        ],
+    }
+    reply = await run(harness, ("preset", "import"), file=card_file(channel, "Default.json"))
+    assert reply.ok and "top_k=off" in reply.text and "seed=off" in reply.text, reply.text
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    body = json.loads(route.calls.last.request.content)
+    assert not {"top_k", "seed", "reasoning_effort"} & set(body), body
+    assert body["messages"] == [{"role": "user", "content": "Hi"}]  # no main, aux, post
 
 
 async def test_a_bad_preset_changes_nothing(harness: Harness) -> None:

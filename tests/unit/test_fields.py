@@ -37,7 +37,13 @@ def test_split_list_unclosed_quote() -> None:
         ("temperature", "0.7", 0.7),
         ("temperature", "2", 2.0),
         ("max_tokens", "512", 512),
-        ("seed", "-2147483648", -(2**31)),
+        ("seed", "2147483647", 2**31 - 1),
+        # SillyTavern's off values: `off`, or as SillyTavern writes them (cards probe)
+        ("seed", "off", -1),
+        ("seed", "-1", -1),
+        ("top_k", "off", 0),
+        ("reasoning_effort", "auto", "auto"),
+        ("reasoning_effort", "OFF", "auto"),
         ("stop", '"a,b"', ["a,b"]),
         ("reasoning", "ON", True),
         ("safe_prompt", "off", False),
@@ -53,7 +59,8 @@ def test_parse_good(name: str, typed: str, value: object) -> None:
         ("temperature", "3", "from 0 to 2"),
         ("temperature", "١", "must be a number"),
         ("seed", "0_1", "whole number"),
-        ("seed", "2147483648", "from -2147483648 to 2147483647"),
+        ("seed", "2147483648", "from -1 to 2147483647"),
+        ("seed", "-2", "from -1 to 2147483647"),
         ("max_tokens", "1.5", "whole number"),
         ("stop", "a,b,c,d,e", "up to 4"),
         ("reasoning", "maybe", "on or off"),
@@ -73,9 +80,23 @@ def test_show_and_takes() -> None:
     assert BY_NAME["context"].show(10_000_000) == "10000000"
     assert BY_NAME["temperature"].show(0.70) == "0.7"
     assert BY_NAME["reasoning"].show(True) == "on"
-    assert BY_NAME["seed"].takes() == "whole number -2147483648–2147483647"
+    assert BY_NAME["seed"].takes() == "whole number -1–2147483647, or off"
+    assert BY_NAME["seed"].show(-1) == "off" and BY_NAME["top_k"].show(0) == "off"
+    assert BY_NAME["reasoning_effort"].show("auto") == "auto"
+    assert BY_NAME["system_prompt"].show("") == "none"
     assert BY_NAME["source"].takes() == "openai/claude/mistral/custom"
     assert number_text(1e7) == "10000000"
+
+
+@pytest.mark.parametrize(
+    ("name", "off"), [("seed", -1), ("top_k", 0), ("reasoning_effort", "auto")]
+)
+def test_a_value_that_means_off_is_never_sent(name: str, off: object) -> None:
+    """Cards probe: a channel's preset with top_k 0, seed -1 or effort auto had the
+    server's top_k 40, seed 42 and effort medium sent: "off" was stored as unset."""
+    field = BY_NAME[name]
+    for source in Source:
+        assert field.to_wire(off, source) is None
 
 
 def test_source_only_fields() -> None:

@@ -80,8 +80,8 @@ def test_a_sillytavern_preset_maps_to_our_settings() -> None:
         "reasoning_effort": "high",
         "system_prompt": "Write {{char}}'s next reply.",
         "post_history_prompt": "Stay brief.",
-        # the empty nsfw prompt: unset when we have the setting, else left out
-        **({"auxiliary_prompt": None} if "auxiliary_prompt" in KNOWN else {}),
+        # the empty nsfw prompt: none when we have the setting (SillyTavern sends none)
+        **({"auxiliary_prompt": ""} if "auxiliary_prompt" in KNOWN else {}),
     }
     assert set(result.not_supported) == {
         name for name in result.values if name not in REGISTRY.by_name
@@ -107,9 +107,13 @@ def test_supported_values_pass_the_registry() -> None:
 @pytest.mark.parametrize(
     ("changes", "name", "value"),
     [
-        ({"seed": -1}, "seed", None),
-        ({"top_k": 0}, "top_k", None),
-        ({"reasoning_effort": "auto"}, "reasoning_effort", None),
+        # Off as SillyTavern's values say, kept as the registry's `off` value: imported
+        # into a channel, it wins over the server's value (cards probe).
+        ({"seed": -1}, "seed", -1),
+        ({"seed": -7}, "seed", -1),
+        ({"top_k": 0}, "top_k", 0),
+        ({"reasoning_effort": "auto"}, "reasoning_effort", "auto"),
+        ({"reasoning_effort": ""}, "reasoning_effort", "auto"),
         ({"openai_max_tokens": 300.0}, "max_tokens", 300),
         ({"custom_stopping_strings": '["###", "\\nBob:"]'}, "stop", ["###", "\nBob:"]),
         ({"stop": []}, "stop", None),
@@ -174,7 +178,7 @@ def test_export_then_import_gives_the_same_settings() -> None:
         "stop": ("END",),
         "reasoning_effort": "low",
         "system_prompt": "Be {{char}}.",
-        "auxiliary_prompt": None,
+        "auxiliary_prompt": "",
         "post_history_prompt": "Short answers.",
         "model": "ignored-here",
     }
@@ -183,7 +187,7 @@ def test_export_then_import_gives_the_same_settings() -> None:
     identifiers = [p["identifier"] for p in exported["prompts"]]
     assert {"main", "nsfw", "jailbreak", "chatHistory", "dialogueExamples"} <= set(identifiers)
     back = parse_preset(json.dumps(exported), KNOWN).values
-    expected = {k: v for k, v in values.items() if k != "model" and (k in KNOWN or v)}
+    expected = {k: v for k, v in values.items() if k != "model"}
     expected["stop"] = ["END"]
     assert back == expected
 
@@ -191,7 +195,7 @@ def test_export_then_import_gives_the_same_settings() -> None:
 def test_unset_settings_are_left_out_and_the_seed_is_minus_one() -> None:
     exported = json.loads(export_preset({"temperature": None, "seed": None}))
     assert "temperature" not in exported and exported["seed"] == -1
-    assert parse_preset(json.dumps(exported), KNOWN).values["seed"] is None
+    assert parse_preset(json.dumps(exported), KNOWN).values["seed"] == -1  # off, as in ST
 
 
 # Only main has a setting here, as when the registry has no auxiliary or post-history prompt.
@@ -212,10 +216,10 @@ def test_empty_prompts_without_a_setting_are_not_reported() -> None:
     prompts[1] = _prompt("nsfw", "  Be vivid. ")
     result = parse_preset(json.dumps(st_preset(prompts=prompts)), MAIN_ONLY)
     assert result.not_supported == ("auxiliary_prompt",)
-    # a setting we have is unset by an empty prompt
+    # a setting we have is none here by an empty prompt (SillyTavern sends none)
     with_all = MAIN_ONLY | {"auxiliary_prompt", "post_history_prompt"}
     result = parse_preset(json.dumps(st_preset(prompts=prompts)), with_all)
-    assert result.values["post_history_prompt"] is None and result.not_supported == ()
+    assert result.values["post_history_prompt"] == "" and result.not_supported == ()
 
 
 def test_every_problem_is_named_not_only_the_first() -> None:
@@ -294,12 +298,12 @@ def _with_order(
     return parse_preset(json.dumps(data), known)
 
 
-def test_a_prompt_switched_off_in_sillytaverns_order_is_unset_and_named() -> None:
+def test_a_prompt_switched_off_in_sillytaverns_order_is_none_and_named() -> None:
     # SillyTavern's chat reads the order of character 100001; 100000's is not used.
     on_in_100000 = _order(*ALL_ON, character_id=100000)
     jailbreak_off = _order(("main", True), ("nsfw", True), ("jailbreak", False))
     result = _with_order([on_in_100000, jailbreak_off])
-    assert result.values["post_history_prompt"] is None
+    assert result.values["post_history_prompt"] == ""
     assert result.disabled == ("post_history_prompt",)
     assert result.values["system_prompt"] == "Be {{char}}."
     assert result.values["auxiliary_prompt"] == "Be vivid."
@@ -308,15 +312,15 @@ def test_a_prompt_switched_off_in_sillytaverns_order_is_unset_and_named() -> Non
     result = _with_order([on_in_100000, jailbreak_off], known=KNOWN)
     assert result.disabled == ("post_history_prompt",)
     assert "post_history_prompt" not in result.not_supported
-    assert result.values.get("post_history_prompt") is None
+    assert result.values.get("post_history_prompt") in (None, "")
 
 
-def test_a_main_prompt_switched_off_is_unset() -> None:
+def test_a_main_prompt_switched_off_is_none() -> None:
     # SillyTavern then sends an empty main prompt (getPromptCollection).
     result = _with_order(
         [_order(("main", False), ("nsfw", True), ("jailbreak", True))], known=KNOWN
     )
-    assert result.values["system_prompt"] is None and result.disabled == ("system_prompt",)
+    assert result.values["system_prompt"] == "" and result.disabled == ("system_prompt",)
 
 
 def test_prompts_switched_on_are_imported() -> None:
@@ -343,9 +347,7 @@ def test_prompts_switched_on_are_imported() -> None:
 def test_a_prompt_missing_from_the_order_is_off_and_the_first_entry_decides() -> None:
     result = _with_order([_order(("main", True), ("jailbreak", False), ("jailbreak", True))])
     assert result.values["system_prompt"] == "Be {{char}}."
-    assert (
-        result.values["auxiliary_prompt"] is None and result.values["post_history_prompt"] is None
-    )
+    assert result.values["auxiliary_prompt"] == "" and result.values["post_history_prompt"] == ""
     assert result.disabled == ("auxiliary_prompt", "post_history_prompt")
     # the first order for 100001 counts, as in SillyTavern
     result = _with_order([_order(("main", False)), _order(*ALL_ON)])
@@ -359,10 +361,10 @@ def test_a_switched_off_prompt_is_neither_checked_nor_kept() -> None:
     result = _with_order([_order(("main", True))], prompts)
     assert result.values["system_prompt"] == "Kept."
     assert result.disabled == ("auxiliary_prompt", "post_history_prompt")
-    # an empty prompt switched off is unset without a word; one the preset lacks, unset too
+    # an empty prompt switched off is none without a word; one the preset lacks, none too
     result = _with_order([_order(("main", True))], [_prompt("main", "Kept."), _prompt("nsfw", "")])
-    assert result.disabled == () and result.values["auxiliary_prompt"] is None
-    assert result.values["post_history_prompt"] is None
+    assert result.disabled == () and result.values["auxiliary_prompt"] == ""
+    assert result.values["post_history_prompt"] == ""
 
 
 def test_a_switched_off_prompt_without_a_setting_is_named_not_unsupported() -> None:
@@ -398,7 +400,7 @@ def test_odd_prompt_orders_are_read_as_sillytavern_reads_them(
     result = _with_order(prompt_order)
     assert result.disabled == tuple(PROMPT_NAMES[i] for i in off)
     for identifier, name in PROMPT_NAMES.items():
-        assert (result.values[name] is None) == (identifier in off), name
+        assert (result.values[name] == "") == (identifier in off), name
 
 
 @pytest.mark.parametrize(
