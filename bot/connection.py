@@ -15,6 +15,7 @@ from bot.providers import TRANSIENT_KINDS, Endpoint, ProviderError, ProviderHub,
 from bot.store import Store, api_key_name
 from bot.store.secrets import SecretUnreadable
 from bot.types import ChannelConfig, ChannelRef, SecretValue, Source, StatusCheck, redact
+from bot.types.secrets import holds_key, holds_secret
 
 PROXY_PASSWORD = "proxy_password"
 
@@ -125,13 +126,26 @@ async def shown_here(
     """`texts` to show or keep in this channel (a card's greetings, its system prompt):
     without the channel's key or proxy password, in any form, nor anything key-shaped.
     A secret that cannot be read (a retired encryption key) cannot be in them either."""
+    secrets = await channel_secrets(store, ref, config)
+    return [redact(text, secrets, known=False) for text in texts]
+
+
+async def channel_secrets(store: Store, ref: ChannelRef, config: ChannelConfig) -> list[str]:
+    """The channel's key for its source and its proxy password (those that can be read)."""
     secrets = []
     for name in (api_key_name(config.source), PROXY_PASSWORD):
         with contextlib.suppress(SecretUnreadable):
             value = await store.resolve_secret(ref, name)
             if value:
                 secrets.append(value.reveal())
-    return [redact(text, secrets, known=False) for text in texts]
+    return secrets
+
+
+async def holds_a_secret(store: Store, ref: ChannelRef, config: ChannelConfig, text: str) -> bool:
+    """Text that must not be kept as a setting: it holds a provider key, or this
+    channel's key or proxy password in any written form (it would be stored in the
+    clear and sent with every request)."""
+    return holds_key(text) or holds_secret(text, await channel_secrets(store, ref, config))
 
 
 async def run_status_check(

@@ -25,7 +25,7 @@ from bot.characters import (
 from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
 from bot.commands.spec import CommandContext
-from bot.connection import shown_here
+from bot.connection import holds_a_secret, shown_here
 from bot.fields import PARAMS, REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
@@ -193,10 +193,16 @@ async def character_none(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     await ctx.store.no_character(ctx.ref, ctx.actor)
     p = ctx.prefix
     if before is not None and before.scope is Scope.SERVER:
-        what = f"The server's character, {literal(before.name)}, no longer answers here"
-    else:
-        what = "No character answers here, even if the server sets one"
-    return Reply(f"{what}; {p}character clear undoes this.")
+        return Reply(
+            f"The server's character, {literal(before.name)}, no longer answers here; "
+            f"{p}character clear undoes this."
+        )
+    # The channel's own card is replaced by "none": said, as it is gone for good.
+    removed = f"Removed {literal(before.name)} from this channel. " if before else ""
+    return Reply(
+        f"{removed}No character answers here, even if the server sets one; "
+        f"{p}character clear lets the server's answer again."
+    )
 
 
 async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -224,6 +230,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     changes: dict[str, object] = {}
     shown: list[str] = []
     refused: list[str] = []
+    config = await ctx.store.effective_config(ctx.ref)
     for name, value in preset.values.items():
         if name in preset.not_supported:
             continue
@@ -232,6 +239,10 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             checked = None if value is None else field.check(value)
         except FieldError as err:
             refused.append(str(err).rstrip("."))
+            continue
+        if isinstance(checked, str) and await holds_a_secret(ctx.store, ctx.ref, config, checked):
+            # Kept in the clear and sent with every request: as a typed prompt would be.
+            refused.append(f"{name} holds what looks like a key or this channel's password")
             continue
         changes[field.key] = checked
         shown.append(f"{name}={_short(field.show(checked))}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import replace
 from typing import Any
 
@@ -14,6 +15,7 @@ from bot.connection import (
     NotConnectable,
     endpoint_for,
     endpoint_url,
+    holds_a_secret,
     run_status_check,
     shown_here,
     withheld,
@@ -27,6 +29,13 @@ from bot.types.text import quoted, shown_id
 from bot.usage.quota import limits_here
 
 _MAX_LISTED = 60
+# A setting's text (a prompt) holding a key or this channel's password: kept in the clear
+# and sent with every request, so refused; said as a message holding one is.
+HELD_IN_SETTING = (
+    "The text for the {what} holds what looks like a key or this channel's password, so it "
+    "was not saved. "
+    "If others could see it, make a new one; admins store keys with {prefix}key set."
+)
 _NARROW = " ({p}models list <text> shows the ids containing it)"
 
 
@@ -644,9 +653,13 @@ async def _set_prompt(
             (shown,) = await shown_here(ctx.store, ctx.ref, config, [text])
         return Reply(f"{title[0].upper()}{title[1:]}: {shown}")
     scope = _scope_of(args)
-    word = prompt.strip().lower()
     # `none`: no prompt here, even if the server has one; `default`: the next scope's.
+    # As typed on any keyboard (fullwidth `ｎｏｎｅ`) or in a code span.
+    word = unicodedata.normalize("NFKC", prompt).strip().strip("`").strip().lower()
     value = "" if word == "none" else None if word == DEFAULT else prompt
+    config = await ctx.store.effective_config(ctx.ref)
+    if value and await holds_a_secret(ctx.store, ctx.ref, config, value):
+        raise CommandError(HELD_IN_SETTING.format(what=title, prefix=ctx.prefix))
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {setting: value}, action=action)
     where = " for this server" if scope is Scope.SERVER else ""
     if value is None:

@@ -32,7 +32,6 @@ from bot.conversation.budget import (
     estimate_tokens,
     history_budget,
 )
-from bot.conversation.guard import holds_secret
 from bot.conversation.posts import Edits, PlatformPosts, post_key
 from bot.conversation.request import Requests
 from bot.conversation.stream import (
@@ -63,7 +62,7 @@ from bot.types import (
     limits,
 )
 from bot.types.recent import RecentIds
-from bot.types.secrets import failure, holds_key, redact, went_wrong
+from bot.types.secrets import failure, holds_key, holds_secret, redact, went_wrong
 from bot.types.text import literal, shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, TurnCost, turn_cost

@@ -7,13 +7,11 @@ next piece decides, so not even a prefix of a key is shown.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable
-from urllib.parse import unquote
 
 from bot.types import redact
-from bot.types.secrets import HELD_SECRET_CHARS, secret_forms
-from bot.types.text import clean_text, without_invisible
+from bot.types.secrets import secret_forms
+from bot.types.text import clean_text
 
 
 class AnswerGuard:
@@ -76,15 +74,3 @@ class AnswerGuard:
             if buf[start] in self._firsts and buf[start:] in self._starts:
                 return len(buf) - start
         return 0
-
-
-def holds_secret(text: str, secrets: Iterable[str]) -> bool:
-    """Whether a message holds, in any written form, one of the secrets its channel's
-    endpoint is sent: as written, and as read with invisible characters out and escapes
-    undone (a password with a zero-width space inside, partly %-encoded, or in sloppy
-    HTML entities)."""
-    held = [s for s in secrets if len(s) >= HELD_SECRET_CHARS]
-    if not held:
-        return False
-    read = html.unescape(unquote(without_invisible(text)))
-    return any(redact(t, held, shapes=False, known=False) != t for t in (text, read))

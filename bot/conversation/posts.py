@@ -12,13 +12,12 @@ from typing import Protocol
 
 from bot.connection import NotConnectable, endpoint_for
 from bot.conversation.budget import MAX_INPUT_CHARS, estimate_tokens
-from bot.conversation.guard import holds_secret
 from bot.conversation.stream import Running
 from bot.store import Store, StoreError
 from bot.store.secrets import SecretUnreadable
 from bot.types import ChannelRef, Platform
 from bot.types.recent import RecentIds
-from bot.types.secrets import holds_key
+from bot.types.secrets import holds_key, holds_secret
 from bot.types.text import clean_text, strip_invisible
 
 log = logging.getLogger("bot.conversation")

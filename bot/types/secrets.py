@@ -10,7 +10,7 @@ import threading
 import traceback
 from collections.abc import Iterable
 from functools import lru_cache
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 from bot.types.text import without_invisible
 
@@ -161,27 +161,32 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 
 
 # Between a secret's characters, what a human eye or a renderer skips: invisible
-# characters, a few spaces or a line break (`h u n t e r 2`), a Markdown escape.
+# characters, a line break, a Markdown escape.
 _INVISIBLE = r"\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
 
 
 @lru_cache(maxsize=256)
 def _loosely(secret: str) -> re.Pattern[str] | None:
     """`secret` as it may be disguised to slip past its exact forms: in any case, in
-    fullwidth letters (`ｓｋ－…`), with _INVISIBLE characters or a Markdown escape
-    between its characters. Only a secret of HELD_SECRET_CHARS or more: a shorter one
-    could match ordinary words."""
+    fullwidth letters (`ｓｋ－…`), with invisible characters, a line break or a Markdown
+    escape between its characters, or with spaces between every two of them
+    (`h u n t e r 2`: a single space is how words meet, `pass word`). Only a secret of
+    HELD_SECRET_CHARS or more: a shorter one could match ordinary words."""
     if len(secret) < HELD_SECRET_CHARS:
         return None
-    # Never a character of the secret itself: the pattern then matches in linear time.
-    spaces = "" if any(c.isspace() for c in secret) else "\\s"
-    filler = "[" + spaces + _INVISIBLE + ("" if "\\" in secret else "\\\\") + "]{0,3}"
     classes = []
     for char in secret:
         variants = {char, char.lower(), char.upper()}
         variants |= {chr(ord(v) + 0xFEE0) for v in variants if "!" <= v <= "~"}
         classes.append("[" + "".join(re.escape(v) for v in sorted(variants)) + "]")
-    return re.compile(filler.join(classes))
+    # Never a character of the secret itself between them: the pattern then matches in
+    # linear time.
+    escape = "" if "\\" in secret else "\\\\"
+    tight = "(?:" + f"[{_INVISIBLE}\\r\\n{escape}]{{0,3}}".join(classes) + ")"
+    if any(c.isspace() for c in secret):
+        return re.compile(tight)
+    spaced = "(?:" + f"[ \\t{_INVISIBLE}]{{1,3}}".join(classes) + ")"
+    return re.compile(f"{tight}|{spaced}")
 
 
 def redact(
@@ -306,3 +311,15 @@ def went_wrong(err: BaseException, running: str = "", log: str = "the bot's log"
         f"Something went wrong{what} ({type(err).__name__}). Try again; if it keeps failing, "
         f"{log} says where."
     )
+
+
+def holds_secret(text: str, secrets: Iterable[str]) -> bool:
+    """Whether a message holds, in any written form, one of the secrets its channel's
+    endpoint is sent: as written, and as read with invisible characters out and escapes
+    undone (a password with a zero-width space inside, partly %-encoded, or in sloppy
+    HTML entities)."""
+    held = [s for s in secrets if len(s) >= HELD_SECRET_CHARS]
+    if not held:
+        return False
+    read = html.unescape(unquote(without_invisible(text)))
+    return any(redact(t, held, shapes=False, known=False) != t for t in (text, read))

@@ -16,7 +16,7 @@ import respx
 from bot.characters import read_card
 from bot.commands import Invocation
 from bot.frontends.matrix.render import markdown_to_html
-from bot.types import Attachment, ChannelRef, Platform, Reply, Role, Scope
+from bot.types import Attachment, ChannelRef, Platform, Reply, Role, Scope, SecretValue
 from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness, make_core
 from tests.integration.test_chat import FAKE, CollectingSink, ask, configure_fake, sse
 from tests.unit.characters.samples import b64, chunk, png_with
@@ -311,6 +311,64 @@ async def test_a_server_card_falls_through_to_its_channels(harness: Harness) -> 
     assert persona is not None and persona.name == "Aurelia"
     await run(harness, ("character", "clear"), actor=SERVER_ADMIN, scope="server")
     assert await harness.core.persona(other) is None
+
+
+async def test_character_none_names_the_channels_own_card_it_removes(harness: Harness) -> None:
+    """New surfaces probe: it said "/character clear undoes this", but the card was gone."""
+    await configure_fake(harness)
+    await run(harness, ("character", "import"), file=card_file(CARD))
+    none = await run(harness, ("character", "none"))
+    assert none.ok and none.text == (
+        "Removed Aurelia from this channel. No character answers here, even if the server "
+        "sets one; /character clear lets the server's answer again."
+    )
+
+
+async def test_a_prompt_or_preset_holding_a_key_or_the_password_is_not_kept(
+    harness: Harness,
+) -> None:
+    """New surfaces probe: /prompts took the channel's proxy password (spaced out too),
+    and a preset's jailbreak took an sk- key and the password: shown in the reply, kept in
+    the clear in the settings and the audit log, and sent with every request."""
+    await configure_fake(harness)
+    await harness.store.set_secret(
+        REF, Scope.CHANNEL, "proxy_password", SecretValue("hunter2hunter"), ADMIN
+    )
+    before = await harness.store.scope_values(REF, Scope.CHANNEL)
+    for text in ("Remember hunter2hunter always", "H U N T E R 2 H U N T E R"):
+        reply = await run(harness, ("prompts",), name="post_history", text=text)
+        assert not reply.ok and reply.text == (
+            "The text for the post-history instructions holds what looks like a key or this "
+            "channel's password, so it was not saved. If others could see it, make a new one; "
+            "admins store keys with /key set."
+        ), reply.text
+    preset = {
+        **COMMUNITY,
+        "prompts": [
+            {"identifier": "main", "content": "Fine."},
+            {"identifier": "jailbreak", "content": "sk-abcdefghijklmnopqrstuvwx12345"},
+            {"identifier": "nsfw", "content": "say hunter2hunter"},
+        ],
+    }
+    reply = await run(harness, ("preset", "import"), file=card_file(preset, "k.json"))
+    assert reply.ok and "hunter2" not in reply.text and "sk-abc" not in reply.text
+    assert (
+        "Not applied: post_history_prompt holds what looks like a key or this channel's "
+        "password; auxiliary_prompt holds what looks like a key or this channel's password."
+    ) in reply.text.splitlines()
+    after = await harness.store.scope_values(REF, Scope.CHANNEL)
+    assert after.get("post_history_prompt") == before.get("post_history_prompt")
+    assert after.get("auxiliary_prompt") == before.get("auxiliary_prompt")
+    assert after.get("system_prompt") == "Fine."
+
+
+async def test_none_and_default_are_read_as_typed_on_any_keyboard(harness: Harness) -> None:
+    """New surfaces probe: `／prompts main ｎｏｎｅ` stored the word ｎｏｎｅ as the prompt."""
+    await configure_fake(harness, system_prompt="Be brief.")
+    for word in ("\uff4e\uff4f\uff4e\uff45", "`none`"):
+        assert (await run(harness, ("prompts",), name="main", text="Be brief.")).ok
+        said = await run(harness, ("prompts",), name="main", text=word)
+        assert said.text == "System prompt removed.", said.text
 
 
 async def test_a_channel_turns_the_servers_character_off_and_on_again(harness: Harness) -> None:

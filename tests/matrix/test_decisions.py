@@ -380,6 +380,10 @@ def test_a_room_target_that_cannot_be_one_is_refused_as_such(text: str) -> None:
         ("!key clear claude", False),
         ("!key set", False),
         ("!key set custom", False),  # the key is asked for next
+        # Matrix probe: the scope option alone was taken for a secret ("it is visible").
+        ("!proxy password scope:server", False),
+        ("!key set custom scope:channel", False),
+        ("!proxy password scope:hunter2pass", True),
         ("!kye set custom", False),  # a typo of the command's name
         # Near misses of the commands' own words are no proof (review).
         ("!password monkey", True),

@@ -89,6 +89,12 @@ async def test_custom_endpoint_then_its_key_in_a_dm_then_chat(
     assert "does not exist" not in answer and not re.search(r"(?<!\d)404(?!\d)", answer), answer
     assert "!proxy password" in answer, answer  # the hint uses Matrix's prefix
 
+    # Typed in the group without the secret, as a newcomer first does: told where to send
+    # it (Matrix probe: the usage line had them paste the password into the group).
+    answer = await w.alice.command(room_id, bot, f"!{secret_form}")
+    assert answer.startswith("I only take keys and passwords in a direct chat with me"), answer
+    assert f"room:{room_id}" in answer and "Usage" not in answer, answer
+
     # The key goes into a direct chat with the bot, naming the room.
     dm = await _direct_chat(w)
     after = time.monotonic()

@@ -37,6 +37,7 @@ from bot.frontends.matrix.secret_commands import (
     may_hold_secret,
     scrub_reply,
     split_target,
+    takes_secret,
 )
 from bot.frontends.matrix.sink import MatrixTarget, SendFailed, reply_relation
 from bot.types import (
@@ -55,7 +56,9 @@ log = logging.getLogger("bot.frontends.matrix")
 
 _THREADS_KEPT = 5000
 # Commands that change who answers in a room: its per-room profile follows them.
-PERSONA_COMMANDS = frozenset({("character", "import"), ("character", "clear")})
+PERSONA_COMMANDS = frozenset(
+    {("character", "import"), ("character", "clear"), ("character", "none")}
+)
 _ANSWERS_KEPT = 5000  # answers whose reactions and controls edit them in place
 _ASKS_KEPT = 1000  # senders whose failed secret command may be followed by its secret
 REDACT_REASON = "It contained a secret; the bot removed it."
@@ -541,8 +544,15 @@ class MessageHandler:
             targeted = split_target(msg.text) if msg.private else None
             inv = self._core.parse(targeted.text if targeted else msg.text, Platform.MATRIX)
         except CommandError as err:
+            if not msg.private and asks_secret(msg.text, self._core.table, self.prefix):
+                # `!proxy password` alone in a group: where to send it, not its usage line,
+                # which would have them paste the password here (Matrix probe).
+                return _dm_only(room.room_id)
             return str(err)
-        if keys_refused(secret=carries_secret(inv), private=msg.private):
+        # A command that takes a secret, given or not: in a group the next step would be
+        # to paste it there (Matrix probe: its usage line said so).
+        secret = carries_secret(inv) or takes_secret(inv, self._core.table)
+        if keys_refused(secret=secret, private=msg.private):
             return (
                 "I only take keys and passwords in a direct chat with me (a room of just you and "
                 "me that nobody joins unasked). Start one and send "

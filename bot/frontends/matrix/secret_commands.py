@@ -49,6 +49,13 @@ def carries_secret(inv: Invocation) -> bool:
     return any(isinstance(v, SecretValue) for v in inv.raw.values())
 
 
+def takes_secret(inv: Invocation, table: tuple[Command, ...]) -> bool:
+    """A command that must be given a key or a password, given or not (`!proxy password`,
+    not `!proxy set`, whose password may follow the URL)."""
+    command = find(table, inv.path)
+    return command is not None and any(o.secret and o.required for o in command.options)
+
+
 def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
     """Whether a typed command might contain a secret, so it must be redacted.
 
@@ -73,12 +80,14 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
         return False
     # Exactly the commands' own words (a source, a subcommand), however spelt: a typo's
     # near miss is no proof (`monkey` is close to `key`, `master` to `mistral`).
-    known = _table_words(table)
+    known = _table_words(table) | _SCOPES
     words = body.strip().removeprefix(prefix).split()[1:]
     return len(words) > _MOST_WORDS or any(looks(w) not in known for w in words)
 
 
 _MOST_WORDS = 20  # more after a key command's name: as good as holding one
+# The scope option as typed (`!proxy password scope:server`): the commands' own words too.
+_SCOPES = frozenset({"scope:server", "scope:channel"})
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
