@@ -171,9 +171,11 @@ async def character_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope(args)
     name = await ctx.store.clear_character(ctx.ref, scope, ctx.actor)
     after = await ctx.store.character(ctx.ref)
-    server = f"The server's character, {literal(after.name)}, answers here" if after else ""
+    server = ""
+    if after is not None and after.scope is Scope.SERVER:
+        server = f"The server's character, {literal(after.name)}, answers here"
     if name is None:
-        if after is not None and scope is Scope.CHANNEL:
+        if server and scope is Scope.CHANNEL:
             return Reply(
                 f"No character was set for this channel. {server}; "
                 f"{ctx.prefix}character none turns it off in this channel.",

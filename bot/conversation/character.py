@@ -47,9 +47,10 @@ class CardPrompts:
 def _prompt(
     card: Card, config: ChannelConfig, messages: Sequence[ChatMessage], user: str | None
 ) -> CharacterPrompt:
-    """build_prompt with our prompts as its defaults (the system prompt as the card's
-    {{original}}, the post-history instructions as its post_history_instructions'),
-    lore and examples budgeted from the context the history could have."""
+    """build_prompt with our prompts as its defaults (the system prompt as the {{original}}
+    of the card's system prompt, the post-history instructions as that of its
+    post_history_instructions, the auxiliary prompt after its scenario), lore and
+    examples budgeted from the context the history could have."""
     base = history_budget(config.number("context"), config.number("max_tokens"), None, "")
     return build_prompt(
         card,

@@ -153,6 +153,9 @@ def _pdf_text(
             except ValueError:  # cut short where its time or memory ran out, or too long
                 over = True
                 break
+            if not isinstance(line, dict):  # never the worker's own: read as cut short
+                over = True
+                break
             if "error" in line:
                 error = str(line["error"])
                 break

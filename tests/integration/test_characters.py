@@ -970,3 +970,19 @@ async def test_example_dialogues_stay_in_the_budget_when_max_tokens_fills_the_co
         await ask(harness, "Hello")
     sent = json.loads(route.calls.last.request.content)["messages"]
     assert not any("Q1?" in str(m["content"]) for m in sent), sent
+
+
+async def test_clearing_the_servers_card_does_not_call_the_channels_own_the_servers(
+    harness: Harness,
+) -> None:
+    """Read-through: after `clear scope:server`, the channel's own card was announced as
+    "The server's character, …, answers here now"."""
+    await configure_fake(harness)
+    await run(
+        harness, ("character", "import"), actor=SERVER_ADMIN, file=card_file(CARD), scope="server"
+    )
+    own = copy.deepcopy(CARD)
+    own["data"]["name"] = own["data"]["nickname"] = "Bosun"
+    await run(harness, ("character", "import"), file=card_file(own))
+    cleared = await run(harness, ("character", "clear"), actor=SERVER_ADMIN, scope="server")
+    assert cleared.text == "Removed Aurelia from this server.", cleared.text
