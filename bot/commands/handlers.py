@@ -210,6 +210,11 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     config = await ctx.store.effective_config(ctx.ref)
     if config.source is source:
+        # Saved, but another secret may go in its place (Matrix probe: said only by
+        # /settings, so the status check's OK read as the key working).
+        not_sent = await _key_not_sent(ctx, config)
+        if not_sent:
+            text += f" It is kept{not_sent}."
         text += "\n" + (await _checked(ctx))[1]
     else:
         text += f" This channel uses {config.source.value}; {ctx.prefix}source {source.value} "

@@ -185,6 +185,21 @@ async def test_settings_says_a_custom_key_is_not_sent_while_a_proxy_password_is(
     assert key_line.endswith("not sent: the proxy password is, in its place"), key_line
 
 
+async def test_a_custom_key_saved_behind_a_proxy_password_says_it_is_not_sent(
+    core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    """Matrix probe: "Saved the custom key … Status check: OK" while the proxy password
+    went in its place; only /settings said so."""
+    ours, _ = servers
+    await command(core, f"/proxy set {ours.url_v1}")
+    await command(core, "/proxy password pw-of-this-channel-1")
+    said = await command(core, "/key set custom custom-key-abcdef123")
+    assert (
+        "Saved the custom key for this channel (ends …f123). It is kept, not sent: the proxy "
+        "password is, in its place."
+    ) in said, said
+
+
 async def test_settings_does_not_say_so_when_the_proxy_password_is_withheld(
     core: Core, servers: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
