@@ -429,7 +429,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             content = text + attached.text if text else attached.text.lstrip("\n")
             if holds_key(attached.text) or any(holds_key(i.name) for i in attached.images):
                 return await _held_secret(sink, "file", prefix)
-            if holds_secret(content, endpoint.secrets()):
+            if holds_secret(content, secrets := endpoint.secrets()):
                 # Said as any key is: a reply naming this channel's own secret would tell
                 # a member which of the words they sent is the password. Who sent it is
                 # logged, for the admins to make a new one.
@@ -439,7 +439,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     incoming.actor.id,
                     ref,
                 )
-                return await _held_secret(sink, "message", prefix)
+                what = "file" if holds_secret(attached.text, secrets) else "message"
+                return await _held_secret(sink, what, prefix)
             question = HistoryEntry(
                 Role.USER,
                 content,

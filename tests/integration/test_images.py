@@ -22,7 +22,17 @@ from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import BlobRow
-from bot.types import Actor, Attachment, ChannelConfig, ChannelRef, Incoming, Platform, Source
+from bot.types import (
+    Actor,
+    Attachment,
+    ChannelConfig,
+    ChannelRef,
+    Incoming,
+    Platform,
+    Scope,
+    SecretValue,
+    Source,
+)
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 
 REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
@@ -327,5 +337,12 @@ async def test_a_key_inside_a_message_or_its_file_is_never_sent(
     assert answer.startswith("That file holds what looks like a key or password")
     answer, _ = await say(core, "and this?", attach(f"{key}.png", png("red")))  # sent as
     assert answer.startswith("That file holds what looks like a key or password")  # [image: name]
+    # The channel's own password inside a file is said to be in the file (new surfaces
+    # probe: "That message holds …").
+    await core.store.set_secret(
+        REF, Scope.CHANNEL, "proxy_password", SecretValue("hunter2hunter"), ADMIN
+    )
+    answer, _ = await say(core, "read it", attach("pw.txt", b"the password: hunter2hunter\n"))
+    assert answer.startswith("That file holds what looks like a key or password"), answer
     assert endpoint.requests == []
     assert await core.store.history(REF, 10) == []
