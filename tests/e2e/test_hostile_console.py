@@ -829,13 +829,13 @@ def test_numbers_in_odd_notations_are_refused(
 
 
 def test_seed_range_message_prints_plain_integers(ws: Workspace) -> None:
-    """Issue item 5: the seed range in the error reads -2147483648 … 2147483647, not
-    ±2.14748e+09."""
+    """Issue item 5: the seed range in the error reads -1 … 2147483647, not 2.14748e+09
+    (-1 is SillyTavern's "no seed", what `off` sets)."""
     run = ws.run(["/params seed 99999999999", "/help"])
     run.assert_survived()
     reply = run.before_help()
     assert "e+" not in reply, reply
-    assert "2147483647" in reply and "-2147483648" in reply, reply
+    assert "seed must be from -1 to 2147483647." in reply, reply
 
 
 # --------------------------------------------------------------------------------------

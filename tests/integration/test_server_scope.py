@@ -51,6 +51,10 @@ SERVER_WIDE: dict[tuple[str, ...], tuple[dict[str, object], dict[str, object]]] 
     ("connect",): ({"bypass": "on"}, {"bypass_status_check": True}),
     ("models", "external"): ({"state": "off"}, {"show_external_models": False}),
     ("system",): ({"prompt": "Be brief."}, {"system_prompt": "Be brief."}),
+    ("prompts",): (
+        {"name": "post_history", "text": "Stay short."},
+        {"post_history_prompt": "Stay short."},
+    ),
     ("params",): ({"name": "temperature", "value": "0.5"}, {"temperature": 0.5}),
     ("reply", "mode"): ({"mode": "always"}, {"reply_mode": "always"}),
 }
@@ -76,8 +80,9 @@ async def invoke(h: Harness, path: tuple[str, ...], args: dict[str, object], act
 def test_every_configuration_command_takes_scope() -> None:
     configures = {path for path, c in walk(TABLE) if c.admin and c.handler is not None}
     without = {p for p in configures if "scope" not in {o.name for o in c_of(p).options}}
-    # /preset export reads; /reset forgets this channel's conversation.
-    assert without == {("preset", "export"), ("reset",)}
+    # /preset export reads; /reset forgets this channel's conversation; /character none
+    # turns off the server's character in this channel.
+    assert without == {("preset", "export"), ("reset",), ("character", "none")}
     assert {p for p in configures if p not in without} >= set(SERVER_WIDE)
 
 
