@@ -7,6 +7,8 @@ downloads a URL someone typed. Image and PDF work runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -114,7 +116,11 @@ _MEDIA_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media")
 
 
 async def _in_media_thread(work: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_MEDIA_THREADS, work, *args)
+    """`work` in a media thread, in this task's context as asyncio.to_thread runs it (the
+    console's names are shown unescaped: bot.types.text.MARKDOWN_READ)."""
+    context = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_MEDIA_THREADS, functools.partial(context.run, work, *args))
 
 
 async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:

@@ -12,10 +12,11 @@ from typing import Any, cast
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from bot.conversation.attachments import prepare
+from bot.conversation.attachments import Refused, prepare
 from bot.conversation.engine import ChatEngine
 from bot.media import MAX_PDF_CONTENT, MediaError, file_block, files, read_pdf
 from bot.types import Attachment
+from bot.types.text import MARKDOWN_READ
 from tests.unit.media.samples import pdf_file, text_pdf
 
 
@@ -206,3 +207,13 @@ def test_a_line_the_reader_was_ended_in_the_middle_of_is_no_crash(
     )
     monkeypatch.setattr(files, "_WORKER", cut)
     assert read_pdf(b"%PDF-1.4", "cut.pdf") == "Page one\n\n[… pages 2–3 of 3 not read]"
+
+
+async def test_a_file_read_in_a_media_thread_is_named_as_the_console_shows_names() -> None:
+    """Read-through: the media threads ran without the task's context, so the console
+    (which shows names as they are) got `\\*draft\\*.pdf` in a refusal read there."""
+    MARKDOWN_READ.set(False)
+    damaged = attachment(b"%PDF-1.7\n" + bytes(range(256)) * 8, "*draft*.pdf")
+    with pytest.raises(Refused) as err:
+        await prepare([damaged], max_images=4, max_bytes=2**20, text_budget=1_000)
+    assert str(err.value).startswith("*draft*.pdf could not be read as a PDF"), err.value
