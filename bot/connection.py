@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from bot.providers import TRANSIENT_KINDS, Endpoint, ProviderError, ProviderHub, StatusResult
@@ -141,11 +141,14 @@ async def channel_secrets(store: Store, ref: ChannelRef, config: ChannelConfig) 
     return secrets
 
 
-async def holds_a_secret(store: Store, ref: ChannelRef, config: ChannelConfig, text: str) -> bool:
-    """Text that must not be kept as a setting: it holds a provider key, or this
+async def secret_check(
+    store: Store, ref: ChannelRef, config: ChannelConfig
+) -> Callable[[str], bool]:
+    """Whether a text must not be kept as a setting: it holds a provider key, or this
     channel's key or proxy password in any written form (it would be stored in the
-    clear and sent with every request)."""
-    return holds_key(text) or holds_secret(text, await channel_secrets(store, ref, config))
+    clear and sent with every request). The secrets are read once, for every text."""
+    secrets = await channel_secrets(store, ref, config)
+    return lambda text: holds_key(text) or holds_secret(text, secrets)
 
 
 async def run_status_check(

@@ -25,7 +25,7 @@ from bot.characters import (
 from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
 from bot.commands.spec import CommandContext
-from bot.connection import holds_a_secret, shown_here
+from bot.connection import secret_check, shown_here
 from bot.fields import PARAMS, REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
@@ -232,7 +232,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     changes: dict[str, object] = {}
     shown: list[str] = []
     refused: list[str] = []
-    config = await ctx.store.effective_config(ctx.ref)
+    holds_secret = await secret_check(ctx.store, ctx.ref, await ctx.store.effective_config(ctx.ref))
     for name, value in preset.values.items():
         if name in preset.not_supported:
             continue
@@ -242,7 +242,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         except FieldError as err:
             refused.append(str(err).rstrip("."))
             continue
-        if isinstance(checked, str) and await holds_a_secret(ctx.store, ctx.ref, config, checked):
+        if isinstance(checked, str) and holds_secret(checked):
             # Kept in the clear and sent with every request: as a typed prompt would be.
             refused.append(f"{name} holds what looks like a key or this channel's password")
             continue

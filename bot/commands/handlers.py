@@ -15,8 +15,8 @@ from bot.connection import (
     NotConnectable,
     endpoint_for,
     endpoint_url,
-    holds_a_secret,
     run_status_check,
+    secret_check,
     shown_here,
     withheld,
 )
@@ -663,7 +663,7 @@ async def _set_prompt(
     word = unicodedata.normalize("NFKC", prompt).strip().strip("`").strip().lower()
     value = "" if word == "none" else None if word == DEFAULT else prompt
     config = await ctx.store.effective_config(ctx.ref)
-    if value and await holds_a_secret(ctx.store, ctx.ref, config, value):
+    if value and (await secret_check(ctx.store, ctx.ref, config))(value):
         raise CommandError(HELD_IN_SETTING.format(what=title, prefix=ctx.prefix))
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {setting: value}, action=action)
     where = " for this server" if scope is Scope.SERVER else ""

@@ -39,7 +39,7 @@ _FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 # opener returns it under that name.
 _JPEG = ("JPEG", "MPO")
 # Modes Pillow scales with any filter: an image in another is converted before scaling.
-_RESIZABLE = ("L", "LA", "RGB", "RGBA", "I", "F", "I;16", "I;16B", "I;16L")
+_RESIZABLE = ("L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L")
 # Longest side over shortest: past this, scaled to MAX_EDGE it shows almost nothing (a
 # 1×39,000,000 PNG of 76 KB became a 1×1568 image), and its decode is costly for nothing.
 MAX_ASPECT = 64
@@ -179,7 +179,7 @@ def _resizable(image: Image.Image) -> Image.Image:
 
 def _normalize(image: Image.Image) -> tuple[Image.Image, bool]:
     """8-bit RGB or L, or RGBA when some pixel is see-through; and whether it is."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit grey: scaled, not clipped (a plain convert turns it almost white).
         image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
     has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
