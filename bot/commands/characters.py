@@ -232,7 +232,8 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     changes: dict[str, object] = {}
     shown: list[str] = []
     refused: list[str] = []
-    holds_secret = await secret_check(ctx.store, ctx.ref, await ctx.store.effective_config(ctx.ref))
+    config = await ctx.store.effective_config(ctx.ref)
+    holds_secret = await secret_check(ctx.store, ctx.ref, config)
     for name, value in preset.values.items():
         if name in preset.not_supported:
             continue
@@ -287,7 +288,10 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         ignored = [quoted(key, 40) for key in preset.ignored]
         more = f" … and {len(ignored) - 30} more" if len(ignored) > 30 else ""
         lines.append("Ignored: " + ", ".join(ignored[:30]) + more + ".")
-    return Reply("\n".join(lines), ok=bool(changes) or not refused)
+    # The file's own words are quoted (its prompts' names, its keys): a key in them is
+    # not (on Matrix this reply is the room's to read).
+    (said,) = await shown_here(ctx.store, ctx.ref, config, ["\n".join(lines)])
+    return Reply(said, ok=bool(changes) or not refused)
 
 
 def _short(text: str) -> str:

@@ -698,6 +698,11 @@ async def test_a_presets_own_prompts_it_sends_are_named_as_not_sent(harness: Har
         "prompts": [
             *COMMUNITY["prompts"],
             {"identifier": "3f1c-style", "name": "Style guide", "content": "Use short lines."},
+            {
+                "identifier": "77aa",
+                "name": "sk-proj-Q7wErTyUiOpAsDfGhJkLz",  # named with a key: not echoed
+                "content": "x",
+            },
             {"identifier": "a9d2-off", "name": "Switched off", "content": "Never sent."},
             {"identifier": "enhanceDefinitions", "name": "Enhance Definitions", "content": "x"},
             {"identifier": "chatHistory", "name": "Chat History", "marker": True},
@@ -708,6 +713,7 @@ async def test_a_presets_own_prompts_it_sends_are_named_as_not_sent(harness: Har
                 "order": [
                     {"identifier": "main", "enabled": True},
                     {"identifier": "3f1c-style", "enabled": True},
+                    {"identifier": "77aa", "enabled": True},
                     {"identifier": "a9d2-off", "enabled": False},
                     {"identifier": "enhanceDefinitions", "enabled": True},
                     {"identifier": "chatHistory", "enabled": True},
@@ -719,7 +725,7 @@ async def test_a_presets_own_prompts_it_sends_are_named_as_not_sent(harness: Har
     assert reply.ok, reply.text
     assert (
         "Not sent here (only the main, auxiliary and post-history prompts are): its prompts "
-        "`Style guide`, `Enhance Definitions`."
+        "`Style guide`, `****`, `Enhance Definitions`."
     ) in reply.text.splitlines()
 
 
