@@ -492,7 +492,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             ref, config, endpoint, request, sink, question, prefix, preface=preface
         )
         if attached.images:
-            await self._prune_images()
+            await self.prune_images()
         return result
 
     # -- the newest turn again ----------------------------------------------------------------
@@ -812,7 +812,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._told_no_vision.add(key)
         return True
 
-    async def _prune_images(self) -> int:
+    async def prune_images(self) -> int:
         """Stored images past MEDIA_RETENTION_DAYS or over MEDIA_STORE_MB removed: after a
         turn that stored some, and now and then (Core.housekeeping); how many."""
         try:
@@ -822,9 +822,6 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         except StoreError as err:
             log.warning("could not prune stored images: %s", err)
             return 0
-
-    async def prune_images(self) -> int:
-        return await self._prune_images()
 
     async def _settle(
         self,
