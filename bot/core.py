@@ -152,9 +152,10 @@ class Core:
     def command(self, path: tuple[str, ...]) -> Command | None:
         return find(self.table, path)
 
-    def parse(self, text: str, platform: Platform) -> Invocation:
-        """Raises CommandError with a message for the person who typed it."""
-        return parse(text, self.table, self.prefix(platform))
+    def parse(self, text: str, platform: Platform, *, server: bool = False) -> Invocation:
+        """Raises CommandError with a message for the person who typed it. `server`:
+        whether the channel has a server (Matrix rooms and the console have none)."""
+        return parse(text, self.table, self.prefix(platform), server=server)
 
     def _context(self, ref: ChannelRef, actor: Actor) -> CommandContext:
         return CommandContext(
@@ -213,7 +214,7 @@ class Core:
         assert command is not None and command.control
         p = self.prefix(ref.platform)
         try:
-            args = bind(command, inv, p)
+            args = bind(command, inv, p, server=ref.has_server)
         except CommandError as err:
             return Reply(str(err), private=True, ok=False)
         name = inv.path[0]
@@ -239,7 +240,9 @@ class Core:
 
     async def run_text_command(self, incoming: Incoming) -> Reply:
         try:
-            inv = self.parse(incoming.text, incoming.channel.platform)
+            inv = self.parse(
+                incoming.text, incoming.channel.platform, server=incoming.channel.has_server
+            )
         except CommandError as err:
             return Reply(str(err), private=True, ok=False)
         return await self.run_command(incoming.channel, incoming.actor, inv)

@@ -125,6 +125,11 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     stored = await ctx.store.character(ctx.ref)
+    if stored is None and ctx.ref.has_server and await ctx.store.character_turned_off(ctx.ref):
+        return Reply(
+            f"No character answers here: {ctx.prefix}character none is in force in this "
+            f"channel. {ctx.prefix}character clear lets the server's answer again."
+        )
     if stored is None:
         return Reply(
             f"No character here. An admin sets one with {ctx.prefix}character import "
@@ -201,6 +206,8 @@ async def character_none(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     # The channel's own card is replaced by "none": said, as it is gone for good.
     removed = f"Removed {literal(before.name)} from this channel. " if before else ""
+    if not ctx.ref.has_server:
+        return Reply(f"{removed}No character answers here.")
     return Reply(
         f"{removed}No character answers here, even if the server sets one; "
         f"{p}character clear lets the server's answer again."

@@ -629,7 +629,8 @@ async def set_prompt(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     which: str | None = args.get("name")
     if which is None:
         config = await ctx.store.effective_config(ctx.ref)
-        lines = ["Prompts (`none`: none here, `default`: the server's):"]
+        wider = "the server's" if ctx.ref.has_server else "the operator's"
+        lines = [f"Prompts (`none`: none here, `default`: {wider}):"]
         for name, (setting, _) in PROMPTS.items():
             text = config.value(setting)
             shown = await _prompt_text(ctx, config, text) if isinstance(text, str) and text else ""

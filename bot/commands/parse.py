@@ -186,11 +186,14 @@ def plain_prefix(text: str, prefix: str) -> str:
     return text
 
 
-def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocation:
+def parse(
+    text: str, table: tuple[Command, ...], prefix: str = "/", *, server: bool = False
+) -> Invocation:
     """Parse one command line (with or without its prefix) by the table.
 
     Control characters stay in the values: free text drops them, and a value that names
-    something is refused with them (`coerce`)."""
+    something is refused with them (`coerce`). `server`: whether the channel has a
+    server (usage lines in errors offer `scope` only then)."""
     body = strip_invisible(normalize_text(plain_prefix(text, prefix)))
     if body.startswith(prefix):
         body = body[len(prefix) :]
@@ -216,7 +219,7 @@ def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocatio
         if nxt is None:
             raise CommandError(
                 f"`{prefix}{name}` needs one of: {', '.join(subs)}. "
-                f"Example: {usage((name, subs[0]), command.subcommands[0], prefix)}"
+                f"Example: {usage((name, subs[0]), command.subcommands[0], prefix, server=server)}"
             )
         sub = command.sub(nxt[0].lower())
         if sub is None:
@@ -225,11 +228,11 @@ def parse(text: str, table: tuple[Command, ...], prefix: str = "/") -> Invocatio
                 f"Choose one of: {', '.join(subs)}."
             )
         command, path, pos = sub, (*path, sub.name), nxt[1]
-    return Invocation(path, _options(body, pos, command, path, prefix))
+    return Invocation(path, _options(body, pos, command, path, prefix, server))
 
 
 def _options(
-    body: str, pos: int, command: Command, path: tuple[str, ...], prefix: str
+    body: str, pos: int, command: Command, path: tuple[str, ...], prefix: str, server: bool
 ) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     positional = list(command.options)
@@ -268,9 +271,10 @@ def _options(
         if last is not None and _runs_on(raw.get(last.name), last, value, positional):
             raise CommandError(_one_word(str(raw[last.name]), last, value, body, pos))
         if not positional:
+            line = usage(path, command, prefix, server=server)
             raise CommandError(
                 f"Too many values: {quoted(value)} is one more than "
-                f"{prefix}{' '.join(path)} takes. Usage: {usage(path, command, prefix)}"
+                f"{prefix}{' '.join(path)} takes. Usage: {line}"
             )
         last = opt = positional.pop(_fitting(positional, value))
         raw[_once(opt, raw)] = SecretValue(value) if opt.secret else value

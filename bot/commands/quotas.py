@@ -33,6 +33,16 @@ def _scope(ctx: CommandContext, args: dict[str, Any]) -> Scope:
     return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
 
 
+def _names(ctx: CommandContext) -> str:
+    """The limits one can set here: a server's budget only where there is a server."""
+    return ", ".join(n for n in NAMES if ctx.ref.has_server or not SPECS[LimitName(n)].server_only)
+
+
+def _set_usage(ctx: CommandContext) -> str:
+    scope = " [scope:server]" if ctx.ref.has_server else ""
+    return f"{ctx.prefix}limits set <name> <value|off|default>{scope}"
+
+
 def _where(scope: Scope) -> str:
     return "server-wide" if scope is Scope.SERVER else "for this channel"
 
@@ -48,7 +58,7 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if not held:
         text = "No limits hold here."
         if ctx.is_admin:
-            text += f" Set one with {p}limits set <name> <value> (names: {', '.join(NAMES)})."
+            text += f" Set one with {p}limits set <name> <value> (names: {_names(ctx)})."
         return Reply(text)
     lines = ["Limits here:"]
     for name, value in held.items():
@@ -58,7 +68,7 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines.append("Your allowance:")
     lines += [f"  {line}" for line in allowance(held, counts, datetime.now(UTC))]
     if ctx.is_admin:
-        lines.append(f"Change one with {p}limits set <name> <value|off|default> [scope:server].")
+        lines.append(f"Change one with {_set_usage(ctx)}.")
     return Reply("\n".join(lines))
 
 
@@ -67,10 +77,7 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if not ctx.is_admin:
         raise CommandError(f"Only admins of this channel can change limits; {p}limits shows them.")
     if "name" not in args or "value" not in args:
-        raise CommandError(
-            f"Usage: {p}limits set <name> <value|off|default> [scope:server]; "
-            f"names: {', '.join(NAMES)}."
-        )
+        raise CommandError(f"Usage: {_set_usage(ctx)}; names: {_names(ctx)}.")
     name = LimitName(args["name"])
     scope = _scope(ctx, args)
     if SPECS[name].server_only and scope is not Scope.SERVER:

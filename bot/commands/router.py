@@ -27,17 +27,23 @@ def find(table: tuple[Command, ...], path: tuple[str, ...]) -> Command | None:
 
 
 def bind(
-    command: Command, inv: Invocation, prefix: str, *, secrets_later: bool = False
+    command: Command,
+    inv: Invocation,
+    prefix: str,
+    *,
+    secrets_later: bool = False,
+    server: bool = True,
 ) -> dict[str, Any]:
     """Validate raw option values against the table; CommandError when one is bad.
 
     `secrets_later`: a missing required secret is fine (the front-end asks for it next).
+    `server`: whether the channel has a server (usage lines offer `scope` only then).
     """
     known = {o.name for o in command.options}
     extra = sorted(set(inv.raw) - known)
     if extra:
         raise CommandError(
-            f"Unknown option `{extra[0]}`. Usage: {usage(inv.path, command, prefix)}"
+            f"Unknown option `{extra[0]}`. Usage: {usage(inv.path, command, prefix, server=server)}"
         )
     args: dict[str, Any] = {}
     for opt in command.options:
@@ -51,9 +57,8 @@ def bind(
             )
         if value is None or value == "":
             if opt.required and not (opt.secret and secrets_later):
-                raise CommandError(
-                    f"Missing `{opt.name}` ({opt.help}). Usage: {usage(inv.path, command, prefix)}"
-                )
+                line = usage(inv.path, command, prefix, server=server)
+                raise CommandError(f"Missing `{opt.name}` ({opt.help}). Usage: {line}")
             continue
         args[opt.name] = coerce(opt, value)
     return args
@@ -95,7 +100,7 @@ def prepare(
             ok=False,
         )
     try:
-        args = bind(command, inv, ctx.prefix, secrets_later=True)
+        args = bind(command, inv, ctx.prefix, secrets_later=True, server=ctx.ref.has_server)
         if command.admin:  # settings' scope; /usage's scope:server only reads
             check_scope(ctx, args)
     except CommandError as err:
@@ -112,7 +117,7 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
         return Reply(f"{ctx.prefix}{inv.path[0]} works in a chat.", private=True, ok=False)
     name = ctx.prefix + " ".join(inv.path)
     try:
-        args = bind(command, inv, ctx.prefix)
+        args = bind(command, inv, ctx.prefix, server=ctx.ref.has_server)
         reply = await command.handler(ctx, args)
     except CommandError as err:
         return Reply(str(err), private=True, ok=False)

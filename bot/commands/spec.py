@@ -108,14 +108,30 @@ def walk(commands: tuple[Command, ...]) -> Iterator[tuple[tuple[str, ...], Comma
             yield (command.name,), command
 
 
-def usage(path: tuple[str, ...], command: Command, prefix: str = "/") -> str:
+# Where a setting is stored: this channel (the default) or its server.
+SCOPE = Option(
+    "scope",
+    Kind.CHOICE,
+    "channel (default) or server-wide (server admins)",
+    required=False,
+    choices=("channel", "server"),
+)
+
+
+def usage(
+    path: tuple[str, ...], command: Command, prefix: str = "/", *, server: bool = True
+) -> str:
     """`/key set <openai|claude|mistral|custom> [scope:channel|server]`.
 
     Optional switches and short choices show their `name:value` form: `bypass on`
     after `/connect` reads naturally, but `/connect on` would not say what is on.
+    `server`: whether there is a server here; without one (a Matrix room, the console,
+    a direct message) the scope is left out, as it can only be this channel.
     """
     parts = [prefix + " ".join(path)]
     for opt in command.options:
+        if opt == SCOPE and not server:
+            continue
         values = ("on", "off") if opt.kind is Kind.SWITCH else opt.choices
         shown = "|".join(values) if values and len(values) <= 4 else opt.name
         if opt.required:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.commands import characters as ch
 from bot.commands import handlers as h
 from bot.commands import quotas, usage_report
-from bot.commands.spec import DEFAULT, SOURCES, Command, Kind, Option
+from bot.commands.spec import DEFAULT, SCOPE, SOURCES, Command, Kind, Option
 from bot.fields import PARAM_NAMES
 from bot.types import ReplyMode
 from bot.types.text import MODEL_ID_CHARS, PROXY_URL_CHARS, SYSTEM_PROMPT_CHARS
@@ -13,13 +13,6 @@ from bot.types.text import MODEL_ID_CHARS, PROXY_URL_CHARS, SYSTEM_PROMPT_CHARS
 REPLY_MODES = tuple(m.value for m in ReplyMode)
 
 _source_opt = Option("source", Kind.CHOICE, "which source", choices=SOURCES)
-_scope_opt = Option(
-    "scope",
-    Kind.CHOICE,
-    "channel (default) or server-wide (server admins)",
-    required=False,
-    choices=("channel", "server"),
-)
 
 
 def _file_opt(help: str) -> Option:
@@ -38,7 +31,7 @@ TABLE: tuple[Command, ...] = (
                 "which source (`default`: the server's or the operator's)",
                 choices=(*SOURCES, DEFAULT),
             ),
-            _scope_opt,
+            SCOPE,
         ),
         slow=True,
         handler=h.set_source,
@@ -50,13 +43,13 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "set",
                 "Store the API key for a source (encrypted, never shown back).",
-                (_source_opt, Option("key", Kind.SECRET, "the API key"), _scope_opt),
+                (_source_opt, Option("key", Kind.SECRET, "the API key"), SCOPE),
                 handler=h.key_set,
             ),
             Command(
                 "clear",
                 "Remove the stored API key for a source.",
-                (_source_opt, _scope_opt),
+                (_source_opt, SCOPE),
                 handler=h.key_clear,
             ),
         ),
@@ -76,7 +69,7 @@ TABLE: tuple[Command, ...] = (
                         max_length=PROXY_URL_CHARS,
                     ),
                     Option("password", Kind.SECRET, "the proxy password", required=False),
-                    _scope_opt,
+                    SCOPE,
                 ),
                 slow=True,
                 handler=h.proxy_set,
@@ -84,14 +77,14 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "password",
                 "Set the proxy password (TabbyAPI's key; encrypted, never shown back).",
-                (Option("password", Kind.SECRET, "the proxy password"), _scope_opt),
+                (Option("password", Kind.SECRET, "the proxy password"), SCOPE),
                 slow=True,
                 handler=h.proxy_password,
             ),
             Command(
                 "clear",
                 "Remove the URL and the proxy password.",
-                (_scope_opt,),
+                (SCOPE,),
                 handler=h.proxy_clear,
             ),
             # What /settings shows everyone: the URL and whether a password is set.
@@ -108,7 +101,7 @@ TABLE: tuple[Command, ...] = (
         "Run the status check now; optionally set 'bypass API status check'.",
         (
             Option("bypass", Kind.SWITCH, "on: chat even when the check fails", required=False),
-            _scope_opt,
+            SCOPE,
         ),
         slow=True,
         handler=h.connect,
@@ -135,7 +128,7 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "external",
                 "Fetch the models the endpoint reports and offer them (off: built-in list).",
-                (Option("state", Kind.SWITCH, "on (default) or off", required=False), _scope_opt),
+                (Option("state", Kind.SWITCH, "on (default) or off", required=False), SCOPE),
                 slow=True,
                 handler=h.models_external,
             ),
@@ -152,7 +145,7 @@ TABLE: tuple[Command, ...] = (
                 autocomplete="models",
                 max_length=MODEL_ID_CHARS,
             ),
-            _scope_opt,
+            SCOPE,
         ),
         handler=h.set_model,
     ),
@@ -173,7 +166,7 @@ TABLE: tuple[Command, ...] = (
                 required=False,
                 max_length=SYSTEM_PROMPT_CHARS,
             ),
-            _scope_opt,
+            SCOPE,
         ),
         handler=h.set_system,
     ),
@@ -190,7 +183,7 @@ TABLE: tuple[Command, ...] = (
                 required=False,
                 max_length=SYSTEM_PROMPT_CHARS,
             ),
-            _scope_opt,
+            SCOPE,
         ),
         handler=h.set_prompt,
     ),
@@ -200,7 +193,7 @@ TABLE: tuple[Command, ...] = (
         (
             Option("name", Kind.CHOICE, "which parameter", required=False, choices=PARAM_NAMES),
             Option("value", Kind.TEXT, "new value, or `default`", required=False, max_length=500),
-            _scope_opt,
+            SCOPE,
         ),
         handler=h.set_param,
     ),
@@ -218,7 +211,7 @@ TABLE: tuple[Command, ...] = (
                         "mention, always, or default (the server's)",
                         choices=(*REPLY_MODES, DEFAULT),
                     ),
-                    _scope_opt,
+                    SCOPE,
                 ),
                 handler=h.set_reply_mode,
             ),
@@ -231,7 +224,7 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "import",
                 "Set the character from a Character Card V1-V3 (PNG or JSON).",
-                (_file_opt("the card (PNG or JSON)"), _scope_opt),
+                (_file_opt("the card (PNG or JSON)"), SCOPE),
                 slow=True,
                 ordered=True,  # its greeting goes into the conversation
                 handler=ch.character_import,
@@ -242,7 +235,7 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "clear",
                 "Remove the character (the server's, if any, answers again).",
-                (_scope_opt,),
+                (SCOPE,),
                 handler=ch.character_clear,
             ),
             Command(
@@ -275,7 +268,7 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "import",
                 "Apply a preset's samplers and prompts to this channel (or server).",
-                (_file_opt("the preset (JSON)"), _scope_opt),
+                (_file_opt("the preset (JSON)"), SCOPE),
                 handler=ch.preset_import,
             ),
             Command(
@@ -348,7 +341,7 @@ TABLE: tuple[Command, ...] = (
             Option("action", Kind.CHOICE, "show (default) or set", False, quotas.LIMIT_ACTIONS),
             Option("name", Kind.CHOICE, "which limit", False, quotas.LIMIT_NAMES),
             Option("value", Kind.STRING, "a whole number, off or default", False, max_length=40),
-            _scope_opt,
+            SCOPE,
         ),
         admin=False,
         handler=quotas.show_limits,
@@ -360,7 +353,7 @@ TABLE: tuple[Command, ...] = (
             Option("action", Kind.CHOICE, "list, allow, deny or remove", False, quotas.ACTS),
             Option("kind", Kind.CHOICE, "user, role or level", False, quotas.ACCESS_KINDS),
             Option("id", Kind.STRING, "user id, role id or power level", False, max_length=300),
-            _scope_opt,
+            SCOPE,
         ),
         handler=quotas.access,
     ),

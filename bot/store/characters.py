@@ -100,6 +100,16 @@ class CharacterPart:
             self._cache.put(scope_key, scope_key, (plain,), generation=generation)
         return stored
 
+    async def turned_off(self, ref: ChannelRef) -> bool:
+        """Whether the channel's own row is "none" (`/character none`)."""
+        key = key_of(ref, Scope.CHANNEL)
+        card = select(CharacterRow.card).where(where(CharacterRow, key))
+
+        async def read(session: AsyncSession) -> bool:
+            return bool(await session.scalar(card) == NO_CHARACTER)
+
+        return await self._db.read("character read", read)
+
     async def _read_many(self, chains: Sequence[tuple[Key, ...]]) -> list[StoredCharacter | None]:
         """Each channel's card (nearest of its keys), without images, in one query."""
         wanted = sorted({key for keys in chains for key in keys})

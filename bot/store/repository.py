@@ -358,6 +358,10 @@ class Store:
             ref, Scope.CHANNEL, actor, "", NO_CHARACTER, None, action="character none"
         )
 
+    async def character_turned_off(self, ref: ChannelRef) -> bool:
+        """Whether `/character none` is in force in this channel."""
+        return await self._characters.turned_off(ref)
+
     async def clear_character(self, ref: ChannelRef, scope: Scope, actor: Actor) -> str | None:
         """Remove the card at `scope`; the removed card's name, None when there was none."""
         return await self._characters.clear(ref, scope, actor)

@@ -391,6 +391,11 @@ async def test_a_channel_turns_the_servers_character_off_and_on_again(harness: H
     assert await harness.store.character(other) is None
     assert await harness.core.persona(other) is None
     assert (await harness.store.character(REF)) is not None  # the server's other channels
+    shown = await run(harness, ("character", "show"), ref=other)
+    assert shown.text == (  # it said "No character here. An admin sets one with …"
+        "No character answers here: /character none is in force in this channel. "
+        "/character clear lets the server's answer again."
+    )
     with respx.mock:
         route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
         await ask(harness, "Hello", ref=other)

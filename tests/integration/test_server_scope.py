@@ -134,6 +134,35 @@ async def test_where_there_is_no_server_it_is_refused_before_anything(
     assert await harness.store.scope_values(ref, Scope.CHANNEL) == {}
 
 
+@pytest.mark.parametrize("ref", NO_SERVER, ids=lambda r: r.platform.value)
+async def test_where_there_is_no_server_no_reply_offers_one(
+    harness: Harness, ref: ChannelRef
+) -> None:
+    """Matrix newcomer probe: usage lines in a room offered `[scope:channel|server]`,
+    `/limits` named the server's budget, and `/character none` spoke of a server's
+    character, all of which a room refuses or lacks."""
+    p = "!" if ref.platform is Platform.MATRIX else "/"
+    said = {
+        text: (await run(harness, p + text, ADMIN, ref)).text
+        for text in ("model", "key", "limits set", "limits", "prompts")
+    }
+    said["none"] = (await run(harness, f"{p}character none", ADMIN, ref)).text
+    said["show"] = (await run(harness, f"{p}character show", ADMIN, ref)).text
+    assert said["model"].endswith(f"Usage: {p}model <id>"), said
+    assert said["key"].endswith(f"Example: {p}key set <openai|claude|mistral|custom> <key>")
+    assert said["limits set"] == (
+        f"Usage: {p}limits set <name> <value|off|default>; names: messages_per_user_minute, "
+        "tokens_per_user_day, tokens_per_channel_day."
+    )
+    assert said["none"] == "No character answers here."
+    assert said["show"].startswith("No character here. An admin sets one")
+    assert not [t for t in said.values() if "scope" in t], said
+    assert "server" not in said["limits"] + said["prompts"] + said["none"] + said["show"]
+    # Where there is a server, the same lines offer it.
+    model = await run(harness, "/model")
+    assert model.text.endswith("Usage: /model <id> [scope:channel|server]")
+
+
 async def test_the_channels_own_value_wins_and_default_removes_a_scopes(
     harness: Harness,
 ) -> None:
