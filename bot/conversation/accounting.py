@@ -49,7 +49,25 @@ def counted(
     if completion is None:
         completion = estimate_tokens(new_text) if new_text else 0
         estimated = True
+        limit = _answer_limit(request)
+        if limit is not None:  # the endpoint stopped it there: no more can have been written
+            completion = min(completion, limit)
     return prompt, completion, estimated
+
+
+# What a request's answer may spend at most, by each source's name for it; Claude's
+# extended thinking is on top of its max_tokens (its request adds the budget).
+_LIMITS = ("max_tokens", "max_completion_tokens")
+
+
+def _answer_limit(request: ChatRequest) -> int | None:
+    if "thinking" in request.options:
+        return None
+    for name in _LIMITS:
+        value = request.options.get(name)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 async def key_scope(store: Store, ref: ChannelRef, endpoint: Endpoint) -> KeyScope:

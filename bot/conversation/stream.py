@@ -298,7 +298,8 @@ async def stream_answer(
     if out.error is None and (why := _ended_by_model(finish, wrote, bool(out.thought), prefix)):
         out.state, out.error = TurnState.STOPPED, why
         out.failed = not out.answer
-    if not out.answer and not out.error:
+    if not out.answer.strip() and not out.error:  # spaces and line breaks show as nothing
+        out.answer = ""
         out.failed = True
         out.error = "The model returned an empty answer. Try again or rephrase."
     elif start and not wrote and not out.error:  # the answer stays as it was: say why

@@ -712,3 +712,24 @@ async def test_continue_at_the_context_edge_keeps_the_question(harness: Harness)
     sent = json.loads(route.calls[1].request.content)["messages"]
     assert [m["role"] for m in sent][-3:] == ["user", "assistant", "user"]
     assert sent[-3]["content"] == question.strip()
+
+
+@pytest.mark.parametrize("pieces", [(), ("  ", "\n\n", "  "), ("\u3000",)])
+async def test_an_answer_of_nothing_but_spaces_is_an_empty_answer(
+    harness: Harness, pieces: tuple[str, ...]
+) -> None:
+    """Discord probe: an answer of spaces and line breaks was posted as a blank message
+    with 🔄 ⏩, and stored, so the next request ran two questions together."""
+    await configure_fake(harness)
+    with respx.mock:
+        body = sse(*pieces)
+        respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=body
+            )
+        )
+        sink = await ask(harness, "say nothing")
+    assert sink.final == ""
+    assert sink.error == "The model returned an empty answer. Try again or rephrase."
+    history = await harness.store.history(REF, 10)
+    assert [(e.role, e.content) for e in history] == [(Role.USER, "say nothing")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from bot.commands.parse import parse
 from bot.commands.table import TABLE
 from bot.conversation.accounting import counted, request_tokens
+from bot.conversation.budget import estimate_tokens
 from bot.providers import ChatRequest
 from bot.settings import SettingsError, load_settings
 from bot.types import ChatMessage, Role, Usage, UsageBucket
@@ -149,6 +151,19 @@ def test_counting_prefers_reported_and_estimates_the_rest() -> None:
     assert counted(None, REQUEST, "", answered=False) == (0, 0, True)
     # A reported input with no text (cut at once) is kept.
     assert counted(Usage(40, None), REQUEST, "", answered=False) == (40, 0, True)
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "max_completion_tokens"])
+def test_an_estimate_counts_no_more_than_the_answer_could_spend(name: str) -> None:
+    """Context probe: 60 tokens at most were written (finish_reason "length"), and the
+    estimate of the text recorded 77: quotas charged more than the endpoint allowed."""
+    text = "Rome, founded on seven hills, grew from a village to an empire. " * 5
+    capped = replace(REQUEST, options={name: 60})
+    assert estimate_tokens(text) > 60
+    assert counted(None, capped, text, answered=True)[1:] == (60, True)
+    # Claude's thinking is on top of its max_tokens: its estimate is not capped there.
+    thinking = replace(REQUEST, options={name: 60, "thinking": {"budget_tokens": 1024}})
+    assert counted(None, thinking, text, answered=True)[1] == estimate_tokens(text)
 
 
 @pytest.mark.parametrize(
