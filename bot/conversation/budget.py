@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.fields import conversation_room
-from bot.types import HistoryEntry
+from bot.types import HistoryEntry, Role
 from bot.types.text import unicode_pattern
 
 MAX_INPUT_CHARS = 32_000  # the longest message taken as a question (or an edit of one)
@@ -77,7 +77,10 @@ _RULES = tuple(bytes([c]) * 4 for c in b"-=_*#~.+/<>|")  # symbols drawn in line
 
 
 def trim_history(history: Sequence[HistoryEntry], budget: int) -> list[HistoryEntry]:
-    """The newest entries whose estimated tokens fit `budget`, oldest first."""
+    """The newest entries whose estimated tokens fit `budget`, oldest first. When older
+    ones are left out, what is kept starts at a question: an answer whose question was
+    left out would open the chat with the model's turn, which chat templates that need
+    turns to alternate (Gemma's, Mistral's) refuse."""
     kept: list[HistoryEntry] = []
     used = 0
     for entry in reversed(history):
@@ -86,6 +89,9 @@ def trim_history(history: Sequence[HistoryEntry], budget: int) -> list[HistoryEn
             break
         kept.append(entry)
         used += cost
+    if len(kept) < len(history):
+        while kept and kept[-1].role is not Role.USER:
+            kept.pop()
     kept.reverse()
     return kept
 

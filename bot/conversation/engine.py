@@ -33,7 +33,7 @@ from bot.conversation.budget import (
     history_budget,
 )
 from bot.conversation.posts import Edits, PlatformPosts, post_key
-from bot.conversation.request import Requests
+from bot.conversation.request import Overflow, Requests
 from bot.conversation.stream import (
     AnswerRow,
     Outcome,
@@ -468,7 +468,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             # turns' images are sent again), or a model that cannot see got them later.
             images = attached.images or any(e.images for e in history)
             sees = not images or await self._sees(ref, config)
-            request = await self._requests.build(ref, config, [*history, question], sees)
+            request, overflow = await self._requests.build(ref, config, [*history, question], sees)
         except _Blocked as blocked:
             # Said to the asker; the operator sees which channel cannot answer, and why.
             log.info("turn in %s not sent: %s", ref, redact(str(blocked)))
@@ -489,7 +489,15 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if cut is not None and any(e.id == cut for e in history):  # not forgotten since
             preface = _CUT_OFF + preface
         result = await self._answer(
-            ref, config, endpoint, request, sink, question, prefix, preface=preface
+            ref,
+            config,
+            endpoint,
+            request,
+            sink,
+            question,
+            prefix,
+            preface=preface,
+            overflow=overflow,
         )
         if attached.images:
             await self.prune_images()
@@ -577,10 +585,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         sees = await self._sees(ref, config)
         continuing = answer if action is Control.CONTINUE else None
         if continuing is not None:  # the answer so far goes with the request, to go on from
-            request = await self._requests.build(ref, config, history, sees, True)
+            request, overflow = await self._requests.build(ref, config, history, sees, True)
         else:
             before = history[: history.index(answer) if answer in history else len(history)]
-            request = await self._requests.build(ref, config, before, sees)
+            request, overflow = await self._requests.build(ref, config, before, sees)
         return await self._answer(
             ref,
             config,
@@ -589,6 +597,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             sink,
             question,
             prefix,
+            overflow=overflow,
             continuing=continuing,
             replacing=answer if continuing is None else None,
             variant=True,
@@ -645,6 +654,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         prefix: str,
         *,
         preface: str = "",
+        overflow: Overflow | None = None,
         continuing: HistoryEntry | None = None,
         replacing: HistoryEntry | None = None,
         variant: bool = False,
@@ -654,7 +664,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         ended, record its usage (charged to `by`, else the asker). A `variant`
         (regenerated, retried, continued) becomes the question's shown answer and says
         which of its answers it is; one that ends before any text leaves the answer it
-        was `replacing` shown (with how the attempt ended)."""
+        was `replacing` shown (with how the attempt ended). A request that cannot fit the
+        context set here (`overflow`) is not sent: it ends as an error saying why."""
         self._cut_off.pop(ref, None)  # any answer here now: the cut one is said or acted on
         row = AnswerRow(
             self._store,
@@ -668,19 +679,22 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         provider = self._hub.provider(endpoint)
         with self._ending(ref):  # until stored, charged and shown: what a shutdown waits for
             try:
-                outcome = await stream_answer(
-                    provider,
-                    request,
-                    Prefaced(sink, preface) if preface else sink,
-                    row,
-                    running,
-                    secrets=provider.secrets(),
-                    show_reasoning=config.show_reasoning,
-                    answer_timeout=self._limits.answer_timeout,
-                    max_chars=self._limits.max_answer_chars,
-                    start=continuing.content if continuing else "",
-                    prefix=prefix,
-                )
+                if overflow is not None:
+                    outcome = Outcome(error=overflow.text(prefix), failed=True)
+                else:
+                    outcome = await stream_answer(
+                        provider,
+                        request,
+                        Prefaced(sink, preface) if preface else sink,
+                        row,
+                        running,
+                        secrets=provider.secrets(),
+                        show_reasoning=config.show_reasoning,
+                        answer_timeout=self._limits.answer_timeout,
+                        max_chars=self._limits.max_answer_chars,
+                        start=continuing.content if continuing else "",
+                        prefix=prefix,
+                    )
             finally:
                 if self._running.get(ref) is running:
                     del self._running[ref]

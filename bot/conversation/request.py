@@ -3,15 +3,16 @@ each asker named, and a channel's character card shaping it (bot.characters.buil
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from bot.characters import system_without_card
 from bot.conversation import character
 from bot.conversation.attachments import image_placeholder
-from bot.conversation.budget import estimate_tokens, history_budget, trim_history
+from bot.conversation.budget import estimate_tokens, trim_history
 from bot.conversation.character import CardPrompts
-from bot.fields import REGISTRY
-from bot.providers import ChatRequest
+from bot.fields import REGISTRY, conversation_room
+from bot.providers import CONTINUE_INSTRUCTION, ChatRequest
 from bot.store import Store
 from bot.types import (
     ChannelConfig,
@@ -23,6 +24,50 @@ from bot.types import (
     TurnState,
 )
 from bot.types.text import without_invisible
+
+
+@dataclass(frozen=True, slots=True)
+class Overflow:
+    """Why a request cannot fit the context set here: its parts that go whatever the
+    history (what, tokens), the largest first, come to more than the whole context."""
+
+    parts: tuple[tuple[str, int], ...]
+    size: int
+
+    def text(self, p: str) -> str:
+        named = ", ".join(f"{what} about {tokens:,}" for what, tokens in self.parts)
+        return (
+            f"This was not sent to the model: it cannot fit the context. {named[:1].upper()}"
+            f"{named[1:]} tokens, more than the whole {self.size:,}-token context "
+            f"({p}params context), before any history or answer. Shorten "
+            f"{self.parts[0][0]}, or an admin raises {p}params context if the model takes "
+            "more."
+        )
+
+
+class Built(NamedTuple):
+    request: ChatRequest
+    overflow: Overflow | None  # it cannot fit the context set here: not to be sent
+
+
+# The least of an answer's end worth continuing from: less, and it is not cut.
+_MIN_TAIL = 64
+
+
+def _tail(entry: HistoryEntry, tokens: int) -> HistoryEntry:
+    """The entry with only as much of its end as about `tokens` tokens, from a word's
+    start; as it was when less than _MIN_TAIL would be left."""
+    if tokens < _MIN_TAIL:
+        return entry
+    text = entry.content
+    keep = len(text) * tokens // max(1, estimate_tokens(text))
+    while keep > 0 and estimate_tokens(text[-keep:]) > tokens:
+        keep = keep * 9 // 10
+    tail = text[len(text) - keep :]
+    space = min((tail.find(c) for c in " \n" if c in tail), default=-1)
+    if 0 <= space < len(tail) // 4:
+        tail = tail[space + 1 :]
+    return replace(entry, content="…" + tail, tokens=estimate_tokens(tail))
 
 
 class Requests:
@@ -40,10 +85,12 @@ class Requests:
         entries: list[HistoryEntry],
         sees: bool,
         continue_answer: bool = False,
-    ) -> ChatRequest:
+    ) -> Built:
         """The request for the newest entry (a question, or an answer to continue) with as
         much of the history before it as the context holds; a channel's character card
-        shapes it (bot.characters.build_prompt)."""
+        shapes it (bot.characters.build_prompt). An answer being continued that has grown
+        past the context goes with its end only; what cannot fit a context set with
+        /params context comes with its Overflow, and is not to be sent."""
         *history, newest = entries
         # A question that got no answer stays in the history people see, but the model
         # gets one user turn at a time.
@@ -52,27 +99,44 @@ class Requests:
             for e in history
             if e.state is not TurnState.FAILED and (e.content.strip() or e.images)
         ]
-        budget = history_budget(
-            config.number("context"),
-            config.number("max_tokens"),
-            config.own_prompts,
-            newest.content,
-        )
+        context = config.number("context")
+        size, room = conversation_room(context, config.number("max_tokens"))
+        # What goes whatever the history: the prompts (and a card's text, examples and
+        # lore), the newest entry, and the question an answer being continued goes on from.
+        prompts = estimate_tokens(config.own_prompts) if config.own_prompts else 0
         card = await self._cards.card(ref)
         asker = next((e.author for e in reversed(entries) if e.role is Role.USER), None)
         if card is not None:
-            # The card's system text, examples and lore count against the history first.
             whole = await self._sent([*usable, newest], sees=False)
             draft = await character.prompt(card, config, whole, asker)
-            budget = max(0, budget - character.fixed_cost(draft, config))
+            prompts += character.fixed_cost(draft, config)
         asked: list[HistoryEntry] = []
         if continue_answer and usable and usable[-1].id == newest.reply_to:
             # The question the answer goes on from stays, whatever else the context
             # leaves out: without it, "[Continue]" follows an answer to nothing.
             *usable, question = usable
             asked = [question]
-            budget = max(0, budget - (question.tokens or estimate_tokens(question.content)))
-        kept = [*trim_history(usable, budget), *asked, newest]
+        asked_cost = sum(e.tokens or estimate_tokens(e.content) for e in asked)
+        if continue_answer:  # and what asks to go on (the most an endpoint is sent)
+            asked_cost += estimate_tokens(CONTINUE_INSTRUCTION)
+        newest_cost = estimate_tokens(newest.content)
+        if continue_answer and prompts + asked_cost + newest_cost > room:
+            # An answer grown past the context goes on from as much of its end as fits.
+            newest = _tail(newest, room - prompts - asked_cost)
+            newest_cost = estimate_tokens(newest.content)
+        fixed = prompts + asked_cost + newest_cost
+        overflow = None
+        if fixed > size and context is not None:  # the model's size is known: it cannot fit
+            what = "the answer being continued" if continue_answer else "the message"
+            parts = (
+                ("the character card and prompts" if card else "the prompts", prompts),
+                ("the question it answers", asked_cost),
+                (what, newest_cost),
+            )
+            overflow = Overflow(
+                tuple(sorted((p for p in parts if p[1]), key=lambda p: -p[1])), size
+            )
+        kept = [*trim_history(usable, max(0, room - fixed)), *asked, newest]
         messages = await self._sent(kept, sees)
         # Who asked, by id: a nickname changed mid-conversation (or the console's name
         # before an upgrade) is still one person, whose turns need no names.
@@ -97,7 +161,7 @@ class Requests:
             # Examples, notes among and after the history.
             extra = [*prompt.before_history, *prompt.notes, *after]
             estimate += sum(estimate_tokens(m.content) for m in extra)
-        return ChatRequest(
+        request = ChatRequest(
             model=config.model or "",
             messages=tuple(messages),
             system_prompt=system,
@@ -106,6 +170,7 @@ class Requests:
             continue_answer=continue_answer,
             input_estimate=estimate + (estimate_tokens(system) if system else 0),
         )
+        return Built(request, overflow)
 
     async def _sent(self, kept: list[HistoryEntry], sees: bool) -> list[ChatMessage]:
         """Stored turns as the model is sent them (images shown or named), each asker by

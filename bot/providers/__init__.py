@@ -24,10 +24,12 @@ from bot.providers.base import (
     Unreachable,
     Usage,
 )
+from bot.providers.convert import CONTINUE_INSTRUCTION
 from bot.providers.hub import ProviderHub
 from bot.providers.policy import AddressRefused, EndpointPolicy, EndpointRefused
 
 __all__ = [
+    "CONTINUE_INSTRUCTION",
     "TRANSIENT_KINDS",
     "AddressRefused",
     "AuthError",

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import update
 
 from bot.conversation import stream
+from bot.conversation.budget import estimate_tokens
 from bot.core import Core, TurnLimits
 from bot.frontends.matrix.render import markdown_to_html
 from bot.providers import ProviderHub, ProviderSettings
@@ -996,5 +997,88 @@ async def test_a_bug_before_the_model_is_asked_is_said_and_changes_nothing(
         assert "sk-z" not in caplog.text and "a row holding" not in caplog.text
         sink = await chat(core, "third")  # and the channel goes on
         assert sink.final == ("Hello there!", None)
+    finally:
+        await core.close()
+
+
+# -- what cannot fit the context ----------------------------------------------------------
+
+RULES = "\n".join(f"Rule {i}: always be kind to the user number {i}." for i in range(60))
+
+
+async def test_prompts_that_cannot_fit_the_context_set_are_not_sent_and_say_why(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Context probe: with /params context 512, a 2,810-character system prompt (or a
+    17,617-character question) went to the endpoint, which refused it, and the asker was
+    told to /reset, which could not help."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await core.store.update_config(
+            REF, Scope.CHANNEL, ADMIN, {"context_tokens": 512, "max_tokens": 60}, action="t"
+        )
+        assert (await chat(core, "hi")).final == ("Hello there!", None)
+        await core.store.update_config(
+            REF, Scope.CHANNEL, ADMIN, {"system_prompt": RULES}, action="t"
+        )
+        sink = await chat(core, "hello there")
+        assert len(endpoint.requests) == 1  # nothing more was sent
+        text, error = sink.final  # type: ignore[misc]
+        assert text == "" and error is not None
+        assert error.startswith(
+            "This was not sent to the model: it cannot fit the context. The prompts about "
+        )
+        assert error.endswith(
+            "tokens, more than the whole 512-token context (/params context), before any "
+            "history or answer. Shorten the prompts, or an admin raises /params context if "
+            "the model takes more."
+        ), error
+        *_, question = await rows(core)
+        assert question.state is TurnState.FAILED  # 🔁 / /retry once it is changed
+        # A question too long for the context by itself names itself first.
+        await core.store.update_config(
+            REF, Scope.CHANNEL, ADMIN, {"system_prompt": None}, action="t"
+        )
+        sink = await chat(core, "word " * 3000)
+        assert sink.final is not None and "Shorten the message" in sink.final[1]  # type: ignore[operator]
+        assert len(endpoint.requests) == 1
+        # Without a context set, the model's size is not known: it is asked.
+        await core.store.update_config(
+            REF, Scope.CHANNEL, ADMIN, {"context_tokens": None}, action="t"
+        )
+        await core.store.update_config(
+            REF, Scope.CHANNEL, ADMIN, {"system_prompt": RULES}, action="t"
+        )
+        assert (await chat(core, "hello")).final == ("Hello there!", None)
+        assert len(endpoint.requests) == 2
+    finally:
+        await core.close()
+
+
+async def test_an_answer_grown_past_the_context_goes_on_from_its_end(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Context probe: each /continue sent the whole answer; once it outgrew the 512-token
+    context every /continue failed, and /reset was the advice."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await core.store.update_config(
+            REF, Scope.CHANNEL, ADMIN, {"context_tokens": 512, "max_tokens": 100}, action="t"
+        )
+        essay = " ".join(f"Rome grew in year {i} of its long history." for i in range(120))
+        endpoint.script = Script(chunks=[essay])
+        await chat(core, "Write a long essay about Rome.")
+        endpoint.script = Script(chunks=[" The end."])
+        _, sink = await control(core, "/continue")
+        assert sink.final == (essay + " The end.", None)
+        sent = endpoint.requests[-1]["messages"]
+        assert sent[0] == {"role": "user", "content": "Write a long essay about Rome."}  # type: ignore[index]
+        continued = sent[-2]["content"]  # type: ignore[index]
+        assert continued.startswith("…") and essay.endswith(" " + continued[1:])  # from a word
+        assert estimate_tokens(continued) <= 512 - 100 - estimate_tokens(
+            sent[0]["content"]
+        ) - estimate_tokens(sent[-1]["content"])  # type: ignore[index]
+        [_, answer] = await rows(core)
+        assert answer.content == essay + " The end."
     finally:
         await core.close()

@@ -17,6 +17,20 @@ def test_trim_keeps_the_newest_that_fit() -> None:
     assert trim_history(history, 5) == []
 
 
+def test_a_trimmed_history_starts_at_a_question() -> None:
+    """Context probe: trimmed requests opened with the model's turn (its question left
+    out), which chat templates that need turns to alternate refuse."""
+    history = [
+        HistoryEntry(Role.USER if i % 2 == 0 else Role.ASSISTANT, f"m{i}", tokens=10)
+        for i in range(10)
+    ]
+    assert [e.content for e in trim_history(history, 35)] == ["m8", "m9"]
+    assert [e.content for e in trim_history(history, 45)] == ["m6", "m7", "m8", "m9"]
+    # Nothing left out: a greeting (the character's first answer) still opens the chat.
+    greeted = [HistoryEntry(Role.ASSISTANT, "Hello!", tokens=10), *history[:2]]
+    assert trim_history(greeted, 100) == greeted
+
+
 def test_budget_leaves_room_for_system_turn_and_answer() -> None:
     full = history_budget(1000, 100, None, "hi")
     with_system = history_budget(1000, 100, "x" * 400, "hi")
