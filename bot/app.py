@@ -36,7 +36,7 @@ from bot.providers import (
     ProviderSettings,
 )
 from bot.settings import Settings, SettingsError
-from bot.store import Claim, Lease, SecretBox, Store, StoreError, generate_key
+from bot.store import Claim, Lease, SecretBox, Store, StoreDamaged, StoreError, generate_key
 from bot.store.copy import (
     Copied,
     CopyFailed,
@@ -183,7 +183,7 @@ def _missing_file(settings: Settings) -> Path | None:
 
 def _database_failure(
     settings: Settings,
-    err: OSError | DBAPIError,
+    err: Exception,
     *,
     upgrading: str | None = None,
     named: str = "DATABASE_URL",
@@ -238,7 +238,7 @@ def _database_failure(
     elif isinstance(err, TimeoutError):
         why = "no answer in time"
     else:
-        why = err.strerror or type(err).__name__
+        why = getattr(err, "strerror", None) or type(err).__name__
     return f"cannot reach the database at {host} ({why}): start it, or correct {named}."
 
 
@@ -337,6 +337,9 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
     )
     try:
         await check_keys(store, box)
+    except StoreDamaged as err:  # it will not mend: said now, not at every turn
+        await store.close()
+        raise StartError(_database_failure(settings, Exception(err.detail))) from None
     except StoreError as err:  # the turns say what fails, if it lasts
         log.warning("could not check the stored secrets' keys: %s", err)
     hub = ProviderHub(provider_settings(settings))

@@ -2,7 +2,13 @@
 
 from bot.store.characters import StoredCharacter
 from bot.store.config import AuditEntry
-from bot.store.errors import StoreBusy, StoreError, StoreUnavailable, StoreUnwritable
+from bot.store.errors import (
+    StoreBusy,
+    StoreDamaged,
+    StoreError,
+    StoreUnavailable,
+    StoreUnwritable,
+)
 from bot.store.leases import Claim, Lease
 from bot.store.repository import Store
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
@@ -17,6 +23,7 @@ __all__ = [
     "SecretUnreadable",
     "Store",
     "StoreBusy",
+    "StoreDamaged",
     "StoreError",
     "StoreUnavailable",
     "StoreUnwritable",

@@ -55,6 +55,18 @@ class StoreUnwritable(StoreError):
         )
 
 
+class StoreDamaged(StoreError):
+    """The database file (or a table or index in it) is damaged: no retry mends it.
+    `detail`: the driver's own words, for the operator's log and start-up message."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "The bot's database is damaged, so nothing was saved. Tell the bot's operator: "
+            "the bot's log says what to do."
+        )
+        self.detail = detail
+
+
 # PostgreSQL SQLSTATE classes and codes, SQLite's messages.
 # Serialization failure, deadlock, lock not available, object in use; too many
 # connections (every slot taken by this and other processes: one frees soon).
@@ -62,6 +74,8 @@ _PG_BUSY = {"40001", "40P01", "55P03", "55006", "53300"}
 _PG_UNWRITABLE = {"25006", "53100", "53000", "53200", "58030"}
 _SQLITE_BUSY = ("database is locked", "database table is locked", "busy")
 _SQLITE_UNWRITABLE = ("readonly", "read-only", "disk is full", "disk i/o error", "out of memory")
+_PG_DAMAGED = {"XX001", "XX002"}  # data_corrupted, index_corrupted
+_SQLITE_DAMAGED = ("malformed", "not a database", "corrupt")
 
 
 def classify(err: BaseException) -> StoreError | None:
@@ -74,6 +88,8 @@ def classify(err: BaseException) -> StoreError | None:
         return None
     code = str(getattr(err.orig, "sqlstate", "") or getattr(err.orig, "pgcode", "") or "")
     message = str(err.orig).lower()
+    if code in _PG_DAMAGED or any(m in message for m in _SQLITE_DAMAGED):
+        return StoreDamaged(str(err.orig).splitlines()[0][:200] if str(err.orig) else "")
     if code in _PG_BUSY or any(m in message for m in _SQLITE_BUSY):
         return StoreBusy()
     if code in _PG_UNWRITABLE or any(m in message for m in _SQLITE_UNWRITABLE):
@@ -106,6 +122,15 @@ async def with_retry(
             if typed is None:
                 raise
             waited = time.monotonic() - started
+            if isinstance(typed, StoreDamaged):
+                log.error(
+                    "database %s failed: the database is damaged (%s). Stop the bot and "
+                    "restore a backup (README: Restoring a backup), or move the file away "
+                    "to start with an empty one.",
+                    what,
+                    _short(err),
+                )
+                raise typed from None
             if not typed.transient or waited + delay > budget:
                 log.warning("database %s failed: %s (%s)", what, type(typed).__name__, _short(err))
                 raise typed from None

@@ -490,6 +490,43 @@ def test_a_damaged_database_file_is_named_as_such_not_as_a_folder_to_fix(
         assert "set DATA_DIR" not in stderr
 
 
+def damage(db: Path, table: str) -> None:
+    """Write over the first page of `table` inside a sound file (its header intact)."""
+    with sqlite3.connect(db) as conn:
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,))
+    with db.open("r+b") as f:
+        f.seek((root[0] - 1) * page)
+        f.write(b"\xa5" * page)
+
+
+def test_a_database_damaged_inside_is_named_as_such(tmp_path: Path) -> None:
+    """Operator probe: a file damaged past its header stopped the start with a traceback
+    (`database disk image is malformed` in the secrets' key check); damage in another
+    table answered each turn "Something went wrong (DatabaseError)", and the log never
+    said the file was damaged."""
+    env = console_env()
+    db = tmp_path / "data" / "bot.db"
+    assert chatbot(tmp_path, "console", stdin="/system Be brief.\n", **env).returncode == 0
+    damage(db, "secrets")
+    result = chatbot(tmp_path, "console", stdin="hi\n", **env)
+    stderr = one_line_failure(result, code=1)
+    assert "is damaged or is no database (database disk image is malformed)" in stderr
+    assert "Restoring a backup" in stderr and str(db) in stderr
+
+    tmp_path = tmp_path / "second"
+    tmp_path.mkdir()
+    db = tmp_path / "data" / "bot.db"
+    assert chatbot(tmp_path, "console", stdin="/system Be brief.\n", **env).returncode == 0
+    damage(db, "channel_configs")  # the console's settings are in it
+    result = chatbot(tmp_path, "console", stdin="/settings\n", **env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr + result.stdout
+    assert "The bot's database is damaged, so nothing was saved." in result.stdout
+    log = (tmp_path / "data" / "chatbot.log").read_text()
+    assert "the database is damaged (DatabaseError: database disk image is malformed)" in log
+    assert "restore a backup (README: Restoring a backup)" in log
+
+
 def test_operator_setting_mistakes_stop_the_start(tmp_path: Path) -> None:
     """README: "A mistake stops chatbot before it connects anywhere"."""
     (tmp_path / "prices.txt").write_text("# a comment line\n" * 70_000)  # over 1 MB
