@@ -160,7 +160,8 @@ class Field:
     max_item_chars: int = 0  # LIST: each at most this long
     max_chars: int = 0  # TEXT: at most this long (0: no limit here)
     default: object = None  # when no scope sets it (None: the provider's own)
-    sources: frozenset[Source] | None = None  # who uses it (None: every source)
+    # Who uses it (None: every source; by default those `wire` sends it to).
+    sources: frozenset[Source] | None = None
     param: bool = False  # set with /params <name>
     # The request body field that carries it, per source (missing: not sent there).
     wire: Mapping[Source, str] = field(default_factory=dict)
@@ -173,6 +174,10 @@ class Field:
     # stored, it wins over a wider scope's value like any other, and it is never sent.
     # `/params <name> off` sets it.
     off: object = None
+
+    def __post_init__(self) -> None:
+        if self.sources is None and self.wire and set(self.wire) != set(Source):
+            object.__setattr__(self, "sources", frozenset(self.wire))
 
     @property
     def key(self) -> str:
@@ -510,6 +515,10 @@ class Registry:
 
     def __init__(self, fields: Iterable[Field]) -> None:
         self.fields: tuple[Field, ...] = tuple(fields)
+        for f in self.fields:
+            # Whom /params names a setting for, whom it is sent to: one set of sources.
+            if f.wire and set(f.wire) != (f.sources or set(Source)):
+                raise ValueError(f"{f.name}: its sources and the sources it is sent to differ")
         self.by_name: Mapping[str, Field] = MappingProxyType({f.name: f for f in self.fields})
         self.by_key: Mapping[str, Field] = MappingProxyType({f.key: f for f in self.fields})
         self.params: tuple[Field, ...] = tuple(f for f in self.fields if f.param)

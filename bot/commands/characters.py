@@ -308,8 +308,9 @@ def _short(text: str) -> str:
 
 async def preset_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
-    # What someone set (here, the server or the operator); a default stays a default
-    # where the preset is imported.
+    # What someone set (here, the server or the operator). Samplers no one set are left
+    # out, so they stay defaults where the preset is imported; the seed and the prompts
+    # go as SillyTavern writes them unset (-1, empty), which an import stores as off.
     chosen = {n: v for n, v in config.values.items() if config.origins.get(n) != "default"}
     data = export_preset(chosen, _PARAM_KINDS)
     file = ReplyFile("preset.json", "application/json", data)

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from bot.fields import BY_NAME, PARAMS, FieldError, number_text, split_list
+from bot.fields import (
+    BY_NAME,
+    PARAMS,
+    REGISTRY,
+    Field,
+    FieldError,
+    Kind,
+    Registry,
+    number_text,
+    split_list,
+)
 from bot.types import Source
 
 
@@ -99,11 +111,25 @@ def test_a_value_that_means_off_is_never_sent(name: str, off: object) -> None:
         assert field.to_wire(off, source) is None
 
 
+def test_a_field_is_named_for_the_sources_it_is_sent_to() -> None:
+    """Review: `wire` without `sources` had /params name min_p for every source while only
+    custom endpoints were sent it (the seed, never sent to Claude, was named for it)."""
+    min_p = Field("min_p", Kind.NUMBER, "x", low=0, high=1, wire={Source.CUSTOM: "min_p"})
+    assert min_p.sources == {Source.CUSTOM} and not min_p.applies_to(Source.OPENAI)
+    assert not BY_NAME["seed"].applies_to(Source.CLAUDE)
+    both = replace(min_p, sources=frozenset({Source.CUSTOM, Source.OPENAI}))
+    with pytest.raises(ValueError, match="min_p: its sources and the sources it is sent to"):
+        Registry([*REGISTRY.fields, both])
+
+
 def test_source_only_fields() -> None:
     safe = BY_NAME["safe_prompt"]
     assert safe.applies_to(Source.MISTRAL) and not safe.applies_to(Source.OPENAI)
-    for_claude_and_custom = ("top_k", "thinking_budget", "safe_prompt")
-    assert all(f.applies_to(Source.OPENAI) for f in PARAMS if f.name not in for_claude_and_custom)
+    # Whom a parameter is named for and whom it is sent to are the same sources.
+    for f in PARAMS:
+        value = f.high if f.high is not None else (f.choices[-1] if f.choices else True)
+        sent = {source for source in Source if f.to_wire(value, source) is not None}
+        assert not f.wire or sent == {s for s in Source if f.applies_to(s)}, f.name
     assert BY_NAME["top_k"].applies_to(Source.CLAUDE) and BY_NAME["top_k"].applies_to(Source.CUSTOM)
     assert not BY_NAME["thinking_budget"].applies_to(Source.OPENAI)
     assert not BY_NAME["reasoning_effort"].applies_to(Source.CLAUDE)
