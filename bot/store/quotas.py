@@ -161,10 +161,11 @@ class QuotaPart:
         return await self._db.read("usage sums", read)
 
     async def charge(
-        self, ref: ChannelRef, charge: Charge, decide: Callable[[Counts], V | None]
+        self, ref: ChannelRef, charge: Charge, decide: Callable[[Counts], V | None] | None
     ) -> tuple[int | None, V | None]:
         """Reserve `charge` unless `decide` (given the counts) refuses: (row id, None) or
-        (None, refusal), atomically across processes, in a transaction of its own."""
+        (None, refusal), atomically across processes, in a transaction of its own.
+        Without `decide` (no limit) the row is only held: nothing is counted or locked."""
 
         async def work(session: AsyncSession) -> tuple[int | None, V | None]:
             return await self._charge_on(await session.connection(), ref, charge, decide)
@@ -172,12 +173,12 @@ class QuotaPart:
         return await self._db.write("usage charge", work)
 
     def guard(
-        self, ref: ChannelRef, charge: Charge, decide: Callable[[Counts], V | None]
+        self, ref: ChannelRef, charge: Charge, decide: Callable[[Counts], V | None] | None
     ) -> Guarded[V]:
         """The same charge as a guard for another write's transaction (the question's):
         the turn then commits once before the model is asked."""
         held: Guarded[V] = Guarded(lambda conn: self._charge_on(conn, ref, charge, decide))
-        held.order = _top(ref)
+        held.order = _top(ref) if decide is not None else ()
         return held
 
     async def _charge_on(
@@ -185,8 +186,10 @@ class QuotaPart:
         conn: AsyncConnection,
         ref: ChannelRef,
         charge: Charge,
-        decide: Callable[[Counts], V | None],
+        decide: Callable[[Counts], V | None] | None,
     ) -> tuple[int | None, V | None]:
+        if decide is None:
+            return await self._statements.hold(conn, charge), None
         where = _where(ref, charge.user_id, charge.at)
         statements = self._statements
         if self._db.postgres:
@@ -465,6 +468,7 @@ class _Statements:
             ).order_by("kind", "at")
         self._reserving: dict[tuple[bool, bool, tuple[str, ...]], Select[Any]] = {}
         self._returning: dict[tuple[bool, bool, tuple[str, ...]], Executable] = {}
+        self._holding: dict[tuple[str, ...], Executable] = {}
 
     def _reserving_query(self, has: bool, recent: bool, names: tuple[str, ...]) -> Select[Any]:
         """PostgreSQL: the lock row bumped, a reserved row with these columns, and the
@@ -511,6 +515,17 @@ class _Statements:
             )
             self._returning[has, recent, names] = query
         return query
+
+    async def hold(self, conn: AsyncConnection, charge: Charge) -> int:
+        """Reserve `charge`'s row, counting nothing (no limit holds); its id."""
+        row = _reserved_row(charge)
+        names = tuple(row)
+        query = self._holding.get(names)
+        if query is None:
+            values: dict[str, Any] = {name: bindparam(f"reserve_{name}") for name in names}
+            query = self._holding[names] = insert(UsageRow).values(values).returning(UsageRow.id)
+        params = {f"reserve_{name}": value for name, value in row.items()}
+        return int((await conn.execute(query, params)).scalar_one())
 
     async def reserve_and_count(
         self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], charge: Charge

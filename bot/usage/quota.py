@@ -74,10 +74,9 @@ async def charge(
 ) -> Charged | Refusal:
     """Reserve a turn's cost if every limit here allows it, atomically (a number: what
     must fit and what is held alike)."""
-    asked = await _ask(store, gate, ref, user_id, source, model, estimate, prefix)
-    if asked is None:
-        return Charged()
-    row_id, refusal = await store.quotas.charge(ref, *asked)
+    row_id, refusal = await store.quotas.charge(
+        ref, *await _ask(store, gate, ref, user_id, source, model, estimate, prefix)
+    )
     return refusal if refusal is not None else Charged(row_id)
 
 
@@ -91,11 +90,12 @@ async def guard(
     model: str,
     estimate: TurnCost | int,
     prefix: str = "/",
-) -> Guarded[Refusal] | None:
+) -> Guarded[Refusal]:
     """The charge of a new question, to run inside the transaction that stores it
-    (Store.add_messages(charge=…)); None when no limit holds here."""
-    asked = await _ask(store, gate, ref, user_id, source, model, estimate, prefix)
-    return None if asked is None else store.quotas.guard(ref, *asked)
+    (Store.add_messages(charge=…))."""
+    return store.quotas.guard(
+        ref, *await _ask(store, gate, ref, user_id, source, model, estimate, prefix)
+    )
 
 
 async def _ask(
@@ -107,11 +107,10 @@ async def _ask(
     model: str,
     estimate: TurnCost | int,
     prefix: str,
-) -> tuple[Charge, Callable[[Counts], Refusal | None]] | None:
-    """The charge to ask for here and how to judge it; None when no limit holds."""
+) -> tuple[Charge, Callable[[Counts], Refusal | None] | None]:
+    """The charge to ask for here and how to judge it (None: no limit holds, and it is
+    only held: a crash before the answer is counted leaves the call on record)."""
     limits = await limits_here(store, gate, ref)
-    if not limits:
-        return None
     cost = estimate if isinstance(estimate, TurnCost) else TurnCost(estimate, estimate)
     now = datetime.now(UTC)
     ask = Charge(
@@ -130,7 +129,7 @@ async def _ask(
     def decide(counts: Counts) -> Refusal | None:
         return check(limits, counts, cost.needed, now, prefix)
 
-    return ask, decide
+    return ask, decide if limits else None
 
 
 async def settle_stale(store: Store, answer_timeout: float, running: Collection[int] = ()) -> int:

@@ -1313,6 +1313,10 @@ def test_kill_9_during_an_answer_keeps_the_turn_so_far(
     assert partial, f"nothing of the printed answer was stored: {stored}"
     content = partial[0][1].strip()
     assert content and printed.startswith(content), (content[:200], printed[:200])
+    # Operator probe: with no limit set, the call's usage was written only at its end,
+    # so a killed process left no record of a call the endpoint billed.
+    [(state, tokens)] = ws.query("SELECT state, input_tokens FROM usage")
+    assert state == "reserved" and tokens > 0
 
     endpoint.stream = Stream()
     after = ws.run(["hello again", "/help"])
@@ -1320,6 +1324,8 @@ def test_kill_9_during_an_answer_keeps_the_turn_so_far(
     stored = ws.messages()
     interrupted = [m for m in stored if m[0] == "assistant" and m[1].strip().startswith("w000")]
     assert interrupted and interrupted[0][2] is not None, stored
+    # The next start settles it once no answer could still be running; till then it counts.
+    assert sorted(r[0] for r in ws.query("SELECT state FROM usage")) == ["reserved", "settled"]
 
 
 def test_turn_failing_before_any_answer_marks_the_user_message(
