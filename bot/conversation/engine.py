@@ -865,7 +865,12 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 raise
         except StoreError as err:
             log.warning("could not store the end of a turn in %s: %s", ref, err)
-            return f"This answer could not be saved ({err}) It will not be part of the history."
+            # Forgotten by this process; one started before it could be (the database
+            # still unwritable) finds the part saved as it grew, and says it was cut off.
+            return (
+                f"This answer could not be saved ({err}) It will not be part of the history "
+                "(if the bot restarts first, the part saved earlier is, marked as cut off)."
+            )
         except Exception as err:  # a bug: the answer is still shown, with how it ended
             log.error("storing the end of a turn in %s failed: %s", ref, failure(err))
             return f"This answer could not be saved. {went_wrong(err)}"
