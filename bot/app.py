@@ -203,6 +203,11 @@ def _database_failure(
                 else f"Give {named} a new file or an empty database."
             )
             return f"{where} is damaged or is no database ({why}). {fix}"
+        if "disk i/o error" in why.lower() or "disk is full" in why.lower():  # not the folder
+            return (
+                f"cannot write {where} ({why}): the disk may be full or failing, or a file "
+                "size limit (ulimit -f) holds the bot. Free space there, then start again."
+            )
         if upgrading is not None:
             return (
                 f"could not upgrade {where} from schema revision {upgrading} ({why}); it "

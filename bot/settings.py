@@ -589,7 +589,9 @@ def _unreadable_lines(text: str) -> None:
 def dotenv_typos() -> list[str]:
     """A line each for a name in .env that is no setting but nearly one (`DEFAULT_SOURC`):
     without a word it would be ignored and the default used. Names far from every setting
-    are left alone (a .env may hold other programs' settings too)."""
+    are left alone (a .env may hold other programs' settings too). And a setting given on
+    two lines: the last is used, and the first may be the one meant (a second
+    BOT_SECRET_KEYS left every stored key unreadable without a word)."""
     names = [f.name for f in fields(Settings)]
     said = []
     for name in _dotenv():
@@ -597,6 +599,19 @@ def dotenv_typos() -> list[str]:
             said.append(
                 f"{ENV_FILE} sets {name.upper()}, which is no setting, so it is ignored: "
                 f"did you mean {close[0].upper()}?"
+            )
+    lines: dict[str, list[int]] = {}
+    path = Path(ENV_FILE)
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.key and binding.key.lower() in names:
+            lines.setdefault(binding.key.upper(), []).append(binding.original.line)
+    for name, at in lines.items():
+        if len(at) > 1:
+            listed = ", ".join(map(str, at[:-1]))
+            said.append(
+                f"{ENV_FILE} sets {name} on lines {listed} and {at[-1]}: line {at[-1]}'s "
+                "value is used."
             )
     return said
 

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -525,6 +527,32 @@ def test_a_database_damaged_inside_is_named_as_such(tmp_path: Path) -> None:
     log = (tmp_path / "data" / "chatbot.log").read_text()
     assert "the database is damaged (DatabaseError: database disk image is malformed)" in log
     assert "restore a backup (README: Restoring a backup)" in log
+
+
+def test_a_disk_that_takes_no_more_is_not_blamed_on_the_folder(tmp_path: Path) -> None:
+    """Operator probe: under a file size limit the start said DATA_DIR must be a folder
+    the bot can write, which it was."""
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+
+    env = {**os.environ, **console_env(DATABASE_URL="", DATA_DIR=str(tmp_path / "data"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # a .pyc cut at the limit would break later imports
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console"],
+        input="/settings\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+        preexec_fn=small_files,
+    )
+    stderr = one_line_failure(result, code=1)
+    assert "the disk may be full or failing, or a file size limit" in stderr
+    assert "DATA_DIR" not in stderr
 
 
 def test_operator_setting_mistakes_stop_the_start(tmp_path: Path) -> None:

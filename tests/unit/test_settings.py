@@ -105,6 +105,18 @@ def test_a_name_in_dotenv_that_is_nearly_a_setting_is_said(tmp_path: Path) -> No
     ]  # another program's setting (POSTGRES_PASSWORD) is left alone
 
 
+def test_a_setting_given_twice_in_dotenv_is_said(tmp_path: Path) -> None:
+    """Operator probe: a second BOT_SECRET_KEYS line won without a word, and every stored
+    key became unreadable."""
+    (tmp_path / ".env").write_text(
+        "BOT_SECRET_KEYS=a\nLOG_LEVEL=INFO\nOTHER=1\nOTHER=2\nbot_secret_keys=b\n"
+        "BOT_SECRET_KEYS=c\n"
+    )
+    assert dotenv_typos() == [
+        ".env sets BOT_SECRET_KEYS on lines 1, 5 and 6: line 6's value is used."
+    ]  # another program's setting given twice (OTHER) is left alone
+
+
 def test_a_misspelt_name_is_said_with_the_settings_it_leaves_wrong(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
