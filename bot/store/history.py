@@ -434,14 +434,17 @@ class HistoryPart:
 
     async def clear(self, ref: ChannelRef, actor: Actor) -> int:
         """Delete this channel's (or this thread's) stored turns and the images only they
-        showed; audited; returns the count."""
+        showed; audited; returns the count of those that were shown (an answer swiped
+        past is not one the channel saw)."""
         key = ref.scope_key(Scope.CHANNEL)
 
         async def work(session: AsyncSession) -> int:
             result = await session.execute(
-                delete(_MESSAGES).where(in_conversation(conversation_of(ref)))
+                delete(_MESSAGES)
+                .where(in_conversation(conversation_of(ref)))
+                .returning(_MESSAGES.c.hidden)
             )
-            count = int(getattr(result, "rowcount", 0) or 0)
+            count = sum(not hidden for (hidden,) in result.all())
             await session.execute(_ORPHAN_BLOBS)
             where = _in_thread(ref.thread_id) if ref.thread_id else ""
             session.add(audit_row(key, actor, _CLEARED, f"{count} messages deleted{where}"))

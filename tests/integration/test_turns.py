@@ -1082,3 +1082,19 @@ async def test_an_answer_grown_past_the_context_goes_on_from_its_end(
         assert answer.content == essay + " The end."
     finally:
         await core.close()
+
+
+async def test_reset_counts_the_messages_the_channel_saw(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Discord probe: after 🔄, /reset said "Forgot 3 message(s)" of the 2 shown: the
+    answer swiped past was counted."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await chat(core, "tell me")
+        done, _ = await control(core, "/regenerate")
+        assert done.alternative == (2, 2)  # type: ignore[union-attr]
+        reply = await core.run_text_command(Incoming(REF, ADMIN, "/reset"))
+        assert reply.text == "Forgot 2 message(s); the conversation starts fresh."
+    finally:
+        await core.close()
