@@ -422,6 +422,11 @@ def test_a_key_typed_in_the_wrong_place_is_scrubbed_from_the_reply() -> None:
     reply = "Name one room only (room:!id or room:#alias:server)."
     assert scrub_reply(reply, text, TABLE, "!") == reply
     assert scrub_reply("sk-live-abcdef?", text, TABLE, "!") == "****?"
+    # Review: this had its own rule (the typed form only); a reply quoting the value
+    # upper-cased or in hex (as an endpoint's error may) is scrubbed as everywhere else.
+    text = "!proxy set http://host:1/v1 hunter22"
+    for form in ("HUNTER22", b"hunter22".hex()):
+        assert scrub_reply(f"refused: {form}.", text, TABLE, "!") == "refused: ****."
 
 
 def test_nio_never_logs_the_events_it_finds_malformed() -> None:

@@ -9,7 +9,7 @@ from bot.commands import Command, Invocation
 from bot.commands.parse import CommandError, asks_secret, looks, parse
 from bot.commands.router import find
 from bot.types import SecretValue
-from bot.types.secrets import CREDENTIAL_WORDS, holds_key
+from bot.types.secrets import CREDENTIAL_WORDS, holds_key, redact
 
 # `room:!id` (room v12 ids have no server part), `room:!id:server` or `room:#alias:server`.
 # The `room:` prefix keeps a channel name inside, say, a system prompt from counting.
@@ -135,9 +135,9 @@ def scrub_reply(reply: str, text: str, table: tuple[Command, ...], prefix: str) 
         token = token.strip("\"'`")
         if len(token) >= _SUSPECT_LEN and token.lower() not in known and token not in plain:
             suspects.add(token)
-    for suspect in sorted(suspects, key=len, reverse=True):
-        reply = reply.replace(suspect, "****")
-    return reply
+    # The one redaction rule: the suspects in any form (escaped, JSON, base64…), and
+    # nothing of other channels' secrets (known=False: this reply is one room's).
+    return redact(reply, suspects, known=False)
 
 
 _SUSPECT_LEN = 6
