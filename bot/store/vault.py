@@ -19,17 +19,17 @@ from bot.store.secrets import (
 )
 from bot.types import Actor, ChannelRef, Scope, SecretValue, Source
 
+
 # Secret names the bot stores; a typo must not silently create a new secret.
-SECRET_NAMES = frozenset(
-    {"openai_api_key", "claude_api_key", "mistral_api_key", "custom_api_key", "proxy_password"}
-)
-
-Found = tuple[str, SecretValue] | None
-
-
 def api_key_name(source: Source) -> str:
     """The secret name holding a source's API key (`openai_api_key`, …)."""
     return f"{source.value}_api_key"
+
+
+# Every source's API key, and the proxy password: a new source has its key name here.
+SECRET_NAMES = frozenset({*map(api_key_name, Source), "proxy_password"})
+
+Found = tuple[str, SecretValue] | None
 
 
 def _check_name(name: str) -> None:

@@ -125,3 +125,15 @@ def test_a_new_entry_comes_and_goes_with_presets() -> None:
     hostile = json.dumps({"temperature": 1, "proxy_url": "http://evil.example", "model": "x"})
     taken = parse_preset(hostile, WITH_MIN_KEEP.by_name, names)
     assert set(taken.values) == {"temperature"} and set(taken.ignored) == {"proxy_url", "model"}
+
+
+def test_a_new_source_fails_here_until_every_table_has_it() -> None:
+    """Review: a source added to `Source` alone crashed /help, /model and /settings at run
+    time (KeyError, ValueError), and mypy could not tell."""
+    from bot.commands.catalog import BUILTIN_MODELS, SETUP_STEPS
+    from bot.providers.hub import _BY_SOURCE
+    from bot.store import SECRET_NAMES, api_key_name
+
+    for source in Source:
+        assert source in BUILTIN_MODELS and source in SETUP_STEPS, source
+        assert source in _BY_SOURCE and api_key_name(source) in SECRET_NAMES, source
