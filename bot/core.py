@@ -363,6 +363,18 @@ class Core:
             return await model_choices(self._context(ref, actor), typed, limit)
         return []
 
+    async def carry_over(self, old: ChannelRef, new: ChannelRef, actor: Actor) -> bool:
+        """The settings of a channel taken to the one that continues it (a Matrix room
+        upgraded to a new room); whether any came (none when the new one has its own)."""
+        try:
+            carried = await self.store.carry_over(old, new, actor)
+        except StoreError as err:  # the new one starts as a new channel: said in the log
+            log.warning("could not take the settings of %s to %s: %s", old, new, err)
+            return False
+        if carried:
+            log.info("the settings of %s came along to %s", old, new)
+        return carried
+
     async def settle_reserved(self) -> int:
         """Usage a crashed process left reserved is settled as it stands."""
         return await self._engine.settle_reserved()

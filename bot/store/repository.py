@@ -27,9 +27,9 @@ from bot.store.leases import Lease
 from bot.store.model_lists import ModelLists
 from bot.store.quotas import Guarded, QuotaPart
 from bot.store.reads import TurnReads
-from bot.store.secrets import SecretBox
+from bot.store.secrets import SecretBox, SecretUnreadable
 from bot.store.usage import UsagePart
-from bot.store.vault import Vault
+from bot.store.vault import SECRET_NAMES, Vault
 from bot.types import (
     Actor,
     ChannelConfig,
@@ -164,6 +164,42 @@ class Store:
         if secrets:
             self._reads.secrets.drop_scope(key)
         return cleared
+
+    async def carry_over(self, old: ChannelRef, new: ChannelRef, actor: Actor) -> bool:
+        """A channel's own settings (who may chat, limits, character, configuration, keys
+        and password) copied to a channel without a configuration of its own: a Matrix
+        room upgraded to a new room goes on as it was. Not the conversation, which starts
+        afresh. Whether anything was copied.
+
+        The configuration and the secrets go last, together: a copy cut short by a crash
+        is taken again."""
+        if await self.scope_values(new, Scope.CHANNEL):
+            return False
+        rules = [rule for rule in await self.quotas.rules(old) if not rule.server_wide]
+        for rule in rules:
+            await self.quotas.set_rule(new, Scope.CHANNEL, rule, actor)
+        limits = (await self.quotas.limits(old)).channel
+        for name, value in limits.items():
+            await self.quotas.set_limit(new, Scope.CHANNEL, name, value, actor)
+        card = await self.character(old, with_image=True)
+        if card is not None and card.scope is Scope.CHANNEL:
+            await self.set_character(new, Scope.CHANNEL, actor, card.name, card.card, card.image)
+        none = card is None and await self.character_turned_off(old)
+        if none:
+            await self.no_character(new, actor)
+        secrets: dict[str, SecretValue | None] = {}
+        for name in sorted(SECRET_NAMES):
+            try:
+                found = await self.effective_secret(old, name)
+            except SecretUnreadable:  # no key opens it: of no use there either
+                continue
+            if found is not None and found[0] == Scope.CHANNEL.value:
+                secrets[name] = found[1]
+        values = await self.scope_values(old, Scope.CHANNEL)
+        await self.update_config(
+            new, Scope.CHANNEL, actor, values, action="carried over", secrets=secrets
+        )
+        return bool(rules or limits or card or none or secrets or values)
 
     async def record_status(
         self, ref: ChannelRef, status: StatusCheck | None, resolved_url: str | None

@@ -11,7 +11,7 @@ import pytest
 from bot.commands import TABLE
 from bot.commands.parse import CommandError
 from bot.core import PacedReply, split_text
-from bot.frontends.matrix import events
+from bot.frontends.matrix import decide, events
 from bot.frontends.matrix.access import (
     RoomAuthority,
     authority_from_state,
@@ -577,3 +577,23 @@ def test_every_page_of_an_answer_fits_an_encrypted_edit(text: str) -> None:
         edit = json.dumps(edit_content("$" + "e" * 43, page))  # non-ASCII escaped, as nio
         encrypted = len(edit) * 4 / 3 + 1_500  # base64, and the envelope around it
         assert encrypted < 65_536, (len(page), encrypted)
+
+
+def test_a_room_continues_another_only_when_both_say_so() -> None:
+    """Matrix probe: an upgraded room lost its settings. Whoever creates a room may name
+    any room as its predecessor; only the old room's admins can tombstone it."""
+    create = {"room_version": "11", "predecessor": {"room_id": "!old:hs", "event_id": "$e"}}
+    assert decide.predecessor("!new:hs", create) == "!old:hs"
+    for odd in (
+        None,
+        {},
+        {"predecessor": "!old:hs"},
+        {"predecessor": {"room_id": 7}},
+        {"predecessor": {"room_id": "#alias:hs"}},
+        {"predecessor": {"room_id": "!new:hs"}},
+    ):
+        assert decide.predecessor("!new:hs", odd) is None, odd
+    assert decide.replaced_by({"replacement_room": "!new:hs", "body": "moved"}, "!new:hs")
+    for odd in (None, {}, {"replacement_room": "!other:hs"}, {"replacement_room": ["!new:hs"]}):
+        assert not decide.replaced_by(odd, "!new:hs"), odd
+    assert not decide.replaced_by({"replacement_room": ""}, "")

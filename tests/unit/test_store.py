@@ -33,6 +33,7 @@ from bot.types import (
     Source,
     StatusCheck,
 )
+from bot.types.limits import AccessKind, AccessRule, Effect
 from tests.peers.postgres import end_advisory_holders
 
 DEFAULTS = ChannelConfig.of(
@@ -773,3 +774,45 @@ async def test_a_claim_lost_with_its_connection_is_known_and_free(migrated_url: 
         await second.close()
         await a.close()
         await b.close()
+
+
+# ---- a room upgraded to a new one -------------------------------------------------------
+
+
+async def test_a_channels_settings_carry_over_to_one_without_its_own(store: Store) -> None:
+    """Matrix probe: an upgraded room started with none of its settings (its `!access`
+    rules gone, so a closed room was open). Keys are sealed anew for the new room (their
+    AAD names the row); the conversation stays behind."""
+    old = ChannelRef(Platform.MATRIX, channel_id="!old:hs")
+    new = ChannelRef(Platform.MATRIX, channel_id="!new:hs")
+    mine = ChannelRef(Platform.MATRIX, channel_id="!mine:hs")
+    await store.update_config(
+        old, Scope.CHANNEL, ADMIN, {"model": "m-old", "temperature": 0.3}, action="t"
+    )
+    await store.set_secret(old, Scope.CHANNEL, "proxy_password", SecretValue("pw-old-123"), ADMIN)
+    await store.quotas.set_rule(
+        old, Scope.CHANNEL, AccessRule(AccessKind.USER, "@carol:hs", Effect.DENY), ADMIN
+    )
+    await store.quotas.set_limit(old, Scope.CHANNEL, "messages_per_user_minute", 3, ADMIN)
+    await store.no_character(old, ADMIN)
+    await store.add_messages(old, [HistoryEntry(Role.USER, "hello")])
+
+    assert await store.carry_over(old, new, ADMIN)
+    assert await store.scope_values(new, Scope.CHANNEL) == {"model": "m-old", "temperature": 0.3}
+    assert await store.effective_secret(new, "proxy_password") == (
+        "channel",
+        SecretValue("pw-old-123"),
+    )
+    assert [r.subject for r in await store.quotas.rules(new)] == ["@carol:hs"]
+    assert (await store.quotas.limits(new)).channel == {"messages_per_user_minute": 3}
+    assert await store.character_turned_off(new)
+    assert await store.history(new, 10) == []
+    assert "carried over" in [e.action for e in await store.audit_entries(new)]
+
+    # A channel set up already keeps its own; a channel with nothing set gives nothing.
+    await store.update_config(mine, Scope.CHANNEL, ADMIN, {"model": "m-mine"}, action="t")
+    assert not await store.carry_over(old, mine, ADMIN)
+    assert await store.scope_values(mine, Scope.CHANNEL) == {"model": "m-mine"}
+    assert await store.effective_secret(mine, "proxy_password") is None
+    empty = ChannelRef(Platform.MATRIX, channel_id="!empty:hs")
+    assert not await store.carry_over(empty, ChannelRef(Platform.MATRIX, channel_id="!x:hs"), ADMIN)

@@ -194,6 +194,18 @@ class MatrixApi:
             self._authority[room_id] = found
         return found
 
+    async def state(self, room_id: str, event_type: str) -> dict[str, Any] | None:
+        """The content of a room's state event of this type (no state key); None when it
+        has none or it cannot be read."""
+        try:
+            response = await self.client.room_get_state_event(room_id, event_type)
+        except (OSError, TimeoutError):
+            return None
+        if not isinstance(response, nio.RoomGetStateEventResponse):
+            return None
+        content = response.content
+        return content if isinstance(content, dict) else None
+
     async def download(self, media: MediaFile, limit: int) -> bytes:
         """The file's bytes from the homeserver's media repository, decrypted if need be;
         read no further than `limit` (or the size the event declared) and one byte more,

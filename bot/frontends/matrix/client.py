@@ -298,6 +298,7 @@ class MatrixBot:
                 if step.action is JoinAction.JOINED:
                     self._leaving.discard(room_id)
                     log.info("joined %s (invited by %s)", room_id, inviter)
+                    self._spawn("room upgrade", self._continue_upgraded(room_id))
                     return
                 if step.action is JoinAction.GIVE_UP:
                     log.warning("could not join %s: %s", room_id, error)
@@ -306,6 +307,14 @@ class MatrixBot:
                 await asyncio.sleep(step.pause)
         finally:
             self._joining.discard(room_id)
+
+    async def _continue_upgraded(self, room_id: str) -> None:
+        """A room that replaces one the bot is in (an upgrade) takes over its settings."""
+        old = decide.predecessor(room_id, await self._api.state(room_id, "m.room.create"))
+        if old is None or old not in self._client.rooms:
+            return  # not an upgrade, or of a room the bot was not in
+        if decide.replaced_by(await self._api.state(old, "m.room.tombstone"), room_id):
+            await self._handler.carry_over(old, room_id)
 
     def _leave_if_alone(self, room_id: str) -> None:
         room = self._client.rooms.get(room_id)

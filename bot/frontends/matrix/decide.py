@@ -7,7 +7,9 @@ dispatches on the answers, so every rule here is tested without a homeserver.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bot.types.text import strip_invisible
 
@@ -262,3 +264,21 @@ def reaction_command(
     if words == ("regenerate",) and not answer.answered:
         return ("retry",)
     return words
+
+
+def predecessor(room_id: str, create: object) -> str | None:
+    """The room `room_id` continues after an upgrade, as its create event says; whoever
+    creates a room may write any room there, so the old room's tombstone must agree
+    (`replaced_by`)."""
+    old = _field(_field(create, "predecessor"), "room_id")
+    return old if isinstance(old, str) and old.startswith("!") and old != room_id else None
+
+
+def replaced_by(tombstone: object, room_id: str) -> bool:
+    """Whether an old room's tombstone, which only its admins may send, names `room_id`
+    as the room that replaces it."""
+    return bool(room_id) and _field(tombstone, "replacement_room") == room_id
+
+
+def _field(content: object, name: str) -> Any:
+    return content.get(name) if isinstance(content, Mapping) else None

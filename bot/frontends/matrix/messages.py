@@ -643,6 +643,22 @@ class MessageHandler:
         except SendFailed as err:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)
 
+    async def carry_over(self, old: str, new: str) -> None:
+        """A room upgraded to `new` goes on as `old` was set up; said there once."""
+        actor = Actor(self._api.user_id, "room upgrade")
+        before, after = (ChannelRef(Platform.MATRIX, channel_id=room) for room in (old, new))
+        if not await self._core.carry_over(before, after, actor):
+            return
+        target = MatrixTarget(self._api.send, new, pace=self._api.pace, msgtype="m.notice")
+        text = (
+            "This room continues the one it was upgraded from: its settings came along "
+            f"(see {self.prefix}settings). The conversation starts afresh here."
+        )
+        try:
+            await target.send(text)
+        except SendFailed as err:
+            log.warning("could not say so in %s: %s", new, err)
+
     def command_text(self, text: str, room: nio.MatrixRoom | None) -> str:
         """`text` as a command line when it is one: its prefix plain (`！key …` from a CJK
         keyboard), and the bot's name or pill before it taken off ("Bot: !settings" runs

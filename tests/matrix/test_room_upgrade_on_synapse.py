@@ -1,0 +1,91 @@
+"""A room upgraded to a new room (its tombstone names the new one) goes on as it was set
+up there: its model, who may chat and its limits come along; the conversation does not.
+A room that only claims to continue another (its create event, which whoever creates a
+room writes) gets nothing of it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiohttp
+import nio
+import pytest
+
+from bot.types import ChannelConfig, Source
+from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
+from tests.peers.synapse import SynapseServer
+
+pytestmark = [pytest.mark.synapse]
+
+
+async def upgrade(server: SynapseServer, user: UserClient, room_id: str) -> str:
+    """POST /rooms/{id}/upgrade, as Element's "upgrade this room" does: the new room's id."""
+    create = await user.client.room_get_state_event(room_id, "m.room.create")
+    assert isinstance(create, nio.RoomGetStateEventResponse), create
+    version = create.content.get("room_version", "1")
+    url = f"{server.url}/_matrix/client/v3/rooms/{room_id}/upgrade"
+    headers = {"Authorization": f"Bearer {user.client.access_token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json={"new_version": version}, headers=headers) as r:
+            body = await r.json()
+            assert r.status == 200, body
+    return str(body["replacement_room"])
+
+
+async def test_an_upgraded_room_keeps_its_settings_and_a_claimed_one_gets_none(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Matrix probe: after an upgrade the new room answered with the operator's defaults,
+    and its `!access` rules were gone: a closed room was open to everyone."""
+    server = synapse_server
+    bot = server.register("upgradebot")
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        carol = server.register("carol")
+        try:
+            async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+                old = await alice.create_room([bot.user_id])
+                await alice.wait_joined(old, bot.user_id)
+                for text, expect in [
+                    ("!model upgraded-model", "upgraded-model"),
+                    (f"!access deny user {carol.user_id}", carol.user_id),
+                    ("!limits set messages_per_user_minute 3", "set to 3"),
+                ]:
+                    said = await alice.command(old, bot.user_id, text)
+                    assert expect in said, said
+
+                new = await upgrade(server, alice, old)
+                after = time.monotonic()
+                await alice.invite(new, bot.user_id)
+                await alice.wait_joined(new, bot.user_id)
+
+                def notice() -> list[object]:
+                    return [
+                        s
+                        for s in alice.messages(new, bot.user_id, after)
+                        if "continues the one it was upgraded from" in s.content["body"]
+                    ]
+
+                await alice.wait_for(notice, "the notice in the new room")
+                # A room that names `old` as its predecessor, which `old` does not name.
+                claimed = await alice.client.room_create(
+                    invite=[bot.user_id], predecessor={"room_id": old, "event_id": "$x"}
+                )
+                assert isinstance(claimed, nio.RoomCreateResponse), claimed
+                await alice.wait_joined(claimed.room_id, bot.user_id)
+                shown = await alice.command(new, bot.user_id, "!settings")
+                assert "Model: upgraded-model" in shown, shown
+                assert carol.user_id in shown, shown  # who may chat
+                assert "messages_per_user_minute = 3" in await alice.command(
+                    new, bot.user_id, "!limits"
+                )
+                other = await alice.command(claimed.room_id, bot.user_id, "!settings")
+                assert "upgraded-model" not in other and carol.user_id not in other, other
+        finally:
+            await alice.close()
+            await core.close()
