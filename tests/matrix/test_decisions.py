@@ -597,3 +597,16 @@ def test_a_room_continues_another_only_when_both_say_so() -> None:
     for odd in (None, {}, {"replacement_room": "!other:hs"}, {"replacement_room": ["!new:hs"]}):
         assert not decide.replaced_by(odd, "!new:hs"), odd
     assert not decide.replaced_by({"replacement_room": ""}, "")
+
+
+def test_a_link_to_a_person_in_an_answer_is_no_pill() -> None:
+    """Matrix probe: `[alice](https://matrix.to/#/@alice:hs)` from a model became a link
+    Element draws as alice's pill: a look-alike mention (m.mentions kept it silent)."""
+    for url in (
+        "https://matrix.to/#/@alice:hs",
+        "HTTPS://MATRIX.TO/#/@alice:hs",
+        "matrix:u/bob:hs",
+    ):
+        html = markdown_to_html(f"ask [alice]({url}) now")
+        assert "<a" not in html and f"[alice]({url})" in html, html
+    assert markdown_to_html("[docs](https://e.org/x)") == '<a href="https://e.org/x">docs</a>'

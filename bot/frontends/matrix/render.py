@@ -23,11 +23,14 @@ _INLINE = re.compile(
     r"|(?<![\w*])\*(?P<em>[^*\s](?:[^*\n]*[^*\s])?)\*(?![\w*])"
     r"|(?<![\w_])_(?P<em2>[^_\s](?:[^_\n]*[^_\s])?)_(?![\w_])"
 )
-_SAFE_SCHEMES = ("http://", "https://", "mailto:", "matrix:")
+_SAFE_SCHEMES = ("http://", "https://", "mailto:")
+_PILL = re.compile(r"https?://matrix\.to/", re.IGNORECASE)
 
 
 def _link(text: str, url: str) -> str:
-    if not url.lower().startswith(_SAFE_SCHEMES):
+    # A link to a person or room (matrix.to, matrix:) is drawn as a pill: a model's
+    # answer would show a look-alike mention of whomever it names. As written, then.
+    if not url.lower().startswith(_SAFE_SCHEMES) or _PILL.match(url):
         return html.escape(f"[{text}]({url})", quote=False)
     return f'<a href="{html.escape(url, quote=True)}">{_inline(text)}</a>'
 
