@@ -785,9 +785,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         return history
 
     async def _thread_start(self, ref: ChannelRef) -> list[HistoryEntry]:
-        """A thread started on one of the bot's answers (its root message, whose id the
-        thread's is) begins with the turn it grew from: that question and answer are
-        copied into its history, so "why that one?" there has something to be about.
+        """A thread started on one of the bot's answers, or on a question it answered
+        (its root message, whose id the thread's is), begins with the turn it grew from:
+        that question and answer are copied into its history, so "why that one?" there
+        has something to be about.
         The copies are tied to the messages that show the originals: deleting those
         forgets them too. A thread that was reset starts empty."""
         turn = await self._store.shown_turn(ref, ref.thread_id)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    Row,
     Table,
     and_,
     bindparam,
@@ -228,10 +229,11 @@ class HistoryPart:
     async def shown_turn(
         self, ref: ChannelRef, post: str
     ) -> list[tuple[HistoryEntry, tuple[str, ...]]]:
-        """For a thread `ref` started on the platform message `post`: the answer that
-        message shows in the thread's channel (the one on show, of its alternatives),
-        after the question it answers, each with the platform messages that show it; []
-        when it shows none, or when the thread was reset (`clear`) since."""
+        """For a thread `ref` started on the platform message `post`: the turn that
+        message shows in the thread's channel (an answer, the one on show of its
+        alternatives, after the question it answers; or a question, before its answer on
+        show), each with the platform messages that show it; [] when it shows none, or
+        when the thread was reset (`clear`) since."""
         m, p = _MESSAGES, _POSTS
         platform = ref.platform.value
         shown = (
@@ -243,9 +245,14 @@ class HistoryPart:
                 m.c.platform == platform,
                 m.c.channel_id == ref.channel_id,
                 m.c.thread_id == "",
-                m.c.role == Role.ASSISTANT.value,
             )
             .order_by(m.c.hidden, m.c.id.desc())  # the one on show; else the newest
+            .limit(1)
+        )
+        answered = (
+            select(m)
+            .where(m.c.reply_to == bindparam("asked"), m.c.role == Role.ASSISTANT.value)
+            .order_by(m.c.hidden, m.c.id.desc())
             .limit(1)
         )
         platform_, server_id, channel_id, _ = conversation_of(ref)
@@ -258,11 +265,18 @@ class HistoryPart:
         )
 
         async def read(conn: AsyncConnection) -> list[tuple[HistoryEntry, tuple[str, ...]]]:
-            answer = (await conn.execute(shown)).first()
-            if answer is None or (await conn.execute(reset.limit(1))).first() is not None:
+            root = (await conn.execute(shown)).first()
+            if root is None or (await conn.execute(reset.limit(1))).first() is not None:
                 return []
-            asked = select(m).where(m.c.id == answer.reply_to, m.c.role == Role.USER.value)
-            question = (await conn.execute(asked)).first() if answer.reply_to else None
+            question: Row[Any] | None
+            answer: Row[Any] | None
+            if root.role == Role.USER.value:
+                question = root
+                answer = (await conn.execute(answered, {"asked": root.id})).first()
+            else:
+                answer = root
+                asked = select(m).where(m.c.id == root.reply_to, m.c.role == Role.USER.value)
+                question = (await conn.execute(asked)).first() if root.reply_to else None
             turn = []
             for row in (question, answer):
                 if row is not None:
