@@ -75,7 +75,9 @@ _PG_UNWRITABLE = {"25006", "53100", "53000", "53200", "58030"}
 _SQLITE_BUSY = ("database is locked", "database table is locked", "busy")
 _SQLITE_UNWRITABLE = ("readonly", "read-only", "disk is full", "disk i/o error", "out of memory")
 _PG_DAMAGED = {"XX001", "XX002"}  # data_corrupted, index_corrupted
-_SQLITE_DAMAGED = ("malformed", "not a database", "corrupt")
+# SQLite's own words for SQLITE_CORRUPT and SQLITE_NOTADB (whole: a value quoted in an
+# error must not read as damage).
+_SQLITE_DAMAGED = ("database disk image is malformed", "file is not a database")
 
 
 def classify(err: BaseException) -> StoreError | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot.store import Store, StoreBusy, StoreError, StoreUnwritable, generate_key
+from bot.store import Store, StoreBusy, StoreDamaged, StoreError, StoreUnwritable, generate_key
 from bot.store.errors import classify, with_retry
 from bot.store.migrate import upgrade_to_head
 from bot.store.secrets import SecretBox
@@ -33,6 +33,8 @@ def sqlite_error(message: str) -> OperationalError:
         ("attempt to write a readonly database", StoreUnwritable),
         ("database or disk is full", StoreUnwritable),
         ("disk I/O error", StoreUnwritable),
+        ("database disk image is malformed", StoreDamaged),
+        ("file is not a database", StoreDamaged),
     ],
 )
 def test_sqlite_failures_are_typed(message: str, kind: type[StoreError]) -> None:
@@ -45,6 +47,18 @@ class _PgError(Exception):
     def __init__(self, sqlstate: str, message: str) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+def test_damage_is_told_by_its_code_or_sqlites_own_words_only() -> None:
+    """Operator probe: a damaged file was a bug's "Something went wrong". A value quoted
+    in another error (a key named `corrupt`) is no damage."""
+    from sqlalchemy.exc import IntegrityError
+
+    for code in ("XX001", "XX002"):
+        typed = classify(IntegrityError("x", {}, _PgError(code, "invalid page in block 7")))
+        assert isinstance(typed, StoreDamaged) and typed.detail == "invalid page in block 7"
+    quoted = _PgError("23505", "Key (name)=(corrupt malformed) already exists.")
+    assert classify(IntegrityError("x", {}, quoted)) is None
 
 
 def test_postgresql_out_of_connection_slots_is_busy_and_waited_for() -> None:
