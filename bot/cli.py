@@ -331,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "usage":
             return _export(settings, args.since, args.format)
         if args.command == "copy-database":
+            if settings.log_level != "DEBUG":  # the new database's migrations: not news here
+                logging.getLogger("alembic").setLevel(logging.WARNING)
             print(asyncio.run(_copy(settings, args.to)))
             return 0
         box = secret_box(settings)
