@@ -60,7 +60,7 @@ def _tail(entry: HistoryEntry, tokens: int) -> HistoryEntry:
     if tokens < _MIN_TAIL:
         return entry
     text = entry.content
-    keep = len(text) * tokens // max(1, estimate_tokens(text))
+    keep = min(len(text), len(text) * tokens // max(1, estimate_tokens(text)))
     while keep > 0 and estimate_tokens(text[-keep:]) > tokens:
         keep = keep * 9 // 10
     tail = text[len(text) - keep :]

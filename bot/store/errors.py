@@ -127,8 +127,8 @@ async def with_retry(
             if isinstance(typed, StoreDamaged):
                 log.error(
                     "database %s failed: the database is damaged (%s). Stop the bot and "
-                    "restore a backup (README: Restoring a backup), or move the file away "
-                    "to start with an empty one.",
+                    "restore a backup (README: Restoring a backup); a SQLite file may also "
+                    "be moved away, to start with an empty one.",
                     what,
                     _short(err),
                 )

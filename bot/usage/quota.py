@@ -56,7 +56,7 @@ async def limits_here(store: Store, gate: Gate, ref: ChannelRef) -> dict[LimitNa
 
 @dataclass(frozen=True, slots=True)
 class Charged:
-    """A turn let through: the usage row reserved for it (None: no limit held here)."""
+    """A turn let through: the usage row reserved for it (limits or not; its end settles it)."""
 
     reserved: int | None = None
 
