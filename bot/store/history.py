@@ -25,7 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database, audit_row
 from bot.store.batch import Batcher
-from bot.store.models import AuditRow, BlobRow, MessageImageRow, MessageRow, PostRow, utcnow
+from bot.store.models import (
+    AuditRow,
+    BlobRow,
+    MessageImageRow,
+    MessageRow,
+    PostRow,
+    UsageRow,
+    utcnow,
+)
 from bot.store.reads import TurnReads, conversation_of, entry_of, in_conversation
 from bot.types import (
     Actor,
@@ -45,7 +53,11 @@ _INTERRUPTED = "The bot stopped while writing this answer (restart or crash)."
 _MESSAGES = cast(Table, MessageRow.__table__)
 _MESSAGE_IMAGES = cast(Table, MessageImageRow.__table__)
 _POSTS = cast(Table, PostRow.__table__)
-_INSERT_RETURNING_IDS = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+_USAGE = cast(Table, UsageRow.__table__)
+_RETURNING_IDS = {
+    table.name: insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    for table in (_MESSAGES, _USAGE)
+}
 _ORPHAN_BLOBS = delete(BlobRow).where(~exists().where(MessageImageRow.sha256 == BlobRow.sha256))
 _UPDATE = (
     update(_MESSAGES)
@@ -62,6 +74,16 @@ _UPDATE = (
 Guard = Callable[[AsyncConnection], Awaitable[bool]]
 
 
+@dataclass(eq=False)
+class HeldUsage:
+    """A usage row stored with a question where no limit counts it, so the call is on
+    record from the moment it is asked: its id once stored (the last attempt's, when a
+    transaction was retried)."""
+
+    row: dict[str, Any]
+    reserved: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Insert:
     rows: list[dict[str, Any]]
@@ -72,6 +94,7 @@ class _Insert:
     guard: Guard | None = None
     order: tuple[str, ...] = ()
     posts: list[tuple[str, ...]] = field(default_factory=list)  # per row: its platform messages
+    held: HeldUsage | None = None  # stored with the batch's others, in one statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +178,12 @@ class HistoryPart:
         guard: Guard | None = None,
         order: tuple[str, ...] = (),
         posts: Sequence[Sequence[str]] = (),
+        held: HeldUsage | None = None,
     ) -> list[HistoryEntry]:
         """Store new entries and the bytes of their images (all or none), with row ids;
         none (an empty list) when `guard`, run first in the same transaction, says no.
-        `posts[i]`: the platform messages that show `entries[i]` (see `link`)."""
+        `posts[i]`: the platform messages that show `entries[i]` (see `link`); `held`: a
+        usage row stored with them."""
         write = _Insert(
             [_row(ref, e) for e in entries],
             [e.images for e in entries],
@@ -166,6 +191,7 @@ class HistoryPart:
             guard,
             order,
             [tuple(p) for p in posts] + [()] * (len(entries) - len(posts)),
+            held,
         )
         ids = await self._writes.submit(write)
         if guard is not None and len(ids) < len(entries):
@@ -529,16 +555,18 @@ class HistoryPart:
             )
         return self._link
 
-    async def _insert_ids(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-        """Insert message rows in one statement; their ids, in the rows' order."""
+    async def _insert_ids(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]], table: Table = _MESSAGES
+    ) -> list[int]:
+        """Insert rows of `table` in one statement; their ids, in the rows' order."""
         if self._db.postgres:
-            result = await conn.execute(_INSERT_RETURNING_IDS, rows)
+            result = await conn.execute(_RETURNING_IDS[table.name], rows)
             return list(result.scalars())
         # SQLite cannot promise RETURNING's order, so SQLAlchemy would send one INSERT per
         # row (a thread hop each through aiosqlite: a burst's 50 questions took ~40 ms).
         # Inside this write transaction SQLite is the only writer and gives a statement's
         # rows consecutive rowids after the largest: the last one tells them all.
-        result = await conn.execute(insert(_MESSAGES), rows)
+        result = await conn.execute(insert(table), rows)
         if len(rows) == 1 and result.lastrowid:  # one row: sqlite3 reports it, no query
             return [int(result.lastrowid)]
         last = int(await conn.scalar(text("SELECT last_insert_rowid()")) or 0)
@@ -609,6 +637,11 @@ class HistoryPart:
             ]
             if new_links:
                 await conn.execute(insert(_POSTS), new_links)
+            held = [w.held for w in inserts if w.held is not None]
+            if held:
+                usage_ids = await self._insert_ids(conn, [h.row for h in held], _USAGE)
+                for usage, usage_id in zip(held, usage_ids, strict=True):
+                    usage.reserved = usage_id
             if changes:
                 await conn.execute(_UPDATE, changes)
             if linked:

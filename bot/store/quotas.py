@@ -43,6 +43,7 @@ from sqlalchemy.orm import aliased
 from bot.store.base import NAME_CHARS, Database, Key, key_of, rows_at
 from bot.store.batch import Batcher
 from bot.store.cache import ScopedCache
+from bot.store.history import HeldUsage
 from bot.store.models import AccessRuleRow, LimitRow, QuotaLockRow, UsageRow, utcnow
 from bot.types import Actor, ChannelRef, Scope
 from bot.types.limits import AccessKind, AccessRule, Charge, Counts, Effect, ScopeLimits
@@ -177,8 +178,10 @@ class QuotaPart:
     ) -> Guarded[V]:
         """The same charge as a guard for another write's transaction (the question's):
         the turn then commits once before the model is asked."""
+        if decide is None:  # only held: stored with the question's batch, not run
+            return Guarded(None, HeldUsage(_reserved_row(charge)))
         held: Guarded[V] = Guarded(lambda conn: self._charge_on(conn, ref, charge, decide))
-        held.order = _top(ref) if decide is not None else ()
+        held.order = _top(ref)
         return held
 
     async def _charge_on(
@@ -402,17 +405,22 @@ def _reserved_row(charge: Charge) -> dict[str, Any]:
 
 class Guarded(Generic[V]):
     """A charge waiting to run inside another write: `run` it there; then `reserved` or
-    `refusal` says how it went (the last attempt's, when a transaction was retried)."""
+    `refusal` says how it went (the last attempt's, when a transaction was retried).
+    Where no limit counts (`held`), only a row to store with that write's others."""
 
     def __init__(
-        self, charge: Callable[[AsyncConnection], Awaitable[tuple[int | None, V | None]]]
+        self,
+        charge: Callable[[AsyncConnection], Awaitable[tuple[int | None, V | None]]] | None,
+        held: HeldUsage | None = None,
     ) -> None:
         self._charge = charge
+        self.held = held
         self.order: tuple[str, ...] = ()
         self.reserved: int | None = None
         self.refusal: V | None = None
 
     async def run(self, conn: AsyncConnection) -> bool:
+        assert self._charge is not None, "a held row is stored, not run"
         self.reserved, self.refusal = await self._charge(conn)
         return self.refusal is None
 

@@ -293,6 +293,10 @@ class Store:
         `entries[i]` (see `link_posts`)."""
         if charge is None:
             return await self._history.add(ref, entries, images, posts=posts)
+        if charge.held is not None:  # no limit: a row stored with the batch, nothing run
+            stored = await self._history.add(ref, entries, images, posts=posts, held=charge.held)
+            charge.reserved = charge.held.reserved
+            return stored
         return await self._history.add(ref, entries, images, charge.run, charge.order, posts=posts)
 
     async def link_posts(self, ref: ChannelRef, row_id: int, posts: Sequence[str]) -> None:

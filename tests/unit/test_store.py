@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -816,3 +816,46 @@ async def test_a_channels_settings_carry_over_to_one_without_its_own(store: Stor
     assert await store.effective_secret(mine, "proxy_password") is None
     empty = ChannelRef(Platform.MATRIX, channel_id="!empty:hs")
     assert not await store.carry_over(empty, ChannelRef(Platform.MATRIX, channel_id="!x:hs"), ADMIN)
+
+
+async def test_questions_asked_at_once_hold_their_own_usage_rows(store: Store) -> None:
+    """Review: each question's usage row was its own INSERT inside the batched write;
+    they are one statement now, and each row's id must still be its own question's."""
+    from bot.store.history import HeldUsage
+    from bot.store.models import UsageRow
+    from bot.store.quotas import Guarded
+
+    now = datetime.now(UTC)
+    refs = [ChannelRef(Platform.DISCORD, channel_id=f"b{n}", server_id="g1") for n in range(40)]
+
+    async def ask(n: int, ref: ChannelRef) -> Guarded[None]:
+        row = {
+            "created_at": now,
+            "day": now.date(),
+            "platform": "discord",
+            "server_id": "g1",
+            "channel_id": ref.channel_id,
+            "thread_id": "",
+            "user_id": f"u{n}",
+            "source": "openai",
+            "model": "m",
+            "input_tokens": n,
+            "output_tokens": 0,
+            "estimated": True,
+            "error": False,
+            "key_scope": "none",
+            "state": "reserved",
+        }
+        held: Guarded[None] = Guarded(None, HeldUsage(row))
+        await store.add_messages(ref, [HistoryEntry(Role.USER, f"q{n}")], charge=held)
+        return held
+
+    held = await asyncio.gather(*(ask(n, ref) for n, ref in enumerate(refs)))
+    async with store.engine.connect() as conn:
+        rows = {
+            r.id: (r.user_id, r.channel_id, r.input_tokens)
+            for r in await conn.execute(select(UsageRow.__table__))
+        }
+    assert len(rows) == 40
+    for n, h in enumerate(held):
+        assert h.reserved is not None and rows[h.reserved] == (f"u{n}", f"b{n}", n)
