@@ -165,7 +165,7 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 _INVISIBLE = r"\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=4096)
 def _loosely(secret: str) -> re.Pattern[str] | None:
     """`secret` as it may be disguised to slip past its exact forms: in any case, in
     fullwidth letters (`ｓｋ－…`), with invisible characters, a line break or a Markdown
@@ -225,23 +225,41 @@ def _redacted_shape(found: re.Match[str]) -> str:
 
 
 class _SecretRegistry:
-    """Plaintexts of secrets this process has seen, so logs can redact them."""
+    """Plaintexts of secrets this process has seen lately, so logs can redact them.
+
+    Bounded: anyone can make the bot see a secret (a key typed into a command, refused
+    or not, in a direct message of their own), and every log line is searched for every
+    form of each. The `_MOST` seen last are kept; one in use is seen again whenever it is
+    read (a turn opens its channel's), and the channel's own are given to redact()
+    wherever they matter."""
 
     _MIN_LEN = 6
+    _MOST = 1024
 
     def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._sorted: tuple[str, ...] = ()
+        self._values: dict[str, None] = {}  # oldest first
+        self._sorted: tuple[str, ...] | None = ()
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        if len(value) >= self._MIN_LEN and value not in self._values:
-            with self._lock:
-                self._values.add(value)
-                self._sorted = tuple(sorted(self._values, key=len, reverse=True))
+        if len(value) < self._MIN_LEN:
+            return
+        with self._lock:
+            if value in self._values:  # seen again: the last to go
+                del self._values[value]
+                self._values[value] = None
+                return
+            self._values[value] = None
+            if len(self._values) > self._MOST:
+                del self._values[next(iter(self._values))]
+            self._sorted = None
 
     def values(self) -> tuple[str, ...]:
-        return self._sorted
+        found = self._sorted
+        if found is None:
+            with self._lock:
+                found = self._sorted = tuple(sorted(self._values, key=len, reverse=True))
+        return found
 
 
 SECRET_REGISTRY = _SecretRegistry()

@@ -300,3 +300,23 @@ def test_an_answer_ends_without_a_secret_disguised_across_its_pieces() -> None:
     for piece in ("Here: T\u200br\u200b0\u200bu", "\u200bb\u200b4\u200bd", "or3xZ. Done."):
         guard.feed(piece)
     assert guard.finish() == f"Here: {REDACTED}. Done."
+
+
+def test_the_secrets_seen_are_bounded_and_the_ones_in_use_stay() -> None:
+    """Soak probe: every secret ever seen was kept, and each log line searched for every
+    form of each. `!key set custom <random>` typed 6,000 times (refused or not, in a
+    direct message of one's own) made each log line take about a second."""
+    from bot.types.secrets import _SecretRegistry
+
+    seen = _SecretRegistry()
+    in_use = "channel-key-in-use"
+    seen.add(in_use)
+    for n in range(3 * _SecretRegistry._MOST):
+        seen.add(f"typed-secret-{n:05d}")
+        if n % 500 == 0:
+            seen.add(in_use)  # a turn opens its channel's key again
+    kept = seen.values()
+    assert len(kept) == _SecretRegistry._MOST
+    assert in_use in kept and f"typed-secret-{3 * _SecretRegistry._MOST - 1:05d}" in kept
+    assert "typed-secret-00000" not in kept
+    assert list(kept) == sorted(kept, key=len, reverse=True)
