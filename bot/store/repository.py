@@ -167,13 +167,14 @@ class Store:
 
     async def carry_over(self, old: ChannelRef, new: ChannelRef, actor: Actor) -> bool:
         """A channel's own settings (who may chat, limits, character, configuration, keys
-        and password) copied to a channel without a configuration of its own: a Matrix
-        room upgraded to a new room goes on as it was. Not the conversation, which starts
-        afresh. Whether anything was copied.
+        and password) copied to a channel with nothing of its own: a Matrix room upgraded
+        to a new room goes on as it was. Not the conversation, which starts afresh.
+        Whether anything was copied.
 
-        The configuration and the secrets go last, together: a copy cut short by a crash
-        is taken again."""
-        if await self.scope_values(new, Scope.CHANNEL):
+        Never over what was set there (after a first copy too: the bot invited again
+        copies nothing). Who may chat goes first: a copy a crash cut short leaves the new
+        room closed to whom the old one was, if anything."""
+        if await self._has_own(new):
             return False
         rules = [rule for rule in await self.quotas.rules(old) if not rule.server_wide]
         for rule in rules:
@@ -200,6 +201,29 @@ class Store:
             new, Scope.CHANNEL, actor, values, action="carried over", secrets=secrets
         )
         return bool(rules or limits or card or none or secrets or values)
+
+    async def _has_own(self, ref: ChannelRef) -> bool:
+        """Whether anything is set for the channel itself: configuration, who may chat,
+        limits, a character (or none), a key or password."""
+        if await self.scope_values(ref, Scope.CHANNEL):
+            return True
+        if any(not rule.server_wide for rule in await self.quotas.rules(ref)):
+            return True
+        if (await self.quotas.limits(ref)).channel:
+            return True
+        card = await self.character(ref)
+        if (card is not None and card.scope is Scope.CHANNEL) or (
+            card is None and await self.character_turned_off(ref)
+        ):
+            return True
+        for name in SECRET_NAMES:
+            try:
+                found = await self.secret_origin(ref, name)
+            except SecretUnreadable:
+                return True  # one is stored there, under a key that is gone
+            if found is not None and found[0] == Scope.CHANNEL.value:
+                return True
+        return False
 
     async def record_status(
         self, ref: ChannelRef, status: StatusCheck | None, resolved_url: str | None

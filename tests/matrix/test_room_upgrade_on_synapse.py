@@ -12,7 +12,7 @@ import aiohttp
 import nio
 import pytest
 
-from bot.types import ChannelConfig, Source
+from bot.types import ChannelConfig, ChannelRef, Platform, Scope, Source
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
 from tests.peers.synapse import SynapseServer
 
@@ -88,4 +88,55 @@ async def test_an_upgraded_room_keeps_its_settings_and_a_claimed_one_gets_none(
                 assert "upgraded-model" not in other and carol.user_id not in other, other
         finally:
             await alice.close()
+            await core.close()
+
+
+async def test_a_tombstone_sent_by_a_member_who_is_no_admin_carries_nothing(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Review: sending a tombstone takes what the room's power levels say, which may be
+    less than configuring the bot takes. A member allowed to tombstone but no admin made
+    a room of their own the successor, and would have had its keys."""
+    server = synapse_server
+    bot = server.register("tombbot")
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        mallory = await UserClient.start(server, server.register("mallory"), tmp_path / "m")
+        try:
+            async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+                made = await alice.client.room_create(
+                    invite=[bot.user_id, mallory.user.user_id],
+                    power_level_override={"events": {"m.room.tombstone": 0}},
+                )
+                assert isinstance(made, nio.RoomCreateResponse), made
+                old = made.room_id
+                await alice.wait_joined(old, bot.user_id)
+                await mallory.join(old)
+                said = await alice.command(old, bot.user_id, "!model secret-model")
+                assert "secret-model" in said, said
+
+                theirs = await mallory.client.room_create(
+                    invite=[bot.user_id], predecessor={"room_id": old, "event_id": "$x"}
+                )
+                assert isinstance(theirs, nio.RoomCreateResponse), theirs
+                put = await mallory.client.room_put_state(
+                    old, "m.room.tombstone", {"body": "moved", "replacement_room": theirs.room_id}
+                )
+                assert isinstance(put, nio.RoomPutStateResponse), put  # the room allows it
+                await mallory.wait_joined(theirs.room_id, bot.user_id)
+                shown = await mallory.command(theirs.room_id, bot.user_id, "!settings")
+                assert "secret-model" not in shown, shown
+                assert (
+                    await core.store.scope_values(
+                        ChannelRef(Platform.MATRIX, channel_id=theirs.room_id), Scope.CHANNEL
+                    )
+                    == {}
+                )
+        finally:
+            await alice.close()
+            await mallory.close()
             await core.close()

@@ -809,6 +809,22 @@ async def test_a_channels_settings_carry_over_to_one_without_its_own(store: Stor
     assert await store.history(new, 10) == []
     assert "carried over" in [e.action for e in await store.audit_entries(new)]
 
+    # Copied once: the new room's own key and rules are not overwritten by another copy
+    # (review: a second invite of the bot put the old room's key and rules back).
+    await store.set_secret(new, Scope.CHANNEL, "proxy_password", SecretValue("pw-new-456"), ADMIN)
+    await store.quotas.remove_rule(new, Scope.CHANNEL, AccessKind.USER, "@carol:hs")
+    assert not await store.carry_over(old, new, ADMIN)
+    assert await store.effective_secret(new, "proxy_password") == (
+        "channel",
+        SecretValue("pw-new-456"),
+    )
+    assert await store.quotas.rules(new) == []
+    only_rules = ChannelRef(Platform.MATRIX, channel_id="!rules:hs")
+    await store.quotas.set_rule(
+        only_rules, Scope.CHANNEL, AccessRule(AccessKind.USER, "@dan:hs", Effect.DENY), ADMIN
+    )
+    assert not await store.carry_over(old, only_rules, ADMIN)
+    assert await store.scope_values(only_rules, Scope.CHANNEL) == {}
     # A channel set up already keeps its own; a channel with nothing set gives nothing.
     await store.update_config(mine, Scope.CHANNEL, ADMIN, {"model": "m-mine"}, action="t")
     assert not await store.carry_over(old, mine, ADMIN)

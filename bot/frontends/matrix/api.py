@@ -194,17 +194,22 @@ class MatrixApi:
             self._authority[room_id] = found
         return found
 
-    async def state(self, room_id: str, event_type: str) -> dict[str, Any] | None:
-        """The content of a room's state event of this type (no state key); None when it
-        has none or it cannot be read."""
+    async def state(self, room_id: str, event_type: str) -> tuple[str, dict[str, Any]] | None:
+        """A room's state event of this type (no state key): its sender and content; None
+        when it has none or it cannot be read."""
         try:
-            response = await self.client.room_get_state_event(room_id, event_type)
+            response = await self.client.room_get_state(room_id)
         except (OSError, TimeoutError):
             return None
-        if not isinstance(response, nio.RoomGetStateEventResponse):
+        if not isinstance(response, nio.RoomGetStateResponse):
             return None
-        content = response.content
-        return content if isinstance(content, dict) else None
+        for event in response.events:
+            if event.get("type") == event_type and event.get("state_key", "") == "":
+                content = event.get("content")
+                sender = event.get("sender")
+                if isinstance(content, dict) and isinstance(sender, str):
+                    return sender, content
+        return None
 
     async def download(self, media: MediaFile, limit: int) -> bytes:
         """The file's bytes from the homeserver's media repository, decrypted if need be;

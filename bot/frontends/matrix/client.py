@@ -310,11 +310,13 @@ class MatrixBot:
 
     async def _continue_upgraded(self, room_id: str) -> None:
         """A room that replaces one the bot is in (an upgrade) takes over its settings."""
-        old = decide.predecessor(room_id, await self._api.state(room_id, "m.room.create"))
+        create = await self._api.state(room_id, "m.room.create")
+        old = decide.predecessor(room_id, create[1] if create else None)
         if old is None or old not in self._client.rooms:
             return  # not an upgrade, or of a room the bot was not in
-        if decide.replaced_by(await self._api.state(old, "m.room.tombstone"), room_id):
-            await self._handler.carry_over(old, room_id)
+        tombstone = await self._api.state(old, "m.room.tombstone")
+        if tombstone is not None and decide.replaced_by(tombstone[1], room_id):
+            await self._handler.carry_over(old, room_id, upgraded_by=tombstone[0])
 
     def _leave_if_alone(self, room_id: str) -> None:
         room = self._client.rooms.get(room_id)

@@ -643,10 +643,17 @@ class MessageHandler:
         except SendFailed as err:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)
 
-    async def carry_over(self, old: str, new: str) -> None:
-        """A room upgraded to `new` goes on as `old` was set up; said there once."""
-        actor = Actor(self._api.user_id, "room upgrade")
-        before, after = (ChannelRef(Platform.MATRIX, channel_id=room) for room in (old, new))
+    async def carry_over(self, old: str, new: str, *, upgraded_by: str) -> None:
+        """A room upgraded to `new` goes on as `old` was set up, when who upgraded it may
+        set the bot up there (sending a tombstone may take less than that); said once."""
+        room = self._room(old)
+        actor = await self._actor(room, upgraded_by) if room is not None else None
+        if actor is None or not actor.is_channel_admin:
+            log.info(
+                "%s replaces %s, but %s is no admin there: nothing carried", new, old, upgraded_by
+            )
+            return
+        before, after = (ChannelRef(Platform.MATRIX, channel_id=rid) for rid in (old, new))
         if not await self._core.carry_over(before, after, actor):
             return
         target = MatrixTarget(self._api.send, new, pace=self._api.pace, msgtype="m.notice")
