@@ -36,7 +36,16 @@ from bot.providers import (
     ProviderSettings,
 )
 from bot.settings import Settings, SettingsError
-from bot.store import Claim, Lease, SecretBox, Store, StoreDamaged, StoreError, generate_key
+from bot.store import (
+    Claim,
+    Lease,
+    SecretBox,
+    Store,
+    StoreDamaged,
+    StoreError,
+    StoreUnwritable,
+    generate_key,
+)
 from bot.store.copy import (
     Copied,
     CopyFailed,
@@ -45,6 +54,7 @@ from bot.store.copy import (
     copy_rows,
 )
 from bot.store.db import create_engine
+from bot.store.errors import classify
 from bot.store.leases import served
 from bot.store.migrate import (
     MigrationFailed,
@@ -181,9 +191,24 @@ def _missing_file(settings: Settings) -> Path | None:
     return None if where.is_file() else where
 
 
+def _damaged(settings: Settings, detail: str, named: str = "DATABASE_URL") -> str:
+    """A database found damaged (StoreDamaged's `detail`, the driver's words)."""
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite":
+        where = f"the database file {Path(url.database or '').resolve()}"
+        fix = "or move the file away to start with an empty one"
+    else:
+        where = f"the database at {url.host or 'localhost'}:{url.port or 5432}"
+        fix = "see PostgreSQL's log for the damaged table"
+    return (
+        f"{where} is damaged or is no database ({detail}). Restore a backup (README: "
+        f"Restoring a backup), {fix}; or correct {named}."
+    )
+
+
 def _database_failure(
     settings: Settings,
-    err: Exception,
+    err: OSError | DBAPIError,
     *,
     upgrading: str | None = None,
     named: str = "DATABASE_URL",
@@ -195,15 +220,11 @@ def _database_failure(
     if url.get_backend_name() == "sqlite":
         why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
         where = f"the database file {Path(url.database or '').resolve()}"
-        if "malformed" in why or "not a database" in why:  # the file, not the folder
-            fix = (
-                "Restore a backup (README: Restoring a backup), or move the file away to "
-                "start with an empty one."
-                if named == "DATABASE_URL"
-                else f"Give {named} a new file or an empty database."
-            )
-            return f"{where} is damaged or is no database ({why}). {fix}"
-        if "disk i/o error" in why.lower() or "disk is full" in why.lower():  # not the folder
+        if isinstance(classify(err), StoreDamaged):  # the file, not the folder
+            if named == "DATABASE_URL":
+                return _damaged(settings, why)
+            return f"{where} is damaged or is no database ({why}). Give {named} a new file."
+        if isinstance(typed := classify(err), StoreUnwritable) and typed.full:  # not the folder
             return (
                 f"cannot write {where} ({why}): the disk may be full or failing, or a file "
                 "size limit (ulimit -f) holds the bot. Free space there, then start again."
@@ -243,7 +264,7 @@ def _database_failure(
     elif isinstance(err, TimeoutError):
         why = "no answer in time"
     else:
-        why = getattr(err, "strerror", None) or type(err).__name__
+        why = err.strerror or type(err).__name__
     return f"cannot reach the database at {host} ({why}): start it, or correct {named}."
 
 
@@ -344,7 +365,7 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
         await check_keys(store, box)
     except StoreDamaged as err:  # it will not mend: said now, not at every turn
         await store.close()
-        raise StartError(_database_failure(settings, Exception(err.detail))) from None
+        raise StartError(_damaged(settings, err.detail)) from None
     except StoreError as err:  # the turns say what fails, if it lasts
         log.warning("could not check the stored secrets' keys: %s", err)
     hub = ProviderHub(provider_settings(settings))

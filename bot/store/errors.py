@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -48,11 +49,14 @@ class StoreUnavailable(StoreError):
 
 
 class StoreUnwritable(StoreError):
-    def __init__(self) -> None:
+    """`full`: out of space (or the disk failing), not read-only."""
+
+    def __init__(self, *, full: bool = False) -> None:
         super().__init__(
             "The bot's database cannot be written (read-only or out of disk space), so "
             "nothing was saved. Tell the bot's operator."
         )
+        self.full = full
 
 
 class StoreDamaged(StoreError):
@@ -73,7 +77,8 @@ class StoreDamaged(StoreError):
 _PG_BUSY = {"40001", "40P01", "55P03", "55006", "53300"}
 _PG_UNWRITABLE = {"25006", "53100", "53000", "53200", "58030"}
 _SQLITE_BUSY = ("database is locked", "database table is locked", "busy")
-_SQLITE_UNWRITABLE = ("readonly", "read-only", "disk is full", "disk i/o error", "out of memory")
+_SQLITE_FULL = ("disk is full", "disk i/o error")
+_SQLITE_UNWRITABLE = ("readonly", "read-only", "out of memory", *_SQLITE_FULL)
 _PG_DAMAGED = {"XX001", "XX002"}  # data_corrupted, index_corrupted
 # SQLite's own words for SQLITE_CORRUPT and SQLITE_NOTADB (whole: a value quoted in an
 # error must not read as damage).
@@ -90,12 +95,13 @@ def classify(err: BaseException) -> StoreError | None:
         return None
     code = str(getattr(err.orig, "sqlstate", "") or getattr(err.orig, "pgcode", "") or "")
     message = str(err.orig).lower()
-    if code in _PG_DAMAGED or any(m in message for m in _SQLITE_DAMAGED):
+    sqlite = isinstance(err.orig, sqlite3.Error)
+    if code in _PG_DAMAGED or (sqlite and message.startswith(_SQLITE_DAMAGED)):
         return StoreDamaged(str(err.orig).splitlines()[0][:200] if str(err.orig) else "")
     if code in _PG_BUSY or any(m in message for m in _SQLITE_BUSY):
         return StoreBusy()
     if code in _PG_UNWRITABLE or any(m in message for m in _SQLITE_UNWRITABLE):
-        return StoreUnwritable()
+        return StoreUnwritable(full=code == "53100" or any(m in message for m in _SQLITE_FULL))
     if code.startswith(("08", "57P")) or err.connection_invalidated:
         return StoreUnavailable()
     if isinstance(err, OperationalError) and "unable to open database" in message:

@@ -57,8 +57,18 @@ def test_damage_is_told_by_its_code_or_sqlites_own_words_only() -> None:
     for code in ("XX001", "XX002"):
         typed = classify(IntegrityError("x", {}, _PgError(code, "invalid page in block 7")))
         assert isinstance(typed, StoreDamaged) and typed.detail == "invalid page in block 7"
-    quoted = _PgError("23505", "Key (name)=(corrupt malformed) already exists.")
-    assert classify(IntegrityError("x", {}, quoted)) is None
+    for words in ("file is not a database", "database disk image is malformed"):
+        quoted = _PgError("23505", f"DETAIL: Key (name)=({words}) already exists.")
+        assert classify(IntegrityError("x", {}, quoted)) is None
+        assert classify(IntegrityError("x", {}, _PgError("23505", words))) is None
+    # Damage found at start on PostgreSQL is named as damage, not as a server to start.
+    from bot.app import _damaged
+    from bot.settings import load_settings
+
+    settings = load_settings(database_url="postgresql+asyncpg://bot@db.example:5433/bot")
+    said = _damaged(settings, "invalid page in block 7 of relation base/1/2")
+    assert said.startswith("the database at db.example:5433 is damaged or is no database")
+    assert "Restoring a backup" in said and "invalid page in block 7" in said
 
 
 def test_postgresql_out_of_connection_slots_is_busy_and_waited_for() -> None:
