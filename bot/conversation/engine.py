@@ -736,20 +736,22 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             try:
                 await sink.finish(preface + shown, reasoning, error)
             finally:  # the call cost what it cost, however showing it ended
-                user = by or question.author_id or ""
-                start = continuing.content if continuing else ""
-                reserved = self._reserved.pop(ref, None)
-                await accounting.record(
-                    self._store,
-                    ref,
-                    user,
-                    endpoint,
-                    request,
-                    outcome,
-                    start=start,
-                    reserved=reserved,
-                )
-            if outcome.error and outcome.state is not TurnState.STOPPED:
+                if overflow is not None:  # no call: nothing to count
+                    await self._release(ref)
+                else:
+                    await accounting.record(
+                        self._store,
+                        ref,
+                        by or question.author_id or "",
+                        endpoint,
+                        request,
+                        outcome,
+                        start=continuing.content if continuing else "",
+                        reserved=self._reserved.pop(ref, None),
+                    )
+            if overflow is not None:
+                log.info("a turn in %s was not sent: it cannot fit the context set", ref)
+            elif outcome.error and outcome.state is not TurnState.STOPPED:
                 log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
             return result
 

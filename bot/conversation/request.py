@@ -35,14 +35,27 @@ class Overflow:
     size: int
 
     def text(self, p: str) -> str:
-        named = ", ".join(f"{what} about {tokens:,}" for what, tokens in self.parts)
+        named = " and ".join(f"{what} (about {tokens:,} tokens)" for what, tokens in self.parts)
+        if len(self.parts) > 1:
+            named += f" come to about {sum(tokens for _, tokens in self.parts):,} tokens,"
+        else:
+            named += " is"
         return (
             f"This was not sent to the model: it cannot fit the context. {named[:1].upper()}"
-            f"{named[1:]} tokens, more than the whole {self.size:,}-token context "
-            f"({p}params context), before any history or answer. Shorten "
-            f"{self.parts[0][0]}, or an admin raises {p}params context if the model takes "
-            "more."
+            f"{named[1:]} more than the whole {self.size:,}-token context set with "
+            f"{p}params context. {_FIT[self.parts[0][0]].format(p=p)}"
         )
+
+
+# What helps, by the largest part (Overflow.parts' names).
+_PROMPTS_FIT = "An admin shortens {what} or raises {{p}}params context, if the model takes more."
+_FIT = {
+    "your message": "Shorten your message or split it up.",
+    "the prompts": _PROMPTS_FIT.format(what="the prompts ({p}prompts)"),
+    "the character card and prompts": _PROMPTS_FIT.format(what="the character card"),
+    "the answer being continued": "{p}regenerate asks for a new answer instead.",
+    "the question it answers": "An admin raises {p}params context, if the model takes more.",
+}
 
 
 class Built(NamedTuple):
@@ -57,16 +70,19 @@ _MIN_TAIL = 64
 def _tail(entry: HistoryEntry, tokens: int) -> HistoryEntry:
     """The entry with only as much of its end as about `tokens` tokens, from a word's
     start; as it was when less than _MIN_TAIL would be left."""
-    if tokens < _MIN_TAIL:
-        return entry
     text = entry.content
-    keep = min(len(text), len(text) * tokens // max(1, estimate_tokens(text)))
+    if tokens < _MIN_TAIL or estimate_tokens(text) <= tokens:
+        return entry
+    keep = len(text) * tokens // max(1, estimate_tokens(text))
     while keep > 0 and estimate_tokens(text[-keep:]) > tokens:
         keep = keep * 9 // 10
     tail = text[len(text) - keep :]
-    space = min((tail.find(c) for c in " \n" if c in tail), default=-1)
-    if 0 <= space < len(tail) // 4:
-        tail = tail[space + 1 :]
+    # From a line's start if one is near (code stays whole lines), else a word's.
+    for mark in ("\n", " "):
+        at = tail.find(mark)
+        if 0 <= at < len(tail) // 4:
+            tail = tail[at + 1 :]
+            break
     return replace(entry, content="…" + tail, tokens=estimate_tokens(tail))
 
 
@@ -127,7 +143,7 @@ class Requests:
         fixed = prompts + asked_cost + newest_cost
         overflow = None
         if fixed > size and context is not None:  # the model's size is known: it cannot fit
-            what = "the answer being continued" if continue_answer else "the message"
+            what = "the answer being continued" if continue_answer else "your message"
             parts = (
                 ("the character card and prompts" if card else "the prompts", prompts),
                 ("the question it answers", asked_cost),

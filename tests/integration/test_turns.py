@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.conversation import stream
 from bot.conversation.budget import estimate_tokens
@@ -24,7 +24,7 @@ from bot.frontends.matrix.render import markdown_to_html
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
-from bot.store.models import ChannelConfigRow
+from bot.store.models import ChannelConfigRow, UsageRow
 from bot.types import (
     Actor,
     ChannelConfig,
@@ -1026,21 +1026,29 @@ async def test_prompts_that_cannot_fit_the_context_set_are_not_sent_and_say_why(
         text, error = sink.final  # type: ignore[misc]
         assert text == "" and error is not None
         assert error.startswith(
-            "This was not sent to the model: it cannot fit the context. The prompts about "
+            "This was not sent to the model: it cannot fit the context. The prompts (about "
         )
         assert error.endswith(
-            "tokens, more than the whole 512-token context (/params context), before any "
-            "history or answer. Shorten the prompts, or an admin raises /params context if "
-            "the model takes more."
+            "tokens, more than the whole 512-token context set with /params context. An "
+            "admin shortens the prompts (/prompts) or raises /params context, if the model "
+            "takes more."
         ), error
+        assert "and your message (about " in error and " come to about " in error
         *_, question = await rows(core)
         assert question.state is TurnState.FAILED  # 🔁 / /retry once it is changed
+        # Review: it was recorded as a failed call, though no call was made.
+        async with core.store.engine.connect() as conn:
+            states = [r.state for r in await conn.execute(select(UsageRow.__table__))]
+        assert states == ["settled"]  # the first turn's only
         # A question too long for the context by itself names itself first.
         await core.store.update_config(
             REF, Scope.CHANNEL, ADMIN, {"system_prompt": None}, action="t"
         )
         sink = await chat(core, "word " * 3000)
-        assert sink.final is not None and "Shorten the message" in sink.final[1]  # type: ignore[operator]
+        assert sink.final is not None and sink.final[1].endswith(  # type: ignore[union-attr]
+            "tokens) is more than the whole 512-token context set with /params context. "
+            "Shorten your message or split it up."
+        )
         assert len(endpoint.requests) == 1
         # Without a context set, the model's size is not known: it is asked.
         await core.store.update_config(

@@ -37,3 +37,22 @@ def test_budget_leaves_room_for_system_turn_and_answer() -> None:
     assert full < 1000 - 100
     assert with_system < full
     assert history_budget(100, 500, None, "hi") == 0
+
+
+def test_a_continued_answers_tail_starts_at_a_line_or_a_word() -> None:
+    """Review: a code answer's tail began mid-line (`…1\\na = 1`), and one that fitted
+    whole still lost its first word."""
+    from bot.conversation.request import _tail
+
+    code = "\n".join(f"value_{i} = compute({i}, {i * 2})  # step {i}" for i in range(300))
+    cut = _tail(HistoryEntry(Role.ASSISTANT, code), 200).content
+    assert cut.startswith("…value_") and code.endswith(cut[1:])
+    assert estimate_tokens(cut[1:]) <= 200
+    prose = " ".join(f"word{i}" for i in range(2000))
+    cut = _tail(HistoryEntry(Role.ASSISTANT, prose), 300).content
+    assert cut.startswith("…word") and prose.endswith(" " + cut[1:])
+    short = HistoryEntry(Role.ASSISTANT, "a whole answer that fits")
+    assert (
+        _tail(short, 500) == short
+        and _tail(HistoryEntry(Role.ASSISTANT, prose), 10).content == prose
+    )
