@@ -600,19 +600,26 @@ def dotenv_typos() -> list[str]:
                 f"{ENV_FILE} sets {name.upper()}, which is no setting, so it is ignored: "
                 f"did you mean {close[0].upper()}?"
             )
-    lines: dict[str, list[int]] = {}
+    lines: dict[str, list[tuple[int, str]]] = {}
     path = Path(ENV_FILE)
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     for binding in parse_stream(io.StringIO(text)):
         if binding.key and binding.key.lower() in names:
-            lines.setdefault(binding.key.upper(), []).append(binding.original.line)
+            line = (binding.original.line, binding.value or "")
+            lines.setdefault(binding.key.upper(), []).append(line)
+    environment = _environment()
     for name, at in lines.items():
-        if len(at) > 1:
-            listed = ", ".join(map(str, at[:-1]))
-            said.append(
-                f"{ENV_FILE} sets {name} on lines {listed} and {at[-1]}: line {at[-1]}'s "
-                "value is used."
-            )
+        if len(at) < 2:
+            continue
+        listed = ", ".join(str(n) for n, _ in at[:-1])
+        last, value = at[-1]
+        if name.lower() in environment:
+            used = "the environment's value is used (it wins over the file)"
+        elif not value.strip():
+            used = f"line {last} leaves it empty, so the default is used"
+        else:
+            used = f"line {last}'s value is used"
+        said.append(f"{ENV_FILE} sets {name} on lines {listed} and {last}: {used}.")
     return said
 
 

@@ -105,7 +105,9 @@ def test_a_name_in_dotenv_that_is_nearly_a_setting_is_said(tmp_path: Path) -> No
     ]  # another program's setting (POSTGRES_PASSWORD) is left alone
 
 
-def test_a_setting_given_twice_in_dotenv_is_said(tmp_path: Path) -> None:
+def test_a_setting_given_twice_in_dotenv_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Operator probe: a second BOT_SECRET_KEYS line won without a word, and every stored
     key became unreadable."""
     (tmp_path / ".env").write_text(
@@ -115,6 +117,16 @@ def test_a_setting_given_twice_in_dotenv_is_said(tmp_path: Path) -> None:
     assert dotenv_typos() == [
         ".env sets BOT_SECRET_KEYS on lines 1, 5 and 6: line 6's value is used."
     ]  # another program's setting given twice (OTHER) is left alone
+    # Review: the environment wins over the file; an empty last line means the default.
+    (tmp_path / ".env").write_text(
+        "LOG_LEVEL=INFO\nLOG_LEVEL=DEBUG\nDEFAULT_MODEL=m\nDEFAULT_MODEL=\n"
+    )
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    assert dotenv_typos() == [
+        ".env sets LOG_LEVEL on lines 1 and 2: the environment's value is used (it wins "
+        "over the file).",
+        ".env sets DEFAULT_MODEL on lines 3 and 4: line 4 leaves it empty, so the default is used.",
+    ]
 
 
 def test_a_misspelt_name_is_said_with_the_settings_it_leaves_wrong(
