@@ -61,6 +61,7 @@ class Charge:
     model: str
     estimate: int
     count_recent: bool = True  # read the user's last minute (a messages limit holds)
+    answer: int = 0  # of `estimate`, the answer's room: held as output tokens
 
 
 class AccessKind(StrEnum):

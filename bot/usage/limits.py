@@ -259,8 +259,9 @@ class TurnCost:
 
     needed: int
     reserved: int
+    answer: int = 0  # of `reserved`, the answer's room (a crash's row counts it as output)
 
 
 def turn_cost(prompt_tokens: int, answer_room: int) -> TurnCost:
     prompt, room = max(0, prompt_tokens), max(1, answer_room)
-    return TurnCost(prompt + min(room, ANSWER_ESTIMATE), prompt + room)
+    return TurnCost(prompt + min(room, ANSWER_ESTIMATE), prompt + room, room)

@@ -124,6 +124,7 @@ async def _ask(
         model,
         cost.reserved,
         count_recent=LimitName.MESSAGES_PER_USER_MINUTE in limits,
+        answer=cost.answer,
     )
 
     def decide(counts: Counts) -> Refusal | None:

@@ -145,9 +145,9 @@ def test_when_reads_naturally() -> None:
 
 
 def test_a_turn_needs_its_prompt_and_a_short_answer_and_holds_its_answers_room() -> None:
-    assert turn_cost(100, 1024) == TurnCost(needed=356, reserved=1124)
-    assert turn_cost(100, 50) == TurnCost(needed=150, reserved=150)
-    assert turn_cost(-5, 4000) == TurnCost(needed=256, reserved=4000)
+    assert turn_cost(100, 1024) == TurnCost(needed=356, reserved=1124, answer=1024)
+    assert turn_cost(100, 50) == TurnCost(needed=150, reserved=150, answer=50)
+    assert turn_cost(-5, 4000) == TurnCost(needed=256, reserved=4000, answer=4000)
 
 
 def _rule(kind: AccessKind, subject: str, effect: Effect, server: bool = False) -> AccessRule:
