@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from bot.connection import PROXY_PASSWORD
 from bot.conversation.budget import estimate_tokens
 from bot.conversation.stream import Outcome
+from bot.fields import REGISTRY
 from bot.providers import ChatRequest, Endpoint
 from bot.store import Store, StoreError, api_key_name
 from bot.store.secrets import SecretUnreadable
@@ -57,11 +58,12 @@ def counted(
 
 # What a request's answer may spend at most, by each source's name for it; Claude's
 # extended thinking is on top of its max_tokens (its request adds the budget).
-_LIMITS = ("max_tokens", "max_completion_tokens")
+_LIMITS = frozenset(REGISTRY.by_name["max_tokens"].wire.values())
+_THINKING = frozenset(REGISTRY.by_name["thinking_budget"].wire.values())
 
 
 def _answer_limit(request: ChatRequest) -> int | None:
-    if "thinking" in request.options:
+    if not _THINKING.isdisjoint(request.options):
         return None
     for name in _LIMITS:
         value = request.options.get(name)
