@@ -303,6 +303,8 @@ class HistoryPart:
                 answer = root
                 asked = select(m).where(m.c.id == root.reply_to, m.c.role == Role.USER.value)
                 question = (await conn.execute(asked)).first() if root.reply_to else None
+            if answer is not None and answer.state == TurnState.STREAMING.value:
+                answer = None  # still being written: its copy would read as cut off
             turn = []
             for row in (question, answer):
                 if row is not None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from bot.types import (
     SecretValue,
     Source,
     StatusCheck,
+    TurnState,
 )
 from bot.types.limits import AccessKind, AccessRule, Effect
 from tests.peers.postgres import end_advisory_holders
@@ -875,3 +877,19 @@ async def test_questions_asked_at_once_hold_their_own_usage_rows(store: Store) -
     assert len(rows) == 40
     for n, h in enumerate(held):
         assert h.reserved is not None and rows[h.reserved] == (f"u{n}", f"b{n}", n)
+
+
+async def test_a_thread_on_a_question_whose_answer_is_being_written_starts_with_it_alone(
+    store: Store,
+) -> None:
+    """Review: the copy of an answer still streaming was later marked interrupted, and
+    the thread said "my last answer here was cut off when the bot stopped"."""
+    [question] = await store.add_messages(CHAN, [HistoryEntry(Role.USER, "q")], posts=[["m1"]])
+    answer = HistoryEntry(Role.ASSISTANT, "half", reply_to=question.id, state=TurnState.STREAMING)
+    [answer] = await store.add_messages(CHAN, [answer], posts=[["m2"]])
+    thread = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1", thread_id="m1")
+    assert [(e.content, posts) for e, posts in await store.shown_turn(thread, "m1")] == [
+        ("q", ("m1",))
+    ]
+    await store.update_message(CHAN, replace(answer, content="whole", state=TurnState.DONE))
+    assert [e.content for e, _ in await store.shown_turn(thread, "m1")] == ["q", "whole"]
