@@ -15,7 +15,14 @@ from bot.commands.parse import CommandError, parse, plain_prefix
 from bot.commands.router import bind, execute, find, prepare
 from bot.commands.spec import CommandContext, nothing_given, secret_prompt
 from bot.connection import endpoint_url
-from bot.conversation.engine import ChatEngine, Control, Gate, TurnLimits, TurnResult
+from bot.conversation.engine import (
+    KEPT_MESSAGES,
+    ChatEngine,
+    Control,
+    Gate,
+    TurnLimits,
+    TurnResult,
+)
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.conversation.posts import EDIT_HELD_SECRET, Edited
 from bot.conversation.stream import ReplySink
@@ -381,9 +388,10 @@ class Core:
 
     async def housekeeping(self) -> None:
         """What a bot does at start and now and then (HOUSEKEEPING_SECONDS) while it runs,
-        whether or not anyone chats: usage a crashed process reserved is settled, and
-        images past MEDIA_RETENTION_DAYS or MEDIA_STORE_MB are pruned. Failures are
-        logged (a read-only or full database: turns say so themselves)."""
+        whether or not anyone chats: usage a crashed process reserved is settled,
+        messages past each conversation's newest KEPT_MESSAGES are deleted, and images
+        past MEDIA_RETENTION_DAYS or MEDIA_STORE_MB are pruned. Failures are logged (a
+        read-only or full database: turns say so themselves)."""
         try:
             settled = await self.settle_reserved()
         except StoreError as err:
@@ -391,6 +399,11 @@ class Core:
         else:
             if settled:
                 log.info("settled %d usage row(s) a stopped process had reserved", settled)
+        old = await self._engine.prune_old_messages()
+        if old:
+            log.info(
+                "deleted %d message(s) past the newest %d of their conversation", old, KEPT_MESSAGES
+            )
         pruned = await self._engine.prune_images()
         if pruned:
             log.info("pruned %d stored image(s) past their retention or the store's size", pruned)

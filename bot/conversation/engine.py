@@ -73,6 +73,10 @@ from bot.usage.quota import guard as quota_guard
 log = logging.getLogger("bot.conversation")
 
 HISTORY_ROWS = 200  # read bound; the token budget usually trims far earlier
+# Messages a conversation keeps (answers swiped past too): older ones go now and then
+# (Core.housekeeping), so no conversation's first read after a quiet spell reads years.
+KEPT_MESSAGES = 1000
+PRUNED_AT_ONCE = 50_000  # deleted in one housekeeping at most: the rest the next time
 
 
 @dataclass(frozen=True, slots=True)
@@ -828,6 +832,14 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return False
         self._told_no_vision.add(key)
         return True
+
+    async def prune_old_messages(self) -> int:
+        """Messages past each conversation's newest KEPT_MESSAGES deleted; how many."""
+        try:
+            return await self._store.prune_old_messages(KEPT_MESSAGES, PRUNED_AT_ONCE)
+        except StoreError as err:
+            log.warning("could not delete old messages: %s", err)
+            return 0
 
     async def prune_images(self) -> int:
         """Stored images past MEDIA_RETENTION_DAYS or over MEDIA_STORE_MB removed: after a

@@ -22,6 +22,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import Executable
 
 from bot.store.base import NAME_CHARS, Database, audit_row
 from bot.store.batch import Batcher
@@ -34,7 +35,7 @@ from bot.store.models import (
     UsageRow,
     utcnow,
 )
-from bot.store.reads import TurnReads, conversation_of, entry_of, in_conversation
+from bot.store.reads import Conversation, TurnReads, conversation_of, entry_of, in_conversation
 from bot.types import (
     Actor,
     ChannelRef,
@@ -150,6 +151,17 @@ def _changes(entry: HistoryEntry) -> dict[str, Any]:
         "error": None if entry.error is None else clean_text(entry.error),
         "state": TurnState(entry.state).value,
     }
+
+
+def _deleting(rows: Executable) -> Callable[[AsyncSession], Awaitable[int]]:
+    """A write that deletes `rows` of messages (and the images only they showed)."""
+
+    async def work(session: AsyncSession) -> int:
+        result = await session.execute(rows)
+        await session.execute(_ORPHAN_BLOBS)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    return work
 
 
 class HistoryPart:
@@ -511,6 +523,31 @@ class HistoryPart:
             return {sha: Image(kind, data, sha256=sha) for sha, kind, data in rows}
 
         return await self._db.read("image read", read)
+
+    async def prune_old(self, keep: int, most: int) -> int:
+        """Each conversation's messages past its newest `keep` deleted (their images'
+        links and platform messages with them), at most about `most` a call, one
+        conversation a transaction; how many. The model never reads that far back, and
+        a conversation's cold read (reads.py) reads all it has."""
+        m = _MESSAGES
+        conversation = (m.c.platform, m.c.server_id, m.c.channel_id, m.c.thread_id)
+        over = select(*conversation).group_by(*conversation).having(func.count() > keep)
+
+        async def read(conn: AsyncConnection) -> list[Conversation]:
+            return [(str(a), str(b), str(c), str(d)) for a, b, c, d in await conn.execute(over)]
+
+        removed = 0
+        for key in await self._db.read_plain("history read", read):
+            if removed >= most:
+                break
+            here = and_(*(column == value for column, value in zip(conversation, key, strict=True)))
+            newest_kept = (
+                select(m.c.id).where(here).order_by(m.c.id.desc()).offset(keep - 1).limit(1)
+            ).scalar_subquery()
+            older = delete(m).where(here, m.c.id < newest_kept)
+            removed += await self._db.write("history prune", _deleting(older))
+            self._reads.histories.drop(key)
+        return removed
 
     async def prune_images(self, max_bytes: int, max_age: timedelta) -> int:
         """Forget image bytes past their age, then the oldest past the size cap.

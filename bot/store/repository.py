@@ -363,6 +363,11 @@ class Store:
         """The stored bytes of these images by hash; pruned ones are missing."""
         return await self._history.image_data(refs)
 
+    async def prune_old_messages(self, keep: int, most: int) -> int:
+        """Each conversation's messages past its newest `keep` deleted (about `most` at
+        most a call); how many."""
+        return await self._history.prune_old(keep, most)
+
     async def prune_images(self, max_bytes: int, max_age: timedelta) -> int:
         """Forget image bytes past `max_age`, then the oldest past `max_bytes` in all."""
         return await self._history.prune_images(max_bytes, max_age)

@@ -19,12 +19,13 @@ from sqlalchemy import select, update
 
 from bot.conversation import stream
 from bot.conversation.budget import estimate_tokens
+from bot.conversation.engine import KEPT_MESSAGES
 from bot.core import Core, TurnLimits
 from bot.frontends.matrix.render import markdown_to_html
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
-from bot.store.models import ChannelConfigRow, UsageRow
+from bot.store.models import ChannelConfigRow, MessageRow, UsageRow
 from bot.types import (
     Actor,
     ChannelConfig,
@@ -1104,5 +1105,23 @@ async def test_reset_counts_the_messages_the_channel_saw(
         assert done.alternative == (2, 2)  # type: ignore[union-attr]
         reply = await core.run_text_command(Incoming(REF, ADMIN, "/reset"))
         assert reply.text == "Forgot 2 message(s); the conversation starts fresh."
+    finally:
+        await core.close()
+
+
+async def test_housekeeping_keeps_each_conversations_newest_messages(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Soak probe: a year of a busy channel kept every message, and its first read after
+    30 quiet seconds read them all."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        many = [HistoryEntry(Role.USER, f"m{n}") for n in range(KEPT_MESSAGES + 5)]
+        await core.store.add_messages(REF, many)
+        await core.housekeeping()
+        async with core.store.engine.connect() as conn:
+            left = [r.content for r in await conn.execute(select(MessageRow.__table__))]
+        assert len(left) == KEPT_MESSAGES and "m4" not in left and "m5" in left
+        assert (await chat(core, "still here?")).final == ("Hello there!", None)
     finally:
         await core.close()

@@ -893,3 +893,28 @@ async def test_a_thread_on_a_question_whose_answer_is_being_written_starts_with_
     ]
     await store.update_message(CHAN, replace(answer, content="whole", state=TurnState.DONE))
     assert [e.content for e, _ in await store.shown_turn(thread, "m1")] == ["q", "whole"]
+
+
+async def test_old_messages_past_a_conversations_newest_are_deleted(store: Store) -> None:
+    """Soak probe: nothing but image bytes was ever pruned, and a conversation's first
+    read after a quiet spell read all it ever had (0.9 s at 150,000 messages)."""
+    other = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+    third = ChannelRef(Platform.DISCORD, channel_id="c3", server_id="g1")
+    entries = [
+        HistoryEntry(Role.USER if n % 2 == 0 else Role.ASSISTANT, f"m{n}") for n in range(30)
+    ]
+    await store.add_messages(CHAN, entries, posts=[[f"p{n}"] for n in range(30)])
+    await store.add_messages(other, entries[:5])
+    await store.add_messages(third, entries)
+    assert await store.history(CHAN, 100) != []  # remembered: the prune must drop it
+    assert await store.prune_old_messages(10, 15) == 20  # one conversation: then enough
+    sizes = sorted([len(await store.history(CHAN, 100)), len(await store.history(third, 100))])
+    assert sizes == [10, 30]  # the other the next time
+    assert await store.prune_old_messages(10, 15) == 20
+    assert await store.prune_old_messages(10, 15) == 0
+    kept = [e.content for e in await store.history(CHAN, 100)]
+    assert kept == [f"m{n}" for n in range(20, 30)]
+    assert await store.posted(Platform.DISCORD, "c1", ["p3"]) == {}  # its links went too
+    assert await store.posted(Platform.DISCORD, "c1", ["p25"]) != {}
+    assert len(await store.history(other, 100)) == 5
+    assert len(await store.history(third, 100)) == 10
