@@ -50,6 +50,7 @@ from bot.types import (
 from bot.types.text import clean_text
 
 _WRITE_BATCH = 1000  # writes per grouped commit
+_PRUNE_CHUNK = 5000  # old messages deleted in one transaction
 _INTERRUPTED = "The bot stopped while writing this answer (restart or crash)."
 _MESSAGES = cast(Table, MessageRow.__table__)
 _MESSAGE_IMAGES = cast(Table, MessageImageRow.__table__)
@@ -526,8 +527,8 @@ class HistoryPart:
 
     async def prune_old(self, keep: int, most: int) -> int:
         """Each conversation's messages past its newest `keep` deleted (their images'
-        links and platform messages with them), at most about `most` a call, one
-        conversation a transaction; how many. The model never reads that far back, and
+        links and platform messages with them), at most about `most` a call, a few
+        thousand a transaction; how many. The model never reads that far back, and
         a conversation's cold read (reads.py) reads all it has."""
         m = _MESSAGES
         conversation = (m.c.platform, m.c.server_id, m.c.channel_id, m.c.thread_id)
@@ -544,8 +545,14 @@ class HistoryPart:
             newest_kept = (
                 select(m.c.id).where(here).order_by(m.c.id.desc()).offset(keep - 1).limit(1)
             ).scalar_subquery()
-            older = delete(m).where(here, m.c.id < newest_kept)
-            removed += await self._db.write("history prune", _deleting(older))
+            # The oldest first, _PRUNE_CHUNK a transaction: writers wait for one at most.
+            chunk = select(m.c.id).where(here, m.c.id < newest_kept).order_by(m.c.id)
+            older = delete(m).where(m.c.id.in_(chunk.limit(_PRUNE_CHUNK).scalar_subquery()))
+            while removed < most:
+                gone = await self._db.write("history prune", _deleting(older))
+                removed += gone
+                if gone < _PRUNE_CHUNK:
+                    break
             self._reads.histories.drop(key)
         return removed
 

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, table, text, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import SECRET_NAMES, Claim, Store, api_key_name, migrate
+from bot.store import history as history_module
 from bot.store.db import SQLITE_BUSY_TIMEOUT_MS, create_engine, normalize_url
 from bot.store.models import ChannelConfigRow, MessageRow, SecretRow
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
@@ -895,9 +896,14 @@ async def test_a_thread_on_a_question_whose_answer_is_being_written_starts_with_
     assert [e.content for e, _ in await store.shown_turn(thread, "m1")] == ["q", "whole"]
 
 
-async def test_old_messages_past_a_conversations_newest_are_deleted(store: Store) -> None:
+@pytest.mark.parametrize("chunk", [5000, 7])
+async def test_old_messages_past_a_conversations_newest_are_deleted(
+    store: Store, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Soak probe: nothing but image bytes was ever pruned, and a conversation's first
-    read after a quiet spell read all it ever had (0.9 s at 150,000 messages)."""
+    read after a quiet spell read all it ever had (0.9 s at 150,000 messages). A few
+    thousand go a transaction (`chunk`), the oldest first."""
+    monkeypatch.setattr(history_module, "_PRUNE_CHUNK", chunk)
     other = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
     third = ChannelRef(Platform.DISCORD, channel_id="c3", server_id="g1")
     entries = [
