@@ -183,13 +183,7 @@ class MatrixApi:
         """The room's version and creators (cached: a room's create event never changes)."""
         if room_id in self._authority:
             return self._authority[room_id]
-        try:
-            response = await self.client.room_get_state(room_id)
-        except (OSError, TimeoutError):
-            return None
-        if not isinstance(response, nio.RoomGetStateResponse):
-            return None
-        found = authority_from_state(response.events)
+        found = authority_from_state(await self._full_state(room_id))
         if found is not None:
             self._authority[room_id] = found
         return found
@@ -197,19 +191,23 @@ class MatrixApi:
     async def state(self, room_id: str, event_type: str) -> tuple[str, dict[str, Any]] | None:
         """A room's state event of this type (no state key): its sender and content; None
         when it has none or it cannot be read."""
-        try:
-            response = await self.client.room_get_state(room_id)
-        except (OSError, TimeoutError):
-            return None
-        if not isinstance(response, nio.RoomGetStateResponse):
-            return None
-        for event in response.events:
+        for event in await self._full_state(room_id):
             if event.get("type") == event_type and event.get("state_key", "") == "":
                 content = event.get("content")
                 sender = event.get("sender")
                 if isinstance(content, dict) and isinstance(sender, str):
                     return sender, content
         return None
+
+    async def _full_state(self, room_id: str) -> list[dict[str, Any]]:
+        """Every state event of the room ([] when it cannot be read)."""
+        try:
+            response = await self.client.room_get_state(room_id)
+        except (OSError, TimeoutError):
+            return []
+        if not isinstance(response, nio.RoomGetStateResponse):
+            return []
+        return list(response.events)
 
     async def download(self, media: MediaFile, limit: int) -> bytes:
         """The file's bytes from the homeserver's media repository, decrypted if need be;
