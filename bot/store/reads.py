@@ -17,11 +17,13 @@ from bot.store.models import ChannelConfigRow, MessageImageRow, MessageRow, Secr
 from bot.types import ChannelConfig, ChannelRef, HistoryEntry, ImageRef, Role, Scope, TurnState
 
 # What a chat turn reads is remembered (see bot.store.cache): bounded in entries, in
-# history characters, and in age.
+# the memory history takes, and in age.
 _CACHE_TTL = 30.0
 _CACHE_ENTRIES = 20_000
 HISTORY_KEEP = 400  # entries per conversation; engines read 200
-_HISTORY_CHARS = 32_000_000
+_HISTORY_BYTES = 32_000_000
+# An entry's own objects (its dataclass, author, ids, state…) beside its text.
+_ENTRY_BYTES = 400
 _READ_BATCH = 200  # channels per batched read (bound parameters stay far below limits)
 
 Conversation = tuple[str, str, str, str]  # (platform, server, channel, thread)
@@ -95,8 +97,14 @@ class _History:
     complete: bool  # holds every stored entry, not just the newest
 
 
-def _history_chars(history: _History) -> int:
-    return sum(len(e.content) for e in history.entries) + 64 * len(history.entries)
+def _history_bytes(history: _History) -> int:
+    """About what a conversation's remembered entries take: Python keeps text of ASCII
+    at a byte a character, other text at up to four (emoji: the soak probe's history
+    cache, capped at 32 M characters, took 119 MB)."""
+    return sum(
+        (len(e.content) if e.content.isascii() else 4 * len(e.content)) + _ENTRY_BYTES
+        for e in history.entries
+    )
 
 
 def conversation_of(ref: ChannelRef) -> Conversation:
@@ -149,8 +157,8 @@ class TurnReads:
         self.histories: ScopedCache[_History] = ScopedCache(
             ttl=_CACHE_TTL,
             max_entries=_CACHE_ENTRIES,
-            max_weight=_HISTORY_CHARS,
-            weigh=_history_chars,
+            max_weight=_HISTORY_BYTES,
+            weigh=_history_bytes,
         )
 
     async def drain(self) -> None:

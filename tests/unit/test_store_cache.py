@@ -318,3 +318,35 @@ async def test_channels_read_together_share_queries_and_each_gets_its_own(
     ]
     assert [len(h) for h in histories] == [1, 2, 3, 3, 3, 3, 3, 3, 3]
     assert [h[0].content for h in histories] == [f"said in {i}" for i in range(9)]
+
+
+@pytest.mark.parametrize(
+    "text", ["plain English words here " * 4, "😀🎉 emoji " * 10, "漢字の文" * 25]
+)
+def test_a_remembered_historys_weight_is_no_less_than_its_memory(text: str) -> None:
+    """Soak probe: the history cache, capped at 32 M characters, took 119 MB of emoji
+    text: a character was weighed as a byte, an entry's own objects as 64 bytes."""
+    import gc
+    import tracemalloc
+
+    from bot.store.reads import _History, _history_bytes
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        entries = tuple(
+            HistoryEntry(
+                Role.USER,
+                "".join([text, str(n)]),
+                author=f"user {n}",
+                author_id=f"u{n}",
+                tokens=n,
+                id=n,
+            )
+            for n in range(2000)
+        )
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert _history_bytes(_History(entries, True)) >= held, held
