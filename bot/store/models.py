@@ -302,6 +302,10 @@ class QuotaLockRow(Base):
     charges: Mapped[int] = mapped_column(BigInteger)
 
 
+RESERVED = "reserved"
+SETTLED = "settled"
+
+
 class UsageRow(Base):
     """One provider call that cost tokens: who, where, which model, how many, whose key.
 
@@ -333,7 +337,9 @@ class UsageRow(Base):
     estimated: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[bool] = mapped_column(Boolean)
     key_scope: Mapped[str] = mapped_column(String(16))  # channel | server | operator | none
-    state: Mapped[str] = mapped_column(String(16), server_default="settled", default="settled")
+    # SETTLED, or RESERVED: what a call not ended yet may use (a quota charge, or a held
+    # row), replaced by what it used when it ends.
+    state: Mapped[str] = mapped_column(String(16), server_default=SETTLED, default=SETTLED)
 
 
 class CharacterRow(Base):

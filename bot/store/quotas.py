@@ -44,7 +44,15 @@ from bot.store.base import NAME_CHARS, Database, Key, key_of, rows_at
 from bot.store.batch import Batcher
 from bot.store.cache import ScopedCache
 from bot.store.history import HeldUsage
-from bot.store.models import AccessRuleRow, LimitRow, QuotaLockRow, UsageRow, utcnow
+from bot.store.models import (
+    RESERVED,
+    SETTLED,
+    AccessRuleRow,
+    LimitRow,
+    QuotaLockRow,
+    UsageRow,
+    utcnow,
+)
 from bot.types import Actor, ChannelRef, Scope
 from bot.types.limits import AccessKind, AccessRule, Charge, Counts, Effect, ScopeLimits
 
@@ -64,8 +72,6 @@ _RULES_AT = rows_at(
     AccessRuleRow.subject,
     AccessRuleRow.effect,
 ).order_by(AccessRuleRow.id)  # the order they were set in
-RESERVED = "reserved"
-SETTLED = "settled"
 
 
 def _top(ref: ChannelRef) -> Key:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database
 from bot.store.batch import Batcher
-from bot.store.models import UsageRow
+from bot.store.models import RESERVED, UsageRow
 from bot.types import KeyScope, UsageBucket, UsageQuery, UsageRecord
 from bot.types.text import clean_text
 
@@ -61,6 +61,7 @@ def _record(row: UsageRow) -> UsageRecord:
         estimated=row.estimated,
         error=row.error,
         key_scope=scope,
+        reserved=row.state == RESERVED,
     )
 
 
@@ -130,8 +131,9 @@ class UsagePart:
                 func.sum(u.input_tokens),
                 func.sum(u.output_tokens),
                 func.count(),
-                func.sum(case((u.estimated, 1), else_=0)),
+                func.sum(case((u.state == RESERVED, 0), (u.estimated, 1), else_=0)),
                 func.sum(case((u.error, 1), else_=0)),
+                func.sum(case((u.state == RESERVED, 1), else_=0)),
             )
             .where(*_conditions(query))
             .group_by(u.day, u.user_id, u.model)
@@ -150,6 +152,7 @@ class UsagePart:
                     calls=int(r[5] or 0),
                     estimated_calls=int(r[6] or 0),
                     error_calls=int(r[7] or 0),
+                    reserved_calls=int(r[8] or 0),
                 )
                 for r in rows
             ]

@@ -60,6 +60,7 @@ USAGE_COLUMNS = (
     "estimated",
     "error",
     "key_scope",
+    "reserved",
 )
 
 
@@ -80,6 +81,9 @@ class UsageRecord:
     estimated: bool = False  # the endpoint reported (part of) it not: counted by the bot
     error: bool = False  # the call ended with an error (stopped, cut, refused)
     key_scope: KeyScope = KeyScope.NONE
+    # Not settled yet: what a call being answered (or one a stopped process cut off,
+    # until housekeeping settles it) reserved, not what it used.
+    reserved: bool = False
 
     @property
     def day(self) -> date:
@@ -101,6 +105,7 @@ class UsageRecord:
             self.estimated,
             self.error,
             self.key_scope.value,
+            self.reserved,
         )
         return dict(zip(USAGE_COLUMNS, values, strict=True))
 
@@ -128,5 +133,6 @@ class UsageBucket:
     input_tokens: int
     output_tokens: int
     calls: int
-    estimated_calls: int = 0
+    estimated_calls: int = 0  # of the settled ones
     error_calls: int = 0
+    reserved_calls: int = 0  # not settled yet (UsageRecord.reserved)

@@ -18,6 +18,10 @@ TOP = 5
 # Why a call's tokens are the bot's estimate: an endpoint that reports none, or an
 # answer stopped, or cut off by a crash (its reservation settled as it stood).
 _ESTIMATED = "not reported: the endpoint sends no usage, or the answer was stopped or cut off"
+_RESERVED = (
+    "not ended yet (being answered, or cut off by a bot that stopped and not settled yet): "
+    "counted at what they may use"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,7 @@ class Totals:
     calls: int = 0
     estimated_calls: int = 0
     error_calls: int = 0
+    reserved_calls: int = 0
     cost: float | None = None  # USD, None without a price table (or no matching price)
     unpriced_tokens: int = 0  # tokens of models the price table does not name
 
@@ -63,6 +68,7 @@ def _sum(buckets: Sequence[UsageBucket], prices: PriceTable) -> Totals:
         calls=sum(b.calls for b in buckets),
         estimated_calls=sum(b.estimated_calls for b in buckets),
         error_calls=sum(b.error_calls for b in buckets),
+        reserved_calls=sum(b.reserved_calls for b in buckets),
         cost=cost,
         unpriced_tokens=unpriced,
     )
@@ -139,6 +145,8 @@ def render(
         notes.append(f"{_n(t.estimated_calls)} estimated ({_ESTIMATED})")
     if t.error_calls:
         notes.append(f"{_n(t.error_calls)} ended with an error")
+    if t.reserved_calls:
+        notes.append(f"{_n(t.reserved_calls)} {_RESERVED}")
     if notes:
         lines.append("Of these, " + "; ".join(notes) + ".")
     if t.cost is not None and t.unpriced_tokens:

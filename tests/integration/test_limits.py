@@ -479,9 +479,19 @@ async def test_a_crash_leaves_one_estimate_that_the_next_start_settles(core: Cor
                 state="reserved", created_at=datetime.now(UTC) - timedelta(minutes=10)
             )
         )
+    # Until it is settled, /usage and the export say it has not ended (two-process
+    # probe: it read as a finished, estimated call).
+    said = (await command(core, "/usage channel", ADMIN)).text
+    assert "Of these, 1 not ended yet (being answered, or cut off by a bot that stopped" in said
+    assert "estimated" not in said, said
+    [row] = [r async for r in core.store.usage_records(datetime.now(UTC).date())]
+    assert row.reserved and row.as_dict()["reserved"] is True
     assert await core.settle_reserved() == 1
     assert await states(core.store) == {"settled": 1}
     assert await core.settle_reserved() == 0
+    [row] = [r async for r in core.store.usage_records(datetime.now(UTC).date())]
+    assert not row.reserved
+    assert "not ended yet" not in (await command(core, "/usage channel", ADMIN)).text
 
 
 async def test_the_running_bots_settling_leaves_its_own_turns_alone(core: Core) -> None:
