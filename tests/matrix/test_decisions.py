@@ -610,3 +610,20 @@ def test_a_link_to_a_person_in_an_answer_is_no_pill() -> None:
         html = markdown_to_html(f"ask [alice]({url}) now")
         assert "<a" not in html and f"[alice]({url})" in html, html
     assert markdown_to_html("[docs](https://e.org/x)") == '<a href="https://e.org/x">docs</a>'
+
+
+def test_a_secret_in_a_refused_commands_reply_or_a_login_without_a_scheme_is_taken_out() -> None:
+    """Hostile probe: `!proxy set hunter22pass http://…` (password and URL swapped) was
+    deleted, and the refusal quoted the password back (`hunter22pass` needs http://…);
+    `!proxy set user:pass@host:8080` was neither deleted nor scrubbed."""
+    text = "!proxy set Hunter22pass http://10.0.0.5:3128/v1"
+    assert may_hold_secret(text, TABLE, "!")
+    refusal = "`Hunter22pass` needs http:// or https:// in front."
+    assert scrub_reply(refusal, text, TABLE, "!", refused=True) == (
+        "`****` needs http:// or https:// in front."
+    )
+    assert scrub_reply(refusal, text, TABLE, "!") == refusal  # a reply that took it
+    for login in ("!proxy set user:Hunter22pass@proxyhost:8080", "!system bob:pw1234@h.example"):
+        assert may_hold_secret(login, TABLE, "!"), login
+    for plain in ("!system meet at 10:30@noon", "!system write to a@b.example", "!model gpt-4o"):
+        assert not may_hold_secret(plain, TABLE, "!"), plain

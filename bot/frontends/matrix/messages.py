@@ -317,7 +317,7 @@ class MessageHandler:
             answer, reply = await self._execute(prepared, msg)
             if reply.ok and prepared.inv.path in PERSONA_COMMANDS:
                 await self._show_persona(prepared.ref)
-            await self._notice(msg, self._with_note(answer, msg, note))
+            await self._notice(msg, self._with_note(answer, msg, note, ok=reply.ok))
             if reply.file is not None:
                 await self._send_file(msg, reply.file)
             if reply.greeting is not None:
@@ -532,10 +532,13 @@ class MessageHandler:
             notice = Message(room_id, reacts_to, sender, {}, "", thread=shown.ref.thread_id)
             await self._notice(notice, text)
 
-    def _with_note(self, answer: str, msg: Message, note: str) -> str:
+    def _with_note(self, answer: str, msg: Message, note: str, *, ok: bool = False) -> str:
+        """A reply to a message taken out as holding a secret, cleaned of it (`ok`: the
+        command took its values; otherwise its reply may quote any of them)."""
         if not note:
             return answer
-        return f"{scrub_reply(answer, msg.text, self._core.table, self.prefix)}\n\n{note}"
+        table, p = self._core.table, self.prefix
+        return f"{scrub_reply(answer, msg.text, table, p, refused=not ok)}\n\n{note}"
 
     async def _prepare(self, room: nio.MatrixRoom, msg: Message) -> _Prepared | str:
         """Who runs what where, or why it cannot run."""

@@ -95,10 +95,17 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
 _SECRET_PARAM = re.compile(rf"[?&#;](?:[\w.\-]*(?:{'|'.join(CREDENTIAL_WORDS)})[\w.\-]*)=", re.I)
 
 
+# A login before a host without a scheme (`user:pass@proxy:8080`), as proxies are written.
+_LOGIN = re.compile(r"(?<![\w/@])[A-Za-z][^\s/@:]*:[^\s/@]+@[A-Za-z0-9.\-\[\]]")
+
+
 def _url_holds_secret(text: str) -> bool:
-    """A URL with a password or user name in it (`http://user:pass@host`), or a key in
-    its query (`?api_key=…`): the bot refuses such an endpoint, but the line that typed
-    it still holds the secret. (`?id=3` in a prompt's link is no secret.)"""
+    """A URL with a password or user name in it (`http://user:pass@host`, also without
+    its scheme), or a key in its query (`?api_key=…`): the bot refuses such an endpoint,
+    but the line that typed it still holds the secret. (`?id=3` in a prompt's link is no
+    secret.)"""
+    if _LOGIN.search(text):
+        return True
     for match in _URL.finditer(text):
         url = match.group()
         authority = url.split("://", 1)[1].split("/", 1)[0]
@@ -107,11 +114,16 @@ def _url_holds_secret(text: str) -> bool:
     return False
 
 
-def scrub_reply(reply: str, text: str, table: tuple[Command, ...], prefix: str) -> str:
+def scrub_reply(
+    reply: str, text: str, table: tuple[Command, ...], prefix: str, *, refused: bool = False
+) -> str:
     """`reply` with anything from `text` that may be a secret replaced by ****.
 
     The core never echoes a secret it recognised, but a key typed in the wrong place
     (`!key set sk-… claude`) is just a bad value, and error messages quote bad values.
+    A value that parsed into a plain option (a URL, a model id) stays in a reply that
+    took it; a `refused` one quotes what it refused, which may be the secret typed in
+    the wrong place (`!proxy set hunter22 http://…`): nothing of the line stays there.
     """
     try:
         body = split_target(text).text
@@ -130,7 +142,8 @@ def scrub_reply(reply: str, text: str, table: tuple[Command, ...], prefix: str) 
                 if value.reveal().lower() not in known:  # `openai` in the key's place
                     suspects.add(value.reveal())
             elif option is not None and (not option.choices or value.lower() in option.choices):
-                plain.add(str(value))  # a valid plain value: a URL, a model id
+                if not refused:
+                    plain.add(str(value))  # a plain value the command took: a URL, a model id
     for token in body.removeprefix(prefix).split():
         token = token.strip("\"'`")
         if len(token) >= _SUSPECT_LEN and token.lower() not in known and token not in plain:
