@@ -188,6 +188,8 @@ async def character_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             )
         return Reply(f"No character was set for {_where(scope)}.", ok=False)
     if not name:  # the channel's `none`
+        if not ctx.ref.has_server:
+            return Reply(f"{ctx.prefix}character none is lifted; no character was set here.")
         again = "This channel follows the server's character again."
         return Reply(again + (f" {server}." if server else ""))
     return Reply(

@@ -137,7 +137,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if args["source"] == DEFAULT:
         # The model was chosen for this scope's source: both follow the next scope now.
         changes = {"source": None, "model": None}
-        said = f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} source"
+        said = f"{_where(scope).capitalize()} now uses the {_next_scope(ctx, scope)} source"
     else:
         source = Source(args["source"])
         if scope is Scope.SERVER:
@@ -192,8 +192,11 @@ def _unproxied(config: ChannelConfig, ctx: CommandContext) -> str:
     return f"{ctx.prefix}proxy clear {reach}"
 
 
-def _next_scope(scope: Scope) -> str:
-    return "operator's" if scope is Scope.SERVER else "server's (or operator's)"
+def _next_scope(ctx: CommandContext, scope: Scope) -> str:
+    """Whose value applies once `scope`'s own is gone."""
+    if scope is Scope.SERVER or not ctx.ref.has_server:
+        return "operator's"
+    return "server's (or operator's)"
 
 
 async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -487,7 +490,7 @@ async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         after = await ctx.store.effective_config(ctx.ref)
         now = after.model or "none yet"
         return Reply(
-            f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} model ({now})."
+            f"{_where(scope).capitalize()} now uses the {_next_scope(ctx, scope)} model ({now})."
         )
     config = await ctx.store.effective_config(ctx.ref)
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": model}, action="model")
@@ -669,7 +672,7 @@ async def _set_prompt(
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {setting: value}, action=action)
     where = " for this server" if scope is Scope.SERVER else ""
     if value is None:
-        said = f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} {title}."
+        said = f"{_where(scope).capitalize()} now uses the {_next_scope(ctx, scope)} {title}."
     else:
         said = f"{title[0].upper()}{title[1:]} {'removed' if value == '' else 'set'}{where}."
     config = await ctx.store.effective_config(ctx.ref)
@@ -707,7 +710,7 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {field.key: value}, action="params")
     overridden = _overridden(config, scope, name)
     if value is None:
-        return Reply(f"{name} now follows the {_next_scope(scope)} value.{overridden}")
+        return Reply(f"{name} now follows the {_next_scope(ctx, scope)} value.{overridden}")
     note = ""
     if not field.applies_to(config.source):
         only = _only_for(field).strip(" ()")
@@ -749,7 +752,7 @@ async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         "mention": "Reply mode: mention — the bot answers when mentioned or replied to.",
     }.get(
         mode,
-        f"{_where(scope).capitalize()} now uses the {_next_scope(scope)} reply mode "
+        f"{_where(scope).capitalize()} now uses the {_next_scope(ctx, scope)} reply mode "
         f"({config.reply_mode.value}).",
     )
     return Reply(said + _overridden(config, scope, "reply_mode"))

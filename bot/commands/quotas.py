@@ -120,7 +120,8 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if "kind" not in args or "id" not in args:
         example = "level 50" if ctx.ref.platform is Platform.MATRIX else "user <id>"
         raise CommandError(
-            f"Usage: {p}access {action} <user|role|level> <id> [scope:server], "
+            f"Usage: {p}access {action} <user|role|level> <id>"
+            f"{' [scope:server]' if ctx.ref.has_server else ''}, "
             f"e.g. {p}access {action} {example}."
         )
     kind = AccessKind(args["kind"])

@@ -148,6 +148,9 @@ async def test_where_there_is_no_server_no_reply_offers_one(
     }
     said["none"] = (await run(harness, f"{p}character none", ADMIN, ref)).text
     said["show"] = (await run(harness, f"{p}character show", ADMIN, ref)).text
+    said["clear"] = (await run(harness, f"{p}character clear", ADMIN, ref)).text
+    said["access"] = (await run(harness, f"{p}access allow", ADMIN, ref)).text
+    said["default"] = (await run(harness, f"{p}params max_tokens default", ADMIN, ref)).text
     assert said["model"].endswith(f"Usage: {p}model <id>"), said
     assert said["key"].endswith(f"Example: {p}key set <openai|claude|mistral|custom> <key>")
     assert said["limits set"] == (
@@ -156,8 +159,11 @@ async def test_where_there_is_no_server_no_reply_offers_one(
     )
     assert said["none"] == "No character answers here."
     assert said["show"].startswith("No character here. An admin sets one")
+    assert said["clear"] == f"{p}character none is lifted; no character was set here."
+    assert said["default"] == "max_tokens now follows the operator's value.", said["default"]
     assert not [t for t in said.values() if "scope" in t], said
-    assert "server" not in said["limits"] + said["prompts"] + said["none"] + said["show"]
+    shown = ("limits", "prompts", "none", "show", "clear", "access", "default")
+    assert not [k for k in shown if "server" in said[k]], said
     # Where there is a server, the same lines offer it.
     model = await run(harness, "/model")
     assert model.text.endswith("Usage: /model <id> [scope:channel|server]")
