@@ -133,13 +133,14 @@ class Requests:
             *usable, question = usable
             asked = [question]
         asked_cost = sum(e.tokens or estimate_tokens(e.content) for e in asked)
-        if continue_answer:  # and what asks to go on (the most an endpoint is sent)
-            asked_cost += estimate_tokens(CONTINUE_INSTRUCTION)
-        newest_cost = estimate_tokens(newest.content)
+        # An answer being continued goes with what asks to go on (the most any endpoint
+        # is sent): counted as part of it.
+        going_on = estimate_tokens(CONTINUE_INSTRUCTION) if continue_answer else 0
+        newest_cost = estimate_tokens(newest.content) + going_on
         if continue_answer and prompts + asked_cost + newest_cost > room:
             # An answer grown past the context goes on from as much of its end as fits.
-            newest = _tail(newest, room - prompts - asked_cost)
-            newest_cost = estimate_tokens(newest.content)
+            newest = _tail(newest, room - prompts - asked_cost - going_on)
+            newest_cost = estimate_tokens(newest.content) + going_on
         fixed = prompts + asked_cost + newest_cost
         overflow = None
         if fixed > size and context is not None:  # the model's size is known: it cannot fit
