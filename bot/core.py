@@ -388,10 +388,18 @@ class Core:
 
     async def housekeeping(self) -> None:
         """What a bot does at start and now and then (HOUSEKEEPING_SECONDS) while it runs,
-        whether or not anyone chats: usage a crashed process reserved is settled,
+        whether or not anyone chats: usage the database refused is recorded, usage a
+        crashed process reserved is settled,
         messages past each conversation's newest KEPT_MESSAGES are deleted, and images
         past MEDIA_RETENTION_DAYS or MEDIA_STORE_MB are pruned. Failures are logged (a
         read-only or full database: turns say so themselves)."""
+        try:
+            retried = await self.store.retry_usage()
+        except StoreError as err:
+            log.warning("could not record the usage the database refused before: %s", err)
+        else:
+            if retried:
+                log.info("recorded %d usage row(s) the database had refused", retried)
         try:
             settled = await self.settle_reserved()
         except StoreError as err:

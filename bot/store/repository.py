@@ -458,6 +458,10 @@ class Store:
         `reserved`: the row a quota charge reserved for it, settled with these counts."""
         await self._usage.record(record, reserved)
 
+    async def retry_usage(self) -> int:
+        """Record the usage the database refused before (StoreError: it still does)."""
+        return await self._usage.retry()
+
     async def usage_buckets(self, query: UsageQuery) -> list[UsageBucket]:
         """Token sums per (UTC day, user, model) of the rows the query selects."""
         return await self._usage.buckets(query)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from functools import partial
@@ -12,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database
 from bot.store.batch import Batcher
+from bot.store.errors import StoreError
 from bot.store.models import RESERVED, UsageRow
 from bot.types import KeyScope, UsageBucket, UsageQuery, UsageRecord
 from bot.types.text import clean_text
 
 EXPORT_PAGE = 1000
 _WRITE_BATCH = 500  # rows per INSERT when many turns end at once
+_UNSAVED_KEPT = 10_000
 _USAGE = cast(Table, UsageRow.__table__)
 
 
@@ -84,14 +87,36 @@ class UsagePart:
         self._settles: Batcher[tuple[int, UsageRecord], None] = Batcher(
             self._settle_batch, _WRITE_BATCH
         )
+        # Rows the database refused, with the reservation each settles (bounded: a
+        # database down for days keeps the newest).
+        self._unsaved: deque[tuple[UsageRecord, int | None]] = deque(maxlen=_UNSAVED_KEPT)
 
     async def record(self, record: UsageRecord, reserved: int | None = None) -> None:
         """Insert one row, or settle the row reserved for the call (its id); rows of turns
-        ending together share one statement and commit."""
+        ending together share one statement and commit. One the database refused (full,
+        busy past its wait) is kept to try again (`retry`): its reservation would
+        otherwise count at what it might have used."""
+        try:
+            await self._submit(record, reserved)
+        except StoreError:
+            self._unsaved.append((record, reserved))
+            raise
+
+    async def _submit(self, record: UsageRecord, reserved: int | None) -> None:
         if reserved is None:
             await self._writes.submit(record)
         else:
             await self._settles.submit((reserved, record))
+
+    async def retry(self) -> int:
+        """Record the rows the database refused before, oldest first; how many went in
+        (StoreError when it still refuses: they wait for the next try)."""
+        done = 0
+        while self._unsaved:
+            await self._submit(*self._unsaved[0])
+            self._unsaved.popleft()
+            done += 1
+        return done
 
     async def drain(self) -> None:
         await self._writes.drain()

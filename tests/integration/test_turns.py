@@ -1125,3 +1125,36 @@ async def test_housekeeping_keeps_each_conversations_newest_messages(
         assert (await chat(core, "still here?")).final == ("Hello there!", None)
     finally:
         await core.close()
+
+
+@pytest.mark.postgres
+async def test_usage_the_database_refused_is_recorded_when_it_takes_writes_again(
+    postgres_db: PostgresDatabase, endpoint: FakeOpenAI
+) -> None:
+    """Hostile probe: a full disk as an answer ended left its usage row reserved at
+    what it might have used (1,024 output tokens for an answer of 3), counted against
+    the limits and settled so, though the process knew the real counts."""
+    await upgrade_to_head(postgres_db.url)
+    core = await make_core(postgres_db.url, endpoint, TurnLimits())
+    conn = await asyncpg_connect(postgres_db)
+    try:
+        # Settling (an UPDATE) refused as a read-only database refuses; storing is not.
+        await conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION "
+            "'read only' USING ERRCODE = '25006'; END $$ LANGUAGE plpgsql"
+        )
+        await conn.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON usage FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+        assert (await chat(core, "hello")).final == ("Hello there!", None)
+        [row] = await conn.fetch("SELECT state, output_tokens FROM usage")
+        assert row["state"] == "reserved" and row["output_tokens"] > 100
+        await core.housekeeping()  # still refused: kept for the next time
+        await conn.execute("DROP TRIGGER refuse ON usage")
+        await core.housekeeping()
+        [row] = await conn.fetch("SELECT state, output_tokens, estimated FROM usage")
+        assert (row["state"], row["estimated"]) == ("settled", True)
+        assert row["output_tokens"] < 10  # what "Hello there!" took
+    finally:
+        await conn.close()
+        await core.close()
