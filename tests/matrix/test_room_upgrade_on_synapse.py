@@ -5,6 +5,7 @@ room writes) gets nothing of it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -139,4 +140,48 @@ async def test_a_tombstone_sent_by_a_member_who_is_no_admin_carries_nothing(
         finally:
             await alice.close()
             await mallory.close()
+            await core.close()
+
+
+async def test_the_bot_in_the_new_room_before_the_tombstone_carries_over_when_it_comes(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Hostile probe: invited to the new room before the old one was tombstoned, the bot
+    carried nothing over, and nothing happened when the tombstone came."""
+    server = synapse_server
+    bot = server.register("earlybot")
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        try:
+            async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+                old = await alice.create_room([bot.user_id])
+                await alice.wait_joined(old, bot.user_id)
+                assert "early-model" in await alice.command(old, bot.user_id, "!model early-model")
+                made = await alice.client.room_create(
+                    invite=[bot.user_id], predecessor={"room_id": old, "event_id": "$x"}
+                )
+                assert isinstance(made, nio.RoomCreateResponse), made
+                new = made.room_id
+                await alice.wait_joined(new, bot.user_id)
+                ref = ChannelRef(Platform.MATRIX, channel_id=new)
+                assert await core.store.scope_values(ref, Scope.CHANNEL) == {}  # no tombstone yet
+                put = await alice.client.room_put_state(
+                    old, "m.room.tombstone", {"body": "moved", "replacement_room": new}
+                )
+                assert isinstance(put, nio.RoomPutStateResponse), put
+
+                async def carried() -> bool:
+                    return await core.store.scope_values(ref, Scope.CHANNEL) != {}
+
+                for _ in range(100):
+                    if await carried():
+                        break
+                    await asyncio.sleep(0.1)
+                assert await core.store.scope_values(ref, Scope.CHANNEL) == {"model": "early-model"}
+        finally:
+            await alice.close()
             await core.close()

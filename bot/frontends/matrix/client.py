@@ -208,6 +208,11 @@ class MatrixBot:
         # Only a message names a file to fetch; other events may carry look-alike content.
         media = events.media_of(content) if isinstance(event, nio.RoomMessage) else None
         kind = source.get("type", "") if isinstance(source, dict) else ""
+        if kind == "m.room.tombstone":  # the bot may be in the new room already
+            new = content.get("replacement_room")
+            if isinstance(new, str) and new in self._client.rooms:
+                self._spawn("room upgrade", self._continue_upgraded(new))
+            return
         reaction = events.annotation(str(kind), content)
         redacts = events.redacted(source) if isinstance(source, dict) else None
         event_id = str(getattr(event, "event_id", "") or "")
