@@ -389,10 +389,10 @@ class Core:
     async def housekeeping(self) -> None:
         """What a bot does at start and now and then (HOUSEKEEPING_SECONDS) while it runs,
         whether or not anyone chats: usage the database refused is recorded, usage a
-        crashed process reserved is settled,
-        messages past each conversation's newest KEPT_MESSAGES are deleted, and images
-        past MEDIA_RETENTION_DAYS or MEDIA_STORE_MB are pruned. Failures are logged (a
-        read-only or full database: turns say so themselves)."""
+        crashed process reserved is settled, messages past each conversation's newest
+        KEPT_MESSAGES are deleted, and images past MEDIA_RETENTION_DAYS or MEDIA_STORE_MB
+        are pruned. Failures are logged (a read-only or full database: turns say so
+        themselves)."""
         try:
             retried = await self.store.retry_usage()
         except StoreError as err:
