@@ -13,8 +13,8 @@ import aiohttp
 import nio
 import pytest
 
-from bot.types import ChannelConfig, ChannelRef, Platform, Scope, Source
-from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
+from bot.types import ChannelRef, Platform, Scope
+from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
 from tests.peers.synapse import SynapseServer
 
 pytestmark = [pytest.mark.synapse]
@@ -41,55 +41,52 @@ async def test_an_upgraded_room_keeps_its_settings_and_a_claimed_one_gets_none(
     and its `!access` rules were gone: a closed room was open to everyone."""
     server = synapse_server
     bot = server.register("upgradebot")
-    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
-        defaults = ChannelConfig.of(
-            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
-        )
-        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+    async with (
+        SSEEndpoint(chunks=2, span=0.1) as endpoint,
+        bot_answering_from(server, bot, endpoint, tmp_path),
+    ):
         alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
         carol = server.register("carol")
         try:
-            async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
-                old = await alice.create_room([bot.user_id])
-                await alice.wait_joined(old, bot.user_id)
-                for text, expect in [
-                    ("!model upgraded-model", "upgraded-model"),
-                    (f"!access deny user {carol.user_id}", carol.user_id),
-                    ("!limits set messages_per_user_minute 3", "set to 3"),
-                ]:
-                    said = await alice.command(old, bot.user_id, text)
-                    assert expect in said, said
+            old = await alice.create_room([bot.user_id])
+            await alice.wait_joined(old, bot.user_id)
+            for text, expect in [
+                ("!model upgraded-model", "upgraded-model"),
+                (f"!access deny user {carol.user_id}", carol.user_id),
+                ("!limits set messages_per_user_minute 3", "set to 3"),
+            ]:
+                said = await alice.command(old, bot.user_id, text)
+                assert expect in said, said
 
-                new = await upgrade(server, alice, old)
-                after = time.monotonic()
-                await alice.invite(new, bot.user_id)
-                await alice.wait_joined(new, bot.user_id)
+            new = await upgrade(server, alice, old)
+            after = time.monotonic()
+            await alice.invite(new, bot.user_id)
+            await alice.wait_joined(new, bot.user_id)
 
-                def notice() -> list[object]:
-                    return [
-                        s
-                        for s in alice.messages(new, bot.user_id, after)
-                        if "continues the one it was upgraded from" in s.content["body"]
-                    ]
+            def notice() -> list[object]:
+                return [
+                    s
+                    for s in alice.messages(new, bot.user_id, after)
+                    if "continues the one it was upgraded from" in s.content["body"]
+                ]
 
-                await alice.wait_for(notice, "the notice in the new room")
-                # A room that names `old` as its predecessor, which `old` does not name.
-                claimed = await alice.client.room_create(
-                    invite=[bot.user_id], predecessor={"room_id": old, "event_id": "$x"}
-                )
-                assert isinstance(claimed, nio.RoomCreateResponse), claimed
-                await alice.wait_joined(claimed.room_id, bot.user_id)
-                shown = await alice.command(new, bot.user_id, "!settings")
-                assert "Model: upgraded-model" in shown, shown
-                assert carol.user_id in shown, shown  # who may chat
-                assert "messages_per_user_minute = 3" in await alice.command(
-                    new, bot.user_id, "!limits"
-                )
-                other = await alice.command(claimed.room_id, bot.user_id, "!settings")
-                assert "upgraded-model" not in other and carol.user_id not in other, other
+            await alice.wait_for(notice, "the notice in the new room")
+            # A room that names `old` as its predecessor, which `old` does not name.
+            claimed = await alice.client.room_create(
+                invite=[bot.user_id], predecessor={"room_id": old, "event_id": "$x"}
+            )
+            assert isinstance(claimed, nio.RoomCreateResponse), claimed
+            await alice.wait_joined(claimed.room_id, bot.user_id)
+            shown = await alice.command(new, bot.user_id, "!settings")
+            assert "Model: upgraded-model" in shown, shown
+            assert carol.user_id in shown, shown  # who may chat
+            assert "messages_per_user_minute = 3" in await alice.command(
+                new, bot.user_id, "!limits"
+            )
+            other = await alice.command(claimed.room_id, bot.user_id, "!settings")
+            assert "upgraded-model" not in other and carol.user_id not in other, other
         finally:
             await alice.close()
-            await core.close()
 
 
 async def test_a_tombstone_sent_by_a_member_who_is_no_admin_carries_nothing(
@@ -100,47 +97,44 @@ async def test_a_tombstone_sent_by_a_member_who_is_no_admin_carries_nothing(
     a room of their own the successor, and would have had its keys."""
     server = synapse_server
     bot = server.register("tombbot")
-    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
-        defaults = ChannelConfig.of(
-            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
-        )
-        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+    async with (
+        SSEEndpoint(chunks=2, span=0.1) as endpoint,
+        bot_answering_from(server, bot, endpoint, tmp_path) as core,
+    ):
         alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
         mallory = await UserClient.start(server, server.register("mallory"), tmp_path / "m")
         try:
-            async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
-                made = await alice.client.room_create(
-                    invite=[bot.user_id, mallory.user.user_id],
-                    power_level_override={"events": {"m.room.tombstone": 0}},
-                )
-                assert isinstance(made, nio.RoomCreateResponse), made
-                old = made.room_id
-                await alice.wait_joined(old, bot.user_id)
-                await mallory.join(old)
-                said = await alice.command(old, bot.user_id, "!model secret-model")
-                assert "secret-model" in said, said
+            made = await alice.client.room_create(
+                invite=[bot.user_id, mallory.user.user_id],
+                power_level_override={"events": {"m.room.tombstone": 0}},
+            )
+            assert isinstance(made, nio.RoomCreateResponse), made
+            old = made.room_id
+            await alice.wait_joined(old, bot.user_id)
+            await mallory.join(old)
+            said = await alice.command(old, bot.user_id, "!model secret-model")
+            assert "secret-model" in said, said
 
-                theirs = await mallory.client.room_create(
-                    invite=[bot.user_id], predecessor={"room_id": old, "event_id": "$x"}
+            theirs = await mallory.client.room_create(
+                invite=[bot.user_id], predecessor={"room_id": old, "event_id": "$x"}
+            )
+            assert isinstance(theirs, nio.RoomCreateResponse), theirs
+            put = await mallory.client.room_put_state(
+                old, "m.room.tombstone", {"body": "moved", "replacement_room": theirs.room_id}
+            )
+            assert isinstance(put, nio.RoomPutStateResponse), put  # the room allows it
+            await mallory.wait_joined(theirs.room_id, bot.user_id)
+            shown = await mallory.command(theirs.room_id, bot.user_id, "!settings")
+            assert "secret-model" not in shown, shown
+            assert (
+                await core.store.scope_values(
+                    ChannelRef(Platform.MATRIX, channel_id=theirs.room_id), Scope.CHANNEL
                 )
-                assert isinstance(theirs, nio.RoomCreateResponse), theirs
-                put = await mallory.client.room_put_state(
-                    old, "m.room.tombstone", {"body": "moved", "replacement_room": theirs.room_id}
-                )
-                assert isinstance(put, nio.RoomPutStateResponse), put  # the room allows it
-                await mallory.wait_joined(theirs.room_id, bot.user_id)
-                shown = await mallory.command(theirs.room_id, bot.user_id, "!settings")
-                assert "secret-model" not in shown, shown
-                assert (
-                    await core.store.scope_values(
-                        ChannelRef(Platform.MATRIX, channel_id=theirs.room_id), Scope.CHANNEL
-                    )
-                    == {}
-                )
+                == {}
+            )
         finally:
             await alice.close()
             await mallory.close()
-            await core.close()
 
 
 async def test_the_bot_in_the_new_room_before_the_tombstone_carries_over_when_it_comes(
@@ -150,38 +144,35 @@ async def test_the_bot_in_the_new_room_before_the_tombstone_carries_over_when_it
     carried nothing over, and nothing happened when the tombstone came."""
     server = synapse_server
     bot = server.register("earlybot")
-    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
-        defaults = ChannelConfig.of(
-            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
-        )
-        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+    async with (
+        SSEEndpoint(chunks=2, span=0.1) as endpoint,
+        bot_answering_from(server, bot, endpoint, tmp_path) as core,
+    ):
         alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
         try:
-            async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
-                old = await alice.create_room([bot.user_id])
-                await alice.wait_joined(old, bot.user_id)
-                assert "early-model" in await alice.command(old, bot.user_id, "!model early-model")
-                made = await alice.client.room_create(
-                    invite=[bot.user_id], predecessor={"room_id": old, "event_id": "$x"}
-                )
-                assert isinstance(made, nio.RoomCreateResponse), made
-                new = made.room_id
-                await alice.wait_joined(new, bot.user_id)
-                ref = ChannelRef(Platform.MATRIX, channel_id=new)
-                assert await core.store.scope_values(ref, Scope.CHANNEL) == {}  # no tombstone yet
-                put = await alice.client.room_put_state(
-                    old, "m.room.tombstone", {"body": "moved", "replacement_room": new}
-                )
-                assert isinstance(put, nio.RoomPutStateResponse), put
+            old = await alice.create_room([bot.user_id])
+            await alice.wait_joined(old, bot.user_id)
+            assert "early-model" in await alice.command(old, bot.user_id, "!model early-model")
+            made = await alice.client.room_create(
+                invite=[bot.user_id], predecessor={"room_id": old, "event_id": "$x"}
+            )
+            assert isinstance(made, nio.RoomCreateResponse), made
+            new = made.room_id
+            await alice.wait_joined(new, bot.user_id)
+            ref = ChannelRef(Platform.MATRIX, channel_id=new)
+            assert await core.store.scope_values(ref, Scope.CHANNEL) == {}  # no tombstone yet
+            put = await alice.client.room_put_state(
+                old, "m.room.tombstone", {"body": "moved", "replacement_room": new}
+            )
+            assert isinstance(put, nio.RoomPutStateResponse), put
 
-                async def carried() -> bool:
-                    return await core.store.scope_values(ref, Scope.CHANNEL) != {}
+            async def carried() -> bool:
+                return await core.store.scope_values(ref, Scope.CHANNEL) != {}
 
-                for _ in range(100):
-                    if await carried():
-                        break
-                    await asyncio.sleep(0.1)
-                assert await core.store.scope_values(ref, Scope.CHANNEL) == {"model": "early-model"}
+            for _ in range(100):
+                if await carried():
+                    break
+                await asyncio.sleep(0.1)
+            assert await core.store.scope_values(ref, Scope.CHANNEL) == {"model": "early-model"}
         finally:
             await alice.close()
-            await core.close()
