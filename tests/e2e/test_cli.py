@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,11 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", re.M)
 
 
 def chatbot(
-    tmp_path: Path, *args: str, stdin: str | None = None, **env: str
+    tmp_path: Path,
+    *args: str,
+    stdin: str | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     base = {
         k: v
@@ -46,6 +51,7 @@ def chatbot(
         env=base,
         timeout=120,
         check=False,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -537,19 +543,9 @@ def test_a_disk_that_takes_no_more_is_not_blamed_on_the_folder(tmp_path: Path) -
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
 
-    env = {**os.environ, **console_env(DATABASE_URL="", DATA_DIR=str(tmp_path / "data"))}
+    env = console_env(DATABASE_URL="", DATA_DIR=str(tmp_path / "data"))
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # a .pyc cut at the limit would break later imports
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "console"],
-        input="/settings\n",
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-        check=False,
-        preexec_fn=small_files,
-    )
+    result = chatbot(tmp_path, "console", stdin="/settings\n", preexec_fn=small_files, **env)
     stderr = one_line_failure(result, code=1)
     assert "the disk may be full or failing, or a file size limit" in stderr
     assert "DATA_DIR" not in stderr
