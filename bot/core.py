@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from bot.commands import TABLE, Command, Invocation
 from bot.commands.characters import persona as character_persona
-from bot.commands.handlers import model_choices
+from bot.commands.endpoint import model_choices
 from bot.commands.parse import CommandError, parse, plain_prefix
 from bot.commands.router import bind, execute, find, prepare
 from bot.commands.spec import CommandContext, nothing_given, secret_prompt

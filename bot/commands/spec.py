@@ -1,7 +1,8 @@
 """What the command table is made of: commands, their options, a parsed invocation.
 
 Declarations only; the table itself is in table.py, what each command does in
-handlers.py. Front-ends read these to build their own command surfaces.
+endpoint.py (source, key, proxy, models), handlers.py (the other settings, help),
+characters.py and quotas.py. Front-ends read these to build their own command surfaces.
 """
 
 from __future__ import annotations

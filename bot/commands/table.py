@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import characters as ch
+from bot.commands import endpoint as e
 from bot.commands import handlers as h
 from bot.commands import quotas, usage_report
 from bot.commands.spec import DEFAULT, SCOPE, SOURCES, Command, Kind, Option
@@ -34,7 +35,7 @@ TABLE: tuple[Command, ...] = (
             SCOPE,
         ),
         slow=True,
-        handler=h.set_source,
+        handler=e.set_source,
     ),
     Command(
         "key",
@@ -44,13 +45,13 @@ TABLE: tuple[Command, ...] = (
                 "set",
                 "Store the API key for a source (encrypted, never shown back).",
                 (_source_opt, Option("key", Kind.SECRET, "the API key"), SCOPE),
-                handler=h.key_set,
+                handler=e.key_set,
             ),
             Command(
                 "clear",
                 "Remove the stored API key for a source.",
                 (_source_opt, SCOPE),
-                handler=h.key_clear,
+                handler=e.key_clear,
             ),
         ),
     ),
@@ -72,27 +73,27 @@ TABLE: tuple[Command, ...] = (
                     SCOPE,
                 ),
                 slow=True,
-                handler=h.proxy_set,
+                handler=e.proxy_set,
             ),
             Command(
                 "password",
                 "Set the proxy password (TabbyAPI's key; encrypted, never shown back).",
                 (Option("password", Kind.SECRET, "the proxy password"), SCOPE),
                 slow=True,
-                handler=h.proxy_password,
+                handler=e.proxy_password,
             ),
             Command(
                 "clear",
                 "Remove the URL and the proxy password.",
                 (SCOPE,),
-                handler=h.proxy_clear,
+                handler=e.proxy_clear,
             ),
             # What /settings shows everyone: the URL and whether a password is set.
             Command(
                 "show",
                 "Show the URL in use (after /v1 correction).",
                 admin=False,
-                handler=h.proxy_show,
+                handler=e.proxy_show,
             ),
         ),
     ),
@@ -104,7 +105,7 @@ TABLE: tuple[Command, ...] = (
             SCOPE,
         ),
         slow=True,
-        handler=h.connect,
+        handler=e.connect,
     ),
     Command(
         "models",
@@ -123,14 +124,14 @@ TABLE: tuple[Command, ...] = (
                     ),
                 ),
                 admin=False,
-                handler=h.models_list,
+                handler=e.models_list,
             ),
             Command(
                 "external",
                 "Fetch the models the endpoint reports and offer them (off: built-in list).",
                 (Option("state", Kind.SWITCH, "on (default) or off", required=False), SCOPE),
                 slow=True,
-                handler=h.models_external,
+                handler=e.models_external,
             ),
         ),
     ),
@@ -147,7 +148,7 @@ TABLE: tuple[Command, ...] = (
             ),
             SCOPE,
         ),
-        handler=h.set_model,
+        handler=e.set_model,
     ),
     Command(
         "settings",

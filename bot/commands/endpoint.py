@@ -1,0 +1,479 @@
+"""The endpoint's commands: source, key, proxy, status check, model lists and model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from bot.commands.catalog import BUILTIN_MODELS
+from bot.commands.parse import CommandError, suggest
+from bot.commands.scopes import (
+    ORIGINS,
+    next_scope,
+    own_value_note,
+    plural,
+    scope_of,
+    scope_place,
+)
+from bot.commands.spec import DEFAULT, CommandContext
+from bot.connection import (
+    PROXY_PASSWORD,
+    NotConnectable,
+    endpoint_for,
+    endpoint_url,
+    run_status_check,
+    withheld,
+)
+from bot.providers import NotFoundError, StatusResult
+from bot.providers.policy import EndpointRefused
+from bot.store import SecretUnreadable, api_key_name
+from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
+from bot.types.text import quoted, shown_id
+
+_MAX_LISTED = 60
+_NARROW = " ({p}models list <text> shows the ids containing it)"
+
+
+async def _checked(ctx: CommandContext) -> tuple[StatusResult, str]:
+    """Run the channel's status check: its result, and the line that says it."""
+    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
+    model = (await ctx.store.effective_config(ctx.ref)).model
+    return result, _status_line(result, ctx.prefix, model)
+
+
+def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
+    fixed = f"\nUsing {result.base_url} (added /v1 for you)." if result.corrected else ""
+    if result.ok:
+        seen = f" — {plural(len(result.models), 'model')} available" if result.models else ""
+        ids = [m.id for m in result.models]
+        if not model or not ids or model in ids:
+            return f"Status check: OK{seen}.{fixed}"
+        return (
+            f"Status check: OK{seen}, but not {shown_id(model)}, so the endpoint may refuse it."
+            f"{suggest(model, ids)} Pick one with {p}model.{fixed}"
+        )
+    if result.error_kind == "config":  # nothing to check yet: the next setup step
+        return f"Next: {result.reason}"
+    return (
+        f"Status check failed: {result.reason}{fixed}\n"
+        f"Fix it and run {p}connect again, or {p}connect bypass:on to chat anyway."
+    )
+
+
+async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[str]:
+    """The models /model offers: the source's own, then the endpoint's when shown (a
+    source with no list of its own, custom, always shows the endpoint's).
+
+    As on SillyTavern's page, the endpoint's models come after the source's list.
+    """
+    ids = list(BUILTIN_MODELS[config.source])
+    if config.show_external_models or not ids:
+        cached = await ctx.store.cached_models(ctx.ref, config.source) or []
+        known = set(ids)
+        ids += [m.id for m in cached if m.id not in known]
+    return ids
+
+
+async def model_choices(ctx: CommandContext, typed: str, limit: int = 25) -> list[str]:
+    """Autocomplete for /model: offered ids containing what was typed, prefix matches first."""
+    config = await ctx.store.effective_config(ctx.ref)
+    needle = typed.strip().lower()
+    ids = await _offered_models(ctx, config)
+    hits = [m for m in ids if needle in m.lower()]
+    # Prefix matches first; otherwise the offered order (the source's own, then the endpoint's).
+    hits.sort(key=lambda m: not m.lower().startswith(needle))
+    return hits[:limit]
+
+
+async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    scope = scope_of(args)
+    changes: dict[str, object]
+    dropped = ""  # said when the model chosen for the old source goes
+    source: Source | None = None  # the source chosen here (None: the next scope's)
+    before: object = None
+    old_model: object = None
+    if args["source"] == DEFAULT:
+        # The model was chosen for this scope's source: both follow the next scope now.
+        changes = {"source": None, "model": None}
+        said = f"{scope_place(scope).capitalize()} now uses the {next_scope(ctx, scope)} source"
+    else:
+        source = Source(args["source"])
+        if scope is Scope.SERVER:
+            values = await ctx.store.scope_values(ctx.ref, scope)
+            before, old_model = values.get("source"), values.get("model")
+        else:
+            config = await ctx.store.effective_config(ctx.ref)
+            before, old_model = config.source, config.model
+        changes = {"source": source.value}
+        said = f"Source set to {source.value}"
+        if scope is Scope.SERVER:
+            said += " for this server"
+    await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="source")
+    result, checked = await _checked(ctx)
+    if source is not None and before != source and old_model:
+        # A model id belongs to one source; an old one would fail on the new source,
+        # unless that source lists it too: its built-in list (`claude-sonnet-4-5` set
+        # before `/source`), or what the endpoint listed to the check just run.
+        if not await _known_to(ctx, source, old_model):
+            drop = {"model": None}
+            await ctx.store.update_config(ctx.ref, scope, ctx.actor, drop, action="source")
+            was = before.value if isinstance(before, Source) else before or "the old source"
+            dropped = f"{shown_id(str(old_model))} was the model for {was}, so "
+            checked = _status_line(result, ctx.prefix)
+    after = await ctx.store.effective_config(ctx.ref)
+    if after.model:
+        model = f"Model: {shown_id(after.model)}."
+    elif dropped:
+        model = f"{dropped}pick one for {after.source.value} with {ctx.prefix}model."
+    elif result.error_kind == "config":
+        model = ""  # the step the check names (a URL, a key) comes first; the model after
+    else:
+        model = f"Pick a model with {ctx.prefix}model."
+    if args["source"] == DEFAULT:
+        said += f" ({after.source.value})"
+    if after.source is not Source.CUSTOM and after.proxy_url:
+        # The URL set for custom stays: the new source is reached through it, as a proxy.
+        said += f", through the proxy at {shown_id(after.proxy_url)} ({_unproxied(after, ctx)})"
+    note = own_value_note(after, scope, "source")
+    return Reply(f"{' '.join(filter(None, (said + '.', model)))}{note}\n{checked}")
+
+
+def _unproxied(config: ChannelConfig, ctx: CommandContext) -> str:
+    """How to reach the source itself instead of through the proxy in use: clearing it
+    where it was set (a channel's `/proxy clear` leaves a server's or the operator's)."""
+    reach = f"to reach {config.source.value} itself"
+    origin = config.origins.get("proxy_url")
+    if origin == "server":
+        return f"the server's; {ctx.prefix}proxy clear scope:server {reach}"
+    if origin == "operator":
+        return "the operator's DEFAULT_PROXY_URL"
+    return f"{ctx.prefix}proxy clear {reach}"
+
+
+async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    source = Source(args["source"])
+    scope = scope_of(args)
+    key: SecretValue = args["key"]
+    await ctx.store.set_secret(ctx.ref, scope, api_key_name(source), key, ctx.actor)
+    shown = f" (ends …{key.last4})" if key.last4 else ""
+    text = f"Saved the {source.value} key for {scope_place(scope)}{shown}."
+    if source is not Source.CLAUDE and key.reveal().startswith("sk-ant-"):
+        text += (
+            f" It looks like a Claude key (sk-ant-…): {ctx.prefix}key set claude stores it "
+            "for Claude."
+        )
+    config = await ctx.store.effective_config(ctx.ref)
+    if config.source is source:
+        # Saved, but another secret may go in its place (Matrix probe: said only by
+        # /settings, so the status check's OK read as the key working).
+        not_sent = await key_not_sent(ctx, config)
+        if not_sent:
+            text += f" It is kept{not_sent}."
+        text += "\n" + (await _checked(ctx))[1]
+    else:
+        text += f" This channel uses {config.source.value}; {ctx.prefix}source {source.value} "
+        text += "switches to it."
+    return Reply(text)
+
+
+async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    source = Source(args["source"])
+    scope = scope_of(args)
+    removed = await ctx.store.clear_secret(ctx.ref, scope, api_key_name(source), ctx.actor)
+    if not removed:
+        return Reply(f"No {source.value} key was stored for {scope_place(scope)}.", ok=False)
+    text = f"Removed the {source.value} key for {scope_place(scope)}."
+    if (await ctx.store.effective_config(ctx.ref)).source is source:
+        # The last check passed with that key: check again, or /settings keeps saying OK.
+        text += "\n" + (await _checked(ctx))[1]
+    return Reply(text)
+
+
+async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    password: SecretValue | None = args.get("password")
+    if password is not None and password.reveal().startswith("/"):
+        # `/proxy set http://host:1234 /v1`: the rest of the URL, typed after a space, was
+        # read as the password. Said so, and nothing is saved or sent anywhere.
+        raise CommandError(
+            "Nothing was saved: the password would start with /, which looks like the rest "
+            "of the URL typed after a space. Type the URL without the space; a password "
+            f"goes after the URL or in {ctx.prefix}proxy password."
+        )
+    base, cut = endpoint_url(args["url"])
+    try:
+        url = await ctx.hub.policy.check(base)
+    except EndpointRefused as err:
+        raise CommandError(str(err)) from None
+    # URL and password change together: an old password must not follow the channel to
+    # a new host, and a command is applied whole or not at all. A password saved while
+    # no URL was set (`/proxy password` first) was meant for this one, and stays.
+    # The same server again (`/v1` or a route pasted this time) keeps it too.
+    scope = scope_of(args)
+    before = (await ctx.store.effective_config(ctx.ref)).proxy_url
+    kept = password is None and (not before or _origin(before) == _origin(url))
+    has_one = kept and await secret_state(ctx, PROXY_PASSWORD) != "not set"
+    cleared = await ctx.store.update_config(
+        ctx.ref,
+        scope,
+        ctx.actor,
+        {"proxy_url": url, "resolved_url": None},
+        action="proxy set",
+        secrets={} if kept else {PROXY_PASSWORD: password},
+    )
+    if password is not None:
+        note = " with a password"
+    elif has_one:
+        note = " with the proxy password saved before" + (" it" if not before else "")
+    elif cleared.get(PROXY_PASSWORD):
+        note = " (the previous proxy password was removed)"
+    else:
+        note = ""
+    lines = [f"Endpoint set to {url}{note}{' for this server' * (scope is Scope.SERVER)}."]
+    if cut:
+        lines.append(cut)
+    overridden = own_value_note(await ctx.store.effective_config(ctx.ref), scope, "proxy_url")
+    if overridden:
+        lines.append(overridden.strip())
+    result, checked = await _checked(ctx)
+    lines.append(checked)
+    if password is None and result.error_kind == "auth":
+        lines.append(f"If the endpoint wants a password, set it with {ctx.prefix}proxy password.")
+    return Reply("\n".join(lines))
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """Scheme and host:port: which server a URL reaches (what a password belongs to)."""
+    scheme, _, rest = url.partition("://")
+    return scheme.lower(), rest.split("/", 1)[0].lower()
+
+
+async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    config = await ctx.store.effective_config(ctx.ref)
+    password: SecretValue = args["password"]
+    await ctx.store.set_secret(ctx.ref, scope_of(args), PROXY_PASSWORD, password, ctx.actor)
+    shown = f" (ends …{password.last4})" if password.last4 else ""
+    if not config.proxy_url:  # steps in either order: the URL comes next
+        return Reply(
+            f"Saved the proxy password{shown}. It goes to the endpoint you set next with "
+            f"{ctx.prefix}proxy set <url>."
+        )
+    checked = (await _checked(ctx))[1]
+    return Reply(f"Saved the proxy password{shown}.\n{checked}")
+
+
+async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    scope = scope_of(args)
+    await ctx.store.update_config(
+        ctx.ref,
+        scope,
+        ctx.actor,
+        {"proxy_url": None, "resolved_url": None},
+        action="proxy clear",
+        secrets={PROXY_PASSWORD: None},
+    )
+    await ctx.store.record_status(ctx.ref, None, None)
+    return Reply(f"Removed the proxy URL and password for {scope_place(scope)}.")
+
+
+async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | None = None) -> str:
+    """`set (…abcd, channel)`, `not set`, or `unreadable …` for a secret; with `config`,
+    also when it is kept from the channel's endpoint URL (`withheld`)."""
+    try:
+        origin = await ctx.store.secret_origin(ctx.ref, name)
+    except SecretUnreadable:
+        return (
+            "unreadable (stored under an encryption key this bot's BOT_SECRET_KEYS lacks: "
+            "the operator restarts it with that key, or an admin sets it again)"
+        )
+    if origin is None:
+        return "not set"
+    where, last4 = origin
+    state = f"set (…{last4}, {where})" if last4 else f"set ({where})"
+    # Behind a proxy only a custom source's key and the proxy password go to that URL.
+    sent_there = name == PROXY_PASSWORD or (config is not None and config.source is Source.CUSTOM)
+    if config is not None and sent_there and withheld(where, config):
+        how = (
+            f"{ctx.prefix}proxy password"
+            if name == PROXY_PASSWORD
+            else f"{ctx.prefix}key set {config.source.value}"
+        )
+        url_from = ORIGINS[config.origins.get("proxy_url", "default")]
+        state += f", not sent to an endpoint URL set {url_from}: set one for it with {how}"
+    return state
+
+
+async def key_not_sent(ctx: CommandContext, config: ChannelConfig) -> str:
+    """Why the channel's stored key is not what its requests carry, as the connection
+    decides it (Endpoint.credential); "" when it is, or when there is none. (A key kept
+    from the channel's URL is said by secret_state.)"""
+    try:
+        stored = await ctx.store.resolve_secret(ctx.ref, api_key_name(config.source))
+        endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
+    except (NotConnectable, SecretUnreadable):
+        return ""  # /settings says what is missing or unreadable on its own lines
+    if stored is None:
+        return ""
+    sent = replace(endpoint, api_key=stored).credential()
+    if sent is stored:
+        return ""
+    if sent is not None and sent is endpoint.proxy_password:
+        return ", not sent: the proxy password is, in its place"
+    return f", not sent: behind a proxy URL the {config.source.value} key never is"
+
+
+async def proxy_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    config = await ctx.store.effective_config(ctx.ref)
+    if not config.proxy_url:
+        return Reply(f"No proxy URL is set. Set one with {ctx.prefix}proxy set <url>.")
+    lines = [f"Proxy URL: {config.proxy_url}"]
+    if config.resolved_url and config.resolved_url != config.proxy_url:
+        lines.append(f"In use: {config.resolved_url} (/v1 added automatically)")
+    lines.append(f"Password: {await secret_state(ctx, PROXY_PASSWORD, config)}")
+    return Reply("\n".join(lines))
+
+
+async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    lines = []
+    if "bypass" in args:
+        scope = scope_of(args)
+        await ctx.store.update_config(
+            ctx.ref,
+            scope,
+            ctx.actor,
+            {"bypass_status_check": args["bypass"]},
+            action="connect bypass",
+        )
+        where = " for this server" if scope is Scope.SERVER else ""
+        lines.append(f"Bypass API status check{where}: {'on' if args['bypass'] else 'off'}.")
+    result, checked = await _checked(ctx)
+    lines.append(checked)
+    if result.error_kind == "config":  # no URL or key yet: bypass has nothing to let through
+        return Reply("\n".join(lines), ok=False)
+    if not result.ok and (await ctx.store.effective_config(ctx.ref)).bypass_status_check:
+        lines[-1] = f"Status check failed: {result.reason}\nBypass is on, so chat goes through."
+    return Reply("\n".join(lines), ok=result.ok)
+
+
+def _list(ids: list[str], narrow: str = "") -> str:
+    """Ids, the first _MAX_LISTED of them; `narrow`: how to see the rest."""
+    shown = ", ".join(map(shown_id, ids[:_MAX_LISTED]))
+    more = len(ids) - _MAX_LISTED
+    return shown + (f" … and {more} more{narrow}" if more > 0 else "")
+
+
+async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    config = await ctx.store.effective_config(ctx.ref)
+    ids = await _offered_models(ctx, config)
+    wanted: str = args.get("filter", "").strip()
+    if wanted:
+        ids = [i for i in ids if wanted.casefold() in i.casefold()]
+        if not ids:
+            return Reply(f"No {config.source.value} model id here contains {quoted(wanted, 100)}.")
+    if not BUILTIN_MODELS[config.source]:
+        where = "the endpoint"
+    elif not config.show_external_models:
+        where = "the built-in list"
+    else:
+        where = "the built-in list, then the endpoint's"
+    if not ids:
+        return Reply(
+            f"No models known for {config.source.value}. Run {ctx.prefix}models external "
+            "to fetch them from the endpoint."
+        )
+    current = f"\nIn use: {shown_id(config.model)}" if config.model else ""
+    listed = _list(ids, _NARROW.format(p=ctx.prefix))
+    return Reply(f"{config.source.value} models ({where}): {listed}{current}")
+
+
+async def _known_to(ctx: CommandContext, source: Source, model: object) -> bool:
+    """Whether `model` is in `source`'s built-in list or its list fetched here."""
+    if not isinstance(model, str) or not model:
+        return False
+    if model in BUILTIN_MODELS[source]:
+        return True
+    fetched = await ctx.store.cached_models(ctx.ref, source)
+    return any(m.id == model for m in fetched or ())
+
+
+async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    scope = scope_of(args)
+    if not args.get("state", True):
+        await ctx.store.update_config(
+            ctx.ref, scope, ctx.actor, {"show_external_models": False}, action="models"
+        )
+        where = " for this server" if scope is Scope.SERVER else ""
+        return Reply(
+            f"Show external models{where}: off. {ctx.prefix}model offers the built-in list."
+        )
+    config = await ctx.store.effective_config(ctx.ref)
+    endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
+    try:
+        models: list[ModelInfo] = await ctx.hub.provider(endpoint).list_models()
+    except NotFoundError:
+        return Reply(
+            "The endpoint has no model list (HTTP 404 for /models): some servers offer "
+            f"none. Type the model id with {ctx.prefix}model <id>; if chat fails too, check "
+            f"the URL ({ctx.prefix}proxy show).",
+            ok=False,
+        )
+    if not models:
+        return Reply("The endpoint reported no models. Check the URL and key.", ok=False)
+    await ctx.store.cache_models(ctx.ref, config.source, models)
+    changes: dict[str, object] = {"show_external_models": True}
+    ids = [m.id for m in models]
+    note = ""
+    if config.model and config.model not in ids:
+        # Listing is for browsing: a model that answers stays (any id is accepted).
+        note = (
+            f"\nThe list does not name {shown_id(config.model)}; it stays selected. "
+            f"If chat fails, pick one of these with {ctx.prefix}model."
+        )
+    await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
+    offered = _list(ids, _NARROW.format(p=ctx.prefix))
+    return Reply(f"Show external models: on. The endpoint offers: {offered}{note}")
+
+
+async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
+    model: str = args["id"]
+    scope = scope_of(args)
+    if model.lower() == DEFAULT:
+        await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": None}, action="model")
+        after = await ctx.store.effective_config(ctx.ref)
+        now = after.model or "none yet"
+        return Reply(
+            f"{scope_place(scope).capitalize()} now uses the {next_scope(ctx, scope)} model "
+            f"({now})."
+        )
+    config = await ctx.store.effective_config(ctx.ref)
+    await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": model}, action="model")
+    where = " for this server" if scope is Scope.SERVER else ""
+    warning = await _model_warning(ctx, config, model)
+    overridden = own_value_note(config, scope, "model")
+    return Reply(f"Model set to {shown_id(model)}{where}.{warning}{overridden}")
+
+
+async def _model_warning(ctx: CommandContext, config: ChannelConfig, model: str) -> str:
+    """Any id is accepted (new models appear before lists know them); say when it looks off.
+
+    Only a list the endpoint itself reported, or the built-in list of a vendor's own
+    endpoint, can make an id look unknown.
+    """
+    builtin = BUILTIN_MODELS[config.source]
+    fetched = await ctx.store.cached_models(ctx.ref, config.source)
+    listed = [m.id for m in fetched] if fetched else []
+    if model in builtin or model in listed:
+        return ""
+    p = ctx.prefix
+    if listed:
+        return (
+            f"\nWarning: the endpoint's model list does not include {quoted(model)}."
+            f"{suggest(model, listed)} If chat fails, check the spelling ({p}models list)."
+        )
+    if config.proxy_url or config.source is Source.CUSTOM:
+        return ""
+    close = suggest(model, list(builtin))
+    return (
+        f"\nNote: {quoted(model)} is not in the bot's {config.source.value} list.{close} New "
+        f"models work before the list knows them; if chat fails, check the spelling "
+        f"({p}models external lists what the endpoint offers)."
+    )
