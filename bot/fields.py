@@ -65,6 +65,31 @@ _STORAGE = {
 
 SWITCH_ON = ("on", "true", "yes", "1")
 SWITCH_OFF = ("off", "false", "no", "0")
+
+
+def switch_value(text: str) -> bool | None:
+    """What a switch typed as `text` means (`on`, `No`, `1` …); None: not a switch word."""
+    lowered = text.lower()
+    if lowered in SWITCH_ON:
+        return True
+    if lowered in SWITCH_OFF:
+        return False
+    return None
+
+
+def out_of_range(number: float, low: float | None, high: float | None) -> bool:
+    return (low is not None and number < low) or (high is not None and number > high)
+
+
+def range_text(low: float | None, high: float | None) -> str:
+    """`from 0 to 2`, `at least 1`, `at most 10`: a range as messages word it."""
+    low_text = "" if low is None else number_text(low)
+    high_text = "" if high is None else number_text(high)
+    if low_text and high_text:
+        return f"from {low_text} to {high_text}"
+    return f"at least {low_text}" if low_text else f"at most {high_text}"
+
+
 # The context window the bot budgets for when `context` is unset (a model's own size is
 # not known to it); what `max_tokens` leaves of it is the conversation's room.
 DEFAULT_CONTEXT_TOKENS = 8192
@@ -202,10 +227,10 @@ class Field:
             return f"up to {self.max_items} comma-separated strings"
         if self.kind is Kind.TEXT:
             return "text"
-        low = "" if self.low is None else number_text(self.low)
-        high = "" if self.high is None else number_text(self.high)
         kind = "whole number" if self.kind is Kind.INTEGER else "number"
-        return f"{kind} {low}–{high}"
+        if self.low is None or self.high is None:
+            return f"{kind} {range_text(self.low, self.high)}".rstrip()
+        return f"{kind} {number_text(self.low)}–{number_text(self.high)}"
 
     # -- values on the way in ---------------------------------------------------------------
 
@@ -215,10 +240,9 @@ class Field:
         if self.off is not None and text.lower() == "off":
             return self.off
         if self.kind is Kind.SWITCH:
-            if text.lower() in SWITCH_ON:
-                return True
-            if text.lower() in SWITCH_OFF:
-                return False
+            switch = switch_value(text)
+            if switch is not None:
+                return switch
             raise FieldError(f"{self.name} must be on or off, not {quoted(text, 40)}.")
         if self.kind is Kind.CHOICE:
             if text.lower() in self.choices:
@@ -282,11 +306,8 @@ class Field:
         integer = self.kind is Kind.INTEGER
         if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
             raise FieldError(f"{self.name} must be {'a whole number' if integer else 'a number'}")
-        if (self.low is not None and value < self.low) or (
-            self.high is not None and value > self.high
-        ):
-            low, high = number_text(self.low or 0), number_text(self.high or 0)
-            raise FieldError(f"{self.name} must be from {low} to {high}.")
+        if out_of_range(value, self.low, self.high):
+            raise FieldError(f"{self.name} must be {range_text(self.low, self.high)}.")
         return value if integer else float(value)
 
     # -- values on the way out --------------------------------------------------------------

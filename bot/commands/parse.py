@@ -9,7 +9,7 @@ from itertools import takewhile
 from typing import Any
 
 from bot.commands.spec import Command, Invocation, Kind, Option, usage
-from bot.fields import SWITCH_OFF, SWITCH_ON, number_text
+from bot.fields import SWITCH_OFF, SWITCH_ON, out_of_range, range_text, switch_value
 from bot.types import Attachment, SecretValue
 from bot.types.secrets import holds_key
 from bot.types.text import (
@@ -390,14 +390,6 @@ def _accepted(opt: Option) -> tuple[str, ...]:
     return SWITCH_ON + SWITCH_OFF if opt.kind is Kind.SWITCH else opt.choices
 
 
-def _range(opt: Option) -> str:
-    low = "" if opt.min_value is None else number_text(opt.min_value)
-    high = "" if opt.max_value is None else number_text(opt.max_value)
-    if low and high:
-        return f"from {low} to {high}"
-    return f"at least {low}" if low else f"at most {high}"
-
-
 def coerce(opt: Option, value: Any) -> Any:
     """Check one option's value against its declaration; raise CommandError if bad."""
     try:
@@ -442,11 +434,9 @@ def _coerce(opt: Option, value: Any) -> Any:
             )
         return lowered
     if opt.kind is Kind.SWITCH:
-        lowered = text.lower()
-        if lowered in SWITCH_ON:
-            return True
-        if lowered in SWITCH_OFF:
-            return False
+        switch = switch_value(text)
+        if switch is not None:
+            return switch
         raise CommandError(f"`{opt.name}` must be on or off, not {quoted(text)}.")
     if opt.kind in (Kind.NUMBER, Kind.INTEGER):
         number = parse_integer(text) if opt.kind is Kind.INTEGER else parse_decimal(text)
@@ -454,9 +444,8 @@ def _coerce(opt: Option, value: Any) -> Any:
             raise CommandError(
                 f"`{opt.name}` must be a number, not {quoted(text)}.{decimal_hint(text)}"
             )
-        low, high = opt.min_value, opt.max_value
-        if (low is not None and number < low) or (high is not None and number > high):
-            raise CommandError(f"`{opt.name}` must be {_range(opt)}.")
+        if out_of_range(number, opt.min_value, opt.max_value):
+            raise CommandError(f"`{opt.name}` must be {range_text(opt.min_value, opt.max_value)}.")
         return number
     if opt.kind is Kind.STRING:
         return visible_id(unwrapped(text), opt.name)

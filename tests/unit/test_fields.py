@@ -86,6 +86,19 @@ def test_parse_bad_says_what_is_taken(name: str, typed: str, says: str) -> None:
     assert "e+" not in str(err.value)
 
 
+def test_a_range_open_at_one_end_is_worded_as_such() -> None:
+    # Command options and settings word a range by the one rule (bot.fields.range_text).
+    at_most = replace(BY_NAME["context"], low=None, high=10)
+    assert at_most.takes() == "whole number at most 10"
+    with pytest.raises(FieldError, match="context must be at most 10[.]"):
+        at_most.parse("11")
+    at_least = replace(BY_NAME["temperature"], low=1, high=None)
+    assert at_least.takes() == "number at least 1"
+    with pytest.raises(FieldError, match="temperature must be at least 1[.]"):
+        at_least.parse("0.5")
+    assert at_least.parse("1e3") == 1000.0
+
+
 def test_show_and_takes() -> None:
     assert BY_NAME["stop"].show(("END", "STOP")) == "END, STOP"
     assert BY_NAME["stop"].show(("a,b", "\nUser:")) == '"a,b", \\nUser:'
