@@ -558,12 +558,17 @@ def _environment() -> dict[str, str]:
 
 
 def _dotenv() -> dict[str, str]:
+    text = _dotenv_text()
+    return _given(dotenv_values(stream=io.StringIO(text))) if text else {}
+
+
+def _dotenv_text() -> str:
+    """.env's text, checked line by line ("" without the file)."""
     path = Path(ENV_FILE)
     if not path.is_file():
-        return {}
+        return ""
     try:
-        _unreadable_lines(path.read_text(encoding="utf-8"))
-        return _given(dotenv_values(path, encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise SettingsError(f"{ENV_FILE} is not UTF-8 text: save it as UTF-8.") from None
     except OSError as err:
@@ -571,6 +576,8 @@ def _dotenv() -> dict[str, str]:
             f"{ENV_FILE} cannot be read ({type(err).__name__}): make it readable by the user "
             "the bot runs as, or remove it."
         ) from None
+    _unreadable_lines(text)
+    return text
 
 
 def _unreadable_lines(text: str) -> None:
@@ -594,19 +601,24 @@ def dotenv_typos() -> list[str]:
     BOT_SECRET_KEYS left every stored key unreadable without a word)."""
     names = [f.name for f in fields(Settings)]
     said = []
-    for name in _dotenv():
-        if name not in names and (close := difflib.get_close_matches(name, names, 1, 0.9)):
+    typos: set[str] = set()
+    lines: dict[str, list[tuple[int, str]]] = {}
+    for binding in parse_stream(io.StringIO(_dotenv_text())):
+        if not binding.key:
+            continue
+        name = binding.key.lower()
+        if name in names:
+            lines.setdefault(name.upper(), []).append((binding.original.line, binding.value or ""))
+        elif (
+            (binding.value or "").strip()
+            and (close := difflib.get_close_matches(name, names, 1, 0.9))
+            and name not in typos
+        ):
+            typos.add(name)
             said.append(
                 f"{ENV_FILE} sets {name.upper()}, which is no setting, so it is ignored: "
                 f"did you mean {close[0].upper()}?"
             )
-    lines: dict[str, list[tuple[int, str]]] = {}
-    path = Path(ENV_FILE)
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    for binding in parse_stream(io.StringIO(text)):
-        if binding.key and binding.key.lower() in names:
-            line = (binding.original.line, binding.value or "")
-            lines.setdefault(binding.key.upper(), []).append(line)
     environment = _environment()
     for name, at in lines.items():
         if len(at) < 2:
