@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -262,21 +262,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
-        ref = incoming.channel
-        async with self._order.hold(ref):
-            try:
-                return await self._turn(incoming, sink, prefix)
-            except _NotShown as err:  # the front-end's own error, to say as it does
-                raise _cause(err) from None
-            except Exception as err:
-                if ref in self._showing:  # the answer shows how it ended
-                    raise
-                return await self._failed_before(ref, sink, err)
-            finally:
-                # A turn that failed midway keeps its reservation: it counts at its
-                # estimate, and the next start settles it.
-                self._reserved.pop(ref, None)
-                self._showing.discard(ref)
+        return await self._in_order(
+            incoming.channel, sink, lambda: self._turn(incoming, sink, prefix)
+        )
 
     async def control(
         self,
@@ -294,16 +282,27 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         `answer_id`: the answer a button or reaction belongs to (a question that got no
         answer: its id); only the newest may change.
         """
+        return await self._in_order(
+            ref, sink, lambda: self._control(ref, actor, action, sink, admin, answer_id, prefix)
+        )
+
+    async def _in_order(
+        self, ref: ChannelRef, sink: ReplySink, run: Callable[[], Awaitable[TurnResult]]
+    ) -> TurnResult:
+        """`run` once the conversation's turns before it have ended; a failure before its
+        answer shows is told in the channel (after: the answer shows how it ended)."""
         async with self._order.hold(ref):
             try:
-                return await self._control(ref, actor, action, sink, admin, answer_id, prefix)
+                return await run()
             except _NotShown as err:  # the front-end's own error, to say as it does
                 raise _cause(err) from None
             except Exception as err:
-                if ref in self._showing:  # the answer shows how it ended
+                if ref in self._showing:
                     raise
                 return await self._failed_before(ref, sink, err)
             finally:
+                # A turn that failed midway keeps its reservation: it counts at its
+                # estimate, and the next start settles it.
                 self._reserved.pop(ref, None)
                 self._showing.discard(ref)
 

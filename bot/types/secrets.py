@@ -163,6 +163,9 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 # Between a secret's characters, what a human eye or a renderer skips: invisible
 # characters, a line break, a Markdown escape.
 _INVISIBLE = r"\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+# What separates words: the space, a tab, and the spaces keyboards and typesetting make
+# (no-break, thin, narrow, ideographic: a CJK keyboard's fullwidth space).
+_SPACES = r" \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
 
 
 @lru_cache(maxsize=4096)
@@ -185,7 +188,7 @@ def _loosely(secret: str) -> re.Pattern[str] | None:
     tight = "(?:" + f"[{_INVISIBLE}\\r\\n{escape}]{{0,3}}".join(classes) + ")"
     if any(c.isspace() for c in secret):
         return re.compile(tight)
-    spaced = "(?:" + f"[ \\t{_INVISIBLE}]{{1,3}}".join(classes) + ")"
+    spaced = "(?:" + f"[{_SPACES}{_INVISIBLE}]{{1,3}}".join(classes) + ")"
     return re.compile(f"{tight}|{spaced}")
 
 

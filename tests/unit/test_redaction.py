@@ -256,6 +256,11 @@ PASSWORD = "Tr0ub4dor3xZ"
         "Tr0ub4\\dor3xZ",  # a Markdown escape, which Discord shows as the password
         "Tr0ub4dor\n3xZ",  # split over two lines
         " ".join(PASSWORD),  # one character a word
+        # Phone probe: other spaces, as keyboards make them (a no-break space, a thin
+        # space, and a CJK keyboard's fullwidth letters and ideographic space).
+        "\u00a0".join(PASSWORD),
+        "\u2009".join(PASSWORD),
+        "\u3000".join(chr(ord(c) + 0xFEE0) for c in PASSWORD),
     ],
 )
 def test_a_channels_own_secret_is_found_in_disguise(disguised: str) -> None:
