@@ -106,11 +106,29 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "it was not kept: the character has no picture here, and an export carries a "
             "plain one."
         )
+    answering = await ctx.store.character(ctx.ref)
+    here = answering is not None and answering.scope is scope
     if scope is Scope.SERVER:
         lines.append("Channels with a character of their own keep it.")
+        # The greeting goes where the card answers: not into this channel's history
+        # spoken by a character (or none) that is not the one answering here.
+        if answering is None:
+            lines.append(
+                f"{ctx.prefix}character none is in force in this channel, so no greeting "
+                f"was posted here ({ctx.prefix}character clear lets it answer here)."
+            )
+        elif not here:
+            lines.append(
+                f"This channel keeps its own, {literal(answering.name)}, so no greeting "
+                "was posted here."
+            )
     # Posted as the character's answers: cleaned as answers are (a card can carry a key).
     config = await ctx.store.effective_config(ctx.ref)
-    texts = await shown_here(ctx.store, ctx.ref, config, greetings(card, ctx.actor.display_name))
+    texts = (
+        await shown_here(ctx.store, ctx.ref, config, greetings(card, ctx.actor.display_name))
+        if here
+        else []
+    )
     greeting = None
     if texts:
         answer_id = await ctx.store.add_greetings(ctx.ref, card.display_name, texts)

@@ -48,8 +48,10 @@ def continuation_gap(before: str, after: str) -> str:
 
 
 def named_text(message: ChatMessage, multi_user: bool) -> str:
-    """`Name: text` in multi-user chats, so the model knows who said what."""
-    if multi_user and message.name and message.role is not Role.SYSTEM:
+    """`Name: text` for the askers of multi-user chats, so the model knows who said what.
+    Answers go as they are: a name on one (a character's greeting is stored under the
+    card's name) would have the model start its own with one."""
+    if multi_user and message.name and message.role is Role.USER:
         return f"{message.name}: {message.content}"
     return message.content
 

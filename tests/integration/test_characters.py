@@ -313,6 +313,57 @@ async def test_a_server_card_falls_through_to_its_channels(harness: Harness) -> 
     assert await harness.core.persona(other) is None
 
 
+async def test_a_server_card_greets_only_where_it_answers(harness: Harness) -> None:
+    """Features probe: a server-wide import typed in a channel with a card of its own (or
+    with /character none) stored its greeting there as the newest answer, which the
+    channel's own character then spoke, or the plain assistant took as its words."""
+    await configure_fake(harness)
+    own = copy.deepcopy(CARD)
+    own["data"]["name"] = own["data"]["nickname"] = "Bosun"
+    own["data"]["first_mes"] = "Bosun here."
+    own["data"]["alternate_greetings"] = []
+    await run(harness, ("character", "import"), file=card_file(own))
+    before = await harness.store.history(REF, 50)
+    reply = await run(
+        harness, ("character", "import"), actor=SERVER_ADMIN, file=card_file(CARD), scope="server"
+    )
+    assert reply.ok and reply.greeting is None
+    assert "This channel keeps its own, Bosun, so no greeting was posted here." in reply.text
+    assert await harness.store.history(REF, 50) == before
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hello")
+    sent = json.loads(route.calls.last.request.content)["messages"]
+    assert [m["content"] for m in sent if m["role"] == "assistant"] == ["Bosun here."]
+
+    none = ChannelRef(Platform.DISCORD, channel_id="c3", server_id="g1")
+    await configure_fake(harness, ref=none)
+    await run(harness, ("character", "none"), ref=none)
+    reply = await run(
+        harness,
+        ("character", "import"),
+        actor=SERVER_ADMIN,
+        ref=none,
+        file=card_file(CARD),
+        scope="server",
+    )
+    assert reply.ok and reply.greeting is None
+    assert "/character none is in force in this channel, so no greeting was posted" in reply.text
+    assert await harness.store.history(none, 50) == []
+
+    fresh = ChannelRef(Platform.DISCORD, channel_id="c4", server_id="g1")
+    await configure_fake(harness, ref=fresh)
+    reply = await run(
+        harness,
+        ("character", "import"),
+        actor=SERVER_ADMIN,
+        ref=fresh,
+        file=card_file(CARD),
+        scope="server",
+    )
+    assert reply.greeting is not None and "no greeting" not in reply.text
+
+
 async def test_character_none_names_the_channels_own_card_it_removes(harness: Harness) -> None:
     """New surfaces probe: it said "/character clear undoes this", but the card was gone."""
     await configure_fake(harness)

@@ -90,11 +90,11 @@ def test_a_range_open_at_one_end_is_worded_as_such() -> None:
     # Command options and settings word a range by the one rule (bot.fields.range_text).
     at_most = replace(BY_NAME["context"], low=None, high=10)
     assert at_most.takes() == "whole number at most 10"
-    with pytest.raises(FieldError, match="context must be at most 10[.]"):
+    with pytest.raises(FieldError, match=r"context must be at most 10\."):
         at_most.parse("11")
     at_least = replace(BY_NAME["temperature"], low=1, high=None)
     assert at_least.takes() == "number at least 1"
-    with pytest.raises(FieldError, match="temperature must be at least 1[.]"):
+    with pytest.raises(FieldError, match=r"temperature must be at least 1\."):
         at_least.parse("0.5")
     assert at_least.parse("1e3") == 1000.0
 

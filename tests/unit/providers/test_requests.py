@@ -12,6 +12,7 @@ import respx
 
 from bot.fields import REGISTRY, FieldError
 from bot.providers import AuthError, ChatRequest, Endpoint, ProviderHub
+from bot.providers.convert import same_role_runs
 from bot.types import ChatMessage, Image, Role, SecretValue, Source
 
 from .conftest import body_of, openai_chunk, sse_bytes, sse_response
@@ -608,3 +609,18 @@ def test_header_values_cleaned_from_answers_are_credentials_long_enough_to_be_on
     assert hub.provider(endpoint).secrets() == ("gateway-secret-5566",)
     elsewhere = Endpoint(Source.CUSTOM, proxy_url="https://theirs.example/v1")
     assert hub.provider(elsewhere).secrets() == ()  # nothing of them is sent there
+
+
+def test_answers_go_without_a_speakers_name() -> None:
+    """Features probe: a character's greeting, stored under the card's name, reached the
+    model as `Aurelia: Welcome aboard.` while its other answers had no name, which
+    invites answers that begin with one. Only the askers are named."""
+    messages = (
+        ChatMessage(Role.ASSISTANT, "Welcome aboard.", name="Aurelia"),
+        ChatMessage(Role.USER, "Hi", name="Bob"),
+        ChatMessage(Role.USER, "And me", name="Ada"),
+    )
+    assert same_role_runs(messages, multi_user=True) == [
+        (Role.ASSISTANT, [("Welcome aboard.", ())]),
+        (Role.USER, [("Bob: Hi", ()), ("Ada: And me", ())]),
+    ]
