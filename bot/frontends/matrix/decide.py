@@ -33,6 +33,9 @@ class Action(enum.Enum):
     SECRET_COMMAND_IN_GROUP = "secret command in a group"  # refuse: keys only in a direct chat
     SECRET_EDIT = "secret edit"  # an edit that writes a key or password in: redact it
     SECRET_EMOTE = "secret emote"  # an emote spelling a key command: redact it, never run
+    # A key command (or an edit writing a key in) sent while the bot was not running:
+    # never run so late, but taken out of the room like any other.
+    STALE_SECRET = "secret sent while away"
     CHAT = "chat"  # answered when addressed, or when the room's reply mode says always
     REACTION = "reaction"  # an m.annotation on an event: maybe a turn control (see below)
     REDACTION = "redaction"  # a message removed: the turn it showed is forgotten
@@ -89,6 +92,8 @@ def decide(facts: EventFacts) -> Decision:
             return Decision(Action.IGNORE, "a room the bot does not know")
         return Decision(Action.REDACTION)
     if facts.sent_ms < facts.started_ms - CLOCK_SLACK_MS:
+        if facts.is_message and facts.room_known and _holds_secret(facts):
+            return Decision(Action.STALE_SECRET, redact=True)
         return Decision(Action.IGNORE, "sent before the bot started")
     if facts.encrypted:
         if not facts.e2ee:
@@ -120,6 +125,13 @@ def decide(facts: EventFacts) -> Decision:
     if facts.may_hold_secret and facts.msgtype == "m.emote":  # not run, nor chatted
         return Decision(Action.SECRET_EMOTE, redact=True)
     return Decision(Action.CHAT)
+
+
+def _holds_secret(facts: EventFacts) -> bool:
+    """A message that would be taken out of the room as holding a key or password."""
+    if facts.is_edit:
+        return facts.edit_holds_secret
+    return facts.may_hold_secret and (facts.is_command or facts.msgtype == "m.emote")
 
 
 def keys_refused(*, secret: bool, private: bool) -> bool:

@@ -243,6 +243,19 @@ class MessageHandler:
                     "chat with me."
                 )
                 await self._notice(msg, f"{said}\n\n{note}")
+            elif decision.action is Action.STALE_SECRET:
+                note = await self._take_out(msg)
+                said = (
+                    "This came while I was not running, so I did not run it, and it may hold a "
+                    "key or password, so I took it out of the room."
+                )
+                again = (
+                    "Send it again."
+                    if msg.private
+                    else "If others could see it, make a new one; send the command in a direct "
+                    "chat with me."
+                )
+                await self._notice(msg, f"{said} {again}\n\n{note}")
             elif decision.action is Action.SECRET_EDIT:
                 note = await self._take_out(msg)
                 edited = self.command_text(events.edited_text(msg.content), room)
