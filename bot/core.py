@@ -123,6 +123,7 @@ class HeldReply:
 # How often a running bot settles what crashed processes reserved and prunes old images.
 HOUSEKEEPING_SECONDS = 3600.0
 SHUTTING_DOWN = "Stopped: the bot is shutting down. Ask again once it is back."
+NOT_ASKED = "Not answered: the bot is shutting down. Ask again once it is back."
 ANSWER_DELETED = "Stopped: the answer was deleted."
 
 
@@ -432,8 +433,10 @@ class Core:
 
     async def wind_down(self, patience: float = 10.0) -> None:
         """Before a shutdown: every answer being written ends as a /stop ends it (stored,
-        charged, shown as stopped, its ⏹ gone), waited for up to `patience` s."""
-        await self._engine.wind_down(SHUTTING_DOWN, patience)
+        charged, shown as stopped, its ⏹ gone); the questions waiting for them, and any
+        that come meanwhile, are told they were not answered. Waited for up to
+        `patience` s."""
+        await self._engine.wind_down(SHUTTING_DOWN, NOT_ASKED, patience)
 
     async def close(self) -> None:
         await self.hub.aclose()

@@ -130,11 +130,14 @@ class _TurnOrder:
 
     def __init__(self) -> None:
         self._locks: dict[ChannelRef, tuple[asyncio.Lock, int]] = {}
+        self._idle = asyncio.Event()  # set while no conversation has a turn
+        self._idle.set()
 
     @asynccontextmanager
     async def hold(self, key: ChannelRef) -> AsyncIterator[None]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
+        self._idle.clear()
         try:
             async with lock:
                 yield
@@ -144,6 +147,12 @@ class _TurnOrder:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+            if not self._locks:
+                self._idle.set()
+
+    async def idle(self) -> None:
+        """Once every turn, waiting or running, has ended."""
+        await self._idle.wait()
 
 
 class _QuotaHooks:
@@ -241,6 +250,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._gate = gate or Gate()
         self._reserved: dict[ChannelRef, int] = {}  # conversation → the usage row its turn reserved
         self._order = _TurnOrder()
+        self._closing: str | None = None  # what a turn says once a shutdown has begun
         self._running: dict[ChannelRef, Running] = {}
         # Conversation → its answer not yet ended (stored, charged, shown as ended).
         self._answering: dict[ChannelRef, asyncio.Future[None]] = {}
@@ -292,6 +302,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         """`run` once the conversation's turns before it have ended; a failure before its
         answer shows is told in the channel (after: the answer shows how it ended)."""
         async with self._order.hold(ref):
+            if self._closing is not None:  # waited for one a shutdown stopped, or came after
+                return await _notice(sink, self._closing)
             try:
                 return await run()
             except _NotShown as err:  # the front-end's own error, to say as it does
@@ -359,13 +371,16 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         running.stop(why)
         return True
 
-    async def wind_down(self, why: str, patience: float) -> None:
-        """Stop every answer being written (as /stop does, saying `why`), then wait up to
-        `patience` s for each to be stored, charged and shown as ended."""
+    async def wind_down(self, stopped: str, not_asked: str, patience: float) -> None:
+        """Stop every answer being written (as /stop does, saying `stopped`); the turns
+        waiting for them, and any that come after, say `not_asked` instead of asking the
+        model. Waits up to `patience` s for each answer to be stored, charged and shown
+        as ended, and for the waiting turns to have said so."""
+        self._closing = not_asked
         for running in list(self._running.values()):
-            running.stop(why)
-        if self._answering:
-            await asyncio.wait(set(self._answering.values()), timeout=patience)
+            running.stop(stopped)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._order.idle(), patience)
 
     async def cut_off(self, ref: ChannelRef) -> bool:
         """No answer is being written or ended here, and the newest turn never finished (the

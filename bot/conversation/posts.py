@@ -41,6 +41,7 @@ class Edited(enum.Enum):
 
 class _Order(Protocol):
     def hold(self, key: ChannelRef) -> AbstractAsyncContextManager[None]: ...
+    async def idle(self) -> None: ...
 
 
 def post_key(platform: Platform, post: str) -> str:

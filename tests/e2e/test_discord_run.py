@@ -276,6 +276,44 @@ async def test_reset_during_an_answer_waits_for_it_then_forgets_it_too(tmp_path:
     assert [m["content"] for m in sent if m["role"] != "system"] == ["again"], sent
 
 
+async def test_questions_waiting_their_turn_at_a_sigterm_are_told_not_asked(
+    tmp_path: Path,
+) -> None:
+    """Restarts probe: the question waiting for the answer a SIGTERM stopped then took
+    its turn during the shutdown: the model was asked, its reply failed to post (the
+    client was closing), it stayed charged and stored as answered with nothing; the
+    next waiting question was lost without a word."""
+    fake = FakeDiscord(TOKEN)
+    script = Script(chunks=[f"w{i} " for i in range(100)], interval=0.1)  # about 10 s
+    async with chatbot_run(tmp_path, fake, script) as (bot, model):
+        await _asked_and_streaming(fake)
+        waiting = [
+            await fake.user_says(f"<@{fake.bot_id}> second question"),
+            await fake.user_says(f"<@{fake.bot_id}> third question"),
+        ]
+        await asyncio.sleep(1)
+        exit_code = await bot.stop()
+    log = bot.log
+    assert exit_code == 0, log[-3000:]
+    assert len(model.requests) == 1  # only the answer being written had asked the model
+    told = {
+        int(m["message_reference"]["message_id"]): m["content"]
+        for m in fake.messages.values()
+        if m["author"]["id"] == str(fake.bot_id) and "message_reference" in m
+    }
+    for asked in waiting:
+        assert told.get(asked) == (
+            "Not answered: the bot is shutting down. Ask again once it is back."
+        ), told
+    assert any("Stopped: the bot is shutting down" in text for text in told.values()), told
+    assert "could not be shown" not in log and "Traceback" not in log, log[-3000:]
+    db = tmp_path / "data" / "chatbot.db"
+    stored = _stored(db)
+    assert [role for role, _ in stored] == ["user", "assistant"], stored
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        assert [row[0] for row in conn.execute("SELECT state FROM usage")] == ["settled"]
+
+
 async def test_usage_posts_its_chart_as_a_file(tmp_path: Path) -> None:
     """`/usage` through `chatbot run`: the reply carries the chart as a PNG upload (the
     loopback Discord read only JSON bodies, so this path could not be tried)."""

@@ -6,6 +6,7 @@ in a direct chat (stored, redacted, never logged), and a clean SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -182,3 +183,43 @@ async def test_what_was_sent_while_the_bot_restarted_is_handled_at_its_start(
         assert await store.history(ChannelRef(Platform.MATRIX, dm), 50) == []
     finally:
         await store.close()
+
+
+async def test_a_question_waiting_its_turn_at_a_sigterm_is_told_not_asked(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Restarts probe: a question sent while an answer was written was dropped without a
+    word when a SIGTERM stopped that answer."""
+    bot = synapse_server.register("bot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    async with SSEEndpoint(chunks=60, span=12.0) as endpoint:
+        env = _env(tmp_path, synapse_server, bot, await keygen())
+        env.update(
+            DEFAULT_SOURCE="custom",
+            DEFAULT_PROXY_URL=f"{endpoint.url}/v1",
+            DEFAULT_MODEL=endpoint.model,
+        )
+        process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
+        try:
+            await process.wait_ready()
+            dm = await alice.create_room([bot.user_id], direct=True)
+            await alice.wait_joined(dm, bot.user_id)
+            after = time.monotonic()
+            await alice.send(dm, "A long answer, please.")
+            await alice.reply_to(dm, bot.user_id, after, "the answer's first text")
+            await alice.send(dm, "And a second question.")
+            await asyncio.sleep(3)  # the bot's sync brings it (it waits for the first answer)
+            code = await process.stop()
+        finally:
+            await process.close()
+
+        def said() -> list[str]:
+            return [str(s.content["body"]) for s in alice.messages(dm, bot.user_id, after)]
+
+        try:
+            notice = "Not answered: the bot is shutting down. Ask again once it is back."
+            await alice.wait_for(lambda: notice in said(), "the waiting question's notice")
+            assert len(endpoint.asked) == 1
+        finally:
+            await alice.close()
+    assert code == 0 and "Traceback" not in process.log, process.log[-3000:]
