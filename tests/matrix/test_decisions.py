@@ -275,6 +275,53 @@ def test_a_full_width_address_is_taken_off() -> None:
     assert events.strip_mention("Helper，hi", BOT, ("Helper",)) == "hi"
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # French puts a space before the colon: the model was asked ": bonjour".
+        ("Helper : bonjour", "bonjour"),
+        ("Helper : !settings", "!settings"),
+        ("Helper\u202f: !settings", "!settings"),  # a narrow no-break space, as in French
+        # Element's pill is followed by &nbsp;: the name stayed in the text.
+        ("Helper\u00a0: !settings", "!settings"),
+        ("Helper\u00a0!settings", "!settings"),
+        ("Helper\u3000：hi", "hi"),
+        # A phone makes a dash of "-": the model got "– !settings".
+        ("Helper – !settings", "!settings"),
+        ("Helper — !settings", "!settings"),
+        ("Helper—what is this?", "what is this?"),
+        ("Helper - !settings", "!settings"),
+        (f"{BOT} : hi", "hi"),
+        # What already worked still does.
+        ("Helper: !settings", "!settings"),
+        ("Helper, !settings", "!settings"),
+        ("Helper：！ｓｅｔｔｉｎｇｓ", "！ｓｅｔｔｉｎｇｓ"),
+        ("Helper !settings", "!settings"),
+        # No address: a smiley, a longer word, a list under the name, a mid-sentence name.
+        ("Helper :)", ":)"),
+        ("Helper-bot: hi", "Helper-bot: hi"),
+        ("Helper\n- one\n- two", "Helper\n- one\n- two"),
+        ("ask Helper : about it", "ask Helper : about it"),
+    ],
+)
+def test_spaces_and_dashes_around_an_address_are_taken_off(body: str, expected: str) -> None:
+    assert events.strip_mention(body, BOT, ("Helper",)) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "addressed"),
+    [
+        ("Al : salut", True),
+        ("Al\u00a0: hi", True),
+        ("Al – hi", True),
+        ("Al :)", False),  # a smiley for someone, not an address
+        ("Al hi", False),
+    ],
+)
+def test_a_short_name_is_addressed_with_spaces_before_the_mark(body: str, addressed: bool) -> None:
+    assert events.mentions_user({"body": body}, BOT, ("Al",)) is addressed
+
+
 def test_direct_room_is_two_people() -> None:
     assert events.is_direct_room(2) and events.is_direct_room(1)
     assert not events.is_direct_room(3)

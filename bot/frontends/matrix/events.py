@@ -150,8 +150,15 @@ def _pilled(link: re.Match[str]) -> str:
 # word: it addresses the bot only at the start, before ":" or "," ("Al: hi"). A
 # character of a script written without spaces counts twice (小助手 is no "the").
 _SHORT_NAME = 3
-# What ends an address at the start of a message: "Al: hi", "Al, hi", "小助手：你好".
-_ADDRESS_ENDS = (":", ",", "：", "，", "、")
+# What ends an address at the start of a message: "Al: hi", "Al, hi", "小助手：你好",
+# "Al – hi" and "Al — hi" (a phone makes a dash of "-"). Spaces may come before it: "Al :
+# salut" (French), "Al\u00a0: hi" (a no-break space after a pill).
+_ADDRESS_ENDS = (":", ",", "：", "，", "、", "–", "—")
+# After a space, these end an address only with a space (or nothing) after them too:
+# "Al : salut", "Al - hi", but "Al :)" is a smiley.
+_SPACED_ENDS = (":", ",", "-")
+# Spaces on the line, of any width (no-break, thin, ideographic…), not line breaks.
+_GAP = re.compile(r"[^\S\n\r\v\f\x1c-\x1e\x85\u2028\u2029]*")
 # Scripts written without spaces between words: a name in one is found inside a run of
 # text ("请问小助手", "アシスタントさん"), where a word boundary never comes.
 _UNSPACED = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
@@ -166,9 +173,29 @@ def _unspaced(text: str) -> int:
 def _named(name: str, body: str) -> bool:
     if len(name) + _unspaced(name) > _SHORT_NAME:
         return _word(name).search(body) is not None
-    text = body.lstrip()
-    start, after = text[: len(name)], text[len(name) : len(name) + 1]
-    return start.lower() == name.lower() and after in _ADDRESS_ENDS
+    found = _address(body.lstrip(), name)
+    return found is not None and found[1]
+
+
+def _address(text: str, name: str) -> tuple[str, bool] | None:
+    """When `text` starts by addressing `name`: what follows the address, and whether a
+    mark ended it (":", "，", "–"; not only a space, or the end of the text), spaces maybe
+    before it ("Al : salut"). None when `text` does not start so ("Alice", "Al-Anon")."""
+    if not text.lower().startswith(name.lower()):
+        return None
+    rest = text[len(name) :]
+    gap = _GAP.match(rest)
+    after = rest[gap.end() if gap else 0 :]
+    spaced = after != rest
+    mark, then = after[:1], after[1:]
+    if spaced and mark in _SPACED_ENDS:
+        if not then[:1].strip():
+            return then.lstrip(), True
+    elif mark in _ADDRESS_ENDS:
+        return then.lstrip(), True
+    if spaced or not after:
+        return after.lstrip(), False
+    return None
 
 
 def _word(name: str) -> re.Pattern[str]:
@@ -188,10 +215,9 @@ def strip_mention(body: str, user_id: str, names: tuple[str, ...]) -> str:
     mentions_user)."""
     text = body.lstrip()
     for name in (user_id, *sorted(names, key=len, reverse=True)):
-        if name and text.lower().startswith(name.lower()):
-            rest = text[len(name) :]
-            if rest[:1] in (*_ADDRESS_ENDS, " ", ""):
-                return rest[1:].lstrip() if rest[:1] in _ADDRESS_ENDS else rest.lstrip()
+        found = _address(text, name) if name else None
+        if found is not None:
+            return found[0]
     return body.strip()
 
 
