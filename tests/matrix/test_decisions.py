@@ -322,6 +322,34 @@ def test_a_short_name_is_addressed_with_spaces_before_the_mark(body: str, addres
     assert events.mentions_user({"body": body}, BOT, ("Al",)) is addressed
 
 
+@pytest.mark.parametrize(
+    ("body", "addressed"),
+    [
+        # A Japanese honorific straight after a Latin name: no reply at all.
+        ("Helperさん、こんにちは", True),
+        ("Helper様、教えてください", True),
+        ("请问Helper今天天气怎么样", True),
+        ("Helper님, 안녕하세요", True),
+        ("Helperé, salut", False),  # a letter of the name's own script runs on
+        ("Helperx: hi", False),
+        ("Helper2: hi", False),
+    ],
+)
+def test_a_latin_name_ends_where_another_script_starts(body: str, addressed: bool) -> None:
+    assert events.mentions_user({"body": body}, BOT, ("Helper",)) is addressed
+
+
+def test_an_honorific_and_its_address_are_taken_off() -> None:
+    """As "Helper：" is: the model got "Helperさん、こんにちは" whole."""
+    assert events.strip_mention("Helperさん、こんにちは", BOT, ("Helper",)) == "こんにちは"
+    assert events.strip_mention("Helperさん、！settings", BOT, ("Helper",)) == "！settings"
+    assert events.strip_mention("アシスタントさん：hi", BOT, ("アシスタント",)) == "hi"
+    assert events.strip_mention("Helperさん hi", BOT, ("Helper",)) == "hi"
+    assert events.mentions_user({"body": "Alさん、hi"}, BOT, ("Al",))
+    # Not an address: "Helper's story".
+    assert events.strip_mention("Helperさんの話", BOT, ("Helper",)) == "Helperさんの話"
+
+
 def test_direct_room_is_two_people() -> None:
     assert events.is_direct_room(2) and events.is_direct_room(1)
     assert not events.is_direct_room(3)

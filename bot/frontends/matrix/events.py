@@ -159,9 +159,15 @@ _ADDRESS_ENDS = (":", ",", "：", "，", "、", "–", "—")
 _SPACED_ENDS = (":", ",", "-")
 # Spaces on the line, of any width (no-break, thin, ideographic…), not line breaks.
 _GAP = re.compile(r"[^\S\n\r\v\f\x1c-\x1e\x85\u2028\u2029]*")
+# What Japanese (and Korean) write straight after a name: "Helperさん、こんにちは".
+_HONORIFICS = ("さん", "さま", "様", "ちゃん", "くん", "君", "殿", "님")
 # Scripts written without spaces between words: a name in one is found inside a run of
 # text ("请问小助手", "アシスタントさん"), where a word boundary never comes.
-_UNSPACED = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
+_UNSPACED_SCRIPTS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
+_UNSPACED = f"[{_UNSPACED_SCRIPTS}]"
+# Scripts whose words are written straight on to a name of another script: those without
+# spaces, and Korean's particles and honorifics ("Helperさん", "请问Helper", "Helper님").
+_WRITTEN_ON = rf"[{_UNSPACED_SCRIPTS}\p{{Hangul}}]"
 
 
 def _unspaced(text: str) -> int:
@@ -172,18 +178,20 @@ def _unspaced(text: str) -> int:
 
 def _named(name: str, body: str) -> bool:
     if len(name) + _unspaced(name) > _SHORT_NAME:
-        return _word(name).search(body) is not None
+        return _word(name, body)
     found = _address(body.lstrip(), name)
     return found is not None and found[1]
 
 
 def _address(text: str, name: str) -> tuple[str, bool] | None:
     """When `text` starts by addressing `name`: what follows the address, and whether a
-    mark ended it (":", "，", "–"; not only a space, or the end of the text), spaces maybe
-    before it ("Al : salut"). None when `text` does not start so ("Alice", "Al-Anon")."""
+    mark ended it (":", "，", "–"; not only a space, or the end of the text). The name may
+    have an honorific after it, spaces before the mark ("Al : salut", "Alさん、こんにちは").
+    None when `text` does not start so ("Alice", "Al-Anon", "Alさんの")."""
     if not text.lower().startswith(name.lower()):
         return None
     rest = text[len(name) :]
+    rest = next((rest[len(h) :] for h in _HONORIFICS if rest.startswith(h)), rest)
     gap = _GAP.match(rest)
     after = rest[gap.end() if gap else 0 :]
     spaced = after != rest
@@ -198,16 +206,38 @@ def _address(text: str, name: str) -> tuple[str, bool] | None:
     return None
 
 
-def _word(name: str) -> re.Pattern[str]:
-    """`name` as a word: no letter or digit runs on at an edge, unless the name ends
-    there in a script without spaces, or in an emoji (which ends itself)."""
-    before = "" if _self_delimiting(name[0]) else r"(?<!\w)"
-    after = "" if _self_delimiting(name[-1]) else r"(?!\w)"
-    return re.compile(f"{before}{re.escape(name)}{after}", re.IGNORECASE)
+def _word(name: str, body: str) -> bool:
+    """`name` in `body` as a word: no letter or digit runs on at an edge, unless the name
+    ends there in a script without spaces, or in an emoji (which ends itself), or what
+    runs on is of a script written on to a name ("Helperさん"; never "Helperé")."""
+    for found in re.finditer(re.escape(name), body, re.IGNORECASE):
+        start, end = found.span()
+        if _ends(name[0], body[start - 1 : start] if start else "") and _ends(
+            name[-1], body[end : end + 1]
+        ):
+            return True
+    return False
+
+
+def _ends(edge: str, beside: str) -> bool:
+    """A name ends at its `edge` character with `beside` next to it ("": none)."""
+    if _self_delimiting(edge) or not _in_word(beside):
+        return True
+    return _written_on(beside) and not _written_on(edge)
+
+
+def _in_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def _self_delimiting(char: str) -> bool:
-    return not (char.isalnum() or char == "_") or _unspaced(char) > 0
+    return not _in_word(char) or _unspaced(char) > 0
+
+
+def _written_on(char: str) -> bool:
+    """Of a script written straight on to a name (not loading the Unicode pattern module
+    for ASCII)."""
+    return not char.isascii() and unicode_pattern(_WRITTEN_ON).match(char) is not None
 
 
 def strip_mention(body: str, user_id: str, names: tuple[str, ...]) -> str:
