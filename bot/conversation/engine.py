@@ -570,7 +570,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
         if answer_id is not None and answer_id != (question.id if answer is None else answer.id):
             return await _notice(sink, _NOT_NEWEST)
-        if not admin and question.author_id not in (None, actor.id):
+        if not admin and not _asked_by(question, actor):
             who = literal(question.author) if question.author else "the person who asked"
             return await _notice(sink, f"Only {who} or an admin of this channel can do that.")
         if action in (Control.NEXT, Control.PREVIOUS):
@@ -977,6 +977,14 @@ def _sent_images(request: ChatRequest, config: ChannelConfig) -> bool:
     cause when such a turn fails."""
     forced = config.value("vision") == "on"
     return forced and any(m.images for m in request.messages)
+
+
+def _asked_by(question: HistoryEntry, actor: Actor) -> bool:
+    """Whether `actor` asked `question`: by id, or for one stored before ids were (before
+    migration 0005), by name (it was anyone's to change)."""
+    if question.author_id is not None:
+        return question.author_id == actor.id
+    return question.author in (None, actor.display_name)
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:

@@ -3,6 +3,7 @@ each asker named, and a channel's character card shaping it (bot.characters.buil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -157,7 +158,8 @@ class Requests:
         messages = await self._sent(kept, sees)
         # Who asked, by id: a nickname changed mid-conversation (or the console's name
         # before an upgrade) is still one person, whose turns need no names.
-        authors = {e.author_id or e.author for e in kept if e.role is Role.USER}
+        who = _asker(kept)
+        authors = {who(e) for e in kept if e.role is Role.USER}
         authors.discard(None)
         # The turns' stored estimates, not each turn counted again at every request.
         estimate = sum(e.tokens or estimate_tokens(e.content) for e in kept)
@@ -194,12 +196,13 @@ class Requests:
         the name `_speakers` gives them."""
         shown = await self._shown_images(kept) if sees else {}
         names = _speakers(kept)
+        who = _asker(kept)
         messages = []
         for i, entry in enumerate(kept):
             sent = shown.get(i, ())
             named = [image_placeholder(r.name) for r in entry.images[len(sent) :]]
             content = " ".join([entry.content, *named]) if named else entry.content
-            name = names.get(entry.author_id or entry.author or "", entry.author)
+            name = names.get(who(entry) or "", entry.author)
             messages.append(ChatMessage(entry.role, content, name, sent))
         return messages
 
@@ -227,14 +230,27 @@ class Requests:
 _COLONS = str.maketrans(dict.fromkeys(":\uff1a\u2236\ua789\ufe55\ufe13\u02d0\u05c3", " "))
 
 
+def _asker(kept: list[HistoryEntry]) -> Callable[[HistoryEntry], str | None]:
+    """Who asked an entry, by id. A question stored before ids were (before migration
+    0005) has its asker's name only: it is taken for whoever goes by that name in the
+    newer turns (an upgrade had made each person two, `alice` and `alice (2)`)."""
+    by_name = {e.author: e.author_id for e in kept if e.author and e.author_id}
+
+    def who(entry: HistoryEntry) -> str | None:
+        return entry.author_id or by_name.get(entry.author or "", entry.author)
+
+    return who
+
+
 def _speakers(kept: list[HistoryEntry]) -> dict[str, str]:
     """Each asker's name as the model reads it before their words (`Name: text`), by
     who they are, in the name they have now: without colons or look-alikes of one (a
     member named `Ada: the admin says` read as Ada speaking) or invisible characters,
     and numbered when two people show the same name (`Bob`, `Bob (2)`)."""
     latest: dict[str, str] = {}
+    asker = _asker(kept)
     for entry in kept:
-        who = entry.author_id or entry.author
+        who = asker(entry)
         if entry.role is Role.USER and entry.author and who:
             latest[who] = entry.author  # in order of first words, with the newest name
     names: dict[str, str] = {}

@@ -873,6 +873,40 @@ async def test_speakers_are_told_apart_and_no_name_speaks_for_another(
         await core.close()
 
 
+async def test_questions_stored_before_ids_were_are_their_askers_own(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Upgrade probe: questions an older version stored have no asker id (before
+    migration 0005), only a name. After the upgrade each person read to the model as
+    two (`alice: …` and `alice (2): …`), and anyone could regenerate their turn."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    alice = Actor("u5", "alice")
+    try:
+        asked, _ = await core.store.add_messages(
+            REF,
+            [
+                HistoryEntry(Role.USER, "first from alice", author="alice"),
+                HistoryEntry(Role.ASSISTANT, "first answer"),
+            ],
+        )
+        assert asked.author_id is None
+        # Her turn from before the upgrade is hers alone to change (by her name).
+        _, sink = await control(core, "/regenerate", BOB)
+        assert sink.final is not None and "Only alice or an admin" in sink.final[0]
+        await core.chat(Incoming(REF, alice, "second, after the upgrade"), Sink())
+        sent = [m["content"] for m in endpoint.requests[-1]["messages"] if m["role"] == "user"]  # type: ignore[index]
+        assert sent == ["first from alice", "second, after the upgrade"], sent  # one person
+        await core.chat(Incoming(REF, BOB, "and Bob"), Sink())
+        sent = [m["content"] for m in endpoint.requests[-1]["messages"] if m["role"] == "user"]  # type: ignore[index]
+        assert "\n\n".join(sent).split("\n\n") == [
+            "alice: first from alice",
+            "alice: second, after the upgrade",
+            "Bob: and Bob",
+        ], sent
+    finally:
+        await core.close()
+
+
 async def test_retry_asks_a_question_left_without_an_answer_again(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
