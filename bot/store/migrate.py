@@ -7,6 +7,7 @@ SELECT and the revision lines of the migration files.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from importlib.resources import files
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from bot.store.db import create_engine
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -136,7 +139,15 @@ async def _run(url: str, action: Callable[[Config], None]) -> None:
             if connection.dialect.name == "postgresql":
                 # Processes starting together migrate one after another: the others
                 # wait here, then find the schema at head (held until the commit).
-                await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+                held = text("SELECT pg_try_advisory_xact_lock(:key)")
+                if not (await connection.execute(held, {"key": _LOCK})).scalar():
+                    # Said, or a start behind a long one (or a killed one whose server
+                    # process still runs it) waits without a word.
+                    log.warning(
+                        "another process is upgrading the database schema; waiting for it to finish"
+                    )
+                    lock = text("SELECT pg_advisory_xact_lock(:key)")
+                    await connection.execute(lock, {"key": _LOCK})
 
             def run(sync_connection: Connection) -> None:
                 config = alembic_config(url)

@@ -293,3 +293,28 @@ class _Quiet:
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         pass
+
+
+async def test_a_start_waiting_for_another_upgrade_on_postgresql_says_so(
+    postgres_url: str, caplog: Any
+) -> None:
+    """Upgrade probe: a start behind another process's long upgrade (or a killed one's,
+    whose server process still ran it) waited on PostgreSQL's lock without a word."""
+    import asyncio
+    import logging
+
+    engine = create_engine(postgres_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as other:
+            await other.execute(text("SELECT pg_advisory_lock(:key)"), {"key": migrate._LOCK})
+            with caplog.at_level(logging.WARNING, logger="bot.store.migrate"):
+                waiting = asyncio.create_task(migrate.upgrade(postgres_url))
+                async with asyncio.timeout(30):
+                    while "another process is upgrading" not in caplog.text:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                assert not waiting.done()
+                await other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": migrate._LOCK})
+                await waiting  # then it goes on
+    finally:
+        await engine.dispose()
+    assert await migrate.current(postgres_url) == migrate.head()
