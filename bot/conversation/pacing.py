@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -15,7 +16,9 @@ from typing import Protocol
 
 from bot.types.text import unicode_pattern
 
-_FENCE = re.compile(r"^(\s*)(```+|~~~+)(.*)$")
+# A fence line: its marker (three or more of one character) and what follows (the info
+# string, such as a language, on an opening line; nothing on a closing one).
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})(.*)$")
 
 
 # What a page's length counts: characters, unless a platform says (counting each
@@ -46,21 +49,33 @@ def _split(text: str, limit: int, size: Size = len) -> Iterator[tuple[str, str]]
         if len(body) <= limit and size(body) <= limit:  # a size counts each character
             yield body, body
             return
-        # Leave room for a closing fence we might have to add.
-        room = _fit(body, limit - size("\n```"), size)
-        cut = _cut_point(body, room, minimum=len(reopen) + 1)
+        # Leave room for a closing fence we might have to add: a ```, or the longer marker
+        # of the fence open at the cut (then cut again, a little earlier).
+        closing = "\n```"
+        while True:
+            room = _fit(body, limit - size(closing), size)
+            cut = _cut_point(body, room, minimum=len(reopen) + 1)
+            fence = _open_fence(body[:cut])
+            if fence is None or len(fence[1]) < len(closing):
+                break
+            closing = "\n" + fence[1]
         page = body[:cut]
-        fence = _open_fence(page)
         if fence is not None:
             opening, marker = fence
-            # Closed with its own marker: a `~~~` fence does not end at a ```.
+            # Closed with its own marker: a `~~~` fence does not end at a ```, a ````
+            # one not at a ``` (which it may hold).
             kept = page.rstrip("\n")
-            page = kept[: _fit(kept, limit - size("\n" + marker), size)] + "\n" + marker
-            reopen = opening + "\n"
+            kept = kept[: _fit(kept, limit - size("\n" + marker), size)]
+            page = kept + "\n" + marker
+            # A fence line too long to repeat (text run on after the ```, say) is
+            # reopened with its marker alone: whole, it would fill the next page.
+            reopen = (opening if size(opening) <= limit // 4 else marker) + "\n"
+            rest = body[len(kept) :].lstrip("\n")  # from where the page's text ends
         else:
             reopen = ""
-        yield (page.rstrip() if fence is None else page), body
-        rest = body[cut:].lstrip(" \n") if fence is None else body[cut:].lstrip("\n")
+            page = page.rstrip()
+            rest = body[cut:].lstrip(" \n")
+        yield page, body
 
 
 def _fit(text: str, budget: int, size: Size) -> int:
@@ -85,21 +100,83 @@ def _fit(text: str, budget: int, size: Size) -> int:
 _CLAUSE_ENDS = (" ", "\u3000", "。", "！", "？", "，", "、", "；", "：", "．", "｡", "､")
 
 
+def _between(mark: str) -> str:
+    """A span between two `mark`s (`**bold**`), not starting or ending with a space.
+    Its text scans once, to the next mark: no search back, whatever the line holds."""
+    m, c = re.escape(mark), re.escape(mark[0])
+    inner = f"[^{c}\\n]" if len(mark) == 1 else f"(?:[^{c}\\n]|{c}(?!{c}))"
+    return f"{m}(?![\\s{c}]){inner}*+(?<![\\s{c}]){m}"
+
+
+# What a cut inside would break, on one line: a Markdown link (its text and address
+# shown as neither), an inline code span, a bare address, a bold, italic, struck,
+# underlined or spoiler span (`_` not inside a word: snake_case is no emphasis). Each
+# begins with a character of its own, so a search skips the other characters at once.
+_SPAN = re.compile(
+    "|".join(
+        (
+            *(f"{ticks}[^`\\n]++{ticks}" for ticks in ("```", "``", "`")),
+            r"\[[^\[\]\n]*+\]\((?:[^()\s]|\([^()\s]*+\))*+\)",
+            r"https?://[^\s<>]++",
+            *(_between(mark) for mark in ("**", "__", "~~", "||", "*")),
+            r"_(?<!\w_)(?![\s_])[^_\n]*+(?<![\s_])_(?!\w)",
+        )
+    )
+)
+
+
 def _cut_point(text: str, room: int, minimum: int) -> int:
     """Where to end a page: a paragraph, a line or a word end, the first of those in
     the page's second half; only then one earlier (one early newline would make a page
     of a few characters); else in the middle of one very long word, between two of
-    its graphemes (an emoji with its skin tone, a letter with its marks)."""
+    its graphemes (an emoji with its skin tone, a letter with its marks).
+
+    A word end inside a link, a code span or a bold one (a Markdown span, at most half
+    a page long) is passed over for one outside it; only a page with none outside is
+    cut inside one, as it would be without spans."""
     window = text[:room]
+    # A word end is looked for only where no line end was found: on the page's last
+    # line, whose spans (none goes on to the next line) are found once one is.
+    line = window.rfind("\n") + 1
+    spans: list[tuple[int, int]] | None = None
     for floor in (max(minimum, room // 2), minimum):
         for sep in ("\n\n", "\n"):
             at = window.rfind(sep)
             if at >= floor:
                 return at + 1
         at = max(window.rfind(sep) for sep in _CLAUSE_ENDS)
-        if at >= floor:
-            return at + 1
+        while at >= floor:
+            if spans is None:
+                spans = _spans(text, line, room)
+            span = _around(spans, at + 1)
+            if span is None:
+                return at + 1
+            at = max(window.rfind(sep, floor, span[0]) for sep in _CLAUSE_ENDS)
+    at = max(window.rfind(sep) for sep in _CLAUSE_ENDS)
+    if at >= minimum:
+        return at + 1  # every word end is inside a span: cut as without them
+    span = _around(_spans(text, line, room) if spans is None else spans, room)
+    if span is not None and span[0] > minimum:
+        return _grapheme_end(text, span[0], minimum)  # a long word ends before the span
     return _grapheme_end(text, room, minimum)
+
+
+def _spans(text: str, start: int, room: int) -> list[tuple[int, int]]:
+    """Where the Markdown spans from `start` on begin and end, in order, those the text
+    of a page cut near `room` may end inside (read past it, for one that ends after)."""
+    longest = max(1, room // 2)
+    return [
+        match.span()
+        for match in _SPAN.finditer(text, start, room + longest)
+        if match.start() < room and match.end() - match.start() <= longest
+    ]
+
+
+def _around(spans: list[tuple[int, int]], cut: int) -> tuple[int, int] | None:
+    """The span a page ending at `cut` would end inside, if any."""
+    i = bisect_right(spans, (cut, cut)) - 1
+    # Spans do not overlap: only the last to begin before the cut may hold it.
+    return spans[i] if i >= 0 and spans[i][0] < cut < spans[i][1] else None
 
 
 def _grapheme_end(text: str, room: int, minimum: int) -> int:
@@ -117,13 +194,20 @@ def _grapheme_end(text: str, room: int, minimum: int) -> int:
 
 def _open_fence(page: str) -> tuple[str, str] | None:
     """The opening line (```lang) and marker (```) of a fence left open at the end of
-    `page`, if any."""
+    `page`, if any. As CommonMark reads them: a fence ends only at a line of its own
+    character, at least as many of it, and nothing else (a ```py line inside a ````md
+    fence is its text); a backtick fence's language has no backtick."""
     opening: tuple[str, str] | None = None
     for line in page.split("\n"):
         match = _FENCE.match(line)
-        if match:
-            marker = match.group(2)
-            opening = None if opening is not None else (marker + match.group(3).strip(), marker)
+        if match is None:
+            continue
+        marker, info = match.group(1), match.group(2).strip()
+        if opening is None:
+            if not (marker[0] == "`" and "`" in info):
+                opening = (marker + info, marker)
+        elif marker[0] == opening[1][0] and len(marker) >= len(opening[1]) and not info:
+            opening = None
     return opening
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from itertools import islice
 
 import pytest
 import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.conversation.pacing import MISSING_NOTE, STALE_NOTE, PacedReply, split_text
+from bot.conversation.pacing import MISSING_NOTE, STALE_NOTE, PacedReply, _split, split_text
 
 
 def test_short_text_is_one_page() -> None:
@@ -482,3 +483,119 @@ def test_a_tilde_fence_is_closed_with_tildes_and_an_early_newline_makes_no_tiny_
     assert len(pages) == 2 and len(pages[0]) > 1000, [len(p) for p in pages]
     assert pages[0].endswith("\n~~~") and pages[1].startswith("~~~\n")
     assert all(len(p) <= 2000 for p in pages)
+
+
+def test_a_page_does_not_end_inside_a_markdown_link() -> None:
+    """A page ended with `[リンク 54` and the next began `の説明](https://…)`: the cut fell
+    on a space inside the link's text, and neither page showed the link."""
+    text = " ".join(f"[リンク {i} の説明](https://example.com/{i})" for i in range(300))
+    pages = split_text(text, 2000)
+    assert len(pages) > 3 and " ".join(pages) == text
+    link = r"\[リンク \d+ の説明\]\(https://example\.com/\d+\)"
+    for page in pages:
+        assert len(page) <= 2000 and regex.fullmatch(f"{link}( {link})*", page), page[-40:]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "`code {} here`",
+        "**bold {} words**",
+        "*some {} emphasis*",
+        "_more {} emphasis_",
+        "__underlined {} words__",
+        "~~struck {} words~~",
+        "||hidden {} words||",
+        "[see {} here](https://example.com/a_(b)/{})",
+        "https://example.com/検索、結果/{}",  # a bare address, with a clause end inside
+        "**bold with `code {}` and *more* inside**",
+    ],
+)
+def test_a_page_does_not_end_inside_a_markdown_span(item: str) -> None:
+    text = " ".join(item.format(i, i) for i in range(400))
+    head, tail = item.split("{}")[0], item.split("{}")[-1]
+    for limit in (700, 1000, 1500, 2000):  # pages ending at different places in a span
+        pages = split_text(text, limit)
+        assert len(pages) > 3 and " ".join(pages) == text
+        for page in pages:
+            assert len(page) <= limit
+            assert page.startswith(head) and page.endswith(tail), (page[:20], page[-20:])
+
+
+def test_a_word_too_long_for_a_page_is_cut_before_an_address_that_follows_it() -> None:
+    text = "x" * 1500 + "https://example.com/" + "y" * 600 + " end"
+    pages = split_text(text, 2000)
+    assert pages == ["x" * 1500, text[1500:]]
+
+
+def test_a_span_longer_than_half_a_page_is_cut_as_before() -> None:
+    """Only a span a cut outside it is near is kept whole: a page is not cut short
+    before one that a page could not hold anyway."""
+    text = "Intro: **" + " ".join(f"bold{i}" for i in range(800)) + "** done"
+    pages = split_text(text, 2000)
+    assert len(pages) > 2 and len(pages[0]) > 1900
+    assert " ".join(pages) == text
+
+
+def test_a_fence_inside_a_longer_fence_neither_closes_nor_reopens_it() -> None:
+    """A ````md fence holding a ```py one was cut with no fence closed or reopened: any
+    fence line toggled, whatever its length. Only ```` (or more, nothing after) ends it."""
+    code = "\n".join(f"print({i})" for i in range(300))
+    words = " ".join(f"word{i}" for i in range(400))
+    text = f"intro\n````md\n# Title\n```py\n{code}\n```\n{words}\n````\nafter"
+    pages = split_text(text, 2000)
+    assert len(pages) > 3
+    for page in pages:
+        assert len(page) <= 2000
+    for page in pages[:-1]:
+        assert page.endswith("\n````"), page[-20:]
+    for page in pages[1:]:
+        assert page.startswith("````md\n"), page[:20]
+    assert pages[-1].endswith("\n````\nafter")
+    inside = "\n".join(p.removeprefix("````md\n").removesuffix("\n````") for p in pages)
+    assert all(f"print({i})\n" in inside for i in range(300))
+    assert all(f"word{i}" in inside for i in range(400))
+
+
+@pytest.mark.parametrize("marker", ["````", "~~~~~"])
+def test_a_long_fence_is_closed_and_reopened_with_its_own_marker_and_loses_no_text(
+    marker: str,
+) -> None:
+    inner = "~~~" if marker.startswith("~") else "```"
+    lines = [f"line {i:04d} " + "z" * 40 for i in range(200)]
+    body = "\n".join([*lines[:100], inner, "not a closing line", *lines[100:]])
+    text = f"{marker}text\n{body}\n{marker}"
+    pages = split_text(text, 500)
+    assert len(pages) > 10
+    for page in pages:
+        assert len(page) <= 500 and page.startswith(f"{marker}text\n"), page[:10]
+        assert page.endswith(f"\n{marker}"), page[-10:]
+    shown = [page.split("\n")[1:-1] for page in pages]
+    assert [line for page in shown for line in page] == body.split("\n")
+
+
+def test_a_backtick_line_with_backticks_after_it_is_no_fence() -> None:
+    """CommonMark: a backtick fence's info string has no backtick (```a``` is text)."""
+    text = "```not a fence```\n" + " ".join(f"w{i}" for i in range(600))
+    pages = split_text(text, 1000)
+    assert len(pages) > 2 and not any(page.startswith("```\n") for page in pages)
+    assert "\n".join(pages).count("```") == 2
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet="ab \n`~*_|[]()h:/。", min_size=0, max_size=3000), st.integers(40, 400))
+def test_pages_of_markdown_fit_the_limit_and_keep_the_words(text: str, limit: int) -> None:
+    pages = split_text(text, limit)
+    assert all(len(p) <= limit for p in pages)
+    if "`" not in text and "~" not in text:  # no fence added: the words are all there
+        assert "".join("".join(pages).split()) == "".join(text.split())
+
+
+def test_a_fence_line_longer_than_a_page_is_reopened_with_its_marker_alone() -> None:
+    """Text run on after a ``` (a page long, no line break) was reopened whole on every
+    page: the pages never got past it (the split ran on for ever)."""
+    text = "```" + "x" * 2500 + "\nprint(1)\n```\ndone"
+    pages = [page for page, _ in islice(_split(text, 2000), 10)]
+    assert len(pages) == 2 and all(len(p) <= 2000 for p in pages)
+    assert pages[1].startswith("```\n") and pages[1].endswith("print(1)\n```\ndone")
+    assert "".join(pages).count("x") == 2500
