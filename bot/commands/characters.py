@@ -24,6 +24,7 @@ from bot.characters import (
 )
 from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
+from bot.commands.scopes import own_value_note, room_left_note
 from bot.commands.spec import CommandContext
 from bot.connection import secret_check, shown_here
 from bot.fields import PARAMS, REGISTRY, FieldError
@@ -257,6 +258,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     except PresetError as err:
         raise CommandError(str(err)) from None
     changes: dict[str, object] = {}
+    named: list[str] = []
     shown: list[str] = []
     refused: list[str] = []
     config = await ctx.store.effective_config(ctx.ref)
@@ -275,12 +277,21 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             refused.append(f"{name} holds what looks like a key or this channel's password")
             continue
         changes[field.key] = checked
+        named.append(name)
         shown.append(f"{name}={_short(field.show(checked))}")
     scope = _scope(args)
     if changes:
         await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="preset import")
     said = f"Preset applied to {_where(scope)}: " + (", ".join(shown) or "nothing to set")
     lines = [said if said.endswith((".", "!", "?", "…")) else said + "."]
+    # As /params says after the same change: what still wins here, and an answer's
+    # length that leaves the conversation little of the context.
+    if own := own_value_note(config, scope, *named):
+        lines.append(own.strip())
+    if {"max_tokens", "context"} & set(named):
+        after = await ctx.store.effective_config(ctx.ref)
+        if room := room_left_note(after, ctx.prefix):
+            lines.append(room.strip())
     if refused:
         lines.append("Not applied: " + "; ".join(refused) + ".")
     if preset.disabled:

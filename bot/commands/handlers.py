@@ -15,6 +15,7 @@ from bot.commands.scopes import (
     next_scope,
     origin_note,
     own_value_note,
+    room_left_note,
     scope_of,
     scope_place,
 )
@@ -24,7 +25,7 @@ from bot.connection import (
     secret_check,
     shown_here,
 )
-from bot.fields import BY_NAME, PARAMS, Field, FieldError, conversation_room
+from bot.fields import BY_NAME, PARAMS, Field, FieldError
 from bot.store import api_key_name
 from bot.types import ChannelConfig, Platform, Reply, Scope, Source
 from bot.types.text import shown_id
@@ -229,25 +230,8 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         note = f" It applies to {only}; this channel uses {config.source.value}."
     where = " for this server" if scope is Scope.SERVER else ""
     if name in ("max_tokens", "context"):
-        note += _room_left(await ctx.store.effective_config(ctx.ref), p)
+        note += room_left_note(await ctx.store.effective_config(ctx.ref), p)
     return Reply(f"{name} set to {field.show(value)}{where}.{note}{overridden}")
-
-
-def _room_left(config: ChannelConfig, p: str) -> str:
-    """A warning when the answer's length takes most of the context: the conversation,
-    trimmed to what is left, would be little or none of it."""
-    answer = config.number("max_tokens")
-    context = config.number("context")
-    size, room = conversation_room(context, answer)
-    if answer is None or room >= size // 4:
-        return ""
-    assumed = "" if context else f" (assumed: {p}params context is unset)"
-    return (
-        f" Note: max_tokens {answer:,} leaves {max(0, room):,} of the {size:,}-token "
-        f"context{assumed} for the conversation, so the model reads little or none of what "
-        f"came before. Set {p}params context to the model's context size, or lower "
-        "max_tokens."
-    )
 
 
 async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:

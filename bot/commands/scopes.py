@@ -1,12 +1,12 @@
-"""What the configuration commands share: the scope asked for, and where a value
-comes from and which applies once a scope's own is gone."""
+"""What the configuration commands share: the scope asked for, where a value comes from
+and which applies once a scope's own is gone, and the notes that follow a change."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bot.commands.spec import CommandContext
-from bot.fields import BY_NAME
+from bot.fields import BY_NAME, conversation_room
 from bot.types import ChannelConfig, Scope
 
 
@@ -36,14 +36,34 @@ def origin_note(config: ChannelConfig, name: str) -> str:
     return f" ({ORIGINS[config.origins.get(name, 'default')]})"
 
 
-def own_value_note(config: ChannelConfig, scope: Scope, name: str) -> str:
-    """After a server-wide change: a note when this channel's own value still wins here."""
-    if scope is not Scope.SERVER or config.origins.get(name) != "channel":
+def own_value_note(config: ChannelConfig, scope: Scope, *names: str) -> str:
+    """After a server-wide change: a note naming those of `names` this channel has a value
+    of its own for, which still wins here."""
+    own = [n for n in names if config.origins.get(n) == "channel"]
+    if scope is not Scope.SERVER or not own:
         return ""
-    shown = BY_NAME[name].show(config.value(name))
+    shown = ", ".join(f"{n} ({BY_NAME[n].show(config.value(n))})" for n in own)
+    wins, removes = ("wins", "it") if len(own) == 1 else ("win", "each")
     return (
-        f"\nThis channel has its own {name} ({shown}), which wins here; "
-        f"`default` without scope:server removes it."
+        f"\nThis channel has its own {shown}, which {wins} here; `default` without "
+        f"scope:server removes {removes}."
+    )
+
+
+def room_left_note(config: ChannelConfig, p: str) -> str:
+    """A warning when the answer's length takes most of the context: the conversation,
+    trimmed to what is left, would be little or none of it."""
+    answer = config.number("max_tokens")
+    context = config.number("context")
+    size, room = conversation_room(context, answer)
+    if answer is None or room >= size // 4:
+        return ""
+    assumed = "" if context else f" (assumed: {p}params context is unset)"
+    return (
+        f" Note: max_tokens {answer:,} leaves {max(0, room):,} of the {size:,}-token "
+        f"context{assumed} for the conversation, so the model reads little or none of what "
+        f"came before. Set {p}params context to the model's context size, or lower "
+        "max_tokens."
     )
 
 

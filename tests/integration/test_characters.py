@@ -524,6 +524,31 @@ async def test_a_preset_reaches_the_exact_request(harness: Harness) -> None:
     assert reimported.ok and "vision=off" in reimported.text, reimported.text
 
 
+async def test_a_preset_import_says_what_params_would_say(harness: Harness) -> None:
+    """Features probe: `/params max_tokens 4000` warned that it left the conversation 95
+    of a 4,095-token context, and `/params … scope:server` named the channel's own value
+    that still wins; a preset setting the same said neither."""
+    await configure_fake(harness)
+    greedy = {"openai_max_tokens": 4000, "openai_max_context": 4095}
+    reply = await run(harness, ("preset", "import"), file=card_file(greedy, "greedy.json"))
+    assert reply.ok, reply.text
+    assert "Note: max_tokens 4,000 leaves 95 of the 4,095-token context" in reply.text
+    await run(harness, ("params",), name="temperature", value="1.1")
+    reply = await run(
+        harness,
+        ("preset", "import"),
+        actor=SERVER_ADMIN,
+        file=card_file({"temperature": 0.65, "top_p": 0.9}, "server.json"),
+        scope="server",
+    )
+    assert reply.ok and "temperature=0.65" in reply.text, reply.text
+    assert (
+        "This channel has its own temperature (1.1), which wins here; `default` without "
+        "scope:server removes it." in reply.text
+    ), reply.text
+    assert "max_tokens" not in reply.text.split("\n", 1)[1]  # this preset set none
+
+
 async def test_a_prompt_switched_off_in_the_preset_is_not_sent(harness: Harness) -> None:
     # SillyTavern's chat sends only prompts on in the order for character 100001.
     await configure_fake(harness, system_prompt="Be brief.")
