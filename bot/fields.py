@@ -312,6 +312,11 @@ class Field:
 
     # -- values on the way out --------------------------------------------------------------
 
+    def outside(self, stored: object) -> bool:
+        """A stored number outside what is accepted now (an older version took a wider
+        range): passed over as unset, never sent."""
+        return isinstance(stored, int | float) and out_of_range(stored, self.low, self.high)
+
     def outward(self, stored: object) -> object:
         """A stored value as the core uses it (a tuple for a list)."""
         if self.kind is Kind.LIST and isinstance(stored, list):
@@ -567,7 +572,7 @@ class Registry:
         for f in self.fields:
             for row in rows:
                 stored = getattr(row, f.key, None)
-                if stored is not None:
+                if stored is not None and not f.outside(stored):
                     values[f.name] = f.outward(stored)
                     origins[f.name] = "channel" if row.channel_id else "server"
                     break

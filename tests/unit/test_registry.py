@@ -105,6 +105,18 @@ def test_merge_channel_then_server_then_operator_then_default() -> None:
     assert merge(operator, REF, [server]).status is None
 
 
+def test_a_stored_number_outside_todays_range_is_passed_over() -> None:
+    """Upgrade probe: `seed -5`, taken by an older version, was still sent after the
+    upgrade, though `/params seed -5` is refused now."""
+    channel = row("c1", seed=-5, temperature=0.4)
+    server = row("", seed=7)
+    config = merge(ChannelConfig.of(source=Source.OPENAI), REF, [channel, server])
+    assert config.value("seed") == 7 and config.origins["seed"] == "server"
+    assert config.value("temperature") == 0.4
+    alone = merge(ChannelConfig.of(source=Source.OPENAI), REF, [channel])
+    assert "seed" not in REGISTRY.request_options(alone.values, Source.OPENAI)
+
+
 def test_the_command_table_offers_the_registrys_params() -> None:
     params = find(TABLE, ("params",))
     assert params is not None
