@@ -158,7 +158,8 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "system",
-        "Set the system prompt (`none`: no prompt, `default`: the server's); alone: show it.",
+        "Set the system prompt (`none`: none, `default`: the server's or operator's); "
+        "alone: show it.",
         (
             Option(
                 "prompt",
@@ -180,7 +181,7 @@ TABLE: tuple[Command, ...] = (
             Option(
                 "text",
                 Kind.TEXT,
-                "the prompt, `none` (none here) or `default` (the server's)",
+                "the prompt, `none` (none here) or `default` (the server's or the operator's)",
                 required=False,
                 max_length=SYSTEM_PROMPT_CHARS,
             ),
@@ -209,7 +210,7 @@ TABLE: tuple[Command, ...] = (
                     Option(
                         "mode",
                         Kind.CHOICE,
-                        "mention, always, or default (the server's)",
+                        "mention, always, or default (the server's or the operator's)",
                         choices=(*REPLY_MODES, DEFAULT),
                     ),
                     SCOPE,
