@@ -40,6 +40,7 @@ from bot.conversation.stream import (
     Prefaced,
     ReplySink,
     Running,
+    sink_posts,
     stream_answer,
 )
 from bot.conversation.vision import sees_images
@@ -691,6 +692,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             self._limits.save_every,
             reply_to=question.id,
             entry=continuing,
+            posts=lambda: sink_posts(sink),
         )
         running = self._running[ref] = Running(by or question.author_id or "", question.id)
         self._showing.add(ref)

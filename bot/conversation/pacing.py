@@ -222,6 +222,8 @@ class MessageTarget(Protocol):
     # seconds) the platform allows; the last edit then goes out at once while the
     # writes of the trailing window leave room, else as soon as they do.
 
+    # Optional `post_ids() -> list[str]`: the platform's ids of the messages it posted.
+
     async def send(self, text: str) -> object: ...
 
     async def edit(self, handle: object, text: str) -> bool:
@@ -273,6 +275,11 @@ class PacedReply:
         self._lock = asyncio.Lock()
         self.sends = 0
         self.edits = 0
+
+    def posts(self) -> list[str]:
+        """The platform messages showing the answer so far (ReplySink's optional posts)."""
+        ids = getattr(self._target, "post_ids", None)
+        return [] if ids is None else list(ids())
 
     async def typing(self) -> None:
         typing = getattr(self._target, "typing", None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
@@ -30,7 +30,10 @@ class ReplySink(Protocol):
 
     Optional `ended(result: TurnResult) -> None`: called with the turn's result just
     before `finish`, so a front-end can put the controls for how it ended on the final
-    edit instead of writing the message once more.
+    edit instead of writing the message once more. Optional `posts() -> list[str]`: the
+    platform messages showing the answer so far, tied to its row as it is saved (a
+    process killed mid-answer leaves them tied: deleting one forgets the answer, and
+    /continue goes on in them).
     """
 
     async def typing(self) -> None:
@@ -57,6 +60,15 @@ class Prefaced:
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         await self._sink.finish(self._preface + answer, reasoning, error)
+
+    def posts(self) -> list[str]:
+        return sink_posts(self._sink)
+
+
+def sink_posts(sink: object) -> list[str]:
+    """The platform messages showing a sink's answer so far ([] where it has none)."""
+    posts = getattr(sink, "posts", None)
+    return [] if posts is None else list(posts())
 
 
 class Running:
@@ -151,8 +163,11 @@ class AnswerRow:
         *,
         reply_to: int | None,
         entry: HistoryEntry | None = None,
+        posts: Callable[[], list[str]] = list,
     ) -> None:
         self._store = store
+        self._posts = posts  # the platform messages showing it so far
+        self._linked = 0  # how many of them its row is tied to
         self._ref = ref
         self._every = every
         self._reply_to = reply_to
@@ -187,12 +202,16 @@ class AnswerRow:
 
     async def _save(self, text: str) -> None:
         entry = self._entry_for(text, TurnState.STREAMING)
+        posts = self._posts()
         try:
             if self._entry is None:
-                (self._entry,) = await self._store.add_messages(self._ref, [entry])
+                (self._entry,) = await self._store.add_messages(self._ref, [entry], posts=[posts])
             else:
                 self._entry = replace(entry, id=self._entry.id)
                 await self._store.update_message(self._ref, self._entry, final=False)
+                if len(posts) > self._linked and self._entry.id is not None:  # a new page
+                    await self._store.link_posts(self._ref, self._entry.id, posts)
+            self._linked = len(posts)
         except StoreError as err:
             log.warning("could not save a growing answer in %s: %s", self._ref, err)
 

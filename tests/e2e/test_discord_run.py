@@ -314,6 +314,49 @@ async def test_questions_waiting_their_turn_at_a_sigterm_are_told_not_asked(
         assert [row[0] for row in conn.execute("SELECT state FROM usage")] == ["settled"]
 
 
+async def test_an_answer_cut_by_a_killed_process_is_tied_to_its_message(tmp_path: Path) -> None:
+    """Restarts probe: an answer was tied to the messages showing it only when it ended,
+    so one a `kill -9` cut was tied to none: deleting it after the restart forgot
+    nothing, and the model went on reading it. It is tied as it is saved."""
+    fake = FakeDiscord(TOKEN)
+    script = Script(chunks=[f"w{i} " for i in range(100)], interval=0.1)  # about 10 s
+    await fake.start()
+    try:
+        async with fake_openai(script) as model:
+            env = await fake.bot_env(tmp_path / "data", model.url_v1)
+            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+            try:
+                await bot.wait_ready()
+                await _asked_and_streaming(fake)
+                db = tmp_path / "data" / "chatbot.db"
+                async with asyncio.timeout(30):  # its first save (every 2 s)
+                    while len(_stored(db)) < 2:  # noqa: ASYNC110
+                        await asyncio.sleep(0.2)
+                bot.proc.kill()
+                await bot.proc.wait()
+            finally:
+                await bot.close()
+            script.chunks, script.interval = ["ok"], 0.0
+            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+            try:
+                await bot.wait_ready()
+                [cut] = [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
+                await fake.delete_message(int(cut["id"]))  # a moderator removes it
+                await _until_stored(db, [("user", "count for me")])
+                await fake.user_says(f"<@{fake.bot_id}> next")
+                await fake.wait_until(lambda: len(model.requests) == 2, 60)
+                assert await bot.stop() == 0
+            finally:
+                await bot.close()
+    finally:
+        await fake.stop()
+    sent = model.requests[-1]["messages"]
+    assert isinstance(sent, list)
+    # The cut answer is gone: the two questions go as one turn (templates want them to
+    # alternate).
+    assert sent == [{"role": "user", "content": "count for me\n\nnext"}], sent
+
+
 async def test_usage_posts_its_chart_as_a_file(tmp_path: Path) -> None:
     """`/usage` through `chatbot run`: the reply carries the chart as a PNG upload (the
     loopback Discord read only JSON bodies, so this path could not be tried)."""

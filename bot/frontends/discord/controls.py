@@ -103,6 +103,9 @@ class AnswerSink:
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         await self._paced.finish(answer, reasoning, error)
 
+    def posts(self) -> list[str]:
+        return self._paced.posts()
+
     def ended(self, result: TurnResult) -> None:
         """The final edit carries the buttons for how the turn ended: one write, not two."""
         self._ended = (result, view_of(buttons_after(result)))

@@ -76,6 +76,9 @@ class DiscordTarget:
         # The buttons each message carries (the pressed one has some already: _EARLIER).
         self._views: dict[int, object] = {m.id: _EARLIER for m in existing if m.components}
 
+    def post_ids(self) -> list[str]:
+        return [str(m.id) for m in self.messages]
+
     async def typing(self) -> None:
         """Show "typing…" until the first text goes out."""
         if self._typing is None and not self._posted and not self.blocked:

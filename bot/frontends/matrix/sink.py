@@ -170,6 +170,9 @@ class MatrixTarget:
         """What is posted from now on is a notice (a refusal, a hint), not an answer."""
         self._msgtype = "m.notice"
 
+    def post_ids(self) -> list[str]:
+        return list(self.event_ids)
+
     async def typing(self) -> None:
         if self._typer is not None:
             await self._typer(self._room_id, True)
