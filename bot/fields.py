@@ -19,8 +19,11 @@ from bot.types import ReplyMode, Source
 from bot.types.text import (
     MODEL_ID_CHARS,
     PROXY_URL_CHARS,
+    QUOTE_CHARS,
+    QUOTE_CLOSERS,
     SYSTEM_PROMPT_CHARS,
     TextError,
+    apostrophe_at,
     clean_text,
     decimal_hint,
     parse_decimal,
@@ -111,20 +114,23 @@ def number_text(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
-# What a backslash escapes in a list value: a newline, a tab, itself, a comma or a quote.
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", ",": ",", '"': '"', "'": "'"}
+# What a backslash escapes in a list value: a newline, a tab, itself, a comma or a quote
+# (any of QUOTE_CHARS: `\«` is a «, not one that opens).
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", ",": ",", **{q: q for q in QUOTE_CHARS}}
 
 
 def split_list(text: str) -> list[str]:
     """`END, "a,b", \\nUser:` → ["END", "a,b", "\\nUser:"]: commas split, quotes group.
 
-    Inside a value `\\n` and `\\t` are a newline and a tab (stop strings often need one),
-    `\\,` `\\"` `\\'` `\\\\` the character itself; any other backslash stays as typed.
-    Spaces typed around a value are dropped, quoted or escaped ones kept.
+    Quotes are "…", '…' and the typographic pairs phones and locales type (“…”, „…“,
+    «…», 「…」: QUOTE_CLOSERS); an apostrophe inside a word (`don't`, `don’t`) is a
+    letter of it. Inside a value `\\n` and `\\t` are a newline and a tab (stop strings
+    often need one), `\\,` `\\"` `\\'` `\\\\` the character itself; any other backslash
+    stays as typed. Spaces typed around a value are dropped, quoted or escaped ones kept.
     """
     items: list[str] = []
     current: list[tuple[str, bool]] = []  # (character, typed literally: quoted or escaped)
-    quote = ""
+    closers = ""  # what closes the quote open, if one is
     i = 0
     while i < len(text):
         char = text[i]
@@ -136,20 +142,20 @@ def split_list(text: str) -> list[str]:
                 current += [(char, True), (nxt, True)]
             i += 2
             continue
-        if quote:
-            if char == quote:
-                quote = ""
+        if closers:
+            if char in closers and not apostrophe_at(text, i):
+                closers = ""
             else:
                 current.append((char, True))
-        elif char in "\"'":
-            quote = char
+        elif char in QUOTE_CLOSERS and not apostrophe_at(text, i):
+            closers = QUOTE_CLOSERS[char]
         elif char == ",":
             items.append(_trimmed(current))
             current = []
         else:
             current.append((char, False))
         i += 1
-    if quote:
+    if closers:
         raise FieldError("A quote is not closed. Close it or remove it.")
     items.append(_trimmed(current))
     return [item for item in items if item]
@@ -164,9 +170,21 @@ def _trimmed(chars: list[tuple[str, bool]]) -> str:
     return "".join(char for char, _ in chars[start:end])
 
 
+_SHOWN_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t"}
+
+
+def _shown_char(text: str, i: int) -> str:
+    char = text[i]
+    if char in _SHOWN_ESCAPES:
+        return _SHOWN_ESCAPES[char]
+    return f"\\{char}" if char in QUOTE_CLOSERS and not apostrophe_at(text, i) else char
+
+
 def _show_item(item: object) -> str:
-    """One list item as `split_list` would read it back."""
-    escaped = str(item).replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+    """One list item as `split_list` would read it back: a quote in it (but an apostrophe
+    inside a word) escaped, so `«` or `"` opens none."""
+    text = str(item)
+    escaped = "".join(_shown_char(text, i) for i in range(len(text)))
     return f'"{escaped}"' if "," in escaped or escaped != escaped.strip() else escaped
 
 

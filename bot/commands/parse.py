@@ -15,7 +15,9 @@ from bot.types.secrets import holds_key
 from bot.types.text import (
     INVISIBLE,
     MODEL_ID_CHARS,
+    QUOTE_CLOSERS,
     TextError,
+    apostrophe_at,
     clean_text,
     decimal_hint,
     header_safe,
@@ -35,33 +37,35 @@ class CommandError(ValueError):
 
 
 def _token(text: str, pos: int) -> tuple[str, int] | None:
-    """Next whitespace-separated token from `pos`, honouring "…" and '…' quoting."""
+    """Next whitespace-separated token from `pos`, honouring quotes: "…", '…' and the
+    typographic pairs phones and locales type (“…”, „…“, «…», 「…」: QUOTE_CLOSERS). An
+    apostrophe inside a word (`don't`, `don’t`) is a letter of it, not a quote."""
     n = len(text)
     while pos < n and text[pos].isspace():
         pos += 1
     if pos >= n:
         return None
     out: list[str] = []
-    quote: str | None = None
+    closers = ""  # what closes the quote open, if one is
     while pos < n:
         c = text[pos]
-        if quote:
-            if c == "\\" and pos + 1 < n and text[pos + 1] in (quote, "\\"):
+        if closers:
+            if c == "\\" and pos + 1 < n and text[pos + 1] in (closers + "\\"):
                 out.append(text[pos + 1])
                 pos += 2
                 continue
-            if c == quote:
-                quote = None
+            if c in closers and not apostrophe_at(text, pos):
+                closers = ""
             else:
                 out.append(c)
-        elif c in "\"'":
-            quote = c
+        elif c in QUOTE_CLOSERS and not apostrophe_at(text, pos):
+            closers = QUOTE_CLOSERS[c]
         elif c.isspace():
             break
         else:
             out.append(c)
         pos += 1
-    if quote:
+    if closers:
         raise CommandError("A quote is not closed. Close it or remove it.")
     return "".join(out), pos
 

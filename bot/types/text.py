@@ -110,6 +110,39 @@ def describe_char(char: str) -> str:
     return f"U+{ord(char):04X}" + (f" {name}" if name else "")
 
 
+# Quotes that group words in a typed command or list value, each with what closes it:
+# ASCII, and the typographic pairs phones and locales type (iOS and Android turn `"` into
+# “…”; German „…“, Polish „…”, Swedish ”…”, French «…», Danish »…«, Japanese 「…」『…』).
+# An opening quote closes only with its own closers. ’ opens nothing: it is a phone's
+# apostrophe (`don’t`), and closes only ‘ or ‚.
+QUOTE_CLOSERS: dict[str, str] = {
+    '"': '"',
+    "'": "'",
+    "\u201c": "\u201d\u201e",  # “…” (English), “…„
+    "\u201e": "\u201c\u201d",  # „…“ (German, Czech), „…” (Polish, Hungarian)
+    "\u201d": "\u201d",  # ”…” (Swedish, Finnish)
+    "\u2018": "\u2019\u201a",  # ‘…’, ‘…‚
+    "\u201a": "\u2018\u2019",  # ‚…‘, ‚…’
+    "\u00ab": "\u00bb",  # «…»
+    "\u00bb": "\u00ab",  # »…«
+    "\u300c": "\u300d",  # 「…」
+    "\u300e": "\u300f",  # 『…』
+}
+QUOTE_CHARS = "".join(sorted(set("".join(QUOTE_CLOSERS) + "".join(QUOTE_CLOSERS.values()))))
+_APOSTROPHES = "'\u2019"
+
+
+def apostrophe_at(text: str, i: int) -> bool:
+    """`text[i]` is an apostrophe inside a word (`don't`, `don’t`, `80’s`): a letter of
+    it, never a quote that opens or closes."""
+    return (
+        text[i] in _APOSTROPHES
+        and 0 < i < len(text) - 1
+        and text[i - 1].isalnum()
+        and text[i + 1].isalnum()
+    )
+
+
 # Quotes a pasted key or password comes wrapped in (from a JSON file, a shell line, a
 # chat app that curled them): around a whole value they are never part of it.
 _WRAPPING_QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}

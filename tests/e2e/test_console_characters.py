@@ -48,6 +48,25 @@ def test_console_imports_and_exports_by_path(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_console_imports_a_path_a_phone_quoted(tmp_path: Path) -> None:
+    """A phone's smart quotes around a path with a space: `carte.json”` was read as the
+    scope ("is not a valid scope"); "…" worked."""
+    card = tmp_path / "Ma carte.json"
+    card.write_text(json.dumps(CARD))
+    preset = tmp_path / "preset 1.json"
+    preset.write_text(json.dumps(PRESET))
+    done = console(
+        tmp_path,
+        [f"/character import \u201c{card}\u201d", f"/preset import \u00ab{preset}\u00bb"],
+        BOT_SECRET_KEYS=generate_key(),
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "not a valid scope" not in out, out
+    assert "Character set for this channel: Captain Aurelia Voss" in out, out
+    assert "Preset applied to this channel: temperature=0.65" in out, out
+
+
 def test_console_says_which_prompts_a_preset_switches_off(tmp_path: Path) -> None:
     preset = tmp_path / "preset.json"
     preset.write_text(

@@ -758,6 +758,15 @@ def test_quoted_stop_sequence_is_stored_without_quotes(ws: Workspace) -> None:
     assert stops and all(s and '"' not in s for s in stops), stops
 
 
+def test_smart_quoted_stop_sequence_is_one_stop_string(ws: Workspace) -> None:
+    """A phone's `/params stop “a,b”, END` was stored as three: `“a`, `b”`, `END`."""
+    run = ws.run(["/params stop \u201ca,b\u201d, don\u2019t, END", "/help"])
+    run.assert_survived()
+    config = ws.config()
+    assert config is not None and config["stop"] is not None, run.describe()
+    assert json.loads(config["stop"]) == ["a,b", "don\u2019t", "END"]
+
+
 def test_connect_bypass_with_empty_value_is_an_error(ws: Workspace) -> None:
     """Issue item 5: `/connect bypass:` (no value) says it needs on/off and leaves
     bypass_status_check as it was."""

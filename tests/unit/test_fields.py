@@ -32,15 +32,34 @@ from bot.types import Source
         ("a\\,b, \\tX", ["a,b", "\tX"]),
         # No escape: the backslash stays (it was dropped: `\u0000` became `u0000`).
         ("\\u0000, C:\\dir, \\\\", ["\\u0000", "C:\\dir", "\\"]),
+        # A phone's smart quotes group as "…" does (they were kept: `“a`, `b”`, `END`).
+        ("\u201ca,b\u201d, END", ["a,b", "END"]),
+        ("\u201ea,b\u201c, \u00abc,d\u00bb, \u300ce,f\u300d", ["a,b", "c,d", "e,f"]),
+        ("\u2018 a,b \u2019, \u00bbc,d\u00ab, \u300ee,f\u300f", [" a,b ", "c,d", "e,f"]),
+        ("\u201ca\u00bb,\u201d", ["a\u00bb,"]),  # “ closes only with ” (or „)
+        ("\\\u00ab, \\\u201c", ["\u00ab", "\u201c"]),  # escaped: the quote itself
+        # An apostrophe inside a word is a letter of it, a phone's (’) as a keyboard's.
+        ("don\u2019t, it's", ["don\u2019t", "it's"]),
+        ("\u2018rock\u2019n\u2019roll\u2019, 'don't'", ["rock\u2019n\u2019roll", "don't"]),
     ],
 )
 def test_split_list(typed: str, items: list[str]) -> None:
     assert split_list(typed) == items
 
 
-def test_split_list_unclosed_quote() -> None:
+@pytest.mark.parametrize("typed", ['"a,b', "\u201ca,b", "\u00aba,b\u201d", "\u300ca\u300f"])
+def test_split_list_unclosed_quote(typed: str) -> None:
     with pytest.raises(FieldError, match="quote"):
-        split_list('"a,b')
+        split_list(typed)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [["\u00ab", "\u201ca\u201d"], ['a"b', 'x,"y'], ["don't", "\u300c"], ["\u2018q\u2019 ", "\\"]],
+)
+def test_a_list_shown_reads_back_as_itself(items: list[str]) -> None:
+    """A stop string with a quote in it is shown so that typing it back stores it."""
+    assert split_list(BY_NAME["stop"].show(tuple(items))) == items
 
 
 @pytest.mark.parametrize(

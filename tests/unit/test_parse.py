@@ -31,6 +31,52 @@ def test_quotes_and_named_options() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("typed", "raw"),
+    [
+        # A phone's smart quotes left `carte.png”` to be read as the scope.
+        ("/character import \u201cMa carte.png\u201d", {"file": "Ma carte.png"}),
+        ("/preset import \u201cpreset 1.json\u201d", {"file": "preset 1.json"}),
+        ("/preset import \u201epreset 1.json\u201c", {"file": "preset 1.json"}),  # German
+        ("/preset import \u201epreset 1.json\u201d", {"file": "preset 1.json"}),  # Polish
+        ("/preset import \u201dpreset 1.json\u201d", {"file": "preset 1.json"}),  # Swedish
+        ("/preset import \u2018preset 1.json\u2019", {"file": "preset 1.json"}),
+        ("/preset import \u201apreset 1.json\u2018", {"file": "preset 1.json"}),
+        ("/preset import \u00abpreset 1.json\u00bb", {"file": "preset 1.json"}),  # French
+        ("/preset import \u00bbpreset 1.json\u00ab", {"file": "preset 1.json"}),  # Danish
+        ("/preset import \u300cpreset 1.json\u300d", {"file": "preset 1.json"}),
+        ("/preset import \u300epreset 1.json\u300f", {"file": "preset 1.json"}),
+        ("/preset import \u00ab a\u201cb\u201d \u00bb", {"file": " a\u201cb\u201d "}),
+        ("/model id:\u201cmy model:7b\u201d", {"id": "my model:7b"}),
+        ("/model \u00abm-small\u00bb", {"id": "m-small"}),
+        ("/character import \u201ca \\\u201d b\u201d", {"file": "a \u201d b"}),
+        # An apostrophe inside a word is a letter of it, a phone's (’) as a keyboard's.
+        ("/character import don\u2019t.png", {"file": "don\u2019t.png"}),
+        ("/character import don't.png", {"file": "don't.png"}),
+        ("/character import \u2018don\u2019t stop.png\u2019", {"file": "don\u2019t stop.png"}),
+        ("/character import 'it's mine.png'", {"file": "it's mine.png"}),
+        ('/model "my model:7b"', {"id": "my model:7b"}),
+        ("/model 'my model:7b'", {"id": "my model:7b"}),
+    ],
+)
+def test_typographic_quotes_group_words(typed: str, raw: dict[str, str]) -> None:
+    assert parse(typed, TABLE).raw == raw
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "/character import \u201cMa carte.png",
+        "/character import \u00abMa carte.png\u201d",  # « closes only with »
+        "/character import \u300cMa carte.png\u300f",  # 「 only with 」
+        "/character import \u201eMa carte.png\u201e",  # „ only with “ or ”
+    ],
+)
+def test_a_typographic_quote_closes_only_with_its_own_closer(typed: str) -> None:
+    with pytest.raises(CommandError, match="quote is not closed"):
+        parse(typed, TABLE)
+
+
 def test_text_option_keeps_the_rest_verbatim() -> None:
     inv = parse('/system You are "Bob".  Be  brief.', TABLE)
     assert inv.raw == {"prompt": 'You are "Bob".  Be  brief.'}
