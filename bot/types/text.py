@@ -144,16 +144,17 @@ def apostrophe_at(text: str, i: int) -> bool:
 
 
 # Quotes a pasted key or password comes wrapped in (from a JSON file, a shell line, a
-# chat app that curled them): around a whole value they are never part of it.
-_WRAPPING_QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}
+# chat app that curled them, a keyboard of another language: «…», „…“, 「…」), each with
+# what closes it: around a whole value they are never part of it.
+_WRAPPING_QUOTES = {**QUOTE_CLOSERS, "`": "`", "\u2019": "\u2019"}  # and Swedish ’…’
 
 
 def unwrapped(text: str) -> str:
     """`text` with its edges cleaned and one pair of quotes around it all removed
-    (`…`, "…", '…', “…”): a value copied from a chat message or a page keeps them, and
-    they are never part of a key, a model id or a user id."""
+    (`…`, "…", '…', “…”, «…», „…“, 「…」 …): a value copied from a chat message or a page
+    keeps them, and they are never part of a key, a model id or a user id."""
     value = strip_invisible(text)
-    if len(value) > 2 and _WRAPPING_QUOTES.get(value[0]) == value[-1]:
+    if len(value) > 2 and value[-1] in _WRAPPING_QUOTES.get(value[0], ""):
         value = strip_invisible(value[1:-1])
     return value
 

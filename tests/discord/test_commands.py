@@ -98,6 +98,18 @@ async def test_admin_runs_commands(
         assert config.system_prompt == "Be brief."
 
 
+@pytest.mark.parametrize(
+    "typed", ["\u00abm-large\u00bb", "\u201em-large\u201c", "\u300cm-large\u300d"]
+)
+async def test_a_model_id_in_another_keyboards_quotes_is_stored_without_them(
+    world: World, core: Any, typed: str
+) -> None:
+    """`/model «m-large»` stored `«m-large»`, and every chat then failed."""
+    result = await world.admin.slash(world.channel, "model", id=typed)
+    assert "Model set to m-large" in reply_text(result), reply_text(result)
+    assert (await config_of(core, world.channel, world.guild)).model == "m-large"
+
+
 BAD: list[tuple[str, dict[str, Any], str]] = [
     ("params", {"name": "temperature", "value": "hot"}, "number"),
     ("params", {"name": "top_p", "value": "7"}, "top_p"),

@@ -16,6 +16,7 @@ from bot.types.text import (
     refuse_controls,
     shorten,
     shown_name,
+    unwrapped,
     visible_id,
 )
 
@@ -93,6 +94,35 @@ def test_header_safe_names_the_bad_position(typed: str, position: int, what: str
     with pytest.raises(TextError) as err:
         header_safe(typed, "API key")
     assert f"position {position}" in str(err.value) and what in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "\u201cm-small\u201d",
+        "\u2018m-small\u2019",
+        # Other keyboards' quotes were kept: `/model «m-small»` stored `«m-small»`.
+        "\u00abm-small\u00bb",  # French
+        "\u00bbm-small\u00ab",  # Danish
+        "\u201em-small\u201c",  # German
+        "\u201em-small\u201d",  # Polish
+        "\u201dm-small\u201d",  # Swedish
+        "\u201am-small\u2018",
+        "\u300cm-small\u300d",  # Japanese
+        "\u300em-small\u300f",
+        " \u00ab m-small \u00bb\u200b",
+    ],
+)
+def test_unwrapped_takes_off_the_quotes_of_any_keyboard(typed: str) -> None:
+    assert unwrapped(typed) == "m-small"
+    assert header_safe(typed.replace("m-small", "sk-abc123"), "API key") == "sk-abc123"
+
+
+@pytest.mark.parametrize(
+    "typed", ["\u00abm-small\u201d", "\u300cm-small\u300f", "\u00abm-small", "\u201em-small\u201e"]
+)
+def test_unwrapped_keeps_quotes_that_are_no_pair(typed: str) -> None:
+    assert unwrapped(typed) == typed
 
 
 @pytest.mark.parametrize("typed", ['"sk-abc', "sk'abc'", "'sk-abc\"", '""'])
