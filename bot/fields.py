@@ -27,7 +27,7 @@ from bot.types.text import (
     clean_text,
     decimal_hint,
     parse_decimal,
-    parse_integer,
+    parse_whole_number,
     quoted,
 )
 
@@ -274,15 +274,12 @@ class Field:
                 raise FieldError(f"{self.name} needs at least one string (or `default`).")
             return self.check(items)
         number: float | int | None
-        if self.kind is Kind.INTEGER:
-            number = parse_integer(text)
-        else:
-            number = parse_decimal(text)
+        whole = self.kind is Kind.INTEGER
+        number = parse_whole_number(text) if whole else parse_decimal(text)
         if number is None:
-            kind = "a whole number" if self.kind is Kind.INTEGER else "a number"
-            raise FieldError(
-                f"{self.name} must be {kind}, not {quoted(text, 40)}.{decimal_hint(text)}"
-            )
+            kind = "a whole number" if whole else "a number"
+            hint = decimal_hint(text, whole=whole)
+            raise FieldError(f"{self.name} must be {kind}, not {quoted(text, 40)}.{hint}")
         return self.check(number)
 
     def check(self, value: object) -> object:

@@ -23,7 +23,7 @@ from bot.types.text import (
     header_safe,
     normalize_text,
     parse_decimal,
-    parse_integer,
+    parse_whole_number,
     quoted,
     refuse_controls,
     strip_invisible,
@@ -443,11 +443,11 @@ def _coerce(opt: Option, value: Any) -> Any:
             return switch
         raise CommandError(f"`{opt.name}` must be on or off, not {quoted(text)}.")
     if opt.kind in (Kind.NUMBER, Kind.INTEGER):
-        number = parse_integer(text) if opt.kind is Kind.INTEGER else parse_decimal(text)
+        whole = opt.kind is Kind.INTEGER
+        number = parse_whole_number(text) if whole else parse_decimal(text)
         if number is None:
-            raise CommandError(
-                f"`{opt.name}` must be a number, not {quoted(text)}.{decimal_hint(text)}"
-            )
+            hint = decimal_hint(text, whole=whole)
+            raise CommandError(f"`{opt.name}` must be a number, not {quoted(text)}.{hint}")
         if out_of_range(number, opt.min_value, opt.max_value):
             raise CommandError(f"`{opt.name}` must be {range_text(opt.min_value, opt.max_value)}.")
         return number

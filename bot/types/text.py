@@ -268,15 +268,60 @@ def parse_integer(text: str) -> int | None:
     return int(value) if _INTEGER.fullmatch(value) else None
 
 
-_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+")
+# A whole number with its thousands grouped, by one separator throughout: commas (`1,000`,
+# `10,000,000`) or spaces, plain or as phones and French or German text type them
+# (no-break U+00A0, narrow no-break U+202F, thin U+2009). A dot is no such separator: in
+# English `1.000` is one, in German a thousand (decimal_hint asks which).
+_GROUPED_WHOLE = re.compile(
+    r"[+-]?[0-9]{1,3}(?P<sep>[, \u00a0\u202f\u2009])[0-9]{3}(?:(?P=sep)[0-9]{3})*"
+)
+_GROUP_SEPARATORS = re.compile(r"[, \u00a0\u202f\u2009]")
+_DOT_GROUPED = re.compile(r"[+-]?[0-9]{1,3}(?:\.[0-9]{3})+")
+_WHOLE_DIGITS = 4000  # int() refuses a longer run of digits (Python's conversion limit)
 
 
-def decimal_hint(text: str) -> str:
-    """What to say after refusing a number as typed: `0,7` (many keyboards write decimals
-    so), or one past what a float holds (`1e400`, or `1e-400`, which would be 0)."""
+def parse_whole_number(text: str) -> int | None:
+    """A whole number as people type it, wherever one is asked for (`/params max_tokens`,
+    `/limits set`): `42`, `-7`, `+3`, or grouped by thousands (`1,000`, `1 000`,
+    `10,000,000`); ASCII digits only (no `0_1`, no other scripts' digits). None for
+    anything else: `1.000` and `1,5` too, which decimal_hint explains."""
     value = text.strip()
+    if _GROUPED_WHOLE.fullmatch(value):
+        value = _GROUP_SEPARATORS.sub("", value)
+    if len(value) > _WHOLE_DIGITS:
+        return None
+    return parse_integer(value)
+
+
+_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+")
+# Signs typed for a minus (a word processor's or a phone's): the minus sign U+2212, dashes,
+# fullwidth and small hyphen-minus; and other scripts' separators, as ASCII.
+MINUSES = "\u2212\u2010\u2011\u2012\u2013\u2014\ufe63\uff0d"
+_NUMBER_MARKS = {
+    **dict.fromkeys(map(ord, MINUSES), "-"),
+    ord("\uff0b"): "+",  # FULLWIDTH PLUS SIGN
+    ord("\u066b"): ".",  # ARABIC DECIMAL SEPARATOR
+    ord("\uff0e"): ".",  # FULLWIDTH FULL STOP
+    ord("\u066c"): ",",  # ARABIC THOUSANDS SEPARATOR
+    ord("\uff0c"): ",",  # FULLWIDTH COMMA
+}
+
+
+def decimal_hint(text: str, *, whole: bool = False) -> str:
+    """What to say after refusing a number as typed (`whole`: where a whole number is asked
+    for): `0,7` (many keyboards write decimals so), `1.000` (a thousand in German), digits
+    of another script (`١٠٠`) or a minus that is no `-` (`−0.5`, `–1`), or one past what a
+    float holds (`1e400`, or `1e-400`, which would be 0)."""
+    value = text.strip()
+    ascii_value = _ascii_number(value)
+    if ascii_value != value:
+        return _ascii_hint(value, ascii_value, whole=whole)
+    if _DOT_GROUPED.fullmatch(value) and (whole or value.count(".") > 1):
+        # Never taken as 1 or as 1000 unasked: which one is meant, the one who typed knows.
+        dots = "dot separates" if value.count(".") == 1 else "dots separate"
+        return f" If the {dots} thousands, write {value.replace('.', '')}."
     if _DECIMAL_COMMA.fullmatch(value):
-        return f" Write decimals with a dot: {value.replace(',', '.')}."
+        return "" if whole else f" Write decimals with a dot: {value.replace(',', '.')}."
     if _DECIMAL.fullmatch(value):
         number = parse_decimal(value)
         if number is None:
@@ -287,6 +332,44 @@ def decimal_hint(text: str) -> str:
             return ""
         return f" Write it in digits: {int(number)}." if abs(number) < 1e16 else " It is too large."
     return ""
+
+
+def _other_digit(char: str) -> bool:
+    return not char.isascii() and unicodedata.decimal(char, None) is not None
+
+
+def _ascii_number(text: str) -> str:
+    """`text` with other scripts' digits (`١`, `５`), minus signs and dashes (`−`, `–`) and
+    separators (`٫`) as the ASCII ones they stand for."""
+    marked = text.translate(_NUMBER_MARKS)
+    return "".join(str(unicodedata.decimal(c)) if _other_digit(c) else c for c in marked)
+
+
+def _ascii_hint(typed: str, ascii_value: str, *, whole: bool) -> str:
+    """What to say of a number typed with other scripts' digits or signs: how to write it,
+    and what it then is if it is one. Never read as typed: numbers take ASCII digits only,
+    as the README says (a digit of another script can look like another digit)."""
+    shown: str | None
+    if whole or "\u066c" in typed:  # an Arabic thousands separator is no decimal comma
+        number = parse_whole_number(ascii_value)
+        shown = None if number is None else str(number)
+    else:
+        dotted = (
+            ascii_value.replace(",", ".") if _DECIMAL_COMMA.fullmatch(ascii_value) else ascii_value
+        )
+        shown = dotted.strip() if parse_decimal(dotted) is not None else None
+    wanted = []
+    if any(map(_other_digit, typed)):
+        wanted.append("the digits 0-9")
+    if any(c in MINUSES for c in typed):
+        wanted.append("a - sign")
+    if "." in (shown or ascii_value) and "." not in typed:
+        wanted.append("a dot for decimals")
+    *others, last = wanted or ["ASCII characters"]  # `1，000`: a fullwidth comma alone
+    written = (
+        f" Write it with {', '.join(others)} and {last}" if others else f" Write it with {last}"
+    )
+    return f"{written}: {shown}." if shown is not None else f"{written}."
 
 
 def parse_decimal(text: str) -> float | None:

@@ -3,14 +3,13 @@ force, whether a turn fits and when a refused one frees up, and the words for it
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
 from bot.types.limits import Counts, LimitName, ScopeLimits
-from bot.types.text import quoted, seconds_in_words
+from bot.types.text import MINUSES, decimal_hint, parse_whole_number, quoted, seconds_in_words
 
 MAX_VALUE = 10**12  # far beyond any real quota, and inside a BIGINT
 # What must fit for a turn to go: its prompt and an answer this short (max_tokens when
@@ -75,22 +74,23 @@ class LimitError(ValueError):
     """A value a person typed that is no limit; the message says what would be."""
 
 
-_DIGITS = re.compile(r"[0-9]{1,13}")
-
-
 def parse_value(text: str) -> int | Literal["default"] | None:
-    """A whole number 0 … 10^12 (`1,000` and `1 000` read as 1000), `off`, or `default`."""
+    """A whole number 0 … 10^12 (`1,000` and `1 000` read as 1000, as /params reads them:
+    parse_whole_number), `off`, or `default`."""
     cleaned = text.strip().lower()
     if cleaned in (OFF, DEFAULT):
         return None if cleaned == OFF else DEFAULT
-    plain = re.sub(r"(?<=[0-9])[, ](?=[0-9]{3}\b)", "", cleaned)
-    # Only ASCII digits: int() would also take "0_1", "٣" or "+5".
-    if not _DIGITS.fullmatch(plain) or int(plain) > MAX_VALUE:
+    signed = cleaned[:1] in ("+", "-")  # a limit is never less than 0; no `+` before it
+    number = None if signed else parse_whole_number(cleaned)
+    if number is None or number > MAX_VALUE:
+        # How to write it (`1.000`, `١٠٠`), when it is no sign or size that is wrong.
+        negative = signed or cleaned[:1] in MINUSES  # `−5`: no hint to write it `-5`
+        hint = "" if negative or number is not None else decimal_hint(cleaned, whole=True)
         raise LimitError(
             f"{quoted(text, 40)} is not a limit: give a whole number from 0 to {MAX_VALUE:,}, "
-            f"`{OFF}` (no limit here) or `{DEFAULT}` (the server's or operator's)."
+            f"`{OFF}` (no limit here) or `{DEFAULT}` (the server's or operator's).{hint}"
         )
-    return int(plain)
+    return number
 
 
 @dataclass(frozen=True, slots=True)

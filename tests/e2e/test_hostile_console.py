@@ -837,6 +837,31 @@ def test_numbers_in_odd_notations_are_refused(
     assert stored is None, f"{name} {value!r} was accepted as {stored!r}" + run.describe()
 
 
+def test_a_number_typed_the_way_of_a_locale_is_explained_not_misread(ws: Workspace) -> None:
+    """`/params max_tokens 1.000` (German for a thousand) said "Write it in digits: 1.",
+    which set 1; `1,000` said "Write decimals with a dot: 1.000.", which led there; `١٠٠`
+    and `−0.5` were refused with no word of how to write them."""
+    run = ws.run(
+        with_sentinels(
+            [
+                "/params max_tokens 1.000",
+                "/params temperature \u22120.5",
+                "/params max_tokens \u0661\u0660\u0660",
+                "/params max_tokens 1,000",
+                "/help",
+            ]
+        )
+    )
+    run.assert_survived()
+    said = segments(run.out)
+    assert "If the dot separates thousands, write 1000." in said[0], said[0]
+    assert "Write it with a - sign: -0.5." in said[1], said[1]
+    assert "Write it with the digits 0-9: 100." in said[2], said[2]
+    config = ws.config()
+    assert config is not None and config["max_tokens"] == 1000, run.describe()
+    assert config["temperature"] is None
+
+
 def test_seed_range_message_prints_plain_integers(ws: Workspace) -> None:
     """Issue item 5: the seed range in the error reads -1 … 2147483647, not 2.14748e+09
     (-1 is SillyTavern's "no seed", what `off` sets)."""

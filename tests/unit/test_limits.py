@@ -31,7 +31,15 @@ REF = ChannelRef(Platform.DISCORD, "c1", "g1")
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("0", 0), ("5", 5), (" 1,000 ", 1000), ("1 000 000", 1_000_000), ("OFF", None)],
+    [
+        ("0", 0),
+        ("5", 5),
+        (" 1,000 ", 1000),
+        ("1 000 000", 1_000_000),
+        ("1\u00a0000", 1000),  # a no-break space (French, a phone's keyboard)
+        ("10\u202f000", 10_000),  # a narrow no-break space
+        ("OFF", None),
+    ],
 )
 def test_values_people_type(text: str, value: int | None) -> None:
     assert parse_value(text) == value
@@ -56,6 +64,9 @@ def test_default_is_its_own_word() -> None:
         "٣",
         "５",
         "1,00",
+        "1.000",  # one in English, a thousand in German
+        "1,000 000",  # two separators
+        "1234,567",
         "\x00",
         "9" * 14,
     ],
@@ -63,6 +74,22 @@ def test_default_is_its_own_word() -> None:
 def test_junk_is_no_limit(text: str) -> None:
     with pytest.raises(LimitError):
         parse_value(text)
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("1.000", "If the dot separates thousands, write 1000."),
+        ("\u0661\u0660\u0660", "Write it with the digits 0-9: 100."),
+        ("-1", "(the server's or operator's)."),
+        ("\u2212" + "1", "(the server's or operator's)."),  # no hint to write it -1
+        ("9" * 14, "(the server's or operator's)."),
+    ],
+)
+def test_a_limit_refused_says_how_to_write_it_as_params_does(typed: str, said: str) -> None:
+    with pytest.raises(LimitError) as err:
+        parse_value(typed)
+    assert str(err.value).endswith(said), str(err.value)
 
 
 def test_channel_and_server_both_hold_and_off_hides_the_operator_default() -> None:

@@ -12,6 +12,7 @@ from bot.types.text import (
     normalize_text,
     parse_decimal,
     parse_integer,
+    parse_whole_number,
     quoted,
     refuse_controls,
     shorten,
@@ -19,6 +20,7 @@ from bot.types.text import (
     unwrapped,
     visible_id,
 )
+from bot.usage.limits import parse_value
 
 
 @pytest.mark.parametrize(
@@ -204,6 +206,82 @@ def test_a_whole_number_refused_says_why(typed: str, said: str) -> None:
     with pytest.raises(FieldError) as err:
         BY_NAME["max_tokens"].parse(typed)
     assert str(err.value).endswith(said), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("42", 42),
+        ("-7", -7),
+        ("1,000", 1000),
+        ("1 000", 1000),
+        ("1\u00a0000", 1000),  # a no-break space, as French text and phones group
+        ("1\u202f000", 1000),  # a narrow no-break space
+        ("10,000,000", 10_000_000),
+        ("-12 345", -12345),
+        # Not one reading only, or not grouped by thousands: none.
+        ("1.000", None),  # one in English, a thousand in German
+        ("1,5", None),
+        ("1,00", None),
+        ("1,0000", None),
+        ("1234,567", None),
+        ("1,000 000", None),  # two separators
+        ("1_000", None),
+        ("\u0661\u0660\u0660", None),
+        ("\u2212" + "5", None),
+        ("9" * 5000, None),  # past what int() reads: no ValueError
+    ],
+)
+def test_parse_whole_number_takes_thousands_grouped(text: str, value: int | None) -> None:
+    assert parse_whole_number(text) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "typed", "said"),
+    [
+        # `1.000` (German for a thousand) said "Write it in digits: 1.", which set 1.
+        ("max_tokens", "1.000", "not `1.000`. If the dot separates thousands, write 1000."),
+        ("max_tokens", "1.500", "If the dot separates thousands, write 1500."),
+        ("context", "1.000.000", "If the dots separate thousands, write 1000000."),
+        # Other scripts' digits and minus signs were refused with no word of why.
+        ("max_tokens", "\u0661\u0660\u0660", "Write it with the digits 0-9: 100."),
+        ("max_tokens", "\u0661\u066c\u0660\u0660\u0660", "Write it with the digits 0-9: 1000."),
+        ("max_tokens", "\uff15", "Write it with the digits 0-9: 5."),
+        ("seed", "\u2013" + "1", "Write it with a - sign: -1."),  # an en dash
+        ("temperature", "\u2212" + "0.5", "Write it with a - sign: -0.5."),  # a minus sign
+        ("temperature", "\u0660\u066b\u0667", "digits 0-9 and a dot for decimals: 0.7."),
+        ("temperature", "\u0661", "Write it with the digits 0-9: 1."),
+        ("top_p", "\uff10.5", "Write it with the digits 0-9: 0.5."),
+        # A decimal option never reads `0,7` as 7, nor `1,000` as a thousand.
+        ("temperature", "0,7", "Write decimals with a dot: 0.7."),
+        ("temperature", "1,000", "Write decimals with a dot: 1.000."),
+    ],
+)
+def test_a_number_typed_the_way_of_a_locale_says_how_to_write_it(
+    name: str, typed: str, said: str
+) -> None:
+    with pytest.raises(FieldError) as err:
+        BY_NAME[name].parse(typed)
+    assert str(err.value).endswith(said), str(err.value)
+
+
+@pytest.mark.parametrize(
+    "typed", ["1,000", "1 000", "1\u00a0000", "1\u202f000", "1\u2009000", " 1,000 "]
+)
+def test_a_whole_number_grouped_by_thousands_is_read_as_limits_read_it(typed: str) -> None:
+    """`/params max_tokens 1,000` said "Write decimals with a dot: 1.000." (which then set
+    1); /limits set took `1,000` as 1000. Both read it by parse_whole_number."""
+    assert BY_NAME["max_tokens"].parse(typed) == 1000
+    assert parse_value(typed) == 1000
+
+
+@pytest.mark.parametrize("typed", ["1,5", "0,7"])
+def test_a_decimal_comma_where_a_whole_number_is_asked_for_is_not_offered_as_a_dot(
+    typed: str,
+) -> None:
+    with pytest.raises(FieldError) as err:
+        BY_NAME["max_tokens"].parse(typed)
+    assert str(err.value).endswith(f"must be a whole number, not `{typed}`."), str(err.value)
 
 
 def test_shorten() -> None:
