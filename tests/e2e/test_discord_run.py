@@ -357,6 +357,47 @@ async def test_an_answer_cut_by_a_killed_process_is_tied_to_its_message(tmp_path
     assert sent == [{"role": "user", "content": "count for me\n\nnext"}], sent
 
 
+async def test_a_key_form_submitted_after_a_restart_is_answered(tmp_path: Path) -> None:
+    """Restarts probe: a /key set form opened before a restart and submitted after it
+    got no answer (Discord showed "interaction failed") and its key went nowhere."""
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        async with fake_openai(Script(chunks=["ok"])) as model:
+            env = await fake.bot_env(tmp_path / "data", model.url_v1, ADMIN_IDS=str(fake.user_id))
+            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+            try:
+                await bot.wait_ready()
+                await fake.slash("key", "set", source="custom")
+                await fake.wait_until(lambda: any(r.get("type") == 9 for r in fake.responses), 30)
+                assert await bot.stop() == 0
+            finally:
+                await bot.close()
+            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+            try:
+                await bot.wait_ready()
+                await fake.submit_modal({"secret:key": KEY})
+                await fake.wait_until(lambda: len(fake.responses) == 2, 30)
+                # And one of this process's forms still works, answered once.
+                await fake.slash("key", "set", source="custom")
+                await fake.wait_until(lambda: len(fake.responses) == 3, 30)
+                await fake.submit_modal({"secret:key": KEY})
+                await fake.wait_until(lambda: bool(fake.followups), 30)
+                assert await bot.stop() == 0
+            finally:
+                await bot.close()
+    finally:
+        await fake.stop()
+    gone = fake.responses[1]
+    assert gone["type"] == 4 and gone["data"]["content"].startswith(
+        "This form is no longer open (the bot restarted since"
+    ), gone
+    assert gone["data"]["flags"] & 64  # only the one who submitted it sees it
+    assert [r["type"] for r in fake.responses] == [9, 4, 9, 5]
+    assert fake.followups[0]["content"].startswith("Saved the custom key for this channel")
+    assert KEY not in bot.log and "Traceback" not in bot.log
+
+
 async def test_usage_posts_its_chart_as_a_file(tmp_path: Path) -> None:
     """`/usage` through `chatbot run`: the reply carries the chart as a PNG upload (the
     loopback Discord read only JSON bodies, so this path could not be tried)."""

@@ -134,6 +134,9 @@ class ChatClient(discord.AutoShardedClient):
             self.shard_count,
         )
 
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await self.runner.form_gone(interaction)
+
     async def on_message(self, message: discord.Message) -> None:
         if self.user is not None:
             await self.chat.on_message(message, self.user)

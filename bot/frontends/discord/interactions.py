@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -27,6 +29,34 @@ DEFER_AFTER = 2.0
 AUTOCOMPLETE_BUDGET = 2.5
 MODAL_TIMEOUT = 600.0
 TEXT_INPUT_MAX = 4000  # Discord's limit for a modal text input
+# A secret form's custom_id begins so: one submitted that no open form takes (opened
+# before a restart, or open past MODAL_TIMEOUT) is answered, not left to fail.
+_FORM = "cc:form:"
+FORM_GONE = (
+    "This form is no longer open (the bot restarted since, or it stayed open over 10 "
+    "minutes), so nothing typed in it was used or kept. Run the command again."
+)
+
+
+class OpenForms:
+    """The secret forms this process opened and still takes, until they time out."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def open(self) -> str:
+        """A new form's custom_id."""
+        now = time.monotonic()
+        self._until = {k: t for k, t in self._until.items() if t > now}
+        custom_id = _FORM + secrets.token_hex(8)
+        self._until[custom_id] = now + MODAL_TIMEOUT
+        return custom_id
+
+    def gone(self, custom_id: str) -> bool:
+        """A form of this bot's that no open one of this process takes."""
+        if not custom_id.startswith(_FORM):
+            return False
+        return self._until.get(custom_id, 0.0) <= time.monotonic()
 
 
 def interaction_context(interaction: discord.Interaction) -> tuple[ChannelRef, Actor]:
@@ -49,6 +79,7 @@ class CommandRunner:
 
     def __init__(self, core: Core) -> None:
         self._core = core
+        self.forms = OpenForms()
         # Posts a character's greeting after /character import (the client wires it).
         self.greet: Callable[[Any, ChannelRef, Greeting], Awaitable[None]] | None = None
         # Runs a typed turn control on the answer's own message, as its buttons do; False
@@ -56,6 +87,15 @@ class CommandRunner:
         self.in_place: (
             Callable[[discord.Interaction, tuple[str, ...], dict[str, Any]], Awaitable[bool]] | None
         ) = None
+
+    async def form_gone(self, interaction: discord.Interaction) -> None:
+        """Say so when a secret form is submitted that no open form takes: discord.py
+        answers nothing, and Discord then shows "interaction failed"."""
+        data: Any = interaction.data or {}
+        custom_id = str(data.get("custom_id", ""))
+        if interaction.type is discord.InteractionType.modal_submit and self.forms.gone(custom_id):
+            log.info("a secret form was submitted after it closed; said so")
+            await _respond(interaction, Reply(FORM_GONE, True, ok=False))
 
     async def invoke(
         self, interaction: discord.Interaction, path: tuple[str, ...], values: dict[str, Any]
@@ -171,7 +211,11 @@ class SecretModal(discord.ui.Modal):
     def __init__(
         self, runner: CommandRunner, path: tuple[str, ...], command: Command, raw: dict[str, Any]
     ) -> None:
-        super().__init__(title=_label("/" + " ".join(path)), timeout=MODAL_TIMEOUT)
+        super().__init__(
+            title=_label("/" + " ".join(path)),
+            timeout=MODAL_TIMEOUT,
+            custom_id=runner.forms.open(),
+        )
         self._runner = runner
         self._path = path
         self._command = command
