@@ -235,6 +235,12 @@ class Core:
                     ok=False,
                 )
             if not self._engine.stop(ref):  # said to the one who asked only: no noise
+                if await self._engine.cut_off(ref):
+                    return Reply(
+                        "No answer is being written here: the last one was cut off when the "
+                        f"bot stopped. {p}retry asks for it again.",
+                        private=True,
+                    )
                 return Reply("No answer is being written here.", private=True)
             # To the one who stopped it: the answer itself says "Stopped." to everyone.
             return Reply("Stopped the answer.", private=True)

@@ -352,6 +352,26 @@ async def left_half_written(core: Core) -> None:
     )
 
 
+async def test_stop_after_a_restart_says_the_answer_was_cut_off(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Restarts probe: /stop on an answer a killed process left said only "No answer is
+    being written here", and not what would help."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        assert (await core.run_command(REF, ADMIN, core.parse("/stop", Platform.DISCORD))).text == (
+            "No answer is being written here."
+        )
+        await left_half_written(core)
+        reply = await core.run_command(REF, ADMIN, core.parse("/stop", Platform.DISCORD))
+        assert reply.private and reply.text == (
+            "No answer is being written here: the last one was cut off when the bot stopped. "
+            "/retry asks for it again."
+        )
+    finally:
+        await core.close()
+
+
 async def test_the_cut_off_note_outlives_a_refused_control(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
