@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Protocol
 
-from bot.types.text import unicode_pattern
+from bot.types.text import grapheme_end
 
 # A fence line: its marker (three or more of one character) and what follows (the info
 # string, such as a language, on an opening line; nothing on a closing one).
@@ -157,8 +157,8 @@ def _cut_point(text: str, room: int, minimum: int) -> int:
         return at + 1  # every word end is inside a span: cut as without them
     span = _around(_spans(text, line, room) if spans is None else spans, room)
     if span is not None and span[0] > minimum:
-        return _grapheme_end(text, span[0], minimum)  # a long word ends before the span
-    return _grapheme_end(text, room, minimum)
+        return grapheme_end(text, span[0], minimum)  # a long word ends before the span
+    return grapheme_end(text, room, minimum)
 
 
 def _spans(text: str, start: int, room: int) -> list[tuple[int, int]]:
@@ -177,19 +177,6 @@ def _around(spans: list[tuple[int, int]], cut: int) -> tuple[int, int] | None:
     i = bisect_right(spans, (cut, cut)) - 1
     # Spans do not overlap: only the last to begin before the cut may hold it.
     return spans[i] if i >= 0 and spans[i][0] < cut < spans[i][1] else None
-
-
-def _grapheme_end(text: str, room: int, minimum: int) -> int:
-    """The last grapheme boundary at or before `room`, past `minimum` (else `room`)."""
-    cut = room
-    # A boundary is found from a little before (a cluster is a few dozen characters at
-    # most), so a long page is not segmented whole.
-    start = max(minimum, room - 256)
-    for match in unicode_pattern(r"\X").finditer(text, start, min(len(text), room + 64)):
-        if match.end() > room:
-            break
-        cut = match.end()
-    return cut if cut > minimum else room
 
 
 def _open_fence(page: str) -> tuple[str, str] | None:

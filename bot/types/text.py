@@ -429,9 +429,25 @@ def literal(text: str) -> str:
     return _MARKDOWN.sub(lambda m: "\\" + m.group(), text)
 
 
+def grapheme_end(text: str, room: int, minimum: int = 0) -> int:
+    """The last grapheme boundary at or before `room`, past `minimum` (else `room`)."""
+    cut = room
+    # A boundary is found from a little before (a cluster is a few dozen characters at
+    # most), so a long page is not segmented whole.
+    start = max(minimum, room - 256)
+    for match in unicode_pattern(r"\X").finditer(text, start, min(len(text), room + 64)):
+        if match.end() > room:
+            break
+        cut = match.end()
+    return cut if cut > minimum else room
+
+
 def shorten(text: str, limit: int) -> str:
-    """At most `limit` characters, with `…` where it was cut."""
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+    """At most `limit` characters, with `…` where it was cut (between two graphemes: not
+    inside a flag, an emoji with its skin tone, or a letter with its marks)."""
+    if len(text) <= limit:
+        return text
+    return text[: grapheme_end(text, max(0, limit - 1))] + "…"
 
 
 def seconds_in_words(seconds: int) -> str:

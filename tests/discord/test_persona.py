@@ -191,6 +191,13 @@ async def test_the_greeting_is_posted_by_the_character_with_its_swipes(
         await fake.stop()
 
 
+def test_a_long_webhook_name_is_cut_between_graphemes() -> None:
+    """Phone probe: a name cut at 80 code points split a flag in two."""
+    flag = "\U0001f1ef\U0001f1f5"
+    name = webhook_name("x" * 79 + flag)
+    assert name == "x" * 79 and len(name) <= 80
+
+
 def test_webhook_names_discord_refuses_are_cleaned() -> None:
     assert webhook_name("Discord Clyde Bot") == "Bot"
     assert webhook_name("discord") == "Character"

@@ -287,6 +287,12 @@ def test_a_decimal_comma_where_a_whole_number_is_asked_for_is_not_offered_as_a_d
 def test_shorten() -> None:
     assert shorten("abc", 5) == "abc"
     assert shorten("a" * 100, 10) == "a" * 9 + "…"
+    # Phone probe: cut between graphemes, never inside a flag, a family or a letter with
+    # its marks (half of one shows as another symbol, or as a box).
+    flag, family = "\U0001f1eb\U0001f1f7", "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    assert shorten("abcdefgh" + flag + "xyz", 10) == "abcdefgh…"
+    assert shorten("abcdef" + family + "xyz", 10) == "abcdef…"
+    assert shorten("abcdefghe\u0301\u0301xyz", 11) == "abcdefgh…"
 
 
 @pytest.mark.parametrize(

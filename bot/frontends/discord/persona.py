@@ -19,7 +19,7 @@ import discord
 from bot.core import Core
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.types import ChannelRef
-from bot.types.text import literal
+from bot.types.text import grapheme_end, literal
 
 log = logging.getLogger("bot.discord")
 
@@ -39,7 +39,8 @@ def webhook_name(name: str) -> str:
         if shorter == cleaned:
             break
         cleaned = shorter
-    cleaned = " ".join(cleaned.split())[:MAX_NAME]
+    cleaned = " ".join(cleaned.split())
+    cleaned = cleaned[: grapheme_end(cleaned, MAX_NAME)]  # not inside a flag or an emoji
     return cleaned or "Character"
 
 
