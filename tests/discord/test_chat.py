@@ -374,6 +374,26 @@ async def test_a_message_holding_a_key_is_refused_and_deleted(
     assert await core.store.history(ref_of(world.channel, world.guild), 10) == []
 
 
+async def test_a_key_the_bot_may_not_delete_is_left_to_its_author_with_a_word(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Permissions probe: without Manage Messages the delete was refused quietly; the
+    key stayed in the channel, and nobody was asked to delete it."""
+    me = world.guild.me
+    assert me is not None
+    room = world.guild.create_text_channel(
+        "no-manage", overwrites={me: discord.PermissionOverwrite(manage_messages=False)}
+    )
+    await world.env.settle()
+    key = "sk-proj-" + "Zq8" * 8
+    await world.member.send(room, f"<@{world.bot_id}> here is my key {key} use it")
+    said = bot_messages(room, world.bot_id)
+    assert len(said) == 2 and "looks like a key or password" in said[0], said
+    assert said[1].startswith("I could not delete your message (I need the Manage Messages")
+    assert all(key not in text for text in said)
+    assert endpoint.requests == []
+
+
 async def test_a_command_typed_into_a_mention_is_not_chat(
     world: World, endpoint: FakeOpenAI, core: Any
 ) -> None:

@@ -180,8 +180,7 @@ class ChatHandler:
             await sink.settle(result)
             await self._core.shown_in(ref, result.answer_id, [str(m.id) for m in target.messages])
             if result.held_secret:  # not sent or kept; nor left in the channel, if allowed
-                with contextlib.suppress(*CALL_FAILED):
-                    await message.delete()
+                await _take_out(message)
             if result.refusal and not target.blocked:
                 await _refuse(message, result.refusal)
             if speaker is not None and speaker.hint and not target.blocked:
@@ -268,6 +267,21 @@ async def _typed_command(message: discord.Message, typed: TypedCommand) -> None:
             await message.reply(text, mention_author=False)
     except CALL_FAILED as err:
         log.info("could not answer a typed command: %s", type(err).__name__)
+
+
+async def _take_out(message: discord.Message) -> None:
+    """A message holding a key or password (the turn said it was not sent or kept):
+    deleted where the bot may (Manage Messages), else its author is asked to."""
+    try:
+        await message.delete()
+    except CALL_FAILED as err:
+        log.info("could not delete a message holding a key: %s", type(err).__name__)
+        with contextlib.suppress(*CALL_FAILED):
+            await message.reply(
+                "I could not delete your message (I need the Manage Messages permission "
+                "here): delete it yourself now, others can still read it.",
+                mention_author=False,
+            )
 
 
 async def _take_out_edit(message: discord.PartialMessage) -> None:
