@@ -85,11 +85,26 @@ def test_posting_needs_send_and_a_reply_needs_history() -> None:
     full = discord.Permissions(view_channel=True, send_messages=True, read_message_history=True)
     assert send_check(full, in_thread=False).can_reply
     assert not send_check(full, in_thread=True).can_send  # threads need their own permission
-    assert send_check(full, in_thread=True).missing == "Send Messages in Threads"
+    assert send_check(full, in_thread=True).blocked == Blocked.missing("Send Messages in Threads")
     no_history = discord.Permissions(view_channel=True, send_messages=True)
     assert not send_check(no_history, in_thread=False).can_reply
     mute = discord.Permissions(view_channel=True)
-    assert send_check(mute, in_thread=False).missing == "Send Messages"
+    assert send_check(mute, in_thread=False).blocked == Blocked.missing("Send Messages")
+
+
+def test_a_locked_thread_takes_posts_only_with_manage_threads() -> None:
+    """Permissions probe: every mention in a locked thread asked the model, whose answer
+    Discord then refused (and the one notice blamed Send Messages in Threads)."""
+    sends = discord.Permissions(view_channel=True, send_messages_in_threads=True)
+    locked = send_check(sends, in_thread=True, locked=True)
+    assert not locked.can_send and locked.blocked is not None
+    assert (
+        locked.blocked.reason == "the thread is locked" and "Manage Threads" in locked.blocked.fix
+    )
+    manages = discord.Permissions(sends.value | discord.Permissions(manage_threads=True).value)
+    assert send_check(manages, in_thread=True, locked=True).can_send
+    # Discord's own code for it, when the thread was locked after the check.
+    assert blocked_by(160005, sends, in_thread=True).reason == "the thread is locked"
 
 
 def test_a_refused_post_or_edit_names_what_is_missing_now() -> None:

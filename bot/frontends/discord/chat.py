@@ -140,9 +140,12 @@ class ChatHandler:
         else:
             # Only a cached member has permissions; anyone else gets no admin rights.
             perms = channel.permissions_for(author) if isinstance(author, discord.Member) else None
-            check = send_check(channel.permissions_for(guild.me), in_thread=parent is not None)
-            if not check.can_send:
-                await self._notices.tell(message, Blocked.missing(check.missing))
+            locked = isinstance(channel, discord.Thread) and channel.locked
+            check = send_check(
+                channel.permissions_for(guild.me), in_thread=parent is not None, locked=locked
+            )
+            if check.blocked is not None:
+                await self._notices.tell(message, check.blocked)
                 return
             if not check.can_reply:
                 reply_to = None

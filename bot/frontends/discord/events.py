@@ -121,24 +121,32 @@ def actor_for(
 
 @dataclass(frozen=True, slots=True)
 class SendCheck:
-    """Whether the bot may post here, and whether it may reply to (quote) the asker."""
+    """Whether the bot may post here (else why not), and whether it may reply to (quote)
+    the asker."""
 
     can_send: bool
     can_reply: bool
-    missing: str = ""
+    blocked: Blocked | None = None
 
 
-def send_check(permissions: discord.Permissions, *, in_thread: bool) -> SendCheck:
-    """Posting needs Send Messages (in Threads); a reply also needs Read Message History."""
+def send_check(
+    permissions: discord.Permissions, *, in_thread: bool, locked: bool = False
+) -> SendCheck:
+    """Posting needs Send Messages (in Threads), and in a locked thread Manage Threads;
+    a reply also needs Read Message History."""
     send = permissions.send_messages_in_threads if in_thread else permissions.send_messages
     if not permissions.view_channel:
-        return SendCheck(False, False, "View Channel")
+        return SendCheck(False, False, Blocked.missing("View Channel"))
     if not send:
-        return SendCheck(False, False, "Send Messages in Threads" if in_thread else "Send Messages")
+        missing = "Send Messages in Threads" if in_thread else "Send Messages"
+        return SendCheck(False, False, Blocked.missing(missing))
+    if locked and not permissions.manage_threads:
+        return SendCheck(False, False, LOCKED)
     return SendCheck(True, permissions.read_message_history)
 
 
 ARCHIVED_THREAD = 50083  # Discord's code: "Operation on an archived thread"
+LOCKED_THREAD = 160005  # "Thread is locked"
 MISSING_ACCESS = 50001
 
 
@@ -157,14 +165,22 @@ class Blocked:
         )
 
 
+LOCKED = Blocked(
+    "the thread is locked", "Unlock it, or give me the Manage Threads permission there."
+)
+
+
 def blocked_by(code: int, permissions: discord.Permissions | None, *, in_thread: bool) -> Blocked:
     """What a 403 on a post or an edit means: a permission seen missing now, else what
-    Discord's error `code` says (an archived thread, access lost). Discord's "Missing
-    Permissions" names none; a post needs Send Messages, so that is the one named."""
+    Discord's error `code` says (an archived or locked thread, access lost). Discord's
+    "Missing Permissions" names none; a post needs Send Messages, so that is the one
+    named."""
     if permissions is not None:
         check = send_check(permissions, in_thread=in_thread)
-        if not check.can_send:
-            return Blocked.missing(check.missing)
+        if check.blocked is not None:
+            return check.blocked
+    if code == LOCKED_THREAD:
+        return LOCKED
     if code == ARCHIVED_THREAD:
         return Blocked("the thread is archived", "Unarchive it to go on there.")
     if code == MISSING_ACCESS:
