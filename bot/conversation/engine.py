@@ -684,7 +684,11 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         (regenerated, retried, continued) becomes the question's shown answer and says
         which of its answers it is; one that ends before any text leaves the answer it
         was `replacing` shown (with how the attempt ended). A request that cannot fit the
-        context set here (`overflow`) is not sent: it ends as an error saying why."""
+        context set here (`overflow`), or one reached after a shutdown began, is not sent:
+        it ends as an error saying why."""
+        # A turn that was preparing when a shutdown began (wind_down stops only the
+        # answers already written) must not ask the model either.
+        not_sent = overflow.text(prefix) if overflow is not None else self._closing
         self._cut_off.pop(ref, None)  # any answer here now: the cut one is said or acted on
         row = AnswerRow(
             self._store,
@@ -699,8 +703,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         provider = self._hub.provider(endpoint)
         with self._ending(ref):  # until stored, charged and shown: what a shutdown waits for
             try:
-                if overflow is not None:
-                    outcome = Outcome(error=overflow.text(prefix), failed=True)
+                if not_sent is not None:
+                    outcome = Outcome(error=not_sent, failed=True)
                 else:
                     outcome = await stream_answer(
                         provider,
@@ -756,7 +760,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             try:
                 await sink.finish(preface + shown, reasoning, error)
             finally:  # the call cost what it cost, however showing it ended
-                if overflow is not None:  # no call: nothing to count
+                if not_sent is not None:  # no call: nothing to count
                     await self._release(ref)
                 else:
                     await accounting.record(
@@ -771,6 +775,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     )
             if overflow is not None:
                 log.info("a turn in %s was not sent: it cannot fit the context set", ref)
+            elif not_sent is not None:
+                log.info("a turn in %s was not sent: the bot is shutting down", ref)
             elif outcome.error and outcome.state is not TurnState.STOPPED:
                 log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
             return result

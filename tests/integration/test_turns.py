@@ -28,6 +28,7 @@ from bot.store.migrate import upgrade_to_head
 from bot.store.models import ChannelConfigRow, MessageRow, UsageRow
 from bot.types import (
     Actor,
+    Attachment,
     ChannelConfig,
     ChannelRef,
     HistoryEntry,
@@ -350,6 +351,40 @@ async def left_half_written(core: Core) -> None:
             HistoryEntry(Role.ASSISTANT, "I was say", state=TurnState.STREAMING),
         ],
     )
+
+
+async def test_a_turn_preparing_when_a_shutdown_begins_does_not_ask_the_model(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Review: a shutdown stopped the answers being written and told the turns waiting
+    for them; a turn past its place in line but still reading (its file downloading)
+    went on to ask the model during the shutdown."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    downloading, downloaded = asyncio.Event(), asyncio.Event()
+    data = b"some notes"
+
+    async def fetch(limit: int) -> bytes:  # the platform's download, slow
+        downloading.set()
+        await downloaded.wait()
+        return data
+
+    try:
+        sink = Sink()
+        notes = Attachment("notes.txt", "text/plain", len(data), fetch)
+        turn = asyncio.create_task(core.chat(Incoming(REF, ADMIN, "read this", (notes,)), sink))
+        await asyncio.wait_for(downloading.wait(), 10)
+        stopping = asyncio.create_task(core.wind_down(patience=10))
+        await asyncio.sleep(0.1)
+        downloaded.set()
+        await asyncio.wait_for(stopping, 10)
+        await turn
+        assert endpoint.requests == []
+        assert sink.final is not None
+        assert "Not answered: the bot is shutting down" in str(sink.final), sink.final
+        async with core.store.engine.connect() as conn:  # no usage row is left for it
+            assert (await conn.execute(select(UsageRow.__table__))).all() == []
+    finally:
+        await core.close()
 
 
 async def test_stop_after_a_restart_says_the_answer_was_cut_off(
