@@ -123,6 +123,10 @@ def test_what_came_before_the_start_is_passed_over_but_a_key_taken_out() -> None
         replace(QUESTION, is_edit=True, edit_holds_secret=True),
     ):
         assert decide.decide(replace(facts, sent_ms=before)) == stale
+    # Review: a notice (another bot's, a bridge's) is never run, so never taken out.
+    notice = replace(KEY, msgtype="m.notice", sent_ms=before)
+    assert decide.decide(replace(notice, sent_ms=STARTED)).action is Action.IGNORE
+    assert decide.decide(notice).action is Action.IGNORE
     # A room the bot has left since, or no message: nothing to take out.
     assert decide.decide(replace(KEY, sent_ms=before, room_known=False)).action is Action.IGNORE
     assert decide.decide(replace(KEY, sent_ms=before, is_message=False)).action is Action.IGNORE

@@ -129,6 +129,8 @@ def decide(facts: EventFacts) -> Decision:
 
 def _holds_secret(facts: EventFacts) -> bool:
     """A message that would be taken out of the room as holding a key or password."""
+    if facts.msgtype not in TYPED:  # a notice (another bot's, a bridge's) is never run
+        return False
     if facts.is_edit:
         return facts.edit_holds_secret
     return facts.may_hold_secret and (facts.is_command or facts.msgtype == "m.emote")

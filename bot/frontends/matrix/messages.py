@@ -244,10 +244,10 @@ class MessageHandler:
                 )
                 await self._notice(msg, f"{said}\n\n{note}")
             elif decision.action is Action.STALE_SECRET:
-                note = await self._take_out(msg)
+                note = await self._take_out(msg)  # says whether it could be taken out
                 said = (
-                    "This came while I was not running, so I did not run it, and it may hold a "
-                    "key or password, so I took it out of the room."
+                    "This came while I was not running, so I did not run it; it may hold a key "
+                    "or password."
                 )
                 again = (
                     "Send it again."
