@@ -26,9 +26,13 @@ from bot.types.text import (
     apostrophe_at,
     clean_text,
     decimal_hint,
+    number_text,
+    out_of_range,
     parse_decimal,
     parse_whole_number,
     quoted,
+    range_text,
+    switch_value,
 )
 
 
@@ -66,33 +70,6 @@ _STORAGE = {
     Kind.LIST: Storage.JSON,
 }
 
-SWITCH_ON = ("on", "true", "yes", "1")
-SWITCH_OFF = ("off", "false", "no", "0")
-
-
-def switch_value(text: str) -> bool | None:
-    """What a switch typed as `text` means (`on`, `No`, `1` …); None: not a switch word."""
-    lowered = text.lower()
-    if lowered in SWITCH_ON:
-        return True
-    if lowered in SWITCH_OFF:
-        return False
-    return None
-
-
-def out_of_range(number: float, low: float | None, high: float | None) -> bool:
-    return (low is not None and number < low) or (high is not None and number > high)
-
-
-def range_text(low: float | None, high: float | None) -> str:
-    """`from 0 to 2`, `at least 1`, `at most 10`: a range as messages word it."""
-    low_text = "" if low is None else number_text(low)
-    high_text = "" if high is None else number_text(high)
-    if low_text and high_text:
-        return f"from {low_text} to {high_text}"
-    return f"at least {low_text}" if low_text else f"at most {high_text}"
-
-
 # The context window the bot budgets for when `context` is unset (a model's own size is
 # not known to it); what `max_tokens` leaves of it is the conversation's room.
 DEFAULT_CONTEXT_TOKENS = 8192
@@ -105,13 +82,6 @@ def conversation_room(context: int | None, max_tokens: int | None) -> tuple[int,
     size = context or DEFAULT_CONTEXT_TOKENS
     answer = max_tokens or min(DEFAULT_ANSWER_TOKENS, size // 4)
     return size, size - answer
-
-
-def number_text(value: float) -> str:
-    """0.7, 12, 10000000: plain notation, never `1e+07`."""
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 # What a backslash escapes in a list value: a newline, a tab, itself, a comma or a quote

@@ -35,9 +35,12 @@ from bot.types.text import (
     clean_text,
     describe_char,
     header_safe,
+    out_of_range,
     parse_decimal,
-    parse_integer,
+    parse_whole_number,
+    range_text,
     refuse_controls,
+    switch_value,
     untrusted_json,
     unwrapped,
     visible_id,
@@ -63,23 +66,20 @@ def _text(value: str) -> str:
 
 
 def _flag(value: str) -> bool:
-    word = value.strip().lower()
-    if word in ("1", "true", "yes", "on", "t", "y"):
-        return True
-    if word in ("0", "false", "no", "off", "f", "n"):
-        return False
-    raise ValueError("use true or false")
+    switch = switch_value(value.strip())
+    if switch is None:
+        raise ValueError("use true or false")
+    return switch
 
 
 def _whole(low: int | None = None, high: int | None = None) -> Reader:
     def read(value: str) -> int:
-        number = parse_integer(value)  # ASCII digits, as the README says (not `١٠`, `1_000`)
+        # ASCII digits, as the README says (not `١٠`, `1_000`); thousands may be grouped.
+        number = parse_whole_number(value)
         if number is None:
             raise ValueError("not a whole number")
-        if low is not None and number < low:
-            raise ValueError(f"must be at least {low}")
-        if high is not None and number > high:
-            raise ValueError(f"must be at most {high}")
+        if out_of_range(number, low, high):
+            raise ValueError(f"must be {range_text(low, high)}")
         return number
 
     return read

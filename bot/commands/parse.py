@@ -9,24 +9,28 @@ from itertools import takewhile
 from typing import Any
 
 from bot.commands.spec import Command, Invocation, Kind, Option, usage
-from bot.fields import SWITCH_OFF, SWITCH_ON, out_of_range, range_text, switch_value
 from bot.types import Attachment, SecretValue
 from bot.types.secrets import holds_key
 from bot.types.text import (
     INVISIBLE,
     MODEL_ID_CHARS,
     QUOTE_CLOSERS,
+    SWITCH_OFF,
+    SWITCH_ON,
     TextError,
     apostrophe_at,
     clean_text,
     decimal_hint,
     header_safe,
     normalize_text,
+    out_of_range,
     parse_decimal,
     parse_whole_number,
     quoted,
+    range_text,
     refuse_controls,
     strip_invisible,
+    switch_value,
     unwrapped,
     visible_id,
 )

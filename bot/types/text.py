@@ -457,3 +457,38 @@ def seconds_in_words(seconds: int) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+# Words for a switch, typed in chat or in .env (`y`, `t`: as .env files often write them).
+SWITCH_ON = ("on", "true", "yes", "1", "y", "t")
+SWITCH_OFF = ("off", "false", "no", "0", "n", "f")
+
+
+def switch_value(text: str) -> bool | None:
+    """What a switch typed as `text` means (`on`, `No`, `1` …); None: not a switch word."""
+    lowered = text.lower()
+    if lowered in SWITCH_ON:
+        return True
+    if lowered in SWITCH_OFF:
+        return False
+    return None
+
+
+def out_of_range(number: float, low: float | None, high: float | None) -> bool:
+    return (low is not None and number < low) or (high is not None and number > high)
+
+
+def range_text(low: float | None, high: float | None) -> str:
+    """`from 0 to 2`, `at least 1`, `at most 10`: a range as messages word it."""
+    low_text = "" if low is None else number_text(low)
+    high_text = "" if high is None else number_text(high)
+    if low_text and high_text:
+        return f"from {low_text} to {high_text}"
+    return f"at least {low_text}" if low_text else f"at most {high_text}"
+
+
+def number_text(value: float) -> str:
+    """0.7, 12, 10000000: plain notation, never `1e+07`."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")

@@ -58,6 +58,18 @@ def test_values_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "sk-ant" not in repr(s)
 
 
+def test_numbers_and_switches_read_as_commands_read_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review: `/limits set … 100,000` took a grouped number, LIMIT_* in .env did not;
+    the settings and the commands had each their own rule."""
+    monkeypatch.setenv("LIMIT_TOKENS_PER_USER_DAY", "100,000")
+    monkeypatch.setenv("ALLOW_PRIVATE_ENDPOINTS", "Y")
+    s = load_settings()
+    assert s.limit_tokens_per_user_day == 100_000
+    assert s.allow_private_endpoints
+
+
 def test_a_data_dir_under_home_is_in_the_home_folder(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -211,7 +223,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
         ("CUSTOM_EXTRA_HEADERS", "[" * 100_000, "not valid JSON"),
         ("PROVIDER_CONNECT_TIMEOUT", "nan", "must be a number above 0"),
         ("PROVIDER_CONNECT_TIMEOUT", "inf", "must be a number above 0"),
-        ("PROVIDER_MAX_RETRIES", "11", "must be at most 10"),
+        ("PROVIDER_MAX_RETRIES", "11", "must be from 0 to 10"),
         ("MAX_ANSWER_CHARS", "1e9", "not a whole number"),
         # Quotas probe: read as 10, 5 and 1000, while /limits and the README take ASCII.
         ("LIMIT_TOKENS_PER_USER_DAY", "\u0661\u0660", "not a whole number"),
@@ -258,7 +270,7 @@ def test_every_mistake_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
     assert str(err.value).splitlines() == [
         "Setting LOG_LEVEL is invalid: use one of DEBUG, INFO, WARNING, ERROR, CRITICAL.",
-        "Setting MEDIA_STORE_MB is invalid: must be at least 1.",
+        "Setting MEDIA_STORE_MB is invalid: must be from 1 to 10000000.",
     ]
 
 
