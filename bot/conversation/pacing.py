@@ -56,16 +56,22 @@ def _split(text: str, limit: int, size: Size = len) -> Iterator[tuple[str, str]]
             room = _fit(body, limit - size(closing), size)
             cut = _cut_point(body, room, minimum=len(reopen) + 1)
             fence = _open_fence(body[:cut])
+            if fence is not None and size(fence[1]) > limit // 8:
+                # A marker too long to close and reopen on every page (hundreds of
+                # backticks): text, not a fence, or no page would hold more than it.
+                fence = None
             if fence is None or len(fence[1]) < len(closing):
                 break
             closing = "\n" + fence[1]
         page = body[:cut]
+        kept = ""
         if fence is not None:
             opening, marker = fence
             # Closed with its own marker: a `~~~` fence does not end at a ```, a ````
             # one not at a ``` (which it may hold).
             kept = page.rstrip("\n")
             kept = kept[: _fit(kept, limit - size("\n" + marker), size)]
+        if fence is not None and len(kept) > len(reopen):  # the page takes some of the rest
             page = kept + "\n" + marker
             # A fence line too long to repeat (text run on after the ```, say) is
             # reopened with its marker alone: whole, it would fill the next page.

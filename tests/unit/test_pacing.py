@@ -599,3 +599,25 @@ def test_a_fence_line_longer_than_a_page_is_reopened_with_its_marker_alone() -> 
     assert len(pages) == 2 and all(len(p) <= 2000 for p in pages)
     assert pages[1].startswith("```\n") and pages[1].endswith("print(1)\n```\ndone")
     assert "".join(pages).count("x") == 2500
+
+
+@pytest.mark.parametrize("marker", ["`", "~"])
+@pytest.mark.parametrize("count", [249, 251, 992, 1000, 1007, 1999, 2000, 2500])
+def test_a_fence_marker_of_hundreds_of_characters_never_stalls_the_split(
+    marker: str, count: int
+) -> None:
+    """Hostile probe: an answer opening with ~1,000 backticks made every page that run
+    of backticks again (the split never ended, the bot froze and memory grew): each page
+    reopened as much as it took. Such a run is text, and every page moves on."""
+    text = marker * count + "\n" + "y " * 1500
+    pages = [page for page, _ in islice(_split(text, 2000), 50)]
+    assert len(pages) < 10 and all(len(p) <= 2000 for p in pages), len(pages)
+    assert "".join(pages).count("y") == 1500
+
+
+def test_pages_move_on_under_a_size_that_counts_more_than_characters() -> None:
+    """The same on Matrix, whose limit is an event's size: a fence's pages always take
+    some of what is left."""
+    text = "`" * 11_000 + "\n" + "y " * 20_000
+    pages = [page for page, _ in islice(_split(text, 22_000, lambda t: len(t.encode())), 50)]
+    assert len(pages) < 10 and "".join(pages).count("y") == 20_000
