@@ -162,10 +162,11 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 
 # Between a secret's characters, what a human eye or a renderer skips: invisible
 # characters, a line break, a Markdown escape.
-_INVISIBLE = r"\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
-# What separates words: the space, a tab, and the spaces keyboards and typesetting make
-# (no-break, thin, narrow, ideographic: a CJK keyboard's fullwidth space).
-_SPACES = r" \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_INVISIBLE = r"\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufe00-\ufe0f\ufeff"
+# What separates words: the space, a tab, the spaces keyboards and typesetting make
+# (no-break, thin, narrow, ideographic: a CJK keyboard's fullwidth space), and the
+# letters drawn as nothing (Hangul fillers, the blank Braille cell).
+_SPACES = r" \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u115f\u1160\u2800\u3164\uffa0"
 
 
 @lru_cache(maxsize=4096)

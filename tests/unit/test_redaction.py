@@ -261,6 +261,10 @@ PASSWORD = "Tr0ub4dor3xZ"
         "\u00a0".join(PASSWORD),
         "\u2009".join(PASSWORD),
         "\u3000".join(chr(ord(c) + 0xFEE0) for c in PASSWORD),
+        # Hostile probe: letters drawn as nothing, and a variation selector after each.
+        "\u3164".join(PASSWORD),
+        "\u2800".join(PASSWORD),
+        "\ufe0f".join(PASSWORD),
     ],
 )
 def test_a_channels_own_secret_is_found_in_disguise(disguised: str) -> None:
