@@ -319,9 +319,9 @@ def decimal_hint(text: str, *, whole: bool = False) -> str:
     if _DOT_GROUPED.fullmatch(value) and (whole or value.count(".") > 1):
         # Never taken as 1 or as 1000 unasked: which one is meant, the one who typed knows.
         dots = "dot separates" if value.count(".") == 1 else "dots separate"
-        return f" If the {dots} thousands, write {value.replace('.', '')}."
+        return f" If the {dots} thousands, write {_echo(value.replace('.', ''))}."
     if _DECIMAL_COMMA.fullmatch(value):
-        return "" if whole else f" Write decimals with a dot: {value.replace(',', '.')}."
+        return "" if whole else f" Write decimals with a dot: {_echo(value.replace(',', '.'))}."
     if _DECIMAL.fullmatch(value):
         number = parse_decimal(value)
         if number is None:
@@ -332,6 +332,14 @@ def decimal_hint(text: str, *, whole: bool = False) -> str:
             return ""
         return f" Write it in digits: {int(number)}." if abs(number) < 1e16 else " It is too large."
     return ""
+
+
+ECHO_CHARS = 60  # what a reply quotes back of a typed value, at most
+
+
+def _echo(number: str) -> str:
+    """A number a hint writes back, no longer than any echo of what was typed."""
+    return shorten(number, ECHO_CHARS)
 
 
 def _other_digit(char: str) -> bool:
@@ -369,7 +377,7 @@ def _ascii_hint(typed: str, ascii_value: str, *, whole: bool) -> str:
     written = (
         f" Write it with {', '.join(others)} and {last}" if others else f" Write it with {last}"
     )
-    return f"{written}: {shown}." if shown is not None else f"{written}."
+    return f"{written}: {_echo(shown)}." if shown is not None else f"{written}."
 
 
 def parse_decimal(text: str) -> float | None:
@@ -390,7 +398,7 @@ _BACKTICKS = re.compile(r"`+")
 _UNSEEN = ("Cc", "Cf", "Co", "Cn", "Cs")
 
 
-def quoted(text: str, limit: int = 60) -> str:
+def quoted(text: str, limit: int = ECHO_CHARS) -> str:
     """A typed value quoted back in a reply: one line, at most `limit` characters, in a
     code span no backtick inside it can close early (a longer fence, as Discord and
     Matrix read it), so `a`b` cannot spill its rest out as formatting. Characters that

@@ -8,6 +8,7 @@ from bot.fields import BY_NAME, FieldError
 from bot.types.text import (
     TextError,
     clean_text,
+    decimal_hint,
     header_safe,
     normalize_text,
     parse_decimal,
@@ -346,3 +347,11 @@ def test_a_name_keeps_the_invisible_characters_its_script_needs(
     name: str, shown: str | None
 ) -> None:
     assert shown_name(name) == (name if shown is None else shown)
+
+
+def test_a_hint_writes_back_no_more_than_an_echo() -> None:
+    """Hostile probe: a 4,000-character `1.000.000…` came back whole in its hint (two
+    Discord pages for one typo); a hint's number is as short as any echo."""
+    hint = decimal_hint("1" + ".000" * 1000, whole=True)
+    assert hint.startswith(" If the dots separate thousands, write 1000") and len(hint) < 120
+    assert len(decimal_hint("0," + "7" * 4000)) < 120
