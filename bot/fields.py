@@ -27,6 +27,7 @@ from bot.types.text import (
     clean_text,
     decimal_hint,
     number_text,
+    opens_quote,
     out_of_range,
     parse_decimal,
     parse_whole_number,
@@ -117,7 +118,11 @@ def split_list(text: str) -> list[str]:
                 closers = ""
             else:
                 current.append((char, True))
-        elif char in QUOTE_CLOSERS and not apostrophe_at(text, i):
+        elif (
+            char in QUOTE_CLOSERS
+            and not apostrophe_at(text, i)
+            and opens_quote(char, [c for c, _ in current])
+        ):
             closers = QUOTE_CLOSERS[char]
         elif char == ",":
             items.append(_trimmed(current))

@@ -23,6 +23,7 @@ from bot.types.text import (
     decimal_hint,
     header_safe,
     normalize_text,
+    opens_quote,
     out_of_range,
     parse_decimal,
     parse_whole_number,
@@ -62,7 +63,7 @@ def _token(text: str, pos: int) -> tuple[str, int] | None:
                 closers = ""
             else:
                 out.append(c)
-        elif c in QUOTE_CLOSERS and not apostrophe_at(text, pos):
+        elif c in QUOTE_CLOSERS and not apostrophe_at(text, pos) and opens_quote(c, out):
             closers = QUOTE_CLOSERS[c]
         elif c.isspace():
             break

@@ -7,6 +7,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +131,16 @@ QUOTE_CLOSERS: dict[str, str] = {
 }
 QUOTE_CHARS = "".join(sorted(set("".join(QUOTE_CLOSERS) + "".join(QUOTE_CLOSERS.values()))))
 _APOSTROPHES = "'\u2019"
+
+
+def opens_quote(quote: str, before: Sequence[str]) -> bool:
+    """Whether `quote` opens a quote after `before`, what its value holds so far: "…" and
+    '…' anywhere, as a shell reads them; a typographic one only where a value begins
+    (nothing before it but spaces, or `name:`), so `12”` (inches) or `5»` stays as typed."""
+    if quote in "\"'":
+        return True
+    typed = "".join(before).strip()
+    return not typed or typed.endswith(":")
 
 
 def apostrophe_at(text: str, i: int) -> bool:

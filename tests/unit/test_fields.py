@@ -47,6 +47,13 @@ def test_split_list(typed: str, items: list[str]) -> None:
     assert split_list(typed) == items
 
 
+def test_a_typographic_quote_inside_a_value_is_part_of_it() -> None:
+    """Review: `12”` (inches) opened a quote that never closed."""
+    assert split_list("12\u201d, END") == ["12\u201d", "END"]
+    assert split_list("a\u00bb, b") == ["a\u00bb", "b"]
+    assert split_list(" \u201ca,b\u201d , END") == ["a,b", "END"]
+
+
 @pytest.mark.parametrize("typed", ['"a,b', "\u201ca,b", "\u00aba,b\u201d", "\u300ca\u300f"])
 def test_split_list_unclosed_quote(typed: str) -> None:
     with pytest.raises(FieldError, match="quote"):

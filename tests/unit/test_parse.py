@@ -48,6 +48,8 @@ def test_quotes_and_named_options() -> None:
         ("/preset import \u300epreset 1.json\u300f", {"file": "preset 1.json"}),
         ("/preset import \u00ab a\u201cb\u201d \u00bb", {"file": " a\u201cb\u201d "}),
         ("/model id:\u201cmy model:7b\u201d", {"id": "my model:7b"}),
+        # Review: inches and the like inside a word are no quote.
+        ("/model 12\u201d-screen", {"id": "12\u201d-screen"}),
         ("/model \u00abm-small\u00bb", {"id": "m-small"}),
         ("/character import \u201ca \\\u201d b\u201d", {"file": "a \u201d b"}),
         # An apostrophe inside a word is a letter of it, a phone's (’) as a keyboard's.
