@@ -992,7 +992,7 @@ def _asked_by(question: HistoryEntry, actor: Actor) -> bool:
     migration 0005), by name (it was anyone's to change)."""
     if question.author_id is not None:
         return question.author_id == actor.id
-    return question.author in (None, actor.display_name)
+    return question.author is None or question.author.casefold() == actor.display_name.casefold()
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:

@@ -143,7 +143,7 @@ async def _run(url: str, action: Callable[[Config], None]) -> None:
                 if not (await connection.execute(held, {"key": _LOCK})).scalar():
                     # Said, or a start behind a long one (or a killed one whose server
                     # process still runs it) waits without a word.
-                    log.warning(
+                    log.info(
                         "another process is upgrading the database schema; waiting for it to finish"
                     )
                     lock = text("SELECT pg_advisory_xact_lock(:key)")

@@ -307,7 +307,7 @@ async def test_a_start_waiting_for_another_upgrade_on_postgresql_says_so(
     try:
         async with engine.connect() as other:
             await other.execute(text("SELECT pg_advisory_lock(:key)"), {"key": migrate._LOCK})
-            with caplog.at_level(logging.WARNING, logger="bot.store.migrate"):
+            with caplog.at_level(logging.INFO, logger="bot.store.migrate"):
                 waiting = asyncio.create_task(migrate.upgrade(postgres_url))
                 async with asyncio.timeout(30):
                     while "another process is upgrading" not in caplog.text:  # noqa: ASYNC110

@@ -948,6 +948,8 @@ async def test_questions_stored_before_ids_were_are_their_askers_own(
         # Her turn from before the upgrade is hers alone to change (by her name).
         _, sink = await control(core, "/regenerate", BOB)
         assert sink.final is not None and "Only alice or an admin" in sink.final[0]
+        _, sink = await control(core, "/regenerate", Actor("u5", "Alice"))  # any case
+        assert sink.final is not None and "Only" not in sink.final[0], sink.final
         await core.chat(Incoming(REF, alice, "second, after the upgrade"), Sink())
         sent = [m["content"] for m in endpoint.requests[-1]["messages"] if m["role"] == "user"]  # type: ignore[index]
         assert sent == ["first from alice", "second, after the upgrade"], sent  # one person
