@@ -9,6 +9,7 @@ from pathlib import Path
 import discord
 import pytest
 import simcord
+from simcord.backend.models.channel import Overwrite
 
 from bot.core import Core
 from bot.frontends.discord import DiscordOptions
@@ -258,3 +259,49 @@ async def test_a_long_answer_is_replaced_page_by_page(world: World, endpoint: Fa
     assert now[0].reference is not None  # still the reply to the question
     assert [bool(buttons(m)) for m in now] == [False, True]
     assert "2/2" in [label for label, _ in buttons(now[-1]).values()]
+
+
+async def test_a_button_where_the_answer_cannot_change_costs_no_model_call(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Permissions probe: 🔄 in an archived thread (or a locked one, or a channel the bot
+    lost) asked the model, Discord refused the edit, and the presser was told nothing:
+    the stored conversation went on from an answer nobody saw."""
+    made = world.env.backend.create_thread(world.channel.id, "talk", world.member.id)
+    thread = simcord.ChannelHandle(world.env, world.guild, made)
+    await world.env.settle()
+    await world.member.send(thread, f"<@{world.bot_id}> hi")
+    answer = thread.last_message
+    assert answer is not None and answer.author.id == world.bot_id
+    regen = the_id(answer, "regen")
+    world.env.backend.edit_channel(thread.id, {}, thread_metadata={"archived": True})
+    await world.env.settle()
+    pressed = await world.member.click(answer, custom_id=regen)
+    assert reply_text(pressed) == (
+        "I can't change this answer: the thread is archived. Unarchive it to go on there."
+    )
+    # Locked, and the bot without Manage Threads (which may post there).
+    no_manage = discord.Permissions(manage_threads=True).value
+    overwrite = Overwrite(target_id=world.bot_id, type=1, allow=0, deny=no_manage)  # type: ignore[arg-type]
+    world.env.backend.set_overwrite(world.channel.id, overwrite)
+    world.env.backend.edit_channel(
+        thread.id, {}, thread_metadata={"archived": False, "locked": True}
+    )
+    await world.env.settle()
+    pressed = await world.member.click(answer, custom_id=regen)
+    assert "the thread is locked" in reply_text(pressed)
+    assert len(endpoint.requests) == 1  # only the question's own answer
+
+    # Refused after the check (archived meanwhile, say): the presser hears why.
+    world.env.backend.edit_channel(thread.id, {}, thread_metadata={"locked": False})
+    await world.env.settle()
+    world.env.inject_error(
+        "PATCH",
+        f"/channels/{thread.id}/messages/*",
+        status=403,
+        code=50083,
+        message="Thread is archived",
+        times=None,
+    )
+    pressed = await world.member.click(answer, custom_id=regen)
+    assert "I could not change this answer: the thread is archived" in reply_text(pressed)

@@ -28,6 +28,7 @@ from bot.frontends.discord.buttons import (
     stop_refusal,
     streaming_buttons,
 )
+from bot.frontends.discord.events import Blocked, blocked_by, edit_check
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import interaction_context
 from bot.frontends.discord.persona import Personas, Speaker
@@ -195,15 +196,33 @@ class Controls:
             else:
                 await _ephemeral(interaction, "No answer is being written here.")
             return
+        in_thread = isinstance(channel, discord.Thread)
+        blocked = edit_check(
+            interaction.app_permissions,
+            in_thread=in_thread,
+            archived=in_thread and bool(getattr(channel, "archived", False)),
+            locked=in_thread and bool(getattr(channel, "locked", False)),
+        )
+        if blocked is not None:  # the model is not asked for what could not be shown
+            await _ephemeral(
+                interaction, f"I can't change this answer: {blocked.reason}. {blocked.fix}"
+            )
+            return
         # Acknowledged at once (no visible reply): the answer message changes instead. A
         # typed one thinks privately, and says so when done.
         await interaction.response.defer(ephemeral=typed, thinking=typed)
         pages = await _pages_of(message, channel)
         speaker = await self._speaker(message, channel, ref)
+        refused: list[Blocked] = []  # an edit Discord refused meanwhile: said to the presser
+
+        async def forbidden(err: discord.Forbidden) -> None:
+            await _forbidden(err)
+            refused.append(blocked_by(err.code, interaction.app_permissions, in_thread=in_thread))
+
         answer = DiscordTarget(
             channel,
             None,
-            _forbidden,
+            forbidden,
             min_interval=self._min_interval,
             existing=pages,
             speaker=speaker,
@@ -228,6 +247,9 @@ class Controls:
                     shown = f" (answer {done.alternative[0]} of {done.alternative[1]})"
                     said = shown if done.alternative[1] > 1 else ""
                     await _followup(interaction, f"Done: the answer above changed{said}.")
+            if refused:
+                said = f"I could not change this answer: {refused[0].reason}. {refused[0].fix}"
+                await _followup(interaction, said)
         except Exception as err:
             log.warning("a %s button failed: %s", press.value, failure(err))
             await _followup(interaction, "That did not work. Try again in a moment.")

@@ -168,6 +168,17 @@ class Blocked:
 LOCKED = Blocked(
     "the thread is locked", "Unlock it, or give me the Manage Threads permission there."
 )
+ARCHIVED = Blocked("the thread is archived", "Unarchive it to go on there.")
+
+
+def edit_check(
+    permissions: discord.Permissions, *, in_thread: bool, archived: bool, locked: bool
+) -> Blocked | None:
+    """Why the bot could not change an answer here (a button pressed on it), else None:
+    asked before the model is, since an answer it cannot show must not cost a call."""
+    if archived:  # its messages cannot be edited until someone unarchives it
+        return ARCHIVED
+    return send_check(permissions, in_thread=in_thread, locked=locked).blocked
 
 
 def blocked_by(code: int, permissions: discord.Permissions | None, *, in_thread: bool) -> Blocked:
@@ -182,7 +193,7 @@ def blocked_by(code: int, permissions: discord.Permissions | None, *, in_thread:
     if code == LOCKED_THREAD:
         return LOCKED
     if code == ARCHIVED_THREAD:
-        return Blocked("the thread is archived", "Unarchive it to go on there.")
+        return ARCHIVED
     if code == MISSING_ACCESS:
         return Blocked.missing("View Channel")
     return Blocked.missing("Send Messages in Threads" if in_thread else "Send Messages")
