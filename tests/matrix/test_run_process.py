@@ -24,7 +24,23 @@ pytestmark = pytest.mark.synapse
 KEY = "custom-key-M4t5r6i7x8K9e0y1"
 
 
-def _env(tmp_path: Path, server: SynapseServer, bot: MatrixUser, keys: str) -> dict[str, str]:
+def _env(
+    tmp_path: Path,
+    server: SynapseServer,
+    bot: MatrixUser,
+    keys: str,
+    endpoint: SSEEndpoint | None = None,
+) -> dict[str, str]:
+    """`chatbot run`'s environment; with `endpoint`, the model every room uses."""
+    model = (
+        {
+            "DEFAULT_SOURCE": "custom",
+            "DEFAULT_PROXY_URL": f"{endpoint.url}/v1",
+            "DEFAULT_MODEL": endpoint.model,
+        }
+        if endpoint is not None
+        else {}
+    )
     return bot_env(
         MATRIX_HOMESERVER=server.url,
         MATRIX_USER_ID=bot.user_id,
@@ -33,6 +49,16 @@ def _env(tmp_path: Path, server: SynapseServer, bot: MatrixUser, keys: str) -> d
         BOT_SECRET_KEYS=keys,
         ALLOW_PRIVATE_ENDPOINTS="true",
         LOG_LEVEL="DEBUG",  # nio then logs its requests and events: still no secret
+        **model,
+    )
+
+
+async def _stored(tmp_path: Path, keys: str) -> Store:
+    """The database the bot process wrote, opened as it would open it."""
+    return await Store.open(
+        f"sqlite+aiosqlite:///{tmp_path / 'data' / 'chatbot.db'}",
+        SecretBox.from_setting(keys),
+        defaults=ChannelConfig.of(source=Source.CUSTOM),
     )
 
 
@@ -43,12 +69,7 @@ async def test_chatbot_run_joins_answers_takes_a_key_and_stops_on_sigterm(
     keys = await keygen()
     alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
     async with SSEEndpoint(chunks=40, span=1.0) as endpoint:
-        env = _env(tmp_path, synapse_server, bot, keys)
-        env.update(
-            DEFAULT_SOURCE="custom",
-            DEFAULT_PROXY_URL=f"{endpoint.url}/v1",
-            DEFAULT_MODEL=endpoint.model,
-        )
+        env = _env(tmp_path, synapse_server, bot, keys, endpoint)
         process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
         try:
             await process.wait_ready()
@@ -73,11 +94,7 @@ async def test_chatbot_run_joins_answers_takes_a_key_and_stops_on_sigterm(
     assert "Traceback" not in log
     assert KEY not in log and bot.password not in log
     assert "DEBUG" in log  # debug logging really was on
-    store = await Store.open(
-        f"sqlite+aiosqlite:///{tmp_path / 'data' / 'chatbot.db'}",
-        SecretBox.from_setting(keys),
-        defaults=ChannelConfig.of(source=Source.CUSTOM),
-    )
+    store = await _stored(tmp_path, keys)
     try:
         stored = await store.resolve_secret(ChannelRef(Platform.MATRIX, dm), "custom_api_key")
     finally:
@@ -115,12 +132,7 @@ async def test_what_was_sent_while_the_bot_restarted_is_handled_at_its_start(
     keys = await keygen()
     alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
     endpoint = await SSEEndpoint(chunks=2, span=0.1).__aenter__()
-    env = _env(tmp_path, synapse_server, bot, keys)
-    env.update(
-        DEFAULT_SOURCE="custom",
-        DEFAULT_PROXY_URL=f"{endpoint.url}/v1",
-        DEFAULT_MODEL=endpoint.model,
-    )
+    env = _env(tmp_path, synapse_server, bot, keys, endpoint)
     try:
         process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
         try:
@@ -168,11 +180,7 @@ async def test_what_was_sent_while_the_bot_restarted_is_handled_at_its_start(
         await alice.close()
         await endpoint.__aexit__(None, None, None)
     assert KEY not in process.log and "Traceback" not in process.log
-    store = await Store.open(
-        f"sqlite+aiosqlite:///{tmp_path / 'data' / 'chatbot.db'}",
-        SecretBox.from_setting(keys),
-        defaults=ChannelConfig.of(source=Source.CUSTOM),
-    )
+    store = await _stored(tmp_path, keys)
     try:
         stored = await store.resolve_secret(ChannelRef(Platform.MATRIX, dm), "custom_api_key")
         assert stored is not None and stored.reveal() == KEY
@@ -193,12 +201,7 @@ async def test_a_question_waiting_its_turn_at_a_sigterm_is_told_not_asked(
     bot = synapse_server.register("bot")
     alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
     async with SSEEndpoint(chunks=60, span=12.0) as endpoint:
-        env = _env(tmp_path, synapse_server, bot, await keygen())
-        env.update(
-            DEFAULT_SOURCE="custom",
-            DEFAULT_PROXY_URL=f"{endpoint.url}/v1",
-            DEFAULT_MODEL=endpoint.model,
-        )
+        env = _env(tmp_path, synapse_server, bot, await keygen(), endpoint)
         process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
         try:
             await process.wait_ready()
