@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -146,6 +147,9 @@ class Core:
         self._prefixes = dict(prefixes)
         self._gate = (gate or Gate()).with_admins(admin_ids)
         self._engine = ChatEngine(store, hub, limits, self._gate)
+        self._commands = 0  # commands running (a shutdown lets them end and reply)
+        self._no_commands = asyncio.Event()
+        self._no_commands.set()
 
     def prefix(self, platform: Platform) -> str:
         return self._prefixes.get(platform, "/")
@@ -185,6 +189,16 @@ class Core:
         return prepared if isinstance(prepared, Reply) else None
 
     async def run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
+        self._commands += 1
+        self._no_commands.clear()
+        try:
+            return await self._run_command(ref, actor, inv)
+        finally:
+            self._commands -= 1
+            if not self._commands:
+                self._no_commands.set()
+
+    async def _run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
         command = self.command(inv.path)
         if command is not None and command.control:
             # A front-end that cannot stream it gets the new answer as the reply.
@@ -440,9 +454,16 @@ class Core:
     async def wind_down(self, patience: float = 10.0) -> None:
         """Before a shutdown: every answer being written ends as a /stop ends it (stored,
         charged, shown as stopped, its ⏹ gone); the questions waiting for them, and any
-        that come meanwhile, are told they were not answered. Waited for up to
-        `patience` s."""
-        await self._engine.wind_down(SHUTTING_DOWN, NOT_ASKED, patience)
+        that come meanwhile, are told they were not answered; commands running (a status
+        check, an import) end and reply. Waited for up to `patience` s."""
+
+        async def commands_end() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_commands.wait(), patience)
+
+        await asyncio.gather(
+            self._engine.wind_down(SHUTTING_DOWN, NOT_ASKED, patience), commands_end()
+        )
 
     async def close(self) -> None:
         await self.hub.aclose()

@@ -518,6 +518,44 @@ async def test_a_refused_message_content_intent_says_how_to_fix_it(tmp_path: Pat
     assert "Traceback" not in err
 
 
+async def test_a_status_check_running_at_a_sigterm_ends_and_replies(tmp_path: Path) -> None:
+    """Restarts probe: `/connect` against a slow endpoint showed "thinking…", a SIGTERM
+    came, and no reply ever followed: the shutdown let answers end, not commands."""
+    from aiohttp import web
+
+    async def models(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)  # a slow endpoint, well within the status check's timeout
+        return web.json_response({"object": "list", "data": [{"id": "m-small"}]})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        env = await fake.bot_env(
+            tmp_path / "data", f"http://127.0.0.1:{port}/v1", ADMIN_IDS=str(fake.user_id)
+        )
+        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+        try:
+            await bot.wait_ready()
+            await fake.slash("connect")
+            await fake.wait_until(lambda: any(r.get("type") == 5 for r in fake.responses), 30)
+            code = await bot.stop()  # while the check waits for the endpoint
+        finally:
+            await bot.close()
+    finally:
+        await fake.stop()
+        await runner.cleanup()
+    assert code == 0, bot.log[-3000:]
+    assert fake.followups, bot.log[-3000:]
+    assert fake.followups[0]["content"].startswith("Status check: OK"), fake.followups
+
+
 async def test_sigterm_while_the_gateway_reconnects_still_stops_the_process(
     tmp_path: Path,
 ) -> None:
