@@ -533,7 +533,7 @@ async def test_a_status_check_running_at_a_sigterm_ends_and_replies(tmp_path: Pa
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     fake = FakeDiscord(TOKEN)
     await fake.start()
     try:
