@@ -11,7 +11,7 @@ from pathlib import Path
 import nio
 import pytest
 
-from bot.types import ChannelConfig, Source
+from bot.types import ChannelConfig, ChannelRef, Platform, Source
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
 from tests.peers.synapse import SynapseServer
 
@@ -98,7 +98,7 @@ async def test_a_bot_that_may_no_longer_post_does_not_ask_the_model(
                 assert "always" in await alice.command(room_id, bot.user_id, "!reply mode always")
                 after = time.monotonic()
                 await alice.send(room_id, "while it may post")
-                await alice.reply_to(room_id, bot.user_id, after, "the answer")
+                answer = await alice.reply_to(room_id, bot.user_id, after, "the answer")
                 levels = await alice.client.room_get_state_event(room_id, "m.room.power_levels")
                 assert isinstance(levels, nio.RoomGetStateEventResponse), levels
                 content = dict(levels.content)
@@ -107,11 +107,23 @@ async def test_a_bot_that_may_no_longer_post_does_not_ask_the_model(
                 await asyncio.sleep(1)  # the bot's sync brings the new levels
                 for text in ("after it was muted", "and again"):
                     await alice.send(room_id, text)
-                await asyncio.sleep(2)
+                # Room admin probe: the turn controls still asked the model, and commands
+                # ran without a word (a !reset forgot the conversation unseen).
+                asked = len(endpoint.asked)
+                await alice.send(room_id, "!regenerate")
+                await alice.send(room_id, "!reset")
+                regenerate = {"rel_type": "m.annotation", "event_id": answer.event.event_id}
+                await alice.client.room_send(
+                    room_id, "m.reaction", {"m.relates_to": {**regenerate, "key": "🔄"}}
+                )
+                await asyncio.sleep(3)
                 assert endpoint.request_for("after it was muted") is None
                 assert endpoint.request_for("and again") is None
+                assert len(endpoint.asked) == asked
                 said = [r for r in caplog.records if "may not post in" in r.getMessage()]
                 assert len(said) == 1, caplog.text  # once, not at every message
+                ref = ChannelRef(Platform.MATRIX, room_id)
+                assert len(await core.store.history(ref, 10)) == 2  # not reset
         finally:
             await alice.close()
             await core.close()

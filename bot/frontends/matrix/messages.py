@@ -309,6 +309,8 @@ class MessageHandler:
             # Changes nothing, so it need not wait for its turn.
             await self._notice(msg, self._with_note(_dm_only(room.room_id), msg, note))
             return False
+        if not await self._may_post(room):  # nothing run that could not say how it went
+            return False
         await place.turn()
         prepared = await self._prepare(room, msg)
         if isinstance(prepared, str):
@@ -518,6 +520,8 @@ class MessageHandler:
         if shown is None or room is None or shown.ref.channel_id != room_id:
             # Not an answer the bot remembers in this room: a reaction like any other (a
             # homeserver that relates events across rooms gets no say in another room).
+            return
+        if not await self._may_post(room):  # a control would ask the model for nothing shown
             return
         actor = await self._actor(room, sender)
         facts = AnswerFacts(shown.asker, shown.answered)
