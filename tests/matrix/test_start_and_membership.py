@@ -308,3 +308,49 @@ async def test_kicked_in_the_middle_of_an_answer_it_stops_asking_the_model(
     assert stored.state is TurnState.STOPPED
     unread = [r for r in caplog.records if "never retrieved" in r.getMessage()]
     assert unread == [], unread[0].getMessage()
+
+
+async def test_what_a_room_said_before_the_bot_was_invited_is_not_acted_on(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Room admin probe: joining a room (or rejoining after a kick) answered the
+    questions and ran the commands its last few messages held from before (a `!reset`
+    sent while the bot was kicked wiped the conversation on its return)."""
+    bot = synapse_server.register("latebot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    mention = {"m.mentions": {"user_ids": [bot.user_id]}}
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
+        ref = ChannelRef(Platform.MATRIX, "")
+        try:
+            async with running_bot(core, bot_options(synapse_server, bot, tmp_path / "store")):
+                room = await alice.create_room([bob.user.user_id])
+                ref = ChannelRef(Platform.MATRIX, room)
+                await bob.join(room)
+                await bob.send(room, "bot: before you were here", **mention)
+                await alice.send(room, "!reply mode always")
+                await alice.invite(room, bot.user_id)
+                await alice.wait_joined(room, bot.user_id)
+                after = time.monotonic()
+                await bob.send(room, "bot: now that you are here", **mention)
+                await bob.reply_to(room, bot.user_id, after, "the answer")
+                kicked = await alice.client.room_kick(room, bot.user_id, reason="a break")
+                assert isinstance(kicked, nio.RoomKickResponse), kicked
+                await bob.send(room, "bot: while you were out", **mention)
+                await alice.send(room, "!reset")
+                await alice.invite(room, bot.user_id)
+                await alice.wait_joined(room, bot.user_id)
+                await asyncio.sleep(3)  # what its join's sync held is handled by then
+                assert [a.question for a in endpoint.asked] == ['"bot: now that you are here"']
+                settings = await alice.command(room, bot.user_id, "!settings")
+                assert "Reply mode: mention" in settings, settings
+            stored = await core.store.history(ref, 10)
+        finally:
+            await core.close()
+            await alice.close()
+            await bob.close()
+    assert [e.content.strip() for e in stored] == ["bot: now that you are here", endpoint.answer()]

@@ -130,12 +130,37 @@ class MatrixBot:
         # brings each room's last messages, which are not the bot's to act on.
         backlog = bool(self._client.loaded_sync_token)
         for room_id, info in response.rooms.join.items():
-            for event in () if first and not backlog else info.timeline.events:
+            timeline = info.timeline.events if backlog or not first else []
+            for event in self._since_arrival(room_id, timeline):
                 try:
                     self._on_event(room_id, event)
                 except Exception as err:  # one odd event must not stop the sync loop
                     log.error("skipped an event in %s: %s", room_id, failure(err))
             self._leave_if_alone(room_id)
+
+    def _since_arrival(self, room_id: str, timeline: list[Any]) -> list[Any]:
+        """A timeline from the bot's newest arrival in the room on (its invite, else its
+        join, when this sync holds one): what a group room said before the bot was
+        invited (its history, or while the bot was kicked) is not the bot's to answer or
+        run. Redactions stay (a message it stored may have gone meanwhile), and so does
+        all of a direct chat's (its first message is often sent before the bot joins)."""
+        me = self._api.user_id
+        start, invited = 0, None
+        for i, event in enumerate(timeline):
+            if not isinstance(event, nio.RoomMemberEvent) or event.state_key != me:
+                continue
+            if event.membership == "invite":
+                invited = i
+            elif event.membership == "join" and event.prev_membership != "join":
+                start, invited = (i if invited is None else invited), None
+            elif event.membership in ("leave", "ban"):
+                invited = None
+        room = self._client.rooms.get(room_id)
+        if not start or (room is not None and events.is_direct_room(room.member_count)):
+            return timeline
+        return [
+            e for i, e in enumerate(timeline) if i >= start or isinstance(e, nio.RedactionEvent)
+        ]
 
     def _retry_undecrypted(self) -> None:
         """Messages that arrived before their room key: decrypt them now if it came."""
