@@ -305,3 +305,20 @@ async def test_a_button_where_the_answer_cannot_change_costs_no_model_call(
     )
     pressed = await world.member.click(answer, custom_id=regen)
     assert "I could not change this answer: the thread is archived" in reply_text(pressed)
+    typed = await world.member.slash(thread, "regenerate")  # said instead of "Done"
+    assert "could not change" in reply_text(typed) and "Done" not in reply_text(typed)
+
+
+async def test_buttons_in_a_direct_message_still_work(
+    simcord_env: simcord.Env, endpoint: FakeOpenAI
+) -> None:
+    """Review: the check for where an answer can change read a DM interaction's
+    permissions, which Discord leaves empty there, and refused every press."""
+    user = simcord_env.create_user("dora")
+    await user.send_dm("hi in private")
+    answer = user.dm_channel.last_message
+    assert answer is not None
+    endpoint.script = Script(chunks=["second"])
+    await user.click(answer, custom_id=the_id(answer, "regen"))
+    assert len(endpoint.requests) == 2
+    assert bot_messages(user.dm_channel, simcord_env.bot.user.id) == ["second"]

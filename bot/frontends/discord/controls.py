@@ -197,11 +197,17 @@ class Controls:
                 await _ephemeral(interaction, "No answer is being written here.")
             return
         in_thread = isinstance(channel, discord.Thread)
-        blocked = edit_check(
-            interaction.app_permissions,
-            in_thread=in_thread,
-            archived=in_thread and bool(getattr(channel, "archived", False)),
-            locked=in_thread and bool(getattr(channel, "locked", False)),
+        # A DM's interaction carries no permissions (the bot may always answer there).
+        permissions = interaction.app_permissions if interaction.guild is not None else None
+        blocked = (
+            None
+            if permissions is None
+            else edit_check(
+                permissions,
+                in_thread=in_thread,
+                archived=in_thread and bool(getattr(channel, "archived", False)),
+                locked=in_thread and bool(getattr(channel, "locked", False)),
+            )
         )
         if blocked is not None:  # the model is not asked for what could not be shown
             await _ephemeral(
@@ -217,7 +223,7 @@ class Controls:
 
         async def forbidden(err: discord.Forbidden) -> None:
             await _forbidden(err)
-            refused.append(blocked_by(err.code, interaction.app_permissions, in_thread=in_thread))
+            refused.append(blocked_by(err.code, permissions, in_thread=in_thread))
 
         answer = DiscordTarget(
             channel,
@@ -243,13 +249,13 @@ class Controls:
                 await held.release()
                 await answer.settle(view)
                 await self._core.shown_in(ref, done.answer_id, _ids(answer.messages))
-                if typed:
+                if refused:  # said instead of "Done"
+                    said = f"I could not change this answer: {refused[0].reason}. {refused[0].fix}"
+                    await _followup(interaction, said)
+                elif typed:
                     shown = f" (answer {done.alternative[0]} of {done.alternative[1]})"
                     said = shown if done.alternative[1] > 1 else ""
                     await _followup(interaction, f"Done: the answer above changed{said}.")
-            if refused:
-                said = f"I could not change this answer: {refused[0].reason}. {refused[0].fix}"
-                await _followup(interaction, said)
         except Exception as err:
             log.warning("a %s button failed: %s", press.value, failure(err))
             await _followup(interaction, "That did not work. Try again in a moment.")
