@@ -123,6 +123,9 @@ def test_what_came_before_the_start_is_passed_over_but_a_key_taken_out() -> None
         replace(QUESTION, is_edit=True, edit_holds_secret=True),
     ):
         assert decide.decide(replace(facts, sent_ms=before)) == stale
+    # A file's caption is run as a command: one holding a key is taken out.
+    caption = replace(KEY, msgtype="m.image", media=True, sent_ms=before)
+    assert decide.decide(caption) == stale
     # Review: a notice (another bot's, a bridge's) is never run, so never taken out.
     notice = replace(KEY, msgtype="m.notice", sent_ms=before)
     assert decide.decide(replace(notice, sent_ms=STARTED)).action is Action.IGNORE

@@ -129,10 +129,10 @@ def decide(facts: EventFacts) -> Decision:
 
 def _holds_secret(facts: EventFacts) -> bool:
     """A message that would be taken out of the room as holding a key or password."""
-    if facts.msgtype not in TYPED:  # a notice (another bot's, a bridge's) is never run
-        return False
-    if facts.is_edit:
+    if facts.is_edit:  # as when it comes live: an edit is never run, a key in it goes
         return facts.edit_holds_secret
+    if facts.msgtype not in TYPED and not facts.media:  # a notice (another bot's) is not run
+        return False
     return facts.may_hold_secret and (facts.is_command or facts.msgtype == "m.emote")
 
 
