@@ -14,6 +14,7 @@ from bot.types.secrets import holds_key
 from bot.types.text import (
     INVISIBLE,
     MODEL_ID_CHARS,
+    NAME_SEPARATORS,
     QUOTE_CLOSERS,
     SWITCH_OFF,
     SWITCH_ON,
@@ -370,7 +371,7 @@ def _fitting(positional: list[Option], value: str) -> int:
 
 def _named(token: str, options: dict[str, Option]) -> tuple[Option, str] | None:
     """`bypass:on` or `bypass=on` (Discord's way of showing options)."""
-    for sep in (":", "="):
+    for sep in NAME_SEPARATORS:
         key, found, value = token.partition(sep)
         if found and key.lower() in options and not options[key.lower()].secret:
             return options[key.lower()], value

@@ -133,14 +133,19 @@ QUOTE_CHARS = "".join(sorted(set("".join(QUOTE_CLOSERS) + "".join(QUOTE_CLOSERS.
 _APOSTROPHES = "'\u2019"
 
 
+# What joins a named option to its value: `bypass:on`, or `bypass=on` as Discord shows it.
+NAME_SEPARATORS = (":", "=")
+
+
 def opens_quote(quote: str, before: Sequence[str]) -> bool:
     """Whether `quote` opens a quote after `before`, what its value holds so far: "…" and
     '…' anywhere, as a shell reads them; a typographic one only where a value begins
-    (nothing before it but spaces, or `name:`), so `12”` (inches) or `5»` stays as typed."""
+    (nothing before it but spaces, or `name:`, `name=`), so `12”` (inches) or `5»` stays
+    as typed."""
     if quote in "\"'":
         return True
     typed = "".join(before).strip()
-    return not typed or typed.endswith(":")
+    return not typed or typed.endswith(NAME_SEPARATORS)
 
 
 def apostrophe_at(text: str, i: int) -> bool:

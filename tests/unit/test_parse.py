@@ -50,6 +50,7 @@ def test_quotes_and_named_options() -> None:
         ("/model id:\u201cmy model:7b\u201d", {"id": "my model:7b"}),
         # Review: inches and the like inside a word are no quote.
         ("/model 12\u201d-screen", {"id": "12\u201d-screen"}),
+        ("/model id=\u201cmy model:7b\u201d", {"id": "my model:7b"}),  # as Discord shows it
         ("/model \u00abm-small\u00bb", {"id": "m-small"}),
         ("/character import \u201ca \\\u201d b\u201d", {"file": "a \u201d b"}),
         # An apostrophe inside a word is a letter of it, a phone's (’) as a keyboard's.
