@@ -237,7 +237,8 @@ class ChatHandler:
             rewrite=not data.get("attachments") and typed_command(text, self._core.table) is None,
         )
         if done is Edited.HELD_SECRET:
-            await _take_out_edit(channel.get_partial_message(payload.message_id))
+            held = channel.get_partial_message(payload.message_id)
+            await _take_out(held, f"{EDIT_HELD_SECRET} ")
 
 
 NOT_ON_AN_ANSWER_SECONDS = 60.0  # how long a thread found not to start on one is believed
@@ -272,35 +273,28 @@ async def _typed_command(message: discord.Message, typed: TypedCommand) -> None:
         log.info("could not answer a typed command: %s", type(err).__name__)
 
 
-async def _take_out(message: discord.Message) -> None:
-    """A message holding a key or password (the turn said it was not sent or kept):
-    deleted where the bot may (Manage Messages), else its author is asked to."""
+async def _take_out(message: discord.Message | discord.PartialMessage, said: str = "") -> None:
+    """A message holding a key or password: deleted where the bot may, else its author is
+    asked to (`said`: what goes first in that word, or in "I deleted your message")."""
     try:
         await message.delete()
     except CALL_FAILED as err:
         log.info("could not delete a message holding a key: %s", type(err).__name__)
-        with contextlib.suppress(*CALL_FAILED):
-            await message.reply(
+        if message.guild is None:  # a DM's messages are only their author's to delete
+            why = "I cannot delete messages in a direct message; delete it yourself"
+        elif isinstance(err, discord.Forbidden):
+            why = (
                 "I could not delete your message (I need the Manage Messages permission "
-                "here): delete it yourself now, others can still read it.",
-                mention_author=False,
+                "here): delete it yourself now, others can still read it"
             )
-
-
-async def _take_out_edit(message: discord.PartialMessage) -> None:
-    """An edit wrote a key or password into a question: not kept; the message is deleted
-    where the bot may (Manage Messages), else its author is asked to."""
-    try:
-        await message.delete()
-    except CALL_FAILED:
+        else:
+            why = "I could not delete your message: delete it yourself now, others can read it"
         with contextlib.suppress(*CALL_FAILED):
-            await message.reply(
-                f"{EDIT_HELD_SECRET} Delete your message: others can still read it.",
-                mention_author=False,
-            )
+            await message.reply(f"{said}{why}.", mention_author=False)
         return
-    with contextlib.suppress(*CALL_FAILED):
-        await message.channel.send(f"{EDIT_HELD_SECRET} I deleted your message.")
+    if said:
+        with contextlib.suppress(*CALL_FAILED):
+            await message.channel.send(f"{said}I deleted your message.")
 
 
 async def _refuse(message: discord.Message, text: str) -> None:

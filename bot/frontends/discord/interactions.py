@@ -32,6 +32,7 @@ TEXT_INPUT_MAX = 4000  # Discord's limit for a modal text input
 # A secret form's custom_id begins so: one submitted that no open form takes (opened
 # before a restart, or open past MODAL_TIMEOUT) is answered, not left to fail.
 _FORM = "cc:form:"
+_FORM_GRACE = 300.0
 FORM_GONE = (
     "This form is no longer open (the bot restarted since, or it stayed open over 10 "
     "minutes), so nothing typed in it was used or kept. Run the command again."
@@ -49,7 +50,9 @@ class OpenForms:
         now = time.monotonic()
         self._until = {k: t for k, t in self._until.items() if t > now}
         custom_id = _FORM + secrets.token_hex(8)
-        self._until[custom_id] = now + MODAL_TIMEOUT
+        # Past discord.py's own timeout for it (which starts once the form is shown, and
+        # starts again at a submit that failed): never both answer one submission.
+        self._until[custom_id] = now + MODAL_TIMEOUT + _FORM_GRACE
         return custom_id
 
     def gone(self, custom_id: str) -> bool:
