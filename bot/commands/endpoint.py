@@ -368,7 +368,7 @@ async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if wanted:
         ids = [i for i in ids if wanted.casefold() in i.casefold()]
         if not ids:
-            return Reply(f"No {config.source.value} model id here contains {quoted(wanted, 100)}.")
+            return Reply(f"No {config.source.value} model id here contains {quoted(wanted)}.")
     if not BUILTIN_MODELS[config.source]:
         where = "the endpoint"
     elif not config.show_external_models:

@@ -15,6 +15,7 @@ from bot.commands.scopes import (
     next_scope,
     origin_note,
     own_value_note,
+    plural,
     room_left_note,
     scope_of,
     scope_place,
@@ -256,7 +257,7 @@ async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 async def reset(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     count = await ctx.store.clear_history(ctx.ref, ctx.actor)
-    return Reply(f"Forgot {count} message(s); the conversation starts fresh.")
+    return Reply(f"Forgot {plural(count, 'message')}; the conversation starts fresh.")
 
 
 def help_text(
@@ -294,8 +295,8 @@ async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if ctx.ref.platform is Platform.CONSOLE and topic is None:
         if ctx.actor.id == "console":
             who = (
-                "an admin: it is the operator's own terminal. `chatbot console --user ID` "
-                "shows what that user may do (ADMIN_IDS decides)."
+                "an admin: it is the operator's own terminal. `./scripts/run.sh console --user "
+                "ID` shows what that user may do (ADMIN_IDS decides)."
             )
         else:
             role = "an admin (ADMIN_IDS lists it)" if ctx.is_admin else "not an admin"

@@ -333,7 +333,7 @@ _AT_LENGTH = frozenset({"length", "max_tokens"})
 _CONTEXT_FULL = frozenset({"model_length", "model_context_window_exceeded"})
 # What helps when the conversation does not fit the model (said with the platform's prefix).
 _LESS_CONTEXT = (
-    "{p}reset starts afresh; or an admin sets {p}params context to the model's context "
+    "An admin starts afresh with {p}reset, sets {p}params context to the model's context "
     "size (less history is then sent), or lowers {p}params max_tokens."
 )
 _FILTERED = frozenset({"content_filter", "refusal"})

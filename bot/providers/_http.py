@@ -227,8 +227,8 @@ class Transport:
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError):
             # A URL saved before the policy parsed URLs the way httpx does.
             raise EndpointNotAllowed(
-                f"{spec.where} has a URL the bot cannot use. An admin sets it again with "
-                "/proxy set <url>."
+                f"{spec.where} has a URL the bot cannot use. An admin sets it again with the "
+                "proxy set command."
             ) from None
         deadline = asyncio.get_running_loop().time() + self.settings.first_byte_timeout
         try:

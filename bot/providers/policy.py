@@ -196,7 +196,7 @@ class EndpointPolicy:
             raise EndpointRefused(f"The URL contains spaces. {_EXAMPLE}")
         if "://" not in text:  # `localhost:1234`, as LM Studio shows it
             raise EndpointRefused(
-                f"{quoted(text, 80)} needs http:// or https:// in front: http:// for a "
+                f"{quoted(text)} needs http:// or https:// in front: http:// for a "
                 "server on this machine or network (LM Studio: http://localhost:1234/v1), "
                 "https:// for one on the internet."
             )

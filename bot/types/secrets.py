@@ -325,13 +325,15 @@ def failure(err: BaseException) -> str:
     return f"{type(err).__name__} in {where}:{frame.lineno} ({frame.name})"
 
 
-def went_wrong(err: BaseException, running: str = "", log: str = "the bot's log") -> str:
+def went_wrong(err: BaseException, running: str = "", log: str | None = None) -> str:
     """What a person is told of an unexpected error (a bug): its kind, never its message
-    (`failure` says where it was raised, in the log)."""
+    (`failure` says where it was raised, in the log). `log`: where the reader finds the
+    log themselves (the console's operator); others are sent to the operator."""
     what = f" running {running}" if running else ""
+    then = f"{log} says where" if log else "tell the bot's operator (its log says where)"
     return (
-        f"Something went wrong{what} ({type(err).__name__}). Try again; if it keeps failing, "
-        f"{log} says where."
+        f"Something went wrong{what} ({type(err).__name__}). Try again; if it keeps "
+        f"failing, {then}."
     )
 
 

@@ -71,7 +71,7 @@ GOOD: list[tuple[str, dict[str, Any], str]] = [
     ("params", {"name": "temperature", "value": "0.5"}, "temperature set to 0.5"),
     ("reply mode", {"mode": "always"}, "Reply mode: always"),
     ("system", {"prompt": "Be brief."}, "System prompt set."),
-    ("reset", {}, "Forgot 0 message(s)"),
+    ("reset", {}, "Forgot 0 messages"),
     ("models list", {}, "models external"),
     ("settings", {}, "Source: custom"),
     ("help", {"topic": "custom"}, "/"),

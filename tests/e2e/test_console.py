@@ -94,7 +94,7 @@ def test_console_session_end_to_end(tmp_path: Path, llamacpp_peer: LlamaCppPeer)
 
     second = console(tmp_path, ["/reset", "/settings"], BOT_SECRET_KEYS=secret_keys)
     assert second.returncode == 0, second.stderr
-    assert "Forgot 2 message(s)" in second.stdout
+    assert "Forgot 2 messages" in second.stdout
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM messages").fetchone() == (0,)
 

@@ -270,7 +270,7 @@ async def test_reset_during_an_answer_waits_for_it_then_forgets_it_too(tmp_path:
         await fake.wait_until(lambda: len(model.requests) == 2, 60)
         exit_code = await bot.stop()
     assert exit_code == 0, bot.log[-3000:]
-    assert said is not None and said.startswith("Forgot 2 message(s)"), said
+    assert said is not None and said.startswith("Forgot 2 messages"), said
     sent = model.requests[-1]["messages"]
     assert isinstance(sent, list)
     assert [m["content"] for m in sent if m["role"] != "system"] == ["again"], sent

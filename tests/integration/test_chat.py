@@ -554,7 +554,7 @@ def choice(
             [choice("A long"), choice(finish="model_length")],
             "A long",
             "The conversation and the answer filled the model's context window, so it stops "
-            "here. /reset starts afresh; or an admin sets /params context to the model's "
+            "here. An admin starts afresh with /reset, sets /params context to the model's "
             "context size (less history is then sent), or lowers /params max_tokens.",
             TurnState.STOPPED,
         ),
@@ -600,7 +600,7 @@ async def test_a_conversation_over_the_models_context_says_what_helps(harness: H
     assert sink.error is not None
     assert "too long for the model's context window (HTTP 400)" in sink.error
     assert sink.error.endswith(
-        "/reset starts afresh; or an admin sets /params context to the model's context "
+        "An admin starts afresh with /reset, sets /params context to the model's context "
         "size (less history is then sent), or lowers /params max_tokens."
     )
 
@@ -623,8 +623,8 @@ async def test_llama_cpp_pythons_silent_refusal_of_a_long_conversation_says_what
     assert sink.final == ""
     assert sink.error == (
         f"The endpoint at {llamacpp_peer.url_v1} ended the answer's stream with nothing in "
-        "it. If the conversation is long, it may not fit the model. /reset starts afresh; or "
-        "an admin sets /params context to the model's context size (less history is then "
+        "it. If the conversation is long, it may not fit the model. An admin starts afresh "
+        "with /reset, sets /params context to the model's context size (less history is then "
         "sent), or lowers /params max_tokens."
     )
 

@@ -267,7 +267,7 @@ async def test_reset_forgets_the_images_too(core: Core, endpoint: FakeOpenAI) ->
             return int(await conn.scalar(select(func.count()).select_from(BlobRow)) or 0)
 
     assert await blobs() == 1
-    assert "Forgot 2 message(s)" in await command(core, "/reset")
+    assert "Forgot 2 messages" in await command(core, "/reset")
     assert await blobs() == 0
 
 

@@ -1195,7 +1195,7 @@ async def test_reset_counts_the_messages_the_channel_saw(
         done, _ = await control(core, "/regenerate")
         assert done.alternative == (2, 2)  # type: ignore[union-attr]
         reply = await core.run_text_command(Incoming(REF, ADMIN, "/reset"))
-        assert reply.text == "Forgot 2 message(s); the conversation starts fresh."
+        assert reply.text == "Forgot 2 messages; the conversation starts fresh."
     finally:
         await core.close()
 

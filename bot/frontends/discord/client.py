@@ -50,7 +50,7 @@ def tree_error_text(error: app_commands.AppCommandError) -> str:
         )
     if isinstance(error, app_commands.TransformerError):
         return "One of the values is not valid here. Check the options and try again."
-    return "That did not work. Try again; if it keeps failing, the bot's log says more."
+    return "That did not work. Try again; if it keeps failing, tell the bot's operator."
 
 
 def intents_for(options: DiscordOptions) -> discord.Intents:

@@ -50,7 +50,7 @@ from bot.types import (
     Reply,
     ReplyFile,
 )
-from bot.types.text import literal
+from bot.types.text import literal, quoted
 
 log = logging.getLogger("bot.frontends.matrix")
 
@@ -176,8 +176,8 @@ def reasoning_as_quote(answer: str, reasoning: str) -> str:
     thought = reasoning.strip()
     if not thought:
         return answer
-    quoted = "\n".join(f"> {line}" for line in f"💭 {thought}".split("\n"))
-    return f"{quoted}\n\n{answer}" if answer else quoted
+    block = "\n".join(f"> {line}" for line in f"💭 {thought}".split("\n"))
+    return f"{block}\n\n{answer}" if answer else block
 
 
 class MessageHandler:
@@ -639,13 +639,13 @@ class MessageHandler:
         """The room a DM command configures, or why it cannot."""
         room_id = await self._api.resolve_room(target)
         if room_id is None:
-            return f"I can't find the room {target}. Check the alias, or use its room id."
+            return f"I can't find the room {quoted(target)}. Check the alias, or use its room id."
         room = self._room(room_id)
         if room is None:
-            return f"I'm not in {target}. Invite me there first."
+            return f"I'm not in {quoted(target)}. Invite me there first."
         member = room.users.get(sender)
         if member is None or member.invited:
-            return f"You are not a member of {target}."
+            return f"You are not a member of {quoted(target)}."
         return room
 
     async def _notice(self, msg: Message, text: str) -> None:
