@@ -340,3 +340,48 @@ async def test_leaving_early_or_being_cancelled_keeps_the_line_in_order() -> Non
     fourth.pass_on()
     await asyncio.sleep(0)
     assert len(order) == 0
+
+
+# --- where a joined room's timeline starts counting ------------------------------------
+def _mine(now: str, before: str | None, direct: bool = False) -> decide.Membership:
+    return decide.Membership(True, now, before, direct)
+
+
+def _theirs(now: str, before: str | None) -> decide.Membership:
+    return decide.Membership(False, now, before)
+
+
+INVITED = _mine("invite", "leave")
+JOINED = _mine("join", "invite")
+
+
+def test_a_group_room_counts_from_the_bots_invite() -> None:
+    """Room admin probe: its join answered and ran what the room said before."""
+    timeline = [None, None, INVITED, None, JOINED, None]
+    assert decide.arrival(timeline, members_now=3) == 2  # after the invite: kept
+    assert decide.arrival([None, JOINED, None], members_now=3) == 1  # no invite here
+    assert decide.arrival([None, None], members_now=3) == 0  # no arrival: all of it
+    kicked = [None, _mine("leave", "join"), None, INVITED, JOINED]
+    assert decide.arrival(kicked, members_now=3) == 3
+
+
+def test_a_direct_chat_keeps_its_first_message() -> None:
+    timeline = [None, INVITED, None, JOINED]
+    assert decide.arrival(timeline, members_now=2) == 0
+    # Marked direct by its invite: so even with a third member come since.
+    direct = [None, _mine("invite", None, direct=True), None, JOINED, _theirs("join", None)]
+    assert decide.arrival(direct, members_now=3) == 0
+
+
+def test_the_room_is_judged_as_it_was_when_the_bot_arrived() -> None:
+    """Hostile probe: a group's third member leaving before the bot joined made the room
+    look direct, and all it said before the invite was acted on."""
+    timeline = [None, INVITED, _theirs("leave", "join"), JOINED, None]
+    assert decide.arrival(timeline, members_now=2) == 1
+
+
+def test_its_own_profile_change_is_no_arrival() -> None:
+    """Hostile probe: a join with no previous state given (its profile changed for a
+    character) dropped what came before it."""
+    assert decide.arrival([None, _mine("join", None), None], members_now=3) == 0
+    assert decide.arrival([None, _mine("join", "join"), None], members_now=3) == 0

@@ -139,24 +139,23 @@ class MatrixBot:
             self._leave_if_alone(room_id)
 
     def _since_arrival(self, room_id: str, timeline: list[Any]) -> list[Any]:
-        """A timeline from the bot's newest arrival in the room on (its invite, else its
-        join, when this sync holds one): what a group room said before the bot was
-        invited (its history, or while the bot was kicked) is not the bot's to answer or
-        run. Redactions stay (a message it stored may have gone meanwhile), and so does
-        all of a direct chat's (its first message is often sent before the bot joins)."""
+        """The timeline from where the bot acts on it (decide.arrival); redactions stay
+        (a message it stored may have gone meanwhile)."""
         me = self._api.user_id
-        start, invited = 0, None
-        for i, event in enumerate(timeline):
-            if not isinstance(event, nio.RoomMemberEvent) or event.state_key != me:
-                continue
-            if event.membership == "invite":
-                invited = i
-            elif event.membership == "join" and event.prev_membership != "join":
-                start, invited = (i if invited is None else invited), None
-            elif event.membership in ("leave", "ban"):
-                invited = None
+        changes = [
+            decide.Membership(
+                e.state_key == me,
+                str(e.membership),
+                e.prev_membership,
+                e.content.get("is_direct") is True,
+            )
+            if isinstance(e, nio.RoomMemberEvent)
+            else None
+            for e in timeline
+        ]
         room = self._client.rooms.get(room_id)
-        if not start or (room is not None and events.is_direct_room(room.member_count)):
+        start = decide.arrival(changes, room.member_count if room is not None else 0)
+        if not start:
             return timeline
         return [
             e for i, e in enumerate(timeline) if i >= start or isinstance(e, nio.RedactionEvent)
