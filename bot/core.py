@@ -125,7 +125,9 @@ class HeldReply:
 HOUSEKEEPING_SECONDS = 3600.0
 SHUTTING_DOWN = "Stopped: the bot is shutting down. Ask again once it is back."
 NOT_ASKED = "Not answered: the bot is shutting down. Ask again once it is back."
+NOT_RUN = "Not done: the bot is shutting down. Run it again once it is back."
 ANSWER_DELETED = "Stopped: the answer was deleted."
+_SAY_ENDED = 2.0  # seconds the front-ends have to say a command was ended by a shutdown
 
 
 class Core:
@@ -147,9 +149,11 @@ class Core:
         self._prefixes = dict(prefixes)
         self._gate = (gate or Gate()).with_admins(admin_ids)
         self._engine = ChatEngine(store, hub, limits, self._gate)
-        self._commands = 0  # commands running (a shutdown lets them end and reply)
+        # Commands running: a shutdown lets them end and reply, or ends them with NOT_RUN.
+        self._commands: set[asyncio.Future[Reply]] = set()
         self._no_commands = asyncio.Event()
         self._no_commands.set()
+        self._closing = False
 
     def prefix(self, platform: Platform) -> str:
         return self._prefixes.get(platform, "/")
@@ -189,12 +193,20 @@ class Core:
         return prepared if isinstance(prepared, Reply) else None
 
     async def run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
-        self._commands += 1
+        if self._closing:  # started now, it would be cut off at once
+            return Reply(NOT_RUN, private=True, ok=False)
+        work = asyncio.ensure_future(self._run_command(ref, actor, inv))
+        self._commands.add(work)
         self._no_commands.clear()
         try:
-            return await self._run_command(ref, actor, inv)
+            return await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if work.cancelled() and (current is None or not current.cancelling()):
+                return Reply(NOT_RUN, private=True, ok=False)  # the shutdown ended it
+            raise
         finally:
-            self._commands -= 1
+            self._commands.discard(work)
             if not self._commands:
                 self._no_commands.set()
 
@@ -460,7 +472,13 @@ class Core:
         async def commands_end() -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._no_commands.wait(), patience)
+            ended = list(self._commands)
+            for work in ended:  # past its patience: ended, and it says so (NOT_RUN)
+                work.cancel()
+            if ended:  # the front-ends' replies go out after run_command returns
+                await asyncio.sleep(_SAY_ENDED)
 
+        self._closing = True
         await asyncio.gather(
             self._engine.wind_down(SHUTTING_DOWN, NOT_ASKED, patience), commands_end()
         )

@@ -518,18 +518,28 @@ async def test_a_refused_message_content_intent_says_how_to_fix_it(tmp_path: Pat
     assert "Traceback" not in err
 
 
-async def test_a_status_check_running_at_a_sigterm_ends_and_replies(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("slow", "said"),
+    [
+        (2.0, "Status check: OK"),  # within the shutdown's patience: it ends and says so
+        (600.0, "Not done: the bot is shutting down. Run it again once it is back."),
+    ],
+)
+async def test_a_status_check_running_at_a_sigterm_ends_and_replies(
+    tmp_path: Path, slow: float, said: str
+) -> None:
     """Restarts probe: `/connect` against a slow endpoint showed "thinking…", a SIGTERM
-    came, and no reply ever followed: the shutdown let answers end, not commands."""
+    came, and no reply ever followed: the shutdown let answers end, not commands (and,
+    hostile probe, one slower than its patience was cut without a word)."""
     from aiohttp import web
 
     async def models(request: web.Request) -> web.Response:
-        await asyncio.sleep(2)  # a slow endpoint, well within the status check's timeout
+        await asyncio.sleep(slow)  # a slow endpoint, or one that never answers
         return web.json_response({"object": "list", "data": [{"id": "m-small"}]})
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)  # the never-answering one goes too
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -553,7 +563,8 @@ async def test_a_status_check_running_at_a_sigterm_ends_and_replies(tmp_path: Pa
         await runner.cleanup()
     assert code == 0, bot.log[-3000:]
     assert fake.followups, bot.log[-3000:]
-    assert fake.followups[0]["content"].startswith("Status check: OK"), fake.followups
+    assert fake.followups[0]["content"].startswith(said), fake.followups
+    assert "Traceback" not in bot.log
 
 
 async def test_sigterm_while_the_gateway_reconnects_still_stops_the_process(

@@ -387,6 +387,22 @@ async def test_a_turn_preparing_when_a_shutdown_begins_does_not_ask_the_model(
         await core.close()
 
 
+async def test_a_command_sent_during_a_shutdown_is_not_started(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Hostile probe: commands sent after the stop signal were started (a status check
+    each), to be cut off with the process, without a word."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await core.wind_down(patience=1)
+        reply = await core.run_command(REF, ADMIN, core.parse("/connect", Platform.DISCORD))
+        assert not reply.ok and reply.private
+        assert reply.text == "Not done: the bot is shutting down. Run it again once it is back."
+        assert endpoint.requests == []
+    finally:
+        await core.close()
+
+
 async def test_stop_after_a_restart_says_the_answer_was_cut_off(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
