@@ -216,7 +216,7 @@ def blocked_reason(config: ChannelConfig, p: str) -> str | None:
         )
     return (
         f"I can't answer: the last status check failed — {status.reason}\n"
-        f"An admin fixes that and runs {p}connect, or turns on {p}connect bypass:on "
+        f"An admin fixes that and runs {p}connect, or runs {p}connect bypass:on "
         "if the endpoint works anyway."
     )
 

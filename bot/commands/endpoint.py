@@ -317,8 +317,8 @@ async def key_not_sent(ctx: CommandContext, config: ChannelConfig) -> str:
     if sent is stored:
         return ""
     if sent is not None and sent is endpoint.proxy_password:
-        return ", not sent: the proxy password is, in its place"
-    return f", not sent: behind a proxy URL the {config.source.value} key never is"
+        return ", not sent: the proxy password is sent instead"
+    return f", not sent: the {config.source.value} key is never sent to a proxy URL"
 
 
 async def proxy_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:

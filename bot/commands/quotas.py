@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.commands.parse import CommandError
 from bot.commands.router import check_scope
+from bot.commands.scopes import next_scope
 from bot.commands.spec import CommandContext
 from bot.types import Platform, Reply, Scope
 from bot.types.limits import AccessKind, AccessRule, Effect, LimitName
@@ -95,7 +96,7 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         removed = await ctx.store.quotas.clear_limit(ctx.ref, scope, name.value)
         if not removed:
             return Reply(f"{name.value} was not set {where}; nothing changed.", ok=False)
-        return Reply(f"{name.value} {where} now follows the next scope (server or operator).")
+        return Reply(f"{name.value} {where} now follows the {next_scope(ctx, scope)} value.")
     await ctx.store.quotas.set_limit(ctx.ref, scope, name.value, value, ctx.actor)
     if value is None:
         return Reply(f"{name.value} is off {where}.")

@@ -13,7 +13,7 @@ from bot.fields import FieldError
 from bot.providers import ProviderError
 from bot.store import StoreError
 from bot.store.secrets import SecretUnreadable
-from bot.types import Reply, failure, went_wrong
+from bot.types import Platform, Reply, failure, went_wrong
 from bot.usage.access import NOT_HERE, operator_allows
 
 log = logging.getLogger("bot.commands")
@@ -74,7 +74,10 @@ def check_scope(ctx: CommandContext, args: dict[str, Any]) -> None:
             "`scope:server` to set it for this channel."
         )
     if not ctx.is_server_admin:
-        raise CommandError("Only server admins can change server-wide settings.")
+        raise CommandError(
+            "Only server admins can change server-wide settings; without scope:server it "
+            "changes this channel's."
+        )
 
 
 def prepare(
@@ -127,6 +130,8 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
         return Reply(err.user_message, private=True, ok=False)
     except Exception as err:  # a bug: said, logged by kind and place, never a traceback
         log.error("%s failed: %s", name, failure(err))
-        return Reply(went_wrong(err, name), private=True, ok=False)
+        # The console's reader is the operator, who reads the log themselves.
+        own_log = "the log" if ctx.ref.platform is Platform.CONSOLE else None
+        return Reply(went_wrong(err, name, log=own_log), private=True, ok=False)
     log.info("%s ran %s in %s", ctx.actor.id, name, ctx.ref)
     return replace(reply, private=command.private)

@@ -211,7 +211,7 @@ def refusal_text(
         head += (
             f"; {spent:,} used or held by answers being written, this message needs about {cost:,}"
         )
-    raise_it = f"an admin can raise it with {prefix}limits"
+    raise_it = f"an admin can raise it with {prefix}limits set"
     if free is None:
         tail = f"It does not free up by itself: {raise_it}."
         if SPECS[name].unit == "tokens" and cost > limit > 0:

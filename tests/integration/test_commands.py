@@ -239,7 +239,10 @@ async def test_settings_shows_keys_only_as_set_with_last_four(harness: Harness) 
     # Behind a reverse proxy the source's own key is never sent: /settings says so.
     assert (await run(harness, "/proxy set http://127.0.0.1:9/v1")).ok
     shown = (await run(harness, "/settings", MEMBER)).text
-    assert "API key: set (…9876, channel), not sent: behind a proxy URL the openai key" in shown
+    assert (
+        "API key: set (…9876, channel), not sent: the openai key is never sent to a proxy URL"
+        in shown
+    )
 
 
 async def test_system_params_reply_mode_round_trip(harness: Harness) -> None:

@@ -172,7 +172,7 @@ async def test_limits_set_show_off_and_default(core: Core) -> None:
     shown = await command(core, "/limits", MEMBER)
     assert "tokens_per_user_day = 1,000 (channel)" in shown.text, shown.text
     reply = await command(core, "/limits set tokens_per_user_day default", ADMIN)
-    assert reply.ok and "follows the next scope" in reply.text
+    assert reply.ok and "now follows the server's (or operator's) value" in reply.text
     again = await command(core, "/limits set tokens_per_user_day default", ADMIN)
     assert not again.ok and "was not set" in again.text
 

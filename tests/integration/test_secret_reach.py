@@ -168,7 +168,7 @@ async def test_settings_says_not_sent_only_of_a_secret_that_would_go_to_the_url(
     await command(core, "/source openai")
     await command(core, f"/proxy set {servers[1].url_v1}")
     key_line = await settings_line(core, "API key:")
-    assert "operator" in key_line and "behind a proxy URL the openai key never is" in key_line
+    assert "operator" in key_line and "the openai key is never sent to a proxy URL" in key_line
     assert "set one for it" not in key_line
 
 
@@ -182,7 +182,7 @@ async def test_settings_says_a_custom_key_is_not_sent_while_a_proxy_password_is(
     await say(core, "hi")
     assert ours.authorizations[-1] == "Bearer pw-of-this-channel-1"
     key_line = await settings_line(core, "API key:")
-    assert key_line.endswith("not sent: the proxy password is, in its place"), key_line
+    assert key_line.endswith("not sent: the proxy password is sent instead"), key_line
 
 
 async def test_a_custom_key_saved_behind_a_proxy_password_says_it_is_not_sent(
@@ -196,7 +196,7 @@ async def test_a_custom_key_saved_behind_a_proxy_password_says_it_is_not_sent(
     said = await command(core, "/key set custom custom-key-abcdef123")
     assert (
         "Saved the custom key for this channel (ends …f123). It is kept, not sent: the proxy "
-        "password is, in its place."
+        "password is sent instead."
     ) in said, said
 
 
@@ -212,4 +212,4 @@ async def test_settings_does_not_say_so_when_the_proxy_password_is_withheld(
     await say(core, "hi")
     assert theirs.authorizations[-1] == "Bearer custom-key-abcdef123"
     key_line = await settings_line(core, "API key:")
-    assert "the proxy password is, in its place" not in key_line, key_line
+    assert "the proxy password is sent instead" not in key_line, key_line

@@ -343,8 +343,8 @@ async def test_leaving_early_or_being_cancelled_keeps_the_line_in_order() -> Non
 
 
 # --- where a joined room's timeline starts counting ------------------------------------
-def _mine(now: str, before: str | None, direct: bool = False) -> decide.Membership:
-    return decide.Membership(True, now, before, direct)
+def _mine(now: str, before: str | None) -> decide.Membership:
+    return decide.Membership(True, now, before)
 
 
 def _theirs(now: str, before: str | None) -> decide.Membership:
@@ -368,9 +368,11 @@ def test_a_group_room_counts_from_the_bots_invite() -> None:
 def test_a_direct_chat_keeps_its_first_message() -> None:
     timeline = [None, INVITED, None, JOINED]
     assert decide.arrival(timeline, members_now=2) == 0
-    # Marked direct by its invite: so even with a third member come since.
-    direct = [None, _mine("invite", None, direct=True), None, JOINED, _theirs("join", None)]
-    assert decide.arrival(direct, members_now=3) == 0
+    # Two when it arrived, a third member come since: still its first message.
+    joined_since = [None, INVITED, None, JOINED, _theirs("invite", "leave")]
+    assert decide.arrival(joined_since, members_now=3) == 0
+    # A room not known: a group.
+    assert decide.arrival(timeline, members_now=None) == 1
 
 
 def test_the_room_is_judged_as_it_was_when_the_bot_arrived() -> None:
@@ -378,6 +380,11 @@ def test_the_room_is_judged_as_it_was_when_the_bot_arrived() -> None:
     look direct, and all it said before the invite was acted on."""
     timeline = [None, INVITED, _theirs("leave", "join"), JOINED, None]
     assert decide.arrival(timeline, members_now=2) == 1
+    # Review: a change whose previous state is not given is of someone who was there.
+    unknown = [None, INVITED, _theirs("leave", None), JOINED, None]
+    assert decide.arrival(unknown, members_now=2) == 1
+    profile = [None, INVITED, _theirs("join", None), JOINED]
+    assert decide.arrival(profile, members_now=3) == 1
 
 
 def test_its_own_profile_change_is_no_arrival() -> None:

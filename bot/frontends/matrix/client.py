@@ -143,18 +143,13 @@ class MatrixBot:
         (a message it stored may have gone meanwhile)."""
         me = self._api.user_id
         changes = [
-            decide.Membership(
-                e.state_key == me,
-                str(e.membership),
-                e.prev_membership,
-                e.content.get("is_direct") is True,
-            )
+            decide.Membership(e.state_key == me, str(e.membership), e.prev_membership)
             if isinstance(e, nio.RoomMemberEvent)
             else None
             for e in timeline
         ]
         room = self._client.rooms.get(room_id)
-        start = decide.arrival(changes, room.member_count if room is not None else 0)
+        start = decide.arrival(changes, room.member_count if room is not None else None)
         if not start:
             return timeline
         return [

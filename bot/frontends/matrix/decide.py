@@ -143,43 +143,46 @@ class Membership:
     mine: bool  # about the bot itself
     now: str  # join, invite, leave, ban
     before: str | None  # its previous membership (None: not given)
-    direct: bool = False  # an invite marked is_direct
 
 
 _IN = ("join", "invite")
 
 
-def arrival(timeline: list[Membership | None], members_now: int) -> int:
+def arrival(timeline: list[Membership | None], members_now: int | None) -> int:
     """Where a sync's timeline starts counting for the bot (0: all of it): at its newest
     arrival in a group room (its invite, else its join) when the timeline holds one. What
     a group said before the bot was invited (its history, or while the bot was kicked) is
     not the bot's to answer or run; a direct chat's first message, often sent before the
     bot joins, is. `timeline[i]`: the i-th event's membership change, None for others;
-    `members_now`: the room's members (joined or invited) after it."""
-    start, invited, direct = 0, None, False
+    `members_now`: the room's members (joined or invited) after it, None if not known
+    (then a group)."""
+    start, invited = 0, None
     for i, change in enumerate(timeline):
         if change is None or not change.mine:
             continue
         if change.now == "invite":
-            invited, direct = i, change.direct
+            invited = i
         elif change.now == "join" and (invited is not None or change.before not in (None, "join")):
             # A join after an invite here, or from outside; not its own profile changed
             # (join to join), nor one whose previous state is not given.
             start, invited = (i if invited is None else invited), None
         elif change.now in ("leave", "ban"):
             invited = None
-    if not start:
-        return 0
-    # The members at its arrival: those who left since count, those who came do not.
+    if not start or members_now is None:
+        return start
+    # The members when it arrived: those who left since count, those who came do not. A
+    # change whose previous state is not given is of someone who was there (a profile
+    # change, or a leave): the count errs toward a group, never toward a direct chat.
     members = members_now
     for change in timeline[start:]:
         if change is None or change.mine:
             continue
-        if change.now in _IN and change.before not in _IN:
+        was_in = change.before is None or change.before in _IN
+        if change.now in _IN and not was_in:
             members -= 1
-        elif change.now not in _IN and change.before in _IN:
+        elif change.now not in _IN and was_in:
             members += 1
-    return 0 if direct or members <= 2 else start
+    return 0 if members <= 2 else start
 
 
 def keys_refused(*, secret: bool, private: bool) -> bool:
