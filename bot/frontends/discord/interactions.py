@@ -34,8 +34,8 @@ TEXT_INPUT_MAX = 4000  # Discord's limit for a modal text input
 _FORM = "cc:form:"
 _FORM_GRACE = 300.0
 FORM_GONE = (
-    "This form is no longer open (the bot restarted since, or it stayed open over 10 "
-    "minutes), so nothing typed in it was used or kept. Run the command again."
+    "This form is no longer open (the bot restarted since, or it stayed open too long), "
+    "so nothing typed in it was used or kept. Run the command again."
 )
 
 
