@@ -28,6 +28,7 @@ from sqlalchemy.pool import NullPool
 
 from bot.core import DEFAULT_PREFIXES, Core, Gate, TurnLimits, endpoint_url
 from bot.frontends import FrontendError
+from bot.frontends.console import ENDING_SIGNALS
 from bot.providers import (
     AddressRefused,
     EndpointPolicy,
@@ -618,12 +619,8 @@ async def _cancel(tasks: Collection[asyncio.Task[Any]]) -> set[asyncio.Task[Any]
     return pending
 
 
-# SIGHUP too: the terminal `./scripts/run.sh` ran in was closed (an SSH session), or an
-# operator expected a reload; either way the answers being written end as a stop. Not
-# when it is ignored (`nohup`): that was asked for, to outlive the terminal.
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
-    () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
-)
+# Ctrl-C, and what ends the console too: the answers being written end as a stop.
+_STOP_SIGNALS = (signal.SIGINT, *ENDING_SIGNALS)
 
 
 async def _until_stopped(

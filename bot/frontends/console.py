@@ -49,6 +49,12 @@ MAX_LINE_CHARS = 1 << 20
 # without a word while the screen still shows it; a line this long (a character cut at
 # the end may be read as one replacement character) is taken as cut.
 TERMINAL_LINE_BYTES = 4093
+# What ends the bot as a stop: SIGTERM, and SIGHUP (the terminal it ran in closed, an SSH
+# session; or an operator expected a reload) unless ignored, as `nohup` asks. `chatbot run`
+# takes SIGINT so too; the console takes Ctrl-C as /stop first.
+ENDING_SIGNALS = (signal.SIGTERM,) + (
+    () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+)
 CUT_BY_TERMINAL = (
     "That line reached the terminal's limit of 4,095 bytes, which cut off its end before "
     "the console could read it, so nothing was done with it. Put long text in a file and "
@@ -222,6 +228,7 @@ class Console:
         self._next: asyncio.Future[str | None] | None = None  # a line read during an answer
         self._input_ended = False  # the end of input came during an answer
         self._cancelled = False  # Ctrl-C at that prompt: its line is not the secret
+        self._ended_by: int | None = None  # SIGTERM or SIGHUP: the signal that ends it
 
     def _print(self, text: str) -> None:
         self._out.write(text + "\n")
@@ -242,12 +249,22 @@ class Console:
             return
         self._leave.set()
 
+    def _terminated(self, signum: int) -> None:
+        """SIGTERM, or SIGHUP (its terminal closed): the answer being written ends as
+        /stop ends it (kept, marked stopped), then the console leaves."""
+        self._ended_by = signum
+        if self._answering and self._core.stop(self._ref):
+            return  # left once the answer has ended
+        self._leave.set()
+
     async def run(self) -> int:
         MARKDOWN_READ.set(False)  # a terminal: names are shown as they are, not escaped
         self._reader.start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, self._interrupted)
+            for sig in ENDING_SIGNALS:
+                loop.add_signal_handler(sig, self._terminated, sig)
         if self._tty:
             where = f" The log is in {self._log_path}." if self._log_path else ""
             self._print(
@@ -272,12 +289,17 @@ class Console:
                     self._answering = self._asking = False
                     where = f" ({self._log_path})" if self._log_path else ""
                     self._print(went_wrong(err, log=f"the log{where}"))
+                if self._ended_by is not None:
+                    break
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
+                for sig in ENDING_SIGNALS:
+                    loop.remove_signal_handler(sig)
         if self._tty:  # Ctrl-C or Ctrl-D left the cursor after the prompt: the shell's goes below
-            self._print("")
-        return 0
+            with contextlib.suppress(OSError):  # a closed terminal takes nothing more
+                self._print("")
+        return 0 if self._ended_by is None else 128 + self._ended_by
 
     async def _next_line(self) -> str | None:
         """The next line: the one an answer left being read, else a new read."""

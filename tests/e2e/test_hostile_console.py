@@ -1362,6 +1362,23 @@ def test_kill_9_during_an_answer_keeps_the_turn_so_far(
     assert sorted(r[0] for r in ws.query("SELECT state FROM usage")) == ["reserved", "settled"]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_during_an_answer_ends_it_as_a_stop(
+    ws: Workspace, endpoint: HostileEndpoint, sig: signal.Signals
+) -> None:
+    """Console probe: SIGTERM, or SIGHUP (the terminal closed), killed the console in
+    mid-answer: what had streamed was lost, and its usage stayed reserved. It ends as
+    /stop ends an answer (kept, marked stopped, its usage recorded), then the console."""
+    live = streaming(ws, endpoint, "hello", words=150, interval=0.2, shown="w020")
+    live.proc.send_signal(sig)
+    ended = live.finish(timeout=30)
+    assert ended.returncode == 128 + sig, ended.describe()
+    assert "Traceback" not in ended.err
+    [(content, state)] = ws.query("SELECT content, state FROM messages WHERE role = 'assistant'")
+    assert content.strip().startswith("w000 w001") and state == "stopped", (content, state)
+    assert [r[0] for r in ws.query("SELECT state FROM usage")] == ["settled"]
+
+
 def test_turn_failing_before_any_answer_marks_the_user_message(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
