@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -151,8 +150,6 @@ class Core:
         self._engine = ChatEngine(store, hub, limits, self._gate)
         # Commands running: a shutdown lets them end and reply, or ends them with NOT_RUN.
         self._commands: set[asyncio.Future[Reply]] = set()
-        self._no_commands = asyncio.Event()
-        self._no_commands.set()
         self._closing = False
 
     def prefix(self, platform: Platform) -> str:
@@ -197,7 +194,6 @@ class Core:
             return Reply(NOT_RUN, private=True, ok=False)
         work = asyncio.ensure_future(self._run_command(ref, actor, inv))
         self._commands.add(work)
-        self._no_commands.clear()
         try:
             return await work
         except asyncio.CancelledError:
@@ -207,8 +203,6 @@ class Core:
             raise
         finally:
             self._commands.discard(work)
-            if not self._commands:
-                self._no_commands.set()
 
     async def _run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
         command = self.command(inv.path)
@@ -470,8 +464,8 @@ class Core:
         check, an import) end and reply. Waited for up to `patience` s."""
 
         async def commands_end() -> None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._no_commands.wait(), patience)
+            if self._commands:
+                await asyncio.wait(set(self._commands), timeout=patience)
             ended = list(self._commands)
             for work in ended:  # past its patience: ended, and it says so (NOT_RUN)
                 work.cancel()
