@@ -234,10 +234,10 @@ def _asker(kept: list[HistoryEntry]) -> Callable[[HistoryEntry], str | None]:
     """Who asked an entry, by id. A question stored before ids were (before migration
     0005) has its asker's name only: it is taken for whoever goes by that name in the
     newer turns (an upgrade had made each person two, `alice` and `alice (2)`)."""
-    by_name = {e.author: e.author_id for e in kept if e.author and e.author_id}
+    by_name = {e.author.casefold(): e.author_id for e in kept if e.author and e.author_id}
 
-    def who(entry: HistoryEntry) -> str | None:
-        return entry.author_id or by_name.get(entry.author or "", entry.author)
+    def who(entry: HistoryEntry) -> str | None:  # by name in any case, as engine._asked_by
+        return entry.author_id or by_name.get((entry.author or "").casefold(), entry.author)
 
     return who
 

@@ -956,14 +956,14 @@ async def test_questions_stored_before_ids_were_are_their_askers_own(
         asked, _ = await core.store.add_messages(
             REF,
             [
-                HistoryEntry(Role.USER, "first from alice", author="alice"),
+                HistoryEntry(Role.USER, "first from alice", author="Alice"),  # any case
                 HistoryEntry(Role.ASSISTANT, "first answer"),
             ],
         )
         assert asked.author_id is None
         # Her turn from before the upgrade is hers alone to change (by her name).
         _, sink = await control(core, "/regenerate", BOB)
-        assert sink.final is not None and "Only alice or an admin" in sink.final[0]
+        assert sink.final is not None and "Only Alice or an admin" in sink.final[0]
         _, sink = await control(core, "/regenerate", Actor("u5", "Alice"))  # any case
         assert sink.final is not None and "Only" not in sink.final[0], sink.final
         await core.chat(Incoming(REF, alice, "second, after the upgrade"), Sink())
