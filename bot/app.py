@@ -438,6 +438,12 @@ def matrix_claims(settings: Settings) -> tuple[list[Claim], str]:
     return [Claim(f"matrix {settings.matrix_user_id}")], f"the account {settings.matrix_user_id}"
 
 
+def served_by(claims: list[Claim]) -> str:
+    """What the questions a front-end keeps waiting are recorded under: its own claims
+    (not the bot's shared one), by their keys (a token's hash stays out of the rows)."""
+    return ",".join(f"{c.key & (2**64 - 1):016x}" for c in claims if not c.shared)
+
+
 LEASE_RETRY = 5.0  # seconds between tries for what another process serves
 # Seconds between checks that what this process serves is still its own: well under
 # LEASE_RETRY, so after a database restart the process that held a claim takes it back
@@ -572,12 +578,16 @@ async def run(settings: Settings, box: SecretBox) -> int:
         from bot.frontends.discord import run_discord
 
         discord = run_discord(core, discord_options(settings))
-        runners["Discord"] = _serving(core.store, discord_claims(settings), "Discord", discord)
+        held = discord_claims(settings)
+        core.serve(Platform.DISCORD, served_by(held[0]))
+        runners["Discord"] = _serving(core.store, held, "Discord", discord)
     if settings.matrix_enabled:
         from bot.frontends.matrix import run_matrix
 
         matrix = run_matrix(core, matrix_options(settings))
-        runners["Matrix"] = _serving(core.store, matrix_claims(settings), "Matrix", matrix)
+        held = matrix_claims(settings)
+        core.serve(Platform.MATRIX, served_by(held[0]))
+        runners["Matrix"] = _serving(core.store, held, "Matrix", matrix)
     runners["housekeeping"] = core.keep_house()
     settle_start_up()
     stuck: list[str] = []

@@ -27,7 +27,7 @@ from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.conversation.posts import EDIT_HELD_SECRET, Edited
 from bot.conversation.stream import ReplySink
 from bot.providers import ProviderHub
-from bot.store import Store, StoreError
+from bot.store import Store, StoreError, Unanswered
 from bot.types import (
     Actor,
     Attachment,
@@ -125,6 +125,9 @@ HOUSEKEEPING_SECONDS = 3600.0
 SHUTTING_DOWN = "Stopped: the bot is shutting down. Ask again once it is back."
 NOT_ASKED = "Not answered: the bot is shutting down. Ask again once it is back."
 NOT_RUN = "Not done: the bot is shutting down. Run it again once it is back."
+# A question a process that went away (`kill -9`, out of memory) left waiting for its
+# turn: said in reply to it by the process serving its channel next.
+UNANSWERED = "Not answered: the bot stopped before this question's turn came. Ask again."
 ANSWER_DELETED = "Stopped: the answer was deleted."
 _SAY_ENDED = 2.0  # seconds the front-ends have to say a command was ended by a shutdown
 
@@ -409,6 +412,21 @@ class Core:
             log.info("the settings of %s came along to %s", old, new)
         return carried
 
+    def serve(self, platform: Platform, served_by: str) -> None:
+        """This process serves `platform` as `served_by` (its lease's claims, the same
+        after a restart): the questions waiting their turn are recorded under it."""
+        self._engine.waiting.serve(platform, served_by)
+
+    async def unanswered(self, platform: Platform) -> list[Unanswered]:
+        """The questions the process that served `platform` before this one left waiting
+        for their turn when it went away (`kill -9`): each given once, to say UNANSWERED
+        in reply. None when the database cannot say (tried again at the next call)."""
+        try:
+            return await self._engine.waiting.left(platform)
+        except StoreError as err:
+            log.warning("could not read the questions a stopped process left waiting: %s", err)
+            return []
+
     async def settle_reserved(self) -> int:
         """Usage a crashed process left reserved is settled as it stands."""
         return await self._engine.settle_reserved()
@@ -434,6 +452,10 @@ class Core:
         else:
             if settled:
                 log.info("settled %d usage row(s) a stopped process had reserved", settled)
+        try:
+            await self._engine.waiting.tidy()
+        except StoreError as err:
+            log.warning("could not note that waiting questions had their turn: %s", err)
         old = await self._engine.prune_old_messages()
         if old:
             log.info(

@@ -44,6 +44,7 @@ from bot.conversation.stream import (
     stream_answer,
 )
 from bot.conversation.vision import sees_images
+from bot.conversation.waiting import WaitingQuestions
 from bot.fields import REGISTRY, conversation_room
 from bot.providers import ChatRequest, Endpoint, ProviderHub
 from bot.store import Store, StoreError
@@ -155,6 +156,10 @@ class _TurnOrder:
         """Once every turn, waiting or running, has ended."""
         await self._idle.wait()
 
+    def busy(self, key: ChannelRef) -> bool:
+        """Whether a turn there runs or waits (one held now would wait for it)."""
+        return key in self._locks
+
 
 class _QuotaHooks:
     """Who may chat and the quota charge, where a turn starts (mixed into ChatEngine)."""
@@ -251,6 +256,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._gate = gate or Gate()
         self._reserved: dict[ChannelRef, int] = {}  # conversation → the usage row its turn reserved
         self._order = _TurnOrder()
+        self.waiting = WaitingQuestions(store)  # recorded while they wait (kill -9)
         self._closing: str | None = None  # what a turn says once a shutdown has begun
         self._running: dict[ChannelRef, Running] = {}
         # Conversation → its answer not yet ended (stored, charged, shown as ended).
@@ -274,7 +280,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
         return await self._in_order(
-            incoming.channel, sink, lambda: self._turn(incoming, sink, prefix)
+            incoming.channel, sink, lambda: self._turn(incoming, sink, prefix), incoming.message_id
         )
 
     async def control(
@@ -298,11 +304,19 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         )
 
     async def _in_order(
-        self, ref: ChannelRef, sink: ReplySink, run: Callable[[], Awaitable[TurnResult]]
+        self,
+        ref: ChannelRef,
+        sink: ReplySink,
+        run: Callable[[], Awaitable[TurnResult]],
+        post_id: str = "",
     ) -> TurnResult:
         """`run` once the conversation's turns before it have ended; a failure before its
-        answer shows is told in the channel (after: the answer shows how it ended)."""
+        answer shows is told in the channel (after: the answer shows how it ended). A
+        question (its platform message `post_id`) that waits is recorded meanwhile."""
+        waits = self.waiting.note(ref, post_id) if self._order.busy(ref) else None
         async with self._order.hold(ref):
+            if waits is not None:
+                await self.waiting.done(ref, waits)
             if self._closing is not None:  # waited for one a shutdown stopped, or came after
                 return await _notice(sink, self._closing)
             try:

@@ -13,6 +13,7 @@ from bot.store.leases import Claim, Lease
 from bot.store.repository import Store
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
 from bot.store.vault import SECRET_NAMES, api_key_name
+from bot.store.waiting import Unanswered
 
 __all__ = [
     "SECRET_NAMES",
@@ -28,6 +29,7 @@ __all__ = [
     "StoreUnavailable",
     "StoreUnwritable",
     "StoredCharacter",
+    "Unanswered",
     "api_key_name",
     "generate_key",
 ]

@@ -195,6 +195,25 @@ class PostRow(Base):
     post_id: Mapped[str] = mapped_column(String(255))  # Discord message id, Matrix event id
 
 
+class WaitingRow(Base):
+    """A question waiting for its conversation's turn, by the process that holds it (only
+    in its memory otherwise): a process that went away without answering it (`kill -9`,
+    out of memory) leaves it here, and the one serving the same after it says so."""
+
+    __tablename__ = "waiting_turns"
+    __table_args__ = (Index(None, "platform", "served_by"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    server_id: Mapped[str] = mapped_column(_ID)
+    channel_id: Mapped[str] = mapped_column(_ID)
+    thread_id: Mapped[str] = mapped_column(_ID)
+    post_id: Mapped[str] = mapped_column(String(255))  # the question's platform message
+    served_by: Mapped[str] = mapped_column(String(255))  # what serves it (a lease's claims)
+    process: Mapped[str] = mapped_column(String(32))  # which process held it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class BlobRow(Base):
     """Bytes kept once by their hash (a prepared image), whoever sent them and how often."""
 

@@ -30,6 +30,7 @@ from bot.store.reads import TurnReads
 from bot.store.secrets import SecretBox, SecretUnreadable
 from bot.store.usage import UsagePart
 from bot.store.vault import SECRET_NAMES, Vault
+from bot.store.waiting import WaitingPart
 from bot.types import (
     Actor,
     ChannelConfig,
@@ -72,6 +73,7 @@ class Store:
         self._usage = UsagePart(self._db)
         self.quotas = QuotaPart(self._db)  # limits, charges and who-may-chat rules
         self._characters = CharacterPart(self._db, self._reads)
+        self.waiting = WaitingPart(self._db)  # questions waiting their turn (kill -9)
 
     @classmethod
     async def open(

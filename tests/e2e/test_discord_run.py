@@ -357,6 +357,65 @@ async def test_an_answer_cut_by_a_killed_process_is_tied_to_its_message(tmp_path
     assert sent == [{"role": "user", "content": "count for me\n\nnext"}], sent
 
 
+def _waiting_rows(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT count(*) FROM waiting_turns").fetchone()[0])
+
+
+async def test_questions_a_killed_process_left_waiting_are_told_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    """Restarts probe: a killed process (`kill -9`, out of memory) lost the questions
+    waiting for the answer it was writing, without a word. The next process serving the
+    bot replies to each: not answered, ask again."""
+    fake = FakeDiscord(TOKEN)
+    script = Script(chunks=[f"w{i} " for i in range(100)], interval=0.1)  # about 10 s
+    db = tmp_path / "data" / "chatbot.db"
+    await fake.start()
+    try:
+        async with fake_openai(script) as model:
+            env = await fake.bot_env(tmp_path / "data", model.url_v1)
+            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+            try:
+                await bot.wait_ready()
+                await _asked_and_streaming(fake)
+                waiting = [
+                    await fake.user_says(f"<@{fake.bot_id}> second question"),
+                    await fake.user_says(f"<@{fake.bot_id}> third question"),
+                ]
+                async with asyncio.timeout(30):
+                    while _waiting_rows(db) < 2:  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+                bot.proc.kill()
+                await bot.proc.wait()
+            finally:
+                await bot.close()
+            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+            try:
+                await bot.wait_ready()
+
+                def told() -> dict[int, str]:
+                    return {
+                        int(m["message_reference"]["message_id"]): m["content"]
+                        for m in fake.messages.values()
+                        if m["author"]["id"] == str(fake.bot_id) and "message_reference" in m
+                    }
+
+                await fake.wait_until(lambda: all(w in told() for w in waiting), 30)
+                assert await bot.stop() == 0
+            finally:
+                await bot.close()
+    finally:
+        await fake.stop()
+    for asked in waiting:
+        assert told()[asked] == (
+            "Not answered: the bot stopped before this question's turn came. Ask again."
+        )
+    assert len(model.requests) == 1  # neither was asked, by either process
+    assert _waiting_rows(db) == 0
+    assert "Traceback" not in bot.log
+
+
 async def test_a_key_form_submitted_after_a_restart_is_answered(tmp_path: Path) -> None:
     """Restarts probe: a /key set form opened before a restart and submitted after it
     got no answer (Discord showed "interaction failed") and its key went nowhere."""

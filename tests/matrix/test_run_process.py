@@ -7,6 +7,8 @@ in a direct chat (stored, redacted, never logged), and a clean SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from pathlib import Path
 
@@ -226,3 +228,59 @@ async def test_a_question_waiting_its_turn_at_a_sigterm_is_told_not_asked(
         finally:
             await alice.close()
     assert code == 0 and "Traceback" not in process.log, process.log[-3000:]
+
+
+async def test_a_question_a_killed_process_left_waiting_is_told_after_the_restart(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Restarts probe: a killed process (`kill -9`, out of memory) lost the question
+    waiting for the answer it was writing, without a word. The process started after it
+    replies to it: not answered, ask again."""
+    bot = synapse_server.register("bot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    db = tmp_path / "data" / "chatbot.db"
+    async with SSEEndpoint(chunks=60, span=12.0) as endpoint:
+        env = _env(tmp_path, synapse_server, bot, await keygen(), endpoint)
+        process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
+        try:
+            await process.wait_ready()
+            dm = await alice.create_room([bot.user_id], direct=True)
+            await alice.wait_joined(dm, bot.user_id)
+            after = time.monotonic()
+            await alice.send(dm, "A long answer, please.")
+            await alice.reply_to(dm, bot.user_id, after, "the answer's first text")
+            waiting = await alice.send(dm, "And a second question.")
+            await alice.wait_for(lambda: _waiting_rows(db) == 1, "the waiting question's record")
+            process.proc.kill()
+            await process.proc.wait()
+        finally:
+            await process.close()
+        process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
+        try:
+            await process.wait_ready()
+            notice = "Not answered: the bot stopped before this question's turn came. Ask again."
+
+            def told() -> list[dict[str, object]]:
+                return [
+                    s.event.source["content"]
+                    for s in alice.messages(dm, bot.user_id, after)
+                    if s.event.source["content"].get("body", "").endswith(notice)
+                ]
+
+            [content] = await alice.wait_for(told, "the waiting question's notice")
+            code = await process.stop()
+        finally:
+            await process.close()
+            await alice.close()
+    relation = content["m.relates_to"]
+    assert isinstance(relation, dict)
+    assert relation["m.in_reply_to"] == {"event_id": waiting}
+    assert content["msgtype"] == "m.notice"
+    assert len(endpoint.asked) == 1  # the waiting question was asked by neither process
+    assert _waiting_rows(db) == 0
+    assert code == 0 and "Traceback" not in process.log, process.log[-3000:]
+
+
+def _waiting_rows(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT count(*) FROM waiting_turns").fetchone()[0])

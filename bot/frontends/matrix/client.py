@@ -91,6 +91,8 @@ class MatrixBot:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_SYNC_BACKOFF)
                 continue
+            if first:  # the rooms are known now
+                self._spawn("unanswered", self._handler.tell_unanswered())
             first = False
             backoff = 1.0
 

@@ -16,7 +16,16 @@ import nio
 from bot.commands import Invocation
 from bot.commands.parse import CommandError, asks_secret, plain_prefix
 from bot.commands.spec import Kind
-from bot.core import EDIT_HELD_SECRET, Core, Edited, HeldReply, PacedReply, TurnResult, split_text
+from bot.core import (
+    EDIT_HELD_SECRET,
+    UNANSWERED,
+    Core,
+    Edited,
+    HeldReply,
+    PacedReply,
+    TurnResult,
+    split_text,
+)
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
 from bot.frontends.matrix.api import MatrixApi
@@ -662,6 +671,23 @@ class MessageHandler:
                 await target.send(page)
         except SendFailed as err:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)
+
+    async def tell_unanswered(self) -> None:
+        """Questions the process before this one left waiting for their turn when it went
+        away (`kill -9`): told so in reply (UNANSWERED), each once."""
+        for left in await self._core.unanswered(Platform.MATRIX):
+            target = MatrixTarget(
+                self._api.send,
+                left.ref.channel_id,
+                pace=self._api.pace,
+                thread_root=left.ref.thread_id,
+                reply_to=left.post_id,
+                msgtype="m.notice",
+            )
+            try:
+                await target.send(UNANSWERED)
+            except SendFailed as err:  # left the room meanwhile, or may not post there
+                log.info("could not say in %s that a question went unanswered: %s", left.ref, err)
 
     async def carry_over(self, old: str, new: str, *, upgraded_by: str) -> None:
         """A room upgraded to `new` goes on as `old` was set up, when who upgraded it may

@@ -1,0 +1,84 @@
+"""Questions waiting for their conversation's turn, recorded while they wait.
+
+A question waits in the process's memory while the answers before it in its
+conversation are written. A process that goes away without a word (`kill -9`, out of
+memory, a power cut) took them with it, and their askers were never told. Each one is
+recorded in the database while it waits (bot.store.waiting), and the record goes when
+its turn begins; the process serving the same front-end after it finds those left and
+says so in their channels (`left`).
+
+Only questions that wait are recorded: a turn that starts at once writes nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from bot.store import Store, StoreError, Unanswered
+from bot.types import ChannelRef, Platform, failure
+
+log = logging.getLogger("bot.conversation")
+
+
+class WaitingQuestions:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._process = uuid.uuid4().hex  # this process, among those sharing the database
+        self._served_by: dict[Platform, str] = {}
+        self._unremoved: set[int] = set()  # records whose turn came, not yet deleted
+
+    def serve(self, platform: Platform, served_by: str) -> None:
+        """This process serves `platform`'s conversations as `served_by` (what its lease
+        claims): its waiting questions are recorded from now on, under that name."""
+        self._served_by[platform] = served_by
+
+    def note(self, ref: ChannelRef, post_id: str) -> asyncio.Task[int] | None:
+        """Record a question that is about to wait (its platform message `post_id`);
+        written while it waits. None when its front-end serves nothing recorded."""
+        served_by = self._served_by.get(ref.platform)
+        if served_by is None or not post_id:
+            return None
+        task = asyncio.create_task(self._store.waiting.add(ref, post_id, served_by, self._process))
+        task.add_done_callback(_retrieved)  # a turn cancelled meanwhile never awaits it
+        return task
+
+    async def done(self, ref: ChannelRef, note: asyncio.Task[int]) -> None:
+        """Its turn came: the record goes (tried again by `tidy` when it cannot)."""
+        try:
+            record = await note
+        except StoreError as err:
+            log.warning("could not record a question waiting in %s: %s", ref, err)
+            return
+        except Exception as err:  # a bug: the turn goes on all the same
+            log.error("recording a question waiting in %s failed: %s", ref, failure(err))
+            return
+        try:
+            await self._store.waiting.remove(record)
+        except Exception as err:
+            self._unremoved.add(record)
+            if isinstance(err, StoreError):
+                log.warning("could not note that a question in %s has its turn: %s", ref, err)
+            else:
+                log.error("noting a question's turn in %s failed: %s", ref, failure(err))
+
+    async def tidy(self) -> None:
+        """Delete the records of questions whose turn came when the database refused it
+        (one left would be said to be unanswered after the next start)."""
+        for record in sorted(self._unremoved):
+            await self._store.waiting.remove(record)  # StoreError: the next time
+            self._unremoved.discard(record)
+
+    async def left(self, platform: Platform) -> list[Unanswered]:
+        """The questions a process that served the same before this one left waiting,
+        each given once (taken from the database)."""
+        served_by = self._served_by.get(platform)
+        if served_by is None:
+            return []
+        return await self._store.waiting.take_left(platform, served_by, self._process)
+
+
+def _retrieved(task: asyncio.Task[int]) -> None:
+    if not task.cancelled():
+        task.exception()  # said by `done` when awaited; otherwise the record was written

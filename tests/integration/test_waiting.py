@@ -1,0 +1,137 @@
+"""Questions waiting for their conversation's turn are recorded while they wait, so a
+process that went away without answering them (`kill -9`) is followed by a word.
+
+Real Cores on SQLite and PostgreSQL against a loopback model that streams slowly; a
+second Core on the same database plays the process started after a killed one (the
+killed one's memory is what is lost; its records are all it leaves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sqlalchemy import select
+
+from bot.core import Core, TurnLimits
+from bot.store.models import WaitingRow
+from bot.types import Actor, ChannelRef, Incoming, Platform
+from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+from tests.integration.test_turns import Sink, make_core
+
+REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+THREAD = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1", thread_id="t9")
+ADA = Actor("u1", "Ada")
+SERVED = "bot-a"
+
+
+@pytest.fixture
+async def slow() -> AsyncIterator[FakeOpenAI]:
+    """An answer that takes about 2 s: long enough for questions to queue behind it."""
+    async with fake_openai(Script(chunks=[f"w{i} " for i in range(20)], interval=0.1)) as fake:
+        yield fake
+
+
+async def _records(core: Core) -> list[tuple[str, str, str, str]]:
+    async with core.store.engine.connect() as conn:
+        rows = (await conn.execute(select(WaitingRow.__table__))).all()
+    return [(r.channel_id, r.thread_id, r.post_id, r.served_by) for r in rows]
+
+
+async def _until(check: Callable[[], object], seconds: float = 10) -> None:
+    async with asyncio.timeout(seconds):
+        while not check():  # noqa: ASYNC110 (a model server's count: nothing to wait on)
+            await asyncio.sleep(0.02)
+
+
+def _ask(core: Core, ref: ChannelRef, text: str, post: str) -> asyncio.Task[object]:
+    return asyncio.create_task(core.chat(Incoming(ref, ADA, text, message_id=post), Sink()))
+
+
+async def test_a_waiting_question_is_recorded_until_its_turn_and_left_ones_are_said_once(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    killed = await make_core(database_url, slow, TurnLimits())
+    after = await make_core(database_url, slow, TurnLimits())
+    try:
+        killed.serve(Platform.DISCORD, SERVED)
+        after.serve(Platform.DISCORD, SERVED)
+        first = _ask(killed, REF, "count", "m1")
+        await _until(lambda: slow.requests)
+        assert await _records(killed) == []  # a turn that starts at once writes nothing more
+        waiting = [_ask(killed, REF, "second", "m2"), _ask(killed, THREAD, "elsewhere", "m3")]
+        waiting.append(_ask(killed, REF, "third", "m4"))
+        await asyncio.sleep(0.5)
+        # m3 is the first in its thread: it does not wait, so it is not recorded.
+        assert sorted(await _records(killed)) == [
+            ("c1", "", "m2", SERVED),
+            ("c1", "", "m4", SERVED),
+        ]
+        assert await killed.unanswered(Platform.DISCORD) == []  # its own are still waiting
+        # The process after a killed one: each question it left, once, oldest first.
+        left = await after.unanswered(Platform.DISCORD)
+        assert [(u.ref, u.post_id) for u in left] == [(REF, "m2"), (REF, "m4")]
+        assert all(u.asked_at.tzinfo is not None for u in left)
+        assert await after.unanswered(Platform.DISCORD) == []
+        assert await _records(killed) == []
+        await asyncio.wait_for(asyncio.gather(first, *waiting), 30)
+    finally:
+        await killed.close()
+        await after.close()
+
+
+async def test_a_question_whose_turn_came_leaves_no_record(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    core = await make_core(database_url, slow, TurnLimits())
+    other = await make_core(database_url, slow, TurnLimits())
+    try:
+        core.serve(Platform.DISCORD, SERVED)
+        other.serve(Platform.DISCORD, SERVED)
+        turns = [_ask(core, REF, "count", "m1")]
+        await _until(lambda: slow.requests)
+        turns.append(_ask(core, REF, "second", "m2"))
+        await _until(lambda: len(slow.requests) == 2, 20)  # the second one's turn came
+        assert await _records(core) == []
+        await asyncio.wait_for(asyncio.gather(*turns), 30)
+        assert await other.unanswered(Platform.DISCORD) == []
+    finally:
+        await core.close()
+        await other.close()
+
+
+async def test_what_another_front_end_serves_is_not_taken(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """Two bots on one database: each says only what its own process left."""
+    core = await make_core(database_url, slow, TurnLimits())
+    other_bot = await make_core(database_url, slow, TurnLimits())
+    try:
+        core.serve(Platform.DISCORD, SERVED)
+        other_bot.serve(Platform.DISCORD, "bot-b")
+        turns = [_ask(core, REF, "count", "m1"), _ask(core, REF, "second", "m2")]
+        await _until(lambda: slow.requests)
+        await asyncio.sleep(0.3)
+        assert [r[2] for r in await _records(core)] == ["m2"]
+        assert await other_bot.unanswered(Platform.DISCORD) == []
+        assert await other_bot.unanswered(Platform.MATRIX) == []  # it serves no Matrix
+        assert [r[2] for r in await _records(core)] == ["m2"]
+        await asyncio.wait_for(asyncio.gather(*turns), 30)
+    finally:
+        await core.close()
+        await other_bot.close()
+
+
+async def test_a_console_records_nothing(database_url: str, slow: FakeOpenAI) -> None:
+    """A front-end that serves nothing by a lease (the console) keeps its questions in
+    memory only: there is no process after it to say anything."""
+    core = await make_core(database_url, slow, TurnLimits())
+    try:
+        turns = [_ask(core, REF, "count", "m1"), _ask(core, REF, "second", "m2")]
+        await _until(lambda: slow.requests)
+        await asyncio.sleep(0.3)
+        assert await _records(core) == []
+        await asyncio.wait_for(asyncio.gather(*turns), 30)
+    finally:
+        await core.close()
