@@ -311,6 +311,26 @@ class Core:
         posts = await self.store.posts_of(ref, newest.id)
         return (newest.id, posts) if posts else None
 
+    async def answer_posts(self, ref: ChannelRef, answer_id: int) -> list[str]:
+        """The platform messages showing answer `answer_id` here, first to last, as they
+        were stored ([] when that cannot be read): a long answer's pages, found without
+        reading the channel's history (which needs a permission the bot may lack)."""
+        try:
+            return await self.store.posts_of(ref, answer_id)
+        except StoreError as err:
+            log.warning("could not read which messages show an answer in %s: %s", ref, err)
+            return []
+
+    async def unshown(self, ref: ChannelRef, posts: Sequence[str]) -> None:
+        """The front-end removed these messages of its own (pages left over from a longer
+        answer): they show nothing now. A failure is logged."""
+        if not posts:
+            return
+        try:
+            await self.store.unlink_posts(ref, posts)
+        except StoreError as err:
+            log.warning("could not note removed messages in %s: %s", ref, err)
+
     async def shows_an_answer(self, ref: ChannelRef, post: str) -> bool:
         """Whether the platform message `post`, in `ref`'s channel, shows one of the bot's
         answers (a thread started on it is spoken to the bot)."""

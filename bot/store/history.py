@@ -231,6 +231,25 @@ class HistoryPart:
         if rows:
             await self._writes.submit(_Link(rows))
 
+    async def unlink(self, ref: ChannelRef, posts: Sequence[str]) -> None:
+        """`posts` show nothing of this conversation any more (the bot removed them itself:
+        pages left over from a longer answer), so `posts_of` no longer names them."""
+        wanted = [p[:NAME_CHARS] for p in posts if p]
+        if not wanted:
+            return
+        here = select(_MESSAGES.c.id).where(in_conversation(conversation_of(ref)))
+        gone = delete(_POSTS).where(
+            _POSTS.c.platform == ref.platform.value,
+            _POSTS.c.post_id.in_(wanted),
+            _POSTS.c.message_id.in_(here),
+        )
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(gone)
+
+        await self._writes.drain()  # a link still queued is undone too, not after
+        await self._db.write_plain("history write", work)
+
     async def posted(
         self, platform: Platform, where: str, posts: Sequence[str], author: str | None = None
     ) -> dict[ChannelRef, set[int]]:

@@ -336,6 +336,10 @@ class Store:
         with the ids of the questions among them (`author`'s only, if given)."""
         return await self._history.posted(platform, where, posts, author)
 
+    async def unlink_posts(self, ref: ChannelRef, posts: Sequence[str]) -> None:
+        """These platform messages show nothing here any more (removed by the bot)."""
+        await self._history.unlink(ref, posts)
+
     async def posts_of(self, ref: ChannelRef, row_id: int) -> list[str]:
         """The platform messages showing stored entry `row_id` here, first to last."""
         return await self._history.posts_of(ref, row_id)

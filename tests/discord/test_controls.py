@@ -322,3 +322,42 @@ async def test_buttons_in_a_direct_message_still_work(
     await user.click(answer, custom_id=the_id(answer, "regen"))
     assert len(endpoint.requests) == 2
     assert bot_messages(user.dm_channel, simcord_env.bot.user.id) == ["second"]
+
+
+async def test_a_long_answer_is_replaced_without_read_message_history(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Permissions probe: without Read Message History the channel's history reads empty,
+    so 🔄 found no earlier page of a long answer: the new text went into the last page and
+    on, and the earlier pages of the old answer stayed in the channel. The pages are found
+    by the ids stored as the answer was shown; a page the bot took out is not named again."""
+    no_history = discord.Permissions(read_message_history=True).value
+    overwrite = Overwrite(target_id=world.bot_id, type=1, allow=0, deny=no_history)  # type: ignore[arg-type]
+    world.env.backend.set_overwrite(world.channel.id, overwrite)
+    await world.env.settle()
+    endpoint.script = Script(chunks=["a" * 1500, "\n\n" + "b" * 1500, "\n\n" + "c" * 1500])
+    await world.member.send(world.channel, f"<@{world.bot_id}> a long one")
+    pages = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert [m.content[0] for m in pages] == ["a", "b", "c"]
+
+    endpoint.script = Script(chunks=["x" * 1500, "\n\n" + "y" * 1500])
+    pressed = await world.member.click(pages[-1], custom_id=the_id(pages[-1], "regen"))
+    assert not pressed.followups, reply_text(pressed)
+    now = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert [m.id for m in now] == [p.id for p in pages[:2]]  # in place; the third is gone
+    assert [m.content for m in now] == ["x" * 1500, "y" * 1500]
+    assert [bool(buttons(m)) for m in now] == [False, True]
+
+    # Back to the first answer: three pages again, the third a new message.
+    await world.member.click(now[-1], custom_id=the_id(now[-1], "prev"))
+    now = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert [m.content[0] for m in now] == ["a", "b", "c"] and now[2].id != pages[2].id
+    # The removed third page is not among its pages any more: the next answer's third
+    # page is the new one (writing into the removed one found it gone and stopped).
+    endpoint.script = Script(chunks=["d" * 1500, "\n\n" + "e" * 1500, "\n\n" + "f" * 1500])
+    pressed = await world.member.click(now[-1], custom_id=the_id(now[-1], "regen"))
+    assert not pressed.followups, reply_text(pressed)
+    after = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert [m.content for m in after] == ["d" * 1500, "e" * 1500, "f" * 1500]
+    assert [m.id for m in after] == [m.id for m in now]
+    assert "3/3" in [label for label, _ in buttons(after[-1]).values()]

@@ -32,7 +32,7 @@ from bot.frontends.discord.events import Blocked, blocked_by, edit_check
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import interaction_context
 from bot.frontends.discord.persona import Personas, Speaker
-from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
+from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget, Page
 from bot.types import ChannelRef, Greeting, Reply, failure
 from bot.types.recent import RecentIds
 
@@ -217,8 +217,15 @@ class Controls:
         # Acknowledged at once (no visible reply): the answer message changes instead. A
         # typed one thinks privately, and says so when done.
         await interaction.response.defer(ephemeral=typed, thinking=typed)
-        pages = await _pages_of(message, channel)
         speaker = await self._speaker(message, channel, ref)
+        stored = await self._core.answer_posts(ref, target) if press is not Press.RETRY else []
+        pages = await _pages_of(message, channel, stored, speaker)
+        removed: list[str] = []  # leftover pages this press takes out
+
+        def on_delete(post: str) -> None:
+            self.own_deletes.add(post)
+            removed.append(post)
+
         refused: list[Blocked] = []  # an edit Discord refused meanwhile: said to the presser
 
         async def forbidden(err: discord.Forbidden) -> None:
@@ -232,7 +239,7 @@ class Controls:
             min_interval=self._min_interval,
             existing=pages,
             speaker=speaker,
-            on_delete=self.own_deletes.add,
+            on_delete=on_delete,
             on_gone=lambda: self._core.answer_deleted(ref),
         )
         sink = AnswerSink(answer, interaction.user.id)
@@ -249,6 +256,7 @@ class Controls:
                 await held.release()
                 await answer.settle(view)
                 await self._core.shown_in(ref, done.answer_id, _ids(answer.messages))
+                await self._core.unshown(ref, removed)
                 if refused:  # said instead of "Done"
                     said = f"I could not change this answer: {refused[0].reason}. {refused[0].fix}"
                     await _followup(interaction, said)
@@ -300,16 +308,24 @@ class Controls:
         return replace(speaker, hint="")
 
 
-def _ids(messages: list[discord.Message]) -> list[str]:
+def _ids(messages: list[Page]) -> list[str]:
     return [str(m.id) for m in messages]
 
 
 async def _pages_of(
-    message: discord.Message, channel: discord.abc.Messageable
-) -> list[discord.Message]:
-    """The answer's messages, the pressed (last) one included: a long answer has several."""
+    message: discord.Message,
+    channel: discord.abc.Messageable,
+    stored: list[str],
+    speaker: Speaker | None,
+) -> list[Page]:
+    """The answer's messages, the pressed (last) one included: a long answer has several.
+    Found by the ids stored as it was shown (`stored`, first to last), else (an answer
+    stored before they were) by reading the channel's history."""
     if message.reference is not None:
         return [message]  # a reply to the question is the first page: the only one
+    if str(message.id) in stored:
+        earlier = stored[: stored.index(str(message.id))][-MAX_PAGES:]
+        return [*await _stored_pages(message, earlier, speaker), message]
     try:
         before = [m async for m in channel.history(limit=MAX_PAGES, before=message)]
     except CALL_FAILED as err:  # no Read Message History, or the connection lost: this page alone
@@ -326,6 +342,25 @@ async def _pages_of(
     ]
     count = earlier_pages(facts)
     return [*reversed(before[:count]), message]
+
+
+async def _stored_pages(
+    message: discord.Message, ids: list[str], speaker: Speaker | None
+) -> list[Page]:
+    """The earlier pages of the pressed answer by their stored ids, without reading the
+    channel: the bot's own by id alone (editing and deleting them needs no permission to
+    read them); a character's through its webhook, which the edits go through."""
+    hook = speaker.webhook if speaker is not None else None
+    if message.webhook_id is None or hook is None or hook.id != message.webhook_id:
+        return [discord.PartialMessage(channel=message.channel, id=int(i)) for i in ids]
+    thread = speaker.thread if speaker is not None and speaker.thread else discord.utils.MISSING
+    pages: list[Page] = []
+    for i in ids:
+        try:
+            pages.append(await hook.fetch_message(int(i), thread=thread))
+        except CALL_FAILED as err:  # deleted meanwhile: the answer goes on without it
+            log.info("could not read an answer's earlier page: %s", type(err).__name__)
+    return pages
 
 
 async def _drop_stop(interaction: discord.Interaction[Any]) -> None:

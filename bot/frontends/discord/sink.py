@@ -25,6 +25,9 @@ EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
 RETRY_PAUSE = 2.0
 
 NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
+# A message of an answer: one the bot has (posted, pressed, fetched), or an earlier page
+# known by its stored id alone (the bot's own: edited and deleted without reading it).
+Page = discord.Message | discord.PartialMessage
 _EARLIER = object()  # buttons a message had before this target touched it
 
 
@@ -46,7 +49,7 @@ class DiscordTarget:
         on_forbidden: NoAccess,
         *,
         min_interval: float = MIN_INTERVAL,
-        existing: Sequence[discord.Message] = (),
+        existing: Sequence[Page] = (),
         speaker: Speaker | None = None,
         on_delete: Callable[[str], None] | None = None,
         on_gone: Callable[[], object] | None = None,
@@ -71,10 +74,12 @@ class DiscordTarget:
         self._on_delete = on_delete  # told each message id it removes, before it does
         self._gone: set[int] = set()  # its messages someone else deleted meanwhile
         self._on_gone = on_gone  # told when the first of them is found gone
-        self.messages: list[discord.Message] = []  # the answer's messages, in order
+        self.messages: list[Page] = []  # the answer's messages, in order
         self.view: discord.ui.View | None = None  # what a message posted now carries
         # The buttons each message carries (the pressed one has some already: _EARLIER).
-        self._views: dict[int, object] = {m.id: _EARLIER for m in existing if m.components}
+        self._views: dict[int, object] = {
+            m.id: _EARLIER for m in existing if isinstance(m, discord.Message) and m.components
+        }
 
     def post_ids(self) -> list[str]:
         return [str(m.id) for m in self.messages]
@@ -201,9 +206,7 @@ class DiscordTarget:
             # The asked message is gone, or replying needs Read Message History: post plainly.
             return await self._channel.send(text, **kwargs)
 
-    def _view_change(
-        self, message: discord.Message, view: discord.ui.View | None
-    ) -> dict[str, Any]:
+    def _view_change(self, message: Page, view: discord.ui.View | None) -> dict[str, Any]:
         """The `view` argument that makes `message` carry `view` (none when it does)."""
         if self._views.get(message.id) is view:
             return {}
@@ -227,12 +230,12 @@ class DiscordTarget:
             if change:
                 await self._edit(message, **change)
 
-    async def _delete(self, message: discord.Message) -> None:
+    async def _delete(self, message: Page) -> None:
         if self._on_delete is not None:
             self._on_delete(str(message.id))
         try:
             hook = self._hook
-            if hook is not None and message.webhook_id == hook.id:
+            if hook is not None and _webhook_id(message) == hook.id:
                 await hook.delete_message(message.id, thread=self._thread())
             else:
                 await message.delete()
@@ -240,7 +243,9 @@ class DiscordTarget:
             log.info("could not remove a page of an earlier answer: %s", type(err).__name__)
 
     async def edit(self, handle: object, text: str) -> bool:
-        if not isinstance(handle, discord.Message) or self._edits_refused:
+        if not isinstance(handle, discord.Message | discord.PartialMessage):
+            return False
+        if self._edits_refused:
             return False
         if self._prefix and self.messages and handle is self.messages[0]:
             text = self._prefix + text
@@ -250,7 +255,7 @@ class DiscordTarget:
         changes = self._view_change(handle, self.view) if newest else {}
         return await self._edit(handle, content=text, **changes)
 
-    async def _edit(self, handle: discord.Message, **changes: Any) -> bool:
+    async def _edit(self, handle: Page, **changes: Any) -> bool:
         """Edit `handle`; False when Discord would not (refused, or still failing)."""
         if self._edits_refused:
             return False
@@ -259,7 +264,7 @@ class DiscordTarget:
         for attempt in range(EDIT_RETRIES + 1):
             try:
                 hook = self._hook
-                if hook is not None and handle.webhook_id == hook.id:
+                if hook is not None and _webhook_id(handle) == hook.id:
                     # Through the webhook's own edit endpoint (the bot is not its author).
                     await hook.edit_message(handle.id, thread=self._thread(), **changes)
                 else:
@@ -290,3 +295,9 @@ class DiscordTarget:
         self.blocked = True
         self._stop_typing()
         await self._on_forbidden(err)
+
+
+def _webhook_id(page: Page) -> int | None:
+    """The webhook that posted `page`; None for the bot's own (a page known by id alone
+    is the bot's: a webhook's pages are fetched through the webhook)."""
+    return page.webhook_id if isinstance(page, discord.Message) else None
