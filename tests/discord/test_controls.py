@@ -361,3 +361,28 @@ async def test_a_long_answer_is_replaced_without_read_message_history(
     assert [m.content for m in after] == ["d" * 1500, "e" * 1500, "f" * 1500]
     assert [m.id for m in after] == [m.id for m in now]
     assert "3/3" in [label for label, _ in buttons(after[-1]).values()]
+
+
+async def test_a_typed_regenerate_changes_a_long_answer_without_read_message_history(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Permissions probe: a typed /regenerate read the answer's last page from Discord,
+    which needs Read Message History; without it, the new answer came as a new message
+    and the old one stayed, every page of it, with live buttons."""
+    no_history = discord.Permissions(read_message_history=True).value
+    overwrite = Overwrite(target_id=world.bot_id, type=1, allow=0, deny=no_history)  # type: ignore[arg-type]
+    world.env.backend.set_overwrite(world.channel.id, overwrite)
+    await world.env.settle()
+    endpoint.script = Script(chunks=["a" * 1500, "\n\n" + "b" * 1500])
+    await world.member.send(world.channel, f"<@{world.bot_id}> a long one")
+    pages = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert [m.content[0] for m in pages] == ["a", "b"]
+
+    endpoint.script = Script(chunks=["x" * 1500, "\n\n" + "y" * 1500, "\n\n" + "z" * 1500])
+    typed = await world.member.slash(world.channel, "regenerate")
+    assert "Done: the answer above changed (answer 2 of 2)" in reply_text(typed)
+    now = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert [m.content for m in now] == ["x" * 1500, "y" * 1500, "z" * 1500]
+    assert [m.id for m in now[:2]] == [p.id for p in pages]  # in place, then one more
+    # The buttons moved to the new last page; the old last page carries none now.
+    assert [bool(buttons(m)) for m in now] == [False, False, True]

@@ -32,7 +32,7 @@ from bot.frontends.discord.events import Blocked, blocked_by, edit_check
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import interaction_context
 from bot.frontends.discord.persona import Personas, Speaker
-from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget, Page
+from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget, Page, webhook_of
 from bot.types import ChannelRef, Greeting, Reply, failure
 from bot.types.recent import RecentIds
 
@@ -161,7 +161,7 @@ class Controls:
             if found is None:
                 return False
             answer_id, posts = found
-            message = await channel.fetch_message(int(posts[-1]))
+            message = await self._shown(channel, ref, int(posts[-1]))
         except Exception as err:  # the database or the message gone: the usual way says
             log.info("a typed %s answers anew: %s", path[0], failure(err))
             return False
@@ -174,7 +174,7 @@ class Controls:
         press: Press,
         target: int,
         *,
-        message: discord.Message | None = None,
+        message: Page | None = None,
     ) -> None:
         """A button pressed on `interaction.message`; or a typed control run on `message`,
         the answer's last page (its "thinking…" and what it says then are the typer's)."""
@@ -293,13 +293,32 @@ class Controls:
         finally:
             await target.close()
 
+    async def _shown(self, channel: Any, ref: ChannelRef, post: int) -> Page:
+        """The message `post` of the newest answer. Reading it needs Read Message History;
+        without it, a character's is read through its webhook, and the bot's own is known
+        by its id alone (edited and deleted all the same)."""
+        try:
+            found: discord.Message = await channel.fetch_message(post)
+            return found
+        except discord.Forbidden:
+            pass
+        speaker = await self._personas.speaker(channel, ref) if ref.server_id else None
+        if speaker is not None and speaker.webhook is not None:
+            thread = speaker.thread or discord.utils.MISSING
+            try:
+                return await speaker.webhook.fetch_message(post, thread=thread)
+            except discord.NotFound:
+                pass  # not the webhook's: the bot's own
+        return discord.PartialMessage(channel=channel, id=post)
+
     async def _speaker(
-        self, message: discord.Message, channel: discord.abc.Messageable, ref: ChannelRef
+        self, message: Page, channel: discord.abc.Messageable, ref: ChannelRef
     ) -> Speaker | None:
         """Who wrote the pressed answer: the character's webhook (edited through it), or
         the bot with the character's name in bold."""
-        if message.webhook_id is not None:
-            return await self._personas.by_id(channel, message.webhook_id)
+        hook_id = webhook_of(message)
+        if hook_id is not None:
+            return await self._personas.by_id(channel, hook_id)
         if message.guild is None:
             return None
         speaker = await self._personas.speaker(channel, ref)
@@ -313,7 +332,7 @@ def _ids(messages: list[Page]) -> list[str]:
 
 
 async def _pages_of(
-    message: discord.Message,
+    message: Page,
     channel: discord.abc.Messageable,
     stored: list[str],
     speaker: Speaker | None,
@@ -321,11 +340,13 @@ async def _pages_of(
     """The answer's messages, the pressed (last) one included: a long answer has several.
     Found by the ids stored as it was shown (`stored`, first to last), else (an answer
     stored before they were) by reading the channel's history."""
-    if message.reference is not None:
+    if isinstance(message, discord.Message) and message.reference is not None:
         return [message]  # a reply to the question is the first page: the only one
     if str(message.id) in stored:
         earlier = stored[: stored.index(str(message.id))][-MAX_PAGES:]
         return [*await _stored_pages(message, earlier, speaker), message]
+    if not isinstance(message, discord.Message):
+        return [message]
     try:
         before = [m async for m in channel.history(limit=MAX_PAGES, before=message)]
     except CALL_FAILED as err:  # no Read Message History, or the connection lost: this page alone
@@ -344,14 +365,12 @@ async def _pages_of(
     return [*reversed(before[:count]), message]
 
 
-async def _stored_pages(
-    message: discord.Message, ids: list[str], speaker: Speaker | None
-) -> list[Page]:
+async def _stored_pages(message: Page, ids: list[str], speaker: Speaker | None) -> list[Page]:
     """The earlier pages of the pressed answer by their stored ids, without reading the
     channel: the bot's own by id alone (editing and deleting them needs no permission to
     read them); a character's through its webhook, which the edits go through."""
     hook = speaker.webhook if speaker is not None else None
-    if message.webhook_id is None or hook is None or hook.id != message.webhook_id:
+    if hook is None or webhook_of(message) != hook.id:
         return [discord.PartialMessage(channel=message.channel, id=int(i)) for i in ids]
     thread = speaker.thread if speaker is not None and speaker.thread else discord.utils.MISSING
     pages: list[Page] = []

@@ -235,7 +235,7 @@ class DiscordTarget:
             self._on_delete(str(message.id))
         try:
             hook = self._hook
-            if hook is not None and _webhook_id(message) == hook.id:
+            if hook is not None and webhook_of(message) == hook.id:
                 await hook.delete_message(message.id, thread=self._thread())
             else:
                 await message.delete()
@@ -264,7 +264,7 @@ class DiscordTarget:
         for attempt in range(EDIT_RETRIES + 1):
             try:
                 hook = self._hook
-                if hook is not None and _webhook_id(handle) == hook.id:
+                if hook is not None and webhook_of(handle) == hook.id:
                     # Through the webhook's own edit endpoint (the bot is not its author).
                     await hook.edit_message(handle.id, thread=self._thread(), **changes)
                 else:
@@ -297,7 +297,7 @@ class DiscordTarget:
         await self._on_forbidden(err)
 
 
-def _webhook_id(page: Page) -> int | None:
+def webhook_of(page: Page) -> int | None:
     """The webhook that posted `page`; None for the bot's own (a page known by id alone
     is the bot's: a webhook's pages are fetched through the webhook)."""
     return page.webhook_id if isinstance(page, discord.Message) else None
