@@ -79,6 +79,7 @@ class FakeDiscord:
     files: dict[str, bytes] = field(default_factory=dict)  # CDN path → bytes
     downloads: list[str] = field(default_factory=list)  # CDN paths the bot fetched
     manage_webhooks: bool = False  # the bot's role grants Manage Webhooks
+    bot_denied: int = 0  # permission bits the bot lacks in the channel (its interactions say)
     webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)  # id → webhook
     webhook_avatars: dict[int, str] = field(default_factory=dict)  # id → data URI given
     _ids: itertools.count[int] = field(
@@ -671,7 +672,7 @@ class FakeDiscord:
                 "permissions": str(EVERYONE_PERMISSIONS),
             },
             "member": member,
-            "app_permissions": str(EVERYONE_PERMISSIONS),
+            "app_permissions": str(self._app_permissions()),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
@@ -679,6 +680,11 @@ class FakeDiscord:
             "context": 0,
             "attachment_size_limit": 26214400,
         }
+
+    def _app_permissions(self) -> int:
+        """The bot's permissions in the channel, as an interaction carries them."""
+        rights = EVERYONE_PERMISSIONS | (WEBHOOKS_PERMISSION if self.manage_webhooks else 0)
+        return rights & ~self.bot_denied
 
     async def slash(self, name: str, sub: str = "", /, **options: str) -> None:
         """Bob runs `/name sub option:value …` (or `/name option:value …`) in #general."""

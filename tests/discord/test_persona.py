@@ -330,3 +330,45 @@ async def test_a_new_card_renames_the_same_webhook(core: Core, endpoint: FakeOpe
         assert len(renames) == 1 and renames[0].body["name"] == "Bosun"
     finally:
         await fake.stop()
+
+
+async def test_a_character_answer_changes_without_send_messages(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Permissions probe: 🔄 on an answer a character's webhook shows was refused for
+    want of Send Messages, which changing it through the webhook does not use; the
+    permission it does use, Manage Webhooks, is the one named when missing."""
+    endpoint.script.chunks = ["Aye."]
+    fake = await _fake(manage_webhooks=True)
+    try:
+        await _import(core, fake)
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> hello captain")
+            await fake.wait_until(
+                lambda: any("cc:regen:" in str(_custom_ids(m)) for m in _by_webhook(fake)), 30
+            )
+            [answer] = _by_webhook(fake)
+            regen = next(i for i in _custom_ids(answer) if i.startswith("cc:regen:"))
+            fake.bot_denied = 1 << 11  # Send Messages
+            endpoint.script.chunks = ["Another ", "answer."]
+            await fake.click(int(answer["id"]), regen)
+            await fake.wait_until(lambda: "2/2" in json.dumps(answer.get("components")), 30)
+            assert answer["content"] == "Another answer."
+            assert not any(r.get("type") == 4 for r in fake.responses), fake.responses
+
+            fake.bot_denied = 1 << 29  # Manage Webhooks
+            asked = len(endpoint.requests)
+            regen = next(i for i in _custom_ids(answer) if i.startswith("cc:regen:"))
+            await fake.click(int(answer["id"]), regen)
+            for _ in range(500):
+                if any(r.get("type") == 4 for r in fake.responses):
+                    break
+                await asyncio.sleep(0.02)
+            said = next(r for r in fake.responses if r.get("type") == 4)["data"]["content"]
+            assert said == (
+                "I can't change this answer: I'm missing the Manage Webhooks permission "
+                "there. Ask a server admin to grant it."
+            )
+            assert len(endpoint.requests) == asked
+    finally:
+        await fake.stop()

@@ -207,6 +207,7 @@ class Controls:
                 in_thread=in_thread,
                 archived=in_thread and bool(getattr(channel, "archived", False)),
                 locked=in_thread and bool(getattr(channel, "locked", False)),
+                webhook=webhook_of(message) is not None,
             )
         )
         if blocked is not None:  # the model is not asked for what could not be shown

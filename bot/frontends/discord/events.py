@@ -172,13 +172,26 @@ ARCHIVED = Blocked("the thread is archived", "Unarchive it to go on there.")
 
 
 def edit_check(
-    permissions: discord.Permissions, *, in_thread: bool, archived: bool, locked: bool
+    permissions: discord.Permissions,
+    *,
+    in_thread: bool,
+    archived: bool,
+    locked: bool,
+    webhook: bool = False,
 ) -> Blocked | None:
     """Why the bot could not change an answer here (a button pressed on it), else None:
-    asked before the model is, since an answer it cannot show must not cost a call."""
+    asked before the model is, since an answer it cannot show must not cost a call. One a
+    character's `webhook` shows is changed through the webhook (found with Manage
+    Webhooks), not by the bot's own posts: Send Messages is not needed for it."""
     if archived:  # its messages cannot be edited until someone unarchives it
         return ARCHIVED
-    return send_check(permissions, in_thread=in_thread, locked=locked).blocked
+    if not webhook:
+        return send_check(permissions, in_thread=in_thread, locked=locked).blocked
+    if not permissions.manage_webhooks:
+        return Blocked.missing("Manage Webhooks")
+    if locked and not permissions.manage_threads:
+        return LOCKED
+    return None
 
 
 def blocked_by(code: int, permissions: discord.Permissions | None, *, in_thread: bool) -> Blocked:
