@@ -173,7 +173,9 @@ class Core:
         whether the channel has a server (Matrix rooms and the console have none)."""
         return parse(text, self.table, self.prefix(platform), server=server)
 
-    def _context(self, ref: ChannelRef, actor: Actor) -> CommandContext:
+    def _context(
+        self, ref: ChannelRef, actor: Actor, roles: frozenset[str] | None = None
+    ) -> CommandContext:
         return CommandContext(
             store=self.store,
             hub=self.hub,
@@ -185,6 +187,7 @@ class Core:
             prefix=self.prefix(ref.platform),
             prices=self._prices,
             gate=self._gate,
+            server_roles=roles,
         )
 
     def refusal(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply | None:
@@ -192,10 +195,20 @@ class Core:
         prepared = prepare(self.table, inv, self._context(ref, actor))
         return prepared if isinstance(prepared, Reply) else None
 
-    async def run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
+    async def run_command(
+        self,
+        ref: ChannelRef,
+        actor: Actor,
+        inv: Invocation,
+        *,
+        roles: Iterable[str] | None = None,
+    ) -> Reply:
+        """Run a command; `roles`: the role ids the server has now, where the platform has
+        roles (a rule naming another is refused, and marked where rules are listed)."""
         if self._closing:  # started now, it would be cut off at once
             return Reply(NOT_RUN, private=True, ok=False)
-        work = asyncio.ensure_future(self._run_command(ref, actor, inv))
+        known = frozenset(roles) if roles is not None else None
+        work = asyncio.ensure_future(self._run_command(ref, actor, inv, known))
         self._commands.add(work)
         try:
             return await work
@@ -207,7 +220,9 @@ class Core:
         finally:
             self._commands.discard(work)
 
-    async def _run_command(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply:
+    async def _run_command(
+        self, ref: ChannelRef, actor: Actor, inv: Invocation, roles: frozenset[str] | None = None
+    ) -> Reply:
         command = self.command(inv.path)
         if command is not None and command.control:
             # A front-end that cannot stream it gets the new answer as the reply.
@@ -220,7 +235,7 @@ class Core:
                 text += f"\n(answer {done.alternative[0]} of {done.alternative[1]})"
             # A notice (refused, nothing to do) is the presser's; a new answer everyone's.
             return Reply(text, private=done.notice, ok=done.error is None)
-        return await execute(self.table, inv, self._context(ref, actor))
+        return await execute(self.table, inv, self._context(ref, actor, roles))
 
     def is_control(self, inv: Invocation) -> bool:
         """A command that acts on the newest turn (give it a sink: Core.run_control)."""

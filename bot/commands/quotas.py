@@ -132,6 +132,11 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     except AccessError as err:
         raise CommandError(str(err)) from None
     where = _where(scope)
+    if kind is AccessKind.ROLE and action != "remove" and not _role_exists(ctx, subject):
+        raise CommandError(
+            f"This server has no role {subject}: give the id of one of its roles, or "
+            "mention it. Nothing changed."
+        )
     if action == "remove":
         removed = await ctx.store.quotas.remove_rule(ctx.ref, scope, kind, subject)
         if not removed:
@@ -158,5 +163,18 @@ async def access_summary(ctx: CommandContext) -> str:
         lines.append("Who may chat: everyone (no allow or deny rules here).")
     else:
         lines.append("Who may chat (deny wins; admins always may):")
-        lines += [f"  {describe(r, ctx.ref.platform)}" for r in rules]
+        for rule in rules:
+            line = f"  {describe(rule, ctx.ref.platform)}"
+            if rule.kind is AccessKind.ROLE and not _role_exists(ctx, rule.subject):
+                scope = " scope:server" if rule.server_wide else ""
+                line += (
+                    f" (deleted role {rule.subject}: matches nobody; "
+                    f"{ctx.prefix}access remove role {rule.subject}{scope} takes it out)"
+                )
+            lines.append(line)
     return "\n".join(lines)
+
+
+def _role_exists(ctx: CommandContext, role: str) -> bool:
+    """Whether the server has this role now (True when the front-end did not say)."""
+    return ctx.server_roles is None or role in ctx.server_roles

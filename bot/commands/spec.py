@@ -35,6 +35,9 @@ class CommandContext:
     prefix: str = "/"
     prices: PriceTable = field(default_factory=PriceTable)  # the operator's, for /usage
     gate: Gate = field(default_factory=Gate)  # the operator's limits and access lists
+    # The role ids the server has now, as the front-end knows them (None: not known, or
+    # no roles here): a who-may-chat rule naming another matches nobody.
+    server_roles: frozenset[str] | None = None
 
 
 class Kind(StrEnum):

@@ -60,3 +60,36 @@ async def test_an_allowed_role_chats_and_others_are_ignored(
     assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
     settings = await world.member.slash(world.channel, "settings")
     assert f"allow role <@&{chatters.id}> (here)" in reply_text(settings)
+
+
+async def test_a_rule_for_a_deleted_role_is_marked_and_a_missing_role_refused(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    """A rule naming a role deleted since matched nobody, and /access list showed it like
+    any other; a rule for a role id the server does not have was added without a word."""
+    gone = world.guild.create_role("Old crew")
+    done = await world.admin.slash(
+        world.channel, "access", action="allow", kind="role", id=str(gone.id)
+    )
+    assert "allow role" in reply_text(done), reply_text(done)
+    world.env.backend.delete_role(world.guild.id, gone.id)
+    await world.env.settle()
+    listed = reply_text(await world.admin.slash(world.channel, "access"))
+    assert (
+        f"(deleted role {gone.id}: matches nobody; /access remove role {gone.id} takes it out)"
+        in listed
+    ), listed
+
+    refused = reply_text(
+        await world.admin.slash(world.channel, "access", action="deny", kind="role", id="12345")
+    )
+    assert refused == (
+        "This server has no role 12345: give the id of one of its roles, or mention it. "
+        "Nothing changed."
+    )
+    assert "12345" not in reply_text(await world.admin.slash(world.channel, "access"))
+    # Removing the deleted role's rule still works.
+    removed = await world.admin.slash(
+        world.channel, "access", action="remove", kind="role", id=str(gone.id)
+    )
+    assert "Removed the rule" in reply_text(removed), reply_text(removed)

@@ -137,7 +137,10 @@ class CommandRunner:
         defer_now: bool,
     ) -> None:
         ref, actor = interaction_context(interaction)
-        task = asyncio.ensure_future(self._run(ref, actor, command, inv))
+        # The server's roles (cached with it): a who-may-chat rule naming another is refused.
+        guild = interaction.guild
+        roles = [str(r.id) for r in guild.roles] if guild is not None and guild.roles else None
+        task = asyncio.ensure_future(self._run(ref, actor, command, inv, roles))
         name = "/" + " ".join(inv.path)
         try:
             if not defer_now:
@@ -153,13 +156,20 @@ class CommandRunner:
         if reply.greeting is not None and self.greet is not None and interaction.channel:
             await self.greet(interaction.channel, ref, reply.greeting)
 
-    async def _run(self, ref: ChannelRef, actor: Actor, command: Command, inv: Invocation) -> Reply:
+    async def _run(
+        self,
+        ref: ChannelRef,
+        actor: Actor,
+        command: Command,
+        inv: Invocation,
+        roles: list[str] | None = None,
+    ) -> Reply:
         if not command.ordered:
-            return await self._core.run_command(ref, actor, inv)
+            return await self._core.run_command(ref, actor, inv, roles=roles)
         # After the answer being written here ("thinking…" meanwhile): a /reset in the
         # middle of one was undone when that answer was saved into the fresh conversation.
         async with self._core.ordered(ref):
-            return await self._core.run_command(ref, actor, inv)
+            return await self._core.run_command(ref, actor, inv, roles=roles)
 
     async def complete(
         self, interaction: discord.Interaction, source: str, typed: str
