@@ -291,6 +291,21 @@ def test_the_bot_leaves_only_a_room_known_to_be_empty() -> None:
     assert not should_leave(joined=1, invited=0, members_known=True, leaving=True)
 
 
+def test_a_space_is_declined_or_left_and_a_room_is_not() -> None:
+    assert decide.is_space("m.space")
+    for kind in (None, "", "m.room", "M.SPACE", {"type": "m.space"}):
+        assert not decide.is_space(kind)
+    create = {"type": "m.room.create", "state_key": "", "content": {"type": "m.space"}}
+    name = {"type": "m.room.name", "state_key": "", "content": {"name": "Ours"}}
+    assert decide.created_type([name, create]) == "m.space"
+    assert decide.is_space(decide.created_type([name, create]))
+    # A server that leaves m.room.create out of an invite's state: decided after joining.
+    assert decide.created_type([name]) is None
+    assert decide.created_type(None) is None
+    assert decide.created_type([{**create, "state_key": "x"}]) is None
+    assert decide.created_type([{**create, "content": {}}]) is None
+
+
 # --- the arrival line ------------------------------------------------------------------
 async def test_each_conversation_lets_its_messages_go_in_arrival_order() -> None:
     order = ArrivalOrder()

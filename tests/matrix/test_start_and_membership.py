@@ -265,6 +265,82 @@ async def test_declines_invites_from_servers_not_allowed(
         await alice.wait_for(declined, "the bot to decline the invite")
 
 
+async def _membership_of(synapse_server: SynapseServer, room_id: str, user_id: str) -> str | None:
+    """The user's membership in the room, as the homeserver's admin API states it."""
+    admin = synapse_server.admin()
+    path = f"/_synapse/admin/v1/rooms/{room_id}/state"
+    state = (await asyncio.to_thread(synapse_server.get, path, admin.access_token))["state"]
+    for event in state:
+        if event.get("type") == "m.room.member" and event.get("state_key") == user_id:
+            return str(event["content"].get("membership"))
+    return None
+
+
+async def test_an_invite_to_a_space_is_declined_without_a_word(
+    synapse_server: SynapseServer,
+    core: Core,
+    alice: UserClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A space groups rooms; nobody chats in it. The bot had joined it and stayed."""
+    caplog.set_level("INFO", logger="bot.frontends.matrix")
+    bot = synapse_server.register("bot")
+    async with running_bot(core, bot_options(synapse_server, bot, tmp_path / "store")):
+        response = await alice.client.room_create(space=True, name="Ours", invite=[bot.user_id])
+        assert isinstance(response, nio.RoomCreateResponse), response
+        space = str(response.room_id)
+        deadline = time.monotonic() + 30
+        while await _membership_of(synapse_server, space, bot.user_id) != "leave":
+            assert time.monotonic() < deadline, "the bot did not decline the space's invite"
+            await asyncio.sleep(0.3)
+        # A room invited to next is joined: the bot did not stop joining rooms.
+        room_id = await alice.create_room([bot.user_id])
+        await alice.wait_joined(room_id, bot.user_id)
+    posted = [
+        s
+        for s in alice.seen
+        if s.room_id == space
+        and getattr(s.event, "sender", "") == bot.user_id
+        and not isinstance(s.event, nio.RoomMemberEvent)
+    ]
+    assert not posted
+    # Declined from the invite's own state: it never joined (then left).
+    joins = [
+        s
+        for s in alice.seen
+        if s.room_id == space
+        and isinstance(s.event, nio.RoomMemberEvent)
+        and s.event.state_key == bot.user_id
+        and s.event.membership == "join"
+    ]
+    assert not joins
+    said = [r for r in caplog.records if space in r.getMessage()]
+    assert [r.levelname for r in said] == ["INFO"] and "a space" in said[0].getMessage()
+
+
+async def test_a_space_the_bot_is_in_is_left_at_its_start(
+    synapse_server: SynapseServer, core: Core, alice: UserClient, tmp_path: Path
+) -> None:
+    """Joined before spaces were declined (or invited where the invite did not say it is
+    one): the room's own state says so once the bot is in it."""
+    bot = synapse_server.register("bot")
+    response = await alice.client.room_create(space=True, invite=[bot.user_id])
+    assert isinstance(response, nio.RoomCreateResponse), response
+    space = str(response.room_id)
+    as_bot = await UserClient.start(synapse_server, bot, tmp_path / "as-bot")
+    try:
+        await as_bot.join(space)
+    finally:
+        await as_bot.close()
+    assert await _membership_of(synapse_server, space, bot.user_id) == "join"
+    async with running_bot(core, bot_options(synapse_server, bot, tmp_path / "store")):
+        deadline = time.monotonic() + 30
+        while await _membership_of(synapse_server, space, bot.user_id) != "leave":
+            assert time.monotonic() < deadline, "the bot stayed in the space"
+            await asyncio.sleep(0.3)
+
+
 def _fields(options: object) -> dict[str, object]:
     return {name: getattr(options, name) for name in options.__dataclass_fields__}  # type: ignore[attr-defined]
 

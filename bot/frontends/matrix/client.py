@@ -123,8 +123,10 @@ class MatrixBot:
             await client.keys_claim(client.get_users_for_key_claiming())
 
     async def _on_sync(self, response: nio.SyncResponse, first: bool) -> None:
-        for room_id in response.rooms.invite:
-            self._spawn("invite", self._on_invite(room_id))
+        if response.rooms.invite:
+            kinds = await _invited_types(response)
+            for room_id in response.rooms.invite:
+                self._spawn("invite", self._on_invite(room_id, kinds.get(room_id)))
         self._retry_undecrypted()
         # The first sync after a stop brings what came while the bot was not running: a
         # key sent then is taken out of its room (decide.STALE_SECRET); the rest was sent
@@ -132,6 +134,10 @@ class MatrixBot:
         # brings each room's last messages, which are not the bot's to act on.
         backlog = bool(self._client.loaded_sync_token)
         for room_id, info in response.rooms.join.items():
+            room = self._client.rooms.get(room_id)
+            if room is not None and decide.is_space(room.room_type):
+                self._leave_space(room_id)
+                continue
             timeline = info.timeline.events if backlog or not first else []
             for event in self._since_arrival(room_id, timeline):
                 try:
@@ -312,7 +318,7 @@ class MatrixBot:
             log.error("handling a %s failed: %s", kind, failure(err))
 
     # --- membership ------------------------------------------------------------------
-    async def _on_invite(self, room_id: str) -> None:
+    async def _on_invite(self, room_id: str, room_type: object = None) -> None:
         if room_id in self._joining:
             return
         room = self._client.invited_rooms.get(room_id)
@@ -321,6 +327,10 @@ class MatrixBot:
         try:
             if not inviter_allowed(inviter, self._allowed):
                 log.info("declining an invite to %s from %s (not allowed)", room_id, inviter)
+                await self._client.room_leave(room_id)
+                return
+            if decide.is_space(room_type):
+                log.info("declining an invite to %s from %s: a space, not a chat", room_id, inviter)
                 await self._client.room_leave(room_id)
                 return
             for attempt in itertools.count(1):
@@ -349,6 +359,15 @@ class MatrixBot:
         if tombstone is not None and decide.replaced_by(tombstone[1], room_id):
             await self._handler.carry_over(old, room_id, upgraded_by=tombstone[0])
 
+    def _leave_space(self, room_id: str) -> None:
+        """A space the invite did not show as one (its stripped state lacked the type),
+        or one joined before spaces were declined: left, without a word."""
+        if room_id in self._leaving:
+            return
+        log.info("leaving %s: a space, not a chat", room_id)
+        self._leaving.add(room_id)
+        self._spawn("leave", self._client.room_leave(room_id))
+
     def _leave_if_alone(self, room_id: str) -> None:
         room = self._client.rooms.get(room_id)
         if room is None or not decide.should_leave(
@@ -366,6 +385,27 @@ class MatrixBot:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _invited_types(response: nio.SyncResponse) -> dict[str, object]:
+    """m.room.create's `type` per invited room, as the sync's stripped state gives it (nio
+    keeps only an invite's member, name and alias events): read again from the sync's own
+    body, which aiohttp keeps once read."""
+    raw = response.transport_response
+    try:
+        body = await raw.json() if raw is not None else None
+    except (aiohttp.ClientError, OSError, ValueError):
+        body = None
+    rooms = body.get("rooms") if isinstance(body, dict) else None
+    invited = rooms.get("invite") if isinstance(rooms, dict) else None
+    if not isinstance(invited, dict):
+        return {}
+    kinds: dict[str, object] = {}
+    for room_id, info in invited.items():
+        state = info.get("invite_state") if isinstance(info, dict) else None
+        stripped = state.get("events") if isinstance(state, dict) else None
+        kinds[str(room_id)] = decide.created_type(stripped)
+    return kinds
 
 
 def _join_error(response: nio.JoinResponse | nio.JoinError) -> str | None:

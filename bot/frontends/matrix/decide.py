@@ -289,6 +289,27 @@ def should_leave(*, joined: int, invited: int, members_known: bool, leaving: boo
     return joined <= 1 and invited == 0 and members_known and not leaving
 
 
+SPACE = "m.space"  # m.room.create's `type` of a space
+
+
+def is_space(room_type: object) -> bool:
+    """A space (m.room.create's `type`, from an invite's stripped state or the joined
+    room's state) groups rooms; nobody chats in it: its invite is declined, and a space
+    the bot finds itself in is left, without a word either way."""
+    return room_type == SPACE
+
+
+def created_type(stripped_state: object) -> object:
+    """The `type` an invite's stripped state gives m.room.create (None: not there, which
+    some servers do; the room's state says after the join)."""
+    if not isinstance(stripped_state, list):
+        return None
+    for event in stripped_state:
+        if _field(event, "type") == "m.room.create" and _field(event, "state_key") == "":
+            return _field(_field(event, "content"), "type")
+    return None
+
+
 # --- reactions on answers ------------------------------------------------------------
 # The emoji that act on an answer, as the table's commands they stand for. Clients send
 # some with the emoji presentation selector (U+FE0F) and some without.
