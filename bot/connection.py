@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.providers import TRANSIENT_KINDS, Endpoint, ProviderError, ProviderHub, StatusResult
@@ -29,7 +30,17 @@ _API_VERSION = re.compile(r"(?<=/)V(?=\d+(?:/|$))")  # `/V1`: every API spells i
 
 
 class NotConnectable(Exception):
-    """The channel's configuration can't reach a provider yet; says what to set."""
+    """The channel's configuration can't reach a provider yet; says what to set.
+
+    `str(err)` is for anyone (an admin does the step); `said_to(admin=True)` asks the
+    admin reading it to do it themselves."""
+
+    def __init__(self, step: str, admin_step: str) -> None:
+        super().__init__(step)
+        self.admin_step = admin_step
+
+    def said_to(self, admin: bool) -> str:
+        return self.admin_step if admin else str(self)
 
 
 def endpoint_url(typed: str) -> tuple[str, str]:
@@ -70,9 +81,10 @@ async def endpoint_for(
     `prefix` is how commands start on the asker's platform (the messages name them).
     """
     if config.source is Source.CUSTOM and not config.proxy_url:
+        example = "<url> (e.g. http://host:1234/v1)."
         raise NotConnectable(
-            f"The custom source needs an endpoint URL: an admin runs {prefix}proxy set <url> "
-            "(e.g. http://host:1234/v1)."
+            f"The custom source needs an endpoint URL: an admin runs {prefix}proxy set {example}",
+            f"The custom source needs an endpoint URL: run {prefix}proxy set {example}",
         )
     api_key = await _sent_secret(store, ref, config, api_key_name(config.source))
     password = await _sent_secret(store, ref, config, PROXY_PASSWORD) if config.proxy_url else None
@@ -85,10 +97,13 @@ async def endpoint_for(
     )
     # A reverse proxy may need no password at all (LM Studio, LocalAI): the seed's steps.
     if endpoint.credential() is None and not config.proxy_url:
+        name = config.source.value
+        key, proxy = f"{prefix}key set {name}", f"{prefix}proxy set <url>"
         raise NotConnectable(
-            f"No API key for {config.source.value}. An admin sets one with "
-            f"{prefix}key set {config.source.value}, or points the channel at a reverse "
-            f"proxy with {prefix}proxy set <url>."
+            f"No API key for {name}. An admin sets one with {key}, or points the channel at "
+            f"a reverse proxy with {proxy}.",
+            f"No API key for {name}. Set one with {key}, or point the channel at a reverse "
+            f"proxy with {proxy}.",
         )
     return endpoint
 
@@ -152,14 +167,19 @@ async def secret_check(
 
 
 async def run_status_check(
-    store: Store, hub: ProviderHub, ref: ChannelRef, prefix: str = "/"
+    store: Store, hub: ProviderHub, ref: ChannelRef, prefix: str = "/", admin: bool = False
 ) -> StatusResult:
-    """Check the channel's endpoint now and remember the outcome (and a corrected URL)."""
+    """Check the channel's endpoint now and remember the outcome (and a corrected URL).
+
+    The outcome is remembered as anyone may read it later; the one returned is worded
+    for its reader (`admin`: a missing step is theirs to take)."""
     config = await store.effective_config(ref)
+    missing: NotConnectable | None = None
     try:
         endpoint = await endpoint_for(store, ref, config, prefix)
         result = await hub.provider(endpoint).check_status()
     except NotConnectable as err:
+        missing = err
         result = StatusResult(ok=False, reason=str(err), error_kind="config")
     except ProviderError as err:
         result = StatusResult(ok=False, reason=err.user_message, error_kind=err.kind)
@@ -171,6 +191,8 @@ async def run_status_check(
     await store.record_status(ref, status, _resolved(config, result))
     if result.ok and result.models:  # what /models list and /model's choices offer
         await store.cache_models(ref, config.source, result.models)
+    if missing is not None:
+        result = replace(result, reason=missing.said_to(admin))
     return result
 
 
@@ -198,26 +220,35 @@ def recheck_due(status: StatusCheck | None, now: datetime | None = None) -> bool
     return (now - status.checked_at).total_seconds() >= RECHECK_AFTER
 
 
-def blocked_reason(config: ChannelConfig, p: str) -> str | None:
-    """Why a turn must not call the provider, as a message saying how to fix it."""
+def blocked_reason(config: ChannelConfig, p: str, admin: bool = False) -> str | None:
+    """Why a turn must not call the provider, as a message saying how to fix it: to an
+    `admin`, as the step to take; to anyone else, as an admin's."""
     if not config.model:
+        pick = "Pick" if admin else "An admin picks"
         return (
-            f"No model is selected for this channel. An admin picks one with {p}model <id> "
+            f"No model is selected for this channel. {pick} one with {p}model <id> "
             f"(see {p}models list)."
         )
     status = config.status
     if status is None or status.ok or config.bypass_status_check:
         return None
+    if status.kind == "config":  # a setup step not taken: endpoint_for says it, as it is now
+        return None
     if status.kind in TRANSIENT_KINDS:
+        who = "you" if admin else "an admin"
         return (
             f"The endpoint failed its last status check — {status.reason}\n"
-            f"I'll check again on the next message after {RECHECK_AFTER:.0f} s; an admin can "
+            f"I'll check again on the next message after {RECHECK_AFTER:.0f} s; {who} can "
             f"run {p}connect now."
         )
+    fix = (
+        f"Fix that and run {p}connect, or run {p}connect bypass:on"
+        if admin
+        else f"An admin fixes that and runs {p}connect, or runs {p}connect bypass:on"
+    )
     return (
         f"I can't answer: the last status check failed — {status.reason}\n"
-        f"An admin fixes that and runs {p}connect, or runs {p}connect bypass:on "
-        "if the endpoint works anyway."
+        f"{fix} if the endpoint works anyway."
     )
 
 

@@ -150,8 +150,9 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             f"channel. {ctx.prefix}character clear lets the server's answer again."
         )
     if stored is None:
+        who = "Set" if ctx.is_admin else "An admin sets"
         return Reply(
-            f"No character here. An admin sets one with {ctx.prefix}character import "
+            f"No character here. {who} one with {ctx.prefix}character import "
             "(a Character Card V1, V2 or V3, PNG or JSON)."
         )
     card = await stored_card(stored, ctx.prefix)

@@ -36,7 +36,7 @@ _NARROW = " ({p}models list <text> shows the ids containing it)"
 
 async def _checked(ctx: CommandContext) -> tuple[StatusResult, str]:
     """Run the channel's status check: its result, and the line that says it."""
-    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix)
+    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix, ctx.is_admin)
     model = (await ctx.store.effective_config(ctx.ref)).model
     return result, _status_line(result, ctx.prefix, model)
 

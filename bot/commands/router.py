@@ -124,7 +124,9 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
         reply = await command.handler(ctx, args)
     except CommandError as err:
         return Reply(str(err), private=True, ok=False)
-    except (NotConnectable, SecretUnreadable, StoreError, FieldError) as err:
+    except NotConnectable as err:
+        return Reply(err.said_to(ctx.is_admin), private=True, ok=False)
+    except (SecretUnreadable, StoreError, FieldError) as err:
         return Reply(str(err), private=True, ok=False)
     except ProviderError as err:
         return Reply(err.user_message, private=True, ok=False)

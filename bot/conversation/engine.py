@@ -456,7 +456,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if holds_key(text):
             return await _held_secret(sink, "message", prefix)
         try:
-            config, endpoint = await self._ready(ref, prefix)
+            admin = self._gate.operator.admin(incoming.actor)
+            config, endpoint = await self._ready(ref, prefix, admin)
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)
             content = text + attached.text if text else attached.text.lstrip("\n")
@@ -609,7 +610,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 sink, f"The last question has no answer yet; {prefix}retry asks it again."
             )
         try:
-            config, endpoint = await self._ready(ref, prefix)
+            config, endpoint = await self._ready(ref, prefix, admin)
         except _Blocked as blocked:
             return await _notice(sink, str(blocked))
         refused = await self._charge(ref, actor.id, config, history, None, prefix)
@@ -668,13 +669,19 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     # -- what every answer goes through -------------------------------------------------------
 
-    async def _ready(self, ref: ChannelRef, prefix: str) -> tuple[ChannelConfig, Endpoint]:
-        """The channel's config and endpoint; _Blocked says why it cannot answer now."""
+    async def _ready(
+        self, ref: ChannelRef, prefix: str, admin: bool
+    ) -> tuple[ChannelConfig, Endpoint]:
+        """The channel's config and endpoint; _Blocked says why it cannot answer now (to
+        an `admin`, as the step to take)."""
         config = await self._config(ref, prefix)
-        blocked = blocked_reason(config, prefix)
+        blocked = blocked_reason(config, prefix, admin)
         if blocked:
             raise _Blocked(blocked)
-        return config, await endpoint_for(self._store, ref, config, prefix)
+        try:
+            return config, await endpoint_for(self._store, ref, config, prefix)
+        except NotConnectable as err:
+            raise _Blocked(err.said_to(admin)) from None
 
     async def _answer(
         self,

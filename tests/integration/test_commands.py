@@ -189,6 +189,38 @@ async def test_source_without_key_says_what_to_do(harness: Harness) -> None:
     assert any(e.action == "source" for e in audit)
 
 
+async def test_setup_steps_are_the_admins_own_and_an_admins_to_members(
+    harness: Harness,
+) -> None:
+    """The admin doing the setup read "an admin runs /proxy set", "an admin picks one with
+    /model": the steps are theirs; a member is told an admin takes them."""
+    custom = await run(harness, "/source custom")
+    assert "Next: The custom source needs an endpoint URL: run /proxy set <url>" in custom.text
+    claude = await run(harness, "/source claude")
+    assert "Next: No API key for claude. Set one with /key set claude" in claude.text
+    await run(harness, "/model claude-sonnet-4-5")
+    from tests.integration.test_chat import CollectingSink
+
+    said_by, said = (ADMIN, MEMBER), {}
+    for who in said_by:
+        sink = CollectingSink()
+        await harness.core.chat(Incoming(REF, who, "hi"), sink)
+        said[who.display_name] = sink.final
+    assert "Set one with /key set claude" in said["Ada"], said
+    assert "An admin sets one with /key set claude" in said["Bob"], said
+    changes = {"source": "custom", "proxy_url": "http://127.0.0.1:9/v1", "model": None}
+    await harness.store.update_config(REF, Scope.CHANNEL, ADMIN, changes, action="test")
+    for who in said_by:
+        sink = CollectingSink()
+        await harness.core.chat(Incoming(REF, who, "hi"), sink)
+        said[who.display_name] = sink.final
+    assert "No model is selected for this channel. Pick one with /model <id>" in said["Ada"]
+    assert "An admin picks one with /model <id>" in said["Bob"], said
+    shown = {w.display_name: (await run(harness, "/character show", w)).text for w in said_by}
+    assert shown["Ada"].startswith("No character here. Set one with /character import"), shown
+    assert shown["Bob"].startswith("No character here. An admin sets one"), shown
+
+
 async def test_key_set_and_clear_channel_and_server(harness: Harness) -> None:
     key = "sk-test-abcdefgh12345678"
     reply = await harness.core.run_command(

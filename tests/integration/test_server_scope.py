@@ -158,7 +158,7 @@ async def test_where_there_is_no_server_no_reply_offers_one(
         "tokens_per_user_day, tokens_per_channel_day."
     )
     assert said["none"] == "No character answers here."
-    assert said["show"].startswith("No character here. An admin sets one")
+    assert said["show"].startswith("No character here. Set one")  # to the admin asking
     assert said["clear"] == f"{p}character none is lifted; no character was set here."
     assert said["default"] == "max_tokens now follows the operator's value.", said["default"]
     assert not [t for t in said.values() if "scope" in t], said
