@@ -24,7 +24,7 @@ from bot.conversation.engine import (
     TurnResult,
 )
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
-from bot.conversation.posts import EDIT_HELD_SECRET, Edited
+from bot.conversation.posts import Edited
 from bot.conversation.stream import ReplySink
 from bot.providers import ProviderHub
 from bot.store import Store, StoreError, Unanswered
@@ -47,7 +47,6 @@ from bot.types.text import clean_text, strip_invisible
 # through the Core they import.
 __all__ = [
     "DEFAULT_PREFIXES",
-    "EDIT_HELD_SECRET",
     "Control",
     "Core",
     "Edited",

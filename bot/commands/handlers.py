@@ -29,16 +29,9 @@ from bot.connection import (
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
 from bot.store import api_key_name
 from bot.types import ChannelConfig, Platform, Reply, Scope, Source
+from bot.types.secrets import held_secret
 from bot.types.text import shown_id
 from bot.usage.quota import limits_here
-
-# A setting's text (a prompt) holding a key or this channel's password: kept in the clear
-# and sent with every request, so refused; said as a message holding one is.
-HELD_IN_SETTING = (
-    "The text for the {what} holds what looks like a key or this channel's password, so it "
-    "was not saved. "
-    "If others could see it, make a new one; admins store keys with {prefix}key set."
-)
 
 
 def _settings_lines(config: ChannelConfig) -> list[str]:
@@ -182,7 +175,8 @@ async def _set_prompt(
     value = "" if word == "none" else None if word == DEFAULT else prompt
     config = await ctx.store.effective_config(ctx.ref)
     if value and (await secret_check(ctx.store, ctx.ref, config))(value):
-        raise CommandError(HELD_IN_SETTING.format(what=title, prefix=ctx.prefix))
+        # Kept in the clear and sent with every request: refused as a message holding one.
+        raise CommandError(held_secret(f"text for the {title}", ctx.prefix))
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {setting: value}, action=action)
     where = " for this server" if scope is Scope.SERVER else ""
     if value is None:

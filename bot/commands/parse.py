@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.commands.spec import Command, Invocation, Kind, Option, usage
 from bot.types import Attachment, SecretValue
-from bot.types.secrets import holds_key
+from bot.types.secrets import held_secret, holds_key
 from bot.types.text import (
     INVISIBLE,
     MODEL_ID_CHARS,
@@ -400,15 +400,15 @@ def _accepted(opt: Option) -> tuple[str, ...]:
     return SWITCH_ON + SWITCH_OFF if opt.kind is Kind.SWITCH else opt.choices
 
 
-def coerce(opt: Option, value: Any) -> Any:
+def coerce(opt: Option, value: Any, prefix: str = "/") -> Any:
     """Check one option's value against its declaration; raise CommandError if bad."""
     try:
-        return _coerce(opt, value)
+        return _coerce(opt, value, prefix)
     except TextError as err:
         raise CommandError(str(err)) from None
 
 
-def _coerce(opt: Option, value: Any) -> Any:
+def _coerce(opt: Option, value: Any, prefix: str) -> Any:
     if opt.kind is Kind.FILE and isinstance(value, Attachment):
         return value  # a front-end's file; a typed path stays text (the console opens it)
     if opt.kind is Kind.SECRET:
@@ -427,10 +427,7 @@ def _coerce(opt: Option, value: Any) -> Any:
     if not text:
         raise CommandError(f"`{opt.name}` is empty.")
     if holds_key(text):  # not a secret option: it would be echoed, stored and sent on
-        raise CommandError(
-            f"`{opt.name}` holds what looks like an API key, so it was not used or shown. "
-            "Keys go in the key set command, which keeps them encrypted."
-        )
+        raise CommandError(held_secret(f"`{opt.name}` option", prefix))
     if len(text) > opt.max_length:
         raise CommandError(
             f"`{opt.name}` is too long ({len(text):,} > {opt.max_length:,} characters)."

@@ -60,7 +60,7 @@ def bind(
                 line = usage(inv.path, command, prefix, server=server)
                 raise CommandError(f"Missing `{opt.name}` ({opt.help}). Usage: {line}")
             continue
-        args[opt.name] = coerce(opt, value)
+        args[opt.name] = coerce(opt, value, prefix)
     return args
 
 

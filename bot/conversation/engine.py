@@ -64,7 +64,14 @@ from bot.types import (
     limits,
 )
 from bot.types.recent import RecentIds
-from bot.types.secrets import failure, holds_key, holds_secret, redact, went_wrong
+from bot.types.secrets import (
+    failure,
+    held_secret,
+    holds_key,
+    holds_secret,
+    redact,
+    went_wrong,
+)
 from bot.types.text import literal, shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows
 from bot.usage.limits import Refusal, TurnCost, turn_cost
@@ -979,10 +986,6 @@ def _estimate(
     return turn_cost(prompt, answer)
 
 
-_KEY_IN_MESSAGE = (
-    "That {what} holds what looks like a key or password, so I did not send or keep it. If "
-    "others could see it, make a new one; admins store keys with {prefix}key set."
-)
 # How an answer that did not come whole ended: /retry asks for it again.
 _ENDED_EARLY = (TurnState.STOPPED, TurnState.INTERRUPTED)
 _NOT_NEWEST = "Only the newest answer can change. Ask again, or use the newest one."
@@ -1023,7 +1026,7 @@ async def _notice(sink: ReplySink, text: str) -> TurnResult:
 
 async def _held_secret(sink: ReplySink, what: str, prefix: str) -> TurnResult:
     """A message or file holding a key or password: refused, and to be taken out."""
-    text = _KEY_IN_MESSAGE.format(what=what, prefix=prefix)
+    text = held_secret(what, prefix)
     await _say(sink, text)
     return TurnResult(text, None, called_provider=False, held_secret=True)
 

@@ -23,12 +23,6 @@ from bot.types.text import clean_text, strip_invisible
 log = logging.getLogger("bot.conversation")
 
 QUESTION_DELETED = "Stopped: the question was deleted."
-# What an edit that wrote a key or password in gets (front-ends add whether the message
-# is gone or its author must delete it).
-EDIT_HELD_SECRET = (
-    "Your edit held what looks like a key or password, so I did not keep it. If others "
-    "could read it, make a new one."
-)
 
 
 class Edited(enum.Enum):

@@ -70,6 +70,18 @@ _WHOLE_KEY = re.compile(r"(?:sk-ant-|sk-)[A-Za-z0-9_\-]{16,}")
 _KEY_INSIDE = re.compile(_KEY_START + _WHOLE_KEY.pattern)
 
 
+def held_secret(what: str, prefix: str, *, instead: str = "") -> str:
+    """The one refusal of a key or password pasted where none belongs. `what` held it (a
+    "message", "file", "edit", "emote", "`name` option", "text for the system prompt");
+    `instead`: what to do rather than storing a key with the key command (a command sent
+    where none runs: send it anew)."""
+    instead = instead or f"admins store keys with {prefix}key set."
+    return (
+        f"That {what} holds what looks like a key or password, so I did not send or keep "
+        f"it. If others could see it, make a new one; {instead}"
+    )
+
+
 def holds_key(text: str) -> bool:
     """Text with a provider key in it (`sk-…`, `sk-ant-…`), also with unseen characters
     inside it: a command value or a chat message that does is refused, never sent,

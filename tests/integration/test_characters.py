@@ -389,8 +389,8 @@ async def test_a_prompt_or_preset_holding_a_key_or_the_password_is_not_kept(
     for text in ("Remember hunter2hunter always", "H U N T E R 2 H U N T E R"):
         reply = await run(harness, ("prompts",), name="post_history", text=text)
         assert not reply.ok and reply.text == (
-            "The text for the post-history instructions holds what looks like a key or this "
-            "channel's password, so it was not saved. If others could see it, make a new one; "
+            "That text for the post-history instructions holds what looks like a key or "
+            "password, so I did not send or keep it. If others could see it, make a new one; "
             "admins store keys with /key set."
         ), reply.text
     preset = {

@@ -454,6 +454,33 @@ async def test_a_message_holding_the_channels_own_password_is_not_sent_or_kept(
     assert stored == ["a purple otter hunter", "ok"], stored
 
 
+HELD = (
+    "holds what looks like a key or password, so I did not send or keep it. If others could "
+    "see it, make a new one; admins store keys with /key set."
+)
+
+
+async def test_a_key_pasted_anywhere_is_refused_in_one_wording(harness: Harness) -> None:
+    """A key in a chat message, a prompt's text or a command option was refused in three
+    wordings (the option's named no command: "Keys go in the key set command")."""
+    key = "sk-proj-" + "q" * 24
+    await configure_fake(harness)
+
+    async def command(text: str) -> str:
+        return (await harness.core.run_text_command(Incoming(REF, ADMIN, text))).text
+
+    assert (await command("/proxy password hunter2hunter")).startswith("Saved the proxy")
+    said = {
+        "message": (await ask(harness, f"my key is {key}")).final,
+        "text for the post-history instructions": await command(
+            "/prompts post_history Remember hunter2hunter always"
+        ),
+        "`id` option": await command(f"/model {key}"),
+    }
+    assert said == {what: f"That {what} {HELD}" for what in said}, said
+    assert await harness.store.history(REF, 10) == []
+
+
 async def test_a_bug_mid_answer_keeps_what_arrived_and_says_something_went_wrong(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -477,7 +477,8 @@ async def test_an_edit_that_writes_a_key_in_is_redacted(world: World) -> None:
         },
     )
     body = (await w.alice.reply_to(room_id, bot, after, "the edit's notice")).content["body"]
-    assert "Your edit held a key or password" in body and KEY not in body, body
+    assert "That edit holds what looks like a key or password" in body, body
+    assert "an edit is never run as a command" in body and KEY not in body, body
     assert (await w.alice.event_content(room_id, edit)).get("content") == {}  # redacted
     # The same after the bot's name (a command addressed to it), with a key of no known
     # shape: only the command says it is one.
@@ -492,13 +493,13 @@ async def test_an_edit_that_writes_a_key_in_is_redacted(world: World) -> None:
         },
     )
     body = (await w.alice.reply_to(room_id, bot, after, "the named edit's notice")).content["body"]
-    assert "Your edit held a key or password" in body and "plainsecret99" not in body, body
+    assert "That edit holds what looks like a key" in body and "plainsecret99" not in body, body
     assert (await w.alice.event_content(room_id, edit)).get("content") == {}
     # An emote is no command, but one that spells a key command is taken out, not run.
     after = time.monotonic()
     emote = await w.alice.send(room_id, "!key set custom plainsecret98", msgtype="m.emote")
     body = (await w.alice.reply_to(room_id, bot, after, "the emote's refusal")).content["body"]
-    assert "An emote is never run as a command" in body and "plainsecret98" not in body, body
+    assert "an emote is never run as a command" in body and "plainsecret98" not in body, body
     assert (await w.alice.event_content(room_id, emote)).get("content") == {}
     # A key in chat, and one only in the fallback other clients show: taken out too,
     # with no word about commands.
@@ -513,7 +514,7 @@ async def test_an_edit_that_writes_a_key_in_is_redacted(world: World) -> None:
             },
         )
         body = (await w.alice.reply_to(room_id, bot, after, "the notice")).content["body"]
-        assert "I did not keep it" in body and "command" not in body, body
+        assert "I did not send or keep it" in body and "command" not in body, body
         assert (await w.alice.event_content(room_id, edit)).get("content") == {}
     # A plain edit of a message the bot never kept is still nothing to it.
     after = time.monotonic()

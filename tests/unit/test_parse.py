@@ -278,7 +278,7 @@ def test_a_key_in_a_value_that_is_not_a_secret_is_refused_unseen(text: str) -> N
     assert command is not None
     with pytest.raises(CommandError) as err:
         bind(command, inv, "/")
-    assert "looks like an API key" in str(err.value)
+    assert "looks like a key or password" in str(err.value) and "/key set" in str(err.value)
     assert "Q7wErTy" not in str(err.value)
 
 

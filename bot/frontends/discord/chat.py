@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import discord
 
-from bot.core import EDIT_HELD_SECRET, Core, Edited
+from bot.core import Core, Edited
 from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
     Blocked,
@@ -31,6 +31,7 @@ from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
 from bot.types import ChannelRef, Incoming, Platform, failure
+from bot.types.secrets import held_secret
 
 log = logging.getLogger("bot.discord")
 
@@ -238,7 +239,8 @@ class ChatHandler:
         )
         if done is Edited.HELD_SECRET:
             held = channel.get_partial_message(payload.message_id)
-            await _take_out(held, f"{EDIT_HELD_SECRET} ")
+            said = held_secret("edit", self._core.prefix(Platform.DISCORD))
+            await _take_out(held, f"{said} ")
 
 
 NOT_ON_AN_ANSWER_SECONDS = 60.0  # how long a thread found not to start on one is believed

@@ -16,16 +16,7 @@ import nio
 from bot.commands import Invocation
 from bot.commands.parse import CommandError, asks_secret, plain_prefix
 from bot.commands.spec import Kind
-from bot.core import (
-    EDIT_HELD_SECRET,
-    UNANSWERED,
-    Core,
-    Edited,
-    HeldReply,
-    PacedReply,
-    TurnResult,
-    split_text,
-)
+from bot.core import UNANSWERED, Core, Edited, HeldReply, PacedReply, TurnResult, split_text
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
 from bot.frontends.matrix.api import MatrixApi
@@ -59,6 +50,7 @@ from bot.types import (
     Reply,
     ReplyFile,
 )
+from bot.types.secrets import held_secret
 from bot.types.text import literal, quoted
 
 log = logging.getLogger("bot.frontends.matrix")
@@ -71,6 +63,11 @@ PERSONA_COMMANDS = frozenset(
 _ANSWERS_KEPT = 5000  # answers whose reactions and controls edit them in place
 _ASKS_KEPT = 1000  # senders whose failed secret command may be followed by its secret
 REDACT_REASON = "It contained a secret; the bot removed it."
+# A command in an event never run as one (an edit, an emote) that held a key: what to do.
+_ANEW = (
+    "send the command anew, as a plain message in a direct chat with me ({what} is never "
+    "run as a command)."
+)
 _DELETED = "I deleted your message so the secret does not stay in the room history."
 _NOT_DELETED = (
     "⚠️ I could not delete your message (I need permission to remove messages here). "
@@ -246,11 +243,7 @@ class MessageHandler:
                 await self._edited(room, msg)
             elif decision.action is Action.SECRET_EMOTE:
                 note = await self._take_out(msg)
-                said = (
-                    "An emote is never run as a command, and this one held a key or password, "
-                    "so I did not keep it. Send the command as a plain message, in a direct "
-                    "chat with me."
-                )
+                said = held_secret("emote", self.prefix, instead=_ANEW.format(what="an emote"))
                 await self._notice(msg, f"{said}\n\n{note}")
             elif decision.action is Action.STALE_SECRET:
                 note = await self._take_out(msg)  # says whether it could be taken out
@@ -268,11 +261,11 @@ class MessageHandler:
             elif decision.action is Action.SECRET_EDIT:
                 note = await self._take_out(msg)
                 edited = self.command_text(events.edited_text(msg.content), room)
-                said = (
-                    "Your edit held a key or password; an edit is never run as a command. "
-                    "Send the command anew, in a direct chat with me."
-                    if edited.lstrip().startswith(self.prefix)
-                    else EDIT_HELD_SECRET
+                anew = _ANEW.format(what="an edit")
+                said = held_secret(
+                    "edit",
+                    self.prefix,
+                    instead=anew if edited.lstrip().startswith(self.prefix) else "",
                 )
                 await self._notice(msg, f"{said}\n\n{note}")
             else:
@@ -488,7 +481,7 @@ class MessageHandler:
         )
         if done is Edited.HELD_SECRET:
             note = await self._take_out(msg)
-            await self._notice(msg, f"{EDIT_HELD_SECRET}\n\n{note}")
+            await self._notice(msg, f"{held_secret('edit', self.prefix)}\n\n{note}")
 
     async def forget(self, room_id: str, sender: str, redacts: str) -> None:
         """A message removed from the room: the turn it showed leaves the history. Anyone
