@@ -12,7 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from bot.providers import TRANSIENT_KINDS, Endpoint, ProviderError, ProviderHub, StatusResult
+from bot.providers import (
+    TRANSIENT_KINDS,
+    Endpoint,
+    NotFoundError,
+    ProviderError,
+    ProviderHub,
+    StatusResult,
+)
 from bot.store import Store, api_key_name
 from bot.store.secrets import SecretUnreadable
 from bot.types import ChannelConfig, ChannelRef, SecretValue, Source, StatusCheck, redact
@@ -182,7 +189,9 @@ async def run_status_check(
         missing = err
         result = StatusResult(ok=False, reason=str(err), error_kind="config")
     except ProviderError as err:
-        result = StatusResult(ok=False, reason=err.user_message, error_kind=err.kind)
+        result = StatusResult(
+            ok=False, reason=provider_error_text(err, prefix), error_kind=err.kind
+        )
     except SecretUnreadable as err:  # what was set before the check stays set; this says why
         result = StatusResult(ok=False, reason=str(err), error_kind="unreadable")
     status = StatusCheck(
@@ -218,6 +227,14 @@ def recheck_due(status: StatusCheck | None, now: datetime | None = None) -> bool
         return True
     now = now or datetime.now(UTC)
     return (now - status.checked_at).total_seconds() >= RECHECK_AFTER
+
+
+def provider_error_text(err: ProviderError, prefix: str) -> str:
+    """A provider's error as a person reads it, with the command that helps named as
+    typed on their platform (the provider layer knows no commands)."""
+    if isinstance(err, NotFoundError):
+        return f"{err.user_message} {prefix}models list shows the models offered here."
+    return err.user_message
 
 
 def blocked_reason(config: ChannelConfig, p: str, admin: bool = False) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.commands.parse import CommandError, coerce
 from bot.commands.spec import Command, CommandContext, Invocation, Kind, usage
-from bot.connection import NotConnectable
+from bot.connection import NotConnectable, provider_error_text
 from bot.fields import FieldError
 from bot.providers import ProviderError
 from bot.store import StoreError
@@ -129,7 +129,7 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
     except (SecretUnreadable, StoreError, FieldError) as err:
         return Reply(str(err), private=True, ok=False)
     except ProviderError as err:
-        return Reply(err.user_message, private=True, ok=False)
+        return Reply(provider_error_text(err, ctx.prefix), private=True, ok=False)
     except Exception as err:  # a bug: said, logged by kind and place, never a traceback
         log.error("%s failed: %s", name, failure(err))
         # The console's reader is the operator, who reads the log themselves.

@@ -11,6 +11,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
+from bot.connection import provider_error_text
 from bot.conversation.budget import estimate_tokens
 from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
@@ -294,7 +295,7 @@ async def stream_answer(
         out.error = running.stopped_by
     except ProviderError as err:
         out.state, out.failed = TurnState.STOPPED, True
-        out.error = err.user_message
+        out.error = provider_error_text(err, prefix)
         if isinstance(err, EmptyStream):  # llama-cpp-python's way to refuse a long one
             out.error += " If the conversation is long, it may not fit the model."
         if isinstance(err, ContextTooLong | EmptyStream):

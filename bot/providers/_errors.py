@@ -152,8 +152,10 @@ def error_from_kind(
         return AuthError(f"{where} {what}{code}.{detail}{check}", partial=partial)
     if status == 404 or kind == "not_found_error":
         return NotFoundError(
+            # The layer that knows the platform's commands says how to list the models
+            # (connection.provider_error_text).
             f"{where} says the model or path does not exist{code}.{detail} Check the model "
-            "name (list the endpoint's models) and, for a custom endpoint, the URL.",
+            "name and, for a custom endpoint, the URL.",
             partial=partial,
         )
     # Before the 5xx rule: llama-cpp-python says it with a 500.

@@ -224,6 +224,27 @@ async def ask_cut_short(harness: Harness, error: Exception | None = None) -> Col
         return await ask(harness, "tell me")
 
 
+async def test_a_model_the_endpoint_does_not_know_names_the_command_that_lists_them(
+    harness: Harness,
+) -> None:
+    """A 404 said "Check the model name (list the endpoint's models)" with no command to
+    do it; it names the one for the asker's platform."""
+    room = ChannelRef(Platform.MATRIX, channel_id="!room:example.org")
+    said = {}
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(404, json={"error": {"message": "no such model"}})
+        )
+        for ref in (REF, room):
+            await configure_fake(harness, ref)
+            said[ref.platform] = (await ask(harness, "hi", ref=ref)).error or ""
+    for platform, prefix in ((Platform.DISCORD, "/"), (Platform.MATRIX, "!")):
+        error = said[platform]
+        assert "does not exist (HTTP 404)" in error, error
+        assert f"{prefix}models list shows the models offered here." in error, error
+        assert "list the endpoint's models" not in error, error
+
+
 async def test_cut_stream_keeps_the_partial_answer_and_marks_it(harness: Harness) -> None:
     sink = await ask_cut_short(harness)
     assert sink.final == "Partial answer"
