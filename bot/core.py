@@ -173,7 +173,11 @@ class Core:
         return parse(text, self.table, self.prefix(platform), server=server)
 
     def _context(
-        self, ref: ChannelRef, actor: Actor, roles: frozenset[str] | None = None
+        self,
+        ref: ChannelRef,
+        actor: Actor,
+        roles: frozenset[str] | None = None,
+        personal: bool = False,
     ) -> CommandContext:
         return CommandContext(
             store=self.store,
@@ -187,6 +191,7 @@ class Core:
             prices=self._prices,
             gate=self._gate,
             server_roles=roles,
+            personal=personal,
         )
 
     def refusal(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply | None:
@@ -201,13 +206,16 @@ class Core:
         inv: Invocation,
         *,
         roles: Iterable[str] | None = None,
+        personal: bool = False,
     ) -> Reply:
-        """Run a command; `roles`: the role ids the server has now, where the platform has
-        roles (a rule naming another is refused, and marked where rules are listed)."""
+        """Run a command. `roles`: the role ids the server has now, where the platform has
+        roles (a rule naming another is refused, and marked where rules are listed).
+        `personal`: typed in a Matrix direct chat about that chat, whose secrets are its
+        owner's (held once the room is a group: hold_personal_secrets)."""
         if self._closing:  # started now, it would be cut off at once
             return Reply(NOT_RUN, private=True, ok=False)
         known = frozenset(roles) if roles is not None else None
-        work = asyncio.ensure_future(self._run_command(ref, actor, inv, known))
+        work = asyncio.ensure_future(self._run_command(ref, actor, inv, known, personal))
         self._commands.add(work)
         try:
             return await work
@@ -220,7 +228,12 @@ class Core:
             self._commands.discard(work)
 
     async def _run_command(
-        self, ref: ChannelRef, actor: Actor, inv: Invocation, roles: frozenset[str] | None = None
+        self,
+        ref: ChannelRef,
+        actor: Actor,
+        inv: Invocation,
+        roles: frozenset[str] | None = None,
+        personal: bool = False,
     ) -> Reply:
         command = self.command(inv.path)
         if command is not None and command.control:
@@ -234,7 +247,12 @@ class Core:
                 text += f"\n(answer {done.alternative[0]} of {done.alternative[1]})"
             # A notice (refused, nothing to do) is the presser's; a new answer everyone's.
             return Reply(text, private=done.notice, ok=done.error is None)
-        return await execute(self.table, inv, self._context(ref, actor, roles))
+        return await execute(self.table, inv, self._context(ref, actor, roles, personal))
+
+    async def hold_personal_secrets(self, ref: ChannelRef, actor: Actor) -> list[str]:
+        """The room stopped being a direct chat: the secrets set in it while it was one
+        are not used from now on. The names held now ([] when none, or held before)."""
+        return await self.store.hold_personal_secrets(ref, actor)
 
     def is_control(self, inv: Invocation) -> bool:
         """A command that acts on the newest turn (give it a sink: Core.run_control)."""

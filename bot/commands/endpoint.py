@@ -154,7 +154,9 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     source = Source(args["source"])
     scope = scope_of(args)
     key: SecretValue = args["key"]
-    await ctx.store.set_secret(ctx.ref, scope, api_key_name(source), key, ctx.actor)
+    await ctx.store.set_secret(
+        ctx.ref, scope, api_key_name(source), key, ctx.actor, personal=ctx.personal
+    )
     shown = f" (ends …{key.last4})" if key.last4 else ""
     text = f"Saved the {source.value} key for {scope_place(scope)}{shown}."
     if source is not Source.CLAUDE and key.reveal().startswith("sk-ant-"):
@@ -211,7 +213,8 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = scope_of(args)
     before = (await ctx.store.effective_config(ctx.ref)).proxy_url
     kept = password is None and (not before or _origin(before) == _origin(url))
-    has_one = kept and await secret_state(ctx, PROXY_PASSWORD) != "not set"
+    state = await secret_state(ctx, PROXY_PASSWORD) if kept else "not set"
+    has_one = state != "not set" and not state.startswith("held")  # a held one is not used
     cleared = await ctx.store.update_config(
         ctx.ref,
         scope,
@@ -219,6 +222,7 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         {"proxy_url": url, "resolved_url": None},
         action="proxy set",
         secrets={} if kept else {PROXY_PASSWORD: password},
+        personal=ctx.personal,
     )
     if password is not None:
         note = " with a password"
@@ -250,7 +254,9 @@ def _origin(url: str) -> tuple[str, str]:
 async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     password: SecretValue = args["password"]
-    await ctx.store.set_secret(ctx.ref, scope_of(args), PROXY_PASSWORD, password, ctx.actor)
+    await ctx.store.set_secret(
+        ctx.ref, scope_of(args), PROXY_PASSWORD, password, ctx.actor, personal=ctx.personal
+    )
     shown = f" (ends …{password.last4})" if password.last4 else ""
     if not config.proxy_url:  # steps in either order: the URL comes next
         return Reply(
@@ -286,6 +292,11 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
             "the operator restarts it with that key, or an admin sets it again)"
         )
     if origin is None:
+        if name in await ctx.store.held_secrets(ctx.ref):
+            return (
+                "held (set here when this was a direct chat, so not used now that others "
+                "are here: an admin sets it again for the room, or clears it)"
+            )
         return "not set"
     where, last4 = origin
     state = f"set (…{last4}, {where})" if last4 else f"set ({where})"

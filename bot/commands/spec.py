@@ -38,6 +38,9 @@ class CommandContext:
     # The role ids the server has now, as the front-end knows them (None: not known, or
     # no roles here): a who-may-chat rule naming another matches nobody.
     server_roles: frozenset[str] | None = None
+    # Typed in a Matrix direct chat about that chat: the secrets it sets are its owner's,
+    # held once the room becomes a group (Store.hold_personal_secrets).
+    personal: bool = False
 
 
 class Kind(StrEnum):

@@ -143,6 +143,9 @@ class SecretRow(Base):
     key_id: Mapped[str] = mapped_column(String(16))
     nonce: Mapped[bytes] = mapped_column(LargeBinary)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    # Set in a direct chat for that chat (its owner's): PERSONAL; HELD once the room
+    # became a group (not used until set again); NULL for any other secret.
+    direct_chat: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -72,6 +72,7 @@ class StoredSecret:
     key_id: str
     nonce: bytes
     ciphertext: bytes
+    direct_chat: str | None = None  # PERSONAL or HELD (bot.store.vault)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +307,7 @@ def _sealed(ref: ChannelRef, nearest_first: Sequence[Any]) -> Mapping[str, Store
             key_id=row.key_id,
             nonce=row.nonce,
             ciphertext=row.ciphertext,
+            direct_chat=row.direct_chat,
         )
     return MappingProxyType(nearest)
 

@@ -132,11 +132,13 @@ class Store:
         *,
         action: str,
         secrets: Mapping[str, SecretValue | None] | None = None,
+        personal: bool = False,
     ) -> dict[str, bool]:
         """Set (None: unset) values at `scope`, and secrets (None: clear), in one transaction.
 
         All of it is saved and audited, or nothing (StoreError, ValueError). Returns, per
-        secret name, whether the secret existed before a clear.
+        secret name, whether the secret existed before a clear. `personal`: the secrets
+        are set in a direct chat for that chat (Vault.apply_set).
         """
         key = key_of(ref, scope)
         cleaned = checked(changes)
@@ -154,7 +156,7 @@ class Store:
                 if value is None:
                     cleared[name] = await self._vault.apply_clear(session, key, name, actor)
                 else:
-                    await self._vault.apply_set(session, key, name, value, actor)
+                    await self._vault.apply_set(session, key, name, value, actor, personal=personal)
             if cleaned:
                 await self._config.apply(session, key, actor, cleaned, action)
             if connects:
@@ -246,10 +248,19 @@ class Store:
     # ---- secrets ----------------------------------------------------------------------
 
     async def set_secret(
-        self, ref: ChannelRef, scope: Scope, name: str, value: SecretValue, actor: Actor
+        self,
+        ref: ChannelRef,
+        scope: Scope,
+        name: str,
+        value: SecretValue,
+        actor: Actor,
+        *,
+        personal: bool = False,
     ) -> None:
-        """Encrypt and store a secret at `scope`; the audit row records only its name."""
-        await self._vault.set(ref, scope, name, value, actor)
+        """Encrypt and store a secret at `scope`; the audit row records only its name.
+        `personal`: set in a direct chat for that chat, its owner's (held once the room
+        is a group: hold_personal_secrets)."""
+        await self._vault.set(ref, scope, name, value, actor, personal=personal)
         if scope is Scope.SERVER:
             await self._forget_checks(ref)
 
@@ -268,6 +279,15 @@ class Store:
 
         await self._db.write("status reset", work)
         self._reads.configs.drop_scope(key)
+
+    async def hold_personal_secrets(self, ref: ChannelRef, actor: Actor) -> list[str]:
+        """The channel stopped being a direct chat: its secrets set there while it was
+        one are not used from now on (held, audited). The names held now ([] after)."""
+        return await self._vault.hold_personal(ref, actor)
+
+    async def held_secrets(self, ref: ChannelRef) -> list[str]:
+        """The names of the channel's own secrets held since it became a group."""
+        return await self._vault.held(ref)
 
     async def resolve_secret(self, ref: ChannelRef, name: str) -> SecretValue | None:
         """The effective secret: channel → server → operator default.

@@ -31,6 +31,11 @@ SECRET_NAMES = frozenset({*map(api_key_name, Source), "proxy_password"})
 
 Found = tuple[str, SecretValue] | None
 
+# A secret set in a direct chat for that chat itself: its owner's, for their questions.
+PERSONAL = "personal"
+# …and since the room became a group: not used (as if not set) until set again, or cleared.
+HELD = "held"
+
 
 def _check_name(name: str) -> None:
     if name not in SECRET_NAMES:
@@ -61,9 +66,17 @@ class Vault:
         )
 
     async def apply_set(
-        self, session: AsyncSession, key: Key, name: str, value: SecretValue, actor: Actor
+        self,
+        session: AsyncSession,
+        key: Key,
+        name: str,
+        value: SecretValue,
+        actor: Actor,
+        *,
+        personal: bool = False,
     ) -> None:
-        """Encrypt and store a secret inside the caller's transaction; audit its name only."""
+        """Encrypt and store a secret inside the caller's transaction; audit its name only.
+        `personal`: set in a direct chat for that chat (a secret set again loses HELD)."""
         _check_name(name)
         if not value:
             raise ValueError("an empty secret cannot be stored; clear it instead")
@@ -77,6 +90,7 @@ class Vault:
             key_id=sealed.key_id,
             nonce=sealed.nonce,
             ciphertext=sealed.ciphertext,
+            direct_chat=PERSONAL if personal else None,
             created_at=now,
             updated_at=now,
         )
@@ -86,6 +100,7 @@ class Vault:
                 "key_id": stmt.excluded.key_id,
                 "nonce": stmt.excluded.nonce,
                 "ciphertext": stmt.excluded.ciphertext,
+                "direct_chat": stmt.excluded.direct_chat,
                 "updated_at": stmt.excluded.updated_at,
             },
         )
@@ -104,12 +119,19 @@ class Vault:
         return removed
 
     async def set(
-        self, ref: ChannelRef, scope: Scope, name: str, value: SecretValue, actor: Actor
+        self,
+        ref: ChannelRef,
+        scope: Scope,
+        name: str,
+        value: SecretValue,
+        actor: Actor,
+        *,
+        personal: bool = False,
     ) -> None:
         key = key_of(ref, scope)
 
         async def work(session: AsyncSession) -> None:
-            await self.apply_set(session, key, name, value, actor)
+            await self.apply_set(session, key, name, value, actor, personal=personal)
 
         await self._db.write("secret write", work)
         self._reads.secrets.drop_scope(key)
@@ -129,12 +151,43 @@ class Vault:
         under a key that is gone."""
         _check_name(name)
         stored = (await self._reads.sealed_secrets(ref)).get(name)
-        if stored is not None:
+        if stored is not None and stored.direct_chat != HELD:
             return stored.origin, self._open(stored)
         default = self._defaults.get(name)
         if default:
             return "operator", default
         return None
+
+    async def held(self, ref: ChannelRef) -> list[str]:
+        """The names of the channel's secrets held since it became a group."""
+        stored = (await self._reads.sealed_secrets(ref)).values()
+        return sorted(s.name for s in stored if s.origin == "channel" and s.direct_chat == HELD)
+
+    async def hold_personal(self, ref: ChannelRef, actor: Actor) -> list[str]:
+        """Hold the channel's secrets set in it while it was a direct chat (audited): the
+        names held now, none when there were none (or another process held them first)."""
+        stored = (await self._reads.sealed_secrets(ref)).values()
+        if not any(s.origin == "channel" and s.direct_chat == PERSONAL for s in stored):
+            return []  # the usual case, read from the cache: no write
+        key = key_of(ref, Scope.CHANNEL)
+
+        async def work(session: AsyncSession) -> list[str]:
+            rows = (
+                await session.scalars(
+                    select(SecretRow)
+                    .where(where(SecretRow, key), SecretRow.direct_chat == PERSONAL)
+                    .order_by(SecretRow.name)
+                    .with_for_update()
+                )
+            ).all()
+            for row in rows:
+                row.direct_chat = HELD
+                session.add(audit_row(key, actor, "secret.hold", f"{row.name} held"))
+            return [row.name for row in rows]
+
+        names = await self._db.write("secret hold", work, reads_first=True)
+        self._reads.secrets.drop_scope(key)
+        return names
 
     async def forget_unreadable(self, actor: Actor) -> list[str]:
         """Delete (audited) the secrets no key of the box opens, so the old key can go:

@@ -338,6 +338,7 @@ class SSEEndpoint:
         self.requests = 0
         self.asked: list[Asked] = []
         self.bodies: list[dict[str, Any]] = []  # every chat request as it arrived
+        self.auth: list[str] = []  # every chat request's Authorization header ("": none)
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -358,6 +359,7 @@ class SSEEndpoint:
         self.requests += 1
         body = json.loads(await request.read())
         self.bodies.append(body)
+        self.auth.append(request.headers.get("Authorization", ""))
         last = body["messages"][-1]["content"]
         asked = Asked(str(body.get("model", "")), json.dumps(last), time.monotonic())
         self.asked.append(asked)

@@ -25,7 +25,7 @@ from bot.frontends.matrix.decide import (
     should_leave,
     taken_for_secret,
 )
-from bot.frontends.matrix.messages import ArrivalOrder, Place
+from bot.frontends.matrix.messages import ArrivalOrder, Place, held_notice
 
 STARTED = 1_700_000_000_000
 
@@ -289,6 +289,27 @@ def test_the_bot_leaves_only_a_room_known_to_be_empty() -> None:
     assert not should_leave(joined=1, invited=1, members_known=True, leaving=False)
     assert not should_leave(joined=1, invited=0, members_known=False, leaving=False)
     assert not should_leave(joined=1, invited=0, members_known=True, leaving=True)
+
+
+def test_keys_set_in_a_direct_chat_are_held_once_it_is_no_longer_private() -> None:
+    # Private: the bot and one person, closed, its history not world-readable.
+    for members, rule, history in [
+        (3, "invite", "shared"),  # a third member joined (or was invited)
+        (2, "public", "shared"),  # anyone may join now
+        (2, "invite", "world_readable"),  # anyone may read it now
+    ]:
+        private = events.is_private_room(members, rule, history)
+        assert decide.holds_personal_keys(private=private)
+    assert not decide.holds_personal_keys(private=events.is_private_room(2, "invite", "shared"))
+
+
+def test_the_room_told_of_a_held_key_is_told_which_and_how_to_keep_or_remove_it() -> None:
+    said = held_notice(["custom_api_key", "proxy_password"], "!", "!room:hs")
+    key, password = said.split("\n")
+    assert key.startswith("The custom key set here when this was a direct chat")
+    assert "`!key set custom … room:!room:hs`" in key and "`!key clear custom`" in key
+    assert password.startswith("The proxy password set here")
+    assert "`!proxy password … room:!room:hs`" in password and "`!proxy clear`" in password
 
 
 def test_a_space_is_declined_or_left_and_a_room_is_not() -> None:

@@ -288,6 +288,36 @@ async def test_secret_audit_names_the_secret_never_the_value(store: Store) -> No
     assert all(value not in e.detail and "3210" not in e.detail for e in entries)
 
 
+async def test_a_direct_chats_own_secrets_are_held_once_and_set_again_in_use(
+    store: Store, migrated_url: str
+) -> None:
+    """Set in a Matrix direct chat for itself (personal), a secret is held (not used, the
+    operator's default takes its place) when the room becomes a group: said once, for
+    every process; set again for the room (not personal), it is used."""
+    name, key = "openai_api_key", SecretValue("sk-direct-chat-key-5555")
+    assert await store.hold_personal_secrets(ROOM, ADMIN) == []  # nothing to hold
+    await store.set_secret(ROOM, Scope.CHANNEL, name, key, ADMIN, personal=True)
+    await store.set_secret(ROOM, Scope.CHANNEL, "proxy_password", key, ADMIN)  # not its own
+    assert await store.resolve_secret(ROOM, name) == key
+    assert await store.hold_personal_secrets(ROOM, ADMIN) == [name]
+    assert await store.hold_personal_secrets(ROOM, ADMIN) == []  # once
+    assert await store.resolve_secret(ROOM, name) == OPERATOR_KEY
+    assert await store.resolve_secret(ROOM, "proxy_password") == key
+    assert await store.held_secrets(ROOM) == [name]
+    assert (await store.audit_entries(ROOM))[0].detail == f"{name} held"
+    # Another process (a store of its own, no cache shared) reads it held too.
+    other = await reopen(migrated_url, KEY_A)
+    try:
+        assert await other.held_secrets(ROOM) == [name]
+        assert await other.hold_personal_secrets(ROOM, ADMIN) == []
+    finally:
+        await other.close()
+    await store.set_secret(ROOM, Scope.CHANNEL, name, key, ADMIN)  # an admin, for the room
+    assert await store.resolve_secret(ROOM, name) == key
+    assert await store.held_secrets(ROOM) == []
+    assert await store.hold_personal_secrets(ROOM, ADMIN) == []
+
+
 async def test_secret_names_and_values_are_checked(store: Store) -> None:
     with pytest.raises(ValueError, match="unknown secret"):
         await store.set_secret(CHAN, Scope.CHANNEL, "openai_key", SecretValue("sk-123456"), ADMIN)

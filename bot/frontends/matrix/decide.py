@@ -185,6 +185,16 @@ def arrival(timeline: list[Membership | None], members_now: int | None) -> int:
     return 0 if members <= 2 else start
 
 
+def holds_personal_keys(*, private: bool) -> bool:
+    """Whether a room's keys and password set in it while it was a private direct chat are
+    held (not used) now. They were its owner's, for their own questions; in a room no
+    longer private (a third member, a join rule that lets people in, a history anyone
+    reads) they would pay for everyone's, which the owner never chose. As with any group
+    room's key, an admin of the room sets one for it from a direct chat (`room:`), or
+    removes it; the room is told so once."""
+    return not private
+
+
 def keys_refused(*, secret: bool, private: bool) -> bool:
     """Keys and passwords are taken only in a private direct chat (events.is_private_room),
     where nobody else reads them."""

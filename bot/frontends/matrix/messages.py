@@ -28,6 +28,7 @@ from bot.frontends.matrix.decide import (
     Lookup,
     addressed,
     answer_form,
+    holds_personal_keys,
     keys_refused,
     reaction_command,
     taken_for_secret,
@@ -318,6 +319,8 @@ class MessageHandler:
         if isinstance(prepared, str):
             await self._notice(msg, self._with_note(prepared, msg, note))
             return False
+        if prepared.ref.channel_id == msg.room_id:
+            await self._hold_personal(room)
         if self._core.is_control(prepared.inv):
             if prepared.ref.channel_id != msg.room_id:  # its answer is edited in its room
                 name = prepared.inv.path[0]
@@ -530,6 +533,7 @@ class MessageHandler:
         words = reaction_command(key, facts, sender=sender, admin=self._core.is_admin(actor))
         if words is None:
             return
+        await self._hold_personal(room)
         if words == ("stop",):
             self._core.stop(shown.ref)  # the answer itself shows that it stopped
             return
@@ -591,7 +595,7 @@ class MessageHandler:
         inv = await self._with_replied_file(msg, inv)
         # The room's name as written: one a member chose is no link in the bot's reply.
         label = f"[{literal(target_room.display_name)}] " if target_room is not room else ""
-        return _Prepared(ref, actor, inv, label)
+        return _Prepared(ref, actor, inv, label, personal=_private(target_room))
 
     async def _send_file(self, msg: Message, file: ReplyFile) -> None:
         """A reply's file (the /usage chart) as an m.image in the command's thread."""
@@ -617,7 +621,9 @@ class MessageHandler:
         if slow:
             await self._api.typing(msg.room_id, True)
         try:
-            reply = await self._core.run_command(prepared.ref, prepared.actor, prepared.inv)
+            reply = await self._core.run_command(
+                prepared.ref, prepared.actor, prepared.inv, personal=prepared.personal
+            )
         finally:
             if slow:
                 await self._api.typing(msg.room_id, False)
@@ -776,6 +782,7 @@ class MessageHandler:
             while len(self._threads) > _THREADS_KEPT:
                 self._threads.popitem(last=False)
         actor = await self._actor(room, msg.sender)
+        await self._hold_personal(room)
         shown = Shown(ref, msg.sender)
         target = self._answer_target(msg, on_sent=self._showing(shown))
         sink = PacedReply(target, render=reasoning_as_quote)
@@ -795,6 +802,29 @@ class MessageHandler:
         finally:
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
+
+    async def _hold_personal(self, room: nio.MatrixRoom) -> None:
+        """Before a turn or a command here: a room no longer a private direct chat stops
+        using the keys set in it while it was one (decide.holds_personal_keys), and is
+        told so the first time (the store holds them once, for every process)."""
+        if not holds_personal_keys(private=_private(room)):
+            return
+        ref = ChannelRef(Platform.MATRIX, channel_id=room.room_id)
+        # The bot holds them (the audit log's "by"), not whoever asked first.
+        actor = Actor(self._api.user_id, "the bot, as the room is no longer a direct chat")
+        held = await self._core.hold_personal_secrets(ref, actor)
+        if not held:
+            return
+        log.info(
+            "%s is no longer a direct chat: held its keys set there (%s)",
+            room.room_id,
+            ", ".join(held),
+        )
+        target = MatrixTarget(self._api.send, room.room_id, pace=self._api.pace, msgtype="m.notice")
+        try:
+            await target.send(held_notice(held, self.prefix, room.room_id))
+        except SendFailed as err:
+            log.warning("could not say so in %s: %s", room.room_id, err)
 
     async def _take_out(self, msg: Message) -> str:
         """Redact a message that holds a secret; what to tell its sender about it."""
@@ -849,6 +879,31 @@ class _Prepared:
     actor: Actor
     inv: Invocation
     label: str  # names the configured room when the command came from a direct chat
+    personal: bool = False  # the room it configures is a private direct chat: its owner's
+
+
+def held_notice(names: list[str], prefix: str, room_id: str) -> str:
+    """What a room is told once when the keys set in it as a direct chat are held (no
+    secret named: which key, and how to keep or remove it)."""
+    lines = []
+    for name in names:
+        source = name.removesuffix("_api_key")
+        if name == source:  # the proxy password
+            what, again, remove = "The proxy password", "proxy password … ", "proxy clear"
+        else:
+            what, again, remove = f"The {source} key", f"key set {source} … ", f"key clear {source}"
+        lines.append(
+            f"{what} set here when this was a direct chat would now pay for every member's "
+            "questions, so I stopped using it. To keep it for everyone, an admin of this "
+            f"room sets it again from a direct chat with me: `{prefix}{again}room:{room_id}`. "
+            f"To remove it: `{prefix}{remove}`."
+        )
+    return "\n".join(lines)
+
+
+def _private(room: nio.MatrixRoom) -> bool:
+    """A direct chat nobody joins or reads unasked, as the room is now."""
+    return events.is_private_room(room.member_count, room.join_rule, room.history_visibility)
 
 
 def _dm_only(room_id: str) -> str:

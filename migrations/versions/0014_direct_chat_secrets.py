@@ -1,0 +1,29 @@
+"""A secret set in a Matrix direct chat for that chat itself (its owner's), and whether
+it is held since the room became a group.
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0014"
+down_revision: str | Sequence[str] | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("secrets") as batch:
+        batch.add_column(sa.Column("direct_chat", sa.String(length=16), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("secrets") as batch:
+        batch.drop_column("direct_chat")
