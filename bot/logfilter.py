@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
+import os
 from pathlib import Path
 
 from bot.types import REDACTED, redact
@@ -27,6 +29,23 @@ class RedactingFilter(logging.Filter):
 
 
 class _QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """Moves its file aside at its size, and follows a file moved or deleted by anything
+    else (logrotate, another process's rotation) as WatchedFileHandler does: it had gone
+    on writing into the moved file, and the log file named by DATA_DIR stayed missing."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is not None:  # called under the handler's lock
+            try:
+                here = os.stat(self.baseFilename)
+                moved = not os.path.samestat(here, os.fstat(self.stream.fileno()))
+            except OSError:  # gone (deleted, its folder moved)
+                moved = True
+            if moved:  # the emit below opens the file named again
+                with contextlib.suppress(OSError):
+                    self.stream.close()
+                self.stream = None
+        super().emit(record)
+
     def handleError(self, record: logging.LogRecord) -> None:
         # A full disk or a deleted folder must not print a traceback into the console's chat.
         pass

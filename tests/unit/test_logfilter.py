@@ -135,3 +135,18 @@ def test_debug_never_logs_the_e2ee_stores_statements(tmp_path: Path) -> None:
         db.execute_sql("SELECT ?", ("pickled-megolm-session",))
         db.close()
         assert "pickled-megolm-session" not in written()
+
+
+def test_a_log_file_moved_away_by_logrotate_is_written_anew(tmp_path: Path) -> None:
+    """logrotate moves the log file and expects the bot to write a new one: the bot went
+    on writing into the moved file (chatbot.log.1), and chatbot.log stayed missing."""
+    log_file = tmp_path / "bot.log"
+    with debug_log(tmp_path, "bot") as written:
+        logging.getLogger("bot.test").info("before the move")
+        log_file.rename(tmp_path / "bot.log.1")  # what logrotate does by default
+        logging.getLogger("bot.test").info("after the move")
+        text = written()
+        assert "after the move" in text and "before the move" not in text
+        assert "after the move" not in (tmp_path / "bot.log.1").read_text()
+        log_file.unlink()  # deleted outright: a new file as well
+        assert "the log is written" in written()
