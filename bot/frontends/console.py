@@ -2,7 +2,8 @@
 
 The terminal is a chat, not a log: only answers are printed. `/stop` or Ctrl-C while an
 answer streams stops that answer (another line typed meanwhile waits for it to end);
-Ctrl-C at the prompt, or Ctrl-D, leaves.
+Ctrl-C at the prompt, or Ctrl-D on an empty line, leaves (on a half-typed line Ctrl-D does
+nothing: only Enter sends a line).
 """
 
 from __future__ import annotations
@@ -166,6 +167,11 @@ class _Reader:
             # No end of line yet: read on; past MAX_LINE_CHARS the rest is dropped (a
             # longer line is refused as too long anyway) and memory stays bounded.
             chunk = os.read(self._fd, 65536)
+            if not chunk and self._tty and any(parts) and os.isatty(self._fd):
+                # Ctrl-D on a half-typed line (the terminal hands over what it holds,
+                # then nothing): as in a shell, it does nothing; only Enter sends a line.
+                # A terminal gone (hung up) is no terminal any more: its end is the end.
+                continue
             self._eof = not chunk
             self._buffer, self._at = self._decoder.decode(chunk, final=self._eof), 0
 

@@ -1667,6 +1667,37 @@ def test_ctrl_d_at_a_terminal_leaves_at_once_on_a_line_of_its_own(ws: Workspace)
     assert done.out.endswith("\n> \n") and "> > " not in done.out, repr(done.out[-200:])
 
 
+def test_ctrl_d_on_a_half_typed_line_sends_nothing_and_enter_sends_the_line_shown(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Ctrl-D pressed twice on a half-typed line sent it as a question and left; as in a
+    shell, it now does nothing: the line goes on and only Enter sends what the screen
+    shows. Ctrl-D on an empty line still leaves."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    live, master = ws.at_terminal()
+    try:
+        os.write(master, b"/help\n")
+        assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
+        mark = len(live.stdout)
+        os.write(master, b"half a quest\x04")
+        time.sleep(0.3)
+        os.write(master, b"\x04")
+        time.sleep(0.3)
+        os.write(master, b"\x04")
+        time.sleep(1.5)  # nothing is to happen: give a wrong send the time to show
+        assert not endpoint.chat_requests(), live.stdout[mark:]
+        assert live.proc.poll() is None, "the console left"
+        os.write(master, b"ion\n")  # Enter: the line on screen is sent
+        assert live.wait_for(b"Hello there!", timeout=60, start=mark), "the line was not sent"
+        os.write(master, b"\x04")  # on an empty line: leaves
+        done = live.finish(timeout=30)
+    finally:
+        os.close(master)
+    assert done.returncode == 0, done.describe()
+    assert [m[1] for m in ws.messages() if m[0] == "user"] == ["half a question"]
+
+
 def test_a_line_cut_by_the_terminal_is_refused_not_sent_half(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
