@@ -14,6 +14,7 @@ import contextlib
 import getpass
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -106,17 +107,19 @@ class _Reader:
     A line is read only on request, so a hidden secret prompt never races a pending
     read. It reads the file descriptor itself: a thread blocked in Python's buffered
     stdin would hold its lock, and leaving on Ctrl-C would then abort the interpreter.
-    Bytes are decoded as UTF-8 with replacement (a BOM at the start is dropped).
+    Bytes are decoded in the terminal's encoding (a UTF-8 BOM at the start is dropped);
+    bytes it cannot decode are kept as lone surrogates, for `undecodable` to find.
     """
 
-    def __init__(self, fd: int, tty: bool) -> None:
+    def __init__(self, fd: int, tty: bool, encoding: str) -> None:
         self._fd = fd
         self._tty = tty
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wanted = threading.Semaphore(0)
         self._pending: list[tuple[str, bool, asyncio.Future[str | None]]] = []
         self._lock = threading.Lock()
-        self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+        sig = "utf-8-sig" if encoding == "utf-8" else encoding
+        self._decoder = codecs.getincrementaldecoder(sig)(errors="surrogateescape")
         self._buffer = ""
         self._at = 0  # where the next line starts in _buffer
         self._eof = False
@@ -216,7 +219,8 @@ class Console:
         self._out = stdout
         self._ref = ChannelRef(Platform.CONSOLE, channel_id=channel)
         self._tty = stdin.isatty()
-        self._reader = _Reader(stdin.fileno(), self._tty)
+        self._encoding = terminal_encoding(stdin)
+        self._reader = _Reader(stdin.fileno(), self._tty, self._encoding)
         self._log_path = log_path
         if user:
             # What a member sees: admin only when ADMIN_IDS lists this id.
@@ -285,8 +289,11 @@ class Console:
                     line = await self._until_leave(self._next_line())
                 if line is None:
                     break
-                if self._tty and len(line.encode("utf-8", "replace")) >= TERMINAL_LINE_BYTES:
+                if self._tty and len(line.encode(self._encoding, "replace")) >= TERMINAL_LINE_BYTES:
                     self._print(CUT_BY_TERMINAL)
+                    continue
+                if undecodable(line):
+                    self._print(self._not_text("That line"))
                     continue
                 try:
                     await self._until_leave(self._handle(line.strip()))
@@ -458,6 +465,9 @@ class Console:
                     if not self._cancelled:  # Ctrl-C already said so
                         self._print(nothing_given(opt))
                     return
+                if undecodable(value):
+                    self._print(self._not_text("What was typed"))
+                    return
                 inv.raw[opt.name] = SecretValue(value)
         for opt in command.options if command else ():
             typed = inv.raw.get(opt.name)
@@ -500,6 +510,14 @@ class Console:
             "The next line was taken as the secret it asked for and dropped: not saved, not sent."
         )
 
+    def _not_text(self, what: str) -> str:
+        return (
+            f"{what} had bytes that are not {self._encoding} text (the encoding your locale "
+            f"settings name, LC_ALL, LC_CTYPE or LANG), so nothing was done with it: not sent, "
+            f"not saved. Set the terminal and the locale to the same encoding, then type it "
+            f"again."
+        )
+
     def _names_a_command(self, text: str) -> bool:
         """`text` starts with one of the console's commands (`/settings`, `/model x`); a
         password that merely starts with `/` is not echoed back as an unknown command."""
@@ -510,6 +528,33 @@ class Console:
         return words[0].lower() in (ATTACH, *LEAVE) or any(
             c.name == words[0][len(prefix) :].lower() for c in self._core.table
         )
+
+
+def terminal_encoding(stdin: TextIO) -> str:
+    """The encoding the terminal types in: the one the locale settings name (LC_ALL, else
+    LC_CTYPE, else LANG, as the C library reads them), even when that locale is not
+    installed (Python then reads UTF-8: `é` typed on a Latin-1 terminal reached the model
+    as U+FFFD); PYTHONIOENCODING, when set, names it instead, as it does for Python."""
+    if not os.environ.get("PYTHONIOENCODING"):
+        for name in ("LC_ALL", "LC_CTYPE", "LANG"):
+            if value := os.environ.get(name):
+                codeset = value.partition(".")[2].partition("@")[0]
+                with contextlib.suppress(LookupError):
+                    if codeset:
+                        return codecs.lookup(codeset).name
+                break
+    try:
+        return codecs.lookup(stdin.encoding or "utf-8").name
+    except LookupError:
+        return "utf-8"
+
+
+def undecodable(text: str) -> bool:
+    """`text` holds bytes the terminal's encoding could not decode (lone surrogates)."""
+    return not text.isprintable() and _UNDECODED.search(text) is not None
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of such a byte
 
 
 # Set by scripts/run.sh, which runs the bot from the project's folder (its .env and

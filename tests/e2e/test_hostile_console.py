@@ -258,7 +258,7 @@ class Workspace:
         )
         return Live(proc)
 
-    def at_terminal(self) -> tuple[Live, int]:
+    def at_terminal(self, **env: str) -> tuple[Live, int]:
         """A console whose stdin is a terminal (a pty); the fd of its end to type into."""
         master, slave = os.openpty()
         proc = subprocess.Popen(
@@ -267,7 +267,7 @@ class Workspace:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=self.cwd,
-            env=self.env(),
+            env=self.env(**env),
         )
         os.close(slave)
         return Live(proc), master
@@ -490,6 +490,37 @@ def test_invalid_utf8_line_does_not_end_the_console(ws: Workspace, mode: dict[st
     for (prompt,) in stored:
         if prompt is not None:
             prompt.decode("utf-8")  # strict: raises on a stored invalid/surrogate byte
+
+
+def test_a_latin1_terminal_is_read_as_latin1_and_bytes_not_text_are_refused(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """On a terminal whose locale is ISO-8859-1 (installed or not), a typed `é` reached the
+    model as U+FFFD: the console read every terminal as UTF-8. It reads the locale's
+    encoding now; a line with bytes that encoding cannot decode (Latin-1 typed into a
+    UTF-8 terminal) is refused with a word, neither sent nor stored."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    for locale, typed, stored in (
+        ("en_US.ISO-8859-1", b"caf\xe9 cr\xe8me?\n", ["café crème?"]),
+        ("C.UTF-8", b"caf\xe9 au lait?\n", ["café crème?"]),  # refused: nothing added
+    ):
+        live, master = ws.at_terminal(LC_ALL=locale, LANG=locale)
+        try:
+            os.write(master, b"/help\n")
+            assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
+            mark = len(live.stdout)
+            os.write(master, typed)
+            os.write(master, b"/system\n")
+            assert live.wait_for(SENTINEL_ANSWER.encode(), timeout=60, start=mark)
+            os.write(master, b"\x04")
+            done = live.finish(timeout=30)
+        finally:
+            os.close(master)
+        assert done.returncode == 0, done.describe()
+        assert [m[1] for m in ws.messages() if m[0] == "user"] == stored, done.describe()
+    assert "not utf-8 text" in done.out and "nothing was done with it" in done.out
+    assert len(endpoint.chat_requests()) == 1
 
 
 @pytest.mark.parametrize("mode", STDIN_MODES)
