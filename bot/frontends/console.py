@@ -123,6 +123,8 @@ class _Reader:
         self._buffer = ""
         self._at = 0  # where the next line starts in _buffer
         self._eof = False
+        self._echoing: list[Any] | None = None  # the terminal's modes while echo is off
+        self.echoed = False  # the last hidden line had been typed ahead: it was shown
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -150,7 +152,60 @@ class _Reader:
 
     def _read(self, prompt: str, hidden: bool) -> str | None:
         if hidden and self._tty:
-            return getpass.getpass(prompt)
+            return self._read_hidden(prompt)
+        return self._read_line(prompt)
+
+    def _read_hidden(self, prompt: str) -> str | None:
+        """A line read with the terminal's echo off. Unlike getpass, whose TCSAFLUSH
+        dropped every line pasted after the secret without a word, nothing typed ahead
+        is dropped; a line typed ahead was shown when typed, and `echoed` says so."""
+        import termios  # a terminal here is a POSIX one
+
+        self.echoed = False
+        try:
+            modes = termios.tcgetattr(self._fd)
+        except termios.error:
+            return self._read_line(prompt)
+        quiet = list(modes)
+        quiet[3] &= ~termios.ECHO
+        termios.tcsetattr(self._fd, termios.TCSANOW, quiet)
+        self._echoing = modes
+        try:
+            self.echoed = self._typed_ahead()
+            return self._read_line(prompt)
+        finally:
+            self.restore_echo()
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.write("\n")  # the Enter that ended the line was not shown
+                sys.stdout.flush()
+            if self._eof:  # Ctrl-D ends this prompt, not the console
+                self._eof = False
+                self._decoder.reset()
+
+    def restore_echo(self) -> None:
+        """The terminal's echo back on, as it was before a hidden prompt (if one is open)."""
+        modes, self._echoing = self._echoing, None
+        if modes is not None:
+            import termios
+
+            with contextlib.suppress(OSError, termios.error):
+                termios.tcsetattr(self._fd, termios.TCSANOW, modes)
+
+    def _typed_ahead(self) -> bool:
+        """Input typed but not read yet: read here, or complete lines still held by the
+        terminal (a half line the terminal holds is not counted: it cannot be known)."""
+        if self._at < len(self._buffer):
+            return True
+        import array
+        import fcntl
+        import termios
+
+        queued = array.array("i", [0])
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(self._fd, termios.FIONREAD, queued)
+        return queued[0] > 0
+
+    def _read_line(self, prompt: str) -> str | None:
         if prompt and self._tty:
             sys.stdout.write(prompt)
             sys.stdout.flush()
@@ -184,18 +239,13 @@ class _Reader:
         with self._lock:
             if self._pending:
                 return False  # a line is being read: what it reads is asked for
-            dropped = self._at < len(self._buffer)
+            dropped = self._typed_ahead() if self._tty else self._at < len(self._buffer)
             self._buffer, self._at = "", 0
         if self._tty:
-            import array
-            import fcntl
-            import termios  # a terminal here is a POSIX one (getpass needs it too)
+            import termios  # a terminal here is a POSIX one
 
             with contextlib.suppress(OSError, termios.error):
-                queued = array.array("i", [0])
-                fcntl.ioctl(self._fd, termios.FIONREAD, queued)
                 termios.tcflush(self._fd, termios.TCIFLUSH)
-                dropped = dropped or queued[0] > 0
         return dropped
 
 
@@ -305,6 +355,7 @@ class Console:
                 if self._ended_by is not None:
                     break
         finally:
+            self._reader.restore_echo()  # left (a signal) while a key's prompt waited
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
                 for sig in ENDING_SIGNALS:
@@ -465,6 +516,12 @@ class Console:
                     if not self._cancelled:  # Ctrl-C already said so
                         self._print(nothing_given(opt))
                     return
+                if self._reader.echoed:  # never the key itself: that it was on the screen
+                    self._print(
+                        f"The {secret_prompt(opt, inv.raw)} was pasted with the command, before "
+                        f"the hidden prompt, so the terminal showed it on the screen: clear the "
+                        f"screen and the terminal's scrollback."
+                    )
                 if undecodable(value):
                     self._print(self._not_text("What was typed"))
                     return

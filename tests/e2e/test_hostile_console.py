@@ -1572,6 +1572,66 @@ def test_stop_typed_during_an_answer_stops_it_and_other_lines_wait_their_turn(
     assert second.index(b"w299") < second.index(HELP_MARK.encode())  # /help waited for it
 
 
+def _echo(master: int) -> bytes:
+    """What the terminal has echoed to the screen since this was last called."""
+    shown = b""
+    os.set_blocking(master, False)
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except (BlockingIOError, OSError):
+                return shown
+            if not chunk:
+                return shown
+            shown += chunk
+    finally:
+        os.set_blocking(master, True)
+
+
+def test_a_key_pasted_with_its_command_at_a_terminal_keeps_the_lines_after_it(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`/key set custom`, the key and `/settings` pasted in one go: the key line arrived
+    before the echo went off (shown, without a word), and getpass's TCSAFLUSH dropped
+    every line pasted after it without a word. Nothing typed ahead is dropped now, and a
+    key that was shown is said to have been (never printed). A key typed at the hidden
+    prompt is not echoed, and nothing is said of it."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    pasted, typed = "Paste4Key7Shown2X1abc", "Typed8Key3Hidden5Y2def"
+    live, master = ws.at_terminal()
+    try:
+        os.write(master, b"/help\n")
+        assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
+        mark = len(live.stdout)
+        os.write(master, f"/key set custom\n{pasted}\n/settings\n/system\n".encode())
+        assert live.wait_for(SENTINEL_ANSWER.encode(), timeout=30, start=mark), "lines lost"
+        first = live.stdout[mark:].decode()
+        mark = len(live.stdout)
+        os.write(master, b"/key set custom\n")
+        assert live.wait_for(b"(input hidden): ", timeout=30, start=mark)
+        _echo(master)
+        os.write(master, f"{typed}\n".encode())
+        assert live.wait_for(b"Saved the custom key", timeout=30, start=mark)
+        time.sleep(0.3)
+        echoed = _echo(master)
+        os.write(master, b"\x04")
+        done = live.finish(timeout=30)
+    finally:
+        os.close(master)
+    assert done.returncode == 0, done.describe()
+    assert "Saved the custom key" in first and "Last change:" in first, first
+    assert "showed it on the screen" in first and "scrollback" in first, first
+    second = done.out.split(first, 1)[1]
+    assert "showed it on the screen" not in second, second
+    assert typed.encode() not in echoed, echoed
+    for key in (pasted, typed):
+        assert key not in done.out + done.err
+    assert ws.messages() == []
+    assert not endpoint.chat_requests()
+
+
 def test_ctrl_c_at_a_key_prompt_cancels_it_and_the_console_goes_on(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
