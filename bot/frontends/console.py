@@ -37,7 +37,7 @@ from bot.types import (
     failure,
     went_wrong,
 )
-from bot.types.text import MARKDOWN_READ, TextError, quoted, refuse_controls
+from bot.types.text import MARKDOWN_READ, TextError, normalize_text, quoted, refuse_controls
 
 T = TypeVar("T")
 log = logging.getLogger("bot.console")
@@ -342,7 +342,7 @@ class Console:
                 if self._tty and len(line.encode(self._encoding, "replace")) >= TERMINAL_LINE_BYTES:
                     self._print(CUT_BY_TERMINAL)
                     continue
-                if undecodable(line):
+                if undecodable(line) and not self._in_paths_only(line.strip()):
                     self._print(self._not_text("That line"))
                     continue
                 try:
@@ -464,7 +464,7 @@ class Console:
                 return "Nothing was attached."
             self._pending.clear()
             return "Dropped the attached files."
-        opened = _open_file(argument, "attach")
+        opened = _open_file(argument, "attach", self._encoding)
         if isinstance(opened, str):
             return opened
         # Checked now, as Discord and Matrix users see a file refused with its message:
@@ -529,7 +529,7 @@ class Console:
         for opt in command.options if command else ():
             typed = inv.raw.get(opt.name)
             if opt.kind is Kind.FILE and isinstance(typed, str):
-                opened = _open_file(typed)
+                opened = _open_file(typed, encoding=self._encoding)
                 if isinstance(opened, str):
                     self._print(opened)
                     return
@@ -566,6 +566,13 @@ class Console:
         self._print(
             "The next line was taken as the secret it asked for and dropped: not saved, not sent."
         )
+
+    def _in_paths_only(self, text: str) -> bool:
+        """`text` is an `/attach` line: what the terminal's encoding could not decode is in
+        the file's path, and a file name is bytes, kept as typed. (A command's file option
+        is read after the parser has made its text valid: such a line is refused.)"""
+        words = plain_prefix(text, self._core.prefix(Platform.CONSOLE)).split(maxsplit=1)
+        return bool(words) and words[0].lower() == ATTACH  # as `_handle` tells it
 
     def _not_text(self, what: str) -> str:
         return (
@@ -628,24 +635,32 @@ def _typed_path(typed: str) -> Path:
     return _here() / Path(typed.strip().strip("\"'")).expanduser()
 
 
-def _open_file(typed: str, verb: str = "read") -> Attachment | str:
+def _open_file(typed: str, verb: str = "read", encoding: str = "utf-8") -> Attachment | str:
     """A path typed after a command (`/character import card.png`, `/attach notes.txt`):
-    the file, or why not. A control character in it is refused, not dropped."""
+    the file, or why not. A control character in it is refused, not dropped. The path is
+    the bytes typed (in the terminal's `encoding`, undecodable ones included): a file
+    name that is no valid text (`caf\\xe9.txt` on a UTF-8 system) could not be attached."""
     try:
-        path = _typed_path(refuse_controls(typed, "path"))
+        typed = refuse_controls(typed, "path")
     except TextError as err:
         return str(err)
+    with contextlib.suppress(UnicodeError):
+        typed = os.fsdecode(typed.encode(encoding, "surrogateescape"))
+    path = _typed_path(typed)
+    shown = quoted(normalize_text(str(path)), 200)
     try:
         size = path.stat().st_size
     except OSError as err:
-        return f"Cannot {verb} {quoted(str(path), 200)}: {err.strerror or 'not found'}."
+        return f"Cannot {verb} {shown}: {err.strerror or 'not found'}."
     if not path.is_file():
-        return f"Cannot {verb} {quoted(str(path), 200)}: it is not a file."
+        return f"Cannot {verb} {shown}: it is not a file."
 
     async def fetch(limit: int) -> bytes:  # `size` was checked against `limit`
         return await asyncio.to_thread(_read_as_attached, path, size)
 
-    return Attachment(path.name, "", size, fetch)
+    # The name as text (a byte no encoding reads shown as U+FFFD): the model and the
+    # database take text only.
+    return Attachment(normalize_text(path.name), "", size, fetch)
 
 
 def _login_name() -> str:

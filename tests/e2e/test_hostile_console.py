@@ -523,6 +523,32 @@ def test_a_latin1_terminal_is_read_as_latin1_and_bytes_not_text_are_refused(
     assert len(endpoint.chat_requests()) == 1
 
 
+def test_a_file_whose_name_is_not_utf8_can_be_attached(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A file name is bytes: `/attach caf\\xe9.txt` (Latin-1 bytes on a UTF-8 system)
+    was read as `caf\ufffd.txt` and never found. The path is now the bytes typed; the
+    name goes on as text, the undecodable byte shown as U+FFFD."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    (ws.cwd / os.fsdecode(b"caf\xe9.txt")).write_text("the menu of the day")
+    live, master = ws.at_terminal(LC_ALL="C.UTF-8", LANG="C.UTF-8")
+    try:
+        os.write(master, b"/help\n")
+        assert live.wait_for(HELP_MARK.encode(), timeout=60), "the console did not start"
+        mark = len(live.stdout)
+        os.write(master, b"/attach caf\xe9.txt\nwhat is in it?\n")
+        assert live.wait_for(b"Hello there!", timeout=60, start=mark), live.stdout[mark:]
+        os.write(master, b"\x04")
+        done = live.finish(timeout=30)
+    finally:
+        os.close(master)
+    assert done.returncode == 0, done.describe()
+    assert "Attached caf\ufffd.txt (19 bytes)" in done.out, done.describe()
+    [request] = endpoint.chat_requests()
+    assert b"the menu of the day" in request.body
+
+
 @pytest.mark.parametrize("mode", STDIN_MODES)
 def test_proxy_password_with_invalid_utf8_is_applied_whole_or_not_at_all(
     ws: Workspace, endpoint: HostileEndpoint, mode: dict[str, str]
