@@ -60,6 +60,22 @@ _RETURNING_IDS = {
     table.name: insert(table).returning(table.c.id, sort_by_parameter_order=True)
     for table in (_MESSAGES, _USAGE)
 }
+
+
+def _shown_answer(ref: ChannelRef, question_id: int, answer_id: int) -> Executable:
+    """One answer to a question made the shown one (the history continues from it)."""
+    m = _MESSAGES.c
+    return (
+        update(_MESSAGES)
+        .where(
+            in_conversation(conversation_of(ref)),
+            m.reply_to == question_id,
+            m.role == Role.ASSISTANT.value,
+        )
+        .values(hidden=m.id != answer_id)
+    )
+
+
 _ORPHAN_BLOBS = delete(BlobRow).where(~exists().where(MessageImageRow.sha256 == BlobRow.sha256))
 _UPDATE = (
     update(_MESSAGES)
@@ -471,15 +487,7 @@ class HistoryPart:
         """Make one answer to a question the shown one (the history continues from it)."""
 
         async def work(session: AsyncSession) -> None:
-            await session.execute(
-                update(_MESSAGES)
-                .where(
-                    in_conversation(conversation_of(ref)),
-                    _MESSAGES.c.reply_to == question_id,
-                    _MESSAGES.c.role == Role.ASSISTANT.value,
-                )
-                .values(hidden=_MESSAGES.c.id != answer_id)
-            )
+            await session.execute(_shown_answer(ref, question_id, answer_id))
 
         await self._db.write("history write", work)
         self._reads.histories.drop(conversation_of(ref))
@@ -487,19 +495,25 @@ class HistoryPart:
     async def mark_interrupted(self, ref: ChannelRef) -> int:
         """Answers of this conversation still marked as being written: their writer is gone.
 
-        Called with the conversation's turn order held, so no live turn is among them.
+        One that was another answer to its question (a 🔄 rewrites the answer in place:
+        the channel shows the cut one) becomes the answer shown; the one before it stays
+        an alternative, as if the regenerate had ended. Called with the conversation's
+        turn order held, so no live turn is among them.
         """
-        half_written = and_(
-            in_conversation(conversation_of(ref)), _MESSAGES.c.state == TurnState.STREAMING.value
-        )
+        m = _MESSAGES.c
 
         async def work(session: AsyncSession) -> int:
             result = await session.execute(
                 update(_MESSAGES)
-                .where(half_written)
+                .where(in_conversation(conversation_of(ref)), m.state == TurnState.STREAMING.value)
                 .values(state=TurnState.INTERRUPTED.value, error=_INTERRUPTED)
+                .returning(m.id, m.reply_to)
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            cut = sorted(result.all())  # the newest of a question's last
+            for answer, question in cut:
+                if question is not None:
+                    await session.execute(_shown_answer(ref, question, answer))
+            return len(cut)
 
         count = await self._db.write("history write", work)
         if count:

@@ -353,6 +353,41 @@ async def left_half_written(core: Core) -> None:
     )
 
 
+async def test_a_regenerate_a_killed_process_cut_is_the_answer_shown_after_it(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Review: a 🔄 rewrites the answer in place; killed while it streamed, both the old
+    answer and the cut new one were the question's shown answer, so the next request
+    sent the model both, and ⏩ went on from the old one the channel no longer showed."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        endpoint.script = Script(chunks=["first answer"])
+        await chat(core, "tell me")
+        question = (await rows(core))[0]
+        await core.store.add_messages(  # what the killed regenerate had saved
+            REF,
+            [
+                HistoryEntry(
+                    Role.ASSISTANT,
+                    "second ans",
+                    state=TurnState.STREAMING,
+                    reply_to=question.id,
+                )
+            ],
+        )
+        endpoint.script = Script(chunks=["wer"])
+        done, sink = await control(core, "/continue")
+        assert sink.final is not None and sink.final[0].endswith("second answer"), sink.final
+        sent = endpoint.requests[-1]["messages"]
+        assert {"role": "assistant", "content": "first answer"} not in sent  # type: ignore[operator]
+        assert [e.content for e in await rows(core)] == ["tell me", "second answer"]
+        # The old answer is still there to swipe back to.
+        done, sink = await control(core, "/swipe prev")
+        assert sink.final == ("first answer", None), sink.final
+    finally:
+        await core.close()
+
+
 async def test_a_turn_preparing_when_a_shutdown_begins_does_not_ask_the_model(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
