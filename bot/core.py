@@ -249,10 +249,24 @@ class Core:
             return Reply(text, private=done.notice, ok=done.error is None)
         return await execute(self.table, inv, self._context(ref, actor, roles, personal))
 
-    async def hold_personal_secrets(self, ref: ChannelRef, actor: Actor) -> list[str]:
+    async def hold_personal_secrets(self, ref: ChannelRef, actor: Actor) -> list[str] | None:
         """The room stopped being a direct chat: the secrets set in it while it was one
-        are not used from now on. The names held now ([] when none, or held before)."""
-        return await self.store.hold_personal_secrets(ref, actor)
+        are not used from now on. The names held now ([] when none, or held before);
+        None when the database could not say (logged): nothing may use them then."""
+        try:
+            return await self.store.hold_personal_secrets(ref, actor)
+        except StoreError as err:
+            log.warning("could not hold the keys of %s, no longer a direct chat: %s", ref, err)
+            return None
+
+    async def mark_personal_secrets(self, ref: ChannelRef) -> None:
+        """The room is a private direct chat now: its own secrets an older version stored
+        unmarked are its owner's from now on (held if it becomes a group)."""
+        try:
+            if await self.store.mark_personal_secrets(ref):
+                log.info("%s is a direct chat: its keys are its owner's", ref)
+        except StoreError as err:  # tried again at the next start
+            log.warning("could not mark the keys of the direct chat %s: %s", ref, err)
 
     def is_control(self, inv: Invocation) -> bool:
         """A command that acts on the newest turn (give it a sink: Core.run_control)."""

@@ -29,7 +29,7 @@ from bot.store.quotas import Guarded, QuotaPart
 from bot.store.reads import TurnReads
 from bot.store.secrets import SecretBox, SecretUnreadable
 from bot.store.usage import UsagePart
-from bot.store.vault import SECRET_NAMES, Vault
+from bot.store.vault import PERSONAL, SECRET_NAMES, Vault
 from bot.store.waiting import WaitingPart
 from bot.types import (
     Actor,
@@ -192,7 +192,7 @@ class Store:
         none = card is None and await self.character_turned_off(old)
         if none:
             await self.no_character(new, actor)
-        secrets: dict[str, SecretValue | None] = {}
+        secrets: dict[str, SecretValue] = {}
         for name in sorted(SECRET_NAMES):
             try:
                 found = await self.effective_secret(old, name)
@@ -200,10 +200,16 @@ class Store:
                 continue
             if found is not None and found[0] == Scope.CHANNEL.value:
                 secrets[name] = found[1]
+        # A direct chat's own keys stay its owner's there (held if it becomes a group).
+        sealed = await self._reads.sealed_secrets(old)
+        personal = {n for n in secrets if sealed[n].direct_chat == PERSONAL}
         values = await self.scope_values(old, Scope.CHANNEL)
+        shared = {n: v for n, v in secrets.items() if n not in personal}
         await self.update_config(
-            new, Scope.CHANNEL, actor, values, action="carried over", secrets=secrets
+            new, Scope.CHANNEL, actor, values, action="carried over", secrets=shared
         )
+        for name in sorted(personal):
+            await self.set_secret(new, Scope.CHANNEL, name, secrets[name], actor, personal=True)
         return bool(rules or limits or card or none or secrets or values)
 
     async def _has_own(self, ref: ChannelRef) -> bool:
@@ -284,6 +290,11 @@ class Store:
         """The channel stopped being a direct chat: its secrets set there while it was
         one are not used from now on (held, audited). The names held now ([] after)."""
         return await self._vault.hold_personal(ref, actor)
+
+    async def mark_personal_secrets(self, ref: ChannelRef) -> int:
+        """The channel is a private direct chat now: its own secrets an older version
+        stored unmarked become its owner's (held if it becomes a group)."""
+        return await self._vault.mark_personal(ref)
 
     async def held_secrets(self, ref: ChannelRef) -> list[str]:
         """The names of the channel's own secrets held since it became a group."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.base import Database, Key, audit_row, key_of, where
@@ -188,6 +188,27 @@ class Vault:
         names = await self._db.write("secret hold", work, reads_first=True)
         self._reads.secrets.drop_scope(key)
         return names
+
+    async def mark_personal(self, ref: ChannelRef) -> int:
+        """The channel is a private direct chat now: its own secrets stored before they
+        were marked (an older version) are its owner's, held if it becomes a group. How
+        many were marked (none, the usual case, read from the cache)."""
+        stored = (await self._reads.sealed_secrets(ref)).values()
+        if not any(s.origin == "channel" and s.direct_chat is None for s in stored):
+            return 0
+        key = key_of(ref, Scope.CHANNEL)
+
+        async def work(session: AsyncSession) -> int:
+            result = await session.execute(
+                update(SecretRow)
+                .where(where(SecretRow, key), SecretRow.direct_chat.is_(None))
+                .values(direct_chat=PERSONAL)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+        marked = await self._db.write("secret mark", work)
+        self._reads.secrets.drop_scope(key)
+        return marked
 
     async def forget_unreadable(self, actor: Actor) -> list[str]:
         """Delete (audited) the secrets no key of the box opens, so the old key can go:

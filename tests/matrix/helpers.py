@@ -339,6 +339,7 @@ class SSEEndpoint:
         self.asked: list[Asked] = []
         self.bodies: list[dict[str, Any]] = []  # every chat request as it arrived
         self.auth: list[str] = []  # every chat request's Authorization header ("": none)
+        self.models_auth: list[str] = []  # the same, of every model list asked for
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -352,6 +353,7 @@ class SSEEndpoint:
         return [f"w{i} " if i % 12 else f"w{i}\n" for i in range(self.chunks)]
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.models_auth.append(request.headers.get("Authorization", ""))
         models = [{"id": self.model, "object": "model"}]
         return web.json_response({"object": "list", "data": models})
 

@@ -81,3 +81,57 @@ async def test_a_direct_chats_key_is_held_once_the_room_is_a_group(
         finally:
             await alice.close()
             await bob.close()
+
+
+async def test_a_direct_chats_key_is_held_as_others_join_before_anyone_speaks(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Hostile probe: the key was held only when someone spoke in the room itself, so a
+    command naming it with room: from another direct chat (`!connect room:…`, by a
+    newcomer or its owner) still sent the owner's key; and a newcomer the owner made an
+    admin pointed the room at a server of their own and had the key sent there. The
+    room is settled as the bot sees someone join."""
+    server = synapse_server
+    bot = server.register("heldbot")
+    async with (
+        SSEEndpoint(chunks=2, span=0.1) as endpoint,
+        SSEEndpoint(chunks=2, span=0.1) as elsewhere,
+        bot_answering_from(server, bot, endpoint, tmp_path),
+    ):
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        bob = await UserClient.start(server, server.register("bob"), tmp_path / "bob")
+        try:
+            room = await alice.create_room(
+                [bot.user_id], direct=True, power={bob.user.user_id: 100}
+            )
+            await alice.wait_joined(room, bot.user_id)
+            said = await alice.command(room, bot.user_id, f"!key set custom {KEY}")
+            assert "Saved the custom key" in said, said
+            before = len(endpoint.models_auth)  # its status check, in the direct chat
+            after = time.monotonic()
+            await alice.invite(room, bob.user.user_id)
+            await bob.join(room)
+            # Told as the bot sees bob come in, before anyone says a word there.
+            await bob.wait_for(
+                lambda: [
+                    s for s in bob.messages(room, bot.user_id, after) if HELD in str(s.content)
+                ],
+                "the room to be told",
+            )
+            dm = await bob.create_room([bot.user_id], direct=True)
+            await bob.wait_joined(dm, bot.user_id)
+            for command in ("!connect", "!models list"):
+                await bob.command(dm, bot.user_id, f"{command} room:{room}")
+            own = await alice.create_room([bot.user_id], direct=True)
+            await alice.wait_joined(own, bot.user_id)
+            await alice.command(own, bot.user_id, f"!connect room:{room}")
+            await bob.command(dm, bot.user_id, f"!proxy set {elsewhere.url}/v1 room:{room}")
+            await bob.command(dm, bot.user_id, f"!connect room:{room}")
+            settings = await bob.command(dm, bot.user_id, f"!settings room:{room}")
+        finally:
+            await alice.close()
+            await bob.close()
+    sent = [*endpoint.models_auth[before:], *elsewhere.models_auth]
+    assert len(sent) >= 4 and not endpoint.auth and not elsewhere.auth, sent
+    assert not any(KEY in header for header in sent), sent
+    assert "API key: held" in settings and KEY[-4:] not in settings, settings

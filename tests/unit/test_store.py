@@ -288,6 +288,22 @@ async def test_secret_audit_names_the_secret_never_the_value(store: Store) -> No
     assert all(value not in e.detail and "3210" not in e.detail for e in entries)
 
 
+async def test_a_direct_chats_secrets_from_an_older_version_are_its_owners(
+    store: Store,
+) -> None:
+    """Hostile probe: secrets stored before they were marked (an older version) were
+    never held, so a direct chat's key went on paying for everyone once the room became
+    a group. A room that is a direct chat at start marks its own as its owner's."""
+    name, key = "openai_api_key", SecretValue("sk-direct-chat-key-7777")
+    await store.set_secret(ROOM, Scope.CHANNEL, name, key, ADMIN)  # as an older version did
+    assert await store.hold_personal_secrets(ROOM, ADMIN) == []
+    assert await store.mark_personal_secrets(ROOM) == 1
+    assert await store.mark_personal_secrets(ROOM) == 0  # once
+    assert await store.hold_personal_secrets(ROOM, ADMIN) == [name]
+    assert await store.mark_personal_secrets(ROOM) == 0  # a held one stays held
+    assert await store.resolve_secret(ROOM, name) == OPERATOR_KEY
+
+
 async def test_a_direct_chats_own_secrets_are_held_once_and_set_again_in_use(
     store: Store, migrated_url: str
 ) -> None:
@@ -810,6 +826,22 @@ async def test_a_claim_lost_with_its_connection_is_known_and_free(migrated_url: 
 
 
 # ---- a room upgraded to a new one -------------------------------------------------------
+
+
+async def test_a_direct_chats_own_key_stays_its_owners_in_the_upgraded_room(
+    store: Store,
+) -> None:
+    """Review: a direct chat upgraded to a new room carried its owner's key over
+    unmarked, so the new room, once a group, paid for everyone with it."""
+    old = ChannelRef(Platform.MATRIX, channel_id="!olddm:hs")
+    new = ChannelRef(Platform.MATRIX, channel_id="!newdm:hs")
+    name, key = "openai_api_key", SecretValue("sk-direct-chat-key-8888")
+    await store.set_secret(old, Scope.CHANNEL, name, key, ADMIN, personal=True)
+    await store.set_secret(old, Scope.CHANNEL, "proxy_password", SecretValue("pw-9"), ADMIN)
+    assert await store.carry_over(old, new, ADMIN)
+    assert await store.resolve_secret(new, name) == key
+    assert await store.hold_personal_secrets(new, ADMIN) == [name]  # the password: not its own
+    assert await store.resolve_secret(new, "proxy_password") == SecretValue("pw-9")
 
 
 async def test_a_channels_settings_carry_over_to_one_without_its_own(store: Store) -> None:

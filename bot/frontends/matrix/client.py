@@ -93,6 +93,8 @@ class MatrixBot:
                 continue
             if first:  # the rooms are known now
                 self._spawn("unanswered", self._handler.tell_unanswered())
+                for room in list(self._client.rooms.values()):
+                    self._spawn("room keys", self._handler.settle_keys(room))
             first = False
             backoff = 1.0
 
@@ -145,6 +147,9 @@ class MatrixBot:
                 except Exception as err:  # one odd event must not stop the sync loop
                     log.error("skipped an event in %s: %s", room_id, failure(err))
             self._leave_if_alone(room_id)
+            room = self._client.rooms.get(room_id)
+            if room is not None and not first and _who_may_read(info):
+                self._spawn("room keys", self._handler.settle_keys(room))
 
     def _since_arrival(self, room_id: str, timeline: list[Any]) -> list[Any]:
         """The timeline from where the bot acts on it (decide.arrival); redactions stay
@@ -385,6 +390,15 @@ class MatrixBot:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+_READERS = frozenset({"m.room.member", "m.room.join_rules", "m.room.history_visibility"})
+
+
+def _who_may_read(info: Any) -> bool:
+    """A joined room's sync changed who is in it, may join it or may read it."""
+    changed = [*getattr(info, "state", []), *info.timeline.events]
+    return any(getattr(e, "source", {}).get("type") in _READERS for e in changed)
 
 
 async def _invited_types(response: nio.SyncResponse) -> dict[str, object]:

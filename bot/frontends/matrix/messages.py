@@ -319,8 +319,13 @@ class MessageHandler:
         if isinstance(prepared, str):
             await self._notice(msg, self._with_note(prepared, msg, note))
             return False
-        if prepared.ref.channel_id == msg.room_id:
-            await self._hold_personal(room)
+        # The room it acts on (itself, or another named with room:): one no longer a
+        # direct chat holds the keys set in it while it was, before anything uses them.
+        target = room if prepared.ref.channel_id == msg.room_id else None
+        target = target or self._room(prepared.ref.channel_id)
+        if target is not None and not await self._hold_personal(target):
+            await self._notice(msg, self._with_note(_NOT_HELD.format("done"), msg, note))
+            return False
         if self._core.is_control(prepared.inv):
             if prepared.ref.channel_id != msg.room_id:  # its answer is edited in its room
                 name = prepared.inv.path[0]
@@ -533,7 +538,8 @@ class MessageHandler:
         words = reaction_command(key, facts, sender=sender, admin=self._core.is_admin(actor))
         if words is None:
             return
-        await self._hold_personal(room)
+        if not await self._hold_personal(room):  # said in the log
+            return
         if words == ("stop",):
             self._core.stop(shown.ref)  # the answer itself shows that it stopped
             return
@@ -782,7 +788,9 @@ class MessageHandler:
             while len(self._threads) > _THREADS_KEPT:
                 self._threads.popitem(last=False)
         actor = await self._actor(room, msg.sender)
-        await self._hold_personal(room)
+        if not await self._hold_personal(room):
+            await self._notice(msg, _NOT_HELD.format("sent to the model"))
+            return
         shown = Shown(ref, msg.sender)
         target = self._answer_target(msg, on_sent=self._showing(shown))
         sink = PacedReply(target, render=reasoning_as_quote)
@@ -803,18 +811,28 @@ class MessageHandler:
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
 
-    async def _hold_personal(self, room: nio.MatrixRoom) -> None:
+    async def settle_keys(self, room: nio.MatrixRoom) -> None:
+        """At start, and when who may join or read a room changes: a private direct chat's
+        own keys are its owner's (those an older version stored too); a room no longer
+        one holds them, and says so (_hold_personal)."""
+        if _private(room):
+            await self._core.mark_personal_secrets(ChannelRef(Platform.MATRIX, room.room_id))
+        else:
+            await self._hold_personal(room)
+
+    async def _hold_personal(self, room: nio.MatrixRoom) -> bool:
         """Before a turn or a command here: a room no longer a private direct chat stops
         using the keys set in it while it was one (decide.holds_personal_keys), and is
-        told so the first time (the store holds them once, for every process)."""
+        told so the first time (the store holds them once, for every process). False
+        when the database could not say: nothing may go on to use them."""
         if not holds_personal_keys(private=_private(room)):
-            return
+            return True
         ref = ChannelRef(Platform.MATRIX, channel_id=room.room_id)
         # The bot holds them (the audit log's "by"), not whoever asked first.
         actor = Actor(self._api.user_id, "the bot, as the room is no longer a direct chat")
         held = await self._core.hold_personal_secrets(ref, actor)
         if not held:
-            return
+            return held is not None
         log.info(
             "%s is no longer a direct chat: held its keys set there (%s)",
             room.room_id,
@@ -825,6 +843,7 @@ class MessageHandler:
             await target.send(held_notice(held, self.prefix, room.room_id))
         except SendFailed as err:
             log.warning("could not say so in %s: %s", room.room_id, err)
+        return True
 
     async def _take_out(self, msg: Message) -> str:
         """Redact a message that holds a secret; what to tell its sender about it."""
@@ -880,6 +899,13 @@ class _Prepared:
     inv: Invocation
     label: str  # names the configured room when the command came from a direct chat
     personal: bool = False  # the room it configures is a private direct chat: its owner's
+
+
+# The database could not hold a former direct chat's keys: nothing may use them meanwhile.
+_NOT_HELD = (
+    "The database could not be reached to check this room's keys, so nothing was {}. "
+    "Try again in a minute."
+)
 
 
 def held_notice(names: list[str], prefix: str, room_id: str) -> str:
