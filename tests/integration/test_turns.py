@@ -376,13 +376,13 @@ async def test_a_regenerate_a_killed_process_cut_is_the_answer_shown_after_it(
             ],
         )
         endpoint.script = Script(chunks=["wer"])
-        done, sink = await control(core, "/continue")
+        _, sink = await control(core, "/continue")
         assert sink.final is not None and sink.final[0].endswith("second answer"), sink.final
         sent = endpoint.requests[-1]["messages"]
         assert {"role": "assistant", "content": "first answer"} not in sent  # type: ignore[operator]
         assert [e.content for e in await rows(core)] == ["tell me", "second answer"]
         # The old answer is still there to swipe back to.
-        done, sink = await control(core, "/swipe prev")
+        _, sink = await control(core, "/swipe prev")
         assert sink.final == ("first answer", None), sink.final
     finally:
         await core.close()
