@@ -439,9 +439,11 @@ def matrix_claims(settings: Settings) -> tuple[list[Claim], str]:
 
 
 def served_by(claims: list[Claim]) -> str:
-    """What the questions a front-end keeps waiting are recorded under: its own claims
-    (not the bot's shared one), by their keys (a token's hash stays out of the rows)."""
-    return ",".join(f"{c.key & (2**64 - 1):016x}" for c in claims if not c.shared)
+    """What the questions a front-end keeps waiting are recorded under: a digest of its
+    own claims (not the bot's shared one), the same for the same bot or shards after a
+    restart, of one width however many shards (a token's hash stays out of the rows)."""
+    names = "\n".join(sorted(c.name for c in claims if not c.shared))
+    return hashlib.blake2b(names.encode(), digest_size=8).hexdigest()
 
 
 LEASE_RETRY = 5.0  # seconds between tries for what another process serves

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from bot.commands import TABLE, Command, Invocation
 from bot.commands.characters import persona as character_persona
@@ -127,6 +127,25 @@ NOT_RUN = "Not done: the bot is shutting down. Run it again once it is back."
 # A question a process that went away (`kill -9`, out of memory) left waiting for its
 # turn: said in reply to it by the process serving its channel next.
 UNANSWERED = "Not answered: the bot stopped before this question's turn came. Ask again."
+# More than ONE_BY_ONE of them in one conversation: one reply, to the newest.
+UNANSWERED_MANY = (
+    "Not answered: the bot stopped before the turns of {count} questions here came (this "
+    "one and the {before} before it). Ask again."
+)
+ONE_BY_ONE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Untold:
+    """What to say, in reply to the platform message `post_id` in `ref`, of questions a
+    process that went away left unanswered; `Core.told` once said (or found unsayable)."""
+
+    ref: ChannelRef
+    post_id: str
+    text: str
+    records: tuple[int, ...]
+
+
 ANSWER_DELETED = "Stopped: the answer was deleted."
 _SAY_ENDED = 2.0  # seconds the front-ends have to say a command was ended by a shutdown
 
@@ -483,15 +502,38 @@ class Core:
         after a restart): the questions waiting their turn are recorded under it."""
         self._engine.waiting.serve(platform, served_by)
 
-    async def unanswered(self, platform: Platform) -> list[Unanswered]:
-        """The questions the process that served `platform` before this one left waiting
-        for their turn when it went away (`kill -9`): each given once, to say UNANSWERED
-        in reply. None when the database cannot say (tried again at the next call)."""
+    async def unanswered(self, platform: Platform) -> list[Untold]:
+        """What to say of the questions the process that served `platform` before this one
+        left waiting for their turn when it went away (`kill -9`): a reply to each, or,
+        past ONE_BY_ONE in a conversation, one to its newest. [] when the database cannot
+        say (the next call tries again). Each is this process's to say now: `told` once
+        said; a process that goes away first leaves the rest to the next."""
         try:
-            return await self._engine.waiting.left(platform)
+            left = await self._engine.waiting.left(platform)
         except StoreError as err:
             log.warning("could not read the questions a stopped process left waiting: %s", err)
             return []
+        by_place: dict[ChannelRef, list[Unanswered]] = {}
+        for question in left:
+            by_place.setdefault(question.ref, []).append(question)
+        untold: list[Untold] = []
+        for ref, questions in by_place.items():
+            if len(questions) <= ONE_BY_ONE:
+                untold += [Untold(ref, q.post_id, UNANSWERED, (q.id,)) for q in questions]
+                continue
+            count = len(questions)
+            text = UNANSWERED_MANY.format(count=count, before=count - 1)
+            untold.append(Untold(ref, questions[-1].post_id, text, tuple(q.id for q in questions)))
+        return untold
+
+    async def told(self, untold: Untold) -> None:
+        """Said (or it could not be: the message or the channel gone): not said again."""
+        try:
+            await self._engine.waiting.said(untold.records)
+        except StoreError as err:  # said again by the next process, at worst
+            log.warning(
+                "could not note that %s was told of unanswered questions: %s", untold.ref, err
+            )
 
     async def settle_reserved(self) -> int:
         """Usage a crashed process left reserved is settled as it stands."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
+from datetime import timedelta
 
 from bot.store import Store, StoreError, Unanswered
 from bot.types import ChannelRef, Platform, failure
@@ -65,18 +67,31 @@ class WaitingQuestions:
 
     async def tidy(self) -> None:
         """Delete the records of questions whose turn came when the database refused it
-        (one left would be said to be unanswered after the next start)."""
-        for record in sorted(self._unremoved):
-            await self._store.waiting.remove(record)  # StoreError: the next time
-            self._unremoved.discard(record)
+        (a stored question is never said to be unanswered, but its record would stay),
+        and those no process will say (served under another name since) after PRUNE_AFTER."""
+        if self._unremoved:
+            await self._store.waiting.remove(*self._unremoved)  # StoreError: the next time
+            self._unremoved.clear()
+        pruned = await self._store.waiting.prune(PRUNE_AFTER)
+        if pruned:
+            log.info("deleted %d record(s) of questions left waiting long ago", pruned)
 
     async def left(self, platform: Platform) -> list[Unanswered]:
         """The questions a process that served the same before this one left waiting,
-        each given once (taken from the database)."""
+        oldest first, now this one's to say (`said` once said)."""
         served_by = self._served_by.get(platform)
         if served_by is None:
             return []
-        return await self._store.waiting.take_left(platform, served_by, self._process)
+        return await self._store.waiting.claim_left(platform, served_by, self._process)
+
+    async def said(self, records: Sequence[int]) -> None:
+        """These went unanswered, and their askers were told so (or could not be)."""
+        await self._store.waiting.remove(*records)
+
+
+# A record older than this is of a process whose front-end is served under another name
+# now (a new token, other shards): nobody will say it.
+PRUNE_AFTER = timedelta(days=7)
 
 
 def _retrieved(task: asyncio.Task[int]) -> None:

@@ -10,23 +10,25 @@ time, so a record of another process for what this one serves now was left behin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.base import Database
-from bot.store.models import WaitingRow, utcnow
+from bot.store.models import PostRow, WaitingRow, utcnow
 from bot.types import ChannelRef, Platform
 
 _WAITING = cast(Table, WaitingRow.__table__)
+_POSTS = cast(Table, PostRow.__table__)
 
 
 @dataclass(frozen=True, slots=True)
 class Unanswered:
     """A question a process that went away held without answering it."""
 
+    id: int  # its record (WaitingPart.remove once said)
     ref: ChannelRef
     post_id: str  # its platform message
     asked_at: datetime
@@ -55,29 +57,44 @@ class WaitingPart:
 
         return await self._db.write_plain("waiting question write", work)
 
-    async def remove(self, record: int) -> None:
-        """Its turn came (or a shutdown told it it will not): no longer waiting."""
-        stmt = delete(_WAITING).where(_WAITING.c.id == record)
+    async def remove(self, *records: int) -> None:
+        """No longer waiting: its turn came, a shutdown told it it will not, or the next
+        process said it went unanswered."""
+        stmt = delete(_WAITING).where(_WAITING.c.id.in_(records))
 
         async def work(conn: AsyncConnection) -> None:
             await conn.execute(stmt)
 
         await self._db.write_plain("waiting question done", work)
 
-    async def take_left(self, platform: Platform, served_by: str, process: str) -> list[Unanswered]:
+    async def claim_left(
+        self, platform: Platform, served_by: str, process: str
+    ) -> list[Unanswered]:
         """The questions other processes left waiting for what `served_by` serves, oldest
-        first; taken (deleted) in the same statement, so each is said once."""
-        w = _WAITING.c
-        stmt = (
-            delete(_WAITING)
+        first, now this process's to say (`remove` each once said: a process that goes
+        away meanwhile leaves the rest to the next). One whose question was stored
+        after all (its turn came; only its record's removal failed) is dropped."""
+        w, p = _WAITING.c, _POSTS.c
+        claim = (
+            update(_WAITING)
             .where(w.platform == platform.value, w.served_by == served_by, w.process != process)
-            .returning(w.server_id, w.channel_id, w.thread_id, w.post_id, w.created_at, w.id)
+            .values(process=process)
+            .returning(w.id, w.server_id, w.channel_id, w.thread_id, w.post_id, w.created_at)
         )
 
         async def work(conn: AsyncConnection) -> list[Unanswered]:
-            rows = sorted((await conn.execute(stmt)).all(), key=lambda r: (r.created_at, int(r.id)))
+            rows = sorted((await conn.execute(claim)).all(), key=lambda r: (r.created_at, r.id))
+            posts = {r.post_id for r in rows}
+            stored: set[str] = set()
+            if posts:
+                found = select(p.post_id).where(p.platform == platform.value, p.post_id.in_(posts))
+                stored = set((await conn.execute(found)).scalars())
+            answered = [r.id for r in rows if r.post_id in stored]
+            if answered:
+                await conn.execute(delete(_WAITING).where(w.id.in_(answered)))
             return [
                 Unanswered(
+                    int(r.id),
                     ChannelRef(
                         platform, r.channel_id, server_id=r.server_id, thread_id=r.thread_id
                     ),
@@ -85,6 +102,17 @@ class WaitingPart:
                     r.created_at,
                 )
                 for r in rows
+                if r.id not in answered
             ]
 
         return await self._db.write_plain("waiting questions left", work)
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Records no process will say (what served them is served under another name
+        now: a new token, other shards) past `older_than`."""
+        stmt = delete(_WAITING).where(_WAITING.c.created_at < utcnow() - older_than)
+
+        async def work(conn: AsyncConnection) -> int:
+            return int((await conn.execute(stmt)).rowcount or 0)
+
+        return await self._db.write_plain("waiting questions pruned", work)

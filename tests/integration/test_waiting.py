@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bot.core import Core, TurnLimits
+from bot.core import UNANSWERED, Core, TurnLimits
 from bot.store.models import WaitingRow
 from bot.types import Actor, ChannelRef, Incoming, Platform
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
@@ -71,9 +72,13 @@ async def test_a_waiting_question_is_recorded_until_its_turn_and_left_ones_are_s
         assert await killed.unanswered(Platform.DISCORD) == []  # its own are still waiting
         # The process after a killed one: each question it left, once, oldest first.
         left = await after.unanswered(Platform.DISCORD)
-        assert [(u.ref, u.post_id) for u in left] == [(REF, "m2"), (REF, "m4")]
-        assert all(u.asked_at.tzinfo is not None for u in left)
-        assert await after.unanswered(Platform.DISCORD) == []
+        assert [(u.ref, u.post_id, u.text) for u in left] == [
+            (REF, "m2", UNANSWERED),
+            (REF, "m4", UNANSWERED),
+        ]
+        assert await after.unanswered(Platform.DISCORD) == []  # its own now
+        for untold in left:
+            await after.told(untold)
         assert await _records(killed) == []
         await asyncio.wait_for(asyncio.gather(first, *waiting), 30)
     finally:
@@ -133,5 +138,97 @@ async def test_a_console_records_nothing(database_url: str, slow: FakeOpenAI) ->
         await asyncio.sleep(0.3)
         assert await _records(core) == []
         await asyncio.wait_for(asyncio.gather(*turns), 30)
+    finally:
+        await core.close()
+
+
+async def _left_behind(core: Core, ref: ChannelRef, posts: list[str], by: str = "gone") -> None:
+    """Records a process `by` left (it went away while they waited)."""
+    for post in posts:
+        await core.store.waiting.add(ref, post, SERVED, by)
+
+
+async def test_those_a_process_did_not_get_to_say_are_said_by_the_next(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """Hostile probe: the records were deleted as they were read, so a process killed
+    while it said them (Discord's rate limits make that minutes) lost the rest unsaid."""
+    saying = await make_core(database_url, slow, TurnLimits())
+    later = await make_core(database_url, slow, TurnLimits())
+    try:
+        for core in (saying, later):
+            core.serve(Platform.DISCORD, SERVED)
+        await _left_behind(saying, REF, ["m1", "m2"])
+        first, _ = await saying.unanswered(Platform.DISCORD)
+        await saying.told(first)  # then it is killed
+        assert [u.post_id for u in await later.unanswered(Platform.DISCORD)] == ["m2"]
+    finally:
+        await saying.close()
+        await later.close()
+
+
+async def test_a_question_whose_turn_came_is_never_said_unanswered(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """Review: a record whose removal the database refused as its turn began (locked,
+    a dropped connection) had the next process reply "Not answered" to a question that
+    was answered. One whose question was stored is dropped unsaid."""
+    core = await make_core(database_url, slow, TurnLimits())
+    after = await make_core(database_url, slow, TurnLimits())
+    try:
+        for each in (core, after):
+            each.serve(Platform.DISCORD, SERVED)
+        await core.chat(Incoming(REF, ADA, "count", message_id="m1"), Sink())
+        await _left_behind(core, REF, ["m1", "m2"])  # m1's removal failed
+        assert [u.post_id for u in await after.unanswered(Platform.DISCORD)] == ["m2"]
+        assert [r[2] for r in await _records(core)] == ["m2"]
+    finally:
+        await core.close()
+        await after.close()
+
+
+async def test_many_in_one_conversation_get_one_reply(database_url: str, slow: FakeOpenAI) -> None:
+    """Hostile probe: 200 questions left in one channel were 200 replies (minutes of a
+    channel's rate limit, shared with new answers). Past three, one reply to the newest
+    says how many."""
+    core = await make_core(database_url, slow, TurnLimits())
+    try:
+        core.serve(Platform.DISCORD, SERVED)
+        await _left_behind(core, REF, [f"r{i}" for i in range(5)])
+        await _left_behind(core, THREAD, ["t1", "t2", "t3"])
+        told = await core.unanswered(Platform.DISCORD)
+        assert [(u.ref, u.post_id, len(u.records)) for u in told] == [
+            (REF, "r4", 5),
+            (THREAD, "t1", 1),
+            (THREAD, "t2", 1),
+            (THREAD, "t3", 1),
+        ]
+        assert told[0].text == (
+            "Not answered: the bot stopped before the turns of 5 questions here came (this "
+            "one and the 4 before it). Ask again."
+        )
+        for untold in told:
+            await core.told(untold)
+        assert await _records(core) == []
+    finally:
+        await core.close()
+
+
+async def test_records_nobody_will_say_are_pruned(database_url: str, slow: FakeOpenAI) -> None:
+    """Review: records of a front-end served under another name since (a new token,
+    other shards) stayed for ever."""
+    core = await make_core(database_url, slow, TurnLimits())
+    try:
+        other = ChannelRef(Platform.DISCORD, channel_id="c3", server_id="g1")
+        await core.store.waiting.add(other, "old", "another-name", "gone")
+        await core.store.waiting.add(other, "new", "another-name", "gone")
+        async with core.store.engine.begin() as conn:
+            await conn.execute(
+                update(WaitingRow.__table__)
+                .where(WaitingRow.__table__.c.post_id == "old")
+                .values(created_at=datetime.now(UTC) - timedelta(days=8))
+            )
+        await core.housekeeping()
+        assert [r[2] for r in await _records(core)] == ["new"]
     finally:
         await core.close()

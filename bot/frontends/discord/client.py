@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.core import UNANSWERED, Core
+from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.discord.chat import ChatHandler, NoAccessNotices
 from bot.frontends.discord.commands import build_commands, table_problems
@@ -137,24 +137,25 @@ class ChatClient(discord.AutoShardedClient):
 
     async def _tell_unanswered(self) -> None:
         """Questions the process before this one left waiting for their turn when it went
-        away (`kill -9`): told so in reply (UNANSWERED), each once."""
-        for left in await self.core.unanswered(Platform.DISCORD):
-            ref = left.ref
+        away (`kill -9`): told so in reply, each once (Core.unanswered)."""
+        for untold in await self.core.unanswered(Platform.DISCORD):
+            ref = untold.ref
             guild = int(ref.server_id) if ref.server_id else None
             channel = self.get_partial_messageable(
                 int(ref.thread_id or ref.channel_id), guild_id=guild
             )
             asked = discord.MessageReference(
-                message_id=int(left.post_id), channel_id=channel.id, guild_id=guild
+                message_id=int(untold.post_id), channel_id=channel.id, guild_id=guild
             )
             try:
-                await channel.send(UNANSWERED, reference=asked)
+                await channel.send(untold.text, reference=asked)
             except CALL_FAILED as err:  # the question, or the channel, is gone; no access
                 log.info(
-                    "could not say in %s that a question went unanswered: %s",
+                    "could not say in %s that questions went unanswered: %s",
                     ref,
                     type(err).__name__,
                 )
+            await self.core.told(untold)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         await self.runner.form_gone(interaction)

@@ -16,7 +16,7 @@ import nio
 from bot.commands import Invocation
 from bot.commands.parse import CommandError, asks_secret, plain_prefix
 from bot.commands.spec import Kind
-from bot.core import UNANSWERED, Core, Edited, HeldReply, PacedReply, TurnResult, split_text
+from bot.core import Core, Edited, HeldReply, PacedReply, TurnResult, split_text
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
 from bot.frontends.matrix.api import MatrixApi
@@ -679,20 +679,21 @@ class MessageHandler:
 
     async def tell_unanswered(self) -> None:
         """Questions the process before this one left waiting for their turn when it went
-        away (`kill -9`): told so in reply (UNANSWERED), each once."""
-        for left in await self._core.unanswered(Platform.MATRIX):
+        away (`kill -9`): told so in reply, each once (Core.unanswered)."""
+        for untold in await self._core.unanswered(Platform.MATRIX):
             target = MatrixTarget(
                 self._api.send,
-                left.ref.channel_id,
+                untold.ref.channel_id,
                 pace=self._api.pace,
-                thread_root=left.ref.thread_id,
-                reply_to=left.post_id,
+                thread_root=untold.ref.thread_id,
+                reply_to=untold.post_id,
                 msgtype="m.notice",
             )
             try:
-                await target.send(UNANSWERED)
+                await target.send(untold.text)
             except SendFailed as err:  # left the room meanwhile, or may not post there
-                log.info("could not say in %s that a question went unanswered: %s", left.ref, err)
+                log.info("could not say in %s that questions went unanswered: %s", untold.ref, err)
+            await self._core.told(untold)
 
     async def carry_over(self, old: str, new: str, *, upgraded_by: str) -> None:
         """A room upgraded to `new` goes on as `old` was set up, when who upgraded it may
