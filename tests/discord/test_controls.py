@@ -386,3 +386,23 @@ async def test_a_typed_regenerate_changes_a_long_answer_without_read_message_his
     assert [m.id for m in now[:2]] == [p.id for p in pages]  # in place, then one more
     # The buttons moved to the new last page; the old last page carries none now.
     assert [bool(buttons(m)) for m in now] == [False, False, True]
+
+
+async def test_a_page_gone_unnoticed_does_not_stop_the_new_answer(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Review: an earlier page still named by its stored id but gone (removed by the bot
+    before pages were unlinked as it removes them, an older version) was written into,
+    found gone, and the new answer stopped as if someone had deleted it."""
+    endpoint.script = Script(chunks=["a" * 1500, "\n\n" + "b" * 1500, "\n\n" + "c" * 1500])
+    await world.member.send(world.channel, f"<@{world.bot_id}> a long one")
+    pages = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert [m.content[0] for m in pages] == ["a", "b", "c"]
+    del world.env.backend.messages[world.channel.id][pages[0].id]  # the bot never hears of it
+
+    endpoint.script = Script(chunks=["x" * 1500, "\n\n" + "y" * 1500])
+    pressed = await world.member.click(pages[-1], custom_id=the_id(pages[-1], "regen"))
+    assert not pressed.followups, reply_text(pressed)
+    now = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert [m.content for m in now] == ["x" * 1500, "y" * 1500]
+    assert [m.id for m in now] == [p.id for p in pages[1:]]

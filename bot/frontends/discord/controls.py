@@ -372,7 +372,8 @@ async def _stored_pages(message: Page, ids: list[str], speaker: Speaker | None) 
     read them); a character's through its webhook, which the edits go through."""
     hook = speaker.webhook if speaker is not None else None
     if hook is None or webhook_of(message) != hook.id:
-        return [discord.PartialMessage(channel=message.channel, id=int(i)) for i in ids]
+        own = [await _own_page(message.channel, int(i)) for i in ids]
+        return [page for page in own if page is not None]
     thread = speaker.thread if speaker is not None and speaker.thread else discord.utils.MISSING
     pages: list[Page] = []
     for i in ids:
@@ -381,6 +382,18 @@ async def _stored_pages(message: Page, ids: list[str], speaker: Speaker | None) 
         except CALL_FAILED as err:  # deleted meanwhile: the answer goes on without it
             log.info("could not read an answer's earlier page: %s", type(err).__name__)
     return pages
+
+
+async def _own_page(channel: Any, post: int) -> Page | None:
+    """An earlier page of the bot's own, read when the bot may (None: gone, a link an
+    older version left when it removed the page), else known by its id alone."""
+    try:
+        found: discord.Message = await channel.fetch_message(post)
+        return found
+    except discord.NotFound:
+        return None
+    except CALL_FAILED:  # no Read Message History: edited and deleted by id all the same
+        return discord.PartialMessage(channel=channel, id=post)
 
 
 async def _drop_stop(interaction: discord.Interaction[Any]) -> None:
