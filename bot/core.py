@@ -126,11 +126,11 @@ NOT_ASKED = "Not answered: the bot is shutting down. Ask again once it is back."
 NOT_RUN = "Not done: the bot is shutting down. Run it again once it is back."
 # A question a process that went away (`kill -9`, out of memory) left waiting for its
 # turn: said in reply to it by the process serving its channel next.
-UNANSWERED = "Not answered: the bot stopped before this question's turn came. Ask again."
+UNANSWERED = "Not answered: the bot stopped before it got to this question. Ask again."
 # More than ONE_BY_ONE of them in one conversation: one reply, to the newest.
 UNANSWERED_MANY = (
-    "Not answered: the bot stopped before the turns of {count} questions here came (this "
-    "one and the {before} before it). Ask again."
+    "Not answered: the bot stopped before it got to {count} questions here (this one and "
+    "the {before} sent just before it). Ask them again."
 )
 ONE_BY_ONE = 3
 

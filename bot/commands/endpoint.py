@@ -294,8 +294,8 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
     if origin is None:
         if name in await ctx.store.held_secrets(ctx.ref):
             return (
-                "held (set here when this was a direct chat, so not used now that others "
-                "are here: an admin sets it again for the room, or clears it)"
+                "held: set when this was a direct chat, so not used now the room is not "
+                "private; an admin sets it again from a direct chat with room:, or clears it"
             )
         return "not set"
     where, last4 = origin

@@ -298,8 +298,7 @@ async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         text += (
             "\n   /attach <path> — Attach a file (an image, a text file, a PDF) to your next "
             f"message; /attach alone lists them, /attach clear drops them.\n   /quit or /exit — "
-            f"Leave (as Ctrl-D on an empty line; on a half-typed line it does nothing: only "
-            f"Enter sends a line).\nIn this console "
+            f"Leave (Ctrl-D on an empty line does the same).\nIn this console "
             f"you are {who}"
         )
     return Reply(text)

@@ -168,8 +168,8 @@ async def access_summary(ctx: CommandContext) -> str:
             if rule.kind is AccessKind.ROLE and not _role_exists(ctx, rule.subject):
                 scope = " scope:server" if rule.server_wide else ""
                 line += (
-                    f" (deleted role {rule.subject}: matches nobody; "
-                    f"{ctx.prefix}access remove role {rule.subject}{scope} takes it out)"
+                    f": this role was deleted and matches nobody; remove the rule with "
+                    f"{ctx.prefix}access remove role {rule.subject}{scope}"
                 )
             lines.append(line)
     return "\n".join(lines)

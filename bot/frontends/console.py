@@ -518,9 +518,9 @@ class Console:
                     return
                 if self._reader.echoed:  # never the key itself: that it was on the screen
                     self._print(
-                        f"The {secret_prompt(opt, inv.raw)} was pasted with the command, before "
-                        f"the hidden prompt, so the terminal showed it on the screen: clear the "
-                        f"screen and the terminal's scrollback."
+                        "What was pasted with the command reached the terminal before the "
+                        "hidden prompt, so the terminal showed it on the screen: clear the "
+                        "screen and the terminal's scrollback (e.g. clear && printf '\\e[3J')."
                     )
                 if undecodable(value):
                     self._print(self._not_text("What was typed"))
@@ -576,10 +576,9 @@ class Console:
 
     def _not_text(self, what: str) -> str:
         return (
-            f"{what} had bytes that are not {self._encoding} text (the encoding your locale "
-            f"settings name, LC_ALL, LC_CTYPE or LANG), so nothing was done with it: not sent, "
-            f"not saved. Set the terminal and the locale to the same encoding, then type it "
-            f"again."
+            f"{what} had bytes that are not {self._encoding} text (the encoding "
+            f"{_encoding_setting()} names), so nothing was done with it: not sent, not saved. "
+            f"Set the terminal and that setting to the same encoding, then type it again."
         )
 
     def _names_a_command(self, text: str) -> bool:
@@ -592,6 +591,16 @@ class Console:
         return words[0].lower() in (ATTACH, *LEAVE) or any(
             c.name == words[0][len(prefix) :].lower() for c in self._core.table
         )
+
+
+def _encoding_setting() -> str:
+    """Which setting named the console's encoding (terminal_encoding's order)."""
+    if os.environ.get("PYTHONIOENCODING"):
+        return "PYTHONIOENCODING"
+    for name in ("LC_ALL", "LC_CTYPE", "LANG"):
+        if os.environ.get(name):
+            return name
+    return "your locale"
 
 
 def terminal_encoding(stdin: TextIO) -> str:

@@ -76,8 +76,8 @@ async def test_a_rule_for_a_deleted_role_is_marked_and_a_missing_role_refused(
     await world.env.settle()
     listed = reply_text(await world.admin.slash(world.channel, "access"))
     assert (
-        f"(deleted role {gone.id}: matches nobody; /access remove role {gone.id} takes it out)"
-        in listed
+        f": this role was deleted and matches nobody; remove the rule with /access remove "
+        f"role {gone.id}" in listed
     ), listed
 
     refused = reply_text(

@@ -409,7 +409,7 @@ async def test_questions_a_killed_process_left_waiting_are_told_after_the_restar
         await fake.stop()
     for asked in waiting:
         assert told()[asked] == (
-            "Not answered: the bot stopped before this question's turn came. Ask again."
+            "Not answered: the bot stopped before it got to this question. Ask again."
         )
     assert len(model.requests) == 1  # neither was asked, by either process
     assert _waiting_rows(db) == 0

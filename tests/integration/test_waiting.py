@@ -204,8 +204,8 @@ async def test_many_in_one_conversation_get_one_reply(database_url: str, slow: F
             (THREAD, "t3", 1),
         ]
         assert told[0].text == (
-            "Not answered: the bot stopped before the turns of 5 questions here came (this "
-            "one and the 4 before it). Ask again."
+            "Not answered: the bot stopped before it got to 5 questions here (this one and "
+            "the 4 sent just before it). Ask them again."
         )
         for untold in told:
             await core.told(untold)

@@ -307,9 +307,10 @@ def test_the_room_told_of_a_held_key_is_told_which_and_how_to_keep_or_remove_it(
     said = held_notice(["custom_api_key", "proxy_password"], "!", "!room:hs")
     key, password = said.split("\n")
     assert key.startswith("The custom key set here when this was a direct chat")
-    assert "`!key set custom … room:!room:hs`" in key and "`!key clear custom`" in key
+    assert "`!key set custom <key> room:!room:hs`" in key and "`!key clear custom`" in key
     assert password.startswith("The proxy password set here")
-    assert "`!proxy password … room:!room:hs`" in password and "`!proxy clear`" in password
+    assert "`!proxy password <password> room:!room:hs`" in password
+    assert "`!proxy clear` (it removes the proxy URL too)" in password
 
 
 def test_a_space_is_declined_or_left_and_a_room_is_not() -> None:

@@ -258,7 +258,7 @@ async def test_a_question_a_killed_process_left_waiting_is_told_after_the_restar
         process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
         try:
             await process.wait_ready()
-            notice = "Not answered: the bot stopped before this question's turn came. Ask again."
+            notice = "Not answered: the bot stopped before it got to this question. Ask again."
 
             def told() -> list[dict[str, object]]:
                 return [

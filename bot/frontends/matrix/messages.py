@@ -904,8 +904,8 @@ class _Prepared:
 
 # The database could not hold a former direct chat's keys: nothing may use them meanwhile.
 _NOT_HELD = (
-    "The database could not be reached to check this room's keys, so nothing was {}. "
-    "Try again in a minute."
+    "The bot could not check that room's keys in its database, so nothing was {}. Try "
+    "again shortly; if it keeps happening, tell the bot's operator."
 )
 
 
@@ -916,14 +916,16 @@ def held_notice(names: list[str], prefix: str, room_id: str) -> str:
     for name in names:
         source = name.removesuffix("_api_key")
         if name == source:  # the proxy password
-            what, again, remove = "The proxy password", "proxy password … ", "proxy clear"
+            what, again = "The proxy password", "proxy password <password> "
+            remove = f"`{prefix}proxy clear` (it removes the proxy URL too)"
         else:
-            what, again, remove = f"The {source} key", f"key set {source} … ", f"key clear {source}"
+            what, again = f"The {source} key", f"key set {source} <key> "
+            remove = f"`{prefix}key clear {source}`"
         lines.append(
             f"{what} set here when this was a direct chat would now pay for every member's "
             "questions, so I stopped using it. To keep it for everyone, an admin of this "
             f"room sets it again from a direct chat with me: `{prefix}{again}room:{room_id}`. "
-            f"To remove it: `{prefix}{remove}`."
+            f"To remove it: {remove}."
         )
     return "\n".join(lines)
 
