@@ -22,7 +22,15 @@ from bot.providers import (
 )
 from bot.store import Store, api_key_name
 from bot.store.secrets import SecretUnreadable
-from bot.types import ChannelConfig, ChannelRef, SecretValue, Source, StatusCheck, redact
+from bot.types import (
+    ChannelConfig,
+    ChannelRef,
+    Platform,
+    SecretValue,
+    Source,
+    StatusCheck,
+    redact,
+)
 from bot.types.secrets import holds_key, holds_secret
 
 PROXY_PASSWORD = "proxy_password"
@@ -105,7 +113,7 @@ async def endpoint_for(
     # A reverse proxy may need no password at all (LM Studio, LocalAI): the seed's steps.
     if endpoint.credential() is None and not config.proxy_url:
         name = config.source.value
-        key, proxy = f"{prefix}key set {name}", f"{prefix}proxy set <url>"
+        key, proxy = _key_step(ref, name, prefix), f"{prefix}proxy set <url>"
         raise NotConnectable(
             f"No API key for {name}. An admin sets one with {key}, or points the channel at "
             f"a reverse proxy with {proxy}.",
@@ -113,6 +121,14 @@ async def endpoint_for(
             f"proxy with {proxy}.",
         )
     return endpoint
+
+
+def _key_step(ref: ChannelRef, source: str, prefix: str) -> str:
+    """The command that sets this channel's key. Matrix takes keys only in a direct chat
+    (no private form): it names the room, so a group room is not pasted a key into."""
+    if ref.platform is Platform.MATRIX:
+        return f"{prefix}key set {source} <key> room:{ref.channel_id} (in a direct chat with me)"
+    return f"{prefix}key set {source}"
 
 
 # Who set something, narrowest first: a secret goes only to a URL set as widely or more

@@ -208,6 +208,16 @@ async def test_setup_steps_are_the_admins_own_and_an_admins_to_members(
         said[who.display_name] = sink.final
     assert "Set one with /key set claude" in said["Ada"], said
     assert "An admin sets one with /key set claude" in said["Bob"], said
+    # Matrix takes keys only in a direct chat: the step names the room, not a key here.
+    room = ChannelRef(Platform.MATRIX, channel_id="!group:hs")
+    await harness.store.update_config(
+        room, Scope.CHANNEL, ADMIN, {"source": "claude", "model": "m"}, action="test"
+    )
+    sink = CollectingSink()
+    await harness.core.chat(Incoming(room, ADMIN, "hi"), sink)
+    assert "Set one with !key set claude <key> room:!group:hs (in a direct chat with me)" in str(
+        sink.final
+    ), sink.final
     changes = {"source": "custom", "proxy_url": "http://127.0.0.1:9/v1", "model": None}
     await harness.store.update_config(REF, Scope.CHANNEL, ADMIN, changes, action="test")
     for who in said_by:
