@@ -567,7 +567,8 @@ async def test_key_in_a_direct_chat_is_stored_for_the_named_room_and_redacted(
 
     # A key typed where the source goes is a bad value: the error must not quote it.
     misplaced = await w.alice.command(dm, bot, f"!key set {KEY} openai room:{group}")
-    assert "looks like an API key" in misplaced and KEY not in misplaced, misplaced
+    assert "holds what looks like a key or password" in misplaced, misplaced
+    assert KEY not in misplaced, misplaced
 
     # An alias without its server was read as the key's last word ("a space at …").
     after = time.monotonic()
