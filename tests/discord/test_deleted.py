@@ -115,7 +115,10 @@ async def test_an_edit_that_writes_a_key_in_is_taken_out(
     # Deleted by the bot, which forgets the question with it; no key kept anywhere.
     assert all(m.id != asking.id for m in world.channel.history())
     said = [m.content for m in world.channel.history() if m.author.id == world.bot_id]
-    held = "That edit holds what looks like a key or password, so I did not send or keep it. "
+    held = (  # whose: the message is gone by the time it is said
+        f"<@{world.member.user.id}> That edit holds what looks like a key or password, so I "
+        "did not send or keep it. "
+    )
     assert any(
         text.startswith(held) and "admins store keys with /key set. I deleted your message" in text
         for text in said

@@ -240,7 +240,9 @@ class ChatHandler:
         if done is Edited.HELD_SECRET:
             held = channel.get_partial_message(payload.message_id)
             said = held_secret("edit", self._core.prefix(Platform.DISCORD))
-            await _take_out(held, f"{said} ")
+            # Said after the message is gone: whose edit it was (a mention pings nobody).
+            whose = f"<@{author['id']}> " if str(author.get("id", "")).isdigit() else ""
+            await _take_out(held, f"{whose}{said} ")
 
 
 NOT_ON_AN_ANSWER_SECONDS = 60.0  # how long a thread found not to start on one is believed
