@@ -129,10 +129,11 @@ NOT_RUN = "Not done: the bot is shutting down. Run it again once it is back."
 UNANSWERED = "Not answered: the bot stopped before it got to this question. Ask again."
 # More than ONE_BY_ONE of them in one conversation: one reply, to the newest.
 UNANSWERED_MANY = (
-    "Not answered: the bot stopped before it got to {count} questions here (this one and "
-    "the {before} sent just before it). Ask them again."
+    "Not answered: the bot stopped before it got to {count} questions here (this is the "
+    "newest of them). Ask again."
 )
 ONE_BY_ONE = 3
+UNANSWERED_RETRY = 60.0  # seconds between asks while the database cannot say
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,14 +279,14 @@ class Core:
             log.warning("could not hold the keys of %s, no longer a direct chat: %s", ref, err)
             return None
 
-    async def mark_personal_secrets(self, ref: ChannelRef) -> None:
-        """The room is a private direct chat now: its own secrets an older version stored
-        unmarked are its owner's from now on (held if it becomes a group)."""
+    async def settle_legacy_secrets(self, ref: ChannelRef, *, private: bool) -> None:
+        """At start: the room's own secrets an older version stored are its owner's when
+        it is a private direct chat now (held if it becomes a group), else the room's."""
         try:
-            if await self.store.mark_personal_secrets(ref):
+            if await self.store.settle_legacy_secrets(ref, private=private) and private:
                 log.info("%s is a direct chat: its keys are its owner's", ref)
         except StoreError as err:  # tried again at the next start
-            log.warning("could not mark the keys of the direct chat %s: %s", ref, err)
+            log.warning("could not settle the keys an older version stored in %s: %s", ref, err)
 
     def is_control(self, inv: Invocation) -> bool:
         """A command that acts on the newest turn (give it a sink: Core.run_control)."""
@@ -505,14 +506,21 @@ class Core:
     async def unanswered(self, platform: Platform) -> list[Untold]:
         """What to say of the questions the process that served `platform` before this one
         left waiting for their turn when it went away (`kill -9`): a reply to each, or,
-        past ONE_BY_ONE in a conversation, one to its newest. [] when the database cannot
-        say (the next call tries again). Each is this process's to say now: `told` once
-        said; a process that goes away first leaves the rest to the next."""
-        try:
-            left = await self._engine.waiting.left(platform)
-        except StoreError as err:
-            log.warning("could not read the questions a stopped process left waiting: %s", err)
-            return []
+        past ONE_BY_ONE in a conversation, one to its newest; while the database cannot
+        say, asked again every UNANSWERED_RETRY s. Each is this process's to say now:
+        `told` once said; a process that goes away first leaves the rest to the next."""
+        while True:
+            try:
+                left = await self._engine.waiting.left(platform)
+                break
+            except StoreError as err:
+                log.warning(
+                    "could not read the questions a stopped process left waiting (%s); "
+                    "trying again in %.0f s",
+                    err,
+                    UNANSWERED_RETRY,
+                )
+            await asyncio.sleep(UNANSWERED_RETRY)
         by_place: dict[ChannelRef, list[Unanswered]] = {}
         for question in left:
             by_place.setdefault(question.ref, []).append(question)
@@ -521,8 +529,7 @@ class Core:
             if len(questions) <= ONE_BY_ONE:
                 untold += [Untold(ref, q.post_id, UNANSWERED, (q.id,)) for q in questions]
                 continue
-            count = len(questions)
-            text = UNANSWERED_MANY.format(count=count, before=count - 1)
+            text = UNANSWERED_MANY.format(count=len(questions))
             untold.append(Untold(ref, questions[-1].post_id, text, tuple(q.id for q in questions)))
         return untold
 

@@ -323,7 +323,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         waits = self.waiting.note(ref, post_id) if self._order.busy(ref) else None
         async with self._order.hold(ref):
             if waits is not None:
-                await self.waiting.done(ref, waits)
+                self.waiting.done(ref, waits)
             if self._closing is not None:  # waited for one a shutdown stopped, or came after
                 return await _notice(sink, self._closing)
             try:
@@ -403,6 +403,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             running.stop(stopped)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._order.idle(), patience)
+        await self.waiting.drain(patience)
 
     async def cut_off(self, ref: ChannelRef) -> bool:
         """No answer is being written or ended here, and the newest turn never finished (the

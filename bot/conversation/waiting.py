@@ -30,6 +30,7 @@ class WaitingQuestions:
         self._process = uuid.uuid4().hex  # this process, among those sharing the database
         self._served_by: dict[Platform, str] = {}
         self._unremoved: set[int] = set()  # records whose turn came, not yet deleted
+        self._removing: set[asyncio.Task[None]] = set()  # their deletions under way
 
     def serve(self, platform: Platform, served_by: str) -> None:
         """This process serves `platform`'s conversations as `served_by` (what its lease
@@ -46,8 +47,14 @@ class WaitingQuestions:
         task.add_done_callback(_retrieved)  # a turn cancelled meanwhile never awaits it
         return task
 
-    async def done(self, ref: ChannelRef, note: asyncio.Task[int]) -> None:
-        """Its turn came: the record goes (tried again by `tidy` when it cannot)."""
+    def done(self, ref: ChannelRef, note: asyncio.Task[int]) -> None:
+        """Its turn came: the record goes, in the background (a slow database must not
+        hold the turn back); tried again by `tidy` when it cannot."""
+        task = asyncio.create_task(self._gone(ref, note))
+        self._removing.add(task)
+        task.add_done_callback(self._removing.discard)
+
+    async def _gone(self, ref: ChannelRef, note: asyncio.Task[int]) -> None:
         try:
             record = await note
         except StoreError as err:
@@ -65,13 +72,20 @@ class WaitingQuestions:
             else:
                 log.error("noting a question's turn in %s failed: %s", ref, failure(err))
 
+    async def drain(self, patience: float) -> None:
+        """Before a shutdown: the deletions under way end (a record left would have the
+        next process say again what the shutdown said), for up to `patience` s."""
+        if self._removing:
+            await asyncio.wait(set(self._removing), timeout=patience)
+
     async def tidy(self) -> None:
         """Delete the records of questions whose turn came when the database refused it
         (a stored question is never said to be unanswered, but its record would stay),
         and those no process will say (served under another name since) after PRUNE_AFTER."""
         if self._unremoved:
-            await self._store.waiting.remove(*self._unremoved)  # StoreError: the next time
-            self._unremoved.clear()
+            batch = set(self._unremoved)  # one failing meanwhile is added for the next time
+            await self._store.waiting.remove(*batch)  # StoreError: the next time
+            self._unremoved -= batch
         pruned = await self._store.waiting.prune(PRUNE_AFTER)
         if pruned:
             log.info("deleted %d record(s) of questions left waiting long ago", pruned)

@@ -291,10 +291,10 @@ class Store:
         one are not used from now on (held, audited). The names held now ([] after)."""
         return await self._vault.hold_personal(ref, actor)
 
-    async def mark_personal_secrets(self, ref: ChannelRef) -> int:
-        """The channel is a private direct chat now: its own secrets an older version
-        stored unmarked become its owner's (held if it becomes a group)."""
-        return await self._vault.mark_personal(ref)
+    async def settle_legacy_secrets(self, ref: ChannelRef, *, private: bool) -> int:
+        """The channel's own secrets an older version stored: a private direct chat's
+        become its owner's (held if it becomes a group), any other room's the room's."""
+        return await self._vault.settle_legacy(ref, private=private)
 
     async def held_secrets(self, ref: ChannelRef) -> list[str]:
         """The names of the channel's own secrets held since it became a group."""

@@ -35,6 +35,8 @@ Found = tuple[str, SecretValue] | None
 PERSONAL = "personal"
 # …and since the room became a group: not used (as if not set) until set again, or cleared.
 HELD = "held"
+# Stored before secrets were marked (migration 0014): settled at the bot's next start.
+LEGACY = "legacy"
 
 
 def _check_name(name: str) -> None:
@@ -189,26 +191,27 @@ class Vault:
         self._reads.secrets.drop_scope(key)
         return names
 
-    async def mark_personal(self, ref: ChannelRef) -> int:
-        """The channel is a private direct chat now: its own secrets stored before they
-        were marked (an older version) are its owner's, held if it becomes a group. How
-        many were marked (none, the usual case, read from the cache)."""
+    async def settle_legacy(self, ref: ChannelRef, *, private: bool) -> int:
+        """The channel's own secrets an older version stored (LEGACY: where they were set
+        is not known), decided by the room as it is at the bot's start: a private direct
+        chat's are its owner's (PERSONAL), any other room's are the room's. How many were
+        settled (none, the usual case, read from the cache)."""
         stored = (await self._reads.sealed_secrets(ref)).values()
-        if not any(s.origin == "channel" and s.direct_chat is None for s in stored):
+        if not any(s.origin == "channel" and s.direct_chat == LEGACY for s in stored):
             return 0
         key = key_of(ref, Scope.CHANNEL)
 
         async def work(session: AsyncSession) -> int:
             result = await session.execute(
                 update(SecretRow)
-                .where(where(SecretRow, key), SecretRow.direct_chat.is_(None))
-                .values(direct_chat=PERSONAL)
+                .where(where(SecretRow, key), SecretRow.direct_chat == LEGACY)
+                .values(direct_chat=PERSONAL if private else None)
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
-        marked = await self._db.write("secret mark", work)
+        settled = await self._db.write("secret settle", work)
         self._reads.secrets.drop_scope(key)
-        return marked
+        return settled
 
     async def forget_unreadable(self, actor: Actor) -> list[str]:
         """Delete (audited) the secrets no key of the box opens, so the old key can go:

@@ -22,6 +22,7 @@ from bot.types import ChannelRef, Platform
 
 _WAITING = cast(Table, WaitingRow.__table__)
 _POSTS = cast(Table, PostRow.__table__)
+_CLAIM_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,35 +76,44 @@ class WaitingPart:
         away meanwhile leaves the rest to the next). One whose question was stored
         after all (its turn came; only its record's removal failed) is dropped."""
         w, p = _WAITING.c, _POSTS.c
+        theirs = (w.platform == platform.value, w.served_by == served_by, w.process != process)
+        # A few hundred at a time: a statement's parameters are bounded (PostgreSQL).
+        batch = select(w.id).where(*theirs).order_by(w.id).limit(_CLAIM_BATCH)
         claim = (
             update(_WAITING)
-            .where(w.platform == platform.value, w.served_by == served_by, w.process != process)
+            .where(w.id.in_(batch.scalar_subquery()))
             .values(process=process)
             .returning(w.id, w.server_id, w.channel_id, w.thread_id, w.post_id, w.created_at)
         )
 
         async def work(conn: AsyncConnection) -> list[Unanswered]:
-            rows = sorted((await conn.execute(claim)).all(), key=lambda r: (r.created_at, r.id))
-            posts = {r.post_id for r in rows}
-            stored: set[str] = set()
-            if posts:
-                found = select(p.post_id).where(p.platform == platform.value, p.post_id.in_(posts))
-                stored = set((await conn.execute(found)).scalars())
-            answered = [r.id for r in rows if r.post_id in stored]
-            if answered:
-                await conn.execute(delete(_WAITING).where(w.id.in_(answered)))
-            return [
-                Unanswered(
-                    int(r.id),
-                    ChannelRef(
-                        platform, r.channel_id, server_id=r.server_id, thread_id=r.thread_id
-                    ),
-                    r.post_id,
-                    r.created_at,
-                )
-                for r in rows
-                if r.id not in answered
-            ]
+            left: list[Unanswered] = []
+            while True:
+                rows = (await conn.execute(claim)).all()
+                posts = {r.post_id for r in rows}
+                stored: set[str] = set()
+                if posts:
+                    found = select(p.post_id).where(
+                        p.platform == platform.value, p.post_id.in_(posts)
+                    )
+                    stored = set((await conn.execute(found)).scalars())
+                answered = [r.id for r in rows if r.post_id in stored]
+                if answered:
+                    await conn.execute(delete(_WAITING).where(w.id.in_(answered)))
+                left += [
+                    Unanswered(
+                        int(r.id),
+                        ChannelRef(
+                            platform, r.channel_id, server_id=r.server_id, thread_id=r.thread_id
+                        ),
+                        r.post_id,
+                        r.created_at,
+                    )
+                    for r in rows
+                    if r.id not in answered
+                ]
+                if len(rows) < _CLAIM_BATCH:
+                    return sorted(left, key=lambda u: (u.asked_at, u.id))
 
         return await self._db.write_plain("waiting questions left", work)
 

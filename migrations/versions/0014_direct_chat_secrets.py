@@ -1,5 +1,5 @@
 """A secret set in a Matrix direct chat for that chat itself (its owner's), and whether
-it is held since the room became a group.
+it is held since the room became a group; those stored before are marked as not known yet.
 
 Revision ID: 0014
 Revises: 0013
@@ -22,6 +22,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("secrets") as batch:
         batch.add_column(sa.Column("direct_chat", sa.String(length=16), nullable=True))
+    # A Matrix room's own secrets stored before this: whether each was set in a direct
+    # chat for itself is not known. The bot's next start decides by the room as it is
+    # then (a direct chat: its owner's; else the room's).
+    op.execute(
+        "UPDATE secrets SET direct_chat = 'legacy' WHERE platform = 'matrix' AND channel_id <> ''"
+    )
 
 
 def downgrade() -> None:

@@ -204,8 +204,8 @@ async def test_many_in_one_conversation_get_one_reply(database_url: str, slow: F
             (THREAD, "t3", 1),
         ]
         assert told[0].text == (
-            "Not answered: the bot stopped before it got to 5 questions here (this one and "
-            "the 4 sent just before it). Ask them again."
+            "Not answered: the bot stopped before it got to 5 questions here (this is the "
+            "newest of them). Ask again."
         )
         for untold in told:
             await core.told(untold)
@@ -230,5 +230,38 @@ async def test_records_nobody_will_say_are_pruned(database_url: str, slow: FakeO
             )
         await core.housekeeping()
         assert [r[2] for r in await _records(core)] == ["new"]
+    finally:
+        await core.close()
+
+
+async def test_a_backlog_larger_than_one_claim_is_said_whole(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """Review: the claim named every record in one statement; a backlog past a
+    statement's parameters (PostgreSQL's 32,767) would fail at every start. Claimed a
+    few hundred at a time, all of it is said."""
+    core = await make_core(database_url, slow, TurnLimits())
+    try:
+        core.serve(Platform.DISCORD, SERVED)
+        rows = [
+            {
+                "platform": "discord",
+                "server_id": "g1",
+                "channel_id": f"c{i % 3}",
+                "thread_id": "",
+                "post_id": f"p{i}",
+                "served_by": SERVED,
+                "process": "gone",
+                "created_at": datetime.now(UTC),
+            }
+            for i in range(1_200)
+        ]
+        async with core.store.engine.begin() as conn:
+            await conn.execute(WaitingRow.__table__.insert(), rows)
+        told = await core.unanswered(Platform.DISCORD)
+        assert sorted(len(u.records) for u in told) == [400, 400, 400]
+        for untold in told:
+            await core.told(untold)
+        assert await _records(core) == []
     finally:
         await core.close()

@@ -293,15 +293,27 @@ async def test_a_direct_chats_secrets_from_an_older_version_are_its_owners(
 ) -> None:
     """Hostile probe: secrets stored before they were marked (an older version) were
     never held, so a direct chat's key went on paying for everyone once the room became
-    a group. A room that is a direct chat at start marks its own as its owner's."""
+    a group. The migration marks them as not known; the bot's start decides by the room
+    as it is then. Review: a key set for a room with room: (its admin's choice for the
+    room, stored unmarked) is never taken for a direct chat's, however few are in it."""
     name, key = "openai_api_key", SecretValue("sk-direct-chat-key-7777")
-    await store.set_secret(ROOM, Scope.CHANNEL, name, key, ADMIN)  # as an older version did
-    assert await store.hold_personal_secrets(ROOM, ADMIN) == []
-    assert await store.mark_personal_secrets(ROOM) == 1
-    assert await store.mark_personal_secrets(ROOM) == 0  # once
+    group = ChannelRef(Platform.MATRIX, channel_id="!team:hs")
+    for ref in (ROOM, group):
+        await store.set_secret(ref, Scope.CHANNEL, name, key, ADMIN)
+    async with store.engine.begin() as conn:  # what migration 0014 leaves of older rows
+        await conn.execute(
+            update(SecretRow.__table__)
+            .where(SecretRow.__table__.c.channel_id == ROOM.channel_id)
+            .values(direct_chat="legacy")
+        )
+    assert await store.settle_legacy_secrets(ROOM, private=True) == 1
+    assert await store.settle_legacy_secrets(ROOM, private=True) == 0  # once
     assert await store.hold_personal_secrets(ROOM, ADMIN) == [name]
-    assert await store.mark_personal_secrets(ROOM) == 0  # a held one stays held
     assert await store.resolve_secret(ROOM, name) == OPERATOR_KEY
+    # The group's key was set for it (not in a direct chat): a room of two keeps it.
+    assert await store.settle_legacy_secrets(group, private=True) == 0
+    assert await store.hold_personal_secrets(group, ADMIN) == []
+    assert await store.resolve_secret(group, name) == key
 
 
 async def test_a_direct_chats_own_secrets_are_held_once_and_set_again_in_use(

@@ -9,22 +9,30 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.core import Core
+from bot.core import Core, Untold
 from bot.frontends import FrontendError
 from bot.frontends.discord.chat import ChatHandler, NoAccessNotices
 from bot.frontends.discord.commands import build_commands, table_problems
 from bot.frontends.discord.controls import ControlButton, Controls
+from bot.frontends.discord.events import send_check
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import CommandRunner
 from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL
-from bot.types import Platform
+from bot.types import ChannelRef, Platform
 
 if TYPE_CHECKING:
     from bot.frontends.discord import DiscordOptions
 
 log = logging.getLogger("bot.discord")
+
+
+async def _post(channel: Any, text: str, ref: ChannelRef, **kwargs: Any) -> None:
+    try:
+        await channel.send(text, **kwargs)
+    except CALL_FAILED as err:  # the question, or the channel, is gone; no access
+        log.info("could not say in %s that questions went unanswered: %s", ref, type(err).__name__)
 
 
 class _Tree(app_commands.CommandTree["ChatClient"]):
@@ -138,24 +146,33 @@ class ChatClient(discord.AutoShardedClient):
     async def _tell_unanswered(self) -> None:
         """Questions the process before this one left waiting for their turn when it went
         away (`kill -9`): told so in reply, each once (Core.unanswered)."""
-        for untold in await self.core.unanswered(Platform.DISCORD):
-            ref = untold.ref
-            guild = int(ref.server_id) if ref.server_id else None
-            channel = self.get_partial_messageable(
-                int(ref.thread_id or ref.channel_id), guild_id=guild
+        for each in await self.core.unanswered(Platform.DISCORD):
+            await self._tell(each)
+            await self.core.told(each)
+
+    async def _tell(self, untold: Untold) -> None:
+        ref = untold.ref
+        guild = int(ref.server_id) if ref.server_id else None
+        where = int(ref.thread_id or ref.channel_id)
+        asked = discord.MessageReference(
+            message_id=int(untold.post_id), channel_id=where, guild_id=guild
+        )
+        known = self.get_channel(where)
+        me = getattr(getattr(known, "guild", None), "me", None)
+        if known is not None and me is not None and hasattr(known, "permissions_for"):
+            check = send_check(
+                known.permissions_for(me), in_thread=isinstance(known, discord.Thread)
             )
-            asked = discord.MessageReference(
-                message_id=int(untold.post_id), channel_id=channel.id, guild_id=guild
-            )
-            try:
-                await channel.send(untold.text, reference=asked)
-            except CALL_FAILED as err:  # the question, or the channel, is gone; no access
-                log.info(
-                    "could not say in %s that questions went unanswered: %s",
-                    ref,
-                    type(err).__name__,
-                )
-            await self.core.told(untold)
+            if not check.can_send:
+                why = check.blocked.reason if check.blocked else "no access"
+                log.info("could not say in %s that questions went unanswered: %s", ref, why)
+                return
+            if not check.can_reply:  # a reply needs Read Message History: a link instead
+                jump = f"https://discord.com/channels/{guild or '@me'}/{where}/{untold.post_id}"
+                await _post(known, f"{untold.text} ({jump})", ref)
+                return
+        channel = known or self.get_partial_messageable(where, guild_id=guild)
+        await _post(channel, untold.text, ref, reference=asked)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         await self.runner.form_gone(interaction)

@@ -367,9 +367,10 @@ async def _pages_of(
 
 
 async def _stored_pages(message: Page, ids: list[str], speaker: Speaker | None) -> list[Page]:
-    """The earlier pages of the pressed answer by their stored ids, without reading the
-    channel: the bot's own by id alone (editing and deleting them needs no permission to
-    read them); a character's through its webhook, which the edits go through."""
+    """The earlier pages of the pressed answer by their stored ids, not the channel's
+    history: the bot's own read when it may (a page gone is passed over), else by id
+    alone (editing and deleting them needs no permission to read them); a character's
+    through its webhook, which the edits go through."""
     hook = speaker.webhook if speaker is not None else None
     if hook is None or webhook_of(message) != hook.id:
         own = [await _own_page(message.channel, int(i)) for i in ids]

@@ -94,7 +94,7 @@ class MatrixBot:
             if first:  # the rooms are known now
                 self._spawn("unanswered", self._handler.tell_unanswered())
                 for room in list(self._client.rooms.values()):
-                    self._spawn("room keys", self._handler.settle_keys(room))
+                    self._spawn("room keys", self._handler.settle_keys(room, starting=True))
             first = False
             backoff = 1.0
 

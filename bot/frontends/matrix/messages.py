@@ -323,7 +323,8 @@ class MessageHandler:
         # direct chat holds the keys set in it while it was, before anything uses them.
         target = room if prepared.ref.channel_id == msg.room_id else None
         target = target or self._room(prepared.ref.channel_id)
-        if target is not None and not await self._hold_personal(target):
+        stopping = prepared.inv.path == ("stop",)  # uses no key: never held back
+        if target is not None and not stopping and not await self._hold_personal(target):
             await self._notice(msg, self._with_note(_NOT_HELD.format("done"), msg, note))
             return False
         if self._core.is_control(prepared.inv):
@@ -538,10 +539,10 @@ class MessageHandler:
         words = reaction_command(key, facts, sender=sender, admin=self._core.is_admin(actor))
         if words is None:
             return
-        if not await self._hold_personal(room):  # said in the log
-            return
-        if words == ("stop",):
+        if words == ("stop",):  # uses no key: never held back
             self._core.stop(shown.ref)  # the answer itself shows that it stopped
+            return
+        if not await self._hold_personal(room):  # said in the log
             return
         inv = self._core.parse(f"{self.prefix}{' '.join(words)}", Platform.MATRIX)
         target = MatrixTarget(
@@ -601,7 +602,10 @@ class MessageHandler:
         inv = await self._with_replied_file(msg, inv)
         # The room's name as written: one a member chose is no link in the bot's reply.
         label = f"[{literal(target_room.display_name)}] " if target_room is not room else ""
-        return _Prepared(ref, actor, inv, label, personal=_private(target_room))
+        # A key set in a direct chat for itself is its owner's; one set with room: is the
+        # named room's (as a group's: its admin chose it for the room), however few are in it.
+        personal = target_room is room and _private(room)
+        return _Prepared(ref, actor, inv, label, personal=personal)
 
     async def _send_file(self, msg: Message, file: ReplyFile) -> None:
         """A reply's file (the /usage chart) as an m.image in the command's thread."""
@@ -812,14 +816,15 @@ class MessageHandler:
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
 
-    async def settle_keys(self, room: nio.MatrixRoom) -> None:
-        """At start, and when who may join or read a room changes: a private direct chat's
-        own keys are its owner's (those an older version stored too); a room no longer
-        one holds them, and says so (_hold_personal)."""
-        if _private(room):
-            await self._core.mark_personal_secrets(ChannelRef(Platform.MATRIX, room.room_id))
-        else:
-            await self._hold_personal(room)
+    async def settle_keys(self, room: nio.MatrixRoom, *, starting: bool = False) -> None:
+        """When who may join or read a room changes, and at start: a room no longer a
+        direct chat holds the keys set in it while it was one, and says so
+        (_hold_personal). At start, the keys an older version stored are decided first:
+        a private direct chat's are its owner's, any other room's are the room's."""
+        if starting:
+            ref = ChannelRef(Platform.MATRIX, room.room_id)
+            await self._core.settle_legacy_secrets(ref, private=_private(room))
+        await self._hold_personal(room)
 
     async def _hold_personal(self, room: nio.MatrixRoom) -> bool:
         """Before a turn or a command here: a room no longer a private direct chat stops
@@ -904,7 +909,7 @@ class _Prepared:
 
 # The database could not hold a former direct chat's keys: nothing may use them meanwhile.
 _NOT_HELD = (
-    "The bot could not check that room's keys in its database, so nothing was {}. Try "
+    "The bot could not check the room's keys in its database, so nothing was {}. Try "
     "again shortly; if it keeps happening, tell the bot's operator."
 )
 
