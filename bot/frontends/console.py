@@ -118,6 +118,8 @@ class _Reader:
         self._wanted = threading.Semaphore(0)
         self._pending: list[tuple[str, bool, asyncio.Future[str | None]]] = []
         self._lock = threading.Lock()
+        self._echo_lock = threading.Lock()  # the echo's state, the reader's and the console's
+        self._ended = False  # the console ended: no hidden prompt turns the echo off now
         sig = "utf-8-sig" if encoding == "utf-8" else encoding
         self._decoder = codecs.getincrementaldecoder(sig)(errors="surrogateescape")
         self._buffer = ""
@@ -168,8 +170,11 @@ class _Reader:
             return self._read_line(prompt)
         quiet = list(modes)
         quiet[3] &= ~termios.ECHO
-        termios.tcsetattr(self._fd, termios.TCSANOW, quiet)
-        self._echoing = modes
+        with self._echo_lock:  # never after the console has ended (echo would stay off)
+            if self._ended:
+                return None
+            termios.tcsetattr(self._fd, termios.TCSANOW, quiet)
+            self._echoing = modes
         try:
             self.echoed = self._typed_ahead()
             return self._read_line(prompt)
@@ -182,9 +187,12 @@ class _Reader:
                 self._eof = False
                 self._decoder.reset()
 
-    def restore_echo(self) -> None:
-        """The terminal's echo back on, as it was before a hidden prompt (if one is open)."""
-        modes, self._echoing = self._echoing, None
+    def restore_echo(self, *, ending: bool = False) -> None:
+        """The terminal's echo back on, as it was before a hidden prompt (if one is open);
+        `ending`: the console ends, and no prompt turns it off after this."""
+        with self._echo_lock:
+            self._ended = self._ended or ending
+            modes, self._echoing = self._echoing, None
         if modes is not None:
             import termios
 
@@ -355,7 +363,8 @@ class Console:
                 if self._ended_by is not None:
                     break
         finally:
-            self._reader.restore_echo()  # left (a signal) while a key's prompt waited
+            # Left (a signal) while a key's prompt waited, or as its reader turned echo off.
+            self._reader.restore_echo(ending=True)
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
                 for sig in ENDING_SIGNALS:

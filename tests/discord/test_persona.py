@@ -367,7 +367,7 @@ async def test_a_character_answer_changes_without_send_messages(
             said = next(r for r in fake.responses if r.get("type") == 4)["data"]["content"]
             assert said == (
                 "I can't change this answer: I'm missing the Manage Webhooks permission "
-                "there. Ask a server admin to grant it."
+                "there. A server admin grants it in the channel's permissions."
             )
             assert len(endpoint.requests) == asked
     finally:

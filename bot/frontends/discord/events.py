@@ -161,7 +161,8 @@ class Blocked:
     @staticmethod
     def missing(permission: str) -> Blocked:
         return Blocked(
-            f"I'm missing the {permission} permission there", "Ask a server admin to grant it."
+            f"I'm missing the {permission} permission there",
+            "A server admin grants it in the channel's permissions.",
         )
 
 
