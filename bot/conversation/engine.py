@@ -320,10 +320,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         """`run` once the conversation's turns before it have ended; a failure before its
         answer shows is told in the channel (after: the answer shows how it ended). A
         question (its platform message `post_id`) that waits is recorded meanwhile."""
-        waits = self.waiting.note(ref, post_id) if self._order.busy(ref) else None
+        waits = self._order.busy(ref) and self.waiting.note(ref, post_id)
         async with self._order.hold(ref):
-            if waits is not None:
-                self.waiting.done(ref, waits)
+            if waits:
+                self.waiting.done(ref.platform, post_id)
             if self._closing is not None:  # waited for one a shutdown stopped, or came after
                 return await _notice(sink, self._closing)
             try:

@@ -13,6 +13,7 @@ from typing import Protocol
 from bot.connection import NotConnectable, endpoint_for
 from bot.conversation.budget import MAX_INPUT_CHARS, estimate_tokens
 from bot.conversation.stream import Running
+from bot.conversation.waiting import WaitingQuestions
 from bot.store import Store, StoreError
 from bot.store.secrets import SecretUnreadable
 from bot.types import ChannelRef, Platform
@@ -86,6 +87,7 @@ class PlatformPosts:
 
     _store: Store
     _order: _Order
+    waiting: WaitingQuestions  # questions recorded while they wait
     _running: dict[ChannelRef, Running]
     _deleted: RecentIds  # platform messages deleted lately (post_key)
     _edits: Edits  # edits in the order they arrived, and those of questions not stored yet
@@ -108,6 +110,7 @@ class PlatformPosts:
         asked. Returns how many stored entries went."""
         for post in posts:
             self._deleted.add(post_key(platform, post))
+        self.waiting.deleted(platform, posts)
         found = await self._store.posted(platform, where, posts, author)
         gone = 0
         for ref, questions in found.items():

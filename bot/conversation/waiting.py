@@ -31,26 +31,33 @@ class WaitingQuestions:
         self._served_by: dict[Platform, str] = {}
         self._unremoved: set[int] = set()  # records whose turn came, not yet deleted
         self._removing: set[asyncio.Task[None]] = set()  # their deletions under way
+        # (platform, message) → the conversation and the record of a question waiting now
+        self._noted: dict[tuple[Platform, str], tuple[ChannelRef, asyncio.Task[int]]] = {}
 
     def serve(self, platform: Platform, served_by: str) -> None:
         """This process serves `platform`'s conversations as `served_by` (what its lease
         claims): its waiting questions are recorded from now on, under that name."""
         self._served_by[platform] = served_by
 
-    def note(self, ref: ChannelRef, post_id: str) -> asyncio.Task[int] | None:
+    def note(self, ref: ChannelRef, post_id: str) -> bool:
         """Record a question that is about to wait (its platform message `post_id`);
-        written while it waits. None when its front-end serves nothing recorded."""
+        written while it waits. False when its front-end serves nothing recorded."""
         served_by = self._served_by.get(ref.platform)
         if served_by is None or not post_id:
-            return None
+            return False
         task = asyncio.create_task(self._store.waiting.add(ref, post_id, served_by, self._process))
         task.add_done_callback(_retrieved)  # a turn cancelled meanwhile never awaits it
-        return task
+        self._noted[(ref.platform, post_id)] = (ref, task)
+        return True
 
-    def done(self, ref: ChannelRef, note: asyncio.Task[int]) -> None:
-        """Its turn came: the record goes, in the background (a slow database must not
-        hold the turn back); tried again by `tidy` when it cannot."""
-        task = asyncio.create_task(self._gone(ref, note))
+    def done(self, platform: Platform, post_id: str) -> None:
+        """Its turn came, or its message was deleted (`deleted`): the record goes, in the
+        background (a slow database must not hold the turn back); tried again by `tidy`
+        when it cannot."""
+        noted = self._noted.pop((platform, post_id), None)
+        if noted is None:
+            return
+        task = asyncio.create_task(self._gone(*noted))
         self._removing.add(task)
         task.add_done_callback(self._removing.discard)
 
@@ -71,6 +78,12 @@ class WaitingQuestions:
                 log.warning("could not note that a question in %s has its turn: %s", ref, err)
             else:
                 log.error("noting a question's turn in %s failed: %s", ref, failure(err))
+
+    def deleted(self, platform: Platform, posts: Sequence[str]) -> None:
+        """Platform messages deleted: one waiting now will not be asked (the engine passes
+        it over), so no process after this one is to say it went unanswered."""
+        for post in posts:
+            self.done(platform, post)
 
     async def drain(self, patience: float) -> None:
         """Before a shutdown: the deletions under way end (a record left would have the

@@ -265,3 +265,30 @@ async def test_a_backlog_larger_than_one_claim_is_said_whole(
         assert await _records(core) == []
     finally:
         await core.close()
+
+
+async def test_a_question_deleted_while_it_waits_is_not_said_unanswered(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """Hostile probe: a question deleted while it waited kept its record, so after a
+    kill the next process replied "Not answered" to a message that was gone (a failed
+    call on Discord; a reply to a redacted event on Matrix)."""
+    killed = await make_core(database_url, slow, TurnLimits())
+    after = await make_core(database_url, slow, TurnLimits())
+    try:
+        for core in (killed, after):
+            core.serve(Platform.DISCORD, SERVED)
+        first = _ask(killed, REF, "count", "m1")
+        await _until(lambda: slow.requests)
+        second = _ask(killed, REF, "second", "m2")
+        await asyncio.sleep(0.3)
+        assert [r[2] for r in await _records(killed)] == ["m2"]
+        await killed.deleted(Platform.DISCORD, REF.channel_id, ["m2"])
+        await asyncio.sleep(0.3)  # its record goes in the background
+        assert await after.unanswered(Platform.DISCORD) == []
+        assert await _records(killed) == []
+        await asyncio.wait_for(asyncio.gather(first, second), 30)
+        assert len(slow.requests) == 1  # nor was it asked
+    finally:
+        await killed.close()
+        await after.close()
