@@ -277,7 +277,7 @@ class Console:
         self._out = stdout
         self._ref = ChannelRef(Platform.CONSOLE, channel_id=channel)
         self._tty = stdin.isatty()
-        self._encoding = terminal_encoding(stdin)
+        self._encoding, self._encoding_from = terminal_encoding(stdin)
         self._reader = _Reader(stdin.fileno(), self._tty, self._encoding)
         self._log_path = log_path
         if user:
@@ -586,7 +586,7 @@ class Console:
     def _not_text(self, what: str) -> str:
         return (
             f"{what} had bytes that are not {self._encoding} text (the encoding "
-            f"{_encoding_setting()} names), so nothing was done with it: not sent, not saved. "
+            f"{self._encoding_from} names), so nothing was done with it: not sent, not saved. "
             f"Set the terminal and that setting to the same encoding, then type it again."
         )
 
@@ -602,33 +602,24 @@ class Console:
         )
 
 
-def _encoding_setting() -> str:
-    """Which setting named the console's encoding (terminal_encoding's order)."""
+def terminal_encoding(stdin: TextIO) -> tuple[str, str]:
+    """The encoding the terminal types in, and the setting that named it: the one the
+    locale settings name (LC_ALL, else LC_CTYPE, else LANG, as the C library reads them),
+    even when that locale is not installed (Python then reads UTF-8: `é` typed on a
+    Latin-1 terminal reached the model as U+FFFD); PYTHONIOENCODING, when set, names it
+    instead, as it does for Python."""
     if os.environ.get("PYTHONIOENCODING"):
-        return "PYTHONIOENCODING"
-    for name in ("LC_ALL", "LC_CTYPE", "LANG"):
-        if os.environ.get(name):
-            return name
-    return "your locale"
-
-
-def terminal_encoding(stdin: TextIO) -> str:
-    """The encoding the terminal types in: the one the locale settings name (LC_ALL, else
-    LC_CTYPE, else LANG, as the C library reads them), even when that locale is not
-    installed (Python then reads UTF-8: `é` typed on a Latin-1 terminal reached the model
-    as U+FFFD); PYTHONIOENCODING, when set, names it instead, as it does for Python."""
-    if not os.environ.get("PYTHONIOENCODING"):
-        for name in ("LC_ALL", "LC_CTYPE", "LANG"):
-            if value := os.environ.get(name):
-                codeset = value.partition(".")[2].partition("@")[0]
-                with contextlib.suppress(LookupError):
-                    if codeset:
-                        return codecs.lookup(codeset).name
-                break
+        source = "PYTHONIOENCODING"
+    else:
+        source = next((n for n in ("LC_ALL", "LC_CTYPE", "LANG") if os.environ.get(n)), "")
+        codeset = os.environ.get(source, "").partition(".")[2].partition("@")[0]
+        with contextlib.suppress(LookupError):
+            if codeset:
+                return codecs.lookup(codeset).name, source
     try:
-        return codecs.lookup(stdin.encoding or "utf-8").name
+        return codecs.lookup(stdin.encoding or "utf-8").name, source or "your locale"
     except LookupError:
-        return "utf-8"
+        return "utf-8", source or "your locale"
 
 
 def undecodable(text: str) -> bool:

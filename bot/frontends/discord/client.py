@@ -168,7 +168,8 @@ class ChatClient(discord.AutoShardedClient):
                 log.info("could not say in %s that questions went unanswered: %s", ref, why)
                 return
             if not check.can_reply:  # a reply needs Read Message History: a link instead
-                jump = f"https://discord.com/channels/{guild or '@me'}/{where}/{untold.post_id}"
+                place = self.get_partial_messageable(where, guild_id=guild)
+                jump = place.get_partial_message(int(untold.post_id)).jump_url
                 await _post(known, f"{untold.text} ({jump})", ref)
                 return
         channel = known or self.get_partial_messageable(where, guild_id=guild)

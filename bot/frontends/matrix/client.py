@@ -147,7 +147,6 @@ class MatrixBot:
                 except Exception as err:  # one odd event must not stop the sync loop
                     log.error("skipped an event in %s: %s", room_id, failure(err))
             self._leave_if_alone(room_id)
-            room = self._client.rooms.get(room_id)
             if room is not None and not first and _who_may_read(info):
                 self._spawn("room keys", self._handler.settle_keys(room))
 
