@@ -34,6 +34,10 @@ from bot.types import (
 from bot.types.secrets import holds_key, holds_secret
 
 PROXY_PASSWORD = "proxy_password"
+# What goes to the endpoint URL and nowhere else, so it stays with the server it was set
+# for: `/proxy set` to another server, or `/proxy clear`, removes it (else whoever may
+# set the URL could have a key another admin set sent to a server of theirs).
+ENDPOINT_SECRETS = (PROXY_PASSWORD, api_key_name(Source.CUSTOM))
 
 # A failure that may pass on its own (TRANSIENT_KINDS): chat checks again after this
 # long instead of staying blocked until an admin acts.

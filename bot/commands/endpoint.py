@@ -17,6 +17,7 @@ from bot.commands.scopes import (
 )
 from bot.commands.spec import DEFAULT, CommandContext
 from bot.connection import (
+    ENDPOINT_SECRETS,
     PROXY_PASSWORD,
     NotConnectable,
     endpoint_for,
@@ -206,33 +207,40 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         url = await ctx.hub.policy.check(base)
     except EndpointRefused as err:
         raise CommandError(str(err)) from None
-    # URL and password change together: an old password must not follow the channel to
-    # a new host, and a command is applied whole or not at all. A password saved while
-    # no URL was set (`/proxy password` first) was meant for this one, and stays.
-    # The same server again (`/v1` or a route pasted this time) keeps it too.
+    # The URL and the endpoint's secrets change together: an old password or custom key
+    # must not follow the channel to a new host, and a command is applied whole or not
+    # at all. A secret saved while no URL was set (`/proxy password` first) was meant for
+    # this one, and stays. The same server again (`/v1` or a route pasted) keeps them.
     scope = scope_of(args)
     before = (await ctx.store.effective_config(ctx.ref)).proxy_url
-    kept = password is None and (not before or _origin(before) == _origin(url))
+    moved = before is not None and _origin(before) != _origin(url)
+    kept = password is None and not moved
     state = await secret_state(ctx, PROXY_PASSWORD) if kept else "not set"
     has_one = state != "not set" and not state.startswith("held")  # a held one is not used
+    secrets: dict[str, SecretValue | None] = dict.fromkeys(ENDPOINT_SECRETS) if moved else {}
+    if password is not None:
+        secrets[PROXY_PASSWORD] = password
     cleared = await ctx.store.update_config(
         ctx.ref,
         scope,
         ctx.actor,
         {"proxy_url": url, "resolved_url": None},
         action="proxy set",
-        secrets={} if kept else {PROXY_PASSWORD: password},
+        secrets=secrets,
         personal=ctx.personal,
     )
+    removed = _removed(cleared)
     if password is not None:
         note = " with a password"
     elif has_one:
         note = " with the proxy password saved before" + (" it" if not before else "")
-    elif cleared.get(PROXY_PASSWORD):
-        note = " (the previous proxy password was removed)"
     else:
         note = ""
+    if removed:
+        note += f" (the previous {removed} {'were' if ' and ' in removed else 'was'} removed)"
     lines = [f"Endpoint set to {url}{note}{' for this server' * (scope is Scope.SERVER)}."]
+    if cleared.get(api_key_name(Source.CUSTOM)):
+        lines.append(f"If it needs a key, set it with {ctx.prefix}key set custom.")
     if cut:
         lines.append(cut)
     overridden = own_value_note(await ctx.store.effective_config(ctx.ref), scope, "proxy_url")
@@ -243,6 +251,15 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if password is None and result.error_kind == "auth":
         lines.append(f"If the endpoint wants a password, set it with {ctx.prefix}proxy password.")
     return Reply("\n".join(lines))
+
+
+# The endpoint's secrets as a reply names them.
+_NAMED = {PROXY_PASSWORD: "proxy password", api_key_name(Source.CUSTOM): "custom key"}
+
+
+def _removed(cleared: dict[str, bool]) -> str:
+    """The endpoint's secrets a change removed: `proxy password and custom key`, or ""."""
+    return " and ".join(_NAMED[name] for name in ENDPOINT_SECRETS if cleared.get(name))
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -269,16 +286,18 @@ async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = scope_of(args)
-    await ctx.store.update_config(
+    cleared = await ctx.store.update_config(
         ctx.ref,
         scope,
         ctx.actor,
         {"proxy_url": None, "resolved_url": None},
         action="proxy clear",
-        secrets={PROXY_PASSWORD: None},
+        secrets=dict.fromkeys(ENDPOINT_SECRETS),
     )
     await ctx.store.record_status(ctx.ref, None, None)
-    return Reply(f"Removed the proxy URL and password for {scope_place(scope)}.")
+    removed = _removed(cleared)
+    also = f" and its {removed}" if removed else ""
+    return Reply(f"Removed the proxy URL{also} for {scope_place(scope)}.")
 
 
 async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | None = None) -> str:

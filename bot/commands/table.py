@@ -84,7 +84,7 @@ TABLE: tuple[Command, ...] = (
             ),
             Command(
                 "clear",
-                "Remove the URL and the proxy password.",
+                "Remove the URL, its proxy password and custom key.",
                 (SCOPE,),
                 handler=e.proxy_clear,
             ),

@@ -450,6 +450,44 @@ async def test_new_proxy_url_without_password_drops_the_old_password(harness: Ha
     assert await harness.store.secret_origin(REF, "proxy_password") is None
 
 
+async def test_the_custom_key_stays_with_the_server_it_was_set_for(harness: Harness) -> None:
+    """The custom key goes to the endpoint URL, as the proxy password does: whoever may
+    set the URL must not have a key another admin set sent to a server of theirs."""
+    await run(harness, "/source custom")
+    await run(harness, "/key set custom sk-custom-first-order-1111")  # before any URL
+    first = await run(harness, "/proxy set http://127.0.0.1:9")
+    assert "removed" not in first.text, first.text
+    again = await run(harness, "/proxy set http://127.0.0.1:9/v1/chat/completions")
+    assert "removed" not in again.text, again.text
+    assert await harness.store.secret_origin(REF, "custom_api_key") is not None
+    moved = await run(harness, "/proxy set http://127.0.0.1:10/v1")
+    assert "(the previous custom key was removed)" in moved.text, moved.text
+    assert "If it needs a key, set it with /key set custom." in moved.text, moved.text
+    assert await harness.store.secret_origin(REF, "custom_api_key") is None
+
+
+async def test_a_cleared_url_takes_its_secrets_with_it(harness: Harness) -> None:
+    """`/proxy clear` then `/proxy set` elsewhere: no secret of the old server follows."""
+    await run(harness, "/source custom")
+    await harness.core.run_command(
+        REF,
+        ADMIN,
+        Invocation(
+            ("proxy", "set"),
+            {"url": "http://127.0.0.1:9/v1", "password": SecretValue("pw-old-host-5678")},
+        ),
+    )
+    await run(harness, "/key set custom sk-custom-old-host-2222")
+    cleared = await run(harness, "/proxy clear")
+    assert cleared.text == (
+        "Removed the proxy URL and its proxy password and custom key for this channel."
+    ), cleared.text
+    await run(harness, "/proxy set http://127.0.0.1:10/v1")
+    assert await harness.store.secret_origin(REF, "custom_api_key") is None
+    assert await harness.store.secret_origin(REF, "proxy_password") is None
+    assert (await run(harness, "/proxy clear")).text == "Removed the proxy URL for this channel."
+
+
 async def test_a_short_key_is_saved_without_showing_any_of_it(harness: Harness) -> None:
     """A key under 16 characters shows no tail: not 4 of its characters, nor a "…****"
     that reads like one."""
