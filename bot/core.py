@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 
@@ -269,12 +269,15 @@ class Core:
             return Reply(text, private=done.notice, ok=done.error is None)
         return await execute(self.table, inv, self._context(ref, actor, roles, personal))
 
-    async def hold_personal_secrets(self, ref: ChannelRef, actor: Actor) -> list[str] | None:
-        """The room stopped being a direct chat: the secrets set in it while it was one
-        are not used from now on. The names held now ([] when none, or held before);
-        None when the database could not say (logged): nothing may use them then."""
+    async def hold_personal_secrets(
+        self, ref: ChannelRef, actor: Actor, holds: Callable[[str | None], bool]
+    ) -> list[str] | None:
+        """The secrets set in the room while it was a direct chat, whose owner `holds`
+        says may no longer pay for them (the room is no longer one, or the owner left), are
+        not used from now on. The names held now ([] when none, or held before); None when
+        the database could not say (logged): nothing may use them then."""
         try:
-            return await self.store.hold_personal_secrets(ref, actor)
+            return await self.store.hold_personal_secrets(ref, actor, holds)
         except StoreError as err:
             log.warning("could not hold the keys of %s, no longer a direct chat: %s", ref, err)
             return None

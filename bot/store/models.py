@@ -146,6 +146,8 @@ class SecretRow(Base):
     # Set in a direct chat for that chat (its owner's): PERSONAL; HELD once the room
     # became a group (not used until set again); NULL for any other secret.
     direct_chat: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Who set a PERSONAL (or HELD) one: the direct chat's owner; NULL when not known.
+    owner: Mapped[str | None] = mapped_column(_ID, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -73,6 +73,7 @@ class StoredSecret:
     nonce: bytes
     ciphertext: bytes
     direct_chat: str | None = None  # PERSONAL or HELD (bot.store.vault)
+    owner: str | None = None  # who set a PERSONAL one (None: not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +309,7 @@ def _sealed(ref: ChannelRef, nearest_first: Sequence[Any]) -> Mapping[str, Store
             nonce=row.nonce,
             ciphertext=row.ciphertext,
             direct_chat=row.direct_chat,
+            owner=row.owner,
         )
     return MappingProxyType(nearest)
 

@@ -10,7 +10,7 @@ reaches callers as a StoreError (errors.py) whose message can be shown to a user
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import date, timedelta
 from functools import partial
 from types import MappingProxyType
@@ -208,8 +208,16 @@ class Store:
         await self.update_config(
             new, Scope.CHANNEL, actor, values, action="carried over", secrets=shared
         )
-        for name in sorted(personal):
-            await self.set_secret(new, Scope.CHANNEL, name, secrets[name], actor, personal=True)
+        for name in sorted(personal):  # still its owner's (not known: the bot, always in it)
+            await self._vault.set(
+                new,
+                Scope.CHANNEL,
+                name,
+                secrets[name],
+                actor,
+                personal=True,
+                owner=sealed[name].owner,
+            )
         return bool(rules or limits or card or none or secrets or values)
 
     async def _has_own(self, ref: ChannelRef) -> bool:
@@ -286,10 +294,13 @@ class Store:
         await self._db.write("status reset", work)
         self._reads.configs.drop_scope(key)
 
-    async def hold_personal_secrets(self, ref: ChannelRef, actor: Actor) -> list[str]:
-        """The channel stopped being a direct chat: its secrets set there while it was
-        one are not used from now on (held, audited). The names held now ([] after)."""
-        return await self._vault.hold_personal(ref, actor)
+    async def hold_personal_secrets(
+        self, ref: ChannelRef, actor: Actor, holds: Callable[[str | None], bool]
+    ) -> list[str]:
+        """The channel's secrets set there while it was a direct chat, whose owner `holds`
+        says may no longer pay for them, are not used from now on (held, audited). The
+        names held now ([] after)."""
+        return await self._vault.hold_personal(ref, actor, holds)
 
     async def settle_legacy_secrets(self, ref: ChannelRef, *, private: bool) -> int:
         """The channel's own secrets an older version stored: a private direct chat's

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,9 +76,11 @@ class Vault:
         actor: Actor,
         *,
         personal: bool = False,
+        owner: str | None = None,
     ) -> None:
         """Encrypt and store a secret inside the caller's transaction; audit its name only.
-        `personal`: set in a direct chat for that chat (a secret set again loses HELD)."""
+        `personal`: set in a direct chat for that chat (a secret set again loses HELD), by
+        its `owner` (default: the actor)."""
         _check_name(name)
         if not value:
             raise ValueError("an empty secret cannot be stored; clear it instead")
@@ -93,6 +95,7 @@ class Vault:
             nonce=sealed.nonce,
             ciphertext=sealed.ciphertext,
             direct_chat=PERSONAL if personal else None,
+            owner=(owner or actor.id) if personal else None,
             created_at=now,
             updated_at=now,
         )
@@ -103,6 +106,7 @@ class Vault:
                 "nonce": stmt.excluded.nonce,
                 "ciphertext": stmt.excluded.ciphertext,
                 "direct_chat": stmt.excluded.direct_chat,
+                "owner": stmt.excluded.owner,
                 "updated_at": stmt.excluded.updated_at,
             },
         )
@@ -129,11 +133,12 @@ class Vault:
         actor: Actor,
         *,
         personal: bool = False,
+        owner: str | None = None,
     ) -> None:
         key = key_of(ref, scope)
 
         async def work(session: AsyncSession) -> None:
-            await self.apply_set(session, key, name, value, actor, personal=personal)
+            await self.apply_set(session, key, name, value, actor, personal=personal, owner=owner)
 
         await self._db.write("secret write", work)
         self._reads.secrets.drop_scope(key)
@@ -165,11 +170,16 @@ class Vault:
         stored = (await self._reads.sealed_secrets(ref)).values()
         return sorted(s.name for s in stored if s.origin == "channel" and s.direct_chat == HELD)
 
-    async def hold_personal(self, ref: ChannelRef, actor: Actor) -> list[str]:
-        """Hold the channel's secrets set in it while it was a direct chat (audited): the
-        names held now, none when there were none (or another process held them first)."""
+    async def hold_personal(
+        self, ref: ChannelRef, actor: Actor, holds: Callable[[str | None], bool]
+    ) -> list[str]:
+        """Hold the channel's secrets set in it while it was a direct chat whose owner
+        `holds` says may no longer pay for it (audited): the names held now, none when
+        there were none (or another process held them first)."""
         stored = (await self._reads.sealed_secrets(ref)).values()
-        if not any(s.origin == "channel" and s.direct_chat == PERSONAL for s in stored):
+        if not any(
+            s.origin == "channel" and s.direct_chat == PERSONAL and holds(s.owner) for s in stored
+        ):
             return []  # the usual case, read from the cache: no write
         key = key_of(ref, Scope.CHANNEL)
 
@@ -182,6 +192,7 @@ class Vault:
                     .with_for_update()
                 )
             ).all()
+            rows = [row for row in rows if holds(row.owner)]
             for row in rows:
                 row.direct_chat = HELD
                 session.add(audit_row(key, actor, "secret.hold", f"{row.name} held"))

@@ -110,7 +110,7 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0014"
+    assert migrate.head() == "0015"
 
 
 def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:
@@ -319,3 +319,45 @@ async def test_a_start_waiting_for_another_upgrade_on_postgresql_says_so(
     finally:
         await engine.dispose()
     assert await migrate.current(postgres_url) == migrate.head()
+
+
+async def test_a_direct_chats_secrets_know_their_owner_after_0015(database_url: str) -> None:
+    """The owner of a secret set in a Matrix direct chat before 0015 is whoever set it
+    last, as the audit log says; a room's other secrets have none."""
+
+    blob = "X'00'" if database_url.startswith("sqlite") else "'\\x00'::bytea"
+
+    def secret(room: str, name: str, mark: str) -> str:
+        return (
+            "INSERT INTO secrets (platform, server_id, channel_id, name, key_id, nonce, "
+            f"ciphertext, direct_chat, created_at, updated_at) VALUES ('matrix', '', '{room}', "
+            f"'{name}', 'k', {blob}, {blob}, {mark}, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        )
+
+    def audit(room: str, actor: str, detail: str) -> str:
+        return (
+            "INSERT INTO audit_log (platform, server_id, channel_id, actor_id, actor_name, "
+            f"action, detail, created_at) VALUES ('matrix', '', '{room}', '{actor}', 'n', "
+            f"'secret.set', '{detail}', CURRENT_TIMESTAMP)"
+        )
+
+    await migrate.upgrade(database_url, "0014")
+    await _execute(
+        database_url,
+        secret("!dm:hs", "openai_api_key", "'personal'"),
+        secret("!dm:hs", "proxy_password", "'legacy'"),
+        secret("!group:hs", "openai_api_key", "NULL"),
+        audit("!dm:hs", "@first:hs", "openai_api_key set"),
+        audit("!dm:hs", "@alice:hs", "openai_api_key set"),  # the last one to set it
+        audit("!dm:hs", "@bob:hs", "proxy_password set"),
+        audit("!group:hs", "@carol:hs", "openai_api_key set"),
+    )
+    await migrate.upgrade_to_head(database_url)
+    rows = await _execute(
+        database_url, "SELECT channel_id, name, owner FROM secrets ORDER BY channel_id, name"
+    )
+    assert [tuple(row) for row in rows] == [
+        ("!dm:hs", "openai_api_key", "@alice:hs"),
+        ("!dm:hs", "proxy_password", "@bob:hs"),
+        ("!group:hs", "openai_api_key", None),
+    ]

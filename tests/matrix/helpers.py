@@ -299,14 +299,14 @@ async def running_bot(core: Core, options: MatrixOptions) -> AsyncIterator[async
 
 @contextlib.asynccontextmanager
 async def bot_answering_from(
-    server: SynapseServer, bot: MatrixUser, endpoint: SSEEndpoint, workdir: Path
+    server: SynapseServer, bot: MatrixUser, endpoint: SSEEndpoint, workdir: Path, key: str = ""
 ) -> AsyncIterator[Core]:
     """The bot logged in as `bot` and running, every room answered from `endpoint`; its
-    core, closed when the block ends."""
+    core, closed when the block ends. The same `key` again: a restart reads its secrets."""
     defaults = ChannelConfig.of(
         source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
     )
-    core = await make_core(f"sqlite+aiosqlite:///{workdir}/bot.db", defaults=defaults)
+    core = await make_core(f"sqlite+aiosqlite:///{workdir}/bot.db", key, defaults=defaults)
     try:
         async with running_bot(core, bot_options(server, bot, workdir / "store")):
             yield core

@@ -299,8 +299,18 @@ def test_keys_set_in_a_direct_chat_are_held_once_it_is_no_longer_private() -> No
         (2, "invite", "world_readable"),  # anyone may read it now
     ]:
         private = events.is_private_room(members, rule, history)
-        assert decide.holds_personal_keys(private=private)
-    assert not decide.holds_personal_keys(private=events.is_private_room(2, "invite", "shared"))
+        assert decide.holds_personal_keys("@alice:hs", private=private, members=IN_IT)
+    private = events.is_private_room(2, "invite", "shared")
+    assert not decide.holds_personal_keys("@alice:hs", private=private, members=IN_IT)
+    # Its owner left and someone else came in while the bot did not see it (stopped, or
+    # all of it in one sync): two members, private by the numbers, but not the owner's.
+    newcomer = {"@bot:hs", "@mallory:hs"}
+    assert decide.holds_personal_keys("@alice:hs", private=private, members=newcomer)
+    # An owner a version before this did not record: judged by the room alone.
+    assert not decide.holds_personal_keys(None, private=private, members=newcomer)
+
+
+IN_IT = {"@bot:hs", "@alice:hs"}
 
 
 def test_the_room_told_of_a_held_key_is_told_which_and_how_to_keep_or_remove_it() -> None:
@@ -310,7 +320,7 @@ def test_the_room_told_of_a_held_key_is_told_which_and_how_to_keep_or_remove_it(
     assert "`!key set custom <key> room:!room:hs`" in key and "`!key clear custom`" in key
     assert password.startswith("The proxy password set here")
     assert "`!proxy password <password> room:!room:hs`" in password
-    assert "`!proxy clear` (it removes the proxy URL too)" in password
+    assert "`!proxy clear` (it removes the proxy URL and custom key too)" in password
 
 
 def test_a_space_is_declined_or_left_and_a_room_is_not() -> None:

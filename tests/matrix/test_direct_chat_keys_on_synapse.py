@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import nio
 import pytest
 
+from bot.store import generate_key
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
 from tests.peers.synapse import SynapseServer
 
@@ -136,3 +138,40 @@ async def test_a_direct_chats_key_is_held_as_others_join_before_anyone_speaks(
     assert not any(KEY in header for header in sent), sent
     # bob's URL on another server took the custom key away (it stays with its server).
     assert "API key: not set" in settings and KEY[-4:] not in settings, settings
+
+
+async def test_a_direct_chats_key_is_held_once_its_owner_left_while_the_bot_was_away(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """A room was judged by its numbers alone: alice invited bob and left while the bot
+    was stopped, so at its start the room was two members, "private", and alice's key
+    paid for bob's questions. The key knows its owner."""
+    server = synapse_server
+    bot = server.register("awaybot")
+    secrets = generate_key()  # the same at the restart: the key can be read, and is not used
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        bob = await UserClient.start(server, server.register("bob"), tmp_path / "bob")
+        try:
+            async with bot_answering_from(server, bot, endpoint, tmp_path, secrets):
+                room = await alice.create_room([bot.user_id], direct=True)
+                await alice.wait_joined(room, bot.user_id)
+                said = await alice.command(room, bot.user_id, f"!key set custom {KEY}")
+                assert "Saved the custom key" in said, said
+            await alice.invite(room, bob.user.user_id)
+            await bob.join(room)
+            left = await alice.client.room_leave(room)
+            assert isinstance(left, nio.RoomLeaveResponse), left
+            async with bot_answering_from(server, bot, endpoint, tmp_path, secrets):
+                after = time.monotonic()
+                await bob.send(room, f"{bot.user_id} whose key")
+                await bob.wait_for(lambda: endpoint.request_for("whose key"), "the question")
+                await bob.reply_to(room, bot.user_id, after, "the answer to 'whose key'")
+                found = endpoint.request_for("whose key")
+                assert found is not None
+                assert KEY not in endpoint.auth[endpoint.asked.index(found)]
+                told = [s for s in bob.messages(room, bot.user_id, 0) if HELD in str(s.content)]
+                assert len(told) == 1 and KEY[-4:] not in str(told[0].content), told
+        finally:
+            await alice.close()
+            await bob.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,19 @@ SIBLING = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
 THREAD = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1", thread_id="t1")
 ROOM = ChannelRef(Platform.MATRIX, channel_id="!room:example.org")
 ADMIN = Actor("u1", "Ada", is_channel_admin=True, is_server_admin=True)
+
+
+def _now_a_group(owner: str | None) -> bool:
+    """The room is no longer a private direct chat: whoever set a secret there as its
+    owner, it is held (Matrix's decide.holds_personal_keys decides this in the bot)."""
+    return True
+
+
+def _without(*members: str) -> Callable[[str | None], bool]:
+    """Still a direct chat of `members`: a secret whose owner is not one of them is held."""
+    return lambda owner: owner is not None and owner not in members
+
+
 OPERATOR_KEY = SecretValue("sk-operator-default-000000001")
 
 KEY_A = generate_key()
@@ -308,11 +321,11 @@ async def test_a_direct_chats_secrets_from_an_older_version_are_its_owners(
         )
     assert await store.settle_legacy_secrets(ROOM, private=True) == 1
     assert await store.settle_legacy_secrets(ROOM, private=True) == 0  # once
-    assert await store.hold_personal_secrets(ROOM, ADMIN) == [name]
+    assert await store.hold_personal_secrets(ROOM, ADMIN, _now_a_group) == [name]
     assert await store.resolve_secret(ROOM, name) == OPERATOR_KEY
     # The group's key was set for it (not in a direct chat): a room of two keeps it.
     assert await store.settle_legacy_secrets(group, private=True) == 0
-    assert await store.hold_personal_secrets(group, ADMIN) == []
+    assert await store.hold_personal_secrets(group, ADMIN, _now_a_group) == []
     assert await store.resolve_secret(group, name) == key
 
 
@@ -323,12 +336,12 @@ async def test_a_direct_chats_own_secrets_are_held_once_and_set_again_in_use(
     operator's default takes its place) when the room becomes a group: said once, for
     every process; set again for the room (not personal), it is used."""
     name, key = "openai_api_key", SecretValue("sk-direct-chat-key-5555")
-    assert await store.hold_personal_secrets(ROOM, ADMIN) == []  # nothing to hold
+    assert await store.hold_personal_secrets(ROOM, ADMIN, _now_a_group) == []  # nothing to hold
     await store.set_secret(ROOM, Scope.CHANNEL, name, key, ADMIN, personal=True)
     await store.set_secret(ROOM, Scope.CHANNEL, "proxy_password", key, ADMIN)  # not its own
     assert await store.resolve_secret(ROOM, name) == key
-    assert await store.hold_personal_secrets(ROOM, ADMIN) == [name]
-    assert await store.hold_personal_secrets(ROOM, ADMIN) == []  # once
+    assert await store.hold_personal_secrets(ROOM, ADMIN, _now_a_group) == [name]
+    assert await store.hold_personal_secrets(ROOM, ADMIN, _now_a_group) == []  # once
     assert await store.resolve_secret(ROOM, name) == OPERATOR_KEY
     assert await store.resolve_secret(ROOM, "proxy_password") == key
     assert await store.held_secrets(ROOM) == [name]
@@ -337,13 +350,35 @@ async def test_a_direct_chats_own_secrets_are_held_once_and_set_again_in_use(
     other = await reopen(migrated_url, KEY_A)
     try:
         assert await other.held_secrets(ROOM) == [name]
-        assert await other.hold_personal_secrets(ROOM, ADMIN) == []
+        assert await other.hold_personal_secrets(ROOM, ADMIN, _now_a_group) == []
     finally:
         await other.close()
     await store.set_secret(ROOM, Scope.CHANNEL, name, key, ADMIN)  # an admin, for the room
     assert await store.resolve_secret(ROOM, name) == key
     assert await store.held_secrets(ROOM) == []
-    assert await store.hold_personal_secrets(ROOM, ADMIN) == []
+    assert await store.hold_personal_secrets(ROOM, ADMIN, _now_a_group) == []
+
+
+async def test_a_direct_chats_own_secret_is_held_once_its_owner_left(
+    store: Store, migrated_url: str
+) -> None:
+    """Matrix: the owner invited someone and left while the bot did not see it (stopped,
+    or one sync held it all): a room of two, private by the numbers, where the owner's
+    key would have paid for the newcomer. The secret knows its owner."""
+    name, key = "openai_api_key", SecretValue("sk-direct-chat-key-6666")
+    alice = Actor("@alice:hs", "Alice", is_channel_admin=True)
+    await store.set_secret(ROOM, Scope.CHANNEL, name, key, alice, personal=True)
+    assert await store.hold_personal_secrets(ROOM, ADMIN, _without("@bot:hs", "@alice:hs")) == []
+    assert await store.resolve_secret(ROOM, name) == key
+    # Another process reads the owner from the database, not from this one's memory.
+    other = await reopen(migrated_url, KEY_A)
+    try:
+        held = await other.hold_personal_secrets(ROOM, ADMIN, _without("@bot:hs", "@eve:hs"))
+        assert held == [name]
+        assert await other.held_secrets(ROOM) == [name]
+        assert await other.resolve_secret(ROOM, name) is None  # (no operator key there)
+    finally:
+        await other.close()
 
 
 async def test_secret_names_and_values_are_checked(store: Store) -> None:
@@ -850,9 +885,13 @@ async def test_a_direct_chats_own_key_stays_its_owners_in_the_upgraded_room(
     name, key = "openai_api_key", SecretValue("sk-direct-chat-key-8888")
     await store.set_secret(old, Scope.CHANNEL, name, key, ADMIN, personal=True)
     await store.set_secret(old, Scope.CHANNEL, "proxy_password", SecretValue("pw-9"), ADMIN)
-    assert await store.carry_over(old, new, ADMIN)
+    assert await store.carry_over(old, new, Actor("@bot:hs", "the bot"))
     assert await store.resolve_secret(new, name) == key
-    assert await store.hold_personal_secrets(new, ADMIN) == [name]  # the password: not its own
+    # Still its owner's there (not the bot's, which copied it): held once the owner is
+    # not in the new room.
+    assert await store.hold_personal_secrets(new, ADMIN, _without("@bot:hs", "u1")) == []
+    held = await store.hold_personal_secrets(new, ADMIN, _without("@bot:hs", "u3"))
+    assert held == [name]  # the password: not its own
     assert await store.resolve_secret(new, "proxy_password") == SecretValue("pw-9")
 
 

@@ -7,7 +7,7 @@ dispatches on the answers, so every rule here is tested without a homeserver.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,14 +185,16 @@ def arrival(timeline: list[Membership | None], members_now: int | None) -> int:
     return 0 if members <= 2 else start
 
 
-def holds_personal_keys(*, private: bool) -> bool:
-    """Whether a room's keys and password set in it while it was a private direct chat are
-    held (not used) now. They were its owner's, for their own questions; in a room no
+def holds_personal_keys(owner: str | None, *, private: bool, members: Collection[str]) -> bool:
+    """Whether a key or password `owner` set in a room while it was a private direct chat
+    is held (not used) now. It was the owner's, for their own questions; in a room no
     longer private (a third member, a join rule that lets people in, a history anyone
-    reads) they would pay for everyone's, which the owner never chose. As with any group
-    room's key, an admin of the room sets one for it from a direct chat (`room:`), or
-    removes it; the room is told so once."""
-    return not private
+    reads), or one the owner left (`members`: who is in it now; someone else came in
+    while the bot did not see it), it would pay for others' questions, which the owner
+    never chose. As with any group room's key, an admin of the room sets one for it from
+    a direct chat (`room:`), or removes it; the room is told so once. An owner not known
+    (None: set by a version that did not record it) is judged by the room alone."""
+    return not private or (owner is not None and owner not in members)
 
 
 def keys_refused(*, secret: bool, private: bool) -> bool:

@@ -831,12 +831,13 @@ class MessageHandler:
         using the keys set in it while it was one (decide.holds_personal_keys), and is
         told so the first time (the store holds them once, for every process). False
         when the database could not say: nothing may go on to use them."""
-        if not holds_personal_keys(private=_private(room)):
-            return True
+        holds = functools.partial(
+            holds_personal_keys, private=_private(room), members=_joined(room)
+        )
         ref = ChannelRef(Platform.MATRIX, channel_id=room.room_id)
         # The bot holds them (the audit log's "by"), not whoever asked first.
         actor = Actor(self._api.user_id, "the bot, as the room is no longer a direct chat")
-        held = await self._core.hold_personal_secrets(ref, actor)
+        held = await self._core.hold_personal_secrets(ref, actor, holds)
         if not held:
             return held is not None
         log.info(
@@ -922,7 +923,7 @@ def held_notice(names: list[str], prefix: str, room_id: str) -> str:
         source = name.removesuffix("_api_key")
         if name == source:  # the proxy password
             what, again = "The proxy password", "proxy password <password> "
-            remove = f"`{prefix}proxy clear` (it removes the proxy URL too)"
+            remove = f"`{prefix}proxy clear` (it removes the proxy URL and custom key too)"
         else:
             what, again = f"The {source} key", f"key set {source} <key> "
             remove = f"`{prefix}key clear {source}`"
@@ -933,6 +934,11 @@ def held_notice(names: list[str], prefix: str, room_id: str) -> str:
             f"To remove it: {remove}."
         )
     return "\n".join(lines)
+
+
+def _joined(room: nio.MatrixRoom) -> frozenset[str]:
+    """Who is in the room now (joined, not only invited)."""
+    return frozenset(room.users.keys() - room.invited_users.keys())
 
 
 def _private(room: nio.MatrixRoom) -> bool:
