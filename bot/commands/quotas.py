@@ -96,10 +96,11 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         removed = await ctx.store.quotas.clear_limit(ctx.ref, scope, name.value)
         if not removed:
             return Reply(f"{name.value} was not set {where}; nothing changed.", ok=False)
-        return Reply(f"{name.value} {where} now follows the {next_scope(ctx, scope)} value.")
+        head = f"{name.value} {where} now follows the {next_scope(ctx, scope)} value."
+        return Reply(head + await _holds_here(ctx, name, scope, value))
     await ctx.store.quotas.set_limit(ctx.ref, scope, name.value, value, ctx.actor)
     if value is None:
-        return Reply(f"{name.value} is off {where}.")
+        return Reply(f"{name.value} is off {where}." + await _holds_here(ctx, name, scope, value))
     note = ""
     if SPECS[name].unit == "tokens" and 0 < value < ANSWER_ESTIMATE:
         note = (
@@ -107,7 +108,34 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             f"{ANSWER_ESTIMATE} tokens, or {p}params max_tokens if lower): a limit this "
             "small refuses most messages."
         )
-    return Reply(f"{name.value} set to {value:,} {where}.{note}")
+    held = await _holds_here(ctx, name, scope, value)
+    return Reply(f"{name.value} set to {value:,} {where}.{held}{note}")
+
+
+async def _holds_here(
+    ctx: CommandContext, name: LimitName, scope: Scope, value: int | str | None
+) -> str:
+    """After a change: what now holds here when it is not what was just set. A channel's
+    and its server's limits both hold (the smaller wins), so raising or turning off one
+    leaves the other in force."""
+    held = (await limits_here(ctx.store, ctx.gate, ctx.ref)).get(name)
+    if held is None:
+        return "" if value is None else f" No {name.value} limit holds here now."
+    if held.origin == scope.value and held.value == value:
+        return ""
+    p = ctx.prefix
+    if held.origin == "operator":
+        return f" Here the operator default of {held.value:,} holds."
+    if held.origin == "server":
+        change = f"server admins change it with {p}limits set {name.value} <value|off> scope:server"
+        whose = "The server-wide limit"
+    else:
+        change = f"{p}limits set {name.value} default (without scope:server) removes it"
+        whose = "This channel's own limit"
+    both = " (a channel's and its server's limits both hold; the smaller wins)"
+    if value == DEFAULT:
+        both = ""
+    return f" {whose} of {held.value:,} holds here{both}: {change}."
 
 
 async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:

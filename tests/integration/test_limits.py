@@ -177,6 +177,46 @@ async def test_limits_set_show_off_and_default(core: Core) -> None:
     assert not again.ok and "was not set" in again.text
 
 
+async def test_a_change_that_another_scopes_limit_overrides_says_which_holds(core: Core) -> None:
+    """Limits probe: with 50 tokens a day server-wide, a channel admin raising the
+    channel's limit to 100,000 (or turning it off) was told it was set, while the
+    server's 50 went on refusing every member; a `default` said it followed the
+    operator's value where the operator had none."""
+    await configure(core)
+    assert (await command(core, "/limits set tokens_per_user_day 50 scope:server", OWNER)).ok
+    server_holds = (
+        "The server-wide limit of 50 holds here (a channel's and its server's limits both "
+        "hold; the smaller wins): server admins change it with /limits set "
+        "tokens_per_user_day <value|off> scope:server."
+    )
+    raised = await command(core, "/limits set tokens_per_user_day 100000", ADMIN)
+    assert raised.ok and raised.text == (
+        f"tokens_per_user_day set to 100,000 for this channel. {server_holds}"
+    ), raised.text
+    off = await command(core, "/limits set tokens_per_user_day off", ADMIN)
+    assert off.text == f"tokens_per_user_day is off for this channel. {server_holds}", off.text
+    back = await command(core, "/limits set tokens_per_user_day default", ADMIN)
+    assert "now follows the server's (or operator's) value. The server-wide limit of 50 holds" in (
+        back.text
+    ), back.text
+    assert (await command(core, "/limits set tokens_per_user_day 10", ADMIN)).ok
+    wider = await command(core, "/limits set tokens_per_user_day 100000 scope:server", OWNER)
+    assert wider.text.endswith(
+        "This channel's own limit of 10 holds here (a channel's and its server's limits "
+        "both hold; the smaller wins): /limits set tokens_per_user_day default (without "
+        "scope:server) removes it."
+    ), wider.text
+    # Where the value set is the one that holds, nothing more is said.
+    assert (await command(core, "/limits set tokens_per_user_day default", ADMIN)).ok
+    exact = await command(core, "/limits set tokens_per_user_day 4000 scope:server", OWNER)
+    assert exact.text == "tokens_per_user_day set to 4,000 server-wide.", exact.text
+    gone = await command(core, "/limits set tokens_per_user_day default scope:server", OWNER)
+    assert gone.text == (
+        "tokens_per_user_day server-wide now follows the operator's value. "
+        "No tokens_per_user_day limit holds here now."
+    ), gone.text
+
+
 async def test_operator_defaults_hold_until_a_scope_sets_the_name(database_url: str) -> None:
     core = await open_core(database_url, Gate.of({"messages_per_user_minute": 3}))
     try:
