@@ -98,6 +98,7 @@ class AccessError(ValueError):
 
 _SNOWFLAKE = re.compile(r"[0-9]{1,20}")
 _MATRIX_USER = re.compile(r"@[!-9;-~]{1,200}:[A-Za-z0-9.\-\[\]:]{1,250}")
+MATRIX_ID_CHARS = 255  # the spec's longest user id, sigil and server included
 _CONSOLE_USER = re.compile(r"[A-Za-z0-9_.\-@:]{1,100}")
 
 
@@ -134,6 +135,12 @@ def parse_subject(kind: AccessKind, text: str, platform: Platform) -> str:
     if platform is Platform.MATRIX:
         if not _MATRIX_USER.fullmatch(raw):
             raise AccessError(f"{shown} is not a Matrix user id like @name:example.org.")
+        if len(raw) > MATRIX_ID_CHARS:
+            # No one has such an id: the rule would name nobody (and was kept cut short).
+            raise AccessError(
+                f"{shown} is longer than a Matrix user id can be ({MATRIX_ID_CHARS} "
+                "characters): check it and give it again."
+            )
         return raw
     if not _CONSOLE_USER.fullmatch(raw):
         raise AccessError(f"{shown} is not a user name.")

@@ -662,10 +662,16 @@ async def test_matrix_hostile_levels_and_ids(core: Core) -> None:
         ("!access allow level 1e3", "not a power level"),
         ("!access allow level 99999999999999999", "not a power level"),
         ("!access allow user bob", "not a Matrix user id"),
+        # 266 characters: no one's (the spec's ids end at 255); it was added as typed,
+        # stored cut to 255 and listed so, a rule that matched nobody.
+        (f"!access allow user @{'a' * 200}:{'b' * 60}.org", "longer than a Matrix user id"),
         ("!access allow role 5", "Discord"),
     ]:
         reply = await command(core, text, ADMIN, room)
         assert not reply.ok and why in reply.text, (text, reply.text)
+    assert "everyone" in (await command(core, "!access", ADMIN, room)).text
+    longest = f"@{'a' * 200}:{'b' * 49}.org"  # 255
+    assert (await command(core, f"!access allow user {longest}", ADMIN, room)).ok
     assert (await command(core, "!access allow level -10", ADMIN, room)).ok
 
 
