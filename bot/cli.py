@@ -221,6 +221,8 @@ async def _migrate(settings: Settings) -> str:
 def _export(settings: Settings, since: date, fmt: str) -> int:
     """Usage rows to stdout. A reader that stops early (`| head -1`) ends it quietly; a
     stdout that cannot be written (a full disk) is said in one line."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): Python gives it no file
+        return _fail("standard output is closed: send the export to a file (> usage.csv).", 1)
     try:
         count = asyncio.run(export_usage(settings, since, fmt, sys.stdout))
         sys.stdout.flush()

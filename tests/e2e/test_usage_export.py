@@ -189,6 +189,20 @@ def test_a_full_disk_is_said_in_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_a_closed_stdout_is_said_in_one_line(tmp_path: Path) -> None:
+    """`chatbot usage export … >&-` ended in a traceback (csv's writer given None)."""
+    seed(tmp_path)
+    result = chatbot(tmp_path, "usage", "export", "--since", "2026-01-01", preexec_fn=_close_stdout)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        "chatbot: standard output is closed: send the export to a file (> usage.csv).\n"
+    )
+
+
+def _close_stdout() -> None:
+    os.close(1)
+
+
 def test_a_reader_that_stops_early_ends_the_export_quietly(tmp_path: Path) -> None:
     """`chatbot usage export | head -1`: the pipe closed by the reader is no error."""
     seed(tmp_path)
