@@ -219,7 +219,7 @@ def visible_id(text: str, what: str) -> str:
     return value
 
 
-_ZWJ = "\u200d"  # joins emoji (👩‍🚀): a format character a name keeps
+_ZWJ = "\u200d"  # joins emoji (👩‍🚀) or an Indic conjunct: kept between what it joins
 _ZWNJ = "\u200c"  # keeps two letters apart in Persian or Hindi (نیک‌نام): kept between them
 # A subdivision's flag (🏴󠁧󠁢󠁥󠁮󠁧󠁿): tag characters, invisible anywhere else (where they can
 # spell hidden text to a model), kept only inside one.
@@ -243,7 +243,21 @@ def shown_name(text: str) -> str:
         or i in flags
         or (c == _ZWNJ and _between_letters(clean, i))
     )
-    return " ".join(kept.split())
+    kept = " ".join(kept.split())
+    if _ZWJ not in kept:
+        return kept
+    # A joiner joins two visible characters, never Latin, Greek or Cyrillic letters (or
+    # digits), where it would only fake another name; alone, at an edge or doubled it
+    # joins nothing.
+    joined = "".join(c for i, c in enumerate(kept) if c != _ZWJ or _joins(kept, i))
+    return " ".join(joined.split())
+
+
+def _joins(text: str, i: int) -> bool:
+    if not 0 < i < len(text) - 1:
+        return False
+    sides = (text[i - 1], text[i + 1])
+    return not any(c.isspace() or c == _ZWJ or (c.isalnum() and ord(c) < 0x0590) for c in sides)
 
 
 def _between_letters(text: str, i: int) -> bool:

@@ -970,6 +970,27 @@ async def test_a_cards_name_and_words_make_no_markdown_in_the_bots_replies(
     assert r"Evil \[Log in\](https://evil.example) \<@1>" in imported.text
 
 
+async def test_a_cards_name_of_joiners_is_no_name_and_a_joiner_fakes_none(
+    harness: Harness,
+) -> None:
+    """Hostile probe: a zero-width joiner was kept wherever it stood, so a card named
+    only with invisible characters was imported with a blank name (an empty webhook name,
+    "Character set for this channel: ."), and `Ad‍min` showed as Admin."""
+    blank = copy.deepcopy(CARD)
+    blank["data"]["name"] = "\u200b\u200d\u2060"
+    del blank["data"]["nickname"]
+    reply = await run(harness, ("character", "import"), file=card_file(blank))
+    assert not reply.ok and reply.text == "The card has no `name`.", reply.text
+    assert await harness.store.character(REF) is None
+    assert await harness.store.history(REF, 10) == []
+    faked = copy.deepcopy(CARD)
+    faked["data"]["nickname"] = "Ad\u200dmin"
+    reply = await run(harness, ("character", "import"), file=card_file(faked))
+    assert reply.ok and "(speaking as Admin)." in reply.text, reply.text
+    stored = await harness.store.character(REF)
+    assert stored is not None and stored.name == "Admin"
+
+
 async def test_a_cards_creator_and_version_are_labelled(harness: Harness) -> None:
     """They read as a bare "by someone 3"."""
     assert (await run(harness, ("character", "import"), file=card_file(CARD))).ok

@@ -339,6 +339,15 @@ def test_quoted_makes_a_code_span_nothing_typed_can_break(typed: str, shown: str
         ("क्\u200dष", "क्\u200dष"),
         ("🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f", None),  # England
         ("Vic\u200ctor", "Victor"),  # in Latin it would only help fake another name
+        # Hostile probe: a joiner was kept anywhere, so `Ad\u200dmin` showed as Admin and
+        # a card named only with invisible characters had a blank name.
+        ("Ad\u200dmin", "Admin"),
+        ("\u200dAlice\u200d", "Alice"),
+        ("\u200b\u200d\u2060", ""),
+        ("\u200d", ""),
+        ("x \u200d\u200d y", "x y"),
+        ("🏳\ufe0f\u200d🌈 Pride", None),  # the rainbow flag: its joiner stays
+        ("\U0001f468\u200d\U0001f469\u200d\U0001f467", None),  # a family
         ("a\U000e0041\U000e0042b", "ab"),  # tags outside a flag spell hidden text
         ("\u202eevil\u202c", "evil"),
     ],
