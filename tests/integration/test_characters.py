@@ -991,6 +991,23 @@ async def test_a_cards_name_of_joiners_is_no_name_and_a_joiner_fakes_none(
     assert stored is not None and stored.name == "Admin"
 
 
+async def test_a_lorebook_entrys_id_and_position_with_a_lone_surrogate_import(
+    harness: Harness,
+) -> None:
+    """Hostile probe: a lone surrogate or a NUL in an entry's `id` or `position` (the
+    only texts not cleaned) failed the import with "Something went wrong … Try again";
+    now they are cleaned as every other text of the card, and the card round-trips."""
+    card = copy.deepcopy(CARD)
+    entry = card["data"]["character_book"]["entries"][0]
+    entry["id"], entry["position"] = "e\ud800\u0000", "after_char\udfff"
+    reply = await run(harness, ("character", "import"), file=card_file(card))
+    assert reply.ok, reply.text
+    exported = await run(harness, ("character", "export"), format="json")
+    assert exported.ok and exported.file is not None, exported.text
+    [first, _] = json.loads(exported.file.data)["data"]["character_book"]["entries"]
+    assert (first["id"], first["position"]) == ("e\ufffd", "after_char\ufffd")
+
+
 async def test_a_cards_creator_and_version_are_labelled(harness: Harness) -> None:
     """They read as a bare "by someone 3"."""
     assert (await run(harness, ("character", "import"), file=card_file(CARD))).ok
