@@ -96,10 +96,16 @@ def _seed(key: str, value: object) -> int:
     return number if number >= 0 else -1  # SillyTavern sends a seed only when >= 0
 
 
+# SillyTavern's Minimum and Maximum as it sends them to OpenAI and custom endpoints
+# (openai.js getReasoningEffort): the lowest and the highest keyword.
+_ST_EFFORTS = {"min": "low", "max": "high"}
+
+
 def _effort(key: str, value: object) -> str:
     if not isinstance(value, str) or len(value) > 20:
         raise PresetError(f"The preset's `{key}` must be a reasoning effort such as `medium`.")
-    return value.strip().lower() or "auto"
+    effort = value.strip().lower() or "auto"
+    return _ST_EFFORTS.get(effort, effort)
 
 
 def _stop(key: str, value: object) -> list[str] | None:

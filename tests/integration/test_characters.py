@@ -625,6 +625,24 @@ async def test_a_channels_preset_turns_off_what_the_server_sets(harness: Harness
     assert body["messages"] == [{"role": "user", "content": "Hi"}]  # no main, aux, post
 
 
+async def test_sillytaverns_maximum_reasoning_effort_is_sent_as_it_sends_it(
+    harness: Harness,
+) -> None:
+    """A SillyTavern preset saved with Reasoning Effort "Maximum" (`max`) had its effort
+    refused ("must be one of: auto, minimal, low, medium, high"); SillyTavern sends
+    OpenAI and custom endpoints `high` for it, and so does the bot now."""
+    await configure_fake(harness)
+    reply = await run(
+        harness, ("preset", "import"), file=card_file({**ST_DEFAULT, "reasoning_effort": "max"})
+    )
+    assert reply.ok and "reasoning_effort=high" in reply.text, reply.text
+    assert "Not applied" not in reply.text, reply.text
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    assert json.loads(route.calls.last.request.content)["reasoning_effort"] == "high"
+
+
 async def test_a_bad_preset_changes_nothing(harness: Harness) -> None:
     await configure_fake(harness)
     before = await harness.store.scope_values(REF, Scope.CHANNEL)

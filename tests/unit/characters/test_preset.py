@@ -114,6 +114,10 @@ def test_supported_values_pass_the_registry() -> None:
         ({"top_k": 0}, "top_k", 0),
         ({"reasoning_effort": "auto"}, "reasoning_effort", "auto"),
         ({"reasoning_effort": ""}, "reasoning_effort", "auto"),
+        # Minimum and Maximum: what SillyTavern sends OpenAI for them (a preset saved
+        # with either had its effort refused as "must be one of: auto, minimal …").
+        ({"reasoning_effort": "min"}, "reasoning_effort", "low"),
+        ({"reasoning_effort": "max"}, "reasoning_effort", "high"),
         ({"openai_max_tokens": 300.0}, "max_tokens", 300),
         ({"custom_stopping_strings": '["###", "\\nBob:"]'}, "stop", ["###", "\nBob:"]),
         ({"stop": []}, "stop", None),
