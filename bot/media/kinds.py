@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from bot.types import redact
+from bot.types.secrets import holds_key
 from bot.types.text import literal, shorten, shown_name
 
 Kind = Literal["image", "text", "pdf", "binary"]
@@ -50,8 +52,12 @@ def file_label(name: str) -> str:
 
 def display_name(name: str) -> str:
     """A file name in the bot's own message: its label, with no markdown of its own
-    (`[Log in](https://…).png` is no link in the bot's voice)."""
-    return literal(file_label(name))
+    (`[Log in](https://…).png` is no link in the bot's voice), and without a key pasted
+    into it (the bot's refusal would have repeated it where its sender cannot delete it)."""
+    label = shown_name(name)  # zero-width characters out first: `sk-…` seen whole
+    if holds_key(label):
+        label = redact(label, known=False)
+    return literal(file_label(label))
 
 
 def extension(name: str) -> str:

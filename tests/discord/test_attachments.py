@@ -128,3 +128,18 @@ async def test_a_file_alone_in_a_direct_message_is_answered(
     assert simcord_env.bot.user is not None
     assert bot_messages(user.dm_channel, simcord_env.bot.user.id) == ["Hello there!"]
     assert last_user_content(endpoint).strip() == "todo.md\n```markdown\n- milk\n```"
+
+
+async def test_a_refused_file_named_with_a_key_is_not_named_back(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Hostile probe: a binary file named `sk-….bin` was refused with its name, so the
+    bot's own message (which its sender cannot delete) repeated the key."""
+    key = "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4"
+    await world.member.send(
+        world.channel, f"<@{world.bot_id}> look", attachments=[(f"{key}.bin", bytes(range(256)))]
+    )
+    [refusal] = bot_messages(world.channel, world.bot_id)
+    assert key not in refusal and key[:12] not in refusal
+    assert "looks like a binary file" in refusal
+    assert endpoint.requests == []
