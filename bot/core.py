@@ -319,13 +319,9 @@ class Core:
             return Reply(str(err), private=True, ok=False)
         name = inv.path[0]
         if name == "stop":
-            asker = self._engine.asker(ref)
-            if asker is not None and asker != actor.id and not self.is_admin(actor):
-                return Reply(
-                    "Only the person who asked or an admin of this channel can stop this answer.",
-                    private=True,
-                    ok=False,
-                )
+            refused = self.stop_refusal(ref, actor)
+            if refused is not None:
+                return Reply(refused, private=True, ok=False)
             if not self._engine.stop(ref):  # said to the one who asked only: no noise
                 if await self._engine.cut_off(ref):
                     return Reply(
@@ -428,6 +424,15 @@ class Core:
     def stop(self, ref: ChannelRef) -> bool:
         """Stop the answer being written in this conversation (what arrived is kept)."""
         return self._engine.stop(ref)
+
+    def stop_refusal(self, ref: ChannelRef, actor: Actor) -> str | None:
+        """Why `actor` may not stop the answer being written here (it is someone else's,
+        and they are no admin), or None. Asked of the answer being written, not of a
+        button's: a ⏹ left on an older answer names whoever asked that one."""
+        asker = self._engine.asker(ref)
+        if asker is not None and asker != actor.id and not self.is_admin(actor):
+            return "Only the person who asked or an admin of this channel can stop this answer."
+        return None
 
     def answer_deleted(self, ref: ChannelRef) -> bool:
         """The message of the answer being written here was deleted: no one reads the

@@ -614,20 +614,20 @@ class FakeDiscord:
         channel_id: int | None = None,
         files: Sequence[tuple[str, str, bytes]] = (),
         reply_to: int | None = None,
+        by: tuple[int, str] | None = None,
     ) -> int:
-        """A member (bob) posts (in #general unless told), with (name, type, bytes) files
-        this fake's CDN serves; returns the message id."""
+        """A member (bob, or the member `by` (id, name)) posts (in #general unless told),
+        with (name, type, bytes) files this fake's CDN serves; returns the message id."""
         mid = next(self._ids)
         mentions = [self.bot_user()] if mention_bot else []
-        author = self._user(self.user_id, "bob")
+        uid, name = by or (self.user_id, "bob")
+        author = self._user(uid, name)
         cid = channel_id or self.channel_id
         attachments = [self._attachment(cid, *file) for file in files]
         message = self._message(
             mid, cid, author, content, mentions=mentions, attachments=attachments
         )
-        message["member"] = {
-            k: v for k, v in self._member(self.user_id, "bob").items() if k != "user"
-        }
+        message["member"] = {k: v for k, v in self._member(uid, name).items() if k != "user"}
         if reply_to is not None:  # a reply to a message this fake holds
             message["type"] = 19
             message["message_reference"] = {"message_id": str(reply_to), "channel_id": str(cid)}

@@ -5,6 +5,7 @@ buttons replace ⏹; a stop typed while the first message is being posted ends t
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,47 @@ async def test_stop_pressed_while_streaming_ends_the_answer(tmp_path: Path) -> N
     assert len(shown["content"]) < len(script.answer)
     assert endpoint.cut_off  # the model's connection was closed
     assert not [i for i in _custom_ids(shown) if i.startswith("cc:stop:")]
+
+
+async def test_a_stop_left_on_an_older_answer_cannot_stop_someone_elses(
+    tmp_path: Path,
+) -> None:
+    """Hostile probe: a ⏹ left on an older answer (its process killed, or its last edit
+    lost) let the member it named stop whatever answer was being written in the channel,
+    another member's too; a typed /stop refused them."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["short"])) as (bot, endpoint):
+        await fake.user_says(f"<@{fake.bot_id}> hi")
+
+        def olders() -> list[dict[str, Any]]:
+            return [m for m in fake.messages.values() if m["content"] == "short"]
+
+        await fake.wait_until(lambda: bool(olders()), 30)
+        [older] = olders()
+        endpoint.script = Script(chunks=[f"w{i} " for i in range(120)], interval=0.05)
+        carol = (fake.user_id + 7, "carol")
+        await fake.user_says(f"<@{fake.bot_id}> count for me", by=carol)
+
+        def streaming() -> dict[str, Any] | None:
+            return next(
+                (m for m in fake.messages.values() if f"cc:stop:{carol[0]}" in _custom_ids(m)),
+                None,
+            )
+
+        await fake.wait_until(lambda: streaming() is not None, 60)
+        answer = streaming()
+        assert answer is not None
+        carols = f"cc:stop:{carol[0]}"
+        # Bob's ⏹ as a killed process left it on his answer.
+        stale = f"cc:stop:{fake.user_id}"
+        older["components"] = json.loads(json.dumps(answer["components"]).replace(carols, stale))
+        await fake.click(int(older["id"]), stale)
+        await fake.wait_until(lambda: "cc:regen:" in str(_custom_ids(answer)), 30)
+        assert await bot.stop() == 0
+    assert answer["content"] == endpoint.script.answer.strip()  # carol's, whole
+    [refusal] = fake.responses
+    assert refusal["type"] == 4 and int(refusal["data"]["flags"]) & 64  # bob's eyes only
+    assert "Only the person who asked or an admin" in refusal["data"]["content"]
 
 
 async def test_a_stop_typed_while_the_first_message_is_posted_ends_that_message(

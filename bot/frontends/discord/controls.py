@@ -189,6 +189,8 @@ class Controls:
         if press is Press.STOP:
             if not may_stop(actor.id, target, admin=self._core.is_admin(actor)):
                 await _ephemeral(interaction, stop_refusal(target))
+            elif (not_theirs := self._core.stop_refusal(ref, actor)) is not None:
+                await _ephemeral(interaction, not_theirs)  # a ⏹ left on an older answer
             elif self._core.stop(ref):
                 await interaction.response.defer()  # the answer itself shows it stopped
             elif await self._core.answer_cut_off(ref):
