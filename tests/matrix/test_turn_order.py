@@ -405,6 +405,30 @@ async def test_stop_by_reaction_is_the_askers_and_reaches_the_streaming_answer(r
     assert asked.ended == 0.0  # the stream was cut, not finished
 
 
+async def test_stop_on_an_older_answer_does_not_stop_someone_elses(rig: Rig) -> None:
+    """Hostile probe: ⏹ on her own older answer let Carol stop whatever answer was being
+    written in the room, Bob's too; her typed !stop was refused."""
+    rig.arrive(GROUP, CAROL, "bot: hers", **MENTION)
+    await rig.settle()
+    hers = await _first_answer(rig, GROUP)
+    rig.arrive(GROUP, BOB, "bot: his", **MENTION)
+    async with asyncio.timeout(30):
+        while True:
+            if len(rig.endpoint.asked) == 2:
+                break
+            await asyncio.sleep(0.05)
+    _react(rig, GROUP, CAROL, hers, "⏹")  # while his answer is being written
+    await rig.settle()
+    his = next(
+        f"$bot{i + 1}"
+        for i, s in enumerate(rig.hs.sent)
+        if s.content.get("msgtype") == "m.text" and not _replaces(s) and f"$bot{i + 1}" != hers
+    )
+    edits = [s for s in rig.hs.sent if _replaces(s) == his]
+    assert edits[-1].body == rig.endpoint.answer()  # whole, not stopped
+    assert rig.endpoint.asked[-1].ended != 0.0  # the stream was finished, not cut
+
+
 async def test_a_forgotten_answer_gets_a_new_message_and_reactions_on_it_do_nothing(
     rig: Rig,
 ) -> None:

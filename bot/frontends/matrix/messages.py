@@ -540,7 +540,9 @@ class MessageHandler:
         if words is None:
             return
         if words == ("stop",):  # uses no key: never held back
-            self._core.stop(shown.ref)  # the answer itself shows that it stopped
+            # Asked of the answer being written, which may not be the one reacted to.
+            if self._core.stop_refusal(shown.ref, actor) is None:
+                self._core.stop(shown.ref)  # the answer itself shows that it stopped
             return
         if not await self._hold_personal(room):  # said in the log
             return
