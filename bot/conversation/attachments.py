@@ -56,7 +56,10 @@ class Prepared:
 
 def _looks_like_image(attachment: Attachment) -> bool:
     declared = attachment.content_type.lower()
-    return declared.startswith("image/") or attachment.filename.lower().endswith(_IMAGE_EXTENSIONS)
+    name = attachment.filename.lower()
+    if declared.startswith("image/svg") or name.endswith(".svg"):
+        return False  # XML, read as a text file (classify): no image to count
+    return declared.startswith("image/") or name.endswith(_IMAGE_EXTENSIONS)
 
 
 async def prepare(

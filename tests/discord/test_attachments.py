@@ -143,3 +143,16 @@ async def test_a_refused_file_named_with_a_key_is_not_named_back(
     assert key not in refusal and key[:12] not in refusal
     assert "looks like a binary file" in refusal
     assert endpoint.requests == []
+
+
+async def test_svg_files_are_read_as_text_not_counted_as_images(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Hostile probe: five SVGs (Discord declares them image/svg+xml) were refused as "You
+    attached 5 images", though an SVG is XML and goes to the model as a text file."""
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect/></svg>'
+    files = [(f"icon{i}.svg", svg) for i in range(5)]
+    await world.member.send(world.channel, f"<@{world.bot_id}> review these", attachments=files)
+    assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
+    content = last_user_content(endpoint)
+    assert isinstance(content, str) and content.count("```xml\n<svg") == 5
