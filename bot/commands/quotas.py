@@ -10,7 +10,7 @@ from bot.commands.router import check_scope
 from bot.commands.scopes import next_scope
 from bot.commands.spec import CommandContext
 from bot.types import Platform, Reply, Scope
-from bot.types.limits import AccessKind, AccessRule, Effect, LimitName
+from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
 from bot.usage.access import AccessError, describe, parse_subject
 from bot.usage.limits import (
     ANSWER_ESTIMATE,
@@ -171,6 +171,16 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             return Reply(f"There was no rule for {kind.value} {subject} {where}.", ok=False)
         return Reply(f"Removed the rule for {kind.value} {subject} {where}.")
     rule = AccessRule(kind, subject, Effect(action), scope is Scope.SERVER)
+    kept = [r for r in await ctx.store.quotas.rules(ctx.ref) if r.server_wide == rule.server_wide]
+    if len(kept) >= MAX_ACCESS_RULES and not any(
+        (r.kind, r.subject) == (kind, subject) for r in kept
+    ):
+        many = {Platform.DISCORD: "a role", Platform.MATRIX: "a power level"}.get(ctx.ref.platform)
+        instead = f", or name many people at once with {many}" if many else ""
+        raise CommandError(
+            f"There are already {MAX_ACCESS_RULES} rules {where}, the most kept: remove one "
+            f"with {p}access remove <user|role|level> <id>{instead}. Nothing changed."
+        )
     await ctx.store.quotas.set_rule(ctx.ref, scope, rule, ctx.actor)
     note = ""
     if rule.effect is Effect.ALLOW:

@@ -75,6 +75,11 @@ class Effect(StrEnum):
     DENY = "deny"
 
 
+# Who-may-chat rules a channel, or a server, keeps: past a few dozen people, a role (or a
+# Matrix power level) says it in one rule; and /access and /settings list every one.
+MAX_ACCESS_RULES = 50
+
+
 @dataclass(frozen=True, slots=True)
 class AccessRule:
     kind: AccessKind

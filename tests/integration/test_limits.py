@@ -24,7 +24,7 @@ from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import UsageRow
 from bot.types import Actor, ChannelConfig, ChannelRef, Incoming, Platform, Reply, Scope, Source
-from bot.types.limits import LimitName
+from bot.types.limits import MAX_ACCESS_RULES, LimitName
 from bot.usage.access import NOT_HERE
 from bot.usage.limits import Refusal, turn_cost
 from bot.usage.quota import Charged, charge, guard
@@ -673,6 +673,25 @@ async def test_matrix_hostile_levels_and_ids(core: Core) -> None:
     longest = f"@{'a' * 200}:{'b' * 49}.org"  # 255
     assert (await command(core, f"!access allow user {longest}", ADMIN, room)).ok
     assert (await command(core, "!access allow level -10", ADMIN, room)).ok
+
+
+async def test_a_channel_keeps_at_most_fifty_rules_of_its_own(core: Core) -> None:
+    """Limits probe: /access took any number of rules, and /access and /settings list
+    every one (on Discord, a flood of 2,000-character messages)."""
+    for n in range(MAX_ACCESS_RULES):
+        assert (await command(core, f"/access allow user {1000 + n}", ADMIN)).ok
+    full = await command(core, "/access allow user 9999", ADMIN)
+    assert not full.ok and full.text == (
+        "There are already 50 rules for this channel, the most kept: remove one with "
+        "/access remove <user|role|level> <id>, or name many people at once with a role. "
+        "Nothing changed."
+    ), full.text
+    assert "9999" not in (await command(core, "/access", ADMIN)).text
+    # A rule already there may change its effect; the server keeps its own 50.
+    assert (await command(core, "/access deny user 1000", ADMIN)).ok
+    assert (await command(core, "/access allow user 9999 scope:server", OWNER)).ok
+    assert (await command(core, "/access remove user 1001", ADMIN)).ok
+    assert (await command(core, "/access allow user 9999", ADMIN)).ok
 
 
 async def test_operator_lists_keep_a_bot_private(database_url: str) -> None:
