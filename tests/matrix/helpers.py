@@ -226,10 +226,10 @@ class UserClient:
         first: Seen = found[0]
         return first
 
-    async def command(self, room_id: str, bot_id: str, text: str) -> str:
-        """Send a command; the bot's notice in answer to it."""
+    async def command(self, room_id: str, bot_id: str, text: str, **extra: Any) -> str:
+        """Send a command (`extra`: more of its content); the bot's notice in answer to it."""
         after = time.monotonic()
-        event_id = await self.send(room_id, text)
+        event_id = await self.send(room_id, text, **extra)
 
         def answer() -> Seen | None:
             for s in self.messages(room_id, bot_id, after):

@@ -147,6 +147,29 @@ ENCRYPTED_FILE = {
 }
 
 
+def test_a_person_picked_from_the_mention_list_is_named_by_id() -> None:
+    """Usage probe: `!access allow user` with a person picked from Element's mention list
+    was refused ("not a Matrix user id"): the body holds their display name, the id is
+    only in the pill's link."""
+    pill = '<a href="https://matrix.to/#/%40bob%3Ahs">Bob &amp; Co</a>'
+    content = {"formatted_body": f"!access allow user {pill}"}
+    assert events.pills_as_ids("!access allow user Bob & Co", content) == (
+        "!access allow user @bob:hs"
+    )
+    # A name that is also a word of the command: the argument (the last one) is the pill.
+    content = {"formatted_body": '!access allow user <a href="matrix:u/al:hs"><b>allow</b></a>'}
+    assert events.pills_as_ids("!access allow user allow", content) == "!access allow user @al:hs"
+    # Only whole words; a room's link is no person; no HTML, or too much of it: as it is.
+    assert events.pills_as_ids("!access deny user Bobby", {"formatted_body": pill}) == (
+        "!access deny user Bobby"
+    )
+    room = '<a href="https://matrix.to/#/%23room%3Ahs">Bob</a>'
+    assert events.pills_as_ids("x Bob", {"formatted_body": room}) == "x Bob"
+    assert events.pills_as_ids("x Bob & Co", {"body": "x"}) == "x Bob & Co"
+    flood = {"formatted_body": '<a href="https://matrix.to/#/@x:y">' * 200 + pill}
+    assert events.pills_as_ids("x Bob & Co", flood) == "x Bob & Co"
+
+
 def test_an_image_names_its_mxc_file_and_what_its_sender_declared() -> None:
     content = {
         "msgtype": "m.image",

@@ -71,6 +71,18 @@ async def test_refusal_notice_and_power_level_access(
                 await asyncio.sleep(2)
                 assert bob.messages(room_id, bot.user_id, after) == []
                 assert endpoint.request_for("carol asks") is None
+                # Carol picked from the client's mention list: her name in the body, her
+                # id only in the pill's link (it was refused as "not a Matrix user id").
+                carol_id = carol.user.user_id
+                pill = f'<a href="https://matrix.to/#/{carol_id}">carol</a>'
+                said = await alice.command(
+                    room_id,
+                    bot.user_id,
+                    "!access deny user carol",
+                    format="org.matrix.custom.html",
+                    formatted_body=f"!access deny user {pill}",
+                )
+                assert said.startswith("Rule added") and carol_id in said, said
         finally:
             for user in (alice, bob, carol):
                 await user.close()

@@ -140,6 +140,36 @@ def mentions_user(
     return any(_named(name, body) for name in names if name)
 
 
+# A pill whole: its link and the text shown for it (a person's display name).
+_PILL_SHOWN = re.compile(_PILL.pattern + r"[^>]*>(.{0,512}?)</a\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+# A command that names someone is a line: a longer formatted body is not looked through
+# (thousands of unclosed links would cost seconds of regex before any check).
+_PILLED_MOST = 4096
+
+
+def pills_as_ids(text: str, content: Mapping[str, Any]) -> str:
+    """`text` (the message's body) with each person a pill names by their display name
+    written as their user id: a client that completes a mention puts the name in `body`
+    and the id only in `formatted_body`'s link. A pill's name is looked for as a whole
+    word from the end (where a command's arguments are); one not found changes nothing."""
+    formatted = content.get("formatted_body")
+    if not isinstance(formatted, str) or len(formatted) > _PILLED_MOST:
+        return text
+    end = len(text)
+    for link in reversed(list(_PILL_SHOWN.finditer(formatted))):
+        user_id = _pilled(link)
+        shown = html.unescape(_TAG.sub("", link.group(4))).strip()
+        if not user_id.startswith("@") or not shown or shown == user_id:
+            continue
+        words = list(re.finditer(rf"(?<!\S){re.escape(shown)}(?!\S)", text[:end]))
+        if words:
+            found = words[-1]
+            text = text[: found.start()] + user_id + text[found.end() :]
+            end = found.start()
+    return text
+
+
 def _pilled(link: re.Match[str]) -> str:
     """The user id a pill links to."""
     named = unquote(html.unescape(link.group(3)))

@@ -574,10 +574,15 @@ class MessageHandler:
 
     async def _prepare(self, room: nio.MatrixRoom, msg: Message) -> _Prepared | str:
         """Who runs what where, or why it cannot run."""
+        text = msg.text
+        if text.split(maxsplit=1)[:1] == [f"{self.prefix}access"]:
+            # A person picked from the client's mention list: the name in the text, the
+            # id in the pill's link; a rule names the id.
+            text = events.pills_as_ids(text, msg.content)
         try:
             # Only a direct chat may name another room: there it keeps keys out of groups.
-            targeted = split_target(msg.text) if msg.private else None
-            inv = self._core.parse(targeted.text if targeted else msg.text, Platform.MATRIX)
+            targeted = split_target(text) if msg.private else None
+            inv = self._core.parse(targeted.text if targeted else text, Platform.MATRIX)
         except CommandError as err:
             if not msg.private and asks_secret(msg.text, self._core.table, self.prefix):
                 # `!proxy password` alone in a group: where to send it, not its usage line,
