@@ -87,9 +87,13 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     ]
     for setting, title in PROMPTS.values():
         text = config.value(setting)
-        if isinstance(text, str) and text:
+        if text == "" and config.origins.get(setting, "default") != "default":
+            shown = "none"  # turned off here (a wider scope's prompt is not sent)
+        elif isinstance(text, str) and text:
             shown = await _prompt_text(ctx, config, text)
-            lines.append(f"{title[0].upper()}{title[1:]}{origin_note(config, setting)}: {shown}")
+        else:
+            continue
+        lines.append(f"{title[0].upper()}{title[1:]}{origin_note(config, setting)}: {shown}")
     lines += _settings_lines(config)
     character = await ctx.store.character(ctx.ref)
     if character is not None:

@@ -67,6 +67,12 @@ async def test_settings_omit_empty_sections_and_show_values_plainly(harness: Har
     )
     assert "1e+07" not in shown
     assert "Last change: params (here) by Ada" in shown  # admins see who changed what last
+    # A prompt turned off here over a wider one is shown as off (it had vanished from the
+    # list, as if none were set anywhere; characters probe).
+    await run(harness, "/system The server's helper. scope:server")
+    await run(harness, "/system none")
+    off = (await run(harness, "/settings")).text
+    assert "System prompt (this channel): none" in off and "server's helper" not in off, off
     member = await harness.core.run_text_command(Incoming(REF, MEMBER, "/settings"))
     assert member.ok and "Last change" not in member.text
     await run(harness, "/key set mistral sk-mistral-key-000000")
