@@ -278,6 +278,12 @@ def _options(
                 positional.remove(opt)
             raw[_once(opt, raw)] = value
             continue
+        if (meant := _misnamed(value, by_name)) is not None:
+            line = usage(path, command, prefix, server=server)
+            raise CommandError(
+                f"`{prefix}{' '.join(path)}` has no option {quoted(meant[0])}. Did you mean "
+                f"`{meant[1]}:`? Usage: {line}"
+            )
         if last is not None and _runs_on(raw.get(last.name), last, value, positional):
             raise CommandError(_one_word(str(raw[last.name]), last, value, body, pos))
         if not positional:
@@ -375,6 +381,23 @@ def _named(token: str, options: dict[str, Option]) -> tuple[Option, str] | None:
         key, found, value = token.partition(sep)
         if found and key.lower() in options and not options[key.lower()].secret:
             return options[key.lower()], value
+    return None
+
+
+_OPTION_NAME = re.compile("[A-Za-z_]{2,30}")
+
+
+def _misnamed(token: str, options: dict[str, Option]) -> tuple[str, str] | None:
+    """`bypas:on`, `scpe=server`: a name close to one of the command's options, then its
+    value, as (the name typed, the option meant). Said as a misspelt option, not taken for
+    a value (`bypass` "must be on or off, not `bypas:on`"). Only a word of letters: a
+    model id such as `llama3:8b` or a Matrix id `@a:b` is a value."""
+    names = [name for name, o in options.items() if not o.secret]
+    for sep in NAME_SEPARATORS:
+        key, found, _ = token.partition(sep)
+        if found and _OPTION_NAME.fullmatch(key):
+            meant = closest(key, names)
+            return (key, meant) if meant is not None else None
     return None
 
 

@@ -495,6 +495,31 @@ def test_a_space_before_the_urls_path_is_not_taken_for_a_password(tmp_path: Path
     assert s.count("secrets") == 0  # no password either
 
 
+def test_a_mistyped_option_name_is_named_not_taken_for_a_value(tmp_path: Path) -> None:
+    """`/connect bypas:on` said "`bypass` must be on or off, not `bypas:on`" (it was on);
+    `/models list filtr:gpt` looked for models containing `filtr:gpt`. A model id with a
+    colon (`llama3:8b`, as Ollama names them) is still a model id."""
+    s = run_console(
+        tmp_path,
+        [
+            ["/connect bypas:on"],
+            ["/models list filtr:4o"],
+            ["/source openai scpe:channel"],
+            ["/model qwen:7b"],
+        ],
+    )
+    bypass = s.reply("/connect bypas:on")
+    assert "`/connect` has no option `bypas`. Did you mean `bypass:`?" in bypass, bypass
+    assert "must be on or off" not in bypass, bypass
+    assert "Usage: /connect [bypass:on|off]" in bypass, bypass
+    found = s.reply("/models list filtr:4o")
+    assert "`/models list` has no option `filtr`. Did you mean `filter:`?" in found, found
+    scope = s.reply("/source openai scpe:channel")
+    assert "`/source` has no option `scpe`. Did you mean `scope:`?" in scope, scope
+    assert s.reply("/model qwen:7b").startswith("Model set to qwen:7b."), s.reply("/model qwen:7b")
+    assert s.row("bypass_status_check, source, model") == (None, None, "qwen:7b")
+
+
 @pytest.mark.litellm
 def test_a_model_the_endpoint_does_not_list_is_named_by_the_status_check(
     tmp_path: Path, litellm_peer: LiteLLMPeer
