@@ -20,6 +20,7 @@ from bot.connection import (
     ENDPOINT_SECRETS,
     PROXY_PASSWORD,
     NotConnectable,
+    blocked_reason,
     endpoint_for,
     endpoint_url,
     run_status_check,
@@ -470,9 +471,11 @@ async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": None}, action="model")
         after = await ctx.store.effective_config(ctx.ref)
         now = after.model or "none yet"
+        # With none to fall back to, chat is refused until one is picked: say how.
+        step = "" if after.model else f"\n{blocked_reason(after, ctx.prefix, admin=True)}"
         return Reply(
             f"{scope_place(scope).capitalize()} now uses the {next_scope(ctx, scope)} model "
-            f"({now})."
+            f"({now}).{step}"
         )
     config = await ctx.store.effective_config(ctx.ref)
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": model}, action="model")

@@ -520,6 +520,18 @@ def test_a_mistyped_option_name_is_named_not_taken_for_a_value(tmp_path: Path) -
     assert s.row("bypass_status_check, source, model") == (None, None, "qwen:7b")
 
 
+def test_model_default_with_no_model_to_fall_back_to_names_the_next_step(
+    tmp_path: Path,
+) -> None:
+    """`/model default` where the operator set no DEFAULT_MODEL said "This channel now
+    uses the operator's model (none yet)." and no more; the next chat line was refused."""
+    s = run_console(tmp_path, [["/model m-1"], ["/model default"]])
+    said = s.reply("/model default")
+    assert said.startswith("This channel now uses the operator's model (none yet)."), said
+    assert "Pick one with /model <id> (see /models list)." in said, said
+    assert s.row("model") == (None,)
+
+
 @pytest.mark.litellm
 def test_a_model_the_endpoint_does_not_list_is_named_by_the_status_check(
     tmp_path: Path, litellm_peer: LiteLLMPeer
