@@ -433,9 +433,15 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             ctx.ref, scope, ctx.actor, {"show_external_models": False}, action="models"
         )
         where = " for this server" if scope is Scope.SERVER else ""
-        return Reply(
-            f"Show external models{where}: off. {ctx.prefix}model offers the built-in list."
-        )
+        source = (await ctx.store.effective_config(ctx.ref)).source
+        if BUILTIN_MODELS[source]:
+            offered = "offers the built-in list"
+        else:  # as _offered_models does: custom has no list but the endpoint's
+            offered = (
+                f"still offers the models the endpoint listed: {source.value} has no "
+                f"built-in list ({ctx.prefix}models list)"
+            )
+        return Reply(f"Show external models{where}: off. {ctx.prefix}model {offered}.")
     config = await ctx.store.effective_config(ctx.ref)
     endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
     try:

@@ -532,6 +532,19 @@ def test_model_default_with_no_model_to_fall_back_to_names_the_next_step(
     assert s.row("model") == (None,)
 
 
+def test_models_external_off_for_custom_does_not_promise_a_built_in_list(
+    tmp_path: Path,
+) -> None:
+    """For custom, `/models external off` said "/model offers the built-in list": custom
+    has none, and /model kept offering the endpoint's models."""
+    off = ["/models external off"]
+    s = run_console(tmp_path, [off, ["/source custom"], off])
+    openai, said = s.replies_of(off[0])
+    assert "/model offers the built-in list." in openai, openai
+    assert "built-in list." not in said, said
+    assert "/model still offers the models the endpoint listed: custom has no built-in" in said
+
+
 @pytest.mark.litellm
 def test_a_model_the_endpoint_does_not_list_is_named_by_the_status_check(
     tmp_path: Path, litellm_peer: LiteLLMPeer
