@@ -261,6 +261,10 @@ def _options(
             only = _token(rest, 0) if rest else None
             if only is not None and only[1] == len(rest):
                 rest = only[0]  # one token: its quotes are not part of it
+                meant = _misnamed(rest, by_name)
+                if meant is not None and meant[2].lower() in _accepted(by_name[meant[1]]):
+                    # `scpe:server`: a misspelt option with one of its values, no key
+                    raise CommandError(_misnamed_said(meant, path, command, prefix, server))
             raw[_once(positional[0], raw)] = SecretValue(rest)
             return raw
         tok = _token(body, pos)
@@ -279,11 +283,7 @@ def _options(
             raw[_once(opt, raw)] = value
             continue
         if (meant := _misnamed(value, by_name)) is not None:
-            line = usage(path, command, prefix, server=server)
-            raise CommandError(
-                f"`{prefix}{' '.join(path)}` has no option {quoted(meant[0])}. Did you mean "
-                f"`{meant[1]}:`? Usage: {line}"
-            )
+            raise CommandError(_misnamed_said(meant, path, command, prefix, server))
         if last is not None and _runs_on(raw.get(last.name), last, value, positional):
             raise CommandError(_one_word(str(raw[last.name]), last, value, body, pos))
         if not positional:
@@ -387,18 +387,32 @@ def _named(token: str, options: dict[str, Option]) -> tuple[Option, str] | None:
 _OPTION_NAME = re.compile("[A-Za-z_]{2,30}")
 
 
-def _misnamed(token: str, options: dict[str, Option]) -> tuple[str, str] | None:
+def _misnamed(token: str, options: dict[str, Option]) -> tuple[str, str, str] | None:
     """`bypas:on`, `scpe=server`: a name close to one of the command's options, then its
-    value, as (the name typed, the option meant). Said as a misspelt option, not taken for
-    a value (`bypass` "must be on or off, not `bypas:on`"). Only a word of letters: a
-    model id such as `llama3:8b` or a Matrix id `@a:b` is a value."""
+    value, as (the name typed, the option meant, the value). Said as a misspelt option,
+    not taken for a value (`bypass` "must be on or off, not `bypas:on`"). Only a word of
+    letters: a model id such as `llama3:8b` or a Matrix id `@a:b` is a value."""
     names = [name for name, o in options.items() if not o.secret]
     for sep in NAME_SEPARATORS:
-        key, found, _ = token.partition(sep)
+        key, found, value = token.partition(sep)
         if found and _OPTION_NAME.fullmatch(key):
             meant = closest(key, names)
-            return (key, meant) if meant is not None else None
+            return (key, meant, value) if meant is not None else None
     return None
+
+
+def _misnamed_said(
+    meant: tuple[str, str, str],
+    path: tuple[str, ...],
+    command: Command,
+    prefix: str,
+    server: bool,
+) -> str:
+    line = usage(path, command, prefix, server=server)
+    return (
+        f"`{prefix}{' '.join(path)}` has no option {quoted(meant[0])}. Did you mean "
+        f"`{meant[1]}:`? Usage: {line}"
+    )
 
 
 def _spelled_out(

@@ -520,6 +520,24 @@ def test_a_mistyped_option_name_is_named_not_taken_for_a_value(tmp_path: Path) -
     assert s.row("bypass_status_check, source, model") == (None, None, "qwen:7b")
 
 
+def test_a_misspelt_scope_after_key_set_is_not_saved_as_the_key(tmp_path: Path) -> None:
+    """`/key set openai scpe:server` saved `scpe:server` as the openai key ("Saved the
+    openai key for this channel.") instead of asking for the key."""
+    s = run_console(
+        tmp_path,
+        [["/key set openai scpe:server"], ["/proxy password scop:channel"], ["/settings"]],
+    )
+    for typed, command, name in (
+        ("/key set openai scpe:server", "/key set", "scpe"),
+        ("/proxy password scop:channel", "/proxy password", "scop"),
+    ):
+        said = s.reply(typed)
+        assert f"`{command}` has no option `{name}`. Did you mean `scope:`?" in said, said
+        assert "Saved" not in said, said
+    assert "API key: not set" in s.reply("/settings")
+    assert s.count("secrets") == 0
+
+
 def test_model_default_with_no_model_to_fall_back_to_names_the_next_step(
     tmp_path: Path,
 ) -> None:
