@@ -40,7 +40,22 @@ async def _checked(ctx: CommandContext) -> tuple[StatusResult, str]:
     """Run the channel's status check: its result, and the line that says it."""
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix, ctx.is_admin)
     model = (await ctx.store.effective_config(ctx.ref)).model
-    return result, _status_line(result, ctx.prefix, model)
+    return result, _status_line(result, ctx.prefix, model) + await _password_step(ctx, result)
+
+
+async def _password_step(ctx: CommandContext, result: StatusResult) -> str:
+    """The command to take when the endpoint refused a check that sent no credential:
+    the provider's message says one is wanted, but knows no commands."""
+    if result.error_kind != "auth":
+        return ""
+    try:
+        config = await ctx.store.effective_config(ctx.ref)
+        endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
+    except (NotConnectable, SecretUnreadable):
+        return ""
+    if endpoint.credential() is not None:  # one was sent: the message says to check it
+        return ""
+    return f"\nIf the endpoint wants a password, set it with {ctx.prefix}proxy password."
 
 
 def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
@@ -121,7 +136,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             await ctx.store.update_config(ctx.ref, scope, ctx.actor, drop, action="source")
             was = before.value if isinstance(before, Source) else before or "the old source"
             dropped = f"{shown_id(str(old_model))} was the model for {was}, so "
-            checked = _status_line(result, ctx.prefix)
+            checked = _status_line(result, ctx.prefix) + await _password_step(ctx, result)
     after = await ctx.store.effective_config(ctx.ref)
     if after.model:
         model = f"Model: {shown_id(after.model)}."
@@ -247,10 +262,7 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     overridden = own_value_note(await ctx.store.effective_config(ctx.ref), scope, "proxy_url")
     if overridden:
         lines.append(overridden.strip())
-    result, checked = await _checked(ctx)
-    lines.append(checked)
-    if password is None and result.error_kind == "auth":
-        lines.append(f"If the endpoint wants a password, set it with {ctx.prefix}proxy password.")
+    lines.append((await _checked(ctx))[1])
     return Reply("\n".join(lines))
 
 

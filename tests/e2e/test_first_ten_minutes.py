@@ -592,6 +592,35 @@ def test_a_model_the_endpoint_does_not_list_is_named_by_the_status_check(
     assert checked.startswith("Status check: OK — ") and "but not" not in checked, checked
 
 
+@pytest.mark.litellm
+def test_every_check_that_meets_a_password_it_lacks_names_proxy_password(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """Only `/proxy set` named `/proxy password` when the endpoint wanted one and none
+    was sent; `/connect` and `/source openai` through the proxy said only "an admin sets
+    one" (the console's user is that admin). One sent and refused is not told to set one."""
+    peer = litellm_peer
+    hint = "If the endpoint wants a password, set it with /proxy password."
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            [f"/proxy set {peer.url}"],
+            ["/connect"],
+            ["/key set openai", "sk-not-sent-to-a-proxy-0123456789"],
+            ["/source openai"],
+            ["/proxy password", "wrong-password-0123"],
+        ],
+    )
+    for typed in (f"/proxy set {peer.url}", "/connect", "/source openai"):
+        said = s.reply(typed)
+        status_401(said)
+        assert said.count(hint) == 1, (typed, said)
+    refused = s.reply("/proxy password")
+    status_401(refused)
+    assert "Check the proxy password" in refused and hint not in refused, refused
+
+
 @pytest.mark.llamacpp
 def test_a_wrong_path_is_called_a_wrong_url_not_a_wrong_model(
     tmp_path: Path, llamacpp_peer: LlamaCppPeer
