@@ -589,7 +589,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 return await _notice(
                     sink, "Only an admin of this channel can change the character's greeting."
                 )
-            return await self._swipe(ref, newest.reply_to, action, sink, greeting=True)
+            return await self._swipe(ref, newest.reply_to, action, sink, prefix, greeting=True)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
         if answer_id is not None and answer_id != (question.id if answer is None else answer.id):
@@ -599,7 +599,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await _notice(sink, f"Only {who} or an admin of this channel can do that.")
         if action in (Control.NEXT, Control.PREVIOUS):
             assert question.id is not None
-            return await self._swipe(ref, question.id, action, sink)
+            return await self._swipe(ref, question.id, action, sink, prefix)
         ended_early = answer is not None and answer.state in _ENDED_EARLY
         if action is Control.RETRY and not ended_early:
             # An answer cut off (an error mid-stream, a stop, a restart) is asked for
@@ -614,9 +614,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 question = replace(question, state=TurnState.DONE, error=None)
                 await self._store.update_message(ref, question)
         elif answer is None:
-            return await _notice(
-                sink, f"The last question has no answer yet; {prefix}retry asks it again."
-            )
+            return await _notice(sink, _no_answer(prefix))
         try:
             config, endpoint = await self._ready(ref, prefix, admin)
         except _Blocked as blocked:
@@ -652,6 +650,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         question_id: int,
         action: Control,
         sink: ReplySink,
+        prefix: str,
         *,
         greeting: bool = False,
     ) -> TurnResult:
@@ -660,6 +659,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if len(answers) < 2:
             if greeting:
                 return await _notice(sink, "The character's card has only this greeting.")
+            if not answers:  # an error before any text: nothing to swipe to
+                return await _notice(sink, _no_answer(prefix))
             return await _notice(sink, "There is only one answer here; regenerate for another.")
         shown = next((i for i, (_, visible) in enumerate(answers) if visible), len(answers) - 1)
         step = 1 if action is Control.NEXT else -1
@@ -1018,6 +1019,10 @@ def _asked_by(question: HistoryEntry, actor: Actor) -> bool:
     if question.author_id is not None:
         return question.author_id == actor.id
     return question.author is None or question.author.casefold() == actor.display_name.casefold()
+
+
+def _no_answer(prefix: str) -> str:
+    return f"The last question has no answer yet; {prefix}retry asks it again."
 
 
 async def _notice(sink: ReplySink, text: str) -> TurnResult:

@@ -538,6 +538,26 @@ def test_a_misspelt_scope_after_key_set_is_not_saved_as_the_key(tmp_path: Path) 
     assert s.count("secrets") == 0
 
 
+def test_swipe_after_a_question_that_got_no_answer_says_so(tmp_path: Path) -> None:
+    """The endpoint was down, so the question has no answer: `/swipe next` said "There is
+    only one answer here; regenerate for another.", and /regenerate then said there is
+    none."""
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            ["/proxy set http://127.0.0.1:9/v1"],
+            ["/connect bypass:on"],
+            ["/model m"],
+            ["Hello?"],
+            ["/swipe next"],
+        ],
+    )
+    assert "could not be reached" in s.reply("Hello?"), s.reply("Hello?")
+    said = s.reply("/swipe next")
+    assert said.strip() == "The last question has no answer yet; /retry asks it again.", said
+
+
 def test_model_default_with_no_model_to_fall_back_to_names_the_next_step(
     tmp_path: Path,
 ) -> None:
