@@ -223,9 +223,13 @@ def parse(
             f"Unknown command {quoted(prefix + name)}.{hint} Type {prefix}help for the list."
         )
     path: tuple[str, ...] = (command.name,)
+    if command.name == "help":  # `/help proxy`, `/help /key set`: that command's lines
+        _help_on(body[pos:], table, prefix, server)
     if command.subcommands:
         nxt = _token(body, pos)
         subs = [s.name for s in command.subcommands]
+        if nxt is not None and _asks_help(body, pos):  # `/proxy help`
+            raise CommandError(_help_of(command, path, prefix, server))
         if nxt is None:
             raise CommandError(
                 f"`{prefix}{name}` needs one of: {', '.join(subs)}. "
@@ -238,7 +242,38 @@ def parse(
                 f"Choose one of: {', '.join(subs)}."
             )
         command, path, pos = sub, (*path, sub.name), nxt[1]
+    if _asks_help(body, pos):  # `/model help` asks how, never sets the model `help`
+        raise CommandError(_help_of(command, path, prefix, server))
     return Invocation(path, _options(body, pos, command, path, prefix, server))
+
+
+# What asks for a command's own help when it is all that follows the command's name.
+_HELP_WORDS = ("help", "?", "-h", "--help")
+
+
+def _asks_help(body: str, pos: int) -> bool:
+    return body[pos:].strip().lower() in _HELP_WORDS
+
+
+def _help_of(command: Command, path: tuple[str, ...], prefix: str, server: bool) -> str:
+    """A command's usage line and what it does, one line per subcommand it has, as a
+    refusal's `Usage:` shows it (the reply is said as a command error: nothing ran)."""
+    leaves = [((*path, s.name), s) for s in command.subcommands] or [(path, command)]
+    return "\n".join(f"{usage(p, c, prefix, server=server)} — {c.help}" for p, c in leaves)
+
+
+def _help_on(rest: str, table: tuple[Command, ...], prefix: str, server: bool) -> None:
+    """`/help <command> [subcommand]`: raise with that command's help; a source or
+    nothing goes on to /help itself."""
+    words = rest.lower().split()
+    named = next((c for c in table if words and c.name == words[0].removeprefix(prefix)), None)
+    if named is None or len(words) > 2:
+        return
+    sub = named.sub(words[1]) if len(words) == 2 else None
+    if len(words) == 2 and sub is None:
+        return
+    path = (named.name, sub.name) if sub else (named.name,)
+    raise CommandError(_help_of(sub or named, path, prefix, server))
 
 
 def _options(

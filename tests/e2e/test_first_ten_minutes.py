@@ -558,6 +558,32 @@ def test_swipe_after_a_question_that_got_no_answer_says_so(tmp_path: Path) -> No
     assert said.strip() == "The last question has no answer yet; /retry asks it again.", said
 
 
+def test_help_after_a_command_or_a_command_after_help_shows_its_usage(tmp_path: Path) -> None:
+    """`/model help` set the model `help`, `/system help` the system prompt "help";
+    `/proxy help` and `/help proxy` were refused (no `help` subcommand, not a source)."""
+    s = run_console(
+        tmp_path,
+        [
+            ["/model help"],
+            ["/proxy help"],
+            ["/help proxy set"],
+            ["/key set ?"],
+            ["/help openai"],
+            ["/system help"],
+        ],
+    )
+    model = s.reply("/model help").strip()
+    assert model == "/model <id> — Choose the model that answers in this channel.", model
+    proxy = s.reply("/proxy help")
+    for line in ("/proxy set <url> [password] — Set the URL", "/proxy password", "/proxy show"):
+        assert line in proxy, proxy
+    assert s.reply("/help proxy set").strip().startswith("/proxy set <url> [password] — ")
+    assert s.reply("/key set ?").strip().startswith("/key set <openai|claude|mistral|custom>")
+    assert "How to connect:\nopenai:" in s.reply("/help openai")  # a source: its steps
+    assert s.reply("/system help").strip().startswith("/system [prompt] — Set the system")
+    assert s.count("channel_configs") == 0 and s.count("secrets") == 0  # nothing was set
+
+
 def test_model_default_with_no_model_to_fall_back_to_names_the_next_step(
     tmp_path: Path,
 ) -> None:
