@@ -98,13 +98,13 @@ def looks(word: str) -> str:
     return shown.lower().translate(_LOOK_ALIKES)
 
 
-def closest(word: str, candidates: list[str]) -> str | None:
+def closest(word: str, candidates: list[str], cutoff: float = 0.6) -> str | None:
     """The candidate `word` is a typo of (`modle` → `model`) or spells with look-alike
-    letters (`мodel`), if one is close enough."""
+    letters (`мodel`), if one is close enough (`cutoff`: difflib's similarity)."""
     looks_as = looks(word)
     if looks_as in candidates:
         return looks_as
-    close = difflib.get_close_matches(word[:60].lower(), candidates, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word[:60].lower(), candidates, n=1, cutoff=cutoff)
     return close[0] if close else None
 
 
@@ -420,6 +420,9 @@ def _named(token: str, options: dict[str, Option]) -> tuple[Option, str] | None:
 
 
 _OPTION_NAME = re.compile("[A-Za-z_]{2,30}")
+# An option name this similar (difflib) to the word before a `:` is what was meant: a
+# letter dropped or swapped (`bypas`, `scpe`, `filtr`), not a model id that shares a few.
+_MISNAMED_CUTOFF = 0.8
 
 
 def _misnamed(token: str, options: dict[str, Option]) -> tuple[str, str, str] | None:
@@ -431,7 +434,8 @@ def _misnamed(token: str, options: dict[str, Option]) -> tuple[str, str, str] | 
     for sep in NAME_SEPARATORS:
         key, found, value = token.partition(sep)
         if found and _OPTION_NAME.fullmatch(key):
-            meant = closest(key, names)
+            # Closer than a command's typo: `sqlcoder:7b` (a model) is no `scope:`.
+            meant = closest(key, names, cutoff=_MISNAMED_CUTOFF)
             return (key, meant, value) if meant is not None else None
     return None
 

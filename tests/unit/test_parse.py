@@ -368,3 +368,25 @@ def test_a_proxy_url_longer_than_a_channel_keeps_is_refused_as_typed() -> None:
     assert command is not None
     with pytest.raises(CommandError, match=r"`url` is too long \(2,008 > 2,000 characters\)"):
         bind(command, inv, "/")
+
+
+@pytest.mark.parametrize(
+    "model", ["sqlcoder:7b", "solar:latest", "stable:3b", "sage:1b", "state:x", "openrouter:auto"]
+)
+def test_a_model_id_with_a_tag_is_no_misspelt_option(model: str) -> None:
+    """Review of the misspelt-option check: `sqlcoder:7b` (an Ollama model) was refused
+    as "`/model` has no option `sqlcoder`. Did you mean `scope:`?"."""
+    assert parse(f"/model {model}", TABLE).raw == {"id": model}
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("/connect bypas:on", "bypass"),
+        ("/model m scpe:server", "scope"),
+        ("/models list filtr:4o", "filter"),
+    ],
+)
+def test_a_misspelt_option_is_named(typed: str, meant: str) -> None:
+    with pytest.raises(CommandError, match=f"Did you mean `{meant}:`"):
+        parse(typed, TABLE)
