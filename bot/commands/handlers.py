@@ -23,11 +23,13 @@ from bot.commands.scopes import (
 from bot.commands.spec import DEFAULT, Command, CommandContext, walk
 from bot.connection import (
     PROXY_PASSWORD,
+    NotConnectable,
+    endpoint_for,
     secret_check,
     shown_here,
 )
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
-from bot.store import api_key_name
+from bot.store import SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, Platform, Reply, Scope, Source
 from bot.types.secrets import held_secret
 from bot.types.text import shown_id
@@ -49,6 +51,17 @@ def _settings_lines(config: ChannelConfig) -> list[str]:
     ]
 
 
+async def _own_step(ctx: CommandContext, config: ChannelConfig) -> str | None:
+    """The setup step still missing, worded for the admin who takes it ("run …")."""
+    try:
+        await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
+    except NotConnectable as err:
+        return err.said_to(admin=True)
+    except SecretUnreadable:
+        return None
+    return None
+
+
 def _only_for(field: Field) -> str:
     if field.sources is None:
         return ""
@@ -59,7 +72,10 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     status = "not checked yet"
     if config.status is not None:
-        status = "OK" if config.status.ok else f"failed — {config.status.reason}"
+        reason = config.status.reason  # kept as anyone may read it: "an admin runs …"
+        if config.status.kind == "config" and ctx.is_admin:
+            reason = await _own_step(ctx, config) or reason
+        status = "OK" if config.status.ok else f"failed — {reason}"
     endpoint = config.resolved_url or config.proxy_url
     own_endpoint = "(the source’s own)"
     if config.source is Source.CUSTOM:  # a custom source has none of its own

@@ -184,3 +184,13 @@ async def test_connect_with_an_empty_value_changes_nothing(harness: Harness) -> 
     reply = await run(harness, "/connect bypass:")
     assert not reply.ok and "needs a value (on or off)" in reply.text
     assert (await harness.store.effective_config(REF)).bypass_status_check is False
+
+
+async def test_settings_word_a_missing_step_for_whoever_reads_it(harness: Harness) -> None:
+    """New-user probe: /settings told the admin doing the setup that "an admin runs
+    /proxy set" (the status kept in the members' wording); a member still reads that."""
+    await run(harness, "/source custom")
+    mine = (await run(harness, "/settings")).text
+    assert "Status: failed — The custom source needs an endpoint URL: run /proxy set" in mine
+    member = await harness.core.run_text_command(Incoming(REF, MEMBER, "/settings"))
+    assert "needs an endpoint URL: an admin runs /proxy set" in member.text, member.text
