@@ -300,7 +300,10 @@ class Store:
         """The channel's secrets set there while it was a direct chat, whose owner `holds`
         says may no longer pay for them, are not used from now on (held, audited). The
         names held now ([] after)."""
-        return await self._vault.hold_personal(ref, actor, holds)
+        names = await self._vault.hold_personal(ref, actor, holds)
+        if names:  # the last status check used them: it no longer says how the room is
+            await self.record_status(ref, None, (await self.effective_config(ref)).resolved_url)
+        return names
 
     async def settle_legacy_secrets(self, ref: ChannelRef, *, private: bool) -> int:
         """The channel's own secrets an older version stored: a private direct chat's

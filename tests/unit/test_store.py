@@ -368,8 +368,10 @@ async def test_a_direct_chats_own_secret_is_held_once_its_owner_left(
     name, key = "openai_api_key", SecretValue("sk-direct-chat-key-6666")
     alice = Actor("@alice:hs", "Alice", is_channel_admin=True)
     await store.set_secret(ROOM, Scope.CHANNEL, name, key, alice, personal=True)
+    await store.record_status(ROOM, StatusCheck(ok=True, reason="OK"), "http://h/v1")
     assert await store.hold_personal_secrets(ROOM, ADMIN, _without("@bot:hs", "@alice:hs")) == []
     assert await store.resolve_secret(ROOM, name) == key
+    assert (await store.effective_config(ROOM)).status is not None
     # Another process reads the owner from the database, not from this one's memory.
     other = await reopen(migrated_url, KEY_A)
     try:
@@ -377,6 +379,9 @@ async def test_a_direct_chats_own_secret_is_held_once_its_owner_left(
         assert held == [name]
         assert await other.held_secrets(ROOM) == [name]
         assert await other.resolve_secret(ROOM, name) is None  # (no operator key there)
+        # The check made with the owner's key no longer says how the room is ("OK").
+        config = await other.effective_config(ROOM)
+        assert config.status is None and config.resolved_url == "http://h/v1"
     finally:
         await other.close()
 
