@@ -50,6 +50,7 @@ _BACKOFF_CAP = 8.0
 # pool's connections once for each idle one on every request and release, so the walk
 # grows with the square of this: 4 rather than 16 (bench/RESULTS.md).
 _LANE_SIZE = 4
+_URLS_KEPT = 1024  # parsed URLs remembered (`Transport._url`); past it, parsed afresh
 _KEEPALIVE_SECONDS = 5.0  # httpx's default: idle connections a server may already drop
 _READ_SLACK = 1.0  # how much later than the provider layer's own limits a bare read ends
 # How long a URL's policy check stands for the requests that follow. Every new connection
@@ -95,6 +96,7 @@ class Transport:
         # Bases that took / refused OpenAI's `stream_options` (usage on the last chunk).
         self.usage_option: dict[str, bool] = {}
         self._transports: dict[tuple[str, str, int | None], PoolTransport] = {}
+        self._urls: dict[str, httpx.URL] = {}  # as typed → parsed (`_url`)
         self._checks: dict[str, tuple[float, str]] = {}  # URL → (valid until, checked URL)
         self._tls: ssl.SSLContext | None = None
         s = settings
@@ -140,12 +142,22 @@ class Transport:
         headers.update(spec.headers)
         return httpx.Request(
             spec.method,
-            spec.url,
+            self._url(spec.url),
             params=dict(spec.params) if spec.params else None,
             headers=headers,
             json=spec.body,
             extensions={"timeout": self._timeouts},
         )
+
+    def _url(self, url: str) -> httpx.URL:
+        """`url` parsed once: a channel asks the same few URLs every turn, and httpx takes
+        half of a request's making to parse one (bench/RESULTS.md). URLs are immutable."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     def _new_pool(self) -> httpcore.AsyncConnectionPool:
         """One lane's pool; every connection's address passes the endpoint policy again."""

@@ -21,6 +21,7 @@ from bot.providers import (
 )
 from bot.providers._http import (
     _LANE_SIZE,
+    _URLS_KEPT,
     HTTPCORE_ERRORS,
     PoolTransport,
     RequestSpec,
@@ -89,6 +90,20 @@ async def test_a_url_the_policy_would_refuse_is_refused_before_any_connection(ur
     with pytest.raises(EndpointNotAllowed, match="has a URL the bot cannot use"):
         await transport.request_json(RequestSpec("GET", url, "The proxy", {}))
     await transport.aclose()
+
+
+def test_urls_are_parsed_once_each_and_kept_within_bounds() -> None:
+    """A request's URL is parsed once (half of making a request, bench/RESULTS.md); the
+    URLs remembered stay bounded however many channels type different ones, and one
+    with parameters keeps them on each request."""
+    transport = Transport(ProviderSettings(), EndpointPolicy(allow_private=True), asyncio.sleep)
+    spec = RequestSpec("GET", "http://127.0.0.1:9/v1/models", "The proxy", {}, params={"a": "1"})
+    first, again = transport.request(spec), transport.request(spec)
+    assert str(first.url) == str(again.url) == "http://127.0.0.1:9/v1/models?a=1"
+    for n in range(3 * _URLS_KEPT):
+        url = f"http://127.0.0.1:9/v{n}/models"
+        assert str(transport.request(RequestSpec("GET", url, "The proxy", {})).url) == url
+    assert len(transport._urls) <= _URLS_KEPT
 
 
 async def test_quiet_use_stays_on_one_lane_and_a_crowd_spreads_over_more() -> None:
