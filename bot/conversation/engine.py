@@ -177,14 +177,19 @@ class _QuotaHooks:
     _reserved: dict[ChannelRef, int]
 
     async def _admitted(self, ref: ChannelRef, actor: Actor) -> bool:
-        try:
-            if await allowed(self._store, self._gate, ref, actor):
-                return True
-        except StoreError as err:
-            log.warning("could not read who may chat in %s: %s", ref, err)
-            return True  # the turn's own reads report the database
+        if await self._may_chat(ref, actor):
+            return True
         log.debug("ignored %s in %s: not allowed to chat there", actor.id, ref)
         return False
+
+    async def _may_chat(self, ref: ChannelRef, actor: Actor) -> bool:
+        """Whether `actor` may chat here (True when the database cannot say: the turn's
+        own reads report it)."""
+        try:
+            return await allowed(self._store, self._gate, ref, actor)
+        except StoreError as err:
+            log.warning("could not read who may chat in %s: %s", ref, err)
+            return True
 
     async def _charge(
         self,
@@ -286,8 +291,13 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
+        ref, actor = incoming.channel, incoming.actor
         return await self._in_order(
-            incoming.channel, sink, lambda: self._turn(incoming, sink, prefix), incoming.message_id
+            ref,
+            sink,
+            lambda: self._turn(incoming, sink, prefix),
+            incoming.message_id,
+            admitted=lambda: self._may_chat(ref, actor),
         )
 
     async def control(
@@ -316,11 +326,17 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         sink: ReplySink,
         run: Callable[[], Awaitable[TurnResult]],
         post_id: str = "",
+        admitted: Callable[[], Awaitable[bool]] | None = None,
     ) -> TurnResult:
         """`run` once the conversation's turns before it have ended; a failure before its
         answer shows is told in the channel (after: the answer shows how it ended). A
-        question (its platform message `post_id`) that waits is recorded meanwhile."""
-        waits = self._order.busy(ref) and self.waiting.note(ref, post_id)
+        question (its platform message `post_id`) that waits is recorded meanwhile, if its
+        asker is `admitted`."""
+        waits = (
+            admitted is not None
+            and self._order.busy(ref)
+            and self.waiting.note(ref, post_id, admitted)
+        )
         async with self._order.hold(ref):
             if waits:
                 self.waiting.done(ref.platform, post_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from bot.store import Store, StoreError, Unanswered
@@ -32,20 +32,22 @@ class WaitingQuestions:
         self._unremoved: set[int] = set()  # records whose turn came, not yet deleted
         self._removing: set[asyncio.Task[None]] = set()  # their deletions under way
         # (platform, message) → the conversation and the record of a question waiting now
-        self._noted: dict[tuple[Platform, str], tuple[ChannelRef, asyncio.Task[int]]] = {}
+        self._noted: dict[tuple[Platform, str], tuple[ChannelRef, asyncio.Task[int | None]]] = {}
 
     def serve(self, platform: Platform, served_by: str) -> None:
         """This process serves `platform`'s conversations as `served_by` (what its lease
         claims): its waiting questions are recorded from now on, under that name."""
         self._served_by[platform] = served_by
 
-    def note(self, ref: ChannelRef, post_id: str) -> bool:
+    def note(self, ref: ChannelRef, post_id: str, admitted: Callable[[], Awaitable[bool]]) -> bool:
         """Record a question that is about to wait (its platform message `post_id`);
-        written while it waits. False when its front-end serves nothing recorded."""
+        written while it waits, if its asker is `admitted` to chat there (someone who is
+        not is ignored quietly, also by a process that finds the record after a kill).
+        False when its front-end serves nothing recorded."""
         served_by = self._served_by.get(ref.platform)
         if served_by is None or not post_id:
             return False
-        task = asyncio.create_task(self._store.waiting.add(ref, post_id, served_by, self._process))
+        task = asyncio.create_task(self._add(ref, post_id, served_by, admitted))
         task.add_done_callback(_retrieved)  # a turn cancelled meanwhile never awaits it
         self._noted[(ref.platform, post_id)] = (ref, task)
         return True
@@ -61,9 +63,23 @@ class WaitingQuestions:
         self._removing.add(task)
         task.add_done_callback(self._removing.discard)
 
-    async def _gone(self, ref: ChannelRef, note: asyncio.Task[int]) -> None:
+    async def _add(
+        self,
+        ref: ChannelRef,
+        post_id: str,
+        served_by: str,
+        admitted: Callable[[], Awaitable[bool]],
+    ) -> int | None:
+        """The record written (its id), or None for an asker not admitted."""
+        if not await admitted():
+            return None
+        return await self._store.waiting.add(ref, post_id, served_by, self._process)
+
+    async def _gone(self, ref: ChannelRef, note: asyncio.Task[int | None]) -> None:
         try:
             record = await note
+            if record is None:  # never written
+                return
         except StoreError as err:
             log.warning("could not record a question waiting in %s: %s", ref, err)
             return
@@ -121,6 +137,6 @@ class WaitingQuestions:
 PRUNE_AFTER = timedelta(days=7)
 
 
-def _retrieved(task: asyncio.Task[int]) -> None:
+def _retrieved(task: asyncio.Task[int | None]) -> None:
     if not task.cancelled():
         task.exception()  # said by `done` when awaited; otherwise the record was written

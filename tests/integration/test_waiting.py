@@ -17,7 +17,8 @@ from sqlalchemy import select, update
 
 from bot.core import UNANSWERED, Core, TurnLimits
 from bot.store.models import WaitingRow
-from bot.types import Actor, ChannelRef, Incoming, Platform
+from bot.types import Actor, ChannelRef, Incoming, Platform, Scope
+from bot.types.limits import AccessKind, AccessRule, Effect
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 from tests.integration.test_turns import Sink, make_core
 
@@ -292,3 +293,28 @@ async def test_a_question_deleted_while_it_waits_is_not_said_unanswered(
     finally:
         await killed.close()
         await after.close()
+
+
+async def test_someone_not_allowed_to_chat_is_not_recorded(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """A question of someone not allowed to chat there, waiting behind another, was
+    recorded, and after a kill the next process replied "Not answered … Ask again" to
+    someone the bot ignores quietly."""
+    core = await make_core(database_url, slow, TurnLimits())
+    try:
+        core.serve(Platform.DISCORD, SERVED)
+        rule = AccessRule(AccessKind.USER, ADA.id, Effect.ALLOW)
+        await core.store.quotas.set_rule(REF, Scope.CHANNEL, rule, ADA)
+        first = _ask(core, REF, "count", "m1")
+        await _until(lambda: slow.requests)
+        eve = Actor("u666", "Eve")
+        shut_out = asyncio.create_task(
+            core.chat(Incoming(REF, eve, "me too", message_id="m2"), Sink())
+        )
+        waiting = _ask(core, REF, "second", "m3")
+        await asyncio.sleep(0.5)
+        assert await _records(core) == [("c1", "", "m3", SERVED)]
+        await asyncio.wait_for(asyncio.gather(first, shut_out, waiting), 30)
+    finally:
+        await core.close()
