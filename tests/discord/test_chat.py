@@ -415,6 +415,23 @@ async def test_a_command_typed_into_a_mention_is_not_chat(
     assert asked(endpoint) == ["/shrug what now?"]
 
 
+async def test_a_slash_and_dashes_alone_is_chat_not_a_crash(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    """`/-_-` (a face), `/_` or `/ -` names no command: the message handler failed on it
+    (IndexError) and the bot said nothing; an edit to one was not taken either."""
+    await world.admin.slash(world.channel, "reply mode", mode="always")
+    await world.member.send(world.channel, "/-_-")
+    await world.member.send(world.channel, f"<@{world.bot_id}> /_")
+    assert asked(endpoint) == ["/-_-", "/_"]
+    assert bot_messages(world.channel, world.bot_id) == ["Hello there!"] * 2
+    question = world.channel.history()[0]
+    await world.member.edit(question, "/ -")
+    await world.env.settle()
+    history = await core.store.history(ref_of(world.channel, world.guild), 10)
+    assert history[0].content == "/ -"
+
+
 async def test_send_taken_mid_answer_says_so_on_the_last_page_shown(
     world: World, endpoint: FakeOpenAI, core: Any
 ) -> None:

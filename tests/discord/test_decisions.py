@@ -224,6 +224,7 @@ def test_commands_discord_py_could_not_route_get_a_useful_answer() -> None:
         ("/MODEL gpt-4o", "model", False),
         ("/model gpt-4o", "model", False),
         ("/shrug what now?", None, False),  # names no command: chat
+        ("/-_-", None, False),  # a face, no name at all: chat (it raised IndexError)
         ("what is /model?", None, False),
     ],
 )

@@ -45,12 +45,13 @@ def typed_command(text: str, table: tuple[Command, ...]) -> TypedCommand | None:
     one), or None. Discord takes commands as slash commands only: typed into a mention,
     one is not chat either, and it may hold a key (`/key set custom <key>`)."""
     body = plain_prefix(text.strip(), "/")
-    words = body[1:].split(maxsplit=1) if body.startswith("/") else []
+    # `/key-set`, `/key_set` name `/key`; `/-_-` (a face) names nothing and is chat.
+    words = body[1:].replace("-", " ").replace("_", " ").split() if body.startswith("/") else []
     if not words:
         return None
     secret = asks_secret(body, table, "/")
     # Not lower-cased before `closest`: Greek capitals fold to other letters (Υ → υ → u).
-    typed = body[1:].replace("-", " ").replace("_", " ").split()[0]
+    typed = words[0]
     names = [c.name for c in table]
     if not secret and typed.lower() not in names:
         return None  # `/shrug` or a path: chat like any other
