@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 
+import discord
 import pytest
 
 from bot.characters import read_card
@@ -46,3 +47,26 @@ async def test_import_by_attachment_greets_and_export_attaches_the_card(
     [card] = exported.response.attachments
     assert card.filename == "Captain_Aurelia_Voss.png"
     assert read_card(await card.read()).display_name == "Aurelia"
+
+
+async def test_a_greeting_the_bot_may_not_post_is_said_to_the_importer(
+    world: World, core: Core
+) -> None:
+    """Without Send Messages (nor Manage Webhooks, which would post it as the character)
+    the import said "Its greeting has 3 versions: swipe to see the others." and the
+    channel showed nothing, with no word why."""
+    me = world.guild.me
+    assert me is not None
+    denied = discord.PermissionOverwrite(send_messages=False, manage_webhooks=False)
+    room = world.guild.create_text_channel("quiet", overwrites={me: denied})
+    await world.env.settle()
+    image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+    result = await world.admin.slash(room, "character import", file=("aurelia.png", image))
+    said = reply_text(result)
+    assert "Character set for this channel" in said
+    assert (
+        "I could not post the greeting here: I'm missing the Send Messages permission there."
+        in said
+    )
+    assert all(f.ephemeral for f in result.followups)
+    assert room.history() == []

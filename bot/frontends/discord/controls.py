@@ -275,12 +275,23 @@ class Controls:
 
     async def greet(
         self, channel: discord.abc.Messageable, ref: ChannelRef, greeting: Greeting
-    ) -> None:
-        """A character's greeting, posted as the character; ◀ n/m ▶ swipe its alternates."""
+    ) -> Blocked | None:
+        """A character's greeting, posted as the character; ◀ n/m ▶ swipe its alternates.
+        Why Discord refused it, if it did (the importer is told)."""
         in_guild = isinstance(channel, discord.abc.GuildChannel | discord.Thread)
         speaker = await self._personas.speaker(channel, ref) if in_guild else None
+        refused: list[Blocked] = []
+
+        async def forbidden(err: discord.Forbidden) -> None:
+            await _forbidden(err)
+            now = None
+            if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+                now = channel.permissions_for(channel.guild.me)
+            in_thread = isinstance(channel, discord.Thread)
+            refused.append(blocked_by(err.code, now, in_thread=in_thread))
+
         target = DiscordTarget(
-            channel, None, _forbidden, min_interval=self._min_interval, speaker=speaker
+            channel, None, forbidden, min_interval=self._min_interval, speaker=speaker
         )
         try:
             for page in split_text(greeting.text, target.limit):
@@ -295,6 +306,7 @@ class Controls:
             log.warning("could not post a greeting: %s", type(err).__name__)
         finally:
             await target.close()
+        return refused[0] if refused else None
 
     async def _shown(self, channel: Any, ref: ChannelRef, post: int) -> Page:
         """The message `post` of the newest answer. Reading it needs Read Message History;

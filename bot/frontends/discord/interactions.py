@@ -17,7 +17,7 @@ from discord import app_commands
 from bot.commands import Command, Invocation
 from bot.core import Core, nothing_given, secret_prompt, split_text
 from bot.frontends.discord.commands import secret_options
-from bot.frontends.discord.events import actor_for, attachment_of, channel_ref
+from bot.frontends.discord.events import Blocked, actor_for, attachment_of, channel_ref
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.sink import LIMIT
 from bot.types import Actor, ChannelRef, Greeting, Reply, SecretValue, failure, went_wrong
@@ -84,7 +84,7 @@ class CommandRunner:
         self._core = core
         self.forms = OpenForms()
         # Posts a character's greeting after /character import (the client wires it).
-        self.greet: Callable[[Any, ChannelRef, Greeting], Awaitable[None]] | None = None
+        self.greet: Callable[[Any, ChannelRef, Greeting], Awaitable[Blocked | None]] | None = None
         # Runs a typed turn control on the answer's own message, as its buttons do; False
         # when no message here shows the newest answer (the client wires it).
         self.in_place: (
@@ -154,7 +154,10 @@ class CommandRunner:
             reply = Reply(went_wrong(err, name), private=True, ok=False)
         await _respond(interaction, reply)
         if reply.greeting is not None and self.greet is not None and interaction.channel:
-            await self.greet(interaction.channel, ref, reply.greeting)
+            blocked = await self.greet(interaction.channel, ref, reply.greeting)
+            if blocked is not None:  # the reply said a greeting was there to swipe
+                said = f"I could not post the greeting here: {blocked.reason}. {blocked.fix}"
+                await _respond(interaction, Reply(said, True, ok=False))
 
     async def _run(
         self,
