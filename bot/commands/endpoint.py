@@ -228,7 +228,7 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # at all. A secret saved while no URL was set (`/proxy password` first) was meant for
     # this one, and stays. The same server again (`/v1` or a route pasted) keeps them.
     scope = scope_of(args)
-    before = (await ctx.store.effective_config(ctx.ref)).proxy_url
+    before = await _url_at(ctx, scope)
     moved = before is not None and _origin(before) != _origin(url)
     kept = password is None and not moved
     state = await secret_state(ctx, PROXY_PASSWORD) if kept else "not set"
@@ -264,6 +264,17 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append(overridden.strip())
     lines.append((await _checked(ctx))[1])
     return Reply("\n".join(lines))
+
+
+async def _url_at(ctx: CommandContext, scope: Scope) -> str | None:
+    """The URL the secrets at `scope` go to now: the channel's, or for the server's the
+    server's own, not a channel's URL that wins over it here (the operator's default is
+    not seen from a channel with a URL of its own)."""
+    config = await ctx.store.effective_config(ctx.ref)
+    if scope is Scope.SERVER and config.origins.get("proxy_url") == "channel":
+        url = (await ctx.store.scope_values(ctx.ref, Scope.SERVER)).get("proxy_url")
+        return url if isinstance(url, str) else None
+    return config.proxy_url
 
 
 # The endpoint's secrets as a reply names them.

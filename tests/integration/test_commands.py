@@ -488,6 +488,24 @@ async def test_a_cleared_url_takes_its_secrets_with_it(harness: Harness) -> None
     assert (await run(harness, "/proxy clear")).text == "Removed the proxy URL for this channel."
 
 
+async def test_the_server_key_is_judged_by_the_server_url_not_the_channel_one(
+    harness: Harness,
+) -> None:
+    """`/proxy set … scope:server` from a channel with a URL of its own: the server's
+    custom key goes with the server's URL, so that URL is what a move is judged by. The
+    same server URL again keeps it; the channel's own server does not let it follow."""
+    await run(harness, "/source custom scope:server", SERVER_ADMIN)
+    await run(harness, "/proxy set http://127.0.0.1:9/v1 scope:server", SERVER_ADMIN)
+    await run(harness, "/key set custom sk-custom-server-wide-3333 scope:server", SERVER_ADMIN)
+    await run(harness, "/proxy set http://127.0.0.1:10/v1")  # this channel's own
+    same = await run(harness, "/proxy set http://127.0.0.1:9 scope:server", SERVER_ADMIN)
+    assert "removed" not in same.text, same.text
+    assert await harness.store.secret_origin(REF, "custom_api_key") is not None
+    moved = await run(harness, "/proxy set http://127.0.0.1:10/v1 scope:server", SERVER_ADMIN)
+    assert "(the previous custom key was removed)" in moved.text, moved.text
+    assert await harness.store.secret_origin(REF, "custom_api_key") is None
+
+
 async def test_a_short_key_is_saved_without_showing_any_of_it(harness: Harness) -> None:
     """A key under 16 characters shows no tail: not 4 of its characters, nor a "…****"
     that reads like one."""
