@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -168,6 +169,23 @@ def test_a_person_picked_from_the_mention_list_is_named_by_id() -> None:
     assert events.pills_as_ids("x Bob & Co", {"body": "x"}) == "x Bob & Co"
     flood = {"formatted_body": '<a href="https://matrix.to/#/@x:y">' * 200 + pill}
     assert events.pills_as_ids("x Bob & Co", flood) == "x Bob & Co"
+
+
+def test_pills_are_not_looked_for_in_a_body_no_command_line_is() -> None:
+    """Review: any member's `!access` is looked through before it is refused: a hundred
+    pills named `a`, each looked for in a body of 30,000 `a`s, held the bot's loop for
+    seconds. A body longer than a command line is taken as it is; only the last few
+    pills (a command's arguments) are looked for."""
+    pills = '<a href="https://matrix.to/#/@x:y">a</a>' * 100
+    content = {"formatted_body": pills}
+    flood = "!access allow user " + "a " * 30000
+    assert events.pills_as_ids(flood, content) == flood
+    body = "!access allow user" + " a" * 20
+    started = time.perf_counter()
+    named = events.pills_as_ids(body, content)
+    assert time.perf_counter() - started < 1
+    assert named.count("@x:y") == 8, named  # the last eight words, from the end
+    assert named.endswith("a @x:y @x:y @x:y @x:y @x:y @x:y @x:y @x:y"), named
 
 
 def test_an_image_names_its_mxc_file_and_what_its_sender_declared() -> None:

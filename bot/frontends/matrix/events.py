@@ -143,9 +143,12 @@ def mentions_user(
 # A pill whole: its link and the text shown for it (a person's display name).
 _PILL_SHOWN = re.compile(_PILL.pattern + r"[^>]*>(.{0,512}?)</a\s*>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
-# A command that names someone is a line: a longer formatted body is not looked through
-# (thousands of unclosed links would cost seconds of regex before any check).
+# A command that names someone is a line: a longer body or formatted body is not looked
+# through (thousands of unclosed links, or a hundred pills each looked for in a body of
+# tens of thousands of words, would cost seconds of regex before any check).
 _PILLED_MOST = 4096
+# …and names a person or two: the last few pills are its arguments.
+_PILLS_MOST = 8
 
 
 def pills_as_ids(text: str, content: Mapping[str, Any]) -> str:
@@ -154,10 +157,10 @@ def pills_as_ids(text: str, content: Mapping[str, Any]) -> str:
     and the id only in `formatted_body`'s link. A pill's name is looked for as a whole
     word from the end (where a command's arguments are); one not found changes nothing."""
     formatted = content.get("formatted_body")
-    if not isinstance(formatted, str) or len(formatted) > _PILLED_MOST:
+    if not isinstance(formatted, str) or max(len(formatted), len(text)) > _PILLED_MOST:
         return text
     end = len(text)
-    for link in reversed(list(_PILL_SHOWN.finditer(formatted))):
+    for link in reversed(list(_PILL_SHOWN.finditer(formatted))[-_PILLS_MOST:]):
         user_id = _pilled(link)
         shown = html.unescape(_TAG.sub("", link.group(4))).strip()
         if not user_id.startswith("@") or not shown or shown == user_id:
