@@ -30,6 +30,7 @@ from bot.connection import secret_check, shown_here
 from bot.fields import PARAMS, REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
+from bot.types.files import display_name
 from bot.types.limits import MAX_PIXELS
 from bot.types.text import literal, quoted, shorten, shown_name
 
@@ -64,14 +65,15 @@ async def _file_bytes(ctx: CommandContext, args: dict[str, Any], path: str, limi
     file = args.get("file")
     if not isinstance(file, Attachment) or file.fetch is None:
         raise CommandError(f"No file came with the command. {_how_to_attach(ctx, path)}")
-    too_large = f"{quoted(file.filename)} is too large (the limit is {limit // 1024:,} KB)."
+    shown = display_name(file.filename)  # as any refused file is named: no key in it
+    too_large = f"{shown} is too large (the limit is {limit // 1024:,} KB)."
     if file.size > limit:
         raise CommandError(too_large)
     try:
         data = await file.fetch(limit)
     except Exception as err:  # the platform's download error, whatever its type
         log.info("could not fetch %s: %s", file.filename, type(err).__name__)
-        raise CommandError(f"Could not download {quoted(file.filename)}; try again.") from None
+        raise CommandError(f"Could not download {shown}; try again.") from None
     if len(data) > limit:
         raise CommandError(too_large)
     return data

@@ -33,8 +33,8 @@ from bot.media.kinds import (
     MediaError,
     binary_refusal,
     classify,
-    display_name,
 )
+from bot.types.files import display_name
 from bot.types.limits import MAX_PIXELS
 
 __all__ = [

@@ -16,12 +16,11 @@ from pathlib import Path
 from bot.media.kinds import (
     MediaError,
     binary_refusal,
-    display_name,
     extension,
-    file_label,
     is_pdf,
     text_codec,
 )
+from bot.types.files import display_name, file_label
 from bot.types.text import clean_text
 
 MAX_PDF_PAGES = 100

@@ -10,8 +10,9 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from bot.media.kinds import ACCEPTED_IMAGES, MediaError, display_name, file_label, image_format
+from bot.media.kinds import ACCEPTED_IMAGES, MediaError, image_format
 from bot.types import Image as PromptImage
+from bot.types.files import display_name, file_label
 from bot.types.limits import MAX_PIXELS
 
 if TYPE_CHECKING:  # Pillow itself loads with the first image (~3 MB a process may not need)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from bot.types import redact
-from bot.types.secrets import holds_key
-from bot.types.text import literal, shorten, shown_name
+from bot.types.files import display_name
 
 Kind = Literal["image", "text", "pdf", "binary"]
 
@@ -42,22 +40,6 @@ _IMAGE_EXTENSIONS = frozenset(
 
 class MediaError(ValueError):
     """An attachment that cannot be used; the message says why, for the person who sent it."""
-
-
-def file_label(name: str) -> str:
-    """A file name as a prompt names it: one line, bounded, without a right-to-left
-    override or zero-width characters (`invoice\u202efdp.exe` showed as "invoiceexe.pdf")."""
-    return shorten(shown_name(name), 100) or "the attachment"
-
-
-def display_name(name: str) -> str:
-    """A file name in the bot's own message: its label, with no markdown of its own
-    (`[Log in](https://…).png` is no link in the bot's voice), and without a key pasted
-    into it (the bot's refusal would have repeated it where its sender cannot delete it)."""
-    label = shown_name(name)  # zero-width characters out first: `sk-…` seen whole
-    if holds_key(label):
-        label = redact(label, known=False)
-    return literal(file_label(label))
 
 
 def extension(name: str) -> str:

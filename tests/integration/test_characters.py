@@ -83,6 +83,24 @@ def streaming(text: str = "ok") -> httpx.Response:
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse(text))
 
 
+async def test_a_card_file_named_with_a_key_is_not_named_back(harness: Harness) -> None:
+    """Review: a card file named `sk-….png` too large, or not downloaded, was refused
+    with its name, so the bot's own message repeated the key (as attachments name a file:
+    kinds.display_name)."""
+    key = "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2M3n4"
+
+    async def fails(limit: int) -> bytes:
+        raise OSError("connection reset")
+
+    for file in (
+        Attachment(f"{key}.png", "", 50 * 1024 * 1024, fails),
+        Attachment(f"{key}.png", "", 1024, fails),
+    ):
+        reply = await run(harness, ("character", "import"), file=file)
+        assert not reply.ok, reply.text
+        assert key not in reply.text and key[:12] not in reply.text, reply.text
+
+
 async def test_import_posts_the_greeting_and_the_prompt_follows_the_card(
     harness: Harness,
 ) -> None:

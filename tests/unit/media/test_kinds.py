@@ -12,7 +12,7 @@ from PIL import Image
 
 from bot.frontends.matrix.render import markdown_to_html
 from bot.media import classify
-from bot.media.kinds import display_name, file_label
+from bot.types.files import display_name, file_label
 from bot.types.text import literal
 from tests.unit.media.samples import encode, text_pdf
 
