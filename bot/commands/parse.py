@@ -115,6 +115,9 @@ def asks_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
     alone). A front-end that refused it takes what the sender sends next on its own for
     that secret, not for chat."""
     body = text.strip().removeprefix(prefix)  # not lower-cased: Greek Υ would read as u
+    typed = body.split()
+    if 1 < len(typed) <= 3 and typed[-1].lower() in _HELP_WORDS:
+        return False  # `/key help`, `/proxy password ?`: its usage was shown, none asked
     words = body.replace("-", " ").replace("_", " ").split()
     if not words:
         return False
