@@ -117,7 +117,7 @@ async def endpoint_for(
     # A reverse proxy may need no password at all (LM Studio, LocalAI): the seed's steps.
     if endpoint.credential() is None and not config.proxy_url:
         name = config.source.value
-        key, proxy = _key_step(ref, name, prefix), f"{prefix}proxy set <url>"
+        key, proxy = key_step(ref, name, prefix), f"{prefix}proxy set <url>"
         raise NotConnectable(
             f"No API key for {name}. An admin sets one with {key}, or points the channel at "
             f"a reverse proxy with {proxy}.",
@@ -127,7 +127,7 @@ async def endpoint_for(
     return endpoint
 
 
-def _key_step(ref: ChannelRef, source: str, prefix: str) -> str:
+def key_step(ref: ChannelRef, source: str, prefix: str) -> str:
     """The command that sets this channel's key. Matrix takes keys only in a direct chat
     (no private form): it names the room, so a group room is not pasted a key into."""
     if ref.platform is Platform.MATRIX:

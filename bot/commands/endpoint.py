@@ -23,6 +23,7 @@ from bot.connection import (
     blocked_reason,
     endpoint_for,
     endpoint_url,
+    key_step,
     run_status_check,
     withheld,
 )
@@ -256,7 +257,7 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         note += f" (the previous {removed} {'were' if ' and ' in removed else 'was'} removed)"
     lines = [f"Endpoint set to {url}{note}{' for this server' * (scope is Scope.SERVER)}."]
     if cleared.get(api_key_name(Source.CUSTOM)):
-        lines.append(f"If it needs a key, set it with {ctx.prefix}key set custom.")
+        lines.append(f"If it needs a key, set it with {key_step(ctx.ref, 'custom', ctx.prefix)}.")
     if cut:
         lines.append(cut)
     overridden = own_value_note(await ctx.store.effective_config(ctx.ref), scope, "proxy_url")
@@ -349,7 +350,7 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
         how = (
             f"{ctx.prefix}proxy password"
             if name == PROXY_PASSWORD
-            else f"{ctx.prefix}key set {config.source.value}"
+            else key_step(ctx.ref, config.source.value, ctx.prefix)
         )
         url_from = ORIGINS[config.origins.get("proxy_url", "default")]
         state += f", not sent to an endpoint URL set {url_from}: set one for it with {how}"

@@ -488,6 +488,26 @@ async def test_a_cleared_url_takes_its_secrets_with_it(harness: Harness) -> None
     assert (await run(harness, "/proxy clear")).text == "Removed the proxy URL for this channel."
 
 
+async def test_a_removed_custom_key_is_set_again_from_a_direct_chat_on_matrix(
+    harness: Harness,
+) -> None:
+    """Review: `!proxy set` to another server in a Matrix group room said "set it with
+    !key set custom", which pasted there shows the key to the room; Matrix takes keys
+    only in a direct chat, naming the room (as every other key step says)."""
+    room = ChannelRef(Platform.MATRIX, channel_id="!group:hs")
+    await run(harness, "!source custom", ref=room)
+    await run(harness, "!proxy set http://127.0.0.1:9/v1", ref=room)
+    await harness.store.set_secret(
+        room, Scope.CHANNEL, "custom_api_key", SecretValue("sk-custom-group-4444"), ADMIN
+    )
+    moved = await run(harness, "!proxy set http://127.0.0.1:10/v1", ref=room)
+    assert "(the previous custom key was removed)" in moved.text, moved.text
+    assert (
+        "If it needs a key, set it with !key set custom <key> room:!group:hs (in a direct "
+        "chat with me)." in moved.text
+    ), moved.text
+
+
 async def test_the_server_key_is_judged_by_the_server_url_not_the_channel_one(
     harness: Harness,
 ) -> None:
