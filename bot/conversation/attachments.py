@@ -22,6 +22,7 @@ from bot.media import (
     classify,
     display_name,
     file_block,
+    named_image,
     prepare_image,
 )
 from bot.types import Attachment, Image, failure
@@ -29,8 +30,6 @@ from bot.types.text import shorten
 
 log = logging.getLogger("bot.conversation")
 T = TypeVar("T")
-
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 
 
 class Refused(Exception):
@@ -52,14 +51,6 @@ class Prepared:
             return f"({self.cut[0]} is too long to send whole: the model read only its start.)"
         names = ", ".join(self.cut[:-1]) + f" and {self.cut[-1]}"
         return f"({names} are too long to send whole: the model read only the start of each.)"
-
-
-def _looks_like_image(attachment: Attachment) -> bool:
-    declared = attachment.content_type.lower()
-    name = attachment.filename.lower()
-    if declared.startswith("image/svg") or name.endswith(".svg"):
-        return False  # XML, read as a text file (classify): no image to count
-    return declared.startswith("image/") or name.endswith(_IMAGE_EXTENSIONS)
 
 
 async def prepare(
@@ -159,7 +150,7 @@ def count_refusal(
 ) -> str | None:
     """Why one message cannot carry these files together (too many images, too many
     files, or too large together, by the sizes the platform declares), or None."""
-    declared = sum(1 for a in attachments if _looks_like_image(a))
+    declared = sum(1 for a in attachments if named_image(a.filename, a.content_type))
     if declared > max_images:
         return _too_many(declared, max_images)
     if len(attachments) > MAX_FILES:

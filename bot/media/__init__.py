@@ -33,6 +33,7 @@ from bot.media.kinds import (
     MediaError,
     binary_refusal,
     classify,
+    named_image,
 )
 from bot.types.files import display_name
 from bot.types.limits import MAX_PIXELS
@@ -59,6 +60,7 @@ __all__ = [
     "fenced",
     "file_block",
     "language",
+    "named_image",
     "prepare_image",
     "read_pdf",
     "read_text_file",

@@ -165,13 +165,22 @@ def classify(data: bytes, name: str, declared_type: str = "") -> Kind:
         return "binary"
     if text_codec(data[:_SNIFF_BYTES]):
         return "text"
-    ext = extension(name)
-    declared = declared_type.split(";", 1)[0].strip().lower()
-    if ext in _IMAGE_EXTENSIONS or declared.startswith("image/"):
+    if named_image(name, declared_type):
         return "image"
-    if ext == "pdf" or declared == "application/pdf":
+    declared = declared_type.split(";", 1)[0].strip().lower()
+    if extension(name) == "pdf" or declared == "application/pdf":
         return "pdf"
     return "binary"
+
+
+def named_image(name: str, declared_type: str = "") -> bool:
+    """An image by what a file says of itself (its extension or declared type), before
+    or without its bytes. An SVG is XML, read as a text file: not one."""
+    ext = extension(name)
+    declared = declared_type.split(";", 1)[0].strip().lower()
+    if ext == "svg" or declared.startswith("image/svg"):
+        return False
+    return ext in _IMAGE_EXTENSIONS or declared.startswith("image/")
 
 
 def binary_refusal(name: str, data: bytes = b"") -> MediaError:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from bot.frontends.matrix.render import markdown_to_html
-from bot.media import classify
+from bot.media import classify, named_image
 from bot.types.files import display_name, file_label
 from bot.types.text import literal
 from tests.unit.media.samples import encode, text_pdf
@@ -97,3 +97,18 @@ def test_a_file_name_makes_no_markdown_in_the_bots_own_message(name: str) -> Non
     shown = display_name(name)
     assert markdown_to_html(shown) == html.escape(name, quote=False)
     assert file_label(name) == name  # the prompt names the file as it is
+
+
+@pytest.mark.parametrize(
+    ("name", "declared", "image"),
+    [
+        ("photo.HEIC", "", True),  # counted before download as read after it (two lists
+        ("scan.tiff", "application/octet-stream", True),  # had disagreed: 5 against 16)
+        ("x.bin", "image/png; charset=binary", True),
+        ("icon.svg", "image/svg+xml", False),  # XML: a text file
+        ("icon.png", "image/svg+xml", False),
+        ("notes.txt", "text/plain", False),
+    ],
+)
+def test_an_image_by_its_name_is_one_list(name: str, declared: str, image: bool) -> None:
+    assert named_image(name, declared) is image
