@@ -422,7 +422,9 @@ def _named(token: str, options: dict[str, Option]) -> tuple[Option, str] | None:
     return None
 
 
-_OPTION_NAME = re.compile("[A-Za-z_]{2,30}")
+# A word of letters before `:` that may be a misspelt option name: 4 letters or more
+# (`kid:7b`, a model, is no misspelt `id:`).
+_OPTION_NAME = re.compile("[A-Za-z_]{4,30}")
 # An option name this similar (difflib) to the word before a `:` is what was meant: a
 # letter dropped or swapped (`bypas`, `scpe`, `filtr`), not a model id that shares a few.
 _MISNAMED_CUTOFF = 0.8

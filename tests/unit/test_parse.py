@@ -377,7 +377,8 @@ def test_a_proxy_url_longer_than_a_channel_keeps_is_refused_as_typed() -> None:
 
 
 @pytest.mark.parametrize(
-    "model", ["sqlcoder:7b", "solar:latest", "stable:3b", "sage:1b", "state:x", "openrouter:auto"]
+    "model",
+    ["sqlcoder:7b", "solar:latest", "stable:3b", "sage:1b", "state:x", "openrouter:auto", "kid:7b"],
 )
 def test_a_model_id_with_a_tag_is_no_misspelt_option(model: str) -> None:
     """Review of the misspelt-option check: `sqlcoder:7b` (an Ollama model) was refused
