@@ -256,7 +256,8 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if removed:
         note += f" (the previous {removed} {'were' if ' and ' in removed else 'was'} removed)"
     lines = [f"Endpoint set to {url}{note}{' for this server' * (scope is Scope.SERVER)}."]
-    if cleared.get(api_key_name(Source.CUSTOM)):
+    custom = (await ctx.store.effective_config(ctx.ref)).source is Source.CUSTOM
+    if cleared.get(api_key_name(Source.CUSTOM)) and custom:
         lines.append(f"If it needs a key, set it with {key_step(ctx.ref, 'custom', ctx.prefix)}.")
     if cut:
         lines.append(cut)

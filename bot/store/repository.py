@@ -208,7 +208,7 @@ class Store:
         await self.update_config(
             new, Scope.CHANNEL, actor, values, action="carried over", secrets=shared
         )
-        for name in sorted(personal):  # still its owner's (not known: the bot, always in it)
+        for name in sorted(personal):  # still its owner's (not known: whoever copies it)
             await self._vault.set(
                 new,
                 Scope.CHANNEL,

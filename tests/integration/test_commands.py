@@ -466,6 +466,20 @@ async def test_the_custom_key_stays_with_the_server_it_was_set_for(harness: Harn
     assert await harness.store.secret_origin(REF, "custom_api_key") is None
 
 
+async def test_a_custom_key_removed_under_another_source_asks_for_nothing(
+    harness: Harness,
+) -> None:
+    """Review: the step to set the custom key again was said to a channel on OpenAI behind a
+    reverse proxy, which sends no custom key."""
+    await run(harness, "/source custom")
+    await run(harness, "/proxy set http://127.0.0.1:9/v1")
+    await run(harness, "/key set custom sk-custom-unused-3333")
+    await run(harness, "/source openai")
+    moved = await run(harness, "/proxy set http://127.0.0.1:10/v1")
+    assert "(the previous custom key was removed)" in moved.text, moved.text
+    assert "If it needs a key" not in moved.text, moved.text
+
+
 async def test_a_cleared_url_takes_its_secrets_with_it(harness: Harness) -> None:
     """`/proxy clear` then `/proxy set` elsewhere: no secret of the old server follows."""
     await run(harness, "/source custom")
