@@ -29,7 +29,7 @@ from bot.connection import (
 )
 from bot.providers import NotFoundError, StatusResult
 from bot.providers.policy import EndpointRefused
-from bot.store import SecretUnreadable, api_key_name
+from bot.store import FOLLOWING_CLEARED, SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
 from bot.types.text import quoted, shown_id
 
@@ -245,6 +245,8 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         action="proxy set",
         secrets=secrets,
         personal=ctx.personal,
+        # The server's channels that use its URL had their own secrets set for it too.
+        following=ENDPOINT_SECRETS if moved and scope is Scope.SERVER else (),
     )
     removed = _removed(cleared)
     if password is not None:
@@ -259,6 +261,11 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     custom = (await ctx.store.effective_config(ctx.ref)).source is Source.CUSTOM
     if cleared.get(api_key_name(Source.CUSTOM)) and custom:
         lines.append(f"If it needs a key, set it with {key_step(ctx.ref, 'custom', ctx.prefix)}.")
+    if cleared.get(FOLLOWING_CLEARED):
+        lines.append(
+            "The channels that use the server's URL had their own proxy password or custom "
+            "key, set for the previous server, removed too."
+        )
     if cut:
         lines.append(cut)
     overridden = own_value_note(await ctx.store.effective_config(ctx.ref), scope, "proxy_url")

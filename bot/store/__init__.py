@@ -10,12 +10,13 @@ from bot.store.errors import (
     StoreUnwritable,
 )
 from bot.store.leases import Claim, Lease
-from bot.store.repository import Store
+from bot.store.repository import FOLLOWING_CLEARED, Store
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
 from bot.store.vault import SECRET_NAMES, api_key_name
 from bot.store.waiting import Unanswered
 
 __all__ = [
+    "FOLLOWING_CLEARED",
     "SECRET_NAMES",
     "AuditEntry",
     "Claim",

@@ -10,7 +10,7 @@ reaches callers as a StoreError (errors.py) whose message can be shown to a user
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import date, timedelta
 from functools import partial
 from types import MappingProxyType
@@ -52,6 +52,10 @@ from bot.types import (
 _NO_SECRETS: Mapping[str, SecretValue] = MappingProxyType({})
 # What a channel's status check tested: a server-wide change to one makes its channels' old.
 _ENDPOINT = frozenset({"source", "model", "proxy_url"})
+
+
+# In update_config's result: whether channels that use the server's URL lost secrets.
+FOLLOWING_CLEARED = "(channels following the server)"
 
 
 class Store:
@@ -133,17 +137,22 @@ class Store:
         action: str,
         secrets: Mapping[str, SecretValue | None] | None = None,
         personal: bool = False,
+        following: Collection[str] = (),
     ) -> dict[str, bool]:
         """Set (None: unset) values at `scope`, and secrets (None: clear), in one transaction.
 
         All of it is saved and audited, or nothing (StoreError, ValueError). Returns, per
         secret name, whether the secret existed before a clear. `personal`: the secrets
-        are set in a direct chat for that chat (Vault.apply_set).
+        are set in a direct chat for that chat (Vault.apply_set). `following` (server
+        scope): secret names also removed from the server's channels that use its URL;
+        how many channels lost one is under FOLLOWING_CLEARED.
         """
         key = key_of(ref, scope)
         cleaned = checked(changes)
         secrets = dict(secrets or {})
-        if not cleaned and not secrets:
+        if following and scope is not Scope.SERVER:
+            raise ValueError("only a server's change reaches the channels that follow it")
+        if not cleaned and not secrets and not following:
             return {}
 
         connects = scope is Scope.SERVER and (bool(secrets) or not _ENDPOINT.isdisjoint(cleaned))
@@ -157,6 +166,9 @@ class Store:
                     cleared[name] = await self._vault.apply_clear(session, key, name, actor)
                 else:
                     await self._vault.apply_set(session, key, name, value, actor, personal=personal)
+            if following:
+                channels = await self._vault.apply_clear_following(session, key, following, actor)
+                cleared[FOLLOWING_CLEARED] = bool(channels)
             if cleaned:
                 await self._config.apply(session, key, actor, cleaned, action)
             if connects:
@@ -165,8 +177,8 @@ class Store:
 
         cleared = await self._db.write("config write", work)
         self._reads.configs.drop_scope(key)
-        if secrets:
-            self._reads.secrets.drop_scope(key)
+        if secrets or following:
+            self._reads.secrets.drop_scope(key)  # a server's: its channels' too
         return cleared
 
     async def carry_over(self, old: ChannelRef, new: ChannelRef, actor: Actor) -> bool:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.base import Database, Key, audit_row, key_of, where
-from bot.store.models import SecretRow, utcnow
+from bot.store.models import ChannelConfigRow, SecretRow, utcnow
 from bot.store.reads import StoredSecret, TurnReads
 from bot.store.secrets import (
     Sealed,
@@ -112,6 +112,39 @@ class Vault:
         )
         await session.execute(stmt)
         session.add(audit_row(key, actor, "secret.set", f"{name} set"))
+
+    async def apply_clear_following(
+        self, session: AsyncSession, server: Key, names: Collection[str], actor: Actor
+    ) -> int:
+        """Inside the caller's transaction: remove `names` from the channels of `server`
+        that use its URL (none of their own), audited in each channel. How many channels
+        lost one. Their secrets were set for the server's URL, which is moving."""
+        platform, server_id, _ = server
+        configs = ChannelConfigRow.__table__
+        own_url = select(configs.c.channel_id).where(
+            configs.c.platform == platform,
+            configs.c.server_id == server_id,
+            configs.c.channel_id != "",
+            configs.c.proxy_url.is_not(None),
+        )
+        rows = (
+            await session.execute(
+                select(SecretRow.id, SecretRow.channel_id, SecretRow.name).where(
+                    SecretRow.platform == platform,
+                    SecretRow.server_id == server_id,
+                    SecretRow.channel_id != "",
+                    SecretRow.name.in_(sorted(names)),
+                    SecretRow.channel_id.not_in(own_url),
+                )
+            )
+        ).all()
+        if not rows:
+            return 0
+        await session.execute(delete(SecretRow).where(SecretRow.id.in_([r.id for r in rows])))
+        for row in rows:
+            where_ = (platform, server_id, row.channel_id)
+            session.add(audit_row(where_, actor, "secret.clear", f"{row.name} cleared"))
+        return len({row.channel_id for row in rows})
 
     async def apply_clear(self, session: AsyncSession, key: Key, name: str, actor: Actor) -> bool:
         """Remove a secret inside the caller's transaction; True (and audited) if there was one."""

@@ -540,6 +540,31 @@ async def test_the_server_key_is_judged_by_the_server_url_not_the_channel_one(
     assert await harness.store.secret_origin(REF, "custom_api_key") is None
 
 
+async def test_a_server_url_moved_takes_the_keys_its_channels_set_for_it(
+    harness: Harness,
+) -> None:
+    """Review: a channel's own custom key, used with the server's URL, followed that URL
+    when a server admin moved it (`/proxy set http://theirs/v1 scope:server`): a channel
+    admin's key sent to a server of the server admin's choice. A channel with a URL of
+    its own keeps its key, and the same server again keeps every one."""
+    own = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+    await run(harness, "/source custom scope:server", SERVER_ADMIN)
+    await run(harness, "/proxy set http://127.0.0.1:9/v1 scope:server", SERVER_ADMIN)
+    await run(harness, "/key set custom sk-custom-of-channel-one-4444")  # for the server's URL
+    await run(harness, "/proxy set http://127.0.0.1:11/v1", ADMIN, own)
+    await run(harness, "/key set custom sk-custom-of-channel-two-5555", ADMIN, own)
+    same = await run(harness, "/proxy set http://127.0.0.1:9 scope:server", SERVER_ADMIN)
+    assert "removed" not in same.text, same.text
+    moved = await run(harness, "/proxy set http://127.0.0.1:10/v1 scope:server", SERVER_ADMIN)
+    assert "The channels that use the server's URL had their own proxy password or custom key" in (
+        moved.text
+    ), moved.text
+    assert await harness.store.secret_origin(REF, "custom_api_key") is None
+    assert (await harness.store.secret_origin(own, "custom_api_key") or ("",))[0] == "channel"
+    said = [(e.scope, e.action, e.detail) for e in await harness.store.audit_entries(REF, 5)]
+    assert (Scope.CHANNEL, "secret.clear", "custom_api_key cleared") in said, said
+
+
 async def test_a_short_key_is_saved_without_showing_any_of_it(harness: Harness) -> None:
     """A key under 16 characters shows no tail: not 4 of its characters, nor a "…****"
     that reads like one."""
