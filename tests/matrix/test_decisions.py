@@ -138,6 +138,28 @@ def test_pills_in_every_form_the_spec_allows() -> None:
     assert not events.mentions_user({"body": "so hi", "formatted_body": other}, BOT, ())
 
 
+def test_hostile_html_is_read_in_linear_time() -> None:
+    """Any member's message is looked through for a pill, addressed or not: HTML built to
+    make the look backtrack (an unclosed link, thousands of `<a ` or `<mx-reply>`, each
+    within an event's 64 KiB) had held the bot's loop for 10 to 30 seconds each."""
+    reply = {"m.relates_to": {"m.in_reply_to": {"event_id": "$q"}}}
+    hostile = (
+        {"formatted_body": "<a href='matrix:u/" + "x" * 60_000},
+        {"formatted_body": "<a " * 20_000},
+        {"formatted_body": "<mx-reply>" * 6_000, **reply},
+    )
+    started = time.perf_counter()
+    for content in hostile:
+        assert not events.mentions_user({"body": "hi", **content}, BOT, ("Bot",))
+    assert time.perf_counter() - started < 2
+    # A pill after a reply's quote still counts; one inside the quote still does not.
+    quote = f'<mx-reply><a href="https://matrix.to/#/{BOT}">Bot</a></mx-reply>'
+    after = f'{quote}so <a href="https://matrix.to/#/{BOT}">Bot</a>'
+    assert events.mentions_user({"body": "so Bot", "formatted_body": after, **reply}, BOT, ())
+    quoted = {"body": "so", "formatted_body": f"{quote}so", **reply}
+    assert not events.mentions_user(quoted, BOT, ())
+
+
 MXC = "mxc://example.org/AbCd_12-x"
 ENCRYPTED_FILE = {
     "url": MXC,

@@ -13,8 +13,11 @@ from bot.types.text import unicode_pattern
 
 # Clients put a "<name>: " or a pill before the text when they mention someone: a link to
 # https://matrix.to/#/@user:server (its id maybe percent-encoded) or matrix:u/user:server.
+# Linear in the HTML, as any member writes it: a tag's attributes end at the next "<" and
+# the link is never given back to be tried shorter (a `<a href='matrix:u/` and 60 KB with
+# no quote, or thousands of `<a `, had held the bot's whole loop for 10 to 30 seconds).
 _PILL = re.compile(
-    r"""<a\s[^>]*?href\s*=\s*(["'])(https://matrix\.to/#/|matrix:u/)([^"'?#]+)[^"']*\1""",
+    r"""<a\s[^<>]*?href\s*=\s*(["'])(https://matrix\.to/#/|matrix:u/)([^"'?#<>]++)[^"'<>]*+\1""",
     re.IGNORECASE,
 )
 # The first line of a reply's fallback quote: "> <@alice:server> …" ("> * <@…>" an emote's).
@@ -108,6 +111,15 @@ def strip_reply_fallback(body: str, content: Mapping[str, Any]) -> str:
 
 
 _MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.DOTALL | re.IGNORECASE)
+_MX_REPLY_END = re.compile(r"</mx-reply>", re.IGNORECASE)
+
+
+def _without_quote(formatted: str) -> str:
+    """A reply's HTML without its quote (<mx-reply>). Only the part up to the last
+    </mx-reply> is looked through: each <mx-reply> after it would be scanned to the end
+    (thousands of them, a second or more)."""
+    end = max((found.end() for found in _MX_REPLY_END.finditer(formatted)), default=0)
+    return _MX_REPLY.sub("", formatted[:end]) + formatted[end:]
 
 
 def mentions_user(
@@ -128,7 +140,7 @@ def mentions_user(
         # A reply's quote of the message it answers (<mx-reply>) is not this message:
         # replying to someone who had named the bot is no mention of it.
         if isinstance(relates_to(content).get("m.in_reply_to"), Mapping):
-            formatted = _MX_REPLY.sub("", formatted)
+            formatted = _without_quote(formatted)
         if any(_pilled(m) == user_id for m in _PILL.finditer(formatted)):
             return True
     body = content.get("body") if text is None else text
