@@ -543,6 +543,20 @@ def test_which_commands_must_be_redacted(text: str, secret: bool) -> None:
     assert may_hold_secret(text, TABLE, "!") is secret
 
 
+def test_a_long_command_line_is_judged_in_linear_time() -> None:
+    """Every command line is judged as the sync hands it over, before anything else in
+    any room: 60 KB built to make the URL and login looks backtrack (a run of letters,
+    `$a` or `$a:` repeated, a query of `key` repeated) had held the loop seconds each."""
+    hostile = ("a" * 60_000, "$a" * 30_000, "$a:" * 20_000, "http://h/?" + "key" * 20_000)
+    started = time.perf_counter()
+    for words in hostile:
+        assert not may_hold_secret(f"!system {words}", TABLE, "!")
+    assert time.perf_counter() - started < 2
+    # Still found where they sit at the end of such a run.
+    assert may_hold_secret("!system " + "$a" * 30_000 + ":pw@host", TABLE, "!")
+    assert may_hold_secret("!system 1.-http://user:pw@host/", TABLE, "!")
+
+
 def test_a_key_typed_in_the_wrong_place_is_scrubbed_from_the_reply() -> None:
     text = "!key set sk-live-abcdef openai"
     assert may_hold_secret(text, TABLE, "!")

@@ -90,13 +90,21 @@ _MOST_WORDS = 20  # more after a key command's name: as good as holding one
 _SCOPES = frozenset({"scope:server", "scope:channel"})
 
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
-# Query or fragment parameters that carry a credential (`?api_key=…`, `#access_token=…`).
-_SECRET_PARAM = re.compile(rf"[?&#;](?:[\w.\-]*(?:{'|'.join(CREDENTIAL_WORDS)})[\w.\-]*)=", re.I)
+# Each of these is tried once per run of the characters it scans, never again from
+# inside one, and gives nothing back: a command line of 60 KB (a run of letters, `$a`
+# repeated, a query of `key` repeated) had held the bot's whole loop for seconds each.
+# A URL's scheme starts at its run's first letter (group 1).
+_URL = re.compile(r"(?<![A-Za-z0-9+.\-])[0-9+.\-]*+([A-Za-z][A-Za-z0-9+.\-]*+://\S+)")
+# Query or fragment parameters that carry a credential (`?api_key=…`, `#access_token=…`):
+# a name (group 1) holding one of the words.
+_PARAM = re.compile(r"[?&#;]([\w.\-]*+)=")
+_CREDENTIAL_WORD = re.compile("|".join(CREDENTIAL_WORDS), re.I)
 
 
-# A login before a host without a scheme (`user:pass@proxy:8080`), as proxies are written.
-_LOGIN = re.compile(r"(?<![\w/@])[A-Za-z][^\s/@:]*:[^\s/@]+@[A-Za-z0-9.\-\[\]]")
+# A login before a host without a scheme (`user:pass@proxy:8080`), as proxies are written:
+# `(?<![\w/@])[A-Za-z][^\s/@:]*:[^\s/@]+@[A-Za-z0-9.\-\[\]]`, matched on the text reversed,
+# from each "@" back (read forwards, it was tried from every letter to its word's end).
+_LOGIN_REVERSED = re.compile(r"[A-Za-z0-9.\-\[\]]@[^\s/@]+:[^\s/@:]*[A-Za-z](?![\w/@])")
 
 
 def _url_holds_secret(text: str) -> bool:
@@ -104,12 +112,14 @@ def _url_holds_secret(text: str) -> bool:
     its scheme), or a key in its query (`?api_key=…`): the bot refuses such an endpoint,
     but the line that typed it still holds the secret. (`?id=3` in a prompt's link is no
     secret.)"""
-    if _LOGIN.search(text):
+    if "@" in text and _LOGIN_REVERSED.search(text[::-1]):
         return True
     for match in _URL.finditer(text):
-        url = match.group()
+        url = match.group(1)
         authority = url.split("://", 1)[1].split("/", 1)[0]
-        if "@" in authority or _SECRET_PARAM.search(url):
+        if "@" in authority or any(
+            _CREDENTIAL_WORD.search(name.group(1)) for name in _PARAM.finditer(url)
+        ):
             return True
     return False
 
