@@ -464,3 +464,15 @@ async def test_an_event_a_sync_brings_twice_is_handled_once(rig: Rig) -> None:
     assert len([s for s in rig.hs.sent if s.in_reply_to == command]) == 1
     answers = [s for s in rig.hs.sent if s.content.get("msgtype") == "m.text" and not _replaces(s)]
     assert len(answers) == 1
+
+
+async def test_a_key_of_60_kb_is_refused_at_once_and_holds_nobody_up(rig: Rig) -> None:
+    """Hostile probe: a key of 60 KB in a direct chat (refused as too long) had every form
+    and disguise of it built to clean the one-line refusal, the bot's loop held for half
+    a minute with every room waiting."""
+    started = time.monotonic()
+    key = rig.arrive(DM, ALICE, "!key set openai " + "k" * 60_000)
+    await rig.settle(within=120)
+    refused = rig.notice_for(key)
+    assert "too long" in refused.body and key in dict(rig.hs.redacted)
+    assert refused.at - started < 5
