@@ -10,6 +10,7 @@ so a lookup can be made slow on purpose. The last test runs the same on a real S
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -476,3 +477,17 @@ async def test_a_key_of_60_kb_is_refused_at_once_and_holds_nobody_up(rig: Rig) -
     refused = rig.notice_for(key)
     assert "too long" in refused.body and key in dict(rig.hs.redacted)
     assert refused.at - started < 5
+
+
+async def test_a_lone_surrogate_in_a_message_is_read_as_a_replacement_character(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hostile probe: no homeserver relays a lone surrogate, but an encrypted message's
+    JSON is read by the bot alone. A key command holding one had failed with an error in
+    the log, and its sender was told nothing."""
+    group = rig.arrive(GROUP, CAROL, "!key set custom abc\ud800defghij")
+    direct = rig.arrive(DM, ALICE, "!key set custom abc\udfffdefghij")
+    await rig.settle()
+    assert "direct chat" in rig.notice_for(group).body
+    assert "U+FFFD" in rig.notice_for(direct).body
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from bot.types.text import unicode_pattern
+from bot.types.text import normalize_text, unicode_pattern
 
 # Clients put a "<name>: " or a pill before the text when they mention someone: a link to
 # https://matrix.to/#/@user:server (its id maybe percent-encoded) or matrix:u/user:server.
@@ -50,7 +50,7 @@ def edited_text(content: Mapping[str, Any]) -> str:
     """What an edit (m.replace) changes its message to ("" when it says nothing)."""
     new = content.get("m.new_content")
     body = new.get("body") if isinstance(new, Mapping) else None
-    return body if isinstance(body, str) else ""
+    return normalize_text(body) if isinstance(body, str) else ""
 
 
 def annotation(event_type: str, content: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -318,11 +318,15 @@ def is_private_room(member_count: int, join_rule: str, history_visibility: str) 
 
 
 def text_of(content: Mapping[str, Any]) -> str | None:
-    """The text a person typed (m.text, m.emote); None for notices (other bots) and media."""
+    """The text a person typed (m.text, m.emote); None for notices (other bots) and media.
+
+    Lone surrogates, which no homeserver relays but an encrypted message may hold (its
+    JSON is read by the bot alone), are U+FFFD as elsewhere (normalize_text): a key
+    command holding one had failed with an error in the log, and no word to its sender."""
     if content.get("msgtype") not in ("m.text", "m.emote"):
         return None
     body = content.get("body")
-    return strip_reply_fallback(body, content) if isinstance(body, str) else None
+    return strip_reply_fallback(normalize_text(body), content) if isinstance(body, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,4 +402,4 @@ def caption_of(content: Mapping[str, Any]) -> str:
     body, name = content.get("body"), content.get("filename")
     if not isinstance(body, str) or not isinstance(name, str) or not name or body == name:
         return ""
-    return strip_reply_fallback(body, content)
+    return strip_reply_fallback(normalize_text(body), content)  # as text_of
