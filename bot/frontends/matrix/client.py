@@ -66,9 +66,11 @@ class MatrixBot:
         self._joining: set[str] = set()
         self._leaving: set[str] = set()
         self._undecrypted: list[tuple[float, str, nio.MegolmEvent]] = []
+        self._malformed = RecentIds()  # encrypted messages whose plaintext cannot be read
 
     # --- the loop --------------------------------------------------------------------
     async def run(self) -> None:
+        self._guard_decryption()
         first = True
         backoff = 1.0
         while True:
@@ -110,6 +112,31 @@ class MatrixBot:
             raise _SyncRefused(f"{response.status_code}: {response.message}", fatal)
         await self._crypto_chores()
         await self._on_sync(response, first)
+
+    def _guard_decryption(self) -> None:
+        """What a member's client encrypted is read by the bot alone, and nio expects
+        only EncryptionError of it: anything else (JSON nested thousands deep raises
+        RecursionError) came out of the sync and stopped the front-end. Such a message
+        cannot be read: logged once and passed over (decide: malformed)."""
+        olm = self._client.olm
+        if olm is None:
+            return
+        decrypt = olm.decrypt_megolm_event
+        malformed = self._malformed
+
+        def guarded(event: nio.MegolmEvent, room_id: str | None = None) -> Any:
+            try:
+                return decrypt(event, room_id)
+            except nio.EncryptionError:
+                raise
+            except Exception as err:
+                if event.event_id not in malformed:
+                    malformed.add(event.event_id)
+                    where = room_id or event.room_id
+                    log.warning("cannot read an encrypted message in %s: %s", where, failure(err))
+                raise nio.EncryptionError("its plaintext cannot be read") from None
+
+        olm.decrypt_megolm_event = guarded  # this client's own machine only
 
     async def _crypto_chores(self) -> None:
         """What nio's sync_forever does between syncs: keys and to-device messages."""
@@ -176,6 +203,8 @@ class MatrixBot:
             try:
                 decrypted = self._client.decrypt_event(event)
             except (nio.EncryptionError, nio.LocalProtocolError):
+                if event.event_id in self._malformed:
+                    continue  # its key came, and what it holds cannot be read: said then
                 if decide.keep_waiting_for_key(now - since):
                     self._undecrypted.append((since, room_id, event))
                 else:
@@ -207,6 +236,7 @@ class MatrixBot:
             sent_ms=int(getattr(event, "server_timestamp", 0)),
             started_ms=self._started_ms,
             encrypted=isinstance(event, nio.MegolmEvent),
+            malformed=isinstance(event, nio.MegolmEvent) and event.event_id in self._malformed,
             e2ee=self._client.olm is not None,
             is_message=isinstance(event, nio.RoomMessage),
             is_edit=events.is_edit(content),

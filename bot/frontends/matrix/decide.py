@@ -66,6 +66,7 @@ class EventFacts:
     edit_holds_secret: bool = False  # an edit whose new text may hold a key or password
     redaction: bool = False  # an m.room.redaction naming the event it removes
     from_a_bot_like_this: bool = False  # sent by another bot of this kind (its mark)
+    malformed: bool = False  # encrypted, and what it decrypted to cannot be read at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,8 @@ def decide(facts: EventFacts) -> Decision:
             return Decision(Action.STALE_SECRET, redact=True)
         return Decision(Action.IGNORE, "sent before the bot started")
     if facts.encrypted:
+        if facts.malformed:  # said in the log once; its key would change nothing
+            return Decision(Action.IGNORE, "encrypted, and what it holds cannot be read")
         if not facts.e2ee:
             return Decision(Action.UNREADABLE, "encrypted, and MATRIX_E2EE is off")
         return Decision(Action.AWAIT_KEY, "no room key yet")
