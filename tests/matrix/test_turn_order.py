@@ -76,7 +76,7 @@ class StandInApi(MatrixApi):
     async def send(self, room_id: str, content: dict[str, Any]) -> str:
         self.hs.sent.append(Sent(room_id, content, time.monotonic()))
         event_id = f"$bot{len(self.hs.sent)}"
-        self.remember(event_id)
+        self.remember(room_id, event_id)
         return event_id
 
     async def redact(self, room_id: str, event_id: str, reason: str) -> bool:
@@ -216,6 +216,24 @@ async def test_a_command_right_after_a_question_waits_for_its_answer(rig: Rig) -
     assert rig.notice_for(command).at >= rig.answer_done(GROUP)
     config = await rig.core.store.effective_config(ChannelRef(Platform.MATRIX, GROUP))
     assert config.model == "model-c"
+
+
+async def test_a_reply_to_the_bots_message_of_another_room_is_not_addressed_to_it(
+    rig: Rig,
+) -> None:
+    """Matrix probe: the bot's own event ids were remembered without their room, so a
+    reply in one room naming the bot's message of another counted as spoken to the bot
+    (the model was asked; the answer, related to an event not in that room, went
+    nowhere)."""
+    rig.arrive(GROUP, BOB, "bot: first", **MENTION)
+    await rig.settle()
+    answer = await _first_answer(rig, GROUP)
+    reply = {"m.relates_to": {"m.in_reply_to": {"event_id": answer}}}
+    rig.arrive(OTHER, BOB, "not for the bot", **reply)
+    rig.arrive(GROUP, BOB, "for the bot", **reply)
+    await rig.settle()
+    assert rig.endpoint.request_for("not for the bot") is None
+    assert rig.endpoint.request_for("for the bot") is not None
 
 
 async def test_rooms_run_concurrently_and_a_room_keeps_its_order(rig: Rig) -> None:

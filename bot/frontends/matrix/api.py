@@ -72,7 +72,9 @@ class MatrixApi:
         self.client = client
         self.trust = trust
         self.pace = pace
-        self._own: OrderedDict[str, None] = OrderedDict()
+        # The bot's own events, by room: an event id named in another room's reply or
+        # thread is no message of the bot there (its answer would go nowhere).
+        self._own: OrderedDict[tuple[str, str], None] = OrderedDict()
         # Events found to be someone else's: a sender never changes, so a thread's root
         # asked about at every message in that thread is asked of the homeserver once.
         self._others = RecentIds(_REMEMBERED)
@@ -82,8 +84,8 @@ class MatrixApi:
     def user_id(self) -> str:
         return str(self.client.user_id)
 
-    def remember(self, event_id: str) -> None:
-        self._own[event_id] = None
+    def remember(self, room_id: str, event_id: str) -> None:
+        self._own[(room_id, event_id)] = None
         while len(self._own) > _REMEMBERED:
             self._own.popitem(last=False)
 
@@ -91,7 +93,7 @@ class MatrixApi:
         """Post one m.room.message; its event id. SendFailed when it cannot be sent."""
         content = {**content, SENT_BY_THIS_BOT: True}
         event_id = await with_retries(lambda: self._send_once(room_id, content), "send")
-        self.remember(event_id)
+        self.remember(room_id, event_id)
         return event_id
 
     async def _send_once(self, room_id: str, content: dict[str, Any]) -> str:
@@ -162,10 +164,10 @@ class MatrixApi:
             log.debug("typing notice failed: %s", type(err).__name__)
 
     async def is_own_event(self, room_id: str, event_id: str) -> bool:
-        """Whether `event_id` was sent by the bot (remembered, else asked)."""
-        if event_id in self._own:
+        """Whether `event_id` was sent by the bot in `room_id` (remembered, else asked)."""
+        if (room_id, event_id) in self._own:
             return True
-        if event_id in self._others:
+        if f"{room_id} {event_id}" in self._others:
             return False
         try:
             response = await self.client.room_get_event(room_id, event_id)
@@ -174,9 +176,9 @@ class MatrixApi:
         if not isinstance(response, nio.RoomGetEventResponse):
             return False
         if response.event.sender == self.user_id:
-            self.remember(event_id)
+            self.remember(room_id, event_id)
             return True
-        self._others.add(event_id)
+        self._others.add(f"{room_id} {event_id}")
         return False
 
     async def authority(self, room_id: str) -> RoomAuthority | None:
