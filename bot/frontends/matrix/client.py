@@ -210,7 +210,10 @@ class MatrixBot:
                 else:
                     log.warning("gave up on a message in %s: its room key never came", room_id)
                 continue
-            self._on_event(room_id, decrypted)
+            try:
+                self._on_event(room_id, decrypted)
+            except Exception as err:  # as in the sync: one odd event must not stop it
+                log.error("skipped an event in %s: %s", room_id, failure(err))
 
     # --- events ----------------------------------------------------------------------
     def _facts(
