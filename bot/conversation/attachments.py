@@ -24,6 +24,7 @@ from bot.media import (
     file_block,
     named_image,
     prepare_image,
+    unread_refusal,
 )
 from bot.types import Attachment, Image, failure
 from bot.types.text import shorten
@@ -149,7 +150,12 @@ def count_refusal(
     attachments: Sequence[Attachment], max_images: int, max_bytes: int | None = None
 ) -> str | None:
     """Why one message cannot carry these files together (too many images, too many
-    files, or too large together, by the sizes the platform declares), or None."""
+    files, or too large together, by the sizes the platform declares), or one of them
+    at all (audio or video, by its declared type), or None."""
+    for attachment in attachments:
+        unread = unread_refusal(attachment.filename, attachment.content_type)
+        if unread is not None:
+            return str(unread)
     declared = sum(1 for a in attachments if named_image(a.filename, a.content_type))
     if declared > max_images:
         return _too_many(declared, max_images)

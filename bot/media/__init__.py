@@ -34,6 +34,7 @@ from bot.media.kinds import (
     binary_refusal,
     classify,
     named_image,
+    unread_refusal,
 )
 from bot.types.files import display_name
 from bot.types.limits import MAX_PIXELS
@@ -64,4 +65,5 @@ __all__ = [
     "prepare_image",
     "read_pdf",
     "read_text_file",
+    "unread_refusal",
 ]

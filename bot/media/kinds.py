@@ -173,6 +173,27 @@ def classify(data: bytes, name: str, declared_type: str = "") -> Kind:
     return "binary"
 
 
+_AUDIO_EXTENSIONS = frozenset("mp3 ogg oga opus m4a aac wav flac wma amr".split())
+_VIDEO_EXTENSIONS = frozenset("mp4 m4v mov webm mkv avi wmv 3gp".split())
+
+
+def unread_refusal(name: str, declared_type: str = "") -> MediaError | None:
+    """The refusal for a voice message, a song or a video, by what the file says of itself
+    (never downloaded to be refused), or None for any other file."""
+    ext = extension(name)
+    declared = declared_type.split(";", 1)[0].strip().lower()
+    if declared.startswith("audio/") or (not declared and ext in _AUDIO_EXTENSIONS):
+        what = "audio (a voice message or a recording)"
+    elif declared.startswith("video/") or (not declared and ext in _VIDEO_EXTENSIONS):
+        what = "a video"
+    else:
+        return None
+    return MediaError(
+        f"{display_name(name)} is {what}, which I do not read; attach {ACCEPTED_FILES} "
+        f"files, or {ACCEPTED_IMAGES}, or write your question."
+    )
+
+
 def named_image(name: str, declared_type: str = "") -> bool:
     """An image by what a file says of itself (its extension or declared type), before
     or without its bytes. An SVG is XML, read as a text file: not one."""

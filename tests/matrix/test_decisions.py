@@ -233,13 +233,16 @@ def test_an_encrypted_file_carries_its_key_hash_and_iv() -> None:
     assert media is not None and media.encrypted
     plain = events.media_of({"msgtype": "m.image", "body": "x.png", "url": MXC})
     assert plain is not None and not plain.encrypted
+    # A voice message is a file message too: refused by its declared type, not fetched.
+    voice = {"msgtype": "m.audio", "body": "a.ogg", "url": MXC, "info": {"mimetype": "audio/ogg"}}
+    assert events.media_of(voice) == events.MediaFile(MXC, "a.ogg", "audio/ogg")
 
 
 @pytest.mark.parametrize(
     "content",
     [
         {"msgtype": "m.text", "body": "hi", "url": MXC},  # not a file message
-        {"msgtype": "m.audio", "body": "a.ogg", "url": MXC},  # not read
+        {"msgtype": "m.location", "body": "here", "url": MXC},  # not a file message
         {"msgtype": "m.image", "body": "x.png"},  # no file at all
         {"msgtype": "m.image", "body": "x.png", "url": "https://evil.example/x.png"},
         {"msgtype": "m.image", "body": "x.png", "url": "mxc://example.org/../../x"},

@@ -179,3 +179,17 @@ async def test_a_file_with_a_lying_size_or_a_broken_link_is_answered_with_why(ri
         }
         refusal = await rig.send(room_id, content)
         assert refusal == "I could not download x.png; attach it again.", refusal
+
+
+async def test_a_voice_message_or_a_video_is_refused_with_why_not_passed_over(rig: Rig) -> None:
+    """Matrix probe: a voice message (m.audio) or a video (m.video) in a direct chat got
+    no answer at all; it is refused by its declared type, and never downloaded."""
+    room_id = await rig.room(direct=True)
+    for msgtype, name, mimetype in [
+        ("m.audio", "Voice message.ogg", "audio/ogg"),
+        ("m.video", "clip.mp4", "video/mp4"),
+    ]:
+        content = await rig.alice.media_content(msgtype, name, b"\x00" * 64, mimetype)
+        refusal = await rig.send(room_id, content)
+        assert refusal.startswith(f"{name} is "), refusal
+        assert "which I do not read" in refusal, refusal

@@ -20,8 +20,8 @@ UNDECRYPTED_PATIENCE = 300.0
 # Pauses between join attempts; the invite arrives only once, so a passing fault must
 # not lose the room.
 JOIN_RETRY_PAUSES = (2.0, 10.0, 30.0)
-# What people type; notices are other bots (answering them would loop). Images and files
-# are read too (`EventFacts.media`); audio and video are not.
+# What people type; notices are other bots (answering them would loop). A file message
+# (`EventFacts.media`) is taken too: images and files are read, audio and video refused.
 TYPED = frozenset({"m.text", "m.emote"})
 
 
@@ -60,7 +60,7 @@ class EventFacts:
     room_known: bool  # the bot is in the room and knows its state
     direct: bool  # the bot and one other person
     private: bool = False  # a direct chat nobody joins or reads unasked: keys go here
-    media: bool = False  # an image or file message naming a file the bot can fetch
+    media: bool = False  # a file message (image, file, audio, video) naming a file
     reaction: bool = False  # an m.reaction annotating an event
     repeated: bool = False  # its event id came in a sync before (a retried sync, say)
     edit_holds_secret: bool = False  # an edit whose new text may hold a key or password

@@ -24,7 +24,9 @@ _PILL = re.compile(
 _FALLBACK_HEAD = re.compile(r"> (?:\* )?<@[^>\s]+>")
 # The only place a file is fetched from: the homeserver's media repository, never a URL.
 _MXC = re.compile(r"mxc://[A-Za-z0-9.:\[\]-]+/[A-Za-z0-9_-]+")
-MEDIA = frozenset({"m.image", "m.file"})  # files the bot reads (audio and video it does not)
+# Messages carrying a file: images and files are read; a voice message or a video is
+# refused by its declared type, never downloaded (it had gone without a word).
+MEDIA = frozenset({"m.image", "m.file", "m.audio", "m.video"})
 # In the content of every message this bot sends. Its answers are m.text (people read
 # them as such), so another bot of this kind would take a reply to it, or a mention of
 # it in an answer, as addressed to it: two in one room answered each other for ever.
@@ -347,7 +349,7 @@ class MediaFile:
 
 
 def media_of(content: Mapping[str, Any]) -> MediaFile | None:
-    """The file of an image or file message; None for other messages.
+    """The file of an image, file, audio or video message; None for other messages.
 
     A plain upload has `url`, an end-to-end encrypted one `file` (an EncryptedFile). One
     whose link is malformed is a file with no link: asked about, it cannot be downloaded,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from bot.frontends.matrix.render import markdown_to_html
-from bot.media import classify, named_image
+from bot.media import classify, named_image, unread_refusal
 from bot.types.files import display_name, file_label
 from bot.types.text import literal
 from tests.unit.media.samples import encode, text_pdf
@@ -112,3 +112,24 @@ def test_a_file_name_makes_no_markdown_in_the_bots_own_message(name: str) -> Non
 )
 def test_an_image_by_its_name_is_one_list(name: str, declared: str, image: bool) -> None:
     assert named_image(name, declared) is image
+
+
+@pytest.mark.parametrize(
+    ("name", "declared", "said"),
+    [
+        ("voice-message.ogg", "audio/ogg", "audio"),
+        ("memo.m4a", "", "audio"),
+        ("clip.mp4", "video/mp4; codecs=avc1", "a video"),
+        ("clip.webm", "", "a video"),
+        ("notes.ogg", "text/plain", None),  # what it says it is, it is read as
+        ("photo.png", "image/png", None),
+    ],
+)
+def test_audio_and_video_are_refused_by_what_they_say_they_are(
+    name: str, declared: str, said: str | None
+) -> None:
+    refusal = unread_refusal(name, declared)
+    if said is None:
+        assert refusal is None
+    else:
+        assert refusal is not None and f"is {said}" in str(refusal), refusal
