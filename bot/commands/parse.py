@@ -240,14 +240,25 @@ def parse(
             )
         sub = command.sub(nxt[0].lower())
         if sub is None:
+            # `/reply always`: a value of one subcommand, its name left out.
+            takes = [s for s in command.subcommands if _takes(s, nxt[0].lower())]
+            hint = suggest(nxt[0], subs)
+            if len(takes) == 1:
+                typed = body[pos:].strip()
+                hint = f" Did you mean `{prefix}{name} {takes[0].name} {typed}`?"
             raise CommandError(
-                f"`{prefix}{name}` has no {quoted(nxt[0])}.{suggest(nxt[0], subs)} "
+                f"`{prefix}{name}` has no {quoted(nxt[0])}.{hint} "
                 f"Choose one of: {', '.join(subs)}."
             )
         command, path, pos = sub, (*path, sub.name), nxt[1]
     if _asks_help(body, pos):  # `/model help` asks how, never sets the model `help`
         raise CommandError(_help_of(command, path, prefix, server))
     return Invocation(path, _options(body, pos, command, path, prefix, server))
+
+
+def _takes(command: Command, word: str) -> bool:
+    """Whether `word` is one of the values a choice option of `command` takes."""
+    return any(word in _accepted(o) for o in command.options if not o.secret)
 
 
 # What asks for a command's own help when it is all that follows the command's name.

@@ -397,3 +397,17 @@ def test_a_model_id_with_a_tag_is_no_misspelt_option(model: str) -> None:
 def test_a_misspelt_option_is_named(typed: str, meant: str) -> None:
     with pytest.raises(CommandError, match=f"Did you mean `{meant}:`"):
         parse(typed, TABLE)
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("/reply always", "/reply mode always"), ("/models on", "/models external on")],
+)
+def test_a_value_typed_without_its_subcommand_names_it(typed: str, meant: str) -> None:
+    """New-user probe: `/reply always` was "`/reply` has no `always`. Choose one of: mode."
+    without the line that does it."""
+    with pytest.raises(CommandError, match=f"Did you mean `{meant}`"):
+        parse(typed, TABLE)
+    with pytest.raises(CommandError) as refused:  # two subcommands take it: none named
+        parse("/key openai", TABLE)
+    assert "Did you mean" not in str(refused.value)
