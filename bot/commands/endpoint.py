@@ -258,8 +258,8 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if removed:
         note += f" (the previous {removed} {'were' if ' and ' in removed else 'was'} removed)"
     lines = [f"Endpoint set to {url}{note}{' for this server' * (scope is Scope.SERVER)}."]
-    custom = (await ctx.store.effective_config(ctx.ref)).source is Source.CUSTOM
-    if cleared.get(api_key_name(Source.CUSTOM)) and custom:
+    after = await ctx.store.effective_config(ctx.ref)
+    if cleared.get(api_key_name(Source.CUSTOM)) and after.source is Source.CUSTOM:
         lines.append(f"If it needs a key, set it with {key_step(ctx.ref, 'custom', ctx.prefix)}.")
     if cleared.get(FOLLOWING_CLEARED):
         lines.append(
@@ -268,7 +268,7 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     if cut:
         lines.append(cut)
-    overridden = own_value_note(await ctx.store.effective_config(ctx.ref), scope, "proxy_url")
+    overridden = own_value_note(after, scope, "proxy_url")
     if overridden:
         lines.append(overridden.strip())
     lines.append((await _checked(ctx))[1])

@@ -247,8 +247,7 @@ def parse(
                 typed = body[pos:].strip()
                 hint = f" Did you mean `{prefix}{name} {takes[0].name} {typed}`?"
             raise CommandError(
-                f"`{prefix}{name}` has no {quoted(nxt[0])}.{hint} "
-                f"Choose one of: {', '.join(subs)}."
+                f"`{prefix}{name}` has no {quoted(nxt[0])}.{hint} Choose one of: {', '.join(subs)}."
             )
         command, path, pos = sub, (*path, sub.name), nxt[1]
     if _asks_help(body, pos):  # `/model help` asks how, never sets the model `help`
