@@ -5,7 +5,9 @@ Run: .venv/bin/python bench/bench_discord.py [--turns 5] [--channels 50] [--burs
 The bot is its own process (the real entry point); this process hosts a fake
 Discord (REST + gateway, tests/discord/fake_discord.py) and an OpenAI-compatible
 SSE server that answers with 100 chunks over 2 s after 200 ms to first token.
-Both fakes stamp what they receive with this process's monotonic clock.
+Both fakes stamp what they receive with this process's monotonic clock, as its bytes
+arrive (tests/discord/arrival.py), before their handlers wait their turn; the model's
+200 ms run from there.
 
 0. The first turn after start (imports, first connections), on its own.
 1. Single turns: mention sent → first message POST, and → final edit; REST calls per turn.
@@ -80,11 +82,14 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def request_delays(sse: FakeOpenAI, said: dict[int, float]) -> list[float]:
-    """ms from each channel's mention leaving the fake gateway to its request reaching
-    the model server."""
+def request_delays(
+    sse: FakeOpenAI, said: dict[int, float], *, handler: bool = False
+) -> list[float]:
+    """ms from each channel's mention leaving the fake gateway to its request's bytes
+    reaching the model server (with `handler`, to the model's handler running, which
+    waits behind the handlers of the requests that came with it)."""
     delays = []
-    for body, at in zip(sse.requests, sse.arrived, strict=True):
+    for body, at in zip(sse.requests, sse.arrived if handler else sse.received, strict=True):
         messages = body.get("messages")
         last = messages[-1]["content"] if isinstance(messages, list) and messages else ""
         for cid, sent in said.items():
@@ -148,6 +153,8 @@ async def _burst(
     print(f"   request at the model {stats(requests)}")
     own = request_delays(sse, said)
     print(f"   ... from its own mention {stats(own)} (the last mention sent at {spread:.1f})")
+    handled = request_delays(sse, said, handler=True)
+    print(f"   ... to the model's handler  {stats(handled)}")
     print(f"   first POST   {stats([t.first_post for t in many])}")
     print(f"   final edit   {stats([t.final for t in many])}")
     ends = shown_after_end(sse, dict(zip(burst, many, strict=True)))

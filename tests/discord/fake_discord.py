@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.discord.arrival import Arrivals
+
 # Permission bits granted to @everyone: view, send, read history, embed, attach,
 # use app commands, send in threads.
 EVERYONE_PERMISSIONS = (
@@ -40,7 +42,7 @@ class Call:
     method: str
     path: str  # below /api/v10
     body: Any
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # when its bytes reached the fake
 
 
 def _now() -> str:
@@ -88,6 +90,7 @@ class FakeDiscord:
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ws: web.WebSocketResponse | None = None
     _runner: web.AppRunner | None = None
+    _arrivals: Arrivals = field(default_factory=Arrivals)  # when each call's bytes came
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # events sent from sync code
 
     # ------------------------------------------------------------------ shapes
@@ -244,9 +247,7 @@ class FakeDiscord:
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        port = await self._arrivals.serve(self._runner)
         self.base = f"http://127.0.0.1:{port}"
 
     async def drop_gateway(self) -> None:
@@ -258,6 +259,7 @@ class FakeDiscord:
     async def stop(self) -> None:
         if self._ws is not None:
             await self._ws.close()
+        self._arrivals.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -265,7 +267,7 @@ class FakeDiscord:
         """Attachment bytes, as Discord's CDN serves them (no bot token needed)."""
         path = request.path
         data = self.files.get(path)
-        await self._note(Call("GET", path, None))
+        await self._note(Call("GET", path, None, self._arrivals.of(request)))
         self.downloads.append(path)
         if data is None:
             return web.Response(status=404)
@@ -310,7 +312,7 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
         body = await self._body(request)
-        await self._note(Call(request.method, path, body))
+        await self._note(Call(request.method, path, body, self._arrivals.of(request)))
         hooked = self._webhook_rest(request, path, body or {})
         if hooked is not None:
             return hooked

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.discord.arrival import Arrivals
+
 
 @dataclass
 class Script:
@@ -38,6 +40,8 @@ class FakeOpenAI:
     requests: list[dict[str, object]]
     cut_off: list[float] = field(default_factory=list)  # when a reader hung up mid-answer
     arrived: list[float] = field(default_factory=list)  # monotonic time of each request
+    # When each request's bytes reached this process (`arrived` is when its handler ran).
+    received: list[float] = field(default_factory=list)
     ended: dict[int, float] = field(default_factory=dict)  # request index → answer sent
     # The Authorization header of every request, models and chat alike ("" when none).
     authorizations: list[str] = field(default_factory=list)
@@ -68,21 +72,23 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
 
     async def completions(request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
+        received = arrivals.of(request)
         state.authorizations.append(request.headers.get("Authorization", ""))
         state.headers.append({k.lower(): v for k, v in request.headers.items()})
         body = await request.json()
         index = len(state.requests)  # `arrived` and `requests` stay in step
         state.requests.append(body)
         state.arrived.append(arrived)
+        state.received.append(received)
         s = state.script
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         # Chunks keep to the script's clock (first token, then one every interval from
-        # the request), so a loaded event loop here does not stretch the answer.
+        # the request's arrival), so a loaded event loop here does not stretch the answer.
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = received  # loop.time() is time.monotonic()
         try:
-            await asyncio.sleep(s.first_token)
+            await asyncio.sleep(start + s.first_token - loop.time())
             for i, text in enumerate(s.chunks):
                 if s.fail_after is not None and i == s.fail_after:
                     error = {
@@ -108,11 +114,11 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
     app.router.add_post("/v1/chat/completions", completions)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    arrivals = Arrivals()
+    port = await arrivals.serve(runner)
     state.url_v1 = f"http://127.0.0.1:{port}/v1"
     try:
         yield state
     finally:
+        arrivals.close()
         await runner.cleanup()
