@@ -6,7 +6,7 @@ the turns whose questions were stored in one commit are ready at the same moment
 yield puts a turn at the back of the loop's queue, so they advance step by step together
 and every request leaves at the end of the burst's work. Their first tokens then come
 back together, and the first posts queue behind one another (bench/RESULTS.md, issue 12:
-the slowest channel's first text ~11 ms later in a burst of 50).
+the slowest channel's first text ~13 ms later in a burst of 50).
 
 `SendQueue.turn()` lets one request at a time through, from building it to the moment it
 first waits on the network (`on_the_wire()`, which the network layer calls when it starts
