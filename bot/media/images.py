@@ -26,8 +26,20 @@ MAX_EDGE = 1568
 # Claude refuses an image over 5 MiB and its docs do not say whether of the base64 or
 # the raw bytes; 3/4 of it in raw bytes is safe either way, and OpenAI allows 20 MB.
 MAX_BYTES = 5 * 1024 * 1024 * 3 // 4
-# MAX_PIXELS: what one decode may hold. A JPEG is decoded at 1/2..1/8 scale when that
-# still covers the target, so larger photos pass.
+# MAX_PIXELS: what one decode may hold, in pixels of an opaque PNG (~5 bytes each at the
+# peak: decoded whole, then scaled; ~200 MB in all). A JPEG is decoded at 1/2..1/8 scale
+# when that still covers the target, so larger photos pass. Other images count as many
+# of those pixels as they take (measured with Pillow 13, libjpeg-turbo 3, libwebp 1.6).
+# Scaling a see-through image copies it whole (Pillow premultiplies its alpha): twice.
+_SEE_THROUGH_WEIGHT = 2
+# Pillow's WebP decoder holds the picture three or four times over (~16 bytes a pixel; a
+# 1 MB WebP of 36 MP took 550 MB).
+_WEBP_WEIGHT = 4
+# A progressive JPEG (or one whose first scan lacks a colour) is decoded from all its
+# scans at once: libjpeg holds every coefficient of the whole image (2 bytes each, 64 an
+# 8×8 block) whatever the scale it outputs. A 544-byte file claiming 13,000×13,000
+# pixels took 1 GB, a 10,000×10,000 photo 310 MB (4:2:0) or 600 MB (4:4:4).
+_PIXEL_BYTES = 5
 
 _JPEG_QUALITY = 85
 _SMALLER_QUALITIES = (70, 55)
@@ -128,15 +140,28 @@ def _decode(data: bytes, shown: str, max_edge: int, max_pixels: int) -> Image.Im
         raise MediaError(
             f"{shown} is not an image that can be read; attach {ACCEPTED_IMAGES}."
         ) from None
+    full = image.size
+    # Held in all its scans' coefficients (before any scaling), in pixels as MAX_PIXELS
+    # counts them; 0 for a JPEG decoded a band at a time, and for other formats.
+    scans = _jpeg_scans_cost(image, data) if image.format in _JPEG else 0
     if image.format in _JPEG and max(image.size) > max_edge:
         # libjpeg scales while decoding (1/2..1/8): most of the speed on big photos.
         scale = max_edge / max(image.size)
         image.draft(None, (max(1, int(image.width * scale)), max(1, int(image.height * scale))))
-    # Scaling a see-through image copies it whole (Pillow premultiplies its alpha): it
-    # counts twice (a 40-megapixel RGBA PNG had taken 525 MB).
-    weight = 2 if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info else 1
-    if image.width * image.height * weight > max_pixels:
-        raise _too_large(shown, image.size, max_pixels, see_through=weight == 2)
+    see_through = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    weight = _SEE_THROUGH_WEIGHT if see_through else 1
+    if image.format == "WEBP":
+        weight = _WEBP_WEIGHT
+    cost = image.width * image.height * weight + scans
+    if cost > max_pixels:
+        if scans:
+            kind = "progressive JPEG" if "progressive" in image.info else "multi-scan JPEG"
+            # The most one like it may have, in whole megapixels: its cost scaled down.
+            most = max_pixels * full[0] * full[1] // cost // 1_000_000 * 1_000_000
+            raise _too_large(shown, full, most, kind=kind)
+        if image.format == "WEBP":
+            raise _too_large(shown, full, max_pixels // weight, kind="WebP")
+        raise _too_large(shown, full, max_pixels, see_through=see_through)
     if max(image.size) > MAX_ASPECT * min(image.size):
         width, height = image.size
         raise MediaError(
@@ -154,16 +179,62 @@ def _decode(data: bytes, shown: str, max_edge: int, max_pixels: int) -> Image.Im
 
 
 def _too_large(
-    shown: str, size: tuple[int, int] | None, max_pixels: int, *, see_through: bool = False
+    shown: str,
+    size: tuple[int, int] | None,
+    max_pixels: int,
+    *,
+    see_through: bool = False,
+    kind: str = "",
 ) -> MediaError:
     dims = f" ({size[0]}×{size[1]} pixels)" if size else ""
-    most = f"{max_pixels / 1e6:g} megapixels"
+    most = f"{max_pixels / 1e6:.3g} megapixels"
     if see_through:
-        most += f" ({max_pixels / 2e6:g} for one with transparency)"
+        most += f" ({max_pixels / _SEE_THROUGH_WEIGHT / 1e6:.3g} for one with transparency)"
+    what = f"{kind} images" if kind else "images"
     return MediaError(
-        f"{shown} is too large{dims}; images up to {most} are accepted. Scale it down and "
+        f"{shown} is too large{dims}; {what} up to {most} are accepted. Scale it down and "
         "attach it again."
     )
+
+
+def _jpeg_scans_cost(image: Image.Image, data: bytes) -> int:
+    """What libjpeg holds of a JPEG that is decoded from all its scans at once (a
+    progressive one, or one whose first scan lacks a component), in pixels as MAX_PIXELS
+    counts them: each component's 8×8 blocks at full size, 128 bytes each. 0 for a JPEG
+    decoded a band at a time, whose cost is its (reduced) output."""
+    components = getattr(image, "layer", None) or []
+    progressive = "progressive" in image.info or "progression" in image.info
+    if not components or (not progressive and _first_scan_components(data) == len(components)):
+        return 0
+    most_h = max(h for _, h, _, _ in components) or 1
+    most_v = max(v for _, _, v, _ in components) or 1
+    width, height = image.size
+    blocks = 0
+    for _, h, v, _ in components:
+        across = -(-width * h // (most_h * 8))
+        down = -(-height * v // (most_v * 8))
+        blocks += (-(-across // max(1, h)) * max(1, h)) * (-(-down // max(1, v)) * max(1, v))
+    return -(-blocks * 128 // _PIXEL_BYTES)
+
+
+def _first_scan_components(data: bytes) -> int:
+    """How many components a JPEG's first scan carries (its SOS header says), 0 when it
+    cannot be found (read as the costlier kind). Walks the marker segments, never the
+    compressed data."""
+    at = 2
+    while at + 4 < len(data):
+        if data[at] != 0xFF:
+            return 0
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+        elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            at += 2
+        elif marker == 0xDA:
+            return data[at + 4]
+        else:
+            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return 0
 
 
 def _resizable(image: Image.Image) -> Image.Image:

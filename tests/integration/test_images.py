@@ -34,6 +34,7 @@ from bot.types import (
     Source,
 )
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+from tests.unit.media.samples import jpeg_claiming
 
 REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
 ADMIN = Actor("u1", "Ada", is_channel_admin=True)
@@ -233,6 +234,13 @@ async def test_text_code_and_pdf_files_become_fenced_text(core: Core, endpoint: 
         ),
         ([attach("fake.png", bytes(range(256)) * 4, "image/png")], "fake.png"),
         ([Attachment("gone.png", "image/png", 10, None)], "could not get gone.png"),
+        # Media probe: 544 bytes claiming 13,000×13,000 progressive pixels took 1 GB to
+        # decode, at 1/8 scale; refused before it is, the limit and the next step said.
+        (
+            [attach("bomb.jpg", jpeg_claiming(10_000, 10_000), "image/jpeg")],
+            "bomb.jpg is too large (10000×10000 pixels); progressive JPEG images up to 31 "
+            "megapixels are accepted. Scale it down and attach it again.",
+        ),
         # Media probe: ten 4 MB text files were read together (and as many PDFs).
         (
             [attach(f"n{i}.txt", b"note\n") for i in range(11)],

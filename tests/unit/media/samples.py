@@ -101,3 +101,28 @@ def pdf_file(objects: list[bytes]) -> bytes:
         xref,
     )
     return bytes(out)
+
+
+def jpeg_claiming(
+    width: int, height: int, *, progressive: bool = True, subsampling: int = 0
+) -> bytes:
+    """A small JPEG whose frame header claims `width`×`height` pixels (a few hundred bytes:
+    what it takes to post one). Decoding a progressive one holds every coefficient of the
+    claimed size (10,000×10,000 at 4:4:4: 600 MB), however little data follows."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 140, 200)).save(
+        out, "JPEG", progressive=progressive, subsampling=subsampling
+    )
+    data = bytearray(out.getvalue())
+    frame = data.find(b"\xff\xc2" if progressive else b"\xff\xc0")
+    data[frame + 5 : frame + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def jpeg_first_scan_of_one(width: int, height: int) -> bytes:
+    """A baseline JPEG claiming `width`×`height` whose first scan carries one component
+    of three: libjpeg then holds all the coefficients, as for a progressive one."""
+    data = bytearray(jpeg_claiming(width, height, progressive=False))
+    scan = data.find(b"\xff\xda")
+    data[scan + 4] = 1
+    return bytes(data)

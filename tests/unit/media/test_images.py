@@ -10,7 +10,13 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from bot.media import MAX_BYTES, MediaError, PreparedImage, prepare_image
-from tests.unit.media.samples import encode, photo, png_header_only
+from tests.unit.media.samples import (
+    encode,
+    jpeg_claiming,
+    jpeg_first_scan_of_one,
+    photo,
+    png_header_only,
+)
 
 RED = (255, 0, 0)
 
@@ -210,6 +216,45 @@ def test_the_pixel_cap_counts_what_a_jpeg_decodes_at_reduced_scale() -> None:
         prepare_image(
             encode(Image.new("RGB", (4000, 3000)), "PNG"), "big.png", max_pixels=4_000_000
         )
+
+
+def test_a_progressive_jpeg_counts_every_coefficient_it_decodes() -> None:
+    """Media probe: a 544-byte progressive JPEG claiming 13,000×13,000 pixels took 1 GB to
+    decode though it was read at 1/8 scale (10,000×10,000: 600 MB); refused before it is.
+    At 4:2:0 its coefficients take half as much: a 7600×7600 one fits, not 10,000²."""
+    with pytest.raises(MediaError) as err:
+        prepare_image(jpeg_claiming(10_000, 10_000), "bomb.jpg")
+    assert str(err.value) == (
+        "bomb.jpg is too large (10000×10000 pixels); progressive JPEG images up to 31 "
+        "megapixels are accepted. Scale it down and attach it again."
+    )
+    with pytest.raises(MediaError, match=r"progressive JPEG images up to 60 megapixels"):
+        prepare_image(jpeg_claiming(10_000, 10_000, subsampling=2), "bomb.jpg")
+    # The same claim in a baseline JPEG is read a band at a time, at 1/4 scale: 30 MB.
+    prepared = prepare_image(jpeg_claiming(10_000, 10_000, progressive=False), "wide.jpg")
+    assert (prepared.width, prepared.height) == (1568, 1568)
+    # A first scan without every component is decoded as a progressive one is.
+    with pytest.raises(MediaError, match=r"multi-scan JPEG images up to 31 megapixels"):
+        prepare_image(jpeg_first_scan_of_one(10_000, 10_000), "scans.jpg")
+
+
+def test_an_ordinary_progressive_photo_is_read() -> None:
+    data = encode(photo(4000, 3000), "JPEG", progressive=True)
+    prepared = prepare_image(data, "web.jpg")
+    assert (prepared.media_type, prepared.width, prepared.height) == ("image/jpeg", 1568, 1176)
+
+
+def test_a_webp_counts_what_its_decoder_holds() -> None:
+    """Media probe: a 1 MB WebP of 6000×6000 took 550 MB (Pillow's decoder holds the
+    picture three or four times over); a 4K one (8.3 MP) is read."""
+    with pytest.raises(MediaError) as err:
+        prepare_image(encode(Image.new("RGB", (4000, 3000), "white"), "WEBP"), "wall.webp")
+    assert str(err.value) == (
+        "wall.webp is too large (4000×3000 pixels); WebP images up to 10 megapixels are "
+        "accepted. Scale it down and attach it again."
+    )
+    prepared = prepare_image(encode(Image.new("RGB", (3840, 2160), "white"), "WEBP"), "4k.webp")
+    assert (prepared.width, prepared.height) == (1568, 882)
 
 
 def test_a_phone_mpo_is_read_as_the_jpeg_it_starts_with() -> None:
