@@ -42,6 +42,9 @@ class Prepared:
     images: tuple[Image, ...] = ()
     text: str = ""  # fenced blocks, one per text file, to follow the message's own text
     cut: tuple[str, ...] = ()  # the files only part of which fit (names as shown)
+    # Where each of those was cut, the text on both sides (Block.edge): never sent, only
+    # checked for a key or password cut in two.
+    edges: tuple[str, ...] = ()
 
     @property
     def cut_note(self) -> str:
@@ -101,7 +104,8 @@ async def prepare(
     cut = tuple(
         display_name(name) for (name, _), block in zip(files, blocks, strict=True) if block.cut
     )
-    return Prepared(tuple(images), "".join(block.text for block in blocks), cut)
+    edges = tuple(block.edge for block in blocks if block.edge)
+    return Prepared(tuple(images), "".join(block.text for block in blocks), cut, edges)
 
 
 # Images decoded and PDFs read at once, in all the bot's turns: each may take a few hundred

@@ -485,9 +485,15 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             history = await self._history(ref)
             attached = await self._attachments(incoming, config, text)
             content = text + attached.text if text else attached.text.lstrip("\n")
-            if holds_key(attached.text) or any(holds_key(i.name) for i in attached.images):
+            if (
+                holds_key(attached.text)
+                or any(holds_key(edge) for edge in attached.edges)  # one cut in two
+                or any(holds_key(i.name) for i in attached.images)
+            ):
                 return await _held_secret(sink, "file", prefix)
-            if holds_secret(content, secrets := endpoint.secrets()):
+            secrets = endpoint.secrets()
+            cut_in_two = any(holds_secret(edge, secrets) for edge in attached.edges)
+            if cut_in_two or holds_secret(content, secrets):
                 # Said as any key is: a reply naming this channel's own secret would tell
                 # a member which of the words they sent is the password. Who sent it is
                 # logged, for the admins to make a new one.
@@ -497,7 +503,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     incoming.actor.id,
                     ref,
                 )
-                what = "file" if holds_secret(attached.text, secrets) else "message"
+                in_file = cut_in_two or holds_secret(attached.text, secrets)
+                what = "file" if in_file else "message"
                 return await _held_secret(sink, what, prefix)
             question = HistoryEntry(
                 Role.USER,

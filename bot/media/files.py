@@ -42,6 +42,9 @@ log = logging.getLogger("bot.media")
 _BACKTICKS = re.compile(r"`+")
 # Cutting at a line end reads better, unless that throws away much of what fits.
 _LINE_CUT_SHARE = 0.8
+# Characters on each side of a cut kept for the secret checks (Block.edge): a key or a
+# password in its longest written forms (`\u0073\u006b…`, six characters each).
+_EDGE = 2048
 
 _LANGUAGES = {
     "py": "python", "pyi": "python", "js": "javascript", "mjs": "javascript",
@@ -84,6 +87,9 @@ class Block:
 
     text: str  # the fenced block
     cut: bool = False  # part of the file was left out (the block's last line says what)
+    # Where it was cut, the text on both sides (never sent): a key or password cut in two
+    # sends only its start, which no check knows; here it is whole, for them to refuse.
+    edge: str = ""
 
 
 # How much a text takes of a budget: its characters, or its tokens as the prompt counts them.
@@ -100,7 +106,7 @@ def file_block(data: bytes, name: str, budget: int, measure: Measure = len) -> B
         return fenced(name, read_text_file(data, name), budget, measure)
     text, unread = _pdf_text(data, name, MAX_PDF_PAGES, budget, measure)
     block = fenced(name, text, budget - measure(unread), measure)
-    return Block(block.text + unread, block.cut or bool(unread))
+    return Block(block.text + unread, block.cut or bool(unread), block.edge)
 
 
 def read_pdf(
@@ -247,7 +253,8 @@ def fenced(name: str, text: str, budget: int, measure: Measure = len) -> Block:
     line_end = text.rfind("\n", 0, keep + 1)
     if line_end > 0 and line_end >= keep * _LINE_CUT_SHARE:
         keep = line_end
-    return Block(head + text[:keep] + tail + _note(total - keep, total), cut=True)
+    edge = text[max(0, keep - _EDGE) : keep + _EDGE]
+    return Block(head + text[:keep] + tail + _note(total - keep, total), True, edge)
 
 
 def _note(left_out: int, total: int) -> str:

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -354,3 +355,36 @@ async def test_a_key_inside_a_message_or_its_file_is_never_sent(
     assert answer.startswith("That file holds what looks like a key or password"), answer
     assert endpoint.requests == []
     assert await core.store.history(REF, 10) == []
+
+
+@pytest.mark.parametrize(
+    "secret", ["sk-proj-Zq8vR2mN4kL7pX1wT9yB3cQ5", "channel-proxy-password-7Hq2"]
+)
+async def test_a_key_cut_in_two_where_a_long_file_is_cut_is_never_sent(
+    core: Core, endpoint: FakeOpenAI, secret: str
+) -> None:
+    """Media probe: a one-line log trimmed to the context inside a key sent the key's
+    first characters, too few for the key check to know it (a channel's password too);
+    the file is refused as one holding the whole key is, and nothing is sent or kept."""
+    await core.store.set_secret(
+        REF, Scope.CHANNEL, "proxy_password", SecretValue("channel-proxy-password-7Hq2"), ADMIN
+    )
+    # Words of the secret's shape that are not it: the file is cut where it would be.
+    decoy = "x" + secret[1:] if secret.startswith("sk-") else secret[:-1] + "0"
+    for pad in range(0, 40, 3):  # until the cut leaves 6 to 15 characters of one before it
+        filler = "." * pad + (" " + decoy) * (150_000 // (len(decoy) + 1))
+        await say(core, "summarize", attach("one.log", filler.encode()))
+        note = re.search(r"\[… ([\d,]+) of [\d,]+ characters left out\]", str(last_user(endpoint)))
+        assert note is not None
+        kept = len(filler) - int(note[1].replace(",", ""))
+        start = filler.rfind(" ", 0, kept) + 1
+        if 6 <= kept - start <= 15:
+            break
+    else:
+        pytest.fail("no cut inside a word")
+    sent = len(endpoint.requests)
+    text = filler[:start] + secret + filler[start + len(secret) :]
+    answer, _ = await say(core, "and this?", attach("two.log", text.encode()))
+    assert answer.startswith("That file holds what looks like a key or password"), answer
+    assert len(endpoint.requests) == sent
+    assert len(await core.store.history(REF, 100)) == 2 * sent  # the earlier turns only
