@@ -19,6 +19,7 @@ from bot.media.kinds import (
     extension,
     is_pdf,
     text_codec,
+    without_padding,
 )
 from bot.types.files import display_name, file_label
 from bot.types.text import clean_text
@@ -265,4 +266,6 @@ def _decode(data: bytes, name: str) -> str:
     codec = text_codec(data)
     if codec is None:
         raise binary_refusal(name, data)
+    if codec in ("utf-8", "utf-8-sig", "cp1252"):  # in UTF-16, a NUL may be half a character
+        data = without_padding(data)
     return data.decode(codec, errors="replace")

@@ -107,13 +107,28 @@ _HIGH_BYTES = bytes(range(0x80, 0x100))
 _CONTROL_BYTES = bytes(b for b in range(32) if chr(b) not in "\t\n\r\f\x1b")
 
 
+def without_padding(data: bytes) -> bytes:
+    """`data` without the NUL bytes that end it when it holds no other: what a crash
+    leaves at the end of a log (its length written, its last blocks not). Bytes with a
+    NUL inside (UTF-16, a binary) as they are."""
+    if not data.endswith(b"\x00"):
+        return data
+    body = data.rstrip(b"\x00")
+    return data if b"\x00" in body else body
+
+
 def text_codec(sample: bytes) -> str | None:
-    """The codec to read bytes (a file or its start) as text with, None when they are binary."""
+    """The codec to read bytes (a file or its start) as text with, None when they are
+    binary. NULs padding their end are not counted (without_padding)."""
     for bom, codec in _BOMS:
         if sample.startswith(bom):
             return codec
-    if b"\x00" in sample:
+    body = without_padding(sample)
+    if b"\x00" in body:
         return _utf16_without_bom(sample)
+    # Padded, it ends where its text did: no stray byte is let pass (`MZ\x90` and zeros
+    # are the start of a program).
+    padded, sample = len(body) < len(sample), body
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError:
@@ -121,7 +136,7 @@ def text_codec(sample: bytes) -> str | None:
     else:
         return "utf-8" if _control_share(sample) <= 0.05 else None
     bad = sample.decode("utf-8", errors="replace").count("\ufffd")
-    if bad <= max(1, len(sample) // 200):
+    if not padded and bad <= max(1, len(sample) // 200):
         return "utf-8"  # a few stray bytes, or a sample cut mid-character
     # Legacy Western text (Windows-1252, Latin-1) is invalid UTF-8 but mostly ASCII with
     # almost no control bytes; compressed or machine data is neither.

@@ -219,6 +219,16 @@ async def test_text_code_and_pdf_files_become_fenced_text(core: Core, endpoint: 
     assert len(endpoint.requests) == 1  # the refused turn sent nothing
 
 
+async def test_a_log_a_crash_padded_with_nuls_is_read(core: Core, endpoint: FakeOpenAI) -> None:
+    """Media probe: the NULs a crash leaves at the end of a log made it "a binary file"."""
+    log = b"10:00:01 started\n10:00:02 worker 3 died\n" + bytes(16_384)
+    answer, error = await say(core, "why did it stop?", attach("app.log", log, "text/plain"))
+    assert error is None and answer == "Seen."
+    assert last_user(endpoint) == (
+        "why did it stop?\napp.log\n```\n10:00:01 started\n10:00:02 worker 3 died\n```"
+    )
+
+
 @pytest.mark.parametrize(
     ("attachments", "says"),
     [

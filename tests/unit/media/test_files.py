@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader, PdfWriter
 
-from bot.media import MediaError, fenced, language, read_pdf, read_text_file
+from bot.media import MediaError, classify, fenced, language, read_pdf, read_text_file
 from bot.media.files import MAX_PDF_PAGE_TREE
 from tests.unit.media.samples import many_pages_pdf, text_pdf
 
@@ -76,6 +76,32 @@ def test_binary_files_are_refused_clearly(data: bytes) -> None:
         "program.bin looks like a binary file; attach text, Markdown, source code, JSON, "
         "CSV, logs or PDF files, or JPEG, PNG, GIF or WebP images."
     )
+
+
+def test_a_log_padded_with_nuls_by_a_crash_is_read_without_them() -> None:
+    """Media probe: a log whose end a crash left as NUL bytes (its length written, its
+    last blocks not) was refused as a binary file."""
+    log = b"".join(b"2026-01-02 10:00:%02d worker ok\n" % i for i in range(60))
+    for padding in (1, 4096, 200_000):  # within the first 8 KB sniffed, and past them
+        data = log + bytes(padding)
+        assert classify(data, "app.log") == "text"
+        assert read_text_file(data, "app.log") == log.decode()
+    with pytest.raises(MediaError, match=r"crash\.log is empty"):
+        read_text_file(bytes(4096), "crash.log")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes(b for b in os.urandom(8192) if b) + bytes(4096),  # machine data, then zeros
+        b"\x7fELF\x02\x01\x01" + bytes(100) + b"code" + bytes(64),
+        b"a line with a NUL\x00 inside, and padding after it\n" + bytes(512),
+        b"MZ\x90\x00" + bytes(200),  # a program's first bytes, then zeros
+    ],
+)
+def test_a_binary_is_still_refused_padded_or_not(data: bytes) -> None:
+    with pytest.raises(MediaError, match=r"looks like a binary file"):
+        read_text_file(data, "program.bin")
 
 
 def test_an_empty_file_is_refused() -> None:
