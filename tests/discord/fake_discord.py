@@ -29,6 +29,7 @@ EVERYONE_PERMISSIONS = (
     (1 << 10) | (1 << 11) | (1 << 16) | (1 << 14) | (1 << 15) | (1 << 31) | (1 << 38)
 )
 MESSAGE_CONTENT = 1 << 15  # the privileged intent bit
+SEND_MESSAGES = 1 << 11
 WEBHOOKS_PERMISSION = 1 << 29  # Manage Webhooks
 MANAGE_SERVER_PERMISSION = 1 << 5  # Manage Server: an admin of every channel to the bot
 _WEBHOOK_PATH = re.compile(
@@ -78,10 +79,17 @@ class FakeDiscord:
     followups: list[dict[str, Any]] = field(default_factory=list)
     # A button press's interaction id → the message it was on (an update edits that one).
     _pressed: dict[str, int] = field(default_factory=dict)
+    _answered: set[str] = field(default_factory=set)  # interactions responded to
+    _tokens: dict[str, str] = field(default_factory=dict)  # interaction token → its id
     files: dict[str, bytes] = field(default_factory=dict)  # CDN path → bytes
     downloads: list[str] = field(default_factory=list)  # CDN paths the bot fetched
     manage_webhooks: bool = False  # the bot's role grants Manage Webhooks
-    bot_denied: int = 0  # permission bits the bot lacks in the channel (its interactions say)
+    # Permission bits the bot lacks in the channel: its interactions say so, and a channel
+    # overwrite says so to its cache (when set before it connects); without Send Messages
+    # its own posts and typing are refused, as Discord refuses them.
+    bot_denied: int = 0
+    drop_callbacks: int = 0  # cut the connection of this many interaction responses (none lands)
+    lose_callbacks: int = 0  # this many interaction responses land, then their connection is cut
     webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)  # id → webhook
     webhook_avatars: dict[int, str] = field(default_factory=dict)  # id → data URI given
     _ids: itertools.count[int] = field(
@@ -174,7 +182,7 @@ class FakeDiscord:
                     "type": 0,
                     "name": f"general-{i}" if i else "general",
                     "position": i,
-                    "permission_overwrites": [],
+                    "permission_overwrites": self._overwrites(),
                     "parent_id": None,
                     "topic": None,
                     "rate_limit_per_user": 0,
@@ -191,6 +199,12 @@ class FakeDiscord:
             "soundboard_sounds": [],
             "premium_progress_bar_enabled": False,
         }
+
+    def _overwrites(self) -> list[dict[str, Any]]:
+        """The channel's overwrite denying the bot `bot_denied` (none when it lacks none)."""
+        if not self.bot_denied:
+            return []
+        return [{"id": str(self.bot_id), "type": 1, "allow": "0", "deny": str(self.bot_denied)}]
 
     @property
     def channel_ids(self) -> list[int]:
@@ -317,7 +331,16 @@ class FakeDiscord:
         if hooked is not None:
             return hooked
         if path.startswith(("/interactions/", "/webhooks/")):  # token-authenticated
-            return self._interaction_rest(request.method, path, body or {})
+            callback = request.method == "POST" and path.endswith("/callback")
+            if callback and self.drop_callbacks and request.transport is not None:
+                self.drop_callbacks -= 1
+                request.transport.abort()  # never reached Discord's side: nothing shown
+                return web.Response(status=500)
+            answered = self._interaction_rest(request.method, path, body or {})
+            if callback and self.lose_callbacks and request.transport is not None:
+                self.lose_callbacks -= 1
+                request.transport.abort()  # shown, but the bot never hears so
+            return answered
         if request.headers.get("Authorization") != f"Bot {self.token}":
             return self._json({"message": "401: Unauthorized", "code": 0}, 401)
         route = (request.method, path)
@@ -344,6 +367,8 @@ class FakeDiscord:
         if match is None or int(match["cid"]) not in self.channel_ids:
             return self._json({"message": "404: Not Found", "code": 0}, 404)
         cid, rest = int(match["cid"]), match["rest"] or ""
+        if request.method == "POST" and rest in ("/typing", "/messages") and self._no_send():
+            return self._json({"message": "Missing Permissions", "code": 50013}, 403)
         if route == ("POST", f"/channels/{cid}/typing"):
             await asyncio.sleep(self.hold_typing)
             return web.Response(status=204)
@@ -391,6 +416,9 @@ class FakeDiscord:
             return self._json(message)
         return self._json({"message": "404: Not Found", "code": 0}, 404)
 
+    def _no_send(self) -> bool:
+        return bool(self.bot_denied & SEND_MESSAGES)
+
     def _application(self) -> dict[str, Any]:
         owner = self._user(self.user_id + 1, "owner")
         return {
@@ -424,6 +452,10 @@ class FakeDiscord:
     def _interaction_rest(self, method: str, path: str, body: dict[str, Any]) -> web.Response:
         parts = path.strip("/").split("/")
         if method == "POST" and parts[0] == "interactions" and parts[-1] == "callback":
+            if parts[1] in self._answered:  # one response per interaction, as Discord keeps it
+                acked = {"message": "Interaction has already been acknowledged.", "code": 40060}
+                return self._json(acked, 400)
+            self._answered.add(parts[1])
             self.responses.append(body)
             kind = int(body.get("type", 0))
             data = body.get("data") or {}
@@ -444,6 +476,9 @@ class FakeDiscord:
                 }
             )
         if method == "POST" and parts[0] == "webhooks" and len(parts) == 3:
+            if self._tokens.get(parts[2]) not in self._answered:
+                # A follow-up needs the interaction's response first.
+                return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
             self.followups.append(body)
             mid = next(self._ids)
             message = self._message(mid, self.channel_id, self.bot_user(), body.get("content", ""))
@@ -657,11 +692,13 @@ class FakeDiscord:
         member = {k: v for k, v in self._member(self.user_id, "bob").items()}
         rights = EVERYONE_PERMISSIONS | (MANAGE_SERVER_PERMISSION if manager else 0)
         member["permissions"] = str(rights)
+        iid, token = str(next(self._ids)), f"interaction-token-{next(self._ids)}"
+        self._tokens[token] = iid
         return {
-            "id": str(next(self._ids)),
+            "id": iid,
             "application_id": str(self.app_id),
             "type": kind,
-            "token": f"interaction-token-{next(self._ids)}",
+            "token": token,
             "version": 1,
             "data": data,
             "guild_id": str(self.guild_id),
@@ -688,8 +725,11 @@ class FakeDiscord:
         rights = EVERYONE_PERMISSIONS | (WEBHOOKS_PERMISSION if self.manage_webhooks else 0)
         return rights & ~self.bot_denied
 
-    async def slash(self, name: str, sub: str = "", /, **options: str) -> None:
-        """Bob runs `/name sub option:value …` (or `/name option:value …`) in #general."""
+    async def slash(
+        self, name: str, sub: str = "", /, *, manager: bool = False, **options: str
+    ) -> None:
+        """Bob runs `/name sub option:value …` (or `/name option:value …`) in #general
+        (with Manage Server when `manager`)."""
         leaf = [{"type": 3, "name": k, "value": v} for k, v in options.items()]
         data = {
             "id": str(self.command_ids[name]),
@@ -697,7 +737,7 @@ class FakeDiscord:
             "type": 1,
             "options": [{"type": 1, "name": sub, "options": leaf}] if sub else leaf,
         }
-        await self._dispatch("INTERACTION_CREATE", self._interaction(2, data))
+        await self._dispatch("INTERACTION_CREATE", self._interaction(2, data, manager=manager))
 
     async def submit_modal(self, values: dict[str, str]) -> None:
         """Bob fills in the last modal the bot showed and submits it."""

@@ -8,46 +8,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import discord
 
 from bot.commands import Invocation
 from bot.core import Core
-from bot.frontends.discord import DiscordOptions, point_at
-from bot.frontends.discord.client import ChatClient
 from bot.frontends.discord.persona import Speaker, webhook_name
-from bot.types import Actor, Attachment, ChannelRef, Greeting, Platform, SecretValue
+from bot.types import Actor, Attachment, ChannelRef, Greeting, Platform
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI, Script
+from tests.discord.helpers import running
 from tests.integration.test_characters import CARD
 from tests.unit.characters.samples import png_with
 
 TOKEN = "loopback.bot.token-persona-0123456789"
 ADMIN = Actor("300000000000000002", "Ada", is_channel_admin=True, is_server_admin=True)
-
-
-@asynccontextmanager
-async def running(core: Core, fake: FakeDiscord) -> AsyncIterator[ChatClient]:
-    route, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    point_at(fake.api_url, fake.gateway_url)
-    client = ChatClient(core, DiscordOptions(SecretValue(TOKEN), shard_count=1), min_interval=0.05)
-    task = asyncio.create_task(client.start(TOKEN))
-    try:
-        await asyncio.wait_for(fake.identified.wait(), 30)
-        for _ in range(300):
-            if client.get_guild(fake.guild_id) is not None:
-                break
-            await asyncio.sleep(0.02)
-        yield client
-    finally:
-        await client.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        discord.http.Route.BASE = route
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
 
 
 async def _fake(manage_webhooks: bool) -> FakeDiscord:
