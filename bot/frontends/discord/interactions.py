@@ -18,9 +18,18 @@ from bot.commands import Command, Invocation
 from bot.core import Core, nothing_given, secret_prompt, split_text
 from bot.frontends.discord.commands import secret_options
 from bot.frontends.discord.events import Blocked, actor_for, attachment_of, channel_ref
-from bot.frontends.discord.failures import CALL_FAILED
+from bot.frontends.discord.failures import CALL_FAILED, NETWORK_ERRORS
 from bot.frontends.discord.sink import LIMIT
-from bot.types import Actor, ChannelRef, Greeting, Reply, SecretValue, failure, went_wrong
+from bot.types import (
+    Actor,
+    ChannelRef,
+    Greeting,
+    Reply,
+    ReplyFile,
+    SecretValue,
+    failure,
+    went_wrong,
+)
 
 log = logging.getLogger("bot.discord")
 
@@ -146,7 +155,7 @@ class CommandRunner:
             if not defer_now:
                 await asyncio.wait({task}, timeout=DEFER_AFTER)
             if not task.done():
-                await interaction.response.defer(ephemeral=command.private, thinking=True)
+                await _defer(interaction, private=command.private)
             reply = await task
         except Exception as err:
             task.cancel()
@@ -200,20 +209,69 @@ async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
     """Send the reply (split at 2000 characters) as the response or as follow-ups; a
     file (the /usage chart) goes with the last page."""
     pages = split_text(reply.text or "Done.", LIMIT)
+    answered = interaction.response.is_done()
     try:
         for i, page in enumerate(pages):
-            files = []
-            if reply.file is not None and i == len(pages) - 1:
-                data = io.BytesIO(reply.file.data)
-                files.append(discord.File(data, filename=reply.file.filename))
-            if interaction.response.is_done():
-                await interaction.followup.send(page, ephemeral=reply.private, files=files)
+            file = reply.file if i == len(pages) - 1 else None
+
+            def files(file: ReplyFile | None = file) -> list[discord.File]:
+                if file is None:
+                    return []
+                return [discord.File(io.BytesIO(file.data), filename=file.filename)]
+
+            if answered:
+                await interaction.followup.send(page, ephemeral=reply.private, files=files())
             else:
-                await interaction.response.send_message(page, ephemeral=reply.private, files=files)
+                await _response(interaction, page, reply.private, files)
+                answered = True
     except CALL_FAILED as err:
         # Usually the interaction expired (answered too late) or the channel refused it.
         status = err.status if isinstance(err, discord.HTTPException) else "no answer"
         log.warning("could not answer a command: %s %s", status, type(err).__name__)
+
+
+ALREADY_ANSWERED = 40060  # Discord's "Interaction has already been acknowledged"
+
+
+async def _response(
+    interaction: discord.Interaction,
+    page: str,
+    private: bool,
+    files: Callable[[], list[discord.File]],
+) -> None:
+    """`page` as the interaction's response. One that failed (its connection cut, a 5xx
+    discord.py gave up on) may have been shown, only its answer lost: it is sent once
+    more, and Discord's "already acknowledged" then says it was. Sent first, that says
+    a deferral's answer was lost ("thinking…" shows): the page follows up. Never twice
+    on show, and the command is not run again."""
+    for attempt in range(2):
+        try:
+            await interaction.response.send_message(page, ephemeral=private, files=files())
+            return
+        except discord.HTTPException as err:
+            if err.code == ALREADY_ANSWERED:
+                if attempt:
+                    return  # the try before was shown
+                break
+            if attempt or isinstance(err, discord.Forbidden | discord.NotFound):
+                raise  # refused, or expired: trying again changes nothing
+            log.info("a command's response failed (%s); sent again", err.status)
+        except NETWORK_ERRORS as err:
+            if attempt:
+                raise
+            log.info("a command's response failed (%s); sent again", type(err).__name__)
+    await interaction.followup.send(page, ephemeral=private, files=files())
+
+
+async def _defer(interaction: discord.Interaction, *, private: bool) -> None:
+    """ "Thinking…" while a slow command runs. A deferral that failed leaves the command
+    running (it was cancelled, half done): its reply then goes as the response, or as a
+    follow-up when the deferral was shown although its answer was lost (_response)."""
+    try:
+        await interaction.response.defer(ephemeral=private, thinking=True)
+    except CALL_FAILED as err:
+        status = err.status if isinstance(err, discord.HTTPException) else "no answer"
+        log.info("could not defer a command: %s %s", status, type(err).__name__)
 
 
 def _label(text: str) -> str:
