@@ -57,6 +57,7 @@ class FakeDiscord:
     bot_id: int = 100_000_000_000_000_002
     guild_id: int = 200_000_000_000_000_001
     channel_id: int = 200_000_000_000_000_002
+    dm_id: int = 200_000_000_000_000_900  # the bot's DM channel with anyone it writes to
     user_id: int = 300_000_000_000_000_001
     allow_message_content: bool = True  # the developer portal's privileged-intent switch
     channels: int = 1  # text channels in the guild: channel_id, channel_id + 1, …
@@ -68,6 +69,8 @@ class FakeDiscord:
     drop_webhooks: int = 0  # cut the connection of this many calls to a channel's webhooks
     hold_posts: float = 0.0  # seconds a posted message waits before it is answered
     drop_posts: int = 0  # cut the connection of this many message posts (none is made)
+    lose_posts: int = 0  # this many message posts are made, then their connection is cut
+    dms: list[dict[str, Any]] = field(default_factory=list)  # what the bot sent by DM
     hold_typing: float = 0.0  # seconds a typing call waits before it is answered
     calls: list[Call] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -361,6 +364,19 @@ class FakeDiscord:
                     },
                 }
             )
+        if route == ("POST", "/users/@me/channels"):  # a DM: its channel, then its messages
+            recipient = str((body or {}).get("recipient_id", ""))
+            return self._json(
+                {
+                    "id": str(self.dm_id),
+                    "type": 1,
+                    "recipients": [self._user(int(recipient or 0), "member")],
+                    "last_message_id": None,
+                }
+            )
+        if route == ("POST", f"/channels/{self.dm_id}/messages"):
+            self.dms.append(body or {})
+            return self._json(self._message(next(self._ids), self.dm_id, self.bot_user(), ""))
         if request.method == "PUT" and path.startswith(f"/applications/{self.app_id}/"):
             return self._json(self._registered(body or []))
         match = _CHANNEL_PATH.match(path)
@@ -385,6 +401,9 @@ class FakeDiscord:
                 return web.Response(status=500)
             posted = self._json(self._post(cid, body or {}))  # on show from now on
             await asyncio.sleep(self.hold_posts)
+            if self.lose_posts and request.transport is not None:
+                self.lose_posts -= 1
+                request.transport.abort()
             return posted
         if request.method == "DELETE" and rest.startswith("/messages/"):
             if self.drop_deletes and request.transport is not None:
@@ -577,6 +596,11 @@ class FakeDiscord:
         return web.Response(status=204)
 
     def _post(self, cid: int, body: dict[str, Any]) -> dict[str, Any]:
+        nonce = body.get("nonce")
+        if nonce and body.get("enforce_nonce"):  # posted again: the message it made
+            made = [m for m in self.messages.values() if m.get("nonce") == nonce]
+            if made:
+                return made[0]
         mid = next(self._ids)
         extra: dict[str, Any] = {}
         reference = body.get("message_reference")
@@ -584,6 +608,8 @@ class FakeDiscord:
             extra = {"type": 19, "message_reference": reference, "referenced_message": None}
         message = self._message(mid, cid, self.bot_user(), body.get("content", ""), **extra)
         message["components"] = body.get("components", [])
+        if nonce:
+            message["nonce"] = nonce
         self.messages[mid] = message
         return message
 

@@ -9,8 +9,10 @@ import logging
 import pytest
 
 from bot.commands import Invocation
+from bot.conversation.stream import SHOW_FAILED
 from bot.core import Core, split_text
-from bot.types import Actor, ChannelRef, Platform
+from bot.frontends.discord import sink
+from bot.types import Actor, ChannelRef, Platform, TurnState
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import running
@@ -92,3 +94,62 @@ async def test_a_slow_command_whose_thinking_failed_runs_once_and_says_so(
     assert _ran(caplog, "/connect") == 1
     config = await core.store.effective_config(_ref(fake))
     assert config.status is not None and config.status.ok
+
+
+async def test_an_answer_discord_would_not_take_is_marked_and_its_asker_told(
+    core: Core,
+    endpoint: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every post of an answer cut (Discord down for the channel): it was stored as a
+    whole answer, the model asked on, and nobody told; the asker saw nothing. Now each
+    post is tried again as an edit is, the answer stops at the first that never got
+    through (stored as cut, not shown), and the asker hears so by DM."""
+    monkeypatch.setattr(sink, "RETRY_PAUSE", 0.05)
+    caplog.set_level(logging.INFO, logger="bot")
+    endpoint.script.chunks = [f"w{i} " for i in range(20)]
+    endpoint.script.interval = 0.05
+    fake = FakeDiscord(TOKEN, drop_posts=1000)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> hi")
+            await fake.wait_until(lambda: bool(fake.dms), 30)
+    finally:
+        await fake.stop()
+    posts = fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
+    assert len(posts) == 2 * (sink.EDIT_RETRIES + 1)  # the first text's, then the end's
+    [told] = fake.dms
+    assert told["content"] == (
+        "I could not post my answer to your message in #general on Loopback Guild: "
+        "Discord failed each time I tried. /retry there asks again."
+    )
+    [_, answer] = await core.store.history(_ref(fake), 5)
+    assert answer.state is TurnState.STOPPED and answer.error == SHOW_FAILED
+    assert answer.content != endpoint.script.answer  # the model was not asked on for no one
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(fake.channel_id) in w and "could not be posted" in w for w in warned), warned
+
+
+async def test_a_post_shown_but_its_answer_lost_is_not_posted_twice(
+    core: Core, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A post that Discord made, its answer cut on the way back, is tried again with the
+    same nonce: Discord gives back the message it made instead of a second one."""
+    monkeypatch.setattr(sink, "RETRY_PAUSE", 0.05)
+    endpoint.script.chunks = ["one answer"]
+    fake = FakeDiscord(TOKEN, lose_posts=1)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> hi")
+            await fake.wait_until(
+                lambda: any("cc:regen:" in str(m["components"]) for m in fake.messages.values()),
+                30,
+            )
+    finally:
+        await fake.stop()
+    [answer] = [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
+    assert answer["content"] == "one answer" and answer.get("message_reference")
+    assert not fake.dms

@@ -29,7 +29,7 @@ from bot.frontends.discord.events import (
 )
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas
-from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget
+from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget, NotPosted
 from bot.types import ChannelRef, Incoming, Platform, failure
 from bot.types.secrets import held_secret
 
@@ -189,6 +189,8 @@ class ChatHandler:
                 await _refuse(message, result.refusal)
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
+        except NotPosted:  # the target logged why; the turn stored the answer as cut
+            await _tell_not_posted(message)
         except Exception as err:
             log.warning("a chat turn in %s failed: %s", ref, failure(err))
         finally:
@@ -299,6 +301,23 @@ async def _take_out(message: discord.Message | discord.PartialMessage, said: str
     if said:
         with contextlib.suppress(*CALL_FAILED):
             await message.channel.send(f"{said}I deleted your message.")
+
+
+async def _tell_not_posted(message: discord.Message) -> None:
+    """No page of the answer to `message` could be posted (Discord failed each try): its
+    asker hears so by DM, where Discord may still take a message (in a DM, nowhere)."""
+    channel, guild = message.channel, message.guild
+    if guild is None:
+        return
+    where = f"#{getattr(channel, 'name', channel.id)}"
+    text = (
+        f"I could not post my answer to your message in {where} on {guild.name}: "
+        "Discord failed each time I tried. /retry there asks again."
+    )
+    try:
+        await message.author.send(text)
+    except CALL_FAILED as err:
+        log.info("could not tell the asker an answer was not posted: %s", type(err).__name__)
 
 
 async def _refuse(message: discord.Message, text: str) -> None:

@@ -32,7 +32,13 @@ from bot.frontends.discord.events import Blocked, blocked_by, edit_check
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import interaction_context
 from bot.frontends.discord.persona import Personas, Speaker
-from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget, Page, webhook_of
+from bot.frontends.discord.sink import (
+    MIN_INTERVAL,
+    DiscordTarget,
+    NotPosted,
+    Page,
+    webhook_of,
+)
 from bot.types import ChannelRef, Greeting, Reply, failure
 from bot.types.recent import RecentIds
 
@@ -302,7 +308,7 @@ class Controls:
             await self._core.shown_in(ref, greeting.answer_id, _ids(target.messages))
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
-        except CALL_FAILED as err:
+        except (*CALL_FAILED, NotPosted) as err:
             log.warning("could not post a greeting: %s", type(err).__name__)
         finally:
             await target.close()

@@ -8,8 +8,9 @@ import aiohttp
 import discord
 
 # What discord.py lets through when the connection itself fails (dropped, reset, timed
-# out). An answer's post or edit that hits one is lost like a failed HTTP call, never
-# raised into the turn, which still stores and records what the model said.
+# out). An answer's post or edit that hits one is tried again like a failed HTTP call,
+# then given up, never raised into the turn as it is; only an answer none of whose pages
+# could be posted ends its turn (sink.NotPosted), which still stores and records it.
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 # A call that failed either way (refused, or its connection lost): what every call the

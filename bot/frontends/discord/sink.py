@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -33,6 +34,7 @@ _EARLIER = object()  # buttons a message had before this target touched it
 
 class DiscordTarget:
     """Posts and edits one answer's messages; a refusal is reported once, never raised.
+    An answer none of whose pages could be posted raises NotPosted.
 
     `existing`: messages of an answer shown before (a button was pressed on it): the new
     text goes into them first, in place. `view`: the buttons the newest message carries.
@@ -135,29 +137,48 @@ class DiscordTarget:
             return message
         kwargs: dict[str, Any] = {"view": self.view} if self.view is not None else {}
         try:
-            if self._hook is not None:
-                try:
-                    posted = await self._via_webhook(text, kwargs)
-                except discord.NotFound:  # someone deleted the webhook: post as the bot
-                    posted = await self._without_webhook(text, kwargs, first)
-            elif first and self._reply_to is not None:
-                posted = await self._reply(self._reply_to, text, kwargs)
-            else:
-                posted = await self._channel.send(text, **kwargs)
+            posted = await self._post(text, kwargs, first)
         except discord.Forbidden as err:
             await self._blocked(err)
             return None
-        except discord.HTTPException as err:
-            log.warning("could not post an answer: %s %s", err.status, type(err).__name__)
-            return None
-        except NETWORK_ERRORS as err:
-            log.warning("could not post an answer: %s", type(err).__name__)
-            return None
+        except CALL_FAILED as err:
+            status = f"{err.status} " if isinstance(err, discord.HTTPException) else ""
+            why = f"{status}{type(err).__name__}"
+            where = getattr(self._channel, "id", "?")
+            if self._posted:  # the page before says the rest could not be posted
+                log.warning("could not post a page of an answer in channel %s: %s", where, why)
+                return None
+            log.warning("an answer could not be posted in channel %s: %s", where, why)
+            raise NotPosted(why) from err
         self._posted = True  # a page that failed is posted again as the first: a reply
         if self.view is not None:
             self._views[posted.id] = self.view
         self.messages.append(posted)
         return posted
+
+    async def _post(self, text: str, kwargs: dict[str, Any], first: bool) -> discord.Message:
+        """Post one page; one Discord failed (a 5xx, a 429 discord.py gave up on, a lost
+        connection) is tried again as an edit is. A post of the bot's own carries a nonce
+        Discord holds it to: one made although its answer was lost is not made twice."""
+        own = {**kwargs, "nonce": secrets.token_hex(12)}
+        for attempt in range(EDIT_RETRIES + 1):
+            try:
+                if self._hook is not None:
+                    try:
+                        return await self._via_webhook(text, kwargs)
+                    except discord.NotFound:  # someone deleted the webhook: post as the bot
+                        return await self._without_webhook(text, own, first)
+                if first and self._reply_to is not None:
+                    return await self._reply(self._reply_to, text, own)
+                return await self._channel.send(text, **own)
+            except discord.HTTPException as err:
+                if attempt == EDIT_RETRIES or not _transient(err):
+                    raise
+            except NETWORK_ERRORS:
+                if attempt == EDIT_RETRIES:
+                    raise
+            await asyncio.sleep(RETRY_PAUSE)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     @property
     def _hook(self) -> discord.Webhook | None:
@@ -281,7 +302,7 @@ class DiscordTarget:
                 await self._blocked(err)
                 return False
             except discord.HTTPException as err:
-                if attempt == EDIT_RETRIES or not (err.status == 429 or err.status >= 500):
+                if attempt == EDIT_RETRIES or not _transient(err):
                     log.warning("could not edit an answer: %s %s", err.status, type(err).__name__)
                     return False
             except NETWORK_ERRORS as err:  # a new connection may well get through
@@ -295,6 +316,17 @@ class DiscordTarget:
         self.blocked = True
         self._stop_typing()
         await self._on_forbidden(err)
+
+
+class NotPosted(Exception):
+    """No page of an answer could be posted: Discord failed every try (a refusal is
+    said by the target itself). Raised into the turn, which stops there: its answer is
+    stored as cut where it could not be shown, and the model asked no more."""
+
+
+def _transient(err: discord.HTTPException) -> bool:
+    """Discord failed the call (it may pass), not refused it."""
+    return err.status == 429 or err.status >= 500
 
 
 def webhook_of(page: Page) -> int | None:
