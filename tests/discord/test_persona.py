@@ -348,3 +348,26 @@ async def test_a_character_answer_changes_without_send_messages(
             assert len(endpoint.requests) == asked
     finally:
         await fake.stop()
+
+
+async def test_a_character_answers_through_its_webhook_without_send_messages(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Permissions probe: with Manage Webhooks but not Send Messages the greeting was
+    posted, but every question was refused for want of Send Messages, which an answer
+    posted through the webhook does not use (nor its ⏹ and buttons, nor a notice)."""
+    endpoint.script.chunks = ["Aye, ", "captain."]
+    fake = FakeDiscord(TOKEN, manage_webhooks=True, bot_denied=1 << 11)  # Send Messages
+    await fake.start()
+    try:
+        await _import(core, fake)
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> hello captain")
+            await fake.wait_until(
+                lambda: any("cc:regen:" in str(_custom_ids(m)) for m in _by_webhook(fake)), 30
+            )
+            [answer] = _by_webhook(fake)
+            assert answer["content"] == "Aye, captain."
+            assert not fake.dms
+    finally:
+        await fake.stop()

@@ -136,6 +136,8 @@ class ChatHandler:
         reply_to: discord.Message | None = message
         author = message.author
         guild = message.guild
+        # A character's answer goes through the channel's webhook: not the bot's post.
+        speaker = None if guild is None else await self._personas.speaker(channel, ref)
         if facts.is_dm or guild is None:
             actor = actor_for(author.id, author.display_name, None, in_dm=True)
         else:
@@ -143,9 +145,14 @@ class ChatHandler:
             perms = channel.permissions_for(author) if isinstance(author, discord.Member) else None
             locked = isinstance(channel, discord.Thread) and channel.locked
             check = send_check(
-                channel.permissions_for(guild.me), in_thread=parent is not None, locked=locked
+                channel.permissions_for(guild.me),
+                in_thread=parent is not None,
+                locked=locked,
+                webhook=speaker is not None and speaker.webhook is not None,
             )
             if check.blocked is not None:
+                if speaker is not None and speaker.hint:  # not said: said when it can be
+                    self._personas.unsaid(channel)
                 await self._notices.tell(message, check.blocked)
                 return
             if not check.can_reply:
@@ -169,7 +176,6 @@ class ChatHandler:
             blocked = blocked_by(err.code, now, in_thread=parent is not None)
             await self._notices.tell(message, blocked)
 
-        speaker = None if guild is None else await self._personas.speaker(channel, ref)
         target = DiscordTarget(
             channel,
             reply_to,

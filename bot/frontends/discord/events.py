@@ -131,19 +131,27 @@ class SendCheck:
 
 
 def send_check(
-    permissions: discord.Permissions, *, in_thread: bool, locked: bool = False
+    permissions: discord.Permissions,
+    *,
+    in_thread: bool,
+    locked: bool = False,
+    webhook: bool = False,
 ) -> SendCheck:
     """Posting needs Send Messages (in Threads), and in a locked thread Manage Threads;
-    a reply also needs Read Message History."""
+    a reply also needs Read Message History. A character's answer posted through the
+    channel's `webhook` (found with Manage Webhooks) is the webhook's, not the bot's: it
+    needs no Send Messages, and is never a reply."""
     send = permissions.send_messages_in_threads if in_thread else permissions.send_messages
     if not permissions.view_channel:
         return SendCheck(False, False, Blocked.missing("View Channel"))
-    if not send:
+    if webhook and not permissions.manage_webhooks:
+        return SendCheck(False, False, Blocked.missing("Manage Webhooks"))
+    if not webhook and not send:
         missing = "Send Messages in Threads" if in_thread else "Send Messages"
         return SendCheck(False, False, Blocked.missing(missing))
     if locked and not permissions.manage_threads:
         return SendCheck(False, False, LOCKED)
-    return SendCheck(True, permissions.read_message_history)
+    return SendCheck(True, permissions.read_message_history and not webhook)
 
 
 ARCHIVED_THREAD = 50083  # Discord's code: "Operation on an archived thread"
@@ -187,13 +195,7 @@ def edit_check(
     Webhooks), not by the bot's own posts: Send Messages is not needed for it."""
     if archived:  # its messages cannot be edited until someone unarchives it
         return ARCHIVED
-    if not webhook:
-        return send_check(permissions, in_thread=in_thread, locked=locked).blocked
-    if not permissions.manage_webhooks:
-        return Blocked.missing("Manage Webhooks")
-    if locked and not permissions.manage_threads:
-        return LOCKED
-    return None
+    return send_check(permissions, in_thread=in_thread, locked=locked, webhook=webhook).blocked
 
 
 def blocked_by(code: int, permissions: discord.Permissions | None, *, in_thread: bool) -> Blocked:

@@ -153,6 +153,13 @@ class Personas:
         self.webhook_ids.add(found.id)
         return Speaker(found.name or "", found, thread)
 
+    def unsaid(self, channel: discord.abc.Messageable) -> None:
+        """The hint `speaker` gave for `channel` was not said (the bot may not post
+        there): the next answer there gives it again."""
+        base = channel.parent if isinstance(channel, discord.Thread) else channel
+        if isinstance(base, discord.TextChannel):
+            self._told.discard(base.id)
+
     def forget(self, channel_id: int) -> None:
         """The webhook was deleted (by someone else): make a new one next time."""
         self._hooks.pop(channel_id, None)
