@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, replace
 
 from bot.commands import TABLE, Command, Invocation
@@ -413,6 +413,16 @@ class Core:
         `!model x` typed before a question is applied before that question is answered.
         """
         return self._engine.ordered(ref)
+
+    def waiting_before(
+        self, ref: ChannelRef, post_id: str, asker: Callable[[], Awaitable[Actor | None]]
+    ) -> AbstractContextManager[None]:
+        """Around a question that waits before `chat` behind another message of its
+        conversation (a command running there, which a front-end lets end first): it is
+        recorded meanwhile, as one waiting for its turn in `chat` is, so a process killed
+        first leaves it to be said unanswered (`unanswered`). `asker`: who asked it, or
+        None when it is not one the bot answers."""
+        return self._engine.waiting_before(ref, post_id, asker)
 
     async def attachment_refusal(
         self, attachment: Attachment, attached: Sequence[Attachment] = ()

@@ -332,13 +332,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         answer shows is told in the channel (after: the answer shows how it ended). A
         question (its platform message `post_id`) that waits is recorded meanwhile, if its
         asker is `admitted`."""
-        waits = (
-            admitted is not None
-            and self._order.busy(ref)
-            and self.waiting.note(ref, post_id, admitted)
-        )
+        if admitted is not None and self._order.busy(ref):
+            self.waiting.note(ref, post_id, admitted)
         async with self._order.hold(ref):
-            if waits:
+            if post_id:  # noted if it waited: here, or in its front-end (waiting_before)
                 self.waiting.done(ref.platform, post_id)
             if self._closing is not None:  # waited for one a shutdown stopped, or came after
                 return await _notice(sink, self._closing)
@@ -376,6 +373,26 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
     def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
         """Hold this conversation's turn order (a command that must not overtake a turn)."""
         return self._order.hold(ref)
+
+    @contextlib.contextmanager
+    def waiting_before(
+        self, ref: ChannelRef, post_id: str, asker: Callable[[], Awaitable[Actor | None]]
+    ) -> Iterator[None]:
+        """A question (its platform message `post_id`) that waits in its front-end before
+        `turn` (behind a command running in its conversation): recorded meanwhile, as
+        `turn` records one waiting there, if `asker` names who asked it (None: it is not
+        one to answer) and they may chat. The record goes when its turn begins, or when
+        the block ends without one."""
+
+        async def admitted() -> bool:
+            actor = await asker()
+            return actor is not None and await self._may_chat(ref, actor)
+
+        self.waiting.note(ref, post_id, admitted)
+        try:
+            yield
+        finally:
+            self.waiting.done(ref.platform, post_id)
 
     async def attachment_refusal(
         self, attachment: Attachment, attached: Sequence[Attachment] = ()

@@ -43,10 +43,13 @@ class WaitingQuestions:
         """Record a question that is about to wait (its platform message `post_id`);
         written while it waits, if its asker is `admitted` to chat there (someone who is
         not is ignored quietly, also by a process that finds the record after a kill).
-        False when its front-end serves nothing recorded."""
+        False when its front-end serves nothing recorded. Noted already (by a front-end
+        while it waited there, `ChatEngine.waiting_before`): kept as it is."""
         served_by = self._served_by.get(ref.platform)
         if served_by is None or not post_id:
             return False
+        if (ref.platform, post_id) in self._noted:
+            return True
         task = asyncio.create_task(self._add(ref, post_id, served_by, admitted))
         task.add_done_callback(_retrieved)  # a turn cancelled meanwhile never awaits it
         self._noted[(ref.platform, post_id)] = (ref, task)

@@ -318,3 +318,51 @@ async def test_someone_not_allowed_to_chat_is_not_recorded(
         await asyncio.wait_for(asyncio.gather(first, shut_out, waiting), 30)
     finally:
         await core.close()
+
+
+async def test_a_question_waiting_in_its_front_end_is_recorded_once_until_its_turn(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """A front-end that holds a question back before `chat` (Matrix, behind a command
+    running in the room) records it meanwhile (waiting_before): one record, handed over
+    to the core's turn order and gone when its turn comes; gone too when the block ends
+    without a turn; none for a question not to be answered (asker None)."""
+    core = await make_core(database_url, slow, TurnLimits())
+    other = await make_core(database_url, slow, TurnLimits())
+    matrix = ChannelRef(Platform.MATRIX, channel_id="!room:hs")
+
+    async def recorded(*posts: str) -> None:
+        expected = [("!room:hs", "", post, SERVED) for post in posts]
+        async with asyncio.timeout(10):
+            while await _records(core) != expected:  # noqa: ASYNC110 (a database read)
+                await asyncio.sleep(0.02)
+
+    async def ada() -> Actor:
+        return ADA
+
+    async def nobody() -> None:
+        return None
+
+    try:
+        core.serve(Platform.MATRIX, SERVED)
+        other.serve(Platform.MATRIX, SERVED)
+        first = _ask(core, matrix, "count", "$e1")
+        await _until(lambda: slow.requests)
+        with core.waiting_before(matrix, "$e2", ada):
+            await recorded("$e2")
+            second = _ask(core, matrix, "second", "$e2")  # waits in the core now
+            await asyncio.sleep(0.3)
+            assert await _records(core) == [("!room:hs", "", "$e2", SERVED)]  # still one
+            await _until(lambda: len(slow.requests) == 2, 20)  # its turn came
+            await recorded()
+            await asyncio.wait_for(asyncio.gather(first, second), 30)
+        with core.waiting_before(matrix, "$e3", ada):  # then not asked after all
+            await recorded("$e3")
+        await recorded()
+        with core.waiting_before(matrix, "$e4", nobody):
+            await asyncio.sleep(0.3)
+        await recorded()
+        assert await other.unanswered(Platform.MATRIX) == []
+    finally:
+        await core.close()
+        await other.close()

@@ -340,6 +340,8 @@ class SSEEndpoint:
         self.bodies: list[dict[str, Any]] = []  # every chat request as it arrived
         self.auth: list[str] = []  # every chat request's Authorization header ("": none)
         self.models_auth: list[str] = []  # the same, of every model list asked for
+        # Set: every model list is answered only once it is (a command held running).
+        self.models_held: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -354,6 +356,8 @@ class SSEEndpoint:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.models_auth.append(request.headers.get("Authorization", ""))
+        if self.models_held is not None:
+            await self.models_held.wait()
         models = [{"id": self.model, "object": "model"}]
         return web.json_response({"object": "list", "data": models})
 

@@ -284,3 +284,57 @@ async def test_a_question_a_killed_process_left_waiting_is_told_after_the_restar
 def _waiting_rows(db: Path) -> int:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         return int(conn.execute("SELECT count(*) FROM waiting_turns").fetchone()[0])
+
+
+async def test_a_question_waiting_behind_a_command_is_told_after_a_kill(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """A question sent while a command ran in its room (a model list being fetched) waited
+    unrecorded: a killed process lost it without a word, where Discord's next process
+    says it went unanswered."""
+    bot = synapse_server.register("bot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    db = tmp_path / "data" / "chatbot.db"
+    held = asyncio.Event()
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        endpoint.models_held = held
+        try:
+            env = _env(tmp_path, synapse_server, bot, await keygen(), endpoint)
+            process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
+            try:
+                await process.wait_ready()
+                dm = await alice.create_room([bot.user_id], direct=True)
+                await alice.wait_joined(dm, bot.user_id)
+                after = time.monotonic()
+                await alice.send(dm, "!models external")
+                await alice.wait_for(lambda: endpoint.models_auth, "the command's model list")
+                waiting = await alice.send(dm, "A question behind the command.")
+                await alice.wait_for(lambda: _waiting_rows(db) == 1, "the question's record")
+                process.proc.kill()
+                await process.proc.wait()
+            finally:
+                await process.close()
+                held.set()
+            process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
+            try:
+                await process.wait_ready()
+                notice = "Not answered: the bot stopped before it got to this question. Ask again."
+
+                def told() -> list[dict[str, object]]:
+                    return [
+                        s.event.source["content"]
+                        for s in alice.messages(dm, bot.user_id, after)
+                        if s.event.source["content"].get("body", "") == notice
+                    ]
+
+                [content] = await alice.wait_for(told, "the waiting question's notice")
+                code = await process.stop()
+            finally:
+                await process.close()
+        finally:
+            held.set()
+            await alice.close()
+    assert content["m.relates_to"] == {"m.in_reply_to": {"event_id": waiting}}
+    assert endpoint.asked == []  # asked by neither process
+    assert _waiting_rows(db) == 0
+    assert code == 0 and "Traceback" not in process.log, process.log[-3000:]

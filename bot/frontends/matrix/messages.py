@@ -123,6 +123,11 @@ class Place:
         self._mine = mine
         self._passed = False
 
+    @property
+    def waits(self) -> bool:
+        """An earlier message of the conversation has not passed on yet (a command running)."""
+        return self._before is not None and not self._before.done()
+
     async def turn(self) -> None:
         """Wait until every earlier message of the conversation has passed on."""
         if self._before is not None and not self._before.done():
@@ -779,6 +784,24 @@ class MessageHandler:
         return verdict
 
     async def _chat(self, room: nio.MatrixRoom, msg: Message, place: Place) -> None:
+        if not place.waits:
+            await self._chat_in_turn(room, msg, place)
+            return
+        # Behind a command running here: recorded while it waits, as a question waiting in
+        # the core's turn order is (a killed process's successor says it went unanswered).
+        asker = functools.partial(self._asker, room, msg)
+        with self._core.waiting_before(msg.ref, msg.event_id, asker):
+            await self._chat_in_turn(room, msg, place)
+
+    async def _asker(self, room: nio.MatrixRoom, msg: Message) -> Actor | None:
+        """Who asks `msg` when it is one to answer (as far as can be told before its turn:
+        the room's settings as they are now), else None."""
+        addressed = await self._addressed(msg, self.names(room))
+        if not await self._core.should_answer(msg.ref, addressed):
+            return None
+        return await self._actor(room, msg.sender)
+
+    async def _chat_in_turn(self, room: nio.MatrixRoom, msg: Message, place: Place) -> None:
         await place.turn()
         asked = self._secret_asked.pop((msg.room_id, msg.sender), None)
         names = self.names(room)
