@@ -24,6 +24,7 @@ from bot.frontends.matrix.decide import (
     keys_refused,
     should_leave,
     taken_for_secret,
+    tell_unread,
 )
 from bot.frontends.matrix.messages import ArrivalOrder, Place, held_notice
 
@@ -226,6 +227,16 @@ def test_an_undecrypted_message_is_kept_for_five_minutes() -> None:
     assert keep_waiting_for_key(0.0)
     assert keep_waiting_for_key(decide.UNDECRYPTED_PATIENCE - 1)
     assert not keep_waiting_for_key(decide.UNDECRYPTED_PATIENCE)
+
+
+def test_a_sender_whose_message_could_not_be_read_is_told_once_in_a_while() -> None:
+    # Told before the bot gives up waiting for the key, and after it could have come.
+    assert 10 < decide.UNREAD_NOTICE_AFTER < decide.UNDECRYPTED_PATIENCE
+    told = 500.0
+    assert tell_unread(None, told)  # never told, or one of theirs was read since
+    assert not tell_unread(told, told)  # a second message of the same burst
+    assert not tell_unread(told, told + decide.UNREAD_NOTICE_EVERY - 1)
+    assert tell_unread(told, told + decide.UNREAD_NOTICE_EVERY)
 
 
 # --- is the bot spoken to? -------------------------------------------------------------

@@ -316,7 +316,10 @@ class MatrixBot:
             event.room_id = room_id
             self._undecrypted.append((time.monotonic(), room_id, event))
             self._spawn("key request", self._request_key(event))
+            self._spawn("unread message", self._unread_later(room_id, event))
             return
+        if getattr(event, "decrypted", False):
+            self._handler.read_from(room_id, str(event.sender))
         msg = Message(
             room_id,
             event.event_id,
@@ -333,6 +336,42 @@ class MatrixBot:
         task = self._spawn("message", self._handler.handle(msg, decision, place))
         # A task cancelled before it ran never reaches its own pass_on.
         task.add_done_callback(lambda _: place.pass_on())
+
+    async def _unread_later(self, room_id: str, event: nio.MegolmEvent) -> None:
+        """A message still encrypted UNREAD_NOTICE_AFTER s after it came: its key is not
+        coming, and its sender is told so when it may have been for the bot (then it is
+        waited for no more: they send it again). Logged, without a word of it."""
+        await asyncio.sleep(decide.UNREAD_NOTICE_AFTER)
+        self._retry_undecrypted()  # its key may have come in a sync not acted on yet
+        waiting = next((w for w in self._undecrypted if w[2] is event), None)
+        if waiting is None:  # read meanwhile, or found malformed
+            return
+        room = self._client.rooms.get(room_id)
+        content = event.source.get("content") if isinstance(event.source, dict) else None
+        relation = content.get("m.relates_to") if isinstance(content, dict) else None
+        # Clients send a message's relation in the clear: it may reply to the bot, or be
+        # in its thread. Nothing else of it (never its ciphertext) goes any further.
+        seen = {"m.relates_to": relation} if isinstance(relation, dict) else {}
+        direct = room is not None and events.is_direct_room(room.member_count)
+        msg = Message(
+            room_id,
+            event.event_id,
+            event.sender,
+            seen,
+            "",
+            thread=events.thread_root(seen),
+            direct=direct,
+        )
+        if not await self._handler.unreadable(msg):
+            return  # waited for until UNDECRYPTED_PATIENCE, as any other
+        with contextlib.suppress(ValueError):  # already given up on meanwhile
+            self._undecrypted.remove(waiting)
+        log.info(
+            "could not read a message in %s: its room key did not come in %.0f s (its sender "
+            "was told)",
+            room_id,
+            decide.UNREAD_NOTICE_AFTER,
+        )
 
     async def _request_key(self, event: nio.MegolmEvent) -> None:
         with contextlib.suppress(nio.LocalProtocolError):  # already requested

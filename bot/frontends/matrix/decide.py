@@ -17,6 +17,13 @@ from bot.types.text import strip_invisible
 CLOCK_SLACK_MS = 60_000
 # A message whose room key has not arrived yet is retried after later syncs this long.
 UNDECRYPTED_PATIENCE = 300.0
+# Its key comes with it, or a few seconds late (over federation, up to a minute): still
+# missing after this long, it is not coming (the sender's app kept it from the bot's
+# session), and a sender the message was for the bot is told (`tell_unread`).
+UNREAD_NOTICE_AFTER = 60.0
+# One notice says what to do for every message of theirs that fails alike: told again
+# only this long after, unless one of theirs was read there since.
+UNREAD_NOTICE_EVERY = 3600.0
 # Pauses between join attempts; the invite arrives only once, so a passing fault must
 # not lose the room.
 JOIN_RETRY_PAUSES = (2.0, 10.0, 30.0)
@@ -222,6 +229,13 @@ def taken_for_secret(asked: float | None, now: float, text: str) -> bool:
 def keep_waiting_for_key(waited: float) -> bool:
     """Whether a message still encrypted after `waited` seconds may yet get its key."""
     return waited < UNDECRYPTED_PATIENCE
+
+
+def tell_unread(told: float | None, now: float) -> bool:
+    """Whether a sender whose message the bot could not read (its key never came) is
+    told now: `told`, when they last were in that room (monotonic; None: not since one
+    of theirs was read there)."""
+    return told is None or now - told >= UNREAD_NOTICE_EVERY
 
 
 # --- chat --------------------------------------------------------------------------

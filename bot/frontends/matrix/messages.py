@@ -32,6 +32,7 @@ from bot.frontends.matrix.decide import (
     keys_refused,
     reaction_command,
     taken_for_secret,
+    tell_unread,
 )
 from bot.frontends.matrix.secret_commands import (
     carries_secret,
@@ -63,6 +64,14 @@ PERSONA_COMMANDS = frozenset(
 )
 _ANSWERS_KEPT = 5000  # answers whose reactions and controls edit them in place
 _ASKS_KEPT = 1000  # senders whose failed secret command may be followed by its secret
+_UNREAD_KEPT = 1000  # senders told their message could not be read (decide.tell_unread)
+# A message whose room key never came (decide.UNREAD_NOTICE_AFTER): what its sender does.
+UNREAD = (
+    "I could not read your message: it is encrypted, and its key never reached me. Send "
+    "it again. If I still cannot read it, your app is not sharing keys with my session "
+    "({device}): verify it, or allow sending to unverified sessions in your app's "
+    "security settings."
+)
 REDACT_REASON = "It contained a secret; the bot removed it."
 # A command in an event never run as one (an edit, an emote) that held a key: what to do.
 _ANEW = (
@@ -205,6 +214,8 @@ class MessageHandler:
         # (room, sender) → when a command of theirs that asks for a secret failed
         self._secret_asked: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._mute: set[str] = set()  # rooms where the bot may not post (said once)
+        # (room, sender) → when they were told a message of theirs could not be read
+        self._unread_told: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.display_name = ""
 
     @property
@@ -845,6 +856,38 @@ class MessageHandler:
         finally:
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
+
+    async def unreadable(self, msg: Message) -> bool:
+        """A message whose room key never came: its sender is told what to do, when it may
+        have been for the bot (as a chat message is answered: a direct chat, a reply to
+        the bot or its thread, a room that answers everything; what it says is not known),
+        once for all theirs that fail alike (decide.tell_unread). True when they were told,
+        now or before."""
+        room = self._room(msg.room_id)
+        if room is None:
+            return False
+        key = (msg.room_id, msg.sender)
+        if not tell_unread(self._unread_told.get(key), time.monotonic()):
+            return True
+        addressed = await self._addressed(msg, self.names(room))
+        if not await self._core.should_answer(msg.ref, addressed):
+            return False
+        if not await self._may_post(room):
+            return False
+        now = time.monotonic()
+        if not tell_unread(self._unread_told.get(key), now):  # told meanwhile (one sync's)
+            return True
+        self._unread_told[key] = now
+        self._unread_told.move_to_end(key)
+        while len(self._unread_told) > _UNREAD_KEPT:
+            self._unread_told.popitem(last=False)
+        await self._notice(msg, UNREAD.format(device=self._api.client.device_id))
+        return True
+
+    def read_from(self, room_id: str, sender: str) -> None:
+        """An encrypted message of `sender`'s was read here: the next that cannot be is
+        told again."""
+        self._unread_told.pop((room_id, sender), None)
 
     async def settle_keys(self, room: nio.MatrixRoom, *, starting: bool = False) -> None:
         """When who may join or read a room changes, and at start: a room no longer a
