@@ -15,6 +15,7 @@ from typing import Any
 import nio
 import pytest
 from nio.crypto import OutboundGroupSession
+from unpaddedbase64 import encode_base64
 
 from bot.frontends.matrix import decide
 from bot.types import ChannelRef, Platform, Role
@@ -234,3 +235,51 @@ async def test_a_message_whose_key_never_comes_is_said_once_to_its_sender(
             finally:
                 await alice.close()
     assert ciphertext not in caplog.text
+
+
+async def test_a_to_device_message_nested_too_deep_to_read_stops_nothing(
+    synapse_server: SynapseServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hostile probe: a to-device message encrypted for the bot's device (Olm; anyone may
+    claim its one-time key and send one, no room needed) whose JSON is thousands of `[`
+    deep made decrypting it raise out of the sync: the Matrix front-end stopped."""
+    caplog.set_level(logging.INFO, logger="bot")
+    bot = synapse_server.register("olmbot")
+    mallory = await UserClient.start(
+        synapse_server, synapse_server.register("mallory"), tmp_path / "m"
+    )
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        async with bot_answering_from(synapse_server, bot, endpoint, tmp_path):
+            try:
+                dm = await mallory.create_room([bot.user_id], encrypted=True, direct=True)
+                await mallory.wait_joined(dm, bot.user_id)
+                after = time.monotonic()
+                await mallory.send(dm, "hello before")  # an Olm session with the bot's device
+                await mallory.reply_to(dm, bot.user_id, after, "the first answer")
+                olm = mallory.client.olm
+                assert olm is not None
+                [device] = olm.device_store.active_user_devices(bot.user_id)
+                session = olm.session_store.get(device.curve25519)
+                assert session is not None
+                depth = 20_000
+                deep = f'{{"type": "m.dummy", "content": {{"x": {"[" * depth}{"]" * depth}}}}}'
+                kind, body = session.encrypt(deep).to_parts()
+                content = {
+                    "algorithm": "m.olm.v1.curve25519-aes-sha2",
+                    "sender_key": olm.account.identity_keys["curve25519"],
+                    "ciphertext": {device.curve25519: {"type": kind, "body": encode_base64(body)}},
+                }
+                message = nio.ToDeviceMessage(
+                    "m.room.encrypted", bot.user_id, device.device_id, content
+                )
+                sent = await mallory.client.to_device(message)
+                assert isinstance(sent, nio.ToDeviceResponse), sent
+                later = time.monotonic()
+                await mallory.send(dm, "hello after")
+                await mallory.reply_to(dm, bot.user_id, later, "the answer after it")
+            finally:
+                await mallory.close()
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("bot.")]
+    unread = [m for m in said if m.startswith("cannot read a to-device message")]
+    assert len(unread) == 1 and "RecursionError" in unread[0], said
+    assert mallory.user.user_id in unread[0]

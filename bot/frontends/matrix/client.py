@@ -117,7 +117,11 @@ class MatrixBot:
         """What a member's client encrypted is read by the bot alone, and nio expects
         only EncryptionError of it: anything else (JSON nested thousands deep raises
         RecursionError) came out of the sync and stopped the front-end. Such a message
-        cannot be read: logged once and passed over (decide: malformed)."""
+        cannot be read: logged once and passed over (decide: malformed); a to-device
+        message so, logged and passed over as nio passes over one it cannot decrypt.
+
+        nio makes the machine once, when the client logs in (load_store does nothing
+        once its store is loaded), before `run`; no later login is made here."""
         olm = self._client.olm
         if olm is None:
             return
@@ -137,6 +141,20 @@ class MatrixBot:
                 raise nio.EncryptionError("its plaintext cannot be read") from None
 
         olm.decrypt_megolm_event = guarded  # this client's own machine only
+        handle = olm.handle_to_device_event
+
+        def guarded_to_device(event: Any) -> Any:
+            # A to-device message is encrypted for the bot's device alone (Olm): anyone
+            # may claim its one-time key and send one, in no room. nio drops one it
+            # cannot read (None); one that raised otherwise had stopped the sync.
+            try:
+                return handle(event)
+            except Exception as err:
+                sender = getattr(event, "sender", "?")
+                log.warning("cannot read a to-device message from %s: %s", sender, failure(err))
+                return None
+
+        olm.handle_to_device_event = guarded_to_device
 
     async def _crypto_chores(self) -> None:
         """What nio's sync_forever does between syncs: keys and to-device messages."""
