@@ -196,8 +196,7 @@ class _QuotaHooks:
         ref: ChannelRef,
         user_id: str,
         config: ChannelConfig,
-        history: list[HistoryEntry],
-        question: HistoryEntry | None,
+        request: ChatRequest,
         prefix: str,
     ) -> Refusal | None:
         """Reserve the turn's estimate under the limits here; the refusal when one is full."""
@@ -208,7 +207,7 @@ class _QuotaHooks:
             user_id,
             source=config.source.value,
             model=config.model or "",
-            estimate=_estimate(config, history, question),
+            estimate=_estimate(config, request),
             prefix=prefix,
         )
         if isinstance(done, Charged):
@@ -222,8 +221,7 @@ class _QuotaHooks:
         ref: ChannelRef,
         user_id: str,
         config: ChannelConfig,
-        history: list[HistoryEntry],
-        question: HistoryEntry,
+        request: ChatRequest,
         prefix: str,
     ) -> Guarded[Refusal] | None:
         """A new question's charge, to run where the question is stored."""
@@ -234,7 +232,7 @@ class _QuotaHooks:
             user_id,
             source=config.source.value,
             model=config.model or "",
-            estimate=_estimate(config, history, question),
+            estimate=_estimate(config, request),
             prefix=prefix,
         )
 
@@ -531,11 +529,23 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 images=tuple(ImageRef(i.sha256, i.name, i.media_type) for i in attached.images),
                 author_id=incoming.actor.id,
             )
+            # Asked when any image could go out: an earlier message's too (the newest
+            # turns' images are sent again), or a model that cannot see got them later.
+            images = attached.images or any(e.images for e in history)
+            sees = not images or await self._sees(ref, config)
+            # Built before the question is stored, so the charge holds what is sent (a
+            # character card's text and lore too); one that cannot fit is not sent, and
+            # not charged.
+            request, overflow = await self._requests.build(
+                ref, config, [*history, question], sees, fresh=attached.images
+            )
             # The quota charge runs in the transaction that stores the question: one
             # commit before the model is asked, and a refused question is not stored.
-            charge = await self._question_charge(
-                ref, incoming.actor.id, config, history, question, prefix
-            )
+            charge = None
+            if overflow is None:
+                charge = await self._question_charge(
+                    ref, incoming.actor.id, config, request, prefix
+                )
             stored = await self._store.add_messages(
                 ref, [question], attached.images, charge, posts=[(incoming.message_id,)]
             )
@@ -546,11 +556,6 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if charge is not None and charge.reserved is not None:
                 self._reserved[ref] = charge.reserved
             (question,) = stored
-            # Asked when any image could go out: an earlier message's too (the newest
-            # turns' images are sent again), or a model that cannot see got them later.
-            images = attached.images or any(e.images for e in history)
-            sees = not images or await self._sees(ref, config)
-            request, overflow = await self._requests.build(ref, config, [*history, question], sees)
         except _Blocked as blocked:
             # Said to the asker; the operator sees which channel cannot answer, and why.
             log.info("turn in %s not sent: %s", ref, redact(str(blocked)))
@@ -659,9 +664,6 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             config, endpoint = await self._ready(ref, prefix, admin)
         except _Blocked as blocked:
             return await _notice(sink, str(blocked))
-        refused = await self._charge(ref, actor.id, config, history, None, prefix)
-        if refused is not None:
-            return await _notice(sink, refused.text)  # a control's notice is the presser's
         sees = await self._sees(ref, config)
         continuing = answer if action is Control.CONTINUE else None
         if continuing is not None:  # the answer so far goes with the request, to go on from
@@ -669,6 +671,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         else:
             before = history[: history.index(answer) if answer in history else len(history)]
             request, overflow = await self._requests.build(ref, config, before, sees)
+        if overflow is None:  # one that cannot fit is not sent: nothing to charge
+            refused = await self._charge(ref, actor.id, config, request, prefix)
+            if refused is not None:
+                return await _notice(sink, refused.text)  # a control's notice is the presser's
         return await self._answer(
             ref,
             config,
@@ -1010,17 +1016,12 @@ _CUT_OFF = (
 )
 
 
-def _estimate(
-    config: ChannelConfig, history: list[HistoryEntry], question: HistoryEntry | None
-) -> TurnCost:
-    """What a turn is charged before the model answers: the prompt it will send (as much
-    history as the context holds) and its answer (TurnCost)."""
-    newest = question.content if question else ""
-    context, max_tokens = config.number("context"), config.number("max_tokens")
-    budget = history_budget(context, max_tokens, config.own_prompts, newest)
-    prompt = min(sum(e.tokens for e in history), budget) + (question.tokens if question else 0)
-    prompt += estimate_tokens(config.own_prompts) if config.own_prompts else 0
-    size, room = conversation_room(context, max_tokens)
+def _estimate(config: ChannelConfig, request: ChatRequest) -> TurnCost:
+    """What a turn is charged before the model answers: the prompt its request sends
+    (the request's own estimate: history, prompts, a character card's text and lore) and
+    its answer (TurnCost)."""
+    prompt = accounting.request_tokens(request)
+    size, room = conversation_room(config.number("context"), config.number("max_tokens"))
     answer = size - room
     thinking = config.number("thinking_budget")
     if thinking and REGISTRY.by_name["thinking_budget"].applies_to(config.source):

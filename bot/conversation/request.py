@@ -3,7 +3,7 @@ each asker named, and a channel's character card shaping it (bot.characters.buil
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -102,12 +102,15 @@ class Requests:
         entries: list[HistoryEntry],
         sees: bool,
         continue_answer: bool = False,
+        fresh: Sequence[Image] = (),
     ) -> Built:
         """The request for the newest entry (a question, or an answer to continue) with as
         much of the history before it as the context holds; a channel's character card
         shapes it (bot.characters.build_prompt). An answer being continued that has grown
         past the context goes with its end only; what cannot fit a context set with
-        /params context comes with its Overflow, and is not to be sent."""
+        /params context comes with its Overflow, and is not to be sent. `fresh`: the
+        images of a question not stored yet (built before it is, so its quota charge
+        holds what the request sends)."""
         *history, newest = entries
         # A question that got no answer stays in the history people see, but the model
         # gets one user turn at a time.
@@ -155,7 +158,7 @@ class Requests:
                 tuple(sorted((p for p in parts if p[1]), key=lambda p: -p[1])), size
             )
         kept = [*trim_history(usable, max(0, room - fixed)), *asked, newest]
-        messages = await self._sent(kept, sees)
+        messages = await self._sent(kept, sees, fresh)
         # Who asked, by id: a nickname changed mid-conversation (or the console's name
         # before an upgrade) is still one person, whose turns need no names.
         who = _asker(kept)
@@ -191,10 +194,12 @@ class Requests:
         )
         return Built(request, overflow)
 
-    async def _sent(self, kept: list[HistoryEntry], sees: bool) -> list[ChatMessage]:
+    async def _sent(
+        self, kept: list[HistoryEntry], sees: bool, fresh: Sequence[Image] = ()
+    ) -> list[ChatMessage]:
         """Stored turns as the model is sent them (images shown or named), each asker by
         the name `_speakers` gives them."""
-        shown = await self._shown_images(kept) if sees else {}
+        shown = await self._shown_images(kept, fresh) if sees else {}
         names = _speakers(kept)
         who = _asker(kept)
         messages = []
@@ -206,16 +211,20 @@ class Requests:
             messages.append(ChatMessage(entry.role, content, name, sent))
         return messages
 
-    async def _shown_images(self, kept: list[HistoryEntry]) -> dict[int, tuple[Image, ...]]:
+    async def _shown_images(
+        self, kept: list[HistoryEntry], fresh: Sequence[Image] = ()
+    ) -> dict[int, tuple[Image, ...]]:
         """The newest entry's images, and those of the newest earlier turns that had any
-        (HISTORY_IMAGE_TURNS); older ones are named instead."""
+        (HISTORY_IMAGE_TURNS); older ones are named instead. `fresh` ones are at hand
+        (not read from the store)."""
         turns = self._image_turns
         earlier = [i for i, e in enumerate(kept[:-1]) if e.images][-turns:] if turns > 0 else []
         recent = [*earlier, len(kept) - 1] if kept[-1].images else earlier
         if not recent:
             return {}
-        refs = [r for i in recent for r in kept[i].images]
-        data = await self._store.image_data(refs)
+        data = {image.sha256: image for image in fresh if image.sha256}
+        refs = [r for i in recent for r in kept[i].images if r.sha256 not in data]
+        data |= await self._store.image_data(refs) if refs else {}
         shown: dict[int, tuple[Image, ...]] = {}
         for i in recent:
             found = [data[r.sha256] for r in kept[i].images if r.sha256 in data]

@@ -6,6 +6,7 @@ recovery."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +29,8 @@ from bot.types.limits import MAX_ACCESS_RULES, LimitName
 from bot.usage.access import NOT_HERE
 from bot.usage.limits import Refusal, turn_cost
 from bot.usage.quota import Charged, charge, guard
+from tests.integration.test_characters import CARD, card_file
+from tests.integration.test_chat import sse
 
 FAKE = "http://127.0.0.1:9/v1"  # only ever answered by respx
 REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
@@ -405,6 +408,50 @@ async def test_regenerate_is_charged_and_refused_as_a_notice(core: Core) -> None
         reply = await command(core, "/regenerate", MEMBER)
         assert route.call_count == 1
     assert "tokens_per_channel_day" in reply.text, reply.text
+
+
+async def test_a_character_cards_text_is_held_and_limited_as_it_is_sent(core: Core) -> None:
+    """Usage probe: the charge before the model is asked estimated the history and the
+    prompts but not a character card's text, examples and lore, which every request
+    carries; with a card of ~4,000 tokens a `tokens_per_user_day 1000` let each "hi"
+    through (it held 5 tokens of prompt, and the call then counted ~4,200)."""
+    await configure(core)
+    card = copy.deepcopy(CARD)
+    card["data"]["description"] = "The Meridian has many decks, each with its story. " * 300
+    imported = await core.run_command(
+        REF, ADMIN, Invocation(("character", "import"), {"file": card_file(card)})
+    )
+    assert imported.ok, imported.text
+    assert (await command(core, "/limits set tokens_per_user_day 1000000", ADMIN)).ok
+    held: list[int] = []
+    body = sse("Aye.")  # no usage reported: the call counts the request's own estimate
+
+    async def respond(request: httpx.Request) -> httpx.Response:
+        async with core.store.engine.connect() as conn:
+            found = select(UsageRow.input_tokens).where(UsageRow.state == "reserved")
+            held.append(int(await conn.scalar(found) or 0))
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=respond)
+        result, sink = await ask(core, text="hi")
+        assert result.refusal is None and sink.final == "Aye.", sink.final
+        regenerated = await command(core, "/regenerate", MEMBER)
+        assert route.call_count == 2, regenerated.text
+    async with core.store.engine.connect() as conn:
+        counted = select(UsageRow.input_tokens).where(UsageRow.state == "settled")
+        sent = [int(n) for n in (await conn.scalars(counted.order_by(UsageRow.id))).all()]
+    # What each call held before the model was asked is what its request was counted at.
+    assert held == sent and min(sent) > 3000, (held, sent)
+
+    # So a limit smaller than the card refuses before anything is sent, and says why.
+    assert (await command(core, "/limits set tokens_per_user_day 1000", ADMIN)).ok
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=respond)
+        result, sink = await ask(core, STRANGER, text="hi")
+        assert route.call_count == 0
+    assert result.refusal is not None and "tokens_per_user_day" in result.refusal
+    assert sink.calls == 0
 
 
 # -- the atomic charge ------------------------------------------------------------------------

@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.types import Actor, ChannelConfig, ChannelRef, HistoryEntry, Platform, Role, Source
+from bot.types import (
+    Actor,
+    ChannelConfig,
+    ChannelRef,
+    ChatMessage,
+    Platform,
+    Role,
+    Source,
+)
 from bot.types.limits import AccessKind, AccessRule, Counts, Effect, LimitName, ScopeLimits
 from bot.usage.access import AccessError, OperatorAccess, may_chat, parse_subject
 from bot.usage.limits import (
@@ -297,8 +305,9 @@ def test_a_turn_holds_what_claude_may_think_on_top_of_its_answer(source: Source,
     """Review: with thinking_budget 8000 a Claude request asks for max_tokens 9000, but
     the turn held 1000: each turn at once could spend 8,000 past what it held."""
     from bot.conversation.engine import _estimate
+    from bot.providers import ChatRequest
 
     config = ChannelConfig.of(source=source, max_tokens=1000, thinking_budget=8000)
-    question = HistoryEntry(Role.USER, "hi", tokens=2)
-    cost = _estimate(config, [], question)
+    request = ChatRequest("m", (ChatMessage(Role.USER, "hi"),), input_estimate=2)
+    cost = _estimate(config, request)
     assert cost.reserved == 2 + held and cost.needed == 2 + 256
