@@ -68,8 +68,24 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     counts = await ctx.store.quotas.counts(ctx.ref, ctx.actor.id, datetime.now(UTC))
     lines.append("Your allowance:")
     lines += [f"  {line}" for line in allowance(held, counts, datetime.now(UTC))]
-    if ctx.is_admin:
+    if ctx.is_server_admin:
         lines.append(f"Change one with {_set_usage(ctx)}.")
+    elif ctx.is_admin:
+        change = f"Change this channel's with {p}limits set <name> <value|off|default>."
+        # The smaller of a channel's and its server's holds: raising the channel's
+        # cannot lift a server's, and a server's budget is set server-wide only.
+        servers = [
+            name.value
+            for name, value in held.items()
+            if SPECS[name].server_only or value.origin == "server"
+        ]
+        if servers and ctx.ref.has_server:
+            them = "it" if len(servers) == 1 else "them"
+            change += (
+                f" {' and '.join(servers)} here {'is' if len(servers) == 1 else 'are'} the "
+                f"server's: only a server admin can change {them} (scope:server)."
+            )
+        lines.append(change)
     return Reply("\n".join(lines))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -159,11 +160,14 @@ class QuotaPart:
     # ---- charges --------------------------------------------------------------------
 
     async def counts(self, ref: ChannelRef, user_id: str, now: datetime) -> Counts:
-        """What the limits of this place count right now (for /limits)."""
+        """What the limits of this place count right now, and what of it answers being
+        written hold (for /limits)."""
 
         async def read(session: AsyncSession) -> Counts:
             conn = await session.connection()
-            return await self._statements.counts(conn, ref, _where(ref, user_id, now), True)
+            where = _where(ref, user_id, now)
+            counts = await self._statements.counts(conn, ref, where, True)
+            return await self._statements.with_held(conn, ref, where, counts)
 
         return await self._db.read("usage sums", read)
 
@@ -218,7 +222,9 @@ class QuotaPart:
         if refusal is None:
             return reserved, None
         await conn.execute(delete(UsageRow).where(UsageRow.id == reserved))
-        return None, refusal
+        # Refused: what answers being written hold of it, for the refusal to say (read
+        # only here, so a charge that goes pays nothing for it).
+        return None, decide(await statements.with_held(conn, ref, where, counts))
 
     async def release(self, row_id: int) -> None:
         """Drop a reservation whose turn never reached the model."""
@@ -480,6 +486,12 @@ class _Statements:
                     *minute, *place
                 ),
             ).order_by("kind", "at")
+        # What reserved rows hold of the sums: the day's rows of the place that are.
+        reserved = u.state == RESERVED
+        self._held = {
+            has: select(*sums).where(*day, reserved, *([] if has else [here]))
+            for has in (True, False)
+        }
         self._reserving: dict[tuple[bool, bool, tuple[str, ...]], Select[Any]] = {}
         self._returning: dict[tuple[bool, bool, tuple[str, ...]], Executable] = {}
         self._holding: dict[tuple[str, ...], Executable] = {}
@@ -559,6 +571,14 @@ class _Statements:
     ) -> Counts:
         rows = (await conn.execute(self._counts[ref.has_server, recent], where)).all()
         return _counted(rows, recent)
+
+    async def with_held(
+        self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], counts: Counts
+    ) -> Counts:
+        """`counts` with what reserved rows hold of each sum (answers being written)."""
+        found = (await conn.execute(self._held[ref.has_server], where)).one()
+        user, channel, server = (int(v or 0) for v in found)
+        return replace(counts, user_held=user, channel_held=channel, server_held=server)
 
     async def lock_reserve_and_count(
         self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], charge: Charge

@@ -39,12 +39,18 @@ class Counts:
     """What was spent where a turn is charged: settled usage plus reserved estimates.
 
     `user_recent`: when the user's calls of the last minute were made, oldest first.
+    `*_held`: of each day's tokens, what reserved rows hold (answers being written, or a
+    crash's until it is settled; their end replaces it with what they used). Read only
+    where it is said (a refusal, /limits): 0 in a charge that goes.
     """
 
     user_tokens_today: int = 0
     channel_tokens_today: int = 0
     server_tokens_today: int = 0
     user_recent: tuple[datetime, ...] = ()
+    user_held: int = 0
+    channel_held: int = 0
+    server_held: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,6 +132,31 @@ def used(name: LimitName, counts: Counts) -> int:
     return counts.server_tokens_today
 
 
+def held_now(name: LimitName, counts: Counts) -> int:
+    """Of what `used` counts, what answers being written hold (their end replaces it)."""
+    if name is LimitName.MESSAGES_PER_USER_MINUTE:
+        return 0
+    if name is LimitName.TOKENS_PER_USER_DAY:
+        return counts.user_held
+    if name is LimitName.TOKENS_PER_CHANNEL_DAY:
+        return counts.channel_held
+    return counts.server_held
+
+
+def who_raises(name: LimitName, origin: str, prefix: str = "/", has_server: bool = True) -> str:
+    """Who can raise the limit in force here, and with what: a server's budget, or a
+    value set server-wide, only a server admin (a channel's own cannot go past it: the
+    smaller holds); a channel's, or an operator default (which a channel's own value
+    replaces), an admin of the channel."""
+    if SPECS[name].server_only or origin == "server":
+        if not has_server:  # an operator default where there is no server to set one
+            return f"only the bot's operator can change it (LIMIT_{name.value.upper()})"
+        return (
+            f"a server admin can raise it with {prefix}limits set {name.value} <value> scope:server"
+        )
+    return f"an admin of this channel can raise it with {prefix}limits set {name.value} <value>"
+
+
 def next_midnight(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time(0), tzinfo=UTC)
 
@@ -161,9 +186,10 @@ def check(
     estimate: int,
     now: datetime,
     prefix: str = "/",
+    has_server: bool = True,
 ) -> Refusal | None:
     """None when a turn costing about `estimate` tokens fits every limit, else why not
-    (commands named with `prefix`)."""
+    (commands named with `prefix`; `has_server`: whether this place has a server)."""
     for name, held in limits.items():
         spent = used(name, counts)
         cost = 1 if SPECS[name].unit == "messages" else estimate
@@ -172,12 +198,11 @@ def check(
         free = frees_at(name, held.value, counts, now)
         if SPECS[name].unit == "tokens" and cost > held.value:
             free = None  # this message alone needs more than the whole limit
-        return Refusal(
-            name,
-            held.value,
-            refusal_text(name, held.value, spent, cost, free, now, prefix),
-            free,
+        who = who_raises(name, held.origin, prefix, has_server)
+        text = refusal_text(
+            name, held.value, spent, cost, free, now, prefix, held=held_now(name, counts), who=who
         )
+        return Refusal(name, held.value, text, free)
     return None
 
 
@@ -204,28 +229,38 @@ def refusal_text(
     free: datetime | None,
     now: datetime,
     prefix: str = "/",
+    *,
+    held: int = 0,
+    who: str | None = None,
 ) -> str:
+    """Which limit refused, what is used (and of it `held` by answers being written),
+    when it frees up, and `who` can raise it (who_raises)."""
     head = f"Limit reached: {name.value} ({_what(name, limit)})"
-    if SPECS[name].unit == "tokens":
+    tokens = SPECS[name].unit == "tokens"
+    if tokens:
         # What answers still being written hold counts until they end (TurnCost).
+        spent_now = f"{spent - held:,} used and {held:,} held by answers being written"
         head += (
-            f"; {spent:,} used or held by answers being written, this message needs about {cost:,}"
+            f"; {spent_now if held > 0 else f'{spent:,} used'}, this message needs about {cost:,}"
         )
-    raise_it = f"an admin can raise it with {prefix}limits set"
+    who = who or who_raises(name, "channel", prefix)
     if free is None:
-        tail = f"It does not free up by itself: {raise_it}."
-        if SPECS[name].unit == "tokens" and cost > limit > 0:
+        tail = f"It does not free up by itself: {who}."
+        if tokens and cost > limit > 0:
             # Each message reserves room for its answer too (ANSWER_ESTIMATE at most): a
             # limit below that refuses every message, however short.
             # /reset is an admin's: a member is not sent to a command refused to them.
             tail = (
-                "This message alone needs more than that (its answer and the conversation "
-                f"so far are counted too): shorten it, or an admin can start afresh with "
-                f"{prefix}reset or raise the limit with {prefix}limits."
+                "This message alone needs more than that (the conversation so far, the "
+                "prompts or character card, and room for its answer count too): "
+                f"shorten it, or an admin of this channel can start afresh with {prefix}reset; "
+                f"{who}."
             )
-        return f"{head}. {tail}"
-    held = " (or sooner, as answers being written end)" if SPECS[name].unit == "tokens" else ""
-    return f"{head}. It frees up {when(free, now)}{held}. Nothing was sent to the model."
+        return f"{head}. {tail} Nothing was sent to the model."
+    sooner = ""
+    if tokens and held > 0:
+        sooner = " (or sooner, if the answers being written use less than they hold)"
+    return f"{head}. It frees up {when(free, now)}{sooner}; {who}. Nothing was sent to the model."
 
 
 def allowance(limits: Mapping[LimitName, InForce], counts: Counts, now: datetime) -> list[str]:
@@ -237,6 +272,9 @@ def allowance(limits: Mapping[LimitName, InForce], counts: Counts, now: datetime
         spec = SPECS[name]
         who = "you" if spec.per == "user" else f"this {spec.per}"
         line = f"{name.value}: {left:,} of {held.value:,} {spec.unit} left for {who}"
+        writing = held_now(name, counts)
+        if writing > 0:  # counted as used; their end counts what they used instead
+            line += f" ({writing:,} of what is used held by answers being written until they end)"
         if left == 0:
             free = frees_at(name, held.value, counts, now)
             line += f", frees up {when(free, now)}" if free else ""

@@ -319,7 +319,9 @@ async def test_a_limit_smaller_than_any_message_is_said_so_with_the_platforms_co
             route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
             result, _ = await ask(core, ref=room, text="hi")
         assert route.call_count == 0 and result.refusal is not None
-        assert "its answer and the conversation so far are counted too" in result.refusal
+        assert "the prompts or character card, and room for its answer count too" in (
+            result.refusal
+        )
         assert "!limits" in result.refusal and "!reset" in result.refusal
         assert "/" not in result.refusal, result.refusal
         assert (await command(core, "!limits set tokens_per_user_day 0", ADMIN, room)).ok
@@ -328,6 +330,84 @@ async def test_a_limit_smaller_than_any_message_is_said_so_with_the_platforms_co
         assert "/" not in result.refusal, result.refusal
     finally:
         await core.close()
+
+
+async def test_a_refusal_says_what_answers_being_written_hold_only_while_they_are(
+    core: Core,
+) -> None:
+    """Limits probe: every token refusal said "used or held by answers being written" and
+    "(or sooner, as answers being written end)", also with nothing being written: then it
+    frees up at midnight and not sooner. The counts now say what reserved rows hold."""
+    await configure(core)
+    assert (await command(core, f"/limits set tokens_per_user_day {R + E - 1}", ADMIN)).ok
+    writing, release = asyncio.Event(), asyncio.Event()
+    model = answer()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        writing.set()
+        await release.wait()
+        return await model(request)
+
+    here = ChannelRef(Platform.DISCORD, "c1", "g1", "t1")
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=slow)
+        first = asyncio.create_task(ask(core, MEMBER, here))
+        await writing.wait()
+        refused, _ = await ask(core)
+        shown = await command(core, "/limits", MEMBER)
+        release.set()
+        went, sink = await first
+        assert route.call_count == 1
+    assert went.refusal is None and sink.final == "Hi"
+    assert refused.refusal is not None, refused
+    assert f"; 0 used and {R:,} held by answers being written, this message needs about" in (
+        refused.refusal
+    )
+    assert "(or sooner, if the answers being written use less than they hold)" in refused.refusal
+    assert f"({R:,} of what is used held by answers being written until they end)" in shown.text
+
+    # The answer ended (and counted what it used): nothing is held, nothing frees sooner.
+    assert (await command(core, f"/limits set tokens_per_user_day {E + E - 1}", ADMIN)).ok
+    again, _ = await ask(core)
+    assert again.refusal is not None
+    assert f"; {E:,} used, this message needs about {E:,}. It frees up at 00:00 UTC" in (
+        again.refusal
+    )
+    assert "held" not in again.refusal and "sooner" not in again.refusal, again.refusal
+    assert "an admin of this channel can raise it with /limits set tokens_per_user_day" in (
+        again.refusal
+    )
+    assert "held" not in (await command(core, "/limits", MEMBER)).text
+
+
+async def test_a_server_limits_refusal_and_limits_name_the_server_admin(core: Core) -> None:
+    """Limits probe: a full tokens_per_server_day said "an admin can raise it with
+    /limits set", and /limits showed a channel's admin "Change one with … [scope:server]":
+    only a server admin can change a server's budget, or a value set server-wide."""
+    await configure(core)
+    assert (await command(core, "/limits set tokens_per_server_day 0 scope:server", OWNER)).ok
+    assert (await command(core, "/limits set tokens_per_user_day 5000 scope:server", OWNER)).ok
+    assert (await command(core, "/limits set messages_per_user_minute 9", ADMIN)).ok
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        result, _ = await ask(core)
+        assert route.call_count == 0
+    assert result.refusal is not None
+    assert result.refusal.endswith(
+        "It does not free up by itself: a server admin can raise it with /limits set "
+        "tokens_per_server_day <value> scope:server. Nothing was sent to the model."
+    ), result.refusal
+    shown = await command(core, "/limits", ADMIN)
+    assert shown.text.endswith(
+        "Change this channel's with /limits set <name> <value|off|default>. "
+        "tokens_per_user_day and tokens_per_server_day here are the server's: only a server "
+        "admin can change them (scope:server)."
+    ), shown.text
+    owner = await command(core, "/limits", OWNER)
+    assert owner.text.endswith(
+        "Change one with /limits set <name> <value|off|default> [scope:server]."
+    ), owner.text
+    assert "Change" not in (await command(core, "/limits", MEMBER)).text
 
 
 async def test_messages_per_minute_says_when_it_frees_up(core: Core) -> None:

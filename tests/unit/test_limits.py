@@ -160,18 +160,98 @@ def test_a_message_larger_than_the_limit_itself_points_members_to_an_admin() -> 
     """Members were told to "start afresh with /reset", a command only admins may run."""
     text = refusal_text(LimitName.TOKENS_PER_USER_DAY, 500, 0, 900, None, NOW, "!")
     assert "alone needs more than that" in text
-    assert "shorten it, or an admin can start afresh with !reset" in text
-    assert "raise the limit with !limits" in text
+    assert "shorten it, or an admin of this channel can start afresh with !reset" in text
+    assert "can raise it with !limits set tokens_per_user_day <value>" in text
 
 
 def test_a_token_refusal_counts_what_answers_being_written_hold() -> None:
     """Review: "4,196 used … frees up at 00:00 UTC" while nothing was spent yet: the
     first answer's room was held, and it frees as soon as that answer ends."""
     text = refusal_text(
-        LimitName.TOKENS_PER_USER_DAY, 2000, 4196, 356, NOW + timedelta(hours=10), NOW
+        LimitName.TOKENS_PER_USER_DAY, 2000, 4196, 356, NOW + timedelta(hours=10), NOW, held=4100
     )
-    assert "4,196 used or held by answers being written, this message needs about 356" in text
-    assert "(in 10 h 0 min) (or sooner, as answers being written end). Nothing was sent" in text
+    assert "96 used and 4,100 held by answers being written, this message needs about 356" in text
+    assert (
+        "(in 10 h 0 min) (or sooner, if the answers being written use less than they hold); "
+        in text
+    )
+
+
+def test_a_refusal_speaks_of_answers_being_written_only_when_some_are() -> None:
+    """Limits probe: every token refusal said "used or held by answers being written" and
+    "or sooner, as answers being written end", with nothing being written: it frees up at
+    midnight, not sooner."""
+    held = {LimitName.TOKENS_PER_USER_DAY: InForce(600, "channel")}
+    refusal = check(held, Counts(user_tokens_today=550), 300, NOW)
+    assert refusal is not None
+    assert refusal.text == (
+        "Limit reached: tokens_per_user_day (600 tokens a day (UTC) per person); 550 used, "
+        "this message needs about 300. It frees up at 00:00 UTC (in 10 h 0 min); an admin of "
+        "this channel can raise it with /limits set tokens_per_user_day <value>. Nothing was "
+        "sent to the model."
+    )
+    writing = check(held, Counts(user_tokens_today=550, user_held=500, channel_held=900), 300, NOW)
+    assert writing is not None
+    assert "; 50 used and 500 held by answers being written, this message" in writing.text
+    assert "(or sooner, if the answers being written use less than they hold)" in writing.text
+
+
+@pytest.mark.parametrize(
+    ("name", "origin", "has_server", "who"),
+    [
+        (
+            LimitName.TOKENS_PER_SERVER_DAY,
+            "server",
+            True,
+            "a server admin can raise it with !limits set tokens_per_server_day <value> "
+            "scope:server",
+        ),
+        (
+            LimitName.TOKENS_PER_SERVER_DAY,
+            "operator",
+            True,
+            "a server admin can raise it with !limits set tokens_per_server_day <value> "
+            "scope:server",
+        ),
+        (
+            LimitName.TOKENS_PER_USER_DAY,
+            "server",
+            True,
+            "a server admin can raise it with !limits set tokens_per_user_day <value> scope:server",
+        ),
+        (
+            LimitName.TOKENS_PER_USER_DAY,
+            "operator",
+            True,
+            "an admin of this channel can raise it with !limits set tokens_per_user_day <value>",
+        ),
+        (
+            LimitName.MESSAGES_PER_USER_MINUTE,
+            "channel",
+            False,
+            "an admin of this channel can raise it with !limits set messages_per_user_minute "
+            "<value>",
+        ),
+        (
+            LimitName.TOKENS_PER_SERVER_DAY,
+            "operator",
+            False,
+            "only the bot's operator can change it (LIMIT_TOKENS_PER_SERVER_DAY)",
+        ),
+    ],
+)
+def test_a_refusal_names_who_can_raise_the_limit_that_holds(
+    name: LimitName, origin: str, has_server: bool, who: str
+) -> None:
+    """Limits probe: a full tokens_per_server_day (or a limit set server-wide) said "an
+    admin can raise it with /limits set", which a channel's admin cannot: only a server
+    admin, with scope:server (and in a room without a server, nobody but the operator)."""
+    # No room at all; a message that alone needs more (a messages limit counts one).
+    cases = ((0, 10),) if name is LimitName.MESSAGES_PER_USER_MINUTE else ((0, 10), (100, 300))
+    for limit, cost in cases:
+        refusal = check({name: InForce(limit, origin)}, Counts(), cost, NOW, "!", has_server)
+        assert refusal is not None and f"{who}." in refusal.text, refusal.text
+        assert refusal.text.endswith("Nothing was sent to the model."), refusal.text
 
 
 def test_when_reads_naturally() -> None:
