@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
@@ -54,7 +54,7 @@ from bot.store.copy import (
     TargetNotEmpty,
     copy_rows,
 )
-from bot.store.db import create_engine
+from bot.store.db import NotReadable, create_engine, read_only
 from bot.store.errors import classify
 from bot.store.leases import served
 from bot.store.migrate import (
@@ -89,10 +89,12 @@ class StartError(Exception):
     which setting to check, and never holds a password."""
 
 
-def keep_private(settings: Settings) -> int:
+def keep_private(settings: Settings, *, quiet: bool = False) -> int:
     """The bot's files (the SQLite database, the console log, the Matrix store), readable
     by its own user only, as it makes them: an older version left them readable by others.
-    Only permissions for others are taken away; returns how many files changed."""
+    Only permissions for others are taken away; returns how many files changed. `quiet`:
+    one that cannot be changed is no warning (a command that only reads another user's
+    copy)."""
     if sys.platform == "win32":
         return 0
     url = make_url(settings.db_url)
@@ -120,7 +122,8 @@ def keep_private(settings: Settings) -> int:
             path.chmod(stat.S_IMODE(mode) & ~0o077)
             changed += 1
         except OSError as err:  # another user's file, or gone meanwhile
-            log.warning("could not make %s private: %s", path, err.strerror or err)
+            said = log.debug if quiet else log.warning
+            said("could not make %s private: %s", path, err.strerror or err)
     if changed:
         log.debug("made %d of the bot's files readable by its own user only", changed)
     return changed
@@ -156,22 +159,26 @@ async def _upgraded(settings: Settings, named: str) -> str | None:
         raise StartError(_database_failure(settings, err, named=named)) from None
 
 
-async def as_it_is(settings: Settings) -> None:
+async def as_it_is(settings: Settings) -> URL:
     """For a command that only reads (an export): the database is not upgraded (a backup
-    looked into stays as it was), nor made where none is; one at another schema revision
-    is refused, saying what to run."""
-    keep_private(settings)
+    looked into stays as it was), nor made where none is, nor written (a copy in a folder
+    or on a mount this user may not write is read there); one at another schema revision
+    is refused, saying what to run. Returns the URL that reads it so."""
+    keep_private(settings, quiet=True)
     missing = _missing_file(settings)
     if missing is not None:
         raise StartError(f"there is no database file at {missing}: correct DATABASE_URL.")
     try:
-        revision = await current(settings.db_url)
+        url = read_only(settings.db_url)
+        revision = await current(url)
+    except NotReadable as err:
+        raise StartError(str(err)) from None
     except (OSError, DBAPIError) as err:
         log.debug("the database failed at start", exc_info=True)  # for LOG_LEVEL=DEBUG
         raise StartError(_database_failure(settings, err)) from None
     newest = newest_file_revision()
     if revision == newest:
-        return
+        return url
     if revision is None:
         raise StartError("the database holds no bot data yet (it was never migrated).")
     if not is_known(revision):
@@ -782,10 +789,10 @@ def _as_cell(value: object) -> object:
 
 async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -> int:
     """Write every usage row from the UTC day `since` on to `out`; returns the count."""
-    await as_it_is(settings)
+    url = await as_it_is(settings)
     # The export reads no secret: a throwaway key lets it run without BOT_SECRET_KEYS.
     box = SecretBox.from_setting(generate_key())
-    store = await Store.open(settings.db_url, box, defaults=operator_defaults(settings))
+    store = await Store.open(url, box, defaults=operator_defaults(settings))
     count = 0
     try:
         writer: csv.DictWriter[str] | None = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiosqlite
 from sqlalchemy import event
@@ -222,15 +224,64 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _on_read_only_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Nothing else: journal_mode=WAL would be a write (a backup in another mode changed).
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+class NotReadable(Exception):
+    """An SQLite file this user cannot read where it lies; the message says why and
+    what to do."""
+
+
+def read_only(url: str | URL) -> URL:
+    """The URL that opens the database without writing to it: an SQLite file with
+    `mode=ro` (its journal mode left as it is). A WAL database's readers need its -shm
+    file: where there is none and this user may not make one (a folder they may not
+    write, a read-only mount), it is read as unchanging (`immutable=1`), which is right
+    while no -wal file holds changes (a writer would have made the -shm file). Raises
+    NotReadable when it cannot be read so. Other URLs are returned as they are."""
+    parsed = normalize_url(url)
+    path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if path is None:
+        return parsed
+    path = path.resolve()
+    if not os.access(path, os.R_OK):
+        raise NotReadable(
+            f"this user may not read the database file {path}: run the command as the "
+            "user the bot runs as, or on a copy this user may read."
+        )
+    query = {"uri": "true", "mode": "ro"}
+    shm, wal = (path.with_name(path.name + end) for end in ("-shm", "-wal"))
+    if not shm.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        if wal.is_file() and wal.stat().st_size > 0:
+            raise NotReadable(
+                f"cannot read the database file {path} where it is: its {wal.name} holds "
+                f"changes not yet in it, which SQLite reads only with a {shm.name} file "
+                f"beside it, and this user may not make one in {path.parent}. Copy "
+                f"{path.name} and {wal.name} together to a folder this user may write, "
+                "and point DATABASE_URL at the copy."
+            )
+        query["immutable"] = "1"
+    return parsed.set(database="file:" + quote(str(path)), query=query)
+
+
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
-    """An AsyncEngine for the URL; for an SQLite file, its directory is created first."""
+    """An AsyncEngine for the URL; for an SQLite file, its directory is created first
+    (a read-only one, `read_only`'s URL: nothing is made or written)."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = _sqlite_file(parsed)
         if path is not None:
             path.resolve().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(parsed, async_creator=_sqlite_connector(parsed), **kwargs)
-        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+        ro = parsed.query.get("mode") == "ro"
+        listener = _on_read_only_sqlite_connect if ro else _on_sqlite_connect
+        event.listen(engine.sync_engine, "connect", listener)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(parsed, **kwargs)

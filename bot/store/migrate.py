@@ -14,6 +14,7 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event, inspect, text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
@@ -200,7 +201,7 @@ def _version(sync: Connection) -> str | None:
     return rows[0] if len(rows) == 1 else None
 
 
-async def current(url: str) -> str | None:
+async def current(url: str | URL) -> str | None:
     """The revision the database at `url` is at, or None when it was never migrated."""
     engine = create_engine(url, poolclass=NullPool)
     try:

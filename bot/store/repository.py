@@ -16,6 +16,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.store.base import Database, key_of
@@ -82,7 +83,7 @@ class Store:
     @classmethod
     async def open(
         cls,
-        url: str,
+        url: str | URL,
         box: SecretBox,
         *,
         defaults: ChannelConfig,

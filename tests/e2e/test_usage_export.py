@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import ctypes
 import io
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -238,3 +242,132 @@ def test_an_export_reads_the_database_as_it_is(tmp_path: Path) -> None:
     assert gone.returncode == 1
     assert gone.stderr == f"chatbot: there is no database file at {db}: correct DATABASE_URL.\n"
     assert not db.exists()
+
+
+@pytest.fixture
+def shared_dir(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, made writable again afterwards (pytest removes it)."""
+    try:
+        yield tmp_path
+    finally:
+        for path in (tmp_path, *tmp_path.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _bound_by_file_modes() -> None:
+    """In the export's process: root, whom file modes do not stop, loses what lets it
+    pass them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER) at its exec, and
+    reads, writes and changes its files as any user would."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _CAP_FOWNER):
+            if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+_PR_CAPBSET_DROP = 24  # linux/prctl.h
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _CAP_FOWNER = 1, 2, 3  # linux/capability.h
+
+
+def export_as_reader(where: Path, db: Path) -> subprocess.CompletedProcess[str]:
+    return chatbot(
+        where,
+        "usage",
+        "export",
+        "--since",
+        "2026-01-01",
+        preexec_fn=_bound_by_file_modes,
+        DATABASE_URL=f"sqlite+aiosqlite:///{db}",
+    )
+
+
+def _read_only(*paths: Path) -> None:
+    for path in paths:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+
+def test_a_copy_in_a_folder_the_reader_may_not_write_is_exported_as_it_is(
+    shared_dir: Path,
+) -> None:
+    """A backup copy whose file and folder the operator may not write: the export said
+    "cannot open the database file … (attempt to write a readonly database): correct
+    DATABASE_URL" (the connection asked for WAL, whose -shm file it could not make), with
+    a warning for each file it could not make private (another user's, as root runs it
+    here). Now it reads the copy as it is, writing nothing there."""
+    seed(shared_dir)
+    folder = shared_dir / "data"
+    db = folder / "bot.db"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert list(before) == ["bot.db"]
+    if os.geteuid() == 0:  # another user's copy: not this user's to make private either
+        for path in (db, folder):
+            os.chown(path, 65534, 65534)
+    _read_only(db, folder)
+    result = export_as_reader(shared_dir, db)
+    assert result.returncode == 0, result.stderr
+    assert [r["user_id"] for r in csv.DictReader(io.StringIO(result.stdout))][:3] == [
+        "u1",
+        "u2",
+        "u1",
+    ]
+    assert "WARNING" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_copy_with_changes_in_its_wal_file_is_read_whole_or_refused_saying_why(
+    shared_dir: Path,
+) -> None:
+    """A copy taken while the bot ran holds rows in its -wal file: read with its -shm
+    file beside it; without one (which this user may not make there) the export says
+    what to do instead of leaving those rows out."""
+    seed(shared_dir)
+    folder = shared_dir / "data"
+    db = folder / "bot.db"
+    copy = shared_dir / "copy"
+    copy.mkdir()
+    live = sqlite3.connect(db)
+    try:
+        live.execute("PRAGMA wal_autocheckpoint=0")
+        columns = [row[1] for row in live.execute("PRAGMA table_info(usage)") if row[1] != "id"]
+        picked = ", ".join("'in-wal'" if c == "user_id" else c for c in columns)
+        live.execute(
+            f"INSERT INTO usage ({', '.join(columns)}) SELECT {picked} FROM usage "
+            "ORDER BY id LIMIT 1"
+        )
+        live.commit()
+        for end in ("", "-wal", "-shm"):
+            shutil.copy(folder / f"bot.db{end}", copy / f"bot.db{end}")
+    finally:
+        live.close()
+    assert (copy / "bot.db-wal").stat().st_size > 0
+    _read_only(*copy.iterdir(), copy)
+    result = export_as_reader(shared_dir, copy / "bot.db")
+    assert result.returncode == 0, result.stderr
+    users = [r["user_id"] for r in csv.DictReader(io.StringIO(result.stdout))]
+    assert len(users) == len(ROWS) + 1 and users[-1] == "in-wal", users
+
+    copy.chmod(0o755)
+    (copy / "bot.db-shm").unlink()
+    copy.chmod(0o555)
+    refused = export_as_reader(shared_dir, copy / "bot.db")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == (
+        f"chatbot: cannot read the database file {copy / 'bot.db'} where it is: its "
+        "bot.db-wal holds changes not yet in it, which SQLite reads only with a bot.db-shm "
+        f"file beside it, and this user may not make one in {copy}. Copy bot.db and "
+        "bot.db-wal together to a folder this user may write, and point DATABASE_URL at "
+        "the copy.\n"
+    )
+
+
+def test_a_database_the_reader_may_not_read_is_said_so(shared_dir: Path) -> None:
+    """It said "unable to open database file: correct DATABASE_URL", which was right."""
+    seed(shared_dir)
+    db = shared_dir / "data" / "bot.db"
+    db.chmod(0o000)
+    result = export_as_reader(shared_dir, db)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"chatbot: this user may not read the database file {db}: run the command as the "
+        "user the bot runs as, or on a copy this user may read.\n"
+    )
