@@ -360,9 +360,8 @@ class MatrixBot:
         coming, and its sender is told so when it may have been for the bot (then it is
         waited for no more: they send it again). Logged, without a word of it."""
         await asyncio.sleep(decide.UNREAD_NOTICE_AFTER)
-        self._retry_undecrypted()  # its key may have come in a sync not acted on yet
         waiting = next((w for w in self._undecrypted if w[2] is event), None)
-        if waiting is None:  # read meanwhile, or found malformed
+        if waiting is None or self._decrypted_now(waiting):  # read, or found malformed
             return
         room = self._client.rooms.get(room_id)
         content = event.source.get("content") if isinstance(event.source, dict) else None
@@ -390,6 +389,27 @@ class MatrixBot:
             room_id,
             decide.UNREAD_NOTICE_AFTER,
         )
+
+    def _decrypted_now(self, waiting: tuple[float, str, nio.MegolmEvent]) -> bool:
+        """Try one waiting message again (its key may have come in a sync not acted on
+        yet); True when it is waited for no more: read and handled, or found malformed.
+        Only this one: a burst of N, each trying all, made N×N attempts at once (each
+        logging nio's warnings, the event loop held meanwhile)."""
+        _, room_id, event = waiting
+        try:
+            decrypted = self._client.decrypt_event(event)
+        except (nio.EncryptionError, nio.LocalProtocolError):
+            if event.event_id not in self._malformed:
+                return False
+            decrypted = None  # its key came, and what it holds cannot be read: said then
+        with contextlib.suppress(ValueError):  # given up on meanwhile
+            self._undecrypted.remove(waiting)
+        if decrypted is not None:
+            try:
+                self._on_event(room_id, decrypted)
+            except Exception as err:  # as in the sync: one odd event must not stop it
+                log.error("skipped an event in %s: %s", room_id, failure(err))
+        return True
 
     async def _request_key(self, event: nio.MegolmEvent) -> None:
         with contextlib.suppress(nio.LocalProtocolError):  # already requested
