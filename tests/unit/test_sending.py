@@ -96,6 +96,37 @@ async def test_a_request_waiting_on_something_else_lets_the_next_go_after_its_pa
         pass
 
 
+async def test_a_request_waits_for_the_ones_before_it_a_bounded_time() -> None:
+    """On an event loop busy with other work (many answers streaming), each request held
+    its pass for a few iterations of milliseconds each, and a burst queued behind one
+    another: 50 left ~6 times slower than together. Now one waits for the ones before it
+    at most `most_wait` (by default), however long they hold (here, for ever), then goes."""
+    queue = SendQueue(patience=LONG)
+    stuck = asyncio.Event()
+    inside = asyncio.Event()
+
+    async def slow() -> None:
+        async with queue.turn():
+            inside.set()
+            await stuck.wait()
+
+    task = asyncio.create_task(slow())
+    await inside.wait()
+    async with asyncio.timeout(5):
+        async with queue.turn():
+            on_the_wire()  # went without a pass: gives back nothing
+        assert not task.done()
+    stuck.set()
+    await task
+    async with asyncio.timeout(5), queue.turn():  # the pass was given back once
+        inside.clear()
+        follower = asyncio.create_task(slow())
+        await asyncio.sleep(0)
+        assert not inside.is_set()  # and is held again: the next one waits its turn
+    await inside.wait()
+    await follower
+
+
 async def test_on_the_wire_outside_a_turn_or_twice_changes_nothing() -> None:
     queue = SendQueue(LONG)
     on_the_wire()
