@@ -22,7 +22,6 @@ import httpx
 
 from bot.providers._errors import error_from_status, malformed
 from bot.providers._network import AsyncioBackend, AsyncioStream
-from bot.providers._sending import SendQueue
 from bot.providers.base import (
     TRANSIENT,
     EndpointNotAllowed,
@@ -100,7 +99,6 @@ class Transport:
         self._urls: dict[str, httpx.URL] = {}  # as typed → parsed (`_url`)
         self._checks: dict[str, tuple[float, str]] = {}  # URL → (valid until, checked URL)
         self._tls: ssl.SSLContext | None = None
-        self._sending = SendQueue()
         s = settings
         self._lane_size = min(_LANE_SIZE, s.max_connections_per_endpoint)
         self._max_lanes = max(1, -(-s.max_connections_per_endpoint // _LANE_SIZE))
@@ -234,12 +232,7 @@ class Transport:
         )
 
     async def open(self, spec: RequestSpec) -> tuple[httpx.Response, float]:
-        """Send one request; return the open 2xx response and the first-byte deadline.
-        Requests opened at once take turns until each is on the wire (`SendQueue`)."""
-        async with self._sending.turn():
-            return await self._open(spec)
-
-    async def _open(self, spec: RequestSpec) -> tuple[httpx.Response, float]:
+        """Send one request; return the open 2xx response and the first-byte deadline."""
         try:
             request = self.request(spec)
             transport = self.transport_for(request)

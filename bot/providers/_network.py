@@ -37,8 +37,6 @@ from typing import Any, cast
 
 import httpcore
 
-from bot.providers._sending import on_the_wire
-
 _HIGH_WATER = 1 << 20  # stop reading from a socket whose bytes nobody consumes
 STAGGER = 0.25  # RFC 8305's "Connection Attempt Delay"
 # An arrival smaller than this, soon after the one before, is a trickle of tokens;
@@ -286,7 +284,6 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             if p.transport is not None and not p.transport.is_closing():
                 p.transport.write(bytes(self._held))
             self._held.clear()  # else the read below reports the closed connection
-        on_the_wire()
         if not p.buffer and not p.eof:
             try:
                 await p.wait_readable(timeout)
@@ -314,7 +311,6 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         transport.write(buffer)
         if not self._protocol.writing_paused:
             return  # the kernel took it all: no timer needed
-        on_the_wire()
         try:
             async with asyncio.timeout(timeout):
                 await self._protocol.drained()
@@ -415,7 +411,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         protocol = _Protocol(loop)
-        on_the_wire()
         try:
             async with asyncio.timeout(timeout):
                 addresses = await self._addresses(host, port)
