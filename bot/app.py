@@ -836,9 +836,11 @@ async def copy_database(settings: Settings, to: str) -> list[Copied]:
         raise StartError("--to names no database file: give its path, sqlite+aiosqlite:///…")
     if _same_database(settings.db_url, target.db_url):
         raise StartError("--to names the bot's own database: name another one to copy it to.")
-    await as_it_is(settings)
+    # Read as the export reads it: a backup in a folder this user may not write is
+    # copied from where it is, and left as it was.
+    source_url = await as_it_is(settings)
     passwords = [p for p in (make_url(settings.db_url).password, url.password) if p]
-    source = create_engine(settings.db_url, poolclass=NullPool)
+    source = create_engine(source_url, poolclass=NullPool)
     copy = create_engine(target.db_url, poolclass=NullPool)
     try:
         await _not_served(source, "the bot's database")

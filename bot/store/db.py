@@ -8,7 +8,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiosqlite
 from sqlalchemy import event
@@ -202,9 +202,15 @@ def _sqlite_connector(url: URL) -> Callable[[], Awaitable[_Connection]]:
 registry.register("sqlite.aiosqlite", __name__, "SQLiteDialect")
 
 
-def _sqlite_file(url: URL) -> Path | None:
+def sqlite_file(url: URL) -> Path | None:
+    """The file an SQLite URL names (a path, or a `file:` URI as `read_only` writes
+    one); None for a database in memory."""
     database = url.database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if database.startswith("file:"):
+        if url.query.get("mode") == "memory":
+            return None
+        database = unquote(database.removeprefix("file:"))
+    if not database or database.startswith(":memory:"):
         return None
     return Path(database)
 
@@ -246,7 +252,7 @@ def read_only(url: str | URL) -> URL:
     while no -wal file holds changes (a writer would have made the -shm file). Raises
     NotReadable when it cannot be read so. Other URLs are returned as they are."""
     parsed = normalize_url(url)
-    path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    path = sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
     if path is None:
         return parsed
     path = path.resolve()
@@ -275,7 +281,7 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     (a read-only one, `read_only`'s URL: nothing is made or written)."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
-        path = _sqlite_file(parsed)
+        path = sqlite_file(parsed)
         if path is not None:
             path.resolve().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(parsed, async_creator=_sqlite_connector(parsed), **kwargs)

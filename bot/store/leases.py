@@ -20,6 +20,8 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.store.db import sqlite_file
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock, so no claims there on SQLite (said in the README)
@@ -161,10 +163,10 @@ class Lease:
 
 def _folder(engine: AsyncEngine) -> Path | None:
     """SQLite: the folder of the claims' files, beside the database file."""
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    path = sqlite_file(engine.url)
+    if path is None:
         return None
-    path = Path(database).resolve()  # one folder however the database is reached
+    path = path.resolve()  # one folder however the database is reached (read-only too)
     return path.with_name(path.name + ".serving")
 
 

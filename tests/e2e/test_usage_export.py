@@ -371,3 +371,32 @@ def test_a_database_the_reader_may_not_read_is_said_so(shared_dir: Path) -> None
         f"chatbot: this user may not read the database file {db}: run the command as the "
         "user the bot runs as, or on a copy this user may read.\n"
     )
+
+
+def test_a_copy_in_a_folder_the_reader_may_not_write_is_copied_elsewhere(
+    shared_dir: Path,
+) -> None:
+    """`chatbot copy-database` from the same backup (file and folder not the operator's
+    to write) into a new SQLite file elsewhere: it had opened its source as the bot
+    does, asking for WAL, and said "attempt to write a readonly database". It reads the
+    source as the export does, and leaves it as it was."""
+    seed(shared_dir)
+    folder = shared_dir / "data"
+    db = folder / "bot.db"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _read_only(db, folder)
+    out = shared_dir / "out"
+    out.mkdir()
+    result = chatbot(
+        shared_dir,
+        "copy-database",
+        "--to",
+        f"sqlite+aiosqlite:///{out}/copy.db",
+        preexec_fn=_bound_by_file_modes,
+        DATABASE_URL=f"sqlite+aiosqlite:///{db}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    with sqlite3.connect(out / "copy.db") as copy:
+        assert copy.execute("SELECT count(*) FROM usage").fetchone() == (len(ROWS),)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
