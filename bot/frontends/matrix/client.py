@@ -218,20 +218,26 @@ class MatrixBot:
         now = time.monotonic()
         waiting, self._undecrypted = self._undecrypted, []
         for since, room_id, event in waiting:
-            try:
-                decrypted = self._client.decrypt_event(event)
-            except (nio.EncryptionError, nio.LocalProtocolError):
-                if event.event_id in self._malformed:
-                    continue  # its key came, and what it holds cannot be read: said then
-                if decide.keep_waiting_for_key(now - since):
-                    self._undecrypted.append((since, room_id, event))
-                else:
-                    log.warning("gave up on a message in %s: its room key never came", room_id)
+            if self._read_if_keyed(room_id, event):
                 continue
-            try:
-                self._on_event(room_id, decrypted)
-            except Exception as err:  # as in the sync: one odd event must not stop it
-                log.error("skipped an event in %s: %s", room_id, failure(err))
+            if decide.keep_waiting_for_key(now - since):
+                self._undecrypted.append((since, room_id, event))
+            else:
+                log.warning("gave up on a message in %s: its room key never came", room_id)
+
+    def _read_if_keyed(self, room_id: str, event: nio.MegolmEvent) -> bool:
+        """Decrypt a waiting message and handle it; True when it is waited for no more
+        (read, or found malformed: said when its key came), False while its key has not
+        come."""
+        try:
+            decrypted = self._client.decrypt_event(event)
+        except (nio.EncryptionError, nio.LocalProtocolError):
+            return event.event_id in self._malformed
+        try:
+            self._on_event(room_id, decrypted)
+        except Exception as err:  # as in the sync: one odd event must not stop it
+            log.error("skipped an event in %s: %s", room_id, failure(err))
+        return True
 
     # --- events ----------------------------------------------------------------------
     def _facts(
@@ -392,23 +398,14 @@ class MatrixBot:
 
     def _decrypted_now(self, waiting: tuple[float, str, nio.MegolmEvent]) -> bool:
         """Try one waiting message again (its key may have come in a sync not acted on
-        yet); True when it is waited for no more: read and handled, or found malformed.
-        Only this one: a burst of N, each trying all, made N×N attempts at once (each
-        logging nio's warnings, the event loop held meanwhile)."""
+        yet); True when it is waited for no more. Only this one: a burst of N, each
+        trying all, made N×N attempts at once (each logging nio's warnings, the event
+        loop held meanwhile)."""
         _, room_id, event = waiting
-        try:
-            decrypted = self._client.decrypt_event(event)
-        except (nio.EncryptionError, nio.LocalProtocolError):
-            if event.event_id not in self._malformed:
-                return False
-            decrypted = None  # its key came, and what it holds cannot be read: said then
+        if not self._read_if_keyed(room_id, event):
+            return False
         with contextlib.suppress(ValueError):  # given up on meanwhile
             self._undecrypted.remove(waiting)
-        if decrypted is not None:
-            try:
-                self._on_event(room_id, decrypted)
-            except Exception as err:  # as in the sync: one odd event must not stop it
-                log.error("skipped an event in %s: %s", room_id, failure(err))
         return True
 
     async def _request_key(self, event: nio.MegolmEvent) -> None:
