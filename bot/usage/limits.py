@@ -271,6 +271,9 @@ def allowance(limits: Mapping[LimitName, InForce], counts: Counts, now: datetime
         left = max(0, held.value - spent)
         spec = SPECS[name]
         who = "you" if spec.per == "user" else f"this {spec.per}"
+        if held.value == 0:  # "0 of 0 left" read as a count run down; 0 allows nothing
+            lines.append(f"{name.value}: none allowed for {who} (the limit is 0)")
+            continue
         line = f"{name.value}: {left:,} of {held.value:,} {spec.unit} left for {who}"
         writing = held_now(name, counts)
         if writing > 0:  # counted as used; their end counts what they used instead

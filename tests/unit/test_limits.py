@@ -156,6 +156,18 @@ def test_the_allowance_says_when_a_used_message_comes_back() -> None:
     ]
 
 
+def test_a_limit_of_0_reads_as_none_allowed_not_as_a_count_run_down() -> None:
+    """`/limits` showed "0 of 0 messages left for you", as if some had been used."""
+    held = {
+        LimitName.MESSAGES_PER_USER_MINUTE: InForce(0, "channel"),
+        LimitName.TOKENS_PER_CHANNEL_DAY: InForce(0, "server"),
+    }
+    assert allowance(held, Counts(), NOW) == [
+        "messages_per_user_minute: none allowed for you (the limit is 0)",
+        "tokens_per_channel_day: none allowed for this channel (the limit is 0)",
+    ]
+
+
 def test_a_message_larger_than_the_limit_itself_points_members_to_an_admin() -> None:
     """Members were told to "start afresh with /reset", a command only admins may run."""
     text = refusal_text(LimitName.TOKENS_PER_USER_DAY, 500, 0, 900, None, NOW, "!")
