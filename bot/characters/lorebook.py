@@ -54,16 +54,33 @@ class _Texts:
 
 
 @dataclass
+class _Work:
+    """What one prompt's scan may still spend, and what it found out once: shared by
+    all its windows, so entries of many `scan_depth`s (a window each, up to 1,001) get
+    one budget between them, not one each (a card of 2,000 regex keys, a depth each,
+    had run for minutes a prompt)."""
+
+    regex_budget: int = REGEX_BUDGET
+    searches: int = MAX_REGEX_SEARCHES
+    word_steps: int = WHOLE_WORD_STEPS
+    notes: list[str] = field(default_factory=list)
+    words: dict[str, frozenset[str]] = field(default_factory=dict)  # a text → its words
+    lowered: dict[str, str] = field(default_factory=dict)  # a text → lower-cased
+
+    def lower(self, text: str) -> str:
+        found = self.lowered.get(text)
+        if found is None:
+            found = self.lowered[text] = text.lower()
+        return found
+
+
+@dataclass
 class _Scan:
-    """The text one scan looks in, lower-cased once, and the regex work still allowed."""
+    """The text one window looks in, lower-cased, and the prompt's work it draws on."""
 
     texts: list[str]
     lowered: list[str]
-    regex_budget: int = REGEX_BUDGET
-    searches: int = MAX_REGEX_SEARCHES
-    notes: list[str] = field(default_factory=list)
-    words: dict[str, frozenset[str]] = field(default_factory=dict)  # a text → its words
-    word_steps: int = WHOLE_WORD_STEPS
+    work: _Work = field(default_factory=_Work)
 
 
 def scan(
@@ -80,6 +97,7 @@ def scan(
         return LoreHits()
     depth = DEFAULT_SCAN_DEPTH if book.scan_depth is None else book.scan_depth
     windows: dict[int, _Scan] = {}
+    work = _Work()
 
     def window(entry: LoreEntry) -> _Scan:
         own = entry.extension_values.get("scan_depth")
@@ -87,7 +105,7 @@ def scan(
         size = max(0, min(size, MAX_SCAN_DEPTH))
         if size not in windows:
             texts = _newest(messages[-size:] if size else [], MAX_SCAN_CHARS)
-            windows[size] = _Scan(texts, [t.lower() for t in texts])
+            windows[size] = _Scan(texts, [work.lower(t) for t in texts], work)
         return windows[size]
 
     active: dict[int, str] = {}
@@ -110,7 +128,7 @@ def scan(
             break
         texts = tuple(_newest([*recursion.texts, *found], MAX_SCAN_CHARS))
         recursion = _Texts(texts, tuple(t.lower() for t in texts))
-    notes = [n for w in windows.values() for n in w.notes]
+    notes = list(work.notes)
     kept = _within_budget(book, active, estimate, budget, notes)
     kept.sort(key=lambda i: (book.entries[i].insertion_order, i))
     if len(notes) > MAX_NOTES:
@@ -207,16 +225,16 @@ def _whole_word(needle: str, text: str, scan: _Scan | None = None) -> bool:
     key: it walked every text in full, 12 s for 2,000 entries over a long history.)"""
     scan = scan or _Scan([], [])
     if _ASCII_WORD.fullmatch(needle):
-        words = scan.words.get(text)
+        words = scan.work.words.get(text)
         if words is None:
-            words = scan.words[text] = frozenset(_ASCII_WORD.findall(text))
+            words = scan.work.words[text] = frozenset(_ASCII_WORD.findall(text))
         return needle in words
     start = text.find(needle)
     while start >= 0:
-        if scan.word_steps <= 0:
+        if scan.work.word_steps <= 0:
             _note(scan, "Lorebook: whole-word keys took too long to look for; the rest skipped.")
             return False
-        scan.word_steps -= 1
+        scan.work.word_steps -= 1
         end = start + len(needle)
         if not (start and _in_word(text[start - 1])) and not (
             end < len(text) and _in_word(text[end])
@@ -262,25 +280,25 @@ def _regex(entry: LoreEntry, key: str, scan: _Scan, recursion: _Texts, *, bare: 
         return False
     for text in [*scan.texts, *recursion.texts]:
         cost = pattern.steps(len(text))
-        if cost > MAX_STEPS or cost > scan.regex_budget:
+        if cost > MAX_STEPS or cost > scan.work.regex_budget:
             _note(scan, f"Lorebook entry “{label}”: the key {key[:60]} could take too long.")
             return False
-        if scan.searches <= 0:
+        if scan.work.searches <= 0:
             _note(
                 scan,
                 f"Lorebook: more than {MAX_REGEX_SEARCHES:,} regex searches; the rest skipped.",
             )
             return False
-        scan.regex_budget -= cost
-        scan.searches -= 1
+        scan.work.regex_budget -= cost
+        scan.work.searches -= 1
         if pattern.search(text):
             return True
     return False
 
 
 def _note(scan: _Scan, text: str) -> None:
-    if text not in scan.notes:
-        scan.notes.append(text)
+    if text not in scan.work.notes:
+        scan.work.notes.append(text)
 
 
 def _within_budget(

@@ -594,6 +594,38 @@ def test_regex_searches_per_prompt_are_capped() -> None:
     assert "Lorebook: more than 2,000 regex searches; the rest skipped." in prompt.lore.notes
 
 
+def test_entries_of_many_scan_depths_share_one_prompts_work() -> None:
+    """An entry's own `scan_depth` gives it a window of its own: the work one prompt may
+    do is one budget for all windows, not one each (2,000 regex keys of a depth each
+    had run for minutes a prompt)."""
+    history = [_user("a"), _user("b")]
+    searches = [
+        {"keys": [f"/nomatch{i}/"], "content": "R", "extensions": {"scan_depth": 2 + i}}
+        for i in range(1_100)
+    ]
+    prompt = build_prompt(_card(_entries(*searches)), history, user="B", estimate=tokens)
+    assert "Lorebook: more than 2,000 regex searches; the rest skipped." in prompt.lore.notes
+    costly = [  # each search of these fits alone; twenty of them do not
+        {"keys": ["/a*b/"], "content": "C", "extensions": {"scan_depth": 1 + i}} for i in range(20)
+    ]
+    prompt = build_prompt(_card(_entries(*costly)), [_user("a" * 4_000)], user="B", estimate=tokens)
+    assert "Lorebook entry “/a*b/”: the key /a*b/ could take too long." in prompt.lore.notes
+    dashed = [
+        {
+            "keys": ["a-"],
+            "content": "D",
+            "extensions": {"match_whole_words": True, "scan_depth": 1 + i},
+        }
+        for i in range(1_000)
+    ]
+    prompt = build_prompt(
+        _card(_entries(*dashed)), [_user("xa-" * 10_000)], user="B", estimate=tokens
+    )
+    assert prompt.lore.notes == (
+        "Lorebook: whole-word keys took too long to look for; the rest skipped.",
+    )
+
+
 def test_wide_regex_keys_are_skipped_not_run_for_seconds() -> None:
     """A card whose keys have a wide fixed-width repeat, against a long message: each
     search would take ~0.5 s on the event loop; all are skipped and noted."""
