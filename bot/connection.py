@@ -168,8 +168,19 @@ async def shown_here(
     """`texts` to show or keep in this channel (a card's greetings, its system prompt):
     without the channel's key or proxy password, in any form, nor anything key-shaped.
     A secret that cannot be read (a retired encryption key) cannot be in them either."""
+    clean = await cleaner_here(store, ref, config)
+    return [clean(text) for text in texts]
+
+
+async def cleaner_here(
+    store: Store, ref: ChannelRef, config: ChannelConfig, *, shapes: bool = True
+) -> Callable[[str], str]:
+    """shown_here as a function, the secrets read once: for the many texts of one file
+    this channel is given (a preset's prompts; `shapes=False`: a card's every field,
+    where ids and embedded images are long tokens a key shape would take, and what is
+    left of key shapes came in the card, the same for whoever has it)."""
     secrets = await channel_secrets(store, ref, config)
-    return [redact(text, secrets, known=False) for text in texts]
+    return lambda text: redact(text, secrets, shapes=shapes, known=False)
 
 
 async def channel_secrets(store: Store, ref: ChannelRef, config: ChannelConfig) -> list[str]:

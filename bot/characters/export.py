@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.characters.model import V2, V3, Card, CardError, CharacterBook, LoreEntry, Problem
@@ -29,26 +30,43 @@ _MAX_CONVERTED_SIDE = 4096  # a non-PNG avatar is decoded to convert it: keep th
 _BAND_PIXELS = 1 << 20
 
 
-def card_object(card: Card, spec: str = V3) -> dict[str, Any]:
+Clean = Callable[[str], str]
+
+
+def card_object(card: Card, spec: str = V3, clean: Clean | None = None) -> dict[str, Any]:
     """The card as a JSON object of `spec` (V3 by default; V2 keeps the same data, as
-    SillyTavern writes its `chara` chunk)."""
-    return {"spec": spec, "spec_version": "3.0" if spec == V3 else "2.0", "data": _data(card)}
+    SillyTavern writes its `chara` chunk); `clean` is applied to every text in it, the
+    names of its keys too (what the card keeps as it came included)."""
+    data = _data(card)
+    if clean is not None:
+        data = _cleaned(data, clean)
+    return {"spec": spec, "spec_version": "3.0" if spec == V3 else "2.0", "data": data}
 
 
-def export_json(card: Card) -> bytes:
+def _cleaned(value: Any, clean: Clean) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, list):
+        return [_cleaned(v, clean) for v in value]
+    if isinstance(value, dict):
+        return {clean(k): _cleaned(v, clean) for k, v in value.items()}
+    return value
+
+
+def export_json(card: Card, clean: Clean | None = None) -> bytes:
     """A V3 JSON file (UTF-8) that SillyTavern and other V3 readers import."""
-    return json.dumps(card_object(card), ensure_ascii=False, indent=2).encode("utf-8")
+    return json.dumps(card_object(card, V3, clean), ensure_ascii=False, indent=2).encode("utf-8")
 
 
-def export_png(card: Card) -> bytes:
+def export_png(card: Card, clean: Clean | None = None) -> bytes:
     """The card's image (or a plain placeholder) with `chara` and `ccv3` tEXt chunks;
     CardError when the stored image cannot be read. Of the image only what shows it is
     written: no older card chunks, text or metadata (an avatar stored before imports
     dropped them may still carry some)."""
     chunks = shown_chunks(read_chunks(_png(card.image)))
     texts = [
-        text_chunk("chara", _base64(card_object(card, V2))),
-        text_chunk("ccv3", _base64(card_object(card, V3))),
+        text_chunk("chara", _base64(card_object(card, V2, clean))),
+        text_chunk("ccv3", _base64(card_object(card, V3, clean))),
     ]
     return write_chunks([*chunks[:-1], *texts, chunks[-1]])  # before IEND, as ST does
 

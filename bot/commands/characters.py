@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from bot.characters import (
@@ -26,7 +27,7 @@ from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
 from bot.commands.scopes import own_value_note, room_left_note
 from bot.commands.spec import CommandContext
-from bot.connection import secret_check, shown_here
+from bot.connection import cleaner_here, secret_check, shown_here
 from bot.fields import PARAMS, REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
@@ -244,14 +245,35 @@ async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         return Reply(f"No character here to export. Set one with {ctx.prefix}character import.")
     card = await stored_card(stored, ctx.prefix)
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in card.name)[:60] or "character"
+    # Anyone here may export it (on Matrix the file is the room's): no text of it holds
+    # this channel's key or proxy password, in any form (a card can carry either).
+    config = await ctx.store.effective_config(ctx.ref)
+    clean, cleaned = _noting(await cleaner_here(ctx.store, ctx.ref, config, shapes=False))
     if args.get("format") == "json":
-        data = await asyncio.to_thread(export_json, card)
+        data = await asyncio.to_thread(export_json, card, clean)
         file = ReplyFile(f"{stem}.json", "application/json", data)
     else:
-        data = await asyncio.to_thread(export_png, card)
+        data = await asyncio.to_thread(export_png, card, clean)
         file = ReplyFile(f"{stem}.png", "image/png", data)
     shown = literal(card.display_name)
-    return Reply(f"{shown} as a Character Card V3 ({len(data):,} bytes).", file=file)
+    said = f"{shown} as a Character Card V3 ({len(data):,} bytes)."
+    return Reply(said + _CLEANED if cleaned else said, file=file)
+
+
+_CLEANED = " This channel's key or proxy password in it is written as ****."
+
+
+def _noting(clean: Callable[[str], str]) -> tuple[Callable[[str], str], list[str]]:
+    """`clean`, and a list that gets an item each time it changes a text."""
+    changed: list[str] = []
+
+    def noted(text: str) -> str:
+        out = clean(text)
+        if out != text:
+            changed.append(out)
+        return out
+
+    return noted, changed
 
 
 async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -346,9 +368,19 @@ async def preset_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # out, so they stay defaults where the preset is imported; the seed and the prompts
     # go as SillyTavern writes them unset (-1, empty), which an import stores as off.
     chosen = {n: v for n, v in config.values.items() if config.origins.get(n) != "default"}
+    # Its prompts and stop strings cleaned as /settings shows them.
+    clean, cleaned = _noting(await cleaner_here(ctx.store, ctx.ref, config))
+    for name, value in chosen.items():
+        if isinstance(value, str):
+            chosen[name] = clean(value)
+        elif isinstance(value, list | tuple):
+            chosen[name] = [clean(v) if isinstance(v, str) else v for v in value]
     data = export_preset(chosen, _PARAM_KINDS)
     file = ReplyFile("preset.json", "application/json", data)
-    return Reply("This channel's settings as a SillyTavern Chat Completion preset.", file=file)
+    said = "This channel's settings as a SillyTavern Chat Completion preset."
+    if cleaned:
+        said += " What looks like a key or this channel's password in it is written as ****."
+    return Reply(said, file=file)
 
 
 async def persona(store: Store, ref: ChannelRef, *, avatar: bool = False) -> Persona | None:

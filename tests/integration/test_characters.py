@@ -13,7 +13,7 @@ import httpx
 import pytest
 import respx
 
-from bot.characters import read_card
+from bot.characters import export_json, read_card
 from bot.commands import Invocation
 from bot.frontends.matrix.render import markdown_to_html
 from bot.types import Attachment, ChannelRef, Platform, Reply, Role, Scope, SecretValue
@@ -965,6 +965,52 @@ async def test_a_cards_greeting_and_the_shown_system_prompt_hold_no_key(
     # /character show quotes the description: it was shown as imported.
     shown = await run(harness, ("character", "show"), actor=MEMBER)
     assert r"Holds \*\*\*\* and \*\*\*\*." in shown.text, shown.text  # the card's, as text
+
+
+async def test_an_export_holds_no_key_nor_the_channels_password(harness: Harness) -> None:
+    """Characters probe: /character export, which any member may run (on Matrix its file
+    is the room's), wrote the card out as stored, so the channel's key and proxy
+    password a card carried, which its greeting and /character show clean, were in the
+    file (description, lorebook, extensions, fields kept as they came); /preset export
+    wrote the prompts as stored, which /settings cleans. What else the card holds goes
+    out as it came: ids and embedded images are long tokens a key shape would take."""
+    password = "PurpleOtterHunter42"
+    key = "sk-abcdefghijklmnopqrstuvwxyz012345"
+    await configure_fake(harness, system_prompt=f"pw {password} and sk-proj-{'x' * 30}")
+    saved = await run(harness, ("proxy", "password"), password=password)
+    assert saved.ok, saved.text
+    await harness.store.set_secret(REF, Scope.CHANNEL, "custom_api_key", SecretValue(key), ADMIN)
+    kept = {"id": "123e4567-e89b-12d3-a456-426614174000", "image": "iVBORw0K" + "A" * 60}
+    card = copy.deepcopy(CARD)
+    card["data"]["description"] = f"Holds {password}."
+    card["data"]["character_book"]["entries"][0]["content"] = f"Engine key {key}."
+    card["data"]["extensions"] = {"note": f"x {' '.join(password)}", key: 1, "kept": kept}
+    card["data"]["source"] = [f"https://example.com/?key={key}"]
+    reply = await run(harness, ("character", "import"), file=card_file(card))
+    assert reply.ok, reply.text
+    for fmt in ("png", "json"):
+        exported = await run(harness, ("character", "export"), actor=MEMBER, format=fmt)
+        assert exported.ok and exported.file is not None, exported.text
+        back = read_card(exported.file.data)
+        text = export_json(back).decode()
+        assert password not in text and key not in text and key[3:] not in text, text
+        assert " ".join(password) not in text, text
+        assert password not in exported.file.data.decode("latin-1")
+        assert back.description == "Holds ****."
+        assert back.character_book is not None
+        assert back.character_book.entries[0].content == "Engine key ****."
+        assert json.loads(back.extensions) == {"note": "x ****", "****": 1, "kept": kept}
+        assert back.name == "Captain Aurelia Voss" and back.scenario == CARD["data"]["scenario"]
+        assert exported.text.endswith(
+            "This channel's key or proxy password in it is written as ****."
+        ), exported.text
+    preset = await run(harness, ("preset", "export"))
+    assert preset.file is not None
+    main = json.loads(preset.file.data)["prompts"][0]
+    assert main["identifier"] == "main" and main["content"] == "pw **** and ****", main
+    assert preset.text.endswith(
+        "What looks like a key or this channel's password in it is written as ****."
+    ), preset.text
 
 
 async def test_a_cards_creator_version_and_tags_are_shown_on_one_line_without_keys(
