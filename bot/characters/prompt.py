@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -166,9 +167,20 @@ def build_prompt(
 
 
 def _resolved(message: ChatMessage | HistoryEntry, macros: Macros) -> ChatMessage:
+    """A turn's macros as SillyTavern resolved them once, when it was sent: a person's
+    `{{user}}` is that person (the name the turn goes under), not whoever asks now, and
+    its `{{random}}` and `{{roll}}` come out the same at every build (seeded by the
+    turn), so a roll stays what the answer after it was given."""
+    name = message.author if isinstance(message, HistoryEntry) else message.name
+    content = message.content
+    if "{" in content or "<" in content:
+        user = name.strip() if message.role is Role.USER and name and name.strip() else ""
+        seed = zlib.crc32(f"{message.role.value}\0{name or ''}\0{content}".encode())
+        turn = Macros(macros.char, user or macros.user, random.Random(seed))
+        content = turn(content)
     if isinstance(message, HistoryEntry):
-        return ChatMessage(message.role, macros(message.content), message.author)
-    return replace(message, content=macros(message.content))
+        return ChatMessage(message.role, content, message.author)
+    return replace(message, content=content)
 
 
 def example_dialogues(card: Card, macros: Macros) -> list[list[tuple[Role, str]]]:

@@ -221,6 +221,31 @@ def test_a_user_name_with_macros_is_not_expanded_again() -> None:
     assert Macros("Sera", "{{char}}")("hi {{user}}") == "hi {{char}}"
 
 
+def test_a_turns_macros_resolve_as_when_it_was_sent() -> None:
+    """Characters probe: SillyTavern resolves a message's macros once, when it is sent
+    (sendMessageAsUser: substituteParams); here every build resolved the whole history
+    again, so in a shared channel Ada's `{{user}}` became whoever asked last, and a roll
+    in an old message changed every turn while the answer to it stayed."""
+    history = [
+        _user("I am {{user}}, rolling {{roll:1d1000000}} and {{random::x::y::z::w}}"),
+        _bot("You rolled well."),
+        ChatMessage(Role.USER, "And I am {{user}}.", "Cy"),
+    ]
+    builds = [
+        build_prompt(_card(v3()), history, user=who, estimate=tokens, rng=random.Random(seed))
+        for seed, who in enumerate(("Cy", "Dee", "Cy"))
+    ]
+    first = builds[0].history
+    assert first[0].content.startswith("I am Bob, rolling ")
+    assert first[2].content == "And I am Cy."
+    assert all(b.history == first for b in builds[1:])  # the same roll and pick every time
+    roll = first[0].content.split()[4]
+    assert roll.isdigit() and 1 <= int(roll) <= 1_000_000
+    # Turns without a name (the console's) and answers take whoever asks.
+    unnamed = build_prompt(_card(v3()), [_bot("Hi {{user}}")], user="Eve", estimate=tokens)
+    assert unnamed.history[0].content == "Hi Eve"
+
+
 def test_random_pick_and_roll() -> None:
     macros = Macros("Sera", "Bob", random.Random(7))
     picked = macros("{{pick:a,b,c}} {{pick:a,b,c}}")
