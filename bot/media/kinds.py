@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Literal
 
 from bot.types.files import display_name
@@ -104,7 +105,15 @@ _BOMS = (
     (b"\xfe\xff", "utf-16"),
 )
 _HIGH_BYTES = bytes(range(0x80, 0x100))
-_CONTROL_BYTES = bytes(b for b in range(32) if chr(b) not in "\t\n\r\f\x1b")
+_TEXT_CONTROLS = "\t\n\r\f\x1b"  # the control characters text holds (\x1b: colours)
+_CONTROL_BYTES = bytes(b for b in range(32) if chr(b) not in _TEXT_CONTROLS)
+# Unicode categories no text is made of: controls, unassigned, private use, surrogates.
+_NOT_TEXT = frozenset(("Cc", "Cn", "Co", "Cs"))
+# UTF-16's byte orders: the codec, where a character's high byte is, its line ends.
+_UTF16_ORDERS = (
+    ("utf-16-le", 1, re.compile(rb"[\n\r]\x00")),
+    ("utf-16-be", 0, re.compile(rb"\x00[\n\r]")),
+)
 
 
 def without_padding(data: bytes) -> bytes:
@@ -147,19 +156,48 @@ def text_codec(sample: bytes) -> str | None:
 
 
 def _utf16_without_bom(sample: bytes) -> str | None:
-    """UTF-16 written without its BOM (mostly Latin text: every other byte NUL), or None."""
-    for codec, nuls in (("utf-16-le", sample[1::2]), ("utf-16-be", sample[0::2])):
-        if nuls.count(0) < 0.4 * len(nuls):
-            continue
-        even = sample[: len(sample) // 2 * 2]  # a sample may end mid-character
+    """UTF-16 written without its BOM (bytes with a NUL inside), or None.
+
+    Its NULs are halves of characters: the high byte of each ASCII one (in Latin text
+    every other byte; in other scripts its line ends, spaces and digits), the low byte
+    of a few others (一, the ideographic space). So it holds line ends as whole
+    characters, never across two (or, Latin, half its bytes are NULs), and its pairs
+    decode strictly to text with almost no control, unassigned or private-use character.
+    A program's or an archive's do not: its runs of NULs decode to NUL characters, its
+    other bytes to surrogates without a partner, unassigned or private characters.
+    Single-byte text holding NULs reads as UTF-16 too (two ASCII letters make an
+    ideograph), but nearly all its pairs are two printable ASCII bytes (fewer than four
+    in five are in any script's text, even kana), and its NULs beside line ends fall on
+    either side of a pair. Read in the wrong order, text's line ends are not line ends.
+    """
+    even = sample[: len(sample) // 2 * 2]
+    head = even[:_SNIFF_BYTES]  # a whole file is judged by its start
+    printable = range(0x20, 0x7F)
+    ascii_pairs = sum(
+        1 for i in range(0, len(head), 2) if head[i] in printable and head[i + 1] in printable
+    )
+    if ascii_pairs > 0.9 * (len(head) // 2):
+        return None
+    readings: list[tuple[int, int, str]] = []
+    for codec, high, line_end in _UTF16_ORDERS:
+        ends = [found.start() % 2 for found in line_end.finditer(head)]
+        units = even
+        if len(units) >= 2 and 0xD8 <= units[len(units) - 2 + high] <= 0xDB:
+            units = units[:-2]  # a sample may end between the two halves of a character
+        nuls = units[high::2].count(0)
+        if nuls < 0.4 * (len(units) // 2) and (not ends or any(ends)):
+            continue  # neither Latin text nor lines
         try:
-            text = even.decode(codec)
+            text = units.decode(codec)
         except UnicodeDecodeError:
             continue
-        controls = sum(1 for c in text if ord(c) < 32 and c not in "\t\n\r\f\x1b")
-        if controls <= 0.01 * max(1, len(text)):
-            return codec
-    return None
+        start = text[: _SNIFF_BYTES // 2]
+        bad = sum(
+            1 for c in start if c not in _TEXT_CONTROLS and unicodedata.category(c) in _NOT_TEXT
+        )
+        if bad <= 0.01 * len(start):
+            readings.append((bad, -nuls, codec))
+    return min(readings)[2] if readings else None
 
 
 def _control_share(sample: bytes) -> float:

@@ -229,6 +229,18 @@ async def test_a_log_a_crash_padded_with_nuls_is_read(core: Core, endpoint: Fake
     )
 
 
+async def test_cjk_notes_in_utf16_without_a_bom_are_read(core: Core, endpoint: FakeOpenAI) -> None:
+    """Media probe: Japanese notes a Windows tool saved as UTF-16 without a BOM were
+    refused as a binary file (few of their bytes are NULs: only their line ends')."""
+    notes = "会議のメモ。\r\n明日は晴れるでしょう。\r\n"
+    data = notes.encode("utf-16-le")
+    answer, error = await say(core, "summarise", attach("memo.txt", data, "text/plain"))
+    assert error is None and answer == "Seen."
+    assert last_user(endpoint) == (
+        "summarise\nmemo.txt\n```\n会議のメモ。\n明日は晴れるでしょう。\n```"
+    )
+
+
 @pytest.mark.parametrize(
     ("attachments", "says"),
     [

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
+import sqlite3
+import struct
+import sys
+import tempfile
+import wave
+import zipfile
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -12,7 +20,8 @@ from pypdf import PdfReader, PdfWriter
 
 from bot.media import MediaError, classify, fenced, language, read_pdf, read_text_file
 from bot.media.files import MAX_PDF_PAGE_TREE
-from tests.unit.media.samples import many_pages_pdf, text_pdf
+from bot.types.text import clean_text
+from tests.unit.media.samples import encode, many_pages_pdf, text_pdf
 
 
 def test_a_utf8_text_file_is_read_and_cleaned() -> None:
@@ -36,6 +45,73 @@ def test_utf16_without_a_bom_is_read(codec: str) -> None:
     """Media probe: it was refused as a binary file (every other byte a NUL)."""
     data = "Notes from the meeting: café, ünïcode — ok.\n".encode(codec) * 30
     assert read_text_file(data, "notes.txt").startswith("Notes from the meeting: café")
+
+
+# Text with few ASCII characters, so few NULs: CJK (一 and the ideographic space have a NUL
+# as their low byte), Cyrillic, Korean, characters outside the BMP.
+UTF16_TEXTS = [
+    "会議のメモ。明日は晴れるでしょう。\n" * 40,
+    "一　二　三　中文文本，你好世界。\r\n" * 40,
+    "Привет, мир! Как дела?\n" * 30,
+    "한국어 텍스트입니다\n" * 30,
+    "😀 emoji\n" * 2000,  # the 8 KB sniffed end between the halves of a 😀
+]
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("text", UTF16_TEXTS, ids=range(len(UTF16_TEXTS)))
+def test_utf16_without_a_bom_is_read_in_any_script(codec: str, text: str) -> None:
+    """Media probe: Japanese, Chinese or Russian notes saved by a Windows tool as UTF-16
+    without a BOM were refused as binary files (the old test wanted half the bytes NUL)."""
+    data = text.encode(codec)
+    assert classify(data, "notes.txt") == "text"
+    assert read_text_file(data, "notes.txt") == clean_text(text)
+
+
+def real_binaries() -> list[object]:
+    """Files of the kinds people attach by mistake, made by their own tools."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("a.txt", "hello " * 200)
+        # Stored, not compressed: UTF-16 text inside, between the archive's headers.
+        zipped.writestr("b.txt", "会議のメモ\n".encode("utf-16-le") * 200, zipfile.ZIP_STORED)
+    sound = io.BytesIO()
+    with wave.open(sound, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(
+            b"".join(struct.pack("<h", int(3000 * math.sin(i / 10))) for i in range(20_000))
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        db = sqlite3.connect(Path(folder, "t.db"))
+        db.execute("CREATE TABLE t (x TEXT)")
+        db.executemany("INSERT INTO t VALUES (?)", [(f"row {i}",) for i in range(500)])
+        db.commit()
+        db.close()
+        database = Path(folder, "t.db").read_bytes()
+    noise = Image.effect_noise((64, 64), 40).convert("RGB")
+    return [
+        pytest.param(b"\x7fELF\x02\x01\x01" + bytes(9) + os.urandom(4096), id="elf"),
+        pytest.param(Path(sys.executable).resolve().read_bytes()[:65_536], id="python"),
+        pytest.param(archive.getvalue(), id="zip"),
+        pytest.param(encode(noise, "PNG"), id="png"),
+        pytest.param(encode(noise, "BMP"), id="bmp"),
+        pytest.param(encode(noise, "JPEG"), id="jpeg"),
+        pytest.param(sound.getvalue(), id="wav"),
+        pytest.param(sound.getvalue()[44:], id="pcm"),  # 16-bit samples, no header
+        pytest.param(database, id="sqlite"),
+        # Single-byte text holding NULs: two ASCII letters read as UTF-16 make an ideograph.
+        pytest.param(b"".join(b"./src/m%d/file.py\x00" % i for i in range(300)), id="print0"),
+        pytest.param(b"".join(b"record %d\x00\n" % i for i in range(300)), id="nul-ended"),
+        pytest.param(b"line ok\n" * 100 + b"\x00" + b"line ok\n" * 100, id="one-nul"),
+    ]
+
+
+@pytest.mark.parametrize("data", real_binaries())
+def test_real_binaries_are_still_refused_as_text(data: bytes) -> None:
+    with pytest.raises(MediaError, match=r"looks like a binary file"):
+        read_text_file(data, "not-text.txt")
 
 
 @pytest.mark.parametrize("codec", ["shift_jis", "gbk", "euc-kr"])
