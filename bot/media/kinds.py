@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from typing import Literal
@@ -104,6 +105,7 @@ _BOMS = (
     (b"\xff\xfe", "utf-16"),
     (b"\xfe\xff", "utf-16"),
 )
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 _HIGH_BYTES = bytes(range(0x80, 0x100))
 _TEXT_CONTROLS = "\t\n\r\f\x1b"  # the control characters text holds (\x1b: colours)
 _CONTROL_BYTES = bytes(b for b in range(32) if chr(b) not in _TEXT_CONTROLS)
@@ -117,29 +119,33 @@ _UTF16_ORDERS = (
 
 
 def without_padding(data: bytes) -> bytes:
-    """`data` without the NUL bytes that end it when it holds no other: what a crash
-    leaves at the end of a log (its length written, its last blocks not). Bytes with a
-    NUL inside (UTF-16, a binary) as they are."""
-    if not data.endswith(b"\x00"):
+    """`data` without the NUL bytes that pad it when it holds no other: at its end, what
+    a crash leaves of a log (its length written, its last blocks not); at its start, what
+    copytruncate leaves (the log emptied under a writer that carries on at its old
+    offset: the hole before it reads as NULs). Bytes with a NUL inside (UTF-16, a binary)
+    as they are."""
+    if not (data.startswith(b"\x00") or data.endswith(b"\x00")):
         return data
-    body = data.rstrip(b"\x00")
+    body = data.strip(b"\x00")
     return data if b"\x00" in body else body
 
 
 def text_codec(sample: bytes) -> str | None:
     """The codec to read bytes (a file or its start) as text with, None when they are
-    binary. NULs padding their end are not counted (without_padding)."""
+    binary. NULs padding their start or end are not counted (without_padding)."""
     for bom, codec in _BOMS:
         if sample.startswith(bom):
             return codec
     body = without_padding(sample)
     if b"\x00" in body:
         return _utf16_without_bom(sample)
-    # Padded, it ends where its text did: no stray byte is let pass (`MZ\x90` and zeros
-    # are the start of a program).
-    padded, sample = len(body) < len(sample), body
+    # Padded, it is whole UTF-8: no stray byte is let pass (`MZ\x90` and zeros are the
+    # start of a program). Only a start padded alone may end mid-character (a file's
+    # first kilobytes, cut).
+    padded, whole = len(body) < len(sample), sample.endswith(b"\x00")
+    sample = body
     try:
-        sample.decode("utf-8")
+        _UTF8().decode(sample, final=whole or not padded)
     except UnicodeDecodeError:
         pass
     else:

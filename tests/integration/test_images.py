@@ -229,6 +229,19 @@ async def test_a_log_a_crash_padded_with_nuls_is_read(core: Core, endpoint: Fake
     )
 
 
+async def test_a_log_copytruncate_left_starting_with_nuls_is_read(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Media probe: a log logrotate's copytruncate emptied under its writer starts with
+    NULs (the writer carries on at its old offset) and was "a binary file"."""
+    log = bytes(16_384) + b"10:00:01 rotated\n10:00:02 worker 3 died\n"
+    answer, error = await say(core, "why did it stop?", attach("app.log", log, "text/plain"))
+    assert error is None and answer == "Seen."
+    assert last_user(endpoint) == (
+        "why did it stop?\napp.log\n```\n10:00:01 rotated\n10:00:02 worker 3 died\n```"
+    )
+
+
 async def test_cjk_notes_in_utf16_without_a_bom_are_read(core: Core, endpoint: FakeOpenAI) -> None:
     """Media probe: Japanese notes a Windows tool saved as UTF-16 without a BOM were
     refused as a binary file (few of their bytes are NULs: only their line ends')."""

@@ -166,6 +166,23 @@ def test_a_log_padded_with_nuls_by_a_crash_is_read_without_them() -> None:
         read_text_file(bytes(4096), "crash.log")
 
 
+def test_a_log_whose_start_copytruncate_left_as_nuls_is_read() -> None:
+    """Media probe: a log rotated by logrotate's copytruncate starts with NULs (emptied
+    under a writer that carries on at its old offset: the hole reads as zeros) and was
+    refused as a binary file."""
+    log = b"".join(b"2026-01-02 10:00:%02d worker ok\n" % i for i in range(60))
+    for hole in (1, 4096, 200_000):  # within the first 8 KB sniffed, and past them
+        data = bytes(hole) + log
+        assert classify(data, "app.log") == "text"
+        assert read_text_file(data, "app.log") == log.decode()
+    assert read_text_file(bytes(100) + log + bytes(100), "app.log") == log.decode()
+    # The 8 KB sniffed may end inside a character: only its start was padded.
+    cjk = "".join(f"10:00:{i % 60:02d} 工作进程正常\n" for i in range(2000)).encode()
+    for hole in range(8000, 8028):  # one line's length: every place in it
+        assert classify(bytes(hole) + cjk, "app.log") == "text"
+    assert read_text_file(bytes(8000) + cjk, "app.log") == cjk.decode()
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -173,6 +190,12 @@ def test_a_log_padded_with_nuls_by_a_crash_is_read_without_them() -> None:
         b"\x7fELF\x02\x01\x01" + bytes(100) + b"code" + bytes(64),
         b"a line with a NUL\x00 inside, and padding after it\n" + bytes(512),
         b"MZ\x90\x00" + bytes(200),  # a program's first bytes, then zeros
+        bytes(512) + b"MZ\x90",  # zeros, then a program's first bytes
+        bytes(4096) + bytes(b for b in os.urandom(8192) if b),  # zeros, then machine data
+        bytes(64) + b"MZ\x90" + bytes(64),
+        # Formats that start with NULs: an MP4 video, a TrueType font.
+        b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + os.urandom(4096),
+        b"\x00\x01\x00\x00\x00\x0e\x00\x80\x00\x03\x00\x60" + os.urandom(4096),
     ],
 )
 def test_a_binary_is_still_refused_padded_or_not(data: bytes) -> None:
