@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from bot.media.kinds import ACCEPTED_IMAGES, MediaError, image_format
 from bot.types import Image as PromptImage
@@ -45,7 +46,7 @@ _JPEG_QUALITY = 85
 _SMALLER_QUALITIES = (70, 55)
 _SHRINK = 0.75
 _MIN_EDGE = 64
-# Decoders for what providers accept and nothing else: Pillow's other plugins (PSD,
+# Decoders for what providers accept and nothing else (_open): Pillow's other plugins (PSD,
 # FITS, DDS…) are where its memory-safety bugs keep turning up.
 _FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 # Phone cameras write MPO (a JPEG followed by depth or gain maps); Pillow's JPEG
@@ -128,8 +129,8 @@ def _decode(data: bytes, shown: str, max_edge: int, max_pixels: int) -> Image.Im
     from PIL import Image
 
     try:
-        image = Image.open(io.BytesIO(data), formats=_FORMATS)
-    except Image.DecompressionBombError:
+        image = _open(data)
+    except Image.DecompressionBombError:  # Pillow's own, kept in its WebP and GIF readers
         raise _too_large(shown, None, max_pixels) from None
     except Exception:  # Pillow raises many types for bad input; all mean "cannot read"
         found = image_format(data)
@@ -176,6 +177,30 @@ def _decode(data: bytes, shown: str, max_edge: int, max_pixels: int) -> Image.Im
             "save it again and attach it again."
         ) from None
     return image
+
+
+def _open(data: bytes) -> Image.Image:
+    """`data` opened (its header read, no pixel decoded) by Pillow's reader for the format
+    its bytes announce, one of _FORMATS; ValueError for any other.
+
+    Not by Image.open, which holds it to Pillow's own pixel limit first (a
+    DecompressionBombWarning in the operator's log past 89 MP, an error past 179 MP):
+    MAX_PIXELS is the only one here, counting what the decode will hold (a JPEG read at
+    1/8 scale, 1/64 of its pixels) and checked before anything is decoded. Pillow's limit
+    stays for its other callers (character cards).
+    """
+    from PIL import GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
+
+    readers: dict[str, Callable[[IO[bytes]], Image.Image]] = {
+        "JPEG": JpegImagePlugin.jpeg_factory,  # a phone's MPO too
+        "PNG": PngImagePlugin.PngImageFile,
+        "GIF": GifImagePlugin.GifImageFile,
+        "WEBP": WebPImagePlugin.WebPImageFile,
+    }
+    reader = readers.get((image_format(data) or "").upper())
+    if reader is None:
+        raise ValueError("not an image format sent to models")
+    return reader(io.BytesIO(data))
 
 
 def _too_large(

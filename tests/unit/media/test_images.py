@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
@@ -236,6 +237,28 @@ def test_a_progressive_jpeg_counts_every_coefficient_it_decodes() -> None:
     # A first scan without every component is decoded as a progressive one is.
     with pytest.raises(MediaError, match=r"multi-scan JPEG images up to 31 megapixels"):
         prepare_image(jpeg_first_scan_of_one(10_000, 10_000), "scans.jpg")
+
+
+def test_our_pixel_cap_alone_decides_not_pillows() -> None:
+    """Media probe: a baseline JPEG over Pillow's own limit (89 MP), which ours accepts
+    (read at 1/8 scale it holds 1/64 of its pixels), put a DecompressionBombWarning in the
+    operator's log; past twice that, Pillow refused it outright, as too large for the
+    40 MP the refusal named. Pillow's limit stays as it was for its other callers."""
+    default = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        for side in (10_000, 14_000):  # 100 MP: Pillow warned; 196 MP: Pillow refused
+            data = jpeg_claiming(side, side, progressive=False)
+            prepared = prepare_image(data, "scan.jpg")
+            assert (prepared.width, prepared.height) == (1568, 1568)
+        # Ours still refuses before decoding, and names the size.
+        with pytest.raises(MediaError) as err:
+            prepare_image(png_header_only(20_000, 20_000), "huge.png")
+    assert str(err.value) == (
+        "huge.png is too large (20000×20000 pixels); images up to 40 megapixels are "
+        "accepted. Scale it down and attach it again."
+    )
+    assert Image.MAX_IMAGE_PIXELS == default
 
 
 def test_an_ordinary_progressive_photo_is_read() -> None:
