@@ -319,18 +319,37 @@ async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = scope_of(args)
+    # A scope without a URL of its own (the server's or the operator's in use) has none to
+    # remove: saying "Removed the proxy URL" there was false, and that URL still applies.
+    own = (await ctx.store.scope_values(ctx.ref, scope)).get("proxy_url") is not None
     cleared = await ctx.store.update_config(
         ctx.ref,
         scope,
         ctx.actor,
-        {"proxy_url": None, "resolved_url": None},
+        {"proxy_url": None, "resolved_url": None} if own else {},
         action="proxy clear",
         secrets=dict.fromkeys(ENDPOINT_SECRETS),
     )
-    await ctx.store.record_status(ctx.ref, None, None)
     removed = _removed(cleared)
-    also = f" and its {removed}" if removed else ""
-    return Reply(f"Removed the proxy URL{also} for {scope_place(scope)}.")
+    place = scope_place(scope)
+    if own:
+        text = f"Removed the proxy URL{f' and its {removed}' if removed else ''} for {place}."
+    elif removed:
+        text = f"{place.capitalize()} had no proxy URL of its own; removed its {removed}."
+    else:
+        text = f"No proxy URL was set for {place}; nothing changed."
+    if own or removed:
+        await ctx.store.record_status(ctx.ref, None, None)
+    after = await ctx.store.effective_config(ctx.ref)
+    origin = after.origins.get("proxy_url")
+    if after.proxy_url and origin == "operator":
+        text += f"\nThe operator's DEFAULT_PROXY_URL applies here: {shown_id(after.proxy_url)}."
+    elif after.proxy_url and origin == "server" and scope is Scope.CHANNEL:
+        text += (
+            f"\nThe server's URL applies here: {shown_id(after.proxy_url)} "
+            f"({ctx.prefix}proxy clear scope:server removes it)."
+        )
+    return Reply(text, ok=own or bool(removed))
 
 
 async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | None = None) -> str:

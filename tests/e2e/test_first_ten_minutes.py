@@ -79,9 +79,12 @@ def warned_only_of_length(answer: str) -> bool:
     return "⚠️" not in answer.replace("⚠️ The answer reached its length limit (max_tokens)", "")
 
 
-def run_console(tmp_path: Path, steps: list[list[str]], timeout: float = 180) -> Session:
+def run_console(
+    tmp_path: Path, steps: list[list[str]], timeout: float = 180, **settings: str
+) -> Session:
     """One console process; each step is a line (a command or a chat line) plus any
-    lines it reads next (a secret), then the separator."""
+    lines it reads next (a secret), then the separator. `settings`: the operator's
+    (`DEFAULT_PROXY_URL=…`)."""
     lines: list[str] = []
     for step in steps:
         lines += step
@@ -98,6 +101,7 @@ def run_console(tmp_path: Path, steps: list[list[str]], timeout: float = 180) ->
         ALLOW_PRIVATE_ENDPOINTS="true",
         LOG_LEVEL="INFO",
         PROVIDER_MAX_RETRIES="0",
+        **settings,
     )
     result = subprocess.run(
         [sys.executable, "-m", "bot", "console", "--channel", CHANNEL],
@@ -893,3 +897,40 @@ def test_a_cleared_key_is_checked_again_and_vision_off_is_named(
     assert "not known to see images" not in said
     status_401(s.reply("/key clear custom"))
     assert_no_key_leak(s, peer.master_key)
+
+
+# --- 6. moving and clearing the endpoint: what stays with which server --------------------
+
+
+def test_proxy_clear_says_what_it_removed_and_which_url_still_applies(tmp_path: Path) -> None:
+    """With the operator's DEFAULT_PROXY_URL in use, `/proxy clear` said "Removed the proxy
+    URL for this channel." (and "…and its proxy password") though the channel had none of
+    its own, and the operator's URL went on being used."""
+    operator = "http://127.0.0.1:9/v1"
+    s = run_console(
+        tmp_path,
+        [
+            ["/proxy clear"],
+            ["/proxy password", "pw-for-the-operators-url-1234"],
+            ["/proxy clear"],
+            ["/proxy set http://127.0.0.1:10/v1"],
+            ["/proxy clear"],
+            ["/settings"],
+        ],
+        DEFAULT_PROXY_URL=operator,
+        DEFAULT_SOURCE="custom",
+    )
+    applies = f"The operator's DEFAULT_PROXY_URL applies here: {operator}."
+    nothing, password, own = s.replies_of("/proxy clear")
+    assert nothing == f"No proxy URL was set for this channel; nothing changed.\n{applies}\n"
+    assert password == (
+        f"This channel had no proxy URL of its own; removed its proxy password.\n{applies}\n"
+    ), password
+    assert own == f"Removed the proxy URL for this channel.\n{applies}\n", own
+    assert f"Endpoint: {operator} (operator default)" in s.reply("/settings")
+    assert s.count("secrets") == 0
+    assert_no_key_leak(s, "pw-for-the-operators-url-1234")
+
+    (tmp_path / "alone").mkdir()
+    alone = run_console(tmp_path / "alone", [["/proxy clear"]])  # no URL anywhere
+    assert alone.replies == ["No proxy URL was set for this channel; nothing changed.\n"]

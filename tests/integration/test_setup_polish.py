@@ -80,6 +80,8 @@ async def test_settings_omit_empty_sections_and_show_values_plainly(harness: Har
     # A command that clears a secret with its values is named as the command.
     await run(harness, "/proxy password hunter2-proxy-pass")
     assert "Last change: proxy password set (here)" in (await run(harness, "/settings")).text
+    # (With no URL here, /proxy clear removes only the password, and that is the change.)
+    await run(harness, "/proxy set http://127.0.0.1:9/v1")
     await run(harness, "/proxy clear")
     assert "Last change: proxy clear (here) by Ada" in (await run(harness, "/settings")).text
     await run(harness, "/reset")  # it was "history.clear", the store's own name
