@@ -28,7 +28,7 @@ from bot.connection import (
     withheld,
 )
 from bot.providers import NotFoundError, StatusResult
-from bot.providers.policy import EndpointRefused
+from bot.providers.policy import EndpointRefused, server_of
 from bot.store import FOLLOWING_CLEARED, SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
 from bot.types.text import quoted, shown_id
@@ -227,10 +227,11 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # The URL and the endpoint's secrets change together: an old password or custom key
     # must not follow the channel to a new host, and a command is applied whole or not
     # at all. A secret saved while no URL was set (`/proxy password` first) was meant for
-    # this one, and stays. The same server again (`/v1` or a route pasted) keeps them.
+    # this one, and stays. The same server again (`/v1` or a route pasted, a default port
+    # written out: server_of) keeps them.
     scope = scope_of(args)
     before = await _url_at(ctx, scope)
-    moved = before is not None and _origin(before) != _origin(url)
+    moved = before is not None and server_of(before) != server_of(url)
     kept = password is None and not moved
     state = await secret_state(ctx, PROXY_PASSWORD) if kept else "not set"
     has_one = state != "not set" and not state.startswith("held")  # a held one is not used
@@ -255,9 +256,13 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         note = " with the proxy password saved before" + (" it" if not before else "")
     else:
         note = ""
-    if removed:
-        note += f" (the previous {removed} {'were' if ' and ' in removed else 'was'} removed)"
     lines = [f"Endpoint set to {url}{note}{' for this server' * (scope is Scope.SERVER)}."]
+    if removed and before is not None:
+        # Named, so `localhost` after `127.0.0.1` shows why it counts as another server.
+        lines[0] += (
+            f" The {removed} set for {shown_id(before)} {'were' if ' and ' in removed else 'was'}"
+            " removed: a key or password goes only to the server it was set for."
+        )
     after = await ctx.store.effective_config(ctx.ref)
     if cleared.get(api_key_name(Source.CUSTOM)) and after.source is Source.CUSTOM:
         lines.append(f"If it needs a key, set it with {key_step(ctx.ref, 'custom', ctx.prefix)}.")
@@ -293,12 +298,6 @@ _NAMED = {PROXY_PASSWORD: "proxy password", api_key_name(Source.CUSTOM): "custom
 def _removed(cleared: dict[str, bool]) -> str:
     """The endpoint's secrets a change removed: `proxy password and custom key`, or ""."""
     return " and ".join(_NAMED[name] for name in ENDPOINT_SECRETS if cleared.get(name))
-
-
-def _origin(url: str) -> tuple[str, str]:
-    """Scheme and host:port: which server a URL reaches (what a password belongs to)."""
-    scheme, _, rest = url.partition("://")
-    return scheme.lower(), rest.split("/", 1)[0].lower()
 
 
 async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:

@@ -289,6 +289,23 @@ class EndpointPolicy:
             )
 
 
+def server_of(url: str) -> tuple[str, str, int]:
+    """Which server a saved URL reaches: scheme, host and port as the transport reads them
+    (`https://host` and `https://host:443` are one; so are two spellings of one IPv6
+    address). A name is compared as written, never resolved: `localhost` may reach ::1,
+    another socket than 127.0.0.1's, and a lookup's answer may change (DNS rebinding)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):  # not saved by check(): compared as text
+        scheme, _, rest = url.partition("://")
+        return scheme.lower(), rest.split("/", 1)[0].lower(), 0
+    host = parsed.host
+    literal = _literal_address(host) if ":" in host else None
+    if literal is not None:
+        host = literal.compressed
+    return parsed.scheme, host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
 def _authority(text: str) -> str:
     """The `user@host:port` part of an http(s) URL's text, split where httpx splits it."""
     rest = text.partition(":")[2]

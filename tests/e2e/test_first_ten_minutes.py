@@ -325,7 +325,7 @@ def test_a_proxy_password_set_before_the_url_goes_to_that_url(
     assert "with the proxy password saved before." in again, again
     status_ok(again)
     moved = s.reply("/proxy set http://127.0.0.1:9/v1")
-    assert "the previous proxy password was removed" in moved, moved
+    assert f"The proxy password set for {peer.url}/v1 was removed" in moved, moved
     assert "Proxy password: not set" in s.replies_of("/settings")[-1]
     assert_no_key_leak(s, peer.master_key)
 
@@ -934,3 +934,67 @@ def test_proxy_clear_says_what_it_removed_and_which_url_still_applies(tmp_path: 
     (tmp_path / "alone").mkdir()
     alone = run_console(tmp_path / "alone", [["/proxy clear"]])  # no URL anywhere
     assert alone.replies == ["No proxy URL was set for this channel; nothing changed.\n"]
+
+
+def test_the_same_server_written_with_its_default_port_keeps_the_key(tmp_path: Path) -> None:
+    """`https://host` and `https://host:443` are one server (the same socket), as are two
+    spellings of one IPv6 address: the key set for one was removed as if sent elsewhere."""
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            ["/proxy set https://127.0.0.1/v1"],
+            ["/key set custom", "sk-custom-default-port-1111"],
+            ["/proxy set https://127.0.0.1:443/v1/chat/completions"],
+            ["/proxy set http://[::1]:9/v1"],
+            ["/proxy password", "pw-for-the-ipv6-host-2222"],
+            ["/proxy set http://[0:0:0:0:0:0:0:1]:9"],
+            ["/settings"],
+        ],
+    )
+    for typed in ("/proxy set https://127.0.0.1:443/v1/chat/completions",):
+        assert "removed" not in s.reply(typed), s.reply(typed)
+    moved = s.reply("/proxy set http://[::1]:9/v1")
+    assert (
+        "The custom key set for https://127.0.0.1:443/v1 was removed: a key or password goes "
+        "only to the server it was set for." in moved
+    ), moved
+    again = s.reply("/proxy set http://[0:0:0:0:0:0:0:1]:9")
+    assert "with the proxy password saved before." in again and "removed" not in again, again
+    assert "Proxy password: set (…2222, channel)" in s.reply("/settings")
+
+
+@pytest.mark.litellm
+def test_a_key_set_under_the_operators_url_stays_for_that_server_only(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """A key set while the operator's DEFAULT_PROXY_URL applies was set for that server:
+    `/proxy set` to the same server (a route pasted) keeps it and it is still sent; to
+    another server, `localhost` for `127.0.0.1` included (it may reach ::1, where another
+    program may listen), it is removed, and the reply names the URL it was set for."""
+    peer = litellm_peer
+    local = peer.url.replace("127.0.0.1", "localhost")
+    s = run_console(
+        tmp_path,
+        [
+            ["/key set custom", peer.master_key],
+            [f"/proxy set {peer.url}/v1/chat/completions"],
+            [f"/proxy set {local}/v1"],
+            ["/settings"],
+        ],
+        DEFAULT_PROXY_URL=peer.url,
+        DEFAULT_SOURCE="custom",
+    )
+    status_ok(s.reply("/key set custom"))
+    same = s.reply(f"/proxy set {peer.url}/v1/chat/completions")
+    assert "removed" not in same, same
+    status_ok(same)  # the key is still sent
+    moved = s.reply(f"/proxy set {local}/v1")
+    assert moved.startswith(
+        f"Endpoint set to {local}/v1. The custom key set for {peer.url}/v1 was removed: a key "
+        "or password goes only to the server it was set for.\n"
+        "If it needs a key, set it with /key set custom.\n"
+    ), moved
+    status_401(moved)  # not sent to the other name
+    assert "API key: not set" in s.reply("/settings")
+    assert_no_key_leak(s, peer.master_key)

@@ -446,7 +446,10 @@ async def test_new_proxy_url_without_password_drops_the_old_password(harness: Ha
         ),
     )
     reply = await run(harness, "/proxy set http://127.0.0.1:10/v1")
-    assert "previous proxy password was removed" in reply.text
+    assert (
+        "The proxy password set for http://127.0.0.1:9/v1 was removed: a key or password goes "
+        "only to the server it was set for." in reply.text
+    ), reply.text
     assert await harness.store.secret_origin(REF, "proxy_password") is None
 
 
@@ -461,7 +464,7 @@ async def test_the_custom_key_stays_with_the_server_it_was_set_for(harness: Harn
     assert "removed" not in again.text, again.text
     assert await harness.store.secret_origin(REF, "custom_api_key") is not None
     moved = await run(harness, "/proxy set http://127.0.0.1:10/v1")
-    assert "(the previous custom key was removed)" in moved.text, moved.text
+    assert "The custom key set for http://127.0.0.1:9/v1 was removed" in moved.text, moved.text
     assert "If it needs a key, set it with /key set custom." in moved.text, moved.text
     assert await harness.store.secret_origin(REF, "custom_api_key") is None
 
@@ -476,7 +479,7 @@ async def test_a_custom_key_removed_under_another_source_asks_for_nothing(
     await run(harness, "/key set custom sk-custom-unused-3333")
     await run(harness, "/source openai")
     moved = await run(harness, "/proxy set http://127.0.0.1:10/v1")
-    assert "(the previous custom key was removed)" in moved.text, moved.text
+    assert "The custom key set for http://127.0.0.1:9/v1 was removed" in moved.text, moved.text
     assert "If it needs a key" not in moved.text, moved.text
 
 
@@ -515,7 +518,7 @@ async def test_a_removed_custom_key_is_set_again_from_a_direct_chat_on_matrix(
         room, Scope.CHANNEL, "custom_api_key", SecretValue("sk-custom-group-4444"), ADMIN
     )
     moved = await run(harness, "!proxy set http://127.0.0.1:10/v1", ref=room)
-    assert "(the previous custom key was removed)" in moved.text, moved.text
+    assert "The custom key set for http://127.0.0.1:9/v1 was removed" in moved.text, moved.text
     assert (
         "If it needs a key, set it with !key set custom <key> room:!group:hs (in a direct "
         "chat with me)." in moved.text
@@ -536,7 +539,7 @@ async def test_the_server_key_is_judged_by_the_server_url_not_the_channel_one(
     assert "removed" not in same.text, same.text
     assert await harness.store.secret_origin(REF, "custom_api_key") is not None
     moved = await run(harness, "/proxy set http://127.0.0.1:10/v1 scope:server", SERVER_ADMIN)
-    assert "(the previous custom key was removed)" in moved.text, moved.text
+    assert "The custom key set for http://127.0.0.1:9 was removed" in moved.text, moved.text
     assert await harness.store.secret_origin(REF, "custom_api_key") is None
 
 

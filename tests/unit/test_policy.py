@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.providers.policy import EndpointPolicy, EndpointRefused
+from bot.providers.policy import EndpointPolicy, EndpointRefused, server_of
 
 DNS = {
     "api.example.com": ["93.184.216.34"],
@@ -339,3 +339,20 @@ async def test_a_password_in_the_url_is_refused_as_one_without_naming_its_letter
         await policy(True).check("http://user:p\u00e4ssw\u00f6rd@api.example.com/v1")
     assert "must not contain a user name or password" in str(info.value)
     assert "\u00e4" not in str(info.value) and "U+00E4" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("https://api.example.com/v1", "https://API.example.com:443", True),
+        ("http://10.0.0.2", "http://10.0.0.2:80/v1/chat/completions", True),
+        ("http://[::1]:8080/v1", "http://[0:0:0:0:0:0:0:1]:8080", True),
+        ("http://api.example.com", "https://api.example.com", False),  # scheme
+        ("https://api.example.com", "https://api.example.com:8443", False),  # port
+        # Names are not resolved: localhost may reach ::1, another socket than 127.0.0.1.
+        ("http://localhost:1234", "http://127.0.0.1:1234", False),
+    ],
+)
+def test_server_of_says_which_server_a_url_reaches(first: str, second: str, same: bool) -> None:
+    """What a key or password set for a URL stays with (`/proxy set` keeps it for the same)."""
+    assert (server_of(first) == server_of(second)) is same
