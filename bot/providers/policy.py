@@ -248,10 +248,10 @@ class EndpointPolicy:
                 resolved = await self.resolver(host, port)
             except (OSError, UnicodeError):
                 raise EndpointRefused(
-                    f"The host name {host} could not be resolved. Check the spelling."
+                    f"The host name {quoted(host)} could not be resolved. Check the spelling."
                 ) from None
             if not resolved:
-                raise EndpointRefused(f"The host name {host} could not be resolved.")
+                raise EndpointRefused(f"The host name {quoted(host)} could not be resolved.")
             addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
         for addr in addresses:
             self._vet(host, addr)

@@ -689,6 +689,8 @@ def test_nul_bytes_never_reach_the_database(
         pytest.param("/" + "q" * 100_000, id="unknown-command"),
         pytest.param("/proxy " + "q" * 100_000, id="unknown-subcommand"),
         pytest.param("/reset " + "q" * 100_000, id="extra-value"),
+        # A host name no resolver takes (a 1,900-letter label) was named whole.
+        pytest.param("/proxy set http://" + "q" * 1900 + ".com", id="unresolvable-host"),
     ],
 )
 def test_huge_unknown_command_gets_a_short_reply(ws: Workspace, line: str) -> None:
