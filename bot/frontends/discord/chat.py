@@ -7,7 +7,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import discord
 
@@ -28,7 +29,7 @@ from bot.frontends.discord.events import (
     typed_command,
 )
 from bot.frontends.discord.failures import CALL_FAILED
-from bot.frontends.discord.persona import Personas
+from bot.frontends.discord.persona import Personas, Speaker, webhook_name
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget, NotPosted
 from bot.types import ChannelRef, Incoming, Platform, failure
 from bot.types.secrets import held_secret
@@ -130,26 +131,34 @@ class ChatHandler:
             return
         text = strip_mention(message.content, me.id, my_role_id(message))
         typed = typed_command(text, self._core.table)
-        if typed is not None:
-            await _typed_command(message, typed)
-            return
         reply_to: discord.Message | None = message
         author = message.author
         guild = message.guild
         # A character's answer goes through the channel's webhook: not the bot's post.
         speaker = None if guild is None else await self._personas.speaker(channel, ref)
-        if facts.is_dm or guild is None:
+        voice = Voice()
+        check = None
+        if guild is not None and not facts.is_dm:
+            mine = channel.permissions_for(guild.me)
+            in_thread = parent is not None
+            locked = isinstance(channel, discord.Thread) and channel.locked
+            hooked = speaker is not None and speaker.webhook is not None
+            check = send_check(mine, in_thread=in_thread, locked=locked, webhook=hooked)
+            # The bot's own words go where the bot may post; else through the character's
+            # webhook, which posts without Send Messages.
+            own = send_check(mine, in_thread=in_thread, locked=locked) if hooked else check
+            via = speaker if hooked and check.can_send else None
+            voice = Voice(own.can_send, own.can_reply, via)
+        if typed is not None:
+            if speaker is not None and speaker.hint:  # not said: said at the next answer
+                self._personas.unsaid(channel)
+            await _typed_command(message, typed, voice)
+            return
+        if guild is None or check is None:
             actor = actor_for(author.id, author.display_name, None, in_dm=True)
         else:
             # Only a cached member has permissions; anyone else gets no admin rights.
             perms = channel.permissions_for(author) if isinstance(author, discord.Member) else None
-            locked = isinstance(channel, discord.Thread) and channel.locked
-            check = send_check(
-                channel.permissions_for(guild.me),
-                in_thread=parent is not None,
-                locked=locked,
-                webhook=speaker is not None and speaker.webhook is not None,
-            )
             if check.blocked is not None:
                 if speaker is not None and speaker.hint:  # not said: said when it can be
                     self._personas.unsaid(channel)
@@ -190,9 +199,9 @@ class ChatHandler:
             await sink.settle(result)
             await self._core.shown_in(ref, result.answer_id, [str(m.id) for m in target.messages])
             if result.held_secret:  # not sent or kept; nor left in the channel, if allowed
-                await _take_out(message)
+                await _take_out(message, voice=voice)
             if result.refusal and not target.blocked:
-                await _refuse(message, result.refusal)
+                await _say(message, result.refusal, voice, delete_after=REFUSAL_SECONDS)
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
         except NotPosted:  # the target logged why; the turn stored the answer as cut
@@ -257,7 +266,7 @@ NOT_ON_AN_ANSWER_SECONDS = 60.0  # how long a thread found not to start on one i
 REFUSAL_SECONDS = 15.0  # a refusal is for the asker: it does not stay in the channel
 
 
-async def _typed_command(message: discord.Message, typed: TypedCommand) -> None:
+async def _typed_command(message: discord.Message, typed: TypedCommand, voice: Voice) -> None:
     """A command typed into a message: not chat. Say where commands are; a message that
     may hold a key is deleted where the bot may (Manage Messages), else its author is
     asked to."""
@@ -276,18 +285,15 @@ async def _typed_command(message: discord.Message, typed: TypedCommand) -> None:
             if deleted
             else " Delete your message if it held one."
         )
-    try:
-        if deleted:  # nothing left to reply to
-            await message.channel.send(text)
-        else:
-            await message.reply(text, mention_author=False)
-    except CALL_FAILED as err:
-        log.info("could not answer a typed command: %s", type(err).__name__)
+    await _say(message, text, voice, reply=not deleted)  # once deleted, nothing to reply to
 
 
-async def _take_out(message: discord.Message | discord.PartialMessage, said: str = "") -> None:
+async def _take_out(
+    message: discord.Message | discord.PartialMessage, said: str = "", *, voice: Voice | None = None
+) -> None:
     """A message holding a key or password: deleted where the bot may, else its author is
     asked to (`said`: what goes first in that word, or in "I deleted your message")."""
+    voice = voice or Voice()
     try:
         await message.delete()
     except CALL_FAILED as err:
@@ -301,12 +307,87 @@ async def _take_out(message: discord.Message | discord.PartialMessage, said: str
             )
         else:
             why = "I could not delete your message: delete it yourself now, others can read it"
-        with contextlib.suppress(*CALL_FAILED):
-            await message.reply(f"{said}{why}.", mention_author=False)
+        await _say(message, f"{said}{why}.", voice)
         return
     if said:
-        with contextlib.suppress(*CALL_FAILED):
-            await message.channel.send(f"{said}I deleted your message.")
+        await _say(message, f"{said}I deleted your message.", voice, reply=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """Where the bot's own words in a channel (a hint, a refusal, a warning) can go: posted
+    by the bot where it may (`post`; a reply where it may read the history), else through
+    the character's webhook (`via`: it posts without Send Messages). Where neither gets
+    through, the asker hears them by DM."""
+
+    post: bool = True
+    reply: bool = True
+    via: Speaker | None = None
+
+
+async def _say(
+    message: discord.Message | discord.PartialMessage,
+    text: str,
+    voice: Voice,
+    *,
+    reply: bool = True,
+    delete_after: float | None = None,
+) -> None:
+    """Say `text` to the author of `message` in its channel (a reply without a ping when
+    `reply`), as `voice` allows; gone after `delete_after` seconds if given. Never lost
+    quietly: by DM where the channel took it from neither, and the log names the channel."""
+    channel = message.channel
+    why = "it may not post there"
+    gone: dict[str, Any] = {} if delete_after is None else {"delete_after": delete_after}
+    if voice.post:
+        try:
+            if reply and voice.reply:
+                await message.reply(text, mention_author=False, **gone)
+            else:
+                await channel.send(text, **gone)
+            return
+        except CALL_FAILED as err:
+            why = _failed(err)
+    author = getattr(message, "author", None)  # a message known by its id has none
+    hook = voice.via.webhook if voice.via is not None else None
+    if hook is not None and message.guild is not None:
+        me = message.guild.me
+        # A webhook's message is no reply: it names whom it is for (no ping).
+        said = f"{author.mention} {text}" if author is not None else text
+        thread = voice.via.thread if voice.via is not None else None
+        try:
+            sent = await hook.send(
+                said,
+                username=webhook_name(me.display_name),  # the bot's word, not the character's
+                avatar_url=me.display_avatar.url,
+                wait=True,
+                thread=thread or discord.utils.MISSING,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+            if delete_after is not None:
+                await sent.delete(delay=delete_after)
+            return
+        except CALL_FAILED as err:
+            why = _failed(err)
+    guild = message.guild
+    log.warning(
+        "could not say something in channel %s (%s): %s",
+        channel.id,
+        guild.name if guild is not None else "a DM",
+        why,
+    )
+    if guild is None or author is None:  # in a DM the DM itself failed
+        return
+    where = f"#{getattr(channel, 'name', channel.id)}"
+    try:
+        await author.send(f"I could not post this in {where} on {guild.name}: {text}")
+    except CALL_FAILED as err:
+        log.info("could not say it by DM either: %s", type(err).__name__)
+
+
+def _failed(err: BaseException) -> str:
+    status = f"{err.status} " if isinstance(err, discord.HTTPException) else ""
+    return f"{status}{type(err).__name__}"
 
 
 async def _tell_not_posted(message: discord.Message) -> None:
@@ -324,11 +405,3 @@ async def _tell_not_posted(message: discord.Message) -> None:
         await message.author.send(text)
     except CALL_FAILED as err:
         log.info("could not tell the asker an answer was not posted: %s", type(err).__name__)
-
-
-async def _refuse(message: discord.Message, text: str) -> None:
-    """A limit's refusal: a reply (no ping) that deletes itself; a message can't be ephemeral."""
-    try:
-        await message.reply(text, mention_author=False, delete_after=REFUSAL_SECONDS)
-    except CALL_FAILED as err:
-        log.info("could not tell a refused turn: %s", type(err).__name__)
