@@ -40,6 +40,7 @@ from bot.conversation.stream import (
     Prefaced,
     ReplySink,
     Running,
+    not_shown,
     sink_posts,
     stream_answer,
 )
@@ -835,6 +836,12 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 ended(result)
             try:
                 await sink.finish(preface + shown, reasoning, error)
+            except Exception:
+                # Its end never landed (an answer held back to its end has nothing else on
+                # show): stored as cut, as an answer whose stream could not be shown is.
+                if answer_id is not None and answer_id == row.id and not saved_note:
+                    await self._unshown(ref, row, outcome)
+                raise
             finally:  # the call cost what it cost, however showing it ended
                 if not_sent is not None:  # no call: nothing to count
                     await self._release(ref)
@@ -856,6 +863,16 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             elif outcome.error and outcome.state is not TurnState.STOPPED:
                 log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
             return result
+
+    async def _unshown(self, ref: ChannelRef, row: AnswerRow, outcome: Outcome) -> None:
+        """The stored answer could not be shown after all: kept as cut, not as read."""
+        if outcome.failed:
+            return  # stored as a failure already
+        not_shown(outcome)
+        try:
+            await row.finish(outcome)
+        except Exception as err:  # the platform's failure is what the front-end says
+            log.warning("could not mark an answer in %s as not shown: %s", ref, failure(err))
 
     async def _config(self, ref: ChannelRef, prefix: str) -> ChannelConfig:
         """The channel's config, re-checked first when a passing failure blocks it."""

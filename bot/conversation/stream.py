@@ -280,8 +280,7 @@ async def stream_answer(
                         typing = None
                     text = thought.text if show else ""
                     if not await running.showing(_shown(sink, answer.text, text)):
-                        out.state, out.failed = TurnState.STOPPED, True
-                        out.error = SHOW_FAILED
+                        not_shown(out)
                         break
                 row.grew(answer.text)
     except (asyncio.CancelledError, StopRequested) as stopped:
@@ -369,6 +368,13 @@ def _ended_by_model(finish: str | None, wrote: bool, thought: bool, prefix: str)
 
 
 SHOW_FAILED = "The answer could not be shown here, so it stops where it was cut."
+
+
+def not_shown(out: Outcome) -> None:
+    """The platform failed to show the answer: it ends as stopped there (stored as cut,
+    its call recorded as failed), not as an answer someone read."""
+    out.state, out.failed = TurnState.STOPPED, True
+    out.error = SHOW_FAILED
 
 
 async def _shown(sink: ReplySink, answer: str, reasoning: str) -> bool:

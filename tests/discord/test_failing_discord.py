@@ -153,3 +153,28 @@ async def test_a_post_shown_but_its_answer_lost_is_not_posted_twice(
     [answer] = [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
     assert answer["content"] == "one answer" and answer.get("message_reference")
     assert not fake.dms
+
+
+async def test_an_answer_first_shown_at_its_end_that_never_lands_is_stored_as_cut(
+    core: Core, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer whose text was held back to its end (it might have begun a `<think>`
+    tag), whose one post Discord never took: its asker was told by DM that it could not
+    be posted, but it was stored as a whole answer, shown. Now it is stored as cut, as
+    one that stops at a post that never got through."""
+    monkeypatch.setattr(sink, "RETRY_PAUSE", 0.05)
+    endpoint.script.chunks = ["<", "thin"]  # held back until the stream ends
+    fake = FakeDiscord(TOKEN, drop_posts=1000)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> hi")
+            await fake.wait_until(lambda: bool(fake.dms), 30)
+    finally:
+        await fake.stop()
+    posts = fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
+    assert len(posts) == sink.EDIT_RETRIES + 1  # the end's only: nothing went before
+    assert "could not post my answer" in fake.dms[0]["content"]
+    [_, answer] = await core.store.history(_ref(fake), 5)
+    assert answer.content == "<thin"
+    assert answer.state is TurnState.STOPPED and answer.error == SHOW_FAILED
