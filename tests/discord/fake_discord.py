@@ -93,6 +93,12 @@ class FakeDiscord:
     bot_denied: int = 0
     drop_callbacks: int = 0  # cut the connection of this many interaction responses (none lands)
     lose_callbacks: int = 0  # this many interaction responses land, then their connection is cut
+    # Faults for the next interaction responses, in order (before the two counts above):
+    # "drop" (cut, none lands), "lose" (lands, then cut), "" (none).
+    callback_faults: list[str] = field(default_factory=list)
+    drop_followups: int = 0  # cut the connection of this many follow-ups or original edits
+    # What each interaction's response shows, by interaction id ("" while "thinking…").
+    originals: dict[str, str] = field(default_factory=dict)
     webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)  # id → webhook
     webhook_avatars: dict[int, str] = field(default_factory=dict)  # id → data URI given
     _ids: itertools.count[int] = field(
@@ -335,13 +341,22 @@ class FakeDiscord:
             return hooked
         if path.startswith(("/interactions/", "/webhooks/")):  # token-authenticated
             callback = request.method == "POST" and path.endswith("/callback")
-            if callback and self.drop_callbacks and request.transport is not None:
+            fault = self.callback_faults.pop(0) if callback and self.callback_faults else None
+            if fault is None and callback and self.drop_callbacks:
                 self.drop_callbacks -= 1
+                fault = "drop"
+            followup = not callback and request.method in ("POST", "PATCH")
+            if followup and self.drop_followups:
+                self.drop_followups -= 1
+                fault = "drop"
+            if fault == "drop" and request.transport is not None:
                 request.transport.abort()  # never reached Discord's side: nothing shown
                 return web.Response(status=500)
             answered = self._interaction_rest(request.method, path, body or {})
-            if callback and self.lose_callbacks and request.transport is not None:
+            if fault is None and callback and self.lose_callbacks:
                 self.lose_callbacks -= 1
+                fault = "lose"
+            if fault == "lose" and request.transport is not None:
                 request.transport.abort()  # shown, but the bot never hears so
             return answered
         if request.headers.get("Authorization") != f"Bot {self.token}":
@@ -478,6 +493,8 @@ class FakeDiscord:
             self.responses.append(body)
             kind = int(body.get("type", 0))
             data = body.get("data") or {}
+            if kind in (4, 5):  # a message, or "thinking…" until it is edited
+                self.originals[parts[1]] = str(data.get("content", "")) if kind == 4 else ""
             pressed = self.messages.get(self._pressed.get(parts[1], 0))
             if kind == 7 and pressed is not None:  # UPDATE_MESSAGE: the pressed message
                 pressed.update({k: data[k] for k in ("content", "components") if k in data})
@@ -494,6 +511,14 @@ class FakeDiscord:
                     "resource": {"type": kind},
                 }
             )
+        if method == "PATCH" and parts[0] == "webhooks" and parts[3:] == ["messages", "@original"]:
+            iid = self._tokens.get(parts[2], "")
+            if iid not in self.originals:
+                return self._json({"message": "Unknown Message", "code": 10008}, 404)
+            self.originals[iid] = str(body.get("content", self.originals[iid]))
+            message = self._message(next(self._ids), self.channel_id, self.bot_user(), "")
+            message["content"] = self.originals[iid]
+            return self._json(message)
         if method == "POST" and parts[0] == "webhooks" and len(parts) == 3:
             if self._tokens.get(parts[2]) not in self._answered:
                 # A follow-up needs the interaction's response first.

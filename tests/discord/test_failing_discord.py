@@ -25,8 +25,9 @@ def _ref(fake: FakeDiscord) -> ChannelRef:
 
 
 def _replies(fake: FakeDiscord) -> list[str]:
-    """What the bot said to slash commands: responses with a message, then follow-ups."""
-    said = [str(r["data"]["content"]) for r in fake.responses if r.get("type") == 4]
+    """What the bot said to slash commands: what their responses show ("thinking…"
+    replaced), then follow-ups."""
+    said = [text for text in fake.originals.values() if text]
     return said + [str(f.get("content", "")) for f in fake.followups]
 
 
@@ -94,6 +95,42 @@ async def test_a_slow_command_whose_thinking_failed_runs_once_and_says_so(
     assert _ran(caplog, "/connect") == 1
     config = await core.store.effective_config(_ref(fake))
     assert config.status is not None and config.status.ok
+
+
+@pytest.mark.parametrize(
+    ("faults", "cut"),
+    [
+        (["lose", "drop"], 0),  # "thinking…" shown, its answer lost; the response cut
+        (["lose"], 2),  # the same, and the reply's next two tries cut
+        ([], 2),  # "thinking…" known; its reply and the next try cut
+    ],
+)
+async def test_thinking_whose_reply_failed_on_the_network_is_replaced_by_it(
+    core: Core,
+    endpoint: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    faults: list[str],
+    cut: int,
+) -> None:
+    """A slow command's "thinking…" shown, then its reply cut on the network: the response
+    tried again met "already acknowledged" and took it for its own try shown, or the
+    follow-up failed and was only logged. "Thinking…" stayed for good. Now the response
+    is edited to show the reply (tried again until the network is back, a few times),
+    and the command ran once."""
+    monkeypatch.setattr(sink, "RETRY_PAUSE", 0.05)
+    caplog.set_level(logging.INFO, logger="bot")
+    fake = FakeDiscord(TOKEN, callback_faults=faults, drop_followups=cut)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.slash("connect", manager=True)
+            await fake.wait_until(lambda: bool(_replies(fake)), 30)
+    finally:
+        await fake.stop()
+    assert list(fake.originals.values()) == ["Status check: OK — 2 models available."]
+    assert not fake.followups and fake.drop_followups == 0
+    assert _ran(caplog, "/connect") == 1
 
 
 async def test_an_answer_discord_would_not_take_is_marked_and_its_asker_told(

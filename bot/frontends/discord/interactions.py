@@ -16,10 +16,11 @@ from discord import app_commands
 
 from bot.commands import Command, Invocation
 from bot.core import Core, nothing_given, secret_prompt, split_text
+from bot.frontends.discord import sink
 from bot.frontends.discord.commands import secret_options
 from bot.frontends.discord.events import Blocked, actor_for, attachment_of, channel_ref
 from bot.frontends.discord.failures import CALL_FAILED, NETWORK_ERRORS
-from bot.frontends.discord.sink import LIMIT
+from bot.frontends.discord.sink import LIMIT, transient
 from bot.types import (
     Actor,
     ChannelRef,
@@ -205,11 +206,18 @@ def _raw(value: Any) -> Any:
     return str(value)
 
 
+# What an interaction's response shows, kept in its `extras`: "thinking…" (a deferral
+# Discord took), or a page of the reply. Unknown when a call was lost on its way back.
+_ORIGINAL = "cc:original"
+_THINKING, _SHOWN = "thinking", "shown"
+
+
 async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
     """Send the reply (split at 2000 characters) as the response or as follow-ups; a
     file (the /usage chart) goes with the last page."""
     pages = split_text(reply.text or "Done.", LIMIT)
-    answered = interaction.response.is_done()
+    shows = interaction.extras.get(_ORIGINAL)
+    answered = interaction.response.is_done() or shows == _SHOWN
     try:
         for i, page in enumerate(pages):
             file = reply.file if i == len(pages) - 1 else None
@@ -219,11 +227,14 @@ async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
                     return []
                 return [discord.File(io.BytesIO(file.data), filename=file.filename)]
 
-            if answered:
+            if i == 0 and shows == _THINKING:
+                await _instead_of_thinking(interaction, page, reply.private, files)
+            elif answered:
                 await interaction.followup.send(page, ephemeral=reply.private, files=files())
             else:
                 await _response(interaction, page, reply.private, files)
-                answered = True
+            answered = True
+            interaction.extras[_ORIGINAL] = _SHOWN
     except CALL_FAILED as err:
         # Usually the interaction expired (answered too late) or the channel refused it.
         status = err.status if isinstance(err, discord.HTTPException) else "no answer"
@@ -241,17 +252,16 @@ async def _response(
 ) -> None:
     """`page` as the interaction's response. One that failed (its connection cut, a 5xx
     discord.py gave up on) may have been shown, only its answer lost: it is sent once
-    more, and Discord's "already acknowledged" then says it was. Sent first, that says
-    a deferral's answer was lost ("thinking…" shows): the page follows up. Never twice
-    on show, and the command is not run again."""
+    more. Discord's "already acknowledged" then says that try, or a deferral whose answer
+    was lost ("thinking…" shows), is the response: it is edited to show the page (the
+    same page again changes nothing). Never twice on show, and the command is not run
+    again."""
     for attempt in range(2):
         try:
             await interaction.response.send_message(page, ephemeral=private, files=files())
             return
         except discord.HTTPException as err:
             if err.code == ALREADY_ANSWERED:
-                if attempt:
-                    return  # the try before was shown
                 break
             if attempt or isinstance(err, discord.Forbidden | discord.NotFound):
                 raise  # refused, or expired: trying again changes nothing
@@ -260,15 +270,63 @@ async def _response(
             if attempt:
                 raise
             log.info("a command's response failed (%s); sent again", type(err).__name__)
-    await interaction.followup.send(page, ephemeral=private, files=files())
+    await _edit_original(interaction, page, files)
+
+
+async def _instead_of_thinking(
+    interaction: discord.Interaction,
+    page: str,
+    private: bool,
+    files: Callable[[], list[discord.File]],
+) -> None:
+    """The first page after "thinking…": a follow-up (Discord shows it in its place). One
+    that failed may have been shown: the response is edited to show the page instead,
+    which a second follow-up would have shown twice."""
+    try:
+        await interaction.followup.send(page, ephemeral=private, files=files())
+    except discord.HTTPException as err:
+        if isinstance(err, discord.Forbidden | discord.NotFound):
+            raise  # refused, or expired: trying again changes nothing
+        log.info("a command's reply after thinking failed (%s); shown instead", err.status)
+        await _edit_original(interaction, page, files)
+    except NETWORK_ERRORS as err:
+        log.info("a command's reply after thinking failed (%s); shown instead", type(err).__name__)
+        await _edit_original(interaction, page, files)
+
+
+async def _edit_original(
+    interaction: discord.Interaction, page: str, files: Callable[[], list[discord.File]]
+) -> None:
+    """Make the response (its "thinking…", or the page itself) show `page`: tried again
+    while Discord fails it (a lost connection, a 5xx), a few times; the same edit twice
+    shows nothing new."""
+    for attempt in range(sink.EDIT_RETRIES + 1):
+        made = files()
+        try:
+            if made:
+                await interaction.edit_original_response(content=page, attachments=made)
+            else:
+                await interaction.edit_original_response(content=page)
+            return
+        except discord.HTTPException as err:
+            if attempt == sink.EDIT_RETRIES or not transient(err):
+                raise
+            why = f"{err.status}"
+        except NETWORK_ERRORS as err:
+            if attempt == sink.EDIT_RETRIES:
+                raise
+            why = type(err).__name__
+        log.info("a command's response could not be edited (%s); tried again", why)
+        await asyncio.sleep(sink.RETRY_PAUSE)
 
 
 async def _defer(interaction: discord.Interaction, *, private: bool) -> None:
     """ "Thinking…" while a slow command runs. A deferral that failed leaves the command
-    running (it was cancelled, half done): its reply then goes as the response, or as a
-    follow-up when the deferral was shown although its answer was lost (_response)."""
+    running (it was cancelled, half done): its reply then goes as the response, or in
+    place of the deferral when it was shown although its answer was lost (_response)."""
     try:
         await interaction.response.defer(ephemeral=private, thinking=True)
+        interaction.extras[_ORIGINAL] = _THINKING
     except CALL_FAILED as err:
         status = err.status if isinstance(err, discord.HTTPException) else "no answer"
         log.info("could not defer a command: %s %s", status, type(err).__name__)

@@ -172,7 +172,7 @@ class DiscordTarget:
                     return await self._reply(self._reply_to, text, own)
                 return await self._channel.send(text, **own)
             except discord.HTTPException as err:
-                if attempt == EDIT_RETRIES or not _transient(err):
+                if attempt == EDIT_RETRIES or not transient(err):
                     raise
             except NETWORK_ERRORS:
                 if attempt == EDIT_RETRIES:
@@ -302,7 +302,7 @@ class DiscordTarget:
                 await self._blocked(err)
                 return False
             except discord.HTTPException as err:
-                if attempt == EDIT_RETRIES or not _transient(err):
+                if attempt == EDIT_RETRIES or not transient(err):
                     log.warning("could not edit an answer: %s %s", err.status, type(err).__name__)
                     return False
             except NETWORK_ERRORS as err:  # a new connection may well get through
@@ -324,7 +324,7 @@ class NotPosted(Exception):
     stored as cut where it could not be shown, and the model asked no more."""
 
 
-def _transient(err: discord.HTTPException) -> bool:
+def transient(err: discord.HTTPException) -> bool:
     """Discord failed the call (it may pass), not refused it."""
     return err.status == 429 or err.status >= 500
 
