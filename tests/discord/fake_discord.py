@@ -777,17 +777,31 @@ class FakeDiscord:
         return rights & ~self.bot_denied
 
     async def slash(
-        self, name: str, sub: str = "", /, *, manager: bool = False, **options: str
+        self,
+        name: str,
+        sub: str = "",
+        /,
+        *,
+        manager: bool = False,
+        files: dict[str, tuple[str, str, bytes]] | None = None,
+        **options: str,
     ) -> None:
         """Bob runs `/name sub option:value …` (or `/name option:value …`) in #general
-        (with Manage Server when `manager`)."""
-        leaf = [{"type": 3, "name": k, "value": v} for k, v in options.items()]
-        data = {
+        (with Manage Server when `manager`); `files`: attachment options, by option name,
+        as (name, type, bytes) this fake's CDN serves."""
+        leaf: list[dict[str, Any]] = [
+            {"type": 3, "name": k, "value": v} for k, v in options.items()
+        ]
+        attached = {k: self._attachment(self.channel_id, *f) for k, f in (files or {}).items()}
+        leaf += [{"type": 11, "name": k, "value": a["id"]} for k, a in attached.items()]
+        data: dict[str, Any] = {
             "id": str(self.command_ids[name]),
             "name": name,
             "type": 1,
             "options": [{"type": 1, "name": sub, "options": leaf}] if sub else leaf,
         }
+        if attached:
+            data["resolved"] = {"attachments": {a["id"]: a for a in attached.values()}}
         await self._dispatch("INTERACTION_CREATE", self._interaction(2, data, manager=manager))
 
     async def submit_modal(self, values: dict[str, str]) -> None:

@@ -4,6 +4,8 @@ posted, a slash command whose response did not get through."""
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 
 import pytest
@@ -16,6 +18,8 @@ from bot.types import Actor, ChannelRef, Platform, TurnState
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import running
+from tests.integration.test_characters import CARD
+from tests.unit.characters.samples import png_with
 
 TOKEN = "loopback.bot.token-failing-0123456789"
 
@@ -215,3 +219,32 @@ async def test_an_answer_first_shown_at_its_end_that_never_lands_is_stored_as_cu
     [_, answer] = await core.store.history(_ref(fake), 5)
     assert answer.content == "<thin"
     assert answer.state is TurnState.STOPPED and answer.error == SHOW_FAILED
+
+
+async def test_a_greeting_discord_would_not_take_is_said_to_the_importer(
+    core: Core, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/character import whose greeting Discord failed each time it was posted (a lost
+    connection, a 5xx): only the log said so; the importer read "Character set" and the
+    channel showed nothing. Now the importer is told privately, with the next step."""
+    monkeypatch.setattr(sink, "RETRY_PAUSE", 0.05)
+    image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+    fake = FakeDiscord(TOKEN, drop_posts=1000)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            card = {"file": ("aurelia.png", "image/png", image)}
+            await fake.slash("character", "import", manager=True, files=card)
+            await fake.wait_until(lambda: "post the greeting" in str(fake.followups), 30)
+    finally:
+        await fake.stop()
+    assert "Character set for this channel" in _replies(fake)[0]
+    [told] = [f for f in fake.followups if "post the greeting" in f["content"]]
+    assert told["content"] == (
+        "I could not post the greeting here: Discord failed each time I tried. The "
+        "conversation starts from it all the same; to show it, /reset and import the "
+        "card again."
+    )
+    assert int(told.get("flags", 0)) & 64  # only the importer sees it
+    posts = fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
+    assert len(posts) == sink.EDIT_RETRIES + 1

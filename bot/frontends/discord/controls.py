@@ -128,6 +128,13 @@ class AnswerSink:
         await self._target.settle(view)
 
 
+# Said to the importer when Discord failed every post of a greeting (not a refusal).
+GREETING_NOT_POSTED = Blocked(
+    "Discord failed each time I tried",
+    "The conversation starts from it all the same; to show it, /reset and import the card again.",
+)
+
+
 async def _forbidden(err: discord.Forbidden) -> None:
     log.warning("may not edit an answer after a button press: %s", err.text or err.status)
 
@@ -283,7 +290,7 @@ class Controls:
         self, channel: discord.abc.Messageable, ref: ChannelRef, greeting: Greeting
     ) -> Blocked | None:
         """A character's greeting, posted as the character; ◀ n/m ▶ swipe its alternates.
-        Why Discord refused it, if it did (the importer is told)."""
+        Why it could not be posted, if it was not (the importer is told)."""
         in_guild = isinstance(channel, discord.abc.GuildChannel | discord.Thread)
         speaker = await self._personas.speaker(channel, ref) if in_guild else None
         refused: list[Blocked] = []
@@ -308,8 +315,11 @@ class Controls:
             await self._core.shown_in(ref, greeting.answer_id, _ids(target.messages))
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
-        except (*CALL_FAILED, NotPosted) as err:
-            log.warning("could not post a greeting: %s", type(err).__name__)
+        except NotPosted:  # the target logged why
+            if not refused:
+                refused.append(GREETING_NOT_POSTED)
+        except CALL_FAILED as err:  # the hint after it: the greeting itself is on show
+            log.warning("could not post a greeting's hint: %s", type(err).__name__)
         finally:
             await target.close()
         return refused[0] if refused else None
