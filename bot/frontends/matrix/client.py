@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -367,28 +368,12 @@ class MatrixBot:
         waited for no more: they send it again). Logged, without a word of it."""
         await asyncio.sleep(decide.UNREAD_NOTICE_AFTER)
         waiting = next((w for w in self._undecrypted if w[2] is event), None)
-        if waiting is None or self._decrypted_now(waiting):  # read, or found malformed
+        if waiting is None:  # read in a sync meanwhile, or found malformed
             return
-        room = self._client.rooms.get(room_id)
-        content = event.source.get("content") if isinstance(event.source, dict) else None
-        relation = content.get("m.relates_to") if isinstance(content, dict) else None
-        # Clients send a message's relation in the clear: it may reply to the bot, or be
-        # in its thread. Nothing else of it (never its ciphertext) goes any further.
-        seen = {"m.relates_to": relation} if isinstance(relation, dict) else {}
-        direct = room is not None and events.is_direct_room(room.member_count)
-        msg = Message(
-            room_id,
-            event.event_id,
-            event.sender,
-            seen,
-            "",
-            thread=events.thread_root(seen),
-            direct=direct,
-        )
-        if not await self._handler.unreadable(msg):
-            return  # waited for until UNDECRYPTED_PATIENCE, as any other
-        with contextlib.suppress(ValueError):  # already given up on meanwhile
-            self._undecrypted.remove(waiting)
+        msg = _unread(room_id, event, self._client.rooms.get(room_id))
+        give_up = functools.partial(self._give_up_unread, waiting)
+        if not await self._handler.unreadable(msg, give_up):
+            return  # read after all, or waited for until UNDECRYPTED_PATIENCE as any other
         log.info(
             "could not read a message in %s: its room key did not come in %.0f s (its sender "
             "was told)",
@@ -396,16 +381,19 @@ class MatrixBot:
             decide.UNREAD_NOTICE_AFTER,
         )
 
-    def _decrypted_now(self, waiting: tuple[float, str, nio.MegolmEvent]) -> bool:
-        """Try one waiting message again (its key may have come in a sync not acted on
-        yet); True when it is waited for no more. Only this one: a burst of N, each
-        trying all, made N×N attempts at once (each logging nio's warnings, the event
-        loop held meanwhile)."""
-        _, room_id, event = waiting
-        if not self._read_if_keyed(room_id, event):
+    def _give_up_unread(self, waiting: tuple[float, str, nio.MegolmEvent]) -> bool:
+        """Where a message whose sender is to be told it could not be read is decided,
+        with no wait in it: tried once more (its key may have come in a sync not acted on
+        yet, or while the handler looked the room up), and read, or else taken off the
+        waiting list, so no later sync reads it: either answered or told, never both.
+        True when given up. Only this one is tried: a burst of N, each trying all, made
+        N×N attempts at once (each logging nio's warnings, the event loop held)."""
+        if waiting not in self._undecrypted:  # read by a sync meanwhile, or given up on
             return False
-        with contextlib.suppress(ValueError):  # given up on meanwhile
-            self._undecrypted.remove(waiting)
+        _, room_id, event = waiting
+        self._undecrypted.remove(waiting)
+        if self._read_if_keyed(room_id, event):  # read now (or found malformed)
+            return False
         return True
 
     async def _request_key(self, event: nio.MegolmEvent) -> None:
@@ -496,6 +484,25 @@ class MatrixBot:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _unread(room_id: str, event: nio.MegolmEvent, room: nio.MatrixRoom | None) -> Message:
+    """An encrypted message the bot cannot read, as the handler is told of it: clients
+    send a message's relation in the clear (it may reply to the bot, or be in its
+    thread). Nothing else of it (never its ciphertext) goes any further."""
+    content = event.source.get("content") if isinstance(event.source, dict) else None
+    relation = content.get("m.relates_to") if isinstance(content, dict) else None
+    seen = {"m.relates_to": relation} if isinstance(relation, dict) else {}
+    direct = room is not None and events.is_direct_room(room.member_count)
+    return Message(
+        room_id,
+        event.event_id,
+        event.sender,
+        seen,
+        "",
+        thread=events.thread_root(seen),
+        direct=direct,
+    )
 
 
 _READERS = frozenset({"m.room.member", "m.room.join_rules", "m.room.history_visibility"})

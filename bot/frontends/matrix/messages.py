@@ -857,25 +857,31 @@ class MessageHandler:
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
 
-    async def unreadable(self, msg: Message) -> bool:
+    async def unreadable(self, msg: Message, give_up: Callable[[], bool]) -> bool:
         """A message whose room key never came: its sender is told what to do, when it may
         have been for the bot (as a chat message is answered: a direct chat, a reply to
         the bot or its thread, a room that answers everything; what it says is not known),
-        once for all theirs that fail alike (decide.tell_unread). True when they were told,
+        once for all theirs that fail alike (decide.tell_unread). `give_up` ends its wait,
+        asked after the last wait before the notice (MatrixBot._give_up_unread): True
+        when it is still unread and now waited for no more, False when it was read after
+        all (answered, nothing said here): a key that comes while the room is looked up
+        cannot have the message both answered and told unread. True when they were told,
         now or before."""
         room = self._room(msg.room_id)
         if room is None:
             return False
         key = (msg.room_id, msg.sender)
-        if not tell_unread(self._unread_told.get(key), time.monotonic()):
-            return True
-        addressed = await self._addressed(msg, self.names(room))
-        if not await self._core.should_answer(msg.ref, addressed):
-            return False
-        if not await self._may_post(room):
+        if tell_unread(self._unread_told.get(key), time.monotonic()):
+            addressed = await self._addressed(msg, self.names(room))
+            if not await self._core.should_answer(msg.ref, addressed):
+                return False
+            if not await self._may_post(room):
+                return False
+        # No wait from here to the notice's record: decided once, in one place.
+        if not give_up():  # read after all: answered as any message
             return False
         now = time.monotonic()
-        if not tell_unread(self._unread_told.get(key), now):  # told meanwhile (one sync's)
+        if not tell_unread(self._unread_told.get(key), now):  # told before, or meanwhile
             return True
         self._unread_told[key] = now
         self._unread_told.move_to_end(key)
