@@ -77,3 +77,44 @@ async def test_without_e2ee_it_answers_in_plain_rooms_and_never_leaks_into_encry
     finally:
         await alice.close()
         await core.close()
+
+
+async def test_without_e2ee_an_encrypted_message_gets_one_notice_saying_what_to_do(
+    synapse_server: SynapseServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MATRIX_E2EE=false: a message in an encrypted direct chat had only been logged; its
+    sender heard nothing, ever. They are told once (a fixed notice, in the clear: it
+    holds nothing of theirs) that the bot does not read encrypted rooms, and what to do.
+    Where the bot may not post, nothing is sent and nothing fails: it goes on."""
+    caplog.set_level(logging.INFO, logger="bot.frontends.matrix")
+    bot = synapse_server.register("plainbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+    try:
+        options = bot_options(synapse_server, bot, tmp_path / "store", e2ee=False)
+        async with running_bot(core, options):
+            direct = await alice.create_room([bot.user_id], encrypted=True)
+            muted = await alice.create_room([bot.user_id], encrypted=True, power={bot.user_id: -1})
+            plain = await alice.create_room([bot.user_id])
+            for room_id in (direct, muted, plain):
+                await alice.wait_joined(room_id, bot.user_id)
+            first = await alice.send(direct, "hello")  # encrypted by alice's client
+            told = await alice.wait_for(
+                lambda: alice.messages(direct, bot.user_id), "the notice in the encrypted room"
+            )
+            notice = told[0].content
+            assert notice["msgtype"] == "m.notice"
+            assert notice["m.relates_to"]["m.in_reply_to"]["event_id"] == first
+            assert "encrypted" in notice["body"] and "operator" in notice["body"]
+            await alice.send(direct, "are you there?")
+            await alice.send(muted, "hello")
+            # The bot reads the plain room in the same or a later sync than the above.
+            assert "Source:" in await alice.command(plain, bot.user_id, "!settings")
+            await alice.command(plain, bot.user_id, "!help")
+            assert len(alice.messages(direct, bot.user_id)) == 1  # once, not at each
+            assert alice.messages(muted, bot.user_id) == []
+            said = [r for r in caplog.records if "may not post in" in r.getMessage()]
+            assert len(said) == 1, caplog.text
+    finally:
+        await alice.close()
+        await core.close()

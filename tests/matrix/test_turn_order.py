@@ -73,7 +73,7 @@ class StandInApi(MatrixApi):
         self.hs = hs
         self._authorities: dict[str, RoomAuthority] = {}
 
-    async def send(self, room_id: str, content: dict[str, Any]) -> str:
+    async def send(self, room_id: str, content: dict[str, Any], *, in_clear: bool = False) -> str:
         self.hs.sent.append(Sent(room_id, content, time.monotonic()))
         event_id = f"$bot{len(self.hs.sent)}"
         self.remember(room_id, event_id)

@@ -335,6 +335,8 @@ class MatrixBot:
             return
         if decision.action is Action.UNREADABLE:
             log.warning("an encrypted message in %s, but MATRIX_E2EE is off", room_id)
+            msg = _unread(room_id, event, self._client.rooms.get(room_id))
+            self._spawn("unread message", self._handler.encrypted(msg))
             return
         if decision.action is Action.AWAIT_KEY:
             log.info("no room key yet for a message in %s; asking for it", room_id)

@@ -72,6 +72,13 @@ UNREAD = (
     "({device}): verify it, or allow sending to unverified sessions in your app's "
     "security settings."
 )
+# An encrypted message while MATRIX_E2EE is off: no key will ever help. Sent in the clear
+# (MatrixApi.send's in_clear): it holds nothing of anyone's.
+NO_E2EE = (
+    "I cannot read your message: it is encrypted, and this bot is set up without "
+    "encryption, so it does not read encrypted rooms. Talk to me in a room without "
+    "encryption, or ask the bot's operator to turn encryption on (MATRIX_E2EE)."
+)
 REDACT_REASON = "It contained a secret; the bot removed it."
 # A command in an event never run as one (an edit, an emote) that held a key: what to do.
 _ANEW = (
@@ -689,9 +696,10 @@ class MessageHandler:
             return f"You are not a member of {quoted(target)}."
         return room
 
-    async def _notice(self, msg: Message, text: str) -> None:
+    async def _notice(self, msg: Message, text: str, *, in_clear: bool = False) -> None:
+        """A notice in reply to `msg` (`in_clear`: see MatrixApi.send, for a fixed text)."""
         target = MatrixTarget(
-            self._api.send,
+            functools.partial(self._api.send, in_clear=True) if in_clear else self._api.send,
             msg.room_id,
             pace=self._api.pace,
             thread_root=msg.thread,
@@ -858,15 +866,30 @@ class MessageHandler:
                 await self._api.typing(msg.room_id, False)
 
     async def unreadable(self, msg: Message, give_up: Callable[[], bool]) -> bool:
-        """A message whose room key never came: its sender is told what to do, when it may
-        have been for the bot (as a chat message is answered: a direct chat, a reply to
-        the bot or its thread, a room that answers everything; what it says is not known),
-        once for all theirs that fail alike (decide.tell_unread). `give_up` ends its wait,
-        asked after the last wait before the notice (MatrixBot._give_up_unread): True
-        when it is still unread and now waited for no more, False when it was read after
-        all (answered, nothing said here): a key that comes while the room is looked up
-        cannot have the message both answered and told unread. True when they were told,
-        now or before."""
+        """A message whose room key never came: its sender is told what to do (UNREAD).
+        `give_up` ends its wait, at the moment it is decided (MatrixBot._give_up_unread):
+        True when it is still unread and now waited for no more, False when it was read
+        after all (then it is answered, and nothing is said here). True when they were
+        told, now or before (see _tell_unread)."""
+        text = UNREAD.format(device=self._api.client.device_id)
+        return await self._tell_unread(msg, text, give_up)
+
+    async def encrypted(self, msg: Message) -> None:
+        """An encrypted message while MATRIX_E2EE is off: never to be read, so its sender
+        is told what to do instead (NO_E2EE), as one whose key never came is; the notice
+        goes in the clear, as nothing else does in an encrypted room."""
+        await self._tell_unread(msg, NO_E2EE, lambda: True, in_clear=True)
+
+    async def _tell_unread(
+        self, msg: Message, text: str, give_up: Callable[[], bool], *, in_clear: bool = False
+    ) -> bool:
+        """Tell the sender of a message the bot cannot read `text`, when it may have been
+        for the bot (as a chat message is answered: a direct chat, a reply to the bot or
+        its thread, a room that answers everything; what it says is not known), once for
+        all theirs that fail alike (decide.tell_unread). `give_up`: see `unreadable`,
+        asked after the last wait before the notice: a key that comes while the room is
+        looked up cannot have the message both answered and told unread. True when they
+        were told, now or before."""
         room = self._room(msg.room_id)
         if room is None:
             return False
@@ -887,7 +910,7 @@ class MessageHandler:
         self._unread_told.move_to_end(key)
         while len(self._unread_told) > _UNREAD_KEPT:
             self._unread_told.popitem(last=False)
-        await self._notice(msg, UNREAD.format(device=self._api.client.device_id))
+        await self._notice(msg, text, in_clear=in_clear)
         return True
 
     def read_from(self, room_id: str, sender: str) -> None:
