@@ -118,10 +118,11 @@ async def endpoint_for(
     if endpoint.credential() is None and not config.proxy_url:
         name = config.source.value
         key, proxy = key_step(ref, name, prefix), f"{prefix}proxy set <url>"
+        place = ref.platform.place
         raise NotConnectable(
-            f"No API key for {name}. An admin sets one with {key}, or points the channel at "
-            f"a reverse proxy with {proxy}.",
-            f"No API key for {name}. Set one with {key}, or point the channel at a reverse "
+            f"No API key for {name}. An admin sets one with {key}, or points this {place} "
+            f"at a reverse proxy with {proxy}.",
+            f"No API key for {name}. Set one with {key}, or point this {place} at a reverse "
             f"proxy with {proxy}.",
         )
     return endpoint
@@ -268,13 +269,14 @@ def provider_error_text(err: ProviderError, prefix: str) -> str:
     return err.user_message
 
 
-def blocked_reason(config: ChannelConfig, p: str, admin: bool = False) -> str | None:
+def blocked_reason(config: ChannelConfig, p: str, admin: bool = False, *, place: str) -> str | None:
     """Why a turn must not call the provider, as a message saying how to fix it: to an
-    `admin`, as the step to take; to anyone else, as an admin's."""
+    `admin`, as the step to take; to anyone else, as an admin's. `place`: what the
+    platform calls the channel (Platform.place)."""
     if not config.model:
         pick = "Pick" if admin else "An admin picks"
         return (
-            f"No model is selected for this channel. {pick} one with {p}model <id> "
+            f"No model is selected for this {place}. {pick} one with {p}model <id> "
             f"(see {p}models list)."
         )
     status = config.status

@@ -441,7 +441,10 @@ class Core:
         button's: a ⏹ left on an older answer names whoever asked that one."""
         asker = self._engine.asker(ref)
         if asker is not None and asker != actor.id and not self.is_admin(actor):
-            return "Only the person who asked or an admin of this channel can stop this answer."
+            return (
+                "Only the person who asked or an admin of this "
+                f"{ref.platform.place} can stop this answer."
+            )
         return None
 
     def answer_deleted(self, ref: ChannelRef) -> bool:

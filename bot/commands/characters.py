@@ -25,7 +25,7 @@ from bot.characters import (
 )
 from bot.characters.preset import MAX_PRESET_BYTES
 from bot.commands.parse import CommandError
-from bot.commands.scopes import own_value_note, room_left_note
+from bot.commands.scopes import own_value_note, room_left_note, scope_place
 from bot.commands.spec import CommandContext
 from bot.connection import cleaner_here, secret_check, shown_here
 from bot.fields import PARAMS, REGISTRY, FieldError
@@ -46,10 +46,6 @@ _PARAM_KINDS = {f.name: f.kind.value for f in PARAMS}
 
 def _scope(args: dict[str, Any]) -> Scope:
     return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
-
-
-def _where(scope: Scope) -> str:
-    return "this server" if scope is Scope.SERVER else "this channel"
 
 
 def _how_to_attach(ctx: CommandContext, path: str) -> str:
@@ -103,7 +99,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         raise CommandError("That card is too large to store; use one with a smaller lorebook.")
     scope = _scope(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
-    lines = [f"Character set for {_where(scope)}: {_title(card)}."]
+    lines = [f"Character set for {scope_place(scope, ctx.ref.platform)}: {_title(card)}."]
     if card.image is None and await asyncio.to_thread(image_too_large, data):
         lines.append(
             f"Its image is too large to use (over {MAX_PIXELS // 1_000_000} megapixels), so "
@@ -159,7 +155,7 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "(a Character Card V1, V2 or V3, PNG or JSON)."
         )
     card = await stored_card(stored, ctx.prefix)
-    where = "set for this server" if stored.scope is Scope.SERVER else "set for this channel"
+    where = f"set for {scope_place(stored.scope, ctx.ref.platform)}"
     lines = [f"Character: {_title(card)} ({where})."]
     # The card's own words, each on one line (a newline in a tag could forge a line of
     # the bot's): cleaned as its greetings are (a card can carry a key), then shown as
@@ -209,14 +205,15 @@ async def character_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
                 f"{ctx.prefix}character none turns it off in this channel.",
                 ok=False,
             )
-        return Reply(f"No character was set for {_where(scope)}.", ok=False)
+        return Reply(f"No character was set for {scope_place(scope, ctx.ref.platform)}.", ok=False)
     if not name:  # the channel's `none`
         if not ctx.ref.has_server:
             return Reply(f"{ctx.prefix}character none is lifted; no character was set here.")
         again = "This channel follows the server's character again."
         return Reply(again + (f" {server}." if server else ""))
     return Reply(
-        f"Removed {literal(name)} from {_where(scope)}." + (f" {server} now." if server else "")
+        f"Removed {literal(name)} from {scope_place(scope, ctx.ref.platform)}."
+        + (f" {server} now." if server else "")
     )
 
 
@@ -230,7 +227,8 @@ async def character_none(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             f"{p}character clear undoes this."
         )
     # The channel's own card is replaced by "none": said, as it is gone for good.
-    removed = f"Removed {literal(before.name)} from this channel. " if before else ""
+    here = ctx.ref.platform.place
+    removed = f"Removed {literal(before.name)} from this {here}. " if before else ""
     if not ctx.ref.has_server:
         return Reply(f"{removed}No character answers here.")
     return Reply(
@@ -257,10 +255,9 @@ async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         file = ReplyFile(f"{stem}.png", "image/png", data)
     shown = literal(card.display_name)
     said = f"{shown} as a Character Card V3 ({len(data):,} bytes)."
-    return Reply(said + _CLEANED if cleaned else said, file=file)
-
-
-_CLEANED = " This channel's key or proxy password in it is written as ****."
+    if cleaned:
+        said += f" This {ctx.ref.platform.place}'s key or proxy password in it is written as ****."
+    return Reply(said, file=file)
 
 
 def _noting(clean: Callable[[str], str]) -> tuple[Callable[[str], str], list[str]]:
@@ -299,7 +296,8 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             continue
         if isinstance(checked, str) and holds_secret(checked):
             # Kept in the clear and sent with every request: as a typed prompt would be.
-            refused.append(f"{name} holds what looks like a key or this channel's password")
+            here = ctx.ref.platform.place
+            refused.append(f"{name} holds what looks like a key or this {here}'s password")
             continue
         changes[field.key] = checked
         named.append(name)
@@ -307,7 +305,9 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope(args)
     if changes:
         await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="preset import")
-    said = f"Preset applied to {_where(scope)}: " + (", ".join(shown) or "nothing to set")
+    said = f"Preset applied to {scope_place(scope, ctx.ref.platform)}: " + (
+        ", ".join(shown) or "nothing to set"
+    )
     lines = [said if said.endswith((".", "!", "?", "…")) else said + "."]
     # As /params says after the same change: what still wins here, and an answer's
     # length that leaves the conversation little of the context.
@@ -343,7 +343,8 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         p = ctx.prefix
         lines.append(
             f"Not taken: its connection settings ({', '.join(named)}). A preset never "
-            f"changes where this channel's requests and keys go: {p}source, {p}proxy set "
+            f"changes where this {ctx.ref.platform.place}'s requests and keys go: {p}source, "
+            f"{p}proxy set "
             f"and {p}model do."
         )
     if preset.ignored:
@@ -377,9 +378,10 @@ async def preset_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             chosen[name] = [clean(v) if isinstance(v, str) else v for v in value]
     data = export_preset(chosen, _PARAM_KINDS)
     file = ReplyFile("preset.json", "application/json", data)
-    said = "This channel's settings as a SillyTavern Chat Completion preset."
+    here = ctx.ref.platform.place
+    said = f"This {here}'s settings as a SillyTavern Chat Completion preset."
     if cleaned:
-        said += " What looks like a key or this channel's password in it is written as ****."
+        said += f" What looks like a key or this {here}'s password in it is written as ****."
     return Reply(said, file=file)
 
 

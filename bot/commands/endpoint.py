@@ -8,8 +8,8 @@ from typing import Any
 from bot.commands.catalog import BUILTIN_MODELS
 from bot.commands.parse import CommandError, suggest
 from bot.commands.scopes import (
-    ORIGINS,
-    next_scope,
+    now_uses_next,
+    origin_name,
     own_value_note,
     plural,
     scope_of,
@@ -113,7 +113,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if args["source"] == DEFAULT:
         # The model was chosen for this scope's source: both follow the next scope now.
         changes = {"source": None, "model": None}
-        said = f"{scope_place(scope).capitalize()} now uses the {next_scope(ctx, scope)} source"
+        said = f"{now_uses_next(ctx, scope)} source"
     else:
         source = Source(args["source"])
         if scope is Scope.SERVER:
@@ -176,7 +176,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         ctx.ref, scope, api_key_name(source), key, ctx.actor, personal=ctx.personal
     )
     shown = f" (ends …{key.last4})" if key.last4 else ""
-    text = f"Saved the {source.value} key for {scope_place(scope)}{shown}."
+    text = f"Saved the {source.value} key for {scope_place(scope, ctx.ref.platform)}{shown}."
     if source is not Source.CLAUDE and key.reveal().startswith("sk-ant-"):
         text += (
             f" It looks like a Claude key (sk-ant-…): {ctx.prefix}key set claude stores it "
@@ -191,7 +191,8 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             text += f" It is kept{not_sent}."
         text += "\n" + (await _checked(ctx))[1]
     else:
-        text += f" This channel uses {config.source.value}; {ctx.prefix}source {source.value} "
+        place = ctx.ref.platform.place
+        text += f" This {place} uses {config.source.value}; {ctx.prefix}source {source.value} "
         text += "switches to it."
     return Reply(text)
 
@@ -201,8 +202,11 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = scope_of(args)
     removed = await ctx.store.clear_secret(ctx.ref, scope, api_key_name(source), ctx.actor)
     if not removed:
-        return Reply(f"No {source.value} key was stored for {scope_place(scope)}.", ok=False)
-    text = f"Removed the {source.value} key for {scope_place(scope)}."
+        return Reply(
+            f"No {source.value} key was stored for {scope_place(scope, ctx.ref.platform)}.",
+            ok=False,
+        )
+    text = f"Removed the {source.value} key for {scope_place(scope, ctx.ref.platform)}."
     if (await ctx.store.effective_config(ctx.ref)).source is source:
         # The last check passed with that key: check again, or /settings keeps saying OK.
         text += "\n" + (await _checked(ctx))[1]
@@ -330,7 +334,7 @@ async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         secrets=dict.fromkeys(ENDPOINT_SECRETS),
     )
     removed = _removed(cleared)
-    place = scope_place(scope)
+    place = scope_place(scope, ctx.ref.platform)
     if own:
         text = f"Removed the proxy URL{f' and its {removed}' if removed else ''} for {place}."
     elif removed:
@@ -369,7 +373,8 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
             )
         return "not set"
     where, last4 = origin
-    state = f"set (…{last4}, {where})" if last4 else f"set ({where})"
+    named = ctx.ref.platform.place if where == "channel" else where
+    state = f"set (…{last4}, {named})" if last4 else f"set ({named})"
     # Behind a proxy only a custom source's key and the proxy password go to that URL.
     sent_there = name == PROXY_PASSWORD or (config is not None and config.source is Source.CUSTOM)
     if config is not None and sent_there and withheld(where, config):
@@ -378,7 +383,7 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
             if name == PROXY_PASSWORD
             else key_step(ctx.ref, config.source.value, ctx.prefix)
         )
-        url_from = ORIGINS[config.origins.get("proxy_url", "default")]
+        url_from = origin_name(config.origins.get("proxy_url", "default"), ctx.ref.platform)
         state += f", not sent to an endpoint URL set {url_from}: set one for it with {how}"
     return state
 
@@ -528,11 +533,9 @@ async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         after = await ctx.store.effective_config(ctx.ref)
         now = after.model or "none yet"
         # With none to fall back to, chat is refused until one is picked: say how.
-        step = "" if after.model else f"\n{blocked_reason(after, ctx.prefix, admin=True)}"
-        return Reply(
-            f"{scope_place(scope).capitalize()} now uses the {next_scope(ctx, scope)} model "
-            f"({now}).{step}"
-        )
+        place = ctx.ref.platform.place
+        step = "" if after.model else f"\n{blocked_reason(after, ctx.prefix, True, place=place)}"
+        return Reply(f"{now_uses_next(ctx, scope)} model ({now}).{step}")
     config = await ctx.store.effective_config(ctx.ref)
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": model}, action="model")
     where = " for this server" if scope is Scope.SERVER else ""

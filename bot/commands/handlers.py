@@ -11,14 +11,14 @@ from bot.commands.endpoint import key_not_sent, secret_state
 from bot.commands.parse import CommandError
 from bot.commands.quotas import access_summary
 from bot.commands.scopes import (
-    ORIGINS,
     next_scope,
+    now_uses_next,
+    origin_name,
     origin_note,
     own_value_note,
     plural,
     room_left_note,
     scope_of,
-    scope_place,
 )
 from bot.commands.spec import DEFAULT, Command, CommandContext, walk
 from bot.connection import (
@@ -36,7 +36,7 @@ from bot.types.text import shown_id
 from bot.usage.quota import limits_here
 
 
-def _settings_lines(config: ChannelConfig) -> list[str]:
+def _settings_lines(config: ChannelConfig, platform: Platform) -> list[str]:
     """`Params (server-wide): name=value, …`: the parameters set, grouped by where."""
     by_origin: dict[str, list[str]] = {}
     for field in PARAMS:
@@ -45,7 +45,7 @@ def _settings_lines(config: ChannelConfig) -> list[str]:
             value = field.show(config.value(field.name))
             by_origin.setdefault(origin, []).append(f"{field.name}={value}{_only_for(field)}")
     return [
-        f"Params ({ORIGINS[origin]}): {', '.join(by_origin[origin])}"
+        f"Params ({origin_name(origin, platform)}): {', '.join(by_origin[origin])}"
         for origin in ("channel", "server", "operator")
         if origin in by_origin
     ]
@@ -70,6 +70,7 @@ def _only_for(field: Field) -> str:
 
 async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
+    platform = ctx.ref.platform
     status = "not checked yet"
     if config.status is not None:
         reason = config.status.reason  # kept as anyone may read it: "an admin runs …"
@@ -80,11 +81,16 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     own_endpoint = "(the source’s own)"
     if config.source is Source.CUSTOM:  # a custom source has none of its own
         own_endpoint = f"(none yet: set one with {ctx.prefix}proxy set <url>)"
-    model = shown_id(config.model) + origin_note(config, "model") if config.model else "(not set)"
+    url_from = origin_note(config, "proxy_url", platform)
+    model = (
+        shown_id(config.model) + origin_note(config, "model", platform)
+        if config.model
+        else "(not set)"
+    )
     lines = [
-        f"Source: {config.source.value}{origin_note(config, 'source')}",
+        f"Source: {config.source.value}{origin_note(config, 'source', platform)}",
         f"Model: {model}",
-        f"Endpoint: {endpoint + origin_note(config, 'proxy_url') if endpoint else own_endpoint}",
+        f"Endpoint: {endpoint + url_from if endpoint else own_endpoint}",
     ]
     key = await secret_state(ctx, api_key_name(config.source), config)
     password = await secret_state(ctx, PROXY_PASSWORD, config)
@@ -96,10 +102,10 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines += [
         f"Status: {status}",
         f"Bypass status check: {'on' if config.bypass_status_check else 'off'}"
-        + origin_note(config, "bypass_status_check"),
+        + origin_note(config, "bypass_status_check", platform),
         f"Show external models: {'on' if config.show_external_models else 'off'}"
-        + origin_note(config, "show_external_models"),
-        f"Reply mode: {config.reply_mode.value}{origin_note(config, 'reply_mode')}",
+        + origin_note(config, "show_external_models", platform),
+        f"Reply mode: {config.reply_mode.value}{origin_note(config, 'reply_mode', platform)}",
     ]
     for setting, title in PROMPTS.values():
         text = config.value(setting)
@@ -109,11 +115,13 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             shown = await _prompt_text(ctx, config, text)
         else:
             continue
-        lines.append(f"{title[0].upper()}{title[1:]}{origin_note(config, setting)}: {shown}")
-    lines += _settings_lines(config)
+        lines.append(
+            f"{title[0].upper()}{title[1:]}{origin_note(config, setting, platform)}: {shown}"
+        )
+    lines += _settings_lines(config, platform)
     character = await ctx.store.character(ctx.ref)
     if character is not None:
-        where = ORIGINS["server" if character.scope is Scope.SERVER else "channel"]
+        where = origin_name(character.scope.value, platform)
         lines.append(f"Character: {character.name} ({where})")
     held = await limits_here(ctx.store, ctx.gate, ctx.ref)
     if held:
@@ -164,7 +172,9 @@ async def set_prompt(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         for name, (setting, _) in PROMPTS.items():
             text = config.value(setting)
             shown = await _prompt_text(ctx, config, text) if isinstance(text, str) and text else ""
-            lines.append(f"  {name}{origin_note(config, setting)}: {shown or '(none)'}")
+            lines.append(
+                f"  {name}{origin_note(config, setting, ctx.ref.platform)}: {shown or '(none)'}"
+            )
         lines.append(f"Set one with {ctx.prefix}prompts <name> <text>.")
         return Reply("\n".join(lines))
     return await _set_prompt(ctx, which, args.get("text"), args, action="prompts")
@@ -200,18 +210,18 @@ async def _set_prompt(
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {setting: value}, action=action)
     where = " for this server" if scope is Scope.SERVER else ""
     if value is None:
-        said = f"{scope_place(scope).capitalize()} now uses the {next_scope(ctx, scope)} {title}."
+        said = f"{now_uses_next(ctx, scope)} {title}."
     else:
         said = f"{title[0].upper()}{title[1:]} {'removed' if value == '' else 'set'}{where}."
     config = await ctx.store.effective_config(ctx.ref)
     return Reply(said + own_value_note(config, scope, setting))
 
 
-def _param_line(field: Field, config: ChannelConfig) -> str:
+def _param_line(field: Field, config: ChannelConfig, platform: Platform) -> str:
     value = field.show(config.value(field.name))
     note = f"; {_only_for(field).strip(' ()')}" if field.sources is not None else ""
     if note and not field.applies_to(config.source):
-        note += f", this channel uses {config.source.value}"
+        note += f", this {platform.place} uses {config.source.value}"
     return f"  {field.name} = {value}  ({field.takes()}: {field.help}{note})"
 
 
@@ -221,14 +231,15 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     name: str | None = args.get("name")
     if name is None:
         lines = ["Parameters (`default`: the provider's own):"]
-        lines += [_param_line(field, config) for field in PARAMS]
+        lines += [_param_line(field, config, ctx.ref.platform) for field in PARAMS]
         lines.append(f"Set one with {p}params <name> <value>; {p}params <name> default removes it.")
         return Reply("\n".join(lines))
     field = BY_NAME[name]
     text: str | None = args.get("value")
     if text is None:
         return Reply(
-            _param_line(field, config).strip() + f"\nSet it with {p}params {name} <value>."
+            _param_line(field, config, ctx.ref.platform).strip()
+            + f"\nSet it with {p}params {name} <value>."
         )
     try:
         value = None if text.strip().lower() == "default" else field.parse(text)
@@ -242,7 +253,7 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     note = ""
     if not field.applies_to(config.source):
         only = _only_for(field).strip(" ()")
-        note = f" It applies to {only}; this channel uses {config.source.value}."
+        note = f" It applies to {only}; this {ctx.ref.platform.place} uses {config.source.value}."
     where = " for this server" if scope is Scope.SERVER else ""
     if name in ("max_tokens", "context"):
         note += room_left_note(await ctx.store.effective_config(ctx.ref), p)
@@ -257,14 +268,14 @@ async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         ctx.ref, scope, ctx.actor, {"reply_mode": value}, action="reply mode"
     )
     config = await ctx.store.effective_config(ctx.ref)
-    where = "in this server's channels" if scope is Scope.SERVER else "in this channel"
+    here = f"in this {ctx.ref.platform.place}"
+    where = "in this server's channels" if scope is Scope.SERVER else here
     said = {
         "always": f"Reply mode: always — the bot answers every message {where}.",
         "mention": "Reply mode: mention — the bot answers when mentioned or replied to.",
     }.get(
         mode,
-        f"{scope_place(scope).capitalize()} now uses the {next_scope(ctx, scope)} reply mode "
-        f"({config.reply_mode.value}).",
+        f"{now_uses_next(ctx, scope)} reply mode ({config.reply_mode.value}).",
     )
     return Reply(said + own_value_note(config, scope, "reply_mode"))
 

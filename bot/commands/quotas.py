@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.commands.parse import CommandError
 from bot.commands.router import check_scope
-from bot.commands.scopes import next_scope
+from bot.commands.scopes import next_scope, scope_place
 from bot.commands.spec import CommandContext
 from bot.types import Platform, Reply, Scope
 from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
@@ -44,8 +44,8 @@ def _set_usage(ctx: CommandContext) -> str:
     return f"{ctx.prefix}limits set <name> <value|off|default>{scope}"
 
 
-def _where(scope: Scope) -> str:
-    return "server-wide" if scope is Scope.SERVER else "for this channel"
+def _where(scope: Scope, platform: Platform) -> str:
+    return "server-wide" if scope is Scope.SERVER else f"for {scope_place(scope, platform)}"
 
 
 async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -71,7 +71,8 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if ctx.is_server_admin:
         lines.append(f"Change one with {_set_usage(ctx)}.")
     elif ctx.is_admin:
-        change = f"Change this channel's with {p}limits set <name> <value|off|default>."
+        place = ctx.ref.platform.place
+        change = f"Change this {place}'s with {p}limits set <name> <value|off|default>."
         # The smaller of a channel's and its server's holds: raising the channel's
         # cannot lift a server's, and a server's budget is set server-wide only.
         servers = [
@@ -92,7 +93,9 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     p = ctx.prefix
     if not ctx.is_admin:
-        raise CommandError(f"Only admins of this channel can change limits; {p}limits shows them.")
+        raise CommandError(
+            f"Only admins of this {ctx.ref.platform.place} can change limits; {p}limits shows them."
+        )
     if "name" not in args or "value" not in args:
         raise CommandError(f"Usage: {_set_usage(ctx)}; names: {_names(ctx)}.")
     name = LimitName(args["name"])
@@ -107,7 +110,7 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         value = parse_value(str(args["value"]))
     except LimitError as err:
         raise CommandError(str(err)) from None
-    where = _where(scope)
+    where = _where(scope, ctx.ref.platform)
     if value == DEFAULT:
         removed = await ctx.store.quotas.clear_limit(ctx.ref, scope, name.value)
         if not removed:
@@ -147,9 +150,9 @@ async def _holds_here(
         whose = "The server-wide limit"
     else:
         change = f"{p}limits set {name.value} default (without scope:server) removes it"
-        whose = "This channel's own limit"
+        whose = f"This {ctx.ref.platform.place}'s own limit"
     both = " (a channel's and its server's limits both hold; the smaller wins)"
-    if value == DEFAULT:
+    if value == DEFAULT or not ctx.ref.has_server:  # no server: no server's limit
         both = ""
     return f" {whose} of {held.value:,} holds here{both}: {change}."
 
@@ -175,7 +178,7 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         subject = parse_subject(kind, str(args["id"]), ctx.ref.platform)
     except AccessError as err:
         raise CommandError(str(err)) from None
-    where = _where(scope)
+    where = _where(scope, ctx.ref.platform)
     if kind is AccessKind.ROLE and action != "remove" and not _role_exists(ctx, subject):
         raise CommandError(
             f"This server has no role {subject}: give the id of one of its roles, or "

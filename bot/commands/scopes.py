@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.commands.spec import CommandContext
 from bot.fields import BY_NAME, conversation_room
-from bot.types import ChannelConfig, Scope
+from bot.types import ChannelConfig, Platform, Scope
 
 
 def plural(count: int, word: str) -> str:
@@ -19,21 +19,26 @@ def scope_of(args: dict[str, Any]) -> Scope:
     return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
 
 
-def scope_place(scope: Scope) -> str:
-    return "this server" if scope is Scope.SERVER else "this channel"
+def scope_place(scope: Scope, platform: Platform) -> str:
+    """`this server`, or `this room` / `this channel` as the platform says (Platform.place)."""
+    return "this server" if scope is Scope.SERVER else f"this {platform.place}"
 
 
-ORIGINS = {
-    "channel": "this channel",
+_ORIGINS = {
     "server": "server-wide",
     "operator": "operator default",
     "default": "built-in default",
 }
 
 
-def origin_note(config: ChannelConfig, name: str) -> str:
+def origin_name(origin: str, platform: Platform) -> str:
+    """Where a value comes from, as shown after it: `this room`, `server-wide` …"""
+    return f"this {platform.place}" if origin == "channel" else _ORIGINS[origin]
+
+
+def origin_note(config: ChannelConfig, name: str, platform: Platform) -> str:
     """` (server-wide)`: where a shown value comes from."""
-    return f" ({ORIGINS[config.origins.get(name, 'default')]})"
+    return f" ({origin_name(config.origins.get(name, 'default'), platform)})"
 
 
 def own_value_note(config: ChannelConfig, scope: Scope, *names: str) -> str:
@@ -72,3 +77,10 @@ def next_scope(ctx: CommandContext, scope: Scope) -> str:
     if scope is Scope.SERVER or not ctx.ref.has_server:
         return "operator's"
     return "server's (or operator's)"
+
+
+def now_uses_next(ctx: CommandContext, scope: Scope) -> str:
+    """`This room now uses the operator's`: said when `scope`'s own value is removed."""
+    return (
+        f"{scope_place(scope, ctx.ref.platform).capitalize()} now uses the {next_scope(ctx, scope)}"
+    )

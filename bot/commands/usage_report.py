@@ -44,7 +44,8 @@ async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             channel_id=ref.channel_id,
             user_id=None if everyone else ctx.actor.id,
         )
-        what = "This channel's usage" if everyone else "Your usage in this channel"
+        place = ref.platform.place
+        what = f"This {place}'s usage" if everyone else f"Your usage in this {place}"
         own = "" if everyone else " (only admins see everyone's)"
     else:
         if not ref.has_server:

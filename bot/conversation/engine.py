@@ -607,7 +607,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await _notice(sink, NOT_HERE)
         if not await self._admitted(ref, actor):
             return await _notice(
-                sink, "You may not chat here; an admin of this channel can allow you."
+                sink, f"You may not chat here; an admin of this {ref.platform.place} can allow you."
             )
         history = await self._history(ref)
         question, answer = _newest_turn(history)
@@ -633,7 +633,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 )
             if not admin:
                 return await _notice(
-                    sink, "Only an admin of this channel can change the character's greeting."
+                    sink,
+                    f"Only an admin of this {ref.platform.place} can change the character's "
+                    "greeting.",
                 )
             return await self._swipe(ref, newest.reply_to, action, sink, prefix, greeting=True)
         if question is None:
@@ -642,7 +644,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await _notice(sink, _NOT_NEWEST)
         if not admin and not _asked_by(question, actor):
             who = literal(question.author) if question.author else "the person who asked"
-            return await _notice(sink, f"Only {who} or an admin of this channel can do that.")
+            place = ref.platform.place
+            return await _notice(sink, f"Only {who} or an admin of this {place} can do that.")
         if action in (Control.NEXT, Control.PREVIOUS):
             assert question.id is not None
             return await self._swipe(ref, question.id, action, sink, prefix)
@@ -731,7 +734,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         """The channel's config and endpoint; _Blocked says why it cannot answer now (to
         an `admin`, as the step to take)."""
         config = await self._config(ref, prefix)
-        blocked = blocked_reason(config, prefix, admin)
+        blocked = blocked_reason(config, prefix, admin, place=ref.platform.place)
         if blocked:
             raise _Blocked(blocked)
         try:

@@ -25,6 +25,13 @@ class Platform(StrEnum):
     MATRIX = "matrix"
     CONSOLE = "console"
 
+    @property
+    def place(self) -> str:
+        """What its people call the place they chat in (a ChannelRef's channel), as the
+        replies every platform shares name it: "this room" on Matrix, "this channel"
+        elsewhere. The one place the word is chosen."""
+        return "room" if self is Platform.MATRIX else "channel"
+
 
 class Source(StrEnum):
     OPENAI = "openai"

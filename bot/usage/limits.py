@@ -143,7 +143,9 @@ def held_now(name: LimitName, counts: Counts) -> int:
     return counts.server_held
 
 
-def who_raises(name: LimitName, origin: str, prefix: str = "/", has_server: bool = True) -> str:
+def who_raises(
+    name: LimitName, origin: str, prefix: str = "/", has_server: bool = True, place: str = "channel"
+) -> str:
     """Who can raise the limit in force here, and with what: a server's budget, or a
     value set server-wide, only a server admin (a channel's own cannot go past it: the
     smaller holds); a channel's, or an operator default (which a channel's own value
@@ -154,7 +156,7 @@ def who_raises(name: LimitName, origin: str, prefix: str = "/", has_server: bool
         return (
             f"a server admin can raise it with {prefix}limits set {name.value} <value> scope:server"
         )
-    return f"an admin of this channel can raise it with {prefix}limits set {name.value} <value>"
+    return f"an admin of this {place} can raise it with {prefix}limits set {name.value} <value>"
 
 
 def next_midnight(now: datetime) -> datetime:
@@ -187,9 +189,11 @@ def check(
     now: datetime,
     prefix: str = "/",
     has_server: bool = True,
+    place: str = "channel",
 ) -> Refusal | None:
     """None when a turn costing about `estimate` tokens fits every limit, else why not
-    (commands named with `prefix`; `has_server`: whether this place has a server)."""
+    (commands named with `prefix`; `has_server`: whether this place has a server;
+    `place`: what the platform calls it, Platform.place)."""
     for name, held in limits.items():
         spent = used(name, counts)
         cost = 1 if SPECS[name].unit == "messages" else estimate
@@ -198,17 +202,18 @@ def check(
         free = frees_at(name, held.value, counts, now)
         if SPECS[name].unit == "tokens" and cost > held.value:
             free = None  # this message alone needs more than the whole limit
-        who = who_raises(name, held.origin, prefix, has_server)
+        who = who_raises(name, held.origin, prefix, has_server, place)
+        held_by = held_now(name, counts)
         text = refusal_text(
-            name, held.value, spent, cost, free, now, prefix, held=held_now(name, counts), who=who
+            name, held.value, spent, cost, free, now, prefix, held=held_by, who=who, place=place
         )
         return Refusal(name, held.value, text, free)
     return None
 
 
-def _what(name: LimitName, limit: int) -> str:
+def _what(name: LimitName, limit: int, place: str) -> str:
     spec = SPECS[name]
-    per = {"user": "per person", "channel": "for this channel", "server": "for this server"}
+    per = {"user": "per person", "channel": f"for this {place}", "server": "for this server"}
     window = "a minute" if spec.window == "minute" else "a day (UTC)"
     unit = spec.unit.removesuffix("s") if limit == 1 else spec.unit
     return f"{limit:,} {unit} {window} {per[spec.per]}"
@@ -232,10 +237,11 @@ def refusal_text(
     *,
     held: int = 0,
     who: str | None = None,
+    place: str = "channel",
 ) -> str:
     """Which limit refused, what is used (and of it `held` by answers being written),
     when it frees up, and `who` can raise it (who_raises)."""
-    head = f"Limit reached: {name.value} ({_what(name, limit)})"
+    head = f"Limit reached: {name.value} ({_what(name, limit, place)})"
     tokens = SPECS[name].unit == "tokens"
     if tokens:
         # What answers still being written hold counts until they end (TurnCost).
@@ -243,7 +249,7 @@ def refusal_text(
         head += (
             f"; {spent_now if held > 0 else f'{spent:,} used'}, this message needs about {cost:,}"
         )
-    who = who or who_raises(name, "channel", prefix)
+    who = who or who_raises(name, "channel", prefix, place=place)
     if free is None:
         tail = f"It does not free up by itself: {who}."
         if tokens and cost > limit > 0:
@@ -253,7 +259,7 @@ def refusal_text(
             tail = (
                 "This message alone needs more than that (the conversation so far, the "
                 "prompts or character card, and room for its answer count too): "
-                f"shorten it, or an admin of this channel can start afresh with {prefix}reset; "
+                f"shorten it, or an admin of this {place} can start afresh with {prefix}reset; "
                 f"{who}."
             )
         return f"{head}. {tail} Nothing was sent to the model."

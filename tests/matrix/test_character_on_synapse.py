@@ -65,8 +65,7 @@ async def test_a_card_gives_the_bot_a_face_in_one_room(
             command = await alice.send(room_id, "!character import", **{"m.relates_to": relates})
             text = await _answer(alice, room_id, bot.user_id, command, since)
             assert (
-                "Character set for this channel: Captain Aurelia Voss (speaking as Aurelia)."
-                in text
+                "Character set for this room: Captain Aurelia Voss (speaking as Aurelia)." in text
             ), text
 
             member = await _member(alice, room_id, bot.user_id)
@@ -129,7 +128,7 @@ async def test_the_name_members_see_addresses_the_bot(
             since = time.monotonic()
             asked = await bob.send(room_id, "Aurelia, are you there?")
             answer = await _answer(bob, room_id, bot.user_id, asked, since)
-            assert "No model is selected for this channel" in answer, answer  # it answered
+            assert "No model is selected for this room" in answer, answer  # it answered
     finally:
         await alice.close()
         await bob.close()

@@ -509,3 +509,16 @@ async def test_a_lone_surrogate_in_a_message_is_read_as_a_replacement_character(
     assert "direct chat" in rig.notice_for(group).body
     assert "U+FFFD" in rig.notice_for(direct).body
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_replies_shared_with_other_platforms_call_a_room_a_room(rig: Rig) -> None:
+    """The core's replies said "channel" on Matrix, where the place is a room."""
+    refused = rig.arrive(GROUP, CAROL, "!model model-b")  # carol is no admin
+    mode = rig.arrive(GROUP, BOB, "!reply mode always")
+    settings = rig.arrive(GROUP, BOB, "!settings")
+    await rig.settle()
+    said = [rig.notice_for(e).body for e in (refused, mode, settings)]
+    assert said[0].startswith("Only admins of this room can use !model"), said[0]
+    assert "every message in this room" in said[1], said[1]
+    assert "Reply mode: always (this room)" in said[2], said[2]
+    assert not any("channel" in text for text in said), said

@@ -177,7 +177,7 @@ async def test_a_key_come_in_a_sync_not_acted_on_yet_is_used_when_the_wait_ends(
         await _settled(("unread message", "message"))
         assert not bot._undecrypted
         said = [str(s.content.get("body", "")) for s in hs.sent]
-        # Read and answered as any message: this channel has no model yet.
+        # Read and answered as any message: this room has no model yet.
         assert said == [said[0]] and said[0].startswith("No model is selected"), said
     finally:
         await bot.close()

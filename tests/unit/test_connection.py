@@ -71,13 +71,15 @@ def test_recheck_due(check: StatusCheck | None, due: bool) -> None:
 
 def test_blocked_reason_says_what_to_do() -> None:
     base = ChannelConfig.of(source=Source.OPENAI, model="m")
-    assert blocked_reason(ChannelConfig.of(source=Source.OPENAI), "/") is not None
-    assert blocked_reason(base, "/") is None
+    assert blocked_reason(ChannelConfig.of(source=Source.OPENAI), "/", place="channel") is not None
+    assert blocked_reason(base, "/", place="channel") is None
     auth = ChannelConfig.of(source=Source.OPENAI, model="m", status=status("auth", 5))
-    assert "/connect bypass:on" in (blocked_reason(auth, "!") or "").replace("!", "/")
+    assert "/connect bypass:on" in (blocked_reason(auth, "!", place="channel") or "").replace(
+        "!", "/"
+    )
     passing = ChannelConfig.of(source=Source.OPENAI, model="m", status=status("unreachable", 5))
-    assert "check again" in (blocked_reason(passing, "/") or "")
+    assert "check again" in (blocked_reason(passing, "/", place="channel") or "")
     bypassed = ChannelConfig.of(
         source=Source.OPENAI, model="m", status=status("auth", 5), bypass_status_check=True
     )
-    assert blocked_reason(bypassed, "/") is None
+    assert blocked_reason(bypassed, "/", place="channel") is None
