@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nio
@@ -255,22 +256,15 @@ async def test_a_question_a_killed_process_left_waiting_is_told_after_the_restar
             await process.proc.wait()
         finally:
             await process.close()
-        process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
         try:
-            await process.wait_ready()
-            notice = "Not answered: the bot stopped before it got to this question. Ask again."
-
-            def told() -> list[dict[str, object]]:
-                return [
-                    s.event.source["content"]
-                    for s in alice.messages(dm, bot.user_id, after)
-                    if s.event.source["content"].get("body", "").endswith(notice)
-                ]
-
-            [content] = await alice.wait_for(told, "the waiting question's notice")
-            code = await process.stop()
+            content, process, code = await _told_after_restart(
+                tmp_path,
+                env,
+                alice,
+                (dm, bot.user_id, after),
+                lambda body: body.endswith(UNANSWERED),
+            )
         finally:
-            await process.close()
             await alice.close()
     relation = content["m.relates_to"]
     assert isinstance(relation, dict)
@@ -279,6 +273,39 @@ async def test_a_question_a_killed_process_left_waiting_is_told_after_the_restar
     assert len(endpoint.asked) == 1  # the waiting question was asked by neither process
     assert _waiting_rows(db) == 0
     assert code == 0 and "Traceback" not in process.log, process.log[-3000:]
+
+
+# What the process after a killed one replies to a question that one left waiting.
+UNANSWERED = "Not answered: the bot stopped before it got to this question. Ask again."
+
+
+async def _told_after_restart(
+    tmp_path: Path,
+    env: dict[str, str],
+    alice: UserClient,
+    where: tuple[str, str, float],
+    says: Callable[[str], bool],
+) -> tuple[dict[str, object], BotProcess, int]:
+    """The process started after a killed one: the content of its one message in the
+    room (`where`: the room, the bot, since when) whose body `says` takes for the notice
+    that the waiting question went unanswered; the process; its exit code after a
+    SIGTERM."""
+    room_id, bot_id, after = where
+    process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
+    try:
+        await process.wait_ready()
+
+        def told() -> list[dict[str, object]]:
+            return [
+                s.event.source["content"]
+                for s in alice.messages(room_id, bot_id, after)
+                if says(str(s.event.source["content"].get("body", "")))
+            ]
+
+        [content] = await alice.wait_for(told, "the waiting question's notice")
+        return content, process, await process.stop()
+    finally:
+        await process.close()
 
 
 def _waiting_rows(db: Path) -> int:
@@ -315,22 +342,9 @@ async def test_a_question_waiting_behind_a_command_is_told_after_a_kill(
             finally:
                 await process.close()
                 held.set()
-            process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
-            try:
-                await process.wait_ready()
-                notice = "Not answered: the bot stopped before it got to this question. Ask again."
-
-                def told() -> list[dict[str, object]]:
-                    return [
-                        s.event.source["content"]
-                        for s in alice.messages(dm, bot.user_id, after)
-                        if s.event.source["content"].get("body", "") == notice
-                    ]
-
-                [content] = await alice.wait_for(told, "the waiting question's notice")
-                code = await process.stop()
-            finally:
-                await process.close()
+            content, process, code = await _told_after_restart(
+                tmp_path, env, alice, (dm, bot.user_id, after), lambda body: body == UNANSWERED
+            )
         finally:
             held.set()
             await alice.close()
