@@ -67,7 +67,9 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append(f"  {name.value} = {value.value:,} ({origin}) — {SPECS[name].help}")
     counts = await ctx.store.quotas.counts(ctx.ref, ctx.actor.id, datetime.now(UTC))
     lines.append("Your allowance:")
-    lines += [f"  {line}" for line in allowance(held, counts, datetime.now(UTC))]
+    lines += [
+        f"  {line}" for line in allowance(held, counts, datetime.now(UTC), ctx.ref.platform.place)
+    ]
     if ctx.is_server_admin:
         lines.append(f"Change one with {_set_usage(ctx)}.")
     elif ctx.is_admin:

@@ -269,14 +269,17 @@ def refusal_text(
     return f"{head}. It frees up {when(free, now)}{sooner}; {who}. Nothing was sent to the model."
 
 
-def allowance(limits: Mapping[LimitName, InForce], counts: Counts, now: datetime) -> list[str]:
-    """What the asker has left under each limit, one line each."""
+def allowance(
+    limits: Mapping[LimitName, InForce], counts: Counts, now: datetime, place: str = "channel"
+) -> list[str]:
+    """What the asker has left under each limit, one line each (`place`: Platform.place)."""
     lines = []
     for name, held in limits.items():
         spent = used(name, counts)
         left = max(0, held.value - spent)
         spec = SPECS[name]
-        who = "you" if spec.per == "user" else f"this {spec.per}"
+        per = place if spec.per == "channel" else spec.per
+        who = "you" if spec.per == "user" else f"this {per}"
         if held.value == 0:  # "0 of 0 left" read as a count run down; 0 allows nothing
             lines.append(f"{name.value}: none allowed for {who} (the limit is 0)")
             continue
