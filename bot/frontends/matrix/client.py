@@ -183,6 +183,9 @@ class MatrixBot:
         backlog = bool(self._client.loaded_sync_token)
         for room_id, info in response.rooms.join.items():
             room = self._client.rooms.get(room_id)
+            levels = newest_power_levels([*info.state, *info.timeline.events])
+            if room is not None and levels is not None:
+                room.power_levels = levels
             if room is not None and decide.is_space(room.room_type):
                 self._leave_space(room_id)
                 continue
@@ -514,6 +517,22 @@ def _who_may_read(info: Any) -> bool:
     """A joined room's sync changed who is in it, may join it or may read it."""
     changed = [*getattr(info, "state", []), *info.timeline.events]
     return any(getattr(e, "source", {}).get("type") in _READERS for e in changed)
+
+
+def newest_power_levels(events: list[Any]) -> nio.PowerLevels | None:
+    """The room's power levels as its newest m.room.power_levels event states them, whole.
+
+    nio merges a new event's `users` and `events` into the old ones, so a user taken out
+    of `users` (how Element sets someone back to the default level) kept their old level,
+    and with it the room's admin rights, until the bot restarted.
+    """
+    found = [
+        e for e in events if isinstance(e, nio.PowerLevelsEvent) and e.source.get("state_key") == ""
+    ]
+    if not found:
+        return None
+    new = found[-1].power_levels
+    return nio.PowerLevels(new.defaults, dict(new.users), dict(new.events))
 
 
 async def _invited_types(response: nio.SyncResponse) -> dict[str, object]:
