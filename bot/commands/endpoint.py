@@ -422,15 +422,22 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines = []
     if "bypass" in args:
         scope = scope_of(args)
+        value = None if args["bypass"] == DEFAULT else bool(args["bypass"])
         await ctx.store.update_config(
             ctx.ref,
             scope,
             ctx.actor,
-            {"bypass_status_check": args["bypass"]},
+            {"bypass_status_check": value},
             action="connect bypass",
         )
-        where = " for this server" if scope is Scope.SERVER else ""
-        lines.append(f"Bypass API status check{where}: {'on' if args['bypass'] else 'off'}.")
+        after = await ctx.store.effective_config(ctx.ref)
+        if value is None:
+            said = _follows(ctx, scope, "bypass API status check", after.bypass_status_check)
+        else:
+            where = " for this server" if scope is Scope.SERVER else ""
+            said = f"Bypass API status check{where}: {'on' if value else 'off'}."
+        remove = f"{ctx.prefix}connect bypass:default"
+        lines.append(said + own_value_note(after, scope, "bypass_status_check", remove=remove))
     result, checked = await _checked(ctx)
     lines.append(checked)
     if result.error_kind == "config":  # no URL or key yet: bypass has nothing to let through
@@ -438,6 +445,14 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if not result.ok and (await ctx.store.effective_config(ctx.ref)).bypass_status_check:
         lines[-1] = f"Status check failed: {result.reason}\nBypass is on, so chat goes through."
     return Reply("\n".join(lines), ok=result.ok)
+
+
+def _follows(ctx: CommandContext, scope: Scope, setting: str, now: bool) -> str:
+    """What a switch set to `default` says: whose value applies now, and what it is."""
+    return (
+        f"{scope_place(scope).capitalize()} now follows the {next_scope(ctx, scope)} "
+        f"{setting}: {'on' if now else 'off'}."
+    )
 
 
 def _list(ids: list[str], narrow: str = "") -> str:
@@ -483,6 +498,15 @@ async def _known_to(ctx: CommandContext, source: Source, model: object) -> bool:
 
 async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = scope_of(args)
+    remove = f"{ctx.prefix}models external state:default"
+    if args.get("state") == DEFAULT:
+        await ctx.store.update_config(
+            ctx.ref, scope, ctx.actor, {"show_external_models": None}, action="models"
+        )
+        after = await ctx.store.effective_config(ctx.ref)
+        said = _follows(ctx, scope, "show external models", after.show_external_models)
+        note = own_value_note(after, scope, "show_external_models", remove=remove)
+        return Reply(f"{said}{note}")
     if not args.get("state", True):
         await ctx.store.update_config(
             ctx.ref, scope, ctx.actor, {"show_external_models": False}, action="models"
@@ -496,7 +520,10 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
                 f"still offers the models the endpoint listed: {source.value} has no "
                 f"built-in list ({ctx.prefix}models list)"
             )
-        return Reply(f"Show external models{where}: off. {ctx.prefix}model {offered}.")
+        note = own_value_note(
+            await ctx.store.effective_config(ctx.ref), scope, "show_external_models", remove=remove
+        )
+        return Reply(f"Show external models{where}: off. {ctx.prefix}model {offered}.{note}")
     config = await ctx.store.effective_config(ctx.ref)
     endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
     try:
@@ -522,7 +549,10 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
     offered = _list(ids, _NARROW.format(p=ctx.prefix))
-    return Reply(f"Show external models: on. The endpoint offers: {offered}{note}")
+    where = " for this server" if scope is Scope.SERVER else ""
+    after = await ctx.store.effective_config(ctx.ref)
+    note += own_value_note(after, scope, "show_external_models", remove=remove)
+    return Reply(f"Show external models{where}: on. The endpoint offers: {offered}{note}")
 
 
 async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:

@@ -8,7 +8,7 @@ import unicodedata
 from itertools import takewhile
 from typing import Any
 
-from bot.commands.spec import Command, Invocation, Kind, Option, usage
+from bot.commands.spec import DEFAULT, Command, Invocation, Kind, Option, usage
 from bot.types import Attachment, SecretValue
 from bot.types.secrets import held_secret, holds_key
 from bot.types.text import (
@@ -488,7 +488,7 @@ def _spelled_out(
 
 
 def _accepted(opt: Option) -> tuple[str, ...]:
-    return SWITCH_ON + SWITCH_OFF if opt.kind is Kind.SWITCH else opt.choices
+    return (*SWITCH_ON, *SWITCH_OFF, DEFAULT) if opt.kind is Kind.SWITCH else opt.choices
 
 
 def coerce(opt: Option, value: Any, prefix: str = "/") -> Any:
@@ -535,7 +535,9 @@ def _coerce(opt: Option, value: Any, prefix: str) -> Any:
         switch = switch_value(text)
         if switch is not None:
             return switch
-        raise CommandError(f"`{opt.name}` must be on or off, not {quoted(text)}.")
+        if text.lower() == DEFAULT:  # the scope's own value goes: the next scope's applies
+            return DEFAULT
+        raise CommandError(f"`{opt.name}` must be on or off (or default), not {quoted(text)}.")
     if opt.kind in (Kind.NUMBER, Kind.INTEGER):
         whole = opt.kind is Kind.INTEGER
         number = parse_whole_number(text) if whole else parse_decimal(text)

@@ -49,7 +49,7 @@ def bind(
     for opt in command.options:
         value = inv.raw.get(opt.name)
         if opt.name in inv.raw and not opt.secret and not str(value).strip():
-            what = "on or off" if opt.kind is Kind.SWITCH else ", ".join(opt.choices)
+            what = "on, off or default" if opt.kind is Kind.SWITCH else ", ".join(opt.choices)
             raise CommandError(
                 f"`{opt.name}:` needs a value ({what})."
                 if what

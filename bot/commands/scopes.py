@@ -41,16 +41,18 @@ def origin_note(config: ChannelConfig, name: str, platform: Platform) -> str:
     return f" ({origin_name(config.origins.get(name, 'default'), platform)})"
 
 
-def own_value_note(config: ChannelConfig, scope: Scope, *names: str) -> str:
+def own_value_note(
+    config: ChannelConfig, scope: Scope, *names: str, remove: str = "`default`"
+) -> str:
     """After a server-wide change: a note naming those of `names` this channel has a value
-    of its own for, which still wins here."""
+    of its own for, which still wins here; `remove`: what, typed here, removes it."""
     own = [n for n in names if config.origins.get(n) == "channel"]
     if scope is not Scope.SERVER or not own:
         return ""
     shown = ", ".join(f"{n} ({BY_NAME[n].show(config.value(n))})" for n in own)
     wins, removes = ("wins", "it") if len(own) == 1 else ("win", "each")
     return (
-        f"\nThis channel has its own {shown}, which {wins} here; `default` without "
+        f"\nThis channel has its own {shown}, which {wins} here; {remove} without "
         f"scope:server removes {removes}."
     )
 

@@ -49,7 +49,7 @@ class Kind(StrEnum):
     CHOICE = "choice"
     NUMBER = "number"
     INTEGER = "integer"
-    SWITCH = "switch"  # on/off
+    SWITCH = "switch"  # on/off, or `default` (a scope's own value removed)
     SECRET = "secret"  # collected privately by the front-end; never echoed
     FILE = "file"  # an attached file (Discord: attachment option; console: a path)
 
@@ -103,6 +103,8 @@ class Invocation:
 
 SOURCES = tuple(s.value for s in Source)
 DEFAULT = "default"  # a value that removes a scope's own, so the next scope's applies
+# What a switch takes as people see it: on, off, or the next scope's value.
+SWITCH_WORDS = ("on", "off", DEFAULT)
 
 
 def walk(commands: tuple[Command, ...]) -> Iterator[tuple[tuple[str, ...], Command]]:
@@ -139,7 +141,7 @@ def usage(
     for opt in command.options:
         if opt == SCOPE and not server:
             continue
-        values = ("on", "off") if opt.kind is Kind.SWITCH else opt.choices
+        values = SWITCH_WORDS if opt.kind is Kind.SWITCH else opt.choices
         shown = "|".join(values) if values and len(values) <= 4 else opt.name
         if opt.required:
             parts.append(f"<{shown}>")

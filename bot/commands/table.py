@@ -101,7 +101,12 @@ TABLE: tuple[Command, ...] = (
         "connect",
         "Run the status check now; optionally set 'bypass API status check'.",
         (
-            Option("bypass", Kind.SWITCH, "on: chat even when the check fails", required=False),
+            Option(
+                "bypass",
+                Kind.SWITCH,
+                "on: chat even when the check fails; default: the server's or operator's",
+                required=False,
+            ),
             SCOPE,
         ),
         slow=True,
@@ -129,7 +134,15 @@ TABLE: tuple[Command, ...] = (
             Command(
                 "external",
                 "Fetch the models the endpoint reports and offer them (off: built-in list).",
-                (Option("state", Kind.SWITCH, "on (default) or off", required=False), SCOPE),
+                (
+                    Option(
+                        "state",
+                        Kind.SWITCH,
+                        "on (if left out), off, or default: the server's or operator's",
+                        required=False,
+                    ),
+                    SCOPE,
+                ),
                 slow=True,
                 handler=e.models_external,
             ),

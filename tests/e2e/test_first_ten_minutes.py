@@ -515,7 +515,7 @@ def test_a_mistyped_option_name_is_named_not_taken_for_a_value(tmp_path: Path) -
     bypass = s.reply("/connect bypas:on")
     assert "`/connect` has no option `bypas`. Did you mean `bypass:`?" in bypass, bypass
     assert "must be on or off" not in bypass, bypass
-    assert "Usage: /connect [bypass:on|off]" in bypass, bypass
+    assert "Usage: /connect [bypass:on|off|default]" in bypass, bypass
     found = s.reply("/models list filtr:4o")
     assert "`/models list` has no option `filtr`. Did you mean `filter:`?" in found, found
     scope = s.reply("/source openai scpe:channel")

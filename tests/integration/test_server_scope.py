@@ -299,3 +299,36 @@ async def test_a_channel_with_its_own_url_keeps_its_v1_fix(harness: Harness) -> 
     await harness.store.record_status(SIBLING, None, "http://127.0.0.1:8/v1")
     await run(harness, "/model x scope:server", SERVER_ADMIN)
     assert (await harness.store.effective_config(SIBLING)).resolved_url == "http://127.0.0.1:8/v1"
+
+
+async def test_a_channels_switch_goes_back_to_the_servers_with_default(harness: Harness) -> None:
+    """Confused-admin probe: once `/connect bypass:off` or `/models external state:off`
+    was run in a channel, it kept its own value for good (the switches took only on or
+    off), so the server's bypass never applied there, and the note after the server-wide
+    change told them to use a `default` the command refused."""
+    assert (await run(harness, f"/proxy set {CLOSED}")).ok
+    await run(harness, "/connect bypass:off")
+    await run(harness, "/models external state:off")
+    server = await run(harness, "/connect bypass:on scope:server", SERVER_ADMIN)
+    assert (
+        "This channel has its own bypass_status_check (off), which wins here; "
+        "/connect bypass:default without scope:server removes it."
+    ) in server.text, server.text
+    assert not (await harness.store.effective_config(REF)).bypass_status_check
+
+    back = await run(harness, "/connect bypass:default")
+    assert back.text.startswith(
+        "This channel now follows the server's (or operator's) bypass API status check: on."
+    ), back.text
+    assert "Bypass is on, so chat goes through." in back.text
+    config = await harness.store.effective_config(REF)
+    assert config.bypass_status_check and config.origins["bypass_status_check"] == "server"
+
+    listed = await run(harness, "/models external state:default")
+    assert listed.ok and listed.text == (
+        "This channel now follows the server's (or operator's) show external models: off."
+    ), listed.text
+    assert await harness.store.scope_values(REF, Scope.CHANNEL) == {"proxy_url": CLOSED}
+    # Spelled as the other switch words are, and refused as before when it is none.
+    assert not (await run(harness, "/connect bypass:perhaps")).ok
+    assert "(or default)" in (await run(harness, "/connect bypass:perhaps")).text

@@ -176,7 +176,7 @@ def test_connect_bypass_spelled_out_and_usage_shows_name_value() -> None:
     connect = find(TABLE, ("connect",))
     key = find(TABLE, ("key", "set"))
     assert connect is not None and key is not None
-    assert usage(("connect",), connect) == "/connect [bypass:on|off] [scope:channel|server]"
+    assert usage(("connect",), connect) == "/connect [bypass:on|off|default] [scope:channel|server]"
     assert usage(("key", "set"), key) == (
         "/key set <openai|claude|mistral|custom> <key> [scope:channel|server]"
     )
@@ -184,7 +184,7 @@ def test_connect_bypass_spelled_out_and_usage_shows_name_value() -> None:
 
 async def test_connect_with_an_empty_value_changes_nothing(harness: Harness) -> None:
     reply = await run(harness, "/connect bypass:")
-    assert not reply.ok and "needs a value (on or off)" in reply.text
+    assert not reply.ok and "needs a value (on, off or default)" in reply.text
     assert (await harness.store.effective_config(REF)).bypass_status_check is False
 
 

@@ -128,7 +128,7 @@ def test_bad_input_says_what_to_do(text: str, fragment: str) -> None:
         ("/source claud", "Did you mean `claude`?"),
         ("/connect bypass:maybe", "must be on or off"),
         ("/model", "Missing `id`"),
-        ("/connect bypass:", "needs a value (on or off)"),
+        ("/connect bypass:", "needs a value (on, off or default)"),
         # A file or text option says what it wants, not "(a value)".
         ("/character import file:''", "`file:` needs a value: the card"),
         ("/params nope 1", "is not a valid name"),

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.commands import Command
-from bot.commands.spec import Kind, Option
+from bot.commands.spec import SWITCH_WORDS, Kind, Option
 
 # Discord's limits for application commands.
 MAX_TOP_LEVEL = 100
@@ -22,7 +22,7 @@ MAX_CHOICE_VALUE = 100
 MAX_STRING_OPTION = 6000  # a string option's max_length may not exceed this
 _NAME = re.compile(r"^[-_\w]{1,32}$")
 
-SWITCH_CHOICES = ("on", "off")
+SWITCH_CHOICES = SWITCH_WORDS
 ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
 
 # (interaction, table path, option values as Discord delivered them)
