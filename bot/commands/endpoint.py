@@ -8,6 +8,7 @@ from typing import Any
 from bot.commands.catalog import BUILTIN_MODELS
 from bot.commands.parse import CommandError, suggest
 from bot.commands.scopes import (
+    next_scope,
     now_uses_next,
     origin_name,
     own_value_note,
@@ -177,6 +178,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     )
     shown = f" (ends …{key.last4})" if key.last4 else ""
     text = f"Saved the {source.value} key for {scope_place(scope, ctx.ref.platform)}{shown}."
+    own = await _own_key_note(ctx, scope, source)
     if source is not Source.CLAUDE and key.reveal().startswith("sk-ant-"):
         text += (
             f" It looks like a Claude key (sk-ant-…): {ctx.prefix}key set claude stores it "
@@ -189,12 +191,31 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         not_sent = await key_not_sent(ctx, config)
         if not_sent:
             text += f" It is kept{not_sent}."
-        text += "\n" + (await _checked(ctx))[1]
+        # The check that follows is run with this channel's own key, when it has one.
+        text += own + "\n" + (await _checked(ctx))[1]
     else:
         place = ctx.ref.platform.place
         text += f" This {place} uses {config.source.value}; {ctx.prefix}source {source.value} "
-        text += "switches to it."
+        text += "switches to it." + own
     return Reply(text)
+
+
+async def _own_key_note(ctx: CommandContext, scope: Scope, source: Source) -> str:
+    """After a server-wide key change: a note when this channel has a key of its own for
+    `source`, which is the one its requests (and the status check that follows) use."""
+    if scope is not Scope.SERVER:
+        return ""
+    try:
+        origin = await ctx.store.secret_origin(ctx.ref, api_key_name(source))
+    except SecretUnreadable:
+        return ""  # /settings says so on its own line
+    if origin is None or origin[0] != "channel":
+        return ""
+    ends = f" (…{origin[1]})" if origin[1] else ""
+    return (
+        f"\nThis channel has its own {source.value} key{ends}, which wins here; "
+        f"{ctx.prefix}key clear {source.value} without scope:server removes it."
+    )
 
 
 async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -207,6 +228,7 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             ok=False,
         )
     text = f"Removed the {source.value} key for {scope_place(scope, ctx.ref.platform)}."
+    text += await _own_key_note(ctx, scope, source)
     if (await ctx.store.effective_config(ctx.ref)).source is source:
         # The last check passed with that key: check again, or /settings keeps saying OK.
         text += "\n" + (await _checked(ctx))[1]
@@ -277,7 +299,7 @@ async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     if cut:
         lines.append(cut)
-    overridden = own_value_note(after, scope, "proxy_url")
+    overridden = own_value_note(after, scope, "proxy_url", remove=f"{ctx.prefix}proxy clear")
     if overridden:
         lines.append(overridden.strip())
     lines.append((await _checked(ctx))[1])
@@ -450,8 +472,8 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 def _follows(ctx: CommandContext, scope: Scope, setting: str, now: bool) -> str:
     """What a switch set to `default` says: whose value applies now, and what it is."""
     return (
-        f"{scope_place(scope).capitalize()} now follows the {next_scope(ctx, scope)} "
-        f"{setting}: {'on' if now else 'off'}."
+        f"{scope_place(scope, ctx.ref.platform).capitalize()} now follows the "
+        f"{next_scope(ctx, scope)} {setting}: {'on' if now else 'off'}."
     )
 
 

@@ -332,3 +332,44 @@ async def test_a_channels_switch_goes_back_to_the_servers_with_default(harness: 
     # Spelled as the other switch words are, and refused as before when it is none.
     assert not (await run(harness, "/connect bypass:perhaps")).ok
     assert "(or default)" in (await run(harness, "/connect bypass:perhaps")).text
+
+
+async def test_a_server_wide_key_or_url_this_channel_overrides_says_so(harness: Harness) -> None:
+    """Confused-admin probe: `/key set openai scope:server` typed in a channel with its
+    own openai key said only "Saved … for this server", then a status check run with the
+    channel's key, not the new one; and after `/proxy set … scope:server` the note told
+    them `default` removes the channel's URL, which `/proxy set` refuses as a URL."""
+    assert (await run(harness, f"/proxy set {CLOSED}")).ok
+    server_url = await run(harness, "/proxy set http://127.0.0.1:7/v1 scope:server", SERVER_ADMIN)
+    assert (
+        "This channel has its own proxy_url (http://127.0.0.1:9/v1), which wins here; "
+        "/proxy clear without scope:server removes it."
+    ) in server_url.text, server_url.text
+
+    def key(text: str, scope: str = "") -> dict[str, object]:
+        return {"source": "openai", "key": SecretValue(text)} | ({"scope": scope} if scope else {})
+
+    own = await harness.core.run_command(
+        REF, ADMIN, Invocation(("key", "set"), key("sk-channel-0000002222"))
+    )
+    assert own.ok, own.text
+    server = await harness.core.run_command(
+        REF, SERVER_ADMIN, Invocation(("key", "set"), key("sk-server-0000004444", "server"))
+    )
+    note = (
+        "This channel has its own openai key (…2222), which wins here; /key clear openai "
+        "without scope:server removes it."
+    )
+    assert server.text.startswith("Saved the openai key for this server (ends …4444)."), server
+    assert f"{note}\nStatus check failed" in server.text, server.text
+    assert "sk-server" not in server.text and "sk-channel" not in server.text
+    # From a channel without its own key: nothing to say.
+    sibling = await harness.core.run_command(
+        SIBLING, SERVER_ADMIN, Invocation(("key", "set"), key("sk-server-0000005555", "server"))
+    )
+    assert "its own" not in sibling.text, sibling.text
+    cleared = await harness.core.run_command(
+        REF, SERVER_ADMIN, Invocation(("key", "clear"), {"source": "openai", "scope": "server"})
+    )
+    assert cleared.text.startswith(f"Removed the openai key for this server.\n{note}")
+    assert await harness.store.secret_origin(REF, "openai_api_key") == ("channel", "2222")
