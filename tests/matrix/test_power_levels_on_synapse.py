@@ -14,7 +14,7 @@ from tests.peers.synapse import SynapseServer
 
 pytestmark = [pytest.mark.synapse]
 
-REFUSED = "Only admins of this channel can use !model"
+REFUSED = "Only admins of this room can use !model"
 
 
 async def test_an_admin_demoted_while_the_bot_runs_configures_no_more(
