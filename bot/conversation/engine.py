@@ -673,7 +673,11 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if continuing is not None:  # the answer so far goes with the request, to go on from
             request, overflow = await self._requests.build(ref, config, history, sees, True)
         else:
-            before = history[: history.index(answer) if answer in history else len(history)]
+            # Found as the entry itself: entries compare by their words, so an earlier
+            # answer saying the same ("Hello there!") cut the history there, and the
+            # model was asked an older question for this one.
+            at = next((i for i, e in enumerate(history) if e is answer), len(history))
+            before = history[:at]
             request, overflow = await self._requests.build(ref, config, before, sees)
         if overflow is None:  # one that cannot fit is not sent: nothing to charge
             refused = await self._charge(ref, actor.id, config, request, prefix)

@@ -92,6 +92,22 @@ async def test_regenerate_and_swipe_edit_the_answer_in_place(
     assert bot_messages(world.channel, world.bot_id) == ["first answer and more"]
 
 
+async def test_regenerate_asks_the_newest_question_when_an_older_answer_says_the_same(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Busy-channel probe: two questions got the same words back ("Hello there!"), and 🔄
+    on the newest sent the model the history only up to the older answer: it was asked
+    the older question, and what it said was stored and shown as the newest one's."""
+    await ask(world, world.member, "one")
+    answer = await ask(world, world.member, "two")
+    asked = endpoint.requests[-1]["messages"]
+    assert asked[-1]["content"].endswith("two")
+    endpoint.script = Script(chunks=["another"])
+    await world.member.click(answer, custom_id=the_id(answer, "regen"))
+    assert endpoint.requests[-1]["messages"] == asked  # the same question, the same history
+    assert fresh(world, answer).content == "another"
+
+
 async def test_others_are_refused_privately_and_admins_may(
     world: World, endpoint: FakeOpenAI
 ) -> None:
