@@ -129,6 +129,9 @@ class Shown:
     row: int | None = None  # the answer's stored row (a failed question's); None: streaming
     answered: bool = True  # False: the model failed and the message shows the error
     removed: bool = False  # someone removed one of its events: nothing reaches it any more
+    # Set once it has ended (its row known, or it never will be): a reaction on it while
+    # it is written waits for this (MessageHandler.react).
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Place:
@@ -401,6 +404,7 @@ class MessageHandler:
                 await target.send(page)
         except SendFailed as err:
             log.warning("could not post a greeting in %s: %s", ref.channel_id, err)
+            shown.ended.set()
             return
         count = max(greeting.count, 1)
         result = TurnResult(
@@ -474,6 +478,10 @@ class MessageHandler:
     async def _settled(self, shown: Shown, result: TurnResult) -> None:
         """Remember the answer an event shows now, so reactions and controls reach it, and
         note it in the store, so removing one of its events forgets it."""
+        if not result.notice:  # a notice leaves nothing to change: its row stays None
+            shown.answered = result.answer_id is not None
+            shown.row = result.answer_id if shown.answered else result.question_id
+        shown.ended.set()
         if not shown.event_ids:
             return
         first = shown.event_ids[0]
@@ -483,8 +491,6 @@ class MessageHandler:
         if shown.removed:  # tied to its events all the same: the store forgets it
             await self._core.shown_in(shown.ref, result.answer_id, shown.event_ids)
             return
-        shown.answered = result.answer_id is not None
-        shown.row = result.answer_id if shown.answered else result.question_id
         self._shown[first] = shown
         self._shown.move_to_end(first)
         self._newest[str(shown.ref)] = first
@@ -567,6 +573,17 @@ class MessageHandler:
             if self._core.stop_refusal(shown.ref, actor) is None:
                 self._core.stop(shown.ref)  # the answer itself shows that it stopped
             return
+        if shown.row is None:
+            # Still being written. Run now, the control would act on whatever turn is the
+            # newest when its turn came: a question sent meanwhile got its answer
+            # regenerated into this one's event. Acted on once it has ended, as itself.
+            await shown.ended.wait()
+            if shown.row is None or shown.removed:  # a notice, undelivered, or removed
+                return
+            facts = AnswerFacts(shown.asker, shown.answered)  # 🔄 on an error: retry
+            words = reaction_command(key, facts, sender=sender, admin=self._core.is_admin(actor))
+            if words is None:
+                return
         if not await self._hold_personal(room):  # said in the log
             return
         inv = self._core.parse(f"{self.prefix}{' '.join(words)}", Platform.MATRIX)
@@ -862,6 +879,7 @@ class MessageHandler:
         except SendFailed as err:
             log.warning("an answer in %s could not be delivered: %s", msg.room_id, err)
         finally:
+            shown.ended.set()  # settled, or never will be: nothing waits for it in vain
             if not target.event_ids:
                 await self._api.typing(msg.room_id, False)
 
