@@ -12,6 +12,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -578,8 +579,16 @@ class HistoryPart:
             newest_kept = (
                 select(m.c.id).where(here).order_by(m.c.id.desc()).offset(keep - 1).limit(1)
             ).scalar_subquery()
+            # A turn partly kept stays whole: its question (a greeting's first) is older
+            # than its answers, so a question regenerated `keep` times fell outside the
+            # newest `keep`. Left without it, the newest answer read as a character's
+            # greeting (its controls said so) and went to the model without its question.
+            turn_start = (
+                select(func.min(m.c.reply_to)).where(here, m.c.id >= newest_kept)
+            ).scalar_subquery()
+            cut = case((turn_start < newest_kept, turn_start), else_=newest_kept)
             # The oldest first, _PRUNE_CHUNK a transaction: writers wait for one at most.
-            chunk = select(m.c.id).where(here, m.c.id < newest_kept).order_by(m.c.id)
+            chunk = select(m.c.id).where(here, m.c.id < cut).order_by(m.c.id)
             older = delete(m).where(m.c.id.in_(chunk.limit(_PRUNE_CHUNK).scalar_subquery()))
             while removed < most:
                 gone = await self._db.write("history prune", _deleting(older))

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from sqlalchemy import select, update
 
+from bot.conversation import engine as engine_module
 from bot.conversation import stream
 from bot.conversation.budget import estimate_tokens
 from bot.conversation.engine import KEPT_MESSAGES
@@ -1265,6 +1266,39 @@ async def test_housekeeping_keeps_each_conversations_newest_messages(
             left = [r.content for r in await conn.execute(select(MessageRow.__table__))]
         assert len(left) == KEPT_MESSAGES and "m4" not in left and "m5" in left
         assert (await chat(core, "still here?")).final == ("Hello there!", None)
+    finally:
+        await core.close()
+
+
+async def test_housekeeping_keeps_a_turn_regenerated_past_the_kept_messages_whole(
+    database_url: str, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage probe: the kept messages count the answers swiped past, and a question is
+    older than its answers, so the newest question regenerated as many times as a
+    conversation keeps was deleted by the hourly prune. Its answers stayed: the newest
+    read as a character's greeting (🔄 said so, ◀ ▶ became an admin's), and the model
+    got it without the question it answers."""
+    monkeypatch.setattr(engine_module, "KEPT_MESSAGES", 4)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await chat(core, "earlier")
+        await chat(core, "tell me")
+        for n in range(4):
+            endpoint.script = Script(chunks=[f"v{n}"])
+            await control(core, "/regenerate")
+        await core.housekeeping()
+        assert [(e.role, e.content) for e in await rows(core)] == [
+            (Role.USER, "tell me"),
+            (Role.ASSISTANT, "v3"),
+        ]  # the turn before it went
+        done, _ = await control(core, "/swipe prev", Actor("u2", "Bob"))
+        assert "Only Ada or an admin" in done.answer  # type: ignore[union-attr]
+        done, _ = await control(core, "/swipe prev")
+        assert (done.answer, done.alternative, done.greeting) == ("v2", (4, 5), False)  # type: ignore[union-attr]
+        endpoint.script = Script(chunks=["v4"])
+        done, _ = await control(core, "/regenerate")
+        assert (done.answer, done.alternative) == ("v4", (6, 6))  # type: ignore[union-attr]
+        assert [m["content"] for m in endpoint.requests[-1]["messages"]] == ["tell me"]
     finally:
         await core.close()
 
