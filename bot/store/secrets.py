@@ -109,8 +109,19 @@ class SecretBox:
             raise ValueError(f"{SETTING} is empty: {_HOW_TO_FIX}.")
         keys: list[bytes] = []
         for position, entry in enumerate(entries, start=1):
-            try:
-                raw = base64.urlsafe_b64decode(entry + "=" * (-len(entry) % 4))
+            odd = next((c for c in entry if c.isspace() or c in ";#"), None)
+            if odd is not None:
+                # Read leniently, `NEW OLD` was NEW alone: OLD's secrets went unreadable,
+                # and `rotate-keys --forget-unreadable` deleted them.
+                what = "a space or line break" if odd.isspace() else f"a {odd}"
+                raise ValueError(
+                    f"{SETTING} entry #{position} has {what} in it: separate keys with commas "
+                    "only, and put a comment on a line of its own."
+                )
+            try:  # strictly: leniently read, a key run on into another was the first alone
+                raw = base64.b64decode(
+                    entry + "=" * (-len(entry) % 4), altchars=b"-_", validate=True
+                )
             except (binascii.Error, ValueError):
                 raw = b""
             if len(raw) != _KEY_BYTES:

@@ -655,3 +655,43 @@ def test_one_secret_no_key_opens_can_be_forgotten_so_the_rest_rotate(tmp_path: P
         assert conn.execute(
             "SELECT actor_id, action, detail FROM audit_log WHERE action = 'secret.forget'"
         ).fetchall() == [("operator", "secret.forget", "openai_api_key unreadable")]
+
+
+@pytest.mark.parametrize("between", [" ", ";", "\n", ""])
+def test_two_keys_not_separated_by_a_comma_stop_the_start_and_delete_nothing(
+    tmp_path: Path, between: str
+) -> None:
+    """`BOT_SECRET_KEYS=NEW OLD` (a space, not a comma) was read as NEW alone: the secrets
+    under OLD were unreadable, and `rotate-keys --forget-unreadable`, which the refusal
+    names, deleted them."""
+    old, new = (chatbot(tmp_path, "keygen").stdout.strip() for _ in range(2))
+    assert chatbot(tmp_path, "migrate").returncode == 0
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/bot.db"
+    admin = Actor("a", "A", is_channel_admin=True)
+
+    async def put(keys: str, channel: str, value: str) -> None:
+        store = await Store.open(
+            url, SecretBox.from_setting(keys), defaults=ChannelConfig.of(source=Source.OPENAI)
+        )
+        ref = ChannelRef(Platform.CONSOLE, channel_id=channel)
+        await store.set_secret(ref, Scope.CHANNEL, "openai_api_key", SecretValue(value), admin)
+        await store.close()
+
+    asyncio.run(put(old, "before", "sk-under-old-666"))  # before the new key came
+    asyncio.run(put(f"{new},{old}", "after", "sk-under-new-777"))  # set since
+
+    def stored() -> list[tuple[object, ...]]:
+        with sqlite3.connect(tmp_path / "data" / "bot.db") as conn:
+            return conn.execute("SELECT key_id, nonce, ciphertext FROM secrets").fetchall()
+
+    before = stored()
+    keys = f"{new}{between}{old}"
+    for args in (["rotate-keys", "--forget-unreadable"], ["console"]):
+        result = chatbot(tmp_path, *args, stdin="/quit\n", BOT_SECRET_KEYS=keys)
+        stderr = one_line_failure(result)
+        assert "BOT_SECRET_KEYS entry #1" in stderr, args
+        if between:
+            assert "separate keys with commas" in stderr
+        assert new.rstrip("=") not in stderr and old.rstrip("=") not in stderr
+        assert "sk-under" not in result.stdout + stderr
+        assert stored() == before, args

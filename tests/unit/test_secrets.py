@@ -63,6 +63,21 @@ def test_key_without_padding_and_with_spaces_is_accepted() -> None:
     assert box.primary_key_id == key_id_of(base64.urlsafe_b64decode(key))
 
 
+@pytest.mark.parametrize("after", [" # the new one", ";", "\n", "\t"])
+def test_anything_but_a_comma_after_a_key_is_refused_not_dropped(after: str) -> None:
+    """Decoded leniently, `KEY # comment` or `NEW;OLD` was the first key alone."""
+    first, second = generate_key(), generate_key()
+    with pytest.raises(ValueError) as err:
+        SecretBox.from_setting(f"{first}{after}{second if after != ' # the new one' else ''}")
+    assert "entry #1 has" in str(err.value) and "separate keys with commas" in str(err.value)
+    assert first not in str(err.value) and second not in str(err.value)
+
+
+def test_a_key_run_on_into_another_is_refused() -> None:
+    with pytest.raises(ValueError, match="entry #1 is not a valid key"):
+        SecretBox.from_setting(generate_key() + generate_key())
+
+
 def test_key_id_is_stable_and_short() -> None:
     key = generate_key()
     assert box_of(key).primary_key_id == box_of(key).primary_key_id
