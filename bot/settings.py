@@ -337,11 +337,27 @@ def read_database_url(value: str) -> str:
 _ASYNCPG_OPTIONS = ("host", "ssl", "target_session_attrs", "prepared_statement_cache_size")
 # libpq's name for one: managed PostgreSQL services hand out `?sslmode=require`.
 _LIBPQ_NAMES = {"sslmode": "ssl"}
+# The values asyncpg takes for the options that are choices (libpq's, as written there).
+_ASYNCPG_CHOICES = {
+    "ssl": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "target_session_attrs": (
+        "any",
+        "primary",
+        "standby",
+        "prefer-standby",
+        "read-write",
+        "read-only",
+    ),
+}
+# SQLAlchemy's cache of prepared statements per connection (0: none); below 0 it never
+# returned from the first query.
+_STATEMENT_CACHE = _whole(0, 1_000_000)
 
 
 def _asyncpg_options(url: URL) -> URL:
     """`url` with libpq's `sslmode` as asyncpg's `ssl` (the same values); any option asyncpg
-    does not take is refused here, not met as a traceback when the database is opened."""
+    does not take, and any value it does not take, is refused here, not met as a traceback
+    (or a start that never ends) when the database is opened."""
     if all(name in url.query for name in ("ssl", "sslmode")):
         raise ValueError("it has both ?ssl= and ?sslmode=, which are one option: keep one")
     query = {_LIBPQ_NAMES.get(k, k): v for k, v in url.query.items()}
@@ -351,6 +367,23 @@ def _asyncpg_options(url: URL) -> URL:
             f"?{unknown[0]}= is no option asyncpg takes; a PostgreSQL URL may carry "
             f"{', '.join(o + '=' for o in _ASYNCPG_OPTIONS)} (sslmode= is read as ssl=)"
         )
+    for name, value in query.items():
+        if name == "host":  # several are several hosts, tried in turn
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"?{name}= is given more than once: keep one")
+        if name in _ASYNCPG_CHOICES:
+            choice = value.strip().lower().replace("_", "-")
+            if choice not in _ASYNCPG_CHOICES[name]:  # the value is not quoted: see above
+                raise ValueError(f"?{name}= must be one of {', '.join(_ASYNCPG_CHOICES[name])}")
+            query[name] = choice
+        else:
+            try:
+                query[name] = str(_STATEMENT_CACHE(value))
+            except ValueError:
+                raise ValueError(
+                    f"?{name}= must be a whole number from 0 (no cache) to 1000000"
+                ) from None
     return url.set(query=query)
 
 

@@ -109,6 +109,35 @@ def test_a_postgresql_url_as_managed_services_give_it_works(
     assert "?connect_timeout= is no option asyncpg takes" in said and "ssl=" in said, said
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "prepared_statement_cache_size=abc",  # an 80-line ValueError
+        "prepared_statement_cache_size=-1",  # `chatbot migrate` never ended
+        "ssl=disable&ssl=require",  # "cannot reach the database (ConnectionError)"
+        "target_session_attrs=master",  # "one of <built-in method values of mappingproxy…>"
+    ],
+)
+def test_a_postgresql_option_value_asyncpg_cannot_take_is_one_line_at_start(
+    tmp_path: Path, postgres_url: str, query: str
+) -> None:
+    password = "Pg0ptionPassw0rd"
+    url = postgres_url.replace("postgres@", f"postgres:{password}@") + f"?{query}"
+    result = chatbot(tmp_path, "migrate", DATABASE_URL=url)
+    said = one_line_failure(result)
+    assert said.startswith("chatbot: Setting DATABASE_URL is invalid: ?"), said
+    assert password not in said
+    assert not (tmp_path / "data").exists()  # refused before anything was opened
+
+
+def test_postgresql_option_values_in_capitals_work(tmp_path: Path, postgres_url: str) -> None:
+    """libpq's values as some tools write them: `sslmode=Disable` was refused by asyncpg."""
+    query = "sslmode=Disable&target_session_attrs=Read-Write&prepared_statement_cache_size=0"
+    result = chatbot(tmp_path, "migrate", DATABASE_URL=f"{postgres_url}?{query}")
+    assert result.returncode == 0, result.stderr
+    assert "Database is at revision" in result.stdout
+
+
 def test_the_bots_files_are_its_users_only_also_those_an_older_version_left(
     tmp_path: Path,
 ) -> None:

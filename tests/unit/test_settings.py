@@ -102,6 +102,38 @@ def test_ssl_given_twice_is_refused() -> None:
     assert "both ?ssl= and ?sslmode=" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("prepared_statement_cache_size=abc", "?prepared_statement_cache_size= must be a whole"),
+        ("prepared_statement_cache_size=-1", "from 0 (no cache) to 1000000"),
+        ("prepared_statement_cache_size=1e3", "from 0 (no cache) to 1000000"),
+        ("prepared_statement_cache_size=1&prepared_statement_cache_size=2", "more than once"),
+        ("sslmode=requir", "?ssl= must be one of disable, allow, prefer, require, verify-ca"),
+        ("ssl=require&ssl=disable", "?ssl= is given more than once: keep one"),
+        ("target_session_attrs=master", "must be one of any, primary, standby, prefer-standby"),
+    ],
+)
+def test_a_postgresql_option_asyncpg_cannot_take_is_named_at_start(
+    query: str, fragment: str
+) -> None:
+    """Met when the database was opened: a traceback (`abc`), a start that never ended
+    (`-1`), or asyncpg's own words naming a Python object instead of the choices."""
+    with pytest.raises(SettingsError) as err:
+        load_settings(database_url=f"postgresql+asyncpg://bot:Pa55word-x@h/db?{query}")
+    assert str(err.value).startswith("Setting DATABASE_URL is invalid: ")
+    assert fragment in str(err.value) and "Pa55word" not in str(err.value)
+
+
+def test_postgresql_option_values_are_read_as_libpq_writes_them() -> None:
+    url = "postgresql+asyncpg://b@h/db?sslmode=Verify_Full&target_session_attrs=READ-WRITE"
+    settings = load_settings(database_url=url + "&prepared_statement_cache_size=1,000")
+    assert settings.db_url == (
+        "postgresql+asyncpg://b@h/db?prepared_statement_cache_size=1000&ssl=verify-full"
+        "&target_session_attrs=read-write"
+    )
+
+
 def test_a_name_in_dotenv_that_is_nearly_a_setting_is_said(tmp_path: Path) -> None:
     """`DEFAULT_SOURC=custom` was ignored without a word, and the default used."""
     (tmp_path / ".env").write_text(
