@@ -251,7 +251,7 @@ def _database_failure(
         )
     host = f"{url.host or url.query.get('host') or 'localhost'}:{url.port or 5432}"
     if upgrading is not None:
-        said = shorten(redact(str(cause), [url.password or ""]), 200) or type(cause).__name__
+        said = _driver_words(cause, [url.password or ""])
         return (
             f"could not upgrade the database at {host} from schema revision {upgrading} "
             f"({said}); it was left as it was. Check the database's log, then start again."
@@ -260,7 +260,7 @@ def _database_failure(
         # The driver's own words ("password authentication failed for user …", "database
         # … does not exist"), under SQLAlchemy's adapter whose name says nothing.
         driver: BaseException = (err.orig.__cause__ or err.orig) if err.orig else err
-        said = shorten(redact(str(driver), [url.password or ""]), 200) or type(driver).__name__
+        said = _driver_words(driver, [url.password or ""])
         return (
             f"the database at {host} refused the start ({said}): check {named} and the "
             "database's log."
@@ -271,9 +271,16 @@ def _database_failure(
         why = "host name not found"
     elif isinstance(err, TimeoutError):
         why = "no answer in time"
-    else:
-        why = err.strerror or type(err).__name__
+    else:  # asyncpg's words when it has no errno: "… rejected SSL upgrade" (?ssl=require)
+        why = err.strerror or _driver_words(err, [url.password or ""])
     return f"cannot reach the database at {host} ({why}): start it, or correct {named}."
+
+
+def _driver_words(cause: BaseException | None, passwords: list[str]) -> str:
+    """A driver's message on one line of at most 200 characters, without the passwords
+    (PostgreSQL's come with a HINT line: `verify-full` without a root certificate)."""
+    said = " ".join(redact(str(cause), passwords).split())
+    return shorten(said, 200) or type(cause).__name__
 
 
 def default_proxy_url(settings: Settings) -> str:
@@ -858,7 +865,7 @@ async def copy_database(settings: Settings, to: str) -> list[Copied]:
         log.debug("the copy failed", exc_info=True)  # for LOG_LEVEL=DEBUG
         failed = err.cause if isinstance(err, CopyFailed) else err
         cause = failed.orig if isinstance(failed, DBAPIError) else failed
-        said = shorten(redact(str(cause), passwords), 200) or type(cause).__name__
+        said = _driver_words(cause, passwords)
         if isinstance(err, CopyFailed):  # after the upgrade: the tables are there, empty
             raise StartError(
                 f"copying the table {err.table} failed ({said}). Nothing was copied: the --to "

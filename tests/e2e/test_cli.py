@@ -499,6 +499,24 @@ def test_a_database_that_refuses_the_start_says_why(
     assert "(Error)" not in stderr
 
 
+@pytest.mark.postgres
+def test_a_database_that_will_not_speak_tls_as_asked_says_why_in_one_line(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The test server has no TLS. `?ssl=require` said "cannot reach the database
+    (ConnectionError)"; `?sslmode=verify-full` without a root certificate took two lines
+    (PostgreSQL's HINT on the second)."""
+    assert chatbot(tmp_path, "migrate").returncode == 0  # an SQLite source for the copy
+    cases = {"ssl=require": "rejected SSL upgrade", "sslmode=verify-full": "root certificate"}
+    for query, reason in cases.items():
+        url = f"{postgres_url}?{query}"
+        started = chatbot(tmp_path, "migrate", HOME=str(tmp_path), DATABASE_URL=url)
+        copied = chatbot(tmp_path, "copy-database", "--to", url, HOME=str(tmp_path))
+        for result in (started, copied):
+            said = one_line_failure(result, code=1)
+            assert reason in said, said
+
+
 def test_a_data_dir_that_cannot_hold_the_database_is_named(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     for command in ("console", "migrate"):
