@@ -263,6 +263,21 @@ def _proxy_url(value: str) -> str:
     return url.rstrip("/")
 
 
+def _login_password(value: str) -> SecretValue:
+    """MATRIX_PASSWORD as a login form takes one: the line breaks around it taken off (a
+    secret file's last newline, a CRLF file's `\r`: the homeserver refused the login, and
+    the password looked right), spaces kept (a passphrase has them); a line break or a
+    control character inside refused, by its position, never the value."""
+    password = value.strip("\r\n")
+    if (inside := next((i for i, c in enumerate(password) if c in "\r\n"), None)) is not None:
+        raise ValueError(f"has a line break at position {inside + 1}: a password is one line")
+    try:
+        refuse_controls(password, "password")
+    except TextError as err:  # its first sentence, in this setting's one line
+        raise ValueError(str(err).split(". ")[0].removeprefix("The password ")) from None
+    return SecretValue(password)
+
+
 def _model(value: str) -> str:
     """A model id as `/model` takes it: visible characters, the edges' spaces dropped."""
     try:
@@ -471,7 +486,7 @@ class Settings:
 
     matrix_homeserver: str = setting("", _homeserver)
     matrix_user_id: str = setting("", _matrix_user, "use the bot's full id, e.g. @bot:example.org")
-    matrix_password: SecretValue = setting(_NO_KEY, SecretValue)
+    matrix_password: SecretValue = setting(_NO_KEY, _login_password)
     matrix_access_token: SecretValue = setting(_NO_KEY, _credential("access token"))
     matrix_device_name: str = setting("chat-completion-bot", _text)
     matrix_command_prefix: str = setting("!", _prefix)

@@ -122,6 +122,22 @@ async def test_a_wrong_password_stops_the_bot_with_a_fix(
     assert "Traceback" not in err and bot.password not in err
 
 
+async def test_a_password_with_the_line_break_a_secret_file_leaves_logs_in(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """A password from a file (`kubectl create secret --from-file`, `echo pw > file`) or a
+    CRLF env file ends in a line break: the homeserver refused the login, and the
+    MATRIX_PASSWORD the operator checked looked right."""
+    bot = synapse_server.register("bot")
+    env = _env(tmp_path, synapse_server, bot, await keygen())
+    env["MATRIX_PASSWORD"] = bot.password + "\r\n"
+    async with await BotProcess.start(tmp_path, env, ready_marker="logged in to") as process:
+        await process.wait_ready()
+        code = await process.stop()
+    assert code == 0, process.log[-3000:]
+    assert "Traceback" not in process.log and bot.password not in process.log
+
+
 async def test_what_was_sent_while_the_bot_restarted_is_handled_at_its_start(
     synapse_server: SynapseServer, tmp_path: Path
 ) -> None:

@@ -465,6 +465,39 @@ def test_platform_settings_mistakes(
 
 
 @pytest.mark.parametrize(
+    ("given", "password"),
+    [
+        ("correct horse battery\n", "correct horse battery"),  # a secret file's last line
+        ("Hunter-2-long\r", "Hunter-2-long"),  # a CRLF env file
+        ("\r\n pass word \r\n", " pass word "),  # spaces may be the password's own
+    ],
+)
+def test_a_matrix_password_loses_the_line_breaks_around_it(
+    monkeypatch: pytest.MonkeyPatch, given: str, password: str
+) -> None:
+    monkeypatch.setenv("MATRIX_PASSWORD", given)
+    assert load_settings().matrix_password.reveal() == password
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ("first-Line-pw\nsecond-Line", "has a line break at position 14: a password is one"),
+        ("bell-in-it\x07-pw", "has a control character (U+0007) at position 11."),
+    ],
+)
+def test_a_matrix_password_with_a_line_break_inside_is_named_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, given: str, fragment: str
+) -> None:
+    monkeypatch.setenv("MATRIX_PASSWORD", given)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(err.value).startswith("Setting MATRIX_PASSWORD is invalid: "), err.value
+    said = str(err.value)
+    assert fragment in said and "-pw" not in said and "Line" not in said
+
+
+@pytest.mark.parametrize(
     ("typed", "url"),
     [
         ("matrix.example.org", "https://matrix.example.org"),  # as Element takes it
