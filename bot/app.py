@@ -42,6 +42,7 @@ from bot.store import (
     Lease,
     SecretBox,
     Store,
+    StoreBusy,
     StoreDamaged,
     StoreError,
     StoreUnwritable,
@@ -232,10 +233,23 @@ def _database_failure(
             if named == "DATABASE_URL":
                 return _damaged(settings, why)
             return f"{where} is damaged or is no database ({why}). Give {named} a new file."
+        left = (
+            ""
+            if upgrading is None
+            else f" The upgrade from schema revision {upgrading} was not made: the file was "
+            "left as it was."
+        )
         if isinstance(typed := classify(err), StoreUnwritable) and typed.full:  # not the folder
             return (
                 f"cannot write {where} ({why}): the disk may be full or failing, or a file "
-                "size limit (ulimit -f) holds the bot. Free space there, then start again."
+                f"size limit (ulimit -f) holds the bot.{left} Free space there, then start "
+                "again."
+            )
+        if isinstance(typed, StoreBusy) and upgrading is not None:  # not the file's rights
+            return (
+                f"could not upgrade {where}: another process held its write lock all the "
+                f"while the upgrade waited ({why}).{left} End what holds it (a stuck bot "
+                "process, an sqlite3 shell inside a transaction), then start again."
             )
         if upgrading is not None:
             return (

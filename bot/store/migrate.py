@@ -14,12 +14,13 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event, inspect, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from bot.store.db import create_engine
+from bot.store.errors import classify
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ async def _run(url: str, action: Callable[[Config], None]) -> None:
     # A connection handed to env.py, so migrations run inside the caller's event loop
     # instead of a nested asyncio.run.
     engine = migration_engine(url)
+    said = _first_failure(engine)
     try:
         async with engine.connect() as connection:
             if connection.dialect.name == "postgresql":
@@ -161,8 +163,27 @@ async def _run(url: str, action: Callable[[Config], None]) -> None:
                 if broken:  # rolled back with the rest when the connection closes
                     raise MigrationBroke(f"{len(broken)} rows refer to rows that are gone")
             await connection.commit()
+    except DBAPIError as err:
+        if said and classify(err) is None:
+            raise said[0] from err
+        raise
     finally:
         await engine.dispose()
+
+
+def _first_failure(engine: AsyncEngine) -> list[DBAPIError]:
+    """The first failure on `engine` that says what is wrong (a full disk, a lock), kept
+    for when a later one is raised instead: SQLite rolls a whole transaction back on a
+    full disk, and Alembic's clean-up of its half-made table then fails ("no such table")."""
+    said: list[DBAPIError] = []
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _keep(context: ExceptionContext) -> None:
+        failure = context.sqlalchemy_exception
+        if not said and isinstance(failure, DBAPIError) and classify(failure) is not None:
+            said.append(failure)
+
+    return said
 
 
 async def upgrade(url: str, revision: str = "head") -> None:

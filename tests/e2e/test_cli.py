@@ -486,6 +486,45 @@ def test_an_upgrade_that_fails_leaves_the_database_as_it_was(tmp_path: Path) -> 
     assert asyncio.run(migrate.current(f"sqlite+aiosqlite:///{database}")) == "0005"
 
 
+def test_an_upgrade_on_a_full_disk_says_the_disk_and_keeps_every_row(tmp_path: Path) -> None:
+    """Storage probe: a database made by the first migration, with conversations in it,
+    upgraded on a disk that takes little more (a file size limit just above its size).
+    SQLite rolled the whole upgrade back on the full disk, Alembic's clean-up of its
+    half-made table then failed, and that was what the operator read: "no such table:
+    _alembic_tmp_messages", and to check the file's rights."""
+    database = _at_revision(tmp_path, "0001")
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        conn.executemany(
+            "INSERT INTO messages (platform, server_id, channel_id, thread_id, role, "
+            "content, token_estimate, created_at) VALUES ('console', '', 'c', '', ?, ?, 1, "
+            "CURRENT_TIMESTAMP)",
+            [("user" if i % 2 else "assistant", f"turn {i} " + "x" * 4000) for i in range(300)],
+        )
+        conn.commit()
+    limit = database.stat().st_size + 16_384  # 0005 and 0010 each copy every message
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = chatbot(tmp_path, "migrate", preexec_fn=small_files, PYTHONDONTWRITEBYTECODE="1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    stderr = result.stderr.splitlines()[-1]  # after Alembic's lines of what it ran
+    assert stderr.startswith(f"chatbot: cannot write the database file {database}"), stderr
+    assert "the disk may be full or failing" in stderr and "Free space there" in stderr
+    assert "The upgrade from schema revision 0001 was not made" in stderr
+    assert "_alembic_tmp" not in stderr and "may write that file" not in stderr
+    assert asyncio.run(migrate.current(f"sqlite+aiosqlite:///{database}")) == "0001"
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (300,)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+    # With room again, the same upgrade goes through and keeps every turn.
+    assert chatbot(tmp_path, "migrate").returncode == 0
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (300,)
+
+
 @pytest.mark.postgres
 def test_a_database_that_refuses_the_start_says_why(
     tmp_path: Path, postgres_server: PostgresServer

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Connection, Integer, MetaData, inspect, text
 from sqlalchemy.pool import NullPool
 
+from bot.app import StartError
+from bot.app import migrate as start_migration
 from bot.core import Core
 from bot.providers import ProviderHub, ProviderSettings
+from bot.settings import load_settings
 from bot.store import SecretBox, Store, generate_key, migrate
 from bot.store.db import create_engine
 from bot.store.models import Base
@@ -361,3 +366,46 @@ async def test_a_direct_chats_secrets_know_their_owner_after_0015(database_url: 
         ("!dm:hs", "proxy_password", "@bob:hs"),
         ("!group:hs", "openai_api_key", None),
     ]
+
+
+# A second process holding SQLite's write lock until its stdin closes.
+_HOLD_WRITE_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_an_upgrade_behind_a_held_write_lock_names_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage probe: another process holding SQLite's write lock past the upgrade's
+    wait (a stuck process, an sqlite3 shell in a transaction) stopped the start with
+    "database is locked" and the advice to check the file's rights, which were fine."""
+    path = tmp_path / "bot.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await migrate.upgrade(url, "0005")
+    monkeypatch.setattr(migrate, "MIGRATION_WAIT_MS", 500)  # 5 minutes, in a start
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _HOLD_WRITE_LOCK,
+        str(path),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert await holder.stdout.readline() == b"held\n"
+        with pytest.raises(StartError) as failed:
+            await start_migration(load_settings(database_url=url, data_dir=str(tmp_path)))
+    finally:
+        holder.stdin.close()
+        await holder.wait()
+    said = str(failed.value)
+    assert said.startswith(f"could not upgrade the database file {path}: another process held")
+    assert "The upgrade from schema revision 0005 was not made" in said
+    assert "End what holds it" in said and "may write that file" not in said
+    assert await migrate.current(url) == "0005"
