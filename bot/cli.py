@@ -237,6 +237,25 @@ def _export(settings: Settings, since: date, fmt: str) -> int:
     return 0
 
 
+def _said(text: str, *, done: str) -> int:
+    """`text`, a command's result, on stdout. One that cannot be written there (a full
+    disk, a closed stdout) is said on stderr in one line with `done`, what stands of the
+    command's work; status 1. A reader gone early (`| head`) ends it quietly."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): Python gives it no file
+        return _fail(f"cannot write to standard output (it is closed). {done}", 1)
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        return CLOSED_PIPE
+    except OSError as err:
+        _drop_stdout()
+        why = err.strerror or type(err).__name__
+        return _fail(f"cannot write to standard output ({why}). {done}", 1)
+    return 0
+
+
 def _drop_stdout() -> None:
     """Send what is left of stdout's buffer nowhere: Python flushes it at exit, and that
     flush would fail (and print a traceback) the same way again."""
@@ -302,7 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "keygen":
         key = generate_key()
-        print(key)
+        # Never on stderr instead: that may go to a log.
+        lost = "No key was given: delete any part of one that was written, and run keygen again."
+        if said := _said(key, done=lost):
+            return said
         # On stderr, so `keygen >> .env`-style use keeps the key alone on stdout.
         key_id = SecretBox.from_setting(key).primary_key_id
         print(f"(its id is {key_id}: rotate-keys and the log name keys by it)", file=sys.stderr)
@@ -325,18 +347,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         configure_logging(settings.log_level)
         if args.command == "migrate":
-            print(asyncio.run(_migrate(settings)))
-            return 0
+            revision = asyncio.run(_migrate(settings))
+            return _said(revision, done=revision)
         if args.command == "rotate-keys":
-            print(asyncio.run(_rotate(settings, args.forget_unreadable)))
-            return 0
+            rotated = asyncio.run(_rotate(settings, args.forget_unreadable))
+            return _said(rotated, done="The stored secrets were re-encrypted all the same.")
         if args.command == "usage":
             return _export(settings, args.since, args.format)
         if args.command == "copy-database":
             if settings.log_level != "DEBUG":  # the new database's migrations: not news here
                 logging.getLogger("alembic").setLevel(logging.WARNING)
-            print(asyncio.run(_copy(settings, args.to)))
-            return 0
+            copied = asyncio.run(_copy(settings, args.to))
+            done = "Every row was copied into the --to database all the same."
+            return _said(copied, done=done)
         box = secret_box(settings)
         with asyncio.Runner(loop_factory=_event_loop()) as runner:
             return runner.run(run(settings, box))

@@ -637,6 +637,47 @@ def test_a_disk_that_takes_no_more_is_not_blamed_on_the_folder(tmp_path: Path) -
     assert "DATA_DIR" not in stderr
 
 
+def _stdout_on_a_full_disk() -> None:
+    """In the child: stdout to a file on a disk that takes nothing more (/dev/full)."""
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, 1)
+    os.close(full)
+
+
+def _stdout_closed() -> None:
+    os.close(1)  # `>&-`
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_result_that_cannot_be_written_out_is_said_with_what_stands(tmp_path: Path) -> None:
+    """Storage probe: `chatbot migrate > migrate.log`, `rotate-keys`, `copy-database` and
+    `keygen >> .env` on a full disk ended in a traceback, though the upgrade, the
+    re-encryption or the copy was done; `keygen >&-` printed no key and said it had
+    (status 0, the key's id on stderr)."""
+    env = console_env(LOG_LEVEL="WARNING")
+    copy = tmp_path / "copy.db"
+    said = {
+        ("migrate",): f"Database is at revision {migrate.head()}.",
+        ("rotate-keys",): "The stored secrets were re-encrypted all the same.",
+        ("copy-database", "--to", f"sqlite+aiosqlite:///{copy}"): (
+            "Every row was copied into the --to database all the same."
+        ),
+        ("keygen",): "No key was given: delete any part of one that was written, and run "
+        "keygen again.",
+    }
+    for args, done in said.items():
+        result = chatbot(tmp_path, *args, preexec_fn=_stdout_on_a_full_disk, **env)
+        stderr = one_line_failure(result, code=1)
+        assert stderr == (
+            f"chatbot: cannot write to standard output (No space left on device). {done}\n"
+        ), args
+    assert copy.is_file()  # the copy stands
+    closed = chatbot(tmp_path, "keygen", preexec_fn=_stdout_closed)
+    assert one_line_failure(closed, code=1) == (
+        "chatbot: cannot write to standard output (it is closed). " + said[("keygen",)] + "\n"
+    )
+
+
 def test_operator_setting_mistakes_stop_the_start(tmp_path: Path) -> None:
     """README: "A mistake stops chatbot before it connects anywhere"."""
     (tmp_path / "prices.txt").write_text("# a comment line\n" * 70_000)  # over 1 MB
