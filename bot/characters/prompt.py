@@ -166,18 +166,29 @@ def build_prompt(
     return CharacterPrompt(system, before, turns, after, lore, in_chat)
 
 
+# What may draw on a turn's random source: {{random}} and {{roll}}, in any case.
+_CHANCE = re.compile(r"random|roll", re.IGNORECASE)
+
+
 def _resolved(message: ChatMessage | HistoryEntry, macros: Macros) -> ChatMessage:
     """A turn's macros as SillyTavern resolved them once, when it was sent: a person's
     `{{user}}` is that person (the name the turn goes under), not whoever asks now, and
     its `{{random}}` and `{{roll}}` come out the same at every build (seeded by the
-    turn), so a roll stays what the answer after it was given."""
+    turn: its words and the stored turn it follows), so a roll stays what the answer
+    after it was given, and the same words sent again roll again."""
     name = message.author if isinstance(message, HistoryEntry) else message.name
     content = message.content
     if "{" in content or "<" in content:
         user = name.strip() if message.role is Role.USER and name and name.strip() else ""
-        seed = zlib.crc32(f"{message.role.value}\0{name or ''}\0{content}".encode())
-        turn = Macros(macros.char, user or macros.user, random.Random(seed))
-        content = turn(content)
+        rng = macros.rng
+        if _CHANCE.search(content):  # seeded only where used: a Random costs more than the rest
+            # By its words and the stored turn it follows: the same words sent again
+            # (`{{roll:d20}}`) are another roll, not the first one's number again. Not by
+            # its name, which is the asker's newest (a nickname changed, `Bob (2)`).
+            follows = message.follows if isinstance(message, ChatMessage) else None
+            turn = f"{message.role.value}\0{follows}\0{content}"
+            rng = random.Random(zlib.crc32(turn.encode()))
+        content = Macros(macros.char, user or macros.user, rng)(content)
     if isinstance(message, HistoryEntry):
         return ChatMessage(message.role, content, message.author)
     return replace(message, content=content)

@@ -112,6 +112,7 @@ class Requests:
         images of a question not stored yet (built before it is, so its quota charge
         holds what the request sends)."""
         *history, newest = entries
+        follows = _follows(entries)
         # A question that got no answer stays in the history people see, but the model
         # gets one user turn at a time.
         usable = [
@@ -127,7 +128,7 @@ class Requests:
         card = await self._cards.card(ref)
         asker = next((e.author for e in reversed(entries) if e.role is Role.USER), None)
         if card is not None:
-            whole = await self._sent([*usable, newest], sees=False)
+            whole = await self._sent([*usable, newest], follows, sees=False)
             draft = await character.prompt(card, config, whole, asker)
             prompts += character.fixed_cost(draft, config)
         asked: list[HistoryEntry] = []
@@ -143,7 +144,9 @@ class Requests:
         newest_cost = estimate_tokens(newest.content) + going_on
         if continue_answer and prompts + asked_cost + newest_cost > room:
             # An answer grown past the context goes on from as much of its end as fits.
-            newest = _tail(newest, room - prompts - asked_cost - going_on)
+            whole_answer, newest = newest, _tail(newest, room - prompts - asked_cost - going_on)
+            if id(whole_answer) in follows:  # the same turn, cut
+                follows[id(newest)] = follows[id(whole_answer)]
             newest_cost = estimate_tokens(newest.content) + going_on
         fixed = prompts + asked_cost + newest_cost
         overflow = None
@@ -158,7 +161,7 @@ class Requests:
                 tuple(sorted((p for p in parts if p[1]), key=lambda p: -p[1])), size
             )
         kept = [*trim_history(usable, max(0, room - fixed)), *asked, newest]
-        messages = await self._sent(kept, sees, fresh)
+        messages = await self._sent(kept, follows, sees, fresh)
         # Who asked, by id: a nickname changed mid-conversation (or the console's name
         # before an upgrade) is still one person, whose turns need no names.
         who = _asker(kept)
@@ -195,10 +198,15 @@ class Requests:
         return Built(request, overflow)
 
     async def _sent(
-        self, kept: list[HistoryEntry], sees: bool, fresh: Sequence[Image] = ()
+        self,
+        kept: list[HistoryEntry],
+        follows: dict[int, int],
+        sees: bool,
+        fresh: Sequence[Image] = (),
     ) -> list[ChatMessage]:
         """Stored turns as the model is sent them (images shown or named), each asker by
-        the name `_speakers` gives them."""
+        the name `_speakers` gives them, and each with the stored turn it follows
+        (`follows`, from _follows)."""
         shown = await self._shown_images(kept, fresh) if sees else {}
         names = _speakers(kept)
         who = _asker(kept)
@@ -208,7 +216,8 @@ class Requests:
             named = [image_placeholder(r.name) for r in entry.images[len(sent) :]]
             content = " ".join([entry.content, *named]) if named else entry.content
             name = names.get(who(entry) or "", entry.author)
-            messages.append(ChatMessage(entry.role, content, name, sent))
+            turn = ChatMessage(entry.role, content, name, sent, follows.get(id(entry)))
+            messages.append(turn)
         return messages
 
     async def _shown_images(
@@ -233,6 +242,20 @@ class Requests:
                 pairs = zip(found, kept[i].images, strict=True)
                 shown[i] = tuple(replace(img, name=r.name) for img, r in pairs)
         return shown
+
+
+def _follows(entries: list[HistoryEntry]) -> dict[int, int]:
+    """Each entry (by identity: two of the same words compare equal) → the stored id of
+    the entry before it in the conversation, failed questions included. It is the same at
+    every build from the first on, when the newest question has no id of its own yet."""
+    found: dict[int, int] = {}
+    before: int | None = None
+    for entry in entries:
+        if before is not None:
+            found[id(entry)] = before
+        if entry.id is not None:
+            before = entry.id
+    return found
 
 
 # Colons and what looks like one: a name that holds one reads as a speaker before it.

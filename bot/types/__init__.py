@@ -148,6 +148,10 @@ class ChatMessage:
     content: str
     name: str | None = None
     images: tuple[Image, ...] = ()  # shown after the text, in this order
+    # The stored turn it follows in its conversation (its own id is not known yet when
+    # it is first sent): what tells two turns of the same words apart, so each resolves
+    # its {{random}} and {{roll}} in its own way, the same at every build.
+    follows: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

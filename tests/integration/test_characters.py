@@ -137,6 +137,30 @@ async def test_import_posts_the_greeting_and_the_prompt_follows_the_card(
     ]
 
 
+async def test_the_same_roll_sent_again_rolls_again_and_each_stays_as_it_was(
+    harness: Harness,
+) -> None:
+    """Review: a turn's {{roll}} was seeded by its words alone, so `{{roll:…}}` sent
+    again came out as the first one's number every time (in every channel, for everyone:
+    the words decide it). Each roll is its own; each stays what the model was first sent."""
+    await configure_fake(harness)
+    reply = await run(harness, ("character", "import"), file=card_file(CARD))
+    assert reply.ok, reply.text
+    sent: list[list[str]] = []
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming("Noted."))
+        for _ in range(4):
+            sink = await ask(harness, "I roll {{roll:1d1000000}}")
+            assert sink.error is None, sink.error
+            body = json.loads(route.calls.last.request.content)
+            sent.append([m["content"] for m in body["messages"] if m["role"] == "user"])
+    rolls = [text.removeprefix("I roll ") for text in sent[-1]]
+    assert all(roll.isdigit() for roll in rolls), rolls
+    assert len(set(rolls)) == 4, rolls  # not one number four times
+    for n, seen in enumerate(sent, start=1):  # each build sends the earlier rolls as they were
+        assert seen == sent[-1][:n], (seen, sent[-1])
+
+
 async def test_the_greetings_alternates_are_its_swipes(harness: Harness) -> None:
     await configure_fake(harness)
     await run(harness, ("character", "import"), file=card_file(CARD))
