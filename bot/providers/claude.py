@@ -124,10 +124,12 @@ class EventDecoder:
         if kind == "message_start":
             message = body.get("message")
             usage = _usage(message.get("usage") if isinstance(message, dict) else None)
-            if usage is not None:
+            if usage is not None and usage.prompt_tokens is not None:
                 self._input_tokens = usage.prompt_tokens
                 # Reported now so an answer cut before message_delta keeps its input count.
-                return [Delta(usage=usage)]
+                # Its output count is a placeholder (1, before any text): an answer cut
+                # before message_delta is counted from the text that arrived instead.
+                return [Delta(usage=Usage(usage.prompt_tokens, None))]
         elif kind == "content_block_delta":
             delta = body.get("delta")
             if not isinstance(delta, dict):

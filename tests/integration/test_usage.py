@@ -326,6 +326,47 @@ async def test_unreported_usage_is_estimated_and_errors_are_flagged(core: Core) 
     assert (retried.estimated, retried.input_tokens, retried.output_tokens) == (False, 30, 2)
 
 
+def claude_sse(events: list[tuple[str, dict[str, object]]]) -> bytes:
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+
+
+async def test_a_claude_answer_cut_by_overloaded_error_counts_what_arrived(core: Core) -> None:
+    """Claude's message_start says output_tokens 1 before any text; an answer an
+    `overloaded_error` event cut after many words was recorded as 1 output token,
+    reported (not estimated), though the words had been written and billed."""
+    await configure(core, FAKE, "claude-x")
+    await core.store.update_config(REF, Scope.CHANNEL, ADMIN, {"source": "claude"}, action="t")
+    words = "Once upon a time there was a dragon who lived in a cave by the sea, " * 4
+    usage = {"input_tokens": 25, "output_tokens": 1}
+    start = {"type": "message_start", "message": {"id": "msg_1", "usage": usage}}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
+    text = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta"}}
+    text["delta"]["text"] = words  # type: ignore[index]
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    stream = claude_sse(
+        [
+            ("message_start", start),
+            ("content_block_start", block),
+            ("content_block_delta", text),
+            ("error", error),
+        ]
+    )
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/messages").mock(
+            return_value=httpx.Response(
+                200, content=stream, headers={"content-type": "text/event-stream"}
+            )
+        )
+        sink = await ask(core, "Tell me a story")
+    assert sink.final.strip() == words.strip()
+    assert sink.error is not None and "overloaded" in sink.error
+    [_, answer] = await core.store.history(REF, 10)
+    assert answer.content.strip() == words.strip() and answer.state is TurnState.STOPPED
+    [row] = await rows(core.store)
+    assert (row.source, row.error, row.input_tokens) == ("claude", True, 25)
+    assert row.estimated and row.output_tokens > 10  # counted from the words that came
+
+
 async def test_an_answer_stopped_before_its_first_word_counts_the_prompt_it_sent(
     core: Core,
 ) -> None:

@@ -143,7 +143,8 @@ async def test_claude_cut_stream_keeps_the_input_count(
             .stream_chat(REQUEST)
         ):
             seen.append(delta)
-    assert final_usage(seen) == Usage(125, 1)
+    # message_start's output_tokens (1) is a placeholder: the cut answer's is estimated.
+    assert final_usage(seen) == Usage(125, None)
 
 
 def refusal() -> httpx.Response:
