@@ -63,13 +63,38 @@ def error_fields(body: Any) -> tuple[str, str]:
         return (message if isinstance(message, str) else ""), str(kind)
     if isinstance(err, str):
         return err, str(body.get("type") or "")
+    kind = str(body.get("type") or body.get("code") or "")
+    message = body.get("message")
+    if isinstance(message, dict):  # Mistral's 422: {"object": "error", "message": {"detail": …}}
+        said, _ = error_fields(message)
+        return said, kind
     for key in ("message", "detail"):
         value = body.get(key)
         if isinstance(value, str):
-            return value, str(body.get("type") or body.get("code") or "")
+            return value, kind
         if isinstance(value, list) and value:  # cut where it is shown, after redaction
-            return json.dumps(value, ensure_ascii=False), ""
+            return _validation_text(value), ""
     return "", ""
+
+
+def _validation_text(items: list[Any]) -> str:
+    """A validation error list (FastAPI's, pydantic's: Mistral, vLLM, TabbyAPI) as
+    `temperature: Input should be less than or equal to 1`, one per problem: the field
+    and what is wrong with it, without the value it echoes (`input`: the request's own
+    text, perhaps) or the link to pydantic's page."""
+    said: list[str] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        loc = item.get("loc")
+        where = ""
+        if isinstance(loc, list):
+            parts = [str(p) for p in loc if isinstance(p, str | int) and not isinstance(p, bool)]
+            where = ".".join(parts[1:] if parts[:1] == ["body"] and len(parts) > 1 else parts)
+        what = item.get("msg") if isinstance(item.get("msg"), str) else item.get("type")
+        if isinstance(what, str) and what:
+            said.append(f"{where}: {what}" if where else what)
+    return "; ".join(said) if said else json.dumps(items, ensure_ascii=False)
 
 
 def _detail(message: str, secrets: Iterable[str]) -> str:

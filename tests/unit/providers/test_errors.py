@@ -553,3 +553,72 @@ async def test_a_403_says_it_may_not_be_the_key(
         "front of the endpoint refusing the bot."
     )
     assert "<html" not in said
+
+
+MISTRAL = Endpoint(Source.MISTRAL, api_key=SecretValue("mistral-key-0123456789abcdef"))
+PYDANTIC = "https://errors.pydantic.dev/2.6/v/less_than_equal"
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (  # Mistral: the pydantic list inside an error object's `message`
+            {
+                "object": "error",
+                "message": {
+                    "detail": [
+                        {
+                            "type": "less_than_equal",
+                            "loc": ["body", "temperature"],
+                            "msg": "Input should be less than or equal to 1",
+                            "input": 1.31,
+                            "ctx": {"le": 1.0},
+                            "url": PYDANTIC,
+                        }
+                    ]
+                },
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            },
+            "temperature: Input should be less than or equal to 1",
+        ),
+        (  # FastAPI's own (vLLM, TabbyAPI): the list at the top, the request's text echoed
+            {
+                "detail": [
+                    {
+                        "type": "extra_forbidden",
+                        "loc": ["body", "random_seed"],
+                        "msg": "Extra inputs are not permitted",
+                        "input": 7,
+                    },
+                    {
+                        "type": "string_type",
+                        "loc": ["body", "messages", 1, "content"],
+                        "msg": "Input should be a valid string",
+                        "input": "my private question",
+                        "url": PYDANTIC,
+                    },
+                ]
+            },
+            "random_seed: Extra inputs are not permitted; messages.1.content: Input should be "
+            "a valid string",
+        ),
+    ],
+    ids=["mistral", "fastapi"],
+)
+async def test_a_validation_error_names_the_field_and_what_is_wrong(
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+    body: dict[str, object],
+    said: str,
+) -> None:
+    """Mistral's 422 (its list of problems in `message`) read only "refused the request
+    (HTTP 422)" with no word of which setting, and a FastAPI list was raw JSON whose
+    first problem's echoed value and link took the room before the cut."""
+    router.post(MISTRAL_URL).mock(return_value=httpx.Response(422, json=body))
+    with pytest.raises(BadRequest) as info:
+        await collect(make_hub(max_retries=0), MISTRAL)
+    text = str(info.value)
+    assert f'The provider said: "{said}".' in text, text
+    assert "pydantic" not in text and "private question" not in text and "{" not in text
