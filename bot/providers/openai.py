@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, ClassVar
@@ -106,7 +107,26 @@ class OpenAICompatible(HTTPProvider):
 
 
 class OpenAIProvider(OpenAICompatible):
-    pass
+    def _body(self, request: ChatRequest, ask_usage: bool | None = None) -> dict[str, Any]:
+        body = super()._body(request, ask_usage)
+        # OpenAI's own API takes max_completion_tokens for every model (its o-series and
+        # GPT-5 refuse max_tokens). Behind a reverse proxy is often a local server (the
+        # seed's LM Studio, LocalAI, llama.cpp) that knows only max_tokens and ignores the
+        # other: the answer's length was not limited. As SillyTavern does, a proxy gets
+        # max_completion_tokens only for a model that needs it.
+        if (
+            self.endpoint.proxy_url
+            and "max_completion_tokens" in body
+            and "max_tokens" not in body
+            and not _REASONING_MODEL.search(request.model.lower())
+        ):
+            body["max_tokens"] = body.pop("max_completion_tokens")
+        return body
+
+
+# OpenAI's models that refuse max_tokens: o1, o3, o4… and GPT-5, also as a router names
+# them (`openai/o3-mini`).
+_REASONING_MODEL = re.compile(r"(?:^|/)o[1-9]|gpt-5")
 
 
 async def _continuing(

@@ -262,3 +262,23 @@ async def test_llamacpp_takes_the_preset_samplers(
     deltas = await collect(hub, custom(llamacpp_peer.url_v1), request)
     assert text_of(deltas).strip()
     assert finish_reasons(deltas)[0] in {"stop", "length"}
+
+
+@pytest.mark.llamacpp
+async def test_llamacpp_as_the_openai_sources_reverse_proxy_keeps_max_tokens(
+    llamacpp_peer: LlamaCppPeer, hub: ProviderHub
+) -> None:
+    """The seed's steps for a local server: source OpenAI, no key, its URL as the reverse
+    proxy. The OpenAI source's max_completion_tokens was ignored here: `max_tokens 4`
+    came back as hundreds of tokens ending in "stop"."""
+    request = ChatRequest(
+        model=llamacpp_peer.model,
+        messages=(ChatMessage(Role.USER, "Write a long story about a dragon and a knight."),),
+        options=REGISTRY.request_options(
+            {"max_tokens": 4, "temperature": 0.0, "seed": 7}, Source.OPENAI
+        ),
+    )
+    endpoint = Endpoint(Source.OPENAI, proxy_url=llamacpp_peer.url_v1)
+    deltas = await collect(hub, endpoint, request)
+    assert 1 <= sum(1 for d in deltas if d.text) <= 4, deltas
+    assert finish_reasons(deltas) == ["length"]

@@ -192,6 +192,38 @@ async def test_proxy_without_password_sends_no_key(
     no_secret_in(request, KEY)
 
 
+@pytest.mark.parametrize(
+    ("proxy", "model", "field"),
+    [
+        (None, "gpt-4o", "max_completion_tokens"),  # OpenAI's own API: for every model
+        ("https://proxy.example.net/v1", "local-model", "max_tokens"),
+        ("https://proxy.example.net/v1", "gpt-4o", "max_tokens"),
+        ("https://proxy.example.net/v1", "o3-mini", "max_completion_tokens"),
+        ("https://proxy.example.net/v1", "openai/o4-mini", "max_completion_tokens"),
+        ("https://proxy.example.net/v1", "gpt-5-mini", "max_completion_tokens"),
+    ],
+)
+async def test_openai_behind_a_proxy_sends_max_tokens_unless_the_model_needs_the_other(
+    proxy: str | None,
+    model: str,
+    field: str,
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+) -> None:
+    """The seed's way to a local server (source OpenAI, a reverse proxy URL) sent
+    max_completion_tokens, which LM Studio, LocalAI and llama.cpp ignore: /params
+    max_tokens limited nothing there (tests/integration/test_provider_peers.py)."""
+    base = proxy or "https://api.openai.com/v1"
+    route = router.post(f"{base}/chat/completions").mock(
+        return_value=sse_response(OPENAI_STREAM)[0]
+    )
+    endpoint = Endpoint(Source.OPENAI, proxy_url=proxy, api_key=SecretValue(KEY))
+    await drain(make_hub(), endpoint, chat(Source.OPENAI, model=model))
+    body = body_of(only_request(route))
+    other = {"max_tokens", "max_completion_tokens"} - {field}
+    assert body[field] == 256 and not other & set(body)
+
+
 async def test_claude_request_with_role_fixups(
     router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:
