@@ -263,6 +263,11 @@ class ChunkDecoder:
             content = part.get("content")
             if isinstance(content, str):
                 text = content  # a <think> block in it is split by the conversation layer
+            refusal = part.get("refusal")
+            if isinstance(refusal, str):
+                # OpenAI's refusal ("I'm sorry, I can't help with that") comes here with
+                # `content` null: it is what the model answered, shown and kept as such.
+                text += refusal
             thought = part.get("reasoning_content") or part.get("reasoning")
             if isinstance(thought, str):
                 reasoning = thought

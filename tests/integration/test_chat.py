@@ -637,6 +637,26 @@ async def test_an_answer_the_model_ended_early_says_why(
         assert (history[-1].content, history[-1].state, history[-1].error) == (shown, state, error)
 
 
+async def test_a_refusal_the_model_writes_is_its_answer(harness: Harness) -> None:
+    """OpenAI says a refusal in `delta.refusal`, `content` null, then finish "stop": the
+    bot read no text and said "The model returned an empty answer. Try again or rephrase."
+    (trying again gets the same), keeping nothing of what the model said."""
+    await configure_fake(harness, source="openai")  # OpenAI through a reverse proxy
+    refused = "I'm sorry, I can't help with that."
+    chunks = [
+        choice(role="assistant", refusal=""),
+        choice(refusal=refused[:10]),
+        choice(refusal=refused[10:]),
+        choice(finish="stop"),
+    ]
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(return_value=raw_sse(*chunks))
+        sink = await ask(harness, "go")
+    assert (sink.final, sink.error) == (refused, None)
+    answer = (await harness.store.history(REF, 10))[-1]
+    assert (answer.role, answer.content, answer.state) == (Role.ASSISTANT, refused, TurnState.DONE)
+
+
 async def test_a_conversation_over_the_models_context_says_what_helps(harness: Harness) -> None:
     await configure_fake(harness)
     over = {
