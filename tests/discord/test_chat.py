@@ -193,6 +193,29 @@ async def test_a_long_stream_posts_once_then_edits_at_a_steady_pace(
     assert final == [endpoint.script.answer.strip()]
 
 
+async def test_the_final_edit_brings_the_whole_answer_with_its_buttons(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """A stream that paused before its end had its whole text shown by a paced edit; the
+    end then changed nothing of the text, and the buttons went out in an edit of their
+    own, without it (the e2e run saw it when the machine was busy). The final edit
+    always carries the whole answer: one that lost an earlier edit still shows it all."""
+    endpoint.script.chunks = ["Howdy", " there!", ""]
+    endpoint.script.interval = 1.5  # the paced edit (1 s apart) shows it all before the end
+    start = len(world.env.http_requests)
+    await world.member.send(world.channel, f"<@{world.bot_id}> hi")
+    path = f"/channels/{world.channel.id}/messages/"
+    edits = [
+        r.json
+        for r in world.env.http_requests[start:]
+        if r.method == "PATCH" and r.path.startswith(path) and isinstance(r.json, dict)
+    ]
+    assert len(edits) >= 2, edits  # a paced edit, then the final one
+    assert all("content" in e for e in edits), edits
+    assert edits[-1]["content"] == "Howdy there!" and "cc:regen:" in repr(edits[-1])
+    assert bot_messages(world.channel, world.bot_id) == ["Howdy there!"]
+
+
 async def test_answers_past_2000_characters_continue_in_new_messages(
     world: World, endpoint: FakeOpenAI
 ) -> None:

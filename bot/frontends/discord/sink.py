@@ -82,6 +82,10 @@ class DiscordTarget:
         self._views: dict[int, object] = {
             m.id: _EARLIER for m in existing if isinstance(m, discord.Message) and m.components
         }
+        # What each message shows: an edit of its buttons alone (settle) carries it too,
+        # so the final edit always brings the whole answer (an earlier edit may have been
+        # the one to show it all, when the stream paused before its end).
+        self._texts: dict[int, str] = {}
 
     def post_ids(self) -> list[str]:
         return [str(m.id) for m in self.messages]
@@ -151,6 +155,7 @@ class DiscordTarget:
             log.warning("an answer could not be posted in channel %s: %s", where, why)
             raise NotPosted(why) from err
         self._posted = True  # a page that failed is posted again as the first: a reply
+        self._texts[posted.id] = posted.content if isinstance(posted.content, str) else text
         if self.view is not None:
             self._views[posted.id] = self.view
         self.messages.append(posted)
@@ -249,7 +254,8 @@ class DiscordTarget:
         for message in [*earlier, last]:
             change = self._view_change(message, view if message is last else None)
             if change:
-                await self._edit(message, **change)
+                shown = self._texts.get(message.id)
+                await self._edit(message, **change, **({} if shown is None else {"content": shown}))
 
     async def _delete(self, message: Page) -> None:
         if self._on_delete is not None:
@@ -290,6 +296,8 @@ class DiscordTarget:
                     await hook.edit_message(handle.id, thread=self._thread(), **changes)
                 else:
                     await handle.edit(**changes)
+                if "content" in changes:
+                    self._texts[handle.id] = changes["content"]
                 return True
             except discord.NotFound:
                 log.info("an answer message was deleted while it streamed")
