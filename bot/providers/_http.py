@@ -7,11 +7,13 @@ import logging
 import random
 import ssl
 import time
+import zlib
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     Awaitable,
     Callable,
+    Iterator,
     Mapping,
 )
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ _CHECKS_KEPT = 1000
 # they are added here, and endpoints see what they saw before.
 _CLIENT_HEADERS = (
     ("Accept", "*/*"),
-    ("Accept-Encoding", "gzip, deflate"),  # what httpx.Response decodes
+    ("Accept-Encoding", "gzip, deflate"),  # what `_inflated` reads
     ("Connection", "keep-alive"),
     ("User-Agent", f"python-httpx/{httpx.__version__}"),
 )
@@ -334,6 +336,8 @@ class Transport:
                     raise
                 except httpx.TimeoutException as exc:
                     raise self.timeout_error(exc, where, first=first) from None
+                except httpx.DecodingError:
+                    raise malformed(where, "a compressed body the bot cannot inflate") from None
                 except httpx.HTTPError:
                     raise StreamCut(
                         f"{where} cut the connection before the answer was complete. Try again."
@@ -528,18 +532,97 @@ class _Body(httpx.AsyncByteStream):
 def _body_parts(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     """A response's body as it arrives, in a generator to close when done.
 
-    The body our own transport made (`_Body`) is read directly when it is not encoded:
-    httpx's layers above it (`aiter_bytes` over `aiter_raw` over the client's wrapper)
-    would only count the bytes and hand on each part as it is, at three more generator
-    steps per part of a stream. Closing the response still closes the body through
-    them. A compressed body, or one from another transport (tests mock it), goes
-    through them."""
+    The body our own transport made (`_Body`) is read directly: httpx's layers above it
+    (`aiter_bytes` over `aiter_raw` over the client's wrapper) would only count the bytes
+    and hand on each part as it is, at three more generator steps per part of a stream.
+    Closing the response still closes the body through them. A body from another
+    transport (tests mock it) is read through them, raw. A compressed body is inflated
+    here, never by httpx: httpx inflates a part whole, so 1 KB sent as `gzip, gzip`
+    became 1 GB in memory before any size cap could count it (`_inflated`)."""
     body = response.extensions.get(_BODY)
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if isinstance(body, _Body) and encoding in ("", "identity"):
-        return body.__aiter__()
-    # httpx types it as an iterator, but it is a generator that must be closed.
-    return cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+    if isinstance(body, _Body):
+        raw = body.__aiter__()
+    else:  # httpx types it as an iterator, but it is a generator that must be closed
+        raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+    codings = [
+        coding
+        for coding in response.headers.get("content-encoding", "")
+        .lower()
+        .replace(" ", "")
+        .split(",")
+        if coding not in ("", "identity")
+    ]
+    return _inflated(raw, codings) if codings else raw
+
+
+_PIECE = 64 * 1024  # the most one step of inflating a compressed body may produce
+_MAX_CODINGS = 2  # `gzip, gzip` is legal HTTP; nobody nests them deeper
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class _Inflater:
+    """One content coding (gzip or deflate) undone in pieces of at most `_PIECE` bytes,
+    so the size caps count what a bomb makes as it is made."""
+
+    def __init__(self, coding: str) -> None:
+        self._wbits = _WBITS[coding]
+        self._inflate = zlib.decompressobj(self._wbits)
+        self._started = False
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            try:
+                out = self._inflate.decompress(data, _PIECE)
+            except zlib.error:
+                if self._started or self._wbits != zlib.MAX_WBITS:
+                    raise
+                # `deflate` sent raw, without its zlib header, as some servers do (httpx
+                # reads both too).
+                self._wbits = -zlib.MAX_WBITS
+                self._inflate = zlib.decompressobj(self._wbits)
+                continue
+            self._started = True
+            data = self._inflate.unconsumed_tail
+            if out:
+                yield out
+            if not data and len(out) < _PIECE:
+                return
+
+    def flush(self) -> bytes:
+        return self._inflate.flush() if self._started else b""
+
+
+async def _inflated(
+    raw: AsyncGenerator[bytes, None], codings: list[str]
+) -> AsyncGenerator[bytes, None]:
+    """`raw` with its content codings undone, the last applied first. A coding the bot
+    does not read (br, zstd: it asks for gzip or deflate) is an error, as is corrupt data."""
+    try:
+        unknown = next((c for c in codings if c not in _WBITS), None)
+        if unknown is not None or len(codings) > _MAX_CODINGS:
+            said = shorten(", ".join(codings), 60)
+            raise httpx.DecodingError(f"content encoding the bot does not read: {said}")
+        layers = [_Inflater(coding) for coding in reversed(codings)]
+        try:
+            async for part in raw:
+                for piece in _through(layers, part):
+                    yield piece
+            for i, layer in enumerate(layers):  # each takes the rest of what it holds
+                for piece in _through(layers[i + 1 :], layer.flush()):
+                    yield piece
+        except zlib.error:
+            raise httpx.DecodingError("compressed data that cannot be inflated") from None
+    finally:
+        await raw.aclose()
+
+
+def _through(layers: list[_Inflater], data: bytes) -> Iterator[bytes]:
+    if not layers:
+        if data:
+            yield data
+        return
+    for piece in layers[0].pieces(data):
+        yield from _through(layers[1:], piece)
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

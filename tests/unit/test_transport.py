@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import tracemalloc
+import zlib
+from typing import Any
 
 import httpcore
 import httpx
@@ -14,6 +17,8 @@ from bot.providers import (
     ChatRequest,
     Endpoint,
     EndpointNotAllowed,
+    MalformedResponse,
+    ProviderError,
     ProviderHub,
     ProviderSettings,
     ProviderTimeout,
@@ -299,18 +304,23 @@ async def test_https_to_a_plain_http_server_says_it_did_not_answer_in_tls() -> N
         await transport.aclose()
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "identity", None])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw deflate", "identity", None])
 async def test_an_answer_streamed_compressed_or_not_reads_the_same(encoding: str | None) -> None:
-    """The transport's own body is read without httpx's layers only when it is not
-    encoded; a server that gzips its event stream is still decoded."""
+    """A server that compresses its event stream (gzip; deflate with its zlib header or,
+    as some servers send it, without) is still read, parts split anywhere."""
     events = [
         {"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
         for word in ("Grüße ", "aus ", "gzip")
     ]
     sse = b"".join(b"data: %s\n\n" % json.dumps(e).encode() for e in events)
     sse += b"data: [DONE]\n\n"
-    body = gzip.compress(sse) if encoding == "gzip" else sse
-    header = b"" if encoding is None else b"content-encoding: %s\r\n" % encoding.encode()
+    body = {
+        "gzip": gzip.compress(sse),
+        "deflate": zlib.compress(sse),
+        "raw deflate": _deflate(sse, -zlib.MAX_WBITS),
+    }.get(encoding or "", sse)
+    coding = (encoding or "").removeprefix("raw ")
+    header = b"" if encoding is None else b"content-encoding: %s\r\n" % coding.encode()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -333,3 +343,95 @@ async def test_an_answer_streamed_compressed_or_not_reads_the_same(encoding: str
     finally:
         await hub.aclose()
     assert "".join(d.text for d in deltas) == "Grüße aus gzip"
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    pack = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return pack.compress(data) + pack.flush()
+
+
+def _bomb(megabytes: int, byte: bytes = b" ") -> bytes:
+    """`megabytes` MB of one byte gzipped, then gzipped again: about a kilobyte."""
+    pack = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    inner = b"".join(pack.compress(byte * 2**20) for _ in range(megabytes)) + pack.flush()
+    return _deflate(inner, 16 + zlib.MAX_WBITS)
+
+
+async def _serve_once(status: bytes, ctype: bytes, coding: bytes, body: bytes) -> tuple[Any, int]:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 %s X\r\ncontent-type: %s\r\n" % (status, ctype))
+        writer.write(b"content-encoding: %s\r\n" % coding)
+        writer.write(b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    return await serve(handler)
+
+
+@pytest.mark.parametrize(
+    ("status", "ctype", "said"),
+    [
+        (b"200", b"application/json", "(the answer is too large)"),  # a model list
+        (b"500", b"application/json", "is overloaded or failing (HTTP 500)"),  # its error
+        (b"200", b"text/event-stream", "(a line of the event stream is too long)"),  # chat
+    ],
+)
+async def test_a_compression_bomb_is_inflated_only_as_far_as_the_size_caps(
+    status: bytes, ctype: bytes, said: str
+) -> None:
+    """An endpoint answering 1 KB as `content-encoding: gzip, gzip` that inflates to
+    256 MB: httpx inflated each part whole, so the bot held 256 MB (a few more KB, and
+    gigabytes) before a size cap could count a byte. Inflated piece by piece, it is
+    refused at the cap (a model list's 16 MB, an error body's 64 KB, a stream line's
+    4 MiB) with a clear message, holding little more than that."""
+    body = _bomb(256)
+    assert len(body) < 2048
+    server, port = await _serve_once(status, ctype, b"gzip, gzip", body)
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    provider = hub.provider(Endpoint(Source.CUSTOM, proxy_url=f"http://127.0.0.1:{port}/v1"))
+    request = ChatRequest(model="m", messages=(ChatMessage(Role.USER, "hi"),))
+    tracemalloc.start()
+    try:
+        async with server:
+            with pytest.raises(ProviderError) as err:
+                if ctype == b"text/event-stream":
+                    [d async for d in provider.stream_chat(request)]
+                else:
+                    await provider.list_models()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await hub.aclose()
+    assert said in str(err.value), str(err.value)
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MB held"
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "said"),
+    [
+        (b"br", b"\x1b\x03\x00\xf8", "a compressed body the bot cannot inflate"),
+        (
+            b"gzip",
+            gzip.compress(b"{}")[:10] + b"\xff" * 20,
+            "a compressed body the bot cannot inflate",
+        ),
+        (b"gzip, gzip, gzip", gzip.compress(b"{}"), "a compressed body the bot cannot inflate"),
+    ],
+)
+async def test_a_body_the_bot_cannot_inflate_is_said_to_be_one(
+    coding: bytes, body: bytes, said: str
+) -> None:
+    """A coding the bot never asks for (br), corrupt gzip or codings nested deeper than
+    servers nest them: a response the bot could not understand (not "cut the connection",
+    which is retried), and the raw bytes are never read as the body."""
+    server, port = await _serve_once(b"200", b"application/json", coding, body)
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    provider = hub.provider(Endpoint(Source.CUSTOM, proxy_url=f"http://127.0.0.1:{port}/v1"))
+    try:
+        async with server:
+            with pytest.raises(MalformedResponse) as err:
+                await provider.list_models()
+    finally:
+        await hub.aclose()
+    assert said in str(err.value), str(err.value)
