@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from bot.providers._http import RequestSpec, Transport
@@ -21,9 +22,14 @@ from bot.providers.base import (
 )
 from bot.types import Source, redact
 from bot.types.secrets import HELD_SECRET_CHARS, holds_key, names_a_credential
-from bot.types.text import choosable_model_id
+from bot.types.text import MODEL_ID_CHARS, choosable_model_id
 
 log = logging.getLogger("bot.providers")
+
+# The most models a list keeps. A big router lists a few hundred; a list can hold a
+# million ids within the body cap, and every channel's copy is stored, read back on
+# turns and searched for /model's suggestions and choices, on the event loop.
+MAX_MODELS = 5000
 
 # What a server answers when the URL lacks the API prefix: 404, or a web page / other non-JSON.
 _WRONG_PATH = (NotFoundError, MalformedResponse)
@@ -166,13 +172,25 @@ class HTTPProvider:
         secrets = [s for s in self.secrets() if len(s) >= HELD_SECRET_CHARS]
         models: dict[str, ModelInfo] = {}
         held = 0
-        for model in await self._listed_at(base):
+        listed = await self._listed_at(base)
+        for model in listed:
             if model.id in models or not choosable_model_id(model.id):
                 continue
             cleaned = redact(model.id, secrets, shapes=False, known=False)
             if holds_key(model.id) or cleaned != model.id:
                 held += 1
                 continue
+            if len(models) == MAX_MODELS:
+                log.warning(
+                    "%s listed more than %d models: the first %d are kept",
+                    self._where(base),
+                    MAX_MODELS,
+                    MAX_MODELS,
+                )
+                break
+            name = model.display_name
+            if name is not None and len(name) > MODEL_ID_CHARS:  # never shown: not kept
+                model = replace(model, display_name=None)
             models[model.id] = model
         if held:
             log.warning("%s listed %d model id(s) holding a key: left out", self._where(base), held)
@@ -234,9 +252,11 @@ class HTTPProvider:
             )
         count = len(models)
         reason = (
-            f"{self._where(base)} answered the status check and lists {count} "
+            f"{self._where(base)} answered the status check and lists {count:,} "
             f"model{'s' * (count != 1)}."
         )
+        if count == MAX_MODELS:
+            reason += f" (The bot keeps the first {MAX_MODELS:,}; any other id can be typed.)"
         if base != typed:
             reason = (
                 f"{typed} did not answer like the API, but {base} does, so the bot uses "

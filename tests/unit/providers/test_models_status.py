@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import Callable
 
 import httpx
@@ -16,7 +19,9 @@ from bot.providers import (
     NotFoundError,
     ProviderHub,
 )
+from bot.providers._provider import MAX_MODELS
 from bot.types import ChatMessage, Role, SecretValue, Source
+from tests.unit.test_network import read_request, serve
 
 from .conftest import openai_chunk, sse_bytes, sse_response
 
@@ -418,3 +423,71 @@ async def test_claude_paging_that_repeats_its_cursor_ends(
     models = await make_hub().provider(endpoint).list_models()
     assert [m.id for m in models] == ["claude-x"]
     assert route.call_count == 2
+
+
+# -- lists bigger than any endpoint's (a loopback server sends them) --------------------
+
+
+async def _serve_lists(pages: Callable[[bytes], bytes]) -> tuple[asyncio.Server, int, list[bytes]]:
+    """A loopback server answering each request's target with the JSON `pages` makes."""
+    asked: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await read_request(reader)
+                target = head.split(b" ", 2)[1]
+                asked.append(target)
+                body = pages(target)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+                writer.write(b"content-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+
+    server, port = await serve(handler)
+    return server, port, asked
+
+
+async def test_a_list_of_a_million_models_keeps_the_first_five_thousand(
+    make_hub: Callable[..., ProviderHub], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken or hostile endpoint listing 800,000 ids (13 MB, within the body cap): all
+    were kept, so every channel's stored copy held 800,000 entries, read back and
+    searched on the event loop (`/model`'s suggestion and choices, a turn with an
+    image), seconds each time. A display name no one is shown is not kept when long."""
+    ids = [f"m{i}" for i in range(800_000)]
+    data = [{"id": i} for i in ids]
+    data[0]["name"] = "n" * 100_000
+    body = json.dumps({"object": "list", "data": data}).encode()
+    assert len(body) < 16 * 2**20
+    server, port, _ = await _serve_lists(lambda target: body)
+    endpoint = Endpoint(Source.CUSTOM, proxy_url=f"http://127.0.0.1:{port}/v1")
+    async with server:
+        result = await make_hub(allow_private=True).provider(endpoint).check_status()
+    assert result.ok
+    assert [m.id for m in result.models] == ids[:MAX_MODELS] and MAX_MODELS == 5000
+    assert result.models[0].display_name is None
+    assert "lists 5,000 models. (The bot keeps the first 5,000; any other id" in result.reason
+    assert "listed more than 5000 models: the first 5000 are kept" in caplog.text
+
+
+async def test_claude_paging_stops_past_what_is_kept(
+    make_hub: Callable[..., ProviderHub],
+) -> None:
+    """An Anthropic-style proxy answering every page with 1,000 new ids and `has_more`:
+    the bot asked all 50 pages it allows and held every id (a page may hold a million:
+    50 of them were gigabytes)."""
+
+    def page(target: bytes) -> bytes:
+        after = target.partition(b"after_id=p")[2]
+        start = int(after) + 1 if after else 0
+        data = [{"id": f"p{n}", "type": "model"} for n in range(start, start + 1000)]
+        return json.dumps({"data": data, "has_more": True, "last_id": data[-1]["id"]}).encode()
+
+    server, port, asked = await _serve_lists(page)
+    endpoint = Endpoint(
+        Source.CLAUDE, proxy_url=f"http://127.0.0.1:{port}/v1", proxy_password=SecretValue("pw")
+    )
+    async with server:
+        models = await make_hub(allow_private=True).provider(endpoint).list_models()
+    assert [m.id for m in models] == [f"p{n}" for n in range(MAX_MODELS)]
+    assert len(asked) == 2 * MAX_MODELS // 1000  # then it stopped
