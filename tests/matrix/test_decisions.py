@@ -767,6 +767,42 @@ def test_a_link_to_a_person_in_an_answer_is_no_pill() -> None:
     assert markdown_to_html("[docs](https://e.org/x)") == '<a href="https://e.org/x">docs</a>'
 
 
+def test_a_link_whose_text_is_another_address_is_written_out() -> None:
+    """A model's `[google.com](https://evil.example)` was a link showing one host and
+    opening another (Matrix clients open it without a word; Discord refuses a URL as a
+    link's text). Written out instead, where the client links the real address; text
+    naming the link's own host, a domain it is in, or the file it links stays a link."""
+    for text, url in (
+        ("google.com", "https://evil.example/login"),
+        ("https://google.com/login", "https://evil.example/login"),
+        ("HTTPS://Google.com", "http://evil.example"),
+        ("**paypal.com**", "https://evil.example"),
+        ("g\u043e\u043egle.com", "https://evil.example"),  # Cyrillic о: not google.com
+        ("google.com", "https://google.com.evil.example"),
+        ("https://user@bank.example", "https://evil.example"),
+        ("http://localhost", "http://evil.example"),
+        ("README.md", "https://evil.example/x"),
+        ("bank.example", "mailto:help@evil.example"),
+        ("https://e.org", "http://[::1"),  # no host to compare: no link either
+    ):
+        html = markdown_to_html(f"see [{text}]({url}) now")
+        assert "<a" not in html and html == f"see [{text}]({url}) now".replace("&", "&amp;"), html
+    for text, url in (
+        ("docs", "https://e.org/x"),
+        ("the docs", "https://e.org/x"),
+        ("docs.python.org", "https://docs.python.org/3/"),
+        ("python.org", "https://docs.python.org/3/"),
+        ("www.python.org", "https://python.org/"),
+        ("https://e.org/a", "https://e.org/b"),
+        ("README.md", "https://github.com/a/b/blob/main/README.md"),
+        ("help@bank.example", "mailto:help@bank.example"),
+        ("e.g.", "https://e.org/"),
+        ("v1.2", "https://e.org/"),
+    ):
+        html = markdown_to_html(f"[{text}]({url})")
+        assert html.startswith(f'<a href="{url}">'), (text, url, html)
+
+
 def test_a_secret_in_a_refused_commands_reply_or_a_login_without_a_scheme_is_taken_out() -> None:
     """Hostile probe: `!proxy set hunter22pass http://…` (password and URL swapped) was
     deleted, and the refusal quoted the password back (`hunter22pass` needs http://…);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import unquote, urlsplit
 
 HTML_FORMAT = "org.matrix.custom.html"
 
@@ -27,10 +28,44 @@ _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _PILL = re.compile(r"https?://matrix\.to/", re.IGNORECASE)
 
 
+# Link text that reads as a web address: a URL, or a dotted host name ending in letters
+# (`google.com`, `www.google.com`, `gооgle.com` in Cyrillic too).
+_URL_TEXT = re.compile(
+    r"[a-z][a-z0-9+.-]*://(?:[^\s/?#@]*@)?(?P<host>\[[^\]]*\]|[^\s/?#:]*)\S*", re.I
+)
+_HOST_TEXT = re.compile(r"(?P<host>(?:[\w-]+\.)+[^\W\d_]{2,})\.?")
+
+
+def _misleading(text: str, url: str) -> bool:
+    """Whether `text` names a web address other than the one `url` goes to: a masked
+    link (`[google.com](https://evil.example)`) shows one host and opens another, and
+    Matrix clients open a link without showing where it goes. Text naming the target's
+    own host or a domain it is in, or the file it links (`[README.md](…/README.md)`), is
+    no disguise."""
+    shown = text.strip(" *_~`<>")
+    named = _URL_TEXT.fullmatch(shown) or _HOST_TEXT.fullmatch(shown)
+    if named is None:
+        return False
+    try:
+        target = urlsplit(url)
+        host = target.hostname or ""
+    except ValueError:  # `http://[::1`: no host to compare
+        return True
+    if url.lower().startswith("mailto:"):
+        host = target.path.rpartition("@")[2]
+    host = host.lower().rstrip(".").removeprefix("www.")
+    name = named["host"].lower().strip("[]").rstrip(".").removeprefix("www.")
+    if host and (host == name or host.endswith(f".{name}") or name.endswith(f".{host}")):
+        return False
+    is_file = named.re is _HOST_TEXT  # `[README.md](…/README.md)`: the file it links
+    return not (is_file and unquote(target.path).rpartition("/")[2].lower() == shown.lower())
+
+
 def _link(text: str, url: str) -> str:
     # A link to a person or room (matrix.to, matrix:) is drawn as a pill: a model's
-    # answer would show a look-alike mention of whomever it names. As written, then.
-    if not url.lower().startswith(_SAFE_SCHEMES) or _PILL.match(url):
+    # answer would show a look-alike mention of whomever it names; a link whose text is
+    # another address disguises where it goes. As written, then (clients link the URL).
+    if not url.lower().startswith(_SAFE_SCHEMES) or _PILL.match(url) or _misleading(text, url):
         return html.escape(f"[{text}]({url})", quote=False)
     return f'<a href="{html.escape(url, quote=True)}">{_inline(text)}</a>'
 
