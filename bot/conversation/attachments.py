@@ -78,9 +78,11 @@ async def prepare(
     images: list[Image] = []
     files: list[tuple[str, bytes]] = []
     fetched = 0
+    downloads = _Downloads(DOWNLOAD_SECONDS)
     try:
         for attachment in attachments:
-            data = await _fetch(attachment, display_name(attachment.filename), max_bytes)
+            shown = display_name(attachment.filename)
+            data = await downloads.fetch(attachment, shown, max_bytes)
             fetched += len(data)  # as declared sizes are checked: a platform may declare none
             if len(attachments) > 1 and fetched > MESSAGE_FILES_SHARE * max_bytes:
                 raise Refused(_too_large_together(fetched, max_bytes))
@@ -122,6 +124,34 @@ async def _in_media_thread(work: Callable[..., T], *args: Any) -> T:
     return await loop.run_in_executor(_MEDIA_THREADS, functools.partial(context.run, work, *args))
 
 
+# What one message's downloads may take together: the conversation's next turns wait for
+# them, and a stalled CDN or homeserver held it (discord.py waits 5 minutes for each file,
+# ten files 50). The time images take to prepare between them is not counted.
+DOWNLOAD_SECONDS = 120.0
+
+
+class _Downloads:
+    """A message's downloads, one after another, within `seconds` in all."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+
+    async def fetch(self, attachment: Attachment, shown: str, max_bytes: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(max(0.0, self.left)):
+                return await _fetch(attachment, shown, max_bytes)
+        except TimeoutError:  # the platform's own timeout, or this message's
+            log.info("downloading an attachment took too long")
+            raise Refused(
+                f"Downloading {shown} took too long, so I stopped and sent nothing. Try "
+                "again later."
+            ) from None
+        finally:
+            self.left -= loop.time() - started
+
+
 async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
     limit = f"{max_bytes / 2**20:g} MB"
     if attachment.size > max_bytes:
@@ -130,6 +160,8 @@ async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
         raise Refused(f"I could not get {shown} from the platform; attach it again.")
     try:
         data = await attachment.fetch(max_bytes)
+    except TimeoutError:
+        raise
     except Exception as err:  # the platform's client raises its own types
         log.info("fetching an attachment failed: %s", failure(err))
         raise Refused(f"I could not download {shown}; attach it again.") from None

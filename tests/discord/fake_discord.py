@@ -86,6 +86,11 @@ class FakeDiscord:
     _tokens: dict[str, str] = field(default_factory=dict)  # interaction token → its id
     files: dict[str, bytes] = field(default_factory=dict)  # CDN path → bytes
     downloads: list[str] = field(default_factory=list)  # CDN paths the bot fetched
+    # A CDN that lies or stalls: by file name, the body it serves instead of the stored
+    # one (streamed, with no Content-Length: it may be larger than the size announced).
+    cdn_bodies: dict[str, bytes] = field(default_factory=dict)
+    cdn_trickle: float = 0.0  # seconds between each 1 KB part of a body it streams
+    cdn_sent: int = 0  # bytes of streamed bodies written before the reader left
     manage_webhooks: bool = False  # the bot's role grants Manage Webhooks
     # Permission bits the bot lacks in the channel: its interactions say so, and a channel
     # overwrite says so to its cache (when set before it connects); without Send Messages
@@ -294,7 +299,22 @@ class FakeDiscord:
         self.downloads.append(path)
         if data is None:
             return web.Response(status=404)
-        return web.Response(body=data, content_type="application/octet-stream")
+        name = path.rsplit("/", 1)[1]
+        if name not in self.cdn_bodies and not self.cdn_trickle:
+            return web.Response(body=data, content_type="application/octet-stream")
+        body = self.cdn_bodies.get(name, data)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        part = 1024 if self.cdn_trickle else 64 * 1024
+        try:
+            for at in range(0, len(body), part):
+                await response.write(body[at : at + part])
+                self.cdn_sent += len(body[at : at + part])
+                await asyncio.sleep(self.cdn_trickle)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the reader went away
+        return response
 
     async def _note(self, call: Call) -> None:
         self.calls.append(call)

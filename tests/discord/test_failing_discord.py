@@ -11,6 +11,7 @@ import logging
 import pytest
 
 from bot.commands import Invocation
+from bot.conversation import attachments
 from bot.conversation.stream import SHOW_FAILED
 from bot.core import Core, split_text
 from bot.frontends.discord import sink
@@ -248,3 +249,37 @@ async def test_a_greeting_discord_would_not_take_is_said_to_the_importer(
     assert int(told.get("flags", 0)) & 64  # only the importer sees it
     posts = fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
     assert len(posts) == sink.EDIT_RETRIES + 1
+
+
+def _said(fake: FakeDiscord) -> list[str]:
+    """What the bot posted in the channel."""
+    return [m["content"] for m in fake.messages.values() if int(m["author"]["id"]) == fake.bot_id]
+
+
+async def test_files_a_stalled_cdn_trickles_are_given_up_together_and_said(
+    core: Core, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three files Discord's CDN sent a byte at a time: discord.py waits 5 minutes for
+    each, the conversation (its next turn, /stop) with it, and one message's ten files held
+    it 50. Now a message's downloads get DOWNLOAD_SECONDS together; the asker is told
+    which file was too slow, nothing is sent or stored, and the conversation goes on."""
+    monkeypatch.setattr(attachments, "DOWNLOAD_SECONDS", 1.0)  # 120 s in production
+    fake = FakeDiscord(TOKEN, cdn_trickle=0.5)  # 1 KB each half second: 50 s a file
+    await fake.start()
+    files = [(f"notes{i}.txt", "text/plain", b"line of notes\n" * 7_000) for i in range(3)]
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> read these", files=files)
+            await fake.wait_until(lambda: bool(_said(fake)), 30)
+            assert _said(fake) == [
+                "Downloading notes0.txt took too long, so I stopped and sent nothing. Try "
+                "again later."
+            ]
+            assert not endpoint.requests
+            assert await core.store.history(_ref(fake), 5) == []
+            fake.cdn_trickle = 0.0
+            await fake.user_says(f"<@{fake.bot_id}> and now?", files=files[:1])
+            await fake.wait_until(lambda: _said(fake)[-1].endswith("Hello there!"), 30)
+    finally:
+        await fake.stop()
+    assert len(_said(fake)) == 2 and len(endpoint.requests) == 1
