@@ -180,6 +180,10 @@ async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
 # the most a file may be: each is read and held while the turn is prepared.
 MAX_FILES = 10
 MESSAGE_FILES_SHARE = 2
+# Messages whose files are downloaded and prepared at once, in all conversations (the
+# rest wait their turn): each may hold MESSAGE_FILES_SHARE files of the most a file may
+# be, and more as their text is decoded. Ten channels at once had held 400 MB and more.
+MESSAGES_READ_AT_ONCE = 4
 
 
 def count_refusal(

@@ -25,7 +25,7 @@ from bot.connection import (
     run_status_check,
 )
 from bot.conversation import accounting
-from bot.conversation.attachments import Prepared, Refused, count_refusal
+from bot.conversation.attachments import MESSAGES_READ_AT_ONCE, Prepared, Refused, count_refusal
 from bot.conversation.attachments import prepare as prepare_attachments
 from bot.conversation.budget import (
     MAX_INPUT_CHARS,
@@ -276,6 +276,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # that is not told as one before it (the answer shows how it ended).
         self._showing: set[ChannelRef] = set()
         self._told_no_vision: set[str] = set()
+        # Messages whose files are downloaded and held at once, in all conversations.
+        self._reading_files = asyncio.Semaphore(MESSAGES_READ_AT_ONCE)
         # Conversation → answers whose end could not be stored (the asker was told they
         # will not be part of the history): forgotten before its next turn reads it (an
         # answer being continued: put back as it was).
@@ -405,14 +407,15 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if too_many is not None:
             return too_many
         try:
-            await prepare_attachments(
-                [attachment],
-                max_images=self._limits.max_images,
-                max_bytes=self._limits.max_attachment_bytes,
-                # Only whether it can be read: a PDF's pages stop at its first text (the
-                # turn reads what its budget takes).
-                text_budget=1,
-            )
+            async with self._reading_files:
+                await prepare_attachments(
+                    [attachment],
+                    max_images=self._limits.max_images,
+                    max_bytes=self._limits.max_attachment_bytes,
+                    # Only whether it can be read: a PDF's pages stop at its first text (the
+                    # turn reads what its budget takes).
+                    text_budget=1,
+                )
         except Refused as err:
             return str(err)
         return None
@@ -935,13 +938,14 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         )
         # Text files may take half of what the context has left (counted as the history
         # is: a Chinese file takes many more tokens a character than an English one).
-        return await prepare_attachments(
-            incoming.attachments,
-            max_images=self._limits.max_images,
-            max_bytes=self._limits.max_attachment_bytes,
-            text_budget=tokens // 2,
-            measure=estimate_tokens,
-        )
+        async with self._reading_files:
+            return await prepare_attachments(
+                incoming.attachments,
+                max_images=self._limits.max_images,
+                max_bytes=self._limits.max_attachment_bytes,
+                text_budget=tokens // 2,
+                measure=estimate_tokens,
+            )
 
     async def _sees(self, ref: ChannelRef, config: ChannelConfig) -> bool:
         listed = await self._store.cached_models(ref, config.source)

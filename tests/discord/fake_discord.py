@@ -91,6 +91,8 @@ class FakeDiscord:
     cdn_bodies: dict[str, bytes] = field(default_factory=dict)
     cdn_trickle: float = 0.0  # seconds between each 1 KB part of a body it streams
     cdn_sent: int = 0  # bytes of streamed bodies written before the reader left
+    cdn_open: int = 0  # downloads being served now
+    cdn_most: int = 0  # the most served at once
     manage_webhooks: bool = False  # the bot's role grants Manage Webhooks
     # Permission bits the bot lacks in the channel: its interactions say so, and a channel
     # overwrite says so to its cache (when set before it connects); without Send Messages
@@ -306,6 +308,8 @@ class FakeDiscord:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)
         part = 1024 if self.cdn_trickle else 64 * 1024
+        self.cdn_open += 1
+        self.cdn_most = max(self.cdn_most, self.cdn_open)
         try:
             for at in range(0, len(body), part):
                 await response.write(body[at : at + part])
@@ -314,6 +318,8 @@ class FakeDiscord:
             await response.write_eof()
         except (ConnectionError, RuntimeError):
             pass  # the reader went away
+        finally:
+            self.cdn_open -= 1
         return response
 
     async def _note(self, call: Call) -> None:

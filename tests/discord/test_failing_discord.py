@@ -283,3 +283,33 @@ async def test_files_a_stalled_cdn_trickles_are_given_up_together_and_said(
     finally:
         await fake.stop()
     assert len(_said(fake)) == 2 and len(endpoint.requests) == 1
+
+
+async def test_files_sent_in_many_channels_at_once_are_read_a_few_messages_at_a_time(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Files in six channels at once were all downloaded and held at once (ten channels
+    with two 20 MB files each held over 400 MB). Now at most MESSAGES_READ_AT_ONCE
+    messages' files are read at a time; the others wait their turn and are answered."""
+    channels = attachments.MESSAGES_READ_AT_ONCE + 2
+    fake = FakeDiscord(TOKEN, channels=channels, cdn_trickle=0.05)  # 1 KB each 50 ms
+    await fake.start()
+    notes = b"line of notes\n" * 1_000  # 14 KB: 0.7 s to serve
+    try:
+        async with running(core, fake):
+            for n in range(channels):
+                await fake.user_says(
+                    f"<@{fake.bot_id}> read",
+                    channel_id=fake.channel_id + n,
+                    files=[(f"notes{n}.txt", "text/plain", notes)],
+                )
+
+            def answered() -> bool:  # each to its end (a note that its file was cut first)
+                said = _said(fake)
+                return len(said) == channels and all(s.endswith("Hello there!") for s in said)
+
+            await fake.wait_until(answered, 60)
+    finally:
+        await fake.stop()
+    assert len(endpoint.requests) == channels
+    assert fake.cdn_most == attachments.MESSAGES_READ_AT_ONCE
