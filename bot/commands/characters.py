@@ -69,7 +69,8 @@ async def _file_bytes(ctx: CommandContext, args: dict[str, Any], path: str, limi
     try:
         data = await file.fetch(limit)
     except Exception as err:  # the platform's download error, whatever its type
-        log.info("could not fetch %s: %s", file.filename, type(err).__name__)
+        # As the reply names it: one line (a name's line break had forged a log line).
+        log.info("could not fetch %s: %s", shown, type(err).__name__)
         raise CommandError(f"Could not download {shown}; try again.") from None
     if len(data) > limit:
         raise CommandError(too_large)

@@ -133,3 +133,35 @@ async def test_the_name_members_see_addresses_the_bot(
         await alice.close()
         await bob.close()
         await core.close()
+
+
+async def test_a_card_that_cannot_be_downloaded_is_said_and_its_name_forges_no_log_line(
+    synapse_server: SynapseServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Matrix probe: `!character import` replied to a file whose link is broken, named with
+    a line break and a line of its own: the log wrote the name as it came, so a member
+    could add a line of their choosing to the operator's log. It names the file as the
+    reply does, on one line."""
+    server = synapse_server
+    bot = server.register("cardbot")
+    core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+    alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+    forged = "2026-01-01 00:00:00,000 ERROR bot.store: the database was deleted"
+    caplog.set_level("INFO", logger="bot")
+    try:
+        async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+            room_id = await alice.create_room([bot.user_id])
+            await alice.wait_joined(room_id, bot.user_id)
+            name = f"card.png\n{forged}"
+            content = {"msgtype": "m.file", "body": name, "filename": name, "url": "mxc://"}
+            file_event = await alice.send_content(room_id, content)
+            since = time.monotonic()
+            relates = {"m.in_reply_to": {"event_id": file_event}}
+            command = await alice.send(room_id, "!character import", **{"m.relates_to": relates})
+            text = await _answer(alice, room_id, bot.user_id, command, since)
+    finally:
+        await alice.close()
+        await core.close()
+    assert text == f"Could not download card.png {forged}; try again.", text
+    logged = [r.getMessage() for r in caplog.records if "could not fetch" in r.getMessage()]
+    assert logged and all("\n" not in line for line in logged), logged
