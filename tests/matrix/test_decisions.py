@@ -803,6 +803,34 @@ def test_a_link_whose_text_is_another_address_is_written_out() -> None:
         assert html.startswith(f'<a href="{url}">'), (text, url, html)
 
 
+def test_a_dotted_name_or_the_same_host_in_its_own_script_stays_a_link() -> None:
+    """Every dotted word read as a host name: answers' `[Node.js](https://nodejs.org)`,
+    `[os.path.join](https://docs.python.org/…)` or `[pandas.DataFrame](…)` were written
+    out as markdown, as was `[bücher.de](https://xn--bcher-kva.de/)` (one host, two
+    spellings). Only text ending in a top-level domain names an address."""
+    for text, url in (
+        ("Node.js", "https://nodejs.org"),
+        ("Vue.js", "https://vuejs.org/"),
+        ("`os.path.join`", "https://docs.python.org/3/library/os.path.html#os.path.join"),
+        ("pandas.DataFrame", "https://pandas.pydata.org/docs/reference/frame.html"),
+        ("console.log", "https://developer.mozilla.org/en-US/docs/Web/API/console/log"),
+        ("index.html", "https://example.com/"),
+        ("bücher.de", "https://xn--bcher-kva.de/"),
+        ("xn--bcher-kva.de", "https://bücher.de/"),
+        ("пример.рф", "https://xn--e1afmkfd.xn--p1ai/"),
+    ):
+        html = markdown_to_html(f"[{text}]({url})")
+        assert html.startswith(f'<a href="{url}">'), (text, url, html)
+    for text, url in (
+        ("g\u043e\u043egle.com", "https://google.com"),  # Cyrillic о: another host
+        ("пример.рф", "https://evil.example"),
+        ("printer.local", "http://evil.example"),
+        ("paypal.app", "https://evil.example"),
+    ):
+        html = markdown_to_html(f"[{text}]({url})")
+        assert "<a" not in html, (text, url, html)
+
+
 def test_a_secret_in_a_refused_commands_reply_or_a_login_without_a_scheme_is_taken_out() -> None:
     """Hostile probe: `!proxy set hunter22pass http://…` (password and URL swapped) was
     deleted, and the refusal quoted the password back (`hunter22pass` needs http://…);

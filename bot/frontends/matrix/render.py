@@ -11,6 +11,8 @@ import html
 import re
 from urllib.parse import unquote, urlsplit
 
+from bot.frontends.matrix.tlds import TLDS
+
 HTML_FORMAT = "org.matrix.custom.html"
 
 _FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+.#-]*)\s*$")
@@ -28,12 +30,21 @@ _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _PILL = re.compile(r"https?://matrix\.to/", re.IGNORECASE)
 
 
-# Link text that reads as a web address: a URL, or a dotted host name ending in letters
-# (`google.com`, `www.google.com`, `gооgle.com` in Cyrillic too).
+# Link text that reads as a web address: a URL, or a dotted host name ending in a
+# top-level domain (`google.com`, `www.google.com`, `gооgle.com` in Cyrillic too; not
+# `Node.js`, `os.path` or `console.log`, which no domain ends in).
 _URL_TEXT = re.compile(
     r"[a-z][a-z0-9+.-]*://(?:[^\s/?#@]*@)?(?P<host>\[[^\]]*\]|[^\s/?#:]*)\S*", re.I
 )
-_HOST_TEXT = re.compile(r"(?P<host>(?:[\w-]+\.)+[^\W\d_]{2,})\.?")
+_HOST_TEXT = re.compile(r"(?P<host>(?:[\w-]+\.)+(?P<tld>[^\W\d_]{2,}))\.?")
+
+
+def _ascii_host(host: str) -> str:
+    """`host` as DNS spells it (`bücher.de` is `xn--bcher-kva.de`), to compare two names."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty or overlong label: no such host, compared as written
+        return host
 
 
 def _misleading(text: str, url: str) -> bool:
@@ -46,6 +57,8 @@ def _misleading(text: str, url: str) -> bool:
     named = _URL_TEXT.fullmatch(shown) or _HOST_TEXT.fullmatch(shown)
     if named is None:
         return False
+    if named.re is _HOST_TEXT and _ascii_host(named["tld"].lower()) not in TLDS:
+        return False  # a name with dots in it (`Node.js`, `pandas.DataFrame`), no address
     try:
         target = urlsplit(url)
         host = target.hostname or ""
@@ -53,8 +66,8 @@ def _misleading(text: str, url: str) -> bool:
         return True
     if url.lower().startswith("mailto:"):
         host = target.path.rpartition("@")[2]
-    host = host.lower().rstrip(".").removeprefix("www.")
-    name = named["host"].lower().strip("[]").rstrip(".").removeprefix("www.")
+    host = _ascii_host(host.lower().rstrip(".")).removeprefix("www.")
+    name = _ascii_host(named["host"].lower().strip("[]").rstrip(".")).removeprefix("www.")
     if host and (host == name or host.endswith(f".{name}") or name.endswith(f".{host}")):
         return False
     is_file = named.re is _HOST_TEXT  # `[README.md](…/README.md)`: the file it links
