@@ -544,20 +544,20 @@ def _body_parts(response: httpx.Response) -> AsyncGenerator[bytes, None]:
         raw = body.__aiter__()
     else:  # httpx types it as an iterator, but it is a generator that must be closed
         raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-    codings = [
-        coding
-        for coding in response.headers.get("content-encoding", "")
-        .lower()
-        .replace(" ", "")
-        .split(",")
-        if coding not in ("", "identity")
-    ]
+    said = response.headers.get("content-encoding", "").lower().split(",")
+    codings = [c for c in (c.strip() for c in said) if c in _WBITS or c in _NOT_READ]
     return _inflated(raw, codings) if codings else raw
 
 
 _PIECE = 64 * 1024  # the most one step of inflating a compressed body may produce
 _MAX_CODINGS = 2  # `gzip, gzip` is legal HTTP; nobody nests them deeper
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+# The other content codings HTTP has (IANA's registry; identity is none). Any other word
+# (`none`, `utf-8`, sent by servers that mean no coding) is read as no coding, as httpx
+# and browsers read it.
+_NOT_READ = frozenset(
+    ("aes128gcm", "br", "compress", "dcb", "dcz", "exi", "pack200-gzip", "x-compress", "zstd")
+)
 
 
 class _Inflater:

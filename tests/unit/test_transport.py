@@ -435,3 +435,22 @@ async def test_a_body_the_bot_cannot_inflate_is_said_to_be_one(
     finally:
         await hub.aclose()
     assert said in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("coding", [b"none", b"UTF-8", b"identity,\tnone", b"none, gzip"])
+async def test_a_word_that_is_no_content_coding_reads_the_body_as_sent(coding: bytes) -> None:
+    """`content-encoding: none` (PHP's way to keep a stream unbuffered) or `utf-8` from a
+    server that means no coding: httpx read the body as sent, as browsers do; the
+    bot's own inflating called it a compressed body it cannot inflate. gzip named
+    beside such a word is still inflated."""
+    listed = json.dumps({"data": [{"id": "m1"}, {"id": "m2"}]}).encode()
+    body = gzip.compress(listed) if b"gzip" in coding else listed
+    server, port = await _serve_once(b"200", b"application/json", coding, body)
+    hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
+    provider = hub.provider(Endpoint(Source.CUSTOM, proxy_url=f"http://127.0.0.1:{port}/v1"))
+    try:
+        async with server:
+            models = await provider.list_models()
+    finally:
+        await hub.aclose()
+    assert [m.id for m in models] == ["m1", "m2"]
