@@ -126,8 +126,8 @@ class OpenAIProvider(OpenAICompatible):
 
 
 # OpenAI's models that refuse max_tokens: o1, o3, o4… and GPT-5, also as a router names
-# them (`openai/o3-mini`).
-_REASONING_MODEL = re.compile(r"(?:^|/)o[1-9]|gpt-5")
+# them (`openai/o3-mini`) and fine-tuned (`ft:o4-mini-2025-04-16:org::id`).
+_REASONING_MODEL = re.compile(r"(?:^|[/:])o[1-9]|gpt-5")
 
 
 async def _continuing(

@@ -201,6 +201,14 @@ async def test_proxy_without_password_sends_no_key(
         ("https://proxy.example.net/v1", "o3-mini", "max_completion_tokens"),
         ("https://proxy.example.net/v1", "openai/o4-mini", "max_completion_tokens"),
         ("https://proxy.example.net/v1", "gpt-5-mini", "max_completion_tokens"),
+        # A fine-tuned o-series model (OpenAI's reinforcement fine-tuning): OpenAI's own
+        # API behind a logging gateway refuses max_tokens for it as for o4-mini.
+        (
+            "https://proxy.example.net/v1",
+            "ft:o4-mini-2025-04-16:acme::B1x2",
+            "max_completion_tokens",
+        ),
+        ("https://proxy.example.net/v1", "ft:gpt-4o-mini-2024-07-18:acme::C3", "max_tokens"),
     ],
 )
 async def test_openai_behind_a_proxy_sends_max_tokens_unless_the_model_needs_the_other(
