@@ -831,6 +831,25 @@ def test_a_dotted_name_or_the_same_host_in_its_own_script_stays_a_link() -> None
         assert "<a" not in html, (text, url, html)
 
 
+def test_a_link_whose_text_is_a_host_and_path_is_written_out() -> None:
+    """`[paypal.com/login](https://evil.example)`, the usual disguise, went out as a link:
+    only a bare host or a URL with its scheme counted as an address."""
+    for text, url in (
+        ("paypal.com/login", "https://evil.example"),
+        ("www.paypal.com/signin?next=%2F", "https://evil.example/x"),
+        ("bank.example:8443", "https://evil.example"),
+    ):
+        html = markdown_to_html(f"[{text}]({url})")
+        assert "<a" not in html, (text, url, html)
+    for text, url in (
+        ("github.com/a/b", "https://github.com/a/b"),
+        ("docs.python.org/3/library", "https://docs.python.org/3/library/"),
+        ("src/main.py", "https://github.com/a/b/blob/main/src/main.py"),
+    ):
+        html = markdown_to_html(f"[{text}]({url})")
+        assert html.startswith(f'<a href="{url}">'), (text, url, html)
+
+
 def test_a_secret_in_a_refused_commands_reply_or_a_login_without_a_scheme_is_taken_out() -> None:
     """Hostile probe: `!proxy set hunter22pass http://…` (password and URL swapped) was
     deleted, and the refusal quoted the password back (`hunter22pass` needs http://…);

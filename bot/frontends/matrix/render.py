@@ -31,12 +31,15 @@ _PILL = re.compile(r"https?://matrix\.to/", re.IGNORECASE)
 
 
 # Link text that reads as a web address: a URL, or a dotted host name ending in a
-# top-level domain (`google.com`, `www.google.com`, `gооgle.com` in Cyrillic too; not
-# `Node.js`, `os.path` or `console.log`, which no domain ends in).
+# top-level domain, perhaps with a port and a path (`google.com`, `www.google.com/login`,
+# `gооgle.com` in Cyrillic too; not `Node.js`, `os.path` or `console.log`, which no
+# domain ends in).
 _URL_TEXT = re.compile(
     r"[a-z][a-z0-9+.-]*://(?:[^\s/?#@]*@)?(?P<host>\[[^\]]*\]|[^\s/?#:]*)\S*", re.I
 )
-_HOST_TEXT = re.compile(r"(?P<host>(?:[\w-]+\.)+(?P<tld>[^\W\d_]{2,}))\.?")
+_HOST_TEXT = re.compile(
+    r"(?P<host>(?:[\w-]+\.)+(?P<tld>[^\W\d_]{2,}))\.?(?::[0-9]{1,5})?(?:[/?#]\S*)?"
+)
 
 
 def _ascii_host(host: str) -> str:
