@@ -312,4 +312,5 @@ async def test_files_sent_in_many_channels_at_once_are_read_a_few_messages_at_a_
     finally:
         await fake.stop()
     assert len(endpoint.requests) == channels
-    assert fake.cdn_most == attachments.MESSAGES_READ_AT_ONCE
+    # Several at once, never more than the cap (how many overlap depends on the machine).
+    assert 1 < fake.cdn_most <= attachments.MESSAGES_READ_AT_ONCE, fake.cdn_most
