@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import ssl
@@ -17,7 +18,7 @@ from collections.abc import (
     Mapping,
 )
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpcore
 import httpx
@@ -40,6 +41,8 @@ from bot.types.text import shorten, untrusted_json
 
 log = logging.getLogger("bot.providers")
 
+T = TypeVar("T")
+
 Sleep = Callable[[float], Awaitable[None]]
 
 MAX_BODY = 16 * 1024 * 1024  # a model list from a big router is ~2 MB
@@ -59,6 +62,13 @@ _READ_SLACK = 1.0  # how much later than the provider layer's own limits a bare 
 # vets the addresses it actually reaches again, so this spares each turn a lookup only.
 _CHECK_SECONDS = 60.0
 _CHECKS_KEPT = 1000
+# A model list asked of the same URL with the same credentials again this soon gets the
+# answer the one before got (a list, or the error), and one asked while another is on its
+# way waits for it: a hundred /connect or /models external sent at once, or one after
+# another, are one request to the endpoint (an operator's default key pays for it), not
+# a hundred.
+LIST_REUSE_SECONDS = 10.0
+_LISTS_KEPT = 256
 # The headers httpx's client adds to every request. Requests go to the transport without
 # a client (its layers cost about an eighth of what opening one costs: bench/RESULTS.md), so
 # they are added here, and endpoints see what they saw before.
@@ -100,6 +110,8 @@ class Transport:
         self._transports: dict[tuple[str, str, int | None], PoolTransport] = {}
         self._urls: dict[str, httpx.URL] = {}  # as typed → parsed (`_url`)
         self._checks: dict[str, tuple[float, str]] = {}  # URL → (valid until, checked URL)
+        # What `shared` fetched or is fetching: key → (reused until, its task).
+        self._shared: dict[str, tuple[float, asyncio.Task[Any]]] = {}
         self._tls: ssl.SSLContext | None = None
         s = settings
         self._lane_size = min(_LANE_SIZE, s.max_connections_per_endpoint)
@@ -172,6 +184,9 @@ class Transport:
         )
 
     async def aclose(self) -> None:
+        shared, self._shared = self._shared, {}
+        for _, task in shared.values():
+            task.cancel()
         transports, self._transports = list(self._transports.values()), {}
         for transport in transports:
             await transport.aclose()
@@ -190,6 +205,37 @@ class Transport:
             self._checks.clear()
         self._checks[url] = (now + _CHECK_SECONDS, checked)
         return checked
+
+    async def shared(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        """`fetch()`'s outcome, shared with every call of the same `key` made while it
+        runs or up to LIST_REUSE_SECONDS after it ended (a ProviderError too). `key`
+        must name everything the outcome depends on (the URL, the credentials sent)."""
+        now = time.monotonic()
+        held = self._shared.get(key)
+        if held is None or (held[1].done() and now >= held[0]):
+            if len(self._shared) >= _LISTS_KEPT:
+                self._shared = {
+                    k: v for k, v in self._shared.items() if not v[1].done() or now < v[0]
+                }
+                while len(self._shared) >= _LISTS_KEPT:  # many endpoints at once: oldest go
+                    del self._shared[next(iter(self._shared))]
+            task: asyncio.Task[T] = asyncio.ensure_future(fetch())
+            held = self._shared[key] = (float("inf"), task)
+            task.add_done_callback(functools.partial(self._fetched, key))
+        # Shielded: one caller that is cancelled (a shutdown) does not end it for others.
+        return cast(T, await asyncio.shield(held[1]))
+
+    def _fetched(self, key: str, task: asyncio.Task[Any]) -> None:
+        held = self._shared.get(key)
+        if held is None or held[1] is not task:
+            return
+        failed = None if task.cancelled() else task.exception()
+        if task.cancelled() or (failed is not None and not isinstance(failed, ProviderError)):
+            del self._shared[key]  # a bug or a shutdown is nothing to give the next caller
+        else:
+            if failed is not None:  # kept for the next callers, not what it was raised from
+                failed.__context__ = failed.__cause__ = None
+            self._shared[key] = (time.monotonic() + LIST_REUSE_SECONDS, task)
 
     def retry_delay(self, attempt: int, err: ProviderError, started: float) -> float | None:
         """Seconds to wait before another attempt, or None to give up now."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -168,7 +170,19 @@ class HTTPProvider:
         """The models at `base` that a channel could choose, each once: an id that `/model`
         would refuse (too long, invisible characters) is left out, not echoed in every
         list; so is one holding a key (an endpoint echoing the one it was sent), which
-        every member could read in /models and the model cache would keep in clear."""
+        every member could read in /models and the model cache would keep in clear.
+        Asked again within LIST_REUSE_SECONDS with the same credentials (a flood of
+        status checks): the answer the one before got, not another request."""
+        try:
+            headers = sorted(self._headers().items())
+        except ProviderError:  # nothing is sent: said at once, as it would be
+            return await self._fetch_models_at(base)
+        # A digest, not the credentials: the key outlives the request.
+        sent = json.dumps([type(self).__name__, base, headers, sorted(self.secrets())])
+        key = hashlib.sha256(sent.encode()).hexdigest()
+        return list(await self._t.shared(key, lambda: self._fetch_models_at(base)))
+
+    async def _fetch_models_at(self, base: str) -> list[ModelInfo]:
         secrets = [s for s in self.secrets() if len(s) >= HELD_SECRET_CHARS]
         models: dict[str, ModelInfo] = {}
         held = 0

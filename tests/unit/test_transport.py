@@ -26,6 +26,7 @@ from bot.providers import (
 )
 from bot.providers._http import (
     _LANE_SIZE,
+    _LISTS_KEPT,
     _URLS_KEPT,
     HTTPCORE_ERRORS,
     PoolTransport,
@@ -109,6 +110,47 @@ def test_urls_are_parsed_once_each_and_kept_within_bounds() -> None:
         url = f"http://127.0.0.1:9/v{n}/models"
         assert str(transport.request(RequestSpec("GET", url, "The proxy", {})).url) == url
     assert len(transport._urls) <= _URLS_KEPT
+
+
+async def test_shared_lists_stay_within_bounds() -> None:
+    """Many endpoints listed within the reuse window (a flood of distinct proxy URLs)
+    keep at most _LISTS_KEPT outcomes (each failure held its frames: 16 KB); a caller
+    that is cancelled does not end the listing for the others; a bug is not handed to
+    the next caller."""
+    transport = Transport(ProviderSettings(), EndpointPolicy(allow_private=True), asyncio.sleep)
+
+    async def refused() -> list[str]:
+        raise Unreachable("The proxy at http://x could not be reached")
+
+    for n in range(3 * _LISTS_KEPT):
+        with pytest.raises(Unreachable):
+            await transport.shared(f"k{n}", refused)
+    assert len(transport._shared) <= _LISTS_KEPT
+
+    release, calls = asyncio.Event(), []
+
+    async def slow() -> list[str]:
+        calls.append(1)
+        await release.wait()
+        return ["m"]
+
+    first = asyncio.ensure_future(transport.shared("slow", slow))
+    second = asyncio.ensure_future(transport.shared("slow", slow))
+    await asyncio.sleep(0)
+    first.cancel()
+    release.set()
+    assert await second == ["m"] and calls == [1]
+    assert await transport.shared("slow", slow) == ["m"] and calls == [1]
+
+    async def bug() -> list[str]:
+        calls.append(2)
+        raise KeyError("a bug")
+
+    for _ in range(2):
+        with pytest.raises(KeyError):
+            await transport.shared("bug", bug)
+    assert calls == [1, 2, 2]
+    await transport.aclose()
 
 
 async def test_quiet_use_stays_on_one_lane_and_a_crowd_spreads_over_more() -> None:
