@@ -100,13 +100,22 @@ class ScopedCache(Generic[V]):
         weight = self._weigh(value) if self._weigh is not None else 0
         if self._max_weight and weight > self._max_weight:
             return
-        due = expires if expires is not None else self._clock() + self._ttl
+        now = self._clock()
+        due = expires if expires is not None else now + self._ttl
         self._entries[key] = (due, scope, value, weight)
         self._weight += weight
         while len(self._entries) > self._max_entries or (
             self._max_weight and self._weight > self._max_weight
         ):
             oldest = next(iter(self._entries))
+            self._remove(oldest)
+        # Past their TTL the least recently used go too (one used since it was put was not
+        # past it then): a channel seen once is not held until max_entries others come
+        # (about 5 KB a channel in all the caches, values no read would return).
+        while self._entries:
+            oldest = next(iter(self._entries))
+            if self._entries[oldest][0] > now:
+                break
             self._remove(oldest)
 
     def _remove(self, key: Hashable) -> None:

@@ -54,6 +54,24 @@ def test_entries_expire_after_the_ttl() -> None:
     assert len(cache) == 0
 
 
+def test_entries_past_the_ttl_go_as_others_come() -> None:
+    """A long-running bot sees channels once and never again: their entries went only
+    when max_entries newer ones pushed them out (tens of MB held for days). Now each put
+    lets those past their TTL go, least recently used first."""
+    clock = FakeClock()
+    cache: ScopedCache[str] = ScopedCache(ttl=30, max_entries=20_000, clock=clock)
+    for n in range(5000):
+        cache.put(f"c{n}", ("p", "s", f"c{n}"), "v", generation=cache.generation())
+        clock.now += 0.1  # 10 new channels a second
+    assert len(cache) <= 301
+    assert cache.get("c4999") == "v" and cache.get("c0") is None
+    busy = "c4800"
+    assert cache.get(busy) == "v"  # used: stays until its own TTL
+    clock.now += 60
+    cache.put("new", ("p", "s", "new"), "v", generation=cache.generation())
+    assert len(cache) == 1 and cache.get("new") == "v"
+
+
 def test_a_read_that_raced_a_write_is_not_cached() -> None:
     cache: ScopedCache[str] = ScopedCache(ttl=30, max_entries=10)
     before = cache.generation()  # a reader starts...
