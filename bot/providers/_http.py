@@ -208,8 +208,9 @@ class Transport:
 
     async def shared(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
         """`fetch()`'s outcome, shared with every call of the same `key` made while it
-        runs or up to LIST_REUSE_SECONDS after it ended (a ProviderError too). `key`
-        must name everything the outcome depends on (the URL, the credentials sent)."""
+        runs or up to LIST_REUSE_SECONDS after it ended (a ProviderError too, but for a
+        server not reached). `key` must name everything the outcome depends on (the URL,
+        the credentials sent)."""
         now = time.monotonic()
         held = self._shared.get(key)
         if held is None or (held[1].done() and now >= held[0]):
@@ -230,8 +231,14 @@ class Transport:
         if held is None or held[1] is not task:
             return
         failed = None if task.cancelled() else task.exception()
-        if task.cancelled() or (failed is not None and not isinstance(failed, ProviderError)):
-            del self._shared[key]  # a bug or a shutdown is nothing to give the next caller
+        # A bug or a shutdown is nothing to give the next caller; nor is a server not
+        # reached (nothing there was asked: one started now answers the next check).
+        if (
+            task.cancelled()
+            or (failed is not None and not isinstance(failed, ProviderError))
+            or isinstance(failed, Unreachable)
+        ):
+            del self._shared[key]
         else:
             if failed is not None:  # kept for the next callers, not what it was raised from
                 failed.__context__ = failed.__cause__ = None

@@ -100,3 +100,35 @@ async def test_a_refused_status_check_is_shared_too(
         assert len(asked) - before <= 1
     finally:
         await runner.cleanup()
+
+
+async def test_a_server_started_after_a_failed_check_is_checked_at_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listened, so the first check failed; the user starts LM Studio and checks
+    again at once. A failed connection was shared for 10 s like an answer, so the second
+    check said the server was still unreachable: nothing was reached, nothing to spare."""
+    monkeypatch.setattr(_http, "LIST_REUSE_SECONDS", 3600.0)
+
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "m-up"}]})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", listing)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    await runner.cleanup()  # the port is free: nothing listens there yet
+    assert (await run(harness, f"/proxy set http://127.0.0.1:{port}/v1")).ok
+    failed = await run(harness, "/connect")
+    assert not failed.ok and "Status check failed" in failed.text, failed.text
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        checked = await run(harness, "/connect")
+        assert checked.ok and "Status check: OK" in checked.text, checked.text
+    finally:
+        await runner.cleanup()
