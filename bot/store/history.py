@@ -628,14 +628,20 @@ class HistoryPart:
 
     def _link_statement(self) -> Any:
         """Link a post to a row unless it is linked already (a continued answer's pages) or
-        the row is gone (its turn was forgotten while the answer was shown)."""
+        the row is gone (its turn was forgotten while the answer was shown).
+
+        On PostgreSQL the row is locked as the foreign key's check locks it (FOR KEY
+        SHARE): a deletion not yet committed is waited for and the row found gone. Seen
+        still there, the insert's own check then failed on the committed deletion, and
+        the whole batch of writes with it."""
         if self._link is None:
             p = _POSTS.c
+            row = select(_MESSAGES.c.id).where(_MESSAGES.c.id == bindparam("message_id"))
             values = select(
                 bindparam("message_id", type_=p.message_id.type),
                 bindparam("platform", type_=p.platform.type),
                 bindparam("post_id", type_=p.post_id.type),
-            ).where(exists().where(_MESSAGES.c.id == bindparam("message_id")))
+            ).where(exists(row.with_for_update(read=True, key_share=True)))
             self._link = (
                 self._db.insert(_POSTS)
                 .from_select(["message_id", "platform", "post_id"], values)

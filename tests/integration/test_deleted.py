@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from bot.core import Core, Edited, TurnLimits, TurnResult
-from bot.store.models import BlobRow, PostRow
+from bot.store.models import BlobRow, MessageRow, PostRow
 from bot.types import (
     Actor,
     Attachment,
@@ -175,6 +175,26 @@ async def test_deleting_the_question_being_answered_stops_the_answer(
             break
         await asyncio.sleep(0.05)
     assert endpoint.cut_off, "the model's connection was not closed"
+
+
+async def test_a_page_linked_as_its_answer_is_deleted_is_not_linked(core: Core) -> None:
+    """CI on PostgreSQL: the row was seen still there by the link's check while another
+    transaction deleted it, and the insert's foreign key then failed on the committed
+    deletion (an IntegrityError, and the whole batch of writes with it). The link now
+    waits for the deletion, finds the row gone and links nothing."""
+    await ask(core, "hi", "q1", pages=["a1"])
+    [_, answer] = await core.store.history(REF, 10)
+    assert answer.id is not None
+    async with core.store.engine.connect() as conn:
+        await conn.execute(delete(MessageRow).where(MessageRow.id == answer.id))
+        linking = asyncio.create_task(core.store.link_posts(REF, answer.id, ["a2"]))
+        await asyncio.sleep(0.5)  # the link reaches the row the deletion holds
+        assert not linking.done()
+        await conn.commit()
+    await asyncio.wait_for(linking, 30)
+    async with core.store.engine.connect() as conn:
+        linked = await conn.scalar(select(func.count()).where(PostRow.post_id == "a2"))
+    assert linked == 0
 
 
 async def test_a_question_deleted_while_it_waits_for_its_turn_is_not_asked(
