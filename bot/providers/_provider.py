@@ -32,6 +32,9 @@ log = logging.getLogger("bot.providers")
 # million ids within the body cap, and every channel's copy is stored, read back on
 # turns and searched for /model's suggestions and choices, on the event loop.
 MAX_MODELS = 5000
+# The most entries a parser reads of a list: room for the ids left out (repeated, not
+# choosable, holding a key) before MAX_MODELS are kept; the rest are not even read.
+MODELS_READ = 2 * MAX_MODELS
 
 # What a server answers when the URL lacks the API prefix: 404, or a web page / other non-JSON.
 _WRONG_PATH = (NotFoundError, MalformedResponse)

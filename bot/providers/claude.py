@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from bot.providers._errors import error_fields, error_from_kind, malformed
-from bot.providers._provider import MAX_MODELS, HTTPProvider
+from bot.providers._provider import MODELS_READ, HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
 from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
@@ -66,7 +66,7 @@ class ClaudeProvider(HTTPProvider):
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
                 raise malformed(spec.where, "no `data` list of models")
-            for item in itertools.islice(data, 2 * MAX_MODELS - len(models)):
+            for item in itertools.islice(data, MODELS_READ - len(models)):
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     name = item.get("display_name")
                     shown = name if isinstance(name, str) else None
@@ -76,7 +76,7 @@ class ClaudeProvider(HTTPProvider):
                 break
             if last_id == params.get("after_id"):  # the same page again: it would never end
                 break
-            if len(models) >= 2 * MAX_MODELS:  # past what is kept, with room for the left out
+            if len(models) >= MODELS_READ:
                 break
             params["after_id"] = last_id
         return models

@@ -10,7 +10,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar
 
 from bot.providers._errors import error_fields, error_from_kind, malformed
-from bot.providers._provider import MAX_MODELS, HTTPProvider
+from bot.providers._provider import MODELS_READ, HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
 from bot.providers.base import BadRequest, ChatRequest, Delta, ModelInfo, Usage
@@ -166,12 +166,12 @@ def _int(value: Any) -> int | None:
 
 def parse_models(body: Any, where: str) -> list[ModelInfo]:
     """`{"data": [{"id": …}, …]}` → ModelInfo, keeping the extras some servers add; a
-    few more than MAX_MODELS at most (the rest would be dropped: not even read)."""
+    MODELS_READ at most (the rest would be dropped: not even read)."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
         raise malformed(where, "no `data` list of models")
     models: list[ModelInfo] = []
-    for item in itertools.islice(data, 2 * MAX_MODELS):  # room for the ids left out
+    for item in itertools.islice(data, MODELS_READ):
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
             continue
         name = item.get("display_name") or item.get("name")
