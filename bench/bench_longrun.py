@@ -48,6 +48,7 @@ from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.types import Actor, ChannelConfig, ChannelRef, Incoming, Platform, Source
 from tests.discord.fake_openai import Script, fake_openai
+from tests.loopback import serving
 
 ADMIN = Actor("u-admin", "Ada", is_channel_admin=True)
 SHOWN_FROM = 100  # containers smaller than this are left out
@@ -215,38 +216,31 @@ async def big_list(models: int, tmp: Path) -> None:
 
     app = web.Application()
     app.router.add_get("/v1/models", listing)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     print(f"an endpoint listing {models} models ({len(raw) / 1e6:.1f} MB):")
     try:
-        rss = rss_mb()
-        for i in range(20):
-            ref = ChannelRef(Platform.MATRIX, channel_id=f"!big{i}:example.org")
-            await core.run_text_command(
-                Incoming(ref, ADMIN, f"!proxy set http://127.0.0.1:{port}/v1")
+        async with serving(app) as served:
+            rss = rss_mb()
+            for i in range(20):
+                ref = ChannelRef(Platform.MATRIX, channel_id=f"!big{i}:example.org")
+                await core.run_text_command(Incoming(ref, ADMIN, f"!proxy set {served}/v1"))
+                start = time.monotonic()
+                reply = await core.run_text_command(Incoming(ref, ADMIN, "!models external"))
+                took = time.monotonic() - start
+                start = time.monotonic()
+                await core.autocomplete(ref, ADMIN, "models", "model-00001")
+                typed = time.monotonic() - start
+                if i == 0:
+                    print(
+                        f"  /models external {took:.2f} s, one autocomplete {typed:.2f} s, "
+                        f"reply {len(reply.text)} chars"
+                    )
+            gc.collect()
+            size = file_mb(tmp / "biglist.db")
+            print(
+                f"  database after 20 channels listed it: {size:.1f} MB; "
+                f"RSS {rss:.0f} → {rss_mb():.0f} MB"
             )
-            start = time.monotonic()
-            reply = await core.run_text_command(Incoming(ref, ADMIN, "!models external"))
-            took = time.monotonic() - start
-            start = time.monotonic()
-            await core.autocomplete(ref, ADMIN, "models", "model-00001")
-            typed = time.monotonic() - start
-            if i == 0:
-                print(
-                    f"  /models external {took:.2f} s, one autocomplete {typed:.2f} s, "
-                    f"reply {len(reply.text)} chars"
-                )
-        gc.collect()
-        size = file_mb(tmp / "biglist.db")
-        print(
-            f"  database after 20 channels listed it: {size:.1f} MB; "
-            f"RSS {rss:.0f} → {rss_mb():.0f} MB"
-        )
     finally:
-        await runner.cleanup()
         await core.close()
 
 

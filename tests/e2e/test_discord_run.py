@@ -25,6 +25,7 @@ from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
 from tests.bot_process import BotProcess, bot_env, chatbot_run, keygen
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import Script, fake_openai
+from tests.loopback import serving
 from tests.peers.llamacpp import LlamaCppPeer
 
 TOKEN = "loopback.bot.token-0123456789"
@@ -603,28 +604,22 @@ async def test_a_status_check_running_at_a_sigterm_ends_and_replies(
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)  # the never-answering one goes too
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     fake = FakeDiscord(TOKEN)
-    await fake.start()
-    try:
-        env = await fake.bot_env(
-            tmp_path / "data", f"http://127.0.0.1:{port}/v1", ADMIN_IDS=str(fake.user_id)
-        )
-        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+    # A short end: the never-answering handler goes too.
+    async with serving(app, shutdown_timeout=0.5) as url:
+        await fake.start()
         try:
-            await bot.wait_ready()
-            await fake.slash("connect")
-            await fake.wait_until(lambda: any(r.get("type") == 5 for r in fake.responses), 30)
-            code = await bot.stop()  # while the check waits for the endpoint
+            env = await fake.bot_env(tmp_path / "data", f"{url}/v1", ADMIN_IDS=str(fake.user_id))
+            bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
+            try:
+                await bot.wait_ready()
+                await fake.slash("connect")
+                await fake.wait_until(lambda: any(r.get("type") == 5 for r in fake.responses), 30)
+                code = await bot.stop()  # while the check waits for the endpoint
+            finally:
+                await bot.close()
         finally:
-            await bot.close()
-    finally:
-        await fake.stop()
-        await runner.cleanup()
+            await fake.stop()
     assert code == 0, bot.log[-3000:]
     assert fake.followups, bot.log[-3000:]
     assert fake.followups[0]["content"].startswith(said), fake.followups

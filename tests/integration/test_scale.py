@@ -15,6 +15,7 @@ from bot.providers import _http
 from bot.types import ChannelRef, Incoming, Platform, Reply
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 from tests.integration.conftest import ADMIN, REF, Harness
+from tests.loopback import serving
 
 
 @pytest.fixture
@@ -84,22 +85,15 @@ async def test_a_refused_status_check_is_shared_too(
 
     app = web.Application()
     app.router.add_get("/v1/models", refuse)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as url:
         await run(harness, "/proxy password pw-0123456789abcdef")
-        await run(harness, f"/proxy set http://127.0.0.1:{port}/v1")
+        await run(harness, f"/proxy set {url}/v1")
         before = len(asked)
         replies = await asyncio.gather(*(run(harness, "/connect") for _ in range(50)))
         replies += [await run(harness, "/connect") for _ in range(10)]
         assert all(not r.ok and "Status check failed" in r.text for r in replies)
         assert "pw-0123456789abcdef" not in replies[0].text
         assert len(asked) - before <= 1
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_server_started_after_a_failed_check_is_checked_at_once(
@@ -115,20 +109,11 @@ async def test_a_server_started_after_a_failed_check_is_checked_at_once(
 
     app = web.Application()
     app.router.add_get("/v1/models", listing)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    await runner.cleanup()  # the port is free: nothing listens there yet
-    assert (await run(harness, f"/proxy set http://127.0.0.1:{port}/v1")).ok
+    async with serving(app) as url:
+        pass  # the port is free now: nothing listens there yet
+    assert (await run(harness, f"/proxy set {url}/v1")).ok
     failed = await run(harness, "/connect")
     assert not failed.ok and "Status check failed" in failed.text, failed.text
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(app, port=int(url.rsplit(":", 1)[1])):
         checked = await run(harness, "/connect")
         assert checked.ok and "Status check: OK" in checked.text, checked.text
-    finally:
-        await runner.cleanup()

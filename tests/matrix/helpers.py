@@ -22,6 +22,7 @@ from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.types import ChannelConfig, SecretValue, Source
+from tests.loopback import serving
 from tests.peers.synapse import MatrixUser, SynapseServer
 
 WAIT = 60.0  # generous: two cores shared with a homeserver and a model
@@ -342,7 +343,7 @@ class SSEEndpoint:
         self.models_auth: list[str] = []  # the same, of every model list asked for
         # Set: every model list is answered only once it is (a command held running).
         self.models_held: asyncio.Event | None = None
-        self._runner: web.AppRunner | None = None
+        self._served = contextlib.AsyncExitStack()
         self.url = ""
 
     def answer(self) -> str:
@@ -405,14 +406,8 @@ class SSEEndpoint:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = await self._served.enter_async_context(serving(app))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._served.aclose()

@@ -16,6 +16,7 @@ from nio.crypto import encrypt_attachment
 from bot.frontends.matrix.api import DownloadFailed, MatrixApi
 from bot.frontends.matrix.events import MediaFile
 from bot.frontends.matrix.sink import RatePace
+from tests.loopback import serving
 
 MXC = "mxc://example.org/abc"
 DATA = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
@@ -53,16 +54,13 @@ async def served() -> AsyncIterator[tuple[MatrixApi, MediaRepo]]:
     repo = MediaRepo()
     app = web.Application()
     app.router.add_get("/_matrix/client/v1/media/download/{server}/{media}", repo.download)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    client = nio.AsyncClient(f"http://127.0.0.1:{runner.addresses[0][1]}", "@bot:example.org")
-    client.access_token = TOKEN
-    try:
-        yield MatrixApi(client, "unverified", RatePace()), repo
-    finally:
-        await client.close()
-        await runner.cleanup()
+    async with serving(app) as url:
+        client = nio.AsyncClient(url, "@bot:example.org")
+        client.access_token = TOKEN
+        try:
+            yield MatrixApi(client, "unverified", RatePace()), repo
+        finally:
+            await client.close()
 
 
 async def test_a_plain_file_is_the_bytes_the_homeserver_serves(

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bot.frontends.matrix.api import MatrixApi
 from bot.frontends.matrix.sink import RatePace, SendFailed
+from tests.loopback import serving
 
 
 class Homeserver:
@@ -29,14 +30,8 @@ async def served() -> AsyncIterator[tuple[Homeserver, str]]:
     server = Homeserver(400, {})
     app = web.Application()
     app.router.add_put("/_matrix/client/v3/rooms/{room}/send/{type}/{txn}", server.send)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield server, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield server, url
 
 
 async def _send(url: str) -> MatrixApi:
@@ -98,15 +93,11 @@ async def test_whose_an_event_is_is_asked_once() -> None:
 
     app = web.Application()
     app.router.add_get("/_matrix/client/v3/rooms/{room}/event/{event}", event)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    api = await _send(f"http://127.0.0.1:{runner.addresses[0][1]}")
-    try:
-        for _ in range(3):
-            assert not await api.is_own_event("!room:example.org", "$alices")
-    finally:
-        await api.client.close()
-        await runner.cleanup()
+    async with serving(app) as url:
+        api = await _send(url)
+        try:
+            for _ in range(3):
+                assert not await api.is_own_event("!room:example.org", "$alices")
+        finally:
+            await api.client.close()
     assert asked == ["$alices"]

@@ -28,6 +28,7 @@ from bot.types import (
     Source,
     TurnState,
 )
+from tests.loopback import serving
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
 from tests.peers._common import free_port
 from tests.peers.synapse import SynapseServer
@@ -146,15 +147,8 @@ async def test_a_web_page_at_the_homeserver_url_is_said_to_be_no_homeserver(
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", page)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serving(app) as url:
         said = await refused_login(url, tmp_path, token=token)
-    finally:
-        await runner.cleanup()
     assert f"{url} did not answer as a Matrix homeserver. Check MATRIX_HOMESERVER" in said
     assert "None" not in said and "refused" not in said, said
 
@@ -171,14 +165,8 @@ async def test_a_refusal_that_repeats_the_login_never_shows_the_password(tmp_pat
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with serving(app) as url:
         said = await refused_login(url, tmp_path, password=password)
-    finally:
-        await runner.cleanup()
     assert "refused the login of @bot:localhost (M_FORBIDDEN: Invalid credentials" in said
     assert password not in said and quote(password, safe="") not in said, said
     assert REDACTED in said
