@@ -203,18 +203,27 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 async def _own_key_note(ctx: CommandContext, scope: Scope, source: Source) -> str:
     """After a server-wide key change: a note when this channel has a key of its own for
     `source`, which is the one its requests (and the status check that follows) use."""
+    removal = f"{ctx.prefix}key clear {source.value} without scope:server"
+    return await _own_secret_note(ctx, scope, api_key_name(source), f"{source.value} key", removal)
+
+
+async def _own_secret_note(
+    ctx: CommandContext, scope: Scope, name: str, label: str, removal: str
+) -> str:
+    """After a server-wide change of secret `name`: a note when this channel has its own,
+    which wins here (`removal`: the command that removes the channel's own)."""
     if scope is not Scope.SERVER:
         return ""
     try:
-        origin = await ctx.store.secret_origin(ctx.ref, api_key_name(source))
+        origin = await ctx.store.secret_origin(ctx.ref, name)
     except SecretUnreadable:
         return ""  # /settings says so on its own line
     if origin is None or origin[0] != "channel":
         return ""
     ends = f" (…{origin[1]})" if origin[1] else ""
     return (
-        f"\nThis channel has its own {source.value} key{ends}, which wins here; "
-        f"{ctx.prefix}key clear {source.value} without scope:server removes it."
+        f"\nThis {ctx.ref.platform.place} has its own {label}{ends}, which wins here; "
+        f"{removal} removes it."
     )
 
 
@@ -329,17 +338,23 @@ def _removed(cleared: dict[str, bool]) -> str:
 async def proxy_password(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     password: SecretValue = args["password"]
+    scope = scope_of(args)
     await ctx.store.set_secret(
-        ctx.ref, scope_of(args), PROXY_PASSWORD, password, ctx.actor, personal=ctx.personal
+        ctx.ref, scope, PROXY_PASSWORD, password, ctx.actor, personal=ctx.personal
     )
     shown = f" (ends …{password.last4})" if password.last4 else ""
+    # The channel's own password wins over a server-wide one, and is what the check uses.
+    removal = f"{ctx.prefix}proxy clear without scope:server"
+    if config.origins.get("proxy_url") == "channel":
+        removal += " (with this channel's URL)"
+    own = await _own_secret_note(ctx, scope, PROXY_PASSWORD, "proxy password", removal)
     if not config.proxy_url:  # steps in either order: the URL comes next
         return Reply(
             f"Saved the proxy password{shown}. It goes to the endpoint you set next with "
-            f"{ctx.prefix}proxy set <url>."
+            f"{ctx.prefix}proxy set <url>.{own}"
         )
     checked = (await _checked(ctx))[1]
-    return Reply(f"Saved the proxy password{shown}.\n{checked}")
+    return Reply(f"Saved the proxy password{shown}.{own}\n{checked}")
 
 
 async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:

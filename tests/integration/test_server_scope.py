@@ -373,3 +373,38 @@ async def test_a_server_wide_key_or_url_this_channel_overrides_says_so(harness: 
     )
     assert cleared.text.startswith(f"Removed the openai key for this server.\n{note}")
     assert await harness.store.secret_origin(REF, "openai_api_key") == ("channel", "2222")
+
+
+async def test_a_server_wide_proxy_password_this_channel_overrides_says_so(
+    harness: Harness,
+) -> None:
+    """`/proxy password … scope:server` in a channel with its own password said only
+    "Saved the proxy password", then ran the status check with the channel's password."""
+
+    def password(text: str, scope: str = "") -> dict[str, object]:
+        return {"password": SecretValue(text)} | ({"scope": scope} if scope else {})
+
+    assert (await run(harness, f"/proxy set {CLOSED}")).ok
+    own = await harness.core.run_command(
+        REF, ADMIN, Invocation(("proxy", "password"), password("pw-channel-00001111"))
+    )
+    assert own.ok and "its own" not in own.text, own.text
+    server = await harness.core.run_command(
+        REF,
+        SERVER_ADMIN,
+        Invocation(("proxy", "password"), password("pw-server-00003333", "server")),
+    )
+    assert server.text.startswith(
+        "Saved the proxy password (ends …3333).\nThis channel has its own proxy password "
+        "(…1111), which wins here; /proxy clear without scope:server (with this channel's "
+        "URL) removes it.\nStatus check failed"
+    ), server.text
+    assert "pw-server" not in server.text and "pw-channel" not in server.text
+    assert await harness.store.secret_origin(REF, "proxy_password") == ("channel", "1111")
+    # From a channel without its own: nothing to say.
+    sibling = await harness.core.run_command(
+        SIBLING,
+        SERVER_ADMIN,
+        Invocation(("proxy", "password"), password("pw-server-00005555", "server")),
+    )
+    assert "its own" not in sibling.text, sibling.text
