@@ -28,7 +28,7 @@ from bot.connection import (
     run_status_check,
     withheld,
 )
-from bot.providers import NotFoundError, StatusResult
+from bot.providers import MAX_MODELS, NotFoundError, StatusResult, maybe_cut
 from bot.providers.policy import EndpointRefused, server_of
 from bot.store import FOLLOWING_CLEARED, SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
@@ -65,8 +65,15 @@ def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
     if result.ok:
         seen = f" — {plural(len(result.models), 'model')} available" if result.models else ""
         ids = [m.id for m in result.models]
+        if result.cut:
+            seen = f" — the first {len(ids):,} models of its list kept"
         if not model or not ids or model in ids:
             return f"Status check: OK{seen}.{fixed}"
+        if result.cut:  # it may come after them
+            return (
+                f"Status check: OK{seen}; {shown_id(model)} is not among them, so it could "
+                f"not be checked.{fixed}"
+            )
         return (
             f"Status check: OK{seen}, but not {shown_id(model)}, so the endpoint may refuse it."
             f"{suggest(model, ids)} Pick one with {p}model.{fixed}"
@@ -580,9 +587,14 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     note = ""
     if config.model and config.model not in ids:
         # Listing is for browsing: a model that answers stays (any id is accepted).
+        said = (
+            f"The bot keeps the first {MAX_MODELS:,} models of the list, and they do not "
+            f"name {shown_id(config.model)}"
+            if maybe_cut(models)
+            else f"The list does not name {shown_id(config.model)}"
+        )
         note = (
-            f"\nThe list does not name {shown_id(config.model)}; it stays selected. "
-            f"If chat fails, pick one of these with {ctx.prefix}model."
+            f"\n{said}; it stays selected. If chat fails, pick one of these with {ctx.prefix}model."
         )
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
     offered = _list(ids, _NARROW.format(p=ctx.prefix))
@@ -623,6 +635,12 @@ async def _model_warning(ctx: CommandContext, config: ChannelConfig, model: str)
     if model in builtin or model in listed:
         return ""
     p = ctx.prefix
+    if listed and maybe_cut(fetched or []):  # the model may come after what was kept
+        return (
+            f"\nNote: {quoted(model)} could not be checked: it is not in the first "
+            f"{MAX_MODELS:,} models of the endpoint's list, which is all the bot keeps."
+            f"{suggest(model, listed)} If chat fails, check the spelling ({p}models list)."
+        )
     if listed:
         return (
             f"\nWarning: the endpoint's model list does not include {quoted(model)}."

@@ -1,5 +1,6 @@
 """The provider layer: OpenAI, Claude, Mistral and custom OpenAI-compatible endpoints."""
 
+from bot.providers._provider import MAX_MODELS, maybe_cut
 from bot.providers.base import (
     TRANSIENT_KINDS,
     AuthError,
@@ -30,6 +31,7 @@ from bot.providers.policy import AddressRefused, EndpointPolicy, EndpointRefused
 
 __all__ = [
     "CONTINUE_INSTRUCTION",
+    "MAX_MODELS",
     "TRANSIENT_KINDS",
     "AddressRefused",
     "AuthError",
@@ -56,4 +58,5 @@ __all__ = [
     "StreamCut",
     "Unreachable",
     "Usage",
+    "maybe_cut",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -35,6 +35,13 @@ MAX_MODELS = 5000
 # The most entries a parser reads of a list: room for the ids left out (repeated, not
 # choosable, holding a key) before MAX_MODELS are kept; the rest are not even read.
 MODELS_READ = 2 * MAX_MODELS
+
+
+def maybe_cut(models: Sequence[ModelInfo]) -> bool:
+    """Whether a kept model list may stop short of the endpoint's (it holds as many as
+    are kept): an id it lacks may be listed there all the same."""
+    return len(models) >= MAX_MODELS
+
 
 # What a server answers when the URL lacks the API prefix: 404, or a web page / other non-JSON.
 _WRONG_PATH = (NotFoundError, MalformedResponse)
@@ -169,27 +176,32 @@ class HTTPProvider:
         """One GET (model list, a page of it) with the bounded retry rule."""
         return await self._t.retrying(spec.where, lambda: self._t.request_json(spec))
 
-    async def _models_at(self, base: str) -> list[ModelInfo]:
+    async def _models_at(self, base: str) -> tuple[list[ModelInfo], bool]:
         """The models at `base` that a channel could choose, each once: an id that `/model`
         would refuse (too long, invisible characters) is left out, not echoed in every
         list; so is one holding a key (an endpoint echoing the one it was sent), which
         every member could read in /models and the model cache would keep in clear.
         Asked again within LIST_REUSE_SECONDS with the same credentials (a flood of
-        status checks): the answer the one before got, not another request."""
+        status checks): the answer the one before got, not another request. With it,
+        whether the list went on past what was kept (`cut`)."""
         try:
             headers = sorted(self._headers().items())
         except ProviderError:  # nothing is sent: said at once, as it would be
-            return await self._fetch_models_at(base)
+            models, cut = await self._fetch_models_at(base)
+            return list(models), cut
         # A digest, not the credentials: the key outlives the request.
         sent = json.dumps([type(self).__name__, base, headers, sorted(self.secrets())])
         key = hashlib.sha256(sent.encode()).hexdigest()
-        return list(await self._t.shared(key, lambda: self._fetch_models_at(base)))
+        models, cut = await self._t.shared(key, lambda: self._fetch_models_at(base))
+        return list(models), cut
 
-    async def _fetch_models_at(self, base: str) -> list[ModelInfo]:
+    async def _fetch_models_at(self, base: str) -> tuple[tuple[ModelInfo, ...], bool]:
         secrets = [s for s in self.secrets() if len(s) >= HELD_SECRET_CHARS]
         models: dict[str, ModelInfo] = {}
         held = 0
         listed = await self._listed_at(base)
+        # A parser stops at MODELS_READ entries: what came after them was never read.
+        cut = len(listed) >= MODELS_READ
         for model in listed:
             if model.id in models or not choosable_model_id(model.id):
                 continue
@@ -197,7 +209,8 @@ class HTTPProvider:
             if holds_key(model.id) or cleaned != model.id:
                 held += 1
                 continue
-            if len(models) == MAX_MODELS:
+            if len(models) == MAX_MODELS:  # one more than is kept: the list is cut here
+                cut = True
                 log.warning(
                     "%s listed more than %d models: the first %d are kept",
                     self._where(base),
@@ -211,13 +224,14 @@ class HTTPProvider:
             models[model.id] = model
         if held:
             log.warning("%s listed %d model id(s) holding a key: left out", self._where(base), held)
-        return list(models.values())
+        return tuple(models.values()), cut
 
     def _known_base(self, typed: str) -> str:
         return self._t.corrected.get(typed, typed)
 
-    async def _probe_v1(self, typed: str) -> list[ModelInfo] | None:
-        """Models at `{typed}/v1` when that answers like the API where `typed` did not.
+    async def _probe_v1(self, typed: str) -> tuple[list[ModelInfo], bool] | None:
+        """Models at `{typed}/v1` (and whether cut) when that answers like the API where
+        `typed` did not.
 
         An authentication error there proves `/v1` is the right path too: it is kept,
         and the error (the key is missing or wrong) is what the caller reports.
@@ -247,12 +261,12 @@ class HTTPProvider:
             typed = await self._typed()
             base = self._known_base(typed)
             try:
-                models = await self._models_at(base)
+                models, cut = await self._models_at(base)
             except _WRONG_PATH:
                 found = await self._probe_v1(typed)
                 if found is None:
                     raise
-                base, models = self._known_base(typed), found
+                base, (models, cut) = self._known_base(typed), found
         except ProviderError as err:
             base = self._known_base(typed) if typed else ""
             reason = str(err)
@@ -272,26 +286,35 @@ class HTTPProvider:
             f"{self._where(base)} answered the status check and lists {count:,} "
             f"model{'s' * (count != 1)}."
         )
-        if count == MAX_MODELS:
-            reason += f" (The bot keeps the first {MAX_MODELS:,}; any other id can be typed.)"
+        if cut:
+            reason = (
+                f"{self._where(base)} answered the status check. Its list of models is "
+                f"longer than the bot keeps: the first {count:,} are kept; any other id "
+                "can be typed."
+            )
         if base != typed:
             reason = (
                 f"{typed} did not answer like the API, but {base} does, so the bot uses "
                 f"{base}. {reason}"
             )
         return StatusResult(
-            ok=True, reason=reason, models=tuple(models), base_url=base, corrected=base != typed
+            ok=True,
+            reason=reason,
+            models=tuple(models),
+            base_url=base,
+            corrected=base != typed,
+            cut=cut,
         )
 
     async def list_models(self) -> list[ModelInfo]:
         typed = await self._typed()
         try:
-            return await self._models_at(self._known_base(typed))
+            return (await self._models_at(self._known_base(typed)))[0]
         except _WRONG_PATH:
             found = await self._probe_v1(typed)
             if found is None:
                 raise
-            return found
+            return found[0]
 
     async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         typed = await self._typed()

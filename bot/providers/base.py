@@ -95,6 +95,7 @@ class StatusResult:
     base_url: str = ""
     corrected: bool = False
     error_kind: str = ""  # ProviderError.kind of the failure, "" when ok
+    cut: bool = False  # the endpoint listed more models than `models` keeps
 
 
 class ProviderError(Exception):

@@ -13,6 +13,7 @@ from bot.commands import TABLE
 from bot.commands.parse import parse
 from bot.commands.router import find
 from bot.commands.spec import usage
+from bot.providers import MAX_MODELS
 from bot.types import Incoming, Reply
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 from tests.integration.conftest import ADMIN, MEMBER, REF, Harness
@@ -119,6 +120,36 @@ async def test_model_accepts_any_id_and_warns_only_when_a_list_says_so(
     assert (await run(harness, "/model local-7b")).text == "Model set to local-7b."
     typo = await run(harness, "/model local-7")
     assert typo.ok and "does not include `local-7`" in typo.text and "local-7b" in typo.text
+
+
+async def test_a_model_past_the_kept_part_of_a_long_list_is_not_called_missing(
+    harness: Harness,
+) -> None:
+    """An endpoint listing 5,001 models: the bot keeps 5,000, and /model of the last one
+    warned that the endpoint's list does not include it, as did /models external."""
+    ids = [f"m{n}" for n in range(MAX_MODELS + 1)]
+    async with fake_openai(Script(models=ids)) as fake:
+        await run(harness, "/source custom")
+        assert (await run(harness, f"/proxy set {fake.url_v1}")).ok
+        last = await run(harness, f"/model {ids[-1]}")
+        assert last.ok and "does not include" not in last.text, last.text
+        assert f"`{ids[-1]}` could not be checked" in last.text, last.text
+        assert (await run(harness, "/model m42")).text == "Model set to m42."
+        assert (await run(harness, f"/model {ids[-1]}")).ok
+        check = (await run(harness, "/connect")).text
+        assert "may refuse it" not in check, check
+        assert (
+            "Status check: OK — the first 5,000 models of its list kept; m5000 is not among "
+            "them, so it could not be checked." in check
+        ), check
+        external = await run(harness, "/models external")
+        assert external.ok and "The list does not name" not in external.text, external.text
+        assert "The bot keeps the first 5,000 models of the list" in external.text
+    # A short list still says so: the model is not there.
+    async with fake_openai(Script(models=ids[:3])) as fake:
+        assert (await run(harness, f"/proxy set {fake.url_v1}")).ok
+        assert "does not include `m4`" in (await run(harness, "/model m4")).text
+        assert "but not m4, so the endpoint may refuse it" in (await run(harness, "/connect")).text
 
 
 async def test_a_model_id_that_markdown_would_read_is_shown_quoted(

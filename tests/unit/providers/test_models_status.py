@@ -466,8 +466,44 @@ async def test_a_list_of_a_million_models_keeps_the_first_five_thousand(
     assert result.ok
     assert [m.id for m in result.models] == ids[:MAX_MODELS] and MAX_MODELS == 5000
     assert result.models[0].display_name is None
-    assert "lists 5,000 models. (The bot keeps the first 5,000; any other id" in result.reason
+    assert (
+        "Its list of models is longer than the bot keeps: the first 5,000 are kept; any "
+        "other id can be typed." in result.reason
+    )
     assert "listed more than 5000 models: the first 5000 are kept" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("entries", "cut"),
+    [
+        ([f"m{i}" for i in range(MAX_MODELS)], False),
+        # Repeats are not models: 5,000 different ones are all there is.
+        ([f"m{i}" for i in range(MAX_MODELS)] + ["m0", "m1"], False),
+        ([f"m{i}" for i in range(MAX_MODELS + 1)], True),
+        # What comes after the entries a parser reads is not known: it may hold more.
+        (["m0", "m1"] * (MAX_MODELS + 1), True),
+    ],
+    ids=["exactly-the-cap", "the-cap-and-repeats", "one-more", "unread-entries"],
+)
+async def test_only_a_list_longer_than_the_cap_is_said_to_be_cut(
+    make_hub: Callable[..., ProviderHub],
+    caplog: pytest.LogCaptureFixture,
+    entries: list[str],
+    cut: bool,
+) -> None:
+    """An endpoint listing exactly 5,000 models was told the bot "keeps the first 5,000"
+    as if it had listed more."""
+    body = json.dumps({"object": "list", "data": [{"id": i} for i in entries]}).encode()
+    server, port, _ = await _serve_lists(lambda target: body)
+    endpoint = Endpoint(Source.CUSTOM, proxy_url=f"http://127.0.0.1:{port}/v1")
+    async with server:
+        result = await make_hub(allow_private=True).provider(endpoint).check_status()
+    assert result.ok
+    kept = len(result.models)
+    said_cut = "longer than the bot keeps" in result.reason
+    assert said_cut is cut, result.reason
+    if not cut:
+        assert result.reason.endswith(f"lists {kept:,} models."), result.reason
 
 
 async def test_claude_paging_stops_past_what_is_kept(
