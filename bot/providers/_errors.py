@@ -97,15 +97,22 @@ def _validation_text(items: list[Any]) -> str:
     return "; ".join(said) if said else json.dumps(items, ensure_ascii=False)
 
 
-def _detail(message: str, secrets: Iterable[str]) -> str:
+def _said(message: str, secrets: Iterable[str]) -> str:
+    """The provider's message as it is shown: on one line, without secrets, cut."""
     message = " ".join(message.split())
     if not message:
         return ""
     message = redact(message, secrets, known=False)
     if len(message) > _MAX_DETAIL:
         message = message[: _MAX_DETAIL - 1] + "…"
-    stop = "" if message.endswith((".", "!", "?", "…")) else "."  # not `"…key.".`
-    return f' The provider said: "{message}"{stop}'
+    return message
+
+
+def _detail(said: str) -> str:
+    if not said:
+        return ""
+    stop = "" if said.endswith((".", "!", "?", "…")) else "."  # not `"…key.".`
+    return f' The provider said: "{said}"{stop}'
 
 
 def body_detail(raw: bytes) -> tuple[str, str]:
@@ -154,7 +161,22 @@ def error_from_kind(
     partial: str = "",
 ) -> ProviderError:
     """Map an HTTP status and/or a provider error type (e.g. Anthropic's) to an error."""
-    detail = _detail(message, secrets)
+    said = _said(message, secrets)
+    err = _error_of(status, kind, message, where, _detail(said), auth_hint, retry_after, partial)
+    err.said = redact(said, known=False)  # as the message it is quoted in
+    return err
+
+
+def _error_of(
+    status: int | None,
+    kind: str,
+    message: str,
+    where: str,
+    detail: str,
+    auth_hint: str,
+    retry_after: float | None,
+    partial: str,
+) -> ProviderError:
     code = f" (HTTP {status})" if status else ""
     kind = kind.lower()
     if status in (401, 403) or kind in (

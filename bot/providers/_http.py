@@ -107,6 +107,8 @@ class Transport:
         self.corrected: dict[str, str] = {}  # custom URL as typed → URL that works (+/v1)
         # Bases that took / refused OpenAI's `stream_options` (usage on the last chunk).
         self.usage_option: dict[str, bool] = {}
+        # (base, model) → the name of the length limit it took where the other was refused.
+        self.length_field: dict[tuple[str, str], str] = {}
         self._transports: dict[tuple[str, str, int | None], PoolTransport] = {}
         self._urls: dict[str, httpx.URL] = {}  # as typed → parsed (`_url`)
         self._checks: dict[str, tuple[float, str]] = {}  # URL → (valid until, checked URL)

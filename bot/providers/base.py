@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -110,13 +112,27 @@ class ProviderError(Exception):
         super().__init__(message)
         self.user_message = message
         self.partial = partial
+        # The provider's own words, as the message quotes them (cleaned and cut): what
+        # `names` reads, never the bot's advice around them.
+        self.said = ""
 
     def without(self, secrets: Iterable[str]) -> ProviderError:
         """The same error with `secrets` (any length, any form) taken out of its message."""
         if secrets:
             self.user_message = redact(self.user_message, secrets, known=False)
             self.args = (self.user_message,)
+            self.said = redact(self.said, secrets, known=False)
         return self
+
+    def names(self, name: str) -> bool:
+        """Whether the provider's words name the request field `name` as a word of its
+        own (`'max_tokens'`, `temperature:`; not inside `max_completion_tokens`)."""
+        return _named(name).search(self.said) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _named(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", re.IGNORECASE)
 
 
 class EndpointNotAllowed(ProviderError):

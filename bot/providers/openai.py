@@ -59,52 +59,65 @@ class OpenAICompatible(HTTPProvider):
         return parse_models(await self.get_json(spec), spec.where)
 
     def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
-        known = self._t.usage_option.get(base)
-        if not self.ask_usage or known is not None:
-            deltas = self._stream_once(base, request, self.ask_usage and known is True)
-        else:
-            deltas = self._stream_trying_usage(base, request)
+        deltas = self._stream_adapting(base, request)
         last = request.messages[-1] if request.messages else None
         if request.continue_answer and self.instructed_continue and last is not None:
             if last.role is Role.ASSISTANT:
                 return _continuing(deltas, last.content)
         return deltas
 
-    def _stream_once(
-        self, base: str, request: ChatRequest, ask_usage: bool
-    ) -> AsyncGenerator[Delta, None]:
-        body = self._body(request, ask_usage)
-        spec = self.spec("POST", f"{base}/chat/completions", base, body=body)
-        return stream_deltas(self._t, spec, lambda: ChunkDecoder(spec.where, spec.secrets))
-
-    async def _stream_trying_usage(
+    async def _stream_adapting(
         self, base: str, request: ChatRequest
     ) -> AsyncGenerator[Delta, None]:
-        """The first request to a base: with stream_options, then once without on a 400."""
-        started = False
-        try:
-            async with aclosing(self._stream_once(base, request, True)) as deltas:
-                async for delta in deltas:
-                    if not started:
-                        started = True
-                        self._t.usage_option[base] = True
-                    yield delta
-            return
-        except BadRequest as err:
-            if started or not _about_unknown_fields(err.user_message):
-                raise
-            first = err
-        async with aclosing(self._stream_once(base, request, False)) as deltas:
-            async for delta in deltas:
-                if not started:
-                    started = True
-                    self._t.usage_option[base] = False
+        """Ask; an answer refusing, before anything came, what the bot can say otherwise
+        is asked once more for each such field: without stream_options (on an endpoint not
+        yet known to take it), or with the answer's length limit under its other name
+        (max_tokens ↔ max_completion_tokens: a deployment named `my-reasoner` may be an
+        o-series model). What worked is remembered: usage per base, the length field per
+        base and model, so only a first turn pays twice."""
+        known = self._t.usage_option.get(base)
+        learning_usage = self.ask_usage and known is None
+        body = self._body(request, self.ask_usage and known is not False)
+        model = (base, request.model)
+        sent = next((f for f in _LENGTH_FIELDS if f in body), None)
+        if sent is not None and self._t.length_field.get(model, sent) != sent:
+            sent = self._t.length_field[model]
+            body[sent] = body.pop(_LENGTH_FIELDS[sent])
+        renamed = dropped = started = False
+        while True:
+            try:
+                async with aclosing(self._stream_once(base, body)) as deltas:
+                    async for delta in deltas:
+                        if not started:
+                            started = True
+                            if learning_usage:
+                                self._t.usage_option[base] = not dropped
+                            if renamed and sent is not None:
+                                self._t.length_field[model] = sent
+                        yield delta
+                return
+            except BadRequest as err:
+                if started:
+                    raise
+                other = _LENGTH_FIELDS.get(sent or "")
+                if not renamed and sent and other and err.names(sent) and err.names(other):
+                    body[other] = body.pop(sent)
+                    log.info("%s refused %s for %s; asking with %s", base, sent, model[1], other)
+                    sent, renamed = other, True
+                elif learning_usage and not dropped and _about_unknown_fields(err.said):
+                    del body["stream_options"]
+                    dropped = True
                     log.info(
                         "%s refused stream_options (%s); usage there is estimated",
                         base,
-                        first.user_message,
+                        err.said,
                     )
-                yield delta
+                else:
+                    raise
+
+    def _stream_once(self, base: str, body: dict[str, Any]) -> AsyncGenerator[Delta, None]:
+        spec = self.spec("POST", f"{base}/chat/completions", base, body=dict(body))
+        return stream_deltas(self._t, spec, lambda: ChunkDecoder(spec.where, spec.secrets))
 
 
 class OpenAIProvider(OpenAICompatible):
@@ -143,6 +156,11 @@ async def _continuing(
         async for delta in deltas:
             yield delta
 
+
+# The answer's length limit under its two names, each to the other: OpenAI's reasoning
+# models refuse max_tokens, and servers that know only max_tokens refuse (or ignore) the
+# newer name.
+_LENGTH_FIELDS = {"max_tokens": "max_completion_tokens", "max_completion_tokens": "max_tokens"}
 
 _UNKNOWN_FIELD_WORDS = (
     "stream_options",

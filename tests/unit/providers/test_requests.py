@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from bot.fields import REGISTRY, FieldError
-from bot.providers import AuthError, ChatRequest, Endpoint, ProviderHub
+from bot.providers import AuthError, BadRequest, ChatRequest, Endpoint, ProviderHub
 from bot.providers.convert import same_role_runs
 from bot.types import ChatMessage, Image, Role, SecretValue, Source
 
@@ -230,6 +230,144 @@ async def test_openai_behind_a_proxy_sends_max_tokens_unless_the_model_needs_the
     body = body_of(only_request(route))
     other = {"max_tokens", "max_completion_tokens"} - {field}
     assert body[field] == 256 and not other & set(body)
+
+
+# OpenAI's answer (and Azure OpenAI's) to max_tokens for an o-series or GPT-5 model.
+REFUSED_MAX_TOKENS = {
+    "error": {
+        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead.",
+        "type": "invalid_request_error",
+        "param": "max_tokens",
+        "code": "unsupported_parameter",
+    }
+}
+# A server that knows only the older name, refusing the newer one.
+REFUSED_COMPLETION_TOKENS = {
+    "error": {
+        "message": "Unrecognized request argument supplied: max_completion_tokens; this "
+        "server takes max_tokens",
+        "type": "invalid_request_error",
+    }
+}
+
+
+def refusing(field: str, refusal: dict[str, object]) -> Callable[[httpx.Request], httpx.Response]:
+    """An endpoint refusing requests that carry `field`, answering the others."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if field in body_of(request):
+            return httpx.Response(400, json=refusal)
+        return sse_response(OPENAI_STREAM)[0]
+
+    return answer
+
+
+def length_fields(route: respx.Route) -> list[str]:
+    """The name the length limit went under in each request the route got."""
+    names = ("max_tokens", "max_completion_tokens")
+    return ["/".join(n for n in names if n in body_of(c.request)) for c in route.calls]
+
+
+@pytest.mark.parametrize("source", [Source.OPENAI, Source.CUSTOM])
+async def test_a_deployment_refusing_max_tokens_is_asked_with_max_completion_tokens(
+    source: Source, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """An Azure or OpenAI deployment of an o-series model under a name of its own
+    (`my-reasoner`) behind a proxy or as a custom endpoint got max_tokens, and the
+    user saw OpenAI's 400 "Use 'max_completion_tokens' instead" on every turn."""
+    base = "https://proxy.example.net/v1"
+    route = router.post(f"{base}/chat/completions").mock(
+        side_effect=refusing("max_tokens", REFUSED_MAX_TOKENS)
+    )
+    hub = make_hub(max_retries=0)
+    endpoint = Endpoint(source, proxy_url=base, api_key=SecretValue(KEY))
+    assert await drain(hub, endpoint, chat(source, model="my-reasoner")) == "Why not?"
+    assert length_fields(route) == ["max_tokens", "max_completion_tokens"]
+    assert body_of(route.calls.last.request)["max_completion_tokens"] == 256
+    # Remembered for this model: its next turn is asked once, the way that works; another
+    # model of the endpoint still gets max_tokens.
+    assert await drain(hub, endpoint, chat(source, model="my-reasoner")) == "Why not?"
+    assert length_fields(route)[2:] == ["max_completion_tokens"]
+    route.side_effect = lambda request: sse_response(OPENAI_STREAM)[0]
+    await drain(hub, endpoint, chat(source, model="local-model"))
+    assert length_fields(route)[3:] == ["max_tokens"]
+
+
+async def test_a_server_refusing_max_completion_tokens_is_asked_with_max_tokens(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """The reverse: an o-series name behind a proxy gets max_completion_tokens, which a
+    server knowing only max_tokens refuses in words that name both."""
+    base = "https://proxy.example.net/v1"
+    route = router.post(f"{base}/chat/completions").mock(
+        side_effect=refusing("max_completion_tokens", REFUSED_COMPLETION_TOKENS)
+    )
+    endpoint = Endpoint(Source.OPENAI, proxy_url=base, api_key=SecretValue(KEY))
+    hub = make_hub(max_retries=0)
+    assert await drain(hub, endpoint, chat(Source.OPENAI, model="o3-mini")) == "Why not?"
+    assert length_fields(route) == ["max_completion_tokens", "max_tokens"]
+
+
+@pytest.mark.parametrize(
+    ("said", "calls"),
+    [
+        # Names only the field sent: about its value, not its name. Asked once.
+        ("max_tokens is too large: 100000. This model supports at most 4096.", 1),
+        # Refused under both names: the second answer is shown, no third request.
+        ("Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens' instead.", 2),
+    ],
+    ids=["value", "both-names"],
+)
+async def test_a_length_limit_refused_otherwise_is_shown_after_one_rename_at_most(
+    said: str, calls: int, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    base = "https://proxy.example.net/v1"
+    refusal = {"error": {"message": said, "type": "invalid_request_error"}}
+    route = router.post(f"{base}/chat/completions").mock(
+        return_value=httpx.Response(400, json=refusal)
+    )
+    endpoint = Endpoint(Source.OPENAI, proxy_url=base, api_key=SecretValue(KEY))
+    with pytest.raises(BadRequest) as info:
+        await drain(make_hub(max_retries=0), endpoint, chat(Source.OPENAI, model="my-model"))
+    assert route.call_count == calls
+    assert said.split(":")[0] in str(info.value)
+
+
+async def test_a_refused_length_name_and_refused_usage_are_both_fixed_on_the_first_turn(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """A custom endpoint that refuses max_tokens and does not know stream_options: each
+    fix once, in one turn, then both are remembered."""
+    base = "https://llm.example.com/v1"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = body_of(request)
+        if "max_tokens" in body:
+            return httpx.Response(400, json=REFUSED_MAX_TOKENS)
+        if "stream_options" in body:
+            return httpx.Response(
+                422,
+                json={"detail": [{"type": "extra_forbidden", "loc": ["body", "stream_options"]}]},
+            )
+        return sse_response(OPENAI_STREAM)[0]
+
+    route = router.post(f"{base}/chat/completions").mock(side_effect=answer)
+    hub = make_hub(max_retries=0)
+    endpoint = Endpoint(Source.CUSTOM, proxy_url=base)
+    request = chat(Source.CUSTOM, model="my-reasoner")
+    assert await drain(hub, endpoint, request) == "Why not?"
+    assert await drain(hub, endpoint, request) == "Why not?"
+    asked = [
+        ("stream_options" in body_of(c.request), f)
+        for c, f in zip(route.calls, length_fields(route), strict=True)
+    ]
+    assert asked == [
+        (True, "max_tokens"),
+        (True, "max_completion_tokens"),
+        (False, "max_completion_tokens"),
+        (False, "max_completion_tokens"),  # the next turn: once, as it works
+    ]
 
 
 async def test_claude_request_with_role_fixups(
