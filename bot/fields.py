@@ -536,6 +536,13 @@ class Registry:
             if f.wire and set(f.wire) != (f.sources or set(Source)):
                 raise ValueError(f"{f.name}: its sources and the sources it is sent to differ")
         self.by_name: Mapping[str, Field] = MappingProxyType({f.name: f for f in self.fields})
+        # Which setting a request body field carries (an error naming it names the setting).
+        by_wire: dict[str, Field] = {}
+        for f in self.fields:
+            for sent in set(f.wire.values()):
+                if by_wire.setdefault(sent, f) is not f:
+                    raise ValueError(f"{sent}: sent for both {by_wire[sent].name} and {f.name}")
+        self.by_wire: Mapping[str, Field] = MappingProxyType(by_wire)
         self.by_key: Mapping[str, Field] = MappingProxyType({f.key: f for f in self.fields})
         self.params: tuple[Field, ...] = tuple(f for f in self.fields if f.param)
         self.defaults: Mapping[str, object] = MappingProxyType(

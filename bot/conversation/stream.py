@@ -15,7 +15,15 @@ from bot.connection import provider_error_text
 from bot.conversation.budget import estimate_tokens
 from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
-from bot.providers import ChatRequest, ContextTooLong, EmptyStream, Provider, ProviderError
+from bot.fields import REGISTRY
+from bot.providers import (
+    BadRequest,
+    ChatRequest,
+    ContextTooLong,
+    EmptyStream,
+    Provider,
+    ProviderError,
+)
 from bot.store import Store, StoreError
 from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage, failure, went_wrong
 
@@ -299,6 +307,8 @@ async def stream_answer(
             out.error += " If the conversation is long, it may not fit the model."
         if isinstance(err, ContextTooLong | EmptyStream):
             out.error += f" {_LESS_CONTEXT.format(p=prefix)}"
+        elif isinstance(err, BadRequest):
+            out.error += _named_settings_step(err, request, prefix)
     except Exception as err:  # a bug (reading an odd stream, say): what arrived is kept
         log.error("an answer failed while it was written: %s", failure(err))
         out.state, out.failed = TurnState.STOPPED, True
@@ -338,6 +348,29 @@ _LESS_CONTEXT = (
 )
 _FILTERED = frozenset({"content_filter", "refusal"})
 _TOOLS = frozenset({"tool_calls", "tool_use", "function_call"})
+
+
+def _named_settings_step(err: ProviderError, request: ChatRequest, prefix: str) -> str:
+    """The command for each setting sent that a refusal names (`'temperature' does not
+    support 0.7`, Mistral's `random_seed: …`): the provider knows its fields, not ours."""
+    named: list[str] = []
+    for sent in request.options:
+        f = REGISTRY.by_wire.get(sent)
+        if f is not None and f.name not in named and any(map(err.names, f.wire.values())):
+            named.append(f.name)
+    if not named:
+        return ""
+    if len(named) == 1:
+        (name,) = named
+        return (
+            f" The setting it names is {name}: an admin removes it with {prefix}params "
+            f"{name} default, or sets another value with {prefix}params {name} <value>."
+        )
+    return (
+        f" The settings it names are {', '.join(named[:-1])} and {named[-1]}: an admin "
+        f"removes each with {prefix}params <name> default, or sets another value with "
+        f"{prefix}params <name> <value>."
+    )
 
 
 def _ended_by_model(finish: str | None, wrote: bool, thought: bool, prefix: str) -> str | None:

@@ -125,6 +125,81 @@ async def test_full_turn_against_litellm_persists_both_turns(
     assert [e.content for e in history][-1] == "again?"
 
 
+@pytest.mark.litellm
+async def test_a_setting_the_model_refuses_is_named_with_the_command_that_removes_it(
+    harness: Harness, litellm_peer: LiteLLMPeer
+) -> None:
+    """A reasoning model refusing temperature 0.7 (LiteLLM's 400, as OpenAI's "Only the
+    default (1) value is supported"): the error quoted the provider and said to check
+    "the generation settings", not which one or how to remove it."""
+    await configure_fake(
+        harness, url=litellm_peer.url_v1, model=litellm_peer.reasoner_model, temperature=0.7
+    )
+    await harness.store.set_secret(
+        REF, Scope.CHANNEL, "custom_api_key", SecretValue(litellm_peer.master_key), ADMIN
+    )
+    refused = await ask(harness, "hi there")
+    assert refused.error is not None and "temperature" in refused.error.split("said:")[1]
+    assert refused.error.endswith(
+        " The setting it names is temperature: an admin removes it with /params temperature "
+        "default, or sets another value with /params temperature <value>."
+    ), refused.error
+    step = await harness.core.run_text_command(Incoming(REF, ADMIN, "/params temperature default"))
+    assert step.ok, step.text
+    answered = await ask(harness, "hi again")
+    assert answered.error is None and answered.final == litellm_peer.mock_text
+
+
+@pytest.mark.parametrize(
+    ("source", "refusal", "step"),
+    [
+        # Mistral's 422 names its own field for the seed: the setting is `seed`.
+        (
+            "mistral",
+            {
+                "object": "error",
+                "message": {
+                    "detail": [
+                        {
+                            "type": "extra_forbidden",
+                            "loc": ["body", "random_seed"],
+                            "msg": "Extra inputs are not permitted",
+                        }
+                    ]
+                },
+                "type": "invalid_request_error",
+            },
+            " The setting it names is seed: an admin removes it with /params seed default, "
+            "or sets another value with /params seed <value>.",
+        ),
+        (
+            "custom",
+            {"error": {"message": "'top_p' and 'temperature' cannot both be set"}},
+            " The settings it names are temperature and top_p: an admin removes each with "
+            "/params <name> default, or sets another value with /params <name> <value>.",
+        ),
+        # Words that name no setting sent (`stop` was not) add no step.
+        ("custom", {"error": {"message": "stop: invalid model"}}, ""),
+    ],
+    ids=["mistral-seed", "two", "none"],
+)
+async def test_a_refusal_naming_a_setting_sent_says_which_under_its_own_name(
+    harness: Harness, source: str, refusal: dict[str, object], step: str
+) -> None:
+    await configure_fake(harness, temperature=0.5, top_p=0.9, seed=7)
+    await harness.store.update_config(REF, Scope.CHANNEL, ADMIN, {"source": source}, action="t")
+    await harness.store.update_config(
+        REF, Scope.CHANNEL, ADMIN, {"proxy_url": FAKE, "model": "m1"}, action="t"
+    )
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(422 if source == "mistral" else 400, json=refusal)
+        )
+        sink = await ask(harness, "hi")
+    assert sink.error is not None
+    assert sink.error.endswith("stop sequences)." + step), sink.error
+
+
 @pytest.mark.llamacpp
 async def test_real_model_streams_an_answer(harness: Harness, llamacpp_peer: LlamaCppPeer) -> None:
     await harness.store.update_config(

@@ -23,6 +23,9 @@ LITELLM_BIN = LITELLM_DIR / "venv" / "bin" / "litellm"
 
 MOCK_MODEL = "mock-chat"
 RATE_LIMITED_MODEL = "mock-ratelimited"
+# An OpenAI reasoning model under a deployment name of its own: LiteLLM refuses what
+# OpenAI's o-series refuse (a temperature other than 1) with a 400, before the mock.
+REASONER_MODEL = "mock-reasoner"
 MOCK_TEXT = "Hello from the LiteLLM mock peer: one, two, three."
 STARTUP_TIMEOUT = 120.0  # ~10 s when warm; a cold page cache on 2 busy cores is slower
 
@@ -60,8 +63,12 @@ class LiteLLMPeer:
         return f"{self.url}/v1"
 
     @property
+    def reasoner_model(self) -> str:
+        return REASONER_MODEL
+
+    @property
     def models(self) -> tuple[str, ...]:
-        return (self.model, self.rate_limited_model)
+        return (self.model, self.rate_limited_model, REASONER_MODEL)
 
 
 def _config(master_key_env: str) -> str:
@@ -83,6 +90,12 @@ def _config(master_key_env: str) -> str:
               api_key: not-used
               api_base: {nowhere}
               mock_response: "litellm.RateLimitError"
+          - model_name: {REASONER_MODEL}
+            litellm_params:
+              model: openai/o3-mini
+              api_key: not-used
+              api_base: {nowhere}
+              mock_response: "{MOCK_TEXT}"
         litellm_settings:
           num_retries: 0
           telemetry: false

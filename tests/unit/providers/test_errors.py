@@ -622,3 +622,43 @@ async def test_a_validation_error_names_the_field_and_what_is_wrong(
     text = str(info.value)
     assert f'The provider said: "{said}".' in text, text
     assert "pydantic" not in text and "private question" not in text and "{" not in text
+
+
+@pytest.mark.parametrize(
+    ("said", "named", "not_named"),
+    [
+        (
+            "Unsupported value: 'temperature' does not support 0.7 with this model. Only "
+            "the default (1) value is supported.",
+            ["temperature"],
+            ["top_p", "max_tokens", "stop"],
+        ),
+        (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+            ["max_tokens", "max_completion_tokens"],
+            ["temperature"],
+        ),
+        # Inside a longer name is not the name (`max_tokens` in `max_tokens_to_sample`).
+        ("max_completion_tokens: Extra inputs are not permitted", ["max_completion_tokens"], []),
+        ("max_tokens_to_sample: field required", [], ["max_tokens"]),
+    ],
+)
+async def test_an_error_names_a_field_only_in_the_providers_own_words(
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+    said: str,
+    named: list[str],
+    not_named: list[str],
+) -> None:
+    """What the provider said is kept apart from the bot's advice around it, which names
+    temperature and max tokens in every refusal (and the URL, which may hold anything)."""
+    router.post(OPENAI_URL).mock(
+        return_value=httpx.Response(400, json={"error": {"message": said}})
+    )
+    with pytest.raises(BadRequest) as info:
+        await collect(make_hub(max_retries=0), OPENAI)
+    err = info.value
+    assert err.said == said and f'said: "{said}' in str(err)
+    assert all(err.names(n) for n in named), named
+    assert not any(err.names(n) for n in [*not_named, "stop sequences", "the model"])
