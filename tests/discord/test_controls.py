@@ -4,6 +4,8 @@ and the buttons still work on a new client after a restart (same database)."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 
 import discord
@@ -422,3 +424,29 @@ async def test_a_page_gone_unnoticed_does_not_stop_the_new_answer(
     now = [m for m in world.channel.history() if m.author.id == world.bot_id]
     assert [m.content for m in now] == ["x" * 1500, "y" * 1500]
     assert [m.id for m in now] == [p.id for p in pages[1:]]
+
+
+async def test_a_press_the_database_fails_after_it_is_acknowledged_is_said_in_one_line(
+    world: World, endpoint: FakeOpenAI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database error after the press was acknowledged (reading which messages show the answer)
+    reached discord.py's View.on_error: a traceback in the log, and the presser saw
+    nothing. Now they are told as a failed command tells them, the log says it in one
+    line, and the answer stays as it was."""
+    caplog.set_level(logging.INFO)
+    answer = await ask(world, world.member, "tell me")
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        db.execute("DROP TABLE posts")  # which messages show the answer: read before the model is
+    pressed = await world.member.click(answer, custom_id=the_id(answer, "regen"))
+    assert pressed.deferred
+    [said] = pressed.followups
+    assert said.ephemeral
+    assert said.content.startswith(
+        "Something went wrong running /regenerate (OperationalError). Try again; if it keeps "
+        "failing, tell the bot's operator"
+    ), said.content
+    assert fresh(world, answer).content == answer.content
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    [line] = [r.getMessage() for r in caplog.records if "/regenerate failed" in r.getMessage()]
+    assert "OperationalError in bot/" in line and "posts" not in line, line
+    assert len(endpoint.requests) == 1  # the model was not asked again

@@ -39,7 +39,7 @@ from bot.frontends.discord.sink import (
     Page,
     webhook_of,
 )
-from bot.types import ChannelRef, Greeting, Reply, failure
+from bot.types import ChannelRef, Greeting, Reply, failure, went_wrong
 from bot.types.recent import RecentIds
 
 log = logging.getLogger("bot.discord")
@@ -190,7 +190,29 @@ class Controls:
         message: Page | None = None,
     ) -> None:
         """A button pressed on `interaction.message`; or a typed control run on `message`,
-        the answer's last page (its "thinking…" and what it says then are the typer's)."""
+        the answer's last page (its "thinking…" and what it says then are the typer's).
+        An unexpected failure (a bug, the database) is said to the presser as a failed
+        command's is, and logged in one line: left to discord.py's View.on_error, it was
+        a traceback in the log and nothing said."""
+        try:
+            await self._press(interaction, press, target, message)
+        except Exception as err:
+            inv = invocation(press)
+            name = "/" + " ".join(inv.path) if inv is not None else "a button"
+            log.warning("%s failed (a button or a typed control): %s", name, failure(err))
+            said = went_wrong(err, name)
+            if interaction.response.is_done():
+                await _followup(interaction, said)
+            else:
+                await _ephemeral(interaction, said)
+
+    async def _press(
+        self,
+        interaction: discord.Interaction[Any],
+        press: Press,
+        target: int,
+        message: Page | None,
+    ) -> None:
         inv = invocation(press)
         typed = message is not None
         message = message if message is not None else interaction.message
@@ -280,9 +302,6 @@ class Controls:
                     shown = f" (answer {done.alternative[0]} of {done.alternative[1]})"
                     said = shown if done.alternative[1] > 1 else ""
                     await _followup(interaction, f"Done: the answer above changed{said}.")
-        except Exception as err:
-            log.warning("a %s button failed: %s", press.value, failure(err))
-            await _followup(interaction, "That did not work. Try again in a moment.")
         finally:
             await answer.close()
 
