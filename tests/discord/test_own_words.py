@@ -12,6 +12,7 @@ import pytest
 from bot.commands import Invocation
 from bot.core import Core
 from bot.frontends.discord import chat
+from bot.types import Platform
 from tests.discord.fake_discord import SEND_MESSAGES, FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import running
@@ -107,5 +108,35 @@ async def test_where_the_bot_may_not_post_at_all_a_typed_hint_goes_by_dm(
         assert not fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
         warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any(str(fake.channel_id) in w for w in warned), warned
+    finally:
+        await fake.stop()
+
+
+async def test_questions_left_unanswered_are_told_through_the_webhook_after_a_restart(
+    core: Core, endpoint: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A question a killed process left waiting, in a character channel where the bot may
+    post only through the character's webhook: after the restart the notice was only
+    logged ("could not say … that questions went unanswered: I'm missing the Send
+    Messages permission there"), and its record deleted. Now it comes through the
+    webhook under the bot's name, with a link to the question (a webhook cannot reply)."""
+    caplog.set_level(logging.INFO, logger="bot")
+    fake = await _character_without_send()
+    asked = 400_000_000_000_000_000  # the question the killed process left waiting
+    try:
+        await _import(core, fake)
+        core.serve(Platform.DISCORD, "this-bot")
+        await core.store.waiting.add(_ref(fake), str(asked), "this-bot", "a-killed-process")
+        async with running(core, fake):  # told as it connects
+            await fake.wait_until(lambda: bool(_own(fake)), 30)
+        [said] = _own(fake)
+        link = f"https://discord.com/channels/{fake.guild_id}/{fake.channel_id}/{asked}"
+        assert said == (
+            f"Not answered: the bot stopped before it got to this question. Ask again. ({link})"
+        )
+        assert not fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")  # no 403s
+        assert not fake.dms and endpoint.requests == []
+        assert await core.unanswered(Platform.DISCORD) == []
+        assert not any("went unanswered" in r.getMessage() for r in caplog.records)
     finally:
         await fake.stop()

@@ -17,6 +17,7 @@ from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
     Blocked,
     MessageFacts,
+    SendCheck,
     TypedCommand,
     actor_for,
     attachment_of,
@@ -139,16 +140,7 @@ class ChatHandler:
         voice = Voice()
         check = None
         if guild is not None and not facts.is_dm:
-            mine = channel.permissions_for(guild.me)
-            in_thread = parent is not None
-            locked = isinstance(channel, discord.Thread) and channel.locked
-            hooked = speaker is not None and speaker.webhook is not None
-            check = send_check(mine, in_thread=in_thread, locked=locked, webhook=hooked)
-            # The bot's own words go where the bot may post; else through the character's
-            # webhook, which posts without Send Messages.
-            own = send_check(mine, in_thread=in_thread, locked=locked) if hooked else check
-            via = speaker if hooked and check.can_send else None
-            voice = Voice(own.can_send, own.can_reply, via)
+            check, voice = _voices(channel, guild.me, speaker)
         if typed is not None:
             if speaker is not None and speaker.hint:  # not said: said at the next answer
                 self._personas.unsaid(channel)
@@ -212,6 +204,28 @@ class ChatHandler:
             await target.close()
         if not target.blocked:
             self._notices.clear(channel.id)
+
+    async def tell(self, channel: Any, ref: ChannelRef, post: int, text: str) -> None:
+        """`text` said of the message `post` in `channel` (a question a process that went
+        away left unanswered) as the bot's own words are said: a reply where the bot may
+        post and read the history, else with a link to it, posted by the bot or through
+        the character's webhook (which posts without Send Messages); where neither gets
+        through, the log names the channel."""
+        voice = Voice()
+        me = getattr(getattr(channel, "guild", None), "me", None)
+        if me is not None and hasattr(channel, "permissions_for"):
+            try:
+                speaker = await self._personas.speaker(channel, ref)
+            except Exception as err:  # the database: said by the bot alone, where it may
+                log.info("could not look up the character in %s: %s", ref, failure(err))
+                speaker = None
+            if speaker is not None and speaker.hint:  # not said: said at the next answer
+                self._personas.unsaid(channel)
+            _, voice = _voices(channel, me, speaker)
+        asked = channel.get_partial_message(post)
+        if not (voice.post and voice.reply):  # no reply: a link says which question
+            text = f"{text} ({asked.jump_url})"
+        await _say(asked, text, voice)
 
     async def _on_answer(self, thread: ChannelRef) -> bool:
         """Whether `thread` was started on one of the bot's answers; a thread that was not
@@ -323,6 +337,21 @@ class Voice:
     post: bool = True
     reply: bool = True
     via: Speaker | None = None
+
+
+def _voices(channel: Any, me: discord.Member, speaker: Speaker | None) -> tuple[SendCheck, Voice]:
+    """Whether an answer may be posted in the server channel `channel` (through the
+    character's webhook when `speaker` has one), and where the bot's own words go."""
+    mine = channel.permissions_for(me)
+    in_thread = isinstance(channel, discord.Thread)
+    locked = in_thread and channel.locked
+    hooked = speaker is not None and speaker.webhook is not None
+    check = send_check(mine, in_thread=in_thread, locked=locked, webhook=hooked)
+    # The bot's own words go where the bot may post; else through the character's
+    # webhook, which posts without Send Messages.
+    own = send_check(mine, in_thread=in_thread, locked=locked) if hooked else check
+    via = speaker if hooked and check.can_send else None
+    return check, Voice(own.can_send, own.can_reply, via)
 
 
 async def _say(

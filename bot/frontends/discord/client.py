@@ -14,25 +14,17 @@ from bot.frontends import FrontendError
 from bot.frontends.discord.chat import ChatHandler, NoAccessNotices
 from bot.frontends.discord.commands import build_commands, table_problems
 from bot.frontends.discord.controls import ControlButton, Controls
-from bot.frontends.discord.events import send_check
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import CommandRunner
 from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL
-from bot.types import ChannelRef, Platform
+from bot.types import Platform
 
 if TYPE_CHECKING:
     from bot.frontends.discord import DiscordOptions
 
 log = logging.getLogger("bot.discord")
-
-
-async def _post(channel: Any, text: str, ref: ChannelRef, **kwargs: Any) -> None:
-    try:
-        await channel.send(text, **kwargs)
-    except CALL_FAILED as err:  # the question, or the channel, is gone; no access
-        log.info("could not say in %s that questions went unanswered: %s", ref, type(err).__name__)
 
 
 class _Tree(app_commands.CommandTree["ChatClient"]):
@@ -151,29 +143,13 @@ class ChatClient(discord.AutoShardedClient):
             await self.core.told(each)
 
     async def _tell(self, untold: Untold) -> None:
+        """As the bot's other own words: a reply, else a link to the question, through the
+        character's webhook where the bot may not post as itself."""
         ref = untold.ref
         guild = int(ref.server_id) if ref.server_id else None
         where = int(ref.thread_id or ref.channel_id)
-        asked = discord.MessageReference(
-            message_id=int(untold.post_id), channel_id=where, guild_id=guild
-        )
-        known = self.get_channel(where)
-        me = getattr(getattr(known, "guild", None), "me", None)
-        if known is not None and me is not None and hasattr(known, "permissions_for"):
-            check = send_check(
-                known.permissions_for(me), in_thread=isinstance(known, discord.Thread)
-            )
-            if not check.can_send:
-                why = check.blocked.reason if check.blocked else "no access"
-                log.info("could not say in %s that questions went unanswered: %s", ref, why)
-                return
-            if not check.can_reply:  # a reply needs Read Message History: a link instead
-                place = self.get_partial_messageable(where, guild_id=guild)
-                jump = place.get_partial_message(int(untold.post_id)).jump_url
-                await _post(known, f"{untold.text} ({jump})", ref)
-                return
-        channel = known or self.get_partial_messageable(where, guild_id=guild)
-        await _post(channel, untold.text, ref, reference=asked)
+        channel = self.get_channel(where) or self.get_partial_messageable(where, guild_id=guild)
+        await self.chat.tell(channel, ref, int(untold.post_id), untold.text)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         await self.runner.form_gone(interaction)
