@@ -16,11 +16,10 @@ from discord import app_commands
 
 from bot.commands import Command, Invocation
 from bot.core import Core, nothing_given, secret_prompt, split_text
-from bot.frontends.discord import sink
 from bot.frontends.discord.commands import secret_options
 from bot.frontends.discord.events import Blocked, actor_for, attachment_of, channel_ref
 from bot.frontends.discord.failures import CALL_FAILED, NETWORK_ERRORS
-from bot.frontends.discord.sink import LIMIT, transient
+from bot.frontends.discord.sink import LIMIT, retried
 from bot.types import (
     Actor,
     ChannelRef,
@@ -300,24 +299,18 @@ async def _edit_original(
     """Make the response (its "thinking…", or the page itself) show `page`: tried again
     while Discord fails it (a lost connection, a 5xx), a few times; the same edit twice
     shows nothing new."""
-    for attempt in range(sink.EDIT_RETRIES + 1):
+
+    async def edit() -> None:
         made = files()
-        try:
-            if made:
-                await interaction.edit_original_response(content=page, attachments=made)
-            else:
-                await interaction.edit_original_response(content=page)
-            return
-        except discord.HTTPException as err:
-            if attempt == sink.EDIT_RETRIES or not transient(err):
-                raise
-            why = f"{err.status}"
-        except NETWORK_ERRORS as err:
-            if attempt == sink.EDIT_RETRIES:
-                raise
-            why = type(err).__name__
+        if made:
+            await interaction.edit_original_response(content=page, attachments=made)
+        else:
+            await interaction.edit_original_response(content=page)
+
+    def again(why: str) -> None:
         log.info("a command's response could not be edited (%s); tried again", why)
-        await asyncio.sleep(sink.RETRY_PAUSE)
+
+    await retried(edit, again)
 
 
 async def _defer(interaction: discord.Interaction, *, private: bool) -> None:

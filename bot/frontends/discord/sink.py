@@ -7,7 +7,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import discord
 
@@ -15,6 +15,8 @@ from bot.frontends.discord.failures import CALL_FAILED, NETWORK_ERRORS
 from bot.frontends.discord.persona import Speaker, webhook_name
 
 log = logging.getLogger("bot.discord")
+
+T = TypeVar("T")
 
 LIMIT = 2000  # characters per Discord message
 MIN_INTERVAL = 1.0  # seconds between edits of one answer: under Discord's ~5 edits / 5 s
@@ -166,24 +168,18 @@ class DiscordTarget:
         connection) is tried again as an edit is. A post of the bot's own carries a nonce
         Discord holds it to: one made although its answer was lost is not made twice."""
         own = {**kwargs, "nonce": secrets.token_hex(12)}
-        for attempt in range(EDIT_RETRIES + 1):
-            try:
-                if self._hook is not None:
-                    try:
-                        return await self._via_webhook(text, kwargs)
-                    except discord.NotFound:  # someone deleted the webhook: post as the bot
-                        return await self._without_webhook(text, own, first)
-                if first and self._reply_to is not None:
-                    return await self._reply(self._reply_to, text, own)
-                return await self._channel.send(text, **own)
-            except discord.HTTPException as err:
-                if attempt == EDIT_RETRIES or not transient(err):
-                    raise
-            except NETWORK_ERRORS:
-                if attempt == EDIT_RETRIES:
-                    raise
-            await asyncio.sleep(RETRY_PAUSE)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+        async def post() -> discord.Message:
+            if self._hook is not None:
+                try:
+                    return await self._via_webhook(text, kwargs)
+                except discord.NotFound:  # someone deleted the webhook: post as the bot
+                    return await self._without_webhook(text, own, first)
+            if first and self._reply_to is not None:
+                return await self._reply(self._reply_to, text, own)
+            return await self._channel.send(text, **own)
+
+        return await retried(post)
 
     @property
     def _hook(self) -> discord.Webhook | None:
@@ -288,37 +284,36 @@ class DiscordTarget:
             return False
         if handle.id in self._gone:
             return True  # deleted by someone: nothing of it is on show to bring up to date
-        for attempt in range(EDIT_RETRIES + 1):
-            try:
-                hook = self._hook
-                if hook is not None and webhook_of(handle) == hook.id:
-                    # Through the webhook's own edit endpoint (the bot is not its author).
-                    await hook.edit_message(handle.id, thread=self._thread(), **changes)
-                else:
-                    await handle.edit(**changes)
-                if "content" in changes:
-                    self._texts[handle.id] = changes["content"]
-                return True
-            except discord.NotFound:
-                log.info("an answer message was deleted while it streamed")
-                self._gone.add(handle.id)
-                if self._on_gone is not None and len(self._gone) == 1:
-                    self._on_gone()  # the rest of the answer would be written for no one
-                return True  # nothing stale is left on show
-            except discord.Forbidden as err:
-                self._edits_refused = True
-                await self._blocked(err)
-                return False
-            except discord.HTTPException as err:
-                if attempt == EDIT_RETRIES or not transient(err):
-                    log.warning("could not edit an answer: %s %s", err.status, type(err).__name__)
-                    return False
-            except NETWORK_ERRORS as err:  # a new connection may well get through
-                if attempt == EDIT_RETRIES:
-                    log.warning("could not edit an answer: %s", type(err).__name__)
-                    return False
-            await asyncio.sleep(RETRY_PAUSE)
-        return False  # pragma: no cover - the loop always returns
+
+        async def edit() -> None:
+            hook = self._hook
+            if hook is not None and webhook_of(handle) == hook.id:
+                # Through the webhook's own edit endpoint (the bot is not its author).
+                await hook.edit_message(handle.id, thread=self._thread(), **changes)
+            else:
+                await handle.edit(**changes)
+
+        try:
+            await retried(edit)  # a new connection may well get through
+        except discord.NotFound:
+            log.info("an answer message was deleted while it streamed")
+            self._gone.add(handle.id)
+            if self._on_gone is not None and len(self._gone) == 1:
+                self._on_gone()  # the rest of the answer would be written for no one
+            return True  # nothing stale is left on show
+        except discord.Forbidden as err:
+            self._edits_refused = True
+            await self._blocked(err)
+            return False
+        except discord.HTTPException as err:
+            log.warning("could not edit an answer: %s %s", err.status, type(err).__name__)
+            return False
+        except NETWORK_ERRORS as err:
+            log.warning("could not edit an answer: %s", type(err).__name__)
+            return False
+        if "content" in changes:
+            self._texts[handle.id] = changes["content"]
+        return True
 
     async def _blocked(self, err: discord.Forbidden) -> None:
         self.blocked = True
@@ -335,6 +330,31 @@ class NotPosted(Exception):
 def transient(err: discord.HTTPException) -> bool:
     """Discord failed the call (it may pass), not refused it."""
     return err.status == 429 or err.status >= 500
+
+
+async def retried(
+    call: Callable[[], Awaitable[T]], again: Callable[[str], None] | None = None
+) -> T:
+    """`call()`, made again while Discord fails it (a 5xx, a 429 discord.py gave up on, a
+    lost connection): EDIT_RETRIES more times, RETRY_PAUSE apart, each time told to
+    `again` (why: the status, or the error's kind). A refusal (a 4xx), or the last
+    failure, is raised. The one retry rule of an answer's posts and edits and of a
+    command's response."""
+    for attempt in range(EDIT_RETRIES + 1):
+        try:
+            return await call()
+        except discord.HTTPException as err:
+            if attempt == EDIT_RETRIES or not transient(err):
+                raise
+            why = f"{err.status}"
+        except NETWORK_ERRORS as err:
+            if attempt == EDIT_RETRIES:
+                raise
+            why = type(err).__name__
+        if again is not None:
+            again(why)
+        await asyncio.sleep(RETRY_PAUSE)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def webhook_of(page: Page) -> int | None:
