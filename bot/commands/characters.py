@@ -31,7 +31,7 @@ from bot.connection import cleaner_here, secret_check, shown_here
 from bot.fields import PARAMS, REGISTRY, FieldError
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
-from bot.types.files import display_name
+from bot.types.files import Downloads, display_name, too_slow
 from bot.types.limits import MAX_PIXELS
 from bot.types.text import literal, quoted, shorten, shown_name
 
@@ -67,7 +67,11 @@ async def _file_bytes(ctx: CommandContext, args: dict[str, Any], path: str, limi
     if file.size > limit:
         raise CommandError(too_large)
     try:
-        data = await file.fetch(limit)
+        async with Downloads().one():  # as a chat message's files: a stalled CDN held it
+            data = await file.fetch(limit)
+    except TimeoutError:  # the platform's own timeout, or the download's time
+        log.info("downloading %s took too long", shown)
+        raise CommandError(too_slow(shown, "imported nothing")) from None
     except Exception as err:  # the platform's download error, whatever its type
         # As the reply names it: one line (a name's line break had forged a log line).
         log.info("could not fetch %s: %s", shown, type(err).__name__)

@@ -27,6 +27,7 @@ from bot.media import (
     unread_refusal,
 )
 from bot.types import Attachment, Image, failure
+from bot.types.files import Downloads, too_slow
 from bot.types.text import shorten
 
 log = logging.getLogger("bot.conversation")
@@ -78,11 +79,11 @@ async def prepare(
     images: list[Image] = []
     files: list[tuple[str, bytes]] = []
     fetched = 0
-    downloads = _Downloads(DOWNLOAD_SECONDS)
+    downloads = Downloads()
     try:
         for attachment in attachments:
             shown = display_name(attachment.filename)
-            data = await downloads.fetch(attachment, shown, max_bytes)
+            data = await _download(downloads, attachment, shown, max_bytes)
             fetched += len(data)  # as declared sizes are checked: a platform may declare none
             if len(attachments) > 1 and fetched > MESSAGE_FILES_SHARE * max_bytes:
                 raise Refused(_too_large_together(fetched, max_bytes))
@@ -124,32 +125,15 @@ async def _in_media_thread(work: Callable[..., T], *args: Any) -> T:
     return await loop.run_in_executor(_MEDIA_THREADS, functools.partial(context.run, work, *args))
 
 
-# What one message's downloads may take together: the conversation's next turns wait for
-# them, and a stalled CDN or homeserver held it (discord.py waits 5 minutes for each file,
-# ten files 50). The time images take to prepare between them is not counted.
-DOWNLOAD_SECONDS = 120.0
-
-
-class _Downloads:
-    """A message's downloads, one after another, within `seconds` in all."""
-
-    def __init__(self, seconds: float) -> None:
-        self.left = seconds
-
-    async def fetch(self, attachment: Attachment, shown: str, max_bytes: int) -> bytes:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            async with asyncio.timeout(max(0.0, self.left)):
-                return await _fetch(attachment, shown, max_bytes)
-        except TimeoutError:  # the platform's own timeout, or this message's
-            log.info("downloading an attachment took too long")
-            raise Refused(
-                f"Downloading {shown} took too long, so I stopped and sent nothing. Try "
-                "again later."
-            ) from None
-        finally:
-            self.left -= loop.time() - started
+async def _download(
+    downloads: Downloads, attachment: Attachment, shown: str, max_bytes: int
+) -> bytes:
+    try:
+        async with downloads.one():
+            return await _fetch(attachment, shown, max_bytes)
+    except TimeoutError:  # the platform's own timeout, or this message's
+        log.info("downloading an attachment took too long")
+        raise Refused(too_slow(shown, "sent nothing")) from None
 
 
 async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:

@@ -16,6 +16,7 @@ from bot.conversation.stream import SHOW_FAILED
 from bot.core import Core, split_text
 from bot.frontends.discord import sink
 from bot.types import Actor, ChannelRef, Platform, TurnState
+from bot.types import files as file_rules
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import running
@@ -263,7 +264,7 @@ async def test_files_a_stalled_cdn_trickles_are_given_up_together_and_said(
     each, the conversation (its next turn, /stop) with it, and one message's ten files held
     it 50. Now a message's downloads get DOWNLOAD_SECONDS together; the asker is told
     which file was too slow, nothing is sent or stored, and the conversation goes on."""
-    monkeypatch.setattr(attachments, "DOWNLOAD_SECONDS", 1.0)  # 120 s in production
+    monkeypatch.setattr(file_rules, "DOWNLOAD_SECONDS", 1.0)  # 120 s in production
     fake = FakeDiscord(TOKEN, cdn_trickle=0.5)  # 1 KB each half second: 50 s a file
     await fake.start()
     files = [(f"notes{i}.txt", "text/plain", b"line of notes\n" * 7_000) for i in range(3)]
@@ -283,6 +284,31 @@ async def test_files_a_stalled_cdn_trickles_are_given_up_together_and_said(
     finally:
         await fake.stop()
     assert len(_said(fake)) == 2 and len(endpoint.requests) == 1
+
+
+async def test_a_card_a_stalled_cdn_trickles_is_given_up_and_said(
+    core: Core, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/character import of a card Discord's CDN sent a byte at a time: the command
+    waited as long as discord.py waits for a file (5 minutes), "thinking…" all along,
+    where a chat message's files get DOWNLOAD_SECONDS together. Now the import's file
+    gets them too: the importer is told it took too long, and nothing is imported."""
+    monkeypatch.setattr(file_rules, "DOWNLOAD_SECONDS", 1.0)  # 120 s in production
+    image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+    fake = FakeDiscord(TOKEN, cdn_trickle=5.0)  # 1 KB each 5 s: 10 s for this card
+    await fake.start()
+    try:
+        async with running(core, fake):
+            card = {"file": ("aurelia.png", "image/png", image)}
+            await fake.slash("character", "import", manager=True, files=card)
+            await fake.wait_until(lambda: "took too long" in str(_replies(fake)), 30)
+    finally:
+        await fake.stop()
+    assert _replies(fake) == [
+        "Downloading aurelia.png took too long, so I stopped and imported nothing. Try again later."
+    ]
+    assert await core.store.character(_ref(fake)) is None
+    assert not fake.webhooks and not _said(fake)  # no greeting
 
 
 async def test_files_sent_in_many_channels_at_once_are_read_a_few_messages_at_a_time(
