@@ -703,10 +703,31 @@ def _inconsistencies(s: Settings) -> list[str]:
     return found
 
 
+# A comment after a value, as .env files write them: python-dotenv drops it from an
+# unquoted value in .env, but the environment keeps it (`docker run --env-file` passes a
+# line on as written), and so does a value in quotes.
+_COMMENT = re.compile(r"\s#")
+
+
+def _comment_fix(*, from_environment: bool) -> str:
+    """How to fix a value that a comment after it made wrong (the value never quoted)."""
+    if from_environment:
+        return (
+            "a ` # …` comment after a value is part of the value in the environment "
+            "(`docker run --env-file` passes each line on as written): put the comment on "
+            "a line of its own"
+        )
+    return (
+        f"in {ENV_FILE}, a ` # …` comment inside the quotes is part of the value: put it "
+        "after the closing quote, or on a line of its own"
+    )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from `overrides`, else the environment, else `.env` (names in any case),
     else the defaults; every mistake in one readable SettingsError."""
-    given = {**_dotenv(), **_environment(), **overrides}
+    environment = _environment()
+    given = {**_dotenv(), **environment, **overrides}
     values: dict[str, Any] = {}
     problems: list[str] = []
     for f in fields(Settings):
@@ -722,6 +743,8 @@ def load_settings(**overrides: Any) -> Settings:
             values[f.name] = f.metadata["read"](raw)
         except ValueError as err:
             fix = f.metadata["fix"]
+            if _COMMENT.search(raw):
+                fix = _comment_fix(from_environment=f.name in environment)
             problems.append(
                 f"Setting {f.name.upper()} is invalid: {err}." + (f" Fix: {fix}." if fix else "")
             )

@@ -22,6 +22,7 @@ from bot.logfilter import REDACTED
 from bot.store import SecretBox, Store, generate_key, migrate
 from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Scope, SecretValue, Source
 from tests.peers.postgres import PostgresServer
+from tests.unit.test_settings import docker_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 # A line of the log format (bot/logfilter.py): "2026-01-02 03:04:05,678 INFO name: ...".
@@ -690,6 +691,43 @@ def test_operator_setting_mistakes_stop_the_start(tmp_path: Path) -> None:
         stderr = one_line_failure(result)
         assert f"Setting {setting} is invalid" in stderr
         assert not (tmp_path / "data" / "bot.db").exists()
+
+
+def test_a_comment_after_a_value_is_named_where_it_is_read_as_part_of_it(
+    tmp_path: Path,
+) -> None:
+    """`MEDIA_STORE_MB=512  # megabytes`, as copied from docs: .env drops the comment (as
+    python-dotenv and docker compose read one), but `docker run --env-file` passes it on
+    as part of the value, and the start said only "not a whole number". Now it says the
+    comment is the cause, naming the setting and never a key's value."""
+    key = "sk-proj-commented0123456789abcdef"
+    lines = (
+        "MEDIA_STORE_MB=512  # megabytes\n"
+        "PROVIDER_MAX_RETRIES=1 # retries\n"
+        f"DEFAULT_OPENAI_API_KEY={key}  # the team's key\n"
+    )
+    (tmp_path / ".env").write_text(lines)
+    from_dotenv = chatbot(tmp_path, "console", stdin="/help\n", **console_env())
+    assert from_dotenv.returncode == 0, from_dotenv.stderr
+    (tmp_path / ".env").unlink()
+    env = docker_env_file(lines, host={})
+    docker = chatbot(tmp_path, "console", stdin="/help\n", **console_env(**env))
+    assert docker.returncode == 2 and "Traceback" not in docker.stderr, docker.stderr
+    said = docker.stderr.removeprefix("chatbot: ").splitlines()
+    assert [line.split(" is invalid")[0] for line in said] == [
+        "Setting DEFAULT_OPENAI_API_KEY",
+        "Setting PROVIDER_MAX_RETRIES",
+        "Setting MEDIA_STORE_MB",
+    ], said
+    for line in said:
+        assert "comment after a value is part of the value in the environment" in line, line
+        assert "put the comment on a line of its own" in line, line
+    assert key not in docker.stderr and key[-8:] not in docker.stderr
+    # In quotes in .env, the comment is part of the value there too: said as such.
+    (tmp_path / ".env").write_text('MEDIA_STORE_MB="512 # megabytes"\n')
+    quoted = chatbot(tmp_path, "console", stdin="/help\n", **console_env())
+    assert "Setting MEDIA_STORE_MB is invalid: not a whole number." in quoted.stderr
+    assert "comment inside the quotes is part of the value" in one_line_failure(quoted)
 
 
 def test_a_private_default_proxy_url_stops_the_start_naming_the_fix(tmp_path: Path) -> None:
