@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import Callable
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from bot.store.db import create_engine
+from bot.store.db import create_engine, sqlite_file
 from bot.store.errors import classify
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 _LOCK = 0x63686174626F74  # "chatbot": the advisory lock key of migrations
 MIGRATION_WAIT_MS = 300_000  # SQLite: how long a start waits for another one's migration
+# SQLite: a start still waiting for another process's write lock after this says so once
+# (a second `chatbot run` or a migration holding it; the wait was silent for minutes).
+LOCK_NOTICE_MS = 3_000
 _REVISION = re.compile(r'^(down_revision|revision)\b[^=\n]*=\s*"([^"]+)"', re.MULTILINE)
 
 
@@ -120,7 +124,34 @@ def _one_sqlite_transaction(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_with_the_write_lock(connection: Connection) -> None:
+        notice = min(LOCK_NOTICE_MS, MIGRATION_WAIT_MS)
+        # The first try on the driver's own cursor: a wait cut short to say so is no
+        # failure of the upgrade (_first_failure would keep it to blame a later one on).
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={notice}")
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                waiting = False
+            except sqlite3.OperationalError as err:
+                if err.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                waiting = True
+            left = MIGRATION_WAIT_MS - notice if waiting else MIGRATION_WAIT_MS
+            cursor.execute(f"PRAGMA busy_timeout={left}")
+        finally:
+            cursor.close()
+        if not waiting:
+            return
+        log.warning(
+            "waiting for the database lock on %s: another process holds it (a second "
+            "chatbot, or a migration); waiting up to %s",
+            sqlite_file(engine.url) or engine.url.database,
+            f"{MIGRATION_WAIT_MS / 60_000:g} minutes",
+        )
+        # The rest of the wait; a lock held past it fails as it did without the notice.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
 
 
 def migration_engine(url: str) -> AsyncEngine:

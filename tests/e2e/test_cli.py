@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import re
 import resource
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -466,6 +468,46 @@ def test_processes_starting_together_on_an_old_database_all_start(tmp_path: Path
             assert start.returncode == 0, err
             assert f"Database is at revision {migrate.head()}." in out
         asyncio.run(migrate.downgrade(env["DATABASE_URL"], "0005"))
+
+
+def test_a_start_behind_another_process_s_database_lock_says_it_is_waiting(
+    tmp_path: Path,
+) -> None:
+    """Another process holding SQLite's write lock (a second `chatbot run`, a long
+    migration, an operator's `sqlite3` session): the start waited up to 5 minutes without
+    a word. Now it says once that it is waiting and for which file, then upgrades when
+    the lock is let go."""
+    database = _at_revision(tmp_path, "0005")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATA_DIR", "LOG_LEVEL"))}
+    env.update(DATABASE_URL=f"sqlite+aiosqlite:///{database}", LOG_LEVEL="INFO")
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    start = subprocess.Popen(
+        [sys.executable, "-m", "bot", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert start.stderr is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in start.stderr or ()])
+    reader.start()
+    try:
+        said = ""
+        while "waiting for the database lock" not in said:
+            said = lines.get(timeout=100)  # well within the 5 minutes it waits
+    finally:
+        holder.rollback()
+        holder.close()
+    assert start.wait(timeout=120) == 0, said
+    reader.join()
+    out = start.stdout.read() if start.stdout else ""
+    assert f"Database is at revision {migrate.head()}." in out
+    assert f"WARNING bot.store.migrate: waiting for the database lock on {database}: " in said
+    assert not any("waiting for the database lock" in line for line in lines.queue)  # once
+    assert asyncio.run(migrate.current(env["DATABASE_URL"])) == migrate.head()
 
 
 def test_an_upgrade_that_fails_leaves_the_database_as_it_was(tmp_path: Path) -> None:
