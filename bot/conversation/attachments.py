@@ -7,10 +7,11 @@ downloads a URL someone typed. Image and PDF work runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -168,6 +169,40 @@ MESSAGE_FILES_SHARE = 2
 # rest wait their turn): each may hold MESSAGE_FILES_SHARE files of the most a file may
 # be, and more as their text is decoded. Ten channels at once had held 400 MB and more.
 MESSAGES_READ_AT_ONCE = 4
+
+
+class ReadingSlots:
+    """MESSAGES_READ_AT_ONCE messages' files read at once, at most one of each sender's.
+
+    One sender trickling files in four rooms held every slot for the 2 minutes a message's
+    downloads may take, and everyone else's files waited; now their other messages wait
+    for their own, and the other slots stay for the others."""
+
+    def __init__(self, slots: int = MESSAGES_READ_AT_ONCE) -> None:
+        self._slots = slots
+        self._reading: set[Hashable] = set()  # the senders whose files are being read
+        self._waiting: list[asyncio.Future[None]] = []
+
+    @contextlib.asynccontextmanager
+    async def reading(self, sender: Hashable) -> AsyncIterator[None]:
+        """Hold a slot for `sender`'s message while its files are read."""
+        while len(self._reading) >= self._slots or sender in self._reading:
+            woken = asyncio.get_running_loop().create_future()
+            self._waiting.append(woken)
+            try:
+                await woken
+            finally:
+                self._waiting.remove(woken)
+        self._reading.add(sender)
+        try:
+            yield
+        finally:
+            self._reading.discard(sender)
+            # Every waiter looks again, in the order they came (one whose sender is still
+            # reading waits on; one cancelled meanwhile takes no one's turn).
+            for woken in self._waiting:
+                if not woken.done():
+                    woken.set_result(None)
 
 
 def count_refusal(

@@ -25,7 +25,7 @@ from bot.connection import (
     run_status_check,
 )
 from bot.conversation import accounting
-from bot.conversation.attachments import MESSAGES_READ_AT_ONCE, Prepared, Refused, count_refusal
+from bot.conversation.attachments import Prepared, ReadingSlots, Refused, count_refusal
 from bot.conversation.attachments import prepare as prepare_attachments
 from bot.conversation.budget import (
     MAX_INPUT_CHARS,
@@ -87,6 +87,8 @@ HISTORY_ROWS = 200  # read bound; the token budget usually trims far earlier
 # (Core.housekeeping), so no conversation's first read after a quiet spell reads years.
 KEPT_MESSAGES = 1000
 PRUNED_AT_ONCE = 50_000  # deleted in one housekeeping at most: the rest the next time
+# Who reads files checked before their message is written (the console's, its user's).
+_LOCAL_FILES = "attached before sending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +279,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._showing: set[ChannelRef] = set()
         self._told_no_vision: set[str] = set()
         # Messages whose files are downloaded and held at once, in all conversations.
-        self._reading_files = asyncio.Semaphore(MESSAGES_READ_AT_ONCE)
+        self._reading_files = ReadingSlots()
         # Conversation → answers whose end could not be stored (the asker was told they
         # will not be part of the history): forgotten before its next turn reads it (an
         # answer being continued: put back as it was).
@@ -407,7 +409,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if too_many is not None:
             return too_many
         try:
-            async with self._reading_files:
+            async with self._reading_files.reading(_LOCAL_FILES):
                 await prepare_attachments(
                     [attachment],
                     max_images=self._limits.max_images,
@@ -938,7 +940,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         )
         # Text files may take half of what the context has left (counted as the history
         # is: a Chinese file takes many more tokens a character than an English one).
-        async with self._reading_files:
+        sender = (incoming.channel.platform, incoming.actor.id)
+        async with self._reading_files.reading(sender):
             return await prepare_attachments(
                 incoming.attachments,
                 max_images=self._limits.max_images,

@@ -316,7 +316,8 @@ async def test_files_sent_in_many_channels_at_once_are_read_a_few_messages_at_a_
 ) -> None:
     """Files in six channels at once were all downloaded and held at once (ten channels
     with two 20 MB files each held over 400 MB). Now at most MESSAGES_READ_AT_ONCE
-    messages' files are read at a time; the others wait their turn and are answered."""
+    messages' files are read at a time; the others wait their turn and are answered.
+    (Each by another member: one member's messages are read one at a time.)"""
     channels = attachments.MESSAGES_READ_AT_ONCE + 2
     fake = FakeDiscord(TOKEN, channels=channels, cdn_trickle=0.05)  # 1 KB each 50 ms
     await fake.start()
@@ -328,6 +329,7 @@ async def test_files_sent_in_many_channels_at_once_are_read_a_few_messages_at_a_
                     f"<@{fake.bot_id}> read",
                     channel_id=fake.channel_id + n,
                     files=[(f"notes{n}.txt", "text/plain", notes)],
+                    by=(fake.user_id + 100 + n, f"member{n}"),
                 )
 
             def answered() -> bool:  # each to its end (a note that its file was cut first)
@@ -340,3 +342,39 @@ async def test_files_sent_in_many_channels_at_once_are_read_a_few_messages_at_a_
     assert len(endpoint.requests) == channels
     # Several at once, never more than the cap (how many overlap depends on the machine).
     assert 1 < fake.cdn_most <= attachments.MESSAGES_READ_AT_ONCE, fake.cdn_most
+
+
+async def test_one_member_trickling_files_in_many_channels_leaves_slots_for_the_others(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """One member's files trickling in as many channels as messages' files are read at
+    once took every slot for the 2 minutes a message's downloads may take, and every other
+    member's files waited behind them. Now one member's messages are read one at a time:
+    another member's file in another channel is read and answered meanwhile."""
+    channels = attachments.MESSAGES_READ_AT_ONCE + 1
+    fake = FakeDiscord(TOKEN, channels=channels, cdn_trickle=0.05)  # 1 KB each 50 ms
+    await fake.start()
+    slow = b"line of notes\n" * 150_000  # 2 MB: 100 s to serve, past the wait below
+    hostile = (fake.user_id + 1, "mallory")
+    try:
+        async with running(core, fake):
+            for n in range(attachments.MESSAGES_READ_AT_ONCE):
+                await fake.user_says(
+                    f"<@{fake.bot_id}> read",
+                    channel_id=fake.channel_id + n,
+                    files=[(f"slow{n}.txt", "text/plain", slow)],
+                    by=hostile,
+                )
+            await fake.wait_until(lambda: bool(fake.downloads), 30)  # mallory's first
+            await fake.user_says(
+                f"<@{fake.bot_id}> read mine",
+                channel_id=fake.channel_id + channels - 1,
+                files=[("mine.txt", "text/plain", b"my notes\n")],
+            )
+            await fake.wait_until(lambda: any(s.endswith("Hello there!") for s in _said(fake)), 60)
+            assert fake.cdn_open == 1  # mallory's first file, still trickling in
+    finally:
+        await fake.stop()
+    assert _said(fake) == ["Hello there!"]
+    [asked] = endpoint.requests
+    assert "my notes" in json.dumps(asked)
