@@ -62,6 +62,8 @@ _READ_SLACK = 1.0  # how much later than the provider layer's own limits a bare 
 # vets the addresses it actually reaches again, so this spares each turn a lookup only.
 _CHECK_SECONDS = 60.0
 _CHECKS_KEPT = 1000
+# Models whose length field (max_tokens or max_completion_tokens) is remembered, at most.
+_LENGTH_FIELDS_KEPT = 10_000
 # A model list asked of the same URL with the same credentials again this soon gets the
 # answer the one before got (a list, or the error), and one asked while another is on its
 # way waits for it: a hundred /connect or /models external sent at once, or one after
@@ -107,7 +109,8 @@ class Transport:
         self.corrected: dict[str, str] = {}  # custom URL as typed → URL that works (+/v1)
         # Bases that took / refused OpenAI's `stream_options` (usage on the last chunk).
         self.usage_option: dict[str, bool] = {}
-        # (base, model) → the name of the length limit it took where the other was refused.
+        # (base, model) → the name of the answer's length limit it took where the other
+        # was refused (max_tokens or max_completion_tokens).
         self.length_field: dict[tuple[str, str], str] = {}
         self._transports: dict[tuple[str, str, int | None], PoolTransport] = {}
         self._urls: dict[str, httpx.URL] = {}  # as typed → parsed (`_url`)
@@ -207,6 +210,13 @@ class Transport:
             self._checks.clear()
         self._checks[url] = (now + _CHECK_SECONDS, checked)
         return checked
+
+    def remember_length_field(self, model: tuple[str, str], name: str) -> None:
+        """That `model` ((base, id)) took the answer's length limit as `name` (as many
+        models as a bounded dict holds: channels may name any id)."""
+        if len(self.length_field) >= _LENGTH_FIELDS_KEPT and model not in self.length_field:
+            self.length_field.clear()
+        self.length_field[model] = name
 
     async def shared(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
         """`fetch()`'s outcome, shared with every call of the same `key` made while it

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from bot.providers._http import RequestSpec, Transport
 from bot.providers.base import (
     AuthError,
+    BadRequest,
     ChatRequest,
     Delta,
     Endpoint,
@@ -35,6 +36,9 @@ MAX_MODELS = 5000
 # The most entries a parser reads of a list: room for the ids left out (repeated, not
 # choosable, holding a key) before MAX_MODELS are kept; the rest are not even read.
 MODELS_READ = 2 * MAX_MODELS
+# What a turn's refusals changed in what it sends (a field → its new name, or "": left
+# out); learned by the provider once an answer began.
+Fixes = dict[str, str]
 
 
 def maybe_cut(models: Sequence[ModelInfo]) -> bool:
@@ -82,7 +86,11 @@ class HTTPProvider:
         """The models `base` lists, as it lists them."""
         raise NotImplementedError
 
-    def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+    def _stream_at(
+        self, base: str, request: ChatRequest, fixes: Fixes
+    ) -> AsyncGenerator[Delta, None]:
+        """The answer to `request` at `base`, sent with what this turn's refusals changed
+        (`fixes`, from `_adapted`)."""
         raise NotImplementedError
 
     # -- shared pieces ----------------------------------------------------------------------
@@ -317,17 +325,36 @@ class HTTPProvider:
             return found[0]
 
     async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        """The answer's stream. Before anything came: a path that did not answer like the
+        API is probed with `/v1` once, and a refusal the provider can adapt to (`_adapted`)
+        is asked again; nothing that was shown is asked twice."""
         typed = await self._typed()
-        started = False
-        try:
-            async with aclosing(self._stream_at(self._known_base(typed), request)) as deltas:
-                async for delta in deltas:
-                    started = True
-                    yield delta
-            return
-        except _WRONG_PATH:
-            if started or await self._probe_v1(typed) is None:
-                raise
-        async with aclosing(self._stream_at(self._known_base(typed), request)) as deltas:
-            async for delta in deltas:
-                yield delta
+        probed = False
+        fixes: Fixes = {}
+        while True:
+            base = self._known_base(typed)
+            started = False
+            try:
+                async with aclosing(self._stream_at(base, request, fixes)) as deltas:
+                    async for delta in deltas:
+                        if not started:
+                            started = True
+                            self._began(base, request, fixes)
+                        yield delta
+                return
+            except _WRONG_PATH:
+                if started or probed or await self._probe_v1(typed) is None:
+                    raise
+                probed = True
+            except BadRequest as err:
+                if started or not self._adapted(base, request, err, fixes):
+                    raise
+
+    def _began(self, base: str, request: ChatRequest, fixes: Fixes) -> None:
+        """An answer to `request` at `base` began: what it was sent with was taken."""
+
+    def _adapted(self, base: str, request: ChatRequest, refused: BadRequest, fixes: Fixes) -> bool:
+        """Whether `refused` (before anything came) names what the next ask can send
+        otherwise: then that is noted in `fixes` (each fix once a turn) and it is asked
+        again."""
+        return False

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from bot.providers._errors import error_fields, error_from_kind, malformed
-from bot.providers._provider import MODELS_READ, HTTPProvider
+from bot.providers._provider import MODELS_READ, Fixes, HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
 from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
@@ -81,7 +81,9 @@ class ClaudeProvider(HTTPProvider):
             params["after_id"] = last_id
         return models
 
-    def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+    def _stream_at(
+        self, base: str, request: ChatRequest, fixes: Fixes
+    ) -> AsyncGenerator[Delta, None]:
         spec = self.spec("POST", f"{base}/messages", base, body=self.body(request))
         return stream_deltas(self._t, spec, lambda: EventDecoder(spec.where, spec.secrets))
 

@@ -10,7 +10,7 @@ from contextlib import aclosing
 from typing import Any, ClassVar
 
 from bot.providers._errors import error_fields, error_from_kind, malformed
-from bot.providers._provider import MODELS_READ, HTTPProvider
+from bot.providers._provider import MODELS_READ, Fixes, HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import loads, stream_deltas
 from bot.providers.base import BadRequest, ChatRequest, Delta, ModelInfo, Usage
@@ -58,66 +58,57 @@ class OpenAICompatible(HTTPProvider):
         spec = self.spec("GET", f"{base}/models", base)
         return parse_models(await self.get_json(spec), spec.where)
 
-    def _stream_at(self, base: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
-        deltas = self._stream_adapting(base, request)
+    def _request_body(self, base: str, request: ChatRequest, fixes: Fixes) -> dict[str, Any]:
+        """The body as this base and model take it: stream_options unless the base (or
+        this turn) found them refused, the length limit under the name the model took."""
+        usage = self._t.usage_option.get(base) is not False and "stream_options" not in fixes
+        body = self._body(request, self.ask_usage and usage)
+        taken = fixes.get(_LENGTH) or self._t.length_field.get((base, request.model))
+        if taken is not None and _LENGTH_FIELDS[taken] in body:
+            body[taken] = body.pop(_LENGTH_FIELDS[taken])
+        return body
+
+    def _stream_at(
+        self, base: str, request: ChatRequest, fixes: Fixes
+    ) -> AsyncGenerator[Delta, None]:
+        body = self._request_body(base, request, fixes)
+        spec = self.spec("POST", f"{base}/chat/completions", base, body=body)
+        deltas = stream_deltas(self._t, spec, lambda: ChunkDecoder(spec.where, spec.secrets))
         last = request.messages[-1] if request.messages else None
         if request.continue_answer and self.instructed_continue and last is not None:
             if last.role is Role.ASSISTANT:
                 return _continuing(deltas, last.content)
         return deltas
 
-    async def _stream_adapting(
-        self, base: str, request: ChatRequest
-    ) -> AsyncGenerator[Delta, None]:
-        """Ask; an answer refusing, before anything came, what the bot can say otherwise
-        is asked once more for each such field: without stream_options (on an endpoint not
-        yet known to take it), or with the answer's length limit under its other name
-        (max_tokens ↔ max_completion_tokens: a deployment named `my-reasoner` may be an
-        o-series model). What worked is remembered: usage per base, the length field per
-        base and model, so only a first turn pays twice."""
-        known = self._t.usage_option.get(base)
-        learning_usage = self.ask_usage and known is None
-        body = self._body(request, self.ask_usage and known is not False)
+    def _began(self, base: str, request: ChatRequest, fixes: Fixes) -> None:
+        if self.ask_usage and base not in self._t.usage_option:
+            self._t.usage_option[base] = "stream_options" not in fixes
+        if _LENGTH in fixes:
+            self._t.remember_length_field((base, request.model), fixes[_LENGTH])
+
+    def _adapted(self, base: str, request: ChatRequest, refused: BadRequest, fixes: Fixes) -> bool:
+        """A refusal of what can be sent otherwise, each once a turn, learned once an
+        answer begins: the answer's length limit under its other name, for this base and
+        model (max_tokens ↔ max_completion_tokens: a deployment named `my-reasoner` may
+        be an o-series model), when the provider's words name both; stream_options, on a
+        base not yet known to take them, when its words say a field is unknown."""
+        body = self._request_body(base, request, fixes)
         model = (base, request.model)
         sent = next((f for f in _LENGTH_FIELDS if f in body), None)
-        if sent is not None and self._t.length_field.get(model, sent) != sent:
-            sent = self._t.length_field[model]
-            body[sent] = body.pop(_LENGTH_FIELDS[sent])
-        renamed = dropped = started = False
-        while True:
-            try:
-                async with aclosing(self._stream_once(base, body)) as deltas:
-                    async for delta in deltas:
-                        if not started:
-                            started = True
-                            if learning_usage:
-                                self._t.usage_option[base] = not dropped
-                            if renamed and sent is not None:
-                                self._t.length_field[model] = sent
-                        yield delta
-                return
-            except BadRequest as err:
-                if started:
-                    raise
-                other = _LENGTH_FIELDS.get(sent or "")
-                if not renamed and sent and other and err.names(sent) and err.names(other):
-                    body[other] = body.pop(sent)
-                    log.info("%s refused %s for %s; asking with %s", base, sent, model[1], other)
-                    sent, renamed = other, True
-                elif learning_usage and not dropped and _about_unknown_fields(err.said):
-                    del body["stream_options"]
-                    dropped = True
-                    log.info(
-                        "%s refused stream_options (%s); usage there is estimated",
-                        base,
-                        err.said,
-                    )
-                else:
-                    raise
-
-    def _stream_once(self, base: str, body: dict[str, Any]) -> AsyncGenerator[Delta, None]:
-        spec = self.spec("POST", f"{base}/chat/completions", base, body=dict(body))
-        return stream_deltas(self._t, spec, lambda: ChunkDecoder(spec.where, spec.secrets))
+        if sent is not None and _LENGTH not in fixes and model not in self._t.length_field:
+            other = _LENGTH_FIELDS[sent]
+            if refused.names(sent) and refused.names(other):
+                fixes[_LENGTH] = other
+                log.info("%s refused %s for %s; asking with %s", base, sent, model[1], other)
+                return True
+        if "stream_options" in body and base not in self._t.usage_option:
+            if _about_unknown_fields(refused.said):
+                fixes["stream_options"] = ""
+                log.info(
+                    "%s refused stream_options (%s); usage there is estimated", base, refused.said
+                )
+                return True
+        return False
 
 
 class OpenAIProvider(OpenAICompatible):
@@ -161,6 +152,7 @@ async def _continuing(
 # models refuse max_tokens, and servers that know only max_tokens refuse (or ignore) the
 # newer name.
 _LENGTH_FIELDS = {"max_tokens": "max_completion_tokens", "max_completion_tokens": "max_tokens"}
+_LENGTH = "max_tokens"  # in a turn's fixes: the name the length limit goes under
 
 _UNKNOWN_FIELD_WORDS = (
     "stream_options",

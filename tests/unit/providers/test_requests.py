@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from dataclasses import replace
@@ -11,7 +12,16 @@ import pytest
 import respx
 
 from bot.fields import REGISTRY, FieldError
-from bot.providers import AuthError, BadRequest, ChatRequest, Endpoint, ProviderHub
+from bot.providers import (
+    AuthError,
+    BadRequest,
+    ChatRequest,
+    Endpoint,
+    EndpointPolicy,
+    ProviderHub,
+    ProviderSettings,
+    _http,
+)
 from bot.providers.convert import same_role_runs
 from bot.types import ChatMessage, Image, Role, SecretValue, Source
 
@@ -292,6 +302,21 @@ async def test_a_deployment_refusing_max_tokens_is_asked_with_max_completion_tok
     route.side_effect = lambda request: sse_response(OPENAI_STREAM)[0]
     await drain(hub, endpoint, chat(source, model="local-model"))
     assert length_fields(route)[3:] == ["max_tokens"]
+
+
+def test_the_models_whose_length_name_is_remembered_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any id a channel names may be remembered: a bounded dict, not one that grows with
+    every name typed."""
+    monkeypatch.setattr(_http, "_LENGTH_FIELDS_KEPT", 3)
+    transport = _http.Transport(ProviderSettings(), EndpointPolicy(), asyncio.sleep)
+    for i in range(3):
+        transport.remember_length_field(("b", f"m{i}"), "max_completion_tokens")
+    transport.remember_length_field(("b", "m0"), "max_tokens")  # known: kept with the rest
+    assert len(transport.length_field) == 3
+    transport.remember_length_field(("b", "m3"), "max_completion_tokens")
+    assert transport.length_field == {("b", "m3"): "max_completion_tokens"}
 
 
 async def test_a_server_refusing_max_completion_tokens_is_asked_with_max_tokens(
