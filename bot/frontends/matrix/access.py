@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import nio
+
 # Room versions where the creators outrank every power level (MSC4289, "Hydra").
 _HYDRA_PREVIEW = frozenset({"org.matrix.hydra.11"})
 _FIRST_HYDRA_VERSION = 12
@@ -67,3 +69,57 @@ def inviter_allowed(inviter: str, allowed: Iterable[str]) -> bool:
         if rule == inviter:
             return True
     return False
+
+
+# What a level left out of m.room.power_levels is (nio's reading of the event, as before).
+_DEFAULT_LEVELS = {
+    "ban": 50,
+    "invite": 50,
+    "kick": 50,
+    "redact": 50,
+    "state_default": 50,
+    "events_default": 0,
+    "users_default": 0,
+}
+_NOTIFICATIONS_ROOM = 50
+_LEVEL_CHARS = 100  # longer: no level (Python's int() reads up to 4,300 digits, slowly)
+
+
+def power_level(value: object) -> int | None:
+    """A power level as Synapse reads one (int()): an integer, or in room versions 1-9 a
+    string of one (`"50"`); anything else (a word, a float, true, a list): None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and len(value) <= _LEVEL_CHARS:
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def power_levels_of(content: Mapping[str, Any]) -> nio.PowerLevels:
+    """An m.room.power_levels event's content as nio's PowerLevels, each level read by
+    power_level: nio refuses a whole event with a string level in it (older rooms allow
+    them), which left everyone at level 0 to the bot."""
+
+    def levels(name: str) -> dict[str, int]:
+        given = content.get(name)
+        if not isinstance(given, Mapping):
+            return {}
+        read = {str(k): power_level(v) for k, v in given.items()}
+        return {k: v for k, v in read.items() if v is not None}
+
+    def level(name: str, default: int, within: Mapping[str, Any] = content) -> int:
+        found = power_level(within.get(name))
+        return default if found is None else found
+
+    notifications = content.get("notifications")
+    notifications = notifications if isinstance(notifications, Mapping) else {}
+    defaults = nio.DefaultLevels(
+        **{name: level(name, default) for name, default in _DEFAULT_LEVELS.items()},
+        notifications={"room": level("room", _NOTIFICATIONS_ROOM, notifications)},
+    )
+    return nio.PowerLevels(defaults, levels("users"), levels("events"))

@@ -16,7 +16,7 @@ import nio
 from bot.core import Core
 from bot.frontends import FrontendError
 from bot.frontends.matrix import decide, events
-from bot.frontends.matrix.access import inviter_allowed
+from bot.frontends.matrix.access import inviter_allowed, power_levels_of
 from bot.frontends.matrix.api import MatrixApi
 from bot.frontends.matrix.decide import Action, EventFacts, JoinAction
 from bot.frontends.matrix.messages import ArrivalOrder, Message, MessageHandler
@@ -524,15 +524,20 @@ def newest_power_levels(events: list[Any]) -> nio.PowerLevels | None:
 
     nio merges a new event's `users` and `events` into the old ones, so a user taken out
     of `users` (how Element sets someone back to the default level) kept their old level,
-    and with it the room's admin rights, until the bot restarted.
+    and with it the room's admin rights, until the bot restarted. Read from the event as
+    sent (power_levels_of): nio passes over one with a level written as a string.
     """
     found = [
-        e for e in events if isinstance(e, nio.PowerLevelsEvent) and e.source.get("state_key") == ""
+        source
+        for e in events
+        if isinstance(source := getattr(e, "source", None), dict)
+        and source.get("type") == "m.room.power_levels"
+        and source.get("state_key") == ""
+        and isinstance(source.get("content"), dict)
     ]
     if not found:
         return None
-    new = found[-1].power_levels
-    return nio.PowerLevels(new.defaults, dict(new.users), dict(new.events))
+    return power_levels_of(found[-1]["content"])
 
 
 async def _invited_types(response: nio.SyncResponse) -> dict[str, object]:
