@@ -118,3 +118,45 @@ async def test_without_e2ee_an_encrypted_message_gets_one_notice_saying_what_to_
     finally:
         await alice.close()
         await core.close()
+
+
+async def test_without_e2ee_a_group_room_is_told_once_whoever_writes_there(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """MATRIX_E2EE=false, an encrypted group room: only a message seen to be for the bot
+    (a reply to it, its thread, an always room) got the notice, and a mention, the usual
+    way to address it there, is inside the ciphertext: people mentioned it and heard
+    nothing. The room is told instead, once, on the first encrypted message whoever sent
+    it, in the clear and as no reply to anyone's message in particular."""
+    bot = synapse_server.register("plaingroupbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+    try:
+        options = bot_options(synapse_server, bot, tmp_path / "store", e2ee=False)
+        async with running_bot(core, options):
+            group = await alice.create_room([bot.user_id, bob.user.user_id], encrypted=True)
+            plain = await alice.create_room([bot.user_id])
+            await alice.wait_joined(group, bot.user_id)
+            await alice.wait_joined(plain, bot.user_id)
+            await bob.join(group)
+            await alice.wait_joined(group, bob.user.user_id)
+            await bob.send(group, "morning all")  # not to the bot: it cannot tell
+            told = await alice.wait_for(
+                lambda: alice.messages(group, bot.user_id), "the notice in the group room"
+            )
+            notice = told[0].content
+            assert notice["msgtype"] == "m.notice"
+            assert "m.relates_to" not in notice  # to the room, not to bob's message
+            assert notice["body"].startswith("I cannot read the messages in this room")
+            assert "MATRIX_E2EE" in notice["body"]
+            mention = {"m.mentions": {"user_ids": [bot.user_id]}}
+            await alice.send(group, f"{bot.user_id} are you there?", **mention)
+            await bob.send(group, "!help")
+            # The bot reads the plain room in the same or a later sync than the above.
+            assert "Source:" in await alice.command(plain, bot.user_id, "!settings")
+            assert len(alice.messages(group, bot.user_id)) == 1  # once, not at each
+    finally:
+        await alice.close()
+        await bob.close()
+        await core.close()

@@ -24,6 +24,10 @@ UNREAD_NOTICE_AFTER = 60.0
 # One notice says what to do for every message of theirs that fails alike: told again
 # only this long after, unless one of theirs was read there since.
 UNREAD_NOTICE_EVERY = 3600.0
+# A group room the bot cannot read at all (encrypted, MATRIX_E2EE off) is told so this
+# seldom: whether a message there was for the bot cannot be seen (its mention is inside
+# the ciphertext), so it is said on any, and the room needs it no more often.
+NO_E2EE_ROOM_NOTICE_EVERY = 86400.0
 # Pauses between join attempts; the invite arrives only once, so a passing fault must
 # not lose the room.
 JOIN_RETRY_PAUSES = (2.0, 10.0, 30.0)
@@ -231,11 +235,11 @@ def keep_waiting_for_key(waited: float) -> bool:
     return waited < UNDECRYPTED_PATIENCE
 
 
-def tell_unread(told: float | None, now: float) -> bool:
+def tell_unread(told: float | None, now: float, every: float = UNREAD_NOTICE_EVERY) -> bool:
     """Whether a sender whose message the bot could not read (its key never came) is
     told now: `told`, when they last were in that room (monotonic; None: not since one
-    of theirs was read there)."""
-    return told is None or now - told >= UNREAD_NOTICE_EVERY
+    of theirs was read there). `every`: how seldom (a whole room: NO_E2EE_ROOM_NOTICE_EVERY)."""
+    return told is None or now - told >= every
 
 
 # --- chat --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
 from bot.frontends.matrix.api import MatrixApi
 from bot.frontends.matrix.decide import (
+    NO_E2EE_ROOM_NOTICE_EVERY,
     Action,
     AnswerFacts,
     ChatFacts,
@@ -78,6 +79,13 @@ NO_E2EE = (
     "I cannot read your message: it is encrypted, and this bot is set up without "
     "encryption, so it does not read encrypted rooms. Talk to me in a room without "
     "encryption, or ask the bot's operator to turn encryption on (MATRIX_E2EE)."
+)
+# The same in a group room, said to the room once (decide.NO_E2EE_ROOM_NOTICE_EVERY) on
+# any encrypted message: whether one was for the bot cannot be seen.
+NO_E2EE_ROOM = (
+    "I cannot read the messages in this room: it is encrypted, and this bot is set up "
+    "without encryption, so it does not read encrypted rooms. Talk to me in a room "
+    "without encryption, or ask the bot's operator to turn encryption on (MATRIX_E2EE)."
 )
 REDACT_REASON = "It contained a secret; the bot removed it."
 # A command in an event never run as one (an edit, an emote) that held a key: what to do.
@@ -895,8 +903,36 @@ class MessageHandler:
     async def encrypted(self, msg: Message) -> None:
         """An encrypted message while MATRIX_E2EE is off: never to be read, so its sender
         is told what to do instead (NO_E2EE), as one whose key never came is; the notice
-        goes in the clear, as nothing else does in an encrypted room."""
-        await self._tell_unread(msg, NO_E2EE, lambda: True, in_clear=True)
+        goes in the clear, as nothing else does in an encrypted room.
+
+        In a group room whether it was for the bot cannot be told: a mention, the usual
+        way to address it there, is inside the ciphertext (so telling only those seen to
+        address it told nearly nobody). No message there will ever be read, so the room
+        is told instead, on the first encrypted message whoever sends it, once a day."""
+        if msg.direct:
+            await self._tell_unread(msg, NO_E2EE, lambda: True, in_clear=True)
+            return
+        room = self._room(msg.room_id)
+        key = (msg.room_id, "")  # the room's own entry: no sender id is empty
+        every = NO_E2EE_ROOM_NOTICE_EVERY
+        if room is None or not tell_unread(self._unread_told.get(key), time.monotonic(), every):
+            return
+        if not await self._may_post(room):
+            return
+        now = time.monotonic()
+        if not tell_unread(self._unread_told.get(key), now, every):  # told meanwhile
+            return
+        self._told_unread(key, now)
+        target = MatrixTarget(
+            functools.partial(self._api.send, in_clear=True),
+            msg.room_id,
+            pace=self._api.pace,
+            msgtype="m.notice",
+        )
+        try:
+            await target.send(NO_E2EE_ROOM)
+        except SendFailed as err:
+            log.warning("could not say so in %s: %s", msg.room_id, err)
 
     async def _tell_unread(
         self, msg: Message, text: str, give_up: Callable[[], bool], *, in_clear: bool = False
@@ -924,12 +960,15 @@ class MessageHandler:
         now = time.monotonic()
         if not tell_unread(self._unread_told.get(key), now):  # told before, or meanwhile
             return True
+        self._told_unread(key, now)
+        await self._notice(msg, text, in_clear=in_clear)
+        return True
+
+    def _told_unread(self, key: tuple[str, str], now: float) -> None:
         self._unread_told[key] = now
         self._unread_told.move_to_end(key)
         while len(self._unread_told) > _UNREAD_KEPT:
             self._unread_told.popitem(last=False)
-        await self._notice(msg, text, in_clear=in_clear)
-        return True
 
     def read_from(self, room_id: str, sender: str) -> None:
         """An encrypted message of `sender`'s was read here: the next that cannot be is
