@@ -3,8 +3,10 @@ in that room only (m.room.member), the greeting, and the global profile back on 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -165,3 +167,83 @@ async def test_a_card_that_cannot_be_downloaded_is_said_and_its_name_forges_no_l
     assert text == f"Could not download card.png {forged}; try again.", text
     logged = [r.getMessage() for r in caplog.records if "could not fetch" in r.getMessage()]
     assert logged and all("\n" not in line for line in logged), logged
+
+
+async def test_a_reaction_on_a_greeting_whose_post_fails_stops_waiting(
+    synapse_server: SynapseServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """🔄 on a greeting's first page while its next page is posted waits for the greeting
+    to end. Its post failing with anything but SendFailed (an error nio raised, say) left
+    it ending never: the reaction waited until shutdown. Now it stops waiting, and says
+    in the log that there was nothing to do."""
+    caplog.set_level(logging.INFO, logger="bot.frontends.matrix")
+    server = synapse_server
+    bot = server.register("failgreetbot")
+    core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+    alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+    long_greeting = "Welcome aboard, {{user}}. " + "The engines hum below deck. " * 2000
+    card = {**CARD, "data": {**CARD["data"], "first_mes": long_greeting}}
+    first_page = asyncio.Event()
+    release = asyncio.Event()
+    failed: list[str] = []
+    send = nio.AsyncClient.room_send
+
+    async def room_send(
+        client: nio.AsyncClient, room_id: str, kind: str, content: Any, **kw: Any
+    ) -> Any:
+        text = content.get("body", "") if isinstance(content, dict) else ""
+        if client.user_id == bot.user_id and content.get("msgtype") == "m.text":
+            if text.startswith("Welcome aboard"):
+                first_page.set()
+            elif first_page.is_set():  # the greeting's next page
+                await release.wait()
+                failed.append(text[:20])
+                raise RuntimeError("a stand-in for an error nio raised")
+        return await send(client, room_id, kind, content, **kw)
+
+    monkeypatch.setattr(nio.AsyncClient, "room_send", room_send)
+
+    def reactions() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if t.get_name() == "reaction" and not t.done()]
+
+    try:
+        async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+            room_id = await alice.create_room([bot.user_id])
+            await alice.wait_joined(room_id, bot.user_id)
+            content = await alice.media_content(
+                "m.file", "card.json", json.dumps(card).encode(), "application/json"
+            )
+            file_event = await alice.send_content(room_id, content)
+            relates = {"m.in_reply_to": {"event_id": file_event}}
+            await alice.send(room_id, "!character import", **{"m.relates_to": relates})
+            [page] = await alice.wait_for(
+                lambda: [
+                    s
+                    for s in alice.messages(room_id, bot.user_id)
+                    if s.content.get("body", "").startswith("Welcome aboard")
+                ],
+                "the greeting's first page",
+            )
+            reaction = {
+                "m.relates_to": {
+                    "rel_type": "m.annotation",
+                    "event_id": page.event.event_id,
+                    "key": "🔄",
+                }
+            }
+            response = await alice.client.room_send(
+                room_id, "m.reaction", reaction, ignore_unverified_devices=True
+            )
+            assert isinstance(response, nio.RoomSendResponse), response
+            await alice.wait_for(reactions, "the bot to take the reaction")
+            release.set()  # the next page fails
+            await alice.wait_for(lambda: not reactions(), "the reaction to stop waiting", 30.0)
+            assert len(failed) == 1  # the greeting's second page, while the reaction waited
+            assert "nothing done" in caplog.text
+    finally:
+        release.set()
+        await alice.close()
+        await core.close()

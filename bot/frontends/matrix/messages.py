@@ -410,15 +410,17 @@ class MessageHandler:
         try:
             for page in split_text(greeting.text, target.limit, target.size):
                 await target.send(page)
+            count = max(greeting.count, 1)
+            result = TurnResult(
+                greeting.text, None, False, greeting.answer_id, (1, count), greeting=True
+            )
+            await self._settled(shown, result)
         except SendFailed as err:
             log.warning("could not post a greeting in %s: %s", ref.channel_id, err)
+        finally:
+            # Posted, or never will be (any failure, not only a refusal): a reaction on
+            # its first page waits for this (react), and would have until shutdown.
             shown.ended.set()
-            return
-        count = max(greeting.count, 1)
-        result = TurnResult(
-            greeting.text, None, False, greeting.answer_id, (1, count), greeting=True
-        )
-        await self._settled(shown, result)
 
     async def _control(self, msg: Message, prepared: _Prepared) -> None:
         """`!regenerate`, `!continue`, `!retry`, `!swipe`: the new answer replaces the newest
@@ -587,6 +589,11 @@ class MessageHandler:
             # regenerated into this one's event. Acted on once it has ended, as itself.
             await shown.ended.wait()
             if shown.row is None or shown.removed:  # a notice, undelivered, or removed
+                log.info(
+                    "a reaction in %s was on an answer that ended unkept (a notice, a failed "
+                    "post, or removed): nothing done",
+                    room_id,
+                )
                 return
             facts = AnswerFacts(shown.asker, shown.answered)  # 🔄 on an error: retry
             words = reaction_command(key, facts, sender=sender, admin=self._core.is_admin(actor))
