@@ -190,7 +190,7 @@ class Core:
     def parse(self, text: str, platform: Platform, *, server: bool = False) -> Invocation:
         """Raises CommandError with a message for the person who typed it. `server`:
         whether the channel has a server (Matrix rooms and the console have none)."""
-        return parse(text, self.table, self.prefix(platform), server=server)
+        return parse(text, self.table, self.prefix(platform), server=server, platform=platform)
 
     def _context(
         self,
@@ -314,7 +314,7 @@ class Core:
         assert command is not None and command.control
         p = self.prefix(ref.platform)
         try:
-            args = bind(command, inv, p, server=ref.has_server)
+            args = bind(command, inv, p, server=ref.has_server, platform=ref.platform)
         except CommandError as err:
             return Reply(str(err), private=True, ok=False)
         name = inv.path[0]

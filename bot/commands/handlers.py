@@ -286,10 +286,15 @@ async def reset(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 
 def help_text(
-    table: tuple[Command, ...], prefix: str, topic: Source | None = None, secret: str = ""
+    table: tuple[Command, ...],
+    prefix: str,
+    topic: Source | None = None,
+    secret: str = "",
+    platform: Platform = Platform.DISCORD,
 ) -> str:
     """Setup steps per source and every command, generated from the table; `secret` is
-    how this platform takes a secret after its command (`{what}`: key or password)."""
+    how this platform takes a secret after its command (`{what}`: key or password);
+    `platform`: whose words the commands' help uses (Platform.said)."""
     sources = [topic] if topic else list(Source)
     words = {"p": prefix, "key": secret.format(what="key")}
     words["password"] = secret.format(what="password")
@@ -301,7 +306,7 @@ def help_text(
         lines.append("Commands (* = admins only):")
         for path, command in walk(table):
             mark = "*" if command.admin else " "
-            lines.append(f" {mark} {prefix}{' '.join(path)} — {command.help}")
+            lines.append(f" {mark} {prefix}{' '.join(path)} — {command.help_on(platform)}")
     return "\n".join(lines)
 
 
@@ -316,7 +321,7 @@ async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     else:
         secret = "  (asked for privately)"
-    text = help_text(ctx.table, ctx.prefix, topic, secret)
+    text = help_text(ctx.table, ctx.prefix, topic, secret, ctx.ref.platform)
     if ctx.ref.platform is Platform.CONSOLE and topic is None:
         if ctx.actor.id == "console":
             who = (

@@ -9,7 +9,7 @@ from itertools import takewhile
 from typing import Any
 
 from bot.commands.spec import DEFAULT, Command, Invocation, Kind, Option, usage
-from bot.types import Attachment, SecretValue
+from bot.types import Attachment, Platform, SecretValue
 from bot.types.secrets import held_secret, holds_key
 from bot.types.text import (
     INVISIBLE,
@@ -200,13 +200,19 @@ def plain_prefix(text: str, prefix: str) -> str:
 
 
 def parse(
-    text: str, table: tuple[Command, ...], prefix: str = "/", *, server: bool = False
+    text: str,
+    table: tuple[Command, ...],
+    prefix: str = "/",
+    *,
+    server: bool = False,
+    platform: Platform = Platform.DISCORD,
 ) -> Invocation:
     """Parse one command line (with or without its prefix) by the table.
 
     Control characters stay in the values: free text drops them, and a value that names
     something is refused with them (`coerce`). `server`: whether the channel has a
-    server (usage lines in errors offer `scope` only then)."""
+    server (usage lines in errors offer `scope` only then). `platform`: whose words the
+    help and refusals use (Platform.said)."""
     body = strip_invisible(normalize_text(plain_prefix(text, prefix)))
     if body.startswith(prefix):
         body = body[len(prefix) :]
@@ -227,16 +233,18 @@ def parse(
         )
     path: tuple[str, ...] = (command.name,)
     if command.name == "help":  # `/help proxy`, `/help /key set`: that command's lines
-        _help_on(body[pos:], table, prefix, server)
+        _help_on(body[pos:], table, prefix, server, platform)
     if command.subcommands:
         nxt = _token(body, pos)
         subs = [s.name for s in command.subcommands]
         if nxt is not None and _asks_help(body, pos):  # `/proxy help`
-            raise CommandError(_help_of(command, path, prefix, server))
+            raise CommandError(_help_of(command, path, prefix, server, platform))
         if nxt is None:
+            example = usage(
+                (name, subs[0]), command.subcommands[0], prefix, server=server, platform=platform
+            )
             raise CommandError(
-                f"`{prefix}{name}` needs one of: {', '.join(subs)}. "
-                f"Example: {usage((name, subs[0]), command.subcommands[0], prefix, server=server)}"
+                f"`{prefix}{name}` needs one of: {', '.join(subs)}. Example: {example}"
             )
         sub = command.sub(nxt[0].lower())
         if sub is None:
@@ -251,13 +259,13 @@ def parse(
             )
         command, path, pos = sub, (*path, sub.name), nxt[1]
     if _asks_help(body, pos):  # `/model help` asks how, never sets the model `help`
-        raise CommandError(_help_of(command, path, prefix, server))
-    return Invocation(path, _options(body, pos, command, path, prefix, server))
+        raise CommandError(_help_of(command, path, prefix, server, platform))
+    return Invocation(path, _options(body, pos, command, path, prefix, server, platform))
 
 
 def _takes(command: Command, word: str) -> bool:
     """Whether `word` is one of the values a choice option of `command` takes."""
-    return any(word in _accepted(o) for o in command.options if not o.secret)
+    return any(_accepts(o, word) for o in command.options if not o.secret)
 
 
 # What asks for a command's own help when it is all that follows the command's name.
@@ -268,14 +276,21 @@ def _asks_help(body: str, pos: int) -> bool:
     return body[pos:].strip().lower() in _HELP_WORDS
 
 
-def _help_of(command: Command, path: tuple[str, ...], prefix: str, server: bool) -> str:
+def _help_of(
+    command: Command, path: tuple[str, ...], prefix: str, server: bool, platform: Platform
+) -> str:
     """A command's usage line and what it does, one line per subcommand it has, as a
     refusal's `Usage:` shows it (the reply is said as a command error: nothing ran)."""
     leaves = [((*path, s.name), s) for s in command.subcommands] or [(path, command)]
-    return "\n".join(f"{usage(p, c, prefix, server=server)} — {c.help}" for p, c in leaves)
+    return "\n".join(
+        f"{usage(p, c, prefix, server=server, platform=platform)} — {c.help_on(platform)}"
+        for p, c in leaves
+    )
 
 
-def _help_on(rest: str, table: tuple[Command, ...], prefix: str, server: bool) -> None:
+def _help_on(
+    rest: str, table: tuple[Command, ...], prefix: str, server: bool, platform: Platform
+) -> None:
     """`/help <command> [subcommand]`: raise with that command's help; a source or
     nothing goes on to /help itself."""
     words = rest.lower().split()
@@ -286,11 +301,17 @@ def _help_on(rest: str, table: tuple[Command, ...], prefix: str, server: bool) -
     if len(words) == 2 and sub is None:
         return
     path = (named.name, sub.name) if sub else (named.name,)
-    raise CommandError(_help_of(sub or named, path, prefix, server))
+    raise CommandError(_help_of(sub or named, path, prefix, server, platform))
 
 
 def _options(
-    body: str, pos: int, command: Command, path: tuple[str, ...], prefix: str, server: bool
+    body: str,
+    pos: int,
+    command: Command,
+    path: tuple[str, ...],
+    prefix: str,
+    server: bool,
+    platform: Platform,
 ) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     positional = list(command.options)
@@ -310,9 +331,10 @@ def _options(
             if only is not None and only[1] == len(rest):
                 rest = only[0]  # one token: its quotes are not part of it
                 meant = _misnamed(rest, by_name)
-                if meant is not None and meant[2].lower() in _accepted(by_name[meant[1]]):
+                if meant is not None and _accepts(by_name[meant[1]], meant[2]):
                     # `scpe:server`: a misspelt option with one of its values, no key
-                    raise CommandError(_misnamed_said(meant, path, command, prefix, server))
+                    said = _misnamed_said(meant, path, command, prefix, server, platform)
+                    raise CommandError(said)
             raw[_once(positional[0], raw)] = SecretValue(rest)
             return raw
         tok = _token(body, pos)
@@ -331,11 +353,11 @@ def _options(
             raw[_once(opt, raw)] = value
             continue
         if (meant := _misnamed(value, by_name)) is not None:
-            raise CommandError(_misnamed_said(meant, path, command, prefix, server))
+            raise CommandError(_misnamed_said(meant, path, command, prefix, server, platform))
         if last is not None and _runs_on(raw.get(last.name), last, value, positional):
             raise CommandError(_one_word(str(raw[last.name]), last, value, body, pos))
         if not positional:
-            line = usage(path, command, prefix, server=server)
+            line = usage(path, command, prefix, server=server, platform=platform)
             raise CommandError(
                 f"Too many values: {quoted(value)} is one more than "
                 f"{prefix}{' '.join(path)} takes. Usage: {line}"
@@ -356,7 +378,7 @@ def _runs_on(before: Any, opt: Option, value: str, positional: list[Option]) -> 
     if opt.kind is not Kind.STRING or not isinstance(before, str):
         return False
     return not positional or (
-        positional[0].kind is Kind.CHOICE and value.lower() not in positional[0].choices
+        positional[0].kind is Kind.CHOICE and positional[0].choice(value) is None
     )
 
 
@@ -399,10 +421,8 @@ def _peel_named(rest: str, others: list[Option], raw: dict[str, Any], *, bare: b
         head, _, last = rest.rpartition(" ")
         named = _named(last, choices)
         if named is None and bare and head:
-            named = next(
-                ((o, last) for o in choices.values() if last.lower() in _accepted(o)), None
-            )
-        if named is None or named[1].lower() not in _accepted(named[0]):
+            named = next(((o, last) for o in choices.values() if _accepts(o, last)), None)
+        if named is None or not _accepts(named[0], named[1]):
             break
         raw[_once(named[0], raw)] = named[1]
         del choices[named[0].name]
@@ -413,12 +433,12 @@ def _peel_named(rest: str, others: list[Option], raw: dict[str, Any], *, bare: b
 def _fitting(positional: list[Option], value: str) -> int:
     """Which optional choice a bare value is for: `/usage week` skips `scope`."""
     first = positional[0]
-    if first.kind is not Kind.CHOICE or first.required or value.lower() in first.choices:
+    if first.kind is not Kind.CHOICE or first.required or first.choice(value) is not None:
         return 0
     for i, opt in enumerate(positional[1:], start=1):
         if opt.kind is not Kind.CHOICE:
             break
-        if value.lower() in opt.choices:
+        if opt.choice(value) is not None:
             return i
     return 0
 
@@ -461,8 +481,9 @@ def _misnamed_said(
     command: Command,
     prefix: str,
     server: bool,
+    platform: Platform,
 ) -> str:
-    line = usage(path, command, prefix, server=server)
+    line = usage(path, command, prefix, server=server, platform=platform)
     return (
         f"`{prefix}{' '.join(path)}` has no option {quoted(meant[0])}. Did you mean "
         f"`{meant[1]}:`? Usage: {line}"
@@ -479,7 +500,7 @@ def _spelled_out(
     opt = options.get(token.lower())
     if opt is None or opt.secret or opt.kind not in (Kind.SWITCH, Kind.CHOICE):
         return None, pos
-    if positional and token.lower() in _accepted(positional[0]):
+    if positional and _accepts(positional[0], token):
         return None, pos
     nxt = _token(body, pos)
     if nxt is None:
@@ -487,19 +508,25 @@ def _spelled_out(
     return (opt, nxt[0]), nxt[1]
 
 
-def _accepted(opt: Option) -> tuple[str, ...]:
-    return (*SWITCH_ON, *SWITCH_OFF, DEFAULT) if opt.kind is Kind.SWITCH else opt.choices
+def _accepts(opt: Option, word: str) -> bool:
+    """Whether `word` is a value of switch or choice `opt` (any case)."""
+    if opt.kind is Kind.SWITCH:
+        return word.lower() in (*SWITCH_ON, *SWITCH_OFF, DEFAULT)
+    return opt.choice(word) is not None
 
 
-def coerce(opt: Option, value: Any, prefix: str = "/") -> Any:
-    """Check one option's value against its declaration; raise CommandError if bad."""
+def coerce(
+    opt: Option, value: Any, prefix: str = "/", platform: Platform = Platform.DISCORD
+) -> Any:
+    """Check one option's value against its declaration; raise CommandError if bad.
+    `platform`: whose words a refusal uses (Platform.said)."""
     try:
-        return _coerce(opt, value, prefix)
+        return _coerce(opt, value, prefix, platform)
     except TextError as err:
         raise CommandError(str(err)) from None
 
 
-def _coerce(opt: Option, value: Any, prefix: str) -> Any:
+def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
     if opt.kind is Kind.FILE and isinstance(value, Attachment):
         return value  # a front-end's file; a typed path stays text (the console opens it)
     if opt.kind is Kind.SECRET:
@@ -524,13 +551,14 @@ def _coerce(opt: Option, value: Any, prefix: str) -> Any:
             f"`{opt.name}` is too long ({len(text):,} > {opt.max_length:,} characters)."
         )
     if opt.kind is Kind.CHOICE:
-        lowered = text.lower()
-        if lowered not in opt.choices:
+        chosen = opt.choice(text)
+        if chosen is None:
+            shown = list(opt.shown_choices(platform))
             raise CommandError(
-                f"{quoted(text)} is not a valid {opt.name}.{suggest(lowered, list(opt.choices))} "
-                f"Choose one of: {', '.join(opt.choices)}."
+                f"{quoted(text)} is not a valid {opt.name}.{suggest(text.lower(), shown)} "
+                f"Choose one of: {', '.join(shown)}."
             )
-        return lowered
+        return chosen
     if opt.kind is Kind.SWITCH:
         switch = switch_value(text)
         if switch is not None:

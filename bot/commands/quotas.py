@@ -62,9 +62,11 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             text += f" Set one with {p}limits set <name> <value> (names: {_names(ctx)})."
         return Reply(text)
     lines = ["Limits here:"]
+    said = {"operator": "operator default", "channel": ctx.ref.platform.place}
     for name, value in held.items():
-        origin = "operator default" if value.origin == "operator" else value.origin
-        lines.append(f"  {name.value} = {value.value:,} ({origin}) — {SPECS[name].help}")
+        origin = said.get(value.origin, value.origin)
+        about = ctx.ref.platform.said(SPECS[name].help)
+        lines.append(f"  {name.value} = {value.value:,} ({origin}) — {about}")
     counts = await ctx.store.quotas.counts(ctx.ref, ctx.actor.id, datetime.now(UTC))
     lines.append("Your allowance:")
     lines += [

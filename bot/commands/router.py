@@ -33,34 +33,41 @@ def bind(
     *,
     secrets_later: bool = False,
     server: bool = True,
+    platform: Platform = Platform.DISCORD,
 ) -> dict[str, Any]:
     """Validate raw option values against the table; CommandError when one is bad.
 
     `secrets_later`: a missing required secret is fine (the front-end asks for it next).
     `server`: whether the channel has a server (usage lines offer `scope` only then).
+    `platform`: whose words refusals use (Platform.said).
     """
     known = {o.name for o in command.options}
     extra = sorted(set(inv.raw) - known)
     if extra:
         raise CommandError(
-            f"Unknown option `{extra[0]}`. Usage: {usage(inv.path, command, prefix, server=server)}"
+            f"Unknown option `{extra[0]}`. "
+            f"Usage: {usage(inv.path, command, prefix, server=server, platform=platform)}"
         )
     args: dict[str, Any] = {}
     for opt in command.options:
         value = inv.raw.get(opt.name)
         if opt.name in inv.raw and not opt.secret and not str(value).strip():
-            what = "on, off or default" if opt.kind is Kind.SWITCH else ", ".join(opt.choices)
+            what = (
+                "on, off or default"
+                if opt.kind is Kind.SWITCH
+                else ", ".join(opt.shown_choices(platform))
+            )
             raise CommandError(
                 f"`{opt.name}:` needs a value ({what})."
                 if what
-                else f"`{opt.name}:` needs a value: {opt.help}."
+                else f"`{opt.name}:` needs a value: {opt.help_on(platform)}."
             )
         if value is None or value == "":
             if opt.required and not (opt.secret and secrets_later):
-                line = usage(inv.path, command, prefix, server=server)
-                raise CommandError(f"Missing `{opt.name}` ({opt.help}). Usage: {line}")
+                line = usage(inv.path, command, prefix, server=server, platform=platform)
+                raise CommandError(f"Missing `{opt.name}` ({opt.help_on(platform)}). Usage: {line}")
             continue
-        args[opt.name] = coerce(opt, value, prefix)
+        args[opt.name] = coerce(opt, value, prefix, platform)
     return args
 
 
@@ -104,7 +111,14 @@ def prepare(
             ok=False,
         )
     try:
-        args = bind(command, inv, ctx.prefix, secrets_later=True, server=ctx.ref.has_server)
+        args = bind(
+            command,
+            inv,
+            ctx.prefix,
+            secrets_later=True,
+            server=ctx.ref.has_server,
+            platform=ctx.ref.platform,
+        )
         if command.admin:  # settings' scope; /usage's scope:server only reads
             check_scope(ctx, args)
     except CommandError as err:
@@ -121,7 +135,7 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
         return Reply(f"{ctx.prefix}{inv.path[0]} works in a chat.", private=True, ok=False)
     name = ctx.prefix + " ".join(inv.path)
     try:
-        args = bind(command, inv, ctx.prefix, server=ctx.ref.has_server)
+        args = bind(command, inv, ctx.prefix, server=ctx.ref.has_server, platform=ctx.ref.platform)
         reply = await command.handler(ctx, args)
     except CommandError as err:
         return Reply(str(err), private=True, ok=False)

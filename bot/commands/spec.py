@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.providers import ProviderHub
 from bot.store import Store
-from bot.types import Actor, ChannelRef, Reply, Source
+from bot.types import Actor, ChannelRef, Platform, Reply, Scope, Source
 from bot.types.prices import PriceTable
 from bot.usage.quota import Gate
 
@@ -70,6 +70,21 @@ class Option:
     def secret(self) -> bool:
         return self.kind is Kind.SECRET
 
+    def help_on(self, platform: Platform) -> str:
+        return platform.said(self.help)
+
+    def shown_choices(self, platform: Platform) -> tuple[str, ...]:
+        """The choices as `platform`'s people read them (`room` for `channel` on Matrix)."""
+        return tuple(platform.place if c == HERE else c for c in self.choices)
+
+    def choice(self, word: str) -> str | None:
+        """The choice `word` names in any case; HERE by any platform's word for it (a
+        Matrix user's `scope:room`, or `scope:channel` as it was shown before). None: none."""
+        lowered = word.lower()
+        if lowered in _HERE_WORDS and HERE in self.choices:
+            return HERE
+        return lowered if lowered in self.choices else None
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -92,6 +107,9 @@ class Command:
     def sub(self, name: str) -> Command | None:
         return next((c for c in self.subcommands if c.name == name), None)
 
+    def help_on(self, platform: Platform) -> str:
+        return platform.said(self.help)
+
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
@@ -102,6 +120,10 @@ class Invocation:
 
 
 SOURCES = tuple(s.value for s in Source)
+# The choice that means the place a command is typed in (a scope's "this channel"): shown
+# in its platform's word (Platform.place) and taken typed in any platform's.
+HERE = Scope.CHANNEL.value
+_HERE_WORDS = frozenset(p.place for p in Platform)
 DEFAULT = "default"  # a value that removes a scope's own, so the next scope's applies
 # What a switch takes as people see it: on, off, or the next scope's value.
 SWITCH_WORDS = ("on", "off", DEFAULT)
@@ -121,27 +143,33 @@ def walk(commands: tuple[Command, ...]) -> Iterator[tuple[tuple[str, ...], Comma
 SCOPE = Option(
     "scope",
     Kind.CHOICE,
-    "channel (default) or server-wide (server admins)",
+    "{place} (default) or server-wide (server admins)",
     required=False,
-    choices=("channel", "server"),
+    choices=(HERE, "server"),
 )
 
 
 def usage(
-    path: tuple[str, ...], command: Command, prefix: str = "/", *, server: bool = True
+    path: tuple[str, ...],
+    command: Command,
+    prefix: str = "/",
+    *,
+    server: bool = True,
+    platform: Platform = Platform.DISCORD,
 ) -> str:
     """`/key set <openai|claude|mistral|custom> [scope:channel|server]`.
 
     Optional switches and short choices show their `name:value` form: `bypass on`
     after `/connect` reads naturally, but `/connect on` would not say what is on.
     `server`: whether there is a server here; without one (a Matrix room, the console,
-    a direct message) the scope is left out, as it can only be this channel.
+    a direct message) the scope is left out, as it can only be this channel. `platform`:
+    whose word a choice is shown in (`[scope:me|room|server]` on Matrix).
     """
     parts = [prefix + " ".join(path)]
     for opt in command.options:
         if opt == SCOPE and not server:
             continue
-        values = SWITCH_WORDS if opt.kind is Kind.SWITCH else opt.choices
+        values = SWITCH_WORDS if opt.kind is Kind.SWITCH else opt.shown_choices(platform)
         shown = "|".join(values) if values and len(values) <= 4 else opt.name
         if opt.required:
             parts.append(f"<{shown}>")

@@ -24,7 +24,7 @@ def _file_opt(help: str) -> Option:
 TABLE: tuple[Command, ...] = (
     Command(
         "source",
-        "Choose the chat completion source for this channel, then run the status check.",
+        "Choose the chat completion source for this {place}, then run the status check.",
         (
             Option(
                 "source",
@@ -118,7 +118,7 @@ TABLE: tuple[Command, ...] = (
         subcommands=(
             Command(
                 "list",
-                "Models known for this channel's source.",
+                "Models known for this {place}'s source.",
                 (
                     Option(
                         "filter",
@@ -150,7 +150,7 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "model",
-        "Choose the model that answers in this channel.",
+        "Choose the model that answers in this {place}.",
         (
             Option(
                 "id",
@@ -165,7 +165,7 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "settings",
-        "Show this channel's configuration (keys only as set/unset).",
+        "Show this {place}'s configuration (keys only as set/unset).",
         admin=False,
         handler=h.show_settings,
     ),
@@ -204,7 +204,7 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "params",
-        "Show or set generation parameters (`default` removes the channel's value).",
+        "Show or set generation parameters (`default` removes the {place}'s value).",
         (
             Option("name", Kind.CHOICE, "which parameter", required=False, choices=PARAM_NAMES),
             Option("value", Kind.TEXT, "new value, or `default`", required=False, max_length=500),
@@ -234,7 +234,7 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "character",
-        "A SillyTavern character card that answers in this channel (or server).",
+        "A SillyTavern character card that answers in this {place} (or server).",
         subcommands=(
             Command(
                 "import",
@@ -255,7 +255,7 @@ TABLE: tuple[Command, ...] = (
             ),
             Command(
                 "none",
-                "No character in this channel, even if the server has one.",
+                "No character in this {place}, even if the server has one.",
                 handler=ch.character_none,
             ),
             Command(
@@ -282,13 +282,13 @@ TABLE: tuple[Command, ...] = (
         subcommands=(
             Command(
                 "import",
-                "Apply a preset's samplers and prompts to this channel (or server).",
+                "Apply a preset's samplers and prompts to this {place} (or server).",
                 (_file_opt("the preset (JSON)"), SCOPE),
                 handler=ch.preset_import,
             ),
             Command(
                 "export",
-                "This channel's settings as a preset (JSON).",
+                "This {place}'s settings as a preset (JSON).",
                 handler=ch.preset_export,
             ),
         ),
@@ -326,15 +326,15 @@ TABLE: tuple[Command, ...] = (
         control=True,
     ),
     Command("stop", "Stop the answer being written now.", admin=False, control=True),
-    Command("reset", "Forget this channel's conversation history.", ordered=True, handler=h.reset),
+    Command("reset", "Forget this {place}'s conversation history.", ordered=True, handler=h.reset),
     Command(
         "usage",
-        "Tokens used (and estimated cost): yours, this channel's or the server's.",
+        "Tokens used (and estimated cost): yours, this {place}'s or the server's.",
         (
             Option(
                 "scope",
                 Kind.CHOICE,
-                "me (default for non-admins), channel (admins' default) or server",
+                "me (default for non-admins), {place} (admins' default) or server",
                 required=False,
                 choices=usage_report.SCOPES,
             ),

@@ -50,7 +50,9 @@ async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     else:
         if not ref.has_server:
             return Reply(
-                f"There is no server here; {p}usage channel shows this room's usage.", ok=False
+                f"There is no server here; {p}usage {ref.platform.place} shows this "
+                f"{ref.platform.place}'s usage.",
+                ok=False,
             )
         everyone = ctx.is_server_admin
         query = UsageQuery(

@@ -32,6 +32,15 @@ class Platform(StrEnum):
         elsewhere. The one place the word is chosen."""
         return "room" if self is Platform.MATRIX else "channel"
 
+    def said(self, text: str) -> str:
+        """A shared text (a command's help, a choice) with PLACE in this platform's word."""
+        return text.replace(PLACE, self.place)
+
+
+# In a text every platform shares (the command table's help, written `this {place}`):
+# where Platform.said puts the platform's word for the place people chat ("room" on Matrix).
+PLACE = "{place}"
+
 
 class Source(StrEnum):
     OPENAI = "openai"
@@ -341,6 +350,7 @@ class Incoming:
 
 
 __all__ = [
+    "PLACE",
     "REDACTED",
     "SECRET_REGISTRY",
     "Actor",

@@ -27,7 +27,7 @@ class LimitSpec:
     per: Literal["user", "channel", "server"]
     window: Literal["minute", "day"]
     server_only: bool  # a server's budget: set server-wide by server admins only
-    help: str
+    help: str  # `{place}`: the platform's word (Platform.said)
 
 
 SPECS: dict[LimitName, LimitSpec] = {
@@ -55,7 +55,7 @@ SPECS: dict[LimitName, LimitSpec] = {
             "channel",
             "day",
             False,
-            "tokens a channel may spend a day (UTC), everyone together",
+            "tokens a {place} may spend a day (UTC), everyone together",
         ),
         LimitSpec(
             LimitName.TOKENS_PER_SERVER_DAY,

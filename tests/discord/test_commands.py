@@ -15,7 +15,7 @@ from bot.commands.spec import Kind, walk
 from bot.frontends.discord.client import ChatClient
 from bot.frontends.discord.commands import SWITCH_CHOICES
 from bot.store import api_key_name
-from bot.types import ReplyMode, Source
+from bot.types import Platform, ReplyMode, Source
 from tests.discord.conftest import OPERATOR_ID, World
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import callback_types, config_of, ref_of, reply_text
@@ -28,7 +28,8 @@ async def test_every_table_command_is_registered_with_its_options(world: World) 
     assert set(registered) == {c.name for c in TABLE}
     for command in TABLE:
         app = registered[command.name]
-        assert app.description == command.help
+        assert app.description == command.help_on(Platform.DISCORD)
+        assert "{" not in app.description, app.description  # the table's {place} said
         admin_only = all(c.admin for c in (command.subcommands or (command,)))
         perms = app.default_member_permissions
         assert (perms is not None and perms.manage_guild) == admin_only, command.name
@@ -38,7 +39,7 @@ async def test_every_table_command_is_registered_with_its_options(world: World) 
         if len(path) == 2:
             sub = next(o for o in options if o.name == path[1])
             assert isinstance(sub, discord.app_commands.AppCommandGroup)
-            assert sub.description == leaf.help
+            assert sub.description == leaf.help_on(Platform.DISCORD)
             options = sub.options
         by_name = {o.name: o for o in options}
         expected = [o for o in leaf.options if not o.secret]
@@ -46,12 +47,15 @@ async def test_every_table_command_is_registered_with_its_options(world: World) 
         for opt in expected:
             got = by_name[opt.name]
             assert isinstance(got, discord.app_commands.Argument)
-            assert got.required == opt.required and got.description == opt.help
+            assert got.required == opt.required
+            assert got.description == opt.help_on(Platform.DISCORD)
+            assert "{" not in got.description, (path, got.description)
             values = SWITCH_CHOICES if opt.kind is Kind.SWITCH else opt.choices
             assert [c.value for c in got.choices] == list(values), (path, opt.name)
             assert got.autocomplete == bool(opt.autocomplete)
     visible = set(world.admin.available_commands(world.channel))
     assert visible == {" ".join(p) for p, _ in walk(TABLE)}
+    assert registered["reset"].description == "Forget this channel's conversation history."
 
 
 async def test_members_see_only_commands_open_to_them(world: World) -> None:

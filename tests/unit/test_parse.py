@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from bot.commands import TABLE
+from bot.commands.handlers import help_text
 from bot.commands.parse import CommandError, asks_secret, parse, plain_prefix
 from bot.commands.router import bind, find
-from bot.commands.spec import secret_prompt
-from bot.types import SecretValue
+from bot.commands.spec import secret_prompt, walk
+from bot.types import Platform, SecretValue
 
 
 def test_simple_and_subcommand() -> None:
@@ -411,3 +412,46 @@ def test_a_value_typed_without_its_subcommand_names_it(typed: str, meant: str) -
     with pytest.raises(CommandError) as refused:  # two subcommands take it: none named
         parse("/key openai", TABLE)
     assert "Did you mean" not in str(refused.value)
+
+
+@pytest.mark.parametrize("platform", list(Platform))
+def test_the_table_says_each_platforms_word_for_where_people_chat(platform: Platform) -> None:
+    """Platform.place, the one place the word is chosen: "room" on Matrix, "channel"
+    elsewhere, in every help text and choice the table shows; `{place}` never shows."""
+    other = "channel" if platform is Platform.MATRIX else "room"
+    shown = help_text(TABLE, "!", platform=platform)
+    assert f"Forget this {platform.place}'s conversation history." in shown
+    assert other not in shown.lower() and "{" not in shown
+    for _, command in walk(TABLE):
+        for opt in command.options:
+            said = opt.help_on(platform)
+            assert "{" not in said and f" {other}" not in f" {said}", said
+    usage = find(TABLE, ("usage",))
+    assert usage is not None
+    scope = usage.options[0]
+    assert scope.shown_choices(platform) == ("me", platform.place, "server")
+
+
+@pytest.mark.parametrize("platform", list(Platform))
+@pytest.mark.parametrize("typed", ["room", "channel", "ROOM"])
+def test_the_scope_is_taken_in_either_platforms_word(platform: Platform, typed: str) -> None:
+    for line, path in ((f"/usage {typed}", ("usage",)), (f"/model x scope:{typed}", ("model",))):
+        inv = parse(line, TABLE, platform=platform)
+        command = find(TABLE, path)
+        assert command is not None
+        args = bind(command, inv, "/", server=True, platform=platform)
+        assert args["scope"] == "channel", line  # Scope.CHANNEL, however it was typed
+
+
+def test_a_bad_scope_is_refused_in_the_platforms_words() -> None:
+    command = find(TABLE, ("usage",))
+    assert command is not None
+    inv = parse("!usage scope:rooms", TABLE, "!", platform=Platform.MATRIX)
+    with pytest.raises(
+        CommandError, match=r"Did you mean `room`\? Choose one of: me, room, server"
+    ):
+        bind(command, inv, "!", server=False, platform=Platform.MATRIX)
+    with pytest.raises(CommandError, match=r"\[scope:me\|room\|server\]"):
+        parse("!help usage", TABLE, "!", platform=Platform.MATRIX)
+    with pytest.raises(CommandError, match=r"\[scope:me\|channel\|server\]"):
+        parse("/help usage", TABLE, platform=Platform.DISCORD)

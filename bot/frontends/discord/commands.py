@@ -12,6 +12,7 @@ from discord import app_commands
 
 from bot.commands import Command
 from bot.commands.spec import SWITCH_WORDS, Kind, Option
+from bot.types import Platform
 
 # Discord's limits for application commands.
 MAX_TOP_LEVEL = 100
@@ -48,14 +49,14 @@ def table_problems(table: tuple[Command, ...]) -> list[str]:
 
 def _command_problems(command: Command, where: str) -> list[str]:
     problems = _name_problems(command.name, where)
-    if not 1 <= len(command.help) <= MAX_DESCRIPTION:
+    if not 1 <= len(command.help_on(Platform.DISCORD)) <= MAX_DESCRIPTION:
         problems.append(f"{where}: description must be 1–{MAX_DESCRIPTION} characters")
     if len(command.options) > MAX_OPTIONS:
         problems.append(f"{where}: more than {MAX_OPTIONS} options")
     for opt in command.options:
         at = f"{where} option {opt.name}"
         problems += _name_problems(opt.name, at)
-        if not 1 <= len(opt.help) <= MAX_DESCRIPTION:
+        if not 1 <= len(opt.help_on(Platform.DISCORD)) <= MAX_DESCRIPTION:
             problems.append(f"{at}: description must be 1–{MAX_DESCRIPTION} characters")
         if len(opt.choices) > MAX_CHOICES:
             problems.append(f"{at}: more than {MAX_CHOICES} choices")
@@ -130,7 +131,7 @@ def _callback(path: tuple[str, ...], command: Command, invoke: Invoke, complete:
                 default=inspect.Parameter.empty if opt.required else None,
             )
         )
-        descriptions[opt.name] = opt.help
+        descriptions[opt.name] = opt.help_on(Platform.DISCORD)
         values = SWITCH_CHOICES if opt.kind is Kind.SWITCH else opt.choices
         if values:
             choices[opt.name] = [app_commands.Choice(name=v, value=v) for v in values]
@@ -167,20 +168,22 @@ def build_commands(
         if not command.subcommands:
             cmd: app_commands.Command[Any, ..., None] = app_commands.Command(
                 name=command.name,
-                description=command.help,
+                description=command.help_on(Platform.DISCORD),
                 callback=_callback((command.name,), command, invoke, complete),
             )
             cmd.default_permissions = perms
             built.append(cmd)
             continue
         group = app_commands.Group(
-            name=command.name, description=command.help, default_permissions=perms
+            name=command.name,
+            description=command.help_on(Platform.DISCORD),
+            default_permissions=perms,
         )
         for sub in command.subcommands:
             group.add_command(
                 app_commands.Command(
                     name=sub.name,
-                    description=sub.help,
+                    description=sub.help_on(Platform.DISCORD),
                     callback=_callback((command.name, sub.name), sub, invoke, complete),
                 )
             )

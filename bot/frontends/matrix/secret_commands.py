@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bot.commands import Command, Invocation
 from bot.commands.parse import CommandError, asks_secret, looks, parse
 from bot.commands.router import find
-from bot.types import SecretValue
+from bot.types import Platform, SecretValue
 from bot.types.secrets import CREDENTIAL_WORDS, holds_key, redact
 
 # `room:!id` (room v12 ids have no server part), `room:!id:server` or `room:#alias:server`.
@@ -87,7 +87,7 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
 
 _MOST_WORDS = 20  # more after a key command's name: as good as holding one
 # The scope option as typed (`!proxy password scope:server`): the commands' own words too.
-_SCOPES = frozenset({"scope:server", "scope:channel"})
+_SCOPES = frozenset({"scope:server", "scope:room", "scope:channel"})
 
 
 # Each of these is tried once per run of the characters it scans, never again from
@@ -151,7 +151,7 @@ def scrub_reply(
             if isinstance(value, SecretValue):
                 if value.reveal().lower() not in known:  # `openai` in the key's place
                     suspects.add(value.reveal())
-            elif option is not None and (not option.choices or value.lower() in option.choices):
+            elif option is not None and (not option.choices or option.choice(value) is not None):
                 if not refused:
                     plain.add(str(value))  # a plain value the command took: a URL, a model id
     for token in body.removeprefix(prefix).split():
@@ -172,5 +172,5 @@ def _table_words(table: tuple[Command, ...]) -> set[str]:
         words.add(command.name)
         words.update(_table_words(command.subcommands))
         for option in command.options:
-            words.update(option.choices)
+            words.update(option.choices, option.shown_choices(Platform.MATRIX))
     return words
