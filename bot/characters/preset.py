@@ -45,6 +45,10 @@ class PresetImport:
     # the preset's other prompts its order sends (custom ones, enhanceDefinitions), by
     # name: not sent here
     not_sent: tuple[str, ...] = ()
+    # how SillyTavern would send each of our three prompts where that is not how they
+    # are sent here (in the chat at a depth, as user, on the other side of the chat
+    # history, not replaced by a card's): "`main`: in the chat at depth 4, as user"
+    placed: tuple[str, ...] = ()
 
 
 # SillyTavern's connection settings in a preset, besides every `*_model`: where requests
@@ -237,6 +241,7 @@ def parse_preset(
         disabled,
         connection,
         _not_sent(preset.get("prompts"), enabled),
+        _placed(preset.get("prompts"), enabled, off, values),
     )
 
 
@@ -340,6 +345,74 @@ def _not_sent(prompts: object, enabled: Mapping[str, bool] | None) -> tuple[str,
             name = prompt.get("name")
             names.append(clean_text(name if isinstance(name, str) and name else identifier)[:60])
     return tuple(dict.fromkeys(names))
+
+
+# SillyTavern's prompt manager (PromptManager.js INJECTION_POSITION, script.js): a prompt
+# at position 1 is not sent in its place in the order but among the chat messages,
+# `injection_depth` (0 to 1000) from the end, as its role.
+_ABSOLUTE = 1
+_MAX_INJECTION_DEPTH = 1000
+_ROLES = ("system", "user", "assistant")
+# Where ours go relative to the chat history (SillyTavern's default order): before it
+# (main, nsfw) or after it (jailbreak).
+_AFTER_HISTORY = frozenset({"jailbreak"})
+# The prompts a card's own may replace (PromptManager.js overridablePrompts).
+_OVERRIDABLE = ("main", "jailbreak")
+
+
+def _js_integer(value: object) -> int | None:
+    """A whole number as JavaScript's `===` compares one with 0, 1, 2 …: a number (1.0 is
+    1), never text or true."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if math.isfinite(value) and float(value).is_integer() else None
+
+
+def _placed(
+    prompts: object,
+    enabled: Mapping[str, bool] | None,
+    off: Collection[str],
+    values: Mapping[str, object],
+) -> tuple[str, ...]:
+    """Our prompts the preset has SillyTavern send otherwise than they are sent here
+    (openai.js populateChatCompletion): the system prompt first, the auxiliary prompt
+    before the chat history, the post-history instructions after it, each as system,
+    and a card's own replacing the first and the last. One line each, by identifier."""
+    if not isinstance(prompts, list):
+        return ()
+    order = list(enabled or ())
+    history = order.index("chatHistory") if enabled and enabled.get("chatHistory") else None
+    said: list[str] = []
+    seen: set[str] = set()
+    for prompt in prompts:
+        identifier = prompt.get("identifier") if isinstance(prompt, dict) else None
+        if not isinstance(identifier, str) or identifier not in PROMPTS or identifier in seen:
+            continue
+        seen.add(identifier)  # SillyTavern reads the first prompt of an identifier
+        if identifier in off or not values.get(PROMPTS[identifier]):
+            continue  # not sent there, or nothing to send
+        role = prompt.get("role")
+        depth = _js_integer(prompt.get("injection_depth"))
+        how: list[str] = []
+        absolute = _js_integer(prompt.get("injection_position")) == _ABSOLUTE
+        if absolute and (
+            role not in _ROLES or depth is None or not 0 <= depth <= _MAX_INJECTION_DEPTH
+        ):
+            said.append(f"`{identifier}` never (its in-chat depth or role is not one it sends)")
+            continue
+        if absolute:
+            how.append(f"in the chat at depth {depth}")
+        elif history is not None and identifier in order:
+            after = order.index(identifier) > history
+            if after != (identifier in _AFTER_HISTORY):
+                how.append(f"{'after' if after else 'before'} the chat history")
+        if role in ("user", "assistant"):
+            how.append(f"as {role}")
+        if identifier in _OVERRIDABLE and prompt.get("forbid_overrides") is True:
+            how.append("never replaced by a card's own")
+        if how:
+            said.append(f"`{identifier}` {', '.join(how)}")
+    return tuple(said)
 
 
 def _prompts(

@@ -327,6 +327,15 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if preset.disabled:
         off = ", ".join(preset.disabled)
         lines.append(f"Off in the preset's prompt order (or missing from it), so none here: {off}.")
+    if preset.placed:
+        # Set as its text, but not sent where (or as whom) SillyTavern would send it.
+        lines.append(
+            "Placed as this bot places them, not as in SillyTavern (there: "
+            + "; ".join(preset.placed)
+            + "). Here the system prompt goes first, the auxiliary prompt before the chat "
+            "and the post-history instructions after it, each as system, and a card's own "
+            "prompts replace the first and the last."
+        )
     if preset.not_supported:
         lines.append("Not supported here: " + ", ".join(preset.not_supported) + ".")
     if preset.not_sent:

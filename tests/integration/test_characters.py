@@ -781,6 +781,55 @@ async def test_a_presets_auxiliary_and_post_history_prompts_reach_the_model_with
     assert prompts["jailbreak"] == "[System note: stay as {{char}}.]"
 
 
+async def test_a_preset_prompt_sillytavern_sends_in_the_chat_is_said_to_go_first_here(
+    harness: Harness,
+) -> None:
+    """Features probe: a preset whose main prompt SillyTavern sends in the chat, 4
+    messages from the end, as user (its prompt manager's "in-chat" position), and whose
+    jailbreak sits above the chat history, was applied with no word that here the first
+    goes first as system and the second after the chat."""
+    await configure_fake(harness)
+    placed = {
+        **COMMUNITY,
+        "prompts": [
+            {**COMMUNITY["prompts"][0], "role": "user", "injection_position": 1},
+            *COMMUNITY["prompts"][1:],
+        ],
+        "prompt_order": [
+            {
+                "character_id": 100001,
+                "order": [
+                    {"identifier": i, "enabled": True}
+                    for i in ("main", "nsfw", "jailbreak", "chatHistory")
+                ],
+            }
+        ],
+    }
+    placed["prompts"][0]["injection_depth"] = 4
+    reply = await run(harness, ("preset", "import"), file=card_file(placed, "p.json"))
+    assert reply.ok, reply.text
+    assert (
+        "Placed as this bot places them, not as in SillyTavern (there: `main` in the chat at "
+        "depth 4, as user; `jailbreak` before the chat history). Here the system prompt goes "
+        "first, the auxiliary prompt before the chat and the post-history instructions after "
+        "it, each as system, and a card's own prompts replace the first and the last."
+    ) in reply.text.splitlines()
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    assert json.loads(route.calls.last.request.content)["messages"] == [
+        {
+            "role": "system",
+            "content": "Write Assistant's reply to Bob.\n\nBe vivid about Assistant.",
+        },
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": "[System note: stay as Assistant.]"},
+    ]
+    # SillyTavern's own Default.json places its prompts as we do: nothing said.
+    reply = await run(harness, ("preset", "import"), file=card_file(ST_DEFAULT, "Default.json"))
+    assert "Placed" not in reply.text, reply.text
+
+
 async def test_a_presets_prompts_without_a_card_and_when_continuing(harness: Harness) -> None:
     await configure_fake(harness)
     await run(harness, ("preset", "import"), file=card_file(COMMUNITY, "c.json"))

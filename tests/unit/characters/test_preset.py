@@ -435,6 +435,68 @@ def test_an_exported_preset_has_every_prompt_switched_on() -> None:
         assert all(entry["enabled"] is True for entry in order["order"])
     result = parse_preset(json.dumps(exported), WITH_ALL)
     assert result.disabled == () and {n: result.values[n] for n in values} == values
+    assert result.placed == ()  # placed as SillyTavern's default order places them
+
+
+# In SillyTavern's default order: main and nsfw before the chat history, jailbreak after.
+DEFAULT_PLACES = (
+    ("main", True),
+    ("scenario", True),
+    ("nsfw", True),
+    ("chatHistory", True),
+    ("jailbreak", True),
+)
+
+
+def _placed(prompts: list[Any], *order: tuple[str, object]) -> tuple[str, ...]:
+    result = _with_order([_order(*(order or DEFAULT_PLACES))], prompts)
+    return tuple(result.placed)
+
+
+def test_a_prompt_sillytavern_sends_elsewhere_or_as_another_role_is_named() -> None:
+    """Features probe: a preset whose main prompt SillyTavern sends in the chat at depth
+    4 as user (injection_position 1) was imported as the system prompt with no word of
+    it; so was a jailbreak moved above the chat history, or one a card may not replace."""
+    assert _placed(_TEXTS) == ()
+    assert st_preset()["prompts"][0]["role"] == "system"
+    assert parse_preset(json.dumps(st_preset()), KNOWN).placed == ()  # no order: default
+    moved = [
+        {**_TEXTS[0], "role": "user", "injection_position": 1, "injection_depth": 4.0},
+        {**_TEXTS[1], "role": "assistant"},
+        {**_TEXTS[2], "forbid_overrides": True},
+    ]
+    assert _placed(moved) == (
+        "`main` in the chat at depth 4, as user",
+        "`nsfw` as assistant",
+        "`jailbreak` never replaced by a card's own",
+    )
+    swapped = (("main", True), ("jailbreak", True), ("chatHistory", True), ("nsfw", True))
+    assert _placed(_TEXTS, *swapped) == (
+        "`nsfw` after the chat history",
+        "`jailbreak` before the chat history",
+    )
+    # never sent in the chat: no role SillyTavern sends, or a depth it never reaches
+    for odd in ({"role": "narrator"}, {"injection_depth": 1001}, {"injection_depth": "2"}):
+        prompts = [{**_TEXTS[0], "injection_position": 1, "injection_depth": 2, **odd}]
+        assert _placed(prompts) == (
+            "`main` never (its in-chat depth or role is not one it sends)",
+        ), odd
+
+
+def test_only_a_prompt_sent_is_named_for_its_place() -> None:
+    absolute = {"injection_position": 1, "injection_depth": 0, "role": "user"}
+    # empty, switched off, or not position 1 as SillyTavern compares it (=== 1)
+    empty = [{**_prompt("main", ""), **absolute}]
+    assert _placed(empty) == ()
+    off = [{**_TEXTS[0], **absolute}]
+    assert _placed(off, ("main", False), ("chatHistory", True)) == ()
+    for position in ("1", True):
+        prompts = [{**_TEXTS[0], "injection_position": position, "injection_depth": 0}]
+        assert _placed(prompts) == (), position
+    # forbid_overrides means nothing for nsfw (a card has no prompt of its own for it)
+    assert _placed([{**_TEXTS[1], "forbid_overrides": True}]) == ()
+    # the first prompt of an identifier is the one SillyTavern reads
+    assert _placed([_TEXTS[0], {**_TEXTS[0], **absolute}]) == ()
 
 
 def test_a_parameter_under_its_own_name_follows_the_preset_rules() -> None:
