@@ -8,7 +8,7 @@ from bot.characters.card import (
     read_card,
 )
 from bot.characters.export import avatar_png, card_object, export_json, export_png
-from bot.characters.lorebook import LoreHits
+from bot.characters.lorebook import LoreHits, not_used
 from bot.characters.macros import Macros
 from bot.characters.model import Card, CardError, CharacterBook, LoreEntry, Problem
 from bot.characters.preset import PresetError, PresetImport, export_preset, parse_preset
@@ -45,6 +45,7 @@ __all__ = [
     "greetings",
     "image_too_large",
     "macros_for",
+    "not_used",
     "parse_preset",
     "read_card",
     "system_without_card",

@@ -10,10 +10,12 @@ from bot.characters.macros import Macros
 from bot.characters.model import (
     AUTHORS_NOTE_RANK,
     DEFAULT_NOTE_DEPTH,
+    Card,
     CharacterBook,
     DepthNote,
     LoreEntry,
     depth_of,
+    js_number,
     role_of,
 )
 from bot.characters.saferegex import MAX_STEPS, Unsafe, compile_key, is_delimited
@@ -354,3 +356,59 @@ def _depth_note(entry: LoreEntry, text: str) -> DepthNote | None:
     ext = entry.extension_values
     depth = depth_of(ext.get("depth"))
     return None if depth is None else DepthNote(text, depth, role_of(ext.get("role")))
+
+
+# V3 decorators this scan reads (_activates); SillyTavern's reader knows no others either.
+_READ_DECORATORS = frozenset({"activate", "dont_activate"})
+_DECORATOR_NAME = re.compile(r"[a-z_]+")
+
+
+def not_used(card: Card) -> tuple[str, ...]:
+    """What SillyTavern would do with this card that is not done here, one phrase each
+    (world-info.js: an entry's chance, inclusion groups, timed effects; the card's own
+    regex scripts): the import says so rather than the lorebook acting otherwise unsaid."""
+    book = card.character_book
+    entries = [e for e in (book.entries if book else ()) if e.enabled]
+    chance = timed = 0
+    groups: dict[str, int] = {}
+    decorators: dict[str, None] = {}
+    for entry in entries:
+        ext = entry.extension_values
+        # As convertCharacterBook reads them: useProbability ?? true, probability ?? 100,
+        # then `!useProbability || probability === 100` is used every time.
+        uses = ext.get("useProbability")
+        probability = js_number(100 if ext.get("probability") is None else ext["probability"])
+        if (uses is None or bool(uses)) and probability is not None and probability < 100:
+            chance += 1
+        if any((js_number(ext.get(k)) or 0) > 0 for k in ("sticky", "cooldown", "delay")):
+            timed += 1
+        group = ext.get("group")
+        if isinstance(group, str):
+            for name in {g for g in re.split(r",\s*", group) if g}:
+                groups[name] = groups.get(name, 0) + 1
+        for name in sorted(_decorated(entry.content)[1] - _READ_DECORATORS):
+            word = _DECORATOR_NAME.match(name)  # the name alone, as markup cannot read it
+            if word:
+                decorators[f"`@@{word.group()[:40]}`"] = None
+    said = []
+    if chance:
+        said.append(f"the chance {_entries(chance)} to be used (here always used when matched)")
+    shared = sum(1 for count in groups.values() if count > 1)
+    if shared:
+        groups_said = f"{shared} inclusion group{'s' * (shared != 1)}"
+        said.append(f"{groups_said} (here every entry of a group that matches is used)")
+    if timed:
+        said.append(f"the sticky, cooldown or delay {_entries(timed)}")
+    if decorators:
+        shown = ", ".join(list(decorators)[:5]) + (" …" if len(decorators) > 5 else "")
+        said.append(f"the lorebook decorators {shown}")
+    scripts = card.extension_values.get("regex_scripts")
+    scripts = scripts if isinstance(scripts, list) else []
+    count = sum(1 for s in scripts if isinstance(s, dict) and s.get("disabled") is not True)
+    if count:
+        said.append(f"its {count} regex script{'s' * (count != 1)}")
+    return tuple(said)
+
+
+def _entries(count: int) -> str:
+    return "of 1 lorebook entry" if count == 1 else f"of {count:,} lorebook entries"

@@ -120,11 +120,15 @@ class Card:
         return self.nickname or self.name
 
     @property
+    def extension_values(self) -> Mapping[str, Any]:
+        return _parsed_object(self.extensions)
+
+    @property
     def depth_prompt(self) -> DepthNote | None:
         """SillyTavern's Character's Note (extensions.depth_prompt): text put among the
         chat messages, `depth` of them from the end, as `role`; None when it has none, or
         a depth SillyTavern would never put it at."""
-        note = _parsed_object(self.extensions).get("depth_prompt")
+        note = self.extension_values.get("depth_prompt")
         if not isinstance(note, Mapping) or not isinstance(note.get("prompt"), str):
             return None
         depth = depth_of(note.get("depth"))

@@ -20,6 +20,7 @@ from bot.characters import (
     export_preset,
     greetings,
     image_too_large,
+    not_used,
     parse_preset,
     read_card,
 )
@@ -111,6 +112,9 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "it was not kept: the character has no picture here, and an export carries a "
             "plain one."
         )
+    if unused := not_used(card):
+        # The card's lorebook acts otherwise than it would in SillyTavern: said, not silent.
+        lines.append("Not done here as SillyTavern does: " + "; ".join(unused) + ".")
     answering = await ctx.store.character(ctx.ref)
     here = answering is not None and answering.scope is scope
     if scope is Scope.SERVER:

@@ -137,6 +137,56 @@ async def test_import_posts_the_greeting_and_the_prompt_follows_the_card(
     ]
 
 
+async def test_a_lorebook_sillytavern_would_use_otherwise_is_said_on_import(
+    harness: Harness,
+) -> None:
+    """Features probe: a card as SillyTavern writes it (a PNG with `chara` and `ccv3`)
+    whose lorebook picks one entry of an inclusion group and uses another by a 10% chance
+    imported with no word of either; every one of them is used here whenever it matches."""
+    await configure_fake(harness)
+    st_entry = {"useProbability": True, "probability": 100, "group": "", "sticky": 0}
+    entries = [
+        ("rain", "It rains on the Meridian.", {"group": "weather"}),
+        ("rain", "The sun shines on the Meridian.", {"group": "weather"}),
+        ("dragon", "Dragons are extinct.", {"probability": 10}),
+    ]
+    data = {
+        **CARD["data"],
+        "character_book": {
+            "extensions": {},
+            "entries": [
+                {
+                    "keys": [key],
+                    "content": content,
+                    "enabled": True,
+                    "insertion_order": i,
+                    "extensions": {**st_entry, **ext},
+                }
+                for i, (key, content, ext) in enumerate(entries)
+            ],
+        },
+    }
+    v2 = {"spec": "chara_card_v2", "spec_version": "2.0", "name": data["name"], "data": data}
+    v3 = {**v2, "spec": "chara_card_v3", "spec_version": "3.0"}
+    image = png_with({"chara": b64(v2), "ccv3": b64(v3)})
+    reply = await run(harness, ("character", "import"), file=card_file(image, "a.png"))
+    assert reply.ok, reply.text
+    assert (
+        "Not done here as SillyTavern does: the chance of 1 lorebook entry to be used (here "
+        "always used when matched); 1 inclusion group (here every entry of a group that "
+        "matches is used)."
+    ) in reply.text.splitlines()
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Is there rain? Any dragon?")
+    system = json.loads(route.calls.last.request.content)["messages"][0]["content"]
+    for _, content, _ in entries:
+        assert content in system  # as the reply said
+    # SillyTavern's own export of a plain lorebook (CARD) is nothing to say.
+    reply = await run(harness, ("character", "import"), file=card_file(CARD))
+    assert "Not done here" not in reply.text, reply.text
+
+
 async def test_the_same_roll_sent_again_rolls_again_and_each_stays_as_it_was(
     harness: Harness,
 ) -> None:
