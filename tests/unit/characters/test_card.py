@@ -111,6 +111,22 @@ def test_a_preset_given_as_a_card_is_named_for_what_it_is() -> None:
     )
 
 
+def test_a_world_info_file_given_as_a_card_is_named_for_what_it_is() -> None:
+    """Features probe: SillyTavern's own World Info file (default/content/Eldoria.json,
+    entries by uid) was "JSON but not a character card (no `spec` and no `name`)", with
+    no word of what it is or what to send instead."""
+    world_info = {
+        "entries": {"0": {"uid": 0, "key": ["glade"], "content": "A glade.", "position": 0}}
+    }
+    for lorebook in (world_info, {"name": "Glade", "entries": []}):
+        with pytest.raises(CardError) as err:
+            read_card(json.dumps(lorebook).encode())
+        assert str(err.value) == (
+            "This is a lorebook (a SillyTavern World Info file), not a character card; "
+            "import the card instead: a card carries its own lorebook."
+        )
+
+
 def test_a_v2_card_without_a_data_name_uses_the_v1_copy() -> None:
     card = v2()
     del card["data"]["name"]
