@@ -115,6 +115,12 @@ async def test_without_e2ee_an_encrypted_message_gets_one_notice_saying_what_to_
             assert alice.messages(muted, bot.user_id) == []
             said = [r for r in caplog.records if "may not post in" in r.getMessage()]
             assert len(said) == 1, caplog.text
+            # Logged once a room, not at each message (a busy room wrote a line each).
+            logged = [r for r in caplog.records if "MATRIX_E2EE is off" in r.getMessage()]
+            line = "an encrypted message in {}, but MATRIX_E2EE is off"
+            assert sorted(r.getMessage() for r in logged) == sorted(
+                line.format(room) for room in (direct, muted)
+            ), caplog.text
     finally:
         await alice.close()
         await core.close()

@@ -68,6 +68,7 @@ class MatrixBot:
         self._leaving: set[str] = set()
         self._undecrypted: list[tuple[float, str, nio.MegolmEvent]] = []
         self._malformed = RecentIds()  # encrypted messages whose plaintext cannot be read
+        self._unreadable_rooms = RecentIds()  # encrypted rooms, MATRIX_E2EE off: logged once
 
     # --- the loop --------------------------------------------------------------------
     async def run(self) -> None:
@@ -337,7 +338,10 @@ class MatrixBot:
             self._spawn("redaction", self._handler.forget(room_id, str(event.sender), redacts))
             return
         if decision.action is Action.UNREADABLE:
-            log.warning("an encrypted message in %s, but MATRIX_E2EE is off", room_id)
+            # Once a room: a busy encrypted room would write a line a message.
+            if room_id not in self._unreadable_rooms:
+                self._unreadable_rooms.add(room_id)
+                log.warning("an encrypted message in %s, but MATRIX_E2EE is off", room_id)
             msg = _unread(room_id, event, self._client.rooms.get(room_id))
             self._spawn("unread message", self._handler.encrypted(msg))
             return
