@@ -65,7 +65,7 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     said = {"operator": "operator default", "channel": ctx.ref.platform.place}
     for name, value in held.items():
         origin = said.get(value.origin, value.origin)
-        about = ctx.ref.platform.said(SPECS[name].help)
+        about = SPECS[name].about(ctx.ref.platform, ctx.ref.has_server)
         lines.append(f"  {name.value} = {value.value:,} ({origin}) — {about}")
     counts = await ctx.store.quotas.counts(ctx.ref, ctx.actor.id, datetime.now(UTC))
     lines.append("Your allowance:")

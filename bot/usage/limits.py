@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
+from bot.types import Platform
 from bot.types.limits import Counts, LimitName, ScopeLimits
 from bot.types.text import MINUSES, decimal_hint, parse_whole_number, quoted, seconds_in_words
 
@@ -27,7 +28,13 @@ class LimitSpec:
     per: Literal["user", "channel", "server"]
     window: Literal["minute", "day"]
     server_only: bool  # a server's budget: set server-wide by server admins only
-    help: str  # `{place}`: the platform's word (Platform.said)
+    help: str  # `{place}`: the platform's word; `{server}`: see `about`
+
+    def about(self, platform: Platform, has_server: bool) -> str:
+        """The help as said where the limit is shown: a person's day counts on the whole
+        server, or in this room / channel where there is none (Matrix, a DM)."""
+        server = "on this server" if has_server else f"in this {platform.place}"
+        return platform.said(self.help.replace("{server}", server))
 
 
 SPECS: dict[LimitName, LimitSpec] = {
@@ -47,7 +54,7 @@ SPECS: dict[LimitName, LimitSpec] = {
             "user",
             "day",
             False,
-            "tokens one person may spend a day (UTC) on this server",
+            "tokens one person may spend a day (UTC) {server}",
         ),
         LimitSpec(
             LimitName.TOKENS_PER_CHANNEL_DAY,

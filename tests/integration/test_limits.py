@@ -180,6 +180,19 @@ async def test_limits_set_show_off_and_default(core: Core) -> None:
     assert not again.ok and "was not set" in again.text
 
 
+async def test_a_persons_daily_limit_says_where_it_counts(core: Core) -> None:
+    """On a server a person's day counts on the whole server; in a Matrix room (no
+    server) in that room alone, which /limits had called "on this server" too."""
+    assert (await command(core, "/limits set tokens_per_user_day 500", ADMIN)).ok
+    shown = await command(core, "/limits", MEMBER)
+    assert "(channel) — tokens one person may spend a day (UTC) on this server" in shown.text
+    room = ChannelRef(Platform.MATRIX, channel_id="!r:hs")
+    assert (await command(core, "!limits set tokens_per_user_day 500", OWNER, room)).ok
+    shown = await command(core, "!limits", MEMBER, room)
+    assert "(room) — tokens one person may spend a day (UTC) in this room" in shown.text, shown.text
+    assert "server" not in shown.text.split("Your allowance")[0], shown.text
+
+
 async def test_a_change_that_another_scopes_limit_overrides_says_which_holds(core: Core) -> None:
     """Limits probe: with 50 tokens a day server-wide, a channel admin raising the
     channel's limit to 100,000 (or turning it off) was told it was set, while the
