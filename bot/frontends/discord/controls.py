@@ -201,10 +201,7 @@ class Controls:
             name = "/" + " ".join(inv.path) if inv is not None else "a button"
             log.warning("%s failed (a button or a typed control): %s", name, failure(err))
             said = went_wrong(err, name)
-            if interaction.response.is_done():
-                await _followup(interaction, said)
-            else:
-                await _ephemeral(interaction, said)
+            await _privately(interaction, said)
 
     async def _press(
         self,
@@ -218,20 +215,20 @@ class Controls:
         message = message if message is not None else interaction.message
         channel = interaction.channel
         if inv is None or message is None or not isinstance(channel, discord.abc.Messageable):
-            await _ephemeral(interaction, "That button does nothing.")
+            await _privately(interaction, "That button does nothing.")
             return
         ref, actor = interaction_context(interaction)
         if press is Press.STOP:
             if not may_stop(actor.id, target, admin=self._core.is_admin(actor)):
-                await _ephemeral(interaction, stop_refusal(target))
+                await _privately(interaction, stop_refusal(target))
             elif (not_theirs := self._core.stop_refusal(ref, actor)) is not None:
-                await _ephemeral(interaction, not_theirs)  # a ⏹ left on an older answer
+                await _privately(interaction, not_theirs)  # a ⏹ left on an older answer
             elif self._core.stop(ref):
                 await interaction.response.defer()  # the answer itself shows it stopped
             elif await self._core.answer_cut_off(ref):
                 await _drop_stop(interaction)
             else:
-                await _ephemeral(interaction, "No answer is being written here.")
+                await _privately(interaction, "No answer is being written here.")
             return
         in_thread = isinstance(channel, discord.Thread)
         # A DM's interaction carries no permissions (the bot may always answer there).
@@ -248,7 +245,7 @@ class Controls:
             )
         )
         if blocked is not None:  # the model is not asked for what could not be shown
-            await _ephemeral(
+            await _privately(
                 interaction, f"I can't change this answer: {blocked.reason}. {blocked.fix}"
             )
             return
@@ -285,9 +282,9 @@ class Controls:
         try:
             done = await self._core.run_control(ref, actor, inv, held, answer_id=target)
             if isinstance(done, Reply):
-                await _followup(interaction, done.text)
+                await _privately(interaction, done.text)
             elif done.notice:
-                await _followup(interaction, done.answer)
+                await _privately(interaction, done.answer)
             else:
                 # A swipe streams nothing: its text and its buttons go out in one edit.
                 answer.view = view = view_of(buttons_after(done))
@@ -297,11 +294,11 @@ class Controls:
                 await self._core.unshown(ref, removed)
                 if refused:  # said instead of "Done"
                     said = f"I could not change this answer: {refused[0].reason}. {refused[0].fix}"
-                    await _followup(interaction, said)
+                    await _privately(interaction, said)
                 elif typed:
                     shown = f" (answer {done.alternative[0]} of {done.alternative[1]})"
                     said = shown if done.alternative[1] > 1 else ""
-                    await _followup(interaction, f"Done: the answer above changed{said}.")
+                    await _privately(interaction, f"Done: the answer above changed{said}.")
         finally:
             await answer.close()
 
@@ -459,15 +456,13 @@ async def _drop_stop(interaction: discord.Interaction[Any]) -> None:
         log.info("could not clear a stale stop button: %s", type(err).__name__)
 
 
-async def _ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
+async def _privately(interaction: discord.Interaction[Any], text: str) -> None:
+    """`text` to the presser alone: as the press's response, or once it has one (the
+    press acknowledged), as a follow-up."""
     try:
-        await interaction.response.send_message(text, ephemeral=True)
-    except CALL_FAILED as err:
-        log.info("could not answer a button: %s", type(err).__name__)
-
-
-async def _followup(interaction: discord.Interaction[Any], text: str) -> None:
-    try:
-        await interaction.followup.send(text, ephemeral=True)
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
     except CALL_FAILED as err:
         log.info("could not answer a button: %s", type(err).__name__)
