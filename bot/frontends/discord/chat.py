@@ -210,10 +210,12 @@ class ChatHandler:
         away left unanswered) as the bot's own words are said: a reply where the bot may
         post and read the history, else with a link to it, posted by the bot or through
         the character's webhook (which posts without Send Messages); where neither gets
-        through, the log names the channel."""
+        through, the log names the channel. A channel not in the cache (a thread archived
+        meanwhile) has no permissions to judge by: it is tried as is."""
         voice = Voice()
         me = getattr(getattr(channel, "guild", None), "me", None)
-        if me is not None and hasattr(channel, "permissions_for"):
+        known = not isinstance(channel, discord.PartialMessageable)
+        if me is not None and known and hasattr(channel, "permissions_for"):
             try:
                 speaker = await self._personas.speaker(channel, ref)
             except Exception as err:  # the database: said by the bot alone, where it may
