@@ -331,10 +331,20 @@ async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         else:
             role = "an admin (ADMIN_IDS lists it)" if ctx.is_admin else "not an admin"
             who = f"user {ctx.actor.id}, {role}."
-        text += (
-            "\n   /attach <path> — Attach a file (an image, a text file, a PDF) to your next "
-            f"message; /attach alone lists them, /attach clear drops them.\n   /quit or /exit — "
-            f"Leave (Ctrl-D on an empty line does the same).\nIn this console "
-            f"you are {who}"
-        )
+        own = "".join(f"\n   {line}" for line in dict.fromkeys(CONSOLE_COMMANDS.values()))
+        text += f"{own}\nIn this console you are {who}"
     return Reply(text)
+
+
+# The console's own commands, which its front-end runs (the table holds what every
+# platform shares): /help lists them there, and each line is also what `/help attach`
+# or `/attach help` shows.
+_LEAVE = "/quit or /exit — Leave (Ctrl-D on an empty line does the same)."
+CONSOLE_COMMANDS = {
+    "attach": (
+        "/attach <path> — Attach a file (an image, a text file, a PDF) to your next message; "
+        "/attach alone lists them, /attach clear drops them."
+    ),
+    "quit": _LEAVE,
+    "exit": _LEAVE,
+}

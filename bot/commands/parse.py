@@ -116,7 +116,7 @@ def asks_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
     that secret, not for chat."""
     body = text.strip().removeprefix(prefix)  # not lower-cased: Greek Υ would read as u
     typed = body.split()
-    if 1 < len(typed) <= 3 and typed[-1].lower() in _HELP_WORDS:
+    if 1 < len(typed) <= 3 and typed[-1].lower() in HELP_WORDS:
         return False  # `/key help`, `/proxy password ?`: its usage was shown, none asked
     words = body.replace("-", " ").replace("_", " ").split()
     if not words:
@@ -268,12 +268,13 @@ def _takes(command: Command, word: str) -> bool:
     return any(_accepts(o, word) for o in command.options if not o.secret)
 
 
-# What asks for a command's own help when it is all that follows the command's name.
-_HELP_WORDS = ("help", "?", "-h", "--help")
+# What asks for a command's own help when it is all that follows the command's name
+# (also after a console command: `/attach help`).
+HELP_WORDS = ("help", "?", "-h", "--help")
 
 
 def _asks_help(body: str, pos: int) -> bool:
-    return body[pos:].strip().lower() in _HELP_WORDS
+    return body[pos:].strip().lower() in HELP_WORDS
 
 
 def _help_of(
@@ -291,15 +292,27 @@ def _help_of(
 def _help_on(
     rest: str, table: tuple[Command, ...], prefix: str, server: bool, platform: Platform
 ) -> None:
-    """`/help <command> [subcommand]`: raise with that command's help; a source or
-    nothing goes on to /help itself."""
+    """`/help <command> [subcommand]`: raise with that command's help (the whole command's
+    when the subcommand is not one of its own); a source or nothing goes on to /help
+    itself; any other word is said to be neither, with both kinds of topic named."""
     words = rest.lower().split()
-    named = next((c for c in table if words and c.name == words[0].removeprefix(prefix)), None)
-    if named is None or len(words) > 2:
+    first = _token(rest, 0)
+    if not words or first is None:
         return
-    sub = named.sub(words[1]) if len(words) == 2 else None
-    if len(words) == 2 and sub is None:
-        return
+    named = next((c for c in table if c.name == words[0].removeprefix(prefix)), None)
+    if named is None:
+        word = first[0].lower().removeprefix(prefix)
+        topics = next((o.choices for c in table if c.name == "help" for o in c.options), ())
+        if word in topics or word in HELP_WORDS:  # `/help ?`: /help's own usage
+            return
+        names = [c.name for c in table]
+        raise CommandError(
+            f"{quoted(first[0])} is neither a source nor a command."
+            f"{suggest(word, [*names, *topics])} {prefix}help <source> shows how to connect "
+            f"one ({', '.join(topics)}), {prefix}help <command> what a command takes, and "
+            f"{prefix}help alone lists every command."
+        )
+    sub = named.sub(words[1].removeprefix(prefix)) if len(words) > 1 else None
     path = (named.name, sub.name) if sub else (named.name,)
     raise CommandError(_help_of(sub or named, path, prefix, server, platform))
 

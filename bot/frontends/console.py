@@ -22,7 +22,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from bot.commands.parse import CommandError, asks_secret, plain_prefix
+from bot.commands.handlers import CONSOLE_COMMANDS
+from bot.commands.parse import HELP_WORDS, CommandError, asks_secret, plain_prefix
 from bot.commands.spec import Invocation, Kind
 from bot.core import Core, nothing_given, secret_prompt
 from bot.types import (
@@ -62,6 +63,20 @@ CUT_BY_TERMINAL = (
     "the console could read it, so nothing was done with it. Put long text in a file and "
     "/attach it to a message, or pipe the console's input."
 )
+
+
+def _own_help(words: list[str]) -> str | None:
+    """The line of a console command of its own (/attach, /quit, /exit) that `words`
+    ask for, as `/help attach` or `/attach help` (and `/model help`) ask; None when they
+    ask for none (the core's commands have their help in the table)."""
+    if len(words) < 2:
+        return None
+    first, rest = words[0].lower(), words[1].strip().lower()
+    if first == "/help":
+        return CONSOLE_COMMANDS.get(rest.removeprefix("/"))
+    if rest in HELP_WORDS:
+        return CONSOLE_COMMANDS.get(first.removeprefix("/"))
+    return None
 
 
 class ConsoleSink:
@@ -446,6 +461,9 @@ class Console:
         words = text.split(maxsplit=1)
         if text.lower() in LEAVE:
             self._leave.set()
+            return
+        if (own := _own_help(words)) is not None:  # `/help attach`, `/attach help`
+            self._print(own)
             return
         if words[0].lower() == ATTACH:  # any case, as every command
             # The terminal's way to attach a file, as Discord and Matrix have their own.

@@ -588,6 +588,39 @@ def test_help_after_a_command_or_a_command_after_help_shows_its_usage(tmp_path: 
     assert s.count("channel_configs") == 0 and s.count("secrets") == 0  # nothing was set
 
 
+def test_help_on_a_console_command_or_an_unknown_word_says_what_help_takes(
+    tmp_path: Path,
+) -> None:
+    """`/help attach` and `/help quit` (both listed by /help in the console) were refused
+    as "not a valid topic. Choose one of: openai, claude, mistral, custom", and so was a
+    misspelt command (`/help prxy`), as if only sources had help; `/attach help` looked
+    for a file named `help`; `/help proxy foo` called `proxy` no valid topic."""
+    s = run_console(
+        tmp_path,
+        [
+            ["/help attach"],
+            ["/attach help"],
+            ["/help /quit"],
+            ["/help prxy"],
+            ["/help proxy foo"],
+            ["/help klingon"],
+        ],
+    )
+    attach = "/attach <path> — Attach a file (an image, a text file, a PDF) to your next message"
+    assert s.reply("/help attach").startswith(attach), s.reply("/help attach")
+    assert s.reply("/attach help").startswith(attach), s.reply("/attach help")
+    quit_line = s.reply("/help /quit").strip()
+    assert quit_line == "/quit or /exit — Leave (Ctrl-D on an empty line does the same).", quit_line
+    prxy = s.reply("/help prxy")
+    assert prxy.startswith("`prxy` is neither a source nor a command. Did you mean `proxy`?"), prxy
+    assert "/help <source> shows how to connect one (openai, claude, mistral, custom)" in prxy
+    assert "/help <command> what a command takes" in prxy, prxy
+    assert s.reply("/help proxy foo").startswith("/proxy set <url> [password] — ")
+    klingon = s.reply("/help klingon")
+    assert klingon.startswith("`klingon` is neither a source nor a command."), klingon
+    assert "Did you mean" not in klingon and "not a valid topic" not in s.stdout, s.stdout
+
+
 def test_model_default_with_no_model_to_fall_back_to_names_the_next_step(
     tmp_path: Path,
 ) -> None:

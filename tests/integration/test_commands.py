@@ -130,7 +130,7 @@ async def test_operator_admin_is_always_allowed(harness: Harness) -> None:
         ("/key set openai scope:server", "Only server admins"),
         ("/connect bypass:perhaps", "on or off"),
         ("/frobnicate", "Unknown command"),
-        ("/help klingon", "not a valid topic"),
+        ("/help klingon", "neither a source nor a command"),
     ],
 )
 async def test_bad_input_gets_a_clear_message_and_changes_nothing(
