@@ -375,9 +375,33 @@ def _options(
                 f"Too many values: {quoted(value)} is one more than "
                 f"{prefix}{' '.join(path)} takes. Usage: {line}"
             )
-        last = opt = positional.pop(_fitting(positional, value))
+        index = _fitting(positional, value)
+        if (skipped := _left_out(command, positional, index, value, raw)) is not None:
+            opt = positional[index]
+            line = usage(path, command, prefix, server=server)
+            raise CommandError(
+                f"The {opt.name} is missing before {quoted(skipped)}: one of "
+                f"{', '.join(opt.choices)}. Usage: {line}"
+            )
+        last = opt = positional.pop(index)
         raw[_once(opt, raw)] = SecretValue(value) if opt.secret else value
     return raw
+
+
+def _left_out(
+    command: Command, positional: list[Option], index: int, value: str, raw: dict[str, Any]
+) -> str | None:
+    """The value typed where an optional choice was left out (`/limits tokens_per_user_day
+    5`: no `set`), when `value`, no value of that choice, would go to it: the next value
+    was meant for an option after it (the name's value), not for the choice. Said as the
+    choice missing, not as "`5` is not a valid action"."""
+    opt = positional[index]
+    if opt.kind is not Kind.CHOICE or opt.required or value.lower() in opt.choices:
+        return None
+    later = command.options[command.options.index(opt) + 1 :]
+    given = [str(raw[o.name]) for o in later if o.name in raw]
+    takes = any(o.kind not in (Kind.CHOICE, Kind.SWITCH) for o in positional[index + 1 :])
+    return given[0] if given and takes else None
 
 
 _GROUPED = re.compile(r"[0-9]{1,3}(?: [0-9]{3})*")

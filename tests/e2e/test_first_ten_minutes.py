@@ -621,6 +621,34 @@ def test_help_on_a_console_command_or_an_unknown_word_says_what_help_takes(
     assert "Did you mean" not in klingon and "not a valid topic" not in s.stdout, s.stdout
 
 
+def test_a_left_out_action_is_named_not_the_value_after_it(tmp_path: Path) -> None:
+    """`/limits tokens_per_user_day 5` (no `set`) said "`5` is not a valid action", and
+    `/access user bob` (no `allow`) "`bob` is not a valid action": the value blamed was
+    right; the action left out before the name was what was missing."""
+    s = run_console(
+        tmp_path,
+        [
+            ["/limits tokens_per_user_day 5"],
+            ["/access user bob"],
+            ["/limits foo"],
+            ["/limits set tokens_per_user_day 5"],
+        ],
+    )
+    limits = s.reply("/limits tokens_per_user_day 5")
+    assert limits.startswith(
+        "The action is missing before `tokens_per_user_day`: one of show, set. Usage: /limits "
+    ), limits
+    access = s.reply("/access user bob")
+    assert access.startswith(
+        "The action is missing before `user`: one of list, allow, deny, remove. Usage: /access "
+    ), access
+    assert "not a valid action" not in limits + access
+    # A word that is no action, with nothing after it, is still called one.
+    assert s.reply("/limits foo").startswith("`foo` is not a valid action."), s.reply("/limits foo")
+    assert s.reply("/limits set tokens_per_user_day 5").startswith("tokens_per_user_day set to 5")
+    assert s.count("access_rules") == 0 and s.count("limits") == 1  # only the last one set
+
+
 def test_model_default_with_no_model_to_fall_back_to_names_the_next_step(
     tmp_path: Path,
 ) -> None:
