@@ -38,11 +38,18 @@ _MAX_LISTED = 60
 _NARROW = " ({p}models list <text> shows the ids containing it)"
 
 
-async def _checked(ctx: CommandContext) -> tuple[StatusResult, str]:
-    """Run the channel's status check: its result, and the line that says it."""
+async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[StatusResult, str]:
+    """Run the channel's status check: its result, and the line that says it.
+
+    `model_step`: a check that passed where no model is chosen yet also names that step
+    (as chat would refuse it), unless the caller says it itself (/source)."""
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix, ctx.is_admin)
-    model = (await ctx.store.effective_config(ctx.ref)).model
-    return result, _status_line(result, ctx.prefix, model) + await _password_step(ctx, result)
+    config = await ctx.store.effective_config(ctx.ref)
+    line = _status_line(result, ctx.prefix, config.model) + await _password_step(ctx, result)
+    if result.ok and model_step and not config.model:
+        step = blocked_reason(config, ctx.prefix, ctx.is_admin, place=ctx.ref.platform.place)
+        line += f"\n{step}" if step else ""
+    return result, line
 
 
 async def _password_step(ctx: CommandContext, result: StatusResult) -> str:
@@ -135,7 +142,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         if scope is Scope.SERVER:
             said += " for this server"
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="source")
-    result, checked = await _checked(ctx)
+    result, checked = await _checked(ctx, model_step=False)  # said below, with the source
     if source is not None and before != source and old_model:
         # A model id belongs to one source; an old one would fail on the new source,
         # unless that source lists it too: its built-in list (`claude-sonnet-4-5` set

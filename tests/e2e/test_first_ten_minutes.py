@@ -649,6 +649,42 @@ def test_a_left_out_action_is_named_not_the_value_after_it(tmp_path: Path) -> No
     assert s.count("access_rules") == 0 and s.count("limits") == 1  # only the last one set
 
 
+NO_MODEL_STEP = (
+    "No model is selected for this channel. Pick one with /model <id> (see /models list)."
+)
+
+
+@pytest.mark.litellm
+def test_a_status_check_that_passes_before_a_model_is_chosen_names_that_step(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """README's order for a custom endpoint: `/source custom`, `/proxy set`, its password.
+    The check passed ("Status check: OK — 3 models available.") and said nothing more, as
+    did `/connect`: the step left, a model, came only as the refusal of the first chat
+    line. `/source` said it already; now every check that passes says it, until one is
+    chosen."""
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            [f"/proxy set {peer.url}"],
+            ["/proxy password", peer.master_key],
+            ["/connect"],
+            [f"/model {peer.model}"],
+            ["/connect bypass:off"],
+        ],
+    )
+    password = s.reply("/proxy password")
+    assert password.endswith(f"Status check: OK — 3 models available.\n{NO_MODEL_STEP}\n"), password
+    connect = s.reply("/connect")
+    assert connect == f"Status check: OK — 3 models available.\n{NO_MODEL_STEP}\n", connect
+    # Refused, the URL's check names the password, not the model; chosen, no step is left.
+    assert NO_MODEL_STEP not in s.reply(f"/proxy set {peer.url}")
+    assert NO_MODEL_STEP not in s.reply("/connect bypass:off"), s.reply("/connect bypass:off")
+    assert s.reply("/connect bypass:off").endswith("Status check: OK — 3 models available.\n")
+
+
 def test_model_default_with_no_model_to_fall_back_to_names_the_next_step(
     tmp_path: Path,
 ) -> None:
