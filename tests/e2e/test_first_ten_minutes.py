@@ -685,6 +685,14 @@ def test_a_status_check_that_passes_before_a_model_is_chosen_names_that_step(
     assert s.reply("/connect bypass:off").endswith("Status check: OK — 3 models available.\n")
 
 
+def test_usage_server_where_there_is_none_names_the_console_s_channel(tmp_path: Path) -> None:
+    """The console (no server, a channel) was told "/usage channel shows this room's
+    usage": the word Matrix uses (Platform.place chooses it)."""
+    s = run_console(tmp_path, [["/usage server"]])
+    said = s.reply("/usage server").strip()
+    assert said == "There is no server here; /usage channel shows this channel's usage.", said
+
+
 def test_model_default_with_no_model_to_fall_back_to_names_the_next_step(
     tmp_path: Path,
 ) -> None:
