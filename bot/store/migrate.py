@@ -128,19 +128,26 @@ def _one_sqlite_transaction(engine: AsyncEngine) -> None:
         # The first try on the driver's own cursor: a wait cut short to say so is no
         # failure of the upgrade (_first_failure would keep it to blame a later one on).
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        waiting = refused = False
         try:
             cursor.execute(f"PRAGMA busy_timeout={notice}")
             try:
                 cursor.execute("BEGIN IMMEDIATE")
-                waiting = False
             except sqlite3.OperationalError as err:
                 if err.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                     raise
                 waiting = True
             left = MIGRATION_WAIT_MS - notice if waiting else MIGRATION_WAIT_MS
             cursor.execute(f"PRAGMA busy_timeout={left}")
+        except sqlite3.Error:
+            # Anything but the lock: asked again below, through SQLAlchemy, so it is
+            # raised as the driver's errors are (DBAPIError, which a start says in words).
+            refused = True
         finally:
             cursor.close()
+        if refused:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         if not waiting:
             return
         log.warning(

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Connection, Integer, MetaData, inspect, text
+from sqlalchemy import Column, Connection, Integer, MetaData, event, inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from bot.app import StartError
@@ -409,3 +410,27 @@ async def test_an_upgrade_behind_a_held_write_lock_names_the_lock(
     assert "The upgrade from schema revision 0005 was not made" in said
     assert "End what holds it" in said and "may write that file" not in said
     assert await migrate.current(url) == "0005"
+
+
+async def test_a_refusal_at_the_upgrades_first_begin_other_than_the_lock_is_a_driver_error(
+    tmp_path: Path,
+) -> None:
+    """Review: the upgrade's first BEGIN IMMEDIATE (a short wait, to say when another
+    process holds the lock) ran on the driver's own cursor, outside SQLAlchemy's
+    wrapping: any other refusal came out as a bare sqlite3 error, which the start's
+    callers (they catch DBAPIError and say it in words) let through as a traceback. A
+    connection the driver left inside a transaction is one such refusal."""
+    engine = migrate.migration_engine(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _left_in_a_transaction(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("BEGIN")
+        cursor.close()
+
+    try:
+        with pytest.raises(DBAPIError, match="within a transaction"):
+            async with engine.begin():
+                pass
+    finally:
+        await engine.dispose()
