@@ -352,23 +352,28 @@ _TOOLS = frozenset({"tool_calls", "tool_use", "function_call"})
 
 def _named_settings_step(err: ProviderError, request: ChatRequest, prefix: str) -> str:
     """The command for each setting sent that a refusal names (`'temperature' does not
-    support 0.7`, Mistral's `random_seed: …`): the provider knows its fields, not ours."""
+    support 0.7`, Mistral's `random_seed: …`): the provider knows its fields, not ours.
+    Words naming more than two are an echo of the request (a proxy's dump), not a
+    refusal of each: nothing is named then."""
     named: list[str] = []
     for sent in request.options:
         f = REGISTRY.by_wire.get(sent)
         if f is not None and f.name not in named and any(map(err.names, f.wire.values())):
             named.append(f.name)
-    if not named:
+    if not named or len(named) > 2:
         return ""
+    # A channel's `default` leaves the server's or the operator's value: /settings says
+    # where each comes from.
+    where = f"(scope:server for the server's; {prefix}settings says where it is set)"
     if len(named) == 1:
         (name,) = named
         return (
             f" The setting it names is {name}: an admin removes it with {prefix}params "
-            f"{name} default, or sets another value with {prefix}params {name} <value>."
+            f"{name} default {where}, or sets another value with {prefix}params {name} <value>."
         )
     return (
-        f" The settings it names are {', '.join(named[:-1])} and {named[-1]}: an admin "
-        f"removes each with {prefix}params <name> default, or sets another value with "
+        f" The settings it names are {named[0]} and {named[1]}: an admin removes each with "
+        f"{prefix}params <name> default {where}, or sets another value with "
         f"{prefix}params <name> <value>."
     )
 

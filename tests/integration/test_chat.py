@@ -142,7 +142,8 @@ async def test_a_setting_the_model_refuses_is_named_with_the_command_that_remove
     assert refused.error is not None and "temperature" in refused.error.split("said:")[1]
     assert refused.error.endswith(
         " The setting it names is temperature: an admin removes it with /params temperature "
-        "default, or sets another value with /params temperature <value>."
+        "default (scope:server for the server's; /settings says where it is set), or sets "
+        "another value with /params temperature <value>."
     ), refused.error
     step = await harness.core.run_text_command(Incoming(REF, ADMIN, "/params temperature default"))
     assert step.ok, step.text
@@ -169,19 +170,28 @@ async def test_a_setting_the_model_refuses_is_named_with_the_command_that_remove
                 },
                 "type": "invalid_request_error",
             },
-            " The setting it names is seed: an admin removes it with /params seed default, "
-            "or sets another value with /params seed <value>.",
+            " The setting it names is seed: an admin removes it with /params seed default "
+            "(scope:server for the server's; /settings says where it is set), or sets another "
+            "value with /params seed <value>.",
         ),
         (
             "custom",
             {"error": {"message": "'top_p' and 'temperature' cannot both be set"}},
             " The settings it names are temperature and top_p: an admin removes each with "
-            "/params <name> default, or sets another value with /params <name> <value>.",
+            "/params <name> default (scope:server for the server's; /settings says where it "
+            "is set), or sets another value with /params <name> <value>.",
+        ),
+        # Words naming every setting sent echo the request (a proxy's dump of it): no
+        # setting is blamed.
+        (
+            "custom",
+            {"error": {"message": "Bad request: {'temperature': 0.5, 'top_p': 0.9, 'seed': 7}"}},
+            "",
         ),
         # Words that name no setting sent (`stop` was not) add no step.
         ("custom", {"error": {"message": "stop: invalid model"}}, ""),
     ],
-    ids=["mistral-seed", "two", "none"],
+    ids=["mistral-seed", "two", "echo", "none"],
 )
 async def test_a_refusal_naming_a_setting_sent_says_which_under_its_own_name(
     harness: Harness, source: str, refusal: dict[str, object], step: str
