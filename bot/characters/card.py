@@ -297,8 +297,9 @@ def card_from_object(value: object, image: bytes | None = None) -> Card:
         if isinstance(value.get("entries"), dict | list) and "first_mes" not in value:
             raise CardError(
                 Problem.NOT_A_CARD,
-                "This is a lorebook (a SillyTavern World Info file), not a character card; "
-                "import the card instead: a card carries its own lorebook.",
+                "This is a lorebook (a SillyTavern World Info file), not a character card, "
+                "and a lorebook on its own cannot be imported here: import a card, which "
+                "carries its own lorebook.",
             )
         if "data" in value or not isinstance(value.get("name"), str):
             raise CardError(

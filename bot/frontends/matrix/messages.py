@@ -85,7 +85,8 @@ NO_E2EE = (
 NO_E2EE_ROOM = (
     "I cannot read the messages in this room: it is encrypted, and this bot is set up "
     "without encryption, so it does not read encrypted rooms. Talk to me in a room "
-    "without encryption, or ask the bot's operator to turn encryption on (MATRIX_E2EE)."
+    "without encryption, or ask the bot's operator to turn encryption on (MATRIX_E2EE). "
+    "If I am not wanted here, remove me from the room; until then I say this once a day."
 )
 REDACT_REASON = "It contained a secret; the bot removed it."
 # A command in an event never run as one (an edit, an emote) that held a key: what to do.

@@ -122,8 +122,9 @@ def test_a_world_info_file_given_as_a_card_is_named_for_what_it_is() -> None:
         with pytest.raises(CardError) as err:
             read_card(json.dumps(lorebook).encode())
         assert str(err.value) == (
-            "This is a lorebook (a SillyTavern World Info file), not a character card; "
-            "import the card instead: a card carries its own lorebook."
+            "This is a lorebook (a SillyTavern World Info file), not a character card, and a "
+            "lorebook on its own cannot be imported here: import a card, which carries its "
+            "own lorebook."
         )
 
 
