@@ -209,11 +209,12 @@ async def _set_prompt(
         raise CommandError(held_secret(f"text for the {title}", ctx.prefix))
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {setting: value}, action=action)
     where = " for this server" if scope is Scope.SERVER else ""
+    config = await ctx.store.effective_config(ctx.ref)
     if value is None:
-        said = f"{now_uses_next(ctx, scope)} {title}."
+        none = "" if config.value(setting) else " (none set)"  # as /model default says
+        said = f"{now_uses_next(ctx, scope)} {title}{none}."
     else:
         said = f"{title[0].upper()}{title[1:]} {'removed' if value == '' else 'set'}{where}."
-    config = await ctx.store.effective_config(ctx.ref)
     return Reply(said + own_value_note(config, scope, setting))
 
 

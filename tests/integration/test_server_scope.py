@@ -210,8 +210,17 @@ async def test_none_means_no_prompt_here_and_default_the_servers(harness: Harnes
     assert not (await harness.store.effective_config(REF)).system_prompt
     assert (await harness.store.effective_config(SIBLING)).system_prompt == "Server voice."
     reply = await run(harness, "/system default")
-    assert "server's (or operator's) system prompt" in reply.text
+    assert reply.text.startswith(
+        "This channel now uses the server's (or operator's) system prompt."
+    ), reply.text
     assert (await harness.store.effective_config(REF)).system_prompt == "Server voice."
+    # Where neither has one, it says so (it spoke as if there were one).
+    assert (await run(harness, "/system default scope:server", SERVER_ADMIN)).ok
+    assert (await run(harness, "/system Mine.")).ok
+    gone = await run(harness, "/system default")
+    assert gone.text.startswith(
+        "This channel now uses the server's (or operator's) system prompt (none set)."
+    ), gone.text
 
 
 async def test_source_default_follows_the_server_with_its_model(harness: Harness) -> None:
