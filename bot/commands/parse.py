@@ -378,10 +378,10 @@ def _options(
         index = _fitting(positional, value)
         if (skipped := _left_out(command, positional, index, value, raw)) is not None:
             opt = positional[index]
-            line = usage(path, command, prefix, server=server)
+            line = usage(path, command, prefix, server=server, platform=platform)
             raise CommandError(
                 f"The {opt.name} is missing before {quoted(skipped)}: one of "
-                f"{', '.join(opt.choices)}. Usage: {line}"
+                f"{', '.join(opt.shown_choices(platform))}. Usage: {line}"
             )
         last = opt = positional.pop(index)
         raw[_once(opt, raw)] = SecretValue(value) if opt.secret else value
@@ -396,7 +396,7 @@ def _left_out(
     was meant for an option after it (the name's value), not for the choice. Said as the
     choice missing, not as "`5` is not a valid action"."""
     opt = positional[index]
-    if opt.kind is not Kind.CHOICE or opt.required or value.lower() in opt.choices:
+    if opt.kind is not Kind.CHOICE or opt.required or opt.choice(value) is not None:
         return None
     later = command.options[command.options.index(opt) + 1 :]
     given = [str(raw[o.name]) for o in later if o.name in raw]
