@@ -3,11 +3,18 @@ with quotas, the atomic charge before a turn and the settle after it; and 1,000 
 from two processes at once, every usage row counted afterwards.
 
 Run: .venv/bin/python bench/bench_usage.py [--rows 30000] [--postgres] [--quota-only]
+     .venv/bin/python bench/bench_usage.py --year [--rows 1500000] [--postgres] [--explain]
 
 SQLite in a temporary file; with --postgres also a throwaway PostgreSQL cluster (the
 test suite's, started the same way). Prints per-call latency of Store.record_usage
 (sequential, and 50 turns at once) and of Store.usage_buckets for the queries /usage
 makes. No target is asserted; it prints numbers.
+
+--year: a busy year instead (rows over 365 days, 500 channels in 25 servers, 2,000
+users, 12 models, a few estimated, erroring or reserved), then `/usage` for every scope
+and period, as an admin and as a member, and `/limits` with three limits in force, each
+through Core.run_text_command (the command's whole path); --explain prints the plans of
+/usage's queries.
 """
 
 from __future__ import annotations
@@ -354,6 +361,156 @@ async def two_processes(name: str, url: str) -> None:
     )
 
 
+YEAR_CHANNELS = 500
+YEAR_SERVERS = 25
+YEAR_USERS = 2000
+YEAR_MODELS = 12
+
+
+def year_rows(rows: int, start: int) -> Iterator[dict[str, object]]:
+    """Rows `start` … of a busy year, evenly over 365 days (oldest first): one big server
+    (g0: half the channels and half the rows), the other channels over 24 servers; a
+    third of the calls by 50 heavy users."""
+    for i in range(start, rows):
+        at = NOW - timedelta(days=364 * (rows - 1 - i) / max(1, rows - 1))
+        channel = (i * 7919) % YEAR_CHANNELS
+        server = 0 if channel < YEAR_CHANNELS // 2 else 1 + channel % (YEAR_SERVERS - 1)
+        user = ((i * 104729) % YEAR_USERS) if i % 3 else (i % 50)  # 50 heavy users
+        yield {
+            "created_at": at,
+            "day": at.date(),
+            "platform": "discord",
+            "server_id": f"g{server}",
+            "channel_id": f"c{channel}",
+            "thread_id": "",
+            "user_id": f"u{user}",
+            "source": "openai",
+            "model": f"model-{(i * 31) % YEAR_MODELS}",
+            "input_tokens": 500 + i % 700,
+            "output_tokens": 100 + i % 300,
+            "estimated": i % 17 == 0,
+            "error": i % 101 == 0,
+            "key_scope": "channel",
+            "state": "reserved" if i > rows - 5 else "settled",
+        }
+
+
+async def seed_year(store: Store, rows: int) -> None:
+    batch: list[dict[str, object]] = []
+    async with store.engine.begin() as conn:
+        for row in year_rows(rows, 0):
+            batch.append(row)
+            if len(batch) == 10_000:
+                await conn.execute(insert(UsageRow), batch)
+                batch = []
+        if batch:
+            await conn.execute(insert(UsageRow), batch)
+    async with store.engine.begin() as conn:  # fresh statistics, as a live database has
+        from sqlalchemy import text
+
+        await conn.execute(text("ANALYZE"))
+
+
+async def explain_usage(name: str, store: Store) -> None:
+    """The plans of the statements /usage and housekeeping's settling send (as compiled
+    for this database)."""
+    from sqlalchemy import event
+
+    from bot.core import Core
+    from bot.providers import ProviderHub, ProviderSettings
+    from bot.types import Actor, ChannelRef, Incoming, Platform
+
+    seen: list[tuple[str, object]] = []
+
+    def catch(conn, cursor, statement, parameters, context, many):  # type: ignore[no-untyped-def]
+        first = statement.lstrip().upper()
+        if "usage" in statement and not first.startswith(("INSERT", "EXPLAIN")):
+            seen.append((statement, parameters))
+
+    core = Core(store, ProviderHub(ProviderSettings()))
+    owner = Actor("admin", "Admin", is_channel_admin=True, is_server_admin=True)
+    ref = ChannelRef(Platform.DISCORD, "c1", "g0")
+    sync = store.engine.sync_engine
+    sqlite = "sqlite" in sync.dialect.name
+    event.listen(sync, "before_cursor_execute", catch)
+    try:
+        for text_ in ("/usage server month", "/usage channel month", "/usage me month", ""):
+            seen.clear()
+            if text_:
+                reply = await core.run_text_command(Incoming(ref, owner, text_))
+                assert reply.ok, reply.text
+            else:
+                text_ = "housekeeping's settling"
+                await core.settle_reserved()
+            for statement, parameters in seen:
+                prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+                async with store.engine.connect() as conn:
+                    found = await conn.exec_driver_sql(prefix + statement, parameters)
+                    plan = [str(r[-1]) for r in found.all()]
+                print(f"{name}: plan for {text_}:")
+                for line in plan:
+                    print(f"    {line}")
+    finally:
+        event.remove(sync, "before_cursor_execute", catch)
+
+
+async def measure_year(name: str, url: str, rows: int, explain: bool) -> None:
+    from bot.core import Core
+    from bot.providers import ProviderHub, ProviderSettings
+    from bot.types import Actor, ChannelRef, Incoming, Platform, Scope
+
+    await upgrade_to_head(url)
+    store = await Store.open(
+        url, SecretBox.from_setting(generate_key()), defaults=ChannelConfig.of()
+    )
+    try:
+        t = time.perf_counter()
+        await seed_year(store, rows)
+        print(f"{name}: {rows:,} rows over 365 days seeded in {time.perf_counter() - t:.1f} s")
+        core = Core(store, ProviderHub(ProviderSettings()))
+        owner = Actor("admin", "Admin", is_channel_admin=True, is_server_admin=True)
+        heavy = Actor("u1", "Heavy")  # one of the 50 heaviest users
+        never = Actor("u-never", "Never")  # used nothing
+        ref = ChannelRef(Platform.DISCORD, "c1", "g0")  # on the big server
+        for limit in ("tokens_per_user_day", "tokens_per_channel_day"):
+            await store.quotas.set_limit(ref, Scope.CHANNEL, limit, 10**9, owner)
+        await store.quotas.set_limit(ref, Scope.SERVER, "tokens_per_server_day", 10**9, owner)
+        await store.quotas.set_limit(ref, Scope.CHANNEL, "messages_per_user_minute", 1000, owner)
+        cases = [
+            (f"/usage {scope} {period}", who, label)
+            for scope in ("me", "channel", "server")
+            for period in ("day", "week", "month")
+            for who, label in ((owner, "admin"), (heavy, "member"))
+            if not (scope == "me" and label == "admin")
+        ]
+        cases += [("/usage me month", never, "never used"), ("/limits", heavy, "member")]
+        settling = []
+        for _ in range(5):
+            t = time.perf_counter()
+            await core.settle_reserved()  # nothing stale: a start's, and every hour's
+            settling.append(time.perf_counter() - t)
+        print(
+            f"{name}: housekeeping's settling (nothing stale)   median "
+            f"{statistics.median(settling) * 1000:8.1f} ms, max {max(settling) * 1000:8.1f} ms"
+        )
+        for text_, who, label in cases:
+            reply = await core.run_text_command(Incoming(ref, who, text_))
+            assert reply.ok, reply.text
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                await core.run_text_command(Incoming(ref, who, text_))
+                times.append(time.perf_counter() - t)
+            print(
+                f"{name}: {text_:24} as {label:10} median {statistics.median(times) * 1000:8.1f} ms"
+                f", max {max(times) * 1000:8.1f} ms"
+            )
+        if explain:
+            await explain_usage(name, store)
+    finally:
+        await store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=30_000)
@@ -361,9 +518,21 @@ def main() -> None:
     parser.add_argument("--quota-only", action="store_true")
     parser.add_argument("--worker", default="")
     parser.add_argument("--tag", default="a")
+    parser.add_argument("--year", action="store_true")
+    parser.add_argument("--explain", action="store_true")
     args = parser.parse_args()
     if args.worker:
         asyncio.run(worker(args.worker, args.tag))
+        return
+    if args.year:
+        rows = args.rows if args.rows != 30_000 else 1_500_000
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(
+                measure_year("SQLite", f"sqlite+aiosqlite:///{tmp}/year.db", rows, args.explain)
+            )
+        if args.postgres:
+            with postgres() as url:
+                asyncio.run(measure_year("PostgreSQL", url, rows, args.explain))
         return
     with tempfile.TemporaryDirectory() as tmp:
         if not args.quota_only:

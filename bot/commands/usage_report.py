@@ -11,7 +11,7 @@ from bot.types.limits import AccessKind
 from bot.usage.access import shown_subject
 from bot.usage.chart import chart_png
 from bot.usage.periods import Period, describe, window
-from bot.usage.report import render, summarize
+from bot.usage.report import TOP, render, summarize
 
 SCOPES = ("me", "channel", "server")
 PERIODS = tuple(p.value for p in Period)
@@ -64,15 +64,16 @@ async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
         what = "This server's usage" if everyone else "Your usage on this server"
         own = "" if everyone else " (only server admins see everyone's)"
-    buckets = await ctx.store.usage_buckets(query)
-    report = summarize(buckets, since, until, ctx.prices)
+    users = query.user_id is None and scope != "me"
+    per_day, top_users = await ctx.store.usage_summary(query, TOP if users else 0)
+    report = summarize(per_day, since, until, ctx.prices, users=top_users)
     title = f"{what}, {describe(period)}{own}:"
     chart = ref.platform is not Platform.CONSOLE and report.totals.calls > 0
     text = render(
         report,
         title,
         per_day_table=not chart,
-        users=query.user_id is None and scope != "me",
+        users=users,
         shown_user=lambda user: shown_subject(AccessKind.USER, user, ref.platform),
     )
     if report.totals.cost is not None:

@@ -530,6 +530,13 @@ class Store:
         """Token sums per (UTC day, user, model) of the rows the query selects."""
         return await self._usage.buckets(query)
 
+    async def usage_summary(
+        self, query: UsageQuery, top_users: int = 0
+    ) -> tuple[list[UsageBucket], list[UsageBucket]]:
+        """What /usage shows of the rows the query selects: sums per (UTC day, model), and
+        per (user, model) of the `top_users` users with the most tokens (UsagePart.summary)."""
+        return await self._usage.summary(query, top_users)
+
     def usage_records(self, since: date) -> AsyncIterator[UsageRecord]:
         """Every usage row from the UTC day `since` on, oldest first (export)."""
         return self._usage.records(since)

@@ -8,7 +8,18 @@ from datetime import date
 from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, case, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Result,
+    Select,
+    Table,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.store.base import NAME_CHARS, Database
@@ -148,39 +159,40 @@ class UsagePart:
     async def buckets(self, query: UsageQuery) -> list[UsageBucket]:
         """Sums per (day, user, model) over the query's rows, in day order."""
         u = UsageRow
-        stmt = (
-            select(
-                u.day,
-                u.user_id,
-                u.model,
-                func.sum(u.input_tokens),
-                func.sum(u.output_tokens),
-                func.count(),
-                func.sum(case((u.state == RESERVED, 0), (u.estimated, 1), else_=0)),
-                func.sum(case((u.error, 1), else_=0)),
-                func.sum(case((u.state == RESERVED, 1), else_=0)),
-            )
-            .where(*_conditions(query))
-            .group_by(u.day, u.user_id, u.model)
-            .order_by(u.day, u.user_id, u.model)
-        )
+        stmt = _summed(u.day, u.user_id, u.model).where(*_conditions(query))
 
         async def read(session: AsyncSession) -> list[UsageBucket]:
-            rows = (await session.execute(stmt)).all()
-            return [
-                UsageBucket(
-                    day=_day(r[0]),
-                    user_id=str(r[1]),
-                    model=str(r[2]),
-                    input_tokens=int(r[3] or 0),
-                    output_tokens=int(r[4] or 0),
-                    calls=int(r[5] or 0),
-                    estimated_calls=int(r[6] or 0),
-                    error_calls=int(r[7] or 0),
-                    reserved_calls=int(r[8] or 0),
-                )
-                for r in rows
-            ]
+            return _buckets(await session.execute(stmt))
+
+        return await self._db.read("usage read", read)
+
+    async def summary(
+        self, query: UsageQuery, top_users: int = 0
+    ) -> tuple[list[UsageBucket], list[UsageBucket]]:
+        """What /usage shows, summed by the database: the query's sums per (day, model)
+        in day order (their user_id ""), and per (user, model) of the `top_users` users
+        with the most tokens (ties: the first ids; their day `query.since`). Not a bucket
+        per (day, user, model): a busy server's month holds tens of thousands."""
+        u = UsageRow
+        where = _conditions(query)
+        per_day = _summed(u.day, literal(""), u.model, group=(u.day, u.model)).where(*where)
+        top = (
+            select(u.user_id)
+            .where(*where)
+            .group_by(u.user_id)
+            .order_by(func.sum(u.input_tokens + u.output_tokens).desc(), u.user_id)
+            .limit(top_users)
+        )
+        per_user = _summed(literal(0), u.user_id, u.model, group=(u.user_id, u.model)).where(
+            *where, u.user_id.in_(top.scalar_subquery())
+        )
+
+        async def read(session: AsyncSession) -> tuple[list[UsageBucket], list[UsageBucket]]:
+            days = _buckets(await session.execute(per_day))
+            users = []
+            if top_users > 0 and days:
+                users = _buckets(await session.execute(per_user), query.since)
+            return days, users
 
         return await self._db.read("usage read", read)
 
@@ -205,6 +217,47 @@ class UsagePart:
 
 async def _scalars(stmt: Select[UsageRow], session: AsyncSession) -> list[UsageRow]:
     return list((await session.scalars(stmt)).all())
+
+
+def _summed(day: Any, user: Any, model: Any, group: Sequence[Any] | None = None) -> Select[Any]:
+    """The sums of a bucket, grouped by `group` (day, user and model unless given) and
+    ordered by it."""
+    u = UsageRow
+    group = (day, user, model) if group is None else group
+    return (
+        select(
+            day,
+            user,
+            model,
+            func.sum(u.input_tokens),
+            func.sum(u.output_tokens),
+            func.count(),
+            func.sum(case((u.state == RESERVED, 0), (u.estimated, 1), else_=0)),
+            func.sum(case((u.error, 1), else_=0)),
+            func.sum(case((u.state == RESERVED, 1), else_=0)),
+        )
+        .group_by(*group)
+        .order_by(*group)
+    )
+
+
+def _buckets(rows: Result[Any], day: date | None = None) -> list[UsageBucket]:
+    """Buckets of rows _summed selected (each on `day` if given)."""
+    found: Sequence[Sequence[Any]] = rows.all()
+    return [
+        UsageBucket(
+            day=_day(r[0]) if day is None else day,
+            user_id=str(r[1]),
+            model=str(r[2]),
+            input_tokens=int(r[3] or 0),
+            output_tokens=int(r[4] or 0),
+            calls=int(r[5] or 0),
+            estimated_calls=int(r[6] or 0),
+            error_calls=int(r[7] or 0),
+            reserved_calls=int(r[8] or 0),
+        )
+        for r in found
+    ]
 
 
 def _day(value: object) -> date:

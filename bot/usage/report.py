@@ -88,15 +88,19 @@ def summarize(
     until: date,
     prices: PriceTable | None = None,
     top: int = TOP,
+    users: Sequence[UsageBucket] | None = None,
 ) -> UsageReport:
+    """The report of `buckets` (by day, user and model). `users`: the top users' own
+    buckets, when `buckets` are summed per (day, model) alone (Store.usage_summary)."""
     prices = prices or PriceTable()
     by_user: dict[str, list[UsageBucket]] = defaultdict(list)
     by_model: dict[str, list[UsageBucket]] = defaultdict(list)
     by_day: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for b in buckets:
-        by_user[b.user_id].append(b)
         by_model[b.model].append(b)
         by_day[b.day][b.model] += b.input_tokens + b.output_tokens
+    for b in buckets if users is None else users:
+        by_user[b.user_id].append(b)
     all_models = _top(by_model, prices, len(by_model))
     return UsageReport(
         since=since,

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from bot.types import (
     UsageRecord,
 )
 from bot.types.prices import PriceTable
+from bot.usage.report import TOP, Totals, summarize
 from tests.discord.fake_openai import Script, fake_openai
 from tests.peers.litellm import LiteLLMPeer
 from tests.peers.llamacpp import LlamaCppPeer
@@ -179,6 +181,55 @@ async def test_rows_sum_by_day_user_and_model_with_each_filter(core: Core) -> No
     exported = await rows(store, TODAY - timedelta(days=1))
     assert len(exported) == 5  # every platform, from that day on, oldest row first
     assert exported[2].key_scope is KeyScope.SERVER and exported[2].error
+
+
+def rounded(found: object) -> object:
+    """Costs to the nano-dollar: summed in another order they differ in the last bit."""
+    if isinstance(found, Totals):
+        return replace(found, cost=None if found.cost is None else round(found.cost, 9))
+    if isinstance(found, tuple):
+        return tuple(rounded(item) for item in found)
+    return found
+
+
+async def test_the_summary_the_database_sums_reports_what_every_bucket_does(
+    core: Core,
+) -> None:
+    """/usage reads sums per (day, model) and the top users' own (a busy server's month
+    is tens of thousands of (day, user, model) buckets): the same report, ties of the
+    top users and prices per model included."""
+    store = core.store
+    models = ("gpt-4o", "claude-3", "llama")
+    for i in range(60):
+        day = TODAY - timedelta(days=i % 9)
+        user = f"u{i % 8}" if i % 5 else "u-heavy"
+        await store.record_usage(
+            record(day, user, models[i % 3], (100 * (i % 4), 10), estimated=i % 7 == 0)
+        )
+    # Two users tied for the last places: the first ids go, as when every bucket is read.
+    for user in ("t-b", "t-a", "t-c"):
+        await store.record_usage(record(TODAY, user, "llama", (1000, 0)))
+    await store.record_usage(record(TODAY, "u1", "gpt-4o", (5, 5), ref=OTHER_CHANNEL))
+    prices = PriceTable.parse("gpt-4o=2.5/10,claude-3=3/15")
+    for scope in (
+        {"server_id": "g1"},
+        {"server_id": "g1", "channel_id": "c1"},
+        {"user_id": "u-heavy"},
+    ):
+        query = UsageQuery("discord", TODAY - timedelta(days=6), TODAY, **scope)  # type: ignore[arg-type]
+        every = summarize(await store.usage_buckets(query), query.since, query.until, prices)
+        per_day, users = await store.usage_summary(query, TOP)
+        summed = summarize(per_day, query.since, query.until, prices, users=users)
+        assert rounded(summed.top_users) == rounded(every.top_users), scope
+        assert len(summed.top_users) == (1 if "user_id" in scope else TOP)
+        assert rounded(summed.totals) == rounded(every.totals)
+        assert summed.totals.estimated_calls > 0
+        assert rounded(summed.top_models) == rounded(every.top_models)
+        assert summed.models == every.models
+        assert summed.per_day == every.per_day
+    assert [u for u, _ in summed.top_users] == ["u-heavy"]
+    nothing = UsageQuery("discord", TODAY, TODAY, user_id="u-never")
+    assert await store.usage_summary(nothing, TOP) == ([], [])
 
 
 async def test_rows_of_turns_ending_together_are_all_kept(core: Core) -> None:
