@@ -34,6 +34,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     type_coerce,
     union_all,
     update,
@@ -47,6 +48,7 @@ from bot.store.cache import ScopedCache
 from bot.store.history import HeldUsage
 from bot.store.models import (
     RESERVED,
+    RESERVED_ONLY,
     SETTLED,
     AccessRuleRow,
     LimitRow,
@@ -240,12 +242,12 @@ class QuotaPart:
         self, older_than: timedelta, now: datetime, running: Collection[int] = ()
     ) -> int:
         """Reserved rows of calls that cannot still run (a crash left them): settled at
-        their estimate; `running`: rows of this process's turns, which still can. Rows
-        of the last week only, so it reads an index."""
+        their estimate; `running`: rows of this process's turns, which still can. Of any
+        day (a bot may have stayed stopped for weeks): the reserved rows' own index
+        (ix_usage_reserved) finds them, as its condition is named literally."""
         cutoff = now - older_than
         stale = (
-            UsageRow.day >= (now - timedelta(days=7)).date(),
-            UsageRow.state == RESERVED,
+            text(RESERVED_ONLY),
             UsageRow.created_at < cutoff,
             UsageRow.id.not_in(sorted(running)),
         )

@@ -674,6 +674,32 @@ async def test_a_crash_leaves_one_estimate_that_the_next_start_settles(core: Cor
     assert "not ended yet" not in (await command(core, "/usage channel", ADMIN)).text
 
 
+async def test_a_reservation_left_by_a_bot_down_for_weeks_is_settled_at_its_start(
+    core: Core,
+) -> None:
+    """A crash, then the bot stayed stopped for ten days: the next start settles the row
+    it left (settling read only the last week's rows, so it stayed "not ended yet" in
+    /usage and the export for good)."""
+    await configure(core)
+    assert (await command(core, "/limits set tokens_per_user_day 100000", ADMIN)).ok
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        assert (await ask(core))[0].refusal is None
+    then = datetime.now(UTC) - timedelta(days=10)
+    async with core.store.engine.begin() as conn:
+        await conn.execute(
+            update(UsageRow).values(state="reserved", created_at=then, day=then.date())
+        )
+    said = (await command(core, "/usage channel month", ADMIN)).text
+    assert "1 not ended yet" in said, said
+    assert await core.settle_reserved() == 1
+    assert await states(core.store) == {"settled": 1}
+    said = (await command(core, "/usage channel month", ADMIN)).text
+    assert "not ended yet" not in said and "Total: " in said, said
+    [row] = [r async for r in core.store.usage_records(then.date())]
+    assert not row.reserved
+
+
 async def test_the_running_bots_settling_leaves_its_own_turns_alone(core: Core) -> None:
     """Review: settling now runs every hour, beside this process's own turns; one whose
     reservation is old (a slow status check before a long answer) still runs."""

@@ -116,7 +116,7 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0015"
+    assert migrate.head() == "0016"
 
 
 def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:
