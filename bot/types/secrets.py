@@ -192,7 +192,9 @@ def _loosely(secret: str) -> re.Pattern[str] | None:
         return None
     classes = []
     for char in secret:
-        variants = {char, char.lower(), char.upper()}
+        # A case with more characters than one (`ß` is `SS` in capitals, `İ` is `i̇` in
+        # small letters) is no variant of one character: the exact forms have it.
+        variants = {v for v in (char, char.lower(), char.upper()) if len(v) == 1}
         variants |= {chr(ord(v) + 0xFEE0) for v in variants if "!" <= v <= "~"}
         classes.append("[" + "".join(re.escape(v) for v in sorted(variants)) + "]")
     # Never a character of the secret itself between them: the pattern then matches in

@@ -582,6 +582,10 @@ def test_a_key_typed_in_the_wrong_place_is_scrubbed_from_the_reply() -> None:
     text = "!proxy set http://host:1/v1 hunter22"
     for form in ("HUNTER22", b"hunter22".hex()):
         assert scrub_reply(f"refused: {form}.", text, TABLE, "!") == "refused: ****."
+    # Fuzz probe: a word with `ß` in it made the scrubbing raise TypeError (its capital
+    # is two letters), and the sender of the redacted command got no answer at all.
+    text = "!proxy password Straße123"
+    assert scrub_reply("refused: Straße123.", text, TABLE, "!") == "refused: ****."
 
 
 def test_nio_never_logs_the_events_it_finds_malformed() -> None:

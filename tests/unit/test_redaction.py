@@ -7,9 +7,11 @@ import json
 from urllib.parse import quote, quote_plus
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from bot.types import REDACTED, SecretValue, redact
-from bot.types.secrets import holds_key, names_a_credential
+from bot.types.secrets import holds_key, holds_secret, names_a_credential, secret_forms
 
 KEY = 'sk-Esc"ape\\back+sl/ash=eq%25pct'
 
@@ -309,6 +311,26 @@ def test_an_answer_ends_without_a_secret_disguised_across_its_pieces() -> None:
     for piece in ("Here: T\u200br\u200b0\u200bu", "\u200bb\u200b4\u200bd", "or3xZ. Done."):
         guard.feed(piece)
     assert guard.finish() == f"Here: {REDACTED}. Done."
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="*"), min_size=8),
+    st.integers(min_value=0),
+)
+@example("Straße123", 0)  # `ß` is `SS` in capitals
+@example("İstanbul2024", 0)  # `İ` is `i` and a dot above in small letters
+def test_any_secret_in_any_of_its_forms_is_redacted(secret: str, which: int) -> None:
+    """Fuzz probe: a secret with a letter whose other case is two letters (a German
+    password with `ß`) made redact() raise TypeError, whatever the text: every reply to
+    a Matrix command that typed such a word, and every answer in its channel."""
+    forms = secret_forms(secret)
+    form = forms[which % len(forms)]
+    text = f"refused: {form}, try again"
+    cleaned = redact(text, [secret], known=False)
+    assert cleaned == f"refused: {REDACTED}, try again"
+    assert redact(cleaned, [secret], known=False) == cleaned
+    assert holds_secret(text, [secret]) and not holds_secret("a plain reply", [secret])
 
 
 def test_the_secrets_seen_are_bounded_and_the_ones_in_use_stay() -> None:
