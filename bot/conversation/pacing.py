@@ -44,10 +44,12 @@ def _split(text: str, limit: int, size: Size = len) -> Iterator[tuple[str, str]]
         raise ValueError("limit too small to split sensibly")
     rest = text
     reopen = ""
+    posted = False
     while rest:
         body = reopen + rest
         if len(body) <= limit and size(body) <= limit:  # a size counts each character
-            yield body, body
+            if body.strip() or not posted:
+                yield body, body
             return
         # Leave room for a closing fence we might have to add: a ```, or the longer marker
         # of the fence open at the cut (then cut again, a little earlier).
@@ -81,6 +83,12 @@ def _split(text: str, limit: int, size: Size = len) -> Iterator[tuple[str, str]]
             reopen = ""
             page = page.rstrip()
             rest = body[cut:].lstrip(" \n")
+            if not page:
+                # Only blanks before the cut (a run of tabs or no-break spaces, or the
+                # blank lines an answer opens with): no page. An empty message is
+                # refused (Discord), and the rest of the answer went unposted.
+                continue
+        posted = True
         yield page, body
 
 

@@ -9,7 +9,7 @@ from itertools import islice
 
 import pytest
 import regex
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.conversation.pacing import MISSING_NOTE, STALE_NOTE, PacedReply, _split, split_text
@@ -44,6 +44,22 @@ def test_code_fence_is_closed_and_reopened_with_its_language() -> None:
 def test_pages_fit_the_limit(text: str, limit: int) -> None:
     pages = split_text(text, limit)
     assert all(len(p) <= limit for p in pages)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab \n\t\u00a0\u3000", max_size=1500), st.integers(20, 200))
+@example("\n\n" + "x" * 60, 40)  # an answer opening with blank lines, then a long word
+@example("Start." + "\t" * 3000 + "End.", 100)
+@example("x\n" + "\t \n" * 1000 + "y", 100)  # a model repeating blank lines
+def test_every_page_shows_something_and_nothing_is_lost(text: str, limit: int) -> None:
+    """Fuzz probe: blanks before a cut (tabs, no-break spaces, leading blank lines) made
+    pages of nothing. Discord refuses an empty message, and the answer's rest was said
+    not to fit instead of being posted."""
+    pages = split_text(text, limit)
+    assert all(len(page) <= limit for page in pages)
+    if text.strip():
+        assert all(page.strip() for page in pages), pages
+    assert "".join("".join(pages).split()) == "".join(text.split())
 
 
 def _boundaries(text: str) -> set[int]:
@@ -326,6 +342,13 @@ async def test_long_answer_spills_into_follow_up_messages() -> None:
     assert len(target.messages) >= 3
     assert all(len(m) <= 2000 for m in target.messages)
     assert " ".join(target.messages).split() == answer.split()
+
+
+async def test_a_run_of_blanks_longer_than_a_page_posts_no_empty_message() -> None:
+    target = RecordingTarget(min_interval=0.0)
+    await PacedReply(target).finish("Start." + "\t" * 5000 + " End.")
+    assert len(target.messages) == 2 and all(m.strip() for m in target.messages)
+    assert target.messages[0] == "Start." and target.messages[1].endswith(" End.")
 
 
 async def test_error_line_follows_partial_text() -> None:
