@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import unicodedata
+from html import unescape
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from bot.commands import TABLE
 from bot.commands.parse import CommandError
@@ -805,6 +810,34 @@ def test_a_link_whose_text_is_another_address_is_written_out() -> None:
     ):
         html = markdown_to_html(f"[{text}]({url})")
         assert html.startswith(f'<a href="{url}">'), (text, url, html)
+
+
+# What a link's text may hold that shows as nothing, or as the address alone.
+_HIDDEN_IN_LINKS = ("\\", "**", "__", "~~", "`", "\u200b", "\u00ad", "\u2060", "\u200e")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(("google.com", "paypal.com/login", "https://bank.example/signin")),
+    st.lists(st.tuples(st.integers(0, 40), st.sampled_from(_HIDDEN_IN_LINKS)), max_size=4),
+)
+@example("google.com", [(6, "\\")])  # `google\.com`: Matrix shows google.com
+@example("paypal.com/login", [(0, "**"), (3, "**")])  # `**pay**pal.com/login`
+@example("google.com", [(10, "\u200b")])  # a zero-width space after it
+def test_a_disguised_address_as_a_links_text_is_written_out(
+    address: str, inserted: list[tuple[int, str]]
+) -> None:
+    """Fuzz probe: the rule read the link's text as written, so an escape (`google\\.com`),
+    bold around part of it or an invisible character made it no address, and the link
+    showed google.com while opening another host."""
+    text = address
+    for at, mark in sorted(inserted, reverse=True):
+        at = min(at, len(text))
+        text = text[:at] + mark + text[at:]
+    html = markdown_to_html(f"[{text}](https://evil.example/x)")
+    shown = unescape(re.sub("<[^>]*>", "", html))
+    shown = "".join(c for c in shown if unicodedata.category(c) != "Cf")
+    assert not (html.startswith("<a") and shown == address), (text, html)
 
 
 def test_a_dotted_name_or_the_same_host_in_its_own_script_stays_a_link() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from urllib.parse import unquote, urlsplit
 
 from bot.frontends.matrix.tlds import TLDS
@@ -77,13 +78,31 @@ def _misleading(text: str, url: str) -> bool:
     return not (is_file and unquote(target.path).rpartition("/")[2].lower() == shown.lower())
 
 
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _shown(rendered: str) -> str:
+    """What a link's rendered text shows: its tags and escapes read (`google\\.com`,
+    `goo**gle.com**` show `google.com`), characters that show nothing (a zero-width
+    space, a soft hyphen, a direction mark) left out, its blanks as spaces."""
+    text = html.unescape(_TAG.sub("", rendered))
+    return " ".join("".join(c for c in text if unicodedata.category(c) != "Cf").split())
+
+
 def _link(text: str, url: str) -> str:
     # A link to a person or room (matrix.to, matrix:) is drawn as a pill: a model's
     # answer would show a look-alike mention of whomever it names; a link whose text is
     # another address disguises where it goes. As written, then (clients link the URL).
-    if not url.lower().startswith(_SAFE_SCHEMES) or _PILL.match(url) or _misleading(text, url):
+    # The text is judged as it shows, not as written: an escape, an emphasis around part
+    # of it or a zero-width space inside hid an address from the rule.
+    shown = _inline(text)
+    if (
+        not url.lower().startswith(_SAFE_SCHEMES)
+        or _PILL.match(url)
+        or _misleading(_shown(shown), url)
+    ):
         return html.escape(f"[{text}]({url})", quote=False)
-    return f'<a href="{html.escape(url, quote=True)}">{_inline(text)}</a>'
+    return f'<a href="{html.escape(url, quote=True)}">{shown}</a>'
 
 
 def _inline(text: str) -> str:
