@@ -17,7 +17,7 @@ from bot.types.text import clean_text
 class AnswerGuard:
     """Feed pieces; `text` is what may be shown and stored so far."""
 
-    __slots__ = ("_firsts", "_forms", "_longest", "_secrets", "_starts", "_tail", "text")
+    __slots__ = ("_cr", "_firsts", "_forms", "_longest", "_secrets", "_starts", "_tail", "text")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = tuple(s for s in secrets if s)
@@ -28,6 +28,7 @@ class AnswerGuard:
         self._starts = frozenset(f[:i] for f in self._forms for i in range(1, len(f) + 1))
         self._longest = max(map(len, self._forms), default=0)
         self._tail = ""
+        self._cr = ""  # a piece's last \r, kept until the next says whether \n follows
         self.text = ""
 
     def resume(self, shown: str) -> None:
@@ -39,7 +40,11 @@ class AnswerGuard:
 
     def feed(self, piece: str) -> str:
         """Take the next piece of the answer; returns `text`."""
-        piece = clean_text(piece)
+        # A CRLF split between two pieces is one line break, as in one piece (clean_text
+        # made each half a line break of its own: two where the model wrote one).
+        piece = self._cr + piece
+        self._cr = "\r" if piece.endswith("\r") else ""
+        piece = clean_text(piece[: len(piece) - len(self._cr)])
         if not self._forms:
             self.text += piece
             return self.text
@@ -55,6 +60,9 @@ class AnswerGuard:
         guesses whether a guess starts the key.) A whole secret disguised across pieces
         (in another case, a zero-width space between its letters) is taken out here, in
         the answer as it ends and is stored."""
+        if self._cr:
+            self._cr = ""
+            self.feed("\n")  # a \r at the very end: a line break, as clean_text makes it
         self.text += self._tail
         self._tail = ""
         if self._forms:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.conversation.guard import AnswerGuard
@@ -67,6 +67,26 @@ def test_no_prefix_of_shown_text_contains_the_key(pieces: list[str]) -> None:
     for visible in [*shown, final]:
         assert KEY not in visible
     assert final.replace("****", "") == "".join([*pieces, *pieces]).replace(KEY, "")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.text(alphabet="ab \r\n", max_size=6), st.just(KEY)), max_size=12),
+    st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+    st.booleans(),
+)
+@example(["line one\r\nline two\r\n"], [9], True)  # a CRLF split between two pieces
+@example(["ends\r"], [5], False)
+def test_any_split_of_an_answer_gives_the_same_text(
+    parts: list[str], cuts: list[int], guarded: bool
+) -> None:
+    """Fuzz probe: a CRLF arriving as `\r` then `\n` was two line breaks (each half
+    cleaned on its own), one when it came in one piece."""
+    text = "".join(parts)
+    points = sorted({min(c, len(text)) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    secrets = [KEY] if guarded else []
+    assert stream(pieces, secrets)[1] == stream([text], secrets)[1]
 
 
 def test_an_answer_ending_in_a_keys_start_gives_no_sign_of_it() -> None:
