@@ -17,7 +17,11 @@ class RedactingFilter(logging.Filter):
     """Attached to handlers, so records from every logger pass through it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # `%s` without its value (a library's slip): raised into its caller
+            message = f"{record.msg} {record.args!r}"  # its words and values, as they came
+            record.msg, record.args = message, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         cleaned = redact(message)

@@ -47,6 +47,16 @@ def test_filter_cleans_args_and_tracebacks(caplog: pytest.LogCaptureFixture) -> 
     assert REDACTED in text
 
 
+def test_a_malformed_log_call_is_logged_not_raised_into_its_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fuzz probe: a `%s` without its value (a library's slip) made the filter raise
+    TypeError into the code that logged; logging never stops the bot."""
+    caplog.handler.addFilter(RedactingFilter())
+    logging.getLogger("test.redact").warning("sent %s to %s", "sk-proj-abcdefghijklmnop1234")
+    assert "sent %s to %s" in caplog.text and "abcdefghijklmnop1234" not in caplog.text
+
+
 def test_secret_value_never_shows_itself() -> None:
     s = SecretValue("sk-shown-nowhere-123")
     assert "sk-shown" not in repr(s) + str(s) + f"{s}" + repr([s]) + repr({"k": s})
