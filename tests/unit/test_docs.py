@@ -1,0 +1,60 @@
+"""README.md against the code: what can drift without a test noticing (the settings'
+names are checked in test_settings.py)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+
+from bot.commands.spec import SCOPE, Command
+from bot.commands.table import TABLE
+from bot.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def _settings_rows() -> dict[str, str]:
+    """README's settings table: name → its default cell."""
+    return dict(re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", README, re.M))
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(Settings)])
+def test_readme_gives_each_settings_default_as_the_code_has_it(name: str) -> None:
+    f = next(f for f in fields(Settings) if f.name == name)
+    default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    cell = _settings_rows()[name.upper()].strip()
+    if cell.startswith("`"):  # `50`, `data` (Docker: `/data`): read as the setting reads it
+        written = cell.split("`")[1]
+        assert f.metadata["read"](written) == default, cell
+    elif cell.startswith("empty"):
+        assert not default, cell
+
+
+def test_readme_names_every_benchmark() -> None:
+    for script in sorted((ROOT / "bench").glob("bench_*.py")):
+        assert f"bench/{script.name}" in README, script.name
+
+
+def _command_rows() -> list[str]:
+    """The first cell of each row of README's command table."""
+    table = README.split("| command | what it does |", 1)[1].split("\n\n", 1)[0]
+    return [line.split(" | ", 1)[0] for line in table.splitlines() if line.startswith("| `/")]
+
+
+@pytest.mark.parametrize("command", TABLE, ids=lambda c: c.name)
+def test_readme_lists_every_command_with_its_subcommands_and_scope(command: Command) -> None:
+    rows = [row for row in _command_rows() if re.search(rf"`/{command.name}\b", row)]
+    assert rows, f"/{command.name} is not in README's command table"
+    cells = " ".join(rows)
+    for leaf in command.subcommands or (command,):
+        if leaf is not command:
+            assert re.search(rf"\b{leaf.name}\b", cells), f"/{command.name} {leaf.name}"
+        # A row that lists the subcommands alone (`/character import|show|…`) leaves their
+        # options to its own section; any other names `[scope]` where the command takes it.
+        compact = re.search(rf"`/{command.name} \w+\\\|", cells)  # `\|` in a table
+        if SCOPE in leaf.options and not compact:
+            assert "[scope]" in cells, f"/{command.name} {leaf.name}: [scope]"
