@@ -426,13 +426,16 @@ def _one_word(before: str, opt: Option, value: str, body: str, pos: int) -> str:
         words.append(nxt[0])
         pos = nxt[1]
     if _GROUPED.fullmatch(before) and _GROUP.fullmatch(value):  # `1 000`: a number
-        groups = [before, *takewhile(_GROUP.fullmatch, words[1:])]
-        number = " ".join(groups)
-        return (
-            f"{quoted(number)} has a space in it: if it is one number, write it without "
-            f"({''.join(groups)}) or with commas ({','.join(groups)})."
-        )
+        return _spaced_number([before, *takewhile(_GROUP.fullmatch, words[1:])])
     return f"{quoted(' '.join(words))} has a space in it, but `{opt.name}` takes one word."
+
+
+def _spaced_number(groups: list[str]) -> str:
+    """What to say of a number grouped by spaces where a one-word value is asked for."""
+    return (
+        f"{quoted(' '.join(groups))} has a space in it: if it is one number, write it "
+        f"without ({''.join(groups)}) or with commas ({','.join(groups)})."
+    )
 
 
 def _plain(tok: tuple[str, int] | None, options: dict[str, Option]) -> bool:
@@ -613,5 +616,7 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
             raise CommandError(f"`{opt.name}` must be {range_text(opt.min_value, opt.max_value)}.")
         return number
     if opt.kind is Kind.STRING:
+        if " " in text and _GROUPED.fullmatch(text):  # `1 000` as one value (Discord, quoted)
+            raise CommandError(_spaced_number(text.split(" ")))
         return visible_id(unwrapped(text), opt.name)
     return text

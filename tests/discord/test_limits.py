@@ -45,6 +45,18 @@ async def test_a_refused_turn_gets_a_reply_that_deletes_itself(
     assert shown.ephemeral and "0 of 1 messages left for you" in reply_text(shown)
 
 
+async def test_a_limit_grouped_by_spaces_in_one_value_says_how_to_write_it(world: World) -> None:
+    """Discord hands `1 000` over as one value: it was refused as "The value has a space
+    at position 2.", where a typed `/limits set … 1 000` says how to write it."""
+    done = await world.admin.slash(
+        world.channel, "limits", action="set", name="tokens_per_user_day", value="1 000"
+    )
+    said = reply_text(done)
+    assert "`1 000` has a space in it" in said and "(1000) or with commas (1,000)" in said
+    shown = await world.admin.slash(world.channel, "limits")
+    assert "No limits hold here" in reply_text(shown)  # nothing was set
+
+
 async def test_an_allowed_role_chats_and_others_are_ignored(
     world: World, endpoint: FakeOpenAI, core: Any
 ) -> None:
