@@ -34,6 +34,33 @@ def test_readme_gives_each_settings_default_as_the_code_has_it(name: str) -> Non
         assert not default, cell
 
 
+def _ranges() -> list[tuple[str, int | None, int]]:
+    """(setting, lowest, highest) as README's settings table states them: `(100 to
+    10,000,000)`, `at most 36500` (not `at most 1 MB`, nor a count of characters)."""
+    found = []
+    for name, meaning in re.findall(r"^\| `([A-Z0-9_]+)` \|[^|]*\| (.*) \|$", README, re.M):
+        unit = r"(?![\d,]*\s*(?:MB|characters))"
+        for low, high in re.findall(rf"\b(\d[\d,]*) to (\d[\d,]*)\b{unit}", meaning):
+            found.append((name, int(low.replace(",", "")), int(high.replace(",", ""))))
+        for high in re.findall(rf"\bat most (\d[\d,]*)\b{unit}", meaning):
+            found.append((name, None, int(high.replace(",", ""))))
+    return found
+
+
+@pytest.mark.parametrize(("name", "low", "high"), _ranges())
+def test_readme_gives_each_settings_range_as_the_code_has_it(
+    name: str, low: int | None, high: int
+) -> None:
+    read = next(f for f in fields(Settings) if f.name == name.lower()).metadata["read"]
+    read(str(high))
+    with pytest.raises(ValueError):
+        read(str(high + 1))
+    if low is not None:
+        read(str(low))
+        with pytest.raises(ValueError):
+            read(str(low - 1))
+
+
 def test_readme_names_every_benchmark() -> None:
     for script in sorted((ROOT / "bench").glob("bench_*.py")):
         assert f"bench/{script.name}" in README, script.name
