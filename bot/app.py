@@ -452,14 +452,19 @@ def matrix_options(settings: Settings) -> MatrixOptions:
 
 def discord_claims(settings: Settings) -> tuple[list[Claim], str]:
     """What a process serving Discord holds, and what it is called in the log: the bot
-    (by its token's hash), or its shards, each with the bot shared."""
+    (by its token's hash), or its shards, each with the bot shared and its shard count
+    shared only with processes of the same count."""
     token = hashlib.sha256(settings.discord_token.reveal().encode()).hexdigest()[:16]
     bot = f"discord bot {token}"
     ids, count = sorted(set(settings.discord_shard_ids)), settings.discord_shard_count
     if not ids:
         return [Claim(bot)], "this Discord bot"
     shards = [Claim(f"{bot} shard {i} of {count}") for i in ids]
-    return [Claim(bot, shared=True), *shards], f"shard {', '.join(map(str, ids))} of this bot"
+    # Discord sends a guild's messages to every session whose shard matches it under that
+    # session's count: shard 0 of 2 and shard 0 of 3 both answer a sixth of the guilds.
+    counted = Claim(f"{bot} shard count", shared=True, variant=count)
+    what = f"shard {', '.join(map(str, ids))} of this bot"
+    return [Claim(bot, shared=True), counted, *shards], what
 
 
 def matrix_claims(settings: Settings) -> tuple[list[Claim], str]:
@@ -537,11 +542,13 @@ async def _claim(lease: Lease, claims: list[Claim], name: str, what: str) -> Non
                 log.warning("%s: could not claim %s (%s); trying again", name, what, failed)
         else:
             if not waited:
+                counted = any(c.variant is not None for c in claims)
                 log.warning(
-                    "%s: another process serves %s on this database; waiting for it to stop "
-                    "(two would answer every message twice)",
+                    "%s: another process serves %s%s on this database; waiting for it to "
+                    "stop (two would answer every message twice)",
                     name,
                     what,
+                    ", or this bot with another DISCORD_SHARD_COUNT" if counted else "",
                 )
                 waited = True
         await asyncio.sleep(LEASE_RETRY)

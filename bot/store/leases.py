@@ -38,12 +38,22 @@ class Claim:
 
     name: str
     shared: bool = False
+    # A shared claim held only by processes agreeing on it (a Discord bot's shard count:
+    # shard 0 of 2 and shard 0 of 3 both get some guilds' messages): a process with
+    # another variant is refused as if the claim were its alone.
+    variant: int | None = None
 
     @property
     def key(self) -> int:
         """A signed 64-bit number for it: its PostgreSQL advisory lock's key."""
         digest = hashlib.blake2b(self.name.encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big", signed=True)
+
+    @property
+    def key32(self) -> int:
+        """A signed 32-bit number for it: with `variant`, its two-part advisory lock's
+        first key (pg_locks shows the parts apart, so other variants can be found)."""
+        return self.key >> 32
 
 
 class Lease:
@@ -102,22 +112,29 @@ class Lease:
     async def _take_advisory(self, claims: Sequence[Claim]) -> bool:
         if self._conn is None:
             self._conn = await self._engine.connect()
+        conn = self._conn
         taken: list[Claim] = []
         for claim in claims:
-            kind = "_shared" if claim.shared else ""
-            got = await self._conn.scalar(
-                text(f"SELECT pg_try_advisory_lock{kind}(:key)"), {"key": claim.key}
-            )
+            if claim.variant is None:
+                kind = "_shared" if claim.shared else ""
+                got = await conn.scalar(
+                    text(f"SELECT pg_try_advisory_lock{kind}(:key)"), {"key": claim.key}
+                )
+            else:
+                got = await _take_variant(conn, claim)
             if not got:
                 for held in taken:
                     kind = "_shared" if held.shared else ""
-                    await self._conn.execute(
-                        text(f"SELECT pg_advisory_unlock{kind}(:key)"), {"key": held.key}
-                    )
-                await self._conn.commit()
+                    if held.variant is None:
+                        unlock, keys = f"pg_advisory_unlock{kind}(:key)", {"key": held.key}
+                    else:
+                        unlock = "pg_advisory_unlock_shared(:key, :variant)"
+                        keys = {"key": held.key32, "variant": held.variant}
+                    await conn.execute(text(f"SELECT {unlock}"), keys)
+                await conn.commit()
                 return False
             taken.append(claim)
-        await self._conn.commit()  # session locks outlast it; the connection rests idle
+        await conn.commit()  # session locks outlast it; the connection rests idle
         return True
 
     def _take_files(self, claims: Sequence[Claim]) -> bool:
@@ -126,10 +143,20 @@ class Lease:
             return True  # a database in memory, or no flock: one process all the same
         folder.mkdir(mode=0o700, exist_ok=True)
         opened: list[int] = []
+        gates: list[int] = []  # held while the claims are taken, then let go
         try:
             for claim in claims:
-                path = folder / f"{claim.key & (2**64 - 1):016x}"
-                opened.append(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+                name = f"{claim.key & (2**64 - 1):016x}"
+                if claim.variant is not None:
+                    # One process at a time looks for other variants and takes its own.
+                    gates.append(os.open(folder / f"{name}.gate", os.O_RDWR | os.O_CREAT, 0o600))
+                    fcntl.flock(gates[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    mine = f"{name}.{claim.variant}"
+                    for path in folder.glob(f"{name}.*"):
+                        if path.name not in (mine, f"{name}.gate") and _held(path):
+                            raise BlockingIOError
+                    name = mine
+                opened.append(os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o600))
                 kind = fcntl.LOCK_SH if claim.shared else fcntl.LOCK_EX
                 fcntl.flock(opened[-1], kind | fcntl.LOCK_NB)
         except BaseException as err:
@@ -138,6 +165,9 @@ class Lease:
             if isinstance(err, BlockingIOError):
                 return False
             raise
+        finally:
+            for fd in gates:
+                os.close(fd)
         self._files += opened
         return True
 
@@ -185,15 +215,43 @@ async def served(engine: AsyncEngine) -> bool:
     folder = _folder(engine)
     if folder is None or fcntl is None or not folder.is_dir():
         return False
-    for path in folder.iterdir():
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue  # gone meanwhile, or not a claim's file
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # the lock, if this took it, goes with it
+    return any(_held(path) for path in folder.iterdir())
+
+
+async def _take_variant(conn: AsyncConnection, claim: Claim) -> bool:
+    """Hold `claim` shared under its variant, unless a process holds it under another.
+    The two-part lock's parts show in pg_locks (classid, objid; objsubid 2); looking and
+    taking go one process at a time, behind a lock held until this transaction ends."""
+    gate = Claim(f"{claim.name} gate")
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": gate.key})
+    others = await conn.scalar(
+        text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objsubid = 2 AND classid::bigint = :key AND objid::bigint <> :variant "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        {"key": claim.key32 & (2**32 - 1), "variant": claim.variant},
+    )
+    if others:
+        return False
+    return bool(
+        await conn.scalar(
+            text("SELECT pg_try_advisory_lock_shared(:key, :variant)"),
+            {"key": claim.key32, "variant": claim.variant},
+        )
+    )
+
+
+def _held(path: Path) -> bool:
+    """Whether a process holds a lock on this claim's file (SQLite)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # gone meanwhile, or not a claim's file
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # the lock, if this took it, goes with it
     return False

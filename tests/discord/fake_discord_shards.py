@@ -1,7 +1,9 @@
 """The loopback Discord with several guilds and shards: each identify gets READY and
 GUILD_CREATE for the guilds of its shard ((guild_id >> 22) % shard_count, Discord's
-rule), and each guild's events go to its shard's websocket only. For running several
-`chatbot run` processes, one shard each, against one fake."""
+rule, under the count that identify gave), and each guild's events go to the websocket of
+every session whose shard matches it (sessions with another count than the others get
+some guilds' events twice, as on Discord). For running several `chatbot run` processes,
+one shard each, against one fake."""
 
 from __future__ import annotations
 
@@ -41,9 +43,10 @@ def guild_ids(per_shard: int, shard_count: int, start: int = 200_000_000_000_000
 @dataclass
 class ShardedDiscord(FakeDiscord):
     guilds: list[int] = field(default_factory=list)
-    shard_count: int = 2
+    shard_count: int = 2  # what guild_ids laid the guilds out for
     channels_per_guild: int = 2
-    sockets: dict[int, web.WebSocketResponse] = field(default_factory=dict)  # shard → socket
+    # (shard, count) → socket
+    sockets: dict[tuple[int, int], web.WebSocketResponse] = field(default_factory=dict)
     identified_shards: list[tuple[int, int]] = field(default_factory=list)
 
     def channels_of(self, guild_id: int) -> list[int]:
@@ -95,11 +98,8 @@ class ShardedDiscord(FakeDiscord):
                     await ws.close(code=4004, message=b"Authentication failed.")
                     break
                 shard, count = d.get("shard", [0, 1])
-                if count != self.shard_count:
-                    await ws.close(code=4011, message=b"Sharding required.")
-                    break
                 assert int(d.get("intents", 0)) & MESSAGE_CONTENT
-                self.sockets[shard] = ws
+                self.sockets[(shard, count)] = ws
                 self.identified_shards.append((shard, count))
                 mine = [g for g in self.guilds if shard_of(g, count) == shard]
                 ready = self._ready(d)
@@ -136,9 +136,11 @@ class ShardedDiscord(FakeDiscord):
         await ws.send_str(json.dumps(frame))
 
     async def _dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """A guild's event to its shard's socket (the only one that may see it)."""
+        """A guild's event to every socket whose shard matches it under its count."""
         guild = int(data["guild_id"])
-        await self._send(self.sockets[shard_of(guild, self.shard_count)], event, data)
+        for (shard, count), ws in list(self.sockets.items()):
+            if shard_of(guild, count) == shard and not ws.closed:
+                await self._send(ws, event, data)
 
     async def stop(self) -> None:
         for ws in self.sockets.values():

@@ -2,7 +2,8 @@
 Discord with guilds on both shards: every guild is answered by exactly one process, a
 config change is seen at once by the process serving the guild, a server-wide token
 limit shared by two channels holds under a burst, and both processes' usage rows add up
-in /usage and in `chatbot usage export`."""
+in /usage and in `chatbot usage export`. A process started with another shard count than
+those running waits for them to stop."""
 
 from __future__ import annotations
 
@@ -71,6 +72,26 @@ async def _slash(fake: ShardedDiscord, channel_id: int, command: str, /, **optio
     return seen()
 
 
+def _shard_env(
+    fake: ShardedDiscord, model_url: str, url: str, keys: str, data: Path, count: int, ids: str
+) -> dict[str, str]:
+    return bot_env(
+        DISCORD_TOKEN=TOKEN,
+        DISCORD_API_URL=fake.api_url,
+        DISCORD_GATEWAY_URL=fake.gateway_url,
+        DISCORD_SHARD_COUNT=str(count),
+        DISCORD_SHARD_IDS=ids,
+        DATABASE_URL=url,
+        DATA_DIR=str(data),
+        BOT_SECRET_KEYS=keys,
+        ALLOW_PRIVATE_ENDPOINTS="true",
+        DEFAULT_SOURCE="custom",
+        DEFAULT_PROXY_URL=model_url,
+        DEFAULT_MODEL="m-small",
+        LOG_LEVEL="INFO",
+    )
+
+
 async def _usage_rows(url: str) -> dict[str, tuple[int, int]]:
     """server_id → (rows, tokens), straight from the database."""
     engine = create_async_engine(url)
@@ -98,21 +119,8 @@ async def test_two_processes_one_shard_each(tmp_path: Path, postgres_url: str) -
     async with fake_openai(Script(first_token=0.2)) as model:
         try:
             for shard in (0, 1):
-                env = bot_env(
-                    DISCORD_TOKEN=TOKEN,
-                    DISCORD_API_URL=fake.api_url,
-                    DISCORD_GATEWAY_URL=fake.gateway_url,
-                    DISCORD_SHARD_COUNT="2",
-                    DISCORD_SHARD_IDS=str(shard),
-                    DATABASE_URL=postgres_url,
-                    DATA_DIR=str(tmp_path / f"data{shard}"),
-                    BOT_SECRET_KEYS=keys,
-                    ALLOW_PRIVATE_ENDPOINTS="true",
-                    DEFAULT_SOURCE="custom",
-                    DEFAULT_PROXY_URL=model.url_v1,
-                    DEFAULT_MODEL="m-small",
-                    LOG_LEVEL="INFO",
-                )
+                data = tmp_path / f"data{shard}"
+                env = _shard_env(fake, model.url_v1, postgres_url, keys, data, 2, str(shard))
                 bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
                 bots.append(bot)
             for bot in bots:
@@ -204,3 +212,52 @@ async def test_two_processes_one_shard_each(tmp_path: Path, postgres_url: str) -
         )
     assert by_guild == {g: t for g, (_, t) in rows.items()}
     assert {shard_of(int(g), 2) for g in by_guild} == {0, 1}  # both processes wrote rows
+
+
+@pytest.mark.postgres
+async def test_a_process_with_another_shard_count_waits(tmp_path: Path, postgres_url: str) -> None:
+    """Resharding from 2 to 3 with the new process started before the old one stops (as
+    the README says a replacement may be): Discord sends a guild's messages to every
+    session whose shard matches it under its own count, so both processes answered every
+    question, charged and stored twice. The new one waits until the old one stops."""
+    guilds = guild_ids(1, 2)
+    fake = ShardedDiscord(TOKEN, guilds=guilds, shard_count=2)
+    await fake.start()
+    keys = await keygen()
+    channels = [fake.channels_of(g)[0] for g in guilds]
+    async with fake_openai(Script(chunks=["one answer"])) as model:
+        old_env = _shard_env(fake, model.url_v1, postgres_url, keys, tmp_path / "old", 2, "0,1")
+        new_env = _shard_env(fake, model.url_v1, postgres_url, keys, tmp_path / "new", 3, "0,1,2")
+        try:
+            async with await BotProcess.start(
+                tmp_path, old_env, ready_marker="logged in to Discord"
+            ) as old:
+                await old.wait_ready(90)
+                async with await BotProcess.start(
+                    tmp_path, new_env, ready_marker="waiting for it to stop"
+                ) as new:
+                    await new.wait_ready(90)
+                    assert "or this bot with another DISCORD_SHARD_COUNT" in new.log
+                    for c in channels:
+                        await fake.says(c, ALICE, "hello")
+                    await fake.wait_until(lambda: all(_posts(fake, c) for c in channels), 60)
+                    await asyncio.sleep(1.0)  # a second process answering would have by now
+                    assert [len(_posts(fake, c)) for c in channels] == [1, 1]
+                    assert len(model.requests) == 2
+                    assert await old.stop() == 0
+                    for _ in range(150):  # its next try finds the bot free (every 5 s)
+                        if "logged in to Discord" in new.log:
+                            break
+                        await asyncio.sleep(0.1)
+                    assert "the other process stopped; starting" in new.log, new.log[-2000:]
+                    await fake.wait_until(lambda: (2, 3) in fake.identified_shards, 30)
+                    for c in channels:
+                        await fake.says(c, ALICE, "and now?")
+                    await fake.wait_until(
+                        lambda: all(len(_posts(fake, c)) >= 2 for c in channels), 60
+                    )
+                    assert [len(_posts(fake, c)) for c in channels] == [2, 2]
+                    assert await new.stop() == 0
+                    assert "Traceback" not in old.log + new.log
+        finally:
+            await fake.stop()

@@ -855,6 +855,33 @@ async def test_one_process_serves_an_identity(migrated_url: str) -> None:
             await store.close()
 
 
+async def test_processes_split_a_bot_only_by_one_shard_count(migrated_url: str) -> None:
+    """Discord sends a guild's messages to every session whose shard matches it under that
+    session's own count: shard 0 of 2 and shard 0 of 3 both got a sixth of the guilds, and
+    both answered them, though each took only claims of its own. A claim with a variant
+    is shared by the processes agreeing on it and refused to one with another."""
+    a, b, c = [await reopen(migrated_url, KEY_A) for _ in range(3)]
+    first, second, third = a.lease(), b.lease(), c.lease()
+    try:
+        assert await first.take([Claim("bot count", shared=True, variant=2)])
+        assert await second.take([Claim("bot count", shared=True, variant=2)])
+        # Refused with all its claims: the one taken before it is let go again.
+        assert not await third.take([Claim("bot x"), Claim("bot count", shared=True, variant=3)])
+        assert await first.holding([Claim("bot count", shared=True, variant=2)])
+        await first.close()
+        assert not await third.take([Claim("bot count", shared=True, variant=3)])
+        await second.close()  # the last process of the old count ends
+        assert await third.take([Claim("bot x"), Claim("bot count", shared=True, variant=3)])
+        assert await third.holding([Claim("bot x"), Claim("bot count", shared=True, variant=3)])
+        assert not await first.take([Claim("bot count", shared=True, variant=2)])
+        assert not await first.take([Claim("bot x")])
+    finally:
+        for lease in (first, second, third):
+            await lease.close()
+        for store in (a, b, c):
+            await store.close()
+
+
 async def test_a_claim_lost_with_its_connection_is_known_and_free(migrated_url: str) -> None:
     """PostgreSQL keeps advisory locks only while the connection they were taken on lives:
     a restart or a dropped network lets them go, unsaid, and another process may take
