@@ -302,9 +302,12 @@ def _help_on(
     named = next((c for c in table if c.name == words[0].removeprefix(prefix)), None)
     if named is None:
         word = first[0].lower().removeprefix(prefix)
-        topics = next((o.choices for c in table if c.name == "help" for o in c.options), ())
+        own = {o.name: o for c in table if c.name == "help" for o in c.options}
+        topics = next((o.choices for o in own.values() if o.kind is Kind.CHOICE), ())
         if word in topics or word in HELP_WORDS:  # `/help ?`: /help's own usage
             return
+        if not _plain(first, own) or _misnamed(first[0], own) is not None:
+            return  # `/help topic:openai`, as its usage line writes it: /help's own option
         names = [c.name for c in table]
         raise CommandError(
             f"{quoted(first[0])} is neither a source nor a command."

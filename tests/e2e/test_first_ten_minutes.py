@@ -621,6 +621,16 @@ def test_help_on_a_console_command_or_an_unknown_word_says_what_help_takes(
     assert "Did you mean" not in klingon and "not a valid topic" not in s.stdout, s.stdout
 
 
+def test_help_with_its_option_named_shows_that_source(tmp_path: Path) -> None:
+    """Review: `/help topic:openai`, as /help's own usage line writes it, was called
+    "neither a source nor a command"."""
+    s = run_console(tmp_path, [["/help openai"], ["/help topic:openai"], ["/help topic openai"]])
+    source = s.reply("/help openai")
+    assert "neither a source nor a command" not in source, source
+    assert s.reply("/help topic:openai") == s.reply("/help topic openai") == source
+
+
+
 def test_a_left_out_action_is_named_not_the_value_after_it(tmp_path: Path) -> None:
     """`/limits tokens_per_user_day 5` (no `set`) said "`5` is not a valid action", and
     `/access user bob` (no `allow`) "`bob` is not a valid action": the value blamed was
