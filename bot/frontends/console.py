@@ -69,8 +69,8 @@ def _own_help(words: list[str]) -> str | None:
     """The line of a console command of its own (/attach, /quit, /exit) that `words`
     ask for, as `/help attach` or `/attach help` (and `/model help`) ask; None when they
     ask for none (the core's commands have their help in the table)."""
-    if len(words) < 2:
-        return None
+    if len(words) < 2 or not words[0].startswith("/"):
+        return None  # `attach help` without its `/` is a chat line, as any other
     first, rest = words[0].lower(), words[1].strip().lower()
     if first == "/help":
         return CONSOLE_COMMANDS.get(rest.removeprefix("/"))

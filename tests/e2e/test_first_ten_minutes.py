@@ -630,6 +630,15 @@ def test_help_with_its_option_named_shows_that_source(tmp_path: Path) -> None:
     assert s.reply("/help topic:openai") == s.reply("/help topic openai") == source
 
 
+def test_a_chat_line_with_a_console_command_s_word_is_chat(tmp_path: Path) -> None:
+    """Review: the chat line `attach help` (no `/`) printed /attach's help, `quit ?` that
+    of /quit, instead of going to the model as `hello` does."""
+    s = run_console(tmp_path, [["hello"], ["attach help"], ["quit ?"], ["/attach help"]])
+    chat = s.reply("hello")
+    assert "/attach" not in chat and "Leave" not in chat, chat
+    assert s.reply("attach help") == s.reply("quit ?") == chat, s.stdout
+    assert s.reply("/attach help").startswith("/attach <path> — ")
+
 
 def test_a_left_out_action_is_named_not_the_value_after_it(tmp_path: Path) -> None:
     """`/limits tokens_per_user_day 5` (no `set`) said "`5` is not a valid action", and
