@@ -840,6 +840,25 @@ def test_a_disguised_address_as_a_links_text_is_written_out(
     assert not (html.startswith("<a") and shown == address), (text, html)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "goo\u034fgle.com",  # a combining grapheme joiner (Mn, not Cf): shows nothing
+        "google\ufe0f.com",  # a variation selector
+        "pay\U000e0100pal.com/login",  # one of the supplement's
+        "google\u3002com",  # an ideographic full stop: IDNA's dot, google.com
+        "bank\uff0eexample/signin",  # a fullwidth one
+    ],
+)
+def test_an_address_behind_any_character_that_shows_nothing_is_written_out(text: str) -> None:
+    """Review: the rule left out format characters (Cf) alone, so a combining grapheme
+    joiner or a variation selector inside `google.com` (which show nothing, Mn) still
+    made a link showing google.com and opening another host; so did `google。com`, which
+    IDNA, and a browser, read as google.com."""
+    html = markdown_to_html(f"[{text}](https://evil.example/x)")
+    assert not html.startswith("<a"), html
+
+
 def test_a_dotted_name_or_the_same_host_in_its_own_script_stays_a_link() -> None:
     """Every dotted word read as a host name: answers' `[Node.js](https://nodejs.org)`,
     `[os.path.join](https://docs.python.org/…)` or `[pandas.DataFrame](…)` were written

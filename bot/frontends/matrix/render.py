@@ -79,13 +79,21 @@ def _misleading(text: str, url: str) -> bool:
 
 
 _TAG = re.compile(r"<[^>]*>")
+# What shows nothing but is no format character (Cf): Unicode's other default-ignorable
+# code points (the combining grapheme joiner, variation selectors, Hangul fillers).
+_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+# The full stops a host name may be written with (IDNA reads `google。com` as google.com).
+_DOTS = str.maketrans("\u3002\uff0e\uff61", "...")
 
 
 def _shown(rendered: str) -> str:
     """What a link's rendered text shows: its tags and escapes read (`google\\.com`,
     `goo**gle.com**` show `google.com`), characters that show nothing (a zero-width
-    space, a soft hyphen, a direction mark) left out, its blanks as spaces."""
-    text = html.unescape(_TAG.sub("", rendered))
+    space, a soft hyphen, a direction mark, a variation selector) left out, its blanks
+    as spaces, a full stop of another width as a dot."""
+    text = _IGNORABLE.sub("", html.unescape(_TAG.sub("", rendered))).translate(_DOTS)
     return " ".join("".join(c for c in text if unicodedata.category(c) != "Cf").split())
 
 
