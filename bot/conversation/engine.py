@@ -807,6 +807,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                         max_chars=self._limits.max_answer_chars,
                         start=continuing.content if continuing else "",
                         prefix=prefix,
+                        server=ref.has_server,
                     )
             finally:
                 if self._running.get(ref) is running:

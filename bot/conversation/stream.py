@@ -249,12 +249,14 @@ async def stream_answer(
     max_chars: int,
     start: str = "",
     prefix: str = "/",
+    server: bool = True,
 ) -> Outcome:
     """Stream the answer into the sink; a fault, a stop or a limit keeps what arrived.
 
     `start` is text already shown that the new text continues (a continued answer). An
     answer the model ended at its length limit or a content filter says so (`prefix`:
-    the platform's, for the commands it names).
+    the platform's, for the commands it names; `server`: whether the channel has a
+    server, whose value they may name).
     """
     split = ThinkSplitter(continuing=bool(start))
     answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
@@ -308,7 +310,7 @@ async def stream_answer(
         if isinstance(err, ContextTooLong | EmptyStream):
             out.error += f" {_LESS_CONTEXT.format(p=prefix)}"
         elif isinstance(err, BadRequest):
-            out.error += _named_settings_step(err, request, prefix)
+            out.error += _named_settings_step(err, request, prefix, server)
     except Exception as err:  # a bug (reading an odd stream, say): what arrived is kept
         log.error("an answer failed while it was written: %s", failure(err))
         out.state, out.failed = TurnState.STOPPED, True
@@ -350,7 +352,9 @@ _FILTERED = frozenset({"content_filter", "refusal"})
 _TOOLS = frozenset({"tool_calls", "tool_use", "function_call"})
 
 
-def _named_settings_step(err: ProviderError, request: ChatRequest, prefix: str) -> str:
+def _named_settings_step(
+    err: ProviderError, request: ChatRequest, prefix: str, server: bool
+) -> str:
     """The command for each setting sent that a refusal names (`'temperature' does not
     support 0.7`, Mistral's `random_seed: …`): the provider knows its fields, not ours.
     Words naming more than two are an echo of the request (a proxy's dump), not a
@@ -363,8 +367,9 @@ def _named_settings_step(err: ProviderError, request: ChatRequest, prefix: str) 
     if not named or len(named) > 2:
         return ""
     # A channel's `default` leaves the server's or the operator's value: /settings says
-    # where each comes from.
-    where = f"(scope:server for the server's; {prefix}settings says where it is set)"
+    # where each comes from. Where there is no server, scope:server is refused.
+    server_s = "scope:server for the server's; " if server else ""
+    where = f"({server_s}{prefix}settings says where it is set)"
     if len(named) == 1:
         (name,) = named
         return (

@@ -210,6 +210,28 @@ async def test_a_refusal_naming_a_setting_sent_says_which_under_its_own_name(
     assert sink.error.endswith("stop sequences)." + step), sink.error
 
 
+async def test_a_refused_setting_where_there_is_no_server_names_no_server_scope(
+    harness: Harness,
+) -> None:
+    """Review: in a Matrix room (no server) the step said `scope:server for the server's`,
+    which that room refuses ("There is no server here")."""
+    room = ChannelRef(Platform.MATRIX, channel_id="!room:example.org")
+    await configure_fake(harness, room, temperature=0.5)
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(f"{FAKE}/chat/completions").mock(
+            return_value=httpx.Response(
+                400, json={"error": {"message": "'temperature' does not support 0.5"}}
+            )
+        )
+        sink = await ask(harness, "hi", ref=room)
+    assert sink.error is not None and "scope:server" not in sink.error, sink.error
+    assert sink.error.endswith(
+        " The setting it names is temperature: an admin removes it with !params temperature "
+        "default (!settings says where it is set), or sets another value with !params "
+        "temperature <value>."
+    ), sink.error
+
+
 @pytest.mark.llamacpp
 async def test_real_model_streams_an_answer(harness: Harness, llamacpp_peer: LlamaCppPeer) -> None:
     await harness.store.update_config(
