@@ -20,7 +20,7 @@ class RedactingFilter(logging.Filter):
         try:
             message = record.getMessage()
         except Exception:  # `%s` without its value (a library's slip): raised into its caller
-            message = f"{record.msg} {record.args!r}"  # its words and values, as they came
+            message = _as_it_came(record)
             record.msg, record.args = message, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -30,6 +30,18 @@ class RedactingFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True
+
+
+def _as_it_came(record: logging.LogRecord) -> str:
+    """A record whose message cannot be made: its words and values as they came, or as
+    much of them as can be shown (a value whose repr fails too)."""
+    try:
+        return f"{record.msg} {record.args!r}"
+    except Exception:
+        try:
+            return f"{record.msg} (its values could not be shown)"
+        except Exception:
+            return f"a log line from {record.name} that could not be shown"
 
 
 class _QuietFileHandler(logging.handlers.RotatingFileHandler):

@@ -57,6 +57,24 @@ def test_a_malformed_log_call_is_logged_not_raised_into_its_caller(
     assert "sent %s to %s" in caplog.text and "abcdefghijklmnop1234" not in caplog.text
 
 
+def test_a_log_call_whose_values_cannot_be_shown_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review: the fallback for a malformed call showed the values' repr, which can fail
+    too (an object whose str and repr raise): raised into the code that logged."""
+
+    class Unshowable:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    caplog.handler.addFilter(RedactingFilter())
+    logging.getLogger("test.redact").warning("got %s", Unshowable())
+    assert "got %s (its values could not be shown)" in caplog.text
+
+
 def test_secret_value_never_shows_itself() -> None:
     s = SecretValue("sk-shown-nowhere-123")
     assert "sk-shown" not in repr(s) + str(s) + f"{s}" + repr([s]) + repr({"k": s})
