@@ -136,3 +136,34 @@ async def test_custom_endpoint_then_its_key_in_a_dm_then_chat(
     assert saved_answers == [peer.mock_text]
     assert w.alice.shown_text(event_id).strip() == peer.mock_text
     assert "⚠️" not in w.alice.shown_text(event_id)
+
+
+@pytest.mark.parametrize(
+    ("typed", "line"),
+    [
+        ("proxy password", "!proxy password <password>"),
+        ("key set custom", "!key set <openai|claude|mistral|custom> <key>"),
+    ],
+)
+async def test_a_secret_command_for_a_room_without_its_secret_shows_the_line_with_the_room(
+    world: World, typed: str, line: str
+) -> None:
+    """Matrix probe: `!proxy password room:!group` in a direct chat answered with the usage
+    line alone (`!proxy password <password>`); sent as shown, the password was the direct
+    chat's own, and the group still had none."""
+    w = world
+    bot = w.bot.user_id
+    room_id = await _group_room(w)
+    dm = await _direct_chat(w)
+    answer = await w.alice.command(dm, bot, f"!{typed} room:{room_id}")
+    assert f"`{line} room:{room_id}`" in answer, answer
+    assert answer.startswith("[") and "Missing the" in answer, answer  # names the room
+    # A member who may not set it is told that, not how to send it.
+    bob_dm = await w.bob.create_room([bot], direct=True)
+    await w.bob.wait_joined(bob_dm, bot)
+    answer = await w.bob.command(bob_dm, bot, f"!{typed} room:{room_id}")
+    assert "Only admins of this room" in answer and "room:" not in answer, answer
+    # Another refusal's usage line names the room too.
+    answer = await w.alice.command(dm, bot, f"!key set room:{room_id}")
+    assert "Missing `source`" in answer, answer
+    assert answer.endswith(f"!key set <openai|claude|mistral|custom> <key> room:{room_id}"), answer

@@ -38,6 +38,7 @@ from bot.frontends.matrix.decide import (
 from bot.frontends.matrix.secret_commands import (
     carries_secret,
     may_hold_secret,
+    missing_secret,
     scrub_reply,
     split_target,
     takes_secret,
@@ -668,6 +669,20 @@ class MessageHandler:
         # A key set in a direct chat for itself is its owner's; one set with room: is the
         # named room's (as a group's: its admin chose it for the room), however few are in it.
         personal = target_room is room and _private(room)
+        named = targeted.target if targeted else ""
+        missing = missing_secret(inv, self._core.table, self.prefix) if named else None
+        if missing is not None:
+            # Its usage line alone, followed, set the direct chat's secret instead (Matrix
+            # probe): the line names the room too.
+            name, line = missing
+            with_room = f"{line} room:{named}"
+            refusal = self._core.refusal(ref, actor, inv)
+            if refusal is not None:
+                return f"{label}{refusal.text.replace(line, with_room)}"
+            return (
+                f"{label}Missing the {name}: send it with the command, in one message: "
+                f"`{with_room}`"
+            )
         return _Prepared(ref, actor, inv, label, personal=personal)
 
     async def _send_file(self, msg: Message, file: ReplyFile) -> None:

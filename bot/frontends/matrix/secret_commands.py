@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.commands import Command, Invocation
 from bot.commands.parse import CommandError, asks_secret, looks, parse
 from bot.commands.router import find
+from bot.commands.spec import usage
 from bot.types import Platform, SecretValue
 from bot.types.secrets import CREDENTIAL_WORDS, holds_key, redact
 
@@ -54,6 +55,18 @@ def takes_secret(inv: Invocation, table: tuple[Command, ...]) -> bool:
     not `!proxy set`, whose password may follow the URL)."""
     command = find(table, inv.path)
     return command is not None and any(o.secret and o.required for o in command.options)
+
+
+def missing_secret(
+    inv: Invocation, table: tuple[Command, ...], prefix: str
+) -> tuple[str, str] | None:
+    """A command that takes a secret, typed without it: the secret's name and the
+    command's usage line as a refusal shows it on Matrix (None: it has it, or takes none)."""
+    command = find(table, inv.path)
+    if command is None or carries_secret(inv) or not takes_secret(inv, table):
+        return None
+    secret = next(o for o in command.options if o.secret and o.required)
+    return secret.name, usage(inv.path, command, prefix, server=False, platform=Platform.MATRIX)
 
 
 def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
