@@ -593,6 +593,26 @@ def test_a_key_typed_in_the_wrong_place_is_scrubbed_from_the_reply() -> None:
     assert scrub_reply("refused: Straße123.", text, TABLE, "!") == "refused: ****."
 
 
+def test_the_commands_own_option_words_stay_in_a_scrubbed_reply() -> None:
+    """Matrix probe: `!key set custom <key> scope:server room:!g` in a direct chat was
+    answered "leave out `****` to set it for this room": the scope option, quoted back,
+    was taken for a secret. The key itself still goes."""
+    text = "!key set custom hunter2hunter2 scope:server room:!g"
+    reply = "There is no server here; leave out `scope:server` (hunter2hunter2)."
+    assert scrub_reply(reply, text, TABLE, "!") == (
+        "There is no server here; leave out `scope:server` (****)."
+    )
+    text = "!proxy set http://h:1/v1 hunter22 scope:channel bypass:on"
+    for words in ("scope:channel", "scope:room"):
+        assert scrub_reply(f"`{words}`", text.replace("scope:channel", words), TABLE, "!") == (
+            f"`{words}`"
+        )
+    assert scrub_reply("`bypass:on`", "!connect bypass:on hunter22", TABLE, "!") == "`bypass:on`"
+    # An option's name with a value that is none of its choices may be the secret.
+    text = "!proxy password scope:hunter2pass"
+    assert scrub_reply("`scope:hunter2pass`", text, TABLE, "!") == "`****`"
+
+
 def test_nio_never_logs_the_events_it_finds_malformed() -> None:
     """nio's warning for a malformed event quotes it whole: a password typed in it."""
     quiet_nio()

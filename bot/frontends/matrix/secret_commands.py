@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bot.commands import Command, Invocation
 from bot.commands.parse import CommandError, asks_secret, looks, parse
 from bot.commands.router import find
-from bot.commands.spec import usage
+from bot.commands.spec import SWITCH_WORDS, Kind, usage
 from bot.types import Platform, SecretValue
 from bot.types.secrets import CREDENTIAL_WORDS, holds_key, redact
 
@@ -93,14 +93,12 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
         return False
     # Exactly the commands' own words (a source, a subcommand), however spelt: a typo's
     # near miss is no proof (`monkey` is close to `key`, `master` to `mistral`).
-    known = _table_words(table) | _SCOPES
+    known = _table_words(table)
     words = body.strip().removeprefix(prefix).split()[1:]
     return len(words) > _MOST_WORDS or any(looks(w) not in known for w in words)
 
 
 _MOST_WORDS = 20  # more after a key command's name: as good as holding one
-# The scope option as typed (`!proxy password scope:server`): the commands' own words too.
-_SCOPES = frozenset({"scope:server", "scope:room", "scope:channel"})
 
 
 # Each of these is tried once per run of the characters it scans, never again from
@@ -180,10 +178,16 @@ _SUSPECT_LEN = 6
 
 
 def _table_words(table: tuple[Command, ...]) -> set[str]:
+    """The commands' own words: names, choices, and a choice with its option's name as
+    typed (`scope:server`, `bypass:on`), which a reply may quote back."""
     words: set[str] = set()
     for command in table:
         words.add(command.name)
         words.update(_table_words(command.subcommands))
         for option in command.options:
-            words.update(option.choices, option.shown_choices(Platform.MATRIX))
+            choices = {*option.choices, *option.shown_choices(Platform.MATRIX)}
+            words.update(choices)
+            if option.kind is Kind.SWITCH:
+                choices.update(SWITCH_WORDS)
+            words.update(f"{option.name}:{choice}" for choice in choices)
     return words
