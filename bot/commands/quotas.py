@@ -111,7 +111,7 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             f"{name.value} is the server's budget: add scope:server (server admins)."
         )
     try:
-        value = parse_value(str(args["value"]))
+        value = parse_value(str(args["value"]), ctx.ref.platform)
     except LimitError as err:
         raise CommandError(str(err)) from None
     where = _where(scope, ctx.ref.platform)

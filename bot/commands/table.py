@@ -29,7 +29,7 @@ TABLE: tuple[Command, ...] = (
             Option(
                 "source",
                 Kind.CHOICE,
-                "which source (`default`: the server's or the operator's)",
+                "which source (`default`: {follows})",
                 choices=(*SOURCES, DEFAULT),
             ),
             SCOPE,
@@ -104,7 +104,7 @@ TABLE: tuple[Command, ...] = (
             Option(
                 "bypass",
                 Kind.SWITCH,
-                "on: chat even when the check fails; default: the server's or operator's",
+                "on: chat even when the check fails; default: {follows}",
                 required=False,
             ),
             SCOPE,
@@ -138,7 +138,7 @@ TABLE: tuple[Command, ...] = (
                     Option(
                         "state",
                         Kind.SWITCH,
-                        "on (if left out), off, or default: the server's or operator's",
+                        "on (if left out), off, or default: {follows}",
                         required=False,
                     ),
                     SCOPE,
@@ -155,7 +155,7 @@ TABLE: tuple[Command, ...] = (
             Option(
                 "id",
                 Kind.STRING,
-                "model id (`default`: the server's or the operator's)",
+                "model id (`default`: {follows})",
                 autocomplete="models",
                 max_length=MODEL_ID_CHARS,
             ),
@@ -171,8 +171,7 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "system",
-        "Set the system prompt (`none`: none, `default`: the server's or operator's); "
-        "alone: show it.",
+        "Set the system prompt (`none`: none, `default`: {follows}); alone: show it.",
         (
             Option(
                 "prompt",
@@ -194,7 +193,7 @@ TABLE: tuple[Command, ...] = (
             Option(
                 "text",
                 Kind.TEXT,
-                "the prompt, `none` (none here) or `default` (the server's or the operator's)",
+                "the prompt, `none` (none here) or `default` ({follows})",
                 required=False,
                 max_length=SYSTEM_PROMPT_CHARS,
             ),
@@ -223,7 +222,7 @@ TABLE: tuple[Command, ...] = (
                     Option(
                         "mode",
                         Kind.CHOICE,
-                        "mention, always, or default (the server's or the operator's)",
+                        "mention, always, or default ({follows})",
                         choices=(*REPLY_MODES, DEFAULT),
                     ),
                     SCOPE,

@@ -32,14 +32,23 @@ class Platform(StrEnum):
         elsewhere. The one place the word is chosen."""
         return "room" if self is Platform.MATRIX else "channel"
 
+    @property
+    def follows(self) -> str:
+        """Whose value a `default` takes: a server's, where there are servers (Matrix rooms
+        and the console have none), else the operator's."""
+        return "the server's or the operator's" if self is Platform.DISCORD else "the operator's"
+
     def said(self, text: str) -> str:
-        """A shared text (a command's help, a choice) with PLACE in this platform's word."""
-        return text.replace(PLACE, self.place)
+        """A shared text (a command's help, a choice) with PLACE in this platform's word
+        and FOLLOWS in whose value `default` takes here."""
+        return text.replace(PLACE, self.place).replace(FOLLOWS, self.follows)
 
 
 # In a text every platform shares (the command table's help, written `this {place}`):
 # where Platform.said puts the platform's word for the place people chat ("room" on Matrix).
 PLACE = "{place}"
+# Likewise `default: {follows}`: the server's or the operator's, or on Matrix the operator's.
+FOLLOWS = "{follows}"
 
 
 class Source(StrEnum):

@@ -81,7 +81,9 @@ class LimitError(ValueError):
     """A value a person typed that is no limit; the message says what would be."""
 
 
-def parse_value(text: str) -> int | Literal["default"] | None:
+def parse_value(
+    text: str, platform: Platform = Platform.DISCORD
+) -> int | Literal["default"] | None:
     """A whole number 0 … 10^12 (`1,000` and `1 000` read as 1000, as /params reads them:
     parse_whole_number), `off`, or `default`."""
     cleaned = text.strip().lower()
@@ -95,7 +97,7 @@ def parse_value(text: str) -> int | Literal["default"] | None:
         hint = "" if negative or number is not None else decimal_hint(cleaned, whole=True)
         raise LimitError(
             f"{quoted(text, 40)} is not a limit: give a whole number from 0 to {MAX_VALUE:,}, "
-            f"`{OFF}` (no limit here) or `{DEFAULT}` (the server's or operator's).{hint}"
+            f"`{OFF}` (no limit here) or `{DEFAULT}` ({platform.follows}).{hint}"
         )
     return number
 

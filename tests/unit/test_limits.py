@@ -89,9 +89,9 @@ def test_junk_is_no_limit(text: str) -> None:
     [
         ("1.000", "If the dot separates thousands, write 1000."),
         ("\u0661\u0660\u0660", "Write it with the digits 0-9: 100."),
-        ("-1", "(the server's or operator's)."),
-        ("\u2212" + "1", "(the server's or operator's)."),  # no hint to write it -1
-        ("9" * 14, "(the server's or operator's)."),
+        ("-1", "(the server's or the operator's)."),
+        ("\u2212" + "1", "(the server's or the operator's)."),  # no hint to write it -1
+        ("9" * 14, "(the server's or the operator's)."),
     ],
 )
 def test_a_limit_refused_says_how_to_write_it_as_params_does(typed: str, said: str) -> None:

@@ -10,6 +10,7 @@ from bot.commands.parse import CommandError, asks_secret, parse, plain_prefix
 from bot.commands.router import bind, find
 from bot.commands.spec import secret_prompt, walk
 from bot.types import Platform, SecretValue
+from bot.usage.limits import LimitError, parse_value
 
 
 def test_simple_and_subcommand() -> None:
@@ -430,6 +431,31 @@ def test_the_table_says_each_platforms_word_for_where_people_chat(platform: Plat
     assert usage is not None
     scope = usage.options[0]
     assert scope.shown_choices(platform) == ("me", platform.place, "server")
+
+
+@pytest.mark.parametrize("platform", list(Platform))
+def test_default_is_said_to_take_the_servers_value_only_where_there_are_servers(
+    platform: Platform,
+) -> None:
+    """Matrix probe: `!model` alone said "`default`: the server's or the operator's" in a
+    room, where there is no server (the reply to `!model default` then said "the
+    operator's"); so did `!help`, `!system` and a refused limit."""
+    follows = "the server's or the operator's" if platform is Platform.DISCORD else "the operator's"
+    shown = help_text(TABLE, "!", platform=platform)
+    assert f"`default`: {follows})" in shown and "{" not in shown
+    model = find(TABLE, ("model",))
+    assert model is not None
+    with pytest.raises(CommandError) as refused:
+        bind(model, parse("!model", TABLE, "!", platform=platform), "!", platform=platform)
+    assert f"model id (`default`: {follows})" in str(refused.value), refused.value
+    with pytest.raises(LimitError) as refused_limit:
+        parse_value("-1", platform)
+    assert str(refused_limit.value).endswith(f"`default` ({follows}).")
+    if platform is not Platform.DISCORD:
+        for _, command in walk(TABLE):
+            for opt in command.options:
+                assert "server's or" not in opt.help_on(platform), opt.help_on(platform)
+            assert "server's or" not in command.help_on(platform), command.help_on(platform)
 
 
 @pytest.mark.parametrize("platform", list(Platform))
