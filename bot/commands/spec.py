@@ -143,7 +143,7 @@ def walk(commands: tuple[Command, ...]) -> Iterator[tuple[tuple[str, ...], Comma
 SCOPE = Option(
     "scope",
     Kind.CHOICE,
-    "{place} (default) or server-wide (server admins)",
+    "{place} (default){server: or server-wide (server admins)}",
     required=False,
     choices=(HERE, "server"),
 )

@@ -233,7 +233,7 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "character",
-        "A SillyTavern character card that answers in this {place} (or server).",
+        "A SillyTavern character card that answers in this {place}{server: (or server)}.",
         subcommands=(
             Command(
                 "import",
@@ -248,13 +248,13 @@ TABLE: tuple[Command, ...] = (
             ),
             Command(
                 "clear",
-                "Remove the character (the server's, if any, answers again).",
+                "Remove the character{server: (the server's, if any, answers again)}.",
                 (SCOPE,),
                 handler=ch.character_clear,
             ),
             Command(
                 "none",
-                "No character in this {place}, even if the server has one.",
+                "No character in this {place}{server:, even if the server has one}.",
                 handler=ch.character_none,
             ),
             Command(
@@ -281,7 +281,7 @@ TABLE: tuple[Command, ...] = (
         subcommands=(
             Command(
                 "import",
-                "Apply a preset's samplers and prompts to this {place} (or server).",
+                "Apply a preset's samplers and prompts to this {place}{server: (or server)}.",
                 (_file_opt("the preset (JSON)"), SCOPE),
                 handler=ch.preset_import,
             ),
@@ -328,12 +328,12 @@ TABLE: tuple[Command, ...] = (
     Command("reset", "Forget this {place}'s conversation history.", ordered=True, handler=h.reset),
     Command(
         "usage",
-        "Tokens used (and estimated cost): yours, this {place}'s or the server's.",
+        "Tokens used (and estimated cost): yours or this {place}'s{server: (or the server's)}.",
         (
             Option(
                 "scope",
                 Kind.CHOICE,
-                "me (default for non-admins), {place} (admins' default) or server",
+                "me (non-admins' default), {place} (admins' default){server:, server}",
                 required=False,
                 choices=usage_report.SCOPES,
             ),

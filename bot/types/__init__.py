@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,15 +34,25 @@ class Platform(StrEnum):
         return "room" if self is Platform.MATRIX else "channel"
 
     @property
+    def has_servers(self) -> bool:
+        """Whether its places belong to servers (Discord's guilds; Matrix rooms and the
+        console have none)."""
+        return self is Platform.DISCORD
+
+    @property
     def follows(self) -> str:
-        """Whose value a `default` takes: a server's, where there are servers (Matrix rooms
-        and the console have none), else the operator's."""
-        return "the server's or the operator's" if self is Platform.DISCORD else "the operator's"
+        """Whose value a `default` takes: a server's, where there are servers, else the
+        operator's."""
+        return "the server's or the operator's" if self.has_servers else "the operator's"
 
     def said(self, text: str) -> str:
-        """A shared text (a command's help, a choice) with PLACE in this platform's word
-        and FOLLOWS in whose value `default` takes here."""
-        return text.replace(PLACE, self.place).replace(FOLLOWS, self.follows)
+        """A shared text (a command's help, a choice) with PLACE in this platform's word,
+        FOLLOWS in whose value `default` takes here, and each `{server:…}` part kept only
+        where there are servers."""
+        text = text.replace(PLACE, self.place).replace(FOLLOWS, self.follows)
+        if SERVER_ONLY_OPEN in text:
+            text = _SERVER_ONLY.sub(r"\1" if self.has_servers else "", text)
+        return text
 
 
 # In a text every platform shares (the command table's help, written `this {place}`):
@@ -49,6 +60,9 @@ class Platform(StrEnum):
 PLACE = "{place}"
 # Likewise `default: {follows}`: the server's or the operator's, or on Matrix the operator's.
 FOLLOWS = "{follows}"
+# And `{server: (or server)}`: words said only on a platform with servers.
+SERVER_ONLY_OPEN = "{server:"
+_SERVER_ONLY = re.compile(r"\{server:([^{}]*)\}")
 
 
 class Source(StrEnum):

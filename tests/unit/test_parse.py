@@ -459,6 +459,24 @@ def test_default_is_said_to_take_the_servers_value_only_where_there_are_servers(
 
 
 @pytest.mark.parametrize("platform", list(Platform))
+def test_a_help_text_speaks_of_servers_only_where_there_are_servers(platform: Platform) -> None:
+    """Matrix probe: `!help` in a room said "(or server)", "even if the server has one",
+    "yours, this room's or the server's": a room has no server."""
+    texts = [
+        text
+        for _, command in walk(TABLE)
+        for text in (command.help_on(platform), *(o.help_on(platform) for o in command.options))
+    ]
+    assert not [t for t in texts if "{" in t]  # every part said, none left as written
+    speaks = [t for t in texts if "server" in t]
+    if platform.has_servers:
+        assert "me (non-admins' default), channel (admins' default), server" in speaks
+        assert "Apply a preset's samplers and prompts to this channel (or server)." in speaks
+    else:
+        assert speaks == [], speaks
+
+
+@pytest.mark.parametrize("platform", list(Platform))
 @pytest.mark.parametrize("typed", ["room", "channel", "ROOM"])
 def test_the_scope_is_taken_in_either_platforms_word(platform: Platform, typed: str) -> None:
     for line, path in ((f"/usage {typed}", ("usage",)), (f"/model x scope:{typed}", ("model",))):
