@@ -188,17 +188,17 @@ def js_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-_ROLES = ("system", "user", "assistant")  # SillyTavern's extension_prompt_roles 0, 1, 2
+ROLES = ("system", "user", "assistant")  # SillyTavern's extension_prompt_roles 0, 1, 2
 
 
 def role_of(value: object) -> str:
     """A note's role by name or SillyTavern's number (compared with `==`: "1" is 1);
     system when it is neither."""
-    if isinstance(value, str) and value in _ROLES:
+    if isinstance(value, str) and value in ROLES:
         return value
     number = None if isinstance(value, bool) else js_number(value)
     if number is not None and number in (0, 1, 2):
-        return _ROLES[int(number)]
+        return ROLES[int(number)]
     return "system"
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.characters.card import parse_json
-from bot.characters.model import CardError
+from bot.characters.model import MAX_NOTE_DEPTH, ROLES, CardError
 from bot.types.text import clean_text
 
 MAX_PRESET_BYTES = 1024 * 1024
@@ -351,8 +351,6 @@ def _not_sent(prompts: object, enabled: Mapping[str, bool] | None) -> tuple[str,
 # at position 1 is not sent in its place in the order but among the chat messages,
 # `injection_depth` (0 to 1000) from the end, as its role.
 _ABSOLUTE = 1
-_MAX_INJECTION_DEPTH = 1000
-_ROLES = ("system", "user", "assistant")
 # Where ours go relative to the chat history (SillyTavern's default order): before it
 # (main, nsfw) or after it (jailbreak).
 _AFTER_HISTORY = frozenset({"jailbreak"})
@@ -395,9 +393,7 @@ def _placed(
         depth = _js_integer(prompt.get("injection_depth"))
         how: list[str] = []
         absolute = _js_integer(prompt.get("injection_position")) == _ABSOLUTE
-        if absolute and (
-            role not in _ROLES or depth is None or not 0 <= depth <= _MAX_INJECTION_DEPTH
-        ):
+        if absolute and (role not in ROLES or depth is None or not 0 <= depth <= MAX_NOTE_DEPTH):
             said.append(f"`{identifier}` never (its in-chat depth or role is not one it sends)")
             continue
         if absolute:
