@@ -36,7 +36,11 @@ def _scope(ctx: CommandContext, args: dict[str, Any]) -> Scope:
 
 def _names(ctx: CommandContext) -> str:
     """The limits one can set here: a server's budget only where there is a server."""
-    return ", ".join(n for n in NAMES if ctx.ref.has_server or not SPECS[LimitName(n)].server_only)
+    return ", ".join(
+        ctx.ref.platform.named(n)
+        for n in NAMES
+        if ctx.ref.has_server or not SPECS[LimitName(n)].server_only
+    )
 
 
 def _set_usage(ctx: CommandContext) -> str:
@@ -66,7 +70,7 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     for name, value in held.items():
         origin = said.get(value.origin, value.origin)
         about = SPECS[name].about(ctx.ref.platform, ctx.ref.has_server)
-        lines.append(f"  {name.value} = {value.value:,} ({origin}) — {about}")
+        lines.append(f"  {ctx.ref.platform.named(name)} = {value.value:,} ({origin}) — {about}")
     counts = await ctx.store.quotas.counts(ctx.ref, ctx.actor.id, datetime.now(UTC))
     lines.append("Your allowance:")
     lines += [
@@ -80,7 +84,7 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         # The smaller of a channel's and its server's holds: raising the channel's
         # cannot lift a server's, and a server's budget is set server-wide only.
         servers = [
-            name.value
+            ctx.ref.platform.named(name)
             for name, value in held.items()
             if SPECS[name].server_only or value.origin == "server"
         ]
@@ -103,13 +107,13 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if "name" not in args or "value" not in args:
         raise CommandError(f"Usage: {_set_usage(ctx)}; names: {_names(ctx)}.")
     name = LimitName(args["name"])
+    shown = ctx.ref.platform.named(name)
     scope = _scope(ctx, args)
     if SPECS[name].server_only and scope is not Scope.SERVER:
         if not ctx.ref.has_server:
-            raise CommandError("There is no server here; use tokens_per_channel_day instead.")
-        raise CommandError(
-            f"{name.value} is the server's budget: add scope:server (server admins)."
-        )
+            channel_day = ctx.ref.platform.named(LimitName.TOKENS_PER_CHANNEL_DAY)
+            raise CommandError(f"There is no server here; use {channel_day} instead.")
+        raise CommandError(f"{shown} is the server's budget: add scope:server (server admins).")
     try:
         value = parse_value(str(args["value"]), ctx.ref.platform)
     except LimitError as err:
@@ -118,12 +122,12 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if value == DEFAULT:
         removed = await ctx.store.quotas.clear_limit(ctx.ref, scope, name.value)
         if not removed:
-            return Reply(f"{name.value} was not set {where}; nothing changed.", ok=False)
-        head = f"{name.value} {where} now follows the {next_scope(ctx, scope)} value."
+            return Reply(f"{shown} was not set {where}; nothing changed.", ok=False)
+        head = f"{shown} {where} now follows the {next_scope(ctx, scope)} value."
         return Reply(head + await _holds_here(ctx, name, scope, value))
     await ctx.store.quotas.set_limit(ctx.ref, scope, name.value, value, ctx.actor)
     if value is None:
-        return Reply(f"{name.value} is off {where}." + await _holds_here(ctx, name, scope, value))
+        return Reply(f"{shown} is off {where}." + await _holds_here(ctx, name, scope, value))
     note = ""
     if SPECS[name].unit == "tokens" and 0 < value < ANSWER_ESTIMATE:
         note = (
@@ -132,7 +136,7 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "small refuses most messages."
         )
     held = await _holds_here(ctx, name, scope, value)
-    return Reply(f"{name.value} set to {value:,} {where}.{held}{note}")
+    return Reply(f"{shown} set to {value:,} {where}.{held}{note}")
 
 
 async def _holds_here(
@@ -142,18 +146,19 @@ async def _holds_here(
     and its server's limits both hold (the smaller wins), so raising or turning off one
     leaves the other in force."""
     held = (await limits_here(ctx.store, ctx.gate, ctx.ref)).get(name)
+    shown = ctx.ref.platform.named(name)
     if held is None:
-        return "" if value is None else f" No {name.value} limit holds here now."
+        return "" if value is None else f" No {shown} limit holds here now."
     if held.origin == scope.value and held.value == value:
         return ""
     p = ctx.prefix
     if held.origin == "operator":
         return f" Here the operator default of {held.value:,} holds."
     if held.origin == "server":
-        change = f"server admins change it with {p}limits set {name.value} <value|off> scope:server"
+        change = f"server admins change it with {p}limits set {shown} <value|off> scope:server"
         whose = "The server-wide limit"
     else:
-        change = f"{p}limits set {name.value} default (without scope:server) removes it"
+        change = f"{p}limits set {shown} default (without scope:server) removes it"
         whose = f"This {ctx.ref.platform.place}'s own limit"
     both = " (a channel's and its server's limits both hold; the smaller wins)"
     if value == DEFAULT or not ctx.ref.has_server:  # no server: no server's limit

@@ -74,16 +74,18 @@ class Option:
         return platform.said(self.help)
 
     def shown_choices(self, platform: Platform) -> tuple[str, ...]:
-        """The choices as `platform`'s people read them (`room` for `channel` on Matrix)."""
-        return tuple(platform.place if c == HERE else c for c in self.choices)
+        """The choices as `platform`'s people read them (`room` for `channel` on Matrix,
+        `tokens_per_room_day`: Platform.named)."""
+        return tuple(platform.named(c) for c in self.choices)
 
     def choice(self, word: str) -> str | None:
-        """The choice `word` names in any case; HERE by any platform's word for it (a
+        """The choice `word` names in any case, in any platform's words for the place (a
         Matrix user's `scope:room`, or `scope:channel` as it was shown before). None: none."""
         lowered = word.lower()
-        if lowered in _HERE_WORDS and HERE in self.choices:
-            return HERE
-        return lowered if lowered in self.choices else None
+        if lowered in self.choices:
+            return lowered
+        canonical = Platform.canonical(lowered)
+        return canonical if canonical in self.choices else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,6 @@ SOURCES = tuple(s.value for s in Source)
 # The choice that means the place a command is typed in (a scope's "this channel"): shown
 # in its platform's word (Platform.place) and taken typed in any platform's.
 HERE = Scope.CHANNEL.value
-_HERE_WORDS = frozenset(p.place for p in Platform)
 DEFAULT = "default"  # a value that removes a scope's own, so the next scope's applies
 # What a switch takes as people see it: on, off, or the next scope's value.
 SWITCH_WORDS = ("on", "off", DEFAULT)

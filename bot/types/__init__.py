@@ -45,6 +45,18 @@ class Platform(StrEnum):
         operator's."""
         return "the server's or the operator's" if self.has_servers else "the operator's"
 
+    def named(self, word: str) -> str:
+        """A name with a `channel` part (a choice: `channel`, `tokens_per_channel_day`) as
+        this platform's people say it: `tokens_per_room_day` on Matrix. What is stored (and
+        the operator's settings) keep the `channel` form: `Platform.canonical` reads back."""
+        return placed(word, self.place)
+
+    @staticmethod
+    def canonical(word: str) -> str:
+        """A name typed in any platform's words in its stored form (`tokens_per_room_day`,
+        `scope:room` → `tokens_per_channel_day`, `channel`): `named`'s inverse."""
+        return _PLACE_PART.sub("channel", word)
+
     def said(self, text: str) -> str:
         """A shared text (a command's help, a choice) with PLACE in this platform's word,
         FOLLOWS in whose value `default` takes here, and each `{server:…}` part kept only
@@ -63,6 +75,16 @@ FOLLOWS = "{follows}"
 # And `{server: (or server)}`: words said only on a platform with servers.
 SERVER_ONLY_OPEN = "{server:"
 _SERVER_ONLY = re.compile(r"\{server:([^{}]*)\}")
+# A `channel` (or a platform's word for it, `room`) as a whole part of a name: between
+# underscores or at its ends, not inside a word (`channels`, `roommate`).
+_CHANNEL_PART = re.compile(r"(?<![a-z])channel(?![a-z])")
+_PLACE_PART = re.compile(rf"(?<![a-z])(?:{'|'.join(sorted({p.place for p in Platform}))})(?![a-z])")
+
+
+def placed(word: str, place: str) -> str:
+    """`word` with its `channel` part said as `place` (Platform.place): Platform.named,
+    for code that holds the place's word rather than the platform."""
+    return _CHANNEL_PART.sub(place, word)
 
 
 class Source(StrEnum):

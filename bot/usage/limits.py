@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
-from bot.types import Platform
+from bot.types import Platform, placed
 from bot.types.limits import Counts, LimitName, ScopeLimits
 from bot.types.text import MINUSES, decimal_hint, parse_whole_number, quoted, seconds_in_words
 
@@ -163,9 +163,11 @@ def who_raises(
         if not has_server:  # an operator default where there is no server to set one
             return f"only the bot's operator can change it (LIMIT_{name.value.upper()})"
         return (
-            f"a server admin can raise it with {prefix}limits set {name.value} <value> scope:server"
+            f"a server admin can raise it with {prefix}limits set {placed(name.value, place)} "
+            "<value> scope:server"
         )
-    return f"an admin of this {place} can raise it with {prefix}limits set {name.value} <value>"
+    said = placed(name.value, place)
+    return f"an admin of this {place} can raise it with {prefix}limits set {said} <value>"
 
 
 def next_midnight(now: datetime) -> datetime:
@@ -250,7 +252,7 @@ def refusal_text(
 ) -> str:
     """Which limit refused, what is used (and of it `held` by answers being written),
     when it frees up, and `who` can raise it (who_raises)."""
-    head = f"Limit reached: {name.value} ({_what(name, limit, place)})"
+    head = f"Limit reached: {placed(name.value, place)} ({_what(name, limit, place)})"
     tokens = SPECS[name].unit == "tokens"
     if tokens:
         # What answers still being written hold counts until they end (TurnCost).
@@ -290,9 +292,9 @@ def allowance(
         per = place if spec.per == "channel" else spec.per
         who = "you" if spec.per == "user" else f"this {per}"
         if held.value == 0:  # "0 of 0 left" read as a count run down; 0 allows nothing
-            lines.append(f"{name.value}: none allowed for {who} (the limit is 0)")
+            lines.append(f"{placed(name.value, place)}: none allowed for {who} (the limit is 0)")
             continue
-        line = f"{name.value}: {left:,} of {held.value:,} {spec.unit} left for {who}"
+        line = f"{placed(name.value, place)}: {left:,} of {held.value:,} {spec.unit} left for {who}"
         writing = held_now(name, counts)
         if writing > 0:  # counted as used; their end counts what they used instead
             line += f" ({writing:,} of what is used held by answers being written until they end)"

@@ -193,6 +193,31 @@ async def test_a_persons_daily_limit_says_where_it_counts(core: Core) -> None:
     assert "server" not in shown.text.split("Your allowance")[0], shown.text
 
 
+async def test_a_rooms_daily_limit_is_named_for_a_room_on_matrix(core: Core) -> None:
+    """Matrix says "room" everywhere but in the limit's name: `!limits` listed
+    `tokens_per_channel_day`, and `tokens_per_room_day`, the name a room's people would
+    type, was refused. Both are taken now, and the room's name is the one shown; the
+    stored limit (and the operator's LIMIT_TOKENS_PER_CHANNEL_DAY) is the same one."""
+    room = ChannelRef(Platform.MATRIX, channel_id="!r:hs")
+    await configure(core, room)
+    done = await command(core, "!limits set tokens_per_room_day 1", OWNER, room)
+    assert done.ok and done.text.startswith("tokens_per_room_day set to 1 for this room."), done
+    assert (await core.store.quotas.limits(room)).channel == {"tokens_per_channel_day": 1}
+    shown = await command(core, "!limits", MEMBER, room)
+    assert "tokens_per_room_day = 1 (room)" in shown.text, shown.text
+    assert "channel" not in shown.text, shown.text
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        result, _ = await ask(core, ref=room)
+    assert route.call_count == 0 and result.refusal is not None
+    assert result.refusal.startswith("Limit reached: tokens_per_room_day ("), result.refusal
+    assert "!limits set tokens_per_room_day <value>" in result.refusal, result.refusal
+    # The name shown before is still taken; on Discord the channel's name is the one.
+    assert (await command(core, "!limits set TOKENS_PER_CHANNEL_DAY off", OWNER, room)).ok
+    discord = await command(core, "/limits set tokens_per_channel_day 5", ADMIN)
+    assert discord.text.startswith("tokens_per_channel_day set to 5 for this channel."), discord
+
+
 async def test_a_change_that_another_scopes_limit_overrides_says_which_holds(core: Core) -> None:
     """Limits probe: with 50 tokens a day server-wide, a channel admin raising the
     channel's limit to 100,000 (or turning it off) was told it was set, while the

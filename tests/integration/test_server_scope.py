@@ -155,7 +155,7 @@ async def test_where_there_is_no_server_no_reply_offers_one(
     assert said["key"].endswith(f"Example: {p}key set <openai|claude|mistral|custom> <key>")
     assert said["limits set"] == (
         f"Usage: {p}limits set <name> <value|off|default>; names: messages_per_user_minute, "
-        "tokens_per_user_day, tokens_per_channel_day."
+        f"tokens_per_user_day, tokens_per_{ref.platform.place}_day."
     )
     assert said["none"] == "No character answers here."
     assert said["show"].startswith("No character here. Set one")  # to the admin asking

@@ -46,7 +46,7 @@ async def test_the_commands_say_room_and_take_it(
             assert "every message in this room" in shown, shown
             await alice.command(room_id, bot.user_id, "!limits set tokens_per_channel_day 5000")
             shown = await alice.command(room_id, bot.user_id, "!limits")
-            assert "tokens_per_channel_day = 5,000 (room) — tokens a room may spend" in shown, shown
+            assert "tokens_per_room_day = 5,000 (room) — tokens a room may spend" in shown, shown
     finally:
         await alice.close()
         await core.close()

@@ -166,9 +166,9 @@ def test_a_limit_of_0_reads_as_none_allowed_not_as_a_count_run_down() -> None:
         "messages_per_user_minute: none allowed for you (the limit is 0)",
         "tokens_per_channel_day: none allowed for this channel (the limit is 0)",
     ]
-    # On Matrix the place is a room (Platform.place).
+    # On Matrix the place is a room (Platform.place), and the limit is named for it.
     assert allowance(held, Counts(), NOW, "room")[1] == (
-        "tokens_per_channel_day: none allowed for this room (the limit is 0)"
+        "tokens_per_room_day: none allowed for this room (the limit is 0)"
     )
 
 
