@@ -32,6 +32,7 @@ from bot.types import (
     redact,
 )
 from bot.types.secrets import holds_key, holds_secret
+from bot.types.text import unmarked
 
 PROXY_PASSWORD = "proxy_password"
 # What goes to the endpoint URL and nowhere else, so it stays with the server it was set
@@ -70,9 +71,7 @@ def endpoint_url(typed: str) -> tuple[str, str]:
     Discord's `<…>` around a link, a sentence's trailing comma or full stop, doubled
     slashes, an upper-case scheme and an upper-case `/V1`.
     """
-    url = typed.strip()
-    if len(url) > 2 and url[0] == "<" and url[-1] == ">":  # Discord's link without a preview
-        url = url[1:-1].strip()
+    url = unmarked(typed)  # Discord's link without a preview, or the usage line's <url>
     url = url.rstrip("/,;.")  # the end of a sentence it was copied from
     scheme, sep, rest = url.partition("://")
     host, slash, path = rest.partition("/")

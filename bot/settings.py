@@ -41,6 +41,7 @@ from bot.types.text import (
     range_text,
     refuse_controls,
     switch_value,
+    unmarked,
     untrusted_json,
     unwrapped,
     visible_id,
@@ -281,7 +282,7 @@ def _login_password(value: str) -> SecretValue:
 def _model(value: str) -> str:
     """A model id as `/model` takes it: visible characters, the edges' spaces dropped."""
     try:
-        model = visible_id(unwrapped(value), "model id")  # as /model takes it
+        model = visible_id(unmarked(unwrapped(value)), "model id")  # as /model takes it
     except TextError as err:  # its first sentence, in this setting's one line
         raise ValueError(str(err).split(". ")[0].removeprefix("The model id ")) from None
     if len(model) > MODEL_ID_CHARS:

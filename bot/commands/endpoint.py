@@ -32,7 +32,7 @@ from bot.providers import MAX_MODELS, NotFoundError, StatusResult, maybe_cut
 from bot.providers.policy import EndpointRefused, server_of
 from bot.store import FOLLOWING_CLEARED, SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
-from bot.types.text import quoted, shown_id
+from bot.types.text import quoted, shown_id, unmarked
 
 _MAX_LISTED = 60
 _NARROW = " ({p}models list <text> shows the ids containing it)"
@@ -612,7 +612,7 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 
 
 async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
-    model: str = args["id"]
+    model = unmarked(args["id"])  # `/model <gpt-4o>`, as its usage line reads
     scope = scope_of(args)
     if model.lower() == DEFAULT:
         await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": None}, action="model")

@@ -248,11 +248,20 @@ def parse(
             )
         sub = command.sub(nxt[0].lower())
         if sub is None:
-            # `/reply always`: a value of one subcommand, its name left out.
-            takes = [s for s in command.subcommands if _takes(s, nxt[0].lower())]
+            # `/reply always`: a value of one subcommand, its name left out; or
+            # `/proxy url http://…`: the name of one subcommand's option instead of its own.
+            word, rest = nxt[0].lower(), pos
+            takes = [s for s in command.subcommands if _takes(s, word)]
+            if not takes:
+                takes = [s for s in command.subcommands if any(o.name == word for o in s.options)]
+                rest = nxt[1]
             hint = suggest(nxt[0], subs)
-            if len(takes) == 1:
-                typed = body[pos:].strip()
+            if len(takes) == 1 and any(o.secret for o in takes[0].options):  # not echoed
+                meant = (name, takes[0].name)
+                line = usage(meant, takes[0], prefix, server=server, platform=platform)
+                hint = f" Did you mean {line}?"
+            elif len(takes) == 1:
+                typed = body[rest:].strip()
                 hint = f" Did you mean `{prefix}{name} {takes[0].name} {typed}`?"
             raise CommandError(
                 f"`{prefix}{name}` has no {quoted(nxt[0])}.{hint} Choose one of: {', '.join(subs)}."

@@ -175,13 +175,25 @@ def unwrapped(text: str) -> str:
     return value
 
 
+def unmarked(text: str) -> str:
+    """`text` with its edges cleaned and one `<…>` around it all removed: how the usage
+    lines mark a placeholder (`/model <id>`, copied with the value typed inside it), and
+    Discord's link without a preview (`<https://…>`). Never part of a key, a model id or
+    a URL (a Discord mention, `<@123>`, is: ids of people and roles do not go through it)."""
+    value = strip_invisible(text)
+    if len(value) > 2 and value[0] == "<" and value[-1] == ">":
+        value = strip_invisible(value[1:-1])
+    return value
+
+
 def header_safe(text: str, what: str) -> str:
     """A value that can travel in an HTTP header (visible ASCII only), edges cleaned:
-    invisible characters, one pair of quotes around it and a `Bearer ` before it removed.
+    invisible characters, one pair of quotes or `<…>` around it (unmarked) and a `Bearer `
+    before it removed.
 
     Raises TextError naming the first character that cannot, and its position.
     """
-    value = unwrapped(text)
+    value = unmarked(unwrapped(text))
     if value[:7].lower() == "bearer ":  # copied with its header's scheme, from a curl line
         value = unwrapped(value[7:])
     if not value:

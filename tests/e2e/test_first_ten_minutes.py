@@ -856,6 +856,31 @@ def test_steps_in_a_different_order_and_a_key_pasted_with_a_bom_and_quotes(
 
 
 @pytest.mark.litellm
+def test_the_usage_lines_brackets_typed_around_the_values_are_left_out(
+    tmp_path: Path, litellm_peer: LiteLLMPeer
+) -> None:
+    """`/model <id>` and `/key set <source> <key>` copied with the values typed inside the
+    brackets: the model was saved as `<model>` (a custom endpoint has no list to warn
+    from, so chat failed with "model not found") and the key as `<key>` (401)."""
+    peer = litellm_peer
+    s = run_console(
+        tmp_path,
+        [
+            ["/source custom"],
+            [f"/proxy set <{peer.url}>"],
+            [f"/key set custom <{peer.master_key}>"],
+            [f"/model <{peer.model}>"],
+            ["Hello there."],
+        ],
+    )
+    assert s.reply(f"/model <{peer.model}>").startswith(f"Model set to {peer.model}.")
+    status_ok(s.reply(f"/key set custom <{peer.master_key}>"))
+    assert s.reply("Hello there.").strip() == peer.mock_text
+    assert s.row("proxy_url, model") == (peer.url, peer.model)
+    assert_no_key_leak(s, peer.master_key)
+
+
+@pytest.mark.litellm
 def test_a_model_the_new_source_knows_survives_the_switch_and_a_model_list(
     tmp_path: Path, litellm_peer: LiteLLMPeer
 ) -> None:

@@ -415,6 +415,19 @@ def test_a_value_typed_without_its_subcommand_names_it(typed: str, meant: str) -
     assert "Did you mean" not in str(refused.value)
 
 
+def test_an_options_name_typed_for_its_subcommand_names_the_subcommand() -> None:
+    """`/proxy url http://…` (the panel's "Proxy URL", or `/proxy set <url>`'s option) was
+    "`/proxy` has no `url`. Choose one of: …", with no word of `set`. Named now; where the
+    subcommand takes a secret, its usage line is shown, not what was typed after it."""
+    with pytest.raises(CommandError) as refused:
+        parse("/proxy url http://127.0.0.1:4000/v1 hunter2", TABLE)
+    said = str(refused.value)
+    assert "Did you mean /proxy set <url> [password]?" in said, said
+    assert "hunter2" not in said and "127.0.0.1" not in said
+    with pytest.raises(CommandError, match=r"Did you mean `/models list gpt`\?"):
+        parse("/models filter gpt", TABLE)
+
+
 @pytest.mark.parametrize("platform", list(Platform))
 def test_the_table_says_each_platforms_word_for_where_people_chat(platform: Platform) -> None:
     """Platform.place, the one place the word is chosen: "room" on Matrix, "channel"

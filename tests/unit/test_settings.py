@@ -366,6 +366,14 @@ def test_a_value_in_quotes_from_the_environment_loses_them(
     assert s.discord_shard_count == default("discord_shard_count")
 
 
+def test_a_model_in_the_example_lines_brackets_is_taken_as_model_takes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`DEFAULT_MODEL=<gpt-4o>`, as `/model <gpt-4o>` takes it: without the brackets."""
+    monkeypatch.setenv("DEFAULT_MODEL", "<gpt-4o>")
+    assert load_settings().default_model == "gpt-4o"
+
+
 def test_the_operators_system_prompt_is_kept_as_a_channels_is(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
