@@ -313,7 +313,12 @@ def help_text(
 
 async def show_help(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     topic = Source(args["topic"]) if "topic" in args else None
-    if ctx.ref.platform is Platform.MATRIX:  # no private form: the key goes in a DM
+    if ctx.personal:  # asked in a Matrix direct chat: the key goes here, for here
+        secret = (
+            " <{what}>  (sent here: this direct chat's own; for a group room, add "
+            "room:<its id or #alias>)"
+        )
+    elif ctx.ref.platform is Platform.MATRIX:  # no private form: the key goes in a DM
         # A room with just the asker and the bot counts as a direct chat: "not here" was
         # wrong there. Said so it reads right in either kind of room.
         secret = (

@@ -440,6 +440,12 @@ async def test_a_secret_sent_on_its_own_after_the_command_that_lacked_it_is_not_
     bot = w.bot.user_id
     dm = await w.alice.create_room([bot], direct=True)
     await w.alice.wait_joined(dm, bot)
+    # `!help` here says the key goes here (it named this direct chat as `room:!…`).
+    help_text = await w.alice.command(dm, bot, "!help")
+    assert "!key set openai <key>  (sent here: this direct chat's own; for a group room" in (
+        help_text
+    ), help_text
+    assert f"room:{dm}" not in help_text, help_text
     await _configure(w, dm, llamacpp_peer)
     missing = await w.alice.command(dm, bot, "!key set custom")
     assert "Saved" not in missing, missing
