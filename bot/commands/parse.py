@@ -169,11 +169,6 @@ def _halfwidth_head(rest: str) -> str:
     return rest[:pos].translate(_HALFWIDTH) + rest[pos:]
 
 
-# What can stand unseen before a command: zero-width characters and the marks that set
-# or turn the direction of text (U+200E, U+200F, U+202A–U+202E, U+2066–U+2069).
-_HIDDEN = INVISIBLE + "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-
-
 def plain_prefix(text: str, prefix: str) -> str:
     """`text` as a command reads: what hides before the prefix taken off (a zero-width
     space, a right-to-left mark), and a leading fullwidth `／` or `！` made the plain
@@ -184,7 +179,7 @@ def plain_prefix(text: str, prefix: str) -> str:
     Front-ends apply it where a message comes in, so `／key set …` or an invisible
     character before `!key set …` is the command (and its key is handled as one)
     everywhere, not a chat line sent to the model."""
-    body = text.lstrip(_HIDDEN + " \t\n")
+    body = text.lstrip(INVISIBLE + " \t\n")
     for mark in (prefix, _FULLWIDTH.get(prefix)):
         # Only before a command's name: `！！！` or `！好` is a CJK sentence, not a command.
         name = body[len(mark) : len(mark) + 1] if mark else ""

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import quote, quote_plus, unquote
 
-from bot.types.text import without_invisible
+from bot.types.text import INVISIBLE, char_class, without_invisible
 
 REDACTED = "****"
 # How to make the key that encrypts stored secrets (BOT_SECRET_KEYS), wherever it is missing.
@@ -172,13 +172,9 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 
-# Between a secret's characters, what a human eye or a renderer skips: invisible
-# characters, a line break, a Markdown escape.
-_INVISIBLE = r"\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufe00-\ufe0f\ufeff"
 # What separates words: the space, a tab, the spaces keyboards and typesetting make
-# (no-break, thin, narrow, ideographic: a CJK keyboard's fullwidth space), and the
-# letters drawn as nothing (Hangul fillers, the blank Braille cell).
-_SPACES = r" \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u115f\u1160\u2800\u3164\uffa0"
+# (no-break, thin, narrow, ideographic: a CJK keyboard's fullwidth space).
+_SPACES = r" \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
 
 
 @lru_cache(maxsize=4096)
@@ -200,10 +196,13 @@ def _loosely(secret: str) -> re.Pattern[str] | None:
     # Never a character of the secret itself between them: the pattern then matches in
     # linear time.
     escape = "" if "\\" in secret else "\\\\"
-    tight = "(?:" + f"[{_INVISIBLE}\\r\\n{escape}]{{0,3}}".join(classes) + ")"
+    # Between its characters, what an eye or a renderer skips: the one table's invisible
+    # characters (letters drawn as nothing and line separators too), a line break, an escape.
+    unseen = char_class("".join(c for c in INVISIBLE if c not in secret))
+    tight = "(?:" + f"[{unseen}\\r\\n{escape}]{{0,3}}".join(classes) + ")"
     if any(c.isspace() for c in secret):
         return re.compile(tight)
-    spaced = "(?:" + f"[{_SPACES}{_INVISIBLE}]{{1,3}}".join(classes) + ")"
+    spaced = "(?:" + f"[{_SPACES}{unseen}]{{1,3}}".join(classes) + ")"
     return re.compile(f"{tight}|{spaced}")
 
 

@@ -29,8 +29,80 @@ def unicode_pattern(pattern: str) -> regex.Pattern[str]:
 # lone surrogates (undecodable bytes from a terminal) break every encoder after us.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+def _span(first: int, last: int) -> str:
+    return "".join(map(chr, range(first, last + 1)))
+
+
+# Characters that show nothing: the ONE table, in parts by what each is, for every rule
+# that reads text as it shows: a key, an id or a command as typed (here and in
+# commands.parse), a secret in disguise (secrets), a link's text (the Matrix renderer),
+# a value quoted back (`quoted`). A character that hides from one rule hides from all;
+# where a rule must treat a part otherwise, it says why.
+ZERO_WIDTH = "\u200b\u2060\ufeff\u180e"  # space, word joiner, BOM, Mongolian vowel separator
+# Zero-width non-joiner and joiner, combining grapheme joiner. Persian, Indic scripts and
+# emoji need the first two inside a word or a name (shown_name keeps them there).
+JOINERS = "\u200c\u200d\u034f"
+# Marks, embeddings, overrides and isolates that set or turn the direction of text.
+BIDI_CONTROLS = "\u061c\u200e\u200f" + _span(0x202A, 0x202E) + _span(0x2066, 0x2069)
+# The soft hyphen, invisible maths operators, deprecated format controls, Khmer's
+# inherent vowels, shorthand and musical format controls: Unicode's other
+# default-ignorable characters, which a renderer draws as nothing.
+IGNORABLES = (
+    "\u00ad\u17b4\u17b5"
+    + _span(0x2061, 0x2065)
+    + _span(0x206A, 0x206F)
+    + _span(0x1BCA0, 0x1BCA3)
+    + _span(0x1D173, 0x1D17A)
+)
+# What changes the look of the character before it: variation selectors (U+FE0F makes
+# ❤ the red heart emoji; Mongolian's free ones, the ideographic supplement's) and tag
+# characters (a subdivision's flag ends in them; anywhere else they spell text only a
+# model reads). Nothing at a text's start; part of its last character at its end.
+VARIATION_SELECTORS = (
+    _span(0x180B, 0x180D) + "\u180f" + _span(0xFE00, 0xFE0F) + _span(0xE0100, 0xE01EF)
+)
+TAGS = _span(0xE0000, 0xE007F)
+MODIFIERS = VARIATION_SELECTORS + TAGS
+# Letters drawn as nothing or as a blank: the Hangul fillers (a blank display name's
+# favourite), the halfwidth one, the blank Braille cell. Not spaces to Python either.
+BLANK_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"
+# Line and paragraph separators: real line breaks where text is shown (str.split()
+# takes them as blanks), but as invisible as the rest around a pasted key.
+LINE_SEPARATORS = "\u2028\u2029"
+# What hides wherever it is: every part but the line separators.
+HIDDEN = ZERO_WIDTH + JOINERS + BIDI_CONTROLS + IGNORABLES + MODIFIERS + BLANK_LETTERS
+_HIDDEN_CHARS = frozenset(HIDDEN)
 # Invisible characters people paste around (or inside) a key or an id without knowing it.
-INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060\u00ad\u180e\u2028\u2029"
+INVISIBLE = HIDDEN + LINE_SEPARATORS
+
+
+def char_class(chars: str) -> str:
+    """`chars` as what goes inside a regular expression's `[…]`, runs as ranges."""
+    codes = sorted(set(map(ord, chars)))
+    runs: list[str] = []
+    i = 0
+    while i < len(codes):
+        j = i
+        while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
+            j += 1
+        first, last = re.escape(chr(codes[i])), re.escape(chr(codes[j]))
+        runs.append(first if i == j else f"{first}-{last}")
+        i = j + 1
+    return "".join(runs)
+
+
+# What no eye sees as typed, by category: control, format, private use, unassigned,
+# surrogate; with what HIDDEN holds of other categories (a joiner, a filler, a selector).
+_UNSEEN = ("Cc", "Cf", "Co", "Cn", "Cs")
+
+
+def unseen(char: str) -> bool:
+    """Whether `char` is not seen as typed: it hides (HIDDEN), or is a control, a format,
+    private-use, unassigned or surrogate code point. What a value quoted back names."""
+    return char in _HIDDEN_CHARS or unicodedata.category(char) in _UNSEEN
+
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -92,6 +164,12 @@ def refuse_controls(text: str, what: str) -> str:
 
 
 _NO_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE))
+# What strip_invisible takes off each edge: blanks (every character str.isspace() knows,
+# all below U+3001) and invisible characters; at the end not a modifier, which belongs to
+# the character before it (an emoji's U+FE0F, a flag's tags ending a prompt).
+_BLANKS = "".join(filter(str.isspace, map(chr, range(0x3001))))
+_LEADING = _BLANKS + INVISIBLE
+_TRAILING = _BLANKS + "".join(c for c in INVISIBLE if c not in MODIFIERS)
 
 
 def without_invisible(text: str) -> str:
@@ -101,8 +179,9 @@ def without_invisible(text: str) -> str:
 
 
 def strip_invisible(text: str) -> str:
-    """Surrounding whitespace and invisible characters (BOM, zero-width) removed."""
-    return text.strip().strip(INVISIBLE + " \t\n").strip()
+    """Surrounding whitespace and invisible characters (BOM, zero-width, direction marks)
+    removed, mixed as they may be."""
+    return text.lstrip(_LEADING).rstrip(_TRAILING)
 
 
 def describe_char(char: str) -> str:
@@ -223,7 +302,7 @@ def visible_id(text: str, what: str) -> str:
                 f"The {what} has a character that was not valid text (U+FFFD) at position "
                 f"{position}. Type it again."
             )
-        if char.isspace() or unicodedata.category(char) in ("Cf", "Cc", "Co", "Cn", "Cs"):
+        if char.isspace() or unseen(char):
             raise TextError(
                 f"The {what} has an invisible character ({describe_char(char)}) at position "
                 f"{position}. Type it again without it."
@@ -436,8 +515,6 @@ def parse_decimal(text: str) -> float | None:
 
 
 _BACKTICKS = re.compile(r"`+")
-# control, format, private use, unassigned, surrogate
-_UNSEEN = ("Cc", "Cf", "Co", "Cn", "Cs")
 
 
 def quoted(text: str, limit: int = ECHO_CHARS) -> str:
@@ -448,8 +525,7 @@ def quoted(text: str, limit: int = ECHO_CHARS) -> str:
     other controls) are named, `<U+202E>`, so the reply reads as written and says what
     was typed."""
     visible = "".join(
-        f"<U+{ord(c):04X}>" if unicodedata.category(c) in _UNSEEN else c
-        for c in " ".join(normalize_text(text).split())
+        f"<U+{ord(c):04X}>" if unseen(c) else c for c in " ".join(normalize_text(text).split())
     )
     shown = shorten(visible, limit)
     if not shown:

@@ -581,6 +581,10 @@ CLEAN_KEY = "sk-clean-0123456789abcdef"
         pytest.param(CLEAN_KEY + "\u200b", id="trailing-zwsp"),
         pytest.param("\u200b" + CLEAN_KEY + "\ufeff", id="zwsp-and-bom"),
         pytest.param(" \t\u200b" + CLEAN_KEY + " \u200b ", id="mixed-whitespace"),
+        # Invisible probe: copied from a right-to-left page, or after a filler.
+        pytest.param("\u200f" + CLEAN_KEY + "\u200e", id="direction-marks"),
+        pytest.param("\u2067" + CLEAN_KEY + "\u2069", id="isolates"),
+        pytest.param("\u3164 " + CLEAN_KEY + "\u00a0\u200b", id="filler-and-no-break-space"),
     ],
 )
 def test_key_with_invisible_characters_around_it_is_cleaned(

@@ -518,10 +518,23 @@ async def test_a_passing_failure_is_checked_again_after_a_minute(
         await core.close()
 
 
-async def test_a_message_that_is_a_key_is_not_sent(database_url: str, endpoint: FakeOpenAI) -> None:
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sk-proj-abcdefghijklmnopqrst",
+        # Invisible probe: a direction mark, an isolate or a filler inside the key hid it
+        # from the rule, and the message went to the model.
+        "sk-proj-abcdefgh\u200eijklmnopqrst",
+        "sk-proj-\u2066abcdefghijklmnopqrst\u2069",
+        "sk-proj-abcdefgh\u3164ijklmnopqrst",
+    ],
+)
+async def test_a_message_that_is_a_key_is_not_sent(
+    database_url: str, endpoint: FakeOpenAI, key: str
+) -> None:
     core = await make_core(database_url, endpoint, TurnLimits())
     try:
-        sink = await chat(core, "sk-proj-abcdefghijklmnopqrst")
+        sink = await chat(core, key)
         assert sink.final is not None and "looks like a key or password" in sink.final[0]
         assert not endpoint.requests and await rows(core) == []
     finally:

@@ -71,6 +71,7 @@ def test_typed_text_is_chat_and_prefixed_text_a_command() -> None:
         ({"msgtype": "m.audio"}, "neither typed text nor a file the bot reads"),
         ({"text": "  \n "}, "no text"),
         ({"text": "\u200b\u200b\ufeff"}, "no text"),  # went to the model as a question
+        ({"text": "\u200f\u3164\u2066 \ufe0f"}, "no text"),  # so did marks, fillers
         ({"room_known": False}, "a room the bot does not know"),
     ],
 )

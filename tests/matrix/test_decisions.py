@@ -866,6 +866,7 @@ def test_a_disguised_address_as_a_links_text_is_written_out(
         "goo\u034fgle.com",  # a combining grapheme joiner (Mn, not Cf): shows nothing
         "google\ufe0f.com",  # a variation selector
         "pay\U000e0100pal.com/login",  # one of the supplement's
+        "goo\u2800gle.com",  # the blank Braille cell (So), which the text table holds
         "google\u3002com",  # an ideographic full stop: IDNA's dot, google.com
         "bank\uff0eexample/signin",  # a fullwidth one
     ],

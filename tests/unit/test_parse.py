@@ -251,7 +251,15 @@ def test_a_look_alike_of_a_secret_command_is_refused_as_one(typed: str) -> None:
     assert "Did you mean `key`?" in str(err.value)
 
 
-@pytest.mark.parametrize("hidden", ["\u200b", "\ufeff", "\u202e", "\u200f", "\u2066", " \u200d "])
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        *["\u200b", "\ufeff", "\u202e", "\u200f", "\u2066", " \u200d "],
+        # Invisible probe: the Arabic letter mark, a filler, the blank Braille cell, a
+        # selector, a tag, an invisible operator, the combining grapheme joiner.
+        *["\u061c", "\u3164", "\u2800", "\ufe0f", "\U000e0001", "\u2061", "\u034f"],
+    ],
+)
 def test_what_hides_before_a_command_is_taken_off(hidden: str) -> None:
     """`<ZWSP>!key set …` read as chat would have sent the key to the model."""
     assert plain_prefix(f"{hidden}!key set openai sk-x", "!") == "!key set openai sk-x"

@@ -188,6 +188,13 @@ def test_words_ending_in_sk_are_not_keys() -> None:
         "sk-proj-A1b2\u200bC3d4E5f6G7h8I9",
         "sk-\u00adproj-A1b2C3d4E5f6G7h8",
         "sk-proj-\ufeffA1b2C3d4E5f6G7",
+        # Invisible probe: the key rule read without fewer characters than hide (a
+        # direction mark, an isolate, a filler, a selector, a tag inside a key).
+        "sk-proj-A1b2\u200eC3d4E5f6G7h8I9",
+        "sk-proj-\u2066A1b2C3d4E5f6G7\u2069",
+        "sk-proj-A1b2\u3164C3d4E5f6G7h8",
+        "sk-proj-A1b2\ufe0fC3d4E5f6G7h8",
+        "sk-proj-A1b2\U000e0041C3d4E5f6G7h8",
     ],
 )
 def test_a_key_with_unseen_characters_inside_is_a_key(text: str) -> None:
@@ -267,6 +274,20 @@ PASSWORD = "Tr0ub4dor3xZ"
         "\u3164".join(PASSWORD),
         "\u2800".join(PASSWORD),
         "\ufe0f".join(PASSWORD),
+        # Invisible probe: what the table of unseen characters holds and this rule did
+        # not (isolates, tag characters, the ideographic and Mongolian selectors, other
+        # ignorables, a line separator); and a single filler or blank cell inside.
+        "\u2066".join(PASSWORD),
+        "\u2069".join(PASSWORD),
+        "\U000e0041".join(PASSWORD),
+        "\U000e0100".join(PASSWORD),
+        "\u180b".join(PASSWORD),
+        "\u206a".join(PASSWORD),
+        "Tr0ub\u20284dor3xZ",
+        "Tr0ub\u31644dor3xZ",
+        "Tr0ub\u11604dor3xZ",
+        "Tr0ub\uffa04dor3xZ",
+        "Tr0ub\u28004dor3xZ",
     ],
 )
 def test_a_channels_own_secret_is_found_in_disguise(disguised: str) -> None:

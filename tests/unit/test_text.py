@@ -78,6 +78,15 @@ def test_refuse_controls_lets_tab_newline_and_any_script_through() -> None:
         "`sk-abc123`",
         "\u201csk-abc123\u201d",  # a chat app's curly quotes
         '" sk-abc123 "',
+        # Invisible probe: what the one table holds hid from the key rule alone (a key
+        # copied from a right-to-left page, a filler, a selector or a tag before it).
+        "\u200esk-abc123\u200f",
+        "\u2066sk-abc123\u2069",
+        "\u061csk-abc123\u202c",
+        "\u3164sk-abc123\uffa0",
+        "\u2800 sk-abc123",
+        "\u034f\ufe0fsk-abc123\u2061",
+        "\U000e0001sk-abc123",
     ],
 )
 def test_header_safe_strips_invisible_edges(typed: str) -> None:
@@ -145,6 +154,16 @@ def test_visible_id() -> None:
     for bad in ("\u200b", "gpt\u200b4o", "gpt 4o", "gpt\u202e4o"):
         with pytest.raises(TextError):
             visible_id(bad, "model")
+    assert visible_id("\u200e\u3164gpt-4o\u2069", "model") == "gpt-4o"
+
+
+@pytest.mark.parametrize("hidden", ["\u034f", "\ufe0f", "\U000e0100", "\u3164", "\u2800"])
+def test_visible_id_refuses_what_shows_nothing_of_any_category(hidden: str) -> None:
+    """Invisible probe: a joiner, a selector (Mn), a filler (Lo) or the blank Braille cell
+    (So) inside a model id was no format character, so `gpt<U+034F>4o` was taken (and
+    shown as gpt4o)."""
+    with pytest.raises(TextError, match=f"U\\+{ord(hidden):04X}.* at position 4"):
+        visible_id(f"gpt{hidden}4o", "model id")
 
 
 @pytest.mark.parametrize(
@@ -326,6 +345,11 @@ def test_shown_name(raw: str, shown: str) -> None:
         ("x" * 100, "`" + "x" * 59 + "…`"),
         ("\u202e123", "`<U+202E>123`"),  # would turn the rest of the reply around
         ("gpt\u200b4", "`gpt<U+200B>4`"),
+        # Invisible probe: what shows nothing of other categories than Cf was shown as
+        # nothing, `/set<U+034F>tings` read back as `/settings`.
+        ("/set\u034ftings", "`/set<U+034F>tings`"),
+        ("gpt\u31644", "`gpt<U+3164>4`"),
+        ("gpt\ufe0f4", "`gpt<U+FE0F>4`"),
     ],
 )
 def test_quoted_makes_a_code_span_nothing_typed_can_break(typed: str, shown: str) -> None:

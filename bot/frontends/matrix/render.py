@@ -13,6 +13,7 @@ import unicodedata
 from urllib.parse import unquote, urlsplit
 
 from bot.frontends.matrix.tlds import TLDS
+from bot.types.text import HIDDEN, char_class
 
 HTML_FORMAT = "org.matrix.custom.html"
 
@@ -79,11 +80,10 @@ def _misleading(text: str, url: str) -> bool:
 
 
 _TAG = re.compile(r"<[^>]*>")
-# What shows nothing but is no format character (Cf): Unicode's other default-ignorable
-# code points (the combining grapheme joiner, variation selectors, Hangul fillers).
-_IGNORABLE = re.compile(
-    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
-)
+# What shows nothing (the text table's, with the letters drawn as nothing), and any other
+# format character (Cf, by category in _shown). Not its line separators: in a link's text
+# they are line breaks, which show as a break and read as a blank, as `\n` would.
+_IGNORABLE = re.compile(f"[{char_class(HIDDEN)}]")
 # The full stops a host name may be written with (IDNA reads `google。com` as google.com).
 _DOTS = str.maketrans("\u3002\uff0e\uff61", "...")
 
