@@ -28,16 +28,20 @@ _KEY_START = r"(?<![A-Za-z0-9])"
 # (a key of another service echoed by a proxy, a key pasted where it does not belong).
 # Matrix ids ($event, !room, @user, #alias) are long base64 tokens too; they are not keys:
 # the first alternative takes each whole (a `-` inside one is no start of a key), to keep.
+# A key's character, and what may hide after it (holds_key reads through the same):
+# `sk-proj-A1b2<U+200B>C3d4…` is one key, not a short one and the rest of it shown.
+_KEY_CHAR = rf"[A-Za-z0-9_\-][{char_class(INVISIBLE)}]*"
 _KEY_SHAPES = re.compile(
     r"(?P<matrix_id>(?<![\w$!@#])[$!@#](?:(?!sk-)[A-Za-z0-9_\-.=/+])+(?::[A-Za-z0-9.\-]+(?::\d+)?)?)"
-    r"|sk-ant-[A-Za-z0-9_\-]{8,}"
+    rf"|sk-ant-(?:{_KEY_CHAR}){{8,}}"
     # A whole key where a key starts (`x_sk-…`, as holds_key finds it); any `sk-…` after a
     # word's end (not `Gdańsk-based`), or after an escape a log's repr() writes.
-    rf"|{_KEY_START}sk-[A-Za-z0-9_\-]{{16,}}"
-    r"|(?:\b|(?<=\\[nrt])|(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4}))sk-[A-Za-z0-9_\-]{2,}"
+    rf"|{_KEY_START}sk-(?:{_KEY_CHAR}){{16,}}"
+    r"|(?:\b|(?<=\\[nrt])|(?<=\\x[0-9a-fA-F]{2})|(?<=\\u[0-9a-fA-F]{4}))"
+    rf"sk-(?:{_KEY_CHAR}){{2,}}"
     r"|(?i:bearer)\s+[A-Za-z0-9_\-\.=+/~]{8,}"
     r"|(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9_\-\.]{8,}"
-    r"|(?<![$!@#:/\w])[A-Za-z0-9_\-]{32,}\b"
+    rf"|(?<![$!@#:/\w])(?:{_KEY_CHAR}){{32,}}\b"
 )
 # Words in a name that says its value is a credential: a URL's query parameter
 # (`?access_token=`, `?api_key=`), anywhere in its name.

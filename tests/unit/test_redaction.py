@@ -89,6 +89,25 @@ def test_shapes_off_keeps_prose_but_not_the_secret() -> None:
     )
 
 
+@pytest.mark.parametrize("hidden", ["\u200b", "\u200e", "\u00ad", "\u2066", "\ufe0f", "\u2800"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sk-proj-A1b2C3d4E5f6G7h8I9j0K1",
+        "sk-ant-api03-A1b2C3d4E5f6",
+        "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7",
+    ],
+)
+def test_a_key_shape_with_a_character_that_hides_inside_is_redacted_whole(
+    key: str, hidden: str
+) -> None:
+    """holds_key reads through what hides inside a key; the shapes in a log line did not:
+    `sk-proj-A1b2<U+200B>C3d4…` came out `****<U+200B>C3d4…`, the rest of the key shown."""
+    disguised = key[:12] + hidden + key[12:20] + hidden + key[20:]
+    said = redact(f"refused: {disguised}.", known=False)
+    assert said == f"refused: {REDACTED}.", said
+
+
 def test_matrix_ids_are_not_key_shapes() -> None:
     event = "$" + "A" * 43
     assert event in redact(f"skipped {event} in !room:example.org")
