@@ -12,7 +12,6 @@ from bot.commands.spec import DEFAULT, Command, Invocation, Kind, Option, usage
 from bot.types import Attachment, Platform, SecretValue
 from bot.types.secrets import held_secret, holds_key
 from bot.types.text import (
-    INVISIBLE,
     MODEL_ID_CHARS,
     NAME_SEPARATORS,
     QUOTE_CLOSERS,
@@ -23,6 +22,7 @@ from bot.types.text import (
     clean_text,
     decimal_hint,
     header_safe,
+    lstrip_invisible,
     normalize_text,
     opens_quote,
     out_of_range,
@@ -179,7 +179,7 @@ def plain_prefix(text: str, prefix: str) -> str:
     Front-ends apply it where a message comes in, so `／key set …` or an invisible
     character before `!key set …` is the command (and its key is handled as one)
     everywhere, not a chat line sent to the model."""
-    body = text.lstrip(INVISIBLE + " \t\n")
+    body = lstrip_invisible(text)
     for mark in (prefix, _FULLWIDTH.get(prefix)):
         # Only before a command's name: `！！！` or `！好` is a CJK sentence, not a command.
         name = body[len(mark) : len(mark) + 1] if mark else ""

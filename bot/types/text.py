@@ -178,6 +178,12 @@ def without_invisible(text: str) -> str:
     return text.translate(_NO_INVISIBLE)
 
 
+def lstrip_invisible(text: str) -> str:
+    """Leading whitespace (a no-break or an ideographic space too) and invisible
+    characters removed, mixed as they may be: what comes before a command's prefix."""
+    return text.lstrip(_LEADING)
+
+
 def strip_invisible(text: str) -> str:
     """Surrounding whitespace and invisible characters (BOM, zero-width, direction marks)
     removed, mixed as they may be."""

@@ -258,6 +258,9 @@ def test_a_look_alike_of_a_secret_command_is_refused_as_one(typed: str) -> None:
         # Invisible probe: the Arabic letter mark, a filler, the blank Braille cell, a
         # selector, a tag, an invisible operator, the combining grapheme joiner.
         *["\u061c", "\u3164", "\u2800", "\ufe0f", "\U000e0001", "\u2061", "\u034f"],
+        # A no-break space (a phone's keyboard after a full stop), the ideographic one a
+        # CJK keyboard types, a thin space: blanks, not invisible, but as much before it.
+        *["\u00a0", "\u3000", "\u2009"],
     ],
 )
 def test_what_hides_before_a_command_is_taken_off(hidden: str) -> None:
