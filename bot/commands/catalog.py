@@ -77,3 +77,48 @@ SETUP_STEPS: dict[Source, tuple[str, ...]] = {
         "{p}models external, then {p}model <id>",
     ),
 }
+
+
+# What people call a source here by another name: SillyTavern's "Custom (OpenAI-compatible)"
+# and the servers the README names for it, the vendor behind a source. Keyed by the name
+# with everything but letters and digits left out (`LM Studio`, `lm-studio`: lmstudio).
+# `/source lmstudio` is refused (nothing changes) with the source it is.
+KNOWN_AS: dict[str, tuple[Source, str]] = {
+    "anthropic": (Source.CLAUDE, "Anthropic's models are"),
+    "mistralai": (Source.MISTRAL, "Mistral AI is"),
+    "chatgpt": (Source.OPENAI, "ChatGPT's models are"),
+    **dict.fromkeys(
+        ("openaicompatible", "customopenaicompatible", "compatible"),
+        (Source.CUSTOM, "an OpenAI-compatible endpoint is"),
+    ),
+    **{
+        key: (Source.CUSTOM, f"{name} is an OpenAI-compatible endpoint:")
+        for key, name in (
+            ("lmstudio", "LM Studio"),
+            ("litellm", "LiteLLM"),
+            ("localai", "LocalAI"),
+            ("tabbyapi", "TabbyAPI"),
+            ("tabby", "TabbyAPI"),
+            ("ollama", "Ollama"),
+            ("vllm", "vLLM"),
+            ("llamacpp", "llama.cpp"),
+            ("koboldcpp", "KoboldCpp"),
+            ("oobabooga", "text-generation-webui"),
+            ("textgenerationwebui", "text-generation-webui"),
+            ("openrouter", "OpenRouter"),
+            ("groq", "Groq"),
+            ("deepseek", "DeepSeek"),
+            ("together", "Together AI"),
+            ("togetherai", "Together AI"),
+            ("fireworks", "Fireworks AI"),
+            ("perplexity", "Perplexity"),
+            ("xai", "xAI"),
+        )
+    },
+}
+
+
+def known_as(typed: str) -> tuple[Source, str] | None:
+    """The source `typed` (a name for one that is not a source's own) stands for, with how
+    to say so; None when it names none."""
+    return KNOWN_AS.get("".join(c for c in typed.lower() if c.isascii() and c.isalnum()))

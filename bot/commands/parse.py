@@ -8,8 +8,9 @@ import unicodedata
 from itertools import takewhile
 from typing import Any
 
+from bot.commands.catalog import known_as
 from bot.commands.spec import DEFAULT, Command, Invocation, Kind, Option, usage
-from bot.types import Attachment, Platform, SecretValue
+from bot.types import Attachment, Platform, SecretValue, Source
 from bot.types.secrets import held_secret, holds_key
 from bot.types.text import (
     MODEL_ID_CHARS,
@@ -374,6 +375,9 @@ def _options(
             continue
         if (meant := _misnamed(value, by_name)) is not None:
             raise CommandError(_misnamed_said(meant, path, command, prefix, server, platform))
+        other = _named_otherwise(raw.get(last.name), last, prefix, value) if last else None
+        if other is not None:
+            raise CommandError(other)  # `/source lm studio`, `/source OpenAI Compatible`
         if last is not None and _runs_on(raw.get(last.name), last, value, positional):
             raise CommandError(_one_word(str(raw[last.name]), last, value, body, pos))
         if not positional:
@@ -413,6 +417,23 @@ def _left_out(
 
 _GROUPED = re.compile(r"[0-9]{1,3}(?: [0-9]{3})*")
 _GROUP = re.compile(r"[0-9]{3}")
+
+
+def _named_otherwise(typed: Any, opt: Option, prefix: str, after: str = "") -> str | None:
+    """Where a source is chosen: the refusal of a name people give one by (`lmstudio`,
+    `OpenAI Compatible`, `anthropic`: catalog.KNOWN_AS), saying which it is; None for
+    any other value or option. `after`: the next word, for a name of two."""
+    if not isinstance(typed, str) or Source.CUSTOM.value not in opt.choices:
+        return None
+    words = f"{typed} {after}".strip()
+    found = known_as(words)
+    if found is None:
+        return None
+    source, said = found
+    where = ""
+    if source is Source.CUSTOM:
+        where = f" Its URL goes in {prefix}proxy set <url> (often ending in /v1)."
+    return f"{quoted(words)} is not a source here: {said} the `{source.value}` source.{where}"
 
 
 def _runs_on(before: Any, opt: Option, value: str, positional: list[Option]) -> bool:
@@ -599,6 +620,8 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
         )
     if opt.kind is Kind.CHOICE:
         chosen = opt.choice(text)
+        if chosen is None and (other := _named_otherwise(text, opt, prefix)) is not None:
+            raise CommandError(other)
         if chosen is None:
             shown = list(opt.shown_choices(platform))
             raise CommandError(

@@ -523,3 +523,37 @@ def test_a_bad_scope_is_refused_in_the_platforms_words() -> None:
         parse("!help usage", TABLE, "!", platform=Platform.MATRIX)
     with pytest.raises(CommandError, match=r"\[scope:me\|channel\|server\]"):
         parse("/help usage", TABLE, platform=Platform.DISCORD)
+
+
+@pytest.mark.parametrize(
+    ("typed", "named", "source"),
+    [
+        ("/source lmstudio", "`lmstudio`", "custom"),
+        ("/source lm studio", "`lm studio`", "custom"),
+        ("/source OpenAI Compatible", "`OpenAI Compatible`", "custom"),
+        ('/source "LM Studio" server', "`LM Studio`", "custom"),
+        ("/source llama.cpp", "`llama.cpp`", "custom"),
+        ("/key set ollama", "`ollama`", "custom"),
+        ("/source anthropic", "`anthropic`", "claude"),
+        ("/source MistralAI", "`MistralAI`", "mistral"),
+    ],
+)
+def test_a_source_named_as_people_call_it_says_which_source_it_is(
+    typed: str, named: str, source: str
+) -> None:
+    """SillyTavern's "Custom (OpenAI-compatible)", and the servers the README names for
+    it: `/source lm studio` was "`lm` is not a valid source", `/source OpenAI Compatible`
+    "`Compatible` is not a valid scope". Refused still (nothing changes), with the source."""
+    with pytest.raises(CommandError) as refused:
+        inv = parse(typed, TABLE)
+        command = find(TABLE, inv.path)
+        assert command is not None
+        bind(command, inv, "/", secrets_later=True)
+    said = str(refused.value)
+    assert said.startswith(f"{named} is not a source here: "), said
+    assert f"the `{source}` source." in said, said
+    assert ("/proxy set <url>" in said) is (source == "custom"), said
+
+
+def test_a_source_and_a_scope_are_still_two_values() -> None:
+    assert parse("/source openai server", TABLE).raw == {"source": "openai", "scope": "server"}
