@@ -432,13 +432,26 @@ class Transport:
     async def read_limited(
         self, response: httpx.Response, deadline: float, limit: int, where: str
     ) -> bytes:
+        """A body read whole (a model list, an error, an answer sent in one piece): at
+        most `limit` bytes, and all of it by one idle limit after the first-byte deadline.
+        Its server had it whole before it began to send; a body trickled in a byte at a
+        time, each within the idle limit, held a status check (and a turn's conversation
+        with it) for as long as the endpoint went on."""
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks(response, deadline, where):
-            parts.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise malformed(where, "the answer is too large")
+        try:
+            async with asyncio.timeout_at(deadline + self.settings.idle_timeout):
+                async for chunk in self.chunks(response, deadline, where):
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        raise malformed(where, "the answer is too large")
+        except TimeoutError:
+            s = self.settings
+            raise ProviderTimeout(
+                f"{where} took more than {s.first_byte_timeout + s.idle_timeout:g} s to send "
+                "its answer. Try again."
+            ) from None
         return b"".join(parts)
 
     async def request_json(self, spec: RequestSpec) -> Any:

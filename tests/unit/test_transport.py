@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import tracemalloc
@@ -496,3 +497,49 @@ async def test_a_word_that_is_no_content_coding_reads_the_body_as_sent(coding: b
     finally:
         await hub.aclose()
     assert [m.id for m in models] == ["m1", "m2"]
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (b"200", "took more than 0.6 s to send its answer"),  # a model list, a status check
+        (b"500", "is overloaded or failing (HTTP 500)"),  # its error, said without its body
+    ],
+)
+async def test_a_body_that_trickles_in_is_given_up_when_it_is_not_whole_in_time(
+    status: bytes, said: str
+) -> None:
+    """A model list (or an error body) sent a byte at a time, each well within the idle
+    limit: the read went on for as long as the endpoint kept sending (16 MB at a byte a
+    minute), holding /connect, or a turn's status check and its conversation, for ever.
+    A body sent whole is whole by one idle limit after the first-byte one; past it the
+    request ends, said as a timeout."""
+    sent = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 %s X\r\ncontent-type: application/json\r\n" % status)
+        writer.write(b"transfer-encoding: chunked\r\n\r\n1\r\n{\r\n")
+        with contextlib.suppress(ConnectionError):
+            while not writer.is_closing():
+                writer.write(b"1\r\n \r\n")
+                await writer.drain()
+                sent += 1
+                await asyncio.sleep(0.02)
+
+    settings = ProviderSettings(
+        allow_private_endpoints=True, max_retries=0, first_byte_timeout=0.3, idle_timeout=0.3
+    )
+    hub = ProviderHub(settings)
+    server, port = await serve(handler)
+    provider = hub.provider(Endpoint(Source.CUSTOM, proxy_url=f"http://127.0.0.1:{port}/v1"))
+    try:
+        async with server:
+            with pytest.raises(ProviderError) as err:
+                # Only a guard against hanging: without the rule it never ends.
+                await asyncio.wait_for(provider.list_models(), 30)
+    finally:
+        await hub.aclose()
+    assert said in str(err.value), str(err.value)
+    assert sent > 0  # it was still sending: no idle limit could end it
