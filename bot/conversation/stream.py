@@ -283,6 +283,12 @@ async def stream_answer(
                     out.state = TurnState.STOPPED
                     out.error = f"The answer passed {max_chars:,} characters, so it stops here."
                     break
+                if show and len(thought.text) > max_chars:  # shown, it is posted as text is
+                    out.state = TurnState.STOPPED
+                    out.error = (
+                        f"The model's reasoning passed {max_chars:,} characters, so it stops here."
+                    )
+                    break
                 if delta.text or (delta.reasoning and show):
                     shown = answer.text or (show and thought.text)
                     if typing is not None and shown:
@@ -323,8 +329,8 @@ async def stream_answer(
     split.finish()  # text held back in case a tag was starting
     answer.feed(split.answer[seen:])
     out.answer = answer.cut(max_chars)
-    out.thought = thought.finish()
-    out.reasoning = out.thought if show else ""
+    out.thought = thought.finish()  # all of it, as it was generated: it costs
+    out.reasoning = out.thought[:max_chars] if show else ""
     wrote = out.answer != start
     if out.error is None and (why := _ended_by_model(finish, wrote, bool(out.thought), prefix)):
         out.state, out.error = TurnState.STOPPED, why

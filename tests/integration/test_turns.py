@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from sqlalchemy import select, update
 
+from bot.commands import Invocation
 from bot.conversation import engine as engine_module
 from bot.conversation import stream
 from bot.conversation.budget import estimate_tokens
@@ -56,16 +57,19 @@ class Sink:
         self.updates: list[str] = []
         self.final: tuple[str, str | None] | None = None
         self.first = asyncio.Event()
+        self.reasoning = ""  # the reasoning shown with the newest update or the end
 
     async def typing(self) -> None:
         return None
 
     async def update(self, answer: str, reasoning: str = "") -> None:
         self.updates.append(answer)
+        self.reasoning = reasoning
         self.first.set()
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         self.final = (answer, error)
+        self.reasoning = reasoning
 
 
 async def make_core(url: str, endpoint: FakeOpenAI, limits: TurnLimits) -> Core:
@@ -268,6 +272,34 @@ async def test_an_answer_past_the_length_cap_stops(database_url: str, endpoint: 
         assert len(shown) == 120 and error is not None and "120 characters" in error
         [_, answer] = await rows(core)
         assert len(answer.content) == 120 and answer.state is TurnState.STOPPED
+    finally:
+        await core.close()
+
+
+async def test_shown_reasoning_past_the_length_cap_stops(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """A model that thinks on and on with its reasoning shown: the length cap held the
+    answer only, so reasoning of any length was shown (4,000,000 characters at a cap of
+    1,000 were 2,000 Discord messages). Now shown reasoning stops at the cap as an answer
+    does, and says so. Reasoning not shown is neither posted nor kept: it is not cut."""
+    endpoint.script = Script(chunks=["<think>", *["hmm " * 250] * 40, "</think>ok"])
+    core = await make_core(database_url, endpoint, TurnLimits(max_answer_chars=1000))
+    try:
+        shown = Invocation(("params",), {"name": "reasoning", "value": "on"})
+        assert "reasoning set to on" in (await core.run_command(REF, ADMIN, shown)).text
+        sink = await chat(core, "think it over")
+        assert sink.final == (
+            "",
+            "The model's reasoning passed 1,000 characters, so it stops here.",
+        )
+        assert sink.reasoning == "hmm " * 250
+        [question] = await rows(core)  # no answer came: the question says why
+        assert question.error is not None and "reasoning passed" in question.error
+        hidden = Invocation(("params",), {"name": "reasoning", "value": "off"})
+        await core.run_command(REF, ADMIN, hidden)
+        sink = await chat(core, "again")
+        assert sink.final == ("ok", None) and sink.reasoning == ""
     finally:
         await core.close()
 
