@@ -430,17 +430,24 @@ class Transport:
             pass  # closing the response drops the connection instead; nothing is lost
 
     async def read_limited(
-        self, response: httpx.Response, deadline: float, limit: int, where: str
+        self,
+        response: httpx.Response,
+        deadline: float,
+        limit: int,
+        where: str,
+        *,
+        timed: bool = True,
     ) -> bytes:
-        """A body read whole (a model list, an error, an answer sent in one piece): at
-        most `limit` bytes, and all of it by one idle limit after the first-byte deadline.
-        Its server had it whole before it began to send; a body trickled in a byte at a
-        time, each within the idle limit, held a status check (and a turn's conversation
-        with it) for as long as the endpoint went on."""
+        """A body read whole (a model list, an error): at most `limit` bytes, and all of
+        it by one idle limit after the first-byte deadline (`timed`). Its server had it
+        whole before it began to send; a body trickled in a byte at a time, each within
+        the idle limit, held a status check (and a turn's conversation with it) for as
+        long as the endpoint went on."""
         parts: list[bytes] = []
         size = 0
+        end = deadline + self.settings.idle_timeout if timed else None
         try:
-            async with asyncio.timeout_at(deadline + self.settings.idle_timeout):
+            async with asyncio.timeout_at(end):
                 async for chunk in self.chunks(response, deadline, where):
                     parts.append(chunk)
                     size += len(chunk)

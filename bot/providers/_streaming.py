@@ -90,8 +90,10 @@ async def _attempt(
     try:
         ctype = response.headers.get("content-type", "")
         if "json" in ctype:
-            # A server that ignores `stream: true` and answers in one piece.
-            raw = await transport.read_limited(response, deadline, MAX_BODY, where)
+            # A server that ignores `stream: true` and answers in one piece. The answer's
+            # own deadline bounds it: one that keeps the connection alive with spaces
+            # while the model writes is not cut sooner.
+            raw = await transport.read_limited(response, deadline, MAX_BODY, where, timed=False)
             for delta in state.on_body(loads(raw, where)):
                 yield delta
             return
