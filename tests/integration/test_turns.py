@@ -7,6 +7,7 @@ OpenAI-compatible endpoint that streams a scripted answer at a chosen pace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 from sqlalchemy import select, update
 
 from bot.commands import Invocation
@@ -44,6 +46,7 @@ from bot.types import (
     TurnState,
 )
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+from tests.loopback import serving
 from tests.peers.postgres import PostgresDatabase
 
 REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
@@ -548,6 +551,51 @@ async def test_a_passing_failure_is_checked_again_after_a_minute(
             await fresh.close()
     finally:
         await core.close()
+
+
+async def test_a_check_again_whose_model_list_trickles_in_ends_and_says_so(
+    database_url: str,
+) -> None:
+    """A turn checks a passing failure again before it asks; the endpoint's model list
+    came a byte at a time, each within the idle limit, so the check (and the turn, and
+    every message after it in the conversation, /stop finding nothing to stop) waited for
+    as long as the endpoint went on. Now the list must be whole by the first-byte and
+    idle limits together; the turn says the check failed, and why."""
+
+    async def models(request: web.Request) -> web.StreamResponse:
+        trickle = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await trickle.prepare(request)
+        await trickle.write(b'{"object": "list", "data": [')
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await trickle.write(b" ")
+                await asyncio.sleep(0.02)
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    await upgrade_to_head(database_url)
+    async with serving(app, shutdown_timeout=0.5) as base:
+        defaults = ChannelConfig.of(source=Source.CUSTOM, model="m", proxy_url=f"{base}/v1")
+        store = await Store.open(
+            database_url, SecretBox.from_setting(generate_key()), defaults=defaults
+        )
+        settings = ProviderSettings(
+            allow_private_endpoints=True, max_retries=0, first_byte_timeout=0.3, idle_timeout=0.3
+        )
+        core = Core(store, ProviderHub(settings), limits=TurnLimits())
+        try:
+            long_ago = datetime.now(UTC) - timedelta(hours=1)
+            down = StatusCheck(False, "could not be reached", kind="unreachable")
+            await core.store.record_status(REF, down, None)
+            async with core.store.engine.begin() as conn:
+                await conn.execute(update(ChannelConfigRow).values(status_checked_at=long_ago))
+            # Only a guard against hanging: without the rule the turn never ends.
+            sink = await asyncio.wait_for(chat(core, "are you back?"), 30)
+            assert sink.final is not None
+            assert "took more than 0.6 s to send its answer" in sink.final[0]
+            assert "check again" in sink.final[0]
+        finally:
+            await core.close()
 
 
 @pytest.mark.parametrize(
