@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +33,15 @@ MAX_REGEX_SEARCHES = 2_000  # each reads a whole message (~20 ns a character ign
 # Places looked at for whole-word keys with characters other than ASCII letters, digits
 # and `_` (those are looked up among the text's words): ~0.1 s of one prompt at worst.
 WHOLE_WORD_STEPS = 200_000
+# An entry's place in an inclusion group, of all a prompt's scan sorts out: ~0.15 s at
+# worst. A card may put each entry in thousands of groups (10,000 names fit in 60 KB).
+GROUP_STEPS = 100_000
 # SillyTavern's selectiveLogic (extensions.selectiveLogic): how secondary keys combine.
 AND_ANY, NOT_ALL, NOT_ANY, AND_ALL = 0, 1, 2, 3
 _DECORATOR = re.compile(r"@@@?[A-Za-z_]+[^\n]*")
+DEFAULT_WEIGHT = 100  # SillyTavern's DEFAULT_WEIGHT: an entry's group_weight ?? 100
+# Where a scan's rolls come from when it is given none (tests pass a seeded Random).
+_RNG = random.Random()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,7 @@ class _Work:
     regex_budget: int = REGEX_BUDGET
     searches: int = MAX_REGEX_SEARCHES
     word_steps: int = WHOLE_WORD_STEPS
+    group_steps: int = GROUP_STEPS
     notes: list[str] = field(default_factory=list)
     words: dict[str, frozenset[str]] = field(default_factory=dict)  # a text → its words
     lowered: dict[str, str] = field(default_factory=dict)  # a text → lower-cased
@@ -92,12 +102,26 @@ def scan(
     macros: Macros,
     estimate: Callable[[str], int],
     budget: int | None = None,
+    rng: random.Random | None = None,
+    chat_length: int | None = None,
 ) -> LoreHits:
     """The entries the last `scan_depth` of `messages` (oldest first) bring in, with
-    constant and recursively found ones; the most important that fit the budgets."""
+    constant and recursively found ones; the most important that fit the budgets.
+
+    As SillyTavern's checkWorldInfo (public/scripts/world-info.js): an entry with a
+    `delay` waits until the chat has that many messages (`chat_length`, all of them, not
+    only those scanned; `len(messages)` when not given); each pass's matches go through
+    their inclusion groups (one of a group kept), then each rolls its chance
+    (`probability`), and one that fails is not tried again in this scan's later passes,
+    only at the next prompt. The rolls come from one draw of `rng`, each roll derived
+    from it and the entry (or group): two scans given generators seeded alike roll alike
+    for the entries both match, however many else each matched (a turn's prompt is
+    built twice, a draft to count it and the one sent)."""
     if book is None or not book.entries:
         return LoreHits()
     depth = DEFAULT_SCAN_DEPTH if book.scan_depth is None else book.scan_depth
+    length = len(messages) if chat_length is None else chat_length
+    seed = (rng or _RNG).getrandbits(64)
     windows: dict[int, _Scan] = {}
     work = _Work()
 
@@ -111,20 +135,39 @@ def scan(
         return windows[size]
 
     active: dict[int, str] = {}
+    taken: set[int] = set()  # activated, those of no content too (one can win a group)
+    failed: set[int] = set()  # lost their roll: not again in this scan (failedProbabilityChecks)
     recursion = _Texts()
     for step in range(1 + (RECURSION_PASSES if book.recursive_scanning else 0)):
-        found: list[str] = []  # joins the scanned text after this pass, not during it
+        matched: dict[int, str] = {}
         for index, entry in enumerate(book.entries):
-            if index in active:
+            if index in taken or index in failed or _delayed(entry, length):
                 continue
-            ext = entry.extension_values
-            if step and ext.get("exclude_recursion") is True:
+            if step and entry.extension_values.get("exclude_recursion") is True:
                 continue
             content, decorators = _decorated(entry.content)
-            if not content or not _activates(entry, decorators, window(entry), recursion, macros):
+            # An empty entry adds nothing, but in a group it is one of the outcomes.
+            if not content and not _groups(entry):
+                continue
+            if _activates(entry, decorators, window(entry), recursion, macros):
+                matched[index] = content
+
+        def score(index: int, recursion: _Texts = recursion) -> int:
+            entry = book.entries[index]
+            return _score(entry, window(entry), recursion, macros)
+
+        found: list[str] = []  # joins the scanned text after this pass, not during it
+        for index in _grouped(book, list(matched), taken, seed, score, work):
+            entry = book.entries[index]
+            if not _rolls(entry, seed, index):
+                failed.add(index)
+                continue
+            taken.add(index)
+            content = matched[index]
+            if not content:
                 continue
             active[index] = macros(content)
-            if ext.get("prevent_recursion") is not True:
+            if entry.extension_values.get("prevent_recursion") is not True:
                 found.append(content)
         if not found:
             break
@@ -196,6 +239,183 @@ def _activates(
     if logic == AND_ALL:
         return all(hits)
     return any(hits)
+
+
+def _delayed(entry: LoreEntry, chat_length: int) -> bool:
+    """SillyTavern's delay (#checkDelayEffect: `!entry.delay` skips it, else `chat.length
+    < entry.delay` holds the entry back, constant and `@@activate` ones too): not until
+    the chat has that many messages. Not a number (NaN to JavaScript), 0 or negative: no
+    delay."""
+    delay = js_number(entry.extension_values.get("delay"))
+    return delay is not None and chat_length < delay
+
+
+def _truthy(value: object) -> bool:
+    """JavaScript's truthiness of a JSON value (`[]` and `{}` are true there)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0 and value == value  # NaN is false too
+    if isinstance(value, str):
+        return value != ""
+    return value is not None
+
+
+_GROUP_SPLIT = re.compile(r",\s*")
+
+
+def _groups(entry: LoreEntry) -> tuple[str, ...]:
+    r"""An entry's inclusion groups as filterByInclusionGroups splits them
+    (`group.split(/,\s*/)`, empty names dropped), each once."""
+    group = entry.extension_values.get("group")
+    if not isinstance(group, str) or not group:  # SillyTavern would fail on a number
+        return ()
+    return _split_groups(group)
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_groups(group: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for name in _GROUP_SPLIT.split(group) if name))
+
+
+def _chance(entry: LoreEntry) -> float | None:
+    """The percent chance an entry is used when it matches; None when it is not rolled
+    for. As convertCharacterBook reads it (`useProbability ?? true`, `probability ??
+    100`) and checkWorldInfo rolls (not when `!useProbability || probability === 100`),
+    with the value as SillyTavern's entry editor keeps it: Number() of it, kept within
+    0–100, and 100 when it is not a number ("abc" is used every time, -5 never, 150
+    every time)."""
+    ext = entry.extension_values
+    uses = ext.get("useProbability")
+    if uses is not None and not _truthy(uses):
+        return None
+    value = ext.get("probability")
+    number = None if value is None else js_number(value)
+    if number is None or number >= 100:
+        return None
+    return max(0.0, number)
+
+
+def _rolls(entry: LoreEntry, seed: int, index: int) -> bool:
+    """Whether an entry passes its chance: SillyTavern's `Math.random() * 100 <=
+    probability` (so 0 is never, bar a roll of exactly 0)."""
+    chance = _chance(entry)
+    return chance is None or _roll(seed, "chance", str(index)) * 100 <= chance
+
+
+def _roll(seed: int, kind: str, key: str) -> float:
+    """A number in [0, 1), the same for the same seed, kind and key."""
+    digest = hashlib.blake2b(f"{seed}\0{kind}\0{key}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 11) / (1 << 53)
+
+
+def _weight(entry: LoreEntry) -> float:
+    """An entry's chance within its group (`group_weight ?? 100`): not a number is the
+    default, a negative one 0 (it wins only when no other has any weight). SillyTavern
+    reads neither: its editor would save 1 and the value's absolute; its scan adds a
+    text to the total as text and lets a negative weight shrink it."""
+    value = entry.extension_values.get("group_weight")
+    number = None if value is None else js_number(value)
+    return DEFAULT_WEIGHT if number is None else max(0.0, number)
+
+
+def _grouped(
+    book: CharacterBook,
+    matched: list[int],
+    taken: set[int],
+    seed: int,
+    score: Callable[[int], int],
+    work: _Work,
+) -> list[int]:
+    """`matched` less the entries their inclusion groups leave out, as SillyTavern's
+    filterByInclusionGroups does: an entry may be in several groups (`a, b`) and stays
+    only if no group leaves it out. In each group of entries matched in this pass: a
+    group that an entry taken in an earlier pass belongs to keeps none of them; with
+    group scoring (an entry's `use_group_scoring`), the scored entries that match fewer
+    keys than the best are left out; a lone entry stays; one with `group_override` is
+    the pick, the highest `insertion_order` first; else one is drawn by `group_weight`
+    (SillyTavern's order: the highest `insertion_order` first, each taking its weight's
+    share of the roll). The draw comes before the pick's own chance, so a group whose
+    pick then fails its roll brings nothing in. Past the prompt's GROUP_STEPS, an
+    entry's further groups are not read (and a note says so)."""
+    groups: dict[str, list[int]] = {}
+    # The order SillyTavern's entries have (by `order`, highest first), ties as written.
+    for index in sorted(matched, key=lambda i: (-book.entries[i].insertion_order, i)):
+        names = _groups(book.entries[index])
+        if len(names) > work.group_steps:
+            names = names[: work.group_steps]
+            note = (
+                f"Lorebook: entries are in more than {GROUP_STEPS:,} inclusion groups in all; "
+                "the rest of their groups were not used."
+            )
+            if note not in work.notes:
+                work.notes.append(note)
+        work.group_steps -= len(names)
+        for name in names:
+            groups.setdefault(name, []).append(index)
+    if not groups:
+        return matched
+    won = {name for i in taken for name in _groups(book.entries[i])}
+    # What each entry says, read once: an entry can be in thousands of groups.
+    scored, overriding, weights = set(), set(), {}
+    for index in matched:
+        ext = book.entries[index].extension_values
+        if _truthy(ext.get("use_group_scoring")):
+            scored.add(index)
+        if _truthy(ext.get("group_override")):
+            overriding.add(index)
+        weights[index] = _weight(book.entries[index])
+    out: set[int] = set()
+    scores: dict[int, int] = {}
+    for name, members in groups.items():
+        if name in won:
+            out.update(members)
+            continue
+        if len(members) <= 1:
+            continue
+        if any(i in scored for i in members):  # filterGroupsByScoring
+            for i in members:
+                if i not in scores:
+                    scores[i] = score(i)
+            best = max(scores[i] for i in members)
+            losers = {i for i in members if i in scored and scores[i] < best}
+            out.update(losers)
+            members = [i for i in members if i not in losers]
+            if len(members) <= 1:
+                continue
+        # Members are in SillyTavern's order: the first overriding one has the highest.
+        winner = next((i for i in members if i in overriding), None)
+        if winner is None:
+            roll = _roll(seed, "group", name) * sum(weights[i] for i in members)
+            winner, total = members[-1], 0.0
+            for i in members:
+                total += weights[i]
+                if roll <= total:
+                    winner = i
+                    break
+        out.update(i for i in members if i != winner)
+    return [i for i in matched if i not in out]
+
+
+def _score(entry: LoreEntry, scan: _Scan, recursion: _Texts, macros: Macros) -> int:
+    """SillyTavern's group score (WorldInfoBuffer.getScore): how many of the entry's
+    primary keys are found, with its secondary ones found added under AND ANY, and under
+    AND ALL when all are found. (Its keys' macros replaced, as when they activate.)"""
+    if not entry.keys:
+        return 0
+    primary = sum(_matches(entry, macros(k), scan, recursion) for k in entry.keys)
+    if not entry.secondary_keys:
+        return primary
+    secondary = sum(_matches(entry, macros(k), scan, recursion) for k in entry.secondary_keys)
+    logic = entry.extension_values.get("selectiveLogic")
+    logic = AND_ANY if logic is None else logic  # `?? 0`, then compared with ===
+    if isinstance(logic, bool) or not isinstance(logic, int | float):
+        return primary
+    if logic == AND_ANY:
+        return primary + secondary
+    if logic == AND_ALL and secondary == len(entry.secondary_keys):
+        return primary + secondary
+    return primary
 
 
 def _matches(entry: LoreEntry, key: str, scan: _Scan, recursion: _Texts) -> bool:
@@ -365,40 +585,26 @@ _DECORATOR_NAME = re.compile(r"[a-z_]+")
 
 def not_used(card: Card) -> tuple[str, ...]:
     """What SillyTavern would do with this card that is not done here, one phrase each
-    (world-info.js: an entry's chance, inclusion groups, timed effects; the card's own
-    regex scripts): the import says so rather than the lorebook acting otherwise unsaid."""
+    (world-info.js: the sticky and cooldown timed effects; V3 decorators it reads that
+    this scan does not; the card's own regex scripts): the import says so rather than
+    the lorebook acting otherwise unsaid."""
     book = card.character_book
     entries = [e for e in (book.entries if book else ()) if e.enabled]
-    chance = timed = 0
-    groups: dict[str, int] = {}
+    timed = 0
     decorators: dict[str, None] = {}
     for entry in entries:
         ext = entry.extension_values
-        # As convertCharacterBook reads them: useProbability ?? true, probability ?? 100,
-        # then `!useProbability || probability === 100` is used every time.
-        uses = ext.get("useProbability")
-        probability = js_number(100 if ext.get("probability") is None else ext["probability"])
-        if (uses is None or bool(uses)) and probability is not None and probability < 100:
-            chance += 1
-        if any((js_number(ext.get(k)) or 0) > 0 for k in ("sticky", "cooldown", "delay")):
+        # Both need the chat's state from one prompt to the next (SillyTavern keeps it
+        # in the chat's metadata): not kept here.
+        if any((js_number(ext.get(k)) or 0) > 0 for k in ("sticky", "cooldown")):
             timed += 1
-        group = ext.get("group")
-        if isinstance(group, str):
-            for name in {g for g in re.split(r",\s*", group) if g}:
-                groups[name] = groups.get(name, 0) + 1
         for name in sorted(_decorated(entry.content)[1] - _READ_DECORATORS):
             word = _DECORATOR_NAME.match(name)  # the name alone, as markup cannot read it
             if word:
                 decorators[f"`@@{word.group()[:40]}`"] = None
     said = []
-    if chance:
-        said.append(f"the chance {_entries(chance)} to be used (here always used when matched)")
-    shared = sum(1 for count in groups.values() if count > 1)
-    if shared:
-        groups_said = f"{shared} inclusion group{'s' * (shared != 1)}"
-        said.append(f"{groups_said} (here every entry of a group that matches is used)")
     if timed:
-        said.append(f"the sticky, cooldown or delay {_entries(timed)}")
+        said.append(f"the sticky or cooldown {_entries(timed)}")
     if decorators:
         shown = ", ".join(list(decorators)[:5]) + (" …" if len(decorators) > 5 else "")
         said.append(f"the lorebook decorators {shown}")

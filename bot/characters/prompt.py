@@ -120,9 +120,14 @@ def build_prompt(
     lore_budget: int | None = None,
     examples_budget: int | None = None,
     rng: random.Random | None = None,
+    lore_rng: random.Random | None = None,
+    chat_length: int | None = None,
 ) -> CharacterPrompt:
     """The prompt for `card` over `history` (oldest first, already trimmed to the context);
-    `estimate` counts tokens for the lorebook's and the examples' budgets."""
+    `estimate` counts tokens for the lorebook's and the examples' budgets. `rng` draws
+    the macros' chances, `lore_rng` the lorebook's (its entries' `probability` and
+    inclusion groups); `chat_length` is how many messages the whole chat has, for the
+    entries' `delay` (`len(history)` when not given)."""
     # default_system is our system prompt: the card's {{original}}, and the main prompt
     # when the card has none; default_post_history the same for post_history_instructions;
     # auxiliary a preset's nsfw prompt (placed after the scenario, as ST does).
@@ -134,6 +139,8 @@ def build_prompt(
         macros=macros,
         estimate=estimate,
         budget=lore_budget,
+        rng=lore_rng,
+        chat_length=chat_length,
     )
     if card.system_prompt.strip():
         main = macros(card.system_prompt, original=default_system)

@@ -137,18 +137,37 @@ async def test_import_posts_the_greeting_and_the_prompt_follows_the_card(
     ]
 
 
-async def test_a_lorebook_sillytavern_would_use_otherwise_is_said_on_import(
+async def test_a_lorebooks_chances_groups_and_delays_act_as_in_sillytavern(
     harness: Harness,
 ) -> None:
     """Features probe: a card as SillyTavern writes it (a PNG with `chara` and `ccv3`)
-    whose lorebook picks one entry of an inclusion group and uses another by a 10% chance
-    imported with no word of either; every one of them is used here whenever it matches."""
+    whose lorebook picks one entry of an inclusion group, uses entries by chance, and
+    holds one back until the chat is long enough had every entry used whenever it
+    matched (the import said so). They act as in SillyTavern now, bad values read as it
+    reads them; only sticky and cooldown are still named."""
     await configure_fake(harness)
-    st_entry = {"useProbability": True, "probability": 100, "group": "", "sticky": 0}
+    st_entry = {
+        "useProbability": True,
+        "probability": 100,
+        "group": "",
+        "group_override": False,
+        "group_weight": 100,
+        "sticky": 0,
+        "cooldown": 0,
+        "delay": 0,
+    }
     entries = [
-        ("rain", "It rains on the Meridian.", {"group": "weather"}),
+        # The override is the pick, though the other's insertion_order is higher.
+        ("rain", "It rains on the Meridian.", {"group": "weather", "group_override": True}),
         ("rain", "The sun shines on the Meridian.", {"group": "weather"}),
-        ("dragon", "Dragons are extinct.", {"probability": 10}),
+        ("fog", "Fog hides the ice.", {"group": "sky", "group_weight": 0}),
+        ("fog", "The sky is clear.", {"group": "sky", "group_weight": "abc"}),  # 100
+        ("dragon", "Dragons are extinct.", {"probability": 0}),
+        ("dragon", "Dragons were hunted.", {"probability": 150}),  # 100
+        ("dragon", "Dragons sleep.", {"probability": "abc"}),  # not a number: 100
+        ("dragon", "Dragons are a myth.", {"probability": -5}),  # 0
+        ("engine", "The engine is older than the ship.", {"delay": 4}),
+        ("crew", "The crew is loyal.", {"sticky": 2}),
     ]
     data = {
         **CARD["data"],
@@ -172,16 +191,22 @@ async def test_a_lorebook_sillytavern_would_use_otherwise_is_said_on_import(
     reply = await run(harness, ("character", "import"), file=card_file(image, "a.png"))
     assert reply.ok, reply.text
     assert (
-        "Not done here as SillyTavern does: the chance of 1 lorebook entry to be used (here "
-        "always used when matched); 1 inclusion group (here every entry of a group that "
-        "matches is used)."
+        "Not done here as SillyTavern does: the sticky or cooldown of 1 lorebook entry."
     ) in reply.text.splitlines()
+    scenario = "[Circumstances and context of the dialogue: Bob has just come aboard.]"
     with respx.mock:
         route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
-        await ask(harness, "Is there rain? Any dragon?")
-    system = json.loads(route.calls.last.request.content)["messages"][0]["content"]
-    for _, content, _ in entries:
-        assert content in system  # as the reply said
+        # The greeting and this: 2 messages, too few for the engine's entry (4).
+        await ask(harness, "Rain or fog? Any dragon? How is the engine?")
+        first = json.loads(route.calls.last.request.content)["messages"][0]["content"]
+        # The greeting, the question, its answer and this: 4.
+        await ask(harness, "Tell me of the engine.")
+        second = json.loads(route.calls.last.request.content)["messages"][0]["content"]
+    assert first.endswith(
+        f"{scenario}\n\nIt rains on the Meridian.\nThe sky is clear.\nDragons were hunted."
+        "\nDragons sleep."
+    ), first
+    assert second.endswith(f"{scenario}\n\nThe engine is older than the ship."), second
     # SillyTavern's own export of a plain lorebook (CARD) is nothing to say.
     reply = await run(harness, ("character", "import"), file=card_file(CARD))
     assert "Not done here" not in reply.text, reply.text

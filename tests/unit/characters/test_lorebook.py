@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import random
 import re
+from collections import Counter
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.characters import build_prompt
 from bot.characters.card import card_from_object
 from bot.characters.lorebook import _whole_word, not_used
+from bot.characters.model import Card
+from bot.types import ChatMessage, Role
 from tests.unit.characters.samples import v2
 
 # Word and non-word characters, ASCII and not, so both sides of every boundary come up.
@@ -41,10 +49,11 @@ def _entry(content: str, **extensions: object) -> dict[str, object]:
 
 
 def test_what_sillytavern_does_with_a_card_that_is_not_done_here_is_named() -> None:
-    """Features probe: a card whose lorebook entries SillyTavern uses by chance (30%),
-    one of an inclusion group, sticky, or with V3 decorators, or that carries regex
+    """Features probe: a card whose lorebook entries SillyTavern keeps in (sticky) or
+    out (cooldown) for some messages, or with V3 decorators, or that carries regex
     scripts, was imported without a word: here every such entry is used whenever it
-    matches, and the scripts never run."""
+    matches, and the scripts never run. An entry's chance, its inclusion groups and its
+    delay are done here, so not named."""
     card = v2()
     assert not_used(card_from_object(card)) == ()  # SillyTavern's own export: 100%
     data = card["data"]
@@ -61,13 +70,324 @@ def test_what_sillytavern_does_with_a_card_that_is_not_done_here_is_named() -> N
         _entry("sun", group="weather"),
         _entry("alone", group="lonely"),  # a group of one picks nothing
         _entry("stays", sticky=2, cooldown=0),
+        _entry("waits", cooldown=3),
+        _entry("delayed", delay=3),  # done here
         _entry("@@depth 3\n@@activate\n@@role<b>x\nText."),
         {**_entry("off", probability=1, sticky=3), "enabled": False},
     ]
     assert not_used(card_from_object(card)) == (
-        "the chance of 2 lorebook entries to be used (here always used when matched)",
-        "1 inclusion group (here every entry of a group that matches is used)",
-        "the sticky, cooldown or delay of 1 lorebook entry",
+        "the sticky or cooldown of 2 lorebook entries",
         "the lorebook decorators `@@depth`, `@@role`",
         "its 1 regex script",
     )
+
+
+# -- chance, inclusion groups, delay (SillyTavern's world-info.js checkWorldInfo) ------------
+
+TRIALS = 2_000
+
+
+def _book(*entries: dict[str, Any], **book: Any) -> Card:
+    card = v2()
+    base = {"extensions": {}, "enabled": True, "insertion_order": 10}
+    card["data"]["character_book"] = {
+        "extensions": {},
+        "entries": [{**base, **e} for e in entries],
+        **book,
+    }
+    return card_from_object(card)
+
+
+def _lore(
+    card: Card,
+    *texts: str,
+    rng: random.Random | None = None,
+    chat_length: int | None = None,
+) -> list[str]:
+    history = [ChatMessage(Role.USER, t, "Bob") for t in texts or ("x",)]
+    prompt = build_prompt(
+        card,
+        history,
+        user="Bob",
+        estimate=lambda t: len(t) // 4 + 1,
+        lore_rng=rng or random.Random(0),
+        chat_length=chat_length,
+    )
+    return [*prompt.lore.before, *prompt.lore.after]
+
+
+def _counts(card: Card, *texts: str, seed: int = 1, trials: int = TRIALS) -> Counter[str]:
+    """How often each entry comes in over `trials` prompts, one random source for all."""
+    rng = random.Random(seed)
+    counts: Counter[str] = Counter()
+    for _ in range(trials):
+        counts.update(_lore(card, *texts, rng=rng))
+    return counts
+
+
+def _chance(content: str, **ext: Any) -> dict[str, Any]:
+    return {"keys": ["x"], "content": content, "extensions": ext}
+
+
+def test_an_entrys_chance_is_rolled_at_each_prompt() -> None:
+    """Features probe: an entry SillyTavern uses one time in four (probability 25) was
+    used at every prompt here. A failed roll is tried again at the next prompt (its
+    failedProbabilityChecks last one scan)."""
+    counts = _counts(_book(_chance("Q", probability=25)))
+    assert 0.20 * TRIALS <= counts["Q"] <= 0.30 * TRIALS, counts
+    counts = _counts(_book(_chance("H", probability=50, useProbability=True)), seed=2)
+    assert 0.45 * TRIALS <= counts["H"] <= 0.55 * TRIALS, counts
+
+
+def test_chances_that_are_certain_are_not_rolled() -> None:
+    card = _book(
+        _chance("always", probability=100),
+        _chance("never", probability=0),
+        _chance("not rolled", probability=0, useProbability=False),
+        _chance("not rolled either", probability=0, useProbability=0),  # falsy to JS
+        _chance("unset"),
+        _chance("null", probability=None),  # probability ?? 100
+    )
+    counts = _counts(card)
+    assert counts == {
+        "always": TRIALS,
+        "not rolled": TRIALS,
+        "not rolled either": TRIALS,
+        "unset": TRIALS,
+        "null": TRIALS,
+    }
+
+
+@pytest.mark.parametrize(
+    ("probability", "low", "high"),
+    [
+        ("abc", 1.0, 1.0),  # not a number: SillyTavern's editor keeps the default, 100
+        (-5, 0.0, 0.0),  # kept within 0–100
+        (150, 1.0, 1.0),
+        (1e300, 1.0, 1.0),
+        (math.nan, 1.0, 1.0),
+        ([], 1.0, 1.0),
+        ({"a": 1}, 1.0, 1.0),
+        (True, 0.0, 0.03),  # Number(true) is 1
+        ("25", 0.20, 0.30),  # Number("25")
+        (" 75 ", 0.70, 0.80),
+        ("", 0.0, 0.0),  # Number("") is 0
+    ],
+)
+def test_a_chance_that_is_not_a_sensible_number_is_read_as_sillytavern_reads_it(
+    probability: object, low: float, high: float
+) -> None:
+    counts = _counts(_book(_chance("E", probability=probability)))
+    assert low * TRIALS <= counts["E"] <= high * TRIALS, counts
+
+
+def test_an_entry_that_fails_its_roll_is_not_tried_again_by_the_scans_recursion() -> None:
+    """SillyTavern skips an entry that failed its roll for the rest of the scan: here
+    `castle` (50%) is brought up again by the constant entry's text, and rolled once."""
+    card = _book(
+        {"keys": ["castle"], "content": "C", "extensions": {"probability": 50}},
+        {"keys": ["never"], "constant": True, "content": "the castle stands."},
+        recursive_scanning=True,
+    )
+    counts = _counts(card, "a castle")
+    assert 0.45 * TRIALS <= counts["C"] <= 0.55 * TRIALS, counts
+
+
+def _member(content: str, group: object = "g", order: float = 10, **ext: Any) -> dict[str, Any]:
+    return {
+        "keys": ["x"],
+        "content": content,
+        "insertion_order": order,
+        "extensions": {"group": group, **ext},
+    }
+
+
+def test_one_entry_of_an_inclusion_group_is_used_drawn_by_weight() -> None:
+    """Features probe: SillyTavern uses one entry of an inclusion group, drawn by
+    group_weight (100 by default); here every entry of the group came in."""
+    card = _book(_member("A"), _member("B"), _member("C", group_weight=200), _member("other", "h"))
+    rng = random.Random(3)
+    counts: Counter[str] = Counter()
+    for _ in range(TRIALS):
+        lore = _lore(card, rng=rng)
+        assert len([t for t in lore if t in "ABC"]) == 1, lore
+        assert "other" in lore  # a group of one keeps its entry
+        counts.update(lore)
+    assert 0.20 * TRIALS <= counts["A"] <= 0.30 * TRIALS, counts
+    assert 0.20 * TRIALS <= counts["B"] <= 0.30 * TRIALS, counts
+    assert 0.45 * TRIALS <= counts["C"] <= 0.55 * TRIALS, counts
+
+
+def test_group_override_picks_the_highest_insertion_order() -> None:
+    card = _book(
+        _member("low", order=1, group_override=True),
+        _member("high", order=9, group_override=True),
+        _member("plain", order=50),
+        _member("heavy", order=5, group_weight=1_000_000),
+    )
+    assert _counts(card) == {"high": TRIALS}
+    # Of the same order, the first written.
+    card = _book(_member("first", group_override=True), _member("second", group_override=True))
+    assert _counts(card) == {"first": TRIALS}
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected"),
+    [
+        ((0, 100), {"B": TRIALS}),
+        ((100, 0), {"A": TRIALS}),
+        ((-50, 100), {"B": TRIALS}),  # a negative weight is none
+        ((100, -1e300), {"A": TRIALS}),
+        ((0, 0), {"A": TRIALS}),  # nothing to draw by: the first in SillyTavern's order
+    ],
+)
+def test_a_weight_of_zero_never_wins_over_a_positive_one(
+    weights: tuple[float, float], expected: dict[str, int]
+) -> None:
+    card = _book(_member("A", group_weight=weights[0]), _member("B", group_weight=weights[1]))
+    assert _counts(card) == expected
+
+
+@pytest.mark.parametrize("weight", ["abc", None, [], math.nan, "100"])
+def test_a_weight_that_is_no_number_is_the_default(weight: object) -> None:
+    card = _book(_member("A", group_weight=weight), _member("B"))
+    counts = _counts(card)
+    assert 0.45 * TRIALS <= counts["A"] <= 0.55 * TRIALS, counts
+    assert counts["A"] + counts["B"] == TRIALS
+
+
+def test_groups_are_split_on_commas_and_an_entry_stays_only_if_each_of_its_groups_keeps_it() -> (
+    None
+):
+    card = _book(
+        _member("both", "g, h", group_override=True),
+        _member("g only", "g"),
+        _member("h only", "h,,"),
+        _member("elsewhere", "i"),
+    )
+    assert sorted(_counts(card)) == ["both", "elsewhere"]
+    # Not text (SillyTavern's split would fail): no group.
+    assert sorted(_counts(_book(_member("A", 5), _member("B", 5)))) == ["A", "B"]
+    assert sorted(_counts(_book(_member("A", ""), _member("B", "")))) == ["A", "B"]
+
+
+def test_the_pick_then_rolls_its_own_chance() -> None:
+    """The group is drawn before the chances are rolled: a pick that fails its roll
+    leaves the group with nothing (SillyTavern's order)."""
+    card = _book(_member("A", group_override=True, probability=0), _member("B"))
+    assert _counts(card) == {}
+
+
+def test_an_entry_with_no_content_can_be_a_groups_pick() -> None:
+    """An empty entry in a group makes "nothing" one of its outcomes, as in SillyTavern."""
+    counts = _counts(_book(_member(""), _member("B")))
+    assert 0.45 * TRIALS <= counts["B"] <= 0.55 * TRIALS, counts
+
+
+def test_a_group_used_in_an_earlier_pass_takes_no_more_entries() -> None:
+    card = _book(
+        _member("The gate is shut.", "door"),
+        {"keys": ["gate"], "content": "G", "extensions": {"group": "door"}},
+        {"keys": ["never"], "content": "G2", "extensions": {"group": "door"}},
+        recursive_scanning=True,
+    )
+    assert _counts(card) == {"The gate is shut.": TRIALS}
+
+
+def test_group_scoring_keeps_the_entries_that_match_the_most_keys() -> None:
+    scored = {"use_group_scoring": True}
+    card = _book(
+        {"keys": ["dragon", "fire"], "content": "both", "extensions": {"group": "g", **scored}},
+        {"keys": ["dragon"], "content": "one", "extensions": {"group": "g", **scored}},
+        {
+            "keys": ["dragon"],
+            "secondary_keys": ["fire", "smoke"],
+            "selective": True,
+            "content": "one and a secondary",
+            "extensions": {"group": "g", **scored},
+        },
+    )
+    counts = _counts(card, "the dragon breathes fire")
+    assert sorted(counts) == ["both", "one and a secondary"]  # two keys each
+    assert counts.total() == TRIALS
+    counts = _counts(card, "the dragon sleeps")
+    assert sorted(counts) == ["both", "one"] and counts.total() == TRIALS
+    # An entry not scored is drawn whatever its score.
+    card = _book(
+        {"keys": ["dragon", "fire"], "content": "both", "extensions": {"group": "g", **scored}},
+        {"keys": ["dragon"], "content": "one", "extensions": {"group": "g"}},
+    )
+    assert sorted(_counts(card, "the dragon breathes fire")) == ["both", "one"]
+
+
+def test_huge_and_many_group_names_are_read_whole() -> None:
+    many = ", ".join(f"g{i}" for i in range(10_000))
+    card = _book(_member("A", many), _member("C", "g9999"))
+    counts = _counts(card, trials=200)
+    assert counts.total() == 200 and 70 <= counts["A"] <= 130, counts
+    card = _book(_member("A", many), _member("C", "g9999"), _member("D", many + ", d"))
+    for _ in range(20):
+        lore = _lore(card)
+        # Each shared group draws on its own (as in SillyTavern): A and D, together in
+        # 10,000 of them, each lose one or another; C can lose only g9999.
+        assert lore in (["C"], []) or len(lore) == 1, lore
+    long_name = "n" * 200_000
+    card = _book(_member("A", long_name), _member("B", long_name + "x"), _member("C", long_name))
+    lore = _lore(card)
+    assert "B" in lore and len(lore) == 2
+
+
+def test_the_groups_one_prompt_sorts_out_are_bounded() -> None:
+    """A card of entries each in 10,000 groups (60 KB apiece) would take seconds a
+    prompt to sort out: past GROUP_STEPS places in groups, the rest are not read (those
+    entries are used as if in no group), and a note says so."""
+    many = ", ".join(f"g{i}" for i in range(10_000))
+    card = _book(*[_member(f"E{n}", many) for n in range(30)], _member("F", "g0, f"))
+    prompt = build_prompt(
+        card, [ChatMessage(Role.USER, "x")], user="B", estimate=len, lore_rng=random.Random(0)
+    )
+    assert prompt.lore.notes == (
+        "Lorebook: entries are in more than 100,000 inclusion groups in all; the rest of "
+        "their groups were not used.",
+    )
+    used = [e.content for e in prompt.lore.entries]
+    # The first ten are each in 10,000 groups, each group drawn alone: one at most stays.
+    assert len(used) in (21, 22), used
+    assert used[-21:] == [*(f"E{n}" for n in range(10, 30)), "F"]
+
+
+def test_a_delayed_entry_waits_for_that_many_messages_in_the_chat() -> None:
+    """Features probe: SillyTavern holds an entry with `delay: 3` back until the chat
+    has 3 messages (constant ones too); here it came in from the first."""
+    card = _book(
+        {"keys": ["x"], "content": "D", "extensions": {"delay": 3}},
+        {"keys": ["y"], "constant": True, "content": "K", "extensions": {"delay": "3"}},
+    )
+    assert _lore(card, "x") == []
+    assert _lore(card, "x", "x") == []
+    assert _lore(card, "x", "x", "x") == ["D", "K"]
+    # The whole chat counts, not only what the prompt is given of it.
+    assert _lore(card, "x", chat_length=3) == ["D", "K"]
+    assert _lore(card, "x", "x", "x", "x", chat_length=2) == []
+
+
+@pytest.mark.parametrize("delay", ["abc", -5, 0, None, [], math.nan, ""])
+def test_a_delay_that_is_not_a_positive_number_holds_nothing_back(delay: object) -> None:
+    assert _lore(_book(_chance("D", delay=delay)), "x") == ["D"]
+
+
+def test_prompts_given_the_same_seed_roll_the_same_whatever_else_they_match() -> None:
+    """A turn's prompt is built twice (a draft over the whole history, to count the
+    card's part; then the one sent, over what fits): seeded alike, they bring in the same
+    entries, or the one sent could be longer than was counted."""
+    entries = [_chance(f"E{i}", probability=50) for i in range(20)]
+    card = _book(
+        *entries,
+        _member("A"),
+        _member("B"),
+        {"keys": ["old"], "content": "O", "extensions": {"probability": 50, "scan_depth": 50}},
+    )
+    for seed in range(20):
+        whole = _lore(card, "old", *["…"] * 10, "x", rng=random.Random(seed))
+        sent = _lore(card, "x", rng=random.Random(seed), chat_length=12)
+        assert [t for t in whole if t != "O"] == sent
