@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bot.characters import Card, CardError, CharacterPrompt, build_prompt, card_from_json
 from bot.conversation.budget import estimate_tokens, history_budget
@@ -44,14 +46,34 @@ class CardPrompts:
         return card
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What a turn's prompts share however much of the history each is given: the whole
+    chat's length (a lorebook entry's `delay` counts it) and the seed of the lorebook's
+    rolls, so the draft that counts the card's part and the prompt sent bring in the
+    same entries."""
+
+    chat_length: int
+    lore_seed: int
+
+    @classmethod
+    def of(cls, chat_length: int) -> Turn:
+        return cls(chat_length, random.getrandbits(64))
+
+
 def _prompt(
-    card: Card, config: ChannelConfig, messages: Sequence[ChatMessage], user: str | None
+    card: Card,
+    config: ChannelConfig,
+    messages: Sequence[ChatMessage],
+    user: str | None,
+    turn: Turn | None = None,
 ) -> CharacterPrompt:
     """build_prompt with our prompts as its defaults (the system prompt as the {{original}}
     of the card's system prompt, the post-history instructions as that of its
     post_history_instructions, the auxiliary prompt after its scenario), lore and
     examples budgeted from the context the history could have."""
     base = history_budget(config.number("context"), config.number("max_tokens"), None, "")
+    turn = turn or Turn.of(len(messages))
     return build_prompt(
         card,
         messages,
@@ -62,19 +84,25 @@ def _prompt(
         auxiliary=config.auxiliary_prompt or "",
         lore_budget=base // LORE_SHARE,
         examples_budget=base // EXAMPLES_SHARE,
+        lore_rng=random.Random(turn.lore_seed),
+        chat_length=turn.chat_length,
     )
 
 
 async def prompt(
-    card: Card, config: ChannelConfig, messages: Sequence[ChatMessage], user: str | None
+    card: Card,
+    config: ChannelConfig,
+    messages: Sequence[ChatMessage],
+    user: str | None,
+    turn: Turn | None = None,
 ) -> CharacterPrompt:
     """The card's prompt. With a lorebook it is built in a worker thread: its scans
     (regex keys up to their budget) then hold the event loop a search at a time, not
     for the whole scan."""
     book = card.character_book
     if book is not None and book.entries:
-        return await asyncio.to_thread(_prompt, card, config, messages, user)
-    return _prompt(card, config, messages, user)
+        return await asyncio.to_thread(_prompt, card, config, messages, user, turn)
+    return _prompt(card, config, messages, user, turn)
 
 
 def fixed_cost(draft: CharacterPrompt, config: ChannelConfig) -> int:

@@ -127,9 +127,13 @@ class Requests:
         prompts = estimate_tokens(config.own_prompts) if config.own_prompts else 0
         card = await self._cards.card(ref)
         asker = next((e.author for e in reversed(entries) if e.role is Role.USER), None)
+        # The whole chat (as SillyTavern counts it for a lorebook entry's delay: the
+        # messages sent and answered, the one asked or continued too) and one draw of
+        # the lorebook's chances, for the draft and the prompt sent alike.
+        turn = character.Turn.of(len(usable) + 1)
         if card is not None:
             whole = await self._sent([*usable, newest], follows, sees=False)
-            draft = await character.prompt(card, config, whole, asker)
+            draft = await character.prompt(card, config, whole, asker, turn)
             prompts += character.fixed_cost(draft, config)
         asked: list[HistoryEntry] = []
         if continue_answer and usable and usable[-1].id == newest.reply_to:
@@ -179,7 +183,7 @@ class Requests:
                 messages.append(ChatMessage(Role.SYSTEM, post.strip()))
                 estimate += estimate_tokens(post)
         else:
-            prompt = await character.prompt(card, config, messages, asker)
+            prompt = await character.prompt(card, config, messages, asker, turn)
             system = prompt.system or None
             messages = list(prompt.chat(continuing=continue_answer))
             after = () if continue_answer else prompt.after_history

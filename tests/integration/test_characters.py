@@ -15,8 +15,19 @@ import respx
 
 from bot.characters import export_json, read_card
 from bot.commands import Invocation
+from bot.conversation.budget import estimate_tokens
+from bot.fields import conversation_room
 from bot.frontends.matrix.render import markdown_to_html
-from bot.types import Attachment, ChannelRef, Platform, Reply, Role, Scope, SecretValue
+from bot.types import (
+    Attachment,
+    ChannelRef,
+    HistoryEntry,
+    Platform,
+    Reply,
+    Role,
+    Scope,
+    SecretValue,
+)
 from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness, make_core
 from tests.integration.test_chat import FAKE, CollectingSink, ask, configure_fake, sse
 from tests.unit.characters.samples import b64, chunk, png_with
@@ -210,6 +221,49 @@ async def test_a_lorebooks_chances_groups_and_delays_act_as_in_sillytavern(
     # SillyTavern's own export of a plain lorebook (CARD) is nothing to say.
     reply = await run(harness, ("character", "import"), file=card_file(CARD))
     assert "Not done here" not in reply.text, reply.text
+
+
+async def test_a_turns_lore_is_rolled_once_for_the_prompt_counted_and_the_one_sent(
+    harness: Harness,
+) -> None:
+    """A turn's card prompt is built twice: a draft over the whole history, to count
+    what the card adds, then the one sent, over the history that fits. Rolled apart, the
+    entries used by chance could come to more in the one sent than was counted, and the
+    request went past the context; and an entry's delay counted only the messages that
+    fit."""
+    await configure_fake(harness, context_tokens=6000, max_tokens=500)
+    card = copy.deepcopy(CARD)
+    card["data"]["character_book"]["entries"] = [
+        {
+            "keys": ["x"],
+            "content": f"Lore {n}: " + "word " * 60,
+            "enabled": True,
+            "insertion_order": n,
+            "extensions": {"probability": 50},
+        }
+        for n in range(30)
+    ]
+    # The chat has 150 messages and more, though fewer fit: its length is the whole's.
+    late = {"keys": ["x"], "content": "Late lore.", "insertion_order": 100, "enabled": True}
+    card["data"]["character_book"]["entries"].append({**late, "extensions": {"delay": 100}})
+    reply = await run(harness, ("character", "import"), file=card_file(card))
+    assert reply.ok, reply.text
+    filler = [
+        HistoryEntry(Role.USER if n % 2 else Role.ASSISTANT, f"filler {n} " + "talk " * 40)
+        for n in range(150)
+    ]
+    await harness.store.add_messages(REF, filler)
+    _, room = conversation_room(6000, 500)
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        for _ in range(12):
+            sink = await ask(harness, "x")
+            assert sink.error is None, sink.error
+            sent = json.loads(route.calls.last.request.content)["messages"]
+            lore = sent[0]["content"].count("Lore ")
+            assert 0 < lore < 30  # by chance
+            assert "Late lore." in sent[0]["content"]
+            assert sum(estimate_tokens(m["content"]) for m in sent) <= room
 
 
 async def test_the_same_roll_sent_again_rolls_again_and_each_stays_as_it_was(
