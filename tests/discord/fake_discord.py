@@ -58,6 +58,8 @@ class FakeDiscord:
     guild_id: int = 200_000_000_000_000_001
     channel_id: int = 200_000_000_000_000_002
     dm_id: int = 200_000_000_000_000_900  # the bot's DM channel with anyone it writes to
+    group_dm_id: int = 200_000_000_000_000_901  # Bob's group DM, which the bot is not in
+    other_guild_id: int = 200_000_000_000_000_950  # a server the bot was never added to
     user_id: int = 300_000_000_000_000_001
     allow_message_content: bool = True  # the developer portal's privileged-intent switch
     channels: int = 1  # text channels in the guild: channel_id, channel_id + 1, …
@@ -764,13 +766,15 @@ class FakeDiscord:
         }
 
     def _interaction(
-        self, kind: int, data: dict[str, Any], *, manager: bool = False
+        self, kind: int, data: dict[str, Any], *, manager: bool = False, where: str = "guild"
     ) -> dict[str, Any]:
         member = {k: v for k, v in self._member(self.user_id, "bob").items()}
         rights = EVERYONE_PERMISSIONS | (MANAGE_SERVER_PERMISSION if manager else 0)
         member["permissions"] = str(rights)
         iid, token = str(next(self._ids)), f"interaction-token-{next(self._ids)}"
         self._tokens[token] = iid
+        if where != "guild":
+            return self._user_app_interaction(iid, token, kind, data, member, where)
         return {
             "id": iid,
             "application_id": str(self.app_id),
@@ -797,6 +801,77 @@ class FakeDiscord:
             "attachment_size_limit": 26214400,
         }
 
+    def _user_app_interaction(
+        self,
+        iid: str,
+        token: str,
+        kind: int,
+        data: dict[str, Any],
+        member: dict[str, Any],
+        where: str,
+    ) -> dict[str, Any]:
+        """An interaction with the app installed by the user alone (User Install), where
+        the bot is not: a group DM ("group_dm"), or a server it was never added to
+        ("other_server"). Discord names only the user as its installation's owner, and the
+        app may attach files and embed links there (it has no other rights)."""
+        common = {
+            "id": iid,
+            "application_id": str(self.app_id),
+            "type": kind,
+            "token": token,
+            "version": 1,
+            "data": data,
+            "app_permissions": str((1 << 14) | (1 << 15) | (1 << 17)),
+            "locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"1": str(self.user_id)},
+            "attachment_size_limit": 26214400,
+        }
+        if where == "group_dm":
+            me, other = self._user(self.user_id, "bob"), self._user(self.user_id + 2, "cleo")
+            channel = {
+                "id": str(self.group_dm_id),
+                "type": 3,
+                "name": "friends",
+                "icon": None,
+                "owner_id": str(self.user_id),
+                "recipients": [me, other],
+                "last_message_id": None,
+            }
+            return {
+                **common,
+                "channel_id": channel["id"],
+                "channel": channel,
+                "user": me,
+                "context": 2,
+            }
+        assert where == "other_server", where
+        guild_id = str(self.other_guild_id)
+        channel = {
+            "id": str(self.other_guild_id + 1),
+            "type": 0,
+            "guild_id": guild_id,
+            "name": "elsewhere",
+            "position": 0,
+            "parent_id": None,
+            "topic": None,
+            "nsfw": False,
+            "rate_limit_per_user": 0,
+            "last_message_id": None,
+            "flags": 0,
+            "permissions": str(EVERYONE_PERMISSIONS),
+        }
+        return {
+            **common,
+            "guild_id": guild_id,
+            "guild": {"id": guild_id, "locale": "en-US", "features": []},
+            "guild_locale": "en-US",
+            "channel_id": channel["id"],
+            "channel": channel,
+            "member": member,
+            "context": 0,
+        }
+
     def _app_permissions(self) -> int:
         """The bot's permissions in the channel, as an interaction carries them."""
         rights = EVERYONE_PERMISSIONS | (WEBHOOKS_PERMISSION if self.manage_webhooks else 0)
@@ -810,11 +885,13 @@ class FakeDiscord:
         *,
         manager: bool = False,
         files: dict[str, tuple[str, str, bytes]] | None = None,
+        where: str = "guild",
         **options: str,
     ) -> None:
         """Bob runs `/name sub option:value …` (or `/name option:value …`) in #general
         (with Manage Server when `manager`); `files`: attachment options, by option name,
-        as (name, type, bytes) this fake's CDN serves."""
+        as (name, type, bytes) this fake's CDN serves; `where`: "group_dm" or
+        "other_server" runs it where the bot is not, as Bob's own installed app."""
         leaf: list[dict[str, Any]] = [
             {"type": 3, "name": k, "value": v} for k, v in options.items()
         ]
@@ -828,7 +905,8 @@ class FakeDiscord:
         }
         if attached:
             data["resolved"] = {"attachments": {a["id"]: a for a in attached.values()}}
-        await self._dispatch("INTERACTION_CREATE", self._interaction(2, data, manager=manager))
+        made = self._interaction(2, data, manager=manager, where=where)
+        await self._dispatch("INTERACTION_CREATE", made)
 
     async def submit_modal(self, values: dict[str, str]) -> None:
         """Bob fills in the last modal the bot showed and submits it."""

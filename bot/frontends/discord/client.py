@@ -28,6 +28,10 @@ log = logging.getLogger("bot.discord")
 
 
 class _Tree(app_commands.CommandTree["ChatClient"]):
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # Before every command and autocompletion: none runs where the bot is not.
+        return not await self.client.runner.refuse_elsewhere(interaction)
+
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
@@ -89,7 +93,13 @@ class ChatClient(discord.AutoShardedClient):
         install_log_filter()
         self.core = core
         self.command_guilds = options.command_guilds
-        self.tree = _Tree(self)
+        # In the servers it is added to and in a DM with it: a user's own install of the
+        # app (a new application allows it) would offer them where the bot never chats.
+        self.tree = _Tree(
+            self,
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True),
+            allowed_installs=app_commands.AppInstallationType(guild=True),
+        )
         self.runner = CommandRunner(core)
         for command in build_commands(core.table, self.runner.invoke, self.runner.complete):
             self.tree.add_command(command)

@@ -86,6 +86,26 @@ def interaction_context(interaction: discord.Interaction) -> tuple[ChannelRef, A
     return ref, actor
 
 
+NOT_HERE = (
+    "I'm not in this conversation: I can't chat here, and settings here would do "
+    "nothing. Nothing changed. Use my commands in a server I'm in (a server admin can add "
+    "me) or in a DM with me."
+)
+
+
+def elsewhere(interaction: discord.Interaction) -> str | None:
+    """Where a command was run that the bot itself is not in, else None: the app
+    installed by a user alone (User Install), in a group DM or a DM between others, or in
+    a server the bot was never added to. Its commands are registered for neither, but one
+    registered before (or by another version) is still offered there. An interaction that
+    names no installation is taken to be the bot's own."""
+    if interaction.context.private_channel or isinstance(interaction.channel, discord.GroupChannel):
+        return "a group DM"
+    if interaction.guild_id is None or interaction.is_guild_integration():
+        return None
+    return "a server the bot is not in" if interaction.is_user_integration() else None
+
+
 class CommandRunner:
     """Turns an interaction into core.run_command and its Reply into Discord responses."""
 
@@ -99,6 +119,22 @@ class CommandRunner:
         self.in_place: (
             Callable[[discord.Interaction, tuple[str, ...], dict[str, Any]], Awaitable[bool]] | None
         ) = None
+
+    async def refuse_elsewhere(self, interaction: discord.Interaction) -> bool:
+        """Say so, and run nothing, when a command comes from where the bot is not
+        (`elsewhere`); an autocompletion there offers nothing. False when it was."""
+        where = elsewhere(interaction)
+        if where is None:
+            return False
+        log.info("a command was run in %s (a user's own install of the app); refused", where)
+        if interaction.type is discord.InteractionType.autocomplete:
+            try:
+                await interaction.response.autocomplete([])
+            except CALL_FAILED as err:
+                log.info("could not answer an autocompletion: %s", type(err).__name__)
+        else:
+            await _respond(interaction, Reply(NOT_HERE, True, ok=False))
+        return True
 
     async def form_gone(self, interaction: discord.Interaction) -> None:
         """Say so when a secret form is submitted that no open form takes: discord.py

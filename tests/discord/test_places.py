@@ -1,0 +1,76 @@
+"""Where a Discord user meets the bot: its slash commands where the bot itself is not (its
+app installed by a user, in a group DM or a server the bot was never added to), on the
+loopback fake with the real discord.py client."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.core import Core
+from bot.types import ChannelRef, Platform
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import FakeOpenAI
+from tests.discord.helpers import running
+
+TOKEN = "loopback.bot.token-places-0123456789"
+
+
+def _said(fake: FakeDiscord) -> list[str]:
+    said = [text for text in fake.originals.values() if text]
+    return said + [str(f.get("content", "")) for f in fake.followups]
+
+
+async def test_commands_are_registered_for_servers_and_dms_with_the_bot_only(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Registered without contexts, the commands followed the portal's defaults: with
+    User Install on (a new application's default) they were offered in group DMs and in
+    servers the bot was never added to, where it can never chat."""
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            pass
+    finally:
+        await fake.stop()
+    [put] = [c for c in fake.calls if c.method == "PUT" and c.path.endswith("/commands")]
+    assert put.body, put
+    for command in put.body:
+        assert command["integration_types"] == [0], command["name"]  # the server install
+        assert command["contexts"] == [0, 1], command["name"]  # a server, a DM with the bot
+
+
+@pytest.mark.parametrize("where", ["group_dm", "other_server"])
+async def test_a_command_where_the_bot_is_not_says_so_and_changes_nothing(
+    core: Core, endpoint: FakeOpenAI, caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    """Permissions probe: run through a user's own install of the app (registered before,
+    or by another version), `/model` in a group DM was taken, its every member an admin
+    of a conversation the bot never sees, and `/key set` asked for a key there."""
+    caplog.set_level(logging.INFO)
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.slash("model", manager=True, where=where, id="m-large")
+            await fake.wait_until(lambda: len(fake.responses) >= 1, 30)
+            await fake.slash("key", "set", manager=True, where=where, source="openai")
+            await fake.wait_until(lambda: len(fake.responses) >= 2, 30)
+            await fake.slash("settings")  # in the bot's own server, as ever
+            await fake.wait_until(lambda: len(fake.responses) >= 3, 30)
+    finally:
+        await fake.stop()
+    assert [r["type"] for r in fake.responses] == [4, 4, 4]  # no form asks for a key
+    refusal, again, settings = _said(fake)
+    assert refusal == again
+    assert "not in" in refusal and "Nothing changed" in refusal, refusal
+    assert all(int(r["data"].get("flags", 0)) & 64 for r in fake.responses[:2])  # private
+    assert settings.startswith("Source: custom")
+    if where == "group_dm":
+        there = ChannelRef(Platform.DISCORD, str(fake.group_dm_id), "")
+    else:
+        there = ChannelRef(Platform.DISCORD, str(fake.other_guild_id + 1), str(fake.other_guild_id))
+    assert (await core.store.effective_config(there)).model == "m-small"
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
