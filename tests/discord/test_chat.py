@@ -488,3 +488,31 @@ async def test_send_taken_mid_answer_says_so_on_the_last_page_shown(
     assert page.endswith(MISSING_NOTE) and len(page) <= 2000, page[-200:]
     stored = (await core.store.history(ref_of(world.channel, world.guild), 5))[-1]
     assert stored.content.strip().endswith("word19")  # kept whole, as the note says
+
+
+@pytest.mark.parametrize("kind", ["thread", "forum post"])
+async def test_a_thread_the_bot_may_not_post_in_names_the_channel_to_change(
+    world: World, endpoint: FakeOpenAI, kind: str
+) -> None:
+    """Permissions probe: Send Messages in Threads denied on a channel, a member's thread
+    (or forum post) in it mentions the bot. The DM said "I can't answer in #plans … grants
+    it in the channel's permissions": a thread has no permissions of its own, and which
+    channel it is in was not said."""
+    from simcord.backend.models.channel import Overwrite
+
+    guild = world.guild
+    parent = guild.create_forum_channel("ideas") if kind == "forum post" else world.channel
+    deny = discord.Permissions(send_messages_in_threads=True).value
+    overwrite = Overwrite(target_id=world.bot_id, type=1, allow=0, deny=deny)  # type: ignore[arg-type]
+    world.env.backend.set_overwrite(parent.id, overwrite)
+    made = world.env.backend.create_thread(parent.id, "plans", world.member.id)
+    thread = simcord.ChannelHandle(world.env, guild, made)
+    await world.env.settle()
+    await world.member.send(thread, f"<@{world.bot_id}> hi")
+    assert bot_messages(thread, world.bot_id) == [] and endpoint.requests == []
+    [dm] = [m.content for m in world.member.user.dm_channel.history()]
+    assert dm == (
+        f"I can't answer in #plans (a thread in #{parent.name}) on {guild.name}: I'm missing "
+        "the Send Messages in Threads permission there. A server admin grants it in the "
+        "permissions of the thread's channel."
+    )

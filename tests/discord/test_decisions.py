@@ -85,7 +85,9 @@ def test_posting_needs_send_and_a_reply_needs_history() -> None:
     full = discord.Permissions(view_channel=True, send_messages=True, read_message_history=True)
     assert send_check(full, in_thread=False).can_reply
     assert not send_check(full, in_thread=True).can_send  # threads need their own permission
-    assert send_check(full, in_thread=True).blocked == Blocked.missing("Send Messages in Threads")
+    assert send_check(full, in_thread=True).blocked == Blocked.missing(
+        "Send Messages in Threads", in_thread=True
+    )
     no_history = discord.Permissions(view_channel=True, send_messages=True)
     assert not send_check(no_history, in_thread=False).can_reply
     mute = discord.Permissions(view_channel=True)
@@ -117,7 +119,9 @@ def test_a_refused_post_or_edit_names_what_is_missing_now() -> None:
     # A permission missing now is the one named, whatever Discord's code said.
     muted = discord.Permissions(view_channel=True)
     assert blocked_by(50013, muted, in_thread=False) == Blocked.missing("Send Messages")
-    assert blocked_by(50083, muted, in_thread=True) == Blocked.missing("Send Messages in Threads")
+    assert blocked_by(50083, muted, in_thread=True) == Blocked.missing(
+        "Send Messages in Threads", in_thread=True
+    )
     unseen = discord.Permissions(send_messages=True)
     assert blocked_by(50013, unseen, in_thread=False) == Blocked.missing("View Channel")
     # Nothing missing that the bot can see: the code says what happened.
@@ -125,7 +129,9 @@ def test_a_refused_post_or_edit_names_what_is_missing_now() -> None:
     assert archived.reason == "the thread is archived" and "Unarchive" in archived.fix
     assert blocked_by(50001, full, in_thread=False) == Blocked.missing("View Channel")
     assert blocked_by(50013, full, in_thread=False) == Blocked.missing("Send Messages")
-    assert blocked_by(0, full, in_thread=True) == Blocked.missing("Send Messages in Threads")
+    assert blocked_by(0, full, in_thread=True) == Blocked.missing(
+        "Send Messages in Threads", in_thread=True
+    )
     # No member to ask about (a DM): only the code.
     assert blocked_by(50083, None, in_thread=True).reason == "the thread is archived"
     assert "Send Messages permission" in Blocked.missing("Send Messages").reason

@@ -77,6 +77,14 @@ def _mine(message: discord.Message, me: discord.ClientUser, webhook_ids: Collect
     return hook is not None and (hook in webhook_ids or message.application_id == me.id)
 
 
+def place_name(channel: Any) -> str:
+    """A channel as a DM about it names it: `#name`, and a thread (or a forum post) with
+    the channel it is in, whose permissions are the ones to change."""
+    name = f"#{getattr(channel, 'name', None) or channel.id}"
+    parent = getattr(channel, "parent", None) if isinstance(channel, discord.Thread) else None
+    return f"{name} (a thread in #{parent.name})" if parent is not None else name
+
+
 class NoAccessNotices:
     """Says once per channel that the bot may not post there (DM to the asker, and the log)."""
 
@@ -91,7 +99,7 @@ class NoAccessNotices:
         if channel.id in self._told:
             return
         self._told.add(channel.id)
-        where = f"#{getattr(channel, 'name', channel.id)}"
+        where = place_name(channel)
         guild = message.guild.name if message.guild else "a DM"
         log.warning("cannot post in channel %s (%s): %s", channel.id, guild, blocked.reason)
         text = f"I can't answer in {where} on {guild}: {blocked.reason}. {blocked.fix}"
@@ -409,7 +417,7 @@ async def _say(
     )
     if guild is None or author is None:  # in a DM the DM itself failed
         return
-    where = f"#{getattr(channel, 'name', channel.id)}"
+    where = place_name(channel)
     try:
         await author.send(f"I could not post this in {where} on {guild.name}: {text}")
     except CALL_FAILED as err:
@@ -427,7 +435,7 @@ async def _tell_not_posted(message: discord.Message) -> None:
     channel, guild = message.channel, message.guild
     if guild is None:
         return
-    where = f"#{getattr(channel, 'name', channel.id)}"
+    where = place_name(channel)
     text = (
         f"I could not post my answer to your message in {where} on {guild.name}: "
         "Discord failed each time I tried. /retry there asks again."

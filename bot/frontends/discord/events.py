@@ -143,12 +143,12 @@ def send_check(
     needs no Send Messages, and is never a reply."""
     send = permissions.send_messages_in_threads if in_thread else permissions.send_messages
     if not permissions.view_channel:
-        return SendCheck(False, False, Blocked.missing("View Channel"))
+        return SendCheck(False, False, Blocked.missing("View Channel", in_thread=in_thread))
     if webhook and not permissions.manage_webhooks:
-        return SendCheck(False, False, Blocked.missing("Manage Webhooks"))
+        return SendCheck(False, False, Blocked.missing("Manage Webhooks", in_thread=in_thread))
     if not webhook and not send:
         missing = "Send Messages in Threads" if in_thread else "Send Messages"
-        return SendCheck(False, False, Blocked.missing(missing))
+        return SendCheck(False, False, Blocked.missing(missing, in_thread=in_thread))
     if locked and not permissions.manage_threads:
         return SendCheck(False, False, LOCKED)
     return SendCheck(True, permissions.read_message_history and not webhook)
@@ -168,10 +168,14 @@ class Blocked:
     fix: str
 
     @staticmethod
-    def missing(permission: str) -> Blocked:
+    def missing(permission: str, *, in_thread: bool = False) -> Blocked:
+        """A thread has no permissions of its own: its channel's are the ones to change."""
+        where = (
+            "the permissions of the thread's channel" if in_thread else "the channel's permissions"
+        )
         return Blocked(
             f"I'm missing the {permission} permission there",
-            "A server admin grants it in the channel's permissions.",
+            f"A server admin grants it in {where}.",
         )
 
 
@@ -212,5 +216,6 @@ def blocked_by(code: int, permissions: discord.Permissions | None, *, in_thread:
     if code == ARCHIVED_THREAD:
         return ARCHIVED
     if code == MISSING_ACCESS:
-        return Blocked.missing("View Channel")
-    return Blocked.missing("Send Messages in Threads" if in_thread else "Send Messages")
+        return Blocked.missing("View Channel", in_thread=in_thread)
+    missing = "Send Messages in Threads" if in_thread else "Send Messages"
+    return Blocked.missing(missing, in_thread=in_thread)
