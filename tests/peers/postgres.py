@@ -64,6 +64,22 @@ class PostgresServer:
             raise RuntimeError(f"{program} failed: {done.stderr.decode(errors='replace')}")
         return done.stdout
 
+    def stop(self) -> None:
+        """What an operator's `pg_ctl stop -m fast` does: every connection ended, none
+        taken until `start`."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        """Up again on the same port after `stop`."""
+        root = self.data_dir.parent
+        options = f"-k {root} -p {self.port} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
+        self._pg_ctl("-l", str(root / "server.log"), "-w", "-t", "60", "-o", options, "start")
+        wait_for_port(self.port, timeout=30)
+
+    def _pg_ctl(self, *args: str) -> None:
+        command = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args]
+        _run(_as_server_user(command, self.as_root), cwd=self.data_dir.parent)
+
     def sql(self, statement: str, database: str = "postgres") -> str:
         return self.client(
             "psql", "-d", database, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement
@@ -139,12 +155,9 @@ def postgres_server() -> Iterator[PostgresServer]:
         ),
         cwd=root,
     )
-    options = f"-k {root} -p {port} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
-    start = [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(root / "server.log")]
-    _run(_as_server_user([*start, "-w", "-t", "60", "-o", options, "start"], as_root), cwd=root)
     server = PostgresServer(bin_dir=bin_dir, data_dir=data_dir, port=port, as_root=as_root)
+    server.start()
     try:
-        wait_for_port(port, timeout=30)
         yield server
     finally:
         subprocess.run(

@@ -1,0 +1,210 @@
+"""`chatbot run` on Discord while its database fails under a streamed answer.
+
+Failure-injection probe: the bot's PostgreSQL connections ended again and again, the
+PostgreSQL server stopped and started again, the SQLite disk full. What was shown is
+stored, or the asker is told it was not; the next turn works. (The console's lock and
+full-disk cases are in test_hostile_console.py, a killed or stopped process on Discord
+in test_discord_run.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.bot_process import BotProcess, chatbot_run
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import FakeOpenAI, Script
+from tests.peers.postgres import PostgresDatabase
+
+TOKEN = "loopback.bot.token-0123456789"
+WORDS = [f"w{i} " for i in range(50)]  # about 5 s at 0.1 s a word
+ANSWER = "".join(WORDS)
+
+
+def _ended(fake: FakeDiscord) -> list[str]:
+    """The bot's messages whose final edit landed (their ⏹ replaced by the buttons)."""
+    return [
+        str(m["content"])
+        for m in fake.messages.values()
+        if m["author"]["id"] == str(fake.bot_id) and "cc:stop:" not in repr(m.get("components"))
+    ]
+
+
+async def _pg_rows(url: str) -> list[tuple[Any, ...]]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(
+                text("SELECT role, content, state, error FROM messages ORDER BY id")
+            )
+            return [tuple(row) for row in found.all()]
+    finally:
+        await engine.dispose()
+
+
+def _sqlite_rows(db: Path) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return list(conn.execute("SELECT role, content, state, error FROM messages ORDER BY id"))
+
+
+async def _asked_and_saved(fake: FakeDiscord, rows: Any) -> None:
+    """A mention asks for the long answer; back once its first save is in the database."""
+    await fake.user_says(f"<@{fake.bot_id}> count for me")
+    path = f"/channels/{fake.channel_id}/messages"
+    await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
+    async with asyncio.timeout(30):  # its first save (every 2 s)
+        while len(await rows()) < 2:  # noqa: ASYNC110 (another process writes it)
+            await asyncio.sleep(0.2)
+
+
+async def _next_turn(fake: FakeDiscord, model: FakeOpenAI, bot: BotProcess) -> int:
+    """One more question, answered "ok"; then SIGTERM: the exit code."""
+    model.script.chunks, model.script.interval = ["ok"], 0.0
+    await fake.user_says(f"<@{fake.bot_id}> next")
+    await fake.wait_until(lambda: any(s.endswith("ok") for s in _ended(fake)), 60)
+    return await bot.stop()
+
+
+def _asked_last(model: FakeOpenAI) -> list[Any]:
+    sent = model.requests[-1]["messages"]
+    assert isinstance(sent, list)
+    return sent
+
+
+@pytest.mark.postgres
+async def test_connections_ended_again_and_again_lose_no_answer(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """Every connection of the bot's to PostgreSQL ended every 20 ms (what a failover, a
+    pooler or an idle-killer does) while two questions are asked and answered: each
+    answer is shown whole, stored whole, and the next turn sends the whole history."""
+    fake = FakeDiscord(TOKEN)
+    url = postgres_db.url
+    admin = create_async_engine(postgres_db.server.url("postgres"))
+    calm = asyncio.Event()
+    ended = 0
+
+    async def storm() -> None:
+        nonlocal ended
+        async with admin.connect() as conn:
+            while not calm.is_set():
+                count = await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid != pg_backend_pid()"
+                    ),
+                    {"name": postgres_db.name},
+                )
+                ended += int(count.scalar() or 0)
+                await asyncio.sleep(0.02)
+
+    script = Script(chunks=WORDS, interval=0.1)
+    try:
+        async with chatbot_run(tmp_path, fake, script, DATABASE_URL=url) as (bot, model):
+            storming = asyncio.create_task(storm())
+            try:
+                for asked in range(2):
+                    await fake.user_says(f"<@{fake.bot_id}> q{asked}")
+                    await fake.wait_until(lambda n=asked: len(_ended(fake)) == n + 1, 120)
+            finally:
+                calm.set()
+                await storming
+            code = await _next_turn(fake, model, bot)
+    finally:
+        await admin.dispose()
+    assert code == 0, bot.log[-3000:]
+    assert ended > 10  # the bot's connections really were ended, many times
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    assert _ended(fake) == [ANSWER.strip(), ANSWER.strip(), "ok"]
+    assert await _pg_rows(url) == [
+        ("user", "q0", "done", None),
+        ("assistant", ANSWER, "done", None),
+        ("user", "q1", "done", None),
+        ("assistant", ANSWER, "done", None),
+        ("user", "next", "done", None),
+        ("assistant", "ok", "done", None),
+    ]
+    assert [m["content"] for m in _asked_last(model)] == ["q0", ANSWER, "q1", ANSWER, "next"]
+
+
+@pytest.mark.postgres
+async def test_a_database_stopped_mid_answer_and_started_again_loses_nothing(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """PostgreSQL stopped (`pg_ctl stop -m fast`) while an answer streams, for longer
+    than a save tries again (20 s), then started again: the answer streams on, ends
+    once the database takes it (stored whole, not the part saved before the stop), and
+    the next turn sends it."""
+    fake = FakeDiscord(TOKEN)
+    url = postgres_db.url
+    server = postgres_db.server
+    script = Script(chunks=WORDS, interval=0.1)
+    try:
+        async with chatbot_run(tmp_path, fake, script, DATABASE_URL=url) as (bot, model):
+            await _asked_and_saved(fake, lambda: _pg_rows(url))
+            server.stop()
+            await asyncio.sleep(25)
+            assert not _ended(fake)  # not ended as stored while it is not
+            server.start()
+            await fake.wait_until(lambda: bool(_ended(fake)), 60)
+            code = await _next_turn(fake, model, bot)
+    finally:
+        with contextlib.suppress(RuntimeError):  # already up again
+            server.start()
+    assert code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    assert _ended(fake) == [ANSWER.strip(), "ok"]
+    assert [r[:3] for r in await _pg_rows(url)] == [
+        ("user", "count for me", "done"),
+        ("assistant", ANSWER, "done"),
+        ("user", "next", "done"),
+        ("assistant", "ok", "done"),
+    ]
+    assert [m["content"] for m in _asked_last(model)] == ["count for me", ANSWER, "next"]
+
+
+async def test_a_disk_full_mid_answer_is_said_and_the_next_turn_goes_on(tmp_path: Path) -> None:
+    """The SQLite disk fills (RLIMIT_FSIZE of the running process, which Python's
+    ignoring SIGXFSZ turns into a failed write) after an answer's first save: the answer
+    is shown whole, with a line saying it could not be saved and will not be part of the
+    history. With room again, the next turn works and the model is not sent the part
+    saved before the disk filled (the two questions go as one turn)."""
+    fake = FakeDiscord(TOKEN)
+    db = tmp_path / "data" / "chatbot.db"
+
+    async def rows() -> list[tuple[Any, ...]]:
+        return _sqlite_rows(db)
+
+    async with chatbot_run(tmp_path, fake, Script(chunks=WORDS, interval=0.1)) as (bot, model):
+        await _asked_and_saved(fake, rows)
+        pid = bot.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, hard))  # no byte more
+        try:
+            await fake.wait_until(lambda: bool(_ended(fake)), 60)
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))  # room again
+        code = await _next_turn(fake, model, bot)
+    assert code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    [shown, ok] = _ended(fake)
+    assert ok == "ok"
+    assert shown.startswith(ANSWER + "\n\n⚠️ This answer could not be saved (The bot's database "), (
+        shown
+    )
+    assert "out of disk space" in shown and "It will not be part of the history" in shown
+    assert _sqlite_rows(db) == [
+        ("user", "count for me", "done", None),
+        ("user", "next", "done", None),
+        ("assistant", "ok", "done", None),
+    ]
+    assert _asked_last(model) == [{"role": "user", "content": "count for me\n\nnext"}]
