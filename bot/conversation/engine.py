@@ -271,6 +271,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._order = _TurnOrder()
         self.waiting = WaitingQuestions(store)  # recorded while they wait (kill -9)
         self._closing: str | None = None  # what a turn says once a shutdown has begun
+        # Once a shutdown has begun: when storing an answer's end gives way to showing it
+        # (loop time), so the answer ends shown before the shutdown's patience runs out.
+        self._store_by: float | None = None
         self._running: dict[ChannelRef, Running] = {}
         # Conversation → its answer not yet ended (stored, charged, shown as ended).
         self._answering: dict[ChannelRef, asyncio.Future[None]] = {}
@@ -436,6 +439,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         model. Waits up to `patience` s for each answer to be stored, charged and shown
         as ended, and for the waiting turns to have said so."""
         self._closing = not_asked
+        loop = asyncio.get_running_loop()
+        self._store_by = loop.time() + max(0.0, patience - _SHOW_TIME)
         for running in list(self._running.values()):
             running.stop(stopped)
         with contextlib.suppress(TimeoutError):
@@ -994,20 +999,38 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         continuing: HistoryEntry | None,
     ) -> str:
         """Store how the turn ended; a note for the asker when that failed."""
+        # A shutdown waits so long for it: past that, the database retrying (down, say)
+        # would leave the answer showing ⏹ and no word when the process goes.
+        deadline = asyncio.timeout_at(self._store_by)
         try:
-            if not outcome.answer:
-                if row.id is None:
-                    failed = replace(question, state=TurnState.FAILED, error=outcome.error)
-                    await self._store.update_message(ref, failed)
-                return ""
-            try:
-                await row.finish(outcome)
-            except StoreError:
-                # As the note says: what was saved of it as it grew is forgotten before the
-                # next turn; a continued answer goes back to what it was.
-                if row.id is not None:
-                    self._unsaved.setdefault(ref, []).append(continuing or row.id)
+            async with deadline:
+                if not outcome.answer:
+                    if row.id is None:
+                        failed = replace(question, state=TurnState.FAILED, error=outcome.error)
+                        await self._store.update_message(ref, failed)
+                    return ""
+                try:
+                    await row.finish(outcome)
+                except StoreError:
+                    # As the note says: what was saved of it as it grew is forgotten before
+                    # the next turn; a continued answer goes back to what it was.
+                    if row.id is not None:
+                        self._unsaved.setdefault(ref, []).append(continuing or row.id)
+                    raise
+        except TimeoutError:
+            if not deadline.expired():
                 raise
+            log.warning("could not store the end of a turn in %s before the shutdown", ref)
+            if not outcome.answer:
+                return ""
+            said = (
+                "This answer could not be saved before the bot stopped (its database did "
+                "not answer in time)."
+            )
+            if row.id is None:
+                return f"{said} It will not be part of the history."
+            # The next process marks the part saved as it grew as cut off, and says so.
+            return f"{said} The part saved earlier is kept, marked as cut off."
         except StoreError as err:
             log.warning("could not store the end of a turn in %s: %s", ref, err)
             # Forgotten by this process; one started before it could be (the database
@@ -1041,6 +1064,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 log.error("recording that %s answers failed: %s", ref, failure(err))
         return ""
 
+
+# What a shutdown's patience keeps back for showing how an answer ended (the final edit).
+_SHOW_TIME = 2.0
 
 _CUT_OFF = (
     "(My last answer here was cut off when the bot stopped. It is kept only as far as it "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.bot_process import BotProcess, chatbot_run
 from tests.discord.fake_discord import FakeDiscord
-from tests.discord.fake_openai import FakeOpenAI, Script
+from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 from tests.peers.postgres import PostgresDatabase
 
 TOKEN = "loopback.bot.token-0123456789"
+READY = "logged in to Discord"
 WORDS = [f"w{i} " for i in range(50)]  # about 5 s at 0.1 s a word
 ANSWER = "".join(WORDS)
 
@@ -208,3 +210,47 @@ async def test_a_disk_full_mid_answer_is_said_and_the_next_turn_goes_on(tmp_path
         ("assistant", "ok", "done", None),
     ]
     assert _asked_last(model) == [{"role": "user", "content": "count for me\n\nnext"}]
+
+
+@pytest.mark.postgres
+async def test_a_stop_signal_while_the_database_is_down_still_ends_the_answer_shown(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """A stop signal while PostgreSQL was down mid-answer: storing the end tried again
+    for 20 s (the save under way, then the end's own), past the shutdown's 10 s, so the
+    process went away with the answer still showing ⏹ and no word of the stop or of
+    what was not saved. The end is given until the shutdown's time runs short; then the
+    answer ends as stopped, saying it could not be saved and that the part saved before
+    is kept as cut off, which the next process says at the next turn."""
+    fake = FakeDiscord(TOKEN)
+    url = postgres_db.url
+    server = postgres_db.server
+    await fake.start()
+    try:
+        async with fake_openai(Script(chunks=WORDS * 4, interval=0.1)) as model:
+            env = await fake.bot_env(tmp_path / "data", model.url_v1, DATABASE_URL=url)
+            async with await BotProcess.start(tmp_path, env, ready_marker=READY) as bot:
+                await bot.wait_ready()
+                await _asked_and_saved(fake, lambda: _pg_rows(url))
+                try:
+                    server.stop()
+                    bot.proc.send_signal(signal.SIGTERM)
+                    # Shown while the process still runs (a `docker stop` kills it 10 s on).
+                    await fake.wait_until(lambda: bool(_ended(fake)), 60)
+                    code = await bot.wait_exit()
+                finally:
+                    server.start()
+            [shown] = _ended(fake)
+            async with await BotProcess.start(tmp_path, env, ready_marker=READY) as again:
+                await again.wait_ready()
+                assert await _next_turn(fake, model, again) == 0
+    finally:
+        await fake.stop()
+    assert code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    assert shown.startswith("w0 w1 ") and "⚠️ Stopped: the bot is shutting down." in shown, shown
+    assert "This answer could not be saved before the bot stopped" in shown, shown
+    [cut, ok] = [r for r in await _pg_rows(url) if r[0] == "assistant"]
+    assert cut[2] == "interrupted" and shown.startswith(cut[1])  # the part saved before
+    assert ok[1] == "ok"
+    assert _ended(fake)[-1].startswith("(My last answer here was cut off when the bot stopped.")
