@@ -9,6 +9,7 @@ from typing import Any
 import discord
 import pytest
 import simcord
+from simcord.enums import ChannelType
 
 from bot.conversation.pacing import STALE_NOTE
 from bot.frontends.discord import DiscordOptions
@@ -287,6 +288,28 @@ async def test_an_edit_refused_mid_answer_says_why_once(
         if r.method == "PATCH" and r.path.startswith(f"/channels/{world.channel.id}/messages/")
     ]
     assert len(edits) == 1
+
+
+async def test_an_edit_refused_in_a_private_thread_says_to_add_the_bot_back(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Taken out of a private thread, the bot's edits there are refused with Missing
+    Access: the DM said it lacked View Channel, which it has; the thread lets in only
+    its members."""
+    endpoint.script.chunks = [f"w{i} " for i in range(60)]
+    endpoint.script.interval = 0.02
+    made = world.env.backend.create_thread(
+        world.channel.id, "secret plans", world.member.id, type=ChannelType.PRIVATE_THREAD
+    )
+    thread = simcord.ChannelHandle(world.env, world.guild, made)
+    path = f"/channels/{made.id}/messages/*"
+    world.env.inject_error("PATCH", path, status=403, code=50001, message="Missing Access")
+    await world.member.send(thread, f"<@{world.bot_id}> count for me")
+    dms = world.member.user.dm_channel.history()
+    assert len(dms) == 1, [d.content for d in dms]
+    said = dms[0].content
+    assert "no longer a member of that private thread" in said and "mention me in it" in said
+    assert "View Channel" not in said, said
 
 
 async def test_an_answer_whose_edits_are_refused_goes_out_whole_in_a_new_message(

@@ -25,6 +25,7 @@ from bot.frontends.discord.events import (
     channel_ref,
     ignore_reason,
     is_addressed,
+    is_private_thread,
     send_check,
     strip_mention,
     typed_command,
@@ -182,7 +183,8 @@ class ChatHandler:
             # something changed since (a permission taken, the thread archived).
             mine = guild.me if guild is not None else None
             now = channel.permissions_for(mine) if mine is not None else None
-            blocked = blocked_by(err.code, now, in_thread=parent is not None)
+            private = is_private_thread(channel)
+            blocked = blocked_by(err.code, now, in_thread=parent is not None, private=private)
             await self._notices.tell(message, blocked)
 
         target = DiscordTarget(

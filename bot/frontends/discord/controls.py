@@ -28,7 +28,7 @@ from bot.frontends.discord.buttons import (
     stop_refusal,
     streaming_buttons,
 )
-from bot.frontends.discord.events import Blocked, blocked_by, edit_check
+from bot.frontends.discord.events import Blocked, blocked_by, edit_check, is_private_thread
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import interaction_context
 from bot.frontends.discord.persona import Personas, Speaker
@@ -265,7 +265,8 @@ class Controls:
 
         async def forbidden(err: discord.Forbidden) -> None:
             await _forbidden(err)
-            refused.append(blocked_by(err.code, permissions, in_thread=in_thread))
+            private = is_private_thread(channel)
+            refused.append(blocked_by(err.code, permissions, in_thread=in_thread, private=private))
 
         answer = DiscordTarget(
             channel,
@@ -317,7 +318,8 @@ class Controls:
             if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
                 now = channel.permissions_for(channel.guild.me)
             in_thread = isinstance(channel, discord.Thread)
-            refused.append(blocked_by(err.code, now, in_thread=in_thread))
+            private = is_private_thread(channel)
+            refused.append(blocked_by(err.code, now, in_thread=in_thread, private=private))
 
         target = DiscordTarget(
             channel, None, forbidden, min_interval=self._min_interval, speaker=speaker

@@ -183,6 +183,17 @@ LOCKED = Blocked(
     "the thread is locked", "Unlock it, or give me the Manage Threads permission there."
 )
 ARCHIVED = Blocked("the thread is archived", "Unarchive it to go on there.")
+# A private thread lets in only its members: the bot taken out of one has lost it,
+# whatever its permissions in the channel.
+LEFT_PRIVATE_THREAD = Blocked(
+    "I'm no longer a member of that private thread",
+    "Add me back: mention me in it, or add me from its member list.",
+)
+
+
+def is_private_thread(channel: object) -> bool:
+    private = discord.ChannelType.private_thread
+    return isinstance(channel, discord.Thread) and channel.type is private
 
 
 def edit_check(
@@ -202,11 +213,13 @@ def edit_check(
     return send_check(permissions, in_thread=in_thread, locked=locked, webhook=webhook).blocked
 
 
-def blocked_by(code: int, permissions: discord.Permissions | None, *, in_thread: bool) -> Blocked:
+def blocked_by(
+    code: int, permissions: discord.Permissions | None, *, in_thread: bool, private: bool = False
+) -> Blocked:
     """What a 403 on a post or an edit means: a permission seen missing now, else what
-    Discord's error `code` says (an archived or locked thread, access lost). Discord's
-    "Missing Permissions" names none; a post needs Send Messages, so that is the one
-    named."""
+    Discord's error `code` says (an archived or locked thread, access lost: in a
+    `private` thread, the bot taken out of it). Discord's "Missing Permissions" names
+    none; a post needs Send Messages, so that is the one named."""
     if permissions is not None:
         check = send_check(permissions, in_thread=in_thread)
         if check.blocked is not None:
@@ -215,6 +228,8 @@ def blocked_by(code: int, permissions: discord.Permissions | None, *, in_thread:
         return LOCKED
     if code == ARCHIVED_THREAD:
         return ARCHIVED
+    if code == MISSING_ACCESS and private:
+        return LEFT_PRIVATE_THREAD
     if code == MISSING_ACCESS:
         return Blocked.missing("View Channel", in_thread=in_thread)
     missing = "Send Messages in Threads" if in_thread else "Send Messages"
