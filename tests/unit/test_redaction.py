@@ -344,6 +344,21 @@ def test_a_secret_of_backslashes_is_looked_for_in_linear_time() -> None:
     assert redact(" " * 50_000, [" " * 20 + "ab"], known=False) == " " * 50_000
 
 
+def test_a_line_of_dashes_is_read_in_linear_time() -> None:
+    """Review: the long key shape was tried from every `-` of a run it could not end
+    in, each try reading to the run's end: 40,000 `-` took 30 s (a Markdown rule drawn
+    long, a log line of one), and `-` with a zero-width space or a selector after each,
+    one key run since hidden characters are read through, 20 s for 40,000 characters.
+    Each of these takes minutes without the rule that skips such a run whole."""
+    for line in ("-" * 100_000, "-\u200b" * 50_000, "a" + "-\ufe0f" * 50_000):
+        assert redact(f"<{line}>", known=False) == f"<{line}>"
+    # As before: a key after dashes is one run with them; a key after `/-`, itself.
+    key = "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7"
+    assert redact(f"x {'-' * 1000}{key} y", known=False) == f"x {REDACTED} y"
+    assert redact(f"/path/-{key}", known=False) == f"/path/-{REDACTED}"
+    assert redact(f"--\u200b--{key[:20]}", known=False) == f"--\u200b--{key[:20]}"
+
+
 def test_an_answer_ends_without_a_secret_disguised_across_its_pieces() -> None:
     from bot.conversation.guard import AnswerGuard
 
