@@ -125,7 +125,9 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append(f"Character: {character.name} ({where})")
     held = await limits_here(ctx.store, ctx.gate, ctx.ref)
     if held:
-        limits = ", ".join(f"{name.value} {value.value:,}" for name, value in held.items())
+        limits = ", ".join(
+            f"{platform.named(name)} {value.value:,}" for name, value in held.items()
+        )
         lines.append(f"Limits: {limits} ({ctx.prefix}limits shows what you have left)")
     lines.append(await access_summary(ctx))
     if ctx.is_admin:

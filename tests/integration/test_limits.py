@@ -218,6 +218,17 @@ async def test_a_rooms_daily_limit_is_named_for_a_room_on_matrix(core: Core) -> 
     assert discord.text.startswith("tokens_per_channel_day set to 5 for this channel."), discord
 
 
+async def test_a_rooms_daily_limit_is_named_for_a_room_in_its_settings(core: Core) -> None:
+    """Review: `!limits` named it `tokens_per_room_day`, and `!settings` beside it still
+    listed `Limits: tokens_per_channel_day 1`, the name a room's people are not shown."""
+    room = ChannelRef(Platform.MATRIX, channel_id="!r:hs")
+    await configure(core, room)
+    assert (await command(core, "!limits set tokens_per_room_day 1", OWNER, room)).ok
+    shown = await command(core, "!settings", MEMBER, room)
+    assert "Limits: tokens_per_room_day 1 (!limits shows" in shown.text, shown.text
+    assert "tokens_per_channel_day" not in shown.text, shown.text
+
+
 async def test_a_change_that_another_scopes_limit_overrides_says_which_holds(core: Core) -> None:
     """Limits probe: with 50 tokens a day server-wide, a channel admin raising the
     channel's limit to 100,000 (or turning it off) was told it was set, while the
