@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import random
 import re
@@ -78,6 +77,9 @@ class _Work:
     notes: list[str] = field(default_factory=list)
     words: dict[str, frozenset[str]] = field(default_factory=dict)  # a text → its words
     lowered: dict[str, str] = field(default_factory=dict)  # a text → lower-cased
+    # An entry's `group` → its names, split once a prompt and not kept past it: a card's
+    # group text may be 1 MB (~10 MB split), which a cache for the process held on to.
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def lower(self, text: str) -> str:
         found = self.lowered.get(text)
@@ -147,7 +149,7 @@ def scan(
                 continue
             content, decorators = _decorated(entry.content)
             # An empty entry adds nothing, but in a group it is one of the outcomes.
-            if not content and not _groups(entry):
+            if not content and not _groups(entry, work):
                 continue
             if _activates(entry, decorators, window(entry), recursion, macros):
                 matched[index] = content
@@ -264,18 +266,17 @@ def _truthy(value: object) -> bool:
 _GROUP_SPLIT = re.compile(r",\s*")
 
 
-def _groups(entry: LoreEntry) -> tuple[str, ...]:
+def _groups(entry: LoreEntry, work: _Work) -> tuple[str, ...]:
     r"""An entry's inclusion groups as filterByInclusionGroups splits them
     (`group.split(/,\s*/)`, empty names dropped), each once."""
     group = entry.extension_values.get("group")
     if not isinstance(group, str) or not group:  # SillyTavern would fail on a number
         return ()
-    return _split_groups(group)
-
-
-@functools.lru_cache(maxsize=4096)
-def _split_groups(group: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(name for name in _GROUP_SPLIT.split(group) if name))
+    names = work.groups.get(group)
+    if names is None:
+        split = _GROUP_SPLIT.split(group)
+        names = work.groups[group] = tuple(dict.fromkeys(name for name in split if name))
+    return names
 
 
 def _chance(entry: LoreEntry) -> float | None:
@@ -341,7 +342,7 @@ def _grouped(
     groups: dict[str, list[int]] = {}
     # The order SillyTavern's entries have (by `order`, highest first), ties as written.
     for index in sorted(matched, key=lambda i: (-book.entries[i].insertion_order, i)):
-        names = _groups(book.entries[index])
+        names = _groups(book.entries[index], work)
         if len(names) > work.group_steps:
             names = names[: work.group_steps]
             note = (
@@ -355,7 +356,7 @@ def _grouped(
             groups.setdefault(name, []).append(index)
     if not groups:
         return matched
-    won = {name for i in taken for name in _groups(book.entries[i])}
+    won = {name for i in taken for name in _groups(book.entries[i], work)}
     # What each entry says, read once: an entry can be in thousands of groups.
     scored, overriding, weights = set(), set(), {}
     for index in matched:

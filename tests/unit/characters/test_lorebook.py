@@ -355,6 +355,33 @@ def test_huge_and_many_group_names_are_read_whole() -> None:
     assert "B" in lore and len(lore) == 2
 
 
+def test_a_cards_group_names_are_not_kept_once_its_prompt_is_built() -> None:
+    """Review: the names each entry's `group` splits into were cached for the process
+    (4,096 texts): a card's 1 MB group text kept ~10 MB after its prompt was built, and
+    after the card was gone; a 2 MB card can hold two, and each card imported and
+    chatted with kept as much again. They are read once a prompt now, not kept: a card
+    with its group text keeps no more than one with the same text under another name."""
+    import gc
+    import tracemalloc
+
+    many = ",".join(f"g{i}" for i in range(150_000))  # 1 MB of names
+
+    def kept(name: str) -> int:
+        before = tracemalloc.get_traced_memory()[0]
+        card = _book({**_member("", "g0"), "extensions": {name: many + name}}, _member("B", "g0"))
+        assert _lore(card) in (["B"], [])
+        del card
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+
+    tracemalloc.start()
+    try:
+        plain, grouped = kept("note"), kept("group")
+    finally:
+        tracemalloc.stop()
+    assert grouped - plain < 1_000_000, f"{plain:,} bytes kept, {grouped:,} with the groups"
+
+
 def test_the_groups_one_prompt_sorts_out_are_bounded() -> None:
     """A card of entries each in 10,000 groups (60 KB apiece) would take seconds a
     prompt to sort out: past GROUP_STEPS places in groups, the rest are not read (those
