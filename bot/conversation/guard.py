@@ -11,13 +11,13 @@ from collections.abc import Iterable
 
 from bot.types import redact
 from bot.types.secrets import secret_forms
-from bot.types.text import clean_text
+from bot.types.text import Growing, clean_text
 
 
 class AnswerGuard:
     """Feed pieces; `text` is what may be shown and stored so far."""
 
-    __slots__ = ("_cr", "_firsts", "_forms", "_longest", "_secrets", "_starts", "_tail", "text")
+    __slots__ = ("_cr", "_firsts", "_forms", "_longest", "_secrets", "_starts", "_tail", "_text")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = tuple(s for s in secrets if s)
@@ -29,30 +29,42 @@ class AnswerGuard:
         self._longest = max(map(len, self._forms), default=0)
         self._tail = ""
         self._cr = ""  # a piece's last \r, kept until the next says whether \n follows
-        self.text = ""
+        self._text = Growing()  # read whole only when asked (hidden reasoning: at its end)
+
+    @property
+    def text(self) -> str:
+        return str(self._text)
+
+    def __len__(self) -> int:
+        return len(self._text)
 
     def resume(self, shown: str) -> None:
         """Go on from text already shown (an answer being continued): its end is held
         back again where it may begin a secret, so a secret across the seam is found and
         taken out whole (the start shown before goes with it)."""
         hold = self._held_back(shown) if self._forms else 0
-        self.text, self._tail = shown[: len(shown) - hold], shown[len(shown) - hold :]
+        self._text = Growing(shown[: len(shown) - hold])
+        self._tail = shown[len(shown) - hold :]
 
     def feed(self, piece: str) -> str:
         """Take the next piece of the answer; returns `text`."""
+        self.add(piece)
+        return self.text
+
+    def add(self, piece: str) -> None:
+        """Take the next piece of the answer."""
         # A CRLF split between two pieces is one line break, as in one piece (clean_text
         # made each half a line break of its own: two where the model wrote one).
         piece = self._cr + piece
         self._cr = "\r" if piece.endswith("\r") else ""
         piece = clean_text(piece[: len(piece) - len(self._cr)])
         if not self._forms:
-            self.text += piece
-            return self.text
+            self._text.add(piece)
+            return
         buf = redact(self._tail + piece, self._secrets, shapes=False, known=False)
         hold = self._held_back(buf)
-        self.text += buf[: len(buf) - hold]
+        self._text.add(buf[: len(buf) - hold])
         self._tail = buf[len(buf) - hold :]
-        return self.text
 
     def finish(self) -> str:
         """End of the answer: what was held back was not a secret after all. (Taking out
@@ -62,17 +74,17 @@ class AnswerGuard:
         the answer as it ends and is stored."""
         if self._cr:
             self._cr = ""
-            self.feed("\n")  # a \r at the very end: a line break, as clean_text makes it
-        self.text += self._tail
+            self.add("\n")  # a \r at the very end: a line break, as clean_text makes it
+        self._text.add(self._tail)
         self._tail = ""
         if self._forms:
-            self.text = redact(self.text, self._secrets, shapes=False, known=False)
+            self._text = Growing(redact(self.text, self._secrets, shapes=False, known=False))
         return self.text
 
     def cut(self, limit: int) -> str:
         """Keep at most `limit` characters (an answer past the length cap)."""
         self.finish()
-        self.text = self.text[:limit]
+        self._text = Growing(self.text[:limit])
         return self.text
 
     def _held_back(self, buf: str) -> int:

@@ -9,7 +9,12 @@ providers as such and never passes through here.
 
 from __future__ import annotations
 
+from bot.types.text import Growing
+
 _OPEN, _CLOSE = "<think>", "</think>"
+# Blank lines before a leading block: more than this, and the text is no block's (a
+# stream of nothing but blanks was held, and read again, whole, at each piece).
+_MOST_LEADING_BLANKS = 4096
 
 
 class ThinkSplitter:
@@ -19,24 +24,43 @@ class ThinkSplitter:
     held back until the next piece decides it.
     """
 
-    __slots__ = ("_held", "_state", "answer", "reasoning")
+    __slots__ = ("_answer", "_held", "_reasoning", "_state")
 
     def __init__(self, *, continuing: bool = False) -> None:
         """`continuing`: the text goes on from an answer, so no block can lead it."""
-        self.answer = ""
-        self.reasoning = ""
+        # Read as they grow (answer_since, reasoning_since): a whole `str` read after
+        # each piece would copy it each time.
+        self._answer = Growing()
+        self._reasoning = Growing()
         self._state = "text" if continuing else "start"  # start → think → gap → text
         self._held = ""
 
+    @property
+    def answer(self) -> str:
+        return str(self._answer)
+
+    @property
+    def reasoning(self) -> str:
+        return str(self._reasoning)
+
+    def sizes(self) -> tuple[int, int]:
+        """How long the answer and the reasoning are so far."""
+        return len(self._answer), len(self._reasoning)
+
+    def since(self, answer: int, reasoning: int) -> tuple[str, str]:
+        """The answer and the reasoning added after the first `answer` and `reasoning`
+        characters of each (sizes taken before)."""
+        return self._answer.since(answer), self._reasoning.since(reasoning)
+
     def feed(self, piece: str) -> None:
         if self._state == "text":
-            self.answer += piece
+            self._answer.add(piece)
             return
         if self._state == "gap":  # the blank lines models put after </think>
             piece = piece.lstrip()
             if piece:
                 self._state = "text"
-                self.answer += piece
+                self._answer.add(piece)
             return
         self._held += piece
         if self._state == "start":
@@ -44,32 +68,32 @@ class ThinkSplitter:
             if head.startswith(_OPEN):
                 self._state = "think"
                 self._held = head[len(_OPEN) :]
-            elif _OPEN.startswith(head):
+            elif _OPEN.startswith(head) and len(self._held) <= _MOST_LEADING_BLANKS:
                 return  # maybe the tag is still arriving
             else:
                 self._state = "text"
-                self.answer += self._held
+                self._answer.add(self._held)
                 self._held = ""
                 return
         end = self._held.find(_CLOSE)
         if end >= 0:
-            self.reasoning += self._held[:end]
+            self._reasoning.add(self._held[:end])
             rest = self._held[end + len(_CLOSE) :].lstrip()
             self._held = ""
             self._state = "text" if rest else "gap"
-            self.answer += rest
+            self._answer.add(rest)
             return
         keep = _partial_tag_suffix(self._held, _CLOSE)
-        self.reasoning += self._held[: len(self._held) - keep]
+        self._reasoning.add(self._held[: len(self._held) - keep])
         self._held = self._held[len(self._held) - keep :]
 
     def finish(self) -> None:
         """End of stream: what was held back goes where it was heading."""
         held, self._held = self._held, ""
         if self._state == "think":
-            self.reasoning += held
+            self._reasoning.add(held)
         else:
-            self.answer += held
+            self._answer.add(held)
 
 
 def _partial_tag_suffix(text: str, tag: str) -> int:

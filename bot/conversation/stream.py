@@ -274,16 +274,19 @@ async def stream_answer(
                 finish = delta.finish_reason or finish
                 if delta.usage is not None:
                     out.usage = out.usage.merged(delta.usage) if out.usage else delta.usage
-                seen, thought_seen = len(split.answer), len(split.reasoning)
                 if delta.text:
+                    sizes = split.sizes()
                     split.feed(delta.text)
-                answer.feed(split.answer[seen:])
-                thought.feed(delta.reasoning + split.reasoning[thought_seen:])
-                if len(answer.text) > max_chars:
+                    new_text, new_thought = split.since(*sizes)
+                    answer.add(new_text)
+                    thought.add(delta.reasoning + new_thought)
+                else:
+                    thought.add(delta.reasoning)
+                if len(answer) > max_chars:
                     out.state = TurnState.STOPPED
                     out.error = f"The answer passed {max_chars:,} characters, so it stops here."
                     break
-                if show and len(thought.text) > max_chars:  # shown, it is posted as text is
+                if show and len(thought) > max_chars:  # shown, it is posted as text is
                     out.state = TurnState.STOPPED
                     out.error = (
                         f"The model's reasoning passed {max_chars:,} characters, so it stops here."
@@ -325,9 +328,11 @@ async def stream_answer(
         running.cancel_deadline()
         if typing is not None:
             typing.cancel()
-    seen = len(split.answer)
+    sizes = split.sizes()
     split.finish()  # text held back in case a tag was starting
-    answer.feed(split.answer[seen:])
+    new_text, new_thought = split.since(*sizes)
+    answer.add(new_text)
+    thought.add(new_thought)
     out.answer = answer.cut(max_chars)
     out.thought = thought.finish()  # all of it, as it was generated: it costs
     out.reasoning = out.thought[:max_chars] if show else ""

@@ -624,3 +624,45 @@ def number_text(value: float) -> str:
     if float(value).is_integer():
         return str(int(value))
     return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+class Growing:
+    """A text that grows at its end (an answer as it streams), in time linear in what is
+    added. `str +=` on an attribute copies the whole text each time (CPython extends in
+    place only a local variable's): 4 MB of a model's hidden reasoning in pieces of 100
+    characters held the event loop for 40 s, and a stream may bring 64 MB."""
+
+    __slots__ = ("_parts", "_size")
+
+    def __init__(self, text: str = "") -> None:
+        self._parts = [text] if text else []
+        self._size = len(text)
+
+    def add(self, piece: str) -> None:
+        if piece:
+            self._parts.append(piece)
+            self._size += len(piece)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __str__(self) -> str:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def since(self, start: int) -> str:
+        """What was added after the first `start` characters: read from the end, so as
+        long as what was added since, however long the whole."""
+        need = self._size - max(start, 0)
+        found: list[str] = []
+        index = len(self._parts)
+        while need > 0:
+            index -= 1
+            part = self._parts[index]
+            if len(part) >= need:
+                found.append(part[len(part) - need :])
+                break
+            found.append(part)
+            need -= len(part)
+        return "".join(reversed(found))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
 
 
@@ -57,3 +58,41 @@ def test_any_split_gives_the_same_result(thought: str, answer: str, cuts: list[i
     pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
     split = _run(pieces)
     assert (split.answer, split.reasoning) == (whole.answer, whole.reasoning)
+
+
+def test_a_long_think_block_and_hidden_reasoning_grow_in_linear_time() -> None:
+    """A model thinking on and on (in a `<think>` block, reasoning not shown: neither cut
+    nor posted) until the stream's 64 MB cap: the splitter and the guard added each piece
+    with `str +=` on an attribute, copying all of it each time (4 MB in pieces of 100
+    characters held the event loop for 40 s). 8 MB here, read as the stream reads it;
+    minutes without the rule (Growing), as many pieces as there are without it."""
+    split, thought = ThinkSplitter(), AnswerGuard([])
+    split.feed("<think>")
+    piece = "mull it over " * 8
+    for _ in range(80_000):
+        sizes = split.sizes()
+        split.feed(piece)
+        answer, reasoning = split.since(*sizes)
+        assert answer == ""
+        thought.add(reasoning)
+    sizes = split.sizes()
+    split.feed("</think>Done.")
+    split.finish()
+    answer, reasoning = split.since(*sizes)
+    thought.add(reasoning)
+    assert answer == "Done." and split.answer == "Done."
+    assert len(thought) == len(piece) * 80_000 == len(split.reasoning)
+    assert thought.finish() == piece * 80_000
+
+
+def test_a_stream_of_blanks_is_no_think_block_past_a_few_thousand() -> None:
+    """Blanks before `<think>` were held (and read again whole) as long as they came."""
+    split = ThinkSplitter()
+    for _ in range(1_000):
+        split.feed("\n" * 10)
+    split.feed("<think>x</think>y")
+    split.finish()
+    assert split.reasoning == "" and split.answer.endswith("<think>x</think>y")
+    near = ThinkSplitter()
+    near.feed("\n\n<think>x</think>y")
+    assert (near.reasoning, near.answer) == ("x", "y")
