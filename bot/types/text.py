@@ -655,6 +655,11 @@ class Growing:
         """What was added after the first `start` characters: read from the end, so as
         long as what was added since, however long the whole."""
         need = self._size - max(start, 0)
+        if need <= 0:
+            return ""
+        last = self._parts[-1]
+        if len(last) >= need:  # the usual case: one piece since
+            return last if len(last) == need else last[len(last) - need :]
         found: list[str] = []
         index = len(self._parts)
         while need > 0:

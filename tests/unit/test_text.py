@@ -388,3 +388,18 @@ def test_a_hint_writes_back_no_more_than_an_echo() -> None:
     hint = decimal_hint("1" + ".000" * 1000, whole=True)
     assert hint.startswith(" If the dots separate thousands, write 1000") and len(hint) < 120
     assert len(decimal_hint("0," + "7" * 4000)) < 120
+
+
+def test_growing_text_reads_what_came_since_any_point() -> None:
+    from bot.types.text import Growing
+
+    grown = Growing("ab")
+    for piece in ("cde", "", "f", "ghij"):
+        grown.add(piece)
+    whole = "abcdefghij"
+    assert len(grown) == len(whole) and str(grown) == whole
+    for start in range(-1, len(whole) + 2):
+        assert grown.since(start) == whole[max(start, 0) :], start
+    grown.add("k")  # after a whole read: the joined text and the new piece
+    assert grown.since(3) == "defghijk" and str(grown) == whole + "k"
+    assert str(Growing()) == "" and Growing().since(0) == ""
