@@ -659,6 +659,25 @@ def test_links_only_with_safe_schemes() -> None:
     assert "<a" not in markdown_to_html("[x](javascript:alert(1))")
 
 
+async def test_a_line_of_brackets_renders_in_linear_time() -> None:
+    """Review: a link was looked for from every `[` (and the address after every `](`)
+    to the line's end: a page of 22,000 `[` (or `[a](`) took 2 to 3 s to render, and a
+    page is rendered a few times each edit, as it is measured (page_size) and sent: an
+    answer of 100,000 took 10 s an edit, the bot's loop held. Minutes without the rule
+    (a link's text holds no `[`, its address no `](`), as the lines here are longer."""
+    for line in ("[" * 200_000, "[a](" * 50_000, "[a" * 100_000, "[a](b](" * 30_000):
+        assert markdown_to_html(line) == line
+    recorder = Recorder()
+    target = MatrixTarget(recorder, "!r", pace=RatePace())
+    await PacedReply(target).finish("[" * 100_000 + " [docs](https://e.org/x)")
+    shown = "".join(sent.get("body", "") for sent in recorder.sent)
+    assert shown.replace(" ", "") == "[" * 100_000 + "[docs](https://e.org/x)"
+    assert recorder.sent[-1]["formatted_body"].endswith('<a href="https://e.org/x">docs</a>')
+    # As CommonMark reads them: the link is the last `[…](…)`; a `](` ends an address.
+    assert markdown_to_html("[a [b](https://e.org)") == '[a <a href="https://e.org">b</a>'
+    assert markdown_to_html("[a](https://e.org](x)") == "[a](https://e.org](x)"
+
+
 def test_plain_text_needs_no_html() -> None:
     assert not needs_html("just words\nand lines & more")
     assert needs_html("a **b**")

@@ -18,10 +18,14 @@ from bot.types.text import HIDDEN, char_class
 HTML_FORMAT = "org.matrix.custom.html"
 
 _FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+.#-]*)\s*$")
+# A link's text holds no `[` (as in CommonMark, `[a [b](u)` links `b`), its address no
+# `](`: each look for one then ends where the next could begin. Read on to the line's
+# end from every `[` (or `](`) of a line of them, a page of `[` took seconds to render,
+# several times each edit as the page was measured, the bot's loop held.
 _INLINE = re.compile(
     r"\\(?P<escaped>[!-/:-@\[-`{-~])"  # CommonMark: a backslash keeps punctuation as is
     r"|(?P<code>`+)(?P<code_text>.+?)(?P=code)"
-    r"|\[(?P<link_text>[^\]\n]+)\]\((?P<url>[^)\s]+)\)"
+    r"|\[(?P<link_text>[^\[\]\n]+)\]\((?P<url>(?:[^)\s\]]|\](?!\())++)\)"
     r"|\*\*(?P<bold>[^*\n]+?)\*\*"
     r"|__(?P<bold2>[^_\n]+?)__"
     r"|~~(?P<strike>[^~\n]+?)~~"
