@@ -748,6 +748,24 @@ async def test_answer_is_one_message_then_edits_and_the_last_edit_has_it_all() -
     assert edits[-1]["m.new_content"]["formatted_body"] == "Hello <strong>world</strong>"
 
 
+async def test_reasoning_streamed_a_line_a_piece_is_rendered_when_it_is_shown() -> None:
+    """Review: each update of a streaming answer was rendered whole as it came, though
+    edits go out every 2 s: shown reasoning (a quote in Matrix, `> ` before each line)
+    written a line a piece, 100 KB of it, held the bot's loop 110 s in all. Minutes
+    without the rule (an update is rendered when it goes out), as here."""
+    recorder = Recorder()
+    target = MatrixTarget(recorder, "!r", pace=RatePace())
+    reply = PacedReply(target, render=reasoning_as_quote)
+    thought = ""
+    for _ in range(50_000):
+        thought += "a\n"
+        await reply.update("", thought)
+    await reply.finish("42", thought)
+    shown = [target.final_texts[event] for event in target.event_ids]
+    assert shown == split_text(reasoning_as_quote("42", thought), MESSAGE_LIMIT, page_size)
+    assert shown[0].startswith("> 💭 a\n> a\n") and shown[-1].endswith("> a\n\n42")
+
+
 def test_the_final_edit_waits_only_when_the_server_pushed_back() -> None:
     now = [1000.0]
     pace = RatePace(clock=lambda: now[0])
