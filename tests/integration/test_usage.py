@@ -573,13 +573,21 @@ async def _overflowing_usage(core: Core, caplog: pytest.LogCaptureFixture) -> No
         ("/usage scope:", "needs a value"),
         ("/usage colour:red", "`colour:red` is not a valid scope"),
         ("/usage \x00\u202e", "control character (U+0000) at position 1"),
-        ("/usage \u202e", "is not a valid scope"),
+        ("/usage \u202e\u202ex", "is not a valid scope"),
     ],
 )
 async def test_junk_arguments_get_a_clear_message(core: Core, text: str, expected: str) -> None:
     reply = await command(core, text, MEMBER)
     assert not reply.ok and expected in reply.text, reply.text
     assert reply.file is None
+
+
+async def test_a_direction_mark_alone_after_usage_is_no_argument(core: Core) -> None:
+    """What shows nothing is nothing, a bidi override as a zero-width space (one table of
+    them): `/usage <U+202E>` is `/usage`, as `/usage <U+200B>` was."""
+    for hidden in ("\u202e", "\u200b", "\u2066\u200f"):
+        reply = await command(core, f"/usage {hidden}", MEMBER)
+        assert reply.ok and reply.text.startswith("Your usage"), (hidden, reply.text)
 
 
 async def test_server_usage_where_there_is_no_server(core: Core) -> None:
