@@ -149,6 +149,9 @@ class Untold:
 
 ANSWER_DELETED = "Stopped: the answer was deleted."
 _SAY_ENDED = 2.0  # seconds the front-ends have to say a command was ended by a shutdown
+# Seconds the writes still queued when a shutdown closes the store get at least, however
+# long its front-ends took to end: plenty for a database that answers.
+_LAST_WRITES = 2.0
 
 
 class Core:
@@ -173,6 +176,9 @@ class Core:
         # Commands running: a shutdown lets them end and reply, or ends them with NOT_RUN.
         self._commands: set[asyncio.Future[Reply]] = set()
         self._closing = False
+        # Once a shutdown has begun (loop time): the end of its patience, past which the
+        # writes the database has not taken are given up (close).
+        self._close_by: float | None = None
 
     def prefix(self, platform: Platform) -> str:
         return self._prefixes.get(platform, "/")
@@ -631,10 +637,18 @@ class Core:
                 await asyncio.sleep(_SAY_ENDED)
 
         self._closing = True
+        self._close_by = asyncio.get_running_loop().time() + patience
         await asyncio.gather(
             self._engine.wind_down(SHUTTING_DOWN, NOT_ASKED, patience), commands_end()
         )
 
     async def close(self) -> None:
+        """Close the provider hub and the store. After a shutdown (wind_down) the writes
+        the database has not taken when its patience ends (or _LAST_WRITES s on, if that
+        is later) are given up: a database that is down does not hold the exit."""
         await self.hub.aclose()
-        await self.store.close()
+        patience = None
+        if self._close_by is not None:
+            left = self._close_by - asyncio.get_running_loop().time()
+            patience = max(left, _LAST_WRITES)
+        await self.store.close(patience)

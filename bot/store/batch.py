@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from bot.store.errors import StoreUnavailable
+
 Q = TypeVar("Q")
 R = TypeVar("R")
 
@@ -25,6 +27,7 @@ class Batcher(Generic[Q, R]):
         self._run = run
         self._most = most
         self._queue: list[tuple[Q, asyncio.Future[R]]] = []
+        self._serving: list[tuple[Q, asyncio.Future[R]]] = []  # taken, not yet served
         self._worker: asyncio.Task[None] | None = None
 
     async def submit(self, request: Q) -> R:
@@ -34,21 +37,35 @@ class Batcher(Generic[Q, R]):
             self._worker = asyncio.create_task(self._work())
         return await done
 
-    async def drain(self) -> None:
-        """Wait until everything queued so far is served (for closing)."""
-        if self._worker is not None:
-            await asyncio.gather(self._worker, return_exceptions=True)
+    async def drain(self, patience: float | None = None) -> int:
+        """Wait until everything queued so far is served (for closing); with `patience`,
+        for so many seconds at most: the requests not served by then (the database
+        retrying, down) are given up, their callers told StoreUnavailable. How many."""
+        worker = self._worker
+        if worker is None:
+            return 0
+        await asyncio.wait({worker}, timeout=patience)
+        if worker.done():
+            return 0
+        left, self._queue = self._serving + self._queue, []
+        worker.cancel()
+        await asyncio.wait({worker})
+        for _, done in left:
+            _fail(done, StoreUnavailable())
+        return len(left)
 
     async def _work(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._most], self._queue[self._most :]
+            self._serving = batch
             try:
                 results = await self._run([request for request, _ in batch])
             except Exception as err:
                 if len(batch) == 1:
                     _fail(batch[0][1], err)
                     continue
-                for request, done in batch:
+                for at, (request, done) in enumerate(batch):
+                    self._serving = batch[at:]
                     try:
                         [result] = await self._run([request])
                     except Exception as one:
@@ -58,6 +75,8 @@ class Batcher(Generic[Q, R]):
             else:
                 for (_, done), result in zip(batch, results, strict=True):
                     _resolve(done, result)
+            finally:
+                self._serving = []
 
 
 # A caller that gave up waiting (cancelled) leaves a done future: what was done stands.

@@ -193,8 +193,9 @@ class HistoryPart:
             self._write_batch, _WRITE_BATCH
         )
 
-    async def drain(self) -> None:
-        await self._writes.drain()
+    async def drain(self, patience: float | None = None) -> int:
+        """See Batcher.drain: how many writes were given up."""
+        return await self._writes.drain(patience)
 
     async def history(self, ref: ChannelRef, limit: int) -> list[HistoryEntry]:
         """The newest `limit` entries of this channel/thread, oldest first."""

@@ -163,8 +163,9 @@ class TurnReads:
             weigh=_history_bytes,
         )
 
-    async def drain(self) -> None:
-        await self._batch.drain()
+    async def drain(self, patience: float | None = None) -> int:
+        """See Batcher.drain: how many reads were given up."""
+        return await self._batch.drain(patience)
 
     async def prefetch(self, ref: ChannelRef, history_limit: int) -> None:
         """Load what a chat turn reads in one round trip (only what is not remembered)."""

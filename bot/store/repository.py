@@ -10,6 +10,7 @@ reaches callers as a StoreError (errors.py) whose message can be shown to a user
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import date, timedelta
 from functools import partial
@@ -49,6 +50,8 @@ from bot.types import (
     UsageQuery,
     UsageRecord,
 )
+
+log = logging.getLogger("bot.store")
 
 _NO_SECRETS: Mapping[str, SecretValue] = MappingProxyType({})
 # What a channel's status check tested: a server-wide change to one makes its channels' old.
@@ -92,10 +95,23 @@ class Store:
         """Connect to an already migrated database (see bot.store.migrate)."""
         return cls(create_engine(url), box, defaults, default_secrets)
 
-    async def close(self) -> None:
-        await self._reads.drain()
-        await self._history.drain()
-        await self._usage.drain()
+    async def close(self, patience: float | None = None) -> None:
+        """Close the engine once every queued write is stored. With `patience` (a
+        shutdown's): those the database has not taken within so many seconds (it is
+        down, its writes retrying) are given up, said in one log line."""
+        _, history, usage = await asyncio.gather(
+            self._reads.drain(patience),
+            self._history.drain(patience),
+            self._usage.drain(patience),
+        )
+        if history or usage:
+            log.warning(
+                "shutting down without storing %d queued write(s) (history: %d, usage: %d): "
+                "the database did not take them in time",
+                history + usage,
+                history,
+                usage,
+            )
         await self._db.engine.dispose()
 
     @property

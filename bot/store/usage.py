@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
@@ -129,9 +130,10 @@ class UsagePart:
             done += 1
         return done
 
-    async def drain(self) -> None:
-        await self._writes.drain()
-        await self._settles.drain()
+    async def drain(self, patience: float | None = None) -> int:
+        """See Batcher.drain: how many rows were given up."""
+        lost = await asyncio.gather(self._writes.drain(patience), self._settles.drain(patience))
+        return sum(lost)
 
     async def _settle_batch(self, settles: Sequence[tuple[int, UsageRecord]]) -> list[None]:
         # The reserved row keeps its time and place; the real counts replace the estimate.

@@ -2,15 +2,17 @@
 
 Failure-injection probe: the bot's PostgreSQL connections ended again and again, the
 PostgreSQL server stopped and started again, the SQLite disk full. What was shown is
-stored, or the asker is told it was not; the next turn works. (The console's lock and
-full-disk cases are in test_hostile_console.py, a killed or stopped process on Discord
-in test_discord_run.py.)
+stored, or the asker is told it was not; the next turn works; a stop signal while the
+database is down still ends the process by itself. (The console's lock and full-disk
+cases are in test_hostile_console.py, a killed or stopped process on Discord in
+test_discord_run.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import resource
 import signal
 import sqlite3
@@ -254,3 +256,40 @@ async def test_a_stop_signal_while_the_database_is_down_still_ends_the_answer_sh
     assert cut[2] == "interrupted" and shown.startswith(cut[1])  # the part saved before
     assert ok[1] == "ok"
     assert _ended(fake)[-1].startswith("(My last answer here was cut off when the bot stopped.")
+
+
+@pytest.mark.postgres
+async def test_a_stop_signal_while_the_database_stays_down_exits_giving_up_its_writes(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """PostgreSQL stopped mid-answer, then a stop signal: the answer was shown ended (not
+    saved) within the shutdown's 10 s, but closing the store waited for the writes still
+    queued (the answer's end, its usage row), each retried for 20 s: the process stayed
+    about 40 s, past `docker stop`'s 10 s, with nothing said. Now those writes are given
+    up when the shutdown's time is up, one log line saying how many, and the process ends
+    by itself (the harness kills one that does not and fails the test), as usual (0)."""
+    fake = FakeDiscord(TOKEN)
+    url = postgres_db.url
+    server = postgres_db.server
+    try:
+        script = Script(chunks=WORDS * 4, interval=0.1)
+        async with chatbot_run(tmp_path, fake, script, DATABASE_URL=url) as (bot, _):
+            await _asked_and_saved(fake, lambda: _pg_rows(url))
+            server.stop()
+            code = await bot.stop()
+    finally:
+        with contextlib.suppress(RuntimeError):  # already up again
+            server.start()
+    assert code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    given_up = [line for line in bot.lines if "queued write" in line]
+    assert len(given_up) == 1, bot.log[-3000:]
+    said = re.search(
+        r"WARNING bot\.store: shutting down without storing (\d+) queued write\(s\) "
+        r"\(history: (\d+), usage: (\d+)\): the database did not take them in time$",
+        given_up[0],
+    )
+    assert said is not None, given_up
+    total, history, usage = (int(n) for n in said.groups())
+    assert total == history + usage and history >= 1, given_up  # the answer's end at least
+    assert "INFO bot.app: stopped" in bot.log, bot.log[-3000:]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from bot.store.batch import Batcher
+from bot.store.errors import StoreUnavailable
 
 
 class Recorder:
@@ -54,3 +55,39 @@ async def test_a_caller_that_gives_up_does_not_disturb_the_others() -> None:
         await impatient
     await batcher.drain()
     assert rec.batches == [[1, 2]]
+
+
+async def test_a_bounded_drain_waits_for_requests_that_get_through() -> None:
+    """A shutdown's drain with patience: what the database takes is served as before."""
+    rec = Recorder()
+    batcher = Batcher(rec.run, most=2)
+    asked = [asyncio.create_task(batcher.submit(n)) for n in range(5)]
+    await asyncio.sleep(0)
+    assert await batcher.drain(patience=5.0) == 0
+    assert [await a for a in asked] == [0, 10, 20, 30, 40]
+
+
+async def test_a_bounded_drain_gives_up_what_is_still_retrying_and_says_how_many() -> None:
+    """Past its patience a drain gives up the batch being tried (a database down: its
+    transaction retrying) and those queued behind it; their callers are told the database
+    could not be reached. It waited for them for as long as they retried before."""
+    tried: list[list[int]] = []
+
+    async def down(batch: Sequence[int]) -> list[int]:
+        tried.append(list(batch))
+        await asyncio.Event().wait()  # retrying, for longer than a shutdown waits
+        raise AssertionError("unreachable")
+
+    batcher = Batcher(down, most=2)
+    asked = [asyncio.create_task(batcher.submit(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    gone = asked[1]
+    gone.cancel()  # a caller that stopped waiting: its request is still given up
+    assert await batcher.drain(patience=0.05) == 3
+    assert tried == [[0, 1]]
+    for done in (asked[0], asked[2]):
+        with pytest.raises(StoreUnavailable):
+            await done
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert await batcher.drain(patience=0.05) == 0  # nothing left to wait for
