@@ -567,19 +567,38 @@ async def _keep(
     """Check now and then that this process still holds `claims` (PostgreSQL lets them go
     with the connection they were taken on): taken again when they came free; when
     another process took them meanwhile, the front-end is stopped (`lost`), cancelled
-    again every second (a reconnecting client may swallow one cancellation)."""
+    again every second (a reconnecting client may swallow one cancellation). A database
+    that cannot be reached is said once as it goes, and once as it comes back."""
+    down = False  # the claim could not be checked: said once, until it can be again
     while not lost.is_set():
         await asyncio.sleep(LEASE_CHECK)
         if serving.cancelling():
             return  # shutting down: nothing to keep
         try:
-            if await lease.holding(claims):
-                continue
-            again = await lease.take(claims)
+            held = await lease.holding(claims)
+            again = held or await lease.take(claims)
         except Exception as err:  # the database is down: nobody can take them meanwhile
-            log.warning("%s: could not check the claim on %s (%s)", name, what, type(err).__name__)
+            said = log.debug if down else log.warning
+            said(
+                "%s: could not check the claim on %s (%s); checking again every %g s",
+                name,
+                what,
+                type(err).__name__,
+                LEASE_CHECK,
+            )
+            down = True
             continue
-        if again:
+        if down and again:
+            down = False
+            log.info(
+                "%s: the database answers again; the claim on %s is %s",
+                name,
+                what,
+                "still held" if held else "held again",
+            )
+        elif held:
+            continue
+        elif again:
             log.info(
                 "%s: the claim on %s lapsed with a database connection; held again", name, what
             )

@@ -3,9 +3,9 @@
 Failure-injection probe: the bot's PostgreSQL connections ended again and again, the
 PostgreSQL server stopped and started again, the SQLite disk full. What was shown is
 stored, or the asker is told it was not; the next turn works; a stop signal while the
-database is down still ends the process by itself. (The console's lock and full-disk
-cases are in test_hostile_console.py, a killed or stopped process on Discord in
-test_discord_run.py.)
+database is down still ends the process by itself; the log says an outage once. (The
+console's lock and full-disk cases are in test_hostile_console.py, a killed or stopped
+process on Discord in test_discord_run.py.)
 """
 
 from __future__ import annotations
@@ -293,3 +293,55 @@ async def test_a_stop_signal_while_the_database_stays_down_exits_giving_up_its_w
     total, history, usage = (int(n) for n in said.groups())
     assert total == history + usage and history >= 1, given_up  # the answer's end at least
     assert "INFO bot.app: stopped" in bot.log, bot.log[-3000:]
+
+
+def _claim_lines(bot: BotProcess, level: str) -> list[str]:
+    return [line for line in bot.lines if f" {level} bot.app: Discord:" in line]
+
+
+@pytest.mark.postgres
+async def test_a_database_outage_is_said_once_as_it_starts_and_once_as_it_ends(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """The check that this process still holds its Discord claim (every 2 s) logged
+    "could not check the claim" as a WARNING at every check while PostgreSQL was down.
+    Now each outage is one warning as it starts and one line as the database answers
+    again (the claim taken back); the bot answers afterwards as before."""
+    fake = FakeDiscord(TOKEN)
+    url = postgres_db.url
+    server = postgres_db.server
+    try:
+        async with chatbot_run(tmp_path, fake, Script(chunks=["ok"]), DATABASE_URL=url) as (
+            bot,
+            model,
+        ):
+            for outage in (1, 2):
+                server.stop()
+                await asyncio.sleep(9)  # four checks or so, every 2 s
+                server.start()
+                async with asyncio.timeout(30):
+                    while len(_claim_lines(bot, "INFO")) < outage:  # noqa: ASYNC110
+                        await asyncio.sleep(0.2)
+            code = await _next_turn(fake, model, bot)
+    finally:
+        with contextlib.suppress(RuntimeError):  # already up again
+            server.start()
+    assert code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    warned = _claim_lines(bot, "WARNING")
+    assert len(warned) == 2, "\n".join(warned)
+    assert all(
+        "could not check the claim on this Discord bot (" in line
+        and line.endswith("); checking again every 2 s")
+        for line in warned
+    ), warned
+    back = _claim_lines(bot, "INFO")
+    assert len(back) == 2, "\n".join(back)
+    assert all(
+        line.endswith("the database answers again; the claim on this Discord bot is held again")
+        for line in back
+    ), back
+    assert [r[:3] for r in await _pg_rows(url)][-2:] == [
+        ("user", "next", "done"),
+        ("assistant", "ok", "done"),
+    ]
