@@ -230,24 +230,29 @@ def fenced(name: str, text: str, budget: int, measure: Measure = len) -> Block:
     the heading, fences and note themselves gives a longer result (the note, no text).
     """
     text = clean_text(text).rstrip("\n")
-    longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    head = f"\n{file_label(name)}\n{fence}{language(name)}\n"
-    tail = f"\n{fence}"
+    label, tag = file_label(name), language(name)
+
+    def framed(upto: int, note: str = "") -> str:
+        # The fence outruns the backticks of what is kept, not of the whole file: a file
+        # of one long run of them had fences of its length around any start of it.
+        longest = max((len(run) for run in _BACKTICKS.findall(text, 0, upto)), default=0)
+        fence = "`" * max(3, longest + 1)
+        return f"\n{label}\n{fence}{tag}\n{text[:upto]}\n{fence}{note}"
+
     total = len(text)
     # A start that fits, doubled until one does not: a 20 MB file against a budget of
     # thousands is measured over a few times the budget's length, never whole.
     reach = min(total, max(1, budget))
-    while reach < total and measure(head + text[:reach] + tail) <= budget:
+    while reach < total and measure(framed(reach)) <= budget:
         reach = min(total, reach * 2)
-    if reach == total and measure(head + text + tail) <= budget:
-        return Block(head + text + tail)
-    framing = head + tail + _note(total, total)  # the widest note
+    if reach == total and measure(whole := framed(total)) <= budget:
+        return Block(whole)
+    widest = _note(total, total)
     # The longest start that fits (what a text measures grows with it).
     keep, over = 0, reach
     while keep < over:
         middle = (keep + over + 1) // 2
-        if measure(framing + text[:middle]) <= budget:
+        if measure(framed(middle, widest)) <= budget:
             keep = middle
         else:
             over = middle - 1
@@ -255,7 +260,7 @@ def fenced(name: str, text: str, budget: int, measure: Measure = len) -> Block:
     if line_end > 0 and line_end >= keep * _LINE_CUT_SHARE:
         keep = line_end
     edge = text[max(0, keep - _EDGE) : keep + _EDGE]
-    return Block(head + text[:keep] + tail + _note(total - keep, total), True, edge)
+    return Block(framed(keep, _note(total - keep, total)), True, edge)
 
 
 def _note(left_out: int, total: int) -> str:

@@ -346,3 +346,19 @@ def test_a_huge_file_is_never_measured_whole_for_a_small_budget() -> None:
     block = fenced("big.txt", text, 3_000, tokens)
     assert block.cut and tokens(block.text) <= 3_000
     assert max(seen) < 100_000 and len(seen) < 40
+
+
+def test_a_fence_outruns_the_backticks_of_what_is_kept_not_of_the_whole_file() -> None:
+    """Quadratic-hunt probe: the fence was one longer than the file's longest run of
+    backticks, kept text or not: a file of 1,000,000 backticks cut to a budget of 1,000
+    characters was a block of 2,000,000 (its fences), far past the turn's budget."""
+    block = fenced("ticks.txt", "`" * 1_000_000, 1000)
+    assert block.cut and len(block.text) <= 1000, len(block.text)
+    kept = block.text.split("\n")[3]  # label, fence, the kept run, fence, note
+    assert block.text.split("\n")[2] == "`" * (len(kept) + 1)
+    # A long run past what is kept does not make the fence long.
+    late = fenced("notes.md", "hello\n" * 1000 + "`" * 100_000, 500)
+    assert "\n```markdown\n" in late.text and len(late.text) <= 500
+    # What is kept still cannot close the fence early.
+    inside = fenced("a.md", "x ````` y\n" * 3, 1000).text
+    assert "\n``````markdown\n" in inside and inside.endswith("\n``````")
