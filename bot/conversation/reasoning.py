@@ -65,10 +65,13 @@ class ThinkSplitter:
         self._held += piece
         if self._state == "start":
             head = self._held.lstrip()
-            if head.startswith(_OPEN):
+            # The blanks alone are counted (not a tag's start after them): the same text
+            # leads with a block or not however it was cut into pieces.
+            near = len(self._held) - len(head) <= _MOST_LEADING_BLANKS
+            if near and head.startswith(_OPEN):
                 self._state = "think"
                 self._held = head[len(_OPEN) :]
-            elif _OPEN.startswith(head) and len(self._held) <= _MOST_LEADING_BLANKS:
+            elif near and _OPEN.startswith(head):
                 return  # maybe the tag is still arriving
             else:
                 self._state = "text"

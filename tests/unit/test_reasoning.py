@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.conversation.guard import AnswerGuard
@@ -96,3 +96,73 @@ def test_a_stream_of_blanks_is_no_think_block_past_a_few_thousand() -> None:
     near = ThinkSplitter()
     near.feed("\n\n<think>x</think>y")
     assert (near.reasoning, near.answer) == ("x", "y")
+
+
+def test_blanks_before_a_block_decide_alike_however_the_text_is_cut() -> None:
+    """Review: the blanks' limit counted a tag's start with them, so 4,095 blank lines
+    then `<think>` led with a block when they came in one piece, and were text when a
+    piece ended in `<thi` (past 4,096 characters held): the same answer, shown two ways."""
+    for blanks in (4_094, 4_096, 4_097):
+        text = "\n" * blanks + "<think>x</think>y"
+        whole = _run([text])
+        for cut in range(blanks - 2, blanks + 9):
+            split = _run([text[:cut], text[cut:]])
+            assert (split.reasoning, split.answer) == (whole.reasoning, whole.answer), cut
+    assert _run(["\n" * 4_096 + "<think>x</think>y"]).reasoning == "x"
+    assert _run(["\n" * 4_097 + "<think>x</think>y"]).reasoning == ""
+
+
+KEY = "sk-guarded-0123456789"
+
+
+def _streamed(pieces: list[str], secrets: list[str], start: str) -> tuple[str, str]:
+    """The splitter and the guards as stream_answer drives them, a piece at a time."""
+    split = ThinkSplitter(continuing=bool(start))
+    answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
+    answer.resume(start)
+    for piece in pieces:
+        if piece:
+            sizes = split.sizes()
+            split.feed(piece)
+            new_text, new_thought = split.since(*sizes)
+            answer.add(new_text)
+            thought.add(new_thought)
+    sizes = split.sizes()
+    split.finish()
+    new_text, new_thought = split.since(*sizes)
+    answer.add(new_text)
+    thought.add(new_thought)
+    return answer.cut(10**9), thought.finish()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet="ab \r\n<>/", max_size=6),
+            st.sampled_from(["<think>", "</think>", KEY, "\r\n", "\n\n"]),
+        ),
+        max_size=12,
+    ),
+    st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+    st.booleans(),
+    st.sampled_from(["", "Go on ", "so sk-gua"]),
+)
+def test_an_answer_read_as_it_grows_is_the_answer_read_whole(
+    parts: list[str], cuts: list[int], guarded: bool, start: str
+) -> None:
+    """Review probe: read a piece at a time (sizes, since, add), the answer and the
+    reasoning are those of the whole text split, then guarded, in one go: nothing lost,
+    doubled or moved, a tag, a key or a CRLF cut anywhere, an answer continued or not."""
+    text = "".join(parts)
+    points = sorted({min(c, len(text)) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    secrets = [KEY] if guarded else []
+    whole = ThinkSplitter(continuing=bool(start))
+    whole.feed(text)
+    whole.finish()
+    answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
+    answer.resume(start)
+    answer.add(whole.answer)
+    thought.add(whole.reasoning)
+    assert _streamed(pieces, secrets, start) == (answer.cut(10**9), thought.finish())
