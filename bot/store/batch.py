@@ -50,6 +50,9 @@ class Batcher(Generic[Q, R]):
         left, self._queue = self._serving + self._queue, []
         worker.cancel()
         await asyncio.wait({worker})
+        # Asked while it wound down (its transaction rolled back on the way out): queued
+        # behind a worker that is gone, no one would serve them, nor tell their callers.
+        left, self._queue = left + self._queue, []
         for _, done in left:
             _fail(done, StoreUnavailable())
         return len(left)

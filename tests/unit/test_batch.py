@@ -91,3 +91,34 @@ async def test_a_bounded_drain_gives_up_what_is_still_retrying_and_says_how_many
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert await batcher.drain(patience=0.05) == 0  # nothing left to wait for
+
+
+async def test_a_request_made_while_a_given_up_batch_winds_down_is_given_up_too() -> None:
+    """Review: a request submitted while the cancelled batch still wound down (a
+    transaction's rollback on the way out: SQLAlchemy shields the connection's close)
+    was queued behind a worker about to end: no worker served it, nor told its caller,
+    who waited for ever."""
+    rolled_back = asyncio.Event()
+    winding_down = asyncio.Event()
+
+    async def down(batch: Sequence[int]) -> list[int]:
+        try:
+            await asyncio.Event().wait()  # retrying, for longer than a shutdown waits
+        except asyncio.CancelledError:
+            winding_down.set()
+            await rolled_back.wait()
+            raise
+        raise AssertionError("unreachable")
+
+    batcher = Batcher(down, most=2)
+    first = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0)
+    drain = asyncio.create_task(batcher.drain(patience=0.01))
+    await winding_down.wait()
+    late = asyncio.create_task(batcher.submit(2))
+    await asyncio.sleep(0)
+    rolled_back.set()
+    assert await drain == 2
+    for asked in (first, late):
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(asked, timeout=5.0)
