@@ -539,3 +539,8 @@ async def test_a_thread_the_bot_may_not_post_in_names_the_channel_to_change(
         "the Send Messages in Threads permission there. A server admin grants it in the "
         "permissions of the thread's channel."
     )
+    # Another thread (post) there: the same fix, not said again.
+    other = world.env.backend.create_thread(parent.id, "more plans", world.member.id)
+    await world.env.settle()
+    await world.member.send(simcord.ChannelHandle(world.env, guild, other), f"<@{world.bot_id}> hi")
+    assert len(world.member.user.dm_channel.history()) == 1

@@ -87,19 +87,24 @@ def place_name(channel: Any) -> str:
 
 
 class NoAccessNotices:
-    """Says once per channel that the bot may not post there (DM to the asker, and the log)."""
+    """Says once per channel that the bot may not post there (DM to the asker, and the log):
+    once for all the threads of a channel (a forum's posts) when what is missing is the
+    channel's permission."""
 
     def __init__(self) -> None:
         self._told: set[int] = set()
 
-    def clear(self, channel_id: int) -> None:
-        self._told.discard(channel_id)
+    def clear(self, *channel_ids: int | None) -> None:
+        for channel_id in channel_ids:
+            self._told.discard(channel_id or 0)
 
     async def tell(self, message: discord.Message, blocked: Blocked) -> None:
         channel = message.channel
-        if channel.id in self._told:
+        parent = getattr(channel, "parent_id", None) if blocked.parents else None
+        key = parent or channel.id
+        if key in self._told:
             return
-        self._told.add(channel.id)
+        self._told.add(key)
         where = place_name(channel)
         guild = message.guild.name if message.guild else "a DM"
         log.warning("cannot post in channel %s (%s): %s", channel.id, guild, blocked.reason)
@@ -213,7 +218,7 @@ class ChatHandler:
         finally:
             await target.close()
         if not target.blocked:
-            self._notices.clear(channel.id)
+            self._notices.clear(channel.id, getattr(channel, "parent_id", None))
 
     async def tell(self, channel: Any, ref: ChannelRef, post: int, text: str) -> None:
         """`text` said of the message `post` in `channel` (a question a process that went

@@ -166,6 +166,8 @@ class Blocked:
 
     reason: str
     fix: str
+    # Its fix is the channel's a thread is in (a permission): said once for all its threads.
+    parents: bool = False
 
     @staticmethod
     def missing(permission: str, *, in_thread: bool = False) -> Blocked:
@@ -176,6 +178,7 @@ class Blocked:
         return Blocked(
             f"I'm missing the {permission} permission there",
             f"A server admin grants it in {where}.",
+            parents=in_thread,
         )
 
 
