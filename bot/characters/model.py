@@ -167,11 +167,17 @@ def depth_of(value: object, default: int = DEFAULT_NOTE_DEPTH) -> int | None:
 
 
 def js_number(value: object) -> float | None:
-    """JavaScript's Number(value) for JSON values; None for NaN and what it gives NaN."""
+    """JavaScript's Number(value) for JSON values; None for NaN and what it gives NaN,
+    and for what is Infinity to it."""
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer of 400 digits: Infinity to JavaScript
+            return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if not isinstance(value, str):
         return None
     text = value.strip()

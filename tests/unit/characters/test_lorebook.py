@@ -431,6 +431,16 @@ def test_a_delay_that_is_not_a_positive_number_holds_nothing_back(delay: object)
     assert _lore(_book(_chance("D", delay=delay)), "x") == ["D"]
 
 
+@pytest.mark.parametrize("field", ["delay", "probability", "sticky"])
+def test_a_number_too_big_for_a_float_is_read_as_infinity_is(field: object) -> None:
+    """An entry's `delay` (or chance, or sticky) of a JSON integer of 400 digits raised
+    OverflowError at every prompt (float() of it): read as 1e400 is, Infinity to
+    JavaScript, which these readings take as no number."""
+    card = _book(_chance("D", **{field: 10**400}), _chance("E", **{field: 1e400}))
+    assert _lore(card, "x") == ["D", "E"]
+    assert not_used(card) == ()
+
+
 def test_prompts_given_the_same_seed_roll_the_same_whatever_else_they_match() -> None:
     """A turn's prompt is built twice (a draft over the whole history, to count the
     card's part; then the one sent, over what fits): seeded alike, they bring in the same
