@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -112,7 +113,10 @@ def scan(
 
     As SillyTavern's checkWorldInfo (public/scripts/world-info.js): an entry with a
     `delay` waits until the chat has that many messages (`chat_length`, all of them, not
-    only those scanned; `len(messages)` when not given); each pass's matches go through
+    only those scanned; `len(messages)` when not given); one delayed until recursion
+    (`delay_until_recursion`) is left out of the first pass and of recursion passes
+    below its level (passes go on at a level while they bring text in, when recursive,
+    then at the next level entries wait at, recursive or not); each pass's matches go through
     their inclusion groups (one of a group kept), then each rolls its chance
     (`probability`), and one that fails is not tried again in this scan's later passes,
     only at the next prompt. The rolls come from one draw of `rng`, each roll derived
@@ -141,12 +145,22 @@ def scan(
     failed: set[int] = set()  # lost their roll: not again in this scan (failedProbabilityChecks)
     recursion = _Texts()
     decorated: dict[int, tuple[str, set[str]]] = {}  # an entry's, read once a scan
-    for step in range(1 + (RECURSION_PASSES if book.recursive_scanning else 0)):
+    waits = [_recursion_level(entry) for entry in book.entries]
+    levels = _levels(waits)
+    level = levels.pop(0) if levels else 0.0
+    for step in range(1 + RECURSION_PASSES):
         matched: dict[int, str] = {}
         for index, entry in enumerate(book.entries):
             if index in taken or index in failed or _delayed(entry, length):
                 continue
-            if step and entry.extension_values.get("exclude_recursion") is True:
+            wait = waits[index]
+            if wait is not None and (not step or wait > level):  # NaN > level is false
+                continue
+            if (
+                step
+                and book.recursive_scanning
+                and entry.extension_values.get("exclude_recursion") is True
+            ):
                 continue
             if index not in decorated:
                 decorated[index] = _decorated(entry.content)
@@ -174,8 +188,13 @@ def scan(
             active[index] = macros(content)
             if entry.extension_values.get("prevent_recursion") is not True:
                 found.append(content)
-        if not found:
-            break
+        # Another pass when recursive and this one brought text in; else, when entries
+        # wait at a higher recursion level, a pass at the next level (recursive or not,
+        # as SillyTavern's scan goes on).
+        if not (book.recursive_scanning and found):
+            if not levels:
+                break
+            level = levels.pop(0)
         texts = tuple(_newest([*recursion.texts, *found], MAX_SCAN_CHARS))
         recursion = _Texts(texts, tuple(t.lower() for t in texts))
     notes = list(work.notes)
@@ -257,6 +276,32 @@ def _delayed(entry: LoreEntry, chat_length: int) -> bool:
     delay."""
     delay = js_number(entry.extension_values.get("delay"))
     return delay is not None and chat_length < delay
+
+
+def _recursion_level(entry: LoreEntry) -> float | None:
+    """SillyTavern's "delay until recursion" (`extensions.delay_until_recursion`): None
+    when the entry does not wait (the value falsy to JavaScript), else the recursion
+    level from which it may come in (`true` is 1, else Number() of it). NaN, from a
+    value that is no number (`"abc"`), is above no level: any recursion pass, as
+    JavaScript's `NaN > level` is false."""
+    value = entry.extension_values.get("delay_until_recursion")
+    if not _truthy(value):
+        return None
+    if value is True:
+        return 1.0
+    if isinstance(value, int | float):  # Infinity to JavaScript is a level too
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer of 400 digits
+            return math.inf if value > 0 else -math.inf
+    number = js_number(value)
+    return math.nan if number is None else number
+
+
+def _levels(waits: Sequence[float | None]) -> list[float]:
+    """The recursion levels entries wait at, lowest first (getRecursionDelayLevels; a
+    level that is no number is left out, sorting nowhere in particular there)."""
+    return sorted({w for w in waits if w is not None and not math.isnan(w)})
 
 
 def _truthy(value: object) -> bool:
@@ -593,13 +638,21 @@ _DECORATOR_NAME = re.compile(r"[a-z_]+")
 
 def not_used(card: Card) -> tuple[str, ...]:
     """What SillyTavern would do with this card that is not done here, one phrase each
-    (world-info.js: the sticky and cooldown timed effects; V3 decorators it reads that
-    this scan does not; the card's own regex scripts): the import says so rather than
-    the lorebook acting otherwise unsaid."""
+    (world-info.js: the sticky and cooldown timed effects; recursion levels past what
+    RECURSION_PASSES reaches; V3 decorators it reads that this scan does not; the card's
+    own regex scripts): the import says so rather than the lorebook acting otherwise
+    unsaid."""
     book = card.character_book
     entries = [e for e in (book.entries if book else ()) if e.enabled]
     timed = 0
     decorators: dict[str, None] = {}
+    # A pass opens one recursion level at most, the second at the first recursion pass:
+    # entries waiting past the level RECURSION_PASSES + 1 (of all entries, as the scan
+    # counts them) never come in here.
+    levels = _levels([_recursion_level(e) for e in (book.entries if book else ())])
+    unreached = levels[RECURSION_PASSES + 1 :]
+    waits = [_recursion_level(e) for e in entries] if unreached else []
+    late = sum(1 for wait in waits if wait is not None and wait >= unreached[0])
     for entry in entries:
         ext = entry.extension_values
         # Both need the chat's state from one prompt to the next (SillyTavern keeps it
@@ -613,6 +666,11 @@ def not_used(card: Card) -> tuple[str, ...]:
     said = []
     if timed:
         said.append(f"the sticky or cooldown {_entries(timed)}")
+    if late:
+        said.append(
+            f"the delay until recursion {_entries(late)} "
+            f"(levels past the {RECURSION_PASSES + 1} lowest)"
+        )
     if decorators:
         shown = ", ".join(list(decorators)[:5]) + (" …" if len(decorators) > 5 else "")
         said.append(f"the lorebook decorators {shown}")

@@ -223,6 +223,51 @@ async def test_a_lorebooks_chances_groups_and_delays_act_as_in_sillytavern(
     assert "Not done here" not in reply.text, reply.text
 
 
+async def test_a_lorebook_entry_delayed_until_recursion_waits_for_another_entrys_text(
+    harness: Harness,
+) -> None:
+    """Features probe: an entry of an imported card that SillyTavern holds back until a
+    recursion pass (`extensions.delay_until_recursion`) came in whenever its key was in
+    the chat, and the import said nothing of it. Now it waits for another entry's text."""
+    await configure_fake(harness)
+    entries = [
+        ("castle", "A tower stands by the castle.", {}),
+        ("tower", "The tower is haunted.", {"delay_until_recursion": True}),
+    ]
+    data = {
+        **CARD["data"],
+        "character_book": {
+            "extensions": {},
+            "recursive_scanning": True,
+            "entries": [
+                {
+                    "keys": [key],
+                    "content": content,
+                    "enabled": True,
+                    "insertion_order": i,
+                    "extensions": ext,
+                }
+                for i, (key, content, ext) in enumerate(entries)
+            ],
+        },
+    }
+    card = {"spec": "chara_card_v2", "spec_version": "2.0", "name": data["name"], "data": data}
+    reply = await run(harness, ("character", "import"), file=card_file(card))
+    assert reply.ok, reply.text
+    assert "Not done here" not in reply.text, reply.text
+    scenario = "[Circumstances and context of the dialogue: Bob has just come aboard.]"
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Is there a tower?")
+        first = json.loads(route.calls.last.request.content)["messages"][0]["content"]
+        await ask(harness, "And the castle?")
+        second = json.loads(route.calls.last.request.content)["messages"][0]["content"]
+    assert first.endswith(scenario), first
+    assert second.endswith(f"{scenario}\n\nA tower stands by the castle.\nThe tower is haunted."), (
+        second
+    )
+
+
 async def test_a_turns_lore_is_rolled_once_for_the_prompt_counted_and_the_one_sent(
     harness: Harness,
 ) -> None:

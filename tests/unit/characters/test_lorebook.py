@@ -431,6 +431,113 @@ def test_a_delay_that_is_not_a_positive_number_holds_nothing_back(delay: object)
     assert _lore(_book(_chance("D", delay=delay)), "x") == ["D"]
 
 
+def _waits(content: str, level: object, key: str = "dragon", **ext: Any) -> dict[str, Any]:
+    return {
+        "keys": [key],
+        "content": content,
+        "extensions": {"delay_until_recursion": level, **ext},
+    }
+
+
+def test_an_entry_delayed_until_recursion_waits_for_another_entrys_text() -> None:
+    """Features probe: SillyTavern's "delay until recursion" keeps an entry out of the
+    scan's first pass (constant ones too); it may come in only on a recursion pass, one
+    that another entry's text brings about (it is then found in that text or the chat).
+    Here it came in at the first pass, its key in the chat."""
+    card = _book(
+        {"keys": ["dragon"], "content": "A dragon guards the castle."},
+        _waits("Castle", True, key="castle"),
+        _waits("Lair", True),  # its key in the chat: in on the recursion pass
+        {**_waits("Always", 1), "constant": True},
+        recursive_scanning=True,
+    )
+    assert _lore(card, "a dragon") == ["A dragon guards the castle.", "Castle", "Lair", "Always"]
+    # Nothing else comes in: no recursion pass, so none of them, the keys in the chat.
+    assert _lore(card, "the castle and its lair") == []
+
+
+def test_an_entry_waits_until_the_recursion_reaches_its_level() -> None:
+    """A number is a level: the entry comes in on recursion passes from that level on.
+    The scan goes on at a level while passes bring text in, then at the next level up
+    where entries wait (SillyTavern's availableRecursionDelayLevels). `Late` (level 2)
+    comes in after `Early` (level 1), so their group is already used: without levels
+    both match in one pass, and `Late` overrides."""
+    card = _book(
+        {"keys": ["dragon"], "content": "Dragon."},
+        _waits("Early", True, group="g"),
+        _waits("Late", "2", group="g", group_override=True),
+        _waits("Tower", 2, key="Early"),  # found in `Early`'s text, at level 2
+        recursive_scanning=True,
+    )
+    assert _lore(card, "a dragon") == ["Dragon.", "Early", "Tower"]
+
+
+def test_recursion_levels_need_a_pass_each() -> None:
+    """Each level opens with a pass of its own, within RECURSION_PASSES (SillyTavern's
+    passes are not bounded by default): entries of a fifth level never come in here, and
+    the import names them."""
+    levels = [_waits(f"L{n}", n) for n in (1, 2, 3, 4, 5)]
+    card = _book(*levels, recursive_scanning=True)
+    # Nothing at the first pass, so the second level opens (the first with it); a pass
+    # more, its text found, then the third.
+    assert _lore(card, "a dragon") == ["L1", "L2", "L3"]
+    named = ("the delay until recursion of 1 lorebook entry (levels past the 4 lowest)",)
+    assert not_used(card) == named
+    # Not recursive: no pass for text found, a level a pass.
+    assert _lore(_book(*levels), "a dragon") == ["L1", "L2", "L3", "L4"]
+    assert not_used(_book(*levels[:4])) == ()
+
+
+def test_without_recursive_scanning_a_delayed_entry_needs_a_level_above_it() -> None:
+    """As SillyTavern: without recursive scanning there is no recursion pass, and
+    entries delayed until recursion never come in; unless entries wait at more than one
+    level: its scan then goes on to the next level (entries up to it in), as it does."""
+    trigger = {"keys": ["dragon"], "content": "A castle."}
+    card = _book(trigger, _waits("Lair", True), _waits("Keep", True, key="castle"))
+    assert _lore(card, "a dragon") == ["A castle."]
+    card = _book(
+        trigger,
+        _waits("Lair", True),
+        _waits("Keep", 2, key="castle", exclude_recursion=True),  # read only when recursive
+        _waits("Hall", 3, key="Keep"),
+    )
+    assert _lore(card, "a dragon") == ["A castle.", "Lair", "Keep", "Hall"]
+
+
+@pytest.mark.parametrize(
+    ("level", "waits"),
+    [
+        (0, False),
+        ("", False),
+        (None, False),
+        (False, False),
+        (math.nan, False),
+        ("abc", True),  # truthy; NaN is above no level: any recursion pass
+        ("0", True),  # a non-empty text is truthy: level 0
+        (-5, True),
+        ("2", True),
+        (1.5, True),
+        (1e300, True),
+        (math.inf, True),
+        (10**400, True),
+        ([], True),
+        ({"a": 1}, True),
+    ],
+)
+def test_a_recursion_level_that_is_no_sensible_number_is_read_as_sillytavern_reads_it(
+    level: object, waits: bool
+) -> None:
+    alone = _book(_chance("D", delay_until_recursion=level), recursive_scanning=True)
+    assert _lore(alone, "x") == ([] if waits else ["D"])
+    card = _book(
+        _chance("D", delay_until_recursion=level),
+        {"keys": ["x"], "content": "T", "insertion_order": 20},
+        recursive_scanning=True,
+    )
+    assert _lore(card, "x") == ["D", "T"]
+    assert not_used(card) == ()
+
+
 @pytest.mark.parametrize("field", ["delay", "probability", "sticky"])
 def test_a_number_too_big_for_a_float_is_read_as_infinity_is(field: object) -> None:
     """An entry's `delay` (or chance, or sticky) of a JSON integer of 400 digits raised
