@@ -659,13 +659,31 @@ def test_links_only_with_safe_schemes() -> None:
     assert "<a" not in markdown_to_html("[x](javascript:alert(1))")
 
 
+def test_a_links_address_may_hold_balanced_parentheses() -> None:
+    """CommonMark: an address holds balanced parentheses (a Wikipedia page's); it was cut
+    at its first `)`, the link going to `…/Foo_(bar` and a stray `)` shown after it."""
+    assert markdown_to_html("[Foo](https://en.wikipedia.org/wiki/Foo_(bar)) and") == (
+        '<a href="https://en.wikipedia.org/wiki/Foo_(bar)">Foo</a> and'
+    )
+    assert markdown_to_html("see [a](https://e.org/(a)(b)).") == (
+        'see <a href="https://e.org/(a)(b)">a</a>.'
+    )
+    assert markdown_to_html("([a](https://e.org))") == '(<a href="https://e.org">a</a>)'
+    # Unbalanced or with a space inside: no link, written as it came.
+    assert markdown_to_html("[a](https://e.org/x(y z)") == "[a](https://e.org/x(y z)"
+    assert markdown_to_html("[a](https://e.org/x((y)))") == "[a](https://e.org/x((y)))"
+    assert markdown_to_html("[x](javascript:alert(1))") == "[x](javascript:alert(1))"
+
+
 async def test_a_line_of_brackets_renders_in_linear_time() -> None:
     """Review: a link was looked for from every `[` (and the address after every `](`)
     to the line's end: a page of 22,000 `[` (or `[a](`) took 2 to 3 s to render, and a
     page is rendered a few times each edit, as it is measured (page_size) and sent: an
     answer of 100,000 took 10 s an edit, the bot's loop held. Minutes without the rule
     (a link's text holds no `[`, its address no `](`), as the lines here are longer."""
-    for line in ("[" * 200_000, "[a](" * 50_000, "[a" * 100_000, "[a](b](" * 30_000):
+    lines = ("[" * 200_000, "[a](" * 50_000, "[a" * 100_000, "[a](b](" * 30_000)
+    parens = ("[a](x(" * 50_000, "[a](" + "(" * 200_000, "[a](x(y" * 30_000, "[a](b(c)" * 30_000)
+    for line in lines + parens:
         assert markdown_to_html(line) == line
     recorder = Recorder()
     target = MatrixTarget(recorder, "!r", pace=RatePace())

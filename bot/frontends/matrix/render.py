@@ -25,7 +25,8 @@ _FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+.#-]*)\s*$")
 _INLINE = re.compile(
     r"\\(?P<escaped>[!-/:-@\[-`{-~])"  # CommonMark: a backslash keeps punctuation as is
     r"|(?P<code>`+)(?P<code_text>.+?)(?P=code)"
-    r"|\[(?P<link_text>[^\[\]\n]+)\]\((?P<url>(?:[^)\s\]]|\](?!\())++)\)"
+    # An address may hold balanced parentheses, one deep (CommonMark: `wiki/Foo_(bar)`).
+    r"|\[(?P<link_text>[^\[\]\n]+)\]\((?P<url>(?:[^()\s\]]|\](?!\()|\([^()\s]*+\))++)\)"
     r"|\*\*(?P<bold>[^*\n]+?)\*\*"
     r"|__(?P<bold2>[^_\n]+?)__"
     r"|~~(?P<strike>[^~\n]+?)~~"
