@@ -530,8 +530,10 @@ def quoted(text: str, limit: int = ECHO_CHARS) -> str:
     show nothing or turn the text around (zero-width, right-to-left override, NUL and
     other controls) are named, `<U+202E>`, so the reply reads as written and says what
     was typed."""
+    one_line = " ".join(normalize_text(text).split())
+    kept = _emoji_parts(one_line)
     visible = "".join(
-        f"<U+{ord(c):04X}>" if unseen(c) else c for c in " ".join(normalize_text(text).split())
+        f"<U+{ord(c):04X}>" if unseen(c) and i not in kept else c for i, c in enumerate(one_line)
     )
     shown = shorten(visible, limit)
     if not shown:
@@ -539,6 +541,40 @@ def quoted(text: str, limit: int = ECHO_CHARS) -> str:
     fence = "`" * (max(map(len, _BACKTICKS.findall(shown)), default=0) + 1)
     pad = " " if shown[0] == "`" or shown[-1] == "`" else ""
     return f"{fence}{pad}{shown}{pad}{fence}"
+
+
+_EMOJI_STYLE = "\ufe0e\ufe0f"  # text and emoji presentation selectors
+_KEYCAP_BASES = frozenset("0123456789#*")
+# A subdivision's flag (England's): 🏴, its code in tag letters, the cancel tag. Tags
+# elsewhere hide ASCII text (a prompt smuggled into a name) and stay named.
+_TAG_FLAG = re.compile("\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{2,6}\U000e007f")
+
+
+def _emoji_parts(text: str) -> set[int]:
+    """Where `text`'s hidden characters are part of an emoji it shows, so `quoted` keeps
+    them as typed: one presentation selector after a symbol (❤️, and a keycap's 1️⃣), a
+    zero-width joiner between two symbols (👨‍👩‍👧, 🏳️‍🌈), a subdivision flag's tags (England's).
+    Anywhere else they stay named (`gpt<U+FE0F>4`, `❤️<U+FE0F>`): they only disguise."""
+    kept = {i for flag in _TAG_FLAG.finditer(text) for i in range(flag.start() + 1, flag.end())}
+    after = ""  # "symbol", or "styled" (a symbol and its selector)
+    for i, c in enumerate(text):
+        keycap = text[i - 1 : i] in _KEYCAP_BASES and text[i + 1 : i + 2] == "\u20e3"
+        if i in kept:
+            after = ""
+        elif c in _EMOJI_STYLE and (after == "symbol" or (c == "\ufe0f" and keycap)):
+            kept.add(i)
+            after = "styled"
+        elif c == "\u200d" and after and _symbol(text[i + 1 : i + 2]):
+            kept.add(i)
+            after = ""
+        else:
+            after = "symbol" if _symbol(c) else ""
+    return kept
+
+
+def _symbol(char: str) -> bool:
+    """A pictograph or a skin tone (most emoji are category So; the tones Sk)."""
+    return bool(char) and unicodedata.category(char) in ("So", "Sk")
 
 
 # What Discord's or Matrix's markdown reads in a name: emphasis, code, spoilers, links

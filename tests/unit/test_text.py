@@ -350,6 +350,30 @@ def test_shown_name(raw: str, shown: str) -> None:
         ("/set\u034ftings", "`/set<U+034F>tings`"),
         ("gpt\u31644", "`gpt<U+3164>4`"),
         ("gpt\ufe0f4", "`gpt<U+FE0F>4`"),
+        # What draws an emoji is kept as typed (`❤<U+FE0F>` was shown for a red heart);
+        # the same characters anywhere else stay named.
+        ("Luna \u2764\ufe0f", "`Luna \u2764\ufe0f`"),
+        (
+            "\U0001f468\u200d\U0001f469\u200d\U0001f467",
+            "`\U0001f468\u200d\U0001f469\u200d\U0001f467`",
+        ),
+        ("\U0001f3f3\ufe0f\u200d\U0001f308", "`\U0001f3f3\ufe0f\u200d\U0001f308`"),
+        ("\U0001f44b\U0001f3fd\u200d\u2764", "`\U0001f44b\U0001f3fd\u200d\u2764`"),
+        ("1\ufe0f\u20e3", "`1\ufe0f\u20e3`"),
+        (
+            "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
+            "`\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f`",
+        ),
+        ("\u2764\ufe0f\ufe0f", "`\u2764\ufe0f<U+FE0F>`"),
+        ("1\ufe0f", "`1<U+FE0F>`"),
+        ("a\u200db", "`a<U+200D>b`"),
+        ("\u2764\u200da", "`\u2764<U+200D>a`"),
+        ("\u2764\U000e0067", "`\u2764<U+E0067>`"),
+        # Tags that spell a text after a flag are no flag: hidden ASCII, named.
+        (
+            "\U0001f3f4\U000e0068\U000e0069\U000e0020\U000e0078\U000e007f",
+            "`\U0001f3f4<U+E0068><U+E0069><U+E0020><U+E0078><U+E007F>`",
+        ),
     ],
 )
 def test_quoted_makes_a_code_span_nothing_typed_can_break(typed: str, shown: str) -> None:
