@@ -55,6 +55,21 @@ def test_message_content_intent_follows_the_option(core: Core) -> None:
     assert on.intents.guild_messages and on.intents.dm_messages and not on.intents.members
 
 
+def test_only_the_events_the_bot_uses_are_asked_for(core: Core) -> None:
+    """discord.py's default intents brought every reaction, "is typing", voice state,
+    emoji, invite and webhook change of every server to the bot's one event loop, each
+    parsed and dropped. What the bot reads: servers (channels, threads, roles,
+    permissions), messages in them and in DMs (with edits and deletions), and content
+    if the operator allows it. The tests here run on simcord, which delivers only the
+    events asked for, as Discord does: chat, threads, DMs, edits and deletions work."""
+    bot = ChatClient(core, DiscordOptions(TOKEN, shard_count=1))
+    asked = discord.Intents(guilds=True, guild_messages=True, dm_messages=True)
+    asked.message_content = True
+    assert bot.intents == asked
+    for unused in ("typing", "reactions", "voice_states", "members", "presences", "webhooks"):
+        assert not getattr(bot.intents, unused), unused
+
+
 async def test_a_portal_without_the_content_intent_is_refused_at_connect(core: Core) -> None:
     bot = ChatClient(core, DiscordOptions(TOKEN, shard_count=1))
     with pytest.raises(discord.PrivilegedIntentsRequired):

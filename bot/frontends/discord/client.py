@@ -58,12 +58,18 @@ def tree_error_text(error: app_commands.AppCommandError) -> str:
 
 
 def intents_for(options: DiscordOptions) -> discord.Intents:
-    """Guild and DM messages; message content only when the operator turned it on."""
-    intents = discord.Intents.default()
-    intents.message_content = options.message_content
-    intents.members = False
-    intents.presences = False
-    return intents
+    """What the bot reads, nothing more: servers (their channels, threads, roles and
+    permissions), messages in them and in DMs (with their edits and deletions), and
+    message content only when the operator turned it on. discord.py's default adds
+    typing, reactions, voice states, emoji, invites, webhooks, integrations, scheduled
+    events and polls: events the bot never uses, each parsed on its one event loop
+    (in a busy server, every reaction and every "is typing" of every member)."""
+    return discord.Intents(
+        guilds=True,
+        guild_messages=True,
+        dm_messages=True,
+        message_content=options.message_content,
+    )
 
 
 class ChatClient(discord.AutoShardedClient):
