@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 
 from bot.providers import (
     TRANSIENT_KINDS,
@@ -228,7 +229,11 @@ async def run_status_check(
     status = StatusCheck(
         ok=result.ok, reason=result.reason, checked_url=result.base_url, kind=result.error_kind
     )
-    await store.record_status(ref, status, _resolved(config, result))
+    # Kept only while the channel still has the endpoint and the status checked: a
+    # check that ended after a /proxy set or another check says nothing of what is there.
+    await store.record_status(
+        ref, status, _resolved(config, result), if_still=partial(_unchanged, config)
+    )
     if result.ok and result.models:  # what /models list and /model's choices offer
         await store.cache_models(ref, config.source, result.models)
     if missing is not None:
@@ -310,4 +315,16 @@ async def mark_working(
     if (status is not None and not status.ok) or resolved != config.resolved_url:
         checked = base_in_use or (status.checked_url if status else "")
         ok = StatusCheck(True, "A chat answer came through.", checked_url=checked)
-        await store.record_status(ref, ok, resolved)
+        # An answer that streamed while an admin moved the channel elsewhere (/proxy set,
+        # /proxy clear, /source) or a check found it failing speaks for the old endpoint.
+        await store.record_status(ref, ok, resolved, if_still=partial(_unchanged, config))
+
+
+def _unchanged(before: ChannelConfig, now: ChannelConfig) -> bool:
+    """Whether the channel's endpoint and its last status check are as `before` read them."""
+    return (
+        before.source is now.source
+        and before.proxy_url == now.proxy_url
+        and before.resolved_url == now.resolved_url
+        and before.status == now.status
+    )

@@ -114,6 +114,21 @@ class ConfigPart:
         row.updated_at = utcnow()
         session.add(audit_row(key, actor, action, summary(cleaned)))
 
+    async def chain_rows(self, session: AsyncSession, ref: ChannelRef) -> list[ChannelConfigRow]:
+        """The channel's row and its server's as they are now, nearest first, locked for
+        the rest of the transaction (merge takes them)."""
+        keys = chain(ref)
+        found = (
+            await session.scalars(
+                select(ChannelConfigRow)
+                .where(or_(*(where(ChannelConfigRow, key) for key in keys)))
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+        by_key = {(r.platform, r.server_id, r.channel_id): r for r in found}
+        return [by_key[key] for key in keys if key in by_key]
+
     async def forget_checks(self, session: AsyncSession, server: Key) -> None:
         """A server-wide change to what its channels connect to: their status checks and
         /v1-corrected URLs describe the old endpoint, so they are checked anew."""

@@ -73,7 +73,8 @@ class Store:
         default_secrets: Mapping[str, SecretValue],
     ) -> None:
         self._db = Database(engine)
-        self._reads = TurnReads(self._db, partial(merge, defaults))
+        self._merge = partial(merge, defaults)
+        self._reads = TurnReads(self._db, self._merge)
         self._config = ConfigPart(self._db)
         self._vault = Vault(self._db, self._reads, box, default_secrets)
         self._history = HistoryPart(self._db, self._reads)
@@ -273,16 +274,31 @@ class Store:
         return False
 
     async def record_status(
-        self, ref: ChannelRef, status: StatusCheck | None, resolved_url: str | None
-    ) -> None:
-        """Store a status check's outcome on the channel row (None forgets it); not audited."""
+        self,
+        ref: ChannelRef,
+        status: StatusCheck | None,
+        resolved_url: str | None,
+        *,
+        if_still: Callable[[ChannelConfig], bool] | None = None,
+    ) -> bool:
+        """Store a status check's outcome on the channel row (None forgets it); not audited.
+        `if_still`: asked of the channel's config as the write's transaction reads it
+        (its rows locked); False writes nothing, as what the outcome describes changed
+        meanwhile (a /proxy set while an answer streamed). Whether it was written."""
         key = key_of(ref, Scope.CHANNEL)
 
-        async def work(session: AsyncSession) -> None:
+        async def work(session: AsyncSession) -> bool:
+            if if_still is not None:
+                rows = await self._config.chain_rows(session, ref)
+                if not if_still(self._merge(ref, rows)):
+                    return False
             await self._config.record_status(session, key, status, resolved_url)
+            return True
 
-        await self._db.write("status write", work)
-        self._reads.configs.drop_scope(key)
+        written = await self._db.write("status write", work, reads_first=if_still is not None)
+        if written:
+            self._reads.configs.drop_scope(key)
+        return written
 
     async def audit_entries(self, ref: ChannelRef, limit: int = 50) -> list[AuditEntry]:
         """Changes affecting this channel (its own and its server's), newest first."""

@@ -27,6 +27,8 @@ class Script:
     first_token: float = 0.0  # seconds before the first chunk
     fail_after: int | None = None  # send an error event after this many chunks
     models: list[str] = field(default_factory=lambda: ["m-small", "m-large"])
+    models_status: int = 200  # another status: /v1/models refuses with it (a failed check)
+    models_delay: float = 0.0  # seconds /v1/models takes to answer
 
     @property
     def answer(self) -> str:
@@ -67,6 +69,10 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
     async def models(request: web.Request) -> web.Response:
         state.authorizations.append(request.headers.get("Authorization", ""))
         state.headers.append({k.lower(): v for k, v in request.headers.items()})
+        await asyncio.sleep(state.script.models_delay)
+        if state.script.models_status != 200:
+            refused = {"error": {"message": "refused", "type": "invalid_request_error"}}
+            return web.json_response(refused, status=state.script.models_status)
         data = [{"id": m, "object": "model", "owned_by": "test"} for m in state.script.models]
         return web.json_response({"object": "list", "data": data})
 
