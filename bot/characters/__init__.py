@@ -20,10 +20,12 @@ from bot.characters.prompt import (
     macros_for,
     system_without_card,
 )
+from bot.characters.timed import Active, Timers
 
 __all__ = [
     "MAX_JSON_BYTES",
     "MAX_PNG_BYTES",
+    "Active",
     "Card",
     "CardError",
     "CharacterBook",
@@ -34,6 +36,7 @@ __all__ = [
     "PresetError",
     "PresetImport",
     "Problem",
+    "Timers",
     "avatar_png",
     "build_prompt",
     "card_from_json",

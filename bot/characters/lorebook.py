@@ -6,7 +6,7 @@ import hashlib
 import math
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from bot.characters.macros import Macros
@@ -53,6 +53,9 @@ class LoreHits:
     at_depth: tuple[DepthNote, ...] = ()  # among the chat messages (SillyTavern's @D)
     entries: tuple[LoreEntry, ...] = ()
     notes: tuple[str, ...] = ()  # regex keys not used, entries over the budget
+    # The book's entries (by index) brought in, those of no content too, not those over
+    # the budget: SillyTavern's allActivatedEntries, whose sticky and cooldown begin.
+    activated: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,8 @@ def scan(
     budget: int | None = None,
     rng: random.Random | None = None,
     chat_length: int | None = None,
+    sticky: Collection[int] = (),
+    cooldown: Collection[int] = (),
 ) -> LoreHits:
     """The entries the last `scan_depth` of `messages` (oldest first) bring in, with
     constant and recursively found ones; the most important that fit the budgets.
@@ -122,7 +127,14 @@ def scan(
     only at the next prompt. The rolls come from one draw of `rng`, each roll derived
     from it and the entry (or group): two scans given generators seeded alike roll alike
     for the entries both match, however many else each matched (a turn's prompt is
-    built twice, a draft to count it and the one sent)."""
+    built twice, a draft to count it and the one sent).
+
+    `sticky` and `cooldown`: the entries (by index) SillyTavern's timed effects hold
+    (bot.characters.timed), as checkWorldInfo reads them: one on cooldown is left out
+    unless sticky too; a sticky one comes in without its keys (unless disabled, delayed
+    or `@@dont_activate`), in the first pass too (`delay_until_recursion` and
+    `exclude_recursion` do not hold it back), with no roll of its chance, and is never
+    left out by its inclusion groups, whose other entries it leaves out."""
     if book is None or not book.entries:
         return LoreHits()
     depth = DEFAULT_SCAN_DEPTH if book.scan_depth is None else book.scan_depth
@@ -153,11 +165,16 @@ def scan(
         for index, entry in enumerate(book.entries):
             if index in taken or index in failed or _delayed(entry, length):
                 continue
+            held = index in sticky
+            if index in cooldown and not held:
+                continue
             wait = waits[index]
-            if wait is not None and (not step or wait > level):  # NaN > level is false
+            # NaN > level is false
+            if wait is not None and not held and (not step or wait > level):
                 continue
             if (
                 step
+                and not held
                 and book.recursive_scanning
                 and entry.extension_values.get("exclude_recursion") is True
             ):
@@ -168,7 +185,7 @@ def scan(
             # An empty entry adds nothing, but in a group it is one of the outcomes.
             if not content and not _groups(entry, work):
                 continue
-            if _activates(entry, decorators, window(entry), recursion, macros):
+            if _activates(entry, decorators, window(entry), recursion, macros, sticky=held):
                 matched[index] = content
 
         def score(index: int, recursion: _Texts = recursion) -> int:
@@ -176,9 +193,9 @@ def scan(
             return _score(entry, window(entry), recursion, macros)
 
         found: list[str] = []  # joins the scanned text after this pass, not during it
-        for index in _grouped(book, list(matched), taken, seed, score, work):
+        for index in _grouped(book, list(matched), taken, seed, score, work, sticky):
             entry = book.entries[index]
-            if not _rolls(entry, seed, index):
+            if index not in sticky and not _rolls(entry, seed, index):
                 failed.add(index)
                 continue
             taken.add(index)
@@ -215,7 +232,9 @@ def scan(
         authors = f"{top}\n\n{bottom}".strip()
         deep += (DepthNote(authors, DEFAULT_NOTE_DEPTH, "system", AUTHORS_NOTE_RANK),)
     entries = tuple(book.entries[i] for i in kept)
-    return LoreHits(before, after, deep, entries, tuple(notes))
+    over = set(active) - set(kept)
+    activated = tuple(sorted(i for i in taken if i not in over))
+    return LoreHits(before, after, deep, entries, tuple(notes), activated)
 
 
 def _newest(texts: Sequence[str], limit: int) -> list[str]:
@@ -244,7 +263,13 @@ def _decorated(content: str) -> tuple[str, set[str]]:
 
 
 def _activates(
-    entry: LoreEntry, decorators: set[str], scan: _Scan, recursion: _Texts, macros: Macros
+    entry: LoreEntry,
+    decorators: set[str],
+    scan: _Scan,
+    recursion: _Texts,
+    macros: Macros,
+    *,
+    sticky: bool = False,
 ) -> bool:
     if not entry.enabled:
         return False
@@ -252,7 +277,7 @@ def _activates(
         return True
     if "dont_activate" in decorators:
         return False
-    if entry.constant:
+    if entry.constant or sticky:
         return True
     if not any(_matches(entry, macros(k), scan, recursion) for k in entry.keys):
         return False
@@ -379,6 +404,7 @@ def _grouped(
     seed: int,
     score: Callable[[int], int],
     work: _Work,
+    sticky: Collection[int] = (),
 ) -> list[int]:
     """`matched` less the entries their inclusion groups leave out, as SillyTavern's
     filterByInclusionGroups does: an entry may be in several groups (`a, b`) and stays
@@ -389,8 +415,9 @@ def _grouped(
     the pick, the highest `insertion_order` first; else one is drawn by `group_weight`
     (SillyTavern's order: the highest `insertion_order` first, each taking its weight's
     share of the roll). The draw comes before the pick's own chance, so a group whose
-    pick then fails its roll brings nothing in. Past the prompt's GROUP_STEPS, an
-    entry's further groups are not read (and a note says so)."""
+    pick then fails its roll brings nothing in. A group with `sticky` entries among them
+    keeps those and only those (filterGroupsByTimedEffects). Past the prompt's
+    GROUP_STEPS, an entry's further groups are not read (and a note says so)."""
     groups: dict[str, list[int]] = {}
     # The order SillyTavern's entries have (by `order`, highest first), ties as written.
     for index in sorted(matched, key=lambda i: (-book.entries[i].insertion_order, i)):
@@ -421,6 +448,10 @@ def _grouped(
     out: set[int] = set()
     scores: dict[int, int] = {}
     for name, members in groups.items():
+        held = [i for i in members if i in sticky]
+        if held:
+            out.update(i for i in members if i not in sticky)
+            continue
         if name in won:
             out.update(members)
             continue
@@ -447,7 +478,7 @@ def _grouped(
                     winner = i
                     break
         out.update(i for i in members if i != winner)
-    return [i for i in matched if i not in out]
+    return [i for i in matched if i not in out or i in sticky]
 
 
 def _score(entry: LoreEntry, scan: _Scan, recursion: _Texts, macros: Macros) -> int:
@@ -638,13 +669,11 @@ _DECORATOR_NAME = re.compile(r"[a-z_]+")
 
 def not_used(card: Card) -> tuple[str, ...]:
     """What SillyTavern would do with this card that is not done here, one phrase each
-    (world-info.js: the sticky and cooldown timed effects; recursion levels past what
-    RECURSION_PASSES reaches; V3 decorators it reads that this scan does not; the card's
-    own regex scripts): the import says so rather than the lorebook acting otherwise
-    unsaid."""
+    (world-info.js: recursion levels past what RECURSION_PASSES reaches; V3 decorators
+    it reads that this scan does not; the card's own regex scripts): the import says so
+    rather than the lorebook acting otherwise unsaid."""
     book = card.character_book
     entries = [e for e in (book.entries if book else ()) if e.enabled]
-    timed = 0
     decorators: dict[str, None] = {}
     # A pass opens one recursion level at most, the second at the first recursion pass:
     # entries waiting past the level RECURSION_PASSES + 1 (of all entries, as the scan
@@ -654,18 +683,11 @@ def not_used(card: Card) -> tuple[str, ...]:
     waits = [_recursion_level(e) for e in entries] if unreached else []
     late = sum(1 for wait in waits if wait is not None and wait >= unreached[0])
     for entry in entries:
-        ext = entry.extension_values
-        # Both need the chat's state from one prompt to the next (SillyTavern keeps it
-        # in the chat's metadata): not kept here.
-        if any((js_number(ext.get(k)) or 0) > 0 for k in ("sticky", "cooldown")):
-            timed += 1
         for name in sorted(_decorated(entry.content)[1] - _READ_DECORATORS):
             word = _DECORATOR_NAME.match(name)  # the name alone, as markup cannot read it
             if word:
                 decorators[f"`@@{word.group()[:40]}`"] = None
     said = []
-    if timed:
-        said.append(f"the sticky or cooldown {_entries(timed)}")
     if late:
         said.append(
             f"the delay until recursion {_entries(late)} "

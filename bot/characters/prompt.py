@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from bot.characters.lorebook import LoreHits, scan
 from bot.characters.macros import Macros
 from bot.characters.model import Card, DepthNote
+from bot.characters.timed import Active
 from bot.types import ChatMessage, HistoryEntry, Role
 
 # SillyTavern's defaults (public/scripts/openai.js, default/content/presets/openai).
@@ -122,12 +123,14 @@ def build_prompt(
     rng: random.Random | None = None,
     lore_rng: random.Random | None = None,
     chat_length: int | None = None,
+    timed: Active | None = None,
 ) -> CharacterPrompt:
     """The prompt for `card` over `history` (oldest first, already trimmed to the context);
     `estimate` counts tokens for the lorebook's and the examples' budgets. `rng` draws
     the macros' chances, `lore_rng` the lorebook's (its entries' `probability` and
     inclusion groups); `chat_length` is how many messages the whole chat has, for the
-    entries' `delay` (`len(history)` when not given)."""
+    entries' `delay` (`len(history)` when not given); `timed` the entries sticky or on
+    cooldown (bot.characters.timed.check)."""
     # default_system is our system prompt: the card's {{original}}, and the main prompt
     # when the card has none; default_post_history the same for post_history_instructions;
     # auxiliary a preset's nsfw prompt (placed after the scenario, as ST does).
@@ -141,6 +144,8 @@ def build_prompt(
         budget=lore_budget,
         rng=lore_rng,
         chat_length=chat_length,
+        sticky=timed.sticky if timed else (),
+        cooldown=timed.cooldown if timed else (),
     )
     if card.system_prompt.strip():
         main = macros(card.system_prompt, original=default_system)

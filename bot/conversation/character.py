@@ -8,7 +8,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.characters import Card, CardError, CharacterPrompt, build_prompt, card_from_json
+from bot.characters import Active, Card, CardError, CharacterPrompt, build_prompt, card_from_json
 from bot.conversation.budget import estimate_tokens, history_budget
 from bot.store import Store, StoredCharacter
 from bot.types import ChannelConfig, ChannelRef, ChatMessage
@@ -49,12 +49,13 @@ class CardPrompts:
 @dataclass(frozen=True, slots=True)
 class Turn:
     """What a turn's prompts share however much of the history each is given: the whole
-    chat's length (a lorebook entry's `delay` counts it) and the seed of the lorebook's
-    rolls, so the draft that counts the card's part and the prompt sent bring in the
-    same entries."""
+    chat's length (a lorebook entry's `delay` counts it), the seed of the lorebook's
+    rolls and its entries sticky or on cooldown (read once a turn), so the draft that
+    counts the card's part and the prompt sent bring in the same entries."""
 
     chat_length: int
     lore_seed: int
+    timed: Active | None = None
 
     @classmethod
     def of(cls, chat_length: int) -> Turn:
@@ -86,6 +87,7 @@ def _prompt(
         examples_budget=base // EXAMPLES_SHARE,
         lore_rng=random.Random(turn.lore_seed),
         chat_length=turn.chat_length,
+        timed=turn.timed,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
+from bot.characters import Timers
 from bot.connection import (
     NotConnectable,
     blocked_reason,
@@ -547,7 +548,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             # Built before the question is stored, so the charge holds what is sent (a
             # character card's text and lore too); one that cannot fit is not sent, and
             # not charged.
-            request, overflow = await self._requests.build(
+            request, overflow, lore = await self._requests.build(
                 ref, config, [*history, question], sees, fresh=attached.images
             )
             # The quota charge runs in the transaction that stores the question: one
@@ -596,6 +597,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             prefix,
             preface=preface,
             overflow=overflow,
+            lore=lore,
         )
         if attached.images:
             await self.prune_images()
@@ -681,14 +683,14 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         sees = await self._sees(ref, config)
         continuing = answer if action is Control.CONTINUE else None
         if continuing is not None:  # the answer so far goes with the request, to go on from
-            request, overflow = await self._requests.build(ref, config, history, sees, True)
+            request, overflow, lore = await self._requests.build(ref, config, history, sees, True)
         else:
             # Found as the entry itself: entries compare by their words, so an earlier
             # answer saying the same ("Hello there!") cut the history there, and the
             # model was asked an older question for this one.
             at = next((i for i, e in enumerate(history) if e is answer), len(history))
             before = history[:at]
-            request, overflow = await self._requests.build(ref, config, before, sees)
+            request, overflow, lore = await self._requests.build(ref, config, before, sees)
         if overflow is None:  # one that cannot fit is not sent: nothing to charge
             refused = await self._charge(ref, actor.id, config, request, prefix)
             if refused is not None:
@@ -706,6 +708,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             replacing=answer if continuing is None else None,
             variant=True,
             by=actor.id,
+            lore=lore,
         )
 
     async def _swipe(
@@ -772,6 +775,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         replacing: HistoryEntry | None = None,
         variant: bool = False,
         by: str | None = None,
+        lore: Timers | None = None,
     ) -> TurnResult:
         """Stream an answer to `question` (stoppable while it runs), store it, show how it
         ended, record its usage (charged to `by`, else the asker). A `variant`
@@ -779,7 +783,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         which of its answers it is; one that ends before any text leaves the answer it
         was `replacing` shown (with how the attempt ended). A request that cannot fit the
         context set here (`overflow`), or one reached after a shutdown began, is not sent:
-        it ends as an error saying why."""
+        it ends as an error saying why. A request sent stores its lorebook's timed effects
+        (`lore`) first, as SillyTavern sets them when it builds the prompt it sends."""
         # A turn that was preparing when a shutdown began (wind_down stops only the
         # answers already written) must not ask the model either.
         not_sent = overflow.text(prefix) if overflow is not None else self._closing
@@ -800,6 +805,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 if not_sent is not None:
                     outcome = Outcome(error=not_sent, failed=True)
                 else:
+                    if lore is not None and question.id is not None:
+                        await self._keep_timers(ref, lore.anchored(question.id))
                     outcome = await stream_answer(
                         provider,
                         request,
@@ -881,6 +888,14 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             elif outcome.error and outcome.state is not TurnState.STOPPED:
                 log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
             return result
+
+    async def _keep_timers(self, ref: ChannelRef, lore: Timers) -> None:
+        """Store the lorebook's timed effects; one the database refuses is logged and the
+        answer goes on (its entries are then held as at the prompt before)."""
+        try:
+            await self._store.set_lore_timers(ref, lore.to_json())
+        except StoreError as err:
+            log.warning("could not store the lorebook's sticky and cooldown in %s: %s", ref, err)
 
     async def _unshown(self, ref: ChannelRef, row: AnswerRow, outcome: Outcome) -> None:
         """The stored answer could not be shown after all: kept as cut, not as read."""

@@ -3,11 +3,12 @@ each asker named, and a channel's character card shaping it (bot.characters.buil
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from bot.characters import system_without_card
+from bot.characters import Timers, system_without_card, timed
 from bot.conversation import character
 from bot.conversation.attachments import image_placeholder
 from bot.conversation.budget import estimate_tokens, trim_history
@@ -62,6 +63,9 @@ _FIT = {
 class Built(NamedTuple):
     request: ChatRequest
     overflow: Overflow | None  # it cannot fit the context set here: not to be sent
+    # The lorebook's timed effects to store once it is sent (None: nothing changed);
+    # those begun at a question not stored yet are anchored to it then (Timers.anchored).
+    lore: Timers | None = None
 
 
 # The least of an answer's end worth continuing from: less, and it is not cut.
@@ -131,6 +135,16 @@ class Requests:
         # messages sent and answered, the one asked or continued too) and one draw of
         # the lorebook's chances, for the draft and the prompt sent alike.
         turn = character.Turn.of(len(usable) + 1)
+        # The entries sticky or on cooldown, read once for the draft and the prompt sent;
+        # what the prompt sent brings in starts its own (stored only when it is sent).
+        book = card.character_book if card is not None else None
+        stored = checked = None
+        if book is not None and timed.timed(book):
+            stored = Timers.from_json(await self._store.lore_timers(ref))
+            since = _since(entries, [*usable, newest])
+            checked, active = timed.check(stored, book, since, newest.id)
+            turn = replace(turn, timed=active)
+        now = newest.id
         if card is not None:
             whole = await self._sent([*usable, newest], follows, sees=False)
             draft = await character.prompt(card, config, whole, asker, turn)
@@ -154,6 +168,7 @@ class Requests:
             newest_cost = estimate_tokens(newest.content) + going_on
         fixed = prompts + asked_cost + newest_cost
         overflow = None
+        lore: Timers | None = None
         if fixed > size and context is not None:  # the model's size is known: it cannot fit
             what = "the answer being continued" if continue_answer else "your message"
             parts = (
@@ -184,6 +199,8 @@ class Requests:
                 estimate += estimate_tokens(post)
         else:
             prompt = await character.prompt(card, config, messages, asker, turn)
+            if book is not None and checked is not None:
+                lore = timed.begin(checked, book, prompt.lore.activated, now)
             system = prompt.system or None
             messages = list(prompt.chat(continuing=continue_answer))
             after = () if continue_answer else prompt.after_history
@@ -199,7 +216,7 @@ class Requests:
             continue_answer=continue_answer,
             input_estimate=estimate + (estimate_tokens(system) if system else 0),
         )
-        return Built(request, overflow)
+        return Built(request, overflow, None if lore == stored else lore)
 
     async def _sent(
         self,
@@ -246,6 +263,26 @@ class Requests:
                 pairs = zip(found, kept[i].images, strict=True)
                 shown[i] = tuple(replace(img, name=r.name) for img, r in pairs)
         return shown
+
+
+def _since(
+    read: Sequence[HistoryEntry], chat: Sequence[HistoryEntry]
+) -> Callable[[int | None], float]:
+    """How many of `chat`'s messages come after the stored message `start` (by id: a
+    conversation's ids grow), what a lorebook's timed effect counts: SillyTavern's
+    `chat.length - start`. A message older than every one `read` is past any count: the
+    history read back stops at its newest rows, and the count over them would stay the
+    same from one prompt to the next."""
+    oldest = min((e.id for e in read if e.id is not None), default=None)
+
+    def since(start: int | None) -> float:
+        if start is None:
+            return 0
+        if oldest is None or start < oldest:
+            return math.inf
+        return sum(1 for e in chat if e.id is None or e.id > start)
+
+    return since
 
 
 def _follows(entries: list[HistoryEntry]) -> dict[int, int]:

@@ -27,6 +27,7 @@ from sqlalchemy.sql import Executable
 
 from bot.store.base import NAME_CHARS, Database, audit_row
 from bot.store.batch import Batcher
+from bot.store.lore import forget_timers
 from bot.store.models import (
     AuditRow,
     BlobRow,
@@ -524,8 +525,9 @@ class HistoryPart:
 
     async def clear(self, ref: ChannelRef, actor: Actor) -> int:
         """Delete this channel's (or this thread's) stored turns and the images only they
-        showed; audited; returns the count of those that were shown (an answer swiped
-        past is not one the channel saw)."""
+        showed, and its lorebook's timed effects (a new chat has none); audited; returns
+        the count of those that were shown (an answer swiped past is not one the channel
+        saw)."""
         key = ref.scope_key(Scope.CHANNEL)
 
         async def work(session: AsyncSession) -> int:
@@ -536,6 +538,7 @@ class HistoryPart:
             )
             count = sum(not hidden for (hidden,) in result.all())
             await session.execute(_ORPHAN_BLOBS)
+            await session.execute(forget_timers(ref))
             where = _in_thread(ref.thread_id) if ref.thread_id else ""
             session.add(audit_row(key, actor, _CLEARED, f"{count} messages deleted{where}"))
             return count

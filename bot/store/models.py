@@ -391,3 +391,20 @@ class CharacterRow(Base):
     card: Mapped[str] = mapped_column(Text)  # chara_card_v3 JSON
     image: Mapped[bytes | None] = mapped_column(LargeBinary)  # PNG without card chunks
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LoreTimersRow(Base):
+    """A conversation's lorebook timed effects (sticky, cooldown: bot.characters.timed),
+    as SillyTavern keeps them in a chat's metadata: written when a prompt is sent, gone
+    with the conversation's turns on /reset."""
+
+    __tablename__ = "lore_timers"
+    __table_args__ = (UniqueConstraint("platform", "server_id", "channel_id", "thread_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    server_id: Mapped[str] = mapped_column(_ID)
+    channel_id: Mapped[str] = mapped_column(_ID)
+    thread_id: Mapped[str] = mapped_column(_ID)
+    effects: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

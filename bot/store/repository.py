@@ -26,6 +26,7 @@ from bot.store.config import AuditEntry, ConfigPart, checked, merge
 from bot.store.db import create_engine
 from bot.store.history import HistoryPart
 from bot.store.leases import Lease
+from bot.store.lore import LorePart
 from bot.store.model_lists import ModelLists
 from bot.store.quotas import Guarded, QuotaPart
 from bot.store.reads import TurnReads
@@ -83,6 +84,7 @@ class Store:
         self.quotas = QuotaPart(self._db)  # limits, charges and who-may-chat rules
         self._characters = CharacterPart(self._db, self._reads)
         self.waiting = WaitingPart(self._db)  # questions waiting their turn (kill -9)
+        self._lore = LorePart(self._db)
 
     @classmethod
     async def open(
@@ -496,6 +498,15 @@ class Store:
     async def clear_history(self, ref: ChannelRef, actor: Actor) -> int:
         """Delete this channel's (or this thread's) stored turns; audited; returns the count."""
         return await self._history.clear(ref, actor)
+
+    async def lore_timers(self, ref: ChannelRef) -> dict[str, Any] | None:
+        """This conversation's lorebook timed effects as last stored (bot.characters.timed's
+        JSON); None when none were."""
+        return await self._lore.get(ref)
+
+    async def set_lore_timers(self, ref: ChannelRef, effects: dict[str, Any]) -> None:
+        """Store this conversation's lorebook timed effects (when a prompt is sent)."""
+        await self._lore.put(ref, effects)
 
     # ---- character cards ----------------------------------------------------------------
 

@@ -43,6 +43,7 @@ TABLES = {
     "quota_locks",
     "characters",
     "waiting_turns",
+    "lore_timers",
 }
 
 
@@ -116,7 +117,7 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0016"
+    assert migrate.head() == "0017"
 
 
 def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:

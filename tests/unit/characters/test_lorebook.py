@@ -49,11 +49,10 @@ def _entry(content: str, **extensions: object) -> dict[str, object]:
 
 
 def test_what_sillytavern_does_with_a_card_that_is_not_done_here_is_named() -> None:
-    """Features probe: a card whose lorebook entries SillyTavern keeps in (sticky) or
-    out (cooldown) for some messages, or with V3 decorators, or that carries regex
-    scripts, was imported without a word: here every such entry is used whenever it
-    matches, and the scripts never run. An entry's chance, its inclusion groups and its
-    delay are done here, so not named."""
+    """Features probe: a card whose lorebook entries have V3 decorators, or that carries
+    regex scripts, was imported without a word: here the scripts never run. An entry's
+    chance, its inclusion groups, its delay, sticky and cooldown are done here, so not
+    named."""
     card = v2()
     assert not_used(card_from_object(card)) == ()  # SillyTavern's own export: 100%
     data = card["data"]
@@ -76,7 +75,6 @@ def test_what_sillytavern_does_with_a_card_that_is_not_done_here_is_named() -> N
         {**_entry("off", probability=1, sticky=3), "enabled": False},
     ]
     assert not_used(card_from_object(card)) == (
-        "the sticky or cooldown of 2 lorebook entries",
         "the lorebook decorators `@@depth`, `@@role`",
         "its 1 regex script",
     )
