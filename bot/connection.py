@@ -26,6 +26,7 @@ from bot.store.secrets import SecretUnreadable
 from bot.types import (
     ChannelConfig,
     ChannelRef,
+    PlaceName,
     Platform,
     SecretValue,
     Source,
@@ -118,7 +119,7 @@ async def endpoint_for(
     if endpoint.credential() is None and not config.proxy_url:
         name = config.source.value
         key, proxy = key_step(ref, name, prefix), f"{prefix}proxy set <url>"
-        place = ref.platform.place
+        place = ref.place
         raise NotConnectable(
             f"No API key for {name}. An admin sets one with {key}, or points this {place} "
             f"at a reverse proxy with {proxy}.",
@@ -273,10 +274,12 @@ def provider_error_text(err: ProviderError, prefix: str) -> str:
     return err.user_message
 
 
-def blocked_reason(config: ChannelConfig, p: str, admin: bool = False, *, place: str) -> str | None:
+def blocked_reason(
+    config: ChannelConfig, p: str, admin: bool = False, *, place: PlaceName
+) -> str | None:
     """Why a turn must not call the provider, as a message saying how to fix it: to an
-    `admin`, as the step to take; to anyone else, as an admin's. `place`: what the
-    platform calls the channel (Platform.place)."""
+    `admin`, as the step to take; to anyone else, as an admin's. `place`: how it names
+    the channel (ChannelRef.place)."""
     if not config.model:
         pick = "Pick" if admin else "An admin picks"
         return (

@@ -448,8 +448,7 @@ class Core:
         asker = self._engine.asker(ref)
         if asker is not None and asker != actor.id and not self.is_admin(actor):
             return (
-                "Only the person who asked or an admin of this "
-                f"{ref.platform.place} can stop this answer."
+                f"Only the person who asked or an admin of this {ref.place} can stop this answer."
             )
         return None
 

@@ -105,7 +105,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         raise CommandError("That card is too large to store; use one with a smaller lorebook.")
     scope = _scope(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
-    lines = [f"Character set for {scope_place(scope, ctx.ref.platform)}: {_title(card)}."]
+    lines = [f"Character set for {scope_place(scope, ctx.ref.place)}: {_title(card)}."]
     if card.image is None and await asyncio.to_thread(image_too_large, data):
         lines.append(
             f"Its image is too large to use (over {MAX_PIXELS // 1_000_000} megapixels), so "
@@ -164,7 +164,7 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "(a Character Card V1, V2 or V3, PNG or JSON)."
         )
     card = await stored_card(stored, ctx.prefix)
-    where = f"set for {scope_place(stored.scope, ctx.ref.platform)}"
+    where = f"set for {scope_place(stored.scope, ctx.ref.place)}"
     lines = [f"Character: {_title(card)} ({where})."]
     # The card's own words, each on one line (a newline in a tag could forge a line of
     # the bot's): cleaned as its greetings are (a card can carry a key), then shown as
@@ -214,14 +214,14 @@ async def character_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
                 f"{ctx.prefix}character none turns it off in this channel.",
                 ok=False,
             )
-        return Reply(f"No character was set for {scope_place(scope, ctx.ref.platform)}.", ok=False)
+        return Reply(f"No character was set for {scope_place(scope, ctx.ref.place)}.", ok=False)
     if not name:  # the channel's `none`
         if not ctx.ref.has_server:
             return Reply(f"{ctx.prefix}character none is lifted; no character was set here.")
         again = "This channel follows the server's character again."
         return Reply(again + (f" {server}." if server else ""))
     return Reply(
-        f"Removed {literal(name)} from {scope_place(scope, ctx.ref.platform)}."
+        f"Removed {literal(name)} from {scope_place(scope, ctx.ref.place)}."
         + (f" {server} now." if server else "")
     )
 
@@ -236,7 +236,7 @@ async def character_none(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             f"{p}character clear undoes this."
         )
     # The channel's own card is replaced by "none": said, as it is gone for good.
-    here = ctx.ref.platform.place
+    here = ctx.ref.place
     removed = f"Removed {literal(before.name)} from this {here}. " if before else ""
     if not ctx.ref.has_server:
         return Reply(f"{removed}No character answers here.")
@@ -265,7 +265,7 @@ async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     shown = literal(card.display_name)
     said = f"{shown} as a Character Card V3 ({len(data):,} bytes)."
     if cleaned:
-        said += f" This {ctx.ref.platform.place}'s key or proxy password in it is written as ****."
+        said += f" This {ctx.ref.place}'s key or proxy password in it is written as ****."
     return Reply(said, file=file)
 
 
@@ -305,7 +305,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             continue
         if isinstance(checked, str) and holds_secret(checked):
             # Kept in the clear and sent with every request: as a typed prompt would be.
-            here = ctx.ref.platform.place
+            here = ctx.ref.place
             refused.append(f"{name} holds what looks like a key or this {here}'s password")
             continue
         changes[field.key] = checked
@@ -314,7 +314,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     scope = _scope(args)
     if changes:
         await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="preset import")
-    said = f"Preset applied to {scope_place(scope, ctx.ref.platform)}: " + (
+    said = f"Preset applied to {scope_place(scope, ctx.ref.place)}: " + (
         ", ".join(shown) or "nothing to set"
     )
     lines = [said if said.endswith((".", "!", "?", "…")) else said + "."]
@@ -361,7 +361,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         p = ctx.prefix
         lines.append(
             f"Not taken: its connection settings ({', '.join(named)}). A preset never "
-            f"changes where this {ctx.ref.platform.place}'s requests and keys go: {p}source, "
+            f"changes where this {ctx.ref.place}'s requests and keys go: {p}source, "
             f"{p}proxy set "
             f"and {p}model do."
         )
@@ -396,7 +396,7 @@ async def preset_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             chosen[name] = [clean(v) if isinstance(v, str) else v for v in value]
     data = export_preset(chosen, _PARAM_KINDS)
     file = ReplyFile("preset.json", "application/json", data)
-    here = ctx.ref.platform.place
+    here = ctx.ref.place
     said = f"This {here}'s settings as a SillyTavern Chat Completion preset."
     if cleaned:
         said += f" What looks like a key or this {here}'s password in it is written as ****."

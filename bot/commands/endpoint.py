@@ -47,7 +47,7 @@ async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[Sta
     config = await ctx.store.effective_config(ctx.ref)
     line = _status_line(result, ctx.prefix, config.model) + await _password_step(ctx, result)
     if result.ok and model_step and not config.model:
-        step = blocked_reason(config, ctx.prefix, ctx.is_admin, place=ctx.ref.platform.place)
+        step = blocked_reason(config, ctx.prefix, ctx.is_admin, place=ctx.ref.place)
         line += f"\n{step}" if step else ""
     return result, line
 
@@ -191,7 +191,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         ctx.ref, scope, api_key_name(source), key, ctx.actor, personal=ctx.personal
     )
     shown = f" (ends …{key.last4})" if key.last4 else ""
-    text = f"Saved the {source.value} key for {scope_place(scope, ctx.ref.platform)}{shown}."
+    text = f"Saved the {source.value} key for {scope_place(scope, ctx.ref.place)}{shown}."
     own = await _own_key_note(ctx, scope, source)
     if source is not Source.CLAUDE and key.reveal().startswith("sk-ant-"):
         text += (
@@ -208,7 +208,7 @@ async def key_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         # The check that follows is run with this channel's own key, when it has one.
         text += own + "\n" + (await _checked(ctx))[1]
     else:
-        place = ctx.ref.platform.place
+        place = ctx.ref.place
         text += f" This {place} uses {config.source.value}; {ctx.prefix}source {source.value} "
         text += "switches to it." + own
     return Reply(text)
@@ -236,8 +236,7 @@ async def _own_secret_note(
         return ""
     ends = f" (…{origin[1]})" if origin[1] else ""
     return (
-        f"\nThis {ctx.ref.platform.place} has its own {label}{ends}, which wins here; "
-        f"{removal} removes it."
+        f"\nThis {ctx.ref.place} has its own {label}{ends}, which wins here; {removal} removes it."
     )
 
 
@@ -247,10 +246,10 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     removed = await ctx.store.clear_secret(ctx.ref, scope, api_key_name(source), ctx.actor)
     if not removed:
         return Reply(
-            f"No {source.value} key was stored for {scope_place(scope, ctx.ref.platform)}.",
+            f"No {source.value} key was stored for {scope_place(scope, ctx.ref.place)}.",
             ok=False,
         )
-    text = f"Removed the {source.value} key for {scope_place(scope, ctx.ref.platform)}."
+    text = f"Removed the {source.value} key for {scope_place(scope, ctx.ref.place)}."
     text += await _own_key_note(ctx, scope, source)
     if (await ctx.store.effective_config(ctx.ref)).source is source:
         # The last check passed with that key: check again, or /settings keeps saying OK.
@@ -385,11 +384,12 @@ async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         secrets=dict.fromkeys(ENDPOINT_SECRETS),
     )
     removed = _removed(cleared)
-    place = scope_place(scope, ctx.ref.platform)
+    place = scope_place(scope, ctx.ref.place)
     if own:
         text = f"Removed the proxy URL{f' and its {removed}' if removed else ''} for {place}."
     elif removed:
-        text = f"{place.capitalize()} had no proxy URL of its own; removed its {removed}."
+        whose = scope_place(scope, ctx.ref.place, capital=True)
+        text = f"{whose} had no proxy URL of its own; removed its {removed}."
     else:
         text = f"No proxy URL was set for {place}; nothing changed."
     if own or removed:
@@ -424,7 +424,7 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
             )
         return "not set"
     where, last4 = origin
-    named = ctx.ref.platform.place if where == "channel" else where
+    named = str(ctx.ref.place) if where == "channel" else where
     state = f"set (…{last4}, {named})" if last4 else f"set ({named})"
     # Behind a proxy only a custom source's key and the proxy password go to that URL.
     sent_there = name == PROXY_PASSWORD or (config is not None and config.source is Source.CUSTOM)
@@ -434,7 +434,7 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
             if name == PROXY_PASSWORD
             else key_step(ctx.ref, config.source.value, ctx.prefix)
         )
-        url_from = origin_name(config.origins.get("proxy_url", "default"), ctx.ref.platform)
+        url_from = origin_name(config.origins.get("proxy_url", "default"), ctx.ref.place)
         state += f", not sent to an endpoint URL set {url_from}: set one for it with {how}"
     return state
 
@@ -501,7 +501,7 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 def _follows(ctx: CommandContext, scope: Scope, setting: str, now: bool) -> str:
     """What a switch set to `default` says: whose value applies now, and what it is."""
     return (
-        f"{scope_place(scope, ctx.ref.platform).capitalize()} now follows the "
+        f"{scope_place(scope, ctx.ref.place, capital=True)} now follows the "
         f"{next_scope(ctx, scope)} {setting}: {'on' if now else 'off'}."
     )
 
@@ -619,7 +619,7 @@ async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         after = await ctx.store.effective_config(ctx.ref)
         now = after.model or "none yet"
         # With none to fall back to, chat is refused until one is picked: say how.
-        place = ctx.ref.platform.place
+        place = ctx.ref.place
         step = "" if after.model else f"\n{blocked_reason(after, ctx.prefix, True, place=place)}"
         return Reply(f"{now_uses_next(ctx, scope)} model ({now}).{step}")
     config = await ctx.store.effective_config(ctx.ref)

@@ -30,13 +30,13 @@ from bot.connection import (
 )
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
 from bot.store import SecretUnreadable, api_key_name
-from bot.types import ChannelConfig, Platform, Reply, Scope, Source
+from bot.types import ChannelConfig, PlaceName, Platform, Reply, Scope, Source
 from bot.types.secrets import held_secret
 from bot.types.text import shown_id
 from bot.usage.quota import limits_here
 
 
-def _settings_lines(config: ChannelConfig, platform: Platform) -> list[str]:
+def _settings_lines(config: ChannelConfig, place: PlaceName) -> list[str]:
     """`Params (server-wide): name=value, …`: the parameters set, grouped by where."""
     by_origin: dict[str, list[str]] = {}
     for field in PARAMS:
@@ -45,7 +45,7 @@ def _settings_lines(config: ChannelConfig, platform: Platform) -> list[str]:
             value = field.show(config.value(field.name))
             by_origin.setdefault(origin, []).append(f"{field.name}={value}{_only_for(field)}")
     return [
-        f"Params ({origin_name(origin, platform)}): {', '.join(by_origin[origin])}"
+        f"Params ({origin_name(origin, place)}): {', '.join(by_origin[origin])}"
         for origin in ("channel", "server", "operator")
         if origin in by_origin
     ]
@@ -70,7 +70,7 @@ def _only_for(field: Field) -> str:
 
 async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
-    platform = ctx.ref.platform
+    place = ctx.ref.place
     status = "not checked yet"
     if config.status is not None:
         reason = config.status.reason  # kept as anyone may read it: "an admin runs …"
@@ -81,14 +81,14 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     own_endpoint = "(the source’s own)"
     if config.source is Source.CUSTOM:  # a custom source has none of its own
         own_endpoint = f"(none yet: set one with {ctx.prefix}proxy set <url>)"
-    url_from = origin_note(config, "proxy_url", platform)
+    url_from = origin_note(config, "proxy_url", place)
     model = (
-        shown_id(config.model) + origin_note(config, "model", platform)
+        shown_id(config.model) + origin_note(config, "model", place)
         if config.model
         else "(not set)"
     )
     lines = [
-        f"Source: {config.source.value}{origin_note(config, 'source', platform)}",
+        f"Source: {config.source.value}{origin_note(config, 'source', place)}",
         f"Model: {model}",
         f"Endpoint: {endpoint + url_from if endpoint else own_endpoint}",
     ]
@@ -102,10 +102,10 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines += [
         f"Status: {status}",
         f"Bypass status check: {'on' if config.bypass_status_check else 'off'}"
-        + origin_note(config, "bypass_status_check", platform),
+        + origin_note(config, "bypass_status_check", place),
         f"Show external models: {'on' if config.show_external_models else 'off'}"
-        + origin_note(config, "show_external_models", platform),
-        f"Reply mode: {config.reply_mode.value}{origin_note(config, 'reply_mode', platform)}",
+        + origin_note(config, "show_external_models", place),
+        f"Reply mode: {config.reply_mode.value}{origin_note(config, 'reply_mode', place)}",
     ]
     for setting, title in PROMPTS.values():
         text = config.value(setting)
@@ -115,19 +115,15 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             shown = await _prompt_text(ctx, config, text)
         else:
             continue
-        lines.append(
-            f"{title[0].upper()}{title[1:]}{origin_note(config, setting, platform)}: {shown}"
-        )
-    lines += _settings_lines(config, platform)
+        lines.append(f"{title[0].upper()}{title[1:]}{origin_note(config, setting, place)}: {shown}")
+    lines += _settings_lines(config, place)
     character = await ctx.store.character(ctx.ref)
     if character is not None:
-        where = origin_name(character.scope.value, platform)
+        where = origin_name(character.scope.value, place)
         lines.append(f"Character: {character.name} ({where})")
     held = await limits_here(ctx.store, ctx.gate, ctx.ref)
     if held:
-        limits = ", ".join(
-            f"{platform.named(name)} {value.value:,}" for name, value in held.items()
-        )
+        limits = ", ".join(f"{place.named(name)} {value.value:,}" for name, value in held.items())
         lines.append(f"Limits: {limits} ({ctx.prefix}limits shows what you have left)")
     lines.append(await access_summary(ctx))
     if ctx.is_admin:
@@ -175,7 +171,7 @@ async def set_prompt(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             text = config.value(setting)
             shown = await _prompt_text(ctx, config, text) if isinstance(text, str) and text else ""
             lines.append(
-                f"  {name}{origin_note(config, setting, ctx.ref.platform)}: {shown or '(none)'}"
+                f"  {name}{origin_note(config, setting, ctx.ref.place)}: {shown or '(none)'}"
             )
         lines.append(f"Set one with {ctx.prefix}prompts <name> <text>.")
         return Reply("\n".join(lines))
@@ -220,11 +216,11 @@ async def _set_prompt(
     return Reply(said + own_value_note(config, scope, setting))
 
 
-def _param_line(field: Field, config: ChannelConfig, platform: Platform) -> str:
+def _param_line(field: Field, config: ChannelConfig, place: PlaceName) -> str:
     value = field.show(config.value(field.name))
     note = f"; {_only_for(field).strip(' ()')}" if field.sources is not None else ""
     if note and not field.applies_to(config.source):
-        note += f", this {platform.place} uses {config.source.value}"
+        note += f", this {place} uses {config.source.value}"
     return f"  {field.name} = {value}  ({field.takes()}: {field.help}{note})"
 
 
@@ -234,14 +230,14 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     name: str | None = args.get("name")
     if name is None:
         lines = ["Parameters (`default`: the provider's own):"]
-        lines += [_param_line(field, config, ctx.ref.platform) for field in PARAMS]
+        lines += [_param_line(field, config, ctx.ref.place) for field in PARAMS]
         lines.append(f"Set one with {p}params <name> <value>; {p}params <name> default removes it.")
         return Reply("\n".join(lines))
     field = BY_NAME[name]
     text: str | None = args.get("value")
     if text is None:
         return Reply(
-            _param_line(field, config, ctx.ref.platform).strip()
+            _param_line(field, config, ctx.ref.place).strip()
             + f"\nSet it with {p}params {name} <value>."
         )
     try:
@@ -256,7 +252,7 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     note = ""
     if not field.applies_to(config.source):
         only = _only_for(field).strip(" ()")
-        note = f" It applies to {only}; this {ctx.ref.platform.place} uses {config.source.value}."
+        note = f" It applies to {only}; this {ctx.ref.place} uses {config.source.value}."
     where = " for this server" if scope is Scope.SERVER else ""
     if name in ("max_tokens", "context"):
         note += room_left_note(await ctx.store.effective_config(ctx.ref), p)
@@ -271,7 +267,7 @@ async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         ctx.ref, scope, ctx.actor, {"reply_mode": value}, action="reply mode"
     )
     config = await ctx.store.effective_config(ctx.ref)
-    here = f"in this {ctx.ref.platform.place}"
+    here = f"in this {ctx.ref.place}"
     where = "in this server's channels" if scope is Scope.SERVER else here
     said = {
         "always": f"Reply mode: always — the bot answers every message {where}.",

@@ -9,7 +9,7 @@ from bot.commands.parse import CommandError
 from bot.commands.router import check_scope
 from bot.commands.scopes import next_scope, scope_place
 from bot.commands.spec import CommandContext
-from bot.types import Platform, Reply, Scope
+from bot.types import PlaceName, Platform, Reply, Scope
 from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
 from bot.usage.access import AccessError, describe, parse_subject
 from bot.usage.limits import (
@@ -48,8 +48,8 @@ def _set_usage(ctx: CommandContext) -> str:
     return f"{ctx.prefix}limits set <name> <value|off|default>{scope}"
 
 
-def _where(scope: Scope, platform: Platform) -> str:
-    return "server-wide" if scope is Scope.SERVER else f"for {scope_place(scope, platform)}"
+def _where(scope: Scope, place: PlaceName) -> str:
+    return "server-wide" if scope is Scope.SERVER else f"for {scope_place(scope, place)}"
 
 
 async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -66,20 +66,18 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             text += f" Set one with {p}limits set <name> <value> (names: {_names(ctx)})."
         return Reply(text)
     lines = ["Limits here:"]
-    said = {"operator": "operator default", "channel": ctx.ref.platform.place}
+    said = {"operator": "operator default", "channel": str(ctx.ref.place)}
     for name, value in held.items():
         origin = said.get(value.origin, value.origin)
-        about = SPECS[name].about(ctx.ref.platform, ctx.ref.has_server)
+        about = SPECS[name].about(ctx.ref.place, ctx.ref.has_server)
         lines.append(f"  {ctx.ref.platform.named(name)} = {value.value:,} ({origin}) — {about}")
     counts = await ctx.store.quotas.counts(ctx.ref, ctx.actor.id, datetime.now(UTC))
     lines.append("Your allowance:")
-    lines += [
-        f"  {line}" for line in allowance(held, counts, datetime.now(UTC), ctx.ref.platform.place)
-    ]
+    lines += [f"  {line}" for line in allowance(held, counts, datetime.now(UTC), ctx.ref.place)]
     if ctx.is_server_admin:
         lines.append(f"Change one with {_set_usage(ctx)}.")
     elif ctx.is_admin:
-        place = ctx.ref.platform.place
+        place = ctx.ref.place
         change = f"Change this {place}'s with {p}limits set <name> <value|off|default>."
         # The smaller of a channel's and its server's holds: raising the channel's
         # cannot lift a server's, and a server's budget is set server-wide only.
@@ -102,7 +100,7 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     p = ctx.prefix
     if not ctx.is_admin:
         raise CommandError(
-            f"Only admins of this {ctx.ref.platform.place} can change limits; {p}limits shows them."
+            f"Only admins of this {ctx.ref.place} can change limits; {p}limits shows them."
         )
     if "name" not in args or "value" not in args:
         raise CommandError(f"Usage: {_set_usage(ctx)}; names: {_names(ctx)}.")
@@ -118,7 +116,7 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         value = parse_value(str(args["value"]), ctx.ref.platform)
     except LimitError as err:
         raise CommandError(str(err)) from None
-    where = _where(scope, ctx.ref.platform)
+    where = _where(scope, ctx.ref.place)
     if value == DEFAULT:
         removed = await ctx.store.quotas.clear_limit(ctx.ref, scope, name.value)
         if not removed:
@@ -159,7 +157,7 @@ async def _holds_here(
         whose = "The server-wide limit"
     else:
         change = f"{p}limits set {shown} default (without scope:server) removes it"
-        whose = f"This {ctx.ref.platform.place}'s own limit"
+        whose = f"This {ctx.ref.place}'s own limit"
     both = " (a channel's and its server's limits both hold; the smaller wins)"
     if value == DEFAULT or not ctx.ref.has_server:  # no server: no server's limit
         both = ""
@@ -187,7 +185,7 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         subject = parse_subject(kind, str(args["id"]), ctx.ref.platform)
     except AccessError as err:
         raise CommandError(str(err)) from None
-    where = _where(scope, ctx.ref.platform)
+    where = _where(scope, ctx.ref.place)
     if kind is AccessKind.ROLE and action != "remove" and not _role_exists(ctx, subject):
         raise CommandError(
             f"This server has no role {subject}: give the id of one of its roles, or "

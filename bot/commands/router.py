@@ -78,12 +78,12 @@ def check_scope(ctx: CommandContext, args: dict[str, Any]) -> None:
     if not ctx.ref.has_server:
         raise CommandError(
             "There is no server here, so nothing can be set server-wide; leave out "
-            f"`scope:server` to set it for this {ctx.ref.platform.place}."
+            f"`scope:server` to set it for this {ctx.ref.place}."
         )
     if not ctx.is_server_admin:
         raise CommandError(
             "Only server admins can change server-wide settings; without scope:server it "
-            f"changes this {ctx.ref.platform.place}'s."
+            f"changes this {ctx.ref.place}'s."
         )
 
 
@@ -104,7 +104,7 @@ def prepare(
         return Reply(NOT_HERE, private=True, ok=False)
     if command.admin and not ctx.is_admin:
         return Reply(
-            f"Only admins of this {ctx.ref.platform.place} can use "
+            f"Only admins of this {ctx.ref.place} can use "
             f"{ctx.prefix}{' '.join(inv.path)}. Ask one of them, or see {ctx.prefix}settings "
             "for the current configuration.",
             private=True,

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.commands.spec import CommandContext
 from bot.fields import BY_NAME, conversation_room
-from bot.types import ChannelConfig, Platform, Scope
+from bot.types import ChannelConfig, PlaceName, Scope
 
 
 def plural(count: int, word: str) -> str:
@@ -19,9 +19,11 @@ def scope_of(args: dict[str, Any]) -> Scope:
     return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
 
 
-def scope_place(scope: Scope, platform: Platform) -> str:
-    """`this server`, or `this room` / `this channel` as the platform says (Platform.place)."""
-    return "this server" if scope is Scope.SERVER else f"this {platform.place}"
+def scope_place(scope: Scope, place: PlaceName, *, capital: bool = False) -> str:
+    """`this server`, or `this room` / `this channel` / `this DM` (ChannelRef.place);
+    `capital`: `This …`, to begin a sentence (str.capitalize would say `This dm`)."""
+    this = "This" if capital else "this"
+    return f"{this} server" if scope is Scope.SERVER else f"{this} {place}"
 
 
 _ORIGINS = {
@@ -31,14 +33,14 @@ _ORIGINS = {
 }
 
 
-def origin_name(origin: str, platform: Platform) -> str:
+def origin_name(origin: str, place: PlaceName) -> str:
     """Where a value comes from, as shown after it: `this room`, `server-wide` …"""
-    return f"this {platform.place}" if origin == "channel" else _ORIGINS[origin]
+    return f"this {place}" if origin == "channel" else _ORIGINS[origin]
 
 
-def origin_note(config: ChannelConfig, name: str, platform: Platform) -> str:
+def origin_note(config: ChannelConfig, name: str, place: PlaceName) -> str:
     """` (server-wide)`: where a shown value comes from."""
-    return f" ({origin_name(config.origins.get(name, 'default'), platform)})"
+    return f" ({origin_name(config.origins.get(name, 'default'), place)})"
 
 
 def own_value_note(
@@ -83,6 +85,5 @@ def next_scope(ctx: CommandContext, scope: Scope) -> str:
 
 def now_uses_next(ctx: CommandContext, scope: Scope) -> str:
     """`This room now uses the operator's`: said when `scope`'s own value is removed."""
-    return (
-        f"{scope_place(scope, ctx.ref.platform).capitalize()} now uses the {next_scope(ctx, scope)}"
-    )
+    whose = scope_place(scope, ctx.ref.place, capital=True)
+    return f"{whose} now uses the {next_scope(ctx, scope)}"

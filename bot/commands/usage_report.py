@@ -44,14 +44,14 @@ async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             channel_id=ref.channel_id,
             user_id=None if everyone else ctx.actor.id,
         )
-        place = ref.platform.place
+        place = ref.place
         what = f"This {place}'s usage" if everyone else f"Your usage in this {place}"
         own = "" if everyone else " (only admins see everyone's)"
     else:
         if not ref.has_server:
             return Reply(
                 f"There is no server here; {p}usage {ref.platform.place} shows this "
-                f"{ref.platform.place}'s usage.",
+                f"{ref.place}'s usage.",
                 ok=False,
             )
         everyone = ctx.is_server_admin

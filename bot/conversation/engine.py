@@ -619,7 +619,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await _notice(sink, NOT_HERE)
         if not await self._admitted(ref, actor):
             return await _notice(
-                sink, f"You may not chat here; an admin of this {ref.platform.place} can allow you."
+                sink, f"You may not chat here; an admin of this {ref.place} can allow you."
             )
         history = await self._history(ref)
         question, answer = _newest_turn(history)
@@ -646,8 +646,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if not admin:
                 return await _notice(
                     sink,
-                    f"Only an admin of this {ref.platform.place} can change the character's "
-                    "greeting.",
+                    f"Only an admin of this {ref.place} can change the character's greeting.",
                 )
             return await self._swipe(ref, newest.reply_to, action, sink, prefix, greeting=True)
         if question is None:
@@ -656,7 +655,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await _notice(sink, _NOT_NEWEST)
         if not admin and not _asked_by(question, actor):
             who = literal(question.author) if question.author else "the person who asked"
-            place = ref.platform.place
+            place = ref.place
             return await _notice(sink, f"Only {who} or an admin of this {place} can do that.")
         if action in (Control.NEXT, Control.PREVIOUS):
             assert question.id is not None
@@ -751,7 +750,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         """The channel's config and endpoint; _Blocked says why it cannot answer now (to
         an `admin`, as the step to take)."""
         config = await self._config(ref, prefix)
-        blocked = blocked_reason(config, prefix, admin, place=ref.platform.place)
+        blocked = blocked_reason(config, prefix, admin, place=ref.place)
         if blocked:
             raise _Blocked(blocked)
         try:

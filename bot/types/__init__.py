@@ -28,9 +28,10 @@ class Platform(StrEnum):
 
     @property
     def place(self) -> str:
-        """What its people call the place they chat in (a ChannelRef's channel), as the
-        replies every platform shares name it: "this room" on Matrix, "this channel"
-        elsewhere. The one place the word is chosen."""
+        """What its people call the places they chat in (a ChannelRef's channel), in what
+        is the same in every place of the platform: command names and choices people type
+        (`scope:room`), the command table's help. "room" on Matrix, "channel" elsewhere.
+        A reply names its own place by PlaceName, which says a direct chat apart."""
         return "room" if self is Platform.MATRIX else "channel"
 
     @property
@@ -134,6 +135,10 @@ class ChannelRef:
     channel_id: str
     server_id: str = ""
     thread_id: str = ""
+    # A direct chat with the bot (a Discord DM, a Matrix room of the bot and one person
+    # nobody joins unasked), as the front-end saw it: only how replies name it (place).
+    # Not part of its identity: a room that stops being one is the same conversation.
+    direct: bool = field(default=False, compare=False)
 
     def scope_key(self, scope: Scope) -> tuple[str, str, str]:
         """(platform, server, channel) of the row holding this channel's settings at `scope`."""
@@ -145,11 +150,41 @@ class ChannelRef:
     def has_server(self) -> bool:
         return bool(self.server_id)
 
+    @property
+    def place(self) -> PlaceName:
+        """How a reply said here names this place: `f"this {ref.place}"`."""
+        return PlaceName(self.platform, self.direct)
+
     def __str__(self) -> str:
         parts = [self.platform.value, self.server_id or "-", self.channel_id]
         if self.thread_id:
             parts.append(self.thread_id)
         return ":".join(parts)
+
+
+# What people call a direct chat with the bot, where it has one: Discord's own UI says
+# "Direct Messages" and "DM"; Matrix clients, and this bot's Matrix replies, "direct chat".
+_DIRECT_PLACE = {Platform.DISCORD: "DM", Platform.MATRIX: "direct chat"}
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceName:
+    """How a reply names the place it is said in (ChannelRef.place): its str() is the
+    word, "DM" / "direct chat" in a direct chat, else the platform's (Platform.place).
+    The one place that word is chosen. Names people type keep the platform's word in
+    every place (`named`): Discord registers its choices once, for DMs too."""
+
+    platform: Platform
+    direct: bool = False
+
+    def __str__(self) -> str:
+        if self.direct:
+            return _DIRECT_PLACE.get(self.platform, self.platform.place)
+        return self.platform.place
+
+    def named(self, word: str) -> str:
+        """`word`'s `channel` part as people type it here (Platform.named)."""
+        return self.platform.named(word)
 
 
 DISPLAY_NAME_CHARS = 64
@@ -411,6 +446,7 @@ __all__ = [
     "KeyScope",
     "ModelInfo",
     "Persona",
+    "PlaceName",
     "Platform",
     "Reply",
     "ReplyFile",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
-from bot.types import Platform, placed
+from bot.types import PLACE, PlaceName, Platform
 from bot.types.limits import Counts, LimitName, ScopeLimits
 from bot.types.text import MINUSES, decimal_hint, parse_whole_number, quoted, seconds_in_words
 
@@ -19,6 +19,7 @@ ANSWER_ESTIMATE = 256
 MINUTE = timedelta(minutes=1)
 OFF = "off"
 DEFAULT: Literal["default"] = "default"
+_CHANNEL = PlaceName(Platform.DISCORD)  # a server's channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +31,11 @@ class LimitSpec:
     server_only: bool  # a server's budget: set server-wide by server admins only
     help: str  # `{place}`: the platform's word; `{server}`: see `about`
 
-    def about(self, platform: Platform, has_server: bool) -> str:
+    def about(self, place: PlaceName, has_server: bool) -> str:
         """The help as said where the limit is shown: a person's day counts on the whole
-        server, or in this room / channel where there is none (Matrix, a DM)."""
-        server = "on this server" if has_server else f"in this {platform.place}"
-        return platform.said(self.help.replace("{server}", server))
+        server, or in this room / channel / DM where there is none (Matrix, a DM)."""
+        server = "on this server" if has_server else f"in this {place}"
+        return place.platform.said(self.help.replace("{server}", server).replace(PLACE, str(place)))
 
 
 SPECS: dict[LimitName, LimitSpec] = {
@@ -153,7 +154,11 @@ def held_now(name: LimitName, counts: Counts) -> int:
 
 
 def who_raises(
-    name: LimitName, origin: str, prefix: str = "/", has_server: bool = True, place: str = "channel"
+    name: LimitName,
+    origin: str,
+    prefix: str = "/",
+    has_server: bool = True,
+    place: PlaceName = _CHANNEL,
 ) -> str:
     """Who can raise the limit in force here, and with what: a server's budget, or a
     value set server-wide, only a server admin (a channel's own cannot go past it: the
@@ -163,10 +168,10 @@ def who_raises(
         if not has_server:  # an operator default where there is no server to set one
             return f"only the bot's operator can change it (LIMIT_{name.value.upper()})"
         return (
-            f"a server admin can raise it with {prefix}limits set {placed(name.value, place)} "
+            f"a server admin can raise it with {prefix}limits set {place.named(name.value)} "
             "<value> scope:server"
         )
-    said = placed(name.value, place)
+    said = place.named(name.value)
     return f"an admin of this {place} can raise it with {prefix}limits set {said} <value>"
 
 
@@ -200,11 +205,11 @@ def check(
     now: datetime,
     prefix: str = "/",
     has_server: bool = True,
-    place: str = "channel",
+    place: PlaceName = _CHANNEL,
 ) -> Refusal | None:
     """None when a turn costing about `estimate` tokens fits every limit, else why not
     (commands named with `prefix`; `has_server`: whether this place has a server;
-    `place`: what the platform calls it, Platform.place)."""
+    `place`: how it is named, ChannelRef.place)."""
     for name, held in limits.items():
         spent = used(name, counts)
         cost = 1 if SPECS[name].unit == "messages" else estimate
@@ -222,7 +227,7 @@ def check(
     return None
 
 
-def _what(name: LimitName, limit: int, place: str) -> str:
+def _what(name: LimitName, limit: int, place: PlaceName) -> str:
     spec = SPECS[name]
     per = {"user": "per person", "channel": f"for this {place}", "server": "for this server"}
     window = "a minute" if spec.window == "minute" else "a day (UTC)"
@@ -248,11 +253,11 @@ def refusal_text(
     *,
     held: int = 0,
     who: str | None = None,
-    place: str = "channel",
+    place: PlaceName = _CHANNEL,
 ) -> str:
     """Which limit refused, what is used (and of it `held` by answers being written),
     when it frees up, and `who` can raise it (who_raises)."""
-    head = f"Limit reached: {placed(name.value, place)} ({_what(name, limit, place)})"
+    head = f"Limit reached: {place.named(name.value)} ({_what(name, limit, place)})"
     tokens = SPECS[name].unit == "tokens"
     if tokens:
         # What answers still being written hold counts until they end (TurnCost).
@@ -281,9 +286,12 @@ def refusal_text(
 
 
 def allowance(
-    limits: Mapping[LimitName, InForce], counts: Counts, now: datetime, place: str = "channel"
+    limits: Mapping[LimitName, InForce],
+    counts: Counts,
+    now: datetime,
+    place: PlaceName = _CHANNEL,
 ) -> list[str]:
-    """What the asker has left under each limit, one line each (`place`: Platform.place)."""
+    """What the asker has left under each limit, one line each (`place`: ChannelRef.place)."""
     lines = []
     for name, held in limits.items():
         spent = used(name, counts)
@@ -292,9 +300,9 @@ def allowance(
         per = place if spec.per == "channel" else spec.per
         who = "you" if spec.per == "user" else f"this {per}"
         if held.value == 0:  # "0 of 0 left" read as a count run down; 0 allows nothing
-            lines.append(f"{placed(name.value, place)}: none allowed for {who} (the limit is 0)")
+            lines.append(f"{place.named(name.value)}: none allowed for {who} (the limit is 0)")
             continue
-        line = f"{placed(name.value, place)}: {left:,} of {held.value:,} {spec.unit} left for {who}"
+        line = f"{place.named(name.value)}: {left:,} of {held.value:,} {spec.unit} left for {who}"
         writing = held_now(name, counts)
         if writing > 0:  # counted as used; their end counts what they used instead
             line += f" ({writing:,} of what is used held by answers being written until they end)"

@@ -128,7 +128,7 @@ async def _ask(
     )
 
     def decide(counts: Counts) -> Refusal | None:
-        return check(limits, counts, cost.needed, now, prefix, ref.has_server, ref.platform.place)
+        return check(limits, counts, cost.needed, now, prefix, ref.has_server, ref.place)
 
     return ask, decide if limits else None
 

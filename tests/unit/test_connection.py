@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.connection import blocked_reason, endpoint_url, recheck_due
-from bot.types import ChannelConfig, Source, StatusCheck
+from bot.types import ChannelConfig, PlaceName, Platform, Source, StatusCheck
 
 
 @pytest.mark.parametrize(
@@ -44,6 +44,7 @@ def test_endpoint_url(typed: str, base: str, cut: bool) -> None:
 
 
 NOW = datetime(2026, 12, 3, tzinfo=UTC)
+CHANNEL = PlaceName(Platform.DISCORD)
 
 
 def status(kind: str, ago: float) -> StatusCheck:
@@ -71,15 +72,15 @@ def test_recheck_due(check: StatusCheck | None, due: bool) -> None:
 
 def test_blocked_reason_says_what_to_do() -> None:
     base = ChannelConfig.of(source=Source.OPENAI, model="m")
-    assert blocked_reason(ChannelConfig.of(source=Source.OPENAI), "/", place="channel") is not None
-    assert blocked_reason(base, "/", place="channel") is None
+    assert blocked_reason(ChannelConfig.of(source=Source.OPENAI), "/", place=CHANNEL) is not None
+    assert blocked_reason(base, "/", place=CHANNEL) is None
     auth = ChannelConfig.of(source=Source.OPENAI, model="m", status=status("auth", 5))
-    assert "/connect bypass:on" in (blocked_reason(auth, "!", place="channel") or "").replace(
+    assert "/connect bypass:on" in (blocked_reason(auth, "!", place=CHANNEL) or "").replace(
         "!", "/"
     )
     passing = ChannelConfig.of(source=Source.OPENAI, model="m", status=status("unreachable", 5))
-    assert "check again" in (blocked_reason(passing, "/", place="channel") or "")
+    assert "check again" in (blocked_reason(passing, "/", place=CHANNEL) or "")
     bypassed = ChannelConfig.of(
         source=Source.OPENAI, model="m", status=status("auth", 5), bypass_status_check=True
     )
-    assert blocked_reason(bypassed, "/", place="channel") is None
+    assert blocked_reason(bypassed, "/", place=CHANNEL) is None

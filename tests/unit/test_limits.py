@@ -11,6 +11,7 @@ from bot.types import (
     ChannelConfig,
     ChannelRef,
     ChatMessage,
+    PlaceName,
     Platform,
     Role,
     Source,
@@ -167,8 +168,15 @@ def test_a_limit_of_0_reads_as_none_allowed_not_as_a_count_run_down() -> None:
         "tokens_per_channel_day: none allowed for this channel (the limit is 0)",
     ]
     # On Matrix the place is a room (Platform.place), and the limit is named for it.
-    assert allowance(held, Counts(), NOW, "room")[1] == (
+    assert allowance(held, Counts(), NOW, PlaceName(Platform.MATRIX))[1] == (
         "tokens_per_room_day: none allowed for this room (the limit is 0)"
+    )
+    # A direct chat is said as one; the name typed stays the platform's (ChannelRef.place).
+    assert allowance(held, Counts(), NOW, PlaceName(Platform.DISCORD, direct=True))[1] == (
+        "tokens_per_channel_day: none allowed for this DM (the limit is 0)"
+    )
+    assert allowance(held, Counts(), NOW, PlaceName(Platform.MATRIX, direct=True))[1] == (
+        "tokens_per_room_day: none allowed for this direct chat (the limit is 0)"
     )
 
 
