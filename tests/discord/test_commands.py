@@ -298,3 +298,36 @@ async def test_commands_work_in_dms_without_a_server_scope(simcord_env: simcord.
     # Refused before the form: the key is never typed for nothing.
     done = await user.slash("key set", source="openai", scope="server")
     assert "server" in reply_text(done).lower() and "Saved" not in reply_text(done)
+
+
+async def test_a_dm_is_called_a_dm_and_a_server_channel_a_channel(world: World) -> None:
+    """In a DM with the bot every reply said "this channel" ("Params (this channel)",
+    "This channel now uses …", a limit "for this channel"): Discord calls it a DM. The
+    names people type keep Discord's word (`/usage channel`, `tokens_per_channel_day`):
+    its commands are registered once, for DMs and servers alike."""
+    dora = world.env.create_user("dora")
+    for run, where in (
+        (dora.slash, "DM"),
+        (lambda *a, **o: world.admin.slash(world.channel, *a, **o), "channel"),
+    ):
+        said = reply_text(await run("params", name="temperature", value="0.5"))
+        assert said.startswith("temperature set to 0.5."), said
+        settings = reply_text(await run("settings"))
+        assert f"Params (this {where}): temperature=0.5" in settings, settings
+        said = reply_text(await run("model", id="default"))
+        assert said.startswith(f"This {where} now uses the "), said
+        said = reply_text(await run("reply mode", mode="always"))
+        assert f"answers every message in this {where}." in said, said
+        said = reply_text(
+            await run("limits", action="set", name="tokens_per_channel_day", value="9000")
+        )
+        assert said.startswith(f"tokens_per_channel_day set to 9,000 for this {where}"), said
+        limits = reply_text(await run("limits"))
+        assert "tokens_per_channel_day = 9,000 " in limits, limits
+        assert f"9,000 tokens left for this {where}" in limits, limits
+        usage = reply_text(await run("usage"))
+        assert usage.startswith(f"This {where}'s usage"), usage
+        if where == "DM":
+            assert "channel" not in (settings + limits).replace("tokens_per_channel_day", "")
+            said = reply_text(await run("usage", scope="server"))
+            assert said == "There is no server here; /usage channel shows this DM's usage.", said

@@ -105,3 +105,31 @@ async def test_a_rule_for_a_deleted_role_is_marked_and_a_missing_role_refused(
         world.channel, "access", action="remove", kind="role", id=str(gone.id)
     )
     assert "Removed the rule" in reply_text(removed), reply_text(removed)
+
+
+async def test_a_turn_refused_in_a_dm_says_dm_and_in_a_server_channel_channel(
+    world: World, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chat turn a limit refused in a DM said "for this channel" and "an admin of this
+    channel can …": the DM's own words there, the limit's name as it is typed."""
+    monkeypatch.setattr(chat, "REFUSAL_SECONDS", 0.3)  # 15 s in production
+    dora = world.env.create_user("dora")
+    done = await dora.slash("limits", action="set", name="tokens_per_channel_day", value="0")
+    assert reply_text(done).startswith("tokens_per_channel_day set to 0 for this DM"), done
+    await dora.send_dm("hello")
+    done = await world.admin.slash(
+        world.channel, "limits", action="set", name="tokens_per_channel_day", value="0"
+    )
+    assert "for this channel" in reply_text(done)
+    await world.member.send(world.channel, f"<@{world.bot_id}> hello")
+    assert endpoint.requests == []
+    for channel, where in ((dora.dm_channel, "DM"), (world.channel, "channel")):
+        [said] = [
+            str(r.json.get("content"))
+            for r in requests(world.env, "POST", f"/channels/{channel.id}/messages")
+            if isinstance(r.json, dict) and "Limit reached" in str(r.json.get("content"))
+        ]
+        assert said.startswith(
+            f"Limit reached: tokens_per_channel_day (0 tokens a day (UTC) for this {where})"
+        ), said
+        assert f"an admin of this {where} can raise it with /limits set " in said, said

@@ -84,13 +84,16 @@ def strip_mention(text: str, bot_id: int, role_id: int | None = None) -> str:
 
 
 def channel_ref(channel_id: int, guild_id: int | None, parent_id: int | None = None) -> ChannelRef:
-    """Config belongs to the channel (a thread's parent); history to the thread if any."""
+    """Config belongs to the channel (a thread's parent); history to the thread if any.
+    Without a guild it is a DM with the bot (group DMs are refused: elsewhere)."""
     server = str(guild_id) if guild_id else ""
     if parent_id:
         return ChannelRef(
             Platform.DISCORD, channel_id=str(parent_id), server_id=server, thread_id=str(channel_id)
         )
-    return ChannelRef(Platform.DISCORD, channel_id=str(channel_id), server_id=server)
+    return ChannelRef(
+        Platform.DISCORD, channel_id=str(channel_id), server_id=server, direct=not server
+    )
 
 
 def attachment_of(file: discord.Attachment) -> Attachment:
