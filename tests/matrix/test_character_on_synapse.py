@@ -66,8 +66,10 @@ async def test_a_card_gives_the_bot_a_face_in_one_room(
             relates = {"m.in_reply_to": {"event_id": file_event}}
             command = await alice.send(room_id, "!character import", **{"m.relates_to": relates})
             text = await _answer(alice, room_id, bot.user_id, command, since)
+            # A room of alice and the bot: their direct chat, as the bot calls it.
             assert (
-                "Character set for this room: Captain Aurelia Voss (speaking as Aurelia)." in text
+                "Character set for this direct chat: Captain Aurelia Voss (speaking as Aurelia)."
+                in text
             ), text
 
             member = await _member(alice, room_id, bot.user_id)

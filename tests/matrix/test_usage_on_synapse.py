@@ -46,7 +46,8 @@ async def test_usage_posts_its_chart(
                 )
             )
             text = await alice.command(room_id, bot.user_id, "!usage week")
-            assert "This room's usage" in text and "150 tokens" in text, text
+            # A room of alice and the bot: their direct chat, as the bot calls it.
+            assert "This direct chat's usage" in text and "150 tokens" in text, text
             kinds = (nio.RoomEncryptedImage,) if encrypted else (nio.RoomMessageImage,)
             [seen] = await alice.wait_for(
                 lambda: [

@@ -125,8 +125,11 @@ class Message:
 
     @property
     def ref(self) -> ChannelRef:
-        """The conversation it belongs to: the room, or the thread in it."""
-        return ChannelRef(Platform.MATRIX, channel_id=self.room_id, thread_id=self.thread)
+        """The conversation it belongs to: the room, or the thread in it (a private direct
+        chat's replies call it "this direct chat")."""
+        return ChannelRef(
+            Platform.MATRIX, channel_id=self.room_id, thread_id=self.thread, direct=self.private
+        )
 
 
 @dataclass
@@ -662,7 +665,12 @@ class MessageHandler:
                 return found
             target_room, thread = found, ""
         actor = await self._actor(target_room, msg.sender)
-        ref = ChannelRef(Platform.MATRIX, channel_id=target_room.room_id, thread_id=thread)
+        ref = ChannelRef(
+            Platform.MATRIX,
+            channel_id=target_room.room_id,
+            thread_id=thread,
+            direct=_private(target_room),  # a room named with room: is said as it is
+        )
         inv = await self._with_replied_file(msg, inv)
         # The room's name as written: one a member chose is no link in the bot's reply.
         label = f"[{literal(target_room.display_name)}] " if target_room is not room else ""
