@@ -190,7 +190,7 @@ def _error_of(
             else "rejected the credentials"
         )
         # `auth_hint` names the credential the request sent, when the caller knows it.
-        check = auth_hint or " Check the API key (or proxy password) set for this channel."
+        check = auth_hint or " Check the API key (or proxy password) set here."
         if what == "refused access":  # the key may be fine: a 403 says no to the request
             check += (
                 " A 403 also comes from a key without access to this model, or from a "

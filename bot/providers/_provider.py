@@ -156,29 +156,24 @@ class HTTPProvider:
         e = self.endpoint
         sent = e.credential()
         if sent is None and e.source is Source.CUSTOM:
-            return (
-                " It wants a key or proxy password, and this channel has neither: an admin "
-                "sets one."
-            )
+            return " It wants a key or proxy password, and none is set here: an admin sets one."
         if sent is None:
             never = f" (the {e.source.value} key is never sent to a proxy)" if e.api_key else ""
-            return (
-                f" It wants a proxy password, and this channel has none{never}: an admin sets one."
-            )
+            return f" It wants a proxy password, and none is set here{never}: an admin sets one."
         if sent is e.proxy_password:
             if e.source is not Source.CUSTOM:
                 return (
-                    " Check the proxy password this channel uses: behind a proxy it is sent, "
+                    " Check the proxy password used here: behind a proxy it is sent, "
                     f"never the {e.source.value} key."
                 )
             if e.api_key:
                 return (
-                    " Check the proxy password this channel uses: while one is set, it is "
+                    " Check the proxy password used here: while one is set, it is "
                     "sent instead of the key."
                 )
-            return " Check the proxy password this channel uses."
+            return " Check the proxy password used here."
         # The hint is about the source's own keys (behind a proxy a password is sent).
-        return f" Check the {e.source.value} key this channel uses.{self.auth_hint}"
+        return f" Check the {e.source.value} key used here.{self.auth_hint}"
 
     async def get_json(self, spec: RequestSpec) -> Any:
         """One GET (model list, a page of it) with the bounded retry rule."""

@@ -95,7 +95,7 @@ async def test_messages_say_what_to_do(
     router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:
     router.post(OPENAI_URL).mock(return_value=httpx.Response(401, json=error_json("bad key")))
-    with pytest.raises(AuthError, match="Check the openai key this channel uses") as info:
+    with pytest.raises(AuthError, match="Check the openai key used here") as info:
         await collect(make_hub())
     assert 'The provider said: "bad key"' in str(info.value)
     assert info.value.kind == "auth"
@@ -110,26 +110,24 @@ KEY, PASSWORD = SecretValue("sk-the-key-0123456789"), SecretValue("the-password-
     [
         (
             Endpoint(Source.OPENAI, proxy_url=PROXY, api_key=KEY, proxy_password=PASSWORD),
-            "Check the proxy password this channel uses: behind a proxy it is sent, never "
-            "the openai key.",
+            "Check the proxy password used here: behind a proxy it is sent, never the openai key.",
         ),
         (
             Endpoint(Source.OPENAI, proxy_url=PROXY, api_key=KEY),
-            "It wants a proxy password, and this channel has none (the openai key is never "
+            "It wants a proxy password, and none is set here (the openai key is never "
             "sent to a proxy): an admin sets one.",
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY, api_key=KEY, proxy_password=PASSWORD),
-            "Check the proxy password this channel uses: while one is set, it is sent "
-            "instead of the key.",
+            "Check the proxy password used here: while one is set, it is sent instead of the key.",
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY, api_key=KEY),
-            "Check the custom key this channel uses.",
+            "Check the custom key used here.",
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY),
-            "It wants a key or proxy password, and this channel has neither: an admin sets one.",
+            "It wants a key or proxy password, and none is set here: an admin sets one.",
         ),
     ],
 )
