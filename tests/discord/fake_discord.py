@@ -30,6 +30,8 @@ EVERYONE_PERMISSIONS = (
 )
 MESSAGE_CONTENT = 1 << 15  # the privileged intent bit
 SEND_MESSAGES = 1 << 11
+READ_MESSAGE_HISTORY = 1 << 16
+ATTACH_FILES = 1 << 15
 WEBHOOKS_PERMISSION = 1 << 29  # Manage Webhooks
 MANAGE_SERVER_PERMISSION = 1 << 5  # Manage Server: an admin of every channel to the bot
 _WEBHOOK_PATH = re.compile(
@@ -74,6 +76,7 @@ class FakeDiscord:
     lose_posts: int = 0  # this many message posts are made, then their connection is cut
     dms: list[dict[str, Any]] = field(default_factory=list)  # what the bot sent by DM
     hold_typing: float = 0.0  # seconds a typing call waits before it is answered
+    refuse_files: bool = False  # a post or an edit with a file is too large (413)
     calls: list[Call] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     identified: asyncio.Event = field(default_factory=asyncio.Event)
@@ -345,7 +348,8 @@ class FakeDiscord:
     @staticmethod
     async def _body(request: web.Request) -> Any:
         """A JSON body, or a file upload's: discord.py sends multipart/form-data whose
-        `payload_json` part is the JSON; the files' names and sizes go in `files`."""
+        `payload_json` part is the JSON; the files' names and sizes go in `files` (with
+        their form field, `files[n]`, and bytes, which a message's attachments take)."""
         if not request.can_read_body:
             return None
         if request.content_type != "multipart/form-data":
@@ -353,12 +357,55 @@ class FakeDiscord:
         form = await request.post()
         payload = form.get("payload_json")
         body = json.loads(payload) if isinstance(payload, str) else {}
-        body["files"] = [
-            {"filename": part.filename, "size": len(part.file.read())}
-            for part in form.values()
-            if isinstance(part, web.FileField)
-        ]
+        files = []
+        for name, part in form.items():
+            if isinstance(part, web.FileField):
+                data = part.file.read()
+                files.append(
+                    {
+                        "filename": part.filename,
+                        "size": len(data),
+                        "field": name,
+                        "data": data,
+                        "content_type": part.content_type,
+                    }
+                )
+        body["files"] = files
         return body
+
+    def _attach(self, message: dict[str, Any], body: dict[str, Any]) -> None:
+        """A post's or an edit's files, as Discord takes them: `attachments` lists those
+        the message keeps (by id) and the new ones (by index into `files[n]`); an edit
+        without it keeps what the message had and adds any file sent."""
+        uploads = {str(f["field"]): f for f in body.get("files", [])}
+        listed = body.get("attachments")
+        if listed is None and not uploads:
+            return
+        cid = int(message["channel_id"])
+
+        def made(upload: dict[str, Any]) -> dict[str, Any]:
+            kind = str(upload.get("content_type") or "application/octet-stream")
+            return self._attachment(cid, str(upload["filename"]), kind, upload["data"])
+
+        if listed is None:
+            message["attachments"] = [*message["attachments"], *map(made, uploads.values())]
+            return
+        had = {str(a["id"]): a for a in message["attachments"]}
+        kept: list[dict[str, Any]] = []
+        for entry in listed:
+            key = str(entry.get("id"))
+            if key in had:
+                kept.append(had[key])
+            elif f"files[{key}]" in uploads:
+                kept.append(made(uploads[f"files[{key}]"]))
+        message["attachments"] = kept
+
+    def attached(self, message: dict[str, Any]) -> dict[str, bytes]:
+        """What a message's files hold, by file name (served by this fake's CDN)."""
+        return {
+            str(a["filename"]): self.files[a["url"].removeprefix(self.base)]
+            for a in message["attachments"]
+        }
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
@@ -428,6 +475,10 @@ class FakeDiscord:
         cid, rest = int(match["cid"]), match["rest"] or ""
         if request.method == "POST" and rest in ("/typing", "/messages") and self._no_send():
             return self._json({"message": "Missing Permissions", "code": 50013}, 403)
+        if (body or {}).get("files") and self.bot_denied & ATTACH_FILES:  # a webhook may
+            return self._json({"message": "Missing Permissions", "code": 50013}, 403)
+        if (body or {}).get("files") and self.refuse_files:
+            return self._json({"message": "Request entity too large", "code": 40005}, 413)
         if route == ("POST", f"/channels/{cid}/typing"):
             await asyncio.sleep(self.hold_typing)
             return web.Response(status=204)
@@ -448,6 +499,13 @@ class FakeDiscord:
                 self.lose_posts -= 1
                 request.transport.abort()
             return posted
+        if request.method == "GET" and rest.startswith("/messages/"):  # fetch_message
+            if self.bot_denied & READ_MESSAGE_HISTORY:
+                return self._json({"message": "Missing Access", "code": 50001}, 403)
+            found = self.messages.get(int(rest.rsplit("/", 1)[1]))
+            if found is None or found["channel_id"] != str(cid):
+                return self._json({"message": "Unknown Message", "code": 10008}, 404)
+            return self._json(found)
         if request.method == "DELETE" and rest.startswith("/messages/"):
             if self.drop_deletes and request.transport is not None:
                 self.drop_deletes -= 1
@@ -474,6 +532,7 @@ class FakeDiscord:
             message = self.messages[mid]
             message["content"] = (body or {}).get("content", message["content"])
             message["components"] = (body or {}).get("components", message["components"])
+            self._attach(message, body or {})
             message["edited_timestamp"] = _now()
             return self._json(message)
         return self._json({"message": "404: Not Found", "code": 0}, 404)
@@ -618,6 +677,7 @@ class FakeDiscord:
         if request.method == "PATCH":
             message["content"] = body.get("content", message["content"])
             message["components"] = body.get("components", message["components"])
+            self._attach(message, body)
             message["edited_timestamp"] = _now()
             return self._json(message)
         if request.method == "DELETE":
@@ -643,6 +703,7 @@ class FakeDiscord:
         message["application_id"] = hook["application_id"]
         if query.get("with_components") in ("1", "true"):
             message["components"] = body.get("components", [])
+        self._attach(message, body)
         self.messages[mid] = message
         if query.get("wait") in ("1", "true"):
             return self._json(message)
@@ -661,6 +722,7 @@ class FakeDiscord:
             extra = {"type": 19, "message_reference": reference, "referenced_message": None}
         message = self._message(mid, cid, self.bot_user(), body.get("content", ""), **extra)
         message["components"] = body.get("components", [])
+        self._attach(message, body)
         if nonce:
             message["nonce"] = nonce
         self.messages[mid] = message
