@@ -225,6 +225,11 @@ class MessageTarget(Protocol):
 
     # Optional `post_ids() -> list[str]`: the platform's ids of the messages it posted.
 
+    # Optional `max_pages`: the most messages one answer may take (a platform whose
+    # messages are short). A longer one shows its first pages, the last of them ending
+    # with `clipped_note(final)` (what becomes of the rest; `final`: the answer has
+    # ended) and the error, if any; PacedReply.clipped says it was cut so.
+
     async def send(self, text: str) -> object: ...
 
     async def edit(self, handle: object, text: str) -> bool:
@@ -278,8 +283,11 @@ class PacedReply:
         self._flush_task: asyncio.Task[None] | None = None
         self._flushing = False  # the flush task's edits are under way (its wait is over)
         self._lock = asyncio.Lock()
+        self._ending = ""  # the error line the finished text ends with, if any
         self.sends = 0
         self.edits = 0
+        # The text shown last needed more pages than the target's max_pages.
+        self.clipped = False
 
     def posts(self) -> list[str]:
         """The platform messages showing the answer so far (ReplySink's optional posts)."""
@@ -334,8 +342,9 @@ class PacedReply:
                 self._flush_task = None
         self._raise_failed_flush()
         text = self._render(answer, reasoning)
+        self._ending = f"\n\n⚠️ {error.rstrip()}" if error and text.strip() else ""
         if error:
-            text = f"{text}\n\n⚠️ {error}" if text.strip() else f"⚠️ {error}"
+            text = f"{text}{self._ending}" if text.strip() else f"⚠️ {error}"
         self._latest, self._unrendered = text.rstrip(), None
         await self._sync(final=True)
 
@@ -366,7 +375,7 @@ class PacedReply:
             # page could not be posted: no later sync would post it.
             for _ in range(3):
                 limit = self._target.limit
-                pages = split_text(self._rendered(), limit, self._size)
+                pages = self._paged(self._rendered(), limit, final=final)
                 interval = await self._pages(pages, interval)
                 if self._target.limit == limit and not (final and None in self._handles):
                     break
@@ -393,11 +402,33 @@ class PacedReply:
         first = min(self._stale)
         pages = _split(self._latest, self._target.limit, self._size)
         _, rest = next(islice(pages, first, None), ("", ""))
-        for page in split_text(f"⚠️ {STALE_NOTE}\n\n{rest}", self._target.limit, self._size):
+        again = f"⚠️ {STALE_NOTE}\n\n{rest}"
+        for page in self._paged(again, self._target.limit, final=True):
             if await self._target.send(page) is None:
                 break
             self.sends += 1
         self._stale.clear()
+
+    def _paged(self, text: str, limit: int, *, final: bool) -> list[str]:
+        """The pages `text` is shown in: at most the target's max_pages, if it has one
+        (only as many as that are split: a model that loops writes 100,000 characters,
+        and each sync would split them all). Cut short, the last page ends with the
+        target's note on the rest, and the error line (which would be cut off with it)."""
+        cap: int | None = getattr(self._target, "max_pages", None)
+        if cap is None:
+            return split_text(text, limit, self._size)
+        split = list(islice(_split(text, limit, self._size), cap + 1))
+        self.clipped = len(split) > cap
+        if not self.clipped:
+            return [page for page, _ in split] or [""]
+        ending = self._ending if self._ending and text.endswith(self._ending) else ""
+        body = text[: len(text) - len(ending)]
+        split = list(islice(_split(body, limit, self._size), cap))
+        last = len(split) - 1  # cap - 1, unless the error line alone made it overflow
+        note: Callable[[bool], str] = getattr(self._target, "clipped_note", lambda _: "")
+        tail = f"\n\n{note(final)}{ending}"
+        page = split_text(split[last][1], limit - self._size(tail), self._size)[0]
+        return [*(page for page, _ in split[:last]), page.rstrip() + tail]
 
     async def _pages(self, pages: list[str], interval: float) -> float:
         """Post or edit each page in order; returns the interval the next edit keeps.

@@ -15,6 +15,7 @@ import discord
 from bot.commands import Invocation
 from bot.core import Core
 from bot.frontends.discord.persona import Speaker, webhook_name
+from bot.frontends.discord.sink import ANSWER_FILE, FILE_ATTACHED, MAX_MESSAGES
 from bot.types import Actor, Attachment, ChannelRef, Greeting, Platform
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI, Script
@@ -369,5 +370,42 @@ async def test_a_character_answers_through_its_webhook_without_send_messages(
             [answer] = _by_webhook(fake)
             assert answer["content"] == "Aye, captain."
             assert not fake.dms
+    finally:
+        await fake.stop()
+
+
+async def test_a_long_answer_through_the_webhook_comes_as_a_file_and_a_regenerate_clears_it(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """A character's answer longer than MAX_MESSAGES messages: posted and edited through
+    the webhook as any answer is, its file too; 🔄 to one that fits in as many messages
+    takes the earlier answer's file off the last of them."""
+    endpoint.script.chunks = [f"Line {i}: the character goes on and on.\n" for i in range(600)]
+    fake = await _fake(manage_webhooks=True)
+    try:
+        await _import(core, fake)
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> tell me everything")
+            await fake.wait_until(lambda: any(m["attachments"] for m in _by_webhook(fake)), 30)
+            pages = _by_webhook(fake)
+            last = pages[-1]
+            assert len(pages) == MAX_MESSAGES
+            assert last["content"].endswith(FILE_ATTACHED)
+            whole = endpoint.script.answer  # as it came, stored so
+            assert fake.attached(last) == {ANSWER_FILE: whole.encode()}
+            [hook] = fake.webhooks.values()
+            attached = fake.bot_calls("PATCH", f"/webhooks/{hook['id']}/{hook['token']}/")
+            assert [c for c in attached if c.body.get("files")]  # through the webhook
+            *_, stored = await core.store.history(_ref(fake), 5)  # after the greeting
+            assert stored.content == whole
+
+            # Five paragraphs, a message each: no file, and the old one is taken off.
+            endpoint.script.chunks = [f"{n}" * 1900 + "\n\n" for n in range(MAX_MESSAGES)]
+            regen = next(i for i in _custom_ids(last) if i.startswith("cc:regen:"))
+            await fake.click(int(last["id"]), regen)
+            await fake.wait_until(lambda: "2/2" in json.dumps(last.get("components")), 30)
+            assert _by_webhook(fake) == pages  # the same messages, rewritten in place
+            assert last["content"] == f"{MAX_MESSAGES - 1}" * 1900
+            assert [m["attachments"] for m in pages] == [[]] * MAX_MESSAGES
     finally:
         await fake.stop()

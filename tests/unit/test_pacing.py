@@ -644,3 +644,42 @@ def test_pages_move_on_under_a_size_that_counts_more_than_characters() -> None:
     text = "`" * 11_000 + "\n" + "y " * 20_000
     pages = [page for page, _ in islice(_split(text, 22_000, lambda t: len(t.encode())), 50)]
     assert len(pages) < 10 and "".join(pages).count("y") == 20_000
+
+
+class CappedTarget(RecordingTarget):
+    """A platform that shows an answer in at most three messages (Discord: the rest as a
+    file)."""
+
+    max_pages = 3
+
+    def clipped_note(self, final: bool) -> str:
+        return "(the rest comes as a file)" if not final else "(the rest is in the file)"
+
+
+async def test_a_capped_target_gets_its_first_pages_the_last_saying_so_and_the_error() -> None:
+    target = CappedTarget(min_interval=0.0)
+    reply = PacedReply(target)
+    answer = "```python\n"
+    for i in range(2000):
+        answer += f"print({i})\n"
+        await reply.update(answer)
+        assert len(target.messages) <= 3
+    await asyncio.sleep(0.05)  # the paced edit of the newest text
+    assert reply.clipped and target.messages[-1].endswith("\n\n(the rest comes as a file)")
+    await reply.finish(answer, error="Stopped by Bob.")
+    assert len(target.messages) == 3 and all(len(m) <= 2000 for m in target.messages)
+    *earlier, last = target.messages
+    assert earlier == split_text(answer, 2000)[:2]
+    # The fence the cut is inside is closed before the note: the note is no code.
+    assert last.endswith("\n```\n\n(the rest is in the file)\n\n⚠️ Stopped by Bob.")
+    assert last.startswith("```python\n") and reply.clipped
+
+
+async def test_a_capped_target_shows_an_answer_that_fits_as_it_is() -> None:
+    target = CappedTarget(min_interval=0.0)
+    reply = PacedReply(target)
+    answer = " ".join(f"w{i}" for i in range(900))  # two pages
+    await reply.update(answer)
+    await reply.finish(answer, error="Cut.")
+    assert not reply.clipped
+    assert target.messages == split_text(f"{answer}\n\n⚠️ Cut.", 2000)

@@ -89,7 +89,8 @@ def view_of(specs: list[ButtonSpec]) -> discord.ui.View | None:
 
 class AnswerSink:
     """PacedReply into a DiscordTarget; the ⏹ button goes on with the first streamed text
-    (a notice, which only finishes, never carries it)."""
+    (a notice, which only finishes, never carries it). An answer longer than the target's
+    max_pages messages goes whole as a file on its last one when it settles."""
 
     def __init__(self, target: DiscordTarget, asker_id: int) -> None:
         self._target = target
@@ -108,7 +109,11 @@ class AnswerSink:
         await self._paced.update(answer, reasoning)
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        # Known before the final edit, which says whether it can go as a file.
+        self._target.whole = (answer, reasoning)
         await self._paced.finish(answer, reasoning, error)
+        if not self._paced.clipped:  # it fit in the messages: no file
+            self._target.whole = None
 
     def posts(self) -> list[str]:
         return self._paced.posts()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +20,25 @@ log = logging.getLogger("bot.discord")
 T = TypeVar("T")
 
 LIMIT = 2000  # characters per Discord message
+# Messages one answer takes at most: a longer one (a model that loops writes 100,000
+# characters, 50 messages) stops adding messages, and comes whole as a file at its end.
+MAX_MESSAGES = 5
+ANSWER_FILE = "answer.md"
+REASONING_FILE = "reasoning.md"  # the reasoning shown with it (/params reasoning on)
+FILE_COMING = "📎 The rest follows as a file when the answer ends."
+FILE_ATTACHED = f"📎 The whole answer is in the attached file ({ANSWER_FILE})."
+FILE_NOT_ALLOWED = (
+    "📎 The rest could not be attached as a file: I need the Attach Files permission "
+    "here. The whole answer is kept in the conversation."
+)
+FILE_TOO_LARGE = (
+    "📎 The rest is too large to attach as a file here; the whole answer is kept in the "
+    "conversation."
+)
+FILE_FAILED = (
+    "📎 The rest could not be attached as a file (Discord failed it); the whole answer "
+    "is kept in the conversation."
+)
 MIN_INTERVAL = 1.0  # seconds between edits of one answer: under Discord's ~5 edits / 5 s
 # Edits a second apart usually leave room in that budget, so the finished answer shows
 # at once instead of a second after the stream ended (5 writes per 5 min_intervals).
@@ -45,6 +65,7 @@ class DiscordTarget:
     limit = LIMIT
     min_interval = MIN_INTERVAL
     edit_budget = (EDIT_BUDGET, EDIT_BUDGET * MIN_INTERVAL)
+    max_pages = MAX_MESSAGES
 
     def __init__(
         self,
@@ -88,9 +109,46 @@ class DiscordTarget:
         # so the final edit always brings the whole answer (an earlier edit may have been
         # the one to show it all, when the stream paused before its end).
         self._texts: dict[int, str] = {}
+        # The answer and reasoning its last message carries as files once it settles (set
+        # when it took more than max_pages messages).
+        self.whole: tuple[str, str] | None = None
+        # Messages that carry such a file: an answer's file is on its last message only,
+        # so of an answer shown before only its last may (one known by its id alone may).
+        last = existing[-1] if existing else None
+        filed = last is not None and (not isinstance(last, discord.Message) or last.attachments)
+        self._filed: set[int] = {last.id} if last is not None and filed else set()
 
     def post_ids(self) -> list[str]:
         return [str(m.id) for m in self.messages]
+
+    def clipped_note(self, final: bool) -> str:
+        """What the last message of an answer longer than max_pages says of the rest."""
+        if not final:
+            return FILE_COMING
+        return self._no_file() or FILE_ATTACHED
+
+    def _files(self) -> list[tuple[str, bytes]]:
+        if self.whole is None:
+            return []
+        answer, reasoning = self.whole
+        files = [(ANSWER_FILE, answer.encode())]
+        if reasoning.strip():
+            files.append((REASONING_FILE, reasoning.encode()))
+        return files
+
+    def _no_file(self) -> str | None:
+        """Why the whole answer cannot be attached here (None: it can)."""
+        guild = getattr(self._channel, "guild", None)
+        me = getattr(guild, "me", None)
+        permissions_for = getattr(self._channel, "permissions_for", None)
+        # A webhook's message needs no permission of the bot's for a file.
+        if self._hook is None and me is not None and permissions_for is not None:
+            if not permissions_for(me).attach_files:
+                return FILE_NOT_ALLOWED
+        limit = getattr(guild, "filesize_limit", discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
+        if sum(len(data) for _, data in self._files()) > limit:
+            return FILE_TOO_LARGE
+        return None
 
     async def typing(self) -> None:
         """Show "typing…" until the first text goes out."""
@@ -239,19 +297,61 @@ class DiscordTarget:
         return {"view": view}
 
     async def settle(self, view: discord.ui.View | None) -> None:
-        """The answer has ended: its last message carries `view`, no other one has buttons,
-        and pages left over from a longer answer shown before are removed."""
+        """The answer has ended: its last message carries `view` (and the whole answer as
+        a file, when it took more than max_pages messages), no other one has buttons or
+        a file, and pages left over from a longer answer shown before are removed."""
         for old in self._existing:
             await self._delete(old)
         self._existing = []
         if not self.messages or self.blocked:
             return
         *earlier, last = self.messages
+        files = self._files() if self._no_file() is None else []
         for message in [*earlier, last]:
             change = self._view_change(message, view if message is last else None)
+            shown = self._texts.get(message.id)
+            if message is last and files:
+                if await self._attach(message, files, change, shown):
+                    continue
+                files = []  # not attached: an earlier answer's file goes too
+                if shown is not None and FILE_ATTACHED in shown:  # said, but not done
+                    shown = shown.replace(FILE_ATTACHED, FILE_FAILED)
+                    change["content"] = shown
+            if message.id in self._filed:
+                change["attachments"] = []  # an earlier answer's file: not this one's
+                self._filed.discard(message.id)
             if change:
-                shown = self._texts.get(message.id)
-                await self._edit(message, **change, **({} if shown is None else {"content": shown}))
+                content = {} if shown is None else {"content": shown}
+                await self._edit(message, **{**content, **change})
+
+    async def _attach(
+        self,
+        message: Page,
+        files: list[tuple[str, bytes]],
+        change: dict[str, Any],
+        shown: str | None,
+    ) -> bool:
+        """`message` carries `files` (in place of any it had), and `change`; False when
+        Discord failed it (logged: the caller says so on the message)."""
+        changes = {**change, **({} if shown is None else {"content": shown})}
+
+        async def edit() -> None:
+            # Made anew for each try: a file read by a failed one would go out empty.
+            attached = [discord.File(io.BytesIO(data), filename=name) for name, data in files]
+            await self._call_edit(message, {**changes, "attachments": attached})
+
+        try:
+            await retried(edit)
+        except discord.NotFound:
+            return True  # deleted meanwhile: its deletion forgets the answer
+        except CALL_FAILED as err:
+            status = f"{err.status} " if isinstance(err, discord.HTTPException) else ""
+            log.warning("could not attach an answer as a file: %s%s", status, type(err).__name__)
+            return False
+        self._filed.add(message.id)
+        if shown is not None:
+            self._texts[message.id] = shown
+        return True
 
     async def _delete(self, message: Page) -> None:
         if self._on_delete is not None:
@@ -286,12 +386,7 @@ class DiscordTarget:
             return True  # deleted by someone: nothing of it is on show to bring up to date
 
         async def edit() -> None:
-            hook = self._hook
-            if hook is not None and webhook_of(handle) == hook.id:
-                # Through the webhook's own edit endpoint (the bot is not its author).
-                await hook.edit_message(handle.id, thread=self._thread(), **changes)
-            else:
-                await handle.edit(**changes)
+            await self._call_edit(handle, changes)
 
         try:
             await retried(edit)  # a new connection may well get through
@@ -314,6 +409,14 @@ class DiscordTarget:
         if "content" in changes:
             self._texts[handle.id] = changes["content"]
         return True
+
+    async def _call_edit(self, handle: Page, changes: dict[str, Any]) -> None:
+        hook = self._hook
+        if hook is not None and webhook_of(handle) == hook.id:
+            # Through the webhook's own edit endpoint (the bot is not its author).
+            await hook.edit_message(handle.id, thread=self._thread(), **changes)
+        else:
+            await handle.edit(**changes)
 
     async def _blocked(self, err: discord.Forbidden) -> None:
         self.blocked = True
