@@ -327,8 +327,14 @@ class Core:
         if name == "stop":
             refused = self.stop_refusal(ref, actor)
             if refused is not None:
+                # Someone else's answer is being written: their own questions waiting
+                # behind it are theirs to stop.
+                if waiting := self._engine.stop_waiting(ref, actor.id):
+                    return Reply(_waiting_stopped(waiting), private=True)
                 return Reply(refused, private=True, ok=False)
             if not self._engine.stop(ref):  # said to the one who asked only: no noise
+                if waiting := self._engine.stop_waiting(ref, actor.id):  # behind a command
+                    return Reply(_waiting_stopped(waiting), private=True)
                 if await self._engine.cut_off(ref):
                     return Reply(
                         "No answer is being written here: the last one was cut off when the "
@@ -651,3 +657,10 @@ class Core:
             left = self._close_by - asyncio.get_running_loop().time()
             patience = max(left, _LAST_WRITES)
         await self.store.close(patience)
+
+
+def _waiting_stopped(count: int) -> str:
+    """To one whose own questions waited behind someone else's answer, stopped by /stop."""
+    if count == 1:
+        return "Stopped your question waiting here: it will not be answered."
+    return f"Stopped your {count} questions waiting here: they will not be answered."

@@ -36,6 +36,8 @@ from bot.conversation.budget import (
 from bot.conversation.posts import Edits, PlatformPosts, post_key
 from bot.conversation.request import Overflow, Requests
 from bot.conversation.stream import (
+    STOPPED,
+    STOPPED_BEFORE,
     AnswerRow,
     Outcome,
     Prefaced,
@@ -275,7 +277,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # Once a shutdown has begun: when storing an answer's end gives way to showing it
         # (loop time), so the answer ends shown before the shutdown's patience runs out.
         self._store_by: float | None = None
+        # Conversation → the turn holding its place (prepared, or its answer written).
         self._running: dict[ChannelRef, Running] = {}
+        # Conversation → the turns waiting behind it, in order (only while some do).
+        self._queued: dict[ChannelRef, dict[Running, None]] = {}
         # Conversation → its answer not yet ended (stored, charged, shown as ended).
         self._answering: dict[ChannelRef, asyncio.Future[None]] = {}
         # Conversations whose turn has begun to show its answer (or a swipe): a bug after
@@ -303,6 +308,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             ref,
             sink,
             lambda: self._turn(incoming, sink, prefix),
+            actor.id,
             incoming.message_id,
             admitted=lambda: self._may_chat(ref, actor),
         )
@@ -324,7 +330,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         answer: its id); only the newest may change.
         """
         return await self._in_order(
-            ref, sink, lambda: self._control(ref, actor, action, sink, admin, answer_id, prefix)
+            ref,
+            sink,
+            lambda: self._control(ref, actor, action, sink, admin, answer_id, prefix),
+            actor.id,
         )
 
     async def _in_order(
@@ -332,33 +341,83 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         ref: ChannelRef,
         sink: ReplySink,
         run: Callable[[], Awaitable[TurnResult]],
+        asker: str,
         post_id: str = "",
         admitted: Callable[[], Awaitable[bool]] | None = None,
     ) -> TurnResult:
         """`run` once the conversation's turns before it have ended; a failure before its
         answer shows is told in the channel (after: the answer shows how it ended). A
         question (its platform message `post_id`) that waits is recorded meanwhile, if its
-        asker is `admitted`."""
-        if admitted is not None and self._order.busy(ref):
-            self.waiting.note(ref, post_id, admitted)
-        async with self._order.hold(ref):
-            if post_id:  # noted if it waited: here, or in its front-end (waiting_before)
+        asker is `admitted`. Stoppable from now on by `asker` (or an admin): while it
+        waits, by `stop_waiting`; once it holds its place, as the answer being written."""
+        running = Running(asker)  # no task, no database: a burst stays cheap
+        queued = False
+        held: Running | None = None
+        if self._order.busy(ref):
+            if admitted is not None:
+                self.waiting.note(ref, post_id, admitted)
+            self._queued.setdefault(ref, {})[running] = None
+            queued = True
+        try:
+            async with self._order.hold(ref):
+                held = self._unqueue(ref, running) if queued else running
+                running.preparing()  # a stop from now on is kept until the request is sent
+                self._running[ref] = running
+                try:
+                    return await self._hold(ref, sink, run, post_id)
+                finally:
+                    if self._running.get(ref) is running:
+                        del self._running[ref]
+        except asyncio.CancelledError:
+            # Stopped while it waited (stop_waiting): its own, and nobody else's too.
+            task = running.task
+            if held is not None or not running.cancelled or task is None or task.uncancel():
+                raise
+            if post_id:
                 self.waiting.done(ref.platform, post_id)
-            if self._closing is not None:  # waited for one a shutdown stopped, or came after
-                return await _notice(sink, self._closing)
+            log.info("a turn in %s was stopped while it waited: not asked", ref)
             try:
-                return await run()
+                return await _notice(sink, STOPPED_BEFORE)
             except _NotShown as err:  # the front-end's own error, to say as it does
                 raise _cause(err) from None
-            except Exception as err:
-                if ref in self._showing:
-                    raise
-                return await self._failed_before(ref, sink, err)
-            finally:
-                # A turn that failed midway keeps its reservation: it counts at its
-                # estimate, and the next start settles it.
-                self._reserved.pop(ref, None)
-                self._showing.discard(ref)
+        finally:
+            if queued and held is None:
+                self._unqueue(ref, running)
+
+    def _unqueue(self, ref: ChannelRef, running: Running) -> Running:
+        """`running` no longer waits in conversation `ref`."""
+        queued = self._queued.get(ref)
+        if queued is not None:
+            queued.pop(running, None)
+            if not queued:
+                del self._queued[ref]
+        return running
+
+    async def _hold(
+        self,
+        ref: ChannelRef,
+        sink: ReplySink,
+        run: Callable[[], Awaitable[TurnResult]],
+        post_id: str,
+    ) -> TurnResult:
+        """`run`, holding the conversation's place in its turn order."""
+        if post_id:  # noted if it waited: here, or in its front-end (waiting_before)
+            self.waiting.done(ref.platform, post_id)
+        if self._closing is not None:  # waited for one a shutdown stopped, or came after
+            return await _notice(sink, self._closing)
+        try:
+            return await run()
+        except _NotShown as err:  # the front-end's own error, to say as it does
+            raise _cause(err) from None
+        except Exception as err:
+            if ref in self._showing:
+                raise
+            return await self._failed_before(ref, sink, err)
+        finally:
+            # A turn that failed midway keeps its reservation: it counts at its
+            # estimate, and the next start settles it.
+            self._reserved.pop(ref, None)
+            self._showing.discard(ref)
 
     async def _failed_before(self, ref: ChannelRef, sink: ReplySink, err: Exception) -> TurnResult:
         """A turn or control that failed before the model was asked: said to the asker,
@@ -426,13 +485,22 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return str(err)
         return None
 
-    def stop(self, ref: ChannelRef, why: str = "Stopped.") -> bool:
-        """End the answer being written in this conversation now; False when none is."""
+    def stop(self, ref: ChannelRef, why: str = STOPPED) -> bool:
+        """End the answer being written in this conversation now (one still prepared is
+        not sent); False when none is."""
         running = self._running.get(ref)
         if running is None:
             return False
         running.stop(why)
         return True
+
+    def stop_waiting(self, ref: ChannelRef, asker: str) -> int:
+        """Stop `asker`'s turns waiting behind another in this conversation: each says it
+        stopped, and is not asked. How many."""
+        mine = [r for r in self._queued.get(ref, ()) if r.asker == asker and not r.stopped_by]
+        for running in mine:
+            running.stop(STOPPED)
+        return len(mine)
 
     async def wind_down(self, stopped: str, not_asked: str, patience: float) -> None:
         """Stop every answer being written (as /stop does, saying `stopped`); the turns
@@ -787,6 +855,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # A turn that was preparing when a shutdown began (wind_down stops only the
         # answers already written) must not ask the model either.
         not_sent = overflow.text(prefix) if overflow is not None else self._closing
+        stopped = False  # a stop came while the turn was prepared: nothing is sent
         self._cut_off.pop(ref, None)  # any answer here now: the cut one is said or acted on
         row = AnswerRow(
             self._store,
@@ -796,16 +865,25 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             entry=continuing,
             posts=lambda: sink_posts(sink),
         )
-        running = self._running[ref] = Running(by or question.author_id or "", question.id)
+        # Registered when the turn took its place (_in_order), so a stop while it was
+        # prepared is not lost.
+        running = self._running.get(ref) or Running(by or question.author_id or "")
+        self._running[ref] = running
+        running.question = question.id
         self._showing.add(ref)
         provider = self._hub.provider(endpoint)
         with self._ending(ref):  # until stored, charged and shown: what a shutdown waits for
             try:
-                if not_sent is not None:
-                    outcome = Outcome(error=not_sent, failed=True)
-                else:
-                    if lore is not None and question.id is not None:
+                if not_sent is None and lore is not None and question.id is not None:
+                    if not running.stopped_by:  # stored only when the request is sent
                         await self._keep_timers(ref, lore.anchored(question.id))
+                if not_sent is None and (said := running.begin()) is not None:
+                    not_sent, stopped = said, True
+                if not_sent is not None:
+                    # A stop: as one before the first word, but nothing was sent or charged.
+                    state = TurnState.STOPPED if stopped else TurnState.DONE
+                    outcome = Outcome(error=not_sent, state=state, failed=not stopped)
+                else:
                     outcome = await stream_answer(
                         provider,
                         request,
@@ -882,6 +960,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     )
             if overflow is not None:
                 log.info("a turn in %s was not sent: it cannot fit the context set", ref)
+            elif stopped:
+                log.info("a turn in %s was not sent: stopped before the request", ref)
             elif not_sent is not None:
                 log.info("a turn in %s was not sent: the bot is shutting down", ref)
             elif outcome.error and outcome.state is not TurnState.STOPPED:

@@ -80,9 +80,19 @@ def sink_posts(sink: object) -> list[str]:
     return [] if posts is None else list(posts())
 
 
+STOPPED = "Stopped."  # a stop's word under the answer (what arrived is kept)
+# A stop that came before the request was sent: nothing was sent, and nothing is charged.
+STOPPED_BEFORE = "Stopped before the answer began."
+
+
 class Running:
     """The answer being written in one conversation, so it can be stopped from outside.
     `asker`: the user it is written for (who may stop it, besides an admin).
+
+    It is stoppable from when its turn is accepted: while it waits behind another turn
+    (`waiting`), a stop cancels the wait; while it is prepared (`preparing`: history,
+    a status check, files, the quota charge), a stop is kept for `begin`, just before
+    the request is sent, so no database write is cut and nothing is sent or charged.
 
     A stop cancels the writing task, but not inside a platform call (`showing`): cut
     there, a message the platform had already posted was lost to the answer (posted
@@ -91,20 +101,35 @@ class Running:
     that comes meanwhile takes effect when the call returns, or after SHOWING_GRACE s
     if it has not (a homeserver that hangs: the call is cut as before)."""
 
-    def __init__(self, asker: str, question: int | None = None) -> None:
+    def __init__(self, asker: str, question: int | None = None, *, preparing: bool = False) -> None:
         self.task = asyncio.current_task()
         self.asker = asker
         self.question = question  # the stored question it answers
         self.stopped_by = ""
         self.failed = False  # stopped by a fault (its deadline), not by someone
         self.cancelled = False  # the stop cancelled the task (its CancelledError is ours)
+        self._preparing = preparing
         self._showing = False
         self._deadline: asyncio.TimerHandle | None = None
         self._grace: asyncio.TimerHandle | None = None
 
+    def preparing(self) -> None:
+        """Its turn has begun: a stop from now on is kept for `begin`, not cut in."""
+        self._preparing = True
+
+    def begin(self) -> str | None:
+        """The request is about to be sent: from now on a stop cuts the answer. What a
+        stop that came while the turn was prepared says instead (nothing is sent)."""
+        self._preparing = False
+        if not self.stopped_by:
+            return None
+        return STOPPED_BEFORE if self.stopped_by == STOPPED else self.stopped_by
+
     def stop(self, why: str, *, failed: bool = False) -> None:
         if not self.stopped_by and self.task is not None:
             self.stopped_by, self.failed = why, failed
+            if self._preparing:
+                return  # taken at `begin`: nothing was sent yet
             if self._showing:
                 loop = asyncio.get_running_loop()
                 self._grace = loop.call_later(SHOWING_GRACE, self._cut)

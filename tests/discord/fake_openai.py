@@ -49,6 +49,7 @@ class FakeOpenAI:
     authorizations: list[str] = field(default_factory=list)
     # Every request's headers, lower-cased names (models and chat alike).
     headers: list[dict[str, str]] = field(default_factory=list)
+    models_asked: int = 0  # /v1/models requests that arrived (status checks, model lists)
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -67,6 +68,7 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
     state = FakeOpenAI("", script or Script(), [])
 
     async def models(request: web.Request) -> web.Response:
+        state.models_asked += 1
         state.authorizations.append(request.headers.get("Authorization", ""))
         state.headers.append({k.lower(): v for k, v in request.headers.items()})
         await asyncio.sleep(state.script.models_delay)

@@ -29,7 +29,7 @@ from bot.frontends.matrix.render import markdown_to_html
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
-from bot.store.models import ChannelConfigRow, MessageRow, UsageRow
+from bot.store.models import ChannelConfigRow, MessageRow, UsageRow, WaitingRow
 from bot.types import (
     Actor,
     Attachment,
@@ -1195,6 +1195,178 @@ async def test_only_the_asker_or_an_admin_stops_an_answer(
         by_admin = await core.run_text_command(Incoming(REF, ADMIN, "/stop"))
         assert by_admin.text == "Stopped the answer."
         await turn
+    finally:
+        await core.close()
+
+
+class SlowFile:
+    """A file whose download (the platform's) waits until `downloaded` is set: the turn
+    is prepared meanwhile, its model not yet asked."""
+
+    def __init__(self) -> None:
+        self.downloading, self.downloaded = asyncio.Event(), asyncio.Event()
+
+    async def _fetch(self, limit: int) -> bytes:
+        self.downloading.set()
+        await self.downloaded.wait()
+        return b"some notes"
+
+    def attachment(self) -> Attachment:
+        return Attachment("notes.txt", "text/plain", 10, self._fetch)
+
+
+async def waiting_rows(core: Core) -> list[str]:
+    async with core.store.engine.connect() as conn:
+        return [r.post_id for r in (await conn.execute(select(WaitingRow.__table__))).all()]
+
+
+async def usage_rows(core: Core) -> list[Any]:
+    async with core.store.engine.connect() as conn:
+        return list((await conn.execute(select(UsageRow.__table__))).all())
+
+
+async def test_a_stop_while_the_turn_is_prepared_sends_and_charges_nothing(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Race probe: /stop after the mention was taken but before the first token (its file
+    still read) said "No answer is being written here", and the answer came anyway."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        file, sink = SlowFile(), Sink()
+        asked = Incoming(REF, BOB, "read this", (file.attachment(),))
+        turn = asyncio.create_task(core.chat(asked, sink))
+        await asyncio.wait_for(file.downloading.wait(), 10)
+        stopped = await core.run_text_command(Incoming(REF, BOB, "/stop"))
+        assert stopped.ok and stopped.text == "Stopped the answer." and stopped.private
+        file.downloaded.set()
+        result = await asyncio.wait_for(turn, 10)
+        assert endpoint.requests == []  # the model was never asked
+        assert sink.updates == [] and sink.final == ("", "Stopped before the answer began.")
+        assert result.answer_id is None and result.question_id is not None  # 🔁 Retry
+        [question] = await rows(core)  # kept, as one stopped before its first word is
+        assert (question.role, question.state, question.error) == (
+            Role.USER,
+            TurnState.FAILED,
+            "Stopped before the answer began.",
+        )
+        assert await usage_rows(core) == []  # nothing charged: its reservation released
+        assert not core.stop(REF)  # nothing is being written any more
+        # The conversation goes on from it: /retry asks it again, and it is answered.
+        retried = await core.run_text_command(Incoming(REF, BOB, "/retry"))
+        assert retried.text == "Hello there!"
+        [question, answer] = await rows(core)
+        assert question.state is TurnState.DONE and answer.reply_to == question.id
+        assert len(endpoint.requests) == 1 and len(await usage_rows(core)) == 1
+    finally:
+        await core.close()
+
+
+async def test_a_stop_while_the_turn_is_prepared_is_the_askers_or_an_admins(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """Race probe: while a turn was prepared any member's /stop got past the check."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    carol = Actor("u-carol", "Carol")
+    try:
+        file, sink = SlowFile(), Sink()
+        turn = asyncio.create_task(
+            core.chat(Incoming(REF, BOB, "read this", (file.attachment(),)), sink)
+        )
+        await asyncio.wait_for(file.downloading.wait(), 10)
+        refused = await core.run_text_command(Incoming(REF, carol, "/stop"))
+        assert not refused.ok and "Only the person who asked or an admin" in refused.text
+        file.downloaded.set()
+        await asyncio.wait_for(turn, 10)
+        assert sink.final == ("Hello there!", None) and len(endpoint.requests) == 1
+
+        file, sink = SlowFile(), Sink()
+        turn = asyncio.create_task(
+            core.chat(Incoming(REF, BOB, "read this too", (file.attachment(),)), sink)
+        )
+        await asyncio.wait_for(file.downloading.wait(), 10)
+        by_admin = await core.run_text_command(Incoming(REF, ADMIN, "/stop"))
+        assert by_admin.text == "Stopped the answer."
+        file.downloaded.set()
+        await asyncio.wait_for(turn, 10)
+        assert sink.final == ("", "Stopped before the answer began.")
+        assert len(endpoint.requests) == 1
+    finally:
+        await core.close()
+
+
+async def test_a_regenerate_stopped_while_its_status_is_checked_keeps_the_answer(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """A control stopped while it is prepared (here its endpoint's status checked again,
+    slowly) is not sent: the answer it would have replaced stays, with how it ended."""
+    core = await make_core(database_url, endpoint, TurnLimits())
+    try:
+        await chat(core, "hi")
+        down = StatusCheck(False, "could not be reached", kind="unreachable")
+        await core.store.record_status(REF, down, None)
+        long_ago = datetime.now(UTC) - timedelta(hours=1)
+        async with core.store.engine.begin() as conn:
+            await conn.execute(update(ChannelConfigRow).values(status_checked_at=long_ago))
+        endpoint.script = Script(chunks=["another"], models_delay=1.0)
+        sink = Sink()
+        regen = asyncio.create_task(
+            core.run_control(REF, ADMIN, Invocation(("regenerate",), {}), sink)
+        )
+        for _ in range(200):  # the status check has begun
+            if endpoint.models_asked:
+                break
+            await asyncio.sleep(0.01)
+        assert endpoint.models_asked
+        stopped = await core.run_text_command(Incoming(REF, ADMIN, "/stop"))
+        assert stopped.text == "Stopped the answer."
+        await asyncio.wait_for(regen, 10)
+        assert sink.final == ("Hello there!", "Stopped before the answer began.")
+        assert len(endpoint.requests) == 1  # the first answer's only
+        [_, answer] = await rows(core)
+        assert (answer.content, answer.state) == ("Hello there!", TurnState.DONE)
+        assert len(await usage_rows(core)) == 1
+    finally:
+        await core.close()
+
+
+async def test_a_question_waiting_its_turn_is_its_askers_to_stop(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """A /stop addresses the answer being written; a member whose own question waits
+    behind someone else's answer stops that question instead of being refused."""
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(30)], interval=0.05)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    carol = Actor("u-carol", "Carol")
+    try:
+        core.serve(Platform.DISCORD, "bot-a")  # questions that wait are recorded
+        bobs = Sink()
+        first = asyncio.create_task(core.chat(Incoming(REF, BOB, "a story", (), "m1"), bobs))
+        await bobs.first.wait()
+        carols = Sink()
+        second = asyncio.create_task(core.chat(Incoming(REF, carol, "oops", (), "m2"), carols))
+        for _ in range(500):  # waiting behind Bob's answer, and recorded so
+            if await waiting_rows(core):
+                break
+            await asyncio.sleep(0.01)
+        assert await waiting_rows(core) == ["m2"]
+        stopped = await core.run_text_command(Incoming(REF, carol, "/stop"))
+        assert stopped.ok and stopped.private
+        assert stopped.text == "Stopped your question waiting here: it will not be answered."
+        await asyncio.wait_for(second, 10)
+        assert carols.final == ("Stopped before the answer began.", None)
+        assert not first.done()  # Bob's answer goes on
+        await asyncio.wait_for(first, 10)
+        assert bobs.final == (endpoint.script.answer, None)
+        assert len(endpoint.requests) == 1
+        assert [(e.role, e.author_id) for e in await rows(core)] == [
+            (Role.USER, BOB.id),
+            (Role.ASSISTANT, None),
+        ]
+        for _ in range(500):  # its record goes (in the background)
+            if not await waiting_rows(core):
+                break
+            await asyncio.sleep(0.01)
+        assert await waiting_rows(core) == []  # not said unanswered after a restart
     finally:
         await core.close()
 
