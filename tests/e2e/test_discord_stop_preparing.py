@@ -1,0 +1,71 @@
+"""`chatbot run` against the loopback Discord: a /stop while a turn is still prepared (its
+file downloading from a slow CDN, the model not yet asked) stops it, for the asker or an
+admin only."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from tests.bot_process import chatbot_run
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import Script
+
+TOKEN = "loopback.bot.token-stopprep-0123456789"
+NOTES = ("notes.txt", "text/plain", b"line of notes\n" * 300)  # ~4 KB: ~2 s trickled
+STOPPED_BEFORE = "Stopped before the answer began."
+
+
+def _by_bot(fake: FakeDiscord) -> list[dict[str, Any]]:
+    return [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
+
+
+async def test_a_stop_while_the_file_is_read_sends_and_charges_nothing(tmp_path: Path) -> None:
+    """Race probe: /stop after the mention was taken, before the first token, said "No
+    answer is being written here"; then the answer arrived anyway."""
+    fake = FakeDiscord(TOKEN, cdn_trickle=0.5)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["an answer"])) as (bot, endpoint):
+        asked = await fake.user_says(f"<@{fake.bot_id}> read this", files=[NOTES])
+        await fake.wait_until(lambda: fake.cdn_open > 0, 30)  # the turn is prepared
+        await fake.slash("stop")
+        await fake.wait_until(lambda: bool(fake.responses), 30)
+        await fake.wait_until(lambda: bool(_by_bot(fake)), 30)
+        assert await bot.stop() == 0
+    [stop] = fake.responses
+    assert int(stop["data"]["flags"]) & 64  # the stopper's eyes only
+    assert stop["data"]["content"] == "Stopped the answer."
+    [said] = _by_bot(fake)
+    assert STOPPED_BEFORE in said["content"] and "an answer" not in said["content"]
+    assert str(said["message_reference"]["message_id"]) == str(asked)  # the reply to it
+    assert "cc:retry:" in str(said.get("components"))  # asked again with 🔁
+    assert endpoint.requests == []  # the model was never asked
+    db = tmp_path / "data" / "chatbot.db"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        stored = conn.execute("SELECT role, state, error FROM messages").fetchall()
+        usage = conn.execute("SELECT count(*) FROM usage").fetchone()
+    assert stored == [("user", "failed", STOPPED_BEFORE)]
+    assert usage == (0,)  # nothing charged
+
+
+async def test_a_stop_while_the_file_is_read_is_refused_to_another_member(
+    tmp_path: Path,
+) -> None:
+    """Race probe: while a turn was prepared any member's /stop got past the check."""
+    fake = FakeDiscord(TOKEN, cdn_trickle=0.5)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["carol's answer"])) as (bot, _):
+        carol = (fake.user_id + 7, "carol")
+        await fake.user_says(f"<@{fake.bot_id}> read this", files=[NOTES], by=carol)
+        await fake.wait_until(lambda: fake.cdn_open > 0, 30)
+        await fake.slash("stop")  # bob's, who is no admin
+        await fake.wait_until(lambda: bool(fake.responses), 30)
+
+        def answered() -> bool:
+            return any(m["content"] == "carol's answer" for m in _by_bot(fake))
+
+        await fake.wait_until(answered, 30)
+        assert await bot.stop() == 0
+    [refusal] = fake.responses
+    assert int(refusal["data"]["flags"]) & 64
+    assert "Only the person who asked or an admin" in refusal["data"]["content"]
