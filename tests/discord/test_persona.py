@@ -409,3 +409,104 @@ async def test_a_long_answer_through_the_webhook_comes_as_a_file_and_a_regenerat
             assert [m["attachments"] for m in pages] == [[]] * MAX_MESSAGES
     finally:
         await fake.stop()
+
+
+def _long(what: str, lines: int) -> str:
+    return "\n".join(f"{what} {i}: the sky is wide and the engine is loud." for i in range(lines))
+
+
+def _next_id(message: dict[str, Any]) -> str:
+    return next(i for i in _custom_ids(message) if i.startswith("cc:next:"))
+
+
+async def _long_greetings(core: Core, fake: FakeDiscord, card: dict[str, Any]) -> str:
+    """/character import of `card` by a manager, as Discord sends it; once its greeting is
+    posted (with its swipe buttons), the first greeting as stored."""
+    image = png_with({"ccv3": base64.b64encode(json.dumps(card).encode()).decode()})
+    files = {"file": ("long.png", "image/png", image)}
+    await fake.slash("character", "import", manager=True, files=files)
+    await fake.wait_until(
+        lambda: any("cc:next:" in str(_custom_ids(m)) for m in fake.messages.values()), 30
+    )
+    [first] = await core.store.history(_ref(fake), 5)
+    return first.content
+
+
+async def test_a_long_greeting_takes_a_few_messages_and_comes_whole_as_a_file(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """A card's greeting of 30,000 characters was posted as 15 messages, past the cap an
+    answer keeps to. Now it takes MAX_MESSAGES, the whole of it on the last as answer.md,
+    through the character's webhook; swipes between greetings keep to the same, and
+    deleting its message forgets it as before."""
+    card = json.loads(json.dumps(CARD))
+    card["data"]["first_mes"] = _long("First", 600)  # about 30,000 characters
+    card["data"]["alternate_greetings"] = ["Short hello.", _long("Third", 300)]
+    fake = await _fake(manage_webhooks=True)
+    try:
+        async with running(core, fake):
+            first = await _long_greetings(core, fake, card)
+            assert first == card["data"]["first_mes"] and len(first) > 29_000
+            short, third = card["data"]["alternate_greetings"]
+            pages = _by_webhook(fake)
+            last = pages[-1]
+            assert len(pages) == MAX_MESSAGES, len(pages)
+            assert pages[0]["content"].startswith("First 0: ")
+            assert last["content"].endswith(f"\n\n{FILE_ATTACHED}")
+            assert fake.attached(last) == {ANSWER_FILE: first.encode()}
+            assert [m for m in pages if m["attachments"] or _custom_ids(m)] == [last]
+            [hook] = fake.webhooks.values()
+            edits = fake.bot_calls("PATCH", f"/webhooks/{hook['id']}/{hook['token']}/")
+            assert [c for c in edits if c.body.get("files")]  # attached through the webhook
+            assert not fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
+
+            # ▶ to the short one: its first message shows it, the others go, the file too.
+            await fake.click(int(last["id"]), _next_id(last), manager=True)
+            await fake.wait_until(lambda: len(_by_webhook(fake)) == 1, 30)
+            [shown] = _by_webhook(fake)
+            await fake.wait_until(lambda: "2/3" in json.dumps(shown["components"]), 30)
+            assert shown["content"] == short and not shown["attachments"]
+
+            # ▶ to the long third: five messages again, the file its whole text.
+            await fake.click(int(shown["id"]), _next_id(shown), manager=True)
+            await fake.wait_until(lambda: len(_by_webhook(fake)) == MAX_MESSAGES, 30)
+            await fake.wait_until(lambda: bool(_by_webhook(fake)[-1]["attachments"]), 30)
+            pages = _by_webhook(fake)
+            assert pages[0] is shown and "3/3" in json.dumps(pages[-1]["components"])
+            assert fake.attached(pages[-1]) == {ANSWER_FILE: third.encode()}
+            assert [m for m in pages if m["attachments"] or _custom_ids(m)] == [pages[-1]]
+
+            # A moderator deletes the message with the file: the greeting is forgotten.
+            await fake.delete_message(int(pages[-1]["id"]))
+            for _ in range(500):
+                if not await core.store.history(_ref(fake), 5):
+                    break
+                await asyncio.sleep(0.02)
+            assert await core.store.history(_ref(fake), 5) == []
+    finally:
+        await fake.stop()
+
+
+async def test_a_long_greeting_without_a_webhook_comes_as_a_file_from_the_bot(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Without Manage Webhooks the bot posts the greeting (the name in bold on its first
+    message): at most MAX_MESSAGES of them, the whole greeting on the last as answer.md."""
+    card = json.loads(json.dumps(CARD))
+    card["data"]["first_mes"] = _long("First", 600)
+    fake = await _fake(manage_webhooks=False)
+    try:
+        async with running(core, fake):
+            first = await _long_greetings(core, fake, card)
+            await fake.wait_until(
+                lambda: any("Manage Webhooks" in m["content"] for m in fake.messages.values()), 30
+            )
+        *pages, hint = fake.messages.values()
+        assert len(pages) == MAX_MESSAGES, len(pages)
+        assert pages[0]["content"].startswith("**Aurelia**\nFirst 0: ")
+        assert pages[-1]["content"].endswith(f"\n\n{FILE_ATTACHED}")
+        assert fake.attached(pages[-1]) == {ANSWER_FILE: first.encode()}
+        assert [m for m in pages if m["attachments"] or _custom_ids(m)] == [pages[-1]]
+        assert not hint["attachments"] and not _by_webhook(fake)
+    finally:
+        await fake.stop()

@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 
-from bot.core import Core, HeldReply, PacedReply, TurnResult, split_text
+from bot.core import Core, HeldReply, PacedReply, TurnResult
 from bot.frontends.discord.buttons import (
     MAX_PAGES,
     TEMPLATE,
@@ -90,9 +90,10 @@ def view_of(specs: list[ButtonSpec]) -> discord.ui.View | None:
 class AnswerSink:
     """PacedReply into a DiscordTarget; the ⏹ button goes on with the first streamed text
     (a notice, which only finishes, never carries it). An answer longer than the target's
-    max_pages messages goes whole as a file on its last one when it settles."""
+    max_pages messages goes whole as a file on its last one when it settles. A greeting
+    (no asker) only finishes."""
 
-    def __init__(self, target: DiscordTarget, asker_id: int) -> None:
+    def __init__(self, target: DiscordTarget, asker_id: int | None = None) -> None:
         self._target = target
         self._paced = PacedReply(target)
         self._asker = asker_id
@@ -103,7 +104,7 @@ class AnswerSink:
         await self._paced.typing()
 
     async def update(self, answer: str, reasoning: str = "") -> None:
-        if not self._streaming:
+        if not self._streaming and self._asker is not None:
             self._streaming = True
             self._target.view = view_of(streaming_buttons(self._asker))
         await self._paced.update(answer, reasoning)
@@ -330,11 +331,14 @@ class Controls:
             channel, None, forbidden, min_interval=self._min_interval, speaker=speaker
         )
         try:
-            for page in split_text(greeting.text, target.limit):
-                await target.send(page)
+            # Shown as an answer is (at most max_pages messages, the whole as a file on
+            # the last): a card's greeting may be 100,000 characters.
+            await AnswerSink(target).finish(greeting.text)
+            view = None
             if greeting.answer_id is not None and greeting.count > 1:
                 specs = answer_buttons(greeting.answer_id, 1, greeting.count, greeting=True)
-                await target.settle(view_of(specs))
+                view = view_of(specs)
+            await target.settle(view)
             await self._core.shown_in(ref, greeting.answer_id, _ids(target.messages))
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
