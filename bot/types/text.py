@@ -573,8 +573,12 @@ def _emoji_parts(text: str) -> set[int]:
 
 
 def _symbol(char: str) -> bool:
-    """A pictograph or a skin tone (most emoji are category So; the tones Sk)."""
-    return bool(char) and unicodedata.category(char) in ("So", "Sk")
+    """A pictograph or a skin tone (most emoji are category So; the tones are Sk, with
+    the caret, the backtick and the accents, which draw no emoji)."""
+    return bool(char) and (unicodedata.category(char) == "So" or char in _SKIN_TONES)
+
+
+_SKIN_TONES = frozenset(map(chr, range(0x1F3FB, 0x1F400)))  # Fitzpatrick 1-2 to 6
 
 
 # What Discord's or Matrix's markdown reads in a name: emphasis, code, spoilers, links

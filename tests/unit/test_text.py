@@ -369,6 +369,11 @@ def test_shown_name(raw: str, shown: str) -> None:
         ("a\u200db", "`a<U+200D>b`"),
         ("\u2764\u200da", "`\u2764<U+200D>a`"),
         ("\u2764\U000e0067", "`\u2764<U+E0067>`"),
+        # Of the modifier symbols (Sk) only the skin tones draw an emoji: a selector or
+        # joiner after a caret, an accent or a backtick only disguises the text.
+        ("gpt^\ufe0f4", "`gpt^<U+FE0F>4`"),
+        ("x\u00b4\ufe0fy", "`x\u00b4<U+FE0F>y`"),
+        ("a`\u200d^b", "``a`<U+200D>^b``"),
         # Tags that spell a text after a flag are no flag: hidden ASCII, named.
         (
             "\U0001f3f4\U000e0068\U000e0069\U000e0020\U000e0078\U000e007f",
