@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.characters.model import CharacterBook, LoreEntry, js_number
+from bot.characters.model import Card, CharacterBook, LoreEntry, js_number
 
 STICKY, COOLDOWN = "sticky", "cooldown"
 _KINDS = (STICKY, COOLDOWN)
@@ -90,11 +90,19 @@ def timed(book: CharacterBook | None) -> bool:
     )
 
 
-def entry_key(book: CharacterBook, index: int) -> str:
-    """SillyTavern's `${entry.world}.${entry.uid}`: the book's name and the entry's id
-    (its place in the book when it has none)."""
+def world_name(card: Card) -> str:
+    """The name SillyTavern gives a card's lorebook (its entries' `world`): the book's
+    own, else `<card name>'s Lorebook` (importEmbeddedWorldInfo). Two cards' unnamed
+    books are two worlds: their entries' effects are apart."""
+    book = card.character_book
+    return (book.name if book is not None else "") or f"{card.name}'s Lorebook"
+
+
+def entry_key(world: str, book: CharacterBook, index: int) -> str:
+    """SillyTavern's `${entry.world}.${entry.uid}`: the book's name (world_name) and the
+    entry's id (its place in the book when it has none)."""
     uid = book.entries[index].id
-    return f"{book.name}.{index if uid is None else uid}"
+    return f"{world}.{index if uid is None else uid}"
 
 
 def entry_hash(entry: LoreEntry) -> str:
@@ -153,15 +161,18 @@ def check(
     )
 
 
-def begin(timers: Timers, book: CharacterBook, activated: Iterable[int], now: int | None) -> Timers:
+def begin(
+    timers: Timers, book: CharacterBook, activated: Iterable[int], now: int | None, world: str
+) -> Timers:
     """SillyTavern's setTimedEffects after a prompt: each entry it brought in that is
-    sticky (or has a cooldown) and has no such effect yet begins one at `now`."""
+    sticky (or has a cooldown) and has no such effect yet begins one at `now`. `world`:
+    the book's name (world_name)."""
     kinds = {STICKY: dict(timers.sticky), COOLDOWN: dict(timers.cooldown)}
     for index in activated:
         entry = book.entries[index]
         for kind, effects in kinds.items():
             length = _value(entry, kind)
-            key = entry_key(book, index)
+            key = entry_key(world, book, index)
             if length is not None and key not in effects:
                 effects[key] = Effect(entry_hash(entry), now, length)
     return Timers(kinds[STICKY], kinds[COOLDOWN])

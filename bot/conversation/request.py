@@ -200,7 +200,8 @@ class Requests:
         else:
             prompt = await character.prompt(card, config, messages, asker, turn)
             if book is not None and checked is not None:
-                lore = timed.begin(checked, book, prompt.lore.activated, now)
+                world = timed.world_name(card)
+                lore = timed.begin(checked, book, prompt.lore.activated, now, world)
             system = prompt.system or None
             messages = list(prompt.chat(continuing=continue_answer))
             after = () if continue_answer else prompt.after_history

@@ -1505,4 +1505,35 @@ async def test_a_prompt_not_sent_starts_no_sticky(harness: Harness) -> None:
         await ask(harness, "A dragon!")
         assert route.called
     stored = await harness.store.lore_timers(REF)
-    assert stored is not None and list(stored["sticky"]) == [".1"], stored
+    assert stored is not None and list(stored["sticky"]) == ["Captain Aurelia Voss's Lorebook.1"]
+
+
+async def test_another_cards_unnamed_lorebook_does_not_hold_back_its_sticky(
+    harness: Harness,
+) -> None:
+    """SillyTavern names a card's lorebook that has no name of its own `<name>'s
+    Lorebook`, and keys an entry's sticky by that name and the entry's id. Keyed by the
+    empty name, an earlier card's entry 1 (still sticky) held the entry 1 of the card
+    that replaced it out of its own sticky: it came in by its key, and not after."""
+    first = copy.deepcopy(CARD)
+    first["data"]["character_book"]["entries"][1]["extensions"] = {"sticky": 20}
+    second = copy.deepcopy(CARD)
+    second["data"]["name"] = "Bosun Pike"
+    second["data"]["character_book"]["entries"][1].update(
+        keys=["kraken"], content="Krakens guard the north.", extensions={"sticky": 3}
+    )
+    await configure_fake(harness)
+
+    async def sent(text: str) -> str:
+        with respx.mock:
+            route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+            await ask(harness, text)
+            return str(json.loads(route.calls.last.request.content)["messages"][0]["content"])
+
+    assert (await run(harness, ("character", "import"), file=card_file(first))).ok
+    assert "Dragons are extinct." in await sent("A dragon!")  # its sticky begins
+    assert (await run(harness, ("character", "import"), file=card_file(second, "pike.json"))).ok
+    assert "Krakens guard the north." in await sent("A kraken!")  # by its key
+    assert "Krakens guard the north." in await sent("What now?")  # sticky
+    stored = await harness.store.lore_timers(REF)
+    assert stored is not None and "Bosun Pike's Lorebook.1" in stored["sticky"], stored

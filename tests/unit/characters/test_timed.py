@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.characters import build_prompt
 from bot.characters.model import Card
-from bot.characters.timed import Effect, Timers, begin, check, entry_hash
+from bot.characters.timed import Effect, Timers, begin, check, entry_hash, world_name
 from bot.conversation.request import _since
 from bot.types import HistoryEntry, Role
 from tests.unit.characters.test_lorebook import _book
@@ -41,7 +41,7 @@ class Chat:
             chat_length=len(chat),
             timed=active,
         )
-        self.timers = begin(checked, book, prompt.lore.activated, now)
+        self.timers = begin(checked, book, prompt.lore.activated, now, world_name(self.card))
         return [*prompt.lore.before, *prompt.lore.after]
 
     def ask(self, text: str, seed: int = 0) -> list[str]:
