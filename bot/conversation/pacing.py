@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Protocol
 
-from bot.types.text import grapheme_end
+from bot.types.text import grapheme_end, shorten
 
 # A fence line: its marker (three or more of one character) and what follows (the info
 # string, such as a language, on an opening line; nothing on a closing one).
@@ -427,6 +427,8 @@ class PacedReply:
         last = len(split) - 1  # cap - 1, unless the error line alone made it overflow
         note: Callable[[bool], str] = getattr(self._target, "clipped_note", lambda _: "")
         tail = f"\n\n{note(final)}{ending}"
+        if self._size(tail) > limit // 2:  # an error line near a page's size: its start
+            tail = f"\n\n{note(final)}{shorten(ending, limit // 4)}"
         page = split_text(split[last][1], limit - self._size(tail), self._size)[0]
         return [*(page for page, _ in split[:last]), page.rstrip() + tail]
 

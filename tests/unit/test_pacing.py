@@ -683,3 +683,19 @@ async def test_a_capped_target_shows_an_answer_that_fits_as_it_is() -> None:
     await reply.finish(answer, error="Cut.")
     assert not reply.clipped
     assert target.messages == split_text(f"{answer}\n\n⚠️ Cut.", 2000)
+
+
+async def test_a_capped_target_keeps_the_start_of_an_error_as_long_as_a_page() -> None:
+    """Review: the note and the error line were kept whole on the last page, the answer
+    given what was left: an error near a page's size left under 20 characters, and the
+    final edit raised ValueError (the answer never showed how it ended)."""
+    target = CappedTarget(min_interval=0.0)
+    reply = PacedReply(target)
+    answer = "word " * 3_000
+    await reply.update(answer)
+    error = "The endpoint said: " + "x" * 2_500
+    await reply.finish(answer, error=error)
+    assert len(target.messages) == 3 and all(len(m) <= 2000 for m in target.messages)
+    last = target.messages[-1]
+    assert last.startswith("word ") and last.endswith("x…")
+    assert "(the rest is in the file)\n\n⚠️ The endpoint said: x" in last
