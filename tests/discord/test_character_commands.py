@@ -11,11 +11,12 @@ import json
 
 import discord
 import pytest
+import simcord
 
 from bot.characters import read_card
 from bot.core import Core
 from tests.discord.conftest import World
-from tests.discord.helpers import reply_text
+from tests.discord.helpers import ref_of, reply_text
 from tests.integration.test_characters import CARD
 from tests.unit.characters.samples import png_with
 
@@ -70,3 +71,32 @@ async def test_a_greeting_the_bot_may_not_post_is_said_to_the_importer(
     )
     assert all(f.ephemeral for f in result.followups)
     assert room.history() == []
+
+
+async def test_a_character_in_a_dm_speaks_with_its_name_in_bold(
+    simcord_env: simcord.Env, core: Core
+) -> None:
+    """A DM has no webhook: a character imported there greeted, swiped and answered as
+    the bot's plain messages, with no name, so nothing said the character was speaking
+    (a server channel without Manage Webhooks starts each with the name in bold)."""
+    env = simcord_env
+    assert env.bot.user is not None
+    dora = env.create_user("dora")
+    image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+    result = await dora.slash("character import", file=("aurelia.png", image))
+    assert "Character set for this DM: Captain Aurelia Voss" in reply_text(result)
+    [greeting] = dora.dm_channel.history()
+    assert greeting.content == "**Aurelia**\nWelcome aboard, dora.", greeting.content
+    await dora.click(greeting, custom_id=greeting.components[0].children[2].custom_id)
+    [swiped] = dora.dm_channel.history()
+    assert swiped.content.startswith("**Aurelia**\n"), swiped.content
+    assert swiped.content != greeting.content
+    await dora.send_dm("hi in private")
+    answer = dora.dm_channel.history()[-1]
+    assert answer.content == "**Aurelia**\nHello there!", answer.content
+    await dora.slash("regenerate")
+    answer = dora.dm_channel.history()[-1]
+    assert answer.content == "**Aurelia**\nHello there!", answer.content
+    # Its name is no part of what the model reads back.
+    stored = await core.store.history(ref_of(dora.dm_channel, None), 10)
+    assert stored and all("**Aurelia**" not in m.content for m in stored), stored

@@ -149,8 +149,9 @@ class ChatHandler:
         reply_to: discord.Message | None = message
         author = message.author
         guild = message.guild
-        # A character's answer goes through the channel's webhook: not the bot's post.
-        speaker = None if guild is None else await self._personas.speaker(channel, ref)
+        # A character's answer goes through the channel's webhook: not the bot's post (in
+        # a DM, the bot's with the character's name in bold).
+        speaker = await self._personas.speaker(channel, ref)
         voice = Voice()
         check = None
         if guild is not None and not facts.is_dm:

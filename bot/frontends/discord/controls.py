@@ -314,8 +314,7 @@ class Controls:
     ) -> Blocked | None:
         """A character's greeting, posted as the character; ◀ n/m ▶ swipe its alternates.
         Why it could not be posted, if it was not (the importer is told)."""
-        in_guild = isinstance(channel, discord.abc.GuildChannel | discord.Thread)
-        speaker = await self._personas.speaker(channel, ref) if in_guild else None
+        speaker = await self._personas.speaker(channel, ref)
         refused: list[Blocked] = []
 
         async def forbidden(err: discord.Forbidden) -> None:
@@ -377,8 +376,6 @@ class Controls:
         hook_id = webhook_of(message)
         if hook_id is not None:
             return await self._personas.by_id(channel, hook_id)
-        if message.guild is None:
-            return None
         speaker = await self._personas.speaker(channel, ref)
         if speaker is None or speaker.webhook is not None:
             return None  # the bot's own message stays the bot's

@@ -77,11 +77,11 @@ class Personas:
 
     async def speaker(self, channel: discord.abc.Messageable, ref: ChannelRef) -> Speaker | None:
         """Who answers in `channel`: None when it has no character."""
-        if not ref.server_id:
-            return None
         persona = await self._core.persona(ref)
         if persona is None:
             return None
+        if not ref.server_id:
+            return Speaker(persona.name)  # a DM has no webhook: its name in bold
         thread = channel if isinstance(channel, discord.Thread) else None
         base = channel.parent if isinstance(channel, discord.Thread) else channel
         if not isinstance(base, discord.TextChannel):
