@@ -117,6 +117,14 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     except LimitError as err:
         raise CommandError(str(err)) from None
     where = _where(scope, ctx.ref.place)
+    ceiling = ctx.gate.defaults.get(name.value) if ctx.ref.direct else None
+    if ceiling is not None and value != DEFAULT and (value is None or value > ceiling):
+        # Its one person is its admin: lifting the operator's limit would be anyone's.
+        raise CommandError(
+            f"The operator's {shown} of {ceiling:,} holds in every {ctx.ref.place}: here you "
+            f"can set a lower one, not {'off' if value is None else 'a higher one'}. "
+            "Nothing changed."
+        )
     if value == DEFAULT:
         removed = await ctx.store.quotas.clear_limit(ctx.ref, scope, name.value)
         if not removed:

@@ -109,9 +109,13 @@ class InForce:
     origin: str  # channel, server or operator
 
 
-def in_force(stored: ScopeLimits, defaults: Mapping[str, int]) -> dict[LimitName, InForce]:
+def in_force(
+    stored: ScopeLimits, defaults: Mapping[str, int], *, direct: bool = False
+) -> dict[LimitName, InForce]:
     """Every limit that holds here: the channel's and the server's both hold (the smaller
-    wins); the operator's default only where neither scope set the name (`off` counts)."""
+    wins); the operator's default only where neither scope set the name (`off` counts).
+    In a `direct` chat, whose one person is its admin, the operator's default holds too,
+    whatever it set: else anyone could lift it there with `off`."""
     found: dict[LimitName, InForce] = {}
     for name in LimitName:
         set_here = [
@@ -120,11 +124,9 @@ def in_force(stored: ScopeLimits, defaults: Mapping[str, int]) -> dict[LimitName
             if name.value in values
             for value in (values[name.value],)
         ]
-        if not set_here:
-            default = defaults.get(name.value)
-            if default is not None:
-                found[name] = InForce(default, "operator")
-            continue
+        default = defaults.get(name.value)
+        if default is not None and (direct or not set_here):
+            set_here.append((default, "operator"))
         held = [(v, o) for v, o in set_here if v is not None]
         if held:
             value, origin = min(held)
@@ -163,8 +165,8 @@ def who_raises(
     """Who can raise the limit in force here, and with what: a server's budget, or a
     value set server-wide, only a server admin (a channel's own cannot go past it: the
     smaller holds); a channel's, or an operator default (which a channel's own value
-    replaces), an admin of the channel."""
-    if SPECS[name].server_only or origin == "server":
+    replaces), an admin of the channel; an operator default in a DM, only the operator."""
+    if SPECS[name].server_only or origin == "server" or (origin == "operator" and place.direct):
         if not has_server:  # an operator default where there is no server to set one
             return f"only the bot's operator can change it (LIMIT_{name.value.upper()})"
         return (

@@ -51,7 +51,7 @@ async def allowed(store: Store, gate: Gate, ref: ChannelRef, actor: Actor) -> bo
 
 
 async def limits_here(store: Store, gate: Gate, ref: ChannelRef) -> dict[LimitName, InForce]:
-    return in_force(await store.quotas.limits(ref), gate.defaults)
+    return in_force(await store.quotas.limits(ref), gate.defaults, direct=ref.direct)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,89 @@
+"""The operator's limits in a DM (simcord): its one person is its admin, so a limit they
+could lift there would hold for nobody."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.core import Core
+from bot.frontends.discord import chat
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key
+from bot.store.migrate import upgrade_to_head
+from bot.types import Actor, ChannelConfig, Scope, Source
+from bot.usage.quota import Gate
+from tests.discord.conftest import World
+from tests.discord.fake_openai import FakeOpenAI
+from tests.discord.helpers import bot_messages, ref_of, reply_text, requests
+
+pytestmark = pytest.mark.simcord(settle_timeout=30)
+
+
+@pytest.fixture
+async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
+    """The conftest's core, with the operator's LIMIT_MESSAGES_PER_USER_MINUTE=1."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+    await upgrade_to_head(url)
+    defaults = ChannelConfig.of(source=Source.CUSTOM, model="m-small", proxy_url=endpoint.url_v1)
+    store = await Store.open(url, SecretBox.from_setting(generate_key()), defaults=defaults)
+    settings = ProviderSettings(allow_private_endpoints=True, max_retries=0, stream_read_pace=0.0)
+    gate = Gate.of({"messages_per_user_minute": 1})
+    core = Core(store, ProviderHub(settings), gate=gate)
+    try:
+        yield core
+    finally:
+        await core.close()
+
+
+async def test_the_operators_limit_holds_in_a_dm_whatever_its_user_sets(
+    world: World, endpoint: FakeOpenAI, core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a DM anyone is its admin: `/limits set messages_per_user_minute off` (or a
+    higher value) lifted the operator's LIMIT_* there, and everyone could chat past it on
+    the operator's key. It now holds in every DM (a lower value may be set); a server
+    channel's admins still replace it for their channel."""
+    monkeypatch.setattr(chat, "REFUSAL_SECONDS", 0.3)  # 15 s in production
+    dora = world.env.create_user("dora")
+    for value, word in (("off", "not off"), ("5", "not a higher one")):
+        said = reply_text(
+            await dora.slash("limits", action="set", name="messages_per_user_minute", value=value)
+        )
+        assert said == (
+            "The operator's messages_per_user_minute of 1 holds in every DM: here you can set "
+            f"a lower one, {word}. Nothing changed."
+        ), said
+    shown = reply_text(await dora.slash("limits"))
+    assert "messages_per_user_minute = 1 (operator default)" in shown, shown
+    # An `off` stored before (as this version refuses to store it) lifts nothing either.
+    actor = Actor(str(dora.id), "dora", is_channel_admin=True)
+    ref = ref_of(dora.dm_channel, None)
+    await core.store.quotas.set_limit(ref, Scope.CHANNEL, "messages_per_user_minute", None, actor)
+    await dora.send_dm("one")
+    await dora.send_dm("two")
+    assert len(endpoint.requests) == 1
+    [refused] = [
+        str(r.json.get("content"))
+        for r in requests(world.env, "POST", f"/channels/{dora.dm_channel.id}/messages")
+        if isinstance(r.json, dict) and "Limit reached" in str(r.json.get("content"))
+    ]
+    assert refused.startswith("Limit reached: messages_per_user_minute"), refused
+    assert "only the bot's operator can change it (LIMIT_MESSAGES_PER_USER_MINUTE)" in refused
+    assert bot_messages(dora.dm_channel, world.bot_id)[0] == "Hello there!"
+    # Lower is theirs to set.
+    said = reply_text(
+        await dora.slash("limits", action="set", name="messages_per_user_minute", value="0")
+    )
+    assert said.startswith("messages_per_user_minute set to 0 for this DM."), said
+    # A server channel's admins replace the operator's default there, as before.
+    said = reply_text(
+        await world.admin.slash(
+            world.channel, "limits", action="set", name="messages_per_user_minute", value="off"
+        )
+    )
+    assert said == "messages_per_user_minute is off for this channel.", said
+    await world.member.send(world.channel, f"<@{world.bot_id}> one")
+    await world.member.send(world.channel, f"<@{world.bot_id}> two")
+    assert len(endpoint.requests) == 3
