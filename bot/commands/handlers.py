@@ -30,7 +30,7 @@ from bot.connection import (
 )
 from bot.fields import BY_NAME, PARAMS, Field, FieldError
 from bot.store import SecretUnreadable, api_key_name
-from bot.types import ChannelConfig, PlaceName, Platform, Reply, Scope, Source
+from bot.types import ChannelConfig, PlaceName, Platform, Reply, ReplyMode, Scope, Source
 from bot.types.secrets import held_secret
 from bot.types.text import shown_id
 from bot.usage.quota import limits_here
@@ -276,6 +276,9 @@ async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         mode,
         f"{now_uses_next(ctx, scope)} reply mode ({config.reply_mode.value}).",
     )
+    if ctx.ref.direct and config.reply_mode is ReplyMode.MENTION:
+        # Spoken to in a direct chat is every message (the front-ends' is_addressed).
+        said += f" In this {ctx.ref.place} the bot answers every message whatever the mode."
     return Reply(said + own_value_note(config, scope, "reply_mode"))
 
 

@@ -18,7 +18,7 @@ from bot.store import api_key_name
 from bot.types import Platform, ReplyMode, Source
 from tests.discord.conftest import OPERATOR_ID, World
 from tests.discord.fake_openai import FakeOpenAI
-from tests.discord.helpers import callback_types, config_of, ref_of, reply_text
+from tests.discord.helpers import bot_messages, callback_types, config_of, ref_of, reply_text
 
 pytestmark = pytest.mark.simcord(settle_timeout=30)
 
@@ -331,3 +331,22 @@ async def test_a_dm_is_called_a_dm_and_a_server_channel_a_channel(world: World) 
             assert "channel" not in (settings + limits).replace("tokens_per_channel_day", "")
             said = reply_text(await run("usage", scope="server"))
             assert said == "There is no server here; /usage channel shows this DM's usage.", said
+
+
+async def test_reply_mode_mention_in_a_dm_says_every_message_is_answered(world: World) -> None:
+    """`/reply mode mention` in a DM said "the bot answers when mentioned or replied to",
+    where the bot answers every message (there is nobody else to speak to); `default`
+    named the mode alone."""
+    dora = world.env.create_user("dora")
+    note = " In this DM the bot answers every message whatever the mode."
+    said = reply_text(await dora.slash("reply mode", mode="mention"))
+    assert said == f"Reply mode: mention — the bot answers when mentioned or replied to.{note}"
+    said = reply_text(await dora.slash("reply mode", mode="default"))
+    assert said == f"This DM now uses the operator's reply mode (mention).{note}", said
+    said = reply_text(await dora.slash("reply mode", mode="always"))
+    assert said == "Reply mode: always — the bot answers every message in this DM.", said
+    said = reply_text(await world.admin.slash(world.channel, "reply mode", mode="mention"))
+    assert said == "Reply mode: mention — the bot answers when mentioned or replied to.", said
+    await dora.send_dm("still answered")
+    assert world.env.bot.user is not None
+    assert bot_messages(dora.dm_channel, world.env.bot.user.id) == ["Hello there!"]
