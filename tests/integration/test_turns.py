@@ -48,6 +48,7 @@ from bot.types import (
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 from tests.loopback import serving
 from tests.peers.postgres import PostgresDatabase
+from tests.relay import Relay
 
 REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
 ADMIN = Actor("u1", "Ada", is_channel_admin=True)
@@ -755,41 +756,6 @@ async def test_a_postgresql_lock_is_waited_out(
     finally:
         await holder.close()
         await core.close()
-
-
-class Relay:
-    """A loopback TCP relay to a server, which can be cut: the server seems gone."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._writers: list[asyncio.StreamWriter] = []
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._pair, "127.0.0.1", 0)
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def _pair(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._port)
-        self._writers += [writer, up_writer]
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except OSError:
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
 
 
 @pytest.mark.postgres
