@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from bot.store.db import CLOSE_GRACE
 from bot.store.errors import StoreUnavailable
 
 Q = TypeVar("Q")
@@ -40,7 +41,9 @@ class Batcher(Generic[Q, R]):
     async def drain(self, patience: float | None = None) -> int:
         """Wait until everything queued so far is served (for closing); with `patience`,
         for so many seconds at most: the requests not served by then (the database
-        retrying, down) are given up, their callers told StoreUnavailable. How many."""
+        retrying, down) are given up, their callers told StoreUnavailable; the worker, told
+        to stop, gets CLOSE_GRACE more (a database gone silent never answers its rollback)
+        and is then left behind. How many."""
         worker = self._worker
         if worker is None:
             return 0
@@ -49,7 +52,9 @@ class Batcher(Generic[Q, R]):
             return 0
         left, self._queue = self._serving + self._queue, []
         worker.cancel()
-        await asyncio.wait({worker})
+        await asyncio.wait({worker}, timeout=CLOSE_GRACE)
+        if not worker.done():
+            self._worker = None  # left behind: what is asked later is not queued behind it
         # Asked while it wound down (its transaction rolled back on the way out): queued
         # behind a worker that is gone, no one would serve them, nor tell their callers.
         left, self._queue = left + self._queue, []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -19,6 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # How long a SQLite writer waits for another one before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+# PostgreSQL across a network that goes silent (a partition, a failover, a dead VM)
+# neither answers nor refuses: the driver waited on its socket until the kernel gave up,
+# ~15 minutes, with no word to anyone. Seconds to connect (any engine); a statement's
+# deadline on the bot's own engine (Store.open), where a turn's and a command's
+# statements take milliseconds; and on the one it reads /usage sums and the usage export
+# with, which may take a while over a year of rows. Migrations and `chatbot copy` have
+# none: they may run long.
+PG_CONNECT_SECONDS = 10.0
+PG_STATEMENT_SECONDS = 15.0
+PG_LONG_READ_SECONDS = 600.0
+# Seconds a closing store gives what it cannot hurry: a write told to stop (past a
+# shutdown's patience) to wind down, and each PostgreSQL connection to say goodbye. Past
+# that (the server silent) the write is left to go with the process, and the connection
+# is dropped unsaid.
+CLOSE_GRACE = 1.0
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -276,9 +293,31 @@ def read_only(url: str | URL) -> URL:
     return parsed.set(database="file:" + quote(str(path)), query=query)
 
 
-def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+@functools.cache
+def _pg_connection_class() -> type[Any]:
+    """asyncpg's connection, whose goodbye (`close`, as a pool or engine closes it) waits
+    CLOSE_GRACE seconds at most, then drops it: a server gone silent never answers one,
+    and asyncpg would wait its whole statement deadline, or forever, and raise."""
+    # Imported here: asyncpg is not loaded by a bot on SQLite.
+    import asyncpg  # type: ignore[import-untyped]
+
+    class Connection(asyncpg.Connection):  # type: ignore[misc]
+        async def close(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncpg's)
+            try:
+                await super().close(timeout=CLOSE_GRACE if timeout is None else timeout)
+            except (TimeoutError, OSError):
+                self.terminate()  # asyncpg has aborted it already; this says it is done
+
+    return Connection
+
+
+def create_engine(
+    url: str | URL, *, statement_seconds: float | None = None, **kwargs: Any
+) -> AsyncEngine:
     """An AsyncEngine for the URL; for an SQLite file, its directory is created first
-    (a read-only one, `read_only`'s URL: nothing is made or written)."""
+    (a read-only one, `read_only`'s URL: nothing is made or written). PostgreSQL:
+    connecting gives up after PG_CONNECT_SECONDS; with `statement_seconds`, a statement
+    (and a wait for a pooled connection) after so many, as TimeoutError (StoreUnavailable)."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(parsed)
@@ -290,4 +329,13 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", listener)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(parsed, **kwargs)
+    connect_args = {
+        "timeout": PG_CONNECT_SECONDS,
+        "connection_class": _pg_connection_class(),
+        **kwargs.pop("connect_args", {}),
+    }
+    if statement_seconds is not None:
+        connect_args["command_timeout"] = statement_seconds
+        if kwargs.get("poolclass") is None:
+            kwargs.setdefault("pool_timeout", statement_seconds)
+    return create_async_engine(parsed, connect_args=connect_args, **kwargs)

@@ -19,11 +19,12 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.pool import NullPool
 
 from bot.store.base import Database, key_of
 from bot.store.characters import NO_CHARACTER, CharacterPart, StoredCharacter
 from bot.store.config import AuditEntry, ConfigPart, checked, merge
-from bot.store.db import create_engine
+from bot.store.db import PG_LONG_READ_SECONDS, PG_STATEMENT_SECONDS, create_engine
 from bot.store.history import HistoryPart
 from bot.store.leases import Lease
 from bot.store.lore import LorePart
@@ -72,15 +73,19 @@ class Store:
         box: SecretBox,
         defaults: ChannelConfig,
         default_secrets: Mapping[str, SecretValue],
+        long_reads: AsyncEngine | None = None,
     ) -> None:
+        """`long_reads`: an engine for the reads that may take a while (usage sums over a
+        year, the usage export), if not `engine`."""
         self._db = Database(engine)
+        self._long = Database(long_reads) if long_reads is not None else self._db
         self._merge = partial(merge, defaults)
         self._reads = TurnReads(self._db, self._merge)
         self._config = ConfigPart(self._db)
         self._vault = Vault(self._db, self._reads, box, default_secrets)
         self._history = HistoryPart(self._db, self._reads)
         self._models = ModelLists(self._db)
-        self._usage = UsagePart(self._db)
+        self._usage = UsagePart(self._db, self._long)
         self.quotas = QuotaPart(self._db)  # limits, charges and who-may-chat rules
         self._characters = CharacterPart(self._db, self._reads)
         self.waiting = WaitingPart(self._db)  # questions waiting their turn (kill -9)
@@ -95,8 +100,14 @@ class Store:
         defaults: ChannelConfig,
         default_secrets: Mapping[str, SecretValue] = _NO_SECRETS,
     ) -> Store:
-        """Connect to an already migrated database (see bot.store.migrate)."""
-        return cls(create_engine(url), box, defaults, default_secrets)
+        """Connect to an already migrated database (see bot.store.migrate). PostgreSQL:
+        a statement the server does not answer in time is given up (PG_STATEMENT_SECONDS,
+        and PG_LONG_READ_SECONDS for the long reads, on an engine of their own)."""
+        engine = create_engine(url, statement_seconds=PG_STATEMENT_SECONDS)
+        if engine.dialect.name != "postgresql":
+            return cls(engine, box, defaults, default_secrets)
+        long_reads = create_engine(url, statement_seconds=PG_LONG_READ_SECONDS, poolclass=NullPool)
+        return cls(engine, box, defaults, default_secrets, long_reads)
 
     async def close(self, patience: float | None = None) -> None:
         """Close the engine once every queued write is stored. With `patience` (a
@@ -115,7 +126,9 @@ class Store:
                 history,
                 usage,
             )
-        await self._db.engine.dispose()
+        # A connection's goodbye waits CLOSE_GRACE at most (a database gone silent).
+        for engine in dict.fromkeys([self._db.engine, self._long.engine]):
+            await engine.dispose()
 
     @property
     def engine(self) -> AsyncEngine:

@@ -93,8 +93,10 @@ def _conditions(query: UsageQuery) -> list[ColumnElement[bool]]:
 
 
 class UsagePart:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, long_reads: Database | None = None) -> None:
+        """`long_reads`: what sums and exports are read through (they may take a while)."""
         self._db = db
+        self._long = long_reads or db
         self._writes: Batcher[UsageRecord, None] = Batcher(self._write_batch, _WRITE_BATCH)
         self._settles: Batcher[tuple[int, UsageRecord], None] = Batcher(
             self._settle_batch, _WRITE_BATCH
@@ -166,7 +168,7 @@ class UsagePart:
         async def read(session: AsyncSession) -> list[UsageBucket]:
             return _buckets(await session.execute(stmt))
 
-        return await self._db.read("usage read", read)
+        return await self._long.read("usage read", read)
 
     async def summary(
         self, query: UsageQuery, top_users: int = 0
@@ -196,7 +198,7 @@ class UsagePart:
                 users = _buckets(await session.execute(per_user), query.since)
             return days, users
 
-        return await self._db.read("usage read", read)
+        return await self._long.read("usage read", read)
 
     async def records(self, since: date) -> AsyncIterator[UsageRecord]:
         """Every row from the UTC day `since` on, oldest first, read a page at a time."""
@@ -209,7 +211,7 @@ class UsagePart:
                 .limit(EXPORT_PAGE)
             )
 
-            rows = await self._db.read("usage export", partial(_scalars, stmt))
+            rows = await self._long.read("usage export", partial(_scalars, stmt))
             for row in rows:
                 yield _record(row)
             if len(rows) < EXPORT_PAGE:

@@ -27,6 +27,7 @@ from tests.bot_process import BotProcess, chatbot_run
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 from tests.peers.postgres import PostgresDatabase
+from tests.relay import Relay
 
 TOKEN = "loopback.bot.token-0123456789"
 READY = "logged in to Discord"
@@ -345,3 +346,42 @@ async def test_a_database_outage_is_said_once_as_it_starts_and_once_as_it_ends(
         ("user", "next", "done"),
         ("assistant", "ok", "done"),
     ]
+
+
+@pytest.mark.postgres
+async def test_a_stop_signal_while_the_database_is_silent_exits_giving_up_its_writes(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """PostgreSQL gone silent mid-answer (packets dropped, the bot's connections left
+    open: a partition, a dead VM), then a stop signal: the writes under way waited on
+    their sockets until the kernel gave up (~15 minutes) and the process with them. Now
+    the answer is shown ended, the writes the database did not take are given up when
+    the shutdown's time is up (one log line), and the process ends by itself (the
+    harness kills one that does not and fails the test), as usual (0). The answer says it
+    was not saved; what was saved before the silence is there once the network is back."""
+    fake = FakeDiscord(TOKEN)
+    relay = Relay(postgres_db.server.port)
+    await relay.start()
+    try:
+        script = Script(chunks=WORDS * 4, interval=0.1)
+        url = relay.url(postgres_db.url)
+        async with chatbot_run(tmp_path, fake, script, DATABASE_URL=url) as (bot, _):
+            await _asked_and_saved(fake, lambda: _pg_rows(postgres_db.url))
+            relay.swallow()
+            await asyncio.sleep(3)  # the next save (every 2 s) under way
+            code = await bot.stop()
+            shown = _ended(fake)
+    finally:
+        await relay.close()
+    assert code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    assert [s[:6] for s in shown] == ["w0 w1 "], shown
+    assert "⚠️ Stopped: the bot is shutting down." in shown[0], shown
+    assert "This answer could not be saved before the bot stopped" in shown[0], shown
+    given_up = [line for line in bot.lines if "queued write" in line]
+    assert len(given_up) == 1, bot.log[-3000:]
+    assert "INFO bot.app: stopped" in bot.log, bot.log[-3000:]
+    [question, cut] = await _pg_rows(postgres_db.url)
+    assert question == ("user", "count for me", "done", None)
+    # The part saved before, as the process left it: the next start says it was cut off.
+    assert cut[:1] == ("assistant",) and cut[2] == "streaming" and shown[0].startswith(cut[1])

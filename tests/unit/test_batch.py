@@ -122,3 +122,29 @@ async def test_a_request_made_while_a_given_up_batch_winds_down_is_given_up_too(
     for asked in (first, late):
         with pytest.raises(StoreUnavailable):
             await asyncio.wait_for(asked, timeout=5.0)
+
+
+async def test_a_batch_that_never_winds_down_does_not_hold_the_drain() -> None:
+    """A database gone silent never answers the rollback of a batch cancelled past a
+    shutdown's patience: the drain waited for it with no limit (as long as the kernel
+    took to give up the socket, ~15 minutes). Now its callers are told, and the drain
+    returns; a request made later gets a worker of its own."""
+    silent = asyncio.Event()
+
+    async def down(batch: Sequence[int]) -> list[int]:
+        try:
+            await silent.wait()
+        except asyncio.CancelledError:
+            await silent.wait()  # the rollback the server never answers
+            raise
+        return list(batch)
+
+    batcher = Batcher(down, most=2)
+    first = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0)
+    async with asyncio.timeout(60):  # guards the run only
+        assert await batcher.drain(patience=0.01) == 1
+        with pytest.raises(StoreUnavailable):
+            await first
+        silent.set()  # the network back: the next request is served
+        assert await batcher.submit(2) == 2
