@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger("bot.store")
 
@@ -91,6 +92,8 @@ def classify(err: BaseException) -> StoreError | None:
         return err
     if isinstance(err, OSError | ConnectionError | TimeoutError):
         return StoreUnavailable()
+    if isinstance(err, PoolTimeout):  # every pooled connection busy past pool_timeout
+        return StoreBusy()
     if not isinstance(err, DBAPIError):
         return None
     code = str(getattr(err.orig, "sqlstate", "") or getattr(err.orig, "pgcode", "") or "")

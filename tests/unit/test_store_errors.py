@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.store import Store, StoreBusy, StoreDamaged, StoreError, StoreUnwritable, generate_key
 from bot.store.errors import classify, with_retry
@@ -78,6 +79,14 @@ def test_postgresql_out_of_connection_slots_is_busy_and_waited_for() -> None:
         err = OperationalError("SELECT 1", {}, _PgError("53300", message))
         typed = classify(err)
         assert isinstance(typed, StoreBusy) and typed.transient
+
+
+def test_no_pooled_connection_free_in_time_is_busy_and_waited_for() -> None:
+    """Every pooled connection held by statements a silent server never answered: the
+    next one waited pool_timeout, and SQLAlchemy's TimeoutError (no builtin one) was
+    no error the store knew, so a turn or a command failed as a bug."""
+    typed = classify(PoolTimeout("QueuePool limit of size 5 overflow 10 reached"))
+    assert isinstance(typed, StoreBusy) and typed.transient
 
 
 def test_bugs_are_not_hidden() -> None:
