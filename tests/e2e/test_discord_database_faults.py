@@ -385,3 +385,36 @@ async def test_a_stop_signal_while_the_database_is_silent_exits_giving_up_its_wr
     assert question == ("user", "count for me", "done", None)
     # The part saved before, as the process left it: the next start says it was cut off.
     assert cut[:1] == ("assistant",) and cut[2] == "streaming" and shown[0].startswith(cut[1])
+
+
+@pytest.mark.postgres
+async def test_a_stop_signal_while_the_database_is_silent_and_the_bot_idle_exits(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """PostgreSQL gone silent while the bot was idle after an answer, then a stop
+    signal: closing the pooled connections waited for the server's goodbye with no
+    limit, and the process never ended (the harness kills it and fails the test). Now it
+    ends as usual (0), with no traceback, and the answer is stored."""
+    fake = FakeDiscord(TOKEN)
+    relay = Relay(postgres_db.server.port)
+    await relay.start()
+    try:
+        url = relay.url(postgres_db.url)
+        async with chatbot_run(tmp_path, fake, Script(chunks=["ok"]), DATABASE_URL=url) as (
+            bot,
+            _,
+        ):
+            await fake.user_says(f"<@{fake.bot_id}> hello")
+            await fake.wait_until(lambda: _ended(fake) == ["ok"], 60)
+            await asyncio.sleep(3)  # the answer's writes done, its connections back
+            relay.swallow()
+            code = await bot.stop()
+    finally:
+        await relay.close()
+    assert code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    assert "INFO bot.app: stopped" in bot.log, bot.log[-3000:]
+    assert [r[:3] for r in await _pg_rows(postgres_db.url)] == [
+        ("user", "hello", "done"),
+        ("assistant", "ok", "done"),
+    ]

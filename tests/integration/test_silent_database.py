@@ -125,3 +125,35 @@ async def test_a_shutdown_with_writes_queued_on_a_silent_database_ends(
         if not closed:
             async with asyncio.timeout(GUARD):
                 await core.close()
+
+
+async def test_a_shutdown_on_a_silent_database_with_its_connections_idle_ends(
+    postgres_db: PostgresDatabase, relay: Relay, endpoint: FakeOpenAI
+) -> None:
+    """The database goes silent while the bot is idle, its pooled connections open: a
+    shutdown's goodbye on each (asyncpg's close) waited for an answer with no limit.
+    Now close ends, and what was stored before is there once the network is back."""
+    url = relay.url(postgres_db.url)
+    core = await make_core(url, endpoint, TurnLimits())
+    closed = False
+    try:
+        assert (await chat(core, "hello")).final == ("Hello there!", None)
+        relay.swallow()
+        async with asyncio.timeout(GUARD):
+            await core.wind_down(patience=1.0)
+            await core.close()
+            closed = True
+    finally:
+        relay.heal()
+        if not closed:
+            async with asyncio.timeout(GUARD):
+                await core.close()
+    again = await make_core(url, endpoint, TurnLimits())
+    try:
+        stored = [(e.role, e.content, e.state) for e in await rows(again)]
+        assert stored == [
+            (Role.USER, "hello", TurnState.DONE),
+            (Role.ASSISTANT, "Hello there!", TurnState.DONE),
+        ]
+    finally:
+        await again.close()
