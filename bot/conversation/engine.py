@@ -350,7 +350,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         question (its platform message `post_id`) that waits is recorded meanwhile, if its
         asker is `admitted`. Stoppable from now on by `asker` (or an admin): while it
         waits, by `stop_waiting`; once it holds its place, as the answer being written."""
-        running = Running(asker)  # no task, no database: a burst stays cheap
+        running = Running(asker, post=post_id)  # no task, no database: a burst stays cheap
         queued = False
         held: Running | None = None
         if self._order.busy(ref):
@@ -856,7 +856,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # answers already written) must not ask the model either.
         not_sent = overflow.text(prefix) if overflow is not None else self._closing
         stopped = False  # a stop came while the turn was prepared: nothing is sent
-        self._cut_off.pop(ref, None)  # any answer here now: the cut one is said or acted on
+        # Any answer here now: the cut one is said or acted on.
+        cut_off = self._cut_off.pop(ref, None)
         row = AnswerRow(
             self._store,
             ref,
@@ -877,6 +878,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 if not_sent is None and lore is not None and question.id is not None:
                     if not running.stopped_by:  # stored only when the request is sent
                         await self._keep_timers(ref, lore.anchored(question.id))
+                if running.deleted:  # its question was deleted while the turn was prepared
+                    return await self._deleted_before(ref, running.post, cut_off)
                 if not_sent is None and (said := running.begin()) is not None:
                     not_sent, stopped = said, True
                 if not_sent is not None:
@@ -967,6 +970,19 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             elif outcome.error and outcome.state is not TurnState.STOPPED:
                 log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
             return result
+
+    async def _deleted_before(self, ref: ChannelRef, post: str, cut_off: int | None) -> TurnResult:
+        """A new question deleted while its turn was prepared: nothing was sent, nothing is
+        charged or shown (it is gone from the chat), and what the turn stored of it goes."""
+        if cut_off is not None:  # nothing said here: the next answer says it
+            self._cut_off[ref] = cut_off
+        await self._release(ref)
+        log.info("a question in %s was deleted while its turn was prepared: not asked", ref)
+        try:
+            await self._store.forget_posted(ref, [post])
+        except StoreError as err:
+            log.warning("could not forget a deleted question in %s: %s", ref, err)
+        return TurnResult("", None, called_provider=False, question_id=None, ignored=True)
 
     async def _keep_timers(self, ref: ChannelRef, lore: Timers) -> None:
         """Store the lorebook's timed effects; one the database refuses is logged and the

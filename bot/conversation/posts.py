@@ -111,6 +111,7 @@ class PlatformPosts:
         for post in posts:
             self._deleted.add(post_key(platform, post))
         self.waiting.deleted(platform, posts)
+        self._stop_prepared(platform, where, posts, author)
         found = await self._store.posted(platform, where, posts, author)
         gone = 0
         for ref, questions in found.items():
@@ -124,6 +125,23 @@ class PlatformPosts:
                 log.info("forgot %d stored messages in %s: deleted on the platform", count, ref)
             gone += count
         return gone
+
+    def _stop_prepared(
+        self, platform: Platform, where: str, posts: Sequence[str], author: str | None
+    ) -> None:
+        """A question deleted while its turn is prepared is not stored yet (the store does
+        not find it): its turn, known by the question's platform message, is not asked
+        (ChatEngine._answer forgets what it stored meanwhile)."""
+        for ref, running in self._running.items():
+            if (
+                running.post
+                and running.post in posts
+                and ref.platform is platform
+                and where in (ref.channel_id, ref.thread_id)
+                and author in (None, running.asker)
+            ):
+                running.deleted = True  # also when a /stop came first: nothing is shown
+                running.stop(QUESTION_DELETED)
 
     async def edited(
         self,

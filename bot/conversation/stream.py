@@ -101,10 +101,16 @@ class Running:
     that comes meanwhile takes effect when the call returns, or after SHOWING_GRACE s
     if it has not (a homeserver that hangs: the call is cut as before)."""
 
-    def __init__(self, asker: str, question: int | None = None, *, preparing: bool = False) -> None:
+    def __init__(
+        self, asker: str, question: int | None = None, *, preparing: bool = False, post: str = ""
+    ) -> None:
         self.task = asyncio.current_task()
         self.asker = asker
         self.question = question  # the stored question it answers
+        # The platform message of a new question it answers: known before it is stored,
+        # so a deletion while the turn is prepared finds it.
+        self.post = post
+        self.deleted = False  # that message was deleted (before the request: nothing shown)
         self.stopped_by = ""
         self.failed = False  # stopped by a fault (its deadline), not by someone
         self.cancelled = False  # the stop cancelled the task (its CancelledError is ours)

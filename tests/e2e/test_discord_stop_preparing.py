@@ -4,6 +4,7 @@ admin only."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
@@ -69,3 +70,28 @@ async def test_a_stop_while_the_file_is_read_is_refused_to_another_member(
     [refusal] = fake.responses
     assert int(refusal["data"]["flags"]) & 64
     assert "Only the person who asked or an admin" in refusal["data"]["content"]
+
+
+async def test_a_question_deleted_while_its_file_is_read_is_not_asked(tmp_path: Path) -> None:
+    """Race probe: a mention deleted right after it was sent (its file still downloading)
+    was asked all the same, and answered in reply to a message that was gone: the deletion
+    looked for the stored question, not stored yet."""
+    fake = FakeDiscord(TOKEN, cdn_trickle=0.5)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["an answer"])) as (bot, endpoint):
+        asked = await fake.user_says(f"<@{fake.bot_id}> read this", files=[NOTES])
+        await fake.wait_until(lambda: fake.cdn_open > 0, 30)  # the turn is prepared
+        await fake.delete_message(asked)
+
+        for _ in range(600):  # the turn ends once the download does (its log line)
+            if "deleted while its turn was prepared" in bot.log or endpoint.requests:
+                break
+            await asyncio.sleep(0.05)
+        assert await bot.stop() == 0
+    assert endpoint.requests == []  # the model was never asked
+    assert _by_bot(fake) == []  # nothing shown: the question is gone
+    db = tmp_path / "data" / "chatbot.db"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        stored = conn.execute("SELECT count(*) FROM messages").fetchone()
+        usage = conn.execute("SELECT count(*) FROM usage").fetchone()
+    assert (stored, usage) == ((0,), (0,))
+    assert "Traceback" not in bot.log, bot.log[-3000:]

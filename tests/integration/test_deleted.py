@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from bot.core import Core, Edited, TurnLimits, TurnResult
-from bot.store.models import BlobRow, MessageRow, PostRow
+from bot.store.models import BlobRow, MessageRow, PostRow, UsageRow
 from bot.types import (
     Actor,
     Attachment,
@@ -28,7 +28,7 @@ from bot.types import (
 )
 from tests.discord.fake_openai import FakeOpenAI, Script
 from tests.integration.test_images import png
-from tests.integration.test_turns import Sink, endpoint, make_core
+from tests.integration.test_turns import Sink, SlowFile, endpoint, make_core
 
 __all__ = ["endpoint"]  # the fixture, shared with test_turns
 
@@ -210,6 +210,66 @@ async def test_a_question_deleted_while_it_waits_for_its_turn_is_not_asked(
         (Role.USER, "first"),
         (Role.ASSISTANT, "".join(f"w{i} " for i in range(20))),
     ]
+
+
+async def test_a_question_deleted_while_its_turn_is_prepared_is_not_asked(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Race probe: a question deleted right after it was sent, while its turn was prepared
+    (its file still read), was asked all the same: the deletion looked for the stored
+    question, not stored yet. Now nothing is sent, charged, shown or kept."""
+    file, sink = SlowFile(), Sink()
+    turn = asyncio.create_task(
+        ask(core, "read this", "q1", attachments=(file.attachment(),), sink=sink)
+    )
+    await asyncio.wait_for(file.downloading.wait(), 10)
+    assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 0  # nothing stored yet
+    file.downloaded.set()
+    await asyncio.wait_for(turn, 10)
+    assert endpoint.requests == []  # the model was never asked
+    assert sink.updates == [] and sink.final is None  # nothing shown: the question is gone
+    assert await core.store.history(REF, 10) == []
+    async with core.store.engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).select_from(UsageRow)) == 0
+    # The conversation goes on without it.
+    await ask(core, "hello?", "q2")
+    assert said(endpoint) == ["hello?"]
+
+
+async def test_a_question_stopped_then_deleted_while_prepared_leaves_nothing(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """A /stop first, then the deletion: the stop's word would reply to a message that is
+    gone, and the question would stay as failed; neither happens."""
+    file, sink = SlowFile(), Sink()
+    turn = asyncio.create_task(
+        ask(core, "read this", "q1", attachments=(file.attachment(),), sink=sink)
+    )
+    await asyncio.wait_for(file.downloading.wait(), 10)
+    stopped = await core.run_text_command(Incoming(REF, ASKER, "/stop"))
+    assert stopped.text == "Stopped the answer."
+    await core.deleted(Platform.DISCORD, "c1", ["q1"])
+    file.downloaded.set()
+    await asyncio.wait_for(turn, 10)
+    assert endpoint.requests == [] and sink.final is None
+    assert await core.store.history(REF, 10) == []
+
+
+async def test_a_question_being_prepared_is_not_stopped_by_another_members_deletion(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """One who may remove only their own messages (a Matrix member without the power)
+    naming another's question being prepared stops nothing."""
+    file, sink = SlowFile(), Sink()
+    turn = asyncio.create_task(
+        ask(core, "read this", "q1", attachments=(file.attachment(),), sink=sink)
+    )
+    await asyncio.wait_for(file.downloading.wait(), 10)
+    assert await core.deleted(Platform.DISCORD, "c1", ["q1"], author=OTHER.id) == 0
+    file.downloaded.set()
+    await asyncio.wait_for(turn, 10)
+    assert sink.final == ("Hello there!", None) and len(endpoint.requests) == 1
+    assert len(await core.store.history(REF, 10)) == 2
 
 
 async def test_an_image_only_a_deleted_question_showed_is_forgotten(
