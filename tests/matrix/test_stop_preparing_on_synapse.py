@@ -1,0 +1,165 @@
+"""On a real Synapse: a turn still prepared (its endpoint's status checked again, slowly; the
+model not yet asked) is stopped by its asker's `!stop` (nothing sent, nothing charged),
+not by another member's, and a question removed meanwhile is not asked at all. Matrix's
+own line per room must not make the `!stop` wait for the answer it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nio
+import pytest
+from sqlalchemy import func, select, update
+
+from bot.core import Core
+from bot.store.models import ChannelConfigRow, UsageRow
+from bot.types import ChannelRef, Platform, Role, StatusCheck, TurnState
+from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
+from tests.peers.synapse import SynapseServer
+
+pytestmark = pytest.mark.synapse
+
+STOPPED_BEFORE = "Stopped before the answer began."
+
+
+@dataclass
+class Room:
+    core: Core
+    endpoint: SSEEndpoint
+    bot_id: str
+    room_id: str
+    alice: UserClient  # made the room: a room-v12 creator, an admin
+    bob: UserClient  # a plain member
+    held: asyncio.Event  # set: the endpoint's model list (the status check) is answered
+
+    @property
+    def ref(self) -> ChannelRef:
+        return ChannelRef(Platform.MATRIX, channel_id=self.room_id)
+
+    async def asks(self, user: UserClient, text: str) -> str:
+        """`user` asks while the room's endpoint is down on record (a check due again): the
+        turn checks it again, and waits there until `held` is set."""
+        down = StatusCheck(False, "could not be reached", kind="unreachable")
+        await self.core.store.record_status(self.ref, down, None)
+        long_ago = datetime.now(UTC) - timedelta(hours=1)
+        async with self.core.store.engine.begin() as conn:
+            await conn.execute(update(ChannelConfigRow).values(status_checked_at=long_ago))
+        checks = len(self.endpoint.models_auth)
+        mention: dict[str, Any] = {"m.mentions": {"user_ids": [self.bot_id]}}
+        asked = await user.send(self.room_id, f"bot: {text}", **mention)
+        await user.wait_for(lambda: len(self.endpoint.models_auth) > checks, "the status check")
+        return asked
+
+    async def answer_to(self, user: UserClient, asked: str) -> str:
+        """The body of the bot's message in reply to `asked`, once it says how it ended."""
+
+        def found() -> str:
+            for s in user.messages(self.room_id, self.bot_id):
+                reply = s.content.get("m.relates_to", {}).get("m.in_reply_to", {})
+                if reply.get("event_id") == asked:
+                    shown = user.shown_text(str(s.event.event_id))
+                    if STOPPED_BEFORE in shown or self.endpoint.answer() in shown:
+                        return shown
+            return ""
+
+        said: str = await user.wait_for(found, "the answer's end")
+        return said
+
+    async def usage_rows(self, settled: int) -> int:
+        """The usage rows, once they are `settled` (a reservation is released after the
+        answer's end is shown) or 30 s have passed."""
+        deadline = time.monotonic() + 30
+        while True:
+            async with self.core.store.engine.connect() as conn:
+                count = int(await conn.scalar(select(func.count()).select_from(UsageRow)) or 0)
+            if count == settled or time.monotonic() > deadline:
+                return count
+            await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+async def room(synapse_server: SynapseServer, tmp_path: Path) -> AsyncIterator[Room]:
+    bot = synapse_server.register("prepbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    held = asyncio.Event()
+    try:
+        async with (
+            SSEEndpoint(chunks=3, span=0.3) as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path) as core,
+        ):
+            endpoint.models_held = held
+            room_id = await alice.create_room([bot.user_id, bob.user.user_id])
+            await bob.join(room_id)
+            await alice.wait_joined(room_id, bot.user_id)
+            await bob.wait_joined(room_id, bot.user_id)
+            yield Room(core, endpoint, bot.user_id, room_id, alice, bob, held)
+    finally:
+        held.set()
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_stop_while_the_turn_is_prepared_sends_and_charges_nothing(room: Room) -> None:
+    asked = await room.asks(room.bob, "tell me a story")
+    said = await room.bob.command(room.room_id, room.bot_id, "!stop")
+    assert said == "Stopped the answer."  # not held back behind the turn it stops
+    room.held.set()
+    assert STOPPED_BEFORE in await room.answer_to(room.bob, asked)
+    assert room.endpoint.asked == []  # the model was never asked
+    [question] = await room.core.store.history(room.ref, 10)
+    assert (question.role, question.state, question.error) == (
+        Role.USER,
+        TurnState.FAILED,
+        STOPPED_BEFORE,
+    )
+    assert await room.usage_rows(0) == 0  # nothing charged
+
+
+async def test_another_members_stop_while_the_turn_is_prepared_is_refused(room: Room) -> None:
+    asked = await room.asks(room.alice, "tell me a story")
+    said = await room.bob.command(room.room_id, room.bot_id, "!stop")
+    assert said.startswith("Only the person who asked or an admin of this room"), said
+    room.held.set()
+    assert room.endpoint.answer() in await room.answer_to(room.alice, asked)
+    assert len(room.endpoint.asked) == 1
+
+
+async def test_a_question_removed_while_its_turn_is_prepared_is_not_asked(room: Room) -> None:
+    """Race probe: a question removed right after it was sent, while its turn was prepared,
+    was asked all the same: the deletion looked for the stored question, not stored yet."""
+    asked = await room.asks(room.bob, "oops, not this")
+    since = time.monotonic()
+    removed = await room.bob.client.room_redact(room.room_id, asked)  # his own: no power
+    assert isinstance(removed, nio.RoomRedactResponse), removed
+    await room.bob.wait_for(
+        lambda: any(
+            isinstance(s.event, nio.RedactionEvent) and s.event.redacts == asked
+            for s in room.bob.seen
+        ),
+        "the removal relayed",
+    )
+    await asyncio.sleep(3)  # the bot's own sync brings it as well (no word to wait for)
+    room.held.set()
+    # A question after it is answered once its turn has ended (one order per room).
+    after = await room.alice.send(
+        room.room_id, "bot: and now?", **{"m.mentions": {"user_ids": [room.bot_id]}}
+    )
+    assert room.endpoint.answer() in await room.answer_to(room.alice, after)
+    assert [a.question for a in room.endpoint.asked] == ['"bot: and now?"']  # not the removed one
+    assert [(e.role, e.content.strip()) for e in await room.core.store.history(room.ref, 10)] == [
+        (Role.USER, "bot: and now?"),
+        (Role.ASSISTANT, room.endpoint.answer()),
+    ]
+    said = [
+        s.content.get("m.relates_to", {})
+        for s in room.bob.messages(room.room_id, room.bot_id, since)
+    ]
+    assert all(r.get("m.in_reply_to", {}).get("event_id") != asked for r in said)  # nothing
+    assert await room.usage_rows(1) == 1  # the second question's alone
