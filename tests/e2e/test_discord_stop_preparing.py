@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,50 @@ async def test_a_question_deleted_while_its_file_is_read_is_not_asked(tmp_path: 
         usage = conn.execute("SELECT count(*) FROM usage").fetchone()
     assert (stored, usage) == ((0,), (0,))
     assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+def _waiting_rows(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT count(*) FROM waiting_turns").fetchone()[0])
+
+
+async def test_a_question_held_behind_a_command_is_its_askers_to_stop(tmp_path: Path) -> None:
+    """A mention sent while /character import runs in its channel (the card still
+    downloading) waits for it in the conversation's turn order: the asker's /stop reaches
+    it there, and it is never asked."""
+    fake = FakeDiscord(TOKEN, cdn_trickle=0.5)
+    card = {
+        "spec": "chara_card_v2",
+        "spec_version": "2.0",
+        "data": {"name": "Zed", "description": "A patient guide. " * 200, "first_mes": ""},
+    }
+    body = json.dumps(card).encode()  # ~3.5 KB: ~2 s trickled
+    db = tmp_path / "data" / "chatbot.db"
+    async with chatbot_run(tmp_path, fake, Script(chunks=["an answer"])) as (bot, endpoint):
+        await fake.slash(
+            "character",
+            "import",
+            manager=True,
+            files={"file": ("zed.json", "application/json", body)},
+        )
+        await fake.wait_until(lambda: fake.cdn_open > 0, 30)  # the command holds the turn order
+        asked = await fake.user_says(f"<@{fake.bot_id}> are you there?")
+        for _ in range(600):  # waiting behind the command, and recorded so
+            if _waiting_rows(db):
+                break
+            await asyncio.sleep(0.05)
+        assert _waiting_rows(db) == 1 and fake.cdn_open > 0  # the command still runs
+        await fake.slash("stop")
+        await fake.wait_until(
+            lambda: any(STOPPED_BEFORE in m["content"] for m in _by_bot(fake)), 30
+        )
+        assert await bot.stop() == 0
+    stop = next(r for r in fake.responses if "question waiting" in str(r["data"].get("content")))
+    assert stop["data"]["content"] == "Stopped your question waiting here: it will not be answered."
+    assert int(stop["data"]["flags"]) & 64  # the stopper's eyes only
+    [said] = [m for m in _by_bot(fake) if STOPPED_BEFORE in m["content"]]
+    assert str(said["message_reference"]["message_id"]) == str(asked)
+    assert endpoint.requests == []  # never asked
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        stored = conn.execute("SELECT count(*) FROM messages").fetchone()
+    assert stored == (0,) and _waiting_rows(db) == 0
