@@ -109,6 +109,9 @@ class InForce:
     origin: str  # channel, server or operator
 
 
+_TIES = ("operator", "server", "channel")
+
+
 def in_force(
     stored: ScopeLimits, defaults: Mapping[str, int], *, direct: bool = False
 ) -> dict[LimitName, InForce]:
@@ -129,7 +132,9 @@ def in_force(
             set_here.append((default, "operator"))
         held = [(v, o) for v, o in set_here if v is not None]
         if held:
-            value, origin = min(held)
+            # A tie is said as the one that is hardest to lift (its holder alone raises
+            # what holds): the operator's, then the server's.
+            value, origin = min(held, key=lambda held: (held[0], _TIES.index(held[1])))
             found[name] = InForce(value, origin)
     return found
 

@@ -87,3 +87,35 @@ async def test_the_operators_limit_holds_in_a_dm_whatever_its_user_sets(
     await world.member.send(world.channel, f"<@{world.bot_id}> one")
     await world.member.send(world.channel, f"<@{world.bot_id}> two")
     assert len(endpoint.requests) == 3
+
+
+async def test_a_dm_limit_equal_to_the_operators_is_said_as_the_operators(
+    world: World, endpoint: FakeOpenAI, core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DM may set the operator's own value (it is no higher): the two then tie, and the
+    refusal named the DM's, "an admin of this DM can raise it with /limits set …", which
+    the DM is refused. The operator's holds as much: said as only theirs to change."""
+    monkeypatch.setattr(chat, "REFUSAL_SECONDS", 0.3)  # 15 s in production
+    dora = world.env.create_user("dora")
+    said = reply_text(
+        await dora.slash("limits", action="set", name="messages_per_user_minute", value="1")
+    )
+    assert said == (
+        "messages_per_user_minute set to 1 for this DM. Here the operator default of 1 holds."
+    ), said
+    await dora.send_dm("one")
+    await dora.send_dm("two")
+    assert len(endpoint.requests) == 1
+    [refused] = [
+        str(r.json.get("content"))
+        for r in requests(world.env, "POST", f"/channels/{dora.dm_channel.id}/messages")
+        if isinstance(r.json, dict) and "Limit reached" in str(r.json.get("content"))
+    ]
+    assert "only the bot's operator can change it (LIMIT_MESSAGES_PER_USER_MINUTE)" in refused, (
+        refused
+    )
+    # What the refusal would have advised is refused.
+    said = reply_text(
+        await dora.slash("limits", action="set", name="messages_per_user_minute", value="2")
+    )
+    assert said.endswith("not a higher one. Nothing changed."), said

@@ -114,6 +114,18 @@ def test_channel_and_server_both_hold_and_off_hides_the_operator_default() -> No
     )
 
 
+def test_a_tie_is_held_as_the_one_its_holder_alone_can_raise() -> None:
+    """A channel's value equal to its server's: raising the channel's lifts nothing, so
+    the refusal names the server's (scope:server); a DM's equal to the operator's, the
+    operator's (a DM may not go higher)."""
+    stored = ScopeLimits(channel={"tokens_per_user_day": 200}, server={"tokens_per_user_day": 200})
+    assert in_force(stored, {}) == {LimitName.TOKENS_PER_USER_DAY: InForce(200, "server")}
+    dm = ScopeLimits(channel={"messages_per_user_minute": 3})
+    assert in_force(dm, {"messages_per_user_minute": 3}, direct=True) == {
+        LimitName.MESSAGES_PER_USER_MINUTE: InForce(3, "operator")
+    }
+
+
 def test_a_turn_fits_until_the_estimate_would_cross_the_limit() -> None:
     held = {LimitName.TOKENS_PER_SERVER_DAY: InForce(1000, "server")}
     assert check(held, Counts(server_tokens_today=700), 300, NOW) is None
