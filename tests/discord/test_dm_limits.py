@@ -64,11 +64,7 @@ async def test_the_operators_limit_holds_in_a_dm_whatever_its_user_sets(
     await dora.send_dm("one")
     await dora.send_dm("two")
     assert len(endpoint.requests) == 1
-    [refused] = [
-        str(r.json.get("content"))
-        for r in requests(world.env, "POST", f"/channels/{dora.dm_channel.id}/messages")
-        if isinstance(r.json, dict) and "Limit reached" in str(r.json.get("content"))
-    ]
+    [refused] = _refusals(world, dora.dm_channel.id)
     assert refused.startswith("Limit reached: messages_per_user_minute"), refused
     assert "only the bot's operator can change it (LIMIT_MESSAGES_PER_USER_MINUTE)" in refused
     assert bot_messages(dora.dm_channel, world.bot_id)[0] == "Hello there!"
@@ -106,11 +102,7 @@ async def test_a_dm_limit_equal_to_the_operators_is_said_as_the_operators(
     await dora.send_dm("one")
     await dora.send_dm("two")
     assert len(endpoint.requests) == 1
-    [refused] = [
-        str(r.json.get("content"))
-        for r in requests(world.env, "POST", f"/channels/{dora.dm_channel.id}/messages")
-        if isinstance(r.json, dict) and "Limit reached" in str(r.json.get("content"))
-    ]
+    [refused] = _refusals(world, dora.dm_channel.id)
     assert "only the bot's operator can change it (LIMIT_MESSAGES_PER_USER_MINUTE)" in refused, (
         refused
     )
@@ -119,3 +111,12 @@ async def test_a_dm_limit_equal_to_the_operators_is_said_as_the_operators(
         await dora.slash("limits", action="set", name="messages_per_user_minute", value="2")
     )
     assert said.endswith("not a higher one. Nothing changed."), said
+
+
+def _refusals(world: World, channel_id: int) -> list[str]:
+    """The limit refusals the bot posted in a channel."""
+    return [
+        str(r.json.get("content"))
+        for r in requests(world.env, "POST", f"/channels/{channel_id}/messages")
+        if isinstance(r.json, dict) and "Limit reached" in str(r.json.get("content"))
+    ]
