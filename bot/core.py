@@ -427,14 +427,19 @@ class Core:
         return self._engine.ordered(ref)
 
     def waiting_before(
-        self, ref: ChannelRef, post_id: str, asker: Callable[[], Awaitable[Actor | None]]
+        self,
+        ref: ChannelRef,
+        post_id: str,
+        asker: Callable[[], Awaitable[Actor | None]],
+        sender: str = "",
     ) -> AbstractContextManager[None]:
         """Around a question that waits before `chat` behind another message of its
         conversation (a command running there, which a front-end lets end first): it is
         recorded meanwhile, as one waiting for its turn in `chat` is, so a process killed
         first leaves it to be said unanswered (`unanswered`). `asker`: who asked it, or
-        None when it is not one the bot answers."""
-        return self._engine.waiting_before(ref, post_id, asker)
+        None when it is not one the bot answers; `sender`: who sent it (a deletion by one
+        who may remove only their own messages takes the record away for theirs alone)."""
+        return self._engine.waiting_before(ref, post_id, asker, sender)
 
     async def attachment_refusal(
         self, attachment: Attachment, attached: Sequence[Attachment] = ()

@@ -355,7 +355,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         held: Running | None = None
         if self._order.busy(ref):
             if admitted is not None:
-                self.waiting.note(ref, post_id, admitted)
+                self.waiting.note(ref, post_id, admitted, asker)
             self._queued.setdefault(ref, {})[running] = None
             queued = True
         try:
@@ -442,19 +442,23 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     @contextlib.contextmanager
     def waiting_before(
-        self, ref: ChannelRef, post_id: str, asker: Callable[[], Awaitable[Actor | None]]
+        self,
+        ref: ChannelRef,
+        post_id: str,
+        asker: Callable[[], Awaitable[Actor | None]],
+        sender: str = "",
     ) -> Iterator[None]:
-        """A question (its platform message `post_id`) that waits in its front-end before
-        `turn` (behind a command running in its conversation): recorded meanwhile, as
-        `turn` records one waiting there, if `asker` names who asked it (None: it is not
-        one to answer) and they may chat. The record goes when its turn begins, or when
-        the block ends without one."""
+        """A question (its platform message `post_id`, sent by `sender`) that waits in its
+        front-end before `turn` (behind a command running in its conversation): recorded
+        meanwhile, as `turn` records one waiting there, if `asker` names who asked it
+        (None: it is not one to answer) and they may chat. The record goes when its turn
+        begins, or when the block ends without one."""
 
         async def admitted() -> bool:
             actor = await asker()
             return actor is not None and await self._may_chat(ref, actor)
 
-        self.waiting.note(ref, post_id, admitted)
+        self.waiting.note(ref, post_id, admitted, sender)
         try:
             yield
         finally:
@@ -559,7 +563,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if not await self._admitted(ref, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
         posted = post_key(ref.platform, incoming.message_id)
-        if posted in self._deleted:
+        if self.was_deleted(ref.platform, incoming.message_id, incoming.actor.id):
             log.info("a message in %s was deleted before its turn: not asked", ref)
             return TurnResult("", None, called_provider=False, ignored=True)
         edited = self._edits.take(posted, incoming.actor.id) if posted else None

@@ -45,6 +45,13 @@ def post_key(platform: Platform, post: str) -> str:
     return f"{platform.value}:{post}" if post else ""
 
 
+def _deletion(platform: Platform, post: str, author: str | None) -> str:
+    """A deletion as the engine remembers it: by anyone who may remove others' messages
+    (`author` None), or by one who may remove only their own (it counts for theirs)."""
+    key = post_key(platform, post)
+    return f"{key} by {author}" if key and author is not None else key
+
+
 class Edits:
     """Edits of platform messages as they arrive: each gets a number, so the newest of one
     message is the one that stays however their tasks interleave; and the newest of a
@@ -89,14 +96,14 @@ class PlatformPosts:
     _order: _Order
     waiting: WaitingQuestions  # questions recorded while they wait
     _running: dict[ChannelRef, Running]
-    _deleted: RecentIds  # platform messages deleted lately (post_key)
+    _deleted: RecentIds  # platform messages deleted lately (_deletion: who deleted them)
     _edits: Edits  # edits in the order they arrived, and those of questions not stored yet
 
     async def shown_in(self, ref: ChannelRef, row_id: int, posts: Sequence[str]) -> None:
         """Tie an answer to the platform messages showing it; one deleted while the answer
         was written (before it could be tied) forgets it now."""
         await self._store.link_posts(ref, row_id, posts)
-        gone = [p for p in posts if post_key(ref.platform, p) in self._deleted]
+        gone = [p for p in posts if _deletion(ref.platform, p, None) in self._deleted]
         if gone:
             count = await self._store.forget_posted(ref, gone)
             log.info("forgot %d stored messages in %s: deleted while shown", count, ref)
@@ -109,8 +116,8 @@ class PlatformPosts:
         still being written to a deleted question stops; a question not yet asked is not
         asked. Returns how many stored entries went."""
         for post in posts:
-            self._deleted.add(post_key(platform, post))
-        self.waiting.deleted(platform, posts)
+            self._deleted.add(_deletion(platform, post, author))
+        self.waiting.deleted(platform, posts, author)
         self._stop_prepared(platform, where, posts, author)
         found = await self._store.posted(platform, where, posts, author)
         gone = 0
@@ -125,6 +132,14 @@ class PlatformPosts:
                 log.info("forgot %d stored messages in %s: deleted on the platform", count, ref)
             gone += count
         return gone
+
+    def was_deleted(self, platform: Platform, post: str, asker: str) -> bool:
+        """Whether message `post`, sent by `asker`, was deleted lately by one who may: its
+        sender, or anyone with the power to remove others' messages."""
+        return (
+            _deletion(platform, post, None) in self._deleted
+            or _deletion(platform, post, asker) in self._deleted
+        )
 
     def _stop_prepared(
         self, platform: Platform, where: str, posts: Sequence[str], author: str | None

@@ -31,18 +31,28 @@ class WaitingQuestions:
         self._served_by: dict[Platform, str] = {}
         self._unremoved: set[int] = set()  # records whose turn came, not yet deleted
         self._removing: set[asyncio.Task[None]] = set()  # their deletions under way
-        # (platform, message) → the conversation and the record of a question waiting now
-        self._noted: dict[tuple[Platform, str], tuple[ChannelRef, asyncio.Task[int | None]]] = {}
+        # (platform, message) → the conversation, the record of a question waiting now,
+        # and who asked it ("": not known yet)
+        self._noted: dict[
+            tuple[Platform, str], tuple[ChannelRef, asyncio.Task[int | None], str]
+        ] = {}
 
     def serve(self, platform: Platform, served_by: str) -> None:
         """This process serves `platform`'s conversations as `served_by` (what its lease
         claims): its waiting questions are recorded from now on, under that name."""
         self._served_by[platform] = served_by
 
-    def note(self, ref: ChannelRef, post_id: str, admitted: Callable[[], Awaitable[bool]]) -> bool:
-        """Record a question that is about to wait (its platform message `post_id`);
-        written while it waits, if its asker is `admitted` to chat there (someone who is
-        not is ignored quietly, also by a process that finds the record after a kill).
+    def note(
+        self,
+        ref: ChannelRef,
+        post_id: str,
+        admitted: Callable[[], Awaitable[bool]],
+        asker: str = "",
+    ) -> bool:
+        """Record a question that is about to wait (its platform message `post_id`, sent
+        by `asker`: "" when not known); written while it waits, if its asker is `admitted`
+        to chat there (someone who is not is ignored quietly, also by a process that finds
+        the record after a kill).
         False when its front-end serves nothing recorded. Noted already (by a front-end
         while it waited there, `ChatEngine.waiting_before`): kept as it is."""
         served_by = self._served_by.get(ref.platform)
@@ -52,7 +62,7 @@ class WaitingQuestions:
             return True
         task = asyncio.create_task(self._add(ref, post_id, served_by, admitted))
         task.add_done_callback(_retrieved)  # a turn cancelled meanwhile never awaits it
-        self._noted[(ref.platform, post_id)] = (ref, task)
+        self._noted[(ref.platform, post_id)] = (ref, task, asker)
         return True
 
     def done(self, platform: Platform, post_id: str) -> None:
@@ -62,7 +72,7 @@ class WaitingQuestions:
         noted = self._noted.pop((platform, post_id), None)
         if noted is None:
             return
-        task = asyncio.create_task(self._gone(*noted))
+        task = asyncio.create_task(self._gone(noted[0], noted[1]))
         self._removing.add(task)
         task.add_done_callback(self._removing.discard)
 
@@ -98,11 +108,15 @@ class WaitingQuestions:
             else:
                 log.error("noting a question's turn in %s failed: %s", ref, failure(err))
 
-    def deleted(self, platform: Platform, posts: Sequence[str]) -> None:
+    def deleted(self, platform: Platform, posts: Sequence[str], author: str | None) -> None:
         """Platform messages deleted: one waiting now will not be asked (the engine passes
-        it over), so no process after this one is to say it went unanswered."""
+        it over), so no process after this one is to say it went unanswered. `author`: the
+        deleter may remove only their own (a Matrix member without the redact power), so
+        another's question stays recorded."""
         for post in posts:
-            self.done(platform, post)
+            noted = self._noted.get((platform, post))
+            if noted is not None and author in (None, noted[2]):
+                self.done(platform, post)
 
     async def drain(self, patience: float) -> None:
         """Before a shutdown: the deletions under way end (a record left would have the

@@ -295,6 +295,38 @@ async def test_a_question_deleted_while_it_waits_is_not_said_unanswered(
         await after.close()
 
 
+async def test_a_deletion_by_one_who_may_remove_only_their_own_keeps_anothers_record(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """Hostile probe: a Matrix member without the redact power naming another's waiting
+    question took its record away (and the question with it), so after a kill nobody
+    was told it went unanswered. Her own record goes; his stays, and he is told."""
+    killed = await make_core(database_url, slow, TurnLimits())
+    after = await make_core(database_url, slow, TurnLimits())
+    try:
+        for core in (killed, after):
+            core.serve(Platform.DISCORD, SERVED)
+        first = _ask(killed, REF, "count", "m1")
+        await _until(lambda: slow.requests)
+        second = _ask(killed, REF, "second", "m2")  # Ada's
+        eve = Actor("u-eve", "Eve")
+        third = asyncio.create_task(
+            killed.chat(Incoming(REF, eve, "third", message_id="m3"), Sink())
+        )
+        await asyncio.sleep(0.3)
+        assert sorted(r[2] for r in await _records(killed)) == ["m2", "m3"]
+        await killed.deleted(Platform.DISCORD, REF.channel_id, ["m2", "m3"], author=eve.id)
+        await asyncio.sleep(0.3)  # a record goes in the background
+        assert [r[2] for r in await _records(killed)] == ["m2"]
+        left = await after.unanswered(Platform.DISCORD)
+        assert [(u.ref, u.post_id, u.text) for u in left] == [(REF, "m2", UNANSWERED)]
+        await asyncio.wait_for(asyncio.gather(first, second, third), 30)
+        assert len(slow.requests) == 2  # Ada's asked, Eve's not
+    finally:
+        await killed.close()
+        await after.close()
+
+
 async def test_someone_not_allowed_to_chat_is_not_recorded(
     database_url: str, slow: FakeOpenAI
 ) -> None:

@@ -34,6 +34,9 @@ BOT = "@bot:test.local"
 ALICE = "@alice:test.local"  # created the rooms: an admin only through the create event
 BOB = "@bob:test.local"  # power level 100
 CAROL = "@carol:test.local"
+# A member on another homeserver, at level 0: Synapse relays her redaction of anyone's
+# event (only a local sender's is refused), and clients are to check it.
+MALLORY = "@mallory:elsewhere.example"
 GROUP = "!group:test.local"
 OTHER = "!other:test.local"
 DM = "!dm:test.local"
@@ -125,6 +128,19 @@ class Rig:
         self.bot._on_event(room_id, nio.Event.parse_event(source))
         return event_id
 
+    def redact(self, room_id: str, sender: str, target: str) -> None:
+        """Hand the bot a redaction of event `target` by `sender`, as a sync brings one."""
+        self.clock += 1
+        source = {
+            "type": "m.room.redaction",
+            "event_id": f"$e{self.clock}",
+            "sender": sender,
+            "origin_server_ts": int(time.time() * 1000),
+            "redacts": target,
+            "content": {"redacts": target},
+        }
+        self.bot._on_event(room_id, nio.Event.parse_event(source))
+
     async def settle(self, within: float = 30.0) -> None:
         """Wait for every message task; a deadlock fails here instead of hanging."""
         deadline = time.monotonic() + within
@@ -173,7 +189,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db", defaults=defaults)
         client = nio.AsyncClient("http://127.0.0.1:9", BOT)
         client.user_id = BOT
-        client.rooms[GROUP] = _room(GROUP, {ALICE: 0, BOB: 100, CAROL: 0})
+        client.rooms[GROUP] = _room(GROUP, {ALICE: 0, BOB: 100, CAROL: 0, MALLORY: 0})
         client.rooms[OTHER] = _room(OTHER, {ALICE: 0, BOB: 100, CAROL: 0})
         client.rooms[DM] = _room(DM, {ALICE: 0})
         hs = Homeserver()
@@ -281,6 +297,41 @@ async def test_a_key_is_redacted_at_once_and_mixed_traffic_does_not_deadlock(
     config = await rig.core.store.effective_config(ChannelRef(Platform.MATRIX, GROUP))
     assert config.model == "model-d"
     assert rig.endpoint.request_for("chatter") is None
+
+
+async def test_a_member_without_the_power_to_redact_removes_only_her_own_question(
+    rig: Rig,
+) -> None:
+    """Hostile probe: a redaction by a member without the `redact` power (relayed from
+    another homeserver) was taken in for a question waiting its turn whoever sent it:
+    Mallory stopped Bob's waiting question, and the answer she named (her removal not
+    applied) was forgotten once it ended. Now only her own question goes."""
+    rig.endpoint.chunks, rig.endpoint.span = 200, 60.0  # the first answer holds the line
+    first = rig.arrive(GROUP, BOB, "bot: first", **MENTION)
+    his = rig.arrive(GROUP, BOB, "bot: second", **MENTION)
+    hers = rig.arrive(GROUP, MALLORY, "bot: third", **MENTION)
+    deadline = time.monotonic() + 30
+    while not any(s.in_reply_to == first for s in rig.hs.sent):
+        assert time.monotonic() < deadline, "the first answer never showed"
+        await asyncio.sleep(0.05)
+    answer = f"$bot{next(i for i, s in enumerate(rig.hs.sent) if s.in_reply_to == first) + 1}"
+    for target in (his, answer, hers):
+        rig.redact(GROUP, MALLORY, target)
+    while tasks := [t for t in asyncio.all_tasks() if t.get_name() == "redaction"]:
+        assert time.monotonic() < deadline, "a redaction still being handled"
+        await asyncio.wait(tasks, timeout=deadline - time.monotonic())
+    [streaming] = rig.endpoint.asked
+    assert not streaming.cut  # the answer she named goes on
+    rig.endpoint.chunks, rig.endpoint.span = 10, 1.0
+    rig.arrive(GROUP, BOB, "!stop")
+    await rig.settle()
+    asked = [a.question for a in rig.endpoint.asked]
+    assert asked == ['"first"', '"second"']  # his, not hers
+    history = await rig.core.store.history(ChannelRef(Platform.MATRIX, GROUP), 10)
+    assert [e.content for e in history if e.role is Role.USER] == ["first", "second"]
+    assert [e.role for e in history] == [Role.USER, Role.ASSISTANT] * 2  # both answers kept
+    assert history[1].content.startswith("w0")
+    assert not any(s.in_reply_to == hers for s in rig.hs.sent)  # nothing said to hers
 
 
 # --- on a real Synapse ---------------------------------------------------------------

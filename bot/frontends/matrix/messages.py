@@ -865,7 +865,7 @@ class MessageHandler:
         # Behind a command running here: recorded while it waits, as a question waiting in
         # the core's turn order is (a killed process's successor says it went unanswered).
         asker = functools.partial(self._asker, room, msg)
-        with self._core.waiting_before(msg.ref, msg.event_id, asker):
+        with self._core.waiting_before(msg.ref, msg.event_id, asker, msg.sender):
             await self._chat_in_turn(room, msg, place)
 
     async def _asker(self, room: nio.MatrixRoom, msg: Message) -> Actor | None:
