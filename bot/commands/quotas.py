@@ -194,6 +194,12 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     except AccessError as err:
         raise CommandError(str(err)) from None
     where = _where(scope, ctx.ref.place)
+    if kind is AccessKind.ROLE and action != "remove" and not ctx.ref.has_server:
+        # Its front-end knows no roles there, so any id would pass as one that exists.
+        raise CommandError(
+            f"A {ctx.ref.place} has no roles (they belong to a server): name the person "
+            f"with {p}access {action} user <id>. Nothing changed."
+        )
     if kind is AccessKind.ROLE and action != "remove" and not _role_exists(ctx, subject):
         raise CommandError(
             f"This server has no role {subject}: give the id of one of its roles, or "

@@ -133,3 +133,20 @@ async def test_a_turn_refused_in_a_dm_says_dm_and_in_a_server_channel_channel(
             f"Limit reached: tokens_per_channel_day (0 tokens a day (UTC) for this {where})"
         ), said
         assert f"an admin of this {where} can raise it with /limits set " in said, said
+
+
+async def test_a_role_rule_in_a_dm_is_refused(world: World, endpoint: FakeOpenAI) -> None:
+    """Probe: `/access allow role 123` in a DM said "Rule added: allow role <@&123>"
+    though a DM has no roles (a rule that matches nobody there). Refused, saying why;
+    nothing changes."""
+    dora = world.env.create_user("dora")
+    for action in ("allow", "deny"):
+        said = reply_text(await dora.slash("access", action=action, kind="role", id="123"))
+        assert said == (
+            f"A DM has no roles (they belong to a server): name the person with /access "
+            f"{action} user <id>. Nothing changed."
+        ), said
+    listed = reply_text(await dora.slash("access"))
+    assert listed == "Who may chat: everyone (no allow or deny rules here).", listed
+    await dora.send_dm("still answered")
+    assert bot_messages(dora.dm_channel, world.bot_id) == ["Hello there!"]
