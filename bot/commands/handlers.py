@@ -105,7 +105,8 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         + origin_note(config, "bypass_status_check", place),
         f"Show external models: {'on' if config.show_external_models else 'off'}"
         + origin_note(config, "show_external_models", place),
-        f"Reply mode: {config.reply_mode.value}{origin_note(config, 'reply_mode', place)}",
+        f"Reply mode: {config.reply_mode.value}{origin_note(config, 'reply_mode', place)}"
+        + _every_message(ctx, config, "."),
     ]
     for setting, title in PROMPTS.values():
         text = config.value(setting)
@@ -276,10 +277,16 @@ async def set_reply_mode(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         mode,
         f"{now_uses_next(ctx, scope)} reply mode ({config.reply_mode.value}).",
     )
-    if ctx.ref.direct and config.reply_mode is ReplyMode.MENTION:
-        # Spoken to in a direct chat is every message (the front-ends' is_addressed).
-        said += f" In this {ctx.ref.place} the bot answers every message whatever the mode."
-    return Reply(said + own_value_note(config, scope, "reply_mode"))
+    return Reply(said + _every_message(ctx, config) + own_value_note(config, scope, "reply_mode"))
+
+
+def _every_message(ctx: CommandContext, config: ChannelConfig, end: str = "") -> str:
+    """Where the reply mode says mention in a direct chat: that it answers every message
+    all the same (spoken to in a direct chat is every message: the front-ends'
+    is_addressed). `end`: what closes the text it follows."""
+    if not ctx.ref.direct or config.reply_mode is not ReplyMode.MENTION:
+        return ""
+    return f"{end} In this {ctx.ref.place} the bot answers every message whatever the mode."
 
 
 async def reset(ctx: CommandContext, args: dict[str, Any]) -> Reply:

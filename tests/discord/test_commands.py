@@ -333,6 +333,22 @@ async def test_a_dm_is_called_a_dm_and_a_server_channel_a_channel(world: World) 
             assert said == "There is no server here; /usage channel shows this DM's usage.", said
 
 
+async def test_settings_in_a_dm_say_every_message_is_answered(world: World) -> None:
+    """Probe: `/settings` in a DM showed "Reply mode: mention" alone, where the bot answers
+    every message; it says so as `/reply mode` does. A server channel's do not."""
+    dora = world.env.create_user("dora")
+    line = next(
+        x for x in reply_text(await dora.slash("settings")).splitlines() if "Reply mode" in x
+    )
+    assert line.startswith("Reply mode: mention"), line
+    assert line.endswith(". In this DM the bot answers every message whatever the mode."), line
+    await dora.slash("reply mode", mode="always")
+    shown = reply_text(await dora.slash("settings"))
+    assert "Reply mode: always" in shown and "whatever the mode" not in shown, shown
+    shown = reply_text(await world.admin.slash(world.channel, "settings"))
+    assert "Reply mode: mention" in shown and "whatever the mode" not in shown, shown
+
+
 async def test_reply_mode_mention_in_a_dm_says_every_message_is_answered(world: World) -> None:
     """`/reply mode mention` in a DM said "the bot answers when mentioned or replied to",
     where the bot answers every message (there is nobody else to speak to); `default`
