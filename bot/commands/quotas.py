@@ -92,6 +92,14 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
                 f" {' and '.join(servers)} here {'is' if len(servers) == 1 else 'are'} the "
                 f"server's: only a server admin can change {them} (scope:server)."
             )
+        # Its one person is its admin: the operator's limits only go lower there (_set_limit).
+        ceilings = [ctx.ref.platform.named(n) for n in held if n.value in ctx.gate.defaults]
+        if ceilings and ctx.ref.direct:
+            change += (
+                f" The operator's {' and '.join(ceilings)} "
+                f"{'holds' if len(ceilings) == 1 else 'hold'} in every {place}: here you can "
+                f"set {'it' if len(ceilings) == 1 else 'them'} lower, not off or higher."
+            )
         lines.append(change)
     return Reply("\n".join(lines))
 

@@ -11,7 +11,12 @@ from pathlib import Path
 import nio
 import pytest
 
+from bot.core import Core
+from bot.providers import ProviderHub, ProviderSettings
+from bot.store import SecretBox, Store, generate_key
+from bot.store.migrate import upgrade_to_head
 from bot.types import ChannelConfig, ChannelRef, Platform, Source
+from bot.usage.quota import Gate
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
 from tests.peers.synapse import SynapseServer
 
@@ -136,6 +141,87 @@ async def test_a_bot_that_may_no_longer_post_does_not_ask_the_model(
                 assert len(said) == 1, caplog.text  # once, not at every message
                 ref = ChannelRef(Platform.MATRIX, room_id)
                 assert len(await core.store.history(ref, 10)) == 2  # not reset
+        finally:
+            await alice.close()
+            await core.close()
+
+
+async def test_the_operators_limit_holds_in_a_private_direct_chat(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """In a private direct chat its one person is its admin: the operator's LIMIT_* holds
+    there whatever they set (`off` and a higher value refused, a lower one taken), and a
+    turn it refuses says only the operator can change it."""
+    server = synapse_server
+    bot = server.register("dmlimitbot")
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        defaults = ChannelConfig.of(
+            source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+        )
+        url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+        await upgrade_to_head(url)
+        store = await Store.open(url, SecretBox.from_setting(generate_key()), defaults=defaults)
+        gate = Gate.of({"messages_per_user_minute": 1, "tokens_per_channel_day": 100_000})
+        settings = ProviderSettings(allow_private_endpoints=True, max_retries=0)
+        core = Core(store, ProviderHub(settings), gate=gate)
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        try:
+            async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+                room = await alice.create_room([bot.user_id], direct=True)
+                await alice.wait_joined(room, bot.user_id)
+                for name, value, word in (
+                    ("messages_per_user_minute", "off", "not off"),
+                    ("messages_per_user_minute", "5", "not a higher one"),
+                    ("tokens_per_room_day", "off", "not off"),
+                ):
+                    said = await alice.command(room, bot.user_id, f"!limits set {name} {value}")
+                    ceiling = 1 if name.startswith("messages") else 100_000
+                    assert said == (
+                        f"The operator's {name} of {ceiling:,} holds in every direct chat: "
+                        f"here you can set a lower one, {word}. Nothing changed."
+                    ), said
+                shown = await alice.command(room, bot.user_id, "!limits")
+                assert "messages_per_user_minute = 1 (operator default)" in shown, shown
+                assert shown.endswith(
+                    "Change this direct chat's with !limits set <name> <value|off|default>. "
+                    "The operator's messages_per_user_minute and tokens_per_room_day hold in "
+                    "every direct chat: here you can set them lower, not off or higher."
+                ), shown  # `off` is refused for those
+                assert "channel" not in shown, shown
+                settings_said = await alice.command(room, bot.user_id, "!settings")
+                assert (
+                    "In this direct chat the bot answers every message whatever the mode."
+                    in settings_said
+                ), settings_said
+                # A turn past the limit: refused, saying only the operator can change it.
+                after = time.monotonic()
+                await alice.send(room, "one")
+                await alice.reply_to(room, bot.user_id, after, "the answer")
+                after = time.monotonic()
+                await alice.send(room, "two")
+
+                def refusal() -> list[str]:
+                    return [
+                        str(s.content["body"])
+                        for s in alice.messages(room, bot.user_id, after)
+                        if "Limit reached" in str(s.content.get("body", ""))
+                    ]
+
+                [refused] = await alice.wait_for(refusal, "the refusal")
+                assert refused.startswith("Limit reached: messages_per_user_minute"), refused
+                assert (
+                    "only the bot's operator can change it (LIMIT_MESSAGES_PER_USER_MINUTE)"
+                    in refused
+                ), refused
+                assert "channel" not in refused, refused
+                assert endpoint.request_for("two") is None
+                # A lower value is theirs to set.
+                said = await alice.command(
+                    room, bot.user_id, "!limits set messages_per_user_minute 0"
+                )
+                assert said.startswith("messages_per_user_minute set to 0 for this direct chat."), (
+                    said
+                )
         finally:
             await alice.close()
             await core.close()
