@@ -49,7 +49,12 @@ ADMIN = Actor("u-admin", "Ada", is_channel_admin=True)
 OWNER = Actor("u-owner", "Olga", is_channel_admin=True, is_server_admin=True)
 MEMBER = Actor("u-member", "Bob")
 OTHER = Actor("u-other", "Cy")
-TODAY = datetime.now(UTC).date()
+
+
+def today() -> date:
+    """The UTC day now, asked when a test runs: a constant taken as the module loaded
+    was yesterday for the tests that ran after midnight (a CI run begun at 23:40)."""
+    return datetime.now(UTC).date()
 
 
 class Sink:
@@ -101,8 +106,8 @@ async def ask(core: Core, text: str, actor: Actor = MEMBER, ref: ChannelRef = RE
     return sink
 
 
-async def rows(store: Store, since: date = TODAY) -> list[UsageRecord]:
-    return [r async for r in store.usage_records(since)]
+async def rows(store: Store, since: date | None = None) -> list[UsageRecord]:
+    return [r async for r in store.usage_records(since or today())]
 
 
 async def command(core: Core, text: str, actor: Actor, ref: ChannelRef = REF) -> Reply:
@@ -147,28 +152,28 @@ def record(
 
 async def test_rows_sum_by_day_user_and_model_with_each_filter(core: Core) -> None:
     store = core.store
-    yesterday = TODAY - timedelta(days=1)
+    yesterday = today() - timedelta(days=1)
     matrix = ChannelRef(Platform.MATRIX, channel_id="!room:hs")
     for r in [
-        record(TODAY, "a", "gpt-x", (10, 5)),
-        record(TODAY, "a", "gpt-x", (1, 1), estimated=True),
-        record(TODAY, "b", "claude-y", (100, 50), error=True, key_scope=KeyScope.SERVER),
+        record(today(), "a", "gpt-x", (10, 5)),
+        record(today(), "a", "gpt-x", (1, 1), estimated=True),
+        record(today(), "b", "claude-y", (100, 50), error=True, key_scope=KeyScope.SERVER),
         record(yesterday, "a", "gpt-x", (7, 3), ref=OTHER_CHANNEL),
-        record(TODAY, "a", "gpt-x", (1000, 1000), ref=matrix),
-        record(TODAY - timedelta(days=40), "a", "gpt-x", (9, 9)),
+        record(today(), "a", "gpt-x", (1000, 1000), ref=matrix),
+        record(today() - timedelta(days=40), "a", "gpt-x", (9, 9)),
     ]:
         await store.record_usage(r)
 
     def q(**kw: object) -> UsageQuery:
-        return UsageQuery("discord", TODAY - timedelta(days=6), TODAY, **kw)  # type: ignore[arg-type]
+        return UsageQuery("discord", today() - timedelta(days=6), today(), **kw)  # type: ignore[arg-type]
 
     week = await store.usage_buckets(q())
     assert [
         (b.day, b.user_id, b.model, b.input_tokens, b.output_tokens, b.calls) for b in week
     ] == [
         (yesterday, "a", "gpt-x", 7, 3, 1),
-        (TODAY, "a", "gpt-x", 11, 6, 2),
-        (TODAY, "b", "claude-y", 100, 50, 1),
+        (today(), "a", "gpt-x", 11, 6, 2),
+        (today(), "b", "claude-y", 100, 50, 1),
     ]
     assert [(b.estimated_calls, b.error_calls) for b in week] == [(0, 0), (1, 0), (0, 1)]
     channel = await store.usage_buckets(q(server_id="g1", channel_id="c1"))
@@ -178,7 +183,7 @@ async def test_rows_sum_by_day_user_and_model_with_each_filter(core: Core) -> No
     server = await store.usage_buckets(q(server_id="g1"))
     assert sum(b.calls for b in server) == 4
     assert await store.usage_buckets(q(server_id="g2")) == []
-    exported = await rows(store, TODAY - timedelta(days=1))
+    exported = await rows(store, today() - timedelta(days=1))
     assert len(exported) == 5  # every platform, from that day on, oldest row first
     assert exported[2].key_scope is KeyScope.SERVER and exported[2].error
 
@@ -201,22 +206,22 @@ async def test_the_summary_the_database_sums_reports_what_every_bucket_does(
     store = core.store
     models = ("gpt-4o", "claude-3", "llama")
     for i in range(60):
-        day = TODAY - timedelta(days=i % 9)
+        day = today() - timedelta(days=i % 9)
         user = f"u{i % 8}" if i % 5 else "u-heavy"
         await store.record_usage(
             record(day, user, models[i % 3], (100 * (i % 4), 10), estimated=i % 7 == 0)
         )
     # Two users tied for the last places: the first ids go, as when every bucket is read.
     for user in ("t-b", "t-a", "t-c"):
-        await store.record_usage(record(TODAY, user, "llama", (1000, 0)))
-    await store.record_usage(record(TODAY, "u1", "gpt-4o", (5, 5), ref=OTHER_CHANNEL))
+        await store.record_usage(record(today(), user, "llama", (1000, 0)))
+    await store.record_usage(record(today(), "u1", "gpt-4o", (5, 5), ref=OTHER_CHANNEL))
     prices = PriceTable.parse("gpt-4o=2.5/10,claude-3=3/15")
     for scope in (
         {"server_id": "g1"},
         {"server_id": "g1", "channel_id": "c1"},
         {"user_id": "u-heavy"},
     ):
-        query = UsageQuery("discord", TODAY - timedelta(days=6), TODAY, **scope)  # type: ignore[arg-type]
+        query = UsageQuery("discord", today() - timedelta(days=6), today(), **scope)  # type: ignore[arg-type]
         every = summarize(await store.usage_buckets(query), query.since, query.until, prices)
         per_day, users = await store.usage_summary(query, TOP)
         summed = summarize(per_day, query.since, query.until, prices, users=users)
@@ -228,12 +233,12 @@ async def test_the_summary_the_database_sums_reports_what_every_bucket_does(
         assert summed.models == every.models
         assert summed.per_day == every.per_day
     assert [u for u, _ in summed.top_users] == ["u-heavy"]
-    nothing = UsageQuery("discord", TODAY, TODAY, user_id="u-never")
+    nothing = UsageQuery("discord", today(), today(), user_id="u-never")
     assert await store.usage_summary(nothing, TOP) == ([], [])
 
 
 async def test_rows_of_turns_ending_together_are_all_kept(core: Core) -> None:
-    burst = [record(TODAY, f"u{i}", "m", (i, 1)) for i in range(120)]
+    burst = [record(today(), f"u{i}", "m", (i, 1)) for i in range(120)]
     await asyncio.gather(*(core.store.record_usage(r) for r in burst))
     stored = await rows(core.store)
     assert sorted(r.input_tokens for r in stored) == list(range(120))
@@ -479,12 +484,12 @@ async def test_a_real_turn_on_llamacpp_records_tokens(
 
 
 async def seed(store: Store) -> None:
-    yesterday = TODAY - timedelta(days=1)
+    yesterday = today() - timedelta(days=1)
     for r in [
-        record(TODAY, "u-member", "gpt-4o", (1000, 500)),
+        record(today(), "u-member", "gpt-4o", (1000, 500)),
         record(yesterday, "u-member", "claude-3", (200, 100)),
-        record(TODAY, "u-other", "gpt-4o", (5000, 2500)),
-        record(TODAY, "u-other", "gpt-4o", (70, 30), ref=OTHER_CHANNEL),
+        record(today(), "u-other", "gpt-4o", (5000, 2500)),
+        record(today(), "u-other", "gpt-4o", (70, 30), ref=OTHER_CHANNEL),
     ]:
         await store.record_usage(r)
 
@@ -525,11 +530,13 @@ async def test_console_prints_a_per_day_table_and_prices_give_a_cost(database_ur
     core = await open_core(database_url, PriceTable.parse("gpt-4o*=2.5/10"))
     try:
         console = ChannelRef(Platform.CONSOLE, channel_id="console")
-        await core.store.record_usage(record(TODAY, "me", "gpt-4o", (1_000_000, 100_000), console))
-        await core.store.record_usage(record(TODAY, "me", "llama", (10, 10), console))
+        await core.store.record_usage(
+            record(today(), "me", "gpt-4o", (1_000_000, 100_000), console)
+        )
+        await core.store.record_usage(record(today(), "me", "llama", (10, 10), console))
         reply = await command(core, "/usage me week", Actor("me", "Me"), console)
         assert reply.file is None
-        assert "Tokens per day:" in reply.text and TODAY.isoformat() in reply.text
+        assert "Tokens per day:" in reply.text and today().isoformat() in reply.text
         assert "~$3.50" in reply.text  # 1M in at $2.5 + 100k out at $10
         assert "20 tokens are of models without a price" in reply.text
     finally:
@@ -552,7 +559,7 @@ async def test_a_command_that_fails_unexpectedly_says_so_and_logs_where(
 
 async def _overflowing_usage(core: Core, caplog: pytest.LogCaptureFixture) -> None:
     for _ in range(2):
-        await core.store.record_usage(record(TODAY, "u1", "m", (2**62, 2**62)))
+        await core.store.record_usage(record(today(), "u1", "m", (2**62, 2**62)))
     reply = await command(core, "/usage channel", ADMIN)
     assert not reply.ok
     assert reply.text.startswith("Something went wrong running /usage (OperationalError)")
