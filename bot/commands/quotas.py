@@ -74,10 +74,11 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     counts = await ctx.store.quotas.counts(ctx.ref, ctx.actor.id, datetime.now(UTC))
     lines.append("Your allowance:")
     lines += [f"  {line}" for line in allowance(held, counts, datetime.now(UTC), ctx.ref.place)]
+    place = ctx.ref.place
+    change = None
     if ctx.is_server_admin:
-        lines.append(f"Change one with {_set_usage(ctx)}.")
+        change = f"Change one with {_set_usage(ctx)}."
     elif ctx.is_admin:
-        place = ctx.ref.place
         change = f"Change this {place}'s with {p}limits set <name> <value|off|default>."
         # The smaller of a channel's and its server's holds: raising the channel's
         # cannot lift a server's, and a server's budget is set server-wide only.
@@ -92,7 +93,9 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
                 f" {' and '.join(servers)} here {'is' if len(servers) == 1 else 'are'} the "
                 f"server's: only a server admin can change {them} (scope:server)."
             )
-        # Its one person is its admin: the operator's limits only go lower there (_set_limit).
+    if change is not None:
+        # Its one person is its admin: the operator's limits only go lower there, for
+        # ADMIN_IDS too (_set_limit).
         ceilings = [ctx.ref.platform.named(n) for n in held if n.value in ctx.gate.defaults]
         if ceilings and ctx.ref.direct:
             change += (

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import simcord
+from simcord.backend.models import User
 
 from bot.core import Core
 from bot.frontends.discord import chat
@@ -15,7 +17,7 @@ from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.types import Actor, ChannelConfig, Scope, Source
 from bot.usage.quota import Gate
-from tests.discord.conftest import World
+from tests.discord.conftest import OPERATOR_ID, World
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import bot_messages, ref_of, reply_text, requests
 
@@ -31,7 +33,7 @@ async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
     store = await Store.open(url, SecretBox.from_setting(generate_key()), defaults=defaults)
     settings = ProviderSettings(allow_private_endpoints=True, max_retries=0, stream_read_pace=0.0)
     gate = Gate.of({"messages_per_user_minute": 1})
-    core = Core(store, ProviderHub(settings), gate=gate)
+    core = Core(store, ProviderHub(settings), gate=gate, admin_ids=[str(OPERATOR_ID)])
     try:
         yield core
     finally:
@@ -111,6 +113,26 @@ async def test_a_dm_limit_equal_to_the_operators_is_said_as_the_operators(
         await dora.slash("limits", action="set", name="messages_per_user_minute", value="2")
     )
     assert said.endswith("not a higher one. Nothing changed."), said
+
+
+async def test_limits_in_a_dm_tells_an_operator_admin_the_operators_limit_holds(
+    world: World,
+) -> None:
+    """Someone in ADMIN_IDS is a server admin everywhere, so /limits in their DM offered
+    `/limits set <name> <value|off|default>` bare, and `off` is then refused there: it
+    says the operator's limit holds in every DM, as it does to anyone else's."""
+    user = User(id=OPERATOR_ID, name="opal")
+    world.env.backend.users[user.id] = user
+    opal = simcord.UserHandle(world.env, user)
+    shown = reply_text(await opal.slash("limits"))
+    assert shown.endswith(
+        "The operator's messages_per_user_minute holds in every DM: here you can set it "
+        "lower, not off or higher."
+    ), shown
+    said = reply_text(
+        await opal.slash("limits", action="set", name="messages_per_user_minute", value="off")
+    )
+    assert said.endswith("not off. Nothing changed."), said
 
 
 def _refusals(world: World, channel_id: int) -> list[str]:
