@@ -6,8 +6,9 @@ SillyTavern counts in chat messages: an effect begun with the chat `start` long 
 when it is `start + Number(entry.sticky)` (or `.cooldown`) long. Here an effect begins
 at a stored message (the newest of the chat the prompt was built on, the question being
 asked) and is counted in the messages after it in the history read: the same count
-while nothing is deleted, and it holds past the history's read limit and pruning, where
-the chat's length stops growing."""
+while nothing is deleted, and still growing once the history read back stops at its
+limit (where the chat's length read would stop growing). An effect that began before
+the oldest message read back has ended (request._since)."""
 
 from __future__ import annotations
 
