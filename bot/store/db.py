@@ -25,9 +25,10 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 # neither answers nor refuses: the driver waited on its socket until the kernel gave up,
 # ~15 minutes, with no word to anyone. Seconds to connect (any engine); a statement's
 # deadline on the bot's own engine (Store.open), where a turn's and a command's
-# statements take milliseconds; and on the one it reads /usage sums and the usage export
-# with, which may take a while over a year of rows. Migrations and `chatbot copy` have
-# none: they may run long.
+# statements take milliseconds; and on the one it reads /usage sums, the usage export and
+# housekeeping's survey of every stored message with, which may take a while over a year
+# of rows or millions of messages. Migrations and `chatbot copy` have none: they may run
+# long.
 PG_CONNECT_SECONDS = 10.0
 PG_STATEMENT_SECONDS = 15.0
 PG_LONG_READ_SECONDS = 600.0

@@ -186,8 +186,10 @@ def _deleting(rows: Executable) -> Callable[[AsyncSession], Awaitable[int]]:
 class HistoryPart:
     """Writes that finish together share one transaction; a bad one fails alone."""
 
-    def __init__(self, db: Database, reads: TurnReads) -> None:
+    def __init__(self, db: Database, reads: TurnReads, long_reads: Database | None = None) -> None:
+        """`long_reads`: what prune_old's survey of every stored message is read through."""
         self._db = db
+        self._long = long_reads or db
         self._reads = reads
         self._link: Any = None  # the link statement, built once
         self._writes: Batcher[_Insert | _Update | _Link, list[int]] = Batcher(
@@ -575,8 +577,14 @@ class HistoryPart:
         async def read(conn: AsyncConnection) -> list[Conversation]:
             return [(str(a), str(b), str(c), str(d)) for a, b, c, d in await conn.execute(over)]
 
+        # The survey reads every stored message's index entry, and on PostgreSQL the
+        # table's pages pruned or written since its last VACUUM: 1.7-3.7 s at 10 M
+        # messages with all of it cached, up to ~5 GB read (bench/bench_prune.py), growing
+        # with the table; from disk, far longer. Past the bot's statement deadline it
+        # would be given up every hour and nothing pruned again (the table only growing).
+        # The deletes below are one conversation's each, by its index: milliseconds.
         removed = 0
-        for key in await self._db.read_plain("history read", read):
+        for key in await self._long.read_plain("history survey", read):
             if removed >= most:
                 break
             here = and_(*(column == value for column, value in zip(conversation, key, strict=True)))

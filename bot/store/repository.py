@@ -76,14 +76,14 @@ class Store:
         long_reads: AsyncEngine | None = None,
     ) -> None:
         """`long_reads`: an engine for the reads that may take a while (usage sums over a
-        year, the usage export), if not `engine`."""
+        year, the usage export, housekeeping's survey of every message), if not `engine`."""
         self._db = Database(engine)
         self._long = Database(long_reads) if long_reads is not None else self._db
         self._merge = partial(merge, defaults)
         self._reads = TurnReads(self._db, self._merge)
         self._config = ConfigPart(self._db)
         self._vault = Vault(self._db, self._reads, box, default_secrets)
-        self._history = HistoryPart(self._db, self._reads)
+        self._history = HistoryPart(self._db, self._reads, self._long)
         self._models = ModelLists(self._db)
         self._usage = UsagePart(self._db, self._long)
         self.quotas = QuotaPart(self._db)  # limits, charges and who-may-chat rules

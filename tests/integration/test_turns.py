@@ -28,6 +28,7 @@ from bot.core import Core, TurnLimits
 from bot.frontends.matrix.render import markdown_to_html
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
+from bot.store import repository as store_repository
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import ChannelConfigRow, MessageRow, UsageRow, WaitingRow
 from bot.types import (
@@ -1531,6 +1532,48 @@ async def test_housekeeping_keeps_a_turn_regenerated_past_the_kept_messages_whol
         assert (done.answer, done.alternative) == ("v4", (6, 6))  # type: ignore[union-attr]
         assert [m["content"] for m in endpoint.requests[-1]["messages"]] == ["tell me"]
     finally:
+        await core.close()
+
+
+@pytest.mark.postgres
+async def test_housekeeping_waits_for_its_survey_past_the_bots_statement_deadline(
+    postgres_db: PostgresDatabase, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scale probe: the hourly prune first surveys every stored message (which
+    conversations are over KEPT_MESSAGES); at millions of them that may take longer than
+    the bot's statement deadline (bench/bench_prune.py), and on the bot's engine it was
+    given up, tried again, given up: every hour, nothing pruned. Held up here by a table
+    lock past a short deadline, the survey waits, and the prune is done."""
+    deadline = 1.0
+    monkeypatch.setattr(store_repository, "PG_STATEMENT_SECONDS", deadline)
+    monkeypatch.setattr(engine_module, "KEPT_MESSAGES", 4)
+    core = await make_core(postgres_db.url, endpoint, TurnLimits())
+    holder = await asyncpg_connect(postgres_db)
+
+    async def survey_waiting() -> list[Any]:
+        # pg_stat_activity is read once a transaction unless its snapshot is cleared.
+        await holder.execute("SELECT pg_stat_clear_snapshot()")
+        return list(
+            await holder.fetch(
+                "SELECT pid, query_start FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%GROUP BY%'"
+            )
+        )
+
+    try:
+        await core.store.add_messages(REF, [HistoryEntry(Role.USER, f"m{n}") for n in range(7)])
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+            housekeeping = asyncio.create_task(core.housekeeping())
+            async with asyncio.timeout(30):
+                while not (waiting := await survey_waiting()):  # noqa: ASYNC110 (a database read)
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(deadline * 3)
+            assert await survey_waiting() == waiting  # the same read, not given up
+        await housekeeping
+        assert [e.content for e in await rows(core)] == ["m3", "m4", "m5", "m6"]
+    finally:
+        await holder.close()
         await core.close()
 
 
