@@ -86,6 +86,9 @@ class CharacterBook:
     recursive_scanning: bool = False
     extensions: str = "{}"
     extra: str = "{}"
+    # Each entry's hash → the first entry with it, worked out from `entries` when first
+    # needed (bot.characters.timed.first_by_hash): derived, not part of what the book is.
+    hashes: dict[str, int] = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
