@@ -90,7 +90,7 @@ class Running:
     `asker`: the user it is written for (who may stop it, besides an admin).
 
     It is stoppable from when its turn is accepted: while it waits behind another turn
-    (`waiting`), a stop cancels the wait; while it is prepared (`preparing`: history,
+    (ChatEngine.stop_waiting), a stop cancels the wait; while it is prepared (`preparing`: history,
     a status check, files, the quota charge), a stop is kept for `begin`, just before
     the request is sent, so no database write is cut and nothing is sent or charged.
 
@@ -101,12 +101,10 @@ class Running:
     that comes meanwhile takes effect when the call returns, or after SHOWING_GRACE s
     if it has not (a homeserver that hangs: the call is cut as before)."""
 
-    def __init__(
-        self, asker: str, question: int | None = None, *, preparing: bool = False, post: str = ""
-    ) -> None:
+    def __init__(self, asker: str, *, post: str = "") -> None:
         self.task = asyncio.current_task()
         self.asker = asker
-        self.question = question  # the stored question it answers
+        self.question: int | None = None  # the stored question it answers, once stored
         # The platform message of a new question it answers: known before it is stored,
         # so a deletion while the turn is prepared finds it.
         self.post = post
@@ -114,7 +112,7 @@ class Running:
         self.stopped_by = ""
         self.failed = False  # stopped by a fault (its deadline), not by someone
         self.cancelled = False  # the stop cancelled the task (its CancelledError is ours)
-        self._preparing = preparing
+        self._preparing = False
         self._showing = False
         self._deadline: asyncio.TimerHandle | None = None
         self._grace: asyncio.TimerHandle | None = None
