@@ -75,6 +75,27 @@ CARD: dict[str, Any] = {
 }
 
 
+def lore_data(entries: list[tuple[str, str, dict[str, Any]]], **book: Any) -> dict[str, Any]:
+    """CARD's data with a lorebook of (key, content, extensions) entries, in order."""
+    return {
+        **CARD["data"],
+        "character_book": {
+            "extensions": {},
+            **book,
+            "entries": [
+                {
+                    "keys": [key],
+                    "content": content,
+                    "enabled": True,
+                    "insertion_order": i,
+                    "extensions": ext,
+                }
+                for i, (key, content, ext) in enumerate(entries)
+            ],
+        },
+    }
+
+
 def card_file(card: dict[str, Any] | bytes, name: str = "aurelia.json") -> Attachment:
     data = card if isinstance(card, bytes) else json.dumps(card).encode()
 
@@ -180,22 +201,7 @@ async def test_a_lorebooks_chances_groups_and_delays_act_as_in_sillytavern(
         ("engine", "The engine is older than the ship.", {"delay": 4}),
         ("crew", "The crew is loyal.", {"sticky": 2}),
     ]
-    data = {
-        **CARD["data"],
-        "character_book": {
-            "extensions": {},
-            "entries": [
-                {
-                    "keys": [key],
-                    "content": content,
-                    "enabled": True,
-                    "insertion_order": i,
-                    "extensions": {**st_entry, **ext},
-                }
-                for i, (key, content, ext) in enumerate(entries)
-            ],
-        },
-    }
+    data = lore_data([(key, content, {**st_entry, **ext}) for key, content, ext in entries])
     v2 = {"spec": "chara_card_v2", "spec_version": "2.0", "name": data["name"], "data": data}
     v3 = {**v2, "spec": "chara_card_v3", "spec_version": "3.0"}
     image = png_with({"chara": b64(v2), "ccv3": b64(v3)})
@@ -232,23 +238,7 @@ async def test_a_lorebook_entry_delayed_until_recursion_waits_for_another_entrys
         ("castle", "A tower stands by the castle.", {}),
         ("tower", "The tower is haunted.", {"delay_until_recursion": True}),
     ]
-    data = {
-        **CARD["data"],
-        "character_book": {
-            "extensions": {},
-            "recursive_scanning": True,
-            "entries": [
-                {
-                    "keys": [key],
-                    "content": content,
-                    "enabled": True,
-                    "insertion_order": i,
-                    "extensions": ext,
-                }
-                for i, (key, content, ext) in enumerate(entries)
-            ],
-        },
-    }
+    data = lore_data(entries, recursive_scanning=True)
     card = {"spec": "chara_card_v2", "spec_version": "2.0", "name": data["name"], "data": data}
     reply = await run(harness, ("character", "import"), file=card_file(card))
     assert reply.ok, reply.text
