@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import discord
 import pytest
@@ -28,8 +29,9 @@ async def endpoint() -> AsyncIterator[FakeOpenAI]:
         yield served
 
 
-@pytest.fixture
-async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
+async def open_core(tmp_path: Path, endpoint: FakeOpenAI, **options: Any) -> Core:
+    """A real Core on SQLite in `tmp_path`, answering from `endpoint`, OPERATOR_ID an
+    operator admin; `options` go to Core (a `gate` with operator limits)."""
     url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
     await upgrade_to_head(url)
     defaults = ChannelConfig.of(source=Source.CUSTOM, model="m-small", proxy_url=endpoint.url_v1)
@@ -39,8 +41,12 @@ async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
     # (bot.providers._network) is not one of those. Paced reading is tested on real
     # sockets in tests/unit/test_network.py and through the real `chatbot run` process.
     settings = ProviderSettings(allow_private_endpoints=True, max_retries=0, stream_read_pace=0.0)
-    hub = ProviderHub(settings)
-    core = Core(store, hub, admin_ids=[str(OPERATOR_ID)])
+    return Core(store, ProviderHub(settings), admin_ids=[str(OPERATOR_ID)], **options)
+
+
+@pytest.fixture
+async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
+    core = await open_core(tmp_path, endpoint)
     try:
         yield core
     finally:

@@ -12,12 +12,9 @@ from simcord.backend.models import User
 
 from bot.core import Core
 from bot.frontends.discord import chat
-from bot.providers import ProviderHub, ProviderSettings
-from bot.store import SecretBox, Store, generate_key
-from bot.store.migrate import upgrade_to_head
-from bot.types import Actor, ChannelConfig, Scope, Source
+from bot.types import Actor, Scope
 from bot.usage.quota import Gate
-from tests.discord.conftest import OPERATOR_ID, World
+from tests.discord.conftest import OPERATOR_ID, World, open_core
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import bot_messages, ref_of, reply_text, requests
 
@@ -27,13 +24,7 @@ pytestmark = pytest.mark.simcord(settle_timeout=30)
 @pytest.fixture
 async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
     """The conftest's core, with the operator's LIMIT_MESSAGES_PER_USER_MINUTE=1."""
-    url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
-    await upgrade_to_head(url)
-    defaults = ChannelConfig.of(source=Source.CUSTOM, model="m-small", proxy_url=endpoint.url_v1)
-    store = await Store.open(url, SecretBox.from_setting(generate_key()), defaults=defaults)
-    settings = ProviderSettings(allow_private_endpoints=True, max_retries=0, stream_read_pace=0.0)
-    gate = Gate.of({"messages_per_user_minute": 1})
-    core = Core(store, ProviderHub(settings), gate=gate, admin_ids=[str(OPERATOR_ID)])
+    core = await open_core(tmp_path, endpoint, gate=Gate.of({"messages_per_user_minute": 1}))
     try:
         yield core
     finally:
