@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -220,6 +222,66 @@ async def test_remaking_the_messages_table_keeps_what_refers_to_it(tmp_path: Pat
     assert await _execute(url, "SELECT message_id, name FROM message_images") == [(1, "cat.png")]
     assert await _execute(url, "SELECT id, content FROM messages") == [(1, "hi")]
     assert await _execute(url, "PRAGMA foreign_key_check") == []
+
+
+_IMAGE_OF_TURN_1 = (
+    "INSERT INTO message_images (message_id, position, sha256, name, media_type) "
+    "VALUES (1, 0, 'ab', 'cat.png', 'image/png')"
+)
+
+
+async def test_an_upgrade_that_leaves_rows_referring_to_none_is_not_committed(
+    tmp_path: Path,
+) -> None:
+    """Upgrade probe: SQLite's foreign key check ran after Alembic had committed the
+    upgrade itself, so an upgrade that broke references (as remaking `messages` with
+    foreign keys on would have: every image link gone) stayed, said to be "left as it was"."""
+    from alembic import command
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+    await migrate.upgrade(url, "0016")
+    await _execute(url, _TURN, _IMAGE_OF_TURN_1)
+
+    def breaking(config: Any) -> None:  # a migration that loses the turn its image shows
+        command.upgrade(config, "head")
+        config.attributes["connection"].exec_driver_sql("DELETE FROM messages")
+
+    with pytest.raises(migrate.MigrationBroke, match="1 rows refer to rows that are gone"):
+        await migrate._run(url, breaking)
+    assert await migrate.current(url) == "0016"
+    assert await _execute(url, "SELECT id, content FROM messages") == [(1, "hi")]
+    assert "lore_timers" not in await _tables(url)
+
+
+def test_rows_that_referred_to_none_before_an_upgrade_do_not_stop_it(tmp_path: Path) -> None:
+    """Upgrade probe: an image link whose turn was deleted in the sqlite3 shell (foreign
+    keys are off there) made every later upgrade say "1 rows refer to rows that are gone
+    … it was left as it was. Check that the bot's user may write that file", though the
+    upgrade had been committed; the next start then went on without a word."""
+    path = tmp_path / "bot.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    asyncio.run(migrate.upgrade(url, "0016"))
+    shell = sqlite3.connect(path)  # as `sqlite3 bot.db` does: foreign keys off
+    shell.execute(_TURN.replace("false", "0"))
+    shell.execute(_IMAGE_OF_TURN_1)
+    shell.execute("DELETE FROM messages")
+    shell.commit()
+    shell.close()
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "DATABASE_URL": url, "DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)},
+    )
+    assert (done.returncode, done.stdout) == (0, "Database is at revision 0017.\n"), done.stderr
+    assert "1 row(s) of message_images refer to messages rows that are gone" in done.stderr
+    assert asyncio.run(migrate.current(url)) == "0017"
+    # Left as they were: the upgrade deletes nothing it did not make.
+    assert asyncio.run(_execute(url, "SELECT name FROM message_images")) == [("cat.png",)]
 
 
 def _old_turn(role: str, content: str, channel: str = "c", thread: str = "") -> str:
