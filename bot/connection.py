@@ -34,7 +34,7 @@ from bot.types import (
     redact,
 )
 from bot.types.secrets import holds_key, holds_secret
-from bot.types.text import unmarked
+from bot.types.text import TextError, header_safe, unmarked
 
 PROXY_PASSWORD = "proxy_password"
 # What goes to the endpoint URL and nowhere else, so it stays with the server it was set
@@ -106,15 +106,22 @@ async def endpoint_for(
             f"The custom source needs an endpoint URL: an admin runs {prefix}proxy set {example}",
             f"The custom source needs an endpoint URL: run {prefix}proxy set {example}",
         )
-    api_key = await _sent_secret(store, ref, config, api_key_name(config.source))
+    key_name = api_key_name(config.source)
+    api_key = await _sent_secret(store, ref, config, key_name)
     password = await _sent_secret(store, ref, config, PROXY_PASSWORD) if config.proxy_url else None
     endpoint = Endpoint(
         source=config.source,
         proxy_url=config.resolved_url or config.proxy_url,
-        api_key=api_key,
-        proxy_password=password,
+        api_key=api_key and api_key[1],
+        proxy_password=password and password[1],
         operator_url=not withheld("operator", config),
     )
+    sent = endpoint.credential()
+    if sent is not None and not _sendable(sent):
+        name, found = (
+            (PROXY_PASSWORD, password) if sent is endpoint.proxy_password else (key_name, api_key)
+        )
+        raise _unsendable(ref, config, name, found[0] if found else "channel", prefix)
     # A reverse proxy may need no password at all (LM Studio, LocalAI): the seed's steps.
     if endpoint.credential() is None and not config.proxy_url:
         name = config.source.value
@@ -156,12 +163,46 @@ def withheld(secret_from: str, config: ChannelConfig) -> bool:
 
 async def _sent_secret(
     store: Store, ref: ChannelRef, config: ChannelConfig, name: str
-) -> SecretValue | None:
-    """The effective secret `name`, unless it is withheld from the channel's URL."""
+) -> tuple[str, SecretValue] | None:
+    """(origin, value) of the effective secret `name`, unless it is withheld from the
+    channel's URL; the value as `/key set` takes one now (versions before 2026-12-03 kept
+    a key as pasted: quotes around it), or as stored when it cannot be sent at all."""
     found = await store.effective_secret(ref, name)
     if found is None or withheld(found[0], config):
         return None
-    return found[1]
+    origin, value = found
+    with contextlib.suppress(TextError):
+        return origin, SecretValue(header_safe(value.reveal(), "key"))
+    return origin, value
+
+
+def _sendable(secret: SecretValue) -> bool:
+    """Whether an HTTP header can carry it (else httpx refuses the request, which read as
+    a URL the bot cannot use)."""
+    try:
+        return header_safe(secret.reveal(), "key") == secret.reveal()
+    except TextError:
+        return False
+
+
+def _unsendable(
+    ref: ChannelRef, config: ChannelConfig, name: str, origin: str, prefix: str
+) -> NotConnectable:
+    """A stored secret no endpoint can be sent (never which character: anyone reads it)."""
+    if name == PROXY_PASSWORD:
+        what, step = "proxy password", f"{prefix}proxy password"
+    else:
+        what, step = f"{config.source.value} key", key_step(ref, config.source.value, prefix)
+    where = f"this {ref.place}"
+    if origin == "server":
+        where, step = "this server", f"{step} scope:server"
+    said = (
+        f"The {what} stored for {where} has a character that cannot be sent to an "
+        "endpoint (an older version of the bot kept it)."
+    )
+    return NotConnectable(
+        f"{said} An admin sets it again with {step}.", f"{said} Set it again with {step}."
+    )
 
 
 async def shown_here(
@@ -193,6 +234,8 @@ async def channel_secrets(store: Store, ref: ChannelRef, config: ChannelConfig) 
             value = await store.resolve_secret(ref, name)
             if value:
                 secrets.append(value.reveal())
+                with contextlib.suppress(TextError):  # as it is sent (_sent_secret)
+                    secrets.append(header_safe(value.reveal(), "key"))
     return secrets
 
 

@@ -1,0 +1,227 @@
+"""An operator upgrading a populated database keeps everything: rows written as older
+versions wrote them (plain SQL for that revision's schema), upgraded with `chatbot
+migrate`, then read through `chatbot console` and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import JSON, Date, DateTime, LargeBinary, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import NullPool
+
+from bot.connection import NotConnectable, endpoint_for
+from bot.store import SecretBox, Store, generate_key, migrate
+from bot.store.db import create_engine
+from bot.store.secrets import associated_data
+from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Scope, SecretValue
+from tests.discord.fake_openai import Script, fake_openai
+
+KEY = generate_key()
+BOX = SecretBox.from_setting(KEY)
+NOW = datetime.now(UTC).replace(microsecond=0)
+HOSTILE = "Ünïcødé 🦊 \"double\" 'single' `tick` ; -- \\ «»"
+LONG = HOSTILE * 150  # ~6,000 characters
+
+
+async def _put(conn: AsyncConnection, table: str, **values: Any) -> None:
+    """One row as an older version wrote it: plain SQL, values bound by their types."""
+    names = ", ".join(values)
+    statement = text(f"INSERT INTO {table} ({names}) VALUES ({', '.join(f':{n}' for n in values)})")
+    typed = []
+    for name, value in values.items():
+        if isinstance(value, datetime):
+            typed.append(bindparam(name, type_=DateTime(timezone=True)))
+        elif isinstance(value, date):
+            typed.append(bindparam(name, type_=Date()))
+        elif isinstance(value, bytes):
+            typed.append(bindparam(name, type_=LargeBinary()))
+        elif isinstance(value, list | dict):
+            typed.append(bindparam(name, type_=JSON()))
+    await conn.execute(statement.bindparams(*typed), values)
+
+
+async def _on(url: str, work: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            return await work(conn)
+    finally:
+        await engine.dispose()
+
+
+def _secret(place: tuple[str, str, str], name: str, value: str) -> dict[str, Any]:
+    """A secret sealed as every version has sealed them (AES-GCM, the row as AAD)."""
+    sealed = BOX.seal(SecretValue(value), associated_data(*place, name))
+    platform, server_id, channel_id = place
+    return {
+        "platform": platform,
+        "server_id": server_id,
+        "channel_id": channel_id,
+        "name": name,
+        "key_id": sealed.key_id,
+        "nonce": sealed.nonce,
+        "ciphertext": sealed.ciphertext,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+
+
+def _turn(channel: str, role: str, content: str, **later: Any) -> dict[str, Any]:
+    return {
+        "platform": "console",
+        "server_id": "",
+        "channel_id": channel,
+        "thread_id": "",
+        "role": role,
+        "author": "Ädä 🦊" if role == "user" else None,
+        "content": content,
+        "token_estimate": max(1, len(content) // 4),
+        "error": None,
+        "created_at": NOW,
+        **later,
+    }
+
+
+async def chatbot(cwd: Path, url: str, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    """`python -m bot …` as an operator runs it; (exit code, stdout, stderr)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DEFAULT_", "DISCORD", "MATRIX", "OPENAI", "PG"))
+    }
+    env.update(
+        DATABASE_URL=url,
+        BOT_SECRET_KEYS=KEY,
+        DATA_DIR=str(cwd),
+        ALLOW_PRIVATE_ENDPOINTS="true",
+        LOG_LEVEL="INFO",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def _rows(url: str, tables: list[str]) -> dict[str, list[dict[str, Any]]]:
+    async def read(conn: AsyncConnection) -> dict[str, list[dict[str, Any]]]:
+        found = {}
+        for table in tables:
+            rows = await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))
+            found[table] = [dict(row) for row in rows.mappings()]
+        return found
+
+    result: dict[str, list[dict[str, Any]]] = await _on(url, read)
+    return result
+
+
+async def test_keys_an_older_version_kept_reach_the_endpoint_as_they_are_set_now(
+    tmp_path: Path,
+) -> None:
+    """Upgrade probe: `/key set` before 2026-12-03 kept a key as pasted, typographic quotes
+    or a letter no header can carry included. After the upgrade the quoted one was sent
+    with its quotes, and the other stopped every turn with "The endpoint … has a URL the
+    bot cannot use. An admin sets it again with the proxy set command": not the URL's
+    fault, and the advice did not mend it."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+    await migrate.upgrade(url, "0001")
+    async with fake_openai(Script(chunks=["Fine."])) as endpoint:
+
+        async def fill(conn: AsyncConnection) -> None:
+            for channel, key in [("quoted", "“sk-quoted-0123456789”"), ("accent", "sk-tëst-01234")]:
+                place = ("console", "", channel)
+                await _put(
+                    conn,
+                    "channel_configs",
+                    platform="console",
+                    server_id="",
+                    channel_id=channel,
+                    source="custom",
+                    model="m-small",
+                    proxy_url=endpoint.url_v1,
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+                await _put(conn, "secrets", **_secret(place, "custom_api_key", key))
+
+        await _on(url, fill)
+        code, out, err = await chatbot(tmp_path, url, "migrate")
+        assert (code, out) == (0, "Database is at revision 0017.\n"), err
+
+        code, out, err = await chatbot(
+            tmp_path, url, "console", "--channel", "quoted", stdin="Hi\n"
+        )
+        assert code == 0 and "Fine." in out, out + err
+        assert endpoint.authorizations == ["Bearer sk-quoted-0123456789"]
+
+        code, out, err = await chatbot(
+            tmp_path, url, "console", "--channel", "accent", stdin="Hi\n"
+        )
+    assert code == 0, err
+    assert (
+        "The custom key stored for this channel has a character that cannot be sent to an "
+        "endpoint (an older version of the bot kept it). Set it again with /key set custom."
+    ) in out
+    assert "URL" not in out and "ë" not in out + err, out + err
+    assert len(endpoint.authorizations) == 1  # nothing more was sent
+
+
+async def test_an_old_secret_only_stops_a_turn_when_it_is_the_one_sent(tmp_path: Path) -> None:
+    """A server's proxy password an older version kept with a letter no header carries is
+    named with the command that sets it there; a key of the same kind that a proxy
+    password replaces (SillyTavern's rule) is never sent, so it stops nothing."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+    await migrate.upgrade(url, "0001")
+    server, channel = ("discord", "g1", ""), ("discord", "g1", "c1")
+
+    async def fill(conn: AsyncConnection) -> None:
+        await _put(
+            conn,
+            "channel_configs",
+            platform="discord",
+            server_id="g1",
+            channel_id="",
+            source="openai",
+            proxy_url="https://proxy.example/v1",
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        await _put(conn, "secrets", **_secret(server, "openai_api_key", "sk-ölder-0123456789"))
+        await _put(conn, "secrets", **_secret(server, "proxy_password", "pässword"))
+        await _put(conn, "secrets", **_secret(channel, "proxy_password", "'fine-password'"))
+
+    await _on(url, fill)
+    await migrate.upgrade_to_head(url)
+    store = await Store.open(url, BOX, defaults=ChannelConfig.of())
+    try:
+        ref = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
+        config = await store.effective_config(ref)
+        endpoint = await endpoint_for(store, ref, config)  # the channel's own password
+        assert endpoint.credential() == SecretValue("fine-password")
+        await store.clear_secret(ref, Scope.CHANNEL, "proxy_password", Actor("u", "U"))
+        with pytest.raises(NotConnectable) as refused:
+            await endpoint_for(store, ref, config, "!")
+    finally:
+        await store.close()
+    assert str(refused.value) == (
+        "The proxy password stored for this server has a character that cannot be sent to "
+        "an endpoint (an older version of the bot kept it). An admin sets it again with "
+        "!proxy password scope:server."
+    )
