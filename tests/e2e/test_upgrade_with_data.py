@@ -225,3 +225,38 @@ async def test_an_old_secret_only_stops_a_turn_when_it_is_the_one_sent(tmp_path:
         "an endpoint (an older version of the bot kept it). An admin sets it again with "
         "!proxy password scope:server."
     )
+
+
+async def test_a_held_direct_chat_key_is_not_given_to_the_group_by_a_downgrade(
+    database_url: str,
+) -> None:
+    """Upgrade probe: a key set in a Matrix direct chat is held (not used) once the room
+    becomes a group (0014). Down to 0013 and back, it came back marked as stored before
+    0014, and was the room's again: its owner paid for the whole group's questions."""
+    await migrate.upgrade(database_url, "0017")
+    dm, group = ("matrix", "", "!dm:hs"), ("matrix", "", "!group:hs")
+
+    async def fill(conn: AsyncConnection) -> None:
+        personal = {"direct_chat": "personal", "owner": "@alice:hs"}
+        await _put(conn, "secrets", **_secret(dm, "openai_api_key", "sk-alice-dm"), **personal)
+        held = {"direct_chat": "held", "owner": "@bob:hs"}
+        await _put(conn, "secrets", **_secret(group, "openai_api_key", "sk-bob-own"), **held)
+        await _put(conn, "secrets", **_secret(group, "proxy_password", "the-rooms"))
+
+    await _on(database_url, fill)
+    await migrate.downgrade(database_url, "0013")
+    await migrate.upgrade_to_head(database_url)
+
+    store = await Store.open(database_url, BOX, defaults=ChannelConfig.of())
+    try:
+        found = {
+            (room, name): await store.effective_secret(ChannelRef(Platform.MATRIX, room), name)
+            for room in ("!dm:hs", "!group:hs")
+            for name in ("openai_api_key", "proxy_password")
+        }
+    finally:
+        await store.close()
+    assert {place: value[1].reveal() for place, value in found.items() if value} == {
+        ("!dm:hs", "openai_api_key"): "sk-alice-dm",  # settled again at the next start
+        ("!group:hs", "proxy_password"): "the-rooms",
+    }
