@@ -5,6 +5,7 @@ migrate`, then read through `chatbot console` and the store."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -259,4 +260,224 @@ async def test_a_held_direct_chat_key_is_not_given_to_the_group_by_a_downgrade(
     assert {place: value[1].reveal() for place, value in found.items() if value} == {
         ("!dm:hs", "openai_api_key"): "sk-alice-dm",  # settled again at the next start
         ("!group:hs", "proxy_password"): "the-rooms",
+    }
+
+
+_CARD = {
+    "spec": "chara_card_v3",
+    "spec_version": "3.0",
+    "data": {"name": "Fëx 🦊", "description": HOSTILE, "first_mes": "Hi!", "extensions": {}},
+}
+
+
+def _stages(url_v1: str) -> dict[str, Callable[[AsyncConnection], Awaitable[None]]]:
+    """What each older version wrote, by the revision it ran at."""
+    here = ("console", "", "console")
+
+    async def at_0001(conn: AsyncConnection) -> None:
+        await _put(
+            conn,
+            "channel_configs",
+            platform="console",
+            server_id="",
+            channel_id="console",
+            source="custom",
+            model=f"mödel-🦊 {HOSTILE}",
+            proxy_url=url_v1,
+            bypass_status_check=True,
+            system_prompt=LONG,
+            temperature=0.7,
+            stop=["END", "«stop»", "a,b"],
+            seed=42,
+            reply_mode="always",
+            show_reasoning=True,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        await _put(
+            conn,
+            "channel_configs",
+            platform="discord",
+            server_id="g1",
+            channel_id="",
+            source="claude",
+            temperature=1.5,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        await _put(conn, "secrets", **_secret(here, "custom_api_key", "sk-from-0001-0123456789"))
+        await _put(conn, "secrets", **_secret(("discord", "g1", ""), "claude_api_key", "sk-g1"))
+        for role, content in [("user", "Q1 🦊"), ("assistant", HOSTILE), ("user", LONG)]:
+            await _put(conn, "messages", **_turn("console", role, content))
+        await _put(conn, "messages", **_turn("console", "assistant", "A2"))
+        await _put(
+            conn,
+            "model_cache",
+            platform="console",
+            server_id="",
+            channel_id="console",
+            source="custom",
+            models=[{"id": "mödel-🦊"}],
+            fetched_at=NOW,
+        )
+        await _put(
+            conn,
+            "audit_log",
+            platform="console",
+            server_id="",
+            channel_id="console",
+            actor_id="console",
+            actor_name="Ädä 🦊",
+            action="config.set",
+            detail=HOSTILE,
+            created_at=NOW,
+        )
+
+    async def at_0005(conn: AsyncConnection) -> None:
+        later = {"state": "done", "image_count": 0}
+        await _put(conn, "messages", **_turn("console", "user", "Q3", **later, hidden=False))
+        await _put(
+            conn,
+            "messages",
+            **_turn("console", "assistant", "A3 swiped away", **later, hidden=True),
+        )
+        await _put(conn, "messages", **_turn("console", "assistant", "A3", **later, hidden=False))
+        await conn.execute(text("UPDATE messages SET reply_to = 5 WHERE id IN (6, 7)"))
+
+    async def at_0009(conn: AsyncConnection) -> None:
+        await _put(
+            conn,
+            "usage",
+            created_at=NOW,
+            day=NOW.date(),
+            platform="console",
+            server_id="",
+            channel_id="console",
+            thread_id="",
+            user_id="console",
+            source="custom",
+            model="mödel-🦊",
+            input_tokens=100,
+            output_tokens=50,
+            estimated=False,
+            error=False,
+            key_scope="channel",
+            state="settled",
+        )
+        place = {"platform": "console", "server_id": "", "channel_id": "console"}
+        await _put(
+            conn,
+            "limits",
+            **place,
+            name="tokens_per_user_day",
+            value=12345,
+            updated_by="console",
+            updated_at=NOW,
+        )
+        await _put(
+            conn,
+            "access_rules",
+            **place,
+            kind="user",
+            subject="bob 🦊",
+            effect="deny",
+            created_by="console",
+            created_at=NOW,
+        )
+        await _put(
+            conn,
+            "characters",
+            platform="discord",
+            server_id="g1",
+            channel_id="c1",
+            name="Fëx 🦊",
+            card=json.dumps(_CARD),
+            updated_at=NOW,
+        )
+
+    async def at_0013(conn: AsyncConnection) -> None:
+        await _put(
+            conn,
+            "waiting_turns",
+            platform="discord",
+            server_id="g1",
+            channel_id="c1",
+            thread_id="",
+            post_id="p1",
+            served_by="discord:0/1",
+            process="host:1",
+            created_at=NOW,
+        )
+
+    return {"0001": at_0001, "0005": at_0005, "0009": at_0009, "0013": at_0013}
+
+
+OLD_TABLES = ["channel_configs", "secrets", "messages", "model_cache", "audit_log"]
+LATER_TABLES = ["usage", "limits", "access_rules", "characters", "waiting_turns"]
+
+
+def _as_written(
+    before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """`after`'s rows with only the columns `before` had."""
+    return {t: [{c: row[c] for c in rows[0]} for row in after[t]] for t, rows in before.items()}
+
+
+async def test_a_populated_database_keeps_everything_through_an_upgrade_and_back(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Rows of every table, as the versions at 0001, 0005, 0009 and 0013 wrote them
+    (hostile text: quotes, emoji, 6,000 characters), through `chatbot migrate`: each is
+    there with the same values, the key decrypts and is sent, /settings, /limits, /access
+    and /usage show what was set, the history is sent in order without the answer swiped
+    away. Down to 0001 and up again, only what the later revisions added is gone."""
+    async with fake_openai(Script(chunks=["A4"], models=["m"])) as endpoint:
+        for revision, fill in _stages(endpoint.url_v1).items():
+            await migrate.upgrade(database_url, revision)
+            await _on(database_url, fill)
+        before = await _rows(database_url, OLD_TABLES + LATER_TABLES)
+        code, out, err = await chatbot(tmp_path, database_url, "migrate")
+        assert (code, out) == (0, "Database is at revision 0017.\n"), err
+        after = await _rows(database_url, OLD_TABLES + LATER_TABLES)
+        assert _as_written(before, after) == before
+
+        commands = "/settings\n/limits\n/access\n/usage\nQ4\n"
+        code, out, err = await chatbot(tmp_path, database_url, "console", stdin=commands)
+    assert code == 0, err
+    for line in [
+        f"Model: ``mödel-🦊 {HOSTILE}`` (this channel)",
+        "Reply mode: always (this channel)",
+        "Params (this channel): temperature=0.7, seed=42 (custom, mistral, openai only), "
+        'stop=END, \\«stop\\», "a,b", reasoning=on',
+        "tokens_per_user_day = 12,345 (channel)",
+        "deny user bob 🦊 (here)",
+        "Total: 150 tokens (100 in, 50 out) in 1 call.",
+        "A4",
+    ]:
+        assert line in out, out
+    [request] = endpoint.requests
+    messages: list[dict[str, str]] = request["messages"]  # type: ignore[assignment]
+    # Questions come named by who asked (the console's own user: the login name).
+    sent = [(m["role"], m["content"].removeprefix("Ädä 🦊: ")) for m in messages]
+    assert sent[-1][1].endswith(": Q4")
+    assert sent[:-1] == [
+        ("system", LONG),
+        ("user", "Q1 🦊"),
+        ("assistant", HOSTILE),
+        ("user", LONG),
+        ("assistant", "A2"),
+        ("user", "Q3"),
+        ("assistant", "A3"),
+    ]
+    assert endpoint.authorizations == ["Bearer sk-from-0001-0123456789"]
+
+    served = await _rows(database_url, OLD_TABLES)
+    await migrate.downgrade(database_url, "0001")
+    down = await _rows(database_url, OLD_TABLES)
+    swiped = [row for row in served["messages"] if row["content"] == "A3 swiped away"]
+    served["messages"].remove(swiped[0])  # 0005's downgrade: older code would show it too
+    assert down == _as_written(down, served)
+    assert await migrate.upgrade_to_head(database_url) == "0017"
+    assert {t: len(rows) for t, rows in (await _rows(database_url, LATER_TABLES)).items()} == {
+        t: 0 for t in LATER_TABLES
     }
