@@ -82,14 +82,7 @@ class ConfigPart:
 
     async def row(self, session: AsyncSession, key: Key) -> ChannelConfigRow:
         """The row at `key`, created when missing, locked for the rest of the transaction."""
-        now = utcnow()
-        await session.execute(
-            self._db.insert(ChannelConfigRow)
-            .values(
-                platform=key[0], server_id=key[1], channel_id=key[2], created_at=now, updated_at=now
-            )
-            .on_conflict_do_nothing(index_elements=["platform", "server_id", "channel_id"])
-        )
+        await self._create(session, [key])
         row = await session.scalar(
             select(ChannelConfigRow)
             .where(where(ChannelConfigRow, key))
@@ -98,6 +91,28 @@ class ConfigPart:
         )
         assert row is not None
         return row
+
+    async def _create(self, session: AsyncSession, keys: Sequence[Key]) -> None:
+        """The rows at `keys` made where missing, in their order. One that another
+        transaction is making, not yet committed, is waited for (a lock has nothing to
+        take until then)."""
+        now = utcnow()
+        await session.execute(
+            self._db.insert(ChannelConfigRow)
+            .values(
+                [
+                    {
+                        "platform": platform,
+                        "server_id": server_id,
+                        "channel_id": channel_id,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for platform, server_id, channel_id in keys
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["platform", "server_id", "channel_id"])
+        )
 
     async def apply(
         self,
@@ -116,18 +131,24 @@ class ConfigPart:
 
     async def chain_rows(self, session: AsyncSession, ref: ChannelRef) -> list[ChannelConfigRow]:
         """The channel's row and its server's as they are now, nearest first, locked for
-        the rest of the transaction (merge takes them)."""
+        the rest of the transaction (merge takes them).
+
+        Created where missing: a row another transaction is creating (a fresh channel's
+        first /proxy set) would not be seen, nor waited for, by a lock on what exists.
+        The server's first, as a server-wide change locks it before its channels."""
         keys = chain(ref)
+        await self._create(session, keys[::-1])
         found = (
             await session.scalars(
                 select(ChannelConfigRow)
                 .where(or_(*(where(ChannelConfigRow, key) for key in keys)))
+                .order_by(ChannelConfigRow.channel_id)
                 .with_for_update()
                 .execution_options(populate_existing=True)
             )
         ).all()
         by_key = {(r.platform, r.server_id, r.channel_id): r for r in found}
-        return [by_key[key] for key in keys if key in by_key]
+        return [by_key[key] for key in keys]
 
     async def forget_checks(self, session: AsyncSession, server: Key) -> None:
         """A server-wide change to what its channels connect to: their status checks and
@@ -156,11 +177,11 @@ class ConfigPart:
             .values(resolved_url=None)
         )
 
-    async def record_status(
-        self, session: AsyncSession, key: Key, status: StatusCheck | None, resolved_url: str | None
+    def record_status(
+        self, row: ChannelConfigRow, status: StatusCheck | None, resolved_url: str | None
     ) -> None:
+        """A status check's outcome on the channel's `row` (row, chain_rows: locked)."""
         now = utcnow()
-        row = await self.row(session, key)
         row.status_ok = None if status is None else status.ok
         row.status_reason = None if status is None else clean_text(status.reason)
         row.status_checked_url = None if status is None else status.checked_url

@@ -303,11 +303,14 @@ class Store:
         key = key_of(ref, Scope.CHANNEL)
 
         async def work(session: AsyncSession) -> bool:
-            if if_still is not None:
+            if if_still is None:
+                row = await self._config.row(session, key)
+            else:
                 rows = await self._config.chain_rows(session, ref)
                 if not if_still(self._merge(ref, rows)):
                     return False
-            await self._config.record_status(session, key, status, resolved_url)
+                row = rows[0]
+            self._config.record_status(row, status, resolved_url)
             return True
 
         written = await self._db.write("status write", work, reads_first=if_still is not None)

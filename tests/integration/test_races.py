@@ -5,19 +5,32 @@ against loopback OpenAI-compatible endpoints."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
+from sqlalchemy import text as sql
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.core import Core
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
-from bot.types import Actor, ChannelConfig, ChannelRef, Incoming, Platform, Reply, Source
+from bot.types import (
+    Actor,
+    ChannelConfig,
+    ChannelRef,
+    Incoming,
+    Platform,
+    Reply,
+    Source,
+    StatusCheck,
+)
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 
 REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
 ADMIN = Actor("u1", "Ada", is_channel_admin=True)
+SERVER_ADMIN = Actor("u2", "Olga", is_channel_admin=True, is_server_admin=True)
 SLOW = Script(chunks=[f"w{i} " for i in range(30)], interval=0.05)
 
 
@@ -38,14 +51,19 @@ class Sink:
         self.final = (answer, error)
 
 
-@pytest.fixture
-async def core(database_url: str) -> AsyncIterator[Core]:
+async def open_core(database_url: str, proxy_url: str | None = None) -> Core:
+    """A Core on `database_url`; `proxy_url`: the operator's DEFAULT_PROXY_URL."""
     await upgrade_to_head(database_url)
-    defaults = ChannelConfig.of(source=Source.CUSTOM, model="m")
+    defaults = ChannelConfig.of(source=Source.CUSTOM, model="m", proxy_url=proxy_url)
     box = SecretBox.from_setting(generate_key())
     store = await Store.open(database_url, box, defaults=defaults)
     hub = ProviderHub(ProviderSettings(allow_private_endpoints=True, max_retries=0))
-    core = Core(store, hub)
+    return Core(store, hub)
+
+
+@pytest.fixture
+async def core(database_url: str) -> AsyncIterator[Core]:
+    core = await open_core(database_url)
     try:
         yield core
     finally:
@@ -64,8 +82,8 @@ async def second() -> AsyncIterator[FakeOpenAI]:
         yield served
 
 
-async def command(core: Core, text: str) -> Reply:
-    return await core.run_text_command(Incoming(REF, ADMIN, text))
+async def command(core: Core, text: str, actor: Actor = ADMIN) -> Reply:
+    return await core.run_text_command(Incoming(REF, actor, text))
 
 
 async def ask(core: Core, text: str, sink: Sink | None = None) -> Sink:
@@ -154,3 +172,113 @@ async def test_a_status_check_that_ends_after_a_proxy_set_keeps_the_new_url(
     asked = len(first.requests)
     assert (await ask(core, "where to?")).final == ("from B", None)
     assert len(first.requests) == asked
+
+
+@asynccontextmanager
+async def held(
+    database_url: str, lock: str, setup: tuple[str, ...] = ()
+) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """On PostgreSQL, another connection holding `lock` (a statement) in an open
+    transaction, once `setup` ran; yields how many of the database's statements wait on
+    a lock. SQLite has one writer at a time: nothing is held there (0)."""
+
+    async def none() -> int:
+        return 0
+
+    if not database_url.startswith("postgresql"):
+        yield none
+        return
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as holder, engine.connect() as watcher:
+            # Autocommit: pg_stat_activity is read once a transaction.
+            watcher = await watcher.execution_options(isolation_level="AUTOCOMMIT")
+            for statement in setup:
+                await watcher.execute(sql(statement))
+            await holder.execute(sql(lock))
+
+            async def waiting() -> int:
+                return int(
+                    await watcher.scalar(
+                        sql(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        )
+                    )
+                    or 0
+                )
+
+            yield waiting
+    finally:
+        await engine.dispose()
+
+
+SIBLING = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
+# A server-wide change's status reset forgets the /v1 fix of the server's channels that
+# use its URL (here c2's) in its last statement: that one waits for an advisory lock.
+_SLOW_RESET = (
+    "CREATE FUNCTION slow_reset() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END$$",
+    "CREATE TRIGGER slow_reset AFTER UPDATE ON channel_configs FOR EACH ROW "
+    "WHEN (OLD.resolved_url IS NOT NULL AND NEW.resolved_url IS NULL "
+    "AND NEW.channel_id = 'c2') EXECUTE FUNCTION slow_reset()",
+)
+
+
+@pytest.mark.parametrize(
+    ("scope", "lock", "setup"),
+    [
+        # /proxy set waits at its audit row, its channel row written (not yet committed).
+        pytest.param("", "LOCK TABLE audit_log IN SHARE MODE", (), id="channel"),
+        # It waits at the end of the status reset of the server's channels, its server
+        # row written: the reset saw the channels as they were when it began, so a
+        # channel row committed meanwhile keeps the check it holds.
+        pytest.param(
+            " scope:server", "SELECT pg_advisory_xact_lock(4242)", _SLOW_RESET, id="server"
+        ),
+    ],
+)
+async def test_the_first_proxy_set_beside_a_check_of_the_operator_url_keeps_the_new_url(
+    database_url: str,
+    first: FakeOpenAI,
+    second: FakeOpenAI,
+    scope: str,
+    lock: str,
+    setup: tuple[str, ...],
+) -> None:
+    """A channel with no row of its own nor its server's, on the operator's
+    DEFAULT_PROXY_URL: a check of that URL writing while the first /proxy set's
+    transaction was open found no row to lock on PostgreSQL, and recorded the operator's
+    URL as proven, the one the next question went to, over the new one."""
+    core = await open_core(database_url, proxy_url=first.url_v1)
+    # Another channel of the server, checked before: the operator's URL kept as proven.
+    await core.store.record_status(SIBLING, StatusCheck(True, "ok", first.url_v1), first.url_v1)
+    first.script.models_delay = 0.5  # the check ends once /proxy set has written
+    checking = asyncio.create_task(command(core, "/connect"))
+    setting: asyncio.Task[Reply] | None = None
+    try:
+        for _ in range(500):  # until the check has read the channel and asked the server
+            if first.models_asked == 1:
+                break
+            await asyncio.sleep(0.01)
+        async with held(database_url, lock, setup) as waiting:
+            setting = asyncio.create_task(
+                command(core, f"/proxy set {second.url_v1}{scope}", SERVER_ADMIN)
+            )
+            # /proxy set waits; the check's write waits behind it (or ended).
+            for _ in range(1000):
+                if checking.done() or await waiting() == 2:
+                    break
+                await asyncio.sleep(0.01)
+        await checking
+        assert (await setting).ok
+        config = await core.store.effective_config(REF)
+        assert config.proxy_url == second.url_v1
+        assert config.resolved_url in (None, second.url_v1)
+        assert config.status is not None and config.status.checked_url == second.url_v1
+        asked = len(first.requests)
+        assert (await ask(core, "where to?")).final == ("from B", None)
+        assert len(first.requests) == asked
+    finally:
+        await asyncio.gather(checking, *([setting] if setting else []), return_exceptions=True)
+        await core.close()
