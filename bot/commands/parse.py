@@ -344,10 +344,16 @@ def _options(
             if rest:
                 raw[positional[0].name] = rest
             return raw
-        if positional and positional[0].secret and _plain(_token(body, pos), by_name):
+        secret: Option | None = None
+        if (by_its_name := _secret_named_at(body, pos, by_name)) is not None:
+            secret, pos = by_its_name  # `key:sk-…`, as Discord shows the option
+        elif positional and positional[0].secret and _plain(_token(body, pos), by_name):
+            secret = positional[0]
+        if secret is not None:
             # A secret takes the rest of the line (but a scope after it): a key pasted
             # with a space in it is refused whole, and no half of it is quoted back.
-            rest = _peel_named(body[pos:].strip(), positional[1:], raw, bare=True)
+            others = [o for o in positional if o is not secret]
+            rest = _peel_named(body[pos:].strip(), others, raw, bare=True)
             only = _token(rest, 0) if rest else None
             if only is not None and only[1] == len(rest):
                 rest = only[0]  # one token: its quotes are not part of it
@@ -356,7 +362,8 @@ def _options(
                     # `scpe:server`: a misspelt option with one of its values, no key
                     said = _misnamed_said(meant, path, command, prefix, server, platform)
                     raise CommandError(said)
-            raw[_once(positional[0], raw)] = SecretValue(rest)
+            if rest:  # `key:` with nothing after it: asked for, as when left out
+                raw[_once(secret, raw)] = SecretValue(rest)
             return raw
         tok = _token(body, pos)
         if tok is None:
@@ -464,6 +471,19 @@ def _spaced_number(groups: list[str]) -> str:
         f"{quoted(' '.join(groups))} has a space in it: if it is one number, write it "
         f"without ({''.join(groups)}) or with commas ({','.join(groups)})."
     )
+
+
+def _secret_named_at(body: str, pos: int, options: dict[str, Option]) -> tuple[Option, int] | None:
+    """`key:sk-…`, `password=…` or `key: sk-…` at `pos`: a secret option written with its
+    name, as Discord shows options; the option and where its value starts. (`_named`
+    leaves secrets out: it splits a token, and a secret is never split or quoted back.)"""
+    start = len(body) - len(body[pos:].lstrip())
+    for opt in options.values():
+        for sep in NAME_SEPARATORS if opt.secret else ():
+            written = opt.name + sep
+            if body[start : start + len(written)].lower() == written:
+                return opt, start + len(written)
+    return None
 
 
 def _plain(tok: tuple[str, int] | None, options: dict[str, Option]) -> bool:

@@ -1,0 +1,66 @@
+"""The README's commands typed into `python -m bot console` the ways people type them: an
+option written first or as Discord shows it (`scope:channel` before the text, `key:…`), and
+Matrix's `!` form. Driven through stdin against the loopback endpoint of
+`hostile_endpoint.py`, which records every request; the database is read afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.store import generate_key
+from tests.e2e.hostile_endpoint import HostileEndpoint
+from tests.e2e.test_hostile_console import (
+    Workspace,
+    custom_setup,
+    segments,
+    with_sentinels,
+)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace(cwd=tmp_path, secret_keys=generate_key())
+
+
+@pytest.fixture
+def endpoint() -> Iterator[HostileEndpoint]:
+    served = HostileEndpoint().start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def test_a_secret_written_with_its_option_name_is_stored_without_it(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`key:…` and `password:…`, as Discord shows the options: the name was kept as part
+    of the secret (`key:sk-…` sent as the key, the status check failing), and `key:` before
+    the source quoted the key back as a source that is not one."""
+    key_a, key_b, password = "KeyAlpha0123456789", "KeyBravo0123456789", "PassCharlie012345"
+    run = ws.run(
+        with_sentinels(
+            [
+                *custom_setup(endpoint),
+                f"/key set custom key:{key_a}",
+                f"/key set KEY: {key_b} custom",  # the name first, a space after its colon
+                f"/proxy set {endpoint.url_v1} password={password}",
+                "/help",
+            ]
+        )
+    )
+    run.assert_survived()
+    said = segments(run.out)
+    assert "Saved the custom key for this channel (ends …6789)" in said[3], said[3]
+    assert "Saved the custom key for this channel (ends …6789)" in said[4], said[4]
+    assert "with a password" in said[5], said[5]
+    sent = [a for a in endpoint.authorizations() if a]
+    for secret in (key_a, key_b, password):
+        assert f"Bearer {secret}" in sent, sent
+        assert secret not in run.out + run.err
+    assert not [a for a in sent if "key:" in a.lower() or "password=" in a.lower()], sent
+    assert sorted(ws.secret_names()) == ["custom_api_key", "proxy_password"], ws.secret_names()
