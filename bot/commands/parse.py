@@ -501,10 +501,19 @@ def _once(opt: Option, raw: dict[str, Any]) -> str:
 
 def _peel_named(rest: str, others: list[Option], raw: dict[str, Any], *, bare: bool = False) -> str:
     """`You are terse. scope:server`: a choice named at the end of free text is the choice's,
-    not part of the text (Discord shows options that way, so people type them so).
+    not part of the text (Discord shows options that way, so people type them so); and at
+    its start (`scope:server You are terse.`, the options typed first).
 
     `bare`: a choice's value alone at the end is peeled too (`sk-… server`)."""
     choices = {o.name: o for o in others if o.kind in (Kind.CHOICE, Kind.SWITCH)}
+    while choices and rest:
+        first, *tail = rest.split(None, 1)
+        named = _named(first, choices)
+        if named is None or not _accepts(named[0], named[1]):
+            break
+        raw[_once(named[0], raw)] = named[1]
+        del choices[named[0].name]
+        rest = tail[0] if tail else ""
     while choices:
         head, _, last = rest.rpartition(" ")
         named = _named(last, choices)

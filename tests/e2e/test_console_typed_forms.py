@@ -64,3 +64,32 @@ def test_a_secret_written_with_its_option_name_is_stored_without_it(
         assert secret not in run.out + run.err
     assert not [a for a in sent if "key:" in a.lower() or "password=" in a.lower()], sent
     assert sorted(ws.secret_names()) == ["custom_api_key", "proxy_password"], ws.secret_names()
+
+
+def test_an_option_named_before_free_text_is_the_option_not_the_text(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`/system scope:server Be nice.` (the option first, the text after) set this
+    channel's system prompt to "scope:server Be nice." where the scope is refused; and
+    `/params temperature scope:channel 0.5` said 0.5 was no number."""
+    run = ws.run(
+        with_sentinels(
+            [
+                *custom_setup(endpoint),
+                "/system scope:server Be nice.",
+                "/prompts post_history scope:channel Stay brief.",
+                "/params temperature scope:channel 0.5",
+                "/help",
+            ]
+        )
+    )
+    run.assert_survived()
+    said = segments(run.out)
+    assert "There is no server here" in said[3], said[3]
+    assert "Post-history instructions set." in said[4], said[4]
+    assert "temperature set to 0.5." in said[5], said[5]
+    config = ws.config()
+    assert config is not None
+    assert config["system_prompt"] is None, config["system_prompt"]
+    assert config["post_history_prompt"] == "Stay brief.", config["post_history_prompt"]
+    assert config["temperature"] == 0.5, config["temperature"]
