@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from dataclasses import dataclass
 from itertools import takewhile
 from typing import Any
 
@@ -193,6 +194,37 @@ def plain_prefix(text: str, prefix: str) -> str:
         if _FULLWIDTH_NAME.fullmatch(first):
             return prefix + _halfwidth_head(rest)
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class TypedCommand:
+    name: str  # the command meant (`key`, `proxy password`)
+    secret: bool  # it asks for a key or password: the message may hold one
+
+
+def typed_command(text: str, table: tuple[Command, ...], prefix: str = "/") -> TypedCommand | None:
+    """The command a chat message names with `prefix` where that is not how commands are
+    given (`/key set …` typed into a Discord message, Matrix's `!model x` in the console;
+    `／model x`, a typo of a secret one), or None: it is not chat, and it may hold a key
+    (`/key set custom <key>`)."""
+    body = plain_prefix(text.strip(), prefix)
+    # `/key-set`, `/key_set` name `/key`; `/-_-` (a face) names nothing and is chat.
+    words = body[len(prefix) :].replace("-", " ").replace("_", " ").split()
+    if not body.startswith(prefix) or not words:
+        return None
+    secret = asks_secret(body, table, prefix)
+    # Not lower-cased before `closest`: Greek capitals fold to other letters (Υ → υ → u).
+    typed = words[0]
+    names = [c.name for c in table]
+    if not secret and typed.lower() not in names:
+        return None  # `/shrug` or a path: chat like any other
+    # The command meant, as its slash command is named (`/kye` is `/key`, `/password`
+    # is `/proxy password`), never the typed word, which may be part of a key.
+    name = typed.lower() if typed.lower() in names else closest(typed, names)
+    if name is None:
+        subs = {s.name: f"{c.name} {s.name}" for c in table for s in c.subcommands}
+        name = subs.get(closest(typed, list(subs)) or "", "help")
+    return TypedCommand(name, secret)
 
 
 def parse(

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from bot.commands.handlers import CONSOLE_COMMANDS
-from bot.commands.parse import HELP_WORDS, CommandError, asks_secret, plain_prefix
+from bot.commands.parse import (
+    HELP_WORDS,
+    CommandError,
+    TypedCommand,
+    asks_secret,
+    plain_prefix,
+    typed_command,
+)
 from bot.commands.spec import Invocation, Kind
 from bot.core import Core, nothing_given, secret_prompt
 from bot.types import (
@@ -473,11 +480,41 @@ class Console:
         if self._core.is_command(incoming):
             await self._command(text)
             return
+        matrix = self._core.prefix(Platform.MATRIX)
+        if matrix != self._core.prefix(Platform.CONSOLE):
+            # Matrix's `!model x`, as the README shows it there: a command, not a chat line
+            # for the model, and `!key set custom <key>` holds a key.
+            if (typed := typed_command(text, self._core.table, matrix)) is not None:
+                await self._typed_elsewhere(text, typed, matrix)
+                return
         incoming = Incoming(self._ref, self._actor, text, tuple(self._pending))
         self._pending.clear()
         result = await self._answer(self._core.chat(incoming, ConsoleSink(self._out)))
         if result.refusal:
             self._print(result.refusal)
+
+    async def _typed_elsewhere(self, text: str, typed: TypedCommand, other: str) -> None:
+        """A command written with Matrix's prefix: said where commands are, sent
+        nowhere; after a key command without its key, a piped next line is dropped, as
+        after any refused one."""
+        prefix = self._core.prefix(Platform.CONSOLE)
+        rewritten = prefix + plain_prefix(text, other)[len(other) :]
+        try:
+            inv: Invocation | None = self._core.parse(rewritten, Platform.CONSOLE)
+        except CommandError:
+            inv = None
+        name = prefix + (" ".join(inv.path) if inv is not None else typed.name)
+        said = f"Commands here start with {prefix}, not {other} (that is Matrix's): "
+        if not typed.secret:
+            more = " …" if len(rewritten.split()) > len(name.split()) else ""
+            self._print(f"{said}type {name}{more} instead. Nothing was sent to the model.")
+            return
+        self._print(
+            f"{said}type {name}, and the key or password is asked for hidden. Nothing was "
+            "sent to the model or saved."
+        )
+        if inv is None or not any(isinstance(v, SecretValue) for v in inv.raw.values()):
+            await self._drop_piped_secret(rewritten)
 
     async def _attach(self, argument: str) -> str:
         """`/attach <path>` adds a file to the next message; `/attach` lists; `clear` drops."""
@@ -587,7 +624,12 @@ class Console:
         if following is None:
             return
         incoming = Incoming(self._ref, self._actor, following)
-        if not following.strip() or self._core.is_command(incoming):
+        matrix = self._core.prefix(Platform.MATRIX)
+        if (
+            not following.strip()
+            or self._core.is_command(incoming)
+            or typed_command(following, self._core.table, matrix) is not None
+        ):
             self._held = following
             return
         self._print(

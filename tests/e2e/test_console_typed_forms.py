@@ -14,7 +14,10 @@ import pytest
 from bot.store import generate_key
 from tests.e2e.hostile_endpoint import HostileEndpoint
 from tests.e2e.test_hostile_console import (
+    HELP_MARK,
+    SENTINEL,
     Workspace,
+    assert_found_nowhere,
     custom_setup,
     segments,
     with_sentinels,
@@ -93,3 +96,40 @@ def test_an_option_named_before_free_text_is_the_option_not_the_text(
     assert config["system_prompt"] is None, config["system_prompt"]
     assert config["post_history_prompt"] == "Stay brief.", config["post_history_prompt"]
     assert config["temperature"] == 0.5, config["temperature"]
+
+
+def test_a_command_typed_as_on_matrix_is_not_chat_and_its_key_goes_nowhere(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """The README's Matrix lines pasted into the console (`!key set custom <key>`,
+    `!proxy password` with the password on the next line, `!access allow level 50`) were
+    chat lines: sent to the model, the key and password with them, and kept in the
+    history in plain text. They are sent nowhere now, and the reply says to type `/`."""
+    inline, following = "Qz3Xc6Vb9Nm2Lk5Jh800", "hunter2-matrix-pass"
+    steps = [
+        *([line] for line in custom_setup(endpoint)),
+        [f"!key set custom {inline}"],
+        ["!proxy password", following],  # the README's piped form: the secret next
+        ["!model other-model"],
+        ["!access allow level 50"],
+        ["/help"],
+    ]
+    run = ws.run([line for step in steps for line in (*step, SENTINEL)])
+    run.assert_survived()
+    said = segments(run.out)
+    assert "type /key set, and the key or password is asked for hidden" in said[3], said[3]
+    assert "type /proxy password," in said[4], said[4]
+    assert "taken as the secret it asked for and dropped" in said[4], said[4]
+    assert (
+        "Commands here start with /, not ! (that is Matrix's): type /model … instead" in (said[5])
+    ), said[5]
+    assert "type /access … instead" in said[6], said[6]
+    assert HELP_MARK in run.out
+    assert not endpoint.chat_requests()
+    assert ws.messages() == []
+    assert ws.secret_names() == []
+    config = ws.config()
+    assert config is not None and config["model"] == "m", config
+    assert_found_nowhere(ws, run, {"inline": inline, "following": following})
+    for request in endpoint.requests:
+        assert inline.encode() not in request.body and following.encode() not in request.body

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.commands.parse import asks_secret, closest, plain_prefix
-from bot.commands.spec import Command
+# A command typed into a message is told apart by the rule every front-end shares.
+from bot.commands.parse import TypedCommand as TypedCommand
+from bot.commands.parse import typed_command as typed_command
 from bot.types import Actor, Attachment, ChannelRef, Platform
 
 
@@ -38,36 +39,6 @@ def ignore_reason(facts: MessageFacts) -> str | None:
     if not facts.readable:
         return "no readable content"
     return None
-
-
-def typed_command(text: str, table: tuple[Command, ...]) -> TypedCommand | None:
-    """The command a chat message names (`/key set …`, `／model x`, a typo of a secret
-    one), or None. Discord takes commands as slash commands only: typed into a mention,
-    one is not chat either, and it may hold a key (`/key set custom <key>`)."""
-    body = plain_prefix(text.strip(), "/")
-    # `/key-set`, `/key_set` name `/key`; `/-_-` (a face) names nothing and is chat.
-    words = body[1:].replace("-", " ").replace("_", " ").split() if body.startswith("/") else []
-    if not words:
-        return None
-    secret = asks_secret(body, table, "/")
-    # Not lower-cased before `closest`: Greek capitals fold to other letters (Υ → υ → u).
-    typed = words[0]
-    names = [c.name for c in table]
-    if not secret and typed.lower() not in names:
-        return None  # `/shrug` or a path: chat like any other
-    # The command meant, as its slash command is named (`/kye` is `/key`, `/password`
-    # is `/proxy password`), never the typed word, which may be part of a key.
-    name = typed.lower() if typed.lower() in names else closest(typed, names)
-    if name is None:
-        subs = {s.name: f"{c.name} {s.name}" for c in table for s in c.subcommands}
-        name = subs.get(closest(typed, list(subs)) or "", "help")
-    return TypedCommand(name, secret)
-
-
-@dataclass(frozen=True, slots=True)
-class TypedCommand:
-    name: str  # the slash command meant (`key`, `proxy password`)
-    secret: bool  # it asks for a key or password: the message may hold one
 
 
 def is_addressed(facts: MessageFacts) -> bool:
