@@ -11,6 +11,7 @@ import pytest
 from discord import app_commands
 
 from bot.commands import TABLE
+from bot.commands.parse import typed_command
 from bot.commands.spec import Command, Kind, Option
 from bot.frontends.discord.client import tree_error_text
 from bot.frontends.discord.commands import default_permissions, table_problems
@@ -24,7 +25,6 @@ from bot.frontends.discord.events import (
     is_addressed,
     send_check,
     strip_mention,
-    typed_command,
 )
 from bot.frontends.discord.logs import ModalValuesFilter
 from bot.types import ChannelRef, Platform

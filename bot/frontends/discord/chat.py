@@ -12,13 +12,13 @@ from typing import Any
 
 import discord
 
+from bot.commands.parse import TypedCommand, typed_command
 from bot.core import Core, Edited
 from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
     Blocked,
     MessageFacts,
     SendCheck,
-    TypedCommand,
     actor_for,
     attachment_of,
     blocked_by,
@@ -28,7 +28,6 @@ from bot.frontends.discord.events import (
     is_private_thread,
     send_check,
     strip_mention,
-    typed_command,
 )
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas, Speaker, webhook_name

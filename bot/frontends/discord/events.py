@@ -11,9 +11,6 @@ from dataclasses import dataclass
 
 import discord
 
-# A command typed into a message is told apart by the rule every front-end shares.
-from bot.commands.parse import TypedCommand as TypedCommand
-from bot.commands.parse import typed_command as typed_command
 from bot.types import Actor, Attachment, ChannelRef, Platform
 
 
