@@ -34,6 +34,7 @@ from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
 from bot.types.files import Downloads, display_name, too_slow
 from bot.types.limits import MAX_PIXELS
+from bot.types.secrets import held_secret
 from bot.types.text import literal, quoted, shorten, shown_name
 
 log = logging.getLogger("bot.commands")
@@ -103,6 +104,19 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         raise CommandError(str(err)) from None
     if len(text) > MAX_JSON_BYTES:  # as stored: the limit reading it back holds to
         raise CommandError("That card is too large to store; use one with a smaller lorebook.")
+    # Its name is shown as it came wherever the character is (a webhook's or a Matrix
+    # profile's name, every reply naming it, its messages' rows), uncleaned: a name
+    # holding a key or this channel's password is refused, as a setting holding one is.
+    config = await ctx.store.effective_config(ctx.ref)
+    holds_secret = await secret_check(ctx.store, ctx.ref, config)
+    if any(holds_secret(name) for name in (card.name, card.nickname) if name):
+        raise CommandError(
+            held_secret(
+                "card's name",
+                ctx.prefix,
+                instead="give the character another name in the card and import it again.",
+            )
+        )
     scope = _scope(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
     lines = [f"Character set for {scope_place(scope, ctx.ref.place)}: {_title(card)}."]
@@ -132,7 +146,6 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
                 "was posted here."
             )
     # Posted as the character's answers: cleaned as answers are (a card can carry a key).
-    config = await ctx.store.effective_config(ctx.ref)
     texts = (
         await shown_here(ctx.store, ctx.ref, config, greetings(card, ctx.actor.display_name))
         if here

@@ -1248,6 +1248,39 @@ async def test_an_export_holds_no_key_nor_the_channels_password(harness: Harness
     ), preset.text
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "Eve sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAB7cD"),
+        ("nickname", "Evie PurpleOtterHunter42"),
+        ("nickname", "Evie UHVycGxlT3R0ZXJIdW50ZXI0Mg=="),  # the password in base64
+    ],
+)
+async def test_a_card_named_with_a_key_or_the_channels_password_is_refused(
+    harness: Harness, field: str, value: str
+) -> None:
+    """Secrets probe: a card's name and nickname were shown as they came, where its other
+    words are cleaned: in the import's reply, /character show and clear, the greeting's
+    and every answer's stored name, and the Discord webhook's or Matrix profile's name
+    it posts under. A name holding a key or this channel's password is refused, and
+    nothing is stored."""
+    await configure_fake(harness)
+    saved = await run(harness, ("proxy", "password"), password="PurpleOtterHunter42")
+    assert saved.ok, saved.text
+    card = copy.deepcopy(CARD)
+    card["data"][field] = value
+    reply = await run(harness, ("character", "import"), file=card_file(card))
+    assert not reply.ok and reply.greeting is None, reply.text
+    assert reply.text.startswith("That card's name holds what looks like a key or password")
+    assert "give the character another name in the card" in reply.text, reply.text
+    secret = value.split(" ", 1)[1]
+    assert secret not in reply.text and "PurpleOtterHunter42" not in reply.text
+    assert await harness.store.character(REF) is None
+    assert await harness.store.history(REF, 10) == []
+    shown = await run(harness, ("character", "show"), actor=MEMBER)
+    assert shown.text.startswith("No character here."), shown.text
+
+
 async def test_a_cards_creator_version_and_tags_are_shown_on_one_line_without_keys(
     harness: Harness,
 ) -> None:
