@@ -27,6 +27,7 @@ from bot.types import (
     SecretValue,
     Source,
     TurnState,
+    redact,
 )
 from tests.loopback import serving
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
@@ -67,6 +68,32 @@ async def test_wrong_password_is_a_clear_frontend_error(
     assert "refused the login" in message and "MATRIX_PASSWORD" in message
     assert wrong not in message and bot.password not in message
     assert caught.value.__cause__ is None
+
+
+async def test_the_token_a_password_login_is_given_is_redacted_as_a_secret(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Reach probe: a login with MATRIX_PASSWORD gets an access token from the
+    homeserver, sent in every request's header after it; the log's redaction did not
+    know it (a proxy echoing the header, a library logging a request, showed it)."""
+    bot = synapse_server.register("bot")
+    client = nio.AsyncClient(synapse_server.url, bot.user_id)
+    try:
+        await log_in(
+            client,
+            user_id=bot.user_id,
+            password=bot.password,
+            access_token="",
+            device_name="bot",
+            store_dir=tmp_path / "store",
+        )
+        token = client.access_token
+    finally:
+        await client.close()
+    assert token
+    line = f"GET /sync with Authorization: Bearer {token} (and ?access_token={quote(token)})"
+    cleaned = redact(line, shapes=False)
+    assert token not in cleaned and quote(token) not in cleaned, cleaned
 
 
 async def test_unreachable_homeserver_is_a_clear_frontend_error(

@@ -11,7 +11,7 @@ import aiohttp
 import nio
 
 from bot.frontends import FrontendError
-from bot.types import redact
+from bot.types import SecretValue, redact
 from bot.types.text import shorten
 
 log = logging.getLogger("bot.frontends.matrix")
@@ -119,6 +119,9 @@ async def _with_password(
             f"the homeserver refused the login of {client.user} ({response.status_code}: "
             f"{said}). Check MATRIX_USER_ID and MATRIX_PASSWORD."
         )
+    # The token the homeserver made for this login is a secret as MATRIX_ACCESS_TOKEN is:
+    # known to the log's redaction (nio sends it in a header, and a proxy may echo it).
+    SecretValue(str(response.access_token))
     return str(response.device_id)
 
 
