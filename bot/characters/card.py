@@ -327,7 +327,16 @@ def card_from_object(value: object, image: bytes | None = None) -> Card:
         raise CardError(Problem.BAD_FIELD, "The card's `data` must be an object.")
     if not data.get("name") and isinstance(value.get("name"), str):
         data = {**data, "name": value["name"]}  # SillyTavern falls back to the V1 copy too
-    return _card(data, str(spec), image)
+    # A field `data` lacks keeps the V1 copy beside it, which SillyTavern's prompt then
+    # reads (src/endpoints/characters.js readFromV2, lines 290-335: a field undefined in
+    # `data` leaves the top-level one), for V2 and V3 alike. Null in `data` is no text.
+    kept = {k: value[k] for k in _V1_KEPT if k not in data and k in value}
+    return _card({**data, **kept}, str(spec), image)
+
+
+# The fields readFromV2 maps from `data` to the top level (besides the name, above, and
+# talkativeness and fav, which it never takes from the top level).
+_V1_KEPT = ("description", "personality", "scenario", "first_mes", "mes_example", "tags")
 
 
 def _check_v3_version(version: object) -> None:

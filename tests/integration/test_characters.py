@@ -1113,6 +1113,47 @@ async def test_a_v1_card_is_imported(harness: Harness) -> None:
     assert stored is not None and stored.name == "Old Bot"
 
 
+async def test_a_v2_png_whose_data_lacks_fields_reads_the_v1_copies(harness: Harness) -> None:
+    """Conformance probe: a V2 PNG whose `data` has only a name, its text in the V1
+    fields beside it (as early V2 writers left it), was imported with no description
+    and no greeting; SillyTavern's readFromV2 keeps the V1 copies and prompts with them."""
+    await configure_fake(harness)
+    card = {
+        "name": "Seraphina",
+        "description": "{{char}} guards the forest.",
+        "personality": "kind",
+        "first_mes": "You're awake, {{user}}.",
+        "mes_example": "<START>\n{{user}}: Who are you?\n{{char}}: Your healer.",
+        "spec": "chara_card_v2",
+        "spec_version": "2.0",
+        "data": {"name": "Seraphina", "post_history_instructions": "Be gentle."},
+    }
+    image = png_with({"chara": b64(card)})
+    reply = await run(harness, ("character", "import"), file=card_file(image, "s.png"))
+    assert reply.ok, reply.text
+    assert reply.greeting is not None and reply.greeting.text == "You're awake, Ada."
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    assert json.loads(route.calls.last.request.content)["messages"] == [
+        {
+            "role": "system",
+            "content": "Seraphina guards the forest.\n\n[Seraphina's personality: kind]",
+        },
+        {"role": "system", "content": "[Example Chat]"},
+        {"role": "system", "content": "Bob: Who are you?"},
+        {"role": "system", "content": "Seraphina: Your healer."},
+        {"role": "system", "content": "[Start a new Chat]"},
+        {"role": "assistant", "content": "You're awake, Ada."},
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": "Be gentle."},
+    ]
+    exported = await run(harness, ("character", "export"))
+    assert exported.file is not None
+    data = read_card(exported.file.data)
+    assert (data.description, data.first_mes) == (card["description"], card["first_mes"])
+
+
 async def test_cards_and_greetings_on_sqlite_and_postgresql(database_url: str) -> None:
     core = await make_core(database_url)
     try:

@@ -134,6 +134,23 @@ def test_a_v2_card_without_a_data_name_uses_the_v1_copy() -> None:
     assert read_card(json.dumps(card).encode()).name == "Seraphina"
 
 
+def test_fields_a_v2_or_v3_data_lacks_are_the_v1_copys_as_in_sillytavern() -> None:
+    """A card whose `data` lacks a field SillyTavern reads from the top level: its
+    readFromV2 leaves the V1 copy there, and its prompt uses it. They were empty here."""
+    for card in (v2(), v3()):
+        for key in ("description", "personality", "scenario", "first_mes", "mes_example"):
+            card[key] = f"top {key}"
+            del card["data"][key]
+        card["tags"] = ["old"]
+        card["data"].pop("tags", None)
+        card["data"]["scenario"] = None  # null in `data` is there: no text, as in ST
+        card["data"]["personality"] = ""  # so is an empty one
+        read = read_card(json.dumps(card).encode())
+        assert read.description == "top description"
+        assert (read.first_mes, read.mes_example) == ("top first_mes", "top mes_example")
+        assert (read.scenario, read.personality, read.tags) == ("", "", ("old",))
+
+
 def test_newer_v3_minor_versions_are_accepted() -> None:
     card = v3()
     card["spec_version"] = "3.1"
@@ -141,7 +158,7 @@ def test_newer_v3_minor_versions_are_accepted() -> None:
 
 
 def test_missing_and_null_fields_are_empty_and_text_is_cleaned() -> None:
-    card = v2()
+    card: dict[str, object] = {"spec": "chara_card_v2", "spec_version": "2.0"}  # no V1 copies
     card["data"] = {
         "name": "  Nul\x00l  ",
         "description": None,
