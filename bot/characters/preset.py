@@ -196,13 +196,14 @@ def parse_preset(
         raise PresetError("This is a character card, not a preset; use the character import.")
     params = params or {}
     own = _own_names(params)
-    if not any(key in preset for key in (*_SETTINGS, *own, "prompts")):
+    if not any(key in preset for key in (*_SETTINGS, *own, "prompts", *_LEGACY)):
         raise PresetError(
             "The file is JSON but not a Chat Completion preset (no temperature, prompts …)."
         )
     values: dict[str, object] = {}
     ignored = []
     problems: list[str] = []
+    preset = _migrated(preset, problems)
     enabled = _enabled(preset.get("prompt_order"), problems)
     off = _switched_off(enabled)
     disabled: tuple[str, ...] = ()
@@ -223,7 +224,7 @@ def parse_preset(
         elif key == "prompts":
             found, disabled = _prompts(value, off, problems)
             values.update(found)
-        elif key != "prompt_order":
+        elif key != "prompt_order" and key not in _LEGACY:
             ignored.append(key)
     # A prompt switched off is none here even when the preset has no text for it:
     # SillyTavern sends none, so neither do we (whatever the server's prompt is).
@@ -246,6 +247,53 @@ def parse_preset(
 
 
 _SHOWN = 5  # problems named in one refusal
+
+
+# A preset of SillyTavern before its prompt manager (mid-2023; its own Default.settings
+# until 2024-02) holds its three prompts under these keys. SillyTavern moves each one
+# that is not empty into the prompt of that identifier when the preset is loaded, into
+# its default prompts when the preset has none (public/scripts/PromptManager.js
+# registerPromptManagerMigration, lines 40-62).
+_LEGACY = {"main_prompt": "main", "nsfw_prompt": "nsfw", "jailbreak_prompt": "jailbreak"}
+# Its default prompts' texts (PromptManager.js chatCompletionDefaultPrompts, line 1813).
+_DEFAULT_TEXTS = {
+    "main": "Write {{char}}'s next reply in a fictional chat between {{charIfNotGroup}} and "
+    "{{user}}.",
+    "nsfw": "",
+    "jailbreak": "",
+}
+
+
+def _migrated(preset: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """`preset` with its old-style prompts (`_LEGACY`) moved into `prompts` as
+    SillyTavern moves them: each given text replaces the content of the first prompt of
+    its identifier (one is added where there is none)."""
+    legacy = {key: preset[key] for key in _LEGACY if preset.get(key) not in (None, "", False, 0)}
+    for key, value in list(legacy.items()):
+        if not isinstance(value, str):
+            problems.append(f"The preset's `{key}` must be text.")
+            del legacy[key]
+    if not legacy:
+        return preset
+    prompts = preset.get("prompts")
+    if not isinstance(prompts, list) or not prompts:
+        prompts = [{"identifier": i, "content": text} for i, text in _DEFAULT_TEXTS.items()]
+    prompts = list(prompts)
+    for key, text in legacy.items():
+        identifier = _LEGACY[key]
+        at = next(
+            (
+                i
+                for i, p in enumerate(prompts)
+                if isinstance(p, dict) and p.get("identifier") == identifier
+            ),
+            None,
+        )
+        if at is None:
+            prompts.append({"identifier": identifier, "content": text})
+        else:
+            prompts[at] = {**prompts[at], "content": text}
+    return {**preset, "prompts": prompts}
 
 
 # SillyTavern's Chat Completion prompt manager keeps one "global" prompt order, under this

@@ -31,6 +31,7 @@ from bot.types import (
 from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness, make_core
 from tests.integration.test_chat import FAKE, CollectingSink, ask, configure_fake, sse
 from tests.unit.characters.samples import b64, chunk, png_with
+from tests.unit.characters.test_preset import OLD_DEFAULT
 
 CARD: dict[str, Any] = {
     "spec": "chara_card_v3",
@@ -904,6 +905,37 @@ async def test_sillytaverns_default_preset_without_a_card(harness: Harness) -> N
         "role": "system",
         "content": "Write Assistant's next reply in a fictional chat between Assistant and Bob.",
     }
+
+
+async def test_an_old_sillytavern_presets_prompts_reach_the_model(harness: Harness) -> None:
+    """Conformance probe: SillyTavern's own Default.settings of before its prompt
+    manager (shipped until 2024-02) keeps its prompts in main_prompt, nsfw_prompt and
+    jailbreak_prompt, which SillyTavern moves into its prompts on loading it. Imported
+    here they were "Ignored" and the model got none of them."""
+    await configure_fake(harness)
+    reply = await run(harness, ("preset", "import"), file=card_file(OLD_DEFAULT, "old.settings"))
+    assert reply.ok, reply.text
+    assert "main_prompt" not in reply.text and "jailbreak_prompt" not in reply.text, reply.text
+    await run(harness, ("character", "import"), file=card_file(CARD))
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi")
+    messages = json.loads(route.calls.last.request.content)["messages"]
+    assert messages[0]["content"] == (
+        "You are Aurelia. Write Aurelia's next reply in a fictional chat between Aurelia and "
+        "Bob.\n\nAurelia commands the airship Meridian.\n\n"
+        "[Aurelia's personality: stern but fair]\n\n"
+        "[Circumstances and context of the dialogue: Bob has just come aboard.]\n\n"
+        "NSFW/Smut is allowed."
+    )
+    # The card's post_history_instructions replace the preset's, as in SillyTavern.
+    assert messages[-1] == {"role": "system", "content": "Stay in character as Aurelia."}
+    await run(harness, ("character", "none"))
+    with respx.mock:
+        route = respx.post(f"{FAKE}/chat/completions").mock(return_value=streaming())
+        await ask(harness, "Hi again")
+    messages = json.loads(route.calls.last.request.content)["messages"]
+    assert messages[-1] == {"role": "system", "content": "[System note: stay in character.]"}
 
 
 # A community preset's three prompts (SillyTavern's main, nsfw and jailbreak).

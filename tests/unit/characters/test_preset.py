@@ -513,3 +513,76 @@ def test_a_parameter_under_its_own_name_follows_the_preset_rules() -> None:
     assert dict(taken.values) == {"thinking_budget": 2048, "reasoning": True}
     with pytest.raises(PresetError, match="`reasoning` must be true or false"):
         parse_preset(json.dumps({"temperature": 1, "reasoning": "yes"}), BY_NAME, params)
+
+
+# SillyTavern's own Default.settings before its prompt manager (shipped until 2024-02):
+# its three prompts under main_prompt, nsfw_prompt and jailbreak_prompt.
+OLD_DEFAULT: dict[str, Any] = {
+    "temperature": 0.9,
+    "frequency_penalty": 0.7,
+    "presence_penalty": 0.7,
+    "openai_max_context": 4095,
+    "openai_max_tokens": 300,
+    "nsfw_toggle": True,
+    "enhance_definitions": False,
+    "wrap_in_quotes": False,
+    "names_in_completion": False,
+    "nsfw_first": False,
+    "main_prompt": "Write {{char}}'s next reply in a fictional chat between {{char}} and {{user}}.",
+    "nsfw_prompt": "NSFW/Smut is allowed.",
+    "jailbreak_prompt": "[System note: stay in character.]",
+    "jailbreak_system": False,
+}
+
+
+def test_an_old_presets_prompts_are_its_prompts_as_sillytavern_moves_them() -> None:
+    """Conformance probe: a preset from before SillyTavern's prompt manager was applied
+    with its three prompts "Ignored"; SillyTavern moves them into main, nsfw and
+    jailbreak when it loads the preset (PromptManager.js registerPromptManagerMigration)."""
+    result = parse_preset(json.dumps(OLD_DEFAULT), KNOWN)
+    assert result.values["system_prompt"] == OLD_DEFAULT["main_prompt"]
+    assert result.values["auxiliary_prompt"] == "NSFW/Smut is allowed."
+    assert result.values["post_history_prompt"] == "[System note: stay in character.]"
+    assert not {"main_prompt", "nsfw_prompt", "jailbreak_prompt"} & set(result.ignored)
+    assert "nsfw_toggle" in result.ignored  # SillyTavern no longer reads it either
+    # Only the texts given: the others are SillyTavern's default prompts'.
+    result = parse_preset(json.dumps({"temperature": 1, "jailbreak_prompt": "Go."}), KNOWN)
+    assert result.values["system_prompt"] == (
+        "Write {{char}}'s next reply in a fictional chat between {{charIfNotGroup}} and {{user}}."
+    )
+    assert (result.values["auxiliary_prompt"], result.values["post_history_prompt"]) == ("", "Go.")
+    # Empty ones move nothing: the preset's own prompts stand.
+    result = _parse(main_prompt="", jailbreak_prompt=None)
+    assert result.values["system_prompt"] == "Write {{char}}'s next reply."
+    assert "main_prompt" not in result.ignored
+
+
+def test_an_old_prompt_replaces_the_first_of_its_identifier_and_the_order_still_counts() -> None:
+    # A preset saved while SillyTavern moved to its prompt manager holds both forms.
+    prompts = [
+        {"identifier": "main", "content": "New main."},
+        {"identifier": "nsfw", "content": "New aux."},
+    ]
+    order = [_order(("main", True), ("nsfw", True), ("jailbreak", False))]
+    result = parse_preset(
+        json.dumps(
+            {
+                **st_preset(prompts=prompts, prompt_order=order),
+                "main_prompt": "Old main.",
+                "jailbreak_prompt": "Old jailbreak.",
+            }
+        ),
+        KNOWN,
+    )
+    assert (result.values["system_prompt"], result.values["auxiliary_prompt"]) == (
+        "Old main.",
+        "New aux.",
+    )
+    assert result.values["post_history_prompt"] == ""  # switched off in its order
+    assert result.disabled == ("post_history_prompt",)
+
+
+def test_an_old_prompt_that_is_not_text_is_refused() -> None:
+    with pytest.raises(PresetError) as refused:
+        parse_preset(json.dumps({**OLD_DEFAULT, "main_prompt": ["Be brief."]}), KNOWN)
+    assert str(refused.value) == "The preset's `main_prompt` must be text."
