@@ -375,7 +375,9 @@ def _card(data: dict[str, Any], spec: str, image: bytes | None) -> Card:
     if not name:
         raise CardError(Problem.BAD_FIELD, "The card has no `name`.")
     texts = {key: _text(data, key, MAX_TEXT_CHARS) for key in _TEXT_FIELDS}
-    shorts = {key: _text(data, key, MAX_SHORT_CHARS) for key in _SHORT_FIELDS}
+    shorts = {
+        key: _text(_numbers_as_text(data, key), key, MAX_SHORT_CHARS) for key in _SHORT_FIELDS
+    }
     book = data.get("character_book")
     extensions = data.get("extensions")
     note = extensions.get("depth_prompt") if isinstance(extensions, dict) else None
@@ -395,6 +397,17 @@ def _card(data: dict[str, Any], spec: str, image: bytes | None) -> Card:
         **texts,
         **shorts,
     )
+
+
+def _numbers_as_text(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """`data` with a number at `key` as the text JavaScript's String() makes of it: the V2
+    spec types `character_version` as a number, and SillyTavern shows and exports either
+    kind as it came (`2`, `1.5`), so a card is not refused for it."""
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return data
+    shown = str(int(value)) if float(value).is_integer() and abs(value) < 1e21 else str(value)
+    return {**data, key: shown}
 
 
 def _book(book: object) -> CharacterBook:

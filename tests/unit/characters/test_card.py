@@ -151,6 +151,17 @@ def test_fields_a_v2_or_v3_data_lacks_are_the_v1_copys_as_in_sillytavern() -> No
         assert (read.scenario, read.personality, read.tags) == ("", "", ("old",))
 
 
+def test_a_version_or_creator_given_as_a_number_is_read_as_its_text() -> None:
+    """Conformance probe: the V2 spec types `character_version` as a number and
+    SillyTavern imports such a card; here the whole card was refused ("must be text")."""
+    read = read_card(_with(character_version=2, creator=7))
+    assert (read.character_version, read.creator) == ("2", "7")
+    assert read_card(_with(character_version=1.5)).character_version == "1.5"
+    assert read_card(_with(character_version=2.0)).character_version == "2"  # String(2.0)
+    assert _refused(_with(character_version=True)).problem is Problem.BAD_FIELD
+    assert _refused(_with(creator=["me"])).problem is Problem.BAD_FIELD
+
+
 def test_newer_v3_minor_versions_are_accepted() -> None:
     card = v3()
     card["spec_version"] = "3.1"
