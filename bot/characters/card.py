@@ -309,7 +309,10 @@ def card_from_object(value: object, image: bytes | None = None) -> Card:
         return _card(_v1_as_data(value), V1, image)
     if spec == V2:
         version = value.get("spec_version")
-        if version not in ("2.0", 2, 2.0):
+        # Cards of the V2 spec's first weeks have none (it came with its May 8 revision);
+        # SillyTavern reads any card with a `spec` (src/endpoints/characters.js
+        # importFromJson, line 593), so they open there.
+        if version not in (None, "2.0", 2, 2.0):
             raise CardError(
                 Problem.WRONG_VERSION,
                 f"A chara_card_v2 card must have spec_version 2.0, not {_shown(version)}.",

@@ -197,6 +197,15 @@ def _refused(data: bytes) -> CardError:
     return caught.value
 
 
+def test_a_v2_card_from_before_spec_version_opens() -> None:
+    """Cards made before the V2 spec's May 8 revision have no `spec_version`; SillyTavern
+    opens them, and here they were refused ("must have spec_version 2.0, not nothing")."""
+    card = read_card(
+        _json({"spec": "chara_card_v2", "data": {"name": "Old", "first_mes": "Hello."}})
+    )
+    assert (card.name, card.first_mes) == ("Old", "Hello.")
+
+
 def _json(card: object) -> bytes:
     return json.dumps(card).encode()
 
