@@ -6,6 +6,7 @@ Shared by every front-end that shows an answer by posting then editing a message
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from bisect import bisect_right
@@ -15,6 +16,8 @@ from itertools import islice
 from typing import Protocol
 
 from bot.types.text import grapheme_end, shorten
+
+log = logging.getLogger("bot.conversation")
 
 # A fence line: its marker (three or more of one character) and what follows (the info
 # string, such as a language, on an opening line; nothing on a closing one).
@@ -376,7 +379,7 @@ class PacedReply:
             for _ in range(3):
                 limit = self._target.limit
                 pages = self._paged(self._rendered(), limit, final=final)
-                interval = await self._pages(pages, interval)
+                interval = await self._pages(pages, interval, final=final)
                 if self._target.limit == limit and not (final and None in self._handles):
                     break
             if final and None in self._handles:
@@ -398,23 +401,38 @@ class PacedReply:
     async def _post_stale(self) -> None:
         """The finished answer's edit was refused (a rate limit that did not end, say):
         what the stale page and those after it should show goes out as new messages, so
-        no one is left reading the answer cut where the refusals began."""
+        no one is left reading the answer cut where the refusals began.
+
+        In the messages the target's max_pages leaves, if it has one: cut short there, the
+        last ends with the target's note on the rest (the whole answer as a file). An
+        answer that took them all already has that note on its last page, if any; more
+        messages would pass the cap, so nothing more is posted."""
         first = min(self._stale)
+        self._stale.clear()
+        cap: int | None = getattr(self._target, "max_pages", None)
+        room = None if cap is None else cap - len(self._handles)
+        if room is not None and room < 1:
+            # The note on its last page, if any, says where the whole answer is.
+            log.warning("an answer's messages could not be updated, and it may take no more")
+            return
         pages = _split(self._latest, self._target.limit, self._size)
         _, rest = next(islice(pages, first, None), ("", ""))
         again = f"⚠️ {STALE_NOTE}\n\n{rest}"
-        for page in self._paged(again, self._target.limit, final=True):
+        clipped = self.clipped  # cut before, or now: the rest goes as the note says
+        for page in self._paged(again, self._target.limit, final=True, cap=room):
             if await self._target.send(page) is None:
                 break
             self.sends += 1
-        self._stale.clear()
+        self.clipped = clipped or self.clipped
 
-    def _paged(self, text: str, limit: int, *, final: bool) -> list[str]:
-        """The pages `text` is shown in: at most the target's max_pages, if it has one
-        (only as many as that are split: a model that loops writes 100,000 characters,
-        and each sync would split them all). Cut short, the last page ends with the
-        target's note on the rest, and the error line (which would be cut off with it)."""
-        cap: int | None = getattr(self._target, "max_pages", None)
+    def _paged(self, text: str, limit: int, *, final: bool, cap: int | None = None) -> list[str]:
+        """The pages `text` is shown in: at most `cap`, else the target's max_pages, if
+        it has one (only as many as that are split: a model that loops writes 100,000
+        characters, and each sync would split them all). Cut short, the last page ends
+        with the target's note on the rest, and the error line (which would be cut off
+        with it)."""
+        if cap is None:
+            cap = getattr(self._target, "max_pages", None)
         if cap is None:
             return split_text(text, limit, self._size)
         split = list(islice(_split(text, limit, self._size), cap + 1))
@@ -432,13 +450,17 @@ class PacedReply:
         page = split_text(split[last][1], limit - self._size(tail), self._size)[0]
         return [*(page for page, _ in split[:last]), page.rstrip() + tail]
 
-    async def _pages(self, pages: list[str], interval: float) -> float:
+    async def _pages(self, pages: list[str], interval: float, *, final: bool = False) -> float:
         """Post or edit each page in order; returns the interval the next edit keeps.
 
         A page the target could not post (None) is posted again at the next sync, and
         the pages after it wait for it: a failed post must not leave a hole in the middle
         of an answer, its text jumping from the page before to the page after."""
         for i, page in enumerate(pages):
+            if final and self._stale and i >= len(self._handles):
+                # A page before could not be updated: the rest goes out from there on
+                # (_post_stale), not these pages, which would leave a gap before them.
+                break
             if i >= len(self._handles) or self._handles[i] is None:
                 handle = await self._target.send(page)
                 if i < len(self._handles):

@@ -173,14 +173,12 @@ async def test_a_refused_edit_of_a_middle_page_sends_from_there_on() -> None:
     words = [f"word{i:02d}" for i in range(12)]
     await reply.update(" ".join(words[:8]))  # two pages: the second is posted whole
     await reply.finish(" ".join(words))
-    # The second page is stuck; the third is new, so it is posted.
-    assert target.messages[:3] == [
-        "word00 word01 word02 word03 word04",
-        "word05 word06 word07",
-        "word10 word11",
-    ]
-    tail = "\n".join(target.messages[3:])
+    # The second page is stuck: the answer goes out again from it. The third page was
+    # posted on its own before that, its text following the stuck one's with a gap.
+    assert target.messages[:2] == ["word00 word01 word02 word03 word04", "word05 word06 word07"]
+    tail = "\n".join(target.messages[2:])
     assert tail.startswith(f"⚠️ {STALE_NOTE[:20]}") and "word08 word09" in tail
+    assert tail.count("word10") == 1  # once, in the answer sent again
     assert "word00" not in tail  # the first page showed what it should
 
 
@@ -192,9 +190,9 @@ async def test_the_answer_sent_again_from_a_stuck_page_is_the_text_as_written() 
     words = " ".join(f"word{i:03d}" for i in range(90))  # 720 characters: 4 pages
     await reply.update(words[:300])
     await reply.finish(words)
-    # 4 pages, the second stuck where the refusals began; the third and fourth are new.
-    assert target.messages[1].endswith(" word") and target.messages[4].startswith("⚠️")
-    note, again = "".join(target.messages[4:]).split("\n\n", 1)
+    # 4 pages, the second stuck where the refusals began: sent again from there on.
+    assert target.messages[1].endswith(" word") and target.messages[2].startswith("⚠️")
+    note, again = "".join(target.messages[2:]).split("\n\n", 1)
     assert STALE_NOTE in note.replace("\n", " ")
     assert "\n" not in again and "word047 word048" in again  # not "word047\nword048"
 
@@ -699,3 +697,48 @@ async def test_a_capped_target_keeps_the_start_of_an_error_as_long_as_a_page() -
     last = target.messages[-1]
     assert last.startswith("word ") and last.endswith("x…")
     assert "(the rest is in the file)\n\n⚠️ The endpoint said: x" in last
+
+
+class CappedRefusingTarget(CappedTarget, RefusingTarget):
+    """At most three messages, and edits refused after `refuse_after`."""
+
+
+WORDS = " ".join(f"word{i:03d}" for i in range(200))  # 1,600 characters: 9 pages of 200
+
+
+async def test_an_answer_sent_again_from_a_stuck_page_keeps_to_the_cap() -> None:
+    """The answer sent again from a stuck page took as many messages again as the cap:
+    four of three here, the last saying the rest was in the file."""
+    target = CappedRefusingTarget(refuse_after=0, limit=200)
+    reply = PacedReply(target)
+    await reply.update(WORDS[:20])
+    await reply.finish(WORDS, error="Stopped by Bob.")
+    assert len(target.messages) == 3 and all(len(m) <= 200 for m in target.messages)
+    stuck, *again = target.messages
+    assert stuck == WORDS[:20]
+    # From the stuck page on, in the two messages left: the note on the file, the error.
+    assert again[0].startswith(f"⚠️ {STALE_NOTE}\n\nword000 word001")
+    assert again[-1].endswith("\n\n(the rest is in the file)\n\n⚠️ Stopped by Bob.")
+    assert reply.clipped  # the whole answer goes as the note says
+
+
+async def test_an_answer_with_no_message_left_posts_nothing_more() -> None:
+    target = CappedRefusingTarget(refuse_after=0, limit=200)
+    reply = PacedReply(target)
+    await reply.update(WORDS[:500])  # three pages, all posted
+    assert len(target.messages) == 3
+    await reply.finish(WORDS)
+    assert len(target.messages) == 3  # the last one's note says the rest is in the file
+    assert reply.clipped
+
+
+async def test_a_short_answer_sent_again_in_the_messages_left_is_not_cut() -> None:
+    """A stuck page of an answer that fits the messages left is sent again whole: no
+    note on a file, none made."""
+    target = CappedRefusingTarget(refuse_after=0, limit=200)
+    reply = PacedReply(target)
+    await reply.update(WORDS[:20])
+    await reply.finish(WORDS[:200])
+    again = f"⚠️ {STALE_NOTE}\n\n{WORDS[:200].rstrip()}"
+    assert target.messages == [WORDS[:20], *split_text(again, 200)]  # two messages
+    assert not reply.clipped
