@@ -15,13 +15,15 @@ import discord
 from bot.commands import Invocation
 from bot.core import Core
 from bot.frontends.discord.persona import Speaker, webhook_name
-from bot.frontends.discord.sink import ANSWER_FILE, FILE_ATTACHED, MAX_MESSAGES
+from bot.frontends.discord.sink import ANSWER_FILE, FILE_ATTACHED, GREETING_NOTES, MAX_MESSAGES
 from bot.types import Actor, Attachment, ChannelRef, Greeting, Platform
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI, Script
 from tests.discord.helpers import running
 from tests.integration.test_characters import CARD
 from tests.unit.characters.samples import png_with
+
+GREETING_FILE, GREETING_ATTACHED = GREETING_NOTES.file, GREETING_NOTES.attached
 
 TOKEN = "loopback.bot.token-persona-0123456789"
 ADMIN = Actor("300000000000000002", "Ada", is_channel_admin=True, is_server_admin=True)
@@ -436,7 +438,7 @@ async def test_a_long_greeting_takes_a_few_messages_and_comes_whole_as_a_file(
     core: Core, endpoint: FakeOpenAI
 ) -> None:
     """A card's greeting of 30,000 characters was posted as 15 messages, past the cap an
-    answer keeps to. Now it takes MAX_MESSAGES, the whole of it on the last as answer.md,
+    answer keeps to. Now it takes MAX_MESSAGES, the whole of it on the last as greeting.md,
     through the character's webhook; swipes between greetings keep to the same, and
     deleting its message forgets it as before."""
     card = json.loads(json.dumps(CARD))
@@ -452,8 +454,8 @@ async def test_a_long_greeting_takes_a_few_messages_and_comes_whole_as_a_file(
             last = pages[-1]
             assert len(pages) == MAX_MESSAGES, len(pages)
             assert pages[0]["content"].startswith("First 0: ")
-            assert last["content"].endswith(f"\n\n{FILE_ATTACHED}")
-            assert fake.attached(last) == {ANSWER_FILE: first.encode()}
+            assert last["content"].endswith(f"\n\n{GREETING_ATTACHED}")
+            assert fake.attached(last) == {GREETING_FILE: first.encode()}
             assert [m for m in pages if m["attachments"] or _custom_ids(m)] == [last]
             [hook] = fake.webhooks.values()
             edits = fake.bot_calls("PATCH", f"/webhooks/{hook['id']}/{hook['token']}/")
@@ -473,7 +475,7 @@ async def test_a_long_greeting_takes_a_few_messages_and_comes_whole_as_a_file(
             await fake.wait_until(lambda: bool(_by_webhook(fake)[-1]["attachments"]), 30)
             pages = _by_webhook(fake)
             assert pages[0] is shown and "3/3" in json.dumps(pages[-1]["components"])
-            assert fake.attached(pages[-1]) == {ANSWER_FILE: third.encode()}
+            assert fake.attached(pages[-1]) == {GREETING_FILE: third.encode()}
             assert [m for m in pages if m["attachments"] or _custom_ids(m)] == [pages[-1]]
 
             # A moderator deletes the message with the file: the greeting is forgotten.
@@ -491,7 +493,7 @@ async def test_a_long_greeting_without_a_webhook_comes_as_a_file_from_the_bot(
     core: Core, endpoint: FakeOpenAI
 ) -> None:
     """Without Manage Webhooks the bot posts the greeting (the name in bold on its first
-    message): at most MAX_MESSAGES of them, the whole greeting on the last as answer.md."""
+    message): at most MAX_MESSAGES of them, the whole greeting on the last as greeting.md."""
     card = json.loads(json.dumps(CARD))
     card["data"]["first_mes"] = _long("First", 600)
     fake = await _fake(manage_webhooks=False)
@@ -504,8 +506,8 @@ async def test_a_long_greeting_without_a_webhook_comes_as_a_file_from_the_bot(
         *pages, hint = fake.messages.values()
         assert len(pages) == MAX_MESSAGES, len(pages)
         assert pages[0]["content"].startswith("**Aurelia**\nFirst 0: ")
-        assert pages[-1]["content"].endswith(f"\n\n{FILE_ATTACHED}")
-        assert fake.attached(pages[-1]) == {ANSWER_FILE: first.encode()}
+        assert pages[-1]["content"].endswith(f"\n\n{GREETING_ATTACHED}")
+        assert fake.attached(pages[-1]) == {GREETING_FILE: first.encode()}
         assert [m for m in pages if m["attachments"] or _custom_ids(m)] == [pages[-1]]
         assert not hint["attachments"] and not _by_webhook(fake)
     finally:

@@ -33,6 +33,8 @@ from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import interaction_context
 from bot.frontends.discord.persona import Personas, Speaker
 from bot.frontends.discord.sink import (
+    ANSWER_NOTES,
+    GREETING_NOTES,
     MIN_INTERVAL,
     DiscordTarget,
     NotPosted,
@@ -295,6 +297,7 @@ class Controls:
             else:
                 # A swipe streams nothing: its text and its buttons go out in one edit.
                 answer.view = view = view_of(buttons_after(done))
+                answer.notes = GREETING_NOTES if done.greeting else ANSWER_NOTES
                 await held.release()
                 await answer.settle(view)
                 await self._core.shown_in(ref, done.answer_id, _ids(answer.messages))
@@ -327,7 +330,12 @@ class Controls:
             refused.append(blocked_by(err.code, now, in_thread=in_thread, private=private))
 
         target = DiscordTarget(
-            channel, None, forbidden, min_interval=self._min_interval, speaker=speaker
+            channel,
+            None,
+            forbidden,
+            min_interval=self._min_interval,
+            speaker=speaker,
+            notes=GREETING_NOTES,
         )
         try:
             # Shown as an answer is (at most max_pages messages, the whole as a file on

@@ -7,7 +7,7 @@ import io
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import discord
@@ -23,22 +23,47 @@ LIMIT = 2000  # characters per Discord message
 # Messages one answer takes at most: a longer one (a model that loops writes 100,000
 # characters, 50 messages) stops adding messages, and comes whole as a file at its end.
 MAX_MESSAGES = 5
-ANSWER_FILE = "answer.md"
 REASONING_FILE = "reasoning.md"  # the reasoning shown with it (/params reasoning on)
-FILE_COMING = "📎 The rest follows as a file when the answer ends."
-FILE_ATTACHED = f"📎 The whole answer is in the attached file ({ANSWER_FILE})."
-FILE_NOT_ALLOWED = (
-    "📎 The rest could not be attached as a file: I need the Attach Files permission "
-    "here. The whole answer is kept in the conversation."
-)
-FILE_TOO_LARGE = (
-    "📎 The rest is too large to attach as a file here; the whole answer is kept in the "
-    "conversation."
-)
-FILE_FAILED = (
-    "📎 The rest could not be attached as a file (Discord failed it); the whole answer "
-    "is kept in the conversation."
-)
+
+
+@dataclass(frozen=True, slots=True)
+class FileNotes:
+    """What the last message of a text longer than MAX_MESSAGES says of the rest, and
+    the name of the file that carries it whole."""
+
+    file: str
+    coming: str  # while it streams
+    attached: str
+    not_allowed: str  # no Attach Files permission
+    too_large: str  # past the server's upload limit
+    failed: str  # Discord failed the file
+
+
+def file_notes(what: str) -> FileNotes:
+    """The notes of a long `what` ("answer", "greeting"): the one place for their words."""
+    file = f"{what}.md"
+    kept = f"the whole {what} is kept in the conversation."
+    return FileNotes(
+        file=file,
+        coming=f"📎 The rest follows as a file when the {what} ends.",
+        attached=f"📎 The whole {what} is in the attached file ({file}).",
+        not_allowed=(
+            "📎 The rest could not be attached as a file: I need the Attach Files "
+            f"permission here. {kept.capitalize()}"
+        ),
+        too_large=f"📎 The rest is too large to attach as a file here; {kept}",
+        failed=f"📎 The rest could not be attached as a file (Discord failed it); {kept}",
+    )
+
+
+ANSWER_NOTES = file_notes("answer")
+GREETING_NOTES = file_notes("greeting")  # a character's greeting, shown as an answer is
+ANSWER_FILE = ANSWER_NOTES.file
+FILE_COMING = ANSWER_NOTES.coming
+FILE_ATTACHED = ANSWER_NOTES.attached
+FILE_NOT_ALLOWED = ANSWER_NOTES.not_allowed
+FILE_TOO_LARGE = ANSWER_NOTES.too_large
+FILE_FAILED = ANSWER_NOTES.failed
 MIN_INTERVAL = 1.0  # seconds between edits of one answer: under Discord's ~5 edits / 5 s
 # Edits a second apart usually leave room in that budget, so the finished answer shows
 # at once instead of a second after the stream ended (5 writes per 5 min_intervals).
@@ -78,8 +103,12 @@ class DiscordTarget:
         speaker: Speaker | None = None,
         on_delete: Callable[[str], None] | None = None,
         on_gone: Callable[[], object] | None = None,
+        notes: FileNotes = ANSWER_NOTES,
     ) -> None:
         self._channel = channel
+        # What the last message says of the rest of a long text, and its file's name (a
+        # greeting's; a swipe learns it is one only once the swipe is done).
+        self.notes = notes
         # A character channel: posted through its webhook, or with its name in bold.
         self._speaker = speaker
         self._prefix = speaker.prefix if speaker is not None else ""
@@ -124,14 +153,14 @@ class DiscordTarget:
     def clipped_note(self, final: bool) -> str:
         """What the last message of an answer longer than max_pages says of the rest."""
         if not final:
-            return FILE_COMING
-        return self._no_file() or FILE_ATTACHED
+            return self.notes.coming
+        return self._no_file() or self.notes.attached
 
     def _files(self) -> list[tuple[str, bytes]]:
         if self.whole is None:
             return []
         answer, reasoning = self.whole
-        files = [(ANSWER_FILE, answer.encode())]
+        files = [(self.notes.file, answer.encode())]
         if reasoning.strip():
             files.append((REASONING_FILE, reasoning.encode()))
         return files
@@ -144,10 +173,10 @@ class DiscordTarget:
         # A webhook's message needs no permission of the bot's for a file.
         if self._hook is None and me is not None and permissions_for is not None:
             if not permissions_for(me).attach_files:
-                return FILE_NOT_ALLOWED
+                return self.notes.not_allowed
         limit = getattr(guild, "filesize_limit", discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
         if sum(len(data) for _, data in self._files()) > limit:
-            return FILE_TOO_LARGE
+            return self.notes.too_large
         return None
 
     async def typing(self) -> None:
@@ -314,8 +343,8 @@ class DiscordTarget:
                 if await self._attach(message, files, change, shown):
                     continue
                 files = []  # not attached: an earlier answer's file goes too
-                if shown is not None and FILE_ATTACHED in shown:  # said, but not done
-                    shown = shown.replace(FILE_ATTACHED, FILE_FAILED)
+                if shown is not None and self.notes.attached in shown:  # said, but not done
+                    shown = shown.replace(self.notes.attached, self.notes.failed)
                     change["content"] = shown
             if message.id in self._filed:
                 change["attachments"] = []  # an earlier answer's file: not this one's
