@@ -14,6 +14,7 @@ from simcord.enums import ChannelType
 from bot.conversation.pacing import STALE_NOTE
 from bot.frontends.discord import DiscordOptions
 from bot.frontends.discord.client import ChatClient
+from bot.frontends.discord.sink import ANSWER_FILE, FILE_ATTACHED, MAX_MESSAGES
 from bot.types import Actor, ChannelRef, Platform, ReplyMode, Role, Scope, SecretValue
 from tests.discord.conftest import World
 from tests.discord.fake_openai import FakeOpenAI
@@ -325,6 +326,33 @@ async def test_an_answer_whose_edits_are_refused_goes_out_whole_in_a_new_message
     first, *rest = bot_messages(world.channel, world.bot_id)
     assert first.startswith("w0") and "w29" not in first
     assert rest == [f"⚠️ {STALE_NOTE}\n\n{endpoint.script.answer.strip()}"], rest
+
+
+async def test_a_long_answer_whose_edits_are_refused_keeps_to_its_messages(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Every edit refused (50035, say) while an answer too long for MAX_MESSAGES streamed:
+    its messages as first posted, then the whole answer sent again from the first of
+    them, took ten messages, two saying a file was attached that never was. Now the
+    answer sent again takes the messages left, its last carrying the file (posted with
+    it: attaching is an edit, refused too)."""
+    endpoint.script.chunks = [f"Line {i}: on and on it goes, and on.\n" for i in range(300)]
+    endpoint.script.interval = 0.02
+    path = f"/channels/{world.channel.id}/messages/*"
+    world.env.inject_error("PATCH", path, status=400, code=50035, times=None)
+    await world.member.send(world.channel, f"<@{world.bot_id}> count for me")
+    shown = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert len(shown) == MAX_MESSAGES, [m.content[:40] for m in shown]
+    again = next(i for i, m in enumerate(shown) if m.content.startswith("⚠️"))
+    stuck, last = shown[:again], shown[-1]
+    assert 0 < again < MAX_MESSAGES and stuck[0].content.startswith("Line 0:")
+    assert not any(FILE_ATTACHED in m.content or m.attachments for m in shown[:-1])
+    # Sent again from the first stuck message, as far as the messages left go.
+    assert shown[again].content.startswith(f"⚠️ {STALE_NOTE}\n\nLine 0:")
+    assert last.content.endswith(f"\n\n{FILE_ATTACHED}")
+    [file] = last.attachments
+    assert file.filename == ANSWER_FILE
+    assert world.env.backend.cdn.get(file.url) == endpoint.script.answer.encode()
 
 
 async def test_a_channel_the_bot_may_not_post_in_costs_no_model_call(

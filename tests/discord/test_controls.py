@@ -16,6 +16,7 @@ from simcord.backend.models.channel import Overwrite
 from bot.core import Core
 from bot.frontends.discord import DiscordOptions
 from bot.frontends.discord.client import ChatClient
+from bot.frontends.discord.sink import ANSWER_FILE, FILE_ATTACHED, MAX_MESSAGES
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.types import ChannelConfig, SecretValue, Source
@@ -450,3 +451,26 @@ async def test_a_press_the_database_fails_after_it_is_acknowledged_is_said_in_on
     [line] = [r.getMessage() for r in caplog.records if "/regenerate failed" in r.getMessage()]
     assert "OperationalError in bot/" in line and "posts" not in line, line
     assert len(endpoint.requests) == 1  # the model was not asked again
+
+
+async def test_a_regenerated_long_answer_whose_edits_are_refused_keeps_to_its_messages(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """🔄 on an answer of two messages, to one too long for MAX_MESSAGES, while Discord
+    refuses every edit: the answer sent again from the stuck message took as many
+    messages again (ten). Now it keeps to MAX_MESSAGES, the whole answer in the file."""
+    endpoint.script = Script(chunks=["x" * 1500, "\n\n", "y" * 1500])
+    await ask(world, world.member, "tell me")
+    *_, last = before = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert len(before) == 2
+    long = [f"Line {i}: on and on it goes, and on.\n" for i in range(300)]
+    endpoint.script = Script(chunks=long, interval=0.02)
+    path = f"/channels/{world.channel.id}/messages/*"
+    world.env.inject_error("PATCH", path, status=400, code=50035, times=None)
+    await world.member.click(last, custom_id=the_id(last, "regen"))
+    shown = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert len(shown) == MAX_MESSAGES, [m.content[:40] for m in shown]
+    assert [m.id for m in shown[:2]] == [m.id for m in before]  # the two stay
+    assert shown[-1].content.endswith(f"\n\n{FILE_ATTACHED}")
+    [file] = shown[-1].attachments
+    assert file.filename == ANSWER_FILE

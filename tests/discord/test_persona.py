@@ -389,6 +389,13 @@ async def test_a_long_answer_through_the_webhook_comes_as_a_file_and_a_regenerat
         async with running(core, fake):
             await fake.user_says(f"<@{fake.bot_id}> tell me everything")
             await fake.wait_until(lambda: any(m["attachments"] for m in _by_webhook(fake)), 30)
+            # The file may come with the last message, before the answer settles: pressed
+            # then, 🔄 would find its messages not yet stored.
+            for _ in range(500):
+                found = await core.newest_answer_posts(_ref(fake))
+                if found is not None and len(found[1]) == MAX_MESSAGES:
+                    break
+                await asyncio.sleep(0.02)
             pages = _by_webhook(fake)
             last = pages[-1]
             assert len(pages) == MAX_MESSAGES
@@ -396,8 +403,10 @@ async def test_a_long_answer_through_the_webhook_comes_as_a_file_and_a_regenerat
             whole = endpoint.script.answer  # as it came, stored so
             assert fake.attached(last) == {ANSWER_FILE: whole.encode()}
             [hook] = fake.webhooks.values()
-            attached = fake.bot_calls("PATCH", f"/webhooks/{hook['id']}/{hook['token']}/")
-            assert [c for c in attached if c.body.get("files")]  # through the webhook
+            hooked = f"/webhooks/{hook['id']}/{hook['token']}"
+            # Through the webhook: with its last message, or by an edit once it settled.
+            attached = [*fake.bot_calls("POST", hooked), *fake.bot_calls("PATCH", hooked)]
+            assert [c for c in attached if c.body.get("files")]
             *_, stored = await core.store.history(_ref(fake), 5)  # after the greeting
             assert stored.content == whole
 
@@ -458,8 +467,9 @@ async def test_a_long_greeting_takes_a_few_messages_and_comes_whole_as_a_file(
             assert fake.attached(last) == {GREETING_FILE: first.encode()}
             assert [m for m in pages if m["attachments"] or _custom_ids(m)] == [last]
             [hook] = fake.webhooks.values()
-            edits = fake.bot_calls("PATCH", f"/webhooks/{hook['id']}/{hook['token']}/")
-            assert [c for c in edits if c.body.get("files")]  # attached through the webhook
+            # Posted through the webhook with its last message (all of it went at once).
+            posts = fake.bot_calls("POST", f"/webhooks/{hook['id']}/{hook['token']}")
+            assert [c for c in posts[-1:] if c.body.get("files")]
             assert not fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
 
             # ▶ to the short one: its first message shows it, the others go, the file too.
@@ -472,7 +482,12 @@ async def test_a_long_greeting_takes_a_few_messages_and_comes_whole_as_a_file(
             # ▶ to the long third: five messages again, the file its whole text.
             await fake.click(int(shown["id"]), _next_id(shown), manager=True)
             await fake.wait_until(lambda: len(_by_webhook(fake)) == MAX_MESSAGES, 30)
-            await fake.wait_until(lambda: bool(_by_webhook(fake)[-1]["attachments"]), 30)
+
+            def settled() -> bool:  # the file and the buttons on the last message alone
+                pages = _by_webhook(fake)
+                return [m for m in pages if m["attachments"] or _custom_ids(m)] == pages[-1:]
+
+            await fake.wait_until(settled, 30)
             pages = _by_webhook(fake)
             assert pages[0] is shown and "3/3" in json.dumps(pages[-1]["components"])
             assert fake.attached(pages[-1]) == {GREETING_FILE: third.encode()}
@@ -485,6 +500,31 @@ async def test_a_long_greeting_takes_a_few_messages_and_comes_whole_as_a_file(
                     break
                 await asyncio.sleep(0.02)
             assert await core.store.history(_ref(fake), 5) == []
+    finally:
+        await fake.stop()
+
+
+async def test_a_long_greeting_whose_file_discord_refuses_says_so(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """A greeting goes out at once, its last message posted with its file: Discord
+    refusing the file (413) is said on that message, posted without it, and the other
+    messages stand (it was not taken for a page that could not be posted)."""
+    card = json.loads(json.dumps(CARD))
+    card["data"]["first_mes"] = _long("First", 600)
+    fake = FakeDiscord(TOKEN, refuse_files=True)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await _long_greetings(core, fake, card)
+            await fake.wait_until(
+                lambda: any("Manage Webhooks" in m["content"] for m in fake.messages.values()), 30
+            )
+        *pages, _ = fake.messages.values()
+        assert len(pages) == MAX_MESSAGES, len(pages)
+        assert pages[-1]["content"].endswith(f"\n\n{GREETING_NOTES.failed}")
+        assert not any(m["attachments"] for m in pages)
+        assert [c for c in fake.calls if isinstance(c.body, dict) and c.body.get("files")]
     finally:
         await fake.stop()
 

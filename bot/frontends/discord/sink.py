@@ -146,6 +146,9 @@ class DiscordTarget:
         last = existing[-1] if existing else None
         filed = last is not None and (not isinstance(last, discord.Message) or last.attachments)
         self._filed: set[int] = {last.id} if last is not None and filed else set()
+        # The message posted with this answer's file (its final page, new then): edits
+        # may be refused when posts are not, and a file said attached must be.
+        self._posted_file: int | None = None
 
     def post_ids(self) -> list[str]:
         return [str(m.id) for m in self.messages]
@@ -229,8 +232,19 @@ class DiscordTarget:
             self.messages.append(message)
             return message
         kwargs: dict[str, Any] = {"view": self.view} if self.view is not None else {}
+        # The final page that says the file is attached carries it (a new message then).
+        files = self._files() if self.notes.attached in text else []
         try:
-            posted = await self._post(text, kwargs, first)
+            try:
+                posted = await self._post(text, kwargs, first, files)
+            except discord.HTTPException as err:
+                if not files:
+                    raise
+                log.warning(
+                    "could not attach an answer as a file: %s %s", err.status, type(err).__name__
+                )
+                files, text = [], text.replace(self.notes.attached, self.notes.failed)
+                posted = await self._post(text, kwargs, first, files)
         except discord.Forbidden as err:
             await self._blocked(err)
             return None
@@ -247,24 +261,33 @@ class DiscordTarget:
         self._texts[posted.id] = posted.content if isinstance(posted.content, str) else text
         if self.view is not None:
             self._views[posted.id] = self.view
+        if files:
+            self._filed.add(posted.id)
+            self._posted_file = posted.id
         self.messages.append(posted)
         return posted
 
-    async def _post(self, text: str, kwargs: dict[str, Any], first: bool) -> discord.Message:
-        """Post one page; one Discord failed (a 5xx, a 429 discord.py gave up on, a lost
-        connection) is tried again as an edit is. A post of the bot's own carries a nonce
-        Discord holds it to: one made although its answer was lost is not made twice."""
-        own = {**kwargs, "nonce": secrets.token_hex(12)}
+    async def _post(
+        self, text: str, kwargs: dict[str, Any], first: bool, files: list[tuple[str, bytes]]
+    ) -> discord.Message:
+        """Post one page (with `files`); one Discord failed (a 5xx, a 429 discord.py gave
+        up on, a lost connection) is tried again as an edit is. A post of the bot's own
+        carries a nonce Discord holds it to: one made although its answer was lost is not
+        made twice."""
+        nonce = secrets.token_hex(12)
+
+        def own() -> dict[str, Any]:  # its files made anew for each call (one closes them)
+            return {**kwargs, **_made(files), "nonce": nonce}
 
         async def post() -> discord.Message:
             if self._hook is not None:
                 try:
-                    return await self._via_webhook(text, kwargs)
+                    return await self._via_webhook(text, {**kwargs, **_made(files)})
                 except discord.NotFound:  # someone deleted the webhook: post as the bot
-                    return await self._without_webhook(text, own, first)
+                    return await self._without_webhook(text, own(), first)
             if first and self._reply_to is not None:
                 return await self._reply(self._reply_to, text, own)
-            return await self._channel.send(text, **own)
+            return await self._channel.send(text, **own())
 
         return await retried(post)
 
@@ -305,15 +328,15 @@ class DiscordTarget:
         return await self._channel.send(text, **kwargs)
 
     async def _reply(
-        self, message: discord.Message, text: str, kwargs: dict[str, Any]
+        self, message: discord.Message, text: str, kwargs: Callable[[], dict[str, Any]]
     ) -> discord.Message:
         try:
-            return await message.reply(text, mention_author=False, **kwargs)
+            return await message.reply(text, mention_author=False, **kwargs())
         except discord.HTTPException as err:
             if isinstance(err, discord.Forbidden) and err.code != 160002:
                 raise
             # The asked message is gone, or replying needs Read Message History: post plainly.
-            return await self._channel.send(text, **kwargs)
+            return await self._channel.send(text, **kwargs())
 
     def _view_change(self, message: Page, view: discord.ui.View | None) -> dict[str, Any]:
         """The `view` argument that makes `message` carry `view` (none when it does)."""
@@ -339,14 +362,16 @@ class DiscordTarget:
         for message in [*earlier, last]:
             change = self._view_change(message, view if message is last else None)
             shown = self._texts.get(message.id)
-            if message is last and files:
+            if message is last and files and message.id == self._posted_file:
+                files = []  # posted with it: only its buttons may change
+            elif message is last and files:
                 if await self._attach(message, files, change, shown):
                     continue
                 files = []  # not attached: an earlier answer's file goes too
                 if shown is not None and self.notes.attached in shown:  # said, but not done
                     shown = shown.replace(self.notes.attached, self.notes.failed)
                     change["content"] = shown
-            if message.id in self._filed:
+            if message.id in self._filed and message.id != self._posted_file:
                 change["attachments"] = []  # an earlier answer's file: not this one's
                 self._filed.discard(message.id)
             if change:
@@ -365,8 +390,7 @@ class DiscordTarget:
         changes = {**change, **({} if shown is None else {"content": shown})}
 
         async def edit() -> None:
-            # Made anew for each try: a file read by a failed one would go out empty.
-            attached = [discord.File(io.BytesIO(data), filename=name) for name, data in files]
+            attached = _made(files)["files"]
             await self._call_edit(message, {**changes, "attachments": attached})
 
         try:
@@ -457,6 +481,14 @@ class NotPosted(Exception):
     """No page of an answer could be posted: Discord failed every try (a refusal is
     said by the target itself). Raised into the turn, which stops there: its answer is
     stored as cut where it could not be shown, and the model asked no more."""
+
+
+def _made(files: list[tuple[str, bytes]]) -> dict[str, list[discord.File]]:
+    """The `files` argument of a call carrying `files` (none without them). Made anew for
+    each try: a file read by a failed one would go out empty."""
+    if not files:
+        return {}
+    return {"files": [discord.File(io.BytesIO(data), filename=name) for name, data in files]}
 
 
 def transient(err: discord.HTTPException) -> bool:
