@@ -606,6 +606,11 @@ class FakeDiscord:
             message = self._message(next(self._ids), self.channel_id, self.bot_user(), "")
             message["content"] = self.originals[iid]
             return self._json(message)
+        if method == "DELETE" and parts[0] == "webhooks" and parts[3:] == ["messages", "@original"]:
+            iid = self._tokens.get(parts[2], "")
+            if self.originals.pop(iid, None) is None:
+                return self._json({"message": "Unknown Message", "code": 10008}, 404)
+            return web.Response(status=204)
         if method == "POST" and parts[0] == "webhooks" and len(parts) == 3:
             if self._tokens.get(parts[2]) not in self._answered:
                 # A follow-up needs the interaction's response first.
