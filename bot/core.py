@@ -25,7 +25,7 @@ from bot.conversation.engine import (
 )
 from bot.conversation.pacing import MessageTarget, PacedReply, split_text
 from bot.conversation.posts import Edited
-from bot.conversation.stream import ReplySink
+from bot.conversation.stream import ANSWER_DELETED, ReplySink
 from bot.providers import ProviderHub
 from bot.store import Store, StoreError, Unanswered
 from bot.types import (
@@ -147,7 +147,6 @@ class Untold:
     records: tuple[int, ...]
 
 
-ANSWER_DELETED = "Stopped: the answer was deleted."
 _SAY_ENDED = 2.0  # seconds the front-ends have to say a command was ended by a shutdown
 # Seconds the writes still queued when a shutdown closes the store get at least, however
 # long its front-ends took to end: plenty for a database that answers.
@@ -268,6 +267,8 @@ class Core:
             done = await self.run_control(ref, actor, inv, collected)
             if isinstance(done, Reply):
                 return done
+            if done.ignored:  # its turn was deleted meanwhile: nothing to show anyone
+                return Reply("", private=True, silent=True)
             text = collected.text or done.answer
             if done.alternative[1] > 1:
                 text += f"\n(answer {done.alternative[0]} of {done.alternative[1]})"
@@ -412,7 +413,7 @@ class Core:
         """Whether the platform message `post`, in `ref`'s channel, shows one of the bot's
         answers (a thread started on it is spoken to the bot)."""
         found = await self.store.posted(ref.platform, ref.channel_id, [post])
-        return any(not questions for questions in found.values())
+        return any(shown.answered for shown in found.values())
 
     async def chat(self, incoming: Incoming, sink: ReplySink) -> TurnResult:
         clean = replace(incoming, text=clean_text(incoming.text))

@@ -695,6 +695,11 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             )
         history = await self._history(ref)
         question, answer = _newest_turn(history)
+        running = self._running.get(ref)
+        if running is not None and question is not None:
+            # From now on a deletion of that question, or of the answer it changes, finds
+            # this control (one that came while it read them, too).
+            running.answers(question.id, changes=answer is not None)
         newest = history[-1] if history else None
         if (
             newest is not None
@@ -874,7 +879,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # prepared is not lost.
         running = self._running.get(ref) or Running(by or question.author_id or "")
         self._running[ref] = running
-        running.question = question.id
+        running.question = question.id  # a control's, known since it read it (_control)
         self._showing.add(ref)
         provider = self._hub.provider(endpoint)
         with self._ending(ref):  # until stored, charged and shown: what a shutdown waits for
@@ -882,7 +887,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 if not_sent is None and lore is not None and question.id is not None:
                     if not running.stopped_by:  # stored only when the request is sent
                         await self._keep_timers(ref, lore.anchored(question.id))
-                if running.deleted:  # its question was deleted while the turn was prepared
+                if running.deleted:  # its question (a control's answer) deleted meanwhile
                     return await self._deleted_before(ref, running.post, cut_off)
                 if not_sent is None and (said := running.begin()) is not None:
                     not_sent, stopped = said, True
@@ -976,16 +981,19 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return result
 
     async def _deleted_before(self, ref: ChannelRef, post: str, cut_off: int | None) -> TurnResult:
-        """A new question deleted while its turn was prepared: nothing was sent, nothing is
-        charged or shown (it is gone from the chat), and what the turn stored of it goes."""
+        """A question deleted while its turn (or a control on its answer) was prepared, or
+        the answer a control changes: nothing was sent, nothing is charged or shown (it is
+        gone from the chat), and what a new question's turn stored of it goes (a stored
+        one's deletion forgets it, once this turn has ended)."""
         if cut_off is not None:  # nothing said here: the next answer says it
             self._cut_off[ref] = cut_off
         await self._release(ref)
-        log.info("a question in %s was deleted while its turn was prepared: not asked", ref)
-        try:
-            await self._store.forget_posted(ref, [post])
-        except StoreError as err:
-            log.warning("could not forget a deleted question in %s: %s", ref, err)
+        log.info("a message in %s was deleted while its turn was prepared: not asked", ref)
+        if post:  # a new question, stored by its turn meanwhile
+            try:
+                await self._store.forget_posted(ref, [post])
+            except StoreError as err:
+                log.warning("could not forget a deleted question in %s: %s", ref, err)
         return TurnResult("", None, called_provider=False, question_id=None, ignored=True)
 
     async def _keep_timers(self, ref: ChannelRef, lore: Timers) -> None:

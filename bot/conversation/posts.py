@@ -12,7 +12,7 @@ from typing import Protocol
 
 from bot.connection import NotConnectable, endpoint_for
 from bot.conversation.budget import MAX_INPUT_CHARS, estimate_tokens
-from bot.conversation.stream import Running
+from bot.conversation.stream import QUESTION_DELETED, Running
 from bot.conversation.waiting import WaitingQuestions
 from bot.store import Store, StoreError
 from bot.store.secrets import SecretUnreadable
@@ -22,8 +22,6 @@ from bot.types.secrets import holds_key, holds_secret
 from bot.types.text import clean_text, strip_invisible
 
 log = logging.getLogger("bot.conversation")
-
-QUESTION_DELETED = "Stopped: the question was deleted."
 
 
 class Edited(enum.Enum):
@@ -96,6 +94,7 @@ class PlatformPosts:
     _order: _Order
     waiting: WaitingQuestions  # questions recorded while they wait
     _running: dict[ChannelRef, Running]
+    _queued: dict[ChannelRef, dict[Running, None]]
     _deleted: RecentIds  # platform messages deleted lately (_deletion: who deleted them)
     _edits: Edits  # edits in the order they arrived, and those of questions not stored yet
 
@@ -114,19 +113,21 @@ class PlatformPosts:
         """Messages deleted on the platform in channel or thread `where`: forget the turns
         they showed (Store.forget_posted; `author`: only their own questions). An answer
         still being written to a deleted question stops; a question not yet asked is not
-        asked. Returns how many stored entries went."""
+        asked; a control (🔄 ⏩) whose question, or whose answer, went is not done.
+        Returns how many stored entries went."""
         for post in posts:
             self._deleted.add(_deletion(platform, post, author))
         self.waiting.deleted(platform, posts, author)
         self._stop_prepared(platform, where, posts, author)
         found = await self._store.posted(platform, where, posts, author)
+        for ref, shown in found.items():  # at once: a turn taking its place meanwhile waits
+            turns = [self._running.get(ref), *self._queued.get(ref, ())]
+            for running in turns:
+                if running is not None:  # a control waiting knows its turn later
+                    running.forgotten(shown.questions, shown.answered)
         gone = 0
-        for ref, questions in found.items():
-            key = ref
-            running = self._running.get(key)
-            if running is not None and running.question in questions:
-                running.stop(QUESTION_DELETED)
-            async with self._order.hold(key):  # after the answer being written is stored
+        for ref in found:
+            async with self._order.hold(ref):  # after the answer being written is stored
                 count = await self._store.forget_posted(ref, posts, author)
             if count:
                 log.info("forgot %d stored messages in %s: deleted on the platform", count, ref)
@@ -155,8 +156,7 @@ class PlatformPosts:
                 and where in (ref.channel_id, ref.thread_id)
                 and author in (None, running.asker)
             ):
-                running.deleted = True  # also when a /stop came first: nothing is shown
-                running.stop(QUESTION_DELETED)
+                running.gone(QUESTION_DELETED)  # also when a /stop came first: nothing shown
 
     async def edited(
         self,
@@ -181,7 +181,7 @@ class PlatformPosts:
         arrived = self._edits.arrived(key)  # before any wait: edits apply in this order
         text = clean_text(text).strip()
         found = await self._store.posted(platform, where, [post], author)
-        questions = [(ref, ids) for ref, ids in found.items() if ids]
+        questions = [(ref, shown.questions) for ref, shown in found.items() if shown.questions]
         held = holds_key(text) or any(
             [await self._holds_channel_secret(ref, text, prefix) for ref, _ in questions]
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
@@ -83,6 +83,9 @@ def sink_posts(sink: object) -> list[str]:
 STOPPED = "Stopped."  # a stop's word under the answer (what arrived is kept)
 # A stop that came before the request was sent: nothing was sent, and nothing is charged.
 STOPPED_BEFORE = "Stopped before the answer began."
+# An answer being written whose question, or whose message, was deleted: no one reads on.
+QUESTION_DELETED = "Stopped: the question was deleted."
+ANSWER_DELETED = "Stopped: the answer was deleted."
 
 
 class Running:
@@ -104,11 +107,17 @@ class Running:
     def __init__(self, asker: str, *, post: str = "") -> None:
         self.task = asyncio.current_task()
         self.asker = asker
-        self.question: int | None = None  # the stored question it answers, once stored
+        self.question: int | None = None  # the stored question it answers, once known
+        self.changes = False  # a control: it changes the answer shown for `question`
         # The platform message of a new question it answers: known before it is stored,
         # so a deletion while the turn is prepared finds it.
         self.post = post
-        self.deleted = False  # that message was deleted (before the request: nothing shown)
+        # What it answers or changes was deleted (before the request: nothing is shown).
+        self.deleted = False
+        # Stored questions deleted while it ran, and those whose answers were:
+        # known to it before it knows its own (a control reads the newest turn first).
+        self._questions_gone: set[int] = set()
+        self._answers_gone: set[int] = set()
         self.stopped_by = ""
         self.failed = False  # stopped by a fault (its deadline), not by someone
         self.cancelled = False  # the stop cancelled the task (its CancelledError is ours)
@@ -120,6 +129,34 @@ class Running:
     def preparing(self) -> None:
         """Its turn has begun: a stop from now on is kept for `begin`, not cut in."""
         self._preparing = True
+
+    def answers(self, question: int | None, *, changes: bool = False) -> None:
+        """It answers stored question `question` (`changes`: a control, which changes the
+        answer shown for it); one deleted meanwhile leaves it `deleted` (forgotten)."""
+        self.question, self.changes = question, changes
+        self._check_gone()
+
+    def forgotten(self, questions: Collection[int], answered: Collection[int]) -> None:
+        """Stored `questions` were deleted in its conversation, or every answer to the
+        `answered` ones: if its question is one (or, for a control, its answer), now or
+        once it knows which it answers, it is `deleted`, and stops."""
+        self._questions_gone.update(questions)
+        self._answers_gone.update(answered)
+        self._check_gone()
+
+    def gone(self, why: str) -> None:
+        """What it answers or changes was deleted: before the request nothing is sent or
+        shown (ChatEngine._deleted_before); an answer being written stops, saying `why`."""
+        self.deleted = True
+        self.stop(why)
+
+    def _check_gone(self) -> None:
+        if self.question is None or self.deleted:
+            return
+        if self.question in self._questions_gone:
+            self.gone(QUESTION_DELETED)
+        elif self.changes and self.question in self._answers_gone:
+            self.gone(ANSWER_DELETED)
 
     def begin(self) -> str | None:
         """The request is about to be sent: from now on a stop cuts the answer. What a

@@ -9,6 +9,7 @@ from bot.store.errors import (
     StoreUnavailable,
     StoreUnwritable,
 )
+from bot.store.history import Posted
 from bot.store.leases import Claim, Lease
 from bot.store.repository import FOLLOWING_CLEARED, Store
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
@@ -21,6 +22,7 @@ __all__ = [
     "AuditEntry",
     "Claim",
     "Lease",
+    "Posted",
     "SecretBox",
     "SecretUnreadable",
     "Store",

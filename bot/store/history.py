@@ -94,6 +94,17 @@ _UPDATE = (
 Guard = Callable[[AsyncConnection], Awaitable[bool]]
 
 
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What platform messages show in one conversation (HistoryPart.posted): the questions
+    among them (an `author`'s only, if one was given), and what the answers among them
+    answer (a question; a greeting's first for a greeting), as deleting them forgets
+    every answer to it (none when an `author` was given: their own questions only)."""
+
+    questions: set[int] = field(default_factory=set)
+    answered: set[int] = field(default_factory=set)
+
+
 @dataclass(eq=False)
 class HeldUsage:
     """A usage row stored with a question where no limit counts it, so the call is on
@@ -273,15 +284,23 @@ class HistoryPart:
 
     async def posted(
         self, platform: Platform, where: str, posts: Sequence[str], author: str | None = None
-    ) -> dict[ChannelRef, set[int]]:
+    ) -> dict[ChannelRef, Posted]:
         """The conversations in channel or thread `where` that these platform messages
-        show turns of, each with the ids of the questions among them (`author`'s only)."""
+        show turns of, each with what they show there (Posted)."""
         wanted = [p[:NAME_CHARS] for p in posts if p]
         if not wanted:
             return {}
         m = _MESSAGES
         query = (
-            select(m.c.server_id, m.c.channel_id, m.c.thread_id, m.c.id, m.c.role, m.c.author_id)
+            select(
+                m.c.server_id,
+                m.c.channel_id,
+                m.c.thread_id,
+                m.c.id,
+                m.c.role,
+                m.c.reply_to,
+                m.c.author_id,
+            )
             .join(_POSTS, _POSTS.c.message_id == m.c.id)
             .where(
                 _POSTS.c.platform == platform.value,
@@ -291,15 +310,16 @@ class HistoryPart:
             )
         )
 
-        async def read(conn: AsyncConnection) -> dict[ChannelRef, set[int]]:
-            found: dict[ChannelRef, set[int]] = {}
-            for server_id, channel_id, thread_id, row_id, role, author_id in await conn.execute(
-                query
-            ):
+        async def read(conn: AsyncConnection) -> dict[ChannelRef, Posted]:
+            found: dict[ChannelRef, Posted] = {}
+            for row in await conn.execute(query):
+                server_id, channel_id, thread_id, row_id, role, reply_to, author_id = row
                 ref = ChannelRef(platform, channel_id, server_id, thread_id)
-                questions = found.setdefault(ref, set())
+                shown = found.setdefault(ref, Posted())
                 if role == Role.USER.value and author in (None, author_id):
-                    questions.add(row_id)
+                    shown.questions.add(row_id)
+                elif role == Role.ASSISTANT.value and author is None:
+                    shown.answered.add(row_id if reply_to is None else reply_to)
             return found
 
         await self._writes.drain()  # links still in the write queue count

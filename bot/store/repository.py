@@ -25,7 +25,7 @@ from bot.store.base import Database, key_of
 from bot.store.characters import NO_CHARACTER, CharacterPart, StoredCharacter
 from bot.store.config import AuditEntry, ConfigPart, checked, merge
 from bot.store.db import PG_LONG_READ_SECONDS, PG_STATEMENT_SECONDS, create_engine
-from bot.store.history import HistoryPart
+from bot.store.history import HistoryPart, Posted
 from bot.store.leases import Lease
 from bot.store.lore import LorePart
 from bot.store.model_lists import ModelLists
@@ -439,9 +439,10 @@ class Store:
 
     async def posted(
         self, platform: Platform, where: str, posts: Sequence[str], author: str | None = None
-    ) -> dict[ChannelRef, set[int]]:
+    ) -> dict[ChannelRef, Posted]:
         """Conversations in channel or thread `where` with turns these messages show, each
-        with the ids of the questions among them (`author`'s only, if given)."""
+        with the questions among them (`author`'s only, if given) and what the answers
+        among them answer."""
         return await self._history.posted(platform, where, posts, author)
 
     async def unlink_posts(self, ref: ChannelRef, posts: Sequence[str]) -> None:

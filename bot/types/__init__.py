@@ -373,6 +373,9 @@ class Reply:
     ok: bool = True
     file: ReplyFile | None = None
     greeting: Greeting | None = None  # posted publicly in the channel after the reply
+    # Nothing to say at all (a turn control whose question, or answer, was deleted while
+    # it was prepared): a "thinking…" shown meanwhile goes.
+    silent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from sqlalchemy import delete, func, select
 
+from bot.commands import Invocation
 from bot.core import Core, Edited, TurnLimits, TurnResult
 from bot.store.models import BlobRow, MessageRow, PostRow, UsageRow
 from bot.types import (
@@ -253,6 +254,32 @@ async def test_a_question_stopped_then_deleted_while_prepared_leaves_nothing(
     await asyncio.wait_for(turn, 10)
     assert endpoint.requests == [] and sink.final is None
     assert await core.store.history(REF, 10) == []
+
+
+async def test_a_regenerate_waiting_when_its_question_is_deleted_is_not_done(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """🔄 pressed while the answer streams waits its turn; the question deleted meanwhile
+    (its answer stops) was regenerated all the same once the control's turn came: the
+    deletion knew only the turn being written, and it was forgotten only after."""
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(20)], interval=0.05)
+    first = asyncio.create_task(ask(core, "first", "q1", pages=["a1"]))
+    for _ in range(200):
+        if endpoint.requests:
+            break
+        await asyncio.sleep(0.02)
+    sink = Sink()
+    regen = asyncio.create_task(core.run_control(REF, ASKER, Invocation(("regenerate",), {}), sink))
+    await asyncio.sleep(0.05)  # in line behind the answer
+    await core.deleted(Platform.DISCORD, "c1", ["q1"])
+    await asyncio.wait_for(first, 10)
+    done = await asyncio.wait_for(regen, 10)
+    assert isinstance(done, TurnResult) and done.ignored and done.notice
+    assert sink.updates == [] and sink.final is None  # nothing shown
+    assert len(endpoint.requests) == 1  # the first answer's only
+    assert await core.store.history(REF, 10) == []
+    async with core.store.engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).select_from(UsageRow)) == 1
 
 
 async def test_a_question_being_prepared_is_not_stopped_by_another_members_deletion(

@@ -30,7 +30,7 @@ from bot.frontends.discord.buttons import (
 )
 from bot.frontends.discord.events import Blocked, blocked_by, edit_check, is_private_thread
 from bot.frontends.discord.failures import CALL_FAILED
-from bot.frontends.discord.interactions import interaction_context
+from bot.frontends.discord.interactions import interaction_context, unthink
 from bot.frontends.discord.persona import Personas, Speaker
 from bot.frontends.discord.sink import (
     ANSWER_NOTES,
@@ -292,6 +292,9 @@ class Controls:
             done = await self._core.run_control(ref, actor, inv, held, answer_id=target)
             if isinstance(done, Reply):
                 await _privately(interaction, done.text)
+            elif done.ignored:  # its question or its answer was deleted meanwhile: no word
+                if typed:
+                    await unthink(interaction)
             elif done.notice:
                 await _privately(interaction, done.answer)
             else:

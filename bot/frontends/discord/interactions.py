@@ -249,9 +249,16 @@ _THINKING, _SHOWN = "thinking", "shown"
 
 async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
     """Send the reply (split at 2000 characters) as the response or as follow-ups; a
-    file (the /usage chart) goes with the last page."""
-    pages = split_text(reply.text or "Done.", LIMIT)
+    file (the /usage chart) goes with the last page. A silent one sends nothing, and
+    takes its "thinking…" away."""
     shows = interaction.extras.get(_ORIGINAL)
+    if reply.silent:
+        if shows != _THINKING and not interaction.response.is_done():
+            await _defer(interaction, private=True)  # Discord wants a response: none shows
+        if interaction.extras.get(_ORIGINAL) == _THINKING:
+            await unthink(interaction)
+        return
+    pages = split_text(reply.text or "Done.", LIMIT)
     answered = interaction.response.is_done() or shows == _SHOWN
     try:
         for i, page in enumerate(pages):
@@ -274,6 +281,14 @@ async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
         # Usually the interaction expired (answered too late) or the channel refused it.
         status = err.status if isinstance(err, discord.HTTPException) else "no answer"
         log.warning("could not answer a command: %s %s", status, type(err).__name__)
+
+
+async def unthink(interaction: discord.Interaction) -> None:
+    """A command that came to nothing to say: its "thinking…" goes."""
+    try:
+        await interaction.delete_original_response()
+    except CALL_FAILED as err:
+        log.info("could not take a command's thinking away: %s", type(err).__name__)
 
 
 ALREADY_ANSWERED = 40060  # Discord's "Interaction has already been acknowledged"

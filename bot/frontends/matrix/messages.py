@@ -439,6 +439,8 @@ class MessageHandler:
         done = await self._in_place(ref, prepared.actor, prepared.inv, target, asker=msg.sender)
         if isinstance(done, Reply):
             await self._notice(msg, f"{prepared.label}{done.text}")
+        elif done.ignored:  # its question, or the answer it changes, was removed meanwhile
+            return
         elif done.notice:
             await self._notice(msg, done.answer)
         elif done.alternative[1] > 1:
