@@ -489,6 +489,28 @@ async def test_a_command_typed_into_a_mention_is_not_chat(
     assert asked(endpoint) == ["/shrug what now?"]
 
 
+async def test_a_command_typed_as_on_matrix_is_not_chat(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    """The README's Matrix form pasted into a mention (`!key set custom <key>`, `!model x`),
+    as the console now refuses it: it was chat, the key (no provider's shape) sent to the
+    model and kept in the history in plain text."""
+    secret = "tabby-1a2b3c4d5e6f7788"
+    await world.member.send(world.channel, f"<@{world.bot_id}> !key set custom {secret}")
+    [said] = bot_messages(world.channel, world.bot_id)
+    assert "slash commands: type `/key`" in said and "asked for privately" in said
+    assert "I deleted your message" in said, said
+    assert all(secret not in m.content for m in world.channel.history())
+    await world.member.send(world.channel, f"<@{world.bot_id}> !model gpt-4o")
+    hint = bot_messages(world.channel, world.bot_id)[-1]
+    assert "type `/model`" in hint and "privately" not in hint
+    assert endpoint.requests == []
+    assert await core.store.history(ref_of(world.channel, world.guild), 10) == []
+    # A `!` that names no command is chat as ever.
+    await world.member.send(world.channel, f"<@{world.bot_id}> !wow what now?")
+    assert asked(endpoint) == ["!wow what now?"]
+
+
 async def test_a_slash_and_dashes_alone_is_chat_not_a_crash(
     world: World, endpoint: FakeOpenAI, core: Any
 ) -> None:

@@ -128,6 +128,16 @@ class ChatHandler:
         # Threads seen not to start on an answer, and when.
         self._not_on_answers: OrderedDict[str, float] = OrderedDict()
 
+    def _typed(self, text: str) -> TypedCommand | None:
+        """A command typed into a message, not chat: `/key set …` as on the console, or
+        Matrix's `!key set custom <key>` as the README shows it there (the console
+        refuses that form too); its key must reach neither the model nor the history."""
+        found = typed_command(text, self._core.table)
+        matrix = self._core.prefix(Platform.MATRIX)
+        if found is None and matrix != "/":
+            found = typed_command(text, self._core.table, matrix)
+        return found
+
     async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
         facts = message_facts(message, me, self._personas.webhook_ids)
         if ignore_reason(facts) is not None:
@@ -144,7 +154,7 @@ class ChatHandler:
         if not await self._core.should_answer(ref, addressed):
             return
         text = strip_mention(message.content, me.id, my_role_id(message))
-        typed = typed_command(text, self._core.table)
+        typed = self._typed(text)
         reply_to: discord.Message | None = message
         author = message.author
         guild = message.guild
@@ -283,7 +293,7 @@ class ChatHandler:
             author=str(author.get("id", "")),
             # Files' text is part of their question; a command is never chat: either
             # keeps the question as it was, and is only looked at for secrets.
-            rewrite=not data.get("attachments") and typed_command(text, self._core.table) is None,
+            rewrite=not data.get("attachments") and self._typed(text) is None,
         )
         if done is Edited.HELD_SECRET:
             held = channel.get_partial_message(payload.message_id)
