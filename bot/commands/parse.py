@@ -202,15 +202,20 @@ class TypedCommand:
     secret: bool  # it asks for a key or password: the message may hold one
 
 
-def typed_command(text: str, table: tuple[Command, ...], prefix: str = "/") -> TypedCommand | None:
+def typed_command(
+    text: str, table: tuple[Command, ...], prefix: str = "/", *, exact: bool = False
+) -> TypedCommand | None:
     """The command a chat message names with `prefix` where that is not how commands are
     given (`/key set …` typed into a Discord message, Matrix's `!model x` in the console;
     `／model x`, a typo of a secret one), or None: it is not chat, and it may hold a key
-    (`/key set custom <key>`)."""
+    (`/key set custom <key>`). `exact`: only a command's own name counts, not a typo of
+    one (another platform's prefix, `!`, starts chat: `!hey there` is not `/key`)."""
     body = plain_prefix(text.strip(), prefix)
     # `/key-set`, `/key_set` name `/key`; `/-_-` (a face) names nothing and is chat.
     words = body[len(prefix) :].replace("-", " ").replace("_", " ").split()
     if not body.startswith(prefix) or not words:
+        return None
+    if exact and words[0].lower() not in {c.name for c in table}:
         return None
     secret = asks_secret(body, table, prefix)
     # Not lower-cased before `closest`: Greek capitals fold to other letters (Υ → υ → u).

@@ -484,7 +484,7 @@ class Console:
         if matrix != self._core.prefix(Platform.CONSOLE):
             # Matrix's `!model x`, as the README shows it there: a command, not a chat line
             # for the model, and `!key set custom <key>` holds a key.
-            if (typed := typed_command(text, self._core.table, matrix)) is not None:
+            if (typed := typed_command(text, self._core.table, matrix, exact=True)) is not None:
                 await self._typed_elsewhere(text, typed, matrix)
                 return
         incoming = Incoming(self._ref, self._actor, text, tuple(self._pending))
@@ -628,7 +628,7 @@ class Console:
         if (
             not following.strip()
             or self._core.is_command(incoming)
-            or typed_command(following, self._core.table, matrix) is not None
+            or typed_command(following, self._core.table, matrix, exact=True) is not None
         ):
             self._held = following
             return

@@ -509,6 +509,10 @@ async def test_a_command_typed_as_on_matrix_is_not_chat(
     # A `!` that names no command is chat as ever.
     await world.member.send(world.channel, f"<@{world.bot_id}> !wow what now?")
     assert asked(endpoint) == ["!wow what now?"]
+    # Nor one a typo away from a command's name (`/hey` is read as `/key`, `!hey` is not):
+    # the message was taken for a key command and deleted.
+    await world.member.send(world.channel, f"<@{world.bot_id}> !hey there, !see this")
+    assert asked(endpoint) == ["!wow what now?", "!hey there, !see this"]
 
 
 async def test_a_slash_and_dashes_alone_is_chat_not_a_crash(

@@ -242,3 +242,26 @@ def test_a_command_typed_into_a_message_names_its_slash_command(
         assert typed is None
     else:
         assert typed is not None and (typed.name, typed.secret) == (named, secret)
+
+
+@pytest.mark.parametrize(
+    ("text", "named", "secret"),
+    [
+        ("!key set custom tabby-1a2b3c4d", "key", True),
+        ("!MODEL gpt-4o", "model", False),
+        ("!hey there", None, False),  # a typo away from `key`: chat, not a key command
+        ("!see this", None, False),  # nor `proxy set`'s subcommand
+        ("!kye set custom tabby-1a2b3c4d", None, False),
+    ],
+)
+def test_a_command_in_another_platforms_form_is_one_only_by_its_own_name(
+    text: str, named: str | None, secret: bool
+) -> None:
+    """Matrix's `!` in a Discord message or the console: chat starts with `!` as often as
+    not, so a typo of a command's name is chat there (it was taken for `/key`, and the
+    message deleted as holding a key)."""
+    typed = typed_command(text, TABLE, "!", exact=True)
+    if named is None:
+        assert typed is None
+    else:
+        assert typed is not None and (typed.name, typed.secret) == (named, secret)

@@ -135,7 +135,7 @@ class ChatHandler:
         found = typed_command(text, self._core.table)
         matrix = self._core.prefix(Platform.MATRIX)
         if found is None and matrix != "/":
-            found = typed_command(text, self._core.table, matrix)
+            found = typed_command(text, self._core.table, matrix, exact=True)
         return found
 
     async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
