@@ -373,16 +373,26 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             task = running.task
             if held is not None or not running.cancelled or task is None or task.uncancel():
                 raise
-            if post_id:
-                self.waiting.done(ref.platform, post_id)
-            log.info("a turn in %s was stopped while it waited: not asked", ref)
-            try:
-                return await _notice(sink, STOPPED_BEFORE)
-            except _NotShown as err:  # the front-end's own error, to say as it does
-                raise _cause(err) from None
+            return await self._not_asked(ref, post_id, running, sink)
         finally:
             if queued and held is None:
                 self._unqueue(ref, running)
+
+    async def _not_asked(
+        self, ref: ChannelRef, post_id: str, running: Running, sink: ReplySink
+    ) -> TurnResult:
+        """A question stopped while it waited (stop_waiting): said in `sink`, not asked; one
+        deleted meanwhile: gone without a word, as from the chat."""
+        if post_id:
+            self.waiting.done(ref.platform, post_id)
+        if running.deleted:
+            log.info("a question in %s was deleted while it waited: not asked", ref)
+            return TurnResult("", None, called_provider=False, ignored=True)
+        log.info("a turn in %s was stopped while it waited: not asked", ref)
+        try:
+            return await _notice(sink, STOPPED_BEFORE)
+        except _NotShown as err:  # the front-end's own error, to say as it does
+            raise _cause(err) from None
 
     def _unqueue(self, ref: ChannelRef, running: Running) -> Running:
         """`running` no longer waits in conversation `ref`."""

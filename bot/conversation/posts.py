@@ -94,7 +94,7 @@ class PlatformPosts:
     _order: _Order
     waiting: WaitingQuestions  # questions recorded while they wait
     _running: dict[ChannelRef, Running]
-    _queued: dict[ChannelRef, dict[Running, None]]
+    _queued: dict[ChannelRef, dict[Running, None]]  # the turns waiting behind it
     _deleted: RecentIds  # platform messages deleted lately (_deletion: who deleted them)
     _edits: Edits  # edits in the order they arrived, and those of questions not stored yet
 
@@ -145,10 +145,14 @@ class PlatformPosts:
     def _stop_prepared(
         self, platform: Platform, where: str, posts: Sequence[str], author: str | None
     ) -> None:
-        """A question deleted while its turn is prepared is not stored yet (the store does
-        not find it): its turn, known by the question's platform message, is not asked
-        (ChatEngine._answer forgets what it stored meanwhile)."""
-        for ref, running in self._running.items():
+        """A question deleted while its turn waits or is prepared is not stored yet (the
+        store does not find it): its turn, known by the question's platform message, is
+        not asked. One waiting leaves at once, without a word (ChatEngine.stop_waiting's
+        way); one prepared ends at the request (ChatEngine._answer forgets what it stored
+        meanwhile)."""
+        turns = [*self._running.items()]
+        turns += [(ref, r) for ref, queued in self._queued.items() for r in queued]
+        for ref, running in turns:
             if (
                 running.post
                 and running.post in posts

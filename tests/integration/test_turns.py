@@ -1338,6 +1338,44 @@ async def test_a_question_waiting_its_turn_is_its_askers_to_stop(
         await core.close()
 
 
+async def test_a_question_deleted_while_it_waits_leaves_at_once_unasked(
+    database_url: str, endpoint: FakeOpenAI
+) -> None:
+    """A question deleted while it waited behind another's answer stayed in the turn order
+    until that answer ended (its turn then passed it over): it leaves at once now, with
+    no word (it is gone from the chat), and is never asked."""
+    endpoint.script = Script(chunks=[f"w{i} " for i in range(30)], interval=0.05)
+    core = await make_core(database_url, endpoint, TurnLimits())
+    carol = Actor("u-carol", "Carol")
+    try:
+        core.serve(Platform.DISCORD, "bot-a")
+        bobs = Sink()
+        first = asyncio.create_task(core.chat(Incoming(REF, BOB, "a story", (), "m1"), bobs))
+        await bobs.first.wait()
+        carols = Sink()
+        second = asyncio.create_task(core.chat(Incoming(REF, carol, "oops", (), "m2"), carols))
+        for _ in range(500):  # waiting behind Bob's answer, and recorded so
+            if await waiting_rows(core):
+                break
+            await asyncio.sleep(0.01)
+        assert await waiting_rows(core) == ["m2"]
+        await core.deleted(Platform.DISCORD, REF.channel_id, ["m2"])
+        result = await asyncio.wait_for(second, 10)
+        assert not first.done()  # gone while Bob's answer is still written
+        assert result.ignored and carols.final is None and carols.updates == []
+        await asyncio.wait_for(first, 10)
+        assert bobs.final == (endpoint.script.answer, None)
+        assert len(endpoint.requests) == 1
+        assert [e.author_id for e in await rows(core)] == [BOB.id, None]
+        for _ in range(500):  # its record goes (in the background)
+            if not await waiting_rows(core):
+                break
+            await asyncio.sleep(0.01)
+        assert await waiting_rows(core) == []
+    finally:
+        await core.close()
+
+
 async def test_a_bug_before_the_model_is_asked_is_said_and_changes_nothing(
     database_url: str,
     endpoint: FakeOpenAI,
