@@ -20,6 +20,7 @@ from bot.conversation.engine import (
     ChatEngine,
     Control,
     Gate,
+    HeldBack,
     TurnLimits,
     TurnResult,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Core",
     "Edited",
     "Gate",
+    "HeldBack",
     "HeldReply",
     "MessageTarget",
     "PacedReply",
@@ -433,13 +435,15 @@ class Core:
         post_id: str,
         asker: Callable[[], Awaitable[Actor | None]],
         sender: str = "",
-    ) -> AbstractContextManager[None]:
+    ) -> AbstractContextManager[HeldBack]:
         """Around a question that waits before `chat` behind another message of its
         conversation (a command running there, which a front-end lets end first): it is
         recorded meanwhile, as one waiting for its turn in `chat` is, so a process killed
-        first leaves it to be said unanswered (`unanswered`). `asker`: who asked it, or
-        None when it is not one the bot answers; `sender`: who sent it (a deletion by one
-        who may remove only their own messages takes the record away for theirs alone)."""
+        first leaves it to be said unanswered (`unanswered`); behind a command, held
+        (HeldBack.hold) it waits as one in `chat`'s turn order does, its asker's stop and
+        its deletion reaching it at once. `asker`: who asked it, or None when it is not
+        one the bot answers; `sender`: who sent it (a deletion by one who may remove only
+        their own messages takes the record away for theirs alone)."""
         return self._engine.waiting_before(ref, post_id, asker, sender)
 
     async def attachment_refusal(

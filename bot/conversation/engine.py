@@ -33,7 +33,7 @@ from bot.conversation.budget import (
     estimate_tokens,
     history_budget,
 )
-from bot.conversation.posts import Edits, PlatformPosts, post_key
+from bot.conversation.posts import QUESTION_DELETED, Edits, PlatformPosts, post_key
 from bot.conversation.request import Overflow, Requests
 from bot.conversation.stream import (
     STOPPED,
@@ -174,6 +174,77 @@ class _TurnOrder:
         return key in self._locks
 
 
+class HeldBack:
+    """A question its front-end holds back before ChatEngine.turn, behind another message of
+    its conversation (ChatEngine.waiting_before); behind a command running there, held
+    where the core stops it (`hold`) as one waiting in its turn order is."""
+
+    def __init__(
+        self,
+        asker: Callable[[], Awaitable[Actor | None]],
+        hold_back: Callable[[str], Running],
+        not_asked: Callable[[Running, ReplySink], Awaitable[TurnResult]],
+    ) -> None:
+        self._asker = asker
+        self._hold_back = hold_back
+        self._not_asked = not_asked
+        self._who: asyncio.Future[Actor | None] | None = None  # asked once, for both uses
+        self.running: Running | None = None  # held where the core stops it (`hold`)
+
+    def _asked_by(self) -> asyncio.Future[Actor | None]:
+        if self._who is None:
+            self._who = asyncio.ensure_future(self._asker())
+            self._who.add_done_callback(_retrieved)
+        return asyncio.shield(self._who)  # one waiting on it cancelled: not the others
+
+    async def actor(self) -> Actor | None:
+        """Who asks it; None when it is not one to answer."""
+        return await self._asked_by()
+
+    async def hold(self) -> None:
+        """Held where its asker's stop (ChatEngine.stop_waiting) and its deletion reach it
+        from now on, once who asks it is known (nothing to hold when it is not one to
+        answer, or that cannot be told: it waits all the same)."""
+        try:
+            actor = await self._asked_by()
+        except StoreError as err:  # it waits all the same (its record says so too)
+            log.warning("could not tell who asks a waiting question: %s", err)
+            return
+        except Exception as err:  # a bug: as above
+            log.error("telling who asks a waiting question failed: %s", failure(err))
+            return
+        if actor is not None:
+            self.running = self._hold_back(actor.id)
+
+    async def until(
+        self, wait: Callable[[], Awaitable[None]], sink: ReplySink
+    ) -> TurnResult | None:
+        """Wait for `wait` (its front-end's line): None once it has passed, or what it got
+        instead while held: stopped by its asker (said in `sink`, as the turn order says
+        it), or deleted (nothing said). Passed, a stop is kept for its turn while the
+        front-end decides on it, as one prepared keeps it."""
+        running = self.running
+        if running is None:
+            await wait()
+            return None
+        if running.stopped_by:  # deleted before it was held
+            return await self._not_asked(running, sink)
+        try:
+            await wait()
+        except asyncio.CancelledError:
+            task = running.task
+            if not running.cancelled or task is None or task.uncancel():
+                raise  # not a stop: the bot shutting down
+            return await self._not_asked(running, sink)
+        running.preparing()
+        return None
+
+
+def _retrieved(future: asyncio.Future[Actor | None]) -> None:
+    if not future.cancelled():
+        future.exception()  # said where it was awaited (HeldBack.hold, the record)
+
+
 class _QuotaHooks:
     """Who may chat and the quota charge, where a turn starts (mixed into ChatEngine)."""
 
@@ -281,6 +352,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._running: dict[ChannelRef, Running] = {}
         # Conversation → the turns waiting behind it, in order (only while some do).
         self._queued: dict[ChannelRef, dict[Running, None]] = {}
+        # (conversation, platform message) → a question its front-end holds back before
+        # `turn` (waiting_before), among those waiting in _queued until `turn` takes it.
+        self._held_back: dict[tuple[ChannelRef, str], Running] = {}
         # Conversation → its answer not yet ended (stored, charged, shown as ended).
         self._answering: dict[ChannelRef, asyncio.Future[None]] = {}
         # Conversations whose turn has begun to show its answer (or a swipe): a bug after
@@ -350,6 +424,11 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         question (its platform message `post_id`) that waits is recorded meanwhile, if its
         asker is `admitted`. Stoppable from now on by `asker` (or an admin): while it
         waits, by `stop_waiting`; once it holds its place, as the answer being written."""
+        before = self._held_back.pop((ref, post_id), None) if post_id else None
+        if before is not None:  # held back in its front-end till now (waiting_before)
+            self._unqueue(ref, before)
+            if before.stopped_by:  # stopped or deleted as its front-end decided on it
+                return await self._not_asked(ref, post_id, before, sink)
         running = Running(asker, post=post_id)  # no task, no database: a burst stays cheap
         queued = False
         held: Running | None = None
@@ -457,22 +536,45 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         post_id: str,
         asker: Callable[[], Awaitable[Actor | None]],
         sender: str = "",
-    ) -> Iterator[None]:
+    ) -> Iterator[HeldBack]:
         """A question (its platform message `post_id`, sent by `sender`) that waits in its
-        front-end before `turn` (behind a command running in its conversation): recorded
+        front-end before `turn`, behind another message of its conversation: recorded
         meanwhile, as `turn` records one waiting there, if `asker` names who asked it
-        (None: it is not one to answer) and they may chat. The record goes when its turn
-        begins, or when the block ends without one."""
+        (None: it is not one to answer) and they may chat; behind a command running
+        there, held where a stop and its deletion reach it (HeldBack.hold). `turn` takes
+        it over; the record goes when its turn begins, or when the block ends without one."""
+        held = HeldBack(
+            asker,
+            lambda asked_by: self._hold_back(ref, post_id, asked_by),
+            lambda stopped, sink: self._not_asked(ref, post_id, stopped, sink),
+        )
 
         async def admitted() -> bool:
-            actor = await asker()
+            actor = await held.actor()
             return actor is not None and await self._may_chat(ref, actor)
 
         self.waiting.note(ref, post_id, admitted, sender)
         try:
-            yield
+            yield held
         finally:
+            running = held.running
+            if running is not None and self._held_back.get((ref, post_id)) is running:
+                del self._held_back[(ref, post_id)]
+                self._unqueue(ref, running)
             self.waiting.done(ref.platform, post_id)
+
+    def _hold_back(self, ref: ChannelRef, post_id: str, asker: str) -> Running:
+        """A question held back in its front-end, where stop_waiting and a deletion reach it
+        (`turn` takes it over): the current task's, to cancel while it waits."""
+        running = Running(asker, post=post_id)
+        if self.was_deleted(ref.platform, post_id, asker):  # while who asks was looked up
+            running.preparing()  # not cut: stopped already, and left at once
+            running.deleted = True
+            running.stop(QUESTION_DELETED)
+            return running
+        self._queued.setdefault(ref, {})[running] = None
+        self._held_back[(ref, post_id)] = running
+        return running
 
     async def attachment_refusal(
         self, attachment: Attachment, attached: Sequence[Attachment] = ()

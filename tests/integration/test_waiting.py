@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from bot.core import UNANSWERED, Core, TurnLimits
+from bot.core import UNANSWERED, Core, TurnLimits, TurnResult
 from bot.store.models import WaitingRow
 from bot.types import Actor, ChannelRef, Incoming, Platform, Scope
 from bot.types.limits import AccessKind, AccessRule, Effect
@@ -26,6 +26,7 @@ REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
 THREAD = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1", thread_id="t9")
 ADA = Actor("u1", "Ada")
 SERVED = "bot-a"
+STOPPED_BEFORE = "Stopped before the answer began."
 
 
 @pytest.fixture
@@ -398,3 +399,72 @@ async def test_a_question_waiting_in_its_front_end_is_recorded_once_until_its_tu
     finally:
         await core.close()
         await other.close()
+
+
+async def test_a_question_held_back_in_its_front_end_is_its_askers_to_stop_or_delete(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """Matrix holds a question back behind a command running in its room (waiting_before):
+    it was out of the core's reach there, so its asker's stop and its deletion took effect
+    only once the command had ended. Now they reach it as one waiting in the turn order:
+    while it waits, and while its front-end decides on it after (the stop kept for its
+    turn); stopped it says so, deleted it says nothing, and neither is asked."""
+    core = await make_core(database_url, slow, TurnLimits())
+    matrix = ChannelRef(Platform.MATRIX, channel_id="!room:hs")
+    line = asyncio.Event()  # the front-end's line: set once the command before it ends
+    deciding, decided = asyncio.Event(), asyncio.Event()
+
+    async def ada() -> Actor:
+        return ADA
+
+    async def held_back(post: str) -> tuple[TurnResult, Sink]:
+        """A question as the Matrix front-end handles one that waits behind a command."""
+        sink = Sink()
+        with core.waiting_before(matrix, post, ada, ADA.id) as held:
+            await held.hold()  # behind a command: held where the core stops it
+            said = await held.until(line.wait, sink)
+            if said is None:
+                deciding.set()
+                await decided.wait()  # the front-end deciding whether to answer it
+                said = await core.chat(Incoming(matrix, ADA, "hello", message_id=post), sink)
+        return said, sink
+
+    async def stop() -> str:
+        return (await core.run_text_command(Incoming(matrix, ADA, "!stop"))).text
+
+    stopped = "Stopped your question waiting here: it will not be answered."
+    try:
+        core.serve(Platform.MATRIX, SERVED)
+        waiting = asyncio.create_task(held_back("$e1"))
+        await _until_recorded(core, ["$e1"])
+        assert await stop() == stopped
+        said, sink = await asyncio.wait_for(waiting, 10)
+        assert (said.answer, sink.final) == (STOPPED_BEFORE, (STOPPED_BEFORE, None))
+
+        removed = asyncio.create_task(held_back("$e2"))
+        await _until_recorded(core, ["$e2"])
+        await core.deleted(Platform.MATRIX, "!room:hs", ["$e2"], author=ADA.id)
+        said, sink = await asyncio.wait_for(removed, 10)
+        assert said.ignored and sink.final is None  # nothing said: the question is gone
+        await _until_recorded(core, [])
+        assert await stop() == "No answer is being written here."  # nothing left to stop
+
+        line.set()  # the command has ended: the next one is decided on at once
+        decided_on = asyncio.create_task(held_back("$e3"))
+        await asyncio.wait_for(deciding.wait(), 10)
+        assert await stop() == stopped  # kept for its turn
+        decided.set()
+        said, sink = await asyncio.wait_for(decided_on, 10)
+        assert (said.answer, sink.final) == (STOPPED_BEFORE, (STOPPED_BEFORE, None))
+        assert slow.requests == []  # none was asked
+        assert await core.store.history(matrix, 10) == []  # nor stored
+        await _until_recorded(core, [])
+    finally:
+        await core.close()
+
+
+async def _until_recorded(core: Core, posts: list[str]) -> None:
+    expected = [("!room:hs", "", post, SERVED) for post in posts]
+    async with asyncio.timeout(10):
+        while await _records(core) != expected:  # noqa: ASYNC110 (a database read)
+            await asyncio.sleep(0.02)

@@ -401,6 +401,41 @@ async def test_leaving_early_or_being_cancelled_keeps_the_line_in_order() -> Non
     assert len(order) == 0
 
 
+async def test_a_stop_waits_only_until_the_messages_before_it_are_within_reach() -> None:
+    """A command runs (it holds the line until it ends, but nothing of it is a stop's);
+    a question behind it is held back where the core stops it: a `!stop` after both goes
+    at once, while a message after the question still waits for its turn."""
+    order = ArrivalOrder()
+    command, question, stop, later = (order.place("r") for _ in range(4))
+    command.within_reach()  # as the handler marks a command that is no turn control
+    reached = asyncio.create_task(stop.reach())
+    await asyncio.sleep(0.01)
+    assert not reached.done()  # the question is not held where the core reaches it yet
+    question.within_reach()
+    await asyncio.wait_for(reached, 1)
+    stop.pass_on()  # a stop passes on as it acts (its place kept for those after it)
+    turn = asyncio.create_task(later.turn())
+    await asyncio.sleep(0.01)
+    assert not turn.done()  # the command, and the question after it, still go first
+    command.pass_on()
+    question.pass_on()
+    await asyncio.wait_for(turn, 1)
+    later.pass_on()
+    await asyncio.sleep(0)
+    assert len(order) == 0
+
+
+def test_a_stop_waits_for_reach_and_only_questions_and_controls_hold_it_up() -> None:
+    place = decide.line_place
+    stop, regenerate = ("stop",), ("regenerate",)
+    assert place(Action.CHAT, None) == decide.LinePlace(decide.Waits.TURN, reached=False)
+    assert place(Action.COMMAND, None) == decide.LinePlace(decide.Waits.TURN, reached=True)
+    assert place(Action.COMMAND, stop) == decide.LinePlace(decide.Waits.REACH, reached=False)
+    assert place(Action.COMMAND, regenerate) == decide.LinePlace(decide.Waits.TURN, reached=False)
+    for refused in (Action.SECRET_COMMAND_IN_GROUP, Action.EDIT, Action.SECRET_EMOTE):
+        assert place(refused, None) == decide.LinePlace(decide.Waits.NOTHING, reached=True)
+
+
 # --- where a joined room's timeline starts counting ------------------------------------
 def _mine(now: str, before: str | None) -> decide.Membership:
     return decide.Membership(True, now, before)

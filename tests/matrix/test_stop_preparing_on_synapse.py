@@ -1,7 +1,8 @@
 """On a real Synapse: a turn still prepared (its endpoint's status checked again, slowly; the
 model not yet asked) is stopped by its asker's `!stop` (nothing sent, nothing charged),
 not by another member's, and a question removed meanwhile is not asked at all. Matrix's
-own line per room must not make the `!stop` wait for the answer it stops."""
+own line per room must not make the `!stop` wait for the answer it stops, nor for a
+command (a model list fetched slowly) that a question waits behind."""
 
 from __future__ import annotations
 
@@ -278,3 +279,72 @@ async def test_a_continue_whose_answer_is_removed_while_prepared_is_not_sent(roo
         (Role.ASSISTANT, room.endpoint.answer()),
     ]
     assert await room.usage_rows(2) == 2
+
+
+async def _held_behind_a_command(room: Room) -> tuple[str, str]:
+    """Alice's `!models external` runs (its model list held), and Bob asks behind it: the
+    command's event and his question's."""
+    command = await room.alice.send(room.room_id, "!models external")
+    await room.alice.wait_for(lambda: room.endpoint.models_auth, "the command's model list")
+    mention: dict[str, Any] = {"m.mentions": {"user_ids": [room.bot_id]}}
+    asked = await room.bob.send(room.room_id, "bot: are you there?", **mention)
+    return command, asked
+
+
+def _replies_to(user: UserClient, room: Room, event_id: str) -> list[str]:
+    return [
+        str(s.content.get("body", ""))
+        for s in user.messages(room.room_id, room.bot_id)
+        if s.content.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == event_id
+    ]
+
+
+async def _command_ends(room: Room, command: str) -> None:
+    """The held model list answered: the command ends as it would have (its list said)."""
+    room.held.set()
+    [listed] = await room.alice.wait_for(
+        lambda: _replies_to(room.alice, room, command), "the command's reply"
+    )
+    assert room.endpoint.model in listed
+
+
+async def test_a_question_held_behind_a_command_is_its_askers_to_stop(room: Room) -> None:
+    """Matrix probe: a question sent while `!models external` ran in its room waited for it
+    in the room's own line, and the asker's `!stop` waited behind it: it took effect only
+    once the command had ended (Discord's /stop reaches such a question at once)."""
+    command, asked = await _held_behind_a_command(room)
+    said = await room.bob.command(room.room_id, room.bot_id, "!stop")
+    assert said == "Stopped your question waiting here: it will not be answered."
+    assert STOPPED_BEFORE in await room.answer_to(room.bob, asked)
+    assert _replies_to(room.bob, room, command) == []  # all while the command runs
+    await _command_ends(room, command)
+    assert room.endpoint.asked == []  # the model was never asked
+    assert await room.core.store.history(room.ref, 10) == []  # nothing stored of it
+    assert await room.usage_rows(0) == 0
+
+
+async def test_a_question_held_behind_a_command_and_removed_is_gone_at_once(room: Room) -> None:
+    """Matrix probe: a question removed while it waited behind a command stayed in the
+    room's line until the command ended: a `!stop` of its asker waited behind it all that
+    time. Removed, it waits no more (nothing said to it), and it is never asked."""
+    command, asked = await _held_behind_a_command(room)
+    removed = await room.bob.client.room_redact(room.room_id, asked)  # his own: no power
+    assert isinstance(removed, nio.RoomRedactResponse), removed
+    await room.bob.wait_for(
+        lambda: any(
+            isinstance(s.event, nio.RedactionEvent) and s.event.redacts == asked
+            for s in room.bob.seen
+        ),
+        "the removal relayed",
+    )
+    # The bot's sync brings the removal before the stop: it acts on it first.
+    said = await room.bob.command(room.room_id, room.bot_id, "!stop")
+    assert said == "No answer is being written here."  # nothing of his waits any more
+    assert _replies_to(room.bob, room, command) == []  # said while the command runs
+    await _command_ends(room, command)
+    after = await room.alice.send(
+        room.room_id, "bot: and now?", **{"m.mentions": {"user_ids": [room.bot_id]}}
+    )
+    assert room.endpoint.answer() in await room.answer_to(room.alice, after)
+    assert [a.question for a in room.endpoint.asked] == ['"bot: and now?"']  # not the removed
+    assert _replies_to(room.bob, room, asked) == []  # nothing said to the removed question

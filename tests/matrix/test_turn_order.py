@@ -436,6 +436,41 @@ async def test_turn_controls_run_in_the_core_order_and_do_not_deadlock(rig: Rig)
     assert [e.role for e in history] == [Role.USER, Role.ASSISTANT]
 
 
+async def test_a_stop_reaches_questions_held_behind_a_command_sent_before_it_only(
+    rig: Rig,
+) -> None:
+    """A `!stop` goes past a command still running (its model list held), not past the
+    questions before it: Carol's question sent before her stop is stopped (said so in
+    reply to it), the one sent after it is answered once the command ends, and so is
+    Alice's (a stop is its sender's own questions'). Carol's slow first lookup (the
+    room's creators) must not let her later question be taken for an earlier one."""
+    held = asyncio.Event()
+    rig.endpoint.models_held = held
+    try:
+        command = rig.arrive(GROUP, BOB, "!models external")
+        async with asyncio.timeout(30):
+            while not rig.endpoint.models_auth:  # noqa: ASYNC110 (a loopback server's count)
+                await asyncio.sleep(0.02)
+        before = rig.arrive(GROUP, CAROL, "bot: first of mine", **MENTION)
+        rig.arrive(GROUP, ALICE, "bot: alice asks", **MENTION)
+        stop = rig.arrive(GROUP, CAROL, "!stop")
+        rig.arrive(GROUP, CAROL, "bot: second of mine", **MENTION)
+        async with asyncio.timeout(30):
+            while not [s for s in rig.hs.sent if s.in_reply_to == stop]:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        said = rig.notice_for(stop).body
+        assert said == "Stopped your question waiting here: it will not be answered."
+        assert "Stopped before the answer began." in rig.notice_for(before).body
+        assert not [s for s in rig.hs.sent if s.in_reply_to == command]  # still running
+    finally:
+        held.set()
+    await rig.settle()
+    assert rig.notice_for(command).body  # the command ended as it would have
+    assert rig.endpoint.request_for("first of mine") is None
+    assert rig.endpoint.request_for("alice asks") is not None
+    assert rig.endpoint.request_for("second of mine") is not None
+
+
 # --- reactions (the stand-in homeserver) ------------------------------------------------
 def _react(rig: Rig, room_id: str, sender: str, event_id: str, key: str) -> None:
     rig.clock += 1

@@ -150,6 +150,38 @@ def _holds_secret(facts: EventFacts) -> bool:
     return facts.may_hold_secret and (facts.is_command or facts.msgtype == "m.emote")
 
 
+# --- a message's place in its conversation's line (messages.ArrivalOrder) ---------------
+class Waits(enum.Enum):
+    """What a message waits for in its conversation's line before it is acted on."""
+
+    NOTHING = "nothing"  # acted on at once (an edit, a refused key command)
+    TURN = "turn"  # the messages before it passed on (applied, or in the core's turn order)
+    # The messages before it within the core's reach (in its turn order, or held back
+    # where it stops them): a stop acts on what waits, not after it.
+    REACH = "reach"
+
+
+@dataclass(frozen=True, slots=True)
+class LinePlace:
+    waits: Waits
+    # Within the core's reach as it arrives: nothing a `!stop` after it acts on. A question
+    # or a turn control is only once it joins the core's turn order (a question held
+    # back behind a command: once it is held where the core stops it).
+    reached: bool
+
+
+def line_place(action: Action, control: tuple[str, ...] | None) -> LinePlace:
+    """How a message keeps its place in its line; `control`: the turn control a command
+    names (`!stop`, `!regenerate` …), None for any other."""
+    if action is Action.CHAT:
+        return LinePlace(Waits.TURN, reached=False)
+    if action is not Action.COMMAND:  # a refusal, an edit: changes no turn
+        return LinePlace(Waits.NOTHING, reached=True)
+    if control == ("stop",):
+        return LinePlace(Waits.REACH, reached=False)
+    return LinePlace(Waits.TURN, reached=control is None)
+
+
 @dataclass(frozen=True, slots=True)
 class Membership:
     """A room member event in a sync's timeline, as `arrival` reads it."""

@@ -27,10 +27,12 @@ from bot.frontends.matrix.decide import (
     ChatFacts,
     Decision,
     Lookup,
+    Waits,
     addressed,
     answer_form,
     holds_personal_keys,
     keys_refused,
+    line_place,
     reaction_command,
     taken_for_secret,
     tell_unread,
@@ -148,37 +150,75 @@ class Shown:
 
 
 class Place:
-    """A message's place in its conversation's line, until it joins the core's turn order."""
+    """A message's place in its conversation's line, until it joins the core's turn order.
 
-    def __init__(self, before: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+    Two signals pass along the line: one when a message has passed on (every later one
+    waits for it), one when it is within the core's reach (a stop need wait no longer:
+    passed on, held back where the core stops it, or nothing a stop acts on)."""
+
+    def __init__(self, before: _Signals | None, mine: _Signals) -> None:
         self._before = before
         self._mine = mine
         self._passed = False
+        self._reached = False
 
     @property
     def waits(self) -> bool:
         """An earlier message of the conversation has not passed on yet (a command running)."""
-        return self._before is not None and not self._before.done()
+        return self._before is not None and not self._before.passed.done()
 
     async def turn(self) -> None:
         """Wait until every earlier message of the conversation has passed on."""
-        if self._before is not None and not self._before.done():
-            # asyncio.wait, not await: cancelling this message must not cancel the signal.
-            await asyncio.wait([self._before])
+        if self._before is not None:
+            await _after(self._before.passed)
+
+    async def reach(self) -> None:
+        """Wait until every earlier message of the conversation is within the core's reach
+        (a stop's wait: it acts on what waits in the core, not after it)."""
+        if self._before is not None:
+            await _after(self._before.reached)
 
     def pass_on(self) -> None:
         """Let the next message go once the earlier ones have; safe to call at any time."""
-        if self._passed:
-            return
-        self._passed = True
-        if self._before is None or self._before.done():
-            self._release()
-        else:  # left early (a refusal, a cancelled task): the line still keeps its order
-            self._before.add_done_callback(lambda _: self._release())
+        if not self._passed:
+            self._passed = True
+            self._relay(None if self._before is None else self._before.passed, self._mine.passed)
+        self.within_reach()
 
-    def _release(self) -> None:
-        if not self._mine.done():
-            self._mine.set_result(None)
+    def within_reach(self) -> None:
+        """This message is within the core's reach from now on; safe to call at any time."""
+        if not self._reached:
+            self._reached = True
+            before = None if self._before is None else self._before.reached
+            self._relay(before, self._mine.reached)
+
+    @staticmethod
+    def _relay(before: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+        """Set `mine` once `before` is (at once when it is): the line keeps its order even
+        for a message that leaves early (a refusal, a cancelled task)."""
+
+        def release(_: object = None) -> None:
+            if not mine.done():
+                mine.set_result(None)
+
+        if before is None or before.done():
+            release()
+        else:
+            before.add_done_callback(release)
+
+
+@dataclass(frozen=True, slots=True)
+class _Signals:
+    """What a message tells the ones after it in its line."""
+
+    passed: asyncio.Future[None]
+    reached: asyncio.Future[None]
+
+
+async def _after(signal: asyncio.Future[None]) -> None:
+    if not signal.done():
+        # asyncio.wait, not await: cancelling this message must not cancel the signal.
+        await asyncio.wait([signal])
 
 
 class ArrivalOrder:
@@ -190,17 +230,18 @@ class ArrivalOrder:
     """
 
     def __init__(self) -> None:
-        self._last: dict[str, asyncio.Future[None]] = {}
+        self._last: dict[str, _Signals] = {}
 
     def place(self, key: str) -> Place:
         """The next place in `key`'s line; take it as the message arrives, before any await."""
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        mine = _Signals(loop.create_future(), loop.create_future())
         before = self._last.get(key)
         self._last[key] = mine
-        mine.add_done_callback(lambda done: self._forget(key, done))
+        mine.passed.add_done_callback(lambda _: self._forget(key, mine))
         return Place(before, mine)
 
-    def _forget(self, key: str, done: asyncio.Future[None]) -> None:
+    def _forget(self, key: str, done: _Signals) -> None:
         if self._last.get(key) is done:
             del self._last[key]
 
@@ -279,7 +320,12 @@ class MessageHandler:
                 return
             if decision.action is Action.CHAT:
                 await self._chat(room, msg, place)
-            elif decision.action is Action.EDIT:
+                return
+            named = self._control_named(msg) if decision.action is Action.COMMAND else None
+            line = line_place(decision.action, named)
+            if line.reached:
+                place.within_reach()
+            if decision.action is Action.EDIT:
                 await self._edited(room, msg)
             elif decision.action is Action.SECRET_EMOTE:
                 note = await self._take_out(msg)
@@ -309,9 +355,18 @@ class MessageHandler:
                 )
                 await self._notice(msg, f"{said}\n\n{note}")
             else:
-                await self._command(room, msg, decision, place)
+                await self._command(room, msg, decision, place, line.waits)
         finally:
             place.pass_on()
+
+    def _control_named(self, msg: Message) -> tuple[str, ...] | None:
+        """The turn control a command names (its path), or None: another command, or one
+        that does not parse (said when it runs)."""
+        try:
+            inv = self._core.parse(msg.text, Platform.MATRIX)
+        except CommandError:
+            return None
+        return inv.path if self._core.is_control(inv) else None
 
     async def _actor(self, room: nio.MatrixRoom, user_id: str) -> Actor:
         level = int(room.power_levels.get_user_level(user_id))
@@ -324,9 +379,9 @@ class MessageHandler:
 
     # --- commands ------------------------------------------------------------------
     async def _command(
-        self, room: nio.MatrixRoom, msg: Message, decision: Decision, place: Place
+        self, room: nio.MatrixRoom, msg: Message, decision: Decision, place: Place, waits: Waits
     ) -> None:
-        ok = await self._run_command(room, msg, decision, place)
+        ok = await self._run_command(room, msg, decision, place, waits)
         # A failed command that asks for a secret: the sender's next message here may be
         # that secret on its own. Any other command is their next message.
         key = (msg.room_id, msg.sender)
@@ -339,7 +394,7 @@ class MessageHandler:
             self._secret_asked.pop(key, None)
 
     async def _run_command(
-        self, room: nio.MatrixRoom, msg: Message, decision: Decision, place: Place
+        self, room: nio.MatrixRoom, msg: Message, decision: Decision, place: Place, waits: Waits
     ) -> bool:
         """Run a command and say how it went; False when it failed or was refused."""
         note = ""
@@ -353,7 +408,8 @@ class MessageHandler:
             return False
         if not await self._may_post(room):  # nothing run that could not say how it went
             return False
-        await place.turn()
+        # A stop: not behind the questions held back behind a command (the core stops them).
+        await (place.reach() if waits is Waits.REACH else place.turn())
         prepared = await self._prepare(room, msg)
         if isinstance(prepared, str):
             await self._notice(msg, self._with_note(prepared, msg, note))
@@ -864,10 +920,24 @@ class MessageHandler:
         if not place.waits:
             await self._chat_in_turn(room, msg, place)
             return
-        # Behind a command running here: recorded while it waits, as a question waiting in
-        # the core's turn order is (a killed process's successor says it went unanswered).
+        # Recorded while it waits, as a question waiting in the core's turn order is (a
+        # killed process's successor says it went unanswered).
         asker = functools.partial(self._asker, room, msg)
-        with self._core.waiting_before(msg.ref, msg.event_id, asker, msg.sender):
+        with self._core.waiting_before(msg.ref, msg.event_id, asker, msg.sender) as held:
+            # Behind a command still running once the messages before it are within the
+            # core's reach (so a `!stop` sent before it does not stop it): held where the
+            # core stops it, as in its turn order (`!stop`, a redaction).
+            await place.reach()
+            if place.waits:
+                await held.hold()
+            place.within_reach()
+            sink = PacedReply(self._answer_target(msg), render=reasoning_as_quote)
+            try:
+                if await held.until(place.turn, sink) is not None:  # stopped, or removed
+                    return
+            except SendFailed as err:
+                log.warning("could not say so in %s: %s", msg.room_id, err)
+                return
             await self._chat_in_turn(room, msg, place)
 
     async def _asker(self, room: nio.MatrixRoom, msg: Message) -> Actor | None:
