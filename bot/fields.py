@@ -385,6 +385,15 @@ FIELDS: tuple[Field, ...] = (
         "post-history instructions: a system message after the chat",
         max_chars=SYSTEM_PROMPT_CHARS,
     ),
+    # SillyTavern's Claude "Assistant Prefill": the answer is begun with this text, a last
+    # assistant turn Claude writes on from (openai.js sends it for Claude only).
+    Field(
+        "assistant_prefill",
+        Kind.TEXT,
+        "Claude's answer begins with this text (not shown)",
+        max_chars=SYSTEM_PROMPT_CHARS,
+        sources=frozenset({Source.CLAUDE}),
+    ),
     Field(
         "reply_mode",
         Kind.CHOICE,
@@ -502,6 +511,17 @@ FIELDS: tuple[Field, ...] = (
         "show the model's reasoning",
         column="show_reasoning",
         default=False,
+        param=True,
+    ),
+    # SillyTavern's "Continue prefill": continuing, the answer so far is sent as the start
+    # of Claude's own; off, Claude is asked to go on from it. On here unless set (Claude
+    # has always continued so here); SillyTavern's own default is off.
+    Field(
+        "continue_prefill",
+        Kind.SWITCH,
+        "continue an answer as Claude's own start (off: ask Claude to go on)",
+        default=True,
+        sources=frozenset({Source.CLAUDE}),
         param=True,
     ),
     Field(

@@ -127,6 +127,14 @@ def _stop(key: str, value: object) -> list[str] | None:
     return strings or None
 
 
+def _text(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise PresetError(f"The preset's `{key}` must be text.")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise PresetError(f"The preset's `{key}` is over {MAX_PROMPT_CHARS:,} characters.")
+    return clean_text(value)
+
+
 _SETTINGS: dict[str, tuple[str, Callable[[str, object], object]]] = {
     "temperature": ("temperature", _number),
     "top_p": ("top_p", _number),
@@ -139,6 +147,9 @@ _SETTINGS: dict[str, tuple[str, Callable[[str, object], object]]] = {
     "stop": ("stop", _stop),
     "custom_stopping_strings": ("stop", _stop),
     "reasoning_effort": ("reasoning_effort", _effort),
+    # Claude's "Assistant Prefill" ("": none). Its `continue_prefill` is our parameter of
+    # that name, read under it (_own_names).
+    "assistant_prefill": ("assistant_prefill", _text),
 }
 
 

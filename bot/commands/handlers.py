@@ -116,6 +116,7 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             shown = await _prompt_text(ctx, config, text)
         else:
             continue
+        shown += _elsewhere_note(BY_NAME[setting], config, place)
         lines.append(f"{title[0].upper()}{title[1:]}{origin_note(config, setting, place)}: {shown}")
     lines += _settings_lines(config, place)
     character = await ctx.store.character(ctx.ref)
@@ -155,6 +156,8 @@ PROMPTS = {
     "main": ("system_prompt", "system prompt"),
     "auxiliary": ("auxiliary_prompt", "auxiliary prompt"),
     "post_history": ("post_history_prompt", "post-history instructions"),
+    # SillyTavern's Claude "Assistant Prefill": not a prompt there, but text sent as one.
+    "prefill": ("assistant_prefill", "assistant prefill"),
 }
 
 
@@ -173,6 +176,7 @@ async def set_prompt(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             shown = await _prompt_text(ctx, config, text) if isinstance(text, str) and text else ""
             lines.append(
                 f"  {name}{origin_note(config, setting, ctx.ref.place)}: {shown or '(none)'}"
+                + _elsewhere_note(BY_NAME[setting], config, ctx.ref.place)
             )
         lines.append(f"Set one with {ctx.prefix}prompts <name> <text>.")
         return Reply("\n".join(lines))
@@ -214,7 +218,22 @@ async def _set_prompt(
         said = f"{now_uses_next(ctx, scope)} {title}{none}."
     else:
         said = f"{title[0].upper()}{title[1:]} {'removed' if value == '' else 'set'}{where}."
+        if value:
+            said += _elsewhere_note(BY_NAME[setting], config, ctx.ref.place, sentence=True)
     return Reply(said + own_value_note(config, scope, setting))
+
+
+def _elsewhere_note(
+    field: Field, config: ChannelConfig, place: PlaceName, *, sentence: bool = False
+) -> str:
+    """That a setting only some sources use is not used here: ` (claude only; this
+    channel uses openai)`, or as a sentence after a reply."""
+    if field.applies_to(config.source):
+        return ""
+    only = _only_for(field).strip(" ()")
+    if sentence:
+        return f" It applies to {only}; this {place} uses {config.source.value}."
+    return f" ({only}; this {place} uses {config.source.value})"
 
 
 def _param_line(field: Field, config: ChannelConfig, place: PlaceName) -> str:
@@ -250,10 +269,7 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     overridden = own_value_note(config, scope, name)
     if value is None:
         return Reply(f"{name} now follows the {next_scope(ctx, scope)} value.{overridden}")
-    note = ""
-    if not field.applies_to(config.source):
-        only = _only_for(field).strip(" ()")
-        note = f" It applies to {only}; this {ctx.ref.place} uses {config.source.value}."
+    note = _elsewhere_note(field, config, ctx.ref.place, sentence=True)
     where = " for this server" if scope is Scope.SERVER else ""
     if name in ("max_tokens", "context"):
         note += room_left_note(await ctx.store.effective_config(ctx.ref), p)

@@ -186,8 +186,8 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "prompts",
-        "SillyTavern's prompts: main (the system prompt), auxiliary, post_history; alone: "
-        "show them.",
+        "SillyTavern's prompts: main (system prompt), auxiliary, post_history, prefill "
+        "(Claude); alone: show.",
         (
             Option("name", Kind.CHOICE, "which prompt", required=False, choices=tuple(h.PROMPTS)),
             Option(

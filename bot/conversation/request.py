@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from bot.characters import Timers, system_without_card, timed
+from bot.characters import Card, Timers, macros_for, system_without_card, timed
 from bot.conversation import character
 from bot.conversation.attachments import image_placeholder
 from bot.conversation.budget import estimate_tokens, trim_history
@@ -131,6 +131,8 @@ class Requests:
         prompts = estimate_tokens(config.own_prompts) if config.own_prompts else 0
         card = await self._cards.card(ref)
         asker = next((e.author for e in reversed(entries) if e.role is Role.USER), None)
+        prefill = _prefill(config, card, asker)
+        prompts += estimate_tokens(prefill) if prefill else 0
         # The whole chat (as SillyTavern counts it for a lorebook entry's delay: the
         # messages sent and answered, the one asked or continued too) and one draw of
         # the lorebook's chances, for the draft and the prompt sent alike.
@@ -215,7 +217,11 @@ class Requests:
             options=REGISTRY.request_options(config.values, config.source),
             multi_user=len(authors) > 1,
             continue_answer=continue_answer,
-            input_estimate=estimate + (estimate_tokens(system) if system else 0),
+            input_estimate=estimate
+            + (estimate_tokens(system) if system else 0)
+            + (estimate_tokens(prefill) if prefill else 0),
+            prefill=prefill,
+            continue_by_prefill=config.value("continue_prefill") is not False,
         )
         return Built(request, overflow, None if lore == stored else lore)
 
@@ -264,6 +270,20 @@ class Requests:
                 pairs = zip(found, kept[i].images, strict=True)
                 shown[i] = tuple(replace(img, name=r.name) for img, r in pairs)
         return shown
+
+
+def _prefill(config: ChannelConfig, card: Card | None, asker: str | None) -> str:
+    """The text the answer begins with (the assistant prefill) where the source takes
+    one (Claude), its macros replaced as SillyTavern's substituteParams does: "" when
+    there is none."""
+    text = config.value("assistant_prefill")
+    if not isinstance(text, str) or not text.strip():
+        return ""
+    if not REGISTRY.by_name["assistant_prefill"].applies_to(config.source):
+        return ""
+    if card is None:
+        return system_without_card(text, asker) or ""
+    return macros_for(card, asker or "")(text)
 
 
 def _since(

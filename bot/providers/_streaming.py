@@ -22,6 +22,7 @@ from bot.providers.base import (
     StreamCut,
     joined,
 )
+from bot.providers.convert import continuation_gap
 from bot.types.text import untrusted_json
 
 # Far above any real answer (MAX_ANSWER_CHARS stops the text sooner); bounds what a
@@ -189,3 +190,18 @@ def _not_a_stream(head: bytes, spec: RequestSpec) -> ProviderError:
     if head.lstrip().startswith(b"<"):
         return malformed(where, "a web page instead of an event stream")
     return malformed(where, "a body with no event in it")
+
+
+async def continuing(
+    deltas: AsyncGenerator[Delta, None], before: str
+) -> AsyncGenerator[Delta, None]:
+    """The stream of an answer asked to go on from `before` (no prefill), its first text
+    given the space it left out after it (`continuation_gap`)."""
+    async with aclosing(deltas):
+        async for delta in deltas:
+            if delta.text:
+                yield delta._replace(text=continuation_gap(before, delta.text) + delta.text)
+                break
+            yield delta
+        async for delta in deltas:
+            yield delta

@@ -55,6 +55,12 @@ class ChatRequest:
     multi_user: bool = False
     # The last message is an answer to be continued (not a question to answer).
     continue_answer: bool = False
+    # Claude: the text its answer begins with, sent as a last assistant turn and not part
+    # of the answer (SillyTavern's assistant prefill); macros already replaced.
+    prefill: str = ""
+    # Claude, continuing: the answer so far goes as the start of its own (on), or it is
+    # asked to go on from it (off; SillyTavern's continue prefill).
+    continue_by_prefill: bool = True
     # The bot's estimate of the tokens it sends, from the stored turns' own estimates:
     # usage an endpoint does not report is counted from it (never sent).
     input_estimate: int | None = None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 from bot.providers._errors import error_fields, error_from_kind, malformed
 from bot.providers._provider import MODELS_READ, Fixes, HTTPProvider
 from bot.providers._sse import SSEEvent
-from bot.providers._streaming import loads, stream_deltas
+from bot.providers._streaming import continuing, loads, stream_deltas
 from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
 from bot.providers.convert import claude_messages
+from bot.types import Role
 from bot.types.usage import reported_tokens
 
 API_BASE = "https://api.anthropic.com/v1"
@@ -33,7 +35,12 @@ class ClaudeProvider(HTTPProvider):
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         system, messages = claude_messages(
-            request.messages, request.system_prompt, request.multi_user, request.continue_answer
+            request.messages,
+            request.system_prompt,
+            request.multi_user,
+            request.continue_answer,
+            instructed=not request.continue_by_prefill,
+            prefill=request.prefill,
         )
         body: dict[str, Any] = {
             "model": request.model,
@@ -45,7 +52,7 @@ class ClaudeProvider(HTTPProvider):
             body["system"] = system
         body.update(request.options)
         thinking = body.get("thinking")
-        if isinstance(thinking, dict) and request.continue_answer:
+        if isinstance(thinking, dict) and messages[-1]["role"] == "assistant":
             body.pop("thinking")  # a prefilled answer cannot be combined with thinking
         elif isinstance(thinking, dict):
             # Thinking counts against max_tokens and refuses sampling changes: the budget
@@ -85,7 +92,34 @@ class ClaudeProvider(HTTPProvider):
         self, base: str, request: ChatRequest, fixes: Fixes
     ) -> AsyncGenerator[Delta, None]:
         spec = self.spec("POST", f"{base}/messages", base, body=self.body(request))
-        return stream_deltas(self._t, spec, lambda: EventDecoder(spec.where, spec.secrets))
+        deltas = stream_deltas(self._t, spec, lambda: EventDecoder(spec.where, spec.secrets))
+        last = request.messages[-1] if request.messages else None
+        if request.continue_answer and last is not None and last.role is Role.ASSISTANT:
+            if not request.continue_by_prefill:  # asked to go on: as OpenAI's answers
+                return continuing(deltas, last.content)
+        elif request.prefill.strip():
+            # The answer starts after the prefill, which is not part of it (SillyTavern
+            # shows only what the model wrote): the line break or space between the two
+            # would open it.
+            return _without_leading_space(deltas)
+        return deltas
+
+
+async def _without_leading_space(
+    deltas: AsyncGenerator[Delta, None],
+) -> AsyncGenerator[Delta, None]:
+    """The stream, whitespace before its first text left out."""
+    async with aclosing(deltas):
+        async for delta in deltas:
+            text = delta.text.lstrip()
+            if text:
+                yield delta._replace(text=text)
+                break
+            if delta.text and not (delta.reasoning or delta.usage or delta.finish_reason):
+                continue  # only the space: nothing to pass on
+            yield delta._replace(text="")
+        async for delta in deltas:
+            yield delta
 
 
 def _usage(value: Any) -> Usage | None:

@@ -150,13 +150,23 @@ def claude_messages(
     messages: Iterable[ChatMessage],
     system_prompt: str | None,
     multi_user: bool,
-    prefill: bool = False,
+    continuing: bool = False,
+    *,
+    instructed: bool = False,
+    prefill: str = "",
 ) -> tuple[str, list[Message]]:
     """(system, turns) for the Messages API.
 
     Leading system turns join the system field; later ones become user turns. Same-role
-    turns are merged, empty texts dropped, the first turn is the user's and the last
-    never the assistant's (prefill is refused by newer models).
+    turns are merged, empty texts dropped, the first turn is the user's. The last is an
+    assistant's only as a prefill Claude writes on from: the answer being `continuing`
+    (with `prefill` before it), or `prefill` after the chat. As SillyTavern sends it
+    (prompt-converters.js convertClaudeMessages; openai.js populateChatHistory and
+    sendOpenAIRequest, 2024-10): `prefill` without trailing whitespace, and continuing
+    by prefill the prefill opens the answer (`prefill` + blank line + answer) instead of
+    following it. `instructed`: the answer being continued is followed by a request to
+    go on (SillyTavern's continue prefill off), then `prefill`. Newer models refuse a
+    prefill: without one, the chat ends with a user turn.
     """
     system_parts = [system_prompt] if system_prompt else []
     rest = list(messages)
@@ -171,12 +181,18 @@ def claude_messages(
     ]
     if not turns or turns[0][0] != "user":
         turns.insert(0, ("user", [(START_PLACEHOLDER, ())]))
+    prefill = prefill.rstrip()  # Claude refuses a prefill that ends in whitespace
     if turns[-1][0] == "assistant":
-        if prefill:  # continue the answer: it is the prefill, without trailing space
+        if continuing and not instructed:  # the answer is the prefill
             text, images = turns[-1][1][-1]
+            if prefill:
+                text, prefill = f"{prefill}\n\n{text}", ""
             turns[-1][1][-1] = (text.rstrip(), images)
         else:
-            turns.append(("user", [(CONTINUE_PLACEHOLDER, ())]))
+            asked = CONTINUE_INSTRUCTION if continuing else CONTINUE_PLACEHOLDER
+            turns.append(("user", [(asked, ())]))
+    if prefill:
+        turns.append(("assistant", [(prefill, ())]))
     system = "\n\n".join(system_parts)
     return system, [
         {"role": role, "content": _content(pieces, _claude_image)} for role, pieces in turns

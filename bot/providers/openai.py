@@ -6,15 +6,14 @@ import itertools
 import logging
 import re
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any, ClassVar
 
 from bot.providers._errors import error_fields, error_from_kind, malformed
 from bot.providers._provider import MODELS_READ, Fixes, HTTPProvider
 from bot.providers._sse import SSEEvent
-from bot.providers._streaming import loads, stream_deltas
+from bot.providers._streaming import continuing, loads, stream_deltas
 from bot.providers.base import BadRequest, ChatRequest, Delta, ModelInfo, Usage
-from bot.providers.convert import Message, continuation_gap, openai_messages
+from bot.providers.convert import Message, openai_messages
 from bot.types import Role
 from bot.types.usage import reported_tokens
 
@@ -77,7 +76,7 @@ class OpenAICompatible(HTTPProvider):
         last = request.messages[-1] if request.messages else None
         if request.continue_answer and self.instructed_continue and last is not None:
             if last.role is Role.ASSISTANT:
-                return _continuing(deltas, last.content)
+                return continuing(deltas, last.content)
         return deltas
 
     def _began(self, base: str, request: ChatRequest, fixes: Fixes) -> None:
@@ -132,20 +131,6 @@ class OpenAIProvider(OpenAICompatible):
 # OpenAI's models that refuse max_tokens: o1, o3, o4… and GPT-5, also as a router names
 # them (`openai/o3-mini`) and fine-tuned (`ft:o4-mini-2025-04-16:org::id`).
 _REASONING_MODEL = re.compile(r"(?:^|[/:])o[1-9]|gpt-5")
-
-
-async def _continuing(
-    deltas: AsyncGenerator[Delta, None], before: str
-) -> AsyncGenerator[Delta, None]:
-    """The stream, its first text given the space it left out after `before`."""
-    async with aclosing(deltas):
-        async for delta in deltas:
-            if delta.text:
-                yield delta._replace(text=continuation_gap(before, delta.text) + delta.text)
-                break
-            yield delta
-        async for delta in deltas:
-            yield delta
 
 
 # The answer's length limit under its two names, each to the other: OpenAI's reasoning

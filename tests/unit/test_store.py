@@ -105,6 +105,7 @@ async def test_defaults_when_nothing_is_set(store: Store) -> None:
         "show_external_models": False,
         "reply_mode": "mention",
         "reasoning": False,
+        "continue_prefill": True,  # Claude continues an answer as its own start
         "vision": "auto",
         "safe_prompt": False,
     }
