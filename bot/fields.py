@@ -394,6 +394,27 @@ FIELDS: tuple[Field, ...] = (
         max_chars=SYSTEM_PROMPT_CHARS,
         sources=frozenset({Source.CLAUDE}),
     ),
+    # SillyTavern's formats of a card's world info, scenario and personality (a preset's
+    # `wi_format`, `scenario_format`, `personality_format`); unset: SillyTavern's default
+    # (bot.characters.FORMATS), "": the text as it is (world info) or none.
+    Field(
+        "wi_format",
+        Kind.TEXT,
+        "the format of the lorebook's entries before and after the card: {0} is their text",
+        max_chars=SYSTEM_PROMPT_CHARS,
+    ),
+    Field(
+        "scenario_format",
+        Kind.TEXT,
+        "the format of the card's scenario: {{scenario}} is its text",
+        max_chars=SYSTEM_PROMPT_CHARS,
+    ),
+    Field(
+        "personality_format",
+        Kind.TEXT,
+        "the format of the card's personality: {{personality}} is its text",
+        max_chars=SYSTEM_PROMPT_CHARS,
+    ),
     Field(
         "reply_mode",
         Kind.CHOICE,

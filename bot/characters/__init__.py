@@ -13,6 +13,7 @@ from bot.characters.macros import Macros
 from bot.characters.model import Card, CardError, CharacterBook, LoreEntry, Problem
 from bot.characters.preset import PresetError, PresetImport, export_preset, parse_preset
 from bot.characters.prompt import (
+    FORMATS,
     CharacterPrompt,
     build_prompt,
     example_dialogues,
@@ -23,6 +24,7 @@ from bot.characters.prompt import (
 from bot.characters.timed import Active, Timers
 
 __all__ = [
+    "FORMATS",
     "MAX_JSON_BYTES",
     "MAX_PNG_BYTES",
     "Active",

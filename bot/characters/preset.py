@@ -150,6 +150,10 @@ _SETTINGS: dict[str, tuple[str, Callable[[str, object], object]]] = {
     # Claude's "Assistant Prefill" ("": none). Its `continue_prefill` is our parameter of
     # that name, read under it (_own_names).
     "assistant_prefill": ("assistant_prefill", _text),
+    # How a card's world info, scenario and personality are worded.
+    "wi_format": ("wi_format", _text),
+    "scenario_format": ("scenario_format", _text),
+    "personality_format": ("personality_format", _text),
 }
 
 

@@ -14,9 +14,17 @@ from bot.characters.model import Card, DepthNote
 from bot.characters.timed import Active
 from bot.types import ChatMessage, HistoryEntry, Role
 
-# SillyTavern's defaults (public/scripts/openai.js, default/content/presets/openai).
-PERSONALITY_FORMAT = "[{char}'s personality: {personality}]"
-SCENARIO_FORMAT = "[Circumstances and context of the dialogue: {scenario}]"
+# SillyTavern's defaults (public/scripts/openai.js, default/content/presets/openai). The
+# three formats are a preset's `wi_format`, `scenario_format` and `personality_format`
+# (openai.js default_wi_format and the next, lines 102-110 of 2024-09).
+WI_FORMAT = "{0}"
+PERSONALITY_FORMAT = "[{{char}}'s personality: {{personality}}]"
+SCENARIO_FORMAT = "[Circumstances and context of the dialogue: {{scenario}}]"
+FORMATS = {
+    "wi_format": WI_FORMAT,
+    "scenario_format": SCENARIO_FORMAT,
+    "personality_format": PERSONALITY_FORMAT,
+}
 NEW_EXAMPLE_CHAT = "[Example Chat]"
 NEW_CHAT = "[Start a new Chat]"
 EXAMPLE_USER, EXAMPLE_ASSISTANT = "example_user", "example_assistant"
@@ -124,13 +132,17 @@ def build_prompt(
     lore_rng: random.Random | None = None,
     chat_length: int | None = None,
     timed: Active | None = None,
+    wi_format: str | None = None,
+    scenario_format: str | None = None,
+    personality_format: str | None = None,
 ) -> CharacterPrompt:
     """The prompt for `card` over `history` (oldest first, already trimmed to the context);
     `estimate` counts tokens for the lorebook's and the examples' budgets. `rng` draws
     the macros' chances, `lore_rng` the lorebook's (its entries' `probability` and
     inclusion groups); `chat_length` is how many messages the whole chat has, for the
     entries' `delay` (`len(history)` when not given); `timed` the entries sticky or on
-    cooldown (bot.characters.timed.check)."""
+    cooldown (bot.characters.timed.check). The formats wrap the lorebook's entries
+    before and after the character, the personality and the scenario (None: FORMATS)."""
     # default_system is our system prompt: the card's {{original}}, and the main prompt
     # when the card has none; default_post_history the same for post_history_instructions;
     # auxiliary a preset's nsfw prompt (placed after the scenario, as ST does).
@@ -153,14 +165,18 @@ def build_prompt(
         main = macros(default_system)
     personality = macros(card.personality).strip()
     scenario = macros(card.scenario).strip()
+    fields = {"personality": personality, "scenario": scenario}
+    wi = macros(WI_FORMAT if wi_format is None else wi_format)
+    personality_format = PERSONALITY_FORMAT if personality_format is None else personality_format
+    scenario_format = SCENARIO_FORMAT if scenario_format is None else scenario_format
     parts = [
         main,
-        "\n".join(lore.before),
+        _world_info(wi, "\n".join(lore.before)),
         macros(card.description),
-        PERSONALITY_FORMAT.format(char=macros.char, personality=personality) if personality else "",
-        SCENARIO_FORMAT.format(scenario=scenario) if scenario else "",
+        _card_format(personality_format, macros, fields) if personality else "",
+        _card_format(scenario_format, macros, fields) if scenario else "",
         macros(auxiliary),
-        "\n".join(lore.after),
+        _world_info(wi, "\n".join(lore.after)),
     ]
     system = "\n\n".join(p.strip() for p in parts if p.strip())
     examples = example_messages(card, macros, estimate, examples_budget)
@@ -176,6 +192,30 @@ def build_prompt(
         notes.append(replace(note, text=macros(note.text)))
     in_chat = tuple(replace(n, text=n.text.strip()) for n in notes if n.text.strip())
     return CharacterPrompt(system, before, turns, after, lore, in_chat)
+
+
+# The card's fields a personality or scenario format names (SillyTavern's macros of
+# them, in any case: macros.js evaluateMacros).
+_CARD_FIELD = re.compile(r"\{\{(personality|scenario)\}\}", re.IGNORECASE)
+# What SillyTavern's stringFormat replaces in `wi_format`: {0} is the entries' text, any
+# other number is left as written (utils.js stringFormat).
+_WI_ARGUMENT = re.compile(r"\{(\d+)\}")
+
+
+def _card_format(form: str, macros: Macros, fields: dict[str, str]) -> str:
+    """A personality or scenario format as SillyTavern sends it (openai.js
+    preparePromptsForChatCompletion, substituteParams of the format): its macros
+    replaced, {{personality}} and {{scenario}} the card's (their macros replaced already);
+    an empty format sends nothing."""
+    return _CARD_FIELD.sub(lambda m: fields[m.group(1).lower()], macros(form))
+
+
+def _world_info(form: str, text: str) -> str:
+    """Lorebook entries' text in `wi_format` as SillyTavern's formatWorldInfo puts it:
+    none stays none, and a blank format leaves the text as it is."""
+    if not text or not form.strip():
+        return text
+    return _WI_ARGUMENT.sub(lambda m: text if m.group(1) == "0" else m.group(0), form)
 
 
 # What may draw on a turn's random source: {{random}} and {{roll}}, in any case.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
+from bot.characters import FORMATS
 from bot.commands.catalog import SETUP_STEPS
 from bot.commands.endpoint import key_not_sent, secret_state
 from bot.commands.parse import CommandError
@@ -110,7 +111,9 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     ]
     for setting, title in PROMPTS.values():
         text = config.value(setting)
-        if text == "" and config.origins.get(setting, "default") != "default":
+        if config.origins.get(setting, "default") == "default":
+            continue  # no one set it (a format is SillyTavern's default)
+        if text == "":
             shown = "none"  # turned off here (a wider scope's prompt is not sent)
         elif isinstance(text, str) and text:
             shown = await _prompt_text(ctx, config, text)
@@ -158,7 +161,17 @@ PROMPTS = {
     "post_history": ("post_history_prompt", "post-history instructions"),
     # SillyTavern's Claude "Assistant Prefill": not a prompt there, but text sent as one.
     "prefill": ("assistant_prefill", "assistant prefill"),
+    # Its formats of a card's world info, scenario and personality (its Utility Prompts).
+    "wi_format": ("wi_format", "world info format"),
+    "scenario_format": ("scenario_format", "scenario format"),
+    "personality_format": ("personality_format", "personality format"),
 }
+
+
+def _prompt_value(config: ChannelConfig, setting: str) -> object:
+    """A /prompts setting's text in force: an unset format is SillyTavern's default."""
+    text = config.value(setting)
+    return FORMATS.get(setting) if text is None else text
 
 
 async def set_system(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -172,7 +185,7 @@ async def set_prompt(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         wider = "the server's" if ctx.ref.has_server else "the operator's"
         lines = [f"Prompts (`none`: none here, `default`: {wider}):"]
         for name, (setting, _) in PROMPTS.items():
-            text = config.value(setting)
+            text = _prompt_value(config, setting)
             shown = await _prompt_text(ctx, config, text) if isinstance(text, str) and text else ""
             lines.append(
                 f"  {name}{origin_note(config, setting, ctx.ref.place)}: {shown or '(none)'}"
@@ -196,7 +209,7 @@ async def _set_prompt(
     setting, title = PROMPTS[which]
     if prompt is None:  # whole, as an admin may want to copy it; cleaned as everywhere
         config = await ctx.store.effective_config(ctx.ref)
-        text = config.value(setting)
+        text = _prompt_value(config, setting)
         shown = "(none)"
         if isinstance(text, str) and text:
             (shown,) = await shown_here(ctx.store, ctx.ref, config, [text])
@@ -214,7 +227,7 @@ async def _set_prompt(
     where = " for this server" if scope is Scope.SERVER else ""
     config = await ctx.store.effective_config(ctx.ref)
     if value is None:
-        none = "" if config.value(setting) else " (none set)"  # as /model default says
+        none = "" if _prompt_value(config, setting) else " (none set)"  # as /model default says
         said = f"{now_uses_next(ctx, scope)} {title}{none}."
     else:
         said = f"{title[0].upper()}{title[1:]} {'removed' if value == '' else 'set'}{where}."

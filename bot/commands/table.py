@@ -186,8 +186,7 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "prompts",
-        "SillyTavern's prompts: main (system prompt), auxiliary, post_history, prefill "
-        "(Claude); alone: show.",
+        "SillyTavern's prompts, Claude's prefill and a card's formats; alone: show them.",
         (
             Option("name", Kind.CHOICE, "which prompt", required=False, choices=tuple(h.PROMPTS)),
             Option(

@@ -88,6 +88,9 @@ def _prompt(
         lore_rng=random.Random(turn.lore_seed),
         chat_length=turn.chat_length,
         timed=turn.timed,
+        wi_format=config.text_value("wi_format"),
+        scenario_format=config.text_value("scenario_format"),
+        personality_format=config.text_value("personality_format"),
     )
 
 

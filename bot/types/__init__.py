@@ -357,6 +357,12 @@ class ChannelConfig:
     def reply_mode(self) -> ReplyMode:
         return ReplyMode(str(self.values.get("reply_mode") or ReplyMode.MENTION.value))
 
+    def text_value(self, name: str) -> str | None:
+        """A text setting as set, empty too (an empty format sends nothing), None when
+        unset."""
+        value = self.values.get(name)
+        return value if isinstance(value, str) else None
+
     def number(self, name: str) -> int | None:
         """An integer setting (max_tokens, context…), None when unset."""
         value = self.values.get(name)

@@ -80,6 +80,7 @@ def test_a_sillytavern_preset_maps_to_our_settings() -> None:
         "reasoning_effort": "high",
         "system_prompt": "Write {{char}}'s next reply.",
         "post_history_prompt": "Stay brief.",
+        "wi_format": "{0}",
         # the empty nsfw prompt: none when we have the setting (SillyTavern sends none)
         **({"auxiliary_prompt": ""} if "auxiliary_prompt" in KNOWN else {}),
     }
