@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from bot.providers import ChatRequest
 from bot.providers.convert import (
+    CONTINUE_INSTRUCTION,
     CONTINUE_PLACEHOLDER,
     START_PLACEHOLDER,
     claude_messages,
@@ -80,6 +81,48 @@ def test_claude_examples() -> None:
         "",
         [{"role": "user", "content": START_PLACEHOLDER}],
     )
+
+
+@given(history=messages, multi=st.booleans(), prefill=st.text(max_size=8))
+def test_claude_turns_alternate_and_only_a_prefill_is_the_assistants_last(
+    history: list[ChatMessage], multi: bool, prefill: str
+) -> None:
+    """Whatever the chat, Claude gets user and assistant turns in turn, starting with
+    the user's; the last is the assistant's only when a prefill is sent."""
+    _, turns = claude_messages(history, None, multi, prefill=prefill)
+    roles = [t["role"] for t in turns]
+    assert roles[0] == "user"
+    assert all(a != b for a, b in itertools.pairwise(roles))
+    if prefill.rstrip():
+        assert turns[-1] == {"role": "assistant", "content": prefill.rstrip()}
+    else:
+        assert roles[-1] == "user"
+
+
+def test_claude_prefill_after_the_chat_and_when_continuing() -> None:
+    chat = [ChatMessage(Role.USER, "Tell me a story"), ChatMessage(Role.ASSISTANT, "Once  ")]
+    asked = [ChatMessage(Role.USER, "Hi")]
+    assert claude_messages(asked, None, False, prefill="Sure,\n")[1] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Sure,"},
+    ]
+    # Continuing by prefill: the answer is the prefill, the assistant prefill opening it.
+    assert claude_messages(chat, None, False, True, prefill="Sure,\n")[1][-1] == {
+        "role": "assistant",
+        "content": "Sure,\n\nOnce",
+    }
+    # Asked to go on: the answer, the request, then the prefill.
+    assert claude_messages(chat, None, False, True, instructed=True, prefill="Sure,")[1] == [
+        {"role": "user", "content": "Tell me a story"},
+        {"role": "assistant", "content": "Once  "},
+        {"role": "user", "content": CONTINUE_INSTRUCTION},
+        {"role": "assistant", "content": "Sure,"},
+    ]
+    # An answer last without continuing (its question deleted): the placeholder asks.
+    assert claude_messages(chat, None, False, prefill=" ")[1][-1] == {
+        "role": "user",
+        "content": CONTINUE_PLACEHOLDER,
+    }
 
 
 @given(history=messages, multi=st.booleans())
