@@ -33,9 +33,10 @@ from bot.conversation.budget import (
     estimate_tokens,
     history_budget,
 )
-from bot.conversation.posts import QUESTION_DELETED, Edits, PlatformPosts, post_key
+from bot.conversation.posts import Edits, PlatformPosts, post_key
 from bot.conversation.request import Overflow, Requests
 from bot.conversation.stream import (
+    QUESTION_DELETED,
     STOPPED,
     STOPPED_BEFORE,
     AnswerRow,
@@ -569,8 +570,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         running = Running(asker, post=post_id)
         if self.was_deleted(ref.platform, post_id, asker):  # while who asks was looked up
             running.preparing()  # not cut: stopped already, and left at once
-            running.deleted = True
-            running.stop(QUESTION_DELETED)
+            running.gone(QUESTION_DELETED)
             return running
         self._queued.setdefault(ref, {})[running] = None
         self._held_back[(ref, post_id)] = running
