@@ -24,7 +24,7 @@ from bot.conversation.engine import (
     TurnLimits,
     TurnResult,
 )
-from bot.conversation.pacing import MessageTarget, PacedReply, split_text
+from bot.conversation.pacing import MessageTarget, NotUpdated, PacedReply, split_text
 from bot.conversation.posts import Edited
 from bot.conversation.stream import ANSWER_DELETED, ReplySink
 from bot.providers import ProviderHub
@@ -55,6 +55,7 @@ __all__ = [
     "HeldBack",
     "HeldReply",
     "MessageTarget",
+    "NotUpdated",
     "PacedReply",
     "ReplySink",
     "TurnLimits",

@@ -12,6 +12,7 @@ import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
@@ -233,7 +234,11 @@ class MessageTarget(Protocol):
     # with `clipped_note(final)` (what becomes of the rest; `final`: the answer has
     # ended) and the error, if any; PacedReply.clipped says it was cut so.
 
-    async def send(self, text: str) -> object: ...
+    async def send(self, text: str) -> object:
+        """Post `text`; its handle, None when it could not be posted (said in the log),
+        or NotUpdated for a message kept from an answer shown before whose edit to
+        `text` was refused."""
+        ...
 
     async def edit(self, handle: object, text: str) -> bool:
         """Make `handle` show `text`; False when the platform would not (said in its log)."""
@@ -248,11 +253,22 @@ def spoiler_reasoning(answer: str, reasoning: str) -> str:
     return f"||💭 {thought}||\n\n{answer}" if answer else f"||💭 {thought}||"
 
 
+@dataclass(frozen=True, slots=True)
+class NotUpdated:
+    """What a target's send gives for a message of an answer shown before that it took
+    for the new text (🔄, ⏩) but could not edit: kept, still showing the old text. The
+    pacer treats it as a refused edit of that page."""
+
+    handle: object
+
+
 MISSING_NOTE = (
     "The rest of this answer could not be posted here; the whole answer is kept in the "
     "conversation."
 )
-STALE_NOTE = "The message above could not be updated, so here is the answer from there on:"
+# Not always right after the stuck message: pages posted after it, or the old answer's
+# message it was to replace (🔄), may stand between.
+STALE_NOTE = "Part of the answer above could not be updated, so here it is again from there on:"
 
 
 class PacedReply:
@@ -420,8 +436,9 @@ class PacedReply:
         again = f"⚠️ {STALE_NOTE}\n\n{rest}"
         clipped = self.clipped  # cut before, or now: the rest goes as the note says
         for page in self._paged(again, self._target.limit, final=True, cap=room):
-            if await self._target.send(page) is None:
-                break
+            handle = await self._target.send(page)
+            if handle is None or isinstance(handle, NotUpdated):
+                break  # the target said why; a message kept unchanged shows none of it
             self.sends += 1
         self.clipped = clipped or self.clipped
 
@@ -463,6 +480,9 @@ class PacedReply:
                 break
             if i >= len(self._handles) or self._handles[i] is None:
                 handle = await self._target.send(page)
+                if isinstance(handle, NotUpdated):  # kept, showing an earlier answer
+                    handle = handle.handle
+                    self._stale.add(i)
                 if i < len(self._handles):
                     self._handles[i], self._shown[i] = handle, page
                 else:
@@ -472,7 +492,7 @@ class PacedReply:
                 self._wrote()
                 if handle is None:
                     break
-            elif page != self._shown[i]:
+            elif page != self._shown[i] or i in self._stale:
                 wait = self._last_edit + interval - self._clock()
                 if wait > 0:
                     await asyncio.sleep(wait)

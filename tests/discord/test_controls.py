@@ -13,6 +13,7 @@ import pytest
 import simcord
 from simcord.backend.models.channel import Overwrite
 
+from bot.conversation.pacing import STALE_NOTE
 from bot.core import Core
 from bot.frontends.discord import DiscordOptions
 from bot.frontends.discord.client import ChatClient
@@ -453,12 +454,36 @@ async def test_a_press_the_database_fails_after_it_is_acknowledged_is_said_in_on
     assert len(endpoint.requests) == 1  # the model was not asked again
 
 
+async def test_a_regenerated_answer_whose_edit_is_refused_says_so_and_follows(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """🔄 while Discord refuses every edit (a 429 that did not end, say): the new answer
+    went into the old message, the edit was refused and nothing said so, the message
+    showing the old answer as if it were the new one. Now the new answer follows in a
+    message of its own, saying why."""
+    endpoint.script = Script(chunks=["first answer"])
+    answer = await ask(world, world.member, "tell me")
+    endpoint.script = Script(chunks=["second answer"])
+    path = f"/channels/{world.channel.id}/messages/*"
+    world.env.inject_error("PATCH", path, status=400, code=50035, times=None)
+    await world.member.click(answer, custom_id=the_id(answer, "regen"))
+    shown = [m for m in world.channel.history() if m.author.id == world.bot_id]
+    assert [m.content for m in shown] == [
+        "first answer",  # as it was: Discord would not change it
+        f"⚠️ {STALE_NOTE}\n\nsecond answer",
+    ]
+    assert shown[0].id == answer.id
+
+
 async def test_a_regenerated_long_answer_whose_edits_are_refused_keeps_to_its_messages(
     world: World, endpoint: FakeOpenAI
 ) -> None:
     """🔄 on an answer of two messages, to one too long for MAX_MESSAGES, while Discord
     refuses every edit: the answer sent again from the stuck message took as many
-    messages again (ten). Now it keeps to MAX_MESSAGES, the whole answer in the file."""
+    messages again (ten); then it went into the old second message, refused too, so the
+    new answer's first page showed nowhere and the old answer stood above its rest.
+    Now it follows the old first message (the second is taken out), saying why, within
+    MAX_MESSAGES, the whole answer in the file."""
     endpoint.script = Script(chunks=["x" * 1500, "\n\n", "y" * 1500])
     await ask(world, world.member, "tell me")
     *_, last = before = [m for m in world.channel.history() if m.author.id == world.bot_id]
@@ -470,7 +495,14 @@ async def test_a_regenerated_long_answer_whose_edits_are_refused_keeps_to_its_me
     await world.member.click(last, custom_id=the_id(last, "regen"))
     shown = [m for m in world.channel.history() if m.author.id == world.bot_id]
     assert len(shown) == MAX_MESSAGES, [m.content[:40] for m in shown]
-    assert [m.id for m in shown[:2]] == [m.id for m in before]  # the two stay
+    stuck, again, *rest = shown
+    assert stuck.id == before[0].id and stuck.content == "x" * 1500
+    assert again.content.startswith(f"⚠️ {STALE_NOTE}\n\nLine 0: ")
+    assert last.id not in [m.id for m in shown]
+    # The new answer from its start, in order, with nothing left out before the file.
+    text = "\n".join(m.content for m in [again, *rest]).split("\n\n", 1)[1]
+    lines = text.removesuffix(f"\n\n{FILE_ATTACHED}").split("\n")
+    assert lines == [line.rstrip("\n") for line in long[: len(lines)]]
     assert shown[-1].content.endswith(f"\n\n{FILE_ATTACHED}")
     [file] = shown[-1].attachments
     assert file.filename == ANSWER_FILE

@@ -12,7 +12,14 @@ import regex
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.conversation.pacing import MISSING_NOTE, STALE_NOTE, PacedReply, _split, split_text
+from bot.conversation.pacing import (
+    MISSING_NOTE,
+    STALE_NOTE,
+    NotUpdated,
+    PacedReply,
+    _split,
+    split_text,
+)
 
 
 def test_short_text_is_one_page() -> None:
@@ -497,6 +504,37 @@ async def test_an_end_that_cannot_be_posted_is_said_on_the_page_before() -> None
     assert len(page) <= 2000 and page.endswith("⚠️ " + MISSING_NOTE)
 
 
+class ReusingTarget(RecordingTarget):
+    """Its first send goes into a message of an answer shown before, whose edits are
+    refused while `refusing` (kept, showing that answer): NotUpdated."""
+
+    def __init__(self) -> None:
+        super().__init__(min_interval=0.0)
+        self.messages = ["the answer before"]
+        self.reused = False
+        self.refusing = True
+
+    async def send(self, text: str) -> object:
+        if not self.reused:
+            self.reused = True
+            return NotUpdated(0)
+        return await super().send(text)
+
+    async def edit(self, handle: object, text: str) -> bool:
+        return not (handle == 0 and self.refusing) and await super().edit(handle, text)
+
+
+async def test_a_message_kept_but_not_updated_is_stale_as_a_refused_edit() -> None:
+    """🔄 into an answer's old message whose edit was refused: the pacer took it for
+    updated, and the old answer stood as if it were the new one, nothing said. Now it is
+    a page whose edit was refused: tried again, then the answer sent again from it."""
+    target = ReusingTarget()
+    reply = PacedReply(target)
+    await reply.update("The new answer")
+    await reply.finish("The new answer")  # the same text: tried again all the same
+    assert target.messages == ["the answer before", f"⚠️ {STALE_NOTE}\n\nThe new answer"]
+
+
 def test_a_tilde_fence_is_closed_with_tildes_and_an_early_newline_makes_no_tiny_page() -> None:
     """`~~~` was closed with ``` (no longer a fence), and the one newline near the start
     of a page of words cut it there: a first page of 13 characters."""
@@ -742,3 +780,12 @@ async def test_a_short_answer_sent_again_in_the_messages_left_is_not_cut() -> No
     again = f"⚠️ {STALE_NOTE}\n\n{WORDS[:200].rstrip()}"
     assert target.messages == [WORDS[:20], *split_text(again, 200)]  # two messages
     assert not reply.clipped
+
+
+async def test_a_message_kept_but_not_updated_that_takes_the_next_edit_is_not_sent_again() -> None:
+    target = ReusingTarget()
+    reply = PacedReply(target)
+    await reply.update("The new answer")
+    target.refusing = False
+    await reply.finish("The new answer")  # the same text, tried again: it goes through
+    assert target.messages == ["The new answer"]

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import discord
 
+from bot.core import NotUpdated
 from bot.frontends.discord.failures import CALL_FAILED, NETWORK_ERRORS
 from bot.frontends.discord.persona import Speaker, webhook_name
 
@@ -124,6 +125,10 @@ class DiscordTarget:
         # Nor edit: a post refused (Send Messages taken mid-answer) still lets the bot edit
         # its own messages, so the last page shown can say the rest could not be posted.
         self._edits_refused = False
+        # Discord failed an edit of this answer: the rest goes into new messages, not into
+        # those of the answer shown before (their edits would fail too, and the pacer's
+        # answer sent again from the stuck page would land in one, unseen).
+        self._edit_failed = False
         self._existing = list(existing)
         self._on_delete = on_delete  # told each message id it removes, before it does
         self._gone: set[int] = set()  # its messages someone else deleted meanwhile
@@ -225,12 +230,14 @@ class DiscordTarget:
         first = not self._posted
         if first:
             text = self._prefix + text
-        if self._existing:
+        if self._existing and not self._edit_failed:
             message = self._existing.pop(0)
-            await self._edit(message, content=text, **self._view_change(message, self.view))
+            change = self._view_change(message, self.view)
+            updated = await self._edit(message, content=text, **change)
             self._posted = True
             self.messages.append(message)
-            return message
+            # Refused, it still shows the answer before: the pacer says so, as of an edit.
+            return message if updated else NotUpdated(message)
         kwargs: dict[str, Any] = {"view": self.view} if self.view is not None else {}
         # The final page that says the file is attached carries it (a new message then).
         files = self._files() if self.notes.attached in text else []
@@ -455,9 +462,11 @@ class DiscordTarget:
             return False
         except discord.HTTPException as err:
             log.warning("could not edit an answer: %s %s", err.status, type(err).__name__)
+            self._edit_failed = True
             return False
         except NETWORK_ERRORS as err:
             log.warning("could not edit an answer: %s", type(err).__name__)
+            self._edit_failed = True
             return False
         if "content" in changes:
             self._texts[handle.id] = changes["content"]
