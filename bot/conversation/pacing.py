@@ -421,16 +421,12 @@ class PacedReply:
 
         In the messages the target's max_pages leaves, if it has one: cut short there, the
         last ends with the target's note on the rest (the whole answer as a file). An
-        answer that took them all already has that note on its last page, if any; more
-        messages would pass the cap, so nothing more is posted."""
+        answer that took them all gets one message more: its last said the rest would
+        follow (as a file), and could not be changed to carry it."""
         first = min(self._stale)
         self._stale.clear()
         cap: int | None = getattr(self._target, "max_pages", None)
-        room = None if cap is None else cap - len(self._handles)
-        if room is not None and room < 1:
-            # The note on its last page, if any, says where the whole answer is.
-            log.warning("an answer's messages could not be updated, and it may take no more")
-            return
+        room = None if cap is None else max(1, cap - len(self._handles))
         pages = _split(self._latest, self._target.limit, self._size)
         _, rest = next(islice(pages, first, None), ("", ""))
         again = f"⚠️ {STALE_NOTE}\n\n{rest}"

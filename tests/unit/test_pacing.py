@@ -760,13 +760,21 @@ async def test_an_answer_sent_again_from_a_stuck_page_keeps_to_the_cap() -> None
     assert reply.clipped  # the whole answer goes as the note says
 
 
-async def test_an_answer_with_no_message_left_posts_nothing_more() -> None:
-    target = CappedRefusingTarget(refuse_after=0, limit=200)
+async def test_an_answer_with_no_message_left_gets_one_more_for_the_rest() -> None:
+    """All the cap's messages posted, then their edits refused: nothing more was posted,
+    the last left saying the rest would come (as a file), which never could. Now one
+    message more: the answer sent again from the stuck page, ending with the note on the
+    rest (Discord posts the file with it)."""
+    target = CappedRefusingTarget(refuse_after=0, limit=400)
     reply = PacedReply(target)
-    await reply.update(WORDS[:500])  # three pages, all posted
+    await reply.update(WORDS[:1100])  # three pages, all posted
     assert len(target.messages) == 3
     await reply.finish(WORDS)
-    assert len(target.messages) == 3  # the last one's note says the rest is in the file
+    assert target.messages[:3] == split_text(WORDS[:1100], 400)
+    [again] = target.messages[3:]
+    stuck = split_text(WORDS, 400)[2]  # the first two pages were whole when posted
+    assert again.startswith(f"⚠️ {STALE_NOTE}\n\n{stuck[:15]}") and len(again) <= 400
+    assert again.endswith("\n\n(the rest is in the file)")
     assert reply.clipped
 
 
