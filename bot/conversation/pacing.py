@@ -234,6 +234,9 @@ class MessageTarget(Protocol):
     # with `clipped_note(final)` (what becomes of the rest; `final`: the answer has
     # ended) and the error, if any; PacedReply.clipped says it was cut so.
 
+    # Optional `what`: what the messages show, in the notes the pacer adds ("answer",
+    # the default; "greeting").
+
     async def send(self, text: str) -> object:
         """Post `text`; its handle, None when it could not be posted (said in the log),
         or NotUpdated for a message kept from an answer shown before whose edit to
@@ -262,13 +265,23 @@ class NotUpdated:
     handle: object
 
 
-MISSING_NOTE = (
-    "The rest of this answer could not be posted here; the whole answer is kept in the "
-    "conversation."
-)
-# Not always right after the stuck message: pages posted after it, or the old answer's
-# message it was to replace (🔄), may stand between.
-STALE_NOTE = "Part of the answer above could not be updated, so here it is again from there on:"
+def missing_note(what: str) -> str:
+    """What the last page posted says when the rest of `what` could not be posted."""
+    return (
+        f"The rest of this {what} could not be posted here; the whole {what} is kept in "
+        "the conversation."
+    )
+
+
+def stale_note(what: str) -> str:
+    """What opens `what` sent again from a page whose edit was refused (not always right
+    after that page: pages posted after it, or the old message 🔄 could not change, may
+    stand between)."""
+    return f"Part of the {what} above could not be updated, so here it is again from there on:"
+
+
+MISSING_NOTE = missing_note("answer")
+STALE_NOTE = stale_note("answer")
 
 
 class PacedReply:
@@ -408,7 +421,7 @@ class PacedReply:
         missing = self._handles.index(None)
         if missing == 0:
             return  # nothing could be posted: the target says why (a permission, say)
-        note = f"\n\n⚠️ {MISSING_NOTE}"
+        note = f"\n\n⚠️ {missing_note(self._what())}"
         page = self._shown[missing - 1]
         text = page[: _fit(page, self._target.limit - self._size(note), self._size)] + note
         await self._target.edit(self._handles[missing - 1], text)
@@ -429,7 +442,7 @@ class PacedReply:
         room = None if cap is None else max(1, cap - len(self._handles))
         pages = _split(self._latest, self._target.limit, self._size)
         _, rest = next(islice(pages, first, None), ("", ""))
-        again = f"⚠️ {STALE_NOTE}\n\n{rest}"
+        again = f"⚠️ {stale_note(self._what())}\n\n{rest}"
         clipped = self.clipped  # cut before, or now: the rest goes as the note says
         for page in self._paged(again, self._target.limit, final=True, cap=room):
             handle = await self._target.send(page)
@@ -501,6 +514,9 @@ class PacedReply:
                 self._wrote()
                 interval = self._target.min_interval  # only one edit skips the pace
         return interval
+
+    def _what(self) -> str:
+        return str(getattr(self._target, "what", "answer"))
 
     def _wrote(self) -> None:
         self._last_edit = self._clock()

@@ -14,6 +14,7 @@ import pytest
 import simcord
 
 from bot.characters import read_card
+from bot.conversation.pacing import stale_note
 from bot.core import Core
 from tests.discord.conftest import World
 from tests.discord.helpers import ref_of, reply_text
@@ -71,6 +72,28 @@ async def test_a_greeting_the_bot_may_not_post_is_said_to_the_importer(
     )
     assert all(f.ephemeral for f in result.followups)
     assert room.history() == []
+
+
+async def test_a_greeting_swiped_to_whose_edit_is_refused_follows_called_a_greeting(
+    simcord_env: simcord.Env, core: Core
+) -> None:
+    """▶ on a greeting while Discord refuses edits (a 429 that did not end, say): the
+    greeting swiped to went into the old message, refused, and nothing said so. Now it
+    follows in a message of its own, whose note says what it is: a greeting, not an
+    answer."""
+    env = simcord_env
+    dora = env.create_user("dora")
+    image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+    await dora.slash("character import", file=("aurelia.png", image))
+    [greeting] = dora.dm_channel.history()
+    path = f"/channels/{dora.dm_channel.id}/messages/*"
+    env.inject_error("PATCH", path, status=400, code=50035, times=None)
+    await dora.click(greeting, custom_id=greeting.components[0].children[2].custom_id)
+    old, new = dora.dm_channel.history()
+    assert old.id == greeting.id and old.content == "**Aurelia**\nWelcome aboard, dora."
+    note = stale_note("greeting")
+    assert new.content == f"⚠️ {note}\n\nAnother stowaway, dora?", new.content
+    assert "greeting above" in note and "answer" not in note
 
 
 async def test_a_character_in_a_dm_speaks_with_its_name_in_bold(

@@ -18,7 +18,9 @@ from bot.conversation.pacing import (
     NotUpdated,
     PacedReply,
     _split,
+    missing_note,
     split_text,
+    stale_note,
 )
 
 
@@ -502,6 +504,23 @@ async def test_an_end_that_cannot_be_posted_is_said_on_the_page_before() -> None
     await reply.finish(text)
     [page] = target.messages
     assert len(page) <= 2000 and page.endswith("⚠️ " + MISSING_NOTE)
+
+
+async def test_the_notes_on_a_greeting_say_greeting() -> None:
+    """A target showing a character's greeting (its `what`): the notes said "answer"."""
+    broken = BrokenTarget()
+    broken.what = "greeting"  # type: ignore[attr-defined]
+    await PacedReply(broken).finish(" ".join(f"w{i:04d}" for i in range(900)))
+    [page] = broken.messages
+    assert page.endswith("⚠️ " + missing_note("greeting"))
+    assert "this greeting could not" in page and "answer" not in page
+    refusing = RefusingTarget(refuse_after=0)
+    refusing.what = "greeting"  # type: ignore[attr-defined]
+    reply = PacedReply(refusing)
+    await reply.update("Welcome")
+    await reply.finish("Welcome aboard.")
+    assert refusing.messages == ["Welcome", f"⚠️ {stale_note('greeting')}\n\nWelcome aboard."]
+    assert "greeting above" in refusing.messages[1]
 
 
 class ReusingTarget(RecordingTarget):

@@ -32,6 +32,7 @@ class FileNotes:
     """What the last message of a text longer than MAX_MESSAGES says of the rest, and
     the name of the file that carries it whole."""
 
+    what: str  # "answer", "greeting": the word the pacer's own notes use too
     file: str
     coming: str  # while it streams
     attached: str
@@ -45,6 +46,7 @@ def file_notes(what: str) -> FileNotes:
     file = f"{what}.md"
     kept = f"the whole {what} is kept in the conversation."
     return FileNotes(
+        what=what,
         file=file,
         coming=f"📎 The rest follows as a file when the {what} ends.",
         attached=f"📎 The whole {what} is in the attached file ({file}).",
@@ -157,6 +159,11 @@ class DiscordTarget:
 
     def post_ids(self) -> list[str]:
         return [str(m.id) for m in self.messages]
+
+    @property
+    def what(self) -> str:
+        """What the messages show, in the pacer's notes (MessageTarget.what)."""
+        return self.notes.what
 
     def clipped_note(self, final: bool) -> str:
         """What the last message of an answer longer than max_pages says of the rest."""
