@@ -6,7 +6,6 @@ Shared by every front-end that shows an answer by posting then editing a message
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from bisect import bisect_right
@@ -17,8 +16,6 @@ from itertools import islice
 from typing import Protocol
 
 from bot.types.text import grapheme_end, shorten
-
-log = logging.getLogger("bot.conversation")
 
 # A fence line: its marker (three or more of one character) and what follows (the info
 # string, such as a language, on an opening line; nothing on a closing one).
