@@ -4,16 +4,26 @@ The bot runs unmodified (its own process, real discord.py, real aiohttp) with
 DISCORD_API_URL / DISCORD_GATEWAY_URL pointing here. Rules discord.py needs
 (see REFERENCE.md): JSON with content type exactly application/json, TEXT
 gateway frames (no zlib), never a 5xx (discord.py would retry for ~25 s).
+
+The gateway keeps a session as Discord's does
+(https://discord.com/developers/docs/topics/gateway): READY names the session and a
+`resume_gateway_url`; a RESUME (op 6) of that session with the last sequence number the
+client saw gets the events after it, in order, then RESUMED; one of a session that is
+gone gets an Invalid Session (op 9, `d: false`), after which the client identifies anew
+(READY and its guilds again). The fake can ask for a reconnect (op 7), invalidate the
+session (op 9, resumable or not), close the socket with a close code or cut it, and
+hold the gateway down while events happen (`gateway_down`: they wait for the RESUME).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,7 +127,20 @@ class FakeDiscord:
         default_factory=lambda: itertools.count(400_000_000_000_000_001)
     )
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # The gateway: the socket of the live session (None before IDENTIFY), the session's id,
+    # the events dispatched in it (a RESUME replays those after the client's sequence).
     _ws: web.WebSocketResponse | None = None
+    _sockets: dict[web.WebSocketResponse, web.Request] = field(default_factory=dict)
+    session_id: str = ""  # "" once Discord invalidated it: a RESUME is refused (op 9)
+    _sessions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _frames: list[dict[str, Any]] = field(default_factory=list)
+    identifies: int = 0  # IDENTIFYs answered with READY
+    resumes: list[int] = field(default_factory=list)  # each RESUME: how many events it replayed
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)  # set at each RESUMED
+    # Events a RESUME sends again although the client had them already (the newest this many
+    # messages or interactions before its sequence), as Discord may after a reconnect.
+    replay_again: int = 0
+    _open: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: no session starts
     _runner: web.AppRunner | None = None
     _arrivals: Arrivals = field(default_factory=Arrivals)  # when each call's bytes came
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # events sent from sync code
@@ -275,9 +298,16 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         return self.base.replace("http://", "ws://") + "/gateway"
 
+    @property
+    def resume_gateway_url(self) -> str:
+        """READY's session-specific URL, where a client resumes (and only resumes)."""
+        return self.base.replace("http://", "ws://") + "/gateway-resume"
+
     async def start(self) -> None:
+        self._open.set()
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/gateway-resume", self._gateway)
         app.router.add_get("/attachments/{tail:.*}", self._cdn)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
@@ -291,9 +321,46 @@ class FakeDiscord:
         if self._ws is not None:
             await self._ws.close()
 
-    async def stop(self) -> None:
+    async def close_gateway(self, code: int = 4000) -> None:
+        """Discord closes the session's socket with `code` (4000: "Unknown error", which
+        a client reconnects and resumes after; 1001 when a gateway node goes away)."""
         if self._ws is not None:
-            await self._ws.close()
+            await self._ws.close(code=code, message=b"Unknown error.")
+
+    def cut_gateway(self) -> None:
+        """The session's connection breaks with no close frame (a network fault)."""
+        request = self._sockets.get(self._ws) if self._ws is not None else None
+        if request is not None and request.transport is not None:
+            request.transport.abort()
+
+    async def ask_reconnect(self) -> None:
+        """Opcode 7 Reconnect: the client should reconnect and resume at once."""
+        if self._ws is not None:
+            await self._ws.send_str(json.dumps({"op": 7, "d": None}))
+
+    async def invalidate_session(self, *, resumable: bool) -> None:
+        """Opcode 9 Invalid Session on the live socket; `d` says whether the client may
+        resume it. One that may not is gone: the client identifies anew."""
+        if not resumable:
+            self.session_id = ""
+        if self._ws is not None:
+            await self._ws.send_str(json.dumps({"op": 9, "d": resumable}))
+
+    @contextlib.asynccontextmanager
+    async def gateway_down(self, code: int = 4000) -> AsyncIterator[None]:
+        """The gateway closes (`code`) and starts no session until the block ends: events
+        meanwhile wait in the session for the client's RESUME."""
+        self._open.clear()
+        try:
+            await self.close_gateway(code)
+            yield
+        finally:
+            self._open.set()
+
+    async def stop(self) -> None:
+        self._open.set()
+        for ws in list(self._sockets):
+            await ws.close()
         self._arrivals.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -738,44 +805,86 @@ class FakeDiscord:
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._ws = ws
-        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
-        async for frame in ws:
-            if frame.type is not WSMsgType.TEXT:
-                continue
-            payload = json.loads(frame.data)
-            op = payload.get("op")
-            if op == 1:
-                await ws.send_str(json.dumps({"op": 11}))
-            elif op == 2:
-                if payload["d"].get("token") != self.token:
-                    await ws.close(code=4004, message=b"Authentication failed.")
-                    break
-                if int(payload["d"].get("intents", 0)) & MESSAGE_CONTENT and not (
-                    self.allow_message_content
-                ):
-                    await ws.close(code=4014, message=b"Disallowed intent(s).")
-                    break
-                await self._dispatch("READY", self._ready(payload["d"]))
-                await self._dispatch("GUILD_CREATE", self._with_bot_role(self._guild()))
-                self.identified.set()
+        self._sockets[ws] = request
+        try:
+            await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+            async for frame in ws:
+                if frame.type is not WSMsgType.TEXT:
+                    continue
+                payload = json.loads(frame.data)
+                op = payload.get("op")
+                if op == 1:
+                    await ws.send_str(json.dumps({"op": 11}))
+                elif op in (2, 6):
+                    await self._open.wait()  # `gateway_down`: the session waits
+                    if payload["d"].get("token") != self.token:
+                        await ws.close(code=4004, message=b"Authentication failed.")
+                        break
+                    if op == 2 and not await self._identify(ws, payload["d"]):
+                        break
+                    if op == 6:
+                        await self._resume(ws, payload["d"])
+        finally:
+            self._sockets.pop(ws, None)
         return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, identify: dict[str, Any]) -> bool:
+        """A new session: READY, then its guild. False: refused, the socket closed."""
+        if int(identify.get("intents", 0)) & MESSAGE_CONTENT and not self.allow_message_content:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return False
+        self.session_id = f"loopback-session-{next(self._sessions)}"
+        self._frames = []  # a new session replays nothing of the one before
+        self._ws = ws
+        self.identifies += 1
+        await self._dispatch("READY", self._ready(identify))
+        await self._dispatch("GUILD_CREATE", self._with_bot_role(self._guild()))
+        self.identified.set()
+        async with self.changed:  # for `wait_until`
+            self.changed.notify_all()
+        return True
+
+    async def _resume(self, ws: web.WebSocketResponse, resume: dict[str, Any]) -> None:
+        """The events after the client's sequence, in order, then RESUMED; a session that
+        is gone gets Invalid Session (not resumable)."""
+        if not self.session_id or resume.get("session_id") != self.session_id:
+            await ws.send_str(json.dumps({"op": 9, "d": False}))
+            return
+        seq = int(resume.get("seq") or 0)
+        people = ("MESSAGE_CREATE", "INTERACTION_CREATE")
+        had = [f for f in self._frames if f["s"] <= seq and f["t"] in people]
+        again = had[len(had) - self.replay_again :] if self.replay_again else []
+        missed = [f for f in self._frames if f["s"] > seq]
+        self._ws = ws
+        for frame in again + missed:
+            await ws.send_str(json.dumps(frame))
+        self.resumes.append(len(missed))
+        await self._dispatch("RESUMED", {})
+        self.resumed.set()
+        async with self.changed:
+            self.changed.notify_all()
 
     def _ready(self, identify: dict[str, Any]) -> dict[str, Any]:
         return {
             "v": 10,
             "user": self.bot_user(),
             "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-            "session_id": "loopback-session",
-            "resume_gateway_url": self.gateway_url,
+            "session_id": self.session_id or "loopback-session",
+            "resume_gateway_url": self.resume_gateway_url,
             "application": {"id": str(self.app_id), "flags": 0},
             "shard": identify.get("shard", [0, 1]),
         }
 
     async def _dispatch(self, event: str, data: dict[str, Any]) -> None:
-        assert self._ws is not None
+        """An event of the session: sent now if its socket is open, else kept for the
+        client's RESUME (or lost with the session, if it identifies anew)."""
         frame = {"op": 0, "t": event, "s": next(self._seq), "d": data}
-        await self._ws.send_str(json.dumps(frame))
+        self._frames.append(frame)
+        ws = self._ws
+        if ws is None or ws.closed:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):  # closing: replayed
+            await ws.send_str(json.dumps(frame))
 
     async def _deleted(self, cid: int, mid: int) -> None:
         if self._ws is not None:

@@ -1,0 +1,112 @@
+"""`chatbot run` while Discord's gateway drops, resumes, or starts a new session.
+
+Discord closes a bot's gateway several times a day: it asks for a reconnect (op 7),
+closes with a code (4000 …), cuts the connection, or invalidates the session (op 9), and
+discord.py resumes (the events missed are replayed) or identifies anew (READY and the
+guilds again): https://discord.com/developers/docs/topics/gateway. Answers go over REST:
+none of this may cut one, lose a question, or answer one twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.bot_process import chatbot_run
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import Script
+
+TOKEN = "loopback.bot.token-0123456789"
+WORDS = [f"w{i} " for i in range(29)] + ["w29"]  # a few seconds of answer
+
+
+def _posts(fake: FakeDiscord) -> list[dict[str, object]]:
+    """The bot's own messages in #general, oldest first."""
+    return [
+        m
+        for m in fake.messages.values()
+        if m["channel_id"] == str(fake.channel_id) and m["author"]["id"] == str(fake.bot_id)
+    ]
+
+
+def _shown(fake: FakeDiscord, text: str) -> bool:
+    return any(m["content"] == text for m in _posts(fake))
+
+
+async def _reconnect(fake: FakeDiscord) -> None:
+    await fake.ask_reconnect()
+
+
+async def _cut(fake: FakeDiscord) -> None:
+    fake.cut_gateway()
+
+
+async def _close_4000(fake: FakeDiscord) -> None:
+    await fake.close_gateway(4000)
+
+
+async def _invalid_resumable(fake: FakeDiscord) -> None:
+    await fake.invalidate_session(resumable=True)
+
+
+async def _invalid(fake: FakeDiscord) -> None:
+    await fake.invalidate_session(resumable=False)
+
+
+GATEWAY_FAULTS: dict[str, tuple[Callable[[FakeDiscord], Awaitable[None]], bool]] = {
+    # name: (what Discord does, whether the session is resumed after it)
+    "op 7 reconnect": (_reconnect, True),
+    "connection cut": (_cut, True),
+    "close 4000": (_close_4000, True),
+    "op 9 resumable": (_invalid_resumable, True),
+    "op 9 not resumable": (_invalid, False),
+}
+
+
+@pytest.mark.parametrize("fault", list(GATEWAY_FAULTS))
+async def test_an_answer_streaming_while_the_gateway_drops_is_shown_whole_and_once(
+    tmp_path: Path, fault: str
+) -> None:
+    do, resumes = GATEWAY_FAULTS[fault]
+    fake = FakeDiscord(TOKEN)
+    script = Script(chunks=WORDS, interval=0.1)
+    async with chatbot_run(tmp_path, fake, script) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> count for me")
+        await fake.wait_until(lambda: bool(_posts(fake)), 60)  # streaming now
+        await do(fake)
+        await fake.wait_until(lambda: _shown(fake, script.answer), 60)
+        if resumes:
+            await fake.wait_until(lambda: bool(fake.resumes), 60)
+        else:
+            await fake.wait_until(lambda: fake.identifies == 2, 60)
+        # Back on the gateway: the next question is heard and answered.
+        script.chunks = ["Still ", "here."]
+        await fake.user_says(f"<@{fake.bot_id}> still there?")
+        await fake.wait_until(lambda: _shown(fake, "Still here."), 60)
+        assert bot.proc.returncode is None, bot.log[-3000:]
+        assert await bot.stop() == 0
+    assert [m["content"] for m in _posts(fake)] == ["".join(WORDS), "Still here."]
+    assert len(model.requests) == 2, model.requests  # each question asked once
+    assert fake.identifies == (1 if resumes else 2), (fake.identifies, fake.resumes)
+    assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+async def test_a_mention_sent_while_the_gateway_is_down_is_answered_once_on_resume(
+    tmp_path: Path,
+) -> None:
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
+        async with fake.gateway_down():
+            await fake.user_says(f"<@{fake.bot_id}> are you there?")
+        await fake.wait_until(lambda: _shown(fake, "Hello there!"), 60)
+        await fake.wait_until(lambda: bool(fake.resumes), 60)
+        model.script.chunks = ["Still ", "here."]
+        await fake.user_says(f"<@{fake.bot_id}> still there?")
+        await fake.wait_until(lambda: _shown(fake, "Still here."), 60)
+        assert await bot.stop() == 0
+    assert fake.resumes == [1]  # the mention came with the RESUME, not live
+    assert [m["content"] for m in _posts(fake)] == ["Hello there!", "Still here."]
+    assert len(model.requests) == 2, model.requests
+    assert "Traceback" not in bot.log, bot.log[-3000:]
