@@ -47,6 +47,12 @@ def test_only_readable_messages_from_people_are_considered() -> None:
     assert ignore_reason(replace(PLAIN, readable=False, is_dm=True)) == "no readable content"
 
 
+def test_a_message_that_came_before_is_not_answered_again() -> None:
+    """Discord may send a message again after the gateway resumes (same id)."""
+    again = replace(PLAIN, is_dm=True, mentions_me=True, repeated=True)
+    assert ignore_reason(again) == "already handled (the same message again)"
+
+
 @pytest.mark.parametrize("field", ["is_dm", "mentions_me", "replies_to_me", "in_my_thread"])
 def test_each_way_of_speaking_to_the_bot_addresses_it(field: str) -> None:
     assert not is_addressed(PLAIN)

@@ -110,3 +110,29 @@ async def test_a_mention_sent_while_the_gateway_is_down_is_answered_once_on_resu
     assert [m["content"] for m in _posts(fake)] == ["Hello there!", "Still here."]
     assert len(model.requests) == 2, model.requests
     assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["answered", "while answering"])
+async def test_a_mention_discord_sends_again_after_a_resume_is_answered_once(
+    tmp_path: Path, streaming: bool
+) -> None:
+    """Discord may send an event again after a resume (the same message id): the bot
+    answered the question twice, the second time as a new turn of the conversation."""
+    fake = FakeDiscord(TOKEN, replay_again=1)
+    script = Script(chunks=WORDS, interval=0.1 if streaming else 0.0)
+    async with chatbot_run(tmp_path, fake, script) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> count for me")
+        if streaming:
+            await fake.wait_until(lambda: bool(_posts(fake)), 60)
+        else:
+            await fake.wait_until(lambda: _shown(fake, script.answer), 60)
+        await fake.close_gateway(4000)
+        await fake.wait_until(lambda: bool(fake.resumes), 60)
+        await fake.wait_until(lambda: _shown(fake, script.answer), 60)
+        script.chunks, script.interval = ["Still ", "here."], 0.0
+        await fake.user_says(f"<@{fake.bot_id}> still there?")  # after the copy, in order
+        await fake.wait_until(lambda: _shown(fake, "Still here."), 60)
+        assert await bot.stop() == 0
+    assert [m["content"] for m in _posts(fake)] == ["".join(WORDS), "Still here."]
+    assert len(model.requests) == 2, model.requests
+    assert "Traceback" not in bot.log, bot.log[-3000:]

@@ -33,6 +33,7 @@ from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas, Speaker, webhook_name
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget, NotPosted
 from bot.types import ChannelRef, Incoming, Platform, failure
+from bot.types.recent import RecentIds
 from bot.types.secrets import held_secret
 
 log = logging.getLogger("bot.discord")
@@ -47,10 +48,15 @@ def my_role_id(message: discord.Message) -> int | None:
 
 
 def message_facts(
-    message: discord.Message, me: discord.ClientUser, webhook_ids: Collection[int] = ()
+    message: discord.Message,
+    me: discord.ClientUser,
+    webhook_ids: Collection[int] = (),
+    *,
+    repeated: bool = False,
 ) -> MessageFacts:
     """The plain facts `events` decides on, read off a discord.py message; `webhook_ids`:
-    the character webhooks the bot speaks through (a reply to them is a reply to it)."""
+    the character webhooks the bot speaks through (a reply to them is a reply to it);
+    `repeated`: its id came before."""
     channel = message.channel
     ref = message.reference
     resolved = ref.resolved if ref is not None else None
@@ -65,6 +71,7 @@ def message_facts(
         or (role is not None and any(r.id == role for r in message.role_mentions)),
         replies_to_me=isinstance(resolved, discord.Message) and _mine(resolved, me, webhook_ids),
         in_my_thread=isinstance(channel, discord.Thread) and channel.owner_id == me.id,
+        repeated=repeated,
     )
 
 
@@ -127,6 +134,8 @@ class ChatHandler:
         self._personas = personas or Personas(core)
         # Threads seen not to start on an answer, and when.
         self._not_on_answers: OrderedDict[str, float] = OrderedDict()
+        # Messages handled lately: after a resume, Discord may send one again.
+        self._recent = RecentIds()
 
     def _typed(self, text: str) -> TypedCommand | None:
         """A command typed into a message, not chat: `/key set …` as on the console, or
@@ -139,7 +148,9 @@ class ChatHandler:
         return found
 
     async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
-        facts = message_facts(message, me, self._personas.webhook_ids)
+        key = str(message.id)
+        facts = message_facts(message, me, self._personas.webhook_ids, repeated=key in self._recent)
+        self._recent.add(key)
         if ignore_reason(facts) is not None:
             return
         channel = message.channel

@@ -25,10 +25,14 @@ class MessageFacts:
     mentions_me: bool
     replies_to_me: bool
     in_my_thread: bool  # a thread the bot created
+    # Its id came before: Discord may send an event again after the gateway resumes.
+    repeated: bool = False
 
 
 def ignore_reason(facts: MessageFacts) -> str | None:
     """Why the bot never answers this message, or None when it may."""
+    if facts.repeated:
+        return "already handled (the same message again)"
     if facts.author_is_bot:
         return "sent by a bot"
     if not facts.is_user_message:
