@@ -93,6 +93,10 @@ class FakeDiscord:
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     base: str = ""
     command_ids: dict[str, int] = field(default_factory=dict)
+    # Answers to the next command registrations (PUT …/commands), in order, before one is
+    # taken: a status (500, 503: Discord failing; 400: a command it refuses, code 50035),
+    # or ("429", seconds) for a rate limit that asks to wait that long.
+    sync_faults: list[int | tuple[str, float]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)  # interaction callbacks
     followups: list[dict[str, Any]] = field(default_factory=list)
     # A button press's interaction id → the message it was on (an update edits that one).
@@ -535,6 +539,8 @@ class FakeDiscord:
             self.dms.append(body or {})
             return self._json(self._message(next(self._ids), self.dm_id, self.bot_user(), ""))
         if request.method == "PUT" and path.startswith(f"/applications/{self.app_id}/"):
+            if self.sync_faults:
+                return self._sync_fault(self.sync_faults.pop(0))
             return self._json(self._registered(body or []))
         match = _CHANNEL_PATH.match(path)
         if match is None or int(match["cid"]) not in self.channel_ids:
@@ -623,6 +629,20 @@ class FakeDiscord:
             "team": None,
             "bot": self.bot_user(),
         }
+
+    def _sync_fault(self, fault: int | tuple[str, float]) -> web.Response:
+        """A command registration refused as Discord refuses one."""
+        if isinstance(fault, tuple):  # the daily limit on new commands, say
+            limited = {"message": "You are being rate limited.", "retry_after": fault[1]}
+            response = self._json({**limited, "global": False}, 429)
+            response.headers["Via"] = "1.1 google"  # else discord.py suspects a ban
+            return response
+        if fault == 400:  # one command's description too long: Discord names it by index
+            rule = {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 100 or fewer in length."}
+            errors = {"1": {"description": {"_errors": [rule]}}}
+            refused = {"message": "Invalid Form Body", "code": 50035, "errors": errors}
+            return self._json(refused, 400)
+        return self._json({"message": "Internal Server Error", "code": 0}, fault)
 
     def _registered(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self.command_ids = {c["name"]: next(self._ids) for c in commands}
@@ -1068,6 +1088,8 @@ class FakeDiscord:
         (with Manage Server when `manager`); `files`: attachment options, by option name,
         as (name, type, bytes) this fake's CDN serves; `where`: "group_dm" or
         "other_server" runs it where the bot is not, as Bob's own installed app."""
+        # The bot registers its commands while it connects: wait for them, if need be.
+        await self.wait_until(lambda: name in self.command_ids, 30)
         leaf: list[dict[str, Any]] = [
             {"type": 3, "name": k, "value": v} for k, v in options.items()
         ]

@@ -165,6 +165,7 @@ class ShardedDiscord(FakeDiscord):
     ) -> str:
         """A server admin (Manage Server) runs `/name sub option:value …` in `channel_id`;
         returns the interaction's id (its callback and follow-ups name it)."""
+        await self.wait_until(lambda: name in self.command_ids, 30)  # registered meanwhile
         leaf = [{"type": 3, "name": k, "value": v} for k, v in options.items()]
         data = {
             "id": str(self.command_ids[name]),

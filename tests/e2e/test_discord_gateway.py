@@ -136,3 +136,74 @@ async def test_a_mention_discord_sends_again_after_a_resume_is_answered_once(
     assert [m["content"] for m in _posts(fake)] == ["".join(WORDS), "Still here."]
     assert len(model.requests) == 2, model.requests
     assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+# What Discord answers the start's command registration with, and two parts of what the
+# log must then say.
+SYNC_FAULTS: dict[str, tuple[list[int | tuple[str, float]], str, str]] = {
+    "503": (
+        [503],
+        "could not register the slash commands globally: Discord answered 503 "
+        "(DiscordServerError). Meanwhile the bot chats, and its slash commands stay as "
+        "Discord last registered them; restart the bot later to register them.",
+        "",
+    ),
+    "400 50035": (
+        [400],
+        "Discord refused the slash commands globally: Failed to upload commands to Discord "
+        "(HTTP status 400, error code 50035) / In ",
+        "description: Must be 100 or fewer in length. Meanwhile the bot chats, and its "
+        "slash commands stay as Discord last registered them. This is a fault in the bot's "
+        "command table (or a new Discord rule): report this line.",
+    ),
+    "429 for an hour": (
+        [("429", 3600.0)],
+        "Discord has not taken the slash commands yet (it asked the bot to wait",
+        "responded with 429. Retrying in 3600.00 seconds.",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(SYNC_FAULTS))
+async def test_a_start_whose_command_sync_fails_still_chats_and_says_why(
+    tmp_path: Path, fault: str
+) -> None:
+    """A 5xx or a 400 from the start's command sync stopped the bot ("Discord answered 503
+    while logging in; try again later": a crash loop, and for a 400 no word of which
+    command Discord refused); a 429 asking to wait an hour kept it from connecting for
+    that hour."""
+    faults, said, also = SYNC_FAULTS[fault]
+    fake = FakeDiscord(TOKEN, sync_faults=list(faults))
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, _):
+        await fake.user_says(f"<@{fake.bot_id}> are you there?")
+        await fake.wait_until(lambda: _shown(fake, "Hello there!"), 60)
+        assert bot.proc.returncode is None, bot.log[-3000:]
+        assert await bot.stop() == 0  # a sync still waiting out its rate limit too
+    assert said in bot.log, bot.log[-3000:]
+    assert also in bot.log, bot.log[-3000:]
+    assert not fake.command_ids  # nothing was registered
+    assert "Traceback" not in bot.log and "Task was destroyed" not in bot.log, bot.log[-3000:]
+
+
+async def test_a_guild_whose_command_sync_fails_leaves_the_others_registered(
+    tmp_path: Path,
+) -> None:
+    fake = FakeDiscord(TOKEN, sync_faults=[503])
+    first, second = fake.guild_id, fake.guild_id + 100
+    async with chatbot_run(
+        tmp_path, fake, Script(), DISCORD_COMMAND_GUILDS=f"{first},{second}"
+    ) as (bot, _):
+        await fake.wait_until(lambda: bool(fake.command_ids), 60)
+        await fake.slash("help")
+        await fake.wait_until(lambda: bool(fake.responses), 60)
+        assert await bot.stop() == 0
+    puts = [c.path for c in fake.bot_calls("PUT", f"/applications/{fake.app_id}/")]
+    assert puts == [
+        f"/applications/{fake.app_id}/guilds/{first}/commands",
+        f"/applications/{fake.app_id}/guilds/{second}/commands",
+    ]
+    assert f"could not register the slash commands in guild {first}: Discord answered 503" in (
+        bot.log
+    )
+    assert f"synced {len(fake.command_ids)} slash commands to guild {second}" in bot.log
+    assert "Traceback" not in bot.log, bot.log[-3000:]

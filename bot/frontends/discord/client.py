@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 from discord import app_commands
 
@@ -19,12 +21,14 @@ from bot.frontends.discord.interactions import CommandRunner
 from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL
-from bot.types import Platform
+from bot.types import Platform, failure
 
 if TYPE_CHECKING:
     from bot.frontends.discord import DiscordOptions
 
 log = logging.getLogger("bot.discord")
+
+SYNC_STOP_SECONDS = 1.0  # how long a stop waits for a cancelled command sync to end
 
 
 class _Tree(app_commands.CommandTree["ChatClient"]):
@@ -69,6 +73,17 @@ def intents_for(options: DiscordOptions) -> discord.Intents:
         guild_messages=True,
         dm_messages=True,
         message_content=options.message_content,
+    )
+
+
+def _failed_sync(where: str, err: discord.HTTPException, kept: str) -> None:
+    log.error(
+        "could not register the slash commands %s: Discord answered %s (%s). "
+        "Meanwhile %s; restart the bot later to register them.",
+        where,
+        err.status,
+        type(err).__name__,
+        kept,
     )
 
 
@@ -117,28 +132,75 @@ class ChatClient(discord.AutoShardedClient):
         self._own_deletes = self.controls.own_deletes
         self.runner.greet = self.controls.greet
         self.runner.in_place = self.controls.typed
+        self._sync: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
-        """Answer buttons, also on messages from before a restart; then the slash commands:
-        on the listed guilds at once, else globally."""
+        """Answer buttons, also on messages from before a restart; then the slash commands,
+        registered while the bot connects: Discord failing the sync, refusing a command,
+        or asking to wait (a rate limit can last hours) must not keep it from chatting."""
         self.add_dynamic_items(ControlButton)
+        self._sync = asyncio.create_task(self.sync_commands(), name="slash command sync")
+
+    async def close(self) -> None:
+        if self._sync is not None and not self._sync.done():
+            self._sync.cancel()  # waiting out a rate limit, say
+            await asyncio.wait({self._sync}, timeout=SYNC_STOP_SECONDS)
+        await super().close()
+
+    async def sync_commands(self) -> None:
+        """The slash commands: on the listed guilds at once, else globally. A failure is
+        logged with what it means for the operator; the commands Discord had stay."""
         if not self.command_guilds:
-            synced = await self.tree.sync()
-            log.info("synced %d global slash commands", len(synced))
+            synced = await self._synced(None)
+            if synced is not None:
+                log.info("synced %d global slash commands", synced)
             return
         for guild_id in self.command_guilds:
             guild = discord.Object(id=guild_id)
             self.tree.copy_global_to(guild=guild)
-            try:
-                synced = await self.tree.sync(guild=guild)
-            except discord.Forbidden:
-                log.error(
-                    "cannot register commands in guild %s: the bot is not in it or was invited "
-                    "without the applications.commands scope",
-                    guild_id,
-                )
-                continue
-            log.info("synced %d slash commands to guild %s", len(synced), guild_id)
+            synced = await self._synced(guild)
+            if synced is not None:
+                log.info("synced %d slash commands to guild %s", synced, guild_id)
+
+    async def _synced(self, guild: discord.Object | None) -> int | None:
+        """How many commands were registered (globally, or on `guild`); None: it failed,
+        and the log says why and what to do."""
+        where = f"in guild {guild.id}" if guild is not None else "globally"
+        kept = "the bot chats, and its slash commands stay as Discord last registered them"
+        try:
+            return len(await self.tree.sync(guild=guild))
+        except discord.Forbidden as err:
+            if guild is None:
+                _failed_sync(where, err, kept)
+                return None
+            log.error(
+                "cannot register commands in guild %s: the bot is not in it or was invited "
+                "without the applications.commands scope",
+                guild.id,
+            )
+        except app_commands.CommandSyncFailure as err:
+            # Discord's own words name the command and the rule (no secret is in them).
+            said = " / ".join(line.strip() for line in str(err).splitlines()).rstrip(".")
+            log.error(
+                "Discord refused the slash commands %s: %s. Meanwhile %s. This is a fault "
+                "in the bot's command table (or a new Discord rule): report this line.",
+                where,
+                said,
+                kept,
+            )
+        except discord.HTTPException as err:
+            _failed_sync(where, err, kept)
+        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            log.error(
+                "could not register the slash commands %s: Discord could not be reached "
+                "(%s). Meanwhile %s; restart the bot later to register them.",
+                where,
+                type(err).__name__,
+                kept,
+            )
+        except Exception as err:  # a bug: one line, and the bot goes on chatting
+            log.error("registering the slash commands %s failed: %s", where, failure(err))
+        return None
 
     async def on_ready(self) -> None:
         user = self.user
@@ -149,6 +211,12 @@ class ChatClient(discord.AutoShardedClient):
             len(self.guilds),
             self.shard_count,
         )
+        if self._sync is not None and not self._sync.done():
+            log.warning(
+                "Discord has not taken the slash commands yet (it asked the bot to wait, or "
+                "failed and is asked again: discord.http's lines say which); the bot chats "
+                "meanwhile and logs when they are registered"
+            )
         await self._tell_unanswered()
 
     async def _tell_unanswered(self) -> None:
