@@ -94,13 +94,16 @@ class ClaudeProvider(HTTPProvider):
         spec = self.spec("POST", f"{base}/messages", base, body=self.body(request))
         deltas = stream_deltas(self._t, spec, lambda: EventDecoder(spec.where, spec.secrets))
         last = request.messages[-1] if request.messages else None
+        # The answer starts after the prefill, which is not part of it (SillyTavern shows
+        # only what the model wrote): the line break or space between the two would open
+        # it. Continuing by prefill, the prefill goes before the answer (claude_messages).
+        prefilled = bool(request.prefill.strip())
         if request.continue_answer and last is not None and last.role is Role.ASSISTANT:
             if not request.continue_by_prefill:  # asked to go on: as OpenAI's answers
-                return continuing(deltas, last.content)
-        elif request.prefill.strip():
-            # The answer starts after the prefill, which is not part of it (SillyTavern
-            # shows only what the model wrote): the line break or space between the two
-            # would open it.
+                # After a prefill, what parts the rest from it is no gap in the answer.
+                rest = _without_leading_space(deltas) if prefilled else deltas
+                return continuing(rest, last.content)
+        elif prefilled:
             return _without_leading_space(deltas)
         return deltas
 

@@ -159,6 +159,33 @@ async def test_continue_prefill_off_asks_claude_to_go_on_then_prefills(harness: 
     assert sink.final == "The knight rode north. He found ice."
 
 
+async def test_an_instructed_continuation_after_a_prefill_joins_without_its_space(
+    harness: Harness,
+) -> None:
+    """Asked to go on, then prefilled, Claude writes after the prefill (`...Bob:`): the
+    line break or space it opens with parts it from the prefill, not from the answer, and
+    is left out as it is from a new answer; the answer and its rest join as any
+    instructed continuation does (a space after a sentence's end, none inside a word)."""
+    await configure_claude(harness)
+    off = {**PREFILLED, "continue_prefill": False}
+    await run(harness, ("preset", "import"), file=card_file(off, "p.json"))
+    with respx.mock:
+        respx.post(f"{FAKE}/messages").mock(
+            side_effect=[
+                claude_stream("The knight rode nor"),
+                claude_stream("\n", "th."),
+                claude_stream(" He found ice."),
+            ]
+        )
+        await ask(harness, "Tell me a story")
+        sink = await continue_answer(harness)
+        assert sink.final == "The knight rode north.", sink.final
+        sink = await continue_answer(harness)
+    assert sink.final == "The knight rode north. He found ice.", sink.final
+    [_, answer] = await harness.store.history(REF, 10)
+    assert answer.content == sink.final
+
+
 async def test_continue_prefill_off_with_thinking_keeps_thinking(harness: Harness) -> None:
     """Thinking is refused with a prefill, so it was dropped whenever an answer was
     continued; asked to go on (no prefill), Claude may think again."""
