@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -1044,6 +1045,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     f"{shown_id(config.model or '')} cannot read them, an admin sets "
                     f"{prefix}params vision default."
                 )
+            elif error and outcome.failed:
+                if step := _prefill_step(error, request, config, prefix):
+                    error = f"{error}\n{step}"
             if saved_note:
                 error = f"{error}\n{saved_note}" if error else saved_note
             alternative = (1, 1)
@@ -1344,6 +1348,32 @@ def _sent_images(request: ChatRequest, config: ChannelConfig) -> bool:
     cause when such a turn fails."""
     forced = config.value("vision") == "on"
     return forced and any(m.images for m in request.messages)
+
+
+# A refusal of a last assistant turn, in the provider's words (Claude's newer models:
+# "This model does not support assistant message prefill").
+_PREFILL_REFUSED = re.compile(r"(?<![A-Za-z0-9_])prefill", re.IGNORECASE)
+
+
+def _prefill_step(error: str, request: ChatRequest, config: ChannelConfig, prefix: str) -> str:
+    """What an admin changes when the model refuses the prefill a setting sent (newer
+    Claude models take none): the assistant prefill, or continuing an answer as Claude's
+    own start. "" when the refusal names no prefill, or none was sent."""
+    if not _PREFILL_REFUSED.search(error):
+        return ""
+    steps = []
+    by_prefill = REGISTRY.by_name["continue_prefill"].applies_to(config.source)
+    if request.continue_answer and request.continue_by_prefill and by_prefill:
+        steps.append(f"sets {prefix}params continue_prefill off (then it is asked to go on)")
+    if request.prefill.strip():
+        steps.append(f"removes the assistant prefill with {prefix}prompts prefill none")
+    if not steps:
+        return ""
+    where = "each is" if len(steps) > 1 else "it is"
+    return (
+        f"This model takes no prefill: an admin {' and '.join(steps)} "
+        f"({prefix}settings says where {where} set)."
+    )
 
 
 def _asked_by(question: HistoryEntry, actor: Actor) -> bool:

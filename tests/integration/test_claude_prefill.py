@@ -260,3 +260,55 @@ async def test_other_sources_get_no_prefill(harness: Harness) -> None:
         await ask(harness, "Hi")
     messages = json.loads(route.calls.last.request.content)["messages"]
     assert messages == [{"role": "user", "content": "Hi"}]
+
+
+PREFILL_REFUSED = {
+    "type": "error",
+    "error": {
+        "type": "invalid_request_error",
+        "message": "This model does not support assistant message prefill. The conversation "
+        "must end with a user message.",
+    },
+}
+
+
+async def test_a_model_that_refuses_a_prefill_names_the_setting_that_sends_it(
+    harness: Harness,
+) -> None:
+    """Newer Claude models refuse a last assistant turn (a 400): the asker learns which
+    setting sends one and how an admin stops it, as for a refused parameter."""
+    await configure_claude(harness, assistant_prefill="Sure:")
+    with respx.mock:
+        respx.post(f"{FAKE}/messages").mock(return_value=httpx.Response(400, json=PREFILL_REFUSED))
+        sink = await ask(harness, "Hi")
+    assert sink.error is not None and "does not support assistant message prefill" in sink.error
+    assert "/prompts prefill none" in sink.error, sink.error
+    assert "continue_prefill" not in sink.error, sink.error
+    # Continuing by prefill (on unless set) sends the answer as Claude's own start.
+    await run(harness, ("prompts",), name="prefill", text="none")
+    with respx.mock:
+        respx.post(f"{FAKE}/messages").mock(
+            side_effect=[
+                claude_stream("Once upon a"),
+                httpx.Response(400, json=PREFILL_REFUSED),
+                claude_stream(" time."),
+            ]
+        )
+        await ask(harness, "Tell me a story")
+        sink = await continue_answer(harness)
+        assert sink.error is not None, sink.final
+        assert "/params continue_prefill off" in sink.error, sink.error
+        assert "/prompts prefill" not in sink.error, sink.error
+        # Taken: the model is asked to go on, and does.
+        assert (await run(harness, ("params",), name="continue_prefill", value="off")).ok
+        sink = await continue_answer(harness)
+    assert sink.error is None and sink.final == "Once upon a time.", (sink.final, sink.error)
+
+
+async def test_another_refusal_names_no_prefill_setting(harness: Harness) -> None:
+    await configure_claude(harness, assistant_prefill="Sure:")
+    refused = {"type": "error", "error": {"type": "invalid_request_error", "message": "Bad."}}
+    with respx.mock:
+        respx.post(f"{FAKE}/messages").mock(return_value=httpx.Response(400, json=refused))
+        sink = await ask(harness, "Hi")
+    assert sink.error is not None and "prefill" not in sink.error, sink.error
