@@ -206,16 +206,36 @@ def _card_format(form: str, macros: Macros, fields: dict[str, str]) -> str:
     """A personality or scenario format as SillyTavern sends it (openai.js
     preparePromptsForChatCompletion, substituteParams of the format): its macros
     replaced, {{personality}} and {{scenario}} the card's (their macros replaced already);
-    an empty format sends nothing."""
-    return _CARD_FIELD.sub(lambda m: fields[m.group(1).lower()], macros(form))
+    an empty format sends nothing. Each field at its first place only, as {{original}}:
+    a format of 8,000 characters naming a long field 600 times made a prompt of
+    hundreds of megabytes on the bot's one event loop."""
+    used: set[str] = set()
+
+    def field(match: re.Match[str]) -> str:
+        name = match.group(1).lower()
+        first = name not in used
+        used.add(name)
+        return fields[name] if first else ""
+
+    return _CARD_FIELD.sub(field, macros(form))
 
 
 def _world_info(form: str, text: str) -> str:
     """Lorebook entries' text in `wi_format` as SillyTavern's formatWorldInfo puts it:
-    none stays none, and a blank format leaves the text as it is."""
+    none stays none, and a blank format leaves the text as it is. {0} at its first place
+    only (as _card_format's fields: the entries' text is long)."""
     if not text or not form.strip():
         return text
-    return _WI_ARGUMENT.sub(lambda m: text if m.group(1) == "0" else m.group(0), form)
+    used = False
+
+    def argument(match: re.Match[str]) -> str:
+        nonlocal used
+        if match.group(1) != "0":
+            return match.group(0)
+        first, used = not used, True
+        return text if first else ""
+
+    return _WI_ARGUMENT.sub(argument, form)
 
 
 # What may draw on a turn's random source: {{random}} and {{roll}}, in any case.

@@ -721,3 +721,24 @@ def test_whole_word_keys_that_come_up_everywhere_but_never_alone_are_bounded() -
     assert prompt.lore.notes == (
         "Lorebook: whole-word keys took too long to look for; the rest skipped.",
     )
+
+
+def test_a_format_names_a_long_field_or_the_lore_once_however_often_it_is_written() -> None:
+    """A format is up to 8,000 characters, set by a channel's admin or a preset: {0} or
+    {{personality}} written 600 times each copied the lore's or the card's long text
+    600 times into the prompt (hundreds of megabytes, built on the bot's one event
+    loop). Each is the text at its first place, as {{original}} is, and nothing after."""
+    card = _entries({"keys": ["moon"], "content": "L" * 20_000, "constant": True})
+    card["data"]["personality"] = "P" * 20_000
+    prompt = build_prompt(
+        _card(card),
+        [_user("moon?")],
+        user="Bob",
+        estimate=tokens,
+        wi_format="<lore>{0}</lore>" + "{0}" * 2_000,
+        personality_format="[{{personality}}]" + "{{PERSONALITY}}" * 500,
+        scenario_format="",
+    )
+    assert len(prompt.system) < 45_000, len(prompt.system)
+    assert "<lore>" + "L" * 20_000 + "</lore>" in prompt.system
+    assert "[" + "P" * 20_000 + "]" in prompt.system
