@@ -203,20 +203,23 @@ class HeldBack:
         """Who asks it; None when it is not one to answer."""
         return await self._asked_by()
 
-    async def hold(self) -> None:
+    async def hold(self) -> bool:
         """Held where its asker's stop (ChatEngine.stop_waiting) and its deletion reach it
         from now on, once who asks it is known (nothing to hold when it is not one to
-        answer, or that cannot be told: it waits all the same)."""
+        answer). True when it is within the core's reach so: held, or not one to answer
+        (nothing a stop acts on); False when who asks it cannot be told (it waits all the
+        same, out of reach until its turn takes it)."""
         try:
             actor = await self._asked_by()
         except StoreError as err:  # it waits all the same (its record says so too)
             log.warning("could not tell who asks a waiting question: %s", err)
-            return
+            return False
         except Exception as err:  # a bug: as above
             log.error("telling who asks a waiting question failed: %s", failure(err))
-            return
+            return False
         if actor is not None:
             self.running = self._hold_back(actor.id)
+        return True
 
     async def until(
         self, wait: Callable[[], Awaitable[None]], sink: ReplySink

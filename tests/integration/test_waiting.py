@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.core import UNANSWERED, Core, TurnLimits, TurnResult
+from bot.store import StoreUnavailable
 from bot.store.models import WaitingRow
 from bot.types import Actor, ChannelRef, Incoming, Platform, Scope
 from bot.types.limits import AccessKind, AccessRule, Effect
@@ -468,3 +469,31 @@ async def _until_recorded(core: Core, posts: list[str]) -> None:
     async with asyncio.timeout(10):
         while await _records(core) != expected:  # noqa: ASYNC110 (a database read)
             await asyncio.sleep(0.02)
+
+
+async def test_a_question_whose_asker_cannot_be_told_is_not_held_and_waits_all_the_same(
+    database_url: str, slow: FakeOpenAI
+) -> None:
+    """Matrix holds a question back where the core stops it only once it knows who asks it:
+    when the database cannot say, nothing is held, and its front-end is told so (hold is
+    False), so a `!stop` after it waits for it to join the turn order instead of going
+    ahead of it; it waits in its line all the same, and is asked once its turn comes."""
+    core = await make_core(database_url, slow, TurnLimits())
+    matrix = ChannelRef(Platform.MATRIX, channel_id="!room:hs")
+    line = asyncio.Event()
+
+    async def unknown() -> Actor:
+        raise StoreUnavailable
+
+    try:
+        sink = Sink()
+        with core.waiting_before(matrix, "$e1", unknown, ADA.id) as held:
+            assert await held.hold() is False
+            stop = await core.run_text_command(Incoming(matrix, ADA, "!stop"))
+            assert stop.text == "No answer is being written here."  # nothing held to stop
+            line.set()
+            assert await held.until(line.wait, sink) is None
+            said = await core.chat(Incoming(matrix, ADA, "hello", message_id="$e1"), sink)
+        assert said.called_provider and sink.final is not None
+    finally:
+        await core.close()

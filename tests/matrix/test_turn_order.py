@@ -471,6 +471,31 @@ async def test_a_stop_reaches_questions_held_behind_a_command_sent_before_it_onl
     assert rig.endpoint.request_for("second of mine") is not None
 
 
+async def test_a_stop_right_after_a_question_waiting_behind_another_stops_that_question(
+    rig: Rig,
+) -> None:
+    """Bob's question, then Carol's, then her `!stop`, in one sync: her question waits in
+    the line behind his until his joins the core's turn order, and her stop must reach
+    it (it stopped it when a stop waited for the messages before it to pass on). Her
+    question was taken for within the core's reach once his had passed on, while it was
+    still being decided on (whether it replies to the bot, a slow lookup): her stop went
+    ahead of it, was refused as a stop of Bob's answer, and her question was answered."""
+    rig.arrive(GROUP, CAROL, "!stop")  # her rights are known from now on: no slow lookup
+    await rig.settle()
+    rig.hs.bot_events.add("$old-answer")
+    reply = {"m.relates_to": {"m.in_reply_to": {"event_id": "$old-answer"}}}
+    first = rig.arrive(GROUP, BOB, "bot: his story", **MENTION)
+    hers = rig.arrive(GROUP, CAROL, "never mind this", **reply)
+    stop = rig.arrive(GROUP, CAROL, "!stop")
+    await rig.settle()
+    said = rig.notice_for(stop).body
+    assert said == "Stopped your question waiting here: it will not be answered."
+    assert "Stopped before the answer began." in rig.notice_for(hers).body
+    assert rig.endpoint.request_for("his story") is not None
+    assert rig.endpoint.request_for("never mind this") is None
+    assert any(s.in_reply_to == first for s in rig.hs.sent)  # his answer went on
+
+
 # --- reactions (the stand-in homeserver) ------------------------------------------------
 def _react(rig: Rig, room_id: str, sender: str, event_id: str, key: str) -> None:
     rig.clock += 1

@@ -926,11 +926,13 @@ class MessageHandler:
         with self._core.waiting_before(msg.ref, msg.event_id, asker, msg.sender) as held:
             # Behind a command still running once the messages before it are within the
             # core's reach (so a `!stop` sent before it does not stop it): held where the
-            # core stops it, as in its turn order (`!stop`, a redaction).
+            # core stops it, as in its turn order (`!stop`, a redaction). One no longer
+            # behind anything, or whose asker cannot be told, is within reach once it
+            # joins the turn order (pass_on), as one that never waited: a `!stop` after
+            # it must not go ahead while it is decided on.
             await place.reach()
-            if place.waits:
-                await held.hold()
-            place.within_reach()
+            if place.waits and await held.hold():
+                place.within_reach()
             sink = PacedReply(self._answer_target(msg), render=reasoning_as_quote)
             try:
                 if await held.until(place.turn, sink) is not None:  # stopped, or removed
