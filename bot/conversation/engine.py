@@ -237,8 +237,7 @@ class HeldBack:
         try:
             await wait()
         except asyncio.CancelledError:
-            task = running.task
-            if not running.cancelled or task is None or task.uncancel():
+            if not running.stopped_here():
                 raise  # not a stop: the bot shutting down
             return await self._not_asked(running, sink)
         running.preparing()
@@ -454,8 +453,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                         del self._running[ref]
         except asyncio.CancelledError:
             # Stopped while it waited (stop_waiting): its own, and nobody else's too.
-            task = running.task
-            if held is not None or not running.cancelled or task is None or task.uncancel():
+            if held is not None or not running.stopped_here():
                 raise
             return await self._not_asked(ref, post_id, running, sink)
         finally:

@@ -177,6 +177,13 @@ class Running:
             else:
                 self._cut()
 
+    def stopped_here(self) -> bool:
+        """Whether the CancelledError its task got is its stop's (`_cut`) and nobody
+        else's too (a shutdown's): then taken back (the task is no longer cancelled), to
+        end as stopped; otherwise it is to be raised."""
+        task = self.task
+        return self.cancelled and task is not None and task.uncancel() == 0
+
     def _cut(self) -> None:
         if self.task is not None and not self.task.done() and not self.cancelled:
             self.cancelled = True
@@ -373,7 +380,7 @@ async def stream_answer(
             raise
         if isinstance(stopped, asyncio.CancelledError):
             # Ours only if the stop cancelled it, and nobody else did too (a shutdown).
-            if not running.cancelled or running.task.uncancel() > 0:
+            if not running.stopped_here():
                 raise
         out.state, out.failed = TurnState.STOPPED, running.failed
         out.error = running.stopped_by
