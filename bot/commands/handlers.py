@@ -231,6 +231,8 @@ async def _set_prompt(
         said = f"{now_uses_next(ctx, scope)} {title}{none}."
     else:
         said = f"{title[0].upper()}{title[1:]} {'removed' if value == '' else 'set'}{where}."
+        if value == "" and setting == "wi_format":  # an empty one wraps nothing (prompt.py)
+            said = said[:-1] + ": a character's lorebook entries go as they are."
         if value:
             said += _elsewhere_note(BY_NAME[setting], config, ctx.ref.place, sentence=True)
     return Reply(said + own_value_note(config, scope, setting))

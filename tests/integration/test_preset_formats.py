@@ -88,5 +88,10 @@ async def test_the_formats_are_shown_set_and_reset_with_prompts(harness: Harness
     assert "Now: Bob has just come aboard." in await system_sent(harness)
     reset = await run(harness, ("prompts",), name="scenario_format", text="default")
     assert reset.text == "This channel now uses the server's (or operator's) scenario format."
+    # An empty world info format wraps nothing: said so, not "removed" as if no entries went.
+    bare = await run(harness, ("prompts",), name="wi_format", text="none")
+    assert bare.text == (
+        "World info format removed: a character's lorebook entries go as they are."
+    ), bare.text
     sent = await system_sent(harness, "Again")
     assert "[Circumstances and context of the dialogue: Bob has just come aboard.]" in sent
