@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from bot.commands import TABLE
+from bot.commands.parse import TypedCommand
 from bot.frontends.matrix import decide, events
 from bot.frontends.matrix.decide import (
     Action,
@@ -203,6 +205,46 @@ def test_an_edit_rewrites_a_question_and_one_that_writes_a_secret_in_is_taken_ou
     # A file's caption: its question holds the file's text too, kept as it was sent.
     caption = replace(edit, msgtype="m.image", media=True)
     assert decide.decide(caption).action is Action.IGNORE
+
+
+def test_a_command_in_discords_form_is_never_chat_and_one_holding_a_key_is_taken_out() -> None:
+    """`Bot: /key set custom <key>` from a client that sends `/` lines (not Element): it
+    was chat, its key (no provider's shape) sent to the model and kept in the history."""
+    slash = replace(QUESTION, text="/model gpt-4o", typed_elsewhere=True)
+    assert decide.decide(slash) == Decision(Action.TYPED_ELSEWHERE)
+    key = replace(slash, text="/key set custom tabby-1a2b", may_hold_secret=True)
+    for where in (key, replace(key, direct=True, private=True), replace(key, media=True)):
+        assert decide.decide(where) == Decision(Action.TYPED_ELSEWHERE, redact=True)
+    # An emote is an action: chat, unless it spells a key command.
+    assert decide.decide(replace(slash, msgtype="m.emote")) == Decision(Action.CHAT)
+    emote = replace(key, msgtype="m.emote")
+    assert decide.decide(emote) == Decision(Action.SECRET_EMOTE, redact=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("/key set custom tabby-1a2b3c4d5e6f7788", TypedCommand("key", secret=True)),
+        ("  /key set custom tabby-1a2b", TypedCommand("key", secret=True)),  # a leading space
+        ("\uff0fkey set custom tabby-1a2b", TypedCommand("key", secret=True)),  # CJK ／
+        ("/proxy password hunter2", TypedCommand("proxy", secret=True)),
+        ("/key set custom", TypedCommand("key", secret=True)),  # its key may follow
+        ("/model gpt-4o", TypedCommand("model", secret=False)),
+        ("/MODEL gpt-4o", TypedCommand("model", secret=False)),
+        ("/model sk-proj-abcdefghijklmnopqrstuvwx", TypedCommand("model", secret=True)),
+        ("/key help", TypedCommand("key", secret=False)),
+        ("/shrug", None),
+        ("/me waves", None),
+        ("/usr/bin/env python", None),
+        ("/kye set custom tabby-1a2b", None),  # a typo is no command's own name
+        ("hello /key set custom x", None),
+        ("!model gpt-4o", None),
+    ],
+)
+def test_which_lines_name_a_command_in_discords_form(text: str, found: TypedCommand | None) -> None:
+    assert decide.typed_elsewhere(text, TABLE, "!") == found
+    # Where `/` is this platform's own prefix, a `/` line is its command, not another's.
+    assert decide.typed_elsewhere(text, TABLE, "/") is None
 
 
 def test_keys_only_in_a_direct_chat() -> None:

@@ -271,7 +271,11 @@ class MatrixBot:
         typed = (events.caption_of(content) if media else events.text_of(content)) or ""
         text = self._handler.command_text(typed, room)
         prefixed = text.lstrip().startswith(self._handler.prefix)
-        secret = prefixed and self._handler.may_hold_secret(text)
+        # `/key set custom <key>` as Discord and the console type it: not chat either.
+        elsewhere = None if prefixed else self._handler.typed_elsewhere(typed, room)
+        secret = (prefixed and self._handler.may_hold_secret(text)) or bool(
+            elsewhere and elsewhere.secret
+        )
         # An emote ("/me !settings") is an action, never a command (one that spells a key
         # command is taken out of the room, not run: decide.SECRET_EMOTE).
         command = prefixed and content.get("msgtype") != "m.emote"
@@ -298,6 +302,7 @@ class MatrixBot:
             edit_holds_secret=self._edit_holds_secret(content, room),
             redaction=redaction,
             from_a_bot_like_this=events.from_this_bot(content),
+            typed_elsewhere=elsewhere is not None,
         )
 
     def _edit_holds_secret(self, content: dict[str, Any], room: nio.MatrixRoom | None) -> bool:
@@ -307,9 +312,12 @@ class MatrixBot:
         fallback = content.get("body")  # what clients without edits show: "* new text"
         if isinstance(fallback, str) and holds_key(fallback):
             return True
-        return holds_key(edited) or (
+        if holds_key(edited) or (
             edited.startswith(self._handler.prefix) and self._handler.may_hold_secret(edited)
-        )
+        ):
+            return True
+        elsewhere = self._handler.typed_elsewhere(events.edited_text(content), room)
+        return elsewhere is not None and elsewhere.secret
 
     def _on_event(self, room_id: str, event: Any) -> None:
         source = getattr(event, "source", None)

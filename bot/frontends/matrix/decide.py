@@ -11,6 +11,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.commands.parse import TypedCommand, plain_prefix, typed_command
+from bot.commands.spec import Command
+from bot.frontends.matrix.secret_commands import may_hold_secret
 from bot.types.text import strip_invisible
 
 # Events stamped this long before start-up are old even if a sync hands them over late.
@@ -47,6 +50,9 @@ class Action(enum.Enum):
     # A key command (or an edit writing a key in) sent while the bot was not running:
     # never run so late, but taken out of the room like any other.
     STALE_SECRET = "secret sent while away"
+    # A command in another platform's form (Discord's `/key set …`): never chat; said how
+    # to type it here (when addressed, as chat would be answered), a key taken out.
+    TYPED_ELSEWHERE = "typed elsewhere"
     CHAT = "chat"  # answered when addressed, or when the room's reply mode says always
     REACTION = "reaction"  # an m.annotation on an event: maybe a turn control (see below)
     REDACTION = "redaction"  # a message removed: the turn it showed is forgotten
@@ -67,7 +73,9 @@ class EventFacts:
     msgtype: str
     text: str  # what was typed (a file's caption), the reply fallback taken off
     is_command: bool  # the text starts with the command prefix
-    may_hold_secret: bool  # a command (or an emote spelling one) that may carry a key
+    # A command (or an emote spelling one) that may carry a key, in this platform's form
+    # or another's (`/key set custom <key>`: `typed_elsewhere`).
+    may_hold_secret: bool
     room_known: bool  # the bot is in the room and knows its state
     direct: bool  # the bot and one other person
     private: bool = False  # a direct chat nobody joins or reads unasked: keys go here
@@ -78,6 +86,7 @@ class EventFacts:
     redaction: bool = False  # an m.room.redaction naming the event it removes
     from_a_bot_like_this: bool = False  # sent by another bot of this kind (its mark)
     malformed: bool = False  # encrypted, and what it decrypted to cannot be read at all
+    typed_elsewhere: bool = False  # a command in another platform's form (`/model x`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +147,25 @@ def decide(facts: EventFacts) -> Decision:
         return Decision(Action.COMMAND, redact=facts.may_hold_secret)
     if facts.may_hold_secret and facts.msgtype == "m.emote":  # not run, nor chatted
         return Decision(Action.SECRET_EMOTE, redact=True)
+    if facts.typed_elsewhere and facts.msgtype != "m.emote":  # an emote is an action
+        return Decision(Action.TYPED_ELSEWHERE, redact=facts.may_hold_secret)
     return Decision(Action.CHAT)
+
+
+def typed_elsewhere(text: str, table: tuple[Command, ...], prefix: str) -> TypedCommand | None:
+    """The command `text` names in Discord's and the console's form where `prefix` (`!`)
+    gives them: `/model x`, `/key set custom <key>` (other clients than Element send
+    these), or None. Only a command's own name counts: `/shrug`, `/me`-like text or a path
+    (`/usr/bin`) is chat (`typed_command`'s rule, as Discord and the console apply it to
+    Matrix's `!`). `secret`: it asks for a key or password, or holds one as the same line
+    typed with `prefix` would (`/model sk-…`)."""
+    if prefix == "/":
+        return None
+    found = typed_command(text, table, "/", exact=True)
+    if found is None or found.secret:
+        return found
+    line = prefix + plain_prefix(text.strip(), "/")[1:]
+    return TypedCommand(found.name, may_hold_secret(line, table, prefix))
 
 
 def _holds_secret(facts: EventFacts) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 import nio
 
 from bot.commands import Invocation
-from bot.commands.parse import CommandError, asks_secret, plain_prefix
+from bot.commands.parse import CommandError, TypedCommand, asks_secret, plain_prefix
 from bot.commands.spec import Kind
 from bot.core import Core, Edited, HeldReply, PacedReply, TurnResult, split_text
 from bot.frontends.matrix import events
@@ -36,6 +36,7 @@ from bot.frontends.matrix.decide import (
     reaction_command,
     taken_for_secret,
     tell_unread,
+    typed_elsewhere,
 )
 from bot.frontends.matrix.secret_commands import (
     carries_secret,
@@ -289,6 +290,13 @@ class MessageHandler:
     def may_hold_secret(self, text: str) -> bool:
         return may_hold_secret(text, self._core.table, self.prefix)
 
+    def typed_elsewhere(self, text: str, room: nio.MatrixRoom | None) -> TypedCommand | None:
+        """The command `text` names in Discord's `/` form, the bot's name before it taken
+        off (`Bot: /key set …`), or None (decide.typed_elsewhere)."""
+        if room is not None:
+            text = events.strip_mention(text, self._api.user_id, self.names(room))
+        return typed_elsewhere(text, self._core.table, self.prefix)
+
     async def _may_post(self, room: nio.MatrixRoom) -> bool:
         """Whether the room's power levels let the bot post its answer (an admin may have
         lowered its level mid-conversation; a creator of a room where creators outrank
@@ -348,12 +356,14 @@ class MessageHandler:
                 note = await self._take_out(msg)
                 edited = self.command_text(events.edited_text(msg.content), room)
                 anew = _ANEW.format(what="an edit")
-                said = held_secret(
-                    "edit",
-                    self.prefix,
-                    instead=anew if edited.lstrip().startswith(self.prefix) else "",
-                )
+                elsewhere = self.typed_elsewhere(edited, room) is not None
+                if elsewhere:  # `/key set …`: said how commands are typed here
+                    anew = f"commands here start with `{self.prefix}`, not `/`: {anew}"
+                command = elsewhere or edited.lstrip().startswith(self.prefix)
+                said = held_secret("edit", self.prefix, instead=anew if command else "")
                 await self._notice(msg, f"{said}\n\n{note}")
+            elif decision.action is Action.TYPED_ELSEWHERE:
+                await self._typed_elsewhere(room, msg, decision)
             else:
                 await self._command(room, msg, decision, place, line.waits)
         finally:
@@ -382,10 +392,15 @@ class MessageHandler:
         self, room: nio.MatrixRoom, msg: Message, decision: Decision, place: Place, waits: Waits
     ) -> None:
         ok = await self._run_command(room, msg, decision, place, waits)
-        # A failed command that asks for a secret: the sender's next message here may be
-        # that secret on its own. Any other command is their next message.
+        self._secret_may_follow(
+            msg, not ok and asks_secret(msg.text, self._core.table, self.prefix)
+        )
+
+    def _secret_may_follow(self, msg: Message, asked: bool) -> None:
+        """A failed command that asks for a secret (`asked`): the sender's next message
+        here may be that secret on its own. Any other command is their next message."""
         key = (msg.room_id, msg.sender)
-        if not ok and asks_secret(msg.text, self._core.table, self.prefix):
+        if asked:
             self._secret_asked[key] = time.monotonic()
             self._secret_asked.move_to_end(key)
             while len(self._secret_asked) > _ASKS_KEPT:
@@ -444,6 +459,45 @@ class MessageHandler:
             if reply.greeting is not None:
                 await self._greet(prepared.ref, msg, reply.greeting)
         return reply.ok
+
+    async def _typed_elsewhere(
+        self, room: nio.MatrixRoom, msg: Message, decision: Decision
+    ) -> None:
+        """A command typed as on Discord or the console (`/model x`): sent nowhere, and
+        said how to type it here where chat would be answered; one that may hold a key or
+        password is taken out of the room first, as a key command in a group room is."""
+        typed = self.typed_elsewhere(msg.text, room)
+        if typed is None:
+            return
+        if not await self._core.should_answer(
+            msg.ref, await self._addressed(msg, self.names(room))
+        ):
+            return  # not to the bot (another bot's, maybe), as chat would not be
+        note = await self._take_out(msg) if decision.redact else ""
+        stripped = events.strip_mention(msg.text, self._api.user_id, self.names(room))
+        line = self.prefix + plain_prefix(stripped.strip(), "/")[1:]
+        try:
+            path = self._core.parse(line, Platform.MATRIX).path
+        except CommandError:
+            path = tuple(typed.name.split())
+        name = f"{self.prefix}{' '.join(path)}"
+        said = f"Commands here start with `{self.prefix}`, not `/`"
+        if not typed.secret:
+            more = " …" if len(line.split()) > len(path) else ""
+            text = f"{said}: send `{name}{more}` instead. I did not send your message to the model."
+        elif msg.private:
+            text = (
+                f"{said}: send `{name} …` again, with the key or password in it. I did not "
+                "send your message to the model or keep it."
+            )
+        else:
+            text = (
+                f"{said} (`{name} …`). {_dm_only(room.room_id)} I did not send your message "
+                "to the model or keep it; if others could see a key or password in it, make a "
+                "new one."
+            )
+        await self._notice(msg, f"{text}\n\n{note}" if note else text)
+        self._secret_may_follow(msg, typed.secret)
 
     async def _show_persona(self, ref: ChannelRef) -> None:
         """The character's name and image as the bot's profile in this room only (its
@@ -583,7 +637,9 @@ class MessageHandler:
         text = events.strip_mention(events.edited_text(msg.content), self._api.user_id, names)
         if not isinstance(original, str):
             return
+        # A command (in Discord's form too: `/model x`) is not its question from now on.
         command = self.command_text(text, room).lstrip().startswith(self.prefix)
+        command = command or self.typed_elsewhere(text, room) is not None
         new = msg.content.get("m.new_content")
         if not command and isinstance(new, dict) and new.get("msgtype") == "m.emote":
             text = _action(text)  # an emote edited is still an action
