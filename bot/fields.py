@@ -303,9 +303,21 @@ class Field:
     # -- values on the way out --------------------------------------------------------------
 
     def outside(self, stored: object) -> bool:
-        """A stored number outside what is accepted now (an older version took a wider
-        range): passed over as unset, never sent."""
-        return isinstance(stored, int | float) and out_of_range(stored, self.low, self.high)
+        """A stored value no longer accepted (an older version took a wider range, or a
+        choice since renamed): passed over as unset, never sent, and said where an admin
+        looks (bot.commands.scopes.passed_over_notes)."""
+        if self.kind is Kind.CHOICE:
+            return isinstance(stored, str) and stored not in self.choices
+        if isinstance(stored, bool) or not isinstance(stored, int | float):
+            return False
+        return out_of_range(stored, self.low, self.high)
+
+    def shown_stored(self, stored: object) -> str:
+        """A stored value passed over (`outside`), as a note quotes it: a number plainly,
+        anything else quoted (cleaned, one short line): it may be anything by now."""
+        if isinstance(stored, int | float) and not isinstance(stored, bool):
+            return self.show(stored)
+        return quoted(str(stored), 40)
 
     def outward(self, stored: object) -> object:
         """A stored value as the core uses it (a tuple for a list)."""
@@ -602,24 +614,32 @@ class Registry:
 
     def merge(
         self, rows: Sequence[Any], operator: Mapping[str, object]
-    ) -> tuple[dict[str, object], dict[str, str]]:
-        """(values, origins): each setting from the nearest row that sets it (rows nearest
-        first: channel, server), else the operator's default, else the built-in one."""
+    ) -> tuple[dict[str, object], dict[str, str], dict[str, tuple[tuple[str, object], ...]]]:
+        """(values, origins, passed over): each setting from the nearest row that sets it
+        (rows nearest first: channel, server), else the operator's default, else the
+        built-in one. A stored value `outside` today's range is passed over, and kept
+        with where it is stored (channel, server) in the third, by setting name."""
         values: dict[str, object] = {}
         origins: dict[str, str] = {}
+        passed: dict[str, tuple[tuple[str, object], ...]] = {}
         for f in self.fields:
             for row in rows:
                 stored = getattr(row, f.key, None)
-                if stored is not None and not f.outside(stored):
-                    values[f.name] = f.outward(stored)
-                    origins[f.name] = "channel" if row.channel_id else "server"
-                    break
+                if stored is None:
+                    continue
+                where = "channel" if row.channel_id else "server"
+                if f.outside(stored):
+                    passed[f.name] = (*passed.get(f.name, ()), (where, stored))
+                    continue
+                values[f.name] = f.outward(stored)
+                origins[f.name] = where
+                break
             else:
                 if operator.get(f.name) is not None:
                     values[f.name], origins[f.name] = operator[f.name], "operator"
                 else:
                     values[f.name], origins[f.name] = f.default, "default"
-        return values, origins
+        return values, origins, passed
 
     def request_options(self, values: Mapping[str, object], source: Source) -> dict[str, object]:
         """The body fields the settings send to `source` (only those set)."""

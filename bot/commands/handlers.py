@@ -17,6 +17,7 @@ from bot.commands.scopes import (
     origin_name,
     origin_note,
     own_value_note,
+    passed_over_notes,
     plural,
     room_left_note,
     scope_of,
@@ -29,7 +30,7 @@ from bot.connection import (
     secret_check,
     shown_here,
 )
-from bot.fields import BY_NAME, PARAMS, Field, FieldError
+from bot.fields import BY_NAME, PARAM_NAMES, PARAMS, Field, FieldError
 from bot.store import SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, PlaceName, Platform, Reply, ReplyMode, Scope, Source
 from bot.types.secrets import held_secret
@@ -122,6 +123,7 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         shown += _elsewhere_note(BY_NAME[setting], config, place)
         lines.append(f"{title[0].upper()}{title[1:]}{origin_note(config, setting, place)}: {shown}")
     lines += _settings_lines(config, place)
+    lines += passed_over_notes(config, place, ctx.prefix)
     character = await ctx.store.character(ctx.ref)
     if character is not None:
         where = origin_name(character.scope.value, place)
@@ -266,14 +268,16 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if name is None:
         lines = ["Parameters (`default`: the provider's own):"]
         lines += [_param_line(field, config, ctx.ref.place) for field in PARAMS]
+        lines += passed_over_notes(config, ctx.ref.place, p, PARAM_NAMES)
         lines.append(f"Set one with {p}params <name> <value>; {p}params <name> default removes it.")
         return Reply("\n".join(lines))
     field = BY_NAME[name]
     text: str | None = args.get("value")
     if text is None:
+        notes = passed_over_notes(config, ctx.ref.place, p, [name])  # each names its fix
         return Reply(
-            _param_line(field, config, ctx.ref.place).strip()
-            + f"\nSet it with {p}params {name} <value>."
+            "\n".join([_param_line(field, config, ctx.ref.place).strip(), *notes])
+            + ("" if notes else f"\nSet it with {p}params {name} <value>.")
         )
     try:
         value = None if text.strip().lower() == "default" else field.parse(text)

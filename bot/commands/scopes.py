@@ -3,6 +3,7 @@ and which applies once a scope's own is gone, and the notes that follow a change
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from bot.commands.spec import CommandContext
@@ -41,6 +42,39 @@ def origin_name(origin: str, place: PlaceName) -> str:
 def origin_note(config: ChannelConfig, name: str, place: PlaceName) -> str:
     """` (server-wide)`: where a shown value comes from."""
     return f" ({origin_name(config.origins.get(name, 'default'), place)})"
+
+
+# The command that sets a setting that is no parameter (a parameter's is /params <name>),
+# and what it takes in place of a value.
+_SET_WITH = {"source": ("source", "<source>"), "reply_mode": ("reply mode", "<mode>")}
+
+
+def passed_over_notes(
+    config: ChannelConfig, place: PlaceName, prefix: str, names: Iterable[str] | None = None
+) -> list[str]:
+    """A line for each stored value today's range refuses (ChannelConfig.passed_over), of
+    `names` (None: every setting): that it is not used, what applies instead, and the
+    command that sets a valid one or removes it."""
+    lines = []
+    for name in BY_NAME if names is None else names:
+        field = BY_NAME[name]
+        origin = config.origins.get(name, "default")
+        value = config.value(name)
+        instead = origin_name(origin, place)
+        if value is not None:
+            instead = f"{field.show(value)} ({instead})"
+        elif origin == "default":
+            instead = "the built-in default"
+        command, placeholder = _SET_WITH.get(name, (f"params {name}", "<value>"))
+        for where, stored in config.passed_over.get(name, ()):
+            scope = " scope:server" if where == "server" else ""
+            lines.append(
+                f"{name} {field.shown_stored(stored)} ({origin_name(where, place)}) is not a "
+                f"value it takes today ({field.takes()}), so it is not used; {instead} "
+                f"applies instead. Set a valid one with {prefix}{command} {placeholder}"
+                f"{scope}, or remove it with {prefix}{command} default{scope}."
+            )
+    return lines
 
 
 def own_value_note(

@@ -376,6 +376,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._cut_off: dict[ChannelRef, int] = {}  # → that answer's id
         # Platform messages deleted lately: one still waiting for its turn is not asked.
         self._deleted = RecentIds()
+        # Channel and setting whose stored value today's range refuses, logged already.
+        self._passed_over_logged = RecentIds()
         self._edits = Edits()
         self._requests = Requests(store, self._limits.history_image_turns)
 
@@ -1137,7 +1139,26 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if recheck_due(config.status) and not config.bypass_status_check:
             await run_status_check(self._store, self._hub, ref, prefix)
             config = await self._store.effective_config(ref)
+        self._log_passed_over(ref, config)
         return config
+
+    def _log_passed_over(self, ref: ChannelRef, config: ChannelConfig) -> None:
+        """Stored values the turn passes over (out of today's range), once per channel and
+        setting: /settings says it to admins, the log to the operator."""
+        for name, passed in config.passed_over.items():
+            seen = f"{ref.scope_key(Scope.CHANNEL)} {name}"
+            if seen in self._passed_over_logged:
+                continue
+            self._passed_over_logged.add(seen)
+            field = REGISTRY.by_name[name]
+            stored = ", ".join(f"{field.shown_stored(v)} ({where})" for where, v in passed)
+            log.warning(
+                "%s: stored %s %s is not a value it takes today (%s): not used",
+                ref,
+                name,
+                stored,
+                field.takes(),
+            )
 
     async def _history(self, ref: ChannelRef) -> list[HistoryEntry]:
         unsaved = self._unsaved.pop(ref, None)

@@ -35,7 +35,7 @@ def merge(
 
     Pure: `rows` are the channel's own row and its server's, nearest first.
     """
-    values, origins = registry.merge(rows, defaults.values)
+    values, origins, passed = registry.merge(rows, defaults.values)
     channel = rows[0] if rows and rows[0].channel_id == ref.channel_id else None
     status = None
     if channel is not None and channel.status_ok is not None:
@@ -46,7 +46,9 @@ def merge(
             kind=channel.status_kind or "",
             checked_at=channel.status_checked_at,
         )
-    return ChannelConfig(MappingProxyType(values), MappingProxyType(origins), status)
+    return ChannelConfig(
+        MappingProxyType(values), MappingProxyType(origins), status, MappingProxyType(passed)
+    )
 
 
 def summary(changes: Mapping[str, object]) -> str:

@@ -286,12 +286,15 @@ class ChannelConfig:
 
     `values` holds every setting of the registry (bot.fields) by name, None where nobody
     set it and it has no default; `origins` says where each came from (channel, server,
-    operator, default). The properties are the settings the core itself acts on.
+    operator, default); `passed_over`, by name, the stored values nearer than that which
+    today's range refuses (Field.outside), with where each is stored, nearest first. The
+    properties are the settings the core itself acts on.
     """
 
     values: Mapping[str, object] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)
     status: StatusCheck | None = None
+    passed_over: Mapping[str, tuple[tuple[str, object], ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, status: StatusCheck | None = None, **values: object) -> ChannelConfig:

@@ -5,7 +5,11 @@ A real Core (SQLite) and a loopback OpenAI-compatible endpoint.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +20,8 @@ from bot.commands.spec import usage
 from bot.providers import MAX_MODELS
 from bot.types import Incoming, Reply
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
-from tests.integration.conftest import ADMIN, MEMBER, REF, Harness
+from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness, make_core
+from tests.integration.test_chat import CollectingSink
 
 
 @pytest.fixture
@@ -227,3 +232,81 @@ async def test_settings_word_a_missing_step_for_whoever_reads_it(harness: Harnes
     assert "Status: failed — The custom source needs an endpoint URL: run /proxy set" in mine
     member = await harness.core.run_text_command(Incoming(REF, MEMBER, "/settings"))
     assert "needs an endpoint URL: an admin runs /proxy set" in member.text, member.text
+
+
+async def test_a_stored_value_todays_range_refuses_is_said_not_dropped_unseen(
+    tmp_path: Path, endpoint: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Upgrade probe: a value an older version stored (a context below today's minimum,
+    a max_tokens above today's maximum, a reply mode since renamed) was passed over as
+    unset, and /settings and /params showed the default with no word of it; a renamed
+    choice made /settings fail. Written here with plain SQL, as the older version did,
+    and the bot started again."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+    core = await make_core(url)
+    harness = Harness(core, core.store, url)
+    assert (await run(harness, f"/proxy set {endpoint.url_v1}")).ok
+    assert (await run(harness, "/model m-small")).ok
+    assert (await run(harness, "/params temperature 0.5")).ok
+    server_admin = Incoming(REF, SERVER_ADMIN, "/params max_tokens 300 scope:server")
+    assert (await harness.core.run_text_command(server_admin)).ok
+    await core.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "bot.db")) as conn, conn:
+        conn.execute(
+            "UPDATE channel_configs SET context_tokens = 100, max_tokens = 2000000, "
+            "reply_mode = 'sometimes\u202e' WHERE channel_id = 'c1'"
+        )
+        conn.execute("UPDATE channel_configs SET vision = 'maybe' WHERE channel_id = ''")
+    core = await make_core(url)
+    harness = Harness(core, core.store, url)
+    try:
+        await _passed_over_said(harness, endpoint, caplog)
+    finally:
+        await core.close()
+
+
+async def _passed_over_said(
+    harness: Harness, endpoint: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+
+    shown = (await run(harness, "/settings")).text
+    assert "Reply mode: mention (built-in default)" in shown, shown
+    assert (
+        "context 100 (this channel) is not a value it takes today (whole number "
+        "256–10000000), so it is not used; the built-in default applies instead. Set a "
+        "valid one with /params context <value>, or remove it with /params context default."
+    ) in shown
+    assert (
+        "max_tokens 2000000 (this channel) is not a value it takes today (whole number "
+        "1–1000000), so it is not used; 300 (server-wide) applies instead." in shown
+    )
+    # Shown as stored, cleaned as any quoted value (the override character named).
+    assert "reply_mode `sometimes<U+202E>` (this channel) is not a value" in shown
+    assert "Set a valid one with /reply mode <mode>, or remove it with /reply mode" in shown
+    assert (
+        "vision `maybe` (server-wide) is not a value it takes today (auto/on/off), so it is "
+        "not used; auto (built-in default) applies instead. Set a valid one with /params "
+        "vision <value> scope:server, or remove it with /params vision default scope:server."
+    ) in shown
+    one = (await run(harness, "/params context")).text
+    assert one.startswith("context = default  (whole number 256–10000000")
+    assert "\ncontext 100 (this channel) is not a value it takes today" in one
+    assert "max_tokens" not in one  # the one asked about only
+    listing = (await run(harness, "/params")).text
+    assert "max_tokens 2000000 (this channel) is not a value" in listing
+
+    # A turn goes on without them, and the log says so once per setting, not every turn.
+    with caplog.at_level(logging.WARNING, logger="bot.conversation"):
+        for _ in range(2):
+            sink = CollectingSink()
+            await harness.core.chat(Incoming(REF, MEMBER, "hello"), sink)
+            assert sink.error is None and sink.final == endpoint.script.answer
+    sent = endpoint.requests[-1]
+    assert sent["max_tokens"] == 300 and sent["temperature"] == 0.5  # the server's
+    said = [r.getMessage() for r in caplog.records if "not a value it takes" in r.getMessage()]
+    assert len(said) == 4, said  # context, max_tokens, reply_mode, vision: once each
+    assert any("stored context 100 (channel)" in line for line in said), said
+
+    # Set to a valid value, the note goes.
+    assert (await run(harness, "/params context 4096")).ok
+    assert "context 100" not in (await run(harness, "/settings")).text

@@ -117,6 +117,25 @@ def test_a_stored_number_outside_todays_range_is_passed_over() -> None:
     assert "seed" not in REGISTRY.request_options(alone.values, Source.OPENAI)
 
 
+def test_a_stored_choice_since_renamed_is_passed_over_and_kept_as_passed() -> None:
+    """A choice an older version took (a reply mode, a source since renamed) made every
+    read of `config.reply_mode` fail; it is passed over as a number out of range is,
+    and what was passed over, nearest first, is kept for /settings to say."""
+    channel = row("c1", reply_mode="sometimes", source="openrouter", context_tokens=100)
+    server = row("", reply_mode="always", context_tokens=50)
+    config = merge(ChannelConfig.of(source=Source.MISTRAL), REF, [channel, server])
+    assert config.reply_mode.value == "always" and config.origins["reply_mode"] == "server"
+    assert config.source is Source.MISTRAL and config.origins["source"] == "operator"
+    assert config.value("context") is None and config.origins["context"] == "default"
+    assert config.passed_over == {
+        "reply_mode": (("channel", "sometimes"),),
+        "source": (("channel", "openrouter"),),
+        "context": (("channel", 100), ("server", 50)),
+    }
+    assert not REGISTRY.by_name["reasoning"].outside(False)  # a switch is never outside
+    assert REGISTRY.by_name["vision"].shown_stored("ma`ybe\u202e") == "``ma`ybe<U+202E>``"
+
+
 def test_the_command_table_offers_the_registrys_params() -> None:
     params = find(TABLE, ("params",))
     assert params is not None
