@@ -193,7 +193,9 @@ class ConfigPart:
         row.updated_at = now
 
     async def scope_values(self, ref: ChannelRef, scope: Scope) -> dict[str, object]:
-        """What is explicitly set at `scope` (enums as enums, `stop` as a tuple)."""
+        """What is explicitly set at `scope` (enums as enums, `stop` as a tuple); a value
+        today's range refuses (Field.outside) is not used, so not set as far as anyone
+        copies or compares it (written elsewhere, it would be refused)."""
         key = key_of(ref, scope)
 
         async def read(session: AsyncSession) -> ChannelConfigRow | None:
@@ -207,7 +209,7 @@ class ConfigPart:
         values: dict[str, object] = {}
         for column, f in REGISTRY.by_key.items():
             value = getattr(row, column)
-            if value is not None:
+            if value is not None and not f.outside(value):
                 values[column] = f.outward(value)
         return values
 

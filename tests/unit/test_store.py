@@ -983,6 +983,27 @@ async def test_a_channels_settings_carry_over_to_one_without_its_own(store: Stor
     assert not await store.carry_over(empty, ChannelRef(Platform.MATRIX, channel_id="!x:hs"), ADMIN)
 
 
+async def test_a_value_todays_range_refuses_stays_behind_when_settings_carry_over(
+    store: Store,
+) -> None:
+    """Upgrade probe: a room whose row held a value an older version took (context 100)
+    could not be carried over at all: the copy was refused as `/params context 100` is,
+    with a FieldError no caller expected, and the new room started with none of its
+    settings. The value was not used in the old room; the rest comes along."""
+    old = ChannelRef(Platform.MATRIX, channel_id="!old:hs")
+    new = ChannelRef(Platform.MATRIX, channel_id="!new:hs")
+    await store.update_config(old, Scope.CHANNEL, ADMIN, {"temperature": 0.3}, action="t")
+    async with store.engine.begin() as conn:  # as the older version stored them
+        await conn.execute(
+            update(ChannelConfigRow.__table__)
+            .where(ChannelConfigRow.__table__.c.channel_id == old.channel_id)
+            .values(context_tokens=100, reply_mode="sometimes")
+        )
+    assert await store.carry_over(old, new, ADMIN)
+    assert await store.scope_values(old, Scope.CHANNEL) == {"temperature": 0.3}
+    assert await store.scope_values(new, Scope.CHANNEL) == {"temperature": 0.3}
+
+
 async def test_questions_asked_at_once_hold_their_own_usage_rows(store: Store) -> None:
     """Review: each question's usage row was its own INSERT inside the batched write;
     they are one statement now, and each row's id must still be its own question's."""
