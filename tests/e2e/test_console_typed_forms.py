@@ -6,12 +6,6 @@ Matrix's `!` form. Driven through stdin against the loopback endpoint of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from bot.store import generate_key
 from tests.e2e.hostile_endpoint import HostileEndpoint
 from tests.e2e.test_hostile_console import (
     HELP_MARK,
@@ -22,20 +16,6 @@ from tests.e2e.test_hostile_console import (
     segments,
     with_sentinels,
 )
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace(cwd=tmp_path, secret_keys=generate_key())
-
-
-@pytest.fixture
-def endpoint() -> Iterator[HostileEndpoint]:
-    served = HostileEndpoint().start()
-    try:
-        yield served
-    finally:
-        served.stop()
 
 
 def test_a_secret_written_with_its_option_name_is_stored_without_it(

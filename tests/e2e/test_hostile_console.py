@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,20 +340,6 @@ async def _pg_query(dsn: str, sql: str, params: Sequence[Any]) -> list[tuple[Any
         return [tuple(r) for r in await conn.fetch(sql, *params)]
     finally:
         await conn.close()
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace(cwd=tmp_path, secret_keys=generate_key())
-
-
-@pytest.fixture
-def endpoint() -> Iterator[HostileEndpoint]:
-    served = HostileEndpoint().start()
-    try:
-        yield served
-    finally:
-        served.stop()
 
 
 def custom_setup(ep: HostileEndpoint, model: str = "m") -> list[bytes | str]:

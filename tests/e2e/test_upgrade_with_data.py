@@ -4,10 +4,7 @@ migrate`, then read through `chatbot console` and the store."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,6 +21,7 @@ from bot.store.db import create_engine
 from bot.store.secrets import associated_data
 from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Scope, SecretValue
 from tests.discord.fake_openai import Script, fake_openai
+from tests.e2e.test_copy_database import chatbot as run_chatbot
 
 KEY = generate_key()
 BOX = SecretBox.from_setting(KEY)
@@ -92,33 +90,10 @@ def _turn(channel: str, role: str, content: str, **later: Any) -> dict[str, Any]
 
 
 async def chatbot(cwd: Path, url: str, *args: str, stdin: str = "") -> tuple[int, str, str]:
-    """`python -m bot …` as an operator runs it; (exit code, stdout, stderr)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DEFAULT_", "DISCORD", "MATRIX", "OPENAI", "PG"))
-    }
-    env.update(
-        DATABASE_URL=url,
-        BOT_SECRET_KEYS=KEY,
-        DATA_DIR=str(cwd),
-        ALLOW_PRIVATE_ENDPOINTS="true",
-        LOG_LEVEL="INFO",
+    """`python -m bot …` on the database at `url`, as an operator runs it."""
+    return await run_chatbot(
+        cwd, *args, stdin=stdin, DATABASE_URL=url, BOT_SECRET_KEYS=KEY, DATA_DIR=str(cwd)
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=cwd,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def _rows(url: str, tables: list[str]) -> dict[str, list[dict[str, Any]]]:
