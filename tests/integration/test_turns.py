@@ -24,7 +24,7 @@ from bot.conversation import engine as engine_module
 from bot.conversation import stream
 from bot.conversation.budget import estimate_tokens
 from bot.conversation.engine import KEPT_MESSAGES
-from bot.core import Core, TurnLimits
+from bot.core import Core, TurnLimits, TurnResult
 from bot.frontends.matrix.render import markdown_to_html
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
@@ -1296,6 +1296,28 @@ async def test_a_regenerate_stopped_while_its_status_is_checked_keeps_the_answer
         await core.close()
 
 
+CAROL = Actor("u-carol", "Carol")
+
+
+async def _waiting_behind_bob(
+    core: Core,
+) -> tuple[Sink, asyncio.Task[TurnResult], Sink, asyncio.Task[TurnResult]]:
+    """Bob's answer being written (m1), Carol's question (m2) waiting behind it and
+    recorded so: (Bob's sink, his turn, Carol's sink, her turn)."""
+    core.serve(Platform.DISCORD, "bot-a")  # questions that wait are recorded
+    bobs = Sink()
+    first = asyncio.create_task(core.chat(Incoming(REF, BOB, "a story", (), "m1"), bobs))
+    await bobs.first.wait()
+    carols = Sink()
+    second = asyncio.create_task(core.chat(Incoming(REF, CAROL, "oops", (), "m2"), carols))
+    for _ in range(500):
+        if await waiting_rows(core):
+            break
+        await asyncio.sleep(0.01)
+    assert await waiting_rows(core) == ["m2"]
+    return bobs, first, carols, second
+
+
 async def test_a_question_waiting_its_turn_is_its_askers_to_stop(
     database_url: str, endpoint: FakeOpenAI
 ) -> None:
@@ -1303,20 +1325,9 @@ async def test_a_question_waiting_its_turn_is_its_askers_to_stop(
     behind someone else's answer stops that question instead of being refused."""
     endpoint.script = Script(chunks=[f"w{i} " for i in range(30)], interval=0.05)
     core = await make_core(database_url, endpoint, TurnLimits())
-    carol = Actor("u-carol", "Carol")
     try:
-        core.serve(Platform.DISCORD, "bot-a")  # questions that wait are recorded
-        bobs = Sink()
-        first = asyncio.create_task(core.chat(Incoming(REF, BOB, "a story", (), "m1"), bobs))
-        await bobs.first.wait()
-        carols = Sink()
-        second = asyncio.create_task(core.chat(Incoming(REF, carol, "oops", (), "m2"), carols))
-        for _ in range(500):  # waiting behind Bob's answer, and recorded so
-            if await waiting_rows(core):
-                break
-            await asyncio.sleep(0.01)
-        assert await waiting_rows(core) == ["m2"]
-        stopped = await core.run_text_command(Incoming(REF, carol, "/stop"))
+        bobs, first, carols, second = await _waiting_behind_bob(core)
+        stopped = await core.run_text_command(Incoming(REF, CAROL, "/stop"))
         assert stopped.ok and stopped.private
         assert stopped.text == "Stopped your question waiting here: it will not be answered."
         await asyncio.wait_for(second, 10)
@@ -1346,19 +1357,8 @@ async def test_a_question_deleted_while_it_waits_leaves_at_once_unasked(
     no word (it is gone from the chat), and is never asked."""
     endpoint.script = Script(chunks=[f"w{i} " for i in range(30)], interval=0.05)
     core = await make_core(database_url, endpoint, TurnLimits())
-    carol = Actor("u-carol", "Carol")
     try:
-        core.serve(Platform.DISCORD, "bot-a")
-        bobs = Sink()
-        first = asyncio.create_task(core.chat(Incoming(REF, BOB, "a story", (), "m1"), bobs))
-        await bobs.first.wait()
-        carols = Sink()
-        second = asyncio.create_task(core.chat(Incoming(REF, carol, "oops", (), "m2"), carols))
-        for _ in range(500):  # waiting behind Bob's answer, and recorded so
-            if await waiting_rows(core):
-                break
-            await asyncio.sleep(0.01)
-        assert await waiting_rows(core) == ["m2"]
+        bobs, first, carols, second = await _waiting_behind_bob(core)
         await core.deleted(Platform.DISCORD, REF.channel_id, ["m2"])
         result = await asyncio.wait_for(second, 10)
         assert not first.done()  # gone while Bob's answer is still written
