@@ -98,6 +98,7 @@ class FakeDiscord:
     # or ("429", seconds) for a rate limit that asks to wait that long.
     sync_faults: list[int | tuple[str, float]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)  # interaction callbacks
+    refused_responses: int = 0  # second responses to an interaction (refused: 40060)
     followups: list[dict[str, Any]] = field(default_factory=list)
     # A button press's interaction id → the message it was on (an update edits that one).
     _pressed: dict[str, int] = field(default_factory=dict)
@@ -661,6 +662,7 @@ class FakeDiscord:
         parts = path.strip("/").split("/")
         if method == "POST" and parts[0] == "interactions" and parts[-1] == "callback":
             if parts[1] in self._answered:  # one response per interaction, as Discord keeps it
+                self.refused_responses += 1
                 acked = {"message": "Interaction has already been acknowledged.", "code": 40060}
                 return self._json(acked, 400)
             self._answered.add(parts[1])
@@ -873,7 +875,7 @@ class FakeDiscord:
         seq = int(resume.get("seq") or 0)
         people = ("MESSAGE_CREATE", "INTERACTION_CREATE")
         had = [f for f in self._frames if f["s"] <= seq and f["t"] in people]
-        again = had[len(had) - self.replay_again :] if self.replay_again else []
+        again = had[-self.replay_again :] if self.replay_again else []
         missed = [f for f in self._frames if f["s"] > seq]
         self._ws = ws
         for frame in again + missed:

@@ -138,6 +138,38 @@ async def test_a_mention_discord_sends_again_after_a_resume_is_answered_once(
     assert "Traceback" not in bot.log, bot.log[-3000:]
 
 
+async def test_a_slash_command_discord_sends_again_after_a_resume_runs_once(
+    tmp_path: Path,
+) -> None:
+    """An interaction sent again after a resume (the same interaction id) ran its command
+    again: a /reset replayed after the next question had been answered forgot that turn
+    too (Discord then refused the second response, so nobody was told)."""
+    fake = FakeDiscord(TOKEN, replay_again=4)  # from before the /reset (posts are events too)
+    admin = str(fake.user_id)
+    script = Script(chunks=["Hello ", "there!"])
+    async with chatbot_run(tmp_path, fake, script, ADMIN_IDS=admin) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> hello")
+        await fake.wait_until(lambda: _shown(fake, "Hello there!"), 60)
+        await fake.slash("reset")
+        await fake.wait_until(lambda: len(fake.responses) == 1, 60)
+        model.script.chunks = ["Noted."]
+        await fake.user_says(f"<@{fake.bot_id}> my name is Bob")
+        await fake.wait_until(lambda: _shown(fake, "Noted."), 60)
+        await fake.close_gateway(4000)
+        await fake.wait_until(lambda: bool(fake.resumes), 60)
+        model.script.chunks = ["Yes."]  # a turn after the replay: a copy has run by its end
+        await fake.user_says(f"<@{fake.bot_id}> still there?")
+        await fake.wait_until(lambda: _shown(fake, "Yes."), 60)
+        model.script.chunks = ["Bob."]
+        await fake.user_says(f"<@{fake.bot_id}> what is my name?")
+        await fake.wait_until(lambda: _shown(fake, "Bob."), 60)
+        assert await bot.stop() == 0
+    asked = [m["content"] for m in model.requests[-1]["messages"]]
+    assert asked == ["my name is Bob", "Noted.", "still there?", "Yes.", "what is my name?"]
+    assert len(fake.responses) == 1 and fake.refused_responses == 0  # the /reset's, once
+    assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
 # What Discord answers the start's command registration with, and two parts of what the
 # log must then say.
 SYNC_FAULTS: dict[str, tuple[list[int | tuple[str, float]], str, str]] = {

@@ -22,6 +22,7 @@ from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL
 from bot.types import Platform, failure
+from bot.types.recent import RecentIds
 
 if TYPE_CHECKING:
     from bot.frontends.discord import DiscordOptions
@@ -32,8 +33,19 @@ SYNC_STOP_SECONDS = 1.0  # how long a stop waits for a cancelled command sync to
 
 
 class _Tree(app_commands.CommandTree["ChatClient"]):
+    def __init__(self, client: ChatClient, **options: Any) -> None:
+        super().__init__(client, **options)
+        # Interactions handled lately: after a resume, Discord may send one again.
+        self._recent = RecentIds()
+
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        # Before every command and autocompletion: none runs where the bot is not.
+        # Before every command and autocompletion: none runs twice (a second /reset
+        # would forget the turns since the first), none where the bot is not.
+        key = str(interaction.id)
+        if key in self._recent:
+            log.info("a slash command Discord sent again was not run again")
+            return False
+        self._recent.add(key)
         return not await self.client.runner.refuse_elsewhere(interaction)
 
     async def on_error(
