@@ -194,21 +194,46 @@ def _around(spans: list[tuple[int, int]], cut: int) -> tuple[int, int] | None:
     return spans[i] if i >= 0 and spans[i][0] < cut < spans[i][1] else None
 
 
+def fences_closed(text: str, longest: int) -> str:
+    """`text` with a code fence it leaves open at its end closed: Discord shows an
+    unclosed fence as raw backticks (all the while a code block streams, and for good
+    when the answer is cut off in it), and a line added after the answer (an error, a
+    note) would read as code. A marker longer than `longest` is text, as when splitting.
+    A fence with nothing in it yet is left out (closed, Discord shows its language as its
+    code), unless it is all there is."""
+    found = _open_fence_at(text)
+    if found is None or len(found[2]) > longest:
+        return text
+    start, _, marker = found
+    shown = text.rstrip()
+    if "\n" not in shown[start:]:  # nothing after its opening line
+        return shown[:start].rstrip() or text
+    return f"{shown}\n{marker}"
+
+
 def _open_fence(page: str) -> tuple[str, str] | None:
     """The opening line (```lang) and marker (```) of a fence left open at the end of
     `page`, if any. As CommonMark reads them: a fence ends only at a line of its own
     character, at least as many of it, and nothing else (a ```py line inside a ````md
     fence is its text); a backtick fence's language has no backtick."""
-    opening: tuple[str, str] | None = None
+    found = _open_fence_at(page)
+    return None if found is None else found[1:]
+
+
+def _open_fence_at(page: str) -> tuple[int, str, str] | None:
+    """_open_fence's opening line and marker, after where that line starts."""
+    opening: tuple[int, str, str] | None = None
+    start = 0
     for line in page.split("\n"):
+        at, start = start, start + len(line) + 1
         match = _FENCE.match(line)
         if match is None:
             continue
         marker, info = match.group(1), match.group(2).strip()
         if opening is None:
             if not (marker[0] == "`" and "`" in info):
-                opening = (marker + info, marker)
-        elif marker[0] == opening[1][0] and len(marker) >= len(opening[1]) and not info:
+                opening = (at, marker + info, marker)
+        elif marker[0] == opening[2][0] and len(marker) >= len(opening[2]) and not info:
             opening = None
     return opening
 
@@ -370,7 +395,7 @@ class PacedReply:
                 task.cancel()  # still waiting for its turn: the final edit replaces it
                 self._flush_task = None
         self._raise_failed_flush()
-        text = self._render(answer, reasoning)
+        text = self._closed(self._render(answer, reasoning))
         self._ending = f"\n\n⚠️ {error.rstrip()}" if error and text.strip() else ""
         if error:
             text = f"{text}{self._ending}" if text.strip() else f"⚠️ {error}"
@@ -380,9 +405,14 @@ class PacedReply:
     def _rendered(self) -> str:
         """The newest text as it is shown (rendered now if it came since)."""
         if self._unrendered is not None:
-            self._latest = self._render(*self._unrendered).rstrip()
+            self._latest = self._closed(self._render(*self._unrendered)).rstrip()
             self._unrendered = None
         return self._latest
+
+    def _closed(self, text: str) -> str:
+        """`text` as shown: a fence it leaves open closed (one whose marker the splitter
+        would close and reopen on every page)."""
+        return fences_closed(text, self._target.limit // 8)
 
     async def _flush_later(self) -> None:
         wait = self._last_edit + self._target.min_interval - self._clock()

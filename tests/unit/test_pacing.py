@@ -18,6 +18,7 @@ from bot.conversation.pacing import (
     NotUpdated,
     PacedReply,
     _split,
+    fences_closed,
     missing_note,
     split_text,
     stale_note,
@@ -816,3 +817,23 @@ async def test_a_message_kept_but_not_updated_that_takes_the_next_edit_is_not_se
     target.refusing = False
     await reply.finish("The new answer")  # the same text, tried again: it goes through
     assert target.messages == ["The new answer"]
+
+
+async def test_a_fence_left_open_is_shown_closed_and_the_error_line_after_it() -> None:
+    """Discord shows an unclosed fence as raw backticks: while a block streams, and for
+    good in an answer cut off inside one, whose error line then read as code. A fence
+    with nothing in it yet waits; a marker the splitter takes for text is left alone."""
+    target = RecordingTarget(min_interval=0.0)
+    reply = PacedReply(target)
+    await reply.update("Sure:\n```python")
+    assert target.messages == ["Sure:"]
+    await reply.update("Sure:\n```python\nprint(1)")
+    await asyncio.sleep(0.05)  # the paced edit
+    assert target.messages == ["Sure:\n```python\nprint(1)\n```"]
+    await reply.finish("Sure:\n```python\nprint(1)\n", error="Stopped by Bob.")
+    assert target.messages == ["Sure:\n```python\nprint(1)\n```\n\n⚠️ Stopped by Bob."]
+    assert fences_closed("````md\n```py\nx\n```", 250) == "````md\n```py\nx\n```\n````"
+    assert fences_closed("```py", 250) == "```py"  # all there is
+    assert fences_closed("a\n```\nb\n```", 250) == "a\n```\nb\n```"
+    long = "`" * 300 + "\nx"
+    assert fences_closed(long, 250) == long
