@@ -33,7 +33,8 @@ def split_text(text: str, limit: int, size: Size = len) -> list[str]:
     readers see them (never inside an emoji sequence or a letter with its marks).
 
     A code fence open at a cut is closed on that page and reopened (with its
-    language) on the next, so every page renders as the author meant.
+    language) on the next, and so is a `||` spoiler, so every page renders as the
+    author meant.
     """
     return [page for page, _ in _split(text, limit, size)] or [""]
 
@@ -46,14 +47,16 @@ def _split(text: str, limit: int, size: Size = len) -> Iterator[tuple[str, str]]
     rest = text
     reopen = ""
     posted = False
+    last_mark = text.rfind(_SPOILER)  # a spoiler open at a cut before it ends after it
     while rest:
         body = reopen + rest
         if len(body) <= limit and size(body) <= limit:  # a size counts each character
             if body.strip() or not posted:
                 yield body, body
             return
-        # Leave room for a closing fence we might have to add: a ```, or the longer marker
-        # of the fence open at the cut (then cut again, a little earlier).
+        # Leave room for what we might have to add: a closing ```, or the longer marker of
+        # the fence open at the cut, and the end of a spoiler open there (then cut again,
+        # a little earlier).
         closing = "\n```"
         while True:
             room = _fit(body, limit - size(closing), size)
@@ -63,9 +66,13 @@ def _split(text: str, limit: int, size: Size = len) -> Iterator[tuple[str, str]]
                 # A marker too long to close and reopen on every page (hundreds of
                 # backticks): text, not a fence, or no page would hold more than it.
                 fence = None
-            if fence is None or len(fence[1]) < len(closing):
+            # Open, and ended after the cut (without an end, Discord shows `||` as text).
+            ends = last_mark >= len(text) - len(body) + cut  # the rest ends the text
+            spoiler = _SPOILER if ends and _spoiler_open(body[:cut]) else ""
+            needed = ("\n" + fence[1] if fence is not None else "") + spoiler
+            if len(needed) <= len(closing):
                 break
-            closing = "\n" + fence[1]
+            closing = needed
         page = body[:cut]
         kept = ""
         if fence is not None:
@@ -73,24 +80,67 @@ def _split(text: str, limit: int, size: Size = len) -> Iterator[tuple[str, str]]
             # Closed with its own marker: a `~~~` fence does not end at a ```, a ````
             # one not at a ``` (which it may hold).
             kept = page.rstrip("\n")
-            kept = kept[: _fit(kept, limit - size("\n" + marker), size)]
+            kept = kept[: _fit(kept, limit - size("\n" + marker + spoiler), size)]
         if fence is not None and len(kept) > len(reopen):  # the page takes some of the rest
-            page = kept + "\n" + marker
+            # A spoiler around the block ends after it, on a line of its own (Matrix
+            # would read "```||" as code), and opens again before it.
+            page = kept + "\n" + marker + ("\n" + spoiler if spoiler else "")
             # A fence line too long to repeat (text run on after the ```, say) is
             # reopened with its marker alone: whole, it would fill the next page.
-            reopen = (opening if size(opening) <= limit // 4 else marker) + "\n"
+            fenced = (opening if size(opening) <= limit // 4 else marker) + "\n"
+            reopen = (spoiler + "\n" if spoiler else "") + fenced
             rest = body[len(kept) :].lstrip("\n")  # from where the page's text ends
         else:
-            reopen = ""
             page = page.rstrip()
             rest = body[cut:].lstrip(" \n")
             if not page:
                 # Only blanks before the cut (a run of tabs or no-break spaces, or the
                 # blank lines an answer opens with): no page. An empty message is
                 # refused (Discord), and the rest of the answer went unposted.
+                reopen = ""
                 continue
+            if spoiler and rest.startswith(_SPOILER):  # cut right before its end
+                rest, spoiler = rest[len(_SPOILER) :].lstrip(" \n"), ""
+                page += _SPOILER
+            # A spoiler open at the cut (the reasoning Discord shows hidden) ends on this
+            # page and opens again on the next: else each page showed it with a raw `||`.
+            page += spoiler
+            reopen = spoiler
         posted = True
         yield page, body
+
+
+_SPOILER = "||"
+# What hides a spoiler's marks: a code span or fence (`||` in code is text).
+_SPOILER_MARKS = re.compile(r"\|\||`+")
+
+
+def _spoiler_open(page: str) -> bool:
+    """Whether `page` ends inside a `||` spoiler opened outside code, as Discord reads
+    them (the first `||` after an opening one ends it). Linear: each code span or fence
+    is skipped to the next run of as many backticks, found once."""
+    marks = [m.group() for m in _SPOILER_MARKS.finditer(page)]
+    following: list[int | None] = [None] * len(marks)
+    seen: dict[int, int] = {}
+    for i in range(len(marks) - 1, -1, -1):
+        mark = marks[i]
+        if mark[0] == "`":
+            following[i] = seen.get(len(mark))
+            seen[len(mark)] = i
+    inside = False
+    i = 0
+    while i < len(marks):
+        mark = marks[i]
+        if mark == _SPOILER:
+            inside = not inside
+        elif not inside:
+            after = following[i]
+            if after is not None:
+                i = after  # a code span or fence: its `||` are text
+            elif len(mark) >= 3:
+                return False  # a fence open to the cut: code, whatever precedes it
+        i += 1
+    return inside
 
 
 def _fit(text: str, budget: int, size: Size) -> int:

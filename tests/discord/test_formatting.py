@@ -51,3 +51,28 @@ async def test_code_streams_and_ends_as_a_code_block_with_the_error_after_it(
     body, _, error = final.partition("\n```\n\n⚠️ ")
     assert body == endpoint.script.answer.rstrip("\n")
     assert "overloaded" in error and "```" not in error
+
+
+async def test_reasoning_longer_than_a_message_stays_hidden_on_every_page(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Shown reasoning is a spoiler before the answer. Longer than a message, its `||`
+    opened on the first page and closed on the last: Discord showed both as raw `||`
+    and every word of the reasoning in the clear. Each page now closes the spoiler it
+    holds and the next opens it again."""
+    result = await world.admin.slash(world.channel, "params", name="reasoning", value="on")
+    assert result.response is not None and "reasoning set to on" in result.response.content
+    steps = [f"Step {i}: weigh option {i} against the others, then go on.\n\n" for i in range(60)]
+    endpoint.script.chunks = ["<think>", *steps, "</think>", "The answer is 42."]
+    await world.member.send(world.channel, f"<@{world.bot_id}> think hard")
+    pages = bot_messages(world.channel, world.bot_id)
+    assert len(pages) >= 2 and all(len(p) <= 2000 for p in pages)
+    assert pages[0].startswith("||💭 Step 0: ")
+    for page in pages:
+        hidden, _, shown = page.rpartition("||")
+        # Each page's reasoning between one pair of marks, nothing of it after them.
+        assert page.startswith("||") and hidden.count("||") == 1, page
+        assert "Step" not in shown, page
+    assert pages[-1].endswith("||\n\nThe answer is 42.")
+    said = " ".join(p.replace("||", " ").replace("💭", " ") for p in pages).split()
+    assert said == " ".join([*steps, "The answer is 42."]).split()

@@ -837,3 +837,27 @@ async def test_a_fence_left_open_is_shown_closed_and_the_error_line_after_it() -
     assert fences_closed("a\n```\nb\n```", 250) == "a\n```\nb\n```"
     long = "`" * 300 + "\nx"
     assert fences_closed(long, 250) == long
+
+
+def test_a_spoiler_cut_is_ended_on_its_page_and_opened_again_on_the_next() -> None:
+    """Discord's `||` spoiler (shown reasoning) longer than a page showed its marks raw
+    and its text in the clear. A `||` in code, or one nothing ends, is text: no marks
+    are added for it; a fence inside a spoiler is closed before the spoiler ends."""
+    text = "||💭 " + "a secret thought. " * 30 + "||\n\nThe answer."
+    pages = split_text(text, 200)
+    assert len(pages) > 2 and all(len(p) <= 200 for p in pages)
+    assert all(p.startswith("||") and p.count("||") == 2 for p in pages)
+    assert pages[-1].endswith("||\n\nThe answer.")
+    assert " ".join(p.replace("||", "") for p in pages).split() == text.replace("||", "").split()
+    for plain in ("a || b is or. " + "word " * 60, "`a || b` " + "word " * 60 + "`c || d`"):
+        assert " ".join(split_text(plain, 200)).split() == plain.split()
+    fenced = "||thought\n```py\n" + "x = 1\n" * 40 + "```\nmore||\n\nanswer"
+    first, second = split_text(fenced, 200)
+    assert first.endswith("x = 1\n```\n||") and second.startswith("||\n```py\nx = 1")
+    assert second.endswith("```\nmore||\n\nanswer")
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet="ab \n`|", min_size=0, max_size=3000), st.integers(40, 400))
+def test_pages_with_spoilers_fit_the_limit(text: str, limit: int) -> None:
+    assert all(len(p) <= limit for p in split_text(text, limit))
