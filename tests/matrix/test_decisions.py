@@ -696,6 +696,16 @@ async def test_a_line_of_brackets_renders_in_linear_time() -> None:
     assert markdown_to_html("[a](https://e.org](x)") == "[a](https://e.org](x)"
 
 
+def test_an_indent_is_kept_in_html_and_plain_indented_text_needs_none() -> None:
+    """HTML folds the blanks that open a line: a nested list's items all showed at one
+    depth once the answer held any Markdown. Plain text keeps them without any HTML."""
+    assert markdown_to_html("**a**\n- b\n  - c\n\t- d") == (
+        "<strong>a</strong><br>- b<br>&nbsp;&nbsp;- c<br>&nbsp;&nbsp;&nbsp;&nbsp;- d"
+    )
+    assert markdown_to_html("> x\n>   y") == "<blockquote>x<br>&nbsp;&nbsp;y</blockquote>"
+    assert not needs_html("- b\n  - c <&>\n\t- d")
+
+
 def test_plain_text_needs_no_html() -> None:
     assert not needs_html("just words\nand lines & more")
     assert needs_html("a **b**")
@@ -803,6 +813,7 @@ def test_the_final_edit_waits_only_when_the_server_pushed_back() -> None:
         "👨‍👩‍👧‍👦👍🏽" * 6000,
         '<&>"' * 20000,  # every character an HTML entity, and escaped in JSON
         "- item `x`\n" * 8000,  # a list: markup around every line
+        "        - **x**\n" * 6000,  # each blank of an indent a no-break space in HTML
         "`a` **b** _c_ " * 5000,  # tags longer than the marks they stand for
         "> q\n\nx\n" * 5000,  # a quote opened and closed on every other line
         "```python\n" + "x = '<&>'\n" * 6000 + "```",  # a fence closed and reopened

@@ -1,8 +1,8 @@
 """Markdown → Matrix HTML (org.matrix.custom.html): a small, escaping-first renderer.
 
 Covers what chat answers use: code fences, inline code, bold, italics, strikethrough,
-links, block quotes and line breaks. Everything else is escaped text, so model output
-can never inject markup.
+links, block quotes, line breaks and indents. Everything else is escaped text, so model
+output can never inject markup.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 from bot.frontends.matrix.tlds import TLDS
@@ -142,6 +143,20 @@ def _inline(text: str) -> str:
     return "".join(out)
 
 
+# Blanks that open a line: its indent (a nested list's item, a poem's line).
+_INDENT = re.compile(r"[ \t]+")
+
+
+def _line(line: str, render: Callable[[str], str] = _inline) -> str:
+    """One line of prose as HTML (`render`ed): its indent kept as no-break spaces (a tab
+    as four). HTML folds leading blanks to nothing, so a nested list's items all showed
+    at the same depth once the answer held any Markdown (and so was sent as HTML)."""
+    indent = _INDENT.match(line)
+    if indent is None:
+        return render(line)
+    return "&nbsp;" * len(indent.group().expandtabs(4)) + render(line[indent.end() :])
+
+
 def _paragraphs(lines: list[str]) -> str:
     """Plain lines: block quotes grouped, the rest joined with <br>."""
     out: list[str] = []
@@ -150,12 +165,12 @@ def _paragraphs(lines: list[str]) -> str:
 
     def flush_plain() -> None:
         if plain:
-            out.append("<br>".join(_inline(line) for line in plain))
+            out.append("<br>".join(_line(line) for line in plain))
             plain.clear()
 
     def flush_quote() -> None:
         if quote:
-            out.append(f"<blockquote>{'<br>'.join(_inline(q) for q in quote)}</blockquote>")
+            out.append(f"<blockquote>{'<br>'.join(_line(q) for q in quote)}</blockquote>")
             quote.clear()
 
     for line in lines:
@@ -216,5 +231,11 @@ def _code_block(lines: list[str], lang: str) -> str:
 
 
 def needs_html(text: str) -> bool:
-    """Whether rendering changes anything (plain text is sent without formatted_body)."""
-    return markdown_to_html(text) != html.escape(text, quote=False).replace("\n", "<br>")
+    """Whether rendering changes anything (plain text is sent without formatted_body,
+    whose clients keep its indents as they are)."""
+    plain = "<br>".join(_line(line, _escaped) for line in text.split("\n"))
+    return markdown_to_html(text) != plain
+
+
+def _escaped(text: str) -> str:
+    return html.escape(text, quote=False)
