@@ -17,7 +17,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 import httpcore
@@ -35,7 +35,7 @@ from bot.providers.base import (
     StreamCut,
     Unreachable,
 )
-from bot.providers.policy import EndpointPolicy, EndpointRefused
+from bot.providers.policy import EndpointPolicy, EndpointRefused, server_of
 from bot.types import redact
 from bot.types.text import shorten, untrusted_json
 
@@ -49,6 +49,10 @@ MAX_BODY = 16 * 1024 * 1024  # a model list from a big router is ~2 MB
 _MAX_ERROR_BODY = 64 * 1024
 _DRAIN_LIMIT = 64 * 1024
 _DRAIN_SECONDS = 1.0
+# Redirects followed on the same server, at most, and the statuses followed: the method
+# and body go again as they were (303, "see another page", only for a GET).
+_MAX_REDIRECTS = 5
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 8.0
 # Connections per pool before another pool (lane) takes new requests. httpcore walks a
@@ -97,6 +101,7 @@ class RequestSpec:
     # What an endpoint that cannot be reached says to check: a URL someone set, or (the
     # vendor's own API) this machine's way out.
     reach_hint: str = "Check the URL and that the server is running"
+    base: str = ""  # the endpoint base `url` is a route of (what a redirect's message names)
 
 
 class Transport:
@@ -299,7 +304,21 @@ class Transport:
         )
 
     async def open(self, spec: RequestSpec) -> tuple[httpx.Response, float]:
-        """Send one request; return the open 2xx response and the first-byte deadline."""
+        """Send a request; return the open 2xx response and the first-byte deadline.
+
+        A redirect on the same server (scheme, host and port) is followed, as a client
+        library would follow it (a trailing slash added, a route moved), with the same
+        method and body; one to any other address is not: the credentials would go
+        somewhere no one set (`_redirect`)."""
+        seen: list[str] = []  # the URLs asked, to tell a loop
+        while True:
+            response, deadline = await self._open_once(spec)
+            if response.status_code < 300:
+                return response, deadline
+            spec = self._redirect(spec, response, seen)
+
+    async def _open_once(self, spec: RequestSpec) -> tuple[httpx.Response, float]:
+        """Send one request; return the open 2xx or 3xx response and the first-byte deadline."""
         try:
             request = self.request(spec)
             transport = self.transport_for(request)
@@ -328,7 +347,8 @@ class Transport:
                 f"{spec.where} could not be reached ({type(exc).__name__}). {spec.reach_hint}, "
                 f"then try again.{hint}"
             ) from None
-        log.debug("%s %s → %d", spec.method, spec.url, response.status_code)
+        if log.isEnabledFor(logging.DEBUG):  # a redirect's URL may echo a short password
+            log.debug("%s %s → %d", spec.method, _logged(spec), response.status_code)
         if response.status_code < 300:
             return response, deadline
         try:
@@ -338,12 +358,7 @@ class Transport:
         finally:
             await response.aclose()
         if 300 <= response.status_code < 400:
-            location = response.headers.get("location", "another address")
-            target = redact(location, spec.secrets, known=False)
-            raise ProviderError(
-                f"{spec.where} redirected the request (HTTP {response.status_code}) to "
-                f"{shorten(target, 200)}. Use the final URL directly."
-            )
+            return response, deadline  # closed: `open` follows it or says where it went
         err = error_from_status(
             response.status_code,
             raw,
@@ -352,8 +367,46 @@ class Transport:
             secrets=spec.secrets,
             auth_hint=spec.auth_hint,
         )
-        log.info("%s %s → %d (%s)", spec.method, spec.url, response.status_code, err.kind)
+        log.info("%s %s → %d (%s)", spec.method, _logged(spec), response.status_code, err.kind)
         raise err
+
+    def _redirect(
+        self, spec: RequestSpec, response: httpx.Response, seen: list[str]
+    ) -> RequestSpec:
+        """The request a (closed) 3xx `response` to `spec` leads to, on the same server;
+        else the error that says where it pointed and what to set instead."""
+        status = response.status_code
+        where = spec.where
+        seen.append(str(response.request.url))
+        location = response.headers.get("location", "").strip()
+        try:
+            target = response.request.url.join(location) if location else None
+        except (httpx.InvalidURL, ValueError):
+            target = None
+        if target is None:
+            raise malformed(where, f"a redirect (HTTP {status}) to an address it does not give")
+        shown = shorten(redact(str(target), spec.secrets, known=False), 200)
+        if server_of(str(target)) != server_of(str(response.request.url)):
+            # Not followed: the key would go to a server no one set. Said with the URL an
+            # admin would set (the route the bot adds cut off), so `/proxy set` vets it.
+            base = _base_of(spec, target)
+            said = shorten(redact(base, spec.secrets, known=False), 200) if base else shown
+            step = "if that one is right, an admin sets it as the URL" if base else "check the URL"
+            raise ProviderError(
+                f"{where} redirects to {said} (HTTP {status}), another address. The bot "
+                f"follows redirects only on the same server (a key sent here goes nowhere "
+                f"else): {step}."
+            )
+        if (status == 303 and spec.method != "GET") or status not in _REDIRECTS:
+            raise malformed(where, f"a redirect (HTTP {status}) instead of an answer")
+        url = str(target).partition("#")[0]
+        if url in seen or len(seen) > _MAX_REDIRECTS:
+            raise ProviderError(
+                f"{where} keeps redirecting the request (HTTP {status}, last to {shown}). "
+                "Check the URL and the server's settings."
+            )
+        log.debug("%s followed a redirect (HTTP %d) on the same server", where, status)
+        return replace(spec, url=url, params=None)
 
     def timeout_error(self, exc: BaseException, where: str, *, first: bool) -> ProviderTimeout:
         s = self.settings
@@ -475,6 +528,24 @@ class Transport:
             return untrusted_json(raw)
         except ValueError:
             raise malformed(spec.where, "not JSON") from None
+
+
+def _logged(spec: RequestSpec) -> str:
+    """`spec`'s URL as the log shows it: a redirect followed may have put the endpoint's
+    own password in it (the log's filter takes out only secrets long enough)."""
+    return redact(spec.url, spec.secrets)
+
+
+def _base_of(spec: RequestSpec, target: httpx.URL) -> str:
+    """The endpoint base a redirect `target` stands for: the route the request added to
+    its base (`/models`, `/chat/completions`) cut off again; "" when it does not end in
+    that route (a login page, say)."""
+    route = spec.url[len(spec.base) :] if spec.base and spec.url.startswith(spec.base) else ""
+    path = target.path.rstrip("/")
+    if not route or not path.endswith(route.rstrip("/")):
+        return ""
+    base = target.copy_with(path=path[: -len(route.rstrip("/"))] or "/", query=None, fragment=None)
+    return str(base).rstrip("/")
 
 
 # httpcore's exceptions → httpx's, as httpx.AsyncHTTPTransport maps them.

@@ -144,6 +144,7 @@ class HTTPProvider:
             params=params,
             auth_hint=self._auth_advice(),
             reach_hint=self._reach_advice(),
+            base=base,
         )
 
     def _reach_advice(self) -> str:

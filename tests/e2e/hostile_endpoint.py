@@ -8,7 +8,9 @@ answers. Each test configures what it does by setting attributes, read per reque
 * `on_chat` (same shape) to answer `/v1/chat/completions` without streaming;
 * `stream`, a `Stream` script: chunks at an interval, keep-alive comments only, a byte
   drip, an endless stream, a huge answer in many events or in one SSE line;
-* chunks may contain `{auth}`, replaced by the request's Authorization header value.
+* chunks may contain `{auth}`, replaced by the request's Authorization header value;
+* `slash_redirect`: both routes answer 307 to themselves with a trailing slash, where
+  they are served (as FastAPI's `redirect_slashes` does for routes declared with one).
 
 Every request is recorded (method, path, headers as sent, body) in `requests`.
 """
@@ -143,6 +145,7 @@ class HostileEndpoint:
         self.on_models: Callable[[Recorded], Answer] | None = None
         self.on_chat: Callable[[Recorded], Answer] | None = None
         self.stream = Stream()
+        self.slash_redirect = False
         self.requests: list[Recorded] = []
         self.port = 0
         self._stopping = False
@@ -208,6 +211,8 @@ class HostileEndpoint:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models/", self._models)
+        app.router.add_post("/v1/chat/completions/", self._chat)
         # Anything else (e.g. a redirect target) is recorded and answered 404.
         app.router.add_route("*", "/{tail:.*}", self._other)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -230,8 +235,20 @@ class HostileEndpoint:
         status, headers, body = answer
         return web.Response(status=status, headers=headers, body=body)
 
+    def _to_slash(self, rec: Recorded) -> web.Response | None:
+        """The trailing-slash redirect (`slash_redirect`); None where the route is served."""
+        slash = rec.path.endswith("/")
+        if self.slash_redirect and not slash:
+            return web.Response(status=307, headers={"Location": f"{rec.path}/"})
+        if slash and not self.slash_redirect:
+            return web.Response(status=404, text="not here")
+        return None
+
     async def _models(self, request: web.Request) -> web.Response:
         rec = await self._record(request)
+        moved = self._to_slash(rec)
+        if moved is not None:
+            return moved
         if self.on_models is not None:
             return self._answer(self.on_models(rec))
         data = [{"id": m, "object": "model", "owned_by": "test"} for m in self.models]
@@ -243,6 +260,9 @@ class HostileEndpoint:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         rec = await self._record(request)
+        moved = self._to_slash(rec)
+        if moved is not None:
+            return moved
         if self.on_chat is not None:
             return self._answer(self.on_chat(rec))
         s = self.stream

@@ -171,7 +171,7 @@ async def test_redirect_is_not_followed(
     router.post(OPENAI_URL).mock(
         return_value=httpx.Response(307, headers={"location": "http://10.0.0.1/x"})
     )
-    with pytest.raises(ProviderError, match="redirected"):
+    with pytest.raises(ProviderError, match="another address"):
         await collect(make_hub())
     assert router.calls.call_count == 1
 
