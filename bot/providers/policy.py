@@ -163,6 +163,14 @@ def _classify(addr: IPAddress) -> _Verdict | None:
     return _classify_plain(addr)
 
 
+def _userinfo() -> EndpointRefused:
+    """A URL with a user name or password: refused without quoting it (it holds one)."""
+    return EndpointRefused(
+        "The URL must not contain a user name or password. Remove them and give the password "
+        "as the proxy password instead."
+    )
+
+
 def _not_valid(reason: str) -> EndpointRefused:
     return EndpointRefused(f"That is not a valid URL ({reason}). {_EXAMPLE}")
 
@@ -194,6 +202,8 @@ class EndpointPolicy:
             raise EndpointRefused(f"The URL is empty. {_EXAMPLE}")
         if any(c.isspace() for c in text):
             raise EndpointRefused(f"The URL contains spaces. {_EXAMPLE}")
+        if "://" not in text and "@" in text:  # `user:password@host`: quoted, it is shown
+            raise _userinfo()
         if "://" not in text:  # `localhost:1234`, as LM Studio shows it
             raise EndpointRefused(
                 f"{quoted(text)} needs http:// or https:// in front: http:// for a "
@@ -212,10 +222,7 @@ class EndpointPolicy:
             raise EndpointRefused(f"Only http:// and https:// URLs are allowed. {_EXAMPLE}")
         # `@` alone (empty user info) is refused too: it only ever serves to confuse.
         if parsed.userinfo or "@" in _authority(text):
-            raise EndpointRefused(
-                "The URL must not contain a user name or password. Remove them and give the "
-                "password as the proxy password instead."
-            )
+            raise _userinfo()
         if not host:
             raise EndpointRefused(f"The URL has no host name. {_EXAMPLE}")
         if ":" in host and "%" in host:

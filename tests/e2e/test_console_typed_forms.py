@@ -113,3 +113,25 @@ def test_a_command_typed_as_on_matrix_is_not_chat_and_its_key_goes_nowhere(
     assert_found_nowhere(ws, run, {"inline": inline, "following": following})
     for request in endpoint.requests:
         assert inline.encode() not in request.body and following.encode() not in request.body
+
+
+def test_a_url_typed_with_its_password_and_no_scheme_is_refused_without_showing_it(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`/proxy set user:password@host:port/v1` (the scheme left out, or a slash short) was
+    answered with the whole text quoted back, the password with it, to the channel; the
+    refusal with `http://` already named nothing. Nothing is saved or sent either way."""
+    password = "Pw4Proxy77"
+    where = f"127.0.0.1:{endpoint.port}/v1"
+    typed = [f"user:{password}@{where}", f"http:/user:{password}@{where}", f"{password}@{where}"]
+    run = ws.run(
+        with_sentinels(["/source custom", *(f"/proxy set {url}" for url in typed), "/help"])
+    )
+    run.assert_survived()
+    said = segments(run.out)
+    for answer in said[1:4]:
+        assert "The URL must not contain a user name or password." in answer, run.describe()
+    assert_found_nowhere(ws, run, {"raw": password})
+    config = ws.config()
+    assert config is None or config["proxy_url"] is None
+    assert endpoint.requests == []

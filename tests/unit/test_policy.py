@@ -356,3 +356,22 @@ async def test_a_password_in_the_url_is_refused_as_one_without_naming_its_letter
 def test_server_of_says_which_server_a_url_reaches(first: str, second: str, same: bool) -> None:
     """What a key or password set for a URL stays with (`/proxy set` keeps it for the same)."""
     assert (server_of(first) == server_of(second)) is same
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "user:Hunter2pw@api.example.com/v1",  # the scheme left out
+        ":Hunter2pw@127.0.0.1:1234/v1",
+        "Hunter2pw@localhost:1234",
+        "http:/user:Hunter2pw@api.example.com/v1",  # a slash short
+        "http:user:Hunter2pw@api.example.com/v1",
+    ],
+)
+async def test_a_password_in_a_url_without_its_scheme_is_not_quoted_back(url: str) -> None:
+    """`needs http:// in front` quoted the whole text back, password and all, into the
+    channel: refused as a URL with a password is, naming none of it."""
+    with pytest.raises(EndpointRefused) as info:
+        await policy(True).check(url)
+    assert "must not contain a user name or password" in str(info.value)
+    assert "Hunter2pw" not in str(info.value)
