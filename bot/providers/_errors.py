@@ -23,6 +23,7 @@ from bot.types import redact
 from bot.types.text import seconds_in_words, untrusted_json
 
 _MAX_DETAIL = 300
+_MAX_TEXT = 2000  # a plain-text body longer than this is no message to quote
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -122,7 +123,7 @@ def body_detail(raw: bytes) -> tuple[str, str]:
         return error_fields(untrusted_json(text))
     except ValueError:
         pass
-    if not text or text.lstrip().startswith("<") or len(text) > 2000:
+    if not text or text.lstrip().startswith("<") or len(text) > _MAX_TEXT:
         return "", ""
     return text, ""
 
@@ -267,6 +268,28 @@ _OVER_CONTEXT = (
 def _over_context(kind: str, message: str) -> bool:
     said = f"{kind} {message}".lower()
     return any(words in said for words in _OVER_CONTEXT)
+
+
+def unexpected_body(
+    where: str, raw: bytes, expected: str, secrets: Iterable[str] = ()
+) -> MalformedResponse:
+    """A 2xx body that is not `expected` (JSON, an event stream): a web page (a proxy's
+    login page, a captive portal) said as one, never shown; short plain text (a server
+    that answers every path with `OK`, a proxy's `Unauthorized`) quoted, so the wrong URL
+    shows, with what to check (not "answered with an error", which it did not say)."""
+    text = raw.decode("utf-8-sig", errors="replace").strip()
+    if text.startswith("<"):
+        return malformed(where, f"a web page instead of {expected}")
+    readable = len(text) <= _MAX_TEXT and all(c.isprintable() or c.isspace() for c in text)
+    said = _said(text, secrets) if readable and "\ufffd" not in text else ""
+    if not said:
+        return malformed(where, f"not {expected}")
+    err = MalformedResponse(
+        f"{where} sent text instead of {expected}.{_detail(said)} Check that the URL points "
+        "at an OpenAI-compatible API."
+    )
+    err.said = said
+    return err
 
 
 def malformed(where: str, what: str, *, partial: str = "") -> MalformedResponse:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 import httpcore
 import httpx
 
-from bot.providers._errors import error_from_status, malformed
+from bot.providers._errors import error_from_status, malformed, unexpected_body
 from bot.providers._network import AsyncioBackend, AsyncioStream
 from bot.providers.base import (
     TRANSIENT,
@@ -527,7 +527,7 @@ class Transport:
         try:
             return untrusted_json(raw)
         except ValueError:
-            raise malformed(spec.where, "not JSON") from None
+            raise unexpected_body(spec.where, raw, "JSON", spec.secrets) from None
 
 
 def _logged(spec: RequestSpec) -> str:

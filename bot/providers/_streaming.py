@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from bot.providers._errors import body_detail, error_from_kind, malformed
+from bot.providers._errors import body_detail, error_from_kind, malformed, unexpected_body
 from bot.providers._http import MAX_BODY, RequestSpec, Transport
 from bot.providers._sse import SSEEvent, SSELineTooLong, SSEParser
 from bot.providers.base import (
@@ -181,14 +181,23 @@ _CUT = "{where} ended the stream before the answer was complete. Try again."
 
 
 def _not_a_stream(head: bytes, spec: RequestSpec) -> ProviderError:
-    """A body that held no event: an error said in JSON (a 200 some proxies send), or a
-    web page sent as text."""
+    """A body that held no event: an error said in JSON (a 200 some proxies send), a web
+    page, or text (`unexpected_body`)."""
     where = spec.where
+    try:
+        untrusted_json(head)
+        text = False
+    except ValueError:  # a page, or text
+        text = True
     message, kind = body_detail(head)
     if message or kind:  # its echo of a secret taken out before the text is cut
-        return error_from_kind(None, kind, message, where=where, secrets=spec.secrets)
-    if head.lstrip().startswith(b"<"):
-        return malformed(where, "a web page instead of an event stream")
+        err = error_from_kind(None, kind, message, where=where, secrets=spec.secrets)
+        # Text that names no kind of error ("OK", a proxy's words) is said as the text
+        # it is: the URL may be wrong. One that does (the context is full) is that error.
+        if not (text and err.kind == ProviderError.kind):
+            return err
+    if text:
+        return unexpected_body(where, head, "an event stream", spec.secrets)
     return malformed(where, "a body with no event in it")
 
 

@@ -13,6 +13,7 @@ import respx
 from bot.providers import (
     BadRequest,
     ChatRequest,
+    ContextTooLong,
     Delta,
     EmptyStream,
     Endpoint,
@@ -461,6 +462,20 @@ async def test_a_web_page_sent_as_text_is_named(
     page = b"<!DOCTYPE html><html><body>Sign in to the Wi-Fi</body></html>"
     router.post(OPENAI_URL).mock(return_value=sse_response(page, content_type="text/plain")[0])
     with pytest.raises(MalformedResponse, match="a web page instead of an event stream"):
+        await collect(make_hub(max_retries=0))
+
+
+async def test_plain_text_is_said_as_text_unless_it_names_an_error(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """`OK` is no error the endpoint said (the URL may be wrong); a full context is."""
+    route = router.post(OPENAI_URL)
+    route.mock(return_value=sse_response(b"OK", content_type="text/plain")[0])
+    with pytest.raises(MalformedResponse, match="sent text instead of an event stream"):
+        await collect(make_hub(max_retries=0))
+    full = b"the prompt is too long for the model's context window"
+    route.mock(return_value=sse_response(full, content_type="text/plain")[0])
+    with pytest.raises(ContextTooLong):
         await collect(make_hub(max_retries=0))
 
 
