@@ -10,9 +10,8 @@ import logging
 from datetime import UTC, datetime
 
 from bot.connection import PROXY_PASSWORD
-from bot.conversation.budget import estimate_tokens
+from bot.conversation.budget import answer_limit, estimate_tokens
 from bot.conversation.stream import Outcome
-from bot.fields import REGISTRY
 from bot.providers import ChatRequest, Endpoint
 from bot.store import Store, StoreError, api_key_name
 from bot.store.secrets import SecretUnreadable
@@ -50,26 +49,10 @@ def counted(
     if completion is None:
         completion = estimate_tokens(new_text) if new_text else 0
         estimated = True
-        limit = _answer_limit(request)
+        limit = answer_limit(request)
         if limit is not None:  # the endpoint stopped it there: no more can have been written
             completion = min(completion, limit)
     return prompt, completion, estimated
-
-
-# What a request's answer may spend at most, by each source's name for it; Claude's
-# extended thinking is on top of its max_tokens (its request adds the budget).
-_LIMITS = frozenset(REGISTRY.by_name["max_tokens"].wire.values())
-_THINKING = frozenset(REGISTRY.by_name["thinking_budget"].wire.values())
-
-
-def _answer_limit(request: ChatRequest) -> int | None:
-    if not _THINKING.isdisjoint(request.options):
-        return None
-    for name in _LIMITS:
-        value = request.options.get(name)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 async def key_scope(store: Store, ref: ChannelRef, endpoint: Endpoint) -> KeyScope:

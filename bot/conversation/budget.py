@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.fields import conversation_room
+from bot.fields import REGISTRY, conversation_room
+from bot.providers import ChatRequest
 from bot.types import HistoryEntry, Role
 from bot.types.text import unicode_pattern
 
@@ -105,3 +106,21 @@ def history_budget(
     _, room = conversation_room(context_tokens, max_tokens)
     fixed = estimate_tokens(new_text) + (estimate_tokens(system_prompt) if system_prompt else 0)
     return max(0, room - fixed)
+
+
+# What a request's answer may spend at most, by each source's name for it; Claude's
+# extended thinking is on top of its max_tokens (its request adds the budget).
+_LIMITS = frozenset(REGISTRY.by_name["max_tokens"].wire.values())
+_THINKING = frozenset(REGISTRY.by_name["thinking_budget"].wire.values())
+
+
+def answer_limit(request: ChatRequest) -> int | None:
+    """The max_tokens a request sends, where it bounds the answer (None: none is sent,
+    or Claude's thinking comes on top of it)."""
+    if not _THINKING.isdisjoint(request.options):
+        return None
+    for name in _LIMITS:
+        value = request.options.get(name)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from bot.connection import provider_error_text
-from bot.conversation.budget import estimate_tokens
+from bot.conversation.budget import answer_limit, estimate_tokens
 from bot.conversation.guard import AnswerGuard
 from bot.conversation.reasoning import ThinkSplitter
 from bot.fields import REGISTRY
@@ -410,6 +410,8 @@ async def stream_answer(
     out.thought = thought.finish()  # all of it, as it was generated: it costs
     out.reasoning = out.thought[:max_chars] if show else ""
     wrote = out.answer != start
+    if finish in _AT_LENGTH and _short_of_limit(out, request, start):
+        finish = "model_length"  # llama.cpp's `length` once its context is full
     if out.error is None and (why := _ended_by_model(finish, wrote, bool(out.thought), prefix)):
         out.state, out.error = TurnState.STOPPED, why
         out.failed = not out.answer
@@ -465,6 +467,21 @@ def _named_settings_step(
         f"{prefix}params <name> default {where}, or sets another value with "
         f"{prefix}params <name> <value>."
     )
+
+
+def _short_of_limit(out: Outcome, request: ChatRequest, start: str) -> bool:
+    """Whether an answer ended at a length limit is clearly short of the max_tokens sent:
+    the endpoint's count of it is less, or, with no count, twice the estimate (which errs
+    high) still is. The limit it met was then the model's context: llama.cpp and
+    llama-cpp-python say `length` for both."""
+    limit = answer_limit(request)
+    if limit is None:
+        return False
+    if out.usage is not None and out.usage.completion_tokens is not None:
+        return out.usage.completion_tokens < limit
+    written = out.answer[len(start) :] if out.answer.startswith(start) else out.answer
+    spent = estimate_tokens(written) + (estimate_tokens(out.thought) if out.thought else 0)
+    return 2 * spent < limit
 
 
 def _ended_by_model(finish: str | None, wrote: bool, thought: bool, prefix: str) -> str | None:

@@ -644,6 +644,69 @@ async def test_an_answer_cut_at_max_tokens_says_so(
     assert (answer.state, answer.error) == (TurnState.STOPPED, sink.error)
 
 
+CONTEXT_FULL = (
+    "The conversation and the answer filled the model's context window, so it stops here. "
+    "An admin starts afresh with /reset, sets /params context to the model's context size "
+    "(less history is then sent), or lowers /params max_tokens."
+)
+
+
+@pytest.mark.llamacpp
+async def test_an_answer_cut_by_the_models_context_says_so_not_max_tokens(
+    harness: Harness, llamacpp_small_peer: LlamaCppPeer
+) -> None:
+    """Context probe: llama.cpp says finish_reason "length" when its context fills too.
+    With /params context unset (8,192 assumed) on a 512-token model, an answer stopped a
+    few words in was said to have reached max_tokens 1,000: "/continue goes on from it"
+    (it then failed: nothing more fits), "or raise max_tokens"."""
+    await configure_fake(
+        harness,
+        url=llamacpp_small_peer.url,
+        model=llamacpp_small_peer.model,
+        max_tokens=1000,
+    )
+    # About 490 of its 512 tokens: the answer fills the rest a few words in.
+    sink = await ask(harness, "Tell me a long story about " + "the sea, " * 150)
+    assert sink.final.strip()
+    assert sink.error == CONTEXT_FULL
+    answer = (await harness.store.history(REF, 10))[-1]
+    assert (answer.content, answer.state, answer.error) == (
+        sink.final,
+        TurnState.STOPPED,
+        CONTEXT_FULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "written", "error"),
+    [
+        ("word " * 600, 700, CONTEXT_FULL),  # the estimate alone could not tell
+        (
+            "Schifffahrtsgesellschaft " * 50,  # more tokens than estimated
+            1000,
+            "The answer reached its length limit (max_tokens), so it stops here: /continue "
+            "goes on from it, or an admin raises it with /params max_tokens.",
+        ),
+    ],
+    ids=["context-filled", "max-tokens-reached"],
+)
+async def test_an_answer_cut_at_length_goes_by_the_endpoints_count(
+    harness: Harness, text: str, written: int, error: str
+) -> None:
+    """llama.cpp's own server counts the answer (llama-cpp-python does not): `length`
+    with fewer tokens than max_tokens is its context filling, whatever the estimate."""
+    await configure_fake(harness, max_tokens=1000)
+    usage = {"prompt_tokens": 1900, "completion_tokens": written, "total_tokens": 1900 + written}
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=raw_sse(
+                choice(text), choice(finish="length"), {"choices": [], "usage": usage}
+            )
+        )
+        sink = await ask(harness, "go")
+    assert sink.error == error
+
+
 def raw_sse(*chunks: dict[str, object]) -> httpx.Response:
     body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
@@ -708,9 +771,7 @@ def choice(
             # Mistral: the context window filled while the answer was written.
             [choice("A long"), choice(finish="model_length")],
             "A long",
-            "The conversation and the answer filled the model's context window, so it stops "
-            "here. An admin starts afresh with /reset, sets /params context to the model's "
-            "context size (less history is then sent), or lowers /params max_tokens.",
+            CONTEXT_FULL,
             TurnState.STOPPED,
         ),
     ],

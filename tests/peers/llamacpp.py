@@ -19,6 +19,7 @@ LLAMACPP_DIR = PEERS_DIR / "llamacpp"
 LLAMACPP_PYTHON = LLAMACPP_DIR / "venv" / "bin" / "python"
 MODEL_FILE = PEERS_DIR / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
+SMALL_CONTEXT = 512  # llamacpp_small_peer's n_ctx
 STARTUP_TIMEOUT = 60.0  # <1 s when warm; the 98 MB file may first have to be read from disk
 
 
@@ -34,8 +35,7 @@ class LlamaCppPeer:
         return f"{self.url}/v1"
 
 
-@pytest.fixture(scope="session")
-def llamacpp_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppPeer]:
+def _llamacpp(tmp_path_factory: pytest.TempPathFactory, n_ctx: int) -> Iterator[LlamaCppPeer]:
     how = f"run scripts/install-peers.sh; looked in {PEERS_DIR}"
     if not (LLAMACPP_DIR / ".installed").is_file() or not LLAMACPP_PYTHON.is_file():
         peer_missing("The llama.cpp server (llama-cpp-python)", how)
@@ -58,7 +58,7 @@ def llamacpp_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCpp
             "--port",
             str(port),
             "--n_ctx",
-            "2048",
+            str(n_ctx),
             # The CI machine has 2 cores; more threads only contend with pytest.
             "--n_threads",
             "2",
@@ -79,3 +79,15 @@ def llamacpp_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCpp
         )
     finally:
         peer_proc.stop()
+
+
+@pytest.fixture(scope="session")
+def llamacpp_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppPeer]:
+    yield from _llamacpp(tmp_path_factory, 2048)
+
+
+@pytest.fixture(scope="session")
+def llamacpp_small_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppPeer]:
+    """The same server with a 512-token context: an answer fills it in a few hundred
+    tokens, where the 2,048 of llamacpp_peer take minutes on a busy machine."""
+    yield from _llamacpp(tmp_path_factory, SMALL_CONTEXT)
