@@ -309,12 +309,22 @@ def _matrix_user(value: str) -> str:
     return user
 
 
+# A route of the client API pasted with the homeserver's address (`…/_matrix/client/v3`
+# or `…/login`, as API docs and curl lines show it): the bot adds the routes itself.
+_MATRIX_ROUTE = re.compile(r"/_matrix(?:/.*)?$")
+
+
 def _homeserver(value: str) -> str:
-    """An http(s) URL; a bare host name (as Element takes it) means https://host."""
+    """An http(s) URL; a bare host name (as Element takes it) means https://host, and a
+    pasted `/_matrix/…` route is cut back to the address before it (Synapse refused the
+    login there with M_UNRECOGNIZED, said as a wrong user id or password)."""
     url = _lower_scheme(value.strip())
     if "://" not in url:
         url = "https://" + url
-    if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1].strip("/"):
+    scheme, _, rest = url.partition("://")
+    host, sep, path = rest.partition("/")
+    url = f"{scheme}://{host}" + _MATRIX_ROUTE.sub("", sep + path)
+    if not url.startswith(("http://", "https://")) or not host.strip("/"):
         raise ValueError("must be the homeserver's URL, e.g. https://matrix.example.org")
     return url.rstrip("/")
 

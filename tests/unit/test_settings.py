@@ -512,6 +512,11 @@ def test_a_matrix_password_with_a_line_break_inside_is_named_not_echoed(
         ("https://matrix.example.org/", "https://matrix.example.org"),
         ("http://127.0.0.1:8008", "http://127.0.0.1:8008"),
         ("HTTPS://matrix.example.org", "https://matrix.example.org"),  # as a phone may type it
+        # A route pasted with it (API docs, a curl line): Synapse said M_UNRECOGNIZED.
+        ("https://matrix.example.org/_matrix/client/v3/login", "https://matrix.example.org"),
+        ("matrix.example.org/_matrix/", "https://matrix.example.org"),
+        ("https://example.org/chat/_matrix/client", "https://example.org/chat"),  # a prefix
+        ("https://example.org/_matrixish", "https://example.org/_matrixish"),
     ],
 )
 def test_a_homeserver_given_as_a_host_name_is_its_https_url(

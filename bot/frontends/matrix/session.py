@@ -60,9 +60,15 @@ def unreachable(homeserver: str, err: BaseException, waited: float = 0.0) -> Fro
     )
 
 
+# What a homeserver says of a route it does not serve: its client API is not at this URL
+# (a path after the host), not a wrong user id or password.
+UNRECOGNIZED = "M_UNRECOGNIZED"
+
+
 def not_a_homeserver(homeserver: str) -> FrontendError:
     """An answer with no Matrix error code: something else serves that URL (a web page,
-    a proxy's error page); it said "refused the login (None: unknown error)"."""
+    a proxy's error page); it said "refused the login (None: unknown error)". Or one with
+    M_UNRECOGNIZED: a homeserver, but no client API under that path."""
     return FrontendError(
         f"{homeserver} did not answer as a Matrix homeserver. Check MATRIX_HOMESERVER: "
         "the address clients use (its /_matrix/client API), e.g. https://matrix.example.org."
@@ -109,7 +115,7 @@ async def _with_password(
 ) -> str:
     client.device_id = saved  # reuse the device (and so its crypto store) when known
     response = await client.login(password, device_name=device_name)
-    if isinstance(response, nio.LoginError) and not response.status_code:
+    if isinstance(response, nio.LoginError) and response.status_code in ("", None, UNRECOGNIZED):
         raise not_a_homeserver(client.homeserver)
     if isinstance(response, nio.LoginError):
         # Its words, not ours: a proxy in front of it may repeat the request, password
@@ -128,7 +134,7 @@ async def _with_password(
 async def _with_token(client: nio.AsyncClient, user_id: str, access_token: str, saved: str) -> str:
     client.access_token = access_token
     response = await client.whoami()
-    if isinstance(response, nio.WhoamiError) and not response.status_code:
+    if isinstance(response, nio.WhoamiError) and response.status_code in ("", None, UNRECOGNIZED):
         client.access_token = ""
         raise not_a_homeserver(client.homeserver)
     if isinstance(response, nio.WhoamiError):
