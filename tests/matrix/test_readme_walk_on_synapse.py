@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot.store import SecretBox, Store
 from bot.types import ChannelConfig, ChannelRef, Platform, Source
 from tests.bot_process import BotProcess, keygen
+from tests.loopback import serving
 from tests.matrix.helpers import UserClient
 from tests.peers.llamacpp import LlamaCppPeer
 from tests.peers.synapse import MatrixUser, SynapseServer
@@ -178,3 +180,50 @@ async def test_a_homeserver_url_whose_path_serves_no_client_api_names_the_url(
     assert f"{homeserver} did not answer as a Matrix homeserver. Check MATRIX_HOMESERVER" in said
     assert "MATRIX_PASSWORD" not in said and "Traceback" not in said
     assert bot.password not in said
+
+
+@pytest.mark.parametrize("login", ["password", "token"])
+async def test_a_server_name_whose_well_known_names_the_homeserver_logs_in_there(
+    synapse_server: SynapseServer, tmp_path: Path, login: str
+) -> None:
+    """MATRIX_HOMESERVER set to the server name, as Element's sign-in takes it
+    (`example.org` for @bot:example.org), when the homeserver itself is elsewhere
+    (matrix.example.org): the bot said that address was no homeserver, where Element
+    follows its /.well-known/matrix/client."""
+    bot = synapse_server.register("bot")
+
+    async def well_known(request: web.Request) -> web.Response:
+        return web.json_response({"m.homeserver": {"base_url": synapse_server.url + "/"}})
+
+    async def web_page(request: web.Request) -> web.Response:
+        return web.Response(text="<html>Our website</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/matrix/client", well_known)
+    app.router.add_route("*", "/{tail:.*}", web_page)
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    try:
+        async with serving(app) as server_name:
+            credentials = (
+                {"MATRIX_PASSWORD": bot.password}
+                if login == "password"
+                else {"MATRIX_PASSWORD": "", "MATRIX_ACCESS_TOKEN": bot.access_token}
+            )
+            settings = _matrix(synapse_server, bot, MATRIX_HOMESERVER=server_name, **credentials)
+            env = await _fresh_folder(tmp_path / "chatbot", **settings)
+            async with await BotProcess.start(
+                tmp_path / "chatbot", env, ready_marker=READY
+            ) as process:
+                await process.wait_ready()
+                dm = await alice.create_room([bot.user_id], direct=True)
+                await alice.wait_joined(dm, bot.user_id)
+                answer = await alice.command(dm, bot.user_id, "!source custom")
+                assert answer.startswith("Source set to custom."), answer
+                code = await process.stop()
+    finally:
+        await alice.close()
+    log = process.log
+    assert code == 0, log[-3000:]
+    assert f"MATRIX_HOMESERVER {server_name} names its homeserver {synapse_server.url}" in log
+    assert f"logged in to {synapse_server.url} as {bot.user_id}" in log
+    assert "Traceback" not in log and bot.password not in log and bot.access_token not in log

@@ -60,6 +60,11 @@ def unreachable(homeserver: str, err: BaseException, waited: float = 0.0) -> Fro
     )
 
 
+class NotAHomeserver(FrontendError):
+    """Nothing at MATRIX_HOMESERVER answered the client API (its .well-known may name
+    where the homeserver is)."""
+
+
 # What a homeserver says of a route it does not serve: its client API is not at this URL
 # (a path after the host), not a wrong user id or password.
 UNRECOGNIZED = "M_UNRECOGNIZED"
@@ -69,7 +74,7 @@ def not_a_homeserver(homeserver: str) -> FrontendError:
     """An answer with no Matrix error code: something else serves that URL (a web page,
     a proxy's error page); it said "refused the login (None: unknown error)". Or one with
     M_UNRECOGNIZED: a homeserver, but no client API under that path."""
-    return FrontendError(
+    return NotAHomeserver(
         f"{homeserver} did not answer as a Matrix homeserver. Check MATRIX_HOMESERVER: "
         "the address clients use (its /_matrix/client API), e.g. https://matrix.example.org."
     )
@@ -87,16 +92,22 @@ async def log_in(
 ) -> str:
     """Log `client` in and return its device id; FrontendError with the fix otherwise."""
     saved = await asyncio.to_thread(load_device_id, store_dir, user_id)
+
+    async def logged_in() -> str:
+        if access_token:
+            return await _with_token(client, user_id, access_token, saved)
+        if password:
+            return await _with_password(client, password, device_name, saved)
+        raise FrontendError("no Matrix credentials: set MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN.")
+
     try:
         async with asyncio.timeout(patience):
-            if access_token:
-                device_id = await _with_token(client, user_id, access_token, saved)
-            elif password:
-                device_id = await _with_password(client, password, device_name, saved)
-            else:
-                raise FrontendError(
-                    "no Matrix credentials: set MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN."
-                )
+            try:
+                device_id = await logged_in()
+            except NotAHomeserver:
+                if not await _delegated(client):
+                    raise
+                device_id = await logged_in()
     except (TimeoutError, aiohttp.ClientError, OSError) as err:
         raise unreachable(client.homeserver, err, patience) from None
     except ValueError as err:  # aiohttp's InvalidURL and friends
@@ -108,6 +119,29 @@ async def log_in(
         log.warning("logged in as a new device %s (was %s)", device_id, saved)
     await asyncio.to_thread(save_device_id, store_dir, user_id, device_id)
     return device_id
+
+
+async def _delegated(client: nio.AsyncClient) -> bool:
+    """Point `client` at the homeserver its URL's /.well-known/matrix/client names, as
+    Element does with a server name (`example.org` for @bot:example.org, its homeserver
+    at matrix.example.org); False when it names none (or a plain-http one for https)."""
+    configured = client.homeserver
+    response = await client.discovery_info()
+    if not isinstance(response, nio.DiscoveryInfoResponse):
+        return False
+    found = response.homeserver_url.rstrip("/")
+    scheme = found.partition("://")[0].lower()
+    if found == configured or scheme not in ("http", "https") or not found.isprintable():
+        return False
+    if scheme == "http" and configured.startswith("https://"):  # the password in clear
+        return False
+    log.info(
+        "MATRIX_HOMESERVER %s names its homeserver %s (/.well-known/matrix/client)",
+        configured,
+        found,
+    )
+    client.homeserver = found
+    return True
 
 
 async def _with_password(
