@@ -704,6 +704,13 @@ def _inconsistencies(s: Settings) -> list[str]:
             else ("MATRIX_HOMESERVER", "MATRIX_USER_ID")
         )
         found.append(f"{given} is set but {missing} is not: Matrix needs both")
+    elif s.matrix_enabled and not (s.matrix_password.reveal() or s.matrix_access_token.reveal()):
+        # Said here, not at login: that was after the database was made and migrated, as a
+        # front-end failure (status 1) that a restart might mend.
+        found.append(
+            "MATRIX_HOMESERVER and MATRIX_USER_ID are set but neither MATRIX_PASSWORD nor "
+            "MATRIX_ACCESS_TOKEN is: Matrix needs one of them to log in"
+        )
     if not s.discord_shard_ids:
         return found
     if s.discord_shard_count is None:

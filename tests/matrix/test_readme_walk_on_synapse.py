@@ -227,3 +227,23 @@ async def test_a_server_name_whose_well_known_names_the_homeserver_logs_in_there
     assert f"MATRIX_HOMESERVER {server_name} names its homeserver {synapse_server.url}" in log
     assert f"logged in to {synapse_server.url} as {bot.user_id}" in log
     assert "Traceback" not in log and bot.password not in log and bot.access_token not in log
+
+
+async def test_matrix_without_a_password_or_token_stops_before_the_database(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """MATRIX_PASSWORD left empty, as `.env.example` has it: the bot made and migrated its
+    database first, then stopped with status 1, which a supervisor restarts as if a
+    restart could help, where every other setting missing stops it at once with 2."""
+    bot = synapse_server.register("bot")
+    env = await _fresh_folder(tmp_path, **_matrix(synapse_server, bot, MATRIX_PASSWORD=""))
+    async with await BotProcess.start(tmp_path, env, ready_marker=READY) as process:
+        code = await process.wait_exit()
+    said = process.log
+    assert code == 2, said
+    assert (
+        "chatbot: Settings are inconsistent: MATRIX_HOMESERVER and MATRIX_USER_ID are set but "
+        "neither MATRIX_PASSWORD nor MATRIX_ACCESS_TOKEN is: Matrix needs one of them to log in."
+    ) in said
+    assert "Traceback" not in said
+    assert not (tmp_path / "data" / "chatbot.db").exists()

@@ -459,6 +459,10 @@ def test_platform_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"MATRIX_USER_ID": "@bot:example.org"}, "MATRIX_USER_ID is set but MATRIX_HOMESERVER"),
         ({"MATRIX_HOMESERVER": "ftp://matrix.example.org"}, "e.g. https://matrix.example.org"),
         ({"MATRIX_HOMESERVER": "https://"}, "e.g. https://matrix.example.org"),
+        (
+            {"MATRIX_HOMESERVER": "https://matrix.example.org", "MATRIX_USER_ID": "@bot:a.b"},
+            "neither MATRIX_PASSWORD nor MATRIX_ACCESS_TOKEN is: Matrix needs one of them",
+        ),
     ],
 )
 def test_platform_settings_mistakes(
@@ -524,6 +528,7 @@ def test_a_homeserver_given_as_a_host_name_is_its_https_url(
 ) -> None:
     monkeypatch.setenv("MATRIX_HOMESERVER", typed)
     monkeypatch.setenv("MATRIX_USER_ID", "@bot:example.org")
+    monkeypatch.setenv("MATRIX_PASSWORD", "correct horse")
     assert load_settings().matrix_homeserver == url
 
 
@@ -643,6 +648,7 @@ def test_operator_defaults_lose_the_spaces_and_quotes_around_them(
     monkeypatch.setenv("DEFAULT_PROXY_URL", " http://localhost:18081/v1/ ")
     monkeypatch.setenv("MATRIX_HOMESERVER", "matrix.example.org")
     monkeypatch.setenv("MATRIX_USER_ID", " @bot:example.org ")
+    monkeypatch.setenv("MATRIX_ACCESS_TOKEN", "syt_token")
     s = load_settings()
     assert s.default_model == "fake-model"
     assert s.default_proxy_url == "http://localhost:18081/v1"
