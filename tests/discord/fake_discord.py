@@ -48,6 +48,9 @@ _WEBHOOK_PATH = re.compile(
     r"^/webhooks/(?P<wid>\d+)(?:/(?P<token>[^/]+))?(?:/messages/(?P<mid>\d+))?$"
 )
 _CHANNEL_PATH = re.compile(r"^/channels/(?P<cid>\d+)(?P<rest>/.*)?$")
+SUPPRESS_EMBEDS = 1 << 2  # a message flag: no link previews (the one flag an edit may change)
+# A link Discord previews: one in <…> it does not (https://support.discord.com, "Embeds").
+_LINK = re.compile(r"(?<!<)\bhttps?://[^\s<>]+")
 
 
 @dataclass
@@ -100,6 +103,9 @@ class FakeDiscord:
     responses: list[dict[str, Any]] = field(default_factory=list)  # interaction callbacks
     refused_responses: int = 0  # second responses to an interaction (refused: 40060)
     followups: list[dict[str, Any]] = field(default_factory=list)
+    # The links Discord fetched for a preview, as it does the moment a message showing
+    # them is posted or edited (no click needed) unless its flags suppress embeds.
+    unfurled: list[str] = field(default_factory=list)
     # A button press's interaction id → the message it was on (an update edits that one).
     _pressed: dict[str, int] = field(default_factory=dict)
     _answered: set[str] = field(default_factory=set)  # interactions responded to
@@ -124,8 +130,10 @@ class FakeDiscord:
     # "drop" (cut, none lands), "lose" (lands, then cut), "" (none).
     callback_faults: list[str] = field(default_factory=list)
     drop_followups: int = 0  # cut the connection of this many follow-ups or original edits
-    # What each interaction's response shows, by interaction id ("" while "thinking…").
+    # What each interaction's response shows, by interaction id ("" while "thinking…"),
+    # and its message flags.
     originals: dict[str, str] = field(default_factory=dict)
+    original_flags: dict[str, int] = field(default_factory=dict)
     webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)  # id → webhook
     webhook_avatars: dict[int, str] = field(default_factory=dict)  # id → data URI given
     _ids: itertools.count[int] = field(
@@ -472,6 +480,23 @@ class FakeDiscord:
                 kept.append(made(uploads[f"files[{key}]"]))
         message["attachments"] = kept
 
+    def _shown(self, content: str, flags: int) -> None:
+        """A message showing `content` was posted or edited: Discord fetches its links
+        for their previews, unless `flags` suppress embeds."""
+        if not flags & SUPPRESS_EMBEDS:
+            self.unfurled += _LINK.findall(content)
+
+    def _edited(self, message: dict[str, Any], body: dict[str, Any]) -> None:
+        """An edit's content and flags, as Discord takes them: flags left out are kept,
+        and of those sent only SUPPRESS_EMBEDS changes (resources/message.mdx, Edit
+        Message); Discord fetches the links of what the message now shows."""
+        message["content"] = body.get("content", message["content"])
+        if body.get("flags") is not None:
+            kept = int(message["flags"]) & ~SUPPRESS_EMBEDS
+            message["flags"] = kept | (int(body["flags"]) & SUPPRESS_EMBEDS)
+        if "content" in body or body.get("flags") is not None:
+            self._shown(str(message["content"]), int(message["flags"]))
+
     def attached(self, message: dict[str, Any]) -> dict[str, bytes]:
         """What a message's files hold, by file name (served by this fake's CDN)."""
         return {
@@ -604,7 +629,7 @@ class FakeDiscord:
             if mid not in self.messages:
                 return self._json({"message": "Unknown Message", "code": 10008}, 404)
             message = self.messages[mid]
-            message["content"] = (body or {}).get("content", message["content"])
+            self._edited(message, body or {})
             message["components"] = (body or {}).get("components", message["components"])
             self._attach(message, body or {})
             message["edited_timestamp"] = _now()
@@ -671,9 +696,12 @@ class FakeDiscord:
             data = body.get("data") or {}
             if kind in (4, 5):  # a message, or "thinking…" until it is edited
                 self.originals[parts[1]] = str(data.get("content", "")) if kind == 4 else ""
+                self.original_flags[parts[1]] = int(data.get("flags") or 0)
+                self._shown(self.originals[parts[1]], self.original_flags[parts[1]])
             pressed = self.messages.get(self._pressed.get(parts[1], 0))
             if kind == 7 and pressed is not None:  # UPDATE_MESSAGE: the pressed message
-                pressed.update({k: data[k] for k in ("content", "components") if k in data})
+                self._edited(pressed, data)
+                pressed.update({k: data[k] for k in ("components",) if k in data})
                 pressed["edited_timestamp"] = _now()
             ephemeral = bool(int(data.get("flags", 0)) & 64)
             return self._json(
@@ -691,9 +719,10 @@ class FakeDiscord:
             iid = self._tokens.get(parts[2], "")
             if iid not in self.originals:
                 return self._json({"message": "Unknown Message", "code": 10008}, 404)
-            self.originals[iid] = str(body.get("content", self.originals[iid]))
             message = self._message(next(self._ids), self.channel_id, self.bot_user(), "")
-            message["content"] = self.originals[iid]
+            message["content"], message["flags"] = self.originals[iid], self.original_flags[iid]
+            self._edited(message, body)
+            self.originals[iid], self.original_flags[iid] = message["content"], message["flags"]
             return self._json(message)
         if method == "DELETE" and parts[0] == "webhooks" and parts[3:] == ["messages", "@original"]:
             iid = self._tokens.get(parts[2], "")
@@ -708,6 +737,7 @@ class FakeDiscord:
             mid = next(self._ids)
             message = self._message(mid, self.channel_id, self.bot_user(), body.get("content", ""))
             message["flags"] = int(body.get("flags", 0))
+            self._shown(message["content"], message["flags"])
             return self._json(message)
         return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
 
@@ -769,7 +799,7 @@ class FakeDiscord:
         if message is None or message.get("webhook_id") != str(wid):
             return self._json({"message": "Unknown Message", "code": 10008}, 404)
         if request.method == "PATCH":
-            message["content"] = body.get("content", message["content"])
+            self._edited(message, body)
             message["components"] = body.get("components", message["components"])
             self._attach(message, body)
             message["edited_timestamp"] = _now()
@@ -795,6 +825,8 @@ class FakeDiscord:
         message = self._message(mid, cid, author, body.get("content", ""))
         message["webhook_id"] = hook["id"]
         message["application_id"] = hook["application_id"]
+        message["flags"] = int(body.get("flags") or 0)
+        self._shown(message["content"], message["flags"])
         if query.get("with_components") in ("1", "true"):
             message["components"] = body.get("components", [])
         self._attach(message, body)
@@ -816,6 +848,8 @@ class FakeDiscord:
             extra = {"type": 19, "message_reference": reference, "referenced_message": None}
         message = self._message(mid, cid, self.bot_user(), body.get("content", ""), **extra)
         message["components"] = body.get("components", [])
+        message["flags"] = int(body.get("flags") or 0)
+        self._shown(message["content"], message["flags"])
         self._attach(message, body)
         if nonce:
             message["nonce"] = nonce
