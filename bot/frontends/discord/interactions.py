@@ -250,7 +250,8 @@ _THINKING, _SHOWN = "thinking", "shown"
 async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
     """Send the reply (split at 2000 characters) as the response or as follow-ups; a
     file (the /usage chart) goes with the last page. A silent one sends nothing, and
-    takes its "thinking…" away."""
+    takes its "thinking…" away. No page previews its links (a typed /regenerate answers
+    here, and replies show cards' and members' text): see sink.LINKS."""
     shows = interaction.extras.get(_ORIGINAL)
     if reply.silent:
         if shows != _THINKING and not interaction.response.is_done():
@@ -272,7 +273,9 @@ async def _respond(interaction: discord.Interaction, reply: Reply) -> None:
             if i == 0 and shows == _THINKING:
                 await _instead_of_thinking(interaction, page, reply.private, files)
             elif answered:
-                await interaction.followup.send(page, ephemeral=reply.private, files=files())
+                await interaction.followup.send(
+                    page, ephemeral=reply.private, files=files(), suppress_embeds=True
+                )
             else:
                 await _response(interaction, page, reply.private, files)
             answered = True
@@ -308,7 +311,9 @@ async def _response(
     again."""
     for attempt in range(2):
         try:
-            await interaction.response.send_message(page, ephemeral=private, files=files())
+            await interaction.response.send_message(
+                page, ephemeral=private, files=files(), suppress_embeds=True
+            )
             return
         except discord.HTTPException as err:
             if err.code == ALREADY_ANSWERED:
@@ -333,7 +338,9 @@ async def _instead_of_thinking(
     that failed may have been shown: the response is edited to show the page instead,
     which a second follow-up would have shown twice."""
     try:
-        await interaction.followup.send(page, ephemeral=private, files=files())
+        await interaction.followup.send(
+            page, ephemeral=private, files=files(), suppress_embeds=True
+        )
     except discord.HTTPException as err:
         if isinstance(err, discord.Forbidden | discord.NotFound):
             raise  # refused, or expired: trying again changes nothing

