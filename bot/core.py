@@ -12,7 +12,7 @@ from bot.commands import TABLE, Command, Invocation
 from bot.commands.characters import persona as character_persona
 from bot.commands.endpoint import model_choices
 from bot.commands.parse import CommandError, parse, plain_prefix
-from bot.commands.router import bind, execute, find, prepare
+from bot.commands.router import accessible, bind, execute, find, prepare
 from bot.commands.spec import CommandContext, nothing_given, secret_prompt
 from bot.connection import endpoint_url
 from bot.conversation.engine import (
@@ -221,6 +221,12 @@ class Core:
             server_roles=roles,
             personal=personal,
         )
+
+    def access_refusal(self, ref: ChannelRef, actor: Actor, path: tuple[str, ...]) -> str:
+        """Why the command at `path` is not `actor`'s to run here, whatever its values
+        ("" when it is): for a front-end to say before telling them where to send it."""
+        found = accessible(self.table, path, self._context(ref, actor))
+        return found.text if isinstance(found, Reply) else ""
 
     def refusal(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply | None:
         """Why this command would be refused, before a front-end collects its secret."""

@@ -87,15 +87,12 @@ def check_scope(ctx: CommandContext, args: dict[str, Any]) -> None:
         )
 
 
-def prepare(
-    table: tuple[Command, ...], inv: Invocation, ctx: CommandContext
-) -> tuple[Command, dict[str, Any]] | Reply:
-    """Everything that can refuse a command before it runs: name, access, values, scope.
-
-    Front-ends call it before collecting a secret, so a refused command never swallows
-    a key typed after it.
-    """
-    command = find(table, inv.path)
+def accessible(
+    table: tuple[Command, ...], path: tuple[str, ...], ctx: CommandContext
+) -> Command | Reply:
+    """The command at `path` if it is the asker's to run here, whatever its values; else
+    why not: unknown, outside the operator's allow lists, or for admins only."""
+    command = find(table, path)
     if command is None or (command.handler is None and not command.control):
         return Reply(f"Unknown command. Type {ctx.prefix}help for the list.", True, ok=False)
     if not operator_allows(ctx.ref, ctx.actor, ctx.gate.operator):
@@ -105,11 +102,25 @@ def prepare(
     if command.admin and not ctx.is_admin:
         return Reply(
             f"Only admins of this {ctx.ref.place} can use "
-            f"{ctx.prefix}{' '.join(inv.path)}. Ask one of them, or see {ctx.prefix}settings "
+            f"{ctx.prefix}{' '.join(path)}. Ask one of them, or see {ctx.prefix}settings "
             "for the current configuration.",
             private=True,
             ok=False,
         )
+    return command
+
+
+def prepare(
+    table: tuple[Command, ...], inv: Invocation, ctx: CommandContext
+) -> tuple[Command, dict[str, Any]] | Reply:
+    """Everything that can refuse a command before it runs: name, access, values, scope.
+
+    Front-ends call it before collecting a secret, so a refused command never swallows
+    a key typed after it.
+    """
+    command = accessible(table, inv.path, ctx)
+    if isinstance(command, Reply):
+        return command
     try:
         args = bind(
             command,

@@ -387,6 +387,12 @@ class MessageHandler:
         name = room.user_name(user_id) or user_id
         return Actor(user_id, str(name), is_channel_admin=admin, power_level=level)
 
+    async def _not_theirs(self, room: nio.MatrixRoom, msg: Message, path: tuple[str, ...]) -> str:
+        """Why a command taking a key, typed in a group room, is not its sender's to run
+        for that room (they are no admin of it): a direct chat naming the room would be
+        refused too, so that is said, not where to send it. "" when it is theirs."""
+        return self._core.access_refusal(msg.ref, await self._actor(room, msg.sender), path)
+
     # --- commands ------------------------------------------------------------------
     async def _command(
         self, room: nio.MatrixRoom, msg: Message, decision: Decision, place: Place, waits: Waits
@@ -419,7 +425,13 @@ class MessageHandler:
             note = await self._take_out(msg)
         if decision.action is Action.SECRET_COMMAND_IN_GROUP:
             # Changes nothing, so it need not wait for its turn.
-            await self._notice(msg, self._with_note(_dm_only(room.room_id), msg, note))
+            try:
+                path = self._core.parse(msg.text, Platform.MATRIX).path
+                said = await self._not_theirs(room, msg, path)
+            except CommandError:
+                said = ""
+            said = said or _dm_only(room.room_id)
+            await self._notice(msg, self._with_note(said, msg, note))
             return False
         if not await self._may_post(room):  # nothing run that could not say how it went
             return False
@@ -767,6 +779,8 @@ class MessageHandler:
         # to paste it there (Matrix probe: its usage line said so).
         secret = carries_secret(inv) or takes_secret(inv, self._core.table)
         if keys_refused(secret=secret, private=msg.private):
+            if refused := await self._not_theirs(room, msg, inv.path):
+                return refused
             return (
                 "I only take keys and passwords in a direct chat with me (a room of just you and "
                 "me that nobody joins unasked). Start one and send "
