@@ -378,7 +378,7 @@ class FakeDiscord:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _cdn(self, request: web.Request) -> web.Response:
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
         """Attachment bytes, as Discord's CDN serves them (no bot token needed)."""
         path = request.path
         data = self.files.get(path)
