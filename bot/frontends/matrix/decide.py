@@ -198,8 +198,9 @@ class LinePlace:
 
 
 def line_place(action: Action, control: tuple[str, ...] | None) -> LinePlace:
-    """How a message keeps its place in its line; `control`: the turn control a command
-    names (`!stop`, `!regenerate` …), None for any other."""
+    """How a message of any action keeps its place in its line (MessageHandler.handle
+    asks for each); `control`: the turn control a command names (`!stop`, `!regenerate`
+    …), None for any other."""
     if action is Action.CHAT:
         return LinePlace(Waits.TURN, reached=False)
     if action is not Action.COMMAND:  # a refusal, an edit: changes no turn

@@ -326,14 +326,15 @@ class MessageHandler:
             room = self._room(msg.room_id)
             if room is None:  # left since it arrived
                 return
-            if decision.action is Action.CHAT:
-                await self._chat(room, msg, place)
-                return
+            # Every action's place in its line is decided by line_place: a question is not
+            # within the core's reach as it arrives (_chat says when it is).
             named = self._control_named(msg) if decision.action is Action.COMMAND else None
             line = line_place(decision.action, named)
             if line.reached:
                 place.within_reach()
-            if decision.action is Action.EDIT:
+            if decision.action is Action.CHAT:
+                await self._chat(room, msg, place)
+            elif decision.action is Action.EDIT:
                 await self._edited(room, msg)
             elif decision.action is Action.SECRET_EMOTE:
                 note = await self._take_out(msg)
