@@ -159,11 +159,10 @@ def error_from_kind(
     secrets: Iterable[str] = (),
     auth_hint: str = "",
     retry_after: float | None = None,
-    partial: str = "",
 ) -> ProviderError:
     """Map an HTTP status and/or a provider error type (e.g. Anthropic's) to an error."""
     said = _said(message, secrets)
-    err = _error_of(status, kind, message, where, _detail(said), auth_hint, retry_after, partial)
+    err = _error_of(status, kind, message, where, _detail(said), auth_hint, retry_after)
     err.said = redact(said, known=False)  # as the message it is quoted in
     return err
 
@@ -176,7 +175,6 @@ def _error_of(
     detail: str,
     auth_hint: str,
     retry_after: float | None,
-    partial: str,
 ) -> ProviderError:
     code = f" (HTTP {status})" if status else ""
     kind = kind.lower()
@@ -197,27 +195,24 @@ def _error_of(
                 " A 403 also comes from a key without access to this model, or from a "
                 "firewall in front of the endpoint refusing the bot."
             )
-        return AuthError(f"{where} {what}{code}.{detail}{check}", partial=partial)
+        return AuthError(f"{where} {what}{code}.{detail}{check}")
     if status == 404 or kind == "not_found_error":
         return NotFoundError(
             # The layer that knows the platform's commands says how to list the models
             # (connection.provider_error_text).
             f"{where} says the model or path does not exist{code}.{detail} Check the model "
             "name and, for a custom endpoint, the URL.",
-            partial=partial,
         )
     # Before the 5xx rule: llama-cpp-python says it with a 500.
     if _over_context(kind, message):
         return ContextTooLong(
             f"{where} says the conversation is too long for the model's context "
             f"window{code}.{detail}",
-            partial=partial,
         )
     if kind in ("insufficient_quota", "billing_error"):
         return RateLimited(
             f"{where} says the account is out of quota or credits{code}.{detail} Add credits "
             "or use another key.",
-            partial=partial,
             quota=True,
         )
     if status == 429 or kind == "rate_limit_error":
@@ -229,7 +224,6 @@ def _error_of(
         return RateLimited(
             f"{where} is rate-limiting requests{code}.{detail}{wait}",
             retry_after=retry_after,
-            partial=partial,
         )
     if (status is not None and (status >= 500 or status == 529)) or kind in (
         "overloaded_error",
@@ -238,15 +232,13 @@ def _error_of(
     ):
         return Overloaded(
             f"{where} is overloaded or failing{code}.{detail} Try again in a little while.",
-            partial=partial,
         )
     if status in (400, 413, 422) or kind == "invalid_request_error":
         return BadRequest(
             f"{where} refused the request{code}.{detail} Check the model and the generation "
             "settings (temperature, max tokens, stop sequences).",
-            partial=partial,
         )
-    return ProviderError(f"{where} answered with an error{code}.{detail}", partial=partial)
+    return ProviderError(f"{where} answered with an error{code}.{detail}")
 
 
 # How servers say a request is over the context window: OpenAI's code, llama.cpp's
@@ -292,9 +284,8 @@ def unexpected_body(
     return err
 
 
-def malformed(where: str, what: str, *, partial: str = "") -> MalformedResponse:
+def malformed(where: str, what: str) -> MalformedResponse:
     return MalformedResponse(
         f"{where} sent a response the bot could not understand ({what}). Check that the "
-        "URL points at an OpenAI-compatible API.",
-        partial=partial,
+        "URL points at an OpenAI-compatible API."
     )

@@ -111,13 +111,15 @@ class ProviderError(Exception):
 
     kind = "error"
 
-    def __init__(self, message: str, *, partial: str = "") -> None:
+    def __init__(self, message: str) -> None:
         # Last line of defence: no key shape reaches a user (the endpoint's own secrets are
         # taken out where the error is made, or by `without`; the log takes out the rest).
         message = redact(message, known=False)
         super().__init__(message)
         self.user_message = message
-        self.partial = partial
+        # The answer's text streamed before the failure: set by the streaming loop, which
+        # alone knows it (_streaming.stream_deltas).
+        self.partial = ""
         # The provider's own words, as the message quotes them (cleaned and cut): what
         # `names` reads, never the bot's advice around them.
         self.said = ""
@@ -161,10 +163,9 @@ class RateLimited(ProviderError):
         message: str,
         *,
         retry_after: float | None = None,
-        partial: str = "",
         quota: bool = False,
     ) -> None:
-        super().__init__(message, partial=partial)
+        super().__init__(message)
         self.retry_after = retry_after
         self.quota = quota  # out of credits: waiting will not help
         if quota:
