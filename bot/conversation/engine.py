@@ -1041,28 +1041,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     ref, config, question, row, outcome, endpoint, variant, continuing
                 )
                 shown, answer_id, reasoning = outcome.answer, row.id, outcome.reasoning
-            error = outcome.error
-            if error and outcome.failed and _sent_images(request, config):
-                error = (
-                    f"{error}\nIt was sent images because {prefix}params vision is on; if "
-                    f"{shown_id(config.model or '')} cannot read them, an admin sets "
-                    f"{prefix}params vision default."
-                )
-            elif error and outcome.failed:
-                if step := _prefill_step(error, request, config, prefix):
-                    error = f"{error}\n{step}"
-            if saved_note:
-                error = f"{error}\n{saved_note}" if error else saved_note
+            error = _error_shown(outcome, request, config, prefix, saved_note)
             alternative = (1, 1)
             if variant and answer_id is not None and question.id is not None and not saved_note:
-                try:
-                    answers = await self._store.alternatives(ref, question.id)
-                except StoreError as err:  # the answer still ends; its place is unsaid
-                    log.warning("could not count the answers in %s: %s", ref, err)
-                    answers = []
-                ids = [entry.id for entry, _ in answers]
-                at = ids.index(answer_id) + 1 if answer_id in ids else len(ids)
-                alternative = (at, len(ids)) if ids else alternative
+                alternative = await self._alternative(ref, question.id, answer_id)
             result = TurnResult(shown, outcome.error, True, answer_id, alternative, question.id)
             ended = getattr(sink, "ended", None)
             if ended is not None:  # controls for how it ended can go out with the final text
@@ -1089,15 +1071,24 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                         start=continuing.content if continuing else "",
                         reserved=self._reserved.pop(ref, None),
                     )
-            if overflow is not None:
-                log.info("a turn in %s was not sent: it cannot fit the context set", ref)
-            elif stopped:
-                log.info("a turn in %s was not sent: stopped before the request", ref)
-            elif not_sent is not None:
-                log.info("a turn in %s was not sent: the bot is shutting down", ref)
-            elif outcome.error and outcome.state is not TurnState.STOPPED:
-                log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
+            _log_end(
+                ref, outcome, overflow=overflow is not None, stopped=stopped, sent=not_sent is None
+            )
             return result
+
+    async def _alternative(self, ref: ChannelRef, question: int, answer: int) -> tuple[int, int]:
+        """Which of `question`'s answers `answer` is, of how many; (1, 1) when they cannot
+        be counted."""
+        try:
+            answers = await self._store.alternatives(ref, question)
+        except StoreError as err:  # the answer still ends; its place is unsaid
+            log.warning("could not count the answers in %s: %s", ref, err)
+            return (1, 1)
+        ids = [entry.id for entry, _ in answers]
+        if not ids:
+            return (1, 1)
+        at = ids.index(answer) + 1 if answer in ids else len(ids)
+        return (at, len(ids))
 
     async def _deleted_before(self, ref: ChannelRef, post: str, cut_off: int | None) -> TurnResult:
         """A question deleted while its turn (or a control on its answer) was prepared, or
@@ -1375,6 +1366,40 @@ def _sent_images(request: ChatRequest, config: ChannelConfig) -> bool:
 # A refusal of a last assistant turn, in the provider's words (Claude's newer models:
 # "This model does not support assistant message prefill").
 _PREFILL_REFUSED = re.compile(r"(?<![A-Za-z0-9_])prefill", re.IGNORECASE)
+
+
+def _error_shown(
+    outcome: Outcome, request: ChatRequest, config: ChannelConfig, prefix: str, saved_note: str
+) -> str | None:
+    """The error shown under an answer: the outcome's, with the step likely to fix a failed
+    call (vision, prefill) and a note that the answer could not be saved."""
+    error = outcome.error
+    if error and outcome.failed and _sent_images(request, config):
+        error = (
+            f"{error}\nIt was sent images because {prefix}params vision is on; if "
+            f"{shown_id(config.model or '')} cannot read them, an admin sets "
+            f"{prefix}params vision default."
+        )
+    elif error and outcome.failed:
+        if step := _prefill_step(error, request, config, prefix):
+            error = f"{error}\n{step}"
+    if saved_note:
+        error = f"{error}\n{saved_note}" if error else saved_note
+    return error
+
+
+def _log_end(
+    ref: ChannelRef, outcome: Outcome, *, overflow: bool, stopped: bool, sent: bool
+) -> None:
+    """Why a turn was not sent, or the provider error it ended with."""
+    if overflow:
+        log.info("a turn in %s was not sent: it cannot fit the context set", ref)
+    elif stopped:
+        log.info("a turn in %s was not sent: stopped before the request", ref)
+    elif not sent:
+        log.info("a turn in %s was not sent: the bot is shutting down", ref)
+    elif outcome.error and outcome.state is not TurnState.STOPPED:
+        log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
 
 
 def _prefill_step(error: str, request: ChatRequest, config: ChannelConfig, prefix: str) -> str:
