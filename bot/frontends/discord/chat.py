@@ -148,6 +148,8 @@ class ChatHandler:
         return found
 
     async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
+        """Whether and as whom to answer a message (a typed command, a channel the bot
+        cannot post in, and messages not for it end here); `_answer` streams the answer."""
         key = str(message.id)
         facts = message_facts(message, me, self._personas.webhook_ids, repeated=key in self._recent)
         self._recent.add(key)
@@ -203,6 +205,24 @@ class ChatHandler:
             tuple(attachment_of(a) for a in message.attachments),
             str(message.id),
         )
+        await self._answer(
+            message, incoming, reply_to, speaker, voice, in_thread=parent is not None
+        )
+
+    async def _answer(
+        self,
+        message: discord.Message,
+        incoming: Incoming,
+        reply_to: discord.Message | None,
+        speaker: Speaker | None,
+        voice: Voice,
+        *,
+        in_thread: bool,
+    ) -> None:
+        """The core's answer to `incoming`, streamed into the message's channel (replying
+        to `reply_to`; through the character's webhook when `speaker` is one), then what
+        follows it: a held secret taken out, a refusal, the character's hint."""
+        channel, guild, ref = message.channel, message.guild, incoming.channel
 
         async def forbidden(err: discord.Forbidden) -> None:
             # Asked now, not at the mention: a post or an edit refused mid-answer means
@@ -210,7 +230,7 @@ class ChatHandler:
             mine = guild.me if guild is not None else None
             now = channel.permissions_for(mine) if mine is not None else None
             private = is_private_thread(channel)
-            blocked = blocked_by(err.code, now, in_thread=parent is not None, private=private)
+            blocked = blocked_by(err.code, now, in_thread=in_thread, private=private)
             await self._notices.tell(message, blocked)
 
         target = DiscordTarget(
@@ -221,7 +241,7 @@ class ChatHandler:
             speaker=speaker,
             on_gone=lambda: self._core.answer_deleted(ref),
         )
-        sink = AnswerSink(target, author.id)
+        sink = AnswerSink(target, message.author.id)
         try:
             result = await self._core.chat(incoming, sink)
             await sink.settle(result)
