@@ -251,7 +251,7 @@ class ArrivalOrder:
         return len(self._last)
 
 
-def _action(text: str) -> str:
+def _emote_as_action(text: str) -> str:
     """`/me waves` (an m.emote): an action, as Element shows it (`* Alice waves`), written
     as role-play writes one; sent bare, the model read it as words said to it."""
     return f"*{text.strip()}*" if text.strip() else text
@@ -655,7 +655,7 @@ class MessageHandler:
         command = command or self.typed_elsewhere(text, room) is not None
         new = msg.content.get("m.new_content")
         if not command and isinstance(new, dict) and new.get("msgtype") == "m.emote":
-            text = _action(text)  # an emote edited is still an action
+            text = _emote_as_action(text)  # an emote edited is still an action
         done = await self._core.edited(
             Platform.MATRIX, msg.room_id, original, text, author=msg.sender, rewrite=not command
         )
@@ -1031,7 +1031,7 @@ class MessageHandler:
             await self._drop_secret(msg)
             return
         if msg.content.get("msgtype") == "m.emote":
-            text = _action(text)
+            text = _emote_as_action(text)
         ref = msg.ref
         if not await self._core.should_answer(ref, await self._addressed(msg, names)):
             return
