@@ -28,8 +28,8 @@ class ThinkSplitter:
 
     def __init__(self, *, continuing: bool = False) -> None:
         """`continuing`: the text goes on from an answer, so no block can lead it."""
-        # Read as they grow (answer_since, reasoning_since): a whole `str` read after
-        # each piece would copy it each time.
+        # Read as they grow (sizes, since): a whole `str` read after each piece would
+        # copy it each time.
         self._answer = Growing()
         self._reasoning = Growing()
         self._state = "text" if continuing else "start"  # start → think → gap → text
