@@ -445,7 +445,7 @@ class PacedReply:
                 task.cancel()  # still waiting for its turn: the final edit replaces it
                 self._flush_task = None
         self._raise_failed_flush()
-        text = self._closed(self._render(answer, reasoning))
+        text = self._render(self._closed(answer), reasoning)
         self._ending = f"\n\n⚠️ {error.rstrip()}" if error and text.strip() else ""
         if error:
             text = f"{text}{self._ending}" if text.strip() else f"⚠️ {error}"
@@ -455,14 +455,18 @@ class PacedReply:
     def _rendered(self) -> str:
         """The newest text as it is shown (rendered now if it came since)."""
         if self._unrendered is not None:
-            self._latest = self._closed(self._render(*self._unrendered)).rstrip()
+            answer, reasoning = self._unrendered
+            self._latest = self._render(self._closed(answer), reasoning).rstrip()
             self._unrendered = None
         return self._latest
 
-    def _closed(self, text: str) -> str:
-        """`text` as shown: a fence it leaves open closed (one whose marker the splitter
-        would close and reopen on every page)."""
-        return fences_closed(text, self._target.limit // 8)
+    def _closed(self, answer: str) -> str:
+        """`answer` as shown: a fence it leaves open closed (one whose marker the splitter
+        would close and reopen on every page). The answer alone, before the reasoning is
+        put in front of it: a fence the shown reasoning leaves open (cut at its length)
+        was closed after the answer, which then showed as that fence's code (Discord: in
+        the reasoning's spoiler, its `||` code too)."""
+        return fences_closed(answer, self._target.limit // 8)
 
     async def _flush_later(self) -> None:
         wait = self._last_edit + self._target.min_interval - self._clock()

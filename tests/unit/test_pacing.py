@@ -861,3 +861,19 @@ def test_a_spoiler_cut_is_ended_on_its_page_and_opened_again_on_the_next() -> No
 @given(st.text(alphabet="ab \n`|", min_size=0, max_size=3000), st.integers(40, 400))
 def test_pages_with_spoilers_fit_the_limit(text: str, limit: int) -> None:
     assert all(len(p) <= limit for p in split_text(text, limit))
+
+
+async def test_a_fence_the_shown_reasoning_leaves_open_does_not_take_the_answer_in() -> None:
+    """Shown reasoning is cut at its length, often inside a code block. Closing the fence
+    left open at the end of the whole text put the closing ``` after the answer: the answer
+    showed as that block's code, and the spoiler's closing `||` as code too. The answer's
+    own open fence is still closed, before the error line."""
+    thought = "Plan: write it.\n```python\ndef f():\n    return 1"
+    target = RecordingTarget(min_interval=0.0)
+    reply = PacedReply(target)
+    await reply.update("Use **f()**.", thought)
+    assert target.messages == [f"||💭 {thought}||\n\nUse **f()**."]
+    await reply.finish("Use f():\n```python\nf()", thought, error="Stopped by Bob.")
+    assert target.messages == [
+        f"||💭 {thought}||\n\nUse f():\n```python\nf()\n```\n\n⚠️ Stopped by Bob."
+    ]
