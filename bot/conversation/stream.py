@@ -473,12 +473,15 @@ def _short_of_limit(out: Outcome, request: ChatRequest, start: str) -> bool:
     """Whether an answer ended at a length limit is clearly short of the max_tokens sent:
     the endpoint's count of it is less, or, with no count, twice the estimate (which errs
     high) still is. The limit it met was then the model's context: llama.cpp and
-    llama-cpp-python say `length` for both."""
+    llama-cpp-python say `length` for both. Thinking tokens the endpoint reports count
+    too, whether inside completion_tokens or beside them: thoughts not sent spend
+    max_tokens as well."""
     limit = answer_limit(request)
     if limit is None:
         return False
-    if out.usage is not None and out.usage.completion_tokens is not None:
-        return out.usage.completion_tokens < limit
+    usage = out.usage
+    if usage is not None and usage.completion_tokens is not None:
+        return usage.completion_tokens + (usage.reasoning_tokens or 0) < limit
     written = out.answer[len(start) :] if out.answer.startswith(start) else out.answer
     spent = estimate_tokens(written) + (estimate_tokens(out.thought) if out.thought else 0)
     return 2 * spent < limit

@@ -198,7 +198,11 @@ def _usage(value: Any) -> Usage | None:
     completion = reported_tokens(value.get("completion_tokens"))
     if prompt is None and completion is None:
         return None
-    return Usage(prompt_tokens=prompt, completion_tokens=completion)
+    details = value.get("completion_tokens_details")
+    reasoning = (
+        reported_tokens(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    )
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, reasoning_tokens=reasoning)
 
 
 class ChunkDecoder:

@@ -26,6 +26,10 @@ class Usage:
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # The thinking tokens of the answer (completion_tokens_details): inside
+    # completion_tokens as OpenAI counts them, beside them as some gateways do (Gemini's
+    # thoughts). Only what tells a length stop's cause; no record counts them.
+    reasoning_tokens: int | None = None
 
     def merged(self, newer: Usage) -> Usage:
         """This report updated by a later one (Claude's counts are cumulative)."""
@@ -34,6 +38,7 @@ class Usage:
             newer.completion_tokens
             if newer.completion_tokens is not None
             else self.completion_tokens,
+            newer.reasoning_tokens if newer.reasoning_tokens is not None else self.reasoning_tokens,
         )
 
 

@@ -707,6 +707,33 @@ async def test_an_answer_cut_at_length_goes_by_the_endpoints_count(
     assert sink.error == error
 
 
+async def test_an_answer_cut_at_max_tokens_after_hidden_thinking_says_max_tokens(
+    harness: Harness,
+) -> None:
+    """A thinking model whose thoughts are not sent (Gemini through a gateway) spends
+    most of max_tokens on them; some gateways count them apart from completion_tokens,
+    in completion_tokens_details. Its `length` was said as a full context window (use
+    less context), not as the max_tokens it reached."""
+    await configure_fake(harness, max_tokens=1000)
+    usage = {
+        "prompt_tokens": 40,
+        "completion_tokens": 18,
+        "total_tokens": 1040,
+        "completion_tokens_details": {"reasoning_tokens": 982},
+    }
+    with respx.mock:
+        respx.post(f"{FAKE}/chat/completions").mock(
+            return_value=raw_sse(
+                choice("The answer is"), choice(finish="length"), {"choices": [], "usage": usage}
+            )
+        )
+        sink = await ask(harness, "go")
+    assert sink.error == (
+        "The answer reached its length limit (max_tokens), so it stops here: /continue "
+        "goes on from it, or an admin raises it with /params max_tokens."
+    )
+
+
 def raw_sse(*chunks: dict[str, object]) -> httpx.Response:
     body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
