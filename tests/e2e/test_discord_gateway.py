@@ -170,6 +170,43 @@ async def test_a_slash_command_discord_sends_again_after_a_resume_runs_once(
     assert "Traceback" not in bot.log, bot.log[-3000:]
 
 
+async def test_a_button_press_discord_sends_again_after_a_resume_runs_once(
+    tmp_path: Path,
+) -> None:
+    """A 🔄 press sent again after a resume (the same interaction id) is not run again: a
+    guard (it was not, before slash commands were deduplicated too)."""
+    fake = FakeDiscord(TOKEN, replay_again=4)  # from before the press (posts are events too)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["Hello ", "there!"])) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> hello")
+        await fake.wait_until(lambda: _regenerate_button(fake) is not None, 60)
+        message_id, regenerate = _regenerate_button(fake) or (0, "")
+        model.script.chunks = ["Hi ", "again!"]
+        await fake.click(message_id, regenerate)
+        await fake.wait_until(lambda: _shown_in_part(fake, "Hi again!"), 60)
+        await fake.close_gateway(4000)
+        await fake.wait_until(lambda: bool(fake.resumes), 60)
+        model.script.chunks = ["Yes."]  # a turn after the replay: a copy has run by its end
+        await fake.user_says(f"<@{fake.bot_id}> still there?")
+        await fake.wait_until(lambda: _shown(fake, "Yes."), 60)
+        assert await bot.stop() == 0
+    assert len(model.requests) == 3, [r["messages"][-1] for r in model.requests]
+    assert fake.refused_responses == 0
+    assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+def _regenerate_button(fake: FakeDiscord) -> tuple[int, str] | None:
+    for m in _posts(fake):
+        for row in m.get("components") or []:
+            for button in row.get("components", []):
+                if str(button.get("custom_id", "")).startswith("cc:regen:"):
+                    return int(m["id"]), str(button["custom_id"])
+    return None
+
+
+def _shown_in_part(fake: FakeDiscord, text: str) -> bool:
+    return any(text in str(m["content"]) for m in _posts(fake))
+
+
 # What Discord answers the start's command registration with, and two parts of what the
 # log must then say.
 SYNC_FAULTS: dict[str, tuple[list[int | tuple[str, float]], str, str]] = {
