@@ -1041,7 +1041,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     ref, config, question, row, outcome, endpoint, variant, continuing
                 )
                 shown, answer_id, reasoning = outcome.answer, row.id, outcome.reasoning
-            error = _error_shown(outcome, request, config, prefix, saved_note)
+            error = _error_shown(outcome, request, config, prefix, saved_note, not_sent is None)
             alternative = (1, 1)
             if variant and answer_id is not None and question.id is not None and not saved_note:
                 alternative = await self._alternative(ref, question.id, answer_id)
@@ -1369,18 +1369,25 @@ _PREFILL_REFUSED = re.compile(r"(?<![A-Za-z0-9_])prefill", re.IGNORECASE)
 
 
 def _error_shown(
-    outcome: Outcome, request: ChatRequest, config: ChannelConfig, prefix: str, saved_note: str
+    outcome: Outcome,
+    request: ChatRequest,
+    config: ChannelConfig,
+    prefix: str,
+    saved_note: str,
+    sent: bool,
 ) -> str | None:
     """The error shown under an answer: the outcome's, with the step likely to fix a failed
-    call (vision, prefill) and a note that the answer could not be saved."""
+    call (vision, prefill; not for a turn refused before it was `sent`: nothing went out)
+    and a note that the answer could not be saved."""
     error = outcome.error
-    if error and outcome.failed and _sent_images(request, config):
+    sent_failed = bool(error) and outcome.failed and sent
+    if sent_failed and _sent_images(request, config):
         error = (
             f"{error}\nIt was sent images because {prefix}params vision is on; if "
             f"{shown_id(config.model or '')} cannot read them, an admin sets "
             f"{prefix}params vision default."
         )
-    elif error and outcome.failed:
+    elif sent_failed and error:
         if step := _prefill_step(error, request, config, prefix):
             error = f"{error}\n{step}"
     if saved_note:

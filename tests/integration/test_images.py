@@ -423,3 +423,18 @@ async def test_a_key_cut_in_two_where_a_long_file_is_cut_is_never_sent(
     assert answer.startswith("That file holds what looks like a key or password"), answer
     assert len(endpoint.requests) == sent
     assert len(await core.store.history(REF, 100)) == 2 * sent  # the earlier turns only
+
+
+async def test_a_message_too_long_for_the_context_blames_no_image(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """A turn refused before it was sent (it cannot fit the context set) said "It was
+    sent images because /params vision is on" when it had an image: nothing had been
+    sent, and the image was not why."""
+    await command(core, "/params vision on")
+    await command(core, "/params context 1024")
+    await command(core, "/params max_tokens 100")
+    _, error = await say(core, "word " * 1500, attach("red.png", png("red")))
+    assert error is not None and error.startswith("This was not sent to the model")
+    assert error.endswith("Shorten your message or split it up."), error
+    assert endpoint.requests == []
