@@ -21,8 +21,8 @@ log = logging.getLogger("bot.conversation")
 
 
 def request_tokens(request: ChatRequest) -> int:
-    """The bot's estimate of what a request sends (text only; images are not counted):
-    the one it was built with, else counted from its text."""
+    """The bot's estimate of what a request sends: the one it was built with (its images
+    counted by their size), else counted from its text."""
     if request.input_estimate is not None:
         return request.input_estimate
     system = estimate_tokens(request.system_prompt) if request.system_prompt else 0

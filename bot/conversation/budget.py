@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 
 from bot.fields import REGISTRY, conversation_room
+from bot.media import MAX_EDGE, dimensions
 from bot.providers import ChatRequest
-from bot.types import HistoryEntry, Role
+from bot.types import HistoryEntry, Image, Role, Source
 from bot.types.text import unicode_pattern
 
 MAX_INPUT_CHARS = 32_000  # the longest message taken as a question (or an edit of one)
@@ -79,15 +81,58 @@ _LETTERS = bytes(ord("a") if chr(b).isalpha() and b < 128 else ord(" ") for b in
 _RULES = tuple(bytes([c]) * 4 for c in b"-=_*#~.+/<>|")  # symbols drawn in lines
 
 
-def trim_history(history: Sequence[HistoryEntry], budget: int) -> list[HistoryEntry]:
-    """The newest entries whose estimated tokens fit `budget`, oldest first. When older
-    ones are left out, what is kept starts at a question: an answer whose question was
-    left out would open the chat with the model's turn, which chat templates that need
-    turns to alternate (Gemma's, Mistral's) refuse."""
+def estimate_image_tokens(source: Source, width: int, height: int) -> int:
+    """Tokens an image of width×height pixels, as it is sent, takes of a model's context:
+    by the provider's documented rule, and for other endpoints by one that errs high for
+    the local vision models most run."""
+    width, height = max(1, width), max(1, height)
+    if source is Source.OPENAI:
+        # OpenAI's vision guide, "Calculating costs": detail high (what auto is for all
+        # but small images; none is sent here): fitted into 2048×2048, then scaled until
+        # its short side is 768 px; 170 tokens a 512-px tile it then covers, and 85.
+        scale = min(1.0, 2048 / max(width, height))
+        scale = 768 / (min(width, height) * scale) * scale
+        tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+        return 85 + 170 * tiles
+    if source is Source.CLAUDE:
+        # Claude's vision guide: about width × height / 750 tokens, once an image with a
+        # long edge over 1568 px or over about 1,600 tokens (1.15 MP) is scaled down.
+        scale = min(1.0, 1568 / max(width, height))
+        return math.ceil(min(width * height * scale * scale, 1600 * 750) / 750)
+    if source is Source.MISTRAL:
+        # Mistral's vision guide: a token each 16×16 px once fitted into 1024×1024
+        # (mistral-common's image encoder ends each row with a break token too).
+        scale = min(1.0, 1024 / max(width, height))
+        rows = math.ceil(height * scale / 16)
+        return rows * (math.ceil(width * scale / 16) + 1)
+    # Other OpenAI-compatible endpoints serve local models (llama.cpp, LM Studio, Ollama,
+    # vLLM), each its own way: Qwen2/2.5-VL a token each 28×28 px, and 2 around them
+    # (their model cards: 14-px patches merged 2×2); LLaVA-1.5 576 whatever the size
+    # (24×24 patches of a 336-px image); Gemma 3 256. The larger of the first two. More
+    # than that: LLaVA-1.6 up to 2,880, Pixtral up to 4,160 (16-px patches to 1024 px).
+    return max(576, math.ceil(width / 28) * math.ceil(height / 28)) + 2
+
+
+def image_tokens(source: Source, images: Iterable[Image]) -> int:
+    """estimate_image_tokens for images as they are sent: each one's size read from its
+    header (one that cannot be read counted as large as any prepared image)."""
+    return sum(
+        estimate_image_tokens(source, *(dimensions(i.data) or (MAX_EDGE, MAX_EDGE))) for i in images
+    )
+
+
+def trim_history(
+    history: Sequence[HistoryEntry], budget: int, images: Mapping[int, int] | None = None
+) -> list[HistoryEntry]:
+    """The newest entries whose estimated tokens fit `budget`, oldest first; `images`:
+    the tokens of the images that go with an entry, by id(entry). When older ones are
+    left out, what is kept starts at a question: an answer whose question was left out
+    would open the chat with the model's turn, which chat templates that need turns to
+    alternate (Gemma's, Mistral's) refuse."""
     kept: list[HistoryEntry] = []
     used = 0
     for entry in reversed(history):
-        cost = entry.tokens or estimate_tokens(entry.content)
+        cost = (entry.tokens or estimate_tokens(entry.content)) + (images or {}).get(id(entry), 0)
         if used + cost > budget:
             break
         kept.append(entry)

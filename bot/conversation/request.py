@@ -11,7 +11,7 @@ from typing import NamedTuple
 from bot.characters import Card, Timers, macros_for, system_without_card, timed
 from bot.conversation import character
 from bot.conversation.attachments import image_placeholder
-from bot.conversation.budget import estimate_tokens, trim_history
+from bot.conversation.budget import estimate_tokens, image_tokens, trim_history
 from bot.conversation.character import CardPrompts
 from bot.fields import REGISTRY, conversation_room
 from bot.providers import CONTINUE_INSTRUCTION, ChatRequest
@@ -53,6 +53,8 @@ class Overflow:
 _PROMPTS_FIT = "An admin shortens {what} or raises {{p}}params context, if the model takes more."
 _FIT = {
     "your message": "Shorten your message or split it up.",
+    "your image": "Ask without it, or attach a smaller one (fewer pixels).",
+    "your images": "Ask with fewer of them, or attach smaller ones (fewer pixels).",
     "the prompts": _PROMPTS_FIT.format(what="the prompts ({p}prompts)"),
     "the character card and prompts": _PROMPTS_FIT.format(what="the character card"),
     "the answer being continued": "{p}regenerate asks for a new answer instead.",
@@ -148,7 +150,7 @@ class Requests:
             turn = replace(turn, timed=active)
         now = newest.id
         if card is not None:
-            whole = await self._sent([*usable, newest], follows, sees=False)
+            whole = self._sent([*usable, newest], follows, {})
             draft = await character.prompt(card, config, whole, asker, turn)
             prompts += character.fixed_cost(draft, config)
         asked: list[HistoryEntry] = []
@@ -157,7 +159,14 @@ class Requests:
             # leaves out: without it, "[Continue]" follows an answer to nothing.
             *usable, question = usable
             asked = [question]
+        # The images that go (the newest entry's, and the newest earlier turns' that had
+        # any) are known before the history is trimmed: it leaves out the oldest turns
+        # first, so those it keeps show the same. Each counts by its size as sent.
+        shown = await self._shown_images([*usable, *asked, newest], fresh) if sees else {}
+        seen = {key: image_tokens(config.source, images) for key, images in shown.items()}
+        own_images = seen.get(id(newest), 0)
         asked_cost = sum(e.tokens or estimate_tokens(e.content) for e in asked)
+        asked_cost += sum(seen.get(id(e), 0) for e in asked)
         # An answer being continued goes with what asks to go on (the most any endpoint
         # is sent): counted as part of it.
         going_on = estimate_tokens(CONTINUE_INSTRUCTION) if continue_answer else 0
@@ -168,21 +177,23 @@ class Requests:
             if id(whole_answer) in follows:  # the same turn, cut
                 follows[id(newest)] = follows[id(whole_answer)]
             newest_cost = estimate_tokens(newest.content) + going_on
-        fixed = prompts + asked_cost + newest_cost
+        fixed = prompts + asked_cost + newest_cost + own_images
         overflow = None
         lore: Timers | None = None
         if fixed > size and context is not None:  # the model's size is known: it cannot fit
             what = "the answer being continued" if continue_answer else "your message"
+            attached = len(shown.get(id(newest), ()))
             parts = (
                 ("the character card and prompts" if card else "the prompts", prompts),
                 ("the question it answers", asked_cost),
                 (what, newest_cost),
+                ("your images" if attached > 1 else "your image", own_images),
             )
             overflow = Overflow(
                 tuple(sorted((p for p in parts if p[1]), key=lambda p: -p[1])), size
             )
-        kept = [*trim_history(usable, max(0, room - fixed)), *asked, newest]
-        messages = await self._sent(kept, follows, sees, fresh)
+        kept = [*trim_history(usable, max(0, room - fixed), seen), *asked, newest]
+        messages = self._sent(kept, follows, shown)
         # Who asked, by id: a nickname changed mid-conversation (or the console's name
         # before an upgrade) is still one person, whose turns need no names.
         who = _asker(kept)
@@ -190,6 +201,7 @@ class Requests:
         authors.discard(None)
         # The turns' stored estimates, not each turn counted again at every request.
         estimate = sum(e.tokens or estimate_tokens(e.content) for e in kept)
+        estimate += sum(seen.get(id(e), 0) for e in kept)
         if card is None:
             # As SillyTavern sends its prompts without a character: the main and the
             # auxiliary prompt first, the post-history instructions after the chat.
@@ -225,22 +237,20 @@ class Requests:
         )
         return Built(request, overflow, None if lore == stored else lore)
 
-    async def _sent(
-        self,
+    @staticmethod
+    def _sent(
         kept: list[HistoryEntry],
         follows: dict[int, int],
-        sees: bool,
-        fresh: Sequence[Image] = (),
+        shown: dict[int, tuple[Image, ...]],
     ) -> list[ChatMessage]:
-        """Stored turns as the model is sent them (images shown or named), each asker by
-        the name `_speakers` gives them, and each with the stored turn it follows
-        (`follows`, from _follows)."""
-        shown = await self._shown_images(kept, fresh) if sees else {}
+        """Stored turns as the model is sent them (the images `shown` has for an entry
+        shown, by id(entry), others named), each asker by the name `_speakers` gives
+        them, and each with the stored turn it follows (`follows`, from _follows)."""
         names = _speakers(kept)
         who = _asker(kept)
         messages = []
-        for i, entry in enumerate(kept):
-            sent = shown.get(i, ())
+        for entry in kept:
+            sent = shown.get(id(entry), ())
             named = [image_placeholder(r.name) for r in entry.images[len(sent) :]]
             content = " ".join([entry.content, *named]) if named else entry.content
             name = names.get(who(entry) or "", entry.author)
@@ -249,26 +259,26 @@ class Requests:
         return messages
 
     async def _shown_images(
-        self, kept: list[HistoryEntry], fresh: Sequence[Image] = ()
+        self, entries: list[HistoryEntry], fresh: Sequence[Image] = ()
     ) -> dict[int, tuple[Image, ...]]:
         """The newest entry's images, and those of the newest earlier turns that had any
-        (HISTORY_IMAGE_TURNS); older ones are named instead. `fresh` ones are at hand
-        (not read from the store)."""
+        (HISTORY_IMAGE_TURNS), by id(entry); older ones are named instead. `fresh` ones
+        are at hand (not read from the store)."""
         turns = self._image_turns
-        earlier = [i for i, e in enumerate(kept[:-1]) if e.images][-turns:] if turns > 0 else []
-        recent = [*earlier, len(kept) - 1] if kept[-1].images else earlier
+        earlier = [i for i, e in enumerate(entries[:-1]) if e.images][-turns:] if turns > 0 else []
+        recent = [*earlier, len(entries) - 1] if entries[-1].images else earlier
         if not recent:
             return {}
         data = {image.sha256: image for image in fresh if image.sha256}
-        refs = [r for i in recent for r in kept[i].images if r.sha256 not in data]
+        refs = [r for i in recent for r in entries[i].images if r.sha256 not in data]
         data |= await self._store.image_data(refs) if refs else {}
         shown: dict[int, tuple[Image, ...]] = {}
         for i in recent:
-            found = [data[r.sha256] for r in kept[i].images if r.sha256 in data]
+            found = [data[r.sha256] for r in entries[i].images if r.sha256 in data]
             # A turn with a pruned image is named in full, so its images stay in order.
-            if len(found) == len(kept[i].images):
-                pairs = zip(found, kept[i].images, strict=True)
-                shown[i] = tuple(replace(img, name=r.name) for img, r in pairs)
+            if len(found) == len(entries[i].images):
+                pairs = zip(found, entries[i].images, strict=True)
+                shown[id(entries[i])] = tuple(replace(img, name=r.name) for img, r in pairs)
         return shown
 
 

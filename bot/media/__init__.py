@@ -22,6 +22,7 @@ from bot.media.images import (
     MAX_EDGE,
     MediaType,
     PreparedImage,
+    dimensions,
     prepare_image,
 )
 from bot.media.kinds import (
@@ -57,6 +58,7 @@ __all__ = [
     "PreparedImage",
     "binary_refusal",
     "classify",
+    "dimensions",
     "display_name",
     "fenced",
     "file_block",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal
 
@@ -244,22 +244,49 @@ def _jpeg_scans_cost(image: Image.Image, data: bytes) -> int:
 
 def _first_scan_components(data: bytes) -> int:
     """How many components a JPEG's first scan carries (its SOS header says), 0 when it
-    cannot be found (read as the costlier kind). Walks the marker segments, never the
-    compressed data."""
+    cannot be found (read as the costlier kind)."""
+    for marker, at in _jpeg_segments(data):
+        if marker == 0xDA:
+            return data[at + 4]
+    return 0
+
+
+# Start-of-frame markers (SOF0..SOF15 but DHT, JPG and DAC): where a JPEG's size is.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def dimensions(data: bytes) -> tuple[int, int] | None:
+    """A PNG's or JPEG's (width, height), from its header: nothing is decoded. None for
+    another format, or a header that cannot be read. What prepare_image makes is one of
+    the two, upright (no EXIF turns it)."""
+    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith(b"\xff\xd8"):
+        for marker, at in _jpeg_segments(data):
+            if marker in _SOF and at + 9 <= len(data):
+                height = int.from_bytes(data[at + 5 : at + 7], "big")
+                return int.from_bytes(data[at + 7 : at + 9], "big"), height
+    return None
+
+
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int]]:
+    """Each marker segment of a JPEG's header (its marker, where it starts), up to its
+    first scan's (SOS) included. Walks the marker segments, never the compressed data."""
     at = 2
     while at + 4 < len(data):
         if data[at] != 0xFF:
-            return 0
+            return
         marker = data[at + 1]
         if marker == 0xFF:  # fill byte before a marker
             at += 1
         elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
             at += 2
-        elif marker == 0xDA:
-            return data[at + 4]
         else:
+            yield marker, at
+            if marker == 0xDA:
+                return
             at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-    return 0
 
 
 def _resizable(image: Image.Image) -> Image.Image:

@@ -16,13 +16,13 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select, update
 
-from bot.conversation.budget import estimate_tokens
+from bot.conversation.budget import estimate_image_tokens, estimate_tokens
 from bot.core import Core, TurnLimits
 from bot.fields import DEFAULT_CONTEXT_TOKENS
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
-from bot.store.models import BlobRow
+from bot.store.models import BlobRow, UsageRow
 from bot.types import (
     Actor,
     Attachment,
@@ -423,6 +423,62 @@ async def test_a_key_cut_in_two_where_a_long_file_is_cut_is_never_sent(
     assert answer.startswith("That file holds what looks like a key or password"), answer
     assert len(endpoint.requests) == sent
     assert len(await core.store.history(REF, 100)) == 2 * sent  # the earlier turns only
+
+
+async def test_the_history_is_trimmed_to_make_room_for_the_images_sent(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Context probe: images were not counted in the budget, so a small-context vision
+    model (llava, Qwen-VL on llama.cpp) got all the text the context held and an image
+    on top, and refused the request. The oldest turns now make room for it."""
+    await command(core, "/params vision on")
+    await command(core, "/params context 1024")
+    await command(core, "/params max_tokens 100")
+    questions = [f"question {i}: " + "tell me more about the weather " * 12 for i in range(6)]
+    for question in questions:
+        await say(core, question)
+    assert len(endpoint.requests[-1]["messages"]) == 11  # the text alone fits whole
+    answer, error = await say(core, "what is this?", attach("map.png", png("red", (560, 560))))
+    assert (answer, error) == ("Seen.", None)
+    messages = endpoint.requests[-1]["messages"]
+    assert isinstance(messages, list)
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    assert len(image_urls(users[-1])) == 1  # the image went
+    # A 560×560 image is 578 tokens by the estimate for endpoints like this one.
+    image = estimate_image_tokens(Source.CUSTOM, 560, 560)
+    assert image == 578
+    text = sum(
+        estimate_tokens(m["content"] if isinstance(m["content"], str) else "what is this?")
+        for m in messages
+    )
+    assert text + image <= 1024 - 100, (text, image)
+    assert questions[0].strip() not in users and questions[-1].strip() in users  # oldest out
+    assert users[0].startswith("question ")  # from a question, as the templates need
+
+
+async def test_an_image_larger_than_the_whole_context_is_not_sent_and_says_why(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """The question's own image cannot fit a context set with /params context: the
+    asker is told so before anything is sent or charged, as for a long message."""
+    await command(core, "/params vision on")
+    await command(core, "/params context 1024")
+    await command(core, "/params max_tokens 100")
+    answer, error = await say(core, "look", attach("wall.png", png("red", (1000, 1000))))
+    # Not "It was sent images because /params vision is on": nothing was sent.
+    assert answer == "" and error == (
+        "This was not sent to the model: it cannot fit the context. Your image (about "
+        "1,298 tokens) and your message (about 5 tokens) come to about 1,303 tokens, more "
+        "than the whole 1,024-token context set with /params context. Ask without it, or "
+        "attach a smaller one (fewer pixels)."
+    )
+    assert endpoint.requests == []
+    async with core.store.engine.connect() as conn:
+        assert (await conn.execute(select(UsageRow.__table__))).all() == []  # nor charged
+    # A smaller one goes.
+    answer, error = await say(core, "look", attach("small.png", png("red", (200, 200))))
+    assert (answer, error) == ("Seen.", None)
+    assert len(image_urls(last_user(endpoint))) == 1
 
 
 async def test_a_message_too_long_for_the_context_blames_no_image(

@@ -1,7 +1,15 @@
 from __future__ import annotations
 
-from bot.conversation.budget import estimate_tokens, history_budget, trim_history
-from bot.types import HistoryEntry, Role
+import pytest
+
+from bot.conversation.budget import (
+    estimate_image_tokens,
+    estimate_tokens,
+    history_budget,
+    trim_history,
+)
+from bot.media import MAX_EDGE
+from bot.types import HistoryEntry, Role, Source
 
 
 def test_estimate_grows_with_text_and_counts_non_latin_higher() -> None:
@@ -56,3 +64,39 @@ def test_a_continued_answers_tail_starts_at_a_line_or_a_word() -> None:
         _tail(short, 500) == short
         and _tail(HistoryEntry(Role.ASSISTANT, prose), 10).content == prose
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "size", "tokens"),
+    [
+        # OpenAI's vision guide, "Calculating costs" (detail high, as auto sends these).
+        (Source.OPENAI, (1024, 1024), 765),  # scaled to 768×768: 4 tiles
+        (Source.OPENAI, (2048, 4096), 1105),  # to 1024×2048, then 768×1536: 6 tiles
+        (Source.OPENAI, (MAX_EDGE, 1176), 765),  # a 4:3 photo as sent: 1024×768
+        (Source.OPENAI, (MAX_EDGE, 784), 1105),  # 2:1, at 1536×768: 6 tiles
+        # Claude's vision guide: about width × height / 750.
+        (Source.CLAUDE, (200, 200), 54),
+        (Source.CLAUDE, (1000, 1000), 1334),
+        (Source.CLAUDE, (1092, 1092), 1590),
+        (Source.CLAUDE, (MAX_EDGE, MAX_EDGE), 1600),  # Claude scales it to about 1.15 MP
+        # Mistral's vision guide: 720×512 is about 45 × 32 tokens; 1920×1080 is scaled
+        # to 1024×576, about 64 × 36; and a break token ends each row.
+        (Source.MISTRAL, (720, 512), 32 * (45 + 1)),
+        (Source.MISTRAL, (1920, 1080), 36 * (64 + 1)),
+        # Elsewhere (local models): a token each 28×28 px, and at least LLaVA's 576.
+        (Source.CUSTOM, (MAX_EDGE, 1176), 56 * 42 + 2),
+        (Source.CUSTOM, (40, 30), 576 + 2),
+    ],
+)
+def test_an_image_is_estimated_by_its_providers_documented_rule(
+    source: Source, size: tuple[int, int], tokens: int
+) -> None:
+    assert estimate_image_tokens(source, *size) == tokens
+
+
+def test_trimming_makes_room_for_the_images_an_entry_carries() -> None:
+    history = [HistoryEntry(Role.USER, f"m{i}", tokens=10) for i in range(10)]
+    assert [e.content for e in trim_history(history, 55)] == ["m5", "m6", "m7", "m8", "m9"]
+    with_image = {id(history[8]): 30}  # m8 goes with an image of 30 tokens
+    kept = trim_history(history, 55, with_image)
+    assert [e.content for e in kept] == ["m8", "m9"]

@@ -10,7 +10,7 @@ import warnings
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from bot.media import MAX_BYTES, MediaError, PreparedImage, prepare_image
+from bot.media import MAX_BYTES, MediaError, PreparedImage, dimensions, prepare_image
 from tests.unit.media.samples import (
     encode,
     jpeg_claiming,
@@ -366,3 +366,15 @@ def test_a_cmyk_jpeg_is_sent_as_rgb() -> None:
 def test_the_name_shown_is_one_clean_line() -> None:
     prepared = prepare_image(encode(photo(50, 50), "PNG"), "evil\nname\x00.png")
     assert prepared.name == "evil name.png"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_prepared_images_size_is_read_from_its_header(fmt: str) -> None:
+    """What the context budget counts an image by, read back from the stored bytes."""
+    prepared = prepare_image(encode(photo(3000, 2000), fmt), f"photo.{fmt.lower()}")
+    assert dimensions(prepared.data) == (prepared.width, prepared.height) == (1568, 1045)
+    progressive = io.BytesIO()
+    photo(300, 200).save(progressive, "JPEG", progressive=True)
+    assert dimensions(progressive.getvalue()) == (300, 200)
+    assert dimensions(prepared.data[:20]) is None  # a header cut short
+    assert dimensions(b"GIF89a" + bytes(20)) is None
