@@ -391,6 +391,8 @@ async def stream_answer(
             out.error += " If the conversation is long, it may not fit the model."
         if isinstance(err, ContextTooLong | EmptyStream):
             out.error += f" {_LESS_CONTEXT.format(p=prefix)}"
+            if any(m.images for m in request.messages):
+                out.error += f" {_IMAGES_TOO.format(p=prefix)}"
         elif isinstance(err, BadRequest):
             out.error += _named_settings_step(err, request, prefix, server)
     except Exception as err:  # a bug (reading an odd stream, say): what arrived is kept
@@ -433,6 +435,12 @@ _CONTEXT_FULL = frozenset({"model_length", "model_context_window_exceeded"})
 _LESS_CONTEXT = (
     "An admin starts afresh with {p}reset, sets {p}params context to the model's context "
     "size (less history is then sent), or lowers {p}params max_tokens."
+)
+# Said with it when the request carried images: a local model may count them higher
+# than the bot's estimate (budget.estimate_image_tokens).
+_IMAGES_TOO = (
+    "Images take much of a small context, and the newest turns' images are sent again "
+    "with each message: ask without one, or {p}reset forgets them."
 )
 _FILTERED = frozenset({"content_filter", "refusal"})
 _TOOLS = frozenset({"tool_calls", "tool_use", "function_call"})

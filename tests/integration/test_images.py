@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+import respx
 from PIL import Image as PILImage
 from sqlalchemy import func, select, update
 
@@ -494,3 +496,35 @@ async def test_a_message_too_long_for_the_context_blames_no_image(
     assert error is not None and error.startswith("This was not sent to the model")
     assert error.endswith("Shorten your message or split it up."), error
     assert endpoint.requests == []
+
+
+async def test_a_model_refusing_a_request_with_images_as_too_long_names_them(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Context probe: a small-context vision model refused a turn with an image as over
+    its context, and the advice named /reset and /params context, not the images (a
+    local model may count them higher than the estimate does)."""
+    await command(core, "/params vision on")
+    over = {
+        "error": {
+            "message": "the request exceeds the available context size, try increasing it",
+            "type": "exceed_context_size_error",
+        }
+    }
+    with respx.mock:
+        respx.post(f"{endpoint.url_v1}/chat/completions").mock(
+            return_value=httpx.Response(400, json=over)
+        )
+        _, error = await say(core, "look", attach("red.png", png("red")))
+    assert error is not None and "/params context to the model's context size" in error
+    assert (
+        "Images take much of a small context, and the newest turns' images are sent again "
+        "with each message: ask without one, or /reset forgets them."
+    ) in error
+    with respx.mock:  # without an image in the request, the advice is the usual one
+        respx.post(f"{endpoint.url_v1}/chat/completions").mock(
+            return_value=httpx.Response(400, json=over)
+        )
+        await command(core, "/reset")
+        _, error = await say(core, "hello")
+    assert error is not None and "Images" not in error
