@@ -107,15 +107,55 @@ async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[st
     return ids
 
 
+# The longest suggestion /model's autocompletion offers: Discord's limit for a choice's
+# name and value. A longer id (up to MODEL_ID_CHARS: a local path vLLM serves, an ARN) is
+# offered as its start and its end around "…", which /model takes back as that id.
+SUGGESTION_CHARS = 100
+_HEAD = (SUGGESTION_CHARS - 1) // 2
+_TAIL = SUGGESTION_CHARS - 1 - _HEAD
+
+
+def suggestion(model_id: str) -> str:
+    """The id as a suggestion shows it, and as it comes back when picked."""
+    if len(model_id) <= SUGGESTION_CHARS:
+        return model_id
+    return f"{model_id[:_HEAD]}…{model_id[-_TAIL:]}"
+
+
 async def model_choices(ctx: CommandContext, typed: str, limit: int = 25) -> list[str]:
-    """Autocomplete for /model: offered ids containing what was typed, prefix matches first."""
+    """Autocomplete for /model: offered ids containing what was typed, prefix matches
+    first, each as `suggestion` shows it (once: two long ids may show alike)."""
     config = await ctx.store.effective_config(ctx.ref)
-    needle = typed.strip().lower()
-    ids = await _offered_models(ctx, config)
-    hits = [m for m in ids if needle in m.lower()]
+    needle = typed.strip().casefold()
+    shown = [(suggestion(m), m.casefold()) for m in await _offered_models(ctx, config)]
+    # A suggestion picked and typed on from comes back cut, and matches itself.
+    hits = [(s, m) for s, m in shown if needle in m or needle in s.casefold()]
     # Prefix matches first; otherwise the offered order (the source's own, then the endpoint's).
-    hits.sort(key=lambda m: not m.lower().startswith(needle))
-    return hits[:limit]
+    hits.sort(key=lambda hit: not hit[1].startswith(needle))
+    return list(dict.fromkeys(s for s, _ in hits))[:limit]
+
+
+async def _suggested_id(ctx: CommandContext, config: ChannelConfig, model: str) -> str:
+    """The offered id a picked `suggestion` stands for (`model` itself when it is no
+    cut suggestion, or is offered as it is). CommandError when none or several are."""
+    if len(model) != SUGGESTION_CHARS or model[_HEAD] != "…":
+        return model
+    offered = await _offered_models(ctx, config)
+    if model in offered:
+        return model
+    meant = [m for m in offered if suggestion(m) == model]
+    if len(meant) == 1:
+        return meant[0]
+    p = ctx.prefix
+    if meant:
+        raise CommandError(
+            f"{len(meant)} listed models begin and end as that suggestion; nothing changed. "
+            f"Type the full id ({p}models list shows them)."
+        )
+    raise CommandError(
+        "That suggestion stands for a model no longer listed here; nothing changed. "
+        f"Type the full id ({p}models list shows the models listed now)."
+    )
 
 
 async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
@@ -623,6 +663,7 @@ async def set_model(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         step = "" if after.model else f"\n{blocked_reason(after, ctx.prefix, True, place=place)}"
         return Reply(f"{now_uses_next(ctx, scope)} model ({now}).{step}")
     config = await ctx.store.effective_config(ctx.ref)
+    model = await _suggested_id(ctx, config, model)
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {"model": model}, action="model")
     where = " for this server" if scope is Scope.SERVER else ""
     warning = await _model_warning(ctx, config, model)

@@ -15,7 +15,7 @@ from bot.commands.spec import Kind, walk
 from bot.frontends.discord.client import ChatClient
 from bot.frontends.discord.commands import SWITCH_CHOICES
 from bot.store import api_key_name
-from bot.types import Platform, ReplyMode, Source
+from bot.types import ModelInfo, Platform, ReplyMode, Source
 from tests.discord.conftest import OPERATOR_ID, World
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import bot_messages, callback_types, config_of, ref_of, reply_text
@@ -286,6 +286,46 @@ async def test_model_autocomplete_offers_at_most_25_filtered_choices(
     narrowed = await world.admin.autocomplete(world.channel, "model", "id", "model-3")
     assert [c["value"] for c in narrowed] == [f"model-3{i}" for i in range(10)]
     assert await world.admin.autocomplete(world.channel, "model", "id", "zzz") == []
+
+
+# vLLM serves a model by its path unless told a name: ids past Discord's 100 characters.
+_SNAPSHOTS = "/root/.cache/huggingface/hub/models--Qwen--Qwen2.5-7B-Instruct/snapshots/"
+
+
+async def test_model_ids_longer_than_discord_allows_are_suggested_and_picked(
+    world: World, core: Any, endpoint: FakeOpenAI
+) -> None:
+    long_ids = [f"{_SNAPSHOTS}{i:02d}{'a0' * 20}" for i in range(30)]
+    endpoint.script.models = [*long_ids, "m-short"]
+    await world.admin.slash(world.channel, "models external")
+    everything = await world.admin.autocomplete(world.channel, "model", "id", "")
+    assert len(everything) == 25  # not thinned out after Discord's 25 were chosen
+    assert all(1 <= len(c["name"]) <= 100 and len(c["value"]) <= 100 for c in everything)
+    assert (await world.admin.autocomplete(world.channel, "model", "id", "short")) == [
+        {"name": "m-short", "value": "m-short"}
+    ]
+    [picked] = await world.admin.autocomplete(world.channel, "model", "id", "snapshots/07")
+    assert picked["name"] == picked["value"] and "…" in picked["value"]
+    assert picked["value"].startswith(_SNAPSHOTS[:40]) and picked["value"].endswith("a0a0")
+    # Picked and typed on from, it is still offered.
+    again = await world.admin.autocomplete(world.channel, "model", "id", picked["value"])
+    assert again == [picked]
+    chosen = await world.admin.slash(world.channel, "model", id=picked["value"])
+    assert "Model set to" in reply_text(chosen) and "Warning" not in reply_text(chosen)
+    assert (await config_of(core, world.channel, world.guild)).model == long_ids[7]
+    # Once the last list fetched holds it no more, the suggestion stands for nothing.
+    ref = ref_of(world.channel, world.guild)
+    await core.store.cache_models(ref, Source.CUSTOM, [ModelInfo("m-short")])
+    gone = await world.admin.slash(world.channel, "model", id=picked["value"])
+    assert gone.ephemeral and "no longer listed" in reply_text(gone)
+    assert (await config_of(core, world.channel, world.guild)).model == long_ids[7]
+    # Two ids alike but for their middles show as one suggestion, which picks neither.
+    twins = [f"{_SNAPSHOTS}{middle}{'a0' * 20}" for middle in ("x1" + "x" * 28, "x2" + "x" * 28)]
+    await core.store.cache_models(ref, Source.CUSTOM, [ModelInfo(t) for t in twins])
+    [both] = await world.admin.autocomplete(world.channel, "model", "id", "")
+    twice = await world.admin.slash(world.channel, "model", id=both["value"])
+    assert twice.ephemeral and "2 listed models begin and end" in reply_text(twice)
+    assert (await config_of(core, world.channel, world.guild)).model == long_ids[7]
 
 
 async def test_commands_work_in_dms_without_a_server_scope(simcord_env: simcord.Env) -> None:
