@@ -529,10 +529,24 @@ class Core:
             return 0
 
     async def autocomplete(
-        self, ref: ChannelRef, actor: Actor, source: str, typed: str, limit: int = 25
+        self,
+        ref: ChannelRef,
+        actor: Actor,
+        path: tuple[str, ...],
+        option: str,
+        typed: str,
+        limit: int = 25,
     ) -> list[str]:
+        """What to suggest for `option` of the command at `path` as `actor` types it:
+        nothing when the command is not theirs to run here (admins only, outside the
+        operator's ALLOWED_* lists), as running it would be refused."""
+        ctx = self._context(ref, actor)
+        command = accessible(self.table, path, ctx)
+        if isinstance(command, Reply):
+            return []
+        source = next((o.autocomplete for o in command.options if o.name == option), None)
         if source == "models":
-            return await model_choices(self._context(ref, actor), typed, limit)
+            return await model_choices(ctx, typed, limit)
         return []
 
     async def carry_over(self, old: ChannelRef, new: ChannelRef, actor: Actor) -> bool:

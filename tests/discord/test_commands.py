@@ -157,6 +157,17 @@ async def test_members_are_refused_by_the_core_even_when_discord_lets_them(
     assert (await config_of(core, world.channel, world.guild)).model == "m-small"
 
 
+async def test_members_get_no_suggestions_for_a_command_they_may_not_run(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    endpoint.script.models = ["m-small", "m-large", "secret-finetune"]
+    await world.admin.slash(world.channel, "models external")
+    await _open_to_everyone(world, "model")
+    assert await world.member.autocomplete(world.channel, "model", "id", "") == []
+    offered = await world.admin.autocomplete(world.channel, "model", "id", "")
+    assert {c["value"] for c in offered} == {"m-small", "m-large", "secret-finetune"}
+
+
 async def test_members_may_list_models_but_not_fetch_them(world: World) -> None:
     listed = await world.member.slash(world.channel, "models list")
     assert "No models known for custom" in reply_text(listed)

@@ -360,7 +360,8 @@ async def test_custom_endpoint_setup_against_litellm(
     assert cached is not None and litellm_peer.model in [m.id for m in cached]
     assert (await harness.store.effective_config(REF)).show_external_models
 
-    assert litellm_peer.model in await harness.core.autocomplete(REF, ADMIN, "models", "mock")
+    offered = await harness.core.autocomplete(REF, ADMIN, ("model",), "id", "mock")
+    assert litellm_peer.model in offered
     assert (await run(harness, f"/model {litellm_peer.model}")).text.startswith("Model set")
     warned = await run(harness, "/model not-listed-anywhere")
     assert warned.ok and "Warning" in warned.text

@@ -104,9 +104,10 @@ async def test_external_models_come_after_the_sources_own(
     assert listed.index("gpt-5") < listed.index("local-7b")
     ids = listed.split(": ", 1)[1].split(", ")
     assert ids.count("gpt-4o") == 1  # listed once, in the source's own place
-    choices = await harness.core.autocomplete(REF, ADMIN, "models", "", 25)
+    choices = await harness.core.autocomplete(REF, ADMIN, ("model",), "id", "", 25)
     assert choices[0] == "gpt-5" and choices[-1] == "local-7b"
-    assert await harness.core.autocomplete(REF, ADMIN, "models", "local", 25) == ["local-7b"]
+    local = await harness.core.autocomplete(REF, ADMIN, ("model",), "id", "local", 25)
+    assert local == ["local-7b"]
 
 
 async def test_model_accepts_any_id_and_warns_only_when_a_list_says_so(

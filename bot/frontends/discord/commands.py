@@ -28,7 +28,10 @@ ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
 
 # (interaction, table path, option values as Discord delivered them)
 Invoke = Callable[[discord.Interaction, tuple[str, ...], dict[str, Any]], Awaitable[None]]
-Complete = Callable[[discord.Interaction, str, str], Awaitable[list[app_commands.Choice[str]]]]
+# (interaction, table path, option name, text typed so far)
+Complete = Callable[
+    [discord.Interaction, tuple[str, ...], str, str], Awaitable[list[app_commands.Choice[str]]]
+]
 
 
 def table_problems(table: tuple[Command, ...]) -> list[str]:
@@ -136,7 +139,7 @@ def _callback(path: tuple[str, ...], command: Command, invoke: Invoke, complete:
         if values:
             choices[opt.name] = [app_commands.Choice(name=v, value=v) for v in values]
         if opt.autocomplete:
-            completers[opt.name] = _completer(opt.autocomplete, complete)
+            completers[opt.name] = _completer(path, opt.name, complete)
     callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     callback.__qualname__ = callback.__name__ = "_".join(path)
     decorated: Any = callback
@@ -149,11 +152,11 @@ def _callback(path: tuple[str, ...], command: Command, invoke: Invoke, complete:
     return decorated
 
 
-def _completer(source: str, complete: Complete) -> Any:
+def _completer(path: tuple[str, ...], option: str, complete: Complete) -> Any:
     async def completer(
         interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return await complete(interaction, source, current)
+        return await complete(interaction, path, option, current)
 
     return completer
 

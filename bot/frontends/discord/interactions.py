@@ -220,15 +220,16 @@ class CommandRunner:
             return await self._core.run_command(ref, actor, inv, roles=roles)
 
     async def complete(
-        self, interaction: discord.Interaction, source: str, typed: str
+        self, interaction: discord.Interaction, path: tuple[str, ...], option: str, typed: str
     ) -> list[app_commands.Choice[str]]:
         ref, actor = interaction_context(interaction)
         try:
             names = await asyncio.wait_for(
-                self._core.autocomplete(ref, actor, source, typed, limit=25), AUTOCOMPLETE_BUDGET
+                self._core.autocomplete(ref, actor, path, option, typed, limit=25),
+                AUTOCOMPLETE_BUDGET,
             )
         except Exception as err:  # an empty list beats no answer at all
-            log.info("autocomplete %s gave up: %s", source, type(err).__name__)
+            log.info("autocomplete of /%s gave up: %s", " ".join(path), type(err).__name__)
             return []
         fitting = [n for n in names if 1 <= len(n) <= 100]  # Discord's limit for a choice
         return [app_commands.Choice(name=n, value=n) for n in fitting[:25]]
