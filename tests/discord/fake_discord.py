@@ -102,6 +102,7 @@ class FakeDiscord:
     sync_faults: list[int | tuple[str, float]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)  # interaction callbacks
     refused_responses: int = 0  # second responses to an interaction (refused: 40060)
+    choices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by interaction
     followups: list[dict[str, Any]] = field(default_factory=list)
     # The links Discord fetched for a preview, as it does the moment a message showing
     # them is posted or edited (no click needed) unless its flags suppress embeds.
@@ -127,7 +128,8 @@ class FakeDiscord:
     drop_callbacks: int = 0  # cut the connection of this many interaction responses (none lands)
     lose_callbacks: int = 0  # this many interaction responses land, then their connection is cut
     # Faults for the next interaction responses, in order (before the two counts above):
-    # "drop" (cut, none lands), "lose" (lands, then cut), "" (none).
+    # "drop" (cut, none lands), "lose" (lands, then cut), "expired" (came after Discord's
+    # 3 s: refused as an unknown interaction, 10062), "" (none).
     callback_faults: list[str] = field(default_factory=list)
     drop_followups: int = 0  # cut the connection of this many follow-ups or original edits
     # What each interaction's response shows, by interaction id ("" while "thinking…"),
@@ -524,6 +526,8 @@ class FakeDiscord:
             if fault == "drop" and request.transport is not None:
                 request.transport.abort()  # never reached Discord's side: nothing shown
                 return web.Response(status=500)
+            if fault == "expired":
+                return self._json({"message": "Unknown interaction", "code": 10062}, 404)
             answered = self._interaction_rest(request.method, path, body or {})
             if fault is None and callback and self.lose_callbacks:
                 self.lose_callbacks -= 1
@@ -694,6 +698,8 @@ class FakeDiscord:
             self.responses.append(body)
             kind = int(body.get("type", 0))
             data = body.get("data") or {}
+            if kind == 8:  # APPLICATION_COMMAND_AUTOCOMPLETE_RESULT
+                self.choices[parts[1]] = list(data.get("choices") or [])
             if kind in (4, 5):  # a message, or "thinking…" until it is edited
                 self.originals[parts[1]] = str(data.get("content", "")) if kind == 4 else ""
                 self.original_flags[parts[1]] = int(data.get("flags") or 0)
@@ -1141,6 +1147,27 @@ class FakeDiscord:
             data["resolved"] = {"attachments": {a["id"]: a for a in attached.values()}}
         made = self._interaction(2, data, manager=manager, where=where)
         await self._dispatch("INTERACTION_CREATE", made)
+
+    async def autocomplete(
+        self, name: str, sub: str = "", /, *, manager: bool = False, **typed: str
+    ) -> list[dict[str, Any]]:
+        """Bob types into `/name sub`'s one autocomplete option `typed` names (`option=text`)
+        in #general, as Discord sends each keystroke (type 4); the choices the bot
+        offered in its response, once it came ([] when it failed)."""
+        await self.wait_until(lambda: name in self.command_ids, 30)
+        [(option, text)] = typed.items()
+        leaf = [{"type": 3, "name": option, "value": text, "focused": True}]
+        data: dict[str, Any] = {
+            "id": str(self.command_ids[name]),
+            "name": name,
+            "type": 1,
+            "options": [{"type": 1, "name": sub, "options": leaf}] if sub else leaf,
+        }
+        made = self._interaction(4, data, manager=manager)
+        await self._dispatch("INTERACTION_CREATE", made)
+        path = f"/interactions/{made['id']}/"
+        await self.wait_until(lambda: bool(self.bot_calls("POST", path)), 30)
+        return self.choices.get(made["id"], [])
 
     async def submit_modal(self, values: dict[str, str]) -> None:
         """Bob fills in the last modal the bot showed and submits it."""

@@ -15,7 +15,7 @@ from bot.conversation import attachments
 from bot.conversation.stream import SHOW_FAILED
 from bot.core import Core, split_text
 from bot.frontends.discord import sink
-from bot.types import Actor, ChannelRef, Platform, TurnState
+from bot.types import Actor, ChannelRef, ModelInfo, Platform, Source, TurnState
 from bot.types import files as file_rules
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI
@@ -39,6 +39,32 @@ def _replies(fake: FakeDiscord) -> list[str]:
 
 def _ran(caplog: pytest.LogCaptureFixture, command: str) -> int:
     return sum(f"ran {command} in" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("fault", ["expired", "drop"])
+async def test_suggestions_discord_did_not_take_are_a_line_in_the_log_not_a_traceback(
+    core: Core, caplog: pytest.LogCaptureFixture, fault: str
+) -> None:
+    """discord.py sends the suggestions our completer returns, and logged a call that
+    failed (Discord's "Unknown interaction" to suggestions past its 3 s, a connection
+    cut) as an ERROR with its traceback, once per keystroke. Now one line at INFO."""
+    caplog.set_level(logging.INFO)
+    await core.store.cache_models(_ref(FakeDiscord), Source.CUSTOM, [ModelInfo("m-large")])
+    offered = [{"name": "m-large", "value": "m-large"}]
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            assert await fake.autocomplete("model", manager=True, id="large") == offered
+            fake.callback_faults = [fault]
+            assert await fake.autocomplete("model", manager=True, id="larg") == []
+            assert await fake.autocomplete("model", manager=True, id="la") == offered
+    finally:
+        await fake.stop()
+    said = [r for r in caplog.records if "could not answer an autocompletion" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO]
+    assert said[0].getMessage().startswith("could not answer an autocompletion of /model: ")
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 @pytest.mark.parametrize("lost", ["dropped", "answer lost"])

@@ -1,9 +1,11 @@
-"""Keep typed secrets out of discord.py's own debug logs."""
+"""Keep typed secrets out of discord.py's own debug logs, and its tracebacks for an
+autocompletion's answer Discord did not take out of the error log."""
 
 from __future__ import annotations
 
 import logging
 
+from bot.frontends.discord.failures import CALL_FAILED
 from bot.types.secrets import holds_key
 
 _GATEWAY_EVENT = "For Shard ID %s: WebSocket Event: %s"
@@ -62,8 +64,39 @@ def _is_modal_submit(event: dict[object, object]) -> bool:
     )
 
 
+_AUTOCOMPLETE_FAILED = "Ignoring exception in autocomplete for %r (Guild: %s, User: %s)"
+
+
+class AutocompleteAnswerFilter(logging.Filter):
+    """discord.py sends an autocompletion's suggestions itself, after our completer
+    returned them, and logs a call that failed as an error with its traceback: one per
+    keystroke while Discord is unreachable, or answers "Unknown interaction" to suggestions
+    that came after its 3 s. Nobody can act on those (the next keystroke asks again): one
+    line at INFO says it instead. Any other exception keeps its traceback (a bug)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failed = record.exc_info[1] if record.exc_info else None
+        if record.msg == _AUTOCOMPLETE_FAILED and isinstance(failed, CALL_FAILED):
+            command = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "could not answer an autocompletion of /%s: %s"
+            record.args = (command, _failure(failed))
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+def _failure(err: BaseException) -> str:
+    """What failed, without the text Discord sent (it may quote what was sent)."""
+    code = getattr(err, "code", None)
+    return f"{type(err).__name__} {code}" if code else type(err).__name__
+
+
 def install_log_filter() -> None:
-    """Attach the filter to discord.py's gateway logger once."""
-    logger = logging.getLogger("discord.gateway")
-    if not any(isinstance(f, ModalValuesFilter) for f in logger.filters):
-        logger.addFilter(ModalValuesFilter())
+    """Attach the filters to discord.py's loggers once."""
+    for name, kind in (
+        ("discord.gateway", ModalValuesFilter),
+        ("discord.app_commands.tree", AutocompleteAnswerFilter),
+    ):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
