@@ -299,6 +299,19 @@ async def test_model_autocomplete_offers_at_most_25_filtered_choices(
     assert await world.admin.autocomplete(world.channel, "model", "id", "zzz") == []
 
 
+async def test_typing_a_model_never_asks_the_endpoint(world: World, endpoint: FakeOpenAI) -> None:
+    """A guard: suggestions come from the list the last fetch stored, so a slow or down
+    endpoint (whose key may be the operator's) is not asked once per keystroke."""
+    await world.admin.slash(world.channel, "models external")
+    asked = endpoint.models_asked
+    endpoint.script.models_delay = 10.0
+    for end in range(1, 21):
+        typed = "m-large"[: 1 + end % 7]
+        offered = await world.admin.autocomplete(world.channel, "model", "id", typed)
+        assert offered and all(typed in c["value"] for c in offered)
+    assert endpoint.models_asked == asked
+
+
 # vLLM serves a model by its path unless told a name: ids past Discord's 100 characters.
 _SNAPSHOTS = "/root/.cache/huggingface/hub/models--Qwen--Qwen2.5-7B-Instruct/snapshots/"
 
