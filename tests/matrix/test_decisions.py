@@ -706,6 +706,80 @@ def test_an_indent_is_kept_in_html_and_plain_indented_text_needs_none() -> None:
     assert not needs_html("- b\n  - c <&>\n\t- d")
 
 
+def test_emphasis_nests_and_shares_its_marks_as_commonmark_reads_them() -> None:
+    """Review: a bold span could hold no `*`, so `**a *b* c**` showed its `**` raw around
+    an italic, `***x***` showed as `*<strong>x</strong>*`, and `** a **` was bold."""
+    cases = {
+        "**bold *it* bold**": "<strong>bold <em>it</em> bold</strong>",
+        "*it **b** it*": "<em>it <strong>b</strong> it</em>",
+        "__a _b_ a__": "<strong>a <em>b</em> a</strong>",
+        "***x*** and ___y___": "<em><strong>x</strong></em> and <em><strong>y</strong></em>",
+        "***x** y*": "<em><strong>x</strong> y</em>",
+        "*x **y***": "<em>x <strong>y</strong></em>",
+        "*a**b**c*": "<em>a<strong>b</strong>c</em>",  # CommonMark's rule of three
+        "~~a **b** c~~": "<del>a <strong>b</strong> c</del>",
+        "**a ~~b~~**": "<strong>a <del>b</del></strong>",
+        "**[a](https://e.io) `x`**": '<strong><a href="https://e.io">a</a> <code>x</code></strong>',
+        "这是**很长**的句子": "这是<strong>很长</strong>的句子",
+        "**Note:** it *is* so": "<strong>Note:</strong> it <em>is</em> so",
+    }
+    for text, html in cases.items():
+        assert markdown_to_html(text) == html, text
+    # Marks that lean on no word, `_` inside one, and `*` between digits stay as written.
+    for text in ("** not bold **", "2 * 3 * 4", "2*3*4 = 24", "snake_case_name", "a__b__c", "**x"):
+        assert markdown_to_html(text) == text and not needs_html(text), text
+    assert markdown_to_html("`**x**` \\*y\\*") == "<code>**x**</code> *y*"
+
+
+_TAG_OF_HTML = re.compile(r"<(/?)(\w+)[^>]*>")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="*_~ a1.,", max_size=40))
+def test_emphasis_tags_nest_and_only_marks_are_taken_away(text: str) -> None:
+    html = markdown_to_html(text)
+    open_tags: list[str] = []
+    for tag in _TAG_OF_HTML.finditer(html):
+        if tag[1]:
+            assert open_tags and open_tags.pop() == tag[2], html
+        else:
+            assert tag[2] in ("em", "strong", "del"), html
+            open_tags.append(tag[2])
+    assert not open_tags, html
+    # What shows is the text with some of its marks taken away, nothing else.
+    shown = unescape(_TAG_OF_HTML.sub("", html)).replace("\xa0", " ")  # an indent's
+    at = 0
+    for char in text:
+        if at < len(shown) and shown[at] == char:
+            at += 1
+        else:
+            assert char in "*_~", (text, html)
+    assert at == len(shown), (text, html)
+
+
+async def test_a_line_of_emphasis_marks_renders_in_linear_time() -> None:
+    """Each closing mark looks back for its opener: where none fits, one of its kind does
+    not look again. Without that, openers of one mark and closers of another took
+    minutes, as here; an answer is rendered a few times at each paced edit."""
+    lines = (
+        "*a " * 40_000 + "a_ " * 40_000,
+        "_a " * 40_000 + "a** " * 30_000,
+        "*_" * 100_000,
+        "*a**" * 50_000,
+        "**" * 100_000,
+        "a*** " * 40_000,
+    )
+    for line in lines:
+        html = markdown_to_html(line)
+        assert unescape(_TAG_OF_HTML.sub("", html)).replace("*", "").replace("_", "") == (
+            line.replace("*", "").replace("_", "")
+        )
+    recorder = Recorder()
+    target = MatrixTarget(recorder, "!r", pace=RatePace())
+    await PacedReply(target).finish("*a " * 30_000 + "a_ " * 30_000 + "**done**")
+    assert recorder.sent[-1]["formatted_body"].endswith("<strong>done</strong>")
+
+
 def test_plain_text_needs_no_html() -> None:
     assert not needs_html("just words\nand lines & more")
     assert needs_html("a **b**")

@@ -7,6 +7,7 @@ import html
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,34 +26,43 @@ def shown(formatted: str) -> list[str]:
     return [re.sub(r"^[ \t\n]+", "", line).replace("\0", " ") for line in text.split("<br>")]
 
 
-async def test_a_nested_list_keeps_its_depth_in_the_html_clients_show(
-    synapse_server: SynapseServer, tmp_path: Path
-) -> None:
-    """An answer with any Markdown goes as HTML, where the spaces that nest a list's items
-    fold to nothing: every item showed at the same depth, the nesting lost."""
-    bot = synapse_server.register("listbot")
+async def final_version(
+    synapse_server: SynapseServer, tmp_path: Path, answer: str, name: str
+) -> dict[str, Any]:
+    """The content of the bot's answer `answer` as it shows at last to a member of the
+    room (its first event's, or its last edit's new content)."""
+    bot = synapse_server.register(name)
     alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
     (tmp_path / "bot").mkdir()
     try:
         async with (
-            SSEEndpoint(chunks=3, span=0.2, text=ANSWER) as endpoint,
+            SSEEndpoint(chunks=3, span=0.2, text=answer) as endpoint,
             bot_answering_from(synapse_server, bot, endpoint, tmp_path / "bot"),
         ):
             room = await alice.create_room([bot.user_id])
             await alice.wait_joined(room, bot.user_id)
             since = time.monotonic()
             await alice.send(
-                room, f"{bot.user_id}: a plan?", **{"m.mentions": {"user_ids": [bot.user_id]}}
+                room, f"{bot.user_id}: well?", **{"m.mentions": {"user_ids": [bot.user_id]}}
             )
             first = await alice.reply_to(room, bot.user_id, since, "the answer")
             await alice.wait_for(
-                lambda: alice.shown_text(first.event.event_id) == ANSWER, "the whole answer"
+                lambda: alice.shown_text(first.event.event_id) == answer, "the whole answer"
             )
             edits = alice.edits_of(first.event.event_id)
-            final = edits[-1].content["m.new_content"] if edits else first.content
+            final: dict[str, Any] = edits[-1].content["m.new_content"] if edits else first.content
     finally:
         await alice.close()
-    assert final["body"] == ANSWER
+    assert final["body"] == answer
+    return final
+
+
+async def test_a_nested_list_keeps_its_depth_in_the_html_clients_show(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """An answer with any Markdown goes as HTML, where the spaces that nest a list's items
+    fold to nothing: every item showed at the same depth, the nesting lost."""
+    final = await final_version(synapse_server, tmp_path, ANSWER, "listbot")
     assert "<strong>Plan</strong>" in final["formatted_body"]
     assert shown(final["formatted_body"]) == [
         "Plan",
@@ -62,4 +72,21 @@ async def test_a_nested_list_keeps_its_depth_in_the_html_clients_show(
         "  - stove",
         "- Walk north",
         "    then rest",
+    ]
+
+
+EMPHASIS = "**Pack *light*, not heavy** and ***never*** `rm -rf` my_config_file"
+
+
+async def test_nested_and_shared_emphasis_reach_clients_as_tags_without_stray_marks(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Review: `**a *b* c**` showed its `**` raw, `***x***` a stray `*` either side."""
+    final = await final_version(synapse_server, tmp_path, EMPHASIS, "emphasisbot")
+    assert final["formatted_body"] == (
+        "<strong>Pack <em>light</em>, not heavy</strong> and "
+        "<em><strong>never</strong></em> <code>rm -rf</code> my_config_file"
+    )
+    assert shown(final["formatted_body"]) == [
+        "Pack light, not heavy and never rm -rf my_config_file"
     ]

@@ -11,6 +11,7 @@ import html
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from bot.frontends.matrix.tlds import TLDS
@@ -28,11 +29,8 @@ _INLINE = re.compile(
     r"|(?P<code>`+)(?P<code_text>.+?)(?P=code)"
     # An address may hold balanced parentheses, one deep (CommonMark: `wiki/Foo_(bar)`).
     r"|\[(?P<link_text>[^\[\]\n]+)\]\((?P<url>(?:[^()\s\]]|\](?!\()|\([^()\s]*+\))++)\)"
-    r"|\*\*(?P<bold>[^*\n]+?)\*\*"
-    r"|__(?P<bold2>[^_\n]+?)__"
-    r"|~~(?P<strike>[^~\n]+?)~~"
-    r"|(?<![\w*])\*(?P<em>[^*\s](?:[^*\n]*[^*\s])?)\*(?![\w*])"
-    r"|(?<![\w_])_(?P<em2>[^_\s](?:[^_\n]*[^_\s])?)_(?![\w_])"
+    # A run of emphasis marks; `*` between two digits is a product (`2*3*4`), no mark.
+    r"|(?P<run>\*{2,}|(?<!\d)\*|\*(?!\d)|_+|~+)"
 )
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _PILL = re.compile(r"https?://matrix\.to/", re.IGNORECASE)
@@ -121,26 +119,124 @@ def _link(text: str, url: str) -> str:
 
 def _inline(text: str) -> str:
     """Escape `text` and turn inline Markdown into tags."""
-    out: list[str] = []
+    parts: list[str | _Run] = []
     pos = 0
     for match in _INLINE.finditer(text):
-        out.append(html.escape(text[pos : match.start()], quote=False))
+        parts.append(html.escape(text[pos : match.start()], quote=False))
         pos = match.end()
         groups = match.groupdict()
-        if groups["escaped"]:
-            out.append(html.escape(groups["escaped"], quote=False))
+        if groups["run"]:
+            parts.append(_run(text, match.start(), match.end()))
+        elif groups["escaped"]:
+            parts.append(html.escape(groups["escaped"], quote=False))
         elif groups["code"]:
-            out.append(f"<code>{html.escape(groups['code_text'].strip(), quote=False)}</code>")
-        elif groups["url"]:
-            out.append(_link(groups["link_text"], groups["url"]))
-        elif groups["bold"] or groups["bold2"]:
-            out.append(f"<strong>{_inline(groups['bold'] or groups['bold2'])}</strong>")
-        elif groups["strike"]:
-            out.append(f"<del>{_inline(groups['strike'])}</del>")
+            parts.append(f"<code>{html.escape(groups['code_text'].strip(), quote=False)}</code>")
         else:
-            out.append(f"<em>{_inline(groups['em'] or groups['em2'])}</em>")
-    out.append(html.escape(text[pos:], quote=False))
-    return "".join(out)
+            parts.append(_link(groups["link_text"], groups["url"]))
+    parts.append(html.escape(text[pos:], quote=False))
+    _pair([part for part in parts if isinstance(part, _Run)])
+    return "".join(part if isinstance(part, str) else part.html() for part in parts)
+
+
+# Emphasis as CommonMark pairs its marks: a run of `*` or `_` opens where it leans on the
+# word after it and closes where it leans on the one before, so marks nest (`**a *b* c**`)
+# and share a run (`***x***`); `_` not inside a word (`snake_case_name`), `*` anywhere
+# (`**粗体**文字`). `~~` strikes (a run of two).
+_TAGS = {
+    "*": (("<em>", "</em>"), ("<strong>", "</strong>")),
+    "_": (("<em>", "</em>"), ("<strong>", "</strong>")),
+    "~": (("<del>", "</del>"),) * 2,
+}
+
+
+@dataclass(slots=True)
+class _Run:
+    """A run of one mark: how long it was written, how many of its marks are still text,
+    and the tags it closes (innermost first) and opens (innermost first)."""
+
+    char: str
+    length: int
+    left: int
+    can_open: bool
+    can_close: bool
+    closes: list[str] = field(default_factory=list)
+    opens: list[str] = field(default_factory=list)
+
+    def html(self) -> str:
+        return "".join(self.closes) + self.char * self.left + "".join(reversed(self.opens))
+
+
+def _blank(char: str) -> bool:
+    return not char or char.isspace()  # a line's start and end count as blank
+
+
+def _punctuation(char: str) -> bool:
+    return bool(char) and unicodedata.category(char)[0] in "PS"
+
+
+def _run(text: str, start: int, end: int) -> _Run:
+    """The run `text[start:end]`, and whether it may open or close (CommonMark's
+    flanking rules)."""
+    char, length = text[start], end - start
+    before, after = text[start - 1 : start], text[end : end + 1]
+    leans_on_next = not _blank(after) and (
+        not _punctuation(after) or _blank(before) or _punctuation(before)
+    )
+    leans_on_previous = not _blank(before) and (
+        not _punctuation(before) or _blank(after) or _punctuation(after)
+    )
+    if char == "~" and length != 2:
+        return _Run(char, length, length, False, False)
+    if char in "*~":
+        return _Run(char, length, length, leans_on_next, leans_on_previous)
+    return _Run(  # `_` opens or closes a word, never inside one
+        char,
+        length,
+        length,
+        leans_on_next and (not leans_on_previous or _punctuation(before)),
+        leans_on_previous and (not leans_on_next or _punctuation(after)),
+    )
+
+
+def _pairs(opener: _Run, closer: _Run) -> bool:
+    if opener.char != closer.char or not opener.can_open:
+        return False
+    if opener.char in "*_" and (opener.can_close or closer.can_open):
+        # CommonMark's rule of three: `*a**b**c*` is an <em> around a <strong>.
+        both = opener.length % 3 == 0 and closer.length % 3 == 0
+        return both or (opener.length + closer.length) % 3 != 0
+    return True
+
+
+def _pair(runs: list[_Run]) -> None:
+    """Pair the runs of a line into tags, each closer with the nearest opener it fits
+    (CommonMark's "process emphasis"). Linear: runs between a pair are text from then on,
+    and where a closer's search failed, one of its kind does not search again."""
+    openers: list[_Run] = []
+    searched: dict[tuple[str, bool, int], int] = {}  # openers below this never fit
+    for run in runs:
+        if run.can_close:
+            kind = (run.char, run.can_open, run.length % 3)
+            i = len(openers) - 1
+            while run.left and i >= searched.get(kind, 0):
+                opener = openers[i]
+                if not _pairs(opener, run):
+                    i -= 1
+                    continue
+                used = 2 if opener.left >= 2 and run.left >= 2 else 1
+                tag_open, tag_close = _TAGS[run.char][used - 1]
+                opener.opens.append(tag_open)
+                run.closes.append(tag_close)
+                opener.left -= used
+                run.left -= used
+                del openers[i + 1 if opener.left else i :]
+                for k, v in searched.items():  # what lay above is gone
+                    searched[k] = min(v, len(openers))
+                i = len(openers) - 1
+            if run.left:
+                searched[kind] = len(openers)
+        if run.left and run.can_open:
+            openers.append(run)
 
 
 # Blanks that open a line: its indent (a nested list's item, a poem's line).
