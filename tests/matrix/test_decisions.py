@@ -731,11 +731,26 @@ def test_emphasis_nests_and_shares_its_marks_as_commonmark_reads_them() -> None:
     assert markdown_to_html("`**x**` \\*y\\*") == "<code>**x**</code> *y*"
 
 
+def test_a_spoiler_as_discord_writes_it_is_a_matrix_spoiler() -> None:
+    """Models write Discord's `||spoiler||` (and the bot hides reasoning so on Discord):
+    it went to Matrix as text, the spoiler shown to all with its bars around it."""
+    assert markdown_to_html("the killer is ||the butler||.") == (
+        "the killer is <span data-mx-spoiler>the butler</span>."
+    )
+    assert markdown_to_html("||**who** `x`|| *and ||why||*") == (
+        "<span data-mx-spoiler><strong>who</strong> <code>x</code></span> "
+        "<em>and <span data-mx-spoiler>why</span></em>"
+    )
+    # Bars that lean on no word, inside one, or not two of them: a table, an `or`.
+    for text in ("a || b || c", "x||y||z", "| a || b |", "|||x|||", "\\||x||", "`||x||`"):
+        assert "<span" not in markdown_to_html(text), text
+
+
 _TAG_OF_HTML = re.compile(r"<(/?)(\w+)[^>]*>")
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet="*_~ a1.,", max_size=40))
+@given(st.text(alphabet="*_~| a1.,", max_size=40))
 def test_emphasis_tags_nest_and_only_marks_are_taken_away(text: str) -> None:
     html = markdown_to_html(text)
     open_tags: list[str] = []
@@ -743,7 +758,7 @@ def test_emphasis_tags_nest_and_only_marks_are_taken_away(text: str) -> None:
         if tag[1]:
             assert open_tags and open_tags.pop() == tag[2], html
         else:
-            assert tag[2] in ("em", "strong", "del"), html
+            assert tag[2] in ("em", "strong", "del", "span"), html
             open_tags.append(tag[2])
     assert not open_tags, html
     # What shows is the text with some of its marks taken away, nothing else.
@@ -753,7 +768,7 @@ def test_emphasis_tags_nest_and_only_marks_are_taken_away(text: str) -> None:
         if at < len(shown) and shown[at] == char:
             at += 1
         else:
-            assert char in "*_~", (text, html)
+            assert char in "*_~|", (text, html)
     assert at == len(shown), (text, html)
 
 
@@ -768,12 +783,12 @@ async def test_a_line_of_emphasis_marks_renders_in_linear_time() -> None:
         "*a**" * 50_000,
         "**" * 100_000,
         "a*** " * 40_000,
+        "||a " * 40_000 + "a|| " * 10_000 + "|" * 100_000,
     )
     for line in lines:
         html = markdown_to_html(line)
-        assert unescape(_TAG_OF_HTML.sub("", html)).replace("*", "").replace("_", "") == (
-            line.replace("*", "").replace("_", "")
-        )
+        marks = str.maketrans("", "", "*_|")
+        assert unescape(_TAG_OF_HTML.sub("", html)).translate(marks) == line.translate(marks)
     recorder = Recorder()
     target = MatrixTarget(recorder, "!r", pace=RatePace())
     await PacedReply(target).finish("*a " * 30_000 + "a_ " * 30_000 + "**done**")

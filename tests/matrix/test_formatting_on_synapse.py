@@ -75,18 +75,20 @@ async def test_a_nested_list_keeps_its_depth_in_the_html_clients_show(
     ]
 
 
-EMPHASIS = "**Pack *light*, not heavy** and ***never*** `rm -rf` my_config_file"
+EMPHASIS = "**Pack *light*, not heavy** and ***never*** `rm -rf` my_config_file; ||a twist||"
 
 
-async def test_nested_and_shared_emphasis_reach_clients_as_tags_without_stray_marks(
+async def test_emphasis_and_spoilers_reach_clients_as_tags_without_stray_marks(
     synapse_server: SynapseServer, tmp_path: Path
 ) -> None:
-    """Review: `**a *b* c**` showed its `**` raw, `***x***` a stray `*` either side."""
+    """Review: `**a *b* c**` showed its `**` raw, `***x***` a stray `*` either side, and
+    a `||spoiler||` as Discord writes one was shown to all, bars and all."""
     final = await final_version(synapse_server, tmp_path, EMPHASIS, "emphasisbot")
     assert final["formatted_body"] == (
         "<strong>Pack <em>light</em>, not heavy</strong> and "
-        "<em><strong>never</strong></em> <code>rm -rf</code> my_config_file"
+        "<em><strong>never</strong></em> <code>rm -rf</code> my_config_file; "
+        "<span data-mx-spoiler>a twist</span>"
     )
     assert shown(final["formatted_body"]) == [
-        "Pack light, not heavy and never rm -rf my_config_file"
+        "Pack light, not heavy and never rm -rf my_config_file; a twist"
     ]

@@ -1,8 +1,8 @@
 """Markdown → Matrix HTML (org.matrix.custom.html): a small, escaping-first renderer.
 
 Covers what chat answers use: code fences, inline code, bold, italics, strikethrough,
-links, block quotes, line breaks and indents. Everything else is escaped text, so model
-output can never inject markup.
+spoilers, links, block quotes, line breaks and indents. Everything else is escaped text,
+so model output can never inject markup.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _INLINE = re.compile(
     # An address may hold balanced parentheses, one deep (CommonMark: `wiki/Foo_(bar)`).
     r"|\[(?P<link_text>[^\[\]\n]+)\]\((?P<url>(?:[^()\s\]]|\](?!\()|\([^()\s]*+\))++)\)"
     # A run of emphasis marks; `*` between two digits is a product (`2*3*4`), no mark.
-    r"|(?P<run>\*{2,}|(?<!\d)\*|\*(?!\d)|_+|~+)"
+    r"|(?P<run>\*{2,}|(?<!\d)\*|\*(?!\d)|_+|~+|\|+)"
 )
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _PILL = re.compile(r"https?://matrix\.to/", re.IGNORECASE)
@@ -141,11 +141,13 @@ def _inline(text: str) -> str:
 # Emphasis as CommonMark pairs its marks: a run of `*` or `_` opens where it leans on the
 # word after it and closes where it leans on the one before, so marks nest (`**a *b* c**`)
 # and share a run (`***x***`); `_` not inside a word (`snake_case_name`), `*` anywhere
-# (`**粗体**文字`). `~~` strikes (a run of two).
+# (`**粗体**文字`). `~~` strikes; `||` hides, as Discord writes a spoiler (and models
+# trained on its chats do), drawn as Matrix's spoiler; each a run of two.
 _TAGS = {
     "*": (("<em>", "</em>"), ("<strong>", "</strong>")),
     "_": (("<em>", "</em>"), ("<strong>", "</strong>")),
     "~": (("<del>", "</del>"),) * 2,
+    "|": (("<span data-mx-spoiler>", "</span>"),) * 2,
 }
 
 
@@ -185,11 +187,11 @@ def _run(text: str, start: int, end: int) -> _Run:
     leans_on_previous = not _blank(before) and (
         not _punctuation(before) or _blank(after) or _punctuation(after)
     )
-    if char == "~" and length != 2:
+    if char in "~|" and length != 2:
         return _Run(char, length, length, False, False)
     if char in "*~":
         return _Run(char, length, length, leans_on_next, leans_on_previous)
-    return _Run(  # `_` opens or closes a word, never inside one
+    return _Run(  # `_` and `||` open or close a word, never inside one (`a||b`, a table)
         char,
         length,
         length,
