@@ -75,20 +75,26 @@ async def test_a_nested_list_keeps_its_depth_in_the_html_clients_show(
     ]
 
 
-EMPHASIS = "**Pack *light*, not heavy** and ***never*** `rm -rf` my_config_file; ||a twist||"
+MARKDOWN = (
+    "## Tips ##\n"
+    "**Pack *light*, not heavy** and ***never*** `rm -rf` my_config_file; ||a twist||\n"
+    "---\n"
+    "Done."
+)
 
 
-async def test_emphasis_and_spoilers_reach_clients_as_tags_without_stray_marks(
+async def test_a_models_markdown_reaches_clients_as_the_tags_element_draws(
     synapse_server: SynapseServer, tmp_path: Path
 ) -> None:
-    """Review: `**a *b* c**` showed its `**` raw, `***x***` a stray `*` either side, and
-    a `||spoiler||` as Discord writes one was shown to all, bars and all."""
-    final = await final_version(synapse_server, tmp_path, EMPHASIS, "emphasisbot")
+    """Review: `**a *b* c**` showed its `**` raw, `***x***` a stray `*` either side, a
+    `||spoiler||` as Discord writes one was shown to all, bars and all, and a heading or
+    a rule went as the `#`s and dashes they were written with."""
+    final = await final_version(synapse_server, tmp_path, MARKDOWN, "markdownbot")
     assert final["formatted_body"] == (
+        "<h2>Tips</h2>"
         "<strong>Pack <em>light</em>, not heavy</strong> and "
         "<em><strong>never</strong></em> <code>rm -rf</code> my_config_file; "
-        "<span data-mx-spoiler>a twist</span>"
+        "<span data-mx-spoiler>a twist</span><br>"
+        "<hr>"
+        "Done."
     )
-    assert shown(final["formatted_body"]) == [
-        "Pack light, not heavy and never rm -rf my_config_file; a twist"
-    ]

@@ -1,8 +1,8 @@
 """Markdown → Matrix HTML (org.matrix.custom.html): a small, escaping-first renderer.
 
 Covers what chat answers use: code fences, inline code, bold, italics, strikethrough,
-spoilers, links, block quotes, line breaks and indents. Everything else is escaped text,
-so model output can never inject markup.
+spoilers, links, headings, rules, block quotes, line breaks and indents. Everything else
+is escaped text, so model output can never inject markup.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -255,15 +255,52 @@ def _line(line: str, render: Callable[[str], str] = _inline) -> str:
     return "&nbsp;" * len(indent.group().expandtabs(4)) + render(line[indent.end() :])
 
 
+# A heading's opening `#`s (at most three blanks before them) and a rule: three or more
+# of one of `-`, `*`, `_`, blanks between (CommonMark's ATX heading and thematic break).
+_HEADING = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
+_RULE = re.compile(r" {0,3}([-*_])[ \t]*(?:\1[ \t]*){2,}")
+
+
+def _block(line: str) -> str | None:
+    """A line that is a block of its own: a heading (its closing `#`s dropped) or a rule;
+    None for one of prose. Element draws <h1>–<h6> and <hr>; models write both."""
+    if _RULE.fullmatch(line):
+        return "<hr>"
+    heading = _HEADING.match(line)
+    if heading is None:
+        return None
+    text = line[heading.end() :].strip(" \t")
+    unclosed = text.rstrip("#")
+    if not unclosed or unclosed[-1] in " \t":  # `## Title ##`: the closing run is no text
+        text = unclosed.rstrip(" \t")
+    level = len(heading.group(1))
+    return f"<h{level}>{_inline(text)}</h{level}>"
+
+
+def _lines(parts: Iterable[str]) -> str:
+    """Lines joined with <br>, but for after a block, which ends its own line (a <br>
+    there would show as an empty line)."""
+    out: list[str] = []
+    for part in parts:
+        if out and not out[-1].endswith(_BLOCK_ENDS):
+            out.append("<br>")
+        out.append(part)
+    return "".join(out)
+
+
+_BLOCK_ENDS = ("<hr>", *(f"</h{level}>" for level in range(1, 7)))
+
+
 def _paragraphs(lines: list[str]) -> str:
-    """Plain lines: block quotes grouped, the rest joined with <br>."""
+    """Plain lines: block quotes grouped, headings and rules as such, the rest joined
+    with <br>."""
     out: list[str] = []
     quote: list[str] = []
     plain: list[str] = []
 
     def flush_plain() -> None:
         if plain:
-            out.append("<br>".join(_line(line) for line in plain))
+            out.append(_lines(_block(line) or _line(line) for line in plain))
             plain.clear()
 
     def flush_quote() -> None:
@@ -280,7 +317,7 @@ def _paragraphs(lines: list[str]) -> str:
             plain.append(line)
     flush_plain()
     flush_quote()
-    return "<br>".join(part for part in out if part)
+    return _lines(part for part in out if part)
 
 
 def markdown_to_html(text: str) -> str:
