@@ -27,7 +27,7 @@ from bot.frontends.matrix.access import (
 )
 from bot.frontends.matrix.client import quiet_nio
 from bot.frontends.matrix.messages import reasoning_as_quote
-from bot.frontends.matrix.render import markdown_to_html, needs_html
+from bot.frontends.matrix.render import MAX_MARKS, markdown_to_html, needs_html
 from bot.frontends.matrix.secret_commands import may_hold_secret, scrub_reply, split_target
 from bot.frontends.matrix.sink import (
     EDIT_INTERVAL,
@@ -793,7 +793,16 @@ def test_emphasis_tags_nest_and_only_marks_are_taken_away(text: str) -> None:
 async def test_a_line_of_emphasis_marks_renders_in_linear_time() -> None:
     """Each closing mark looks back for its opener: where none fits, one of its kind does
     not look again. Without that, openers of one mark and closers of another took
-    minutes, as here; an answer is rendered a few times at each paced edit."""
+    minutes; an answer is rendered a few times at each paced edit. A line of more marks
+    than MAX_MARKS (no prose: a model looping on them) shows them as text, unpaired."""
+    under = MAX_MARKS // 4  # each piece below holds 4 marks
+    for line in (
+        "*a " * under + "a_ " * under + "**x**",
+        "_a " * under + "a** " * (under // 2) + "**x**",
+        "*_" * (MAX_MARKS // 2 - 2) + " **x**",
+    ):
+        html = markdown_to_html(line)
+        assert "<strong>x</strong>" in html, html[-200:]
     lines = (
         "*a " * 40_000 + "a_ " * 40_000,
         "_a " * 40_000 + "a** " * 30_000,
@@ -810,7 +819,9 @@ async def test_a_line_of_emphasis_marks_renders_in_linear_time() -> None:
     recorder = Recorder()
     target = MatrixTarget(recorder, "!r", pace=RatePace())
     await PacedReply(target).finish("*a " * 30_000 + "a_ " * 30_000 + "**done**")
-    assert recorder.sent[-1]["formatted_body"].endswith("<strong>done</strong>")
+    assert recorder.sent[-1]["formatted_body"].endswith("<strong>done</strong>")  # its page
+    over = markdown_to_html("*_" * MAX_MARKS + " **x**")
+    assert over.endswith(" **x**") and "<" not in over  # no prose: its marks are text
 
 
 def test_plain_text_needs_no_html() -> None:

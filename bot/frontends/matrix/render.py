@@ -117,16 +117,24 @@ def _link(text: str, url: str) -> str:
     return f'<a href="{html.escape(url, quote=True)}">{shown}</a>'
 
 
+# Emphasis marks a line may hold and still be paired: a line of thousands is no prose (a
+# model looping on `*_`), and pairing them cost ~10 µs a run on the event loop, at each
+# paced edit; they are shown as the text they are.
+MAX_MARKS = 2000
+
+
 def _inline(text: str) -> str:
     """Escape `text` and turn inline Markdown into tags."""
     parts: list[str | _Run] = []
     pos = 0
+    paired = sum(map(text.count, "*_~|")) <= MAX_MARKS
     for match in _INLINE.finditer(text):
         parts.append(html.escape(text[pos : match.start()], quote=False))
         pos = match.end()
         groups = match.groupdict()
         if groups["run"]:
-            parts.append(_run(text, match.start(), match.end()))
+            run = match.group()
+            parts.append(_run(text, match.start(), match.end()) if paired else run)
         elif groups["escaped"]:
             parts.append(html.escape(groups["escaped"], quote=False))
         elif groups["code"]:
