@@ -16,7 +16,7 @@ import pytest
 
 from tests.bot_process import chatbot_run
 from tests.discord.fake_discord import FakeDiscord
-from tests.discord.fake_openai import Script
+from tests.discord.fake_openai import FakeOpenAI, Script
 
 TOKEN = "loopback.bot.token-0123456789"
 WORDS = [f"w{i} " for i in range(29)] + ["w29"]  # a few seconds of answer
@@ -155,11 +155,7 @@ async def test_a_slash_command_discord_sends_again_after_a_resume_runs_once(
         model.script.chunks = ["Noted."]
         await fake.user_says(f"<@{fake.bot_id}> my name is Bob")
         await fake.wait_until(lambda: _shown(fake, "Noted."), 60)
-        await fake.close_gateway(4000)
-        await fake.wait_until(lambda: bool(fake.resumes), 60)
-        model.script.chunks = ["Yes."]  # a turn after the replay: a copy has run by its end
-        await fake.user_says(f"<@{fake.bot_id}> still there?")
-        await fake.wait_until(lambda: _shown(fake, "Yes."), 60)
+        await _resumed_and_asked(fake, model)
         model.script.chunks = ["Bob."]
         await fake.user_says(f"<@{fake.bot_id}> what is my name?")
         await fake.wait_until(lambda: _shown(fake, "Bob."), 60)
@@ -183,15 +179,21 @@ async def test_a_button_press_discord_sends_again_after_a_resume_runs_once(
         model.script.chunks = ["Hi ", "again!"]
         await fake.click(message_id, regenerate)
         await fake.wait_until(lambda: _shown_in_part(fake, "Hi again!"), 60)
-        await fake.close_gateway(4000)
-        await fake.wait_until(lambda: bool(fake.resumes), 60)
-        model.script.chunks = ["Yes."]  # a turn after the replay: a copy has run by its end
-        await fake.user_says(f"<@{fake.bot_id}> still there?")
-        await fake.wait_until(lambda: _shown(fake, "Yes."), 60)
+        await _resumed_and_asked(fake, model)
         assert await bot.stop() == 0
     assert len(model.requests) == 3, [r["messages"][-1] for r in model.requests]
     assert fake.refused_responses == 0
     assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+async def _resumed_and_asked(fake: FakeDiscord, model: FakeOpenAI) -> None:
+    """The gateway closed (4000) and resumed, the events before it sent again; then a
+    question answered "Yes.": a copy of an event has run by the end of that turn."""
+    await fake.close_gateway(4000)
+    await fake.wait_until(lambda: bool(fake.resumes), 60)
+    model.script.chunks = ["Yes."]
+    await fake.user_says(f"<@{fake.bot_id}> still there?")
+    await fake.wait_until(lambda: _shown(fake, "Yes."), 60)
 
 
 def _regenerate_button(fake: FakeDiscord) -> tuple[int, str] | None:
