@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
 from typing import Any
+
+import pytest
 
 from bot.commands import Invocation
 from bot.core import Core
@@ -26,6 +29,24 @@ from tests.unit.characters.samples import png_with
 TOKEN = "loopback.bot.token-links-0123456789"
 ADMIN = Actor("300000000000000002", "Ada", is_channel_admin=True, is_server_admin=True)
 LEAK = "https://attacker.example/?q=hello+captain"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+async def _asked(fake: FakeDiscord, endpoint: FakeOpenAI) -> dict[str, Any]:
+    """A question whose answer streams `_streamed()`: the message showing it, settled."""
+    endpoint.script.chunks = _streamed()
+    endpoint.script.interval = 0.02
+    await fake.user_says(f"<@{fake.bot_id}> hello captain")
+    return await _answered(fake, endpoint.script.answer.strip())
 
 
 def _streamed(link: str = LEAK, words: int = 20) -> list[str]:
@@ -65,39 +86,26 @@ async def _answered(fake: FakeDiscord, content: str) -> dict[str, Any]:
 
 
 async def test_an_answer_and_its_edits_show_no_link_preview(
-    core: Core, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI, fake: FakeDiscord
 ) -> None:
-    endpoint.script.chunks = _streamed()
-    endpoint.script.interval = 0.02
-    fake = FakeDiscord(TOKEN)
-    await fake.start()
-    try:
-        async with running(core, fake):
-            await fake.user_says(f"<@{fake.bot_id}> hello captain")
-            answer = await _answered(fake, endpoint.script.answer.strip())
-    finally:
-        await fake.stop()
+    async with running(core, fake):
+        answer = await _asked(fake, endpoint)
     assert _edits(fake, answer) >= 2  # streamed: posted, then edited
     assert _suppressed(answer)
     assert fake.unfurled == []
 
 
 async def test_a_long_answers_pages_and_file_show_no_link_preview(
-    core: Core, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI, fake: FakeDiscord
 ) -> None:
     endpoint.script.chunks = [f"Line {i}: see {LEAK}&line={i}\n" for i in range(250)]
-    fake = FakeDiscord(TOKEN)
-    await fake.start()
-    try:
-        async with running(core, fake):
-            await fake.user_says(f"<@{fake.bot_id}> tell me everything")
-            await fake.wait_until(
-                lambda: any(m["attachments"] and _regen_id(m) for m in fake.messages.values()),
-                30,
-            )
-            await _tied(core, fake, list(fake.messages.values()))
-    finally:
-        await fake.stop()
+    async with running(core, fake):
+        await fake.user_says(f"<@{fake.bot_id}> tell me everything")
+        await fake.wait_until(
+            lambda: any(m["attachments"] and _regen_id(m) for m in fake.messages.values()),
+            30,
+        )
+        await _tied(core, fake, list(fake.messages.values()))
     pages = list(fake.messages.values())
     assert [bool(page["components"]) for page in pages] == [False] * (MAX_MESSAGES - 1) + [True]
     assert len(pages) == MAX_MESSAGES and pages[-1]["content"].endswith(FILE_ATTACHED)
@@ -108,15 +116,12 @@ async def test_a_long_answers_pages_and_file_show_no_link_preview(
 async def test_a_characters_answer_and_its_regeneration_show_no_link_preview(
     core: Core, endpoint: FakeOpenAI
 ) -> None:
-    endpoint.script.chunks = _streamed()
-    endpoint.script.interval = 0.02
     fake = FakeDiscord(TOKEN, manage_webhooks=True)
     await fake.start()
     try:
         await _import_character(core, fake)
         async with running(core, fake):
-            await fake.user_says(f"<@{fake.bot_id}> hello captain")
-            answer = await _answered(fake, endpoint.script.answer.strip())
+            answer = await _asked(fake, endpoint)
             assert answer.get("webhook_id") and _edits(fake, answer) >= 2
             assert _suppressed(answer) and fake.unfurled == []
 
@@ -134,35 +139,27 @@ async def test_a_characters_answer_and_its_regeneration_show_no_link_preview(
 
 
 async def test_a_typed_regenerate_shows_no_link_preview_in_place_or_in_its_reply(
-    core: Core, endpoint: FakeOpenAI
+    core: Core, endpoint: FakeOpenAI, fake: FakeDiscord
 ) -> None:
-    endpoint.script.chunks = _streamed()
-    endpoint.script.interval = 0.02
-    fake = FakeDiscord(TOKEN)
-    await fake.start()
-    try:
-        async with running(core, fake):
-            await fake.user_says(f"<@{fake.bot_id}> hello captain")
-            answer = await _answered(fake, endpoint.script.answer.strip())
-            await _tied(core, fake, [answer])
+    async with running(core, fake):
+        answer = await _asked(fake, endpoint)
+        await _tied(core, fake, [answer])
 
-            # In place: the answer's own message is edited, as 🔄 does.
-            endpoint.script.chunks = _streamed(f"{LEAK}&again=1")
-            await fake.slash("regenerate")
-            await fake.wait_until(lambda: "2/2" in json.dumps(answer["components"]), 30)
-            assert answer["content"] == endpoint.script.answer.strip()
-            assert _suppressed(answer) and fake.unfurled == []
+        # In place: the answer's own message is edited, as 🔄 does.
+        endpoint.script.chunks = _streamed(f"{LEAK}&again=1")
+        await fake.slash("regenerate")
+        await fake.wait_until(lambda: "2/2" in json.dumps(answer["components"]), 30)
+        assert answer["content"] == endpoint.script.answer.strip()
+        assert _suppressed(answer) and fake.unfurled == []
 
-            # Its message gone unseen (deleted while the bot was away): the new answer
-            # is the command's reply.
-            del fake.messages[int(answer["id"])]
-            endpoint.script.chunks = _streamed(f"{LEAK}&again=2")
-            await fake.slash("regenerate")
-            await fake.wait_until(
-                lambda: any(LEAK + "&again=2" in text for text in fake.originals.values()), 30
-            )
-    finally:
-        await fake.stop()
+        # Its message gone unseen (deleted while the bot was away): the new answer
+        # is the command's reply.
+        del fake.messages[int(answer["id"])]
+        endpoint.script.chunks = _streamed(f"{LEAK}&again=2")
+        await fake.slash("regenerate")
+        await fake.wait_until(
+            lambda: any(LEAK + "&again=2" in text for text in fake.originals.values()), 30
+        )
     [(iid, said)] = [(i, t) for i, t in fake.originals.items() if LEAK in t]
     assert said.startswith(endpoint.script.answer.strip())
     assert fake.original_flags[iid] & SUPPRESS_EMBEDS
