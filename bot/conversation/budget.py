@@ -88,10 +88,11 @@ def estimate_image_tokens(source: Source, width: int, height: int) -> int:
     width, height = max(1, width), max(1, height)
     if source is Source.OPENAI:
         # OpenAI's vision guide, "Calculating costs": detail high (what auto is for all
-        # but small images; none is sent here): fitted into 2048×2048, then scaled until
-        # its short side is 768 px; 170 tokens a 512-px tile it then covers, and 85.
+        # but small images; none is sent here): fitted into 2048×2048, then scaled down
+        # until its short side is 768 px (never up: a 200-px image is one tile); 170
+        # tokens a 512-px tile it then covers, and 85.
         scale = min(1.0, 2048 / max(width, height))
-        scale = 768 / (min(width, height) * scale) * scale
+        scale *= min(1.0, 768 / (min(width, height) * scale))
         tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
         return 85 + 170 * tiles
     if source is Source.CLAUDE:

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from bot.conversation.budget import estimate_image_tokens, estimate_tokens
 from bot.core import Core, TurnLimits
 from bot.fields import DEFAULT_CONTEXT_TOKENS
+from bot.media import MAX_EDGE
 from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
@@ -528,3 +529,18 @@ async def test_a_model_refusing_a_request_with_images_as_too_long_names_them(
         await command(core, "/reset")
         _, error = await say(core, "hello")
     assert error is not None and "Images" not in error
+
+
+async def test_a_thin_image_counts_as_its_few_tiles_for_openai(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """OpenAI's rule scales an image down to a short side of 768 px, never up: a line of
+    text 100 px high was counted as if enlarged to 12,042×768 (48 tiles, about 8,245
+    tokens), and the turn refused as larger than a 4,096-token context."""
+    await command(core, "/source openai")
+    await command(core, "/model gpt-4o")
+    await command(core, "/params vision on")
+    await command(core, "/params context 4096")
+    line = attach("line.png", png("white", (MAX_EDGE, 100)))
+    assert await say(core, "what does it say?", line) == ("Seen.", None)
+    assert len(image_urls(last_user(endpoint))) == 1

@@ -74,6 +74,10 @@ def test_a_continued_answers_tail_starts_at_a_line_or_a_word() -> None:
         (Source.OPENAI, (2048, 4096), 1105),  # to 1024×2048, then 768×1536: 6 tiles
         (Source.OPENAI, (MAX_EDGE, 1176), 765),  # a 4:3 photo as sent: 1024×768
         (Source.OPENAI, (MAX_EDGE, 784), 1105),  # 2:1, at 1536×768: 6 tiles
+        # Scaled down to a short side of 768 px, never up: 48 tiles (8,245 tokens) were
+        # counted for a line of text 100 px high, as if enlarged to 12,042×768.
+        (Source.OPENAI, (200, 200), 255),  # one tile
+        (Source.OPENAI, (MAX_EDGE, 100), 765),  # 4 tiles in a row
         # Claude's vision guide: about width × height / 750.
         (Source.CLAUDE, (200, 200), 54),
         (Source.CLAUDE, (1000, 1000), 1334),
