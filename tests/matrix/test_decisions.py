@@ -731,6 +731,22 @@ def test_emphasis_nests_and_shares_its_marks_as_commonmark_reads_them() -> None:
     assert markdown_to_html("`**x**` \\*y\\*") == "<code>**x**</code> *y*"
 
 
+def test_a_bare_address_keeps_its_marks_as_text() -> None:
+    """Review: the marks inside an address were paired as emphasis, so a link to Python's
+    docs showed `__main__` bold in its middle, and a client linked only its start. Marks
+    around an address still are emphasis."""
+    for text in (
+        "see https://docs.python.org/3/library/__main__.html",
+        "https://docs.python.org/3/reference/datamodel.html#object.__init__.",
+        "https://e.org/_private_/x/*a*/~~b~~ and http://e.org/x||y||",
+    ):
+        assert markdown_to_html(text) == text and not needs_html(text), text
+    assert markdown_to_html("**https://e.org/__init__** or ||http://e.org/a_||, _x_") == (
+        "<strong>https://e.org/__init__</strong> or "
+        "<span data-mx-spoiler>http://e.org/a_</span>, <em>x</em>"
+    )
+
+
 def test_a_spoiler_as_discord_writes_it_is_a_matrix_spoiler() -> None:
     """Models write Discord's `||spoiler||` (and the bot hides reasoning so on Discord):
     it went to Matrix as text, the spoiler shown to all with its bars around it."""

@@ -24,14 +24,21 @@ _FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+.#-]*)\s*$")
 # `](`: each look for one then ends where the next could begin. Read on to the line's
 # end from every `[` (or `](`) of a line of them, a page of `[` took seconds to render,
 # several times each edit as the page was measured, the bot's loop held.
-_INLINE = re.compile(
+_SPANS = (
     r"\\(?P<escaped>[!-/:-@\[-`{-~])"  # CommonMark: a backslash keeps punctuation as is
     r"|(?P<code>`+)(?P<code_text>.+?)(?P=code)"
     # An address may hold balanced parentheses, one deep (CommonMark: `wiki/Foo_(bar)`).
     r"|\[(?P<link_text>[^\[\]\n]+)\]\((?P<url>(?:[^()\s\]]|\](?!\()|\([^()\s]*+\))++)\)"
-    # A run of emphasis marks; `*` between two digits is a product (`2*3*4`), no mark.
-    r"|(?P<run>\*{2,}|(?<!\d)\*|\*(?!\d)|_+|~+|\|+)"
 )
+# A run of emphasis marks; `*` between two digits is a product (`2*3*4`), no mark.
+_MARK_RUN = r"(?P<run>\*{2,}|(?<!\d)\*|\*(?!\d)|_+|~+|\|+)"
+_INLINE = re.compile(f"{_SPANS}|{_MARK_RUN}")
+# A bare address is text, its marks none: `https://docs.python.org/3/library/__main__
+# .html` went bold in its middle, and clients linked only its start. As GitHub's
+# Markdown reads one, without the marks and punctuation that end it (`**https://e.o**`).
+# Looked for only in a line that holds `://`: prose without one is read as fast as before.
+_ADDRESS = r"(?<!\w)(?P<bare>https?://[^\s<>`\\]*[^\s<>`\\?!.,:;'\"*_~|])"
+_INLINE_WITH_ADDRESSES = re.compile(f"{_SPANS}|{_ADDRESS}|{_MARK_RUN}")
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _PILL = re.compile(r"https?://matrix\.to/", re.IGNORECASE)
 
@@ -128,13 +135,16 @@ def _inline(text: str) -> str:
     parts: list[str | _Run] = []
     pos = 0
     paired = sum(map(text.count, "*_~|")) <= MAX_MARKS
-    for match in _INLINE.finditer(text):
+    pattern = _INLINE_WITH_ADDRESSES if "://" in text else _INLINE
+    for match in pattern.finditer(text):
         parts.append(html.escape(text[pos : match.start()], quote=False))
         pos = match.end()
         groups = match.groupdict()
         if groups["run"]:
             run = match.group()
             parts.append(_run(text, match.start(), match.end()) if paired else run)
+        elif groups.get("bare"):
+            parts.append(html.escape(groups["bare"], quote=False))
         elif groups["escaped"]:
             parts.append(html.escape(groups["escaped"], quote=False))
         elif groups["code"]:
