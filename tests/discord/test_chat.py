@@ -474,12 +474,12 @@ async def test_a_command_typed_into_a_mention_is_not_chat(
     """Discord takes commands as slash commands only. `@bot ／key set custom <key>` was
     chat: a key no pattern knows went to the model and into the history in plain text."""
     secret = "tabby-9f8e7d6c5b4a3210"
-    await world.member.send(world.channel, f"<@{world.bot_id}> \uff0fkey set custom {secret}")
+    await world.admin.send(world.channel, f"<@{world.bot_id}> \uff0fkey set custom {secret}")
     [said] = bot_messages(world.channel, world.bot_id)
-    assert "slash commands: type `/key`" in said and "asked for privately" in said
+    assert "slash commands: type `/key set`" in said and "asked for privately" in said
     assert "I deleted your message" in said or "Delete your message" in said
     assert secret not in said
-    await world.member.send(world.channel, f"<@{world.bot_id}> /model gpt-4o")
+    await world.admin.send(world.channel, f"<@{world.bot_id}> /model gpt-4o")
     hint = bot_messages(world.channel, world.bot_id)[-1]
     assert "type `/model`" in hint and "privately" not in hint
     assert endpoint.requests == []
@@ -496,12 +496,12 @@ async def test_a_command_typed_as_on_matrix_is_not_chat(
     as the console now refuses it: it was chat, the key (no provider's shape) sent to the
     model and kept in the history in plain text."""
     secret = "tabby-1a2b3c4d5e6f7788"
-    await world.member.send(world.channel, f"<@{world.bot_id}> !key set custom {secret}")
+    await world.admin.send(world.channel, f"<@{world.bot_id}> !key set custom {secret}")
     [said] = bot_messages(world.channel, world.bot_id)
-    assert "slash commands: type `/key`" in said and "asked for privately" in said
+    assert "slash commands: type `/key set`" in said and "asked for privately" in said
     assert "I deleted your message" in said, said
     assert all(secret not in m.content for m in world.channel.history())
-    await world.member.send(world.channel, f"<@{world.bot_id}> !model gpt-4o")
+    await world.admin.send(world.channel, f"<@{world.bot_id}> !model gpt-4o")
     hint = bot_messages(world.channel, world.bot_id)[-1]
     assert "type `/model`" in hint and "privately" not in hint
     assert endpoint.requests == []
@@ -513,6 +513,53 @@ async def test_a_command_typed_as_on_matrix_is_not_chat(
     # the message was taken for a key command and deleted.
     await world.member.send(world.channel, f"<@{world.bot_id}> !hey there, !see this")
     assert asked(endpoint) == ["!wow what now?", "!hey there, !see this"]
+
+
+async def test_a_command_a_member_may_not_run_says_so_not_where_to_find_it(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    """Discord hides the admins' commands from everyone else (Manage Server by default):
+    `@bot /model x` from a member was told to "pick it from the menu", where it is not."""
+    await world.member.send(world.channel, f"<@{world.bot_id}> /model gpt-4o")
+    [said] = bot_messages(world.channel, world.bot_id)
+    assert said.startswith("Only admins of this channel can use /model."), said
+    assert "menu" not in said
+    secret = "tabby-5e6f7a8b9c0d1e2f"
+    await world.member.send(world.channel, f"<@{world.bot_id}> /key set custom {secret}")
+    said = bot_messages(world.channel, world.bot_id)[-1]
+    assert said.startswith("Only admins of this channel can use /key set."), said
+    assert "asked for privately" not in said and "I deleted your message" in said
+    assert all(secret not in m.content for m in world.channel.history())
+    # A command open to everyone: where it is.
+    await world.member.send(world.channel, f"<@{world.bot_id}> /settings")
+    said = bot_messages(world.channel, world.bot_id)[-1]
+    assert "type `/settings` and pick it from the menu" in said
+    assert "applications.commands" in said  # what to do when it is not there
+    assert endpoint.requests == []
+    assert await core.store.history(ref_of(world.channel, world.guild), 10) == []
+
+
+async def test_a_key_command_typed_without_a_mention_is_taken_out_of_the_channel(
+    world: World, endpoint: FakeOpenAI, core: Any
+) -> None:
+    """`/key set custom <key>` sent as a message without mentioning the bot (its slash
+    command was not in the menu) stayed in the channel for everyone to read, and nobody
+    said a word: the admin believed the key stored. Other messages not for the bot stay
+    unanswered, a command without a key too."""
+    secret = "tabby-0f1e2d3c4b5a6978"
+    await world.admin.send(world.channel, f"/key set custom {secret}")
+    [said] = bot_messages(world.channel, world.bot_id)
+    assert "slash commands: type `/key set`" in said and "I deleted your message" in said
+    assert all(secret not in m.content for m in world.channel.history())
+    await world.admin.send(world.channel, "/proxy password tabby-77aa88bb99cc00dd")
+    said = bot_messages(world.channel, world.bot_id)[-1]
+    assert "type `/proxy password`" in said and "I deleted your message" in said
+    await world.member.send(world.channel, "/model gpt-4o")
+    await world.member.send(world.channel, "just talking")
+    assert len(bot_messages(world.channel, world.bot_id)) == 2
+    assert endpoint.requests == []
+    ref = ref_of(world.channel, world.guild)
+    assert await core.store.resolve_secret(ref, "custom_api_key") is None
 
 
 async def test_a_slash_and_dashes_alone_is_chat_not_a_crash(

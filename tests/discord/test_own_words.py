@@ -63,10 +63,10 @@ async def test_a_typed_command_hint_comes_through_the_webhook(
     try:
         await _import(core, fake)
         async with running(core, fake):
-            await fake.user_says(f"<@{fake.bot_id}> /model gpt-4o")
+            await fake.user_says(f"<@{fake.bot_id}> /settings")
             await fake.wait_until(lambda: bool(_own(fake)), 30)
         [said] = _own(fake)
-        assert "type `/model`" in said and said.startswith(f"<@{fake.user_id}> ")
+        assert "type `/settings`" in said and said.startswith(f"<@{fake.user_id}> ")
         assert endpoint.requests == [] and not fake.dms
     finally:
         await fake.stop()
@@ -101,10 +101,10 @@ async def test_where_the_bot_may_not_post_at_all_a_typed_hint_goes_by_dm(
     await fake.start()
     try:
         async with running(core, fake):
-            await fake.user_says(f"<@{fake.bot_id}> /model gpt-4o")
+            await fake.user_says(f"<@{fake.bot_id}> /settings")
             await fake.wait_until(lambda: bool(fake.dms), 30)
         [told] = fake.dms
-        assert "type `/model`" in told["content"] and "#general" in told["content"]
+        assert "type `/settings`" in told["content"] and "#general" in told["content"]
         assert not fake.bot_calls("POST", f"/channels/{fake.channel_id}/messages")
         warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any(str(fake.channel_id) in w for w in warned), warned

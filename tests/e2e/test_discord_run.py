@@ -241,7 +241,8 @@ async def test_a_typed_key_command_is_answered_when_deleting_it_drops(tmp_path: 
     key, and says where commands are. A reset connection on the delete escaped as an
     aiohttp error: the author got no answer at all."""
     fake = FakeDiscord(TOKEN, drop_deletes=5)  # every try of the delete
-    async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
+    admin = str(fake.user_id)  # a member is told only admins may (test_chat.py)
+    async with chatbot_run(tmp_path, fake, Script(), ADMIN_IDS=admin) as (bot, model):
         await fake.user_says(f"<@{fake.bot_id}> /key set custom tabby-9f8e7d6c5b4a3210")
         path = f"/channels/{fake.channel_id}/messages"
         await fake.wait_until(lambda: bool(fake.bot_calls("POST", path)), 60)
@@ -249,7 +250,8 @@ async def test_a_typed_key_command_is_answered_when_deleting_it_drops(tmp_path: 
     assert exit_code == 0, bot.log[-3000:]
     assert fake.drop_deletes < 5  # the delete was tried, and its connection cut
     [said] = [m["content"] for m in fake.messages.values()]
-    assert "slash commands: type `/key`" in said and "Delete your message if it held one" in said
+    assert "slash commands: type `/key set`" in said
+    assert "Delete your message if it held one" in said
     assert not model.requests
     assert "Traceback" not in bot.log and "tabby-9f8e" not in bot.log, bot.log[-3000:]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import discord
 
-from bot.commands.parse import TypedCommand, typed_command
+from bot.commands.parse import CommandError, TypedCommand, plain_prefix, typed_command
 from bot.core import Core, Edited
 from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
@@ -147,6 +147,23 @@ class ChatHandler:
             found = typed_command(text, self._core.table, matrix, exact=True)
         return found
 
+    def _typed_path(self, text: str, typed: TypedCommand) -> tuple[str, ...]:
+        """The command a typed one names, as its slash command is (`/key set`, also when
+        typed as on Matrix, `!key set …`); its name alone when the line does not parse."""
+        line = plain_prefix(text.strip(), "/")
+        matrix = self._core.prefix(Platform.MATRIX)
+        if not line.startswith("/"):
+            line = plain_prefix(line, matrix)
+            line = "/" + line.removeprefix(matrix)
+        try:
+            path = self._core.parse(line, Platform.DISCORD, server=True).path
+        except CommandError:
+            path = tuple(typed.name.split())
+        command = self._core.command(path)
+        if command is not None and command.subcommands:  # `/key` alone: its first one
+            path = (*path, command.subcommands[0].name)
+        return path
+
     async def on_message(self, message: discord.Message, me: discord.ClientUser) -> None:
         """Whether and as whom to answer a message (a typed command, a channel the bot
         cannot post in, and messages not for it end here); `_answer` streams the answer."""
@@ -164,10 +181,15 @@ class ChatHandler:
             # its answer ("Create Thread" on it: the thread's id is the message's), needs
             # no mention.
             addressed = await self._core.has_conversation(ref) or await self._on_answer(ref)
-        if not await self._core.should_answer(ref, addressed):
-            return
         text = strip_mention(message.content, me.id, my_role_id(message))
         typed = self._typed(text)
+        if not await self._core.should_answer(ref, addressed):
+            # A key command typed as a message (`/key set custom <key>`, as people do when
+            # the slash command is not in their menu) is this bot's whether or not it was
+            # mentioned: no other bot takes Discord commands as text, and the key must
+            # not stay in the channel unsaid. Other messages not for it end here.
+            if typed is None or not typed.secret:
+                return
         reply_to: discord.Message | None = message
         author = message.author
         guild = message.guild
@@ -178,16 +200,26 @@ class ChatHandler:
         check = None
         if guild is not None and not facts.is_dm:
             check, voice = _voices(channel, guild.me, speaker)
-        if typed is not None:
-            if speaker is not None and speaker.hint:  # not said: said at the next answer
-                self._personas.unsaid(channel)
-            await _typed_command(message, typed, voice)
-            return
         if guild is None or check is None:
             actor = actor_for(author.id, author.display_name, None, in_dm=True)
         else:
             # Only a cached member has permissions; anyone else gets no admin rights.
             perms = channel.permissions_for(author) if isinstance(author, discord.Member) else None
+            actor = actor_for(author.id, author.display_name, perms, in_dm=False)
+            if isinstance(author, discord.Member):  # who-may-chat rules match role ids
+                actor = replace(actor, roles=tuple(str(r.id) for r in author.roles))
+        if typed is not None:
+            if speaker is not None and speaker.hint:  # not said: said at the next answer
+                self._personas.unsaid(channel)
+            # Discord hides the admins' commands from everyone else: "pick it from the
+            # menu" would send them looking for what is not there.
+            path = self._typed_path(text, typed)
+            refusal = self._core.access_refusal(ref, actor, path)
+            await _typed_command(
+                message, " ".join(path), typed.secret, voice, refusal, in_server=guild is not None
+            )
+            return
+        if check is not None:
             if check.blocked is not None:
                 if speaker is not None and speaker.hint:  # not said: said when it can be
                     self._personas.unsaid(channel)
@@ -195,9 +227,6 @@ class ChatHandler:
                 return
             if not check.can_reply:
                 reply_to = None
-            actor = actor_for(author.id, author.display_name, perms, in_dm=False)
-            if isinstance(author, discord.Member):  # who-may-chat rules match role ids
-                actor = replace(actor, roles=tuple(str(r.id) for r in author.roles))
         incoming = Incoming(
             ref,
             actor,
@@ -338,17 +367,35 @@ NOT_ON_AN_ANSWER_SECONDS = 60.0  # how long a thread found not to start on one i
 REFUSAL_SECONDS = 15.0  # a refusal is for the asker: it does not stay in the channel
 
 
-async def _typed_command(message: discord.Message, typed: TypedCommand, voice: Voice) -> None:
-    """A command typed into a message: not chat. Say where commands are; a message that
-    may hold a key is deleted where the bot may (Manage Messages), else its author is
-    asked to."""
-    text = (
-        f"Commands here are Discord's slash commands: type `/{typed.name}` and pick it from "
-        "the menu. I did not send your message anywhere."
-    )
+async def _typed_command(
+    message: discord.Message,
+    name: str,
+    secret: bool,
+    voice: Voice,
+    refusal: str,
+    *,
+    in_server: bool,
+) -> None:
+    """The command `name` typed into a message: not chat. Say where commands are
+    (`refusal`: why it is not the author's to run here, said instead); a message that
+    may hold a key (`secret`) is deleted where the bot may (Manage Messages), else its
+    author is asked to."""
+    if refusal:
+        text = f"{refusal} I did not send your message anywhere."
+    else:
+        text = (
+            f"Commands here are Discord's slash commands: type `/{name}` and pick it "
+            "from the menu. I did not send your message anywhere."
+        )
+        if in_server:  # a DM offers every command to whoever may run it
+            text += (
+                " Not in the menu? A server admin invites the bot again with the "
+                "applications.commands scope."
+            )
     deleted = False
-    if typed.secret:
-        text += " A key or password is asked for privately once you pick the command."
+    if secret:
+        if not refusal:
+            text += " A key or password is asked for privately once you pick the command."
         with contextlib.suppress(*CALL_FAILED):
             await message.delete()
             deleted = True
