@@ -1169,8 +1169,9 @@ class FakeDiscord:
         await self.wait_until(lambda: bool(self.bot_calls("POST", path)), 30)
         return self.choices.get(made["id"], [])
 
-    async def submit_modal(self, values: dict[str, str]) -> None:
-        """Bob fills in the last modal the bot showed and submits it."""
+    async def submit_modal(self, values: dict[str, str], *, manager: bool = False) -> None:
+        """Bob fills in the last modal the bot showed and submits it (with Manage Server
+        when `manager`: a submission carries its member's permissions, as a command does)."""
         modal = next(r["data"] for r in reversed(self.responses) if r.get("type") == 9)
         rows = []
         for row in modal["components"]:
@@ -1188,7 +1189,7 @@ class FakeDiscord:
             else:
                 rows.append({"type": 1, "components": filled})
         data = {"custom_id": modal["custom_id"], "components": rows}
-        await self._dispatch("INTERACTION_CREATE", self._interaction(5, data))
+        await self._dispatch("INTERACTION_CREATE", self._interaction(5, data, manager=manager))
 
     async def click(self, message_id: int, custom_id: str, *, manager: bool = False) -> None:
         """Bob presses the button `custom_id` on the bot's message `message_id` (with
