@@ -231,16 +231,25 @@ class UserClient:
         """Send a command (`extra`: more of its content); the bot's notice in answer to it."""
         after = time.monotonic()
         event_id = await self.send(room_id, text, **extra)
+        seen = await self.answer_to(room_id, bot_id, event_id, after, text.split()[0])
+        return str(seen.content["body"])
+
+    async def answer_to(
+        self, room_id: str, sender: str, event_id: str, after: float, what: str
+    ) -> Seen:
+        """`sender`'s first message replying to `event_id` (seen since `after`): not just
+        its first one, which may be its reply to an earlier message another member sent,
+        come late through this member's own sync."""
 
         def answer() -> Seen | None:
-            for s in self.messages(room_id, bot_id, after):
+            for s in self.messages(room_id, sender, after):
                 reply = s.content.get("m.relates_to", {}).get("m.in_reply_to", {})
                 if reply.get("event_id") == event_id:
                     return s
             return None
 
-        seen: Seen = await self.wait_for(answer, f"the answer to {text.split()[0]}")
-        return str(seen.content["body"])
+        seen: Seen = await self.wait_for(answer, f"the answer to {what}")
+        return seen
 
     async def event_content(self, room_id: str, event_id: str) -> dict[str, Any]:
         response = await self.client.room_get_event(room_id, event_id)

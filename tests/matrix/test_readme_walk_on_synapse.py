@@ -132,8 +132,8 @@ async def test_the_readme_steps_for_a_local_server_in_a_group_room(
             try:
                 where = ChannelRef(Platform.MATRIX, room)
                 after = time.monotonic()
-                await bob.send(room, f"{bot.user_id}: Say hello.")
-                first = await bob.reply_to(room, bot.user_id, after, "the answer")
+                asked = await bob.send(room, f"{bot.user_id}: Say hello.")
+                first = await bob.answer_to(room, bot.user_id, asked, after, "the question")
 
                 async def ended() -> str:
                     """What the room shows once the stored answer is whole (a length cap's

@@ -279,7 +279,7 @@ async def test_a_key_is_redacted_at_once_and_mixed_traffic_does_not_deadlock(
     rig.arrive(GROUP, BOB, "bot: group question", **MENTION)
     remote = rig.arrive(DM, ALICE, f"!model model-d room:{GROUP}")
     rig.arrive(GROUP, CAROL, "chatter nobody addressed")
-    refused = rig.arrive(GROUP, CAROL, "!key set openai sk-order-test-in-group")
+    refused = rig.arrive(GROUP, BOB, "!key set openai sk-order-test-in-group")  # an admin
     rig.arrive(DM, ALICE, "a follow-up")
     await rig.settle()
     redacted = dict(rig.hs.redacted)
@@ -614,7 +614,7 @@ async def test_a_lone_surrogate_in_a_message_is_read_as_a_replacement_character(
     """Hostile probe: no homeserver relays a lone surrogate, but an encrypted message's
     JSON is read by the bot alone. A key command holding one had failed with an error in
     the log, and its sender was told nothing."""
-    group = rig.arrive(GROUP, CAROL, "!key set custom abc\ud800defghij")
+    group = rig.arrive(GROUP, BOB, "!key set custom abc\ud800defghij")  # an admin
     direct = rig.arrive(DM, ALICE, "!key set custom abc\udfffdefghij")
     await rig.settle()
     assert "direct chat" in rig.notice_for(group).body
