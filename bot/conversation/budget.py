@@ -132,8 +132,9 @@ def trim_history(
     alternate (Gemma's, Mistral's) refuse."""
     kept: list[HistoryEntry] = []
     used = 0
+    images = images or {}
     for entry in reversed(history):
-        cost = (entry.tokens or estimate_tokens(entry.content)) + (images or {}).get(id(entry), 0)
+        cost = (entry.tokens or estimate_tokens(entry.content)) + images.get(id(entry), 0)
         if used + cost > budget:
             break
         kept.append(entry)
