@@ -201,7 +201,7 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     kind = AccessKind(args["kind"])
     scope = _scope(ctx, args)
     try:
-        subject = parse_subject(kind, str(args["id"]), ctx.ref.platform)
+        subject = parse_subject(kind, str(args["id"]), ctx.ref.platform, ctx.ref.server_id)
     except AccessError as err:
         raise CommandError(str(err)) from None
     where = _where(scope, ctx.ref.place)

@@ -110,8 +110,14 @@ _KINDS_HERE = {
 }
 
 
-def parse_subject(kind: AccessKind, text: str, platform: Platform) -> str:
-    """The stored form of a rule's subject: an id as the platform writes it, or a level."""
+# How Discord writes a mention of the role every member has, in a message or an option:
+# no `<@&id>`, though the role has an id (its server's own, shown nowhere).
+EVERYONE = "@everyone"
+
+
+def parse_subject(kind: AccessKind, text: str, platform: Platform, everyone: str = "") -> str:
+    """The stored form of a rule's subject: an id as the platform writes it, or a level;
+    `everyone`: the id of the role every member has here (Discord: the server's id)."""
     raw = text.strip()
     shown = quoted(raw)
     if kind is AccessKind.LEVEL:
@@ -124,6 +130,8 @@ def parse_subject(kind: AccessKind, text: str, platform: Platform) -> str:
         if platform is not Platform.DISCORD:
             raise AccessError(f"Roles are Discord's; here use {_KINDS_HERE[platform]}.")
         raw = raw.removeprefix("<@&").removesuffix(">")
+        if raw.lower() == EVERYONE and everyone:
+            return everyone
         if not _SNOWFLAKE.fullmatch(raw):
             raise AccessError(f"{shown} is not a role id: give its number or mention it.")
         return raw

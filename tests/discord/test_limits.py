@@ -150,3 +150,32 @@ async def test_a_role_rule_in_a_dm_is_refused(world: World, endpoint: FakeOpenAI
     assert listed == "Who may chat: everyone (no allow or deny rules here).", listed
     await dora.send_dm("still answered")
     assert bot_messages(dora.dm_channel, world.bot_id) == ["Hello there!"]
+
+
+async def test_a_rule_for_everyone_takes_the_role_as_discord_writes_it(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Probe: `@everyone` in the id was refused as "not a role id: give its number or
+    mention it", though that is how Discord writes its mention (the role's number is the
+    server's own id, shown nowhere). It names the server's @everyone role: a deny keeps
+    the channel to its admins, and removing the rule opens it again."""
+    said = reply_text(
+        await world.admin.slash(
+            world.channel, "access", action="deny", kind="role", id=" @everyone "
+        )
+    )
+    assert said.startswith(f"Rule added: deny role <@&{world.guild.id}> (here)."), said
+    await world.member.send(world.channel, f"<@{world.bot_id}> may I?")
+    assert bot_messages(world.channel, world.bot_id) == [] and endpoint.requests == []
+    await world.admin.send(world.channel, f"<@{world.bot_id}> and I?")
+    assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
+    removed = reply_text(
+        await world.admin.slash(
+            world.channel, "access", action="remove", kind="role", id="@everyone"
+        )
+    )
+    assert removed.startswith("Removed the rule for role"), removed
+    listed = reply_text(await world.admin.slash(world.channel, "access"))
+    assert listed == "Who may chat: everyone (no allow or deny rules here).", listed
+    await world.member.send(world.channel, f"<@{world.bot_id}> now?")
+    assert len(bot_messages(world.channel, world.bot_id)) == 2
