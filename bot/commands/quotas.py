@@ -146,7 +146,14 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if value is None:
         return Reply(f"{shown} is off {where}." + await _holds_here(ctx, name, scope, value))
     note = ""
-    if SPECS[name].unit == "tokens" and 0 < value < ANSWER_ESTIMATE:
+    if value == 0:
+        # Many tools read 0 as "no limit"; here it is none at all, for admins too.
+        anywhere = "on this server" if scope is Scope.SERVER else f"in this {ctx.ref.place}"
+        note = (
+            f" A limit of 0 allows nothing: no one, admins included, can chat {anywhere} "
+            f"until it is raised ({p}limits set {shown} off: no limit)."
+        )
+    elif SPECS[name].unit == "tokens" and value < ANSWER_ESTIMATE:
         note = (
             f" Each message counts its prompt and room for its answer (up to "
             f"{ANSWER_ESTIMATE} tokens, or {p}params max_tokens if lower): a limit this "

@@ -42,3 +42,29 @@ def test_operator_limit_refuses_in_the_console(tmp_path: Path, llamacpp_peer: Ll
         assert conn.execute("SELECT state, count(*) FROM usage GROUP BY state").fetchall() == [
             ("settled", 1)
         ]
+
+
+def test_a_limit_of_zero_says_it_allows_nothing(tmp_path: Path) -> None:
+    """Probe: `/limits set tokens_per_channel_day 0` said only "set to 0", where many
+    tools read 0 as "no limit": here it allows nothing, to anyone (admins too), and a
+    limit of 1 to 255 tokens was warned about but 0 was not. The reply says so, and
+    how to have no limit."""
+    done = console(
+        tmp_path,
+        [
+            "/limits set tokens_per_channel_day 0",
+            "/limits set messages_per_user_minute 0",
+            "/limits set tokens_per_user_day 100",
+        ],
+        BOT_SECRET_KEYS=generate_key(),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        "tokens_per_channel_day set to 0 for this channel. A limit of 0 allows nothing: no "
+        "one, admins included, can chat in this channel until it is raised (/limits set "
+        "tokens_per_channel_day off: no limit)."
+    ), lines
+    assert lines[1].startswith("messages_per_user_minute set to 0 for this channel. A limit")
+    assert "/limits set messages_per_user_minute off: no limit" in lines[1], lines
+    assert "A limit of 0" not in lines[2] and "a limit this small" in lines[2], lines
