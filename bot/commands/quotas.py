@@ -11,7 +11,7 @@ from bot.commands.scopes import next_scope, scope_place
 from bot.commands.spec import CommandContext
 from bot.types import PlaceName, Platform, Reply, Scope
 from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
-from bot.usage.access import AccessError, describe, parse_subject
+from bot.usage.access import AccessError, describe, parse_subject, shown_subject
 from bot.usage.limits import (
     ANSWER_ESTIMATE,
     DEFAULT,
@@ -139,7 +139,8 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if value == DEFAULT:
         removed = await ctx.store.quotas.clear_limit(ctx.ref, scope, name.value)
         if not removed:
-            return Reply(f"{shown} was not set {where}; nothing changed.", ok=False)
+            text = f"{shown} was not set {where}; nothing changed."
+            return Reply(text + await _set_elsewhere(ctx, name, scope), ok=False)
         head = f"{shown} {where} now follows the {next_scope(ctx, scope)} value."
         return Reply(head + await _holds_here(ctx, name, scope, value))
     await ctx.store.quotas.set_limit(ctx.ref, scope, name.value, value, ctx.actor)
@@ -161,6 +162,34 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     held = await _holds_here(ctx, name, scope, value)
     return Reply(f"{shown} set to {value:,} {where}.{held}{note}")
+
+
+def _other(ctx: CommandContext, scope: Scope) -> tuple[Scope, str, str] | None:
+    """The scope a value not found at `scope` may be set at instead, how it is said, and
+    the option that names it (None where there is no other: no server)."""
+    if not ctx.ref.has_server:
+        return None
+    if scope is Scope.SERVER:
+        return Scope.CHANNEL, f"for this {ctx.ref.place}", ""
+    return Scope.SERVER, "server-wide", " scope:server"
+
+
+async def _set_elsewhere(ctx: CommandContext, name: LimitName, scope: Scope) -> str:
+    """After a `default` that found nothing to remove at `scope`: the other scope's value
+    of `name` and how to remove it, when it has one."""
+    other = _other(ctx, scope)
+    if other is None:
+        return ""
+    stored = await ctx.store.quotas.limits(ctx.ref)
+    values = stored.server if other[0] is Scope.SERVER else stored.channel
+    if name.value not in values:
+        return ""
+    value = values[name.value]
+    shown = ctx.ref.platform.named(name)
+    return (
+        f" It is set {other[1]} ({'off' if value is None else f'{value:,}'}): "
+        f"{ctx.prefix}limits set {shown} default{other[2]} removes that."
+    )
 
 
 async def _holds_here(
@@ -224,10 +253,11 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "mention it. Nothing changed."
         )
     if action == "remove":
-        removed = await ctx.store.quotas.remove_rule(ctx.ref, scope, kind, subject)
-        if not removed:
-            return Reply(f"There was no rule for {kind.value} {subject} {where}.", ok=False)
-        return Reply(f"Removed the rule for {kind.value} {subject} {where}.")
+        named = f"{kind.value} {shown_subject(kind, subject, ctx.ref.platform)}"
+        if not await ctx.store.quotas.remove_rule(ctx.ref, scope, kind, subject):
+            text = f"There was no rule for {named} {where}."
+            return Reply(text + await _rule_elsewhere(ctx, kind, subject, scope), ok=False)
+        return Reply(f"Removed the rule for {named} {where}.")
     rule = AccessRule(kind, subject, Effect(action), scope is Scope.SERVER)
     kept = [r for r in await ctx.store.quotas.rules(ctx.ref) if r.server_wide == rule.server_wide]
     if len(kept) >= MAX_ACCESS_RULES and not any(
@@ -246,6 +276,22 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     else:
         note = " Admins may chat whatever the rules say."
     return Reply(f"Rule added: {describe(rule, ctx.ref.platform)}.{note}")
+
+
+async def _rule_elsewhere(ctx: CommandContext, kind: AccessKind, subject: str, scope: Scope) -> str:
+    """After a remove that found no rule at `scope`: how to remove the other scope's rule
+    for the same subject, when it has one."""
+    other = _other(ctx, scope)
+    if other is None:
+        return ""
+    there = other[0] is Scope.SERVER
+    if not any(
+        (r.kind, r.subject, r.server_wide) == (kind, subject, there)
+        for r in await ctx.store.quotas.rules(ctx.ref)
+    ):
+        return ""
+    remove = f"{ctx.prefix}access remove {kind.value} {subject}{other[2]}"
+    return f" There is one {other[1]}: {remove} removes it."
 
 
 async def access_summary(ctx: CommandContext) -> str:

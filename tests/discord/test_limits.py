@@ -179,3 +179,53 @@ async def test_a_rule_for_everyone_takes_the_role_as_discord_writes_it(
     assert listed == "Who may chat: everyone (no allow or deny rules here).", listed
     await world.member.send(world.channel, f"<@{world.bot_id}> now?")
     assert len(bot_messages(world.channel, world.bot_id)) == 2
+
+
+async def test_removing_what_was_set_server_wide_without_scope_names_the_command(
+    world: World,
+) -> None:
+    """Probe: /access listed "allow role @Chatters (server-wide)"; `/access remove role`
+    of it without scope:server said only "There was no rule for role 2000… for this
+    channel" (its raw id, where the list shows the role), and `/limits set … default`
+    of a server-wide limit "was not set for this channel": nothing said it is set
+    server-wide, nor how to remove it there."""
+    chatters = world.guild.create_role("Chatters")
+    mention = f"<@&{chatters.id}>"
+    added = await world.admin.slash(
+        world.channel, "access", action="allow", kind="role", id=mention, scope="server"
+    )
+    assert f"allow role {mention} (server-wide)" in reply_text(added), reply_text(added)
+    said = reply_text(
+        await world.admin.slash(world.channel, "access", action="remove", kind="role", id=mention)
+    )
+    assert said == (
+        f"There was no rule for role {mention} for this channel. There is one server-wide: "
+        f"/access remove role {chatters.id} scope:server removes it."
+    ), said
+    listed = reply_text(await world.admin.slash(world.channel, "access"))
+    assert f"allow role {mention} (server-wide)" in listed, listed  # nothing changed
+    said = reply_text(
+        await world.admin.slash(
+            world.channel, "access", action="remove", kind="role", id=mention, scope="server"
+        )
+    )
+    assert said == f"Removed the rule for role {mention} server-wide.", said
+
+    await world.admin.slash(
+        world.channel,
+        "limits",
+        action="set",
+        name="tokens_per_user_day",
+        value="5000",
+        scope="server",
+    )
+    said = reply_text(
+        await world.admin.slash(
+            world.channel, "limits", action="set", name="tokens_per_user_day", value="default"
+        )
+    )
+    assert said == (
+        "tokens_per_user_day was not set for this channel; nothing changed. It is set "
+        "server-wide (5,000): /limits set tokens_per_user_day default scope:server removes "
+        "that."
+    ), said
