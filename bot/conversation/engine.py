@@ -854,6 +854,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             assert question.id is not None
             return await self._swipe(ref, question.id, action, sink, prefix)
         ended_early = answer is not None and answer.state in _ENDED_EARLY
+        asked_again = False  # a failed question /retry asks again, once it goes out
         if action is Control.RETRY and not ended_early:
             # An answer cut off (an error mid-stream, a stop, a restart) is asked for
             # again like /regenerate; a question that got none (an error before any
@@ -865,7 +866,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 )
             if question.state is TurnState.FAILED:
                 question = replace(question, state=TurnState.DONE, error=None)
-                await self._store.update_message(ref, question)
+                asked_again = True
         elif answer is None:
             return await _notice(sink, _no_answer(prefix))
         try:
@@ -887,6 +888,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             refused = await self._charge(ref, actor.id, config, request, prefix)
             if refused is not None:
                 return await _notice(sink, refused.text)  # a control's notice is the presser's
+        if asked_again:
+            # Only now: a retry refused (a limit, the endpoint blocked) leaves it failed,
+            # out of what the model reads with the next question.
+            await self._store.update_message(ref, question)
         return await self._answer(
             ref,
             config,

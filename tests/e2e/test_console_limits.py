@@ -3,13 +3,16 @@ is refused with a line that says when it frees up, and the model never sees it."
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from bot.store import generate_key
+from tests.e2e.hostile_endpoint import HostileEndpoint, status_only
 from tests.e2e.test_console import console
+from tests.e2e.test_hostile_console import Workspace
 from tests.peers.llamacpp import LlamaCppPeer
 
 
@@ -68,3 +71,26 @@ def test_a_limit_of_zero_says_it_allows_nothing(tmp_path: Path) -> None:
     assert lines[1].startswith("messages_per_user_minute set to 0 for this channel. A limit")
     assert "/limits set messages_per_user_minute off: no limit" in lines[1], lines
     assert "A limit of 0" not in lines[2] and "a limit this small" in lines[2], lines
+
+
+def test_a_retry_a_limit_refuses_leaves_the_question_failed(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Probe: a question the endpoint failed is kept out of what the model reads (it got
+    no answer), until /retry asks it again. A /retry that a limit refused (nothing sent)
+    marked it asked all the same: stored as a question without its error, so the next
+    question went to the model with it before, never answered."""
+    endpoint.on_chat = status_only(500, "the server fell over")
+    setup = ["/source custom", f"/proxy set {endpoint.url_v1}", "/model m", "/connect bypass:on"]
+    first = ws.run([*setup, "Which colour?", "/limits set tokens_per_user_day 0", "/retry"])
+    assert first.returncode == 0, first.describe()
+    assert "Limit reached: tokens_per_user_day" in first.out, first.describe()
+    [(role, text, error)] = ws.messages()
+    assert (role, text) == ("user", "Which colour?") and error, ws.messages()  # still failed
+    endpoint.on_chat = None  # the endpoint answers again
+    second = ws.run(["/limits set tokens_per_user_day off", "Which animal?"])
+    assert second.returncode == 0, second.describe()
+    assert "Hello there!" in second.out, second.describe()
+    sent = json.loads(endpoint.chat_requests()[-1].body)
+    asked = [m["content"] for m in sent["messages"] if m["role"] == "user"]
+    assert asked == ["Which animal?"], asked
