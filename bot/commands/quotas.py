@@ -273,6 +273,13 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     note = ""
     if rule.effect is Effect.ALLOW:
         note = " Only those an allow rule names may chat here now (admins always may)."
+        if _allows_both(await ctx.store.quotas.rules(ctx.ref)):
+            # Each scope's allow rules hold: someone named by this rule alone is ignored.
+            others = "the server's" if scope is Scope.CHANNEL else f"this {ctx.ref.place}'s own"
+            note = (
+                f"{note[:-1]}, and {others} allow rules hold here too: one of this "
+                f"{ctx.ref.place}'s and one of the server's must name them."
+            )
     else:
         note = " Admins may chat whatever the rules say."
     return Reply(f"Rule added: {describe(rule, ctx.ref.platform)}.{note}")
@@ -304,7 +311,8 @@ async def access_summary(ctx: CommandContext) -> str:
     if not rules:
         lines.append("Who may chat: everyone (no allow or deny rules here).")
     else:
-        lines.append("Who may chat (deny wins; admins always may):")
+        both = "; one allow rule here and one server-wide must both match" * _allows_both(rules)
+        lines.append(f"Who may chat (deny wins; admins always may{both}):")
         for rule in rules:
             line = f"  {describe(rule, ctx.ref.platform)}"
             if rule.kind is AccessKind.ROLE and not _role_exists(ctx, rule.subject):
@@ -315,6 +323,11 @@ async def access_summary(ctx: CommandContext) -> str:
                 )
             lines.append(line)
     return "\n".join(lines)
+
+
+def _allows_both(rules: list[AccessRule]) -> bool:
+    """Whether the channel and its server both have allow rules: each holds (may_chat)."""
+    return {r.server_wide for r in rules if r.effect is Effect.ALLOW} == {False, True}
 
 
 def _role_exists(ctx: CommandContext, role: str) -> bool:

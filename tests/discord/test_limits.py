@@ -229,3 +229,38 @@ async def test_removing_what_was_set_server_wide_without_scope_names_the_command
         "server-wide (5,000): /limits set tokens_per_user_day default scope:server removes "
         "that."
     ), said
+
+
+async def test_allow_rules_of_the_channel_and_the_server_both_hold_and_say_so(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Probe: with `allow role @Members` server-wide, `/access allow role @VIP` in a
+    channel said "Only those an allow rule names may chat here now", yet a VIP without
+    Members was ignored there (quietly, as anyone not allowed is): each scope's allow
+    rules hold, so one of each must match. The reply and the list say so."""
+    members = world.guild.create_role("Members")
+    vip = world.guild.create_role("VIP")
+    carol = world.guild.add_member(world.env.create_user("carol"), roles=[vip])
+    dave = world.guild.add_member(world.env.create_user("dave"), roles=[vip, members])
+    await world.admin.slash(
+        world.channel, "access", action="allow", kind="role", id=str(members.id), scope="server"
+    )
+    said = reply_text(
+        await world.admin.slash(
+            world.channel, "access", action="allow", kind="role", id=str(vip.id)
+        )
+    )
+    assert said == (
+        f"Rule added: allow role <@&{vip.id}> (here). Only those an allow rule names may chat "
+        "here now (admins always may), and the server's allow rules hold here too: one of "
+        "this channel's and one of the server's must name them."
+    ), said
+    listed = reply_text(await world.admin.slash(world.channel, "access"))
+    assert listed.startswith(
+        "Who may chat (deny wins; admins always may; one allow rule here and one "
+        "server-wide must both match):"
+    ), listed
+    await carol.send(world.channel, f"<@{world.bot_id}> VIP only")
+    assert bot_messages(world.channel, world.bot_id) == [] and endpoint.requests == []
+    await dave.send(world.channel, f"<@{world.bot_id}> VIP and member")
+    assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
