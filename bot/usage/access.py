@@ -97,6 +97,7 @@ class AccessError(ValueError):
 
 
 _SNOWFLAKE = re.compile(r"[0-9]{1,20}")
+_PERSON_MENTION = re.compile(r"<@!?[0-9]{1,20}>")  # Discord's mention of a user
 _MATRIX_USER = re.compile(r"@[!-9;-~]{1,200}:[A-Za-z0-9.\-\[\]:]{1,250}")
 MATRIX_ID_CHARS = 255  # the spec's longest user id, sigil and server included
 _CONSOLE_USER = re.compile(r"[A-Za-z0-9_.\-@:]{1,100}")
@@ -129,6 +130,8 @@ def parse_subject(kind: AccessKind, text: str, platform: Platform, everyone: str
     if kind is AccessKind.ROLE:
         if platform is not Platform.DISCORD:
             raise AccessError(f"Roles are Discord's; here use {_KINDS_HERE[platform]}.")
+        if _PERSON_MENTION.fullmatch(raw):
+            raise AccessError(f"{shown} mentions a person, not a role: choose user as the kind.")
         raw = raw.removeprefix("<@&").removesuffix(">")
         if raw.lower() == EVERYONE and everyone:
             return everyone
@@ -136,6 +139,8 @@ def parse_subject(kind: AccessKind, text: str, platform: Platform, everyone: str
             raise AccessError(f"{shown} is not a role id: give its number or mention it.")
         return raw
     if platform is Platform.DISCORD:
+        if raw.startswith("<@&") or raw.lower() == EVERYONE:
+            raise AccessError(f"{shown} mentions a role, not a person: choose role as the kind.")
         raw = raw.removeprefix("<@").removeprefix("!").removesuffix(">")
         if not _SNOWFLAKE.fullmatch(raw):
             raise AccessError(f"{shown} is not a Discord user id: give the number or mention.")

@@ -264,3 +264,26 @@ async def test_allow_rules_of_the_channel_and_the_server_both_hold_and_say_so(
     assert bot_messages(world.channel, world.bot_id) == [] and endpoint.requests == []
     await dave.send(world.channel, f"<@{world.bot_id}> VIP and member")
     assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
+
+
+async def test_a_mention_of_the_other_kind_says_which_kind_it_is(world: World) -> None:
+    """Probe: kind:user with a role's mention (or kind:role with a person's) was told
+    "is not a Discord user id: give the number or mention" — a mention is what was
+    given. The reply names the kind to choose; nothing is added."""
+    chatters = world.guild.create_role("Chatters")
+    for kind, given, said in (
+        ("user", f"<@&{chatters.id}>", "mentions a role, not a person: choose role as the kind"),
+        ("user", "@everyone", "mentions a role, not a person: choose role as the kind"),
+        (
+            "role",
+            f"<@!{world.member.id}>",
+            "mentions a person, not a role: choose user as the kind",
+        ),
+        ("role", f"<@{world.member.id}>", "mentions a person, not a role: choose user as the kind"),
+    ):
+        reply = reply_text(
+            await world.admin.slash(world.channel, "access", action="allow", kind=kind, id=given)
+        )
+        assert reply == f"`{given}` {said}.", reply
+    listed = reply_text(await world.admin.slash(world.channel, "access"))
+    assert listed == "Who may chat: everyone (no allow or deny rules here).", listed
