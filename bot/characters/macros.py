@@ -3,15 +3,22 @@ random picks."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import zlib
 from dataclasses import dataclass, field
 
-# One pass, case-insensitive. `[^{}]` stops a scan at the next brace, so an unclosed
-# `{{` costs at most up to the next one: linear on any text.
-_MACRO = re.compile(
-    r"\{\{([^{}]{0,4000})\}\}|<(bot|user|char|charifnotgroup|group)>", re.IGNORECASE
+# Case-insensitive. `[^{}]` stops a scan at the next brace, so an unclosed `{{` costs at
+# most up to the next one: linear on any text.
+_MACRO = re.compile(r"\{\{([^{}]{0,4000})\}\}", re.IGNORECASE)
+# What SillyTavern replaces before the rest (macros.js evaluateMacros: the legacy <USER>
+# forms, {{newline}}, {{noop}}, then the names), so a name inside {{random::…}},
+# {{pick::…}} or a {{// comment}} is the name there too.
+_FIRST = re.compile(
+    r"<(bot|user|char|charifnotgroup|group)>"
+    r"|\{\{\s*(user|char|charifnotgroup|group|newline|noop|original)\s*\}\}",
+    re.IGNORECASE,
 )
 _ORIGINAL = re.compile(r"\{\{\s*original\s*\}\}", re.IGNORECASE)
 _TRIM = re.compile(r"\{\{\s*trim\s*\}\}", re.IGNORECASE)
@@ -45,22 +52,31 @@ class Macros:
             if first is not None:
                 text = text[: first.start()] + original + text[first.end() :]
         text = _trimmed(text)
-        seen: dict[str, int] = {}
-        return _MACRO.sub(lambda m: self._one(m, seen), text)
+        # A name goes in as it is, but its braces (someone called `{{roll:d6}}`) are held
+        # apart as characters the text lacks, so the second pass reads no macro in it
+        # and none ends inside it.
+        names = self.user + self.char
+        braced = ("{" in names or "}" in names) and _FIRST.search(text) is not None
+        opening, closing = _unused_chars(text + names) if braced else ("", "")
+        held = str.maketrans({"{": opening, "}": closing}) if opening else {}
+        text = _FIRST.sub(lambda m: self._first(m).translate(held), text)
+        if "{{" in text:
+            seen: dict[str, int] = {}
+            text = _MACRO.sub(lambda m: self._one(m, seen), text)
+        return text.replace(opening, "{").replace(closing, "}") if opening else text
 
-    def _one(self, match: re.Match[str], seen: dict[str, int]) -> str:
-        if match.group(2) is not None:
-            return self.user if match.group(2).lower() == "user" else self.char
-        body = match.group(1)
-        name = body.strip().lower()
-        if name in _CHAR:
-            return self.char
+    def _first(self, match: re.Match[str]) -> str:
+        name = (match.group(1) or match.group(2)).lower()
         if name == "user":
             return self.user
-        if name in ("original", "noop"):
-            return ""
-        if name == "newline":
-            return "\n"
+        if name in _CHAR or name == "bot":
+            return self.char
+        # {{newline}}, {{noop}}, {{original}} past its first (SillyTavern's is empty)
+        return "\n" if name == "newline" else ""
+
+    def _one(self, match: re.Match[str], seen: dict[str, int]) -> str:
+        body = match.group(1)
+        name = body.strip().lower()
         if name.startswith(_SILENT):
             return ""
         head, _, rest = body.strip().partition(":")
@@ -90,6 +106,18 @@ class Macros:
         if modifier is not None:
             total += int(modifier) if sign == "+" else -int(modifier)
         return total
+
+
+def _unused_chars(text: str) -> tuple[str, str]:
+    """Two private-use characters that are not in `text`, to hold `{` and `}` apart
+    ("" for both in a text holding nearly all of them: names' braces then go in as they
+    are, as SillyTavern puts them)."""
+    candidates = map(chr, range(0xE000, 0xF900))
+    first = [c for c in itertools.islice(candidates, 8) if c not in text]  # almost always
+    if len(first) < 2:
+        present = set(text)
+        first += [c for c in candidates if c not in present][: 2 - len(first)]
+    return (first[0], first[1]) if len(first) >= 2 else ("", "")
 
 
 def _choices(rest: str) -> list[str]:

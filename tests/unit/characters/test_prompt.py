@@ -256,6 +256,15 @@ def test_random_pick_and_roll() -> None:
     assert macros("{{roll:0}}") == "{{roll:0}}"
 
 
+def test_a_name_with_braces_goes_in_as_it_is_inside_a_random_too() -> None:
+    """Names are put in before {{random}} is picked (as SillyTavern does); a name that
+    reads like a macro is not one, nor does it end the {{random}} around it."""
+    name = "Bob }} {{roll:d6}} {{user}}"
+    macros = Macros("Sera", name, random.Random(5))
+    assert macros("{{random::<USER>::{{user}}}}|{{user}}") == f"{name}|{name}"
+    assert macros("{{pick::a {{char}}::a {{char}}}}{{// {{user}}}}") == "a Sera"
+
+
 @pytest.mark.parametrize(
     ("formula", "low", "high"),
     [

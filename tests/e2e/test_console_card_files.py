@@ -1,0 +1,51 @@
+"""Cards and presets as people download them, imported with `chatbot console` (a path) and
+checked in what the console shows and in the request the loopback endpoint records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.hostile_endpoint import HostileEndpoint
+from tests.e2e.test_hostile_console import Run, Workspace
+from tests.unit.characters.samples import v2
+
+ASKER = "Ada"  # the console's user: the account name it runs under
+
+
+def _run(ws: Workspace, endpoint: HostileEndpoint, lines: list[str]) -> Run:
+    setup = ["/source custom", f"/proxy set {endpoint.url_v1}", "/model m", "/connect bypass:on"]
+    run = ws.run([*setup, *lines, "/help"], LOGNAME=ASKER, USER=ASKER)
+    run.assert_survived()
+    assert "Traceback" not in run.out + run.err, run.describe()
+    return run
+
+
+def _sent(endpoint: HostileEndpoint) -> list[dict[str, Any]]:
+    """The messages of the last chat request."""
+    [*_, last] = endpoint.chat_requests()
+    messages: list[dict[str, Any]] = json.loads(last.body)["messages"]
+    return messages
+
+
+def test_names_inside_a_random_pick_or_comment_are_replaced_as_sillytavern_does(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """SillyTavern replaces {{user}}, {{char}} and <USER> before it picks a {{random}} or
+    drops a {{// comment}}: a card's `{{random::Hi {{user}}::Hey {{user}}}}` greeting
+    came out as `{{random::Hi Ada::Hey Ada}}`, braces and all, and a `<USER>` inside one
+    reached the model as `<USER>`."""
+    card = v2()
+    card["data"].update(
+        first_mes="{{random::Hi {{user}}!::Hi {{user}}!}} {{// {{char}} waves}}I am {{char}}.",
+        alternate_greetings=[],
+        description="{{char}} likes {{pick::<USER>::<USER>}} and {{random:{{user}},{{user}}}}.",
+    )
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(card))
+    run = _run(ws, endpoint, [f"/character import {path}", "hello"])
+    assert "Seraphina: Hi Ada! I am Seraphina." in run.out, run.describe()
+    system = _sent(endpoint)[0]["content"]
+    assert "Seraphina likes Ada and Ada." in system, system
+    assert "{{" not in system and "<USER>" not in system, system
