@@ -79,8 +79,10 @@ class Macros:
         name = body.strip().lower()
         if name.startswith(_SILENT):
             return ""
-        head, _, rest = body.strip().partition(":")
+        head, _, rest = body.partition(":")  # a :: list's items keep their spaces
         head = head.strip().lower()
+        if head.startswith("roll "):  # SillyTavern's roll takes a space for its colon
+            head, rest = "roll", body.strip()[5:]
         if head in ("random", "pick") and rest:
             items = _choices(rest)
             if head == "random":
@@ -123,7 +125,8 @@ def _unused_chars(text: str) -> tuple[str, str]:
 def _choices(rest: str) -> list[str]:
     if rest.startswith(":"):  # {{random::a::b}}
         return rest[1:].split("::")
-    return [item.replace("\\,", ",") for item in _UNESCAPED_COMMA.split(rest)]
+    # Split on commas, each item trimmed (SillyTavern's randomReplace); `\,` is a comma.
+    return [item.strip().replace("\\,", ",") for item in _UNESCAPED_COMMA.split(rest)]
 
 
 def _trimmed(text: str) -> str:

@@ -49,3 +49,22 @@ def test_names_inside_a_random_pick_or_comment_are_replaced_as_sillytavern_does(
     system = _sent(endpoint)[0]["content"]
     assert "Seraphina likes Ada and Ada." in system, system
     assert "{{" not in system and "<USER>" not in system, system
+
+
+def test_a_random_list_split_on_commas_is_trimmed_and_a_roll_may_take_a_space(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """`{{random:red, blue}}` gave " blue", its space kept ("a  blue dress"), where
+    SillyTavern trims each item of a comma list; `{{roll 20}}`, which SillyTavern rolls
+    as `{{roll:20}}`, stayed as written."""
+    card = v2()
+    card["data"].update(
+        description="{{char}} wears a {{random: red , red}} dress and a {{pick:blue,  blue}} "
+        "hat, rolls {{roll 1}} and keeps {{random::  spaced  ::  spaced  }}.",
+    )
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(card))
+    _run(ws, endpoint, [f"/character import {path}", "hello"])
+    system = _sent(endpoint)[0]["content"]
+    expected = "Seraphina wears a red dress and a blue hat, rolls 1 and keeps   spaced  ."
+    assert expected in system, system
