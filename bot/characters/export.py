@@ -53,9 +53,12 @@ def _cleaned(value: Any, clean: Clean) -> Any:
     return value
 
 
-def export_json(card: Card, clean: Clean | None = None) -> bytes:
-    """A V3 JSON file (UTF-8) that SillyTavern and other V3 readers import."""
-    return json.dumps(card_object(card, V3, clean), ensure_ascii=False, indent=2).encode("utf-8")
+def export_json(card: Card, clean: Clean | None = None, *, compact: bool = False) -> bytes:
+    """A V3 JSON file (UTF-8) that SillyTavern and other V3 readers import; `compact`
+    without the indents a person reads it by (the stored copy: indented, a lorebook
+    card of 1.8 MB grew past the 2 MB a card is read back within)."""
+    layout: dict[str, Any] = {"separators": (",", ":")} if compact else {"indent": 2}
+    return json.dumps(card_object(card, V3, clean), ensure_ascii=False, **layout).encode("utf-8")
 
 
 def export_png(card: Card, clean: Clean | None = None) -> bytes:

@@ -99,7 +99,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     data = await _file_bytes(ctx, args, "character import", MAX_PNG_BYTES)
     try:
         card = await asyncio.to_thread(read_card, data)
-        text = (await asyncio.to_thread(export_json, card)).decode("utf-8")
+        text = (await asyncio.to_thread(export_json, card, compact=True)).decode("utf-8")
     except CardError as err:
         raise CommandError(str(err)) from None
     if len(text) > MAX_JSON_BYTES:  # as stored: the limit reading it back holds to

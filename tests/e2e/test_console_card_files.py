@@ -68,3 +68,34 @@ def test_a_random_list_split_on_commas_is_trimmed_and_a_roll_may_take_a_space(
     system = _sent(endpoint)[0]["content"]
     expected = "Seraphina wears a red dress and a blue hat, rolls 1 and keeps   spaced  ."
     assert expected in system, system
+
+
+def test_a_lorebook_card_under_the_json_limit_is_kept(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """A 1.8 MB card (1,500 entries) was refused as "too large to store": the stored
+    copy was indented, 2.2 MB, past the 2 MB the README promises a JSON card."""
+    card = v2()
+    card["data"]["character_book"]["entries"] = [
+        {
+            "id": i,
+            "keys": [f"place{i}x"],
+            "secondary_keys": [],
+            "comment": f"Place {i}",
+            "content": f"Place {i} is a town of the north. " * 28,
+            "constant": False,
+            "selective": False,
+            "insertion_order": 100,
+            "enabled": True,
+            "position": "after_char",
+            "extensions": {"position": 1, "depth": 4, "probability": 100},
+        }
+        for i in range(1500)
+    ]
+    path = tmp_path / "world.json"
+    path.write_text(json.dumps(card))
+    assert 1_700_000 < path.stat().st_size < 2 * 1024 * 1024
+    run = _run(ws, endpoint, [f"/character import {path}", "/character show", "Is place1234x far?"])
+    assert "Character set for this channel: Seraphina." in run.out, run.describe()
+    assert "Lorebook entries: 1500." in run.out, run.describe()
+    assert "Place 1234 is a town of the north." in _sent(endpoint)[0]["content"]

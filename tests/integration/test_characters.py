@@ -1441,13 +1441,15 @@ async def test_a_cards_creator_and_version_are_labelled(harness: Harness) -> Non
 async def test_a_card_that_would_grow_past_what_reads_back_is_refused_at_import(
     harness: Harness,
 ) -> None:
-    """600 KB of JSON that the stored (indented) form makes 3.3 MB was accepted, then
+    """600 KB of JSON that the stored (then indented) form made 3.3 MB was accepted, then
     /character show and export failed with "Something went wrong" and chat dropped the
-    card; now the import says so and nothing is stored."""
+    card; now the import says so and nothing is stored. (Stored compact, a card grows by
+    the fields it lacks: here 2,000 entries of a key only.)"""
     card = copy.deepcopy(CARD)
-    card["data"]["extensions"] = {"x": [0] * 300_000}
+    card["data"]["extensions"] = {"x": "x" * 1_900_000}
+    card["data"]["character_book"]["entries"] = [{"keys": ["k"]}] * 2000
     data = json.dumps(card, separators=(",", ":")).encode()
-    assert len(data) < 1024 * 1024
+    assert len(data) < 2 * 1024 * 1024
     reply = await run(harness, ("character", "import"), file=card_file(data))
     assert not reply.ok and "too large to store" in reply.text, reply.text
     assert await harness.store.character(REF) is None
