@@ -19,6 +19,7 @@ from bot.characters.prompt import (
     example_dialogues,
     greetings,
     macros_for,
+    macros_without_card,
     system_without_card,
 )
 from bot.characters.timed import Active, Timers
@@ -50,6 +51,7 @@ __all__ = [
     "greetings",
     "image_too_large",
     "macros_for",
+    "macros_without_card",
     "not_used",
     "parse_preset",
     "read_card",

@@ -107,13 +107,18 @@ def macros_for(card: Card, user: str, rng: random.Random | None = None) -> Macro
     return Macros(card.display_name, user.strip() or DEFAULT_USER, rng or random.Random())
 
 
+def macros_without_card(user: str | None, char: str = NO_CHARACTER) -> Macros:
+    """The macros of a turn with no card, as SillyTavern's with no character: {{char}},
+    {{charIfNotGroup}} and {{group}} are `char`, {{user}} whoever asked."""
+    return Macros(char, (user or "").strip() or DEFAULT_USER)
+
+
 def system_without_card(text: str | None, user: str | None, char: str = NO_CHARACTER) -> str | None:
     """A channel's own system prompt (a preset's main prompt, say) for a turn with no card,
-    its macros replaced as SillyTavern does with no character: {{char}}, {{charIfNotGroup}}
-    and {{group}} are `char`, {{user}} whoever asked; None when nothing is left."""
+    its macros replaced (macros_without_card); None when nothing is left."""
     if not text:
         return None
-    resolved = Macros(char, (user or "").strip() or DEFAULT_USER)(text)
+    resolved = macros_without_card(user, char)(text)
     return resolved if resolved.strip() else None
 
 

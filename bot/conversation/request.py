@@ -8,7 +8,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from bot.characters import Card, Timers, macros_for, system_without_card, timed
+from bot.characters import (
+    Card,
+    Timers,
+    macros_for,
+    macros_without_card,
+    system_without_card,
+    timed,
+)
 from bot.conversation import character
 from bot.conversation.attachments import image_placeholder
 from bot.conversation.budget import estimate_tokens, image_tokens, trim_history
@@ -222,11 +229,19 @@ class Requests:
             # Examples, notes among and after the history.
             extra = [*prompt.before_history, *prompt.notes, *after]
             estimate += sum(estimate_tokens(m.content) for m in extra)
+        values = config.values
+        stop = values.get("stop")
+        if isinstance(stop, list | tuple) and stop:
+            # Macros in stop strings are replaced as in the prompts (SillyTavern's
+            # custom_stopping_strings_macro, on by default): `\n{{user}}:` stops where
+            # the model begins to speak for whoever asked.
+            resolved = (_with_macros(s, card, asker) for s in stop if isinstance(s, str))
+            values = {**values, "stop": [s for s in resolved if s] or None}
         request = ChatRequest(
             model=config.model or "",
             messages=tuple(messages),
             system_prompt=system,
-            options=REGISTRY.request_options(config.values, config.source),
+            options=REGISTRY.request_options(values, config.source),
             multi_user=len(authors) > 1,
             continue_answer=continue_answer,
             input_estimate=estimate
@@ -291,8 +306,14 @@ def _prefill(config: ChannelConfig, card: Card | None, asker: str | None) -> str
         return ""
     if not REGISTRY.by_name["assistant_prefill"].applies_to(config.source):
         return ""
+    return _with_macros(text, card, asker)
+
+
+def _with_macros(text: str, card: Card | None, asker: str | None) -> str:
+    """`text` with its macros replaced as in the prompt: {{char}} the card's, or
+    SillyTavern's `Assistant` without one; {{user}} whoever asked."""
     if card is None:
-        return system_without_card(text, asker) or ""
+        return macros_without_card(asker)(text)
     return macros_for(card, asker or "")(text)
 
 

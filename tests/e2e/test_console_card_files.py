@@ -99,3 +99,21 @@ def test_a_lorebook_card_under_the_json_limit_is_kept(
     assert "Character set for this channel: Seraphina." in run.out, run.describe()
     assert "Lorebook entries: 1500." in run.out, run.describe()
     assert "Place 1234 is a town of the north." in _sent(endpoint)[0]["content"]
+
+
+def test_macros_in_stop_strings_are_replaced_as_sillytavern_does(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """A stop string `\\n{{user}}:` (what SillyTavern users write, and its macros on by
+    default: power-user.js getCustomStoppingStrings) went out as typed, so the model was
+    never stopped where it began to speak for the person."""
+    preset = tmp_path / "preset.json"
+    stop = ["\n{{user}}:", "{{char}}:", "\n\n"]
+    preset.write_text(json.dumps({"temperature": 0.7, "stop": stop}))
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps(v2()))
+    lines = [f"/preset import {preset}", "hi", f"/character import {card}", "hi again"]
+    _run(ws, endpoint, lines)
+    alone, with_card = (json.loads(r.body)["stop"] for r in endpoint.chat_requests())
+    assert alone == ["\nAda:", "Assistant:", "\n\n"]
+    assert with_card == ["\nAda:", "Seraphina:", "\n\n"]
