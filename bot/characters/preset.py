@@ -49,6 +49,9 @@ class PresetImport:
     # are sent here (in the chat at a depth, as user, on the other side of the chat
     # history, not replaced by a card's): "`main`: in the chat at depth 4, as user"
     placed: tuple[str, ...] = ()
+    # the card's sections and the chat history (SillyTavern's markers, by their names
+    # there) the preset's order switches off or leaves out: sent here all the same
+    markers_off: tuple[str, ...] = ()
 
 
 # SillyTavern's connection settings in a preset, besides every `*_model`: where requests
@@ -258,6 +261,7 @@ def parse_preset(
         connection,
         _not_sent(preset.get("prompts"), enabled),
         _placed(preset.get("prompts"), enabled, off, values),
+        _markers_off(enabled),
     )
 
 
@@ -408,6 +412,19 @@ def _not_sent(prompts: object, enabled: Mapping[str, bool] | None) -> tuple[str,
             name = prompt.get("name")
             names.append(clean_text(name if isinstance(name, str) and name else identifier)[:60])
     return tuple(dict.fromkeys(names))
+
+
+def _markers_off(enabled: Mapping[str, bool] | None) -> tuple[str, ...]:
+    """SillyTavern's names of the markers (the card's sections, the examples, the lore,
+    the chat history) the preset's order does not send, which are sent here whatever
+    a preset says; in the default order's order. The persona is none here either way."""
+    if enabled is None:
+        return ()
+    return tuple(
+        _MARKERS[i]
+        for i in _ORDER
+        if i in _MARKERS and i != "personaDescription" and not enabled.get(i)
+    )
 
 
 # SillyTavern's prompt manager (PromptManager.js INJECTION_POSITION, script.js): a prompt

@@ -353,6 +353,13 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "and the post-history instructions after it, each as system, and a card's own "
             "prompts replace the first and the last."
         )
+    if preset.markers_off:
+        lines.append(
+            "Sent here all the same (this bot has no switch for them), though the preset's "
+            "prompt order switches them off (or leaves them out): "
+            + ", ".join(preset.markers_off)
+            + "."
+        )
     if preset.not_supported:
         lines.append("Not supported here: " + ", ".join(preset.not_supported) + ".")
     if preset.not_sent:

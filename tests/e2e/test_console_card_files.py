@@ -117,3 +117,75 @@ def test_macros_in_stop_strings_are_replaced_as_sillytavern_does(
     alone, with_card = (json.loads(r.body)["stop"] for r in endpoint.chat_requests())
     assert alone == ["\nAda:", "Assistant:", "\n\n"]
     assert with_card == ["\nAda:", "Seraphina:", "\n\n"]
+
+
+def test_a_presets_switched_off_card_sections_are_named_as_still_sent(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """SillyTavern's Default preset with Chat Examples, World Info (before), Char
+    Personality and Scenario switched off in its prompt order: SillyTavern sends none
+    of them, this bot sends them all, and the import said nothing about it."""
+    default = tmp_path / "Default.json"
+    default.write_text(json.dumps(_default_preset(), indent=4))
+    preset = _default_preset()
+    for order in preset["prompt_order"]:
+        for entry in order["order"]:
+            if entry["identifier"] in ("dialogueExamples", "worldInfoBefore", "scenario"):
+                entry["enabled"] = False
+        order["order"] = [e for e in order["order"] if e["identifier"] != "charPersonality"]
+    path = tmp_path / "preset.json"
+    path.write_text(json.dumps(preset, indent=4))
+    run = _run(ws, endpoint, [f"/preset import {path}", f"/preset import {default}"])
+    off, as_is = run.out.split("Preset applied", 2)[1:]
+    said = (
+        "Sent here all the same (this bot has no switch for them), though the preset's "
+        "prompt order switches them off (or leaves them out): World Info (before), Char "
+        "Personality, Scenario, Chat Examples."
+    )
+    assert said in off, run.describe()
+    assert "Sent here all the same" not in as_is, run.describe()
+
+
+# SillyTavern's default prompt order (default/content/presets/openai/Default.json): its
+# prompts and markers, enhanceDefinitions off.
+_ORDER = (
+    "main",
+    "worldInfoBefore",
+    "personaDescription",
+    "charDescription",
+    "charPersonality",
+    "scenario",
+    "enhanceDefinitions",
+    "nsfw",
+    "worldInfoAfter",
+    "dialogueExamples",
+    "chatHistory",
+    "jailbreak",
+)
+_PROMPTS = {"main": "Write {{char}}'s next reply.", "nsfw": "", "jailbreak": ""}
+
+
+def _default_preset() -> dict[str, Any]:
+    """Shaped like SillyTavern's Default.json: its prompts, markers and two orders."""
+    prompts: list[dict[str, Any]] = [
+        {"identifier": i, "name": i, "system_prompt": True, "role": "system", "content": text}
+        for i, text in _PROMPTS.items()
+    ]
+    prompts.append(
+        {"identifier": "enhanceDefinitions", "name": "Enhance Definitions", "content": "x"}
+    )
+    prompts += [
+        {"identifier": i, "name": i, "system_prompt": True, "marker": True}
+        for i in _ORDER
+        if i not in _PROMPTS and i != "enhanceDefinitions"
+    ]
+    order = [{"identifier": i, "enabled": i != "enhanceDefinitions"} for i in _ORDER]
+    return {
+        "temperature": 1,
+        "openai_max_context": 4095,
+        "prompts": prompts,
+        "prompt_order": [
+            {"character_id": 100000, "order": order},
+            {"character_id": 100001, "order": json.loads(json.dumps(order))},
+        ],
+    }
