@@ -137,7 +137,7 @@ def _is_utf8(data: bytes) -> bool:
 
 def card_from_json(data: bytes | str, image: bytes | None = None) -> Card:
     """A card from JSON text; `image` becomes its avatar."""
-    text = _decode(data) if isinstance(data, bytes) else data
+    text = json_text(data, "card") if isinstance(data, bytes) else data
     if len(text) > MAX_JSON_BYTES:
         raise CardError(Problem.TOO_LARGE, f"The card is larger than {_size(MAX_JSON_BYTES)}.")
     value = parse_json(text, "card")
@@ -219,12 +219,17 @@ def _unbase64(raw: bytes, keyword: str) -> bytes:
         ) from err
 
 
-def _decode(data: bytes) -> str:
+def json_text(data: bytes, what: str) -> str:
+    """A JSON file's text: UTF-8 with or without a BOM, or UTF-16/32 as Windows Notepad
+    saves "Unicode" (json.detect_encoding: by the BOM, else by the NULs of its first
+    characters); CardError names the first byte that does not decode."""
+    encoding = json.detect_encoding(data)
     try:
-        return data.decode("utf-8-sig")
+        return data.decode(encoding)
     except UnicodeDecodeError as err:
+        name = encoding.upper().replace("-SIG", "")[:6]  # UTF-8, UTF-16, UTF-32
         raise CardError(
-            Problem.BAD_JSON, f"The card is not UTF-8 text (bad byte at offset {err.start})."
+            Problem.BAD_JSON, f"The {what} is not {name} text (bad byte at offset {err.start})."
         ) from err
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.characters.card import parse_json
+from bot.characters.card import json_text, parse_json
 from bot.characters.model import MAX_NOTE_DEPTH, ROLES, CardError
 from bot.types.text import clean_text
 
@@ -199,9 +199,9 @@ def parse_preset(
         if len(data) > MAX_PRESET_BYTES:
             raise PresetError(f"The preset is larger than {MAX_PRESET_BYTES // 1024} KB.")
         try:
-            data = data.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise PresetError("The preset is not UTF-8 text.") from err
+            data = json_text(data, "preset")
+        except CardError as err:
+            raise PresetError(str(err)) from err
     if len(data) > MAX_PRESET_BYTES:
         raise PresetError(f"The preset is larger than {MAX_PRESET_BYTES // 1024} KB.")
     try:

@@ -189,3 +189,20 @@ def _default_preset() -> dict[str, Any]:
             {"character_id": 100001, "order": json.loads(json.dumps(order))},
         ],
     }
+
+
+def test_a_card_and_a_preset_saved_as_utf16_are_read(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """A card or preset edited in Windows Notepad and saved as "Unicode" (UTF-16 with its
+    byte order mark) was refused as "not UTF-8 text"; one without the mark as "not valid
+    JSON (Expecting property name…)", which it is."""
+    card, bare = tmp_path / "card.json", tmp_path / "bare.json"
+    card.write_bytes(json.dumps(v2(), ensure_ascii=False).encode("utf-16"))
+    bare.write_bytes(json.dumps(v2(), ensure_ascii=False).encode("utf-16-le"))
+    preset = tmp_path / "preset.json"
+    preset.write_bytes(json.dumps({"temperature": 0.8}).encode("utf-16"))
+    lines = [f"/character import {card}", f"/character import {bare}", f"/preset import {preset}"]
+    run = _run(ws, endpoint, lines)
+    assert run.out.count("Character set for this channel: Seraphina.") == 2, run.describe()
+    assert "Preset applied to this channel: temperature=0.8." in run.out, run.describe()

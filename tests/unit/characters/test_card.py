@@ -228,7 +228,7 @@ def _with_entry(**changes: object) -> bytes:
         (b"", Problem.NOT_A_CARD, "empty"),
         (b"hello there", Problem.BAD_JSON, "not valid JSON"),
         (b"\x00\x01\x02garbage", Problem.BAD_JSON, "not valid JSON"),
-        (b"\xff\xfe{}", Problem.BAD_JSON, "not UTF-8"),
+        (b'{"name": "\xe9"}', Problem.BAD_JSON, "not UTF-8 text (bad byte at offset 10)"),
         (b"[1, 2]", Problem.NOT_A_CARD, "not a character card"),
         # A CHARX card (a zip) said "not UTF-8 text" or "not a character card".
         (b"PK\x03\x04\x14\x00{card.json", Problem.NOT_A_CARD, "a zip file (a CHARX card?)"),

@@ -132,7 +132,7 @@ def test_sillytavern_conventions(changes: dict[str, Any], name: str, value: obje
     ("data", "says"),
     [
         (b"", "not valid JSON"),
-        (b"\xff\xfe", "not UTF-8"),
+        (b'{"temperature": "\xe9"}', "not UTF-8 text (bad byte at offset 17)"),
         (b"[]", "not a Chat Completion preset"),
         (b'{"foo": 1}', "not a Chat Completion preset"),
         (b'{"spec": "chara_card_v2", "data": {}}', "character card"),
