@@ -306,12 +306,14 @@ def card_from_object(value: object, image: bytes | None = None) -> Card:
                 "and a lorebook on its own cannot be imported here: import a card, which "
                 "carries its own lorebook.",
             )
-        if "data" in value or not isinstance(value.get("name"), str):
-            raise CardError(
-                Problem.NOT_A_CARD,
-                "The file is JSON but not a character card (no `spec` and no `name`).",
-            )
-        return _card(_v1_as_data(value), V1, image)
+        if "data" not in value and isinstance(value.get("name"), str):
+            return _card(_v1_as_data(value), V1, image)
+        if "data" not in value and isinstance(value.get("char_name"), str):
+            return _card(_v1_as_data(_pygmalion_as_v1(value)), V1, image)
+        raise CardError(
+            Problem.NOT_A_CARD,
+            "The file is JSON but not a character card (no `spec` and no `name`).",
+        )
     if spec == V2:
         version = value.get("spec_version")
         # Cards of the V2 spec's first weeks have none (it came with its May 8 revision);
@@ -372,6 +374,26 @@ def _v1_as_data(flat: dict[str, Any]) -> dict[str, Any]:
     if kept:
         data["extensions"] = kept
     return data
+
+
+# Pygmalion's Gradio JSON (Character.AI exporters write it too) → the V1 fields, as
+# SillyTavern maps them (src/endpoints/characters.js importFromJson, "gradio json").
+_PYGMALION = {
+    "char_name": "name",
+    "char_persona": "description",
+    "char_greeting": "first_mes",
+    "world_scenario": "scenario",
+    "example_dialogue": "mes_example",
+}
+
+
+def _pygmalion_as_v1(flat: dict[str, Any]) -> dict[str, Any]:
+    """A Pygmalion card's fields under their V1 names; of its others the creator, its
+    notes and tags are read as V1's, a V1 name it maps is not (nor a personality:
+    SillyTavern's is empty)."""
+    ignored = {*_PYGMALION, *_PYGMALION.values(), "personality"}
+    others = {k: v for k, v in flat.items() if k not in ignored}
+    return {**others, **{_PYGMALION[k]: v for k, v in flat.items() if k in _PYGMALION}}
 
 
 # Keys of a SillyTavern Chat Completion preset: a file with one and no card fields is one.

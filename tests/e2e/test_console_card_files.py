@@ -206,3 +206,29 @@ def test_a_card_and_a_preset_saved_as_utf16_are_read(
     run = _run(ws, endpoint, lines)
     assert run.out.count("Character set for this channel: Seraphina.") == 2, run.describe()
     assert "Preset applied to this channel: temperature=0.8." in run.out, run.describe()
+
+
+def test_a_pygmalion_json_card_is_read_as_sillytavern_reads_it(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """The JSON of Pygmalion's Gradio UI and of Character.AI exporters (`char_name`,
+    `char_persona`, `char_greeting`, `world_scenario`, `example_dialogue`), which
+    SillyTavern imports (src/endpoints/characters.js importFromJson), was refused as
+    "not a character card (no `spec` and no `name`)"."""
+    card = {
+        "char_name": "Marlowe",
+        "char_persona": "{{char}} is a tired private eye.",
+        "char_greeting": "*{{char}} looks up.* What do you want, {{user}}?",
+        "world_scenario": "A rainy night in 1947.",
+        "example_dialogue": "{{user}}: Busy?\n{{char}}: Always.",
+    }
+    path = tmp_path / "marlowe.json"
+    path.write_text(json.dumps(card))
+    run = _run(ws, endpoint, [f"/character import {path}", "hello"])
+    assert "Character set for this channel: Marlowe." in run.out, run.describe()
+    assert "Marlowe: *Marlowe looks up.* What do you want, Ada?" in run.out, run.describe()
+    sent = _sent(endpoint)
+    system = sent[0]["content"]
+    assert "Marlowe is a tired private eye." in system, system
+    assert "[Circumstances and context of the dialogue: A rainy night in 1947.]" in system
+    assert {"role": "system", "content": "Marlowe: Always."} in sent, sent
