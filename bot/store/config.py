@@ -46,9 +46,29 @@ def merge(
             kind=channel.status_kind or "",
             checked_at=channel.status_checked_at,
         )
+    # A check's record (its outcome, the URL it found working) speaks for the endpoint URL
+    # it was made for. The operator's DEFAULT_PROXY_URL changes, or goes, with a restart,
+    # which no command sees: a record made for the old one is not this channel's now
+    # (kept, its URL was still used, and shown, as the operator's).
+    url = values.get("proxy_url")
+    found = values.get("resolved_url")
+    if isinstance(found, str) and not found_for(found, url):
+        values["resolved_url"], origins["resolved_url"] = None, "default"
+        status = None
+    elif status is not None and url and status.checked_url:
+        status = status if found_for(status.checked_url, url) else None
     return ChannelConfig(
         MappingProxyType(values), MappingProxyType(origins), status, MappingProxyType(passed)
     )
+
+
+def found_for(found: str, url: object) -> bool:
+    """Whether `found`, a URL a status check reached, was reached for the endpoint URL
+    `url`: that URL, or it with the /v1 the check adds when the URL lacks it."""
+    if not isinstance(url, str) or not url:
+        return False
+    base = url.rstrip("/")
+    return found.rstrip("/") in (base, f"{base}/v1")
 
 
 def summary(changes: Mapping[str, object]) -> str:

@@ -246,11 +246,12 @@ async def test_concurrent_first_writes_to_a_new_row_do_not_collide(store: Store)
 
 async def test_status_is_read_from_the_channel_row_only(store: Store) -> None:
     assert (await store.effective_config(CHAN)).status is None
+    await store.update_config(CHAN, Scope.CHANNEL, ADMIN, {"proxy_url": "https://x"}, action="t")
     await store.record_status(
-        CHAN, StatusCheck(False, "401 bad key", "https://x/v1/models"), "https://x/v1"
+        CHAN, StatusCheck(False, "401 bad key", "https://x/v1"), "https://x/v1"
     )
     config = await store.effective_config(CHAN)
-    assert config.status == StatusCheck(False, "401 bad key", "https://x/v1/models")
+    assert config.status == StatusCheck(False, "401 bad key", "https://x/v1")
     assert config.resolved_url == "https://x/v1"
     assert (await store.effective_config(SIBLING)).status is None
     await store.record_status(CHAN, StatusCheck(True, "ok"), None)
@@ -258,7 +259,7 @@ async def test_status_is_read_from_the_channel_row_only(store: Store) -> None:
     assert config.status == StatusCheck(True, "ok", "") and config.resolved_url is None
     await store.record_status(CHAN, None, None)  # e.g. the proxy was removed
     assert (await store.effective_config(CHAN)).status is None
-    assert await store.audit_entries(CHAN) == []
+    assert [e.action for e in await store.audit_entries(CHAN)] == ["t"]  # checks: none
 
 
 # ---- secrets ----------------------------------------------------------------------------
@@ -369,6 +370,7 @@ async def test_a_direct_chats_own_secret_is_held_once_its_owner_left(
     name, key = "openai_api_key", SecretValue("sk-direct-chat-key-6666")
     alice = Actor("@alice:hs", "Alice", is_channel_admin=True)
     await store.set_secret(ROOM, Scope.CHANNEL, name, key, alice, personal=True)
+    await store.update_config(ROOM, Scope.CHANNEL, alice, {"proxy_url": "http://h"}, action="t")
     await store.record_status(ROOM, StatusCheck(ok=True, reason="OK"), "http://h/v1")
     assert await store.hold_personal_secrets(ROOM, ADMIN, _without("@bot:hs", "@alice:hs")) == []
     assert await store.resolve_secret(ROOM, name) == key

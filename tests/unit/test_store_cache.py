@@ -162,6 +162,9 @@ async def test_config_is_read_once_and_writes_are_seen_at_once(store: Store) -> 
 
 async def test_status_writes_are_seen_at_once(store: Store) -> None:
     assert (await store.effective_config(CHAN)).status is None
+    await store.update_config(
+        CHAN, Scope.CHANNEL, ADMIN, {"proxy_url": "http://127.0.0.1:9"}, action="t"
+    )
     await store.record_status(CHAN, None, "http://127.0.0.1:9/v1")
     assert (await store.effective_config(CHAN)).resolved_url == "http://127.0.0.1:9/v1"
 

@@ -1,0 +1,65 @@
+"""The operator's defaults changed in the environment between two starts of
+`python -m bot console` on one database, as an operator changes `.env` and restarts:
+what a channel that inherits them uses next, and what `/settings` says it uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.hostile_endpoint import HostileEndpoint
+from tests.e2e.test_hostile_console import Workspace, segments, with_sentinels
+
+OPERATOR_KEY = "opkey-0123456789abcdef"
+
+
+@pytest.fixture
+def moved_to() -> Iterator[HostileEndpoint]:
+    served = HostileEndpoint().start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def test_a_new_default_proxy_url_is_used_after_a_restart(
+    ws: Workspace, endpoint: HostileEndpoint, moved_to: HostileEndpoint
+) -> None:
+    """Operator probe: a channel whose status check had passed on the operator's URL
+    kept the URL that check found working, so after DEFAULT_PROXY_URL changed and the
+    bot restarted, `/settings` showed the old URL as the operator's and every turn (and
+    the operator's key) still went to it; with DEFAULT_PROXY_URL removed, the source's
+    own API was never asked ("No API key for openai" with the operator's key set)."""
+    operator = {"DEFAULT_SOURCE": "custom", "DEFAULT_CUSTOM_API_KEY": OPERATOR_KEY}
+    first = ws.run(
+        with_sentinels(["/model m", "/connect", "hello", "/help"]),
+        DEFAULT_PROXY_URL=endpoint.url,  # without /v1: the check finds it needs one
+        **operator,
+    )
+    first.assert_survived()
+    assert "Status check: OK" in segments(first.out)[1], first.describe()
+    assert len(endpoint.chat_requests()) == 1
+
+    second = ws.run(
+        with_sentinels(["/settings", "hello again", "/help"]),
+        DEFAULT_PROXY_URL=moved_to.url_v1,
+        **operator,
+    )
+    second.assert_survived()
+    settings = segments(second.out)[0]
+    assert f"Endpoint: {moved_to.url_v1} (operator default)" in settings, settings
+    assert "Status: not checked yet" in settings, settings
+    assert len(endpoint.chat_requests()) == 1  # the old URL is asked nothing more
+    [chat] = moved_to.chat_requests()
+    assert chat.authorization == f"Bearer {OPERATOR_KEY}"
+
+    third = ws.run(
+        with_sentinels(["/settings", "/help"]),
+        DEFAULT_SOURCE="openai",
+        DEFAULT_OPENAI_API_KEY="sk-proj-" + "a" * 40,
+    )
+    third.assert_survived()
+    settings = segments(third.out)[0]
+    assert "Endpoint: (the source’s own)" in settings, settings
+    assert moved_to.url not in settings and endpoint.url not in settings, settings
