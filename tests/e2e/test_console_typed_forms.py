@@ -78,6 +78,39 @@ def test_an_option_named_before_free_text_is_the_option_not_the_text(
     assert config["temperature"] == 0.5, config["temperature"]
 
 
+def test_a_scope_after_free_text_is_the_scope_however_it_is_typed(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`/system Be nice. scope: server` (a space after the colon, as Discord shows an
+    option), `Scope: Server` first, `scope:guild`: where there is no server, each set this
+    channel's prompt (or stop strings) with the scope as part of the text, "System prompt
+    set.", where `scope:server` is refused before anything changes. A prompt that only
+    reads like one (`within scope: cooking`) stays the prompt."""
+    run = ws.run(
+        with_sentinels(
+            [
+                *custom_setup(endpoint),
+                "/system Be nice. scope: server",
+                "/system Scope: Server Be nice.",
+                "/params stop END scope: server",
+                "/prompts post_history Stay brief. scope:guild",
+                "/system Stay within scope: cooking",
+                "/help",
+            ]
+        )
+    )
+    run.assert_survived()
+    said = segments(run.out)
+    for refused in said[3:6]:
+        assert "There is no server here" in refused, refused
+    assert "`guild` is not a valid scope" in said[6], said[6]
+    assert "System prompt set." in said[7], said[7]
+    config = ws.config()
+    assert config is not None
+    assert config["system_prompt"] == "Stay within scope: cooking", config["system_prompt"]
+    assert config["stop"] is None and config["post_history_prompt"] is None, config
+
+
 def test_a_command_typed_as_on_matrix_is_not_chat_and_its_key_goes_nowhere(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
