@@ -194,10 +194,17 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             dropped = f"{shown_id(str(old_model))} was the model for {was}, so "
             checked = _status_line(result, ctx.prefix) + await _password_step(ctx, result)
     after = await ctx.store.effective_config(ctx.ref)
-    if after.model:
+    if dropped:
+        # Said whatever model still applies here: a server's went for every channel that
+        # has none of its own (this one may have its own: the note says it wins here).
+        where = " scope:server" if scope is Scope.SERVER else ""
+        model = f"{dropped}pick one for {after.source.value} with {ctx.prefix}model{where}."
+        origin = after.origins.get("model", "default")
+        if after.model and not (scope is Scope.SERVER and origin == "channel"):
+            shown = f"{shown_id(after.model)} ({origin_name(origin, ctx.ref.place)})"
+            model += f" Until then {shown} applies."
+    elif after.model:
         model = f"Model: {shown_id(after.model)}."
-    elif dropped:
-        model = f"{dropped}pick one for {after.source.value} with {ctx.prefix}model."
     elif result.error_kind == "config":
         model = ""  # the step the check names (a URL, a key) comes first; the model after
     else:
@@ -207,7 +214,9 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if after.source is not Source.CUSTOM and after.proxy_url:
         # The URL set for custom stays: the new source is reached through it, as a proxy.
         said += f", through the proxy at {shown_id(after.proxy_url)} ({_unproxied(after, ctx)})"
-    note = own_value_note(after, scope, "source")
+    # The server's source goes to its channels; one with its own model keeps it, chosen
+    # for another source maybe: said, as its own source would be.
+    note = own_value_note(after, scope, "source", "model")
     return Reply(f"{' '.join(filter(None, (said + '.', model)))}{note}\n{checked}")
 
 
