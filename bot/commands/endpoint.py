@@ -483,7 +483,9 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
             if name == PROXY_PASSWORD
             else key_step(ctx.ref, config.source.value, ctx.prefix)
         )
-        url_from = origin_name(config.origins.get("proxy_url", "default"), ctx.ref.place)
+        set_at = config.origins.get("proxy_url", "default")
+        url_from = origin_name(set_at, ctx.ref.place)  # `server-wide`, `this channel`
+        url_from = f"for {url_from}" if set_at == "channel" else url_from
         state += f", not sent to an endpoint URL set {url_from}: set one for it with {how}"
     return state
 

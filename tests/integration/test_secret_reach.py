@@ -99,7 +99,7 @@ async def test_the_operators_key_goes_only_to_the_operators_url(
     await say(core, "hi again")
     assert theirs.authorizations and all(a == "" for a in theirs.authorizations)
     settings = await command(core, "/settings")
-    assert "not sent to an endpoint URL set this channel" in settings
+    assert "not sent to an endpoint URL set for this channel" in settings
     assert "/key set custom" in settings
 
     # Their own key goes to their own URL.
