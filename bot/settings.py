@@ -284,7 +284,8 @@ def _model(value: str) -> str:
     try:
         model = visible_id(unmarked(unwrapped(value)), "model id")  # as /model takes it
     except TextError as err:  # its first sentence, in this setting's one line
-        raise ValueError(str(err).split(". ")[0].removeprefix("The model id ")) from None
+        first = str(err).split(". ")[0].removeprefix("The model id ")
+        raise ValueError(first.rstrip(".")) from None  # the line ends it with its own
     if len(model) > MODEL_ID_CHARS:
         raise ValueError(f"longer than {MODEL_ID_CHARS} characters")
     return model

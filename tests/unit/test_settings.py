@@ -295,6 +295,16 @@ def test_bad_values_give_one_clear_message(
     assert "Traceback" not in str(err.value)
 
 
+def test_a_model_id_refused_ends_its_line_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`DEFAULT_MODEL=gpt 4o` said "… has a space at position 4.." (the id's refusal kept
+    its full stop, and the line added its own)."""
+    monkeypatch.setenv("DEFAULT_MODEL", "gpt 4o")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "Setting DEFAULT_MODEL is invalid: has a space at position 4." in str(err.value)
+    assert ".." not in str(err.value), str(err.value)
+
+
 def test_every_mistake_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_LEVEL", "loud")
     monkeypatch.setenv("MEDIA_STORE_MB", "0")
