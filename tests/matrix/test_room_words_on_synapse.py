@@ -46,6 +46,12 @@ async def test_the_commands_say_room_and_take_it(
             shown = await alice.command(room_id, bot.user_id, "!reply mode always scope:room")
             assert shown.startswith("Reply mode: always"), shown
             assert "every message in this room" in shown, shown
+            # A room has no server: the scope typed as Discord shows it (a space after its
+            # colon) is refused before anything changes, not kept as part of the prompt.
+            shown = await alice.command(room_id, bot.user_id, "!system Be brief. scope: server")
+            assert "There is no server here" in shown, shown
+            shown = await alice.command(room_id, bot.user_id, "!system")
+            assert shown == "System prompt: (none)", shown
             await alice.command(room_id, bot.user_id, "!limits set tokens_per_channel_day 5000")
             shown = await alice.command(room_id, bot.user_id, "!limits")
             assert "tokens_per_room_day = 5,000 (room) — tokens a room may spend" in shown, shown
