@@ -844,7 +844,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await self._swipe(ref, newest.reply_to, action, sink, prefix, greeting=True)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
-        if answer_id is not None and answer_id != (question.id if answer is None else answer.id):
+        if answer_id is not None and not await self._of_turn(ref, question, answer, answer_id):
             return await _notice(sink, _NOT_NEWEST)
         if not admin and not _asked_by(question, actor):
             who = literal(question.author) if question.author else "the person who asked"
@@ -907,6 +907,26 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             by=actor.id,
             lore=lore,
         )
+
+    async def _of_turn(
+        self,
+        ref: ChannelRef,
+        question: HistoryEntry,
+        answer: HistoryEntry | None,
+        answer_id: int,
+    ) -> bool:
+        """Whether a button's or reaction's `answer_id` is of the newest turn: its question
+        (one that got no answer), the answer shown, or another answer to it. A control
+        that came first (🔄 pressed by someone else too, a ⏩ on an answer being
+        regenerated) changed what that message shows while this one waited its turn: it
+        acts on the message as it shows now, as a control on an answer being written
+        does once it ends (an older turn's answer is never one of these)."""
+        if answer_id == question.id or (answer is not None and answer_id == answer.id):
+            return True
+        if question.id is None:
+            return False
+        alternatives = await self._store.alternatives(ref, question.id)
+        return any(entry.id == answer_id for entry, _ in alternatives)
 
     async def _swipe(
         self,

@@ -1,0 +1,73 @@
+"""Turn controls on a real Synapse, in the orders people use them: a reaction while a
+regenerate streams, on a long answer's last page, after a restart; what each edit of the
+answer says (its m.relates_to, its m.mentions), and what is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.types import ChannelRef, Platform, Role
+from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
+from tests.matrix.test_reactions_on_synapse import react
+from tests.peers.synapse import SynapseServer
+
+pytestmark = pytest.mark.synapse
+
+
+def texts(user: UserClient, room: str, bot: str, msgtype: str, after: float = 0.0) -> list[str]:
+    """The bodies of the bot's messages of `msgtype` (m.text, m.notice) in the room."""
+    found = user.messages(room, bot, after)
+    return [str(s.content["body"]) for s in found if s.content.get("msgtype") == msgtype]
+
+
+async def test_a_reaction_on_an_answer_being_regenerated_acts_once_it_ends(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """⏩ pressed while a 🔄 rewrote the answer (the event showing it growing again) said
+    "Only the newest answer can change" and did nothing: the reaction was tied to the
+    answer the event showed when it came, which the regenerate then replaced. README: a
+    reaction other than ⏹ on an answer still being written acts on it once it ends."""
+    bot = synapse_server.register("regenbot")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    try:
+        async with (
+            SSEEndpoint(chunks=3, span=0.3) as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path) as core,
+        ):
+            room = await bob.create_room([bot.user_id])
+            await bob.wait_joined(room, bot.user_id)
+            mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
+            after = time.monotonic()
+            await bob.send(room, "bot: count", **mention)
+            answer = (await bob.reply_to(room, bot.user_id, after, "the answer")).event.event_id
+            await bob.wait_for(lambda: endpoint.asked[0].ended, "the first answer's end")
+            endpoint.chunks, endpoint.span = 6, 3.0
+            await react(bob, room, answer, "🔄")
+            await bob.wait_for(lambda: len(endpoint.asked) == 2, "the regenerate's request")
+            await bob.wait_for(lambda: len(bob.edits_of(answer)) >= 2, "its first text")
+            await react(bob, room, answer, "⏩")  # the event shows the regenerate growing
+            assert not endpoint.asked[1].ended
+            endpoint.chunks, endpoint.span = 2, 0.2
+            await bob.wait_for(lambda: len(endpoint.asked) == 3, "the continue's request")
+            await bob.wait_for(lambda: endpoint.asked[2].ended, "the continue's end")
+            await asyncio.sleep(1.0)  # time for a notice the bot should not send
+            history = await core.store.history(ChannelRef(Platform.MATRIX, room), 10)
+            continued = endpoint.bodies[2]["messages"]
+            shown = bob.shown_text(answer)
+        notices = texts(bob, room, bot.user_id, "m.notice")
+    finally:
+        await bob.close()
+    regenerated = "".join(SSEEndpoint(6, 0).words()).strip()
+    assert notices == []
+    # The continue went on from the regenerated answer, and the event shows both.
+    assert any(m["role"] == "assistant" and m["content"].strip() == regenerated for m in continued)
+    assert shown.strip() == f"{regenerated} w0\nw1"
+    assert [(e.role, e.content.strip()) for e in history] == [
+        (Role.USER, "bot: count"),
+        (Role.ASSISTANT, shown.strip()),
+    ]
