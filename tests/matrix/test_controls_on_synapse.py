@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nio
 import pytest
 
 from bot.types import ChannelRef, Platform, Role
@@ -71,3 +72,61 @@ async def test_a_reaction_on_an_answer_being_regenerated_acts_once_it_ends(
         (Role.USER, "bot: count"),
         (Role.ASSISTANT, shown.strip()),
     ]
+
+
+async def test_a_reaction_on_a_long_answers_last_page_reaches_the_answer(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """An answer too long for one event is shown in several; 🔄 on its last page, where
+    the answer ends and people react, did nothing: only its first event was looked up."""
+    bot = synapse_server.register("longbot")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    long = " ".join(f"word{i}" for i in range(3500))  # about 30,000 characters: two events
+    try:
+        async with (
+            SSEEndpoint(chunks=10, span=1.0, text=long) as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path) as core,
+        ):
+            room = await bob.create_room([bot.user_id])
+            await bob.wait_joined(room, bot.user_id)
+            mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
+            after = time.monotonic()
+            await bob.send(room, "bot: say a lot", **mention)
+
+            def pages() -> list[str]:
+                found = bob.messages(room, bot.user_id, after)
+                return [s.event.event_id for s in found if s.content.get("msgtype") == "m.text"]
+
+            await bob.wait_for(
+                lambda: endpoint.asked and endpoint.asked[0].ended and len(pages()) == 2,
+                "two pages",
+            )
+            first, last = pages()
+            await bob.wait_for(
+                lambda: (
+                    (bob.shown_text(first) + " " + bob.shown_text(last)).split() == long.split()
+                ),
+                "the whole answer",
+            )
+            endpoint.text, endpoint.chunks = "A short one.", 2
+            await react(bob, room, last, "🔄")
+            await bob.wait_for(lambda: len(endpoint.asked) == 2, "the regenerate's request")
+            await bob.wait_for(lambda: bob.shown_text(first) == "A short one.", "the new answer")
+
+            def removed() -> list[str]:
+                return [
+                    s.event.redacts
+                    for s in bob.seen
+                    if isinstance(s.event, nio.RedactionEvent) and s.event.sender == bot.user_id
+                ]
+
+            await bob.wait_for(removed, "the page the new answer does not need removed")
+            ref = ChannelRef(Platform.MATRIX, room)
+            history = await core.store.history(ref, 10)
+            posts = await core.store.posts_of(ref, history[-1].id or 0)
+    finally:
+        await bob.close()
+    # The short answer took the first event; the page it no longer needs was removed.
+    assert removed() == [last]
+    assert [e.content for e in history] == ["bot: say a lot", "A short one."]
+    assert posts == [first]

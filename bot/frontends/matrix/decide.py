@@ -423,6 +423,11 @@ class AnswerFacts:
     answered: bool  # False: the model failed and the message shows the error
 
 
+def reaction_words(key: str) -> tuple[str, ...] | None:
+    """The command a reaction's key stands for, or None: any other emoji (a comment)."""
+    return _REACTIONS.get(key.replace("\ufe0f", "").strip())
+
+
 def reaction_command(
     key: str, answer: AnswerFacts | None, *, sender: str, admin: bool
 ) -> tuple[str, ...] | None:
@@ -433,7 +438,7 @@ def reaction_command(
     ignored without a word: reactions are how people comment, and a reply to each would
     be noise in the room.
     """
-    words = _REACTIONS.get(key.replace("\ufe0f", "").strip())
+    words = reaction_words(key)
     if words is None or answer is None:
         return None
     if not admin and sender != answer.asker:

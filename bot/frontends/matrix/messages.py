@@ -34,6 +34,7 @@ from bot.frontends.matrix.decide import (
     keys_refused,
     line_place,
     reaction_command,
+    reaction_words,
     taken_for_secret,
     tell_unread,
     typed_elsewhere,
@@ -696,8 +697,11 @@ class MessageHandler:
 
     # --- reactions -----------------------------------------------------------------
     async def react(self, room_id: str, sender: str, reacts_to: str, key: str) -> None:
-        """🔄 ⏩ ⏹ ◀ ▶ on an answer, by its asker or an admin: the control, in place."""
-        shown = self._shown.get(reacts_to)
+        """🔄 ⏩ ⏹ ◀ ▶ on an answer (any of its pages), by its asker or an admin: the
+        control, in place."""
+        if reaction_words(key) is None:  # a comment (👍), not a control: nothing to look up
+            return
+        shown = self._shown_on(room_id, reacts_to)
         room = self._room(room_id)
         if shown is None or room is None or shown.ref.channel_id != room_id:
             # Not an answer the bot remembers in this room: a reaction like any other (a
@@ -750,6 +754,17 @@ class MessageHandler:
             # Only the asker or an admin gets here: tell them why nothing changed.
             notice = Message(room_id, reacts_to, sender, {}, "", thread=shown.ref.thread_id)
             await self._notice(notice, text)
+
+    def _shown_on(self, room_id: str, event_id: str) -> Shown | None:
+        """The answer `event_id` shows, as one of its pages: a long answer's last page,
+        where its end is read, is where people react."""
+        shown = self._shown.get(event_id)
+        if shown is not None:
+            return shown
+        for other in reversed(self._shown.values()):
+            if other.ref.channel_id == room_id and event_id in other.event_ids:
+                return other
+        return None
 
     def _with_note(self, answer: str, msg: Message, note: str, *, ok: bool = False) -> str:
         """A reply to a message taken out as holding a secret, cleaned of it (`ok`: the
