@@ -125,6 +125,9 @@ class TurnResult:
     # The message held a key or a password: not sent or kept; front-ends delete it from
     # the chat where they may.
     held_secret: bool = False
+    # Who asked the question answered (their id), where known: a front-end showing the
+    # answer anew (a typed control after a restart) leaves its controls to them.
+    asker: str | None = None
 
     @property
     def notice(self) -> bool:
@@ -852,7 +855,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await _notice(sink, f"Only {who} or an admin of this {place} can do that.")
         if action in (Control.NEXT, Control.PREVIOUS):
             assert question.id is not None
-            return await self._swipe(ref, question.id, action, sink, prefix)
+            return await self._swipe(
+                ref, question.id, action, sink, prefix, asker=question.author_id
+            )
         ended_early = answer is not None and answer.state in _ENDED_EARLY
         asked_again = False  # a failed question /retry asks again, once it goes out
         if action is Control.RETRY and not ended_early:
@@ -937,6 +942,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         prefix: str,
         *,
         greeting: bool = False,
+        asker: str | None = None,
     ) -> TurnResult:
         self._cut_off.pop(ref, None)  # what is shown changes: no word of a cut answer later
         answers = await self._store.alternatives(ref, question_id)
@@ -958,7 +964,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._showing.add(ref)
         await sink.finish(entry.content, "", entry.error)
         shown_of = (wanted + 1, len(answers))
-        return TurnResult(entry.content, entry.error, False, entry.id, shown_of, greeting=greeting)
+        return TurnResult(
+            entry.content, entry.error, False, entry.id, shown_of, greeting=greeting, asker=asker
+        )
 
     # -- what every answer goes through -------------------------------------------------------
 
@@ -1070,7 +1078,15 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             alternative = (1, 1)
             if variant and answer_id is not None and question.id is not None and not saved_note:
                 alternative = await self._alternative(ref, question.id, answer_id)
-            result = TurnResult(shown, outcome.error, True, answer_id, alternative, question.id)
+            result = TurnResult(
+                shown,
+                outcome.error,
+                True,
+                answer_id,
+                alternative,
+                question.id,
+                asker=question.author_id,
+            )
             ended = getattr(sink, "ended", None)
             if ended is not None:  # controls for how it ended can go out with the final text
                 ended(result)

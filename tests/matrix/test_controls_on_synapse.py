@@ -12,6 +12,7 @@ from typing import Any
 import nio
 import pytest
 
+from bot.store import generate_key
 from bot.types import ChannelRef, Platform, Role
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
 from tests.matrix.test_reactions_on_synapse import react
@@ -130,3 +131,47 @@ async def test_a_reaction_on_a_long_answers_last_page_reaches_the_answer(
     assert removed() == [last]
     assert [e.content for e in history] == ["bot: say a lot", "A short one."]
     assert posts == [first]
+
+
+async def test_after_a_restart_an_admins_regenerate_stays_the_askers_to_swipe(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """After a restart `!regenerate` posts the new answer as a new message (README). Typed
+    by a room admin for a member's question, that message was taken as the admin's: the
+    member who asked reacted ◀ on it and nothing happened (reactions by anyone but the
+    asker or an admin are ignored without a word)."""
+    bot = synapse_server.register("restartbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    key = generate_key()
+    try:
+        async with SSEEndpoint(chunks=3, span=0.3) as endpoint:
+            async with bot_answering_from(synapse_server, bot, endpoint, tmp_path, key):
+                room = await alice.create_room([bot.user_id, bob.user.user_id])
+                await alice.wait_joined(room, bot.user_id)
+                await bob.join(room)
+                mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
+                after = time.monotonic()
+                question = await bob.send(room, "bot: one", **mention)
+                await bob.answer_to(room, bot.user_id, question, after, "the question")
+                await bob.wait_for(lambda: endpoint.asked[0].ended, "the answer's end")
+            endpoint.chunks = 5
+            async with bot_answering_from(synapse_server, bot, endpoint, tmp_path, key) as core:
+                after = time.monotonic()
+                typed = await alice.send(room, "!regenerate")  # Alice is the room's creator
+                new = (await bob.answer_to(room, bot.user_id, typed, after, "!regenerate")).event
+                await bob.wait_for(
+                    lambda: "(answer 2 of 2)" in texts(bob, room, bot.user_id, "m.notice"),
+                    "the count",
+                )
+                await react(bob, room, new.event_id, "◀️")
+                first = "".join(SSEEndpoint(3, 0).words()).strip()
+                await bob.wait_for(
+                    lambda: bob.shown_text(new.event_id).strip() == first, "the first answer"
+                )
+                history = await core.store.history(ChannelRef(Platform.MATRIX, room), 10)
+    finally:
+        await alice.close()
+        await bob.close()
+    assert len(endpoint.asked) == 2  # the swipe asked nobody
+    assert [e.content.strip() for e in history] == ["bot: one", first]

@@ -601,7 +601,9 @@ class MessageHandler:
         for event_id in target.leftover():  # a longer answer was shown before
             await self._api.redact(ref.channel_id, event_id, "replaced by a shorter answer")
         if target.event_ids:
-            shown = self._shown.get(target.event_ids[0]) or Shown(ref, asker)
+            # Shown anew (after a restart, say): its controls are its question's asker's,
+            # not whoever typed the control (an admin).
+            shown = self._shown.get(target.event_ids[0]) or Shown(ref, done.asker or asker)
             shown.event_ids = list(target.event_ids)
             await self._settled(shown, done)
         return done
