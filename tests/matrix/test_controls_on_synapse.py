@@ -175,3 +175,55 @@ async def test_after_a_restart_an_admins_regenerate_stays_the_askers_to_swipe(
         await bob.close()
     assert len(endpoint.asked) == 2  # the swipe asked nobody
     assert [e.content.strip() for e in history] == ["bot: one", first]
+
+
+async def test_every_edit_of_an_answer_mentions_whom_it_answers(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """An answer in a group room mentions its asker; an edit's new content replaces all of
+    the event's, its m.mentions too. A 🔄's edits mentioned nobody, and a `!regenerate`
+    typed by an admin mentioned the admin: the answer to Bob's question stopped being
+    one that mentions Bob (a client highlights it by what the newest content says)."""
+    bot = synapse_server.register("mentionbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    try:
+        async with (
+            SSEEndpoint(chunks=2, span=0.2, text="A **bold** answer.") as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path),
+        ):
+            room = await alice.create_room([bot.user_id, bob.user.user_id])
+            await alice.wait_joined(room, bot.user_id)
+            await bob.join(room)
+            mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
+            after = time.monotonic()
+            question = await bob.send(room, "bot: one", **mention)
+            answer = (await bob.answer_to(room, bot.user_id, question, after, "it")).event
+            await bob.wait_for(lambda: endpoint.asked and endpoint.asked[0].ended, "its end")
+            before = len(bob.edits_of(answer.event_id))
+            endpoint.text = "Another **bold** one."
+            await react(bob, room, answer.event_id, "🔄")
+            await bob.wait_for(lambda: len(endpoint.asked) == 2, "the regenerate")
+            await bob.wait_for(
+                lambda: bob.shown_text(answer.event_id) == "Another **bold** one.", "its text"
+            )
+            after = time.monotonic()
+            await alice.send(room, "!regenerate")  # Alice made the room: an admin
+            await bob.wait_for(
+                lambda: "(answer 3 of 3)" in texts(bob, room, bot.user_id, "m.notice", after),
+                "the typed regenerate's end",
+            )
+            edits = [s.content for s in bob.edits_of(answer.event_id)[before:]]
+    finally:
+        await alice.close()
+        await bob.close()
+    assert answer.source["content"]["m.mentions"] == {"user_ids": [bob.user.user_id]}
+    assert len(edits) >= 2
+    for edit in edits:
+        new = edit["m.new_content"]
+        assert new["m.mentions"] == {"user_ids": [bob.user.user_id]}, edit
+        assert edit["m.mentions"] == {}  # nobody is notified again
+        assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": answer.event_id}
+        assert "m.relates_to" not in new
+    assert edits[-1]["m.new_content"]["formatted_body"] == "Another <strong>bold</strong> one."
+    assert edits[-1]["formatted_body"] == "* Another <strong>bold</strong> one."

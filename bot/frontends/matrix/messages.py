@@ -143,6 +143,9 @@ class Shown:
     ref: ChannelRef
     asker: str
     event_ids: list[str] = field(default_factory=list)  # its pages; edits replace these
+    # Whom its events mention (the asker, outside a direct chat): a control's edits say so
+    # too, since an edit's new content replaces all of the event's.
+    mention: str = ""
     row: int | None = None  # the answer's stored row (a failed question's); None: streaming
     answered: bool = True  # False: the model failed and the message shows the error
     removed: bool = False  # someone removed one of its events: nothing reaches it any more
@@ -557,9 +560,17 @@ class MessageHandler:
         not remember (from before a restart) gets a message of its own."""
         ref = prepared.ref
         target = self._answer_target(msg)
+
+        def existing() -> list[str]:
+            shown = self._newest_shown(ref)
+            if shown is None:  # shown anew, in reply to the command
+                return []
+            target.mention = shown.mention  # edited, it mentions whom it answers
+            return list(shown.event_ids)
+
         # Asked at the first text, inside the core's turn order: the answer a control
         # typed right after a question acts on is that question's, done by then.
-        target.existing = lambda: self._newest_events(ref)
+        target.existing = existing
         done = await self._in_place(ref, prepared.actor, prepared.inv, target, asker=msg.sender)
         if isinstance(done, Reply):
             await self._notice(msg, f"{prepared.label}{done.text}")
@@ -570,10 +581,9 @@ class MessageHandler:
         elif done.alternative[1] > 1:
             await self._notice(msg, f"(answer {done.alternative[0]} of {done.alternative[1]})")
 
-    def _newest_events(self, ref: ChannelRef) -> list[str]:
+    def _newest_shown(self, ref: ChannelRef) -> Shown | None:
         first = self._newest.get(str(ref))
-        shown = self._shown.get(first) if first else None
-        return list(shown.event_ids) if shown is not None else []
+        return self._shown.get(first) if first else None
 
     async def _in_place(
         self,
@@ -603,7 +613,9 @@ class MessageHandler:
         if target.event_ids:
             # Shown anew (after a restart, say): its controls are its question's asker's,
             # not whoever typed the control (an admin).
-            shown = self._shown.get(target.event_ids[0]) or Shown(ref, done.asker or asker)
+            shown = self._shown.get(target.event_ids[0]) or Shown(
+                ref, done.asker or asker, mention=target.mention
+            )
             shown.event_ids = list(target.event_ids)
             await self._settled(shown, done)
         return done
@@ -745,6 +757,7 @@ class MessageHandler:
             room_id,
             pace=self._api.pace,
             thread_root=shown.ref.thread_id,
+            mention=shown.mention,
             typing=self._api.typing,
             existing=lambda: list(shown.event_ids),
         )
@@ -1065,6 +1078,7 @@ class MessageHandler:
             return
         shown = Shown(ref, msg.sender)
         target = self._answer_target(msg, on_sent=self._showing(shown))
+        shown.mention = target.mention
         sink = PacedReply(target, render=reasoning_as_quote)
         incoming = Incoming(ref, actor, text, self._attachments(msg), msg.event_id)
         # Core.chat joins the conversation's turn order before it first waits, so the

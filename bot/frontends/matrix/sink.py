@@ -142,7 +142,9 @@ class MatrixTarget:
         self._pace = pace
         self._thread_root = thread_root
         self._reply_to = reply_to
-        self._mention = mention
+        # Whom the answer mentions, in its posts and in every edit's new content (an edit
+        # of an answer shown before: whom that one mentions).
+        self.mention = mention
         self._typer = typing
         self._msgtype = msgtype
         self._on_sent = on_sent
@@ -200,7 +202,7 @@ class MatrixTarget:
         rel = reply_relation(self._thread_root, "" if self.event_ids else self._reply_to)
         if rel:
             content["m.relates_to"] = rel
-        content["m.mentions"] = mentioning(self._mention)
+        content["m.mentions"] = mentioning(self.mention)
         event_id = await self._send(self._room_id, content)
         self.event_ids.append(event_id)
         self.final_texts[event_id] = text
@@ -210,7 +212,7 @@ class MatrixTarget:
 
     async def edit(self, handle: object, text: str) -> bool:
         event_id = str(handle)
-        content = edit_content(event_id, text, self._msgtype, self._mention)
+        content = edit_content(event_id, text, self._msgtype, self.mention)
         await self._send(self._room_id, content)
         self.final_texts[event_id] = text
         return True
