@@ -227,3 +227,34 @@ async def test_every_edit_of_an_answer_mentions_whom_it_answers(
         assert "m.relates_to" not in new
     assert edits[-1]["m.new_content"]["formatted_body"] == "Another <strong>bold</strong> one."
     assert edits[-1]["formatted_body"] == "* Another <strong>bold</strong> one."
+
+
+async def test_swipe_reactions_in_their_text_presentation(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """◀ and ▶ are text symbols that clients send as emoji (U+FE0F after them), bare, or
+    as picked from a symbol viewer in their text form (U+FE0E after them): that last
+    form did nothing."""
+    bot = synapse_server.register("swipebot")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    try:
+        async with (
+            SSEEndpoint(chunks=1, span=0.1, text="First.") as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path),
+        ):
+            room = await bob.create_room([bot.user_id])
+            await bob.wait_joined(room, bot.user_id)
+            after = time.monotonic()
+            await bob.send(room, "bot: one", **{"m.mentions": {"user_ids": [bot.user_id]}})
+            answer = (await bob.reply_to(room, bot.user_id, after, "the answer")).event.event_id
+            await bob.wait_for(lambda: endpoint.asked and endpoint.asked[0].ended, "its end")
+            endpoint.text = "Second."
+            await react(bob, room, answer, "🔄")
+            await bob.wait_for(lambda: bob.shown_text(answer) == "Second.", "the regenerate")
+            await react(bob, room, answer, "◀\ufe0e")
+            await bob.wait_for(lambda: bob.shown_text(answer) == "First.", "the first again")
+            await react(bob, room, answer, "▶\ufe0e")
+            await bob.wait_for(lambda: bob.shown_text(answer) == "Second.", "the second again")
+    finally:
+        await bob.close()
+    assert len(endpoint.asked) == 2

@@ -32,6 +32,8 @@ def test_a_reaction_is_decided_on_before_messages_are() -> None:
         ("◀", ("swipe", "prev")),
         ("◀️", ("swipe", "prev")),
         ("▶️", ("swipe", "next")),
+        ("▶\ufe0e", ("swipe", "next")),
+        ("\u200b🔄", ("regenerate",)),
         ("👍", None),
         ("🔄🔄", None),
     ],

@@ -14,7 +14,7 @@ from typing import Any
 from bot.commands.parse import TypedCommand, plain_prefix, typed_command
 from bot.commands.spec import Command
 from bot.frontends.matrix.secret_commands import may_hold_secret
-from bot.types.text import strip_invisible
+from bot.types.text import strip_invisible, without_invisible
 
 # Events stamped this long before start-up are old even if a sync hands them over late.
 CLOCK_SLACK_MS = 60_000
@@ -405,7 +405,8 @@ def created_type(stripped_state: object) -> object:
 
 # --- reactions on answers ------------------------------------------------------------
 # The emoji that act on an answer, as the table's commands they stand for. Clients send
-# some with the emoji presentation selector (U+FE0F) and some without.
+# some with the emoji presentation selector (U+FE0F), the text one (U+FE0E: ◀︎ from a
+# symbol picker) or none.
 _REACTIONS: dict[str, tuple[str, ...]] = {
     "🔄": ("regenerate",),
     "⏩": ("continue",),
@@ -425,7 +426,7 @@ class AnswerFacts:
 
 def reaction_words(key: str) -> tuple[str, ...] | None:
     """The command a reaction's key stands for, or None: any other emoji (a comment)."""
-    return _REACTIONS.get(key.replace("\ufe0f", "").strip())
+    return _REACTIONS.get(without_invisible(key).strip())
 
 
 def reaction_command(
