@@ -258,3 +258,61 @@ async def test_swipe_reactions_in_their_text_presentation(
     finally:
         await bob.close()
     assert len(endpoint.asked) == 2
+
+
+async def test_an_answer_removed_while_it_is_rewritten_gets_no_edit_after(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """An admin removes the bot's answer while a 🔄 rewrites it (or while it is first
+    written): it stops, as README says, but its last words and "Stopped: the answer was
+    deleted" still went out as an m.replace of the removed event, a new event holding
+    the text the removal was to take out of the room's history."""
+    bot = synapse_server.register("removedbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    try:
+        async with (
+            SSEEndpoint(chunks=2, span=0.2) as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path),
+        ):
+            room = await alice.create_room([bot.user_id, bob.user.user_id])
+            await alice.wait_joined(room, bot.user_id)
+            await bob.join(room)
+            mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
+            after = time.monotonic()
+            question = await bob.send(room, "bot: one", **mention)
+            answer = (await bob.answer_to(room, bot.user_id, question, after, "it")).event.event_id
+            await bob.wait_for(lambda: endpoint.asked[0].ended, "the answer's end")
+            edits = len(bob.edits_of(answer))
+            # One word every 10 s: no edit is under way as it is removed.
+            endpoint.chunks, endpoint.span = 3, 30.0
+            await react(bob, room, answer, "🔄")
+            await bob.wait_for(lambda: len(bob.edits_of(answer)) > edits, "the regenerate's text")
+            await alice.client.room_redact(room, answer)
+            await bob.wait_for(lambda: endpoint.asked[1].cut, "the regenerate stopped")
+            # And an answer removed while it is first written.
+            after = time.monotonic()
+            question = await bob.send(room, "bot: two", **mention)
+            second = (await bob.answer_to(room, bot.user_id, question, after, "two")).event.event_id
+            await alice.client.room_redact(room, second)
+            await bob.wait_for(lambda: endpoint.asked[2].cut, "the second answer stopped")
+            await asyncio.sleep(2.0)  # time for the edits the bot should not send
+
+            def after_removal(event_id: str) -> list[str]:
+                """The edits of `event_id` the timeline has after its removal."""
+                at = next(
+                    i
+                    for i, s in enumerate(bob.seen)
+                    if isinstance(s.event, nio.RedactionEvent) and s.event.redacts == event_id
+                )
+                return [
+                    s.content["m.new_content"]["body"]
+                    for s in bob.seen[at:]
+                    if s.replaces == event_id
+                ]
+
+            late = after_removal(answer) + after_removal(second)
+    finally:
+        await alice.close()
+        await bob.close()
+    assert late == []

@@ -15,7 +15,7 @@ import nio
 from nio.crypto import decrypt_attachment
 
 from bot.frontends.matrix.access import RoomAuthority, authority_from_state
-from bot.frontends.matrix.events import SENT_BY_THIS_BOT, MediaFile, media_of
+from bot.frontends.matrix.events import SENT_BY_THIS_BOT, MediaFile, media_of, relates_to
 from bot.frontends.matrix.sink import (
     RatePace,
     SendFailed,
@@ -78,6 +78,8 @@ class MatrixApi:
         # Events found to be someone else's: a sender never changes, so a thread's root
         # asked about at every message in that thread is asked of the homeserver once.
         self._others = RecentIds(_REMEMBERED)
+        # The bot's events someone removed from their room (`removed`): never edited after.
+        self._removed = RecentIds(_REMEMBERED)
         self._authority: dict[str, RoomAuthority] = {}
 
     @property
@@ -89,12 +91,26 @@ class MatrixApi:
         while len(self._own) > _REMEMBERED:
             self._own.popitem(last=False)
 
+    def removed(self, room_id: str, event_id: str) -> None:
+        """`event_id` was removed from `room_id` (a redaction the homeserver applies)."""
+        self._removed.add(f"{room_id} {event_id}")
+
     async def send(self, room_id: str, content: dict[str, Any], *, in_clear: bool = False) -> str:
         """Post one m.room.message; its event id. SendFailed when it cannot be sent.
 
         Without E2EE nio would send into an encrypted room in the clear: refused, unless
         `in_clear`, which only a fixed text holding nothing of anyone's may ask for (the
-        notice that the bot does not read encrypted rooms: messages.NO_E2EE)."""
+        notice that the bot does not read encrypted rooms: messages.NO_E2EE).
+
+        An edit of an event removed from the room is not sent (the edited event's id is
+        returned): an answer stopped by its removal would otherwise put its text back
+        in the room's history, in an m.replace of the removed event."""
+        edited = relates_to(content)
+        if edited.get("rel_type") == "m.replace":
+            event_id = str(edited.get("event_id"))
+            if f"{room_id} {event_id}" in self._removed:
+                log.debug("not editing an event removed from %s", room_id)
+                return event_id
         content = {**content, SENT_BY_THIS_BOT: True}
         event_id = await with_retries(lambda: self._send_once(room_id, content, in_clear), "send")
         self.remember(room_id, event_id)

@@ -691,6 +691,7 @@ class MessageHandler:
         authority = None if level >= needed else await self._api.authority(room_id)
         anyone = is_room_admin(sender, level, authority, needed)
         if anyone:
+            self._api.removed(room_id, redacts)  # before the stop below: nothing edits it
             self._answer_removed(room_id, redacts)
         await self._core.deleted(
             Platform.MATRIX, room_id, [redacts], author=None if anyone else sender
