@@ -464,6 +464,12 @@ class Core:
         """Stop the answer being written in this conversation (what arrived is kept)."""
         return self._engine.stop(ref)
 
+    async def may_chat(self, ref: ChannelRef, actor: Actor) -> bool:
+        """Whether `actor` may chat here (the operator's lists, the access rules): a
+        front-end passes over a reaction of someone who may not without a word, as it
+        does their chat."""
+        return await self._engine.may_chat(ref, actor)
+
     def stop_refusal(self, ref: ChannelRef, actor: Actor) -> str | None:
         """Why `actor` may not stop the answer being written here (it is someone else's,
         and they are no admin), or None. Asked of the answer being written, not of a

@@ -266,6 +266,11 @@ class _QuotaHooks:
         log.debug("ignored %s in %s: not allowed to chat there", actor.id, ref)
         return False
 
+    async def may_chat(self, ref: ChannelRef, actor: Actor) -> bool:
+        """Whether `actor` may chat here, by the operator's lists and the access rules (a
+        control of theirs asks the model as their question would)."""
+        return operator_allows(ref, actor, self._gate.operator) and await self._admitted(ref, actor)
+
     async def _may_chat(self, ref: ChannelRef, actor: Actor) -> bool:
         """Whether `actor` may chat here (True when the database cannot say: the turn's
         own reads report it)."""

@@ -316,3 +316,43 @@ async def test_an_answer_removed_while_it_is_rewritten_gets_no_edit_after(
         await alice.close()
         await bob.close()
     assert late == []
+
+
+async def test_reactions_of_someone_who_may_not_chat_here_are_ignored_quietly(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Bob asked, then an admin denied him the room: each reaction of his on his old
+    answer made the bot say "You may not chat here" in the room, a notice per reaction
+    (taken away and added again: as many as he liked). README: someone not allowed is
+    ignored quietly, so the bot cannot be used to spam; a typed command is answered."""
+    bot = synapse_server.register("denybot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    try:
+        async with (
+            SSEEndpoint(chunks=2, span=0.2) as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path),
+        ):
+            room = await alice.create_room([bot.user_id, bob.user.user_id])
+            await alice.wait_joined(room, bot.user_id)
+            await bob.join(room)
+            mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
+            after = time.monotonic()
+            question = await bob.send(room, "bot: one", **mention)
+            answer = (await bob.answer_to(room, bot.user_id, question, after, "it")).event.event_id
+            await bob.wait_for(lambda: endpoint.asked[0].ended, "the answer's end")
+            denied = await alice.command(room, bot.user_id, f"!access deny user {bob.user.user_id}")
+            assert "Rule added" in denied, denied
+            after = time.monotonic()
+            for key in ("🔄", "⏩", "▶️"):
+                await react(bob, room, answer, key)
+            typed = await bob.send(room, "!regenerate")  # a command: answered, as any is
+            said = await bob.answer_to(room, bot.user_id, typed, after, "!regenerate")
+            await asyncio.sleep(2.0)  # time for the notices the bot should not send
+            notices = texts(bob, room, bot.user_id, "m.notice", after)
+    finally:
+        await alice.close()
+        await bob.close()
+    assert notices == [said.content["body"]]
+    assert "may not chat here" in notices[0]
+    assert len(endpoint.asked) == 1

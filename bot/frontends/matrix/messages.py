@@ -734,6 +734,10 @@ class MessageHandler:
             if self._core.stop_refusal(shown.ref, actor) is None:
                 self._core.stop(shown.ref)  # the answer itself shows that it stopped
             return
+        if not await self._core.may_chat(shown.ref, actor):
+            # Ignored quietly, as their chat is: a reaction each, taken away and added
+            # again, would have the bot say in the room that they may not chat here.
+            return
         if shown.row is None:
             # Still being written. Run now, the control would act on whatever turn is the
             # newest when its turn came: a question sent meanwhile got its answer
