@@ -150,15 +150,30 @@ def text_codec(sample: bytes) -> str | None:
         pass
     else:
         return "utf-8" if _control_share(sample) <= 0.05 else None
-    bad = sample.decode("utf-8", errors="replace").count("\ufffd")
-    if not padded and bad <= max(1, len(sample) // 200):
-        return "utf-8"  # a few stray bytes, or a sample cut mid-character
+    read = sample.decode("utf-8", errors="replace")
+    bad = read.count("\ufffd")
+    # A few stray bytes among UTF-8's own characters, or a sample cut mid-character, are
+    # UTF-8. Legacy text whose few accents are its only bytes past ASCII holds no UTF-8
+    # character at all (`G\xe9rard`): read as UTF-8, each accent would be lost.
+    ascii_chars = len(sample.translate(None, _HIGH_BYTES))
+    utf8 = len(read) - bad - ascii_chars > 0 or _cut_mid_character(sample)
+    if not padded and utf8 and bad <= max(1, len(sample) // 200):
+        return "utf-8"
     # Legacy Western text (Windows-1252, Latin-1) is invalid UTF-8 but mostly ASCII with
     # almost no control bytes; compressed or machine data is neither.
     high = len(sample) - len(sample.translate(None, _HIGH_BYTES))
     if _control_share(sample) <= 0.01 and high <= 0.3 * len(sample):
         return "cp1252"
     return None
+
+
+def _cut_mid_character(sample: bytes) -> bool:
+    """Whole UTF-8 but for a last character cut short (a file's first kilobytes)."""
+    try:
+        _UTF8().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _utf16_without_bom(sample: bytes) -> str | None:

@@ -1,0 +1,47 @@
+"""Files people attach, with `/attach` in `chatbot console`, checked in what the console
+shows and in the request the loopback endpoint records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.hostile_endpoint import HostileEndpoint
+from tests.e2e.test_hostile_console import Run, Workspace
+
+
+def _run(ws: Workspace, endpoint: HostileEndpoint, lines: list[str]) -> Run:
+    setup = ["/source custom", f"/proxy set {endpoint.url_v1}", "/model m", "/connect bypass:on"]
+    run = ws.run([*setup, *lines, "/help"])
+    run.assert_survived()
+    return run
+
+
+def _asked(endpoint: HostileEndpoint) -> list[dict[str, Any]]:
+    """The messages of the last chat request."""
+    [*_, last] = endpoint.chat_requests()
+    messages: list[dict[str, Any]] = json.loads(last.body)["messages"]
+    return messages
+
+
+def test_a_latin1_file_with_few_accents_is_read_with_them(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """Files probe: an old source file saved in Latin-1 (its header says so) whose only
+    accents are its author's name reached the model as `G\ufffdrard Lef\ufffdvre`: a
+    stray byte or two per 200 was taken for damaged UTF-8, though the file held no UTF-8
+    character at all. So was a CSV from Excel whose accents are few among its numbers."""
+    header = "# -*- coding: latin-1 -*-\n# Auteur : Gérard Lefèvre\n"
+    code = header + "".join(f"def f{i}(x):\n    return x * {i}\n\n" for i in range(120))
+    (tmp_path / "legacy.py").write_bytes(code.encode("latin-1"))
+    rows = "".join(f"{i};{i * 3},50;ok\n" for i in range(60))
+    table = "Nr;Betrag;Empfänger\n" + rows + "61;12,00;Überweisung zurück\n"
+    (tmp_path / "konto.csv").write_bytes(table.encode("cp1252"))
+    run = _run(ws, endpoint, ["/attach legacy.py", "/attach konto.csv", "who wrote this?"])
+    assert "Attached legacy.py" in run.out and "Attached konto.csv" in run.out, run.describe()
+    question = _asked(endpoint)[-1]["content"]
+    assert "# Auteur : Gérard Lefèvre\n" in question, question[:300]
+    assert "Nr;Betrag;Empfänger\n" in question, question
+    assert "61;12,00;Überweisung zurück\n" in question, question[-300:]
+    assert "\ufffd" not in question
