@@ -267,7 +267,7 @@ class Requests:
         for entry in kept:
             sent = shown.get(id(entry), ())
             named = [image_placeholder(r.name) for r in entry.images[len(sent) :]]
-            content = " ".join([entry.content, *named]) if named else entry.content
+            content = _naming(entry.content, named)
             name = names.get(who(entry) or "", entry.author)
             turn = ChatMessage(entry.role, content, name, sent, follows.get(id(entry)))
             messages.append(turn)
@@ -295,6 +295,19 @@ class Requests:
                 pairs = zip(found, entries[i].images, strict=True)
                 shown[id(entries[i])] = tuple(replace(img, name=r.name) for img, r in pairs)
         return shown
+
+
+def _naming(content: str, names: Sequence[str]) -> str:
+    """`content` followed by the names of the images not sent with it: on a line of their
+    own after a file's block (a fence closes only alone on its line), after a space on a
+    one-line message, alone when it has no text."""
+    if not names:
+        return content
+    joined = " ".join(names)
+    if not content:
+        return joined
+    between = "\n" if "\n" in content else " "
+    return f"{content}{between}{joined}"
 
 
 def _prefill(config: ChannelConfig, card: Card | None, asker: str | None) -> str:

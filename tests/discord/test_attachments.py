@@ -156,3 +156,19 @@ async def test_svg_files_are_read_as_text_not_counted_as_images(
     assert bot_messages(world.channel, world.bot_id) == ["Hello there!"]
     content = last_user_content(endpoint)
     assert isinstance(content, str) and content.count("```xml\n<svg") == 5
+
+
+async def test_an_image_alone_for_a_model_not_shown_it_is_named_without_a_leading_space(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """Files probe: a picture sent with only the mention, where `/params vision off`
+    keeps images from the model, reached it as " [image: red.png]": its name was joined
+    to the (empty) text with a space."""
+    result = await world.admin.slash(world.channel, "params", name="vision", value="off")
+    assert "vision set to off" in reply_text(result)
+    await world.member.send(
+        world.channel, f"<@{world.bot_id}>", attachments=[("red.png", png("red"))]
+    )
+    [shown] = bot_messages(world.channel, world.bot_id)
+    assert shown.startswith("(The image was not sent: images are turned off here")
+    assert last_user_content(endpoint) == "[image: red.png]"

@@ -45,3 +45,26 @@ def test_a_latin1_file_with_few_accents_is_read_with_them(
     assert "Nr;Betrag;Empfänger\n" in question, question
     assert "61;12,00;Überweisung zurück\n" in question, question[-300:]
     assert "\ufffd" not in question
+
+
+def test_an_image_not_sent_is_named_on_a_line_of_its_own_after_a_file(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """Files probe: an image the model was not shown is named in the text, and that name
+    was glued to the end of the message with a space: after an attached file it made the
+    file's closing fence "``` [image: shot.png]", which closes nothing (a fence closes
+    only alone on its line), so the model read the name as part of the file."""
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (32, 24), "red").save(tmp_path / "shot.png")
+    (tmp_path / "error.log").write_text("Traceback: KeyError 'id'\n")
+    run = _run(
+        ws,
+        endpoint,
+        ["/attach error.log", "/attach shot.png", "what broke?", "/attach shot.png", "and now?"],
+    )
+    assert run.out.count("Attached shot.png") == 2, run.describe()
+    first, second = (m["content"] for m in _asked(endpoint) if m["role"] == "user")
+    # The model "m" is not known to see: its images are named instead.
+    assert first == "what broke?\nerror.log\n```\nTraceback: KeyError 'id'\n```\n[image: shot.png]"
+    assert second == "and now? [image: shot.png]"  # one line: the name follows it
