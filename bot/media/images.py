@@ -103,8 +103,8 @@ def prepare_image(
 ) -> PreparedImage:
     """`data` as a JPEG or PNG of at most `max_edge` px a side and `max_bytes` bytes.
 
-    Upright per EXIF, first frame of an animation, no metadata. Raises MediaError. It
-    may hold a few hundred MB while it runs: callers run a few at a time.
+    Upright per EXIF, first frame of an animation, opaque, no metadata. Raises
+    MediaError. It may hold a few hundred MB while it runs: callers run a few at a time.
     """
     shown = display_name(name)
     source = _decode(data, shown, max_edge, max_pixels)
@@ -112,9 +112,11 @@ def prepare_image(
     # 40-megapixel one (a 16-bit RGBA PNG had taken 525 MB).
     picture = _fit(_resizable(source), max_edge, photo=source.format in _JPEG)
     picture, alpha = _normalize(picture)
+    if alpha:
+        picture = _flattened(picture)
     picture = _upright(picture, source)
-    keep_png = alpha or source.format in ("PNG", "GIF")
-    encoded, media_type, picture = _encode(picture, keep_png, alpha, max_bytes, shown)
+    keep_png = source.format in ("PNG", "GIF")
+    encoded, media_type, picture = _encode(picture, keep_png, max_bytes, shown)
     return PreparedImage(
         encoded,
         media_type,
@@ -343,8 +345,32 @@ def _upright(image: Image.Image, source: Image.Image) -> Image.Image:
     return image.transpose(Image.Transpose[name]) if name is not None else image
 
 
+# Mean grey level (0-255) of what a see-through picture shows from which it is clearly
+# light (a colour of 160 stands out three times as well on black as on white).
+_LIGHT = 160
+
+
+def _flattened(image: Image.Image) -> Image.Image:
+    """An RGBA picture laid on white, or on black when what shows of it is clearly light
+    (white text made for a dark chat theme).
+
+    Not sent with its alpha: decoders disagree about what is under it. llama.cpp's server
+    reads RGB only and shows the colour left under each see-through pixel (black, once
+    scaled); ollama paints white there (ggml-org/llama.cpp tools/mtmd/mtmd-helper.cpp,
+    ollama/ollama model/imageproc/images.go)."""
+    from PIL import Image, ImageStat
+
+    alpha = image.getchannel("A")
+    shown = alpha.point([0] * 128 + [255] * 128)  # the pixels more opaque than not
+    grey = ImageStat.Stat(image.convert("L"), mask=shown)
+    light = grey.count[0] > 0 and grey.mean[0] >= _LIGHT
+    flat = Image.new("RGB", image.size, "black" if light else "white")
+    flat.paste(image, mask=alpha)
+    return flat
+
+
 def _encode(
-    image: Image.Image, keep_png: bool, alpha: bool, max_bytes: int, shown: str
+    image: Image.Image, keep_png: bool, max_bytes: int, shown: str
 ) -> tuple[bytes, MediaType, Image.Image]:
     from PIL import Image
 
@@ -354,10 +380,6 @@ def _encode(
         encoded = _save(image, "PNG")
         if len(encoded) <= max_bytes:
             return encoded, "image/png", image
-    if alpha:
-        flat = Image.new("RGB", image.size, "white")
-        flat.paste(image, mask=image.getchannel("A"))
-        image = flat
     for quality in (_JPEG_QUALITY, *_SMALLER_QUALITIES):
         encoded = _save(image, "JPEG", quality)
         if len(encoded) <= max_bytes:

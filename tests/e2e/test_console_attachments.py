@@ -3,6 +3,8 @@ shows and in the request the loopback endpoint records."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -68,3 +70,33 @@ def test_an_image_not_sent_is_named_on_a_line_of_its_own_after_a_file(
     # The model "m" is not known to see: its images are named instead.
     assert first == "what broke?\nerror.log\n```\nTraceback: KeyError 'id'\n```\n[image: shot.png]"
     assert second == "and now? [image: shot.png]"  # one line: the name follows it
+
+
+def test_a_see_through_image_shows_its_drawing_to_a_decoder_that_drops_alpha(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """Files probe: a black logo on a transparent background (saved, as many tools do,
+    with white under the transparency) was sent as a PNG with alpha whose see-through
+    pixels scaling had made black. llama.cpp's server reads images as RGB only
+    (ggml-org/llama.cpp tools/mtmd/mtmd-helper.cpp: stbi_load_from_memory(…, 3), which
+    drops alpha), so its model saw a black rectangle. The picture now goes flattened:
+    on white, or on black when what shows is light (white text for a dark chat theme)."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    for name, ink in (("black-logo.png", (0, 0, 0, 255)), ("white-logo.png", (255,) * 4)):
+        logo = PILImage.new("RGBA", (2000, 1000), (255, 255, 255, 0))
+        ImageDraw.Draw(logo).rectangle((500, 250, 1500, 750), fill=ink)
+        logo.save(tmp_path / name)
+    lines = ["/params vision on", "/attach black-logo.png", "/attach white-logo.png", "logos?"]
+    run = _run(ws, endpoint, lines)
+    assert "vision set to on" in run.out, run.describe()
+    parts = _asked(endpoint)[-1]["content"]
+    urls = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
+    assert len(urls) == 2, parts
+    for url in urls:
+        sent = PILImage.open(io.BytesIO(base64.b64decode(url.partition(";base64,")[2])))
+        assert sent.size == (1568, 784) and "A" not in sent.getbands(), (sent.size, sent.mode)
+        shown = sent.convert("RGB")  # what an RGB-only decoder keeps
+        corner, centre = shown.getpixel((10, 10)), shown.getpixel((784, 392))
+        assert abs(sum(corner) - sum(centre)) > 600, (corner, centre)  # type: ignore[arg-type]
