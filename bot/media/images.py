@@ -137,8 +137,10 @@ def _decode(data: bytes, shown: str, max_edge: int, max_pixels: int) -> Image.Im
     except Exception:  # Pillow raises many types for bad input; all mean "cannot read"
         found = image_format(data)
         if found and found.upper() not in _FORMATS:
+            article = "an" if found in ("AVIF", "ICO") else "a"  # said "ay-vif", "eye-co"
             raise MediaError(
-                f"{shown} is a {found} image, which models are not sent; attach {ACCEPTED_IMAGES}."
+                f"{shown} is {article} {found} image, which models are not sent; attach "
+                f"{ACCEPTED_IMAGES}."
             ) from None
         raise MediaError(
             f"{shown} is not an image that can be read; attach {ACCEPTED_IMAGES}."

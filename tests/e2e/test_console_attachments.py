@@ -100,3 +100,17 @@ def test_a_see_through_image_shows_its_drawing_to_a_decoder_that_drops_alpha(
         shown = sent.convert("RGB")  # what an RGB-only decoder keeps
         corner, centre = shown.getpixel((10, 10)), shown.getpixel((784, 392))
         assert abs(sum(corner) - sum(centre)) > 600, (corner, centre)  # type: ignore[arg-type]
+
+
+def test_an_avif_photo_is_refused_in_english(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """Files probe: an Android phone's AVIF photo was refused as "a AVIF image"."""
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (64, 48), "green").save(tmp_path / "photo.avif", "AVIF")
+    run = _run(ws, endpoint, ["/attach photo.avif"])
+    assert (
+        "Not attached: photo.avif is an AVIF image, which models are not sent; attach JPEG, "
+        "PNG, GIF or WebP images."
+    ) in run.out, run.describe()
