@@ -15,6 +15,7 @@ import getpass
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -700,8 +701,29 @@ def _here() -> Path:
 
 
 def _typed_path(typed: str) -> Path:
-    """A path as typed (quotes and `~` allowed), relative to where the console was started."""
-    return _here() / Path(typed.strip().strip("\"'")).expanduser()
+    """A path as typed (quotes and `~` allowed), relative to where the console was started.
+
+    A file dropped on a terminal is written as a shell reads it (macOS: `my\\ notes.md`,
+    GNOME: `'it'\\''s.md'`): when the path as typed names no file, that shell word does."""
+    typed = typed.strip()
+    path = _here() / Path(typed.strip("\"'")).expanduser()
+    if "\\" in typed or "'" in typed or '"' in typed:
+        try:
+            [word] = shlex.split(typed)
+        except ValueError:  # not one shell word: the path as typed
+            return path
+        dropped = _here() / Path(word).expanduser()
+        if not _exists(path) and _exists(dropped):
+            return dropped
+    return path
+
+
+def _exists(path: Path) -> bool:
+    try:
+        path.stat()
+    except (OSError, ValueError):  # a name too long, a NUL: no such file either
+        return False
+    return True
 
 
 def _open_file(typed: str, verb: str = "read", encoding: str = "utf-8") -> Attachment | str:

@@ -114,3 +114,20 @@ def test_an_avif_photo_is_refused_in_english(
         "Not attached: photo.avif is an AVIF image, which models are not sent; attach JPEG, "
         "PNG, GIF or WebP images."
     ) in run.out, run.describe()
+
+
+def test_a_file_dropped_on_the_terminal_is_attached_as_the_terminal_wrote_it(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """Files probe: a file dragged onto a terminal is written as a shell reads it, macOS's
+    Terminal and iTerm2 with its spaces escaped and a space after (`my\\ notes.md `),
+    GNOME's quoted with a quote inside escaped (`'it'\\''s here.md'`); `/attach` took the
+    backslashes for part of the name: "Cannot attach … No such file or directory"."""
+    (tmp_path / "my notes.md").write_text("- buy milk\n")
+    (tmp_path / "it's here.md").write_text("- call Bob\n")
+    lines = [f"/attach {tmp_path}/my\\ notes.md ", "/attach 'it'\\''s here.md'", "my lists?"]
+    run = _run(ws, endpoint, lines)
+    assert "Attached my notes.md (11 bytes)" in run.out, run.describe()
+    assert "Attached it's here.md (11 bytes)" in run.out, run.describe()
+    question = _asked(endpoint)[-1]["content"]
+    assert "- buy milk" in question and "- call Bob" in question, question
