@@ -706,16 +706,25 @@ def _typed_path(typed: str) -> Path:
     A file dropped on a terminal is written as a shell reads it (macOS: `my\\ notes.md`,
     GNOME: `'it'\\''s.md'`): when the path as typed names no file, that shell word does."""
     typed = typed.strip()
-    path = _here() / Path(typed.strip("\"'")).expanduser()
+    path = _here() / _home_expanded(typed.strip("\"'"))
     if "\\" in typed or "'" in typed or '"' in typed:
         try:
             [word] = shlex.split(typed)
         except ValueError:  # not one shell word: the path as typed
             return path
-        dropped = _here() / Path(word).expanduser()
+        dropped = _here() / _home_expanded(word)
         if not _exists(path) and _exists(dropped):
             return dropped
     return path
+
+
+def _home_expanded(typed: str) -> Path:
+    """`~` and `~user` as the user's home folder; a user with none (a name mistyped) as
+    typed, so it is no such file."""
+    try:
+        return Path(typed).expanduser()
+    except RuntimeError:  # "Could not determine home directory"
+        return Path(typed)
 
 
 def _exists(path: Path) -> bool:

@@ -131,3 +131,13 @@ def test_a_file_dropped_on_the_terminal_is_attached_as_the_terminal_wrote_it(
     assert "Attached it's here.md (11 bytes)" in run.out, run.describe()
     question = _asked(endpoint)[-1]["content"]
     assert "- buy milk" in question and "- call Bob" in question, question
+
+
+def test_a_home_folder_of_no_user_is_no_such_file(ws: Workspace, endpoint: HostileEndpoint) -> None:
+    """Files probe: `/attach ~bobb/notes.txt` (a user name mistyped) said "Something went
+    wrong (RuntimeError)": the home folder of a user who does not exist cannot be found."""
+    run = _run(ws, endpoint, ["/attach ~no-such-user-here/notes.txt"])
+    assert (
+        "Cannot attach `~no-such-user-here/notes.txt`: No such file or directory."
+    ) in run.out, run.describe()
+    assert "went wrong" not in run.out
