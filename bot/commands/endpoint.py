@@ -194,11 +194,13 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             dropped = f"{shown_id(str(old_model))} was the model for {was}, so "
             checked = _status_line(result, ctx.prefix) + await _password_step(ctx, result)
     after = await ctx.store.effective_config(ctx.ref)
-    if dropped:
+    if dropped and source is not None:
         # Said whatever model still applies here: a server's went for every channel that
         # has none of its own (this one may have its own: the note says it wins here).
+        # The model is picked for the source chosen, not this channel's own, which wins
+        # here and may be another.
         where = " scope:server" if scope is Scope.SERVER else ""
-        model = f"{dropped}pick one for {after.source.value} with {ctx.prefix}model{where}."
+        model = f"{dropped}pick one for {source.value} with {ctx.prefix}model{where}."
         origin = after.origins.get("model", "default")
         if after.model and not (scope is Scope.SERVER and origin == "channel"):
             shown = f"{shown_id(after.model)} ({origin_name(origin, ctx.ref.place)})"

@@ -430,3 +430,20 @@ async def test_reply_mode_mention_in_a_dm_says_every_message_is_answered(world: 
     await dora.send_dm("still answered")
     assert world.env.bot.user is not None
     assert bot_messages(dora.dm_channel, world.env.bot.user.id) == ["Hello there!"]
+
+
+async def test_a_server_wide_source_names_itself_where_the_channel_has_its_own(
+    world: World,
+) -> None:
+    """Probe: in a channel with its own source (claude), `/source mistral scope:server`
+    dropped the server's model (chosen for the old source) and said to "pick one for
+    claude with /model scope:server": the channel's source, not the one the server now
+    has, so the admin was told to choose a server-wide model for the wrong source."""
+    await world.admin.slash(world.channel, "source", source="claude")
+    await world.admin.slash(world.channel, "model", id="gpt-4o", scope="server")
+    said = reply_text(
+        await world.admin.slash(world.channel, "source", source="mistral", scope="server")
+    )
+    assert "gpt-4o was the model for the old source, so pick one for mistral with " in said
+    assert "/model scope:server." in said, said
+    assert "This channel has its own source (claude), which wins here" in said, said
