@@ -13,10 +13,10 @@ from bot.providers._sse import SSEEvent
 from bot.providers._streaming import continuing, loads, stream_deltas
 from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
 from bot.providers.convert import claude_messages
-from bot.types import Role
+from bot.types import SOURCE_API, Role, Source
 from bot.types.usage import reported_tokens
 
-API_BASE = "https://api.anthropic.com/v1"
+API_BASE = SOURCE_API[Source.CLAUDE]
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens; this is the fallback
 _MAX_PAGES = 50

@@ -14,7 +14,7 @@ from bot.providers._sse import SSEEvent
 from bot.providers._streaming import continuing, loads, stream_deltas
 from bot.providers.base import BadRequest, ChatRequest, Delta, ModelInfo, Usage
 from bot.providers.convert import Message, openai_messages
-from bot.types import Role
+from bot.types import SOURCE_API, Role, Source
 from bot.types.usage import reported_tokens
 
 log = logging.getLogger("bot.providers")
@@ -30,7 +30,7 @@ class OpenAICompatible(HTTPProvider):
     """
 
     name: ClassVar[str] = "OpenAI"
-    default_base: ClassVar[str] = "https://api.openai.com/v1"
+    default_base: ClassVar[str] = SOURCE_API[Source.OPENAI]
     ask_usage: ClassVar[bool] = True
     # Continues an answer by asking for more (no prefill), so the text comes back
     # without the space between the two (`continuation_gap`).

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.fields import REGISTRY, Registry
 from bot.store.base import Database, Key, audit_row, chain, key_of, where
 from bot.store.models import AuditRow, ChannelConfigRow, utcnow
-from bot.types import Actor, ChannelConfig, ChannelRef, Scope, StatusCheck
+from bot.types import SOURCE_API, Actor, ChannelConfig, ChannelRef, Scope, StatusCheck
 from bot.types.text import clean_text, shorten
 
 _AUDIT_VALUE_CHARS = 80
@@ -49,14 +49,17 @@ def merge(
     # A check's record (its outcome, the URL it found working) speaks for the endpoint URL
     # it was made for. The operator's DEFAULT_PROXY_URL changes, or goes, with a restart,
     # which no command sees: a record made for the old one is not this channel's now
-    # (kept, its URL was still used, and shown, as the operator's).
+    # (kept, its URL was still used, and shown, as the operator's; its failure, once the
+    # URL was gone, still refused every turn).
     url = values.get("proxy_url")
     found = values.get("resolved_url")
     if isinstance(found, str) and not found_for(found, url):
         values["resolved_url"], origins["resolved_url"] = None, "default"
         status = None
-    elif status is not None and url and status.checked_url:
-        status = status if found_for(status.checked_url, url) else None
+    elif status is not None and status.checked_url:
+        # Without a URL the check went to the source's own API (custom has none).
+        made_for = url or SOURCE_API.get(ChannelConfig(values).source)
+        status = status if found_for(status.checked_url, made_for) else None
     return ChannelConfig(
         MappingProxyType(values), MappingProxyType(origins), status, MappingProxyType(passed)
     )

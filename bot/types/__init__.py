@@ -95,6 +95,17 @@ class Source(StrEnum):
     CUSTOM = "custom"
 
 
+# Where each source's requests go when no proxy URL is set (a status check made there
+# records it); custom has none: it needs a URL.
+SOURCE_API: Mapping[Source, str] = MappingProxyType(
+    {
+        Source.OPENAI: "https://api.openai.com/v1",
+        Source.CLAUDE: "https://api.anthropic.com/v1",
+        Source.MISTRAL: "https://api.mistral.ai/v1",
+    }
+)
+
+
 class Role(StrEnum):
     SYSTEM = "system"
     USER = "user"
@@ -445,6 +456,7 @@ __all__ = [
     "PLACE",
     "REDACTED",
     "SECRET_REGISTRY",
+    "SOURCE_API",
     "Actor",
     "Attachment",
     "ChannelConfig",

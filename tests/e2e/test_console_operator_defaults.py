@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.hostile_endpoint import HostileEndpoint
+from tests.e2e.hostile_endpoint import HostileEndpoint, status_only
 from tests.e2e.test_hostile_console import Workspace, segments, with_sentinels
 
 OPERATOR_KEY = "opkey-0123456789abcdef"
@@ -63,3 +63,30 @@ def test_a_new_default_proxy_url_is_used_after_a_restart(
     settings = segments(third.out)[0]
     assert "Endpoint: (the source’s own)" in settings, settings
     assert moved_to.url not in settings and endpoint.url not in settings, settings
+
+
+def test_a_failed_check_on_a_removed_default_proxy_url_no_longer_blocks_chat(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Operator probe: the operator's proxy refused the check (it wanted a password), so
+    the operator removed DEFAULT_PROXY_URL and restarted to reach OpenAI itself. The
+    channel kept that failed check: `/settings` showed the source's own endpoint with
+    "Status: failed — The proxy at … rejected the credentials", and every message was
+    refused with it ("I can't answer: the last status check failed"), though that
+    proxy is no longer asked. The record was for the URL removed: it no longer counts."""
+    endpoint.on_models = status_only(401, "bad password")
+    operator = {"DEFAULT_SOURCE": "openai", "DEFAULT_OPENAI_API_KEY": "sk-proj-" + "a" * 40}
+    first = ws.run(
+        with_sentinels(["/model gpt-4o", "/connect", "/help"]),
+        DEFAULT_PROXY_URL=endpoint.url_v1,
+        **operator,
+    )
+    first.assert_survived()
+    assert "rejected the credentials" in segments(first.out)[1], first.describe()
+
+    second = ws.run(with_sentinels(["/settings", "/help"]), **operator)
+    second.assert_survived()
+    settings = segments(second.out)[0]
+    assert "Endpoint: (the source’s own)" in settings, settings
+    assert "Status: not checked yet" in settings, settings
+    assert endpoint.url not in settings, settings

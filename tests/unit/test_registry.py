@@ -15,7 +15,7 @@ from bot.commands.router import find
 from bot.fields import FIELDS, PARAM_NAMES, REGISTRY, Field, FieldError, Kind, Registry
 from bot.store.config import merge
 from bot.store.models import ChannelConfigRow, setting_columns
-from bot.types import ChannelConfig, ChannelRef, Platform, Source, StatusCheck
+from bot.types import SOURCE_API, ChannelConfig, ChannelRef, Platform, Source, StatusCheck
 
 REF = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
 
@@ -88,7 +88,7 @@ def test_merge_channel_then_server_then_operator_then_default() -> None:
         stop=["X"],
         status_ok=False,
         status_reason="401",
-        status_checked_url="u",
+        status_checked_url=SOURCE_API[Source.MISTRAL],  # no URL set: Mistral's own
         status_kind="auth",
     )
     server = row("", model="theirs", temperature=0.3, show_reasoning=True, stop=["Y"])
@@ -100,7 +100,10 @@ def test_merge_channel_then_server_then_operator_then_default() -> None:
     assert config.value("seed") is None and config.origins["seed"] == "default"
     assert config.show_reasoning is False  # a channel's False is set, not "fall through"
     assert config.value("stop") == ("X",)
-    assert config.status == StatusCheck(False, "401", "u", "auth")
+    assert config.status == StatusCheck(False, "401", SOURCE_API[Source.MISTRAL], "auth")
+    # A record made for a URL no longer set (the operator's, removed) is none.
+    moved = row("c1", status_ok=False, status_checked_url="http://gone/v1", status_kind="auth")
+    assert merge(operator, REF, [moved]).status is None
     # A server's row alone carries no status: status belongs to the channel.
     assert merge(operator, REF, [server]).status is None
 
