@@ -539,10 +539,12 @@ def _once(opt: Option, raw: dict[str, Any]) -> str:
 def _peel_named(rest: str, others: list[Option], raw: dict[str, Any], *, bare: bool = False) -> str:
     """`You are terse. scope:server`: a choice named at the end of free text is the choice's,
     not part of the text (Discord shows options that way, so people type them so); and at
-    its start (`scope:server You are terse.`, the options typed first). Written with a
-    space after its colon (`scope: server`), too; and one written as one word with a value
-    the choice does not take (`scope:guild`) is the choice's all the same, so it is refused
-    (`guild` is not a valid scope) rather than set as part of the text.
+    its start (`scope:server You are terse.`, the options typed first). At the end it may
+    be written with a space after its colon (`scope: server`, as Discord shows it); at the
+    start that reads as prose (`Scope: channel moderation only.`) and stays the text. One
+    written as one word with a value the choice does not take (`scope:guild`) is the
+    choice's all the same, so it is refused (`guild` is not a valid scope) rather than set
+    as part of the text.
 
     `bare`: a choice's value alone at the end is peeled too (`sk-… server`)."""
     choices = {o.name: o for o in others if o.kind in (Kind.CHOICE, Kind.SWITCH)}
@@ -550,10 +552,6 @@ def _peel_named(rest: str, others: list[Option], raw: dict[str, Any], *, bare: b
         first, *tail = rest.split(None, 1)
         after = tail[0] if tail else ""
         named = _named(first, choices)
-        if named is not None and not named[1] and after:  # `scope: server …`
-            value, *more = after.split(None, 1)
-            if _accepts(named[0], value):
-                named, after = (named[0], value), more[0] if more else ""
         if named is None or not (_accepts(named[0], named[1]) or named[1]):
             break
         raw[_once(named[0], raw)] = named[1]

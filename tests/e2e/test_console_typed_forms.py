@@ -82,32 +82,33 @@ def test_a_scope_after_free_text_is_the_scope_however_it_is_typed(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
     """`/system Be nice. scope: server` (a space after the colon, as Discord shows an
-    option), `Scope: Server` first, `scope:guild`: where there is no server, each set this
-    channel's prompt (or stop strings) with the scope as part of the text, "System prompt
-    set.", where `scope:server` is refused before anything changes. A prompt that only
-    reads like one (`within scope: cooking`) stays the prompt."""
+    option) and `scope:guild`: where there is no server, each set this channel's prompt
+    (or stop strings) with the scope as part of the text, "System prompt set.", where
+    `scope:server` is refused before anything changes. A prompt that only reads like one
+    (`Scope: channel moderation only.` at its start, review: it had lost its first two
+    words; `within scope: cooking`) stays the prompt."""
+    prose = "Scope: channel moderation only. Stay within scope: cooking"
     run = ws.run(
         with_sentinels(
             [
                 *custom_setup(endpoint),
                 "/system Be nice. scope: server",
-                "/system Scope: Server Be nice.",
                 "/params stop END scope: server",
                 "/prompts post_history Stay brief. scope:guild",
-                "/system Stay within scope: cooking",
+                f"/system {prose}",
                 "/help",
             ]
         )
     )
     run.assert_survived()
     said = segments(run.out)
-    for refused in said[3:6]:
+    for refused in said[3:5]:
         assert "There is no server here" in refused, refused
-    assert "`guild` is not a valid scope" in said[6], said[6]
-    assert "System prompt set." in said[7], said[7]
+    assert "`guild` is not a valid scope" in said[5], said[5]
+    assert "System prompt set." in said[6], said[6]
     config = ws.config()
     assert config is not None
-    assert config["system_prompt"] == "Stay within scope: cooking", config["system_prompt"]
+    assert config["system_prompt"] == prose, config["system_prompt"]
     assert config["stop"] is None and config["post_history_prompt"] is None, config
 
 
