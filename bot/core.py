@@ -26,7 +26,7 @@ from bot.conversation.engine import (
 )
 from bot.conversation.pacing import MessageTarget, NotUpdated, PacedReply, split_text
 from bot.conversation.posts import Edited
-from bot.conversation.stream import ANSWER_DELETED, ReplySink
+from bot.conversation.stream import ANSWER_DELETED, ReplySink, sink_posts
 from bot.providers import ProviderHub
 from bot.store import Store, StoreError, Unanswered
 from bot.types import (
@@ -120,6 +120,11 @@ class HeldReply:
         held, self.held = self.held, None
         if held is not None:
             await self._sink.finish(*held)
+
+    def posts(self) -> list[str]:
+        """The messages showing the answer so far: the new answer's row is tied to them
+        as it is saved, as a first answer's is (a 🔄 cut by `kill -9` stays tied)."""
+        return sink_posts(self._sink)
 
 
 # How often a running bot settles what crashed processes reserved and prunes old images.

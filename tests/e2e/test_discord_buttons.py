@@ -5,7 +5,9 @@ buttons replace ⏹; a stop typed while the first message is being posted ends t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +209,57 @@ async def test_a_second_process_for_the_same_bot_waits_for_the_first(tmp_path: P
         finally:
             await fake.stop()
     assert len(endpoint.requests) == 1  # one process asked the model
+
+
+def _streaming_answer_posts(db: Path) -> list[str]:
+    """The messages tied to an answer still being written, straight from SQLite."""
+    query = (
+        "SELECT posts.post_id FROM posts JOIN messages ON messages.id = posts.message_id "
+        "WHERE messages.role = 'assistant' AND messages.state = 'streaming'"
+    )
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return [row[0] for row in conn.execute(query)]
+
+
+async def test_a_regenerate_a_killed_process_cut_stays_tied_to_its_message(
+    tmp_path: Path,
+) -> None:
+    """Restarts probe: a 🔄 killed (`kill -9`) while its new answer streamed left that
+    answer tied to no message (a first answer is tied as it is saved; a regenerate only
+    at its end). After the restart the channel's message showed the cut answer, but a
+    typed /continue found no message showing it and posted the continued answer as a new
+    reply (in no message's ids either), leaving the cut one with its dead ⏹."""
+    fake = FakeDiscord(TOKEN)
+    db = tmp_path / "data" / "chatbot.db"
+    async with chatbot_run(tmp_path, fake, Script(chunks=["first answer"])) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> hello")
+
+        def answers() -> list[dict[str, Any]]:
+            return [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
+
+        await fake.wait_until(lambda: "cc:regen:" in str([_custom_ids(m) for m in answers()]), 30)
+        [answer] = answers()
+        [regen] = [i for i in _custom_ids(answer) if i.startswith("cc:regen:")]
+        model.script = Script(chunks=[f"w{i} " for i in range(200)], interval=0.05)
+        await fake.click(int(answer["id"]), regen)
+        async with asyncio.timeout(30):  # its first save (every 2 s)
+            while not _streaming_answer_posts(db):  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+        bot.proc.kill()
+        await bot.proc.wait()
+        assert _streaming_answer_posts(db) == [answer["id"]]
+        model.script = Script(chunks=[" and more"])
+        env = await fake.bot_env(tmp_path / "data", model.url_v1)
+        async with await BotProcess.start(
+            tmp_path, env, ready_marker="logged in to Discord"
+        ) as again:
+            await again.wait_ready()
+            await fake.slash("continue")
+            await fake.wait_until(lambda: len(model.requests) == 3, 30)
+            await fake.wait_until(lambda: "cc:regen:" in str(_custom_ids(answer)), 30)
+            assert await again.stop() == 0
+    assert [m["id"] for m in answers()] == [answer["id"]]  # no second answer beside it
+    assert answer["content"].startswith("w0 ") and answer["content"].endswith(" and more")
+    assert not [i for i in _custom_ids(answer) if i.startswith("cc:stop:")]
+    assert "Done: the answer above changed (answer 2 of 2)." in str(fake.followups)
+    assert [r["type"] for r in fake.responses] == [6, 5]  # the press; the typed "thinking…"
