@@ -298,15 +298,21 @@ class AnswerRow:
             log.warning("could not save a growing answer in %s: %s", self._ref, err)
 
     async def finish(self, outcome: Outcome) -> None:
-        """Store how the answer ended (StoreError when that fails)."""
+        """Store how the answer ended (StoreError when that fails), tied to the messages
+        showing it so far: the front-end ties it to them all once it is shown, but a
+        shutdown may end the process first (a 🔄 stopped so was tied to none)."""
         if self._pending is not None:
             await asyncio.gather(self._pending, return_exceptions=True)
         entry = self._entry_for(outcome.answer, outcome.state, outcome.error)
+        posts = self._posts()
         if self._entry is None:
-            (self._entry,) = await self._store.add_messages(self._ref, [entry])
+            (self._entry,) = await self._store.add_messages(self._ref, [entry], posts=[posts])
         else:
             self._entry = replace(entry, id=self._entry.id)
             await self._store.update_message(self._ref, self._entry)
+            if len(posts) > self._linked and self._entry.id is not None:
+                await self._store.link_posts(self._ref, self._entry.id, posts)
+        self._linked = len(posts)
 
 
 async def stream_answer(

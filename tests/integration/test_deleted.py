@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from bot.commands import Invocation
-from bot.core import Core, Edited, TurnLimits, TurnResult
+from bot.core import Core, Edited, HeldReply, TurnLimits, TurnResult
 from bot.store.models import BlobRow, MessageRow, PostRow, UsageRow
 from bot.types import (
     Actor,
@@ -106,6 +106,42 @@ async def test_a_deleted_question_takes_its_answer_along(core: Core, endpoint: F
     assert said(endpoint) == ["what is 2+2?", "Hello there!", "and now?"]
     # Deleted again (a replayed event): nothing left to forget, nothing fails.
     assert await core.deleted(Platform.DISCORD, "c1", ["q1"]) == 0
+
+
+class Paged(Sink):
+    """A sink showing its answer in the platform messages `pages` (as a button's does:
+    the answer's own messages, edited in place)."""
+
+    def __init__(self, pages: Sequence[str]) -> None:
+        super().__init__()
+        self.pages = list(pages)
+
+    def posts(self) -> list[str]:
+        return list(self.pages)
+
+
+async def test_a_changed_answer_is_tied_to_its_messages_when_its_turn_ends(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Restarts probe: a 🔄 (and a ⏩ that took a new page) was tied to the messages
+    showing it only by the front-end once the turn was over; a stop signal ends the
+    process right after the turns end, so one stopped so before its first save was tied
+    to none: after the restart a typed /continue found no message showing it and posted
+    the answer anew, and deleting the message forgot nothing of it. Here the front-end's
+    own bookkeeping never comes (shown_in is not called), as with that shutdown."""
+    await ask(core, "tell me a joke", "q1", pages=["a1"])
+    endpoint.script = Script(chunks=["Another one"])
+    regenerate = core.parse("/regenerate", Platform.DISCORD)
+    done = await core.run_control(REF, ASKER, regenerate, HeldReply(Paged(["a1"])))
+    assert isinstance(done, TurnResult) and done.answer_id is not None
+    assert await core.newest_answer_posts(REF) == (done.answer_id, ["a1"])
+    endpoint.script = Script(chunks=[" and more"])
+    more = core.parse("/continue", Platform.DISCORD)
+    await core.run_control(REF, ASKER, more, HeldReply(Paged(["a1", "a1-page2"])))
+    assert await core.newest_answer_posts(REF) == (done.answer_id, ["a1", "a1-page2"])
+    # A moderator deletes the new page: the answer and its alternative go.
+    assert await core.deleted(Platform.DISCORD, "c1", ["a1-page2"]) == 2
+    assert turns(await core.store.history(REF, 10)) == [(Role.USER, "tell me a joke")]
 
 
 async def test_a_deleted_answer_goes_with_its_alternatives_and_the_question_stays(
