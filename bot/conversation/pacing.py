@@ -309,6 +309,11 @@ class MessageTarget(Protocol):
     # Optional `what`: what the messages show, in the notes the pacer adds ("answer",
     # the default; "greeting").
 
+    # Optional `pages`: set by the pacer before it shows a text, to how many messages
+    # that text takes in all; a target that marks the last (with buttons, say) marks a
+    # message that more follow (its final edit, made before the page after it is posted)
+    # with nothing.
+
     async def send(self, text: str) -> object:
         """Post `text`; its handle, None when it could not be posted (said in the log),
         or NotUpdated for a message kept from an answer shown before whose edit to
@@ -525,7 +530,9 @@ class PacedReply:
         _, rest = next(islice(pages, first, None), ("", ""))
         again = f"⚠️ {stale_note(self._what())}\n\n{rest}"
         clipped = self.clipped  # cut before, or now: the rest goes as the note says
-        for page in self._paged(again, self._target.limit, final=True, cap=room):
+        stale = self._paged(again, self._target.limit, final=True, cap=room)
+        self._tell_pages(len(self._handles) + len(stale))
+        for page in stale:
             handle = await self._target.send(page)
             if handle is None or isinstance(handle, NotUpdated):
                 break  # the target said why; a message kept unchanged shows none of it
@@ -563,6 +570,7 @@ class PacedReply:
         A page the target could not post (None) is posted again at the next sync, and
         the pages after it wait for it: a failed post must not leave a hole in the middle
         of an answer, its text jumping from the page before to the page after."""
+        self._tell_pages(len(pages))
         for i, page in enumerate(pages):
             if final and self._stale and i >= len(self._handles):
                 # A page before could not be updated: the rest goes out from there on
@@ -598,6 +606,11 @@ class PacedReply:
 
     def _what(self) -> str:
         return str(getattr(self._target, "what", "answer"))
+
+    def _tell_pages(self, count: int) -> None:
+        """How many messages the text shown now takes in all (MessageTarget's `pages`)."""
+        if hasattr(self._target, "pages"):
+            setattr(self._target, "pages", count)  # noqa: B010 (optional in the protocol)
 
     def _wrote(self) -> None:
         self._last_edit = self._clock()

@@ -138,3 +138,29 @@ async def test_a_stop_while_it_streams_files_what_arrived(tmp_path: Path) -> Non
     assert FILE_ATTACHED in last["content"] and "Stopped" in last["content"]
     assert last["content"].index(FILE_ATTACHED) < last["content"].index("Stopped")
     assert len(_by_bot(fake)) == MAX_MESSAGES
+
+
+async def test_an_answer_that_takes_a_new_page_as_it_ends_has_its_buttons_there_only(
+    tmp_path: Path,
+) -> None:
+    """Turn-controls probe: an answer whose last words took a second message as it ended
+    showed its 🔄 ⏩ on the first message for a moment (the final edit of the message that
+    was the newest, then the new one posted with them, then the first's taken off). A 🔄
+    pressed there was taken for a one-message answer: the new answer went into the first
+    message and the second kept the old answer's end, with live buttons, for good."""
+    fake = FakeDiscord(TOKEN)
+    script = Script(chunks=[f"w{i:04d} " for i in range(400)])  # 2,400 characters at once
+    async with chatbot_run(tmp_path, fake, script) as (bot, _):
+        await fake.user_says(f"<@{fake.bot_id}> tell me a long one")
+
+        def settled() -> bool:
+            pages = _by_bot(fake)
+            return len(pages) == 2 and not pages[0]["components"]
+
+        await fake.wait_until(lambda: _pressable(fake, "cc:regen:") is not None, 30)
+        await fake.wait_until(settled, 30)
+        assert await bot.stop() == 0
+    first, last = _by_bot(fake)
+    assert any("cc:regen:" in i for i in _custom_ids(last))
+    to_first = [c for c in fake.calls if c.path.endswith(f"/messages/{first['id']}")]
+    assert to_first and all("cc:regen:" not in repr(c.body) for c in to_first)

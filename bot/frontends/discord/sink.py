@@ -142,10 +142,16 @@ class DiscordTarget:
         self._gone: set[int] = set()  # its messages someone else deleted meanwhile
         self._on_gone = on_gone  # told when the first of them is found gone
         self.messages: list[Page] = []  # the answer's messages, in order
-        self.view: discord.ui.View | None = None  # what a message posted now carries
-        # The buttons each message carries (the pressed one has some already: _EARLIER).
+        self.view: discord.ui.View | None = None  # what the answer's last message carries
+        # How many messages the text shown now takes (the pacer says so before it shows
+        # it): only the last carries `view`. Its final edit came before the page after it
+        # was posted, and a 🔄 pressed on it there missed that page (left showing the old
+        # answer's end, with live buttons).
+        self.pages = 1
+        # The buttons each message carries (the pressed one has some already: _EARLIER;
+        # one known by its id alone may, as the last page of the answer shown before).
         self._views: dict[int, object] = {
-            m.id: _EARLIER for m in existing if isinstance(m, discord.Message) and m.components
+            m.id: _EARLIER for m in existing if not isinstance(m, discord.Message) or m.components
         }
         # What each message shows: an edit of its buttons alone (settle) carries it too,
         # so the final edit always brings the whole answer (an earlier edit may have been
@@ -243,15 +249,16 @@ class DiscordTarget:
         first = not self._posted
         if first:
             text = self._prefix + text
+        view = self.view if len(self.messages) + 1 >= self.pages else None
         if self._existing and not self._edit_failed:
             message = self._existing.pop(0)
-            change = self._view_change(message, self.view)
+            change = self._view_change(message, view)
             updated = await self._edit(message, content=text, **change)
             self._posted = True
             self.messages.append(message)
             # Refused, it still shows the answer before: the pacer says so, as of an edit.
             return message if updated else NotUpdated(message)
-        kwargs: dict[str, Any] = {"view": self.view} if self.view is not None else {}
+        kwargs: dict[str, Any] = {"view": view} if view is not None else {}
         # The final page that says the file is attached carries it (a new message then).
         files = self._files() if self.notes.attached in text else []
         try:
@@ -279,8 +286,8 @@ class DiscordTarget:
             raise NotPosted(why) from err
         self._posted = True  # a page that failed is posted again as the first: a reply
         self._texts[posted.id] = posted.content if isinstance(posted.content, str) else text
-        if self.view is not None:
-            self._views[posted.id] = self.view
+        if view is not None:
+            self._views[posted.id] = view
         if files:
             self._filed.add(posted.id)
             self._posted_file = posted.id
@@ -446,10 +453,11 @@ class DiscordTarget:
             return False
         if self._prefix and self.messages and handle is self.messages[0]:
             text = self._prefix + text
-        # The newest message's edit also brings its buttons up to date (the final edit
+        # The last message's edit also brings its buttons up to date (the final edit
         # carries the ones for how the answer ended); an unchanged view adds nothing.
-        newest = bool(self.messages) and handle is self.messages[-1]
-        changes = self._view_change(handle, self.view) if newest else {}
+        last = bool(self.messages) and handle is self.messages[-1]
+        last = last and len(self.messages) >= self.pages
+        changes = self._view_change(handle, self.view) if last else {}
         return await self._edit(handle, content=text, **changes)
 
     async def _edit(self, handle: Page, **changes: Any) -> bool:
