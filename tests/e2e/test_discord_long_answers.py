@@ -164,3 +164,30 @@ async def test_an_answer_that_takes_a_new_page_as_it_ends_has_its_buttons_there_
     assert any("cc:regen:" in i for i in _custom_ids(last))
     to_first = [c for c in fake.calls if c.path.endswith(f"/messages/{first['id']}")]
     assert to_first and all("cc:regen:" not in repr(c.body) for c in to_first)
+
+
+async def test_a_regenerate_pressed_as_the_answer_takes_its_last_page_replaces_every_page(
+    tmp_path: Path,
+) -> None:
+    """Turn-controls probe: a 🔄 pressed on the message an answer took as it ended, before
+    the bot had tied that message to the answer (a moment, longer while Discord holds the
+    post), was taken for an answer of that one message: the new answer went into it, and
+    the first message kept the old answer's start above it, for good."""
+    fake = FakeDiscord(TOKEN)
+    script = Script(chunks=[f"w{i:04d} " for i in range(400)])  # 2,400 characters at once
+    async with chatbot_run(tmp_path, fake, script) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> tell me a long one")
+        await fake.wait_until(lambda: len(_by_bot(fake)) == 1, 30)
+        fake.hold_posts = 1.0  # the last page is on show; the bot hears so a second later
+        async with asyncio.timeout(30):
+            while (last := _pressable(fake, "cc:regen:")) is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        [regen] = [i for i in _custom_ids(last) if i.startswith("cc:regen:")]
+        model.script = Script(chunks=["A short one."])
+        await fake.click(int(last["id"]), regen)
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        await fake.wait_until(lambda: [m["content"] for m in _by_bot(fake)] == ["A short one."], 30)
+        assert await bot.stop() == 0
+    [shown] = _by_bot(fake)
+    assert shown.get("message_reference")  # the first page, the reply to the question
+    assert any(i.startswith("cc:prev:") for i in _custom_ids(shown))

@@ -411,6 +411,10 @@ async def _pages_of(
     if str(message.id) in stored:
         earlier = stored[: stored.index(str(message.id))][-MAX_PAGES:]
         return [*await _stored_pages(message, earlier, speaker), message]
+    if stored:
+        # A last page the answer took as it ended, pressed before it was tied to it (the
+        # answer is tied to its pages once they are shown): the pages tied come before it.
+        return [*await _stored_pages(message, stored[-MAX_PAGES:], speaker), message]
     if not isinstance(message, discord.Message):
         return [message]
     try:
