@@ -59,11 +59,14 @@ from bot.types import (
     ReplyFile,
 )
 from bot.types.secrets import held_secret
-from bot.types.text import literal, quoted
+from bot.types.text import literal, quoted, shorten, shown_name
 
 log = logging.getLogger("bot.frontends.matrix")
 
 _THREADS_KEPT = 5000
+# The most of a room's name a reply about it shows: anyone who may rename a room writes it
+# (Synapse takes 10,000 characters), and the reply is the bot's.
+_ROOM_LABEL_CHARS = 64
 # Commands that change who answers in a room: its per-room profile follows them.
 PERSONA_COMMANDS = frozenset(
     {("character", "import"), ("character", "clear"), ("character", "none")}
@@ -836,8 +839,7 @@ class MessageHandler:
             direct=_private(target_room),  # a room named with room: is said as it is
         )
         inv = await self._with_replied_file(msg, inv)
-        # The room's name as written: one a member chose is no link in the bot's reply.
-        label = f"[{literal(target_room.display_name)}] " if target_room is not room else ""
+        label = f"[{_room_label(target_room)}] " if target_room is not room else ""
         # A key set in a direct chat for itself is its owner's; one set with room: is the
         # named room's (as a group's: its admin chose it for the room), however few are in it.
         personal = target_room is room and _private(room)
@@ -1323,3 +1325,10 @@ def _dm_only(room_id: str) -> str:
         "me that nobody joins unasked). Start one and send "
         f"the command there, naming this room with `room:{room_id}`."
     )
+
+
+def _room_label(room: nio.MatrixRoom) -> str:
+    """A room's name before a reply about it, sent from a direct chat: as a member wrote
+    it, yet on one line, its own length at most, no right-to-left override turning the
+    bot's words after it around, and no link or formatting in the bot's voice."""
+    return literal(shorten(shown_name(room.display_name), _ROOM_LABEL_CHARS)) or room.room_id
