@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from bot.types import Actor, ChannelRef, Platform
 from bot.types.limits import AccessKind, AccessRule, Effect
-from bot.types.text import quoted
+from bot.types.text import quoted, unmarked
 
 MAX_LEVEL = 10**15  # Matrix power levels are canonical-JSON integers (±2^53)
 
@@ -100,6 +101,12 @@ _SNOWFLAKE = re.compile(r"[0-9]{1,20}")
 _PERSON_MENTION = re.compile(r"<@!?[0-9]{1,20}>")  # Discord's mention of a user
 _MATRIX_USER = re.compile(r"@[!-9;-~]{1,200}:[A-Za-z0-9.\-\[\]:]{1,250}")
 MATRIX_ID_CHARS = 255  # the spec's longest user id, sigil and server included
+# A person's link as Matrix clients share it ("Copy link", "Share"): matrix.to's, or the
+# matrix: URI; the id maybe percent-encoded, `?via=…` or `?action=chat` after it.
+_MATRIX_USER_LINK = re.compile(
+    r"(?:(?:https?://)?matrix\.to/#/(?P<to>[^?#\s]+)|matrix:u/(?P<uri>[^?#\s]+))(?:\?\S*)?",
+    re.IGNORECASE,
+)
 _CONSOLE_USER = re.compile(r"[A-Za-z0-9_.\-@:]{1,100}")
 
 
@@ -146,6 +153,7 @@ def parse_subject(kind: AccessKind, text: str, platform: Platform, everyone: str
             raise AccessError(f"{shown} is not a Discord user id: give the number or mention.")
         return raw
     if platform is Platform.MATRIX:
+        raw = _matrix_user(raw)
         if not _MATRIX_USER.fullmatch(raw):
             raise AccessError(f"{shown} is not a Matrix user id like @name:example.org.")
         if len(raw) > MATRIX_ID_CHARS:
@@ -158,6 +166,17 @@ def parse_subject(kind: AccessKind, text: str, platform: Platform, everyone: str
     if not _CONSOLE_USER.fullmatch(raw):
         raise AccessError(f"{shown} is not a user name.")
     return raw
+
+
+def _matrix_user(text: str) -> str:
+    """The user id in what people paste for one: the id, a link to them (matrix.to or
+    matrix:u/), or the id in `<…>` as a reply's quote writes it; else `text`."""
+    raw = unmarked(text)
+    link = _MATRIX_USER_LINK.fullmatch(raw)
+    if link is None:
+        return raw
+    # matrix.to's fragment has the sigil; the URI's `u/` says it is a user instead.
+    return unquote(link["to"]) if link["to"] else "@" + unquote(link["uri"])
 
 
 def shown_subject(kind: AccessKind, subject: str, platform: Platform) -> str:

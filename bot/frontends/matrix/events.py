@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -185,6 +185,26 @@ def pills_as_ids(text: str, content: Mapping[str, Any]) -> str:
             text = text[: found.start()] + user_id + text[found.end() :]
             end = found.start()
     return text
+
+
+# A word that may be a user id (`@` to the next space).
+_TYPED_ID = re.compile(r"(?<!\S)@\S{1,254}(?!\S)")
+
+
+def member_ids_as_written(text: str, members: Iterable[str]) -> str:
+    """`text` with each user id that is a member's but for its letters' case written as
+    the member's: ids are compared exactly, so `@Bob:example.org` would name nobody, and a
+    rule denying Bob would let him chat. An id no member has stays as typed."""
+    if "@" not in text or len(text) > _PILLED_MOST:
+        return text
+    exact = set(members)
+    by_case = {m.casefold(): m for m in exact}
+
+    def member(found: re.Match[str]) -> str:
+        typed = found.group()
+        return typed if typed in exact else by_case.get(typed.casefold(), typed)
+
+    return _TYPED_ID.sub(member, text)
 
 
 def _pilled(link: re.Match[str]) -> str:

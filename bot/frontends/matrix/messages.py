@@ -804,6 +804,7 @@ class MessageHandler:
             # A person picked from the client's mention list: the name in the text, the
             # id in the pill's link; a rule names the id.
             text = events.pills_as_ids(text, msg.content)
+            text = events.member_ids_as_written(text, room.users)
         try:
             # Only a direct chat may name another room: there it keeps keys out of groups.
             targeted = split_target(text) if msg.private else None
