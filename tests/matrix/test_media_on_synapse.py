@@ -193,3 +193,33 @@ async def test_a_voice_message_or_a_video_is_refused_with_why_not_passed_over(ri
         refusal = await rig.send(room_id, content)
         assert refusal.startswith(f"{name} is "), refusal
         assert "which I do not read" in refusal, refusal
+
+
+async def test_an_image_forwarded_from_a_room_of_the_other_kind_is_read(rig: Rig) -> None:
+    """Matrix probe: an image whose content nio's own schema refuses went without a word,
+    even in a direct chat: a plain `url` in an encrypted room (forwarded from a plain room:
+    Element forwards the content as it was), a `file` in a plain room, and an encrypted
+    file without its key. The first two are read; the last is said to be undownloadable."""
+    encrypted = await rig.room(encrypted=True, direct=True)
+    forwarded = await rig.alice.media_content(
+        "m.image", "green.png", png("green"), "image/png", caption="What colour?"
+    )
+    assert "url" in forwarded and "file" not in forwarded
+    assert not await rig.send(encrypted, forwarded)
+    question = rig.last_question()
+    assert question[0] == {"type": "text", "text": "What colour?"}
+    assert shown_image(question).convert("RGB").getpixel((0, 0)) == (0, 128, 0)
+
+    keyless = await rig.alice.media_content(
+        "m.image", "red.png", png("red"), "image/png", encrypt=True
+    )
+    del keyless["file"]["key"]
+    refusal = await rig.send(encrypted, keyless)
+    assert refusal == "I could not download red.png; attach it again.", refusal
+
+    plain = await rig.room(direct=True)
+    from_encrypted = await rig.alice.media_content(
+        "m.image", "blue.png", png("blue"), "image/png", encrypt=True
+    )
+    assert not await rig.send(plain, from_encrypted)
+    assert shown_image(rig.last_question()).convert("RGB").getpixel((0, 0)) == (0, 0, 255)

@@ -58,6 +58,20 @@ def client_config(e2ee: bool) -> nio.AsyncClientConfig:
     )
 
 
+def _is_message(event: Any) -> bool:
+    """An m.room.message: one nio read, or a file message nio's own schema refused, which
+    `events.media_of` reads itself. nio wants `url` in a plain room and `file` in an
+    encrypted one, so an image forwarded from a room of the other kind (the content kept
+    as it was, as Element forwards) came as a BadEvent and went without a word, as did an
+    encrypted file without its key (now: "I could not download …")."""
+    if isinstance(event, nio.RoomMessage):
+        return True
+    if not isinstance(event, nio.BadEvent) or event.type != "m.room.message":
+        return False
+    content = event.source.get("content")
+    return isinstance(content, dict) and content.get("msgtype") in events.MEDIA
+
+
 class MatrixBot:
     def __init__(
         self,
@@ -286,7 +300,7 @@ class MatrixBot:
             encrypted=isinstance(event, nio.MegolmEvent),
             malformed=isinstance(event, nio.MegolmEvent) and event.event_id in self._malformed,
             e2ee=self._client.olm is not None,
-            is_message=isinstance(event, nio.RoomMessage),
+            is_message=_is_message(event),
             is_edit=events.is_edit(content),
             msgtype=str(content.get("msgtype", "")),
             text=text,
@@ -324,7 +338,7 @@ class MatrixBot:
         content = source.get("content") if isinstance(source, dict) else None
         content = content if isinstance(content, dict) else {}
         # Only a message names a file to fetch; other events may carry look-alike content.
-        media = events.media_of(content) if isinstance(event, nio.RoomMessage) else None
+        media = events.media_of(content) if _is_message(event) else None
         kind = source.get("type", "") if isinstance(source, dict) else ""
         if kind == "m.room.tombstone":  # the bot may be in the new room already
             new = content.get("replacement_room")
