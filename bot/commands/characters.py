@@ -53,7 +53,7 @@ def _scope(args: dict[str, Any]) -> Scope:
 def _how_to_attach(ctx: CommandContext, path: str) -> str:
     p = ctx.prefix
     if ctx.ref.platform is Platform.MATRIX:
-        return f"Reply `{p}{path}` to the message with the file."
+        return f"Reply `{p}{path}` to the message with the file, or send it as the file's caption."
     if ctx.ref.platform is Platform.CONSOLE:
         return f"Give the file's path: {p}{path} <path>."
     return f"Attach the file to the command's `file` option: {p}{path}."

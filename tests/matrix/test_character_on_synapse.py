@@ -139,6 +139,37 @@ async def test_the_name_members_see_addresses_the_bot(
         await core.close()
 
 
+async def test_a_card_with_the_command_as_its_caption_is_imported(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Matrix probe: a card sent with `!character import` as its caption (Element X, and
+    Element, write a caption under a file) ran the command without its own file: "No file
+    came with the command". The caption's file is the command's."""
+    server = synapse_server
+    bot = server.register("cardbot")
+    core = await make_core(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+    alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+    try:
+        async with running_bot(core, bot_options(server, bot, tmp_path / "store")):
+            room_id = await alice.create_room([bot.user_id], encrypted=True)
+            await alice.wait_joined(room_id, bot.user_id)
+            content = await alice.media_content(
+                "m.file",
+                "aurelia.json",
+                json.dumps(CARD).encode(),
+                "application/json",
+                encrypt=True,
+                caption="!character import",
+            )
+            since = time.monotonic()
+            file_event = await alice.send_content(room_id, content)
+            text = await _answer(alice, room_id, bot.user_id, file_event, since)
+    finally:
+        await alice.close()
+        await core.close()
+    assert text.startswith("Character set for this direct chat: Captain Aurelia Voss"), text
+
+
 async def test_a_card_that_cannot_be_downloaded_is_said_and_its_name_forges_no_log_line(
     synapse_server: SynapseServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

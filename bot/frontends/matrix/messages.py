@@ -893,13 +893,17 @@ class MessageHandler:
         return f"{prepared.label}{reply.text}", reply
 
     async def _with_replied_file(self, msg: Message, inv: Invocation) -> Invocation:
-        """`!character import` sent as a reply to a file: that file is the command's."""
+        """`!character import` as a file's caption, or sent as a reply to a file: that
+        file is the command's (a caption's own file first: the command ran, and was told
+        no file came with it)."""
         command = self._core.command(inv.path)
         files = [o for o in command.options if o.kind is Kind.FILE] if command else []
-        replied = events.replied_to(msg.content)
-        if not files or files[0].name in inv.raw or not replied:
+        if not files or files[0].name in inv.raw:
             return inv
-        media = await self._api.replied_file(msg.room_id, replied)
+        media = msg.media
+        if media is None:
+            replied = events.replied_to(msg.content)
+            media = await self._api.replied_file(msg.room_id, replied) if replied else None
         if media is None:
             return inv
         fetch = functools.partial(self._api.download, media)
