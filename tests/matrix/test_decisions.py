@@ -229,6 +229,13 @@ def test_an_image_names_its_mxc_file_and_what_its_sender_declared() -> None:
     assert events.media_of({**content, "info": {"size": True}}) == events.MediaFile(
         MXC, "cat.png", "", 0
     )
+    # A sticker has no msgtype: an image named by its description; an event of any other
+    # type that looks like one names no file.
+    sticker = {"body": "A waving cat", "url": MXC, "info": {"mimetype": "image/png"}}
+    assert events.media_of(sticker, "m.sticker") == events.MediaFile(
+        MXC, "A waving cat", "image/png"
+    )
+    assert events.media_of(content, "m.room.topic") is None
 
 
 def test_an_encrypted_file_carries_its_key_hash_and_iv() -> None:

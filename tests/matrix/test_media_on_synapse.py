@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import nio
 import pytest
 from PIL import Image as PILImage
 
@@ -223,3 +224,30 @@ async def test_an_image_forwarded_from_a_room_of_the_other_kind_is_read(rig: Rig
     )
     assert not await rig.send(plain, from_encrypted)
     assert shown_image(rig.last_question()).convert("RGB").getpixel((0, 0)) == (0, 0, 255)
+
+
+async def test_a_sticker_is_read_as_an_image(rig: Rig) -> None:
+    """Matrix probe: a sticker (an m.sticker event, not an m.room.message) in a direct
+    chat got no answer at all, encrypted or not. It is an image the model sees, its
+    description standing for its name."""
+    for encrypted in (False, True):
+        room_id = await rig.room(encrypted=encrypted, direct=True)
+        url = await rig.alice.upload(png("yellow"), "image/png", "sticker.png")
+        sticker = {
+            "body": "A waving cat",
+            "url": url,
+            "info": {"mimetype": "image/png", "w": 48, "h": 36, "size": len(png("yellow"))},
+        }
+        asked = len(rig.endpoint.bodies)
+        after = time.monotonic()
+        response = await rig.alice.client.room_send(
+            room_id, "m.sticker", sticker, ignore_unverified_devices=True
+        )
+        assert isinstance(response, nio.RoomSendResponse), response
+        await rig.alice.reply_to(room_id, rig.bot.user_id, after, "the answer to a sticker")
+        assert len(rig.endpoint.bodies) == asked + 1
+        image = shown_image(rig.last_question())
+        assert image.convert("RGB").getpixel((0, 0)) == (255, 255, 0)
+    history = await rig.core.store.history(ChannelRef(Platform.MATRIX, room_id), 10)
+    question = next(e for e in history if e.role is Role.USER and e.images)
+    assert [i.name for i in question.images] == ["A waving cat"]

@@ -296,8 +296,10 @@ class MatrixApi:
                 event = self.client.decrypt_event(event)
             except (nio.EncryptionError, nio.LocalProtocolError, ValueError):
                 return None
-        content = getattr(event, "source", {}).get("content")
-        return media_of(content) if isinstance(content, dict) else None
+        source = getattr(event, "source", {})
+        content = source.get("content")
+        kind = str(source.get("type", ""))
+        return media_of(content, kind) if isinstance(content, dict) else None
 
     async def set_room_profile(self, room_id: str, name: str | None, avatar: bytes | None) -> None:
         """The bot's name and avatar in this room only (its m.room.member state); None

@@ -59,17 +59,24 @@ def client_config(e2ee: bool) -> nio.AsyncClientConfig:
 
 
 def _is_message(event: Any) -> bool:
-    """An m.room.message: one nio read, or a file message nio's own schema refused, which
-    `events.media_of` reads itself. nio wants `url` in a plain room and `file` in an
-    encrypted one, so an image forwarded from a room of the other kind (the content kept
-    as it was, as Element forwards) came as a BadEvent and went without a word, as did an
-    encrypted file without its key (now: "I could not download …")."""
-    if isinstance(event, nio.RoomMessage):
+    """An m.room.message or a sticker: one nio read, or a file message (or sticker) nio's
+    own schema refused, which `events.media_of` reads itself. nio wants `url` in a plain
+    room and `file` in an encrypted one, so an image forwarded from a room of the other
+    kind (the content kept as it was, as Element forwards) came as a BadEvent and went
+    without a word, as did an encrypted file without its key (now: "I could not
+    download …")."""
+    if isinstance(event, (nio.RoomMessage, nio.StickerEvent)):
         return True
-    if not isinstance(event, nio.BadEvent) or event.type != "m.room.message":
+    if not isinstance(event, nio.BadEvent):
         return False
+    if event.type == events.STICKER:
+        return True
     content = event.source.get("content")
-    return isinstance(content, dict) and content.get("msgtype") in events.MEDIA
+    return (
+        event.type == "m.room.message"
+        and isinstance(content, dict)
+        and content.get("msgtype") in events.MEDIA
+    )
 
 
 class MatrixBot:
@@ -338,8 +345,8 @@ class MatrixBot:
         content = source.get("content") if isinstance(source, dict) else None
         content = content if isinstance(content, dict) else {}
         # Only a message names a file to fetch; other events may carry look-alike content.
-        media = events.media_of(content) if _is_message(event) else None
         kind = source.get("type", "") if isinstance(source, dict) else ""
+        media = events.media_of(content, str(kind)) if _is_message(event) else None
         if kind == "m.room.tombstone":  # the bot may be in the new room already
             new = content.get("replacement_room")
             if isinstance(new, str) and new in self._client.rooms:

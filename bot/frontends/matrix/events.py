@@ -27,6 +27,9 @@ _MXC = re.compile(r"mxc://[A-Za-z0-9.:\[\]-]+/[A-Za-z0-9_-]+")
 # Messages carrying a file: images and files are read; a voice message or a video is
 # refused by its declared type, never downloaded (it had gone without a word).
 MEDIA = frozenset({"m.image", "m.file", "m.audio", "m.video"})
+# A sticker is an event of its own, an image without a msgtype: read as an m.image (in a
+# direct chat it had gone without a word).
+STICKER = "m.sticker"
 # In the content of every message this bot sends. Its answers are m.text (people read
 # them as such), so another bot of this kind would take a reply to it, or a mention of
 # it in an answer, as addressed to it: two in one room answered each other for ever.
@@ -368,12 +371,17 @@ class MediaFile:
         return bool(self.key)
 
 
-def media_of(content: Mapping[str, Any]) -> MediaFile | None:
-    """The file of an image, file, audio or video message; None for other messages.
+def media_of(content: Mapping[str, Any], event_type: str = "m.room.message") -> MediaFile | None:
+    """The file of an image, file, audio or video message, or of a sticker (`event_type`);
+    None for other messages.
 
     A plain upload has `url`, an end-to-end encrypted one `file` (an EncryptedFile). One
     whose link is malformed is a file with no link: asked about, it cannot be downloaded,
     and the person is told so (ignored, they were told nothing)."""
+    if event_type == STICKER:
+        content = {**content, "msgtype": "m.image"}  # its body describes it, as a name
+    elif event_type != "m.room.message":
+        return None
     found = _media(content)
     if found is None and content.get("msgtype") in MEDIA:
         return MediaFile("", *_described(content))
