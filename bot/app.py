@@ -54,6 +54,7 @@ from bot.store.copy import (
     CopyMismatch,
     TargetNotEmpty,
     copy_rows,
+    foreign_tables,
 )
 from bot.store.db import NotReadable, create_engine, read_only
 from bot.store.errors import classify
@@ -919,9 +920,9 @@ async def copy_database(settings: Settings, to: str) -> list[Copied]:
 
 
 async def _empty_target(target: Settings, copy: AsyncEngine) -> None:
-    """Refuse a --to database that is in use or holds a bot's data before anything is
-    written to it: an upgrade of its schema cannot be undone, and would break the bot it
-    belongs to."""
+    """Refuse a --to database that is in use or holds a bot's data or another program's
+    tables before anything is written to it: an upgrade of its schema cannot be undone,
+    and would break the bot it belongs to."""
     try:
         revision = await current(target.db_url)
     except (OSError, DBAPIError) as err:
@@ -933,6 +934,13 @@ async def _empty_target(target: Settings, copy: AsyncEngine) -> None:
         raise StartError(
             f"the --to database already has a bot's tables (schema revision "
             f"{shorten(revision, 40)}): copy into an empty database. Nothing was changed."
+        )
+    foreign = await foreign_tables(copy, migrated=revision is not None)
+    if foreign:
+        raise StartError(
+            f"the --to database is not empty: it holds {shorten(', '.join(foreign), 80)}, "
+            "which the bot did not make. Copy into an empty database (createdb chatbot). "
+            "Nothing was changed."
         )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    inspect,
     select,
     text,
     tuple_,
@@ -90,6 +91,19 @@ async def _snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             yield conn
         finally:
             await conn.rollback()
+
+
+async def foreign_tables(engine: AsyncEngine, migrated: bool) -> list[str]:
+    """Tables and views in the database's default schema that are none of the bot's:
+    another program's, in a database named by mistake, which a copy would mix the bot's
+    tables into. Before the bot's schema is there (not `migrated`), every one is, even
+    one named as the bot's are (`messages`)."""
+    ours = {table.name for table in tables()} | {"alembic_version"} if migrated else set()
+    async with engine.connect() as conn:
+        found = await conn.run_sync(
+            lambda sync: [*inspect(sync).get_table_names(), *inspect(sync).get_view_names()]
+        )
+    return sorted(set(found) - ours)
 
 
 async def filled(conn: AsyncConnection) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from bot.store import Claim, generate_key
 from bot.store.db import create_engine
@@ -247,3 +247,45 @@ async def test_a_target_in_use_or_holding_a_bots_data_is_left_exactly_as_it_was(
         assert await current(postgres_url) == "0005"
     finally:
         await engine.dispose()
+
+
+async def test_a_target_holding_another_programs_tables_is_refused_and_left_alone(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """`--to` naming a database another program uses (a wrong database name; the README
+    asks for an empty one): the bot's 16 tables were made in it beside that program's, or,
+    where one of them shared a name (`messages`), the upgrade failed saying "start again"
+    (operator probe)."""
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/data/chatbot.db"
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATABASE_URL": sqlite_url}
+    assert (await chatbot(tmp_path, "migrate", **env))[0] == 0
+
+    async def names(url: str) -> list[str]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                found = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+                return sorted(found)
+        finally:
+            await engine.dispose()
+
+    other = tmp_path / "notes.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    engine = create_engine(postgres_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE users (id integer, name text)"))
+            await conn.execute(text("CREATE TABLE messages (id serial, body text)"))
+    finally:
+        await engine.dispose()
+
+    for to, theirs in (
+        (postgres_url, ["messages", "users"]),
+        (f"sqlite+aiosqlite:///{other}", ["notes"]),
+    ):
+        code, out, err = await chatbot(tmp_path, "copy-database", "--to", to, **env)
+        assert code == 1 and out == "", (code, out, err)
+        assert "the --to database is not empty" in err and ", ".join(theirs) in err, err
+        assert "Nothing was changed" in err and "Traceback" not in err, err
+        assert await names(to) == theirs
