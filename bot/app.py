@@ -227,6 +227,8 @@ def _database_failure(
     revision a failed upgrade started from (the database was left at it)."""
     url = make_url(settings.db_url)
     cause = err.orig if isinstance(err, DBAPIError) else err
+    # `copy-database --to` starts nothing: what to do next is to run it again.
+    again = "start again" if named == "DATABASE_URL" else "run the command again"
     if url.get_backend_name() == "sqlite":
         why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
         where = f"the database file {Path(url.database or '').resolve()}"
@@ -243,20 +245,20 @@ def _database_failure(
         if isinstance(typed := classify(err), StoreUnwritable) and typed.full:  # not the folder
             return (
                 f"cannot write {where} ({why}): the disk may be full or failing, or a file "
-                f"size limit (ulimit -f) holds the bot.{left} Free space there, then start "
-                "again."
+                f"size limit (ulimit -f) holds the bot.{left} Free space there, then "
+                f"{again}."
             )
         if isinstance(typed, StoreBusy) and upgrading is not None:  # not the file's rights
             return (
                 f"could not upgrade {where}: another process held its write lock all the "
                 f"while the upgrade waited ({why}).{left} End what holds it (a stuck bot "
-                "process, an sqlite3 shell inside a transaction), then start again."
+                f"process, an sqlite3 shell inside a transaction), then {again}."
             )
         if upgrading is not None:
             return (
                 f"could not upgrade {where} from schema revision {upgrading} ({why}); it "
                 "was left as it was. Check that the bot's user may write that file and its "
-                "folder, then start again."
+                f"folder, then {again}."
             )
         if settings.database_url:
             return f"cannot open {where} ({why}): correct {named}."
@@ -267,6 +269,12 @@ def _database_failure(
     host = f"{url.host or url.query.get('host') or 'localhost'}:{url.port or 5432}"
     if upgrading is not None:
         said = _driver_words(cause, [url.password or ""])
+        if named != "DATABASE_URL":  # one the bot's user may not make tables in, say
+            return (
+                f"could not make the bot's tables in the {named} database at {host} "
+                f"({said}); it was left as it was. Check that {named} names an empty "
+                f"database its user may create tables in, then {again}."
+            )
         return (
             f"could not upgrade the database at {host} from schema revision {upgrading} "
             f"({said}); it was left as it was. Check the database's log, then start again."
@@ -277,8 +285,8 @@ def _database_failure(
         driver: BaseException = (err.orig.__cause__ or err.orig) if err.orig else err
         said = _driver_words(driver, [url.password or ""])
         return (
-            f"the database at {host} refused the start ({said}): check {named} and the "
-            "database's log."
+            f"the database at {host} refused the connection ({said}): check {named} and "
+            "the database's log."
         )
     if isinstance(err, ConnectionRefusedError):
         why = "connection refused"

@@ -8,6 +8,7 @@ import asyncio
 import os
 import sqlite3
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from bot.store.db import create_engine
 from bot.store.leases import Lease
 from bot.store.migrate import current, upgrade
 from tests.discord.fake_openai import Script, fake_openai
+from tests.peers.postgres import PostgresDatabase
 
 KEY = "sk-copy-me-0123456789abcdef"
 pytestmark = pytest.mark.postgres
@@ -289,3 +291,34 @@ async def test_a_target_holding_another_programs_tables_is_refused_and_left_alon
         assert "the --to database is not empty" in err and ", ".join(theirs) in err, err
         assert "Nothing was changed" in err and "Traceback" not in err, err
         assert await names(to) == theirs
+
+
+async def test_a_target_its_user_may_not_make_tables_in_says_so(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """`createdb chatbot` run as postgres, the bot's own role given in --to: PostgreSQL 15
+    lets only the owner create tables in `public`. The line said "Check the database's
+    log, then start again", though no start was made and --to is what to correct
+    (operator probe)."""
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/data/chatbot.db"
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATABASE_URL": sqlite_url}
+    assert (await chatbot(tmp_path, "migrate", **env))[0] == 0
+    server = postgres_db.server
+    role = f"bot_{uuid.uuid4().hex[:8]}"
+    server.sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        to = f"postgresql+asyncpg://{role}@127.0.0.1:{server.port}/{postgres_db.name}"
+        code, out, err = await chatbot(tmp_path, "copy-database", "--to", to, **env)
+        assert code == 1 and out == "", (code, out, err)
+        assert "could not make the bot's tables in the --to database" in err, err
+        assert "permission denied for schema public" in err, err
+        assert "may create tables in, then run the command again." in err, err
+        assert "start again" not in err and "Traceback" not in err, err
+        assert (
+            server.sql(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", postgres_db.name
+            ).strip()
+            == "0"
+        )
+    finally:
+        server.sql(f"DROP OWNED BY {role}; DROP ROLE {role}", postgres_db.name)
