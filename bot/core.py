@@ -325,8 +325,10 @@ class Core:
         sink: ReplySink,
         *,
         answer_id: int | None = None,
+        any_shown: bool = False,
     ) -> TurnResult | Reply:
         """Regenerate, continue, retry or swipe into `sink`; stop, or a bad value: a Reply.
+        `answer_id`, `any_shown`: ChatEngine.control's.
 
         Deliberately outside the turn order's queue for `stop`: it must reach the answer
         being written, not wait for it.
@@ -364,7 +366,14 @@ class Core:
         else:
             action = Control(name)
         return await self._engine.control(
-            ref, actor, action, sink, admin=self.is_admin(actor), answer_id=answer_id, prefix=p
+            ref,
+            actor,
+            action,
+            sink,
+            admin=self.is_admin(actor),
+            answer_id=answer_id,
+            prefix=p,
+            any_shown=any_shown,
         )
 
     async def run_text_command(self, incoming: Incoming) -> Reply:

@@ -411,16 +411,19 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         admin: bool = False,
         answer_id: int | None = None,
         prefix: str = "/",
+        any_shown: bool = False,
     ) -> TurnResult:
         """Regenerate, continue, retry or swipe the newest turn (the asker's or an admin's).
 
         `answer_id`: the answer a button or reaction belongs to (a question that got no
-        answer: its id); only the newest may change.
+        answer: its id); only the newest may change. `any_shown`: any answer to the
+        newest question counts, since the front-end finds the messages the newest answer
+        shows in when the control's turn comes (_of_turn).
         """
         return await self._in_order(
             ref,
             sink,
-            lambda: self._control(ref, actor, action, sink, admin, answer_id, prefix),
+            lambda: self._control(ref, actor, action, sink, admin, (answer_id, any_shown), prefix),
             actor.id,
         )
 
@@ -808,9 +811,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         action: Control,
         sink: ReplySink,
         admin: bool,
-        answer_id: int | None,
+        pressed: tuple[int | None, bool],
         prefix: str,
     ) -> TurnResult:
+        answer_id, any_shown = pressed
         if not operator_allows(ref, actor, self._gate.operator):
             return await _notice(sink, NOT_HERE)
         if not await self._admitted(ref, actor):
@@ -852,7 +856,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await self._swipe(ref, newest.reply_to, action, sink, prefix, greeting=True)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
-        if answer_id is not None and not await self._of_turn(ref, question, answer, answer_id):
+        if answer_id is not None and not await self._of_turn(
+            ref, question, answer, answer_id, any_shown
+        ):
             return await _notice(sink, _NOT_NEWEST)
         if not admin and not _asked_by(question, actor):
             who = literal(question.author) if question.author else "the person who asked"
@@ -924,16 +930,20 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         question: HistoryEntry,
         answer: HistoryEntry | None,
         answer_id: int,
+        any_shown: bool,
     ) -> bool:
         """Whether a button's or reaction's `answer_id` is of the newest turn: its question
-        (one that got no answer), the answer shown, or another answer to it. A control
-        that came first (🔄 pressed by someone else too, a ⏩ on an answer being
-        regenerated) changed what that message shows while this one waited its turn: it
-        acts on the message as it shows now, as a control on an answer being written
-        does once it ends (an older turn's answer is never one of these)."""
+        (one that got no answer), the answer shown, or, with `any_shown`, another answer
+        to it. A control that came first (🔄 pressed by someone else too, a ⏩ on an
+        answer being regenerated) changed what that message shows while this one waited
+        its turn: it acts on the message as it shows now, as a control on an answer being
+        written does once it ends (an older turn's answer is never one of these). Only
+        where the front-end finds the pages to rewrite when the turn comes (Matrix): pages
+        found at the press (Discord) may be fewer than the answer shown now takes, and
+        one left over would keep the other answer's end, with its buttons."""
         if answer_id == question.id or (answer is not None and answer_id == answer.id):
             return True
-        if question.id is None:
+        if question.id is None or not any_shown:
             return False
         alternatives = await self._store.alternatives(ref, question.id)
         return any(entry.id == answer_id for entry, _ in alternatives)

@@ -191,3 +191,42 @@ async def test_a_regenerate_pressed_as_the_answer_takes_its_last_page_replaces_e
     [shown] = _by_bot(fake)
     assert shown.get("message_reference")  # the first page, the reply to the question
     assert any(i.startswith("cc:prev:") for i in _custom_ids(shown))
+
+
+async def test_a_second_regenerate_pressed_while_the_first_runs_leaves_no_page_behind(
+    tmp_path: Path,
+) -> None:
+    """Review: 🔄 pressed twice on a one-message answer (its asker and an admin, or a
+    double click). A change for Matrix let the second run once the first ended; Discord
+    finds the pages a press rewrites as it is pressed (one, then), so the second's short
+    answer went into the first message only and the second kept the first regenerate's
+    end, with live buttons, for good. On Discord the second press is refused, to its
+    presser alone, as one on an answer no longer shown; the first's answer stays whole."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["Short."])) as (bot, model):
+        await fake.user_says(f"<@{fake.bot_id}> say something")
+        await fake.wait_until(lambda: _pressable(fake, "cc:regen:") is not None, 30)
+        shown = _pressable(fake, "cc:regen:")
+        assert shown is not None
+        [regen] = [i for i in _custom_ids(shown) if i.startswith("cc:regen:")]
+        long = [f"w{i:04d} " for i in range(400)]
+        model.script = Script(chunks=long, first_token=1.5)
+        await fake.click(int(shown["id"]), regen)
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        responded = len(fake.responses) + len(fake.followups)
+        await fake.click(int(shown["id"]), regen)  # while the first is still to answer
+        model.script = Script(chunks=["Short again."])
+
+        def settled() -> bool:
+            pressable = [m for m in _by_bot(fake) if _custom_ids(m)]
+            return len(pressable) == 1 and "w0399" in pressable[0]["content"]
+
+        await fake.wait_until(settled, 30)
+        await asyncio.sleep(1.0)  # a second regenerate would have been asked by now
+        assert len(model.requests) == 2
+        said = [*fake.responses, *fake.followups][responded:]
+        assert any("Only the newest answer" in str(r) for r in said), said
+        assert await bot.stop() == 0
+    pages = [m["content"] for m in _by_bot(fake)]
+    assert len(pages) == 2, pages
+    assert " ".join(pages).split() == [c.strip() for c in long], pages

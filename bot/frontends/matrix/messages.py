@@ -601,7 +601,10 @@ class MessageHandler:
         """Run a turn control into `target`; a notice is left for the caller to show."""
         held = HeldReply(PacedReply(target, render=reasoning_as_quote))
         try:
-            done = await self._core.run_control(ref, actor, inv, held, answer_id=answer_id)
+            # Its target finds the newest answer's events when the turn comes (`existing`).
+            done = await self._core.run_control(
+                ref, actor, inv, held, answer_id=answer_id, any_shown=True
+            )
             if isinstance(done, Reply) or done.notice:
                 return done
             await held.release()
