@@ -97,13 +97,25 @@ async def foreign_tables(engine: AsyncEngine, migrated: bool) -> list[str]:
     """Tables and views in the database's default schema that are none of the bot's:
     another program's, in a database named by mistake, which a copy would mix the bot's
     tables into. Before the bot's schema is there (not `migrated`), every one is, even
-    one named as the bot's are (`messages`)."""
+    one named as the bot's are (`messages`). An extension's own (PostGIS's
+    `spatial_ref_sys`, pg_stat_statements' views: a template or a host installs them in
+    every new database) hold no program's data and are not counted."""
     ours = {table.name for table in tables()} | {"alembic_version"} if migrated else set()
     async with engine.connect() as conn:
         found = await conn.run_sync(
             lambda sync: [*inspect(sync).get_table_names(), *inspect(sync).get_view_names()]
         )
+        if conn.dialect.name == "postgresql":
+            ours |= set(await conn.scalars(_OF_EXTENSIONS))
     return sorted(set(found) - ours)
+
+
+# The tables and views in the default schema that belong to an installed extension.
+_OF_EXTENSIONS = text(
+    "SELECT c.relname FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass "
+    "AND d.objid = c.oid AND d.deptype = 'e' "
+    "WHERE c.relnamespace = current_schema()::regnamespace"
+)
 
 
 async def filled(conn: AsyncConnection) -> list[str]:

@@ -322,3 +322,19 @@ async def test_a_target_its_user_may_not_make_tables_in_says_so(
         )
     finally:
         server.sql(f"DROP OWNED BY {role}; DROP ROLE {role}", postgres_db.name)
+
+
+async def test_a_fresh_database_with_extensions_objects_is_empty_enough(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """A new database whose template (or its host) installs an extension into `public`
+    (pg_stat_statements' views, PostGIS's `spatial_ref_sys`): those are the extension's,
+    not another program's data, and the copy goes ahead (review: it was refused as "not
+    empty", with no way to make it emptier short of dropping the extension)."""
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/data/chatbot.db"
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATABASE_URL": sqlite_url}
+    assert (await chatbot(tmp_path, "migrate", **env))[0] == 0
+    postgres_db.server.sql("CREATE EXTENSION pg_stat_statements", postgres_db.name)
+    code, out, err = await chatbot(tmp_path, "copy-database", "--to", postgres_db.url, **env)
+    assert code == 0, (code, out, err)
+    assert "not empty" not in err, err
