@@ -695,7 +695,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return TurnResult("", None, called_provider=False, ignored=True)
         edited = self._edits.take(posted, incoming.actor.id) if posted else None
         text = (incoming.text if edited is None else edited).strip()
-        if not strip_invisible(text) and not incoming.attachments:
+        replied = incoming.replied.attachments if incoming.replied is not None else ()
+        if not strip_invisible(text) and not incoming.attachments and not replied:
             return await _notice(sink, "Ask me something with your message.")
         if len(text) > MAX_INPUT_CHARS:
             return await _notice(
@@ -709,7 +710,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             admin = self._gate.operator.admin(incoming.actor)
             config, endpoint = await self._ready(ref, prefix, admin)
             history = await self._history(ref)
-            attached = await self._attachments(incoming, config, text)
+            files = await self._files(incoming)
+            if not strip_invisible(text) and not files:  # a reply to what it holds already
+                return await _notice(sink, "Ask me something with your message.")
+            attached = await self._attachments(incoming, files, config, text)
             content = text + attached.text if text else attached.text.lstrip("\n")
             if (
                 holds_key(attached.text)
@@ -1245,8 +1249,23 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             copied += await self._store.add_messages(ref, [copy], posts=[posts])
         return copied
 
-    async def _attachments(self, incoming: Incoming, config: ChannelConfig, text: str) -> Prepared:
-        if not incoming.attachments:
+    async def _files(self, incoming: Incoming) -> tuple[Attachment, ...]:
+        """The question's own files, then those of the message it replies to, as if
+        attached to it; not when that message shows a turn of this conversation (a
+        question stored with its files, an answer): the history holds them already."""
+        replied = incoming.replied
+        if replied is None or not replied.attachments:
+            return incoming.attachments
+        ref = incoming.channel
+        where = ref.thread_id or ref.channel_id
+        if ref in await self._store.posted(ref.platform, where, [replied.post]):
+            return incoming.attachments
+        return (*incoming.attachments, *replied.attachments)
+
+    async def _attachments(
+        self, incoming: Incoming, files: tuple[Attachment, ...], config: ChannelConfig, text: str
+    ) -> Prepared:
+        if not files:
             return Prepared()
         tokens = history_budget(
             config.number("context"), config.number("max_tokens"), config.own_prompts, text
@@ -1256,7 +1275,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         sender = (incoming.channel.platform, incoming.actor.id)
         async with self._reading_files.reading(sender):
             return await prepare_attachments(
-                incoming.attachments,
+                files,
                 max_images=self._limits.max_images,
                 max_bytes=self._limits.max_attachment_bytes,
                 text_budget=tokens // 2,

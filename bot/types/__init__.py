@@ -442,6 +442,16 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class Replied:
+    """The message a question replies to, when it carries files (someone else's picture
+    asked about): its platform id and its files, sent after the question's own unless
+    the conversation holds it already."""
+
+    post: str
+    attachments: tuple[Attachment, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Incoming:
     """A platform event turned into something the core understands."""
 
@@ -450,6 +460,7 @@ class Incoming:
     text: str
     attachments: tuple[Attachment, ...] = ()
     message_id: str = ""
+    replied: Replied | None = None
 
 
 __all__ = [
@@ -472,6 +483,7 @@ __all__ = [
     "Persona",
     "PlaceName",
     "Platform",
+    "Replied",
     "Reply",
     "ReplyFile",
     "ReplyMode",

@@ -92,6 +92,8 @@ class FakeDiscord:
     refuse_files: bool = False  # a post or an edit with a file is too large (413)
     calls: list[Call] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Members' messages (`user_says`): what a reply refers to, and a fetch reads.
+    said: dict[int, dict[str, Any]] = field(default_factory=dict)
     identified: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     base: str = ""
@@ -605,7 +607,8 @@ class FakeDiscord:
         if request.method == "GET" and rest.startswith("/messages/"):  # fetch_message
             if self.bot_denied & READ_MESSAGE_HISTORY:
                 return self._json({"message": "Missing Access", "code": 50001}, 403)
-            found = self.messages.get(int(rest.rsplit("/", 1)[1]))
+            mid = int(rest.rsplit("/", 1)[1])
+            found = self.messages.get(mid) or self.said.get(mid)
             if found is None or found["channel_id"] != str(cid):
                 return self._json({"message": "Unknown Message", "code": 10008}, 404)
             return self._json(found)
@@ -969,9 +972,14 @@ class FakeDiscord:
         files: Sequence[tuple[str, str, bytes]] = (),
         reply_to: int | None = None,
         by: tuple[int, str] | None = None,
+        resolved: bool = True,
+        seen: bool = True,
     ) -> int:
         """A member (bob, or the member `by` (id, name)) posts (in #general unless told),
-        with (name, type, bytes) files this fake's CDN serves; returns the message id."""
+        with (name, type, bytes) files this fake's CDN serves; returns the message id.
+        A reply (`reply_to`) carries the message it refers to, unless not `resolved`
+        (Discord then leaves it out: the client fetches it); not `seen`: posted while
+        the bot was away (no event of it reaches the bot)."""
         mid = next(self._ids)
         mentions = [self.bot_user()] if mention_bot else []
         uid, name = by or (self.user_id, "bob")
@@ -985,8 +993,11 @@ class FakeDiscord:
         if reply_to is not None:  # a reply to a message this fake holds
             message["type"] = 19
             message["message_reference"] = {"message_id": str(reply_to), "channel_id": str(cid)}
-            message["referenced_message"] = self.messages[reply_to]
-        await self._dispatch("MESSAGE_CREATE", message)
+            if resolved:
+                message["referenced_message"] = self.messages.get(reply_to) or self.said[reply_to]
+        self.said[mid] = message
+        if seen:
+            await self._dispatch("MESSAGE_CREATE", message)
         return mid
 
     def _attachment(self, cid: int, name: str, content_type: str, data: bytes) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from bot.frontends.discord.events import (
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas, Speaker, webhook_name
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget, NotPosted
-from bot.types import ChannelRef, Incoming, Platform, failure
+from bot.types import ChannelRef, Incoming, Platform, Replied, failure
 from bot.types.recent import RecentIds
 from bot.types.secrets import held_secret
 
@@ -73,6 +73,32 @@ def message_facts(
         in_my_thread=isinstance(channel, discord.Thread) and channel.owner_id == me.id,
         repeated=repeated,
     )
+
+
+async def replied_files(
+    message: discord.Message, me: discord.ClientUser, webhook_ids: Collection[int]
+) -> Replied | None:
+    """The files of the message `message` replies to (a picture someone else posted,
+    asked about), to go with it as if attached to it; None for a reply to the bot's own
+    message or to one without files. Read as Discord resolved it, else fetched: without
+    Read Message History (or once deleted) the question goes alone, as any other."""
+    ref = message.reference
+    if ref is None or ref.message_id is None or ref.type is not discord.MessageReferenceType.reply:
+        return None  # a forward carries its own snapshot, not a question about it
+    if ref.channel_id != message.channel.id:
+        return None
+    found = ref.resolved or ref.cached_message
+    if found is None:
+        try:
+            found = await message.channel.fetch_message(ref.message_id)
+        except CALL_FAILED as err:
+            log.info("could not read the message a question replies to: %s", type(err).__name__)
+            return None
+    if not isinstance(found, discord.Message) or not found.attachments:
+        return None  # deleted, or nothing to send
+    if _mine(found, me, webhook_ids):
+        return None  # the bot's answer (its `answer.md` too) is in the conversation
+    return Replied(str(found.id), tuple(attachment_of(a) for a in found.attachments))
 
 
 def _mine(message: discord.Message, me: discord.ClientUser, webhook_ids: Collection[int]) -> bool:
@@ -233,6 +259,7 @@ class ChatHandler:
             text,
             tuple(attachment_of(a) for a in message.attachments),
             str(message.id),
+            await replied_files(message, me, self._personas.webhook_ids),
         )
         await self._answer(
             message, incoming, reply_to, speaker, voice, in_thread=parent is not None
