@@ -251,3 +251,90 @@ async def test_a_sticker_is_read_as_an_image(rig: Rig) -> None:
     history = await rig.core.store.history(ChannelRef(Platform.MATRIX, room_id), 10)
     question = next(e for e in history if e.role is Role.USER and e.images)
     assert [i.name for i in question.images] == ["A waving cat"]
+
+
+def images_sent(body: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """The first pixel of every image one request carried, message by message."""
+    found = []
+    for message in body["messages"]:
+        content = message["content"]
+        if isinstance(content, list):
+            for part in content:
+                if part["type"] == "image_url":
+                    data = part["image_url"]["url"].partition(";base64,")[2]
+                    image = PILImage.open(io.BytesIO(base64.b64decode(data)))
+                    found.append(image.convert("RGB").getpixel((0, 0)))
+    return found
+
+
+def reply(event_id: str, text: str, mention: str = "") -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "msgtype": "m.text",
+        "body": f"{mention}: {text}" if mention else text,
+        "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
+    }
+    if mention:
+        content["m.mentions"] = {"user_ids": [mention]}
+    return content
+
+
+async def test_a_question_replying_to_someone_elses_image_sends_it_with_the_question(
+    rig: Rig,
+) -> None:
+    """Matrix probe: "@bot what is this?" in reply to bob's picture sent the model the
+    text alone. The replied-to image (encrypted, or a sticker) goes after the question's
+    own file, as if attached to it."""
+    bot = rig.bot.user_id
+    room_id = await rig.room(encrypted=True)
+    picture = await rig.bob.media_content(
+        "m.image", "red.png", png("red"), "image/png", encrypt=True
+    )
+    posted = await rig.bob.send_content(room_id, picture)
+    assert not await rig.send(room_id, reply(posted, "what is this?", bot))
+    question = rig.last_question()
+    assert question[0] == {"type": "text", "text": "what is this?"}
+    assert images_sent(rig.endpoint.bodies[-1]) == [(255, 0, 0)]
+
+    # A reply with a file of its own: the question's file first, the replied one after.
+    url = await rig.bob.upload(png("yellow"), "image/png", "sticker.png")
+    sticker = {"body": "A waving cat", "url": url, "info": {"mimetype": "image/png"}}
+    response = await rig.bob.client.room_send(
+        room_id, "m.sticker", sticker, ignore_unverified_devices=True
+    )
+    assert isinstance(response, nio.RoomSendResponse), response
+    own = await rig.alice.media_content(
+        "m.image", "blue.png", png("blue"), "image/png", encrypt=True, caption=f"{bot}: and?"
+    )
+    own["m.mentions"] = {"user_ids": [bot]}
+    own["m.relates_to"] = {"m.in_reply_to": {"event_id": response.event_id}}
+    assert not await rig.send(room_id, own)
+    assert shown_image_count(rig.last_question()) == 2
+    # The turn before (red) is sent again as history; then blue, then the sticker.
+    assert images_sent(rig.endpoint.bodies[-1]) == [(255, 0, 0), (0, 0, 255), (255, 255, 0)]
+    history = await rig.core.store.history(ChannelRef(Platform.MATRIX, room_id), 10)
+    asked = [e for e in history if e.role is Role.USER]
+    assert [[i.name for i in e.images] for e in asked] == [
+        ["red.png"],
+        ["blue.png", "A waving cat"],
+    ]
+
+
+async def test_a_reply_to_a_question_held_or_to_the_bot_sends_no_image_twice(rig: Rig) -> None:
+    """A reply to a question the conversation holds with its image (or to the bot's own
+    answer) sends the question alone: the history carries that image already."""
+    room_id = await rig.room(direct=True)
+    content = await rig.alice.media_content("m.image", "green.png", png("green"), "image/png")
+    after = time.monotonic()
+    asked = await rig.alice.send_content(room_id, content)
+    answer = await rig.alice.reply_to(room_id, rig.bot.user_id, after, "the first answer")
+    assert not await rig.send(room_id, reply(asked, "bigger?"))
+    assert rig.last_question() == "bigger?"
+    assert images_sent(rig.endpoint.bodies[-1]) == [(0, 128, 0)]  # the history's, once
+    assert not await rig.send(room_id, reply(answer.event.event_id, "and then?"))
+    assert rig.last_question() == "and then?"
+    assert images_sent(rig.endpoint.bodies[-1]) == [(0, 128, 0)]
+
+
+def shown_image_count(content: Any) -> int:
+    assert isinstance(content, list), content
+    return sum(1 for p in content if p["type"] == "image_url")

@@ -55,6 +55,7 @@ from bot.types import (
     Greeting,
     Incoming,
     Platform,
+    Replied,
     Reply,
     ReplyFile,
 )
@@ -1095,7 +1096,8 @@ class MessageHandler:
         target = self._answer_target(msg, on_sent=self._showing(shown))
         shown.mention = target.mention
         sink = PacedReply(target, render=reasoning_as_quote)
-        incoming = Incoming(ref, actor, text, self._attachments(msg), msg.event_id)
+        replied = await self._replied_files(msg)
+        incoming = Incoming(ref, actor, text, self._attachments(msg), msg.event_id, replied)
         # Core.chat joins the conversation's turn order before it first waits, so the
         # next message may be decided on now without overtaking this one.
         place.pass_on()
@@ -1270,6 +1272,19 @@ class MessageHandler:
             typing=self._api.typing,
             on_sent=on_sent,
         )
+
+    async def _replied_files(self, msg: Message) -> Replied | None:
+        """The file of the event `msg` replies to (an image, a file or a sticker someone
+        else sent, asked about), decrypted when need be, to go with it as if attached;
+        None for a reply to the bot's own message, or to one without a file."""
+        replied = events.replied_to(msg.content)
+        if not replied or await self._api.is_own_event(msg.room_id, replied):
+            return None
+        media = await self._api.replied_file(msg.room_id, replied)
+        if media is None:
+            return None
+        fetch = functools.partial(self._api.download, media)
+        return Replied(replied, (Attachment(media.filename, media.mimetype, media.size, fetch),))
 
     def _attachments(self, msg: Message) -> tuple[Attachment, ...]:
         """The message's file, fetched by the core only if the turn gets that far."""
