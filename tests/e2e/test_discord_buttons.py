@@ -257,6 +257,9 @@ async def test_a_regenerate_a_killed_process_cut_stays_tied_to_its_message(
             await fake.slash("continue")
             await fake.wait_until(lambda: len(model.requests) == 3, 30)
             await fake.wait_until(lambda: "cc:regen:" in str(_custom_ids(answer)), 30)
+            # The typer's "Done" follows the answer's last edit: stopped before it, the
+            # bot had nobody left to say it to.
+            await fake.wait_until(lambda: "Done: the answer above" in str(fake.followups), 30)
             assert await again.stop() == 0
     assert [m["id"] for m in answers()] == [answer["id"]]  # no second answer beside it
     assert answer["content"].startswith("w0 ") and answer["content"].endswith(" and more")
