@@ -1480,8 +1480,9 @@ def _log_end(
         log.info("a turn in %s was not sent: stopped before the request", ref)
     elif not sent:
         log.info("a turn in %s was not sent: the bot is shutting down", ref)
-    elif outcome.error and outcome.state is not TurnState.STOPPED:
-        log.warning("turn in %s ended with a provider error: %s", ref, outcome.error)
+    elif outcome.error and outcome.failed:
+        # A failed turn ends STOPPED (what arrived is kept): only someone's /stop is no news.
+        log.warning("a turn in %s failed: %s", ref, outcome.error)
 
 
 def _prefill_step(error: str, request: ChatRequest, config: ChannelConfig, prefix: str) -> str:

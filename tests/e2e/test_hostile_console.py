@@ -1444,6 +1444,33 @@ def test_turn_failing_before_any_answer_marks_the_user_message(
     assert all(m[2] is not None for m in users), f"bare user row without error: {stored}"
 
 
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        ({"on_chat": status_only(401, "bad key")}, "rejected the credentials (HTTP 401)"),
+        ({"on_chat": status_only(429, "slow down")}, "is rate-limiting requests (HTTP 429)"),
+        ({"stream": Stream(kind="drip", chunks=["Once "], interval=0.5)}, "stopped sending"),
+    ],
+    ids=["401", "429", "cut-mid-answer"],
+)
+def test_a_failed_turn_is_in_the_log_with_its_channel(
+    ws: Workspace, endpoint: HostileEndpoint, script: dict[str, Any], said: str
+) -> None:
+    """An answer the endpoint failed (a refused key, a rate limit, a stream that stopped
+    coming) is one WARNING naming the channel and what failed: the log had only the HTTP
+    status, with no channel, or nothing at all for a stream cut mid-answer."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    for name, value in script.items():
+        setattr(endpoint, name, value)
+    run = ws.run(["hello", "/help"], PROVIDER_MAX_RETRIES="0", PROVIDER_IDLE_TIMEOUT="1")
+    run.assert_survived()
+    log = b"".join(ws.log_files().values()).decode()
+    warned = [line for line in log.splitlines() if " failed: " in line and "WARNING" in line]
+    assert len(warned) == 1, log
+    assert f"a turn in console:-:{CHANNEL} failed:" in warned[0] and said in warned[0], warned
+
+
 # --------------------------------------------------------------------------------------
 # 14. Who is an admin on the console
 # --------------------------------------------------------------------------------------
