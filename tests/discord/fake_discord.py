@@ -18,10 +18,12 @@ hold the gateway down while events happen (`gateway_down`: they wait for the RES
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -772,7 +774,7 @@ class FakeDiscord:
             "user": self.bot_user(),
             "name": name,
             "avatar": None,
-            "token": f"webhook-token-{wid}",
+            "token": secrets.token_urlsafe(51),  # 68 characters, as Discord's are
             "application_id": str(self.app_id),  # made by the bot: application-owned
         }
         if body.get("avatar"):
@@ -1020,7 +1022,10 @@ class FakeDiscord:
         member = {k: v for k, v in self._member(self.user_id, "bob").items()}
         rights = EVERYONE_PERMISSIONS | (MANAGE_SERVER_PERMISSION if manager else 0)
         member["permissions"] = str(rights)
-        iid, token = str(next(self._ids)), f"interaction-token-{next(self._ids)}"
+        iid = str(next(self._ids))
+        # Shaped as Discord's: base64 of "interaction:<id>:<random>", about 170 characters.
+        made = f"interaction:{iid}:{secrets.token_urlsafe(96)}".encode()
+        token = base64.urlsafe_b64encode(made).decode().rstrip("=")
         self._tokens[token] = iid
         if where != "guild":
             return self._user_app_interaction(iid, token, kind, data, member, where)

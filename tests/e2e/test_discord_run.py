@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import json
 import re
 import signal
 import sqlite3
@@ -735,3 +736,38 @@ async def test_a_stop_button_a_killed_process_left_is_taken_away_when_pressed(
             assert cut["content"].startswith("w0")  # the text stays as it was
         finally:
             await again.close()
+
+
+async def test_webhook_and_interaction_tokens_stay_out_of_the_debug_log(tmp_path: Path) -> None:
+    """At LOG_LEVEL=DEBUG discord.py logs every webhook call with its URL, token and all:
+    the character's channel webhook (whose token posts into the channel as it, for good)
+    and each interaction's (a reply as the bot for 15 minutes) were in the log whole."""
+    from tests.integration.test_characters import CARD
+    from tests.unit.characters.samples import png_with
+
+    card = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+    fake = FakeDiscord(TOKEN, manage_webhooks=True)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["Aye", "."]), LOG_LEVEL="DEBUG") as (
+        bot,
+        _model,
+    ):
+        await fake.slash(
+            "character", "import", manager=True, files={"file": ("a.png", "image/png", card)}
+        )
+        await fake.wait_until(lambda: "Character set" in str(fake.followups), 30)
+        await fake.user_says(f"<@{fake.bot_id}> hello captain")
+        await fake.wait_until(
+            lambda: any(
+                m.get("webhook_id") and m["content"] == "Aye." for m in fake.messages.values()
+            ),
+            30,
+        )
+        assert await bot.stop() == 0
+    [hook] = fake.webhooks.values()
+    log = bot.log
+    assert f"/webhooks/{hook['id']}/" in log  # discord.py did log its webhook calls
+    assert hook["token"] not in log
+    tokens = [
+        call.path.split("/")[3] for call in fake.calls if call.path.startswith("/interactions/")
+    ]
+    assert tokens and not [t for t in tokens if t in log]

@@ -1,11 +1,13 @@
-"""Keep typed secrets out of discord.py's own debug logs, and its tracebacks for an
-autocompletion's answer Discord did not take out of the error log."""
+"""Keep typed secrets and tokens out of discord.py's own debug logs, and its tracebacks
+for an autocompletion's answer Discord did not take out of the error log."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from bot.frontends.discord.failures import CALL_FAILED
+from bot.types import REDACTED
 from bot.types.secrets import holds_key
 
 _GATEWAY_EVENT = "For Shard ID %s: WebSocket Event: %s"
@@ -64,6 +66,27 @@ def _is_modal_submit(event: dict[object, object]) -> bool:
     )
 
 
+# A webhook's URL holds its token (it posts into its channel, as the webhook, until the
+# webhook is deleted), an interaction's its token (a reply as the bot for 15 minutes).
+_TOKEN_IN_URL = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s?#'\"]+")
+
+
+class UrlTokenFilter(logging.Filter):
+    """discord.py logs every webhook and interaction call at DEBUG with its whole URL; a
+    token in a URL's path is no key shape the log's redaction knows (a path is left alone,
+    or model ids and routes would be blanked): hide it here, where the URLs are Discord's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # the handler's own filter shows such a record as it came
+            return True
+        hidden = _TOKEN_IN_URL.sub(rf"\g<1>{REDACTED}", message)
+        if hidden != message:
+            record.msg, record.args = hidden, None
+        return True
+
+
 _AUTOCOMPLETE_FAILED = "Ignoring exception in autocomplete for %r (Guild: %s, User: %s)"
 
 
@@ -95,6 +118,8 @@ def install_log_filter() -> None:
     """Attach the filters to discord.py's loggers once."""
     for name, kind in (
         ("discord.gateway", ModalValuesFilter),
+        ("discord.webhook.async_", UrlTokenFilter),
+        ("discord.http", UrlTokenFilter),
         ("discord.app_commands.tree", AutocompleteAnswerFilter),
     ):
         logger = logging.getLogger(name)
