@@ -771,3 +771,19 @@ async def test_webhook_and_interaction_tokens_stay_out_of_the_debug_log(tmp_path
         call.path.split("/")[3] for call in fake.calls if call.path.startswith("/interactions/")
     ]
     assert tokens and not [t for t in tokens if t in log]
+
+
+async def test_a_command_from_a_discord_not_reloaded_is_logged_with_its_place(
+    tmp_path: Path,
+) -> None:
+    """A member whose Discord still shows a command as it was before an upgrade changed
+    it: the log said only "WARNING … a slash command failed: CommandSignatureMismatch",
+    naming no command or channel and sounding like a fault of the bot."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, _model):
+        await fake.slash("model", manager=True, name="m-large")  # the option is `id` now
+        await fake.wait_until(lambda: "Reload Discord" in str(fake.responses), 30)
+        assert await bot.stop() == 0
+    [line] = [line for line in bot.lines if "CommandSignatureMismatch" in line]
+    where = f"discord:{fake.guild_id}:{fake.channel_id}"
+    assert " INFO " in line and f"/model in {where} came as Discord had it before" in line

@@ -17,7 +17,7 @@ from bot.frontends.discord.chat import ChatHandler, NoAccessNotices
 from bot.frontends.discord.commands import build_commands, table_problems
 from bot.frontends.discord.controls import ControlButton, Controls
 from bot.frontends.discord.failures import CALL_FAILED
-from bot.frontends.discord.interactions import CommandRunner
+from bot.frontends.discord.interactions import CommandRunner, interaction_context
 from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL
@@ -51,8 +51,21 @@ class _Tree(app_commands.CommandTree["ChatClient"]):
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        # discord.py's default prints a traceback; say what failed and answer the user.
-        log.warning("a slash command failed: %s", type(error).__name__)
+        # discord.py's default prints a traceback; say what failed, where, and answer the user.
+        data: dict[str, Any] = dict(interaction.data or {})
+        command_name = str(data.get("name", "?"))
+        where = interaction_context(interaction)[0]
+        if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+            # Its member's Discord still shows the command as it was registered before.
+            log.info(
+                "/%s in %s came as Discord had it before the commands were registered anew "
+                "(%s): its member was asked to reload Discord",
+                command_name,
+                where,
+                type(error).__name__,
+            )
+        else:
+            log.warning("/%s in %s failed: %s", command_name, where, type(error).__name__)
         command = interaction.type is discord.InteractionType.application_command
         if command and not interaction.response.is_done():
             try:
