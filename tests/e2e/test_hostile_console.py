@@ -1017,6 +1017,24 @@ def test_short_proxy_password_is_redacted(ws: Workspace, endpoint: HostileEndpoi
     assert_found_nowhere(ws, run, {"raw": password})
 
 
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_a_credential_in_a_redirect_s_query_stays_out_of_the_log(
+    ws: Workspace, endpoint: HostileEndpoint, level: str
+) -> None:
+    """An endpoint that redirects its routes on its own server to a URL carrying a
+    credential of its own (`?api_key=…`, a signature): the log's line for the request
+    followed showed the URL whole, the credential too (too short for a key's shape)."""
+    bounce = redirect(f"{endpoint.url}/v1/x?model=m&api_key=Zx9Qw8Er7Ty6&X-Amz-Signature=Sig5Tr4Xy")
+    endpoint.on_models = bounce
+    endpoint.on_chat = bounce
+    run = ws.run([*custom_setup(endpoint), "hello", "/help"], LOG_LEVEL=level)
+    run.assert_survived()
+    log = b"".join(ws.log_files().values()).decode()
+    assert any(r.path == "/v1/x" for r in endpoint.requests), "the redirect was not followed"
+    assert "/v1/x?model=m&api_key=****&X-Amz-Signature=****" in log, log
+    assert "Zx9Qw8Er7Ty6" not in log and "Sig5Tr4Xy" not in log
+
+
 def test_a_proxy_password_echoed_in_base64_is_redacted_everywhere(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:
