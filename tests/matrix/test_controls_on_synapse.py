@@ -27,6 +27,26 @@ def texts(user: UserClient, room: str, bot: str, msgtype: str, after: float = 0.
     return [str(s.content["body"]) for s in found if s.content.get("msgtype") == msgtype]
 
 
+def mentioning(user_id: str) -> dict[str, Any]:
+    """A message's m.mentions naming `user_id` (the bot: addressed to it)."""
+    return {"m.mentions": {"user_ids": [user_id]}}
+
+
+async def answered_in_a_group(
+    alice: UserClient, bob: UserClient, bot: str, endpoint: SSEEndpoint
+) -> tuple[str, Any]:
+    """A room Alice made (its admin) with the bot and Bob, and Bob's first question
+    there (`bot: one`) answered to its end: the room and the answer's event."""
+    room = await alice.create_room([bot, bob.user.user_id])
+    await alice.wait_joined(room, bot)
+    await bob.join(room)
+    after = time.monotonic()
+    question = await bob.send(room, "bot: one", **mentioning(bot))
+    answer = (await bob.answer_to(room, bot, question, after, "the answer")).event
+    await bob.wait_for(lambda: bool(endpoint.asked) and endpoint.asked[0].ended, "its end")
+    return room, answer
+
+
 async def test_a_reaction_on_an_answer_being_regenerated_acts_once_it_ends(
     synapse_server: SynapseServer, tmp_path: Path
 ) -> None:
@@ -147,14 +167,7 @@ async def test_after_a_restart_an_admins_regenerate_stays_the_askers_to_swipe(
     try:
         async with SSEEndpoint(chunks=3, span=0.3) as endpoint:
             async with bot_answering_from(synapse_server, bot, endpoint, tmp_path, key):
-                room = await alice.create_room([bot.user_id, bob.user.user_id])
-                await alice.wait_joined(room, bot.user_id)
-                await bob.join(room)
-                mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
-                after = time.monotonic()
-                question = await bob.send(room, "bot: one", **mention)
-                await bob.answer_to(room, bot.user_id, question, after, "the question")
-                await bob.wait_for(lambda: endpoint.asked[0].ended, "the answer's end")
+                room, _ = await answered_in_a_group(alice, bob, bot.user_id, endpoint)
             endpoint.chunks = 5
             async with bot_answering_from(synapse_server, bot, endpoint, tmp_path, key) as core:
                 after = time.monotonic()
@@ -192,14 +205,7 @@ async def test_every_edit_of_an_answer_mentions_whom_it_answers(
             SSEEndpoint(chunks=2, span=0.2, text="A **bold** answer.") as endpoint,
             bot_answering_from(synapse_server, bot, endpoint, tmp_path),
         ):
-            room = await alice.create_room([bot.user_id, bob.user.user_id])
-            await alice.wait_joined(room, bot.user_id)
-            await bob.join(room)
-            mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
-            after = time.monotonic()
-            question = await bob.send(room, "bot: one", **mention)
-            answer = (await bob.answer_to(room, bot.user_id, question, after, "it")).event
-            await bob.wait_for(lambda: endpoint.asked and endpoint.asked[0].ended, "its end")
+            room, answer = await answered_in_a_group(alice, bob, bot.user_id, endpoint)
             before = len(bob.edits_of(answer.event_id))
             endpoint.text = "Another **bold** one."
             await react(bob, room, answer.event_id, "🔄")
@@ -275,14 +281,8 @@ async def test_an_answer_removed_while_it_is_rewritten_gets_no_edit_after(
             SSEEndpoint(chunks=2, span=0.2) as endpoint,
             bot_answering_from(synapse_server, bot, endpoint, tmp_path),
         ):
-            room = await alice.create_room([bot.user_id, bob.user.user_id])
-            await alice.wait_joined(room, bot.user_id)
-            await bob.join(room)
-            mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
-            after = time.monotonic()
-            question = await bob.send(room, "bot: one", **mention)
-            answer = (await bob.answer_to(room, bot.user_id, question, after, "it")).event.event_id
-            await bob.wait_for(lambda: endpoint.asked[0].ended, "the answer's end")
+            room, shown = await answered_in_a_group(alice, bob, bot.user_id, endpoint)
+            answer = shown.event_id
             edits = len(bob.edits_of(answer))
             # One word every 10 s: no edit is under way as it is removed.
             endpoint.chunks, endpoint.span = 3, 30.0
@@ -292,7 +292,7 @@ async def test_an_answer_removed_while_it_is_rewritten_gets_no_edit_after(
             await bob.wait_for(lambda: endpoint.asked[1].cut, "the regenerate stopped")
             # And an answer removed while it is first written.
             after = time.monotonic()
-            question = await bob.send(room, "bot: two", **mention)
+            question = await bob.send(room, "bot: two", **mentioning(bot.user_id))
             second = (await bob.answer_to(room, bot.user_id, question, after, "two")).event.event_id
             await alice.client.room_redact(room, second)
             await bob.wait_for(lambda: endpoint.asked[2].cut, "the second answer stopped")
@@ -333,14 +333,8 @@ async def test_reactions_of_someone_who_may_not_chat_here_are_ignored_quietly(
             SSEEndpoint(chunks=2, span=0.2) as endpoint,
             bot_answering_from(synapse_server, bot, endpoint, tmp_path),
         ):
-            room = await alice.create_room([bot.user_id, bob.user.user_id])
-            await alice.wait_joined(room, bot.user_id)
-            await bob.join(room)
-            mention: dict[str, Any] = {"m.mentions": {"user_ids": [bot.user_id]}}
-            after = time.monotonic()
-            question = await bob.send(room, "bot: one", **mention)
-            answer = (await bob.answer_to(room, bot.user_id, question, after, "it")).event.event_id
-            await bob.wait_for(lambda: endpoint.asked[0].ended, "the answer's end")
+            room, shown = await answered_in_a_group(alice, bob, bot.user_id, endpoint)
+            answer = shown.event_id
             denied = await alice.command(room, bot.user_id, f"!access deny user {bob.user.user_id}")
             assert "Rule added" in denied, denied
             after = time.monotonic()
