@@ -423,7 +423,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         return await self._in_order(
             ref,
             sink,
-            lambda: self._control(ref, actor, action, sink, admin, (answer_id, any_shown), prefix),
+            lambda: self._control(ref, actor, action, sink, admin, answer_id, prefix, any_shown),
             actor.id,
         )
 
@@ -815,10 +815,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         action: Control,
         sink: ReplySink,
         admin: bool,
-        pressed: tuple[int | None, bool],
+        answer_id: int | None,
         prefix: str,
+        any_shown: bool,
     ) -> TurnResult:
-        answer_id, any_shown = pressed
         if not operator_allows(ref, actor, self._gate.operator):
             return await _notice(sink, NOT_HERE)
         if not await self._admitted(ref, actor):

@@ -910,9 +910,7 @@ class MessageHandler:
             media = await self._api.replied_file(msg.room_id, replied) if replied else None
         if media is None:
             return inv
-        fetch = functools.partial(self._api.download, media)
-        file = Attachment(media.filename, media.mimetype, media.size, fetch)
-        return Invocation(inv.path, {**inv.raw, files[0].name: file})
+        return Invocation(inv.path, {**inv.raw, files[0].name: self._attachment(media)})
 
     async def _target_room(self, target: str, sender: str) -> nio.MatrixRoom | str:
         """The room a DM command configures, or why it cannot."""
@@ -1281,18 +1279,16 @@ class MessageHandler:
         if not replied or await self._api.is_own_event(msg.room_id, replied):
             return None
         media = await self._api.replied_file(msg.room_id, replied)
-        if media is None:
-            return None
-        fetch = functools.partial(self._api.download, media)
-        return Replied(replied, (Attachment(media.filename, media.mimetype, media.size, fetch),))
+        return Replied(replied, (self._attachment(media),)) if media is not None else None
 
     def _attachments(self, msg: Message) -> tuple[Attachment, ...]:
         """The message's file, fetched by the core only if the turn gets that far."""
-        media = msg.media
-        if media is None:
-            return ()
+        return (self._attachment(msg.media),) if msg.media is not None else ()
+
+    def _attachment(self, media: events.MediaFile) -> Attachment:
+        """A file of an event as the core takes it: downloaded only when it is read."""
         fetch = functools.partial(self._api.download, media)
-        return (Attachment(media.filename, media.mimetype, media.size, fetch),)
+        return Attachment(media.filename, media.mimetype, media.size, fetch)
 
 
 @dataclass(frozen=True, slots=True)
