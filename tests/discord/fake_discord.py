@@ -1131,6 +1131,11 @@ class FakeDiscord:
         rights = EVERYONE_PERMISSIONS | (WEBHOOKS_PERMISSION if self.manage_webhooks else 0)
         return rights & ~self.bot_denied
 
+    def answered(self, text: str) -> bool:
+        """Whether an interaction's response or follow-up (a command's reply) shows `text`."""
+        shown = [r.get("data", {}).get("content", "") for r in self.responses]
+        return any(text in str(c) for c in shown + [f.get("content", "") for f in self.followups])
+
     async def slash(
         self,
         name: str,

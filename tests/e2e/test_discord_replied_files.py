@@ -59,12 +59,7 @@ async def test_a_question_replying_to_a_picture_or_file_sends_it_with_the_questi
             await bot.wait_ready()
             await fake.wait_until(lambda: bool(fake.command_ids), 30)
             await fake.slash("params", name="vision", value="on")
-
-            def said(text: str) -> bool:
-                shown = [r.get("data", {}).get("content", "") for r in fake.responses]
-                return any(text in c for c in shown + [f["content"] for f in fake.followups])
-
-            await fake.wait_until(lambda: said("vision set to on"), 30)
+            await fake.wait_until(lambda: fake.answered("vision set to on"), 30)
             # Alice posts a picture, not to the bot; Bob asks about it with a file of his own.
             red = ("red.png", "image/png", _png("red", (40, 30)))
             picture = await fake.user_says("look", mention_bot=False, files=[red], by=ALICE)

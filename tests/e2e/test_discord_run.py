@@ -157,12 +157,7 @@ async def test_chatbot_run_reads_attachments_from_the_cdn_it_was_given(tmp_path:
             await bot.wait_ready()
             await fake.wait_until(lambda: bool(fake.command_ids), 30)
             await fake.slash("params", name="vision", value="on")
-
-            def said(text: str) -> bool:
-                shown = [r.get("data", {}).get("content", "") for r in fake.responses]
-                return any(text in c for c in shown + [f["content"] for f in fake.followups])
-
-            await fake.wait_until(lambda: said("vision set to on"), 30)
+            await fake.wait_until(lambda: fake.answered("vision set to on"), 30)
             red = ("red.png", "image/png", picture.getvalue())
             await fake.user_says(f"<@{fake.bot_id}> What colour?", files=[red])
             await fake.wait_until(lambda: _answered(fake, 1), 60)
