@@ -35,6 +35,7 @@ from bot.providers import (
     EndpointRefused,
     ProviderHub,
     ProviderSettings,
+    saved_url,
 )
 from bot.settings import Settings, SettingsError
 from bot.store import (
@@ -308,8 +309,10 @@ def _driver_words(cause: BaseException | None, passwords: list[str]) -> str:
 
 def default_proxy_url(settings: Settings) -> str:
     """DEFAULT_PROXY_URL as `/proxy set` keeps a pasted URL: routes such as
-    /chat/completions cut off (the bot adds them), `/V1` and doubled slashes undone."""
-    return endpoint_url(settings.default_proxy_url)[0]
+    /chat/completions cut off (the bot adds them), `/V1` and doubled slashes undone, a
+    short IPv4 spelling (`127.1`) written out."""
+    url = endpoint_url(settings.default_proxy_url)[0]
+    return saved_url(url) if url else ""
 
 
 class _LookedUpOnUse(Exception):
@@ -337,6 +340,7 @@ async def check_default_proxy_url(settings: Settings) -> None:
     url, cut = endpoint_url(settings.default_proxy_url)
     refused = await _refusal(url, settings.allow_private_endpoints) if url else None
     if refused is None:
+        url = default_proxy_url(settings)
         if url != settings.default_proxy_url:  # it holds no secret: user info is refused
             why = "; the bot adds the routes it needs (/chat/completions, /models) itself"
             log.warning("DEFAULT_PROXY_URL is used as %s%s", url, why if cut else "")

@@ -27,7 +27,7 @@ from bot.providers.base import (
 )
 from bot.providers.convert import CONTINUE_INSTRUCTION
 from bot.providers.hub import ProviderHub
-from bot.providers.policy import AddressRefused, EndpointPolicy, EndpointRefused
+from bot.providers.policy import AddressRefused, EndpointPolicy, EndpointRefused, saved_url
 
 __all__ = [
     "CONTINUE_INSTRUCTION",
@@ -59,4 +59,5 @@ __all__ = [
     "Unreachable",
     "Usage",
     "maybe_cut",
+    "saved_url",
 ]

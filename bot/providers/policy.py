@@ -190,6 +190,27 @@ def _parse(text: str) -> tuple[httpx.URL, str]:
         raise _not_valid(reason) from None
 
 
+def saved_url(text: str) -> str:
+    """The form `EndpointPolicy.check` saves a URL it passes in: without a trailing slash,
+    a literal IPv4 host written out (`http://127.1:8080` → `http://127.0.0.1:8080`). A
+    URL kept without being checked (the operator's) is kept in it too, so that what a
+    status check found compares equal to it."""
+    try:
+        parsed, host = _parse(text)
+    except EndpointRefused:
+        return text.rstrip("/")  # refused when it is used
+    return _saved(text, parsed, _literal_address(host))
+
+
+def _saved(text: str, parsed: httpx.URL, literal: IPAddress | None) -> str:
+    if isinstance(literal, ipaddress.IPv4Address) and _authority(text).partition(":")[0] != str(
+        literal
+    ):
+        # Save the address that was checked, not a spelling some parser reads otherwise.
+        text = str(parsed.copy_with(host=str(literal)))
+    return text.rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointPolicy:
     allow_private: bool = False
@@ -236,11 +257,7 @@ class EndpointPolicy:
         if port is not None and not 0 < port < 65536:
             raise _not_valid("the port must be a number from 1 to 65535")
         literal = await self._check_host(host, port or (443 if parsed.scheme == "https" else 80))
-        typed_host = _authority(text).partition(":")[0]
-        if isinstance(literal, ipaddress.IPv4Address) and typed_host != str(literal):
-            # Save the address that was checked, not a spelling some parser reads otherwise.
-            text = str(parsed.copy_with(host=str(literal)))
-        return text.rstrip("/")
+        return _saved(text, parsed, literal)
 
     async def _check_host(self, host: str, port: int) -> IPAddress | None:
         """Vet every address `host` stands for; return it when `host` is an IP literal."""

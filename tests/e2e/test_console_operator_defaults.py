@@ -90,3 +90,25 @@ def test_a_failed_check_on_a_removed_default_proxy_url_no_longer_blocks_chat(
     assert "Endpoint: (the source’s own)" in settings, settings
     assert "Status: not checked yet" in settings, settings
     assert endpoint.url not in settings, settings
+
+
+def test_a_default_proxy_url_in_a_short_ipv4_spelling_keeps_its_status_check(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Operator probe: DEFAULT_PROXY_URL=http://127.1:PORT/v1 (the short spelling of
+    127.0.0.1). The status check saved the address it vetted, 127.0.0.1, and the record
+    never matched the URL as written: `/settings` said "not checked yet" right after a
+    passing `/connect`, and every turn wrote its status again. The operator's URL is
+    kept in the form the check saves, as a `/proxy set` of the same text is."""
+    short = f"http://127.1:{endpoint.port}/v1"
+    run = ws.run(
+        with_sentinels(["/model m", "/connect", "/settings", "/help"]),
+        DEFAULT_PROXY_URL=short,
+        DEFAULT_SOURCE="custom",
+        DEFAULT_CUSTOM_API_KEY=OPERATOR_KEY,
+    )
+    run.assert_survived()
+    assert "Status check: OK" in segments(run.out)[1], run.describe()
+    settings = segments(run.out)[2]
+    assert f"Endpoint: {endpoint.url_v1} (operator default)" in settings, settings
+    assert "Status: OK" in settings, settings
