@@ -26,6 +26,7 @@ from bot.types.text import (
     apostrophe_at,
     clean_text,
     decimal_hint,
+    normalize_text,
     number_text,
     opens_quote,
     out_of_range,
@@ -33,6 +34,7 @@ from bot.types.text import (
     parse_whole_number,
     quoted,
     range_text,
+    refuse_controls,
     switch_value,
 )
 
@@ -228,8 +230,16 @@ class Field:
     # -- values on the way in ---------------------------------------------------------------
 
     def parse(self, typed: str) -> object:
-        """The value `typed` means; FieldError says what is accepted instead."""
-        text = clean_text(typed).strip()
+        """The value `typed` means; FieldError says what is accepted instead. Free text
+        (and a list of it) loses its control characters; a number, a switch or a choice
+        typed with one is refused: dropping it would make `1<NUL>0` the number 10."""
+        if self.kind in (Kind.TEXT, Kind.LIST):
+            text = clean_text(typed).strip()
+        else:
+            try:
+                text = refuse_controls(normalize_text(typed), f"`{self.name}`").strip()
+            except TextError as err:
+                raise FieldError(str(err)) from None
         if self.off is not None and text.lower() == "off":
             return self.off
         if self.kind is Kind.SWITCH:

@@ -34,7 +34,7 @@ from bot.fields import BY_NAME, PARAM_NAMES, PARAMS, Field, FieldError
 from bot.store import SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, PlaceName, Platform, Reply, ReplyMode, Scope, Source
 from bot.types.secrets import held_secret
-from bot.types.text import shown_id
+from bot.types.text import clean_text, shown_id
 from bot.usage.quota import limits_here
 
 
@@ -216,6 +216,7 @@ async def _set_prompt(
         if isinstance(text, str) and text:
             (shown,) = await shown_here(ctx.store, ctx.ref, config, [text])
         return Reply(f"{title[0].upper()}{title[1:]}: {shown}")
+    prompt = clean_text(prompt)  # free text: its control characters go (as the store's)
     scope = scope_of(args)
     # `none`: no prompt here, even if the server has one; `default`: the next scope's.
     # As typed on any keyboard (fullwidth `ｎｏｎｅ`) or in a code span.

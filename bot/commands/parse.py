@@ -682,7 +682,9 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
         return SecretValue(cleaned)
     typed = str(value)
     # Free text loses its control characters; a value that names something is refused
-    # with one, not silently made to name something else.
+    # with one, not silently made to name something else. A TEXT option's value is
+    # checked cleaned but handed on as typed: /params' value may be a number, which its
+    # setting refuses with one (fields.Field.parse), and the settings clean what they keep.
     if opt.kind is Kind.TEXT:
         text = clean_text(typed).strip()
     else:
@@ -726,4 +728,6 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
         if " " in text and _GROUPED.fullmatch(text):  # `1 000` as one value (Discord, quoted)
             raise CommandError(_spaced_number(text.split(" ")))
         return visible_id(unwrapped(text), opt.name)
+    if opt.kind is Kind.TEXT:
+        return normalize_text(typed).strip()
     return text
