@@ -394,6 +394,7 @@ def _without(counts: Counts, charge: Charge) -> Counts:
         counts.channel_tokens_today - estimate,
         counts.server_tokens_today - estimate,
         tuple(recent),
+        counts.user_failed,  # its own row has not failed
     )
 
 
@@ -474,7 +475,8 @@ class _Statements:
         self._time = at.dialect_impl(dialect).result_processor(dialect, None) or (lambda t: t)
         sums, day, minute, here = _counting(u)
         # With a messages limit: the sums and the user's last minute in one round trip,
-        # the sums' row first (kind 0), then the minute's times in order.
+        # the sums' row first (kind 0), then the minute's times in order: its calls that
+        # went or may still (kind 1), then those that failed (kind 2, counted apart).
         # Keyed by (has a server, counts the last minute).
         self._counts: dict[tuple[bool, bool], Select[Any] | CompoundSelect[Any]] = {}
         for has in (True, False):
@@ -484,9 +486,13 @@ class _Statements:
                 select(literal(0).label("kind"), *sums, literal(None, at).label("at")).where(
                     *day, *place
                 ),
-                select(literal(1), literal(0), literal(0), literal(0), u.created_at).where(
-                    *minute, *place
-                ),
+                select(
+                    case((u.error, literal(2)), else_=literal(1)),
+                    literal(0),
+                    literal(0),
+                    literal(0),
+                    u.created_at,
+                ).where(*minute, *place),
             ).order_by("kind", "at")
         # What reserved rows hold of the sums: the day's rows of the place that are.
         reserved = u.state == RESERVED
@@ -532,9 +538,12 @@ class _Statements:
             sums, day, minute, here = _counting(counted)
             place = [] if has else [here]
             found: list[Any] = [select(func.json_array(*sums)).where(*day, *place)]
-            if recent:
-                times = select(counted.created_at.label("at")).where(*minute, *place)
-                found.append(select(func.json_group_array(times.subquery("recent").c.at)))
+            if recent:  # the minute's times, then those of its calls that failed
+                for failed, name in ((False, "recent"), (True, "failed")):
+                    times = select(counted.created_at.label("at")).where(
+                        *minute, *place, counted.error if failed else ~counted.error
+                    )
+                    found.append(select(func.json_group_array(times.subquery(name).c.at)))
             values: dict[str, Any] = {name: bindparam(f"reserve_{name}") for name in names}
             query = (
                 insert(UsageRow)
@@ -565,8 +574,11 @@ class _Statements:
         params = where | {f"reserve_{name}": value for name, value in row.items()}
         found = (await conn.execute(query, params)).one()
         user_today, channel_today, server_today = (int(v or 0) for v in found[1])
-        recent = sorted(self._time(t) for t in found[2]) if charge.count_recent else []
-        return int(found[0]), Counts(user_today, channel_today, server_today, tuple(recent))
+        recent: tuple[datetime, ...] = ()
+        failed: tuple[datetime, ...] = ()
+        if charge.count_recent:
+            recent, failed = (tuple(sorted(self._time(t) for t in ts)) for ts in found[2:4])
+        return int(found[0]), Counts(user_today, channel_today, server_today, recent, failed)
 
     async def counts(
         self, conn: AsyncConnection, ref: ChannelRef, where: dict[str, Any], recent: bool
@@ -634,4 +646,6 @@ def _counted(rows: Sequence[Any], recent: bool) -> Counts:
         user_today, channel_today, server_today = (int(v or 0) for v in rows[0][:3])
         return Counts(user_today, channel_today, server_today)
     user_today, channel_today, server_today = (int(v or 0) for v in rows[0][1:4])
-    return Counts(user_today, channel_today, server_today, tuple(r[4] for r in rows[1:]))
+    went = tuple(r[4] for r in rows[1:] if r[0] == 1)
+    failed = tuple(r[4] for r in rows[1:] if r[0] == 2)
+    return Counts(user_today, channel_today, server_today, went, failed)

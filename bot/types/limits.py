@@ -38,7 +38,9 @@ class LimitName(StrEnum):
 class Counts:
     """What was spent where a turn is charged: settled usage plus reserved estimates.
 
-    `user_recent`: when the user's calls of the last minute were made, oldest first.
+    `user_recent`: when the user's calls of the last minute were made, oldest first;
+    `user_failed`: those of them that ended in an error (the endpoint refused or failed
+    it), apart.
     `*_held`: of each day's tokens, what reserved rows hold (answers being written, or a
     crash's until it is settled; their end replaces it with what they used). Read only
     where it is said (a refusal, /limits): 0 in a charge that goes.
@@ -48,6 +50,7 @@ class Counts:
     channel_tokens_today: int = 0
     server_tokens_today: int = 0
     user_recent: tuple[datetime, ...] = ()
+    user_failed: tuple[datetime, ...] = ()
     user_held: int = 0
     channel_held: int = 0
     server_held: int = 0

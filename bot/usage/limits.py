@@ -139,14 +139,34 @@ def in_force(
     return found
 
 
-def used(name: LimitName, counts: Counts) -> int:
+def used(name: LimitName, counts: Counts, limit: int) -> int:
     if name is LimitName.MESSAGES_PER_USER_MINUTE:
-        return len(counts.user_recent)
+        return minute_used(counts, limit)
     if name is LimitName.TOKENS_PER_USER_DAY:
         return counts.user_tokens_today
     if name is LimitName.TOKENS_PER_CHANNEL_DAY:
         return counts.channel_tokens_today
     return counts.server_tokens_today
+
+
+def minute_used(counts: Counts, limit: int, at: datetime | None = None) -> int:
+    """The minute's messages as `limit` counts them (at `at`: those still in its minute).
+    A question that failed (the endpoint refused it, or any error) is given back while a
+    person's failed ones are no more than the limit, so a retry is not refused for it;
+    past that they count, so a failing endpoint is asked at most twice the limit a minute."""
+    recent, failed = counts.user_recent, counts.user_failed
+    if at is not None:
+        recent = tuple(t for t in recent if t + MINUTE > at)
+        failed = tuple(t for t in failed if t + MINUTE > at)
+    return len(recent) + max(0, len(failed) - limit)
+
+
+def _minute_below(counts: Counts, limit: int, below: int, now: datetime) -> datetime:
+    """When the minute's count (minute_used) drops below `below`."""
+    for moment in sorted(t + MINUTE for t in (*counts.user_recent, *counts.user_failed)):
+        if moment > now and minute_used(counts, limit, moment) < below:
+            return moment
+    return now
 
 
 def held_now(name: LimitName, counts: Counts) -> int:
@@ -191,9 +211,7 @@ def frees_at(name: LimitName, limit: int, counts: Counts, now: datetime) -> date
     if limit <= 0:
         return None
     if name is LimitName.MESSAGES_PER_USER_MINUTE:
-        recent = counts.user_recent
-        over = len(recent) - limit
-        return recent[over] + MINUTE if 0 <= over < len(recent) else now
+        return _minute_below(counts, limit, limit, now)
     return next_midnight(now)
 
 
@@ -218,7 +236,7 @@ def check(
     (commands named with `prefix`; `has_server`: whether this place has a server;
     `place`: how it is named, ChannelRef.place)."""
     for name, held in limits.items():
-        spent = used(name, counts)
+        spent = used(name, counts, held.value)
         cost = 1 if SPECS[name].unit == "messages" else estimate
         if spent + cost <= held.value:
             continue
@@ -227,8 +245,19 @@ def check(
             free = None  # this message alone needs more than the whole limit
         who = who_raises(name, held.origin, prefix, has_server, place)
         held_by = held_now(name, counts)
+        failed = len(counts.user_failed) if SPECS[name].unit == "messages" else 0
         text = refusal_text(
-            name, held.value, spent, cost, free, now, prefix, held=held_by, who=who, place=place
+            name,
+            held.value,
+            spent,
+            cost,
+            free,
+            now,
+            prefix,
+            held=held_by,
+            who=who,
+            place=place,
+            failed=failed,
         )
         return Refusal(name, held.value, text, free)
     return None
@@ -261,11 +290,15 @@ def refusal_text(
     held: int = 0,
     who: str | None = None,
     place: PlaceName = _CHANNEL,
+    failed: int = 0,
 ) -> str:
-    """Which limit refused, what is used (and of it `held` by answers being written),
-    when it frees up, and `who` can raise it (who_raises)."""
+    """Which limit refused, what is used (and of it `held` by answers being written, or
+    of the minute's questions `failed`), when it frees up, and `who` can raise it
+    (who_raises)."""
     head = f"Limit reached: {place.named(name.value)} ({_what(name, limit, place)})"
     tokens = SPECS[name].unit == "tokens"
+    if failed > limit:  # else they were given back, and are not what refused it
+        head += f"; {_failed(failed, limit)}"
     if tokens:
         # What answers still being written hold counts until they end (TurnCost).
         spent_now = f"{spent - held:,} used and {held:,} held by answers being written"
@@ -292,6 +325,11 @@ def refusal_text(
     return f"{head}. It frees up {when(free, now)}{sooner}; {who}. Nothing was sent to the model."
 
 
+def _failed(failed: int, limit: int) -> str:
+    questions = "question" if failed == 1 else "questions"
+    return f"{failed:,} {questions} of the last minute failed, which count past {limit:,}"
+
+
 def allowance(
     limits: Mapping[LimitName, InForce],
     counts: Counts,
@@ -301,7 +339,7 @@ def allowance(
     """What the asker has left under each limit, one line each (`place`: ChannelRef.place)."""
     lines = []
     for name, held in limits.items():
-        spent = used(name, counts)
+        spent = used(name, counts, held.value)
         left = max(0, held.value - spent)
         spec = SPECS[name]
         per = place if spec.per == "channel" else spec.per
@@ -313,12 +351,15 @@ def allowance(
         writing = held_now(name, counts)
         if writing > 0:  # counted as used; their end counts what they used instead
             line += f" ({writing:,} of what is used held by answers being written until they end)"
+        if spec.unit == "messages" and counts.user_failed:
+            line += f" ({_failed(len(counts.user_failed), held.value)})"
         if left == 0:
             free = frees_at(name, held.value, counts, now)
             line += f", frees up {when(free, now)}" if free else ""
-        elif name is LimitName.MESSAGES_PER_USER_MINUTE and counts.user_recent:
+        elif spent > 0 and name is LimitName.MESSAGES_PER_USER_MINUTE:
             # Room now: say when the oldest of the minute's messages gives one back.
-            line += f", one more frees up {when(counts.user_recent[0] + MINUTE, now)}"
+            back = _minute_below(counts, held.value, spent, now)
+            line += f", one more frees up {when(back, now)}"
         lines.append(line)
     return lines
 

@@ -94,3 +94,29 @@ def test_a_retry_a_limit_refuses_leaves_the_question_failed(
     sent = json.loads(endpoint.chat_requests()[-1].body)
     asked = [m["content"] for m in sent["messages"] if m["role"] == "user"]
     assert asked == ["Which animal?"], asked
+
+
+def test_a_question_the_endpoint_refused_does_not_use_up_the_minute(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Probe: with messages_per_user_minute 1, a question the endpoint refused (HTTP 429)
+    used up the minute: the retry was refused by the bot's own limit, for a turn that was
+    never answered. A failed question is given back while a person's failed ones are no
+    more than the limit; past that they count, so a failing endpoint is asked at most
+    twice the limit in a minute."""
+    endpoint.on_chat = status_only(429, "Rate limit reached for requests")
+    setup = ["/source custom", f"/proxy set {endpoint.url_v1}", "/model m", "/connect bypass:on"]
+    done = ws.run(
+        [*setup, "Which colour?", "Which colour, again?", "And now?", "/limits"],
+        LIMIT_MESSAGES_PER_USER_MINUTE="1",
+    )
+    assert done.returncode == 0, done.describe()
+    assert len(endpoint.chat_requests()) == 2, done.describe()  # the retry went
+    refused = [line for line in done.out.splitlines() if line.startswith("Limit reached")]
+    assert len(refused) == 1, done.describe()  # the third: two failed, past the limit of 1
+    failed = "; 2 questions of the last minute failed, which count past 1. It frees up"
+    assert failed in refused[0], refused
+    assert (
+        "messages_per_user_minute: 0 of 1 messages left for you (2 questions of the last "
+        "minute failed, which count past 1), frees up at"
+    ) in done.out, done.describe()

@@ -29,6 +29,7 @@ from bot.types.limits import MAX_ACCESS_RULES, LimitName
 from bot.usage.access import NOT_HERE
 from bot.usage.limits import Refusal, turn_cost
 from bot.usage.quota import Charged, charge, guard
+from tests.e2e.hostile_endpoint import HostileEndpoint, status_only
 from tests.integration.test_characters import CARD, card_file
 from tests.integration.test_chat import sse
 
@@ -479,6 +480,44 @@ async def test_messages_per_minute_says_when_it_frees_up(core: Core) -> None:
     with respx.mock(assert_all_called=False) as mock:
         mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
         assert (await ask(core))[0].refusal is None
+
+
+async def test_failed_questions_are_given_back_up_to_the_limit(core: Core) -> None:
+    """A question the endpoint refused does not use up a person's minute while their
+    failed ones are no more than the limit (each backend's one statement tells them
+    apart); past that they count, and an answered one counts as ever."""
+    endpoint = HostileEndpoint().start()
+    try:
+        await core.store.update_config(
+            REF,
+            Scope.CHANNEL,
+            ADMIN,
+            {"source": "custom", "proxy_url": endpoint.url_v1, "model": "m"},
+            action="test setup",
+        )
+        await core.store.update_config(
+            REF, Scope.CHANNEL, ADMIN, {"bypass_status_check": True}, action="test setup"
+        )
+        assert (await command(core, "/limits set messages_per_user_minute 2", ADMIN)).ok
+        endpoint.on_chat = status_only(429, "slow down")
+        failed = [(await ask(core))[0] for _ in range(4)]
+        assert [r.refusal for r in failed] == [None] * 4  # the 4th: 3 failed, 1 past 2
+        assert len(endpoint.chat_requests()) == 4
+        refused, _ = await ask(core)
+        assert refused.refusal is not None, "4 failed: 2 past the limit of 2"
+        assert "4 questions of the last minute failed, which count past 2" in refused.refusal
+        shown = (await command(core, "/limits", MEMBER)).text
+        assert "0 of 2 messages left for you (4 questions" in shown, shown
+        # Their minute over, an answered question counts in full.
+        async with core.store.engine.begin() as conn:
+            await conn.execute(
+                update(UsageRow).values(created_at=datetime.now(UTC) - timedelta(seconds=61))
+            )
+        endpoint.on_chat = None
+        assert [(await ask(core))[0].refusal is None for _ in range(3)] == [True, True, False]
+        assert len(endpoint.chat_requests()) == 6
+    finally:
+        endpoint.stop()
 
 
 async def test_an_id_longer_than_the_store_keeps_is_still_limited(core: Core) -> None:
