@@ -360,6 +360,8 @@ def allowance(
             # Room now: say when the oldest of the minute's messages gives one back.
             back = _minute_below(counts, held.value, spent, now)
             line += f", one more frees up {when(back, now)}"
+        elif spent > 0:  # counting: a day's limit refills whole at midnight (UTC)
+            line += f", refills {when(next_midnight(now), now)}"
         lines.append(line)
     return lines
 
