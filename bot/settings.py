@@ -467,6 +467,14 @@ def setting(default: Any, read: Reader, fix: str = "") -> Any:
 
 
 _QUOTA = _whole(0, 10**12)
+_QUOTA_FIX = "leave it empty or write off for no limit (0 allows nothing)"
+
+
+def _quota(value: str) -> int | None:
+    """A default limit: a whole number, or none (`off`, as /limits set says it)."""
+    return None if value.strip().lower() in limits.NO_LIMIT else _QUOTA(value)
+
+
 _HOUR, _DAY = 3600.0, 86400.0
 _NO_KEY = SecretValue("")
 
@@ -545,10 +553,10 @@ class Settings:
 
     # Default quotas for every channel (empty: none); /limits overrides them per channel
     # or server. Who may use the bot at all (empty: everyone).
-    limit_messages_per_user_minute: int | None = setting(None, _QUOTA)
-    limit_tokens_per_user_day: int | None = setting(None, _QUOTA)
-    limit_tokens_per_channel_day: int | None = setting(None, _QUOTA)
-    limit_tokens_per_server_day: int | None = setting(None, _QUOTA)
+    limit_messages_per_user_minute: int | None = setting(None, _quota, _QUOTA_FIX)
+    limit_tokens_per_user_day: int | None = setting(None, _quota, _QUOTA_FIX)
+    limit_tokens_per_channel_day: int | None = setting(None, _quota, _QUOTA_FIX)
+    limit_tokens_per_server_day: int | None = setting(None, _quota, _QUOTA_FIX)
     allowed_servers: tuple[str, ...] = setting((), _places)
     allowed_users: tuple[str, ...] = setting((), _ids)
 

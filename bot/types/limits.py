@@ -25,6 +25,11 @@ MEDIA_STORE_MB = 512  # prepared images kept, in all
 MEDIA_RETENTION_DAYS = 30
 
 
+# The words for "no limit", as an operator writes it in LIMIT_* and an admin in
+# /limits set (where `off` is said): the operator's the same as an empty value.
+NO_LIMIT = ("off", "none", "unlimited")
+
+
 class LimitName(StrEnum):
     MESSAGES_PER_USER_MINUTE = "messages_per_user_minute"
     TOKENS_PER_USER_DAY = "tokens_per_user_day"

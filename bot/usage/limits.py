@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
 from bot.types import PLACE, PlaceName, Platform
-from bot.types.limits import Counts, LimitName, ScopeLimits
+from bot.types.limits import NO_LIMIT, Counts, LimitName, ScopeLimits
 from bot.types.text import MINUSES, decimal_hint, parse_whole_number, quoted, seconds_in_words
 
 MAX_VALUE = 10**12  # far beyond any real quota, and inside a BIGINT
@@ -88,8 +88,10 @@ def parse_value(
     """A whole number 0 … 10^12 (`1,000` and `1 000` read as 1000, as /params reads them:
     parse_whole_number), `off`, or `default`."""
     cleaned = text.strip().lower()
-    if cleaned in (OFF, DEFAULT):
-        return None if cleaned == OFF else DEFAULT
+    if cleaned in NO_LIMIT:  # `off`, or the words an operator's LIMIT_* takes for it
+        return None
+    if cleaned == DEFAULT:
+        return DEFAULT
     signed = cleaned[:1] in ("+", "-")  # a limit is never less than 0; no `+` before it
     number = None if signed else parse_whole_number(cleaned)
     if number is None or number > MAX_VALUE:

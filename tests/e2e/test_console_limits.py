@@ -123,3 +123,27 @@ def test_a_question_the_endpoint_refused_does_not_use_up_the_minute(
         "messages_per_user_minute: 0 of 1 messages left for you (2 questions of the last "
         "minute failed, which count past 1), frees up at"
     ) in done.out, done.describe()
+
+
+def test_an_operator_writes_no_limit_as_off_none_or_unlimited(ws: Workspace) -> None:
+    """Probe: `LIMIT_TOKENS_PER_USER_DAY=off` (or `none`, `unlimited`) stopped the bot with
+    "not a whole number", where the README says `off` is no limit and /limits set takes
+    it: the words read as an empty value does, and a value still refused says what to
+    write for no limit."""
+    done = ws.run(
+        ["/limits", "/limits set tokens_per_channel_day None", "/limits"],
+        LIMIT_MESSAGES_PER_USER_MINUTE="off",
+        LIMIT_TOKENS_PER_USER_DAY="Unlimited",
+        LIMIT_TOKENS_PER_SERVER_DAY=" none ",
+    )
+    assert done.returncode == 0, done.describe()
+    lines = done.out.splitlines()
+    assert lines[0].startswith("No limits hold here."), done.describe()
+    assert lines[1] == "tokens_per_channel_day is off for this channel.", done.describe()
+    assert lines[2].startswith("No limits hold here."), done.describe()
+    wrong = ws.run(["/limits"], LIMIT_TOKENS_PER_USER_DAY="-1")
+    assert wrong.returncode != 0, wrong.describe()
+    assert (
+        "Setting LIMIT_TOKENS_PER_USER_DAY is invalid: must be from 0 to 1000000000000. Fix: "
+        "leave it empty or write off for no limit (0 allows nothing)."
+    ) in wrong.err, wrong.describe()
