@@ -33,6 +33,7 @@ from bot.characters.png import (
     text_of,
     write_chunks,
 )
+from bot.types.encoding import text_codec
 from bot.types.limits import MAX_PIXELS
 from bot.types.text import clean_text, parse_decimal, shown_name
 
@@ -222,11 +223,16 @@ def _unbase64(raw: bytes, keyword: str) -> bytes:
 def json_text(data: bytes, what: str) -> str:
     """A JSON file's text: UTF-8 with or without a BOM, or UTF-16/32 as Windows Notepad
     saves "Unicode" (json.detect_encoding: by the BOM, else by the NULs of its first
-    characters); CardError names the first byte that does not decode."""
+    characters), or Windows-1252 as an old editor saves it, read as an attached text
+    file is (bot.types.encoding); CardError names the first byte that does not decode."""
     encoding = json.detect_encoding(data)
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
+        if encoding == "utf-8" and text_codec(data) == "cp1252":
+            # Accents and typographic quotes of a legacy editor (`Caf\xe9`, `\x93Hi\x94`):
+            # SillyTavern reads the file as UTF-8 and shows each as U+FFFD.
+            return data.decode("cp1252", errors="replace")
         name = encoding.upper().replace("-SIG", "")[:6]  # UTF-8, UTF-16, UTF-32
         raise CardError(
             Problem.BAD_JSON, f"The {what} is not {name} text (bad byte at offset {err.start})."

@@ -18,9 +18,8 @@ from bot.media.kinds import (
     binary_refusal,
     extension,
     is_pdf,
-    text_codec,
-    without_padding,
 )
+from bot.types.encoding import text_codec, without_padding
 from bot.types.files import display_name, file_label
 from bot.types.text import clean_text
 

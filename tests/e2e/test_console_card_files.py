@@ -232,3 +232,31 @@ def test_a_pygmalion_json_card_is_read_as_sillytavern_reads_it(
     assert "Marlowe is a tired private eye." in system, system
     assert "[Circumstances and context of the dialogue: A rainy night in 1947.]" in system
     assert {"role": "system", "content": "Marlowe: Always."} in sent, sent
+
+
+def test_a_card_and_a_preset_saved_as_windows_1252_are_read(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """A card or preset an old Windows editor saved (Windows-1252: `Café`, curly quotes,
+    `€`) was refused as "not UTF-8 text (bad byte at offset …)"; it is read as an
+    attached text file is, by the one codec rule (bot.types.encoding)."""
+    card = v2()
+    card["data"]["description"] = (
+        "{{char}} runs a caf\u00e9 and says \u201chello\u201d for 5 \u20ac."
+    )
+    card_path = tmp_path / "card.json"
+    card_path.write_bytes(json.dumps(card, ensure_ascii=False).encode("cp1252"))
+    preset = {
+        "temperature": 0.7,
+        "prompts": [{"identifier": "main", "content": "Na\u00efve \u2019tone\u2019."}],
+    }
+    preset_path = tmp_path / "preset.json"
+    preset_path.write_bytes(json.dumps(preset, ensure_ascii=False).encode("cp1252"))
+    run = _run(
+        ws, endpoint, [f"/character import {card_path}", f"/preset import {preset_path}", "hi"]
+    )
+    assert "Character set for this channel: Seraphina." in run.out, run.describe()
+    assert "system_prompt=Na\u00efve \u2019tone\u2019." in run.out, run.describe()
+    system = _sent(endpoint)[0]["content"]
+    assert "Seraphina runs a caf\u00e9 and says \u201chello\u201d for 5 \u20ac." in system, system
+    assert system.startswith("Na\u00efve \u2019tone\u2019."), system

@@ -228,7 +228,8 @@ def _with_entry(**changes: object) -> bytes:
         (b"", Problem.NOT_A_CARD, "empty"),
         (b"hello there", Problem.BAD_JSON, "not valid JSON"),
         (b"\x00\x01\x02garbage", Problem.BAD_JSON, "not valid JSON"),
-        (b'{"name": "\xe9"}', Problem.BAD_JSON, "not UTF-8 text (bad byte at offset 10)"),
+        # UTF-8 with a stray byte (Windows-1252 alone is read: bot.types.encoding).
+        (b'{"name": "\xc3\xa9\xe9"}', Problem.BAD_JSON, "not UTF-8 text (bad byte at offset 12)"),
         (b"[1, 2]", Problem.NOT_A_CARD, "not a character card"),
         # A CHARX card (a zip) said "not UTF-8 text" or "not a character card".
         (b"PK\x03\x04\x14\x00{card.json", Problem.NOT_A_CARD, "a zip file (a CHARX card?)"),
@@ -334,7 +335,7 @@ def _sized(width: int, height: int) -> bytes:
         (png_with({"chara": b64("not json")}), Problem.BAD_JSON, "not valid JSON"),
         (png_with({"chara": b64('{"name": 1}')}), Problem.NOT_A_CARD, "not a character card"),
         (
-            png_with({"chara": base64.b64encode(b"\xc3\x28{}").decode()}),
+            png_with({"chara": base64.b64encode(b"\xc3\xa9\xc3\x28{}").decode()}),
             Problem.BAD_JSON,
             "not UTF-8",
         ),

@@ -132,7 +132,8 @@ def test_sillytavern_conventions(changes: dict[str, Any], name: str, value: obje
     ("data", "says"),
     [
         (b"", "not valid JSON"),
-        (b'{"temperature": "\xe9"}', "not UTF-8 text (bad byte at offset 17)"),
+        (b'{"temperature": "\xc3\xa9\xe9"}', "not UTF-8 text (bad byte at offset 19)"),
+        (b'{"temperature": "\xe9"}', "must be a number"),  # Windows-1252: read
         (b"[]", "not a Chat Completion preset"),
         (b'{"foo": 1}', "not a Chat Completion preset"),
         (b'{"spec": "chara_card_v2", "data": {}}', "character card"),
