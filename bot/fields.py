@@ -187,6 +187,8 @@ class Field:
     wire: Mapping[Source, str] = field(default_factory=dict)
     # A source whose accepted range is narrower: the value is clamped into it.
     wire_range: Mapping[Source, tuple[float, float]] = field(default_factory=dict)
+    # LIST: a source sent only the first so many items (the rest are kept for others).
+    wire_items: Mapping[Source, int] = field(default_factory=dict)
     # A source that takes the value inside an object: how to make it.
     wire_shape: Mapping[Source, Callable[[Any], object]] = field(default_factory=dict)
     storage: Storage | None = None  # default: by kind
@@ -358,8 +360,9 @@ class Field:
             return None
         if self.off is not None and value == self.off:
             return None
-        if isinstance(value, tuple):
-            return name, list(value)
+        if isinstance(value, tuple | list):
+            first = self.wire_items.get(source)
+            return name, list(value if first is None else value[:first])
         narrow = self.wire_range.get(source)
         if narrow is not None and isinstance(value, int | float):
             value = min(narrow[1], max(narrow[0], value))
@@ -543,10 +546,14 @@ FIELDS: tuple[Field, ...] = (
         "stop",
         Kind.LIST,
         "stop strings",
-        max_items=4,
+        max_items=16,
         max_item_chars=100,
         param=True,
         wire={**_every("stop"), Source.CLAUDE: "stop_sequences"},
+        # As SillyTavern sends them (openai.js openai_max_stop_strings, line 141; line
+        # 1857 for every source but Claude, which gets them all at line 1891): OpenAI
+        # refuses more than 4.
+        wire_items={s: 4 for s in Source if s is not Source.CLAUDE},
     ),
     Field(
         "reasoning",

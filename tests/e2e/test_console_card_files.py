@@ -234,6 +234,21 @@ def test_a_pygmalion_json_card_is_read_as_sillytavern_reads_it(
     assert {"role": "system", "content": "Marlowe: Always."} in sent, sent
 
 
+def test_a_preset_with_more_than_four_stop_strings_sends_the_first_four(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """A preset with six custom stopping strings was refused ("stop takes up to 4"),
+    though SillyTavern keeps them all and sends OpenAI and custom endpoints the first
+    4 (openai.js openai_max_stop_strings), Claude every one."""
+    preset = tmp_path / "preset.json"
+    stop = ["\n{{user}}:", "\n{{char}}:", "###", "<END>", "</s>", "[INST]"]
+    preset.write_text(json.dumps({"temperature": 0.7, "custom_stopping_strings": json.dumps(stop)}))
+    run = _run(ws, endpoint, [f"/preset import {preset}", "/params stop", "hi"])
+    assert "Not applied" not in run.out, run.describe()
+    [request] = endpoint.chat_requests()
+    assert json.loads(request.body)["stop"] == ["\nAda:", "\nAssistant:", "###", "<END>"]
+
+
 def test_a_card_and_a_preset_saved_as_windows_1252_are_read(
     ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
 ) -> None:

@@ -100,7 +100,7 @@ def test_parse_good(name: str, typed: str, value: object) -> None:
         ("seed", "2147483648", "from -1 to 2147483647"),
         ("seed", "-2", "from -1 to 2147483647"),
         ("max_tokens", "1.5", "whole number"),
-        ("stop", "a,b,c,d,e", "up to 4"),
+        ("stop", ",".join("abcdefghijklmnopq"), "up to 16"),
         ("reasoning", "maybe", "on or off"),
         ("stop", " , ", "at least one"),
     ],
@@ -172,3 +172,12 @@ def test_source_only_fields() -> None:
     assert BY_NAME["top_k"].applies_to(Source.CLAUDE) and BY_NAME["top_k"].applies_to(Source.CUSTOM)
     assert not BY_NAME["thinking_budget"].applies_to(Source.OPENAI)
     assert not BY_NAME["reasoning_effort"].applies_to(Source.CLAUDE)
+
+
+def test_stop_strings_go_to_each_source_as_sillytavern_sends_them() -> None:
+    """Claude gets every stop string; the others the first 4 (openai.js
+    openai_max_stop_strings), OpenAI refusing more."""
+    stop = BY_NAME["stop"].parse("a, b, c, d, e, f")
+    assert BY_NAME["stop"].to_wire(stop, Source.CLAUDE) == ("stop_sequences", list("abcdef"))
+    for source in (Source.OPENAI, Source.MISTRAL, Source.CUSTOM):
+        assert BY_NAME["stop"].to_wire(stop, source) == ("stop", list("abcd"))
