@@ -410,6 +410,15 @@ FIELDS: tuple[Field, ...] = (
         "post-history instructions: a system message after the chat",
         max_chars=SYSTEM_PROMPT_CHARS,
     ),
+    # SillyTavern's post-history prompt switched off in a preset's prompt order: then
+    # neither it nor a character's post_history_instructions is sent (openai.js
+    # preparePromptsForChatCompletion replaces only a prompt the order sends).
+    Field(
+        "post_history_off",
+        Kind.SWITCH,
+        "post-history instructions switched off: a character's are not sent either",
+        default=False,
+    ),
     # SillyTavern's Claude "Assistant Prefill": the answer is begun with this text, a last
     # assistant turn Claude writes on from (openai.js sends it for Claude only).
     Field(

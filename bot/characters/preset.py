@@ -22,6 +22,8 @@ MAX_STOP_STRINGS = 16  # more than any source takes; the registry applies the re
 
 # Prompt identifiers of the preset → our setting names.
 PROMPTS = {"main": "system_prompt", "nsfw": "auxiliary_prompt", "jailbreak": "post_history_prompt"}
+# Whether the post-history prompt is switched off in the preset's order (bot.fields).
+POST_HISTORY_OFF = "post_history_off"
 
 
 class PresetError(ValueError):
@@ -247,6 +249,10 @@ def parse_preset(
     # A prompt switched off is none here even when the preset has no text for it:
     # SillyTavern sends none, so neither do we (whatever the server's prompt is).
     values.update(dict.fromkeys((PROMPTS[i] for i in PROMPTS if i in off), ""))
+    if "prompts" in preset or "prompt_order" in preset:
+        # Off, SillyTavern sends no post-history instructions at all, a card's neither;
+        # on (empty too), a card's replace it. A preset of samplers alone leaves it be.
+        values[POST_HISTORY_OFF] = "jailbreak" in off
     if problems:
         more = f" … and {len(problems) - _SHOWN} more." if len(problems) > _SHOWN else ""
         raise PresetError(" ".join(problems[:_SHOWN]) + more)
@@ -597,7 +603,11 @@ def export_preset(values: Mapping[str, object], params: Mapping[str, str] | None
         for identifier, label in _MARKERS.items()
     ]
     out["prompts"] = prompts
-    order = [{"identifier": identifier, "enabled": True} for identifier in _ORDER]
+    off = values.get(POST_HISTORY_OFF) is True  # a card's post-history instructions too
+    order = [
+        {"identifier": identifier, "enabled": not (off and identifier == "jailbreak")}
+        for identifier in _ORDER
+    ]
     # 100000 and 100001: SillyTavern's global orders (without and with a persona)
     out["prompt_order"] = [
         {

@@ -140,6 +140,7 @@ def build_prompt(
     wi_format: str | None = None,
     scenario_format: str | None = None,
     personality_format: str | None = None,
+    post_history_off: bool = False,
 ) -> CharacterPrompt:
     """The prompt for `card` over `history` (oldest first, already trimmed to the context);
     `estimate` counts tokens for the lorebook's and the examples' budgets. `rng` draws
@@ -147,7 +148,9 @@ def build_prompt(
     inclusion groups); `chat_length` is how many messages the whole chat has, for the
     entries' `delay` (`len(history)` when not given); `timed` the entries sticky or on
     cooldown (bot.characters.timed.check). The formats wrap the lorebook's entries
-    before and after the character, the personality and the scenario (None: FORMATS)."""
+    before and after the character, the personality and the scenario (None: FORMATS).
+    `post_history_off`: the post-history prompt switched off, so the card's
+    post_history_instructions are not sent either, as in SillyTavern."""
     # default_system is our system prompt: the card's {{original}}, and the main prompt
     # when the card has none; default_post_history the same for post_history_instructions;
     # auxiliary a preset's nsfw prompt (placed after the scenario, as ST does).
@@ -186,7 +189,12 @@ def build_prompt(
     system = "\n\n".join(p.strip() for p in parts if p.strip())
     examples = example_messages(card, macros, estimate, examples_budget)
     before = (*examples, ChatMessage(Role.SYSTEM, NEW_CHAT))
-    if card.post_history_instructions.strip():
+    if post_history_off:
+        # SillyTavern replaces only a post-history prompt its order sends (openai.js
+        # preparePromptsForChatCompletion, line 1255: prompts.get('jailbreak') is null
+        # when switched off); an empty one it sends is replaced.
+        post = ""
+    elif card.post_history_instructions.strip():
         post = macros(card.post_history_instructions, original=default_post_history)
     else:
         post = macros(default_post_history)

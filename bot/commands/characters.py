@@ -24,7 +24,7 @@ from bot.characters import (
     parse_preset,
     read_card,
 )
-from bot.characters.preset import MAX_PRESET_BYTES
+from bot.characters.preset import MAX_PRESET_BYTES, POST_HISTORY_OFF
 from bot.commands.parse import CommandError
 from bot.commands.scopes import own_value_note, room_left_note, scope_place
 from bot.commands.spec import CommandContext
@@ -323,7 +323,8 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             continue
         changes[field.key] = checked
         named.append(name)
-        shown.append(f"{name}={_short(field.show(checked))}")
+        if name != POST_HISTORY_OFF:  # said with the prompts it switches off, below
+            shown.append(f"{name}={_short(field.show(checked))}")
     scope = _scope(args)
     if changes:
         await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="preset import")
@@ -344,6 +345,11 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if preset.disabled:
         off = ", ".join(preset.disabled)
         lines.append(f"Off in the preset's prompt order (or missing from it), so none here: {off}.")
+    if preset.values.get(POST_HISTORY_OFF) is True and POST_HISTORY_OFF in changes:
+        lines.append(
+            "Its post-history instructions are switched off: a character's are not sent "
+            "either, as in SillyTavern."
+        )
     if preset.placed:
         # Set as its text, but not sent where (or as whom) SillyTavern would send it.
         lines.append(

@@ -114,7 +114,9 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         text = config.value(setting)
         if config.origins.get(setting, "default") == "default":
             continue  # no one set it (a format is SillyTavern's default)
-        if text == "":
+        if _switched_off(config, setting):
+            shown = SWITCHED_OFF
+        elif text == "":
             shown = "none"  # turned off here (a wider scope's prompt is not sent)
         elif isinstance(text, str) and text:
             shown = await _prompt_text(ctx, config, text)
@@ -170,6 +172,15 @@ PROMPTS = {
 }
 
 
+# Shown for the post-history instructions a preset's order switched off (post_history_off).
+SWITCHED_OFF = "off (a character's post-history instructions too)"
+
+
+def _switched_off(config: ChannelConfig, setting: str) -> bool:
+    """The post-history instructions switched off: a card's are not sent either."""
+    return setting == "post_history_prompt" and config.value("post_history_off") is True
+
+
 def _prompt_value(config: ChannelConfig, setting: str) -> object:
     """A /prompts setting's text in force: an unset format is SillyTavern's default."""
     text = config.value(setting)
@@ -189,6 +200,7 @@ async def set_prompt(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         for name, (setting, _) in PROMPTS.items():
             text = _prompt_value(config, setting)
             shown = await _prompt_text(ctx, config, text) if isinstance(text, str) and text else ""
+            shown = SWITCHED_OFF if _switched_off(config, setting) else shown
             lines.append(
                 f"  {name}{origin_note(config, setting, ctx.ref.place)}: {shown or '(none)'}"
                 + _elsewhere_note(BY_NAME[setting], config, ctx.ref.place)
@@ -215,6 +227,7 @@ async def _set_prompt(
         shown = "(none)"
         if isinstance(text, str) and text:
             (shown,) = await shown_here(ctx.store, ctx.ref, config, [text])
+        shown = SWITCHED_OFF if _switched_off(config, setting) else shown
         return Reply(f"{title[0].upper()}{title[1:]}: {shown}")
     prompt = clean_text(prompt)  # free text: its control characters go (as the store's)
     scope = scope_of(args)
@@ -226,7 +239,12 @@ async def _set_prompt(
     if value and (await secret_check(ctx.store, ctx.ref, config))(value):
         # Kept in the clear and sent with every request: refused as a message holding one.
         raise CommandError(held_secret(f"text for the {title}", ctx.prefix))
-    await ctx.store.update_config(ctx.ref, scope, ctx.actor, {setting: value}, action=action)
+    changes: dict[str, object] = {setting: value}
+    if setting == "post_history_prompt" and value != "":
+        # Text switches the instructions a preset switched off on again; `default`
+        # follows the next scope's in both.
+        changes["post_history_off"] = None if value is None else False
+    await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action=action)
     where = " for this server" if scope is Scope.SERVER else ""
     config = await ctx.store.effective_config(ctx.ref)
     if value is None:

@@ -91,6 +91,7 @@ def _prompt(
         wi_format=config.text_value("wi_format"),
         scenario_format=config.text_value("scenario_format"),
         personality_format=config.text_value("personality_format"),
+        post_history_off=config.value("post_history_off") is True,
     )
 
 

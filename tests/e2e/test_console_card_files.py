@@ -234,6 +234,68 @@ def test_a_pygmalion_json_card_is_read_as_sillytavern_reads_it(
     assert {"role": "system", "content": "Marlowe: Always."} in sent, sent
 
 
+def _order_preset(path: Path, jailbreak_on: bool) -> Path:
+    """A preset of current SillyTavern shape: both global orders, the post-history prompt
+    (`jailbreak`) empty and on or off in them."""
+    order = [
+        {"identifier": "main", "enabled": True},
+        {"identifier": "chatHistory", "enabled": True},
+        {"identifier": "jailbreak", "enabled": jailbreak_on},
+    ]
+    preset = {
+        "temperature": 0.7,
+        "prompts": [
+            {"identifier": "main", "content": "Write."},
+            {"identifier": "jailbreak", "content": ""},
+        ],
+        "prompt_order": [
+            {"character_id": 100000, "order": order},
+            {"character_id": 100001, "order": order},
+        ],
+        "extensions": {"regex_scripts": []},
+    }
+    path.write_text(json.dumps(preset))
+    return path
+
+
+def test_a_preset_switching_post_history_off_drops_the_cards_as_sillytavern_does(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """A preset whose post-history prompt is switched off in its order still had the
+    card's `post_history_instructions` sent after the chat; SillyTavern replaces only a
+    post-history prompt its order sends (openai.js preparePromptsForChatCompletion), so
+    it sends none. One left on but empty is still replaced by the card's."""
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps(v2()))
+    off = _order_preset(tmp_path / "off.json", jailbreak_on=False)
+    on = _order_preset(tmp_path / "on.json", jailbreak_on=True)
+    run = _run(
+        ws,
+        endpoint,
+        [
+            f"/character import {card}",
+            f"/preset import {off}",
+            "/prompts post_history",
+            "hello",
+            f"/preset import {on}",
+            "hello again",
+            f"/preset import {off}",
+            "/prompts post_history Stay brief.",
+            "and again",
+        ],
+    )
+    assert "a character's are not sent either" in run.out, run.describe()
+    assert "Post-history instructions: off (a character's post-history instructions too)" in (
+        run.out
+    ), run.describe()
+    switched_off, left_on, typed = (
+        json.loads(r.body)["messages"][-1] for r in endpoint.chat_requests()
+    )
+    assert switched_off == {"role": "user", "content": "hello"}, switched_off
+    instructions = {"role": "system", "content": "Reply as Seraphina in under 100 words."}
+    assert left_on == typed == instructions
+
+
 def test_a_preset_with_more_than_four_stop_strings_sends_the_first_four(
     ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
 ) -> None:

@@ -80,6 +80,7 @@ def test_a_sillytavern_preset_maps_to_our_settings() -> None:
         "reasoning_effort": "high",
         "system_prompt": "Write {{char}}'s next reply.",
         "post_history_prompt": "Stay brief.",
+        "post_history_off": False,  # its order sends it: a card's replace it
         "wi_format": "{0}",
         # the empty nsfw prompt: none when we have the setting (SillyTavern sends none)
         **({"auxiliary_prompt": ""} if "auxiliary_prompt" in KNOWN else {}),
@@ -195,7 +196,10 @@ def test_export_then_import_gives_the_same_settings() -> None:
     back = parse_preset(json.dumps(exported), KNOWN).values
     expected = {k: v for k, v in values.items() if k != "model"}
     expected["stop"] = ["END"]
-    assert back == expected
+    assert back == {**expected, "post_history_off": False}
+    # Switched off (a card's too), it goes out off in the order and comes back so.
+    off = json.loads(export_preset({**values, "post_history_off": True}))
+    assert parse_preset(json.dumps(off), KNOWN).values["post_history_off"] is True
 
 
 def test_unset_settings_are_left_out_and_the_seed_is_minus_one() -> None:
