@@ -41,6 +41,7 @@ from bot.types import (
     Role,
     failure,
 )
+from bot.types.place import logged_in
 from bot.types.prices import PriceTable
 from bot.types.text import clean_text, strip_invisible
 
@@ -254,7 +255,8 @@ class Core:
         if self._closing:  # started now, it would be cut off at once
             return Reply(NOT_RUN, private=True, ok=False)
         known = frozenset(roles) if roles is not None else None
-        work = asyncio.ensure_future(self._run_command(ref, actor, inv, known, personal))
+        with logged_in(ref):  # the task takes the place along
+            work = asyncio.ensure_future(self._run_command(ref, actor, inv, known, personal))
         self._commands.add(work)
         try:
             return await work
@@ -365,16 +367,17 @@ class Core:
             action = Control.NEXT if args["direction"] == "next" else Control.PREVIOUS
         else:
             action = Control(name)
-        return await self._engine.control(
-            ref,
-            actor,
-            action,
-            sink,
-            admin=self.is_admin(actor),
-            answer_id=answer_id,
-            prefix=p,
-            any_shown=any_shown,
-        )
+        with logged_in(ref):
+            return await self._engine.control(
+                ref,
+                actor,
+                action,
+                sink,
+                admin=self.is_admin(actor),
+                answer_id=answer_id,
+                prefix=p,
+                any_shown=any_shown,
+            )
 
     async def run_text_command(self, incoming: Incoming) -> Reply:
         try:
@@ -440,7 +443,8 @@ class Core:
 
     async def chat(self, incoming: Incoming, sink: ReplySink) -> TurnResult:
         clean = replace(incoming, text=clean_text(incoming.text))
-        return await self._engine.turn(clean, sink, self.prefix(incoming.channel.platform))
+        with logged_in(incoming.channel):
+            return await self._engine.turn(clean, sink, self.prefix(incoming.channel.platform))
 
     def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
         """Wait for this conversation's turn: messages there are handled in arrival order.

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from bot.types import REDACTED, redact
+from bot.types.place import LOG_PLACE
 
 __all__ = ["REDACTED", "RedactingFilter", "configure_logging", "redact"]
 
@@ -25,6 +26,9 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         cleaned = redact(message)
+        place = LOG_PLACE.get()
+        if place and place not in cleaned:  # written while the bot works in one place
+            cleaned = f"{cleaned} (in {place})"
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         if record.exc_text:

@@ -386,6 +386,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._deleted = RecentIds()
         # Channel and setting whose stored value today's range refuses, logged already.
         self._passed_over_logged = RecentIds()
+        # Channels that cannot answer now, and why, as the log said it last (_log_blocked).
+        self._blocked_logged: dict[str, str] = {}
         self._edits = Edits()
         self._requests = Requests(store, self._limits.history_image_turns)
 
@@ -771,9 +773,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if charge is not None and charge.reserved is not None:
                 self._reserved[ref] = charge.reserved
             (question,) = stored
-        except _Blocked as blocked:
-            # Said to the asker; the operator sees which channel cannot answer, and why.
-            log.info("turn in %s not sent: %s", ref, redact(str(blocked)))
+        except _Blocked as blocked:  # the log said why (_log_blocked)
             return await _notice(sink, str(blocked))
         preface = ""
         if attached.images and not sees and self._tell_once(ref):
@@ -997,11 +997,33 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         config = await self._config(ref, prefix)
         blocked = blocked_reason(config, prefix, admin, place=ref.place)
         if blocked:
+            self._log_blocked(ref, blocked_reason(config, prefix, place=ref.place) or blocked)
             raise _Blocked(blocked)
         try:
-            return config, await endpoint_for(self._store, ref, config, prefix)
+            ready = config, await endpoint_for(self._store, ref, config, prefix)
         except NotConnectable as err:
+            self._log_blocked(ref, err.said_to(False))
             raise _Blocked(err.said_to(admin)) from None
+        self._log_blocked(ref, None)
+        return ready
+
+    def _log_blocked(self, ref: ChannelRef, why: str | None) -> None:
+        """Why `ref` cannot answer (`why`, as said to a member), at INFO once, and again
+        when it changes or the channel can answer again (None); the same again at DEBUG:
+        a busy channel whose endpoint is down wrote the line for every message."""
+        key = str(ref)
+        before = self._blocked_logged.get(key)
+        if why is None:
+            if before is not None:
+                del self._blocked_logged[key]
+                log.info("%s can answer again", ref)
+            return
+        said = " ".join(redact(why).split())  # one line: the reason's own breaks joined
+        if said == before:
+            log.debug("turn in %s not sent: %s", ref, said)
+            return
+        self._blocked_logged[key] = said
+        log.info("turn in %s not sent: %s (said once until it changes)", ref, said)
 
     async def _answer(
         self,

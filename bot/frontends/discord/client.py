@@ -22,6 +22,7 @@ from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.persona import Personas
 from bot.frontends.discord.sink import MIN_INTERVAL
 from bot.types import Platform, failure
+from bot.types.place import LOG_PLACE
 from bot.types.recent import RecentIds
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ class _Tree(app_commands.CommandTree["ChatClient"]):
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # Before every command and autocompletion: none runs twice (a second /reset
         # would forget the turns since the first), none where the bot is not.
+        # Each interaction runs in a task of its own (discord.py's CommandTree-invoker):
+        # its lines, its command's and its turn's, name its channel.
+        LOG_PLACE.set(str(interaction_context(interaction)[0]))
         key = str(interaction.id)
         if key in self._recent:
             log.info("a slash command Discord sent again was not run again")

@@ -1,0 +1,23 @@
+"""Where the bot is working, for its log: every line written meanwhile names it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+# The place (a ChannelRef as the log writes it) whose event this task handles; "" outside
+# one. Tasks started meanwhile take it along (a turn's request, its retries).
+LOG_PLACE: ContextVar[str] = ContextVar("log_place", default="")
+
+
+@contextmanager
+def logged_in(place: object) -> Iterator[None]:
+    """Log lines written inside the block name `place` (the log's filter adds it to a
+    line that does not name it already): a retried request or a refused interaction says
+    where, as the turn's own lines do."""
+    token = LOG_PLACE.set(str(place))
+    try:
+        yield
+    finally:
+        LOG_PLACE.reset(token)
