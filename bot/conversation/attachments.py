@@ -28,7 +28,7 @@ from bot.media import (
     unread_refusal,
 )
 from bot.types import Attachment, Image, failure
-from bot.types.files import Downloads, too_slow
+from bot.types.files import Downloads, FetchFailed, too_slow
 from bot.types.text import shorten
 
 log = logging.getLogger("bot.conversation")
@@ -133,13 +133,14 @@ async def _download(
         async with downloads.one():
             return await _fetch(attachment, shown, max_bytes)
     except TimeoutError:  # the platform's own timeout, or this message's
-        log.info("downloading an attachment took too long")
+        log.info("downloading %s took too long", shown)
         raise Refused(too_slow(shown, "sent nothing")) from None
 
 
 async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
     limit = f"{max_bytes / 2**20:g} MB"
     if attachment.size > max_bytes:
+        log.info("%s was not downloaded: %d bytes, over %s", shown, attachment.size, limit)
         raise Refused(f"{shown} is {attachment.size / 2**20:.1f} MB; I take files up to {limit}.")
     if attachment.fetch is None:
         raise Refused(f"I could not get {shown} from the platform; attach it again.")
@@ -147,16 +148,21 @@ async def _fetch(attachment: Attachment, shown: str, max_bytes: int) -> bytes:
         data = await attachment.fetch(max_bytes)
     except TimeoutError:
         raise
+    except FetchFailed as err:  # a reason the front-end can give
+        log.info("could not download %s: %s", shown, err)
+        raise Refused(f"I could not download {shown}; attach it again.") from None
     except Exception as err:  # the platform's client raises its own types
-        log.info("fetching an attachment failed: %s", failure(err))
+        log.info("fetching %s failed: %s", shown, failure(err))
         raise Refused(f"I could not download {shown}; attach it again.") from None
     if attachment.size and len(data) > attachment.size:  # its sender's app said less
+        log.info("%s was not read: larger than its message says (%d bytes)", shown, attachment.size)
         raise Refused(
             f"{shown} is larger than its message says ({attachment.size:,} bytes), so I did "
             "not read it. Attach it again; if this keeps happening, your app gives files "
             "the wrong size."
         )
     if len(data) > max_bytes:  # perhaps cut off: its whole size may not be known
+        log.info("%s was not read: larger than %s, the most taken", shown, limit)
         raise Refused(f"{shown} is larger than {limit}, the most I take.")
     return data
 

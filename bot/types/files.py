@@ -57,3 +57,9 @@ def too_slow(shown: str, outcome: str) -> str:
     """What a person is told of a download that ran out of time: `outcome`, what came of
     their message ("sent nothing")."""
     return f"Downloading {shown} took too long, so I stopped and {outcome}. Try again later."
+
+
+class FetchFailed(Exception):
+    """A front-end could not fetch an attached file, for the reason its message gives
+    (a homeserver's refusal, a file failing its check): words of the bot's own, for the
+    operator's log; the person who sent it is told it could not be downloaded."""

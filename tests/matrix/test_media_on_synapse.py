@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -338,3 +339,29 @@ async def test_a_reply_to_a_question_held_or_to_the_bot_sends_no_image_twice(rig
 def shown_image_count(content: Any) -> int:
     assert isinstance(content, list), content
     return sum(1 for p in content if p["type"] == "image_url")
+
+
+async def test_a_file_that_cannot_be_downloaded_says_why_in_the_log(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The member is told "I could not download it"; the operator's log said only
+    `DownloadFailed in bot/frontends/matrix/api.py:…`, or nothing at all for a file too
+    large: not which file, nor whether the homeserver lost it or it failed its check."""
+    caplog.set_level(logging.INFO)
+    room_id = await rig.room(encrypted=True, direct=True)
+    server = rig.bot.user_id.split(":", 1)[1]
+    gone = {"msgtype": "m.image", "body": "gone.png", "url": f"mxc://{server}/NoSuchMedia"}
+    assert await rig.send(room_id, gone) == "I could not download gone.png; attach it again."
+    tampered = await rig.alice.media_content(
+        "m.image", "green.png", png("green"), "image/png", encrypt=True
+    )
+    tampered["file"]["hashes"]["sha256"] = base64.b64encode(bytes(32)).decode().rstrip("=")
+    assert await rig.send(room_id, tampered) == "I could not download green.png; attach it again."
+    big = await rig.alice.media_content("m.file", "big.txt", b"x\n" * 100, "text/plain")
+    big["info"]["size"] = 10**12
+    refusal = await rig.send(room_id, big)
+    assert refusal.startswith("big.txt is 953674.3 MB"), refusal
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("bot")]
+    assert any("gone.png" in m and "M_NOT_FOUND" in m for m in said), said
+    assert any("green.png" in m and "failed its check" in m for m in said), said
+    assert any(m.startswith("big.txt was not downloaded") for m in said), said

@@ -22,6 +22,7 @@ from bot.frontends.matrix.sink import (
     TransientSendError,
     with_retries,
 )
+from bot.types.files import FetchFailed
 from bot.types.recent import RecentIds
 
 log = logging.getLogger("bot.frontends.matrix")
@@ -46,7 +47,7 @@ _MAX_ERROR_BODY = 16 * 1024
 _MEDIA_DOWNLOAD = "/_matrix/client/v1/media/download"
 
 
-class DownloadFailed(Exception):
+class DownloadFailed(FetchFailed):
     """A file could not be fetched from the homeserver, or failed its integrity check."""
 
 
