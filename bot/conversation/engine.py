@@ -94,6 +94,7 @@ KEPT_MESSAGES = 1000
 PRUNED_AT_ONCE = 50_000  # deleted in one housekeeping at most: the rest the next time
 # Who reads files checked before their message is written (the console's, its user's).
 _LOCAL_FILES = "attached before sending"
+_BLOCKED_KEPT = 4096  # channels whose reason for not answering the log holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,8 +387,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._deleted = RecentIds()
         # Channel and setting whose stored value today's range refuses, logged already.
         self._passed_over_logged = RecentIds()
-        # Channels that cannot answer now, and why, as the log said it last (_log_blocked).
-        self._blocked_logged: dict[str, str] = {}
+        # Channels that cannot answer now, and why, as the log said it last (_log_blocked;
+        # the oldest forgotten past _BLOCKED_KEPT: a channel left blocked for good).
+        self._blocked_logged: dict[ChannelRef, str] = {}
         self._edits = Edits()
         self._requests = Requests(store, self._limits.history_image_turns)
 
@@ -1011,18 +1013,19 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         """Why `ref` cannot answer (`why`, as said to a member), at INFO once, and again
         when it changes or the channel can answer again (None); the same again at DEBUG:
         a busy channel whose endpoint is down wrote the line for every message."""
-        key = str(ref)
-        before = self._blocked_logged.get(key)
+        logged = self._blocked_logged
         if why is None:
-            if before is not None:
-                del self._blocked_logged[key]
+            if logged and logged.pop(ref, None) is not None:
                 log.info("%s can answer again", ref)
             return
         said = " ".join(redact(why).split())  # one line: the reason's own breaks joined
-        if said == before:
+        if said == logged.get(ref):
             log.debug("turn in %s not sent: %s", ref, said)
             return
-        self._blocked_logged[key] = said
+        logged.pop(ref, None)  # the newest last
+        logged[ref] = said
+        while len(logged) > _BLOCKED_KEPT:
+            del logged[next(iter(logged))]
         log.info("turn in %s not sent: %s (said once until it changes)", ref, said)
 
     async def _answer(

@@ -38,7 +38,7 @@ async def test_a_channel_that_cannot_answer_is_logged_once_then_when_it_answers_
         assert await bot.stop() == 0
     where = f"discord:{fake.guild_id}:{fake.channel_id}"
     lines = bot.lines
-    refused = [line for line in lines if "not sent" in line]
+    refused = [line for line in lines if "turn in " in line and " not sent: " in line]
     assert len(refused) == 1, refused
     assert where in refused[0] and "overloaded" in refused[0]
     # Each line on one line: the reason's own line break would start a line of its own.
