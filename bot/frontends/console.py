@@ -747,7 +747,9 @@ def _open_file(typed: str, verb: str = "read", encoding: str = "utf-8") -> Attac
     with contextlib.suppress(UnicodeError):
         typed = os.fsdecode(typed.encode(encoding, "surrogateescape"))
     path = _typed_path(typed)
-    shown = quoted(normalize_text(str(path)), 200)
+    # The whole path, also for one typed relative: the console's folder (Docker's /data,
+    # or wherever `chatbot console` was started) is not always the one the file is in.
+    shown = quoted(normalize_text(str(_absolute(path))), 200)
     try:
         size = path.stat().st_size
     except OSError as err:
@@ -770,6 +772,15 @@ def _login_name() -> str:
         return getpass.getuser() or "operator"
     except (OSError, KeyError):  # no login name in the environment, no passwd entry
         return "operator"
+
+
+def _absolute(path: Path) -> Path:
+    """`path` from the root, as `/character export` names the file it saved; as it is
+    when the console's folder is gone (deleted while it ran)."""
+    try:
+        return path.absolute()
+    except OSError:
+        return path
 
 
 def _read_as_attached(path: Path, size: int) -> bytes:

@@ -137,7 +137,6 @@ def test_a_home_folder_of_no_user_is_no_such_file(ws: Workspace, endpoint: Hosti
     """Files probe: `/attach ~bobb/notes.txt` (a user name mistyped) said "Something went
     wrong (RuntimeError)": the home folder of a user who does not exist cannot be found."""
     run = _run(ws, endpoint, ["/attach ~no-such-user-here/notes.txt"])
-    assert (
-        "Cannot attach `~no-such-user-here/notes.txt`: No such file or directory."
-    ) in run.out, run.describe()
+    looked_for = ws.cwd / "~no-such-user-here" / "notes.txt"  # no home: a folder's name
+    assert f"Cannot attach `{looked_for}`: No such file or directory." in run.out, run.describe()
     assert "went wrong" not in run.out

@@ -67,6 +67,29 @@ def test_console_imports_a_path_a_phone_quoted(tmp_path: Path) -> None:
     assert "Preset applied to this channel: temperature=0.65" in out, out
 
 
+def test_a_card_not_in_the_consoles_folder_is_said_with_the_folder_looked_in(
+    tmp_path: Path,
+) -> None:
+    """New-user probe: `chatbot console` started in the bot's folder, the card left in
+    Downloads, `/character import aurelia.json` said "Cannot read `aurelia.json`: No such
+    file or directory", naming no folder: where was it looked for (Docker: /data)? The
+    reply names the whole path, as `/character export` names the file it saved."""
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    (downloads / "aurelia.json").write_text(json.dumps(CARD))
+    done = console(
+        tmp_path,
+        ["/character import aurelia.json", "/attach notes.txt", "/preset import Downloads"],
+        BOT_SECRET_KEYS=generate_key(),
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    missing = "No such file or directory."
+    assert f"Cannot read `{tmp_path / 'aurelia.json'}`: {missing}" in out, out
+    assert f"Cannot attach `{tmp_path / 'notes.txt'}`: {missing}" in out, out
+    assert f"Cannot read `{downloads}`: it is not a file." in out, out
+
+
 def test_console_says_which_prompts_a_preset_switches_off(tmp_path: Path) -> None:
     preset = tmp_path / "preset.json"
     preset.write_text(
