@@ -364,6 +364,12 @@ async def test_a_public_room_with_one_member_is_no_place_for_a_key(world: World)
     assert "direct chat" in answer and KEY not in answer, answer
     ref = ChannelRef(Platform.MATRIX, room_id)
     assert not await w.core.store.resolve_secret(ref, "openai_api_key")
+    # The bot (power 0) could not take it out: the warning a group room gets, since
+    # whoever joins reads it back. It said a direct chat's calm "in a direct chat only
+    # you can … if you do not want the secret in this chat's history", in the same reply
+    # that called the room no direct chat.
+    assert "Delete it yourself now" in answer, answer
+    assert "only you can" not in answer, answer
 
 
 async def test_a_chat_message_holding_a_key_is_refused_and_redacted(

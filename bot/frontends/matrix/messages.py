@@ -109,7 +109,8 @@ _NOT_DELETED = (
     "Delete it yourself now: the secret is visible in the room history."
 )
 # In a direct chat only its creator may delete others' messages, unless they raise the
-# bot's power: no alarm, the key is in a room of two, but it is still in its history.
+# bot's power: no alarm, the key is in a room of two nobody joins unasked, but it is
+# still in its history.
 _NOT_DELETED_DIRECT = (
     "I could not delete your message: in a direct chat only you can, unless you give me "
     "the power to remove messages. Delete it if you do not want the secret in this chat's "
@@ -1237,7 +1238,9 @@ class MessageHandler:
         """Redact a message that holds a secret; what to tell its sender about it."""
         if await self._api.redact(msg.room_id, msg.event_id, REDACT_REASON):
             return _DELETED
-        return _NOT_DELETED_DIRECT if msg.direct else _NOT_DELETED
+        # A room of two that others may join or read back (public, say) is warned as a
+        # group room is: its next members read the secret.
+        return _NOT_DELETED_DIRECT if msg.private else _NOT_DELETED
 
     async def _drop_secret(self, msg: Message) -> None:
         """The message is the key or password the sender's failed command lacked: not
