@@ -108,6 +108,7 @@ async def test_defaults_when_nothing_is_set(store: Store) -> None:
         "continue_prefill": True,  # Claude continues an answer as its own start
         "vision": "auto",
         "safe_prompt": False,
+        "post_history_off": False,  # a preset's prompt order switches it on
     }
     assert config.origins["model"] == "operator" and config.origins["top_p"] == "default"
     assert await store.scope_values(CHAN, Scope.CHANNEL) == {}
