@@ -6,7 +6,6 @@ import asyncio
 import functools
 import logging
 import random
-import re
 import ssl
 import time
 import zlib
@@ -37,8 +36,7 @@ from bot.providers.base import (
     Unreachable,
 )
 from bot.providers.policy import EndpointPolicy, EndpointRefused, server_of
-from bot.types import REDACTED, redact
-from bot.types.secrets import names_a_credential
+from bot.types import redact
 from bot.types.text import shorten, untrusted_json
 
 log = logging.getLogger("bot.providers")
@@ -536,15 +534,7 @@ def _logged(spec: RequestSpec) -> str:
     """`spec`'s URL as the log shows it: a redirect followed may have put the endpoint's
     own password in it (the log's filter takes out only secrets long enough), or a
     credential of its own in its query (`?api_key=…`, `&sig=…`), shown as `****`."""
-    return redact(_QUERY_PARAM.sub(_credential_hidden, spec.url), spec.secrets)
-
-
-# A query parameter: its name (group 2) and value (group 3).
-_QUERY_PARAM = re.compile(r"([?&;]([^=&;#]*)=)([^&;#]*)")
-
-
-def _credential_hidden(param: re.Match[str]) -> str:
-    return param[1] + REDACTED if names_a_credential(param[2]) else param[0]
+    return redact(spec.url, spec.secrets)
 
 
 def _base_of(spec: RequestSpec, target: httpx.URL) -> str:

@@ -223,7 +223,9 @@ def redact(
     The one rule for everything shown, stored or logged: `secrets` are redacted
     whatever their length (an endpoint's own password may be short); secrets this
     process has seen are redacted when long enough not to garble ordinary words.
-    `shapes=False` for a model's answer, where "bearer …" is just prose.
+    `shapes=False` for a model's answer, where "bearer …" is just prose. With shapes, a
+    URL's user info and the values of its query parameters named as credentials go too
+    (`http://****@host/v1?api_key=****`).
 
     `known=False` for text shown in one channel, which is cleaned of that channel's own
     secrets (given in `secrets`) and of key shapes only. Every channel's secrets are
@@ -243,7 +245,34 @@ def redact(
         loose = _loosely(secret) if _may_be_in(secret, text) else None
         if loose is not None:
             text = loose.sub(REDACTED, text)
-    return _KEY_SHAPES.sub(_redacted_shape, text) if shapes else text
+    if not shapes:
+        return text
+    if "/" in text:  # a URL's user info, or a credential in its query (`?api_key=…`)
+        text = _URL.sub(_url_hidden, text)
+    return _KEY_SHAPES.sub(_redacted_shape, text)
+
+
+# An http(s) URL, as written or JSON-escaped (`http:\/\/…`), to its first space or quote:
+# the user info of its authority (group 1, before its `@`) and the rest.
+_URL = re.compile(r"(?i)\bhttps?:(?:\\?/){2}([^\s\"'<>`/?#@\\]*@)?[^\s\"'<>`]*")
+# A query parameter inside one: its name (group 2) and value (group 3).
+_QUERY_PARAM = re.compile(r"([?&;]([^=&;#]*)=)([^&;#]*)")
+
+
+def _url_hidden(url: re.Match[str]) -> str:
+    """A URL without what logs in: its user info (`user:password@`, or a key written as
+    the user) and its query parameters named as credentials (names_a_credential)."""
+    text = url[0]
+    if url[1]:
+        at = url.start(1) - url.start(0)
+        text = text[:at] + REDACTED + "@" + text[at + len(url[1]) :]
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_credential_hidden, text)
+    return text
+
+
+def _credential_hidden(param: re.Match[str]) -> str:
+    return param[1] + REDACTED if names_a_credential(param[2]) else param[0]
 
 
 def _may_be_in(secret: str, text: str) -> bool:

@@ -62,3 +62,27 @@ async def test_a_refused_slash_command_names_where_it_was_run(tmp_path: Path) ->
         assert await bot.stop() == 0
     [line] = [line for line in bot.lines if "a user's own install" in line]
     assert f"(in discord:{fake.other_guild_id}:" in line, line
+
+
+async def test_a_password_or_key_in_a_pasted_url_stays_out_of_the_debug_log(
+    tmp_path: Path,
+) -> None:
+    """Operator-log probe: `/proxy set url:http://bob:PW@host/v1?api_key=K` is refused
+    (user info is not taken), but at LOG_LEVEL=DEBUG discord.py's dump of the incoming
+    command held the password and the key whole, plain and JSON-escaped; both too short
+    and too plain for a key's shape, and no secret the bot had seen. A URL's user info
+    and its query values named as credentials leave every log line."""
+    fake = FakeDiscord(TOKEN)
+    password, key = "hunter2pw", "q9w8e7r6"
+    url = f"http://bob:{password}@models.example/v1?api_key={key}&sig={key}x"
+    async with chatbot_run(
+        tmp_path, fake, Script(), ADMIN_IDS=str(fake.user_id), LOG_LEVEL="DEBUG"
+    ) as (bot, _):
+        await fake.slash("proxy", "set", url=url)
+        await fake.wait_until(lambda: fake.answered("user name or password"), 30)
+        assert await bot.stop() == 0
+    log = "\n".join(bot.lines)
+    assert "models.example" in log  # the command's dump is in the log, without them
+    assert password not in log and key not in log, [
+        line for line in bot.lines if password in line or key in line
+    ]
