@@ -21,6 +21,7 @@ from bot.conversation.engine import (
     Control,
     Gate,
     HeldBack,
+    OnTurn,
     TurnLimits,
     TurnResult,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "HeldReply",
     "MessageTarget",
     "NotUpdated",
+    "OnTurn",
     "PacedReply",
     "ReplySink",
     "TurnLimits",
@@ -328,9 +330,10 @@ class Core:
         *,
         answer_id: int | None = None,
         any_shown: bool = False,
+        on_turn: OnTurn | None = None,
     ) -> TurnResult | Reply:
         """Regenerate, continue, retry or swipe into `sink`; stop, or a bad value: a Reply.
-        `answer_id`, `any_shown`: ChatEngine.control's.
+        `answer_id`, `any_shown`, `on_turn`: ChatEngine.control's.
 
         Deliberately outside the turn order's queue for `stop`: it must reach the answer
         being written, not wait for it.
@@ -377,6 +380,7 @@ class Core:
                 answer_id=answer_id,
                 prefix=p,
                 any_shown=any_shown,
+                on_turn=on_turn,
             )
 
     async def run_text_command(self, incoming: Incoming) -> Reply:

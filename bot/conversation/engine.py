@@ -95,6 +95,9 @@ PRUNED_AT_ONCE = 50_000  # deleted in one housekeeping at most: the rest the nex
 # Who reads files checked before their message is written (the console's, its user's).
 _LOCAL_FILES = "attached before sending"
 _BLOCKED_KEPT = 4096  # channels whose reason for not answering the log holds
+# Told when a control's turn comes: the answer it acts on (None: a question that got none)
+# and who asked it (None: a greeting), before anything is shown (ChatEngine.control).
+OnTurn = Callable[[int | None, str | None], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,18 +419,24 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         answer_id: int | None = None,
         prefix: str = "/",
         any_shown: bool = False,
+        on_turn: OnTurn | None = None,
     ) -> TurnResult:
         """Regenerate, continue, retry or swipe the newest turn (the asker's or an admin's).
 
         `answer_id`: the answer a button or reaction belongs to (a question that got no
-        answer: its id); only the newest may change. `any_shown`: any answer to the
+        answer: its id); only the newest may change; None (a typed control): whichever
+        is the newest when the control's turn comes. `any_shown`: any answer to the
         newest question counts, since the front-end finds the messages the newest answer
-        shows in when the control's turn comes (_of_turn).
+        shows in when the control's turn comes (_of_turn). `on_turn`: told, once the
+        control's turn has come and before anything is shown, the answer it acts on
+        (None: a question that got none) and who asked it (whose ⏹ it is).
         """
         return await self._in_order(
             ref,
             sink,
-            lambda: self._control(ref, actor, action, sink, admin, answer_id, prefix, any_shown),
+            lambda: self._control(
+                ref, actor, action, sink, admin, answer_id, prefix, any_shown, on_turn
+            ),
             actor.id,
         )
 
@@ -820,6 +829,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         answer_id: int | None,
         prefix: str,
         any_shown: bool,
+        on_turn: OnTurn | None,
     ) -> TurnResult:
         if not operator_allows(ref, actor, self._gate.operator):
             return await _notice(sink, NOT_HERE)
@@ -834,6 +844,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             # From now on a deletion of that question, or of the answer it changes, finds
             # this control (one that came while it read them, too).
             running.answers(question.id, changes=answer is not None)
+            if question.author_id:
+                # Its asker may stop it (as an admin may), whoever pressed: an admin's 🔄
+                # on someone's answer is still theirs to stop.
+                running.asker = question.author_id
         newest = history[-1] if history else None
         if (
             newest is not None
@@ -859,6 +873,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     sink,
                     f"Only an admin of this {ref.place} can change the character's greeting.",
                 )
+            await _told(on_turn, newest.id, None)
             return await self._swipe(ref, newest.reply_to, action, sink, prefix, greeting=True)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
@@ -870,6 +885,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             who = literal(question.author) if question.author else "the person who asked"
             place = ref.place
             return await _notice(sink, f"Only {who} or an admin of this {place} can do that.")
+        # What the front-end rewrites: found now, not at the press.
+        await _told(on_turn, answer.id if answer is not None else None, question.author_id)
         if action in (Control.NEXT, Control.PREVIOUS):
             assert question.id is not None
             return await self._swipe(
@@ -944,9 +961,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         answer being regenerated) changed what that message shows while this one waited
         its turn: it acts on the message as it shows now, as a control on an answer being
         written does once it ends (an older turn's answer is never one of these). Only
-        where the front-end finds the pages to rewrite when the turn comes (Matrix): pages
-        found at the press (Discord) may be fewer than the answer shown now takes, and
-        one left over would keep the other answer's end, with its buttons."""
+        where the front-end asks for it (Matrix): a Discord button names the answer it
+        was pressed on, and one pressed again while the first runs (a double click) is
+        refused rather than asking the model twice."""
         if answer_id == question.id or (answer is not None and answer_id == answer.id):
             return True
         if question.id is None or not any_shown:
@@ -1568,6 +1585,17 @@ async def _say(sink: ReplySink, text: str) -> None:
 
 class _NotShown(Exception):
     """The platform failed to show a notice: the front-end's to log, not the bot's bug."""
+
+
+async def _told(on_turn: OnTurn | None, answer_id: int | None, asker: str | None) -> None:
+    """ChatEngine.control's `on_turn`; what it raises is the front-end's own, to say as
+    it says its other failures."""
+    if on_turn is None:
+        return
+    try:
+        await on_turn(answer_id, asker)
+    except Exception as err:
+        raise _NotShown() from err
 
 
 def _cause(err: _NotShown) -> BaseException:

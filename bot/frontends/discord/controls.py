@@ -4,6 +4,7 @@ so buttons keep working after a restart. A press rewrites the answer in place.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import replace
@@ -98,7 +99,7 @@ class AnswerSink:
     def __init__(self, target: DiscordTarget, asker_id: int | None = None) -> None:
         self._target = target
         self._paced = PacedReply(target)
-        self._asker = asker_id
+        self.asker = asker_id  # whose ⏹ it carries (an admin may press it too)
         self._streaming = False
         self._ended: tuple[TurnResult, discord.ui.View | None] | None = None
 
@@ -106,9 +107,9 @@ class AnswerSink:
         await self._paced.typing()
 
     async def update(self, answer: str, reasoning: str = "") -> None:
-        if not self._streaming and self._asker is not None:
+        if not self._streaming and self.asker is not None:
             self._streaming = True
-            self._target.view = view_of(streaming_buttons(self._asker))
+            self._target.view = view_of(streaming_buttons(self.asker))
         await self._paced.update(answer, reasoning)
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
@@ -164,6 +165,9 @@ class Controls:
         # Pages the bot removes itself (left over from a longer answer): their deletion
         # events must not make it forget the answer they were part of.
         self.own_deletes = own_deletes if own_deletes is not None else RecentIds()
+        # Conversation → the control whose turn ended and whose answer is still being shown
+        # and tied to its pages (done once they are): the next one finds them after it.
+        self._settling: dict[ChannelRef, asyncio.Future[None]] = {}
 
     async def typed(
         self, interaction: discord.Interaction[Any], path: tuple[str, ...], raw: dict[str, Any]
@@ -171,7 +175,9 @@ class Controls:
         """A typed /regenerate, /continue, /retry or /swipe changes the newest answer in
         place, as its buttons do: a new message beside it would leave the old one with
         its note and live buttons (whose ⏩ then went on from the old text). False when
-        no message here shows the newest answer: the core answers as a new message."""
+        no message here shows the newest answer: the core answers as a new message. It
+        acts on the answer newest when its turn comes (one typed while a 🔄 runs: the
+        🔄's), as a press does on its own."""
         press = press_for(path, raw)
         channel = interaction.channel
         if press is None or not isinstance(channel, discord.abc.Messageable):
@@ -181,27 +187,28 @@ class Controls:
             found = await self._core.newest_answer_posts(ref)
             if found is None:
                 return False
-            answer_id, posts = found
+            _, posts = found
             message = await self._shown(channel, ref, int(posts[-1]))
         except Exception as err:  # the database or the message gone: the usual way says
             log.info("a typed %s answers anew: %s", path[0], failure(err))
             return False
-        await self.press(interaction, press, answer_id, message=message)
+        await self.press(interaction, press, None, message=message)
         return True
 
     async def press(
         self,
         interaction: discord.Interaction[Any],
         press: Press,
-        target: int,
+        target: int | None,
         *,
         message: Page | None = None,
     ) -> None:
-        """A button pressed on `interaction.message`; or a typed control run on `message`,
-        the answer's last page (its "thinking…" and what it says then are the typer's).
-        An unexpected failure (a bug, the database) is said to the presser as a failed
-        command's is, and logged in one line: left to discord.py's View.on_error, it was
-        a traceback in the log and nothing said."""
+        """A button pressed on `interaction.message` (`target`: the row its id names); or
+        a typed control (`target` None: the newest answer when its turn comes) run on
+        `message`, the answer's last page as it was typed (its "thinking…" and what it
+        says then are the typer's). An unexpected failure (a bug, the database) is said
+        to the presser as a failed command's is, and logged in one line: left to
+        discord.py's View.on_error, it was a traceback in the log and nothing said."""
         try:
             await self._press(interaction, press, target, message)
         except Exception as err:
@@ -215,7 +222,7 @@ class Controls:
         self,
         interaction: discord.Interaction[Any],
         press: Press,
-        target: int,
+        target: int | None,
         message: Page | None,
     ) -> None:
         inv = invocation(press)
@@ -227,6 +234,7 @@ class Controls:
             return
         ref, actor = interaction_context(interaction)
         if press is Press.STOP:
+            assert target is not None  # a button's: a typed /stop is a command of its own
             if not may_stop(actor.id, target, admin=self._core.is_admin(actor)):
                 await _privately(interaction, stop_refusal(target))
             elif (not_theirs := self._core.stop_refusal(ref, actor)) is not None:
@@ -260,9 +268,6 @@ class Controls:
         # Acknowledged at once (no visible reply): the answer message changes instead. A
         # typed one thinks privately, and says so when done.
         await interaction.response.defer(ephemeral=typed, thinking=typed)
-        speaker = await self._speaker(message, channel, ref)
-        stored = await self._core.answer_posts(ref, target) if press is not Press.RETRY else []
-        pages = await _pages_of(message, channel, stored, speaker)
         removed: list[str] = []  # leftover pages this press takes out
 
         def on_delete(post: str) -> None:
@@ -281,15 +286,35 @@ class Controls:
             None,
             forbidden,
             min_interval=self._min_interval,
-            existing=pages,
-            speaker=speaker,
             on_delete=on_delete,
             on_gone=lambda: self._core.answer_deleted(ref),
         )
         sink = AnswerSink(answer, interaction.user.id)
         held = HeldReply(sink)
+        pressed = message
+
+        async def at_turn(answer_id: int | None, asker: str | None) -> None:
+            # Found when the control's turn comes, not at the press: one before it (a 🔄,
+            # a ⏩ pressed twice) may have changed the answer's pages meanwhile; and once
+            # that one has shown its end and tied its pages (after its turn).
+            before = self._settling.get(ref)
+            if before is not None:
+                await asyncio.wait([before])
+            if asker is not None and asker.isdigit():
+                sink.asker = int(asker)  # the ⏹ is its asker's, whoever pressed
+            stored = await self._core.answer_posts(ref, answer_id) if answer_id is not None else []
+            last = await self._last_page(channel, ref, stored, pressed, typed=typed)
+            speaker = await self._speaker(last, channel, ref)
+            answer.show_over(await _pages_of(last, channel, stored, speaker), speaker)
+
+        settled: asyncio.Future[None] | None = None
         try:
-            done = await self._core.run_control(ref, actor, inv, held, answer_id=target)
+            done = await self._core.run_control(
+                ref, actor, inv, held, answer_id=target, on_turn=at_turn
+            )
+            # Set before anything is awaited: the next control's turn has begun, and waits
+            # for this one's pages (at_turn).
+            settled = self._settling[ref] = asyncio.get_running_loop().create_future()
             if isinstance(done, Reply):
                 await _privately(interaction, done.text)
             elif done.ignored:  # its question or its answer was deleted meanwhile: no word
@@ -305,6 +330,7 @@ class Controls:
                 await answer.settle(view)
                 await self._core.shown_in(ref, done.answer_id, _ids(answer.messages))
                 await self._core.unshown(ref, removed)
+                _done(self._settling, ref, settled)
                 if refused:  # said instead of "Done"
                     said = f"I could not change this answer: {refused[0].reason}. {refused[0].fix}"
                     await _privately(interaction, said)
@@ -313,6 +339,8 @@ class Controls:
                     said = shown if done.alternative[1] > 1 else ""
                     await _privately(interaction, f"Done: the answer above changed{said}.")
         finally:
+            if settled is not None:
+                _done(self._settling, ref, settled)
             await answer.close()
 
     async def greet(
@@ -379,6 +407,23 @@ class Controls:
                 pass  # not the webhook's: the bot's own
         return discord.PartialMessage(channel=channel, id=post)
 
+    async def _last_page(
+        self, channel: Any, ref: ChannelRef, stored: list[str], pressed: Page, *, typed: bool
+    ) -> Page:
+        """The last message of an answer now, by the ids `stored` as it was shown: the
+        `pressed` one (or the one a typed control found) when it is that, or when none
+        is stored or it is gone; a pressed one none of them is, too (the page the answer
+        took as it ended, pressed before it was tied to it)."""
+        if not stored or stored[-1] == str(pressed.id):
+            return pressed
+        if not typed and str(pressed.id) not in stored:
+            return pressed
+        try:
+            return await self._shown(channel, ref, int(stored[-1]))
+        except CALL_FAILED as err:  # deleted meanwhile: its deletion forgets the answer
+            log.info("could not read an answer's last page: %s", type(err).__name__)
+            return pressed
+
     async def _speaker(
         self, message: Page, channel: discord.abc.Messageable, ref: ChannelRef
     ) -> Speaker | None:
@@ -391,6 +436,16 @@ class Controls:
         if speaker is None or speaker.webhook is not None:
             return None  # the bot's own message stays the bot's
         return replace(speaker, hint="")
+
+
+def _done(
+    settling: dict[ChannelRef, asyncio.Future[None]], ref: ChannelRef, settled: asyncio.Future[None]
+) -> None:
+    """A control's answer is shown and tied to its pages: the next control may find them."""
+    if settling.get(ref) is settled:
+        del settling[ref]
+    if not settled.done():
+        settled.set_result(None)
 
 
 def _ids(messages: list[Page]) -> list[str]:

@@ -118,10 +118,6 @@ class DiscordTarget:
         # What the last message says of the rest of a long text, and its file's name (a
         # greeting's; a swipe learns it is one only once the swipe is done).
         self.notes = notes
-        # A character channel: posted through its webhook, or with its name in bold.
-        self._speaker = speaker
-        self._prefix = speaker.prefix if speaker is not None else ""
-        self.limit = LIMIT - len(self._prefix)
         self._reply_to = reply_to
         self._on_forbidden = on_forbidden
         self.min_interval = min_interval
@@ -137,7 +133,6 @@ class DiscordTarget:
         # those of the answer shown before (their edits would fail too, and the pacer's
         # answer sent again from the stuck page would land in one, unseen).
         self._edit_failed = False
-        self._existing = list(existing)
         self._on_delete = on_delete  # told each message id it removes, before it does
         self._gone: set[int] = set()  # its messages someone else deleted meanwhile
         self._on_gone = on_gone  # told when the first of them is found gone
@@ -148,11 +143,6 @@ class DiscordTarget:
         # was posted, and a 🔄 pressed on it there missed that page (left showing the old
         # answer's end, with live buttons).
         self.pages = 1
-        # The buttons each message carries (the pressed one has some already: _EARLIER;
-        # one known by its id alone may, as the last page of the answer shown before).
-        self._views: dict[int, object] = {
-            m.id: _EARLIER for m in existing if not isinstance(m, discord.Message) or m.components
-        }
         # What each message shows: an edit of its buttons alone (settle) carries it too,
         # so the final edit always brings the whole answer (an earlier edit may have been
         # the one to show it all, when the stream paused before its end).
@@ -160,14 +150,30 @@ class DiscordTarget:
         # The answer and reasoning its last message carries as files once it settles (set
         # when it took more than max_pages messages).
         self.whole: tuple[str, str] | None = None
+        # The message posted with this answer's file (its final page, new then): edits
+        # may be refused when posts are not, and a file said attached must be.
+        self._posted_file: int | None = None
+        self.show_over(existing, speaker)
+
+    def show_over(self, existing: Sequence[Page], speaker: Speaker | None) -> None:
+        """The messages of the answer shown before, and who wrote them: what the text goes
+        into first. Set before anything is shown (a control finds them when its turn
+        comes, not at the press: another control may have changed them meanwhile)."""
+        # A character channel: posted through its webhook, or with its name in bold.
+        self._speaker = speaker
+        self._prefix = speaker.prefix if speaker is not None else ""
+        self.limit = LIMIT - len(self._prefix)
+        self._existing = list(existing)
+        # The buttons each message carries (the pressed one has some already: _EARLIER;
+        # one known by its id alone may, as the last page of the answer shown before).
+        self._views: dict[int, object] = {
+            m.id: _EARLIER for m in existing if not isinstance(m, discord.Message) or m.components
+        }
         # Messages that carry such a file: an answer's file is on its last message only,
         # so of an answer shown before only its last may (one known by its id alone may).
         last = existing[-1] if existing else None
         filed = last is not None and (not isinstance(last, discord.Message) or last.attachments)
         self._filed: set[int] = {last.id} if last is not None and filed else set()
-        # The message posted with this answer's file (its final page, new then): edits
-        # may be refused when posts are not, and a file said attached must be.
-        self._posted_file: int | None = None
 
     def post_ids(self) -> list[str]:
         return [str(m.id) for m in self.messages]

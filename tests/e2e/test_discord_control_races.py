@@ -1,0 +1,110 @@
+"""Turn controls racing each other on `chatbot run` against the loopback Discord: a typed
+control waits its turn and acts on the answer newest then, an admin's 🔄 leaves ⏹ to the
+asker, and a ⏩ pressed twice finds the pages the first one left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.bot_process import chatbot_run
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import Script
+
+TOKEN = "loopback.bot.token-races-0123456789"
+
+
+def _ids(message: dict[str, Any]) -> list[str]:
+    return [
+        str(b["custom_id"])
+        for row in message.get("components", [])
+        for b in row.get("components", [])
+        if "custom_id" in b
+    ]
+
+
+def _answers(fake: FakeDiscord) -> list[dict[str, Any]]:
+    return [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
+
+
+def _button(message: dict[str, Any], press: str) -> str:
+    return next(i for i in _ids(message) if i.startswith(f"cc:{press}:"))
+
+
+async def _answered(fake: FakeDiscord, by: tuple[int, str] | None = None) -> dict[str, Any]:
+    await fake.user_says(f"<@{fake.bot_id}> hello", by=by)
+    await fake.wait_until(lambda: "cc:regen:" in str([_ids(m) for m in _answers(fake)]), 30)
+    [answer] = _answers(fake)
+    return answer
+
+
+async def test_a_continue_typed_while_a_regenerate_runs_continues_the_new_answer(
+    tmp_path: Path,
+) -> None:
+    """Probe: /continue typed within ~2 s of a 🔄 was refused "Only the newest answer can
+    change": the typed control named the answer newest as it was typed (the one the 🔄
+    replaced) before it waited its turn. It now acts on the answer newest when its turn
+    comes, in the answer's own message."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["first answer"])) as (bot, model):
+        answer = await _answered(fake)
+        model.script = Script(chunks=[f"w{i} " for i in range(60)], interval=0.05)
+        await fake.click(int(answer["id"]), _button(answer, "regen"))
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        model.script = Script(chunks=[" and more"])  # for the next request: the /continue
+        await fake.slash("continue")  # before the 🔄's answer is first saved
+        await fake.wait_until(lambda: len(model.requests) == 3, 30)
+        await fake.wait_until(lambda: "Done: the answer above" in str(fake.followups), 30)
+        assert await bot.stop() == 0
+    assert not fake.answered("Only the newest answer"), fake.followups
+    assert [m["id"] for m in _answers(fake)] == [answer["id"]]
+    assert answer["content"].startswith("w0 ") and answer["content"].endswith(" and more")
+    assert "Done: the answer above changed (answer 2 of 2)." in str(fake.followups)
+
+
+async def test_an_admins_regenerate_leaves_the_stop_button_to_the_asker(tmp_path: Path) -> None:
+    """Probe: an admin's 🔄 on a member's answer showed ⏹ as the admin's: the member who
+    asked could not stop it (the button, and the core, named the admin). The asker of
+    the question, or an admin, may stop it, whoever pressed."""
+    fake = FakeDiscord(TOKEN)
+    carol = (fake.user_id + 7, "carol")
+    async with chatbot_run(tmp_path, fake, Script(chunks=["carol's answer"])) as (bot, model):
+        answer = await _answered(fake, by=carol)
+        model.script = Script(chunks=[f"w{i} " for i in range(60)], interval=0.05)
+        await fake.click(int(answer["id"]), _button(answer, "regen"), manager=True)  # bob, admin
+        await fake.wait_until(lambda: "cc:stop:" in str(_ids(answer)), 30)
+        stop = _ids(answer)
+        await fake.click(int(answer["id"]), stop[0], manager=True)  # an admin may stop it
+        await fake.wait_until(lambda: "cc:regen:" in str(_ids(answer)), 30)
+        assert await bot.stop() == 0
+    assert stop == [f"cc:stop:{carol[0]}"]
+    assert "Stopped" in answer["content"], answer["content"]
+
+
+async def test_a_continue_pressed_twice_finds_the_pages_the_first_left(tmp_path: Path) -> None:
+    """Probe: ⏩ pressed twice on a one-message answer, the first continuing it onto a
+    second message. The second found the pages at the press (one), and before the first
+    had tied its new page: its answer went into the first message and a new third one,
+    and the first's second message kept its end, with live buttons, for good."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["Short."])) as (bot, model):
+        answer = await _answered(fake)
+        long = [f" w{i:04d}" for i in range(500)]
+        model.script = Script(chunks=long, first_token=1.5)
+        await fake.click(int(answer["id"]), _button(answer, "cont"))
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        await fake.click(int(answer["id"]), _button(answer, "cont"))  # while the first runs
+        model.script = Script(chunks=[" end."])
+        await fake.wait_until(lambda: len(model.requests) == 3, 30)
+
+        def settled() -> bool:
+            pages = _answers(fake)
+            return pages[-1]["content"].endswith(" end.") and bool(_ids(pages[-1]))
+
+        await fake.wait_until(settled, 30)
+        assert await bot.stop() == 0
+    pages = _answers(fake)
+    assert len(pages) == 2, [p["content"][-40:] for p in pages]
+    assert [bool(_ids(p)) for p in pages] == [False, True]
+    words = " ".join(p["content"] for p in pages).split()
+    assert words == ("Short." + "".join(long) + " end.").split(), words[-5:]
