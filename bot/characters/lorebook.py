@@ -204,7 +204,9 @@ def scan(
                 continue
             active[index] = macros(content)
             if entry.extension_values.get("prevent_recursion") is not True:
-                found.append(content)
+                # As SillyTavern's scan, later passes read the entry's text with its
+                # macros replaced (`{{char}}'s sword` is the character's sword there).
+                found.append(active[index])
         # Another pass when recursive and this one brought text in; else, when entries
         # wait at a higher recursion level, a pass at the next level (recursive or not,
         # as SillyTavern's scan goes on).

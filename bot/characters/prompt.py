@@ -158,7 +158,7 @@ def build_prompt(
     turns = tuple(_resolved(m, macros) for m in history)
     lore = scan(
         card.character_book,
-        [t.content for t in turns],
+        [_scanned(t, macros) for t in turns],
         macros=macros,
         estimate=estimate,
         budget=lore_budget,
@@ -205,6 +205,20 @@ def build_prompt(
         notes.append(replace(note, text=macros(note.text)))
     in_chat = tuple(replace(n, text=n.text.strip()) for n in notes if n.text.strip())
     return CharacterPrompt(system, before, turns, after, lore, in_chat)
+
+
+def _scanned(turn: ChatMessage, macros: Macros) -> str:
+    """A turn as the lorebook looks for keys in it: after its speaker's name, `Ada: hi`,
+    as SillyTavern's scan reads the chat with "Include Names" on, its default
+    (script.js: `${x.name}: ${x.mes}`), so a key that is the character's name or the
+    person's finds the messages they wrote."""
+    if turn.role is Role.USER:
+        speaker = (turn.name or "").strip() or macros.user
+    elif turn.role is Role.ASSISTANT:
+        speaker = macros.char
+    else:
+        return turn.content
+    return f"{speaker}: {turn.content}"
 
 
 # The card's fields a personality or scenario format names (SillyTavern's macros of
