@@ -81,6 +81,7 @@ class FakeDiscord:
     allow_message_content: bool = True  # the developer portal's privileged-intent switch
     channels: int = 1  # text channels in the guild: channel_id, channel_id + 1, …
     rate_limit_edits: int = 0  # answer this many message edits with a 429 first
+    edit_delay: float = 0.0  # seconds each edit of a channel message takes (a slow API)
     limited: int = 0  # 429s sent
     drop_edits: int = 0  # cut the connection of this many message edits first
     dropped: int = 0  # edits whose connection was cut
@@ -625,6 +626,8 @@ class FakeDiscord:
             return web.Response(status=204)
         if request.method == "PATCH" and rest.startswith("/messages/"):
             mid = int(rest.rsplit("/", 1)[1])
+            if self.edit_delay:
+                await asyncio.sleep(self.edit_delay)
             if self.dropped < self.drop_edits and request.transport is not None:
                 self.dropped += 1
                 request.transport.abort()  # the bot sees the connection reset, no answer

@@ -108,3 +108,42 @@ async def test_a_continue_pressed_twice_finds_the_pages_the_first_left(tmp_path:
     assert [bool(_ids(p)) for p in pages] == [False, True]
     words = " ".join(p["content"] for p in pages).split()
     assert words == ("Short." + "".join(long) + " end.").split(), words[-5:]
+
+
+async def test_a_refused_press_between_two_controls_does_not_hide_the_first_ones_pages(
+    tmp_path: Path,
+) -> None:
+    """Probe: 🔄 rewriting a one-message answer onto two, a ⏩ pressed on the old buttons
+    meanwhile (a double click: refused, the answer it names was replaced), then /continue
+    typed. The refused press, its turn over, stood in for the 🔄 as the control whose
+    pages the next one waits for: the /continue found the pages before the 🔄 had tied
+    its second one."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["Short."])) as (bot, model):
+        answer = await _answered(fake)
+        regen, cont = _button(answer, "regen"), _button(answer, "cont")
+        long = [f" w{i:04d}" for i in range(500)]
+        model.script = Script(chunks=long, first_token=1.5)
+        fake.edit_delay = 0.5  # the 🔄's pages take a while to settle after its turn
+        await fake.click(int(answer["id"]), regen)
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        answered = len(fake.responses)
+        await fake.click(int(answer["id"]), cont)  # on the answer the 🔄 replaces
+        await fake.wait_until(lambda: len(fake.responses) > answered, 30)
+        model.script = Script(chunks=[" end."])
+        await fake.slash("continue")
+        await fake.wait_until(lambda: len(model.requests) == 3, 30)
+
+        def settled() -> bool:
+            pages = _answers(fake)
+            return pages[-1]["content"].endswith(" end.") and bool(_ids(pages[-1]))
+
+        await fake.wait_until(settled, 30)
+        await fake.wait_until(lambda: "Done: the answer above" in str(fake.followups), 30)
+        assert await bot.stop() == 0
+    assert fake.answered("Only the newest answer")  # the ⏩ on the replaced answer
+    pages = _answers(fake)
+    assert len(pages) == 2, [p["content"][-40:] for p in pages]
+    assert [bool(_ids(p)) for p in pages] == [False, True]
+    words = " ".join(p["content"] for p in pages).split()
+    assert words == ("".join(long) + " end.").split(), words[-5:]

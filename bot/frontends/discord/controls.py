@@ -165,9 +165,10 @@ class Controls:
         # Pages the bot removes itself (left over from a longer answer): their deletion
         # events must not make it forget the answer they were part of.
         self.own_deletes = own_deletes if own_deletes is not None else RecentIds()
-        # Conversation → the control whose turn ended and whose answer is still being shown
-        # and tied to its pages (done once they are): the next one finds them after it.
-        self._settling: dict[ChannelRef, asyncio.Future[None]] = {}
+        # Conversation → the controls whose turn ended and whose answers are still being
+        # shown and tied to their pages (each done once they are): the next one finds them
+        # after all of them (a press refused meanwhile, done at once, stands for none).
+        self._settling: dict[ChannelRef, set[asyncio.Future[None]]] = {}
 
     async def typed(
         self, interaction: discord.Interaction[Any], path: tuple[str, ...], raw: dict[str, Any]
@@ -298,8 +299,8 @@ class Controls:
             # a ⏩ pressed twice) may have changed the answer's pages meanwhile; and once
             # that one has shown its end and tied its pages (after its turn).
             before = self._settling.get(ref)
-            if before is not None:
-                await asyncio.wait([before])
+            if before:
+                await asyncio.wait(set(before))
             if asker is not None and asker.isdigit():
                 sink.asker = int(asker)  # the ⏹ is its asker's, whoever pressed
             stored = await self._core.answer_posts(ref, answer_id) if answer_id is not None else []
@@ -314,7 +315,8 @@ class Controls:
             )
             # Set before anything is awaited: the next control's turn has begun, and waits
             # for this one's pages (at_turn).
-            settled = self._settling[ref] = asyncio.get_running_loop().create_future()
+            settled = asyncio.get_running_loop().create_future()
+            self._settling.setdefault(ref, set()).add(settled)
             if isinstance(done, Reply):
                 await _privately(interaction, done.text)
             elif done.ignored:  # its question or its answer was deleted meanwhile: no word
@@ -439,11 +441,16 @@ class Controls:
 
 
 def _done(
-    settling: dict[ChannelRef, asyncio.Future[None]], ref: ChannelRef, settled: asyncio.Future[None]
+    settling: dict[ChannelRef, set[asyncio.Future[None]]],
+    ref: ChannelRef,
+    settled: asyncio.Future[None],
 ) -> None:
     """A control's answer is shown and tied to its pages: the next control may find them."""
-    if settling.get(ref) is settled:
-        del settling[ref]
+    pending = settling.get(ref)
+    if pending is not None:
+        pending.discard(settled)
+        if not pending:
+            del settling[ref]
     if not settled.done():
         settled.set_result(None)
 
