@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 
 from bot.store.db import CLOSE_GRACE
 from bot.store.errors import StoreUnavailable
+from bot.types.place import nowhere
 
 Q = TypeVar("Q")
 R = TypeVar("R")
@@ -35,7 +36,8 @@ class Batcher(Generic[Q, R]):
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((request, done))
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work())
+            # It serves every place's requests: its lines name none (bot.types.place).
+            self._worker = asyncio.get_running_loop().create_task(self._work(), context=nowhere())
         return await done
 
     async def drain(self, patience: float | None = None) -> int:

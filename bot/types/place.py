@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 
 # The place (a ChannelRef as the log writes it) whose event this task handles; "" outside
 # one. Tasks started meanwhile take it along (a turn's request, its retries).
@@ -21,3 +21,12 @@ def logged_in(place: object) -> Iterator[None]:
         yield
     finally:
         LOG_PLACE.reset(token)
+
+
+def nowhere() -> Context:
+    """This task's context outside any place: for a task started by whichever caller came
+    first that then serves every place (the store's batches of reads and writes), whose
+    lines would otherwise name that first caller's place for all of them."""
+    context = copy_context()
+    context.run(LOG_PLACE.set, "")
+    return context

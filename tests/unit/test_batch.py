@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import pytest
 
+from bot.logfilter import RedactingFilter
 from bot.store.batch import Batcher
 from bot.store.errors import StoreUnavailable
+from bot.types.place import logged_in
 
 
 class Recorder:
@@ -148,3 +151,35 @@ async def test_a_batch_that_never_winds_down_does_not_hold_the_drain() -> None:
             await first
         silent.set()  # the network back: the next request is served
         assert await batcher.submit(2) == 2
+
+
+async def test_a_worker_started_for_one_channel_does_not_name_it_for_another(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Log probe: the worker serves every channel's reads, but took the place of the one
+    whose read started it: a database retry for channel B's read, served after A's,
+    said "(in A)". Its lines name no channel (the callers' own lines do)."""
+    caplog.set_level(logging.INFO, logger="bot.store")
+    caplog.handler.addFilter(RedactingFilter())
+    first_served = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def run(batch: Sequence[str]) -> list[str]:
+        if batch == ["a"]:
+            first_served.set()
+            await go_on.wait()
+        else:
+            logging.getLogger("bot.store").info("database read: StoreBusy, again in 0.1s")
+        return list(batch)
+
+    batcher: Batcher[str, str] = Batcher(run, most=4)
+    with logged_in("discord:1:A"):
+        a = asyncio.ensure_future(batcher.submit("a"))
+    await first_served.wait()
+    with logged_in("discord:1:B"):
+        b = asyncio.ensure_future(batcher.submit("b"))
+    await asyncio.sleep(0)
+    go_on.set()
+    assert await asyncio.gather(a, b) == ["a", "b"]
+    [line] = [r.getMessage() for r in caplog.records if "again in" in r.getMessage()]
+    assert "discord:1:A" not in line, line
