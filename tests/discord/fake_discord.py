@@ -126,6 +126,10 @@ class FakeDiscord:
     cdn_open: int = 0  # downloads being served now
     cdn_most: int = 0  # the most served at once
     manage_webhooks: bool = False  # the bot's role grants Manage Webhooks
+    # The server's roles besides @everyone, id → name (set before the bot connects, or
+    # made later with create_role), and the ones each member has, by user id.
+    roles: dict[int, str] = field(default_factory=dict)
+    member_roles: dict[int, list[int]] = field(default_factory=dict)
     # Permission bits the bot lacks in the channel: its interactions say so, and a channel
     # overwrite says so to its cache (when set before it connects); without Send Messages
     # its own posts and typing are refused, as Discord refuses them.
@@ -185,7 +189,7 @@ class FakeDiscord:
     def _member(self, uid: int, name: str, *, bot: bool = False) -> dict[str, Any]:
         return {
             "user": self._user(uid, name, bot=bot),
-            "roles": [],
+            "roles": [str(r) for r in self.member_roles.get(uid, [])],
             "nick": None,
             "joined_at": _now(),
             "deaf": False,
@@ -220,17 +224,8 @@ class FakeDiscord:
             "emojis": [],
             "stickers": [],
             "roles": [
-                {
-                    "id": str(self.guild_id),
-                    "name": "@everyone",
-                    "permissions": str(EVERYONE_PERMISSIONS),
-                    "position": 0,
-                    "color": 0,
-                    "hoist": False,
-                    "managed": False,
-                    "mentionable": False,
-                    "flags": 0,
-                }
+                self._role(self.guild_id, "@everyone", 0, EVERYONE_PERMISSIONS),
+                *(self._role(rid, name, i + 1) for i, (rid, name) in enumerate(self.roles.items())),
             ],
             "member_count": 2,
             "large": False,
@@ -264,6 +259,30 @@ class FakeDiscord:
             "premium_progress_bar_enabled": False,
         }
 
+    @staticmethod
+    def _role(rid: int, name: str, position: int, permissions: int = 0) -> dict[str, Any]:
+        """A role object (https://discord.com/developers/docs/topics/permissions#role-object)."""
+        return {
+            "id": str(rid),
+            "name": name,
+            "permissions": str(permissions),
+            "position": position,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+
+    async def create_role(self, name: str) -> int:
+        """An admin adds a role to the server while the bot is connected (Guild Role
+        Create: `guild_id` and the role); its id."""
+        rid = next(self._ids)
+        self.roles[rid] = name
+        role = self._role(rid, name, len(self.roles))
+        await self._dispatch("GUILD_ROLE_CREATE", {"guild_id": str(self.guild_id), "role": role})
+        return rid
+
     def _overwrites(self) -> list[dict[str, Any]]:
         """The channel's overwrite denying the bot `bot_denied` (none when it lacks none)."""
         if not self.bot_denied:
@@ -278,8 +297,8 @@ class FakeDiscord:
         """The bot's managed role, granting Manage Webhooks when the test asks for it."""
         if not self.manage_webhooks:
             return guild
-        role = {**guild["roles"][0], "id": str(self.bot_id + 7), "name": "chatbot"}
-        role["permissions"] = str(EVERYONE_PERMISSIONS | WEBHOOKS_PERMISSION)
+        rights = EVERYONE_PERMISSIONS | WEBHOOKS_PERMISSION
+        role = self._role(self.bot_id + 7, "chatbot", len(guild["roles"]), rights)
         guild["roles"].append(role)
         guild["members"][0]["roles"] = [role["id"]]
         return guild
