@@ -212,7 +212,7 @@ class Core:
         self,
         ref: ChannelRef,
         actor: Actor,
-        roles: frozenset[str] | None = None,
+        roles: Mapping[str, str] | None = None,
         personal: bool = False,
     ) -> CommandContext:
         return CommandContext(
@@ -247,16 +247,17 @@ class Core:
         actor: Actor,
         inv: Invocation,
         *,
-        roles: Iterable[str] | None = None,
+        roles: Mapping[str, str] | None = None,
         personal: bool = False,
     ) -> Reply:
-        """Run a command. `roles`: the role ids the server has now, where the platform has
-        roles (a rule naming another is refused, and marked where rules are listed).
+        """Run a command. `roles`: the roles the server has now, id → name, where the
+        platform has roles (a rule naming another id is refused, and marked where rules
+        are listed; a role may be given by its name).
         `personal`: typed in a Matrix direct chat about that chat, whose secrets are its
         owner's (held once the room is a group: hold_personal_secrets)."""
         if self._closing:  # started now, it would be cut off at once
             return Reply(NOT_RUN, private=True, ok=False)
-        known = frozenset(roles) if roles is not None else None
+        known = dict(roles) if roles is not None else None
         with logged_in(ref):  # the task takes the place along
             work = asyncio.ensure_future(self._run_command(ref, actor, inv, known, personal))
         self._commands.add(work)
@@ -275,7 +276,7 @@ class Core:
         ref: ChannelRef,
         actor: Actor,
         inv: Invocation,
-        roles: frozenset[str] | None = None,
+        roles: Mapping[str, str] | None = None,
         personal: bool = False,
     ) -> Reply:
         command = self.command(inv.path)

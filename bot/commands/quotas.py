@@ -236,21 +236,28 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     kind = AccessKind(args["kind"])
     scope = _scope(ctx, args)
-    try:
-        subject = parse_subject(kind, str(args["id"]), ctx.ref.platform, ctx.ref.server_id)
-    except AccessError as err:
-        raise CommandError(str(err)) from None
-    where = _where(scope, ctx.ref.place)
-    if kind is AccessKind.ROLE and action != "remove" and not ctx.ref.has_server:
+    if (
+        kind is AccessKind.ROLE
+        and action != "remove"
+        and ctx.ref.platform is Platform.DISCORD
+        and not ctx.ref.has_server
+    ):
         # Its front-end knows no roles there, so any id would pass as one that exists.
         raise CommandError(
             f"A {ctx.ref.place} has no roles (they belong to a server): name the person "
             f"with {p}access {action} user <id>. Nothing changed."
         )
+    try:
+        subject = parse_subject(
+            kind, str(args["id"]), ctx.ref.platform, ctx.ref.server_id, ctx.server_roles
+        )
+    except AccessError as err:
+        raise CommandError(str(err)) from None
+    where = _where(scope, ctx.ref.place)
     if kind is AccessKind.ROLE and action != "remove" and not _role_exists(ctx, subject):
         raise CommandError(
-            f"This server has no role {subject}: give the id of one of its roles, or "
-            "mention it. Nothing changed."
+            f"This server has no role {subject}: give the name or id of one of its roles, "
+            "or mention it. Nothing changed."
         )
     if action == "remove":
         named = f"{kind.value} {shown_subject(kind, subject, ctx.ref.platform)}"

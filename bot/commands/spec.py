@@ -35,9 +35,10 @@ class CommandContext:
     prefix: str = "/"
     prices: PriceTable = field(default_factory=PriceTable)  # the operator's, for /usage
     gate: Gate = field(default_factory=Gate)  # the operator's limits and access lists
-    # The role ids the server has now, as the front-end knows them (None: not known, or
-    # no roles here): a who-may-chat rule naming another matches nobody.
-    server_roles: frozenset[str] | None = None
+    # The roles the server has now, id → name, as the front-end knows them (None: not
+    # known, or no roles here): a who-may-chat rule naming another id matches nobody, and
+    # an admin may name a role instead of giving its id.
+    server_roles: Mapping[str, str] | None = None
     # Typed in a Matrix direct chat about that chat: the secrets it sets are its owner's,
     # held once the room becomes a group (Store.hold_personal_secrets).
     personal: bool = False
@@ -65,6 +66,7 @@ class Option:
     min_value: float | None = None
     max_value: float | None = None
     max_length: int = 4000
+    is_name: bool = False  # a STRING that may be a name (a Discord role's): words, emoji
 
     @property
     def secret(self) -> bool:

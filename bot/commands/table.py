@@ -365,7 +365,14 @@ TABLE: tuple[Command, ...] = (
         (
             Option("action", Kind.CHOICE, "list, allow, deny or remove", False, quotas.ACTS),
             Option("kind", Kind.CHOICE, "user, role or level", False, quotas.ACCESS_KINDS),
-            Option("id", Kind.STRING, "user id, role id or power level", False, max_length=300),
+            Option(
+                "id",
+                Kind.STRING,
+                "user id, role name or id, or power level",
+                False,
+                max_length=300,
+                is_name=True,
+            ),
             SCOPE,
         ),
         handler=quotas.access,

@@ -295,12 +295,17 @@ def header_safe(text: str, what: str) -> str:
     return value
 
 
-def visible_id(text: str, what: str) -> str:
-    """An identifier (model id, URL) with its edges cleaned and nothing invisible inside."""
+def visible_id(text: str, what: str, *, name: bool = False) -> str:
+    """An identifier (model id, URL) with its edges cleaned and nothing invisible inside;
+    `name`: a name (a Discord role's), whose words have spaces between them and whose
+    emoji their hidden parts (❤️, 👩‍🚀)."""
     value = strip_invisible(text)
     if not value:
         raise TextError(f"The {what} is empty.")
+    kept = _emoji_parts(value) if name else set()
     for position, char in enumerate(value, 1):
+        if name and (char == " " or position - 1 in kept):
+            continue
         if char == " ":
             raise TextError(f"The {what} has a space at position {position}.")
         if char == "\ufffd":  # what bytes that were not UTF-8 were read as

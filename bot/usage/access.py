@@ -7,7 +7,7 @@ of them may chat; admins always may (so nobody locks the admins out of their cha
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -123,9 +123,16 @@ _KINDS_HERE = {
 EVERYONE = "@everyone"
 
 
-def parse_subject(kind: AccessKind, text: str, platform: Platform, everyone: str = "") -> str:
+def parse_subject(
+    kind: AccessKind,
+    text: str,
+    platform: Platform,
+    everyone: str = "",
+    roles: Mapping[str, str] | None = None,
+) -> str:
     """The stored form of a rule's subject: an id as the platform writes it, or a level;
-    `everyone`: the id of the role every member has here (Discord: the server's id)."""
+    `everyone`: the id of the role every member has here (Discord: the server's id);
+    `roles`: the server's roles, id → name, when known (a role may be named)."""
     raw = text.strip()
     shown = quoted(raw)
     if kind is AccessKind.LEVEL:
@@ -139,12 +146,17 @@ def parse_subject(kind: AccessKind, text: str, platform: Platform, everyone: str
             raise AccessError(f"Roles are Discord's; here use {_KINDS_HERE[platform]}.")
         if _PERSON_MENTION.fullmatch(raw):
             raise AccessError(f"{shown} mentions a person, not a role: choose user as the kind.")
+        mentioned = raw.startswith("<@&") and raw.endswith(">")
         raw = raw.removeprefix("<@&").removesuffix(">")
         if raw.lower() == EVERYONE and everyone:
             return everyone
-        if not _SNOWFLAKE.fullmatch(raw):
-            raise AccessError(f"{shown} is not a role id: give its number or mention it.")
-        return raw
+        if mentioned or roles is None:
+            if not _SNOWFLAKE.fullmatch(raw):
+                raise AccessError(f"{shown} is not a role id: give its number or mention it.")
+            return raw
+        if raw in roles or (_SNOWFLAKE.fullmatch(raw) and not _named(raw, roles)):
+            return raw  # an id (one the server lacks is the caller's to refuse)
+        return _role_named(text, roles)
     if platform is Platform.DISCORD:
         if raw.startswith("<@&") or raw.lower() == EVERYONE:
             raise AccessError(f"{shown} mentions a role, not a person: choose role as the kind.")
@@ -166,6 +178,43 @@ def parse_subject(kind: AccessKind, text: str, platform: Platform, everyone: str
     if not _CONSOLE_USER.fullmatch(raw):
         raise AccessError(f"{shown} is not a user name.")
     return raw
+
+
+MAX_NAMED = 10  # the roles an ambiguous name's refusal lists
+
+
+def _role_key(name: str) -> str:
+    """A role's name as people type it: in any case, with or without its `@` or an emoji's
+    style (❤️ or ❤)."""
+    plain = name.replace("\ufe0e", "").replace("\ufe0f", "")
+    return " ".join(plain.split()).removeprefix("@").casefold()
+
+
+def _named(text: str, roles: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The (id, name) of each role `text` names, in the server's order."""
+    key = _role_key(text)
+    return [(rid, name) for rid, name in roles.items() if _role_key(name) == key]
+
+
+def _role_named(text: str, roles: Mapping[str, str]) -> str:
+    """The id of the one role of `roles` (id → name) that `text` names; AccessError when
+    none does, or several do (naming them with their ids)."""
+    found = _named(text, roles)
+    if len(found) == 1:
+        return found[0][0]
+    shown = quoted(text.strip())
+    if not found:
+        raise AccessError(
+            f"This server has no role named {shown}: give a role's name, its id or its "
+            "mention. Nothing changed."
+        )
+    listed = ", ".join(f"{quoted(name)} (id {rid})" for rid, name in found[:MAX_NAMED])
+    if len(found) > MAX_NAMED:
+        listed += f" and {len(found) - MAX_NAMED} more"
+    raise AccessError(
+        f"Several roles here are named {shown}: {listed}. Give the id of the one you mean, "
+        "or mention it. Nothing changed."
+    )
 
 
 def _matrix_user(text: str) -> str:

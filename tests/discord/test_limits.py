@@ -96,8 +96,8 @@ async def test_a_rule_for_a_deleted_role_is_marked_and_a_missing_role_refused(
         await world.admin.slash(world.channel, "access", action="deny", kind="role", id="12345")
     )
     assert refused == (
-        "This server has no role 12345: give the id of one of its roles, or mention it. "
-        "Nothing changed."
+        "This server has no role 12345: give the name or id of one of its roles, or mention "
+        "it. Nothing changed."
     )
     assert "12345" not in reply_text(await world.admin.slash(world.channel, "access"))
     # Removing the deleted role's rule still works.
@@ -137,11 +137,11 @@ async def test_a_turn_refused_in_a_dm_says_dm_and_in_a_server_channel_channel(
 
 async def test_a_role_rule_in_a_dm_is_refused(world: World, endpoint: FakeOpenAI) -> None:
     """Probe: `/access allow role 123` in a DM said "Rule added: allow role <@&123>"
-    though a DM has no roles (a rule that matches nobody there). Refused, saying why;
-    nothing changes."""
+    though a DM has no roles (a rule that matches nobody there). Refused, saying why, a
+    role given by its name too (not as "not a role id"); nothing changes."""
     dora = world.env.create_user("dora")
-    for action in ("allow", "deny"):
-        said = reply_text(await dora.slash("access", action=action, kind="role", id="123"))
+    for action, role in (("allow", "123"), ("deny", "123"), ("allow", "Moderators")):
+        said = reply_text(await dora.slash("access", action=action, kind="role", id=role))
         assert said == (
             f"A DM has no roles (they belong to a server): name the person with /access "
             f"{action} user <id>. Nothing changed."

@@ -997,3 +997,27 @@ async def test_a_burst_of_new_channels_reads_limits_and_rules_once(
         assert rules[9][0].subject == "4242" and not rules[9][0].server_wide
     finally:
         await fresh.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "ref", "said"),
+    [
+        (
+            '!access allow role "Old crew"',
+            ChannelRef(Platform.MATRIX, channel_id="!r:hs"),
+            "Roles are Discord's; here use user or a power level (level 50).",
+        ),
+        (
+            "/access allow role Moderators",
+            ChannelRef(Platform.CONSOLE, channel_id="console"),
+            "Roles are Discord's; here use user (the console has no roles or power levels).",
+        ),
+    ],
+)
+async def test_a_role_named_where_there_are_none_says_roles_are_discords(
+    core: Core, text: str, ref: ChannelRef, said: str
+) -> None:
+    """A role's name (Discord's rule takes one now) on Matrix, where power levels stand
+    for roles, or on the console: refused as before, saying what is taken there."""
+    reply = await command(core, text, OWNER, ref)
+    assert not reply.ok and reply.text == said, reply.text

@@ -427,3 +427,56 @@ def test_a_turn_holds_what_claude_may_think_on_top_of_its_answer(source: Source,
     request = ChatRequest("m", (ChatMessage(Role.USER, "hi"),), input_estimate=2)
     cost = _estimate(config, request)
     assert cost.reserved == 2 + held and cost.needed == 2 + 256
+
+
+ROLES = {"900": "@everyone", "1": "Moderators", "2": "Old crew", "3": "Mods", "4": "mods"}
+ROLES |= {"5": "2024", "6": "<@&1>"}
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("Moderators", "1"),
+        ("@moderators", "1"),
+        (" MODERATORS ", "1"),
+        ("old  crew", "2"),  # a space too many
+        ("@everyone", "900"),  # Discord's own word for it: the server's id
+        ("everyone", "900"),  # the role's name without its @
+        ("2024", "5"),  # no role has that id, one has that name
+        ("3", "3"),  # an id the server has, whatever the names
+        ("<@&4>", "4"),
+        ("12345", "12345"),  # an id the server lacks: Core refuses it, remove takes it
+    ],
+)
+def test_a_discord_role_is_named_by_its_name_or_its_id(text: str, stored: str) -> None:
+    """An admin types a role's name as Discord shows it ("Moderators", "@Moderators", in
+    any case); a name was refused as "not a role id"."""
+    assert parse_subject(AccessKind.ROLE, text, Platform.DISCORD, "900", ROLES) == stored
+
+
+def test_a_name_several_roles_share_is_refused_naming_them_with_their_ids() -> None:
+    with pytest.raises(AccessError) as err:
+        parse_subject(AccessKind.ROLE, "@MODS", Platform.DISCORD, "900", ROLES)
+    assert str(err.value) == (
+        "Several roles here are named `@MODS`: `Mods` (id 3), `mods` (id 4). Give the id of "
+        "the one you mean, or mention it. Nothing changed."
+    )
+    many = {str(i): "Crew" for i in range(12)}
+    with pytest.raises(AccessError) as err:
+        parse_subject(AccessKind.ROLE, "crew", Platform.DISCORD, "900", many)
+    assert str(err.value).endswith(
+        "`Crew` (id 9) and 2 more. Give the id of the one you mean, or mention it. Nothing changed."
+    ), err.value
+
+
+@pytest.mark.parametrize("text", ["Nobody", "<@&Moderators>", "Moderators!"])
+def test_a_name_no_role_has_is_refused(text: str) -> None:
+    with pytest.raises(AccessError) as err:
+        parse_subject(AccessKind.ROLE, text, Platform.DISCORD, "900", ROLES)
+    assert "no role named" in str(err.value) or "not a role id" in str(err.value), err.value
+
+
+def test_a_role_name_elsewhere_is_refused_as_roles_are_discords() -> None:
+    with pytest.raises(AccessError) as err:
+        parse_subject(AccessKind.ROLE, "Moderators", Platform.MATRIX, "", ROLES)
+    assert str(err.value).startswith("Roles are Discord's; here use user or a power level")

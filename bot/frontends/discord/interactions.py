@@ -182,9 +182,11 @@ class CommandRunner:
         defer_now: bool,
     ) -> None:
         ref, actor = interaction_context(interaction)
-        # The server's roles (cached with it): a who-may-chat rule naming another is refused.
+        # The server's roles (cached with it): a who-may-chat rule naming another is
+        # refused, and an admin may name one.
         guild = interaction.guild
-        roles = [str(r.id) for r in guild.roles] if guild is not None and guild.roles else None
+        known = guild.roles if guild is not None else []
+        roles = {str(r.id): r.name for r in known} if known else None
         task = asyncio.ensure_future(self._run(ref, actor, command, inv, roles))
         name = "/" + " ".join(inv.path)
         try:
@@ -210,7 +212,7 @@ class CommandRunner:
         actor: Actor,
         command: Command,
         inv: Invocation,
-        roles: list[str] | None = None,
+        roles: dict[str, str] | None = None,
     ) -> Reply:
         if not command.ordered:
             return await self._core.run_command(ref, actor, inv, roles=roles)

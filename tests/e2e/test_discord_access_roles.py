@@ -1,0 +1,99 @@
+"""Who-may-chat rules for roles given by name, as server admins type them: `chatbot run`
+as its own process against the loopback fake Discord, whose server has roles (some made
+while the bot is connected) and members who hold them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.bot_process import chatbot_run
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import Script
+
+TOKEN = "loopback.bot.token-access-roles-0123"
+MODERATORS, OLD_CREW, MODS, MODS_LOWER, FANS = (500_000_000_000_000_000 + i for i in range(1, 6))
+CAROL = (300_000_000_000_000_005, "carol")  # holds Old crew
+DAVE = (300_000_000_000_000_006, "dave")  # holds no role
+
+
+async def _said(fake: FakeDiscord, *names: str, **options: Any) -> str:
+    """Bob, a server admin, runs a command: what it answered."""
+    known, followups = set(fake.originals), len(fake.followups)
+    await fake.slash(*names, manager=True, **options)
+
+    def shown() -> list[str]:
+        now = [fake.originals[iid] for iid in fake.originals if iid not in known]
+        later = [str(f.get("content", "")) for f in fake.followups[followups:]]
+        return [text for text in (*now, *later) if text]
+
+    await fake.wait_until(lambda: bool(shown()), 60)
+    [text] = shown()
+    return text
+
+
+def _answers(fake: FakeDiscord) -> int:
+    """Answers shown to the end (their 🔄 button is on)."""
+    return sum("cc:regen:" in repr(m["components"]) for m in fake.messages.values())
+
+
+async def test_a_role_is_given_by_its_name_as_admins_type_it(tmp_path: Path) -> None:
+    """Probe: `/access allow role Moderators` (or `@Moderators`, `moderators`) was refused
+    as "`Moderators` is not a role id: give its number or mention it": an admin had to
+    find the role's id (developer mode) or mention it. A name now names the server's role
+    in any case, with or without its `@`, with spaces and emoji in it (the option took one
+    word, no emoji's hidden parts); one that several roles have is refused naming them with
+    their ids, and one no role has says so."""
+    fake = FakeDiscord(TOKEN)
+    fake.roles = {
+        MODERATORS: "Moderators",
+        OLD_CREW: "Old crew",
+        MODS: "Mods",
+        MODS_LOWER: "mods",
+        FANS: "\u2764\ufe0f Fans",  # ❤️, as Discord's emoji picker writes it
+    }
+    fake.member_roles = {CAROL[0]: [OLD_CREW]}
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
+        for typed in ("Moderators", "@moderators", "  MODERATORS "):
+            said = await _said(fake, "access", action="allow", kind="role", id=typed)
+            assert said.startswith(f"Rule added: allow role <@&{MODERATORS}> (here)."), said
+        said = await _said(fake, "access", action="allow", kind="role", id="@Old Crew")
+        assert said.startswith(f"Rule added: allow role <@&{OLD_CREW}> (here)."), said
+        for typed in ("\u2764\ufe0f fans", "\u2764 FANS"):  # with the emoji's style or not
+            said = await _said(fake, "access", action="deny", kind="role", id=typed)
+            assert said.startswith(f"Rule added: deny role <@&{FANS}> (here)."), said
+
+        said = await _said(fake, "access", action="deny", kind="role", id="mods")
+        assert said == (
+            f"Several roles here are named `mods`: `Mods` (id {MODS}), `mods` (id "
+            f"{MODS_LOWER}). Give the id of the one you mean, or mention it. Nothing changed."
+        ), said
+        said = await _said(fake, "access", action="deny", kind="role", id="@Nobody")
+        assert said == (
+            "This server has no role named `@Nobody`: give a role's name, its id or its "
+            "mention. Nothing changed."
+        ), said
+
+        # A role made while the bot is connected is known by its name at once.
+        late = await fake.create_role("Late shift")
+        said = await _said(fake, "access", action="allow", kind="role", id="late shift")
+        assert said.startswith(f"Rule added: allow role <@&{late}> (here)."), said
+
+        listed = await _said(fake, "access")
+        for role in (MODERATORS, OLD_CREW, late):
+            assert f"allow role <@&{role}> (here)" in listed, listed
+        assert f"deny role <@&{FANS}> (here)" in listed, listed
+        assert f"<@&{MODS}>" not in listed and f"<@&{MODS_LOWER}>" not in listed, listed
+
+        # The rule holds the role's id: Carol (Old crew) is answered, Dave ignored.
+        answers = _answers(fake)
+        await fake.user_says(f"<@{fake.bot_id}> from dave", by=DAVE)
+        await fake.user_says(f"<@{fake.bot_id}> from carol", by=CAROL)
+        await fake.wait_until(lambda: _answers(fake) > answers, 60)
+        asked = [str(r["messages"][-1]["content"]) for r in model.requests]
+        assert any("from carol" in a for a in asked) and not any("dave" in a for a in asked)
+
+        said = await _said(fake, "access", action="remove", kind="role", id="old crew")
+        assert said == f"Removed the rule for role <@&{OLD_CREW}> for this channel.", said
+        await bot.stop()
+    assert "Traceback" not in bot.log, bot.log[-3000:]
