@@ -16,7 +16,7 @@ import pytest
 
 from bot.core import Core
 from bot.store import generate_key
-from bot.types import ChannelRef, Platform, Role
+from bot.types import ChannelRef, Platform, Role, TurnState
 from tests.matrix.helpers import (
     Seen,
     UserClient,
@@ -103,10 +103,15 @@ async def _configure(w: World, room_id: str, llama: LlamaCppPeer) -> None:
     assert llama.model in answer, answer
 
 
-async def _answers(w: World, room_id: str, thread: str = "") -> list[str]:
+async def _answers(w: World, room_id: str, thread: str = "", *, ended: bool = False) -> list[str]:
+    """The answers stored here; `ended`: none while the newest is still being written (its
+    text saved as it grows matches what is shown before its end is stored)."""
     ref = ChannelRef(Platform.MATRIX, channel_id=room_id, thread_id=thread)
     history = await w.core.store.history(ref, 100)
-    return [e.content for e in history if e.role is Role.ASSISTANT]
+    answers = [e for e in history if e.role is Role.ASSISTANT]
+    if ended and answers and answers[-1].state is TurnState.STREAMING:
+        return []
+    return [e.content for e in answers]
 
 
 async def ask(w: World, who: UserClient, room_id: str, text: str, **extra: object) -> Answer:
@@ -128,7 +133,9 @@ async def ask(w: World, who: UserClient, room_id: str, text: str, **extra: objec
     saved: list[str] = []
 
     async def done() -> bool:
-        saved[:] = await _answers(w, room_id)
+        # Ended, not only shown: a restart right after would cut an answer whose end is
+        # not stored yet (and the next answer would begin with a note saying so).
+        saved[:] = await _answers(w, room_id, ended=True)
         return len(saved) > before and who.shown_text(event_id) == saved[-1].strip()
 
     deadline = time.monotonic() + 120
