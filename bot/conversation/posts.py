@@ -178,14 +178,16 @@ class PlatformPosts:
         stays as it was; one still waiting its turn is asked as edited). An edit that
         writes a key or the channel's password in is not kept (HELD_SECRET: the
         front-end takes the message out where it may, and its deletion forgets the
-        question); an empty or overlong one changes nothing. `rewrite=False`: a message
-        whose text is not the question's alone (it has files, it reads as a command):
-        only checked for secrets."""
+        question); an empty or overlong one changes nothing, nor does one of a question
+        that carried files (its own, or the message's it replied to: their text is part
+        of it). `rewrite=False`: a message that reads as a command now: only checked for
+        secrets."""
         key = post_key(platform, post)
         arrived = self._edits.arrived(key)  # before any wait: edits apply in this order
         text = clean_text(text).strip()
         found = await self._store.posted(platform, where, [post], author)
         questions = [(ref, shown.questions) for ref, shown in found.items() if shown.questions]
+        rewrite = rewrite and not any(shown.with_files for shown in found.values())
         held = holds_key(text) or any(
             [await self._holds_channel_secret(ref, text, prefix) for ref, _ in questions]
         )

@@ -99,10 +99,12 @@ class Posted:
     """What platform messages show in one conversation (HistoryPart.posted): the questions
     among them (an `author`'s only, if one was given), and what the answers among them
     answer (a question; a greeting's first for a greeting), as deleting them forgets
-    every answer to it (none when an `author` was given: their own questions only)."""
+    every answer to it (none when an `author` was given: their own questions only); and
+    which of those questions carried files (an edit keeps those as they were)."""
 
     questions: set[int] = field(default_factory=set)
     answered: set[int] = field(default_factory=set)
+    with_files: set[int] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -169,6 +171,7 @@ def _row(ref: ChannelRef, entry: HistoryEntry) -> dict[str, Any]:
         "image_count": len(entry.images),
         "reply_to": entry.reply_to,
         "author_id": None if entry.author_id is None else entry.author_id[:NAME_CHARS],
+        "files": entry.files,
         "created_at": utcnow(),
     }
 
@@ -300,6 +303,7 @@ class HistoryPart:
                 m.c.role,
                 m.c.reply_to,
                 m.c.author_id,
+                m.c.files,
             )
             .join(_POSTS, _POSTS.c.message_id == m.c.id)
             .where(
@@ -313,11 +317,13 @@ class HistoryPart:
         async def read(conn: AsyncConnection) -> dict[ChannelRef, Posted]:
             found: dict[ChannelRef, Posted] = {}
             for row in await conn.execute(query):
-                server_id, channel_id, thread_id, row_id, role, reply_to, author_id = row
+                server_id, channel_id, thread_id, row_id, role, reply_to, author_id, files = row
                 ref = ChannelRef(platform, channel_id, server_id, thread_id)
                 shown = found.setdefault(ref, Posted())
                 if role == Role.USER.value and author in (None, author_id):
                     shown.questions.add(row_id)
+                    if files:
+                        shown.with_files.add(row_id)
                 elif role == Role.ASSISTANT.value and author is None:
                     shown.answered.add(row_id if reply_to is None else reply_to)
             return found

@@ -180,6 +180,9 @@ class MessageRow(Base):
     # An alternative answer not shown (regenerated, swiped away); history skips it.
     hidden: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     author_id: Mapped[str | None] = mapped_column(String(255))  # a question: who asked
+    # A question that carried files (its own, or those of the message it replied to):
+    # their text is part of its content, so an edit of its text keeps it as it was.
+    files: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

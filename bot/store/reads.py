@@ -136,6 +136,7 @@ def entry_of(row: Any) -> HistoryEntry:
         id=row.id,
         reply_to=row.reply_to,
         author_id=row.author_id,
+        files=row.files,
     )
 
 

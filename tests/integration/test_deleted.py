@@ -467,14 +467,21 @@ async def test_the_newest_of_quick_edits_stays(core: Core, endpoint: FakeOpenAI)
 async def test_a_key_edited_into_a_message_with_files_is_taken_out(
     core: Core, endpoint: FakeOpenAI
 ) -> None:
-    """Its question keeps its text (the files' text is part of it), but the key must not
-    stay in the channel."""
-    await ask(core, "read this file", "q1", pages=["a1"])
+    """Its question keeps its text (the files' text is part of it: the core knows it
+    carried some), but the key must not stay in the channel."""
+
+    async def fetch(limit: int) -> bytes:
+        return b"42"
+
+    notes = Attachment("notes.txt", "text/plain", 2, fetch)
+    await ask(core, "read this file", "q1", pages=["a1"], attachments=(notes,))
+    asked = turns(await core.store.history(REF, 10))[0]
+    assert asked == (Role.USER, "read this file\nnotes.txt\n```\n42\n```")
     key_edit = "read this sk-proj-abcdefghijklmnopqrstuv"
     for text, outcome in (("read that file", Edited.NOTHING), (key_edit, Edited.HELD_SECRET)):
-        done = await core.edited(Platform.DISCORD, "c1", "q1", text, author=ASKER.id, rewrite=False)
+        done = await core.edited(Platform.DISCORD, "c1", "q1", text, author=ASKER.id)
         assert done is outcome
-    assert turns(await core.store.history(REF, 10))[0] == (Role.USER, "read this file")
+    assert turns(await core.store.history(REF, 10))[0] == asked
 
 
 async def test_a_thread_started_on_an_answer_starts_from_its_turn(

@@ -119,7 +119,7 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0020"
+    assert migrate.head() == "0021"
 
 
 def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:
@@ -277,9 +277,9 @@ def test_rows_that_referred_to_none_before_an_upgrade_do_not_stop_it(tmp_path: P
         cwd=tmp_path,
         env={**os.environ, "DATABASE_URL": url, "DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)},
     )
-    assert (done.returncode, done.stdout) == (0, "Database is at revision 0020.\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, "Database is at revision 0021.\n"), done.stderr
     assert "1 row(s) of message_images refer to messages rows that are gone" in done.stderr
-    assert asyncio.run(migrate.current(url)) == "0020"
+    assert asyncio.run(migrate.current(url)) == "0021"
     # Left as they were: the upgrade deletes nothing it did not make.
     assert asyncio.run(_execute(url, "SELECT name FROM message_images")) == [("cat.png",)]
 
@@ -352,6 +352,32 @@ async def test_answers_from_before_0005_answer_their_questions_after_an_upgrade(
         "SELECT content FROM messages WHERE channel_id = 'c' AND thread_id = '' ORDER BY id",
     )
     assert [content for (content,) in rows] == ["before any question", "q1", "a1", "q2", "a2"]
+
+
+async def test_questions_with_files_from_before_0021_keep_their_text_on_an_edit(
+    database_url: str,
+) -> None:
+    """A question stored with images or a file's fenced text says it carried files once
+    upgraded: an edit keeps it as it was (Discord knew only of a message's own files)."""
+    await migrate.upgrade(database_url, "0020")
+    fenced = "read this\nnotes.txt\n```\n42\n```"
+    await _execute(
+        database_url,
+        _old_turn("user", "plain"),
+        _old_turn("user", fenced),
+        _old_turn("assistant", "an answer\n```\ncode\n```"),
+        _old_turn("user", "a picture").replace(", 0, CURRENT", ", 1, CURRENT"),
+    )
+    await migrate.upgrade_to_head(database_url)
+    rows = await _execute(database_url, "SELECT content, files FROM messages ORDER BY id")
+    assert [(content, bool(files)) for content, files in rows] == [
+        ("plain", False),
+        (fenced, True),
+        ("an answer\n```\ncode\n```", False),
+        ("a picture", True),
+    ]
+    await migrate.downgrade(database_url, "0020")
+    assert len(await _execute(database_url, "SELECT content FROM messages")) == 4
 
 
 class _Quiet:

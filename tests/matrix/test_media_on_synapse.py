@@ -365,3 +365,41 @@ async def test_a_file_that_cannot_be_downloaded_says_why_in_the_log(
     assert any("gone.png" in m and "M_NOT_FOUND" in m for m in said), said
     assert any("green.png" in m and "failed its check" in m for m in said), said
     assert any(m.startswith("big.txt was not downloaded") for m in said), said
+
+
+def edit(event_id: str, new: dict[str, Any]) -> dict[str, Any]:
+    """An m.replace of `event_id` whose new content is `new`."""
+    return {
+        **new,
+        "body": f"* {new['body']}",
+        "m.new_content": new,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }
+
+
+async def test_an_edited_reply_to_someone_elses_file_keeps_the_files_text(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Matrix probe: a question replying to bob's text file, then edited, lost the file's
+    text: the model read the edit alone from then on. It keeps its question as it was,
+    as a question with a file of its own does (its caption's edit is not taken)."""
+    caplog.set_level(logging.INFO, logger="bot.conversation")
+    bot = rig.bot.user_id
+    room_id = await rig.room()
+    notes = await rig.bob.media_content("m.file", "notes.txt", b"the answer is 42", "text/plain")
+    posted = await rig.bob.send_content(room_id, notes)
+    asked = await rig.alice.send_content(room_id, reply(posted, "what does this say?", bot))
+    await rig.alice.answer_to(room_id, bot, asked, 0, "the reply")
+    ref = ChannelRef(Platform.MATRIX, room_id)
+
+    async def questions() -> list[str]:
+        return [e.content for e in await rig.core.store.history(ref, 10) if e.role is Role.USER]
+
+    before = await questions()
+    assert before == ["what does this say?\nnotes.txt\n```\nthe answer is 42\n```"], before
+    await rig.alice.send_content(room_id, edit(asked, reply(posted, "what does it say?", bot)))
+    await rig.alice.wait_for(
+        lambda: any("kept as it was" in r.getMessage() for r in caplog.records),
+        "the edit kept as it was",
+    )
+    assert await questions() == before

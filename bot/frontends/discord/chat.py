@@ -364,8 +364,9 @@ class ChatHandler:
         role_id: int | None,
     ) -> None:
         """A member edited a message: a question the bot keeps reads as edited from the
-        next turn on (the answer stays as it was). One with files keeps its text (theirs
-        is part of it); the bot's own edits (its answers growing) are not questions."""
+        next turn on (the answer stays as it was; one that carried files keeps its text,
+        the core knows which); the bot's own edits (its answers growing) are not
+        questions."""
         data = payload.data
         author = data.get("author") or {}
         content = data.get("content")
@@ -378,9 +379,9 @@ class ChatHandler:
             str(payload.message_id),
             text,
             author=str(author.get("id", "")),
-            # Files' text is part of their question; a command is never chat: either
-            # keeps the question as it was, and is only looked at for secrets.
-            rewrite=not data.get("attachments") and self._typed(text) is None,
+            # A command is never chat: it keeps the question as it was, and is only
+            # looked at for secrets.
+            rewrite=self._typed(text) is None,
         )
         if done is Edited.HELD_SECRET:
             held = channel.get_partial_message(payload.message_id)
