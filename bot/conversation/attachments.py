@@ -66,43 +66,61 @@ async def prepare(
     max_bytes: int,
     text_budget: int,
     measure: Measure = len,
+    replied: int = 0,
 ) -> Prepared:
     """Fetch, check and prepare every attachment; Refused says what was wrong.
 
     `text_budget` is what text files may take in all (the context's room), as `measure`
-    counts it: tokens for a turn, characters unless said.
+    counts it: tokens for a turn, characters unless said. The last `replied` attachments
+    are the message's the question replies to: a refusal says so.
     """
     if not attachments:
         return Prepared()
-    too_many = count_refusal(attachments, max_images, max_bytes)
+    too_many = count_refusal(attachments, max_images, max_bytes, replied)
     if too_many is not None:
         raise Refused(too_many)
+    own = len(attachments) - replied
     images: list[Image] = []
+    theirs = 0  # of the images, those of the message replied to
     files: list[tuple[str, bytes]] = []
+    replied_files = 0  # of the text files, those of the message replied to (the last)
     fetched = 0
     downloads = Downloads()
     try:
-        for attachment in attachments:
+        for i, attachment in enumerate(attachments):
+            whose = _in_replied if i >= own else str
             shown = display_name(attachment.filename)
-            data = await _download(downloads, attachment, shown, max_bytes)
+            try:
+                data = await _download(downloads, attachment, shown, max_bytes)
+            except Refused as err:
+                raise Refused(whose(str(err))) from None
             fetched += len(data)  # as declared sizes are checked: a platform may declare none
             if len(attachments) > 1 and fetched > MESSAGE_FILES_SHARE * max_bytes:
-                raise Refused(_too_large_together(fetched, max_bytes))
-            kind = classify(data, attachment.filename, attachment.content_type)
-            if kind == "image":
-                prepared = await _in_media_thread(prepare_image, data, attachment.filename)
-                images.append(prepared.to_image())
-            elif kind in ("text", "pdf"):
-                files.append((attachment.filename, data))  # read below, once its share is known
-            else:
-                raise binary_refusal(attachment.filename, data)
+                raise Refused(_too_large_together(fetched, max_bytes, replied > 0))
+            try:
+                kind = classify(data, attachment.filename, attachment.content_type)
+                if kind == "image":
+                    prepared = await _in_media_thread(prepare_image, data, attachment.filename)
+                    images.append(prepared.to_image())
+                    theirs += i >= own
+                elif kind in ("text", "pdf"):
+                    files.append((attachment.filename, data))  # read below, with its share
+                    replied_files += i >= own
+                else:
+                    raise binary_refusal(attachment.filename, data)
+            except MediaError as err:
+                raise Refused(whose(str(err))) from None
         if len(images) > max_images:
-            raise Refused(_too_many(len(images), max_images))
+            raise Refused(_too_many(len(images) - theirs, theirs, max_images))
         # A PDF's pages are read only until its share is full: the rest would be cut anyway.
         share = text_budget // max(1, len(files))
-        blocks = [
-            await _in_media_thread(file_block, data, name, share, measure) for name, data in files
-        ]
+        blocks = []
+        for i, (name, data) in enumerate(files):
+            try:
+                blocks.append(await _in_media_thread(file_block, data, name, share, measure))
+            except MediaError as err:
+                theirs_file = i >= len(files) - replied_files
+                raise Refused(_in_replied(str(err)) if theirs_file else str(err)) from None
     except MediaError as err:
         raise Refused(str(err)) from None
     cut = tuple(
@@ -212,46 +230,77 @@ class ReadingSlots:
 
 
 def count_refusal(
-    attachments: Sequence[Attachment], max_images: int, max_bytes: int | None = None
+    attachments: Sequence[Attachment],
+    max_images: int,
+    max_bytes: int | None = None,
+    replied: int = 0,
 ) -> str | None:
     """Why one message cannot carry these files together (too many images, too many
     files, or too large together, by the sizes the platform declares), or one of them
-    at all (audio or video, by its declared type), or None."""
-    for attachment in attachments:
+    at all (audio or video, by its declared type), or None. The last `replied` are the
+    files of the message it replies to, sent with it: the refusal says whose they are."""
+    own = len(attachments) - replied
+    for i, attachment in enumerate(attachments):
         unread = unread_refusal(attachment.filename, attachment.content_type)
         if unread is not None:
-            return str(unread)
-    declared = sum(1 for a in attachments if named_image(a.filename, a.content_type))
-    if declared > max_images:
-        return _too_many(declared, max_images)
+            return _in_replied(str(unread)) if i >= own else str(unread)
+    declared = [named_image(a.filename, a.content_type) for a in attachments]
+    if sum(declared) > max_images:
+        return _too_many(sum(declared[:own]), sum(declared[own:]), max_images)
     if len(attachments) > MAX_FILES:
-        return (
-            f"You attached {len(attachments)} files; I take at most {MAX_FILES} per message. "
-            "Send fewer and ask again."
-        )
+        return _counted(own, replied, "files", MAX_FILES)
     together = sum(max(0, a.size) for a in attachments)
     if (
         max_bytes is not None
         and len(attachments) > 1
         and together > MESSAGE_FILES_SHARE * max_bytes
     ):
-        return _too_large_together(together, max_bytes)
+        return _too_large_together(together, max_bytes, replied > 0)
     return None
 
 
-def _too_large_together(size: int, max_bytes: int) -> str:
+def _in_replied(refusal: str) -> str:
+    """A refusal of a file of the message a question replies to, which its asker did not
+    attach: said to be that message's."""
+    return f"In the message you replied to: {refusal}"
+
+
+def _too_large_together(size: int, max_bytes: int, replied: bool = False) -> str:
     most = round(MESSAGE_FILES_SHARE * max_bytes / 2**20, 1)
+    whose = "Your files and those of the message you replied to" if replied else "Your files"
     return (
-        f"Your files come to {size / 2**20:.1f} MB together; I take up to {most:g} MB "
+        f"{whose} come to {size / 2**20:.1f} MB together; I take up to {most:g} MB "
         "in one message. Send them in separate messages."
     )
 
 
-def _too_many(count: int, most: int) -> str:
+def _too_many(own: int, replied: int, most: int) -> str:
     if most <= 0:
+        if not own:
+            return (
+                "Images are not taken here, and the message you replied to has some; ask "
+                "without replying to it."
+            )
         return "Images are not taken here; send your message without them."
+    return _counted(own, replied, "images", most)
+
+
+def _counted(own: int, replied: int, what: str, most: int) -> str:
+    """Too many images or files for one message: the asker's own, those of the message
+    they replied to (sent with it), or both."""
+    limit = f"I take at most {most} per message"
+    if not replied:
+        return f"You attached {own} {what}; {limit}. Send fewer and ask again."
+    if not own:
+        return (
+            f"The message you replied to has {replied} {what}; {limit}. Ask without replying "
+            f"to it, and attach the ones you mean."
+        )
+    one = what.removesuffix("s")
     return (
-        f"You attached {count} images; I take at most {most} per message. Send fewer and ask again."
+        f"You attached {own} {one if own == 1 else what} and the message you replied to "
+        f"has {replied}: {own + replied} together; {limit}. Send fewer, or ask without "
+        "replying to it."
     )
 
 

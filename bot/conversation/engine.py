@@ -1323,6 +1323,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 max_bytes=self._limits.max_attachment_bytes,
                 text_budget=tokens // 2,
                 measure=estimate_tokens,
+                replied=len(files) - len(incoming.attachments),  # _files: theirs last
             )
 
     async def _sees(self, ref: ChannelRef, config: ChannelConfig) -> bool:

@@ -172,3 +172,30 @@ async def test_an_image_alone_for_a_model_not_shown_it_is_named_without_a_leadin
     [shown] = bot_messages(world.channel, world.bot_id)
     assert shown.startswith("(The image was not sent: images are turned off here")
     assert last_user_content(endpoint) == "[image: red.png]"
+
+
+async def test_a_refusal_of_files_the_question_replies_to_says_whose_they_are(
+    world: World, endpoint: FakeOpenAI
+) -> None:
+    """A reply to a message with too many images said "You attached 6 images" to someone
+    who attached none, and a reply to a voice message told them to attach other files."""
+    await vision_on(world)
+    pictures = [(f"p{i}.png", png("red")) for i in range(6)]
+    many = await world.admin.send(world.channel, "holiday", attachments=pictures)
+    voice = await world.admin.send(
+        world.channel, attachments=[("voice-message.ogg", b"OggS" + bytes(60))]
+    )
+    mine = [("mine.png", png("blue"))]
+    await world.member.send(world.channel, f"<@{world.bot_id}> best one?", reply_to=many)
+    await world.member.send(world.channel, f"<@{world.bot_id}> or", reply_to=many, attachments=mine)
+    await world.member.send(world.channel, f"<@{world.bot_id}> what did she say?", reply_to=voice)
+    assert bot_messages(world.channel, world.bot_id) == [
+        "The message you replied to has 6 images; I take at most 4 per message. Ask without "
+        "replying to it, and attach the ones you mean.",
+        "You attached 1 image and the message you replied to has 6: 7 together; I take at "
+        "most 4 per message. Send fewer, or ask without replying to it.",
+        "In the message you replied to: voice-message.ogg is audio (a voice message or a "
+        "recording), which I do not read; attach text, Markdown, source code, JSON, CSV, logs "
+        "or PDF files, or JPEG, PNG, GIF or WebP images, or write your question.",
+    ]
+    assert endpoint.requests == []
