@@ -9,7 +9,7 @@ on an edit, as a question with files does).
 
 Revision ID: 0021
 Revises: 0020
-Create Date: 2026-12-08
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations
