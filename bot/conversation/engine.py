@@ -861,7 +861,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             # are (a new one would go after the greeting), and its alternate greetings
             # are its swipes. The admin who imported it asked for it: as with any answer,
             # only they (or another admin) change what the conversation starts from.
-            if answer_id not in (None, newest.id):
+            if answer_id is not None and not await self._of_turn(
+                ref, newest.reply_to, newest.id, answer_id, any_shown
+            ):
                 return await _notice(sink, _NOT_NEWEST)
             if action not in (Control.NEXT, Control.PREVIOUS):
                 return await _notice(
@@ -878,8 +880,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await self._swipe(ref, newest.reply_to, action, sink, prefix, greeting=True)
         if question is None:
             return await _notice(sink, "There is nothing to do that to yet: ask something first.")
+        shown_id = answer.id if answer is not None else None
         if answer_id is not None and not await self._of_turn(
-            ref, question, answer, answer_id, any_shown
+            ref, question.id, shown_id, answer_id, any_shown
         ):
             return await _notice(sink, _NOT_NEWEST)
         if not admin and not _asked_by(question, actor):
@@ -951,25 +954,26 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
     async def _of_turn(
         self,
         ref: ChannelRef,
-        question: HistoryEntry,
-        answer: HistoryEntry | None,
+        question_id: int | None,
+        shown_id: int | None,
         answer_id: int,
         any_shown: bool,
     ) -> bool:
-        """Whether a button's or reaction's `answer_id` is of the newest turn: its question
-        (one that got no answer), the answer shown, or, with `any_shown`, another answer
-        to it. A control that came first (🔄 pressed by someone else too, a ⏩ on an
-        answer being regenerated) changed what that message shows while this one waited
-        its turn: it acts on the message as it shows now, as a control on an answer being
-        written does once it ends (an older turn's answer is never one of these). Only
-        where the front-end asks for it (Matrix): a Discord button names the answer it
-        was pressed on, and one pressed again while the first runs (a double click) is
-        refused rather than asking the model twice."""
-        if answer_id == question.id or (answer is not None and answer_id == answer.id):
+        """Whether a button's or reaction's `answer_id` is of the newest turn (a greeting's
+        too): its question (one that got no answer), the answer shown (`shown_id`), or,
+        with `any_shown`, another answer to it. A control that came first (🔄 pressed by
+        someone else too, a ⏩ on an answer being regenerated, ▶ on a greeting) changed
+        what that message shows while this one waited its turn: it acts on the message
+        as it shows now, as a control on an answer being written does once it ends (an
+        older turn's answer is never one of these). Only where the front-end asks for it
+        (Matrix): a Discord button names the answer it was pressed on, and one pressed
+        again while the first runs (a double click) is refused rather than asking the
+        model twice."""
+        if answer_id in (question_id, shown_id):
             return True
-        if question.id is None or not any_shown:
+        if question_id is None or not any_shown:
             return False
-        alternatives = await self._store.alternatives(ref, question.id)
+        alternatives = await self._store.alternatives(ref, question_id)
         return any(entry.id == answer_id for entry, _ in alternatives)
 
     async def _swipe(

@@ -5,6 +5,7 @@ answer says (its m.relates_to, its m.mentions), and what is stored."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from bot.store import generate_key
 from bot.types import ChannelRef, Platform, Role
+from tests.integration.test_characters import CARD
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
 from tests.matrix.test_reactions_on_synapse import react
 from tests.peers.synapse import SynapseServer
@@ -350,3 +352,54 @@ async def test_reactions_of_someone_who_may_not_chat_here_are_ignored_quietly(
     assert notices == [said.content["body"]]
     assert "may not chat here" in notices[0]
     assert len(endpoint.asked) == 1
+
+
+async def test_swipe_pressed_twice_quickly_on_a_greeting_shows_the_one_after_the_next(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """▶ pressed twice in a row on a character's greeting (by two admins, or ▶ in both its
+    forms): the second, tied to the greeting the event showed when it came, found the first
+    had swiped it away and said "Only the newest answer can change". An answer's swipes
+    act on the event as it shows when their turn comes; a greeting's now do too."""
+    bot = synapse_server.register("greetswipebot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    try:
+        async with (
+            SSEEndpoint(chunks=1, span=0.1) as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path) as core,
+        ):
+            room = await alice.create_room([bot.user_id])
+            await alice.wait_joined(room, bot.user_id)
+            content = await alice.media_content(
+                "m.file", "card.json", json.dumps(CARD).encode(), "application/json"
+            )
+            file_event = await alice.send_content(room, content)
+            relates = {"m.in_reply_to": {"event_id": file_event}}
+            await alice.send(room, "!character import", **{"m.relates_to": relates})
+            [greeting] = await alice.wait_for(
+                lambda: [
+                    s.event.event_id
+                    for s in alice.messages(room, bot.user_id)
+                    if s.content.get("body", "").startswith("Welcome aboard")
+                ],
+                "the greeting",
+            )
+            after = time.monotonic()
+            await react(alice, room, greeting, "▶️")
+            await react(alice, room, greeting, "▶\ufe0e")
+            await alice.wait_for(
+                lambda: (
+                    alice.shown_text(greeting).endswith(". Late again.")
+                    or texts(alice, room, bot.user_id, "m.notice", after)
+                ),
+                "the third one, or a notice",
+            )
+            await asyncio.sleep(1.0)  # time for a notice the bot should not send
+            notices = texts(alice, room, bot.user_id, "m.notice", after)
+            shown = alice.shown_text(greeting)
+            history = await core.store.history(ChannelRef(Platform.MATRIX, room), 10)
+    finally:
+        await alice.close()
+    assert notices == []
+    assert shown.startswith("Ah, alice") and shown.endswith(". Late again."), shown
+    assert history[-1].content == shown
