@@ -14,7 +14,7 @@ import nio
 import pytest
 
 from bot.store import generate_key
-from bot.types import ChannelRef, Platform, Role
+from bot.types import ChannelRef, Platform, Role, TurnState
 from tests.integration.test_characters import CARD
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
 from tests.matrix.test_reactions_on_synapse import react
@@ -403,3 +403,41 @@ async def test_swipe_pressed_twice_quickly_on_a_greeting_shows_the_one_after_the
     assert notices == []
     assert shown.startswith("Ah, alice") and shown.endswith(". Late again."), shown
     assert history[-1].content == shown
+
+
+async def test_an_admins_regenerate_of_a_members_answer_is_the_members_to_stop(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Alice (the room's admin) reacts 🔄 on Bob's answer: the new answer is still Bob's,
+    so his ⏹ stops it; Carol's ⏹ (neither the asker nor an admin) is ignored."""
+    bot = synapse_server.register("adminregenbot")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    bob = await UserClient.start(synapse_server, synapse_server.register("bob"), tmp_path / "b")
+    carol = await UserClient.start(synapse_server, synapse_server.register("carol"), tmp_path / "c")
+    try:
+        async with (
+            SSEEndpoint(chunks=2, span=0.2) as endpoint,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path) as core,
+        ):
+            room, shown = await answered_in_a_group(alice, bob, bot.user_id, endpoint)
+            answer = shown.event_id
+            await alice.invite(room, carol.user.user_id)
+            await carol.join(room)
+            await alice.wait_joined(room, carol.user.user_id)
+            edits = len(bob.edits_of(answer))
+            endpoint.chunks, endpoint.span = 40, 40.0  # a word a second
+            await react(alice, room, answer, "🔄")
+            await bob.wait_for(lambda: len(endpoint.asked) == 2, "the regenerate's request")
+            await bob.wait_for(lambda: len(bob.edits_of(answer)) > edits, "its first text")
+            await react(carol, room, answer, "⏹️")
+            await asyncio.sleep(2.0)  # time for a stop that should not come
+            carol_stopped = bool(endpoint.asked[1].cut or endpoint.asked[1].ended)
+            await react(bob, room, answer, "⏹️")
+            await bob.wait_for(lambda: endpoint.asked[1].cut, "Bob's stop")
+            history = await core.store.history(ChannelRef(Platform.MATRIX, room), 10)
+    finally:
+        await alice.close()
+        await bob.close()
+        await carol.close()
+    assert not carol_stopped
+    assert history[-1].state is TurnState.STOPPED, history[-1]
