@@ -96,7 +96,7 @@ async def prepare(
                 raise Refused(whose(str(err))) from None
             fetched += len(data)  # as declared sizes are checked: a platform may declare none
             if len(attachments) > 1 and fetched > MESSAGE_FILES_SHARE * max_bytes:
-                raise Refused(_too_large_together(fetched, max_bytes, replied > 0))
+                raise Refused(_too_large_together(fetched, max_bytes, own, replied))
             try:
                 kind = classify(data, attachment.filename, attachment.content_type)
                 if kind == "image":
@@ -255,7 +255,7 @@ def count_refusal(
         and len(attachments) > 1
         and together > MESSAGE_FILES_SHARE * max_bytes
     ):
-        return _too_large_together(together, max_bytes, replied > 0)
+        return _too_large_together(together, max_bytes, own, replied)
     return None
 
 
@@ -265,12 +265,21 @@ def _in_replied(refusal: str) -> str:
     return f"In the message you replied to: {refusal}"
 
 
-def _too_large_together(size: int, max_bytes: int, replied: bool = False) -> str:
+def _too_large_together(size: int, max_bytes: int, own: int = 1, replied: int = 0) -> str:
+    """Files too large for one message: the asker's own, those of the message they
+    replied to (sent with it, which they cannot send apart), or both."""
     most = round(MESSAGE_FILES_SHARE * max_bytes / 2**20, 1)
-    whose = "Your files and those of the message you replied to" if replied else "Your files"
+    limit = f"come to {size / 2**20:.1f} MB together; I take up to {most:g} MB in one message."
+    if not replied:
+        return f"Your files {limit} Send them in separate messages."
+    if not own:
+        return (
+            f"The files of the message you replied to {limit} Ask without replying to it, "
+            "and attach the ones you mean."
+        )
     return (
-        f"{whose} come to {size / 2**20:.1f} MB together; I take up to {most:g} MB "
-        "in one message. Send them in separate messages."
+        f"Your files and those of the message you replied to {limit} Send fewer, or ask "
+        "without replying to it."
     )
 
 

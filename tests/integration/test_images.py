@@ -33,6 +33,7 @@ from bot.types import (
     ChannelRef,
     Incoming,
     Platform,
+    Replied,
     Scope,
     SecretValue,
     Source,
@@ -303,6 +304,46 @@ async def test_bad_attachments_get_a_clear_refusal_and_nothing_is_sent(
     assert says in answer
     assert not endpoint.requests
     assert await core.store.history(REF, 10) == []
+
+
+@pytest.mark.parametrize(
+    ("own", "whose", "then"),
+    [
+        (
+            (),
+            "The files of the message you replied to come to",
+            "Ask without replying to it, and attach the ones you mean.",
+        ),
+        (
+            (attach("mine.txt", b"x" * 100_000),),
+            "Your files and those of the message you replied to come to",
+            "Send fewer, or ask without replying to it.",
+        ),
+    ],
+    ids=["theirs", "both"],
+)
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "undeclared"])
+async def test_files_too_large_together_in_the_replied_message_are_said_to_be_its(
+    core: Core,
+    endpoint: FakeOpenAI,
+    own: tuple[Attachment, ...],
+    whose: str,
+    then: str,
+    declared: bool,
+) -> None:
+    """Review: a reply to someone's message with large files, attaching none, was told
+    "Your files and those of the message you replied to come to 0.5 MB together … Send
+    them in separate messages": it sent none, and cannot send someone else's apart. By
+    their declared sizes, or by what came (a platform that declares none)."""
+    make = attach if declared else undeclared
+    theirs = tuple(make(f"big{i}.txt", b"x" * 190_000) for i in range(3))
+    sink = Sink()
+    await core.chat(Incoming(REF, ADMIN, "sum up", own, "q1", Replied("p1", theirs)), sink)
+    assert sink.final is not None
+    said, _ = sink.final
+    assert said.startswith(whose) and said.endswith(f"in one message. {then}"), said
+    assert "MB together; I take up to 0.4 MB" in said, said
+    assert not endpoint.requests
 
 
 async def test_reset_forgets_the_images_too(core: Core, endpoint: FakeOpenAI) -> None:
