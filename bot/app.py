@@ -53,6 +53,7 @@ from bot.store.copy import (
     Copied,
     CopyFailed,
     CopyMismatch,
+    Progress,
     TargetNotEmpty,
     copy_rows,
     foreign_tables,
@@ -886,10 +887,94 @@ def _same_database(first: str, second: str) -> bool:
     )
 
 
+class CopyStopped(Exception):
+    """copy-database ended by a stop signal (`signum`); the message says what stands and
+    what to do next."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+_SIGNAL_NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C"}
+
+
+def _copy_stopped(signum: int, progress: _CopyStage) -> str:
+    """What a stop at `progress` leaves: nothing is copied before the commit, which a
+    stop does not interrupt (one transaction, rolled back as the copy ends or, if the
+    process is gone, by the server)."""
+    name = _SIGNAL_NAMES.get(signum) or signal.Signals(signum).name
+    if progress.rows.table is not None:
+        where = f"while copying the table {progress.rows.table}"
+        target = "the --to database holds the bot's empty tables only"
+    elif progress.schema:
+        where = "while making the bot's tables in the --to database"
+        target = "the --to database is as it was, or holds the bot's empty tables only"
+    else:
+        where = "before it wrote anything to the --to database"
+        target = "the --to database is as it was"
+    return (
+        f"copy-database was stopped ({name}) {where}. Nothing was copied: the bot's "
+        f"database is as it was and {target}. Run the same command again to copy."
+    )
+
+
+class _CopyStage:
+    """Where copy_database is: making the target's schema, then copying its rows."""
+
+    def __init__(self) -> None:
+        self.schema = False
+        self.rows = Progress()
+
+
 async def copy_database(settings: Settings, to: str) -> list[Copied]:
     """Every row of the bot's database into the empty one at `to` (made at the newest
     schema first): moving to PostgreSQL, or back. Refused while a process serves either
-    one; all or nothing."""
+    one; all or nothing. A stop signal (Ctrl-C, SIGTERM) ends it as CopyStopped, saying
+    what stands; one that comes once the commit is under way lets it finish."""
+    stage = _CopyStage()
+    copying = asyncio.create_task(_copy_database(settings, to, stage))
+    loop = asyncio.get_running_loop()
+    stopped: list[int] = []
+    timers: list[asyncio.TimerHandle] = []
+
+    def force(signum: int) -> None:
+        # The driver did not end its statement when cancelled (asyncpg can wait forever
+        # on a silent server or in executemany): nothing was committed, and the server
+        # rolls the transaction back once this process has gone.
+        with contextlib.suppress(OSError):
+            print(f"chatbot: {_copy_stopped(signum, stage)}", file=sys.stderr, flush=True)
+        logging.shutdown()
+        os._exit(128 + signum)
+
+    def stop(signum: int) -> None:
+        if stage.rows.committing or copying.done():
+            return
+        if stopped:  # asked twice: at once
+            force(stopped[0])
+        stopped.append(signum)
+        copying.cancel()
+        timers.append(loop.call_later(STOP_GRACE, force, signum))
+
+    for sig in _STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await copying
+    except (asyncio.CancelledError, StartError):
+        if not stopped:
+            raise
+        # A failure as it ended (a statement the server ended) is the stop's doing.
+        raise CopyStopped(stopped[0], _copy_stopped(stopped[0], stage)) from None
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for sig in _STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+async def _copy_database(settings: Settings, to: str, stage: _CopyStage) -> list[Copied]:
     target = replace(settings, database_url=to)
     url = make_url(to)
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
@@ -905,8 +990,9 @@ async def copy_database(settings: Settings, to: str) -> list[Copied]:
     try:
         await _not_served(source, "the bot's database")
         await _empty_target(target, copy)
+        stage.schema = True
         await _upgraded(target, "--to")
-        return await copy_rows(source, copy)
+        return await copy_rows(source, copy, stage.rows)
     except TargetNotEmpty as err:
         raise StartError(
             f"the --to database already holds bot data (in {', '.join(err.tables)}): copy "

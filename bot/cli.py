@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 from bot.app import (
     EXPORT_FORMATS,
+    CopyStopped,
     StartError,
     console_id,
     copy_database,
@@ -369,5 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{err} {_FORGET}." if args.command == "rotate-keys" else str(err))
     except (StartError, StoreError) as err:
         return _fail(str(err), 1)
+    except CopyStopped as err:  # 128 + the signal, as a shell reports a command it ended
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            _fail(str(err))
+        return 128 + err.signum
     except KeyboardInterrupt:
         return 130

@@ -64,6 +64,16 @@ class CopyMismatch(Exception):
     committed)."""
 
 
+@dataclass(slots=True)
+class Progress:
+    """How far a copy has come, for what to say if it is stopped: `table`, the one being
+    copied; `committing` once its commit is under way (stopped then, it might stand or
+    not, so it is let finish)."""
+
+    table: str | None = None
+    committing: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Copied:
     table: str
@@ -200,15 +210,19 @@ async def _continue_ids(target: AsyncConnection, used: dict[str, int]) -> None:
             )
 
 
-async def copy_rows(source: AsyncEngine, target: AsyncEngine) -> list[Copied]:
+async def copy_rows(
+    source: AsyncEngine, target: AsyncEngine, progress: Progress | None = None
+) -> list[Copied]:
     """Every row of `source` into `target`, which must hold none (TargetNotEmpty). All
-    or nothing: returns what was copied, table by table."""
+    or nothing: returns what was copied, table by table; `progress` follows it."""
+    progress = Progress() if progress is None else progress
     copied: list[Copied] = []
     async with _snapshot(source) as reading, target.begin() as writing:
         found = await filled(writing)
         if found:
             raise TargetNotEmpty(found)
         for table in tables():
+            progress.table = table.name
             try:
                 rows = await _copy_table(reading, writing, table)
             except DBAPIError as err:
@@ -221,4 +235,5 @@ async def copy_rows(source: AsyncEngine, target: AsyncEngine) -> list[Copied]:
                 )
             copied.append(Copied(table.name, rows))
         await _continue_ids(writing, await ids_used(reading))
+        progress.committing = True  # the block's end commits, with no await before it
     return copied

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 import sys
 import uuid
@@ -338,3 +339,68 @@ async def test_a_fresh_database_with_extensions_objects_is_empty_enough(
     code, out, err = await chatbot(tmp_path, "copy-database", "--to", postgres_db.url, **env)
     assert code == 0, (code, out, err)
     assert "not empty" not in err, err
+
+
+async def test_a_copy_stopped_by_a_signal_says_what_stands_and_runs_again(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Ctrl-C or SIGTERM during a copy ended it with status 130 and not a word (SIGTERM:
+    killed, its insert left waiting in the server), and a Ctrl-C at the wrong moment
+    left it hanging in asyncpg's executemany (operator probe). It now says what stands
+    and what to do; the same command then copies it all."""
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/data/chatbot.db"
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATABASE_URL": sqlite_url}
+    assert (await chatbot(tmp_path, "migrate", **env))[0] == 0
+    with sqlite3.connect(tmp_path / "data" / "chatbot.db") as conn:
+        conn.executemany(
+            "INSERT INTO messages (platform, server_id, channel_id, thread_id, role, content, "
+            "token_estimate, created_at) VALUES ('discord', 's', 'c', '', 'user', ?, 1, "
+            "'2026-01-01 00:00:00')",
+            [(f"question {i}",) for i in range(3)],
+        )
+    # The --to database made ready beforehand (`chatbot migrate` on it), and its
+    # messages table held by another session, so the copy waits there.
+    code, _, err = await chatbot(tmp_path, "migrate", **{**env, "DATABASE_URL": postgres_url})
+    assert code == 0, err
+    engine = create_engine(postgres_url)
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE 'INSERT INTO messages%'"
+    )
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            async with engine.connect() as holder:
+                await holder.execute(text("LOCK TABLE messages IN SHARE MODE"))
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bot",
+                    "copy-database",
+                    "--to",
+                    postgres_url,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    cwd=tmp_path,
+                    env={**os.environ, "LOG_LEVEL": "INFO", **env},
+                )
+                while True:  # pg_stat_activity is read once per transaction
+                    async with engine.connect() as looking:
+                        if (await looking.execute(waiting)).scalar():
+                            break
+                    await asyncio.sleep(0.1)
+                process.send_signal(sig)
+                out, said = await asyncio.wait_for(process.communicate(), 60)
+                await holder.rollback()
+            err = said.decode()
+            assert process.returncode == 128 + sig, (process.returncode, err)
+            assert out == b"" and "Traceback" not in err and len(err.splitlines()) == 1, err
+            assert "stopped" in err and "while copying the table messages" in err, err
+            assert "Nothing was copied" in err and "Run the same command again" in err, err
+            async with engine.connect() as conn:
+                assert (await conn.execute(text("SELECT count(*) FROM messages"))).scalar() == 0
+        code, out, err = await chatbot(tmp_path, "copy-database", "--to", postgres_url, **env)
+        assert code == 0, err
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM messages"))).scalar() == 3
+    finally:
+        await engine.dispose()
