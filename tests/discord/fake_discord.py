@@ -1153,6 +1153,26 @@ class FakeDiscord:
         rights = EVERYONE_PERMISSIONS | (WEBHOOKS_PERMISSION if self.manage_webhooks else 0)
         return rights & ~self.bot_denied
 
+    async def command_says(self, *names: str, manager: bool = True, **options: Any) -> str:
+        """Bob runs `/names… option:value…` (a server admin unless `manager` is False):
+        what it answered, at once or after "thinking…" in a follow-up."""
+        known, followups = set(self.originals), len(self.followups)
+        await self.slash(*names, manager=manager, **options)
+        return await self.answer_since(known, followups)
+
+    async def answer_since(self, known: set[str], followups: int) -> str:
+        """The one reply shown since the interactions `known` and the first `followups`
+        follow-ups (what `command_says` waits for; a form's submission's too)."""
+
+        def shown() -> list[str]:
+            now = [self.originals[iid] for iid in self.originals if iid not in known]
+            later = [str(f.get("content", "")) for f in self.followups[followups:]]
+            return [text for text in (*now, *later) if text]
+
+        await self.wait_until(lambda: bool(shown()), 60)
+        [text] = shown()
+        return text
+
     def answered(self, text: str) -> bool:
         """Whether an interaction's response or follow-up (a command's reply) shows `text`."""
         shown = [r.get("data", {}).get("content", "") for r in self.responses]

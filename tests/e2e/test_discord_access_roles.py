@@ -5,7 +5,6 @@ while the bot is connected) and members who hold them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from tests.bot_process import chatbot_run
 from tests.discord.fake_discord import FakeDiscord
@@ -15,21 +14,6 @@ TOKEN = "loopback.bot.token-access-roles-0123"
 MODERATORS, OLD_CREW, MODS, MODS_LOWER, FANS = (500_000_000_000_000_000 + i for i in range(1, 6))
 CAROL = (300_000_000_000_000_005, "carol")  # holds Old crew
 DAVE = (300_000_000_000_000_006, "dave")  # holds no role
-
-
-async def _said(fake: FakeDiscord, *names: str, **options: Any) -> str:
-    """Bob, a server admin, runs a command: what it answered."""
-    known, followups = set(fake.originals), len(fake.followups)
-    await fake.slash(*names, manager=True, **options)
-
-    def shown() -> list[str]:
-        now = [fake.originals[iid] for iid in fake.originals if iid not in known]
-        later = [str(f.get("content", "")) for f in fake.followups[followups:]]
-        return [text for text in (*now, *later) if text]
-
-    await fake.wait_until(lambda: bool(shown()), 60)
-    [text] = shown()
-    return text
 
 
 def _answers(fake: FakeDiscord) -> int:
@@ -55,20 +39,20 @@ async def test_a_role_is_given_by_its_name_as_admins_type_it(tmp_path: Path) -> 
     fake.member_roles = {CAROL[0]: [OLD_CREW]}
     async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
         for typed in ("Moderators", "@moderators", "  MODERATORS "):
-            said = await _said(fake, "access", action="allow", kind="role", id=typed)
+            said = await fake.command_says("access", action="allow", kind="role", id=typed)
             assert said.startswith(f"Rule added: allow role <@&{MODERATORS}> (here)."), said
-        said = await _said(fake, "access", action="allow", kind="role", id="@Old Crew")
+        said = await fake.command_says("access", action="allow", kind="role", id="@Old Crew")
         assert said.startswith(f"Rule added: allow role <@&{OLD_CREW}> (here)."), said
         for typed in ("\u2764\ufe0f fans", "\u2764 FANS"):  # with the emoji's style or not
-            said = await _said(fake, "access", action="deny", kind="role", id=typed)
+            said = await fake.command_says("access", action="deny", kind="role", id=typed)
             assert said.startswith(f"Rule added: deny role <@&{FANS}> (here)."), said
 
-        said = await _said(fake, "access", action="deny", kind="role", id="mods")
+        said = await fake.command_says("access", action="deny", kind="role", id="mods")
         assert said == (
             f"Several roles here are named `mods`: `Mods` (id {MODS}), `mods` (id "
             f"{MODS_LOWER}). Give the id of the one you mean, or mention it. Nothing changed."
         ), said
-        said = await _said(fake, "access", action="deny", kind="role", id="@Nobody")
+        said = await fake.command_says("access", action="deny", kind="role", id="@Nobody")
         assert said == (
             "This server has no role named `@Nobody`: give a role's name, its id or its "
             "mention. Nothing changed."
@@ -76,10 +60,10 @@ async def test_a_role_is_given_by_its_name_as_admins_type_it(tmp_path: Path) -> 
 
         # A role made while the bot is connected is known by its name at once.
         late = await fake.create_role("Late shift")
-        said = await _said(fake, "access", action="allow", kind="role", id="late shift")
+        said = await fake.command_says("access", action="allow", kind="role", id="late shift")
         assert said.startswith(f"Rule added: allow role <@&{late}> (here)."), said
 
-        listed = await _said(fake, "access")
+        listed = await fake.command_says("access")
         for role in (MODERATORS, OLD_CREW, late):
             assert f"allow role <@&{role}> (here)" in listed, listed
         assert f"deny role <@&{FANS}> (here)" in listed, listed
@@ -93,7 +77,7 @@ async def test_a_role_is_given_by_its_name_as_admins_type_it(tmp_path: Path) -> 
         asked = [str(r["messages"][-1]["content"]) for r in model.requests]
         assert any("from carol" in a for a in asked) and not any("dave" in a for a in asked)
 
-        said = await _said(fake, "access", action="remove", kind="role", id="old crew")
+        said = await fake.command_says("access", action="remove", kind="role", id="old crew")
         assert said == f"Removed the rule for role <@&{OLD_CREW}> for this channel.", said
         await bot.stop()
     assert "Traceback" not in bot.log, bot.log[-3000:]

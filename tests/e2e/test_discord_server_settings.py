@@ -18,25 +18,6 @@ OPERATOR_KEY = "operator-key-5a4b3c2d1e0f"
 SERVER_KEY = "server-key-9f8e7d6c5b4a"
 
 
-async def _said(fake: FakeDiscord, *names: str, manager: bool = True, **options: Any) -> str:
-    """Bob runs a command (a server admin unless `manager` is False): what it answered (at
-    once, or after "thinking…" in a follow-up)."""
-    known, followups = set(fake.originals), len(fake.followups)
-    await fake.slash(*names, manager=manager, **options)
-    return await _answer(fake, known, followups)
-
-
-async def _answer(fake: FakeDiscord, known: set[str], followups: int) -> str:
-    def shown() -> list[str]:
-        now = [fake.originals[iid] for iid in fake.originals if iid not in known]
-        later = [str(f.get("content", "")) for f in fake.followups[followups:]]
-        return [text for text in (*now, *later) if text]
-
-    await fake.wait_until(lambda: bool(shown()), 60)
-    [text] = shown()
-    return text
-
-
 async def _asked(fake: FakeDiscord, endpoint: FakeOpenAI, text: str) -> dict[str, Any]:
     """Bob mentions the bot; the request `endpoint` got for it, once its answer is shown."""
     asked, answers = len(endpoint.requests), _answers(fake)
@@ -58,30 +39,30 @@ async def test_a_server_admin_walks_server_wide_settings(tmp_path: Path) -> None
         chatbot_run(tmp_path, fake, Script(), **operator) as (bot, ours),
         fake_openai(Script()) as servers,
     ):
-        settings = await _said(fake, "settings")
+        settings = await fake.command_says("settings")
         assert "Source: custom (operator default)" in settings, settings
         assert f"Endpoint: {ours.url_v1} (operator default)" in settings, settings
 
-        said = await _said(fake, "params", name="temperature", value="0.7", scope="server")
+        said = await fake.command_says("params", name="temperature", value="0.7", scope="server")
         assert said.startswith("temperature set to 0.7 for this server."), said
-        assert "Params (server-wide): temperature=0.7" in await _said(fake, "settings")
+        assert "Params (server-wide): temperature=0.7" in await fake.command_says("settings")
         assert (await _asked(fake, ours, "one"))["temperature"] == 0.7
-        await _said(fake, "params", name="temperature", value="0.3")
-        assert "Params (this channel): temperature=0.3" in await _said(fake, "settings")
+        await fake.command_says("params", name="temperature", value="0.3")
+        assert "Params (this channel): temperature=0.3" in await fake.command_says("settings")
         assert (await _asked(fake, ours, "two"))["temperature"] == 0.3
-        said = await _said(fake, "params", name="temperature", value="default")
+        said = await fake.command_says("params", name="temperature", value="default")
         assert said.startswith("temperature now follows the server's (or operator's)"), said
         assert (await _asked(fake, ours, "three"))["temperature"] == 0.7
         # A member may not, and nothing changes.
-        refused = await _said(
-            fake, "params", manager=False, name="temperature", value="1", scope="server"
+        refused = await fake.command_says(
+            "params", manager=False, name="temperature", value="1", scope="server"
         )
         assert refused.startswith("Only admins"), refused
 
         # The server's own URL: the operator's key is not sent to it; the server's is.
-        said = await _said(fake, "proxy", "set", url=servers.url_v1, scope="server")
+        said = await fake.command_says("proxy", "set", url=servers.url_v1, scope="server")
         assert f"Endpoint set to {servers.url_v1} for this server." in said, said
-        settings = await _said(fake, "settings")
+        settings = await fake.command_says("settings")
         assert f"Endpoint: {servers.url_v1} (server-wide)" in settings, settings
         assert "not sent to an endpoint URL set server-wide" in settings, settings
         await _asked(fake, servers, "four")
@@ -90,22 +71,22 @@ async def test_a_server_admin_walks_server_wide_settings(tmp_path: Path) -> None
         await fake.wait_until(lambda: any(r.get("type") == 9 for r in fake.responses), 30)
         known, followups = set(fake.originals), len(fake.followups)
         await fake.submit_modal({"secret:key": SERVER_KEY}, manager=True)
-        said = await _answer(fake, known, followups)
+        said = await fake.answer_since(known, followups)
         assert said.startswith("Saved the custom key for this server (ends …5b4a)."), said
-        settings = await _said(fake, "settings")
+        settings = await fake.command_says("settings")
         assert "API key: set (…5b4a, server)" in settings, settings
         assert (await _asked(fake, servers, "five"))["temperature"] == 0.7
         assert servers.authorizations[-1] == f"Bearer {SERVER_KEY}"
 
         # The source changed server-wide where this channel has its own model: the
         # server's model, chosen for the old source, goes (said), this channel's stays (said).
-        await _said(fake, "model", id="m-large")
-        await _said(fake, "model", id="gpt-4o", scope="server")
-        said = await _said(fake, "source", source="mistral", scope="server")
+        await fake.command_says("model", id="m-large")
+        await fake.command_says("model", id="gpt-4o", scope="server")
+        said = await fake.command_says("source", source="mistral", scope="server")
         assert "gpt-4o was the model for the old source, so pick one for mistral with " in said
         assert "/model scope:server." in said, said
         assert "This channel has its own model (m-large), which wins here" in said, said
-        settings = await _said(fake, "settings")
+        settings = await fake.command_says("settings")
         assert "Source: mistral (server-wide)" in settings, settings
         assert "Model: m-large (this channel)" in settings, settings
         request = await _asked(fake, servers, "six")
