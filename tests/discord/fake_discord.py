@@ -147,6 +147,11 @@ class FakeDiscord:
     original_flags: dict[str, int] = field(default_factory=dict)
     webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)  # id → webhook
     webhook_avatars: dict[int, str] = field(default_factory=dict)  # id → data URI given
+    # Threads (a channel's, or a forum's posts), id → thread channel object as Discord
+    # sends it (type 11 public, 12 private; `thread_metadata`); made with `start_thread`.
+    threads: dict[int, dict[str, Any]] = field(default_factory=dict)
+    forum_id: int = 0  # a forum channel (type 15) in the guild, when set
+    _dms: set[int] = field(default_factory=set)  # the DM channels opened (dm_of)
     _ids: itertools.count[int] = field(
         default_factory=lambda: itertools.count(400_000_000_000_000_001)
     )
@@ -249,8 +254,10 @@ class FakeDiscord:
                     "last_message_id": None,
                 }
                 for i, cid in enumerate(self.channel_ids)
-            ],
-            "threads": [],
+            ]
+            + ([self._forum()] if self.forum_id else []),
+            # The active threads the bot can see, as GUILD_CREATE lists them after a start.
+            "threads": [t for t in self.threads.values() if not t["thread_metadata"]["archived"]],
             "presences": [],
             "voice_states": [],
             "stage_instances": [],
@@ -293,6 +300,97 @@ class FakeDiscord:
     def channel_ids(self) -> list[int]:
         return [self.channel_id + i for i in range(self.channels)]
 
+    def _forum(self) -> dict[str, Any]:
+        """A forum channel (type 15): nobody posts in it but in its posts (threads)."""
+        return {
+            "id": str(self.forum_id),
+            "type": 15,
+            "name": "questions",
+            "position": self.channels,
+            "permission_overwrites": self._overwrites(),
+            "parent_id": None,
+            "topic": None,
+            "rate_limit_per_user": 0,
+            "nsfw": False,
+            "last_message_id": None,
+            "flags": 0,
+            "available_tags": [],
+            "default_reaction_emoji": None,
+            "default_sort_order": None,
+            "default_forum_layout": 0,
+            "default_thread_rate_limit_per_user": 0,
+        }
+
+    def _places(self) -> set[int]:
+        """Every channel id this fake answers REST calls for: the text channels, the
+        forum, the threads and the bot's DMs."""
+        forum = [self.forum_id] if self.forum_id else []
+        return {*self.channel_ids, *self.threads, *self._dms, *forum}
+
+    def dm_of(self, uid: int) -> int:
+        """The bot's DM channel with a user: `dm_id` with Bob, one of its own with anyone
+        else (Discord has one DM channel per pair of users)."""
+        return self.dm_id if uid == self.user_id else self.dm_id + 1 + uid % 97
+
+    def _is_dm(self, cid: int) -> bool:
+        return self.dm_id <= cid <= self.dm_id + 97
+
+    def _guild_of(self, cid: int) -> dict[str, Any]:
+        """A message's `guild_id`: none in a DM (resources/message.mdx)."""
+        return {} if self._is_dm(cid) else {"guild_id": str(self.guild_id)}
+
+    async def start_thread(
+        self,
+        name: str,
+        *,
+        on: int | None = None,
+        parent: int | None = None,
+        owner: int | None = None,
+        private: bool = False,
+    ) -> int:
+        """A member starts a thread (THREAD_CREATE, `newly_created`): on the message `on`
+        ("Create Thread" on it: the thread's id is the message's), or on none; in
+        `parent` (#general unless told; the forum's id makes a forum post). Its id."""
+        tid = on if on is not None else next(self._ids)
+        made = {
+            "id": str(tid),
+            "type": 12 if private else 11,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(parent or self.channel_id),
+            "owner_id": str(owner or self.user_id),
+            "name": name,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "locked": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": _now(),
+                "create_timestamp": _now(),
+                "invitable": not private,
+            },
+        }
+        self.threads[tid] = made
+        await self._dispatch("THREAD_CREATE", {**made, "newly_created": True})
+        return tid
+
+    async def update_thread(self, tid: int, **metadata: bool) -> None:
+        """A moderator archives, locks (or undoes it) a thread: THREAD_UPDATE."""
+        self.threads[tid]["thread_metadata"].update(metadata)
+        await self._dispatch("THREAD_UPDATE", self.threads[tid])
+
+    async def delete_thread(self, tid: int) -> None:
+        """A moderator deletes a thread: THREAD_DELETE (id, guild_id, parent_id, type);
+        its messages go with it."""
+        gone = self.threads.pop(tid)
+        for mid in [m for m, v in self.messages.items() if v["channel_id"] == str(tid)]:
+            del self.messages[mid]
+        keys = ("id", "guild_id", "parent_id", "type")
+        await self._dispatch("THREAD_DELETE", {k: gone[k] for k in keys})
+
     def _with_bot_role(self, guild: dict[str, Any]) -> dict[str, Any]:
         """The bot's managed role, granting Manage Webhooks when the test asks for it."""
         if not self.manage_webhooks:
@@ -309,7 +407,7 @@ class FakeDiscord:
         return {
             "id": str(mid),
             "channel_id": str(cid),
-            "guild_id": str(self.guild_id),
+            **self._guild_of(cid),
             "author": author,
             "content": content,
             "timestamp": _now(),
@@ -581,25 +679,35 @@ class FakeDiscord:
             )
         if route == ("POST", "/users/@me/channels"):  # a DM: its channel, then its messages
             recipient = str((body or {}).get("recipient_id", ""))
+            dm = self.dm_of(int(recipient or 0))
+            self._dms.add(dm)
             return self._json(
                 {
-                    "id": str(self.dm_id),
+                    "id": str(dm),
                     "type": 1,
                     "recipients": [self._user(int(recipient or 0), "member")],
                     "last_message_id": None,
                 }
             )
-        if route == ("POST", f"/channels/{self.dm_id}/messages"):
+        dm = _CHANNEL_PATH.match(path)
+        if (
+            dm
+            and route == ("POST", f"/channels/{dm['cid']}/messages")
+            and self._is_dm(int(dm["cid"]))
+        ):
             self.dms.append(body or {})
-            return self._json(self._message(next(self._ids), self.dm_id, self.bot_user(), ""))
+            return self._json(self._post(int(dm["cid"]), body or {}))
         if request.method == "PUT" and path.startswith(f"/applications/{self.app_id}/"):
             if self.sync_faults:
                 return self._sync_fault(self.sync_faults.pop(0))
             return self._json(self._registered(body or []))
         match = _CHANNEL_PATH.match(path)
-        if match is None or int(match["cid"]) not in self.channel_ids:
-            return self._json({"message": "404: Not Found", "code": 0}, 404)
+        if match is None or int(match["cid"]) not in self._places():
+            return self._json({"message": "Unknown Channel", "code": 10003}, 404)
         cid, rest = int(match["cid"]), match["rest"] or ""
+        refused = self._thread_refusal(cid, request.method, rest)
+        if refused is not None:
+            return refused
         if request.method == "POST" and rest in ("/typing", "/messages") and self._no_send():
             return self._json({"message": "Missing Permissions", "code": 50013}, 403)
         if (body or {}).get("files") and self.bot_denied & ATTACH_FILES:  # a webhook may
@@ -666,6 +774,29 @@ class FakeDiscord:
             message["edited_timestamp"] = _now()
             return self._json(message)
         return self._json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _thread_refusal(self, cid: int, method: str, rest: str) -> web.Response | None:
+        """What an archived or locked thread refuses (topics/threads.mdx): nobody without
+        Manage Threads posts in a locked one (160005); a post in an archived one unarchives
+        it (THREAD_UPDATE), while an edit there is refused until then (50083)."""
+        thread = self.threads.get(cid)
+        if thread is None or not rest.startswith("/messages"):
+            return None
+        meta = thread["thread_metadata"]
+        if method == "POST" and meta["locked"]:
+            return self._json({"message": "Thread is locked", "code": 160005}, 403)
+        if method == "PATCH" and meta["archived"]:
+            return self._json({"message": "Thread is archived", "code": 50083}, 400)
+        if method == "POST" and meta["archived"]:
+            meta["archived"] = False
+            self._spawn(self._dispatch("THREAD_UPDATE", thread))
+        return None
+
+    def _spawn(self, event: Any) -> None:
+        """An event sent from a route that answers at once."""
+        task = asyncio.get_running_loop().create_task(event)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _no_send(self) -> bool:
         return bool(self.bot_denied & SEND_MESSAGES)
@@ -977,7 +1108,7 @@ class FakeDiscord:
 
     async def _deleted(self, cid: int, mid: int) -> None:
         if self._ws is not None:
-            data = {"id": str(mid), "channel_id": str(cid), "guild_id": str(self.guild_id)}
+            data = {"id": str(mid), "channel_id": str(cid), **self._guild_of(cid)}
             await self._dispatch("MESSAGE_DELETE", data)
 
     async def delete_message(self, mid: int, channel_id: int | None = None) -> None:
@@ -1002,18 +1133,23 @@ class FakeDiscord:
         """A member (bob, or the member `by` (id, name)) posts (in #general unless told),
         with (name, type, bytes) files this fake's CDN serves; returns the message id.
         A reply (`reply_to`) carries the message it refers to, unless not `resolved`
-        (Discord then leaves it out: the client fetches it); not `seen`: posted while
+        (Discord then leaves it out: the client fetches it); `channel_id` `dm_id`: in
+        the author's own DM with the bot, a thread's id: in it; not `seen`: posted while
         the bot was away (no event of it reaches the bot)."""
         mid = next(self._ids)
         mentions = [self.bot_user()] if mention_bot else []
         uid, name = by or (self.user_id, "bob")
         author = self._user(uid, name)
         cid = channel_id or self.channel_id
+        if cid == self.dm_id:  # "in a DM": the author's own with the bot
+            cid = self.dm_of(uid)
+            self._dms.add(cid)
         attachments = [self._attachment(cid, *file) for file in files]
         message = self._message(
             mid, cid, author, content, mentions=mentions, attachments=attachments
         )
-        message["member"] = {k: v for k, v in self._member(uid, name).items() if k != "user"}
+        if not self._is_dm(cid):  # a DM's message has no member (nor guild_id)
+            message["member"] = {k: v for k, v in self._member(uid, name).items() if k != "user"}
         if reply_to is not None:  # a reply to a message this fake holds
             message["type"] = 19
             message["message_reference"] = {"message_id": str(reply_to), "channel_id": str(cid)}
@@ -1039,7 +1175,13 @@ class FakeDiscord:
         }
 
     def _interaction(
-        self, kind: int, data: dict[str, Any], *, manager: bool = False, where: str = "guild"
+        self,
+        kind: int,
+        data: dict[str, Any],
+        *,
+        manager: bool = False,
+        where: str = "guild",
+        channel_id: int | None = None,
     ) -> dict[str, Any]:
         member = {k: v for k, v in self._member(self.user_id, "bob").items()}
         rights = EVERYONE_PERMISSIONS | (MANAGE_SERVER_PERMISSION if manager else 0)
@@ -1049,8 +1191,20 @@ class FakeDiscord:
         made = f"interaction:{iid}:{secrets.token_urlsafe(96)}".encode()
         token = base64.urlsafe_b64encode(made).decode().rstrip("=")
         self._tokens[token] = iid
+        if where == "dm":
+            return self._dm_interaction(iid, token, kind, data)
         if where != "guild":
             return self._user_app_interaction(iid, token, kind, data, member, where)
+        cid = channel_id or self.channel_id
+        channel: dict[str, Any] = {
+            "id": str(self.channel_id),
+            "type": 0,
+            "guild_id": str(self.guild_id),
+            "name": "general",
+            "permissions": str(EVERYONE_PERMISSIONS),
+        }
+        if cid in self.threads:  # a thread's partial channel, as interactions carry it
+            channel = {**self.threads[cid], "permissions": str(EVERYONE_PERMISSIONS)}
         return {
             "id": iid,
             "application_id": str(self.app_id),
@@ -1059,14 +1213,8 @@ class FakeDiscord:
             "version": 1,
             "data": data,
             "guild_id": str(self.guild_id),
-            "channel_id": str(self.channel_id),
-            "channel": {
-                "id": str(self.channel_id),
-                "type": 0,
-                "guild_id": str(self.guild_id),
-                "name": "general",
-                "permissions": str(EVERYONE_PERMISSIONS),
-            },
+            "channel_id": str(cid),
+            "channel": channel,
             "member": member,
             "app_permissions": str(self._app_permissions()),
             "locale": "en-US",
@@ -1074,6 +1222,38 @@ class FakeDiscord:
             "entitlements": [],
             "authorizing_integration_owners": {"0": str(self.guild_id)},
             "context": 0,
+            "attachment_size_limit": 26214400,
+        }
+
+    def _dm_interaction(
+        self, iid: str, token: str, kind: int, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Bob's command in his DM with the bot (context 1, BOT_DM): no guild, no member,
+        `user` instead; the bot's server install authorizes it as "0"
+        (interactions/receiving-and-responding.mdx, authorizing_integration_owners)."""
+        bob = self._user(self.user_id, "bob")
+        channel = {
+            "id": str(self.dm_id),
+            "type": 1,
+            "recipients": [bob],
+            "last_message_id": None,
+            "flags": 0,
+        }
+        return {
+            "id": iid,
+            "application_id": str(self.app_id),
+            "type": kind,
+            "token": token,
+            "version": 1,
+            "data": data,
+            "channel_id": str(self.dm_id),
+            "channel": channel,
+            "user": bob,
+            "app_permissions": str(EVERYONE_PERMISSIONS),
+            "locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": "0"},
+            "context": 1,
             "attachment_size_limit": 26214400,
         }
 
@@ -1187,6 +1367,7 @@ class FakeDiscord:
         manager: bool = False,
         files: dict[str, tuple[str, str, bytes]] | None = None,
         where: str = "guild",
+        channel_id: int | None = None,
         **options: str,
     ) -> None:
         """Bob runs `/name sub option:value …` (or `/name option:value …`) in #general
@@ -1208,7 +1389,7 @@ class FakeDiscord:
         }
         if attached:
             data["resolved"] = {"attachments": {a["id"]: a for a in attached.values()}}
-        made = self._interaction(2, data, manager=manager, where=where)
+        made = self._interaction(2, data, manager=manager, where=where, channel_id=channel_id)
         await self._dispatch("INTERACTION_CREATE", made)
 
     async def autocomplete(
@@ -1232,9 +1413,12 @@ class FakeDiscord:
         await self.wait_until(lambda: bool(self.bot_calls("POST", path)), 30)
         return self.choices.get(made["id"], [])
 
-    async def submit_modal(self, values: dict[str, str], *, manager: bool = False) -> None:
+    async def submit_modal(
+        self, values: dict[str, str], *, manager: bool = False, where: str = "guild"
+    ) -> None:
         """Bob fills in the last modal the bot showed and submits it (with Manage Server
-        when `manager`: a submission carries its member's permissions, as a command does)."""
+        when `manager`: a submission carries its member's permissions, as a command does;
+        `where` "dm": in his DM with the bot)."""
         modal = next(r["data"] for r in reversed(self.responses) if r.get("type") == 9)
         rows = []
         for row in modal["components"]:
@@ -1252,13 +1436,16 @@ class FakeDiscord:
             else:
                 rows.append({"type": 1, "components": filled})
         data = {"custom_id": modal["custom_id"], "components": rows}
-        await self._dispatch("INTERACTION_CREATE", self._interaction(5, data, manager=manager))
+        made = self._interaction(5, data, manager=manager, where=where)
+        await self._dispatch("INTERACTION_CREATE", made)
 
     async def click(self, message_id: int, custom_id: str, *, manager: bool = False) -> None:
         """Bob presses the button `custom_id` on the bot's message `message_id` (with
-        Manage Server when `manager`)."""
+        Manage Server when `manager`), where that message is (a thread, his DM)."""
         data = {"custom_id": custom_id, "component_type": 2}
-        interaction = self._interaction(3, data, manager=manager)
+        cid = int(self.messages[message_id]["channel_id"])
+        where = "dm" if cid == self.dm_id else "guild"
+        interaction = self._interaction(3, data, manager=manager, where=where, channel_id=cid)
         self._pressed[interaction["id"]] = message_id
         interaction["message"] = self.messages[message_id]
         await self._dispatch("INTERACTION_CREATE", interaction)

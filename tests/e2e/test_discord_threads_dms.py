@@ -1,0 +1,106 @@
+"""`chatbot run` in threads, a forum's posts and DMs, on the loopback fake Discord (its
+THREAD_CREATE / THREAD_UPDATE / THREAD_DELETE, thread and DM channels) as people use them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tests.bot_process import chatbot_run
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import Script
+
+TOKEN = "loopback.bot.token-threads-0123456789"
+ZED = (300_000_000_000_000_777, "zed")  # in no server the bot is in
+
+
+def _posts_in(fake: FakeDiscord, cid: int) -> list[dict[str, Any]]:
+    return [m for m in fake.messages.values() if m["channel_id"] == str(cid)]
+
+
+def _button(message: dict[str, Any], kind: str) -> str:
+    ids = [c["custom_id"] for row in message["components"] for c in row["components"]]
+    return next(i for i in ids if i.startswith(f"cc:{kind}:"))
+
+
+async def test_a_thread_keeps_its_own_history_and_follows_its_channel(tmp_path: Path) -> None:
+    fake = FakeDiscord(TOKEN, forum_id=200_000_000_000_000_555)
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
+        asked = await fake.user_says(f"<@{fake.bot_id}> first in channel")
+        await fake.wait_until(lambda: len(_posts_in(fake, fake.channel_id)) == 1, 30)
+        await fake.user_says(f"<@{fake.bot_id}> second in channel")
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        # "Create Thread" on the first question: the thread begins with it and its answer.
+        thread = await fake.start_thread("talk", on=asked)
+        await fake.user_says(f"<@{fake.bot_id}> in the thread", channel_id=thread)
+        await fake.wait_until(lambda: len(model.requests) == 3, 30)
+        assert [m["content"] for m in model.requests[-1]["messages"]] == [  # type: ignore[index]
+            "first in channel",
+            "Hello there!",
+            "in the thread",
+        ]
+        await fake.wait_until(lambda: bool(_posts_in(fake, thread)), 30)
+        [answer] = _posts_in(fake, thread)
+        await fake.wait_until(lambda: "cc:regen:" in repr(answer["components"]), 30)
+        await fake.click(int(answer["id"]), _button(answer, "regen"))
+        await fake.wait_until(lambda: len(model.requests) == 4, 30)
+        # /reply mode in a thread sets its channel's: a plain message there is answered.
+        await fake.slash("reply", "mode", manager=True, channel_id=thread, mode="always")
+        await fake.wait_until(lambda: any("always" in t for t in fake.originals.values()), 30)
+        await fake.user_says("plain in channel", mention_bot=False)
+        await fake.wait_until(lambda: len(model.requests) == 5, 30)
+        # An archived thread: its answers cannot change, and say so.
+        await fake.wait_until(lambda: "cc:regen:" in repr(answer["components"]), 30)
+        await fake.update_thread(thread, archived=True)
+        await fake.click(int(answer["id"]), _button(answer, "regen"))
+        await fake.wait_until(lambda: "thread is archived" in str(fake.responses), 30)
+        # A forum post asked with a mention is answered in the post.
+        post = await fake.start_thread("Forum Post", parent=fake.forum_id)
+        await fake.user_says(f"<@{fake.bot_id}> forum question", channel_id=post)
+        await fake.wait_until(lambda: bool(_posts_in(fake, post)), 30)
+        # A thread deleted while the answer streams: the answer stops, nothing is said.
+        model.script.chunks, model.script.interval = [f"w{i} " for i in range(40)], 0.2
+        other = await fake.start_thread("doomed")
+        await fake.user_says(f"<@{fake.bot_id}> long one", channel_id=other)
+        await fake.wait_until(lambda: bool(_posts_in(fake, other)), 30)
+        await fake.delete_thread(other)
+        async with asyncio.timeout(30):  # the model's side: no event of the fake says it
+            while not model.cut_off:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+    assert len(model.requests) == 7
+    assert not fake.dms and "Traceback" not in bot.log
+
+
+async def test_dms_answer_every_message_with_the_dms_own_key(tmp_path: Path) -> None:
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
+        await fake.user_says("hi in a DM", channel_id=fake.dm_id, mention_bot=False)
+        await fake.wait_until(lambda: len(model.requests) == 1, 30)
+        await fake.slash("key", "set", where="dm", source="custom")
+        await fake.wait_until(lambda: any(r.get("type") == 9 for r in fake.responses), 30)
+        await fake.submit_modal({"secret:key": "dm-key-ABCDEFGH12345678"}, where="dm")
+        await fake.wait_until(lambda: bool(fake.followups), 30)
+        assert "for this DM" in fake.followups[-1]["content"]
+        await fake.user_says("with my key", channel_id=fake.dm_id, mention_bot=False)
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        # Someone in no server the bot is in: their own DM, without Bob's key or history.
+        await fake.user_says("a stranger", channel_id=fake.dm_id, mention_bot=False, by=ZED)
+        await fake.wait_until(lambda: len(model.requests) == 3, 30)
+        await asyncio.sleep(0.5)
+    # No key, the status check and Bob's DM with his key, the stranger's DM without it.
+    assert model.authorizations[-3:] == ["Bearer dm-key-ABCDEFGH12345678"] * 2 + [""]
+    assert [m["content"] for m in model.requests[-1]["messages"]] == ["a stranger"]  # type: ignore[index]
+    assert "Traceback" not in bot.log
+
+
+async def test_allowed_users_keeps_others_out_of_dms(tmp_path: Path) -> None:
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script(), ALLOWED_USERS=str(ZED[0])) as (_, model):
+        await fake.user_says("let me in", channel_id=fake.dm_id, mention_bot=False)
+        await fake.user_says("listed", channel_id=fake.dm_id, mention_bot=False, by=ZED)
+        await fake.wait_until(lambda: len(model.requests) == 1, 30)
+        await fake.slash("settings", where="dm")
+        await fake.wait_until(lambda: bool(fake.originals), 30)
+    assert [m["content"] for m in model.requests[0]["messages"]] == ["listed"]  # type: ignore[index]
+    assert "does not serve" in next(iter(fake.originals.values()))
