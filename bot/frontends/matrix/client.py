@@ -75,7 +75,7 @@ def _is_message(event: Any) -> bool:
     return (
         event.type == "m.room.message"
         and isinstance(content, dict)
-        and content.get("msgtype") in events.MEDIA
+        and events.msgtype_of(content) in events.MEDIA
     )
 
 
@@ -309,7 +309,7 @@ class MatrixBot:
             e2ee=self._client.olm is not None,
             is_message=_is_message(event),
             is_edit=events.is_edit(content),
-            msgtype=str(content.get("msgtype", "")),
+            msgtype=events.msgtype_of(content),
             text=text,
             is_command=command,
             may_hold_secret=secret,

@@ -36,6 +36,14 @@ STICKER = "m.sticker"
 SENT_BY_THIS_BOT = "chat_completion_bot"
 
 
+def msgtype_of(content: Mapping[str, Any]) -> str:
+    """A message's msgtype, "" when it is not a string: a list or an object there (an
+    encrypted event, which the homeserver cannot check, may hold one) is unhashable, and
+    looking it up among the msgtypes had failed the event with an error in the log."""
+    kind = content.get("msgtype")
+    return kind if isinstance(kind, str) else ""
+
+
 def from_this_bot(content: Mapping[str, Any]) -> bool:
     """Sent by a bot of this kind (another account, or another process)."""
     return content.get(SENT_BY_THIS_BOT) is True
@@ -383,7 +391,7 @@ def media_of(content: Mapping[str, Any], event_type: str = "m.room.message") -> 
     elif event_type != "m.room.message":
         return None
     found = _media(content)
-    if found is None and content.get("msgtype") in MEDIA:
+    if found is None and msgtype_of(content) in MEDIA:
         return MediaFile("", *_described(content))
     return found
 
@@ -403,7 +411,7 @@ def _described(content: Mapping[str, Any]) -> tuple[str, str, int]:
 
 
 def _media(content: Mapping[str, Any]) -> MediaFile | None:
-    if content.get("msgtype") not in MEDIA:
+    if msgtype_of(content) not in MEDIA:
         return None
     filename, mimetype, size = _described(content)
     url = content.get("url")
