@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from math import ceil
 from typing import Any
 
 from bot.commands.catalog import BUILTIN_MODELS
@@ -32,7 +33,7 @@ from bot.providers import MAX_MODELS, NotFoundError, StatusResult, maybe_cut
 from bot.providers.policy import EndpointRefused, server_of
 from bot.store import FOLLOWING_CLEARED, SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
-from bot.types.text import quoted, shown_id, unmarked
+from bot.types.text import quoted, seconds_in_words, shown_id, unmarked
 
 _MAX_LISTED = 60
 _NARROW = " ({p}models list <text> shows the ids containing it)"
@@ -88,9 +89,21 @@ def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
     if result.error_kind == "config":  # nothing to check yet: the next setup step
         return f"Next: {result.reason}"
     return (
-        f"Status check failed: {result.reason}{fixed}\n"
+        f"Status check failed{_reused(result, p)}: {result.reason}{fixed}\n"
         f"Fix it and run {p}connect again, or {p}connect bypass:on to chat anyway."
     )
+
+
+def _reused(result: StatusResult, p: str) -> str:
+    """When the failure shown is an earlier check's (a flood of checks asks the endpoint
+    once): how old it is and when a check asks anew, or a fix looks like it did nothing."""
+    if result.checked_ago is None:
+        return ""
+    ago = int(result.checked_ago)
+    said = f"{seconds_in_words(ago)} ago" if ago else "under a second ago"
+    again = ceil(result.recheck_in)
+    when = f"in {seconds_in_words(again)}" if again else "now"
+    return f" (checked {said}; run {p}connect again {when} to check anew)"
 
 
 async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[str]:

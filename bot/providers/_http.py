@@ -120,8 +120,8 @@ class Transport:
         self._transports: dict[tuple[str, str, int | None], PoolTransport] = {}
         self._urls: dict[str, httpx.URL] = {}  # as typed → parsed (`_url`)
         self._checks: dict[str, tuple[float, str]] = {}  # URL → (valid until, checked URL)
-        # What `shared` fetched or is fetching: key → (reused until, its task).
-        self._shared: dict[str, tuple[float, asyncio.Task[Any]]] = {}
+        # What `shared` fetched or is fetching: key → (reused until, its task, when it ended).
+        self._shared: dict[str, tuple[float, asyncio.Task[Any], float]] = {}
         self._tls: ssl.SSLContext | None = None
         s = settings
         self._lane_size = min(_LANE_SIZE, s.max_connections_per_endpoint)
@@ -195,7 +195,7 @@ class Transport:
 
     async def aclose(self) -> None:
         shared, self._shared = self._shared, {}
-        for _, task in shared.values():
+        for _, task, _ in shared.values():
             task.cancel()
         transports, self._transports = list(self._transports.values()), {}
         for transport in transports:
@@ -238,7 +238,7 @@ class Transport:
                 while len(self._shared) >= _LISTS_KEPT:  # many endpoints at once: oldest go
                     del self._shared[next(iter(self._shared))]
             task: asyncio.Task[T] = asyncio.ensure_future(fetch())
-            held = self._shared[key] = (float("inf"), task)
+            held = self._shared[key] = (float("inf"), task, float("inf"))
             task.add_done_callback(functools.partial(self._fetched, key))
         # Shielded: one caller that is cancelled (a shutdown) does not end it for others.
         return cast(T, await asyncio.shield(held[1]))
@@ -259,7 +259,23 @@ class Transport:
         else:
             if failed is not None:  # kept for the next callers, not what it was raised from
                 failed.__context__ = failed.__cause__ = None
-            self._shared[key] = (time.monotonic() + LIST_REUSE_SECONDS, task)
+            ended = time.monotonic()
+            self._shared[key] = (ended + LIST_REUSE_SECONDS, task, ended)
+
+    def reused(self, failure: BaseException, since: float) -> tuple[float, float] | None:
+        """For a failure `shared` gave out that was fetched before `since` (monotonic), so
+        the endpoint was not asked again for it: (seconds since it was fetched, seconds
+        until the same call asks anew). None: it is no such failure."""
+        now = time.monotonic()
+        for until, task, ended in self._shared.values():
+            if (
+                ended < since
+                and task.done()
+                and not task.cancelled()
+                and task.exception() is failure
+            ):
+                return now - ended, max(0.0, until - now)
+        return None
 
     def retry_delay(self, attempt: int, err: ProviderError, started: float) -> float | None:
         """Seconds to wait before another attempt, or None to give up now."""

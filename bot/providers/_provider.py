@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import replace
@@ -261,6 +262,7 @@ class HTTPProvider:
 
     async def check_status(self) -> StatusResult:
         typed = ""
+        asked = time.monotonic()
         try:
             typed = await self._typed()
             base = self._known_base(typed)
@@ -278,12 +280,17 @@ class HTTPProvider:
                 v1 = "" if base.endswith("/v1") else " (many endpoints need /v1 at its end)"
                 reason = f"{self._where(base)} has no model list at {base}/models (HTTP 404). "
                 reason += f"Check the URL{v1}."
+            # Another check's failure, not asked anew: said, or a fix made since looks
+            # like it did nothing.
+            ago, again = self._t.reused(err, asked) or (None, 0.0)
             return StatusResult(
                 ok=False,
                 reason=reason,
                 base_url=base,
                 corrected=bool(typed) and base != typed,
                 error_kind=err.kind,
+                checked_ago=ago,
+                recheck_in=again,
             )
         count = len(models)
         reason = (

@@ -104,6 +104,10 @@ class StatusResult:
     corrected: bool = False
     error_kind: str = ""  # ProviderError.kind of the failure, "" when ok
     cut: bool = False  # the endpoint listed more models than `models` keeps
+    # A failure an earlier check fetched, given again (LIST_REUSE_SECONDS): seconds since
+    # that check, and until a check asks the endpoint anew. None: this check asked.
+    checked_ago: float | None = None
+    recheck_in: float = 0.0
 
 
 class ProviderError(Exception):

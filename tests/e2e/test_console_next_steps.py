@@ -1,0 +1,50 @@
+"""Refusals and failures typed into `python -m bot console` say what to do next: a status
+check's failure given again from an earlier check says when a check asks anew, a choice
+typed with look-alike letters is suggested for the option it fits, and a message held
+back by several limits names each, with when each frees up."""
+
+from __future__ import annotations
+
+import re
+
+from bot.providers._http import LIST_REUSE_SECONDS
+from tests.e2e.hostile_endpoint import HostileEndpoint, status_only
+from tests.e2e.test_hostile_console import Workspace
+
+
+def _lines(out: str, start: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(start)]
+
+
+def test_a_failed_check_given_again_says_when_it_was_made(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """The endpoint's answer to a status check is shared for LIST_REUSE_SECONDS (a flood
+    of /connect asks it once). An admin who fixed the key on the endpoint's side and ran
+    /connect again at once got the same failure, word for word, as if the fix did nothing.
+    Now a failure given again says how old it is and when a check asks anew."""
+    endpoint.on_models = status_only(401, "invalid api key")
+    run = ws.run(
+        [
+            "/source custom",
+            f"/proxy set {endpoint.url_v1}",  # checks: the endpoint is asked
+            "/connect",
+            "/connect",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    failed = _lines(run.out, "Status check failed")
+    assert len(failed) == 3, run.describe()
+    assert failed[0].startswith("Status check failed: "), failed  # asked now: no note
+    asked = [r for r in endpoint.requests if r.path.endswith("/models")]
+    if len(asked) > 1:  # a machine so slow the window passed: asked anew, said as such
+        return
+    for line in failed[1:]:
+        found = re.search(r"\(checked (.+?); run /connect again (.+?) to check anew\): ", line)
+        assert found is not None, line
+        ago = 0 if found[1] == "under a second ago" else int(found[1].removesuffix(" s ago"))
+        # `now`: the window ended between the check and its words
+        again = LIST_REUSE_SECONDS - ago if found[2] == "now" else int(found[2][3:-2])
+        assert ago + again == LIST_REUSE_SECONDS, line
+        assert "rejected the credentials (HTTP 401)" in line, line
