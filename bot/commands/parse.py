@@ -576,16 +576,32 @@ def _peel_named(rest: str, others: list[Option], raw: dict[str, Any], *, bare: b
 
 
 def _fitting(positional: list[Option], value: str) -> int:
-    """Which optional choice a bare value is for: `/usage week` skips `scope`."""
+    """Which optional choice a bare value is for: `/usage week` skips `scope`. One no
+    choice names is for the choice it is a typo of or spells with look-alike letters
+    (`/usage wееk`, Cyrillic е), so its refusal suggests that one."""
     first = positional[0]
     if first.kind is not Kind.CHOICE or first.required or first.choice(value) is not None:
         return 0
-    for i, opt in enumerate(positional[1:], start=1):
+    choices = list(enumerate(positional))
+    for i, opt in choices[1:]:
         if opt.kind is not Kind.CHOICE:
+            choices = choices[:i]
             break
         if opt.choice(value) is not None:
             return i
-    return 0
+    return next((i for i, opt in choices if _meant(opt, value) is not None), 0)
+
+
+def _meant(opt: Option, word: str, platform: Platform | None = None) -> str | None:
+    """The choice of `opt` that `word` is a typo of or spells with look-alike or
+    fullwidth letters, in `platform`'s words (`rооm`, Cyrillic о: `channel`, on Matrix
+    `room`); None: none is close."""
+    if platform is None:
+        return closest(Platform.canonical(looks(word)), list(opt.choices))
+    close = closest(word, list(opt.shown_choices(platform)))
+    if close is None and (stored := _meant(opt, word)) is not None:
+        close = platform.named(stored)
+    return close
 
 
 def _named(token: str, options: dict[str, Option]) -> tuple[Option, str] | None:
@@ -703,8 +719,10 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
             raise CommandError(other)
         if chosen is None:
             shown = list(opt.shown_choices(platform))
+            meant = _meant(opt, text, platform)
+            hint = f" Did you mean {quoted(meant)}?" if meant is not None else ""
             raise CommandError(
-                f"{quoted(text)} is not a valid {opt.name}.{suggest(text.lower(), shown)} "
+                f"{quoted(text)} is not a valid {opt.name}.{hint} "
                 f"Choose one of: {', '.join(shown)}."
             )
         return chosen
@@ -714,7 +732,10 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
             return switch
         if text.lower() == DEFAULT:  # the scope's own value goes: the next scope's applies
             return DEFAULT
-        raise CommandError(f"`{opt.name}` must be on or off (or default), not {quoted(text)}.")
+        hint = suggest(text, [SWITCH_ON[0], SWITCH_OFF[0], DEFAULT])  # `оn`, Cyrillic о
+        raise CommandError(
+            f"`{opt.name}` must be on or off (or default), not {quoted(text)}.{hint}"
+        )
     if opt.kind in (Kind.NUMBER, Kind.INTEGER):
         whole = opt.kind is Kind.INTEGER
         number = parse_whole_number(text) if whole else parse_decimal(text)

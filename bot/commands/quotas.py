@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.commands.parse import CommandError
+from bot.commands.parse import CommandError, suggest
 from bot.commands.router import check_scope
 from bot.commands.scopes import next_scope, scope_place
 from bot.commands.spec import CommandContext
@@ -16,6 +16,7 @@ from bot.usage.limits import (
     ANSWER_ESTIMATE,
     DEFAULT,
     NAMES,
+    OFF,
     SPECS,
     LimitError,
     allowance,
@@ -125,8 +126,8 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         raise CommandError(f"{shown} is the server's budget: add scope:server (server admins).")
     try:
         value = parse_value(str(args["value"]), ctx.ref.platform)
-    except LimitError as err:
-        raise CommandError(str(err)) from None
+    except LimitError as err:  # `ｏｆｆ` (fullwidth), `оff` (Cyrillic о): which word it is
+        raise CommandError(f"{err}{suggest(str(args['value']), [OFF, DEFAULT])}") from None
     where = _where(scope, ctx.ref.place)
     ceiling = ctx.gate.defaults.get(name.value) if ctx.ref.direct else None
     if ceiling is not None and value != DEFAULT and (value is None or value > ceiling):

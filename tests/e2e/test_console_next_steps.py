@@ -48,3 +48,37 @@ def test_a_failed_check_given_again_says_when_it_was_made(
         again = LIST_REUSE_SECONDS - ago if found[2] == "now" else int(found[2][3:-2])
         assert ago + again == LIST_REUSE_SECONDS, line
         assert "rejected the credentials (HTTP 401)" in line, line
+
+
+def test_a_choice_typed_with_look_alike_letters_is_suggested_where_it_fits(
+    ws: Workspace,
+) -> None:
+    """`/usage wееk` (Cyrillic е) was refused as "not a valid scope" with no suggestion:
+    a value no choice names went to the first optional choice (scope), whose words it is
+    nothing like, though `/usage period:wееk` suggested `week`. Now it goes to the choice
+    it spells, and the same holds for fullwidth letters, a switch and a limit's `off`."""
+    run = ws.run(
+        [
+            "/usage wееk",  # Cyrillic е
+            "/usage ｗｅｅｋ",  # fullwidth, as a CJK keyboard types it
+            "/limits mеssages_per_user_minute",
+            "/connect bypass:оn",  # Cyrillic о
+            "/limits set messages_per_user_minute ｏｆｆ",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    said = run.before_help().splitlines()
+    assert said[0].startswith(
+        "`wееk` is not a valid period. Did you mean `week`? Choose one of: day, week, month."
+    ), said
+    assert said[1].startswith("`ｗｅｅｋ` is not a valid period. Did you mean `week`?"), said
+    assert said[2].startswith(
+        "`mеssages_per_user_minute` is not a valid name. Did you mean `messages_per_user_minute`?"
+    ), said
+    assert said[3] == "`bypass` must be on or off (or default), not `оn`. Did you mean `on`?"
+    assert said[4].startswith("`ｏｆｆ` is not a limit: ") and said[4].endswith(
+        "Did you mean `off`?"
+    ), said
+    assert len(said) == 5, said
+    assert ws.query("SELECT count(*) FROM limits") in ([], [(0,)])

@@ -526,6 +526,22 @@ def test_a_bad_scope_is_refused_in_the_platforms_words() -> None:
 
 
 @pytest.mark.parametrize(
+    ("platform", "typed", "meant"),
+    [(Platform.DISCORD, "rооm", "channel"), (Platform.MATRIX, "сhannel", "room")],
+)
+def test_a_look_alike_of_either_platforms_word_is_suggested_in_this_ones(
+    platform: Platform, typed: str, meant: str
+) -> None:
+    """Cyrillic о or с in the other platform's word for the place (either is taken when
+    spelled right): the refusal suggests it as this platform says it."""
+    command = find(TABLE, ("usage",))
+    assert command is not None
+    inv = parse(f"/usage {typed}", TABLE, platform=platform)
+    with pytest.raises(CommandError, match=f"not a valid scope. Did you mean `{meant}`\\?"):
+        bind(command, inv, "/", server=False, platform=platform)
+
+
+@pytest.mark.parametrize(
     ("typed", "named", "source"),
     [
         ("/source lmstudio", "`lmstudio`", "custom"),
