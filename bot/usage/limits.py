@@ -20,6 +20,7 @@ MINUTE = timedelta(minutes=1)
 OFF = "off"
 DEFAULT: Literal["default"] = "default"
 _CHANNEL = PlaceName(Platform.DISCORD)  # a server's channel
+_NOT_SENT = "Nothing was sent to the model."  # a refusal's last words
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +235,11 @@ def check(
     has_server: bool = True,
     place: PlaceName = _CHANNEL,
 ) -> Refusal | None:
-    """None when a turn costing about `estimate` tokens fits every limit, else why not
-    (commands named with `prefix`; `has_server`: whether this place has a server;
-    `place`: how it is named, ChannelRef.place)."""
+    """None when a turn costing about `estimate` tokens fits every limit, else why not:
+    every limit it does not fit, each with when it frees up, so a person waiting for the
+    first is not refused by the next (commands named with `prefix`; `has_server`:
+    whether this place has a server; `place`: how it is named, ChannelRef.place)."""
+    refused: list[Refusal] = []
     for name, held in limits.items():
         spent = used(name, counts, held.value)
         cost = 1 if SPECS[name].unit == "messages" else estimate
@@ -261,8 +264,22 @@ def check(
             place=place,
             failed=failed,
         )
-        return Refusal(name, held.value, text, free)
-    return None
+        refused.append(Refusal(name, held.value, text, free))
+    if len(refused) < 2:
+        return refused[0] if refused else None
+    # The message goes once every one frees up: the last of them, or never by itself.
+    frees = [r.frees_at for r in refused]
+    free = None if None in frees else max(f for f in frees if f is not None)
+    texts = [r.text.removesuffix(f" {_NOT_SENT}") for r in refused]
+    if free is None:
+        stuck = [place.named(r.name.value) for r in refused if r.frees_at is None]
+        does = "does" if len(stuck) == 1 else "do"
+        last = f"Waiting will not do: {' and '.join(stuck)} {does} not free up by itself."
+    else:
+        every = "both" if len(refused) == 2 else f"all {len(refused)}"
+        last = f"It can go once {every} have freed up, {when(free, now)}."
+    text = "\n".join([*texts, f"{last} {_NOT_SENT}"])
+    return Refusal(refused[0].name, refused[0].limit, text, free)
 
 
 def _what(name: LimitName, limit: int, place: PlaceName) -> str:
@@ -320,11 +337,11 @@ def refusal_text(
                 f"shorten it, or an admin of this {place} can start afresh with {prefix}reset; "
                 f"{who}."
             )
-        return f"{head}. {tail} Nothing was sent to the model."
+        return f"{head}. {tail} {_NOT_SENT}"
     sooner = ""
     if tokens and held > 0:
         sooner = " (or sooner, if the answers being written use less than they hold)"
-    return f"{head}. It frees up {when(free, now)}{sooner}; {who}. Nothing was sent to the model."
+    return f"{head}. It frees up {when(free, now)}{sooner}; {who}. {_NOT_SENT}"
 
 
 def _failed(failed: int, limit: int) -> str:

@@ -82,3 +82,37 @@ def test_a_choice_typed_with_look_alike_letters_is_suggested_where_it_fits(
     ), said
     assert len(said) == 5, said
     assert ws.query("SELECT count(*) FROM limits") in ([], [(0,)])
+
+
+def test_a_message_held_back_by_two_limits_names_both(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A person's minute and day both used up: the refusal named only the minute's limit
+    and said it freed up in 60 s, and a minute later the day's refused them again until
+    midnight. Now it names each limit that holds, when each frees up, and when the
+    message can go: once both have."""
+    endpoint.stream.usage = {"prompt_tokens": 150, "completion_tokens": 50, "total_tokens": 200}
+    run = ws.run(
+        [
+            "/source custom",
+            f"/proxy set {endpoint.url_v1}",
+            "/model m",
+            "/limits set messages_per_user_minute 1",
+            "/limits set tokens_per_user_day 400",  # 200 left: less than a message needs
+            "Name one colour.",
+            "Name another colour.",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    said = run.before_help()
+    assert len(endpoint.chat_requests()) == 1, run.describe()
+    minute = _lines(said, "Limit reached: messages_per_user_minute (1 message a minute")
+    day = _lines(said, "Limit reached: tokens_per_user_day (400 tokens a day (UTC) per person)")
+    assert len(minute) == len(day) == 1, run.describe()
+    assert "It frees up at " in minute[0] and "(in 60 s)" in minute[0], minute
+    assert "200 used, this message needs about " in day[0], day
+    assert "It frees up at 00:00 UTC (in " in day[0], day
+    [last] = _lines(said, "It can go once both have freed up, at 00:00")
+    assert last.endswith("Nothing was sent to the model."), last
+    assert said.count("Nothing was sent to the model.") == 1, said
