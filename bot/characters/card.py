@@ -123,7 +123,7 @@ def read_card(data: bytes) -> Card:
         # A photo, a zip, a damaged download: not text with an encoding problem.
         raise CardError(
             Problem.NOT_A_CARD,
-            "This file is not a character card: neither a PNG with one in it nor JSON.",
+            f"This file is not a character card: neither a PNG with one in it nor JSON. {_EXPORT}",
         )
     return card_from_json(data)
 
@@ -167,7 +167,9 @@ def _from_png(data: bytes) -> Card:
     if not found:
         raise CardError(
             Problem.NOT_A_CARD,
-            "This PNG has no character card in it (no `ccv3` or `chara` text chunk).",
+            "This PNG has no character card in it (no `ccv3` or `chara` text chunk): a picture "
+            "saved from a page, or one an editor saved again, loses it. Send the PNG the card "
+            "was exported as.",
         )
     image = _avatar(chunks)
     first: CardError | None = None
@@ -239,6 +241,8 @@ def json_text(data: bytes, what: str) -> str:
         ) from err
 
 
+# What a file that holds no card is told to do instead.
+_EXPORT = "Export the character as a card (PNG or JSON) and send that file."
 _MAX_NUMBER_CHARS = 100  # no card or preset field needs a longer number
 
 
@@ -268,7 +272,8 @@ def parse_json(text: str, what: str) -> Any:
     except json.JSONDecodeError as err:
         raise CardError(
             Problem.BAD_JSON,
-            f"The {what} is not valid JSON ({err.msg}: line {err.lineno} column {err.colno}).",
+            f"The {what} is not valid JSON ({err.msg}: line {err.lineno} column {err.colno}). "
+            "Send the file as it was exported, not edited or cut short.",
         ) from err
     except RecursionError as err:
         raise CardError(Problem.BAD_JSON, f"The {what} JSON is nested too deeply.") from err
@@ -297,7 +302,7 @@ def _depth(value: object) -> int:
 def card_from_object(value: object, image: bytes | None = None) -> Card:
     """A card from parsed JSON: V2 and V3 as they are, V1 (flat, no spec) upgraded."""
     if not isinstance(value, dict):
-        raise CardError(Problem.NOT_A_CARD, "The file is JSON but not a character card.")
+        raise CardError(Problem.NOT_A_CARD, f"The file is JSON but not a character card. {_EXPORT}")
     spec = value.get("spec")
     if spec is None:
         if any(key in value for key in _PRESET_KEYS) and "first_mes" not in value:
@@ -318,7 +323,7 @@ def card_from_object(value: object, image: bytes | None = None) -> Card:
             return _card(_v1_as_data(_pygmalion_as_v1(value)), V1, image)
         raise CardError(
             Problem.NOT_A_CARD,
-            "The file is JSON but not a character card (no `spec` and no `name`).",
+            f"The file is JSON but not a character card (no `spec` and no `name`). {_EXPORT}",
         )
     if spec == V2:
         version = value.get("spec_version")

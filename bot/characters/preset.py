@@ -211,14 +211,18 @@ def parse_preset(
     except CardError as err:
         raise PresetError(str(err)) from err
     if not isinstance(preset, dict):
-        raise PresetError("The file is JSON but not a Chat Completion preset.")
+        raise PresetError(
+            "The file is JSON but not a Chat Completion preset. Export one from "
+            "SillyTavern's AI Response Configuration panel and send that."
+        )
     if "spec" in preset or "data" in preset:
         raise PresetError("This is a character card, not a preset; use the character import.")
     params = params or {}
     own = _own_names(params)
     if not any(key in preset for key in (*_SETTINGS, *own, "prompts", *_LEGACY)):
         raise PresetError(
-            "The file is JSON but not a Chat Completion preset (no temperature, prompts …)."
+            "The file is JSON but not a Chat Completion preset (no temperature, prompts …). "
+            "Export one from SillyTavern's AI Response Configuration panel and send that."
         )
     values: dict[str, object] = {}
     ignored = []

@@ -9,7 +9,7 @@ from typing import Any
 from bot.characters import FORMATS
 from bot.commands.catalog import SETUP_STEPS
 from bot.commands.endpoint import key_not_sent, secret_state
-from bot.commands.parse import CommandError
+from bot.commands.parse import CommandError, suggest
 from bot.commands.quotas import access_summary
 from bot.commands.scopes import (
     next_scope,
@@ -31,10 +31,11 @@ from bot.connection import (
     shown_here,
 )
 from bot.fields import BY_NAME, PARAM_NAMES, PARAMS, Field, FieldError
+from bot.fields import Kind as FieldKind
 from bot.store import SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, PlaceName, Platform, Reply, ReplyMode, Scope, Source
 from bot.types.secrets import held_secret
-from bot.types.text import clean_text, shown_id
+from bot.types.text import SWITCH_OFF, SWITCH_ON, clean_text, shown_id
 from bot.usage.quota import limits_here
 
 
@@ -272,6 +273,13 @@ def _elsewhere_note(
     return f" ({only}; this {place} uses {config.source.value})"
 
 
+def _words(field: Field) -> list[str]:
+    """The words /params takes for `field`, besides numbers and text."""
+    switch = (SWITCH_ON[0], SWITCH_OFF[0]) if field.kind is FieldKind.SWITCH else ()
+    off = (SWITCH_OFF[0],) if field.off is not None else ()
+    return list(dict.fromkeys([*field.choices, *switch, *off, DEFAULT]))
+
+
 def _param_line(field: Field, config: ChannelConfig, place: PlaceName) -> str:
     value = field.show(config.value(field.name))
     note = f"; {_only_for(field).strip(' ()')}" if field.sources is not None else ""
@@ -300,8 +308,8 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         )
     try:
         value = None if text.strip().lower() == "default" else field.parse(text)
-    except FieldError as err:
-        raise CommandError(str(err)) from None
+    except FieldError as err:  # `hіgh` (Cyrillic і), `оn`, `dfault`: which word it is
+        raise CommandError(f"{err}{suggest(text, _words(field))}") from None
     scope = scope_of(args)
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, {field.key: value}, action="params")
     overridden = own_value_note(config, scope, name)

@@ -694,7 +694,10 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
         text = value.reveal() if isinstance(value, SecretValue) else str(value)
         cleaned = header_safe(text, opt.help.removeprefix("the "))
         if len(cleaned) > opt.max_length:
-            raise CommandError(f"That is too long for {opt.help} ({len(cleaned):,} characters).")
+            raise CommandError(
+                f"That is too long for {opt.help} ({len(cleaned):,} characters; it takes at "
+                f"most {opt.max_length:,}). Nothing was saved: paste {opt.help} alone."
+            )
         return SecretValue(cleaned)
     typed = str(value)
     # Free text loses its control characters; a value that names something is refused

@@ -116,3 +116,38 @@ def test_a_message_held_back_by_two_limits_names_both(
     [last] = _lines(said, "It can go once both have freed up, at 00:00")
     assert last.endswith("Nothing was sent to the model."), last
     assert said.count("Nothing was sent to the model.") == 1, said
+
+
+def test_refusals_say_what_to_do_next(ws: Workspace) -> None:
+    """Refusals that said only what was wrong: a file that holds no card or preset (what
+    to send instead), a key pasted with more than it (its limit, that nothing was saved),
+    and a parameter's word typed with a look-alike letter (no suggestion, though a
+    command's choices suggest one)."""
+    (ws.cwd / "notes.json").write_text('{"title": "not a card"}', encoding="utf-8")
+    run = ws.run(
+        [
+            "/character import notes.json",
+            "/preset import notes.json",
+            "/key set custom",
+            "k" * 5000,
+            "/params reasoning_effort hіgh",  # Cyrillic і
+            "/params temperature dfault",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    said = run.before_help().splitlines()
+    assert said[0] == (
+        "The file is JSON but not a character card (no `spec` and no `name`). Export the "
+        "character as a card (PNG or JSON) and send that file."
+    ), said
+    assert said[1].endswith(
+        "Export one from SillyTavern's AI Response Configuration panel and send that."
+    ), said
+    assert said[2] == (
+        "That is too long for the API key (5,000 characters; it takes at most 4,000). "
+        "Nothing was saved: paste the API key alone."
+    ), said
+    assert said[3].endswith("Did you mean `high`?"), said
+    assert said[4].endswith("Did you mean `default`?"), said
+    assert ws.secret_names() == []
