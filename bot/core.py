@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from bot.commands import TABLE, Command, Invocation
 from bot.commands.characters import persona as character_persona
+from bot.commands.characters import sent_alone
 from bot.commands.endpoint import model_choices
 from bot.commands.parse import CommandError, parse, plain_prefix
 from bot.commands.router import accessible, bind, execute, find, prepare
@@ -182,7 +183,7 @@ class Core:
         self.table: tuple[Command, ...] = TABLE
         self._prefixes = dict(prefixes)
         self._gate = (gate or Gate()).with_admins(admin_ids)
-        self._engine = ChatEngine(store, hub, limits, self._gate)
+        self._engine = ChatEngine(store, hub, limits, self._gate, self._settings_hint)
         # Commands running: a shutdown lets them end and reply, or ends them with NOT_RUN.
         self._commands: set[asyncio.Future[Reply]] = set()
         self._closing = False
@@ -192,6 +193,11 @@ class Core:
 
     def prefix(self, platform: Platform) -> str:
         return self._prefixes.get(platform, "/")
+
+    def _settings_hint(self, ref: ChannelRef, actor: Actor, kinds: Sequence[str]) -> str:
+        """What `actor` is told of character cards or presets sent here with no question
+        (the engine does not ask the model): the import command, if theirs to run."""
+        return sent_alone(self._context(ref, actor), kinds)
 
     def is_admin(self, actor: Actor) -> bool:
         return self._gate.operator.admin(actor)

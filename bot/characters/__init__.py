@@ -8,6 +8,7 @@ from bot.characters.card import (
     read_card,
 )
 from bot.characters.export import avatar_png, card_object, export_json, export_png
+from bot.characters.kind import SETTINGS_EXTENSIONS, SETTINGS_TYPES, SettingsKind, settings_kind
 from bot.characters.lorebook import LoreHits, not_used
 from bot.characters.macros import Macros
 from bot.characters.model import Card, CardError, CharacterBook, LoreEntry, Problem
@@ -28,6 +29,8 @@ __all__ = [
     "FORMATS",
     "MAX_JSON_BYTES",
     "MAX_PNG_BYTES",
+    "SETTINGS_EXTENSIONS",
+    "SETTINGS_TYPES",
     "Active",
     "Card",
     "CardError",
@@ -39,6 +42,7 @@ __all__ = [
     "PresetError",
     "PresetImport",
     "Problem",
+    "SettingsKind",
     "Timers",
     "avatar_png",
     "build_prompt",
@@ -55,5 +59,6 @@ __all__ = [
     "not_used",
     "parse_preset",
     "read_card",
+    "settings_kind",
     "system_without_card",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.characters import (
@@ -26,6 +26,7 @@ from bot.characters import (
 )
 from bot.characters.preset import MAX_PRESET_BYTES, POST_HISTORY_OFF
 from bot.commands.parse import CommandError
+from bot.commands.router import accessible
 from bot.commands.scopes import own_value_note, room_left_note, scope_place
 from bot.commands.spec import CommandContext
 from bot.connection import cleaner_here, secret_check, shown_here
@@ -57,6 +58,51 @@ def _how_to_attach(ctx: CommandContext, path: str) -> str:
     if ctx.ref.platform is Platform.CONSOLE:
         return f"Give the file's path: {p}{path} <path>."
     return f"Attach the file to the command's `file` option: {p}{path}."
+
+
+def _import_step(ctx: CommandContext, path: str) -> str:
+    """How to run `path` on a file sent already, as _how_to_attach says it."""
+    p = ctx.prefix
+    if ctx.ref.platform is Platform.MATRIX:
+        return f"reply `{p}{path}` to it (or send it again with that as its caption)"
+    if ctx.ref.platform is Platform.CONSOLE:
+        return f"give its path: {p}{path} <path>"
+    return f"use {p}{path} with the file in its `file` option"
+
+
+# What settings_kind tells apart: how it is named (one, several), and what importing
+# it does here.
+_SENT: dict[str, tuple[str, str, str]] = {
+    "character": ("character card", "character cards", "make {it} this {place}'s character"),
+    "preset": (
+        "Chat Completion preset",
+        "Chat Completion presets",
+        "set this {place}'s samplers and prompts from {it}",
+    ),
+}
+
+
+def sent_alone(ctx: CommandContext, kinds: Sequence[str]) -> str:
+    """What to tell someone whose message was SillyTavern files alone, with no question
+    (`kinds`: what each is, "character" or "preset"): not sent to the model; how to
+    import them, to those who may; how to ask about them instead."""
+    many = len(kinds) > 1
+    distinct = list(dict.fromkeys(kinds))
+    named = " and ".join(_SENT[kind][many] for kind in distinct)
+    it = "them" if many else "it"
+    lines = [
+        f"{'Those are' if many else 'That is a'} SillyTavern {named}, so I did not send "
+        f"{it} to the model."
+    ]
+    for kind in distinct:
+        path = f"{kind} import"
+        if isinstance(accessible(ctx.table, tuple(path.split()), ctx), Reply):
+            continue  # not theirs to import: said no more of
+        one = "one" if kinds.count(kind) > 1 else "it"
+        does = _SENT[kind][2].format(it=one, place=ctx.ref.place)
+        lines.append(f"To {does}, {_import_step(ctx, path)}.")
+    lines.append(f"To ask me about {it} instead, reply to {it} with your question.")
+    return "\n".join(lines)
 
 
 async def _file_bytes(ctx: CommandContext, args: dict[str, Any], path: str, limit: int) -> bytes:

@@ -13,15 +13,17 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from bot.characters import SETTINGS_EXTENSIONS, SETTINGS_TYPES, SettingsKind, settings_kind
 from bot.media import (
     Measure,
     MediaError,
     binary_refusal,
     classify,
     display_name,
+    extension,
     file_block,
     named_image,
     prepare_image,
@@ -37,6 +39,15 @@ T = TypeVar("T")
 
 class Refused(Exception):
     """Attachments the turn cannot take; the message says which and what to do."""
+
+
+class SettingsFiles(Exception):
+    """A message of SillyTavern files alone, with no question: each a character card or a
+    preset (`kinds`, in the order sent), for an import rather than the model."""
+
+    def __init__(self, kinds: tuple[SettingsKind, ...]) -> None:
+        super().__init__(", ".join(kinds))
+        self.kinds = kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +78,14 @@ async def prepare(
     text_budget: int,
     measure: Measure = len,
     replied: int = 0,
+    downloads: Downloads | None = None,
 ) -> Prepared:
     """Fetch, check and prepare every attachment; Refused says what was wrong.
 
     `text_budget` is what text files may take in all (the context's room), as `measure`
     counts it: tokens for a turn, characters unless said. The last `replied` attachments
-    are the message's the question replies to: a refusal says so.
+    are the message's the question replies to: a refusal says so. `downloads`: the
+    message's download time, when some of it went already (spot_settings).
     """
     if not attachments:
         return Prepared()
@@ -85,7 +98,7 @@ async def prepare(
     files: list[tuple[str, bytes]] = []
     replied_files = 0  # of the text files, those of the message replied to (the last)
     fetched = 0
-    downloads = Downloads()
+    downloads = downloads or Downloads()
     try:
         for i, attachment in enumerate(attachments):
             whose = _in_replied if i >= own else str
@@ -128,6 +141,52 @@ async def prepare(
     )
     edges = tuple(block.edge for block in blocks if block.edge)
     return Prepared(tuple(images), "".join(block.text for block in blocks), cut, edges)
+
+
+async def spot_settings(
+    attachments: Sequence[Attachment], max_images: int, max_bytes: int, downloads: Downloads
+) -> tuple[Attachment, ...]:
+    """A message's own files, sent with no question: SettingsFiles when each is a
+    character card or a preset (settings_kind), else the files to prepare, those
+    downloaded to tell handed on with their bytes (not fetched twice). A file that
+    cannot be one by its name or declared type is not downloaded here, nor any of a
+    message `prepare` refuses by what is declared: it says why."""
+    if not attachments or count_refusal(attachments, max_images, max_bytes) is not None:
+        return tuple(attachments)
+    if not all(
+        extension(a.filename) in SETTINGS_EXTENSIONS or a.content_type in SETTINGS_TYPES
+        for a in attachments
+    ):
+        return tuple(attachments)
+    kinds: list[SettingsKind] = []
+    fetched: list[Attachment] = []
+    held = 0
+    for attachment in attachments:
+        try:
+            shown = display_name(attachment.filename)
+            data = await _download(downloads, attachment, shown, max_bytes)
+        except Refused:  # said by `prepare`, which fetches it again
+            break
+        held += len(data)
+        if held > MESSAGE_FILES_SHARE * max_bytes:  # `prepare` refuses them together
+            break
+        fetched.append(_holding(attachment, data))
+        kind = await _in_media_thread(settings_kind, data)
+        if kind is None:
+            break
+        kinds.append(kind)
+    if len(kinds) == len(attachments):
+        raise SettingsFiles(tuple(kinds))
+    return (*fetched, *attachments[len(fetched) :])
+
+
+def _holding(attachment: Attachment, data: bytes) -> Attachment:
+    """`attachment` whose fetch gives the bytes downloaded already."""
+
+    async def fetch(limit: int) -> bytes:
+        return data[: limit + 1]
+
+    return replace(attachment, fetch=fetch)
 
 
 # Images decoded and PDFs read at once, in all the bot's turns: each may take a few hundred

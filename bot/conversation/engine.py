@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
-from bot.characters import Timers
+from bot.characters import SettingsKind, Timers
 from bot.connection import (
     NotConnectable,
     blocked_reason,
@@ -27,7 +27,14 @@ from bot.connection import (
     run_status_check,
 )
 from bot.conversation import accounting
-from bot.conversation.attachments import Prepared, ReadingSlots, Refused, count_refusal
+from bot.conversation.attachments import (
+    Prepared,
+    ReadingSlots,
+    Refused,
+    SettingsFiles,
+    count_refusal,
+    spot_settings,
+)
 from bot.conversation.attachments import prepare as prepare_attachments
 from bot.conversation.budget import (
     MAX_INPUT_CHARS,
@@ -69,6 +76,7 @@ from bot.types import (
     TurnState,
     limits,
 )
+from bot.types.files import Downloads
 from bot.types.recent import RecentIds
 from bot.types.secrets import (
     failure,
@@ -98,6 +106,18 @@ _BLOCKED_KEPT = 4096  # channels whose reason for not answering the log holds
 # Told when a control's turn comes: the answer it acts on (None: a question that got none)
 # and who asked it (None: a greeting), before anything is shown (ChatEngine.control).
 OnTurn = Callable[[int | None, str | None], Awaitable[None]]
+# What to tell `actor` of SillyTavern files they sent here with no question (the Core
+# names the import commands, to those who may run them).
+SettingsHint = Callable[[ChannelRef, Actor, tuple[SettingsKind, ...]], str]
+
+
+def plain_settings_hint(ref: ChannelRef, actor: Actor, kinds: tuple[SettingsKind, ...]) -> str:
+    """SettingsHint without commands: what the files are, and that the model was not asked."""
+    what = "character card" if kinds[0] == "character" else "Chat Completion preset"
+    return (
+        f"That is a SillyTavern {what}, so I did not send it to the model. To ask me "
+        "about it, send it again with your question."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,9 +372,11 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         hub: ProviderHub,
         limits: TurnLimits | None = None,
         gate: Gate | None = None,
+        settings_hint: SettingsHint = plain_settings_hint,
     ) -> None:
         self._store = store
         self._hub = hub
+        self._settings_hint = settings_hint
         self._limits = limits or TurnLimits()
         self._gate = gate or Gate()
         self._reserved: dict[ChannelRef, int] = {}  # conversation → the usage row its turn reserved
@@ -719,14 +741,24 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             )
         if holds_key(text):
             return await _held_secret(sink, "message", prefix)
+        # Files alone, no question: a character card or preset among them is for its
+        # import (spot_settings), and the model is not asked; nor is a room that could
+        # not answer told so first (a card is how many a room starts).
+        bare = not strip_invisible(text)
         try:
             admin = self._gate.operator.admin(incoming.actor)
-            config, endpoint = await self._ready(ref, prefix, admin)
+            try:
+                config, endpoint = await self._ready(ref, prefix, admin)
+            except _Blocked:
+                if bare and incoming.attachments:
+                    async with self._reading_files.reading((ref.platform, incoming.actor.id)):
+                        await self._spot(incoming.attachments, Downloads())
+                raise
             history = await self._history(ref)
             files = await self._files(incoming)
-            if not strip_invisible(text) and not files:  # a reply to what it holds already
+            if bare and not files:  # a reply to what it holds already
                 return await _notice(sink, "Ask me something with your message.")
-            attached = await self._attachments(incoming, files, config, text)
+            attached = await self._attachments(incoming, files, config, text, bare=bare)
             content = text + attached.text if text else attached.text.lstrip("\n")
             if (
                 holds_key(attached.text)
@@ -787,6 +819,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             (question,) = stored
         except _Blocked as blocked:  # the log said why (_log_blocked)
             return await _notice(sink, str(blocked))
+        except SettingsFiles as sent:
+            log.info("a message in %s held only a character card or preset: not asked", ref)
+            return await _notice(sink, self._settings_hint(ref, incoming.actor, sent.kinds))
         preface = ""
         if attached.images and not sees and self._tell_once(ref):
             if config.value("vision") == "off":  # an admin's choice, not a guess
@@ -1310,8 +1345,16 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         return (*incoming.attachments, *replied.attachments)
 
     async def _attachments(
-        self, incoming: Incoming, files: tuple[Attachment, ...], config: ChannelConfig, text: str
+        self,
+        incoming: Incoming,
+        files: tuple[Attachment, ...],
+        config: ChannelConfig,
+        text: str,
+        *,
+        bare: bool = False,
     ) -> Prepared:
+        """The files prepared for the question; SettingsFiles when it is `bare` (no
+        text) and its own are character cards or presets alone."""
         if not files:
             return Prepared()
         tokens = history_budget(
@@ -1320,15 +1363,27 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # Text files may take half of what the context has left (counted as the history
         # is: a Chinese file takes many more tokens a character than an English one).
         sender = (incoming.channel.platform, incoming.actor.id)
+        own = len(incoming.attachments)  # _files: theirs last
         async with self._reading_files.reading(sender):
+            downloads = Downloads()
+            if bare:
+                files = (*await self._spot(files[:own], downloads), *files[own:])
             return await prepare_attachments(
                 files,
                 max_images=self._limits.max_images,
                 max_bytes=self._limits.max_attachment_bytes,
                 text_budget=tokens // 2,
                 measure=estimate_tokens,
-                replied=len(files) - len(incoming.attachments),  # _files: theirs last
+                replied=len(files) - own,
+                downloads=downloads,
             )
+
+    async def _spot(
+        self, own: Sequence[Attachment], downloads: Downloads
+    ) -> tuple[Attachment, ...]:
+        """spot_settings within this bot's limits (in a reading slot)."""
+        limits = self._limits
+        return await spot_settings(own, limits.max_images, limits.max_attachment_bytes, downloads)
 
     async def _sees(self, ref: ChannelRef, config: ChannelConfig) -> bool:
         listed = await self._store.cached_models(ref, config.source)

@@ -34,6 +34,7 @@ from bot.media.kinds import (
     MediaError,
     binary_refusal,
     classify,
+    extension,
     named_image,
     unread_refusal,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "classify",
     "dimensions",
     "display_name",
+    "extension",
     "fenced",
     "file_block",
     "language",

@@ -61,7 +61,14 @@ async def test_a_card_gives_the_bot_a_face_in_one_room(
             content = await alice.media_content(
                 "m.file", "aurelia.png", image, "image/png", encrypt=encrypted
             )
+            since = time.monotonic()
             file_event = await alice.send_content(room_id, content)
+            # Sent first, alone, as people do: what it is and how to import it, though no
+            # model is chosen here yet ("No model is selected" had pointed elsewhere).
+            seen = await alice.reply_to(room_id, bot.user_id, since, "the card's hint")
+            hint = str(seen.content["body"])
+            assert hint.startswith("That is a SillyTavern character card"), hint
+            assert "reply `!character import` to it" in hint, hint
             since = time.monotonic()
             relates = {"m.in_reply_to": {"event_id": file_event}}
             command = await alice.send(room_id, "!character import", **{"m.relates_to": relates})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,8 +18,10 @@ from PIL import Image as PILImage
 
 from bot.core import Core
 from bot.types import ChannelConfig, ChannelRef, Platform, Role, Source
+from tests.integration.test_characters import CARD, ST_DEFAULT
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
 from tests.peers.synapse import MatrixUser, SynapseServer
+from tests.unit.characters.samples import png_with
 
 pytestmark = pytest.mark.synapse
 
@@ -403,3 +406,66 @@ async def test_an_edited_reply_to_someone_elses_file_keeps_the_files_text(
         "the edit kept as it was",
     )
     assert await questions() == before
+
+
+async def test_a_card_or_preset_sent_alone_is_not_asked_of_the_model(rig: Rig) -> None:
+    """Matrix probe: in a direct chat a member sends a character card (PNG or JSON) before
+    replying `!character import` to it, as people do; the bot asked the model about the
+    bare file (a paid call) and kept the card's text in the history. Alone, a card or a
+    preset is said what it is and how to import it; the model is not asked, nothing is
+    kept, and a reply asking about it (or the card with a question) is a question."""
+    room_id = await rig.room(direct=True)
+    ref = ChannelRef(Platform.MATRIX, room_id)
+    card = json.dumps(CARD).encode()
+    image = png_with({"chara": base64.b64encode(card).decode()})
+    sent = [
+        ("m.file", "aurelia.png", image, "image/png"),
+        ("m.image", "aurelia.png", image, "image/png"),
+        ("m.file", "aurelia.json", card, "application/json"),
+    ]
+    for msgtype, name, data, mimetype in sent:
+        content = await rig.alice.media_content(msgtype, name, data, mimetype)
+        said = await rig.send(room_id, content)  # "" had the model been asked
+        assert said.startswith("That is a SillyTavern character card, so I did not send it"), said
+        assert "To make it this direct chat's character, reply `!character import` to it" in said
+        assert "reply to it with your question" in said
+    preset = await rig.alice.media_content(
+        "m.file", "Default.json", json.dumps(ST_DEFAULT).encode(), "application/json"
+    )
+    said = await rig.send(room_id, preset)
+    assert said.startswith("That is a SillyTavern Chat Completion preset"), said
+    assert "reply `!preset import` to it" in said
+    assert await rig.core.store.history(ref, 10) == []  # nothing kept
+
+    # A reply asking about the card sends it with the question.
+    after = time.monotonic()
+    posted = await rig.alice.send_content(
+        room_id, await rig.alice.media_content("m.file", "aurelia.json", card, "application/json")
+    )
+    await rig.alice.reply_to(room_id, rig.bot.user_id, after, "the hint")
+    assert not await rig.send(room_id, reply(posted, "who is she?"))
+    assert "Captain Aurelia Voss" in rig.last_question()
+    # With a question of its own, a card is a question.
+    asked = await rig.alice.media_content(
+        "m.file", "aurelia.png", image, "image/png", caption="what do you think of her?"
+    )
+    assert not await rig.send(room_id, asked)
+
+
+async def test_a_members_card_alone_is_said_without_the_admins_import(rig: Rig) -> None:
+    """In a room answering every message, a member who may not import a card sends one:
+    a short note, not the model, and no command that is not theirs."""
+    room_id = await rig.room()
+    bot = rig.bot.user_id
+    assert "always" in await rig.alice.command(room_id, bot, "!reply mode always")
+    image = png_with({"ccv3": base64.b64encode(json.dumps(CARD).encode()).decode()})
+    content = await rig.bob.media_content("m.file", "aurelia.png", image, "image/png")
+    asked = len(rig.endpoint.bodies)
+    after = time.monotonic()
+    await rig.bob.send_content(room_id, content)
+    said = await rig.bob.reply_to(room_id, bot, after, "the note")
+    assert len(rig.endpoint.bodies) == asked
+    assert str(said.content["body"]) == (
+        "That is a SillyTavern character card, so I did not send it to the model.\n"
+        "To ask me about it instead, reply to it with your question."
+    )
