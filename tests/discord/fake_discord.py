@@ -50,6 +50,9 @@ _WEBHOOK_PATH = re.compile(
     r"^/webhooks/(?P<wid>\d+)(?:/(?P<token>[^/]+))?(?:/messages/(?P<mid>\d+))?$"
 )
 _CHANNEL_PATH = re.compile(r"^/channels/(?P<cid>\d+)(?P<rest>/.*)?$")
+# The DM channels of users other than Bob start this far past `dm_id`: clear of the group
+# DM and the other server's ids, where the bot is not.
+_OTHER_DMS = 1000
 SUPPRESS_EMBEDS = 1 << 2  # a message flag: no link previews (the one flag an edit may change)
 # A link Discord previews: one in <…> it does not (https://support.discord.com, "Embeds").
 _LINK = re.compile(r"(?<!<)\bhttps?://[^\s<>]+")
@@ -330,10 +333,12 @@ class FakeDiscord:
     def dm_of(self, uid: int) -> int:
         """The bot's DM channel with a user: `dm_id` with Bob, one of its own with anyone
         else (Discord has one DM channel per pair of users)."""
-        return self.dm_id if uid == self.user_id else self.dm_id + 1 + uid % 97
+        return self.dm_id if uid == self.user_id else self.dm_id + _OTHER_DMS + uid % 97
 
     def _is_dm(self, cid: int) -> bool:
-        return self.dm_id <= cid <= self.dm_id + 97
+        """A DM channel of the bot's: Bob's, or one opened (a range of ids would take in
+        the group DM and the other server's channel, where the bot is not)."""
+        return cid == self.dm_id or cid in self._dms
 
     def _guild_of(self, cid: int) -> dict[str, Any]:
         """A message's `guild_id`: none in a DM (resources/message.mdx)."""
@@ -1197,7 +1202,7 @@ class FakeDiscord:
             return self._user_app_interaction(iid, token, kind, data, member, where)
         cid = channel_id or self.channel_id
         channel: dict[str, Any] = {
-            "id": str(self.channel_id),
+            "id": str(cid),
             "type": 0,
             "guild_id": str(self.guild_id),
             "name": "general",

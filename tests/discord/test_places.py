@@ -4,8 +4,10 @@ loopback fake with the real discord.py client."""
 
 from __future__ import annotations
 
+import json
 import logging
 
+import aiohttp
 import pytest
 
 from bot.core import Core
@@ -74,3 +76,62 @@ async def test_a_command_where_the_bot_is_not_says_so_and_changes_nothing(
         there = ChannelRef(Platform.DISCORD, str(fake.other_guild_id + 1), str(fake.other_guild_id))
     assert (await core.store.effective_config(there)).model == "m-small"
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("where", ["group_dm", "other_server", "unopened_dm"])
+async def test_the_loopback_discord_takes_no_post_where_the_bot_is_not(where: str) -> None:
+    """The fake took any channel id within 97 of its DM's as a DM of the bot's: the group
+    DM and the other server's channel among them, so a post the bot made there (where
+    Discord refuses it) was taken, and the tests above could not see one."""
+    fake = FakeDiscord(TOKEN)
+    cid = {
+        "group_dm": fake.group_dm_id,
+        "other_server": fake.other_guild_id + 1,
+        "unopened_dm": fake.dm_id + 5,
+    }[where]
+    await fake.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"{fake.api_url}/channels/{cid}/messages"
+            auth = {"Authorization": f"Bot {TOKEN}"}
+            async with session.post(url, json={"content": "hi"}, headers=auth) as answer:
+                assert answer.status == 404, await answer.text()
+    finally:
+        await fake.stop()
+    assert fake.messages == {}
+
+
+async def test_a_button_in_another_text_channel_acts_there(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """The fake's button press in a second text channel carried that channel's id but
+    #general's partial channel (discord.py reads `interaction.channel` from it): a test
+    of 🔄 there would have been told about #general."""
+    fake = FakeDiscord(TOKEN, channels=2)  # channel_ids[1]: a second text channel
+    second = fake.channel_ids[1]
+    await fake.start()
+    try:
+        async with running(core, fake):
+            endpoint.script.chunks = ["First ", "answer."]
+            await fake.user_says(f"<@{fake.bot_id}> hi", channel_id=second)
+            await fake.wait_until(
+                lambda: any(
+                    "cc:regen:" in str(m.get("components")) for m in fake.messages.values()
+                ),
+                30,
+            )
+            [answer] = [m for m in fake.messages.values() if "cc:regen:" in str(m["components"])]
+            assert answer["channel_id"] == str(second)
+            regen = next(
+                b["custom_id"]
+                for row in answer["components"]
+                for b in row["components"]
+                if str(b.get("custom_id", "")).startswith("cc:regen:")
+            )
+            endpoint.script.chunks = ["Another ", "answer."]
+            await fake.click(int(answer["id"]), regen)
+            await fake.wait_until(lambda: "2/2" in json.dumps(answer.get("components")), 30)
+    finally:
+        await fake.stop()
+    assert answer["content"] == "Another answer."
+    assert not [m for m in fake.messages.values() if m["channel_id"] == str(fake.channel_id)]
