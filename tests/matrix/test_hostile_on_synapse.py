@@ -168,7 +168,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "source-json-escape": ("!source \\u0063laude", "is not a valid source"),
     "source-open-quote": ('!source "claude', "A quote is not closed"),
     "key-in-group": (f"!key set custom {HOSTILE_KEY}", "direct chat"),
-    "key-zero-width-in-group": (f"!key set custom {HOSTILE_KEY[:6]}\u200b{HOSTILE_KEY[6:]}", ""),
+    "key-zero-width-in-group": (
+        f"!key set custom {HOSTILE_KEY[:6]}\u200b{HOSTILE_KEY[6:]}",
+        "in a direct chat",
+    ),
     "key-clear-rtl": ("!key clear cus\u202etom", "is not a valid source"),
     "proxy-userinfo": ("!proxy set http://user:pw@127.0.0.1:9/v1", "direct chat"),
     "proxy-ipv6-zone": ("!proxy set http://[fe80::1%25eth0]:8080/v1", "zone"),
@@ -211,7 +214,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop-extra": ("!stop \u202eall", "Too many values"),
     "reset-extra": ("!reset everything", "Too many values"),
     "fullwidth-prefix-cyrillic-name": ("\uff01r\u0435set", "Did you mean `reset`?"),
-    "empty-command": ("!", ""),
+    "empty-command": ("!", "Type !help for the list."),
 }
 
 
