@@ -340,7 +340,7 @@ class FakeDiscord:
         the group DM and the other server's channel, where the bot is not)."""
         return cid == self.dm_id or cid in self._dms
 
-    def _guild_of(self, cid: int) -> dict[str, Any]:
+    def _guild_field(self, cid: int) -> dict[str, Any]:
         """A message's `guild_id`: none in a DM (resources/message.mdx)."""
         return {} if self._is_dm(cid) else {"guild_id": str(self.guild_id)}
 
@@ -412,7 +412,7 @@ class FakeDiscord:
         return {
             "id": str(mid),
             "channel_id": str(cid),
-            **self._guild_of(cid),
+            **self._guild_field(cid),
             "author": author,
             "content": content,
             "timestamp": _now(),
@@ -1113,7 +1113,7 @@ class FakeDiscord:
 
     async def _deleted(self, cid: int, mid: int) -> None:
         if self._ws is not None:
-            data = {"id": str(mid), "channel_id": str(cid), **self._guild_of(cid)}
+            data = {"id": str(mid), "channel_id": str(cid), **self._guild_field(cid)}
             await self._dispatch("MESSAGE_DELETE", data)
 
     async def delete_message(self, mid: int, channel_id: int | None = None) -> None:
