@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.bot_process import BotProcess
+from tests.bot_process import chatbot_run
 from tests.discord.fake_discord import FakeDiscord
-from tests.discord.fake_openai import Script, fake_openai
+from tests.discord.fake_openai import Script
 from tests.integration.test_characters import CARD, ST_DEFAULT
 from tests.unit.characters.samples import png_with
 
@@ -34,43 +34,37 @@ async def test_a_card_or_preset_sent_alone_is_not_asked_of_the_model(tmp_path: P
     (a paid call) and the history kept it. Now an admin is told `/character import`
     (or `/preset import`), a member only what it is; with a question it is a question."""
     fake = FakeDiscord(TOKEN)
-    await fake.start()
     card = json.dumps(CARD).encode()
     image = png_with({"chara": base64.b64encode(card).decode()})
-    async with fake_openai(Script(chunks=["Seen."])) as model:
-        env = await fake.bot_env(tmp_path / "data", model.url_v1, ADMIN_IDS=str(fake.user_id))
-        bot = await BotProcess.start(tmp_path, env, ready_marker="logged in to Discord")
-        try:
-            await bot.wait_ready()
-            await fake.wait_until(lambda: bool(fake.command_ids), 30)
-            mention = f"<@{fake.bot_id}>"
-            said: list[str] = []
-            for name, kind, data in [
-                ("aurelia.png", "image/png", image),
-                ("aurelia.json", "application/json", card),
-                ("Default.json", "application/json", json.dumps(ST_DEFAULT).encode()),
-            ]:
-                sent = await fake.user_says(mention, files=[(name, kind, data)])
-                await fake.wait_until(lambda sent=sent: bool(_replies(fake, sent)), 60)
-                said += _replies(fake, sent)
-            # A member, in a channel answering every message: what it is, no command.
-            await fake.slash("reply", "mode", mode="always")
-            await fake.wait_until(lambda: fake.answered("always"), 30)
-            theirs = await fake.user_says(
-                "", mention_bot=False, files=[("aurelia.png", "image/png", image)], by=ALICE
-            )
-            await fake.wait_until(lambda: bool(_replies(fake, theirs)), 60)
-            said += _replies(fake, theirs)
-            # With a question, it is one.
-            asked = await fake.user_says(
-                f"{mention} what do you think of this character?",
-                files=[("aurelia.json", "application/json", card)],
-            )
-            await fake.wait_until(lambda: "Seen." in _replies(fake, asked), 60)
-            exit_code = await bot.stop()
-        finally:
-            await bot.close()
-            await fake.stop()
+    async with chatbot_run(
+        tmp_path, fake, Script(chunks=["Seen."]), ADMIN_IDS=str(fake.user_id)
+    ) as (bot, model):
+        await fake.wait_until(lambda: bool(fake.command_ids), 30)
+        mention = f"<@{fake.bot_id}>"
+        said: list[str] = []
+        for name, kind, data in [
+            ("aurelia.png", "image/png", image),
+            ("aurelia.json", "application/json", card),
+            ("Default.json", "application/json", json.dumps(ST_DEFAULT).encode()),
+        ]:
+            sent = await fake.user_says(mention, files=[(name, kind, data)])
+            await fake.wait_until(lambda sent=sent: bool(_replies(fake, sent)), 60)
+            said += _replies(fake, sent)
+        # A member, in a channel answering every message: what it is, no command.
+        await fake.slash("reply", "mode", mode="always")
+        await fake.wait_until(lambda: fake.answered("always"), 30)
+        theirs = await fake.user_says(
+            "", mention_bot=False, files=[("aurelia.png", "image/png", image)], by=ALICE
+        )
+        await fake.wait_until(lambda: bool(_replies(fake, theirs)), 60)
+        said += _replies(fake, theirs)
+        # With a question, it is one.
+        asked = await fake.user_says(
+            f"{mention} what do you think of this character?",
+            files=[("aurelia.json", "application/json", card)],
+        )
+        await fake.wait_until(lambda: "Seen." in _replies(fake, asked), 60)
+        exit_code = await bot.stop()
     assert exit_code == 0, bot.log[-3000:]
     assert "Traceback" not in bot.log
     png_card, json_card, preset, members = said
