@@ -759,6 +759,12 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if bare and not files:  # a reply to what it holds already
                 return await _notice(sink, "Ask me something with your message.")
             attached = await self._attachments(incoming, files, config, text, bare=bare)
+            # An edit that came while its files were read is asked, as one that came
+            # while it waited its turn is (Edits.take: its checks were made).
+            if files and (later := self._edits.take(posted, incoming.actor.id) if posted else None):
+                text = later.strip()
+                if holds_key(text):
+                    return await _held_secret(sink, "message", prefix)
             content = text + attached.text if text else attached.text.lstrip("\n")
             if (
                 holds_key(attached.text)

@@ -1123,6 +1123,13 @@ class FakeDiscord:
         cid = int(message["channel_id"]) if message else channel_id or self.channel_id
         await self._deleted(cid, mid)
 
+    async def user_edits(self, mid: int, content: str) -> None:
+        """The member who posted `mid` (user_says) edits its text: MESSAGE_UPDATE with the
+        whole message as Discord sends it (its attachments kept)."""
+        message = {**self.said[mid], "content": content, "edited_timestamp": _now()}
+        self.said[mid] = message
+        await self._dispatch("MESSAGE_UPDATE", message)
+
     async def user_says(
         self,
         content: str,
