@@ -794,7 +794,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 tokens=estimate_tokens(content),
                 images=tuple(ImageRef(i.sha256, i.name, i.media_type) for i in attached.images),
                 author_id=incoming.actor.id,
-                files=bool(files),  # their text is part of it: an edit keeps it as it is
+                # Text files' text is part of it: an edit keeps it as it is (images are
+                # apart: a picture's question reads as edited).
+                files=bool(attached.text),
             )
             # Asked when any image could go out: an earlier message's too (the newest
             # turns' images are sent again), or a model that cannot see got them later.

@@ -179,9 +179,9 @@ class PlatformPosts:
         writes a key or the channel's password in is not kept (HELD_SECRET: the
         front-end takes the message out where it may, and its deletion forgets the
         question); an empty or overlong one changes nothing, nor does one of a question
-        that carried files (its own, or the message's it replied to: their text is part
-        of it). `rewrite=False`: a message that reads as a command now: only checked for
-        secrets."""
+        that carried text files (its own, or the message's it replied to: their text is
+        part of it; images are not). `rewrite=False`: a message that reads as a command
+        now: only checked for secrets."""
         key = post_key(platform, post)
         arrived = self._edits.arrived(key)  # before any wait: edits apply in this order
         text = clean_text(text).strip()

@@ -268,8 +268,9 @@ class HistoryEntry:
     images: tuple[ImageRef, ...] = ()
     reply_to: int | None = field(default=None, compare=False)  # an answer: its question
     author_id: str | None = field(default=None, compare=False)  # a question: who asked
-    # A question that carried files (its own, or the message's it replied to): their text
-    # is part of `content`, so an edit of the question's text keeps it as it was.
+    # A question that carried text files (its own, or the message's it replied to): their
+    # text is part of `content`, so an edit of the question's text keeps it as it was.
+    # Images are not (`images`): a picture's question reads as edited.
     files: bool = field(default=False, compare=False)
 
 

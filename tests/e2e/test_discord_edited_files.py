@@ -3,7 +3,10 @@ edited (while their files are read, or after they were asked)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,22 @@ def _images(content: Any) -> int:
     return 0 if isinstance(content, str) else sum(p["type"] == "image_url" for p in content)
 
 
+def _questions(tmp_path: Path) -> list[tuple[str, int]]:
+    """The stored questions' text and image count (the database `chatbot run` keeps)."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "chatbot.db")) as db:
+        rows = db.execute("SELECT content, image_count FROM messages WHERE role = 'user'")
+        return [(str(text), int(count)) for text, count in rows]
+
+
+async def _stored(tmp_path: Path, questions: list[tuple[str, int]]) -> None:
+    """Once the stored questions are `questions` (an edit is stored apart from any post)."""
+    for _ in range(600):  # a database file has no event to wait on
+        if _questions(tmp_path) == questions:
+            return
+        await asyncio.sleep(0.05)
+    assert _questions(tmp_path) == questions
+
+
 def _sent(model: FakeOpenAI, request: int) -> list[Any]:
     """The user messages' contents of one request to the model."""
     return [m["content"] for m in model.requests[request]["messages"] if m["role"] == "user"]
@@ -66,3 +85,30 @@ async def test_an_edit_while_the_questions_file_is_read_is_asked(tmp_path: Path)
     assert first.startswith("how many lines is this?\nnotes.txt\n```\nforty-two\n"), first[:80]
     again = _text(_sent(model, 1)[0])
     assert again.startswith("how many lines is this?\nnotes.txt\n```"), again[:80]
+
+
+async def test_a_picture_asked_alone_then_captioned_is_read_with_its_caption(
+    tmp_path: Path,
+) -> None:
+    """Probe: a picture sent to the bot with no text, then edited to ask about it, kept
+    its empty text (an edit of a question with images was kept as it was, though its
+    text holds nothing of theirs): the model never read the question. Its text is the
+    edit now, and its image stays."""
+    fake = FakeDiscord(TOKEN)
+    settings = {"ADMIN_IDS": str(fake.user_id)}
+    async with chatbot_run(tmp_path, fake, Script(chunks=["Seen."]), **settings) as (bot, model):
+        await fake.wait_until(lambda: bool(fake.command_ids), 30)
+        await fake.slash("params", name="vision", value="on")
+        await fake.wait_until(lambda: fake.answered("vision set to on"), 30)
+        red = ("red.png", "image/png", _png("red", (40, 30)))
+        asked = await fake.user_says(f"<@{fake.bot_id}>", files=[red])
+        await fake.wait_until(lambda: len(_answers(fake)) == 1, 60)
+        await fake.user_edits(asked, f"<@{fake.bot_id}> what colour is it?")
+        await _stored(tmp_path, [("what colour is it?", 1)])
+        await fake.user_says(f"<@{fake.bot_id}> thanks")
+        await fake.wait_until(lambda: len(_answers(fake)) == 2, 60)
+        assert await bot.stop() == 0
+    first = _sent(model, 0)[0]
+    assert (_text(first), _images(first)) == ("", 1)
+    again = _sent(model, 1)[0]
+    assert (_text(again), _images(again)) == ("what colour is it?", 1)
