@@ -28,6 +28,7 @@ from bot.types import (
     ChannelRef,
     PlaceName,
     Platform,
+    Scope,
     SecretValue,
     Source,
     StatusCheck,
@@ -226,6 +227,14 @@ async def cleaner_here(
     return lambda text: redact(text, secrets, shapes=shapes, known=False)
 
 
+def _written(value: SecretValue) -> list[str]:
+    """A secret as stored, and as it is sent (_sent_secret)."""
+    forms = [value.reveal()]
+    with contextlib.suppress(TextError):
+        forms.append(header_safe(value.reveal(), "key"))
+    return forms
+
+
 async def channel_secrets(store: Store, ref: ChannelRef, config: ChannelConfig) -> list[str]:
     """The channel's key for its source and its proxy password (those that can be read)."""
     secrets = []
@@ -233,19 +242,22 @@ async def channel_secrets(store: Store, ref: ChannelRef, config: ChannelConfig) 
         with contextlib.suppress(SecretUnreadable):
             value = await store.resolve_secret(ref, name)
             if value:
-                secrets.append(value.reveal())
-                with contextlib.suppress(TextError):  # as it is sent (_sent_secret)
-                    secrets.append(header_safe(value.reveal(), "key"))
+                secrets += _written(value)
     return secrets
 
 
 async def secret_check(
-    store: Store, ref: ChannelRef, config: ChannelConfig
+    store: Store, ref: ChannelRef, config: ChannelConfig, scope: Scope = Scope.CHANNEL
 ) -> Callable[[str], bool]:
-    """Whether a text must not be kept as a setting: it holds a provider key, or this
-    channel's key or proxy password in any written form (it would be stored in the
-    clear and sent with every request). The secrets are read once, for every text."""
+    """Whether a text must not be kept as a setting at `scope`: it holds a provider key,
+    or this channel's key or proxy password in any written form (it would be stored in the
+    clear and sent with every request). A server-wide text goes to every channel of the
+    server, so the server's own secrets are looked for too, also where this channel's
+    own win (its /settings cleans only those). The secrets are read once, for every text."""
     secrets = await channel_secrets(store, ref, config)
+    if scope is Scope.SERVER:
+        for value in await store.scope_secrets(ref, Scope.SERVER):
+            secrets += _written(value)
     return lambda text: holds_key(text) or holds_secret(text, secrets)
 
 

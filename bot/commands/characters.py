@@ -154,7 +154,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # profile's name, every reply naming it, its messages' rows), uncleaned: a name
     # holding a key or this channel's password is refused, as a setting holding one is.
     config = await ctx.store.effective_config(ctx.ref)
-    holds_secret = await secret_check(ctx.store, ctx.ref, config)
+    holds_secret = await secret_check(ctx.store, ctx.ref, config, _scope(args))
     if any(holds_secret(name) for name in (card.name, card.nickname) if name):
         raise CommandError(
             held_secret(
@@ -352,7 +352,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     shown: list[str] = []
     refused: list[str] = []
     config = await ctx.store.effective_config(ctx.ref)
-    holds_secret = await secret_check(ctx.store, ctx.ref, config)
+    holds_secret = await secret_check(ctx.store, ctx.ref, config, _scope(args))
     for name, value in preset.values.items():
         if name in preset.not_supported:
             continue

@@ -385,6 +385,10 @@ class Store:
         found = await self._vault.effective(ref, name)
         return None if found is None else found[1]
 
+    async def scope_secrets(self, ref: ChannelRef, scope: Scope) -> list[SecretValue]:
+        """The secrets stored at `scope` itself, of every name (those that can be read)."""
+        return await self._vault.at_scope(ref, scope)
+
     async def effective_secret(self, ref: ChannelRef, name: str) -> tuple[str, SecretValue] | None:
         """("channel" | "server" | "operator", value) of the effective secret."""
         return await self._vault.effective(ref, name)

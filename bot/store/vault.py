@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Mapping
 
 from sqlalchemy import delete, func, select, update
@@ -197,6 +198,21 @@ class Vault:
         if default:
             return "operator", default
         return None
+
+    async def at_scope(self, ref: ChannelRef, scope: Scope) -> list[SecretValue]:
+        """Every secret stored at `scope` itself (a server's own, whatever a channel of it
+        set), opened; one held, or that no key opens, is left out."""
+        key = key_of(ref, scope)
+
+        async def work(session: AsyncSession) -> list[SecretRow]:
+            found = await session.scalars(select(SecretRow).where(where(SecretRow, key)))
+            return [row for row in found if row.direct_chat != HELD]
+
+        values = []
+        for row in await self._db.read("secret read", work):
+            with contextlib.suppress(SecretUnreadable):
+                values.append(self._open(row))
+        return values
 
     async def held(self, ref: ChannelRef) -> list[str]:
         """The names of the channel's secrets held since it became a group."""

@@ -6,12 +6,14 @@ the model gets carries what it says."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from tests.bot_process import chatbot_run
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
+from tests.integration.test_characters import CARD, ST_DEFAULT
 
 TOKEN = "loopback.bot.token-server-settings-0123"
 OPERATOR_KEY = "operator-key-5a4b3c2d1e0f"
@@ -94,3 +96,60 @@ async def test_a_server_admin_walks_server_wide_settings(tmp_path: Path) -> None
         await bot.stop()
     assert "Traceback" not in bot.log, bot.log[-3000:]
     assert OPERATOR_KEY not in bot.log and SERVER_KEY not in bot.log
+
+
+async def _key_form(fake: FakeDiscord, secret: str, **options: str) -> str:
+    """A server admin runs `/key set custom …` and types `secret` into its form: the reply."""
+    fake.responses.clear()
+    await fake.slash("key", "set", manager=True, source="custom", **options)
+    await fake.wait_until(lambda: any(r.get("type") == 9 for r in fake.responses), 30)
+    known, followups = set(fake.originals), len(fake.followups)
+    await fake.submit_modal({"secret:key": secret}, manager=True)
+    return await fake.answer_since(known, followups)
+
+
+async def test_server_wide_text_holding_the_servers_key_is_refused_in_any_channel(
+    tmp_path: Path,
+) -> None:
+    """A server's prompt, preset or character goes to every channel of the server, so the
+    server's own key in it is refused wherever it is typed: also in a channel with a key
+    of its own (whose key alone was looked for), where any member's /settings then showed
+    the server's key whole (it is only that channel's own secrets it is cleaned of)."""
+    own_key = "channel-key-0a1b2c3d4e5f6789"
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, ours):
+        await fake.command_says("proxy", "set", url=ours.url_v1, scope="server")
+        said = await _key_form(fake, SERVER_KEY, scope="server")
+        assert said.startswith("Saved the custom key for this server"), said
+        said = await _key_form(fake, own_key)
+        assert said.startswith("Saved the custom key for this channel"), said
+
+        said = await fake.command_says(
+            "system", prompt=f"The door code is {SERVER_KEY}.", scope="server"
+        )
+        assert said.startswith("That text for the system prompt holds what looks like a key"), said
+        card = json.dumps({**CARD, "data": {**CARD["data"], "nickname": SERVER_KEY}}).encode()
+        said = await fake.command_says(
+            "character",
+            "import",
+            files={"file": ("c.json", "application/json", card)},
+            scope="server",
+        )
+        assert said.startswith("That card's name holds what looks like a key"), said
+        preset = {**ST_DEFAULT, "prompts": [{**ST_DEFAULT["prompts"][0], "content": SERVER_KEY}]}
+        said = await fake.command_says(
+            "preset",
+            "import",
+            files={"file": ("p.json", "application/json", json.dumps(preset).encode())},
+            scope="server",
+        )
+        assert "system_prompt holds what looks like a key" in said, said
+        # The channel's own key is still refused server-wide too.
+        said = await fake.command_says("system", prompt=f"Use {own_key}.", scope="server")
+        assert said.startswith("That text for the system prompt holds what looks like a key"), said
+
+        settings = await fake.command_says("settings", manager=False)
+        assert SERVER_KEY not in settings and "System prompt" not in settings, settings
+        assert "Character:" not in settings, settings
+        await bot.stop()
+    assert SERVER_KEY not in bot.log and own_key not in bot.log
