@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store.base import Database, where
-from bot.store.models import ModelCacheRow, utcnow
+from bot.store.base import Database, Key, where
+from bot.store.models import ChannelConfigRow, ModelCacheRow, utcnow
 from bot.types import ChannelRef, ModelInfo, Scope, Source
 from bot.types.text import clean_text
 
@@ -56,6 +56,26 @@ class ModelLists:
             await session.execute(stmt)
 
         await self._db.write("model list write", work)
+
+    async def apply_forget(self, session: AsyncSession, key: Key) -> None:
+        """Inside the caller's transaction: the URL set at `key` moved, so the lists its
+        endpoint gave are another server's: the channel's own, or (a server's key) those of
+        its channels that use its URL (none of their own)."""
+        platform, server_id, channel_id = key
+        lists = delete(ModelCacheRow).where(
+            ModelCacheRow.platform == platform, ModelCacheRow.server_id == server_id
+        )
+        if channel_id:
+            await session.execute(lists.where(ModelCacheRow.channel_id == channel_id))
+            return
+        configs = ChannelConfigRow.__table__
+        own_url = select(configs.c.channel_id).where(
+            configs.c.platform == platform,
+            configs.c.server_id == server_id,
+            configs.c.channel_id != "",
+            configs.c.proxy_url.is_not(None),
+        )
+        await session.execute(lists.where(ModelCacheRow.channel_id.not_in(own_url)))
 
     async def get(self, ref: ChannelRef, source: Source) -> list[ModelInfo] | None:
         """The cached list, or None when none was stored for this channel and source."""

@@ -206,6 +206,8 @@ class Store:
                 await self._config.apply(session, key, actor, cleaned, action)
             if connects:
                 await self._config.forget_checks(session, key)
+            if "proxy_url" in cleaned:
+                await self._models.apply_forget(session, key)
             return cleared
 
         cleared = await self._db.write("config write", work)

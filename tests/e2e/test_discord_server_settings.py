@@ -153,3 +153,39 @@ async def test_server_wide_text_holding_the_servers_key_is_refused_in_any_channe
         assert "Character:" not in settings, settings
         await bot.stop()
     assert SERVER_KEY not in bot.log and own_key not in bot.log
+
+
+async def test_a_server_wide_url_change_drops_the_model_lists_of_the_old_endpoint(
+    tmp_path: Path,
+) -> None:
+    """The model list a channel's last status check fetched belongs to that endpoint: once
+    the server's URL moves to another, a channel that follows it offers that list no more
+    (it was offered by /models list, /model's choices and warnings as the endpoint's)."""
+    fake = FakeDiscord(TOKEN, channels=6)
+    other = fake.channel_id + 5
+    async with (
+        chatbot_run(tmp_path, fake, Script()) as (bot, ours),
+        fake_openai(Script(models=["b-one", "b-two"])) as moved,
+    ):
+        await fake.command_says("models", "external", state="on", scope="server")
+        await fake.command_says("connect", channel_id=other)
+        listed = await fake.command_says("models", "list", channel_id=other)
+        assert listed.startswith("custom models (the endpoint): m-small, m-large"), listed
+
+        said = await fake.command_says("proxy", "set", url=moved.url_v1, scope="server")
+        assert f"Endpoint set to {moved.url_v1} for this server." in said, said
+        settings = await fake.command_says("settings", channel_id=other)
+        assert f"Endpoint: {moved.url_v1} (server-wide)" in settings, settings
+        listed = await fake.command_says("models", "list", channel_id=other)
+        assert listed.startswith("No models known for custom."), listed
+        await fake.command_says("connect", channel_id=other)
+        listed = await fake.command_says("models", "list", channel_id=other)
+        assert listed.startswith("custom models (the endpoint): b-one, b-two"), listed
+
+        # A channel's own URL moving elsewhere: its list from the old one goes too.
+        await fake.command_says("proxy", "set", url=ours.url_v1, channel_id=other)
+        await fake.command_says("proxy", "set", url="http://127.0.0.1:9/v1", channel_id=other)
+        listed = await fake.command_says("models", "list", channel_id=other)
+        assert listed.startswith("No models known for custom."), listed
+        await bot.stop()
+    assert "Traceback" not in bot.log
