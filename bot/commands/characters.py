@@ -27,7 +27,7 @@ from bot.characters import (
 from bot.characters.preset import MAX_PRESET_BYTES, POST_HISTORY_OFF
 from bot.commands.parse import CommandError
 from bot.commands.router import accessible
-from bot.commands.scopes import own_value_note, room_left_note, scope_place
+from bot.commands.scopes import own_value_note, room_left_note, scope_of, scope_place
 from bot.commands.spec import CommandContext
 from bot.connection import cleaner_here, secret_check, shown_here
 from bot.fields import PARAMS, REGISTRY, FieldError
@@ -45,10 +45,6 @@ _EXCERPT = 300
 
 # The registry's parameters by kind: what a preset may give under their own names.
 _PARAM_KINDS = {f.name: f.kind.value for f in PARAMS}
-
-
-def _scope(args: dict[str, Any]) -> Scope:
-    return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
 
 
 def _how_to_attach(ctx: CommandContext, path: str) -> str:
@@ -154,7 +150,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # profile's name, every reply naming it, its messages' rows), uncleaned: a name
     # holding a key or this channel's password is refused, as a setting holding one is.
     config = await ctx.store.effective_config(ctx.ref)
-    holds_secret = await secret_check(ctx.store, ctx.ref, config, _scope(args))
+    holds_secret = await secret_check(ctx.store, ctx.ref, config, scope_of(args))
     if any(holds_secret(name) for name in (card.name, card.nickname) if name):
         raise CommandError(
             held_secret(
@@ -163,7 +159,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
                 instead="give the character another name in the card and import it again.",
             )
         )
-    scope = _scope(args)
+    scope = scope_of(args)
     await ctx.store.set_character(ctx.ref, scope, ctx.actor, card.display_name, text, card.image)
     lines = [f"Character set for {scope_place(scope, ctx.ref.place)}: {_title(card)}."]
     if card.image is None and await asyncio.to_thread(image_too_large, data):
@@ -260,7 +256,7 @@ def _title(card: Card) -> str:
 
 
 async def character_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
-    scope = _scope(args)
+    scope = scope_of(args)
     name = await ctx.store.clear_character(ctx.ref, scope, ctx.actor)
     after = await ctx.store.character(ctx.ref)
     server = ""
@@ -352,7 +348,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     shown: list[str] = []
     refused: list[str] = []
     config = await ctx.store.effective_config(ctx.ref)
-    holds_secret = await secret_check(ctx.store, ctx.ref, config, _scope(args))
+    holds_secret = await secret_check(ctx.store, ctx.ref, config, scope_of(args))
     for name, value in preset.values.items():
         if name in preset.not_supported:
             continue
@@ -371,7 +367,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         named.append(name)
         if name != POST_HISTORY_OFF:  # said with the prompts it switches off, below
             shown.append(f"{name}={_short(field.show(checked))}")
-    scope = _scope(args)
+    scope = scope_of(args)
     if changes:
         await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="preset import")
     said = f"Preset applied to {scope_place(scope, ctx.ref.place)}: " + (
