@@ -9,7 +9,7 @@ from bot.characters.card import (
 )
 from bot.characters.export import avatar_png, card_object, export_json, export_png
 from bot.characters.kind import SETTINGS_EXTENSIONS, SETTINGS_TYPES, SettingsKind, settings_kind
-from bot.characters.lorebook import LoreHits, not_used
+from bot.characters.lorebook import LoreHits, not_used, unknown_logic
 from bot.characters.macros import Macros
 from bot.characters.model import Card, CardError, CharacterBook, LoreEntry, Problem
 from bot.characters.preset import PresetError, PresetImport, export_preset, parse_preset
@@ -61,4 +61,5 @@ __all__ = [
     "read_card",
     "settings_kind",
     "system_without_card",
+    "unknown_logic",
 ]

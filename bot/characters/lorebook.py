@@ -99,6 +99,13 @@ class _Scan:
     texts: list[str]
     lowered: list[str]
     work: _Work = field(default_factory=_Work)
+    # A scan depth of 0 (or less): SillyTavern's WorldInfoBuffer.get gives such an entry
+    # no text at all (`depth <= startDepth`), not even what recursion found.
+    blind: bool = False
+
+    def with_found(self, recursion: _Texts) -> _Texts:
+        """What recursion found, as this window's entries see it."""
+        return _Texts() if self.blind else recursion
 
 
 def scan(
@@ -149,7 +156,7 @@ def scan(
         size = max(0, min(size, MAX_SCAN_DEPTH))
         if size not in windows:
             texts = _newest(messages[-size:] if size else [], MAX_SCAN_CHARS)
-            windows[size] = _Scan(texts, [work.lower(t) for t in texts], work)
+            windows[size] = _Scan(texts, [work.lower(t) for t in texts], work, blind=not size)
         return windows[size]
 
     active: dict[int, str] = {}
@@ -185,12 +192,13 @@ def scan(
             # An empty entry adds nothing, but in a group it is one of the outcomes.
             if not content and not _groups(entry, work):
                 continue
-            if _activates(entry, decorators, window(entry), recursion, macros, sticky=held):
+            seen = window(entry)
+            if _activates(entry, decorators, seen, seen.with_found(recursion), macros, sticky=held):
                 matched[index] = content
 
         def score(index: int, recursion: _Texts = recursion) -> int:
-            entry = book.entries[index]
-            return _score(entry, window(entry), recursion, macros)
+            seen = window(book.entries[index])
+            return _score(book.entries[index], seen, seen.with_found(recursion), macros)
 
         found: list[str] = []  # joins the scanned text after this pass, not during it
         for index in _grouped(book, list(matched), taken, seed, score, work, sticky):
@@ -285,8 +293,10 @@ def _activates(
         return False
     if not entry.selective or not entry.secondary_keys:
         return True
+    logic = _logic(entry)
+    if logic is None:  # SillyTavern compares it with each of its four: none is true
+        return False
     hits = [_matches(entry, macros(k), scan, recursion) for k in entry.secondary_keys]
-    logic = entry.extension_values.get("selectiveLogic", AND_ANY)
     if logic == NOT_ALL:
         return not all(hits)
     if logic == NOT_ANY:
@@ -294,6 +304,19 @@ def _activates(
     if logic == AND_ALL:
         return all(hits)
     return any(hits)
+
+
+def _logic(entry: LoreEntry) -> int | None:
+    """The entry's selectiveLogic as SillyTavern reads it (world-info.js checkWorldInfo:
+    `entry.selectiveLogic ?? 0`, then `===` each of AND_ANY … AND_ALL): null or absent is
+    AND ANY; anything but one of those four numbers (4, "1", true) is None, which
+    matches no logic, so SillyTavern never activates the entry by its keys."""
+    logic = entry.extension_values.get("selectiveLogic")
+    if logic is None:
+        return AND_ANY
+    if isinstance(logic, bool) or not isinstance(logic, int | float):
+        return None
+    return int(logic) if logic in (AND_ANY, NOT_ALL, NOT_ANY, AND_ALL) else None
 
 
 def _delayed(entry: LoreEntry, chat_length: int) -> bool:
@@ -493,10 +516,7 @@ def _score(entry: LoreEntry, scan: _Scan, recursion: _Texts, macros: Macros) -> 
     if not entry.secondary_keys:
         return primary
     secondary = sum(_matches(entry, macros(k), scan, recursion) for k in entry.secondary_keys)
-    logic = entry.extension_values.get("selectiveLogic")
-    logic = AND_ANY if logic is None else logic  # `?? 0`, then compared with ===
-    if isinstance(logic, bool) or not isinstance(logic, int | float):
-        return primary
+    logic = _logic(entry)
     if logic == AND_ANY:
         return primary + secondary
     if logic == AND_ALL and secondary == len(entry.secondary_keys):
@@ -704,6 +724,23 @@ def not_used(card: Card) -> tuple[str, ...]:
     if count:
         said.append(f"its {count} regex script{'s' * (count != 1)}")
     return tuple(said)
+
+
+def unknown_logic(card: Card) -> int:
+    """How many of the card's lorebook entries its keys would bring in but for a
+    `selectiveLogic` SillyTavern does not know (_logic): never brought in by their keys
+    there, nor here; the import says so, as nothing else would."""
+    book = card.character_book
+    return sum(
+        1
+        for e in (book.entries if book else ())
+        if e.enabled
+        and not e.constant
+        and e.selective
+        and e.secondary_keys
+        and e.keys
+        and _logic(e) is None
+    )
 
 
 def _entries(count: int) -> str:

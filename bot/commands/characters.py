@@ -23,6 +23,7 @@ from bot.characters import (
     not_used,
     parse_preset,
     read_card,
+    unknown_logic,
 )
 from bot.characters.preset import MAX_PRESET_BYTES, POST_HISTORY_OFF
 from bot.commands.parse import CommandError
@@ -171,6 +172,12 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if unused := not_used(card):
         # The card's lorebook acts otherwise than it would in SillyTavern: said, not silent.
         lines.append("Not done here as SillyTavern does: " + "; ".join(unused) + ".")
+    if unknown := unknown_logic(card):
+        entries = "1 lorebook entry" if unknown == 1 else f"{unknown:,} lorebook entries"
+        lines.append(
+            f"Never brought in by their keys, as in SillyTavern: {entries} whose "
+            "`selectiveLogic` is none of 0 (AND ANY), 1 (NOT ALL), 2 (NOT ANY) and 3 (AND ALL)."
+        )
     answering = await ctx.store.character(ctx.ref)
     here = answering is not None and answering.scope is scope
     if scope is Scope.SERVER:

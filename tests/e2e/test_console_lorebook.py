@@ -74,3 +74,56 @@ def test_a_recursive_pass_reads_an_entrys_text_with_its_macros_replaced(
     system = _sent(endpoint)[0]["content"]
     assert "Seraphina's sword hangs by the door." in system, system
     assert "The Sunblade burns the undead." in system, system
+
+
+def test_an_entry_whose_selective_logic_sillytavern_does_not_know_never_comes_in(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """SillyTavern compares an entry's `selectiveLogic` (`?? 0`) with `===` to each of
+    its four logics (world-info.js checkWorldInfo): 4, "1" or true is none of them, so
+    the entry never comes in by its keys. Here anything unknown was read as AND ANY (and
+    true as NOT ALL), so such entries came in whenever a secondary key matched."""
+
+    def selective(content: str, logic: object) -> dict[str, Any]:
+        entry = _entry(["forest"], content, selectiveLogic=logic)
+        entry["secondary_keys"] = ["night"]
+        return entry
+
+    entries = [
+        selective("Known logic, sent.", 0),
+        selective("Logic four, never sent.", 4),
+        selective("Logic as text, never sent.", "0"),
+        selective("Logic true, never sent.", True),
+        selective("No logic, sent as AND ANY.", None),
+    ]
+    path = _card(tmp_path, entries)
+    run = _run(ws, endpoint, [f"/character import {path}", "The forest at night."])
+    system = _sent(endpoint)[0]["content"]
+    assert "Known logic, sent." in system and "No logic, sent as AND ANY." in system, system
+    assert "never sent" not in system, system
+    said = (
+        "Never brought in by their keys, as in SillyTavern: 3 lorebook entries whose "
+        "`selectiveLogic` is none of 0 (AND ANY), 1 (NOT ALL), 2 (NOT ANY) and 3 (AND ALL)."
+    )
+    assert said in run.out, run.describe()
+
+
+def test_an_entry_of_scan_depth_0_scans_nothing_not_even_what_recursion_found(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """SillyTavern's WorldInfoBuffer.get returns no text at all for an entry whose
+    `scan_depth` is 0 (`depth <= startDepth`): no message, and not the recursion buffer
+    either, so only a constant (or sticky) such entry comes in. Here it still scanned
+    what other entries brought in, and came in by their text."""
+    entries = [
+        _entry(["forest"], "The Sunblade hangs by the door."),
+        _entry(["Sunblade"], "Depth 0 by recursion, never sent.", scan_depth=0),
+        _entry(["forest"], "Depth 0 by the message, never sent.", scan_depth=0),
+        _entry(["Sunblade"], "Default depth by recursion, sent."),
+    ]
+    path = _card(tmp_path, entries, recursive_scanning=True)
+    _run(ws, endpoint, [f"/character import {path}", "I walk into the forest."])
+    system = _sent(endpoint)[0]["content"]
+    assert "The Sunblade hangs by the door." in system, system
+    assert "Default depth by recursion, sent." in system, system
+    assert "never sent" not in system, system
