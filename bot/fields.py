@@ -312,6 +312,15 @@ class Field:
             raise FieldError(f"{self.name} must be {range_text(self.low, self.high)}.")
         return value if integer else float(value)
 
+    def fitting(self, items: Sequence[str]) -> tuple[list[str], int]:
+        """Of a LIST's `items` (a file's, not typed), those `check` takes: the first
+        `max_items` of those not empty and of at most `max_item_chars` (cleaned); and how
+        many more there were, left out. A SillyTavern preset has no limit."""
+        cleaned = (clean_text(item) for item in items)
+        fit = [item for item in cleaned if item and len(item) <= self.max_item_chars]
+        kept = fit[: self.max_items]
+        return kept, sum(1 for item in items if clean_text(item)) - len(kept)
+
     # -- values on the way out --------------------------------------------------------------
 
     def outside(self, stored: object) -> bool:

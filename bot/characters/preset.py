@@ -18,7 +18,6 @@ from bot.types.text import clean_text
 
 MAX_PRESET_BYTES = 1024 * 1024
 MAX_PROMPT_CHARS = 100_000
-MAX_STOP_STRINGS = 16  # more than any source takes; the registry applies the real limit
 
 # Prompt identifiers of the preset → our setting names.
 PROMPTS = {"main": "system_prompt", "nsfw": "auxiliary_prompt", "jailbreak": "post_history_prompt"}
@@ -126,9 +125,9 @@ def _stop(key: str, value: object) -> list[str] | None:
             raise PresetError(f"The preset's `{key}` must be a list of strings.") from err
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PresetError(f"The preset's `{key}` must be a list of strings.")
-    if len(value) > MAX_STOP_STRINGS:
-        raise PresetError(f"The preset's `{key}` has more than {MAX_STOP_STRINGS} strings.")
-    strings = [clean_text(v)[:1000] for v in value if v]
+    # As many as it has (SillyTavern takes any number, and sends OpenAI the first 4):
+    # the registry keeps those it takes (Field.fitting), and the import says so.
+    strings = [clean_text(v) for v in value if v]
     return strings or None
 
 

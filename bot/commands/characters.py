@@ -31,7 +31,7 @@ from bot.commands.router import accessible
 from bot.commands.scopes import own_value_note, room_left_note, scope_of, scope_place
 from bot.commands.spec import CommandContext
 from bot.connection import cleaner_here, secret_check, shown_here
-from bot.fields import PARAMS, REGISTRY, FieldError
+from bot.fields import PARAMS, REGISTRY, FieldError, Kind
 from bot.store import Store, StoredCharacter
 from bot.types import Attachment, ChannelRef, Greeting, Persona, Platform, Reply, ReplyFile, Scope
 from bot.types.files import Downloads, display_name, too_slow
@@ -354,12 +354,27 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     named: list[str] = []
     shown: list[str] = []
     refused: list[str] = []
+    partly: list[str] = []  # lists kept in part: what was left out
     config = await ctx.store.effective_config(ctx.ref)
     holds_secret = await secret_check(ctx.store, ctx.ref, config, scope_of(args))
     for name, value in preset.values.items():
         if name in preset.not_supported:
             continue
         field = REGISTRY.by_name[name]
+        if field.kind is Kind.LIST and isinstance(value, list):
+            fit, left_out = field.fitting(value)
+            if left_out and not fit:
+                refused.append(
+                    f"{name}: none of its strings has at most {field.max_item_chars} characters"
+                )
+                continue
+            value = fit or value  # only empty strings: `check` refuses them, saying so
+            if left_out:
+                partly.append(
+                    f"{name}, {len(fit)} of its {len(fit) + left_out} strings (this bot "
+                    f"takes the first {field.max_items} of at most {field.max_item_chars} "
+                    "characters each)"
+                )
         try:
             checked = None if value is None else field.check(value)
         except FieldError as err:
@@ -389,6 +404,8 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         after = await ctx.store.effective_config(ctx.ref)
         if room := room_left_note(after, ctx.prefix):
             lines.append(room.strip())
+    if partly:
+        lines.append("Kept in part: " + "; ".join(partly) + ".")
     if refused:
         lines.append("Not applied: " + "; ".join(refused) + ".")
     if preset.disabled:

@@ -311,6 +311,30 @@ def test_a_preset_with_more_than_four_stop_strings_sends_the_first_four(
     assert json.loads(request.body)["stop"] == ["\nAda:", "\nAssistant:", "###", "<END>"]
 
 
+def test_a_preset_with_more_stop_strings_than_kept_here_imports_what_fits(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """A preset with 20 custom stopping strings was refused whole ("has more than 16
+    strings"), though SillyTavern keeps any number (power-user.js
+    getCustomStoppingStrings; openai.js sends OpenAI the first 4, Claude all). Now the
+    first 16 that fit (at most 100 characters each) are kept, the rest named as left out,
+    and the preset's other settings are applied."""
+    preset = tmp_path / "preset.json"
+    stop = ["\n{{user}}:", "x" * 150, *(f"<stop{i}>" for i in range(18))]
+    preset.write_text(json.dumps({"temperature": 0.7, "custom_stopping_strings": json.dumps(stop)}))
+    run = _run(ws, endpoint, [f"/preset import {preset}", "/params stop", "hi"])
+    assert "Preset applied to this channel: temperature=0.7, stop=" in run.out, run.describe()
+    said = (
+        "Kept in part: stop, 16 of its 20 strings (this bot takes the first 16 of at most "
+        "100 characters each)."
+    )
+    assert said in run.out, run.describe()
+    assert "Not applied" not in run.out, run.describe()
+    assert "<stop13>, <stop14>  (" in run.out and "<stop15>" not in run.out, run.describe()
+    [request] = endpoint.chat_requests()
+    assert json.loads(request.body)["stop"] == ["\nAda:", "<stop0>", "<stop1>", "<stop2>"]
+
+
 def test_a_card_and_a_preset_saved_as_windows_1252_are_read(
     ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
 ) -> None:
