@@ -20,6 +20,7 @@ from bot.characters import (
     export_preset,
     greetings,
     image_too_large,
+    macros_for,
     not_used,
     parse_preset,
     read_card,
@@ -240,9 +241,14 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     tags = [shorten(t, 40) for t in map(shown_name, card.tags[:20]) if t]
     if tags:
         shown.append("Tags: " + ", ".join(tags))
-    if card.description.strip():
-        text = " ".join(card.description.split())
-        shown.append(text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else ""))
+    # Their macros replaced, as SillyTavern shows a card's creator's notes
+    # (script.js select_selected_character: substituteParams) and as the model reads
+    # the description: {{char}} is who speaks, {{user}} whoever asked.
+    macros = macros_for(card, ctx.actor.display_name)
+    for label, own in (("", card.description), ("Creator's notes: ", card.creator_notes)):
+        text = " ".join(macros(own).split())
+        if text:
+            shown.append(label + text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else ""))
     if shown:
         config = await ctx.store.effective_config(ctx.ref)
         lines += map(literal, await shown_here(ctx.store, ctx.ref, config, shown))

@@ -125,3 +125,28 @@ def test_console_says_which_prompts_a_preset_switches_off(tmp_path: Path) -> Non
     )
     assert "Not supported here" not in out  # the switched-off text is not offered as lost
     assert "Traceback" not in done.stderr
+
+
+def test_character_show_replaces_the_cards_macros_and_shows_its_creators_notes(
+    tmp_path: Path,
+) -> None:
+    """`/character show` printed a V3 card's description as `{{char}} commands the
+    airship`, braces and all, and not its creator's notes, which SillyTavern shows with
+    their macros replaced (script.js: substituteParams). Both are shown as the model
+    reads them: {{char}} the nickname it speaks as, {{user}} whoever asked."""
+    card = json.loads(json.dumps(CARD))
+    card["data"]["creator_notes"] = "Made for {{user}}: let {{char}} lead. <BOT> never lies."
+    path = tmp_path / "aurelia.json"
+    path.write_text(json.dumps(card))
+    done = console(
+        tmp_path,
+        [f"/character import {path}", "/character show"],
+        BOT_SECRET_KEYS=generate_key(),
+        LOGNAME="Ada",
+        USER="Ada",
+    )
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout.split("Character: Captain Aurelia Voss", 1)[1]
+    assert "Aurelia commands the airship" in shown, shown
+    assert "Creator's notes: Made for Ada: let Aurelia lead. Aurelia never lies." in shown, shown
+    assert "{{" not in shown and "<BOT>" not in shown, shown
