@@ -194,10 +194,13 @@ class Core:
     def prefix(self, platform: Platform) -> str:
         return self._prefixes.get(platform, "/")
 
-    def _settings_hint(self, ref: ChannelRef, actor: Actor, kinds: Sequence[str]) -> str:
+    def _settings_hint(
+        self, ref: ChannelRef, actor: Actor, kinds: Sequence[str], others: bool
+    ) -> str:
         """What `actor` is told of character cards or presets sent here with no question
-        (the engine does not ask the model): the import command, if theirs to run."""
-        return sent_alone(self._context(ref, actor), kinds)
+        (not sent to the model; `others`: its other files were): the import command, if
+        theirs to run."""
+        return sent_alone(self._context(ref, actor), kinds, others=others)
 
     def is_admin(self, actor: Actor) -> bool:
         return self._gate.operator.admin(actor)

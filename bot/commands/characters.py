@@ -80,18 +80,26 @@ _SENT: dict[str, tuple[str, str, str]] = {
 }
 
 
-def sent_alone(ctx: CommandContext, kinds: Sequence[str]) -> str:
+def sent_alone(ctx: CommandContext, kinds: Sequence[str], *, others: bool = False) -> str:
     """What to tell someone whose message was SillyTavern files alone, with no question
-    (`kinds`: what each is, "character" or "preset"): not sent to the model; how to
-    import them, to those who may; how to ask about them instead."""
+    (`kinds`: what each is, "character" or "preset"), or those files among `others`
+    that went to the model without them: not sent to the model; how to import them, to
+    those who may; how to ask about them instead."""
     many = len(kinds) > 1
     distinct = list(dict.fromkeys(kinds))
     named = " and ".join(_SENT[kind][many] for kind in distinct)
     it = "them" if many else "it"
-    lines = [
-        f"{'Those are' if many else 'That is a'} SillyTavern {named}, so I did not send "
-        f"{it} to the model."
-    ]
+    if others:
+        first = (
+            f"The SillyTavern {named} among your files {'were' if many else 'was'} not sent "
+            "to the model, only the other files."
+        )
+    else:
+        first = (
+            f"{'Those are' if many else 'That is a'} SillyTavern {named}, so I did not send "
+            f"{it} to the model."
+        )
+    lines = [first]
     for kind in distinct:
         path = f"{kind} import"
         if isinstance(accessible(ctx.table, tuple(path.split()), ctx), Reply):
@@ -99,7 +107,10 @@ def sent_alone(ctx: CommandContext, kinds: Sequence[str]) -> str:
         one = "one" if kinds.count(kind) > 1 else "it"
         does = _SENT[kind][2].format(it=one, place=ctx.ref.place)
         lines.append(f"To {does}, {_import_step(ctx, path)}.")
-    lines.append(f"To ask me about {it} instead, reply to {it} with your question.")
+    if others:
+        lines.append(f"To ask me about {it} too, reply to your message with your question.")
+    else:
+        lines.append(f"To ask me about {it} instead, reply to {it} with your question.")
     return "\n".join(lines)
 
 

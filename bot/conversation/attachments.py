@@ -58,6 +58,9 @@ class Prepared:
     # Where each of those was cut, the text on both sides (Block.edge): never sent, only
     # checked for a key or password cut in two.
     edges: tuple[str, ...] = ()
+    # Character cards and presets sent with other files and no question: left out of
+    # the question (spot_settings), and said so.
+    spotted: tuple[SettingsKind, ...] = ()
 
     @property
     def cut_note(self) -> str:
@@ -145,39 +148,45 @@ async def prepare(
 
 async def spot_settings(
     attachments: Sequence[Attachment], max_images: int, max_bytes: int, downloads: Downloads
-) -> tuple[Attachment, ...]:
+) -> tuple[tuple[Attachment, ...], tuple[SettingsKind, ...]]:
     """A message's own files, sent with no question: SettingsFiles when each is a
-    character card or a preset (settings_kind), else the files to prepare, those
-    downloaded to tell handed on with their bytes (not fetched twice). A file that
-    cannot be one by its name or declared type is not downloaded here, nor any of a
-    message `prepare` refuses by what is declared: it says why."""
+    character card or a preset (settings_kind); else the other files, to prepare (those
+    downloaded to tell handed on with their bytes, not fetched twice), and what the
+    cards and presets among them were, left out: they are for an import, not the model.
+    A file that cannot be one by its name or declared type is not downloaded here, nor
+    any of a message `prepare` refuses by what is declared or by a download: it says
+    why (all its files handed on)."""
     if not attachments or count_refusal(attachments, max_images, max_bytes) is not None:
-        return tuple(attachments)
-    if not all(
-        extension(a.filename) in SETTINGS_EXTENSIONS or a.content_type in SETTINGS_TYPES
-        for a in attachments
-    ):
-        return tuple(attachments)
+        return tuple(attachments), ()
     kinds: list[SettingsKind] = []
-    fetched: list[Attachment] = []
+    rest: list[Attachment] = []
+    seen: list[Attachment] = []  # all so far, as `prepare` takes them if it is to refuse
     held = 0
-    for attachment in attachments:
+    for i, attachment in enumerate(attachments):
+        if not (
+            extension(attachment.filename) in SETTINGS_EXTENSIONS
+            or attachment.content_type in SETTINGS_TYPES
+        ):
+            rest.append(attachment)
+            seen.append(attachment)
+            continue
         try:
             shown = display_name(attachment.filename)
             data = await _download(downloads, attachment, shown, max_bytes)
         except Refused:  # said by `prepare`, which fetches it again
-            break
+            return (*seen, *attachments[i:]), ()
         held += len(data)
         if held > MESSAGE_FILES_SHARE * max_bytes:  # `prepare` refuses them together
-            break
-        fetched.append(_holding(attachment, data))
+            return (*seen, *attachments[i:]), ()
+        seen.append(_holding(attachment, data))
         kind = await _in_media_thread(settings_kind, data)
         if kind is None:
-            break
-        kinds.append(kind)
-    if len(kinds) == len(attachments):
+            rest.append(seen[-1])
+        else:
+            kinds.append(kind)
+    if not rest:
         raise SettingsFiles(tuple(kinds))
-    return (*fetched, *attachments[len(fetched) :])
+    return tuple(rest), tuple(kinds)
 
 
 def _holding(attachment: Attachment, data: bytes) -> Attachment:

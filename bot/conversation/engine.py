@@ -108,12 +108,18 @@ _BLOCKED_KEPT = 4096  # channels whose reason for not answering the log holds
 OnTurn = Callable[[int | None, str | None], Awaitable[None]]
 # What to tell `actor` of SillyTavern files they sent here with no question (the Core
 # names the import commands, to those who may run them).
-SettingsHint = Callable[[ChannelRef, Actor, tuple[SettingsKind, ...]], str]
+# What someone is told of the character cards or presets (`kinds`) they sent with no
+# question; `others`: the message's other files went to the model without them.
+SettingsHint = Callable[[ChannelRef, Actor, tuple[SettingsKind, ...], bool], str]
 
 
-def plain_settings_hint(ref: ChannelRef, actor: Actor, kinds: tuple[SettingsKind, ...]) -> str:
+def plain_settings_hint(
+    ref: ChannelRef, actor: Actor, kinds: tuple[SettingsKind, ...], others: bool
+) -> str:
     """SettingsHint without commands: what the files are, and that the model was not asked."""
     what = "character card" if kinds[0] == "character" else "Chat Completion preset"
+    if others:
+        return f"The SillyTavern {what} was not sent to the model, only the other files."
     return (
         f"That is a SillyTavern {what}, so I did not send it to the model. To ask me "
         "about it, send it again with your question."
@@ -829,7 +835,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             return await _notice(sink, str(blocked))
         except SettingsFiles as sent:
             log.info("a message in %s held only a character card or preset: not asked", ref)
-            return await _notice(sink, self._settings_hint(ref, incoming.actor, sent.kinds))
+            return await _notice(sink, self._settings_hint(ref, incoming.actor, sent.kinds, False))
         preface = ""
         if attached.images and not sees and self._tell_once(ref):
             if config.value("vision") == "off":  # an admin's choice, not a guess
@@ -840,6 +846,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     f"can, an admin turns it on with {prefix}params vision on"
                 )
             preface = f"(The image was not sent: {why}.)\n\n"
+        if attached.spotted:  # cards or presets among other files, with no question
+            hint = self._settings_hint(ref, incoming.actor, attached.spotted, True)
+            preface += f"({' '.join(hint.splitlines())})\n\n"
         if attached.cut:  # said each time: it is about this message's own files
             preface += f"{attached.cut_note}\n\n"
         cut = self._cut_off.get(ref)
@@ -1374,21 +1383,25 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         own = len(incoming.attachments)  # _files: theirs last
         async with self._reading_files.reading(sender):
             downloads = Downloads()
+            replied = len(files) - own
+            spotted: tuple[SettingsKind, ...] = ()
             if bare:
-                files = (*await self._spot(files[:own], downloads), *files[own:])
-            return await prepare_attachments(
+                rest, spotted = await self._spot(files[:own], downloads)
+                files = (*rest, *files[own:])
+            prepared = await prepare_attachments(
                 files,
                 max_images=self._limits.max_images,
                 max_bytes=self._limits.max_attachment_bytes,
                 text_budget=tokens // 2,
                 measure=estimate_tokens,
-                replied=len(files) - own,
+                replied=replied,
                 downloads=downloads,
             )
+            return replace(prepared, spotted=spotted) if spotted else prepared
 
     async def _spot(
         self, own: Sequence[Attachment], downloads: Downloads
-    ) -> tuple[Attachment, ...]:
+    ) -> tuple[tuple[Attachment, ...], tuple[SettingsKind, ...]]:
         """spot_settings within this bot's limits (in a reading slot)."""
         limits = self._limits
         return await spot_settings(own, limits.max_images, limits.max_attachment_bytes, downloads)

@@ -82,3 +82,45 @@ async def test_a_card_or_preset_sent_alone_is_not_asked_of_the_model(tmp_path: P
     messages = request["messages"]
     assert "Captain Aurelia Voss" in str(messages[-1]["content"])
     assert not any("Aurelia" in str(m["content"]) for m in messages[:-1])
+
+
+async def test_a_card_sent_with_other_files_is_left_out_of_the_question(tmp_path: Path) -> None:
+    """Discord probe: a card attached beside another file, with only the bot's mention,
+    was a question like any: the model read the card's JSON with the notes (a card of a
+    2 MB lorebook, all of it) and the history kept it. Now the card is left out, the
+    other files are the question, and the answer begins by saying so and how to import
+    it; with a question, everything is sent, as with a card alone."""
+    fake = FakeDiscord(TOKEN)
+    card = json.dumps(CARD).encode()
+    notes = b"Chapter 1: the airship leaves port at dawn.\n"
+    async with chatbot_run(
+        tmp_path, fake, Script(chunks=["Seen."]), ADMIN_IDS=str(fake.user_id)
+    ) as (bot, model):
+        await fake.wait_until(lambda: bool(fake.command_ids), 30)
+        mention = f"<@{fake.bot_id}>"
+        files = [
+            ("aurelia.json", "application/json", card),
+            ("notes.txt", "text/plain", notes),
+        ]
+        bare = await fake.user_says(mention, files=files)
+        await fake.wait_until(lambda: any("Seen." in r for r in _replies(fake, bare)), 60)
+        asked = await fake.user_says(f"{mention} what do you make of these?", files=files)
+        await fake.wait_until(lambda: any("Seen." in r for r in _replies(fake, asked)), 60)
+        exit_code = await bot.stop()
+    assert exit_code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log
+    (answer,) = _replies(fake, bare)
+    assert answer.startswith(
+        "(The SillyTavern character card among your files was not sent to the model, only "
+        "the other files. To make it this channel's character, use /character import with "
+        "the file in its `file` option. To ask me about it too, reply to your message with "
+        "your question.)\n\nSeen."
+    ), answer
+    alone, with_question = model.requests
+    question = str(alone["messages"][-1]["content"])
+    assert "Chapter 1: the airship leaves port at dawn." in question, question
+    assert "Aurelia" not in str(alone["messages"]), alone["messages"]
+    # Asked with a question, the card is part of it, and the first message's is not.
+    messages = with_question["messages"]
+    assert "Captain Aurelia Voss" in str(messages[-1]["content"])
+    assert not any("Aurelia" in str(m["content"]) for m in messages[:-1])
