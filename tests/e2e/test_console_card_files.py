@@ -311,6 +311,21 @@ def test_a_preset_with_more_than_four_stop_strings_sends_the_first_four(
     assert json.loads(request.body)["stop"] == ["\nAda:", "\nAssistant:", "###", "<END>"]
 
 
+def test_a_stop_string_its_macros_empty_is_not_sent_nor_counted_in_the_four(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """Guard: SillyTavern drops empty stop strings before it replaces their macros
+    (power-user.js getCustomStoppingStrings), so `{{noop}}` goes out as "" and takes one
+    of OpenAI's 4. Here one emptied by its macros is dropped before the first 4 are
+    taken: an empty stop string would end every answer at once."""
+    preset = tmp_path / "preset.json"
+    stop = ["{{noop}}", "{{// note}}", "{{trim}}", "\n{{user}}:", "A", "B", "C", "D"]
+    preset.write_text(json.dumps({"temperature": 0.7, "custom_stopping_strings": json.dumps(stop)}))
+    _run(ws, endpoint, [f"/preset import {preset}", "hi"])
+    [request] = endpoint.chat_requests()
+    assert json.loads(request.body)["stop"] == ["\nAda:", "A", "B", "C"]
+
+
 def test_a_preset_with_more_stop_strings_than_kept_here_imports_what_fits(
     ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
 ) -> None:
