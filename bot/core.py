@@ -13,6 +13,7 @@ from bot.commands.characters import persona as character_persona
 from bot.commands.characters import sent_alone
 from bot.commands.endpoint import model_choices
 from bot.commands.parse import CommandError, parse, plain_prefix
+from bot.commands.quotas import role_choices
 from bot.commands.router import accessible, bind, execute, find, prepare
 from bot.commands.spec import CommandContext, nothing_given, secret_prompt
 from bot.connection import endpoint_url
@@ -575,17 +576,23 @@ class Core:
         option: str,
         typed: str,
         limit: int = 25,
+        *,
+        given: Mapping[str, str] | None = None,
+        roles: Mapping[str, str] | None = None,
     ) -> list[str]:
         """What to suggest for `option` of the command at `path` as `actor` types it:
         nothing when the command is not theirs to run here (admins only, outside the
-        operator's ALLOWED_* lists), as running it would be refused."""
-        ctx = self._context(ref, actor)
+        operator's ALLOWED_* lists), as running it would be refused. `given`: the other
+        options filled in so far; `roles`: the server's roles, id → name, as run_command."""
+        ctx = self._context(ref, actor, roles)
         command = accessible(self.table, path, ctx)
         if isinstance(command, Reply):
             return []
         source = next((o.autocomplete for o in command.options if o.name == option), None)
         if source == "models":
             return await model_choices(ctx, typed, limit)
+        if source == "roles":
+            return role_choices(ctx, given or {}, typed, limit)
         return []
 
     async def carry_over(self, old: ChannelRef, new: ChannelRef, actor: Actor) -> bool:

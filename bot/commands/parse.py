@@ -751,7 +751,9 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
     if opt.kind is Kind.STRING:
         if " " in text and _GROUPED.fullmatch(text):  # `1 000` as one value (Discord, quoted)
             raise CommandError(_spaced_number(text.split(" ")))
-        return visible_id(unwrapped(text), opt.name, name=opt.is_name)
+        # A name keeps its quotes: they may be a role's own (`"Quoted"`); parse_subject
+        # tries it with them, then without.
+        return visible_id(text if opt.is_name else unwrapped(text), opt.name, name=opt.is_name)
     if opt.kind is Kind.TEXT:
         return normalize_text(typed).strip()
     return text

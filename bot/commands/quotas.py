@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,13 @@ from bot.commands.scopes import next_scope, scope_place
 from bot.commands.spec import CommandContext
 from bot.types import PlaceName, Platform, Reply, Scope
 from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
-from bot.usage.access import AccessError, describe, parse_subject, shown_subject
+from bot.usage.access import (
+    AccessError,
+    describe,
+    parse_subject,
+    role_suggestions,
+    shown_subject,
+)
 from bot.usage.limits import (
     ANSWER_ESTIMATE,
     DEFAULT,
@@ -28,6 +35,17 @@ LIMIT_ACTIONS = ("show", "set")
 LIMIT_NAMES = NAMES
 ACTS = ("list", "allow", "deny", "remove")
 ACCESS_KINDS = tuple(k.value for k in AccessKind)
+
+
+def role_choices(
+    ctx: CommandContext, given: Mapping[str, str], typed: str, limit: int
+) -> list[str]:
+    """Autocomplete for /access's `id` once its kind is role: the server's role names (as
+    the front-end knows them) holding what was typed; nothing for a user or a level."""
+    kind = given.get("kind", "").strip().lower()
+    if kind != AccessKind.ROLE.value or not ctx.server_roles or not ctx.ref.has_server:
+        return []
+    return role_suggestions(typed, ctx.server_roles, limit)
 
 
 def _scope(ctx: CommandContext, args: dict[str, Any]) -> Scope:

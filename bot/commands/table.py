@@ -370,6 +370,7 @@ TABLE: tuple[Command, ...] = (
                 Kind.STRING,
                 "user id, role name or id, or power level",
                 False,
+                autocomplete="roles",  # the server's role names, once the kind is role
                 max_length=300,
                 is_name=True,
             ),

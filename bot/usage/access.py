@@ -7,13 +7,14 @@ of them may chat; admins always may (so nobody locks the admins out of their cha
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from bot.types import Actor, ChannelRef, Platform
 from bot.types.limits import AccessKind, AccessRule, Effect
-from bot.types.text import quoted, unmarked
+from bot.types.text import QUOTE_CHARS, quoted, strip_invisible, unmarked, unwrapped
 
 MAX_LEVEL = 10**15  # Matrix power levels are canonical-JSON integers (±2^53)
 
@@ -133,7 +134,8 @@ def parse_subject(
     """The stored form of a rule's subject: an id as the platform writes it, or a level;
     `everyone`: the id of the role every member has here (Discord: the server's id);
     `roles`: the server's roles, id → name, when known (a role may be named)."""
-    raw = text.strip()
+    typed = strip_invisible(text)  # a role's name as given, quotes and all
+    raw = unwrapped(typed)  # an id, a mention, a level: one pair of quotes is not theirs
     shown = quoted(raw)
     if kind is AccessKind.LEVEL:
         if platform is not Platform.MATRIX:
@@ -156,7 +158,7 @@ def parse_subject(
             return raw
         if raw in roles or (_SNOWFLAKE.fullmatch(raw) and not _named(raw, roles)):
             return raw  # an id (one the server lacks is the caller's to refuse)
-        return _role_named(text, roles)
+        return _role_named(typed, roles)
     if platform is Platform.DISCORD:
         if raw.startswith("<@&") or raw.lower() == EVERYONE:
             raise AccessError(f"{shown} mentions a role, not a person: choose role as the kind.")
@@ -191,9 +193,20 @@ def _role_key(name: str) -> str:
 
 
 def _named(text: str, roles: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The (id, name) of each role `text` names, in the server's order."""
-    key = _role_key(text)
-    return [(rid, name) for rid, name in roles.items() if _role_key(name) == key]
+    """The (id, name) of each role `text` names, in the server's order: its name as
+    typed, else without one pair of quotes around it (`"Old crew"`, `@"Old crew"`), so a
+    role whose name has quotes of its own (`"Quoted"`, `The "A" team`) is named too."""
+    for each in dict.fromkeys((text, unwrapped(text), unwrapped(_role_key(text)))):
+        key = _role_key(each)
+        found = [(rid, name) for rid, name in roles.items() if _role_key(name) == key]
+        if found:
+            return found
+    return []
+
+
+# A role suggested by its name and id (role_suggestions: a name several roles share), as
+# an ambiguous name's refusal lists them too: `Mods (id 123)`.
+_NAME_AND_ID = re.compile(r".*\(id ([0-9]{1,20})\)", re.DOTALL)
 
 
 def _role_named(text: str, roles: Mapping[str, str]) -> str:
@@ -202,6 +215,9 @@ def _role_named(text: str, roles: Mapping[str, str]) -> str:
     found = _named(text, roles)
     if len(found) == 1:
         return found[0][0]
+    picked = _NAME_AND_ID.fullmatch(unwrapped(text).replace("`", ""))
+    if not found and picked is not None and picked[1] in roles:
+        return picked[1]
     shown = quoted(text.strip())
     if not found:
         raise AccessError(
@@ -215,6 +231,32 @@ def _role_named(text: str, roles: Mapping[str, str]) -> str:
         f"Several roles here are named {shown}: {listed}. Give the id of the one you mean, "
         "or mention it. Nothing changed."
     )
+
+
+CHOICE_CHARS = 100  # the longest suggestion Discord shows (and hands back when picked)
+
+
+def role_suggestions(typed: str, roles: Mapping[str, str], limit: int = 25) -> list[str]:
+    """The server's roles (id → name, in its order) whose names hold what was typed, as
+    parse_subject takes them back: names that begin with it first; a name several roles
+    share as `name (id 123)`, one for each."""
+    shared = Counter(_role_key(name) for name in roles.values())
+    needle = _role_key(typed)
+    if not any(needle in key for key in shared):  # `"Old` typed for `Old crew`
+        needle = _role_key(typed.strip(QUOTE_CHARS + "`@"))
+    hits: list[tuple[bool, str]] = []
+    for rid, name in roles.items():
+        key = _role_key(name)
+        if needle not in key:
+            continue
+        shown = name
+        if shared[key] > 1:
+            tail = f" (id {rid})"
+            room = CHOICE_CHARS - len(tail)
+            shown = (name if len(name) <= room else name[: room - 1] + "…") + tail
+        hits.append((not key.startswith(needle), shown))
+    hits.sort(key=lambda hit: hit[0])  # stable: the server's order within each
+    return [shown for _, shown in hits][:limit]
 
 
 def _matrix_user(text: str) -> str:

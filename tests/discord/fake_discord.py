@@ -1405,14 +1405,23 @@ class FakeDiscord:
         await self._dispatch("INTERACTION_CREATE", made)
 
     async def autocomplete(
-        self, name: str, sub: str = "", /, *, manager: bool = False, **typed: str
+        self,
+        name: str,
+        sub: str = "",
+        /,
+        *,
+        manager: bool = False,
+        filled: dict[str, str] | None = None,
+        **typed: str,
     ) -> list[dict[str, Any]]:
         """Bob types into `/name sub`'s one autocomplete option `typed` names (`option=text`)
-        in #general, as Discord sends each keystroke (type 4); the choices the bot
-        offered in its response, once it came ([] when it failed)."""
+        in #general, as Discord sends each keystroke (type 4), with the options `filled`
+        in before it; the choices the bot offered in its response, once it came ([] when
+        it failed)."""
         await self.wait_until(lambda: name in self.command_ids, 30)
         [(option, text)] = typed.items()
-        leaf = [{"type": 3, "name": option, "value": text, "focused": True}]
+        leaf = [{"type": 3, "name": k, "value": v} for k, v in (filled or {}).items()]
+        leaf.append({"type": 3, "name": option, "value": text, "focused": True})
         data: dict[str, Any] = {
             "id": str(self.command_ids[name]),
             "name": name,

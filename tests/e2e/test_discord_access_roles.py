@@ -81,3 +81,97 @@ async def test_a_role_is_given_by_its_name_as_admins_type_it(tmp_path: Path) -> 
         assert said == f"Removed the rule for role <@&{OLD_CREW}> for this channel.", said
         await bot.stop()
     assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+def _offered(choices: list[dict[str, object]]) -> list[object]:
+    assert all(c["name"] == c["value"] for c in choices), choices
+    return [c["value"] for c in choices]
+
+
+async def test_role_names_are_offered_as_the_admin_types_and_picking_one_adds_it(
+    tmp_path: Path,
+) -> None:
+    """Probe: `/access allow role <name>` took names, but the `id` option suggested
+    nothing, where Discord users expect the server's roles to pick from. With the kind set
+    to role it offers the server's role names holding what is typed (those beginning with
+    it first, one made while the bot runs too); a name two roles share comes once for each
+    with its id, and picking any suggestion adds the rule for that role. A user or a level
+    gets no role names, and a member who may not run /access gets nothing."""
+    fake = FakeDiscord(TOKEN)
+    fake.roles = {
+        MODERATORS: "Moderators",
+        OLD_CREW: "Old crew",
+        MODS: "Mods",
+        MODS_LOWER: "mods",
+        FANS: "\u2764\ufe0f Fans",
+    }
+    role = {"action": "allow", "kind": "role"}
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, _):
+        everything = _offered(await fake.autocomplete("access", manager=True, filled=role, id=""))
+        assert everything == [
+            "@everyone",
+            "Moderators",
+            "Old crew",
+            f"Mods (id {MODS})",
+            f"mods (id {MODS_LOWER})",
+            "\u2764\ufe0f Fans",
+        ], everything
+        typed = _offered(await fake.autocomplete("access", manager=True, filled=role, id="@MO"))
+        assert typed == ["Moderators", f"Mods (id {MODS})", f"mods (id {MODS_LOWER})"], typed
+        late = await fake.create_role("Late shift")
+        shift = _offered(await fake.autocomplete("access", manager=True, filled=role, id="shift"))
+        assert shift == ["Late shift"], shift
+
+        for picked, rid in (("Old crew", OLD_CREW), (f"mods (id {MODS_LOWER})", MODS_LOWER)):
+            said = await fake.command_says("access", **role, id=picked)
+            assert said.startswith(f"Rule added: allow role <@&{rid}> (here)."), said
+        said = await fake.command_says("access", **role, id="Late shift")
+        assert said.startswith(f"Rule added: allow role <@&{late}> (here)."), said
+
+        for other in ({"action": "allow", "kind": "user"}, {"action": "deny", "kind": "level"}):
+            assert await fake.autocomplete("access", manager=True, filled=other, id="mo") == []
+        assert await fake.autocomplete("access", manager=False, filled=role, id="mo") == []
+        await bot.stop()
+    assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+async def test_a_role_whose_name_has_quotes_is_named_with_them_or_within_them(
+    tmp_path: Path,
+) -> None:
+    """Probe: the `id` option lost one pair of quotes around what was typed before the
+    role was looked up, so a role whose name is in quotes of its own (`"Quoted"`,
+    `«Guillemets»`, `'Single'`) could be given only by its id, and was refused as "no
+    role named `Quoted`" even as its suggestion. A name is now looked up as typed, then
+    without one pair of quotes around it (`"Old crew"`, `@"Old crew"`), so every role is
+    reachable by its name, and `The "A" team` too."""
+    fake = FakeDiscord(TOKEN)
+    quoted_role, single, guillemets, a_team = (MODERATORS, MODS, MODS_LOWER, FANS)
+    fake.roles = {
+        OLD_CREW: "Old crew",
+        quoted_role: '"Quoted"',
+        single: "'Single'",
+        guillemets: "«Guillemets»",
+        a_team: 'The "A" team',
+    }
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, _):
+        cases = [
+            ('"Quoted"', quoted_role),
+            ('@"quoted"', quoted_role),
+            ("'Single'", single),
+            ("«Guillemets»", guillemets),
+            ('"Old crew"', OLD_CREW),
+            ("\u201cOld crew\u201d", OLD_CREW),
+            ('@"Old crew"', OLD_CREW),
+            ('The "A" team', a_team),
+            ('"The "A" team"', a_team),
+        ]
+        for typed, rid in cases:
+            said = await fake.command_says("access", action="deny", kind="role", id=typed)
+            assert said.startswith(f"Rule added: deny role <@&{rid}> (here)."), (typed, said)
+        role = {"action": "deny", "kind": "role"}
+        offered = await fake.autocomplete("access", manager=True, filled=role, id='"Quo')
+        assert _offered(offered) == ['"Quoted"'], offered
+        said = await fake.command_says("access", action="deny", kind="role", id="Quoted")
+        assert said.startswith("This server has no role named `Quoted`"), said
+        await bot.stop()
+    assert "Traceback" not in bot.log, bot.log[-3000:]

@@ -86,6 +86,14 @@ def interaction_context(interaction: discord.Interaction) -> tuple[ChannelRef, A
     return ref, actor
 
 
+def server_roles(interaction: discord.Interaction) -> dict[str, str] | None:
+    """The server's roles, id → name, as cached with it (None in a DM): a who-may-chat
+    rule naming another is refused, and an admin may name one (and is offered them)."""
+    guild = interaction.guild
+    known = guild.roles if guild is not None else []
+    return {str(r.id): r.name for r in known} if known else None
+
+
 NOT_HERE = (
     "I'm not in this conversation: I can't chat here, and settings here would do "
     "nothing. Nothing changed. Use my commands in a server I'm in (a server admin can add "
@@ -182,12 +190,7 @@ class CommandRunner:
         defer_now: bool,
     ) -> None:
         ref, actor = interaction_context(interaction)
-        # The server's roles (cached with it): a who-may-chat rule naming another is
-        # refused, and an admin may name one.
-        guild = interaction.guild
-        known = guild.roles if guild is not None else []
-        roles = {str(r.id): r.name for r in known} if known else None
-        task = asyncio.ensure_future(self._run(ref, actor, command, inv, roles))
+        task = asyncio.ensure_future(self._run(ref, actor, command, inv, server_roles(interaction)))
         name = "/" + " ".join(inv.path)
         try:
             if not defer_now:
@@ -225,9 +228,20 @@ class CommandRunner:
         self, interaction: discord.Interaction, path: tuple[str, ...], option: str, typed: str
     ) -> list[app_commands.Choice[str]]:
         ref, actor = interaction_context(interaction)
+        # The options filled in so far (/access's kind says whether `id` is a role's).
+        given = {name: str(value) for name, value in interaction.namespace if name != option}
         try:
             names = await asyncio.wait_for(
-                self._core.autocomplete(ref, actor, path, option, typed, limit=25),
+                self._core.autocomplete(
+                    ref,
+                    actor,
+                    path,
+                    option,
+                    typed,
+                    limit=25,
+                    given=given,
+                    roles=server_roles(interaction),
+                ),
                 AUTOCOMPLETE_BUDGET,
             )
         except Exception as err:  # an empty list beats no answer at all
