@@ -719,6 +719,8 @@ class FakeDiscord:
             return self._json({"message": "Missing Permissions", "code": 50013}, 403)
         if (body or {}).get("files") and self.refuse_files:
             return self._json({"message": "Request entity too large", "code": 40005}, 413)
+        if route == ("GET", f"/channels/{cid}") and cid in self.threads:  # fetch_channel
+            return self._json(self.threads[cid])
         if route == ("POST", f"/channels/{cid}/typing"):
             await asyncio.sleep(self.hold_typing)
             return web.Response(status=204)
@@ -1170,6 +1172,13 @@ class FakeDiscord:
         self.said[mid] = message
         if seen:
             await self._dispatch("MESSAGE_CREATE", message)
+        thread = self.threads.get(cid)
+        if thread is not None and thread["thread_metadata"]["archived"]:
+            # A member's message reopens an archived thread, as Discord does (unless it is
+            # locked, which this fake does not refuse members).
+            thread["thread_metadata"]["archived"] = False
+            if seen:
+                await self._dispatch("THREAD_UPDATE", thread)
         return mid
 
     def _attachment(self, cid: int, name: str, content_type: str, data: bytes) -> dict[str, Any]:

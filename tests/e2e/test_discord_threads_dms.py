@@ -72,6 +72,35 @@ async def test_a_thread_keeps_its_own_history_and_follows_its_channel(tmp_path: 
     assert not fake.dms and "Traceback" not in bot.log
 
 
+async def test_a_thread_not_in_the_bots_cache_is_a_thread_of_its_channel(tmp_path: Path) -> None:
+    """Probe: a thread archived when the bot connected is not among the server's active
+    threads it is sent, so discord.py has no thread for a message reopening it, only a
+    bare channel id: the bot took that for a channel of its own (none of its channel's
+    settings) with no permissions, and told the asker by DM it lacked View Channel in
+    `#<thread id>`, answering nothing. It now looks the thread up: answered in the thread,
+    with its channel's system prompt and reply mode, and its own history."""
+    fake = FakeDiscord(TOKEN)
+    old = await fake.start_thread("from last week")  # before the bot connects: not sent
+    fake.threads[old]["thread_metadata"]["archived"] = True
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
+        said = await fake.command_says("system", prompt="You are a pirate.")
+        assert said == "System prompt set.", said
+        said = await fake.command_says("reply", "mode", mode="always")
+        assert "always" in said, said
+        await fake.user_says("in the channel", mention_bot=False)
+        await fake.wait_until(lambda: len(model.requests) == 1, 30)
+        await fake.user_says("back in the old thread", mention_bot=False, channel_id=old)
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        await fake.wait_until(lambda: bool(_posts_in(fake, old)), 30)
+        await fake.user_says("and again", mention_bot=False, channel_id=old)
+        await fake.wait_until(lambda: len(model.requests) == 3, 30)
+    sent = [[m["content"] for m in r["messages"]] for r in model.requests]  # type: ignore[attr-defined]
+    assert sent[1] == ["You are a pirate.", "back in the old thread"], sent
+    assert sent[2] == ["You are a pirate.", "back in the old thread", "Hello there!", "and again"]
+    assert len(_posts_in(fake, old)) == 2 and not fake.dms, fake.dms
+    assert "Traceback" not in bot.log
+
+
 async def test_dms_answer_every_message_with_the_dms_own_key(tmp_path: Path) -> None:
     fake = FakeDiscord(TOKEN)
     async with chatbot_run(tmp_path, fake, Script()) as (bot, model):

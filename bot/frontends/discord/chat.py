@@ -145,6 +145,53 @@ class NoAccessNotices:
             await message.author.send(text)
 
 
+class UncachedThreads:
+    """Threads discord.py has not cached (archived when the bot connected, so not in the
+    server's list of active ones, and reopened since): their messages come with a bare
+    channel, no parent, no permissions. Fetched once in a while, each is then the thread
+    in its channel it is, with the channel's settings and permissions."""
+
+    def __init__(self) -> None:
+        # By channel id: when it was looked up, and the thread (None: it could not be).
+        self._fetched: OrderedDict[int, tuple[float, discord.Thread | None]] = OrderedDict()
+
+    async def place(self, message: discord.Message) -> bool:
+        """Give `message` its thread when its channel is one not cached; whether it did."""
+        channel, guild = message.channel, message.guild
+        if guild is None or not isinstance(channel, discord.PartialMessageable):
+            return False
+        now = time.monotonic()
+        known = self._fetched.get(channel.id)
+        if known is None or known[0] < now - UNCACHED_THREAD_SECONDS:
+            thread: discord.Thread | None = None
+            try:
+                found = await guild.fetch_channel(channel.id)
+            except (*CALL_FAILED, discord.InvalidData) as err:
+                log.info("could not look up channel %s: %s", channel.id, type(err).__name__)
+            else:
+                # A thread's permissions are its parent's: without the parent, none to
+                # judge by, as before.
+                if isinstance(found, discord.Thread) and found.parent is not None:
+                    thread = found
+            known = (now, thread)
+            self._fetched[channel.id] = known
+            while len(self._fetched) > UNCACHED_THREADS_KEPT:
+                self._fetched.popitem(last=False)
+        self._fetched.move_to_end(channel.id)
+        if known[1] is None:
+            return False
+        # The rest of the turn (the reply, its permissions, a character's webhook) reads
+        # the message's channel: it is this thread.
+        message.channel = known[1]
+        return True
+
+
+# How long a fetched thread is believed (its archived and locked state may change: a
+# post refused for it says so), and how many are kept.
+UNCACHED_THREAD_SECONDS = 60.0
+UNCACHED_THREADS_KEPT = 256
+
+
 class ChatHandler:
     def __init__(
         self,
@@ -162,6 +209,7 @@ class ChatHandler:
         self._not_on_answers: OrderedDict[str, float] = OrderedDict()
         # Messages handled lately: after a resume, Discord may send one again.
         self._recent = RecentIds()
+        self._uncached = UncachedThreads()
 
     def _typed(self, text: str) -> TypedCommand | None:
         """A command typed into a message, not chat: `/key set …` as on the console, or
@@ -194,10 +242,13 @@ class ChatHandler:
         """Whether and as whom to answer a message (a typed command, a channel the bot
         cannot post in, and messages not for it end here); `_answer` streams the answer."""
         key = str(message.id)
-        facts = message_facts(message, me, self._personas.webhook_ids, repeated=key in self._recent)
+        repeated = key in self._recent
+        facts = message_facts(message, me, self._personas.webhook_ids, repeated=repeated)
         self._recent.add(key)
         if ignore_reason(facts) is not None:
             return
+        if await self._uncached.place(message):  # a thread after all: its own, in its channel
+            facts = message_facts(message, me, self._personas.webhook_ids, repeated=repeated)
         channel = message.channel
         parent = channel.parent_id if isinstance(channel, discord.Thread) else None
         ref = channel_ref(channel.id, message.guild.id if message.guild else None, parent)
