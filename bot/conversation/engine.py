@@ -87,7 +87,7 @@ from bot.types.secrets import (
     went_wrong,
 )
 from bot.types.text import literal, shown_id, strip_invisible
-from bot.usage.access import NOT_HERE, operator_allows
+from bot.usage.access import NOT_HERE, operator_allows, operator_refusal
 from bot.usage.limits import Refusal, TurnCost, turn_cost
 from bot.usage.quota import Charged, allowed, charge, settle_stale
 from bot.usage.quota import Gate as Gate  # the Core hands it over
@@ -293,7 +293,8 @@ class _QuotaHooks:
     async def _admitted(self, ref: ChannelRef, actor: Actor) -> bool:
         if await self._may_chat(ref, actor):
             return True
-        log.debug("ignored %s in %s: not allowed to chat there", actor.id, ref)
+        why = operator_refusal(ref, actor, self._gate.operator) or "its access rules leave them out"
+        log.debug("ignored %s in %s: not allowed to chat there (%s)", actor.id, ref, why)
         return False
 
     async def may_chat(self, ref: ChannelRef, actor: Actor) -> bool:

@@ -56,13 +56,27 @@ NOT_HERE = (
 
 def operator_allows(ref: ChannelRef, actor: Actor, operator: OperatorAccess) -> bool:
     """The operator's lists; the console is the operator's own terminal."""
+    return not operator_refusal(ref, actor, operator)
+
+
+def operator_refusal(ref: ChannelRef, actor: Actor, operator: OperatorAccess) -> str:
+    """Why the operator's lists leave `actor` out here, for the log ("" when they let
+    them in)."""
     if ref.platform is Platform.CONSOLE or actor.id in operator.admins:
-        return True
+        return ""
     if operator.users and actor.id not in operator.users:
-        return False
+        return "ALLOWED_USERS does not list them"
     # A Matrix room has no server: its room id (or its homeserver) may be listed instead.
     place = {ref.server_id, ref.channel_id, ":" + ref.channel_id.partition(":")[2]}
-    return not operator.servers or bool(place & operator.servers)
+    if not operator.servers or place & operator.servers:
+        return ""
+    if ref.platform is Platform.DISCORD and not ref.server_id:
+        # Membership of a listed server does not let them in: its /access rules and
+        # budgets do not reach a DM, where the operator's key would answer them all the same.
+        return "a DM is in no server, and ALLOWED_SERVERS is set: only ADMIN_IDS chat in DMs"
+    if ref.platform is Platform.MATRIX:
+        return "ALLOWED_SERVERS lists neither this room nor its homeserver"
+    return "ALLOWED_SERVERS does not list this server"
 
 
 def matches(rule: AccessRule, actor: Actor) -> bool:

@@ -133,3 +133,28 @@ async def test_allowed_users_keeps_others_out_of_dms(tmp_path: Path) -> None:
         await fake.wait_until(lambda: bool(fake.originals), 30)
     assert [m["content"] for m in model.requests[0]["messages"]] == ["listed"]  # type: ignore[index]
     assert "does not serve" in next(iter(fake.originals.values()))
+
+
+async def test_allowed_servers_keeps_dms_out_and_the_log_says_why(tmp_path: Path) -> None:
+    """Probe: with ALLOWED_SERVERS set, a DM from a member of the listed server went
+    unanswered with "not allowed to chat there" in the log, which named no list (the
+    member may chat in the server) and sent operators hunting through the channel's
+    /access rules. A DM is in no server: only ADMIN_IDS chat there, as README says, and
+    the log line says that is why."""
+    fake = FakeDiscord(TOKEN)
+    settings = {"ALLOWED_SERVERS": str(fake.guild_id), "ADMIN_IDS": str(ZED[0])}
+    async with chatbot_run(tmp_path, fake, Script(), LOG_LEVEL="DEBUG", **settings) as (bot, model):
+        await fake.user_says("hi in a DM", channel_id=fake.dm_id, mention_bot=False)
+        await fake.user_says(f"<@{fake.bot_id}> hi in the server")
+        await fake.wait_until(lambda: len(model.requests) == 1, 30)
+        await fake.user_says("the operator", channel_id=fake.dm_id, mention_bot=False, by=ZED)
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        said = await fake.command_says("settings", where="dm", manager=False)
+        assert "does not serve this place" in said, said
+    asked = [r["messages"][-1]["content"] for r in model.requests]  # type: ignore[index]
+    assert asked == ["hi in the server", "the operator"], asked
+    why = (
+        f"ignored {fake.user_id} in discord:-:{fake.dm_id}: not allowed to chat there (a DM "
+        "is in no server, and ALLOWED_SERVERS is set: only ADMIN_IDS chat in DMs)"
+    )
+    assert why in bot.log, [line for line in bot.lines if "ignored" in line]
