@@ -215,14 +215,10 @@ def _error_of(
             "or use another key.",
             quota=True,
         )
+    wait = f" Try again in {seconds_in_words(math.ceil(retry_after))}." if retry_after else ""
     if status == 429 or kind == "rate_limit_error":
-        wait = (
-            f" Try again in {seconds_in_words(math.ceil(retry_after))}."
-            if retry_after
-            else " Try again shortly."
-        )
         return RateLimited(
-            f"{where} is rate-limiting requests{code}.{detail}{wait}",
+            f"{where} is rate-limiting requests{code}.{detail}{wait or ' Try again shortly.'}",
             retry_after=retry_after,
         )
     if (status is not None and (status >= 500 or status == 529)) or kind in (
@@ -231,7 +227,9 @@ def _error_of(
         "server_error",
     ):
         return Overloaded(
-            f"{where} is overloaded or failing{code}.{detail} Try again in a little while.",
+            f"{where} is overloaded or failing{code}.{detail}"
+            f"{wait or ' Try again in a little while.'}",
+            retry_after=retry_after,
         )
     if status in (400, 413, 422) or kind == "invalid_request_error":
         return BadRequest(

@@ -28,6 +28,7 @@ from bot.providers._network import AsyncioBackend, AsyncioStream
 from bot.providers.base import (
     TRANSIENT,
     EndpointNotAllowed,
+    Overloaded,
     ProviderError,
     ProviderSettings,
     ProviderTimeout,
@@ -283,7 +284,8 @@ class Transport:
             return None
         if isinstance(err, RateLimited) and err.quota:
             return None
-        if isinstance(err, RateLimited) and err.retry_after is not None:
+        # A 503 or 529 may say when to come back as a 429 does: sooner is refused again.
+        if isinstance(err, RateLimited | Overloaded) and err.retry_after is not None:
             delay = err.retry_after
         else:
             ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)

@@ -179,6 +179,11 @@ class RateLimited(ProviderError):
 class Overloaded(ProviderError):
     kind = "overloaded"
 
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        # A 503's or a 529's Retry-After: when the server expects to take requests again.
+        self.retry_after = retry_after
+
 
 class ProviderTimeout(ProviderError):
     kind = "timeout"
