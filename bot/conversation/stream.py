@@ -525,6 +525,11 @@ def _ended_by_model(finish: str | None, wrote: bool, thought: bool, prefix: str)
             "The model asked to use a tool instead of answering, and this bot offers none. "
             "Try again or rephrase."
         )
+    if finish in _TOOLS:  # "Let me look that up." and then nothing: it meant to go on
+        return (
+            "The model stopped here to use a tool, and this bot offers none. "
+            f"{prefix}regenerate asks anew, or rephrase."
+        )
     return None
 
 

@@ -780,6 +780,18 @@ def choice(
             None,
         ),
         (
+            # Text, then a tool call: the text ended as if it were the whole answer.
+            [
+                choice("Let me look that up."),
+                choice(tool_calls=[{"index": 0, "id": "t", "function": {"name": "f"}}]),
+                choice(finish="tool_calls"),
+            ],
+            "Let me look that up.",
+            "The model stopped here to use a tool, and this bot offers none. /regenerate asks "
+            "anew, or rephrase.",
+            TurnState.STOPPED,
+        ),
+        (
             # OpenRouter: the upstream provider failed mid-answer, said in a chunk.
             [
                 choice("Once upon a time"),
@@ -807,6 +819,7 @@ def choice(
         "filtered",
         "thought-to-the-limit",
         "tool-call",
+        "tool-call-after-text",
         "openrouter-error",
         "context-full",
     ],
