@@ -415,16 +415,19 @@ async def stream_answer(
     answer.add(new_text)
     thought.add(new_thought)
     out.answer = answer.cut(max_chars)
+    if not out.answer.strip():  # spaces and line breaks show as nothing: none was written
+        out.answer = ""
     out.thought = thought.finish()  # all of it, as it was generated: it costs
     out.reasoning = out.thought[:max_chars] if show else ""
-    wrote = out.answer != start
+    # Only text that shows is writing: a reasoning model's "\n\n" before it ran out while
+    # thinking was told "/continue goes on from it", and stored as a blank answer.
+    wrote = bool(out.answer.removeprefix(start).strip())
     if finish in _AT_LENGTH and _short_of_limit(out, request, start):
         finish = "model_length"  # llama.cpp's `length` once its context is full
     if out.error is None and (why := _ended_by_model(finish, wrote, bool(out.thought), prefix)):
         out.state, out.error = TurnState.STOPPED, why
         out.failed = not out.answer
-    if not out.answer.strip() and not out.error:  # spaces and line breaks show as nothing
-        out.answer = ""
+    if not out.answer and not out.error:
         out.failed = True
         out.error = "The model returned an empty answer. Try again or rephrase."
     elif start and not wrote and not out.error:  # the answer stays as it was: say why

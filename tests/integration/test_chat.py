@@ -780,6 +780,23 @@ def choice(
             None,
         ),
         (
+            # Line breaks before the model ran out while thinking: no answer was written.
+            [
+                choice("\n\n", reasoning_content="Let me think"),
+                choice(finish="length"),
+            ],
+            "",
+            "The model reached its length limit (max_tokens) thinking, before any answer: an "
+            "admin raises it with /params max_tokens.",
+            None,
+        ),
+        (
+            [choice("\n"), choice(finish="content_filter")],
+            "",
+            "The provider's content filter blocked this answer. Rephrase, or try another model.",
+            None,
+        ),
+        (
             # Text, then a tool call: the text ended as if it were the whole answer.
             [
                 choice("Let me look that up."),
@@ -819,6 +836,8 @@ def choice(
         "filtered",
         "thought-to-the-limit",
         "tool-call",
+        "blank-then-thought-to-the-limit",
+        "blank-then-filtered",
         "tool-call-after-text",
         "openrouter-error",
         "context-full",
