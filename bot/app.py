@@ -50,13 +50,17 @@ from bot.store import (
     generate_key,
 )
 from bot.store.copy import (
+    LOCK_WAIT_SECONDS,
     Copied,
     CopyFailed,
+    CopyLocked,
     CopyMismatch,
     Progress,
     TargetNotEmpty,
     copy_rows,
     foreign_tables,
+    lock_holders,
+    same_database,
 )
 from bot.store.db import NotReadable, create_engine, read_only
 from bot.store.errors import classify
@@ -875,11 +879,16 @@ async def export_usage(settings: Settings, since: date, fmt: str, out: TextIO) -
 
 
 def _same_database(first: str, second: str) -> bool:
+    """Whether two URLs name one database by their words; the same PostgreSQL database
+    spelled otherwise (`localhost`) is found once both are reached (same_database)."""
     one, other = make_url(first), make_url(second)
     if one.get_backend_name() != other.get_backend_name():
         return False
     if one.get_backend_name() == "sqlite":
-        return Path(one.database or "").resolve() == Path(other.database or "").resolve()
+        paths = [Path(one.database or "").resolve(), Path(other.database or "").resolve()]
+        if all(path.is_file() for path in paths):  # a hard link, a bind mount: one file
+            return os.path.samefile(*paths)
+        return paths[0] == paths[1]
     return (one.host, one.port or 5432, one.database) == (
         other.host,
         other.port or 5432,
@@ -980,7 +989,7 @@ async def _copy_database(settings: Settings, to: str, stage: _CopyStage) -> list
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise StartError("--to names no database file: give its path, sqlite+aiosqlite:///…")
     if _same_database(settings.db_url, target.db_url):
-        raise StartError("--to names the bot's own database: name another one to copy it to.")
+        raise StartError(_OWN_DATABASE)
     # Read as the export reads it: a backup in a folder this user may not write is
     # copied from where it is, and left as it was.
     source_url = await as_it_is(settings)
@@ -989,7 +998,7 @@ async def _copy_database(settings: Settings, to: str, stage: _CopyStage) -> list
     copy = create_engine(target.db_url, poolclass=NullPool)
     try:
         await _not_served(source, "the bot's database")
-        await _empty_target(target, copy)
+        await _empty_target(target, copy, source)
         stage.schema = True
         await _upgraded(target, "--to")
         return await copy_rows(source, copy, stage.rows)
@@ -1000,6 +1009,8 @@ async def _copy_database(settings: Settings, to: str, stage: _CopyStage) -> list
         ) from None
     except CopyMismatch as err:
         raise StartError(f"the copy did not add up ({err}). Nothing was copied.") from None
+    except CopyLocked as err:
+        raise StartError(await _locked(err.table, source, copy)) from None
     except (CopyFailed, OSError, DBAPIError) as err:
         log.debug("the copy failed", exc_info=True)  # for LOG_LEVEL=DEBUG
         failed = err.cause if isinstance(err, CopyFailed) else err
@@ -1017,14 +1028,40 @@ async def _copy_database(settings: Settings, to: str, stage: _CopyStage) -> list
         await copy.dispose()
 
 
-async def _empty_target(target: Settings, copy: AsyncEngine) -> None:
-    """Refuse a --to database that is in use or holds a bot's data or another program's
-    tables before anything is written to it: an upgrade of its schema cannot be undone,
-    and would break the bot it belongs to."""
+_OWN_DATABASE = (
+    "--to names the bot's own database: name another one to copy it to. Nothing was changed."
+)
+
+
+async def _locked(table: str | None, source: AsyncEngine, copy: AsyncEngine) -> str:
+    """What a copy that waited LOCK_WAIT_SECONDS for another session's lock says: whose."""
+    what = f"the table {table}" if table else "a table"
+    found = []
+    for engine, which in ((copy, "the --to database"), (source, "the bot's database")):
+        try:
+            holders = await lock_holders(engine, table)
+        except (OSError, DBAPIError):
+            continue
+        if holders:
+            found.append(f"In {which}: {', '.join(holders)}.")
+    who = " ".join(found) if found else "It has let go of it since."
+    return (
+        f"the copy waited {LOCK_WAIT_SECONDS} s for a lock another session holds on {what}, "
+        f"and gave up. {who} Nothing was copied. End that session (or its transaction), "
+        "then run the same command again."
+    )
+
+
+async def _empty_target(target: Settings, copy: AsyncEngine, source: AsyncEngine) -> None:
+    """Refuse a --to database that is the bot's own, is in use or holds a bot's data or
+    another program's tables before anything is written to it: an upgrade of its schema
+    cannot be undone, and would break the bot it belongs to."""
     try:
         revision = await current(target.db_url)
     except (OSError, DBAPIError) as err:
         raise StartError(_database_failure(target, err, named="--to")) from None
+    if await same_database(source, copy):
+        raise StartError(_OWN_DATABASE)
     await _not_served(copy, "the --to database")
     # One at the newest schema is left as it is by the upgrade, and refused by the copy
     # itself if it holds rows.

@@ -40,6 +40,11 @@ BATCH_PARAMETERS = 30_000
 # Rows holding files (images, card pictures; encrypted secrets are small but share the
 # type): fewer at a time, so a batch stays tens of MB however large the files are.
 BATCH_FILE_ROWS = 8
+# How long a statement of the copy waits for a lock another session holds (PostgreSQL)
+# before the copy gives up, saying who holds it: every process of the bot is stopped by
+# then, so such a lock is a forgotten session's, and waiting would hang for good.
+LOCK_WAIT_SECONDS = 10
+_LOCK_TIMEOUT = "55P03"  # PostgreSQL's lock_not_available
 
 
 class TargetNotEmpty(Exception):
@@ -57,6 +62,15 @@ class CopyFailed(Exception):
         super().__init__(table, cause)
         self.table = table
         self.cause = cause
+
+
+class CopyLocked(Exception):
+    """A lock another session held (on `table`, when one was being read or written) was
+    waited for LOCK_WAIT_SECONDS: given up, nothing committed."""
+
+    def __init__(self, table: str | None) -> None:
+        super().__init__(table)
+        self.table = table
 
 
 class CopyMismatch(Exception):
@@ -93,6 +107,7 @@ async def _snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             await conn.begin()
             await conn.execute(text("SET TRANSACTION READ ONLY"))
+            await _wait_for_locks(conn)
         else:
             # sqlite3 opens no transaction for reads; one begun by hand holds a snapshot
             # from its first read on (WAL), and lets writers go on meanwhile.
@@ -101,6 +116,68 @@ async def _snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             yield conn
         finally:
             await conn.rollback()
+
+
+async def _wait_for_locks(conn: AsyncConnection) -> None:
+    """This transaction's statements give up a lock wait after LOCK_WAIT_SECONDS."""
+    await conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT_SECONDS}s'"))
+
+
+async def same_database(one: AsyncEngine, other: AsyncEngine) -> bool:
+    """Whether two PostgreSQL engines reach the same database, however their URLs spell
+    it (`localhost` or 127.0.0.1, a host in the query, a Unix socket): the same server
+    running since the same moment, and the same database in it."""
+    if one.dialect.name != "postgresql" or other.dialect.name != "postgresql":
+        return False
+    said = []
+    for engine in (one, other):
+        async with engine.connect() as conn:
+            found = await conn.execute(_WHICH_DATABASE)
+            said.append(tuple(found.one()))
+    return said[0] == said[1]
+
+
+_WHICH_DATABASE = text(
+    "SELECT pg_postmaster_start_time(), oid FROM pg_database WHERE datname = current_database()"
+)
+
+
+async def lock_holders(engine: AsyncEngine, table: str | None) -> list[str]:
+    """The other sessions that may hold what the copy waited for, described for the
+    operator: those holding a lock on `table`, else any in an open transaction."""
+    if engine.dialect.name != "postgresql":
+        return []
+    async with engine.connect() as conn:
+        rows = []
+        if table is not None:
+            rows = list(await conn.execute(_HOLDERS.bindparams(table=table, every=False)))
+        if not rows:
+            rows = list(await conn.execute(_HOLDERS.bindparams(table=table or "", every=True)))
+    return [_holder(*row) for row in rows]
+
+
+def _holder(pid: int, user: str, program: str, client: object, state: str, took: float) -> str:
+    said = [f"user {user}"]
+    if program:
+        said.insert(0, program)
+    if client is not None:
+        said.append(f"from {client}")
+    if state:
+        said.append(f"{state} for {int(took)} s" if took else state)
+    return f"session {pid} ({', '.join(said)})"
+
+
+# Client sessions in this database, but this one, with a transaction open (a lock lives
+# as long as its transaction): those holding a lock on :table, or (:every) all of them.
+_HOLDERS = text(
+    "SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.state, "
+    "COALESCE(EXTRACT(EPOCH FROM now() - COALESCE(a.state_change, a.xact_start)), 0) "
+    "FROM pg_stat_activity a WHERE a.datname = current_database() "
+    "AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL "
+    "AND a.backend_type = 'client backend' AND (:every OR EXISTS (SELECT 1 FROM pg_locks l "
+    "WHERE l.pid = a.pid AND l.granted AND l.relation = to_regclass(:table))) "
+    "ORDER BY a.xact_start LIMIT 3"
+)
 
 
 async def foreign_tables(engine: AsyncEngine, migrated: bool) -> list[str]:
@@ -132,9 +209,19 @@ async def filled(conn: AsyncConnection) -> list[str]:
     """The bot's tables that hold any row on `conn`."""
     found = []
     for table in tables():
-        if await conn.scalar(select(1).select_from(table).limit(1)) is not None:
-            found.append(table.name)
+        try:
+            if await conn.scalar(select(1).select_from(table).limit(1)) is not None:
+                found.append(table.name)
+        except DBAPIError as err:
+            if _timed_out(err):
+                raise CopyLocked(table.name) from err
+            raise
     return found
+
+
+def _timed_out(err: DBAPIError) -> bool:
+    """Whether `err` is a lock waited for LOCK_WAIT_SECONDS (_wait_for_locks)."""
+    return str(getattr(err.orig, "sqlstate", "")) == _LOCK_TIMEOUT
 
 
 async def _copy_table(source: AsyncConnection, target: AsyncConnection, table: Table) -> int:
@@ -217,23 +304,36 @@ async def copy_rows(
     or nothing: returns what was copied, table by table; `progress` follows it."""
     progress = Progress() if progress is None else progress
     copied: list[Copied] = []
-    async with _snapshot(source) as reading, target.begin() as writing:
-        found = await filled(writing)
-        if found:
-            raise TargetNotEmpty(found)
-        for table in tables():
-            progress.table = table.name
-            try:
-                rows = await _copy_table(reading, writing, table)
-            except DBAPIError as err:
-                raise CopyFailed(table.name, err) from err
-            counted = await reading.scalar(select(func.count()).select_from(table))
-            written = await writing.scalar(select(func.count()).select_from(table))
-            if not rows == counted == written:
-                raise CopyMismatch(
-                    f"{table.name}: {counted} row(s) read, {rows} copied, {written} there"
-                )
-            copied.append(Copied(table.name, rows))
-        await _continue_ids(writing, await ids_used(reading))
-        progress.committing = True  # the block's end commits, with no await before it
+    try:
+        async with _snapshot(source) as reading, target.begin() as writing:
+            if writing.dialect.name == "postgresql":
+                await _wait_for_locks(writing)
+            await _copy_all(reading, writing, progress, copied)
+    except (CopyFailed, DBAPIError) as err:
+        if _timed_out(err.cause if isinstance(err, CopyFailed) else err):
+            raise CopyLocked(progress.table) from err
+        raise
     return copied
+
+
+async def _copy_all(
+    reading: AsyncConnection, writing: AsyncConnection, progress: Progress, copied: list[Copied]
+) -> None:
+    found = await filled(writing)
+    if found:
+        raise TargetNotEmpty(found)
+    for table in tables():
+        progress.table = table.name
+        try:
+            rows = await _copy_table(reading, writing, table)
+        except DBAPIError as err:
+            raise CopyFailed(table.name, err) from err
+        counted = await reading.scalar(select(func.count()).select_from(table))
+        written = await writing.scalar(select(func.count()).select_from(table))
+        if not rows == counted == written:
+            raise CopyMismatch(
+                f"{table.name}: {counted} row(s) read, {rows} copied, {written} there"
+            )
+        copied.append(Copied(table.name, rows))
+    await _continue_ids(writing, await ids_used(reading))
+    progress.committing = True  # the block's end commits, with no await before it

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, make_url, text
 
 from bot.store import Claim, generate_key
+from bot.store.copy import LOCK_WAIT_SECONDS
 from bot.store.db import create_engine
 from bot.store.leases import Lease
 from bot.store.migrate import current, upgrade
@@ -404,3 +405,103 @@ async def test_a_copy_stopped_by_a_signal_says_what_stands_and_runs_again(
             assert (await conn.execute(text("SELECT count(*) FROM messages"))).scalar() == 3
     finally:
         await engine.dispose()
+
+
+async def test_the_bots_own_database_spelled_otherwise_is_refused_and_left_alone(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """`--to` naming the bot's own PostgreSQL database by another spelling (`localhost`
+    for 127.0.0.1, the host in the query, IPv4 written as IPv6) was not seen as such: an
+    empty one was "copied" into itself ("Copied 0 row(s) … The old database was left as
+    it was"), and one holding data was called "already holds bot data", as if --to were
+    another bot's (operator probe). Now each is refused as the bot's own, and so is its
+    SQLite file reached through a symbolic or a hard link."""
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATABASE_URL": postgres_url}
+    assert (await chatbot(tmp_path, "migrate", **env))[0] == 0
+    url = make_url(postgres_url)
+    spellings = [
+        url.set(host="localhost"),
+        url.set(host="::ffff:127.0.0.1"),
+        url.set(host="").update_query_dict({"host": "127.0.0.1"}),
+    ]
+
+    async def revision_and_rows() -> tuple[str | None, int]:
+        engine = create_engine(postgres_url)
+        try:
+            async with engine.connect() as conn:
+                count = "SELECT count(*) FROM channel_configs"
+                return await current(postgres_url), int((await conn.scalar(text(count))) or 0)
+        finally:
+            await engine.dispose()
+
+    for rows in ("none", "some"):
+        if rows == "some":
+            code, _, err = await chatbot(tmp_path, "console", stdin="/source custom\n", **env)
+            assert code == 0, err
+        before = await revision_and_rows()
+        for to in spellings:
+            shown = to.render_as_string(hide_password=False)
+            code, out, err = await chatbot(tmp_path, "copy-database", "--to", shown, **env)
+            assert code == 1 and out == "", (shown, code, out, err)
+            assert "--to names the bot's own database" in err, (shown, err)
+            assert "Nothing was changed" in err and len(err.splitlines()) == 1, err
+        assert await revision_and_rows() == before
+
+    data = tmp_path / "lite"
+    sqlite_env = {**env, "DATABASE_URL": f"sqlite+aiosqlite:///{data}/chatbot.db"}
+    assert (await chatbot(tmp_path, "migrate", **sqlite_env))[0] == 0
+    (tmp_path / "linked").symlink_to(data)
+    os.link(data / "chatbot.db", tmp_path / "hard.db")
+    for to in (f"{tmp_path}/linked/chatbot.db", "./lite/chatbot.db", f"{tmp_path}/hard.db"):
+        code, out, err = await chatbot(
+            tmp_path, "copy-database", "--to", f"sqlite+aiosqlite:///{to}", **sqlite_env
+        )
+        assert code == 1 and "--to names the bot's own database" in err, (to, err)
+
+
+async def test_a_lock_another_session_holds_is_waited_for_a_while_then_named(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """A session left open in a transaction (a psql window, a forgotten `LOCK TABLE`)
+    holding a lock on a table of either database made the copy wait without a word, for
+    good: it sets no statement timeout, as it may run long (operator probe). A lock it
+    waits for is now given up after LOCK_WAIT_SECONDS, naming the table, the database and
+    the session that holds it; nothing is copied, and the same command copies once it is
+    gone."""
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/data/chatbot.db"
+    source_url = postgres_db.url
+    postgres_db.server.sql(f'CREATE DATABASE "{postgres_db.name}_to"')
+    target_url = f"{source_url}_to"
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATABASE_URL": sqlite_url}
+    try:
+        for url in (source_url, target_url):
+            assert (await chatbot(tmp_path, "migrate", **{**env, "DATABASE_URL": url}))[0] == 0
+        code, _, err = await chatbot(
+            tmp_path, "console", stdin="/source custom\n", **{**env, "DATABASE_URL": source_url}
+        )
+        assert code == 0, err
+        env["DATABASE_URL"] = source_url
+        for held, table, which in (
+            (target_url, "channel_configs", "In the --to database: session "),
+            (source_url, "messages", "In the bot's database: session "),
+        ):
+            engine = create_engine(held)
+            try:
+                async with engine.connect() as holder:
+                    pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+                    await holder.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+                    code, out, err = await chatbot(
+                        tmp_path, "copy-database", "--to", target_url, **env
+                    )
+                    await holder.rollback()
+            finally:
+                await engine.dispose()
+            assert code == 1 and out == "" and len(err.splitlines()) == 1, (code, out, err)
+            assert f"waited {LOCK_WAIT_SECONDS} s for a lock" in err, err
+            assert f"on the table {table}" in err, err
+            assert f"{which}{pid} (" in err and "idle in transaction" in err, err
+            assert "Nothing was copied" in err and "run the same command again" in err, err
+        code, out, err = await chatbot(tmp_path, "copy-database", "--to", target_url, **env)
+        assert code == 0 and "Copied 2 row(s)" in out, (code, out, err)
+    finally:
+        postgres_db.server.sql(f'DROP DATABASE IF EXISTS "{postgres_db.name}_to" WITH (FORCE)')
