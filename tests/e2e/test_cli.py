@@ -902,3 +902,54 @@ def test_two_keys_not_separated_by_a_comma_stop_the_start_and_delete_nothing(
         assert new.rstrip("=") not in stderr and old.rstrip("=") not in stderr
         assert "sk-under" not in result.stdout + stderr
         assert stored() == before, args
+
+
+# Ctrl-C as the command's modules load: a hook on the import system sends it when the
+# named module is first looked for, so it lands inside an import, where a real one does.
+_CTRL_C_WHILE_LOADING = """
+import os, runpy, signal, sys, tomllib
+
+loading, entry = sys.argv[1:3]
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == loading:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.argv = ["chatbot", *sys.argv[3:]]
+sys.meta_path.insert(0, CtrlC())
+if entry == "-m":
+    runpy.run_module("bot", run_name="__main__", alter_sys=True)
+else:
+    with open("pyproject.toml", "rb") as f:
+        module, _, name = tomllib.load(f)["project"]["scripts"]["chatbot"].partition(":")
+    sys.exit(getattr(__import__(module, fromlist=[name]), name)())
+"""
+
+
+@pytest.mark.parametrize("entry", ["-m", "chatbot"])
+@pytest.mark.parametrize("loading", ["bot.cli", "sqlalchemy"])
+def test_ctrl_c_while_the_command_starts_ends_it_quietly(
+    tmp_path: Path, entry: str, loading: str
+) -> None:
+    """Ctrl-C in the second or so `chatbot copy-database` (or any command) takes to load
+    its modules printed a Python traceback of the import it broke, and the shell saw the
+    process killed by SIGINT (operator probe). It now ends quietly with status 130, as a
+    Ctrl-C once it runs does; `python -m bot` and the installed `chatbot` alike."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "MATRIX"))}
+    done = subprocess.run(
+        [
+            *(sys.executable, "-c", _CTRL_C_WHILE_LOADING, loading, entry),
+            *("copy-database", "--to", f"sqlite+aiosqlite:///{tmp_path}/to.db"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**base, "DATA_DIR": str(tmp_path / "data"), "BOT_SECRET_KEYS": generate_key()},
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
+    assert not (tmp_path / "to.db").exists()
