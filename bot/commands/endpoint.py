@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from math import ceil
 from typing import Any
@@ -26,10 +27,11 @@ from bot.connection import (
     endpoint_for,
     endpoint_url,
     key_step,
+    provider_error_text,
     run_status_check,
     withheld,
 )
-from bot.providers import MAX_MODELS, NotFoundError, StatusResult, maybe_cut
+from bot.providers import MAX_MODELS, NotFoundError, ProviderError, StatusResult, maybe_cut
 from bot.providers.policy import EndpointRefused, server_of
 from bot.store import FOLLOWING_CLEARED, SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
@@ -89,21 +91,26 @@ def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
     if result.error_kind == "config":  # nothing to check yet: the next setup step
         return f"Next: {result.reason}"
     return (
-        f"Status check failed{_reused(result, p)}: {result.reason}{fixed}\n"
+        f"Status check failed{_reused(_earlier(result), f'{p}connect')}: {result.reason}{fixed}\n"
         f"Fix it and run {p}connect again, or {p}connect bypass:on to chat anyway."
     )
 
 
-def _reused(result: StatusResult, p: str) -> str:
-    """When the failure shown is an earlier check's (a flood of checks asks the endpoint
-    once): how old it is and when a check asks anew, or a fix looks like it did nothing."""
-    if result.checked_ago is None:
+def _earlier(result: StatusResult) -> tuple[float, float] | None:
+    return None if result.checked_ago is None else (result.checked_ago, result.recheck_in)
+
+
+def _reused(earlier: tuple[float, float] | None, command: str) -> str:
+    """When the failure shown is an earlier check's (`earlier`: seconds since it, and
+    until `command` asks anew; a flood of checks asks the endpoint once): how old it is
+    and when a check asks anew, or a fix looks like it did nothing."""
+    if earlier is None:
         return ""
-    ago = int(result.checked_ago)
+    ago = int(earlier[0])
     said = f"{seconds_in_words(ago)} ago" if ago else "under a second ago"
-    again = ceil(result.recheck_in)
+    again = ceil(earlier[1])
     when = f"in {seconds_in_words(again)}" if again else "now"
-    return f" (checked {said}; run {p}connect again {when} to check anew)"
+    return f" (checked {said}; run {command} again {when} to check anew)"
 
 
 async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[str]:
@@ -643,15 +650,26 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         return Reply(f"Show external models{where}: off. {ctx.prefix}model {offered}.{note}")
     config = await ctx.store.effective_config(ctx.ref)
     endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
+    asked = time.monotonic()
+    again = f"{ctx.prefix}models external"
     try:
         models: list[ModelInfo] = await ctx.hub.provider(endpoint).list_models()
-    except NotFoundError:
+    except NotFoundError as err:
         return Reply(
-            "The endpoint has no model list (HTTP 404 for /models): some servers offer "
-            f"none. Type the model id with {ctx.prefix}model <id>; if chat fails too, check "
-            f"the URL ({ctx.prefix}proxy show).",
+            f"The endpoint has no model list (HTTP 404 for /models)"
+            f"{_reused(ctx.hub.reused(err, asked), again)}: some servers offer none. Type "
+            f"the model id with {ctx.prefix}model <id>; if chat fails too, check the URL "
+            f"({ctx.prefix}proxy show).",
             ok=False,
         )
+    except ProviderError as err:
+        # Another call's failure, not asked anew: said, as /connect says it, or a fix made
+        # since looks like it did nothing.
+        earlier = ctx.hub.reused(err, asked)
+        if earlier is None:
+            raise
+        said = provider_error_text(err, ctx.prefix)
+        return Reply(f"Listing failed{_reused(earlier, again)}: {said}", private=True, ok=False)
     if not models:
         return Reply("The endpoint reported no models. Check the URL and key.", ok=False)
     await ctx.store.cache_models(ctx.ref, config.source, models)

@@ -55,5 +55,11 @@ class ProviderHub:
             return None
         return self._transport.corrected.get(endpoint.proxy_url.strip().rstrip("/"))
 
+    def reused(self, failure: BaseException, since: float) -> tuple[float, float] | None:
+        """For a failure an earlier call fetched and gave again (`since`: monotonic time
+        this call began): (seconds since it was fetched, seconds until a call asks anew).
+        None: this call asked the endpoint itself."""
+        return self._transport.reused(failure, since)
+
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -50,6 +50,40 @@ def test_a_failed_check_given_again_says_when_it_was_made(
         assert "rejected the credentials (HTTP 401)" in line, line
 
 
+def test_a_model_list_failure_given_again_says_when_it_was_asked(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`/models external` right after a failed check got that check's failure, word for
+    word, with no word of when it was asked (the list is shared for LIST_REUSE_SECONDS),
+    while /connect says it; an admin who fixed the key meanwhile saw the fix do nothing.
+    It now says how old the failure is and when the command asks anew, as /connect does."""
+    endpoint.on_models = status_only(401, "invalid api key")
+    run = ws.run(
+        [
+            "/source custom",
+            f"/proxy set {endpoint.url_v1}",  # checks: the endpoint is asked
+            "/models external",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    asked = [r for r in endpoint.requests if r.path.endswith("/models")]
+    if len(asked) > 1:  # a machine so slow the window passed: asked anew, said as such
+        return
+    [line] = [
+        line for line in run.before_help().splitlines() if "rejected the credentials" in line
+    ][1:]
+    found = re.search(
+        r"^Listing failed \(checked (.+?); run /models external again (.+?) to check anew\): "
+        r"The endpoint at \S+ rejected the credentials \(HTTP 401\)",
+        line,
+    )
+    assert found is not None, line
+    ago = 0 if found[1] == "under a second ago" else int(found[1].removesuffix(" s ago"))
+    again = LIST_REUSE_SECONDS - ago if found[2] == "now" else int(found[2][3:-2])
+    assert ago + again == LIST_REUSE_SECONDS, line
+
+
 def test_a_choice_typed_with_look_alike_letters_is_suggested_where_it_fits(
     ws: Workspace,
 ) -> None:
