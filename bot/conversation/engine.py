@@ -827,7 +827,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             )
             if charge is not None and charge.refusal is not None:
                 refused = charge.refusal
-                log.info("a turn in %s was refused by %s", ref, refused.name.value)
+                log.info("a turn in %s was refused by %s", ref, refused.named)
                 return TurnResult(refused.text, None, called_provider=False, refusal=refused.text)
             if charge is not None and charge.reserved is not None:
                 self._reserved[ref] = charge.reserved

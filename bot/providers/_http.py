@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -14,9 +15,11 @@ from collections.abc import (
     AsyncIterable,
     Awaitable,
     Callable,
+    Coroutine,
     Iterator,
     Mapping,
 )
+from contextvars import Context, copy_context
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
@@ -38,6 +41,7 @@ from bot.providers.base import (
 )
 from bot.providers.policy import EndpointPolicy, EndpointRefused, server_of
 from bot.types import redact
+from bot.types.place import LOG_PLACE, several
 from bot.types.text import shorten, untrusted_json
 
 log = logging.getLogger("bot.providers")
@@ -123,6 +127,9 @@ class Transport:
         self._checks: dict[str, tuple[float, str]] = {}  # URL → (valid until, checked URL)
         # What `shared` fetched or is fetching: key → (reused until, its task, when it ended).
         self._shared: dict[str, tuple[float, asyncio.Task[Any], float]] = {}
+        # What `shared` is fetching: key → (its task, that task's context, the places it
+        # serves), so its log lines name each of them, not only the one that started it.
+        self._serving: dict[str, tuple[asyncio.Task[Any], Context, list[str]]] = {}
         self._tls: ssl.SSLContext | None = None
         s = settings
         self._lane_size = min(_LANE_SIZE, s.max_connections_per_endpoint)
@@ -196,6 +203,7 @@ class Transport:
 
     async def aclose(self) -> None:
         shared, self._shared = self._shared, {}
+        self._serving.clear()
         for _, task, _ in shared.values():
             task.cancel()
         transports, self._transports = list(self._transports.values()), {}
@@ -224,7 +232,7 @@ class Transport:
             self.length_field.clear()
         self.length_field[model] = name
 
-    async def shared(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+    async def shared(self, key: str, fetch: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """`fetch()`'s outcome, shared with every call of the same `key` made while it
         runs or up to LIST_REUSE_SECONDS after it ended (a ProviderError too, but for a
         server not reached). `key` must name everything the outcome depends on (the URL,
@@ -238,13 +246,32 @@ class Transport:
                 }
                 while len(self._shared) >= _LISTS_KEPT:  # many endpoints at once: oldest go
                     del self._shared[next(iter(self._shared))]
-            task: asyncio.Task[T] = asyncio.ensure_future(fetch())
+            context = copy_context()
+            task: asyncio.Task[T] = asyncio.get_running_loop().create_task(fetch(), context=context)
             held = self._shared[key] = (float("inf"), task, float("inf"))
+            place = LOG_PLACE.get()
+            self._serving[key] = (task, context, [place] if place else [])
             task.add_done_callback(functools.partial(self._fetched, key))
+        elif not held[1].done():
+            self._serves(key)
         # Shielded: one caller that is cancelled (a shutdown) does not end it for others.
         return cast(T, await asyncio.shield(held[1]))
 
+    def _serves(self, key: str) -> None:
+        """The running fetch of `key` serves this caller's place too: its log lines say so."""
+        place = LOG_PLACE.get()
+        serving = self._serving.get(key)
+        if not place or serving is None or place in serving[2]:
+            return
+        _, context, places = serving
+        places.append(place)
+        # The fetch's task is not running now (this caller is): its context can be set.
+        with contextlib.suppress(RuntimeError):
+            context.run(LOG_PLACE.set, several(places))
+
     def _fetched(self, key: str, task: asyncio.Task[Any]) -> None:
+        if (serving := self._serving.get(key)) is not None and serving[0] is task:
+            del self._serving[key]
         held = self._shared.get(key)
         if held is None or held[1] is not task:
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import Context, ContextVar, copy_context
 
@@ -30,3 +30,15 @@ def nowhere() -> Context:
     context = copy_context()
     context.run(LOG_PLACE.set, "")
     return context
+
+
+# The places one log line names at most, then how many more.
+_PLACES_NAMED = 3
+
+
+def several(places: Sequence[str]) -> str:
+    """The places a task serves together (a model list fetched once for every channel
+    that asked meanwhile), as a log line names them: `a, b and 2 more`."""
+    if len(places) <= _PLACES_NAMED:
+        return ", ".join(places)
+    return f"{', '.join(places[:_PLACES_NAMED])} and {len(places) - _PLACES_NAMED} more"

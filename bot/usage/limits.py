@@ -224,6 +224,13 @@ class Refusal:
     limit: int
     text: str
     frees_at: datetime | None
+    # Every limit that refused (the first is `name`): the text names each, so does the log.
+    names: tuple[LimitName, ...] = ()
+
+    @property
+    def named(self) -> str:
+        """The refusing limits as the log names them: `a and b`."""
+        return " and ".join(n.value for n in self.names or (self.name,))
 
 
 def check(
@@ -279,7 +286,8 @@ def check(
         every = "both" if len(refused) == 2 else f"all {len(refused)}"
         last = f"It can go once {every} have freed up, {when(free, now)}."
     text = "\n".join([*texts, f"{last} {_NOT_SENT}"])
-    return Refusal(refused[0].name, refused[0].limit, text, free)
+    names = tuple(r.name for r in refused)
+    return Refusal(refused[0].name, refused[0].limit, text, free, names)
 
 
 def _what(name: LimitName, limit: int, place: PlaceName) -> str:

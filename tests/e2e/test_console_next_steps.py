@@ -150,6 +150,12 @@ def test_a_message_held_back_by_two_limits_names_both(
     [last] = _lines(said, "It can go once both have freed up, at 00:00")
     assert last.endswith("Nothing was sent to the model."), last
     assert said.count("Nothing was sent to the model.") == 1, said
+    # The operator's log names both too (it named the first alone).
+    log = (ws.data_dir / "chatbot.log").read_text(encoding="utf-8")
+    [refused] = [line for line in log.splitlines() if " was refused by " in line]
+    assert refused.endswith("was refused by messages_per_user_minute and tokens_per_user_day"), (
+        refused
+    )
 
 
 def test_refusals_say_what_to_do_next(ws: Workspace) -> None:
