@@ -19,6 +19,7 @@ from bot.commands.spec import CommandContext, nothing_given, secret_prompt
 from bot.connection import endpoint_url
 from bot.conversation.engine import (
     KEPT_MESSAGES,
+    AfterTurn,
     ChatEngine,
     Control,
     Gate,
@@ -52,6 +53,7 @@ from bot.types.text import clean_text, strip_invisible
 # through the Core they import.
 __all__ = [
     "DEFAULT_PREFIXES",
+    "AfterTurn",
     "Control",
     "Core",
     "Edited",
@@ -342,9 +344,10 @@ class Core:
         answer_id: int | None = None,
         any_shown: bool = False,
         on_turn: OnTurn | None = None,
+        after: AfterTurn | None = None,
     ) -> TurnResult | Reply:
         """Regenerate, continue, retry or swipe into `sink`; stop, or a bad value: a Reply.
-        `answer_id`, `any_shown`, `on_turn`: ChatEngine.control's.
+        `answer_id`, `any_shown`, `on_turn`, `after`: ChatEngine.control's.
 
         Deliberately outside the turn order's queue for `stop`: it must reach the answer
         being written, not wait for it.
@@ -392,6 +395,7 @@ class Core:
                 prefix=p,
                 any_shown=any_shown,
                 on_turn=on_turn,
+                after=after,
             )
 
     async def run_text_command(self, incoming: Incoming) -> Reply:

@@ -106,6 +106,10 @@ _BLOCKED_KEPT = 4096  # channels whose reason for not answering the log holds
 # Told when a control's turn comes: the answer it acts on (None: a question that got none)
 # and who asked it (None: a greeting), before anything is shown (ChatEngine.control).
 OnTurn = Callable[[int | None, str | None], Awaitable[None]]
+# Run with a control's result while its turn still holds the conversation's place: what
+# the front-end shows and records of it (the final edit, which messages show it) is done
+# before the next question or control there begins (ChatEngine.control).
+AfterTurn = Callable[["TurnResult"], Awaitable[None]]
 # What to tell `actor` of SillyTavern files they sent here with no question (the Core
 # names the import commands, to those who may run them).
 # What someone is told of the character cards or presets (`kinds`) they sent with no
@@ -449,6 +453,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         prefix: str = "/",
         any_shown: bool = False,
         on_turn: OnTurn | None = None,
+        after: AfterTurn | None = None,
     ) -> TurnResult:
         """Regenerate, continue, retry or swipe the newest turn (the asker's or an admin's).
 
@@ -458,7 +463,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         newest question counts, since the front-end finds the messages the newest answer
         shows in when the control's turn comes (_of_turn). `on_turn`: told, once the
         control's turn has come and before anything is shown, the answer it acts on
-        (None: a question that got none) and who asked it (whose ⏹ it is).
+        (None: a question that got none) and who asked it (whose ⏹ it is). `after`: run
+        with the result before the next turn here begins (what it raises is the
+        front-end's own), so the answer's last edit and the messages it shows in are
+        done and recorded for whatever comes next.
         """
         return await self._in_order(
             ref,
@@ -467,6 +475,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 ref, actor, action, sink, admin, answer_id, prefix, any_shown, on_turn
             ),
             actor.id,
+            after=after,
         )
 
     async def _in_order(
@@ -477,8 +486,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         asker: str,
         post_id: str = "",
         admitted: Callable[[], Awaitable[bool]] | None = None,
+        after: AfterTurn | None = None,
     ) -> TurnResult:
-        """`run` once the conversation's turns before it have ended; a failure before its
+        """`run` once the conversation's turns before it have ended (then `after`, in its
+        place still); a failure before its
         answer shows is told in the channel (after: the answer shows how it ended). A
         question (its platform message `post_id`) that waits is recorded meanwhile, if its
         asker is `admitted`. Stoppable from now on by `asker` (or an admin): while it
@@ -502,10 +513,13 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 running.preparing()  # a stop from now on is kept until the request is sent
                 self._running[ref] = running
                 try:
-                    return await self._hold(ref, sink, run, post_id)
+                    result = await self._hold(ref, sink, run, post_id)
                 finally:
                     if self._running.get(ref) is running:
                         del self._running[ref]
+                if after is not None:
+                    await after(result)
+                return result
         except asyncio.CancelledError:
             # Stopped while it waited (stop_waiting): its own, and nobody else's too.
             if held is not None or not running.stopped_here():

@@ -147,3 +147,33 @@ async def test_a_refused_press_between_two_controls_does_not_hide_the_first_ones
     assert [bool(_ids(p)) for p in pages] == [False, True]
     words = " ".join(p["content"] for p in pages).split()
     assert words == ("".join(long) + " end.").split(), words[-5:]
+
+
+async def test_a_question_after_a_regenerate_waits_for_its_end_to_show(tmp_path: Path) -> None:
+    """Probe: a question sent while 🔄 rewrote the answer was answered as soon as the
+    🔄's turn ended, before its last edit (its buttons for how it ended, slow when
+    Discord is) was made: the rewritten answer still showed ⏹ while the next answer was
+    written, and pressing it stopped that one. The 🔄's answer now shows its end and is
+    tied to its pages within its turn; the question is answered after."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script(chunks=["first answer"])) as (bot, model):
+        answer = await _answered(fake)
+        model.script = Script(chunks=[f"r{i} " for i in range(10)], interval=0.1)
+        await fake.click(int(answer["id"]), _button(answer, "regen"))
+        await fake.wait_until(lambda: len(model.requests) == 2, 30)
+        await fake.user_says(f"<@{fake.bot_id}> next question")  # waits for the 🔄
+        model.script = Script(chunks=[f"q{i} " for i in range(30)], interval=0.1)
+        fake.edit_delay = 1.5  # Discord slow to take edits: the 🔄's last one waits
+        await fake.wait_until(lambda: len(_answers(fake)) == 2, 30)
+        fake.edit_delay = 0.0
+        regenerated = _ids(answer)
+        stop = [i for i in regenerated if i.startswith("cc:stop:")]
+        if stop:  # what a member reading the finished answer may press
+            await fake.click(int(answer["id"]), stop[0])
+        following = _answers(fake)[1]
+        await fake.wait_until(lambda: "cc:regen:" in str(_ids(following)), 30)
+        assert await bot.stop() == 0
+    assert stop == [], regenerated
+    assert answer["content"].strip() == "".join(f"r{i} " for i in range(10)).strip()
+    assert "Stopped" not in following["content"], following["content"]
+    assert following["content"].strip().endswith("q29")

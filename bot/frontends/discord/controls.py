@@ -4,7 +4,6 @@ so buttons keep working after a restart. A press rewrites the answer in place.""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import replace
@@ -165,10 +164,6 @@ class Controls:
         # Pages the bot removes itself (left over from a longer answer): their deletion
         # events must not make it forget the answer they were part of.
         self.own_deletes = own_deletes if own_deletes is not None else RecentIds()
-        # Conversation → the controls whose turn ended and whose answers are still being
-        # shown and tied to their pages (each done once they are): the next one finds them
-        # after all of them (a press refused meanwhile, done at once, stands for none).
-        self._settling: dict[ChannelRef, set[asyncio.Future[None]]] = {}
 
     async def typed(
         self, interaction: discord.Interaction[Any], path: tuple[str, ...], raw: dict[str, Any]
@@ -296,11 +291,8 @@ class Controls:
 
         async def at_turn(answer_id: int | None, asker: str | None) -> None:
             # Found when the control's turn comes, not at the press: one before it (a 🔄,
-            # a ⏩ pressed twice) may have changed the answer's pages meanwhile; and once
-            # that one has shown its end and tied its pages (after its turn).
-            before = self._settling.get(ref)
-            if before:
-                await asyncio.wait(set(before))
+            # a ⏩ pressed twice) may have changed the answer's pages meanwhile, and has
+            # shown its end and tied its pages within its turn (after_turn).
             if asker is not None and asker.isdigit():
                 sink.asker = int(asker)  # the ⏹ is its asker's, whoever pressed
             stored = await self._core.answer_posts(ref, answer_id) if answer_id is not None else []
@@ -308,15 +300,24 @@ class Controls:
             speaker = await self._speaker(last, channel, ref)
             answer.show_over(await _pages_of(last, channel, stored, speaker), speaker)
 
-        settled: asyncio.Future[None] | None = None
+        async def after_turn(done: TurnResult) -> None:
+            # Within the control's turn: the next question or control there begins once
+            # this answer shows its end and buttons (no ⏹ left on it while the next
+            # answer is written) and is tied to its pages.
+            if done.notice or done.ignored:
+                return
+            # A swipe streams nothing: its text and its buttons go out in one edit.
+            answer.view = view = view_of(buttons_after(done))
+            answer.notes = GREETING_NOTES if done.greeting else ANSWER_NOTES
+            await held.release()
+            await answer.settle(view)
+            await self._core.shown_in(ref, done.answer_id, _ids(answer.messages))
+            await self._core.unshown(ref, removed)
+
         try:
             done = await self._core.run_control(
-                ref, actor, inv, held, answer_id=target, on_turn=at_turn
+                ref, actor, inv, held, answer_id=target, on_turn=at_turn, after=after_turn
             )
-            # Set before anything is awaited: the next control's turn has begun, and waits
-            # for this one's pages (at_turn).
-            settled = asyncio.get_running_loop().create_future()
-            self._settling.setdefault(ref, set()).add(settled)
             if isinstance(done, Reply):
                 await _privately(interaction, done.text)
             elif done.ignored:  # its question or its answer was deleted meanwhile: no word
@@ -324,25 +325,14 @@ class Controls:
                     await unthink(interaction)
             elif done.notice:
                 await _privately(interaction, done.answer)
-            else:
-                # A swipe streams nothing: its text and its buttons go out in one edit.
-                answer.view = view = view_of(buttons_after(done))
-                answer.notes = GREETING_NOTES if done.greeting else ANSWER_NOTES
-                await held.release()
-                await answer.settle(view)
-                await self._core.shown_in(ref, done.answer_id, _ids(answer.messages))
-                await self._core.unshown(ref, removed)
-                _done(self._settling, ref, settled)
-                if refused:  # said instead of "Done"
-                    said = f"I could not change this answer: {refused[0].reason}. {refused[0].fix}"
-                    await _privately(interaction, said)
-                elif typed:
-                    shown = f" (answer {done.alternative[0]} of {done.alternative[1]})"
-                    said = shown if done.alternative[1] > 1 else ""
-                    await _privately(interaction, f"Done: the answer above changed{said}.")
+            elif refused:  # said instead of "Done"
+                said = f"I could not change this answer: {refused[0].reason}. {refused[0].fix}"
+                await _privately(interaction, said)
+            elif typed:
+                shown = f" (answer {done.alternative[0]} of {done.alternative[1]})"
+                said = shown if done.alternative[1] > 1 else ""
+                await _privately(interaction, f"Done: the answer above changed{said}.")
         finally:
-            if settled is not None:
-                _done(self._settling, ref, settled)
             await answer.close()
 
     async def greet(
@@ -438,21 +428,6 @@ class Controls:
         if speaker is None or speaker.webhook is not None:
             return None  # the bot's own message stays the bot's
         return replace(speaker, hint="")
-
-
-def _done(
-    settling: dict[ChannelRef, set[asyncio.Future[None]]],
-    ref: ChannelRef,
-    settled: asyncio.Future[None],
-) -> None:
-    """A control's answer is shown and tied to its pages: the next control may find them."""
-    pending = settling.get(ref)
-    if pending is not None:
-        pending.discard(settled)
-        if not pending:
-            del settling[ref]
-    if not settled.done():
-        settled.set_result(None)
 
 
 def _ids(messages: list[Page]) -> list[str]:
