@@ -489,11 +489,11 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         after: AfterTurn | None = None,
     ) -> TurnResult:
         """`run` once the conversation's turns before it have ended (then `after`, in its
-        place still); a failure before its
-        answer shows is told in the channel (after: the answer shows how it ended). A
-        question (its platform message `post_id`) that waits is recorded meanwhile, if its
-        asker is `admitted`. Stoppable from now on by `asker` (or an admin): while it
-        waits, by `stop_waiting`; once it holds its place, as the answer being written."""
+        place still); a failure before its answer shows is told in the channel (after:
+        the answer shows how it ended). A question (its platform message `post_id`) that
+        waits is recorded meanwhile, if its asker is `admitted`. Stoppable from now on by
+        `asker` (or an admin): while it waits, by `stop_waiting`; once it holds its place,
+        as the answer being written."""
         before = self._held_back.pop((ref, post_id), None) if post_id else None
         if before is not None:  # held back in its front-end till now (waiting_before)
             self._unqueue(ref, before)
