@@ -290,6 +290,23 @@ def test_the_caption_is_the_body_only_when_it_differs_from_the_filename() -> Non
     assert events.caption_of(quoted) == quoted["body"]
 
 
+def test_an_edited_caption_is_the_edits_text_and_never_the_file_name() -> None:
+    """A caption edit (MSC2530, Element X): `m.new_content` is the file message anew; its
+    text is the new caption, "" once the caption is taken off (the body is the name)."""
+    image = {"msgtype": "m.image", "filename": "cat.png", "url": MXC}
+    replace_ = {"m.relates_to": {"rel_type": "m.replace", "event_id": "$q"}}
+
+    def edit(body: str) -> dict[str, Any]:
+        return {**image, "body": f"* {body}", "m.new_content": {**image, "body": body}, **replace_}
+
+    assert events.edited_text(edit("what colour is it?")) == "what colour is it?"
+    assert events.edited_text(edit("cat.png")) == ""
+    bare = {"msgtype": "m.file", "body": "notes.txt", "url": MXC}  # no filename: no caption
+    assert events.edited_text({**bare, "m.new_content": bare, **replace_}) == ""
+    text = {"msgtype": "m.text", "body": "capital of Australia?"}
+    assert events.edited_text({**text, "m.new_content": text, **replace_}) == text["body"]
+
+
 def test_a_mention_in_a_caption_counts_and_the_file_name_does_not() -> None:
     content = {"msgtype": "m.image", "body": "helper.png", "url": MXC}
     assert events.mentions_user(content, BOT, ("Helper",))  # the body alone would say so

@@ -3,6 +3,7 @@ decrypts them in E2EE rooms), and the model request carries what was sent."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -385,7 +386,7 @@ async def test_an_edited_reply_to_someone_elses_file_keeps_the_files_text(
 ) -> None:
     """Matrix probe: a question replying to bob's text file, then edited, lost the file's
     text: the model read the edit alone from then on. It keeps its question as it was,
-    as a question with a file of its own does (its caption's edit is not taken)."""
+    as a question with a text file of its own does (its caption's edit changes nothing)."""
     caplog.set_level(logging.INFO, logger="bot.conversation")
     bot = rig.bot.user_id
     room_id = await rig.room()
@@ -406,6 +407,51 @@ async def test_an_edited_reply_to_someone_elses_file_keeps_the_files_text(
         "the edit kept as it was",
     )
     assert await questions() == before
+
+
+async def test_an_edited_caption_is_what_the_model_reads_next(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Matrix probe: a member who sent the bot a picture, then gave it a caption (or
+    edited its caption, MSC2530 as Element X sends it) was never read: every edit of a
+    file event was passed over. Its question reads as edited, its image kept; a text
+    file's question keeps its text (the file's is folded into it)."""
+    caplog.set_level(logging.INFO, logger="bot.conversation")
+    room_id = await rig.room(direct=True)
+    ref = ChannelRef(Platform.MATRIX, room_id)
+
+    async def questions() -> list[tuple[str, int]]:
+        history = await rig.core.store.history(ref, 10)
+        return [(e.content, len(e.images)) for e in history if e.role is Role.USER]
+
+    code = await rig.alice.media_content(
+        "m.file", "hello.py", b"print('hi')\n", "text/x-python", caption="review this"
+    )
+    red = await rig.alice.media_content("m.image", "red.png", png("red"), "image/png")
+    posted = []
+    for content in (code, red):  # a direct chat's answers are plain: one at a time
+        after = time.monotonic()
+        posted.append(await rig.alice.send_content(room_id, content))
+        await rig.alice.reply_to(room_id, rig.bot.user_id, after, "the bot's answer")
+    filed, asked = posted
+    before = await questions()
+    assert before == [("review this\nhello.py\n```python\nprint('hi')\n```", 0), ("", 1)]
+
+    await rig.alice.send_content(room_id, edit(asked, {**red, "body": "what colour is it?"}))
+    deadline = time.monotonic() + 30
+    while (now := await questions()) != [before[0], ("what colour is it?", 1)]:
+        assert time.monotonic() < deadline, now
+        await asyncio.sleep(0.2)
+    await rig.alice.send_content(room_id, edit(filed, {**code, "body": "review this, please"}))
+    await rig.alice.wait_for(
+        lambda: any("kept as it was" in r.getMessage() for r in caplog.records),
+        "the file's caption edit kept as it was",
+    )
+    assert await questions() == [before[0], ("what colour is it?", 1)]
+    assert not await rig.send(room_id, {"msgtype": "m.text", "body": "thanks"})
+    sent = [m["content"] for m in rig.endpoint.bodies[-1]["messages"] if m["role"] == "user"]
+    assert sent[1][0] == {"type": "text", "text": "what colour is it?"}, sent[1]
+    assert shown_image(sent[1]).convert("RGB").getpixel((0, 0)) == (255, 0, 0)
 
 
 async def test_a_card_or_preset_sent_alone_is_not_asked_of_the_model(rig: Rig) -> None:

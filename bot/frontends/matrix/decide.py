@@ -131,8 +131,9 @@ def decide(facts: EventFacts) -> Decision:
     if facts.is_edit:
         if facts.edit_holds_secret:  # never read as a command, but a key in the room
             return Decision(Action.SECRET_EDIT, redact=True)
-        if facts.msgtype not in TYPED or not facts.room_known:
-            # A file's caption is part of its question with the file's text: kept as sent.
+        # A file's edited caption is its question's text as typed text is (one whose text
+        # files' text is folded in keeps it: the core's rule, by the question's flag).
+        if (facts.msgtype not in TYPED and not facts.media) or not facts.room_known:
             return Decision(Action.IGNORE, "an edit (the original was handled)")
         return Decision(Action.EDIT)  # never run as a command
     if facts.msgtype not in TYPED and not facts.media:

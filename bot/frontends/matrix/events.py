@@ -60,9 +60,14 @@ def is_edit(content: Mapping[str, Any]) -> bool:
 
 
 def edited_text(content: Mapping[str, Any]) -> str:
-    """What an edit (m.replace) changes its message to ("" when it says nothing)."""
+    """What an edit (m.replace) changes its message's text to ("" when it says nothing):
+    a file message's caption (an edited caption; no caption left: ""), not its name."""
     new = content.get("m.new_content")
-    body = new.get("body") if isinstance(new, Mapping) else None
+    if not isinstance(new, Mapping):
+        return ""
+    if msgtype_of(new) in MEDIA:  # MSC2530: `body` is the caption only beside a `filename`
+        return caption_of(new)
+    body = new.get("body")
     return normalize_text(body) if isinstance(body, str) else ""
 
 
