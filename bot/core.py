@@ -546,7 +546,7 @@ class Core:
         """`author` edited their message `post` (channel or thread `where`) to `text`: a
         question the conversation holds reads so from the next turn on. HELD_SECRET: the
         edit wrote a key or password in and was not kept; the front-end takes the message
-        out where it may (which forgets the question). A question that carried files
+        out where it may (which forgets the question). A question that carried text files
         (its own, or the message's it replied to) keeps its text: theirs is part of it.
         `rewrite=False` for a message that reads as a command: only checked for secrets.
         A failure is logged."""

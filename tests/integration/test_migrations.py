@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 from bot.app import StartError
 from bot.app import migrate as start_migration
 from bot.core import Core
+from bot.media.files import file_block
 from bot.providers import ProviderHub, ProviderSettings
 from bot.settings import load_settings
 from bot.store import SecretBox, Store, generate_key, migrate
@@ -27,6 +28,7 @@ from bot.store.db import create_engine
 from bot.store.models import Base
 from bot.types import Actor, ChannelConfig, ChannelRef, Platform, Reply, Role, Source
 from tests.discord.fake_openai import Script, fake_openai
+from tests.unit.test_migration_0022 import M as migration_0022
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,7 +121,7 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0021"
+    assert migrate.head() == "0022"
 
 
 def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:
@@ -277,9 +279,9 @@ def test_rows_that_referred_to_none_before_an_upgrade_do_not_stop_it(tmp_path: P
         cwd=tmp_path,
         env={**os.environ, "DATABASE_URL": url, "DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)},
     )
-    assert (done.returncode, done.stdout) == (0, "Database is at revision 0021.\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, "Database is at revision 0022.\n"), done.stderr
     assert "1 row(s) of message_images refer to messages rows that are gone" in done.stderr
-    assert asyncio.run(migrate.current(url)) == "0021"
+    assert asyncio.run(migrate.current(url)) == "0022"
     # Left as they were: the upgrade deletes nothing it did not make.
     assert asyncio.run(_execute(url, "SELECT name FROM message_images")) == [("cat.png",)]
 
@@ -354,11 +356,11 @@ async def test_answers_from_before_0005_answer_their_questions_after_an_upgrade(
     assert [content for (content,) in rows] == ["before any question", "q1", "a1", "q2", "a2"]
 
 
-async def test_questions_with_files_from_before_0021_keep_their_text_on_an_edit(
+async def test_0021_guesses_which_questions_from_before_it_carried_files(
     database_url: str,
 ) -> None:
     """A question stored with images or a file's fenced text says it carried files once
-    upgraded: an edit keeps it as it was (Discord knew only of a message's own files)."""
+    upgraded to 0021 (its guess: 0022 makes it right)."""
     await migrate.upgrade(database_url, "0020")
     fenced = "read this\nnotes.txt\n```\n42\n```"
     await _execute(
@@ -368,7 +370,7 @@ async def test_questions_with_files_from_before_0021_keep_their_text_on_an_edit(
         _old_turn("assistant", "an answer\n```\ncode\n```"),
         _old_turn("user", "a picture").replace(", 0, CURRENT", ", 1, CURRENT"),
     )
-    await migrate.upgrade_to_head(database_url)
+    await migrate.upgrade(database_url, "0021")
     rows = await _execute(database_url, "SELECT content, files FROM messages ORDER BY id")
     assert [(content, bool(files)) for content, files in rows] == [
         ("plain", False),
@@ -378,6 +380,76 @@ async def test_questions_with_files_from_before_0021_keep_their_text_on_an_edit(
     ]
     await migrate.downgrade(database_url, "0020")
     assert len(await _execute(database_url, "SELECT content FROM messages")) == 4
+
+
+def _rows_since_0021() -> list[tuple[str, str, int, bool, bool]]:
+    """(content, role, image_count, files as 0021 or the code after it left it, files
+    after 0022): 0021's guess (images, any fence), images alone flagged since; a batch's
+    worth and more of them, for the upgrade to go over in several."""
+    block = file_block(b"def hello():\n    return 'hi'\n", "hello.py", 10_000).text
+    cut = file_block(b"a line of the log\n" * 500, "big.log", 300).text
+    assert cut.endswith("characters left out]"), cut[-80:]
+    rows = [
+        ("plain", "user", 0, False, False),
+        ("fix this\n```py\nprint(1)\n```", "user", 0, True, False),  # 0021: a fence
+        ("```\nprint(1)\n```\nwhat is wrong?", "user", 0, True, False),
+        ("", "user", 1, True, False),  # a picture alone
+        ("what colour is it?", "user", 2, True, False),
+        ("review this" + block, "user", 0, True, True),
+        (block.lstrip("\n"), "user", 1, True, True),  # a file and a picture
+        ("summarise" + cut, "user", 0, True, True),
+        ("read this" + block, "user", 0, False, True),  # as the bot writes a file's
+        ("an answer\n```python\nprint(1)\n```", "assistant", 0, False, False),
+    ]
+    many = [(f"picture {n}", "user", 1, True, False) for n in range(migration_0022.BATCH + 10)]
+    return [*rows, *many, ("last" + block, "user", 0, False, True)]
+
+
+async def test_the_files_flag_is_made_right_by_0022(database_url: str) -> None:
+    """0021 flagged a question with images, or any fenced block, as carrying files, and
+    the code after it one with images alone: an edit of theirs was kept out, though their
+    text holds nothing of a file's. After 0022 only a question ending with a text file's
+    block as the bot writes it keeps its text; a picture's reads as edited."""
+    await migrate.upgrade(database_url, "0021")
+    rows = _rows_since_0021()
+    insert = text(
+        "INSERT INTO messages (platform, server_id, channel_id, thread_id, role, content, "
+        "token_estimate, state, image_count, hidden, author_id, files, created_at) VALUES "
+        "('discord', 'g', 'c', '', :role, :content, 1, 'done', :images, false, 'u1', :files, "
+        "CURRENT_TIMESTAMP)"
+    )
+    link = text("INSERT INTO posts (message_id, platform, post_id) VALUES (:m, 'discord', :p)")
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert,
+                [{"content": c, "role": r, "images": i, "files": f} for c, r, i, f, _ in rows],
+            )
+            found = await conn.execute(text("SELECT id FROM messages ORDER BY id"))
+            ids = [row_id for (row_id,) in found]
+            await conn.execute(link, [{"m": row_id, "p": f"post{row_id}"} for row_id in ids])
+    finally:
+        await engine.dispose()
+    assert await migrate.upgrade_to_head(database_url) == migrate.head()
+    after = await _execute(database_url, "SELECT content, files FROM messages ORDER BY id")
+    assert [(c, bool(f)) for c, f in after] == [(c, now) for c, _, _, _, now in rows]
+
+    # An edit of a picture's question is read now; a file's question keeps its text.
+    box = SecretBox.from_setting(generate_key())
+    store = await Store.open(database_url, box, defaults=ChannelConfig())
+    core = Core(store, ProviderHub(ProviderSettings()))
+    try:
+        for row_id in (ids[3], ids[5]):
+            await core.edited(Platform.DISCORD, "c", f"post{row_id}", "what is it?", author="u1")
+    finally:
+        await core.close()
+    edited = await _execute(
+        database_url, f"SELECT content FROM messages WHERE id IN ({ids[3]}, {ids[5]}) ORDER BY id"
+    )
+    assert edited == [("what is it?",), (rows[5][0],)]
+    await migrate.downgrade(database_url, "0021")
+    assert len(await _execute(database_url, "SELECT id FROM messages")) == len(rows)
 
 
 class _Quiet:
