@@ -397,8 +397,10 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         except FieldError as err:
             refused.append(str(err).rstrip("."))
             continue
-        if isinstance(checked, str) and holds_secret(checked):
-            # Kept in the clear and sent with every request: as a typed prompt would be.
+        # Kept in the clear and sent with every request: as a typed prompt would be (a
+        # list's strings, stop strings, each as /params checks the one typed).
+        texts = checked if isinstance(checked, list | tuple) else [checked]
+        if any(isinstance(text, str) and holds_secret(text) for text in texts):
             here = ctx.ref.place
             refused.append(f"{name} holds what looks like a key or this {here}'s password")
             continue

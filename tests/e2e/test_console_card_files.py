@@ -350,6 +350,41 @@ def test_a_preset_with_more_stop_strings_than_kept_here_imports_what_fits(
     assert json.loads(request.body)["stop"] == ["\nAda:", "<stop0>", "<stop1>", "<stop2>"]
 
 
+def test_a_preset_whose_stop_strings_hold_a_key_is_refused_them(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """Probe: a preset's prompts holding a key or this channel's key were refused, its
+    stop strings were not (a list, not a text): an OpenAI key and the channel's own
+    custom key among them were stored in the clear, shown whole by /params stop and
+    /settings, and sent with every request. They are refused as a typed one is."""
+    key = "sk-proj-" + "A1b2C3d4E5f6G7h8" * 3
+    own = "my-own-custom-key-123456"
+    for i, stop in enumerate((["\n{{user}}:", key], ["\n{{user}}:", own])):
+        preset = tmp_path / f"preset{i}.json"
+        preset.write_text(
+            json.dumps({"temperature": 0.7, "custom_stopping_strings": json.dumps(stop)})
+        )
+    run = _run(
+        ws,
+        endpoint,
+        [
+            f"/key set custom {own}",
+            f"/preset import {tmp_path / 'preset0.json'}",
+            f"/preset import {tmp_path / 'preset1.json'}",
+            "/params stop",
+            "/settings",
+            "hi",
+        ],
+    )
+    said = "stop holds what looks like a key or this channel's password"
+    assert run.out.count(said) == 2, run.describe()
+    assert key not in run.out and own not in run.out, run.describe()
+    [request] = endpoint.chat_requests()
+    body = json.loads(request.body)
+    raw = request.body.decode()
+    assert "stop" not in body and key not in raw and own not in raw, body
+
+
 def test_a_card_and_a_preset_saved_as_windows_1252_are_read(
     ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
 ) -> None:
