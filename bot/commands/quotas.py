@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.commands.parse import CommandError, suggest
 from bot.commands.router import check_scope
-from bot.commands.scopes import next_scope, scope_place
+from bot.commands.scopes import next_scope, scope_of, scope_place
 from bot.commands.spec import CommandContext
 from bot.types import PlaceName, Platform, Reply, Scope
 from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
@@ -50,7 +50,7 @@ def role_choices(
 
 def _scope(ctx: CommandContext, args: dict[str, Any]) -> Scope:
     check_scope(ctx, args)
-    return Scope.SERVER if args.get("scope") == "server" else Scope.CHANNEL
+    return scope_of(args)
 
 
 def _names(ctx: CommandContext) -> str:
