@@ -112,6 +112,9 @@ class FakeDiscord:
     refused_responses: int = 0  # second responses to an interaction (refused: 40060)
     choices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by interaction
     followups: list[dict[str, Any]] = field(default_factory=list)
+    # The same follow-ups by the interaction they answer: whose reply is whose when
+    # commands run at once (`command_says`).
+    followups_of: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # The links Discord fetched for a preview, as it does the moment a message showing
     # them is posted or edited (no click needed) unless its flags suppress embeds.
     unfurled: list[str] = field(default_factory=list)
@@ -905,6 +908,7 @@ class FakeDiscord:
                 # A follow-up needs the interaction's response first.
                 return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
             self.followups.append(body)
+            self.followups_of.setdefault(self._tokens[parts[2]], []).append(body)
             mid = next(self._ids)
             message = self._message(mid, self.channel_id, self.bot_user(), body.get("content", ""))
             message["flags"] = int(body.get("flags", 0))
@@ -1356,10 +1360,20 @@ class FakeDiscord:
 
     async def command_says(self, *names: str, manager: bool = True, **options: Any) -> str:
         """Bob runs `/names… option:value…` (a server admin unless `manager` is False):
-        what it answered, at once or after "thinking…" in a follow-up."""
-        known, followups = set(self.originals), len(self.followups)
-        await self.slash(*names, manager=manager, **options)
-        return await self.answer_since(known, followups)
+        what it answered, at once or after "thinking…" in a follow-up. Its own reply, not
+        another's: several may run at once (asyncio.gather)."""
+        return await self.reply_to(await self.slash(*names, manager=manager, **options))
+
+    async def reply_to(self, iid: str) -> str:
+        """The first text interaction `iid` showed: its response (or the "thinking…" it
+        became), else its first follow-up."""
+
+        def shown() -> str:
+            later = [str(f.get("content", "")) for f in self.followups_of.get(iid, [])]
+            return next((text for text in (self.originals.get(iid, ""), *later) if text), "")
+
+        await self.wait_until(lambda: bool(shown()), 60)
+        return shown()
 
     async def answer_since(self, known: set[str], followups: int) -> str:
         """The one reply shown since the interactions `known` and the first `followups`
@@ -1390,11 +1404,12 @@ class FakeDiscord:
         where: str = "guild",
         channel_id: int | None = None,
         **options: str,
-    ) -> None:
+    ) -> str:
         """Bob runs `/name sub option:value …` (or `/name option:value …`) in #general
         (with Manage Server when `manager`); `files`: attachment options, by option name,
         as (name, type, bytes) this fake's CDN serves; `where`: "group_dm" or
-        "other_server" runs it where the bot is not, as Bob's own installed app."""
+        "other_server" runs it where the bot is not, as Bob's own installed app. The
+        interaction's id (`reply_to`)."""
         # The bot registers its commands while it connects: wait for them, if need be.
         await self.wait_until(lambda: name in self.command_ids, 30)
         leaf: list[dict[str, Any]] = [
@@ -1412,6 +1427,7 @@ class FakeDiscord:
             data["resolved"] = {"attachments": {a["id"]: a for a in attached.values()}}
         made = self._interaction(2, data, manager=manager, where=where, channel_id=channel_id)
         await self._dispatch("INTERACTION_CREATE", made)
+        return str(made["id"])
 
     async def autocomplete(
         self,

@@ -29,6 +29,7 @@ class Script:
     models: list[str] = field(default_factory=lambda: ["m-small", "m-large"])
     models_status: int = 200  # another status: /v1/models refuses with it (a failed check)
     models_delay: float = 0.0  # seconds /v1/models takes to answer
+    models_gate: asyncio.Event | None = None  # when given, /v1/models answers once it is set
 
     @property
     def answer(self) -> str:
@@ -72,6 +73,8 @@ async def fake_openai(script: Script | None = None) -> AsyncIterator[FakeOpenAI]
         state.authorizations.append(request.headers.get("Authorization", ""))
         state.headers.append({k.lower(): v for k, v in request.headers.items()})
         await asyncio.sleep(state.script.models_delay)
+        if state.script.models_gate is not None:
+            await state.script.models_gate.wait()
         if state.script.models_status != 200:
             refused = {"error": {"message": "refused", "type": "invalid_request_error"}}
             return web.json_response(refused, status=state.script.models_status)
