@@ -21,7 +21,7 @@ from bot.providers import (
     ProviderHub,
     StatusResult,
 )
-from bot.store import Store, api_key_name
+from bot.store import SECRET_NAMES, Store, api_key_name
 from bot.store.secrets import SecretUnreadable
 from bot.types import (
     ChannelConfig,
@@ -210,7 +210,7 @@ async def shown_here(
     store: Store, ref: ChannelRef, config: ChannelConfig, texts: Sequence[str]
 ) -> list[str]:
     """`texts` to show or keep in this channel (a card's greetings, its system prompt):
-    without the channel's key or proxy password, in any form, nor anything key-shaped.
+    without the channel's keys or proxy password, in any form, nor anything key-shaped.
     A secret that cannot be read (a retired encryption key) cannot be in them either."""
     clean = await cleaner_here(store, ref, config)
     return [clean(text) for text in texts]
@@ -223,7 +223,7 @@ async def cleaner_here(
     this channel is given (a preset's prompts; `shapes=False`: a card's every field,
     where ids and embedded images are long tokens a key shape would take, and what is
     left of key shapes came in the card, the same for whoever has it)."""
-    secrets = await channel_secrets(store, ref, config)
+    secrets = await channel_secrets(store, ref)
     return lambda text: redact(text, secrets, shapes=shapes, known=False)
 
 
@@ -235,10 +235,11 @@ def _written(value: SecretValue) -> list[str]:
     return forms
 
 
-async def channel_secrets(store: Store, ref: ChannelRef, config: ChannelConfig) -> list[str]:
-    """The channel's key for its source and its proxy password (those that can be read)."""
+async def channel_secrets(store: Store, ref: ChannelRef) -> list[str]:
+    """The channel's keys, every source's (a key set for another source is sent once
+    /source picks it), and its proxy password: those that can be read."""
     secrets = []
-    for name in (api_key_name(config.source), PROXY_PASSWORD):
+    for name in sorted(SECRET_NAMES):
         with contextlib.suppress(SecretUnreadable):
             value = await store.resolve_secret(ref, name)
             if value:
@@ -250,11 +251,12 @@ async def secret_check(
     store: Store, ref: ChannelRef, config: ChannelConfig, scope: Scope = Scope.CHANNEL
 ) -> Callable[[str], bool]:
     """Whether a text must not be kept as a setting at `scope`: it holds a provider key,
-    or this channel's key or proxy password in any written form (it would be stored in the
-    clear and sent with every request). A server-wide text goes to every channel of the
-    server, so the server's own secrets are looked for too, also where this channel's
-    own win (its /settings cleans only those). The secrets are read once, for every text."""
-    secrets = await channel_secrets(store, ref, config)
+    or one of this channel's keys (any source's) or its proxy password in any written form
+    (it would be stored in the clear and sent with every request). A server-wide text
+    goes to every channel of the server, so the server's own secrets are looked for too,
+    also where this channel's own win (its /settings cleans only those). The secrets are
+    read once, for every text."""
+    secrets = await channel_secrets(store, ref)
     if scope is Scope.SERVER:
         for value in await store.scope_secrets(ref, Scope.SERVER):
             secrets += _written(value)

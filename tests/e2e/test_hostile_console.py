@@ -619,6 +619,35 @@ def test_key_with_a_character_no_header_can_carry_is_refused(
     )
 
 
+def test_a_key_stored_for_another_source_is_refused_in_a_setting(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A channel's custom key (no provider's shape) stays stored after `/source openai`;
+    typed into `/system` it was taken: only the key of the source in use was looked for,
+    so it was kept in the clear, shown in /settings, and sent once /source custom came
+    back. Every source's key of the channel is looked for now."""
+    key = "tabby-key-5e6f7a8b9c0d"
+    run = ws.run(
+        [
+            "/source custom",
+            f"/proxy set {endpoint.url_v1}",
+            "/key set custom",
+            key,
+            "/source openai",
+            f"/system The door code is {key}.",
+            f"/prompts auxiliary Use {key} here.",
+            "/settings",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    said = run.before_help()
+    assert said.count("holds what looks like a key") == 2, run.describe()
+    assert "System prompt set" not in said and key not in said, run.describe()
+    stored = ws.query("SELECT system_prompt, auxiliary_prompt FROM channel_configs")
+    assert all(key not in str(row) for row in stored), stored
+
+
 # --------------------------------------------------------------------------------------
 # 4. NUL bytes (SQLite and PostgreSQL)
 # --------------------------------------------------------------------------------------
