@@ -165,6 +165,11 @@ def _show_item(item: object) -> str:
     return f'"{escaped}"' if "," in escaped or escaped != escaped.strip() else escaped
 
 
+def _and(names: Sequence[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One channel setting."""
@@ -228,6 +233,28 @@ class Field:
         if self.low is None or self.high is None:
             return f"{kind} {range_text(self.low, self.high)}".rstrip()
         return f"{kind} {number_text(self.low)}–{number_text(self.high)}"
+
+    def sent_in_part(self, value: object) -> str:
+        """A sentence naming the sources sent only the first items of this list ("" when
+        each gets it whole): said alike by /params and /preset import."""
+        if not isinstance(value, list | tuple):
+            return ""
+        cut: dict[int, list[str]] = {}
+        for source in Source:
+            first = self.wire_items.get(source)
+            if first is not None and len(value) > first:
+                cut.setdefault(first, []).append(source.value)
+        if not cut:
+            return ""
+        parts = [
+            f"{_and(names)} {'is' if len(names) == 1 else 'are'} sent the first {first}"
+            for first, names in sorted(cut.items())
+        ]
+        whole = [s.value for s in Source if s in self.wire and s not in self.wire_items]
+        rest = f" ({_and(whole)} all of them)" if whole else ""
+        return (
+            f"Of the {len(value)} {self.help}, {'; '.join(parts)}{rest}, as SillyTavern sends them."
+        )
 
     # -- values on the way in ---------------------------------------------------------------
 

@@ -372,6 +372,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     shown: list[str] = []
     refused: list[str] = []
     partly: list[str] = []  # lists kept in part: what was left out
+    sent_in_part: list[str] = []  # lists some sources are sent only the start of
     config = await ctx.store.effective_config(ctx.ref)
     holds_secret = await secret_check(ctx.store, ctx.ref, config, scope_of(args))
     for name, value in preset.values.items():
@@ -406,6 +407,8 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             continue
         changes[field.key] = checked
         named.append(name)
+        if cut := field.sent_in_part(checked):  # more stop strings than OpenAI takes
+            sent_in_part.append(cut)
         if name != POST_HISTORY_OFF:  # said with the prompts it switches off, below
             shown.append(f"{name}={_short(field.show(checked))}")
     scope = scope_of(args)
@@ -425,6 +428,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             lines.append(room.strip())
     if partly:
         lines.append("Kept in part: " + "; ".join(partly) + ".")
+    lines += sent_in_part  # as /params says it after the same change
     if refused:
         lines.append("Not applied: " + "; ".join(refused) + ".")
     if preset.disabled:

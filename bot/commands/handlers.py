@@ -316,9 +316,8 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if value is None:
         return Reply(f"{name} now follows the {next_scope(ctx, scope)} value.{overridden}")
     note = _elsewhere_note(field, config, ctx.ref.place, sentence=True)
-    first = field.wire_items.get(config.source)
-    if isinstance(value, list) and first is not None and len(value) > first:
-        note += f" {config.source.value} is sent the first {first}, as SillyTavern sends them."
+    if cut := field.sent_in_part(value):
+        note += f" {cut}"
     where = " for this server" if scope is Scope.SERVER else ""
     if name in ("max_tokens", "context"):
         note += room_left_note(await ctx.store.effective_config(ctx.ref), p)

@@ -305,10 +305,14 @@ def test_a_preset_with_more_than_four_stop_strings_sends_the_first_four(
     preset = tmp_path / "preset.json"
     stop = ["\n{{user}}:", "\n{{char}}:", "###", "<END>", "</s>", "[INST]"]
     preset.write_text(json.dumps({"temperature": 0.7, "custom_stopping_strings": json.dumps(stop)}))
-    run = _run(ws, endpoint, [f"/preset import {preset}", "/params stop", "hi"])
+    run = _run(ws, endpoint, [f"/preset import {preset}", "hi", "/params stop a, b, c, d, e"])
     assert "Not applied" not in run.out, run.describe()
     [request] = endpoint.chat_requests()
     assert json.loads(request.body)["stop"] == ["\nAda:", "\nAssistant:", "###", "<END>"]
+    # The import says which sources get only 4 of them, as /params does: one wording.
+    cut = "openai, mistral and custom are sent the first 4 (claude all of them), as SillyTavern"
+    assert f"Of the 6 stop strings, {cut}" in run.out, run.describe()
+    assert f"Of the 5 stop strings, {cut}" in run.out, run.describe()
 
 
 def test_a_stop_string_its_macros_empty_is_not_sent_nor_counted_in_the_four(
