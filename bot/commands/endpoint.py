@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from math import ceil
@@ -314,15 +315,24 @@ async def _own_secret_note(
 async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     source = Source(args["source"])
     scope = scope_of(args)
-    removed = await ctx.store.clear_secret(ctx.ref, scope, api_key_name(source), ctx.actor)
+    name = api_key_name(source)
+    removed = await ctx.store.clear_secret(ctx.ref, scope, name, ctx.actor)
+    if removed:
+        text = f"Removed the {source.value} key for {scope_place(scope, ctx.ref.place)}."
+    else:
+        text = f"No {source.value} key was stored for {scope_place(scope, ctx.ref.place)}."
+    config = await ctx.store.effective_config(ctx.ref)
+    with contextlib.suppress(SecretUnreadable):  # /settings says so on its own line
+        found = await ctx.store.secret_origin(ctx.ref, name)
+        # A custom key is kept from a URL set more narrowly than itself: not used here.
+        if found and not (source is Source.CUSTOM and withheld(found[0], config)):
+            ends = f" (…{found[1]})" if found[1] else ""
+            what = (f"{source.value} key{ends}", f"DEFAULT_{name.upper()}{ends}")
+            text += _wider_applies(ctx, scope, found[0], what, "", f"key clear {source.value}")
     if not removed:
-        return Reply(
-            f"No {source.value} key was stored for {scope_place(scope, ctx.ref.place)}.",
-            ok=False,
-        )
-    text = f"Removed the {source.value} key for {scope_place(scope, ctx.ref.place)}."
+        return Reply(text, ok=False)
     text += await _own_key_note(ctx, scope, source)
-    if (await ctx.store.effective_config(ctx.ref)).source is source:
+    if config.source is source:
         # The last check passed with that key: check again, or /settings keeps saying OK.
         text += "\n" + (await _checked(ctx))[1]
     return Reply(text)
@@ -466,15 +476,36 @@ async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if own or removed:
         await ctx.store.record_status(ctx.ref, None, None)
     after = await ctx.store.effective_config(ctx.ref)
-    origin = after.origins.get("proxy_url")
-    if after.proxy_url and origin == "operator":
-        text += f"\nThe operator's DEFAULT_PROXY_URL applies here: {shown_id(after.proxy_url)}."
-    elif after.proxy_url and origin == "server" and scope is Scope.CHANNEL:
-        text += (
-            f"\nThe server's URL applies here: {shown_id(after.proxy_url)} "
-            f"({ctx.prefix}proxy clear scope:server removes it)."
+    if after.proxy_url:
+        text += _wider_applies(
+            ctx,
+            scope,
+            after.origins.get("proxy_url"),
+            ("URL", "DEFAULT_PROXY_URL"),
+            f": {shown_id(after.proxy_url)}",
+            "proxy clear",
         )
     return Reply(text, ok=own or bool(removed))
+
+
+def _wider_applies(
+    ctx: CommandContext,
+    scope: Scope,
+    origin: str | None,
+    what: tuple[str, str],
+    shown: str,
+    clear: str,
+) -> str:
+    """After a clear at `scope`: the server's or the operator's value that still applies
+    here (`what`: its name, and the operator's setting), and how to clear the server's."""
+    if origin == "operator":
+        return f"\nThe operator's {what[1]} applies here{shown}."
+    if origin == "server" and scope is Scope.CHANNEL:
+        return (
+            f"\nThe server's {what[0]} applies here{shown} ({ctx.prefix}{clear} scope:server "
+            "removes it)."
+        )
+    return ""
 
 
 async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | None = None) -> str:

@@ -189,3 +189,27 @@ async def test_a_server_wide_url_change_drops_the_model_lists_of_the_old_endpoin
         assert listed.startswith("No models known for custom."), listed
         await bot.stop()
     assert "Traceback" not in bot.log
+
+
+async def test_a_channel_following_the_server_is_told_what_applies(
+    tmp_path: Path,
+) -> None:
+    """A channel admin's `/key clear custom` where the server's key applies said only "No
+    custom key was stored for this channel.", as if no key were left. Now it says the
+    server's key still applies and how to clear it, as /proxy clear does for a URL."""
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, ours):
+        await fake.command_says("proxy", "set", url=ours.url_v1, scope="server")
+        said = await _key_form(fake, SERVER_KEY, scope="server")
+        assert said.startswith("Saved the custom key for this server"), said
+        said = await fake.command_says("key", "clear", source="custom")
+        assert said == (
+            "No custom key was stored for this channel.\nThe server's custom key (…5b4a) "
+            "applies here (/key clear custom scope:server removes it)."
+        ), said
+        said = await fake.command_says("proxy", "clear")
+        assert said.endswith(
+            f"The server's URL applies here: {ours.url_v1} (/proxy clear scope:server removes it)."
+        ), said
+        await bot.stop()
+    assert "Traceback" not in bot.log and SERVER_KEY not in bot.log
