@@ -294,7 +294,7 @@ async def run_status_check(
         ref, status, _resolved(config, result), if_still=partial(_unchanged, config)
     )
     if result.ok and result.models:  # what /models list and /model's choices offer
-        await store.cache_models(ref, config.source, result.models)
+        await store.cache_models(ref, config, result.models)
     if missing is not None:
         result = replace(result, reason=missing.said_to(admin))
     return result

@@ -122,7 +122,7 @@ async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[st
     """
     ids = list(BUILTIN_MODELS[config.source])
     if config.show_external_models or not ids:
-        cached = await ctx.store.cached_models(ctx.ref, config.source) or []
+        cached = await ctx.store.cached_models(ctx.ref, config) or []
         known = set(ids)
         ids += [m.id for m in cached if m.id not in known]
     return ids
@@ -647,7 +647,8 @@ async def _known_to(ctx: CommandContext, source: Source, model: object) -> bool:
         return False
     if model in BUILTIN_MODELS[source]:
         return True
-    fetched = await ctx.store.cached_models(ctx.ref, source)
+    config = await ctx.store.effective_config(ctx.ref)
+    fetched = await ctx.store.cached_models(ctx.ref, config, source)
     return any(m.id == model for m in fetched or ())
 
 
@@ -703,7 +704,7 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         return Reply(f"Listing failed{_reused(earlier, again)}: {said}", private=True, ok=False)
     if not models:
         return Reply("The endpoint reported no models. Check the URL and key.", ok=False)
-    await ctx.store.cache_models(ctx.ref, config.source, models)
+    await ctx.store.cache_models(ctx.ref, config, models)
     changes: dict[str, object] = {"show_external_models": True}
     ids = [m.id for m in models]
     note = ""
@@ -753,7 +754,7 @@ async def _model_warning(ctx: CommandContext, config: ChannelConfig, model: str)
     endpoint, can make an id look unknown.
     """
     builtin = BUILTIN_MODELS[config.source]
-    fetched = await ctx.store.cached_models(ctx.ref, config.source)
+    fetched = await ctx.store.cached_models(ctx.ref, config)
     listed = [m.id for m in fetched] if fetched else []
     if model in builtin or model in listed:
         return ""

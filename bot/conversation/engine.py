@@ -1422,7 +1422,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         return await spot_settings(own, limits.max_images, limits.max_attachment_bytes, downloads)
 
     async def _sees(self, ref: ChannelRef, config: ChannelConfig) -> bool:
-        listed = await self._store.cached_models(ref, config.source)
+        listed = await self._store.cached_models(ref, config)
         return sees_images(config, listed)
 
     def _tell_once(self, ref: ChannelRef) -> bool:

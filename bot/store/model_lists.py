@@ -1,15 +1,15 @@
-"""The model list an endpoint last reported, per channel and source."""
+"""The model list an endpoint last reported, per channel and source, and for which URL."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store.base import Database, Key, where
-from bot.store.models import ChannelConfigRow, ModelCacheRow, utcnow
+from bot.store.base import Database, where
+from bot.store.models import ModelCacheRow, utcnow
 from bot.types import ChannelRef, ModelInfo, Scope, Source
 from bot.types.text import clean_text
 
@@ -36,8 +36,10 @@ class ModelLists:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def put(self, ref: ChannelRef, source: Source, models: Sequence[ModelInfo]) -> None:
-        """Replace the cached model list of this channel and source."""
+    async def put(
+        self, ref: ChannelRef, source: Source, url: str, models: Sequence[ModelInfo]
+    ) -> None:
+        """Replace the cached model list of this channel and source, fetched for `url`."""
         key = ref.scope_key(Scope.CHANNEL)
         stmt = self._db.insert(ModelCacheRow).values(
             platform=key[0],
@@ -46,10 +48,15 @@ class ModelLists:
             source=Source(source).value,
             models=[_to_json(m) for m in models],
             fetched_at=utcnow(),
+            endpoint_url=url,
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=["platform", "server_id", "channel_id", "source"],
-            set_={"models": stmt.excluded.models, "fetched_at": stmt.excluded.fetched_at},
+            set_={
+                "models": stmt.excluded.models,
+                "fetched_at": stmt.excluded.fetched_at,
+                "endpoint_url": stmt.excluded.endpoint_url,
+            },
         )
 
         async def work(session: AsyncSession) -> None:
@@ -57,28 +64,9 @@ class ModelLists:
 
         await self._db.write("model list write", work)
 
-    async def apply_forget(self, session: AsyncSession, key: Key) -> None:
-        """Inside the caller's transaction: the URL set at `key` moved, so the lists its
-        endpoint gave are another server's: the channel's own, or (a server's key) those of
-        its channels that use its URL (none of their own)."""
-        platform, server_id, channel_id = key
-        lists = delete(ModelCacheRow).where(
-            ModelCacheRow.platform == platform, ModelCacheRow.server_id == server_id
-        )
-        if channel_id:
-            await session.execute(lists.where(ModelCacheRow.channel_id == channel_id))
-            return
-        configs = ChannelConfigRow.__table__
-        own_url = select(configs.c.channel_id).where(
-            configs.c.platform == platform,
-            configs.c.server_id == server_id,
-            configs.c.channel_id != "",
-            configs.c.proxy_url.is_not(None),
-        )
-        await session.execute(lists.where(ModelCacheRow.channel_id.not_in(own_url)))
-
-    async def get(self, ref: ChannelRef, source: Source) -> list[ModelInfo] | None:
-        """The cached list, or None when none was stored for this channel and source."""
+    async def get(self, ref: ChannelRef, source: Source, url: str) -> list[ModelInfo] | None:
+        """The cached list, or None when none was stored for this channel and source, or
+        it was fetched for another endpoint URL than `url` (another server's models)."""
         key = ref.scope_key(Scope.CHANNEL)
 
         async def read(session: AsyncSession) -> ModelCacheRow | None:
@@ -89,4 +77,6 @@ class ModelLists:
             )
 
         row = await self._db.read("model list read", read)
-        return None if row is None else [_from_json(m) for m in row.models]
+        if row is None or row.endpoint_url != url:
+            return None
+        return [_from_json(m) for m in row.models]

@@ -261,6 +261,9 @@ class ModelCacheRow(Base):
     source: Mapped[str] = mapped_column(String(16))
     models: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The endpoint URL the list was fetched for ("": the source's own API; None: not known,
+    # fetched before 0023): offered only while the channel uses that URL.
+    endpoint_url: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditRow(Base):

@@ -206,8 +206,6 @@ class Store:
                 await self._config.apply(session, key, actor, cleaned, action)
             if connects:
                 await self._config.forget_checks(session, key)
-            if "proxy_url" in cleaned:
-                await self._models.apply_forget(session, key)
             return cleared
 
         cleared = await self._db.write("config write", work)
@@ -572,14 +570,19 @@ class Store:
     # ---- model lists ------------------------------------------------------------------
 
     async def cache_models(
-        self, ref: ChannelRef, source: Source, models: Sequence[ModelInfo]
+        self, ref: ChannelRef, config: ChannelConfig, models: Sequence[ModelInfo]
     ) -> None:
-        """Replace the cached model list of this channel and source."""
-        await self._models.put(ref, source, models)
+        """Replace the cached model list of this channel and its source, fetched from the
+        endpoint `config` names."""
+        await self._models.put(ref, config.source, config.proxy_url or "", models)
 
-    async def cached_models(self, ref: ChannelRef, source: Source) -> list[ModelInfo] | None:
-        """The cached list, or None when none was stored for this channel and source."""
-        return await self._models.get(ref, source)
+    async def cached_models(
+        self, ref: ChannelRef, config: ChannelConfig, source: Source | None = None
+    ) -> list[ModelInfo] | None:
+        """The list cached for this channel and `source` (default: the config's), or None
+        when none was, or it came from another endpoint URL than the config's (the
+        channel's, the server's or the operator's DEFAULT_PROXY_URL moved)."""
+        return await self._models.get(ref, source or config.source, config.proxy_url or "")
 
     # ---- usage ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.core import Core
-from bot.types import ModelInfo, Source
+from bot.types import ModelInfo
 from bot.usage.quota import Gate
 from tests.discord.conftest import World, open_core
 from tests.discord.fake_openai import FakeOpenAI
@@ -30,7 +30,8 @@ async def core(tmp_path: Path, endpoint: FakeOpenAI) -> AsyncIterator[Core]:
 async def test_no_suggestions_outside_the_operators_allowed_users(world: World, core: Core) -> None:
     # Listed while the channel was served (before the operator narrowed ALLOWED_USERS).
     ref = ref_of(world.channel, world.guild)
-    await core.store.cache_models(ref, Source.CUSTOM, [ModelInfo("private-finetune")])
+    config = await core.store.effective_config(ref)
+    await core.store.cache_models(ref, config, [ModelInfo("private-finetune")])
     listed = await world.admin.slash(world.channel, "models list")
     assert "private-finetune" not in reply_text(listed)  # refused: not served here
     assert await world.admin.autocomplete(world.channel, "model", "id", "") == []

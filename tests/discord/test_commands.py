@@ -339,13 +339,14 @@ async def test_model_ids_longer_than_discord_allows_are_suggested_and_picked(
     assert (await config_of(core, world.channel, world.guild)).model == long_ids[7]
     # Once the last list fetched holds it no more, the suggestion stands for nothing.
     ref = ref_of(world.channel, world.guild)
-    await core.store.cache_models(ref, Source.CUSTOM, [ModelInfo("m-short")])
+    config = await core.store.effective_config(ref)
+    await core.store.cache_models(ref, config, [ModelInfo("m-short")])
     gone = await world.admin.slash(world.channel, "model", id=picked["value"])
     assert gone.ephemeral and "no longer listed" in reply_text(gone)
     assert (await config_of(core, world.channel, world.guild)).model == long_ids[7]
     # Two ids alike but for their middles show as one suggestion, which picks neither.
     twins = [f"{_SNAPSHOTS}{middle}{'a0' * 20}" for middle in ("x1" + "x" * 28, "x2" + "x" * 28)]
-    await core.store.cache_models(ref, Source.CUSTOM, [ModelInfo(t) for t in twins])
+    await core.store.cache_models(ref, config, [ModelInfo(t) for t in twins])
     [both] = await world.admin.autocomplete(world.channel, "model", "id", "")
     twice = await world.admin.slash(world.channel, "model", id=both["value"])
     assert twice.ephemeral and "2 listed models begin and end" in reply_text(twice)

@@ -15,7 +15,7 @@ from bot.conversation import attachments
 from bot.conversation.stream import SHOW_FAILED
 from bot.core import Core, split_text
 from bot.frontends.discord import sink
-from bot.types import Actor, ChannelRef, ModelInfo, Platform, Source, TurnState
+from bot.types import Actor, ChannelRef, ModelInfo, Platform, TurnState
 from bot.types import files as file_rules
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI
@@ -49,7 +49,9 @@ async def test_suggestions_discord_did_not_take_are_a_line_in_the_log_not_a_trac
     failed (Discord's "Unknown interaction" to suggestions past its 3 s, a connection
     cut) as an ERROR with its traceback, once per keystroke. Now one line at INFO."""
     caplog.set_level(logging.INFO)
-    await core.store.cache_models(_ref(FakeDiscord), Source.CUSTOM, [ModelInfo("m-large")])
+    ref = _ref(FakeDiscord)
+    config = await core.store.effective_config(ref)
+    await core.store.cache_models(ref, config, [ModelInfo("m-large")])
     offered = [{"name": "m-large", "value": "m-large"}]
     fake = FakeDiscord(TOKEN)
     await fake.start()

@@ -112,3 +112,32 @@ def test_a_default_proxy_url_in_a_short_ipv4_spelling_keeps_its_status_check(
     settings = segments(run.out)[2]
     assert f"Endpoint: {endpoint.url_v1} (operator default)" in settings, settings
     assert "Status: OK" in settings, settings
+
+
+def test_a_new_default_proxy_url_does_not_offer_the_old_endpoints_models(
+    ws: Workspace, endpoint: HostileEndpoint, moved_to: HostileEndpoint
+) -> None:
+    """Operator probe: after DEFAULT_PROXY_URL moved to another server and a restart, a
+    channel still offered the model list the old endpoint gave its last check, as the
+    endpoint's (/models list, /model's choices and warnings): it was dropped only when a
+    /proxy set changed the URL. A list is offered only for the URL it was fetched for."""
+    moved_to.models = ["elsewhere-1"]
+    operator = {"DEFAULT_SOURCE": "custom", "DEFAULT_CUSTOM_API_KEY": OPERATOR_KEY}
+    first = ws.run(
+        with_sentinels(["/connect", "/models list", "/help"]),
+        DEFAULT_PROXY_URL=endpoint.url_v1,
+        **operator,
+    )
+    first.assert_survived()
+    assert "custom models (the endpoint): m, m-large" in segments(first.out)[1], first.describe()
+
+    second = ws.run(
+        with_sentinels(["/models list", "/model m-large", "/connect", "/models list", "/help"]),
+        DEFAULT_PROXY_URL=moved_to.url_v1,
+        **operator,
+    )
+    second.assert_survived()
+    listed, chosen, _, again = segments(second.out)[:4]
+    assert listed.strip().startswith("No models known for custom."), listed
+    assert "Warning" not in chosen, chosen
+    assert "custom models (the endpoint): elsewhere-1" in again, again

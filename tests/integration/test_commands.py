@@ -356,7 +356,7 @@ async def test_custom_endpoint_setup_against_litellm(
 
     external = await run(harness, "/models external")
     assert external.ok and litellm_peer.model in external.text
-    cached = await harness.store.cached_models(REF, Source.CUSTOM)
+    cached = await harness.store.cached_models(REF, await harness.store.effective_config(REF))
     assert cached is not None and litellm_peer.model in [m.id for m in cached]
     assert (await harness.store.effective_config(REF)).show_external_models
 
@@ -623,7 +623,8 @@ async def test_a_long_model_list_can_be_narrowed(harness: Harness) -> None:
     """OpenRouter lists hundreds: past the first 60 there was no way to see the rest."""
     await run(harness, "/source custom")
     ids = [f"vendor-{i:03}/model" for i in range(100)] + ["meta-llama/llama-3.1-8b-instruct"]
-    await harness.store.cache_models(REF, Source.CUSTOM, [ModelInfo(i) for i in ids])
+    config = await harness.store.effective_config(REF)
+    await harness.store.cache_models(REF, config, [ModelInfo(i) for i in ids])
     listed = (await run(harness, "/models list", MEMBER)).text
     assert "… and 41 more (/models list <text> shows the ids containing it)" in listed
     narrowed = await run(harness, "/models list LLAMA", MEMBER)

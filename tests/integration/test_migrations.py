@@ -121,7 +121,7 @@ def test_migrations_are_found_as_a_package() -> None:
     config = migrate.alembic_config()
     location = config.get_main_option("script_location")
     assert location is not None and location.endswith("migrations")
-    assert migrate.head() == "0022"
+    assert migrate.head() == "0023"
 
 
 def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:
@@ -279,9 +279,9 @@ def test_rows_that_referred_to_none_before_an_upgrade_do_not_stop_it(tmp_path: P
         cwd=tmp_path,
         env={**os.environ, "DATABASE_URL": url, "DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)},
     )
-    assert (done.returncode, done.stdout) == (0, "Database is at revision 0022.\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, "Database is at revision 0023.\n"), done.stderr
     assert "1 row(s) of message_images refer to messages rows that are gone" in done.stderr
-    assert asyncio.run(migrate.current(url)) == "0022"
+    assert asyncio.run(migrate.current(url)) == "0023"
     # Left as they were: the upgrade deletes nothing it did not make.
     assert asyncio.run(_execute(url, "SELECT name FROM message_images")) == [("cat.png",)]
 
@@ -450,6 +450,42 @@ async def test_the_files_flag_is_made_right_by_0022(database_url: str) -> None:
     assert edited == [("what is it?",), (rows[5][0],)]
     await migrate.downgrade(database_url, "0021")
     assert len(await _execute(database_url, "SELECT id FROM messages")) == len(rows)
+
+
+async def test_model_lists_from_before_0023_are_taken_as_their_urls(database_url: str) -> None:
+    """A list stored while the channel or its server set a URL is that URL's once
+    upgraded; one fetched for the operator's URL or the source's own API (not told apart
+    in the database) is offered no more until a check fetches it anew."""
+    await migrate.upgrade(database_url, "0022")
+    config = (
+        "INSERT INTO channel_configs (platform, server_id, channel_id, proxy_url, "
+        "created_at, updated_at) VALUES ('discord', 's', '{}', {}, CURRENT_TIMESTAMP, "
+        "CURRENT_TIMESTAMP)"
+    )
+    listed = (
+        "INSERT INTO model_cache (platform, server_id, channel_id, source, models, "
+        "fetched_at) VALUES ('discord', 's', '{}', 'custom', '[]', CURRENT_TIMESTAMP)"
+    )
+    await _execute(
+        database_url,
+        config.format("", "'http://server.test/v1'"),
+        config.format("own", "'http://own.test/v1'"),
+        config.format("follows", "NULL"),
+        *(listed.format(channel) for channel in ("own", "follows")),
+        "INSERT INTO model_cache (platform, server_id, channel_id, source, models, "
+        "fetched_at) VALUES ('console', '', 'e2e', 'custom', '[]', CURRENT_TIMESTAMP)",
+    )
+    await migrate.upgrade_to_head(database_url)
+    rows = await _execute(
+        database_url, "SELECT channel_id, endpoint_url FROM model_cache ORDER BY channel_id"
+    )
+    assert rows == [
+        ("e2e", None),
+        ("follows", "http://server.test/v1"),
+        ("own", "http://own.test/v1"),
+    ]
+    await migrate.downgrade(database_url, "0022")
+    assert len(await _execute(database_url, "SELECT id FROM model_cache")) == 3
 
 
 class _Quiet:

@@ -81,7 +81,7 @@ async def run_flow(url: str) -> tuple[Flow, Store]:
             CHAN,
             [HistoryEntry(Role.USER, "hello", author="Ada"), HistoryEntry(Role.ASSISTANT, "hi")],
         )
-        await first.cache_models(CHAN, Source.OPENAI, [ModelInfo("gpt-4o")])
+        await first.cache_models(CHAN, ChannelConfig({}), [ModelInfo("gpt-4o")])
     finally:
         await first.close()
 

@@ -663,19 +663,25 @@ async def test_clear_history_only_this_ref_and_audited(store: Store) -> None:
 
 
 async def test_model_cache_round_trip_and_replace(store: Store) -> None:
-    assert await store.cached_models(CHAN, Source.CUSTOM) is None
+    custom = ChannelConfig({"source": Source.CUSTOM.value, "proxy_url": "http://a.test/v1"})
+    openai = ChannelConfig({"source": Source.OPENAI.value, "proxy_url": "http://a.test/v1"})
+    assert await store.cached_models(CHAN, custom) is None
     models = [
         ModelInfo("a", display_name="Model A", context_length=8192, vision=True),
         ModelInfo("b"),
     ]
-    await store.cache_models(CHAN, Source.CUSTOM, models)
-    assert await store.cached_models(CHAN, Source.CUSTOM) == models
-    assert await store.cached_models(CHAN, Source.OPENAI) is None
-    assert await store.cached_models(SIBLING, Source.CUSTOM) is None
-    await store.cache_models(CHAN, Source.CUSTOM, [ModelInfo("c")])
-    assert await store.cached_models(CHAN, Source.CUSTOM) == [ModelInfo("c")]
-    await store.cache_models(CHAN, Source.CUSTOM, [])
-    assert await store.cached_models(CHAN, Source.CUSTOM) == []
+    await store.cache_models(CHAN, custom, models)
+    assert await store.cached_models(CHAN, custom) == models
+    assert await store.cached_models(CHAN, openai) is None
+    assert await store.cached_models(CHAN, openai, Source.CUSTOM) == models
+    assert await store.cached_models(SIBLING, custom) is None
+    # Another endpoint URL's list is not this one's.
+    moved = ChannelConfig({"source": Source.CUSTOM.value, "proxy_url": "http://b.test/v1"})
+    assert await store.cached_models(CHAN, moved) is None
+    await store.cache_models(CHAN, custom, [ModelInfo("c")])
+    assert await store.cached_models(CHAN, custom) == [ModelInfo("c")]
+    await store.cache_models(CHAN, custom, [])
+    assert await store.cached_models(CHAN, custom) == []
 
 
 # ---- engine -----------------------------------------------------------------------------
