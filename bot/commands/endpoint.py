@@ -32,7 +32,14 @@ from bot.connection import (
     run_status_check,
     withheld,
 )
-from bot.providers import MAX_MODELS, NotFoundError, ProviderError, StatusResult, maybe_cut
+from bot.providers import (
+    MAX_MODELS,
+    Endpoint,
+    NotFoundError,
+    ProviderError,
+    StatusResult,
+    maybe_cut,
+)
 from bot.providers.policy import EndpointRefused, server_of
 from bot.store import FOLLOWING_CLEARED, SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
@@ -324,8 +331,7 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     with contextlib.suppress(SecretUnreadable):  # /settings says so on its own line
         found = await ctx.store.secret_origin(ctx.ref, name)
-        # A custom key is kept from a URL set more narrowly than itself: not used here.
-        if found and not (source is Source.CUSTOM and withheld(found[0], config)):
+        if found and _key_sent(config, source, found[0]):
             ends = f" (…{found[1]})" if found[1] else ""
             what = (f"{source.value} key{ends}", f"DEFAULT_{name.upper()}{ends}")
             text += _wider_applies(ctx, scope, found[0], what, "", f"key clear {source.value}")
@@ -486,6 +492,15 @@ async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "proxy clear",
         )
     return Reply(text, ok=own or bool(removed))
+
+
+def _key_sent(config: ChannelConfig, source: Source, origin: str) -> bool:
+    """Whether a key of `source` set at `origin` is one this channel's requests with that
+    source carry (Endpoint.credential): not one kept from a URL set more narrowly than
+    itself (`withheld`, any source's), nor a provider's key, which no proxy URL is sent."""
+    key = SecretValue("key")
+    endpoint = Endpoint(source=source, proxy_url=config.proxy_url, api_key=key)
+    return not withheld(origin, config) and endpoint.credential() is key
 
 
 def _wider_applies(

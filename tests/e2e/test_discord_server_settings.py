@@ -98,10 +98,10 @@ async def test_a_server_admin_walks_server_wide_settings(tmp_path: Path) -> None
     assert OPERATOR_KEY not in bot.log and SERVER_KEY not in bot.log
 
 
-async def _key_form(fake: FakeDiscord, secret: str, **options: str) -> str:
-    """A server admin runs `/key set custom …` and types `secret` into its form: the reply."""
+async def _key_form(fake: FakeDiscord, secret: str, source: str = "custom", **options: str) -> str:
+    """A server admin runs `/key set <source> …` and types `secret` into its form: the reply."""
     fake.responses.clear()
-    await fake.slash("key", "set", manager=True, source="custom", **options)
+    await fake.slash("key", "set", manager=True, source=source, **options)
     await fake.wait_until(lambda: any(r.get("type") == 9 for r in fake.responses), 30)
     known, followups = set(fake.originals), len(fake.followups)
     await fake.submit_modal({"secret:key": secret}, manager=True)
@@ -213,6 +213,26 @@ async def test_a_channel_following_the_server_is_told_what_applies(
         ), said
         await bot.stop()
     assert "Traceback" not in bot.log and SERVER_KEY not in bot.log
+
+
+async def test_key_clear_names_no_key_that_is_not_sent_here(tmp_path: Path) -> None:
+    """`/key clear openai` in a channel on its own proxy URL said "The server's openai key
+    (…) applies here", while /settings said it was not sent (an OpenAI key never goes to
+    a proxy URL, and a server's key never to a URL a channel set). Now it names the
+    server's key only where requests carry it (as for a custom key, tested above)."""
+    openai_key = "sk-proj-" + "S" * 40 + "7c7c"
+    fake = FakeDiscord(TOKEN)
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, ours):
+        said = await _key_form(fake, openai_key, source="openai", scope="server")
+        assert said.startswith("Saved the openai key for this server"), said
+        await fake.command_says("source", source="openai")
+        await fake.command_says("proxy", "set", url=ours.url_v1)
+        settings = await fake.command_says("settings")
+        assert "API key: set (…7c7c, server), not sent" in settings, settings
+        said = await fake.command_says("key", "clear", source="openai")
+        assert said == "No openai key was stored for this channel.", said
+        await bot.stop()
+    assert "Traceback" not in bot.log and openai_key not in bot.log
 
 
 async def test_an_answer_after_a_server_wide_change_records_the_status(tmp_path: Path) -> None:
