@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -71,6 +73,7 @@ from bot.types import (
     HistoryEntry,
     ImageRef,
     Incoming,
+    Platform,
     Role,
     Scope,
     TurnState,
@@ -103,6 +106,7 @@ PRUNED_AT_ONCE = 50_000  # deleted in one housekeeping at most: the rest the nex
 # Who reads files checked before their message is written (the console's, its user's).
 _LOCAL_FILES = "attached before sending"
 _BLOCKED_KEPT = 4096  # channels whose reason for not answering the log holds
+_REFUSALS_KEPT = 4096  # (conversation, member) pairs whose last refusal is remembered
 # Told when a control's turn comes: the answer it acts on (None: a question that got none)
 # and who asked it (None: a greeting), before anything is shown (ChatEngine.control).
 OnTurn = Callable[[int | None, str | None], Awaitable[None]]
@@ -154,7 +158,9 @@ class TurnResult:
     question_id: int | None = None  # the question answered (a failed one has no answer_id)
     # A limit refused the turn: said to the asker alone (front-ends choose how), never sent.
     refusal: str | None = None
-    ignored: bool = False  # the asker may not chat here: nothing is shown to anyone
+    # Nothing is shown to anyone: the asker may not chat here, or a limit refused them
+    # again while the refusal told them there is recent (_refusal_due).
+    ignored: bool = False
     greeting: bool = False  # a character's greeting: swiped, never regenerated or continued
     # The message held a key or a password: not sent or kept; front-ends delete it from
     # the chat where they may.
@@ -428,6 +434,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._blocked_logged: dict[ChannelRef, str] = {}
         self._edits = Edits()
         self._requests = Requests(store, self._limits.history_image_turns)
+        # (conversation, member) → until when the limit's refusal told them there is recent.
+        self._refusal_shown: OrderedDict[tuple[ChannelRef, str], float] = OrderedDict()
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
@@ -842,6 +850,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if charge is not None and charge.refusal is not None:
                 refused = charge.refusal
                 log.info("a turn in %s was refused by %s", ref, refused.named)
+                if not self._refusal_due(ref, incoming.actor.id):
+                    return TurnResult("", None, called_provider=False, ignored=True)
                 return TurnResult(refused.text, None, called_provider=False, refusal=refused.text)
             if charge is not None and charge.reserved is not None:
                 self._reserved[ref] = charge.reserved
@@ -1424,6 +1434,26 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
     async def _sees(self, ref: ChannelRef, config: ChannelConfig) -> bool:
         listed = await self._store.cached_models(ref, config)
         return sees_images(config, listed)
+
+    def _refusal_due(self, ref: ChannelRef, member: str) -> bool:
+        """Whether a limit's refusal is told to `member` in conversation `ref`: not while the
+        one told to them there is recent (REFUSAL_SECONDS). A member flooding past a limit
+        would have the bot post one a message, each in the platform's rate limit that
+        everyone else's answers there wait in too (a Discord channel's, a homeserver's)."""
+        if ref.platform is Platform.CONSOLE:
+            # One person at their own terminal, nobody else waiting on its output: each
+            # line they type gets its answer, as a refusal is one.
+            return True
+        now = time.monotonic()
+        key = (ref, member)
+        if self._refusal_shown.get(key, 0.0) > now:
+            log.debug("a refusal in %s not told again: the last one is recent", ref)
+            return False
+        self._refusal_shown[key] = now + limits.REFUSAL_SECONDS
+        self._refusal_shown.move_to_end(key)
+        while len(self._refusal_shown) > _REFUSALS_KEPT:
+            self._refusal_shown.popitem(last=False)
+        return True
 
     def _tell_once(self, ref: ChannelRef) -> bool:
         """True the first time a channel hears that its model is not sent images."""

@@ -24,6 +24,11 @@ MAX_ATTACHMENT_MB = 20.0
 MEDIA_STORE_MB = 512  # prepared images kept, in all
 MEDIA_RETENTION_DAYS = 30
 
+# How long a limit's refusal shows: Discord's reply deletes itself after it, and while it
+# is recent the engine says no other to that member in that conversation (read at the
+# time, so a test may shorten it here for both).
+REFUSAL_SECONDS = 15.0
+
 
 # The words for "no limit", as an operator writes it in LIMIT_* and an admin in
 # /limits set (where `off` is said): the operator's the same as an empty value.

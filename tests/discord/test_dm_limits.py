@@ -11,8 +11,7 @@ import simcord
 from simcord.backend.models import User
 
 from bot.core import Core
-from bot.frontends.discord import chat
-from bot.types import Actor, Scope
+from bot.types import Actor, Scope, limits
 from bot.usage.quota import Gate
 from tests.discord.conftest import OPERATOR_ID, World, open_core
 from tests.discord.fake_openai import FakeOpenAI
@@ -38,7 +37,7 @@ async def test_the_operators_limit_holds_in_a_dm_whatever_its_user_sets(
     higher value) lifted the operator's LIMIT_* there, and everyone could chat past it on
     the operator's key. It now holds in every DM (a lower value may be set); a server
     channel's admins still replace it for their channel."""
-    monkeypatch.setattr(chat, "REFUSAL_SECONDS", 0.3)  # 15 s in production
+    monkeypatch.setattr(limits, "REFUSAL_SECONDS", 0.3)  # 15 s in production
     dora = world.env.create_user("dora")
     for value, word in (("off", "not off"), ("5", "not a higher one")):
         said = reply_text(
@@ -84,7 +83,7 @@ async def test_a_dm_limit_equal_to_the_operators_is_said_as_the_operators(
     """A DM may set the operator's own value (it is no higher): the two then tie, and the
     refusal named the DM's, "an admin of this DM can raise it with /limits set …", which
     the DM is refused. The operator's holds as much: said as only theirs to change."""
-    monkeypatch.setattr(chat, "REFUSAL_SECONDS", 0.3)  # 15 s in production
+    monkeypatch.setattr(limits, "REFUSAL_SECONDS", 0.3)  # 15 s in production
     dora = world.env.create_user("dora")
     said = reply_text(
         await dora.slash("limits", action="set", name="messages_per_user_minute", value="1")

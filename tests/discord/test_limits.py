@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.frontends.discord import chat
+from bot.types import limits
 from tests.discord.conftest import World
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import bot_messages, reply_text, requests
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.simcord(settle_timeout=30)
 async def test_a_refused_turn_gets_a_reply_that_deletes_itself(
     world: World, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(chat, "REFUSAL_SECONDS", 0.3)  # 15 s in production
+    monkeypatch.setattr(limits, "REFUSAL_SECONDS", 0.3)  # 15 s in production
     done = await world.admin.slash(
         world.channel, "limits", action="set", name="messages_per_user_minute", value="1"
     )
@@ -112,7 +112,7 @@ async def test_a_turn_refused_in_a_dm_says_dm_and_in_a_server_channel_channel(
 ) -> None:
     """A chat turn a limit refused in a DM said "for this channel" and "an admin of this
     channel can …": the DM's own words there, the limit's name as it is typed."""
-    monkeypatch.setattr(chat, "REFUSAL_SECONDS", 0.3)  # 15 s in production
+    monkeypatch.setattr(limits, "REFUSAL_SECONDS", 0.3)  # 15 s in production
     dora = world.env.create_user("dora")
     done = await dora.slash("limits", action="set", name="tokens_per_channel_day", value="0")
     assert reply_text(done).startswith("tokens_per_channel_day set to 0 for this DM"), done

@@ -11,8 +11,7 @@ import pytest
 
 from bot.commands import Invocation
 from bot.core import Core
-from bot.frontends.discord import chat
-from bot.types import Platform
+from bot.types import Platform, limits
 from tests.discord.fake_discord import SEND_MESSAGES, FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import running
@@ -34,7 +33,7 @@ def _own(fake: FakeDiscord) -> list[str]:
 async def test_a_limits_refusal_comes_through_the_webhook_and_goes_again(
     core: Core, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(chat, "REFUSAL_SECONDS", 0.3)  # 15 s in production
+    monkeypatch.setattr(limits, "REFUSAL_SECONDS", 0.3)  # 15 s in production
     fake = await _character_without_send()
     try:
         await _import(core, fake)

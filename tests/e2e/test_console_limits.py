@@ -147,3 +147,20 @@ def test_an_operator_writes_no_limit_as_off_none_or_unlimited(ws: Workspace) -> 
         "Setting LIMIT_TOKENS_PER_USER_DAY is invalid: must be from 0 to 1000000000000. Fix: "
         "leave it empty or write off for no limit (0 allows nothing)."
     ) in wrong.err, wrong.describe()
+
+
+def test_each_line_past_a_limit_gets_its_refusal_in_the_console(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Discord and Matrix tell a member flooding past a limit once while the refusal is
+    recent; the console is one person at their terminal, nobody else's answers waiting
+    behind it: every line they type past the limit is answered with its refusal."""
+    setup = ["/source custom", f"/proxy set {endpoint.url_v1}", "/model m", "/connect bypass:on"]
+    done = ws.run(
+        [*setup, "Which colour?", "And now?", "Still?", "Once more?"],
+        LIMIT_MESSAGES_PER_USER_MINUTE="1",
+    )
+    assert done.returncode == 0, done.describe()
+    assert len(endpoint.chat_requests()) == 1, done.describe()
+    refused = [line for line in done.out.splitlines() if line.startswith("Limit reached")]
+    assert len(refused) == 3, done.describe()

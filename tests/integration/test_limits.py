@@ -24,7 +24,17 @@ from bot.providers import ProviderHub, ProviderSettings
 from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import UsageRow
-from bot.types import Actor, ChannelConfig, ChannelRef, Incoming, Platform, Reply, Scope, Source
+from bot.types import (
+    Actor,
+    ChannelConfig,
+    ChannelRef,
+    Incoming,
+    Platform,
+    Reply,
+    Scope,
+    Source,
+    limits,
+)
 from bot.types.limits import MAX_ACCESS_RULES, LimitName
 from bot.usage.access import NOT_HERE
 from bot.usage.limits import Refusal, turn_cost
@@ -346,11 +356,12 @@ async def test_a_full_daily_limit_refuses_at_once_and_sends_nothing(core: Core) 
 
 
 async def test_a_limit_smaller_than_any_message_is_said_so_with_the_platforms_commands(
-    database_url: str,
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`tokens_per_user_day 10` was taken in silence, then refused every message with
     "shorten it" (no message can fit: its answer is counted too); and a Matrix room was
     told to type /limits."""
+    monkeypatch.setattr(limits, "REFUSAL_SECONDS", 0.0)  # each refusal's words are read
     await upgrade_to_head(database_url)
     store = await Store.open(
         database_url,
@@ -383,11 +394,12 @@ async def test_a_limit_smaller_than_any_message_is_said_so_with_the_platforms_co
 
 
 async def test_a_refusal_says_what_answers_being_written_hold_only_while_they_are(
-    core: Core,
+    core: Core, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Limits probe: every token refusal said "used or held by answers being written" and
     "(or sooner, as answers being written end)", also with nothing being written: then it
     frees up at midnight and not sooner. The counts now say what reserved rows hold."""
+    monkeypatch.setattr(limits, "REFUSAL_SECONDS", 0.0)  # each refusal's words are read
     await configure(core)
     assert (await command(core, f"/limits set tokens_per_user_day {R + E - 1}", ADMIN)).ok
     writing, release = asyncio.Event(), asyncio.Event()
@@ -482,10 +494,13 @@ async def test_messages_per_minute_says_when_it_frees_up(core: Core) -> None:
         assert (await ask(core))[0].refusal is None
 
 
-async def test_failed_questions_are_given_back_up_to_the_limit(core: Core) -> None:
+async def test_failed_questions_are_given_back_up_to_the_limit(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A question the endpoint refused does not use up a person's minute while their
     failed ones are no more than the limit (each backend's one statement tells them
     apart); past that they count, and an answered one counts as ever."""
+    monkeypatch.setattr(limits, "REFUSAL_SECONDS", 0.0)  # each refusal's words are read
     endpoint = HostileEndpoint().start()
     try:
         await core.store.update_config(
@@ -528,8 +543,36 @@ async def test_an_id_longer_than_the_store_keeps_is_still_limited(core: Core) ->
     long = Actor("u" * 300, "Lola")
     with respx.mock(assert_all_called=False) as mock:
         route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
-        refused = [(await ask(core, long))[0].refusal is not None for _ in range(3)]
-    assert refused == [False, True, True] and route.call_count == 1
+        results = [(await ask(core, long))[0] for _ in range(3)]
+    assert route.call_count == 1
+    assert results[1].refusal is not None  # the third: told nothing again while it is recent
+    assert results[2].refusal is None and results[2].ignored and not results[2].called_provider
+
+
+async def test_a_member_refused_again_while_told_is_told_nothing_and_others_are_told(
+    core: Core,
+) -> None:
+    """A member flooding past a limit had a refusal posted for each message (Discord's
+    channel, a Matrix room: every one in the rate limit others' answers wait in). While
+    the one told them in a conversation is recent, their further refused messages there
+    show nothing; another member, or they in another conversation, are told."""
+    await configure(core)
+    await configure(core, OTHER)
+    assert (await command(core, "/limits set messages_per_user_minute 1", ADMIN)).ok
+    assert (await command(core, "/limits set messages_per_user_minute 1", ADMIN, OTHER)).ok
+    carol = Actor("u-carol", "Carol")
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        went = [(await ask(core, who))[0] for who in (MEMBER, carol)]
+        told, again = [(await ask(core))[0] for _ in range(2)]
+        carol_told = (await ask(core, carol))[0]
+        elsewhere = (await ask(core, ref=OTHER))[0]
+        assert route.call_count == 2
+    assert [r.refusal for r in went] == [None, None]
+    assert told.refusal is not None and "messages_per_user_minute" in told.refusal
+    assert again.ignored and again.refusal is None and again.answer == ""
+    assert carol_told.refusal is not None and not carol_told.ignored
+    assert elsewhere.refusal is not None and not elsewhere.ignored  # his minute counts there too
 
 
 async def test_a_charge_adds_one_statement_before_the_model_is_asked(core: Core) -> None:

@@ -17,6 +17,7 @@ from bot.store import SecretBox, Store, generate_key
 from bot.store.migrate import upgrade_to_head
 from bot.types import ChannelConfig, ChannelRef, Platform, Source
 from bot.usage.quota import Gate
+from tests.bot_process import BotProcess, bot_env, keygen
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_options, make_core, running_bot
 from tests.peers.synapse import SynapseServer
 
@@ -225,3 +226,61 @@ async def test_the_operators_limit_holds_in_a_private_direct_chat(
         finally:
             await alice.close()
             await core.close()
+
+
+FLOOD = 10
+
+
+async def test_a_member_flooding_past_the_minute_limit_gets_one_notice_not_one_a_message(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """README: a refused turn sends nothing to the model and tells the asker in a notice.
+    A member sending 10 messages past `LIMIT_MESSAGES_PER_USER_MINUTE=1` got 10 notices,
+    each a send in the homeserver's rate limit that other members' answers wait in too:
+    now one while the refusal is recent (a slow machine: again after 15 s)."""
+    server = synapse_server
+    bot = server.register("floodbot")
+    alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+    async with SSEEndpoint(chunks=2, span=0.1) as endpoint:
+        env = bot_env(
+            MATRIX_HOMESERVER=server.url,
+            MATRIX_USER_ID=bot.user_id,
+            MATRIX_PASSWORD=bot.password,
+            DATA_DIR=str(tmp_path / "data"),
+            BOT_SECRET_KEYS=await keygen(),
+            ALLOW_PRIVATE_ENDPOINTS="true",
+            DEFAULT_SOURCE="custom",
+            DEFAULT_PROXY_URL=f"{endpoint.url}/v1",
+            DEFAULT_MODEL=endpoint.model,
+            LIMIT_MESSAGES_PER_USER_MINUTE="1",
+        )
+        process = await BotProcess.start(tmp_path, env, ready_marker="logged in to")
+        try:
+            await process.wait_ready()
+            room = await alice.create_room([bot.user_id], direct=True)
+            await alice.wait_joined(room, bot.user_id)
+            after = time.monotonic()
+            await alice.send(room, "first question")
+            await alice.reply_to(room, bot.user_id, after, "the answer")
+            flood = {await alice.send(room, f"again {i}") for i in range(FLOOD)}
+            refused = "was refused by messages_per_user_minute"
+            await alice.wait_for(lambda: process.log.count(refused) == FLOOD, "the refusals")
+            code = await process.stop()  # what it was saying is said: every send is done
+            history = await alice.client.room_messages(room, limit=100)
+        finally:
+            await process.close()
+            await alice.close()
+    assert code == 0, process.log[-3000:]
+    assert "Traceback" not in process.log
+    assert isinstance(history, nio.RoomMessagesResponse), history
+    told = [
+        e.source["content"]["body"]
+        for e in history.chunk
+        if isinstance(e, nio.RoomMessageNotice)
+        and e.sender == bot.user_id
+        and e.source["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
+        in flood
+    ]
+    assert 1 <= len(told) <= 2, told
+    assert all("messages_per_user_minute" in text for text in told), told
+    assert len(endpoint.asked) == 1  # the first question only

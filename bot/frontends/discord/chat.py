@@ -32,7 +32,7 @@ from bot.frontends.discord.events import (
 from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.persona import Personas, Speaker, webhook_name
 from bot.frontends.discord.sink import MIN_INTERVAL, DiscordTarget, NotPosted
-from bot.types import ChannelRef, Incoming, Platform, Replied, failure
+from bot.types import ChannelRef, Incoming, Platform, Replied, failure, limits
 from bot.types.recent import RecentIds
 from bot.types.secrets import held_secret
 
@@ -210,8 +210,6 @@ class ChatHandler:
         # Messages handled lately: after a resume, Discord may send one again.
         self._recent = RecentIds()
         self._uncached = UncachedThreads()
-        # (channel, member) → until when the limit's refusal said to them there shows.
-        self._refusal_shown: OrderedDict[tuple[int, int], float] = OrderedDict()
 
     def _typed(self, text: str) -> TypedCommand | None:
         """A command typed into a message, not chat: `/key set …` as on the console, or
@@ -357,8 +355,9 @@ class ChatHandler:
             await self._core.shown_in(ref, result.answer_id, [str(m.id) for m in target.messages])
             if result.held_secret:  # not sent or kept; nor left in the channel, if allowed
                 await _take_out(message, voice=voice)
-            if result.refusal and not target.blocked and self._refusal_due(message):
-                await _say(message, result.refusal, voice, delete_after=REFUSAL_SECONDS)
+            # One at a time: while it shows, the engine tells that member no other here.
+            if result.refusal and not target.blocked:
+                await _say(message, result.refusal, voice, delete_after=limits.REFUSAL_SECONDS)
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
         except NotPosted:  # the target logged why; the turn stored the answer as cut
@@ -369,22 +368,6 @@ class ChatHandler:
             await target.close()
         if not target.blocked:
             self._notices.clear(channel.id, getattr(channel, "parent_id", None))
-
-    def _refusal_due(self, message: discord.Message) -> bool:
-        """Whether a limit's refusal is said to `message`'s author: not while the one said
-        to them in its channel still shows. A member flooding past a limit would have the
-        bot post and delete a reply per message, in the channel's rate limit that everyone
-        else's answers there wait in too."""
-        now = time.monotonic()
-        key = (message.channel.id, message.author.id)
-        if self._refusal_shown.get(key, 0.0) > now:
-            log.debug("a refusal in channel %s not said again: the last one still shows", key[0])
-            return False
-        self._refusal_shown[key] = now + REFUSAL_SECONDS
-        self._refusal_shown.move_to_end(key)
-        while len(self._refusal_shown) > 4096:
-            self._refusal_shown.popitem(last=False)
-        return True
 
     async def tell(self, channel: Any, ref: ChannelRef, post: int, text: str) -> None:
         """`text` said of the message `post` in `channel` (a question a process that went
@@ -461,7 +444,6 @@ class ChatHandler:
 
 
 NOT_ON_AN_ANSWER_SECONDS = 60.0  # how long a thread found not to start on one is believed
-REFUSAL_SECONDS = 15.0  # a refusal is for the asker: it does not stay in the channel
 
 
 async def _typed_command(
