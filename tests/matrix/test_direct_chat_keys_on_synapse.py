@@ -12,6 +12,7 @@ import pytest
 
 from bot.providers import _http
 from bot.store import generate_key
+from bot.types import ChannelRef, Platform
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
 from tests.peers.synapse import SynapseServer
 
@@ -179,3 +180,44 @@ async def test_a_direct_chats_key_is_held_once_its_owner_left_while_the_bot_was_
         finally:
             await alice.close()
             await bob.close()
+
+
+async def test_a_room_named_by_its_name_in_a_key_command_is_refused_and_nothing_stored(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Matrix probe: an admin naming the room by its name (`room:Lounge`, as Element shows
+    it) in a direct chat had `!key set custom room:Lounge` store `room:Lounge` as the
+    direct chat's key, and with the key before it was told the key had "a space at
+    position 36". Both now say how to name a room, and nothing is stored."""
+    server = synapse_server
+    bot = server.register("bynamebot")
+    key = generate_key()
+    async with (
+        SSEEndpoint(chunks=2, span=0.1) as endpoint,
+        bot_answering_from(server, bot, endpoint, tmp_path, key) as core,
+    ):
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        try:
+            lounge = await alice.create_room([bot.user_id], name="Lounge")
+            dm = await alice.create_room([bot.user_id], direct=True)
+            await alice.wait_joined(lounge, bot.user_id)
+            await alice.wait_joined(dm, bot.user_id)
+            for line in (
+                "!key set custom room:Lounge",
+                f"!key set custom {KEY} room:Lounge",
+                "!proxy password hunter2-secret room:Lounge",
+                f"!proxy set {endpoint.url} room:lounge:synapse.test",
+            ):
+                said = await alice.command(dm, bot.user_id, line)
+                assert said.startswith("`room:` takes a room's id, room:!id"), (line, said)
+                assert "Nothing was saved." in said and "space" not in said, said
+                assert KEY not in said and "hunter2" not in said, said
+            for room in (dm, lounge):
+                where = ChannelRef(Platform.MATRIX, room)
+                for name in ("custom_api_key", "proxy_password"):
+                    assert await core.store.resolve_secret(where, name) is None, (room, name)
+            # A prompt may still say room:lobby: text, not a room.
+            said = await alice.command(dm, bot.user_id, "!system you are in room:lobby")
+            assert said == "System prompt set.", said
+        finally:
+            await alice.close()

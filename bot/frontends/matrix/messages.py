@@ -40,9 +40,11 @@ from bot.frontends.matrix.decide import (
     typed_elsewhere,
 )
 from bot.frontends.matrix.secret_commands import (
+    ROOM_BY_NAME,
     carries_secret,
     may_hold_secret,
     missing_secret,
+    names_room_by_name,
     scrub_reply,
     split_target,
     takes_secret,
@@ -823,6 +825,10 @@ class MessageHandler:
         # A command that takes a secret, given or not: in a group the next step would be
         # to paste it there (Matrix probe: its usage line said so).
         secret = carries_secret(inv) or takes_secret(inv, self._core.table)
+        if secret and targeted and not targeted.target and names_room_by_name(targeted.text):
+            # `!key set custom room:Lounge` had stored `room:Lounge` as this direct chat's
+            # key; with a key before it, it was refused for "a space at position 36".
+            return ROOM_BY_NAME
         if keys_refused(secret=secret, private=msg.private):
             if refused := await self._not_theirs(room, msg, inv.path):
                 return refused

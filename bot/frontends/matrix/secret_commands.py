@@ -17,6 +17,13 @@ from bot.types.secrets import CREDENTIAL_WORDS, holds_key, redact
 _TARGET = re.compile(r"(?:(?<=\s)|^)room:(![^\s:]+(?::\S+)?|#[^\s:]+:\S+)(?=\s|$)")
 # What was meant as one: `room:#ops` (an alias without its server), `room:!`.
 _MEANT = re.compile(r"(?:(?<=\s)|^)room:[#!]\S*(?=\s|$)")
+# A room named by its name (`room:Lounge`), as its people know it: no target, and in a
+# prompt just text, but in a key or password command never part of the secret.
+_BY_NAME = re.compile(r"(?:(?<=\s)|^)room:[^\s#!]")
+ROOM_BY_NAME = (
+    "`room:` takes a room's id, room:!id (Room settings → Advanced), or its alias, "
+    "room:#alias:server, not its name. Nothing was saved."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,11 @@ def split_target(text: str) -> Targeted:
     target = match.group(1)
     rest = f"{text[: match.start()].rstrip()} {text[match.end() :].lstrip()}".strip()
     return Targeted(rest, target)
+
+
+def names_room_by_name(text: str) -> bool:
+    """Whether a `room:` word of `text` names a room by its name (no id, no alias)."""
+    return _BY_NAME.search(text) is not None
 
 
 def carries_secret(inv: Invocation) -> bool:
