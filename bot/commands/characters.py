@@ -217,7 +217,10 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         answer_id = await ctx.store.add_greetings(ctx.ref, card.display_name, texts)
         greeting = Greeting(texts[0], card.display_name, answer_id, len(texts))
         if len(texts) > 1:
-            lines.append(f"Its greeting has {len(texts)} versions: swipe to see the others.")
+            # Named by its command: on Matrix nothing on the greeting says how to swipe.
+            lines.append(
+                f"Its greeting has {len(texts)} versions: {ctx.prefix}swipe next shows the others."
+            )
     lines.append(
         f"Earlier messages stay in the history; {ctx.prefix}reset before the import starts fresh."
     )
