@@ -13,7 +13,7 @@ from bot.commands.characters import persona as character_persona
 from bot.commands.characters import sent_alone
 from bot.commands.endpoint import model_choices
 from bot.commands.parse import CommandError, parse, plain_prefix
-from bot.commands.quotas import role_choices
+from bot.commands.quotas import admin_here, role_choices
 from bot.commands.router import accessible, bind, execute, find, prepare
 from bot.commands.spec import CommandContext, nothing_given, secret_prompt
 from bot.connection import endpoint_url
@@ -205,8 +205,16 @@ class Core:
         theirs to run."""
         return sent_alone(self._context(ref, actor), kinds, others=others)
 
-    def is_admin(self, actor: Actor) -> bool:
-        return self._gate.operator.admin(actor)
+    async def is_admin(self, ref: ChannelRef, actor: Actor) -> bool:
+        """Whether `actor` administers this channel: by the platform, ADMIN_IDS, or a
+        bot-admin role of its server."""
+        return self._gate.operator.admin(await self._here(ref, actor))
+
+    async def _here(self, ref: ChannelRef, actor: Actor) -> Actor:
+        """`actor`, an admin of this channel when one of their roles (as the front-end
+        handed them in) is a bot-admin role of its server (`/access admin role …`): what
+        the rest of the core reads from `is_channel_admin`. Never a server admin."""
+        return await admin_here(self.store, ref, actor)
 
     def is_command(self, incoming: Incoming) -> bool:
         prefix = self.prefix(incoming.channel.platform)
@@ -232,7 +240,7 @@ class Core:
             hub=self.hub,
             ref=ref,
             actor=actor,
-            is_admin=self.is_admin(actor),
+            is_admin=self._gate.operator.admin(actor),
             is_server_admin=self._gate.operator.server_admin(actor),
             table=self.table,
             prefix=self.prefix(ref.platform),
@@ -242,15 +250,15 @@ class Core:
             personal=personal,
         )
 
-    def access_refusal(self, ref: ChannelRef, actor: Actor, path: tuple[str, ...]) -> str:
+    async def access_refusal(self, ref: ChannelRef, actor: Actor, path: tuple[str, ...]) -> str:
         """Why the command at `path` is not `actor`'s to run here, whatever its values
         ("" when it is): for a front-end to say before telling them where to send it."""
-        found = accessible(self.table, path, self._context(ref, actor))
+        found = accessible(self.table, path, self._context(ref, await self._here(ref, actor)))
         return found.text if isinstance(found, Reply) else ""
 
-    def refusal(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply | None:
+    async def refusal(self, ref: ChannelRef, actor: Actor, inv: Invocation) -> Reply | None:
         """Why this command would be refused, before a front-end collects its secret."""
-        prepared = prepare(self.table, inv, self._context(ref, actor))
+        prepared = prepare(self.table, inv, self._context(ref, await self._here(ref, actor)))
         return prepared if isinstance(prepared, Reply) else None
 
     async def run_command(
@@ -291,6 +299,7 @@ class Core:
         roles: Mapping[str, str] | None = None,
         personal: bool = False,
     ) -> Reply:
+        actor = await self._here(ref, actor)
         command = self.command(inv.path)
         if command is not None and command.control:
             # A front-end that cannot stream it gets the new answer as the reply.
@@ -354,6 +363,7 @@ class Core:
         """
         command = self.command(inv.path)
         assert command is not None and command.control
+        actor = await self._here(ref, actor)
         p = self.prefix(ref.platform)
         try:
             args = bind(command, inv, p, server=ref.has_server, platform=ref.platform)
@@ -361,7 +371,7 @@ class Core:
             return Reply(str(err), private=True, ok=False)
         name = inv.path[0]
         if name == "stop":
-            refused = self.stop_refusal(ref, actor)
+            refused = await self.stop_refusal(ref, actor)
             if refused is not None:
                 # Someone else's answer is being written: their own questions waiting
                 # behind it are theirs to stop.
@@ -390,7 +400,7 @@ class Core:
                 actor,
                 action,
                 sink,
-                admin=self.is_admin(actor),
+                admin=self._gate.operator.admin(actor),
                 answer_id=answer_id,
                 prefix=p,
                 any_shown=any_shown,
@@ -461,7 +471,8 @@ class Core:
         return any(shown.answered for shown in found.values())
 
     async def chat(self, incoming: Incoming, sink: ReplySink) -> TurnResult:
-        clean = replace(incoming, text=clean_text(incoming.text))
+        actor = await self._here(incoming.channel, incoming.actor)
+        clean = replace(incoming, text=clean_text(incoming.text), actor=actor)
         with logged_in(incoming.channel):
             return await self._engine.turn(clean, sink, self.prefix(incoming.channel.platform))
 
@@ -507,12 +518,12 @@ class Core:
         does their chat."""
         return await self._engine.may_chat(ref, actor)
 
-    def stop_refusal(self, ref: ChannelRef, actor: Actor) -> str | None:
+    async def stop_refusal(self, ref: ChannelRef, actor: Actor) -> str | None:
         """Why `actor` may not stop the answer being written here (it is someone else's,
         and they are no admin), or None. Asked of the answer being written, not of a
         button's: a ⏹ left on an older answer names whoever asked that one."""
         asker = self._engine.asker(ref)
-        if asker is not None and asker != actor.id and not self.is_admin(actor):
+        if asker is not None and asker != actor.id and not await self.is_admin(ref, actor):
             return (
                 f"Only the person who asked or an admin of this {ref.place} can stop this answer."
             )
@@ -588,7 +599,7 @@ class Core:
         nothing when the command is not theirs to run here (admins only, outside the
         operator's ALLOWED_* lists), as running it would be refused. `given`: the other
         options filled in so far; `roles`: the server's roles, id → name, as run_command."""
-        ctx = self._context(ref, actor, roles)
+        ctx = self._context(ref, await self._here(ref, actor), roles)
         command = accessible(self.table, path, ctx)
         if isinstance(command, Reply):
             return []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,10 +12,13 @@ from bot.commands.parse import CommandError, suggest
 from bot.commands.router import check_scope
 from bot.commands.scopes import next_scope, scope_of, scope_place
 from bot.commands.spec import CommandContext
-from bot.types import PlaceName, Platform, Reply, Scope
+from bot.store import Store, StoreError
+from bot.types import Actor, ChannelRef, PlaceName, Platform, Reply, Scope
 from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
 from bot.usage.access import (
+    EVERYONE,
     AccessError,
+    admin_by_role,
     describe,
     parse_subject,
     role_suggestions,
@@ -31,10 +36,27 @@ from bot.usage.limits import (
 )
 from bot.usage.quota import limits_here
 
+log = logging.getLogger("bot.commands")
+
 LIMIT_ACTIONS = ("show", "set")
 LIMIT_NAMES = NAMES
-ACTS = ("list", "allow", "deny", "remove")
+ACTS = ("list", "allow", "deny", "remove", "admin", "unadmin")
+ADMIN_ACTS = ("admin", "unadmin")  # a server's bot-admin roles (Discord), not chat rules
 ACCESS_KINDS = tuple(k.value for k in AccessKind)
+
+
+async def admin_here(store: Store, ref: ChannelRef, actor: Actor) -> Actor:
+    """`actor`, an admin of this channel when one of their roles (as the front-end handed
+    them in with this event) is a bot-admin role of its server (/access admin); never a
+    server admin by it."""
+    if actor.is_channel_admin or not actor.roles or not ref.has_server:
+        return actor
+    try:
+        rules = await store.quotas.rules(ref)
+    except StoreError as err:  # no grant read, none given: a member, as without one
+        log.warning("could not read the bot-admin roles of %s: %s", ref, err)
+        return actor
+    return replace(actor, is_channel_admin=True) if admin_by_role(ref, actor, rules) else actor
 
 
 def role_choices(
@@ -246,6 +268,8 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         if "kind" in args or "id" in args:
             raise CommandError(f"Usage: {p}access allow|deny|remove <user|role|level> <id>.")
         return Reply(await access_summary(ctx))
+    if action in ADMIN_ACTS:
+        return await _admin_role(ctx, args, grant=action == "admin")
     if "kind" not in args or "id" not in args:
         example = "level 50" if ctx.ref.platform is Platform.MATRIX else "user <id>"
         raise CommandError(
@@ -311,6 +335,81 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     return Reply(f"Rule added: {describe(rule, ctx.ref.platform)}.{note}")
 
 
+# Where there are no roles, who administers the bot instead (said to /access admin).
+_NO_ROLES = {
+    Platform.MATRIX: (
+        "Bot-admin roles are a Discord server's. In a Matrix room, members at the bot's admin "
+        "power level (the operator's MATRIX_ADMIN_POWER_LEVEL, 50 unless set) administer it: "
+        "raise a moderator to that level in the room's settings. Nothing changed."
+    ),
+    Platform.CONSOLE: "The console has no roles: its operator administers it. Nothing changed.",
+}
+
+
+async def _admin_role(ctx: CommandContext, args: dict[str, Any], *, grant: bool) -> Reply:
+    """Make a role of this server a bot-admin role (its members administer every channel
+    of the server, as Manage Server's holders do, but not server-wide settings or who is
+    a bot-admin), or no longer one: the server's admins only."""
+    p = ctx.prefix
+    act = "admin" if grant else "unadmin"
+    if ctx.ref.platform in _NO_ROLES:
+        raise CommandError(_NO_ROLES[ctx.ref.platform])
+    if not ctx.ref.has_server:
+        raise CommandError(
+            f"A {ctx.ref.place} has no server and no roles: bot-admin roles are a server's. "
+            "Nothing changed."
+        )
+    if not ctx.is_server_admin:
+        raise CommandError(
+            "Only server admins (Manage Server, or the operator's ADMIN_IDS) choose who "
+            "administers the bot. Nothing changed."
+        )
+    if args.get("kind") != AccessKind.ROLE.value or "id" not in args:
+        raise CommandError(f"Usage: {p}access {act} role <name>, e.g. {p}access {act} role Mods.")
+    if args.get("scope", "server") != "server":
+        raise CommandError(
+            "A bot-admin role holds in every channel of the server: leave out scope. "
+            "Nothing changed."
+        )
+    try:
+        subject = parse_subject(
+            AccessKind.ROLE, str(args["id"]), ctx.ref.platform, ctx.ref.server_id, ctx.server_roles
+        )
+    except AccessError as err:
+        raise CommandError(str(err)) from None
+    role = shown_subject(AccessKind.ROLE, subject, ctx.ref.platform)
+    if not grant:
+        if not await ctx.store.quotas.remove_rule(
+            ctx.ref, Scope.SERVER, AccessKind.ROLE, subject, admin=True
+        ):
+            return Reply(f"Role {role} is no bot-admin role here; nothing changed.", ok=False)
+        return Reply(f"Role {role} no longer administers the bot here.")
+    if subject == ctx.ref.server_id or str(args["id"]).strip().lower() == EVERYONE:
+        raise CommandError(
+            f"{EVERYONE} is every member's role: all of them would administer the bot. "
+            "Name the role of those who should. Nothing changed."
+        )
+    if not _role_exists(ctx, subject):
+        raise CommandError(
+            f"This server has no role {subject}: give the name or id of one of its roles, "
+            "or mention it. Nothing changed."
+        )
+    rule = AccessRule(AccessKind.ROLE, subject, Effect.ADMIN, server_wide=True)
+    kept = [r for r in await ctx.store.quotas.rules(ctx.ref) if r.server_wide]
+    if len(kept) >= MAX_ACCESS_RULES and rule not in kept:
+        raise CommandError(
+            f"There are already {MAX_ACCESS_RULES} rules server-wide, the most kept: remove "
+            f"one with {p}access remove <user|role> <id> scope:server. Nothing changed."
+        )
+    await ctx.store.quotas.set_rule(ctx.ref, Scope.SERVER, rule, ctx.actor)
+    return Reply(
+        f"Role {role} administers the bot now: its members configure every channel of "
+        "this server as admins do, not server-wide settings or who administers it "
+        f"({p}access unadmin role … undoes it). Discord still hides the admin commands "
+        "from them: show the role this bot's commands under Server Settings → Integrations."
+    )
+
+
 async def _rule_elsewhere(ctx: CommandContext, kind: AccessKind, subject: str, scope: Scope) -> str:
     """After a remove that found no rule at `scope`: how to remove the other scope's rule
     for the same subject, when it has one."""
@@ -329,7 +428,9 @@ async def _rule_elsewhere(ctx: CommandContext, kind: AccessKind, subject: str, s
 
 async def access_summary(ctx: CommandContext) -> str:
     """One line per rule, or that everyone may chat (also shown by /settings)."""
-    rules = await ctx.store.quotas.rules(ctx.ref)
+    every = await ctx.store.quotas.rules(ctx.ref)
+    rules = [r for r in every if r.effect is not Effect.ADMIN]
+    admins = [r for r in every if r.effect is Effect.ADMIN and ctx.ref.has_server]
     operator = ctx.gate.operator
     lines = []
     if operator.servers or operator.users:
@@ -348,6 +449,16 @@ async def access_summary(ctx: CommandContext) -> str:
                     f"{ctx.prefix}access remove role {rule.subject}{scope}"
                 )
             lines.append(line)
+    for rule in admins:
+        line = f"  {describe(rule, ctx.ref.platform)}"
+        if not _role_exists(ctx, rule.subject):
+            line += (
+                f": this role was deleted and matches nobody; {ctx.prefix}access unadmin "
+                f"role {rule.subject} removes it"
+            )
+        lines.append(line)
+    if admins:
+        lines.insert(len(lines) - len(admins), "Bot-admin roles (besides Manage Server):")
     return "\n".join(lines)
 
 

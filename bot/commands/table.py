@@ -361,9 +361,15 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "access",
-        "Who may chat here: list, or allow/deny/remove a user, role or power level.",
+        "Who may chat here (allow/deny/remove); which Discord roles administer the bot (admin).",
         (
-            Option("action", Kind.CHOICE, "list, allow, deny or remove", False, quotas.ACTS),
+            Option(
+                "action",
+                Kind.CHOICE,
+                "list, allow, deny or remove; admin or unadmin a role (server admins)",
+                False,
+                quotas.ACTS,
+            ),
             Option("kind", Kind.CHOICE, "user, role or level", False, quotas.ACCESS_KINDS),
             Option(
                 "id",

@@ -559,7 +559,7 @@ class Console:
             elif done.alternative[1] > 1:
                 self._print(f"(answer {done.alternative[0]} of {done.alternative[1]})")
             return
-        refused = self._core.refusal(self._ref, self._actor, inv)
+        refused = await self._core.refusal(self._ref, self._actor, inv)
         if refused is not None:
             # Said before any secret is asked for: a key typed next is not swallowed.
             self._print(refused.text)

@@ -308,7 +308,7 @@ class QuotaPart:
                 platform=key[0],
                 server_id=key[1],
                 channel_id=key[2],
-                kind=rule.kind.value,
+                kind=_stored_kind(rule.kind, rule.effect),
                 subject=rule.subject[:NAME_CHARS],
                 created_at=utcnow(),
                 **values,
@@ -324,15 +324,18 @@ class QuotaPart:
         self._rules.drop(key)
 
     async def remove_rule(
-        self, ref: ChannelRef, scope: Scope, kind: AccessKind, subject: str
+        self, ref: ChannelRef, scope: Scope, kind: AccessKind, subject: str, *, admin: bool = False
     ) -> bool:
+        """Remove the who-may-chat rule for `subject` at `scope` (`admin`: its bot-admin
+        grant instead)."""
         key = key_of(ref, scope)
+        stored = _stored_kind(kind, Effect.ADMIN if admin else Effect.ALLOW)
 
         async def work(session: AsyncSession) -> bool:
             result = await session.execute(
                 delete(AccessRuleRow).where(
                     _at(AccessRuleRow, key),
-                    AccessRuleRow.kind == kind.value,
+                    AccessRuleRow.kind == stored,
                     AccessRuleRow.subject == subject[:NAME_CHARS],
                 )
             )
@@ -371,9 +374,22 @@ async def _remembered(
     return hit
 
 
+# The `kind` a bot-admin role's row is stored with: a role may have a who-may-chat rule
+# and a bot-admin grant on the same scope (one row each; the table keeps one per kind and
+# subject), and a version before them skips a kind it does not know.
+_ADMIN_ROLE = "admin"
+
+
+def _stored_kind(kind: AccessKind, effect: Effect) -> str:
+    return _ADMIN_ROLE if effect is Effect.ADMIN else kind.value
+
+
 def _rules_of(rows: Sequence[tuple[str, str, str]], scope: Scope) -> list[AccessRule]:
     rules = []
     for kind, subject, effect in rows:
+        if kind == _ADMIN_ROLE:
+            rules.append(AccessRule(AccessKind.ROLE, subject, Effect.ADMIN, scope is Scope.SERVER))
+            continue
         try:
             rules.append(
                 AccessRule(AccessKind(kind), subject, Effect(effect), scope is Scope.SERVER)

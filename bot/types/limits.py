@@ -92,6 +92,9 @@ class AccessKind(StrEnum):
 class Effect(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
+    # A server's bot-admin role (Discord): its members administer the server's channels as
+    # Manage Server's holders do, not the server's own settings. Not a who-may-chat rule.
+    ADMIN = "admin"
 
 
 # Who-may-chat rules a channel, or a server, keeps: past a few dozen people, a role (or a

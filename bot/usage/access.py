@@ -92,12 +92,20 @@ def matches(rule: AccessRule, actor: Actor) -> bool:
         return False
 
 
+def admin_by_role(ref: ChannelRef, actor: Actor, rules: Sequence[AccessRule]) -> bool:
+    """Whether one of `actor`'s roles is a bot-admin role of this channel's server (set
+    server-wide by its admins): an admin of its channels then. A DM has no server."""
+    return ref.has_server and any(
+        r.effect is Effect.ADMIN and r.server_wide and r.subject in actor.roles for r in rules
+    )
+
+
 def may_chat(
     ref: ChannelRef, actor: Actor, rules: Sequence[AccessRule], operator: OperatorAccess
 ) -> bool:
     if not operator_allows(ref, actor, operator):
         return False
-    if operator.admin(actor):
+    if operator.admin(actor) or admin_by_role(ref, actor, rules):
         return True
     if any(r.effect is Effect.DENY and matches(r, actor) for r in rules):
         return False
@@ -297,6 +305,8 @@ def shown_subject(kind: AccessKind, subject: str, platform: Platform) -> str:
 def describe(rule: AccessRule, platform: Platform) -> str:
     where = "server-wide" if rule.server_wide else "here"
     subject = shown_subject(rule.kind, rule.subject, platform)
+    if rule.effect is Effect.ADMIN:
+        return f"role {subject} administers the bot in every channel ({where})"
     if rule.kind is AccessKind.LEVEL:
         who = f"power level {subject} and above"
     elif rule.kind is AccessKind.ROLE:

@@ -175,3 +175,59 @@ async def test_a_role_whose_name_has_quotes_is_named_with_them_or_within_them(
         assert said.startswith("This server has no role named `Quoted`"), said
         await bot.stop()
     assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+async def test_a_bot_admin_role_configures_channels_but_grants_nothing(tmp_path: Path) -> None:
+    """Probe: a server that wanted its moderators to set the bot up had to give their role
+    Manage Server (which also lets them add bots and edit the server) or have the operator
+    list each in ADMIN_IDS. `/access admin role Moderators`, by a server admin, now makes
+    the role's members admins of every channel of the server: not of server-wide settings,
+    nor of who is a bot-admin. Their roles come with each command, so a member whose role
+    was taken away, or whose role is no longer one, is refused again; a DM has no roles."""
+    fake = FakeDiscord(TOKEN)
+    fake.roles = {MODERATORS: "Moderators", OLD_CREW: "Old crew"}
+    bob = fake.user_id  # who runs the commands
+    fake.member_roles = {bob: [MODERATORS]}
+    member = {"manager": False}  # Bob without Manage Server
+    refused = "Only admins of this channel can use /model."
+    not_server = "Only server admins (Manage Server, or the operator's ADMIN_IDS) choose"
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, _):
+        said = await fake.command_says("model", **member, id="m-large")
+        assert said.startswith(refused), said
+        grant = {"action": "admin", "kind": "role", "id": "Moderators"}
+        said = await fake.command_says("access", **member, **grant)
+        assert said.startswith("Only admins of this channel can use /access."), said
+        said = await fake.command_says("access", **{**grant, "id": "@everyone"})
+        assert said.startswith("@everyone is every member's role"), said
+
+        said = await fake.command_says("access", **grant)
+        assert said.startswith(f"Role <@&{MODERATORS}> administers the bot now"), said
+        said = await fake.command_says("model", **member, id="m-large")
+        assert said.startswith("Model set to"), said
+        listed = await fake.command_says("access", **member)
+        assert f"role <@&{MODERATORS}> administers the bot in every channel" in listed, listed
+
+        # A bot-admin grants nothing: no other role, no undoing, nothing server-wide.
+        said = await fake.command_says("access", **member, **{**grant, "id": "Old crew"})
+        assert said.startswith(not_server), said
+        said = await fake.command_says("access", **member, **{**grant, "action": "unadmin"})
+        assert said.startswith(not_server), said
+        said = await fake.command_says("model", **member, id="m-large", scope="server")
+        assert said.startswith("Only server admins can change server-wide settings"), said
+
+        fake.member_roles = {bob: [OLD_CREW]}  # the role taken from Bob
+        said = await fake.command_says("model", **member, id="m-large")
+        assert said.startswith(refused), said
+        fake.member_roles = {bob: [MODERATORS]}
+        said = await fake.command_says("model", **member, id="m-large")
+        assert said.startswith("Model set to"), said
+
+        said = await fake.command_says("access", **{**grant, "action": "unadmin"})
+        assert said == f"Role <@&{MODERATORS}> no longer administers the bot here.", said
+        said = await fake.command_says("model", **member, id="m-large")
+        assert said.startswith(refused), said
+
+        said = await fake.command_says("access", **grant, where="dm")
+        assert said.startswith("A DM has no server and no roles"), said
+        await bot.stop()
+    assert "Traceback" not in bot.log, bot.log[-3000:]

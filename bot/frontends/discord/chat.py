@@ -291,7 +291,7 @@ class ChatHandler:
             # Discord hides the admins' commands from everyone else: "pick it from the
             # menu" would send them looking for what is not there.
             path = self._typed_path(text, typed)
-            refusal = self._core.access_refusal(ref, actor, path)
+            refusal = await self._core.access_refusal(ref, actor, path)
             await _typed_command(
                 message, " ".join(path), typed.secret, voice, refusal, in_server=guild is not None
             )

@@ -231,9 +231,9 @@ class Controls:
         ref, actor = interaction_context(interaction)
         if press is Press.STOP:
             assert target is not None  # a button's: a typed /stop is a command of its own
-            if not may_stop(actor.id, target, admin=self._core.is_admin(actor)):
+            if not may_stop(actor.id, target, admin=await self._core.is_admin(ref, actor)):
                 await _privately(interaction, stop_refusal(target))
-            elif (not_theirs := self._core.stop_refusal(ref, actor)) is not None:
+            elif (not_theirs := await self._core.stop_refusal(ref, actor)) is not None:
                 await _privately(interaction, not_theirs)  # a ⏹ left on an older answer
             elif self._core.stop(ref):
                 await interaction.response.defer()  # the answer itself shows it stopped

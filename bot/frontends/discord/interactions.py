@@ -165,7 +165,7 @@ class CommandRunner:
             # Refused commands say so at once: before the form (a key is never typed for
             # nothing), and before "thinking…" (a refusal is not slow).
             ref, actor = interaction_context(interaction)
-            refused = self._core.refusal(ref, actor, Invocation(path, raw))
+            refused = await self._core.refusal(ref, actor, Invocation(path, raw))
             if refused is not None:
                 await _respond(interaction, refused)
                 return

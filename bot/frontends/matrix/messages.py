@@ -403,7 +403,7 @@ class MessageHandler:
         """Why a command taking a key, typed in a group room, is not its sender's to run
         for that room (they are no admin of it): a direct chat naming the room would be
         refused too, so that is said, not where to send it. "" when it is theirs."""
-        return self._core.access_refusal(msg.ref, await self._actor(room, msg.sender), path)
+        return await self._core.access_refusal(msg.ref, await self._actor(room, msg.sender), path)
 
     # --- commands ------------------------------------------------------------------
     async def _command(
@@ -736,12 +736,14 @@ class MessageHandler:
             return
         actor = await self._actor(room, sender)
         facts = AnswerFacts(shown.asker, shown.answered)
-        words = reaction_command(key, facts, sender=sender, admin=self._core.is_admin(actor))
+        words = reaction_command(
+            key, facts, sender=sender, admin=await self._core.is_admin(shown.ref, actor)
+        )
         if words is None:
             return
         if words == ("stop",):  # uses no key: never held back
             # Asked of the answer being written, which may not be the one reacted to.
-            if self._core.stop_refusal(shown.ref, actor) is None:
+            if await self._core.stop_refusal(shown.ref, actor) is None:
                 self._core.stop(shown.ref)  # the answer itself shows that it stopped
             return
         if not await self._core.may_chat(shown.ref, actor):
@@ -761,7 +763,9 @@ class MessageHandler:
                 )
                 return
             facts = AnswerFacts(shown.asker, shown.answered)  # 🔄 on an error: retry
-            words = reaction_command(key, facts, sender=sender, admin=self._core.is_admin(actor))
+            words = reaction_command(
+                key, facts, sender=sender, admin=await self._core.is_admin(shown.ref, actor)
+            )
             if words is None:
                 return
         if not await self._hold_personal(room):  # said in the log
@@ -862,7 +866,7 @@ class MessageHandler:
             # probe): the line names the room too.
             name, line = missing
             with_room = f"{line} room:{named}"
-            refusal = self._core.refusal(ref, actor, inv)
+            refusal = await self._core.refusal(ref, actor, inv)
             if refusal is not None:
                 return f"{label}{refusal.text.replace(line, with_room)}"
             return (
