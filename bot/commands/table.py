@@ -366,7 +366,7 @@ TABLE: tuple[Command, ...] = (
             Option(
                 "action",
                 Kind.CHOICE,
-                "list, allow, deny or remove; admin or unadmin a role (server admins)",
+                "list, allow, deny or remove{server:; admin or unadmin a role (server admins)}",
                 False,
                 quotas.ACTS,
             ),
