@@ -24,7 +24,6 @@ from bot.providers import (
 from bot.store import SECRET_NAMES, Store, api_key_name
 from bot.store.secrets import SecretUnreadable
 from bot.types import (
-    SOURCE_API,
     ChannelConfig,
     ChannelRef,
     PlaceName,
@@ -370,16 +369,11 @@ def blocked_reason(
 async def mark_working(
     store: Store, ref: ChannelRef, config: ChannelConfig, base_in_use: str | None
 ) -> None:
-    """A chat turn went through: a failed status on record, or none (a server-wide change
-    forgot it, or no check was run), or the URL kept, is out of date. Once: the next turn
-    finds it OK."""
+    """A chat turn went through: a failed status on record, or the URL kept, is out of date."""
     status = config.status
     resolved = base_in_use or config.resolved_url
-    if status is None or not status.ok or resolved != config.resolved_url:
-        # The URL the answer came from, as a check records it (merge keeps it for that URL).
-        api = SOURCE_API.get(config.source, "")
-        checked = base_in_use or (status.checked_url if status else "") or resolved
-        checked = checked or config.proxy_url or api
+    if (status is not None and not status.ok) or resolved != config.resolved_url:
+        checked = base_in_use or (status.checked_url if status else "")
         ok = StatusCheck(True, "A chat answer came through.", checked_url=checked)
         # An answer that streamed while an admin moved the channel elsewhere (/proxy set,
         # /proxy clear, /source) or a check found it failing speaks for the old endpoint.

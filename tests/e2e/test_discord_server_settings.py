@@ -233,26 +233,3 @@ async def test_key_clear_names_no_key_that_is_not_sent_here(tmp_path: Path) -> N
         assert said == "No openai key was stored for this channel.", said
         await bot.stop()
     assert "Traceback" not in bot.log and openai_key not in bot.log
-
-
-async def test_an_answer_after_a_server_wide_change_records_the_status(tmp_path: Path) -> None:
-    """A channel whose status check a server-wide change forgot said "Status: not checked
-    yet" in /settings however many answers came through (README said such a change makes
-    the channels run their check anew; nothing ran one). The first answer records the
-    status as OK, as one after a failed check did."""
-    fake = FakeDiscord(TOKEN, channels=2)
-    other = fake.channel_id + 1
-    async with chatbot_run(tmp_path, fake, Script()) as (bot, ours):
-        await fake.command_says("connect", channel_id=other)
-        assert "Status: OK" in await fake.command_says("settings", channel_id=other)
-        await fake.command_says("model", id="m-large", scope="server")
-        settings = await fake.command_says("settings", channel_id=other)
-        assert "Status: not checked yet" in settings, settings
-        asked = len(ours.requests)
-        await fake.user_says(f"<@{fake.bot_id}> hello", channel_id=other)
-        await fake.wait_until(lambda: _answers(fake) > 0, 60)
-        assert len(ours.requests) == asked + 1
-        settings = await fake.command_says("settings", channel_id=other)
-        assert "Status: OK" in settings, settings
-        await bot.stop()
-    assert "Traceback" not in bot.log
