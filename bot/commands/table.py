@@ -369,6 +369,7 @@ TABLE: tuple[Command, ...] = (
                 "list, allow, deny or remove{server:; admin or unadmin a role (server admins)}",
                 False,
                 quotas.ACTS,
+                server_choices=quotas.ADMIN_ACTS,
             ),
             Option("kind", Kind.CHOICE, "user, role or level", False, quotas.ACCESS_KINDS),
             Option(
