@@ -206,18 +206,16 @@ def _unsendable(
     )
 
 
-async def shown_here(
-    store: Store, ref: ChannelRef, config: ChannelConfig, texts: Sequence[str]
-) -> list[str]:
+async def shown_here(store: Store, ref: ChannelRef, texts: Sequence[str]) -> list[str]:
     """`texts` to show or keep in this channel (a card's greetings, its system prompt):
     without the channel's keys or proxy password, in any form, nor anything key-shaped.
     A secret that cannot be read (a retired encryption key) cannot be in them either."""
-    clean = await cleaner_here(store, ref, config)
+    clean = await cleaner_here(store, ref)
     return [clean(text) for text in texts]
 
 
 async def cleaner_here(
-    store: Store, ref: ChannelRef, config: ChannelConfig, *, shapes: bool = True
+    store: Store, ref: ChannelRef, *, shapes: bool = True
 ) -> Callable[[str], str]:
     """shown_here as a function, the secrets read once: for the many texts of one file
     this channel is given (a preset's prompts; `shapes=False`: a card's every field,
@@ -248,7 +246,7 @@ async def channel_secrets(store: Store, ref: ChannelRef) -> list[str]:
 
 
 async def secret_check(
-    store: Store, ref: ChannelRef, config: ChannelConfig, scope: Scope = Scope.CHANNEL
+    store: Store, ref: ChannelRef, scope: Scope = Scope.CHANNEL
 ) -> Callable[[str], bool]:
     """Whether a text must not be kept as a setting at `scope`: it holds a provider key,
     or one of this channel's keys (any source's) or its proxy password in any written form

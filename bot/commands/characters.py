@@ -162,8 +162,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # Its name is shown as it came wherever the character is (a webhook's or a Matrix
     # profile's name, every reply naming it, its messages' rows), uncleaned: a name
     # holding a key or this channel's password is refused, as a setting holding one is.
-    config = await ctx.store.effective_config(ctx.ref)
-    holds_secret = await secret_check(ctx.store, ctx.ref, config, scope_of(args))
+    holds_secret = await secret_check(ctx.store, ctx.ref, scope_of(args))
     if any(holds_secret(name) for name in (card.name, card.nickname) if name):
         raise CommandError(
             held_secret(
@@ -208,7 +207,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             )
     # Posted as the character's answers: cleaned as answers are (a card can carry a key).
     texts = (
-        await shown_here(ctx.store, ctx.ref, config, greetings(card, ctx.actor.display_name))
+        await shown_here(ctx.store, ctx.ref, greetings(card, ctx.actor.display_name))
         if here
         else []
     )
@@ -264,8 +263,7 @@ async def character_show(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         if text:
             shown.append(label + text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else ""))
     if shown:
-        config = await ctx.store.effective_config(ctx.ref)
-        lines += map(literal, await shown_here(ctx.store, ctx.ref, config, shown))
+        lines += map(literal, await shown_here(ctx.store, ctx.ref, shown))
     count = len(greetings(card, ctx.actor.display_name))
     entries = len(card.character_book.entries) if card.character_book else 0
     lines.append(
@@ -336,8 +334,7 @@ async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in card.name)[:60] or "character"
     # Anyone here may export it (on Matrix the file is the room's): no text of it holds
     # this channel's key or proxy password, in any form (a card can carry either).
-    config = await ctx.store.effective_config(ctx.ref)
-    clean, cleaned = _noting(await cleaner_here(ctx.store, ctx.ref, config, shapes=False))
+    clean, cleaned = _noting(await cleaner_here(ctx.store, ctx.ref, shapes=False))
     if args.get("format") == "json":
         data = await asyncio.to_thread(export_json, card, clean)
         file = ReplyFile(f"{stem}.json", "application/json", data)
@@ -377,7 +374,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     partly: list[str] = []  # lists kept in part: what was left out
     sent_in_part: list[str] = []  # lists some sources are sent only the start of
     config = await ctx.store.effective_config(ctx.ref)
-    holds_secret = await secret_check(ctx.store, ctx.ref, config, scope_of(args))
+    holds_secret = await secret_check(ctx.store, ctx.ref, scope_of(args))
     for name, value in preset.values.items():
         if name in preset.not_supported:
             continue
@@ -490,7 +487,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append("Ignored: " + ", ".join(ignored[:30]) + more + ".")
     # The file's own words are quoted (its prompts' names, its keys): a key in them is
     # not (on Matrix this reply is the room's to read).
-    (said,) = await shown_here(ctx.store, ctx.ref, config, ["\n".join(lines)])
+    (said,) = await shown_here(ctx.store, ctx.ref, ["\n".join(lines)])
     return Reply(said, ok=bool(changes) or not refused)
 
 
@@ -506,7 +503,7 @@ async def preset_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # go as SillyTavern writes them unset (-1, empty), which an import stores as off.
     chosen = {n: v for n, v in config.values.items() if config.origins.get(n) != "default"}
     # Its prompts and stop strings cleaned as /settings shows them.
-    clean, cleaned = _noting(await cleaner_here(ctx.store, ctx.ref, config))
+    clean, cleaned = _noting(await cleaner_here(ctx.store, ctx.ref))
     for name, value in chosen.items():
         if isinstance(value, str):
             chosen[name] = clean(value)

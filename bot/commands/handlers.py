@@ -214,7 +214,7 @@ async def set_prompt(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 async def _prompt_text(ctx: CommandContext, config: ChannelConfig, text: str) -> str:
     """A stored prompt as /settings and /prompts show it: cleaned of this channel's
     secrets, at most 200 characters."""
-    (shown,) = await shown_here(ctx.store, ctx.ref, config, [text])
+    (shown,) = await shown_here(ctx.store, ctx.ref, [text])
     return shown[:200] + "…" if len(shown) > 200 else shown
 
 
@@ -227,7 +227,7 @@ async def _set_prompt(
         text = _prompt_value(config, setting)
         shown = "(none)"
         if isinstance(text, str) and text:
-            (shown,) = await shown_here(ctx.store, ctx.ref, config, [text])
+            (shown,) = await shown_here(ctx.store, ctx.ref, [text])
         shown = SWITCHED_OFF if _switched_off(config, setting) else shown
         return Reply(f"{title[0].upper()}{title[1:]}: {shown}")
     prompt = clean_text(prompt)  # free text: its control characters go (as the store's)
@@ -237,7 +237,7 @@ async def _set_prompt(
     word = unicodedata.normalize("NFKC", prompt).strip().strip("`").strip().lower()
     value = "" if word == "none" else None if word == DEFAULT else prompt
     config = await ctx.store.effective_config(ctx.ref)
-    if value and (await secret_check(ctx.store, ctx.ref, config, scope))(value):
+    if value and (await secret_check(ctx.store, ctx.ref, scope))(value):
         # Kept in the clear and sent with every request: refused as a message holding one.
         raise CommandError(held_secret(f"text for the {title}", ctx.prefix))
     changes: dict[str, object] = {setting: value}
