@@ -12,6 +12,14 @@ from tests.discord.fake_openai import Script
 
 TOKEN = "loopback.bot.token-access-roles-0123"
 MODERATORS, OLD_CREW, MODS, MODS_LOWER, FANS = (500_000_000_000_000_000 + i for i in range(1, 6))
+# The server's roles most tests start from: two that differ only in case, one with emoji.
+ROLES = {
+    MODERATORS: "Moderators",
+    OLD_CREW: "Old crew",
+    MODS: "Mods",
+    MODS_LOWER: "mods",
+    FANS: "\u2764\ufe0f Fans",  # ❤️, as Discord's emoji picker writes it
+}
 CAROL = (300_000_000_000_000_005, "carol")  # holds Old crew
 DAVE = (300_000_000_000_000_006, "dave")  # holds no role
 
@@ -29,13 +37,7 @@ async def test_a_role_is_given_by_its_name_as_admins_type_it(tmp_path: Path) -> 
     word, no emoji's hidden parts); one that several roles have is refused naming them with
     their ids, and one no role has says so."""
     fake = FakeDiscord(TOKEN)
-    fake.roles = {
-        MODERATORS: "Moderators",
-        OLD_CREW: "Old crew",
-        MODS: "Mods",
-        MODS_LOWER: "mods",
-        FANS: "\u2764\ufe0f Fans",  # ❤️, as Discord's emoji picker writes it
-    }
+    fake.roles = dict(ROLES)
     fake.member_roles = {CAROL[0]: [OLD_CREW]}
     async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
         for typed in ("Moderators", "@moderators", "  MODERATORS "):
@@ -98,13 +100,7 @@ async def test_role_names_are_offered_as_the_admin_types_and_picking_one_adds_it
     with its id, and picking any suggestion adds the rule for that role. A user or a level
     gets no role names, and a member who may not run /access gets nothing."""
     fake = FakeDiscord(TOKEN)
-    fake.roles = {
-        MODERATORS: "Moderators",
-        OLD_CREW: "Old crew",
-        MODS: "Mods",
-        MODS_LOWER: "mods",
-        FANS: "\u2764\ufe0f Fans",
-    }
+    fake.roles = dict(ROLES)
     role = {"action": "allow", "kind": "role"}
     async with chatbot_run(tmp_path, fake, Script()) as (bot, _):
         everything = _offered(await fake.autocomplete("access", manager=True, filled=role, id=""))
