@@ -101,12 +101,9 @@ async def endpoint_for(
 
     `prefix` is how commands start on the asker's platform (the messages name them).
     """
-    if config.source is Source.CUSTOM and not config.proxy_url:
-        example = "<url> (e.g. http://host:1234/v1)."
-        raise NotConnectable(
-            f"The custom source needs an endpoint URL: an admin runs {prefix}proxy set {example}",
-            f"The custom source needs an endpoint URL: run {prefix}proxy set {example}",
-        )
+    missing = _missing_url(config, prefix)
+    if missing is not None:
+        raise missing
     key_name = api_key_name(config.source)
     api_key = await _sent_secret(store, ref, config, key_name)
     password = await _sent_secret(store, ref, config, PROXY_PASSWORD) if config.proxy_url else None
@@ -135,6 +132,17 @@ async def endpoint_for(
             f"proxy with {proxy}.",
         )
     return endpoint
+
+
+def _missing_url(config: ChannelConfig, prefix: str) -> NotConnectable | None:
+    """The custom source's first step, its endpoint URL, when not taken yet."""
+    if config.source is not Source.CUSTOM or config.proxy_url:
+        return None
+    example = "<url> (e.g. http://host:1234/v1)."
+    return NotConnectable(
+        f"The custom source needs an endpoint URL: an admin runs {prefix}proxy set {example}",
+        f"The custom source needs an endpoint URL: run {prefix}proxy set {example}",
+    )
 
 
 def key_step(ref: ChannelRef, source: str, prefix: str) -> str:
@@ -336,6 +344,11 @@ def blocked_reason(
     `admin`, as the step to take; to anyone else, as an admin's. `place`: how it names
     the channel (ChannelRef.place)."""
     if not config.model:
+        # The model comes after the URL: its list is the endpoint's, and `/models list`
+        # would only send the asker on to a `/models external` with nowhere to ask.
+        missing = _missing_url(config, p)
+        if missing is not None:
+            return missing.said_to(admin)
         pick = "Pick" if admin else "An admin picks"
         return (
             f"No model is selected for this {place}. {pick} one with {p}model <id> "

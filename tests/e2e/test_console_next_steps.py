@@ -191,3 +191,15 @@ def test_refusals_say_what_to_do_next(ws: Workspace) -> None:
     assert said[3].endswith("Did you mean `high`?"), said
     assert said[4].endswith("Did you mean `default`?"), said
     assert ws.secret_names() == []
+
+
+def test_a_custom_channel_without_its_url_is_sent_to_proxy_set_first(ws: Workspace) -> None:
+    """A new admin who chose custom and chatted before `/proxy set` was told "No model is
+    selected … (see /models list)"; `/models list` sent them on to `/models external`, which
+    only then named the URL: three replies to reach the first step. The URL comes first."""
+    run = ws.run(["/source custom", "Hello!", "/model default", "/help"])
+    run.assert_survived()
+    step = "The custom source needs an endpoint URL: run /proxy set <url>"
+    said = [line for line in run.out.splitlines() if step in line]
+    assert len(said) == 3, run.describe()  # /source's Next:, the chat, /model default
+    assert "No model is selected" not in run.out, run.describe()
