@@ -17,6 +17,7 @@ import pytest
 from tests.bot_process import BotProcess, keygen
 from tests.discord.fake_discord import FakeDiscord
 from tests.peers.llamacpp import LlamaCppPeer
+from tests.readme import PLACEHOLDER, settings_for
 
 TOKEN = "loopback.bot.token-0123456789"
 KEY = "tabby-7c6b5a4f3e2d1c0b"  # no provider's shape: only the bot's care hides it
@@ -29,9 +30,16 @@ def _readme_env(folder: Path, fake: FakeDiscord, secret_keys: str) -> None:
     with `Bot `, quotes and a trailing space), the operator's switch for a local server;
     the fake's URLs stand in for Discord's own."""
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    # README's quick start names what to set: its lines, the token in its placeholder.
+    pasted = f'"Bot {TOKEN} "'
+    quick = {
+        f"{name}=": f"{name}={PLACEHOLDER.sub(pasted, value)}"
+        for name, value in settings_for("DISCORD_").items()
+    }
+    assert f'DISCORD_TOKEN="Bot {TOKEN} "' in quick.values(), quick
     edits = {
         "BOT_SECRET_KEYS=": f"BOT_SECRET_KEYS={secret_keys}",
-        "DISCORD_TOKEN=": f'DISCORD_TOKEN="Bot {TOKEN} "',
+        **quick,
         "DISCORD_API_URL=": f"DISCORD_API_URL={fake.api_url}",
         "DISCORD_GATEWAY_URL=": f"DISCORD_GATEWAY_URL={fake.gateway_url}",
         "ALLOW_PRIVATE_ENDPOINTS=false": "ALLOW_PRIVATE_ENDPOINTS=true",

@@ -22,6 +22,7 @@ from tests.loopback import serving
 from tests.matrix.helpers import UserClient
 from tests.peers.llamacpp import LlamaCppPeer
 from tests.peers.synapse import MatrixUser, SynapseServer
+from tests.readme import settings_for
 
 pytestmark = pytest.mark.synapse
 
@@ -65,13 +66,13 @@ async def _opened(folder: Path) -> Store:
 
 
 def _matrix(server: SynapseServer, bot: MatrixUser, **more: str) -> dict[str, str]:
-    """What the README's Matrix section says to set."""
-    return {
+    """What README's quick start says to set for Matrix, with this server's values."""
+    ours = {
         "MATRIX_HOMESERVER": server.url,
         "MATRIX_USER_ID": bot.user_id,
         "MATRIX_PASSWORD": bot.password,
-        **more,
     }
+    return {name: ours[name] for name in settings_for("MATRIX_")} | more
 
 
 async def test_the_readme_steps_for_a_local_server_in_a_group_room(
