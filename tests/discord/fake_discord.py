@@ -156,6 +156,10 @@ class FakeDiscord:
     # Threads (a channel's, or a forum's posts), id → thread channel object as Discord
     # sends it (type 11 public, 12 private; `thread_metadata`); made with `start_thread`.
     threads: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # A thread's lookup (GET /channels/{thread}, fetch_channel) waits while this is
+    # cleared (it is set at start); the next `fail_thread_fetches` fail (503: Discord failing).
+    thread_fetches_open: asyncio.Event = field(default_factory=asyncio.Event)
+    fail_thread_fetches: int = 0
     forum_id: int = 0  # a forum channel (type 15) in the guild, when set
     _dms: set[int] = field(default_factory=set)  # the DM channels opened (dm_of)
     _ids: itertools.count[int] = field(
@@ -450,6 +454,7 @@ class FakeDiscord:
 
     async def start(self) -> None:
         self._open.set()
+        self.thread_fetches_open.set()
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway-resume", self._gateway)
@@ -723,6 +728,10 @@ class FakeDiscord:
         if (body or {}).get("files") and self.refuse_files:
             return self._json({"message": "Request entity too large", "code": 40005}, 413)
         if route == ("GET", f"/channels/{cid}") and cid in self.threads:  # fetch_channel
+            await self.thread_fetches_open.wait()
+            if self.fail_thread_fetches:
+                self.fail_thread_fetches -= 1
+                return self._json({"message": "Service Unavailable", "code": 0}, 503)
             return self._json(self.threads[cid])
         if route == ("POST", f"/channels/{cid}/typing"):
             await asyncio.sleep(self.hold_typing)

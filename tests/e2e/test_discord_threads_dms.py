@@ -158,3 +158,50 @@ async def test_allowed_servers_keeps_dms_out_and_the_log_says_why(tmp_path: Path
         "is in no server, and ALLOWED_SERVERS is set: only ADMIN_IDS chat in DMs)"
     )
     assert why in bot.log, [line for line in bot.lines if "ignored" in line]
+
+
+async def test_a_burst_in_a_thread_not_cached_looks_it_up_once(tmp_path: Path) -> None:
+    """Probe: messages reopening a thread discord.py has not cached, before Discord's
+    THREAD_UPDATE reached the bot, each come with a bare channel: each looked the thread
+    up again while the first lookup was still under way (a burst of 4, 4 calls), and a
+    lookup Discord failed was believed for a minute (the thread's next messages were
+    taken for a channel of their own: unanswered). One lookup now serves every message
+    that waits on it; one that failed serves its waiters too (a mention among them hears
+    why by DM), and the next message asks again."""
+    fake = FakeDiscord(TOKEN)
+    old, failing = await fake.start_thread("from last week"), await fake.start_thread("flaky")
+    for thread in (old, failing):
+        fake.threads[thread]["thread_metadata"]["archived"] = True
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, model):
+        said = await fake.command_says("reply", "mode", mode="always")
+        assert "always" in said, said
+
+        def lookups(tid: int) -> int:
+            return len(fake.bot_calls("GET", f"/channels/{tid}"))
+
+        async def burst(thread: int, fails: int) -> None:
+            # Reopened by members' messages that reach the bot before Discord's word that
+            # the thread is open again (this fake sends none for them).
+            fake.threads[thread]["thread_metadata"]["archived"] = False
+            fake.thread_fetches_open.clear()
+            fake.fail_thread_fetches = fails
+            for i in range(4):
+                await fake.user_says(f"burst {i}", mention_bot=i == 3, channel_id=thread)
+            await fake.wait_until(lambda: lookups(thread) >= 1, 30)
+            await asyncio.sleep(1)  # the rest of the burst reaches the bot meanwhile
+            fake.thread_fetches_open.set()
+
+        await burst(old, 0)
+        await fake.wait_until(lambda: len(_posts_in(fake, old)) == 4, 30)
+        await burst(failing, 1)
+        await fake.wait_until(lambda: bool(fake.dms), 30)
+        # The failed lookup is not believed for the next message: it asks again.
+        await fake.user_says("once more", mention_bot=False, channel_id=failing)
+        await fake.wait_until(lambda: len(_posts_in(fake, failing)) == 1, 30)
+        await asyncio.sleep(0.5)
+    assert (lookups(old), lookups(failing)) == (1, 2)
+    assert len(model.requests) == 5, [r["messages"] for r in model.requests]  # type: ignore[index]
+    [dm] = fake.dms
+    assert "Discord failed when I looked this thread up" in dm["content"], dm
+    assert f"could not look up channel {failing}" in bot.log
+    assert "Traceback" not in bot.log

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import enum
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -152,39 +155,87 @@ class UncachedThreads:
     in its channel it is, with the channel's settings and permissions."""
 
     def __init__(self) -> None:
-        # By channel id: when it was looked up, and the thread (None: it could not be).
+        # By channel id: when it was looked up, and the thread (None: it is no thread
+        # this bot can place, its channel not seen).
         self._fetched: OrderedDict[int, tuple[float, discord.Thread | None]] = OrderedDict()
+        # Lookups under way: a burst of messages reopening a thread waits on one.
+        self._looking: dict[int, asyncio.Task[discord.Thread | Failed | None]] = {}
 
-    async def place(self, message: discord.Message) -> bool:
-        """Give `message` its thread when its channel is one not cached; whether it did."""
+    async def place(self, message: discord.Message) -> bool | None:
+        """Give `message` its thread when its channel is one not cached; whether it did
+        (None: Discord failed the lookup, so where it belongs is not known)."""
         channel, guild = message.channel, message.guild
         if guild is None or not isinstance(channel, discord.PartialMessageable):
             return False
-        now = time.monotonic()
-        known = self._fetched.get(channel.id)
-        if known is None or known[0] < now - UNCACHED_THREAD_SECONDS:
-            thread: discord.Thread | None = None
-            try:
-                found = await guild.fetch_channel(channel.id)
-            except (*CALL_FAILED, discord.InvalidData) as err:
-                log.info("could not look up channel %s: %s", channel.id, type(err).__name__)
+        # Discord's THREAD_UPDATE may have come since the message did: the cache's thread
+        # is kept up to date (archived, locked), a fetched one is not.
+        thread = guild.get_thread(channel.id)
+        if thread is None:
+            known = self._fetched.get(channel.id)
+            if known is not None and known[0] >= time.monotonic() - UNCACHED_THREAD_SECONDS:
+                self._fetched.move_to_end(channel.id)
+                thread = known[1]
             else:
-                # A thread's permissions are its parent's: without the parent, none to
-                # judge by, as before.
-                if isinstance(found, discord.Thread) and found.parent is not None:
-                    thread = found
-            known = (now, thread)
-            self._fetched[channel.id] = known
-            while len(self._fetched) > UNCACHED_THREADS_KEPT:
-                self._fetched.popitem(last=False)
-        self._fetched.move_to_end(channel.id)
-        if known[1] is None:
+                looking = self._looking.get(channel.id)
+                if looking is None:
+                    looking = asyncio.get_running_loop().create_task(
+                        self._look_up(guild, channel.id)
+                    )
+                    self._looking[channel.id] = looking
+                    looking.add_done_callback(functools.partial(self._looked, channel.id))
+                # Shielded: one waiter cancelled (a shutdown) does not end it for the rest.
+                found = await asyncio.shield(looking)
+                if found is FAILED:
+                    return None
+                thread = found
+        if thread is None:
             return False
         # The rest of the turn (the reply, its permissions, a character's webhook) reads
         # the message's channel: it is this thread.
-        message.channel = known[1]
+        message.channel = thread
         return True
 
+    def _looked(self, channel_id: int, task: asyncio.Task[Any]) -> None:
+        if self._looking.get(channel_id) is task:
+            del self._looking[channel_id]
+
+    async def _look_up(
+        self, guild: discord.Guild, channel_id: int
+    ) -> discord.Thread | Failed | None:
+        """The thread `channel_id` is (None: none to place it in), remembered a while; a
+        lookup Discord failed is given only to the messages that waited on it: the next
+        one asks again."""
+        try:
+            found = await guild.fetch_channel(channel_id)
+        except (*CALL_FAILED, discord.InvalidData) as err:
+            log.warning(
+                "could not look up channel %s (a thread not cached?): %s; its messages "
+                "meanwhile are not answered",
+                channel_id,
+                _failed(err),
+            )
+            return FAILED
+        # A thread's permissions are its parent's: without the parent, none to judge by,
+        # as before.
+        thread = found if isinstance(found, discord.Thread) and found.parent is not None else None
+        self._fetched[channel_id] = (time.monotonic(), thread)
+        self._fetched.move_to_end(channel_id)
+        while len(self._fetched) > UNCACHED_THREADS_KEPT:
+            self._fetched.popitem(last=False)
+        return thread
+
+
+class Failed(enum.Enum):
+    """A thread's lookup that Discord failed (a 5xx, a lost connection)."""
+
+    LOOKUP = "lookup"
+
+
+FAILED = Failed.LOOKUP
+# Said once per thread to whoever addressed the bot there, until an answer goes through.
+LOOKUP_FAILED = Blocked(
+    "Discord failed when I looked this thread up", "Send your message again in a moment."
+)
 
 # How long a fetched thread is believed (its archived and locked state may change: a
 # post refused for it says so), and how many are kept.
@@ -247,8 +298,13 @@ class ChatHandler:
         self._recent.add(key)
         if ignore_reason(facts) is not None:
             return
-        if await self._uncached.place(message):  # a thread after all: its own, in its channel
+        placed = await self._uncached.place(message)
+        if placed:  # a thread after all: its own, in its channel
             facts = message_facts(message, me, self._personas.webhook_ids, repeated=repeated)
+        elif placed is None:  # its channel's settings and rules unknown: not answered
+            if is_addressed(facts):
+                await self._notices.tell(message, LOOKUP_FAILED)
+            return
         channel = message.channel
         parent = channel.parent_id if isinstance(channel, discord.Thread) else None
         ref = channel_ref(channel.id, message.guild.id if message.guild else None, parent)
