@@ -226,20 +226,40 @@ def _named(text: str, roles: Mapping[str, str]) -> list[tuple[str, str]]:
     return []
 
 
-# A role suggested by its name and id (role_suggestions: a name several roles share), as
-# an ambiguous name's refusal lists them too: `Mods (id 123)`.
-_NAME_AND_ID = re.compile(r".*\(id ([0-9]{1,20})\)", re.DOTALL)
+# A role as the bot writes it, by its name and id (role_suggestions: a name several roles
+# share; an ambiguous name's refusal): `Mods (id 123)`.
+_NAME_AND_ID = re.compile(r"(.*)\(id ([0-9]{1,20})\)", re.DOTALL)
+
+
+def _written_as(name: str, role: str) -> bool:
+    """Whether `name`, before the id the bot wrote it with, is the name of `role` (or its
+    start, cut with `…` where a suggestion had no room for the whole)."""
+    key, own = _role_key(name), _role_key(role)
+    if name.strip().endswith("…"):
+        return bool(key[:-1]) and own.startswith(key[:-1].rstrip())
+    return key == own
 
 
 def _role_named(text: str, roles: Mapping[str, str]) -> str:
     """The id of the one role of `roles` (id → name) that `text` names; AccessError when
     none does, or several do (naming them with their ids)."""
     found = _named(text, roles)
+    picked = _NAME_AND_ID.fullmatch(unwrapped(text).replace("`", ""))
+    if picked is not None and picked[2] in roles:
+        rid = picked[2]
+        # The form the bot writes a role in names that role, whatever another is named: a
+        # role named `Mods (id 123)` (123 another role's) does not take the place of the
+        # one picked from the suggestions, which list that look-alike with its own id.
+        if not found or _written_as(picked[1], roles[rid]):
+            return rid
+        others = ", ".join(f"{quoted(name)} (id {other})" for other, name in found[:MAX_NAMED])
+        raise AccessError(
+            f"{quoted(text.strip())} names more than one role: {others}, named so, and "
+            f"{quoted(roles[rid])} (id {rid}), written so. Give the id of the one you mean, "
+            "or mention it. Nothing changed."
+        )
     if len(found) == 1:
         return found[0][0]
-    picked = _NAME_AND_ID.fullmatch(unwrapped(text).replace("`", ""))
-    if not found and picked is not None and picked[1] in roles:
-        return picked[1]
     shown = quoted(text.strip())
     if not found:
         raise AccessError(
@@ -261,7 +281,8 @@ CHOICE_CHARS = 100  # the longest suggestion Discord shows (and hands back when 
 def role_suggestions(typed: str, roles: Mapping[str, str], limit: int = 25) -> list[str]:
     """The server's roles (id → name, in its order) whose names hold what was typed, as
     parse_subject takes them back: names that begin with it first; a name several roles
-    share as `name (id 123)`, one for each."""
+    share as `name (id 123)`, one for each, and so a name written so already (a role named
+    to look like another's suggestion), which that form would name otherwise."""
     shared = Counter(_role_key(name) for name in roles.values())
     needle = _role_key(typed)
     if not any(needle in key for key in shared):  # `"Old` typed for `Old crew`
@@ -272,7 +293,7 @@ def role_suggestions(typed: str, roles: Mapping[str, str], limit: int = 25) -> l
         if needle not in key:
             continue
         shown = name
-        if shared[key] > 1:
+        if shared[key] > 1 or _NAME_AND_ID.fullmatch(name.replace("`", "")):
             tail = f" (id {rid})"
             room = CHOICE_CHARS - len(tail)
             shown = (name if len(name) <= room else name[: room - 1] + "…") + tail

@@ -227,3 +227,37 @@ async def test_a_bot_admin_role_configures_channels_but_grants_nothing(tmp_path:
         assert said.startswith("A DM has no server and no roles"), said
         await bot.stop()
     assert "Traceback" not in bot.log, bot.log[-3000:]
+
+
+async def test_a_role_named_like_another_roles_suggestion_does_not_take_its_place(
+    tmp_path: Path,
+) -> None:
+    """Probe: a role named `Mods (id <Mods' id>)` (anyone with Manage Roles can name one
+    so) was what the suggestion `Mods (id …)` picked: its name matched first, so a server
+    admin picking Mods from the list made the look-alike a bot-admin role, or the rule
+    named it. The form the bot writes a role in now names that role; the look-alike is
+    suggested with its own id, and a name that is one role's and written as another's
+    (its name differs) is refused naming both."""
+    fake = FakeDiscord(TOKEN)
+    lookalike, crew = 500_000_000_000_000_011, 500_000_000_000_000_012
+    fake.roles = {**ROLES, lookalike: f"Mods (id {MODS})", crew: f"Crew (id {MODS})"}
+    role = {"action": "allow", "kind": "role"}
+    async with chatbot_run(tmp_path, fake, Script()) as (bot, _):
+        offered = _offered(await fake.autocomplete("access", manager=True, filled=role, id="mods"))
+        mods, twin = f"Mods (id {MODS})", f"Mods (id {MODS}) (id {lookalike})"
+        assert offered == [mods, f"mods (id {MODS_LOWER})", twin], offered
+        said = await fake.command_says("access", action="admin", kind="role", id=mods)
+        assert said.startswith(f"Role <@&{MODS}> administers the bot now"), said
+        for picked, rid in ((mods, MODS), (twin, lookalike)):
+            said = await fake.command_says("access", **role, id=picked)
+            assert said.startswith(f"Rule added: allow role <@&{rid}> (here)."), said
+        said = await fake.command_says("access", **role, id=f"Crew (id {MODS})")
+        assert said == (
+            f"`Crew (id {MODS})` names more than one role: `Crew (id {MODS})` (id {crew}), "
+            f"named so, and `Mods` (id {MODS}), written so. Give the id of the one you mean, "
+            "or mention it. Nothing changed."
+        ), said
+        listed = await fake.command_says("access")
+        assert f"<@&{crew}>" not in listed, listed
+        await bot.stop()
+    assert "Traceback" not in bot.log, bot.log[-3000:]
