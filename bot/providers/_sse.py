@@ -6,6 +6,9 @@ import codecs
 from typing import NamedTuple
 
 DEFAULT_MAX_LINE = 4 * 1024 * 1024  # characters; a real chunk line is a few KB
+# Events that only keep the connection alive, as a comment does: Anthropic's `ping`,
+# which it may send for as long as the connection lasts.
+KEEPALIVE_EVENTS = frozenset({"ping"})
 
 
 class SSEEvent(NamedTuple):
@@ -47,11 +50,13 @@ class SSEParser:
 
     @property
     def saw_data(self) -> bool:
-        """True if a field line (data, event, id, retry) ended since the last take_progress()."""
+        """True if a field line (data, event, id, retry) of an event that is not a
+        keep-alive (KEEPALIVE_EVENTS) ended since the last take_progress()."""
         return self._progress
 
     def take_progress(self) -> bool:
-        """Return saw_data and clear it; comments and blank lines (keep-alives) never set it."""
+        """Return saw_data and clear it; keep-alives (comments, blank lines, a `ping`
+        event) never set it."""
         progress, self._progress = self._progress, False
         return progress
 
@@ -154,5 +159,6 @@ class SSEParser:
             self._event = value
         elif name != "id" and name != "retry":
             return None  # unknown fields are ignored, and are not progress either
-        self._progress = True
+        if self._event not in KEEPALIVE_EVENTS:
+            self._progress = True
         return None

@@ -119,8 +119,9 @@ async def _events(
 ) -> AsyncGenerator[Delta, None]:
     """Deltas of an event stream, within the size caps and the idle limit.
 
-    Keep-alive comments and a line dripping in byte by byte are not progress: only a
-    complete event line resets the idle clock, or a stream could hold a turn forever.
+    Keep-alives (comments, Claude's `ping` events) and a line dripping in byte by byte
+    are not progress: only a complete line of another event resets the idle clock, or a
+    stream could hold a turn forever.
     Before the first one, comments (a proxy's "processing") may go on as long as a first
     byte may take. A body with no event at all is read as the error or page it is.
     """
@@ -129,7 +130,8 @@ async def _events(
     clock = asyncio.get_running_loop().time
     idle = transport.settings.idle_timeout
     progress = clock()
-    started = False  # an event line has come
+    started = False  # an event line has come (not a keep-alive's)
+    evented = False  # an event has come, a keep-alive's too: the body is an event stream
     head = b""  # the body's start, while no event line has come
     size = 0
     async with aclosing(transport.chunks(response, deadline, where, paced=True)) as chunks:
@@ -143,6 +145,7 @@ async def _events(
                 events = parser.feed(chunk)
             except SSELineTooLong:
                 raise malformed(where, "a line of the event stream is too long") from None
+            evented = evented or bool(events)
             if parser.take_progress():
                 progress, started = clock(), True
             elif clock() - progress > (idle if started else transport.settings.first_byte_timeout):
@@ -170,7 +173,7 @@ async def _events(
             raise StreamCut(_CUT.format(where=where)) from None
     lines = head.removeprefix(b"\xef\xbb\xbf").splitlines()
     said = b"\n".join(line for line in lines if not line.startswith(b":"))
-    if not started and not (state.done or state.complete) and said.strip():
+    if not (started or evented) and not (state.done or state.complete) and said.strip():
         raise _not_a_stream(said, spec)  # comments alone (a proxy's pings) are no body
     if not started and not head.strip():
         raise EmptyStream(f"{where} ended the answer's stream with nothing in it.")

@@ -389,6 +389,33 @@ async def test_idle_timeout_keeps_partial(
     assert stream.closed
 
 
+async def test_claude_pings_alone_are_no_progress(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """A Claude stream that sent `message_start` and then only `ping` events, a fifth of
+    the idle limit apart, lasted until PROVIDER_ANSWER_TIMEOUT (300 s): each ping reset
+    the idle clock. A ping keeps the connection alive as a comment does; it is no part
+    of the answer, so the idle limit ends it, and the error is asked again (a retry)."""
+    start = ("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 3}}})
+    pings = [0.01, sse_bytes([("ping", {"type": "ping"})])] * 200
+    response, stream = sse_response(sse_bytes([start]), *pings)
+    router.post(CLAUDE_URL).mock(return_value=response)
+    hub = make_hub(idle_timeout=0.05, first_byte_timeout=0.05, max_retries=0)
+    with pytest.raises(ProviderTimeout, match="stopped sending"):
+        await collect(hub, CLAUDE)
+    assert stream.sent < 100 and stream.closed  # not read to the end of its pings
+
+
+async def test_a_claude_stream_of_pings_that_closes_is_a_cut(
+    router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+) -> None:
+    """Pings are an event stream, not a body to read as the text of an error."""
+    pings = sse_bytes([("ping", {"type": "ping"})] * 3)
+    router.post(CLAUDE_URL).mock(return_value=sse_response(pings)[0])
+    with pytest.raises(StreamCut):
+        await collect(make_hub(max_retries=0), CLAUDE)
+
+
 async def test_aclose_closes_the_response(
     router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
 ) -> None:
