@@ -401,6 +401,8 @@ async def stream_answer(
                 out.error += f" {_IMAGES_TOO.format(p=prefix)}"
         elif isinstance(err, BadRequest):
             out.error += _named_settings_step(err, request, prefix, server)
+        elif answer.text.removeprefix(start).strip():  # an error cut it: say what helps
+            out.error += f" {_CUT_KEPT.format(p=prefix)}"
     except Exception as err:  # a bug (reading an odd stream, say): what arrived is kept
         log.error("an answer failed while it was written: %s", failure(err))
         out.state, out.failed = TurnState.STOPPED, True
@@ -445,6 +447,8 @@ _LESS_CONTEXT = (
     "An admin starts afresh with {p}reset, sets {p}params context to the model's context "
     "size (less history is then sent), or lowers {p}params max_tokens."
 )
+# Said after an error that cut an answer short (a timeout, a cut, the provider's error).
+_CUT_KEPT = "What arrived is kept: {p}continue goes on from it, or {p}retry asks again."
 # Said with it when the request carried images: a local model may count them higher
 # than the bot's estimate (budget.estimate_image_tokens).
 _IMAGES_TOO = (

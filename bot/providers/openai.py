@@ -244,7 +244,10 @@ class ChunkDecoder:
         if not isinstance(body, dict):
             raise malformed(self._where, "a chunk that is not a JSON object")
         choices = body.get("choices")
-        if body.get("error"):  # OpenRouter's mid-answer error comes with a choice
+        # OpenRouter's mid-answer error comes with a choice; vLLM's and Mistral's is
+        # `{"object": "error", …}`; a proxy's may be an `error` with nothing in it.
+        error = body.get("error")
+        if error or isinstance(error, dict) or body.get("object") == "error":
             self._raise_error(body)
         if choices is None:
             choices = []

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 
-from tests.e2e.hostile_endpoint import Answer, HostileEndpoint, Recorded, sse_chunk
+from tests.e2e.hostile_endpoint import Answer, HostileEndpoint, Recorded, Stream, sse_chunk
 from tests.e2e.test_hostile_console import Workspace, custom_setup
 
 _ANSWER = sse_chunk("Paris.") + sse_chunk("", "stop") + b"data: [DONE]\n\n"
@@ -75,3 +75,40 @@ def test_a_529_saying_to_come_back_in_minutes_is_not_hammered_and_says_when(
     assert len(endpoint.chat_requests()) == 1, "it asked again while the server said to wait"
     [(role, _, error)] = ws.messages()
     assert role == "user" and error is not None and "Try again in 2 min." in error
+
+
+def _event(body: object) -> str:
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def test_an_error_chunk_after_some_text_is_said_as_the_providers_error(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """An error chunk mid-answer without `error` words of its own (vLLM's and Mistral's
+    `{"object": "error", "message": …}`, a proxy's bare `{"error": {}}`) was read as a
+    chunk with nothing in it: the asker was told the stream ended early, without the
+    provider's words. Now it is the provider's error, its words cleaned of a key, the
+    text before it kept, and what helps said; `/continue` goes on from it."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    key = "sk-abcdefghijklmnopqrstuvwx1234"
+    crashed = {"object": "error", "message": f"upstream model crashed; key {key}"}
+    endpoint.stream = Stream(
+        kind="raw", chunks=[sse_chunk("The capital is").decode(), _event(crashed)]
+    )
+    run = ws.run(["What is the capital of France?", "/help"], PROVIDER_MAX_RETRIES="0")
+    run.assert_survived()
+    shown = run.before_help()
+    assert "The capital is" in shown and "ended the stream" not in shown, shown
+    assert 'The provider said: "upstream model crashed; key ****"' in shown, shown
+    assert "/continue goes on from it, or /retry asks again." in shown, shown
+    assert key not in run.out + run.err
+    endpoint.stream = Stream(
+        kind="raw", chunks=[sse_chunk("Paris").decode(), _event({"error": {}})]
+    )
+    run = ws.run(["/retry", "/help"], PROVIDER_MAX_RETRIES="0")
+    shown = run.before_help()
+    assert "overloaded or failing" in shown and "ended the stream" not in shown, shown
+    endpoint.stream = Stream(chunks=[" Paris."])
+    run = ws.run(["/continue", "/help"], PROVIDER_MAX_RETRIES="0")
+    assert ws.messages()[-1] == ("assistant", "Paris Paris.", None), run.describe()
