@@ -61,7 +61,7 @@ class Stream:
       huge        `total_chars` of `fill`, `piece_chars` per event, as fast as possible
       single_line `total_chars` of `fill` in a single `data:` line, then a clean end
       raw         `chunks` written as they are (whole SSE lines or any bytes), `interval`
-                  apart, then the connection held open `hold` seconds and closed
+                  apart, then a close with no end of its own
     """
 
     kind: str = "chunks"
@@ -71,7 +71,6 @@ class Stream:
     piece_chars: int = 64 * 1024
     fill: str = "x"
     usage: dict[str, object] | None = None  # a `chunks` script's last chunk reports it
-    hold: float = 0.0  # a `raw` script: seconds the connection stays open after its chunks
 
     @property
     def answer(self) -> str:
@@ -326,9 +325,6 @@ class HostileEndpoint:
                 if self._stopping:
                     return
                 await resp.write(text(chunk).encode())
-            end = asyncio.get_running_loop().time() + s.hold
-            while not self._stopping and asyncio.get_running_loop().time() < end:
-                await asyncio.sleep(0.05)
         elif s.kind == "single_line":
             await resp.write(sse_chunk(s.fill * s.total_chars))
             await resp.write(_END)
