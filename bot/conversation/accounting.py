@@ -34,13 +34,13 @@ def counted(
 ) -> tuple[int, int, bool]:
     """(input, output, estimated): reported counts where there are any, else estimates.
 
-    A call that ended in an error before any text and reported nothing is counted as 0:
-    a refused or unreachable request is not billed. One stopped before any text
-    (`answered`) counts the prompt it sent.
+    A call that ended in an error before any text and reported nothing is counted as 0,
+    and not as estimated (nothing was): a refused or unreachable request is not billed.
+    One stopped before any text (`answered`) counts the prompt it sent.
     """
     reported = reported or Usage()
     if reported.prompt_tokens is None and reported.completion_tokens is None and not answered:
-        return 0, 0, True
+        return 0, 0, False
     estimated = False
     prompt = reported.prompt_tokens
     if prompt is None:

@@ -112,3 +112,17 @@ def test_an_error_chunk_after_some_text_is_said_as_the_providers_error(
     endpoint.stream = Stream(chunks=[" Paris."])
     run = ws.run(["/continue", "/help"], PROVIDER_MAX_RETRIES="0")
     assert ws.messages()[-1] == ("assistant", "Paris Paris.", None), run.describe()
+
+
+def test_a_call_refused_before_any_answer_is_no_estimate_in_usage(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A 500 before any answer counts nothing, as README says, but /usage said the call
+    was "estimated (not reported: the endpoint sends no usage, …)": nothing was."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.on_chat = lambda rec: _unavailable(500, "")
+    run = ws.run(["What is the capital of France?", "/usage", "/help"], PROVIDER_MAX_RETRIES="0")
+    shown = run.before_help()
+    assert "Total: 0 tokens (0 in, 0 out) in 1 call." in shown, shown
+    assert "Of these, 1 ended with an error." in shown and "estimated" not in shown, shown

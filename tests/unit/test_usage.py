@@ -148,7 +148,7 @@ def test_counting_prefers_reported_and_estimates_the_rest() -> None:
     prompt, completion, estimated = counted(None, REQUEST, "an answer", answered=True)
     assert prompt == request_tokens(REQUEST) > 0 and completion > 0 and estimated
     # Nothing came back and nothing was reported: a refused call bills nothing.
-    assert counted(None, REQUEST, "", answered=False) == (0, 0, True)
+    assert counted(None, REQUEST, "", answered=False) == (0, 0, False)
     # A reported input with no text (cut at once) is kept.
     assert counted(Usage(40, None), REQUEST, "", answered=False) == (40, 0, True)
 
