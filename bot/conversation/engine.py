@@ -106,7 +106,7 @@ PRUNED_AT_ONCE = 50_000  # deleted in one housekeeping at most: the rest the nex
 # Who reads files checked before their message is written (the console's, its user's).
 _LOCAL_FILES = "attached before sending"
 _BLOCKED_KEPT = 4096  # channels whose reason for not answering the log holds
-_REFUSALS_KEPT = 4096  # (conversation, member) pairs whose last refusal is remembered
+_REFUSALS_KEPT = 4096  # (conversation, member, limits) whose last refusal is remembered
 # Told when a control's turn comes: the answer it acts on (None: a question that got none)
 # and who asked it (None: a greeting), before anything is shown (ChatEngine.control).
 OnTurn = Callable[[int | None, str | None], Awaitable[None]]
@@ -434,8 +434,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         self._blocked_logged: dict[ChannelRef, str] = {}
         self._edits = Edits()
         self._requests = Requests(store, self._limits.history_image_turns)
-        # (conversation, member) → until when the limit's refusal told them there is recent.
-        self._refusal_shown: OrderedDict[tuple[ChannelRef, str], float] = OrderedDict()
+        # (conversation, member, the limits that refused) → until when the refusal told
+        # them there is recent.
+        self._refusal_shown: OrderedDict[tuple[ChannelRef, str, str], float] = OrderedDict()
 
     async def turn(self, incoming: Incoming, sink: ReplySink, prefix: str = "/") -> TurnResult:
         """Answer one message; turns of one conversation run in arrival order."""
@@ -850,7 +851,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if charge is not None and charge.refusal is not None:
                 refused = charge.refusal
                 log.info("a turn in %s was refused by %s", ref, refused.named)
-                if not self._refusal_due(ref, incoming.actor.id):
+                if not self._refusal_due(ref, incoming.actor.id, refused.named):
                     return TurnResult("", None, called_provider=False, ignored=True)
                 return TurnResult(refused.text, None, called_provider=False, refusal=refused.text)
             if charge is not None and charge.reserved is not None:
@@ -1435,17 +1436,19 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         listed = await self._store.cached_models(ref, config)
         return sees_images(config, listed)
 
-    def _refusal_due(self, ref: ChannelRef, member: str) -> bool:
-        """Whether a limit's refusal is told to `member` in conversation `ref`: not while the
-        one told to them there is recent (REFUSAL_SECONDS). A member flooding past a limit
-        would have the bot post one a message, each in the platform's rate limit that
-        everyone else's answers there wait in too (a Discord channel's, a homeserver's)."""
+    def _refusal_due(self, ref: ChannelRef, member: str, limits_named: str) -> bool:
+        """Whether a refusal by `limits_named` (Refusal.named) is told to `member` in
+        conversation `ref`: not while the same one told to them there is recent
+        (REFUSAL_SECONDS). A member flooding past a limit would have the bot post one a
+        message, each in the platform's rate limit that everyone else's answers there wait
+        in too (a Discord channel's, a homeserver's). Another limit refusing them is news
+        (waiting may no longer do), so it is told."""
         if ref.platform is Platform.CONSOLE:
             # One person at their own terminal, nobody else waiting on its output: each
             # line they type gets its answer, as a refusal is one.
             return True
         now = time.monotonic()
-        key = (ref, member)
+        key = (ref, member, limits_named)
         if self._refusal_shown.get(key, 0.0) > now:
             log.debug("a refusal in %s not told again: the last one is recent", ref)
             return False

@@ -575,6 +575,28 @@ async def test_a_member_refused_again_while_told_is_told_nothing_and_others_are_
     assert elsewhere.refusal is not None and not elsewhere.ignored  # his minute counts there too
 
 
+async def test_a_member_refused_by_another_limit_while_told_is_told_the_new_one(
+    core: Core,
+) -> None:
+    """A member refused by the minute's limit and then, while that refusal was recent
+    (REFUSAL_SECONDS), by a day's limit too was told nothing: they waited out the minute
+    the first named, to be refused again. A refusal by other limits is told; the same
+    one again is still not."""
+    await configure(core)
+    assert (await command(core, "/limits set messages_per_user_minute 1", ADMIN)).ok
+    with respx.mock(assert_all_called=False) as mock:
+        route = mock.post(f"{FAKE}/chat/completions").mock(side_effect=answer())
+        went, told = [(await ask(core))[0] for _ in range(2)]
+        assert (await command(core, "/limits set tokens_per_channel_day 0", ADMIN)).ok
+        other, again = [(await ask(core))[0] for _ in range(2)]
+        assert route.call_count == 1
+    assert went.refusal is None
+    assert told.refusal is not None and "tokens_per_channel_day" not in told.refusal
+    assert other.refusal is not None and not other.ignored
+    assert "tokens_per_channel_day" in other.refusal and "Waiting will not do" in other.refusal
+    assert again.ignored and again.refusal is None
+
+
 async def test_a_charge_adds_one_statement_before_the_model_is_asked(core: Core) -> None:
     """The charge runs in the question's transaction and adds one statement there: the
     reserved row and the sums together, on PostgreSQL with the server's lock row (a
