@@ -412,18 +412,23 @@ async def _admin_role(ctx: CommandContext, args: dict[str, Any], *, grant: bool)
 
 async def _rule_elsewhere(ctx: CommandContext, kind: AccessKind, subject: str, scope: Scope) -> str:
     """After a remove that found no rule at `scope`: how to remove the other scope's rule
-    for the same subject, when it has one."""
+    for the same subject, when it has one, or its bot-admin grant (/access unadmin)."""
     other = _other(ctx, scope)
-    if other is None:
-        return ""
-    there = other[0] is Scope.SERVER
-    if not any(
-        (r.kind, r.subject, r.server_wide) == (kind, subject, there)
-        for r in await ctx.store.quotas.rules(ctx.ref)
+    rules = await ctx.store.quotas.rules(ctx.ref)
+    said = ""
+    if other is not None and any(
+        (r.kind, r.subject, r.server_wide, r.effect is Effect.ADMIN)
+        == (kind, subject, other[0] is Scope.SERVER, False)
+        for r in rules
     ):
-        return ""
-    remove = f"{ctx.prefix}access remove {kind.value} {subject}{other[2]}"
-    return f" There is one {other[1]}: {remove} removes it."
+        remove = f"{ctx.prefix}access remove {kind.value} {subject}{other[2]}"
+        said = f" There is one {other[1]}: {remove} removes it."
+    if kind is AccessKind.ROLE and any(
+        (r.subject, r.effect) == (subject, Effect.ADMIN) for r in rules
+    ):
+        # A grant, not a who-may-chat rule: remove takes none.
+        said += f" It is a bot-admin role: {ctx.prefix}access unadmin role {subject} removes that."
+    return said
 
 
 async def access_summary(ctx: CommandContext) -> str:

@@ -231,6 +231,32 @@ async def test_removing_what_was_set_server_wide_without_scope_names_the_command
     ), said
 
 
+async def test_removing_a_bot_admin_roles_rule_names_unadmin(world: World) -> None:
+    """Probe: `/access remove role Helpers` of a role that is a bot-admin role (no allow
+    or deny rule) said only "There was no rule for role @Helpers for this channel. There
+    is one server-wide: /access remove role … scope:server removes it", and that one said
+    there was no rule: the grant is removed by /access unadmin, which it names now."""
+    helpers = world.guild.create_role("Helpers")
+    mention = f"<@&{helpers.id}>"
+    made = await world.admin.slash(
+        world.channel, "access", action="admin", kind="role", id="Helpers"
+    )
+    assert "administers the bot now" in reply_text(made), reply_text(made)
+    unadmin = f"/access unadmin role {helpers.id} removes that."
+    for scope in ({}, {"scope": "server"}):
+        said = reply_text(
+            await world.admin.slash(
+                world.channel, "access", action="remove", kind="role", id="Helpers", **scope
+            )
+        )
+        where = "server-wide" if scope else "for this channel"
+        assert said == (
+            f"There was no rule for role {mention} {where}. It is a bot-admin role: {unadmin}"
+        ), said
+    listed = reply_text(await world.admin.slash(world.channel, "access"))
+    assert f"role {mention} administers the bot" in listed, listed  # nothing changed
+
+
 async def test_allow_rules_of_the_channel_and_the_server_both_hold_and_say_so(
     world: World, endpoint: FakeOpenAI
 ) -> None:
