@@ -313,12 +313,7 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if len(kept) >= MAX_ACCESS_RULES and not any(
         (r.kind, r.subject) == (kind, subject) for r in kept
     ):
-        many = {Platform.DISCORD: "a role", Platform.MATRIX: "a power level"}.get(ctx.ref.platform)
-        instead = f", or name many people at once with {many}" if many else ""
-        raise CommandError(
-            f"There are already {MAX_ACCESS_RULES} rules {where}, the most kept: remove one "
-            f"with {p}access remove <user|role|level> <id>{instead}. Nothing changed."
-        )
+        raise _too_many(ctx, scope, kept)
     await ctx.store.quotas.set_rule(ctx.ref, scope, rule, ctx.actor)
     note = ""
     if rule.effect is Effect.ALLOW:
@@ -333,6 +328,22 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     else:
         note = " Admins may chat whatever the rules say."
     return Reply(f"Rule added: {describe(rule, ctx.ref.platform)}.{note}")
+
+
+def _too_many(ctx: CommandContext, scope: Scope, kept: list[AccessRule]) -> CommandError:
+    """The refusal of a rule past MAX_ACCESS_RULES at `scope` (`kept`: the rules there,
+    bot-admin roles among them: they count too, and /access unadmin removes those)."""
+    p = ctx.prefix
+    option = " scope:server" if scope is Scope.SERVER else ""
+    remove = f"{p}access remove <user|role|level> <id>{option}"
+    if any(r.effect is Effect.ADMIN for r in kept):
+        remove += f" (a bot-admin role: {p}access unadmin role <id>)"
+    many = {Platform.DISCORD: "a role", Platform.MATRIX: "a power level"}.get(ctx.ref.platform)
+    instead = f", or name many people at once with {many}" if many else ""
+    return CommandError(
+        f"There are already {MAX_ACCESS_RULES} rules {_where(scope, ctx.ref.place)}, the most "
+        f"kept: remove one with {remove}{instead}. Nothing changed."
+    )
 
 
 # Where there are no roles, who administers the bot instead (said to /access admin).
@@ -397,10 +408,7 @@ async def _admin_role(ctx: CommandContext, args: dict[str, Any], *, grant: bool)
     rule = AccessRule(AccessKind.ROLE, subject, Effect.ADMIN, server_wide=True)
     kept = [r for r in await ctx.store.quotas.rules(ctx.ref) if r.server_wide]
     if len(kept) >= MAX_ACCESS_RULES and rule not in kept:
-        raise CommandError(
-            f"There are already {MAX_ACCESS_RULES} rules server-wide, the most kept: remove "
-            f"one with {p}access remove <user|role> <id> scope:server. Nothing changed."
-        )
+        raise _too_many(ctx, Scope.SERVER, kept)
     await ctx.store.quotas.set_rule(ctx.ref, Scope.SERVER, rule, ctx.actor)
     return Reply(
         f"Role {role} administers the bot now: its members configure every channel of "

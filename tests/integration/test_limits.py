@@ -1002,6 +1002,25 @@ async def test_a_channel_keeps_at_most_fifty_rules_of_its_own(core: Core) -> Non
     assert (await command(core, "/access allow user 9999", ADMIN)).ok
 
 
+async def test_a_server_full_of_rules_says_how_to_remove_one_server_wide(core: Core) -> None:
+    """The refusal past 50 server-wide rules told `/access remove <user|role|level> <id>`
+    without scope:server (which looks for the channel's rule), and bot-admin roles count
+    among the 50 but are removed with /access unadmin, which it did not name; the
+    refusal of an `/access admin` past them was worded apart. One refusal says both."""
+    assert (await command(core, "/access admin role 777", OWNER)).ok
+    for n in range(MAX_ACCESS_RULES - 1):
+        assert (await command(core, f"/access allow user {1000 + n} scope:server", OWNER)).ok
+    said = (
+        "There are already 50 rules server-wide, the most kept: remove one with /access "
+        "remove <user|role|level> <id> scope:server (a bot-admin role: /access unadmin role "
+        "<id>), or name many people at once with a role. Nothing changed."
+    )
+    full = await command(core, "/access allow user 9999 scope:server", OWNER)
+    assert not full.ok and full.text == said, full.text
+    full = await command(core, "/access admin role 778", OWNER)
+    assert not full.ok and full.text == said, full.text
+
+
 async def test_operator_lists_keep_a_bot_private(database_url: str) -> None:
     gate = Gate.of(servers=["g1"], users=["u-member", "4242"])
     core = await open_core(database_url, gate)
