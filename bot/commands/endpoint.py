@@ -331,7 +331,8 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     with contextlib.suppress(SecretUnreadable):  # /settings says so on its own line
         found = await ctx.store.secret_origin(ctx.ref, name)
-        if found and _key_sent(config, source, found[0]):
+        password = await ctx.store.secret_origin(ctx.ref, PROXY_PASSWORD)
+        if found and _key_sent(config, source, found[0], password[0] if password else None):
             ends = f" (…{found[1]})" if found[1] else ""
             what = (f"{source.value} key{ends}", f"DEFAULT_{name.upper()}{ends}")
             text += _wider_applies(ctx, scope, found[0], what, "", f"key clear {source.value}")
@@ -494,12 +495,21 @@ async def proxy_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     return Reply(text, ok=own or bool(removed))
 
 
-def _key_sent(config: ChannelConfig, source: Source, origin: str) -> bool:
+def _key_sent(
+    config: ChannelConfig, source: Source, origin: str, password_from: str | None
+) -> bool:
     """Whether a key of `source` set at `origin` is one this channel's requests with that
     source carry (Endpoint.credential): not one kept from a URL set more narrowly than
-    itself (`withheld`, any source's), nor a provider's key, which no proxy URL is sent."""
-    key = SecretValue("key")
-    endpoint = Endpoint(source=source, proxy_url=config.proxy_url, api_key=key)
+    itself (`withheld`, any source's), nor a provider's key, which no proxy URL is sent,
+    nor a custom key where a proxy password set at `password_from` is sent instead."""
+    key = SecretValue("key")  # stand-ins: too short for the log's registry of secrets
+    sent_password = password_from is not None and not withheld(password_from, config)
+    endpoint = Endpoint(
+        source=source,
+        proxy_url=config.proxy_url,
+        api_key=key,
+        proxy_password=SecretValue("pw") if sent_password and config.proxy_url else None,
+    )
     return not withheld(origin, config) and endpoint.credential() is key
 
 

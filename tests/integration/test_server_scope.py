@@ -417,3 +417,33 @@ async def test_a_server_wide_proxy_password_this_channel_overrides_says_so(
         Invocation(("proxy", "password"), password("pw-server-00005555", "server")),
     )
     assert "its own" not in sibling.text, sibling.text
+
+
+async def test_clearing_a_channels_custom_key_says_what_is_sent_in_its_place(
+    harness: Harness,
+) -> None:
+    """`/key clear custom` in a channel under the server's URL, custom key and proxy
+    password said "The server's custom key applies here": the proxy password is what
+    that endpoint is sent (it replaces the custom key), so nothing of the key applies.
+    With no password, the server's key is what goes, and it is said."""
+
+    async def secret(name: str, text: str, scope: str = "") -> Reply:
+        args: dict[str, object] = {"password": SecretValue(text)}
+        path: tuple[str, ...] = ("proxy", "password")
+        if name == "key":
+            args, path = {"source": "custom", "key": SecretValue(text)}, ("key", "set")
+        args |= {"scope": scope} if scope else {}
+        actor = SERVER_ADMIN if scope else ADMIN
+        return await harness.core.run_command(REF, actor, Invocation(path, args))
+
+    assert (await run(harness, "/source custom scope:server", SERVER_ADMIN)).ok
+    assert (await run(harness, f"/proxy set {CLOSED} scope:server", SERVER_ADMIN)).ok
+    assert (await secret("key", "server-custom-key-000011", "server")).ok
+    assert (await secret("key", "channel-custom-key-00022")).ok
+    cleared = await run(harness, "/key clear custom")
+    assert "The server's custom key (…0011) applies here" in cleared.text, cleared.text
+    assert (await secret("key", "channel-custom-key-00022")).ok
+    assert (await secret("password", "server-proxy-password-33", "server")).ok
+    cleared = await run(harness, "/key clear custom")
+    assert cleared.text.startswith("Removed the custom key for this channel."), cleared.text
+    assert "custom key (…0011) applies" not in cleared.text, cleared.text
