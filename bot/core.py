@@ -310,8 +310,8 @@ class Core:
             if done.ignored:  # its turn was deleted meanwhile: nothing to show anyone
                 return Reply("", private=True, silent=True)
             text = collected.text or done.answer
-            if done.alternative[1] > 1:
-                text += f"\n(answer {done.alternative[0]} of {done.alternative[1]})"
+            if done.shown_of:
+                text += f"\n{done.shown_of}"
             # A notice (refused, nothing to do) is the presser's; a new answer everyone's.
             return Reply(text, private=done.notice, ok=done.error is None)
         return await execute(self.table, inv, self._context(ref, actor, roles, personal))

@@ -174,6 +174,19 @@ class TurnResult:
         """Only a message for the person (a refusal, a hint): nothing was asked or shown."""
         return not self.called_provider and self.answer_id is None
 
+    @property
+    def shown_of(self) -> str:
+        """Which of several is shown: `(answer 2 of 3)`, or for a character's greeting
+        (its alternate greetings, as SillyTavern names them) `(greeting 2 of 3)`; "" for
+        the only one."""
+        shown, of = self.alternative
+        return f"({self.kind} {shown} of {of})" if of > 1 else ""
+
+    @property
+    def kind(self) -> str:
+        """What is shown, as it is named to people: `answer`, or a card's `greeting`."""
+        return "greeting" if self.greeting else "answer"
+
 
 class Control(StrEnum):
     """What can be done to the newest turn of a conversation."""

@@ -556,8 +556,8 @@ class Console:
             )
             if isinstance(done, Reply):
                 self._print(done.text)
-            elif done.alternative[1] > 1:
-                self._print(f"(answer {done.alternative[0]} of {done.alternative[1]})")
+            elif done.shown_of:
+                self._print(done.shown_of)
             return
         refused = await self._core.refusal(self._ref, self._actor, inv)
         if refused is not None:

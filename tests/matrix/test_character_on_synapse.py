@@ -99,7 +99,7 @@ async def test_a_card_gives_the_bot_a_face_in_one_room(
             # "swipe to see the others" named nothing to type or react with on Matrix.
             assert "Its greeting has 3 versions: !swipe next shows the others." in text, text
             swiped = await alice.command(room_id, bot.user_id, "!swipe next")
-            assert swiped == "(answer 2 of 3)", swiped
+            assert swiped == "(greeting 2 of 3)", swiped  # not an answer to anything
 
             cleared = await alice.command(room_id, bot.user_id, "!character clear")
             assert "Removed Aurelia" in cleared, cleared

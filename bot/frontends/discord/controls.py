@@ -329,9 +329,8 @@ class Controls:
                 said = f"I could not change this answer: {refused[0].reason}. {refused[0].fix}"
                 await _privately(interaction, said)
             elif typed:
-                shown = f" (answer {done.alternative[0]} of {done.alternative[1]})"
-                said = shown if done.alternative[1] > 1 else ""
-                await _privately(interaction, f"Done: the answer above changed{said}.")
+                said = f" {done.shown_of}" if done.shown_of else ""
+                await _privately(interaction, f"Done: the {done.kind} above changed{said}.")
         finally:
             await answer.close()
 

@@ -585,8 +585,8 @@ class MessageHandler:
             return
         elif done.notice:
             await self._notice(msg, done.answer)
-        elif done.alternative[1] > 1:
-            await self._notice(msg, f"(answer {done.alternative[0]} of {done.alternative[1]})")
+        elif done.shown_of:
+            await self._notice(msg, done.shown_of)
 
     def _newest_shown(self, ref: ChannelRef) -> Shown | None:
         first = self._newest.get(str(ref))
