@@ -69,6 +69,11 @@ def names_a_credential(name: str) -> bool:
     return any(_CREDENTIAL_PART.fullmatch(part) for part in parts)
 
 
+# The shortest key or password taken (Kind.SECRET). Anything shorter is guessed at once,
+# and the log's registry of secrets (as short a word is in ordinary text) leaves it out,
+# while a channel's answers would lose it from inside every word: a password `a` made
+# "I have a cat" read "I h****ve **** c****t".
+MIN_SECRET_CHARS = 6
 # A channel secret this long found in a message stops it, and in a model id leaves that
 # out (a shorter one could be any word; answers are still cleaned of those).
 HELD_SECRET_CHARS = 8
@@ -296,7 +301,6 @@ class _SecretRegistry:
     read (a turn opens its channel's), and the channel's own are given to redact()
     wherever they matter."""
 
-    _MIN_LEN = 6
     _MOST = 1024
 
     def __init__(self) -> None:
@@ -305,7 +309,7 @@ class _SecretRegistry:
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        if len(value) < self._MIN_LEN:
+        if len(value) < MIN_SECRET_CHARS:
             return
         with self._lock:
             if value in self._values:  # seen again: the last to go

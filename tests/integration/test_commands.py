@@ -632,3 +632,21 @@ async def test_a_long_model_list_can_be_narrowed(harness: Harness) -> None:
     assert "vendor-" not in narrowed.text
     none = await run(harness, "/models list mixtral", MEMBER)
     assert none.text == "No custom model id here contains `mixtral`."
+
+
+async def test_a_proxy_password_of_a_letter_is_refused_not_blanked_from_every_word(
+    harness: Harness,
+) -> None:
+    """Probe: `/proxy set <url> a` was taken, and every answer and error the channel was
+    shown lost the letter from inside every word (the channel's own secrets are cleaned
+    whatever their length): "I have a cat" read "I h****ve **** c****t". The log's
+    registry, for its part, leaves out secrets under 6 characters. Under 6 is refused."""
+    url = "http://127.0.0.1:9/v1"
+    for typed in (f"/proxy set {url} a", "/proxy password abcde", "/key set custom abc"):
+        said = await harness.core.run_text_command(Incoming(REF, ADMIN, typed))
+        assert not said.ok and "it takes at least 6" in said.text, (typed, said.text)
+        assert "Nothing was saved" in said.text, said.text
+    assert await harness.store.scope_values(REF, Scope.CHANNEL) == {}
+    assert await harness.store.secret_origin(REF, "proxy_password") is None
+    taken = await harness.core.run_text_command(Incoming(REF, ADMIN, f"/proxy set {url} q7Zx9w"))
+    assert taken.ok and "with a password" in taken.text, taken.text
