@@ -310,8 +310,9 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         return Reply(f"Removed the rule for {named} {where}.")
     rule = AccessRule(kind, subject, Effect(action), scope is Scope.SERVER)
     kept = [r for r in await ctx.store.quotas.rules(ctx.ref) if r.server_wide == rule.server_wide]
+    # A rule there already may change its effect; a bot-admin role is a row of its own.
     if len(kept) >= MAX_ACCESS_RULES and not any(
-        (r.kind, r.subject) == (kind, subject) for r in kept
+        (r.kind, r.subject) == (kind, subject) and r.effect is not Effect.ADMIN for r in kept
     ):
         raise _too_many(ctx, scope, kept)
     await ctx.store.quotas.set_rule(ctx.ref, scope, rule, ctx.actor)

@@ -1021,6 +1021,18 @@ async def test_a_server_full_of_rules_says_how_to_remove_one_server_wide(core: C
     assert not full.ok and full.text == said, full.text
 
 
+async def test_a_bot_admin_role_counts_among_the_servers_fifty_rules(core: Core) -> None:
+    """Review probe: a server's bot-admin role is one of its 50 rules, but a who-may-chat
+    rule for the same role passed the limit as if it were that rule changing its effect
+    (it is a row of its own): a server at 50 kept a 51st."""
+    assert (await command(core, "/access admin role 777", OWNER)).ok
+    for n in range(MAX_ACCESS_RULES - 1):
+        assert (await command(core, f"/access allow user {1000 + n} scope:server", OWNER)).ok
+    full = await command(core, "/access allow role 777 scope:server", OWNER)
+    assert not full.ok and full.text.startswith("There are already 50 rules server-wide"), full
+    assert "allow role <@&777>" not in (await command(core, "/access", OWNER)).text
+
+
 async def test_operator_lists_keep_a_bot_private(database_url: str) -> None:
     gate = Gate.of(servers=["g1"], users=["u-member", "4242"])
     core = await open_core(database_url, gate)
