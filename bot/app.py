@@ -429,6 +429,7 @@ async def build_core(settings: Settings, box: SecretBox) -> Core:
             settings.limit_defaults(),
             servers=settings.allowed_servers,
             users=settings.allowed_users,
+            matrix_level=settings.matrix_admin_power_level,
         ),  # the operator's admins: admin_ids above, the one way Core takes them
     )
     await core.housekeeping()

@@ -270,12 +270,18 @@ async def secret_check(
 
 
 async def run_status_check(
-    store: Store, hub: ProviderHub, ref: ChannelRef, prefix: str = "/", admin: bool = False
+    store: Store,
+    hub: ProviderHub,
+    ref: ChannelRef,
+    prefix: str = "/",
+    admin: bool = False,
+    who: str = "",
 ) -> StatusResult:
     """Check the channel's endpoint now and remember the outcome (and a corrected URL).
 
-    The outcome is remembered as anyone may read it later; the one returned is worded
-    for its reader (`admin`: a missing step is theirs to take)."""
+    The outcome is remembered as anyone may read it later (`who`: who the admins who fix
+    a failure are here); the one returned is worded for its reader (`admin`: a missing
+    step is theirs to take)."""
     config = await store.effective_config(ref)
     missing: NotConnectable | None = None
     try:
@@ -285,11 +291,15 @@ async def run_status_check(
         missing = err
         result = StatusResult(ok=False, reason=str(err), error_kind="config")
     except ProviderError as err:
-        result = StatusResult(
-            ok=False, reason=provider_error_text(err, prefix), error_kind=err.kind
-        )
+        said = _what_failed(err, prefix)  # its step is said below, to whom it is
+        result = StatusResult(ok=False, reason=said, error_kind=err.kind, step=err.step)
     except SecretUnreadable as err:  # what was set before the check stays set; this says why
         result = StatusResult(ok=False, reason=str(err), error_kind="unreadable")
+    told = result.reason  # as it is told to its reader
+    if result.step:  # a provider's step: kept as an admin's, said to an admin as theirs
+        told = with_step(result.reason, result.step, prefix, admin=admin, who=who)
+        kept = with_step(result.reason, result.step, prefix, admin=False, who=who)
+        result = replace(result, reason=kept)
     status = StatusCheck(
         ok=result.ok, reason=result.reason, checked_url=result.base_url, kind=result.error_kind
     )
@@ -302,7 +312,7 @@ async def run_status_check(
         await store.cache_models(ref, config, result.models)
     if missing is not None:
         result = replace(result, reason=missing.said_to(admin))
-    return result
+    return replace(result, reason=told) if result.step else result
 
 
 def _resolved(config: ChannelConfig, result: StatusResult) -> str | None:
@@ -329,12 +339,31 @@ def recheck_due(status: StatusCheck | None, now: datetime | None = None) -> bool
     return (now - status.checked_at).total_seconds() >= RECHECK_AFTER
 
 
-def provider_error_text(err: ProviderError, prefix: str) -> str:
+def provider_error_text(
+    err: ProviderError, prefix: str, *, admin: bool = False, who: str = ""
+) -> str:
     """A provider's error as a person reads it, with the command that helps named as
-    typed on their platform (the provider layer knows no commands)."""
+    typed on their platform (the provider layer knows no commands); its step (`Check the
+    URL …`) as their own to an `admin`, to anyone else as an admin's (`who`: who those
+    are here, OperatorAccess.who_admins)."""
+    return with_step(_what_failed(err, prefix), err.step, prefix, admin=admin, who=who)
+
+
+def _what_failed(err: ProviderError, prefix: str) -> str:
     if isinstance(err, NotFoundError):
         return f"{err.user_message} {prefix}models list shows the models offered here."
     return err.user_message
+
+
+def with_step(said: str, step: str, prefix: str, *, admin: bool, who: str = "") -> str:
+    """What failed, then what an admin does about it: the `step` itself to an `admin`;
+    to anyone else, that only an admin can (a member cannot check a server's URL)."""
+    if not step:
+        return said
+    if admin:
+        return f"{said} {step}"
+    whom = f" ({who})" if who else ""
+    return f"{said} Only an admin can fix that{whom}; {prefix}connect shows them what to check."
 
 
 def blocked_reason(

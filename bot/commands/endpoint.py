@@ -54,7 +54,8 @@ async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[Sta
 
     `model_step`: a check that passed where no model is chosen yet also names that step
     (as chat would refuse it), unless the caller says it itself (/source)."""
-    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix, ctx.is_admin)
+    who = ctx.gate.operator.who_admins(ctx.ref)
+    result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix, ctx.is_admin, who)
     config = await ctx.store.effective_config(ctx.ref)
     line = _status_line(result, ctx.prefix, config.model) + await _password_step(ctx, result)
     if result.ok and model_step and not config.model:
@@ -121,6 +122,12 @@ def _reused(earlier: tuple[float, float] | None, command: str) -> str:
     return f" (checked {said}; run {command} again {when} to check anew)"
 
 
+def endpoint_list_offered(config: ChannelConfig) -> bool:
+    """Whether /model offers the endpoint's list: shown, or the source has no list of its
+    own (custom), so the endpoint's is the one there is."""
+    return config.show_external_models or not BUILTIN_MODELS[config.source]
+
+
 async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[str]:
     """The models /model offers: the source's own, then the endpoint's when shown (a
     source with no list of its own, custom, always shows the endpoint's).
@@ -128,7 +135,7 @@ async def _offered_models(ctx: CommandContext, config: ChannelConfig) -> list[st
     As on SillyTavern's page, the endpoint's models come after the source's list.
     """
     ids = list(BUILTIN_MODELS[config.source])
-    if config.show_external_models or not ids:
+    if endpoint_list_offered(config):
         cached = await ctx.store.cached_models(ctx.ref, config) or []
         known = set(ids)
         ids += [m.id for m in cached if m.id not in known]
@@ -228,7 +235,8 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         # The model is picked for the source chosen, not this channel's own, which wins
         # here and may be another.
         where = " scope:server" if scope is Scope.SERVER else ""
-        model = f"{dropped}pick one for {source.value} with {ctx.prefix}model{where}."
+        model = f"{dropped}pick one for {source.value} with {ctx.prefix}model{where}"
+        model += await _some_offered(ctx, after, source) + "."
         origin = after.origins.get("model", "default")
         if after.model and not (scope is Scope.SERVER and origin == "channel"):
             shown = f"{shown_id(after.model)} ({origin_name(origin, ctx.ref.place)})"
@@ -248,6 +256,24 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # for another source maybe: said, as its own source would be.
     note = own_value_note(after, scope, "source", "model")
     return Reply(f"{' '.join(filter(None, (said + '.', model)))}{note}\n{checked}")
+
+
+_NAMED_AT_ONCE = 3  # the offered models a step names; /models list has them all
+
+
+async def _some_offered(ctx: CommandContext, config: ChannelConfig, source: Source) -> str:
+    """` (offered: a, b, c; /models list shows all 12)`: a few of the models `source`
+    offers here, or where its list comes from when there is none yet."""
+    p = ctx.prefix
+    if config.source is not source:  # a server's source; this channel keeps its own
+        return f" ({p}models list in a channel that uses it shows the models offered)"
+    ids = await _offered_models(ctx, config)
+    if not ids:
+        return f" (none is listed yet: {p}models external fetches the endpoint's list)"
+    named = ", ".join(map(shown_id, ids[:_NAMED_AT_ONCE]))
+    if len(ids) <= _NAMED_AT_ONCE:
+        return f" (offered: {named})"
+    return f" (offered: {named} …; {p}models list shows all {len(ids):,})"
 
 
 def _unproxied(config: ChannelConfig, ctx: CommandContext) -> str:
@@ -725,7 +751,7 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         earlier = ctx.hub.reused(err, asked)
         if earlier is None:
             raise
-        said = provider_error_text(err, ctx.prefix)
+        said = provider_error_text(err, ctx.prefix, admin=ctx.is_admin)
         return Reply(f"Listing failed{_reused(earlier, again)}: {said}", private=True, ok=False)
     if not models:
         return Reply("The endpoint reported no models. Check the URL and key.", ok=False)
@@ -744,6 +770,8 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         note = (
             f"\n{said}; it stays selected. If chat fails, pick one of these with {ctx.prefix}model."
         )
+    elif not config.model:
+        note = f"\nPick one with {ctx.prefix}model <id>."
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
     offered = _list(ids, _NARROW.format(p=ctx.prefix))
     where = " for this server" if scope is Scope.SERVER else ""

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.characters import FORMATS
 from bot.commands.catalog import SETUP_STEPS
-from bot.commands.endpoint import key_not_sent, secret_state
+from bot.commands.endpoint import endpoint_list_offered, key_not_sent, secret_state
 from bot.commands.parse import CommandError, suggest
 from bot.commands.quotas import access_summary
 from bot.commands.scopes import (
@@ -65,6 +65,14 @@ async def _own_step(ctx: CommandContext, config: ChannelConfig) -> str | None:
     return None
 
 
+def _offered_anyway(config: ChannelConfig) -> str:
+    """What an `off` does not stop: a source with no list of its own (custom) offers the
+    endpoint's all the same (README: for custom, the endpoint's list is what is offered)."""
+    if config.show_external_models or not endpoint_list_offered(config):
+        return ""
+    return f"; {config.source.value} has no built-in list, so the endpoint's is offered anyway"
+
+
 def _only_for(field: Field) -> str:
     if field.sources is None:
         return ""
@@ -107,7 +115,8 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         f"Bypass status check: {'on' if config.bypass_status_check else 'off'}"
         + origin_note(config, "bypass_status_check", place),
         f"Show external models: {'on' if config.show_external_models else 'off'}"
-        + origin_note(config, "show_external_models", place),
+        + origin_note(config, "show_external_models", place)
+        + _offered_anyway(config),
         f"Reply mode: {config.reply_mode.value}{origin_note(config, 'reply_mode', place)}"
         + _every_message(ctx, config, "."),
     ]

@@ -20,6 +20,7 @@ from bot.usage.access import (
     AccessError,
     admin_by_role,
     describe,
+    kinds_here,
     parse_subject,
     role_suggestions,
     shown_subject,
@@ -84,8 +85,12 @@ def _names(ctx: CommandContext) -> str:
     )
 
 
-def _set_usage(ctx: CommandContext) -> str:
-    scope = " [scope:server]" if ctx.ref.has_server else ""
+def _set_usage(ctx: CommandContext, *, server: bool = True) -> str:
+    """How a limit is set, as typed on the asker's platform: on Discord `set` is the
+    `action` option's choice, and each value goes in its own option."""
+    scope = " [scope:server]" if ctx.ref.has_server and server else ""
+    if ctx.ref.platform is Platform.DISCORD:
+        return f"/limits action:set name:<name> value:<value|off|default>{scope}"
     return f"{ctx.prefix}limits set <name> <value|off|default>{scope}"
 
 
@@ -98,13 +103,12 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if args.get("action") == "set":
         return await _set_limit(ctx, args)
     if "name" in args or "value" in args:
-        raise CommandError(f"To change a limit: {ctx.prefix}limits set <name> <value|off>.")
+        raise CommandError(f"To change a limit: {_set_usage(ctx)}.")
     held = await limits_here(ctx.store, ctx.gate, ctx.ref)
-    p = ctx.prefix
     if not held:
         text = "No limits hold here."
         if ctx.is_admin:
-            text += f" Set one with {p}limits set <name> <value> (names: {_names(ctx)})."
+            text += f" Set one with {_set_usage(ctx)} (names: {_names(ctx)})."
         return Reply(text)
     lines = ["Limits here:"]
     said = {"operator": "operator default", "channel": str(ctx.ref.place)}
@@ -120,7 +124,7 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if ctx.is_server_admin:
         change = f"Change one with {_set_usage(ctx)}."
     elif ctx.is_admin:
-        change = f"Change this {place}'s with {p}limits set <name> <value|off|default>."
+        change = f"Change this {place}'s with {_set_usage(ctx, server=False)}."
         # The smaller of a channel's and its server's holds: raising the channel's
         # cannot lift a server's, and a server's budget is set server-wide only.
         servers = [
@@ -152,7 +156,8 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     p = ctx.prefix
     if not ctx.is_admin:
         raise CommandError(
-            f"Only admins of this {ctx.ref.place} can change limits; {p}limits shows them."
+            f"Only admins of this {ctx.ref.place} can change limits "
+            f"({ctx.gate.operator.who_admins(ctx.ref)}); {p}limits shows them."
         )
     if "name" not in args or "value" not in args:
         raise CommandError(f"Usage: {_set_usage(ctx)}; names: {_names(ctx)}.")
@@ -266,14 +271,16 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     p = ctx.prefix
     if action == "list":
         if "kind" in args or "id" in args:
-            raise CommandError(f"Usage: {p}access allow|deny|remove <user|role|level> <id>.")
+            raise CommandError(
+                f"Usage: {p}access allow|deny|remove <{kinds_here(ctx.ref.platform)}> <id>."
+            )
         return Reply(await access_summary(ctx))
     if action in ADMIN_ACTS:
         return await _admin_role(ctx, args, grant=action == "admin")
     if "kind" not in args or "id" not in args:
         example = "level 50" if ctx.ref.platform is Platform.MATRIX else "user <id>"
         raise CommandError(
-            f"Usage: {p}access {action} <user|role|level> <id>"
+            f"Usage: {p}access {action} <{kinds_here(ctx.ref.platform)}> <id>"
             f"{' [scope:server]' if ctx.ref.has_server else ''}, "
             f"e.g. {p}access {action} {example}."
         )
@@ -336,7 +343,7 @@ def _too_many(ctx: CommandContext, scope: Scope, kept: list[AccessRule]) -> Comm
     bot-admin roles among them: they count too, and /access unadmin removes those)."""
     p = ctx.prefix
     option = " scope:server" if scope is Scope.SERVER else ""
-    remove = f"{p}access remove <user|role|level> <id>{option}"
+    remove = f"{p}access remove <{kinds_here(ctx.ref.platform)}> <id>{option}"
     if any(r.effect is Effect.ADMIN for r in kept):
         remove += f" (a bot-admin role: {p}access unadmin role <id>)"
     many = {Platform.DISCORD: "a role", Platform.MATRIX: "a power level"}.get(ctx.ref.platform)

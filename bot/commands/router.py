@@ -101,9 +101,9 @@ def accessible(
         return Reply(NOT_HERE, private=True, ok=False)
     if command.admin and not ctx.is_admin:
         return Reply(
-            f"Only admins of this {ctx.ref.place} can use "
-            f"{ctx.prefix}{' '.join(path)}. Ask one of them, or see {ctx.prefix}settings "
-            "for the current configuration.",
+            f"Only admins of this {ctx.ref.place} can use {ctx.prefix}{' '.join(path)} "
+            f"({ctx.gate.operator.who_admins(ctx.ref)}). Ask one of them, or see "
+            f"{ctx.prefix}settings for the current configuration.",
             private=True,
             ok=False,
         )
@@ -155,7 +155,10 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
     except (SecretUnreadable, StoreError, FieldError) as err:
         return Reply(str(err), private=True, ok=False)
     except ProviderError as err:
-        return Reply(provider_error_text(err, ctx.prefix), private=True, ok=False)
+        said = provider_error_text(
+            err, ctx.prefix, admin=ctx.is_admin, who=ctx.gate.operator.who_admins(ctx.ref)
+        )
+        return Reply(said, private=True, ok=False)
     except Exception as err:  # a bug: said, logged by kind and place, never a traceback
         log.error("%s failed: %s", name, failure(err))
         # The console's reader is the operator, who reads the log themselves.

@@ -67,9 +67,10 @@ class Option:
     max_value: float | None = None
     max_length: int = 4000
     is_name: bool = False  # a STRING that may be a name (a Discord role's): words, emoji
-    # Choices that mean something only where there are servers (/access admin): not
-    # listed elsewhere, still taken (their command says why they do nothing there).
-    server_choices: tuple[str, ...] = ()
+    # Choices that exist only where Platform.has their `where` (SERVERS: /access admin;
+    # a platform's name: Matrix's power levels): offered and listed there alone; typed
+    # elsewhere they are taken, and their command says why they do nothing there.
+    choices_on: tuple[tuple[str, str], ...] = ()
 
     @property
     def secret(self) -> bool:
@@ -80,13 +81,9 @@ class Option:
 
     def shown_choices(self, platform: Platform) -> tuple[str, ...]:
         """The choices as `platform`'s people read them (`room` for `channel` on Matrix,
-        `tokens_per_room_day`: Platform.named), those only servers have left out where
-        there are none."""
-        return tuple(
-            platform.named(c)
-            for c in self.choices
-            if platform.has_servers or c not in self.server_choices
-        )
+        `tokens_per_room_day`: Platform.named), those of other platforms left out."""
+        only = dict(self.choices_on)
+        return tuple(platform.named(c) for c in self.choices if platform.has(only.get(c, platform)))
 
     def choice(self, word: str) -> str | None:
         """The choice `word` names in any case, in any platform's words for the place (a

@@ -8,8 +8,9 @@ from bot.commands import handlers as h
 from bot.commands import quotas, usage_report
 from bot.commands.spec import DEFAULT, SCOPE, SOURCES, Command, Kind, Option
 from bot.fields import PARAM_NAMES
-from bot.types import ReplyMode
+from bot.types import SERVERS, ReplyMode
 from bot.types.text import MODEL_ID_CHARS, PROXY_URL_CHARS, SYSTEM_PROMPT_CHARS
+from bot.usage.access import KINDS_ON
 
 REPLY_MODES = tuple(m.value for m in ReplyMode)
 
@@ -361,7 +362,8 @@ TABLE: tuple[Command, ...] = (
     ),
     Command(
         "access",
-        "Who may chat here (allow/deny/remove); which Discord roles administer the bot (admin).",
+        "Who may chat here: list, allow/deny/remove a user{discord: or role}"
+        "{matrix: or power level}{server:; which roles administer the bot (admin)}.",
         (
             Option(
                 "action",
@@ -369,13 +371,20 @@ TABLE: tuple[Command, ...] = (
                 "list, allow, deny or remove{server:; admin or unadmin a role (server admins)}",
                 False,
                 quotas.ACTS,
-                server_choices=quotas.ADMIN_ACTS,
+                choices_on=tuple((a, SERVERS) for a in quotas.ADMIN_ACTS),
             ),
-            Option("kind", Kind.CHOICE, "user, role or level", False, quotas.ACCESS_KINDS),
+            Option(
+                "kind",
+                Kind.CHOICE,
+                "user{discord: or role}{matrix: or level}",
+                False,
+                quotas.ACCESS_KINDS,
+                choices_on=tuple((k.value, p) for k, p in KINDS_ON.items()),
+            ),
             Option(
                 "id",
                 Kind.STRING,
-                "user id, role name or id, or power level",
+                "user id{discord: or role name or id}{matrix: or power level}",
                 False,
                 autocomplete="roles",  # the server's role names, once the kind is role
                 max_length=300,

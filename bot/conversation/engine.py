@@ -1215,6 +1215,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                         start=continuing.content if continuing else "",
                         prefix=prefix,
                         server=ref.has_server,
+                        who=self._gate.operator.who_admins(ref),
                     )
             finally:
                 if self._running.get(ref) is running:
@@ -1326,7 +1327,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         """The channel's config, re-checked first when a passing failure blocks it."""
         config = await self._store.effective_config(ref)
         if recheck_due(config.status) and not config.bypass_status_check:
-            await run_status_check(self._store, self._hub, ref, prefix)
+            who = self._gate.operator.who_admins(ref)
+            await run_status_check(self._store, self._hub, ref, prefix, who=who)
             config = await self._store.effective_config(ref)
         self._log_passed_over(ref, config)
         return config

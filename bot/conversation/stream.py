@@ -329,13 +329,15 @@ async def stream_answer(
     start: str = "",
     prefix: str = "/",
     server: bool = True,
+    who: str = "",
 ) -> Outcome:
     """Stream the answer into the sink; a fault, a stop or a limit keeps what arrived.
 
     `start` is text already shown that the new text continues (a continued answer). An
     answer the model ended at its length limit or a content filter says so (`prefix`:
     the platform's, for the commands it names; `server`: whether the channel has a
-    server, whose value they may name).
+    server, whose value they may name; `who`: who the admins are, who fix what an
+    endpoint's failure asks of them).
     """
     split = ThinkSplitter(continuing=bool(start))
     answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
@@ -392,7 +394,7 @@ async def stream_answer(
         out.error = running.stopped_by
     except ProviderError as err:
         out.state, out.failed = TurnState.STOPPED, True
-        out.error = provider_error_text(err, prefix)
+        out.error = provider_error_text(err, prefix, who=who)
         if isinstance(err, EmptyStream):  # llama-cpp-python's way to refuse a long one
             out.error += " If the conversation is long, it may not fit the model."
         if isinstance(err, ContextTooLong | EmptyStream):

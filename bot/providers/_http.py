@@ -388,9 +388,17 @@ class Transport:
             hint = ""
             if spec.url.startswith("https://") and _caused_by(exc, ssl.SSLError):
                 hint = " It did not answer in TLS: if it serves plain http://, set that URL."
+            # The class and its text for the log; people read what happened in words.
+            log.info(
+                "%s %s: no connection (%s: %s)",
+                spec.method,
+                _logged(spec),
+                type(exc).__name__,
+                redact(str(exc), spec.secrets, known=False),
+            )
             raise Unreachable(
-                f"{spec.where} could not be reached ({type(exc).__name__}). {spec.reach_hint}, "
-                f"then try again.{hint}"
+                f"{spec.where} could not be reached: {connect_failure(exc)}.",
+                step=f"{spec.reach_hint}, then try again.{hint}",
             ) from None
         if log.isEnabledFor(logging.DEBUG):  # a redirect's URL may echo a short password
             log.debug("%s %s → %d", spec.method, _logged(spec), response.status_code)
@@ -825,6 +833,41 @@ def _through(layers: list[_Inflater], data: bytes) -> Iterator[bytes]:
         return
     for piece in layers[0].pieces(data):
         yield from _through(layers[1:], piece)
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why no connection was made, in words a person reads (the exception's class names
+    only the library's view of it: `ConnectError`). The network backend names the
+    socket's error in its message (_network: `connect failed (ConnectionRefusedError)`),
+    which is all the pool passes on."""
+
+    def said(*names: str) -> bool:
+        return any(name in chain for name in names)
+
+    chain = " ".join(f"{type(e).__name__} {e}" for e in _chain(exc))
+    if said("SSLError", "SSLCertVerificationError", "TLS handshake failed"):
+        return "the TLS handshake failed"
+    if said("gaierror", "has no address"):
+        return "its host name was not found"
+    if said("ConnectionRefusedError"):
+        return "the connection was refused (nothing listens at that address and port)"
+    if said("ConnectionResetError", "ConnectionAbortedError"):
+        return "the connection was reset"
+    if said("Network is unreachable", "No route to host"):
+        return "no network route leads to it"
+    if said("RemoteProtocolError"):
+        return "it closed the connection without answering"
+    return "the connection failed"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from (httpx's, httpcore's, the socket's)."""
+    found: list[BaseException] = []
+    below: BaseException | None = exc
+    while below is not None and all(below is not e for e in found):
+        found.append(below)
+        below = below.__cause__ or below.__context__
+    return found
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -289,6 +289,7 @@ class HTTPProvider:
                 base_url=base,
                 corrected=bool(typed) and base != typed,
                 error_kind=err.kind,
+                step=err.step,
                 checked_ago=ago,
                 recheck_in=again,
             )

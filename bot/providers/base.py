@@ -103,6 +103,7 @@ class StatusResult:
     base_url: str = ""
     corrected: bool = False
     error_kind: str = ""  # ProviderError.kind of the failure, "" when ok
+    step: str = ""  # the failure's ProviderError.step: what an admin does about it
     cut: bool = False  # the endpoint listed more models than `models` keeps
     # A failure an earlier check fetched, given again (LIST_REUSE_SECONDS): seconds since
     # that check, and until a check asks the endpoint anew. None: this check asked.
@@ -115,12 +116,15 @@ class ProviderError(Exception):
 
     kind = "error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, step: str = "") -> None:
         # Last line of defence: no key shape reaches a user (the endpoint's own secrets are
         # taken out where the error is made, or by `without`; the log takes out the rest).
         message = redact(message, known=False)
         super().__init__(message)
         self.user_message = message
+        # What an admin does about it ("Check the URL …"), said apart from what happened:
+        # to anyone else it is said as an admin's task (connection.provider_error_text).
+        self.step = redact(step, known=False)
         # The answer's text streamed before the failure: set by the streaming loop, which
         # alone knows it (_streaming.stream_deltas).
         self.partial = ""
@@ -133,6 +137,7 @@ class ProviderError(Exception):
         if secrets:
             self.user_message = redact(self.user_message, secrets, known=False)
             self.args = (self.user_message,)
+            self.step = redact(self.step, secrets, known=False)
             self.said = redact(self.said, secrets, known=False)
         return self
 

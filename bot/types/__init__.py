@@ -58,13 +58,19 @@ class Platform(StrEnum):
         `scope:room` → `tokens_per_channel_day`, `channel`): `named`'s inverse."""
         return _PLACE_PART.sub("channel", word)
 
+    def has(self, where: str) -> bool:
+        """Whether what is said or offered only `where` exists on this platform: SERVERS
+        (`/access admin`) where there are servers, a platform's name (Matrix's power
+        levels) on that platform alone."""
+        return where == self.value or (where == SERVERS and self.has_servers)
+
     def said(self, text: str) -> str:
         """A shared text (a command's help, a choice) with PLACE in this platform's word,
-        FOLLOWS in whose value `default` takes here, and each `{server:…}` part kept only
-        where there are servers."""
+        FOLLOWS in whose value `default` takes here, and each `{server:…}` (`{matrix:…}`,
+        `{discord:…}`, `{console:…}`) part kept only where Platform.has it."""
         text = text.replace(PLACE, self.place).replace(FOLLOWS, self.follows)
-        if SERVER_ONLY_OPEN in text:
-            text = _SERVER_ONLY.sub(r"\1" if self.has_servers else "", text)
+        if "{" in text:
+            text = _ONLY.sub(lambda m: m[2] if self.has(m[1]) else "", text)
         return text
 
 
@@ -73,9 +79,11 @@ class Platform(StrEnum):
 PLACE = "{place}"
 # Likewise `default: {follows}`: the server's or the operator's, or on Matrix the operator's.
 FOLLOWS = "{follows}"
-# And `{server: (or server)}`: words said only on a platform with servers.
-SERVER_ONLY_OPEN = "{server:"
-_SERVER_ONLY = re.compile(r"\{server:([^{}]*)\}")
+# What exists only on platforms with servers (Platform.has): `{server: (or server)}` in
+# a shared text, or a choice (/access admin). A platform's name says its own alone.
+SERVERS = "server"
+# `{server: (or server)}`, `{matrix: or level}`: words said only where Platform.has them.
+_ONLY = re.compile(rf"\{{({'|'.join([SERVERS, *Platform])}):([^{{}}]*)\}}")
 # A `channel` (or a platform's word for it, `room`) as a whole part of a name: between
 # underscores or at its ends, not inside a word (`channels`, `roommate`).
 _CHANNEL_PART = re.compile(r"(?<![a-z])channel(?![a-z])")

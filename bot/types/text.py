@@ -307,7 +307,9 @@ def visible_id(text: str, what: str, *, name: bool = False) -> str:
         if name and (char == " " or position - 1 in kept):
             continue
         if char == " ":
-            raise TextError(f"The {what} has a space at position {position}.")
+            raise TextError(
+                f"The {what} has a space at position {position}. Type it again without it."
+            )
         if char == "\ufffd":  # what bytes that were not UTF-8 were read as
             raise TextError(
                 f"The {what} has a character that was not valid text (U+FFFD) at position "

@@ -26,15 +26,35 @@ class OperatorAccess:
     servers: frozenset[str] = frozenset()
     users: frozenset[str] = frozenset()
     admins: frozenset[str] = frozenset()
+    matrix_level: int = 50  # MATRIX_ADMIN_POWER_LEVEL: who administers a Matrix room
 
     @classmethod
     def of(
-        cls, servers: Iterable[str] = (), users: Iterable[str] = (), admins: Iterable[str] = ()
+        cls,
+        servers: Iterable[str] = (),
+        users: Iterable[str] = (),
+        admins: Iterable[str] = (),
+        matrix_level: int = 50,
     ) -> OperatorAccess:
         def clean(items: Iterable[str]) -> frozenset[str]:
             return frozenset(i.strip() for i in items if i.strip())
 
-        return cls(clean(servers), clean(users), clean(admins))
+        return cls(clean(servers), clean(users), clean(admins), matrix_level)
+
+    def who_admins(self, ref: ChannelRef) -> str:
+        """Who the admins of `ref`'s place are, as its platform decides it: what a refusal
+        for admins only, or a failure only an admin can fix, names (README: Discord,
+        Matrix, the console)."""
+        if ref.platform is Platform.DISCORD:
+            if ref.direct:  # its one person administers it (README: "In a DM you …")
+                return "the person whose DM it is, and the operator's ADMIN_IDS"
+            return "members with Manage Server, and the operator's ADMIN_IDS"
+        if ref.platform is Platform.MATRIX:
+            return (
+                f"members with power level {self.matrix_level} or more, the room's "
+                "creators, and the operator's ADMIN_IDS"
+            )
+        return "the console run without --user, and the operator's ADMIN_IDS"
 
     def admin(self, actor: Actor) -> bool:
         """Who may configure a channel: its admins by the platform, and the operator's
@@ -131,6 +151,18 @@ _MATRIX_USER_LINK = re.compile(
     re.IGNORECASE,
 )
 _CONSOLE_USER = re.compile(r"[A-Za-z0-9_.\-@:]{1,100}")
+
+
+# The kinds of rule that exist on one platform only (the rest, user, exist everywhere).
+KINDS_ON: Mapping[AccessKind, Platform] = {
+    AccessKind.ROLE: Platform.DISCORD,
+    AccessKind.LEVEL: Platform.MATRIX,
+}
+
+
+def kinds_here(platform: Platform) -> str:
+    """`user|role` on Discord: the kinds of rule a usage line offers there."""
+    return "|".join(k.value for k in AccessKind if platform.has(KINDS_ON.get(k, platform)))
 
 
 # What a rule may name on each platform, as its refusals say it.

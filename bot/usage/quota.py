@@ -30,6 +30,7 @@ class Gate:
         servers: Iterable[str] = (),
         users: Iterable[str] = (),
         admins: Iterable[str] = (),
+        matrix_level: int = 50,
     ) -> Gate:
         """From operator settings: limit name → value (unknown names are refused)."""
         known = {n.value for n in LimitName}
@@ -37,7 +38,8 @@ class Gate:
         unknown = sorted(set(given) - known)
         if unknown:
             raise ValueError(f"unknown limit {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        return cls(MappingProxyType(given), OperatorAccess.of(servers, users, admins))
+        operator = OperatorAccess.of(servers, users, admins, matrix_level)
+        return cls(MappingProxyType(given), operator)
 
     def with_admins(self, admins: Iterable[str]) -> Gate:
         """The same gate with these operator admins too (who always may chat)."""

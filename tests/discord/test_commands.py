@@ -50,7 +50,8 @@ async def test_every_table_command_is_registered_with_its_options(world: World) 
             assert got.required == opt.required
             assert got.description == opt.help_on(Platform.DISCORD)
             assert "{" not in got.description, (path, got.description)
-            values = SWITCH_CHOICES if opt.kind is Kind.SWITCH else opt.choices
+            shown = opt.shown_choices(Platform.DISCORD)
+            values = SWITCH_CHOICES if opt.kind is Kind.SWITCH else shown
             assert [c.value for c in got.choices] == list(values), (path, opt.name)
             assert got.autocomplete == bool(opt.autocomplete)
     visible = set(world.admin.available_commands(world.channel))
@@ -153,7 +154,9 @@ async def test_members_are_refused_by_the_core_even_when_discord_lets_them(
     assert "model" in world.member.available_commands(world.channel)
     result = await world.member.slash(world.channel, "model", id="m-large")
     assert result.ephemeral
-    assert "Only admins of this channel can use /model" in reply_text(result)
+    said = reply_text(result)  # and who they are (a new admin could not tell)
+    assert said.startswith("Only admins of this channel can use /model (members with "), said
+    assert "Manage Server" in said and "ADMIN_IDS" in said, said
     assert (await config_of(core, world.channel, world.guild)).model == "m-small"
 
 
@@ -446,5 +449,34 @@ async def test_a_server_wide_source_names_itself_where_the_channel_has_its_own(
         await world.admin.slash(world.channel, "source", source="mistral", scope="server")
     )
     assert "gpt-4o was the model for the old source, so pick one for mistral with " in said
-    assert "/model scope:server." in said, said
+    assert "/model scope:server (" in said, said
     assert "This channel has its own source (claude), which wins here" in said, said
+
+
+async def test_access_offers_on_discord_only_the_kinds_that_exist_there(world: World) -> None:
+    """A new admin found `level` among /access's kinds on Discord (the choice list, the
+    option's description and the usage line), where power levels are Matrix's."""
+    registered = {c.name: c for c in await _tree(world).fetch_commands()}
+    app = registered["access"]
+    assert "power level" not in app.description, app.description
+    by_name = {o.name: o for o in app.options}
+    kind = by_name["kind"]
+    assert isinstance(kind, discord.app_commands.Argument)
+    assert [c.value for c in kind.choices] == ["user", "role"]
+    assert "level" not in kind.description and "level" not in by_name["id"].description
+    done = await world.admin.slash(world.channel, "access", action="allow")
+    said = reply_text(done)
+    assert "<user|role> <id>" in said and "level" not in said, said
+
+
+async def test_a_limit_without_its_action_says_it_as_discord_takes_it(
+    world: World,
+) -> None:
+    """/limits with a name and value but no action said "/limits set <name> …", which on
+    Discord means choosing action:set."""
+    done = await world.admin.slash(
+        world.channel, "limits", name="messages_per_user_minute", value="5"
+    )
+    said = reply_text(done)
+    assert "/limits action:set name:<name> value:<value|off|default>" in said, said
+    assert "/limits set" not in said, said

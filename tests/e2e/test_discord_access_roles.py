@@ -185,14 +185,14 @@ async def test_a_bot_admin_role_configures_channels_but_grants_nothing(tmp_path:
     bob = fake.user_id  # who runs the commands
     fake.member_roles = {bob: [MODERATORS]}
     member = {"manager": False}  # Bob without Manage Server
-    refused = "Only admins of this channel can use /model."
+    refused = "Only admins of this channel can use /model ("
     not_server = "Only server admins (Manage Server, or the operator's ADMIN_IDS) choose"
     async with chatbot_run(tmp_path, fake, Script()) as (bot, _):
         said = await fake.command_says("model", **member, id="m-large")
         assert said.startswith(refused), said
         grant = {"action": "admin", "kind": "role", "id": "Moderators"}
         said = await fake.command_says("access", **member, **grant)
-        assert said.startswith("Only admins of this channel can use /access."), said
+        assert said.startswith("Only admins of this channel can use /access ("), said
         said = await fake.command_says("access", **{**grant, "id": "@everyone"})
         assert said.startswith("@everyone is every member's role"), said
 

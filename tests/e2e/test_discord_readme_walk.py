@@ -105,7 +105,9 @@ async def test_the_readme_discord_walk_with_a_local_server(
         # sent to pick from a menu that does not show it to them.
         await fake.user_says(f"<@{fake.bot_id}> /model smollm2", by=cleo)
         refused = (await _posted(fake, 2))[-1]
-        assert refused.startswith("Only admins of this channel can use /model."), refused
+        assert refused.startswith(
+            "Only admins of this channel can use /model (members with Manage"
+        ), refused
         # The key command typed as a message, no mention: taken out of the channel.
         asked = await fake.user_says(f"/key set custom {KEY}", mention_bot=False)
         hint = (await _posted(fake, 3))[-1]

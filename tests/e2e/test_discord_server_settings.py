@@ -86,7 +86,7 @@ async def test_a_server_admin_walks_server_wide_settings(tmp_path: Path) -> None
         await fake.command_says("model", id="gpt-4o", scope="server")
         said = await fake.command_says("source", source="mistral", scope="server")
         assert "gpt-4o was the model for the old source, so pick one for mistral with " in said
-        assert "/model scope:server." in said, said
+        assert "/model scope:server (offered: " in said, said
         assert "This channel has its own model (m-large), which wins here" in said, said
         settings = await fake.command_says("settings")
         assert "Source: mistral (server-wide)" in settings, settings

@@ -837,7 +837,8 @@ def test_steps_in_a_different_order_and_a_key_pasted_with_a_bom_and_quotes(
     switched = s.reply("/source custom")
     assert (
         f"Source set to custom. {peer.model} was the model for openai, so pick one for custom "
-        "with /model." in switched
+        "with /model (none is listed yet: /models external fetches the endpoint's list)."
+        in switched
     ), switched
     status_401(switched)  # the same endpoint, still without its key
 
@@ -936,7 +937,8 @@ def test_a_source_switch_clears_a_model_the_new_source_does_not_list(
     assert (
         f"Source set to mistral, through the proxy at {peer.url} (/proxy clear to reach "
         "mistral itself). not-on-this-proxy was the model for custom, so pick one for "
-        "mistral with /model." in switched
+        "mistral with /model (offered: mistral-large-latest, mistral-medium-latest, "
+        "mistral-small-latest …; /models list shows all 10)." in switched
     ), switched
     chat = s.reply("Hello there.")
     assert "No model is selected" in chat and "/model <id>" in chat, chat

@@ -308,7 +308,7 @@ async def test_operator_defaults_hold_until_a_scope_sets_the_name(database_url: 
         ("/limits set nope 5", "not a valid name"),
         ("/limits set tokens_per_server_day 5", "scope:server"),
         ("/limits set tokens_per_user_day 5 scope:galaxy", "not a valid scope"),
-        ("/limits tokens_per_user_day", "limits set"),
+        ("/limits tokens_per_user_day", "/limits action:set name:<name> value:"),
     ],
 )
 async def test_limits_refuse_hostile_values(core: Core, text: str, why: str) -> None:
@@ -463,13 +463,13 @@ async def test_a_server_limits_refusal_and_limits_name_the_server_admin(core: Co
     ), result.refusal
     shown = await command(core, "/limits", ADMIN)
     assert shown.text.endswith(
-        "Change this channel's with /limits set <name> <value|off|default>. "
+        "Change this channel's with /limits action:set name:<name> value:<value|off|default>. "
         "tokens_per_user_day and tokens_per_server_day here are the server's: only a server "
         "admin can change them (scope:server)."
     ), shown.text
     owner = await command(core, "/limits", OWNER)
     assert owner.text.endswith(
-        "Change one with /limits set <name> <value|off|default> [scope:server]."
+        "Change one with /limits action:set name:<name> value:<value|off|default> [scope:server]."
     ), owner.text
     assert "Change" not in (await command(core, "/limits", MEMBER)).text
 
@@ -991,7 +991,7 @@ async def test_a_channel_keeps_at_most_fifty_rules_of_its_own(core: Core) -> Non
     full = await command(core, "/access allow user 9999", ADMIN)
     assert not full.ok and full.text == (
         "There are already 50 rules for this channel, the most kept: remove one with "
-        "/access remove <user|role|level> <id>, or name many people at once with a role. "
+        "/access remove <user|role> <id>, or name many people at once with a role. "
         "Nothing changed."
     ), full.text
     assert "9999" not in (await command(core, "/access", ADMIN)).text

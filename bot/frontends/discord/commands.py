@@ -135,7 +135,7 @@ def _callback(path: tuple[str, ...], command: Command, invoke: Invoke, complete:
             )
         )
         descriptions[opt.name] = opt.help_on(Platform.DISCORD)
-        values = SWITCH_CHOICES if opt.kind is Kind.SWITCH else opt.choices
+        values = SWITCH_CHOICES if opt.kind is Kind.SWITCH else opt.shown_choices(Platform.DISCORD)
         if values:
             choices[opt.name] = [app_commands.Choice(name=v, value=v) for v in values]
         if opt.autocomplete:
