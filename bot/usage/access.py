@@ -48,7 +48,8 @@ class OperatorAccess:
         if ref.platform is Platform.DISCORD:
             if ref.direct:  # its one person administers it (README: "In a DM you …")
                 return "the person whose DM it is, and the operator's ADMIN_IDS"
-            return "members with Manage Server, and the operator's ADMIN_IDS"
+            # A bot-admin role (/access admin) configures the bot as Manage Server does.
+            return "members with Manage Server or a bot-admin role, and the operator's ADMIN_IDS"
         if ref.platform is Platform.MATRIX:
             return (
                 f"members with power level {self.matrix_level} or more, the room's "

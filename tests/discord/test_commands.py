@@ -156,7 +156,7 @@ async def test_members_are_refused_by_the_core_even_when_discord_lets_them(
     assert result.ephemeral
     said = reply_text(result)  # and who they are (a new admin could not tell)
     assert said.startswith("Only admins of this channel can use /model (members with "), said
-    assert "Manage Server" in said and "ADMIN_IDS" in said, said
+    assert "Manage Server or a bot-admin role" in said and "ADMIN_IDS" in said, said
     assert (await config_of(core, world.channel, world.guild)).model == "m-small"
 
 

@@ -185,7 +185,12 @@ async def test_a_bot_admin_role_configures_channels_but_grants_nothing(tmp_path:
     bob = fake.user_id  # who runs the commands
     fake.member_roles = {bob: [MODERATORS]}
     member = {"manager": False}  # Bob without Manage Server
-    refused = "Only admins of this channel can use /model ("
+    # The refusal names who the admins are, bot-admin roles too: a member is told the
+    # role that would let them, not only Manage Server.
+    refused = (
+        "Only admins of this channel can use /model (members with Manage Server or a "
+        "bot-admin role, and the operator's ADMIN_IDS)."
+    )
     not_server = "Only server admins (Manage Server, or the operator's ADMIN_IDS) choose"
     async with chatbot_run(tmp_path, fake, Script()) as (bot, _):
         said = await fake.command_says("model", **member, id="m-large")
