@@ -463,6 +463,9 @@ async def test_access_offers_on_discord_only_the_kinds_that_exist_there(world: W
     kind = by_name["kind"]
     assert isinstance(kind, discord.app_commands.Argument)
     assert [c.value for c in kind.choices] == ["user", "role"]
+    action = by_name["action"]  # a server's bot-admin roles are offered beside them
+    assert isinstance(action, discord.app_commands.Argument)
+    assert [c.value for c in action.choices][-2:] == ["admin", "unadmin"]
     assert "level" not in kind.description and "level" not in by_name["id"].description
     done = await world.admin.slash(world.channel, "access", action="allow")
     said = reply_text(done)

@@ -8,7 +8,7 @@ from bot.commands import TABLE
 from bot.commands.handlers import help_text
 from bot.commands.parse import CommandError, asks_secret, parse, plain_prefix
 from bot.commands.router import bind, find
-from bot.commands.spec import secret_prompt, walk
+from bot.commands.spec import secret_prompt, usage, walk
 from bot.types import Platform, SecretValue
 from bot.usage.limits import LimitError, parse_value
 
@@ -498,6 +498,34 @@ def test_a_help_text_speaks_of_servers_only_where_there_are_servers(platform: Pl
         assert "Apply a preset's samplers and prompts to this channel (or server)." in speaks
     else:
         assert speaks == [], speaks
+
+
+_ACCESS_KINDS = {
+    Platform.DISCORD: ("user", "role"),
+    Platform.MATRIX: ("user", "level"),
+    Platform.CONSOLE: ("user",),
+}
+
+
+@pytest.mark.parametrize("platform", list(Platform))
+def test_access_lists_each_action_and_kind_only_where_it_exists(platform: Platform) -> None:
+    """A new Discord admin found `level` (Matrix's) among /access's kinds, and Matrix's
+    `!help` offered `role`; admin and unadmin are a server's. One rule says both
+    (Option.choices_on, Platform.has): listed and in the usage line only where they
+    exist, still taken elsewhere (the command says why they do nothing there)."""
+    access = find(TABLE, ("access",))
+    assert access is not None
+    action, kind = access.options[0], access.options[1]
+    acts = ("list", "allow", "deny", "remove")
+    if platform.has_servers:
+        acts += ("admin", "unadmin")
+    assert action.shown_choices(platform) == acts
+    assert kind.shown_choices(platform) == _ACCESS_KINDS[platform]
+    line = usage(("access",), access, "!", server=platform.has_servers, platform=platform)
+    assert f"[kind:{'|'.join(_ACCESS_KINDS[platform])}]" in line, line
+    for typed in ("!access allow level 50", "!access allow role 42", "!access admin role 42"):
+        args = bind(access, parse(typed, TABLE, "!", platform=platform), "!", platform=platform)
+        assert (args["action"], args["kind"]) == tuple(typed.split()[1:3]), typed
 
 
 @pytest.mark.parametrize("platform", list(Platform))
