@@ -703,7 +703,8 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
             raise CommandError(
                 f"That is too short for {opt.help} ({len(cleaned)} {chars}; it takes at "
                 f"least {MIN_SECRET_CHARS}): so short a secret is guessed at once, and "
-                "would be blanked out of every word the bot shows here. Nothing was saved."
+                "would be blanked out of every word the bot shows here. Nothing was saved "
+                "(an endpoint that asks for none needs none set)."
             )
         return SecretValue(cleaned)
     typed = str(value)
