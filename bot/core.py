@@ -13,7 +13,7 @@ from bot.commands.characters import persona as character_persona
 from bot.commands.characters import sent_alone
 from bot.commands.endpoint import model_choices
 from bot.commands.parse import CommandError, parse, plain_prefix
-from bot.commands.quotas import admin_here, role_choices
+from bot.commands.quotas import role_choices
 from bot.commands.router import accessible, bind, execute, find, prepare
 from bot.commands.spec import CommandContext, nothing_given, secret_prompt
 from bot.connection import endpoint_url
@@ -48,6 +48,7 @@ from bot.types import (
 from bot.types.place import logged_in
 from bot.types.prices import PriceTable
 from bot.types.text import clean_text, strip_invisible
+from bot.usage.quota import admin_here
 
 # What front-ends (and app's checks of operator settings) may use from the layers below,
 # through the Core they import.
@@ -471,8 +472,9 @@ class Core:
         return any(shown.answered for shown in found.values())
 
     async def chat(self, incoming: Incoming, sink: ReplySink) -> TurnResult:
-        actor = await self._here(incoming.channel, incoming.actor)
-        clean = replace(incoming, text=clean_text(incoming.text), actor=actor)
+        # A bot-admin role is read by the turn, after its reads (one round trip, the
+        # roles' grants among them): not in a round of its own before them.
+        clean = replace(incoming, text=clean_text(incoming.text))
         with logged_in(incoming.channel):
             return await self._engine.turn(clean, sink, self.prefix(incoming.channel.platform))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,13 +11,11 @@ from bot.commands.parse import CommandError, suggest
 from bot.commands.router import check_scope
 from bot.commands.scopes import next_scope, scope_of, scope_place
 from bot.commands.spec import CommandContext
-from bot.store import Store, StoreError
-from bot.types import Actor, ChannelRef, PlaceName, Platform, Reply, Scope
+from bot.types import PlaceName, Platform, Reply, Scope
 from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
 from bot.usage.access import (
     EVERYONE,
     AccessError,
-    admin_by_role,
     describe,
     kinds_here,
     parse_subject,
@@ -44,20 +41,6 @@ LIMIT_NAMES = NAMES
 ACTS = ("list", "allow", "deny", "remove", "admin", "unadmin")
 ADMIN_ACTS = ("admin", "unadmin")  # a server's bot-admin roles (Discord), not chat rules
 ACCESS_KINDS = tuple(k.value for k in AccessKind)
-
-
-async def admin_here(store: Store, ref: ChannelRef, actor: Actor) -> Actor:
-    """`actor`, an admin of this channel when one of their roles (as the front-end handed
-    them in with this event) is a bot-admin role of its server (/access admin); never a
-    server admin by it."""
-    if actor.is_channel_admin or not actor.roles or not ref.has_server:
-        return actor
-    try:
-        rules = await store.quotas.rules(ref)
-    except StoreError as err:  # no grant read, none given: a member, as without one
-        log.warning("could not read the bot-admin roles of %s: %s", ref, err)
-        return actor
-    return replace(actor, is_channel_admin=True) if admin_by_role(ref, actor, rules) else actor
 
 
 def role_choices(

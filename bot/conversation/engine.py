@@ -92,7 +92,7 @@ from bot.types.secrets import (
 from bot.types.text import literal, shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows, operator_refusal
 from bot.usage.limits import Refusal, TurnCost, turn_cost
-from bot.usage.quota import Charged, allowed, charge, settle_stale
+from bot.usage.quota import Charged, admin_here, allowed, charge, settle_stale
 from bot.usage.quota import Gate as Gate  # the Core hands it over
 from bot.usage.quota import guard as quota_guard
 
@@ -767,6 +767,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             # Otherwise the reads below say what failed, if it lasts.
         if not await self._admitted(ref, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
+        # An admin of this channel by a bot-admin role too (its grants read just now).
+        incoming = replace(incoming, actor=await admin_here(self._store, ref, incoming.actor))
         posted = post_key(ref.platform, incoming.message_id)
         if self.was_deleted(ref.platform, incoming.message_id, incoming.actor.id):
             log.info("a message in %s was deleted before its turn: not asked", ref)

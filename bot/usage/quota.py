@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
-from bot.store import Store
+from bot.store import Store, StoreError
 from bot.store.quotas import Guarded
 from bot.types import Actor, ChannelRef
 from bot.types.limits import Charge, Counts, LimitName
-from bot.usage.access import OperatorAccess, may_chat
+from bot.usage.access import OperatorAccess, admin_by_role, may_chat
 from bot.usage.limits import InForce, Refusal, TurnCost, check, in_force
+
+log = logging.getLogger("bot.usage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,20 @@ class Gate:
         op = self.operator
         more = OperatorAccess.of(admins=admins).admins  # as the lists are kept: trimmed
         return replace(self, operator=replace(op, admins=op.admins | more))
+
+
+async def admin_here(store: Store, ref: ChannelRef, actor: Actor) -> Actor:
+    """`actor`, an admin of this channel when one of their roles (as the front-end handed
+    them in with this event) is a bot-admin role of its server (/access admin); never a
+    server admin by it."""
+    if actor.is_channel_admin or not actor.roles or not ref.has_server:
+        return actor
+    try:
+        rules = await store.quotas.rules(ref)
+    except StoreError as err:  # no grant read, none given: a member, as without one
+        log.warning("could not read the bot-admin roles of %s: %s", ref, err)
+        return actor
+    return replace(actor, is_channel_admin=True) if admin_by_role(ref, actor, rules) else actor
 
 
 async def allowed(store: Store, gate: Gate, ref: ChannelRef, actor: Actor) -> bool:

@@ -10,6 +10,7 @@ import copy
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -1117,3 +1118,19 @@ async def test_a_role_named_where_there_are_none_says_roles_are_discords(
     for roles, or on the console: refused as before, saying what is taken there."""
     reply = await command(core, text, OWNER, ref)
     assert not reply.ok and reply.text == said, reply.text
+
+
+async def test_a_bot_admin_roles_member_is_told_a_blocked_turns_step_as_theirs(
+    core: Core,
+) -> None:
+    """A member of a bot-admin role chatting where no model is picked is an admin of the
+    channel: told to pick one, not that an admin picks one. The turn reads the role's
+    grant with its other reads (not in a round trip of its own before them)."""
+    assert (await command(core, "/access admin role 555", OWNER)).ok
+    await core.store.update_config(
+        REF, Scope.CHANNEL, ADMIN, {"source": "custom", "proxy_url": FAKE}, action="test setup"
+    )
+    result, _ = await ask(core, MEMBER)
+    assert "Pick one with /model" in result.answer, result
+    result, _ = await ask(core, replace(MEMBER, roles=("556",)))
+    assert "An admin picks one" in result.answer, result
