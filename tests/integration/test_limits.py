@@ -1013,7 +1013,7 @@ async def test_a_server_full_of_rules_says_how_to_remove_one_server_wide(core: C
         assert (await command(core, f"/access allow user {1000 + n} scope:server", OWNER)).ok
     said = (
         "There are already 50 rules server-wide, the most kept: remove one with /access "
-        "remove <user|role|level> <id> scope:server (a bot-admin role: /access unadmin role "
+        "remove <user|role> <id> scope:server (a bot-admin role: /access unadmin role "
         "<id>), or name many people at once with a role. Nothing changed."
     )
     full = await command(core, "/access allow user 9999 scope:server", OWNER)
