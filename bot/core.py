@@ -48,7 +48,6 @@ from bot.types import (
 from bot.types.place import logged_in
 from bot.types.prices import PriceTable
 from bot.types.text import clean_text, strip_invisible
-from bot.usage.quota import admin_here
 
 # What front-ends (and app's checks of operator settings) may use from the layers below,
 # through the Core they import.
@@ -215,7 +214,7 @@ class Core:
         """`actor`, an admin of this channel when one of their roles (as the front-end
         handed them in) is a bot-admin role of its server (`/access admin role …`): what
         the rest of the core reads from `is_channel_admin`. Never a server admin."""
-        return await admin_here(self.store, ref, actor)
+        return await self._engine.admin_here(ref, actor)
 
     def is_command(self, incoming: Incoming) -> bool:
         prefix = self.prefix(incoming.channel.platform)

@@ -325,6 +325,11 @@ class _QuotaHooks:
         control of theirs asks the model as their question would)."""
         return operator_allows(ref, actor, self._gate.operator) and await self._admitted(ref, actor)
 
+    async def admin_here(self, ref: ChannelRef, actor: Actor) -> Actor:
+        """`actor`, an admin of this channel when one of their roles is a bot-admin role
+        of its server (usage.quota.admin_here)."""
+        return await admin_here(self._store, ref, actor)
+
     async def _may_chat(self, ref: ChannelRef, actor: Actor) -> bool:
         """Whether `actor` may chat here (True when the database cannot say: the turn's
         own reads report it)."""
@@ -768,7 +773,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if not await self._admitted(ref, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
         # An admin of this channel by a bot-admin role too (its grants read just now).
-        incoming = replace(incoming, actor=await admin_here(self._store, ref, incoming.actor))
+        incoming = replace(incoming, actor=await self.admin_here(ref, incoming.actor))
         posted = post_key(ref.platform, incoming.message_id)
         if self.was_deleted(ref.platform, incoming.message_id, incoming.actor.id):
             log.info("a message in %s was deleted before its turn: not asked", ref)
