@@ -17,6 +17,7 @@ from bot.characters.model import MAX_NOTE_DEPTH, ROLES, CardError
 from bot.types.text import clean_text
 
 MAX_PRESET_BYTES = 1024 * 1024
+CARD_NOT_PRESET = "This is a character card, not a preset; use the character import."
 MAX_PROMPT_CHARS = 100_000
 
 # Prompt identifiers of the preset → our setting names.
@@ -215,7 +216,7 @@ def parse_preset(
             "SillyTavern's AI Response Configuration panel and send that."
         )
     if "spec" in preset or "data" in preset:
-        raise PresetError("This is a character card, not a preset; use the character import.")
+        raise PresetError(CARD_NOT_PRESET)
     params = params or {}
     own = _own_names(params)
     if not any(key in preset for key in (*_SETTINGS, *own, "prompts", *_LEGACY)):

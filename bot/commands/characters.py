@@ -24,9 +24,10 @@ from bot.characters import (
     not_used,
     parse_preset,
     read_card,
+    settings_kind,
     unknown_logic,
 )
-from bot.characters.preset import MAX_PRESET_BYTES, POST_HISTORY_OFF
+from bot.characters.preset import CARD_NOT_PRESET, MAX_PRESET_BYTES, POST_HISTORY_OFF
 from bot.commands.parse import CommandError
 from bot.commands.router import accessible
 from bot.commands.scopes import own_value_note, room_left_note, scope_of, scope_place
@@ -363,6 +364,8 @@ def _noting(clean: Callable[[str], str]) -> tuple[Callable[[str], str], list[str
 
 async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     data = await _file_bytes(ctx, args, "preset import", MAX_PRESET_BYTES)
+    if settings_kind(data) == "character":  # a card's PNG too, or a V1 card's JSON
+        raise CommandError(CARD_NOT_PRESET)
     try:
         preset = parse_preset(data, REGISTRY.by_name, _PARAM_KINDS)
     except PresetError as err:

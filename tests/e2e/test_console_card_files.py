@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.e2e.hostile_endpoint import HostileEndpoint
 from tests.e2e.test_hostile_console import Run, Workspace
-from tests.unit.characters.samples import v2
+from tests.unit.characters.samples import b64, png_with, v2
 
 ASKER = "Ada"  # the console's user: the account name it runs under
 
@@ -415,3 +415,19 @@ def test_a_card_and_a_preset_saved_as_windows_1252_are_read(
     system = _sent(endpoint)[0]["content"]
     assert "Seraphina runs a caf\u00e9 and says \u201chello\u201d for 5 \u20ac." in system, system
     assert system.startswith("Na\u00efve \u2019tone\u2019."), system
+
+
+def test_a_card_given_to_the_preset_import_is_named_a_card(
+    ws: Workspace, endpoint: HostileEndpoint, tmp_path: Path
+) -> None:
+    """SillyTavern ships its cards as PNG (default_Seraphina.png). Given to `/preset
+    import`, such a card was refused as "The preset is not UTF-8 text (bad byte at offset
+    0)", and a V1 card's JSON as "not a Chat Completion preset", where `/character import`
+    of a preset names it a preset and the command to use."""
+    png, flat = tmp_path / "seraphina.png", tmp_path / "v1.json"
+    png.write_bytes(png_with({"chara": b64(v2())}))
+    flat.write_text(json.dumps({k: v2()["data"][k] for k in ("name", "description", "first_mes")}))
+    run = _run(ws, endpoint, [f"/preset import {png}", f"/preset import {flat}"])
+    said = "This is a character card, not a preset; use the character import."
+    assert run.out.count(said) == 2, run.describe()
+    assert "UTF-8" not in run.out and "Preset applied" not in run.out, run.describe()
