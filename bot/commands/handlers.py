@@ -148,7 +148,7 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if ctx.is_admin:
         # Who changed what last: with several admins, the first question after a surprise.
         for entry in await ctx.store.audit_entries(ctx.ref, 1):
-            where = "server-wide" if entry.scope is Scope.SERVER else "here"
+            where = "server-wide" if entry.scope is Scope.SERVER else place.here
             when = entry.at.strftime("%Y-%m-%d %H:%M UTC")
             what = _change(entry.action, entry.detail)
             lines.append(f"Last change: {what} ({where}) by {entry.actor_name}, {when}")

@@ -128,7 +128,7 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         if ceilings and ctx.ref.direct:
             change += (
                 f" The operator's {' and '.join(ceilings)} "
-                f"{'holds' if len(ceilings) == 1 else 'hold'} in every {place}: here you can "
+                f"{'holds' if len(ceilings) == 1 else 'hold'} in every {place.word}: here you can "
                 f"set {'it' if len(ceilings) == 1 else 'them'} lower, not off or higher."
             )
         lines.append(change)
@@ -161,7 +161,7 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if ceiling is not None and value != DEFAULT and (value is None or value > ceiling):
         # Its one person is its admin: lifting the operator's limit would be anyone's.
         raise CommandError(
-            f"The operator's {shown} of {ceiling:,} holds in every {ctx.ref.place}: here you "
+            f"The operator's {shown} of {ceiling:,} holds in every {ctx.ref.place.word}: here you "
             f"can set a lower one, not {'off' if value is None else 'a higher one'}. "
             "Nothing changed."
         )
@@ -277,7 +277,7 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     ):
         # Its front-end knows no roles there, so any id would pass as one that exists.
         raise CommandError(
-            f"A {ctx.ref.place} has no roles (they belong to a server): name the person "
+            f"A {ctx.ref.place.word} has no roles (they belong to a server): name the person "
             f"with {p}access {action} user <id>. Nothing changed."
         )
     try:
@@ -318,7 +318,7 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             )
     else:
         note = " Admins may chat whatever the rules say."
-    return Reply(f"Rule added: {describe(rule, ctx.ref.platform)}.{note}")
+    return Reply(f"Rule added: {describe(rule, ctx.ref.place)}.{note}")
 
 
 def _too_many(ctx: CommandContext, scope: Scope, kept: list[AccessRule]) -> CommandError:
@@ -358,7 +358,7 @@ async def _admin_role(ctx: CommandContext, args: dict[str, Any], *, grant: bool)
         raise CommandError(_NO_ROLES[ctx.ref.platform])
     if not ctx.ref.has_server:
         raise CommandError(
-            f"A {ctx.ref.place} has no server and no roles: bot-admin roles are a server's. "
+            f"A {ctx.ref.place.word} has no server and no roles: bot-admin roles are a server's. "
             "Nothing changed."
         )
     if not ctx.is_server_admin:
@@ -445,7 +445,7 @@ async def access_summary(ctx: CommandContext) -> str:
         both = "; one allow rule here and one server-wide must both match" * _allows_both(rules)
         lines.append(f"Who may chat (deny wins; admins always may{both}):")
         for rule in rules:
-            line = f"  {describe(rule, ctx.ref.platform)}"
+            line = f"  {describe(rule, ctx.ref.place)}"
             if rule.kind is AccessKind.ROLE and not _role_exists(ctx, rule.subject):
                 scope = " scope:server" if rule.server_wide else ""
                 line += (
@@ -454,7 +454,7 @@ async def access_summary(ctx: CommandContext) -> str:
                 )
             lines.append(line)
     for rule in admins:
-        line = f"  {describe(rule, ctx.ref.platform)}"
+        line = f"  {describe(rule, ctx.ref.place)}"
         if not _role_exists(ctx, rule.subject):
             line += (
                 f": this role was deleted and matches nobody; {ctx.prefix}access unadmin "

@@ -172,7 +172,7 @@ class ChannelRef:
     @property
     def place(self) -> PlaceName:
         """How a reply said here names this place: `f"this {ref.place}"`."""
-        return PlaceName(self.platform, self.direct)
+        return PlaceName(self.platform, self.direct, bool(self.thread_id))
 
     def __str__(self) -> str:
         parts = [self.platform.value, self.server_id or "-", self.channel_id]
@@ -189,17 +189,35 @@ _DIRECT_PLACE = {Platform.DISCORD: "DM", Platform.MATRIX: "direct chat"}
 @dataclass(frozen=True, slots=True)
 class PlaceName:
     """How a reply names the place it is said in (ChannelRef.place): its str() is the
-    word, "DM" / "direct chat" in a direct chat, else the platform's (Platform.place).
-    The one place that word is chosen. Names people type keep the platform's word in
-    every place (`named`): Discord registers its choices once, for DMs too."""
+    word, "DM" / "direct chat" in a direct chat, "thread's channel" (Matrix: "thread's
+    room") in a thread, else the platform's (Platform.place). The one place that word is
+    chosen. Names people type keep the platform's word in every place (`named`): Discord
+    registers its choices once, for DMs too."""
 
     platform: Platform
     direct: bool = False
+    # Said in a thread: what a reply there sets, shows or refuses is its channel's (a
+    # thread has no settings, limits or rules of its own), so `this thread's channel`,
+    # never a `this channel` read as the thread alone.
+    thread: bool = False
 
     def __str__(self) -> str:
+        if self.thread and not self.direct:
+            return f"thread's {self.platform.place}"
+        return self.word
+
+    @property
+    def word(self) -> str:
+        """What such a place is called, whichever one this is: `a {word}`, `every {word}`."""
         if self.direct:
             return _DIRECT_PLACE.get(self.platform, self.platform.place)
         return self.platform.place
+
+    @property
+    def here(self) -> str:
+        """`here`, as a label of what is set at this place's scope (`(here)`); in a thread,
+        `in this thread's channel`, whose it is."""
+        return f"in this {self}" if self.thread and not self.direct else "here"
 
     def named(self, word: str) -> str:
         """`word`'s `channel` part as people type it here (Platform.named)."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from bot.types import Actor, ChannelRef, Platform
+from bot.types import Actor, ChannelRef, PlaceName, Platform
 from bot.types.limits import AccessKind, AccessRule, Effect
 from bot.types.text import QUOTE_CHARS, quoted, strip_invisible, unmarked, unwrapped
 
@@ -356,9 +356,10 @@ def shown_subject(kind: AccessKind, subject: str, platform: Platform) -> str:
     return subject
 
 
-def describe(rule: AccessRule, platform: Platform) -> str:
-    where = "server-wide" if rule.server_wide else "here"
-    subject = shown_subject(rule.kind, rule.subject, platform)
+def describe(rule: AccessRule, place: PlaceName) -> str:
+    """A rule as /access lists it; `place`: where it is listed (ChannelRef.place)."""
+    where = "server-wide" if rule.server_wide else place.here
+    subject = shown_subject(rule.kind, rule.subject, place.platform)
     if rule.effect is Effect.ADMIN:
         return f"role {subject} administers the bot in every channel ({where})"
     if rule.kind is AccessKind.LEVEL:

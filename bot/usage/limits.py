@@ -36,7 +36,7 @@ class LimitSpec:
         """The help as said where the limit is shown: a person's day counts on the whole
         server, or in this room / channel / DM where there is none (Matrix, a DM)."""
         server = "on this server" if has_server else f"in this {place}"
-        return place.platform.said(self.help.replace("{server}", server).replace(PLACE, str(place)))
+        return place.platform.said(self.help.replace("{server}", server).replace(PLACE, place.word))
 
 
 SPECS: dict[LimitName, LimitSpec] = {

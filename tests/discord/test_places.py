@@ -135,3 +135,38 @@ async def test_a_button_in_another_text_channel_acts_there(
         await fake.stop()
     assert answer["content"] == "Another answer."
     assert not [m for m in fake.messages.values() if m["channel_id"] == str(fake.channel_id)]
+
+
+async def test_a_setting_changed_in_a_thread_is_said_to_be_its_channels(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """README: "A thread uses its channel's configuration". A command typed in a thread
+    changed the channel and all its threads, but its replies said "this channel" and
+    "(here)" as if the thread alone had changed: each now says the thread's channel."""
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            thread = await fake.start_thread("talk")
+
+            async def said(*names: str, **options: str) -> str:
+                iid = await fake.slash(*names, manager=True, channel_id=thread, **options)
+                return await fake.reply_to(iid)
+
+            set_model = await said("model", id="m-large")
+            back = await said("model", id="default")
+            key = await said("key", "clear", source="openai")
+            denied = await said("access", action="deny", kind="user", id="123")
+            settings = await said("settings")
+    finally:
+        await fake.stop()
+    assert set_model == "Model set to m-large.", set_model
+    assert back.startswith("This thread's channel now uses the server's"), back
+    assert key == "No openai key was stored for this thread's channel.", key
+    assert denied.startswith("Rule added: deny user <@123> (in this thread's channel)"), denied
+    assert "deny user <@123> (in this thread's channel)" in settings, settings
+    assert "Last change: model (in this thread's channel) by" in settings, settings
+    # What it changed is the channel's: its threads and the channel itself follow it.
+    channel = ChannelRef(Platform.DISCORD, str(fake.channel_id), str(fake.guild_id))
+    rules = await core.store.quotas.rules(channel)
+    assert [r.subject for r in rules] == ["123"], rules
