@@ -101,7 +101,7 @@ async def endpoint_for(
 
     `prefix` is how commands start on the asker's platform (the messages name them).
     """
-    missing = _missing_url(config, prefix)
+    missing = missing_url(config, prefix)
     if missing is not None:
         raise missing
     key_name = api_key_name(config.source)
@@ -134,8 +134,9 @@ async def endpoint_for(
     return endpoint
 
 
-def _missing_url(config: ChannelConfig, prefix: str) -> NotConnectable | None:
-    """The custom source's first step, its endpoint URL, when not taken yet."""
+def missing_url(config: ChannelConfig, prefix: str) -> NotConnectable | None:
+    """The custom source's first step, its endpoint URL, when not taken yet (said before
+    anything that needs the endpoint: a chat, a model, its model list)."""
     if config.source is not Source.CUSTOM or config.proxy_url:
         return None
     example = "<url> (e.g. http://host:1234/v1)."
@@ -375,7 +376,7 @@ def blocked_reason(
     if not config.model:
         # The model comes after the URL: its list is the endpoint's, and `/models list`
         # would only send the asker on to a `/models external` with nowhere to ask.
-        missing = _missing_url(config, p)
+        missing = missing_url(config, p)
         if missing is not None:
             return missing.said_to(admin)
         pick = "Pick" if admin else "An admin picks"

@@ -28,6 +28,7 @@ from bot.connection import (
     endpoint_for,
     endpoint_url,
     key_step,
+    missing_url,
     provider_error_text,
     run_status_check,
     withheld,
@@ -671,6 +672,9 @@ def _list(ids: list[str], narrow: str = "") -> str:
 async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     config = await ctx.store.effective_config(ctx.ref)
     ids = await _offered_models(ctx, config)
+    missing = missing_url(config, ctx.prefix)
+    if not ids and missing is not None:  # no endpoint to list them yet: its URL comes first
+        return Reply(f"No models known for custom. {missing.said_to(ctx.is_admin)}")
     wanted: str = args.get("filter", "").strip()
     if wanted:
         ids = [i for i in ids if wanted.casefold() in i.casefold()]

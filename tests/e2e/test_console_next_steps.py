@@ -203,3 +203,17 @@ def test_a_custom_channel_without_its_url_is_sent_to_proxy_set_first(ws: Workspa
     said = [line for line in run.out.splitlines() if step in line]
     assert len(said) == 3, run.describe()  # /source's Next:, the chat, /model default
     assert "No model is selected" not in run.out, run.describe()
+
+
+def test_models_list_on_custom_without_a_url_names_proxy_set(ws: Workspace) -> None:
+    """`/models list` on a custom channel with no URL said "Run /models external to fetch
+    them from the endpoint": there is no endpoint yet, and /models external only then
+    named the URL. It names `/proxy set` at once, an admin's step to anyone else."""
+    run = ws.run(["/source custom", "/models list", "/models list m-", "/help"])
+    run.assert_survived()
+    step = "No models known for custom. The custom source needs an endpoint URL: run /proxy set"
+    said = [line for line in run.out.splitlines() if line.startswith(step)]
+    assert len(said) == 2, run.describe()
+    assert "/models external" not in run.before_help().split("/models list", 1)[-1]
+    member = ws.run(["/models list", "/help"], args=["--user", "bob"])
+    assert "an admin runs /proxy set <url>" in member.before_help(), member.describe()
