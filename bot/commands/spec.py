@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.providers import ProviderHub
 from bot.store import Store
-from bot.types import Actor, ChannelRef, Platform, Reply, Scope, Source
+from bot.types import SERVERS, Actor, ChannelRef, Platform, Reply, Scope, Source
 from bot.types.prices import PriceTable
 from bot.usage.quota import Gate
 
@@ -153,7 +153,10 @@ SCOPE = Option(
     Kind.CHOICE,
     "{place} (default){server: or server-wide (server admins)}",
     required=False,
-    choices=(HERE, "server"),
+    choices=(HERE, SERVERS),
+    # Offered where there are servers (its help says so); typed elsewhere it is taken, and
+    # the router says there is no server here (check_scope), as in a Discord DM.
+    choices_on=((SERVERS, SERVERS),),
 )
 
 

@@ -336,6 +336,7 @@ TABLE: tuple[Command, ...] = (
                 "me (non-admins' default), {place} (admins' default){server:, server}",
                 required=False,
                 choices=usage_report.SCOPES,
+                choices_on=((SERVERS, SERVERS),),
             ),
             Option(
                 "period",

@@ -169,3 +169,16 @@ def test_a_url_typed_with_its_password_and_no_scheme_is_refused_without_showing_
     config = ws.config()
     assert config is None or config["proxy_url"] is None
     assert endpoint.requests == []
+
+
+def test_scope_server_is_not_offered_where_there_is_no_server(ws: Workspace) -> None:
+    """The console's help says `/usage [me|channel]` and no scope at all for /model, but a
+    mistyped scope was told "Choose one of: me, channel, server" (and "channel, server"):
+    a choice the console has no use for. Its choices are now those Platform.has, and
+    `scope:server` typed all the same is still refused with why, changing nothing."""
+    run = ws.run(["/usage everywhere", "/model m-x scope:srv", "/model m-x scope:server", "/help"])
+    run.assert_survived()
+    said = run.before_help().splitlines()
+    assert said[0].endswith("Choose one of: me, channel."), said
+    assert said[1].endswith("Choose one of: channel."), said
+    assert said[2].startswith("There is no server here, so nothing can be set server-wide"), said

@@ -35,14 +35,14 @@ async def test_the_commands_say_room_and_take_it(
             assert "!reset — Forget this room's conversation history." in shown, shown
             assert "channel" not in shown.lower(), shown
             shown = await alice.command(room_id, bot.user_id, "!usage help")
-            assert shown.startswith("!usage [scope:me|room|server]"), shown
+            assert shown.startswith("!usage [scope:me|room]"), shown
             assert "yours or this room's." in shown and "server's" not in shown, shown
 
             for typed in ("!usage room", "!usage scope:room", "!usage scope:channel"):
                 shown = await alice.command(room_id, bot.user_id, typed)
                 assert shown.startswith("This room's usage"), (typed, shown)
             shown = await alice.command(room_id, bot.user_id, "!usage scope:rooms")
-            assert "Did you mean `room`? Choose one of: me, room, server." in shown, shown
+            assert "Did you mean `room`? Choose one of: me, room." in shown, shown
             shown = await alice.command(room_id, bot.user_id, "!reply mode always scope:room")
             assert shown.startswith("Reply mode: always"), shown
             assert "every message in this room" in shown, shown
