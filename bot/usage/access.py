@@ -161,17 +161,32 @@ KINDS_ON: Mapping[AccessKind, Platform] = {
 }
 
 
+def _kinds_on(platform: Platform) -> list[AccessKind]:
+    return [k for k in AccessKind if platform.has(KINDS_ON.get(k, platform))]
+
+
 def kinds_here(platform: Platform) -> str:
     """`user|role` on Discord: the kinds of rule a usage line offers there."""
-    return "|".join(k.value for k in AccessKind if platform.has(KINDS_ON.get(k, platform)))
+    return "|".join(k.value for k in _kinds_on(platform))
 
 
-# What a rule may name on each platform, as its refusals say it.
-_KINDS_HERE = {
-    Platform.DISCORD: "user or role",
-    Platform.MATRIX: "user or a power level (level 50)",
-    Platform.CONSOLE: "user (the console has no roles or power levels)",
+# How a refusal names each kind of rule (said where KINDS_ON has it), and it missing.
+_KIND_SAID = {
+    AccessKind.USER: ("user", "users"),
+    AccessKind.ROLE: ("role", "roles"),
+    AccessKind.LEVEL: ("a power level (level 50)", "power levels"),
 }
+
+
+def _kinds_said(platform: Platform) -> str:
+    """What a rule may name on `platform`, as its refusals say it: `user or role`; where
+    only users: `user (the console has no roles or power levels)`."""
+    here = _kinds_on(platform)
+    said = " or ".join(_KIND_SAID[k][0] for k in here)
+    if len(here) > 1:
+        return said
+    lacks = " or ".join(_KIND_SAID[k][1] for k in AccessKind if k not in here)
+    return f"{said} (the {platform.value} has no {lacks})"
 
 
 # How Discord writes a mention of the role every member has, in a message or an option:
@@ -194,13 +209,13 @@ def parse_subject(
     shown = quoted(raw)
     if kind is AccessKind.LEVEL:
         if platform is not Platform.MATRIX:
-            raise AccessError(f"Power levels are Matrix's; here use {_KINDS_HERE[platform]}.")
+            raise AccessError(f"Power levels are Matrix's; here use {_kinds_said(platform)}.")
         if not re.fullmatch(r"-?[0-9]{1,16}", raw) or abs(int(raw)) > MAX_LEVEL:
             raise AccessError(f"{shown} is not a power level: give a whole number like 50.")
         return str(int(raw))
     if kind is AccessKind.ROLE:
         if platform is not Platform.DISCORD:
-            raise AccessError(f"Roles are Discord's; here use {_KINDS_HERE[platform]}.")
+            raise AccessError(f"Roles are Discord's; here use {_kinds_said(platform)}.")
         if _PERSON_MENTION.fullmatch(raw):
             raise AccessError(f"{shown} mentions a person, not a role: choose user as the kind.")
         mentioned = raw.startswith("<@&") and raw.endswith(">")
