@@ -10,7 +10,7 @@ from typing import Any
 from bot.commands.parse import CommandError, suggest
 from bot.commands.router import check_scope
 from bot.commands.scopes import next_scope, scope_of, scope_place
-from bot.commands.spec import CommandContext
+from bot.commands.spec import CommandContext, typed_as
 from bot.types import PlaceName, Platform, Reply, Scope
 from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
 from bot.usage.access import (
@@ -72,9 +72,8 @@ def _set_usage(ctx: CommandContext, *, server: bool = True) -> str:
     """How a limit is set, as typed on the asker's platform: on Discord `set` is the
     `action` option's choice, and each value goes in its own option."""
     scope = " [scope:server]" if ctx.ref.has_server and server else ""
-    if ctx.ref.platform is Platform.DISCORD:
-        return f"/limits action:set name:<name> value:<value|off|default>{scope}"
-    return f"{ctx.prefix}limits set <name> <value|off|default>{scope}"
+    values = (("action", "set"), ("name", "<name>"), ("value", "<value|off|default>"))
+    return typed_as(("limits",), values, ctx.ref.platform, ctx.prefix) + scope
 
 
 def _where(scope: Scope, place: PlaceName) -> str:

@@ -8,7 +8,7 @@ from bot.commands import TABLE
 from bot.commands.handlers import help_text
 from bot.commands.parse import CommandError, asks_secret, parse, plain_prefix
 from bot.commands.router import bind, find
-from bot.commands.spec import secret_prompt, usage, walk
+from bot.commands.spec import secret_prompt, typed_as, usage, walk
 from bot.types import Platform, SecretValue
 from bot.usage.limits import LimitError, parse_value
 
@@ -600,3 +600,20 @@ def test_a_source_named_as_people_call_it_says_which_source_it_is(
 
 def test_a_source_and_a_scope_are_still_two_values() -> None:
     assert parse("/source openai server", TABLE).raw == {"source": "openai", "scope": "server"}
+
+
+@pytest.mark.parametrize(
+    ("platform", "prefix", "said"),
+    [
+        (Platform.DISCORD, "/", "/limits action:set name:<name> value:<v>"),
+        (Platform.MATRIX, "!", "!limits set <name> <v>"),
+        (Platform.CONSOLE, "/", "/limits set <name> <v>"),
+    ],
+)
+def test_a_hint_is_written_in_the_platforms_form(
+    platform: Platform, prefix: str, said: str
+) -> None:
+    """quotas wrote /limits' Discord hint by hand; one helper writes any command's: on
+    Discord each value in its named option, elsewhere in order after the command."""
+    values = (("action", "set"), ("name", "<name>"), ("value", "<v>"))
+    assert typed_as(("limits",), values, platform, prefix) == said
