@@ -236,7 +236,35 @@ def _error_of(
             f"{where} refused the request{code}.{detail} Check the model and the generation "
             "settings (temperature, max tokens, stop sequences).",
         )
-    return ProviderError(f"{where} answered with an error{code}.{detail}")
+    # A status or type no rule above knows (a 409, a 2xx body that is an error): no
+    # advice of its own, so the general one (it said nothing a member could act on).
+    return ProviderError(
+        f"{where} answered with an error{code}.{detail} Try again; if it keeps failing, "
+        "check the model and the endpoint's URL."
+    )
+
+
+def stream_error(
+    status: int | None,
+    kind: str,
+    message: str,
+    *,
+    where: str,
+    secrets: Iterable[str] = (),
+) -> ProviderError:
+    """An error the provider reported inside its answer (an error event or chunk, a
+    `finish_reason` of `error`). One with no type or code (a proxy's `{"error": {}}`,
+    vLLM's `{"object": "error", …}`) was said as "overloaded or failing", which it never
+    said: it is said as the error it reported, and asked again as an overload is."""
+    if status or kind:
+        return error_from_kind(status, kind, message, where=where, secrets=secrets)
+    err = error_from_kind(None, "", message, where=where, secrets=secrets)
+    if type(err) is not ProviderError:  # its words say which (the context is full)
+        return err
+    said = err.said
+    reported = Overloaded(f"{where} reported an error while answering.{_detail(said)} Try again.")
+    reported.said = said
+    return reported
 
 
 # How servers say a request is over the context window: OpenAI's code, llama.cpp's

@@ -311,12 +311,13 @@ class Transport:
             return None
         if isinstance(err, RateLimited) and err.quota:
             return None
+        ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)
+        delay = random.uniform(ceiling / 2, ceiling)  # jitter spreads out retry storms
         # A 503 or 529 may say when to come back as a 429 does: sooner is refused again.
+        # Never sooner than the backoff: `Retry-After: 0` (or a date gone by) sent every
+        # retry at once.
         if isinstance(err, RateLimited | Overloaded) and err.retry_after is not None:
-            delay = err.retry_after
-        else:
-            ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)
-            delay = random.uniform(ceiling / 2, ceiling)  # jitter spreads out retry storms
+            delay = max(delay, err.retry_after)
         if time.monotonic() - started + delay > self.settings.retry_max_seconds:
             return None
         return delay
@@ -461,7 +462,11 @@ class Transport:
         log.debug("%s followed a redirect (HTTP %d) on the same server", where, status)
         return replace(spec, url=url, params=None)
 
-    def timeout_error(self, exc: BaseException, where: str, *, first: bool) -> ProviderTimeout:
+    def timeout_error(
+        self, exc: BaseException, where: str, *, first: bool, answered: bool = True
+    ) -> ProviderTimeout:
+        """`first`: no byte of the body came; `answered`: some of the answer did (a
+        Claude stream's `message_start` alone, a role-only chunk, is none of it)."""
         s = self.settings
         if isinstance(exc, httpx.ConnectTimeout):
             return ProviderTimeout(
@@ -473,9 +478,15 @@ class Transport:
                 f"{where} did not start answering within {s.first_byte_timeout:g} s. The model "
                 "may be loading or overloaded; try again."
             )
+        if not answered:
+            return ProviderTimeout(
+                f"{where} did not start answering: it sent nothing of the answer for "
+                f"{s.idle_timeout:g} s. The model may be loading or overloaded; try again."
+            )
         return ProviderTimeout(
             f"{where} stopped sending for {s.idle_timeout:g} s in the middle of the answer. "
-            "Try again."
+            "Try again.",
+            midway=True,
         )
 
     async def chunks(

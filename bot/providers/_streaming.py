@@ -19,6 +19,7 @@ from bot.providers.base import (
     EmptyStream,
     MalformedResponse,
     ProviderError,
+    ProviderTimeout,
     StreamCut,
     joined,
 )
@@ -71,13 +72,21 @@ async def stream_deltas(
                         texts.append(delta.text)  # a usage-only delta is no answer yet
                     yield delta
             return
-        except ProviderError as err:
-            err.without(spec.secrets)  # an error event may echo what was sent
+        except ProviderError as caught:
+            caught.without(spec.secrets)  # an error event may echo what was sent
+            err = caught
             if texts and not err.partial:
                 err.partial = "".join(texts)
+            elif isinstance(err, ProviderTimeout) and err.midway and not texts:
+                # Bytes came (Claude's `message_start`, a role-only chunk), no answer.
+                err = transport.timeout_error(
+                    TimeoutError(), spec.where, first=False, answered=False
+                )
             delay = None if texts else transport.retry_delay(attempt, err, started)
             if delay is None:
-                raise
+                if err is caught:
+                    raise
+                raise err from None
             transport.log_retry(spec.where, err, attempt, delay)
             await transport.sleep(delay)
             attempt += 1

@@ -193,6 +193,12 @@ class Overloaded(ProviderError):
 class ProviderTimeout(ProviderError):
     kind = "timeout"
 
+    def __init__(self, message: str, *, midway: bool = False) -> None:
+        super().__init__(message)
+        # The idle limit passed after the body began: whether any of the answer had come
+        # by then only the streaming loop knows (_streaming.stream_deltas says which).
+        self.midway = midway
+
 
 class Unreachable(ProviderError):
     """No connection could be made (refused, DNS failure, reset before any answer)."""

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from bot.providers._errors import error_fields, error_from_kind, malformed
+from bot.providers._errors import error_fields, malformed, stream_error
 from bot.providers._provider import MODELS_READ, Fixes, HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import continuing, loads, stream_deltas
@@ -235,6 +235,4 @@ class EventDecoder:
 
     def _raise_error(self, body: dict[str, Any]) -> None:
         message, kind = error_fields(body)
-        raise error_from_kind(
-            None, kind or "api_error", message, where=self._where, secrets=self._secrets
-        )
+        raise stream_error(None, kind, message, where=self._where, secrets=self._secrets)

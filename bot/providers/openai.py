@@ -8,7 +8,7 @@ import re
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
-from bot.providers._errors import error_fields, error_from_kind, malformed
+from bot.providers._errors import error_fields, malformed, stream_error
 from bot.providers._provider import MODELS_READ, Fixes, HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import continuing, loads, stream_deltas
@@ -236,9 +236,7 @@ class ChunkDecoder:
         err = body.get("error") if isinstance(body, dict) else None
         code = _int(err.get("code")) if isinstance(err, dict) else None
         status = code if code is not None and 400 <= code < 600 else None
-        raise error_from_kind(
-            status, kind or "server_error", message, where=self._where, secrets=self._secrets
-        )
+        raise stream_error(status, kind, message, where=self._where, secrets=self._secrets)
 
     def _deltas(self, body: Any, key: str) -> list[Delta]:
         if not isinstance(body, dict):
@@ -277,7 +275,7 @@ class ChunkDecoder:
                 reasoning = thought
             finish_reason = choice.get("finish_reason")
             if finish_reason == "error":  # the provider failed it (Mistral, OpenRouter)
-                raise error_from_kind(None, "server_error", "", where=self._where)
+                raise stream_error(None, "", "", where=self._where)
             if isinstance(finish_reason, str) and finish_reason:
                 finish = finish_reason
                 self.complete = True

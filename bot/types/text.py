@@ -630,12 +630,19 @@ def shorten(text: str, limit: int) -> str:
 
 
 def seconds_in_words(seconds: int) -> str:
-    """A wait as people say it: `42 s`, `12 min`, `26 h 5 min`."""
+    """A wait as people say it: `42 s`, `12 min`, `26 h 5 min`, `more than 2 days`."""
     if seconds < 120:
         return f"{seconds} s"
     if seconds < 7200:
         return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    if seconds <= _HOURS_SAID:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    # A server's `Retry-After: 99999999999` was "27777777 h 46 min": past two days the
+    # count says nothing a person can use.
+    return "more than 2 days"
+
+
+_HOURS_SAID = 48 * 3600
 
 
 # Words for a switch, typed in chat or in .env (`y`, `t`: as .env files often write them).

@@ -5,7 +5,8 @@ drive `python -m bot console` with plain `subprocess.run`/`Popen` while the endp
 answers. Each test configures what it does by setting attributes, read per request:
 
 * `models`, or `on_models` (a callable → status, headers, body) for `/v1/models`;
-* `on_chat` (same shape) to answer `/v1/chat/completions` without streaming;
+* `on_chat` (same shape) to answer `/v1/chat/completions` (and Claude's `/v1/messages`,
+  scripted the same way) without streaming;
 * `stream`, a `Stream` script: chunks at an interval, keep-alive comments only, a byte
   drip, an endless stream, a huge answer in many events or in one SSE line;
 * chunks may contain `{auth}`, replaced by the request's Authorization header value;
@@ -164,7 +165,7 @@ class HostileEndpoint:
         return f"{self.url}/v1"
 
     def chat_requests(self) -> list[Recorded]:
-        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+        return [r for r in self.requests if r.path.endswith(("/chat/completions", "/messages"))]
 
     def authorizations(self) -> list[str | None]:
         return [r.authorization for r in self.requests]
@@ -215,6 +216,8 @@ class HostileEndpoint:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models/", self._models)
         app.router.add_post("/v1/chat/completions/", self._chat)
+        # Claude's Messages API, scripted as chat is (`stream` kind "raw" for its events).
+        app.router.add_post("/v1/messages", self._chat)
         # Anything else (e.g. a redirect target) is recorded and answered 404.
         app.router.add_route("*", "/{tail:.*}", self._other)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)

@@ -11,6 +11,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from tests.e2e.hostile_endpoint import Answer, HostileEndpoint, Recorded, Stream, sse_chunk
 from tests.e2e.test_hostile_console import Workspace, custom_setup
 
@@ -108,7 +110,7 @@ def test_an_error_chunk_after_some_text_is_said_as_the_providers_error(
     )
     run = ws.run(["/retry", "/help"], PROVIDER_MAX_RETRIES="0")
     shown = run.before_help()
-    assert "overloaded or failing" in shown and "ended the stream" not in shown, shown
+    assert "reported an error while answering" in shown and "ended the stream" not in shown
     endpoint.stream = Stream(chunks=[" Paris."])
     run = ws.run(["/continue", "/help"], PROVIDER_MAX_RETRIES="0")
     assert ws.messages()[-1] == ("assistant", "Paris Paris.", None), run.describe()
@@ -126,3 +128,144 @@ def test_a_call_refused_before_any_answer_is_no_estimate_in_usage(
     shown = run.before_help()
     assert "Total: 0 tokens (0 in, 0 out) in 1 call." in shown, shown
     assert "Of these, 1 ended with an error." in shown and "estimated" not in shown, shown
+
+
+class _RefusedFor:
+    """An endpoint refusing with `status` for `seconds` after the first request, its
+    Retry-After saying to come back at once (`0`, or a date already past); then it answers."""
+
+    def __init__(self, status: int, retry_after: str, seconds: float) -> None:
+        self.status, self.retry_after, self.seconds = status, retry_after, seconds
+        self.first: float | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self, rec: Recorded) -> Answer:
+        with self.lock:
+            now = time.monotonic()
+            if self.first is None:
+                self.first = now
+            if now - self.first < self.seconds:
+                return _unavailable(self.status, self.retry_after)
+        return 200, {"Content-Type": "text/event-stream"}, _ANSWER
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after"),
+    [(429, "0"), (503, "0"), (503, "Wed, 21 Oct 2015 07:28:00 GMT")],
+    ids=["429-zero", "503-zero", "503-past-date"],
+)
+def test_a_refusal_saying_come_back_now_is_not_asked_again_at_once(
+    ws: Workspace, endpoint: HostileEndpoint, status: int, retry_after: str
+) -> None:
+    """`Retry-After: 0` (or a date already past) on a 429 or 503 had every retry sent
+    at once, all three requests within milliseconds and all refused: a retry now waits
+    at least the usual backoff (a quarter of a second first), so a server back a moment
+    later answers the second request."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.on_chat = _RefusedFor(status, retry_after, 0.2)
+    run = ws.run(["What is the capital of France?", "/help"], PROVIDER_MAX_RETRIES="2")
+    run.assert_survived()
+    assert "Paris." in run.before_help(), run.describe()
+    assert len(endpoint.chat_requests()) == 2, "it asked again at once, refused again"
+    assert ws.messages()[-1] == ("assistant", "Paris.", None)
+
+
+def test_a_rate_limit_for_years_is_not_said_in_hours(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """`Retry-After: 99999999999` was said as "Try again in 27777777 h 46 min": a wait
+    past two days is said as one."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.on_chat = lambda rec: _unavailable(429, "99999999999")
+    run = ws.run(["What is the capital of France?", "/help"], PROVIDER_MAX_RETRIES="2")
+    run.assert_survived()
+    shown = run.before_help()
+    assert "is rate-limiting requests (HTTP 429)" in shown, shown
+    assert "Try again in more than 2 days." in shown and " h " not in shown, shown
+    assert len(endpoint.chat_requests()) == 1, "it asked again while the server said to wait"
+
+
+def _claude_event(name: str, body: object) -> str:
+    return f"event: {name}\ndata: {json.dumps(body)}\n\n"
+
+
+_MESSAGE_START = _claude_event(
+    "message_start",
+    {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 9}}},
+)
+
+
+def test_a_claude_answer_that_never_wrote_is_not_said_cut_in_the_middle(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A Claude stream that sent `message_start` and then only pings until the idle
+    limit was told "stopped sending for 1 s in the middle of the answer", though not a
+    word of one had come: it is said as an answer that did not start, with what to do.
+    One cut after some text still says it stopped in the middle."""
+    setup = ws.run(["/source claude", f"/proxy set {endpoint.url_v1}", "/model claude-x"])
+    assert setup.returncode == 0, setup.describe()
+    ping = _claude_event("ping", {"type": "ping"})
+    endpoint.stream = Stream(kind="raw", chunks=[_MESSAGE_START] + [ping] * 40, interval=0.1)
+    run = ws.run(["Hello?", "/help"], PROVIDER_IDLE_TIMEOUT="1")
+    run.assert_survived()
+    shown = run.before_help()
+    assert "did not start answering: it sent nothing of the answer for 1 s" in shown, shown
+    assert "in the middle of the answer" not in shown and "/continue" not in shown, shown
+    text = _claude_event(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+    )
+    endpoint.stream = Stream(kind="raw", chunks=[_MESSAGE_START, text] + [ping] * 40, interval=0.1)
+    run = ws.run(["/retry", "/help"], PROVIDER_IDLE_TIMEOUT="1")
+    shown = run.before_help()
+    assert "stopped sending for 1 s in the middle of the answer" in shown, shown
+
+
+_UNTYPED = {"error": {}}, {"object": "error"}, {"object": "error", "message": "model crashed"}
+
+
+@pytest.mark.parametrize(
+    ("source", "error", "said"),
+    [
+        *(("custom", _event(body), body.get("message", "")) for body in _UNTYPED),
+        ("custom", sse_chunk("", "error").decode(), ""),  # Mistral's, OpenRouter's
+        ("claude", _claude_event("error", {"type": "error", "error": {}}), ""),
+    ],
+    ids=["bare-error", "object-error", "object-error-words", "finish-error", "claude-untyped"],
+)
+def test_an_error_event_naming_no_kind_is_not_called_an_overload(
+    ws: Workspace, endpoint: HostileEndpoint, source: str, error: str, said: str
+) -> None:
+    """A mid-answer error with no type (a proxy's `{"error": {}}`, vLLM's `{"object":
+    "error"}`, a `finish_reason` of `error`) was said as "is overloaded or failing",
+    which the provider never said: it is said as the error it reported, its own words
+    quoted when it has some."""
+    lines = [f"/source {source}", f"/proxy set {endpoint.url_v1}", "/model m"]
+    setup = ws.run(lines)
+    assert setup.returncode == 0, setup.describe()
+    first = _MESSAGE_START if source == "claude" else sse_chunk("The capital is").decode()
+    endpoint.stream = Stream(kind="raw", chunks=[first, error])
+    run = ws.run(["What is the capital of France?", "/help"], PROVIDER_MAX_RETRIES="0")
+    run.assert_survived()
+    shown = run.before_help()
+    assert "reported an error while answering" in shown, shown
+    assert "overloaded" not in shown and "ended the stream" not in shown, shown
+    assert (f'The provider said: "{said}"' in shown) == bool(said), shown
+
+
+def test_an_error_of_no_known_kind_says_what_to_do(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A status no rule knows (a 409 naming no type) was "answered with an error (HTTP
+    409)." and nothing more: the member now reads what to do next."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    body = json.dumps({"error": {"message": "conflict"}}).encode()
+    endpoint.on_chat = lambda rec: (409, {"Content-Type": "application/json"}, body)
+    run = ws.run(["What is the capital of France?", "/help"])
+    run.assert_survived()
+    shown = run.before_help()
+    assert 'answered with an error (HTTP 409). The provider said: "conflict".' in shown, shown
+    assert "Try again; if it keeps failing, check the model and the endpoint's URL." in shown

@@ -331,14 +331,30 @@ async def test_retry_after_is_honoured(
 ) -> None:
     route = router.post(OPENAI_URL).mock(
         side_effect=[
-            httpx.Response(429, headers={"retry-after": "0.25"}, json=error_json("slow down")),
-            httpx.Response(429, headers={"retry-after-ms": "120"}, json=error_json("slow down")),
+            httpx.Response(429, headers={"retry-after": "0.75"}, json=error_json("slow down")),
+            httpx.Response(429, headers={"retry-after-ms": "1200"}, json=error_json("slow down")),
             sse_response(GOOD)[0],
         ]
     )
     assert await collect(make_hub(max_retries=2)) == "ok"
     assert route.call_count == 3
-    assert sleeps == [0.25, 0.12]
+    assert sleeps == [0.75, 1.2]
+
+
+@pytest.mark.parametrize("header", [{"retry-after": "0"}, {"retry-after-ms": "120"}])
+async def test_a_retry_after_shorter_than_the_backoff_waits_the_backoff(
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
+    sleeps: Sleeps,
+    header: dict[str, str],
+) -> None:
+    """`Retry-After: 0` had the retries sent at once, one after another: the larger of
+    the server's wait and the backoff (a quarter to half a second, then twice that)."""
+    refused = httpx.Response(503, headers=header, json=error_json("busy"))
+    route = router.post(OPENAI_URL).mock(side_effect=[refused, refused, sse_response(GOOD)[0]])
+    assert await collect(make_hub(max_retries=2)) == "ok"
+    assert route.call_count == 3
+    assert 0.25 <= sleeps[0] <= 0.5 and 0.5 <= sleeps[1] <= 1.0, sleeps
 
 
 async def test_retry_after_beyond_budget_gives_up_at_once(
@@ -362,6 +378,9 @@ async def test_retry_after_beyond_budget_gives_up_at_once(
         ({"retry-after": "1e400"}, "Try again shortly."),
         ({"retry-after-ms": "inf"}, "Try again shortly."),
         ({"retry-after": "86400"}, "Try again in 24 h 0 min."),
+        ({"retry-after": "172800"}, "Try again in 48 h 0 min."),
+        ({"retry-after": "172801"}, "Try again in more than 2 days."),
+        ({"retry-after": "99999999999"}, "Try again in more than 2 days."),
         ({"retry-after": "42"}, "Try again in 42 s."),
     ],
 )

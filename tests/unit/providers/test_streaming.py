@@ -401,7 +401,8 @@ async def test_claude_pings_alone_are_no_progress(
     response, stream = sse_response(sse_bytes([start]), *pings)
     router.post(CLAUDE_URL).mock(return_value=response)
     hub = make_hub(idle_timeout=0.05, first_byte_timeout=0.05, max_retries=0)
-    with pytest.raises(ProviderTimeout, match="stopped sending"):
+    # Not a word of the answer came: no "stopped sending … in the middle of the answer".
+    with pytest.raises(ProviderTimeout, match="did not start answering: it sent nothing"):
         await collect(hub, CLAUDE)
     assert stream.sent < 100 and stream.closed  # not read to the end of its pings
 
