@@ -60,6 +60,7 @@ from bot.store.copy import (
     copy_rows,
     foreign_tables,
     lock_holders,
+    lock_timed_out,
     same_database,
 )
 from bot.store.db import NotReadable, create_engine, read_only
@@ -152,36 +153,52 @@ async def migrate(settings: Settings) -> str | None:
     return await _upgraded(settings, "DATABASE_URL")
 
 
-async def _upgraded(settings: Settings, named: str) -> str | None:
-    """`settings.db_url` at the newest schema; StartError saying to correct `named`."""
+async def _upgraded(settings: Settings, named: str, lock_wait: float | None = None) -> str | None:
+    """`settings.db_url` at the newest schema; StartError saying to correct `named`.
+    With `lock_wait` (a copy's target), a lock another session holds that long is given
+    up: CopyLocked."""
     try:
-        return await upgrade_to_head(settings.db_url)
+        return await upgrade_to_head(settings.db_url, lock_wait=lock_wait)
     except UnknownRevision as err:
         raise StartError(_NEWER.format(revision=shorten(err.revision, 40))) from None
     except MigrationFailed as err:
+        if lock_wait is not None:
+            _raise_if_locked(err.cause)
         log.debug("the migration failed", exc_info=True)  # for LOG_LEVEL=DEBUG
         said = _database_failure(settings, err.cause, upgrading=err.revision or "none", named=named)
         raise StartError(said) from None
     except (OSError, DBAPIError) as err:
+        if lock_wait is not None:
+            _raise_if_locked(err)
         log.debug("the database failed at start", exc_info=True)  # for LOG_LEVEL=DEBUG
         raise StartError(_database_failure(settings, err, named=named)) from None
 
 
-async def as_it_is(settings: Settings) -> URL:
+def _raise_if_locked(err: OSError | DBAPIError) -> None:
+    """A wait for another session's lock given up (lock_wait): CopyLocked, on no table
+    known (a read of the schema's revision, or its upgrade)."""
+    if isinstance(err, DBAPIError) and lock_timed_out(err):
+        raise CopyLocked(None) from err
+
+
+async def as_it_is(settings: Settings, lock_wait: float | None = None) -> URL:
     """For a command that only reads (an export): the database is not upgraded (a backup
     looked into stays as it was), nor made where none is, nor written (a copy in a folder
     or on a mount this user may not write is read there); one at another schema revision
-    is refused, saying what to run. Returns the URL that reads it so."""
+    is refused, saying what to run. Returns the URL that reads it so. `lock_wait`:
+    _upgraded's."""
     keep_private(settings, quiet=True)
     missing = _missing_file(settings)
     if missing is not None:
         raise StartError(f"there is no database file at {missing}: correct DATABASE_URL.")
     try:
         url = read_only(settings.db_url)
-        revision = await current(url)
+        revision = await current(url, lock_wait=lock_wait)
     except NotReadable as err:
         raise StartError(str(err)) from None
     except (OSError, DBAPIError) as err:
+        if lock_wait is not None:
+            _raise_if_locked(err)
         log.debug("the database failed at start", exc_info=True)  # for LOG_LEVEL=DEBUG
         raise StartError(_database_failure(settings, err)) from None
     newest = newest_file_revision()
@@ -993,15 +1010,19 @@ async def _copy_database(settings: Settings, to: str, stage: _CopyStage) -> list
         raise StartError(_OWN_DATABASE)
     # Read as the export reads it: a backup in a folder this user may not write is
     # copied from where it is, and left as it was.
-    source_url = await as_it_is(settings)
+    # A lock another session holds is given up after LOCK_WAIT_SECONDS in each step,
+    # reading the schema's revisions and upgrading --to's too (a forgotten session's:
+    # every process of the bot is stopped by then), and said with whose it is.
     passwords = [p for p in (make_url(settings.db_url).password, url.password) if p]
-    source = create_engine(source_url, poolclass=NullPool)
+    source: AsyncEngine | None = None
     copy = create_engine(target.db_url, poolclass=NullPool)
     try:
+        source_url = await as_it_is(settings, LOCK_WAIT_SECONDS)
+        source = create_engine(source_url, poolclass=NullPool)
         await _not_served(source, "the bot's database")
         await _empty_target(target, copy, source)
         stage.schema = True
-        await _upgraded(target, "--to")
+        await _upgraded(target, "--to", LOCK_WAIT_SECONDS)
         return await copy_rows(source, copy, stage.rows)
     except TargetNotEmpty as err:
         raise StartError(
@@ -1011,7 +1032,14 @@ async def _copy_database(settings: Settings, to: str, stage: _CopyStage) -> list
     except CopyMismatch as err:
         raise StartError(f"the copy did not add up ({err}). Nothing was copied.") from None
     except CopyLocked as err:
-        raise StartError(await _locked(err.table, source, copy)) from None
+        # The bot's database, where the lock may be, is not open yet when its revision
+        # was being read: looked into here, as the --to database is.
+        looked = source or create_engine(settings.db_url, poolclass=NullPool)
+        try:
+            raise StartError(await _locked(err.table, looked, copy)) from None
+        finally:
+            if looked is not source:
+                await looked.dispose()
     except (CopyFailed, OSError, DBAPIError) as err:
         log.debug("the copy failed", exc_info=True)  # for LOG_LEVEL=DEBUG
         failed = err.cause if isinstance(err, CopyFailed) else err
@@ -1025,7 +1053,8 @@ async def _copy_database(settings: Settings, to: str, stage: _CopyStage) -> list
             ) from None
         raise StartError(f"the copy failed ({said}). Nothing was copied.") from None
     finally:
-        await source.dispose()
+        if source is not None:
+            await source.dispose()
         await copy.dispose()
 
 
@@ -1058,8 +1087,9 @@ async def _empty_target(target: Settings, copy: AsyncEngine, source: AsyncEngine
     another program's tables before anything is written to it: an upgrade of its schema
     cannot be undone, and would break the bot it belongs to."""
     try:
-        revision = await current(target.db_url)
+        revision = await current(target.db_url, lock_wait=LOCK_WAIT_SECONDS)
     except (OSError, DBAPIError) as err:
+        _raise_if_locked(err)
         raise StartError(_database_failure(target, err, named="--to")) from None
     if await same_database(source, copy):
         raise StartError(_OWN_DATABASE)

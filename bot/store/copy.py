@@ -213,13 +213,13 @@ async def filled(conn: AsyncConnection) -> list[str]:
             if await conn.scalar(select(1).select_from(table).limit(1)) is not None:
                 found.append(table.name)
         except DBAPIError as err:
-            if _timed_out(err):
+            if lock_timed_out(err):
                 raise CopyLocked(table.name) from err
             raise
     return found
 
 
-def _timed_out(err: DBAPIError) -> bool:
+def lock_timed_out(err: DBAPIError) -> bool:
     """Whether `err` is a lock waited for LOCK_WAIT_SECONDS (_wait_for_locks)."""
     return str(getattr(err.orig, "sqlstate", "")) == _LOCK_TIMEOUT
 
@@ -310,7 +310,7 @@ async def copy_rows(
                 await _wait_for_locks(writing)
             await _copy_all(reading, writing, progress, copied)
     except (CopyFailed, DBAPIError) as err:
-        if _timed_out(err.cause if isinstance(err, CopyFailed) else err):
+        if lock_timed_out(err.cause if isinstance(err, CopyFailed) else err):
             raise CopyLocked(progress.table) from err
         raise
     return copied

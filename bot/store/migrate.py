@@ -171,13 +171,14 @@ def migration_engine(url: str) -> AsyncEngine:
     return engine
 
 
-async def _run(url: str, action: Callable[[Config], None]) -> None:
+async def _run(url: str, action: Callable[[Config], None], lock_wait: float | None = None) -> None:
     # A connection handed to env.py, so migrations run inside the caller's event loop
     # instead of a nested asyncio.run.
     engine = migration_engine(url)
     said = _first_failure(engine)
     try:
         async with engine.connect() as connection:
+            await _give_up_locks(connection, lock_wait)
             if connection.dialect.name == "postgresql":
                 # Processes starting together migrate one after another: the others
                 # wait here, then find the schema at head (held until the commit).
@@ -251,25 +252,37 @@ def _first_failure(engine: AsyncEngine) -> list[DBAPIError]:
     return said
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
-    """Upgrade the database at `url` (default: to the newest revision)."""
+async def _give_up_locks(connection: AsyncConnection, lock_wait: float | None) -> None:
+    """PostgreSQL: with `lock_wait`, a statement on `connection` that waits so many
+    seconds for another session's lock fails (55P03) instead of waiting for good. The
+    whole session's (the connection is this call's alone, closed after it)."""
+    if lock_wait is not None and connection.dialect.name == "postgresql":
+        await connection.exec_driver_sql(f"SET lock_timeout = '{int(lock_wait * 1000)}ms'")
+        await connection.commit()  # a setting made in no transaction of Alembic's
+
+
+async def upgrade(url: str, revision: str = "head", *, lock_wait: float | None = None) -> None:
+    """Upgrade the database at `url` (default: to the newest revision); `lock_wait`:
+    _give_up_locks'."""
     from alembic import command
 
-    await _run(url, lambda config: command.upgrade(config, revision))
+    await _run(url, lambda config: command.upgrade(config, revision), lock_wait)
 
 
-async def upgrade_to_head(url: str) -> str | None:
-    """Upgrade to the newest revision and return the revision the database is now at."""
-    at = await current(url)
+async def upgrade_to_head(url: str, *, lock_wait: float | None = None) -> str | None:
+    """Upgrade to the newest revision and return the revision the database is now at.
+    `lock_wait`: seconds a wait for another session's lock lasts before it fails (a
+    copy's target, which no process of the bot holds); None: as long as it takes."""
+    at = await current(url, lock_wait=lock_wait)
     if at is not None and at == newest_file_revision():
         return at
     if at is not None and not is_known(at):
         raise UnknownRevision(at)  # Alembic would say it "can't locate" it, in a traceback
     try:
-        await upgrade(url)
+        await upgrade(url, lock_wait=lock_wait)
     except (OSError, DBAPIError) as err:
         raise MigrationFailed(at, err) from err
-    return await current(url)
+    return await current(url, lock_wait=lock_wait)
 
 
 async def downgrade(url: str, revision: str = "base") -> None:
@@ -287,11 +300,13 @@ def _version(sync: Connection) -> str | None:
     return rows[0] if len(rows) == 1 else None
 
 
-async def current(url: str | URL) -> str | None:
-    """The revision the database at `url` is at, or None when it was never migrated."""
+async def current(url: str | URL, *, lock_wait: float | None = None) -> str | None:
+    """The revision the database at `url` is at, or None when it was never migrated.
+    `lock_wait`: _give_up_locks'."""
     engine = create_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
+            await _give_up_locks(connection, lock_wait)
             return await connection.run_sync(_version)
     finally:
         await engine.dispose()

@@ -505,3 +505,56 @@ async def test_a_lock_another_session_holds_is_waited_for_a_while_then_named(
         assert code == 0 and "Copied 2 row(s)" in out, (code, out, err)
     finally:
         postgres_db.server.sql(f'DROP DATABASE IF EXISTS "{postgres_db.name}_to" WITH (FORCE)')
+
+
+@pytest.mark.parametrize(
+    ("fresh", "locked", "which"),
+    [
+        (False, "target", "In the --to database: session "),
+        (True, "source", "In the bot's database: session "),
+        # Its upgrade: a transaction left open after making a table the upgrade makes.
+        (True, "target", "In the --to database: session "),
+    ],
+)
+async def test_a_lock_on_either_schemas_revision_is_given_up_too(
+    tmp_path: Path, postgres_db: PostgresDatabase, fresh: bool, locked: str, which: str
+) -> None:
+    """A forgotten session holding a lock on alembic_version (a psql window left in a
+    transaction after a `LOCK TABLE` or a `TRUNCATE`) of either database made the copy
+    wait for good, silent: LOCK_WAIT_SECONDS covered the rows' copy, not the reads of
+    each database's schema revision nor the upgrade of --to's schema. Those now give up
+    after as long, naming the session; nothing is copied, and the same command copies
+    once it is gone. (A session holding an advisory lock, as a hung `chatbot migrate`
+    does, is refused at once as a process using the database.)"""
+    source_url = postgres_db.url
+    postgres_db.server.sql(f'CREATE DATABASE "{postgres_db.name}_to"')
+    target_url = f"{source_url}_to"
+    env = {"BOT_SECRET_KEYS": generate_key(), "DATABASE_URL": source_url}
+    try:
+        if not fresh:  # made beforehand, as an operator may
+            assert (await chatbot(tmp_path, "migrate", **{**env, "DATABASE_URL": target_url}))[
+                0
+            ] == 0
+        code, _, err = await chatbot(tmp_path, "console", stdin="/source custom\n", **env)
+        assert code == 0, err
+        engine = create_engine(source_url if locked == "source" else target_url)
+        try:
+            async with engine.connect() as holder:
+                pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+                if fresh and locked == "target":
+                    await holder.execute(text("CREATE TABLE alembic_version (v text)"))
+                else:
+                    lock = "LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"
+                    await holder.execute(text(lock))
+                code, out, err = await chatbot(tmp_path, "copy-database", "--to", target_url, **env)
+                await holder.rollback()
+        finally:
+            await engine.dispose()
+        assert code == 1 and out == "" and len(err.splitlines()) == 1, (code, out, err)
+        assert f"waited {LOCK_WAIT_SECONDS} s for a lock" in err, err
+        assert f"{which}{pid} (" in err and "idle in transaction" in err, err
+        assert "Nothing was copied" in err and "run the same command again" in err, err
+        code, out, err = await chatbot(tmp_path, "copy-database", "--to", target_url, **env)
+        assert code == 0 and "Copied 2 row(s)" in out, (code, out, err)
+    finally:
+        postgres_db.server.sql(f'DROP DATABASE IF EXISTS "{postgres_db.name}_to" WITH (FORCE)')
