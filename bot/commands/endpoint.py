@@ -372,16 +372,20 @@ async def key_clear(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     return Reply(text)
 
 
+def url_rest(password: str, prefix: str) -> str | None:
+    """`/proxy set http://host:1234 /v1`: the rest of the URL, typed after a space, read
+    as the password. Said so (before any check of a password's), nothing saved or sent."""
+    if not password.startswith("/"):
+        return None
+    return (
+        "Nothing was saved: the password would start with /, which looks like the rest "
+        "of the URL typed after a space. Type the URL without the space; a password "
+        f"goes after the URL or in {prefix}proxy password."
+    )
+
+
 async def proxy_set(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     password: SecretValue | None = args.get("password")
-    if password is not None and password.reveal().startswith("/"):
-        # `/proxy set http://host:1234 /v1`: the rest of the URL, typed after a space, was
-        # read as the password. Said so, and nothing is saved or sent anywhere.
-        raise CommandError(
-            "Nothing was saved: the password would start with /, which looks like the rest "
-            "of the URL typed after a space. Type the URL without the space; a password "
-            f"goes after the URL or in {ctx.prefix}proxy password."
-        )
     base, cut = endpoint_url(args["url"])
     try:
         url = await ctx.hub.policy.check(base)

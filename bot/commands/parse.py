@@ -692,6 +692,8 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
         return value  # a front-end's file; a typed path stays text (the console opens it)
     if opt.kind is Kind.SECRET:
         text = value.reveal() if isinstance(value, SecretValue) else str(value)
+        if opt.refused is not None and (said := opt.refused(text.strip(), prefix)):
+            raise CommandError(said)
         cleaned = header_safe(text, opt.help.removeprefix("the "))
         if len(cleaned) > opt.max_length:
             raise CommandError(

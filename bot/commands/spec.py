@@ -71,6 +71,9 @@ class Option:
     # a platform's name: Matrix's power levels): offered and listed there alone; typed
     # elsewhere they are taken, and their command says why they do nothing there.
     choices_on: tuple[tuple[str, str], ...] = ()
+    # A refusal said before the kind's own checks (`/proxy set`'s password: the rest of a
+    # URL typed after a space): (the value, the prefix) → what to say, None if none.
+    refused: Callable[[str, str], str | None] | None = None
 
     @property
     def secret(self) -> bool:
