@@ -25,12 +25,13 @@ def _unavailable(status: int, retry_after: str) -> Answer:
     return status, headers, json.dumps(body).encode()
 
 
-class _DownFor:
-    """An endpoint down for `seconds` after the first request (maintenance, a restart),
-    saying so with Retry-After on each refusal; then it answers."""
+class _RefusedFor:
+    """An endpoint refusing with `status` for `seconds` after the first request
+    (maintenance, a restart), its Retry-After saying when to come back (`2`; `0` or a date
+    already past: at once); then it answers."""
 
-    def __init__(self, seconds: int) -> None:
-        self.seconds = seconds
+    def __init__(self, status: int, retry_after: str, seconds: float) -> None:
+        self.status, self.retry_after, self.seconds = status, retry_after, seconds
         self.first: float | None = None
         self.lock = threading.Lock()
 
@@ -40,7 +41,7 @@ class _DownFor:
             if self.first is None:
                 self.first = now
             if now - self.first < self.seconds:
-                return _unavailable(503, str(self.seconds))
+                return _unavailable(self.status, self.retry_after)
         return 200, {"Content-Type": "text/event-stream"}, _ANSWER
 
 
@@ -52,7 +53,7 @@ def test_a_503_saying_when_to_come_back_is_asked_again_then(
     retry now waits what the server said, and the answer comes."""
     setup = ws.run(custom_setup(endpoint))
     assert setup.returncode == 0, setup.describe()
-    endpoint.on_chat = _DownFor(2)
+    endpoint.on_chat = _RefusedFor(503, "2", 2)
     run = ws.run(["What is the capital of France?", "/help"], PROVIDER_MAX_RETRIES="2")
     run.assert_survived()
     assert "Paris." in run.before_help(), run.describe()
@@ -128,25 +129,6 @@ def test_a_call_refused_before_any_answer_is_no_estimate_in_usage(
     shown = run.before_help()
     assert "Total: 0 tokens (0 in, 0 out) in 1 call." in shown, shown
     assert "Of these, 1 ended with an error." in shown and "estimated" not in shown, shown
-
-
-class _RefusedFor:
-    """An endpoint refusing with `status` for `seconds` after the first request, its
-    Retry-After saying to come back at once (`0`, or a date already past); then it answers."""
-
-    def __init__(self, status: int, retry_after: str, seconds: float) -> None:
-        self.status, self.retry_after, self.seconds = status, retry_after, seconds
-        self.first: float | None = None
-        self.lock = threading.Lock()
-
-    def __call__(self, rec: Recorded) -> Answer:
-        with self.lock:
-            now = time.monotonic()
-            if self.first is None:
-                self.first = now
-            if now - self.first < self.seconds:
-                return _unavailable(self.status, self.retry_after)
-        return 200, {"Content-Type": "text/event-stream"}, _ANSWER
 
 
 @pytest.mark.parametrize(

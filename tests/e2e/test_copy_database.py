@@ -459,6 +459,15 @@ async def test_the_bots_own_database_spelled_otherwise_is_refused_and_left_alone
         assert code == 1 and "--to names the bot's own database" in err, (to, err)
 
 
+def _gave_up(code: int, out: str, err: str, session: str) -> None:
+    """copy-database gave up a lock after LOCK_WAIT_SECONDS in one line, naming the
+    session holding it (`session`: where and its pid), copying nothing."""
+    assert code == 1 and out == "" and len(err.splitlines()) == 1, (code, out, err)
+    assert f"waited {LOCK_WAIT_SECONDS} s for a lock" in err, err
+    assert session in err and "idle in transaction" in err, err
+    assert "Nothing was copied" in err and "run the same command again" in err, err
+
+
 async def test_a_lock_another_session_holds_is_waited_for_a_while_then_named(
     tmp_path: Path, postgres_db: PostgresDatabase
 ) -> None:
@@ -496,11 +505,8 @@ async def test_a_lock_another_session_holds_is_waited_for_a_while_then_named(
                     await holder.rollback()
             finally:
                 await engine.dispose()
-            assert code == 1 and out == "" and len(err.splitlines()) == 1, (code, out, err)
-            assert f"waited {LOCK_WAIT_SECONDS} s for a lock" in err, err
+            _gave_up(code, out, err, f"{which}{pid} (")
             assert f"on the table {table}" in err, err
-            assert f"{which}{pid} (" in err and "idle in transaction" in err, err
-            assert "Nothing was copied" in err and "run the same command again" in err, err
         code, out, err = await chatbot(tmp_path, "copy-database", "--to", target_url, **env)
         assert code == 0 and "Copied 2 row(s)" in out, (code, out, err)
     finally:
@@ -550,10 +556,7 @@ async def test_a_lock_on_either_schemas_revision_is_given_up_too(
                 await holder.rollback()
         finally:
             await engine.dispose()
-        assert code == 1 and out == "" and len(err.splitlines()) == 1, (code, out, err)
-        assert f"waited {LOCK_WAIT_SECONDS} s for a lock" in err, err
-        assert f"{which}{pid} (" in err and "idle in transaction" in err, err
-        assert "Nothing was copied" in err and "run the same command again" in err, err
+        _gave_up(code, out, err, f"{which}{pid} (")
         code, out, err = await chatbot(tmp_path, "copy-database", "--to", target_url, **env)
         assert code == 0 and "Copied 2 row(s)" in out, (code, out, err)
     finally:
