@@ -26,7 +26,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.types import ReplyMode, SecretValue, Source, limits, redact
 from bot.types.prices import PriceError, PriceTable
-from bot.types.secrets import KEYGEN_HINT
+from bot.types.secrets import KEYGEN_HINT, too_short
 from bot.types.text import (
     MODEL_ID_CHARS,
     PROXY_URL_CHARS,
@@ -201,19 +201,28 @@ def _web_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def _credential(what: str) -> Callable[[str], SecretValue]:
+def _credential(what: str, *, chat: bool = False) -> Callable[[str], SecretValue]:
     """A key or token as `/key set` takes one (text.header_safe): the edges' spaces and
     invisible characters, one pair of quotes and a `Bearer ` taken off; a space or an
     invisible character inside refused here, not met as an error from the endpoint.
-    Unset when empty. Messages name the position, never the value."""
+    Unset when empty. Messages name the position, never the value. `chat`: a key a
+    channel's requests carry, whose answers are cleaned of it, refused when too short as
+    `/key set` refuses one (too_short)."""
 
     def read(value: str) -> SecretValue:
         if not unwrapped(value):
             return _NO_KEY
         try:
-            return SecretValue(header_safe(value, what))
+            key = header_safe(value, what)
         except TextError as err:  # in this setting's one line: what is wrong, and where
             raise ValueError(err.problem) from None
+        short = too_short(key) if chat else None
+        if short is not None:
+            raise ValueError(
+                f"is too short {short} in every channel that uses it; an endpoint that "
+                "asks for no key needs none set: leave it empty"
+            )
+        return SecretValue(key)
 
     return read
 
@@ -526,10 +535,10 @@ class Settings:
     default_proxy_url: str = setting("", _proxy_url)
     default_system_prompt: str = setting("", _system_prompt)
     default_reply_mode: ReplyMode = setting(ReplyMode.MENTION, _enum(ReplyMode))
-    default_openai_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
-    default_claude_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
-    default_mistral_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
-    default_custom_api_key: SecretValue = setting(_NO_KEY, _credential("key"))
+    default_openai_api_key: SecretValue = setting(_NO_KEY, _credential("key", chat=True))
+    default_claude_api_key: SecretValue = setting(_NO_KEY, _credential("key", chat=True))
+    default_mistral_api_key: SecretValue = setting(_NO_KEY, _credential("key", chat=True))
+    default_custom_api_key: SecretValue = setting(_NO_KEY, _credential("key", chat=True))
 
     # Bounded: a number no clock reaches (1e12 s) failed every start with an OverflowError.
     provider_connect_timeout: float = setting(limits.CONNECT_TIMEOUT, _positive(_HOUR))

@@ -12,7 +12,7 @@ from typing import Any
 from bot.commands.catalog import known_as
 from bot.commands.spec import DEFAULT, Command, Invocation, Kind, Option, usage
 from bot.types import Attachment, Platform, SecretValue, Source
-from bot.types.secrets import MIN_SECRET_CHARS, held_secret, holds_key
+from bot.types.secrets import held_secret, holds_key, too_short
 from bot.types.text import (
     MODEL_ID_CHARS,
     NAME_SEPARATORS,
@@ -700,13 +700,11 @@ def _coerce(opt: Option, value: Any, prefix: str, platform: Platform) -> Any:
                 f"That is too long for {opt.help} ({len(cleaned):,} characters; it takes at "
                 f"most {opt.max_length:,}). Nothing was saved: paste {opt.help} alone."
             )
-        if len(cleaned) < MIN_SECRET_CHARS:
-            chars = "character" if len(cleaned) == 1 else "characters"
+        short = too_short(cleaned)
+        if short is not None:
             raise CommandError(
-                f"That is too short for {opt.help} ({len(cleaned)} {chars}; it takes at "
-                f"least {MIN_SECRET_CHARS}): so short a secret is guessed at once, and "
-                "would be blanked out of every word the bot shows here. Nothing was saved "
-                "(an endpoint that asks for none needs none set)."
+                f"That is too short for {opt.help} {short} here. Nothing was saved (an "
+                "endpoint that asks for none needs none set)."
             )
         return SecretValue(cleaned)
     typed = str(value)

@@ -74,6 +74,21 @@ def names_a_credential(name: str) -> bool:
 # while a channel's answers would lose it from inside every word: a password `a` made
 # "I have a cat" read "I h****ve **** c****t".
 MIN_SECRET_CHARS = 6
+
+
+def too_short(secret: str) -> str | None:
+    """Why a key or password is refused for its length, said without it (`(1 character;
+    it takes at least 6): …`), or None: the one rule for one typed in chat (Kind.SECRET)
+    and the operator's DEFAULT_*_API_KEY."""
+    if len(secret) >= MIN_SECRET_CHARS:
+        return None
+    chars = "character" if len(secret) == 1 else "characters"
+    return (
+        f"({len(secret)} {chars}; it takes at least {MIN_SECRET_CHARS}): so short a secret "
+        "is guessed at once, and would be blanked out of every word the bot shows"
+    )
+
+
 # A channel secret this long found in a message stops it, and in a model id leaves that
 # out (a shorter one could be any word; answers are still cleaned of those).
 HELD_SECRET_CHARS = 8

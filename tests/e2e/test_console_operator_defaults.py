@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.hostile_endpoint import HostileEndpoint, status_only
+from tests.e2e.hostile_endpoint import HostileEndpoint, Stream, status_only
 from tests.e2e.test_hostile_console import Workspace, segments, with_sentinels
 
 OPERATOR_KEY = "opkey-0123456789abcdef"
@@ -141,3 +141,26 @@ def test_a_new_default_proxy_url_does_not_offer_the_old_endpoints_models(
     assert listed.strip().startswith("No models known for custom."), listed
     assert "Warning" not in chosen, chosen
     assert "custom models (the endpoint): elsewhere-1" in again, again
+
+
+def test_a_default_key_under_six_characters_stops_the_start_as_key_set_refuses_it(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """Operator probe: `/key set custom none` is refused (under 6 characters), but
+    DEFAULT_CUSTOM_API_KEY=none in .env (a stand-in for a local server that asks for no
+    key) was taken, and every answer in every channel using it lost the word from inside
+    others: "There is none left; nonetheless" read "There is **** left; ****theless".
+    The same rule stops the start, saying what to do, before anything is asked."""
+    endpoint.stream = Stream(chunks=["There is none left; ", "nonetheless, a cat."])
+    (ws.cwd / ".env").write_text(
+        f"DEFAULT_SOURCE=custom\nDEFAULT_PROXY_URL={endpoint.url_v1}\nDEFAULT_MODEL=m\n"
+        "DEFAULT_CUSTOM_API_KEY=none\n"
+    )
+    run = ws.run(with_sentinels(["hello", "/help"]))
+    assert run.returncode not in (0, None), run.describe()
+    assert (
+        "Setting DEFAULT_CUSTOM_API_KEY is invalid: is too short (4 characters; it takes at "
+        "least 6)"
+    ) in run.err, run.describe()
+    assert "an endpoint that asks for no key needs none set: leave it empty" in run.err
+    assert endpoint.chat_requests() == []
