@@ -62,22 +62,37 @@ def test_a_503_saying_when_to_come_back_is_asked_again_then(
     assert ws.messages()[-1] == ("assistant", "Paris.", None)
 
 
-def test_a_529_saying_to_come_back_in_minutes_is_not_hammered_and_says_when(
-    ws: Workspace, endpoint: HostileEndpoint
+@pytest.mark.parametrize(
+    ("status", "retry_after", "refused", "wait"),
+    [
+        # Said in minutes: it was asked twice more within a second, then said "Try again
+        # in a little while".
+        (529, "120", "overloaded or failing (HTTP 529)", "Try again in 2 min."),
+        # Past two days it was "Try again in 27777777 h 46 min".
+        (
+            429,
+            "99999999999",
+            "is rate-limiting requests (HTTP 429)",
+            "Try again in more than 2 days.",
+        ),
+    ],
+    ids=["minutes", "years"],
+)
+def test_a_refusal_saying_to_come_back_later_is_not_hammered_and_says_when(
+    ws: Workspace, endpoint: HostileEndpoint, status: int, retry_after: str, refused: str, wait: str
 ) -> None:
-    """An overload that says it lasts two minutes (`Retry-After: 120`) was asked twice
-    more within a second and then said "Try again in a little while": now it is asked
-    once and the asker is told when to try again."""
+    """A refusal whose Retry-After is past the retries' budget is asked once, and the
+    asker is told when to try again, as a person says it."""
     setup = ws.run(custom_setup(endpoint))
     assert setup.returncode == 0, setup.describe()
-    endpoint.on_chat = lambda rec: _unavailable(529, "120")
+    endpoint.on_chat = lambda rec: _unavailable(status, retry_after)
     run = ws.run(["What is the capital of France?", "/help"], PROVIDER_MAX_RETRIES="2")
     run.assert_survived()
     shown = run.before_help()
-    assert "overloaded or failing (HTTP 529)" in shown and "Try again in 2 min." in shown, shown
+    assert refused in shown and wait in shown and " h " not in shown, shown
     assert len(endpoint.chat_requests()) == 1, "it asked again while the server said to wait"
     [(role, _, error)] = ws.messages()
-    assert role == "user" and error is not None and "Try again in 2 min." in error
+    assert role == "user" and error is not None and wait in error
 
 
 def _event(body: object) -> str:
@@ -151,22 +166,6 @@ def test_a_refusal_saying_come_back_now_is_not_asked_again_at_once(
     assert "Paris." in run.before_help(), run.describe()
     assert len(endpoint.chat_requests()) == 2, "it asked again at once, refused again"
     assert ws.messages()[-1] == ("assistant", "Paris.", None)
-
-
-def test_a_rate_limit_for_years_is_not_said_in_hours(
-    ws: Workspace, endpoint: HostileEndpoint
-) -> None:
-    """`Retry-After: 99999999999` was said as "Try again in 27777777 h 46 min": a wait
-    past two days is said as one."""
-    setup = ws.run(custom_setup(endpoint))
-    assert setup.returncode == 0, setup.describe()
-    endpoint.on_chat = lambda rec: _unavailable(429, "99999999999")
-    run = ws.run(["What is the capital of France?", "/help"], PROVIDER_MAX_RETRIES="2")
-    run.assert_survived()
-    shown = run.before_help()
-    assert "is rate-limiting requests (HTTP 429)" in shown, shown
-    assert "Try again in more than 2 days." in shown and " h " not in shown, shown
-    assert len(endpoint.chat_requests()) == 1, "it asked again while the server said to wait"
 
 
 def _claude_event(name: str, body: object) -> str:
