@@ -160,6 +160,12 @@ class FakeDiscord:
     # cleared (it is set at start); the next `fail_thread_fetches` fail (503: Discord failing).
     thread_fetches_open: asyncio.Event = field(default_factory=asyncio.Event)
     fail_thread_fetches: int = 0
+    # An edit of a channel message (PATCH …/messages/{id}) waits while this is cleared (it
+    # is set at start); the next `fail_edits` fail with `edit_failure` (500: Discord failing,
+    # which discord.py itself tries again 5 times, 1+3+5+7+9 s apart; 503: it does not).
+    edits_open: asyncio.Event = field(default_factory=asyncio.Event)
+    fail_edits: int = 0
+    edit_failure: int = 500
     forum_id: int = 0  # a forum channel (type 15) in the guild, when set
     _dms: set[int] = field(default_factory=set)  # the DM channels opened (dm_of)
     _ids: itertools.count[int] = field(
@@ -455,6 +461,7 @@ class FakeDiscord:
     async def start(self) -> None:
         self._open.set()
         self.thread_fetches_open.set()
+        self.edits_open.set()
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway-resume", self._gateway)
@@ -774,6 +781,11 @@ class FakeDiscord:
             mid = int(rest.rsplit("/", 1)[1])
             if self.edit_delay:
                 await asyncio.sleep(self.edit_delay)
+            await self.edits_open.wait()
+            if self.fail_edits:
+                self.fail_edits -= 1
+                failing = {"message": "Internal Server Error", "code": 0}
+                return self._json(failing, self.edit_failure)
             if self.dropped < self.drop_edits and request.transport is not None:
                 self.dropped += 1
                 request.transport.abort()  # the bot sees the connection reset, no answer
