@@ -381,6 +381,8 @@ class Core:
             if not self._engine.stop(ref):  # said to the one who asked only: no noise
                 if waiting := self._engine.stop_waiting(ref, actor.id):  # behind a command
                     return Reply(_waiting_stopped(waiting), private=True)
+                if (showing := self.end_on_its_way(ref)) is not None:
+                    return Reply(showing, private=True)
                 if await self._engine.cut_off(ref):
                     return Reply(
                         "No answer is being written here: the last one was cut off when the "
@@ -713,6 +715,17 @@ class Core:
                 await self.housekeeping()
             except Exception as err:  # a bug here must not stop the bot
                 log.error("housekeeping failed: %s", failure(err))
+
+    def end_on_its_way(self, ref: ChannelRef) -> str | None:
+        """What a stop says while the answer here is written and the platform is slow to
+        take its end (its final edit); None when that is not so."""
+        if not self._engine.showing_end(ref):
+            return None
+        return (
+            "Nothing to stop: the answer here is written in full and kept; the platform is "
+            f"slow to show its end in this {ref.place}, which it will once it takes it "
+            "(or in a new message)."
+        )
 
     async def answer_cut_off(self, ref: ChannelRef) -> bool:
         """The newest answer here was cut off by a process that went away, and nothing is

@@ -433,6 +433,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         # Conversations whose turn has begun to show its answer (or a swipe): a bug after
         # that is not told as one before it (the answer shows how it ended).
         self._showing: set[ChannelRef] = set()
+        # Conversations whose answer is written, and whose end (its final edit, a control's
+        # `after`) the platform is still taking: nothing there to stop.
+        self._showing_end: set[ChannelRef] = set()
         self._told_no_vision: set[str] = set()
         # Messages whose files are downloaded and held at once, in all conversations.
         self._reading_files = ReadingSlots()
@@ -545,7 +548,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     if self._running.get(ref) is running:
                         del self._running[ref]
                 if after is not None:
-                    await after(result)
+                    with self._end_shown(ref):
+                        await after(result)
                 return result
         except asyncio.CancelledError:
             # Stopped while it waited (stop_waiting): its own, and nobody else's too.
@@ -754,6 +758,20 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if self._answering.get(ref) is over:
                 del self._answering[ref]
             over.set_result(None)
+
+    @contextlib.contextmanager
+    def _end_shown(self, ref: ChannelRef) -> Iterator[None]:
+        """While conversation `ref`'s answer, written, is shown as ended (showing_end)."""
+        self._showing_end.add(ref)
+        try:
+            yield
+        finally:
+            self._showing_end.discard(ref)
+
+    def showing_end(self, ref: ChannelRef) -> bool:
+        """The answer here is written (a stop finds nothing to stop), and its end is still
+        being shown: the platform is slow to take it."""
+        return ref in self._showing_end and ref not in self._running
 
     def asker(self, ref: ChannelRef) -> str | None:
         """Whom the answer being written in this conversation is for; None when none is."""
@@ -1256,7 +1274,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if ended is not None:  # controls for how it ended can go out with the final text
                 ended(result)
             try:
-                await sink.finish(preface + shown, reasoning, error)
+                with self._end_shown(ref):
+                    await sink.finish(preface + shown, reasoning, error)
             except Exception:
                 # Its end never landed (an answer held back to its end has nothing else on
                 # show): stored as cut, as an answer whose stream could not be shown is.

@@ -114,6 +114,7 @@ class AnswerSink:
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         # Known before the final edit, which says whether it can go as a file.
         self._target.whole = (answer, reasoning)
+        self._target.ended()  # its edits hold the conversation a while at most
         await self._paced.finish(answer, reasoning, error)
         if not self._paced.clipped:  # it fit in the messages: no file
             self._target.whole = None
@@ -237,6 +238,8 @@ class Controls:
                 await _privately(interaction, not_theirs)  # a ⏹ left on an older answer
             elif self._core.stop(ref):
                 await interaction.response.defer()  # the answer itself shows it stopped
+            elif (showing := self._core.end_on_its_way(ref)) is not None:
+                await _privately(interaction, showing)
             elif await self._core.answer_cut_off(ref):
                 await _drop_stop(interaction)
             else:

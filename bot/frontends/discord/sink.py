@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -80,12 +81,46 @@ EDIT_BUDGET = 5
 TYPING_EVERY = 8.0  # a typing indicator lasts about 10 s
 EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
 RETRY_PAUSE = 2.0
+# Seconds the edits of an answer that has ended (its final edit, its buttons, its file)
+# may hold its conversation. discord.py tries a 500 five times itself (25 s), and
+# EDIT_RETRIES made that four calls: one edit held the next question ~100 s, and a /stop
+# meanwhile found nothing being written. Past it, the edit is given up, and the pacer
+# sends the answer again from where it stuck, in new messages.
+END_PATIENCE = 15.0
 
 NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
 # A message of an answer: one the bot has (posted, pressed, fetched), or an earlier page
 # known by its stored id alone (the bot's own: edited and deleted without reading it).
 Page = discord.Message | discord.PartialMessage
 _EARLIER = object()  # buttons a message had before this target touched it
+
+
+class Deadline:
+    """When the edits of an answer that has ended stop waiting for Discord: none until it
+    ends; set then, it cuts the edits under way too (one the pacer's finish waits for)."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self._open: set[asyncio.Timeout] = set()
+
+    def start(self, seconds: float = END_PATIENCE) -> None:
+        if self.at is None:
+            self.at = asyncio.get_running_loop().time() + seconds
+            for timeout in self._open:
+                timeout.reschedule(self.at)
+
+    def passed(self) -> bool:
+        return self.at is not None and asyncio.get_running_loop().time() >= self.at
+
+    @contextlib.asynccontextmanager
+    async def bounding(self) -> AsyncIterator[None]:
+        """A call cut (TimeoutError) once the deadline passes, set before or during it."""
+        async with asyncio.timeout_at(self.at) as timeout:
+            self._open.add(timeout)
+            try:
+                yield
+            finally:
+                self._open.discard(timeout)
 
 
 class DiscordTarget:
@@ -153,6 +188,8 @@ class DiscordTarget:
         # The message posted with this answer's file (its final page, new then): edits
         # may be refused when posts are not, and a file said attached must be.
         self._posted_file: int | None = None
+        # Set when the answer ends (`ended`): its edits hold the conversation until then.
+        self.deadline = Deadline()
         self.show_over(existing, speaker)
 
     def show_over(self, existing: Sequence[Page], speaker: Speaker | None) -> None:
@@ -177,6 +214,11 @@ class DiscordTarget:
 
     def post_ids(self) -> list[str]:
         return [str(m.id) for m in self.messages]
+
+    def ended(self) -> None:
+        """The answer has ended: its edits from now on (an edit under way too) are given up
+        END_PATIENCE s from now."""
+        self.deadline.start()
 
     @property
     def what(self) -> str:
@@ -428,7 +470,7 @@ class DiscordTarget:
             await self._call_edit(message, {**changes, "attachments": attached})
 
         try:
-            await retried(edit)
+            await retried(edit, deadline=self.deadline)
         except discord.NotFound:
             return True  # deleted meanwhile: its deletion forgets the answer
         except CALL_FAILED as err:
@@ -477,7 +519,7 @@ class DiscordTarget:
             await self._call_edit(handle, changes)
 
         try:
-            await retried(edit)  # a new connection may well get through
+            await retried(edit, deadline=self.deadline)  # a new connection may well get through
         except discord.NotFound:
             log.info("an answer message was deleted while it streamed")
             self._gone.add(handle.id)
@@ -493,7 +535,10 @@ class DiscordTarget:
             self._edit_failed = True
             return False
         except NETWORK_ERRORS as err:
-            log.warning("could not edit an answer: %s", type(err).__name__)
+            why = type(err).__name__
+            if self.deadline.passed():
+                why = f"gave up after {END_PATIENCE:g} s of Discord failing it at the answer's end"
+            log.warning("could not edit an answer: %s", why)
             self._edit_failed = True
             return False
         if "content" in changes:
@@ -538,28 +583,39 @@ def transient(err: discord.HTTPException) -> bool:
 
 
 async def retried(
-    call: Callable[[], Awaitable[T]], again: Callable[[str], None] | None = None
+    call: Callable[[], Awaitable[T]],
+    again: Callable[[str], None] | None = None,
+    *,
+    deadline: Deadline | None = None,
 ) -> T:
     """`call()`, made again while Discord fails it (a 5xx, a 429 discord.py gave up on, a
     lost connection): EDIT_RETRIES more times, RETRY_PAUSE apart, each time told to
     `again` (why: the status, or the error's kind). A refusal (a 4xx), or the last
-    failure, is raised. The one retry rule of an answer's posts and edits and of a
-    command's response."""
+    failure, is raised; so is TimeoutError once `deadline` passes (a call under way is
+    cut there, and none is begun after it). The one retry rule of an answer's posts and
+    edits and of a command's response."""
     for attempt in range(EDIT_RETRIES + 1):
         try:
-            return await call()
+            if deadline is None:
+                return await call()
+            async with deadline.bounding():
+                return await call()
         except discord.HTTPException as err:
-            if attempt == EDIT_RETRIES or not transient(err):
+            if attempt == EDIT_RETRIES or not transient(err) or _passed(deadline):
                 raise
             why = f"{err.status}"
         except NETWORK_ERRORS as err:
-            if attempt == EDIT_RETRIES:
+            if attempt == EDIT_RETRIES or _passed(deadline):
                 raise
             why = type(err).__name__
         if again is not None:
             again(why)
         await asyncio.sleep(RETRY_PAUSE)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _passed(deadline: Deadline | None) -> bool:
+    return deadline is not None and deadline.passed()
 
 
 def webhook_of(page: Page) -> int | None:
