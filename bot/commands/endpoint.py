@@ -44,6 +44,7 @@ from bot.providers import (
 from bot.providers.policy import EndpointRefused, server_of
 from bot.store import FOLLOWING_CLEARED, SecretUnreadable, api_key_name
 from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
+from bot.types.secrets import MIN_SECRET_CHARS, too_short
 from bot.types.text import quoted, seconds_in_words, shown_id, unmarked
 
 _MAX_LISTED = 60
@@ -59,6 +60,10 @@ async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[Sta
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix, ctx.is_admin, who)
     config = await ctx.store.effective_config(ctx.ref)
     line = _status_line(result, ctx.prefix, config.model) + await _password_step(ctx, result)
+    for name in (api_key_name(config.source), PROXY_PASSWORD):
+        short = await _short_secret(ctx, name)
+        if short:
+            line += f"\n{short[0]} {short[1]}."
     if result.ok and model_step and not config.model:
         step = blocked_reason(config, ctx.prefix, ctx.is_admin, place=ctx.ref.place)
         line += f"\n{step}" if step else ""
@@ -564,6 +569,35 @@ def _wider_applies(
     return ""
 
 
+async def _short_secret(ctx: CommandContext, name: str) -> tuple[str, str] | None:
+    """A key or password an older version stored that is too short to take now
+    (too_short): which it is (`The custom key stored for this channel`), and what that
+    does and how to mend it; said without it or its length. None for any other."""
+    try:
+        found = await ctx.store.effective_secret(ctx.ref, name)
+    except SecretUnreadable:
+        return None
+    # The operator's cannot be: the start refuses it.
+    if found is None or found[0] == "operator" or too_short(found[1].reveal()) is None:
+        return None
+    p, server = ctx.prefix, found[0] == "server"
+    scope = " scope:server" if server else ""
+    if name == PROXY_PASSWORD:
+        what, again = "proxy password", f"{p}proxy password{scope}"
+        remove = f"{p}proxy clear{scope} (with the proxy URL)"
+    else:
+        source = name.removesuffix("_api_key")
+        what, again = f"{source} key", key_step(ctx.ref, source, p) + scope
+        remove = f"{p}key clear {source}{scope}"
+    where = "this server" if server else f"this {ctx.ref.place}"
+    return (
+        f"The {what} stored for {where}",
+        f"is shorter than {MIN_SECRET_CHARS} characters (an older version took it): "
+        f"answers here show **** for it where it stands as a word; set it again with "
+        f"{again}, or remove it with {remove} (an endpoint that asks for no key needs none)",
+    )
+
+
 async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | None = None) -> str:
     """`set (…abcd, channel)`, `not set`, or `unreadable …` for a secret; with `config`,
     also when it is kept from the channel's endpoint URL (`withheld`)."""
@@ -596,7 +630,8 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
         url_from = origin_name(set_at, ctx.ref.place)  # `server-wide`, `this channel`
         url_from = f"for {url_from}" if set_at == "channel" else url_from
         state += f", not sent to an endpoint URL set {url_from}: set one for it with {how}"
-    return state
+    short = await _short_secret(ctx, name)
+    return state + (f"; it {short[1]}" if short else "")
 
 
 async def key_not_sent(ctx: CommandContext, config: ChannelConfig) -> str:

@@ -10,14 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bot.types import redact
-from bot.types.secrets import secret_forms
+from bot.types.secrets import secret_forms, too_short
 from bot.types.text import Growing, clean_text
 
 
 class AnswerGuard:
     """Feed pieces; `text` is what may be shown and stored so far."""
 
-    __slots__ = ("_cr", "_firsts", "_forms", "_longest", "_secrets", "_starts", "_tail", "_text")
+    __slots__ = (
+        "_cr",
+        "_firsts",
+        "_forms",
+        "_longest",
+        "_secrets",
+        "_short",
+        "_starts",
+        "_tail",
+        "_text",
+    )
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = tuple(s for s in secrets if s)
@@ -27,6 +37,9 @@ class AnswerGuard:
         # one lookup, not a scan of every form (forms run to ~150 characters each).
         self._starts = frozenset(f[:i] for f in self._forms for i in range(1, len(f) + 1))
         self._longest = max(map(len, self._forms), default=0)
+        # A secret an older version took too short (`none`) goes only as a word of its
+        # own: a word the answer's end is still writing ("none" before "theless") waits.
+        self._short = any(too_short(s) is not None for s in self._secrets)
         self._tail = ""
         self._cr = ""  # a piece's last \r, kept until the next says whether \n follows
         self._text = Growing()  # read whole only when asked (hidden reasoning: at its end)
@@ -43,6 +56,7 @@ class AnswerGuard:
         back again where it may begin a secret, so a secret across the seam is found and
         taken out whole (the start shown before goes with it)."""
         hold = self._held_back(shown) if self._forms else 0
+        hold = max(hold, self._open_word(shown))
         self._text = Growing(shown[: len(shown) - hold])
         self._tail = shown[len(shown) - hold :]
 
@@ -61,8 +75,11 @@ class AnswerGuard:
         if not self._forms:
             self._text.add(piece)
             return
-        buf = redact(self._tail + piece, self._secrets, shapes=False, known=False)
-        hold = self._held_back(buf)
+        raw = self._tail + piece
+        word = self._open_word(raw)
+        buf = redact(raw[: len(raw) - word], self._secrets, shapes=False, known=False)
+        buf += raw[len(raw) - word :]
+        hold = max(self._held_back(buf), word)
         self._text.add(buf[: len(buf) - hold])
         self._tail = buf[len(buf) - hold :]
 
@@ -86,6 +103,19 @@ class AnswerGuard:
         self.finish()
         self._text = Growing(self.text[:limit])
         return self.text
+
+    def _open_word(self, buf: str) -> int:
+        """Length of the letters and digits `buf` ends with (and the `%` or `\\` of an
+        escape among them: `%20none` starts a word), when a short secret is kept out only
+        as a word of its own: whether it is one, the next piece tells. At most
+        the longest form's (a run of letters longer than that is no prose: one with no
+        end, a blob, is not held back whole, each piece scanning it again)."""
+        if not self._short:
+            return 0
+        end, stop = len(buf), max(0, len(buf) - self._longest)
+        while end > stop and (buf[end - 1].isalnum() or buf[end - 1] in "%\\"):
+            end -= 1
+        return len(buf) - end
 
     def _held_back(self, buf: str) -> int:
         """Length of the longest end of `buf` that begins some form of a secret."""

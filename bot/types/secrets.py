@@ -201,6 +201,28 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 
+# Where a word starts: after no letter or digit, or after one that ends an escape (a
+# `%20` or `\n` before it in a URL or a JSON string, as _KEY_SHAPES reads them).
+_WORD_BEGINS = (
+    r"(?:(?<![^\W_])|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrt])|(?<=\\x[0-9a-fA-F]{2})"
+    r"|(?<=\\u[0-9a-fA-F]{4}))"
+)
+
+
+@lru_cache(maxsize=4096)
+def _as_word(secret: str) -> re.Pattern[str]:
+    """Each form of a secret too short to take (too_short: an older version took `none`,
+    `x`), where it does not run into a letter or digit on either side: `none` goes from
+    "There is none left", not from "nonetheless" ("****theless"), and `x` not from every
+    word with an x in it. Such a key is guessed at once; no word needs to lose it."""
+    alone = []
+    for form in secret_forms(secret):
+        before = _WORD_BEGINS if form[0].isalnum() else ""
+        after = r"(?![^\W_])" if form[-1].isalnum() else ""
+        alone.append(before + re.escape(form) + after)
+    return re.compile("|".join(alone))
+
+
 # What separates words: the space, a tab, the spaces keyboards and typesetting make
 # (no-break, thin, narrow, ideographic: a CJK keyboard's fullwidth space).
 _SPACES = r" \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
@@ -241,7 +263,8 @@ def redact(
     """`text` without any form of the given secrets, of known secrets, or of key shapes.
 
     The one rule for everything shown, stored or logged: `secrets` are redacted
-    whatever their length (an endpoint's own password may be short); secrets this
+    whatever their length (an endpoint's own password may be short; one under
+    MIN_SECRET_CHARS, which an older version took, only as a word of its own); secrets this
     process has seen are redacted when long enough not to garble ordinary words.
     `shapes=False` for a model's answer, where "bearer …" is just prose. With shapes, a
     URL's user info and the values of its query parameters named as credentials go too
@@ -257,6 +280,9 @@ def redact(
     given = tuple(secrets)
     for secret in (*given, *(SECRET_REGISTRY.values() if known else ())):
         if not _may_be_in(secret, text):
+            continue
+        if too_short(secret) is not None:  # one an older version took: a word of its own
+            text = _as_word(secret).sub(REDACTED, text)
             continue
         for form in secret_forms(secret):
             if form in text:

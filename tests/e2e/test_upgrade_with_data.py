@@ -456,3 +456,39 @@ async def test_a_populated_database_keeps_everything_through_an_upgrade_and_back
     assert {t: len(rows) for t, rows in (await _rows(database_url, LATER_TABLES)).items()} == {
         t: 0 for t in LATER_TABLES
     }
+
+
+async def test_a_key_an_older_version_took_under_six_characters_is_named_and_kept_whole_words(
+    tmp_path: Path,
+) -> None:
+    """Upgrade probe: `/key set custom none` was taken before keys took 6 characters (a
+    stand-in for a local server that asks for none). It went on working, and every answer
+    in the channel lost the word from inside others ("****theless"); `/settings` said
+    "set", and nothing told the admin why words went missing. Now `/settings` and the
+    status check say it is too short and how to mend it (never the key), and an answer
+    loses it only where it stands as a word, also when a piece ends inside one."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+    place = ("console", "", "old")
+    chunks = ["There is none left; ", "none", "theless, NONE of it."]
+    async with fake_openai(Script(chunks=chunks)) as endpoint:
+        setup = f"/source custom\n/proxy set {endpoint.url_v1}\n/model m-small\n"
+        code, out, err = await chatbot(tmp_path, url, "console", "--channel", "old", stdin=setup)
+        assert code == 0, out + err
+
+        async def old_key(conn: AsyncConnection) -> None:
+            await _put(conn, "secrets", **_secret(place, "custom_api_key", "none"))
+
+        await _on(url, old_key)
+        code, out, err = await chatbot(
+            tmp_path, url, "console", "--channel", "old", stdin="/settings\n/connect\nhello\n"
+        )
+    assert code == 0, out + err
+    fix = (
+        "is shorter than 6 characters (an older version took it): answers here show **** for "
+        "it where it stands as a word; set it again with /key set custom, or remove it with "
+        "/key clear custom (an endpoint that asks for no key needs none)"
+    )
+    assert f"API key: set (channel); it {fix}" in out, out
+    assert f"The custom key stored for this channel {fix}." in out, out
+    assert "There is **** left; nonetheless, **** of it." in out, out
+    assert endpoint.authorizations[-1] == "Bearer none"  # it still works as it did
