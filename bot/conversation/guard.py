@@ -21,6 +21,7 @@ class AnswerGuard:
         "_cr",
         "_firsts",
         "_forms",
+        "_long",
         "_longest",
         "_secrets",
         "_short",
@@ -39,7 +40,8 @@ class AnswerGuard:
         self._longest = max(map(len, self._forms), default=0)
         # A secret an older version took too short (`none`) goes only as a word of its
         # own: a word the answer's end is still writing ("none" before "theless") waits.
-        self._short = any(too_short(s) is not None for s in self._secrets)
+        self._short = tuple(s for s in self._secrets if too_short(s) is not None)
+        self._long = tuple(s for s in self._secrets if too_short(s) is None)
         self._tail = ""
         self._cr = ""  # a piece's last \r, kept until the next says whether \n follows
         self._text = Growing()  # read whole only when asked (hidden reasoning: at its end)
@@ -75,10 +77,15 @@ class AnswerGuard:
         if not self._forms:
             self._text.add(piece)
             return
-        raw = self._tail + piece
-        word = self._open_word(raw)
-        buf = redact(raw[: len(raw) - word], self._secrets, shapes=False, known=False)
-        buf += raw[len(raw) - word :]
+        buf = self._tail + piece
+        if self._long:
+            # The whole of it: a key whose end the held word holds (`sk-…\\n`, `sk-…%0A`)
+            # is found here, not shown in parts, before and after the seam.
+            buf = redact(buf, self._long, shapes=False, known=False)
+        word = self._open_word(buf)
+        if self._short:  # a word still being written is not yet one of its own
+            done = redact(buf[: len(buf) - word], self._short, shapes=False, known=False)
+            buf = done + buf[len(buf) - word :]
         hold = max(self._held_back(buf), word)
         self._text.add(buf[: len(buf) - hold])
         self._tail = buf[len(buf) - hold :]

@@ -202,10 +202,12 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 
 
 # Where a word starts: after no letter or digit, or after one that ends an escape (a
-# `%20` or `\n` before it in a URL or a JSON string, as _KEY_SHAPES reads them).
+# `%20` or `\n` before it in a URL or a JSON string, as _KEY_SHAPES reads them). Looked
+# at behind a form found (`{form}`): a pattern that begins with its form is searched for
+# by that form's first character, not tried at every position of the text.
 _WORD_BEGINS = (
-    r"(?:(?<![^\W_])|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrt])|(?<=\\x[0-9a-fA-F]{2})"
-    r"|(?<=\\u[0-9a-fA-F]{4}))"
+    r"(?:(?<![^\W_]{form})|(?<=%[0-9A-Fa-f]{{2}}{form})|(?<=\\[nrt]{form})"
+    r"|(?<=\\x[0-9a-fA-F]{{2}}{form})|(?<=\\u[0-9a-fA-F]{{4}}{form}))"
 )
 
 
@@ -217,9 +219,10 @@ def _as_word(secret: str) -> re.Pattern[str]:
     word with an x in it. Such a key is guessed at once; no word needs to lose it."""
     alone = []
     for form in secret_forms(secret):
-        before = _WORD_BEGINS if form[0].isalnum() else ""
+        escaped = re.escape(form)
+        before = _WORD_BEGINS.format(form=escaped) if form[0].isalnum() else ""
         after = r"(?![^\W_])" if form[-1].isalnum() else ""
-        alone.append(before + re.escape(form) + after)
+        alone.append(escaped + before + after)
     return re.compile("|".join(alone))
 
 

@@ -118,3 +118,23 @@ def test_a_continued_answer_takes_out_a_key_across_the_seam() -> None:
     plain.resume("Nothing to hide here ****")
     assert plain.text == "Nothing to hide here ****"
     assert plain.feed(", and more.") == "Nothing to hide here ****, and more."
+
+
+def test_a_key_before_an_escape_never_shows_beside_an_old_short_password() -> None:
+    """Review: with a password an older version took short (`none`), the word still
+    being written was held back unredacted, and a key it ended ran into it
+    (`sk-…\\nnext`, `sk-…%0Anext`): shown whole in the streamed edits, out only at the end."""
+    for after in ("\\nnext", "%0Anext", "next"):
+        text = f'{{"auth": "Bearer {KEY}{after} line"}} and more words.'
+        for cut in range(1, len(text)):
+            shown, final = stream([text[:cut], text[cut:]], [KEY, "none"])
+            for visible in (*shown, final):
+                assert "sk-g" not in visible and "guarded" not in visible, (after, cut)
+
+
+def test_an_old_short_password_goes_only_as_a_word_of_its_own_as_it_streams() -> None:
+    text = "There is none left, nonetheless."
+    for cut in range(1, len(text)):
+        shown, final = stream([text[:cut], text[cut:]], [KEY, "none"])
+        assert final == "There is **** left, nonetheless."
+        assert all("****theless" not in visible for visible in shown), cut
