@@ -21,14 +21,13 @@ from bot.providers import (
     ProviderHub,
     StatusResult,
 )
-from bot.store import SECRET_NAMES, Store, api_key_name
+from bot.store import Store, api_key_name
 from bot.store.secrets import SecretUnreadable
 from bot.types import (
     ChannelConfig,
     ChannelRef,
     PlaceName,
     Platform,
-    Scope,
     SecretValue,
     Source,
     StatusCheck,
@@ -243,30 +242,19 @@ def _written(value: SecretValue) -> list[str]:
 
 
 async def channel_secrets(store: Store, ref: ChannelRef) -> list[str]:
-    """The channel's keys, every source's (a key set for another source is sent once
-    /source picks it), and its proxy password: those that can be read."""
-    secrets = []
-    for name in sorted(SECRET_NAMES):
-        with contextlib.suppress(SecretUnreadable):
-            value = await store.resolve_secret(ref, name)
-            if value:
-                secrets += _written(value)
-    return secrets
+    """Every secret the channel could send, whatever source it is for (a key set for
+    another source is sent once /source picks it; a proxy password once a URL is set),
+    its server's (also those the channel's own replace) and the operator's: those that
+    can be read. A message that carries one is not sent, kept or shown."""
+    return [form for value in await store.chain_secrets(ref) for form in _written(value)]
 
 
-async def secret_check(
-    store: Store, ref: ChannelRef, scope: Scope = Scope.CHANNEL
-) -> Callable[[str], bool]:
-    """Whether a text must not be kept as a setting at `scope`: it holds a provider key,
-    or one of this channel's keys (any source's) or its proxy password in any written form
-    (it would be stored in the clear and sent with every request). A server-wide text
-    goes to every channel of the server, so the server's own secrets are looked for too,
-    also where this channel's own win (its /settings cleans only those). The secrets are
-    read once, for every text."""
+async def secret_check(store: Store, ref: ChannelRef) -> Callable[[str], bool]:
+    """Whether a text must not be kept as a setting: it holds a provider key, or one of
+    the channel's secrets (channel_secrets: its server's too, which a server-wide text
+    goes with to every channel of the server) in any written form (it would be stored in
+    the clear and sent with every request). The secrets are read once, for every text."""
     secrets = await channel_secrets(store, ref)
-    if scope is Scope.SERVER:
-        for value in await store.scope_secrets(ref, Scope.SERVER):
-            secrets += _written(value)
     return lambda text: holds_key(text) or holds_secret(text, secrets)
 
 

@@ -163,7 +163,7 @@ async def character_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     # Its name is shown as it came wherever the character is (a webhook's or a Matrix
     # profile's name, every reply naming it, its messages' rows), uncleaned: a name
     # holding a key or this channel's password is refused, as a setting holding one is.
-    holds_secret = await secret_check(ctx.store, ctx.ref, scope_of(args))
+    holds_secret = await secret_check(ctx.store, ctx.ref)
     if any(holds_secret(name) for name in (card.name, card.nickname) if name):
         raise CommandError(
             held_secret(
@@ -377,7 +377,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     partly: list[str] = []  # lists kept in part: what was left out
     sent_in_part: list[str] = []  # lists some sources are sent only the start of
     config = await ctx.store.effective_config(ctx.ref)
-    holds_secret = await secret_check(ctx.store, ctx.ref, scope_of(args))
+    holds_secret = await secret_check(ctx.store, ctx.ref)
     for name, value in preset.values.items():
         if name in preset.not_supported:
             continue

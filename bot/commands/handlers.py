@@ -246,7 +246,7 @@ async def _set_prompt(
     word = unicodedata.normalize("NFKC", prompt).strip().strip("`").strip().lower()
     value = "" if word == "none" else None if word == DEFAULT else prompt
     config = await ctx.store.effective_config(ctx.ref)
-    if value and (await secret_check(ctx.store, ctx.ref, scope))(value):
+    if value and (await secret_check(ctx.store, ctx.ref))(value):
         # Kept in the clear and sent with every request: refused as a message holding one.
         raise CommandError(held_secret(f"text for the {title}", ctx.prefix))
     changes: dict[str, object] = {setting: value}

@@ -23,6 +23,7 @@ from bot.characters import SettingsKind, Timers
 from bot.connection import (
     NotConnectable,
     blocked_reason,
+    channel_secrets,
     endpoint_for,
     mark_working,
     recheck_due,
@@ -840,14 +841,16 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 or any(holds_key(i.name) for i in attached.images)
             ):
                 return await _held_secret(sink, "file", prefix)
-            secrets = endpoint.secrets()
+            # Every secret stored for the channel, not only the one its source sends now:
+            # a channel on OpenAI sent its Claude key, or its proxy password, pasted in.
+            secrets = await channel_secrets(self._store, ref)
             cut_in_two = any(holds_secret(edge, secrets) for edge in attached.edges)
             if cut_in_two or holds_secret(content, secrets):
                 # Said as any key is: a reply naming this channel's own secret would tell
                 # a member which of the words they sent is the password. Who sent it is
                 # logged, for the admins to make a new one.
                 log.warning(
-                    "a message from %s in %s held this channel's key or proxy password: it "
+                    "a message from %s in %s held a key or password stored for it: it "
                     "was not sent or kept; if others could see it, make a new one",
                     incoming.actor.id,
                     ref,

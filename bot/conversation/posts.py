@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from bot.connection import NotConnectable, endpoint_for
+from bot.connection import channel_secrets
 from bot.conversation.budget import MAX_INPUT_CHARS, estimate_tokens
 from bot.conversation.stream import QUESTION_DELETED, Running
 from bot.conversation.waiting import WaitingQuestions
 from bot.store import Store, StoreError
-from bot.store.secrets import SecretUnreadable
 from bot.types import ChannelRef, Platform
 from bot.types.recent import RecentIds
 from bot.types.secrets import holds_key, holds_secret
@@ -189,7 +188,7 @@ class PlatformPosts:
         questions = [(ref, shown.questions) for ref, shown in found.items() if shown.questions]
         rewrite = rewrite and not any(shown.with_files for shown in found.values())
         held = holds_key(text) or any(
-            [await self._holds_channel_secret(ref, text, prefix) for ref, _ in questions]
+            [await self._holds_channel_secret(ref, text) for ref, _ in questions]
         )
         if held and questions:  # one waiting its turn is refused as any question is
             log.warning(
@@ -213,12 +212,10 @@ class PlatformPosts:
                     await self._store.rewrite_question(ref, row_id, text, estimate_tokens(text))
         return Edited.CHANGED
 
-    async def _holds_channel_secret(self, ref: ChannelRef, text: str, prefix: str) -> bool:
-        """The channel's own key or proxy password in `text` (any written form); a channel
-        whose endpoint cannot be made now has none to leak."""
+    async def _holds_channel_secret(self, ref: ChannelRef, text: str) -> bool:
+        """One of the channel's secrets (channel_secrets: every source's key, the proxy
+        password, the server's) in `text`, in any written form."""
         try:
-            config = await self._store.effective_config(ref)
-            endpoint = await endpoint_for(self._store, ref, config, prefix)
-        except (NotConnectable, SecretUnreadable, StoreError):
+            return holds_secret(text, await channel_secrets(self._store, ref))
+        except StoreError:
             return False
-        return holds_secret(text, endpoint.secrets())

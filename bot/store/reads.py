@@ -74,6 +74,9 @@ class StoredSecret:
     ciphertext: bytes
     direct_chat: str | None = None  # PERSONAL or HELD (bot.store.vault)
     owner: str | None = None  # who set a PERSONAL one (None: not known)
+    # The server's row of the same name, which the channel's own replaces: not sent here,
+    # still a secret a message in the channel must not carry (connection.channel_secrets).
+    shadows: StoredSecret | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +315,7 @@ def _sealed(ref: ChannelRef, nearest_first: Sequence[Any]) -> Mapping[str, Store
             ciphertext=row.ciphertext,
             direct_chat=row.direct_chat,
             owner=row.owner,
+            shadows=nearest.get(row.name),
         )
     return MappingProxyType(nearest)
 

@@ -385,6 +385,11 @@ class Store:
         found = await self._vault.effective(ref, name)
         return None if found is None else found[1]
 
+    async def chain_secrets(self, ref: ChannelRef) -> list[SecretValue]:
+        """Every secret stored for this channel and its server, whatever its name, and the
+        operator's defaults (those that can be read)."""
+        return await self._vault.every(ref)
+
     async def scope_secrets(self, ref: ChannelRef, scope: Scope) -> list[SecretValue]:
         """The secrets stored at `scope` itself, of every name (those that can be read)."""
         return await self._vault.at_scope(ref, scope)

@@ -199,6 +199,18 @@ class Vault:
             return "operator", default
         return None
 
+    async def every(self, ref: ChannelRef) -> list[SecretValue]:
+        """Every secret stored for this channel and its server, of every name (a server's
+        a channel's own replaces, one held since the room became a group), and the
+        operator's defaults: those that can be read."""
+        found = []
+        for stored in (await self._reads.sealed_secrets(ref)).values():
+            for row in (stored, stored.shadows):
+                if row is not None:
+                    with contextlib.suppress(SecretUnreadable):
+                        found.append(self._open(row))
+        return found + [v for v in self._defaults.values() if v]
+
     async def at_scope(self, ref: ChannelRef, scope: Scope) -> list[SecretValue]:
         """Every secret stored at `scope` itself (a server's own, whatever a channel of it
         set), opened; one held, or that no key opens, is left out."""

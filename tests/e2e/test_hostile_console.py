@@ -648,6 +648,36 @@ def test_a_key_stored_for_another_source_is_refused_in_a_setting(
     assert all(key not in str(row) for row in stored), stored
 
 
+def test_a_secret_stored_for_another_source_is_refused_in_a_chat_message(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A channel on its custom endpoint keeps a Claude key too, and a proxy password
+    the custom key stands beside. A member who pasted the Claude key, or (on OpenAI
+    through the proxy) the custom key, had it sent to the endpoint and kept in the
+    history: only the secrets the source in use sends were looked for. Every secret
+    stored for the channel is now, as the one in use is."""
+    claude, custom = "claudekey-abcdef123456", "tabby-key-5e6f7a8b9c0d"
+    run = ws.run(
+        [
+            *custom_setup(endpoint),
+            "/key set custom",
+            custom,
+            "/key set claude",
+            claude,
+            f"my claude key is {claude}",
+            "/source openai",
+            "/model gpt-x",
+            f"the custom one: {custom}",
+            "/help",
+        ]
+    )
+    run.assert_survived()
+    said = run.before_help()
+    assert said.count("holds what looks like a key") == 2, run.describe()
+    assert endpoint.chat_requests() == [], [r.body for r in endpoint.chat_requests()]
+    assert ws.messages() == [], ws.messages()
+
+
 # --------------------------------------------------------------------------------------
 # 4. NUL bytes (SQLite and PostgreSQL)
 # --------------------------------------------------------------------------------------

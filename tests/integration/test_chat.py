@@ -582,6 +582,22 @@ async def test_a_message_holding_the_channels_own_password_is_not_sent_or_kept(
     assert stored == ["a purple otter hunter", "ok"], stored
 
 
+async def test_a_server_key_the_channel_replaces_is_held_in_a_message(harness: Harness) -> None:
+    """The server's Claude key, which this channel's own replaces, pasted in the channel
+    (on its custom endpoint): it went to the endpoint and into the history; only the
+    secrets this channel's source sends were looked for. Every stored one is now."""
+    server, own = "server-claude-key-654321", "channel-claude-key-123456"
+    await harness.store.set_secret(REF, Scope.SERVER, "claude_api_key", SecretValue(server), ADMIN)
+    await harness.store.set_secret(REF, Scope.CHANNEL, "claude_api_key", SecretValue(own), ADMIN)
+    async with fake_openai(Script(chunks=["ok"], interval=0.0)) as model:
+        await configure_fake(harness, url=model.url_v1, model="m-small")
+        for text in (f"the server's is {server}", f"ours is {own}"):
+            sink = await ask(harness, text)
+            assert HELD in sink.final, text
+        assert not model.requests
+    assert await harness.store.history(REF, 10) == []
+
+
 HELD = (
     "holds what looks like a key or password, so I did not send or keep it. If others could "
     "see it, make a new one; admins store keys with /key set."

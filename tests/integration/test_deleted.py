@@ -25,6 +25,8 @@ from bot.types import (
     Incoming,
     Platform,
     Role,
+    Scope,
+    SecretValue,
     TurnState,
 )
 from tests.discord.fake_openai import FakeOpenAI, Script
@@ -430,8 +432,18 @@ async def test_an_edit_that_writes_a_key_or_the_channels_password_in_is_not_kept
 ) -> None:
     password = "correct-horse-battery"
     assert (await core.run_text_command(Incoming(REF, ADMIN, f"/proxy password {password}"))).ok
+    # Another source's key, and the server's the channel's own replaces: no channel could
+    # make an endpoint of them now, and an edit writing one in was kept and sent.
+    claude, server = "claudekey-abcdef123456", "server-claude-key-654321"
+    await core.store.set_secret(REF, Scope.SERVER, "claude_api_key", SecretValue(server), ADMIN)
+    await core.store.set_secret(REF, Scope.CHANNEL, "claude_api_key", SecretValue(claude), ADMIN)
     await ask(core, "hello", "q1", pages=["a1"])
-    for text in ("hello sk-proj-abcdefghijklmnopqrstuv", f"hello {password}"):
+    for text in (
+        "hello sk-proj-abcdefghijklmnopqrstuv",
+        f"hello {password}",
+        f"hello {claude}",
+        f"hello {server}",
+    ):
         done = await core.edited(Platform.DISCORD, "c1", "q1", text, author=ASKER.id)
         assert done is Edited.HELD_SECRET
     assert turns(await core.store.history(REF, 10))[0] == (Role.USER, "hello")
