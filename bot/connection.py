@@ -33,7 +33,7 @@ from bot.types import (
     StatusCheck,
     redact,
 )
-from bot.types.secrets import holds_key, holds_secret
+from bot.types.secrets import SECRET_REGISTRY, holds_key, holds_secret
 from bot.types.text import TextError, header_safe, unmarked
 
 PROXY_PASSWORD = "proxy_password"
@@ -181,7 +181,9 @@ async def _sent_secret(
         return None
     origin, value = found
     with contextlib.suppress(TextError):
-        return origin, SecretValue(header_safe(value.reveal(), "key"))
+        sent = header_safe(value.reveal(), "key")
+        SECRET_REGISTRY.add(sent, stored=True)  # as it is sent, for the log (`"none"`: none)
+        return origin, SecretValue(sent)
     return origin, value
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.types import REDACTED, redact
 from bot.types.place import LOG_PLACE
+from bot.types.secrets import SECRET_REGISTRY
 
 __all__ = ["REDACTED", "RedactingFilter", "configure_logging", "redact"]
 
@@ -25,14 +26,16 @@ class RedactingFilter(logging.Filter):
             record.msg, record.args = message, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        cleaned = redact(message)
         place = LOG_PLACE.get()
+        # A short secret an older version stored: only in the lines of where it is used.
+        short = SECRET_REGISTRY.short_in(place)
+        cleaned = redact(message, short)
         if place and place not in cleaned:  # written while the bot works in one place
             cleaned = f"{cleaned} (in {place})"
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = redact(record.exc_text, short)
         return True
 
 

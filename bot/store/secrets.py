@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bot.types import SecretValue
-from bot.types.secrets import KEYGEN_HINT
+from bot.types.secrets import KEYGEN_HINT, SECRET_REGISTRY
 
 log = logging.getLogger("bot.store")
 
@@ -160,7 +160,9 @@ class SecretBox:
             except InvalidTag:
                 why = "the stored data does not match its row (altered or copied)"
             else:
-                return SecretValue(plaintext.decode("utf-8"))
+                opened = plaintext.decode("utf-8")
+                SECRET_REGISTRY.add(opened, stored=True)  # a short one too (_SecretRegistry)
+                return SecretValue(opened)
         log.warning("cannot decrypt the %s stored for %s: %s", name, where, why)
         raise SecretUnreadable(where, name, why)
 

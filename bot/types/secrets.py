@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import quote, quote_plus, unquote
 
+from bot.types.place import LOG_PLACE
 from bot.types.text import INVISIBLE, char_class, without_invisible
 
 REDACTED = "****"
@@ -350,10 +351,20 @@ class _SecretRegistry:
     def __init__(self) -> None:
         self._values: dict[str, None] = {}  # oldest first
         self._sorted: tuple[str, ...] | None = ()
+        self._short: dict[str, frozenset[str]] = {}  # value: the places it was read in
         self._lock = threading.Lock()
 
-    def add(self, value: str) -> None:
+    def add(self, value: str, *, stored: bool = False) -> None:
+        """Remember `value`. One under MIN_SECRET_CHARS only when `stored` (an older
+        version stored it, a channel still sends it), and for the log lines of the place
+        it was read in (short_in): as a word of its own it is still a word (`none`) that
+        other channels' lines hold. Typed ones that short (refused) and stand-ins (`key`)
+        are left out: anyone could otherwise blank the word `the` from the log."""
+        if not value:
+            return
         if len(value) < MIN_SECRET_CHARS:
+            if stored:
+                self._add_short(value, LOG_PLACE.get())
             return
         with self._lock:
             if value in self._values:  # seen again: the last to go
@@ -364,6 +375,24 @@ class _SecretRegistry:
             if len(self._values) > self._MOST:
                 del self._values[next(iter(self._values))]
             self._sorted = None
+
+    def _add_short(self, value: str, place: str) -> None:
+        with self._lock:
+            places = self._short.pop(value, frozenset())
+            self._short[value] = places | {place}  # seen again: the last to go
+            if len(self._short) > self._MOST:
+                del self._short[next(iter(self._short))]
+
+    def short_in(self, place: str) -> tuple[str, ...]:
+        """The short stored secrets read in `place` (a log line's LOG_PLACE; "" outside
+        any; a line for several places names each, or the first of them)."""
+        if not self._short:
+            return ()
+        with self._lock:
+            found = list(self._short.items())
+        return tuple(
+            v for v, where in found if place in where or any(p and p in place for p in where)
+        )
 
     def values(self) -> tuple[str, ...]:
         found = self._sorted
