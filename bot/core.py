@@ -466,6 +466,20 @@ class Core:
         except StoreError as err:
             log.warning("could not note removed messages in %s: %s", ref, err)
 
+    async def answer_thread(self, ref: ChannelRef, post: str) -> str | None:
+        """The thread of `ref`'s channel whose answer the platform message `post` shows
+        ("": the channel's own conversation); None when it shows no answer here (or that
+        cannot be read)."""
+        try:
+            found = await self.store.posted(ref.platform, ref.channel_id, [post])
+        except StoreError as err:
+            log.warning("could not read which conversation a message shows in %s: %s", ref, err)
+            return None
+        for where, shown in found.items():
+            if shown.answered and where.channel_id == ref.channel_id:
+                return where.thread_id or ""
+        return None
+
     async def shows_an_answer(self, ref: ChannelRef, post: str) -> bool:
         """Whether the platform message `post`, in `ref`'s channel, shows one of the bot's
         answers (a thread started on it is spoken to the bot)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import replace
 
 import pytest
@@ -21,6 +22,7 @@ from bot.frontends.matrix.decide import (
     Lookup,
     addressed,
     answer_form,
+    conversation_thread,
     join_step,
     keep_waiting_for_key,
     keys_refused,
@@ -329,6 +331,18 @@ def test_an_answer_says_whom_it_answers_except_in_a_direct_chat() -> None:
     # A reply in a direct chat is answered as a reply: it points at something earlier.
     quoted = answer_form(direct=True, replied_to="$old", event_id="$q", sender="@a:x")
     assert quoted == AnswerForm(reply_to="$q", mention="")
+
+
+def test_a_main_timeline_reply_to_a_threaded_answer_continues_that_thread() -> None:
+    # In a thread: that thread, whatever it replies to; nothing looked up.
+    assert conversation_thread(thread_root="$root", replied_to="$a") == "$root"
+    assert conversation_thread(thread_root="", replied_to="") == ""
+    # In the main timeline, a reply: to what conversation's answer (a lookup first).
+    assert conversation_thread(thread_root="", replied_to="$a") is Lookup.ANSWER
+    answered_in = functools.partial(conversation_thread, thread_root="", replied_to="$a")
+    assert answered_in(answer_thread="$root") == "$root"  # an answer inside a thread
+    assert answered_in(answer_thread="") == ""  # an answer in the main timeline
+    assert answered_in(answer_thread=None) == ""  # a member's message, or one unknown
 
 
 # --- membership ------------------------------------------------------------------------

@@ -309,6 +309,7 @@ class Lookup(enum.Enum):
 
     THREAD = "thread"  # is the thread one the bot talks in? (a database read)
     REPLY = "reply"  # is the replied-to event the bot's? (maybe a homeserver call)
+    ANSWER = "answer"  # which conversation shows the replied-to answer? (a database read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +339,26 @@ def addressed(facts: ChatFacts) -> bool | Lookup:
             return Lookup.REPLY
         return facts.reply_to_bot
     return False
+
+
+def conversation_thread(
+    *, thread_root: str, replied_to: str, answer_thread: str | Lookup | None = Lookup.ANSWER
+) -> str | Lookup:
+    """The thread whose conversation a message continues ("": the room's own).
+
+    A message in a thread continues that thread. One in the main timeline replying to an
+    answer of the bot's continues that answer's conversation: a client that shows threads
+    flat lets a member reply there to an answer inside a thread (Element shows such a reply
+    in the main timeline, quoting it), and the member means the thread the answer was part
+    of, as the spec lets a thread-aware client read it. The answer is given where the reply
+    was sent (see `answer_form`); only what the model reads is the thread's.
+    `answer_thread`: the thread of the conversation the replied-to event shows an answer of
+    ("" the room's), None when it shows none, Lookup.ANSWER when not looked up yet."""
+    if thread_root or not replied_to:
+        return thread_root
+    if isinstance(answer_thread, Lookup):
+        return Lookup.ANSWER
+    return answer_thread or ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from bot.frontends.matrix.decide import (
     Waits,
     addressed,
     answer_form,
+    conversation_thread,
     holds_personal_keys,
     keys_refused,
     line_place,
@@ -130,6 +131,9 @@ class Message:
     content: dict[str, Any]
     text: str  # typed text, or a file's caption
     thread: str = ""  # the thread's root event id, "" outside threads
+    # Outside threads, the thread whose conversation it continues all the same: a reply
+    # in the main timeline to an answer in that thread (decide.conversation_thread).
+    continues: str = ""
     direct: bool = False  # the bot and one other person
     private: bool = False  # a direct chat nobody joins or reads unasked (keys go here)
     media: events.MediaFile | None = None  # the file of an image or file message
@@ -137,9 +141,12 @@ class Message:
     @property
     def ref(self) -> ChannelRef:
         """The conversation it belongs to: the room, or the thread in it (a private direct
-        chat's replies call it "this direct chat")."""
+        chat's replies call it "this direct chat"). Where its answer goes is `thread`."""
         return ChannelRef(
-            Platform.MATRIX, channel_id=self.room_id, thread_id=self.thread, direct=self.private
+            Platform.MATRIX,
+            channel_id=self.room_id,
+            thread_id=self.thread or self.continues,
+            direct=self.private,
         )
 
 
@@ -344,7 +351,7 @@ class MessageHandler:
             if line.reached:
                 place.within_reach()
             if decision.action is Action.CHAT:
-                await self._chat(room, msg, place)
+                await self._chat(room, await self._continued(msg), place)
             elif decision.action is Action.EDIT:
                 await self._edited(room, msg)
             elif decision.action is Action.SECRET_EMOTE:
@@ -1041,6 +1048,24 @@ class MessageHandler:
                 facts = replace(facts, reply_to_bot=mine)
             verdict = addressed(facts)
         return verdict
+
+    async def _continued(self, msg: Message) -> Message:
+        """`msg` in the conversation it continues (decide.conversation_thread): a reply in
+        the main timeline to an answer in a thread is that thread's next question."""
+        replied = events.replied_to(msg.content)
+        verdict = conversation_thread(thread_root=msg.thread, replied_to=replied)
+        if verdict is Lookup.ANSWER:
+            shown = self._shown_on(msg.room_id, replied)  # one still being written, too
+            if shown is not None and shown.ref.channel_id == msg.room_id:
+                found: str | None = shown.ref.thread_id
+            else:
+                found = await self._core.answer_thread(msg.ref, replied)
+            verdict = conversation_thread(
+                thread_root=msg.thread, replied_to=replied, answer_thread=found
+            )
+        if isinstance(verdict, Lookup) or verdict == msg.thread:
+            return msg
+        return replace(msg, continues=verdict)
 
     async def _chat(self, room: nio.MatrixRoom, msg: Message, place: Place) -> None:
         if not place.waits:
