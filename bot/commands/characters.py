@@ -72,11 +72,11 @@ def _import_step(ctx: CommandContext, path: str) -> str:
 # What settings_kind tells apart: how it is named (one, several), and what importing
 # it does here.
 _SENT: dict[str, tuple[str, str, str]] = {
-    "character": ("character card", "character cards", "make {it} this {place}'s character"),
+    "character": ("character card", "character cards", "make {it} {character}"),
     "preset": (
         "Chat Completion preset",
         "Chat Completion presets",
-        "set this {place}'s samplers and prompts from {it}",
+        "set {samplers} from {it}",
     ),
 }
 
@@ -106,7 +106,12 @@ def sent_alone(ctx: CommandContext, kinds: Sequence[str], *, others: bool = Fals
         if isinstance(accessible(ctx.table, tuple(path.split()), ctx), Reply):
             continue  # not theirs to import: said no more of
         one = "one" if kinds.count(kind) > 1 else "it"
-        does = _SENT[kind][2].format(it=one, place=ctx.ref.place)
+        place = ctx.ref.place
+        does = _SENT[kind][2].format(
+            it=one,
+            character=place.whose("character"),
+            samplers=place.whose("samplers and prompts"),
+        )
         lines.append(f"To {does}, {_import_step(ctx, path)}.")
     if others:
         lines.append(f"To ask me about {it} too, reply to your message with your question.")
@@ -345,7 +350,8 @@ async def character_export(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     shown = literal(card.display_name)
     said = f"{shown} as a Character Card V3 ({len(data):,} bytes)."
     if cleaned:
-        said += f" This {ctx.ref.place}'s key or proxy password in it is written as ****."
+        own = ctx.ref.place.whose("key or proxy password", capital=True)
+        said += f" {own} in it is written as ****."
     return Reply(said, file=file)
 
 
@@ -479,7 +485,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         p = ctx.prefix
         lines.append(
             f"Not taken: its connection settings ({', '.join(named)}). A preset never "
-            f"changes where this {ctx.ref.place}'s requests and keys go: {p}source, "
+            f"changes where {ctx.ref.place.whose('requests and keys')} go: {p}source, "
             f"{p}proxy set "
             f"and {p}model do."
         )

@@ -106,7 +106,7 @@ async def show_limits(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if ctx.is_server_admin:
         change = f"Change one with {_set_usage(ctx)}."
     elif ctx.is_admin:
-        change = f"Change this {place}'s with {_set_usage(ctx, server=False)}."
+        change = f"Change {place.whose('limits')} with {_set_usage(ctx, server=False)}."
         # The smaller of a channel's and its server's holds: raising the channel's
         # cannot lift a server's, and a server's budget is set server-wide only.
         servers = [
@@ -240,7 +240,7 @@ async def _holds_here(
         whose = "The server-wide limit"
     else:
         change = f"{p}limits set {shown} default (without scope:server) removes it"
-        whose = f"This {ctx.ref.place}'s own limit"
+        whose = ctx.ref.place.whose("own limit", capital=True)
     both = " (a channel's and its server's limits both hold; the smaller wins)"
     if value == DEFAULT or not ctx.ref.has_server:  # no server: no server's limit
         both = ""
@@ -310,10 +310,15 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         note = " Only those an allow rule names may chat here now (admins always may)."
         if _allows_both(await ctx.store.quotas.rules(ctx.ref)):
             # Each scope's allow rules hold: someone named by this rule alone is ignored.
-            others = "the server's" if scope is Scope.CHANNEL else f"this {ctx.ref.place}'s own"
+            place = ctx.ref.place
+            others = (
+                "the server's allow rules"
+                if scope is Scope.CHANNEL
+                else place.whose("own allow rules")
+            )
             note = (
-                f"{note[:-1]}, and {others} allow rules hold here too: one of this "
-                f"{ctx.ref.place}'s and one of the server's must name them."
+                f"{note[:-1]}, and {others} hold here too: one of "
+                f"{place.whose('rules')} and one of the server's must name them."
             )
     else:
         note = " Admins may chat whatever the rules say."

@@ -83,7 +83,7 @@ def check_scope(ctx: CommandContext, args: dict[str, Any]) -> None:
     if not ctx.is_server_admin:
         raise CommandError(
             "Only server admins can change server-wide settings; without scope:server it "
-            f"changes this {ctx.ref.place}'s."
+            f"changes {ctx.ref.place.whose('own value')}."
         )
 
 

@@ -45,13 +45,13 @@ async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             user_id=None if everyone else ctx.actor.id,
         )
         place = ref.place
-        what = f"This {place}'s usage" if everyone else f"Your usage in this {place}"
+        what = place.whose("usage", capital=True) if everyone else f"Your usage in this {place}"
         own = "" if everyone else " (only admins see everyone's)"
     else:
         if not ref.has_server:
             return Reply(
-                f"There is no server here; {p}usage {ref.platform.place} shows this "
-                f"{ref.place}'s usage.",
+                f"There is no server here; {p}usage {ref.platform.place} shows "
+                f"{ref.place.whose('usage')}.",
                 ok=False,
             )
         everyone = ctx.is_server_admin

@@ -219,6 +219,16 @@ class PlaceName:
         `in this thread's channel`, whose it is."""
         return f"in this {self}" if self.thread and not self.direct else "here"
 
+    def whose(self, noun: str, *, capital: bool = False) -> str:
+        """`this channel's {noun}`; in a thread, `the {noun} of the channel this thread is
+        in`, never the `this thread's channel's {noun}` a possessive of `this {place}`
+        makes there."""
+        if self.thread and not self.direct:  # its `own`: the channel's, not the server's
+            said = f"the {noun.removeprefix('own ')} of the {self.platform.place} this thread is in"
+        else:
+            said = f"this {self}'s {noun}"
+        return said[:1].upper() + said[1:] if capital else said
+
     def named(self, word: str) -> str:
         """`word`'s `channel` part as people type it here (Platform.named)."""
         return self.platform.named(word)

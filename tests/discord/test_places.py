@@ -170,3 +170,20 @@ async def test_a_setting_changed_in_a_thread_is_said_to_be_its_channels(
     channel = ChannelRef(Platform.DISCORD, str(fake.channel_id), str(fake.guild_id))
     rules = await core.store.quotas.rules(channel)
     assert [r.subject for r in rules] == ["123"], rules
+
+
+async def test_a_thread_names_its_channels_things_without_a_double_possessive(
+    core: Core, endpoint: FakeOpenAI
+) -> None:
+    """Probe: `/usage` in a thread answered "This thread's channel's usage" (and so did every
+    `this {place}'s …` said there); it names them as "the usage of the channel this thread is
+    in"."""
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            thread = await fake.start_thread("talk")
+            usage = await fake.reply_to(await fake.slash("usage", manager=True, channel_id=thread))
+    finally:
+        await fake.stop()
+    assert usage.startswith("The usage of the channel this thread is in"), usage

@@ -464,7 +464,8 @@ async def test_a_server_limits_refusal_and_limits_name_the_server_admin(core: Co
     ), result.refusal
     shown = await command(core, "/limits", ADMIN)
     assert shown.text.endswith(
-        "Change this channel's with /limits action:set name:<name> value:<value|off|default>. "
+        "Change this channel's limits with /limits action:set name:<name> "
+        "value:<value|off|default>. "
         "tokens_per_user_day and tokens_per_server_day here are the server's: only a server "
         "admin can change them (scope:server)."
     ), shown.text

@@ -184,7 +184,7 @@ async def test_the_operators_limit_holds_in_a_private_direct_chat(
                 shown = await alice.command(room, bot.user_id, "!limits")
                 assert "messages_per_user_minute = 1 (operator default)" in shown, shown
                 assert shown.endswith(
-                    "Change this direct chat's with !limits set <name> <value|off|default>. "
+                    "Change this direct chat's limits with !limits set <name> <value|off|default>. "
                     "The operator's messages_per_user_minute and tokens_per_room_day hold in "
                     "every direct chat: here you can set them lower, not off or higher."
                 ), shown  # `off` is refused for those
