@@ -76,6 +76,15 @@ def _set_usage(ctx: CommandContext, *, server: bool = True) -> str:
     return typed_as(("limits",), values, ctx.ref.platform, ctx.prefix) + scope
 
 
+def _access_as(ctx: CommandContext, action: str, kind: str = "", subject: str = "") -> str:
+    """An /access command as typed on the asker's platform: on Discord each of its options
+    by name (`/access action:allow kind:user id:<id>`: every one is optional there, so a
+    positional `/access allow user <id>` fills none), elsewhere in order."""
+    named = (("action", action), ("kind", kind), ("id", subject))
+    values = tuple((name, value) for name, value in named if value)
+    return typed_as(("access",), values, ctx.ref.platform, ctx.prefix)
+
+
 def _where(scope: Scope, place: PlaceName) -> str:
     return "server-wide" if scope is Scope.SERVER else f"for {scope_place(scope, place)}"
 
@@ -250,21 +259,19 @@ async def _holds_here(
 async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     """List, add or remove who-may-chat rules (admins; server-wide: server admins)."""
     action = args.get("action") or "list"
-    p = ctx.prefix
+    kinds = f"<{kinds_here(ctx.ref.platform)}>"
     if action == "list":
         if "kind" in args or "id" in args:
-            raise CommandError(
-                f"Usage: {p}access allow|deny|remove <{kinds_here(ctx.ref.platform)}> <id>."
-            )
+            raise CommandError(f"Usage: {_access_as(ctx, 'allow|deny|remove', kinds, '<id>')}.")
         return Reply(await access_summary(ctx))
     if action in ADMIN_ACTS:
         return await _admin_role(ctx, args, grant=action == "admin")
     if "kind" not in args or "id" not in args:
-        example = "level 50" if ctx.ref.platform is Platform.MATRIX else "user <id>"
+        example = ("level", "50") if ctx.ref.platform is Platform.MATRIX else ("user", "<id>")
         raise CommandError(
-            f"Usage: {p}access {action} <{kinds_here(ctx.ref.platform)}> <id>"
+            f"Usage: {_access_as(ctx, action, kinds, '<id>')}"
             f"{' [scope:server]' if ctx.ref.has_server else ''}, "
-            f"e.g. {p}access {action} {example}."
+            f"e.g. {_access_as(ctx, action, *example)}."
         )
     kind = AccessKind(args["kind"])
     scope = _scope(ctx, args)
@@ -277,7 +284,7 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         # Its front-end knows no roles there, so any id would pass as one that exists.
         raise CommandError(
             f"A {ctx.ref.place.word} has no roles (they belong to a server): name the person "
-            f"with {p}access {action} user <id>. Nothing changed."
+            f"with {_access_as(ctx, action, 'user', '<id>')}. Nothing changed."
         )
     try:
         subject = parse_subject(
@@ -328,11 +335,11 @@ async def access(ctx: CommandContext, args: dict[str, Any]) -> Reply:
 def _too_many(ctx: CommandContext, scope: Scope, kept: list[AccessRule]) -> CommandError:
     """The refusal of a rule past MAX_ACCESS_RULES at `scope` (`kept`: the rules there,
     bot-admin roles among them: they count too, and /access unadmin removes those)."""
-    p = ctx.prefix
+    kinds = f"<{kinds_here(ctx.ref.platform)}>"
     option = " scope:server" if scope is Scope.SERVER else ""
-    remove = f"{p}access remove <{kinds_here(ctx.ref.platform)}> <id>{option}"
+    remove = f"{_access_as(ctx, 'remove', kinds, '<id>')}{option}"
     if any(r.effect is Effect.ADMIN for r in kept):
-        remove += f" (a bot-admin role: {p}access unadmin role <id>)"
+        remove += f" (a bot-admin role: {_access_as(ctx, 'unadmin', 'role', '<id>')})"
     many = {Platform.DISCORD: "a role", Platform.MATRIX: "a power level"}.get(ctx.ref.platform)
     instead = f", or name many people at once with {many}" if many else ""
     return CommandError(
@@ -356,7 +363,6 @@ async def _admin_role(ctx: CommandContext, args: dict[str, Any], *, grant: bool)
     """Make a role of this server a bot-admin role (its members administer every channel
     of the server, as Manage Server's holders do, but not server-wide settings or who is
     a bot-admin), or no longer one: the server's admins only."""
-    p = ctx.prefix
     act = "admin" if grant else "unadmin"
     if ctx.ref.platform in _NO_ROLES:
         raise CommandError(_NO_ROLES[ctx.ref.platform])
@@ -371,7 +377,10 @@ async def _admin_role(ctx: CommandContext, args: dict[str, Any], *, grant: bool)
             "administers the bot. Nothing changed."
         )
     if args.get("kind") != AccessKind.ROLE.value or "id" not in args:
-        raise CommandError(f"Usage: {p}access {act} role <name>, e.g. {p}access {act} role Mods.")
+        raise CommandError(
+            f"Usage: {_access_as(ctx, act, 'role', '<name>')}, "
+            f"e.g. {_access_as(ctx, act, 'role', 'Mods')}."
+        )
     if args.get("scope", "server") != "server":
         raise CommandError(
             "A bot-admin role holds in every channel of the server: leave out scope. "
@@ -408,8 +417,9 @@ async def _admin_role(ctx: CommandContext, args: dict[str, Any], *, grant: bool)
     return Reply(
         f"Role {role} administers the bot now: its members configure every channel of "
         "this server as admins do, not server-wide settings or who administers it "
-        f"({p}access unadmin role … undoes it). Discord still hides the admin commands "
-        "from them: show the role this bot's commands under Server Settings → Integrations."
+        f"({_access_as(ctx, 'unadmin', 'role', '…')} undoes it). Discord still hides the "
+        "admin commands from them: show the role this bot's commands under Server "
+        "Settings → Integrations."
     )
 
 
@@ -424,13 +434,14 @@ async def _rule_elsewhere(ctx: CommandContext, kind: AccessKind, subject: str, s
         == (kind, subject, other[0] is Scope.SERVER, False)
         for r in rules
     ):
-        remove = f"{ctx.prefix}access remove {kind.value} {subject}{other[2]}"
+        remove = f"{_access_as(ctx, 'remove', kind.value, subject)}{other[2]}"
         said = f" There is one {other[1]}: {remove} removes it."
     if kind is AccessKind.ROLE and any(
         (r.subject, r.effect) == (subject, Effect.ADMIN) for r in rules
     ):
         # A grant, not a who-may-chat rule: remove takes none.
-        said += f" It is a bot-admin role: {ctx.prefix}access unadmin role {subject} removes that."
+        unadmin = _access_as(ctx, "unadmin", "role", subject)
+        said += f" It is a bot-admin role: {unadmin} removes that."
     return said
 
 
@@ -454,15 +465,15 @@ async def access_summary(ctx: CommandContext) -> str:
                 scope = " scope:server" if rule.server_wide else ""
                 line += (
                     f": this role was deleted and matches nobody; remove the rule with "
-                    f"{ctx.prefix}access remove role {rule.subject}{scope}"
+                    f"{_access_as(ctx, 'remove', 'role', rule.subject)}{scope}"
                 )
             lines.append(line)
     for rule in admins:
         line = f"  {describe(rule, ctx.ref.place)}"
         if not _role_exists(ctx, rule.subject):
             line += (
-                f": this role was deleted and matches nobody; {ctx.prefix}access unadmin "
-                f"role {rule.subject} removes it"
+                f": this role was deleted and matches nobody; "
+                f"{_access_as(ctx, 'unadmin', 'role', rule.subject)} removes it"
             )
         lines.append(line)
     if admins:

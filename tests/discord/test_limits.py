@@ -88,8 +88,8 @@ async def test_a_rule_for_a_deleted_role_is_marked_and_a_missing_role_refused(
     await world.env.settle()
     listed = reply_text(await world.admin.slash(world.channel, "access"))
     assert (
-        f": this role was deleted and matches nobody; remove the rule with /access remove "
-        f"role {gone.id}" in listed
+        f": this role was deleted and matches nobody; remove the rule with /access action:remove "
+        f"kind:role id:{gone.id}" in listed
     ), listed
 
     refused = reply_text(
@@ -144,7 +144,7 @@ async def test_a_role_rule_in_a_dm_is_refused(world: World, endpoint: FakeOpenAI
         said = reply_text(await dora.slash("access", action=action, kind="role", id=role))
         assert said == (
             f"A DM has no roles (they belong to a server): name the person with /access "
-            f"{action} user <id>. Nothing changed."
+            f"action:{action} kind:user id:<id>. Nothing changed."
         ), said
     listed = reply_text(await dora.slash("access"))
     assert listed == "Who may chat: everyone (no allow or deny rules here).", listed
@@ -200,7 +200,7 @@ async def test_removing_what_was_set_server_wide_without_scope_names_the_command
     )
     assert said == (
         f"There was no rule for role {mention} for this channel. There is one server-wide: "
-        f"/access remove role {chatters.id} scope:server removes it."
+        f"/access action:remove kind:role id:{chatters.id} scope:server removes it."
     ), said
     listed = reply_text(await world.admin.slash(world.channel, "access"))
     assert f"allow role {mention} (server-wide)" in listed, listed  # nothing changed
@@ -242,7 +242,7 @@ async def test_removing_a_bot_admin_roles_rule_names_unadmin(world: World) -> No
         world.channel, "access", action="admin", kind="role", id="Helpers"
     )
     assert "administers the bot now" in reply_text(made), reply_text(made)
-    unadmin = f"/access unadmin role {helpers.id} removes that."
+    unadmin = f"/access action:unadmin kind:role id:{helpers.id} removes that."
     for scope in ({}, {"scope": "server"}):
         said = reply_text(
             await world.admin.slash(
@@ -279,7 +279,7 @@ async def test_allow_rules_of_the_channel_and_the_server_both_hold_and_say_so(
     assert said == (
         f"Rule added: allow role <@&{vip.id}> (here). Only those an allow rule names may chat "
         "here now (admins always may), and the server's allow rules hold here too: one of "
-        "this channel's and one of the server's must name them."
+        "this channel's rules and one of the server's must name them."
     ), said
     listed = reply_text(await world.admin.slash(world.channel, "access"))
     assert listed.startswith(

@@ -993,7 +993,8 @@ async def test_a_channel_keeps_at_most_fifty_rules_of_its_own(core: Core) -> Non
     full = await command(core, "/access allow user 9999", ADMIN)
     assert not full.ok and full.text == (
         "There are already 50 rules for this channel, the most kept: remove one with "
-        "/access remove <user|role> <id>, or name many people at once with a role. "
+        "/access action:remove kind:<user|role> id:<id>, or name many people at once with a "
+        "role. "
         "Nothing changed."
     ), full.text
     assert "9999" not in (await command(core, "/access", ADMIN)).text
@@ -1014,8 +1015,9 @@ async def test_a_server_full_of_rules_says_how_to_remove_one_server_wide(core: C
         assert (await command(core, f"/access allow user {1000 + n} scope:server", OWNER)).ok
     said = (
         "There are already 50 rules server-wide, the most kept: remove one with /access "
-        "remove <user|role> <id> scope:server (a bot-admin role: /access unadmin role "
-        "<id>), or name many people at once with a role. Nothing changed."
+        "action:remove kind:<user|role> id:<id> scope:server (a bot-admin role: /access "
+        "action:unadmin kind:role id:<id>), or name many people at once with a role. "
+        "Nothing changed."
     )
     full = await command(core, "/access allow user 9999 scope:server", OWNER)
     assert not full.ok and full.text == said, full.text
