@@ -197,15 +197,14 @@ def parse_preset(
     that is wrong, not only the first."""
     # Connection keys (source, models, URLs, proxy password) are ignored on purpose: a
     # preset must not repoint a channel or carry a secret.
+    # Measured before decoding: no encoding makes more characters of a file than bytes.
+    if len(data) > MAX_PRESET_BYTES:
+        raise PresetError(f"The preset is larger than {MAX_PRESET_BYTES // 1024} KB.")
     if isinstance(data, bytes):
-        if len(data) > MAX_PRESET_BYTES:
-            raise PresetError(f"The preset is larger than {MAX_PRESET_BYTES // 1024} KB.")
         try:
             data = json_text(data, "preset")
         except CardError as err:
             raise PresetError(str(err)) from err
-    if len(data) > MAX_PRESET_BYTES:
-        raise PresetError(f"The preset is larger than {MAX_PRESET_BYTES // 1024} KB.")
     try:
         preset = parse_json(data, "preset")
     except CardError as err:
