@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
+from typing import TypedDict
 
 from bot.characters import SettingsKind, Timers
 from bot.connection import (
@@ -349,16 +350,8 @@ class _QuotaHooks:
         prefix: str,
     ) -> Refusal | None:
         """Reserve the turn's estimate under the limits here; the refusal when one is full."""
-        done = await charge(
-            self._store,
-            self._gate,
-            ref,
-            user_id,
-            source=config.source.value,
-            model=config.model or "",
-            estimate=_estimate(config, request),
-            prefix=prefix,
-        )
+        priced = _priced(config, request)
+        done = await charge(self._store, self._gate, ref, user_id, prefix=prefix, **priced)
         if isinstance(done, Charged):
             if done.reserved is not None:
                 self._reserved[ref] = done.reserved
@@ -374,16 +367,8 @@ class _QuotaHooks:
         prefix: str,
     ) -> Guarded[Refusal] | None:
         """A new question's charge, to run where the question is stored."""
-        return await quota_guard(
-            self._store,
-            self._gate,
-            ref,
-            user_id,
-            source=config.source.value,
-            model=config.model or "",
-            estimate=_estimate(config, request),
-            prefix=prefix,
-        )
+        priced = _priced(config, request)
+        return await quota_guard(self._store, self._gate, ref, user_id, prefix=prefix, **priced)
 
     async def _release(self, ref: ChannelRef) -> None:
         """A reserved turn that never reached the model costs nothing."""
@@ -1614,6 +1599,20 @@ _CUT_OFF = (
     "(My last answer here was cut off when the bot stopped. It is kept only as far as it "
     "had been saved, which may be less than was shown.)\n\n"
 )
+
+
+class _Priced(TypedDict):
+    """A turn's charge as usage.quota takes it, a new question's (guard) and a
+    control's (charge) alike: the source and model it is charged under, its estimate."""
+
+    source: str
+    model: str
+    estimate: TurnCost
+
+
+def _priced(config: ChannelConfig, request: ChatRequest) -> _Priced:
+    estimate = _estimate(config, request)
+    return _Priced(source=config.source.value, model=config.model or "", estimate=estimate)
 
 
 def _estimate(config: ChannelConfig, request: ChatRequest) -> TurnCost:
