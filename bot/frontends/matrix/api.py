@@ -189,13 +189,10 @@ class MatrixApi:
             return True
         if f"{room_id} {event_id}" in self._others:
             return False
-        try:
-            response = await self.client.room_get_event(room_id, event_id)
-        except (OSError, TimeoutError):
+        event = await self._event(room_id, event_id)
+        if event is None:
             return False
-        if not isinstance(response, nio.RoomGetEventResponse):
-            return False
-        if response.event.sender == self.user_id:
+        if event.sender == self.user_id:
             self.remember(room_id, event_id)
             return True
         self._others.add(f"{room_id} {event_id}")
@@ -220,6 +217,16 @@ class MatrixApi:
                 if isinstance(content, dict) and isinstance(sender, str):
                     return sender, content
         return None
+
+    async def _event(self, room_id: str, event_id: str) -> nio.Event | None:
+        """One event of the room (None when it cannot be read)."""
+        try:
+            response = await self.client.room_get_event(room_id, event_id)
+        except (OSError, TimeoutError):
+            return None
+        if not isinstance(response, nio.RoomGetEventResponse):
+            return None
+        return response.event
 
     async def _full_state(self, room_id: str) -> list[dict[str, Any]]:
         """Every state event of the room ([] when it cannot be read)."""
@@ -285,13 +292,9 @@ class MatrixApi:
 
     async def replied_file(self, room_id: str, event_id: str) -> MediaFile | None:
         """The file of the event `event_id` (a reply's target), decrypted when need be."""
-        try:
-            response = await self.client.room_get_event(room_id, event_id)
-        except (OSError, TimeoutError):
+        event = await self._event(room_id, event_id)
+        if event is None:
             return None
-        if not isinstance(response, nio.RoomGetEventResponse):
-            return None
-        event: Any = response.event
         if isinstance(event, nio.MegolmEvent):
             try:
                 event = self.client.decrypt_event(event)
