@@ -22,6 +22,7 @@ import base64
 import contextlib
 import itertools
 import json
+import math
 import re
 import secrets
 import time
@@ -84,6 +85,10 @@ class FakeDiscord:
     allow_message_content: bool = True  # the developer portal's privileged-intent switch
     channels: int = 1  # text channels in the guild: channel_id, channel_id + 1, …
     rate_limit_edits: int = 0  # answer this many message edits with a 429 first
+    edit_retry_after: float = 0.3  # the seconds each of those asks the bot to wait
+    # Seconds until the edits' rate limit bucket resets, said with each edit made as spent
+    # (X-RateLimit-Remaining: 0): discord.py waits them out before that edit returns.
+    edit_bucket_reset: float = 0.0
     edit_delay: float = 0.0  # seconds each edit of a channel message takes (a slow API)
     limited: int = 0  # 429s sent
     drop_edits: int = 0  # cut the connection of this many message edits first
@@ -792,9 +797,12 @@ class FakeDiscord:
                 return web.Response(status=500)
             if self.limited < self.rate_limit_edits:
                 self.limited += 1
-                limited = {"message": "You are being rate limited.", "retry_after": 0.3}
+                wait = self.edit_retry_after
+                limited = {"message": "You are being rate limited.", "retry_after": wait}
                 response = self._json({**limited, "global": False}, 429)
                 response.headers["Via"] = "1.1 google"  # else discord.py suspects a ban
+                # Discord says it in whole seconds too (topics/rate-limits: Retry-After).
+                response.headers["Retry-After"] = str(math.ceil(wait))
                 return response
             if mid not in self.messages:
                 return self._json({"message": "Unknown Message", "code": 10008}, 404)
@@ -803,7 +811,19 @@ class FakeDiscord:
             message["components"] = (body or {}).get("components", message["components"])
             self._attach(message, body or {})
             message["edited_timestamp"] = _now()
-            return self._json(message)
+            response = self._json(message)
+            if self.edit_bucket_reset:
+                reset = self.edit_bucket_reset
+                response.headers.update(
+                    {
+                        "X-RateLimit-Bucket": "edits",
+                        "X-RateLimit-Limit": "5",
+                        "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": f"{time.time() + reset:.3f}",
+                        "X-RateLimit-Reset-After": f"{reset:.3f}",
+                    }
+                )
+            return response
         return self._json({"message": "404: Not Found", "code": 0}, 404)
 
     def _thread_refusal(self, cid: int, method: str, rest: str) -> web.Response | None:

@@ -20,7 +20,7 @@ from bot.frontends.discord.failures import CALL_FAILED
 from bot.frontends.discord.interactions import CommandRunner, interaction_context
 from bot.frontends.discord.logs import install_log_filter
 from bot.frontends.discord.persona import Personas
-from bot.frontends.discord.sink import MIN_INTERVAL
+from bot.frontends.discord.sink import MIN_INTERVAL, rate_limit_trace
 from bot.types import Platform, failure
 from bot.types.place import LOG_PLACE
 from bot.types.recent import RecentIds
@@ -138,6 +138,8 @@ class ChatClient(discord.AutoShardedClient):
             intents=intents_for(options),
             allowed_mentions=discord.AllowedMentions.none(),  # a model's @everyone stays text
             chunk_guilds_at_startup=False,
+            # An ended answer's edits wait out what Discord asks (sink.Deadline).
+            http_trace=rate_limit_trace(),
             **sharding,
         )
         install_log_filter()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import logging
+import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+import aiohttp
 import discord
 
 from bot.core import NotUpdated
@@ -87,6 +90,12 @@ RETRY_PAUSE = 2.0
 # meanwhile found nothing being written. Past it, the edit is given up, and the pacer
 # sends the answer again from where it stuck, in new messages.
 END_PATIENCE = 15.0
+# Seconds of waits Discord asks for (a rate limit: a 429's Retry-After, a bucket spent
+# until its reset) that an ended answer's edits wait out on top of END_PATIENCE, counted
+# from the end of the wait: Discord says when the edit goes through, and giving it up
+# meanwhile posted the answer again (its beginning twice). A longer wait (Discord has
+# said "2 days") is not waited out.
+RATE_LIMIT_PATIENCE = 60.0
 
 NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
 # A message of an answer: one the bot has (posted, pressed, fetched), or an earlier page
@@ -97,17 +106,43 @@ _EARLIER = object()  # buttons a message had before this target touched it
 
 class Deadline:
     """When the edits of an answer that has ended stop waiting for Discord: none until it
-    ends; set then, it cuts the edits under way too (one the pacer's finish waits for)."""
+    ends; set then, it cuts the edits under way too (one the pacer's finish waits for).
+    END_PATIENCE from the answer's end, or from the end of a wait Discord asked its edits
+    for (asked_to_wait), whichever is later."""
 
     def __init__(self) -> None:
         self.at: float | None = None
         self._open: set[asyncio.Timeout] = set()
+        self._ended: float | None = None
+        self._asked_until = float("-inf")  # the end of the latest wait Discord asked for
+        # Seconds of waits taken since the answer ended (RATE_LIMIT_PATIENCE at most; the
+        # stream's own waits are not counted, only what is left of one at its end).
+        self._asked = 0.0
 
-    def start(self, seconds: float = END_PATIENCE) -> None:
-        if self.at is None:
-            self.at = asyncio.get_running_loop().time() + seconds
-            for timeout in self._open:
-                timeout.reschedule(self.at)
+    def start(self) -> None:
+        if self._ended is None:
+            self._ended = now = asyncio.get_running_loop().time()
+            self._asked = max(0.0, self._asked_until - now)
+            self._move()
+
+    def asked_to_wait(self, seconds: float) -> None:
+        """Discord asks an edit under this deadline to wait `seconds` before it goes through
+        (a rate limit, which discord.py sleeps out): the patience counts from then."""
+        taken = self._asked if self._ended is not None else 0.0
+        if seconds <= 0 or taken + seconds > RATE_LIMIT_PATIENCE:
+            return  # past it, given up as a failure is (the answer goes out again)
+        if self._ended is not None:
+            self._asked += seconds
+        until = asyncio.get_running_loop().time() + seconds
+        self._asked_until = max(self._asked_until, until)
+        self._move()
+
+    def _move(self) -> None:
+        if self._ended is None:
+            return
+        self.at = max(self._ended, self._asked_until) + END_PATIENCE
+        for timeout in self._open:
+            timeout.reschedule(self.at)
 
     def passed(self) -> bool:
         return self.at is not None and asyncio.get_running_loop().time() >= self.at
@@ -117,10 +152,55 @@ class Deadline:
         """A call cut (TimeoutError) once the deadline passes, set before or during it."""
         async with asyncio.timeout_at(self.at) as timeout:
             self._open.add(timeout)
+            bound = _BOUND.set(self)
             try:
                 yield
             finally:
+                _BOUND.reset(bound)
                 self._open.discard(timeout)
+
+
+# The deadline of the call under way in this task: discord.py makes its HTTP requests
+# in the caller's task, so what Discord answers them (rate_limit_trace) finds it here.
+_BOUND: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "discord_edit_deadline", default=None
+)
+
+
+def rate_limit_trace() -> aiohttp.TraceConfig:
+    """The client's `http_trace`: a wait Discord asks of a call under a Deadline (a 429's
+    Retry-After, or a bucket spent until X-RateLimit-Reset-After, which discord.py sleeps
+    out before or after the call) moves that deadline (Deadline.asked_to_wait)."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(_answered)
+    return trace
+
+
+async def _answered(
+    session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
+) -> None:
+    deadline = _BOUND.get()
+    if deadline is None:
+        return
+    wait = _asked_wait(params.response.status, params.response.headers)
+    if wait is not None:
+        deadline.asked_to_wait(wait)
+
+
+def _asked_wait(status: int, headers: Mapping[str, str]) -> float | None:
+    """Seconds Discord says a call must wait (topics/rate-limits): a 429's Retry-After, or
+    the reset of a bucket the call spent; None when it says none."""
+    if status == 429:
+        said = headers.get("Retry-After") or headers.get("X-RateLimit-Reset-After")
+    elif headers.get("X-RateLimit-Remaining") == "0":
+        said = headers.get("X-RateLimit-Reset-After")
+    else:
+        return None
+    try:
+        seconds = float(said) if said is not None else math.nan
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 class DiscordTarget:

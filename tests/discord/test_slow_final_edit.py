@@ -1,0 +1,84 @@
+"""The end of an answer Discord is slow to take (its final edit, its buttons), with the real
+discord.py client on the loopback fake: a rate limit is waited out (Discord says when),
+a failure is given up after the answer's end patience (sink.END_PATIENCE, shortened)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bot.core import Core
+from bot.frontends.discord import sink
+from bot.types import ChannelRef, Platform
+from tests.discord.fake_discord import FakeDiscord
+from tests.discord.fake_openai import FakeOpenAI
+from tests.discord.helpers import running
+
+TOKEN = "loopback.bot.token-slowend-0123456789"
+ANSWER = "The first part and its end."
+
+
+def _by_bot(fake: FakeDiscord) -> list[dict[str, Any]]:
+    return [m for m in fake.messages.values() if m["author"]["id"] == str(fake.bot_id)]
+
+
+def _ref(fake: FakeDiscord) -> ChannelRef:
+    return ChannelRef(Platform.DISCORD, str(fake.channel_id), str(fake.guild_id))
+
+
+@pytest.fixture
+def two_parts(endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint.script.chunks = ["The first part", " and its end."]
+    endpoint.script.interval = 0.3
+    monkeypatch.setattr(sink, "END_PATIENCE", 1.0)  # 15 s in production
+    monkeypatch.setattr(sink, "RETRY_PAUSE", 0.05)
+
+
+@pytest.mark.usefixtures("two_parts")
+async def test_a_rate_limit_on_the_final_edit_is_waited_out_not_posted_again(
+    core: Core,
+) -> None:
+    """Review of edit6: Discord asking the bot to wait past the end patience (a 429 whose
+    Retry-After discord.py sleeps out) had the edit given up, and the answer posted again
+    from where it stuck: its beginning twice. Discord said when: the edit lands then."""
+    fake = FakeDiscord(TOKEN, rate_limit_edits=1, edit_retry_after=2.0)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> tell me")
+
+            def shown() -> bool:
+                return any(m["content"].endswith("its end.") for m in _by_bot(fake))
+
+            await fake.wait_until(shown, 30)
+    finally:
+        await fake.stop()
+    assert fake.limited == 1
+    [answer] = _by_bot(fake)
+    assert answer["content"] == ANSWER
+
+
+@pytest.mark.usefixtures("two_parts")
+async def test_a_final_edit_that_spent_the_rate_limit_is_not_taken_for_a_failed_one(
+    core: Core,
+) -> None:
+    """An edit Discord made, saying its rate limit bucket is spent until a reset past the
+    end patience: discord.py waits for the reset before the edit returns, and the edit,
+    cut there, was taken for failed; the answer went out again under the one shown whole."""
+    fake = FakeDiscord(TOKEN, edit_bucket_reset=2.0)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> tell me")
+
+            await fake.wait_until(lambda: "cc:regen:" in str(_by_bot(fake)), 30)
+            for _ in range(500):  # settled: the answer tied to the messages showing it
+                if await core.newest_answer_posts(_ref(fake)) is not None:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await fake.stop()
+    [answer] = _by_bot(fake)
+    assert answer["content"] == ANSWER
