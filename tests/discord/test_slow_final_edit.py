@@ -82,3 +82,46 @@ async def test_a_final_edit_that_spent_the_rate_limit_is_not_taken_for_a_failed_
         await fake.stop()
     [answer] = _by_bot(fake)
     assert answer["content"] == ANSWER
+
+
+@pytest.mark.usefixtures("two_parts")
+async def test_a_rate_limit_longer_than_its_patience_is_given_up_as_a_failure(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discord has asked for days: a wait past RATE_LIMIT_PATIENCE is not waited out; the
+    edit is given up at the end patience and the answer goes out again in a new message."""
+    monkeypatch.setattr(sink, "RATE_LIMIT_PATIENCE", 1.5)  # 60 s in production
+    fake = FakeDiscord(TOKEN, rate_limit_edits=1, edit_retry_after=3.0)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> tell me")
+            await fake.wait_until(lambda: len(_by_bot(fake)) == 2, 30)
+            await fake.wait_until(lambda: "cc:regen:" in str(_by_bot(fake)[1]), 30)
+    finally:
+        await fake.stop()
+    stuck, again = _by_bot(fake)
+    assert stuck["content"] == "The first part"
+    assert "here it is again from there on" in again["content"]
+    assert again["content"].endswith(ANSWER)
+
+
+@pytest.mark.usefixtures("two_parts")
+async def test_a_pause_between_tries_of_an_edit_ends_with_the_patience(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of edit6: the pause between two tries of an edit Discord failed (RETRY_PAUSE)
+    ran on past the answer's end patience, and held the conversation so much longer (2 s
+    in production; here the pause is made far longer than the patience to show it)."""
+    monkeypatch.setattr(sink, "RETRY_PAUSE", 60.0)
+    fake = FakeDiscord(TOKEN, fail_edits=1000, edit_failure=503)  # discord.py: no retry
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> tell me")
+            await fake.wait_until(lambda: len(_by_bot(fake)) == 2, 20)
+    finally:
+        await fake.stop()
+    stuck, again = _by_bot(fake)
+    assert stuck["content"] == "The first part"
+    assert again["content"].endswith(ANSWER)

@@ -144,12 +144,17 @@ class Deadline:
         for timeout in self._open:
             timeout.reschedule(self.at)
 
-    def passed(self) -> bool:
-        return self.at is not None and asyncio.get_running_loop().time() >= self.at
+    def passed(self, within: float = 0.0) -> bool:
+        """The deadline has passed (or will have, `within` s from now)."""
+        return self.at is not None and asyncio.get_running_loop().time() + within >= self.at
 
     @contextlib.asynccontextmanager
     async def bounding(self) -> AsyncIterator[None]:
-        """A call cut (TimeoutError) once the deadline passes, set before or during it."""
+        """A call cut (TimeoutError) once the deadline passes, set before or during it;
+        none begun once it has (cut where it first waits, its request would be out by then:
+        an edit Discord made, taken for one it did not, and the answer sent again)."""
+        if self.passed():
+            raise TimeoutError("the answer's end patience has passed")
         async with asyncio.timeout_at(self.at) as timeout:
             self._open.add(timeout)
             bound = _BOUND.set(self)
@@ -671,9 +676,10 @@ async def retried(
     """`call()`, made again while Discord fails it (a 5xx, a 429 discord.py gave up on, a
     lost connection): EDIT_RETRIES more times, RETRY_PAUSE apart, each time told to
     `again` (why: the status, or the error's kind). A refusal (a 4xx), or the last
-    failure, is raised; so is TimeoutError once `deadline` passes (a call under way is
-    cut there, and none is begun after it). The one retry rule of an answer's posts and
-    edits and of a command's response."""
+    failure, is raised: also one after which no try could begin before `deadline` (no
+    pause runs past it); TimeoutError once it passes (a call under way is cut there, and
+    none is begun after it). The one retry rule of an answer's posts and edits and of a
+    command's response."""
     for attempt in range(EDIT_RETRIES + 1):
         try:
             if deadline is None:
@@ -681,21 +687,26 @@ async def retried(
             async with deadline.bounding():
                 return await call()
         except discord.HTTPException as err:
-            if attempt == EDIT_RETRIES or not transient(err) or _passed(deadline):
+            if attempt == EDIT_RETRIES or not transient(err) or _no_time(deadline):
                 raise
             why = f"{err.status}"
         except NETWORK_ERRORS as err:
-            if attempt == EDIT_RETRIES or _passed(deadline):
+            if attempt == EDIT_RETRIES or _no_time(deadline):
                 raise
             why = type(err).__name__
         if again is not None:
             again(why)
-        await asyncio.sleep(RETRY_PAUSE)
+        if deadline is None:
+            await asyncio.sleep(RETRY_PAUSE)
+        else:  # cut where the deadline falls, one set meanwhile too (the answer ended)
+            async with deadline.bounding():
+                await asyncio.sleep(RETRY_PAUSE)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-def _passed(deadline: Deadline | None) -> bool:
-    return deadline is not None and deadline.passed()
+def _no_time(deadline: Deadline | None) -> bool:
+    """No try could begin before `deadline` after RETRY_PAUSE."""
+    return deadline is not None and deadline.passed(RETRY_PAUSE)
 
 
 def webhook_of(page: Page) -> int | None:
