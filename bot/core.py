@@ -731,14 +731,15 @@ class Core:
                 log.error("housekeeping failed: %s", failure(err))
 
     def end_on_its_way(self, ref: ChannelRef) -> str | None:
-        """What a stop says while the answer here is written and the platform is slow to
-        take its end (its final edit); None when that is not so."""
+        """What a stop says while the answer here has ended and the platform is slow to
+        take its end (its final edit); None when that is not so. Nothing more: the answer
+        may have been stopped or failed, and the platform may never take its end (one
+        none of whose text was shown is then stored as cut)."""
         if not self._engine.showing_end(ref):
             return None
         return (
-            "Nothing to stop: the answer here is written in full and kept; the platform is "
-            f"slow to show its end in this {ref.place}, which it will once it takes it "
-            "(or in a new message)."
+            "Nothing to stop: the answer here has ended; the platform is slow to show its "
+            f"end in this {ref.place}."
         )
 
     async def answer_cut_off(self, ref: ChannelRef) -> bool:

@@ -755,7 +755,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             self._showing_end.discard(ref)
 
     def showing_end(self, ref: ChannelRef) -> bool:
-        """The answer here is written (a stop finds nothing to stop), and its end is still
+        """The answer here has ended (a stop finds nothing to stop), and its end is still
         being shown: the platform is slow to take it."""
         return ref in self._showing_end and ref not in self._running
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from bot.conversation.stream import SHOW_FAILED
 from bot.core import Core
 from bot.frontends.discord import sink
-from bot.types import ChannelRef, Platform
+from bot.types import ChannelRef, Platform, TurnState
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.fake_openai import FakeOpenAI
 from tests.discord.helpers import running
@@ -125,3 +126,30 @@ async def test_a_pause_between_tries_of_an_edit_ends_with_the_patience(
     stuck, again = _by_bot(fake)
     assert stuck["content"] == "The first part"
     assert again["content"].endswith(ANSWER)
+
+
+async def test_a_stop_while_an_answer_that_never_lands_is_shown_claims_nothing_kept(
+    core: Core, endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of edit6: a /stop while the end of an answer was being shown said it was
+    "written in full and kept", also when Discord then failed every post of it, and the
+    answer was stored as cut (never shown; its asker told by DM)."""
+    endpoint.script.chunks = ["<", "thin"]  # held back until the stream ends
+    monkeypatch.setattr(sink, "RETRY_PAUSE", 1.0)  # the four tries of its post take 3 s
+    fake = FakeDiscord(TOKEN, drop_posts=1000)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> hi")
+            await fake.wait_until(lambda: bool(fake.bot_calls("POST", "/channels/")), 30)
+            await fake.slash("stop")
+            await fake.wait_until(lambda: bool(fake.responses) and bool(fake.dms), 30)
+    finally:
+        await fake.stop()
+    [stop] = fake.responses
+    assert stop["data"]["content"] == (
+        "Nothing to stop: the answer here has ended; the platform is slow to show its end "
+        "in this channel."
+    )
+    [_, answer] = await core.store.history(_ref(fake), 5)
+    assert answer.state is TurnState.STOPPED and answer.error == SHOW_FAILED

@@ -78,5 +78,5 @@ async def test_a_stop_while_the_final_edit_is_held_says_the_answer_is_written(
     [stop] = fake.responses
     assert int(stop["data"]["flags"]) & 64  # the stopper's eyes only
     said = stop["data"]["content"]
-    assert said.startswith("Nothing to stop: the answer here is written"), said
+    assert said.startswith("Nothing to stop: the answer here has ended"), said
     assert ("assistant", "done", "The first part and its end.") in _stored(tmp_path)
