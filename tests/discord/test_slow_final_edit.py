@@ -5,6 +5,7 @@ a failure is given up after the answer's end patience (sink.END_PATIENCE, shorte
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -153,3 +154,33 @@ async def test_a_stop_while_an_answer_that_never_lands_is_shown_claims_nothing_k
     )
     [_, answer] = await core.store.history(_ref(fake), 5)
     assert answer.state is TurnState.STOPPED and answer.error == SHOW_FAILED
+
+
+@pytest.mark.usefixtures("two_parts")
+async def test_a_stop_button_left_on_a_page_discord_would_not_edit_goes_when_pressed(
+    core: Core,
+) -> None:
+    """Review of edit6: Discord failing an answer's edits left ⏹ on the page that stuck
+    (taking it off is an edit too) while the answer went out again below; pressing it
+    said "No answer is being written here." and left it there for good."""
+    fake = FakeDiscord(TOKEN, fail_edits=1000, edit_failure=503)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> tell me")
+            await fake.wait_until(lambda: "cc:regen:" in str(_by_bot(fake)), 30)
+            for _ in range(500):  # settled: the answer tied to the messages showing it
+                if await core.newest_answer_posts(_ref(fake)) is not None:
+                    break
+                await asyncio.sleep(0.02)
+            fake.fail_edits = 0  # Discord is back
+            stuck, again = _by_bot(fake)
+            [stop_id] = re.findall(r"cc:stop:\d+", repr(stuck["components"]))
+            await fake.click(int(stuck["id"]), stop_id)
+            await fake.wait_until(lambda: bool(fake.followups), 30)
+    finally:
+        await fake.stop()
+    assert not stuck["components"], stuck["components"]  # the ⏹ is gone
+    assert stuck["content"] == "The first part"  # its text stays as it was
+    assert [f["content"] for f in fake.followups] == ["No answer is being written here."]
+    assert again["content"].endswith(ANSWER)

@@ -241,9 +241,9 @@ class Controls:
             elif (showing := self._core.end_on_its_way(ref)) is not None:
                 await _privately(interaction, showing)
             elif await self._core.answer_cut_off(ref):
-                await _drop_stop(interaction)
-            else:
-                await _privately(interaction, "No answer is being written here.")
+                await _drop_stop(interaction, CUT_OFF_STOP)
+            else:  # left on a page whose edits Discord failed (its answer ended, shown again)
+                await _drop_stop(interaction, "No answer is being written here.")
             return
         in_thread = isinstance(channel, discord.Thread)
         # A DM's interaction carries no permissions (the bot may always answer there).
@@ -505,15 +505,20 @@ async def _own_page(channel: Any, post: int) -> Page | None:
         return discord.PartialMessage(channel=channel, id=post)
 
 
-async def _drop_stop(interaction: discord.Interaction[Any]) -> None:
-    """An answer cut off by a restart: its ⏹ goes (pressing it could never work again)."""
+CUT_OFF_STOP = (
+    "This answer was cut off when the bot restarted, and nothing is being written now; "
+    "/retry asks again."
+)
+
+
+async def _drop_stop(interaction: discord.Interaction[Any], said: str) -> None:
+    """A ⏹ pressed with nothing being written or shown here (an answer cut off by a
+    restart, or a page whose edits Discord failed and whose answer ended): it goes, as
+    pressing it could never work again, and the presser is told `said`. The answer's
+    end is shown by then: nothing else edits the page after this."""
     try:
         await interaction.response.edit_message(view=None)
-        await interaction.followup.send(
-            "This answer was cut off when the bot restarted, and nothing is being written "
-            "now; /retry asks again.",
-            ephemeral=True,
-        )
+        await interaction.followup.send(said, ephemeral=True)
     except CALL_FAILED as err:
         log.info("could not clear a stale stop button: %s", type(err).__name__)
 
