@@ -1,9 +1,11 @@
-"""Turn provider answers and transport faults into typed, user-safe errors (no I/O)."""
+"""Turn provider answers and transport faults into typed, user-safe errors (no I/O but
+the log line that keeps what was wrong in an answer the bot could not read)."""
 
 from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -21,6 +23,8 @@ from bot.providers.base import (
 )
 from bot.types import redact
 from bot.types.text import seconds_in_words, untrusted_json
+
+log = logging.getLogger("bot.providers")
 
 _MAX_DETAIL = 300
 _MAX_TEXT = 2000  # a plain-text body longer than this is no message to quote
@@ -294,7 +298,8 @@ def unexpected_body(
     """A 2xx body that is not `expected` (JSON, an event stream): a web page (a proxy's
     login page, a captive portal) said as one, never shown; short plain text (a server
     that answers every path with `OK`, a proxy's `Unauthorized`) quoted, so the wrong URL
-    shows, with what to check (not "answered with an error", which it did not say)."""
+    shows (not "answered with an error", which it did not say). What to check is the
+    source's (MalformedResponse.advise)."""
     text = raw.decode("utf-8-sig", errors="replace").strip()
     if text.startswith("<"):
         return malformed(where, f"a web page instead of {expected}")
@@ -302,16 +307,20 @@ def unexpected_body(
     said = _said(text, secrets) if readable and "\ufffd" not in text else ""
     if not said:
         return malformed(where, f"not {expected}")
-    err = MalformedResponse(
-        f"{where} sent text instead of {expected}.{_detail(said)} Check that the URL points "
-        "at an OpenAI-compatible API."
-    )
+    err = MalformedResponse(f"{where} sent text instead of {expected}.{_detail(said)}")
     err.said = said
     return err
 
 
 def malformed(where: str, what: str) -> MalformedResponse:
-    return MalformedResponse(
-        f"{where} sent a response the bot could not understand ({what}). Check that the "
-        "URL points at an OpenAI-compatible API."
-    )
+    """`where` sent what the bot could not read: `what` in words a member reads (a web
+    page, too much of it). What to check is the source's (MalformedResponse.advise)."""
+    return MalformedResponse(f"{where} sent a response the bot could not understand ({what}).")
+
+
+def unknown_format(where: str, thing: str, detail: str) -> MalformedResponse:
+    """`where` sent `thing` ("an answer", "a model list") in a format the bot does not
+    know. What in it was wrong (`detail`: a field's name, `choices` is not a list) is for
+    whoever reads the log, not for the members of a channel."""
+    log.info("%s sent %s the bot could not read: %s", where, thing, redact(detail, known=False))
+    return MalformedResponse(f"{where} sent {thing} in a format the bot does not know.")

@@ -107,6 +107,7 @@ class RequestSpec:
     # vendor's own API) this machine's way out.
     reach_hint: str = "Check the URL and that the server is running"
     base: str = ""  # the endpoint base `url` is a route of (what a redirect's message names)
+    reading: str = "the answer"  # what its body is, as a timeout or a cut in it says
 
 
 class Transport:
@@ -463,10 +464,18 @@ class Transport:
         return replace(spec, url=url, params=None)
 
     def timeout_error(
-        self, exc: BaseException, where: str, *, first: bool, answered: bool = True
+        self,
+        exc: BaseException,
+        where: str,
+        *,
+        first: bool,
+        answered: bool = True,
+        reading: str = "the answer",
     ) -> ProviderTimeout:
         """`first`: no byte of the body came; `answered`: some of the answer did (a
-        Claude stream's `message_start` alone, a role-only chunk, is none of it)."""
+        Claude stream's `message_start` alone, a role-only chunk, is none of it);
+        `reading`: what the body is (a model list was said to stop in the middle of the
+        answer)."""
         s = self.settings
         if isinstance(exc, httpx.ConnectTimeout):
             return ProviderTimeout(
@@ -484,18 +493,25 @@ class Transport:
                 f"{s.idle_timeout:g} s. The model may be loading or overloaded; try again."
             )
         return ProviderTimeout(
-            f"{where} stopped sending for {s.idle_timeout:g} s in the middle of the answer. "
+            f"{where} stopped sending for {s.idle_timeout:g} s in the middle of {reading}. "
             "Try again.",
             midway=True,
         )
 
     async def chunks(
-        self, response: httpx.Response, deadline: float, where: str, *, paced: bool = False
+        self,
+        response: httpx.Response,
+        deadline: float,
+        where: str,
+        *,
+        paced: bool = False,
+        reading: str = "the answer",
     ) -> AsyncGenerator[bytes, None]:
         """Body chunks: the first before `deadline`, then each within the idle timeout.
 
         `paced`: a streamed answer, whose trickle of tokens is read at the settings'
-        `stream_read_pace` rather than woken for one by one."""
+        `stream_read_pace` rather than woken for one by one. `reading`: what the body
+        is, as a timeout or a cut in it says."""
         it = _body_parts(response)
         watch = ReadWatch(self.settings.idle_timeout)
         first = True
@@ -514,15 +530,17 @@ class Transport:
                     return
                 except asyncio.CancelledError:
                     if watch.expired():
-                        raise self.timeout_error(TimeoutError(), where, first=first) from None
+                        raise self.timeout_error(
+                            TimeoutError(), where, first=first, reading=reading
+                        ) from None
                     raise
                 except httpx.TimeoutException as exc:
-                    raise self.timeout_error(exc, where, first=first) from None
+                    raise self.timeout_error(exc, where, first=first, reading=reading) from None
                 except httpx.DecodingError:
                     raise malformed(where, "a compressed body the bot cannot inflate") from None
                 except httpx.HTTPError:
                     raise StreamCut(
-                        f"{where} cut the connection before the answer was complete. Try again."
+                        f"{where} cut the connection before {reading} was complete. Try again."
                     ) from None
                 finally:
                     watch.end()
@@ -554,18 +572,19 @@ class Transport:
         where: str,
         *,
         timed: bool = True,
+        reading: str = "the answer",
     ) -> bytes:
         """A body read whole (a model list, an error): at most `limit` bytes, and all of
         it by one idle limit after the first-byte deadline (`timed`). Its server had it
         whole before it began to send; a body trickled in a byte at a time, each within
         the idle limit, held a status check (and a turn's conversation with it) for as
-        long as the endpoint went on."""
+        long as the endpoint went on. `reading`: what the body is, as a timeout says."""
         parts: list[bytes] = []
         size = 0
         end = deadline + self.settings.idle_timeout if timed else None
         try:
             async with asyncio.timeout_at(end):
-                async for chunk in self.chunks(response, deadline, where):
+                async for chunk in self.chunks(response, deadline, where, reading=reading):
                     parts.append(chunk)
                     size += len(chunk)
                     if size > limit:
@@ -574,7 +593,7 @@ class Transport:
             s = self.settings
             raise ProviderTimeout(
                 f"{where} took more than {s.first_byte_timeout + s.idle_timeout:g} s to send "
-                "its answer. Try again."
+                f"{reading}. Try again."
             ) from None
         return b"".join(parts)
 
@@ -583,7 +602,9 @@ class Transport:
         try:
             response, deadline = await self.open(spec)
             try:
-                raw = await self.read_limited(response, deadline, MAX_BODY, spec.where)
+                raw = await self.read_limited(
+                    response, deadline, MAX_BODY, spec.where, reading=spec.reading
+                )
             finally:
                 await response.aclose()
         except ProviderError as err:

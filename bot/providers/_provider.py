@@ -48,6 +48,9 @@ def maybe_cut(models: Sequence[ModelInfo]) -> bool:
     return len(models) >= MAX_MODELS
 
 
+# What a models request's answer is, as a timeout or a cut in it says.
+MODEL_LIST = "the model list"
+
 # What a server answers when the URL lacks the API prefix: 404, or a web page / other non-JSON.
 _WRONG_PATH = (NotFoundError, MalformedResponse)
 
@@ -63,6 +66,9 @@ class HTTPProvider:
     name: ClassVar[str]
     default_base: ClassVar[str]
     auth_hint: ClassVar[str] = ""
+    # The API a proxy URL must lead to for this source, as an answer it sent that the bot
+    # could not read says it (`_format_advice`).
+    api: ClassVar[str] = "an OpenAI-compatible API"
 
     def __init__(self, transport: Transport, endpoint: Endpoint) -> None:
         self._t = transport
@@ -133,8 +139,10 @@ class HTTPProvider:
         *,
         body: Any = None,
         params: dict[str, str] | None = None,
+        reading: str = "the answer",
     ) -> RequestSpec:
-        """A request to this endpoint, with its headers, secrets and how to name it."""
+        """A request to this endpoint, with its headers, secrets and how to name it (and
+        what its answer is: `reading`)."""
         return RequestSpec(
             method=method,
             url=url,
@@ -146,12 +154,29 @@ class HTTPProvider:
             auth_hint=self._auth_advice(),
             reach_hint=self._reach_advice(),
             base=base,
+            reading=reading,
         )
 
     def _reach_advice(self) -> str:
         if self.endpoint.source is Source.CUSTOM or self.endpoint.proxy_url:
             return "Check the URL and that the server is running"
         return f"Check that this machine reaches {self.name} (a firewall may block it)"
+
+    def _format_advice(self) -> str:
+        """What an answer the bot could not read says to do: check that the URL leads to
+        this source's API; the source's own API (no URL set) is asked again, and its
+        operator reads in the log what came (unknown_format)."""
+        if self.endpoint.source is Source.CUSTOM:
+            return f"Check that the URL points at {self.api}."
+        if self.endpoint.proxy_url:
+            return f"Check that the proxy URL leads to {self.api}."
+        return (
+            "Try again in a little while; if it keeps failing, the bot's operator finds "
+            "what was wrong in its log."
+        )
+
+    def _advised(self, err: MalformedResponse) -> MalformedResponse:
+        return err.advise(self._format_advice())
 
     def _auth_advice(self) -> str:
         """What an authentication error says to check: the credential that was sent."""
@@ -204,7 +229,11 @@ class HTTPProvider:
         secrets = [s for s in self.secrets() if len(s) >= HELD_SECRET_CHARS]
         models: dict[str, ModelInfo] = {}
         held = 0
-        listed = await self._listed_at(base)
+        try:
+            listed = await self._listed_at(base)
+        except MalformedResponse as err:
+            self._advised(err)
+            raise
         # A parser stops at MODELS_READ entries: what came after them was never read.
         cut = len(listed) >= MODELS_READ
         for model in listed:
@@ -346,8 +375,10 @@ class HTTPProvider:
                             self._began(base, request, fixes)
                         yield delta
                 return
-            except _WRONG_PATH:
+            except _WRONG_PATH as err:
                 if started or probed or await self._probe_v1(typed) is None:
+                    if isinstance(err, MalformedResponse):
+                        self._advised(err)
                     raise
                 probed = True
             except BadRequest as err:

@@ -11,7 +11,13 @@ from typing import Any, Protocol
 
 import httpx
 
-from bot.providers._errors import body_detail, error_from_kind, malformed, unexpected_body
+from bot.providers._errors import (
+    body_detail,
+    error_from_kind,
+    malformed,
+    unexpected_body,
+    unknown_format,
+)
 from bot.providers._http import MAX_BODY, RequestSpec, Transport
 from bot.providers._sse import SSEEvent, SSELineTooLong, SSEParser
 from bot.providers.base import (
@@ -53,7 +59,7 @@ def loads(data: str | bytes, where: str) -> Any:
     try:
         return untrusted_json(data)
     except ValueError:
-        raise malformed(where, "data that is not JSON") from None
+        raise unknown_format(where, "an answer", "data that is not JSON") from None
 
 
 async def stream_deltas(

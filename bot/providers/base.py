@@ -218,7 +218,19 @@ class EmptyStream(ProviderError):
 
 
 class MalformedResponse(ProviderError):
+    """An answer the bot could not read. Made where it is read, which knows only what
+    came; what to check is the source's (HTTPProvider adds it with `advise`)."""
+
     kind = "malformed"
+    advised = False
+
+    def advise(self, step: str) -> MalformedResponse:
+        """The same error with what to check (`step`) said after what came, once."""
+        if not self.advised:
+            self.advised = True
+            self.user_message = redact(f"{self.user_message} {step}", known=False)
+            self.args = (self.user_message,)
+        return self
 
 
 class BadRequest(ProviderError):

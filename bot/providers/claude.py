@@ -7,8 +7,8 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from bot.providers._errors import error_fields, malformed, stream_error
-from bot.providers._provider import MODELS_READ, Fixes, HTTPProvider
+from bot.providers._errors import error_fields, stream_error, unknown_format
+from bot.providers._provider import MODEL_LIST, MODELS_READ, Fixes, HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import continuing, loads, stream_deltas
 from bot.providers.base import ChatRequest, Delta, ModelInfo, Usage
@@ -26,6 +26,10 @@ class ClaudeProvider(HTTPProvider):
     # As in SillyTavern, a reverse proxy URL replaces the `/v1` base as typed.
     name = "Claude (Anthropic)"
     default_base = API_BASE
+    api = (
+        "Claude's API (Anthropic's Messages API); a proxy that speaks the OpenAI format "
+        "is set with the custom source"
+    )
 
     def _fixed_headers(self) -> dict[str, str]:
         return {"anthropic-version": API_VERSION}
@@ -68,11 +72,11 @@ class ClaudeProvider(HTTPProvider):
         params = {"limit": "1000"}
         models: list[ModelInfo] = []
         for _ in range(_MAX_PAGES):
-            spec = self.spec("GET", f"{base}/models", base, params=dict(params))
+            spec = self.spec("GET", f"{base}/models", base, params=dict(params), reading=MODEL_LIST)
             page = await self.get_json(spec)
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
-                raise malformed(spec.where, "no `data` list of models")
+                raise unknown_format(spec.where, "a model list", "no `data` list of models")
             for item in itertools.islice(data, MODELS_READ - len(models)):
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     name = item.get("display_name")
@@ -159,7 +163,7 @@ class EventDecoder:
             return []
         body = loads(event.data, self._where)
         if not isinstance(body, dict):
-            raise malformed(self._where, "an event that is not a JSON object")
+            raise unknown_format(self._where, "an answer", "an event that is not a JSON object")
         kind = event.event if event.event != "message" else str(body.get("type", ""))
         if kind == "error":
             self._raise_error(body)
@@ -175,7 +179,9 @@ class EventDecoder:
         elif kind == "content_block_delta":
             delta = body.get("delta")
             if not isinstance(delta, dict):
-                raise malformed(self._where, "a content_block_delta without `delta`")
+                raise unknown_format(
+                    self._where, "an answer", "a content_block_delta without `delta`"
+                )
             if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
                 return [Delta(text=delta["text"])] if delta["text"] else []
             if delta.get("type") == "thinking_delta" and isinstance(delta.get("thinking"), str):
@@ -200,12 +206,12 @@ class EventDecoder:
 
     def on_body(self, body: Any) -> list[Delta]:
         if not isinstance(body, dict):
-            raise malformed(self._where, "an answer that is not a JSON object")
+            raise unknown_format(self._where, "an answer", "an answer that is not a JSON object")
         if body.get("type") == "error":
             self._raise_error(body)
         content = body.get("content")
         if not isinstance(content, list):
-            raise malformed(self._where, "an answer without `content`")
+            raise unknown_format(self._where, "an answer", "an answer without `content`")
         text = "".join(
             b["text"]
             for b in content

@@ -10,6 +10,7 @@ from bot.types import SOURCE_API, Source
 
 class MistralProvider(OpenAICompatible):
     name = "Mistral AI"
+    api = "Mistral AI's API or an OpenAI-compatible one"
     default_base = SOURCE_API[Source.MISTRAL]
     ask_usage = False  # Mistral puts usage on the last chunk without an opt-in
     instructed_continue = False  # the answer so far is a prefix it writes on from

@@ -8,8 +8,8 @@ import re
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
-from bot.providers._errors import error_fields, malformed, stream_error
-from bot.providers._provider import MODELS_READ, Fixes, HTTPProvider
+from bot.providers._errors import error_fields, stream_error, unknown_format
+from bot.providers._provider import MODEL_LIST, MODELS_READ, Fixes, HTTPProvider
 from bot.providers._sse import SSEEvent
 from bot.providers._streaming import continuing, loads, stream_deltas
 from bot.providers.base import BadRequest, ChatRequest, Delta, ModelInfo, Usage
@@ -54,7 +54,7 @@ class OpenAICompatible(HTTPProvider):
         return body
 
     async def _listed_at(self, base: str) -> list[ModelInfo]:
-        spec = self.spec("GET", f"{base}/models", base)
+        spec = self.spec("GET", f"{base}/models", base, reading=MODEL_LIST)
         return parse_models(await self.get_json(spec), spec.where)
 
     def _request_body(self, base: str, request: ChatRequest, fixes: Fixes) -> dict[str, Any]:
@@ -111,6 +111,8 @@ class OpenAICompatible(HTTPProvider):
 
 
 class OpenAIProvider(OpenAICompatible):
+    api = "OpenAI's API or an OpenAI-compatible one"
+
     def _body(self, request: ChatRequest, ask_usage: bool | None = None) -> dict[str, Any]:
         body = super()._body(request, ask_usage)
         # OpenAI's own API takes max_completion_tokens for every model (its o-series and
@@ -164,7 +166,7 @@ def parse_models(body: Any, where: str) -> list[ModelInfo]:
     MODELS_READ at most (the rest would be dropped: not even read)."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
-        raise malformed(where, "no `data` list of models")
+        raise unknown_format(where, "a model list", "no `data` list of models")
     models: list[ModelInfo] = []
     for item in itertools.islice(data, MODELS_READ):
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
@@ -240,7 +242,7 @@ class ChunkDecoder:
 
     def _deltas(self, body: Any, key: str) -> list[Delta]:
         if not isinstance(body, dict):
-            raise malformed(self._where, "a chunk that is not a JSON object")
+            raise unknown_format(self._where, "an answer", "a chunk that is not a JSON object")
         choices = body.get("choices")
         # OpenRouter's mid-answer error comes with a choice; vLLM's and Mistral's is
         # `{"object": "error", …}`; a proxy's may be an `error` with nothing in it.
@@ -250,17 +252,17 @@ class ChunkDecoder:
         if choices is None:
             choices = []
         if not isinstance(choices, list):
-            raise malformed(self._where, "`choices` is not a list")
+            raise unknown_format(self._where, "an answer", "`choices` is not a list")
         text = reasoning = ""
         finish: str | None = None
         if choices:
             choice = choices[0]
             if not isinstance(choice, dict):
-                raise malformed(self._where, "a choice that is not an object")
+                raise unknown_format(self._where, "an answer", "a choice that is not an object")
             part = choice.get(key)
             if not isinstance(part, dict):
                 if key == "message" or part is not None:
-                    raise malformed(self._where, f"a choice without `{key}`")
+                    raise unknown_format(self._where, "an answer", f"a choice without `{key}`")
                 part = {}  # a final chunk may carry only finish_reason
             content = part.get("content")
             if isinstance(content, str):

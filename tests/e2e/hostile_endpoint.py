@@ -4,7 +4,8 @@ It runs an aiohttp app in a background thread with its own event loop, so a test
 drive `python -m bot console` with plain `subprocess.run`/`Popen` while the endpoint
 answers. Each test configures what it does by setting attributes, read per request:
 
-* `models`, or `on_models` (a callable → status, headers, body) for `/v1/models`;
+* `models`, or `on_models` (a callable → status, headers, body) for `/v1/models`, or
+  `models_stream` (a `Stream` script, sent as a JSON body: a list that stalls midway);
 * `on_chat` (same shape) to answer `/v1/chat/completions` (and Claude's `/v1/messages`,
   scripted the same way) without streaming;
 * `stream`, a `Stream` script: chunks at an interval, keep-alive comments only, a byte
@@ -146,6 +147,7 @@ class HostileEndpoint:
     def __init__(self) -> None:
         self.models: list[str] = ["m", "m-large"]
         self.on_models: Callable[[Recorded], Answer] | None = None
+        self.models_stream: Stream | None = None
         self.on_chat: Callable[[Recorded], Answer] | None = None
         self.stream = Stream()
         self.slash_redirect = False
@@ -249,13 +251,15 @@ class HostileEndpoint:
             return web.Response(status=404, text="not here")
         return None
 
-    async def _models(self, request: web.Request) -> web.Response:
+    async def _models(self, request: web.Request) -> web.StreamResponse:
         rec = await self._record(request)
         moved = self._to_slash(rec)
         if moved is not None:
             return moved
         if self.on_models is not None:
             return self._answer(self.on_models(rec))
+        if self.models_stream is not None:
+            return await self._streamed(request, rec, self.models_stream, "application/json")
         data = [{"id": m, "object": "model", "owned_by": "test"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
@@ -270,8 +274,12 @@ class HostileEndpoint:
             return moved
         if self.on_chat is not None:
             return self._answer(self.on_chat(rec))
-        s = self.stream
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        return await self._streamed(request, rec, self.stream, "text/event-stream")
+
+    async def _streamed(
+        self, request: web.Request, rec: Recorded, s: Stream, content_type: str
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
         await resp.prepare(request)
         try:
             await self._play(resp, s, rec)

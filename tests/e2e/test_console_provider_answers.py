@@ -250,3 +250,74 @@ def test_an_error_of_no_known_kind_says_what_to_do(
     shown = run.before_help()
     assert 'answered with an error (HTTP 409). The provider said: "conflict".' in shown, shown
     assert "Try again; if it keeps failing, check the model and the endpoint's URL." in shown
+
+
+_CLAUDE_ADVICE = (
+    "Check that the proxy URL leads to Claude's API (Anthropic's Messages API); a proxy "
+    "that speaks the OpenAI format is set with the custom source."
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "stream", "advice", "detail"),
+    [
+        (
+            "claude",
+            [_MESSAGE_START, _claude_event("content_block_delta", {"type": "content_block_delta"})],
+            _CLAUDE_ADVICE,
+            "a content_block_delta without `delta`",
+        ),
+        (
+            "mistral",
+            [_event({"choices": 5})],
+            "Check that the proxy URL leads to Mistral AI's API or an OpenAI-compatible one.",
+            "`choices` is not a list",
+        ),
+        (
+            "custom",
+            [_event({"choices": ["Paris"]})],
+            "Check that the URL points at an OpenAI-compatible API.",
+            "a choice that is not an object",
+        ),
+    ],
+    ids=["claude", "mistral", "custom"],
+)
+def test_an_answer_in_a_format_the_bot_does_not_know_says_what_to_check_for_the_source(
+    ws: Workspace,
+    endpoint: HostileEndpoint,
+    source: str,
+    stream: list[str],
+    advice: str,
+    detail: str,
+) -> None:
+    """An answer the bot could not read told a Claude (or Mistral) channel to check that
+    the URL points at "an OpenAI-compatible API", and every member read its field names
+    ("(`choices` is not a list)"). It says what came in words and what to check for the
+    source in use; which field was wrong goes to the log."""
+    setup = ws.run([f"/source {source}", f"/proxy set {endpoint.url_v1}", "/model m"])
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(kind="raw", chunks=stream)
+    run = ws.run(["Hello?", "/help"], args=["--user", "bob"])
+    run.assert_survived()
+    shown = run.before_help()
+    assert "sent an answer in a format the bot does not know. " + advice in shown, shown
+    assert "`" not in shown and detail not in shown, shown
+    assert "an OpenAI-compatible API" not in shown or source == "custom", shown
+    log = b"".join(ws.log_files().values()).decode()
+    assert f"sent an answer the bot could not read: {detail}" in log, log[-2000:]
+
+
+def test_a_model_list_that_stops_midway_says_the_model_list(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A model list whose body stopped coming (the status check, /models external) was
+    said to stop "in the middle of the answer", as if a chat answer had been cut."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.models_stream = Stream(kind="raw", chunks=['{"data": [', "]}"], interval=5)
+    run = ws.run(["/connect", "/help"], PROVIDER_IDLE_TIMEOUT="1")
+    run.assert_survived()
+    shown = run.before_help()
+    assert "stopped sending for 1 s in the middle of the model list. Try again." in shown, shown
+    assert "the answer" not in shown, shown
+

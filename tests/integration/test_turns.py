@@ -594,7 +594,7 @@ async def test_a_check_again_whose_model_list_trickles_in_ends_and_says_so(
             # Only a guard against hanging: without the rule the turn never ends.
             sink = await asyncio.wait_for(chat(core, "are you back?"), 30)
             assert sink.final is not None
-            assert "took more than 0.6 s to send its answer" in sink.final[0]
+            assert "took more than 0.6 s to send the model list" in sink.final[0]
             assert "check again" in sink.final[0]
         finally:
             await core.close()

@@ -503,7 +503,7 @@ async def test_a_word_that_is_no_content_coding_reads_the_body_as_sent(coding: b
 @pytest.mark.parametrize(
     ("status", "said"),
     [
-        (b"200", "took more than 0.6 s to send its answer"),  # a model list, a status check
+        (b"200", "took more than 0.6 s to send the model list"),  # a model list, a status check
         (b"500", "is overloaded or failing (HTTP 500)"),  # its error, said without its body
     ],
 )
