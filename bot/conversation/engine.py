@@ -990,8 +990,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         ):
             return await _notice(sink, _NOT_NEWEST)
         if not admin and not _asked_by(question, actor):
-            who = literal(question.author) if question.author else "the person who asked"
-            place = ref.place
+            who, place = _asker_named(question), ref.place
             return await _notice(sink, f"Only {who} or an admin of this {place} can do that.")
         # What the front-end rewrites: found now, not at the press.
         await _told(on_turn, answer.id if answer is not None else None, question.author_id)
@@ -1229,6 +1228,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                         prefix=prefix,
                         server=ref.has_server,
                         who=self._gate.operator.who_admins(ref),
+                        asker=_asker_named(question),
                     )
             finally:
                 if self._running.get(ref) is running:
@@ -1727,6 +1727,11 @@ def _asked_by(question: HistoryEntry, actor: Actor) -> bool:
     if question.author_id is not None:
         return question.author_id == actor.id
     return question.author is None or question.author.casefold() == actor.display_name.casefold()
+
+
+def _asker_named(question: HistoryEntry) -> str:
+    """Who asked `question`, as a sentence naming who may change its turn names them."""
+    return literal(question.author) if question.author else "the person who asked"
 
 
 def _no_answer(prefix: str) -> str:

@@ -330,6 +330,7 @@ async def stream_answer(
     prefix: str = "/",
     server: bool = True,
     who: str = "",
+    asker: str = "the person who asked",
 ) -> Outcome:
     """Stream the answer into the sink; a fault, a stop or a limit keeps what arrived.
 
@@ -337,7 +338,8 @@ async def stream_answer(
     answer the model ended at its length limit or a content filter says so (`prefix`:
     the platform's, for the commands it names; `server`: whether the channel has a
     server, whose value they may name; `who`: who the admins are, who fix what an
-    endpoint's failure asks of them).
+    endpoint's failure asks of them; `asker`: who asked, named as the one who, with an
+    admin, may go on from an answer an error cut).
     """
     split = ThinkSplitter(continuing=bool(start))
     answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
@@ -403,8 +405,8 @@ async def stream_answer(
                 out.error += f" {_IMAGES_TOO.format(p=prefix)}"
         elif isinstance(err, BadRequest):
             out.error += _named_settings_step(err, request, prefix, server)
-        elif answer.text.removeprefix(start).strip():  # an error cut it: say what helps
-            out.error += f" {_CUT_KEPT.format(p=prefix)}"
+        elif answer.text.removeprefix(start).strip():  # an error ended it: say what helps
+            out.error += f" {_after_error(finish, prefix, asker)}"
     except Exception as err:  # a bug (reading an odd stream, say): what arrived is kept
         log.error("an answer failed while it was written: %s", failure(err))
         out.state, out.failed = TurnState.STOPPED, True
@@ -449,8 +451,15 @@ _LESS_CONTEXT = (
     "An admin starts afresh with {p}reset, sets {p}params context to the model's context "
     "size (less history is then sent), or lowers {p}params max_tokens."
 )
-# Said after an error that cut an answer short (a timeout, a cut, the provider's error).
-_CUT_KEPT = "What arrived is kept: {p}continue goes on from it, or {p}retry asks again."
+# Said after an error that cut an answer short (a timeout, a cut, the provider's error):
+# the turn's controls are its asker's or an admin's (ChatEngine._control), and everyone
+# in the channel reads it.
+_CUT_KEPT = (
+    "What arrived is kept: {who} or an admin can go on from it with {p}continue, or ask "
+    "again with {p}retry."
+)
+# Said after an error that came once the model had ended the answer: none of it is missing.
+_ENDED_BEFORE = "The model had finished the answer before that error: none of it is missing."
 # Said with it when the request carried images: a local model may count them higher
 # than the bot's estimate (budget.estimate_image_tokens).
 _IMAGES_TOO = (
@@ -459,6 +468,15 @@ _IMAGES_TOO = (
 )
 _FILTERED = frozenset({"content_filter", "refusal"})
 _TOOLS = frozenset({"tool_calls", "tool_use", "function_call"})
+
+
+def _after_error(finish: str | None, prefix: str, asker: str) -> str:
+    """What helps after an error that ended an answer with some text: /continue from
+    where it was cut; but once the model had ended it (an error event after the finish),
+    nothing was cut, and how the model ended it is said instead."""
+    if finish is None:
+        return _CUT_KEPT.format(p=prefix, who=asker)
+    return _ended_by_model(finish, True, False, prefix) or _ENDED_BEFORE
 
 
 def _named_settings_step(

@@ -119,7 +119,7 @@ def test_an_error_chunk_after_some_text_is_said_as_the_providers_error(
     shown = run.before_help()
     assert "The capital is" in shown and "ended the stream" not in shown, shown
     assert 'The provider said: "upstream model crashed; key ****"' in shown, shown
-    assert "/continue goes on from it, or /retry asks again." in shown, shown
+    assert "or an admin can go on from it with /continue, or ask again with /retry." in shown
     assert key not in run.out + run.err
     endpoint.stream = Stream(
         kind="raw", chunks=[sse_chunk("Paris").decode(), _event({"error": {}})]
@@ -321,3 +321,61 @@ def test_a_model_list_that_stops_midway_says_the_model_list(
     assert "stopped sending for 1 s in the middle of the model list. Try again." in shown, shown
     assert "the answer" not in shown, shown
 
+
+def test_an_answer_an_error_cut_names_who_may_go_on_from_it(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """ "What arrived is kept: /continue goes on from it" was said to everyone in the
+    channel, though only the asker or an admin may continue: it names them, as the
+    refusal another member then gets does."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(kind="raw", chunks=[sse_chunk("The capital is").decode()])
+    run = ws.run(["What is the capital of France?", "/help"], args=["--user", "alice"])
+    run.assert_survived()
+    shown = run.before_help()
+    assert (
+        "What arrived is kept: alice or an admin can go on from it with /continue, or ask "
+        "again with /retry." in shown
+    ), shown
+    run = ws.run(["/continue", "/help"], args=["--user", "bob"])
+    assert "Only alice or an admin of this channel can do that." in run.before_help()
+
+
+@pytest.mark.parametrize(
+    ("source", "ended", "error"),
+    [
+        (
+            "custom",
+            sse_chunk("Paris.").decode() + sse_chunk("", "stop").decode(),
+            _event({"error": {"message": "usage accounting failed"}}),
+        ),
+        (
+            "claude",
+            _MESSAGE_START
+            + _claude_event(
+                "content_block_delta",
+                {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Paris."}},
+            )
+            + _claude_event(
+                "message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}}
+            ),
+            _claude_event("error", {"type": "error", "error": {"message": "usage failed"}}),
+        ),
+    ],
+    ids=["custom", "claude"],
+)
+def test_an_error_after_the_answer_ended_does_not_offer_to_continue_it(
+    ws: Workspace, endpoint: HostileEndpoint, source: str, ended: str, error: str
+) -> None:
+    """An error event after the model had finished (`finish_reason: stop`, Claude's
+    `end_turn`) said "What arrived is kept: /continue goes on from it", and /continue then
+    wrote the answer a second time: it says nothing of it is missing."""
+    setup = ws.run([f"/source {source}", f"/proxy set {endpoint.url_v1}", "/model m"])
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(kind="raw", chunks=[ended, error])
+    run = ws.run(["What is the capital of France?", "/help"])
+    run.assert_survived()
+    shown = run.before_help()
+    assert "Paris." in shown and "/continue" not in shown, shown
+    assert "The model had finished the answer before that error: none of it is missing." in shown

@@ -836,8 +836,8 @@ def choice(
             "Once upon a time",
             "The endpoint at http://127.0.0.1:9/v1 is overloaded or failing. The provider said: "
             '"Provider '
-            'disconnected". Try again in a little while. What arrived is kept: /continue '
-            "goes on from it, or /retry asks again.",
+            'disconnected". Try again in a little while. What arrived is kept: Bob or an '
+            "admin can go on from it with /continue, or ask again with /retry.",
             TurnState.STOPPED,
         ),
         (
