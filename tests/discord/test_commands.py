@@ -469,7 +469,7 @@ async def test_access_offers_on_discord_only_the_kinds_that_exist_there(world: W
     assert "level" not in kind.description and "level" not in by_name["id"].description
     done = await world.admin.slash(world.channel, "access", action="allow")
     said = reply_text(done)
-    assert "<user|role> <id>" in said and "level" not in said, said
+    assert "kind:<user|role> id:<id>" in said and "level" not in said, said
 
 
 async def test_a_limit_without_its_action_says_it_as_discord_takes_it(
