@@ -493,6 +493,14 @@ class Core:
         with logged_in(incoming.channel):
             return await self._engine.turn(clean, sink, self.prefix(incoming.channel.platform))
 
+    def refusal_shown(self, incoming: Incoming, result: TurnResult, shown: bool) -> None:
+        """Whether the refusal of `result` (a limit's, TurnResult.refusal) got to its asker:
+        one that did not show leaves the next refusal to be told, not silenced."""
+        if result.refused_by is not None:
+            self._engine.refusal_shown(
+                incoming.channel, incoming.actor.id, result.refused_by, shown
+            )
+
     def ordered(self, ref: ChannelRef) -> AbstractAsyncContextManager[None]:
         """Wait for this conversation's turn: messages there are handled in arrival order.
 

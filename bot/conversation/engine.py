@@ -160,6 +160,9 @@ class TurnResult:
     question_id: int | None = None  # the question answered (a failed one has no answer_id)
     # A limit refused the turn: said to the asker alone (front-ends choose how), never sent.
     refusal: str | None = None
+    # Which limits refused it (Refusal.named): a front-end says whether it showed the
+    # refusal (Core.refusal_shown), as only one shown keeps the next quiet.
+    refused_by: str | None = None
     # Nothing is shown to anyone: the asker may not chat here, or a limit refused them
     # again while the refusal told them there is recent (_refusal_due).
     ignored: bool = False
@@ -879,7 +882,13 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                 log.info("a turn in %s was refused by %s", ref, refused.named)
                 if not self._refusal_due(ref, incoming.actor.id, refused.named):
                     return TurnResult("", None, called_provider=False, ignored=True)
-                return TurnResult(refused.text, None, called_provider=False, refusal=refused.text)
+                return TurnResult(
+                    refused.text,
+                    None,
+                    called_provider=False,
+                    refusal=refused.text,
+                    refused_by=refused.named,
+                )
             if charge is not None and charge.reserved is not None:
                 self._reserved[ref] = charge.reserved
             (question,) = stored
@@ -1471,7 +1480,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         (REFUSAL_SECONDS). A member flooding past a limit would have the bot post one a
         message, each in the platform's rate limit that everyone else's answers there wait
         in too (a Discord channel's, a homeserver's). Another limit refusing them is news
-        (waiting may no longer do), so it is told."""
+        (waiting may no longer do), so it is told.
+
+        Held from now while it is being shown (the flood goes on meanwhile), it is kept
+        only once shown: `refusal_shown` says whether it was."""
         if ref.platform is Platform.CONSOLE:
             # One person at their own terminal, nobody else waiting on its output: each
             # line they type gets its answer, as a refusal is one.
@@ -1486,6 +1498,16 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         while len(self._refusal_shown) > _REFUSALS_KEPT:
             self._refusal_shown.popitem(last=False)
         return True
+
+    def refusal_shown(self, ref: ChannelRef, member: str, limits_named: str, shown: bool) -> None:
+        """The refusal `_refusal_due` let through was `shown` to `member` (from now on it
+        is on show for REFUSAL_SECONDS), or not: Discord or the homeserver failed it, and
+        the next one is told, not silenced for a refusal nobody saw."""
+        key = (ref, member, limits_named)
+        if not shown:
+            self._refusal_shown.pop(key, None)
+        elif key in self._refusal_shown:
+            self._refusal_shown[key] = time.monotonic() + limits.REFUSAL_SECONDS
 
     def _tell_once(self, ref: ChannelRef) -> bool:
         """True the first time a channel hears that its model is not sent images."""

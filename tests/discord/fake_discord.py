@@ -99,6 +99,7 @@ class FakeDiscord:
     drop_posts: int = 0  # cut the connection of this many message posts (none is made)
     lose_posts: int = 0  # this many message posts are made, then their connection is cut
     dms: list[dict[str, Any]] = field(default_factory=list)  # what the bot sent by DM
+    refuse_dms: bool = False  # members take no DM from the bot (Discord's 50007)
     hold_typing: float = 0.0  # seconds a typing call waits before it is answered
     refuse_files: bool = False  # a post or an edit with a file is too large (413)
     calls: list[Call] = field(default_factory=list)
@@ -720,6 +721,10 @@ class FakeDiscord:
             and route == ("POST", f"/channels/{dm['cid']}/messages")
             and self._is_dm(int(dm["cid"]))
         ):
+            if self.refuse_dms:
+                return self._json(
+                    {"message": "Cannot send messages to this user", "code": 50007}, 403
+                )
             self.dms.append(body or {})
             return self._json(self._post(int(dm["cid"]), body or {}))
         if request.method == "PUT" and path.startswith(f"/applications/{self.app_id}/"):

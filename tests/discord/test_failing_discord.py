@@ -4,6 +4,7 @@ posted, a slash command whose response did not get through."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -201,6 +202,44 @@ async def test_an_answer_discord_would_not_take_is_marked_and_its_asker_told(
     assert answer.content != endpoint.script.answer  # the model was not asked on for no one
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(str(fake.channel_id) in w and "could not be posted" in w for w in warned), warned
+
+
+async def test_a_limits_refusal_discord_failed_to_show_does_not_silence_the_next(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A member past a limit is told once per 15 s (a flood would be told each time). A
+    refusal Discord failed to show, in the channel and by DM, was counted as told all the
+    same: the member's next message was ignored without a word. Now only a shown one
+    keeps the next quiet."""
+    caplog.set_level(logging.INFO, logger="bot")
+    fake = FakeDiscord(TOKEN)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            said = await fake.command_says(
+                "limits", action="set", name="messages_per_user_minute", value="1"
+            )
+            assert "set to 1" in said, said
+            await fake.user_says(f"<@{fake.bot_id}> one")
+            await fake.wait_until(
+                lambda: any("cc:regen:" in str(m["components"]) for m in fake.messages.values()),
+                30,
+            )
+            fake.drop_posts, fake.refuse_dms = 1000, True
+            await fake.user_says(f"<@{fake.bot_id}> two")
+            for _ in range(600):  # the log says so once the DM failed too (no call after)
+                if any("by DM either" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.05)
+            fake.drop_posts, fake.refuse_dms = 0, False
+            await fake.user_says(f"<@{fake.bot_id}> three")
+            await fake.wait_until(
+                lambda: any("Limit reached" in str(m["content"]) for m in fake.messages.values()),
+                40,
+            )
+    finally:
+        await fake.stop()
+    assert not fake.dms
 
 
 async def test_a_post_shown_but_its_answer_lost_is_not_posted_twice(

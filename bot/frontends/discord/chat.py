@@ -412,8 +412,11 @@ class ChatHandler:
             if result.held_secret:  # not sent or kept; nor left in the channel, if allowed
                 await _take_out(message, voice=voice)
             # One at a time: while it shows, the engine tells that member no other here.
-            if result.refusal and not target.blocked:
-                await _say(message, result.refusal, voice, delete_after=limits.REFUSAL_SECONDS)
+            if result.refusal:  # shown or not: only a shown one keeps the next quiet
+                shown = not target.blocked and await _say(
+                    message, result.refusal, voice, delete_after=limits.REFUSAL_SECONDS
+                )
+                self._core.refusal_shown(incoming, result, shown)
             if speaker is not None and speaker.hint and not target.blocked:
                 await channel.send(speaker.hint)
         except NotPosted:  # the target logged why; the turn stored the answer as cut
@@ -601,10 +604,11 @@ async def _say(
     *,
     reply: bool = True,
     delete_after: float | None = None,
-) -> None:
+) -> bool:
     """Say `text` to the author of `message` in its channel (a reply without a ping when
     `reply`), as `voice` allows; gone after `delete_after` seconds if given. Never lost
-    quietly: by DM where the channel took it from neither, and the log names the channel."""
+    quietly: by DM where the channel took it from neither, and the log names the channel.
+    Whether it was said somewhere."""
     channel = message.channel
     why = "it may not post there"
     gone: dict[str, Any] = {} if delete_after is None else {"delete_after": delete_after}
@@ -614,7 +618,7 @@ async def _say(
                 await message.reply(text, mention_author=False, **gone)
             else:
                 await channel.send(text, **gone)
-            return
+            return True
         except CALL_FAILED as err:
             why = _failed(err)
     author = getattr(message, "author", None)  # a message known by its id has none
@@ -635,7 +639,7 @@ async def _say(
             )
             if delete_after is not None:
                 await sent.delete(delay=delete_after)
-            return
+            return True
         except CALL_FAILED as err:
             why = _failed(err)
     guild = message.guild
@@ -646,12 +650,14 @@ async def _say(
         why,
     )
     if guild is None or author is None:  # in a DM the DM itself failed
-        return
+        return False
     where = place_name(channel)
     try:
         await author.send(f"I could not post this in {where} on {guild.name}: {text}")
     except CALL_FAILED as err:
         log.info("could not say it by DM either: %s", type(err).__name__)
+        return False
+    return True
 
 
 def _failed(err: BaseException) -> str:

@@ -943,8 +943,9 @@ class MessageHandler:
             return f"You are not a member of {quoted(target)}."
         return room
 
-    async def _notice(self, msg: Message, text: str, *, in_clear: bool = False) -> None:
-        """A notice in reply to `msg` (`in_clear`: see MatrixApi.send, for a fixed text)."""
+    async def _notice(self, msg: Message, text: str, *, in_clear: bool = False) -> bool:
+        """A notice in reply to `msg` (`in_clear`: see MatrixApi.send, for a fixed text);
+        whether the homeserver took it."""
         target = MatrixTarget(
             functools.partial(self._api.send, in_clear=True) if in_clear else self._api.send,
             msg.room_id,
@@ -958,6 +959,8 @@ class MessageHandler:
                 await target.send(page)
         except SendFailed as err:
             log.warning("could not answer a command in %s: %s", msg.room_id, err)
+            return False
+        return True
 
     async def tell_unanswered(self) -> None:
         """Questions the process before this one left waiting for their turn when it went
@@ -1141,7 +1144,8 @@ class MessageHandler:
             if result.held_secret:  # not sent or kept: nor left in the room, where it may
                 await self._notice(msg, await self._take_out(msg))
             if result.refusal:  # a limit: a notice in the thread, nothing sent to the model
-                await self._notice(msg, result.refusal)
+                told = await self._notice(msg, result.refusal)
+                self._core.refusal_shown(incoming, result, told)  # only a shown one quiets
         except SendFailed as err:
             log.warning("an answer in %s could not be delivered: %s", msg.room_id, err)
         finally:
