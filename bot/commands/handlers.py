@@ -22,7 +22,7 @@ from bot.commands.scopes import (
     room_left_note,
     scope_of,
 )
-from bot.commands.spec import DEFAULT, Command, CommandContext, walk
+from bot.commands.spec import DEFAULT, Command, CommandContext, typed_as, walk
 from bot.connection import (
     PROXY_PASSWORD,
     NotConnectable,
@@ -135,7 +135,7 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         shown += _elsewhere_note(BY_NAME[setting], config, place)
         lines.append(f"{title[0].upper()}{title[1:]}{origin_note(config, setting, place)}: {shown}")
     lines += _settings_lines(config, place)
-    lines += passed_over_notes(config, place, ctx.prefix)
+    lines += passed_over_notes(config, place, ctx.prefix, platform=ctx.ref.platform)
     character = await ctx.store.character(ctx.ref)
     if character is not None:
         where = origin_name(character.scope.value, place)
@@ -215,7 +215,7 @@ async def set_prompt(ctx: CommandContext, args: dict[str, Any]) -> Reply:
                 f"  {name}{origin_note(config, setting, ctx.ref.place)}: {shown or '(none)'}"
                 + _elsewhere_note(BY_NAME[setting], config, ctx.ref.place)
             )
-        lines.append(f"Set one with {ctx.prefix}prompts <name> <text>.")
+        lines.append(f"Set one with {_as_typed(ctx, 'prompts', '<name>', '<text>')}.")
         return Reply("\n".join(lines))
     return await _set_prompt(ctx, which, args.get("text"), args, action="prompts")
 
@@ -297,6 +297,14 @@ def _param_line(field: Field, config: ChannelConfig, place: PlaceName) -> str:
     return f"  {field.name} = {value}  ({field.takes()}: {field.help}{note})"
 
 
+def _as_typed(ctx: CommandContext, command: str, name: str, value: str) -> str:
+    """`/params <name> <value>` as typed on the asker's platform: on Discord, whose
+    options here are all optional, each by name (a positional value fills none there)."""
+    option = "text" if command == "prompts" else "value"
+    values = (("name", name), (option, value))
+    return typed_as((command,), values, ctx.ref.platform, ctx.prefix)
+
+
 async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     p = ctx.prefix
     config = await ctx.store.effective_config(ctx.ref)
@@ -304,16 +312,21 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     if name is None:
         lines = ["Parameters (`default`: the provider's own):"]
         lines += [_param_line(field, config, ctx.ref.place) for field in PARAMS]
-        lines += passed_over_notes(config, ctx.ref.place, p, PARAM_NAMES)
-        lines.append(f"Set one with {p}params <name> <value>; {p}params <name> default removes it.")
+        lines += passed_over_notes(config, ctx.ref.place, p, PARAM_NAMES, ctx.ref.platform)
+        lines.append(
+            f"Set one with {_as_typed(ctx, 'params', '<name>', '<value>')}; "
+            f"{_as_typed(ctx, 'params', '<name>', 'default')} removes it."
+        )
         return Reply("\n".join(lines))
     field = BY_NAME[name]
     text: str | None = args.get("value")
     if text is None:
-        notes = passed_over_notes(config, ctx.ref.place, p, [name])  # each names its fix
+        notes = passed_over_notes(
+            config, ctx.ref.place, p, [name], ctx.ref.platform
+        )  # each names its fix
         return Reply(
             "\n".join([_param_line(field, config, ctx.ref.place).strip(), *notes])
-            + ("" if notes else f"\nSet it with {p}params {name} <value>.")
+            + ("" if notes else f"\nSet it with {_as_typed(ctx, 'params', name, '<value>')}.")
         )
     try:
         value = None if text.strip().lower() == "default" else field.parse(text)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bot.commands.spec import CommandContext
+from bot.commands.spec import CommandContext, typed_as
 from bot.fields import BY_NAME, conversation_room
-from bot.types import ChannelConfig, PlaceName, Scope
+from bot.types import ChannelConfig, PlaceName, Platform, Scope
 
 
 def plural(count: int, word: str) -> str:
@@ -50,11 +50,16 @@ _SET_WITH = {"source": ("source", "<source>"), "reply_mode": ("reply mode", "<mo
 
 
 def passed_over_notes(
-    config: ChannelConfig, place: PlaceName, prefix: str, names: Iterable[str] | None = None
+    config: ChannelConfig,
+    place: PlaceName,
+    prefix: str,
+    names: Iterable[str] | None = None,
+    platform: Platform = Platform.CONSOLE,
 ) -> list[str]:
     """A line for each stored value today's range refuses (ChannelConfig.passed_over), of
     `names` (None: every setting): that it is not used, what applies instead, and the
-    command that sets a valid one or removes it."""
+    command that sets a valid one or removes it, as typed on `platform` (/params names
+    its options on Discord, where they are all optional)."""
     lines = []
     for name in BY_NAME if names is None else names:
         field = BY_NAME[name]
@@ -65,14 +70,21 @@ def passed_over_notes(
             instead = f"{field.show(value)} ({instead})"
         elif origin == "default":
             instead = "the built-in default"
-        command, placeholder = _SET_WITH.get(name, (f"params {name}", "<value>"))
+        command, placeholder = _SET_WITH.get(name, ("params", "<value>"))
+        # /params's options are all optional: on Discord a positional value fills none.
+        setting, removing = (f"{prefix}{command} {v}" for v in (placeholder, "default"))
+        if command == "params":
+            setting, removing = (
+                typed_as((command,), (("name", name), ("value", v)), platform, prefix)
+                for v in (placeholder, "default")
+            )
         for where, stored in config.passed_over.get(name, ()):
             scope = " scope:server" if where == "server" else ""
             lines.append(
                 f"{name} {field.shown_stored(stored)} ({origin_name(where, place)}) is not a "
                 f"value it takes today ({field.takes()}), so it is not used; {instead} "
-                f"applies instead. Set a valid one with {prefix}{command} {placeholder}"
-                f"{scope}, or remove it with {prefix}{command} default{scope}."
+                f"applies instead. Set a valid one with {setting}"
+                f"{scope}, or remove it with {removing}{scope}."
             )
     return lines
 

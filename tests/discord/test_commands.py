@@ -483,3 +483,20 @@ async def test_a_limit_without_its_action_says_it_as_discord_takes_it(
     said = reply_text(done)
     assert "/limits action:set name:<name> value:<value|off|default>" in said, said
     assert "/limits set" not in said, said
+
+
+async def test_params_and_prompts_hints_name_their_options_as_discord_takes_them(
+    world: World,
+) -> None:
+    """`/params` and `/prompts` take only optional options on Discord, where a positional
+    `/params temperature 0.7` fills none of them: their hint lines said it so all the
+    same. They now name each option, as /limits and /access do."""
+    listed = reply_text(await world.admin.slash(world.channel, "params"))
+    assert (
+        "Set one with /params name:<name> value:<value>; "
+        "/params name:<name> value:default removes it."
+    ) in listed, listed
+    one = reply_text(await world.admin.slash(world.channel, "params", name="temperature"))
+    assert one.endswith("Set it with /params name:temperature value:<value>."), one
+    prompts = reply_text(await world.admin.slash(world.channel, "prompts"))
+    assert prompts.endswith("Set one with /prompts name:<name> text:<text>."), prompts

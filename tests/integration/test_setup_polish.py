@@ -275,7 +275,8 @@ async def _passed_over_said(
     assert (
         "context 100 (this channel) is not a value it takes today (whole number "
         "256–10000000), so it is not used; the built-in default applies instead. Set a "
-        "valid one with /params context <value>, or remove it with /params context default."
+        "valid one with /params name:context value:<value>, or remove it with "
+        "/params name:context value:default."
     ) in shown
     assert (
         "max_tokens 2000000 (this channel) is not a value it takes today (whole number "
@@ -287,7 +288,8 @@ async def _passed_over_said(
     assert (
         "vision `maybe` (server-wide) is not a value it takes today (auto/on/off), so it is "
         "not used; auto (built-in default) applies instead. Set a valid one with /params "
-        "vision <value> scope:server, or remove it with /params vision default scope:server."
+        "name:vision value:<value> scope:server, or remove it with /params name:vision "
+        "value:default scope:server."
     ) in shown
     one = (await run(harness, "/params context")).text
     assert one.startswith("context = default  (whole number 256–10000000")
