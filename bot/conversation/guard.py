@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bot.types import redact
-from bot.types.secrets import secret_forms, too_short
+from bot.types.secrets import joins_word, secret_forms, too_short
 from bot.types.text import Growing, clean_text
 
 
@@ -18,6 +18,7 @@ class AnswerGuard:
     """Feed pieces; `text` is what may be shown and stored so far."""
 
     __slots__ = (
+        "_ascii",
         "_cr",
         "_firsts",
         "_forms",
@@ -42,6 +43,9 @@ class AnswerGuard:
         # own: a word the answer's end is still writing ("none" before "theless") waits.
         self._short = tuple(s for s in self._secrets if too_short(s) is not None)
         self._long = tuple(s for s in self._secrets if too_short(s) is None)
+        # Only ASCII letters and digits join a word of them (`none` in "密码none"): a word
+        # of kana or hanzi the answer ends with is no start of such a secret, none held.
+        self._ascii = all(s.isascii() for s in self._short)
         self._tail = ""
         self._cr = ""  # a piece's last \r, kept until the next says whether \n follows
         self._text = Growing()  # read whole only when asked (hidden reasoning: at its end)
@@ -112,15 +116,17 @@ class AnswerGuard:
         return self.text
 
     def _open_word(self, buf: str) -> int:
-        """Length of the letters and digits `buf` ends with (and the `%` or `\\` of an
-        escape among them: `%20none` starts a word), when a short secret is kept out only
-        as a word of its own: whether it is one, the next piece tells. At most
-        the longest form's (a run of letters longer than that is no prose: one with no
-        end, a blob, is not held back whole, each piece scanning it again)."""
+        """Length of the letters and digits `buf` ends with that join a word (joins_word),
+        and the `%` or `\\` of an escape among them (`%20none` starts a word), when a short
+        secret is kept out only as a word of its own: whether it is one, the next piece
+        tells. At most the longest form's (a run of letters longer than that is no prose:
+        one with no end, a blob, is not held back whole, each piece scanning it again)."""
         if not self._short:
             return 0
         end, stop = len(buf), max(0, len(buf) - self._longest)
-        while end > stop and (buf[end - 1].isalnum() or buf[end - 1] in "%\\"):
+        while end > stop and (
+            buf[end - 1] in "%\\" or joins_word(buf[end - 1], ascii_edge=self._ascii)
+        ):
             end -= 1
         return len(buf) - end
 

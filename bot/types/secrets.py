@@ -202,27 +202,47 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 
-# Where a word starts: after no letter or digit, or after one that ends an escape (a
-# `%20` or `\n` before it in a URL or a JSON string, as _KEY_SHAPES reads them). Looked
-# at behind a form found (`{form}`): a pattern that begins with its form is searched for
-# by that form's first character, not tried at every position of the text.
+# Where a word starts: after no letter or digit that joins it, or after one that ends an
+# escape (a `%20` or `\n` before it in a URL or a JSON string, as _KEY_SHAPES reads them).
+# Looked at behind a form found (`{form}`): a pattern that begins with its form is searched
+# for by that form's first character, not tried at every position of the text. `{joins}`:
+# what joins the form's word there.
 _WORD_BEGINS = (
-    r"(?:(?<![^\W_]{form})|(?<=%[0-9A-Fa-f]{{2}}{form})|(?<=\\[nrt]{form})"
+    r"(?:(?<!{joins}{form})|(?<=%[0-9A-Fa-f]{{2}}{form})|(?<=\\[nrt]{form})"
     r"|(?<=\\x[0-9a-fA-F]{{2}}{form})|(?<=\\u[0-9a-fA-F]{{4}}{form}))"
 )
+# What joins a word at an edge of ASCII letters and digits (`none`): those only. Chinese,
+# Japanese or Thai is written without spaces, and "パスワードはnoneです" or "密码none" holds
+# `none` as a word of its own. An edge of another letter is joined by any letter or digit.
+_ASCII_JOINS = "[A-Za-z0-9]"
+_JOINS = r"[^\W_]"
+
+
+def joins_word(char: str, *, ascii_edge: bool) -> bool:
+    """Whether `char` runs into a word whose edge beside it is an ASCII letter or digit
+    (`ascii_edge`) or another one, as _as_word reads it: the guard holds back an answer's
+    end while the next piece may still join it."""
+    return char.isalnum() and (char.isascii() or not ascii_edge)
 
 
 @lru_cache(maxsize=4096)
 def _as_word(secret: str) -> re.Pattern[str]:
     """Each form of a secret too short to take (too_short: an older version took `none`,
-    `x`), where it does not run into a letter or digit on either side: `none` goes from
-    "There is none left", not from "nonetheless" ("****theless"), and `x` not from every
-    word with an x in it. Such a key is guessed at once; no word needs to lose it."""
+    `x`), where it does not run into a letter or digit on either side (joins_word): `none`
+    goes from "There is none left" and "密码none", not from "nonetheless" ("****theless"),
+    and `x` not from every word with an x in it. Such a key is guessed at once; no word
+    needs to lose it."""
     alone = []
     for form in secret_forms(secret):
         escaped = re.escape(form)
-        before = _WORD_BEGINS.format(form=escaped) if form[0].isalnum() else ""
-        after = r"(?![^\W_])" if form[-1].isalnum() else ""
+        first, last = form[0], form[-1]
+        before = ""
+        if first.isalnum():
+            joins = _ASCII_JOINS if first.isascii() else _JOINS
+            before = _WORD_BEGINS.format(form=escaped, joins=joins)
+        after = ""
+        if last.isalnum():
+            after = f"(?!{_ASCII_JOINS if last.isascii() else _JOINS})"
         alone.append(escaped + before + after)
     return re.compile("|".join(alone))
 

@@ -466,10 +466,11 @@ async def test_a_key_an_older_version_took_under_six_characters_is_named_and_kep
     in the channel lost the word from inside others ("****theless"); `/settings` said
     "set", and nothing told the admin why words went missing. Now `/settings` and the
     status check say it is too short and how to mend it (never the key), and an answer
-    loses it only where it stands as a word, also when a piece ends inside one."""
+    loses it only where it stands as a word, also when a piece ends inside one, and beside
+    text written without spaces ("密码none": any letter had joined its word)."""
     url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
     place = ("console", "", "old")
-    chunks = ["There is none left; ", "none", "theless, NONE of it."]
+    chunks = ["There is none left; ", "none", "theless, NONE of it. 密码", "none", "です。"]
     async with fake_openai(Script(chunks=chunks)) as endpoint:
         setup = f"/source custom\n/proxy set {endpoint.url_v1}\n/model m-small\n"
         code, out, err = await chatbot(tmp_path, url, "console", "--channel", "old", stdin=setup)
@@ -490,5 +491,5 @@ async def test_a_key_an_older_version_took_under_six_characters_is_named_and_kep
     )
     assert f"API key: set (channel); it {fix}" in out, out
     assert f"The custom key stored for this channel {fix}." in out, out
-    assert "There is **** left; nonetheless, **** of it." in out, out
+    assert "There is **** left; nonetheless, **** of it. 密码****です。" in out, out
     assert endpoint.authorizations[-1] == "Bearer none"  # it still works as it did

@@ -413,6 +413,29 @@ def test_the_secrets_seen_are_bounded_and_the_ones_in_use_stay() -> None:
     assert list(kept) == sorted(kept, key=len, reverse=True)
 
 
+@pytest.mark.parametrize(
+    ("text", "left"),
+    [
+        ("パスワードはnoneです", "パスワードは****です"),
+        ("密码none", "密码****"),
+        ("none密码", "****密码"),
+        ("ไม่มีnoneครับ", "ไม่มี****ครับ"),
+        ("鍵=NONE。", "鍵=****。"),
+        ("x=%E5%AF%86none", "x=%E5%AF%86****"),
+        ("nonetheless", "nonetheless"),
+        ("the anone2 model", "the anone2 model"),
+        ("id none7", "id none7"),
+    ],
+)
+def test_an_old_short_secret_of_ascii_is_a_word_of_its_own_beside_other_scripts(
+    text: str, left: str
+) -> None:
+    """Chinese, Japanese and Thai are written without spaces: any letter joined a short
+    secret's word, so `none` in "密码none" was kept. Only ASCII letters and digits join
+    one of ASCII letters and digits."""
+    assert redact(text, ["none"], shapes=False, known=False) == left
+
+
 def test_a_short_secret_an_older_version_stored_leaves_its_channels_log_as_a_word() -> None:
     """A proxy password an older version took at 4 characters, echoed in an endpoint's
     error the bot logs: the log's registry left out every secret under 6, so the line kept
