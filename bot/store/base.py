@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from bot.store.errors import with_retry
 from bot.store.models import AuditRow, Base
 from bot.types import Actor, ChannelRef, Scope
+from bot.types.text import clean_text
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql
@@ -24,6 +25,13 @@ Key = tuple[str, str, str]  # (platform, server, channel); channel "" = the serv
 
 NAME_CHARS = 255
 _ACTION_CHARS = 64
+
+
+def usage_model(model: str) -> str:
+    """A usage row's model, reserved or settled alike: printable and at most NAME_CHARS.
+    A model id is checked where it is set; one a row holds otherwise (written by SQL)
+    would be a row of its own, control characters and all, in /usage and the export."""
+    return clean_text(model)[:NAME_CHARS]
 
 
 class Database:

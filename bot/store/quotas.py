@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
-from bot.store.base import NAME_CHARS, Database, Key, key_of, rows_at
+from bot.store.base import NAME_CHARS, Database, Key, key_of, rows_at, usage_model
 from bot.store.batch import Batcher
 from bot.store.cache import ScopedCache
 from bot.store.history import HeldUsage
@@ -424,7 +424,7 @@ def _reserved_row(charge: Charge) -> dict[str, Any]:
         "thread_id": charge.thread_id[:NAME_CHARS],
         "user_id": charge.user_id[:NAME_CHARS],
         "source": charge.source,
-        "model": charge.model[:NAME_CHARS],
+        "model": usage_model(charge.model),
         "input_tokens": max(0, charge.estimate - charge.answer),
         "output_tokens": max(0, min(charge.answer, charge.estimate)),
         "estimated": True,

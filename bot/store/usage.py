@@ -23,12 +23,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from bot.store.base import NAME_CHARS, Database
+from bot.store.base import NAME_CHARS, Database, usage_model
 from bot.store.batch import Batcher
 from bot.store.errors import StoreError
 from bot.store.models import RESERVED, UsageRow
 from bot.types import KeyScope, UsageBucket, UsageQuery, UsageRecord
-from bot.types.text import clean_text
 
 EXPORT_PAGE = 1000
 _WRITE_BATCH = 500  # rows per INSERT when many turns end at once
@@ -46,8 +45,7 @@ def _values(record: UsageRecord) -> dict[str, Any]:
         "thread_id": record.thread_id[:NAME_CHARS],
         "user_id": record.user_id[:NAME_CHARS],
         "source": record.source,
-        # A model id is typed by admins (/model accepts any); keep it printable and short.
-        "model": clean_text(record.model)[:NAME_CHARS],
+        "model": usage_model(record.model),
         "input_tokens": max(0, record.input_tokens),
         "output_tokens": max(0, record.output_tokens),
         "estimated": record.estimated,

@@ -818,6 +818,32 @@ async def test_a_crash_leaves_one_estimate_that_the_next_start_settles(core: Cor
     assert "not ended yet" not in (await command(core, "/usage channel", ADMIN)).text
 
 
+async def test_a_reservation_a_crash_leaves_keeps_the_model_named_as_a_settled_row_does(
+    core: Core,
+) -> None:
+    """A model id stored past the checks of /model (a row written by SQL) with control
+    characters in it: a settled row cleaned it, the reservation kept it raw, so a turn cut
+    off by a crash was settled as a model of its own, an escape sequence and all, in
+    /usage and the export (one that ended was not). Both rows take it by one rule."""
+    await configure(core)
+    assert (await command(core, "/limits set tokens_per_user_day 100000", ADMIN)).ok
+    raw = "m1\x1b[2J\x07\x9b"
+    for estimate in (50, 60):  # one with a limit to judge it, one only held
+        done = await charge(
+            core.store, Gate(), REF, "u1", source="custom", model=raw, estimate=estimate
+        )
+        assert isinstance(done, Charged), done
+        if estimate == 50:
+            assert (await command(core, "/limits set tokens_per_user_day default", ADMIN)).ok
+    async with core.store.engine.begin() as conn:
+        await conn.execute(
+            update(UsageRow).values(created_at=datetime.now(UTC) - timedelta(minutes=10))
+        )
+    assert await core.settle_reserved() == 2
+    rows = [r async for r in core.store.usage_records(datetime.now(UTC).date())]
+    assert [r.model for r in rows] == ["m1[2J", "m1[2J"]
+
+
 async def test_a_reservation_left_by_a_bot_down_for_weeks_is_settled_at_its_start(
     core: Core,
 ) -> None:
