@@ -18,7 +18,6 @@ class AnswerGuard:
     """Feed pieces; `text` is what may be shown and stored so far."""
 
     __slots__ = (
-        "_ascii",
         "_cr",
         "_firsts",
         "_forms",
@@ -43,9 +42,6 @@ class AnswerGuard:
         # own: a word the answer's end is still writing ("none" before "theless") waits.
         self._short = tuple(s for s in self._secrets if too_short(s) is not None)
         self._long = tuple(s for s in self._secrets if too_short(s) is None)
-        # Only ASCII letters and digits join a word of them (`none` in "密码none"): a word
-        # of kana or hanzi the answer ends with is no start of such a secret, none held.
-        self._ascii = all(s.isascii() for s in self._short)
         self._tail = ""
         self._cr = ""  # a piece's last \r, kept until the next says whether \n follows
         self._text = Growing()  # read whole only when asked (hidden reasoning: at its end)
@@ -124,9 +120,7 @@ class AnswerGuard:
         if not self._short:
             return 0
         end, stop = len(buf), max(0, len(buf) - self._longest)
-        while end > stop and (
-            buf[end - 1] in "%\\" or joins_word(buf[end - 1], ascii_edge=self._ascii)
-        ):
+        while end > stop and (buf[end - 1] in "%\\" or joins_word(buf[end - 1])):
             end -= 1
         return len(buf) - end
 

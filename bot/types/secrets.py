@@ -211,18 +211,24 @@ _WORD_BEGINS = (
     r"(?:(?<!{joins}{form})|(?<=%[0-9A-Fa-f]{{2}}{form})|(?<=\\[nrt]{form})"
     r"|(?<=\\x[0-9a-fA-F]{{2}}{form})|(?<=\\u[0-9a-fA-F]{{4}}{form}))"
 )
-# What joins a word at an edge of ASCII letters and digits (`none`): those only. Chinese,
-# Japanese or Thai is written without spaces, and "パスワードはnoneです" or "密码none" holds
-# `none` as a word of its own. An edge of another letter is joined by any letter or digit.
-_ASCII_JOINS = "[A-Za-z0-9]"
-_JOINS = r"[^\W_]"
+# Letters of the scripts written without spaces between words (Chinese, Japanese, Korean's
+# particles, Thai, Lao, Khmer, Myanmar): "パスワードはnoneです", "密码none" or "none입니다"
+# hold `none` as a word of its own. Every other letter or digit joins a word, an accented
+# one too: `rich` stays in "Zürich".
+_UNSPACED = (
+    "\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3040-\u30ff\u3130-\u318f"
+    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+    "\U00020000-\U0003134f"
+)
+_JOINS = f"[^\\W_{_UNSPACED}]"
+_JOINS_CHAR = re.compile(_JOINS)
 
 
-def joins_word(char: str, *, ascii_edge: bool) -> bool:
-    """Whether `char` runs into a word whose edge beside it is an ASCII letter or digit
-    (`ascii_edge`) or another one, as _as_word reads it: the guard holds back an answer's
-    end while the next piece may still join it."""
-    return char.isalnum() and (char.isascii() or not ascii_edge)
+def joins_word(char: str) -> bool:
+    """Whether `char` runs into a word beside it, as _as_word reads one: a letter or digit
+    not of a script written without spaces (the guard holds back an answer's end while
+    the next piece may still join it)."""
+    return _JOINS_CHAR.match(char) is not None
 
 
 @lru_cache(maxsize=4096)
@@ -235,14 +241,8 @@ def _as_word(secret: str) -> re.Pattern[str]:
     alone = []
     for form in secret_forms(secret):
         escaped = re.escape(form)
-        first, last = form[0], form[-1]
-        before = ""
-        if first.isalnum():
-            joins = _ASCII_JOINS if first.isascii() else _JOINS
-            before = _WORD_BEGINS.format(form=escaped, joins=joins)
-        after = ""
-        if last.isalnum():
-            after = f"(?!{_ASCII_JOINS if last.isascii() else _JOINS})"
+        before = _WORD_BEGINS.format(form=escaped, joins=_JOINS) if joins_word(form[0]) else ""
+        after = f"(?!{_JOINS})" if joins_word(form[-1]) else ""
         alone.append(escaped + before + after)
     return re.compile("|".join(alone))
 

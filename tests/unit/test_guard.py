@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from hypothesis import example, given, settings
@@ -143,11 +144,13 @@ def test_an_old_short_password_goes_only_as_a_word_of_its_own_as_it_streams() ->
 def test_an_old_short_password_in_text_without_spaces_goes_as_it_streams() -> None:
     """Chinese and Japanese are written without spaces: `none` in "密码none" or
     "パスワードはnoneです" is a word of its own, and was shown, as any letter joined its word.
-    Only ASCII letters and digits join one of ASCII now; a word of kana is not held back."""
-    text = "パスワードはnoneです。nonetheless, 密码none 和 anone2 ไม่มีnoneครับ"
+    Their letters join none now (an accented one still does); a word of kana is not held
+    back."""
+    text = "パスワードはnoneです。nonetheless, 密码none 和 anone2 ไม่มีnoneครับ ñnone"
     for cut in range(1, len(text)):
         shown, final = stream([text[:cut], text[cut:]], [KEY, "none"])
-        assert final == "パスワードは****です。nonetheless, 密码**** 和 anone2 ไม่มี****ครับ"
+        assert final == "パスワードは****です。nonetheless, 密码**** 和 anone2 ไม่มี****ครับ ñnone"
         for visible in shown:
-            assert "none" not in visible.replace("nonetheless", "").replace("anone2", ""), cut
+            kept = ("nonetheless", "anone2", "ñnone")
+            assert "none" not in functools.reduce(lambda v, k: v.replace(k, ""), kept, visible)
     assert AnswerGuard([KEY, "none"]).feed("パスワードは") == "パスワードは"

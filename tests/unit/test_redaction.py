@@ -425,15 +425,25 @@ def test_the_secrets_seen_are_bounded_and_the_ones_in_use_stay() -> None:
         ("nonetheless", "nonetheless"),
         ("the anone2 model", "the anone2 model"),
         ("id none7", "id none7"),
+        ("none입니다", "****입니다"),
+        ("ñnone, nonés, Ωnone", "ñnone, nonés, Ωnone"),
     ],
 )
-def test_an_old_short_secret_of_ascii_is_a_word_of_its_own_beside_other_scripts(
+def test_an_old_short_secret_is_a_word_of_its_own_beside_scripts_written_without_spaces(
     text: str, left: str
 ) -> None:
-    """Chinese, Japanese and Thai are written without spaces: any letter joined a short
-    secret's word, so `none` in "密码none" was kept. Only ASCII letters and digits join
-    one of ASCII letters and digits."""
+    """Chinese, Japanese, Korean's particles and Thai are written without spaces: any
+    letter joined a short secret's word, so `none` in "密码none" was kept. Their letters
+    no longer join one; every other letter does, an accented one too (no word of a
+    language written with spaces loses the secret from inside it)."""
     assert redact(text, ["none"], shapes=False, known=False) == left
+
+
+def test_an_old_short_secret_stays_in_a_word_with_accented_letters() -> None:
+    """`rich` is no word of its own in "Zürich": an accented Latin letter joins a word."""
+    said = "Zürich is rich; Zürichsee"
+    assert redact(said, ["rich"], shapes=False, known=False) == "Zürich is ****; Zürichsee"
+    assert redact("密码是中", ["中"], shapes=False, known=False) == "密码是****"
 
 
 def test_a_short_secret_an_older_version_stored_leaves_its_channels_log_as_a_word() -> None:
