@@ -91,6 +91,10 @@ _CLIENT_HEADERS = (
 )
 
 
+# What a request's body is unless it says (a model list): a timeout or a cut names it.
+_ANSWER = "the answer"
+
+
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
     """One request to an endpoint, and what its errors may say about it."""
@@ -107,7 +111,7 @@ class RequestSpec:
     # vendor's own API) this machine's way out.
     reach_hint: str = "Check the URL and that the server is running"
     base: str = ""  # the endpoint base `url` is a route of (what a redirect's message names)
-    reading: str = "the answer"  # what its body is, as a timeout or a cut in it says
+    reading: str = _ANSWER  # what its body is, as a timeout or a cut in it says
 
 
 class Transport:
@@ -384,7 +388,9 @@ class Transport:
             if isinstance(exc, EndpointRefused):  # the name now points somewhere refused
                 raise EndpointNotAllowed(str(exc)) from None
             if isinstance(exc, TimeoutError | httpx.TimeoutException):
-                raise self.timeout_error(exc, spec.where, first=True) from None
+                raise self.timeout_error(
+                    exc, spec.where, first=True, reading=spec.reading
+                ) from None
             if not isinstance(exc, httpx.HTTPError):
                 raise
             hint = ""
@@ -470,7 +476,7 @@ class Transport:
         *,
         first: bool,
         answered: bool = True,
-        reading: str = "the answer",
+        reading: str = _ANSWER,
     ) -> ProviderTimeout:
         """`first`: no byte of the body came; `answered`: some of the answer did (a
         Claude stream's `message_start` alone, a role-only chunk, is none of it);
@@ -481,6 +487,11 @@ class Transport:
             return ProviderTimeout(
                 f"{where} did not accept a connection within {s.connect_timeout:g} s. Check "
                 "the URL and that the server is up."
+            )
+        if first and reading != _ANSWER:  # a model list: no model loads to list them
+            return ProviderTimeout(
+                f"{where} did not start sending {reading} within {s.first_byte_timeout:g} s. "
+                "The server may be busy or still starting; try again."
             )
         if first:
             return ProviderTimeout(
@@ -505,7 +516,7 @@ class Transport:
         where: str,
         *,
         paced: bool = False,
-        reading: str = "the answer",
+        reading: str = _ANSWER,
     ) -> AsyncGenerator[bytes, None]:
         """Body chunks: the first before `deadline`, then each within the idle timeout.
 
@@ -572,7 +583,7 @@ class Transport:
         where: str,
         *,
         timed: bool = True,
-        reading: str = "the answer",
+        reading: str = _ANSWER,
     ) -> bytes:
         """A body read whole (a model list, an error): at most `limit` bytes, and all of
         it by one idle limit after the first-byte deadline (`timed`). Its server had it

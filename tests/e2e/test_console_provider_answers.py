@@ -379,3 +379,20 @@ def test_an_error_after_the_answer_ended_does_not_offer_to_continue_it(
     shown = run.before_help()
     assert "Paris." in shown and "/continue" not in shown, shown
     assert "The model had finished the answer before that error: none of it is missing." in shown
+
+
+def test_a_model_list_that_never_starts_does_not_speak_of_an_answer(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """A model list that never came (the status check, /models external) was said as an
+    answer that "did not start answering … The model may be loading": no model is loaded
+    to list them. It says the model list did not come, and what may hold it."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.models_stream = Stream(kind="raw", chunks=["", '{"data": []}'], interval=5)
+    run = ws.run(["/connect", "/models external", "/help"], PROVIDER_FIRST_BYTE_TIMEOUT="1")
+    run.assert_survived()
+    shown = run.before_help()
+    said = "did not start sending the model list within 1 s."
+    assert shown.count(said) == 2, shown
+    assert "answer" not in shown and "model may be loading" not in shown, shown
