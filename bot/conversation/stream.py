@@ -395,18 +395,27 @@ async def stream_answer(
         out.state, out.failed = TurnState.STOPPED, running.failed
         out.error = running.stopped_by
     except ProviderError as err:
-        out.state, out.failed = TurnState.STOPPED, True
-        out.error = provider_error_text(err, prefix, who=who)
-        if isinstance(err, EmptyStream):  # llama-cpp-python's way to refuse a long one
-            out.error += " If the conversation is long, it may not fit the model."
-        if isinstance(err, ContextTooLong | EmptyStream):
-            out.error += f" {_LESS_CONTEXT.format(p=prefix)}"
-            if any(m.images for m in request.messages):
-                out.error += f" {_IMAGES_TOO.format(p=prefix)}"
-        elif isinstance(err, BadRequest):
-            out.error += _named_settings_step(err, request, prefix, server)
-        elif answer.text.removeprefix(start).strip():  # an error ended it: say what helps
-            out.error += f" {_after_error(finish, prefix, asker)}"
+        if finish is not None and answer.text.removeprefix(start).strip():
+            # The model had ended the answer (its finish came first): an error after it
+            # (a proxy's usage accounting, a stream left open) cut nothing. The answer is
+            # complete, and is shown, stored and counted so; the error is the operator's.
+            log.warning(
+                "an error came after the model had finished the answer (kept whole): %s",
+                err.user_message,
+            )
+        else:
+            out.state, out.failed = TurnState.STOPPED, True
+            out.error = provider_error_text(err, prefix, who=who)
+            if isinstance(err, EmptyStream):  # llama-cpp-python's way to refuse a long one
+                out.error += " If the conversation is long, it may not fit the model."
+            if isinstance(err, ContextTooLong | EmptyStream):
+                out.error += f" {_LESS_CONTEXT.format(p=prefix)}"
+                if any(m.images for m in request.messages):
+                    out.error += f" {_IMAGES_TOO.format(p=prefix)}"
+            elif isinstance(err, BadRequest):
+                out.error += _named_settings_step(err, request, prefix, server)
+            elif answer.text.removeprefix(start).strip():  # an error ended it: say what helps
+                out.error += f" {_CUT_KEPT.format(p=prefix, who=asker)}"
     except Exception as err:  # a bug (reading an odd stream, say): what arrived is kept
         log.error("an answer failed while it was written: %s", failure(err))
         out.state, out.failed = TurnState.STOPPED, True
@@ -458,8 +467,6 @@ _CUT_KEPT = (
     "What arrived is kept: {who} or an admin can go on from it with {p}continue, or ask "
     "again with {p}retry."
 )
-# Said after an error that came once the model had ended the answer: none of it is missing.
-_ENDED_BEFORE = "The model had finished the answer before that error: none of it is missing."
 # Said with it when the request carried images: a local model may count them higher
 # than the bot's estimate (budget.estimate_image_tokens).
 _IMAGES_TOO = (
@@ -468,15 +475,6 @@ _IMAGES_TOO = (
 )
 _FILTERED = frozenset({"content_filter", "refusal"})
 _TOOLS = frozenset({"tool_calls", "tool_use", "function_call"})
-
-
-def _after_error(finish: str | None, prefix: str, asker: str) -> str:
-    """What helps after an error that ended an answer with some text: /continue from
-    where it was cut; but once the model had ended it (an error event after the finish),
-    nothing was cut, and how the model ended it is said instead."""
-    if finish is None:
-        return _CUT_KEPT.format(p=prefix, who=asker)
-    return _ended_by_model(finish, True, False, prefix) or _ENDED_BEFORE
 
 
 def _named_settings_step(

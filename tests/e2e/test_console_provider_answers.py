@@ -365,20 +365,27 @@ def test_an_answer_an_error_cut_names_who_may_go_on_from_it(
     ],
     ids=["custom", "claude"],
 )
-def test_an_error_after_the_answer_ended_does_not_offer_to_continue_it(
+def test_an_error_after_the_answer_ended_leaves_it_complete(
     ws: Workspace, endpoint: HostileEndpoint, source: str, ended: str, error: str
 ) -> None:
     """An error event after the model had finished (`finish_reason: stop`, Claude's
-    `end_turn`) said "What arrived is kept: /continue goes on from it", and /continue then
-    wrote the answer a second time: it says nothing of it is missing."""
+    `end_turn`) was shown under the whole answer as "reported an error while answering …
+    Try again.", and the answer stored as stopped and its call counted as failed in
+    /usage. Nothing of it is missing: it is shown, stored and counted as the complete
+    answer it is, and the provider's error goes to the log."""
     setup = ws.run([f"/source {source}", f"/proxy set {endpoint.url_v1}", "/model m"])
     assert setup.returncode == 0, setup.describe()
     endpoint.stream = Stream(kind="raw", chunks=[ended, error])
-    run = ws.run(["What is the capital of France?", "/help"])
+    run = ws.run(["What is the capital of France?", "/usage", "/help"])
     run.assert_survived()
     shown = run.before_help()
-    assert "Paris." in shown and "/continue" not in shown, shown
-    assert "The model had finished the answer before that error: none of it is missing." in shown
+    assert "Paris." in shown and "⚠" not in shown and "error" not in shown, shown
+    assert "in 1 call." in shown, shown
+    assert ws.messages()[-1] == ("assistant", "Paris.", None)
+    [(state,)] = ws.query("SELECT state FROM messages WHERE role = 'assistant'")
+    assert state == "done"
+    log = b"".join(ws.log_files().values()).decode()
+    assert "after the model had finished the answer" in log and "failed" in log, log[-2000:]
 
 
 def test_a_model_list_that_never_starts_does_not_speak_of_an_answer(
