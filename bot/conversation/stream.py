@@ -439,7 +439,8 @@ async def stream_answer(
     wrote = bool(out.answer.removeprefix(start).strip())
     if finish in _AT_LENGTH and _short_of_limit(out, request, start):
         finish = "model_length"  # llama.cpp's `length` once its context is full
-    if out.error is None and (why := _ended_by_model(finish, wrote, bool(out.thought), prefix)):
+    why = _ended_by_model(finish, wrote, bool(out.thought), prefix, asker)
+    if out.error is None and why:
         out.state, out.error = TurnState.STOPPED, why
         out.failed = not out.answer
     if not out.answer and not out.error:
@@ -526,14 +527,17 @@ def _short_of_limit(out: Outcome, request: ChatRequest, start: str) -> bool:
     return 2 * spent < limit
 
 
-def _ended_by_model(finish: str | None, wrote: bool, thought: bool, prefix: str) -> str | None:
-    """Why an answer the model ended itself is cut or missing; None when it just ended."""
+def _ended_by_model(
+    finish: str | None, wrote: bool, thought: bool, prefix: str, asker: str
+) -> str | None:
+    """Why an answer the model ended itself is cut or missing; None when it just ended.
+    `asker`: who asked, named as the one who, with an admin, may go on from it."""
     if finish in _AT_LENGTH:
         raise_it = f"an admin raises it with {prefix}params max_tokens"
         if wrote:
             return (
                 f"The answer reached its length limit (max_tokens), so it stops here: "
-                f"{prefix}continue goes on from it, or {raise_it}."
+                f"{asker} or an admin can go on from it with {prefix}continue, or {raise_it}."
             )
         spent = "thinking, before any answer" if thought else "before writing anything"
         return f"The model reached its length limit (max_tokens) {spent}: {raise_it}."

@@ -388,6 +388,28 @@ def test_an_error_after_the_answer_ended_leaves_it_complete(
     assert "after the model had finished the answer" in log and "failed" in log, log[-2000:]
 
 
+def test_an_answer_cut_at_max_tokens_names_who_may_go_on_from_it(
+    ws: Workspace, endpoint: HostileEndpoint
+) -> None:
+    """An answer ended at max_tokens told everyone in the channel "/continue goes on from
+    it", though only its asker or an admin may: it names them, as an error's cut does."""
+    setup = ws.run(custom_setup(endpoint))
+    assert setup.returncode == 0, setup.describe()
+    endpoint.stream = Stream(
+        kind="raw", chunks=[sse_chunk("The capital is", "length").decode(), "data: [DONE]\n\n"]
+    )
+    run = ws.run(["What is the capital of France?", "/help"], args=["--user", "alice"])
+    run.assert_survived()
+    shown = run.before_help()
+    assert (
+        "The answer reached its length limit (max_tokens), so it stops here: alice or an "
+        "admin can go on from it with /continue, or an admin raises it with /params "
+        "max_tokens." in shown
+    ), shown
+    run = ws.run(["/continue", "/help"], args=["--user", "bob"])
+    assert "Only alice or an admin of this channel can do that." in run.before_help()
+
+
 def test_a_model_list_that_never_starts_does_not_speak_of_an_answer(
     ws: Workspace, endpoint: HostileEndpoint
 ) -> None:

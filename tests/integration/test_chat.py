@@ -653,8 +653,8 @@ async def test_an_answer_cut_at_max_tokens_says_so(
     sink = await ask(harness, "Write a long story about a dragon.")
     assert sink.final.strip()
     assert sink.error == (
-        "The answer reached its length limit (max_tokens), so it stops here: /continue goes "
-        "on from it, or an admin raises it with /params max_tokens."
+        "The answer reached its length limit (max_tokens), so it stops here: Bob or an "
+        "admin can go on from it with /continue, or an admin raises it with /params max_tokens."
     )
     answer = (await harness.store.history(REF, 10))[-1]
     assert (answer.state, answer.error) == (TurnState.STOPPED, sink.error)
@@ -700,8 +700,9 @@ async def test_an_answer_cut_by_the_models_context_says_so_not_max_tokens(
         (
             "Schifffahrtsgesellschaft " * 50,  # more tokens than estimated
             1000,
-            "The answer reached its length limit (max_tokens), so it stops here: /continue "
-            "goes on from it, or an admin raises it with /params max_tokens.",
+            "The answer reached its length limit (max_tokens), so it stops here: Bob or an "
+            "admin can go on from it with /continue, or an admin raises it with /params "
+            "max_tokens.",
         ),
     ],
     ids=["context-filled", "max-tokens-reached"],
@@ -745,8 +746,8 @@ async def test_an_answer_cut_at_max_tokens_after_hidden_thinking_says_max_tokens
         )
         sink = await ask(harness, "go")
     assert sink.error == (
-        "The answer reached its length limit (max_tokens), so it stops here: /continue "
-        "goes on from it, or an admin raises it with /params max_tokens."
+        "The answer reached its length limit (max_tokens), so it stops here: Bob or an "
+        "admin can go on from it with /continue, or an admin raises it with /params max_tokens."
     )
 
 
