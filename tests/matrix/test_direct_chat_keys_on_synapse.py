@@ -221,3 +221,42 @@ async def test_a_room_named_by_its_name_in_a_key_command_is_refused_and_nothing_
             assert said == "System prompt set.", said
         finally:
             await alice.close()
+
+
+async def test_a_greeting_after_the_password_was_sent_from_a_direct_chat_is_answered(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """README walk: `!proxy password` in the group room says to send it from a direct
+    chat with `room:`; the admin does, comes back and says `@bot: Hello!`. That one word
+    after the mention was taken for the password the room's command had lacked: not
+    answered, and a warning that "the secret is visible in the room history". Once the
+    secret came with `room:`, the room's next word is chat again."""
+    server = synapse_server
+    bot = server.register("greetbot")
+    async with (
+        SSEEndpoint(chunks=2, span=0.1) as endpoint,
+        bot_answering_from(server, bot, endpoint, tmp_path) as core,
+    ):
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        bob = await UserClient.start(server, server.register("bob"), tmp_path / "bob")
+        try:
+            room = await alice.create_room([bot.user_id, bob.user.user_id], name="Lounge")
+            await bob.join(room)
+            dm = await alice.create_room([bot.user_id], direct=True)
+            await alice.wait_joined(room, bot.user_id)
+            await alice.wait_joined(dm, bot.user_id)
+            said = await alice.command(room, bot.user_id, "!proxy password")
+            assert f"!proxy password … room:{room}" in said, said
+            said = await alice.command(dm, bot.user_id, f"!proxy password hunter2-pw room:{room}")
+            assert "Saved the proxy password" in said, said
+            where = ChannelRef(Platform.MATRIX, room)
+            assert await core.store.resolve_secret(where, "proxy_password") is not None
+
+            after = time.monotonic()
+            asked = await alice.send(room, f"{bot.user_id}: Hello!")
+            answer = await alice.answer_to(room, bot.user_id, asked, after, "the greeting")
+            assert "took this for the key or password" not in answer.content["body"], answer
+            await alice.wait_for(lambda: endpoint.request_for("Hello!"), "the model asked")
+        finally:
+            await alice.close()
+            await bob.close()

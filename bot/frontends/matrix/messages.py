@@ -482,6 +482,10 @@ class MessageHandler:
         # After the answers to earlier messages, and its own answer before later ones.
         async with self._core.ordered(prepared.ref):
             answer, reply = await self._execute(prepared, msg)
+            if reply.ok and prepared.ref.channel_id != msg.room_id and carries_secret(prepared.inv):
+                # The secret a command in that room lacked came from here (`room:`): the
+                # sender's next word there ("@bot Hello!") is chat again, not that secret.
+                self._secret_asked.pop((prepared.ref.channel_id, msg.sender), None)
             if reply.ok and prepared.inv.path in PERSONA_COMMANDS:
                 await self._show_persona(prepared.ref)
             await self._notice(msg, self._with_note(answer, msg, note, ok=reply.ok))
