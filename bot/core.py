@@ -29,6 +29,7 @@ from bot.conversation.engine import (
     TurnResult,
 )
 from bot.conversation.pacing import MessageTarget, NotUpdated, PacedReply, split_text
+from bot.conversation.patience import END_PATIENCE, Deadline, bounding_call
 from bot.conversation.posts import Edited
 from bot.conversation.stream import ANSWER_DELETED, ReplySink, sink_posts
 from bot.providers import ProviderHub
@@ -53,9 +54,11 @@ from bot.types.text import clean_text, strip_invisible
 # through the Core they import.
 __all__ = [
     "DEFAULT_PREFIXES",
+    "END_PATIENCE",
     "AfterTurn",
     "Control",
     "Core",
+    "Deadline",
     "Edited",
     "Gate",
     "HeldBack",
@@ -67,6 +70,7 @@ __all__ = [
     "ReplySink",
     "TurnLimits",
     "TurnResult",
+    "bounding_call",
     "endpoint_url",
     "nothing_given",
     "secret_prompt",

@@ -309,6 +309,9 @@ class MessageTarget(Protocol):
     # Optional `what`: what the messages show, in the notes the pacer adds ("answer",
     # the default; "greeting").
 
+    # Optional `ended()`: called as the answer's end begins to be shown (PacedReply.finish):
+    # from then on its edits hold the conversation a while at most (patience.Deadline).
+
     # Optional `pages`: set by the pacer before it shows a text, to how many messages
     # that text takes in all; a target that marks the last (with buttons, say) marks a
     # message that more follow (its final edit, made before the page after it is posted)
@@ -438,6 +441,9 @@ class PacedReply:
                 raise failed
 
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        ended = getattr(self._target, "ended", None)
+        if ended is not None:  # its edits, one under way too, hold the conversation a while
+            ended()
         task = self._flush_task
         if task is not None and not task.done():
             if self._flushing:

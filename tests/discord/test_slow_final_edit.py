@@ -1,6 +1,6 @@
 """The end of an answer Discord is slow to take (its final edit, its buttons), with the real
 discord.py client on the loopback fake: a rate limit is waited out (Discord says when),
-a failure is given up after the answer's end patience (sink.END_PATIENCE, shortened)."""
+a failure is given up after the answer's end patience (patience.END_PATIENCE, shortened)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.conversation import patience
 from bot.conversation.stream import SHOW_FAILED
 from bot.core import Core
 from bot.frontends.discord import sink
@@ -34,7 +35,7 @@ def _ref(fake: FakeDiscord) -> ChannelRef:
 def two_parts(endpoint: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint.script.chunks = ["The first part", " and its end."]
     endpoint.script.interval = 0.3
-    monkeypatch.setattr(sink, "END_PATIENCE", 1.0)  # 15 s in production
+    monkeypatch.setattr(patience, "END_PATIENCE", 1.0)  # 15 s in production
     monkeypatch.setattr(sink, "RETRY_PAUSE", 0.05)
 
 
@@ -92,7 +93,7 @@ async def test_a_rate_limit_longer_than_its_patience_is_given_up_as_a_failure(
 ) -> None:
     """Discord has asked for days: a wait past RATE_LIMIT_PATIENCE is not waited out; the
     edit is given up at the end patience and the answer goes out again in a new message."""
-    monkeypatch.setattr(sink, "RATE_LIMIT_PATIENCE", 1.5)  # 60 s in production
+    monkeypatch.setattr(patience, "RATE_LIMIT_PATIENCE", 1.5)  # 60 s in production
     fake = FakeDiscord(TOKEN, rate_limit_edits=1, edit_retry_after=3.0)
     await fake.start()
     try:

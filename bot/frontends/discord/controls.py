@@ -114,7 +114,6 @@ class AnswerSink:
     async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
         # Known before the final edit, which says whether it can go as a file.
         self._target.whole = (answer, reasoning)
-        self._target.ended()  # its edits hold the conversation a while at most
         await self._paced.finish(answer, reasoning, error)
         if not self._paced.clipped:  # it fit in the messages: no file
             self._target.whole = None

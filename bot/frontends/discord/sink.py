@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import io
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import aiohttp
 import discord
 
-from bot.core import NotUpdated
+from bot.core import END_PATIENCE, Deadline, NotUpdated, bounding_call
 from bot.frontends.discord.failures import CALL_FAILED, NETWORK_ERRORS
 from bot.frontends.discord.persona import Speaker, webhook_name
 
@@ -84,92 +82,13 @@ EDIT_BUDGET = 5
 TYPING_EVERY = 8.0  # a typing indicator lasts about 10 s
 EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
 RETRY_PAUSE = 2.0
-# Seconds the edits of an answer that has ended (its final edit, its buttons, its file)
-# may hold its conversation. discord.py tries a 500 five times itself (25 s), and
-# EDIT_RETRIES made that four calls: one edit held the next question ~100 s, and a /stop
-# meanwhile found nothing being written. Past it, the edit is given up, and the pacer
-# sends the answer again from where it stuck, in new messages.
-END_PATIENCE = 15.0
-# Seconds of waits Discord asks for (a rate limit: a 429's Retry-After, a bucket spent
-# until its reset) that an ended answer's edits wait out on top of END_PATIENCE, counted
-# from the end of the wait: Discord says when the edit goes through, and giving it up
-# meanwhile posted the answer again (its beginning twice). A longer wait (Discord has
-# said "2 days") is not waited out.
-RATE_LIMIT_PATIENCE = 60.0
+# An ended answer's edits hold its conversation END_PATIENCE s at most (bot.core.Deadline).
 
 NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
 # A message of an answer: one the bot has (posted, pressed, fetched), or an earlier page
 # known by its stored id alone (the bot's own: edited and deleted without reading it).
 Page = discord.Message | discord.PartialMessage
 _EARLIER = object()  # buttons a message had before this target touched it
-
-
-class Deadline:
-    """When the edits of an answer that has ended stop waiting for Discord: none until it
-    ends; set then, it cuts the edits under way too (one the pacer's finish waits for).
-    END_PATIENCE from the answer's end, or from the end of a wait Discord asked its edits
-    for (asked_to_wait), whichever is later."""
-
-    def __init__(self) -> None:
-        self.at: float | None = None
-        self._open: set[asyncio.Timeout] = set()
-        self._ended: float | None = None
-        self._asked_until = float("-inf")  # the end of the latest wait Discord asked for
-        # Seconds of waits taken since the answer ended (RATE_LIMIT_PATIENCE at most; the
-        # stream's own waits are not counted, only what is left of one at its end).
-        self._asked = 0.0
-
-    def start(self) -> None:
-        if self._ended is None:
-            self._ended = now = asyncio.get_running_loop().time()
-            self._asked = max(0.0, self._asked_until - now)
-            self._move()
-
-    def asked_to_wait(self, seconds: float) -> None:
-        """Discord asks an edit under this deadline to wait `seconds` before it goes through
-        (a rate limit, which discord.py sleeps out): the patience counts from then."""
-        taken = self._asked if self._ended is not None else 0.0
-        if seconds <= 0 or taken + seconds > RATE_LIMIT_PATIENCE:
-            return  # past it, given up as a failure is (the answer goes out again)
-        if self._ended is not None:
-            self._asked += seconds
-        until = asyncio.get_running_loop().time() + seconds
-        self._asked_until = max(self._asked_until, until)
-        self._move()
-
-    def _move(self) -> None:
-        if self._ended is None:
-            return
-        self.at = max(self._ended, self._asked_until) + END_PATIENCE
-        for timeout in self._open:
-            timeout.reschedule(self.at)
-
-    def passed(self, within: float = 0.0) -> bool:
-        """The deadline has passed (or will have, `within` s from now)."""
-        return self.at is not None and asyncio.get_running_loop().time() + within >= self.at
-
-    @contextlib.asynccontextmanager
-    async def bounding(self) -> AsyncIterator[None]:
-        """A call cut (TimeoutError) once the deadline passes, set before or during it;
-        none begun once it has (cut where it first waits, its request would be out by then:
-        an edit Discord made, taken for one it did not, and the answer sent again)."""
-        if self.passed():
-            raise TimeoutError("the answer's end patience has passed")
-        async with asyncio.timeout_at(self.at) as timeout:
-            self._open.add(timeout)
-            bound = _BOUND.set(self)
-            try:
-                yield
-            finally:
-                _BOUND.reset(bound)
-                self._open.discard(timeout)
-
-
-# The deadline of the call under way in this task: discord.py makes its HTTP requests
-# in the caller's task, so what Discord answers them (rate_limit_trace) finds it here.
-_BOUND: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
-    "discord_edit_deadline", default=None
-)
 
 
 def rate_limit_trace() -> aiohttp.TraceConfig:
@@ -184,7 +103,7 @@ def rate_limit_trace() -> aiohttp.TraceConfig:
 async def _answered(
     session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
 ) -> None:
-    deadline = _BOUND.get()
+    deadline = bounding_call()
     if deadline is None:
         return
     wait = _asked_wait(params.response.status, params.response.headers)
