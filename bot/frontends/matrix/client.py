@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import nio
 
-from bot.core import Core
+from bot.core import Core, bounding_call
 from bot.frontends import FrontendError
 from bot.frontends.matrix import decide, events
 from bot.frontends.matrix.access import inviter_allowed, power_levels_of
@@ -659,6 +659,10 @@ async def start(core: Core, options: MatrixOptions) -> None:
         if getattr(response, "status_code", "") == "M_LIMIT_EXCEEDED":
             pace.note_limited()
             wait = (getattr(response, "retry_after_ms", 0) or 0) / 1000
+            # nio sleeps it out in the caller's task: an ended answer's edit waits for it.
+            deadline = bounding_call()
+            if deadline is not None:
+                deadline.asked_to_wait(wait or 5.0)  # nio's own wait when none is said
             log.info("the homeserver rate-limits the bot; waiting %.1fs, then slower edits", wait)
 
     client.add_response_callback(on_limited, nio.ErrorResponse)

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.core import END_PATIENCE, Deadline, NotUpdated
 from bot.frontends.matrix.render import HTML_FORMAT, markdown_to_html, needs_html
 
 log = logging.getLogger("bot.frontends.matrix")
@@ -153,6 +154,8 @@ class MatrixTarget:
         self.final_texts: dict[str, str] = {}
         self.existing = existing
         self._reusable: list[str] | None = None
+        # Set when the answer ends (`ended`): its edits hold the conversation until then.
+        self.deadline = Deadline()
 
     @property
     def min_interval(self) -> float:
@@ -175,6 +178,11 @@ class MatrixTarget:
     def post_ids(self) -> list[str]:
         return list(self.event_ids)
 
+    def ended(self) -> None:
+        """The answer has ended: its edits from now on (one under way too) are given up
+        END_PATIENCE s from now, or from the end of a rate limit's wait (Deadline)."""
+        self.deadline.start()
+
     async def typing(self) -> None:
         if self._typer is not None:
             await self._typer(self._room_id, True)
@@ -188,8 +196,10 @@ class MatrixTarget:
             self._reusable = self.existing() if self.existing is not None else []
         if self._reusable:
             event_id = self._reusable.pop(0)
-            await self.edit(event_id, text)
+            edited = await self.edit(event_id, text)
             self.event_ids.append(event_id)
+            if not edited:
+                return NotUpdated(event_id)
         else:
             event_id = await self._post(text)
         if self._typer is not None and len(self.event_ids) == 1:
@@ -211,9 +221,22 @@ class MatrixTarget:
         return event_id
 
     async def edit(self, handle: object, text: str) -> bool:
+        """Edit `handle`; False when the homeserver failed it past the answer's end patience
+        (the pacer then sends the answer again from there). Failing before the answer
+        ended, SendFailed is raised as a post's is."""
         event_id = str(handle)
         content = edit_content(event_id, text, self._msgtype, self.mention)
-        await self._send(self._room_id, content)
+        try:
+            async with self.deadline.bounding():  # no bound until the answer ends
+                await self._send(self._room_id, content)
+        except (SendFailed, TimeoutError) as err:
+            if self.deadline.at is None:
+                raise
+            why = str(err) if isinstance(err, SendFailed) else "no answer"
+            if self.deadline.passed():
+                why = f"gave up after {END_PATIENCE:g} s of the homeserver failing it ({why})"
+            log.warning("could not edit an answer's end in %s: %s", self._room_id, why)
+            return False
         self.final_texts[event_id] = text
         return True
 

@@ -1,0 +1,200 @@
+"""The end of an answer the homeserver is slow to take (its final edit, an m.replace),
+on a real Synapse behind a loopback proxy that fails those edits: a 5xx, a 429 asking
+for a long wait, or no answer at all. The room's conversation is held a while at most
+(the answer's end patience, shortened here), a `!stop` meanwhile says the answer has
+ended, and the answer then goes out again in a new message, stored whole."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.conversation import patience
+from bot.core import Core
+from bot.frontends.matrix import MatrixOptions
+from bot.types import ChannelConfig, ChannelRef, Platform, SecretValue, Source, TurnState
+from tests.loopback import serving
+from tests.matrix.helpers import SSEEndpoint, UserClient, make_core, running_bot
+from tests.peers.synapse import SynapseServer
+
+pytestmark = pytest.mark.synapse
+
+ANSWER = "The first part and its end."
+HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+class FailingEdits:
+    """A proxy in front of Synapse that fails the bot's edits (m.replace sends) as told:
+    `mode` "500", "429" (retry_after_ms `wait_ms`) or "hang"; everything else passes."""
+
+    def __init__(
+        self, upstream: str, mode: str, wait_ms: int = 3_600_000, times: int = 1_000
+    ) -> None:
+        self.upstream = upstream
+        self.times = times  # edits failed at most
+        self.mode = mode
+        self.wait_ms = wait_ms
+        self.failed = 0
+        self.url = ""
+        self._session: aiohttp.ClientSession | None = None
+        self._served = contextlib.AsyncExitStack()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if request.method == "PUT" and "/send/m.room.message/" in request.path:
+            content = json.loads(body or b"{}")
+            edit = content.get("m.relates_to", {}).get("rel_type") == "m.replace"
+            if edit and self.failed < self.times:
+                self.failed += 1
+                if self.mode == "hang":
+                    await asyncio.sleep(3600)
+                if self.mode == "429":
+                    error = {"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests"}
+                    error["retry_after_ms"] = self.wait_ms  # type: ignore[assignment]
+                    return web.json_response(error, status=429)
+                error = {"errcode": "M_UNKNOWN", "error": "Internal server error"}
+                return web.json_response(error, status=500)
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, data=body, headers=headers
+        ) as upstream:
+            data = await upstream.read()
+            kept = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP}
+            kept.pop("Content-Encoding", None)
+            return web.Response(body=data, status=upstream.status, headers=kept)
+
+    async def __aenter__(self) -> FailingEdits:
+        timeout = aiohttp.ClientTimeout(total=None)
+        self._session = await self._served.enter_async_context(
+            aiohttp.ClientSession(timeout=timeout, auto_decompress=True)
+        )
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self.url = await self._served.enter_async_context(serving(app, shutdown_timeout=0.1))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._served.aclose()
+
+
+@contextlib.asynccontextmanager
+async def bot_behind(
+    proxy: FailingEdits, bot: Any, endpoint: SSEEndpoint, workdir: Path
+) -> AsyncIterator[Core]:
+    defaults = ChannelConfig.of(
+        source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
+    )
+    core = await make_core(f"sqlite+aiosqlite:///{workdir}/bot.db", defaults=defaults)
+    options = MatrixOptions(
+        homeserver=proxy.url,
+        user_id=bot.user_id,
+        password=SecretValue(bot.password),
+        access_token=SecretValue(""),
+        store_dir=workdir / "store",
+    )
+    try:
+        async with running_bot(core, options):
+            yield core
+    finally:
+        await core.close()
+
+
+@pytest.fixture
+def short_patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(patience, "END_PATIENCE", 2.0)  # 15 s in production
+    monkeypatch.setattr(patience, "RATE_LIMIT_PATIENCE", 6.0)  # 60 s in production
+
+
+@pytest.mark.usefixtures("short_patience")
+@pytest.mark.parametrize("mode", ["500", "429", "hang"])
+async def test_an_answers_end_the_homeserver_keeps_failing_holds_the_room_a_while(
+    synapse_server: SynapseServer, tmp_path: Path, mode: str
+) -> None:
+    """A homeserver failing the final edit of an answer held the room's conversation:
+    ~16 s of 5xx, as long as a 429 asked (an hour, nio sleeping it out again and again),
+    18 minutes of one that never answered. The answer stayed shown cut where the failing
+    began, nothing said so, and it was stored as cut. Now the edit is given up at the
+    answer's end patience: the answer goes out again whole in a new message, is stored
+    whole, and the next question is answered; a `!stop` meanwhile says it has ended."""
+    bot = synapse_server.register("slowend")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    try:
+        async with (
+            SSEEndpoint(chunks=2, span=0.6, text=ANSWER) as endpoint,
+            FailingEdits(synapse_server.url, mode) as proxy,
+            bot_behind(proxy, bot, endpoint, tmp_path) as core,
+        ):
+            room_id = await alice.create_room([bot.user_id])
+            await alice.wait_joined(room_id, bot.user_id)
+            after = time.monotonic()
+            await alice.send(room_id, f"{bot.user_id}: tell me")
+            await alice.wait_for(lambda: proxy.failed, "a failed edit")
+            stop = await alice.command(room_id, bot.user_id, "!stop")
+            await alice.send(room_id, f"{bot.user_id}: and then")
+            # Within the patience and a few seconds more, not the minutes (or hour) before.
+            await alice.wait_for(lambda: len(endpoint.asked) == 2, "the next question", 30)
+
+            def pages() -> list[str]:
+                return [
+                    alice.shown_text(str(s.event.event_id))
+                    for s in alice.messages(room_id, bot.user_id, after)
+                    if not str(s.content.get("body", "")).startswith("Nothing to stop")
+                ]
+
+            await alice.wait_for(lambda: len(pages()) >= 2, "the answer sent again")
+            ref = ChannelRef(Platform.MATRIX, channel_id=room_id)
+            stored = [(e.content, e.state) for e in await core.store.history(ref, 10)]
+    finally:
+        await alice.close()
+    assert stop.startswith("Nothing to stop: the answer here has ended;")
+    stuck, again = pages()[:2]
+    assert stuck == "The first part"
+    assert "here it is again from there on" in again
+    assert again.endswith(ANSWER)
+    assert (ANSWER, TurnState.DONE) in stored
+
+
+@pytest.mark.usefixtures("short_patience")
+async def test_a_short_rate_limit_on_the_final_edit_is_waited_out(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """The homeserver says when the edit goes through (a 429 of a few seconds, past the
+    patience but within RATE_LIMIT_PATIENCE): it is waited out, not given up and the
+    answer posted again (its beginning twice)."""
+    bot = synapse_server.register("slowend")
+    alice = await UserClient.start(synapse_server, synapse_server.register("alice"), tmp_path / "a")
+    try:
+        async with (
+            SSEEndpoint(chunks=2, span=0.6, text=ANSWER) as endpoint,
+            FailingEdits(synapse_server.url, "429", wait_ms=3000, times=1) as proxy,
+            bot_behind(proxy, bot, endpoint, tmp_path),
+        ):
+            room_id = await alice.create_room([bot.user_id])
+            await alice.wait_joined(room_id, bot.user_id)
+            after = time.monotonic()
+            await alice.send(room_id, f"{bot.user_id}: tell me")
+
+            def shown() -> list[str]:
+                return [
+                    alice.shown_text(str(s.event.event_id))
+                    for s in alice.messages(room_id, bot.user_id, after)
+                ]
+
+            await alice.wait_for(lambda: ANSWER in shown(), "the answer's end")
+            await alice.send(room_id, f"{bot.user_id}: and then")
+            await alice.wait_for(lambda: len(endpoint.asked) == 2, "the next question")
+    finally:
+        await alice.close()
+    assert proxy.failed == 1
+    assert shown()[0] == ANSWER
+    assert not any("here it is again" in text for text in shown())
