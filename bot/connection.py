@@ -270,9 +270,9 @@ async def run_status_check(
 ) -> StatusResult:
     """Check the channel's endpoint now and remember the outcome (and a corrected URL).
 
-    The outcome is remembered as anyone may read it later (`who`: who the admins who fix
-    a failure are here); the one returned is worded for its reader (`admin`: a missing
-    step is theirs to take)."""
+    The outcome is remembered as what failed and its step apart, worded for whoever reads
+    it later (status_said); the one returned is worded for its reader (`admin`: a missing
+    step is theirs to take; `who`: who the admins who fix a failure are here)."""
     config = await store.effective_config(ref)
     missing: NotConnectable | None = None
     try:
@@ -286,13 +286,12 @@ async def run_status_check(
         result = StatusResult(ok=False, reason=said, error_kind=err.kind, step=err.step)
     except SecretUnreadable as err:  # what was set before the check stays set; this says why
         result = StatusResult(ok=False, reason=str(err), error_kind="unreadable")
-    told = result.reason  # as it is told to its reader
-    if result.step:  # a provider's step: kept as an admin's, said to an admin as theirs
-        told = with_step(result.reason, result.step, prefix, admin=admin, who=who)
-        kept = with_step(result.reason, result.step, prefix, admin=False, who=who)
-        result = replace(result, reason=kept)
     status = StatusCheck(
-        ok=result.ok, reason=result.reason, checked_url=result.base_url, kind=result.error_kind
+        ok=result.ok,
+        reason=result.reason,
+        checked_url=result.base_url,
+        kind=result.error_kind,
+        step=result.step,
     )
     # Kept only while the channel still has the endpoint and the status checked: a
     # check that ended after a /proxy set or another check says nothing of what is there.
@@ -302,8 +301,8 @@ async def run_status_check(
     if result.ok and result.models:  # what /models list and /model's choices offer
         await store.cache_models(ref, config, result.models)
     if missing is not None:
-        result = replace(result, reason=missing.said_to(admin))
-    return replace(result, reason=told) if result.step else result
+        return replace(result, reason=missing.said_to(admin))
+    return replace(result, reason=status_said(status, prefix, admin=admin, who=who))
 
 
 def _resolved(config: ChannelConfig, result: StatusResult) -> str | None:
@@ -346,6 +345,12 @@ def _what_failed(err: ProviderError, prefix: str) -> str:
     return err.user_message
 
 
+def status_said(status: StatusCheck, prefix: str, *, admin: bool, who: str = "") -> str:
+    """A kept status check's outcome as its reader reads it: its step as theirs to an
+    `admin`, as an admin's to anyone else (`who`: who those are here)."""
+    return with_step(status.reason, status.step, prefix, admin=admin, who=who)
+
+
 def with_step(said: str, step: str, prefix: str, *, admin: bool, who: str = "") -> str:
     """What failed, then what an admin does about it: the `step` itself to an `admin`;
     to anyone else, that only an admin can (a member cannot check a server's URL)."""
@@ -358,11 +363,11 @@ def with_step(said: str, step: str, prefix: str, *, admin: bool, who: str = "") 
 
 
 def blocked_reason(
-    config: ChannelConfig, p: str, admin: bool = False, *, place: PlaceName
+    config: ChannelConfig, p: str, admin: bool = False, *, place: PlaceName, who: str = ""
 ) -> str | None:
     """Why a turn must not call the provider, as a message saying how to fix it: to an
-    `admin`, as the step to take; to anyone else, as an admin's. `place`: how it names
-    the channel (ChannelRef.place)."""
+    `admin`, as the step to take; to anyone else, as an admin's (`who`: who those are
+    here). `place`: how it names the channel (ChannelRef.place)."""
     if not config.model:
         # The model comes after the URL: its list is the endpoint's, and `/models list`
         # would only send the asker on to a `/models external` with nowhere to ask.
@@ -379,11 +384,12 @@ def blocked_reason(
         return None
     if status.kind == "config":  # a setup step not taken: endpoint_for says it, as it is now
         return None
+    said = status_said(status, p, admin=admin, who=who)
     if status.kind in TRANSIENT_KINDS:
-        who = "you" if admin else "an admin"
+        doer = "you" if admin else "an admin"
         return (
-            f"The endpoint failed its last status check — {status.reason}\n"
-            f"I'll check again on the next message after {RECHECK_AFTER:.0f} s; {who} can "
+            f"The endpoint failed its last status check — {said}\n"
+            f"I'll check again on the next message after {RECHECK_AFTER:.0f} s; {doer} can "
             f"run {p}connect now."
         )
     fix = (
@@ -392,7 +398,7 @@ def blocked_reason(
         else f"An admin fixes that and runs {p}connect, or runs {p}connect bypass:on"
     )
     return (
-        f"I can't answer: the last status check failed — {status.reason}\n"
+        f"I can't answer: the last status check failed — {said}\n"
         f"{fix} if the endpoint works anyway."
     )
 

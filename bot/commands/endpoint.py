@@ -65,7 +65,7 @@ async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[Sta
         if short:
             line += f"\n{short[0]} {short[1]}."
     if result.ok and model_step and not config.model:
-        step = blocked_reason(config, ctx.prefix, ctx.is_admin, place=ctx.ref.place)
+        step = blocked_reason(config, ctx.prefix, ctx.is_admin, place=ctx.ref.place, who=who)
         line += f"\n{step}" if step else ""
     return result, line
 

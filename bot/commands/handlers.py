@@ -29,6 +29,7 @@ from bot.connection import (
     endpoint_for,
     secret_check,
     shown_here,
+    status_said,
 )
 from bot.fields import BY_NAME, PARAM_NAMES, PARAMS, Field, FieldError
 from bot.fields import Kind as FieldKind
@@ -84,7 +85,8 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     place = ctx.ref.place
     status = "not checked yet"
     if config.status is not None:
-        reason = config.status.reason  # kept as anyone may read it: "an admin runs …"
+        who = ctx.gate.operator.who_admins(ctx.ref)
+        reason = status_said(config.status, ctx.prefix, admin=ctx.is_admin, who=who)
         if config.status.kind == "config" and ctx.is_admin:
             reason = await _own_step(ctx, config) or reason
         status = "OK" if config.status.ok else f"failed — {reason}"

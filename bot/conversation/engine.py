@@ -1131,9 +1131,11 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         """The channel's config and endpoint; _Blocked says why it cannot answer now (to
         an `admin`, as the step to take)."""
         config = await self._config(ref, prefix)
-        blocked = blocked_reason(config, prefix, admin, place=ref.place)
+        who = self._gate.operator.who_admins(ref)
+        blocked = blocked_reason(config, prefix, admin, place=ref.place, who=who)
         if blocked:
-            self._log_blocked(ref, blocked_reason(config, prefix, place=ref.place) or blocked)
+            member = blocked_reason(config, prefix, place=ref.place, who=who)
+            self._log_blocked(ref, member or blocked)
             raise _Blocked(blocked)
         try:
             ready = config, await endpoint_for(self._store, ref, config, prefix)

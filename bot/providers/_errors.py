@@ -140,6 +140,7 @@ def error_from_status(
     where: str,
     secrets: Iterable[str] = (),
     auth_hint: str = "",
+    auth_step: str = "",
 ) -> ProviderError:
     """Map an HTTP error answer to the right ProviderError subclass."""
     message, kind = body_detail(raw)
@@ -150,6 +151,7 @@ def error_from_status(
         where=where,
         secrets=secrets,
         auth_hint=auth_hint,
+        auth_step=auth_step,
         retry_after=parse_retry_after(headers),
     )
 
@@ -162,11 +164,14 @@ def error_from_kind(
     where: str,
     secrets: Iterable[str] = (),
     auth_hint: str = "",
+    auth_step: str = "",
     retry_after: float | None = None,
 ) -> ProviderError:
     """Map an HTTP status and/or a provider error type (e.g. Anthropic's) to an error."""
     said = _said(message, secrets)
-    err = _error_of(status, kind, message, where, _detail(said), auth_hint, retry_after)
+    err = _error_of(
+        status, kind, message, where, _detail(said), (auth_hint, auth_step), retry_after
+    )
     err.said = redact(said, known=False)  # as the message it is quoted in
     return err
 
@@ -177,7 +182,7 @@ def _error_of(
     message: str,
     where: str,
     detail: str,
-    auth_hint: str,
+    auth: tuple[str, str],
     retry_after: float | None,
 ) -> ProviderError:
     code = f" (HTTP {status})" if status else ""
@@ -192,14 +197,16 @@ def _error_of(
             if status == 403 or kind == "permission_error"
             else "rejected the credentials"
         )
-        # `auth_hint` names the credential the request sent, when the caller knows it.
+        # `auth_hint` names the credential the request sent, when the caller knows it;
+        # `auth_step`, when none was sent, says to set one (an admin's task).
+        auth_hint, auth_step = auth
         check = auth_hint or " Check the API key (or proxy password) set here."
         if what == "refused access":  # the key may be fine: a 403 says no to the request
             check += (
                 " A 403 also comes from a key without access to this model, or from a "
                 "firewall in front of the endpoint refusing the bot."
             )
-        return AuthError(f"{where} {what}{code}.{detail}{check}")
+        return AuthError(f"{where} {what}{code}.{detail}{check}", step=auth_step)
     if status == 404 or kind == "not_found_error":
         return NotFoundError(
             # The layer that knows the platform's commands says how to list the models

@@ -107,6 +107,7 @@ class RequestSpec:
     body: Any = None  # JSON
     params: Mapping[str, str] | None = None
     auth_hint: str = ""  # what an authentication error says to check (the credential sent)
+    auth_step: str = ""  # what an admin does about one (none was sent: set one)
     # What an endpoint that cannot be reached says to check: a URL someone set, or (the
     # vendor's own API) this machine's way out.
     reach_hint: str = "Check the URL and that the server is running"
@@ -427,6 +428,7 @@ class Transport:
             where=spec.where,
             secrets=spec.secrets,
             auth_hint=spec.auth_hint,
+            auth_step=spec.auth_step,
         )
         log.info("%s %s → %d (%s)", spec.method, _logged(spec), response.status_code, err.kind)
         raise err

@@ -152,6 +152,7 @@ class HTTPProvider:
             body=body,
             params=params,
             auth_hint=self._auth_advice(),
+            auth_step=self._auth_step(),
             reach_hint=self._reach_advice(),
             base=base,
             reading=reading,
@@ -183,10 +184,10 @@ class HTTPProvider:
         e = self.endpoint
         sent = e.credential()
         if sent is None and e.source is Source.CUSTOM:
-            return " It wants a key or proxy password, and none is set here: an admin sets one."
+            return " It wants a key or proxy password, and none is set here."
         if sent is None:
             never = f" (the {e.source.value} key is never sent to a proxy)" if e.api_key else ""
-            return f" It wants a proxy password, and none is set here{never}: an admin sets one."
+            return f" It wants a proxy password, and none is set here{never}."
         if sent is e.proxy_password:
             if e.source is not Source.CUSTOM:
                 return (
@@ -201,6 +202,16 @@ class HTTPProvider:
             return " Check the proxy password used here."
         # The hint is about the source's own keys (behind a proxy a password is sent).
         return f" Check the {e.source.value} key used here.{self.auth_hint}"
+
+    def _auth_step(self) -> str:
+        """What an admin does about an authentication error when no credential was sent
+        (said to anyone else as an admin's task: connection.with_step)."""
+        e = self.endpoint
+        if e.credential() is not None:
+            return ""
+        if e.source is Source.CUSTOM:
+            return "Set a key or a proxy password for it."
+        return "Set a proxy password for it."
 
     async def get_json(self, spec: RequestSpec) -> Any:
         """One GET (model list, a page of it) with the bounded retry rule."""

@@ -44,6 +44,7 @@ def merge(
             reason=channel.status_reason or "",
             checked_url=channel.status_checked_url or "",
             kind=channel.status_kind or "",
+            step=channel.status_step or "",
             checked_at=channel.status_checked_at,
         )
     # A check's record (its outcome, the URL it found working) speaks for the endpoint URL
@@ -192,6 +193,7 @@ class ConfigPart:
                 status_reason=None,
                 status_checked_url=None,
                 status_kind=None,
+                status_step=None,
                 status_checked_at=None,
             )
         )
@@ -211,6 +213,7 @@ class ConfigPart:
         row.status_reason = None if status is None else clean_text(status.reason)
         row.status_checked_url = None if status is None else status.checked_url
         row.status_kind = None if status is None else (status.kind or None)
+        row.status_step = None if status is None else (clean_text(status.step) or None)
         row.status_checked_at = None if status is None else now
         row.resolved_url = resolved_url
         row.updated_at = now

@@ -110,6 +110,7 @@ class ChannelConfigRow(Base):
         Column("status_checked_url", Text),
         Column("status_checked_at", UTCDateTime),
         Column("status_kind", String(32)),  # ProviderError.kind
+        Column("status_step", Text),  # ProviderError.step: what an admin does about it
         Column("created_at", UTCDateTime, nullable=False, default=utcnow),
         Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
         UniqueConstraint("platform", "server_id", "channel_id"),
@@ -124,6 +125,7 @@ class ChannelConfigRow(Base):
     status_checked_url: Mapped[str | None]
     status_checked_at: Mapped[datetime | None]
     status_kind: Mapped[str | None]
+    status_step: Mapped[str | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     resolved_url: Mapped[str | None]  # a setting column the status check writes

@@ -328,6 +328,9 @@ class StatusCheck:
     reason: str
     checked_url: str = ""
     kind: str = ""  # ProviderError.kind of a failure ("unreachable", "auth" …)
+    # What an admin does about the failure (ProviderError.step), kept apart from `reason`
+    # (what failed): an admin reads it as theirs, anyone else that an admin does it.
+    step: str = ""
     checked_at: datetime | None = field(default=None, compare=False)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from tests.e2e.hostile_endpoint import HostileEndpoint
+from tests.e2e.hostile_endpoint import HostileEndpoint, status_only
 from tests.e2e.test_hostile_console import Workspace
 
 
@@ -44,6 +44,44 @@ def test_a_refused_connection_is_said_in_words_and_its_fix_as_an_admins(ws: Work
     ), refused.describe()
     log = (ws.data_dir / "chatbot.log").read_text()
     assert "ConnectError" in log  # the operator still finds the class
+
+
+def test_a_failed_check_kept_is_told_to_an_admin_as_their_step(ws: Workspace) -> None:
+    """The kept outcome of a failed check was its member's wording: an admin who chatted,
+    or read /settings, was told "Only an admin can fix that …", never what to check."""
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    admin = ws.run(
+        ["/source custom", f"/proxy set {url}", "/model m", "hello", "/settings", "/help"]
+    )
+    admin.assert_survived()
+    blocked = _line(admin.out, "The endpoint failed its last status check — ")
+    for said in (blocked, _line(admin.out, "Status: failed")):
+        assert "Check the URL and that the server is running" in said, said
+        assert "Only an admin" not in said, said
+    member = ws.run(["hello", "/settings", "/help"], args=["--user", "bob"])
+    member.assert_survived()
+    blocked = _line(member.out, "The endpoint failed its last status check — ")
+    for said in (blocked, _line(member.out, "Status: failed")):
+        assert "Check the URL" not in said, said
+        assert "Only an admin can fix that (the console run without --user" in said, said
+
+
+def test_a_credential_wanted_is_the_admins_to_set(ws: Workspace, endpoint: HostileEndpoint) -> None:
+    """A 401 where no key or proxy password was sent told the admin who set the URL "an
+    admin sets one", at /connect, in chat and in /settings; the admin reads it as theirs."""
+    endpoint.on_models = status_only(401, "unauthorized")
+    admin = ws.run(["/source custom", f"/proxy set {endpoint.url_v1}", "/model m", "hi", "/help"])
+    admin.assert_survived()
+    failed = _line(admin.out, "Status check failed: ")
+    blocked = _line(admin.out, "I can't answer: the last status check failed — ")
+    for said in (failed, blocked):
+        assert "none is set here. Set a key or a proxy password for it." in said, said
+        assert "an admin" not in said.lower(), said
+    member = ws.run(["hello", "/settings", "/help"], args=["--user", "bob"])
+    member.assert_survived()
+    blocked = _line(member.out, "I can't answer: the last status check failed — ")
+    for said in (blocked, _line(member.out, "Status: failed")):
+        assert "none is set here. Only an admin can fix that (the console" in said, said
 
 
 def test_model_steps_name_the_models_and_custom_says_its_list_is_offered(

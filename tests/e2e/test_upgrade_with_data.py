@@ -139,7 +139,7 @@ async def test_keys_an_older_version_kept_reach_the_endpoint_as_they_are_set_now
 
         await _on(url, fill)
         code, out, err = await chatbot(tmp_path, url, "migrate")
-        assert (code, out) == (0, "Database is at revision 0023.\n"), err
+        assert (code, out) == (0, "Database is at revision 0024.\n"), err
 
         code, out, err = await chatbot(
             tmp_path, url, "console", "--channel", "quoted", stdin="Hi\n"
@@ -412,7 +412,7 @@ async def test_a_populated_database_keeps_everything_through_an_upgrade_and_back
             await _on(database_url, fill)
         before = await _rows(database_url, OLD_TABLES + LATER_TABLES)
         code, out, err = await chatbot(tmp_path, database_url, "migrate")
-        assert (code, out) == (0, "Database is at revision 0023.\n"), err
+        assert (code, out) == (0, "Database is at revision 0024.\n"), err
         after = await _rows(database_url, OLD_TABLES + LATER_TABLES)
         assert _as_written(before, after) == before
 
@@ -452,7 +452,7 @@ async def test_a_populated_database_keeps_everything_through_an_upgrade_and_back
     swiped = [row for row in served["messages"] if row["content"] == "A3 swiped away"]
     served["messages"].remove(swiped[0])  # 0005's downgrade: older code would show it too
     assert down == _as_written(down, served)
-    assert await migrate.upgrade_to_head(database_url) == "0023"
+    assert await migrate.upgrade_to_head(database_url) == "0024"
     assert {t: len(rows) for t, rows in (await _rows(database_url, LATER_TABLES)).items()} == {
         t: 0 for t in LATER_TABLES
     }

@@ -36,7 +36,7 @@ def row(channel_id: str, **values: object) -> SimpleNamespace:
     """A stored row as the store reads it: every column, NULL where not set."""
     columns: dict[str, object] = {f.key: None for f in WITH_MIN_KEEP.fields}
     columns.update(status_ok=None, status_reason=None, status_checked_url=None)
-    columns.update(status_kind=None, status_checked_at=None)
+    columns.update(status_kind=None, status_step=None, status_checked_at=None)
     columns.update(values)
     return SimpleNamespace(channel_id=channel_id, **columns)
 

@@ -106,41 +106,52 @@ KEY, PASSWORD = SecretValue("sk-the-key-0123456789"), SecretValue("the-password-
 
 
 @pytest.mark.parametrize(
-    ("endpoint", "advice"),
+    ("endpoint", "advice", "step"),
     [
         (
             Endpoint(Source.OPENAI, proxy_url=PROXY, api_key=KEY, proxy_password=PASSWORD),
             "Check the proxy password used here: behind a proxy it is sent, never the openai key.",
+            "",
         ),
         (
             Endpoint(Source.OPENAI, proxy_url=PROXY, api_key=KEY),
             "It wants a proxy password, and none is set here (the openai key is never "
-            "sent to a proxy): an admin sets one.",
+            "sent to a proxy).",
+            "Set a proxy password for it.",
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY, api_key=KEY, proxy_password=PASSWORD),
             "Check the proxy password used here: while one is set, it is sent instead of the key.",
+            "",
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY, api_key=KEY),
             "Check the custom key used here.",
+            "",
         ),
         (
             Endpoint(Source.CUSTOM, proxy_url=PROXY),
-            "It wants a key or proxy password, and none is set here: an admin sets one.",
+            "It wants a key or proxy password, and none is set here.",
+            "Set a key or a proxy password for it.",
         ),
     ],
 )
 async def test_a_refused_credential_is_named(
-    endpoint: Endpoint, advice: str, router: respx.MockRouter, make_hub: Callable[..., ProviderHub]
+    endpoint: Endpoint,
+    advice: str,
+    step: str,
+    router: respx.MockRouter,
+    make_hub: Callable[..., ProviderHub],
 ) -> None:
-    """With a key and a proxy password both set, a 401 says which one was sent."""
+    """With a key and a proxy password both set, a 401 says which one was sent; with none
+    sent, setting one is its step (an admin's: said to a member as theirs to ask for)."""
     router.post(f"{PROXY}/chat/completions").mock(
         return_value=httpx.Response(401, json=error_json("bad credentials"))
     )
     with pytest.raises(AuthError) as info:
         await collect(make_hub(), endpoint)
     assert str(info.value).endswith(advice)
+    assert info.value.step == step
 
 
 async def test_mistral_401_mentions_new_keys(
