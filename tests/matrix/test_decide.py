@@ -270,11 +270,20 @@ def test_one_word_soon_after_a_failed_secret_command_is_taken_for_the_secret() -
     asked = 1000.0
     assert taken_for_secret(asked, asked + 1, "hunter2")
     assert taken_for_secret(asked, asked + 1, "  sk-live-0123456789abcdef\n")
-    assert taken_for_secret(asked, asked + decide.SECRET_MAY_FOLLOW - 1, "p4ss")
-    assert not taken_for_secret(asked, asked + decide.SECRET_MAY_FOLLOW, "p4ss")
+    assert taken_for_secret(asked, asked + decide.SECRET_MAY_FOLLOW - 1, "p4ss-w")
+    assert not taken_for_secret(asked, asked + decide.SECRET_MAY_FOLLOW, "p4ss-w")
     assert not taken_for_secret(asked, asked + 1, "what does this bot do?")
     assert not taken_for_secret(None, asked, "hunter2")
     assert not taken_for_secret(asked, asked - 5, "hunter2")  # a clock that went back
+
+
+def test_a_word_shorter_than_any_secret_taken_is_chat_after_a_failed_secret_command() -> None:
+    """ "hi" or "thx!" after a failed `!key set` was taken for the key and deleted: a
+    word the command refuses for its length (too_short) cannot be it."""
+    asked = 1000.0
+    for word in ("hi", "thank", " ok\n", "thx!", "12345"):
+        assert not taken_for_secret(asked, asked + 1, word), word
+    assert taken_for_secret(asked, asked + 1, "123456")  # the shortest a command takes
 
 
 def test_an_undecrypted_message_is_kept_for_five_minutes() -> None:

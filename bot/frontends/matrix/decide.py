@@ -14,6 +14,7 @@ from typing import Any
 from bot.commands.parse import TypedCommand, plain_prefix, typed_command
 from bot.commands.spec import Command
 from bot.frontends.matrix.secret_commands import may_hold_secret
+from bot.types.secrets import too_short
 from bot.types.text import strip_invisible, without_invisible
 
 # Events stamped this long before start-up are old even if a sync hands them over late.
@@ -286,9 +287,13 @@ SECRET_MAY_FOLLOW = 120.0
 
 def taken_for_secret(asked: float | None, now: float, text: str) -> bool:
     """Whether a chat message is the secret its sender's failed command lacked: one word
-    (keys and passwords have no spaces), sent within SECRET_MAY_FOLLOW seconds of it.
-    `asked`: when that command failed (monotonic); None when none did."""
-    return asked is not None and 0 <= now - asked < SECRET_MAY_FOLLOW and len(text.split()) == 1
+    (keys and passwords have no spaces) the command would take (too_short: "hi" or "ok"
+    is no key), sent within SECRET_MAY_FOLLOW seconds of it. `asked`: when that command
+    failed (monotonic); None when none did."""
+    if asked is None or not 0 <= now - asked < SECRET_MAY_FOLLOW:
+        return False
+    words = text.split()
+    return len(words) == 1 and too_short(words[0]) is None
 
 
 def keep_waiting_for_key(waited: float) -> bool:
