@@ -750,7 +750,8 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
 
     @contextlib.contextmanager
     def _end_shown(self, ref: ChannelRef) -> Iterator[None]:
-        """While conversation `ref`'s answer, written, is shown as ended (showing_end)."""
+        """While conversation `ref`'s turn is under way: once it no longer runs, its answer
+        has ended and is being stored and shown (showing_end)."""
         self._showing_end.add(ref)
         try:
             yield
@@ -1211,7 +1212,10 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         running.question = question.id  # a control's, known since it read it (_control)
         self._showing.add(ref)
         provider = self._hub.provider(endpoint)
-        with self._ending(ref):  # until stored, charged and shown: what a shutdown waits for
+        # Until stored, charged and shown: what a shutdown waits for; and once no longer
+        # running, a stop finds its end being shown (not "nothing here", whose ⏹ press
+        # would take the buttons the final edit brings).
+        with self._ending(ref), self._end_shown(ref):
             try:
                 if not_sent is None and lore is not None and question.id is not None:
                     if not running.stopped_by:  # stored only when the request is sent
@@ -1273,8 +1277,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             if ended is not None:  # controls for how it ended can go out with the final text
                 ended(result)
             try:
-                with self._end_shown(ref):
-                    await sink.finish(preface + shown, reasoning, error)
+                await sink.finish(preface + shown, reasoning, error)
             except Exception:
                 # Its end never landed (an answer held back to its end has nothing else on
                 # show): stored as cut, as an answer whose stream could not be shown is.

@@ -425,6 +425,30 @@ async def test_typing_shows_while_nothing_visible_has_come_and_never_after_it(
     assert quick.final == "The answer." and quick.typing_calls == 0
 
 
+async def test_a_stop_once_the_answer_is_no_longer_written_finds_its_end_on_its_way(
+    harness: Harness,
+) -> None:
+    """Between the stream's end and its final edit (the answer stored, its controls
+    chosen: a database write or two) nothing is being written, and a stop said so: on
+    Discord a ⏹ pressed then was taken away as a stale one, and could take the buttons
+    the final edit brings. A stop then finds the answer's end on its way, as it does
+    while the platform takes the final edit."""
+    await configure_fake(harness)
+    said: list[str | None] = []
+
+    class EndingSink(CollectingSink):
+        def ended(self, result: object) -> None:  # its controls, chosen before the end
+            said.append(harness.core.end_on_its_way(REF))
+
+    sink = EndingSink()
+    with respx.mock:
+        answers_ok()
+        await harness.core.chat(Incoming(REF, MEMBER, "hello"), sink)
+    assert sink.final == "ok"
+    assert said and said[0] is not None and "Nothing to stop" in said[0], said
+    assert harness.core.end_on_its_way(REF) is None  # and once shown, nothing is said
+
+
 async def test_history_and_author_names_go_to_the_provider(harness: Harness) -> None:
     await configure_fake(harness, system_prompt="Be kind.")
     carol = Actor("u-carol", "Carol")
