@@ -1,17 +1,20 @@
-"""Test-side Matrix: a nio user client (E2EE capable), the bot runner, an SSE endpoint."""
+"""Test-side Matrix: a nio user client (E2EE capable), the bot runner, an SSE endpoint, a
+proxy in front of the homeserver."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+import aiohttp
 import nio
 from aiohttp import web
 from nio.crypto import encrypt_attachment
@@ -309,16 +312,25 @@ async def running_bot(core: Core, options: MatrixOptions) -> AsyncIterator[async
 
 @contextlib.asynccontextmanager
 async def bot_answering_from(
-    server: SynapseServer, bot: MatrixUser, endpoint: SSEEndpoint, workdir: Path, key: str = ""
+    server: SynapseServer,
+    bot: MatrixUser,
+    endpoint: SSEEndpoint,
+    workdir: Path,
+    key: str = "",
+    via: HomeserverProxy | None = None,
 ) -> AsyncIterator[Core]:
     """The bot logged in as `bot` and running, every room answered from `endpoint`; its
-    core, closed when the block ends. The same `key` again: a restart reads its secrets."""
+    core, closed when the block ends. The same `key` again: a restart reads its secrets.
+    `via`: the bot reaches the homeserver through this proxy."""
     defaults = ChannelConfig.of(
         source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
     )
     core = await make_core(f"sqlite+aiosqlite:///{workdir}/bot.db", key, defaults=defaults)
+    options = bot_options(server, bot, workdir / "store")
+    if via is not None:
+        options = dataclasses.replace(options, homeserver=via.url)
     try:
-        async with running_bot(core, bot_options(server, bot, workdir / "store")):
+        async with running_bot(core, options):
             yield core
     finally:
         await core.close()
@@ -416,6 +428,52 @@ class SSEEndpoint:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
         self.url = await self._served.enter_async_context(serving(app))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._served.aclose()
+
+
+_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+class HomeserverProxy:
+    """A loopback proxy in front of the homeserver: every request is forwarded as it came,
+    unless a subclass's `intercept` answers it itself (None: forward it)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.url = ""
+        self._session: aiohttp.ClientSession | None = None
+        self._served = contextlib.AsyncExitStack()
+
+    async def intercept(self, request: web.Request, body: bytes) -> web.StreamResponse | None:
+        return None
+
+    async def forward(self, request: web.Request, body: bytes) -> web.Response:
+        """The homeserver's own answer to the request."""
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, data=body, headers=headers
+        ) as upstream:
+            data = await upstream.read()
+            kept = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
+            kept.pop("Content-Encoding", None)
+            return web.Response(body=data, status=upstream.status, headers=kept)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        return await self.intercept(request, body) or await self.forward(request, body)
+
+    async def __aenter__(self) -> Self:
+        timeout = aiohttp.ClientTimeout(total=None)
+        self._session = await self._served.enter_async_context(
+            aiohttp.ClientSession(timeout=timeout, auto_decompress=True)
+        )
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.url = await self._served.enter_async_context(serving(app, shutdown_timeout=0.1))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -7,49 +7,37 @@ ended, and the answer then goes out again in a new message, stored whole."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from bot.conversation import patience
-from bot.core import Core
-from bot.frontends.matrix import MatrixOptions
-from bot.types import ChannelConfig, ChannelRef, Platform, SecretValue, Source, TurnState
-from tests.loopback import serving
-from tests.matrix.helpers import SSEEndpoint, UserClient, make_core, running_bot
+from bot.types import ChannelRef, Platform, TurnState
+from tests.matrix.helpers import HomeserverProxy, SSEEndpoint, UserClient, bot_answering_from
 from tests.peers.synapse import SynapseServer
 
 pytestmark = pytest.mark.synapse
 
 ANSWER = "The first part and its end."
-HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
-class FailingEdits:
+class FailingEdits(HomeserverProxy):
     """A proxy in front of Synapse that fails the bot's edits (m.replace sends) as told:
     `mode` "500", "429" (retry_after_ms `wait_ms`) or "hang"; everything else passes."""
 
     def __init__(
         self, upstream: str, mode: str, wait_ms: int = 3_600_000, times: int = 1_000
     ) -> None:
-        self.upstream = upstream
+        super().__init__(upstream)
         self.times = times  # edits failed at most
         self.mode = mode
         self.wait_ms = wait_ms
         self.failed = 0
-        self.url = ""
-        self._session: aiohttp.ClientSession | None = None
-        self._served = contextlib.AsyncExitStack()
 
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+    async def intercept(self, request: web.Request, body: bytes) -> web.StreamResponse | None:
         if request.method == "PUT" and "/send/m.room.message/" in request.path:
             content = json.loads(body or b"{}")
             edit = content.get("m.relates_to", {}).get("rel_type") == "m.replace"
@@ -63,50 +51,7 @@ class FailingEdits:
                     return web.json_response(error, status=429)
                 error = {"errcode": "M_UNKNOWN", "error": "Internal server error"}
                 return web.json_response(error, status=500)
-        assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
-        async with self._session.request(
-            request.method, self.upstream + request.path_qs, data=body, headers=headers
-        ) as upstream:
-            data = await upstream.read()
-            kept = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP}
-            kept.pop("Content-Encoding", None)
-            return web.Response(body=data, status=upstream.status, headers=kept)
-
-    async def __aenter__(self) -> FailingEdits:
-        timeout = aiohttp.ClientTimeout(total=None)
-        self._session = await self._served.enter_async_context(
-            aiohttp.ClientSession(timeout=timeout, auto_decompress=True)
-        )
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        self.url = await self._served.enter_async_context(serving(app, shutdown_timeout=0.1))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._served.aclose()
-
-
-@contextlib.asynccontextmanager
-async def bot_behind(
-    proxy: FailingEdits, bot: Any, endpoint: SSEEndpoint, workdir: Path
-) -> AsyncIterator[Core]:
-    defaults = ChannelConfig.of(
-        source=Source.CUSTOM, proxy_url=f"{endpoint.url}/v1", model=endpoint.model
-    )
-    core = await make_core(f"sqlite+aiosqlite:///{workdir}/bot.db", defaults=defaults)
-    options = MatrixOptions(
-        homeserver=proxy.url,
-        user_id=bot.user_id,
-        password=SecretValue(bot.password),
-        access_token=SecretValue(""),
-        store_dir=workdir / "store",
-    )
-    try:
-        async with running_bot(core, options):
-            yield core
-    finally:
-        await core.close()
+        return None
 
 
 @pytest.fixture
@@ -132,7 +77,7 @@ async def test_an_answers_end_the_homeserver_keeps_failing_holds_the_room_a_whil
         async with (
             SSEEndpoint(chunks=2, span=0.6, text=ANSWER) as endpoint,
             FailingEdits(synapse_server.url, mode) as proxy,
-            bot_behind(proxy, bot, endpoint, tmp_path) as core,
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path, via=proxy) as core,
         ):
             room_id = await alice.create_room([bot.user_id])
             await alice.wait_joined(room_id, bot.user_id)
@@ -177,7 +122,7 @@ async def test_a_short_rate_limit_on_the_final_edit_is_waited_out(
         async with (
             SSEEndpoint(chunks=2, span=0.6, text=ANSWER) as endpoint,
             FailingEdits(synapse_server.url, "429", wait_ms=3000, times=1) as proxy,
-            bot_behind(proxy, bot, endpoint, tmp_path),
+            bot_answering_from(synapse_server, bot, endpoint, tmp_path, via=proxy),
         ):
             room_id = await alice.create_room([bot.user_id])
             await alice.wait_joined(room_id, bot.user_id)
