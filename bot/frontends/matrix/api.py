@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import uuid
 from collections import OrderedDict
 from typing import Any, Literal
 from urllib.parse import quote
@@ -105,7 +106,11 @@ class MatrixApi:
 
         An edit of an event removed from the room is not sent (the edited event's id is
         returned): an answer stopped by its removal would otherwise put its text back
-        in the room's history, in an m.replace of the removed event."""
+        in the room's history, in an m.replace of the removed event.
+
+        Every try goes under one transaction id: one whose event the homeserver kept but
+        whose answer was lost (a 5xx, a cut connection) is answered with that event on the
+        next try, not posted again (a message shown twice)."""
         edited = relates_to(content)
         if edited.get("rel_type") == "m.replace":
             event_id = str(edited.get("event_id"))
@@ -113,11 +118,16 @@ class MatrixApi:
                 log.debug("not editing an event removed from %s", room_id)
                 return event_id
         content = {**content, SENT_BY_THIS_BOT: True}
-        event_id = await with_retries(lambda: self._send_once(room_id, content, in_clear), "send")
+        txn = str(uuid.uuid4())
+        event_id = await with_retries(
+            lambda: self._send_once(room_id, content, in_clear, txn), "send"
+        )
         self.remember(room_id, event_id)
         return event_id
 
-    async def _send_once(self, room_id: str, content: dict[str, Any], in_clear: bool) -> str:
+    async def _send_once(
+        self, room_id: str, content: dict[str, Any], in_clear: bool, txn: str
+    ) -> str:
         room = self.client.rooms.get(room_id)
         if room is not None and room.encrypted and self.client.olm is None and not in_clear:
             raise SendFailed("the room is encrypted and MATRIX_E2EE is off")
@@ -127,6 +137,7 @@ class MatrixApi:
                     room_id,
                     "m.room.message",
                     content,
+                    tx_id=txn,
                     ignore_unverified_devices=self.trust == "unverified",
                 )
             except nio.OlmUnverifiedDeviceError as err:
@@ -162,10 +173,12 @@ class MatrixApi:
         return {"url": response.content_uri}
 
     async def redact(self, room_id: str, event_id: str, reason: str) -> bool:
-        """Redact an event; False when the bot may not (it lacks the redact power)."""
+        """Redact an event; False when the bot may not (it lacks the redact power). Its
+        tries share one transaction id, as a send's do."""
+        txn = str(uuid.uuid4())
 
         async def once() -> str:
-            response = await self.client.room_redact(room_id, event_id, reason=reason)
+            response = await self.client.room_redact(room_id, event_id, reason=reason, tx_id=txn)
             if isinstance(response, nio.RoomRedactResponse):
                 return str(response.event_id)
             raise _classify(response)
