@@ -21,6 +21,7 @@ from bot.providers import (
     ProviderHub,
     StatusResult,
 )
+from bot.store import PROXY_PASSWORD as PROXY_PASSWORD
 from bot.store import Store, api_key_name
 from bot.store.secrets import SecretUnreadable
 from bot.types import (
@@ -36,7 +37,6 @@ from bot.types import (
 from bot.types.secrets import SECRET_REGISTRY, holds_key, holds_secret
 from bot.types.text import TextError, header_safe, unmarked
 
-PROXY_PASSWORD = "proxy_password"
 # What goes to the endpoint URL and nowhere else, so it stays with the server it was set
 # for: `/proxy set` to another server, or `/proxy clear`, removes it (else whoever may
 # set the URL could have a key another admin set sent to a server of theirs).
@@ -424,4 +424,5 @@ def _unchanged(before: ChannelConfig, now: ChannelConfig) -> bool:
         and before.proxy_url == now.proxy_url
         and before.resolved_url == now.resolved_url
         and before.status == now.status
+        and before.server_endpoint == now.server_endpoint  # its own key set meanwhile
     )

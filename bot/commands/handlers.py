@@ -89,7 +89,10 @@ async def show_settings(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         reason = status_said(config.status, ctx.prefix, admin=ctx.is_admin, who=who)
         if config.status.kind == "config" and ctx.is_admin:
             reason = await _own_step(ctx, config) or reason
-        status = "OK" if config.status.ok else f"failed — {reason}"
+        # The check of the endpoint every channel of the server without one of its own
+        # uses, made in any of them: said, as it may not have been made here.
+        where = " (checked server-wide)" if config.status.server_wide else ""
+        status = f"OK{where}" if config.status.ok else f"failed{where} — {reason}"
     endpoint = config.resolved_url or config.proxy_url
     own_endpoint = "(the source’s own)"
     if config.source is Source.CUSTOM:  # a custom source has none of its own

@@ -13,11 +13,12 @@ from bot.store.history import Posted
 from bot.store.leases import Claim, Lease
 from bot.store.repository import FOLLOWING_CLEARED, Store
 from bot.store.secrets import SecretBox, SecretUnreadable, generate_key
-from bot.store.vault import SECRET_NAMES, api_key_name
+from bot.store.vault import PROXY_PASSWORD, SECRET_NAMES, api_key_name
 from bot.store.waiting import Unanswered
 
 __all__ = [
     "FOLLOWING_CLEARED",
+    "PROXY_PASSWORD",
     "SECRET_NAMES",
     "AuditEntry",
     "Claim",

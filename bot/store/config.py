@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -14,7 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.fields import REGISTRY, Registry
 from bot.store.base import Database, Key, audit_row, chain, key_of, where
 from bot.store.models import AuditRow, ChannelConfigRow, utcnow
-from bot.types import SOURCE_API, Actor, ChannelConfig, ChannelRef, Scope, StatusCheck
+from bot.store.vault import PROXY_PASSWORD, api_key_name
+from bot.types import (
+    SOURCE_API,
+    Actor,
+    ChannelConfig,
+    ChannelRef,
+    Scope,
+    Source,
+    StatusCheck,
+)
 from bot.types.text import clean_text, shorten
 
 _AUDIT_VALUE_CHARS = 80
@@ -30,23 +39,21 @@ def merge(
     ref: ChannelRef,
     rows: Sequence[Any],
     registry: Registry = REGISTRY,
+    *,
+    own_secrets: Collection[str] = (),
 ) -> ChannelConfig:
     """Channel row → server row → operator defaults → built-in defaults, per setting.
 
-    Pure: `rows` are the channel's own row and its server's, nearest first.
+    Pure: `rows` are the channel's own row and its server's, nearest first;
+    `own_secrets` the names of the secrets stored for the channel itself.
     """
     values, origins, passed = registry.merge(rows, defaults.values)
     channel = rows[0] if rows and rows[0].channel_id == ref.channel_id else None
-    status = None
-    if channel is not None and channel.status_ok is not None:
-        status = StatusCheck(
-            ok=channel.status_ok,
-            reason=channel.status_reason or "",
-            checked_url=channel.status_checked_url or "",
-            kind=channel.status_kind or "",
-            step=channel.status_step or "",
-            checked_at=channel.status_checked_at,
-        )
+    server = rows[-1] if ref.has_server and rows and rows[-1].channel_id == "" else None
+    shared = server is not None and _server_endpoint(values, origins, own_secrets)
+    status = _status_of(channel)
+    if shared:  # the server's check is of this endpoint too: the newer of the two says
+        status = _newer(status, _status_of(server, server_wide=True))
     # A check's record (its outcome, the URL it found working) speaks for the endpoint URL
     # it was made for. The operator's DEFAULT_PROXY_URL changes, or goes, with a restart,
     # which no command sees: a record made for the old one is not this channel's now
@@ -55,15 +62,63 @@ def merge(
     url = values.get("proxy_url")
     found = values.get("resolved_url")
     if isinstance(found, str) and not found_for(found, url):
+        # The server's /v1 fix is of its URL, not of one this channel sets itself.
+        if origins.get("resolved_url") == "channel":
+            status = None
         values["resolved_url"], origins["resolved_url"] = None, "default"
-        status = None
-    elif status is not None and status.checked_url:
+    if status is not None and status.checked_url:
         # Without a URL the check went to the source's own API (custom has none).
         made_for = url or SOURCE_API.get(ChannelConfig(values).source)
         status = status if found_for(status.checked_url, made_for) else None
     return ChannelConfig(
-        MappingProxyType(values), MappingProxyType(origins), status, MappingProxyType(passed)
+        MappingProxyType(values),
+        MappingProxyType(origins),
+        status,
+        MappingProxyType(passed),
+        server_endpoint=shared,
     )
+
+
+def _server_endpoint(
+    values: Mapping[str, object], origins: Mapping[str, str], own_secrets: Collection[str]
+) -> bool:
+    """Whether the channel reaches its server's endpoint: no source or URL of its own, nor
+    a key or proxy password of its own that may be sent there (Endpoint.credential: behind
+    a URL the proxy password, and for custom its key when there is no password)."""
+    if origins.get("source") == "channel" or origins.get("proxy_url") == "channel":
+        return False
+    source = ChannelConfig(values).source
+    sent = {PROXY_PASSWORD} if values.get("proxy_url") else {api_key_name(source)}
+    if source is Source.CUSTOM:
+        sent.add(api_key_name(source))
+    return sent.isdisjoint(own_secrets)
+
+
+def _status_of(row: Any, *, server_wide: bool = False) -> StatusCheck | None:
+    """The status check kept on `row`, if any."""
+    if row is None or row.status_ok is None:
+        return None
+    return StatusCheck(
+        ok=row.status_ok,
+        reason=row.status_reason or "",
+        checked_url=row.status_checked_url or "",
+        kind=row.status_kind or "",
+        step=row.status_step or "",
+        checked_at=row.status_checked_at,
+        server_wide=server_wide,
+    )
+
+
+def _newer(own: StatusCheck | None, server: StatusCheck | None) -> StatusCheck | None:
+    """The later of two checks of one endpoint (one kept before this was shared: the
+    channel's, made before an upgrade, or before it used the server's endpoint)."""
+    if own is None or server is None:
+        return own or server
+    if own.checked_at is None:
+        return server
+    if server.checked_at is None or own.checked_at > server.checked_at:
+        return own
+    return server
 
 
 def found_for(found: str, url: object) -> bool:
@@ -178,16 +233,13 @@ class ConfigPart:
 
     async def forget_checks(self, session: AsyncSession, server: Key) -> None:
         """A server-wide change to what its channels connect to: their status checks and
-        /v1-corrected URLs describe the old endpoint, so they are checked anew."""
+        /v1-corrected URLs describe the old endpoint, so they are checked anew (the
+        server's own check too, which its channels without an endpoint of their own show)."""
         platform, server_id, _ = server
-        channels = and_(
-            ChannelConfigRow.platform == platform,
-            ChannelConfigRow.server_id == server_id,
-            ChannelConfigRow.channel_id != "",
-        )
+        rows = and_(ChannelConfigRow.platform == platform, ChannelConfigRow.server_id == server_id)
         await session.execute(
             update(ChannelConfigRow)
-            .where(channels)
+            .where(rows)
             .values(
                 status_ok=None,
                 status_reason=None,
@@ -197,18 +249,27 @@ class ConfigPart:
                 status_checked_at=None,
             )
         )
-        # A channel with its own URL keeps the /v1 fix found for it.
+        # A channel (or the server) with its own URL keeps the /v1 fix found for it.
         await session.execute(
             update(ChannelConfigRow)
-            .where(channels, ChannelConfigRow.__table__.c.proxy_url.is_(None))
+            .where(rows, ChannelConfigRow.__table__.c.proxy_url.is_(None))
             .values(resolved_url=None)
         )
 
     def record_status(
-        self, row: ChannelConfigRow, status: StatusCheck | None, resolved_url: str | None
+        self,
+        rows: Sequence[ChannelConfigRow],
+        status: StatusCheck | None,
+        resolved_url: str | None,
+        *,
+        server_wide: bool = False,
     ) -> None:
-        """A status check's outcome on the channel's `row` (row, chain_rows: locked)."""
+        """A status check's outcome on the channel's row, the first of `rows` (row,
+        chain_rows: locked). `server_wide`: a check of the server's endpoint, kept on its
+        row (the last of `rows`) for every channel that uses it; the channel's own record,
+        of the endpoint it used before, goes."""
         now = utcnow()
+        row = rows[-1] if server_wide else rows[0]
         row.status_ok = None if status is None else status.ok
         row.status_reason = None if status is None else clean_text(status.reason)
         row.status_checked_url = None if status is None else status.checked_url
@@ -217,6 +278,8 @@ class ConfigPart:
         row.status_checked_at = None if status is None else now
         row.resolved_url = resolved_url
         row.updated_at = now
+        if server_wide and rows[0] is not row:
+            self.record_status(rows[:1], None, None)
 
     async def scope_values(self, ref: ChannelRef, scope: Scope) -> dict[str, object]:
         """What is explicitly set at `scope` (enums as enums, `stop` as a tuple); a value

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,7 +27,14 @@ _ENTRY_BYTES = 400
 _READ_BATCH = 200  # channels per batched read (bound parameters stay far below limits)
 
 Conversation = tuple[str, str, str, str]  # (platform, server, channel, thread)
-Merge = Callable[[ChannelRef, Sequence[Any]], ChannelConfig]
+
+
+class Merge(Protocol):
+    """bot.store.config.merge with the operator's defaults given."""
+
+    def __call__(
+        self, ref: ChannelRef, rows: Sequence[Any], *, own_secrets: Collection[str]
+    ) -> ChannelConfig: ...
 
 
 _CONFIG_ROWS = rows_at(ChannelConfigRow.__table__)
@@ -167,6 +174,12 @@ class TurnReads:
             weigh=_history_bytes,
         )
 
+    def secrets_changed(self, scope: Key) -> None:
+        """Secrets at `scope` were set or removed: a config depends on which the channel
+        has of its own (whether its endpoint is its server's), so both are read again."""
+        self.secrets.drop_scope(scope)
+        self.configs.drop_scope(scope)
+
     async def drain(self, patience: float | None = None) -> int:
         """See Batcher.drain: how many reads were given up."""
         return await self._batch.drain(patience)
@@ -245,7 +258,9 @@ class TurnReads:
             self.histories.generation(),
         )
         config_refs = [w.ref for w in wants if w.config]
-        secret_refs = [w.ref for w in wants if w.secrets]
+        # A config says whether the channel's endpoint is its server's: that depends on
+        # the secrets the channel has of its own, read in the same statement.
+        secret_refs = [w.ref for w in wants if w.secrets or w.config]
         limits: dict[Conversation, int] = {}
         for w in wants:
             if w.history:
@@ -265,7 +280,10 @@ class TurnReads:
             scope = w.ref.scope_key(Scope.CHANNEL)
             got = _Read()
             if w.config:
-                config = self._merge(w.ref, _nearest_first(w.ref, config_rows))
+                own = secret_rows.get(scope, ())
+                config = self._merge(
+                    w.ref, _nearest_first(w.ref, config_rows), own_secrets={r.name for r in own}
+                )
                 self.configs.put(scope, scope, config, generation=generations[0])
                 got = replace(got, config=config)
             if w.secrets:

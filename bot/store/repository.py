@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.pool import NullPool
 
-from bot.store.base import Database, key_of
+from bot.store.base import Database, Key, key_of
 from bot.store.characters import NO_CHARACTER, CharacterPart, StoredCharacter
 from bot.store.config import AuditEntry, ConfigPart, checked, merge
 from bot.store.db import PG_LONG_READ_SECONDS, PG_STATEMENT_SECONDS, create_engine
@@ -33,7 +33,7 @@ from bot.store.quotas import Guarded, QuotaPart
 from bot.store.reads import TurnReads
 from bot.store.secrets import SecretBox, SecretUnreadable
 from bot.store.usage import UsagePart
-from bot.store.vault import PERSONAL, SECRET_NAMES, Vault
+from bot.store.vault import PERSONAL, SECRET_NAMES, Vault, own_names
 from bot.store.waiting import WaitingPart
 from bot.types import (
     Actor,
@@ -296,27 +296,32 @@ class Store:
         *,
         if_still: Callable[[ChannelConfig], bool] | None = None,
     ) -> bool:
-        """Store a status check's outcome on the channel row (None forgets it); not audited.
-        `if_still`: asked of the channel's config as the write's transaction reads it
-        (its rows locked); False writes nothing, as what the outcome describes changed
-        meanwhile (a /proxy set while an answer streamed). Whether it was written."""
+        """Store a status check's outcome (None forgets the channel's own); not audited.
+        A check of the server's endpoint (ChannelConfig.server_endpoint) is kept on the
+        server's row, for every channel that uses that endpoint. `if_still`: asked of the
+        channel's config as the write's transaction reads it (its rows locked); False
+        writes nothing, as what the outcome describes changed meanwhile (a /proxy set
+        while an answer streamed). Whether it was written."""
         key = key_of(ref, Scope.CHANNEL)
 
-        async def work(session: AsyncSession) -> bool:
-            if if_still is None:
+        async def work(session: AsyncSession) -> Key | None:
+            if status is None and if_still is None:
                 row = await self._config.row(session, key)
-            else:
-                rows = await self._config.chain_rows(session, ref)
-                if not if_still(self._merge(ref, rows)):
-                    return False
-                row = rows[0]
-            self._config.record_status(row, status, resolved_url)
-            return True
+                self._config.record_status([row], None, resolved_url)
+                return key
+            rows = await self._config.chain_rows(session, ref)
+            own = await own_names(session, key)
+            config = self._merge(ref, rows, own_secrets=own)
+            if if_still is not None and not if_still(config):
+                return None
+            shared = status is not None and config.server_endpoint
+            self._config.record_status(rows, status, resolved_url, server_wide=shared)
+            return key_of(ref, Scope.SERVER) if shared else key
 
-        written = await self._db.write("status write", work, reads_first=if_still is not None)
-        if written:
-            self._reads.configs.drop_scope(key)
-        return written
+        written = await self._db.write("status write", work, reads_first=True)
+        if written is not None:
+            self._reads.configs.drop_scope(written)  # a server's: its channels' too
+        return written is not None
 
     async def audit_entries(self, ref: ChannelRef, limit: int = 50) -> list[AuditEntry]:
         """Changes affecting this channel (its own and its server's), newest first."""

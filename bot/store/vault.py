@@ -27,8 +27,9 @@ def api_key_name(source: Source) -> str:
     return f"{source.value}_api_key"
 
 
+PROXY_PASSWORD = "proxy_password"
 # Every source's API key, and the proxy password: a new source has its key name here.
-SECRET_NAMES = frozenset({*map(api_key_name, Source), "proxy_password"})
+SECRET_NAMES = frozenset({*map(api_key_name, Source), PROXY_PASSWORD})
 
 Found = tuple[str, SecretValue] | None
 
@@ -43,6 +44,11 @@ LEGACY = "legacy"
 def _check_name(name: str) -> None:
     if name not in SECRET_NAMES:
         raise ValueError(f"unknown secret {name!r}; known: {', '.join(sorted(SECRET_NAMES))}")
+
+
+async def own_names(session: AsyncSession, key: Key) -> set[str]:
+    """The names of the secrets stored at `key` itself (merge's `own_secrets`)."""
+    return set(await session.scalars(select(SecretRow.name).where(where(SecretRow, key))))
 
 
 class Vault:
@@ -175,7 +181,7 @@ class Vault:
             await self.apply_set(session, key, name, value, actor, personal=personal, owner=owner)
 
         await self._db.write("secret write", work)
-        self._reads.secrets.drop_scope(key)
+        self._reads.secrets_changed(key)
 
     async def clear(self, ref: ChannelRef, scope: Scope, name: str, actor: Actor) -> bool:
         key = key_of(ref, scope)
@@ -184,7 +190,7 @@ class Vault:
             return await self.apply_clear(session, key, name, actor)
 
         removed = await self._db.write("secret write", work)
-        self._reads.secrets.drop_scope(key)
+        self._reads.secrets_changed(key)
         return removed
 
     async def effective(self, ref: ChannelRef, name: str) -> Found:
@@ -260,7 +266,7 @@ class Vault:
             return [row.name for row in rows]
 
         names = await self._db.write("secret hold", work, reads_first=True)
-        self._reads.secrets.drop_scope(key)
+        self._reads.secrets_changed(key)
         return names
 
     async def settle_legacy(self, ref: ChannelRef, *, private: bool) -> int:
@@ -282,7 +288,7 @@ class Vault:
             return int(getattr(result, "rowcount", 0) or 0)
 
         settled = await self._db.write("secret settle", work)
-        self._reads.secrets.drop_scope(key)
+        self._reads.secrets_changed(key)
         return settled
 
     async def forget_unreadable(self, actor: Actor) -> list[str]:
@@ -306,6 +312,7 @@ class Vault:
 
         gone = await self._db.write("key rotation", work, reads_first=True)
         self._reads.secrets.clear()
+        self._reads.configs.clear()  # a channel's own secrets decide whose endpoint it uses
         return gone
 
     async def key_ids(self) -> dict[str, int]:

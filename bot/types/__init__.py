@@ -332,6 +332,9 @@ class StatusCheck:
     # (what failed): an admin reads it as theirs, anyone else that an admin does it.
     step: str = ""
     checked_at: datetime | None = field(default=None, compare=False)
+    # Kept on the server's row: a check of the endpoint its channels share (made in any
+    # of them), the one each channel without an endpoint of its own shows.
+    server_wide: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,13 +345,16 @@ class ChannelConfig:
     set it and it has no default; `origins` says where each came from (channel, server,
     operator, default); `passed_over`, by name, the stored values nearer than that which
     today's range refuses (Field.outside), with where each is stored, nearest first. The
-    properties are the settings the core itself acts on.
+    properties are the settings the core itself acts on. `server_endpoint`: the source,
+    the URL and the secrets sent all come from the server (or the operator), so the
+    endpoint is the one every such channel of the server shares, and so is its status.
     """
 
     values: Mapping[str, object] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)
     status: StatusCheck | None = None
     passed_over: Mapping[str, tuple[tuple[str, object], ...]] = field(default_factory=dict)
+    server_endpoint: bool = False
 
     @classmethod
     def of(cls, status: StatusCheck | None = None, **values: object) -> ChannelConfig:

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from bot.commands import TABLE
 from bot.commands.spec import Command, Invocation, walk
+from bot.store.models import ChannelConfigRow
 from bot.types import (
     Actor,
     Attachment,
@@ -22,6 +26,7 @@ from bot.types import (
     SecretValue,
     StatusCheck,
 )
+from tests.discord.fake_openai import FakeOpenAI, Script, fake_openai
 from tests.integration.conftest import ADMIN, MEMBER, REF, SERVER_ADMIN, Harness, make_core
 
 SIBLING = ChannelRef(Platform.DISCORD, channel_id="c2", server_id="g1")
@@ -281,25 +286,34 @@ async def test_a_server_wide_endpoint_change_makes_its_channels_check_again(
     harness: Harness,
 ) -> None:
     """A sibling's status and /v1-corrected URL described the old endpoint: they go, so
-    the sibling is not blocked by a stale failure nor sent to the old URL."""
+    the sibling is not blocked by a stale failure nor sent to the old URL. What it shows
+    is the check the change ran, of the new endpoint (made in REF: the server's)."""
     await run(harness, "/proxy set http://127.0.0.1:7/v1 scope:server", SERVER_ADMIN)
     stale = StatusCheck(False, "old failure", checked_url="http://127.0.0.1:7/v1", kind="auth")
     await harness.store.record_status(SIBLING, stale, "http://127.0.0.1:7/v1")
+    await harness.store.record_status(SIBLING, None, "http://127.0.0.1:7/v1")
     other = await harness.store.effective_config(OTHER_SERVER)
 
     await run(harness, f"/proxy set {CLOSED} scope:server", SERVER_ADMIN)
     sibling = await harness.store.effective_config(SIBLING)
-    assert sibling.status is None and sibling.resolved_url is None
+    assert sibling.status is not None and sibling.resolved_url is None
+    assert sibling.status.reason != "old failure" and sibling.status.kind == "unreachable"
+    assert sibling.status.server_wide and sibling.status.checked_url == CLOSED
     assert sibling.proxy_url == CLOSED
 
+    stale = StatusCheck(False, "old failure", checked_url=CLOSED, kind="auth")
     await harness.store.record_status(SIBLING, stale, None)
+    assert (await harness.store.effective_config(SIBLING)).status == replace(
+        stale, server_wide=True
+    )
     key = SecretValue("sk-server-key-00001234")
     await harness.core.run_command(
         REF,
         SERVER_ADMIN,
         Invocation(("key", "set"), {"source": "openai", "key": key, "scope": "server"}),
     )
-    assert (await harness.store.effective_config(SIBLING)).status is None
+    status = (await harness.store.effective_config(SIBLING)).status
+    assert status is not None and status.reason != "old failure"
     assert await harness.store.effective_config(OTHER_SERVER) == other
 
 
@@ -447,3 +461,138 @@ async def test_clearing_a_channels_custom_key_says_what_is_sent_in_its_place(
     cleared = await run(harness, "/key clear custom")
     assert cleared.text.startswith("Removed the custom key for this channel."), cleared.text
     assert "custom key (…0011) applies" not in cleared.text, cleared.text
+
+
+class _Sink:
+    """What a front-end would show of one answer."""
+
+    def __init__(self) -> None:
+        self.final: tuple[str, str | None] | None = None
+
+    async def typing(self) -> None:
+        return None
+
+    async def update(self, answer: str, reasoning: str = "") -> None:
+        return None
+
+    async def finish(self, answer: str, reasoning: str = "", error: str | None = None) -> None:
+        self.final = (answer, error)
+
+
+async def said(h: Harness, ref: ChannelRef, text: str) -> str:
+    """A member's chat message in `ref`: what the answer (or the refusal) shows."""
+    sink = _Sink()
+    await h.core.chat(Incoming(ref, MEMBER, text), sink)
+    assert sink.final is not None
+    return sink.final[1] or sink.final[0]
+
+
+def status_line(reply: Reply) -> str:
+    return next(line for line in reply.text.splitlines() if line.startswith("Status:"))
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[FakeOpenAI]:
+    async with fake_openai(Script(chunks=["Hi", "!"])) as fake:
+        yield fake
+
+
+async def _server_endpoint(h: Harness, endpoint: FakeOpenAI, *, v1: bool = False) -> Reply:
+    """A server admin points the whole server at `endpoint` from REF (its check runs there);
+    without `v1`, the URL typed lacks the /v1 the check finds."""
+    assert (await run(h, "/source custom scope:server", SERVER_ADMIN)).ok
+    assert (await run(h, "/model m-small scope:server", SERVER_ADMIN)).ok
+    url = endpoint.url_v1 if v1 else endpoint.url_v1.removesuffix("/v1")
+    return await run(h, f"/proxy set {url} scope:server", SERVER_ADMIN)
+
+
+async def test_a_check_of_the_servers_endpoint_is_what_its_other_channels_show(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    """Member probe: the server's endpoint passed its check in REF, and /settings in the
+    sibling said "Status: not checked yet" (and the URL without the /v1 the check found)
+    until someone ran /connect there: the check was kept on REF's row alone."""
+    assert "Status check: OK" in (await _server_endpoint(harness, endpoint)).text
+    for ref in (REF, SIBLING):
+        shown = await run(harness, "/settings", MEMBER, ref)
+        assert status_line(shown) == "Status: OK (checked server-wide)", shown.text
+        assert f"Endpoint: {endpoint.url_v1} (server-wide)" in shown.text, shown.text
+    asked = endpoint.models_asked
+    assert await said(harness, SIBLING, "hello") == "Hi!"
+    assert endpoint.models_asked == asked  # chat needs no check of its own
+    elsewhere = await run(harness, "/settings", MEMBER, OTHER_SERVER)
+    assert status_line(elsewhere) == "Status: not checked yet"
+    # A channel with an endpoint of its own shows its own check, not the server's.
+    assert (await run(harness, f"/proxy set {CLOSED}", ADMIN, SIBLING)).ok
+    own = status_line(await run(harness, "/settings", MEMBER, SIBLING))
+    assert own.startswith("Status: failed — ") and "server-wide" not in own, own
+    # …and the server's again once it follows the server's URL.
+    assert (await run(harness, "/proxy clear", ADMIN, SIBLING)).ok
+    back = await run(harness, "/settings", MEMBER, SIBLING)
+    assert status_line(back) == "Status: OK (checked server-wide)", back.text
+
+
+async def test_a_channel_with_its_own_key_for_the_endpoint_is_not_shown_the_servers_check(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    """The server's check was made with the server's secrets: a channel that sends its
+    own key there has not been checked, whatever the server's check said."""
+    own = SecretValue("sibling-custom-key-0042")
+    invocation = Invocation(("key", "set"), {"source": "custom", "key": own})
+    assert (await harness.core.run_command(SIBLING, ADMIN, invocation)).ok  # openai still
+    assert "Status check: OK" in (await _server_endpoint(harness, endpoint)).text
+    assert status_line(await run(harness, "/settings", MEMBER, REF)).endswith("server-wide)")
+    shown = await run(harness, "/settings", MEMBER, SIBLING)
+    assert status_line(shown) == "Status: not checked yet", shown.text
+    # Its key gone, it uses the server's endpoint; the check /key clear runs is the server's.
+    assert (await run(harness, "/key clear custom", ADMIN, SIBLING)).ok
+    shown = await run(harness, "/settings", MEMBER, SIBLING)
+    assert status_line(shown) == "Status: OK (checked server-wide)", shown.text
+
+
+async def test_a_chat_answer_in_one_channel_clears_the_servers_failed_check(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    """The server's failed check holds in every channel that uses its endpoint, and an
+    answer that comes through in any of them marks it working for all of them."""
+    endpoint.script.models_status = 401  # the check fails; chat itself works
+    checked = await _server_endpoint(harness, endpoint, v1=True)
+    assert "Status check failed" in checked.text, checked.text
+    refused = await said(harness, SIBLING, "hello")
+    assert refused.startswith("I can't answer: the last status check failed"), refused
+    assert not endpoint.requests
+    bypass = await run(harness, "/connect bypass:on scope:server", SERVER_ADMIN)
+    assert "Bypass is on, so chat goes through." in bypass.text, bypass.text
+    failed = status_line(await run(harness, "/settings", MEMBER, REF))
+    assert failed.startswith("Status: failed (checked server-wide) — "), failed
+    assert await said(harness, SIBLING, "hello") == "Hi!"
+    for ref in (REF, SIBLING):
+        shown = await run(harness, "/settings", MEMBER, ref)
+        assert status_line(shown) == "Status: OK (checked server-wide)", shown.text
+
+
+async def test_a_passing_failure_of_the_servers_check_is_checked_again_by_any_channel(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    """A failure that may pass (the endpoint overloaded) blocks a minute at most: the next
+    message in any channel that uses the server's endpoint checks it again, for all."""
+    endpoint.script.models_status = 503
+    checked = await _server_endpoint(harness, endpoint, v1=True)
+    assert "Status check failed" in checked.text, checked.text
+    refused = await said(harness, SIBLING, "hello")
+    assert "I'll check again on the next message" in refused, refused
+    # An hour later (the bot started again: nothing of the rows remembered).
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    async with harness.store.engine.begin() as conn:
+        await conn.execute(update(ChannelConfigRow).values(status_checked_at=long_ago))
+    core = await make_core(harness.url)
+    later = Harness(core, core.store, harness.url)
+    try:
+        endpoint.script.models_status = 200
+        asked = endpoint.models_asked
+        assert await said(later, SIBLING, "hello again") == "Hi!"
+        assert endpoint.models_asked == asked + 1
+        shown = await run(later, "/settings", MEMBER, REF)
+        assert status_line(shown) == "Status: OK (checked server-wide)", shown.text
+    finally:
+        await later.core.close()

@@ -4,6 +4,7 @@ sent), and the merge along channel → server → operator is a pure function.""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -106,6 +107,42 @@ def test_merge_channel_then_server_then_operator_then_default() -> None:
     assert merge(operator, REF, [moved]).status is None
     # A server's row alone carries no status: status belongs to the channel.
     assert merge(operator, REF, [server]).status is None
+
+
+def test_the_servers_check_is_the_status_of_channels_that_use_its_endpoint() -> None:
+    """The server's row keeps the check of the endpoint its channels share (made in any of
+    them): a channel with no endpoint of its own (source, URL, a key or password sent
+    there) shows it, the newer of it and one of its own kept from before; one with its own
+    does not, and keeps its own check beside the server's /v1 fix of another URL."""
+    operator = ChannelConfig.of(source=Source.CUSTOM)
+    url, then, later = "http://10.0.0.5:8080", datetime(2026, 1, 1, tzinfo=UTC), datetime.now(UTC)
+    checked = {"status_checked_url": f"{url}/v1", "status_reason": "fine"}
+    server = row("", proxy_url=url, resolved_url=f"{url}/v1", status_ok=True, **checked)
+    server.status_checked_at = later
+    config = merge(operator, REF, [row("c1"), server])
+    assert config.server_endpoint and config.resolved_url == f"{url}/v1"
+    assert config.status == StatusCheck(True, "fine", f"{url}/v1", server_wide=True)
+    older = row("c1", status_ok=False, status_kind="auth", status_checked_at=then, **checked)
+    assert merge(operator, REF, [older, server]).status == config.status
+    newer = row("c1", status_ok=False, status_kind="auth", status_checked_at=later, **checked)
+    server.status_checked_at = then
+    assert merge(operator, REF, [newer, server]).status == StatusCheck(
+        False, "fine", f"{url}/v1", "auth"
+    )
+    for own in ("custom_api_key", "proxy_password"):
+        alone = merge(operator, REF, [row("c1"), server], own_secrets={own})
+        assert alone.status is None and not alone.server_endpoint
+    # Behind a URL an OpenAI key is not sent (the proxy password is): still the server's.
+    openai = merge(ChannelConfig.of(), REF, [row("c1"), server], own_secrets={"openai_api_key"})
+    assert openai.server_endpoint and openai.status is not None
+    mine = "http://10.0.0.9:1234/v1"
+    own_url = row("c1", proxy_url=mine, status_ok=True, status_checked_url=mine)
+    config = merge(operator, REF, [own_url, server])
+    assert not config.server_endpoint and config.resolved_url is None
+    assert config.status == StatusCheck(True, "", mine)
+    # A room with no server has no server's check.
+    room = ChannelRef(Platform.MATRIX, channel_id="!r:x")
+    assert merge(operator, room, [row("!r:x", proxy_url=url)]).server_endpoint is False
 
 
 def test_a_stored_number_outside_todays_range_is_passed_over() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import event
@@ -22,6 +23,7 @@ from bot.types import (
     Scope,
     SecretValue,
     Source,
+    StatusCheck,
 )
 
 CHAN = ChannelRef(Platform.DISCORD, channel_id="c1", server_id="g1")
@@ -167,6 +169,21 @@ async def test_status_writes_are_seen_at_once(store: Store) -> None:
     )
     await store.record_status(CHAN, None, "http://127.0.0.1:9/v1")
     assert (await store.effective_config(CHAN)).resolved_url == "http://127.0.0.1:9/v1"
+
+
+async def test_a_channels_own_key_is_seen_at_once_by_whose_check_it_shows(store: Store) -> None:
+    """A check of the server's endpoint is shown in the channels that use that endpoint; a
+    channel's own key makes the endpoint its own, so the check is not its (and the config
+    remembered from before the key is not used)."""
+    ok = StatusCheck(True, "fine", checked_url="https://api.openai.com/v1")
+    assert await store.record_status(CHAN, ok, None)
+    assert (await store.effective_config(SIBLING)).status == replace(ok, server_wide=True)
+    name, key = "openai_api_key", SecretValue("sk-own-0000000003333")
+    await store.set_secret(SIBLING, Scope.CHANNEL, name, key, ADMIN)
+    config = await store.effective_config(SIBLING)
+    assert config.status is None and not config.server_endpoint
+    await store.clear_secret(SIBLING, Scope.CHANNEL, name, ADMIN)
+    assert (await store.effective_config(SIBLING)).status == replace(ok, server_wide=True)
 
 
 async def test_secrets_are_read_once_and_changes_are_seen_at_once(store: Store) -> None:
