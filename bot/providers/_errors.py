@@ -198,15 +198,19 @@ def _error_of(
             else "rejected the credentials"
         )
         # `auth_hint` names the credential the request sent, when the caller knows it;
-        # `auth_step`, when none was sent, says to set one (an admin's task).
+        # `auth_step`, when none was sent, says to set one (an admin's task). Checking
+        # the credential sent is an admin's task too: a step, which a member is told
+        # only an admin can take (connection.with_step), never "Check the key used here".
         auth_hint, auth_step = auth
-        check = auth_hint or " Check the API key (or proxy password) set here."
+        said, step = auth_hint, auth_step
+        if not auth_step:
+            said, step = "", auth_hint.strip() or "Check the API key (or proxy password) set here."
         if what == "refused access":  # the key may be fine: a 403 says no to the request
-            check += (
+            said += (
                 " A 403 also comes from a key without access to this model, or from a "
                 "firewall in front of the endpoint refusing the bot."
             )
-        return AuthError(f"{where} {what}{code}.{detail}{check}", step=auth_step)
+        return AuthError(f"{where} {what}{code}.{detail}{said}", step=step)
     if status == 404 or kind == "not_found_error":
         return NotFoundError(
             # The layer that knows the platform's commands says how to list the models

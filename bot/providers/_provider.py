@@ -125,7 +125,8 @@ class HTTPProvider:
             headers.update(self._credential_headers(credential.reveal()))
         elif not self.endpoint.proxy_url:
             raise AuthError(
-                f"No API key is set for {self.name}. Set the channel's key, then try again."
+                f"No API key is set for {self.name}.",
+                step="Set the channel's key, then try again.",
             )
         # Behind a reverse proxy no key is sent unless a proxy password is set (the
         # seed's steps for LM Studio / LocalAI), and never the source's own key.
