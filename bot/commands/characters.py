@@ -433,7 +433,7 @@ async def preset_import(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         lines.append(own.strip())
     if {"max_tokens", "context"} & set(named):
         after = await ctx.store.effective_config(ctx.ref)
-        if room := room_left_note(after, ctx.prefix):
+        if room := room_left_note(after, ctx):
             lines.append(room.strip())
     if partly:
         lines.append("Kept in part: " + "; ".join(partly) + ".")

@@ -43,12 +43,18 @@ from bot.providers import (
 )
 from bot.providers.policy import EndpointRefused, server_of
 from bot.store import FOLLOWING_CLEARED, SecretUnreadable, api_key_name
-from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source
+from bot.types import ChannelConfig, ModelInfo, Reply, Scope, SecretValue, Source, typed_as
 from bot.types.secrets import MIN_SECRET_CHARS, too_short
 from bot.types.text import quoted, seconds_in_words, shown_id, unmarked
 
 _MAX_LISTED = 60
-_NARROW = " ({p}models list <text> shows the ids containing it)"
+
+
+def _narrow(ctx: CommandContext) -> str:
+    """How to see the ids a list leaves out: /models list's filter, which Discord fills
+    only by name (it is optional there)."""
+    narrowed = typed_as(("models", "list"), (("filter", "<text>"),), ctx.ref.platform, ctx.prefix)
+    return f" ({narrowed} shows the ids containing it)"
 
 
 async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[StatusResult, str]:
@@ -731,7 +737,7 @@ async def models_list(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             "to fetch them from the endpoint."
         )
     current = f"\nIn use: {shown_id(config.model)}" if config.model else ""
-    listed = _list(ids, _NARROW.format(p=ctx.prefix))
+    listed = _list(ids, _narrow(ctx))
     return Reply(f"{config.source.value} models ({where}): {listed}{current}")
 
 
@@ -816,7 +822,7 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     elif not config.model:
         note = f"\nPick one with {ctx.prefix}model <id>."
     await ctx.store.update_config(ctx.ref, scope, ctx.actor, changes, action="models")
-    offered = _list(ids, _NARROW.format(p=ctx.prefix))
+    offered = _list(ids, _narrow(ctx))
     where = " for this server" if scope is Scope.SERVER else ""
     after = await ctx.store.effective_config(ctx.ref)
     note += own_value_note(after, scope, "show_external_models", remove=remove)

@@ -22,7 +22,7 @@ from bot.commands.scopes import (
     room_left_note,
     scope_of,
 )
-from bot.commands.spec import DEFAULT, Command, CommandContext, typed_as, walk
+from bot.commands.spec import DEFAULT, Command, CommandContext, walk
 from bot.connection import (
     PROXY_PASSWORD,
     NotConnectable,
@@ -34,7 +34,16 @@ from bot.connection import (
 from bot.fields import BY_NAME, PARAM_NAMES, PARAMS, Field, FieldError
 from bot.fields import Kind as FieldKind
 from bot.store import SecretUnreadable, api_key_name
-from bot.types import ChannelConfig, PlaceName, Platform, Reply, ReplyMode, Scope, Source
+from bot.types import (
+    ChannelConfig,
+    PlaceName,
+    Platform,
+    Reply,
+    ReplyMode,
+    Scope,
+    Source,
+    typed_as,
+)
 from bot.types.secrets import held_secret
 from bot.types.text import SWITCH_OFF, SWITCH_ON, clean_text, shown_id
 from bot.usage.quota import limits_here
@@ -347,7 +356,7 @@ async def set_param(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         note += f" {cut}"
     where = " for this server" if scope is Scope.SERVER else ""
     if name in ("max_tokens", "context"):
-        note += room_left_note(await ctx.store.effective_config(ctx.ref), p)
+        note += room_left_note(await ctx.store.effective_config(ctx.ref), ctx)
     return Reply(f"{name} set to {field.show(value)}{where}.{note}{overridden}")
 
 

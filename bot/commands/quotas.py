@@ -10,8 +10,8 @@ from typing import Any
 from bot.commands.parse import CommandError, suggest
 from bot.commands.router import check_scope
 from bot.commands.scopes import next_scope, scope_of, scope_place
-from bot.commands.spec import CommandContext, typed_as
-from bot.types import PlaceName, Platform, Reply, Scope
+from bot.commands.spec import CommandContext
+from bot.types import PlaceName, Platform, Reply, Scope, params_as, typed_as
 from bot.types.limits import MAX_ACCESS_RULES, AccessKind, AccessRule, Effect, LimitName
 from bot.usage.access import (
     EVERYONE,
@@ -31,6 +31,7 @@ from bot.usage.limits import (
     LimitError,
     allowance,
     parse_value,
+    set_limit_as,
 )
 from bot.usage.quota import limits_here
 
@@ -189,12 +190,13 @@ async def _set_limit(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         anywhere = "on this server" if scope is Scope.SERVER else f"in this {ctx.ref.place}"
         note = (
             f" A limit of 0 allows nothing: no one, admins included, can chat {anywhere} "
-            f"until it is raised ({p}limits set {shown} off: no limit)."
+            f"until it is raised ({set_limit_as(shown, 'off', p, ctx.ref.platform)}: no limit)."
         )
     elif SPECS[name].unit == "tokens" and value < ANSWER_ESTIMATE:
         note = (
             f" Each message counts its prompt and room for its answer (up to "
-            f"{ANSWER_ESTIMATE} tokens, or {p}params max_tokens if lower): a limit this "
+            f"{ANSWER_ESTIMATE} tokens, or {params_as(p, ctx.ref.platform, 'max_tokens')} if "
+            "lower): a limit this "
             "small refuses most messages."
         )
     held = await _holds_here(ctx, name, scope, value)
@@ -225,7 +227,7 @@ async def _set_elsewhere(ctx: CommandContext, name: LimitName, scope: Scope) -> 
     shown = ctx.ref.platform.named(name)
     return (
         f" It is set {other[1]} ({'off' if value is None else f'{value:,}'}): "
-        f"{ctx.prefix}limits set {shown} default{other[2]} removes that."
+        f"{set_limit_as(shown, DEFAULT, ctx.prefix, ctx.ref.platform)}{other[2]} removes that."
     )
 
 
@@ -245,10 +247,12 @@ async def _holds_here(
     if held.origin == "operator":
         return f" Here the operator default of {held.value:,} holds."
     if held.origin == "server":
-        change = f"server admins change it with {p}limits set {shown} <value|off> scope:server"
+        change = set_limit_as(shown, "<value|off>", p, ctx.ref.platform)
+        change = f"server admins change it with {change} scope:server"
         whose = "The server-wide limit"
     else:
-        change = f"{p}limits set {shown} default (without scope:server) removes it"
+        change = set_limit_as(shown, DEFAULT, p, ctx.ref.platform)
+        change = f"{change} (without scope:server) removes it"
         whose = ctx.ref.place.whose("own limit", capital=True)
     both = " (a channel's and its server's limits both hold; the smaller wins)"
     if value == DEFAULT or not ctx.ref.has_server:  # no server: no server's limit

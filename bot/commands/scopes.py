@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bot.commands.spec import CommandContext, typed_as
+from bot.commands.spec import CommandContext
 from bot.fields import BY_NAME, conversation_room
-from bot.types import ChannelConfig, PlaceName, Platform, Scope
+from bot.types import ChannelConfig, PlaceName, Platform, Scope, params_as, typed_as
 
 
 def plural(count: int, word: str) -> str:
@@ -105,19 +105,20 @@ def own_value_note(
     )
 
 
-def room_left_note(config: ChannelConfig, p: str) -> str:
+def room_left_note(config: ChannelConfig, ctx: CommandContext) -> str:
     """A warning when the answer's length takes most of the context: the conversation,
     trimmed to what is left, would be little or none of it."""
+    context_as = params_as(ctx.prefix, ctx.ref.platform, "context")
     answer = config.number("max_tokens")
     context = config.number("context")
     size, room = conversation_room(context, answer)
     if answer is None or room >= size // 4:
         return ""
-    assumed = "" if context else f" (assumed: {p}params context is unset)"
+    assumed = "" if context else f" (assumed: {context_as} is unset)"
     return (
         f" Note: max_tokens {answer:,} leaves {max(0, room):,} of the {size:,}-token "
         f"context{assumed} for the conversation, so the model reads little or none of what "
-        f"came before. Set {p}params context to the model's context size, or lower "
+        f"came before. Set {context_as} to the model's context size, or lower "
         "max_tokens."
     )
 

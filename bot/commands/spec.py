@@ -194,18 +194,6 @@ def usage(
     return " ".join(parts)
 
 
-def typed_as(
-    path: tuple[str, ...], values: tuple[tuple[str, str], ...], platform: Platform, prefix: str
-) -> str:
-    """A command with these option values (name, value) as its people type it: Discord
-    fills each option by name (`/limits action:set name:<name>`: an optional choice, such
-    as `set`, is an option to pick there), the others take them in order
-    (`!limits set <name>`)."""
-    if platform is Platform.DISCORD:
-        return " ".join(["/" + " ".join(path), *(f"{name}:{value}" for name, value in values)])
-    return " ".join([prefix + " ".join(path), *(value for _, value in values)])
-
-
 def nothing_given(opt: Option) -> str:
     """What a front-end says when a secret it asked for privately came back blank."""
     return f"No {opt.name} given; nothing changed."

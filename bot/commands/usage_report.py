@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.commands.spec import CommandContext
-from bot.types import Platform, Reply, ReplyFile, UsageQuery
+from bot.types import Platform, Reply, ReplyFile, UsageQuery, typed_as
 from bot.types.limits import AccessKind
 from bot.usage.access import shown_subject
 from bot.usage.chart import chart_png
@@ -50,7 +50,8 @@ async def show_usage(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     else:
         if not ref.has_server:
             return Reply(
-                f"There is no server here; {p}usage {ref.platform.place} shows "
+                f"There is no server here; "
+                f"{typed_as(('usage',), (('scope', ref.platform.place),), ref.platform, p)} shows "
                 f"{ref.place.whose('usage')}.",
                 ok=False,
             )

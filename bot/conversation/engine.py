@@ -80,6 +80,8 @@ from bot.types import (
     Scope,
     TurnState,
     limits,
+    params_as,
+    typed_as,
 )
 from bot.types.files import Downloads
 from bot.types.recent import RecentIds
@@ -901,11 +903,13 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         preface = ""
         if attached.images and not sees and self._tell_once(ref):
             if config.value("vision") == "off":  # an admin's choice, not a guess
-                why = f"images are turned off here ({prefix}params vision default: automatic)"
+                off = params_as(prefix, ref.platform, "vision", "default")
+                why = f"images are turned off here ({off}: automatic)"
             else:
+                on = params_as(prefix, ref.platform, "vision", "on")
                 why = (
                     f"{shown_id(config.model or '')} is not known to see images. If it "
-                    f"can, an admin turns it on with {prefix}params vision on"
+                    f"can, an admin turns it on with {on}"
                 )
             preface = f"(The image was not sent: {why}.)\n\n"
         if attached.spotted:  # cards or presets among other files, with no question
@@ -1193,7 +1197,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         (`lore`) first, as SillyTavern sets them when it builds the prompt it sends."""
         # A turn that was preparing when a shutdown began (wind_down stops only the
         # answers already written) must not ask the model either.
-        not_sent = overflow.text(prefix) if overflow is not None else self._closing
+        not_sent = overflow.text(prefix, ref.platform) if overflow is not None else self._closing
         stopped = False  # a stop came while the turn was prepared: nothing is sent
         # Any answer here now: the cut one is said or acted on.
         cut_off = self._cut_off.pop(ref, None)
@@ -1241,6 +1245,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                         max_chars=self._limits.max_answer_chars,
                         start=continuing.content if continuing else "",
                         prefix=prefix,
+                        platform=ref.platform,
                         server=ref.has_server,
                         who=self._gate.operator.who_admins(ref),
                         asker=_asker_named(question),
@@ -1260,7 +1265,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     ref, config, question, row, outcome, endpoint, variant, continuing
                 )
                 shown, answer_id, reasoning = outcome.answer, row.id, outcome.reasoning
-            error = _error_shown(outcome, request, config, prefix, saved_note, not_sent is None)
+            error = _error_shown(
+                outcome, request, config, prefix, ref.platform, saved_note, not_sent is None
+            )
             alternative = (1, 1)
             if variant and answer_id is not None and question.id is not None and not saved_note:
                 alternative = await self._alternative(ref, question.id, answer_id)
@@ -1690,22 +1697,23 @@ def _error_shown(
     request: ChatRequest,
     config: ChannelConfig,
     prefix: str,
+    platform: Platform,
     saved_note: str,
     sent: bool,
 ) -> str | None:
     """The error shown under an answer: the outcome's, with the step likely to fix a failed
     call (vision, prefill; not for a turn refused before it was `sent`: nothing went out)
-    and a note that the answer could not be saved."""
+    and a note that the answer could not be saved; its commands as `platform` takes them."""
     error = outcome.error
     sent_failed = bool(error) and outcome.failed and sent
     if sent_failed and _sent_images(request, config):
         error = (
-            f"{error}\nIt was sent images because {prefix}params vision is on; if "
-            f"{shown_id(config.model or '')} cannot read them, an admin sets "
-            f"{prefix}params vision default."
+            f"{error}\nIt was sent images because {params_as(prefix, platform, 'vision')} is "
+            f"on; if {shown_id(config.model or '')} cannot read them, an admin sets "
+            f"{params_as(prefix, platform, 'vision', 'default')}."
         )
     elif sent_failed and error:
-        if step := _prefill_step(error, request, config, prefix):
+        if step := _prefill_step(error, request, config, prefix, platform):
             error = f"{error}\n{step}"
     if saved_note:
         error = f"{error}\n{saved_note}" if error else saved_note
@@ -1727,7 +1735,9 @@ def _log_end(
         log.warning("a turn in %s failed: %s", ref, outcome.error)
 
 
-def _prefill_step(error: str, request: ChatRequest, config: ChannelConfig, prefix: str) -> str:
+def _prefill_step(
+    error: str, request: ChatRequest, config: ChannelConfig, prefix: str, platform: Platform
+) -> str:
     """What an admin changes when the model refuses the prefill a setting sent (newer
     Claude models take none): the assistant prefill, or continuing an answer as Claude's
     own start. "" when the refusal names no prefill, or none was sent."""
@@ -1736,9 +1746,11 @@ def _prefill_step(error: str, request: ChatRequest, config: ChannelConfig, prefi
     steps = []
     by_prefill = REGISTRY.by_name["continue_prefill"].applies_to(config.source)
     if request.continue_answer and request.continue_by_prefill and by_prefill:
-        steps.append(f"sets {prefix}params continue_prefill off (then it is asked to go on)")
+        off = params_as(prefix, platform, "continue_prefill", "off")
+        steps.append(f"sets {off} (then it is asked to go on)")
     if request.prefill.strip():
-        steps.append(f"removes the assistant prefill with {prefix}prompts prefill none")
+        none = typed_as(("prompts",), (("name", "prefill"), ("text", "none")), platform, prefix)
+        steps.append(f"removes the assistant prefill with {none}")
     if not steps:
         return ""
     where = "each is" if len(steps) > 1 else "it is"

@@ -29,8 +29,10 @@ from bot.types import (
     ChatMessage,
     HistoryEntry,
     Image,
+    Platform,
     Role,
     TurnState,
+    params_as,
 )
 from bot.types.text import without_invisible
 
@@ -43,7 +45,9 @@ class Overflow:
     parts: tuple[tuple[str, int], ...]
     size: int
 
-    def text(self, p: str) -> str:
+    def text(self, p: str, platform: Platform) -> str:
+        """Why it was not sent, with the commands that help as `platform` takes them."""
+        context = params_as(p, platform, "context")
         named = " and ".join(f"{what} (about {tokens:,} tokens)" for what, tokens in self.parts)
         if len(self.parts) > 1:
             named += f" come to about {sum(tokens for _, tokens in self.parts):,} tokens,"
@@ -52,12 +56,12 @@ class Overflow:
         return (
             f"This was not sent to the model: it cannot fit the context. {named[:1].upper()}"
             f"{named[1:]} more than the whole {self.size:,}-token context set with "
-            f"{p}params context. {_FIT[self.parts[0][0]].format(p=p)}"
+            f"{context}. {_FIT[self.parts[0][0]].format(p=p, context=context)}"
         )
 
 
 # What helps, by the largest part (Overflow.parts' names).
-_PROMPTS_FIT = "An admin shortens {what} or raises {{p}}params context, if the model takes more."
+_PROMPTS_FIT = "An admin shortens {what} or raises {{context}}, if the model takes more."
 _FIT = {
     "your message": "Shorten your message or split it up.",
     "your image": "Ask without it, or attach a smaller one (fewer pixels).",
@@ -65,7 +69,7 @@ _FIT = {
     "the prompts": _PROMPTS_FIT.format(what="the prompts ({p}prompts)"),
     "the character card and prompts": _PROMPTS_FIT.format(what="the character card"),
     "the answer being continued": "{p}regenerate asks for a new answer instead.",
-    "the question it answers": "An admin raises {p}params context, if the model takes more.",
+    "the question it answers": "An admin raises {context}, if the model takes more.",
 }
 
 

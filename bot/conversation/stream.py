@@ -25,7 +25,17 @@ from bot.providers import (
     ProviderError,
 )
 from bot.store import Store, StoreError
-from bot.types import ChannelRef, HistoryEntry, Role, TurnState, Usage, failure, went_wrong
+from bot.types import (
+    ChannelRef,
+    HistoryEntry,
+    Platform,
+    Role,
+    TurnState,
+    Usage,
+    failure,
+    params_as,
+    went_wrong,
+)
 
 log = logging.getLogger("bot.conversation")
 
@@ -328,6 +338,7 @@ async def stream_answer(
     max_chars: int,
     start: str = "",
     prefix: str = "/",
+    platform: Platform = Platform.CONSOLE,
     server: bool = True,
     who: str = "",
     asker: str = "the person who asked",
@@ -336,10 +347,10 @@ async def stream_answer(
 
     `start` is text already shown that the new text continues (a continued answer). An
     answer the model ended at its length limit or a content filter says so (`prefix`:
-    the platform's, for the commands it names; `server`: whether the channel has a
-    server, whose value they may name; `who`: who the admins are, who fix what an
-    endpoint's failure asks of them; `asker`: who asked, named as the one who, with an
-    admin, may go on from an answer an error cut).
+    the platform's, for the commands it names, written as `platform` takes them;
+    `server`: whether the channel has a server, whose value they may name; `who`: who
+    the admins are, who fix what an endpoint's failure asks of them; `asker`: who asked,
+    named as the one who, with an admin, may go on from an answer an error cut).
     """
     split = ThinkSplitter(continuing=bool(start))
     answer, thought = AnswerGuard(secrets), AnswerGuard(secrets)
@@ -409,11 +420,11 @@ async def stream_answer(
             if isinstance(err, EmptyStream):  # llama-cpp-python's way to refuse a long one
                 out.error += " If the conversation is long, it may not fit the model."
             if isinstance(err, ContextTooLong | EmptyStream):
-                out.error += f" {_LESS_CONTEXT.format(p=prefix)}"
+                out.error += f" {_less_context(prefix, platform)}"
                 if any(m.images for m in request.messages):
                     out.error += f" {_IMAGES_TOO.format(p=prefix)}"
             elif isinstance(err, BadRequest):
-                out.error += _named_settings_step(err, request, prefix, server)
+                out.error += _named_settings_step(err, request, prefix, platform, server)
             elif answer.text.removeprefix(start).strip():  # an error ended it: say what helps
                 out.error += f" {_CUT_KEPT.format(p=prefix, who=asker)}"
     except Exception as err:  # a bug (reading an odd stream, say): what arrived is kept
@@ -439,7 +450,7 @@ async def stream_answer(
     wrote = bool(out.answer.removeprefix(start).strip())
     if finish in _AT_LENGTH and _short_of_limit(out, request, start):
         finish = "model_length"  # llama.cpp's `length` once its context is full
-    why = _ended_by_model(finish, wrote, bool(out.thought), prefix, asker)
+    why = _ended_by_model(finish, wrote, bool(out.thought), prefix, platform, asker)
     if out.error is None and why:
         out.state, out.error = TurnState.STOPPED, why
         out.failed = not out.answer
@@ -456,11 +467,17 @@ async def stream_answer(
 # answer before the model meant to: what the asker is told instead of nothing.
 _AT_LENGTH = frozenset({"length", "max_tokens"})
 _CONTEXT_FULL = frozenset({"model_length", "model_context_window_exceeded"})
-# What helps when the conversation does not fit the model (said with the platform's prefix).
-_LESS_CONTEXT = (
-    "An admin starts afresh with {p}reset, sets {p}params context to the model's context "
-    "size (less history is then sent), or lowers {p}params max_tokens."
-)
+
+
+def _less_context(p: str, platform: Platform) -> str:
+    """What helps when the conversation does not fit the model."""
+    return (
+        f"An admin starts afresh with {p}reset, sets {params_as(p, platform, 'context')} to the "
+        f"model's context size (less history is then sent), or lowers "
+        f"{params_as(p, platform, 'max_tokens')}."
+    )
+
+
 # Said after an error that cut an answer short (a timeout, a cut, the provider's error):
 # the turn's controls are its asker's or an admin's (ChatEngine._control), and everyone
 # in the channel reads it.
@@ -479,7 +496,7 @@ _TOOLS = frozenset({"tool_calls", "tool_use", "function_call"})
 
 
 def _named_settings_step(
-    err: ProviderError, request: ChatRequest, prefix: str, server: bool
+    err: ProviderError, request: ChatRequest, prefix: str, platform: Platform, server: bool
 ) -> str:
     """The command for each setting sent that a refusal names (`'temperature' does not
     support 0.7`, Mistral's `random_seed: …`): the provider knows its fields, not ours.
@@ -499,13 +516,14 @@ def _named_settings_step(
     if len(named) == 1:
         (name,) = named
         return (
-            f" The setting it names is {name}: an admin removes it with {prefix}params "
-            f"{name} default {where}, or sets another value with {prefix}params {name} <value>."
+            f" The setting it names is {name}: an admin removes it with "
+            f"{params_as(prefix, platform, name, 'default')} {where}, or sets another value with "
+            f"{params_as(prefix, platform, name, '<value>')}."
         )
     return (
         f" The settings it names are {named[0]} and {named[1]}: an admin removes each with "
-        f"{prefix}params <name> default {where}, or sets another value with "
-        f"{prefix}params <name> <value>."
+        f"{params_as(prefix, platform, '<name>', 'default')} {where}, or sets another value with "
+        f"{params_as(prefix, platform, '<name>', '<value>')}."
     )
 
 
@@ -528,12 +546,12 @@ def _short_of_limit(out: Outcome, request: ChatRequest, start: str) -> bool:
 
 
 def _ended_by_model(
-    finish: str | None, wrote: bool, thought: bool, prefix: str, asker: str
+    finish: str | None, wrote: bool, thought: bool, prefix: str, platform: Platform, asker: str
 ) -> str | None:
     """Why an answer the model ended itself is cut or missing; None when it just ended.
     `asker`: who asked, named as the one who, with an admin, may go on from it."""
     if finish in _AT_LENGTH:
-        raise_it = f"an admin raises it with {prefix}params max_tokens"
+        raise_it = f"an admin raises it with {params_as(prefix, platform, 'max_tokens')}"
         if wrote:
             return (
                 f"The answer reached its length limit (max_tokens), so it stops here: "
@@ -544,7 +562,7 @@ def _ended_by_model(
     if finish in _CONTEXT_FULL:  # Mistral's and Claude's: the context window is full
         return (
             "The conversation and the answer filled the model's context window, so it stops "
-            f"here. {_LESS_CONTEXT.format(p=prefix)}"
+            f"here. {_less_context(prefix, platform)}"
         )
     if finish in _FILTERED:
         what = "stopped this answer here" if wrote else "blocked this answer"

@@ -90,6 +90,27 @@ _CHANNEL_PART = re.compile(r"(?<![a-z])channel(?![a-z])")
 _PLACE_PART = re.compile(rf"(?<![a-z])(?:{'|'.join(sorted({p.place for p in Platform}))})(?![a-z])")
 
 
+def typed_as(
+    path: tuple[str, ...], values: tuple[tuple[str, str], ...], platform: Platform, prefix: str
+) -> str:
+    """A command with these option values (name, value) as its people type it: Discord
+    fills each option by name (`/limits action:set name:<name>`: an optional choice, such
+    as `set`, is an option to pick there, and a command whose options are all optional
+    fills none by position), the others take them in order (`!limits set <name>`). The
+    one rule for every hint that names a command with values, the command table's and
+    the conversation's alike (which may not import the table)."""
+    if platform is Platform.DISCORD:
+        return " ".join(["/" + " ".join(path), *(f"{name}:{value}" for name, value in values)])
+    return " ".join([prefix + " ".join(path), *(value for _, value in values)])
+
+
+def params_as(prefix: str, platform: Platform, name: str, value: str = "") -> str:
+    """`/params <name> [value]` as `platform` takes it (typed_as): the setting a hint
+    names, wherever it is said (a chat turn's error, a command's note)."""
+    values = (("name", name), ("value", value)) if value else (("name", name),)
+    return typed_as(("params",), values, platform, prefix)
+
+
 def placed(word: str, place: str) -> str:
     """`word` with its `channel` part said as `place` (Platform.place): Platform.named,
     for code that holds the place's word rather than the platform."""

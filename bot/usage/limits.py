@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
-from bot.types import PLACE, PlaceName, Platform
+from bot.types import PLACE, PlaceName, Platform, typed_as
 from bot.types.limits import NO_LIMIT, Counts, LimitName, ScopeLimits
 from bot.types.text import MINUSES, decimal_hint, parse_whole_number, quoted, seconds_in_words
 
@@ -197,12 +197,17 @@ def who_raises(
     if SPECS[name].server_only or origin == "server" or (origin == "operator" and place.direct):
         if not has_server:  # an operator default where there is no server to set one
             return f"only the bot's operator can change it (LIMIT_{name.value.upper()})"
-        return (
-            f"a server admin can raise it with {prefix}limits set {place.named(name.value)} "
-            "<value> scope:server"
-        )
-    said = place.named(name.value)
-    return f"an admin of this {place} can raise it with {prefix}limits set {said} <value>"
+        said = set_limit_as(place.named(name.value), "<value>", prefix, place.platform)
+        return f"a server admin can raise it with {said} scope:server"
+    said = set_limit_as(place.named(name.value), "<value>", prefix, place.platform)
+    return f"an admin of this {place} can raise it with {said}"
+
+
+def set_limit_as(shown: str, value: str, prefix: str, platform: Platform) -> str:
+    """`/limits set <name> <value>` as `platform` takes it (typed_as: on Discord each
+    option by name, `set` being the action's choice); `shown`: the name as said there."""
+    values = (("action", "set"), ("name", shown), ("value", value))
+    return typed_as(("limits",), values, platform, prefix)
 
 
 def next_midnight(now: datetime) -> datetime:

@@ -398,7 +398,10 @@ async def test_a_dm_is_called_a_dm_and_a_server_channel_a_channel(world: World) 
         if where == "DM":
             assert "channel" not in (settings + limits).replace("tokens_per_channel_day", "")
             said = reply_text(await run("usage", scope="server"))
-            assert said == "There is no server here; /usage channel shows this DM's usage.", said
+            # scope by name: on Discord /usage's options are all optional (none positional)
+            assert said == (
+                "There is no server here; /usage scope:channel shows this DM's usage."
+            ), said
 
 
 async def test_settings_in_a_dm_say_every_message_is_answered(world: World) -> None:

@@ -132,7 +132,9 @@ async def test_a_turn_refused_in_a_dm_says_dm_and_in_a_server_channel_channel(
         assert said.startswith(
             f"Limit reached: tokens_per_channel_day (0 tokens a day (UTC) for this {where})"
         ), said
-        assert f"an admin of this {where} can raise it with /limits set " in said, said
+        # As Discord takes it: `set` is /limits' optional action, picked by name there.
+        raise_it = "/limits action:set name:tokens_per_channel_day value:<value>"
+        assert f"an admin of this {where} can raise it with {raise_it}" in said, said
 
 
 async def test_a_role_rule_in_a_dm_is_refused(world: World, endpoint: FakeOpenAI) -> None:
@@ -226,7 +228,8 @@ async def test_removing_what_was_set_server_wide_without_scope_names_the_command
     )
     assert said == (
         "tokens_per_user_day was not set for this channel; nothing changed. It is set "
-        "server-wide (5,000): /limits set tokens_per_user_day default scope:server removes "
+        "server-wide (5,000): /limits action:set name:tokens_per_user_day value:default "
+        "scope:server removes "
         "that."
     ), said
 

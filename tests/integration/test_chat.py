@@ -141,9 +141,10 @@ async def test_a_setting_the_model_refuses_is_named_with_the_command_that_remove
     refused = await ask(harness, "hi there")
     assert refused.error is not None and "temperature" in refused.error.split("said:")[1]
     assert refused.error.endswith(
-        " The setting it names is temperature: an admin removes it with /params temperature "
-        "default (scope:server for the server's; /settings says where it is set), or sets "
-        "another value with /params temperature <value>."
+        " The setting it names is temperature: an admin removes it with /params "
+        "name:temperature value:default (scope:server for the server's; /settings says "
+        "where it is set), or sets "
+        "another value with /params name:temperature value:<value>."
     ), refused.error
     step = await harness.core.run_text_command(Incoming(REF, ADMIN, "/params temperature default"))
     assert step.ok, step.text
@@ -170,16 +171,18 @@ async def test_a_setting_the_model_refuses_is_named_with_the_command_that_remove
                 },
                 "type": "invalid_request_error",
             },
-            " The setting it names is seed: an admin removes it with /params seed default "
+            " The setting it names is seed: an admin removes it with /params name:seed "
+            "value:default "
             "(scope:server for the server's; /settings says where it is set), or sets another "
-            "value with /params seed <value>.",
+            "value with /params name:seed value:<value>.",
         ),
         (
             "custom",
             {"error": {"message": "'top_p' and 'temperature' cannot both be set"}},
             " The settings it names are temperature and top_p: an admin removes each with "
-            "/params <name> default (scope:server for the server's; /settings says where it "
-            "is set), or sets another value with /params <name> <value>.",
+            "/params name:<name> value:default (scope:server for the server's; /settings says "
+            "where it "
+            "is set), or sets another value with /params name:<name> value:<value>.",
         ),
         # Words naming every setting sent echo the request (a proxy's dump of it): no
         # setting is blamed.
@@ -678,7 +681,8 @@ async def test_an_answer_cut_at_max_tokens_says_so(
     assert sink.final.strip()
     assert sink.error == (
         "The answer reached its length limit (max_tokens), so it stops here: Bob or an "
-        "admin can go on from it with /continue, or an admin raises it with /params max_tokens."
+        "admin can go on from it with /continue, or an admin raises it with /params "
+        "name:max_tokens."
     )
     answer = (await harness.store.history(REF, 10))[-1]
     assert (answer.state, answer.error) == (TurnState.STOPPED, sink.error)
@@ -686,8 +690,8 @@ async def test_an_answer_cut_at_max_tokens_says_so(
 
 CONTEXT_FULL = (
     "The conversation and the answer filled the model's context window, so it stops here. "
-    "An admin starts afresh with /reset, sets /params context to the model's context size "
-    "(less history is then sent), or lowers /params max_tokens."
+    "An admin starts afresh with /reset, sets /params name:context to the model's context size "
+    "(less history is then sent), or lowers /params name:max_tokens."
 )
 
 
@@ -726,7 +730,7 @@ async def test_an_answer_cut_by_the_models_context_says_so_not_max_tokens(
             1000,
             "The answer reached its length limit (max_tokens), so it stops here: Bob or an "
             "admin can go on from it with /continue, or an admin raises it with /params "
-            "max_tokens.",
+            "name:max_tokens.",
         ),
     ],
     ids=["context-filled", "max-tokens-reached"],
@@ -771,7 +775,8 @@ async def test_an_answer_cut_at_max_tokens_after_hidden_thinking_says_max_tokens
         sink = await ask(harness, "go")
     assert sink.error == (
         "The answer reached its length limit (max_tokens), so it stops here: Bob or an "
-        "admin can go on from it with /continue, or an admin raises it with /params max_tokens."
+        "admin can go on from it with /continue, or an admin raises it with /params "
+        "name:max_tokens."
     )
 
 
@@ -807,7 +812,7 @@ def choice(
             [choice(reasoning_content="Let me think"), choice(finish="length")],
             "",
             "The model reached its length limit (max_tokens) thinking, before any answer: an "
-            "admin raises it with /params max_tokens.",
+            "admin raises it with /params name:max_tokens.",
             None,
         ),
         (
@@ -828,7 +833,7 @@ def choice(
             ],
             "",
             "The model reached its length limit (max_tokens) thinking, before any answer: an "
-            "admin raises it with /params max_tokens.",
+            "admin raises it with /params name:max_tokens.",
             None,
         ),
         (
@@ -937,8 +942,8 @@ async def test_a_conversation_over_the_models_context_says_what_helps(harness: H
     assert sink.error is not None
     assert "too long for the model's context window (HTTP 400)" in sink.error
     assert sink.error.endswith(
-        "An admin starts afresh with /reset, sets /params context to the model's context "
-        "size (less history is then sent), or lowers /params max_tokens."
+        "An admin starts afresh with /reset, sets /params name:context to the model's context "
+        "size (less history is then sent), or lowers /params name:max_tokens."
     )
 
 
@@ -961,8 +966,8 @@ async def test_llama_cpp_pythons_silent_refusal_of_a_long_conversation_says_what
     assert sink.error == (
         f"The endpoint at {llamacpp_peer.url_v1} ended the answer's stream with nothing in "
         "it. If the conversation is long, it may not fit the model. An admin starts afresh "
-        "with /reset, sets /params context to the model's context size (less history is then "
-        "sent), or lowers /params max_tokens."
+        "with /reset, sets /params name:context to the model's context size (less history is then "
+        "sent), or lowers /params name:max_tokens."
     )
 
 

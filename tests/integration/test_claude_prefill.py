@@ -282,7 +282,7 @@ async def test_a_model_that_refuses_a_prefill_names_the_setting_that_sends_it(
         respx.post(f"{FAKE}/messages").mock(return_value=httpx.Response(400, json=PREFILL_REFUSED))
         sink = await ask(harness, "Hi")
     assert sink.error is not None and "does not support assistant message prefill" in sink.error
-    assert "/prompts prefill none" in sink.error, sink.error
+    assert "/prompts name:prefill text:none" in sink.error, sink.error
     assert "continue_prefill" not in sink.error, sink.error
     # Continuing by prefill (on unless set) sends the answer as Claude's own start.
     await run(harness, ("prompts",), name="prefill", text="none")
@@ -297,7 +297,7 @@ async def test_a_model_that_refuses_a_prefill_names_the_setting_that_sends_it(
         await ask(harness, "Tell me a story")
         sink = await continue_answer(harness)
         assert sink.error is not None, sink.final
-        assert "/params continue_prefill off" in sink.error, sink.error
+        assert "/params name:continue_prefill value:off" in sink.error, sink.error
         assert "/prompts prefill" not in sink.error, sink.error
         # Taken: the model is asked to go on, and does.
         assert (await run(harness, ("params",), name="continue_prefill", value="off")).ok

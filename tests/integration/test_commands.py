@@ -609,8 +609,8 @@ async def test_max_tokens_that_leaves_no_room_for_the_conversation_is_said(
     assert warned.ok
     assert warned.text == (
         "max_tokens set to 7000. Note: max_tokens 7,000 leaves 1,192 of the 8,192-token "
-        "context (assumed: /params context is unset) for the conversation, so the model "
-        "reads little or none of what came before. Set /params context to the model's "
+        "context (assumed: /params name:context is unset) for the conversation, so the model "
+        "reads little or none of what came before. Set /params name:context to the model's "
         "context size, or lower max_tokens."
     )
     fixed = await run(harness, "/params context 128000")
@@ -626,7 +626,7 @@ async def test_a_long_model_list_can_be_narrowed(harness: Harness) -> None:
     config = await harness.store.effective_config(REF)
     await harness.store.cache_models(REF, config, [ModelInfo(i) for i in ids])
     listed = (await run(harness, "/models list", MEMBER)).text
-    assert "… and 41 more (/models list <text> shows the ids containing it)" in listed
+    assert "… and 41 more (/models list filter:<text> shows the ids containing it)" in listed
     narrowed = await run(harness, "/models list LLAMA", MEMBER)
     assert narrowed.ok and "meta-llama/llama-3.1-8b-instruct" in narrowed.text
     assert "vendor-" not in narrowed.text

@@ -153,7 +153,7 @@ async def test_a_model_not_known_to_see_gets_the_text_and_a_note_once(
 ) -> None:
     first, _ = await say(core, "look", attach("red.png", png("red")))
     assert first.startswith("(The image was not sent: m-small is not known to see images.")
-    assert "/params vision on" in first and first.endswith("Seen.")
+    assert "/params name:vision value:on" in first and first.endswith("Seen.")
     assert last_user(endpoint) == "look [image: red.png]"
     second, _ = await say(core, "again", attach("blue.png", png("blue")))
     assert second == "Seen."  # said once per channel
@@ -402,8 +402,8 @@ async def test_a_failure_after_images_sent_by_an_admins_choice_says_how_to_undo_
     endpoint.script = Script(chunks=["never"], fail_after=0)
     _, error = await say(core, "look", attach("red.png", png("red")))
     assert error is not None and "overloaded" in error
-    assert "sent images because /params vision is on" in error
-    assert "an admin sets /params vision default" in error
+    assert "sent images because /params name:vision is on" in error
+    assert "an admin sets /params name:vision value:default" in error
     # Without an image in the request, the same failure is only itself.
     await command(core, "/reset")
     _, error = await say(core, "hello")
@@ -513,7 +513,7 @@ async def test_an_image_larger_than_the_whole_context_is_not_sent_and_says_why(
     assert answer == "" and error == (
         "This was not sent to the model: it cannot fit the context. Your image (about "
         "1,298 tokens) and your message (about 5 tokens) come to about 1,303 tokens, more "
-        "than the whole 1,024-token context set with /params context. Ask without it, or "
+        "than the whole 1,024-token context set with /params name:context. Ask without it, or "
         "attach a smaller one (fewer pixels)."
     )
     assert endpoint.requests == []
@@ -558,7 +558,7 @@ async def test_a_model_refusing_a_request_with_images_as_too_long_names_them(
             return_value=httpx.Response(400, json=over)
         )
         _, error = await say(core, "look", attach("red.png", png("red")))
-    assert error is not None and "/params context to the model's context size" in error
+    assert error is not None and "/params name:context to the model's context size" in error
     assert (
         "Images take much of a small context, and the newest turns' images are sent again "
         "with each message: ask without one, or /reset forgets them."

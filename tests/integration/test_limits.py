@@ -250,8 +250,8 @@ async def test_a_change_that_another_scopes_limit_overrides_says_which_holds(cor
     assert (await command(core, "/limits set tokens_per_user_day 50 scope:server", OWNER)).ok
     server_holds = (
         "The server-wide limit of 50 holds here (a channel's and its server's limits both "
-        "hold; the smaller wins): server admins change it with /limits set "
-        "tokens_per_user_day <value|off> scope:server."
+        "hold; the smaller wins): server admins change it with /limits action:set "
+        "name:tokens_per_user_day value:<value|off> scope:server."
     )
     raised = await command(core, "/limits set tokens_per_user_day 100000", ADMIN)
     assert raised.ok and raised.text == (
@@ -267,8 +267,8 @@ async def test_a_change_that_another_scopes_limit_overrides_says_which_holds(cor
     wider = await command(core, "/limits set tokens_per_user_day 100000 scope:server", OWNER)
     assert wider.text.endswith(
         "This channel's own limit of 10 holds here (a channel's and its server's limits "
-        "both hold; the smaller wins): /limits set tokens_per_user_day default (without "
-        "scope:server) removes it."
+        "both hold; the smaller wins): /limits action:set name:tokens_per_user_day "
+        "value:default (without scope:server) removes it."
     ), wider.text
     # Where the value set is the one that holds, nothing more is said.
     assert (await command(core, "/limits set tokens_per_user_day default", ADMIN)).ok
@@ -439,9 +439,8 @@ async def test_a_refusal_says_what_answers_being_written_hold_only_while_they_ar
         again.refusal,
     ), again.refusal
     assert "held" not in again.refusal and "sooner" not in again.refusal, again.refusal
-    assert "an admin of this channel can raise it with /limits set tokens_per_user_day" in (
-        again.refusal
-    )
+    raise_it = "/limits action:set name:tokens_per_user_day"  # a Discord channel's form
+    assert f"an admin of this channel can raise it with {raise_it}" in (again.refusal)
     assert "held" not in (await command(core, "/limits", MEMBER)).text
 
 
@@ -459,8 +458,8 @@ async def test_a_server_limits_refusal_and_limits_name_the_server_admin(core: Co
         assert route.call_count == 0
     assert result.refusal is not None
     assert result.refusal.endswith(
-        "It does not free up by itself: a server admin can raise it with /limits set "
-        "tokens_per_server_day <value> scope:server. Nothing was sent to the model."
+        "It does not free up by itself: a server admin can raise it with /limits action:set "
+        "name:tokens_per_server_day value:<value> scope:server. Nothing was sent to the model."
     ), result.refusal
     shown = await command(core, "/limits", ADMIN)
     assert shown.text.endswith(

@@ -1443,8 +1443,8 @@ async def test_prompts_that_cannot_fit_the_context_set_are_not_sent_and_say_why(
             "This was not sent to the model: it cannot fit the context. The prompts (about "
         )
         assert error.endswith(
-            "tokens, more than the whole 512-token context set with /params context. An "
-            "admin shortens the prompts (/prompts) or raises /params context, if the model "
+            "tokens, more than the whole 512-token context set with /params name:context. An "
+            "admin shortens the prompts (/prompts) or raises /params name:context, if the model "
             "takes more."
         ), error
         assert "and your message (about " in error and " come to about " in error
@@ -1460,7 +1460,7 @@ async def test_prompts_that_cannot_fit_the_context_set_are_not_sent_and_say_why(
         )
         sink = await chat(core, "word " * 3000)
         assert sink.final is not None and sink.final[1].endswith(  # type: ignore[union-attr]
-            "tokens) is more than the whole 512-token context set with /params context. "
+            "tokens) is more than the whole 512-token context set with /params name:context. "
             "Shorten your message or split it up."
         )
         assert len(endpoint.requests) == 1

@@ -194,7 +194,9 @@ def test_a_limit_of_0_reads_as_none_allowed_not_as_a_count_run_down() -> None:
 
 def test_a_message_larger_than_the_limit_itself_points_members_to_an_admin() -> None:
     """Members were told to "start afresh with /reset", a command only admins may run."""
-    text = refusal_text(LimitName.TOKENS_PER_USER_DAY, 500, 0, 900, None, NOW, "!")
+    # Said where commands are typed in order after a `!` (Discord names its options).
+    here = PlaceName(Platform.CONSOLE)
+    text = refusal_text(LimitName.TOKENS_PER_USER_DAY, 500, 0, 900, None, NOW, "!", place=here)
     assert "alone needs more than that" in text
     assert "shorten it, or an admin of this channel can start afresh with !reset" in text
     assert "can raise it with !limits set tokens_per_user_day <value>" in text
@@ -223,8 +225,8 @@ def test_a_refusal_speaks_of_answers_being_written_only_when_some_are() -> None:
     assert refusal.text == (
         "Limit reached: tokens_per_user_day (600 tokens a day (UTC) per person); 550 used, "
         "this message needs about 300. It frees up at 00:00 UTC (in 10 h 0 min); an admin of "
-        "this channel can raise it with /limits set tokens_per_user_day <value>. Nothing was "
-        "sent to the model."
+        "this channel can raise it with /limits action:set name:tokens_per_user_day "
+        "value:<value>. Nothing was sent to the model."
     )
     writing = check(held, Counts(user_tokens_today=550, user_held=500, channel_held=900), 300, NOW)
     assert writing is not None
@@ -285,7 +287,10 @@ def test_a_refusal_names_who_can_raise_the_limit_that_holds(
     # No room at all; a message that alone needs more (a messages limit counts one).
     cases = ((0, 10),) if name is LimitName.MESSAGES_PER_USER_MINUTE else ((0, 10), (100, 300))
     for limit, cost in cases:
-        refusal = check({name: InForce(limit, origin)}, Counts(), cost, NOW, "!", has_server)
+        here = PlaceName(Platform.CONSOLE)  # commands typed in order (Discord names them)
+        refusal = check(
+            {name: InForce(limit, origin)}, Counts(), cost, NOW, "!", has_server, place=here
+        )
         assert refusal is not None and f"{who}." in refusal.text, refusal.text
         assert refusal.text.endswith("Nothing was sent to the model."), refusal.text
 

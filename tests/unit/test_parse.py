@@ -8,8 +8,8 @@ from bot.commands import TABLE
 from bot.commands.handlers import help_text
 from bot.commands.parse import CommandError, asks_secret, parse, plain_prefix
 from bot.commands.router import bind, find
-from bot.commands.spec import secret_prompt, typed_as, usage, walk
-from bot.types import Platform, SecretValue
+from bot.commands.spec import secret_prompt, usage, walk
+from bot.types import Platform, SecretValue, typed_as
 from bot.usage.limits import LimitError, parse_value
 
 
