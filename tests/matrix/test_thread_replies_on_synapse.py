@@ -4,6 +4,7 @@ where it was sent, from the thread's conversation, which the member means."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -74,6 +75,14 @@ async def test_a_main_timeline_reply_to_a_threaded_answer_continues_its_thread(
                 kept = await core.store.history(in_its_thread, 10)
                 assert [e.content for e in kept if e.role is Role.USER][-1] == "what was the word?"
                 second = answer.event.event_id
+                # Its end stored and tied to its message before the stop (this stop cancels
+                # at once, as a crash would: an answer still streaming is not kept).
+                for _ in range(200):
+                    if await core.store.posted(Platform.MATRIX, room_id, [second]):
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("the answer was never stored with its message")
 
             # After a restart (nothing in memory): a reply to that main-timeline answer
             # still goes on in the thread, as the database says it belongs there.
