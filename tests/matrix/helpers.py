@@ -446,6 +446,9 @@ class HomeserverProxy:
         self.url = ""
         self._session: aiohttp.ClientSession | None = None
         self._served = contextlib.AsyncExitStack()
+        # Set as the proxy closes: a request held "forever" (`await closing.wait()`) ends
+        # then, not as a task left on the loop for later tests to meet.
+        self.closing = asyncio.Event()
 
     async def intercept(self, request: web.Request, body: bytes) -> web.StreamResponse | None:
         return None
@@ -477,4 +480,5 @@ class HomeserverProxy:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.closing.set()
         await self._served.aclose()

@@ -6,7 +6,6 @@ ended, and the answer then goes out again in a new message, stored whole."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -43,8 +42,8 @@ class FailingEdits(HomeserverProxy):
             edit = content.get("m.relates_to", {}).get("rel_type") == "m.replace"
             if edit and self.failed < self.times:
                 self.failed += 1
-                if self.mode == "hang":
-                    await asyncio.sleep(3600)
+                if self.mode == "hang":  # until the proxy closes
+                    await self.closing.wait()
                 if self.mode == "429":
                     error = {"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests"}
                     error["retry_after_ms"] = self.wait_ms  # type: ignore[assignment]
