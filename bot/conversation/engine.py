@@ -1216,9 +1216,9 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         running.question = question.id  # a control's, known since it read it (_control)
         self._showing.add(ref)
         provider = self._hub.provider(endpoint)
-        # Until stored, charged and shown: what a shutdown waits for; and once no longer
-        # running, a stop finds its end being shown (not "nothing here", whose ⏹ press
-        # would take the buttons the final edit brings).
+        # Until stored, charged and shown: what a shutdown waits for; and from when it no
+        # longer runs until its end is shown, a stop finds that end on its way (not
+        # "nothing here", whose ⏹ press would take the buttons the final edit brings).
         with self._ending(ref), self._end_shown(ref):
             try:
                 if not_sent is None and lore is not None and question.id is not None:
@@ -1292,6 +1292,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
                     await self._unshown(ref, row, outcome)
                 raise
             finally:  # the call cost what it cost, however showing it ended
+                self._showing_end.discard(ref)  # shown (or given up): a ⏹ left is stale
                 if not_sent is not None:  # no call: nothing to count
                     await self._release(ref)
                 else:
