@@ -50,7 +50,8 @@ def merge(
     values, origins, passed = registry.merge(rows, defaults.values)
     channel = rows[0] if rows and rows[0].channel_id == ref.channel_id else None
     server = rows[-1] if ref.has_server and rows and rows[-1].channel_id == "" else None
-    shared = server is not None and _server_endpoint(values, origins, own_secrets)
+    # Whether its server's row exists yet (a status write makes it) changes nothing here.
+    shared = ref.has_server and _server_endpoint(values, origins, own_secrets)
     status = _status_of(channel)
     if shared:  # the server's check is of this endpoint too: the newer of the two says
         status = _newer(status, _status_of(server, server_wide=True))
