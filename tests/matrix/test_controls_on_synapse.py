@@ -345,7 +345,9 @@ async def test_reactions_of_someone_who_may_not_chat_here_are_ignored_quietly(
             typed = await bob.send(room, "!regenerate")  # a command: answered, as any is
             said = await bob.answer_to(room, bot.user_id, typed, after, "!regenerate")
             await asyncio.sleep(2.0)  # time for the notices the bot should not send
-            notices = texts(bob, room, bot.user_id, "m.notice", after)
+            # Alice's "Rule added" may reach Bob's sync after `after` on a busy machine.
+            seen = texts(bob, room, bot.user_id, "m.notice", after)
+            notices = [n for n in seen if not n.startswith("Rule added")]
     finally:
         await alice.close()
         await bob.close()
