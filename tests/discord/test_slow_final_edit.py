@@ -76,11 +76,7 @@ async def test_a_final_edit_that_spent_the_rate_limit_is_not_taken_for_a_failed_
         async with running(core, fake):
             await fake.user_says(f"<@{fake.bot_id}> tell me")
 
-            await fake.wait_until(lambda: "cc:regen:" in str(_by_bot(fake)), 30)
-            for _ in range(500):  # settled: the answer tied to the messages showing it
-                if await core.newest_answer_posts(_ref(fake)) is not None:
-                    break
-                await asyncio.sleep(0.02)
+            await _settled(core, fake)
     finally:
         await fake.stop()
     [answer] = _by_bot(fake)
@@ -169,11 +165,7 @@ async def test_a_stop_button_left_on_a_page_discord_would_not_edit_goes_when_pre
     try:
         async with running(core, fake):
             await fake.user_says(f"<@{fake.bot_id}> tell me")
-            await fake.wait_until(lambda: "cc:regen:" in str(_by_bot(fake)), 30)
-            for _ in range(500):  # settled: the answer tied to the messages showing it
-                if await core.newest_answer_posts(_ref(fake)) is not None:
-                    break
-                await asyncio.sleep(0.02)
+            await _settled(core, fake)
             fake.fail_edits = 0  # Discord is back
             stuck, again = _by_bot(fake)
             [stop_id] = re.findall(r"cc:stop:\d+", repr(stuck["components"]))
@@ -185,3 +177,13 @@ async def test_a_stop_button_left_on_a_page_discord_would_not_edit_goes_when_pre
     assert stuck["content"] == "The first part"  # its text stays as it was
     assert [f["content"] for f in fake.followups] == ["No answer is being written here."]
     assert again["content"].endswith(ANSWER)
+
+
+async def _settled(core: Core, fake: FakeDiscord) -> None:
+    """The answer's buttons shown and the answer tied to the messages showing it."""
+    await fake.wait_until(lambda: "cc:regen:" in str(_by_bot(fake)), 30)
+    for _ in range(500):
+        if await core.newest_answer_posts(_ref(fake)) is not None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the answer was never tied to its messages")
