@@ -260,3 +260,54 @@ async def test_a_greeting_after_the_password_was_sent_from_a_direct_chat_is_answ
         finally:
             await alice.close()
             await bob.close()
+
+
+async def test_a_word_after_a_key_command_that_came_with_its_key_is_chat(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Matrix probe: a key command refused with its key in it (typed in a group room, or
+    a key too short) armed the "next word is the secret" rule all the same: the admin's
+    "Thanks!" after it was deleted as the key and never answered. Only one that came
+    without its secret (`!key set custom`) asks for the next word."""
+    server = synapse_server
+    bot = server.register("thanksbot")
+    async with (
+        SSEEndpoint(chunks=2, span=0.1) as endpoint,
+        bot_answering_from(server, bot, endpoint, tmp_path),
+    ):
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        bob = await UserClient.start(server, server.register("bob"), tmp_path / "bob")
+        try:
+            room = await alice.create_room([bot.user_id, bob.user.user_id], name="Lounge")
+            await bob.join(room)
+            dm = await alice.create_room([bot.user_id], direct=True)
+            await alice.wait_joined(room, bot.user_id)
+            await alice.wait_joined(dm, bot.user_id)
+
+            async def chatted(where: str, words: str) -> None:
+                after = time.monotonic()
+                await alice.send(where, f"{bot.user_id}: {words}")
+                await alice.wait_for(lambda: endpoint.request_for(words), f"{words!r} asked")
+                said = [
+                    s.content.get("body", "") for s in alice.messages(where, bot.user_id, after)
+                ]
+                assert not any("took this for the key" in s for s in said), said
+
+            said = await alice.command(room, bot.user_id, "!key set custom hunter2-hunter2")
+            assert "only take keys and passwords in a direct chat" in said, said
+            await chatted(room, "Thanks!")
+            said = await alice.command(dm, bot.user_id, "!key set custom short")
+            assert "it takes at least 6" in said, said
+            await chatted(dm, "everyone")
+            # Without its key, the next word is still taken for it.
+            said = await alice.command(dm, bot.user_id, "!key set custom")
+            assert "Missing `key`" in said, said
+            after = time.monotonic()
+            sent = await alice.send(dm, "hunter2-correct-horse")
+            body = (await alice.reply_to(dm, bot.user_id, after, "the refusal")).content["body"]
+            assert "took this for the key or password" in body, body
+            assert endpoint.request_for("hunter2-correct-horse") is None
+            assert (await alice.event_content(dm, sent)).get("content") == {}
+        finally:
+            await alice.close()
+            await bob.close()

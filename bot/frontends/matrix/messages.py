@@ -43,6 +43,7 @@ from bot.frontends.matrix.decide import (
 from bot.frontends.matrix.secret_commands import (
     ROOM_BY_NAME,
     carries_secret,
+    lacks_secret,
     may_hold_secret,
     missing_secret,
     names_room_by_name,
@@ -418,7 +419,7 @@ class MessageHandler:
     ) -> None:
         ok = await self._run_command(room, msg, decision, place, waits)
         self._secret_may_follow(
-            msg, not ok and asks_secret(msg.text, self._core.table, self.prefix)
+            msg, not ok and lacks_secret(msg.text, self._core.table, self.prefix)
         )
 
     def _secret_may_follow(self, msg: Message, asked: bool) -> None:

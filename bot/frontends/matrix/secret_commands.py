@@ -113,6 +113,14 @@ def may_hold_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
 _MOST_WORDS = 20  # more after a key command's name: as good as holding one
 
 
+def lacks_secret(text: str, table: tuple[Command, ...], prefix: str) -> bool:
+    """Whether a command line asks for a secret (asks_secret) and came without it: the
+    sender's next word may be that secret. One that may hold it already (`!key set custom
+    hunter2…` refused in a group room, a key too short, a source misspelt) asks for
+    nothing more: the admin's "Thanks!" after it was deleted as the key."""
+    return asks_secret(text, table, prefix) and not may_hold_secret(text, table, prefix)
+
+
 # Each of these is tried once per run of the characters it scans, never again from
 # inside one, and gives nothing back: a command line of 60 KB (a run of letters, `$a`
 # repeated, a query of `key` repeated) had held the bot's whole loop for seconds each.
