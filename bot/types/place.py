@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import Context, ContextVar, copy_context
@@ -42,3 +43,11 @@ def several(places: Sequence[str]) -> str:
     if len(places) <= _PLACES_NAMED:
         return ", ".join(places)
     return f"{', '.join(places[:_PLACES_NAMED])} and {len(places) - _PLACES_NAMED} more"
+
+
+_MORE = re.compile(r" and \d+ more$")
+
+
+def named_places(line: str) -> tuple[str, ...]:
+    """The places a log line's place names (`several`'s `a, b and 2 more`: a and b)."""
+    return tuple(p for p in _MORE.sub("", line).split(", ") if p)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import quote, quote_plus, unquote
 
-from bot.types.place import LOG_PLACE
+from bot.types.place import LOG_PLACE, named_places
 from bot.types.text import INVISIBLE, char_class, without_invisible
 
 REDACTED = "****"
@@ -410,9 +410,10 @@ class _SecretRegistry:
             return ()
         with self._lock:
             found = list(self._short.items())
-        return tuple(
-            v for v, where in found if place in where or any(p and p in place for p in where)
-        )
+        # Each place whole: `discord:g1:c1` is not named by `discord:g1:c10` (it lost c1's
+        # short password from its lines as a word, `none`, that c1 never wrote there).
+        named = {place, *named_places(place)}
+        return tuple(v for v, where in found if not named.isdisjoint(where))
 
     def values(self) -> tuple[str, ...]:
         found = self._sorted

@@ -476,3 +476,28 @@ def test_a_short_secret_an_older_version_stored_leaves_its_channels_log_as_a_wor
     assert logged("a qzv7 b", "discord:g1:c1, discord:g2:c9") == (
         "a **** b (in discord:g1:c1, discord:g2:c9)"
     )
+
+
+def test_a_short_secret_leaves_only_the_log_lines_of_its_own_place() -> None:
+    """Channel c1's place `discord:g1:c1` is inside `discord:g1:c10`'s as text: its old
+    4-character password (`none`) was blanked from c10's lines, where it is only a word,
+    though each place is named whole (a line for several names each)."""
+
+    def logged(text: str, place: str) -> str:
+        record = logging.LogRecord("bot", logging.WARNING, __file__, 1, "%s", (text,), None)
+        with logged_in(place):
+            RedactingFilter().filter(record)
+        return record.getMessage()
+
+    box = SecretBox.from_setting(generate_key())
+    aad = associated_data("discord", "g1", "c1", "proxy_password")
+    with logged_in("discord:g1:c1"):
+        box.open(box.seal(SecretValue("wqx4"), aad), aad, where="c1", name="proxy_password")
+    assert logged("a wqx4 b", "discord:g1:c1") == "a **** b (in discord:g1:c1)"
+    assert logged("a wqx4 b", "discord:g1:c10") == "a wqx4 b (in discord:g1:c10)"
+    assert logged("a wqx4 b", "discord:g1:c10, discord:g2:c9") == (
+        "a wqx4 b (in discord:g1:c10, discord:g2:c9)"
+    )
+    assert logged("a wqx4 b", "discord:g2:c9, discord:g1:c1 and 2 more") == (
+        "a **** b (in discord:g2:c9, discord:g1:c1 and 2 more)"
+    )
