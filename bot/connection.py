@@ -153,6 +153,22 @@ def key_step(ref: ChannelRef, source: str, prefix: str) -> str:
     return f"{prefix}key set {source}"
 
 
+def password_step(ref: ChannelRef, prefix: str) -> str:
+    """The command that sets this channel's proxy password, as key_step says a key's."""
+    if ref.platform is Platform.MATRIX:
+        where = f"room:{ref.channel_id} (in a direct chat with me)"
+        return f"{prefix}proxy password <password> {where}"
+    return f"{prefix}proxy password"
+
+
+def clear_step(ref: ChannelRef, command: str) -> str:
+    """`command` (a clear, which any room takes) as typed here, and on Matrix for a group
+    room also as a direct chat names the room (a `!settings room:` read there)."""
+    if ref.platform is Platform.MATRIX and not ref.direct:
+        return f"{command} (from a direct chat: {command} room:{ref.channel_id})"
+    return command
+
+
 # Who set something, narrowest first: a secret goes only to a URL set as widely or more
 # narrowly than itself.
 _REACH = {"channel": 0, "server": 1, "operator": 2, "default": 3}

@@ -25,10 +25,12 @@ from bot.connection import (
     PROXY_PASSWORD,
     NotConnectable,
     blocked_reason,
+    clear_step,
     endpoint_for,
     endpoint_url,
     key_step,
     missing_url,
+    password_step,
     provider_error_text,
     run_status_check,
     withheld,
@@ -589,12 +591,12 @@ async def _short_secret(ctx: CommandContext, name: str) -> tuple[str, str] | Non
     p, server = ctx.prefix, found[0] == "server"
     scope = " scope:server" if server else ""
     if name == PROXY_PASSWORD:
-        what, again = "proxy password", f"{p}proxy password{scope}"
-        remove = f"{p}proxy clear{scope} (with the proxy URL)"
+        what, again = "proxy password", password_step(ctx.ref, p) + scope
+        remove = f"{clear_step(ctx.ref, f'{p}proxy clear{scope}')} (with the proxy URL)"
     else:
         source = name.removesuffix("_api_key")
         what, again = f"{source} key", key_step(ctx.ref, source, p) + scope
-        remove = f"{p}key clear {source}{scope}"
+        remove = clear_step(ctx.ref, f"{p}key clear {source}{scope}")
     where = "this server" if server else f"this {ctx.ref.place}"
     return (
         f"The {what} stored for {where}",

@@ -12,7 +12,7 @@ import pytest
 
 from bot.providers import _http
 from bot.store import generate_key
-from bot.types import ChannelRef, Platform
+from bot.types import Actor, ChannelRef, Platform, Scope, SecretValue
 from tests.matrix.helpers import SSEEndpoint, UserClient, bot_answering_from
 from tests.peers.synapse import SynapseServer
 
@@ -308,6 +308,48 @@ async def test_a_word_after_a_key_command_that_came_with_its_key_is_chat(
             assert "took this for the key or password" in body, body
             assert endpoint.request_for("hunter2-correct-horse") is None
             assert (await alice.event_content(dm, sent)).get("content") == {}
+        finally:
+            await alice.close()
+            await bob.close()
+
+
+async def test_the_hint_for_an_old_short_password_is_typeable_from_a_direct_chat(
+    synapse_server: SynapseServer, tmp_path: Path
+) -> None:
+    """Matrix probe: a group room's 4-character proxy password an older version stored
+    was to be set again "with !proxy password" (refused in a group room, and from a
+    direct chat it set the direct chat's own), and removed "with !proxy clear" (from a
+    direct chat, the direct chat's). Its hint names the room, as the other hints do."""
+    server = synapse_server
+    bot = server.register("shortpwbot")
+    async with (
+        SSEEndpoint(chunks=2, span=0.1) as endpoint,
+        bot_answering_from(server, bot, endpoint, tmp_path) as core,
+    ):
+        alice = await UserClient.start(server, server.register("alice"), tmp_path / "alice")
+        bob = await UserClient.start(server, server.register("bob"), tmp_path / "bob")
+        try:
+            room = await alice.create_room([bot.user_id, bob.user.user_id], name="Lounge")
+            await bob.join(room)
+            dm = await alice.create_room([bot.user_id], direct=True)
+            await alice.wait_joined(room, bot.user_id)
+            await alice.wait_joined(dm, bot.user_id)
+            # As an older version stored it (today's !proxy password refuses it).
+            where = ChannelRef(Platform.MATRIX, room)
+            who = Actor(alice.user.user_id, "alice", is_channel_admin=True)
+            await core.store.set_secret(
+                where, Scope.CHANNEL, "proxy_password", SecretValue("wq4z"), who
+            )
+            for place, typed in ((room, "!settings"), (dm, f"!settings room:{room}")):
+                said = await alice.command(place, bot.user_id, typed)
+                assert "shorter than 6 characters" in said, said
+                again = f"!proxy password <password> room:{room} (in a direct chat with me)"
+                assert again in said, said
+                assert f"!proxy clear room:{room}" in said, said
+                assert "wq4z" not in said, said
+            # As the hint says it, from the direct chat: the room's password goes.
+            said = await alice.command(dm, bot.user_id, f"!proxy clear room:{room}")
+            assert await core.store.resolve_secret(where, "proxy_password") is None, said
         finally:
             await alice.close()
             await bob.close()
