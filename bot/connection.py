@@ -217,7 +217,7 @@ def _unsendable(
 ) -> NotConnectable:
     """A stored secret no endpoint can be sent (never which character: anyone reads it)."""
     if name == PROXY_PASSWORD:
-        what, step = "proxy password", f"{prefix}proxy password"
+        what, step = "proxy password", password_step(ref, prefix)
     else:
         what, step = f"{config.source.value} key", key_step(ref, config.source.value, prefix)
     where = f"this {ref.place}"

@@ -90,7 +90,7 @@ async def _password_step(ctx: CommandContext, result: StatusResult) -> str:
         return ""
     if endpoint.credential() is not None:  # one was sent: the message says to check it
         return ""
-    return f"\nIf the endpoint wants a password, set it with {ctx.prefix}proxy password."
+    return f"\nIf the endpoint wants a password, set it with {password_step(ctx.ref, ctx.prefix)}."
 
 
 def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
@@ -630,7 +630,7 @@ async def secret_state(ctx: CommandContext, name: str, config: ChannelConfig | N
     sent_there = name == PROXY_PASSWORD or (config is not None and config.source is Source.CUSTOM)
     if config is not None and sent_there and withheld(where, config):
         how = (
-            f"{ctx.prefix}proxy password"
+            password_step(ctx.ref, ctx.prefix)
             if name == PROXY_PASSWORD
             else key_step(ctx.ref, config.source.value, ctx.prefix)
         )

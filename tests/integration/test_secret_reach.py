@@ -213,3 +213,39 @@ async def test_settings_does_not_say_so_when_the_proxy_password_is_withheld(
     assert theirs.authorizations[-1] == "Bearer custom-key-abcdef123"
     key_line = await settings_line(core, "API key:")
     assert "the proxy password is sent instead" not in key_line, key_line
+
+
+ROOM = ChannelRef(Platform.MATRIX, channel_id="!group:hs")
+ROOM_STEP = "!proxy password <password> room:!group:hs (in a direct chat with me)"
+
+
+async def test_a_matrix_rooms_password_hints_name_the_room(tmp_path: Path) -> None:
+    """A group room takes no password (only a direct chat naming it with room:): the
+    hints to set one said `!proxy password`, refused there, or from a direct chat set
+    the direct chat's own."""
+    async with (
+        fake_openai(Script(chunks=["ok"])) as ours,
+        fake_openai(Script(chunks=["ok"], models_status=401)) as locked,
+    ):
+        url = f"sqlite+aiosqlite:///{tmp_path}/hints.db"
+        await upgrade_to_head(url)
+        store = await Store.open(
+            url,
+            SecretBox.from_setting(generate_key()),
+            defaults=ChannelConfig.of(source=Source.CUSTOM, model="m", proxy_url=ours.url_v1),
+            default_secrets={"proxy_password": SecretValue("operator-proxy-pw-123")},
+        )
+        core = Core(store, ProviderHub(ProviderSettings(allow_private_endpoints=True)))
+        try:
+            # The endpoint refuses a check that sent no password: the step names the room.
+            refused = await command(core, f"!proxy set {locked.url_v1}", ref=ROOM)
+            assert f"If the endpoint wants a password, set it with {ROOM_STEP}." in refused
+            # The operator's password is kept from the room's own URL: the same step.
+            line = [
+                ln
+                for ln in (await command(core, "!settings", ref=ROOM)).splitlines()
+                if "not sent to an endpoint URL set" in ln
+            ]
+            assert line and line[0].endswith(f"set one for it with {ROOM_STEP}"), line
+        finally:
+            await core.close()
