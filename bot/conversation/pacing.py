@@ -310,7 +310,9 @@ class MessageTarget(Protocol):
     # the default; "greeting").
 
     # Optional `ended()`: called as the answer's end begins to be shown (PacedReply.finish):
-    # from then on its edits hold the conversation a while at most (patience.Deadline).
+    # from then on its edits and posts hold the conversation a while at most
+    # (patience.Deadline); called again as it goes out anew from where its end stuck
+    # (_post_stale), which gets a patience of its own.
 
     # Optional `pages`: set by the pacer before it shows a text, to how many messages
     # that text takes in all; a target that marks the last (with buttons, say) marks a
@@ -530,6 +532,9 @@ class PacedReply:
         follow (as a file), and could not be changed to carry it."""
         first = min(self._stale)
         self._stale.clear()
+        ended = getattr(self._target, "ended", None)
+        if ended is not None:  # its posts wait no longer than the edits it follows did
+            ended()
         cap: int | None = getattr(self._target, "max_pages", None)
         room = None if cap is None else max(1, cap - len(self._handles))
         pages = _split(self._latest, self._target.limit, self._size)

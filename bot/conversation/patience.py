@@ -23,8 +23,9 @@ RATE_LIMIT_PATIENCE = 60.0
 
 
 class Deadline:
-    """When the edits of an answer that has ended stop waiting for the platform: none until
-    it ends; set then, it cuts the edits under way too (one the pacer's finish waits for).
+    """When the calls of an answer that has ended (its edits, its new messages) stop waiting
+    for the platform: none until it ends; set then, it cuts the calls under way too (one the
+    pacer's finish waits for).
     END_PATIENCE from the answer's end, or from the end of a wait the platform asked its
     edits for (asked_to_wait), whichever is later."""
 
@@ -38,10 +39,13 @@ class Deadline:
         self._asked = 0.0
 
     def start(self) -> None:
-        if self._ended is None:
-            self._ended = now = asyncio.get_running_loop().time()
-            self._asked = max(0.0, self._asked_until - now)
-            self._move()
+        """The answer has ended, or (again) goes out anew from where its end stuck: its calls
+        from now on wait END_PATIENCE s at most, and the waits asked of them up to
+        RATE_LIMIT_PATIENCE. A platform failing the answer sent again too held the
+        conversation as long as its client retried (an hour, for a 429 asking one)."""
+        self._ended = now = asyncio.get_running_loop().time()
+        self._asked = max(0.0, self._asked_until - now)
+        self._move()
 
     def asked_to_wait(self, seconds: float) -> None:
         """The platform asks an edit under this deadline to wait `seconds` before it goes

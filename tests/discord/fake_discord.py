@@ -97,6 +97,11 @@ class FakeDiscord:
     drop_webhooks: int = 0  # cut the connection of this many calls to a channel's webhooks
     hold_posts: float = 0.0  # seconds a posted message waits before it is answered
     drop_posts: int = 0  # cut the connection of this many message posts (none is made)
+    # Message posts from the n-th on (1: all; 0: none) are answered with a 429 asking the
+    # bot to wait post_retry_after s (none is made): Discord refusing new messages a while.
+    limit_posts_from: int = 0
+    post_retry_after: float = 3600.0
+    posts: int = 0  # message posts asked for (made or not)
     lose_posts: int = 0  # this many message posts are made, then their connection is cut
     dms: list[dict[str, Any]] = field(default_factory=list)  # what the bot sent by DM
     refuse_dms: bool = False  # members take no DM from the bot (Discord's 50007)
@@ -760,6 +765,9 @@ class FakeDiscord:
                 return web.Response(status=500)
             return self._channel_webhooks(request.method, cid, body or {})
         if route == ("POST", f"/channels/{cid}/messages"):
+            self.posts += 1
+            if self.limit_posts_from and self.posts >= self.limit_posts_from:
+                return self._rate_limited(self.post_retry_after)
             if self.drop_posts and request.transport is not None:
                 self.drop_posts -= 1
                 request.transport.abort()
@@ -802,13 +810,7 @@ class FakeDiscord:
                 return web.Response(status=500)
             if self.limited < self.rate_limit_edits:
                 self.limited += 1
-                wait = self.edit_retry_after
-                limited = {"message": "You are being rate limited.", "retry_after": wait}
-                response = self._json({**limited, "global": False}, 429)
-                response.headers["Via"] = "1.1 google"  # else discord.py suspects a ban
-                # Discord says it in whole seconds too (topics/rate-limits: Retry-After).
-                response.headers["Retry-After"] = str(math.ceil(wait))
-                return response
+                return self._rate_limited(self.edit_retry_after)
             if mid not in self.messages:
                 return self._json({"message": "Unknown Message", "code": 10008}, 404)
             message = self.messages[mid]
@@ -830,6 +832,15 @@ class FakeDiscord:
                 )
             return response
         return self._json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _rate_limited(self, wait: float) -> web.Response:
+        """A 429 asking the bot to wait `wait` s."""
+        limited = {"message": "You are being rate limited.", "retry_after": wait}
+        response = self._json({**limited, "global": False}, 429)
+        response.headers["Via"] = "1.1 google"  # else discord.py suspects a ban
+        # Discord says it in whole seconds too (topics/rate-limits: Retry-After).
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
 
     def _thread_refusal(self, cid: int, method: str, rest: str) -> web.Response | None:
         """What an archived or locked thread refuses (topics/threads.mdx): nobody without

@@ -5,6 +5,7 @@ a failure is given up after the answer's end patience (patience.END_PATIENCE, sh
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
@@ -177,6 +178,35 @@ async def test_a_stop_button_left_on_a_page_discord_would_not_edit_goes_when_pre
     assert stuck["content"] == "The first part"  # its text stays as it was
     assert [f["content"] for f in fake.followups] == ["No answer is being written here."]
     assert again["content"].endswith(ANSWER)
+
+
+@pytest.mark.usefixtures("two_parts")
+async def test_an_answer_sent_again_discord_will_not_post_lets_the_channel_go(
+    core: Core, endpoint: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review of repost10: an answer whose end was given up went out again in new messages
+    with no patience at all; Discord refusing those too (a 429 asking an hour, which
+    discord.py sleeps out) held the channel's conversation that hour. The posts of the
+    answer sent again have a patience of their own: given up, the log says the answer
+    could not be shown, the next question is answered, the answer is stored whole."""
+    fake = FakeDiscord(TOKEN, fail_edits=1000, edit_failure=503, limit_posts_from=2)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            with caplog.at_level(logging.WARNING, logger="bot.discord"):
+                await fake.user_says(f"<@{fake.bot_id}> tell me")
+                await fake.wait_until(lambda: fake.posts >= 2, 30)  # sent again: refused
+                await fake.user_says(f"<@{fake.bot_id}> and then")
+                await fake.wait_until(lambda: len(endpoint.requests) == 2, 30)
+    finally:
+        await fake.stop()
+    [stuck] = _by_bot(fake)
+    assert stuck["content"] == "The first part"
+    [_, answer, *_] = await core.store.history(_ref(fake), 5)
+    assert (answer.content, answer.state) == (ANSWER, TurnState.DONE)
+    said = [r.getMessage() for r in caplog.records if "could not" in r.getMessage()]
+    assert any("gave up after" in line for line in said), said
+    assert not any(r.exc_info for r in caplog.records)
 
 
 async def _settled(core: Core, fake: FakeDiscord) -> None:

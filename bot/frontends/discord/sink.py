@@ -82,7 +82,8 @@ EDIT_BUDGET = 5
 TYPING_EVERY = 8.0  # a typing indicator lasts about 10 s
 EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
 RETRY_PAUSE = 2.0
-# An ended answer's edits hold its conversation END_PATIENCE s at most (bot.core.Deadline).
+# An ended answer's edits and posts hold its conversation END_PATIENCE s at most
+# (bot.core.Deadline).
 
 NoAccess = Callable[[discord.Forbidden], Awaitable[None]]
 # A message of an answer: one the bot has (posted, pressed, fetched), or an earlier page
@@ -220,8 +221,8 @@ class DiscordTarget:
         return [str(m.id) for m in self.messages]
 
     def ended(self) -> None:
-        """The answer has ended: its edits from now on (an edit under way too) are given up
-        END_PATIENCE s from now."""
+        """The answer has ended (or goes out again from where its end stuck): its edits and
+        posts from now on (one under way too) are given up END_PATIENCE s from now."""
         self.deadline.start()
 
     @property
@@ -330,9 +331,16 @@ class DiscordTarget:
         except CALL_FAILED as err:
             status = f"{err.status} " if isinstance(err, discord.HTTPException) else ""
             why = f"{status}{type(err).__name__}"
+            if self.deadline.passed():
+                why = f"gave up after {END_PATIENCE:g} s of Discord failing it at the answer's end"
             where = getattr(self._channel, "id", "?")
             if self._posted:  # the page before says the rest could not be posted
-                log.warning("could not post a page of an answer in channel %s: %s", where, why)
+                log.warning(
+                    "could not post a page of an answer in channel %s (not shown whole; it is "
+                    "kept whole in the conversation): %s",
+                    where,
+                    why,
+                )
                 return None
             log.warning("an answer could not be posted in channel %s: %s", where, why)
             raise NotPosted(why) from err
@@ -352,7 +360,7 @@ class DiscordTarget:
         """Post one page (with `files`); one Discord failed (a 5xx, a 429 discord.py gave
         up on, a lost connection) is tried again as an edit is. A post of the bot's own
         carries a nonce Discord holds it to: one made although its answer was lost is not
-        made twice."""
+        made twice. Once the answer has ended, given up at its deadline as an edit is."""
         nonce = secrets.token_hex(12)
 
         def own() -> dict[str, Any]:  # its files made anew for each call (one closes them)
@@ -368,7 +376,7 @@ class DiscordTarget:
                 return await self._reply(self._reply_to, text, own)
             return await self._channel.send(text, **own())
 
-        return await retried(post)
+        return await retried(post, deadline=self.deadline)
 
     @property
     def _hook(self) -> discord.Webhook | None:
