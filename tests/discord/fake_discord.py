@@ -86,6 +86,9 @@ class FakeDiscord:
     channels: int = 1  # text channels in the guild: channel_id, channel_id + 1, …
     rate_limit_edits: int = 0  # answer this many message edits with a 429 first
     edit_retry_after: float = 0.3  # the seconds each of those asks the bot to wait
+    # Whether a 429 says its wait in a Retry-After header too (Discord does; discord.py
+    # sleeps what its body's retry_after says, and a proxy in front may drop the header).
+    retry_after_header: bool = True
     # Seconds until the edits' rate limit bucket resets, said with each edit made as spent
     # (X-RateLimit-Remaining: 0): discord.py waits them out before that edit returns.
     edit_bucket_reset: float = 0.0
@@ -838,8 +841,9 @@ class FakeDiscord:
         limited = {"message": "You are being rate limited.", "retry_after": wait}
         response = self._json({**limited, "global": False}, 429)
         response.headers["Via"] = "1.1 google"  # else discord.py suspects a ban
-        # Discord says it in whole seconds too (topics/rate-limits: Retry-After).
-        response.headers["Retry-After"] = str(math.ceil(wait))
+        if self.retry_after_header:
+            # Discord says it in whole seconds too (topics/rate-limits: Retry-After).
+            response.headers["Retry-After"] = str(math.ceil(wait))
         return response
 
     def _thread_refusal(self, cid: int, method: str, rest: str) -> web.Response | None:

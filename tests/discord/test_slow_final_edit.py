@@ -209,6 +209,27 @@ async def test_an_answer_sent_again_discord_will_not_post_lets_the_channel_go(
     assert not any(r.exc_info for r in caplog.records)
 
 
+@pytest.mark.usefixtures("two_parts")
+async def test_a_rate_limit_said_only_in_its_body_is_waited_out_not_posted_again(
+    core: Core,
+) -> None:
+    """Review of repost10: discord.py waits out what a 429's body says (retry_after); the
+    wait was counted only when a Retry-After header said it too. A 429 without the header
+    (a proxy in front of Discord may drop it) had the final edit given up while discord.py
+    slept, and the answer posted again under it: its beginning twice."""
+    fake = FakeDiscord(TOKEN, rate_limit_edits=1, edit_retry_after=2.0, retry_after_header=False)
+    await fake.start()
+    try:
+        async with running(core, fake):
+            await fake.user_says(f"<@{fake.bot_id}> tell me")
+            await _settled(core, fake)
+    finally:
+        await fake.stop()
+    assert fake.limited == 1
+    [answer] = _by_bot(fake)
+    assert answer["content"] == ANSWER
+
+
 async def _settled(core: Core, fake: FakeDiscord) -> None:
     """The answer's buttons shown and the answer tied to the messages showing it."""
     await fake.wait_until(lambda: "cc:regen:" in str(_by_bot(fake)), 30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import math
@@ -107,16 +108,27 @@ async def _answered(
     deadline = bounding_call()
     if deadline is None:
         return
-    wait = _asked_wait(params.response.status, params.response.headers)
+    response = params.response
+    body: object = None
+    if response.status == 429:
+        # discord.py sleeps what the body says (retry_after), whatever the headers say;
+        # read here, the body stays with the response for discord.py (aiohttp keeps it).
+        with contextlib.suppress(*NETWORK_ERRORS, ValueError):
+            body = await response.json(content_type=None)
+    wait = _asked_wait(response.status, response.headers, body)
     if wait is not None:
         deadline.asked_to_wait(wait)
 
 
-def _asked_wait(status: int, headers: Mapping[str, str]) -> float | None:
-    """Seconds Discord says a call must wait (topics/rate-limits): a 429's Retry-After, or
-    the reset of a bucket the call spent; None when it says none."""
+def _asked_wait(status: int, headers: Mapping[str, str], body: object = None) -> float | None:
+    """Seconds Discord says a call must wait (topics/rate-limits): a 429's retry_after (its
+    body's, which discord.py waits out; else its Retry-After), or the reset of a bucket the
+    call spent; None when it says none. A 429 whose wait only its body said was not counted:
+    the edit was given up while discord.py slept, and the answer posted again under it."""
     if status == 429:
-        said = headers.get("Retry-After") or headers.get("X-RateLimit-Reset-After")
+        said = body.get("retry_after") if isinstance(body, dict) else None
+        if isinstance(said, bool) or not isinstance(said, int | float):
+            said = headers.get("Retry-After") or headers.get("X-RateLimit-Reset-After")
     elif headers.get("X-RateLimit-Remaining") == "0":
         said = headers.get("X-RateLimit-Reset-After")
     else:
