@@ -206,7 +206,7 @@ async def test_an_answer_sent_again_discord_will_not_post_lets_the_channel_go(
     assert (answer.content, answer.state) == (ANSWER, TurnState.DONE)
     said = [r.getMessage() for r in caplog.records if "could not" in r.getMessage()]
     assert any("gave up after" in line for line in said), said
-    assert not any(r.exc_info for r in caplog.records)
+    assert not any(r.exc_info for r in caplog.records if r.name.startswith("bot"))
 
 
 @pytest.mark.usefixtures("two_parts")

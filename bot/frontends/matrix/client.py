@@ -656,7 +656,11 @@ async def start(core: Core, options: MatrixOptions) -> None:
     api = MatrixApi(client, options.trust_devices, pace)
 
     async def on_limited(response: Any) -> None:
-        if getattr(response, "status_code", "") == "M_LIMIT_EXCEEDED":
+        # A bare 429 too (no Matrix error: a reverse proxy's rate limit), which nio sleeps
+        # out as it does one: not counted, an answer's final edit was given up meanwhile
+        # and the answer posted again under it.
+        http = getattr(getattr(response, "transport_response", None), "status", None)
+        if getattr(response, "status_code", "") == "M_LIMIT_EXCEEDED" or http == 429:
             pace.note_limited()
             wait = (getattr(response, "retry_after_ms", 0) or 0) / 1000
             # nio sleeps it out in the caller's task: an ended answer's edit waits for it.

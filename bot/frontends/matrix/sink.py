@@ -179,8 +179,9 @@ class MatrixTarget:
         return list(self.event_ids)
 
     def ended(self) -> None:
-        """The answer has ended: its edits from now on (one under way too) are given up
-        END_PATIENCE s from now, or from the end of a rate limit's wait (Deadline)."""
+        """The answer has ended (or goes out again from where its end stuck): its edits and
+        posts from now on (one under way too) are given up END_PATIENCE s from now, or from
+        the end of a rate limit's wait (Deadline)."""
         self.deadline.start()
 
     async def typing(self) -> None:
@@ -201,19 +202,39 @@ class MatrixTarget:
             if not edited:
                 return NotUpdated(event_id)
         else:
-            event_id = await self._post(text)
+            posted = await self._post(text)
+            if posted is None:
+                return None  # said in the log
+            event_id = posted
         if self._typer is not None and len(self.event_ids) == 1:
             await self._typer(self._room_id, False)
         return event_id
 
-    async def _post(self, text: str) -> str:
+    async def _post(self, text: str) -> str | None:
+        """Post a page; None when the homeserver failed it past the answer's end patience
+        and a page before it is shown (the pacer says so), SendFailed when none is."""
         content = message_content(text, self._msgtype)
         # Only the first page answers the question; later pages just continue it.
         rel = reply_relation(self._thread_root, "" if self.event_ids else self._reply_to)
         if rel:
             content["m.relates_to"] = rel
         content["m.mentions"] = mentioning(self.mention)
-        event_id = await self._send(self._room_id, content)
+        try:
+            async with self.deadline.bounding():  # no bound until the answer ends
+                event_id = await self._send(self._room_id, content)
+        except (SendFailed, TimeoutError) as err:
+            if self.deadline.at is None:
+                raise
+            why = self._gave_up(err)
+            if not self.event_ids:  # nothing shown: the turn stores the answer as cut
+                raise SendFailed(why) from None
+            log.warning(
+                "could not post a page of an answer in %s (not shown whole; it is kept whole "
+                "in the conversation): %s",
+                self._room_id,
+                why,
+            )
+            return None
         self.event_ids.append(event_id)
         self.final_texts[event_id] = text
         if self._on_sent is not None:
@@ -232,13 +253,18 @@ class MatrixTarget:
         except (SendFailed, TimeoutError) as err:
             if self.deadline.at is None:
                 raise
-            why = str(err) if isinstance(err, SendFailed) else "no answer"
-            if self.deadline.passed():
-                why = f"gave up after {END_PATIENCE:g} s of the homeserver failing it ({why})"
+            why = self._gave_up(err)
             log.warning("could not edit an answer's end in %s: %s", self._room_id, why)
             return False
         self.final_texts[event_id] = text
         return True
+
+    def _gave_up(self, err: SendFailed | TimeoutError) -> str:
+        """Why a call of an ended answer failed, for the log."""
+        why = str(err) if isinstance(err, SendFailed) else "no answer"
+        if self.deadline.passed():
+            why = f"gave up after {END_PATIENCE:g} s of the homeserver failing it ({why})"
+        return why
 
 
 async def with_retries(
