@@ -15,6 +15,7 @@ from functools import partial
 
 from bot.providers import (
     TRANSIENT_KINDS,
+    AuthError,
     Endpoint,
     NotFoundError,
     ProviderError,
@@ -291,6 +292,7 @@ async def run_status_check(
     step is theirs to take; `who`: who the admins who fix a failure are here)."""
     config = await store.effective_config(ref)
     missing: NotConnectable | None = None
+    endpoint: Endpoint | None = None
     try:
         endpoint = await endpoint_for(store, ref, config, prefix)
         result = await hub.provider(endpoint).check_status()
@@ -307,7 +309,7 @@ async def run_status_check(
         reason=result.reason,
         checked_url=result.base_url,
         kind=result.error_kind,
-        step=result.step,
+        step=_step(result, endpoint, ref, prefix),
     )
     # Kept only while the channel still has the endpoint and the status checked: a
     # check that ended after a /proxy set or another check says nothing of what is there.
@@ -319,6 +321,18 @@ async def run_status_check(
     if missing is not None:
         return replace(result, reason=missing.said_to(admin))
     return replace(result, reason=status_said(status, prefix, admin=admin, who=who))
+
+
+def _step(result: StatusResult, endpoint: Endpoint | None, ref: ChannelRef, prefix: str) -> str:
+    """What an admin does about a failed check: the provider's step, or, where the
+    endpoint wants a credential and the check sent none, the command that sets it (the
+    provider layer knows no commands; a line of its own beside the step said it twice)."""
+    if result.error_kind != AuthError.kind or endpoint is None or endpoint.credential():
+        return result.step
+    step = f"Set a proxy password for it with {password_step(ref, prefix)}"
+    if endpoint.source is Source.CUSTOM:
+        step += f", or a key with {key_step(ref, Source.CUSTOM.value, prefix)}"
+    return step + "."
 
 
 def _resolved(config: ChannelConfig, result: StatusResult) -> str | None:

@@ -67,7 +67,7 @@ async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[Sta
     who = ctx.gate.operator.who_admins(ctx.ref)
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix, ctx.is_admin, who)
     config = await ctx.store.effective_config(ctx.ref)
-    line = _status_line(result, ctx.prefix, config.model) + await _password_step(ctx, result)
+    line = _status_line(result, ctx.prefix, config.model)
     for name in (api_key_name(config.source), PROXY_PASSWORD):
         short = await _short_secret(ctx, name)
         if short:
@@ -76,21 +76,6 @@ async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[Sta
         step = blocked_reason(config, ctx.prefix, ctx.is_admin, place=ctx.ref.place, who=who)
         line += f"\n{step}" if step else ""
     return result, line
-
-
-async def _password_step(ctx: CommandContext, result: StatusResult) -> str:
-    """The command to take when the endpoint refused a check that sent no credential:
-    the provider's message says one is wanted, but knows no commands."""
-    if result.error_kind != "auth":
-        return ""
-    try:
-        config = await ctx.store.effective_config(ctx.ref)
-        endpoint = await endpoint_for(ctx.store, ctx.ref, config, ctx.prefix)
-    except (NotConnectable, SecretUnreadable):
-        return ""
-    if endpoint.credential() is not None:  # one was sent: the message says to check it
-        return ""
-    return f"\nIf the endpoint wants a password, set it with {password_step(ctx.ref, ctx.prefix)}."
 
 
 def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
@@ -241,7 +226,7 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             await ctx.store.update_config(ctx.ref, scope, ctx.actor, drop, action="source")
             was = before.value if isinstance(before, Source) else before or "the old source"
             dropped = f"{shown_id(str(old_model))} was the model for {was}, so "
-            checked = _status_line(result, ctx.prefix) + await _password_step(ctx, result)
+            checked = _status_line(result, ctx.prefix)
     after = await ctx.store.effective_config(ctx.ref)
     if dropped and source is not None:
         # Said whatever model still applies here: a server's went for every channel that

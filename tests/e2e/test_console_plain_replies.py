@@ -75,7 +75,10 @@ def test_a_credential_wanted_is_the_admins_to_set(ws: Workspace, endpoint: Hosti
     failed = _line(admin.out, "Status check failed: ")
     blocked = _line(admin.out, "I can't answer: the last status check failed — ")
     for said in (failed, blocked):
-        assert "none is set here. Set a key or a proxy password for it." in said, said
+        assert (
+            "none is set here. Set a proxy password for it with /proxy password, or a key "
+            "with /key set custom." in said
+        ), said
         assert "an admin" not in said.lower(), said
     member = ws.run(["hello", "/settings", "/help"], args=["--user", "bob"])
     member.assert_survived()

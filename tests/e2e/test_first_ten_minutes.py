@@ -772,9 +772,12 @@ def test_every_check_that_meets_a_password_it_lacks_names_proxy_password(
 ) -> None:
     """Only `/proxy set` named `/proxy password` when the endpoint wanted one and none
     was sent; `/connect` and `/source openai` through the proxy said only "an admin sets
-    one" (the console's user is that admin). One sent and refused is not told to set one."""
+    one" (the console's user is that admin). One sent and refused is not told to set one.
+    The step is said once, naming the command: a line of its own after it said it again
+    ("Set a key or a proxy password for it." … "If the endpoint wants a password, set it
+    with /proxy password."), and after "Fix it and run /connect again"."""
     peer = litellm_peer
-    hint = "If the endpoint wants a password, set it with /proxy password."
+    hint = "Set a proxy password for it with /proxy password"
     s = run_console(
         tmp_path,
         [
@@ -790,6 +793,9 @@ def test_every_check_that_meets_a_password_it_lacks_names_proxy_password(
         said = s.reply(typed)
         status_401(said)
         assert said.count(hint) == 1, (typed, said)
+        # What is wanted, then the command that sets one: no other line about a password.
+        assert said.lower().count("password") == 3, (typed, said)
+        assert said.index(hint) < said.index("Fix it and run /connect again"), (typed, said)
     refused = s.reply("/proxy password")
     status_401(refused)
     assert "Check the proxy password" in refused and hint not in refused, refused
