@@ -41,17 +41,19 @@ def merge(
     registry: Registry = REGISTRY,
     *,
     own_secrets: Collection[str] = (),
+    server_secrets: Collection[str] = (),
 ) -> ChannelConfig:
     """Channel row → server row → operator defaults → built-in defaults, per setting.
 
     Pure: `rows` are the channel's own row and its server's, nearest first;
-    `own_secrets` the names of the secrets stored for the channel itself.
+    `own_secrets` the names of the secrets stored for the channel itself, `server_secrets`
+    those stored for its server.
     """
     values, origins, passed = registry.merge(rows, defaults.values)
     channel = rows[0] if rows and rows[0].channel_id == ref.channel_id else None
     server = rows[-1] if ref.has_server and rows and rows[-1].channel_id == "" else None
     # Whether its server's row exists yet (a status write makes it) changes nothing here.
-    shared = ref.has_server and _server_endpoint(values, origins, own_secrets)
+    shared = ref.has_server and _server_endpoint(values, origins, own_secrets, server_secrets)
     status = _status_of(channel)
     if shared:  # the server's check is of this endpoint too: the newer of the two says
         status = _newer(status, _status_of(server, server_wide=True))
@@ -81,18 +83,26 @@ def merge(
 
 
 def _server_endpoint(
-    values: Mapping[str, object], origins: Mapping[str, str], own_secrets: Collection[str]
+    values: Mapping[str, object],
+    origins: Mapping[str, str],
+    own_secrets: Collection[str],
+    server_secrets: Collection[str],
 ) -> bool:
-    """Whether the channel reaches its server's endpoint: no source or URL of its own, nor
-    a key or proxy password of its own that may be sent there (Endpoint.credential: behind
-    a URL the proxy password, and for custom its key when there is no password)."""
+    """Whether the channel reaches its server's endpoint with its server's credential: no
+    source or URL of its own, nor a key or proxy password of its own that is sent there
+    (Endpoint.credential: behind a URL the proxy password, and for custom its key when
+    there is no password; a key of its own kept while the server's password is sent
+    changes nothing the endpoint sees, so its server's check is of this endpoint too)."""
     if origins.get("source") == "channel" or origins.get("proxy_url") == "channel":
         return False
     source = ChannelConfig(values).source
-    sent = {PROXY_PASSWORD} if values.get("proxy_url") else {api_key_name(source)}
-    if source is Source.CUSTOM:
-        sent.add(api_key_name(source))
-    return sent.isdisjoint(own_secrets)
+    if not values.get("proxy_url"):
+        return api_key_name(source) not in own_secrets
+    if PROXY_PASSWORD in own_secrets:
+        return False
+    # The server's password goes to its URL and to the operator's (connection.withheld).
+    key_sent = source is Source.CUSTOM and PROXY_PASSWORD not in server_secrets
+    return not (key_sent and api_key_name(source) in own_secrets)
 
 
 def _status_of(row: Any, *, server_wide: bool = False) -> StatusCheck | None:

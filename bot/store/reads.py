@@ -33,7 +33,12 @@ class Merge(Protocol):
     """bot.store.config.merge with the operator's defaults given."""
 
     def __call__(
-        self, ref: ChannelRef, rows: Sequence[Any], *, own_secrets: Collection[str]
+        self,
+        ref: ChannelRef,
+        rows: Sequence[Any],
+        *,
+        own_secrets: Collection[str],
+        server_secrets: Collection[str],
     ) -> ChannelConfig: ...
 
 
@@ -281,8 +286,14 @@ class TurnReads:
             got = _Read()
             if w.config:
                 own = secret_rows.get(scope, ())
+                server = (
+                    secret_rows.get(w.ref.scope_key(Scope.SERVER), ()) if w.ref.has_server else ()
+                )
                 config = self._merge(
-                    w.ref, _nearest_first(w.ref, config_rows), own_secrets={r.name for r in own}
+                    w.ref,
+                    _nearest_first(w.ref, config_rows),
+                    own_secrets={r.name for r in own},
+                    server_secrets={r.name for r in server},
                 )
                 self.configs.put(scope, scope, config, generation=generations[0])
                 got = replace(got, config=config)

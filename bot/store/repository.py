@@ -311,7 +311,8 @@ class Store:
                 return key
             rows = await self._config.chain_rows(session, ref)
             own = await own_names(session, key)
-            config = self._merge(ref, rows, own_secrets=own)
+            server = await own_names(session, key_of(ref, Scope.SERVER)) if ref.has_server else ()
+            config = self._merge(ref, rows, own_secrets=own, server_secrets=server)
             if if_still is not None and not if_still(config):
                 return None
             shared = status is not None and config.server_endpoint

@@ -550,6 +550,35 @@ async def test_a_channel_with_its_own_key_for_the_endpoint_is_not_shown_the_serv
     assert status_line(shown) == "Status: OK (checked server-wide)", shown.text
 
 
+async def test_a_channels_own_key_kept_behind_the_servers_password_shares_its_check(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    """A channel with a custom key of its own, where the server's proxy password is what
+    its requests send (the key kept, not sent), counted as having an endpoint of its own:
+    the server's failed check, made with the very credential it sends, neither held its
+    chat back nor showed in its /settings ("not checked yet")."""
+    own = SecretValue("sibling-custom-key-0042")
+    invocation = Invocation(("key", "set"), {"source": "custom", "key": own})
+    assert (await harness.core.run_command(SIBLING, ADMIN, invocation)).ok
+    endpoint.script.models_status = 401
+    await _server_endpoint(harness, endpoint, v1=True)
+    password = SecretValue("server-proxy-password-0042")
+    invocation = Invocation(("proxy", "password"), {"password": password, "scope": "server"})
+    checked = await harness.core.run_command(REF, SERVER_ADMIN, invocation)
+    assert "Status check failed" in checked.text, checked.text
+    shown = await run(harness, "/settings", MEMBER, SIBLING)
+    assert "not sent: the proxy password is sent instead" in shown.text, shown.text
+    assert status_line(shown).startswith("Status: failed (checked server-wide) — "), shown.text
+    refused = await said(harness, SIBLING, "hello")
+    assert refused.startswith("I can't answer: the last status check failed"), refused
+    assert not endpoint.requests
+    # A check made there is the server's, for every channel that sends its password.
+    endpoint.script.models_status = 200
+    assert "Status check: OK" in (await run(harness, "/connect", ADMIN, SIBLING)).text
+    shown = await run(harness, "/settings", MEMBER, REF)
+    assert status_line(shown) == "Status: OK (checked server-wide)", shown.text
+
+
 async def test_a_chat_answer_in_one_channel_clears_the_servers_failed_check(
     harness: Harness, endpoint: FakeOpenAI
 ) -> None:
