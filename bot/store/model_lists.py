@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.base import Database, where
@@ -37,10 +37,16 @@ class ModelLists:
         self._db = db
 
     async def put(
-        self, ref: ChannelRef, source: Source, url: str, models: Sequence[ModelInfo]
+        self,
+        ref: ChannelRef,
+        source: Source,
+        url: str,
+        models: Sequence[ModelInfo],
+        scope: Scope = Scope.CHANNEL,
     ) -> None:
-        """Replace the cached model list of this channel and source, fetched for `url`."""
-        key = ref.scope_key(Scope.CHANNEL)
+        """Replace the cached model list of this channel (or its server: `scope`) and
+        source, fetched for `url`."""
+        key = ref.scope_key(scope)
         stmt = self._db.insert(ModelCacheRow).values(
             platform=key[0],
             server_id=key[1],
@@ -64,19 +70,26 @@ class ModelLists:
 
         await self._db.write("model list write", work)
 
-    async def get(self, ref: ChannelRef, source: Source, url: str) -> list[ModelInfo] | None:
-        """The cached list, or None when none was stored for this channel and source, or
-        it was fetched for another endpoint URL than `url` (another server's models)."""
-        key = ref.scope_key(Scope.CHANNEL)
+    async def get(
+        self, ref: ChannelRef, source: Source, url: str, scopes: Sequence[Scope] = (Scope.CHANNEL,)
+    ) -> list[ModelInfo] | None:
+        """The newest list cached at `scopes` of this channel for this source and fetched
+        for the endpoint URL `url` (not another server's models), or None when none was."""
+        keys = [ref.scope_key(scope) for scope in scopes]
 
-        async def read(session: AsyncSession) -> ModelCacheRow | None:
-            return await session.scalar(
-                select(ModelCacheRow).where(
-                    where(ModelCacheRow, key), ModelCacheRow.source == Source(source).value
+        async def read(session: AsyncSession) -> Sequence[ModelCacheRow]:
+            return (
+                await session.scalars(
+                    select(ModelCacheRow).where(
+                        or_(*(where(ModelCacheRow, key) for key in keys)),
+                        ModelCacheRow.source == Source(source).value,
+                        ModelCacheRow.endpoint_url == url,
+                    )
                 )
-            )
+            ).all()
 
-        row = await self._db.read("model list read", read)
-        if row is None or row.endpoint_url != url:
+        rows = await self._db.read("model list read", read)
+        if not rows:
             return None
-        return [_from_json(m) for m in row.models]
+        newest = max(rows, key=lambda row: row.fetched_at)
+        return [_from_json(m) for m in newest.models]

@@ -584,16 +584,22 @@ class Store:
         self, ref: ChannelRef, config: ChannelConfig, models: Sequence[ModelInfo]
     ) -> None:
         """Replace the cached model list of this channel and its source, fetched from the
-        endpoint `config` names."""
-        await self._models.put(ref, config.source, config.proxy_url or "", models)
+        endpoint `config` names; the server's endpoint's (ChannelConfig.server_endpoint)
+        on the server's row, as its status check is, for every channel that uses it."""
+        scope = Scope.SERVER if config.server_endpoint else Scope.CHANNEL
+        await self._models.put(ref, config.source, config.proxy_url or "", models, scope)
 
     async def cached_models(
         self, ref: ChannelRef, config: ChannelConfig, source: Source | None = None
     ) -> list[ModelInfo] | None:
         """The list cached for this channel and `source` (default: the config's), or None
         when none was, or it came from another endpoint URL than the config's (the
-        channel's, the server's or the operator's DEFAULT_PROXY_URL moved)."""
-        return await self._models.get(ref, source or config.source, config.proxy_url or "")
+        channel's, the server's or the operator's DEFAULT_PROXY_URL moved). On the
+        server's endpoint, the newer of the server's list and the channel's own (kept
+        before it used that endpoint, or before an upgrade), as with its status check."""
+        scopes = (Scope.CHANNEL, Scope.SERVER) if config.server_endpoint else (Scope.CHANNEL,)
+        url = config.proxy_url or ""
+        return await self._models.get(ref, source or config.source, url, scopes)
 
     # ---- usage ------------------------------------------------------------------------
 

@@ -579,6 +579,28 @@ async def test_a_channels_own_key_kept_behind_the_servers_password_shares_its_ch
     assert status_line(shown) == "Status: OK (checked server-wide)", shown.text
 
 
+async def test_the_servers_checked_model_list_is_offered_in_each_channel_that_uses_it(
+    harness: Harness, endpoint: FakeOpenAI
+) -> None:
+    """The server's endpoint passed its check in REF, and the sibling's /settings said so
+    ("OK (checked server-wide)"), but its /models list said "No models known for custom"
+    and /model suggested nothing: the list the check fetched was kept for REF alone."""
+    assert "Status check: OK" in (await _server_endpoint(harness, endpoint, v1=True)).text
+    listed = await run(harness, "/models list", MEMBER, SIBLING)
+    assert listed.text.startswith("custom models (the endpoint): m-small, m-large"), listed.text
+    offered = await harness.core.autocomplete(SIBLING, ADMIN, ("model",), "id", "m-")
+    assert offered == ["m-small", "m-large"], offered
+    # A channel that sends a key of its own there was not checked: the list is not its.
+    own = SecretValue("other-custom-key-0042")
+    invocation = Invocation(("key", "set"), {"source": "custom", "key": own})
+    third = replace(SIBLING, channel_id="c3")
+    endpoint.script.models_status = 401
+    saved = await harness.core.run_command(third, ADMIN, invocation)
+    assert "Status check failed" in saved.text, saved.text
+    listed = await run(harness, "/models list", MEMBER, third)
+    assert listed.text.startswith("No models known for custom."), listed.text
+
+
 async def test_a_chat_answer_in_one_channel_clears_the_servers_failed_check(
     harness: Harness, endpoint: FakeOpenAI
 ) -> None:
