@@ -67,7 +67,7 @@ async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[Sta
     who = ctx.gate.operator.who_admins(ctx.ref)
     result = await run_status_check(ctx.store, ctx.hub, ctx.ref, ctx.prefix, ctx.is_admin, who)
     config = await ctx.store.effective_config(ctx.ref)
-    line = _status_line(result, ctx.prefix, config.model)
+    line = _status_line(result, ctx.prefix, config.model, bypass=config.bypass_status_check)
     for name in (api_key_name(config.source), PROXY_PASSWORD):
         short = await _short_secret(ctx, name)
         if short:
@@ -78,7 +78,9 @@ async def _checked(ctx: CommandContext, *, model_step: bool = True) -> tuple[Sta
     return result, line
 
 
-def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
+def _status_line(
+    result: StatusResult, p: str, model: str | None = None, *, bypass: bool = False
+) -> str:
     fixed = f"\nUsing {result.base_url} (added /v1 for you)." if result.corrected else ""
     if result.ok:
         seen = f" — {plural(len(result.models), 'model')} available" if result.models else ""
@@ -98,10 +100,10 @@ def _status_line(result: StatusResult, p: str, model: str | None = None) -> str:
         )
     if result.error_kind == "config":  # nothing to check yet: the next setup step
         return f"Next: {result.reason}"
-    return (
-        f"Status check failed{_reused(_earlier(result), f'{p}connect')}: {result.reason}{fixed}\n"
-        f"Fix it and run {p}connect again, or {p}connect bypass:on to chat anyway."
-    )
+    said = f"Status check failed{_reused(_earlier(result), f'{p}connect')}: {result.reason}{fixed}"
+    if bypass:  # "run /connect bypass:on" where it is on already (after a /proxy set, say)
+        return f"{said}\nBypass is on, so chat goes through."
+    return f"{said}\nFix it and run {p}connect again, or {p}connect bypass:on to chat anyway."
 
 
 def _earlier(result: StatusResult) -> tuple[float, float] | None:
@@ -226,7 +228,8 @@ async def set_source(ctx: CommandContext, args: dict[str, Any]) -> Reply:
             await ctx.store.update_config(ctx.ref, scope, ctx.actor, drop, action="source")
             was = before.value if isinstance(before, Source) else before or "the old source"
             dropped = f"{shown_id(str(old_model))} was the model for {was}, so "
-            checked = _status_line(result, ctx.prefix)
+            bypass = (await ctx.store.effective_config(ctx.ref)).bypass_status_check
+            checked = _status_line(result, ctx.prefix, bypass=bypass)
     after = await ctx.store.effective_config(ctx.ref)
     if dropped and source is not None:
         # Said whatever model still applies here: a server's went for every channel that
@@ -681,8 +684,6 @@ async def connect(ctx: CommandContext, args: dict[str, Any]) -> Reply:
     lines.append(checked)
     if result.error_kind == "config":  # no URL or key yet: bypass has nothing to let through
         return Reply("\n".join(lines), ok=False)
-    if not result.ok and (await ctx.store.effective_config(ctx.ref)).bypass_status_check:
-        lines[-1] = f"Status check failed: {result.reason}\nBypass is on, so chat goes through."
     return Reply("\n".join(lines), ok=result.ok)
 
 

@@ -417,6 +417,19 @@ async def test_wrong_proxy_password_fails_the_check_and_blocks_chat_until_bypass
     assert result.error is not None  # the endpoint still refuses the key
 
 
+async def test_a_check_with_bypass_on_says_so_after_any_command(harness: Harness) -> None:
+    """With bypass on, a /proxy set (or /source, /proxy password) whose check failed told
+    the admin to run `/connect bypass:on to chat anyway`, which was on already; only
+    /connect itself said "Bypass is on"."""
+    assert (await run(harness, "/source custom")).ok
+    assert "Bypass API status check: on." in (await run(harness, "/connect bypass:on")).text
+    for typed in ("/proxy set http://127.0.0.1:9/v1", "/source openai", "/connect"):
+        said = (await run(harness, typed)).text
+        assert "Status check failed" in said, (typed, said)
+        assert "Bypass is on, so chat goes through." in said, (typed, said)
+        assert "bypass:on to chat anyway" not in said, (typed, said)
+
+
 async def test_proxy_clear_removes_url_password_and_stale_status(harness: Harness) -> None:
     await run(harness, "/source custom")
     reply = await harness.core.run_command(
