@@ -160,7 +160,8 @@ async def test_a_server_wide_url_change_drops_the_model_lists_of_the_old_endpoin
 ) -> None:
     """The model list a channel's last status check fetched belongs to that endpoint: once
     the server's URL moves to another, a channel that follows it offers that list no more
-    (it was offered by /models list, /model's choices and warnings as the endpoint's)."""
+    (it was offered by /models list, /model's choices and warnings as the endpoint's), but
+    the list the move's own check fetched of the new one, as every channel on it does."""
     fake = FakeDiscord(TOKEN, channels=6)
     other = fake.channel_id + 5
     async with (
@@ -177,7 +178,7 @@ async def test_a_server_wide_url_change_drops_the_model_lists_of_the_old_endpoin
         settings = await fake.command_says("settings", channel_id=other)
         assert f"Endpoint: {moved.url_v1} (server-wide)" in settings, settings
         listed = await fake.command_says("models", "list", channel_id=other)
-        assert listed.startswith("No models known for custom."), listed
+        assert listed.startswith("custom models (the endpoint): b-one, b-two\n"), listed
         await fake.command_says("connect", channel_id=other)
         listed = await fake.command_says("models", "list", channel_id=other)
         assert listed.startswith("custom models (the endpoint): b-one, b-two"), listed
