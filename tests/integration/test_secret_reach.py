@@ -239,7 +239,7 @@ async def test_a_matrix_rooms_password_hints_name_the_room(tmp_path: Path) -> No
         try:
             # The endpoint refuses a check that sent no password: the step names the room.
             refused = await command(core, f"!proxy set {locked.url_v1}", ref=ROOM)
-            assert f"If the endpoint wants a password, set it with {ROOM_STEP}." in refused
+            assert f"Set a proxy password for it with {ROOM_STEP}, or a key with" in refused
             # The operator's password is kept from the room's own URL: the same step.
             line = [
                 ln
