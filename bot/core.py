@@ -68,6 +68,7 @@ __all__ = [
     "OnTurn",
     "PacedReply",
     "ReplySink",
+    "StoreError",
     "TurnLimits",
     "TurnResult",
     "bounding_call",

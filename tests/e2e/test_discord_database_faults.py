@@ -418,3 +418,56 @@ async def test_a_stop_signal_while_the_database_is_silent_and_the_bot_idle_exits
         ("user", "hello", "done"),
         ("assistant", "ok", "done"),
     ]
+
+
+@pytest.mark.postgres
+async def test_a_question_asked_while_the_database_is_down_is_answered_with_why(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """PostgreSQL stopped, then a member mentions the bot in a channel it has not spoken
+    in yet: reading the channel's character (before the turn) failed, the event ended in
+    the log ("Discord event on_message failed: StoreUnavailable") and the asker was told
+    nothing; a key typed as chat (`/key set custom …`) stayed in the channel. Now they are
+    told the database cannot be reached and nothing was sent to the model, the key's
+    message is taken out; with the database back, the next question is answered."""
+    fake = FakeDiscord(TOKEN)
+    url = postgres_db.url
+    server = postgres_db.server
+    try:
+        async with chatbot_run(tmp_path, fake, Script(chunks=["ok"]), DATABASE_URL=url) as (
+            bot,
+            model,
+        ):
+            server.stop()
+            await fake.user_says(f"<@{fake.bot_id}> during the outage")
+            # A key typed as chat, not mentioning the bot: its message must not stay.
+            key = await fake.user_says("/key set custom tabby-9f8e7d6c5b4a3210", mention_bot=False)
+            path = f"/channels/{fake.channel_id}/messages"
+            gone = f"{path}/{key}"
+            await fake.wait_until(
+                lambda: (
+                    len(fake.bot_calls("POST", path)) == 2 and bool(fake.bot_calls("DELETE", gone))
+                ),
+                60,
+            )
+            [told] = [
+                str(m["content"]) for m in fake.messages.values() if "database" in m["content"]
+            ]
+            server.start()
+            code = await _next_turn(fake, model, bot)
+    finally:
+        with contextlib.suppress(RuntimeError):  # already up again
+            server.start()
+    assert code == 0, bot.log[-3000:]
+    assert "Traceback" not in bot.log and "ERROR" not in bot.log, bot.log[-3000:]
+    assert told == (
+        "The bot cannot reach its database, so nothing was saved. Try again shortly; if it "
+        "keeps happening, tell the bot's operator. Nothing was sent to the model."
+    ), told
+    assert "on_message failed" not in bot.log and "tabby-9f8e" not in bot.log, bot.log[-3000:]
+    assert [r[:3] for r in await _pg_rows(url)] == [
+        ("user", "next", "done"),
+        ("assistant", "ok", "done"),
+    ]
+    assert [m["content"] for m in _asked_last(model)] == ["next"]
+    assert len(model.requests) == 1  # the question asked in the outage never went

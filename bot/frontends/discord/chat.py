@@ -16,7 +16,7 @@ from typing import Any
 import discord
 
 from bot.commands.parse import CommandError, TypedCommand, plain_prefix, typed_command
-from bot.core import Core, Edited
+from bot.core import Core, Edited, StoreError
 from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
     Blocked,
@@ -309,26 +309,37 @@ class ChatHandler:
         parent = channel.parent_id if isinstance(channel, discord.Thread) else None
         ref = channel_ref(channel.id, message.guild.id if message.guild else None, parent)
         addressed = is_addressed(facts)
-        if not addressed and parent is not None:
-            # A thread the bot already talks in (kept across restarts), or one started on
-            # its answer ("Create Thread" on it: the thread's id is the message's), needs
-            # no mention.
-            addressed = await self._core.has_conversation(ref) or await self._on_answer(ref)
         text = strip_mention(message.content, me.id, my_role_id(message))
         typed = self._typed(text)
-        if not await self._core.should_answer(ref, addressed):
-            # A key command typed as a message (`/key set custom <key>`, as people do when
-            # the slash command is not in their menu) is this bot's whether or not it was
-            # mentioned: no other bot takes Discord commands as text, and the key must
-            # not stay in the channel unsaid. Other messages not for it end here.
+        unread = False  # the database did not say how to answer here
+        try:
+            if not addressed and parent is not None:
+                # A thread the bot already talks in (kept across restarts), or one started
+                # on its answer ("Create Thread" on it: the thread's id is the message's),
+                # needs no mention.
+                addressed = await self._core.has_conversation(ref) or await self._on_answer(ref)
+            if not await self._core.should_answer(ref, addressed):
+                # A key command typed as a message (`/key set custom <key>`, as people do
+                # when the slash command is not in their menu) is this bot's whether or not
+                # it was mentioned: no other bot takes Discord commands as text, and the key
+                # must not stay in the channel unsaid. Other messages not for it end here.
+                if typed is None or not typed.secret:
+                    return
+            # A character's answer goes through the channel's webhook: not the bot's post
+            # (in a DM, the bot's with the character's name in bold).
+            speaker = await self._personas.speaker(channel, ref)
+        except StoreError as err:
+            # The database down or locked: the asker is told, as a turn that cannot store
+            # its question tells them, not left waiting for an answer that never comes.
+            log.warning("could not read how to answer a message in %s: %s", ref, err)
             if typed is None or not typed.secret:
+                if addressed:
+                    await _say(message, f"{err} Nothing was sent to the model.", Voice())
                 return
+            speaker, unread = None, True  # a typed key is taken out all the same
         reply_to: discord.Message | None = message
         author = message.author
         guild = message.guild
-        # A character's answer goes through the channel's webhook: not the bot's post (in
-        # a DM, the bot's with the character's name in bold).
-        speaker = await self._personas.speaker(channel, ref)
         voice = Voice()
         check = None
         if guild is not None and not facts.is_dm:
@@ -347,7 +358,11 @@ class ChatHandler:
             # Discord hides the admins' commands from everyone else: "pick it from the
             # menu" would send them looking for what is not there.
             path = self._typed_path(text, typed)
-            refusal = await self._core.access_refusal(ref, actor, path)
+            try:  # where to type it is said all the same
+                refusal = "" if unread else await self._core.access_refusal(ref, actor, path)
+            except StoreError as err:
+                log.warning("could not read who may run /%s in %s: %s", path[0], ref, err)
+                refusal = ""
             await _typed_command(
                 message, " ".join(path), typed.secret, voice, refusal, in_server=guild is not None
             )
