@@ -54,6 +54,7 @@ _CHANNEL_PATH = re.compile(r"^/channels/(?P<cid>\d+)(?P<rest>/.*)?$")
 # The DM channels of users other than Bob start this far past `dm_id`: clear of the group
 # DM and the other server's ids, where the bot is not.
 _OTHER_DMS = 1000
+HEARTBEAT_ACK_AFTER = 0.05  # s: a heartbeat's ack comes a round trip after it
 SUPPRESS_EMBEDS = 1 << 2  # a message flag: no link previews (the one flag an edit may change)
 # A link Discord previews: one in <…> it does not (https://support.discord.com, "Embeds").
 _LINK = re.compile(r"(?<!<)\bhttps?://[^\s<>]+")
@@ -869,6 +870,11 @@ class FakeDiscord:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _heartbeat_ack(self, ws: web.WebSocketResponse) -> None:
+        await asyncio.sleep(HEARTBEAT_ACK_AFTER)
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the socket closed since
+            await ws.send_str(json.dumps({"op": 11}))
+
     def _no_send(self) -> bool:
         return bool(self.bot_denied & SEND_MESSAGES)
 
@@ -1106,7 +1112,10 @@ class FakeDiscord:
                 payload = json.loads(frame.data)
                 op = payload.get("op")
                 if op == 1:
-                    await ws.send_str(json.dumps({"op": 11}))
+                    # Acked after a round trip's while, as Discord's ack comes: one sent at
+                    # once can reach discord.py before its heartbeat thread notes the send,
+                    # which then logs "Can't keep up … websocket is 41.3s behind".
+                    self._spawn(self._heartbeat_ack(ws))
                 elif op in (2, 6):
                     await self._open.wait()  # `gateway_down`: the session waits
                     if payload["d"].get("token") != self.token:

@@ -91,7 +91,7 @@ class ShardedDiscord(FakeDiscord):
             payload = json.loads(frame.data)
             op = payload.get("op")
             if op == 1:
-                await ws.send_str(json.dumps({"op": 11}))
+                self._spawn(self._heartbeat_ack(ws))  # as FakeDiscord acks it
             elif op == 2:
                 d = payload["d"]
                 if d.get("token") != self.token:
