@@ -27,6 +27,7 @@ from bot.conversation.engine import (
     OnTurn,
     TurnLimits,
     TurnResult,
+    unstored,
 )
 from bot.conversation.pacing import MessageTarget, NotUpdated, PacedReply, split_text
 from bot.conversation.patience import END_PATIENCE, Deadline, bounding_call
@@ -76,6 +77,7 @@ __all__ = [
     "nothing_given",
     "secret_prompt",
     "split_text",
+    "unstored",
 ]
 
 log = logging.getLogger("bot.core")

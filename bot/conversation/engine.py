@@ -95,7 +95,7 @@ from bot.types.secrets import (
 )
 from bot.types.text import literal, shown_id, strip_invisible
 from bot.usage.access import NOT_HERE, operator_allows, operator_refusal
-from bot.usage.limits import Refusal, TurnCost, turn_cost
+from bot.usage.limits import NOT_SENT, Refusal, TurnCost, turn_cost
 from bot.usage.quota import Charged, admin_here, allowed, charge, settle_stale
 from bot.usage.quota import Gate as Gate  # the Core hands it over
 from bot.usage.quota import guard as quota_guard
@@ -609,7 +609,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
         if isinstance(err, NotConnectable | SecretUnreadable | Refused):
             text = str(err)
         elif isinstance(err, StoreError):
-            text = f"{err} Nothing was sent to the model."
+            text = unstored(err)
         else:
             log.error("a turn in %s failed before its answer: %s", ref, failure(err))
             text = went_wrong(err)
@@ -778,7 +778,7 @@ class ChatEngine(_QuotaHooks, PlatformPosts):
             await self._store.prefetch(ref, HISTORY_ROWS)  # one round trip, who may chat too
         except StoreError as err:
             if err.transient:  # its retries waited the whole budget already: said now
-                return await _notice(sink, f"{err} Nothing was sent to the model.")
+                return await _notice(sink, unstored(err))
             # Otherwise the reads below say what failed, if it lasts.
         if not await self._admitted(ref, incoming.actor):
             return TurnResult("", None, called_provider=False, ignored=True)
@@ -1634,6 +1634,12 @@ _CUT_OFF = (
     "(My last answer here was cut off when the bot stopped. It is kept only as far as it "
     "had been saved, which may be less than was shown.)\n\n"
 )
+
+
+def unstored(err: StoreError) -> str:
+    """What an asker is told when the database cannot take or read what their question
+    needs (down, locked, full): its own words, and that the model was not asked."""
+    return f"{err} {NOT_SENT}"
 
 
 class _Priced(TypedDict):

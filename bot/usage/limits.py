@@ -20,7 +20,7 @@ MINUTE = timedelta(minutes=1)
 OFF = "off"
 DEFAULT: Literal["default"] = "default"
 _CHANNEL = PlaceName(Platform.DISCORD)  # a server's channel
-_NOT_SENT = "Nothing was sent to the model."  # a refusal's last words
+NOT_SENT = "Nothing was sent to the model."  # a refusal's last words
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +282,7 @@ def check(
     # The message goes once every one frees up: the last of them, or never by itself.
     frees = [r.frees_at for r in refused]
     free = None if None in frees else max(f for f in frees if f is not None)
-    texts = [r.text.removesuffix(f" {_NOT_SENT}") for r in refused]
+    texts = [r.text.removesuffix(f" {NOT_SENT}") for r in refused]
     if free is None:
         stuck = [place.named(r.name.value) for r in refused if r.frees_at is None]
         does = "does" if len(stuck) == 1 else "do"
@@ -290,7 +290,7 @@ def check(
     else:
         every = "both" if len(refused) == 2 else f"all {len(refused)}"
         last = f"It can go once {every} have freed up, {when(free, now)}."
-    text = "\n".join([*texts, f"{last} {_NOT_SENT}"])
+    text = "\n".join([*texts, f"{last} {NOT_SENT}"])
     names = tuple(r.name for r in refused)
     return Refusal(refused[0].name, refused[0].limit, text, free, names)
 
@@ -350,11 +350,11 @@ def refusal_text(
                 f"shorten it, or an admin of this {place} can start afresh with {prefix}reset; "
                 f"{who}."
             )
-        return f"{head}. {tail} {_NOT_SENT}"
+        return f"{head}. {tail} {NOT_SENT}"
     sooner = ""
     if tokens and held > 0:
         sooner = " (or sooner, if the answers being written use less than they hold)"
-    return f"{head}. It frees up {when(free, now)}{sooner}; {who}. {_NOT_SENT}"
+    return f"{head}. It frees up {when(free, now)}{sooner}; {who}. {NOT_SENT}"
 
 
 def _failed(failed: int, limit: int) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import discord
 
 from bot.commands.parse import CommandError, TypedCommand, plain_prefix, typed_command
-from bot.core import Core, Edited, StoreError
+from bot.core import Core, Edited, StoreError, unstored
 from bot.frontends.discord.controls import AnswerSink
 from bot.frontends.discord.events import (
     Blocked,
@@ -334,7 +334,7 @@ class ChatHandler:
             log.warning("could not read how to answer a message in %s: %s", ref, err)
             if typed is None or not typed.secret:
                 if addressed:
-                    await _say(message, f"{err} Nothing was sent to the model.", Voice())
+                    await _say(message, unstored(err), Voice())
                 return
             speaker, unread = None, True  # a typed key is taken out all the same
         reply_to: discord.Message | None = message
