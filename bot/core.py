@@ -30,7 +30,7 @@ from bot.conversation.engine import (
     unstored,
 )
 from bot.conversation.pacing import MessageTarget, NotUpdated, PacedReply, split_text
-from bot.conversation.patience import END_PATIENCE, Deadline, bounding_call
+from bot.conversation.patience import END_PATIENCE, Deadline, bounding_call, typing_landed
 from bot.conversation.posts import Edited
 from bot.conversation.stream import ANSWER_DELETED, ReplySink, sink_posts
 from bot.providers import ProviderHub
@@ -77,6 +77,7 @@ __all__ = [
     "nothing_given",
     "secret_prompt",
     "split_text",
+    "typing_landed",
     "unstored",
 ]
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator
+from typing import Any
 
 # Seconds the edits of an answer that has ended may hold its conversation. A platform
 # failing them was tried again and again: Discord held the next question ~100 s, Matrix
@@ -20,6 +21,19 @@ END_PATIENCE = 15.0
 # goes through, and giving it up meanwhile posted the answer again (its beginning twice).
 # A longer wait (Discord has said "2 days", Synapse an hour) is not waited out.
 RATE_LIMIT_PATIENCE = 60.0
+# Seconds a typing call ("typing…" shown or taken off: a courtesy) may hold an answer or
+# its conversation. A platform failing it held them as long as its client waited: Discord
+# answering a 429 asking an hour (discord.py sleeps it out), a typing call never answered
+# (5 minutes, discord.py's session), a homeserver doing either (nio: an hour, 2 minutes).
+TYPING_PATIENCE = 5.0
+
+
+async def typing_landed(call: asyncio.Future[Any]) -> bool:
+    """Wait TYPING_PATIENCE s at most for a typing call under way (`call`: the task making
+    it) to land: True when it did. One still under way is left to land or fail by itself,
+    never cut (cut inside discord.py's rate limiter, it held the channel's next call 30 s)."""
+    done, _ = await asyncio.wait([call], timeout=TYPING_PATIENCE)
+    return bool(done)
 
 
 class Deadline:

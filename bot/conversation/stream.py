@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from bot.connection import provider_error_text
 from bot.conversation.budget import answer_limit, estimate_tokens
 from bot.conversation.guard import AnswerGuard
+from bot.conversation.patience import typing_landed
 from bot.conversation.reasoning import ThinkSplitter
 from bot.fields import REGISTRY
 from bot.providers import (
@@ -627,10 +628,10 @@ class Typing:
 
     async def done(self) -> None:
         """Before the first text: a typing call under way lands first (shown text must
-        not be followed by typing), and none starts after."""
+        not be followed by typing), TYPING_PATIENCE s at most, and none starts after."""
         self._timer.cancel()
         if self._call is not None:
-            await self._call
+            await typing_landed(self._call)  # not for long: it is a courtesy
 
     def cancel(self) -> None:
         """None starts after; a call under way lands by itself (cut mid-call, it could

@@ -110,6 +110,13 @@ class FakeDiscord:
     dms: list[dict[str, Any]] = field(default_factory=list)  # what the bot sent by DM
     refuse_dms: bool = False  # members take no DM from the bot (Discord's 50007)
     hold_typing: float = 0.0  # seconds a typing call waits before it is answered
+    # Typing calls answered with a 429 asking the bot to wait this many seconds (0: none),
+    # which discord.py sleeps out: Discord's typing endpoint refusing the bot a while.
+    typing_retry_after: float = 0.0
+    typings: int = 0  # typing calls that reached the fake
+    # A typing call waits while this is cleared (set at start, and at stop): one Discord
+    # never answers.
+    typing_open: asyncio.Event = field(default_factory=asyncio.Event)
     refuse_files: bool = False  # a post or an edit with a file is too large (413)
     calls: list[Call] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -477,6 +484,7 @@ class FakeDiscord:
         self._open.set()
         self.thread_fetches_open.set()
         self.edits_open.set()
+        self.typing_open.set()
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway-resume", self._gateway)
@@ -531,6 +539,7 @@ class FakeDiscord:
 
     async def stop(self) -> None:
         self._open.set()
+        self.typing_open.set()
         for ws in list(self._sockets):
             await ws.close()
         self._arrivals.close()
@@ -760,6 +769,10 @@ class FakeDiscord:
                 return self._json({"message": "Service Unavailable", "code": 0}, 503)
             return self._json(self.threads[cid])
         if route == ("POST", f"/channels/{cid}/typing"):
+            self.typings += 1
+            if self.typing_retry_after:
+                return self._rate_limited(self.typing_retry_after)
+            await self.typing_open.wait()
             await asyncio.sleep(self.hold_typing)
             return web.Response(status=204)
         if rest == "/webhooks":

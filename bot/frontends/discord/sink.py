@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import aiohttp
 import discord
 
-from bot.core import END_PATIENCE, Deadline, NotUpdated, bounding_call
+from bot.core import END_PATIENCE, Deadline, NotUpdated, bounding_call, typing_landed
 from bot.frontends.discord.failures import CALL_FAILED, NETWORK_ERRORS
 from bot.frontends.discord.persona import Speaker, webhook_name
 
@@ -81,6 +81,10 @@ MIN_INTERVAL = 1.0  # seconds between edits of one answer: under Discord's ~5 ed
 # at once instead of a second after the stream ended (5 writes per 5 min_intervals).
 EDIT_BUDGET = 5
 TYPING_EVERY = 8.0  # a typing indicator lasts about 10 s
+# Channels (by id) with a typing call under way: an answer starts none there meanwhile.
+# One Discord holds (a 429 asking an hour, which discord.py sleeps out) held each next
+# answer's call behind it in discord.py's rate limiter, and that answer's first text.
+_TYPING_IN: set[int] = set()
 EDIT_RETRIES = 3  # after discord.py's own 429 handling gave up, or a 5xx
 RETRY_PAUSE = 2.0
 # An ended answer's edits and posts hold its conversation END_PATIENCE s at most
@@ -277,8 +281,13 @@ class DiscordTarget:
             self._typing = asyncio.create_task(self._keep_typing(), name="discord-typing")
 
     async def _keep_typing(self) -> None:
+        where: int | None = getattr(self._channel, "id", None)
         while True:
+            if where in _TYPING_IN:
+                return  # another answer's call is stuck here: "typing…" comes when it lands
             self._typing_call = True
+            if where is not None:
+                _TYPING_IN.add(where)
             try:
                 await self._channel.typing()
             except discord.Forbidden:
@@ -287,6 +296,8 @@ class DiscordTarget:
                 log.debug("typing indicator failed: %s", type(err).__name__)
             finally:
                 self._typing_call = False
+                if where is not None:
+                    _TYPING_IN.discard(where)
             if self._typing is not asyncio.current_task():
                 return  # stopped during the call
             await asyncio.sleep(TYPING_EVERY)
@@ -303,12 +314,12 @@ class DiscordTarget:
     async def close(self) -> None:
         task = self._stop_typing()
         if task is not None:
-            await asyncio.wait([task])
+            await typing_landed(task)
 
     async def send(self, text: str) -> object:
         typing = self._stop_typing()
-        if typing is not None:  # "typing…" must not come after the text
-            await asyncio.wait([typing])
+        if typing is not None:  # "typing…" must not come after the text (a while at most)
+            await typing_landed(typing)
         if self.blocked:
             return None
         first = not self._posted

@@ -15,6 +15,7 @@ import aiohttp
 import nio
 from nio.crypto import decrypt_attachment
 
+from bot.core import typing_landed
 from bot.frontends.matrix.access import RoomAuthority, authority_from_state
 from bot.frontends.matrix.events import SENT_BY_THIS_BOT, MediaFile, media_of, relates_to
 from bot.frontends.matrix.sink import (
@@ -83,6 +84,10 @@ class MatrixApi:
         # The bot's events someone removed from their room (`removed`): never edited after.
         self._removed = RecentIds(_REMEMBERED)
         self._authority: dict[str, RoomAuthority] = {}
+        # By room: whether "typing…" should show, and the call making it so (one at a time:
+        # calls stuck behind a homeserver's hour-long 429 did not pile up, one per answer).
+        self._typing_wanted: dict[str, bool] = {}
+        self._typing_calls: dict[str, asyncio.Task[None]] = {}
 
     @property
     def user_id(self) -> str:
@@ -191,10 +196,28 @@ class MatrixApi:
         return True
 
     async def typing(self, room_id: str, on: bool) -> None:
+        """ "Typing…" shown or taken off in `room_id`: a courtesy, which holds its caller
+        TYPING_PATIENCE s at most (nio sleeps out a 429 asking an hour, and waits for a
+        homeserver that never answers 2 minutes); a call still under way then lands by
+        itself, and the newest state asked for meanwhile goes after it."""
+        self._typing_wanted[room_id] = on
+        call = self._typing_calls.get(room_id)
+        if call is None:
+            call = asyncio.create_task(self._set_typing(room_id), name="matrix-typing")
+            self._typing_calls[room_id] = call
+        await typing_landed(call)
+
+    async def _set_typing(self, room_id: str) -> None:
+        sent: bool | None = None
         try:
-            await self.client.room_typing(room_id, typing_state=on, timeout=30_000)
-        except (OSError, TimeoutError) as err:
-            log.debug("typing notice failed: %s", type(err).__name__)
+            while (on := self._typing_wanted[room_id]) != sent:
+                sent = on
+                try:
+                    await self.client.room_typing(room_id, typing_state=on, timeout=30_000)
+                except (OSError, TimeoutError, aiohttp.ClientError) as err:
+                    log.debug("typing notice failed: %s", type(err).__name__)
+        finally:
+            del self._typing_calls[room_id], self._typing_wanted[room_id]
 
     async def is_own_event(self, room_id: str, event_id: str) -> bool:
         """Whether `event_id` was sent by the bot in `room_id` (remembered, else asked)."""
