@@ -80,6 +80,12 @@ class Deadline:
         for timeout in self._open:
             timeout.reschedule(self.at)
 
+    def gave_up(self, failing: str) -> str:
+        """What the log says of a call given up at this deadline: the seconds really waited
+        (END_PATIENCE, and the rate limits' waits counted on top of it), `failing` it."""
+        waited = END_PATIENCE if self.at is None or self._ended is None else self.at - self._ended
+        return f"gave up after {waited:.3g} s of {failing}"
+
     def passed(self, within: float = 0.0) -> bool:
         """The deadline has passed (or will have, `within` s from now)."""
         return self.at is not None and asyncio.get_running_loop().time() + within >= self.at

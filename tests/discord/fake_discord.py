@@ -87,6 +87,7 @@ class FakeDiscord:
     channels: int = 1  # text channels in the guild: channel_id, channel_id + 1, …
     rate_limit_edits: int = 0  # answer this many message edits with a 429 first
     edit_retry_after: float = 0.3  # the seconds each of those asks the bot to wait
+    limit_edits_first: bool = False  # those 429s come first, before edits_open holds the rest
     # Whether a 429 says its wait in a Retry-After header too (Discord does; discord.py
     # sleeps what its body's retry_after says, and a proxy in front may drop the header).
     retry_after_header: bool = True
@@ -540,6 +541,7 @@ class FakeDiscord:
     async def stop(self) -> None:
         self._open.set()
         self.typing_open.set()
+        self.edits_open.set()  # an edit held is answered, not left to the runner's timeout
         for ws in list(self._sockets):
             await ws.close()
         self._arrivals.close()
@@ -814,6 +816,9 @@ class FakeDiscord:
             return web.Response(status=204)
         if request.method == "PATCH" and rest.startswith("/messages/"):
             mid = int(rest.rsplit("/", 1)[1])
+            if self.limited < self.rate_limit_edits and self.limit_edits_first:
+                self.limited += 1
+                return self._rate_limited(self.edit_retry_after)
             if self.edit_delay:
                 await asyncio.sleep(self.edit_delay)
             await self.edits_open.wait()

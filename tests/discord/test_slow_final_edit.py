@@ -238,3 +238,32 @@ async def _settled(core: Core, fake: FakeDiscord) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the answer was never tied to its messages")
+
+
+@pytest.mark.usefixtures("two_parts")
+async def test_the_log_of_an_edit_given_up_says_the_time_really_waited(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review of typing10: an edit given up after a rate limit's wait was counted on top
+    of the end patience said "gave up after 15 s" (END_PATIENCE as imported, whatever the
+    patience was): the log now says what was waited, the patience and the wait asked."""
+    fake = FakeDiscord(
+        TOKEN,
+        rate_limit_edits=1,
+        edit_retry_after=2.0,
+        limit_edits_first=True,
+    )
+    await fake.start()
+    fake.edits_open.clear()  # then no edit is answered
+    try:
+        async with running(core, fake):
+            with caplog.at_level(logging.WARNING, logger="bot.discord"):
+                await fake.user_says(f"<@{fake.bot_id}> tell me")
+                await fake.wait_until(lambda: len(_by_bot(fake)) == 2, 30)
+    finally:
+        await fake.stop()
+    assert fake.limited == 1
+    said = [r.getMessage() for r in caplog.records if "gave up after" in r.getMessage()]
+    assert said, [r.getMessage() for r in caplog.records]
+    waited = [float(re.findall(r"gave up after ([\d.]+) s", line)[0]) for line in said]
+    assert all(2.0 < seconds <= 3.5 for seconds in waited), said  # 1 s patience + 2 s asked

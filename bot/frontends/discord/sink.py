@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import aiohttp
 import discord
 
-from bot.core import END_PATIENCE, Deadline, NotUpdated, bounding_call, typing_landed
+from bot.core import Deadline, NotUpdated, bounding_call, typing_landed
 from bot.frontends.discord.failures import CALL_FAILED, NETWORK_ERRORS
 from bot.frontends.discord.persona import Speaker, webhook_name
 
@@ -355,7 +355,7 @@ class DiscordTarget:
             status = f"{err.status} " if isinstance(err, discord.HTTPException) else ""
             why = f"{status}{type(err).__name__}"
             if self.deadline.passed():
-                why = f"gave up after {END_PATIENCE:g} s of Discord failing it at the answer's end"
+                why = self.deadline.gave_up("Discord failing it at the answer's end")
             where = getattr(self._channel, "id", "?")
             if self._posted:  # the page before says the rest could not be posted
                 log.warning(
@@ -572,7 +572,7 @@ class DiscordTarget:
         except NETWORK_ERRORS as err:
             why = type(err).__name__
             if self.deadline.passed():
-                why = f"gave up after {END_PATIENCE:g} s of Discord failing it at the answer's end"
+                why = self.deadline.gave_up("Discord failing it at the answer's end")
             log.warning("could not edit an answer: %s", why)
             self._edit_failed = True
             return False

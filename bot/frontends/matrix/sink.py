@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.core import END_PATIENCE, Deadline, NotUpdated
+from bot.core import Deadline, NotUpdated
 from bot.frontends.matrix.render import HTML_FORMAT, markdown_to_html, needs_html
 
 log = logging.getLogger("bot.frontends.matrix")
@@ -263,7 +263,7 @@ class MatrixTarget:
         """Why a call of an ended answer failed, for the log."""
         why = str(err) if isinstance(err, SendFailed) else "no answer"
         if self.deadline.passed():
-            why = f"gave up after {END_PATIENCE:g} s of the homeserver failing it ({why})"
+            why = self.deadline.gave_up(f"the homeserver failing it ({why})")
         return why
 
 
