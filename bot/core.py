@@ -326,16 +326,13 @@ class Core:
 
     async def hold_personal_secrets(
         self, ref: ChannelRef, actor: Actor, holds: Callable[[str | None], bool]
-    ) -> list[str] | None:
+    ) -> list[str]:
         """The secrets set in the room while it was a direct chat, whose owner `holds`
         says may no longer pay for them (the room is no longer one, or the owner left), are
-        not used from now on. The names held now ([] when none, or held before); None when
-        the database could not say (logged): nothing may use them then."""
-        try:
-            return await self.store.hold_personal_secrets(ref, actor, holds)
-        except StoreError as err:
-            log.warning("could not hold the keys of %s, no longer a direct chat: %s", ref, err)
-            return None
+        not used from now on. The names held now ([] when none, or held before);
+        StoreError when the database could not say: nothing may use them then, and the
+        front-end tells whoever asked in the store's own words."""
+        return await self.store.hold_personal_secrets(ref, actor, holds)
 
     async def settle_legacy_secrets(self, ref: ChannelRef, *, private: bool) -> None:
         """At start: the room's own secrets an older version stored are its owner's when

@@ -16,7 +16,16 @@ import nio
 from bot.commands import Invocation
 from bot.commands.parse import CommandError, TypedCommand, asks_secret, plain_prefix
 from bot.commands.spec import Kind
-from bot.core import Core, Edited, HeldReply, PacedReply, TurnResult, split_text
+from bot.core import (
+    Core,
+    Edited,
+    HeldReply,
+    PacedReply,
+    StoreError,
+    TurnResult,
+    split_text,
+    unstored,
+)
 from bot.frontends.matrix import events
 from bot.frontends.matrix.access import is_room_admin
 from bot.frontends.matrix.api import MatrixApi
@@ -466,8 +475,13 @@ class MessageHandler:
         target = room if prepared.ref.channel_id == msg.room_id else None
         target = target or self._room(prepared.ref.channel_id)
         stopping = prepared.inv.path == ("stop",)  # uses no key: never held back
-        if target is not None and not stopping and not await self._hold_personal(target):
-            await self._notice(msg, self._with_note(_NOT_HELD.format("done"), msg, note))
+        try:
+            if target is not None and not stopping:
+                await self._hold_personal(target)
+        except StoreError as err:  # said as the command itself would have said it
+            where = prepared.ref.channel_id
+            log.warning("could not check the keys of %s before a command: %s", where, err)
+            await self._notice(msg, self._with_note(str(err), msg, note))
             return False
         if self._core.is_control(prepared.inv):
             if prepared.ref.channel_id != msg.room_id:  # its answer is edited in its room
@@ -505,10 +519,13 @@ class MessageHandler:
         typed = self.typed_elsewhere(msg.text, room)
         if typed is None:
             return
-        if not await self._core.should_answer(
-            msg.ref, await self._addressed(msg, self.names(room))
-        ):
-            return  # not to the bot (another bot's, maybe), as chat would not be
+        try:
+            spoken_to = await self._addressed(msg, self.names(room))
+            if not await self._core.should_answer(msg.ref, spoken_to):
+                return  # not to the bot (another bot's, maybe), as chat would not be
+        except StoreError as err:  # whether it was for the bot cannot be told: as chat
+            log.warning("could not read how to answer a message in %s: %s", msg.room_id, err)
+            return
         note = await self._take_out(msg) if decision.redact else ""
         stripped = events.strip_mention(msg.text, self._api.user_id, self.names(room))
         line = self.prefix + plain_prefix(stripped.strip(), "/")[1:]
@@ -780,7 +797,10 @@ class MessageHandler:
             )
             if words is None:
                 return
-        if not await self._hold_personal(room):  # said in the log
+        try:
+            await self._hold_personal(room)
+        except StoreError as err:  # a reaction has nowhere to be answered: the log says it
+            log.warning("could not check the keys of %s before a reaction: %s", room_id, err)
             return
         inv = self._core.parse(f"{self.prefix}{' '.join(words)}", Platform.MATRIX)
         target = MatrixTarget(
@@ -1121,9 +1141,20 @@ class MessageHandler:
         if msg.content.get("msgtype") == "m.emote":
             text = _emote_as_action(text)
         ref = msg.ref
-        if not await self._core.should_answer(ref, await self._addressed(msg, names)):
-            return
-        if not await self._may_post(room):  # asking the model would cost, and show nothing
+        spoken_to = False
+        try:  # the reads before the turn: whether to answer, the room's keys
+            spoken_to = await self._addressed(msg, names)
+            if not await self._core.should_answer(ref, spoken_to):
+                return
+            if not await self._may_post(room):  # asking the model would cost, show nothing
+                return
+            await self._hold_personal(room)
+        except StoreError as err:
+            # The database down or locked: one who spoke to the bot is told, as a turn that
+            # cannot store its question tells them, not left waiting for an answer.
+            log.warning("could not read how to answer a message in %s: %s", msg.room_id, err)
+            if spoken_to:
+                await self._notice(msg, unstored(err))
             return
         if msg.thread:
             self._threads[msg.thread] = None
@@ -1131,9 +1162,6 @@ class MessageHandler:
             while len(self._threads) > _THREADS_KEPT:
                 self._threads.popitem(last=False)
         actor = await self._actor(room, msg.sender)
-        if not await self._hold_personal(room):
-            await self._notice(msg, _NOT_HELD.format("sent to the model"))
-            return
         shown = Shown(ref, msg.sender)
         target = self._answer_target(msg, on_sent=self._showing(shown))
         shown.mention = target.mention
@@ -1216,8 +1244,12 @@ class MessageHandler:
             return False
         key = (msg.room_id, msg.sender)
         if tell_unread(self._unread_told.get(key), time.monotonic()):
-            addressed = await self._addressed(msg, self.names(room))
-            if not await self._core.should_answer(msg.ref, addressed):
+            try:
+                addressed = await self._addressed(msg, self.names(room))
+                if not await self._core.should_answer(msg.ref, addressed):
+                    return False
+            except StoreError as err:  # whether it was for the bot cannot be told
+                log.warning("could not read how to answer a message in %s: %s", msg.room_id, err)
                 return False
             if not await self._may_post(room):
                 return False
@@ -1250,12 +1282,15 @@ class MessageHandler:
         if starting:
             ref = ChannelRef(Platform.MATRIX, room.room_id)
             await self._core.settle_legacy_secrets(ref, private=_private(room))
-        await self._hold_personal(room)
+        try:
+            await self._hold_personal(room)
+        except StoreError as err:  # the next turn or command there checks again
+            log.warning("could not check the keys of %s: %s", room.room_id, err)
 
-    async def _hold_personal(self, room: nio.MatrixRoom) -> bool:
+    async def _hold_personal(self, room: nio.MatrixRoom) -> None:
         """Before a turn or a command here: a room no longer a private direct chat stops
         using the keys set in it while it was one (decide.holds_personal_keys), and is
-        told so the first time (the store holds them once, for every process). False
+        told so the first time (the store holds them once, for every process). StoreError
         when the database could not say: nothing may go on to use them."""
         holds = functools.partial(
             holds_personal_keys, private=_private(room), members=_joined(room)
@@ -1265,7 +1300,7 @@ class MessageHandler:
         actor = Actor(self._api.user_id, "the bot, as the room is no longer a direct chat")
         held = await self._core.hold_personal_secrets(ref, actor, holds)
         if not held:
-            return held is not None
+            return
         log.info(
             "%s is no longer a direct chat: held its keys set there (%s)",
             room.room_id,
@@ -1276,7 +1311,6 @@ class MessageHandler:
             await target.send(held_notice(held, self.prefix, room.room_id))
         except SendFailed as err:
             log.warning("could not say so in %s: %s", room.room_id, err)
-        return True
 
     async def _take_out(self, msg: Message) -> str:
         """Redact a message that holds a secret; what to tell its sender about it."""
@@ -1345,13 +1379,6 @@ class _Prepared:
     inv: Invocation
     label: str  # names the configured room when the command came from a direct chat
     personal: bool = False  # the room it configures is a private direct chat: its owner's
-
-
-# The database could not hold a former direct chat's keys: nothing may use them meanwhile.
-_NOT_HELD = (
-    "The bot could not check the room's keys in its database, so nothing was {}. Try "
-    "again shortly; if it keeps happening, tell the bot's operator."
-)
 
 
 def held_notice(names: list[str], prefix: str, room_id: str) -> str:
