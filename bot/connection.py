@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from functools import partial
 
 from bot.providers import (
+    KEY_OR_PASSWORD_STEP,
+    PASSWORD_STEP,
     TRANSIENT_KINDS,
-    AuthError,
     Endpoint,
     NotFoundError,
     ProviderError,
@@ -292,7 +293,6 @@ async def run_status_check(
     step is theirs to take; `who`: who the admins who fix a failure are here)."""
     config = await store.effective_config(ref)
     missing: NotConnectable | None = None
-    endpoint: Endpoint | None = None
     try:
         endpoint = await endpoint_for(store, ref, config, prefix)
         result = await hub.provider(endpoint).check_status()
@@ -309,7 +309,7 @@ async def run_status_check(
         reason=result.reason,
         checked_url=result.base_url,
         kind=result.error_kind,
-        step=_step(result, endpoint, ref, prefix),
+        step=credential_step(result.step, ref, prefix),
     )
     # Kept only while the channel still has the endpoint and the status checked: a
     # check that ended after a /proxy set or another check says nothing of what is there.
@@ -323,16 +323,17 @@ async def run_status_check(
     return replace(result, reason=status_said(status, prefix, admin=admin, who=who))
 
 
-def _step(result: StatusResult, endpoint: Endpoint | None, ref: ChannelRef, prefix: str) -> str:
-    """What an admin does about a failed check: the provider's step, or, where the
-    endpoint wants a credential and the check sent none, the command that sets it (the
-    provider layer knows no commands; a line of its own beside the step said it twice)."""
-    if result.error_kind != AuthError.kind or endpoint is None or endpoint.credential():
-        return result.step
-    step = f"Set a proxy password for it with {password_step(ref, prefix)}"
-    if endpoint.source is Source.CUSTOM:
-        step += f", or a key with {key_step(ref, Source.CUSTOM.value, prefix)}"
-    return step + "."
+def credential_step(step: str, ref: ChannelRef | None, prefix: str) -> str:
+    """A provider's step as an admin takes it here: one that says to set a credential the
+    request did not send (the provider layer knows no commands) names the command that sets
+    it on this platform (a Matrix group room by room:); any other step as it is. A line of
+    its own beside the step said it twice; /models external said no command at all."""
+    if ref is None or step not in (KEY_OR_PASSWORD_STEP, PASSWORD_STEP):
+        return step
+    said = f"Set a proxy password for it with {password_step(ref, prefix)}"
+    if step == KEY_OR_PASSWORD_STEP:
+        said += f", or a key with {key_step(ref, Source.CUSTOM.value, prefix)}"
+    return said + "."
 
 
 def _resolved(config: ChannelConfig, result: StatusResult) -> str | None:
@@ -360,13 +361,19 @@ def recheck_due(status: StatusCheck | None, now: datetime | None = None) -> bool
 
 
 def provider_error_text(
-    err: ProviderError, prefix: str, *, admin: bool = False, who: str = ""
+    err: ProviderError,
+    prefix: str,
+    *,
+    admin: bool = False,
+    who: str = "",
+    ref: ChannelRef | None = None,
 ) -> str:
     """A provider's error as a person reads it, with the command that helps named as
     typed on their platform (the provider layer knows no commands); its step (`Check the
-    URL …`) as their own to an `admin`, to anyone else as an admin's (`who`: who those
-    are here, OperatorAccess.who_admins)."""
-    return with_step(_what_failed(err, prefix), err.step, prefix, admin=admin, who=who)
+    URL …`) as their own to an `admin` (as typed in `ref`: credential_step), to anyone
+    else as an admin's (`who`: who those are here, OperatorAccess.who_admins)."""
+    step = credential_step(err.step, ref, prefix)
+    return with_step(_what_failed(err, prefix), step, prefix, admin=admin, who=who)
 
 
 def _what_failed(err: ProviderError, prefix: str) -> str:

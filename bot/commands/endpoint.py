@@ -788,7 +788,7 @@ async def models_external(ctx: CommandContext, args: dict[str, Any]) -> Reply:
         earlier = ctx.hub.reused(err, asked)
         if earlier is None:
             raise
-        said = provider_error_text(err, ctx.prefix, admin=ctx.is_admin)
+        said = provider_error_text(err, ctx.prefix, admin=ctx.is_admin, ref=ctx.ref)
         return Reply(f"Listing failed{_reused(earlier, again)}: {said}", private=True, ok=False)
     if not models:
         return Reply("The endpoint reported no models. Check the URL and key.", ok=False)

@@ -155,9 +155,8 @@ async def execute(table: tuple[Command, ...], inv: Invocation, ctx: CommandConte
     except (SecretUnreadable, StoreError, FieldError) as err:
         return Reply(str(err), private=True, ok=False)
     except ProviderError as err:
-        said = provider_error_text(
-            err, ctx.prefix, admin=ctx.is_admin, who=ctx.gate.operator.who_admins(ctx.ref)
-        )
+        who = ctx.gate.operator.who_admins(ctx.ref)
+        said = provider_error_text(err, ctx.prefix, admin=ctx.is_admin, who=who, ref=ctx.ref)
         return Reply(said, private=True, ok=False)
     except Exception as err:  # a bug: said, logged by kind and place, never a traceback
         log.error("%s failed: %s", name, failure(err))

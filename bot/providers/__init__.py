@@ -1,6 +1,6 @@
 """The provider layer: OpenAI, Claude, Mistral and custom OpenAI-compatible endpoints."""
 
-from bot.providers._provider import MAX_MODELS, maybe_cut
+from bot.providers._provider import KEY_OR_PASSWORD_STEP, MAX_MODELS, PASSWORD_STEP, maybe_cut
 from bot.providers.base import (
     TRANSIENT_KINDS,
     AuthError,
@@ -31,7 +31,9 @@ from bot.providers.policy import AddressRefused, EndpointPolicy, EndpointRefused
 
 __all__ = [
     "CONTINUE_INSTRUCTION",
+    "KEY_OR_PASSWORD_STEP",
     "MAX_MODELS",
+    "PASSWORD_STEP",
     "TRANSIENT_KINDS",
     "AddressRefused",
     "AuthError",

@@ -34,6 +34,10 @@ log = logging.getLogger("bot.providers")
 # million ids within the body cap, and every channel's copy is stored, read back on
 # turns and searched for /model's suggestions and choices, on the event loop.
 MAX_MODELS = 5000
+# An authentication error's step when the request sent no credential: an admin sets one.
+# The layer that knows the platform's commands names the one to type (connection).
+KEY_OR_PASSWORD_STEP = "Set a key or a proxy password for it."  # custom: either does
+PASSWORD_STEP = "Set a proxy password for it."  # a source behind a proxy URL
 # The most entries a parser reads of a list: room for the ids left out (repeated, not
 # choosable, holding a key) before MAX_MODELS are kept; the rest are not even read.
 MODELS_READ = 2 * MAX_MODELS
@@ -210,9 +214,7 @@ class HTTPProvider:
         e = self.endpoint
         if e.credential() is not None:
             return ""
-        if e.source is Source.CUSTOM:
-            return "Set a key or a proxy password for it."
-        return "Set a proxy password for it."
+        return KEY_OR_PASSWORD_STEP if e.source is Source.CUSTOM else PASSWORD_STEP
 
     async def get_json(self, spec: RequestSpec) -> Any:
         """One GET (model list, a page of it) with the bounded retry rule."""

@@ -239,7 +239,12 @@ async def test_a_matrix_rooms_password_hints_name_the_room(tmp_path: Path) -> No
         try:
             # The endpoint refuses a check that sent no password: the step names the room.
             refused = await command(core, f"!proxy set {locked.url_v1}", ref=ROOM)
-            assert f"Set a proxy password for it with {ROOM_STEP}, or a key with" in refused
+            step = f"Set a proxy password for it with {ROOM_STEP}, or a key with"
+            assert step in refused
+            # Listing the models there says the same step (it said "Set a key or a proxy
+            # password for it." with no command).
+            listed = await command(core, "!models external", ref=ROOM)
+            assert "Listing failed" in listed and step in listed, listed
             # The operator's password is kept from the room's own URL: the same step.
             line = [
                 ln
